@@ -1,0 +1,5 @@
+import sys
+
+from xfchat.cli import main
+
+sys.exit(main())

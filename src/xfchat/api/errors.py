@@ -1,0 +1,117 @@
+"""One shape for every error: `{"code": "UPPER_SNAKE", "message": "..."}`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import asyncpg
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from xfchat.api.responses import JSONResponse
+from xfchat.errors import XFChatError
+
+log = logging.getLogger("xfchat.api")
+
+HTTP_CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    406: "NOT_ACCEPTABLE",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+}
+
+DB_UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.AdminShutdownError,
+)
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
+    return JSONResponse(
+        {"code": code, "message": message, **extra}, status_code=status, headers=headers
+    )
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+async def _xfchat_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, XFChatError)
+    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = HTTP_CODES.get(exc.status_code, f"HTTP_{exc.status_code}")
+    message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ").lower()
+    if exc.status_code == 404 and message == "Not Found":
+        message = "no such route"
+    return error_response(exc.status_code, code, message, headers=getattr(exc, "headers", None))
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return error_response(400, "MALFORMED_JSON", "the request body is not valid JSON")
+    details = [
+        {"field": _field(tuple(e.get("loc", ()))), "message": str(e.get("msg", ""))} for e in errors
+    ]
+    first = details[0] if details else {"field": "body", "message": "invalid"}
+    return error_response(
+        400,
+        "VALIDATION_ERROR",
+        f"{first['field']}: {first['message']}",
+        field=first["field"],
+        errors=details,
+    )
+
+
+def install_error_handlers(app: FastAPI, on_db_error: Any = None) -> None:
+    app.add_exception_handler(XFChatError, _xfchat_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+
+    async def database_error(_request: Request, exc: Exception) -> JSONResponse:
+        if on_db_error is not None:
+            on_db_error(type(exc).__name__)
+        if isinstance(exc, asyncpg.QueryCanceledError):
+            return error_response(
+                503,
+                "DATABASE_TIMEOUT",
+                "the database took too long to answer",
+                headers={"Retry-After": "1"},
+            )
+        if isinstance(exc, DB_UNAVAILABLE_ERRORS):
+            return error_response(
+                503,
+                "DATABASE_UNAVAILABLE",
+                "the database is unavailable",
+                headers={"Retry-After": "1"},
+            )
+        log.exception("database error", exc_info=exc)
+        return error_response(500, "INTERNAL_ERROR", "internal error")
+
+    for cls in (asyncpg.PostgresError, *DB_UNAVAILABLE_ERRORS):
+        app.add_exception_handler(cls, database_error)
+
+    async def internal_error(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return error_response(500, "INTERNAL_ERROR", "internal error")
+
+    app.add_exception_handler(Exception, internal_error)

@@ -1,0 +1,100 @@
+"""Prometheus metrics: requests and latency per route, pool usage, database errors.
+
+Each app has its own registry (no process-global state), exposed at GET /metrics.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class _PoolCollector(Collector):
+    def __init__(self, stats: Callable[[], dict[str, Any] | None]) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        stats = self.stats()
+        if stats is None:
+            return
+        for key, doc in (
+            ("size", "connections open"),
+            ("in_use", "connections checked out"),
+            ("idle", "connections idle"),
+            ("max", "maximum pool size"),
+        ):
+            yield GaugeMetricFamily(
+                f"xfchat_db_pool_{key}", f"Database pool: {doc}", value=stats[key]
+            )
+
+
+class Metrics:
+    def __init__(self, pool_stats: Callable[[], dict[str, Any] | None]) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "xfchat_http_requests",
+            "HTTP requests answered",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "xfchat_http_request_duration_seconds",
+            "Time from request to response headers",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.db_errors = Counter(
+            "xfchat_db_errors",
+            "Database errors seen by request handlers",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.registry.register(_PoolCollector(pool_stats))
+
+    def render(self) -> bytes:
+        return bytes(generate_latest(self.registry))
+
+    def count_db_error(self, kind: str) -> None:
+        self.db_errors.labels(kind=kind).inc()
+
+
+def route_label(scope: Scope) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return str(path) if path else "unmatched"
+
+
+class MetricsMiddleware:
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_and_measure(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                self.metrics.latency.labels(scope["method"], route_label(scope)).observe(
+                    time.perf_counter() - started
+                )
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_measure)
+        finally:
+            self.metrics.requests.labels(scope["method"], route_label(scope), str(status)).inc()

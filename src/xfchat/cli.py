@@ -1,0 +1,284 @@
+"""The command line: `xfchat serve | dev | migrate run|revert|info|add | seed | check`.
+
+Exit codes: 0 ok, 1 other failure, 2 bad settings, 3 database unusable, 4 migration
+failure, 5 cannot bind the port.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import sys
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from typing import Any, NoReturn
+
+from xfchat.db.migrate import MigrationError, Migrator, add
+from xfchat.db.pool import DatabaseStartupError, connect_with_retry
+from xfchat.settings import Settings, SettingsError, load_database_settings, load_settings
+
+EXIT_OTHER, EXIT_SETTINGS, EXIT_DATABASE, EXIT_MIGRATION, EXIT_BIND = 1, 2, 3, 4, 5
+
+
+def say(line: str) -> None:
+    print(f"[STARTUP] {line}", file=sys.stderr, flush=True)
+
+
+def fatal(line: str, code: int) -> NoReturn:
+    print(f"[STARTUP] FATAL: {line}", file=sys.stderr, flush=True)
+    raise SystemExit(code)
+
+
+def run_async(coro: Coroutine[Any, Any, int]) -> int:
+    """Run on uvloop when it is installed (it is, with uvicorn[standard])."""
+    try:
+        import uvloop
+
+        factory: Callable[[], asyncio.AbstractEventLoop] | None = uvloop.new_event_loop
+    except ImportError:  # pragma: no cover
+        factory = None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(coro)
+
+
+def guarded(main: Callable[[], Awaitable[int]]) -> int:
+    """Turn the known startup failures into one clear line and an exit code."""
+
+    async def wrapper() -> int:
+        try:
+            return await main()
+        except SettingsError as exc:
+            fatal(str(exc), EXIT_SETTINGS)
+        except DatabaseStartupError as exc:
+            fatal(str(exc), EXIT_DATABASE)
+        except MigrationError as exc:
+            fatal(str(exc), EXIT_MIGRATION)
+
+    return run_async(wrapper())
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        fatal(
+            f"cannot bind {host}:{port}: {exc.strerror}; is another server using the port? "
+            "(set XFCHAT_PORT)",
+            EXIT_BIND,
+        )
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _server_class() -> type:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn re-raises SIGINT/SIGTERM after its graceful shutdown, which turns a clean
+        stop into death by signal; handle them on the loop and return normally instead."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, self.handle_exit, sig, None)
+            try:
+                yield
+            finally:
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(sig)
+
+    return Server
+
+
+async def serve_http(settings: Settings, *, banner: Callable[[str], None] | None = None) -> int:
+    """Bind, build the app, serve until a signal; print `ready` once requests are served."""
+    import uvicorn
+
+    from xfchat.app import create_app
+
+    _Server = _server_class()
+    from xfchat.db.pool import create_pool
+
+    sock = bind_socket(settings.host, settings.port)
+    host, port = sock.getsockname()[:2]
+    url_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
+    say(f"bound to {host}:{port}")
+    pool = await create_pool(settings)
+    app = create_app(settings, pool=pool)
+    config = uvicorn.Config(
+        app,
+        lifespan="on",
+        log_config=None,
+        log_level=settings.log_level,
+        access_log=settings.access_log,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_s) or None,
+        server_header=False,
+    )
+    server = _Server(config)
+
+    async def announce() -> None:
+        while not server.started:
+            if server.should_exit:
+                return
+            await asyncio.sleep(0.02)
+        say(f"ready: http://{url_host}:{port}")
+        if banner is not None:
+            banner(f"http://{url_host}:{port}")
+
+    announcer = asyncio.create_task(announce())
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        announcer.cancel()
+        await pool.close()
+    return 0 if server.started else EXIT_OTHER
+
+
+# ------------------------------------------------------------------------ commands
+
+
+def cmd_serve(_args: argparse.Namespace) -> int:
+    async def main() -> int:
+        from xfchat.db.startup import prepare_database
+
+        settings = load_settings()
+        settings.require_database_url()
+        configure_logging(settings.log_level)
+        say("settings valid")
+        await prepare_database(settings, say)
+        return await serve_http(settings)
+
+    return guarded(main)
+
+
+def cmd_dev(_args: argparse.Namespace) -> int:
+    from xfchat.dev import run_dev
+
+    return run_dev()
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    if args.action == "add":
+        settings = load_database_settings()
+        up, down = add(args.name, settings.migrations_dir)
+        print(f"created {up}\ncreated {down}")
+        return 0
+
+    async def main() -> int:
+        settings = load_database_settings()
+        conn = await connect_with_retry(settings, say)
+        try:
+            migrator = Migrator(conn, settings.migrations_dir, log=print)
+            if args.action == "run":
+                done = await migrator.run()
+                print(f"{len(done)} migration(s) applied")
+            elif args.action == "revert":
+                done = await migrator.revert(args.count)
+                print(f"{len(done)} migration(s) reverted")
+            else:
+                states = await migrator.status()
+                print(f"{'version':<8} {'name':<28} {'state':<9} applied at")
+                for s in states:
+                    when = s.applied_at.isoformat(timespec="seconds") if s.applied_at else "-"
+                    print(f"{s.version:04d}     {s.name:<28} {s.status:<9} {when}")
+            return 0
+        finally:
+            await conn.close()
+
+    return guarded(main)
+
+
+def cmd_seed(_args: argparse.Namespace) -> int:
+    async def main() -> int:
+        from xfchat.domain.demo import AlreadySeeded, seed_demo
+
+        settings = load_database_settings()
+        conn = await connect_with_retry(settings, say)
+        try:
+            if await Migrator(conn, settings.migrations_dir).pending():
+                fatal("the schema is not current: run `xfchat migrate run` first", EXIT_MIGRATION)
+            try:
+                summary = await seed_demo(conn)
+            except AlreadySeeded as exc:
+                fatal(f"{exc}; seeding twice is refused", EXIT_OTHER)
+        finally:
+            await conn.close()
+        print(
+            f"demo data loaded: {summary.users} users, {summary.channels} channels, "
+            f"{summary.roles} roles, {summary.messages} messages"
+        )
+        return 0
+
+    return guarded(main)
+
+
+def cmd_check(_args: argparse.Namespace) -> int:
+    async def main() -> int:
+        from xfchat.db.startup import prepare_database
+
+        settings = load_settings()
+        settings.require_database_url()
+        say("settings valid")
+        await prepare_database(settings, say, apply=False)
+        say("ok")
+        return 0
+
+    return guarded(main)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="xfchat", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run the server (production: settings from the environment)")
+    sub.add_parser("dev", help="run a local PostgreSQL, the demo data and the server")
+    sub.add_parser("seed", help="load the demo data into DATABASE_URL (refuses to run twice)")
+    sub.add_parser("check", help="validate settings, database and schema without serving")
+    migrate = sub.add_parser("migrate", help="database migrations")
+    actions = migrate.add_subparsers(dest="action", required=True)
+    actions.add_parser("run", help="apply pending migrations")
+    revert = actions.add_parser("revert", help="undo the last N applied migrations")
+    revert.add_argument("count", nargs="?", type=int, default=1)
+    actions.add_parser("info", help="show applied and pending migrations")
+    new = actions.add_parser("add", help="create an empty migration pair")
+    new.add_argument("name")
+    return parser
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "serve": cmd_serve,
+    "dev": cmd_dev,
+    "migrate": cmd_migrate,
+    "seed": cmd_seed,
+    "check": cmd_check,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except SettingsError as exc:
+        fatal(str(exc), EXIT_SETTINGS)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

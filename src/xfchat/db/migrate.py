@@ -1,0 +1,227 @@
+"""The migration runner: plain SQL pairs, checksums, an advisory lock.
+
+Why our own and not yoyo or alembic: the rules are few and strict (files named
+`NNNN_name.up.sql` / `.down.sql`, a `schema_migrations` table with version, name,
+checksum and applied_at, refusal of unknown or edited migrations, one transaction per
+migration under an advisory lock) and neither library keeps that layout; this is
+about 150 lines on the driver we already use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import asyncpg
+
+from xfchat.db.queries import locks
+from xfchat.db.queries import migrations as q
+
+FILE_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.(up|down)\.sql$")
+DEFAULT_DIR = Path(__file__).resolve().parent.parent / "migrations"
+# pg_advisory_lock key: "xfchat migrate" folded into 63 bits.
+LOCK_KEY = int.from_bytes(hashlib.sha256(b"xfchat migrate").digest()[:8], "big") >> 1
+
+
+class MigrationError(Exception):
+    """The schema cannot be brought up to date; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    up_path: Path
+    down_path: Path
+
+    @property
+    def up_sql(self) -> str:
+        return self.up_path.read_text(encoding="utf-8")
+
+    @property
+    def down_sql(self) -> str:
+        return self.down_path.read_text(encoding="utf-8")
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.up_path.read_bytes()).hexdigest()
+
+    @property
+    def label(self) -> str:
+        return f"{self.version:04d}_{self.name}"
+
+
+@dataclass(frozen=True)
+class MigrationState:
+    version: int
+    name: str
+    applied_at: datetime | None
+    status: str  # "applied", "pending", "edited", "unknown"
+
+
+def discover(directory: Path | None = None) -> list[Migration]:
+    directory = directory or DEFAULT_DIR
+    if not directory.is_dir():
+        raise MigrationError(f"migrations directory {directory} does not exist")
+    ups: dict[int, tuple[str, Path]] = {}
+    downs: dict[int, Path] = {}
+    for path in sorted(directory.iterdir()):
+        match = FILE_RE.match(path.name)
+        if not match:
+            continue
+        version, name, direction = int(match.group(1)), match.group(2), match.group(3)
+        if direction == "up":
+            if version in ups:
+                raise MigrationError(f"two up migrations have version {version:04d}")
+            ups[version] = (name, path)
+        else:
+            downs[version] = path
+    migrations = []
+    for version in sorted(ups):
+        name, up = ups[version]
+        if version not in downs:
+            raise MigrationError(f"{up.name} has no matching .down.sql")
+        migrations.append(Migration(version, name, up, downs[version]))
+    return migrations
+
+
+class Migrator:
+    def __init__(
+        self,
+        conn: asyncpg.Connection,
+        directory: Path | None = None,
+        log: Callable[[str], None] = lambda _line: None,
+    ) -> None:
+        self.conn = conn
+        self.migrations = discover(directory)
+        self.log = log
+
+    async def _locked(self) -> None:
+        # Lock first: two processes racing CREATE TABLE IF NOT EXISTS can collide.
+        await locks.lock_session(self.conn, key=LOCK_KEY)
+        await q.create_schema_migrations(self.conn)
+
+    async def _unlock(self) -> None:
+        await locks.unlock_session(self.conn, key=LOCK_KEY)
+
+    async def status(self) -> list[MigrationState]:
+        applied = {row.version: row for row in await q.list_applied_migrations(self.conn)}
+        known = {m.version: m for m in self.migrations}
+        out: list[MigrationState] = []
+        for version in sorted(set(applied) | set(known)):
+            row, mig = applied.get(version), known.get(version)
+            if mig is None:
+                assert row is not None
+                out.append(MigrationState(version, row.name, row.applied_at, "unknown"))
+            elif row is None:
+                out.append(MigrationState(version, mig.name, None, "pending"))
+            elif row.checksum != mig.checksum:
+                out.append(MigrationState(version, mig.name, row.applied_at, "edited"))
+            else:
+                out.append(MigrationState(version, mig.name, row.applied_at, "applied"))
+        return out
+
+    async def check_consistent(self) -> list[MigrationState]:
+        """Raise if the database has a migration this code does not know, or an applied
+        migration whose file was edited since."""
+        states = await self.status()
+        for s in states:
+            if s.status == "unknown":
+                raise MigrationError(
+                    f"the database has migration {s.version:04d}_{s.name}, which this code does "
+                    "not know: the schema is newer than the code; deploy the newer code (or "
+                    "revert the migration with the code that applied it)"
+                )
+            if s.status == "edited":
+                raise MigrationError(
+                    f"migration {s.version:04d}_{s.name} was edited after it was applied "
+                    "(checksum mismatch); restore the file and add a new migration instead"
+                )
+        return states
+
+    async def pending(self) -> list[Migration]:
+        states = await self.check_consistent()
+        todo = {s.version for s in states if s.status == "pending"}
+        return [m for m in self.migrations if m.version in todo]
+
+    async def run(self) -> list[Migration]:
+        """Apply every pending migration in order, each in its own transaction."""
+        await self._locked()
+        try:
+            done = []
+            for mig in await self.pending():
+                elapsed_ms = await self._step(mig, up=True)
+                self.log(f"applied {mig.label} ({elapsed_ms} ms)")
+                done.append(mig)
+            return done
+        finally:
+            await self._unlock()
+
+    async def revert(self, count: int = 1) -> list[Migration]:
+        """Undo the last `count` applied migrations, newest first."""
+        await self._locked()
+        try:
+            states = await self.check_consistent()
+            applied = [s.version for s in states if s.status == "applied"]
+            by_version = {m.version: m for m in self.migrations}
+            done = []
+            for version in sorted(applied, reverse=True)[:count]:
+                mig = by_version[version]
+                await self._step(mig, up=False)
+                self.log(f"reverted {mig.label}")
+                done.append(mig)
+            return done
+        finally:
+            await self._unlock()
+
+    async def _step(self, mig: Migration, *, up: bool) -> int:
+        """Apply (or undo) one migration and its bookkeeping in one transaction."""
+        started = time.perf_counter()
+        try:
+            async with self.conn.transaction():
+                await self.conn.execute(mig.up_sql if up else mig.down_sql)
+                elapsed_ms = int((time.perf_counter() - started) * 1000)
+                if up:
+                    await q.insert_applied_migration(
+                        self.conn,
+                        version=mig.version,
+                        name=mig.name,
+                        checksum=mig.checksum,
+                        execution_ms=elapsed_ms,
+                    )
+                else:
+                    await q.delete_applied_migration(self.conn, version=mig.version)
+        except asyncpg.PostgresError as exc:
+            subject = f"migration {mig.label}" if up else f"reverting {mig.label}"
+            raise MigrationError(f"{subject} failed and was rolled back: {_describe(exc)}") from exc
+        return elapsed_ms
+
+    async def is_current(self) -> bool:
+        applied = {row.version: row.checksum for row in await q.list_applied_migrations(self.conn)}
+        return applied == {m.version: m.checksum for m in self.migrations}
+
+
+def add(name: str, directory: Path | None = None) -> tuple[Path, Path]:
+    """Create the next empty migration pair."""
+    directory = directory or DEFAULT_DIR
+    slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+    if not slug:
+        raise MigrationError("a migration needs a name of letters or digits")
+    existing = discover(directory)
+    version = (existing[-1].version + 1) if existing else 1
+    up = directory / f"{version:04d}_{slug}.up.sql"
+    down = directory / f"{version:04d}_{slug}.down.sql"
+    up.write_text(f"-- {version:04d} {slug}: apply\n")
+    down.write_text(f"-- {version:04d} {slug}: undo exactly what the .up.sql does\n")
+    return up, down
+
+
+def _describe(exc: asyncpg.PostgresError) -> str:
+    detail = getattr(exc, "detail", None)
+    msg = str(exc).strip().splitlines()[0]
+    return f"{msg} ({detail})" if detail else msg

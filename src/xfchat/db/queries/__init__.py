@@ -1,0 +1,31 @@
+"""THE ONLY PLACE WITH SQL: one module per table family.
+
+A query function is `async def verb_noun(conn, *, ...)`, uses `$n` placeholders only,
+never opens a transaction, and returns typed rows. The one place that sends a
+notification is `events.py`, and only `realtime.events.emit` calls it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Protocol, TypeVar
+
+
+class _FromRecord(Protocol):
+    def __init__(self, **kwargs: Any) -> None: ...
+
+
+T = TypeVar("T", bound=_FromRecord)
+
+
+def one(cls: type[T], record: Any) -> T:
+    """A typed row from an asyncpg record."""
+    return cls(**dict(record))
+
+
+def maybe(cls: type[T], record: Any) -> T | None:
+    return None if record is None else cls(**dict(record))
+
+
+def many(cls: type[T], records: Iterable[Any]) -> list[T]:
+    return [cls(**dict(r)) for r in records]

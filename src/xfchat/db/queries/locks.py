@@ -1,0 +1,23 @@
+"""Liveness and advisory locks."""
+
+from __future__ import annotations
+
+import asyncpg
+
+
+async def select_one(conn: asyncpg.Connection) -> int:
+    return int(await conn.fetchval("SELECT 1"))
+
+
+async def lock_session(conn: asyncpg.Connection, *, key: int) -> None:
+    """Wait for a session-level advisory lock (released by `unlock_session`)."""
+    await conn.execute("SELECT pg_advisory_lock($1)", key)
+
+
+async def unlock_session(conn: asyncpg.Connection, *, key: int) -> None:
+    await conn.execute("SELECT pg_advisory_unlock($1)", key)
+
+
+async def lock_transaction(conn: asyncpg.Connection, *, key: int) -> None:
+    """Wait for an advisory lock held until the current transaction ends."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", key)

@@ -1,0 +1,153 @@
+"""`xfchat dev`: the newcomer's one command.
+
+Starts (or reuses) a local PostgreSQL whose data lives in `./.xfchat/` (an explicit
+DATABASE_URL wins), applies migrations, loads the demo data on the first run, serves on
+127.0.0.1:3000 and prints the URL and the demo logins. Ctrl-C stops the server, then
+the database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import tempfile
+from pathlib import Path
+
+from xfchat.cli import (
+    EXIT_DATABASE,
+    EXIT_OTHER,
+    configure_logging,
+    fatal,
+    guarded,
+    say,
+    serve_http,
+)
+from xfchat.db.embedded import (
+    EmbeddedPostgres,
+    EmbeddedPostgresError,
+    can_reach,
+    find_binaries,
+    server_os_user,
+)
+from xfchat.settings import load_settings
+
+DEV_DATABASE = "xfchat"
+
+
+def data_root() -> Path:
+    return Path(os.environ.get("XFCHAT_DATA_DIR") or Path.cwd() / ".xfchat").resolve()
+
+
+def _pg_data_dir(root: Path, major: int) -> Path:
+    """`<root>/pg<major>`; if the PostgreSQL account cannot reach `root` (a project
+    inside a 0700 home, under root), a per-project directory in the temp dir instead."""
+    user = server_os_user()
+    if user is None or can_reach(root, user):
+        return root / f"pg{major}"
+    key = hashlib.sha256(str(root).encode()).hexdigest()[:8]
+    fallback = Path(tempfile.gettempdir()) / f"xfchat-dev-{key}"
+    fallback.mkdir(mode=0o755, exist_ok=True)
+    os.chmod(fallback, 0o755)
+    say(f"the {user.name} account cannot reach {root}; keeping PostgreSQL data in {fallback}")
+    return fallback / f"pg{major}"
+
+
+def _dev_secret(root: Path) -> str:
+    """A random secret made once per checkout and kept in .xfchat/secret (never in git)."""
+    path = root / "secret"
+    if path.exists():
+        return path.read_text().strip()
+    value = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value + "\n")
+    return value
+
+
+def start_local_postgres(root: Path) -> EmbeddedPostgres:
+    binaries = find_binaries()
+    data_dir = _pg_data_dir(root, binaries.major)
+    reused = (data_dir / "PG_VERSION").exists()
+    pg = EmbeddedPostgres(data_dir, binaries, durable=True)
+    say(
+        f"{'reusing' if reused else 'creating'} local PostgreSQL {binaries.major} "
+        f"({binaries.source} binaries {binaries.bindir}) in {data_dir}"
+    )
+    pg.start()
+    say(f"local PostgreSQL listening on 127.0.0.1:{pg.port} (pid {pg.pid})")
+    return pg
+
+
+async def _ensure_database(pg: EmbeddedPostgres) -> str:
+    import asyncpg
+
+    from xfchat.db.queries.admin import create_database, database_exists
+
+    conn = await asyncpg.connect(pg.url)
+    try:
+        if not await database_exists(conn, name=DEV_DATABASE):
+            await create_database(conn, name=DEV_DATABASE)
+    finally:
+        await conn.close()
+    return pg.url_for(DEV_DATABASE)
+
+
+def run_dev() -> int:
+    root = data_root()
+    root.mkdir(parents=True, exist_ok=True)
+    os.chmod(root, 0o755)
+    pg: EmbeddedPostgres | None = None
+    try:
+        if not os.environ.get("DATABASE_URL"):
+            try:
+                pg = start_local_postgres(root)
+            except EmbeddedPostgresError as exc:
+                fatal(str(exc), EXIT_DATABASE)
+        os.environ.setdefault("XFCHAT_HOST", "127.0.0.1")
+        os.environ.setdefault("XFCHAT_SECRET", _dev_secret(root))
+
+        async def main() -> int:
+            from xfchat.db.pool import connect
+            from xfchat.db.startup import prepare_database
+            from xfchat.domain.demo import DEMO_PASSWORD, DEMO_USERS, is_seeded, seed_demo
+
+            if pg is not None:
+                os.environ["DATABASE_URL"] = await _ensure_database(pg)
+            settings = load_settings()
+            configure_logging(settings.log_level)
+            say("settings valid")
+            await prepare_database(settings, say)
+            conn = await connect(settings)
+            try:
+                if await is_seeded(conn):
+                    say("demo data present (reusing it)")
+                else:
+                    summary = await seed_demo(conn)
+                    say(
+                        f"demo data loaded: {summary.users} users, {summary.channels} channels, "
+                        f"{summary.messages} messages"
+                    )
+            finally:
+                await conn.close()
+
+            def banner(url: str) -> None:
+                print(
+                    f"\n  XFChat is running at {url}\n"
+                    f"  Database: {settings.database_url}\n"
+                    f"  Demo logins (password {DEMO_PASSWORD}): {', '.join(DEMO_USERS)}\n"
+                    "  Press Ctrl-C to stop.\n",
+                    flush=True,
+                )
+
+            return await serve_http(settings, banner=banner)
+
+        return guarded(main)
+    except KeyboardInterrupt:
+        return 130
+    except EmbeddedPostgresError as exc:
+        fatal(str(exc), EXIT_OTHER)
+    finally:
+        if pg is not None:
+            pg.stop()
+            say("local PostgreSQL stopped")

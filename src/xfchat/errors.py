@@ -1,0 +1,89 @@
+"""The errors a client can see.
+
+Every error leaves the server as JSON `{"code": "UPPER_SNAKE", "message": "..."}` with the
+error's HTTP status. Codes are stable and listed in the README (a test checks that every
+code raised in `src/` is documented there).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+
+class XFChatError(Exception):
+    status: ClassVar[int] = 400
+    default_code: ClassVar[str] = "BAD_REQUEST"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        field: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.default_code
+        self.field = field
+        self.headers = dict(headers or {})
+        self.extra = dict(extra or {})
+
+    def body(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.field is not None:
+            out["field"] = self.field
+        out.update(self.extra)
+        return out
+
+
+class BadRequest(XFChatError):
+    status = 400
+    default_code = "BAD_REQUEST"
+
+
+class Unauthorized(XFChatError):
+    status = 401
+    default_code = "UNAUTHORIZED"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message, code=code, headers={"WWW-Authenticate": "Bearer"})
+
+
+class Forbidden(XFChatError):
+    status = 403
+    default_code = "FORBIDDEN"
+
+
+class NotFound(XFChatError):
+    """Also the answer for "exists, but you may not see it"."""
+
+    status = 404
+    default_code = "NOT_FOUND"
+
+
+class Conflict(XFChatError):
+    status = 409
+    default_code = "CONFLICT"
+
+
+class Gone(XFChatError):
+    status = 410
+    default_code = "GONE"
+
+
+class PayloadTooLarge(XFChatError):
+    status = 413
+    default_code = "PAYLOAD_TOO_LARGE"
+
+
+class RateLimited(XFChatError):
+    status = 429
+    default_code = "RATE_LIMITED"
+
+
+class ServiceUnavailable(XFChatError):
+    status = 503
+    default_code = "SERVICE_UNAVAILABLE"

@@ -1,0 +1,109 @@
+"""Events and the one way to write them: `emit(conn, event)` inside the writer's
+transaction.
+
+The event goes into the durable log at the next position of its stream and a NOTIFY is
+queued in the same transaction, so listeners hear of it only after commit and never
+for a rolled-back write. Positions are gap-free and commit-ordered per stream because
+the stream's counter row stays locked until the writer's transaction ends.
+
+Lock order: a transaction takes its row locks on domain rows first and emits last; when
+it emits to several streams, `emit_many` orders them by stream so two writers touching
+the same streams cannot deadlock.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import orjson
+
+from xfchat.db.queries import events as q
+from xfchat.db.queries.events import EventPosition
+
+NOTIFY_CHANNEL = "xfchat_events"
+EPHEMERAL_CHANNEL = "xfchat_ephemeral"
+
+
+class StreamKind(enum.StrEnum):
+    USER = "user"
+    CHANNEL = "channel"
+    SERVER = "server"
+
+
+@dataclass(frozen=True, order=True)
+class Stream:
+    kind: StreamKind
+    entity_id: UUID
+
+    @classmethod
+    def user(cls, user_id: UUID) -> Stream:
+        return cls(StreamKind.USER, user_id)
+
+    @classmethod
+    def channel(cls, channel_id: UUID) -> Stream:
+        return cls(StreamKind.CHANNEL, channel_id)
+
+    @classmethod
+    def server(cls, server_id: UUID) -> Stream:
+        return cls(StreamKind.SERVER, server_id)
+
+
+@dataclass(frozen=True)
+class Event:
+    """A state change: `type` is dotted past tense (`message.created`), `stream` is
+    whose followers receive it, `data` is the JSON body clients see."""
+
+    type: str
+    stream: Stream
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+def encode(data: Mapping[str, Any]) -> str:
+    return orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+async def emit(conn: asyncpg.Connection, event: Event) -> EventPosition:
+    """Append `event` to the log inside the caller's transaction.
+
+    Raises:
+        RuntimeError: called outside a transaction (the event would be visible before,
+            or without, the write it describes).
+    """
+    if not conn.is_in_transaction():
+        raise RuntimeError("emit() must run inside the writer's transaction")
+    return await q.insert_event(
+        conn,
+        kind=event.stream.kind.value,
+        entity_id=event.stream.entity_id,
+        type=event.type,
+        data_json=encode(event.data),
+        channel=NOTIFY_CHANNEL,
+    )
+
+
+async def emit_many(conn: asyncpg.Connection, events: Iterable[Event]) -> list[EventPosition]:
+    """Emit several events, taking stream locks in a fixed order (stable for events of
+    one stream, so their relative order is kept)."""
+    ordered = sorted(enumerate(events), key=lambda pair: (pair[1].stream, pair[0]))
+    positions: dict[int, EventPosition] = {}
+    for index, event in ordered:
+        positions[index] = await emit(conn, event)
+    return [positions[i] for i in range(len(positions))]
+
+
+async def signal_ephemeral(conn: asyncpg.Connection, event: Event) -> None:
+    """Announce something that is not kept (typing): no position, no resume."""
+    payload = encode(
+        {
+            "k": event.stream.kind.value,
+            "e": str(event.stream.entity_id),
+            "t": event.type,
+            "d": dict(event.data),
+        }
+    )
+    await q.notify(conn, channel=EPHEMERAL_CHANNEL, payload=payload)

@@ -1,0 +1,174 @@
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator
+
+import asyncpg
+import httpx
+import pytest
+from fastapi import FastAPI
+from pydantic import BaseModel
+
+from tests.conftest import make_settings
+from xfchat.app import create_app
+from xfchat.db.embedded import throwaway
+from xfchat.db.migrate import Migrator
+from xfchat.db.pool import create_pool
+
+
+async def test_health_is_ok(client: httpx.AsyncClient) -> None:
+    response = await client.get("/health")
+    assert response.status_code == 200 and response.json() == {"status": "ok"}
+
+
+async def test_ready_is_ok_with_a_current_schema(client: httpx.AsyncClient) -> None:
+    response = await client.get("/ready")
+    assert response.status_code == 200 and response.json() == {"status": "ready"}
+
+
+async def test_ready_is_503_when_a_migration_is_missing(
+    client: httpx.AsyncClient, conn: asyncpg.Connection
+) -> None:
+    await conn.execute(
+        "DELETE FROM schema_migrations WHERE version = (SELECT max(version) FROM schema_migrations)"
+    )
+    response = await client.get("/ready")
+    assert response.status_code == 503
+    assert response.json() == {
+        "code": "NOT_READY",
+        "message": "the database schema does not match this code's migrations",
+    }
+
+
+async def test_metrics_count_requests_per_route_and_show_the_pool(
+    client: httpx.AsyncClient,
+) -> None:
+    for _ in range(3):
+        await client.get("/health")
+    await client.get("/no/such/thing")
+    text = (await client.get("/metrics")).text
+    assert 'xfchat_http_requests_total{method="GET",route="/health",status="200"} 3.0' in text
+    assert 'xfchat_http_requests_total{method="GET",route="unmatched",status="404"} 1.0' in text
+    assert 'xfchat_http_request_duration_seconds_count{method="GET",route="/health"} 3.0' in text
+    assert "xfchat_db_pool_size" in text and "xfchat_db_pool_in_use" in text
+    assert "xfchat_db_pool_max 10.0" in text
+
+
+async def test_unknown_route_is_404_json(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/nothing-here")
+    assert response.status_code == 404
+    assert response.json() == {"code": "NOT_FOUND", "message": "no such route"}
+
+
+async def test_wrong_method_is_405_json(client: httpx.AsyncClient) -> None:
+    response = await client.post("/health")
+    assert response.status_code == 405
+    assert response.json()["code"] == "METHOD_NOT_ALLOWED"
+
+
+class Echo(BaseModel):
+    count: int
+    name: str
+
+
+@pytest.fixture
+async def echo_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    @app.post("/test/echo")
+    async def echo(body: Echo) -> Echo:
+        return body
+
+    @app.get("/test/boom")
+    async def boom() -> None:
+        raise RuntimeError("unexpected")
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        yield c
+
+
+async def test_malformed_json_is_400_in_the_error_shape(echo_client: httpx.AsyncClient) -> None:
+    response = await echo_client.post(
+        "/test/echo", content=b'{"count": 1,', headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert response.json() == {
+        "code": "MALFORMED_JSON",
+        "message": "the request body is not valid JSON",
+    }
+
+
+async def test_wrong_type_is_400_naming_the_field(echo_client: httpx.AsyncClient) -> None:
+    response = await echo_client.post("/test/echo", json={"count": "many", "name": "x"})
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == "VALIDATION_ERROR" and body["field"] == "count"
+    assert body["message"].startswith("count: ")
+
+
+async def test_missing_body_is_400(echo_client: httpx.AsyncClient) -> None:
+    response = await echo_client.post("/test/echo")
+    assert response.status_code == 400 and response.json()["code"] == "VALIDATION_ERROR"
+
+
+async def test_an_unexpected_error_is_500_json_not_a_traceback(
+    echo_client: httpx.AsyncClient,
+) -> None:
+    response = await echo_client.get("/test/boom")
+    assert response.status_code == 500
+    assert response.json() == {"code": "INTERNAL_ERROR", "message": "internal error"}
+
+
+async def test_a_body_over_the_limit_is_413(echo_client: httpx.AsyncClient) -> None:
+    huge = b'{"count": 1, "name": "' + b"x" * (1_048_576 + 10) + b'"}'
+    response = await echo_client.post(
+        "/test/echo", content=huge, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 413 and response.json()["code"] == "PAYLOAD_TOO_LARGE"
+
+
+async def test_a_streamed_body_over_the_limit_is_413(echo_client: httpx.AsyncClient) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"count": 1, "name": "'
+        for _ in range(20):
+            yield b"x" * 65536
+        yield b'"}'
+
+    response = await echo_client.post(
+        "/test/echo", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 413 and response.json()["code"] == "PAYLOAD_TOO_LARGE"
+
+
+async def test_openapi_and_docs_are_served(client: httpx.AsyncClient) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    assert spec["info"]["title"] == "XFChat" and "/ready" in spec["paths"]
+    assert (await client.get("/docs")).status_code == 200
+
+
+async def test_ready_is_503_while_the_database_is_down_and_200_when_back() -> None:
+    server, root = throwaway()
+    try:
+        conn = await asyncpg.connect(server.url)
+        await Migrator(conn).run()
+        await conn.close()
+        settings = make_settings(server.url, pool_min=1, pool_max=2, connect_timeout_s=1)
+        pool = await create_pool(settings)
+        app = create_app(settings, pool=pool)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            assert (await client.get("/ready")).status_code == 200
+            server.stop()
+            started = asyncio.get_running_loop().time()
+            response = await client.get("/ready")
+            assert response.status_code == 503 and response.json()["code"] == "NOT_READY"
+            assert asyncio.get_running_loop().time() - started < 5
+            assert (await client.get("/health")).status_code == 200  # alive all along
+            server.start(port=server.port)
+            async with asyncio.timeout(10):  # the pool replaces its dead connections
+                while (await client.get("/ready")).status_code != 200:
+                    await asyncio.sleep(0.1)
+        await pool.close()
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)

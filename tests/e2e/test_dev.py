@@ -1,0 +1,190 @@
+"""`xfchat dev` as a newcomer runs it: one command, a real local PostgreSQL, demo data."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from tests.support import SRC, ServerProcess, clean_env, free_port, wait_gone, xfchat
+from xfchat.db.embedded import EmbeddedPostgresError, OsUser, can_reach, find_binaries
+
+READY_WITHIN_S = 30
+
+
+def source_available(source: str) -> bool:
+    try:
+        find_binaries(source)
+    except EmbeddedPostgresError:
+        return False
+    return True
+
+
+@pytest.fixture
+def project_dir() -> Iterator[Path]:
+    # Not pytest's tmp_path: that sits in a 0700 directory the PostgreSQL account cannot
+    # reach, and here we want the ordinary layout (./.xfchat inside the project).
+    path = Path(tempfile.mkdtemp(prefix="xfchat-project-"))
+    os.chmod(path, 0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def start_dev(
+    cwd: Path,
+    env: dict[str, str],
+    name: str,
+    command: list[str] | None = None,
+    user: int | None = None,
+) -> tuple[ServerProcess, str]:
+    port = env["XFCHAT_PORT"]
+    proc = ServerProcess(command or xfchat("dev"), env, cwd / f"{name}.log", cwd=cwd, user=user)
+    elapsed = proc.wait_ready(f"http://127.0.0.1:{port}", timeout=READY_WITHIN_S)
+    assert elapsed < READY_WITHIN_S
+    proc.wait_for_line(r"Demo logins \(password password123\): alice, bob, charlie, diana, eve")
+    return proc, proc.wait_for_line(r"Database: (\S+)").group(1)
+
+
+def postmaster_pid(proc: ServerProcess) -> int:
+    return int(proc.wait_for_line(r"local PostgreSQL listening on .* \(pid (\d+)\)").group(1))
+
+
+def ctrl_c(proc: ServerProcess) -> int:
+    """What a terminal does on Ctrl-C: SIGINT to the foreground process group."""
+    os.killpg(proc.proc.pid, signal.SIGINT)
+    return proc.stop(timeout=30)
+
+
+async def demo_counts(url: str) -> dict[str, int]:
+    conn = await asyncpg.connect(url)
+    try:
+        return {
+            "users": await conn.fetchval("SELECT count(*) FROM users"),
+            "text": await conn.fetchval("SELECT count(*) FROM channels WHERE kind = 'text'"),
+            "voice": await conn.fetchval("SELECT count(*) FROM channels WHERE kind = 'voice'"),
+            "roles": await conn.fetchval(
+                "SELECT count(*) FROM roles WHERE name IN ('Admin', 'Moderator', 'Member')"
+            ),
+            "general": await conn.fetchval(
+                "SELECT count(*) FROM messages m JOIN channels c ON c.id = m.channel_id "
+                "WHERE c.name = 'general'"
+            ),
+            "reactions": await conn.fetchval("SELECT count(*) FROM reactions"),
+            "dm": await conn.fetchval(
+                "SELECT count(*) FROM channels c JOIN users a ON a.id = c.dm_user_low "
+                "JOIN users b ON b.id = c.dm_user_high WHERE c.kind = 'direct' "
+                "AND a.username = 'alice' AND b.username = 'bob'"
+            ),
+            "pending": await conn.fetchval(
+                "SELECT count(*) FROM friend_requests WHERE status = 'pending'"
+            ),
+            "server": await conn.fetchval(
+                "SELECT count(*) FROM servers WHERE name = 'Gaming Squad'"
+            ),
+        }
+    finally:
+        await conn.close()
+
+
+DEMO = {
+    "users": 5,
+    "text": 4,
+    "voice": 3,
+    "roles": 3,
+    "general": 6,
+    "reactions": 5,
+    "dm": 1,
+    "pending": 1,
+    "server": 1,
+}
+
+
+@pytest.mark.parametrize("source", ["system", "wheel"])
+async def test_dev_serves_the_demo_reuses_its_data_and_leaves_no_postgres(
+    source: str, project_dir: Path
+) -> None:
+    if not source_available(source):
+        pytest.skip(f"no {source} PostgreSQL here")
+    env = clean_env(XFCHAT_PORT=str(free_port()), XFCHAT_PG_SOURCE=source)
+
+    first, url = start_dev(project_dir, env, "first")
+    pid = postmaster_pid(first)
+    assert "creating local PostgreSQL" in first.output and f"{source} binaries" in first.output
+    assert await demo_counts(url) == DEMO
+    assert ctrl_c(first) == 0
+    assert wait_gone(pid), "PostgreSQL outlived xfchat dev"
+    assert "local PostgreSQL stopped" in first.output
+    assert (project_dir / ".xfchat").is_dir()
+
+    second, url = start_dev(project_dir, env, "second")
+    pid = postmaster_pid(second)
+    assert "reusing local PostgreSQL" in second.output
+    assert "demo data present" in second.output
+    assert await demo_counts(url) == DEMO  # the same data, not seeded twice
+    assert ctrl_c(second) == 0
+    assert wait_gone(pid)
+
+
+async def test_killing_dev_with_sigkill_takes_postgres_down_too(project_dir: Path) -> None:
+    env = clean_env(XFCHAT_PORT=str(free_port()))
+    proc, _ = start_dev(project_dir, env, "killed")
+    pid = postmaster_pid(proc)
+    proc.proc.send_signal(signal.SIGKILL)
+    proc.stop()
+    assert wait_gone(pid, timeout=10), "the postmaster must die with its parent (PDEATHSIG)"
+
+
+def _interpreter_for(user: OsUser) -> list[str] | None:
+    """A Python of our minor version that `user` can run, with our packages importable."""
+    site = Path(sysconfig.get_paths()["purelib"])
+    for candidate in (f"/usr/bin/python{sys.version_info[0]}.{sys.version_info[1]}",):
+        if (
+            os.access(candidate, os.X_OK)
+            and can_reach(Path(candidate), user)
+            and can_reach(site, user)
+            and can_reach(SRC, user)
+        ):
+            return [candidate]
+    return None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to another account needs root")
+@pytest.mark.parametrize("source", ["system", "wheel"])
+async def test_dev_works_for_an_ordinary_user(source: str, project_dir: Path) -> None:
+    import pwd
+
+    if not source_available(source):
+        pytest.skip(f"no {source} PostgreSQL here")
+    entry = pwd.getpwnam("nobody")
+    user = OsUser("nobody", entry.pw_uid, entry.pw_gid)
+    python = _interpreter_for(user)
+    if python is None:
+        pytest.skip("no interpreter and site-packages that the nobody account can reach")
+    os.chown(project_dir, user.uid, user.gid)
+    site = sysconfig.get_paths()["purelib"]
+    env = clean_env(
+        XFCHAT_PORT=str(free_port()),
+        XFCHAT_PG_SOURCE=source,
+        PYTHONPATH=f"{SRC}:{site}",
+        HOME=str(project_dir),
+    )
+    proc, url = start_dev(
+        project_dir, env, "nobody", command=[*python, "-m", "xfchat", "dev"], user=user.uid
+    )
+    pid = postmaster_pid(proc)
+    owner = subprocess.run(["ps", "-o", "user=", "-p", str(pid)], capture_output=True, text=True)
+    assert owner.stdout.strip() in {"nobody", str(user.uid)}
+    assert await demo_counts(url) == DEMO
+    assert ctrl_c(proc) == 0
+    assert wait_gone(pid)
+    assert re.search(r"\.xfchat/pg\d+", proc.output)

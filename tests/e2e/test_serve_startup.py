@@ -1,0 +1,184 @@
+"""`xfchat serve` as a real process: the startup sequence and every way it refuses."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from tests.conftest import Cluster, new_database, remove_database
+from tests.support import (
+    ServerProcess,
+    clean_env,
+    fatal_lines,
+    free_port,
+    random_secret,
+    run_cli,
+    xfchat,
+)
+from xfchat.db.migrate import DEFAULT_DIR
+from xfchat.db.queries.admin import create_login_role
+
+
+def serve_env(database_url: str | None, **extra: str) -> dict[str, str]:
+    env = clean_env(
+        XFCHAT_SECRET=random_secret(),
+        XFCHAT_HOST="127.0.0.1",
+        XFCHAT_PORT=str(free_port()),
+        XFCHAT_DB_CONNECT_RETRY_DELAY="0.05",
+    )
+    if database_url is not None:
+        env["DATABASE_URL"] = database_url
+    env.update(extra)
+    return env
+
+
+def assert_refused(result: object, code: int, *needles: str) -> str:
+    rc, stderr = result.returncode, result.stderr  # type: ignore[attr-defined]
+    assert rc == code, stderr
+    lines = fatal_lines(stderr)
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return str(lines[0])
+
+
+def test_missing_database_url_is_refused() -> None:
+    result = run_cli("serve", env=serve_env(None))
+    assert_refused(result, 2, "DATABASE_URL is not set", "xfchat dev")
+
+
+@pytest.mark.parametrize(
+    ("secret", "why"),
+    [
+        (None, "XFCHAT_SECRET is required"),
+        ("changeme", "well-known default"),
+        ("short-but-random-1234", "at least 32 characters"),
+        ("a" * 40, "too repetitive"),
+    ],
+)
+def test_missing_or_weak_secret_is_refused(db_url: str, secret: str | None, why: str) -> None:
+    env = serve_env(db_url)
+    if secret is None:
+        del env["XFCHAT_SECRET"]
+    else:
+        env["XFCHAT_SECRET"] = secret
+    assert_refused(run_cli("serve", env=env), 2, why)
+
+
+def test_unreachable_database_is_retried_then_refused() -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = serve_env(f"postgresql://x:y@127.0.0.1:{port}/db", XFCHAT_DB_CONNECT_ATTEMPTS="3")
+    result = run_cli("serve", env=env)
+    assert_refused(result, 3, f"x@127.0.0.1:{port}/db is unreachable after 3 attempts")
+    for attempt in (1, 2, 3):
+        assert f"connect attempt {attempt}/3" in result.stderr
+    assert "y@" not in result.stderr  # the password never shows
+
+
+async def test_wrong_password_is_refused_at_once(pg_cluster: Cluster, db_url: str) -> None:
+    if pg_cluster.server is None:
+        pytest.skip("needs the throwaway server, whose pg_hba asks roles for passwords")
+    role = f"xf_{random_secret()[:8].lower().replace('-', '_')}"
+    conn = await asyncpg.connect(pg_cluster.admin_url)
+    try:
+        await create_login_role(conn, name=role, password="right-password")
+    finally:
+        await conn.close()
+    url = db_url.replace("postgres@", f"{role}:wrong-password@")
+    result = run_cli("serve", env=serve_env(url))
+    line = assert_refused(result, 3, "rejected the password", role)
+    assert "connect attempt" not in result.stderr  # not retried: waiting cannot fix it
+    assert "wrong-password" not in line
+
+
+def test_missing_database_is_refused(db_url: str) -> None:
+    url = db_url.rsplit("/", 1)[0] + "/no_such_database_here"
+    assert_refused(run_cli("serve", env=serve_env(url)), 3, "does not exist")
+
+
+async def test_failing_migration_is_refused_and_rolled_back(
+    pg_cluster: Cluster, tmp_path: Path
+) -> None:
+    name = await new_database(pg_cluster, None)
+    try:
+        directory = tmp_path / "migrations"
+        shutil.copytree(DEFAULT_DIR, directory)
+        (directory / "9000_broken.up.sql").write_text(
+            "CREATE TABLE half_done (id int);\nALTER TABLE users ADD COLUMN x no_such_type;\n"
+        )
+        (directory / "9000_broken.down.sql").write_text("DROP TABLE half_done;\n")
+        env = serve_env(pg_cluster.url(name), XFCHAT_MIGRATIONS_DIR=str(directory))
+        assert_refused(
+            run_cli("serve", env=env), 4, "9000_broken failed and was rolled back", "no_such_type"
+        )
+        conn = await asyncpg.connect(pg_cluster.url(name))
+        try:
+            assert await conn.fetchval("SELECT to_regclass('half_done')") is None
+            assert await conn.fetchval("SELECT max(version) FROM schema_migrations") < 9000
+        finally:
+            await conn.close()
+    finally:
+        await remove_database(pg_cluster, name)
+
+
+async def test_schema_newer_than_the_code_is_refused(db_url: str) -> None:
+    conn = await asyncpg.connect(db_url)
+    await conn.execute(
+        "INSERT INTO schema_migrations (version, name, checksum) VALUES (9999, 'future', 'x')"
+    )
+    await conn.close()
+    assert_refused(
+        run_cli("serve", env=serve_env(db_url)), 4, "9999_future", "schema is newer than the code"
+    )
+
+
+async def test_edited_applied_migration_is_refused(db_url: str) -> None:
+    conn = await asyncpg.connect(db_url)
+    await conn.execute("UPDATE schema_migrations SET checksum = 'edited' WHERE version = 2")
+    await conn.close()
+    assert_refused(
+        run_cli("serve", env=serve_env(db_url)),
+        4,
+        "0002_servers_and_channels",
+        "edited after it was applied",
+    )
+
+
+def test_port_in_use_is_refused(db_url: str) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        env = serve_env(db_url, XFCHAT_PORT=str(busy.getsockname()[1]))
+        assert_refused(run_cli("serve", env=env), 5, "cannot bind")
+
+
+def test_serve_starts_in_order_serves_and_stops_on_sigterm(db_url: str, tmp_path: Path) -> None:
+    env = serve_env(db_url)
+    port = env["XFCHAT_PORT"]
+    server = ServerProcess(xfchat("serve"), env, tmp_path / "serve.log")
+    try:
+        server.wait_ready(f"http://127.0.0.1:{port}")
+        server.wait_for_line(r"\[STARTUP\] ready: ")
+    finally:
+        rc = server.stop(signal.SIGTERM)
+    assert rc == 0, server.output
+    steps = [
+        "settings valid",
+        "connecting to PostgreSQL",
+        "answered SELECT 1",
+        "migrations applied (0 new",
+        "tables verified: 0 users",
+        f"bound to 127.0.0.1:{port}",
+        f"ready: http://127.0.0.1:{port}",
+    ]
+    startup = [line for line in server.output.splitlines() if line.startswith("[STARTUP]")]
+    positions = [next(i for i, line in enumerate(startup) if step in line) for step in steps]
+    assert positions == sorted(positions), startup

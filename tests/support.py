@@ -1,0 +1,167 @@
+"""Helpers for tests that start real processes (servers, the CLI) on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+SRC = ROOT / "src"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def with_database(url: str, database: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+def random_secret() -> str:
+    return secrets.token_urlsafe(48)
+
+
+def clean_env(**overrides: str) -> dict[str, str]:
+    """The parent's environment without any XFChat or database settings, plus overrides."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("XFCHAT_", "DATABASE_URL", "TEST_DATABASE_URL", "SERVER_PORT"))
+    }
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(overrides)
+    return env
+
+
+def xfchat(*args: str) -> list[str]:
+    return [sys.executable, "-m", "xfchat", *args]
+
+
+def run_cli(
+    *args: str, env: dict[str, str], timeout: float = 60, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        xfchat(*args),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        check=False,
+    )
+
+
+def fatal_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if "FATAL" in line]
+
+
+class ServerProcess:
+    """`xfchat serve` (or `dev`) as a child process, its output in a log file."""
+
+    def __init__(
+        self,
+        args: list[str],
+        env: dict[str, str],
+        log_path: Path,
+        cwd: Path | None = None,
+        user: int | None = None,
+    ) -> None:
+        self.log_path = log_path
+        self._log = open(log_path, "wb")
+        extra: dict[str, object] = {}
+        if user is not None:
+            extra = {"user": user, "group": user, "extra_groups": []}
+        self.proc = subprocess.Popen(
+            args,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            start_new_session=True,
+            **extra,
+        )  # type: ignore[call-overload]
+
+    @property
+    def output(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_line(self, pattern: str, timeout: float = 30) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            match = re.search(pattern, self.output)
+            if match:
+                return match
+            if self.proc.poll() is not None:
+                raise AssertionError(f"process exited ({self.proc.returncode}):\n{self.output}")
+            time.sleep(0.05)
+        raise AssertionError(f"no line matching {pattern!r} in {timeout} s:\n{self.output}")
+
+    def wait_ready(self, base_url: str, timeout: float = 30) -> float:
+        started = time.monotonic()
+        deadline = started + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"process exited ({self.proc.returncode}):\n{self.output}")
+            try:
+                if httpx.get(f"{base_url}/ready", timeout=2).status_code == 200:
+                    return time.monotonic() - started
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"not ready in {timeout} s:\n{self.output}")
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 20) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return int(self.proc.returncode)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._log.close()
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie still "exists"; look at its state.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def wait_gone(pid: int, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not pid_alive(pid):
+            return True
+        time.sleep(0.05)
+    return False

@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from xfchat.settings import (
+    DatabaseSettings,
+    Settings,
+    SettingsError,
+    describe_validation_error,
+    load_settings,
+)
+
+GOOD = "k3J9-pQ2x_Lm8vN4bR7tY1wZ6cF5hD0sA_eG"
+
+
+def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("XFCHAT_PORT", "SERVER_PORT", "XFCHAT_HOST"):
+        monkeypatch.delenv(name, raising=False)
+    s = Settings(secret=GOOD)  # type: ignore[arg-type]
+    assert (s.host, s.port, s.pool_min, s.pool_max, s.statement_timeout_s) == (
+        "0.0.0.0",
+        3000,
+        5,
+        25,
+        30.0,
+    )
+    assert s.event_retention_days == 7
+
+
+def test_server_port_is_accepted_as_in_the_seeds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("XFCHAT_PORT", raising=False)
+    monkeypatch.setenv("SERVER_PORT", "4242")
+    monkeypatch.setenv("XFCHAT_SECRET", GOOD)
+    assert load_settings().port == 4242
+
+
+@pytest.mark.parametrize(
+    ("secret", "message"),
+    [
+        ("changeme", "XFCHAT_SECRET is a well-known default"),
+        ("CHANGEME", "XFCHAT_SECRET is a well-known default"),
+        ("abc123", "XFCHAT_SECRET must be at least 32 characters"),
+        ("ab" * 20, "XFCHAT_SECRET is too repetitive"),
+    ],
+)
+def test_weak_secrets_are_refused_naming_the_variable(secret: str, message: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        Settings(secret=secret)  # type: ignore[arg-type]
+    line = describe_validation_error(info.value)
+    assert line.startswith(message) and "token_urlsafe" in line
+
+
+def test_missing_secret_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("XFCHAT_SECRET", raising=False)
+    with pytest.raises(SettingsError, match="^XFCHAT_SECRET is required"):
+        load_settings()
+
+
+def test_database_url_must_be_postgresql() -> None:
+    with pytest.raises(ValidationError) as info:
+        DatabaseSettings(database_url="sqlite:///x.db")
+    assert describe_validation_error(info.value).startswith(
+        "DATABASE_URL must start with postgresql://"
+    )
+
+
+def test_a_bad_number_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XFCHAT_SECRET", GOOD)
+    monkeypatch.setenv("XFCHAT_DB_POOL_MAX", "lots")
+    with pytest.raises(SettingsError, match="^XFCHAT_DB_POOL_MAX "):
+        load_settings()
