@@ -10,17 +10,21 @@ is really committed, constraints fire and notifications flow.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
 
+from tests import factories
+from tests.factories import TestUser
 from tests.support import random_secret, with_database
 from xfchat.app import create_app
 from xfchat.db.embedded import EmbeddedPostgres, throwaway
@@ -125,6 +129,9 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
         "secret": random_secret(),
         "pool_min": 1,
         "pool_max": 10,
+        # argon2id at OWASP's minimum cost: real hashing, just quicker than production.
+        "argon2_time_cost": 2,
+        "argon2_memory_kib": 19456,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
@@ -160,3 +167,43 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
         yield c
+
+
+@pytest.fixture
+def client_from(app: FastAPI) -> Callable[[str], httpx.AsyncClient]:
+    """A client whose requests come from the given IP address."""
+
+    def make(ip: str) -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=app, client=(ip, 40000))
+        return httpx.AsyncClient(transport=transport, base_url="http://test")
+
+    return make
+
+
+@pytest.fixture
+async def app_with(
+    db_url: str, pool: asyncpg.Pool, settings: Settings
+) -> AsyncIterator[Callable[..., Awaitable[httpx.AsyncClient]]]:
+    """Build another app on the test database with some settings changed; returns a
+    client factory taking the settings and an optional client IP."""
+    stack = contextlib.AsyncExitStack()
+
+    async def make(ip: str = "127.0.0.1", **overrides: Any) -> httpx.AsyncClient:
+        overrides.setdefault("secret", settings.secret.get_secret_value())
+        application = create_app(make_settings(db_url, **overrides), pool=pool)
+        await stack.enter_async_context(application.router.lifespan_context(application))
+        transport = httpx.ASGITransport(app=application, client=(ip, 40000))
+        return await stack.enter_async_context(
+            httpx.AsyncClient(transport=transport, base_url="http://test")
+        )
+
+    async with stack:
+        yield make
+
+
+@pytest.fixture
+def make_user(pool: asyncpg.Pool, settings: Settings) -> Callable[..., Awaitable[TestUser]]:
+    async def make(username: str | None = None, **kwargs: Any) -> TestUser:
+        return await factories.user(pool, settings, username, **kwargs)
+
+    return make

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -10,13 +13,32 @@ import asyncpg
 from fastapi import FastAPI
 
 from xfchat import __version__
-from xfchat.api import health
+from xfchat.api import auth, friends, health, users
 from xfchat.api.errors import install_error_handlers
-from xfchat.api.limits import BodyLimitMiddleware
+from xfchat.api.limits import BodyLimitMiddleware, RateLimitHeaders
 from xfchat.api.metrics import Metrics, MetricsMiddleware
 from xfchat.db.migrate import discover
 from xfchat.db.pool import create_pool, pool_stats
+from xfchat.domain import ratelimit
+from xfchat.domain.ratelimit import RateLimiter
+from xfchat.domain.usage import UsageRecorder
 from xfchat.settings import Settings
+
+log = logging.getLogger("xfchat.app")
+
+
+def every(seconds: float, job: Callable[[], Awaitable[Any]], name: str) -> asyncio.Task[None]:
+    """Run `job` every `seconds` until cancelled; a failure is logged, not fatal."""
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await job()
+            except Exception:
+                log.warning("periodic job %s failed", name, exc_info=True)
+
+    return asyncio.create_task(loop(), name=name)
 
 
 def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastAPI:
@@ -27,17 +49,21 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = pool is None
         app.state.pool = pool if pool is not None else await create_pool(settings)
+        app.state.usage = UsageRecorder(app.state.pool, settings.usage_flush_interval_s)
+        app.state.usage.start()
+        tasks = [every(60, lambda: ratelimit.prune(app.state.pool), "prune-rate-limits")]
         try:
             yield
         finally:
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await app.state.usage.stop()
             if owned:
                 await app.state.pool.close()
 
-    app = FastAPI(
-        title="XFChat",
-        version=__version__,
-        lifespan=lifespan,
-    )
+    app = FastAPI(title="XFChat", version=__version__, lifespan=lifespan)
     app.state.settings = settings
     app.state.pool = pool
     app.state.expected_migrations = {
@@ -49,8 +75,11 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
 
     metrics = Metrics(stats)
     app.state.metrics = metrics
+    app.state.limiter = RateLimiter(observe=metrics.ratelimit_check.observe)
     install_error_handlers(app, on_db_error=metrics.count_db_error)
-    app.include_router(health.router)
+    for router in (health.router, auth.router, users.router, friends.router):
+        app.include_router(router)
+    app.add_middleware(RateLimitHeaders)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

@@ -130,6 +130,8 @@ async def serve_http(settings: Settings, *, banner: Callable[[str], None] | None
         access_log=settings.access_log,
         timeout_graceful_shutdown=int(settings.shutdown_grace_s) or None,
         server_header=False,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.trusted_proxies,
     )
     server = _Server(config)
 

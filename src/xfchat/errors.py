@@ -48,8 +48,11 @@ class Unauthorized(XFChatError):
     status = 401
     default_code = "UNAUTHORIZED"
 
-    def __init__(self, message: str, *, code: str | None = None) -> None:
-        super().__init__(message, code=code, headers={"WWW-Authenticate": "Bearer"})
+    def __init__(self, message: str, *, code: str | None = None, token_error: bool = True) -> None:
+        challenge = 'Bearer realm="xfchat"'
+        if token_error:  # RFC 6750: tell the client its token is the problem
+            challenge += ', error="invalid_token"'
+        super().__init__(message, code=code, headers={"WWW-Authenticate": challenge})
 
 
 class Forbidden(XFChatError):

@@ -7,10 +7,20 @@ HTTP server needs (and refuses a missing or weak secret).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Annotated, NamedTuple
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    AliasChoices,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import SettingsError as PydanticSettingsError
 
 # Secrets that appear in tutorials, .env.example files and our own history.
 KNOWN_WEAK_SECRETS = frozenset(
@@ -82,6 +92,35 @@ class DatabaseSettings(BaseSettings):
         return self.database_url
 
 
+class RateLimit(NamedTuple):
+    """At most `limit` requests per `period_s` seconds (a fixed window)."""
+
+    limit: int
+    period_s: int
+
+    @classmethod
+    def parse(cls, value: object) -> RateLimit:
+        if isinstance(value, RateLimit):
+            return value
+        if isinstance(value, (tuple, list)) and len(value) == 2:
+            limit, period = int(value[0]), int(value[1])
+        else:
+            match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*s?\s*", str(value))
+            if not match:
+                raise ValueError("must look like 10/60 (10 requests per 60 seconds)")
+            limit, period = int(match.group(1)), int(match.group(2))
+        if not (1 <= limit <= 1_000_000 and 1 <= period <= 86_400):
+            raise ValueError("needs 1-1000000 requests per 1-86400 seconds")
+        return cls(limit, period)
+
+    def __str__(self) -> str:
+        return f"{self.limit}/{self.period_s}"
+
+
+# NoDecode: the environment value is "10/60", not JSON.
+RateLimitSetting = Annotated[RateLimit, NoDecode, BeforeValidator(RateLimit.parse)]
+
+
 class Settings(DatabaseSettings):
     """Everything `xfchat serve` needs."""
 
@@ -100,6 +139,43 @@ class Settings(DatabaseSettings):
     access_log: bool = Field(default=False, validation_alias=_env("XFCHAT_ACCESS_LOG"))
     shutdown_grace_s: float = Field(
         default=5.0, ge=0, le=600, validation_alias=_env("XFCHAT_SHUTDOWN_GRACE")
+    )
+    trusted_proxies: str = Field(
+        default="127.0.0.1", validation_alias=_env("XFCHAT_TRUSTED_PROXIES")
+    )
+
+    # Accounts and tokens
+    access_token_ttl_s: int = Field(
+        default=900, ge=60, le=3600, validation_alias=_env("XFCHAT_ACCESS_TOKEN_TTL")
+    )
+    refresh_token_ttl_days: float = Field(
+        default=30, gt=0, le=365, validation_alias=_env("XFCHAT_REFRESH_TOKEN_TTL_DAYS")
+    )
+    argon2_time_cost: int = Field(
+        default=3, ge=2, le=20, validation_alias=_env("XFCHAT_ARGON2_TIME_COST")
+    )
+    argon2_memory_kib: int = Field(
+        default=65536, ge=19456, le=4_194_304, validation_alias=_env("XFCHAT_ARGON2_MEMORY_KIB")
+    )
+
+    # Rate limits ("N/S": N requests per S seconds), shared by all processes on the database
+    rate_register_ip: RateLimitSetting = Field(
+        default=RateLimit(10, 3600), validation_alias=_env("XFCHAT_RATE_REGISTER_IP")
+    )
+    rate_login_ip: RateLimitSetting = Field(
+        default=RateLimit(20, 300), validation_alias=_env("XFCHAT_RATE_LOGIN_IP")
+    )
+    rate_login_account: RateLimitSetting = Field(
+        default=RateLimit(10, 900), validation_alias=_env("XFCHAT_RATE_LOGIN_ACCOUNT")
+    )
+    rate_refresh_ip: RateLimitSetting = Field(
+        default=RateLimit(60, 60), validation_alias=_env("XFCHAT_RATE_REFRESH_IP")
+    )
+    rate_api_user: RateLimitSetting = Field(
+        default=RateLimit(600, 60), validation_alias=_env("XFCHAT_RATE_API_USER")
+    )
+    usage_flush_interval_s: float = Field(
+        default=5.0, gt=0, le=3600, validation_alias=_env("XFCHAT_USAGE_FLUSH_INTERVAL")
     )
 
     @field_validator("secret")
@@ -158,6 +234,8 @@ def load_settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         raise SettingsError(describe_validation_error(exc)) from None
+    except PydanticSettingsError as exc:
+        raise SettingsError(str(exc)) from None
 
 
 def load_database_settings() -> DatabaseSettings:
@@ -165,3 +243,5 @@ def load_database_settings() -> DatabaseSettings:
         return DatabaseSettings()
     except ValidationError as exc:
         raise SettingsError(describe_validation_error(exc)) from None
+    except PydanticSettingsError as exc:
+        raise SettingsError(str(exc)) from None

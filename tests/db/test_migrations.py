@@ -36,6 +36,7 @@ EXPECTED_TABLES = {
     "voice_states",
     "event_streams",
     "events",
+    "rate_limits",
 }
 
 

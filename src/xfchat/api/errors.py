@@ -90,6 +90,12 @@ def install_error_handlers(app: FastAPI, on_db_error: Any = None) -> None:
     async def database_error(_request: Request, exc: Exception) -> JSONResponse:
         if on_db_error is not None:
             on_db_error(type(exc).__name__)
+        if isinstance(
+            exc, (asyncpg.CharacterNotInRepertoireError, asyncpg.UntranslatableCharacterError)
+        ):
+            return error_response(
+                400, "INVALID_TEXT", "the request holds text PostgreSQL cannot store"
+            )
         if isinstance(exc, asyncpg.QueryCanceledError):
             return error_response(
                 503,

@@ -76,3 +76,31 @@ async def _reject(send: Send, limit: int) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+class RateLimitHeaders:
+    """Puts the X-RateLimit-* headers of the tightest bucket this request was counted in
+    on the response (429s already carry their own)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                decisions = scope.get("state", {}).get("ratelimit_decisions")
+                if decisions:
+                    tightest = min(decisions, key=lambda d: (d.remaining, -d.reset_after))
+                    headers = list(message.get("headers", []))
+                    present = {name.lower() for name, _ in headers}
+                    for name, value in tightest.headers().items():
+                        if name.lower().encode() not in present:
+                            headers.append((name.lower().encode(), value.encode()))
+                    message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

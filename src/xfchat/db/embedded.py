@@ -480,13 +480,15 @@ class _PortTaken(Exception):
     pass
 
 
-def throwaway(prefix: str = "xfpg-", **kwargs: object) -> tuple[EmbeddedPostgres, Path]:
-    """A non-durable server in a fresh temporary directory (for tests and benchmarks).
-    The caller stops it and removes the returned directory."""
+def throwaway(
+    prefix: str = "xfpg-", *, durable: bool = False, **kwargs: object
+) -> tuple[EmbeddedPostgres, Path]:
+    """A server in a fresh temporary directory (tests: not durable; benchmarks: durable,
+    as in production). The caller stops it and removes the returned directory."""
     root = Path(tempfile.mkdtemp(prefix=prefix))
     os.chmod(root, 0o755)  # the server account must reach its data directory
     try:
-        server = EmbeddedPostgres(root / "data", durable=False, **kwargs)  # type: ignore[arg-type]
+        server = EmbeddedPostgres(root / "data", durable=durable, **kwargs)  # type: ignore[arg-type]
         server.start()
     except BaseException:
         shutil.rmtree(root, ignore_errors=True)

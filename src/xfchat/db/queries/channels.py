@@ -83,3 +83,51 @@ async def insert_conversation_participant(
         channel_id,
         user_id,
     )
+
+
+async def get_direct_channel(
+    conn: asyncpg.Connection, *, user_a: UUID, user_b: UUID
+) -> ChannelRow | None:
+    low, high = sorted((user_a, user_b))
+    record = await conn.fetchrow(
+        f"""
+        SELECT {CHANNEL_COLUMNS} FROM channels
+        WHERE kind = 'direct' AND dm_user_low = $1 AND dm_user_high = $2
+        """,
+        low,
+        high,
+    )
+    return maybe(ChannelRow, record)
+
+
+async def insert_direct_channel(
+    conn: asyncpg.Connection, *, user_a: UUID, user_b: UUID
+) -> ChannelRow | None:
+    """Create the pair's direct conversation; None if it already exists."""
+    low, high = sorted((user_a, user_b))
+    record = await conn.fetchrow(
+        f"""
+        INSERT INTO channels (kind, dm_user_low, dm_user_high) VALUES ('direct', $1, $2)
+        ON CONFLICT (dm_user_low, dm_user_high) WHERE kind = 'direct' DO NOTHING
+        RETURNING {CHANNEL_COLUMNS}
+        """,
+        low,
+        high,
+    )
+    return maybe(ChannelRow, record)
+
+
+async def insert_conversation_participants(
+    conn: asyncpg.Connection, *, channel_id: UUID, user_ids: list[UUID]
+) -> list[UUID]:
+    """Add people to a conversation; returns those who were not in it yet."""
+    records = await conn.fetch(
+        """
+        INSERT INTO conversation_participants (channel_id, user_id)
+        SELECT $1, unnest($2::uuid[])
+        ON CONFLICT DO NOTHING RETURNING user_id
+        """,
+        channel_id,
+        user_ids,
+    )
+    return [r["user_id"] for r in records]

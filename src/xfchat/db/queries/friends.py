@@ -6,7 +6,11 @@ from uuid import UUID
 
 import asyncpg
 
-from xfchat.db.queries import one
+from xfchat.db.queries import maybe, one
+from xfchat.db.queries.users import PUBLIC_USER_COLUMNS_U, PublicUserRow, public_user_from
+
+FRIEND_REQUEST_COLUMNS = "id, from_user_id, to_user_id, status, created_at, responded_at"
+FRIEND_REQUEST_COLUMNS_R = ", ".join("r." + c.strip() for c in FRIEND_REQUEST_COLUMNS.split(","))
 
 
 @dataclass(frozen=True)
@@ -19,7 +23,21 @@ class FriendRequestRow:
     responded_at: datetime | None
 
 
-FRIEND_REQUEST_COLUMNS = "id, from_user_id, to_user_id, status, created_at, responded_at"
+@dataclass(frozen=True)
+class FriendRequestWithUser:
+    request: FriendRequestRow
+    other: PublicUserRow  # the user at the other end, from the viewer's side
+
+
+@dataclass(frozen=True)
+class FriendRow:
+    user: PublicUserRow
+    since: datetime
+
+
+def _pair(a: UUID, b: UUID) -> tuple[UUID, UUID]:
+    low, high = sorted((a, b))
+    return low, high
 
 
 async def insert_friend_request(
@@ -36,10 +54,122 @@ async def insert_friend_request(
     return one(FriendRequestRow, record)
 
 
-async def insert_friendship(conn: asyncpg.Connection, *, user_a: UUID, user_b: UUID) -> None:
-    low, high = sorted((user_a, user_b))
-    await conn.execute(
-        "INSERT INTO friendships (user_low, user_high) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+async def get_friend_request(
+    conn: asyncpg.Connection, *, request_id: UUID
+) -> FriendRequestRow | None:
+    record = await conn.fetchrow(
+        f"SELECT {FRIEND_REQUEST_COLUMNS} FROM friend_requests WHERE id = $1", request_id
+    )
+    return maybe(FriendRequestRow, record)
+
+
+async def get_friend_request_for_update(
+    conn: asyncpg.Connection, *, request_id: UUID
+) -> FriendRequestRow | None:
+    record = await conn.fetchrow(
+        f"SELECT {FRIEND_REQUEST_COLUMNS} FROM friend_requests WHERE id = $1 FOR UPDATE", request_id
+    )
+    return maybe(FriendRequestRow, record)
+
+
+async def get_pending_request_between(
+    conn: asyncpg.Connection, *, user_a: UUID, user_b: UUID
+) -> FriendRequestRow | None:
+    """The pending request between two users, whichever way it goes (locked)."""
+    low, high = _pair(user_a, user_b)
+    record = await conn.fetchrow(
+        f"""
+        SELECT {FRIEND_REQUEST_COLUMNS} FROM friend_requests
+        WHERE status = 'pending'
+          AND LEAST(from_user_id, to_user_id) = $1 AND GREATEST(from_user_id, to_user_id) = $2
+        FOR UPDATE
+        """,
         low,
         high,
     )
+    return maybe(FriendRequestRow, record)
+
+
+async def set_friend_request_status(
+    conn: asyncpg.Connection, *, request_id: UUID, status: str
+) -> FriendRequestRow:
+    record = await conn.fetchrow(
+        f"""
+        UPDATE friend_requests SET status = $2, responded_at = now() WHERE id = $1
+        RETURNING {FRIEND_REQUEST_COLUMNS}
+        """,
+        request_id,
+        status,
+    )
+    return one(FriendRequestRow, record)
+
+
+async def list_pending_requests(
+    conn: asyncpg.Connection, *, user_id: UUID
+) -> list[FriendRequestWithUser]:
+    records = await conn.fetch(
+        f"""
+        SELECT {FRIEND_REQUEST_COLUMNS_R}, {PUBLIC_USER_COLUMNS_U}
+        FROM friend_requests r
+        JOIN users u
+          ON u.id = CASE WHEN r.from_user_id = $1 THEN r.to_user_id ELSE r.from_user_id END
+        WHERE r.status = 'pending' AND (r.from_user_id = $1 OR r.to_user_id = $1)
+        ORDER BY r.created_at DESC
+        """,
+        user_id,
+    )
+    return [
+        FriendRequestWithUser(
+            FriendRequestRow(**{f: r[f] for f in FriendRequestRow.__dataclass_fields__}),
+            public_user_from(r),
+        )
+        for r in records
+    ]
+
+
+async def insert_friendship(conn: asyncpg.Connection, *, user_a: UUID, user_b: UUID) -> bool:
+    low, high = _pair(user_a, user_b)
+    return bool(
+        await conn.fetchval(
+            """
+            INSERT INTO friendships (user_low, user_high) VALUES ($1, $2)
+            ON CONFLICT DO NOTHING RETURNING true
+            """,
+            low,
+            high,
+        )
+    )
+
+
+async def friendship_exists(conn: asyncpg.Connection, *, user_a: UUID, user_b: UUID) -> bool:
+    low, high = _pair(user_a, user_b)
+    return bool(
+        await conn.fetchval(
+            "SELECT true FROM friendships WHERE user_low = $1 AND user_high = $2", low, high
+        )
+    )
+
+
+async def delete_friendship(conn: asyncpg.Connection, *, user_a: UUID, user_b: UUID) -> bool:
+    low, high = _pair(user_a, user_b)
+    return bool(
+        await conn.fetchval(
+            "DELETE FROM friendships WHERE user_low = $1 AND user_high = $2 RETURNING true",
+            low,
+            high,
+        )
+    )
+
+
+async def list_friends(conn: asyncpg.Connection, *, user_id: UUID) -> list[FriendRow]:
+    records = await conn.fetch(
+        f"""
+        SELECT {PUBLIC_USER_COLUMNS_U}, f.created_at AS since
+        FROM friendships f
+        JOIN users u ON u.id = CASE WHEN f.user_low = $1 THEN f.user_high ELSE f.user_low END
+        WHERE f.user_low = $1 OR f.user_high = $1
+        ORDER BY lower(u.username)
+        """,
+        user_id,
+    )
+    return [FriendRow(public_user_from(r), r["since"]) for r in records]

@@ -2,11 +2,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 import asyncpg
 
-from xfchat.db.queries import maybe, one
+from xfchat.db.queries import many, maybe, one
 
 USER_COLUMNS = (
     "id, username, email, password_hash, display_name, avatar_url, status, status_text, "
@@ -66,3 +67,105 @@ async def get_user_by_username(conn: asyncpg.Connection, *, username: str) -> Us
 
 async def count_users(conn: asyncpg.Connection) -> int:
     return int(await conn.fetchval("SELECT count(*) FROM users"))
+
+
+async def get_user_by_login(conn: asyncpg.Connection, *, login: str) -> UserRow | None:
+    """By username or email, case-insensitively."""
+    record = await conn.fetchrow(
+        f"""
+        SELECT {USER_COLUMNS} FROM users
+        WHERE lower(username) = lower($1) OR lower(email) = lower($1)
+        LIMIT 1
+        """,
+        login,
+    )
+    return maybe(UserRow, record)
+
+
+async def update_user_profile(
+    conn: asyncpg.Connection,
+    *,
+    user_id: UUID,
+    username: str | None,
+    display_name: str | None,
+    clear_display_name: bool,
+    status_text: str | None,
+    clear_status_text: bool,
+    avatar_url: str | None,
+    clear_avatar_url: bool,
+) -> UserRow | None:
+    """Change the given fields; a field left None is kept unless its clear flag is set."""
+    record = await conn.fetchrow(
+        f"""
+        UPDATE users SET
+            username = COALESCE($2, username),
+            display_name = CASE WHEN $4 THEN NULL ELSE COALESCE($3, display_name) END,
+            status_text = CASE WHEN $6 THEN NULL ELSE COALESCE($5, status_text) END,
+            avatar_url = CASE WHEN $8 THEN NULL ELSE COALESCE($7, avatar_url) END,
+            updated_at = now()
+        WHERE id = $1
+        RETURNING {USER_COLUMNS}
+        """,
+        user_id,
+        username,
+        display_name,
+        clear_display_name,
+        status_text,
+        clear_status_text,
+        avatar_url,
+        clear_avatar_url,
+    )
+    return maybe(UserRow, record)
+
+
+async def update_password_hash(
+    conn: asyncpg.Connection, *, user_id: UUID, password_hash: str
+) -> None:
+    await conn.execute(
+        "UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1",
+        user_id,
+        password_hash,
+    )
+
+
+async def list_users(conn: asyncpg.Connection, *, user_ids: list[UUID]) -> list[UserRow]:
+    records = await conn.fetch(
+        f"SELECT {USER_COLUMNS} FROM users WHERE id = ANY($1::uuid[])", user_ids
+    )
+    return many(UserRow, records)
+
+
+# What anyone may see of another user: never the email or the password hash.
+PUBLIC_USER_FIELDS = ("id", "username", "display_name", "avatar_url", "status_text", "created_at")
+PUBLIC_USER_COLUMNS = ", ".join(PUBLIC_USER_FIELDS)
+# For joins: the user's columns as u_id, u_username, ... from a table aliased `u`.
+PUBLIC_USER_COLUMNS_U = ", ".join(f"u.{f} AS u_{f}" for f in PUBLIC_USER_FIELDS)
+
+
+@dataclass(frozen=True)
+class PublicUserRow:
+    id: UUID
+    username: str
+    display_name: str | None
+    avatar_url: str | None
+    status_text: str | None
+    created_at: datetime
+
+
+def public_user_from(record: Any) -> PublicUserRow:
+    """A PublicUserRow from a joined record selected with PUBLIC_USER_COLUMNS_U."""
+    return PublicUserRow(**{f: record[f"u_{f}"] for f in PUBLIC_USER_FIELDS})
+
+
+async def get_public_user(conn: asyncpg.Connection, *, user_id: UUID) -> PublicUserRow | None:
+    record = await conn.fetchrow(f"SELECT {PUBLIC_USER_COLUMNS} FROM users WHERE id = $1", user_id)
+    return maybe(PublicUserRow, record)
+
+
+async def get_public_user_by_username(
+    conn: asyncpg.Connection, *, username: str
+) -> PublicUserRow | None:
+    record = await conn.fetchrow(
+        f"SELECT {PUBLIC_USER_COLUMNS} FROM users WHERE lower(username) = lower($1)", username
+    )
+    return maybe(PublicUserRow, record)

@@ -1,0 +1,62 @@
+"""Shared by the benchmarks: a database to run against, and percentiles."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import statistics
+from collections.abc import AsyncIterator, Sequence
+
+import asyncpg
+
+from xfchat.db.embedded import throwaway
+from xfchat.db.migrate import Migrator
+from xfchat.db.queries.admin import create_database
+
+
+@contextlib.asynccontextmanager
+async def database(url: str | None) -> AsyncIterator[str]:
+    """`url` as given (already migrated or not: migrations are applied), or a fresh
+    durable local PostgreSQL (fsync on, as in production) removed afterwards."""
+    if url:
+        conn = await asyncpg.connect(url)
+        await Migrator(conn).run()
+        await conn.close()
+        yield url
+        return
+    server, root = throwaway(prefix="xfbench-", durable=True)
+    try:
+        admin = await asyncpg.connect(server.url)
+        await create_database(admin, name="bench")
+        await admin.close()
+        bench_url = server.url_for("bench")
+        conn = await asyncpg.connect(bench_url)
+        await Migrator(conn).run()
+        await conn.close()
+        yield bench_url
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def summary_us(values: Sequence[float]) -> str:
+    us = [v * 1e6 for v in values]
+    return f"median {statistics.median(us):7.0f} µs   p99 {pct(us, 99):7.0f} µs   (n={len(us)})"
+
+
+def summary_ms(values: Sequence[float]) -> str:
+    ms = [v * 1e3 for v in values]
+    return f"median {statistics.median(ms):7.1f} ms   p99 {pct(ms, 99):7.1f} ms   (n={len(ms)})"
+
+
+def env_url() -> str | None:
+    return os.environ.get("BENCH_DATABASE_URL")

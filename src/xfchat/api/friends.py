@@ -1,0 +1,125 @@
+"""Friend requests, friends and blocks of the current user."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from fastapi import APIRouter, Response
+from pydantic import BaseModel, Field
+
+from xfchat.api.deps import Conn, CurrentActor
+from xfchat.api.models import Text, UserPublic
+from xfchat.domain import friends
+
+router = APIRouter(prefix="/api/users/@me", tags=["friends"])
+
+
+class FriendRequestIn(BaseModel):
+    username: Text = Field(max_length=256)
+
+
+class FriendRequestOut(BaseModel):
+    id: UUID
+    from_user_id: UUID
+    to_user_id: UUID
+    status: str
+    created_at: datetime
+    user: UserPublic  # the user at the other end
+    conversation_id: UUID | None = None  # once accepted: your direct conversation
+
+    @classmethod
+    def of(cls, view: friends.FriendRequestView) -> FriendRequestOut:
+        r = view.request
+        return cls(
+            id=r.id,
+            from_user_id=r.from_user_id,
+            to_user_id=r.to_user_id,
+            status=r.status,
+            created_at=r.created_at,
+            user=UserPublic.of(view.other),
+            conversation_id=view.conversation_id,
+        )
+
+
+class FriendRequestsOut(BaseModel):
+    incoming: list[FriendRequestOut]
+    outgoing: list[FriendRequestOut]
+
+
+class FriendOut(BaseModel):
+    user: UserPublic
+    since: datetime
+
+
+@router.get("/friend-requests")
+async def get_friend_requests(actor: CurrentActor, conn: Conn) -> FriendRequestsOut:
+    rows = await friends.list_friend_requests(conn, actor)
+    views = [FriendRequestOut.of(friends.FriendRequestView(r.request, r.other)) for r in rows]
+    return FriendRequestsOut(
+        incoming=[v for v in views if v.to_user_id == actor.user_id],
+        outgoing=[v for v in views if v.from_user_id == actor.user_id],
+    )
+
+
+@router.post("/friend-requests", status_code=201)
+async def post_friend_request(
+    body: FriendRequestIn, actor: CurrentActor, conn: Conn, response: Response
+) -> FriendRequestOut:
+    """Send a request by username. If that user had already asked you, this accepts
+    their request (200, status "accepted")."""
+    view = await friends.send_friend_request(conn, actor, username=body.username)
+    if view.request.status == "accepted":
+        response.status_code = 200
+    return FriendRequestOut.of(view)
+
+
+@router.post("/friend-requests/{request_id}/accept")
+async def post_accept(request_id: UUID, actor: CurrentActor, conn: Conn) -> FriendRequestOut:
+    """Accept: you become friends, and your direct conversation is created or reused."""
+    return FriendRequestOut.of(await friends.accept_friend_request(conn, actor, request_id))
+
+
+@router.post("/friend-requests/{request_id}/decline", status_code=204, response_class=Response)
+async def post_decline(request_id: UUID, actor: CurrentActor, conn: Conn) -> Response:
+    await friends.decline_friend_request(conn, actor, request_id)
+    return Response(status_code=204)
+
+
+@router.delete("/friend-requests/{request_id}", status_code=204, response_class=Response)
+async def delete_friend_request(request_id: UUID, actor: CurrentActor, conn: Conn) -> Response:
+    """Cancel a request you sent."""
+    await friends.cancel_friend_request(conn, actor, request_id)
+    return Response(status_code=204)
+
+
+@router.get("/friends")
+async def get_friends(actor: CurrentActor, conn: Conn) -> list[FriendOut]:
+    return [
+        FriendOut(user=UserPublic.of(f.user), since=f.since)
+        for f in await friends.list_friends(conn, actor)
+    ]
+
+
+@router.delete("/friends/{user_id}", status_code=204, response_class=Response)
+async def delete_friend(user_id: UUID, actor: CurrentActor, conn: Conn) -> Response:
+    await friends.remove_friend(conn, actor, user_id)
+    return Response(status_code=204)
+
+
+@router.get("/blocks")
+async def get_blocks(actor: CurrentActor, conn: Conn) -> list[UserPublic]:
+    return [UserPublic.of(u) for u in await friends.list_blocked(conn, actor)]
+
+
+@router.put("/blocks/{user_id}", status_code=204, response_class=Response)
+async def put_block(user_id: UUID, actor: CurrentActor, conn: Conn) -> Response:
+    """Block a user: ends any friendship and pending request; they are not told."""
+    await friends.block_user(conn, actor, user_id)
+    return Response(status_code=204)
+
+
+@router.delete("/blocks/{user_id}", status_code=204, response_class=Response)
+async def delete_block(user_id: UUID, actor: CurrentActor, conn: Conn) -> Response:
+    await friends.unblock_user(conn, actor, user_id)
+    return Response(status_code=204)

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from uuid import UUID
+
+import asyncpg
+
+from xfchat.db.queries.users import PUBLIC_USER_COLUMNS_U, PublicUserRow, public_user_from
+
+
+async def insert_block(conn: asyncpg.Connection, *, blocker_id: UUID, blocked_id: UUID) -> bool:
+    return bool(
+        await conn.fetchval(
+            """
+            INSERT INTO blocks (blocker_id, blocked_id) VALUES ($1, $2)
+            ON CONFLICT DO NOTHING RETURNING true
+            """,
+            blocker_id,
+            blocked_id,
+        )
+    )
+
+
+async def delete_block(conn: asyncpg.Connection, *, blocker_id: UUID, blocked_id: UUID) -> bool:
+    return bool(
+        await conn.fetchval(
+            "DELETE FROM blocks WHERE blocker_id = $1 AND blocked_id = $2 RETURNING true",
+            blocker_id,
+            blocked_id,
+        )
+    )
+
+
+async def block_exists_between(conn: asyncpg.Connection, *, user_a: UUID, user_b: UUID) -> bool:
+    """Whether either user has blocked the other."""
+    return bool(
+        await conn.fetchval(
+            """
+            SELECT true FROM blocks
+            WHERE (blocker_id = $1 AND blocked_id = $2) OR (blocker_id = $2 AND blocked_id = $1)
+            LIMIT 1
+            """,
+            user_a,
+            user_b,
+        )
+    )
+
+
+async def list_blocked(conn: asyncpg.Connection, *, blocker_id: UUID) -> list[PublicUserRow]:
+    records = await conn.fetch(
+        f"""
+        SELECT {PUBLIC_USER_COLUMNS_U} FROM blocks b JOIN users u ON u.id = b.blocked_id
+        WHERE b.blocker_id = $1 ORDER BY b.created_at DESC
+        """,
+        blocker_id,
+    )
+    return [public_user_from(r) for r in records]

@@ -1,0 +1,182 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from ipaddress import IPv4Address, IPv6Address
+from uuid import UUID
+
+import asyncpg
+
+from xfchat.db.queries import many, maybe, one
+from xfchat.db.queries.users import USER_COLUMNS, UserRow
+
+USER_COLUMNS_OF_U = ", ".join(f"u.{c.strip()}" for c in USER_COLUMNS.split(","))
+
+SESSION_COLUMNS = (
+    "id, user_id, user_agent, ip, created_at, last_used_at, expires_at, revoked_at, revoked_reason"
+)
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    id: UUID
+    user_id: UUID
+    user_agent: str | None
+    ip: IPv4Address | IPv6Address | None
+    created_at: datetime
+    last_used_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None
+    revoked_reason: str | None
+
+
+@dataclass(frozen=True)
+class RefreshTokenRow:
+    token_hash: bytes
+    session_id: UUID
+    generation: int
+    issued_at: datetime
+    used_at: datetime | None
+
+
+async def insert_session(
+    conn: asyncpg.Connection,
+    *,
+    user_id: UUID,
+    user_agent: str | None,
+    ip: str | None,
+    ttl_s: float,
+) -> SessionRow:
+    record = await conn.fetchrow(
+        f"""
+        INSERT INTO sessions (user_id, user_agent, ip, expires_at)
+        VALUES ($1, $2, $3::inet, now() + make_interval(secs => $4))
+        RETURNING {SESSION_COLUMNS}
+        """,
+        user_id,
+        user_agent,
+        ip,
+        ttl_s,
+    )
+    return one(SessionRow, record)
+
+
+async def insert_refresh_token(
+    conn: asyncpg.Connection, *, token_hash: bytes, session_id: UUID, generation: int
+) -> None:
+    await conn.execute(
+        "INSERT INTO refresh_tokens (token_hash, session_id, generation) VALUES ($1, $2, $3)",
+        token_hash,
+        session_id,
+        generation,
+    )
+
+
+async def get_refresh_token_for_update(
+    conn: asyncpg.Connection, *, token_hash: bytes
+) -> RefreshTokenRow | None:
+    """The token row, locked so that two refreshes with one token cannot both succeed."""
+    record = await conn.fetchrow(
+        """
+        SELECT token_hash, session_id, generation, issued_at, used_at
+        FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE
+        """,
+        token_hash,
+    )
+    return maybe(RefreshTokenRow, record)
+
+
+async def mark_refresh_token_used(conn: asyncpg.Connection, *, token_hash: bytes) -> None:
+    await conn.execute(
+        "UPDATE refresh_tokens SET used_at = now() WHERE token_hash = $1", token_hash
+    )
+
+
+async def get_session(conn: asyncpg.Connection, *, session_id: UUID) -> SessionRow | None:
+    record = await conn.fetchrow(
+        f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1", session_id
+    )
+    return maybe(SessionRow, record)
+
+
+async def get_session_for_update(
+    conn: asyncpg.Connection, *, session_id: UUID
+) -> SessionRow | None:
+    record = await conn.fetchrow(
+        f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1 FOR UPDATE", session_id
+    )
+    return maybe(SessionRow, record)
+
+
+async def get_live_session_user(
+    conn: asyncpg.Connection, *, session_id: UUID, user_id: UUID
+) -> UserRow | None:
+    """The user behind an access token, if its session is neither revoked nor expired."""
+    record = await conn.fetchrow(
+        f"""
+        SELECT {USER_COLUMNS_OF_U}
+        FROM sessions s JOIN users u ON u.id = s.user_id
+        WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND s.expires_at > now()
+        """,
+        session_id,
+        user_id,
+    )
+    return maybe(UserRow, record)
+
+
+async def touch_session(
+    conn: asyncpg.Connection, *, session_id: UUID, ttl_s: float | None = None
+) -> None:
+    """Record use; with `ttl_s`, also extend the session's life from now."""
+    await conn.execute(
+        """
+        UPDATE sessions SET last_used_at = now(),
+            expires_at = CASE WHEN $2::float8 IS NULL THEN expires_at
+                              ELSE now() + make_interval(secs => $2::float8) END
+        WHERE id = $1
+        """,
+        session_id,
+        ttl_s,
+    )
+
+
+async def list_live_sessions(conn: asyncpg.Connection, *, user_id: UUID) -> list[SessionRow]:
+    records = await conn.fetch(
+        f"""
+        SELECT {SESSION_COLUMNS} FROM sessions
+        WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()
+        ORDER BY created_at DESC
+        """,
+        user_id,
+    )
+    return many(SessionRow, records)
+
+
+async def revoke_session(conn: asyncpg.Connection, *, session_id: UUID, reason: str) -> bool:
+    """Revoke one session; False if it was already revoked."""
+    return bool(
+        await conn.fetchval(
+            """
+            UPDATE sessions SET revoked_at = now(), revoked_reason = $2
+            WHERE id = $1 AND revoked_at IS NULL RETURNING true
+            """,
+            session_id,
+            reason,
+        )
+    )
+
+
+async def revoke_other_sessions(
+    conn: asyncpg.Connection, *, user_id: UUID, keep: UUID | None, reason: str
+) -> list[UUID]:
+    records = await conn.fetch(
+        """
+        UPDATE sessions SET revoked_at = now(), revoked_reason = $3
+        WHERE user_id = $1 AND revoked_at IS NULL AND id IS DISTINCT FROM $2
+        RETURNING id
+        """,
+        user_id,
+        keep,
+        reason,
+    )
+    return [r["id"] for r in records]

@@ -1,0 +1,260 @@
+"""Accounts and sessions: register, log in, refresh (rotating), log out, authenticate.
+
+A session is one login on one device. Its refresh tokens are single-use: refreshing
+marks the presented token used and issues the next one; presenting a used token again
+means it was copied, so the whole session is revoked (theft detection). Access tokens
+are 15-minute JWTs naming their session, and every request checks that session in the
+database, so revoking a session stops its access token at once.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from uuid import UUID
+
+import asyncpg
+from argon2 import PasswordHasher
+
+from xfchat.db.queries import sessions as sessions_q
+from xfchat.db.queries import users as users_q
+from xfchat.domain import validation
+from xfchat.domain.passwords import hash_password_async, hasher, verify_password_async
+from xfchat.domain.tokens import (
+    hash_refresh_token,
+    issue_access_token,
+    new_refresh_token,
+    verify_access_token,
+)
+from xfchat.errors import Conflict, NotFound, Unauthorized
+from xfchat.realtime.events import Event, Stream, emit
+from xfchat.settings import Settings
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is making a request: the user and the session (login) they use."""
+
+    user_id: UUID
+    session_id: UUID
+
+
+@dataclass(frozen=True)
+class ClientInfo:
+    ip: str | None
+    user_agent: str | None
+
+
+@dataclass(frozen=True)
+class IssuedTokens:
+    user: users_q.UserRow
+    session_id: UUID
+    access_token: str
+    expires_in: int
+    refresh_token: str
+
+
+def password_hasher(settings: Settings) -> PasswordHasher:
+    return hasher(settings.argon2_time_cost, settings.argon2_memory_kib)
+
+
+@lru_cache(maxsize=4)
+def _dummy_hash(ph: PasswordHasher) -> str:
+    # Verified against when the login names no user, so both failures cost the same.
+    return ph.hash(secrets.token_urlsafe(16))
+
+
+def session_revoked(user_id: UUID, session_id: UUID, reason: str) -> Event:
+    return Event(
+        "session.revoked", Stream.user(user_id), {"session_id": str(session_id), "reason": reason}
+    )
+
+
+def _unique_violation(exc: asyncpg.UniqueViolationError) -> Conflict:
+    if exc.constraint_name == "users_email_lower_key":
+        return Conflict("that email is already registered", code="EMAIL_TAKEN", field="email")
+    return Conflict("that username is taken", code="USERNAME_TAKEN", field="username")
+
+
+async def _start_session(
+    conn: asyncpg.Connection, settings: Settings, user: users_q.UserRow, client: ClientInfo
+) -> IssuedTokens:
+    session = await sessions_q.insert_session(
+        conn,
+        user_id=user.id,
+        user_agent=(client.user_agent or "")[:512] or None,
+        ip=client.ip,
+        ttl_s=settings.refresh_token_ttl_days * 86400,
+    )
+    token, token_hash = new_refresh_token()
+    await sessions_q.insert_refresh_token(
+        conn, token_hash=token_hash, session_id=session.id, generation=1
+    )
+    return _issue(settings, user, session.id, token)
+
+
+def _issue(
+    settings: Settings, user: users_q.UserRow, session_id: UUID, refresh: str
+) -> IssuedTokens:
+    access = issue_access_token(
+        settings.secret.get_secret_value(),
+        user_id=user.id,
+        session_id=session_id,
+        ttl_s=settings.access_token_ttl_s,
+    )
+    return IssuedTokens(user, session_id, access, settings.access_token_ttl_s, refresh)
+
+
+async def register(
+    pool: asyncpg.Pool,
+    settings: Settings,
+    *,
+    username: str,
+    email: str,
+    password: str,
+    display_name: str | None,
+    client: ClientInfo,
+) -> IssuedTokens:
+    """Create an account and log it in.
+
+    Raises:
+        BadRequest: a field breaks its rule (INVALID_USERNAME, INVALID_EMAIL, INVALID_PASSWORD).
+        Conflict: USERNAME_TAKEN or EMAIL_TAKEN (both case-insensitive).
+    """
+    validation.username(username)
+    email = validation.email(email)
+    validation.password(password, user_name=username, user_email=email)
+    display_name = validation.optional_text(
+        display_name,
+        field="display_name",
+        limit=validation.MAX_DISPLAY_NAME,
+        code="INVALID_DISPLAY_NAME",
+    )
+    pw_hash = await hash_password_async(password, password_hasher(settings))
+    async with pool.acquire() as conn, conn.transaction():
+        try:
+            user = await users_q.insert_user(
+                conn,
+                username=username,
+                email=email,
+                password_hash=pw_hash,
+                display_name=display_name,
+            )
+        except asyncpg.UniqueViolationError as exc:
+            raise _unique_violation(exc) from None
+        return await _start_session(conn, settings, user, client)
+
+
+async def login(
+    pool: asyncpg.Pool, settings: Settings, *, login: str, password: str, client: ClientInfo
+) -> IssuedTokens:
+    """Log in by username or email.
+
+    Raises:
+        Unauthorized: INVALID_CREDENTIALS, the same for an unknown user and a wrong password.
+    """
+    ph = password_hasher(settings)
+    async with pool.acquire() as conn:
+        user = await users_q.get_user_by_login(conn, login=login.strip())
+    ok = await verify_password_async(user.password_hash if user else _dummy_hash(ph), password, ph)
+    if user is None or not ok:
+        raise Unauthorized(
+            "wrong username, email or password", code="INVALID_CREDENTIALS", token_error=False
+        )
+    new_hash = None
+    if ph.check_needs_rehash(user.password_hash):  # the hashing cost settings went up
+        new_hash = await hash_password_async(password, ph)
+    async with pool.acquire() as conn, conn.transaction():
+        if new_hash:
+            await users_q.update_password_hash(conn, user_id=user.id, password_hash=new_hash)
+        return await _start_session(conn, settings, user, client)
+
+
+async def refresh(pool: asyncpg.Pool, settings: Settings, *, refresh_token: str) -> IssuedTokens:
+    """Trade a refresh token for a new access token and the next refresh token.
+
+    Raises:
+        Unauthorized: INVALID_REFRESH_TOKEN (unknown), SESSION_REVOKED (logged out, revoked
+            or expired), REFRESH_TOKEN_REUSED (already used: the session is now revoked).
+    """
+    token_hash = hash_refresh_token(refresh_token)
+    reused = False
+    async with pool.acquire() as conn:
+        async with conn.transaction():
+            row = await sessions_q.get_refresh_token_for_update(conn, token_hash=token_hash)
+            if row is None:
+                raise Unauthorized("the refresh token is not valid", code="INVALID_REFRESH_TOKEN")
+            session = await sessions_q.get_session_for_update(conn, session_id=row.session_id)
+            assert session is not None
+            if session.revoked_at is not None:
+                raise Unauthorized("this session has ended; log in again", code="SESSION_REVOKED")
+            if row.used_at is not None:
+                await sessions_q.revoke_session(conn, session_id=session.id, reason="token_reuse")
+                await emit(conn, session_revoked(session.user_id, session.id, "token_reuse"))
+                reused = True
+            else:
+                if session.expires_at <= datetime.now(UTC):
+                    raise Unauthorized(
+                        "this session has expired; log in again", code="SESSION_REVOKED"
+                    )
+                await sessions_q.mark_refresh_token_used(conn, token_hash=token_hash)
+                token, next_hash = new_refresh_token()
+                await sessions_q.insert_refresh_token(
+                    conn, token_hash=next_hash, session_id=session.id, generation=row.generation + 1
+                )
+                await sessions_q.touch_session(
+                    conn, session_id=session.id, ttl_s=settings.refresh_token_ttl_days * 86400
+                )
+                found = await users_q.get_user(conn, user_id=session.user_id)
+                assert found is not None
+                user = found
+        if reused:  # committed above: the revocation must stick although we refuse
+            raise Unauthorized(
+                "this refresh token was already used; the session has been revoked",
+                code="REFRESH_TOKEN_REUSED",
+            )
+    return _issue(settings, user, session.id, token)
+
+
+async def authenticate(
+    conn: asyncpg.Connection, settings: Settings, token: str
+) -> tuple[Actor, users_q.UserRow]:
+    """The actor behind an access token whose session is still live.
+
+    Raises:
+        Unauthorized: INVALID_TOKEN, TOKEN_EXPIRED or SESSION_REVOKED.
+    """
+    claims = verify_access_token(settings.secret.get_secret_value(), token)
+    user = await sessions_q.get_live_session_user(
+        conn, session_id=claims.session_id, user_id=claims.user_id
+    )
+    if user is None:
+        raise Unauthorized("this session has ended; log in again", code="SESSION_REVOKED")
+    return Actor(claims.user_id, claims.session_id), user
+
+
+async def logout(conn: asyncpg.Connection, actor: Actor) -> None:
+    """End the actor's own session."""
+    await revoke_session(conn, actor, actor.session_id, reason="logout")
+
+
+async def revoke_session(
+    conn: asyncpg.Connection, actor: Actor, session_id: UUID, *, reason: str = "revoked"
+) -> None:
+    """End one of the actor's sessions (their own current one included).
+
+    Raises:
+        NotFound: SESSION_NOT_FOUND, also for another user's session.
+    """
+    async with conn.transaction():
+        session = await sessions_q.get_session_for_update(conn, session_id=session_id)
+        if session is None or session.user_id != actor.user_id:
+            raise NotFound("no such session", code="SESSION_NOT_FOUND")
+        if await sessions_q.revoke_session(conn, session_id=session_id, reason=reason):
+            await emit(conn, session_revoked(actor.user_id, session_id, reason))
+
+
+async def list_sessions(conn: asyncpg.Connection, actor: Actor) -> list[sessions_q.SessionRow]:
+    return await sessions_q.list_live_sessions(conn, user_id=actor.user_id)

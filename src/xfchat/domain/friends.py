@@ -1,0 +1,250 @@
+"""Friend requests, friendships and blocks.
+
+Every change between two users first takes a transaction-scoped advisory lock on the
+pair, so a block and a friend request racing each other cannot both win. A block is
+never revealed to the blocked user: their requests are refused with the same answer as
+for an unknown username.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from uuid import UUID
+
+import asyncpg
+
+from xfchat.db.queries import blocks as blocks_q
+from xfchat.db.queries import friends as friends_q
+from xfchat.db.queries import locks as locks_q
+from xfchat.db.queries import users as users_q
+from xfchat.domain.accounts import Actor
+from xfchat.domain.conversations import get_or_create_direct
+from xfchat.errors import BadRequest, Conflict, NotFound
+from xfchat.realtime.events import Event, Stream, emit, emit_many
+
+REFUSED = "could not send a friend request to that user"
+
+
+@dataclass(frozen=True)
+class FriendRequestView:
+    """A request as one of its two users sees it: `other` is the user at the other end;
+    `conversation_id` is the pair's direct conversation once accepted."""
+
+    request: friends_q.FriendRequestRow
+    other: users_q.PublicUserRow
+    conversation_id: UUID | None = None
+
+
+async def _lock_pair(conn: asyncpg.Connection, a: UUID, b: UUID) -> None:
+    low, high = sorted((a, b))
+    digest = hashlib.sha256(b"pair" + low.bytes + high.bytes).digest()
+    await locks_q.lock_transaction(conn, key=int.from_bytes(digest[:8], "big", signed=True))
+
+
+def request_data(req: friends_q.FriendRequestRow) -> dict[str, object]:
+    return {
+        "id": str(req.id),
+        "from_user_id": str(req.from_user_id),
+        "to_user_id": str(req.to_user_id),
+        "status": req.status,
+        "created_at": req.created_at.isoformat(),
+    }
+
+
+def _to_both(kind: str, req: friends_q.FriendRequestRow, **extra: object) -> list[Event]:
+    data = {**request_data(req), **extra}
+    return [Event(kind, Stream.user(u), data) for u in (req.from_user_id, req.to_user_id)]
+
+
+async def send_friend_request(
+    conn: asyncpg.Connection, actor: Actor, *, username: str
+) -> FriendRequestView:
+    """Ask `username` to be friends. If they had already asked the actor, this accepts
+    their request instead (the view's status is then "accepted").
+
+    Raises:
+        BadRequest: CANNOT_FRIEND_SELF; FRIEND_REQUEST_REFUSED (unknown user, or a block
+            either way: the same answer). Conflict: ALREADY_FRIENDS, FRIEND_REQUEST_EXISTS.
+    """
+    target = await users_q.get_public_user_by_username(conn, username=username.strip())
+    if target is None:
+        raise BadRequest(REFUSED, code="FRIEND_REQUEST_REFUSED", field="username")
+    if target.id == actor.user_id:
+        raise BadRequest(
+            "you cannot send a friend request to yourself",
+            code="CANNOT_FRIEND_SELF",
+            field="username",
+        )
+    async with conn.transaction():
+        await _lock_pair(conn, actor.user_id, target.id)
+        if await blocks_q.block_exists_between(conn, user_a=actor.user_id, user_b=target.id):
+            raise BadRequest(REFUSED, code="FRIEND_REQUEST_REFUSED", field="username")
+        if await friends_q.friendship_exists(conn, user_a=actor.user_id, user_b=target.id):
+            raise Conflict("you are already friends", code="ALREADY_FRIENDS")
+        pending = await friends_q.get_pending_request_between(
+            conn, user_a=actor.user_id, user_b=target.id
+        )
+        if pending is not None:
+            if pending.from_user_id == actor.user_id:
+                raise Conflict(
+                    "you have already sent this user a request", code="FRIEND_REQUEST_EXISTS"
+                )
+            accepted, conversation_id = await _accept(conn, pending)
+            return FriendRequestView(accepted, target, conversation_id)
+        request = await friends_q.insert_friend_request(
+            conn, from_user_id=actor.user_id, to_user_id=target.id
+        )
+        await emit_many(conn, _to_both("friend_request.created", request))
+        return FriendRequestView(request, target)
+
+
+async def _accept(
+    conn: asyncpg.Connection, request: friends_q.FriendRequestRow
+) -> tuple[friends_q.FriendRequestRow, UUID]:
+    accepted = await friends_q.set_friend_request_status(
+        conn, request_id=request.id, status="accepted"
+    )
+    await friends_q.insert_friendship(conn, user_a=request.from_user_id, user_b=request.to_user_id)
+    conversation, _ = await get_or_create_direct(conn, request.from_user_id, request.to_user_id)
+    events = _to_both("friend_request.accepted", accepted, conversation_id=str(conversation.id))
+    for me, other in (
+        (request.from_user_id, request.to_user_id),
+        (request.to_user_id, request.from_user_id),
+    ):
+        events.append(
+            Event(
+                "friend.added",
+                Stream.user(me),
+                {"user_id": str(other), "conversation_id": str(conversation.id)},
+            )
+        )
+    await emit_many(conn, events)
+    return accepted, conversation.id
+
+
+async def _pending_request(
+    conn: asyncpg.Connection, actor: Actor, request_id: UUID, *, as_recipient: bool
+) -> friends_q.FriendRequestRow:
+    request = await friends_q.get_friend_request_for_update(conn, request_id=request_id)
+    owner = (request.to_user_id if as_recipient else request.from_user_id) if request else None
+    if request is None or owner != actor.user_id:
+        raise NotFound("no such friend request", code="FRIEND_REQUEST_NOT_FOUND")
+    if request.status != "pending":
+        raise Conflict(
+            f"the friend request was already {request.status}", code="FRIEND_REQUEST_NOT_PENDING"
+        )
+    return request
+
+
+async def accept_friend_request(
+    conn: asyncpg.Connection, actor: Actor, request_id: UUID
+) -> FriendRequestView:
+    """Accept a request sent to the actor: they become friends and their direct
+    conversation is created, or reused if it exists.
+
+    Raises:
+        NotFound: FRIEND_REQUEST_NOT_FOUND. Conflict: FRIEND_REQUEST_NOT_PENDING.
+    """
+    async with conn.transaction():
+        # The pair lock comes before any row lock, in the same order as everywhere else.
+        peek = await friends_q.get_friend_request(conn, request_id=request_id)
+        if peek is not None:
+            await _lock_pair(conn, peek.from_user_id, peek.to_user_id)
+        request = await _pending_request(conn, actor, request_id, as_recipient=True)
+        accepted, conversation_id = await _accept(conn, request)
+        sender = await users_q.get_public_user(conn, user_id=request.from_user_id)
+        assert sender is not None
+        return FriendRequestView(accepted, sender, conversation_id)
+
+
+async def decline_friend_request(conn: asyncpg.Connection, actor: Actor, request_id: UUID) -> None:
+    """Raises NotFound (FRIEND_REQUEST_NOT_FOUND), Conflict (FRIEND_REQUEST_NOT_PENDING)."""
+    async with conn.transaction():
+        request = await _pending_request(conn, actor, request_id, as_recipient=True)
+        declined = await friends_q.set_friend_request_status(
+            conn, request_id=request.id, status="declined"
+        )
+        await emit_many(conn, _to_both("friend_request.declined", declined))
+
+
+async def cancel_friend_request(conn: asyncpg.Connection, actor: Actor, request_id: UUID) -> None:
+    """Raises NotFound (FRIEND_REQUEST_NOT_FOUND), Conflict (FRIEND_REQUEST_NOT_PENDING)."""
+    async with conn.transaction():
+        request = await _pending_request(conn, actor, request_id, as_recipient=False)
+        cancelled = await friends_q.set_friend_request_status(
+            conn, request_id=request.id, status="cancelled"
+        )
+        await emit_many(conn, _to_both("friend_request.cancelled", cancelled))
+
+
+async def list_friend_requests(
+    conn: asyncpg.Connection, actor: Actor
+) -> list[friends_q.FriendRequestWithUser]:
+    """The actor's pending requests, both incoming and outgoing."""
+    return await friends_q.list_pending_requests(conn, user_id=actor.user_id)
+
+
+async def list_friends(conn: asyncpg.Connection, actor: Actor) -> list[friends_q.FriendRow]:
+    return await friends_q.list_friends(conn, user_id=actor.user_id)
+
+
+async def list_blocked(conn: asyncpg.Connection, actor: Actor) -> list[users_q.PublicUserRow]:
+    return await blocks_q.list_blocked(conn, blocker_id=actor.user_id)
+
+
+async def remove_friend(conn: asyncpg.Connection, actor: Actor, user_id: UUID) -> None:
+    """Raises NotFound (FRIEND_NOT_FOUND)."""
+    async with conn.transaction():
+        await _lock_pair(conn, actor.user_id, user_id)
+        if not await friends_q.delete_friendship(conn, user_a=actor.user_id, user_b=user_id):
+            raise NotFound("that user is not your friend", code="FRIEND_NOT_FOUND")
+        await emit_many(conn, _friend_removed(actor.user_id, user_id))
+
+
+def _friend_removed(a: UUID, b: UUID) -> list[Event]:
+    return [
+        Event("friend.removed", Stream.user(a), {"user_id": str(b)}),
+        Event("friend.removed", Stream.user(b), {"user_id": str(a)}),
+    ]
+
+
+async def block_user(conn: asyncpg.Connection, actor: Actor, user_id: UUID) -> None:
+    """Block a user: any friendship ends and pending requests either way are cancelled.
+    Blocking twice is fine. Only the blocker is told of the block.
+
+    Raises:
+        BadRequest: CANNOT_BLOCK_SELF. NotFound: USER_NOT_FOUND.
+    """
+    if user_id == actor.user_id:
+        raise BadRequest("you cannot block yourself", code="CANNOT_BLOCK_SELF")
+    if await users_q.get_public_user(conn, user_id=user_id) is None:
+        raise NotFound("no such user", code="USER_NOT_FOUND")
+    async with conn.transaction():
+        await _lock_pair(conn, actor.user_id, user_id)
+        if not await blocks_q.insert_block(conn, blocker_id=actor.user_id, blocked_id=user_id):
+            return
+        events: list[Event] = []
+        if await friends_q.delete_friendship(conn, user_a=actor.user_id, user_b=user_id):
+            events += _friend_removed(actor.user_id, user_id)
+        pending = await friends_q.get_pending_request_between(
+            conn, user_a=actor.user_id, user_b=user_id
+        )
+        if pending is not None:
+            cancelled = await friends_q.set_friend_request_status(
+                conn, request_id=pending.id, status="cancelled"
+            )
+            events += _to_both("friend_request.cancelled", cancelled)
+        events.append(Event("block.added", Stream.user(actor.user_id), {"user_id": str(user_id)}))
+        await emit_many(conn, events)
+
+
+async def unblock_user(conn: asyncpg.Connection, actor: Actor, user_id: UUID) -> None:
+    """Raises NotFound (BLOCK_NOT_FOUND)."""
+    async with conn.transaction():
+        await _lock_pair(conn, actor.user_id, user_id)
+        if not await blocks_q.delete_block(conn, blocker_id=actor.user_id, blocked_id=user_id):
+            raise NotFound("you have not blocked that user", code="BLOCK_NOT_FOUND")
+        await emit(
+            conn, Event("block.removed", Stream.user(actor.user_id), {"user_id": str(user_id)})
+        )

@@ -1,0 +1,85 @@
+"""Rate limits that hold across every server process: the counters live in PostgreSQL.
+
+Fixed windows aligned on the database clock: a rule "N/S" lets N requests through per
+S-second window per key. Each check is one upsert on an UNLOGGED table. Keys (IP
+addresses, login names, user ids) are hashed before they are stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import asyncpg
+
+from xfchat.db.queries import ratelimits as q
+from xfchat.errors import RateLimited
+from xfchat.settings import RateLimit
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    bucket: str
+    limit: int
+    remaining: int
+    reset_at: float  # epoch seconds when the window ends
+    reset_after: float  # seconds from now until then
+
+    def headers(self) -> dict[str, str]:
+        out = {
+            "X-RateLimit-Limit": str(self.limit),
+            "X-RateLimit-Remaining": str(self.remaining),
+            "X-RateLimit-Reset": f"{self.reset_at:.3f}",
+            "X-RateLimit-Reset-After": f"{self.reset_after:.3f}",
+            "X-RateLimit-Bucket": self.bucket,
+        }
+        if not self.allowed:
+            out["Retry-After"] = str(max(1, math.ceil(self.reset_after)))
+        return out
+
+    def enforce(self) -> Decision:
+        """Raises RateLimited (RATE_LIMITED, 429) with the headers when denied."""
+        if not self.allowed:
+            raise RateLimited(
+                f"too many requests; retry in {self.reset_after:.1f} s",
+                headers=self.headers(),
+                extra={"bucket": self.bucket, "retry_after": round(self.reset_after, 3)},
+            )
+        return self
+
+
+def _key(bucket: str, key: str) -> str:
+    return f"{bucket}:{hashlib.sha256(key.encode()).hexdigest()[:32]}"
+
+
+class RateLimiter:
+    def __init__(self, observe: Callable[[float], None] | None = None) -> None:
+        self._observe = observe
+
+    async def check(
+        self, conn: asyncpg.Connection, bucket: str, key: str, rule: RateLimit
+    ) -> Decision:
+        """Count this request against `bucket`/`key` and say whether it may proceed."""
+        started = time.perf_counter()
+        state = await q.hit_bucket(conn, bucket=_key(bucket, key), period_s=rule.period_s)
+        if self._observe is not None:
+            self._observe(time.perf_counter() - started)
+        reset_after = max(0.0, (state.expires_at - state.now).total_seconds())
+        return Decision(
+            allowed=state.hits <= rule.limit,
+            bucket=bucket,
+            limit=rule.limit,
+            remaining=max(0, rule.limit - state.hits),
+            reset_at=state.expires_at.timestamp(),
+            reset_after=reset_after,
+        )
+
+
+async def prune(pool: asyncpg.Pool) -> int:
+    """Remove counters whose window has ended."""
+    async with pool.acquire() as conn:
+        return await q.delete_expired_buckets(conn)

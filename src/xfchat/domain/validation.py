@@ -1,0 +1,89 @@
+"""Field rules for accounts, shared by registration and profile changes."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+
+from xfchat.errors import BadRequest
+
+USERNAME_RE = re.compile(r"^[A-Za-z0-9_.]{2,32}$")
+# Names that mean something in mentions or would impersonate the system.
+RESERVED_USERNAMES = frozenset({"everyone", "here", "system", "xfchat", "admin", "root"})
+EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s.]{2,}$")
+MIN_PASSWORD, MAX_PASSWORD = 8, 256
+MAX_DISPLAY_NAME, MAX_STATUS_TEXT, MAX_URL = 64, 128, 2048
+
+
+@lru_cache(maxsize=1)
+def common_passwords() -> frozenset[str]:
+    text = (Path(__file__).parent / "common_passwords.txt").read_text()
+    return frozenset(
+        line.strip().lower()
+        for line in text.splitlines()
+        if line.strip() and not line.startswith("#")
+    )
+
+
+def username(value: str) -> str:
+    if not USERNAME_RE.match(value):
+        raise BadRequest(
+            "a username is 2-32 characters of letters, digits, '_' and '.'",
+            code="INVALID_USERNAME",
+            field="username",
+        )
+    if ".." in value or value.strip(".") == "" or value.lower() in RESERVED_USERNAMES:
+        raise BadRequest("that username is not allowed", code="INVALID_USERNAME", field="username")
+    return value
+
+
+def email(value: str) -> str:
+    value = value.strip()
+    if len(value) > 254 or not EMAIL_RE.match(value):
+        raise BadRequest("that is not a valid email address", code="INVALID_EMAIL", field="email")
+    return value
+
+
+def password(
+    value: str,
+    *,
+    field: str = "password",
+    user_name: str | None = None,
+    user_email: str | None = None,
+) -> str:
+    if not MIN_PASSWORD <= len(value) <= MAX_PASSWORD:
+        raise BadRequest(
+            f"a password is {MIN_PASSWORD} to {MAX_PASSWORD} characters",
+            code="INVALID_PASSWORD",
+            field=field,
+        )
+    lowered = value.lower()
+    if lowered in common_passwords():
+        raise BadRequest(
+            "that password is too common; choose another", code="INVALID_PASSWORD", field=field
+        )
+    if lowered in {(user_name or "").lower(), (user_email or "").lower()}:
+        raise BadRequest(
+            "the password must not be your username or email", code="INVALID_PASSWORD", field=field
+        )
+    return value
+
+
+def optional_text(value: str | None, *, field: str, limit: int, code: str) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    if not value or len(value) > limit:
+        raise BadRequest(f"{field} is 1 to {limit} characters", code=code, field=field)
+    return value
+
+
+def avatar_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if len(value) > MAX_URL or not re.match(r"^https?://[^\s]+$", value):
+        raise BadRequest(
+            "avatar_url must be an http(s) URL", code="INVALID_AVATAR_URL", field="avatar_url"
+        )
+    return value

@@ -1,0 +1,263 @@
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from tests.factories import PASSWORD, TestUser
+from xfchat.domain import accounts
+from xfchat.domain.tokens import issue_access_token
+from xfchat.settings import Settings
+
+MakeUser = Callable[..., Awaitable[TestUser]]
+
+
+def register_body(**overrides: Any) -> dict[str, Any]:
+    body = {"username": "newbie", "email": "newbie@example.com", "password": PASSWORD}
+    body.update(overrides)
+    return body
+
+
+async def test_register_creates_an_account_and_a_session(
+    client: httpx.AsyncClient, conn: asyncpg.Connection
+) -> None:
+    response = await client.post(
+        "/api/auth/register",
+        json=register_body(display_name="New"),
+        headers={"user-agent": "ExampleBrowser/1.0"},
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["token_type"] == "Bearer" and body["expires_in"] == 900
+    assert body["user"]["username"] == "newbie" and body["user"]["email"] == "newbie@example.com"
+    assert body["user"]["display_name"] == "New"
+    stored = await conn.fetchrow("SELECT password_hash FROM users WHERE username = 'newbie'")
+    assert stored["password_hash"].startswith("$argon2id$")
+    assert PASSWORD not in stored["password_hash"]
+    session = await conn.fetchrow("SELECT user_agent, host(ip) AS ip FROM sessions")
+    assert (session["user_agent"], session["ip"]) == ("ExampleBrowser/1.0", "127.0.0.1")
+    refresh_hash = await conn.fetchval("SELECT token_hash FROM refresh_tokens")
+    assert body["refresh_token"].encode() not in refresh_hash  # only a hash is stored
+    me = await client.get(
+        "/api/users/@me", headers={"Authorization": f"Bearer {body['access_token']}"}
+    )
+    assert me.status_code == 200 and me.json()["id"] == body["user"]["id"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "code"),
+    [
+        ("username", "a", "INVALID_USERNAME"),
+        ("username", "x" * 33, "INVALID_USERNAME"),
+        ("username", "with space", "INVALID_USERNAME"),
+        ("username", "dots..twice", "INVALID_USERNAME"),
+        ("username", "everyone", "INVALID_USERNAME"),
+        ("email", "not-an-email", "INVALID_EMAIL"),
+        ("email", "a@b", "INVALID_EMAIL"),
+        ("password", "short", "INVALID_PASSWORD"),
+        ("password", "password123", "INVALID_PASSWORD"),
+        ("password", "qwertyuiop", "INVALID_PASSWORD"),
+        ("password", "newbie", "INVALID_PASSWORD"),
+    ],
+)
+async def test_register_rejects_bad_fields_naming_the_field(
+    client: httpx.AsyncClient, conn: asyncpg.Connection, field: str, value: str, code: str
+) -> None:
+    response = await client.post("/api/auth/register", json=register_body(**{field: value}))
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == code and response.json()["field"] == field
+    assert await conn.fetchval("SELECT count(*) FROM users") == 0
+
+
+async def test_register_missing_field_is_400_naming_it(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/api/auth/register", json={"username": "x1", "password": PASSWORD}
+    )
+    assert response.status_code == 400
+    assert response.json()["code"] == "VALIDATION_ERROR" and response.json()["field"] == "email"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "code", "field"),
+    [
+        ({"username": "TAKEN"}, "USERNAME_TAKEN", "username"),
+        ({"username": "other", "email": "Taken@Example.COM"}, "EMAIL_TAKEN", "email"),
+    ],
+)
+async def test_register_duplicates_are_409(
+    client: httpx.AsyncClient, make_user: MakeUser, overrides: dict[str, str], code: str, field: str
+) -> None:
+    await make_user("taken", email="taken@example.com")
+    response = await client.post("/api/auth/register", json=register_body(**overrides))
+    assert response.status_code == 409
+    assert response.json()["code"] == code and response.json()["field"] == field
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"login": "Alice1"},
+        {"login": "ALICE1@example.com"},
+        {"username": "alice1"},
+        {"email": "alice1@example.com"},
+    ],
+)
+async def test_login_by_username_or_email(
+    client: httpx.AsyncClient, make_user: MakeUser, body: dict[str, str]
+) -> None:
+    user = await make_user("alice1")
+    response = await client.post("/api/auth/login", json={**body, "password": PASSWORD})
+    assert response.status_code == 200, response.text
+    assert response.json()["user"]["id"] == str(user.id)
+    assert response.json()["session_id"] != str(user.session_id)  # a new session
+
+
+async def test_wrong_password_and_unknown_user_get_the_same_401(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    await make_user("alice1")
+    wrong = await client.post(
+        "/api/auth/login", json={"login": "alice1", "password": "nope-nope-nope"}
+    )
+    unknown = await client.post(
+        "/api/auth/login", json={"login": "nobody9", "password": "nope-nope-nope"}
+    )
+    assert wrong.status_code == unknown.status_code == 401
+    assert (
+        wrong.json()
+        == unknown.json()
+        == {"code": "INVALID_CREDENTIALS", "message": "wrong username, email or password"}
+    )
+    assert wrong.headers["www-authenticate"] == unknown.headers["www-authenticate"]
+
+
+async def test_unknown_user_still_pays_for_a_password_check(
+    pool: asyncpg.Pool, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The unknown-user path verifies against a dummy argon2 hash, so it costs what a
+    wrong password costs (bench/ratelimit.py prints both times)."""
+    verified: list[str] = []
+    real = accounts.verify_password_async
+
+    async def spy(password_hash: str, password: str, ph: Any = None) -> bool:
+        verified.append(password_hash)
+        return await real(password_hash, password, ph)
+
+    monkeypatch.setattr(accounts, "verify_password_async", spy)
+    with pytest.raises(accounts.Unauthorized):
+        await accounts.login(
+            pool,
+            settings,
+            login="ghost",
+            password="whatever-123",
+            client=accounts.ClientInfo(None, None),
+        )
+    assert len(verified) == 1 and verified[0].startswith("$argon2id$")
+
+
+async def test_missing_token_is_401_with_a_challenge(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/users/@me")
+    assert response.status_code == 401 and response.json()["code"] == "MISSING_TOKEN"
+    assert response.headers["www-authenticate"] == 'Bearer realm="xfchat"'
+
+
+@pytest.mark.parametrize("header", ["Bearer not.a.jwt", "Basic abc", "Bearer "])
+async def test_malformed_token_is_401(client: httpx.AsyncClient, header: str) -> None:
+    response = await client.get("/api/users/@me", headers={"Authorization": header})
+    assert response.status_code == 401
+    assert response.json()["code"] in {"INVALID_TOKEN", "MISSING_TOKEN"}
+    assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+async def test_expired_access_token_is_401(
+    client: httpx.AsyncClient, make_user: MakeUser, settings: Settings
+) -> None:
+    user = await make_user()
+    stale = issue_access_token(
+        settings.secret.get_secret_value(),
+        user_id=user.id,
+        session_id=user.session_id,
+        ttl_s=900,
+        now=time.time() - 3600,
+    )
+    response = await client.get("/api/users/@me", headers={"Authorization": f"Bearer {stale}"})
+    assert response.status_code == 401 and response.json()["code"] == "TOKEN_EXPIRED"
+    assert 'error="invalid_token"' in response.headers["www-authenticate"]
+
+
+async def test_a_token_signed_with_another_secret_is_401(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    user = await make_user()
+    forged = issue_access_token(
+        "another-secret-of-at-least-thirty-two-chars",
+        user_id=user.id,
+        session_id=user.session_id,
+        ttl_s=900,
+    )
+    response = await client.get("/api/users/@me", headers={"Authorization": f"Bearer {forged}"})
+    assert response.status_code == 401 and response.json()["code"] == "INVALID_TOKEN"
+
+
+async def refresh(client: httpx.AsyncClient, token: str) -> httpx.Response:
+    return await client.post("/api/auth/refresh", json={"refresh_token": token})
+
+
+async def test_refresh_rotates_the_refresh_token(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    user = await make_user()
+    first = await refresh(client, user.refresh_token)
+    assert first.status_code == 200, first.text
+    second = await refresh(client, first.json()["refresh_token"])
+    assert second.status_code == 200
+    tokens = {user.refresh_token, first.json()["refresh_token"], second.json()["refresh_token"]}
+    assert len(tokens) == 3
+    assert first.json()["session_id"] == second.json()["session_id"] == str(user.session_id)
+    me = await client.get(
+        "/api/users/@me", headers={"Authorization": f"Bearer {second.json()['access_token']}"}
+    )
+    assert me.status_code == 200
+
+
+async def test_reusing_a_rotated_refresh_token_revokes_the_whole_session(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    user = await make_user()
+    other_session = await make_user()  # another user, untouched
+    rotated = (await refresh(client, user.refresh_token)).json()
+
+    stolen = await refresh(client, user.refresh_token)  # the old token, presented again
+    assert stolen.status_code == 401 and stolen.json()["code"] == "REFRESH_TOKEN_REUSED"
+
+    after = await refresh(client, rotated["refresh_token"])  # the legitimate newest token
+    assert after.status_code == 401 and after.json()["code"] == "SESSION_REVOKED"
+    me = await client.get(
+        "/api/users/@me", headers={"Authorization": f"Bearer {rotated['access_token']}"}
+    )
+    assert me.status_code == 401 and me.json()["code"] == "SESSION_REVOKED"
+    assert (
+        await conn.fetchval("SELECT revoked_reason FROM sessions WHERE id = $1", user.session_id)
+        == "token_reuse"
+    )
+    assert (await client.get("/api/users/@me", headers=other_session.headers)).status_code == 200
+
+
+async def test_an_unknown_refresh_token_is_401(client: httpx.AsyncClient) -> None:
+    response = await refresh(client, "not-a-token")
+    assert response.status_code == 401 and response.json()["code"] == "INVALID_REFRESH_TOKEN"
+
+
+async def test_logout_ends_the_session_at_once(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    user = await make_user()
+    assert (await client.post("/api/auth/logout", headers=user.headers)).status_code == 204
+    me = await client.get("/api/users/@me", headers=user.headers)
+    assert me.status_code == 401 and me.json()["code"] == "SESSION_REVOKED"
+    again = await refresh(client, user.refresh_token)
+    assert again.status_code == 401 and again.json()["code"] == "SESSION_REVOKED"

@@ -1,0 +1,225 @@
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from uuid import UUID
+
+import asyncpg
+import httpx
+
+from tests import factories
+from tests.factories import TestUser
+from xfchat.domain.conversations import get_or_create_direct
+
+MakeUser = Callable[..., Awaitable[TestUser]]
+REQUESTS = "/api/users/@me/friend-requests"
+
+
+async def send(client: httpx.AsyncClient, sender: TestUser, username: str) -> httpx.Response:
+    return await client.post(REQUESTS, headers=sender.headers, json={"username": username})
+
+
+async def friends_of(client: httpx.AsyncClient, user: TestUser) -> list[str]:
+    response = await client.get("/api/users/@me/friends", headers=user.headers)
+    return [f["user"]["username"] for f in response.json()]
+
+
+async def dm_participants(conn: asyncpg.Connection, channel_id: str) -> set[UUID]:
+    rows = await conn.fetch(
+        "SELECT user_id FROM conversation_participants WHERE channel_id = $1", UUID(channel_id)
+    )
+    return {r["user_id"] for r in rows}
+
+
+async def test_send_lists_and_accept_makes_friends_and_a_dm(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    ann, ben = await make_user("ann"), await make_user("ben")
+    sent = await send(client, ann, "BEN")
+    assert sent.status_code == 201, sent.text
+    request = sent.json()
+    assert request["status"] == "pending" and request["user"]["username"] == "ben"
+    assert "email" not in request["user"]
+
+    outgoing = (await client.get(REQUESTS, headers=ann.headers)).json()
+    incoming = (await client.get(REQUESTS, headers=ben.headers)).json()
+    assert [r["id"] for r in outgoing["outgoing"]] == [request["id"]] and outgoing["incoming"] == []
+    assert [r["user"]["username"] for r in incoming["incoming"]] == ["ann"]
+
+    accepted = await client.post(f"{REQUESTS}/{request['id']}/accept", headers=ben.headers)
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json()["status"] == "accepted" and accepted.json()["user"]["username"] == "ann"
+    dm = accepted.json()["conversation_id"]
+    assert await dm_participants(conn, dm) == {ann.id, ben.id}
+    assert await friends_of(client, ann) == ["ben"] and await friends_of(client, ben) == ["ann"]
+    assert (await client.get(REQUESTS, headers=ben.headers)).json()["incoming"] == []
+
+    for user, other in ((ann, ben), (ben, ann)):
+        types = [t for t, _ in await factories.events_of(conn, "user", user.id)]
+        assert types == [
+            "friend_request.created",
+            "conversation.created",
+            "friend_request.accepted",
+            "friend.added",
+        ]
+        added = [
+            d for t, d in await factories.events_of(conn, "user", user.id) if t == "friend.added"
+        ]
+        assert added == [{"user_id": str(other.id), "conversation_id": dm}]
+
+
+async def test_accept_reuses_an_existing_direct_conversation(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    ann, ben = await make_user("ann"), await make_user("ben")
+    async with conn.transaction():
+        existing, created = await get_or_create_direct(conn, ann.id, ben.id)
+    assert created
+    request = (await send(client, ann, "ben")).json()
+    accepted = (await client.post(f"{REQUESTS}/{request['id']}/accept", headers=ben.headers)).json()
+    assert accepted["conversation_id"] == str(existing.id)
+    assert await conn.fetchval("SELECT count(*) FROM channels WHERE kind = 'direct'") == 1
+
+
+async def test_a_request_back_to_a_pending_sender_accepts_theirs(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann, ben = await make_user("ann"), await make_user("ben")
+    first = (await send(client, ann, "ben")).json()
+    back = await send(client, ben, "ann")
+    assert back.status_code == 200
+    assert back.json()["id"] == first["id"] and back.json()["status"] == "accepted"
+    assert back.json()["conversation_id"]
+    assert await friends_of(client, ann) == ["ben"]
+
+
+async def test_decline_and_cancel(client: httpx.AsyncClient, make_user: MakeUser) -> None:
+    ann, ben = await make_user("ann"), await make_user("ben")
+    declined = (await send(client, ann, "ben")).json()
+    assert (
+        await client.post(f"{REQUESTS}/{declined['id']}/decline", headers=ann.headers)
+    ).status_code == 404
+    assert (
+        await client.post(f"{REQUESTS}/{declined['id']}/decline", headers=ben.headers)
+    ).status_code == 204
+    again = await client.post(f"{REQUESTS}/{declined['id']}/accept", headers=ben.headers)
+    assert again.status_code == 409 and again.json()["code"] == "FRIEND_REQUEST_NOT_PENDING"
+
+    cancelled = (await send(client, ann, "ben")).json()  # a new request after a decline is fine
+    assert (
+        await client.delete(f"{REQUESTS}/{cancelled['id']}", headers=ben.headers)
+    ).status_code == 404
+    assert (
+        await client.delete(f"{REQUESTS}/{cancelled['id']}", headers=ann.headers)
+    ).status_code == 204
+    assert await friends_of(client, ann) == [] and await friends_of(client, ben) == []
+    assert (await client.get(REQUESTS, headers=ben.headers)).json() == {
+        "incoming": [],
+        "outgoing": [],
+    }
+
+
+async def test_only_the_recipient_can_accept(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann, _ben, cid = await make_user("ann"), await make_user("ben"), await make_user("cid")
+    request = (await send(client, ann, "ben")).json()
+    for who in (ann, cid):
+        response = await client.post(f"{REQUESTS}/{request['id']}/accept", headers=who.headers)
+        assert response.status_code == 404 and response.json()["code"] == "FRIEND_REQUEST_NOT_FOUND"
+
+
+async def test_remove_friend(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    ann, ben = await make_user("ann"), await make_user("ben")
+    request = (await send(client, ann, "ben")).json()
+    await client.post(f"{REQUESTS}/{request['id']}/accept", headers=ben.headers)
+    assert (
+        await client.delete(f"/api/users/@me/friends/{ben.id}", headers=ann.headers)
+    ).status_code == 204
+    assert await friends_of(client, ann) == [] and await friends_of(client, ben) == []
+    again = await client.delete(f"/api/users/@me/friends/{ben.id}", headers=ann.headers)
+    assert again.status_code == 404 and again.json()["code"] == "FRIEND_NOT_FOUND"
+    assert ("friend.removed", {"user_id": str(ann.id)}) in await factories.events_of(
+        conn, "user", ben.id
+    )
+
+
+async def test_self_and_duplicate_requests_are_refused(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann, ben = await make_user("ann"), await make_user("ben")
+    to_self = await send(client, ann, "Ann")
+    assert to_self.status_code == 400 and to_self.json()["code"] == "CANNOT_FRIEND_SELF"
+    assert (await send(client, ann, "ben")).status_code == 201
+    duplicate = await send(client, ann, "ben")
+    assert duplicate.status_code == 409 and duplicate.json()["code"] == "FRIEND_REQUEST_EXISTS"
+    request = (await client.get(REQUESTS, headers=ben.headers)).json()["incoming"][0]
+    await client.post(f"{REQUESTS}/{request['id']}/accept", headers=ben.headers)
+    friends_already = await send(client, ann, "ben")
+    assert (
+        friends_already.status_code == 409 and friends_already.json()["code"] == "ALREADY_FRIENDS"
+    )
+
+
+async def test_a_blocked_user_cannot_reach_the_blocker_and_is_not_told(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    ann, ben = await make_user("ann"), await make_user("ben")
+    unknown = await send(client, ben, "no_such_user")
+    assert (
+        await client.put(f"/api/users/@me/blocks/{ben.id}", headers=ann.headers)
+    ).status_code == 204
+
+    refused = await send(client, ben, "ann")
+    assert refused.status_code == unknown.status_code == 400
+    assert refused.json() == unknown.json()  # the same answer as for a user that does not exist
+    assert refused.json()["code"] == "FRIEND_REQUEST_REFUSED"
+    assert (await send(client, ann, "ben")).json()["code"] == "FRIEND_REQUEST_REFUSED"
+
+    assert [
+        u["username"]
+        for u in (await client.get("/api/users/@me/blocks", headers=ann.headers)).json()
+    ] == ["ben"]
+    assert (await client.get("/api/users/@me/blocks", headers=ben.headers)).json() == []
+    ben_events = [t for t, _ in await factories.events_of(conn, "user", ben.id)]
+    assert "block.added" not in ben_events
+    assert [t for t, _ in await factories.events_of(conn, "user", ann.id)] == ["block.added"]
+
+
+async def test_blocking_ends_friendship_and_pending_requests(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann, ben, cid = await make_user("ann"), await make_user("ben"), await make_user("cid")
+    request = (await send(client, ann, "ben")).json()
+    await client.post(f"{REQUESTS}/{request['id']}/accept", headers=ben.headers)
+    await send(client, cid, "ann")
+    await client.put(f"/api/users/@me/blocks/{ben.id}", headers=ann.headers)
+    await client.put(f"/api/users/@me/blocks/{cid.id}", headers=ann.headers)
+    assert await friends_of(client, ann) == [] and await friends_of(client, ben) == []
+    assert (await client.get(REQUESTS, headers=cid.headers)).json()["outgoing"] == []
+    twice = await client.put(f"/api/users/@me/blocks/{ben.id}", headers=ann.headers)
+    assert twice.status_code == 204
+
+
+async def test_unblock_lets_requests_through_again(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann, ben = await make_user("ann"), await make_user("ben")
+    await client.put(f"/api/users/@me/blocks/{ben.id}", headers=ann.headers)
+    assert (
+        await client.delete(f"/api/users/@me/blocks/{ben.id}", headers=ann.headers)
+    ).status_code == 204
+    assert (await send(client, ben, "ann")).status_code == 201
+    missing = await client.delete(f"/api/users/@me/blocks/{ben.id}", headers=ann.headers)
+    assert missing.status_code == 404 and missing.json()["code"] == "BLOCK_NOT_FOUND"
+
+
+async def test_blocking_yourself_or_nobody(client: httpx.AsyncClient, make_user: MakeUser) -> None:
+    ann = await make_user("ann")
+    me = await client.put(f"/api/users/@me/blocks/{ann.id}", headers=ann.headers)
+    assert me.status_code == 400 and me.json()["code"] == "CANNOT_BLOCK_SELF"
+    ghost = await client.put(
+        "/api/users/@me/blocks/00000000-0000-0000-0000-0000000000ff", headers=ann.headers
+    )
+    assert ghost.status_code == 404 and ghost.json()["code"] == "USER_NOT_FOUND"

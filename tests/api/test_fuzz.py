@@ -1,0 +1,193 @@
+"""Hypothesis throws arbitrary bodies, ids and headers at the account endpoints: every
+answer must be a deliberate one (never a 500), and every error must have the JSON shape."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.factories import TestUser
+
+MakeUser = Callable[..., Awaitable[TestUser]]
+AppWith = Callable[..., Awaitable[httpx.AsyncClient]]
+
+FUZZ = settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=40)
+)
+json_values = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+plausible_text = st.sampled_from(
+    [
+        "alice",
+        "bob_2",
+        "a",
+        "x" * 40,
+        "émile",
+        "a@b.co",
+        "user@example.com",
+        "password123",
+        "correct horse battery staple",
+        "",
+        " ",
+        "\x00",
+        "🙂" * 3,
+        "../../etc/passwd",
+        "'; DROP TABLE users; --",
+        "https://example.com/a.png",
+        "javascript:1",
+        "00000000-0000-0000-0000-000000000000",
+    ]
+) | st.text(max_size=300)
+field_value = plausible_text | json_values
+
+
+def bodies(fields: list[str]) -> st.SearchStrategy[Any]:
+    objects = st.fixed_dictionaries({}, optional={f: field_value for f in fields})
+    return objects | json_values
+
+
+path_ids = (
+    st.sampled_from(["00000000-0000-0000-0000-000000000000", "@me", "nope", "1", "%00", "a" * 300])
+    | st.uuids().map(str)
+    | st.text(
+        alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="/?#"),
+        min_size=1,
+        max_size=40,
+    )
+)
+
+
+def assert_deliberate(response: httpx.Response) -> None:
+    assert response.status_code < 500, (response.status_code, response.text)
+    if response.status_code >= 400:
+        body = response.json()
+        assert isinstance(body.get("code"), str) and isinstance(body.get("message"), str)
+
+
+LIMITS = {
+    "rate_register_ip": "100000/60",
+    "rate_login_ip": "100000/60",
+    "rate_login_account": "100000/60",
+    "rate_api_user": "100000/60",
+    "rate_refresh_ip": "100000/60",
+}
+
+
+@given(body=bodies(["username", "email", "password", "display_name"]))
+@FUZZ
+async def test_fuzz_register(app_with: AppWith, body: Any) -> None:
+    client = await app_with(**LIMITS)
+    assert_deliberate(await client.post("/api/auth/register", json=body))
+
+
+@given(body=bodies(["login", "username", "email", "password"]))
+@FUZZ
+async def test_fuzz_login(app_with: AppWith, body: Any) -> None:
+    client = await app_with(**LIMITS)
+    assert_deliberate(await client.post("/api/auth/login", json=body))
+
+
+@given(body=bodies(["refresh_token"]))
+@FUZZ
+async def test_fuzz_refresh(app_with: AppWith, body: Any) -> None:
+    client = await app_with(**LIMITS)
+    assert_deliberate(await client.post("/api/auth/refresh", json=body))
+
+
+@given(
+    raw=st.binary(max_size=200),
+    content_type=st.sampled_from(
+        [
+            "application/json",
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "",
+            "multipart/form-data",
+        ]
+    ),
+)
+@FUZZ
+async def test_fuzz_raw_bodies(app_with: AppWith, raw: bytes, content_type: str) -> None:
+    client = await app_with(**LIMITS)
+    for path in ("/api/auth/register", "/api/auth/login", "/api/auth/refresh"):
+        assert_deliberate(
+            await client.post(path, content=raw, headers={"content-type": content_type})
+        )
+
+
+@given(authorization=st.text(max_size=200).filter(lambda s: "\n" not in s and "\r" not in s))
+@FUZZ
+async def test_fuzz_authorization_header(app_with: AppWith, authorization: str) -> None:
+    client = await app_with(**LIMITS)
+    try:
+        response = await client.get("/api/users/@me", headers={"Authorization": authorization})
+    except (httpx.LocalProtocolError, UnicodeEncodeError):
+        return  # not sendable as an HTTP header at all
+    assert response.status_code == 401 and response.json()["code"] in {
+        "MISSING_TOKEN",
+        "INVALID_TOKEN",
+    }
+
+
+@given(
+    patch=bodies(["username", "display_name", "status_text", "avatar_url"]),
+    password=bodies(["current_password", "new_password"]),
+    friend=bodies(["username"]),
+)
+@FUZZ
+async def test_fuzz_authenticated_bodies(
+    app_with: AppWith, make_user: MakeUser, patch: Any, password: Any, friend: Any
+) -> None:
+    client = await app_with(**LIMITS)
+    user = await make_user()
+    assert_deliberate(await client.patch("/api/users/@me", headers=user.headers, json=patch))
+    assert_deliberate(
+        await client.post("/api/users/@me/password", headers=user.headers, json=password)
+    )
+    assert_deliberate(
+        await client.post("/api/users/@me/friend-requests", headers=user.headers, json=friend)
+    )
+
+
+@given(ident=path_ids, days=st.text(max_size=12))
+@FUZZ
+async def test_fuzz_path_and_query_parameters(
+    app_with: AppWith, make_user: MakeUser, ident: str, days: str
+) -> None:
+    client = await app_with(**LIMITS)
+    user = await make_user()
+    h = user.headers
+    ident = quote(ident, safe="@")  # what a client puts on the wire
+    calls = [
+        ("GET", f"/api/users/{ident}", {}),
+        ("DELETE", f"/api/users/@me/sessions/{ident}", {}),
+        ("POST", f"/api/users/@me/friend-requests/{ident}/accept", {}),
+        ("POST", f"/api/users/@me/friend-requests/{ident}/decline", {}),
+        ("DELETE", f"/api/users/@me/friend-requests/{ident}", {}),
+        ("DELETE", f"/api/users/@me/friends/{ident}", {}),
+        ("PUT", f"/api/users/@me/blocks/{ident}", {}),
+        ("DELETE", f"/api/users/@me/blocks/{ident}", {}),
+        ("GET", "/api/users/@me/usage", {"params": {"days": days}}),
+    ]
+    for method, url, extra in calls:
+        assert_deliberate(await client.request(method, url, headers=h, **extra))

@@ -1,0 +1,205 @@
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+import httpx
+import pytest
+
+from tests import factories
+from tests.factories import PASSWORD, TestUser
+from xfchat.settings import Settings
+
+MakeUser = Callable[..., Awaitable[TestUser]]
+
+
+async def test_me_shows_my_email(client: httpx.AsyncClient, make_user: MakeUser) -> None:
+    user = await make_user("carol", display_name="Carol")
+    body = (await client.get("/api/users/@me", headers=user.headers)).json()
+    assert body["email"] == "carol@example.com" and body["display_name"] == "Carol"
+    assert "password_hash" not in body
+
+
+async def test_another_users_profile_never_shows_their_email(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    me, other = await make_user(), await make_user("dave")
+    response = await client.get(f"/api/users/{other.id}", headers=me.headers)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["username"] == "dave" and "email" not in body
+    assert "dave@example.com" not in response.text
+
+
+async def test_an_unknown_user_is_404(client: httpx.AsyncClient, make_user: MakeUser) -> None:
+    me = await make_user()
+    response = await client.get(
+        "/api/users/00000000-0000-0000-0000-00000000abcd", headers=me.headers
+    )
+    assert response.status_code == 404 and response.json()["code"] == "USER_NOT_FOUND"
+
+
+async def test_a_malformed_user_id_is_400(client: httpx.AsyncClient, make_user: MakeUser) -> None:
+    me = await make_user()
+    response = await client.get("/api/users/not-a-uuid", headers=me.headers)
+    assert response.status_code == 400 and response.json()["field"] == "user_id"
+
+
+async def test_patch_me_changes_and_clears_fields(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    user = await make_user()
+    changed = await client.patch(
+        "/api/users/@me",
+        headers=user.headers,
+        json={
+            "display_name": "Zed",
+            "status_text": "afk",
+            "avatar_url": "https://img.example/z.png",
+            "username": "zed_01",
+        },
+    )
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["username"] == "zed_01" and changed.json()["status_text"] == "afk"
+    cleared = await client.patch("/api/users/@me", headers=user.headers, json={"status_text": None})
+    assert cleared.json()["status_text"] is None and cleared.json()["display_name"] == "Zed"
+    events = await factories.events_of(conn, "user", user.id)
+    assert [t for t, _ in events] == ["user.updated", "user.updated"]
+    assert events[-1][1]["status_text"] is None
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "field"),
+    [
+        ({"username": "bad name"}, "INVALID_USERNAME", "username"),
+        ({"avatar_url": "javascript:alert(1)"}, "INVALID_AVATAR_URL", "avatar_url"),
+        ({"display_name": "  "}, "INVALID_DISPLAY_NAME", "display_name"),
+        ({"status_text": "x" * 129}, "INVALID_STATUS_TEXT", "status_text"),
+    ],
+)
+async def test_patch_me_rejects_bad_fields(
+    client: httpx.AsyncClient, make_user: MakeUser, body: dict[str, str], code: str, field: str
+) -> None:
+    user = await make_user()
+    response = await client.patch("/api/users/@me", headers=user.headers, json=body)
+    assert response.status_code == 400
+    assert (response.json()["code"], response.json()["field"]) == (code, field)
+
+
+async def test_patch_me_to_a_taken_username_is_409(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    user = await make_user()
+    await make_user("erin")
+    response = await client.patch("/api/users/@me", headers=user.headers, json={"username": "ERIN"})
+    assert response.status_code == 409 and response.json()["code"] == "USERNAME_TAKEN"
+
+
+async def test_sessions_list_the_devices_and_one_can_be_revoked(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    laptop = await make_user(user_agent="Laptop/1")
+    phone = await factories.login(pool, settings, laptop, user_agent="Phone/2", ip="10.1.2.3")
+    listed = (await client.get("/api/users/@me/sessions", headers=laptop.headers)).json()
+    assert {(s["user_agent"], s["ip"], s["current"]) for s in listed} == {
+        ("Laptop/1", "127.0.0.1", True),
+        ("Phone/2", "10.1.2.3", False),
+    }
+    assert all(s["created_at"] and s["last_used_at"] for s in listed)
+
+    gone = await client.delete(
+        f"/api/users/@me/sessions/{phone.session_id}", headers=laptop.headers
+    )
+    assert gone.status_code == 204
+    denied = await client.get("/api/users/@me", headers=phone.headers)
+    assert denied.status_code == 401 and denied.json()["code"] == "SESSION_REVOKED"
+    assert (await client.get("/api/users/@me", headers=laptop.headers)).status_code == 200
+    listed = (await client.get("/api/users/@me/sessions", headers=laptop.headers)).json()
+    assert [s["user_agent"] for s in listed] == ["Laptop/1"]
+
+
+async def test_another_users_session_cannot_be_revoked(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    me, other = await make_user(), await make_user()
+    response = await client.delete(
+        f"/api/users/@me/sessions/{other.session_id}", headers=me.headers
+    )
+    assert response.status_code == 404 and response.json()["code"] == "SESSION_NOT_FOUND"
+    assert (await client.get("/api/users/@me", headers=other.headers)).status_code == 200
+
+
+async def test_password_change_needs_the_current_password(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    user = await make_user()
+    response = await client.post(
+        "/api/users/@me/password",
+        headers=user.headers,
+        json={"current_password": "wrong-wrong", "new_password": "a new long passphrase"},
+    )
+    assert response.status_code == 400
+    assert (response.json()["code"], response.json()["field"]) == (
+        "WRONG_PASSWORD",
+        "current_password",
+    )
+
+
+async def test_password_change_revokes_every_other_session(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    pool: asyncpg.Pool,
+    settings: Settings,
+    conn: asyncpg.Connection,
+) -> None:
+    user = await make_user()
+    other = await factories.login(pool, settings, user, user_agent="Other/1")
+    response = await client.post(
+        "/api/users/@me/password",
+        headers=user.headers,
+        json={"current_password": PASSWORD, "new_password": "a new long passphrase"},
+    )
+    assert response.status_code == 204, response.text
+    assert (await client.get("/api/users/@me", headers=user.headers)).status_code == 200
+    denied = await client.get("/api/users/@me", headers=other.headers)
+    assert denied.status_code == 401 and denied.json()["code"] == "SESSION_REVOKED"
+    refreshed = await client.post("/api/auth/refresh", json={"refresh_token": other.refresh_token})
+    assert refreshed.status_code == 401
+    old = await client.post("/api/auth/login", json={"login": user.username, "password": PASSWORD})
+    new = await client.post(
+        "/api/auth/login", json={"login": user.username, "password": "a new long passphrase"}
+    )
+    assert (old.status_code, new.status_code) == (401, 200)
+    events = await factories.events_of(conn, "user", user.id)
+    assert (
+        "session.revoked",
+        {"session_id": str(other.session_id), "reason": "password_changed"},
+    ) in events
+
+
+async def test_password_change_refuses_a_weak_new_password(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    user = await make_user()
+    response = await client.post(
+        "/api/users/@me/password",
+        headers=user.headers,
+        json={"current_password": PASSWORD, "new_password": "12345678"},
+    )
+    assert response.status_code == 400
+    assert (response.json()["code"], response.json()["field"]) == (
+        "INVALID_PASSWORD",
+        "new_password",
+    )
+
+
+async def test_usage_counts_requests_per_day(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    user = await make_user()
+    for _ in range(4):
+        await client.get("/api/users/@me", headers=user.headers)
+    usage = (await client.get("/api/users/@me/usage", headers=user.headers)).json()
+    assert len(usage) == 1
+    assert usage[0]["requests"] == 5  # four GETs and this one
+    assert usage[0]["messages_sent"] == 0 and usage[0]["bytes_uploaded"] == 0

@@ -1,0 +1,106 @@
+"""Test data built through the domain functions, as users would create it."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from xfchat.domain import accounts
+from xfchat.domain.accounts import Actor, ClientInfo
+from xfchat.settings import Settings
+
+PASSWORD = "correct horse battery staple"
+_counter = itertools.count(1)
+
+
+@dataclass
+class TestUser:
+    __test__ = False  # not a pytest test class
+
+    id: UUID
+    username: str
+    email: str
+    password: str
+    access_token: str
+    refresh_token: str
+    session_id: UUID
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.access_token}"}
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(self.id, self.session_id)
+
+
+async def user(
+    pool: asyncpg.Pool, settings: Settings, username: str | None = None, **kwargs: Any
+) -> TestUser:
+    name = username or f"user{next(_counter)}"
+    email = kwargs.pop("email", f"{name}@example.com")
+    password = kwargs.pop("password", PASSWORD)
+    issued = await accounts.register(
+        pool,
+        settings,
+        username=name,
+        email=email,
+        password=password,
+        display_name=kwargs.pop("display_name", None),
+        client=ClientInfo(
+            ip=kwargs.pop("ip", "127.0.0.1"), user_agent=kwargs.pop("user_agent", "pytest")
+        ),
+    )
+    return TestUser(
+        issued.user.id,
+        name,
+        email,
+        password,
+        issued.access_token,
+        issued.refresh_token,
+        issued.session_id,
+    )
+
+
+async def login(
+    pool: asyncpg.Pool,
+    settings: Settings,
+    who: TestUser,
+    *,
+    user_agent: str = "pytest",
+    ip: str = "127.0.0.1",
+) -> TestUser:
+    """Another session (another device) for the same user."""
+    issued = await accounts.login(
+        pool,
+        settings,
+        login=who.username,
+        password=who.password,
+        client=ClientInfo(ip=ip, user_agent=user_agent),
+    )
+    return TestUser(
+        who.id,
+        who.username,
+        who.email,
+        who.password,
+        issued.access_token,
+        issued.refresh_token,
+        issued.session_id,
+    )
+
+
+async def events_of(
+    conn: asyncpg.Connection, kind: str, entity_id: UUID
+) -> list[tuple[str, dict[str, Any]]]:
+    """(type, data) of every event in one stream, in order."""
+    rows = await conn.fetch(
+        "SELECT e.type, e.data FROM events e JOIN event_streams s ON s.id = e.stream_id "
+        "WHERE s.kind = $1 AND s.entity_id = $2 ORDER BY e.pos",
+        kind,
+        entity_id,
+    )
+    return [(r["type"], r["data"]) for r in rows]
