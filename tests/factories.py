@@ -104,3 +104,35 @@ async def events_of(
         entity_id,
     )
     return [(r["type"], r["data"]) for r in rows]
+
+
+async def group(
+    client: Any, owner: TestUser, *members: TestUser, name: str | None = "crew"
+) -> dict[str, Any]:
+    response = await client.post(
+        "/api/conversations",
+        headers=owner.headers,
+        json={"kind": "group", "name": name, "participant_ids": [str(m.id) for m in members]},
+    )
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+async def direct(client: Any, a: TestUser, b: TestUser) -> dict[str, Any]:
+    response = await client.post(
+        "/api/conversations", headers=a.headers, json={"kind": "direct", "user_id": str(b.id)}
+    )
+    assert response.status_code in (200, 201), response.text
+    return dict(response.json())
+
+
+async def say(
+    client: Any, who: TestUser, conversation_id: str, content: str, **extra: Any
+) -> dict[str, Any]:
+    response = await client.post(
+        f"/api/conversations/{conversation_id}/messages",
+        headers=who.headers,
+        json={"content": content, **extra},
+    )
+    assert response.status_code == 201, response.text
+    return dict(response.json())

@@ -13,15 +13,19 @@ import asyncpg
 from fastapi import FastAPI
 
 from xfchat import __version__
-from xfchat.api import auth, friends, health, users
+from xfchat.api import auth, conversations, events, friends, gateway, health, messages, users
 from xfchat.api.errors import install_error_handlers
 from xfchat.api.limits import BodyLimitMiddleware, RateLimitHeaders
 from xfchat.api.metrics import Metrics, MetricsMiddleware
 from xfchat.db.migrate import discover
-from xfchat.db.pool import create_pool, pool_stats
+from xfchat.db.pool import connect, create_pool, pool_stats
 from xfchat.domain import ratelimit
+from xfchat.domain.messages_send import MessageWriter
 from xfchat.domain.ratelimit import RateLimiter
+from xfchat.domain.retention import prune_event_log
 from xfchat.domain.usage import UsageRecorder
+from xfchat.realtime import membership
+from xfchat.realtime.hub import Hub
 from xfchat.settings import Settings
 
 log = logging.getLogger("xfchat.app")
@@ -51,7 +55,24 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
         app.state.pool = pool if pool is not None else await create_pool(settings)
         app.state.usage = UsageRecorder(app.state.pool, settings.usage_flush_interval_s)
         app.state.usage.start()
-        tasks = [every(60, lambda: ratelimit.prune(app.state.pool), "prune-rate-limits")]
+        app.state.hub = Hub(
+            app.state.pool,
+            lambda: connect(settings),
+            queue_limit=settings.realtime_queue,
+            reactor=membership.react,
+        )
+        await app.state.hub.start()
+        await app.state.hub.wait_listening(5)
+        app.state.writer = MessageWriter(app.state.pool, on_sent=app.state.usage.count_messages)
+        app.state.writer.start()
+        tasks = [
+            every(60, lambda: ratelimit.prune(app.state.pool), "prune-rate-limits"),
+            every(
+                600,
+                lambda: prune_event_log(app.state.pool, settings.event_retention_days),
+                "prune-event-log",
+            ),
+        ]
         try:
             yield
         finally:
@@ -59,6 +80,8 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await app.state.writer.stop()
+            await app.state.hub.stop()
             await app.state.usage.stop()
             if owned:
                 await app.state.pool.close()
@@ -66,6 +89,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
     app = FastAPI(title="XFChat", version=__version__, lifespan=lifespan)
     app.state.settings = settings
     app.state.pool = pool
+    app.state.hub = None
     app.state.expected_migrations = {
         m.version: m.checksum for m in discover(settings.migrations_dir)
     }
@@ -73,11 +97,20 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
     def stats() -> dict[str, Any] | None:
         return pool_stats(app.state.pool) if app.state.pool is not None else None
 
-    metrics = Metrics(stats)
+    metrics = Metrics(stats, hub=lambda: app.state.hub)
     app.state.metrics = metrics
     app.state.limiter = RateLimiter(observe=metrics.ratelimit_check.observe)
     install_error_handlers(app, on_db_error=metrics.count_db_error)
-    for router in (health.router, auth.router, users.router, friends.router):
+    for router in (
+        health.router,
+        auth.router,
+        users.router,
+        friends.router,
+        conversations.router,
+        messages.router,
+        events.router,
+        gateway.router,
+    ):
         app.include_router(router)
     app.add_middleware(RateLimitHeaders)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

@@ -60,12 +60,21 @@ def guarded(main: Callable[[], Awaitable[int]]) -> int:
     return run_async(wrapper())
 
 
+class _CutOffStreams(logging.Filter):
+    """A live stream abandoned on purpose (a stalled client) makes uvicorn log an error;
+    xfchat.stream already logs it as what it is."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "ASGI callable returned without completing response."
+
+
 def configure_logging(level: str) -> None:
     logging.basicConfig(
         level=level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    logging.getLogger("uvicorn.error").addFilter(_CutOffStreams())
 
 
 def bind_socket(host: str, port: int) -> socket.socket:

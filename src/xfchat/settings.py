@@ -174,6 +174,20 @@ class Settings(DatabaseSettings):
     rate_api_user: RateLimitSetting = Field(
         default=RateLimit(600, 60), validation_alias=_env("XFCHAT_RATE_API_USER")
     )
+    rate_messages_user: RateLimitSetting = Field(
+        default=RateLimit(10, 10), validation_alias=_env("XFCHAT_RATE_MESSAGES_USER")
+    )
+
+    # Real-time delivery
+    realtime_queue: int = Field(
+        default=1000, ge=10, le=1_000_000, validation_alias=_env("XFCHAT_REALTIME_QUEUE")
+    )
+    sse_keepalive_s: float = Field(
+        default=15.0, gt=0, le=300, validation_alias=_env("XFCHAT_SSE_KEEPALIVE")
+    )
+    gateway_heartbeat_s: float = Field(
+        default=30.0, ge=1, le=300, validation_alias=_env("XFCHAT_GATEWAY_HEARTBEAT")
+    )
     usage_flush_interval_s: float = Field(
         default=5.0, gt=0, le=3600, validation_alias=_env("XFCHAT_USAGE_FLUSH_INTERVAL")
     )

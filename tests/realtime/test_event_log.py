@@ -69,7 +69,8 @@ async def test_concurrent_writers_get_gap_free_positions_heard_in_commit_order(
 
     positions = [p["p"] for p in listener.payloads]
     assert positions == list(range(1, committed + 1))  # heard in commit order, no gap
-    heard = {p["d"]["i"] for p in listener.payloads}  # type: ignore[index]
+    assert {p["n"] for p in listener.payloads} == {1}
+    heard = {p["ev"][0][1]["i"] for p in listener.payloads}  # type: ignore[index]
     assert heard == set(range(writers)) - rolled_back
     stored = await conn.fetch(
         "SELECT e.pos, e.data FROM events e JOIN event_streams s ON s.id = e.stream_id "
@@ -92,7 +93,8 @@ async def test_nothing_is_heard_before_commit(pool: asyncpg.Pool, listener: List
         assert listener.payloads == []
         await tx.commit()
     await listener.wait_for(1)
-    assert listener.payloads[0]["p"] == 1 and listener.payloads[0]["t"] == "user.updated"
+    assert listener.payloads[0]["p"] == 1
+    assert listener.payloads[0]["ev"] == [["user.updated", {"x": 1}]]
 
 
 async def test_a_rolled_back_write_is_never_heard_and_leaves_no_gap(
@@ -108,7 +110,9 @@ async def test_a_rolled_back_write_is_never_heard_and_leaves_no_gap(
             await emit(c, Event("server.updated", stream, {"n": "kept"}))
     await listener.wait_for(1)
     await asyncio.sleep(0.2)
-    assert [(p["p"], p["d"]) for p in listener.payloads] == [(1, {"n": "kept"})]
+    assert [(p["p"], p["ev"]) for p in listener.payloads] == [
+        (1, [["server.updated", {"n": "kept"}]])
+    ]
 
 
 async def test_streams_do_not_wait_for_each_other(pool: asyncpg.Pool) -> None:
@@ -146,7 +150,7 @@ async def test_large_events_are_announced_without_their_body(
     async with conn.transaction():
         position = await emit(conn, Event("message.created", stream, big))
     await listener.wait_for(1)
-    assert "d" not in listener.payloads[0] and listener.payloads[0]["p"] == position.pos
+    assert "ev" not in listener.payloads[0] and listener.payloads[0]["p"] == position.pos
     stored = await conn.fetchval(
         "SELECT data FROM events WHERE stream_id = $1 AND pos = $2",
         position.stream_id,
@@ -174,3 +178,17 @@ async def test_emit_many_keeps_order_within_a_stream_and_maps_positions(
         )
         assert data == event.data
     assert [p.pos for p in positions] == [1, 1, 2]
+
+
+async def test_a_batch_to_one_stream_is_one_notification_in_order(
+    conn: asyncpg.Connection, listener: Listener
+) -> None:
+    stream = Stream.channel(uuid.uuid4())
+    async with conn.transaction():
+        await emit(conn, Event("test.first", stream, {"n": 0}))
+        await emit_many(conn, [Event("test.many", stream, {"n": i}) for i in range(1, 6)])
+    await listener.wait_for(2)
+    first, batch = listener.payloads
+    assert (first["p"], first["n"]) == (1, 1)
+    assert (batch["p"], batch["n"]) == (6, 5)
+    assert [d["n"] for _, d in batch["ev"]] == [1, 2, 3, 4, 5]

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Query, Request
 
 from xfchat.domain.accounts import Actor, ClientInfo, authenticate
 from xfchat.domain.ratelimit import Decision, RateLimiter
@@ -86,24 +86,41 @@ def bearer_token(authorization: str | None) -> str:
     return token.strip()
 
 
-async def current_actor(
-    request: Request,
-    conn: Annotated[asyncpg.Connection, Depends(get_conn)],
-    authorization: Annotated[str | None, Header()] = None,
-) -> Actor:
-    """The one authentication dependency: a valid access token of a live session, then
-    the per-user API rate limit; counts the request in the user's usage."""
+async def authenticate_request(request: Request, token: str) -> Actor:
+    """A valid access token of a live session, then the per-user API rate limit; counts
+    the request in the user's usage. Holds a connection only while it checks."""
     settings = get_settings(request)
-    actor, user = await authenticate(conn, settings, bearer_token(authorization))
-    await check_limit(request, "api", str(actor.user_id), settings.rate_api_user, conn)
+    async with request.app.state.pool.acquire() as conn:
+        actor, user = await authenticate(conn, settings, token)
+        await check_limit(request, "api", str(actor.user_id), settings.rate_api_user, conn)
     usage: UsageRecorder = request.app.state.usage
     usage.count_request(actor.user_id)
     request.state.user = user
     return actor
 
 
+async def current_actor(
+    request: Request, authorization: Annotated[str | None, Header()] = None
+) -> Actor:
+    """The one authentication dependency of every protected route."""
+    return await authenticate_request(request, bearer_token(authorization))
+
+
+async def stream_actor(
+    request: Request,
+    authorization: Annotated[str | None, Header()] = None,
+    access_token: Annotated[str | None, Query(max_length=4096)] = None,
+) -> Actor:
+    """For streams a browser opens with EventSource, which cannot send headers: the
+    token may come as `?access_token=` instead (only on these routes)."""
+    if authorization is None and access_token:
+        return await authenticate_request(request, access_token)
+    return await authenticate_request(request, bearer_token(authorization))
+
+
 Conn = Annotated[asyncpg.Connection, Depends(get_conn)]
 Pool = Annotated[asyncpg.Pool, Depends(get_pool)]
 CurrentActor = Annotated[Actor, Depends(current_actor)]
+StreamActor = Annotated[Actor, Depends(stream_actor)]
 AppSettings = Annotated[Settings, Depends(get_settings)]
 Client = Annotated[ClientInfo, Depends(client_info)]

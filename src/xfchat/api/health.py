@@ -22,6 +22,8 @@ async def get_ready(request: Request) -> JSONResponse:
     readiness = await check_ready(state.pool, state.expected_migrations)
     if not readiness.ready:
         return error_response(503, "NOT_READY", readiness.reason)
+    if state.hub is not None and not state.hub.listening.is_set():
+        return error_response(503, "NOT_READY", "the real-time listener is reconnecting")
     return JSONResponse({"status": "ready"})
 
 

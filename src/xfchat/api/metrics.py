@@ -36,8 +36,43 @@ class _PoolCollector(Collector):
             )
 
 
+class _HubCollector(Collector):
+    def __init__(self, hub: Callable[[], Any]) -> None:
+        self.hub = hub
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily
+
+        hub = self.hub()
+        if hub is None:
+            return
+        yield GaugeMetricFamily(
+            "xfchat_realtime_subscribers",
+            "Open real-time subscriptions",
+            value=len(hub.subscribers),
+        )
+        yield GaugeMetricFamily(
+            "xfchat_realtime_listening",
+            "1 while the LISTEN connection is up",
+            value=int(hub.listening.is_set()),
+        )
+        ended = CounterMetricFamily(
+            "xfchat_realtime_subscriptions_ended",
+            "Subscriptions ended, by reason",
+            labels=["reason"],
+        )
+        for reason, n in sorted(hub.ended.items()):
+            ended.add_metric([reason], n)
+        yield ended
+        yield CounterMetricFamily(
+            "xfchat_realtime_deliveries", "Events offered to subscribers", value=hub.offered
+        )
+
+
 class Metrics:
-    def __init__(self, pool_stats: Callable[[], dict[str, Any] | None]) -> None:
+    def __init__(
+        self, pool_stats: Callable[[], dict[str, Any] | None], hub: Callable[[], Any] = lambda: None
+    ) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "xfchat_http_requests",
@@ -65,6 +100,7 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_PoolCollector(pool_stats))
+        self.registry.register(_HubCollector(hub))
 
     def render(self) -> bytes:
         return bytes(generate_latest(self.registry))

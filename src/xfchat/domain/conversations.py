@@ -1,17 +1,33 @@
-"""Conversations: direct (two people, one per pair) and group."""
+"""Conversations: direct (two people, one per pair) and group (a name, up to 25 people,
+managed by their owner). Anyone who is not a participant gets 404 for everything about
+a conversation: it might as well not exist."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from uuid import UUID
 
 import asyncpg
 
 from xfchat.db.queries import channels as channels_q
-from xfchat.realtime.events import Event, Stream, emit_many
+from xfchat.db.queries import conversations as q
+from xfchat.db.queries import users as users_q
+from xfchat.domain.accounts import Actor
+from xfchat.errors import BadRequest, Forbidden, NotFound
+from xfchat.realtime.events import Event, Stream, emit, emit_many
+
+MAX_PARTICIPANTS = 25
+MAX_NAME = 100
+
+
+@dataclass(frozen=True)
+class Conversation:
+    channel: channels_q.ChannelRow
+    participant_ids: list[UUID]
 
 
 def conversation_summary(
-    channel: channels_q.ChannelRow, participants: list[UUID]
+    channel: channels_q.ChannelRow, participants: list[UUID], **extra: object
 ) -> dict[str, object]:
     return {
         "id": str(channel.id),
@@ -20,7 +36,24 @@ def conversation_summary(
         "owner_id": str(channel.owner_id) if channel.owner_id else None,
         "participant_ids": [str(p) for p in participants],
         "created_at": channel.created_at.isoformat(),
+        **extra,
     }
+
+
+def not_found() -> NotFound:
+    return NotFound("no such conversation", code="CONVERSATION_NOT_FOUND")
+
+
+async def access_conversation(
+    conn: asyncpg.Connection, actor: Actor, conversation_id: UUID, *, lock: bool = False
+) -> channels_q.ChannelRow:
+    """The conversation, if the actor takes part in it. Raises NotFound otherwise."""
+    channel = await q.get_conversation_of(
+        conn, channel_id=conversation_id, user_id=actor.user_id, lock=lock
+    )
+    if channel is None:
+        raise not_found()
+    return channel
 
 
 async def get_or_create_direct(
@@ -37,8 +70,216 @@ async def get_or_create_direct(
         conn, channel_id=channel.id, user_ids=[user_a, user_b]
     )
     if added:
-        summary = conversation_summary(channel, sorted([user_a, user_b]))
+        summary = conversation_summary(channel, sorted([user_a, user_b]), stream_pos=0)
         await emit_many(
             conn, [Event("conversation.created", Stream.user(u), summary) for u in added]
         )
     return channel, created
+
+
+async def open_direct(
+    conn: asyncpg.Connection, actor: Actor, user_id: UUID
+) -> tuple[Conversation, bool]:
+    """Open (create or reuse) the direct conversation with `user_id`.
+
+    Raises:
+        BadRequest: CANNOT_MESSAGE_SELF. NotFound: USER_NOT_FOUND.
+        Forbidden: CANNOT_MESSAGE_USER (a block either way).
+    """
+    if user_id == actor.user_id:
+        raise BadRequest("you cannot open a conversation with yourself", code="CANNOT_MESSAGE_SELF")
+    if await users_q.get_public_user(conn, user_id=user_id) is None:
+        raise NotFound("no such user", code="USER_NOT_FOUND")
+    async with conn.transaction():
+        if await q.blocked_among(conn, user_id=actor.user_id, others=[user_id]):
+            raise Forbidden("you cannot message this user", code="CANNOT_MESSAGE_USER")
+        channel, created = await get_or_create_direct(conn, actor.user_id, user_id)
+    return Conversation(channel, sorted([actor.user_id, user_id])), created
+
+
+def _name(name: str | None) -> str | None:
+    if name is None:
+        return None
+    name = name.strip()
+    if not name or len(name) > MAX_NAME:
+        raise BadRequest(
+            f"a conversation name is 1 to {MAX_NAME} characters",
+            code="INVALID_CONVERSATION_NAME",
+            field="name",
+        )
+    return name
+
+
+async def _check_newcomers(conn: asyncpg.Connection, actor: Actor, users: list[UUID]) -> None:
+    if len(set(await q.existing_user_ids(conn, user_ids=users))) != len(set(users)):
+        raise BadRequest(
+            "one of the participants does not exist",
+            code="INVALID_PARTICIPANTS",
+            field="participant_ids",
+        )
+    if await q.blocked_among(conn, user_id=actor.user_id, others=users):
+        raise Forbidden(
+            "you cannot add a user you blocked or who blocked you", code="CANNOT_MESSAGE_USER"
+        )
+
+
+async def create_group(
+    conn: asyncpg.Connection, actor: Actor, *, name: str | None, participant_ids: list[UUID]
+) -> Conversation:
+    """Start a group conversation owned by the actor.
+
+    Raises:
+        BadRequest: INVALID_CONVERSATION_NAME, INVALID_PARTICIPANTS, TOO_MANY_PARTICIPANTS.
+        Forbidden: CANNOT_MESSAGE_USER.
+    """
+    name = _name(name)
+    others = sorted({u for u in participant_ids if u != actor.user_id})
+    if len(others) + 1 > MAX_PARTICIPANTS:
+        raise BadRequest(
+            f"a group has at most {MAX_PARTICIPANTS} participants",
+            code="TOO_MANY_PARTICIPANTS",
+            field="participant_ids",
+        )
+    async with conn.transaction():
+        await _check_newcomers(conn, actor, others)
+        channel = await q.insert_group(conn, name=name, owner_id=actor.user_id)
+        everyone = [actor.user_id, *others]
+        await channels_q.insert_conversation_participants(
+            conn, channel_id=channel.id, user_ids=everyone
+        )
+        summary = conversation_summary(channel, everyone, stream_pos=0)
+        await emit_many(
+            conn, [Event("conversation.created", Stream.user(u), summary) for u in everyone]
+        )
+    return Conversation(channel, everyone)
+
+
+async def list_conversations(conn: asyncpg.Connection, actor: Actor) -> list[q.ConversationListRow]:
+    return await q.list_conversations(conn, user_id=actor.user_id)
+
+
+async def get_conversation(
+    conn: asyncpg.Connection, actor: Actor, conversation_id: UUID
+) -> Conversation:
+    channel = await access_conversation(conn, actor, conversation_id)
+    return Conversation(channel, await q.list_participant_ids(conn, channel_id=channel.id))
+
+
+async def _group_of(
+    conn: asyncpg.Connection, actor: Actor, conversation_id: UUID
+) -> tuple[channels_q.ChannelRow, list[UUID]]:
+    channel = await access_conversation(conn, actor, conversation_id, lock=True)
+    if channel.kind != "group":
+        raise BadRequest("only group conversations can do that", code="NOT_A_GROUP")
+    return channel, await q.list_participant_ids(conn, channel_id=channel.id)
+
+
+async def rename_conversation(
+    conn: asyncpg.Connection, actor: Actor, conversation_id: UUID, name: str | None
+) -> Conversation:
+    """Any participant may rename a group (or clear its name with None)."""
+    async with conn.transaction():
+        channel, people = await _group_of(conn, actor, conversation_id)
+        channel = await q.update_group(
+            conn, channel_id=channel.id, name=_name(name), owner_id=channel.owner_id
+        )
+        await emit(
+            conn,
+            Event(
+                "conversation.updated",
+                Stream.channel(channel.id),
+                conversation_summary(channel, people),
+            ),
+        )
+    return Conversation(channel, people)
+
+
+async def add_participant(
+    conn: asyncpg.Connection, actor: Actor, conversation_id: UUID, user_id: UUID
+) -> Conversation:
+    """The owner adds someone to a group. Adding someone already there changes nothing.
+
+    Raises:
+        Forbidden: NOT_CONVERSATION_OWNER, CANNOT_MESSAGE_USER.
+        BadRequest: NOT_A_GROUP, TOO_MANY_PARTICIPANTS, INVALID_PARTICIPANTS.
+    """
+    async with conn.transaction():
+        channel, people = await _group_of(conn, actor, conversation_id)
+        if channel.owner_id != actor.user_id:
+            raise Forbidden("only the owner adds people", code="NOT_CONVERSATION_OWNER")
+        if user_id in people:
+            return Conversation(channel, people)
+        if len(people) + 1 > MAX_PARTICIPANTS:
+            raise BadRequest(
+                f"a group has at most {MAX_PARTICIPANTS} participants", code="TOO_MANY_PARTICIPANTS"
+            )
+        await _check_newcomers(conn, actor, [user_id])
+        await channels_q.insert_conversation_participants(
+            conn, channel_id=channel.id, user_ids=[user_id]
+        )
+        people = [*people, user_id]
+        added = await emit(
+            conn,
+            Event(
+                "participant.added",
+                Stream.channel(channel.id),
+                {"channel_id": str(channel.id), "user_id": str(user_id)},
+            ),
+        )
+        # The newcomer follows the conversation from its own arrival on.
+        await emit(
+            conn,
+            Event(
+                "conversation.added",
+                Stream.user(user_id),
+                conversation_summary(channel, people, stream_pos=added.pos - 1),
+            ),
+        )
+    return Conversation(channel, people)
+
+
+async def remove_participant(
+    conn: asyncpg.Connection, actor: Actor, conversation_id: UUID, user_id: UUID
+) -> None:
+    """The owner removes someone, or anyone leaves (removes themself). When the owner
+    leaves, the longest-standing participant becomes the owner.
+
+    Raises:
+        Forbidden: NOT_CONVERSATION_OWNER. BadRequest: NOT_A_GROUP.
+        NotFound: PARTICIPANT_NOT_FOUND.
+    """
+    async with conn.transaction():
+        channel, people = await _group_of(conn, actor, conversation_id)
+        if user_id != actor.user_id and channel.owner_id != actor.user_id:
+            raise Forbidden("only the owner removes others", code="NOT_CONVERSATION_OWNER")
+        if user_id not in people:
+            raise NotFound("that user is not in this conversation", code="PARTICIPANT_NOT_FOUND")
+        await q.delete_participant(conn, channel_id=channel.id, user_id=user_id)
+        people = [p for p in people if p != user_id]
+        events = [
+            Event(
+                "participant.removed",
+                Stream.channel(channel.id),
+                {"channel_id": str(channel.id), "user_id": str(user_id)},
+            )
+        ]
+        if channel.owner_id == user_id:
+            channel = await q.update_group(
+                conn,
+                channel_id=channel.id,
+                name=channel.name,
+                owner_id=people[0] if people else None,
+            )
+            events.append(
+                Event(
+                    "conversation.updated",
+                    Stream.channel(channel.id),
+                    conversation_summary(channel, people),
+                )
+            )
+        events.append(Event("conversation.removed", Stream.user(user_id), {"id": str(channel.id)}))
+        await emit_many(conn, events)
+
+
+async def followed_conversation_ids(conn: asyncpg.Connection, user_id: UUID) -> list[UUID]:
+    return await q.list_conversation_ids(conn, user_id=user_id)

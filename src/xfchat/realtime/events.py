@@ -74,26 +74,35 @@ async def emit(conn: asyncpg.Connection, event: Event) -> EventPosition:
         RuntimeError: called outside a transaction (the event would be visible before,
             or without, the write it describes).
     """
-    if not conn.is_in_transaction():
-        raise RuntimeError("emit() must run inside the writer's transaction")
-    return await q.insert_event(
-        conn,
-        kind=event.stream.kind.value,
-        entity_id=event.stream.entity_id,
-        type=event.type,
-        data_json=encode(event.data),
-        channel=NOTIFY_CHANNEL,
-    )
+    (position,) = await emit_many(conn, [event])
+    return position
 
 
 async def emit_many(conn: asyncpg.Connection, events: Iterable[Event]) -> list[EventPosition]:
-    """Emit several events, taking stream locks in a fixed order (stable for events of
-    one stream, so their relative order is kept)."""
-    ordered = sorted(enumerate(events), key=lambda pair: (pair[1].stream, pair[0]))
+    """Emit several events: one statement and one notification per stream, streams
+    locked in a fixed order (their events keep their relative order). Returns each
+    event's position, in the order given."""
+    if not conn.is_in_transaction():
+        raise RuntimeError("emit() must run inside the writer's transaction")
+    events = list(events)
+    by_stream: dict[Stream, list[int]] = {}
+    for index, event in enumerate(events):
+        by_stream.setdefault(event.stream, []).append(index)
     positions: dict[int, EventPosition] = {}
-    for index, event in ordered:
-        positions[index] = await emit(conn, event)
-    return [positions[i] for i in range(len(positions))]
+    for stream in sorted(by_stream):
+        indexes = by_stream[stream]
+        last = await q.insert_events(
+            conn,
+            kind=stream.kind.value,
+            entity_id=stream.entity_id,
+            types=[events[i].type for i in indexes],
+            datas=[encode(events[i].data) for i in indexes],
+            channel=NOTIFY_CHANNEL,
+        )
+        first = last.pos - len(indexes) + 1
+        for offset, i in enumerate(indexes):
+            positions[i] = EventPosition(last.stream_id, first + offset)
+    return [positions[i] for i in range(len(events))]
 
 
 async def signal_ephemeral(conn: asyncpg.Connection, event: Event) -> None:

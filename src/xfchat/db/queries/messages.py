@@ -2,16 +2,33 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 import asyncpg
 
-from xfchat.db.queries import one
+from xfchat.db.queries import many, maybe, one
 
 MESSAGE_COLUMNS = (
     "id, channel_id, seq, author_id, kind, content, nonce, reply_to_id, mentions, "
     "mention_everyone, created_at, edited_at, deleted_at"
 )
+MESSAGE_COLUMNS_M = ", ".join(f"m.{c.strip()}" for c in MESSAGE_COLUMNS.split(","))
+# A message as readers see it: its author's public fields and its reactions summed up
+# (`me` says whether the viewer, $1 in every query that uses this, reacted).
+MESSAGE_VIEW = f"""
+    SELECT {MESSAGE_COLUMNS_M},
+           u.username AS author_username, u.display_name AS author_display_name,
+           u.avatar_url AS author_avatar_url,
+           COALESCE((
+               SELECT json_agg(json_build_object('emoji', r.emoji, 'count', r.n, 'me', r.me)
+                               ORDER BY r.first)
+               FROM (SELECT emoji, count(*) AS n, bool_or(user_id = $1) AS me,
+                            min(created_at) AS first
+                     FROM reactions WHERE message_id = m.id GROUP BY emoji) r
+           ), '[]'::json) AS reactions
+    FROM messages m LEFT JOIN users u ON u.id = m.author_id
+"""
 
 
 @dataclass(frozen=True)
@@ -31,6 +48,28 @@ class MessageRow:
     deleted_at: datetime | None
 
 
+@dataclass(frozen=True)
+class MessageViewRow(MessageRow):
+    author_username: str | None
+    author_display_name: str | None
+    author_avatar_url: str | None
+    reactions: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class EditRow:
+    content: str
+    written_at: datetime
+    replaced_at: datetime
+
+
+@dataclass(frozen=True)
+class ReadStateRow:
+    user_id: UUID
+    last_read_seq: int
+    updated_at: datetime
+
+
 async def insert_message(
     conn: asyncpg.Connection,
     *,
@@ -44,34 +83,235 @@ async def insert_message(
 ) -> MessageRow:
     """Insert a message at the channel's next sequence number. The counter row stays
     locked until the caller's transaction ends, so numbers are gap-free and commit-ordered."""
-    record = await conn.fetchrow(
+    (row,) = await insert_messages(
+        conn,
+        channel_id=channel_id,
+        ids=[message_id],
+        author_ids=[author_id],
+        contents=[content],
+        nonces=[nonce],
+        reply_to_ids=[reply_to_id],
+        mentions=[mentions or []],
+    )
+    return row
+
+
+async def insert_messages(
+    conn: asyncpg.Connection,
+    *,
+    channel_id: UUID,
+    ids: list[UUID],
+    author_ids: list[UUID | None],
+    contents: list[str],
+    nonces: list[str | None],
+    reply_to_ids: list[UUID | None],
+    mentions: list[list[UUID]],
+) -> list[MessageRow]:
+    """Insert messages into one channel at its next sequence numbers, in the order given,
+    in one statement (the counter row is locked until the transaction ends)."""
+    records = await conn.fetch(
         f"""
         WITH c AS (
-            UPDATE channels SET last_seq = last_seq + 1 WHERE id = $2 RETURNING last_seq
+            UPDATE channels SET last_seq = last_seq + cardinality($2::uuid[])
+            WHERE id = $1 RETURNING last_seq
         )
         INSERT INTO messages (id, channel_id, seq, author_id, content, nonce, reply_to_id, mentions)
-        SELECT $1, $2, c.last_seq, $3, $4, $5, $6, $7 FROM c
+        SELECT t.id, $1, c.last_seq - cardinality($2::uuid[]) + t.ord, t.author, t.content,
+               t.nonce, t.reply_to,
+               CASE WHEN t.mentions = '' THEN '{{}}'::uuid[]
+                    ELSE string_to_array(t.mentions, ',')::uuid[] END
+        FROM c, unnest($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::uuid[], $7::text[])
+                WITH ORDINALITY AS t(id, author, content, nonce, reply_to, mentions, ord)
+        ORDER BY t.ord
+        RETURNING {MESSAGE_COLUMNS}
+        """,
+        channel_id,
+        ids,
+        author_ids,
+        contents,
+        nonces,
+        reply_to_ids,
+        [",".join(str(u) for u in m) for m in mentions],
+    )
+    return sorted(many(MessageRow, records), key=lambda m: m.seq)
+
+
+async def find_existing(
+    conn: asyncpg.Connection,
+    *,
+    channel_id: UUID,
+    ids: list[UUID],
+    author_ids: list[UUID],
+    nonces: list[str],
+) -> list[MessageRow]:
+    """Messages that already have one of these ids (in any channel), or this channel's
+    messages with one of these (author, nonce) pairs."""
+    records = await conn.fetch(
+        f"""
+        SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ANY($2::uuid[])
+        UNION
+        SELECT {MESSAGE_COLUMNS_M} FROM messages m
+        JOIN unnest($3::uuid[], $4::text[]) AS k(author, nonce)
+          ON m.author_id = k.author AND m.nonce = k.nonce
+        WHERE m.channel_id = $1
+        """,
+        channel_id,
+        ids,
+        author_ids,
+        nonces,
+    )
+    return many(MessageRow, records)
+
+
+async def live_message_ids(
+    conn: asyncpg.Connection, *, channel_id: UUID, ids: list[UUID]
+) -> list[UUID]:
+    """Which of `ids` are messages of this channel that are not deleted."""
+    records = await conn.fetch(
+        "SELECT id FROM messages WHERE channel_id = $1 AND id = ANY($2::uuid[]) AND deleted_at IS NULL",
+        channel_id,
+        ids,
+    )
+    return [r["id"] for r in records]
+
+
+_LIST_NEWEST = MESSAGE_VIEW + " WHERE m.channel_id = $2 ORDER BY m.seq DESC LIMIT $3"
+_LIST_BEFORE = MESSAGE_VIEW + " WHERE m.channel_id = $2 AND m.seq < $4 ORDER BY m.seq DESC LIMIT $3"
+_LIST_AFTER = MESSAGE_VIEW + " WHERE m.channel_id = $2 AND m.seq > $4 ORDER BY m.seq ASC LIMIT $3"
+
+
+async def list_messages(
+    conn: asyncpg.Connection,
+    *,
+    viewer: UUID,
+    channel_id: UUID,
+    limit: int,
+    before: int | None = None,
+    after: int | None = None,
+) -> list[MessageViewRow]:
+    """Newest first (no cursor, or `before`), or oldest first (`after`)."""
+    if after is not None:
+        records = await conn.fetch(_LIST_AFTER, viewer, channel_id, limit, after)
+    elif before is not None:
+        records = await conn.fetch(_LIST_BEFORE, viewer, channel_id, limit, before)
+    else:
+        records = await conn.fetch(_LIST_NEWEST, viewer, channel_id, limit)
+    return many(MessageViewRow, records)
+
+
+async def list_message_views(
+    conn: asyncpg.Connection, *, viewer: UUID | None, ids: list[UUID]
+) -> list[MessageViewRow]:
+    records = await conn.fetch(
+        MESSAGE_VIEW + " WHERE m.id = ANY($2::uuid[]) ORDER BY m.seq", viewer, ids
+    )
+    return many(MessageViewRow, records)
+
+
+async def get_message_view(
+    conn: asyncpg.Connection, *, viewer: UUID, channel_id: UUID, message_id: UUID
+) -> MessageViewRow | None:
+    record = await conn.fetchrow(
+        MESSAGE_VIEW + " WHERE m.id = $2 AND m.channel_id = $3", viewer, message_id, channel_id
+    )
+    return maybe(MessageViewRow, record)
+
+
+async def get_message_for_update(
+    conn: asyncpg.Connection, *, channel_id: UUID, message_id: UUID
+) -> MessageRow | None:
+    record = await conn.fetchrow(
+        f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1 AND channel_id = $2 FOR UPDATE",
+        message_id,
+        channel_id,
+    )
+    return maybe(MessageRow, record)
+
+
+async def get_message_seq(
+    conn: asyncpg.Connection, *, channel_id: UUID, message_id: UUID
+) -> int | None:
+    value = await conn.fetchval(
+        "SELECT seq FROM messages WHERE id = $1 AND channel_id = $2", message_id, channel_id
+    )
+    return None if value is None else int(value)
+
+
+async def update_message_content(
+    conn: asyncpg.Connection, *, message_id: UUID, content: str, mentions: list[UUID]
+) -> MessageRow:
+    """Keep the current version in message_edits, then replace it."""
+    await conn.execute(
+        """
+        INSERT INTO message_edits (message_id, content, written_at)
+        SELECT id, content, COALESCE(edited_at, created_at) FROM messages WHERE id = $1
+        """,
+        message_id,
+    )
+    record = await conn.fetchrow(
+        f"""
+        UPDATE messages SET content = $2, mentions = $3, edited_at = now() WHERE id = $1
         RETURNING {MESSAGE_COLUMNS}
         """,
         message_id,
-        channel_id,
-        author_id,
         content,
-        nonce,
-        reply_to_id,
-        mentions or [],
+        mentions,
     )
     return one(MessageRow, record)
 
 
+async def soft_delete_message(
+    conn: asyncpg.Connection, *, message_id: UUID, deleted_by: UUID
+) -> None:
+    """Empty the message and forget its earlier versions; the row stays as a tombstone
+    (its sequence number, author and times) so history has no hole."""
+    await conn.execute("DELETE FROM message_edits WHERE message_id = $1", message_id)
+    await conn.execute("DELETE FROM reactions WHERE message_id = $1", message_id)
+    await conn.execute(
+        """
+        UPDATE messages SET content = '', mentions = '{}', mention_everyone = false,
+               deleted_at = now(), deleted_by = $2
+        WHERE id = $1
+        """,
+        message_id,
+        deleted_by,
+    )
+
+
+async def list_edits(conn: asyncpg.Connection, *, message_id: UUID) -> list[EditRow]:
+    records = await conn.fetch(
+        "SELECT content, written_at, replaced_at FROM message_edits WHERE message_id = $1 ORDER BY id",
+        message_id,
+    )
+    return many(EditRow, records)
+
+
 async def insert_reaction(
     conn: asyncpg.Connection, *, message_id: UUID, user_id: UUID, emoji: str
-) -> None:
-    await conn.execute(
-        "INSERT INTO reactions (message_id, user_id, emoji) VALUES ($1, $2, $3)",
-        message_id,
-        user_id,
-        emoji,
+) -> bool:
+    return bool(
+        await conn.fetchval(
+            """
+        INSERT INTO reactions (message_id, user_id, emoji) VALUES ($1, $2, $3)
+        ON CONFLICT DO NOTHING RETURNING true
+        """,
+            message_id,
+            user_id,
+            emoji,
+        )
+    )
+
+
+async def delete_reaction(
+    conn: asyncpg.Connection, *, message_id: UUID, user_id: UUID, emoji: str
+) -> bool:
+    return bool(
+        await conn.fetchval(
+            "DELETE FROM reactions WHERE message_id = $1 AND user_id = $2 AND emoji = $3 RETURNING true",
+            message_id,
+            user_id,
+            emoji,
+        )
     )
 
 
@@ -79,3 +319,79 @@ async def count_messages(conn: asyncpg.Connection, *, channel_id: UUID) -> int:
     return int(
         await conn.fetchval("SELECT count(*) FROM messages WHERE channel_id = $1", channel_id)
     )
+
+
+async def get_last_seq(conn: asyncpg.Connection, *, channel_id: UUID) -> int:
+    return int(await conn.fetchval("SELECT last_seq FROM channels WHERE id = $1", channel_id) or 0)
+
+
+async def upsert_read_state(
+    conn: asyncpg.Connection, *, user_id: UUID, channel_id: UUID, seq: int
+) -> ReadStateRow:
+    record = await conn.fetchrow(
+        """
+        INSERT INTO read_states AS r (user_id, channel_id, last_read_seq) VALUES ($1, $2, $3)
+        ON CONFLICT (user_id, channel_id) DO UPDATE SET last_read_seq = $3, updated_at = now()
+        RETURNING user_id, last_read_seq, updated_at
+        """,
+        user_id,
+        channel_id,
+        seq,
+    )
+    return one(ReadStateRow, record)
+
+
+async def list_read_states(conn: asyncpg.Connection, *, channel_id: UUID) -> list[ReadStateRow]:
+    records = await conn.fetch(
+        """
+        SELECT r.user_id, r.last_read_seq, r.updated_at FROM read_states r
+        JOIN conversation_participants p ON p.channel_id = r.channel_id AND p.user_id = r.user_id
+        WHERE r.channel_id = $1 ORDER BY r.user_id
+        """,
+        channel_id,
+    )
+    return many(ReadStateRow, records)
+
+
+@dataclass(frozen=True)
+class SendCheck:
+    kind: str
+    blocked: bool  # a direct conversation whose two people have a block between them
+    allowed: list[UUID]  # of the authors asked about, those who take part
+    replyable: list[UUID]  # of the reply targets asked about, live messages of this channel
+    mentionable: list[UUID]  # of the mentioned users asked about, those who take part
+
+
+async def check_send(
+    conn: asyncpg.Connection,
+    *,
+    channel_id: UUID,
+    authors: list[UUID],
+    reply_ids: list[UUID],
+    mentioned: list[UUID],
+) -> SendCheck | None:
+    """Everything a batch of sends to one conversation needs to know, in one query
+    (None if no such conversation)."""
+    record = await conn.fetchrow(
+        """
+        SELECT c.kind,
+               (c.kind = 'direct' AND EXISTS (
+                    SELECT 1 FROM blocks b
+                    WHERE (b.blocker_id = c.dm_user_low AND b.blocked_id = c.dm_user_high)
+                       OR (b.blocker_id = c.dm_user_high AND b.blocked_id = c.dm_user_low)
+               )) AS blocked,
+               ARRAY(SELECT user_id FROM conversation_participants
+                     WHERE channel_id = c.id AND user_id = ANY($2::uuid[])) AS allowed,
+               ARRAY(SELECT id FROM messages
+                     WHERE channel_id = c.id AND id = ANY($3::uuid[]) AND deleted_at IS NULL
+                    ) AS replyable,
+               ARRAY(SELECT user_id FROM conversation_participants
+                     WHERE channel_id = c.id AND user_id = ANY($4::uuid[])) AS mentionable
+        FROM channels c WHERE c.id = $1 AND c.server_id IS NULL
+        """,
+        channel_id,
+        authors,
+        reply_ids,
+        mentioned,
+    )
+    return maybe(SendCheck, record)

@@ -1,0 +1,445 @@
+"""Load: K senders x M messages into one conversation, R subscribed receivers.
+
+    uv run python -m bench.load                 # the four points quoted in the README
+    uv run python -m bench.load --senders 10 --messages 100 --receivers 10 [--transport ws]
+    uv run python -m bench.load --target http://host:3000   # a running server
+
+Starts a durable local PostgreSQL and a real `xfchat serve` process (unless --target),
+registers users over HTTP, puts them in group conversations (at most 25 people each),
+opens one real-time connection per receiver (SSE by default, or the WebSocket gateway),
+then every sender PUTs its messages one after another. It prints the send throughput,
+send latency (request to response), end-to-end latency (send start to arrival at a
+receiver, over every message x receiver), the delivery ratio, and the CPU and memory of
+the server process and of PostgreSQL. Nothing here is asserted: these are measurements.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import secrets
+import shutil
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import psutil
+import websockets
+
+from bench.common import pct
+from xfchat.db.embedded import throwaway
+from xfchat.db.migrate import Migrator
+
+GROUP_MAX = 25
+SERVER_ENV = {
+    "XFCHAT_RATE_MESSAGES_USER": "1000000/60",
+    "XFCHAT_RATE_API_USER": "1000000/60",
+    "XFCHAT_RATE_REGISTER_IP": "1000000/3600",
+    "XFCHAT_RATE_LOGIN_IP": "1000000/300",
+    # Registering the bench's users is not what is measured: the cheapest argon2id
+    # the server accepts (OWASP's minimum) keeps set-up short.
+    "XFCHAT_ARGON2_TIME_COST": "2",
+    "XFCHAT_ARGON2_MEMORY_KIB": "19456",
+    "XFCHAT_DB_POOL_MAX": "20",
+    "XFCHAT_LOG_LEVEL": "warning",
+}
+
+
+@dataclass
+class User:
+    id: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@dataclass
+class Run:
+    sends: dict[str, float] = field(default_factory=dict)  # message id -> send start
+    send_latency: list[float] = field(default_factory=list)
+    arrivals: list[tuple[str, float]] = field(default_factory=list)  # (message id, time)
+    failed: int = 0
+
+
+# ----------------------------------------------------------------------- the server
+
+
+@contextlib.asynccontextmanager
+async def local_server(pool_max: int) -> AsyncIterator[tuple[str, psutil.Process, Any]]:
+    pg, root = throwaway(prefix="xfload-", durable=True)
+    log = Path(root) / "serve.log"
+    proc = None
+    try:
+        import asyncpg
+
+        conn = await asyncpg.connect(pg.url)
+        await Migrator(conn).run()
+        await conn.close()
+        port = _free_port()
+        env = {
+            **os.environ,
+            **SERVER_ENV,
+            "DATABASE_URL": pg.url,
+            "XFCHAT_HOST": "127.0.0.1",
+            "XFCHAT_PORT": str(port),
+            "XFCHAT_SECRET": secrets.token_urlsafe(48),
+            "XFCHAT_DB_POOL_MAX": str(pool_max),
+        }
+        with open(log, "wb") as out:
+            proc = psutil.Popen(
+                [sys.executable, "-m", "xfchat", "serve"], env=env, stdout=out, stderr=out
+            )
+        base = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient() as client:
+            for _ in range(300):
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(f"{base}/ready")).status_code == 200:
+                        break
+                await asyncio.sleep(0.1)
+            else:
+                raise SystemExit(f"the server did not start; see {log}")
+        yield base, proc, pg
+    finally:
+        if proc is not None:
+            proc.terminate()
+            with contextlib.suppress(psutil.TimeoutExpired):
+                proc.wait(10)
+        pg.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Usage:
+    """CPU seconds and memory of the server process and of PostgreSQL between marks."""
+
+    def __init__(self, server: psutil.Process | None, pg: Any) -> None:
+        self.me = psutil.Process()
+        self.server = server
+        self.pg = psutil.Process(pg.pid) if pg is not None and pg.pid else None
+
+    def _pg_procs(self) -> list[psutil.Process]:
+        if self.pg is None:
+            return []
+        return [self.pg, *self.pg.children(recursive=True)]
+
+    def mark(self) -> tuple[float, float, float, float]:
+        def cpu(p: psutil.Process) -> float:
+            try:
+                t = p.cpu_times()
+                return float(t.user + t.system)
+            except psutil.Error:
+                return 0.0
+
+        return (
+            time.perf_counter(),
+            cpu(self.server) if self.server else 0.0,
+            sum(cpu(p) for p in self._pg_procs()),
+            cpu(self.me),
+        )
+
+    def report(self, start: tuple[float, float, float, float]) -> str:
+        end = self.mark()
+        wall = end[0] - start[0]
+        me = f"load generator CPU {100 * (end[3] - start[3]) / wall:.0f} %"
+        if self.server is None:
+            return f"server CPU: not measured (--target); {me}"
+        rss = self.server.memory_info().rss / 2**20
+        return (
+            f"server CPU {100 * (end[1] - start[1]) / wall:.0f} % of a core, RSS {rss:.0f} MiB; "
+            f"PostgreSQL CPU {100 * (end[2] - start[2]) / wall:.0f} %; {me}"
+        )
+
+
+# ------------------------------------------------------------------------- set-up
+
+
+async def register(client: httpx.AsyncClient, n: int) -> list[User]:
+    async def one(i: int) -> User:
+        name = f"load{secrets.token_hex(4)}{i}"
+        r = await client.post(
+            "/api/auth/register",
+            json={
+                "username": name,
+                "email": f"{name}@example.com",
+                "password": "a long load test passphrase",
+            },
+        )
+        r.raise_for_status()
+        body = r.json()
+        return User(body["user"]["id"], body["access_token"])
+
+    users: list[User] = []
+    for start in range(0, n, 8):
+        users += await asyncio.gather(*(one(i) for i in range(start, min(n, start + 8))))
+    return users
+
+
+async def make_group(client: httpx.AsyncClient, members: list[User]) -> str:
+    r = await client.post(
+        "/api/conversations",
+        headers=members[0].headers,
+        json={"kind": "group", "name": "load", "participant_ids": [m.id for m in members[1:]]},
+    )
+    r.raise_for_status()
+    return str(r.json()["id"])
+
+
+# ---------------------------------------------------------------------- receivers
+
+
+async def receive_sse(
+    base: str, user: User, run: Run, ready: asyncio.Event, stop: asyncio.Event
+) -> None:
+    timeout = httpx.Timeout(10, read=None)
+    async with (
+        httpx.AsyncClient(timeout=timeout) as client,
+        client.stream("GET", f"{base}/api/events", headers=user.headers) as response,
+    ):
+        event = None
+        lines = response.aiter_lines()
+        async for line in lines:
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: "):
+                if event == "ready":
+                    ready.set()
+                elif event == "message.created":
+                    run.arrivals.append((orjson.loads(line[6:])["id"], time.perf_counter()))
+            if stop.is_set():
+                return
+
+
+async def receive_ws(
+    base: str, user: User, run: Run, ready: asyncio.Event, stop: asyncio.Event
+) -> None:
+    async with websockets.connect(base.replace("http", "ws") + "/api/gateway", max_size=None) as ws:
+        await ws.recv()
+        await ws.send(orjson.dumps({"op": 2, "d": {"token": user.token}}).decode())
+        async for raw in ws:
+            frame = orjson.loads(raw)
+            if frame.get("t") == "ready":
+                ready.set()
+            elif frame.get("t") == "message.created":
+                run.arrivals.append((frame["d"]["id"], time.perf_counter()))
+            if stop.is_set():
+                return
+
+
+RECEIVERS = {"sse": receive_sse, "ws": receive_ws}
+
+
+# ------------------------------------------------------------------------ sending
+
+
+async def send_all(base: str, user: User, conversation: str, count: int, run: Run) -> None:
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        for i in range(count):
+            mid = str(uuid.uuid4())
+            started = time.perf_counter()
+            run.sends[mid] = started
+            r = await client.put(
+                f"/api/conversations/{conversation}/messages/{mid}",
+                headers=user.headers,
+                json={"content": f"load message {i}"},
+            )
+            run.send_latency.append(time.perf_counter() - started)
+            if r.status_code != 201:
+                run.failed += 1
+
+
+# ------------------------------------------------------------------------- points
+
+
+async def point(
+    base: str,
+    usage: Usage,
+    *,
+    senders: int,
+    messages: int,
+    receivers: int,
+    transport: str,
+    label: str,
+) -> None:
+    """`senders` x `messages` into group conversations of at most 25 people; every
+    receiver follows the group its user is in."""
+    people = max(senders, receivers)
+    groups = (people + GROUP_MAX - 1) // GROUP_MAX
+    async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+        users = await register(client, people)
+        members = [users[g::groups] for g in range(groups)]
+        conversations = [await make_group(client, m) for m in members]
+    group_of = {u.id: conversations[g] for g, ms in enumerate(members) for u in ms}
+    run, stop = Run(), asyncio.Event()
+    readies = [asyncio.Event() for _ in range(receivers)]
+    tasks = [
+        asyncio.create_task(RECEIVERS[transport](base, users[j % people], run, readies[j], stop))
+        for j in range(receivers)
+    ]
+    await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), 60)
+    expected = sum(
+        messages
+        * sum(
+            1 for j in range(receivers) if group_of[users[j % people].id] == group_of[users[i].id]
+        )
+        for i in range(senders)
+    )
+    start = usage.mark()
+    t0 = time.perf_counter()
+    await asyncio.gather(
+        *(send_all(base, users[i], group_of[users[i].id], messages, run) for i in range(senders))
+    )
+    sent_in = time.perf_counter() - t0
+    deadline = time.perf_counter() + 15
+    while len(run.arrivals) < expected and time.perf_counter() < deadline:
+        await asyncio.sleep(0.05)
+    resources = usage.report(start)
+    stop.set()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    e2e = [t - run.sends[mid] for mid, t in run.arrivals if mid in run.sends]
+    total = senders * messages
+    print(f"\n{label}  [{transport}]")
+    print(
+        f"  sent {total} messages in {sent_in:.2f} s: {total / sent_in:,.0f} msgs/s"
+        f"   ({run.failed} failed)"
+    )
+    print(
+        f"  send latency        p50 {1000 * statistics.median(run.send_latency):6.1f} ms"
+        f"   p99 {1000 * pct(run.send_latency, 99):6.1f} ms"
+    )
+    if e2e:
+        print(
+            f"  end-to-end latency  p50 {1000 * statistics.median(e2e):6.1f} ms"
+            f"   p99 {1000 * pct(e2e, 99):6.1f} ms"
+        )
+    print(
+        f"  delivered {len(e2e):,}/{expected:,} ({100 * len(e2e) / expected:.2f} %), "
+        f"{len(e2e) / sent_in:,.0f} deliveries/s"
+    )
+    print(f"  {resources}")
+
+
+async def paging(base: str, usage: Usage, *, messages: int) -> None:
+    """One conversation with `messages` messages, read back end to end, 100 per page."""
+    async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+        a, b = await register(client, 2)
+        conversation = await make_group(client, [a, b])
+    run = Run()
+    t0 = time.perf_counter()
+    await asyncio.gather(*(send_all(base, a, conversation, messages // 4, run) for _ in range(4)))
+    sent_in = time.perf_counter() - t0
+    start = usage.mark()
+    page_times, seqs = [], []
+    async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+        url = f"/api/conversations/{conversation}/messages"
+        before = None
+        t0 = time.perf_counter()
+        while True:
+            params = {"limit": 100} | ({"before": before} if before else {})
+            started = time.perf_counter()
+            page = (await client.get(url, params=params, headers=b.headers)).json()
+            page_times.append(time.perf_counter() - started)
+            if not page:
+                break
+            seqs += [m["seq"] for m in page]
+            before = page[-1]["seq"]
+        read_in = time.perf_counter() - t0
+    complete = sorted(seqs) == list(range(1, len(run.sends) + 1)) and len(set(seqs)) == len(seqs)
+    print(
+        f"\none conversation, {len(run.sends)} messages (sent at "
+        f"{len(run.sends) / sent_in:,.0f} msgs/s), paged newest to oldest, 100 per page"
+    )
+    print(
+        f"  {len(page_times)} pages in {read_in * 1000:.0f} ms: "
+        f"p50 {1000 * statistics.median(page_times):.1f} ms, "
+        f"p99 {1000 * pct(page_times, 99):.1f} ms per page; "
+        f"every message once, in order: {'yes' if complete else 'NO'}"
+    )
+    print(f"  {usage.report(start)}")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--target", help="benchmark a running server instead")
+    parser.add_argument("--senders", type=int)
+    parser.add_argument("--messages", type=int, default=100)
+    parser.add_argument("--receivers", type=int, default=10)
+    parser.add_argument("--transport", choices=sorted(RECEIVERS), default="sse")
+    args = parser.parse_args()
+
+    async def run_points(base: str, usage: Usage) -> None:
+        if args.senders is not None:
+            await point(
+                base,
+                usage,
+                senders=args.senders,
+                messages=args.messages,
+                receivers=args.receivers,
+                transport=args.transport,
+                label=f"{args.senders} senders x {args.messages} msgs, {args.receivers} receivers",
+            )
+            return
+        await point(
+            base,
+            usage,
+            senders=10,
+            messages=100,
+            receivers=10,
+            transport=args.transport,
+            label="10 senders x 100 msgs, 10 receivers",
+        )
+        await point(
+            base,
+            usage,
+            senders=50,
+            messages=40,
+            receivers=50,
+            transport=args.transport,
+            label="50 senders x 40 msgs, 50 receivers",
+        )
+        await point(
+            base,
+            usage,
+            senders=100,
+            messages=10,
+            receivers=100,
+            transport=args.transport,
+            label="100 concurrent users (4 groups of 25), each sends 10 and receives",
+        )
+        await paging(base, usage, messages=1200)
+
+    if args.target:
+        await run_points(args.target.rstrip("/"), Usage(None, None))
+        return
+    async with local_server(pool_max=20) as (base, proc, pg):
+        print(
+            f"xfchat serve (pid {proc.pid}) on {base}, PostgreSQL {pg.binaries.major} "
+            f"(durable: fsync and synchronous_commit on), {os.cpu_count()} CPUs, "
+            "load generator in this process"
+        )
+        await run_points(base, Usage(proc, pg))
+
+
+if __name__ == "__main__":
+    import uvloop
+
+    uvloop.run(main())

@@ -1,0 +1,196 @@
+"""Braid-HTTP subscriptions to a conversation's message list.
+
+`GET /api/conversations/{id}/messages` with a `Subscribe` header (any value) answers
+209 and stays open. The resource is the list of messages in sequence order; a message's
+id is its version. A fresh subscription starts with one snapshot (the latest 50
+messages, oldest first, `Version` = the newest id); every later message comes as an
+append patch (`Content-Range: json [-0:-0]`) with `Version` = its id and `Parents` = the
+previous message's id. `Parents` on the request resumes right after that message:
+exactly the missed messages, in order, then live ones. An unknown `Parents` gets 410.
+`Heartbeats: Ns` is echoed and a blank line is written every N seconds while idle.
+Edits, deletions and reactions are not part of this resource: they travel on
+/api/events and the gateway.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import orjson
+from fastapi import Request
+from starlette.responses import Response
+
+from xfchat.api.streaming import LiveStream, Write
+from xfchat.db.queries import messages as messages_q
+from xfchat.domain.accounts import Actor
+from xfchat.domain.conversations import access_conversation
+from xfchat.domain.messages import view_json
+from xfchat.errors import BadRequest, Gone
+from xfchat.realtime.feeds import open_channel_feed
+from xfchat.realtime.hub import Closed
+
+SNAPSHOT_SIZE = 50
+PAGE = 100
+
+
+def braid_ids(header: str) -> list[str]:
+    """`"a", "b"` -> ["a", "b"] (each a JSON string, as braid-http sends them)."""
+    try:
+        value = json.loads(f"[{header}]")
+    except ValueError:
+        raise BadRequest(
+            'Parents must be JSON strings, e.g. "<message id>"', code="INVALID_PARENTS"
+        ) from None
+    if not value or not all(isinstance(v, str) for v in value):
+        raise BadRequest("Parents must be JSON strings", code="INVALID_PARENTS")
+    return [str(v) for v in value]
+
+
+def quoted(*versions: str) -> str:
+    return ", ".join(json.dumps(v) for v in versions)
+
+
+def update(body: bytes, version: str | None, parents: str | None, patch: bool) -> bytes:
+    lines = ["HTTP/1.1 200 OK"]
+    if version is not None:
+        lines.append(f"Version: {quoted(version)}")
+    if parents is not None:
+        lines.append(f"Parents: {quoted(parents)}")
+    lines.append("Content-Type: application/json")
+    if patch:
+        lines.append("Content-Range: json [-0:-0]")
+    lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body + b"\r\n\r\n"
+
+
+def parse_heartbeats(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        seconds = float(value.strip().rstrip("s"))
+    except ValueError:
+        raise BadRequest(
+            "Heartbeats is a number of seconds, e.g. 30s", code="INVALID_HEARTBEATS"
+        ) from None
+    if not 0.1 <= seconds <= 3600:
+        raise BadRequest("Heartbeats is 0.1 to 3600 seconds", code="INVALID_HEARTBEATS")
+    return seconds
+
+
+async def _resume_point(
+    conn: asyncpg.Connection, channel_id: UUID, parents: list[str]
+) -> tuple[int, str]:
+    """(seq, version) of the newest of the given versions; Gone if one is unknown."""
+    best: tuple[int, str] | None = None
+    for version in parents:
+        try:
+            message_id: UUID | None = UUID(version)
+        except ValueError:
+            message_id = None
+        seq = (
+            None
+            if message_id is None
+            else await messages_q.get_message_seq(
+                conn, channel_id=channel_id, message_id=message_id
+            )
+        )
+        if seq is None:
+            raise Gone(
+                f"version {version!r} is not a message of this conversation; "
+                "subscribe without Parents",
+                code="VERSION_UNKNOWN",
+            )
+        if best is None or seq > best[0]:
+            best = (seq, version)
+    assert best is not None
+    return best
+
+
+def _patch(message: dict[str, Any], parent: str | None) -> bytes:
+    return update(orjson.dumps(message), message["id"], parent, patch=True)
+
+
+async def subscribe(request: Request, actor: Actor, conversation_id: UUID) -> Response:
+    state = request.app.state
+    heartbeats = parse_heartbeats(request.headers.get("heartbeats"))
+    parents = request.headers.get("parents")
+    async with state.pool.acquire() as conn:
+        channel = await access_conversation(conn, actor, conversation_id)
+        resume = await _resume_point(conn, channel.id, braid_ids(parents)) if parents else None
+    # Registered before any history is read: whatever commits from here on is either in
+    # what we read below or arrives live (and is skipped by seq if it is in both).
+    sub = await open_channel_feed(state.hub, state.pool, actor, channel.id)
+    stream = next(iter(sub.cursors))
+
+    async def history(after_seq: int, limit: int) -> list[dict[str, Any]]:
+        async with state.pool.acquire() as conn:
+            rows = await messages_q.list_messages(
+                conn,
+                viewer=actor.user_id,
+                channel_id=channel.id,
+                limit=limit,
+                after=after_seq if after_seq >= 0 else None,
+            )
+        return [view_json(r) for r in rows]
+
+    snapshot: list[dict[str, Any]] = []
+    if resume is None:
+        snapshot = list(reversed(await history(-1, SNAPSHOT_SIZE)))
+    newest = snapshot[-1]["id"] if snapshot else None
+    if resume is not None:
+        latest = await history(-1, 1)
+        newest = latest[0]["id"] if latest else None
+    headers = {
+        "Subscribe": request.headers.get("subscribe") or "true",
+        "Cache-Control": "no-cache, no-transform, no-store",
+        "X-Accel-Buffering": "no",
+    }
+    if newest is not None:
+        headers["Current-Version"] = quoted(newest)
+    if heartbeats is not None:
+        headers["Heartbeats"] = f"{heartbeats:g}s"
+
+    async def produce(write: Write) -> None:
+        last_seq, last_id = resume if resume is not None else (0, None)
+        if resume is None:
+            if snapshot:
+                last_seq, last_id = snapshot[-1]["seq"], snapshot[-1]["id"]
+            await write(update(orjson.dumps(snapshot), last_id, None, patch=False))
+
+        async def catch_up(upto: int | None) -> None:
+            nonlocal last_seq, last_id
+            while True:
+                page = await history(last_seq, PAGE)
+                for message in page:
+                    if upto is not None and message["seq"] > upto:
+                        return
+                    await write(_patch(message, last_id))
+                    last_seq, last_id = message["seq"], message["id"]
+                if len(page) < PAGE:
+                    return
+
+        if resume is not None:
+            await catch_up(None)
+        while True:
+            try:
+                item = await sub.next(idle_s=heartbeats)
+            except Closed:
+                return
+            if item is None:
+                await write(b"\r\n")  # heartbeat
+                continue
+            if stream not in sub.cursors:  # the user was removed from the conversation
+                return
+            delivery, _ = item
+            if delivery.type != "message.created" or delivery.data["seq"] <= last_seq:
+                continue
+            if delivery.data["seq"] > last_seq + 1:
+                await catch_up(delivery.data["seq"])
+                continue
+            await write(_patch(delivery.data, last_id))
+            last_seq, last_id = delivery.data["seq"], delivery.data["id"]
+
+    return LiveStream(209, headers, sub, produce)

@@ -1,0 +1,177 @@
+"""Direct and group conversations, their participants, read states and typing."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Response
+from pydantic import BaseModel, Field
+
+from xfchat.api.deps import Conn, CurrentActor
+from xfchat.api.models import Text
+from xfchat.domain import conversations, messages
+from xfchat.errors import BadRequest
+
+router = APIRouter(prefix="/api/conversations", tags=["conversations"])
+
+
+class ConversationIn(BaseModel):
+    """{"kind": "direct", "user_id": ...} or {"kind": "group", "participant_ids": [...], "name"?}"""
+
+    kind: Literal["direct", "group"]
+    user_id: UUID | None = None
+    participant_ids: list[UUID] = Field(default_factory=list, max_length=100)
+    name: Text | None = Field(default=None, max_length=1024)
+
+
+class RenameIn(BaseModel):
+    name: Text | None = Field(max_length=1024)
+
+
+class AckIn(BaseModel):
+    seq: int = Field(ge=0, le=2**62)
+
+
+class ConversationOut(BaseModel):
+    id: UUID
+    kind: str
+    name: str | None
+    owner_id: UUID | None
+    participant_ids: list[UUID]
+    created_at: datetime
+    last_read_seq: int | None = None
+    unread: int | None = None
+    last_message: dict[str, Any] | None = None
+
+    @classmethod
+    def of(cls, c: conversations.Conversation) -> ConversationOut:
+        ch = c.channel
+        return cls(
+            id=ch.id,
+            kind=ch.kind,
+            name=ch.name,
+            owner_id=ch.owner_id,
+            participant_ids=c.participant_ids,
+            created_at=ch.created_at,
+        )
+
+
+class ReadStateOut(BaseModel):
+    user_id: UUID
+    last_read_seq: int
+    updated_at: datetime
+
+
+@router.post("", status_code=201)
+async def post_conversation(
+    body: ConversationIn, actor: CurrentActor, conn: Conn, response: Response
+) -> ConversationOut:
+    """Open a direct conversation (200 if it already existed) or start a group."""
+    if body.kind == "direct":
+        if body.user_id is None:
+            raise BadRequest(
+                "a direct conversation needs user_id", code="VALIDATION_ERROR", field="user_id"
+            )
+        conversation, created = await conversations.open_direct(conn, actor, body.user_id)
+        if not created:
+            response.status_code = 200
+        return ConversationOut.of(conversation)
+    return ConversationOut.of(
+        await conversations.create_group(
+            conn, actor, name=body.name, participant_ids=body.participant_ids
+        )
+    )
+
+
+@router.get("")
+async def get_conversations(actor: CurrentActor, conn: Conn) -> list[ConversationOut]:
+    """Mine, most recently active first, with unread counts (up to 100) and last message."""
+    rows = await conversations.list_conversations(conn, actor)
+    return [
+        ConversationOut(
+            id=r.channel.id,
+            kind=r.channel.kind,
+            name=r.channel.name,
+            owner_id=r.channel.owner_id,
+            participant_ids=r.participant_ids,
+            created_at=r.channel.created_at,
+            last_read_seq=r.last_read_seq,
+            unread=r.unread,
+            last_message=r.last_message,
+        )
+        for r in rows
+    ]
+
+
+@router.get("/{conversation_id}")
+async def get_conversation(
+    conversation_id: UUID, actor: CurrentActor, conn: Conn
+) -> ConversationOut:
+    return ConversationOut.of(await conversations.get_conversation(conn, actor, conversation_id))
+
+
+@router.patch("/{conversation_id}")
+async def patch_conversation(
+    conversation_id: UUID, body: RenameIn, actor: CurrentActor, conn: Conn
+) -> ConversationOut:
+    return ConversationOut.of(
+        await conversations.rename_conversation(conn, actor, conversation_id, body.name)
+    )
+
+
+@router.put("/{conversation_id}/participants/{user_id}")
+async def put_participant(
+    conversation_id: UUID, user_id: UUID, actor: CurrentActor, conn: Conn
+) -> ConversationOut:
+    """The owner adds someone to a group."""
+    return ConversationOut.of(
+        await conversations.add_participant(conn, actor, conversation_id, user_id)
+    )
+
+
+@router.delete(
+    "/{conversation_id}/participants/{user_id}", status_code=204, response_class=Response
+)
+async def delete_participant(
+    conversation_id: UUID, user_id: str, actor: CurrentActor, conn: Conn
+) -> Response:
+    """The owner removes someone; `@me` (or your own id) leaves."""
+    try:
+        target = actor.user_id if user_id == "@me" else UUID(user_id)
+    except ValueError:
+        raise BadRequest(
+            "user_id is a user id or @me", code="VALIDATION_ERROR", field="user_id"
+        ) from None
+    await conversations.remove_participant(conn, actor, conversation_id, target)
+    return Response(status_code=204)
+
+
+@router.put("/{conversation_id}/ack")
+async def put_ack(
+    conversation_id: UUID, body: AckIn, actor: CurrentActor, conn: Conn
+) -> ReadStateOut:
+    """I have read up to `seq` (the others see it as a read receipt)."""
+    state = await messages.acknowledge(conn, actor, conversation_id, body.seq)
+    return ReadStateOut(
+        user_id=state.user_id, last_read_seq=state.last_read_seq, updated_at=state.updated_at
+    )
+
+
+@router.get("/{conversation_id}/read-states")
+async def get_read_states(
+    conversation_id: UUID, actor: CurrentActor, conn: Conn
+) -> list[ReadStateOut]:
+    """Read receipts: how far each participant has read."""
+    return [
+        ReadStateOut(user_id=s.user_id, last_read_seq=s.last_read_seq, updated_at=s.updated_at)
+        for s in await messages.read_states(conn, actor, conversation_id)
+    ]
+
+
+@router.post("/{conversation_id}/typing", status_code=204, response_class=Response)
+async def post_typing(conversation_id: UUID, actor: CurrentActor, conn: Conn) -> Response:
+    """Show the others you are typing for the next 10 seconds (not stored)."""
+    await messages.start_typing(conn, actor, conversation_id)
+    return Response(status_code=204)

@@ -1,0 +1,82 @@
+"""Server-Sent Events: GET /api/events streams everything the user follows.
+
+Each event's `id` is a resume token; EventSource sends the last one back as
+`Last-Event-ID` when it reconnects (or pass `?since=<token>`), and the stream resumes
+right after it with nothing missed or repeated. A token older than the log's retention
+gets an `event: resync` first: reload your state, then carry on.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Header, Query, Request
+from starlette.responses import Response
+
+from xfchat.api.deps import StreamActor
+from xfchat.api.streaming import LiveStream, Write
+from xfchat.realtime.feeds import open_user_feed
+from xfchat.realtime.hub import Closed
+
+router = APIRouter(prefix="/api", tags=["realtime"])
+
+HEADERS = {
+    "Content-Type": "text/event-stream; charset=utf-8",
+    "Cache-Control": "no-cache, no-transform",
+    "X-Accel-Buffering": "no",
+}
+
+
+def frame(event: str, data: bytes, token: str | None = None) -> bytes:
+    head = f"id: {token}\n" if token is not None else ""
+    return f"{head}event: {event}\n".encode() + b"data: " + data + b"\n\n"
+
+
+@router.get("/events", response_class=Response, summary="Server-Sent Events for the current user")
+async def get_events(
+    request: Request,
+    actor: StreamActor,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=65536)] = None,
+    since: Annotated[str | None, Query(max_length=65536)] = None,
+) -> Response:
+    state = request.app.state
+    sub, resync = await open_user_feed(state.hub, state.pool, actor, last_event_id or since)
+    keepalive = state.settings.sse_keepalive_s
+
+    async def produce(write: Write) -> None:
+        await write(b"retry: 1000\n\n")
+        hello = {
+            "user_id": str(actor.user_id),
+            "session_id": str(actor.session_id),
+            "resumed": bool(last_event_id or since) and not resync,
+        }
+        await write(frame("ready", orjson.dumps(hello), sub.token()))
+        if resync:
+            await write(
+                frame(
+                    "resync",
+                    orjson.dumps(
+                        {
+                            "reason": "the resume position is unknown or older than the event log keeps; "
+                            "reload your state"
+                        }
+                    ),
+                    sub.token(),
+                )
+            )
+        while True:
+            try:
+                item = await sub.next(idle_s=keepalive)
+            except Closed as closed:
+                await write(
+                    frame("closed", orjson.dumps({"reason": closed.reason, "resume": sub.token()}))
+                )
+                return
+            if item is None:
+                await write(b": keep-alive\n\n")
+                continue
+            delivery, token = item
+            await write(frame(delivery.type, delivery.json, token))
+
+    return LiveStream(200, HEADERS, sub, produce)

@@ -1,0 +1,203 @@
+"""The WebSocket gateway: GET /api/gateway (JSON text frames).
+
+Server -> client: `{"op": 10, "d": {"heartbeat_interval": ms}}` (HELLO) first. The client
+answers IDENTIFY `{"op": 2, "d": {"token": "<access token>"}}` or RESUME
+`{"op": 6, "d": {"token": "<access token>", "seq": "<last s it received>"}}`; the server
+sends DISPATCH `{"op": 0, "t": "ready", "s": ..., "d": {...}}` and then every event as
+`{"op": 0, "t": "<type>", "s": "<resume token>", "d": {...}}` (ephemeral ones without
+"s"). The client sends HEARTBEAT `{"op": 1}` at the interval; the server answers
+HEARTBEAT_ACK `{"op": 11}`. `s` is opaque and names positions in the durable log, so a
+RESUME works on any server process, within the log's retention. A RESUME too old gets
+INVALID_SESSION `{"op": 9, "d": {"resumable": false}}` and close 4010: identify again
+and reload state.
+
+Close codes (see CLOSE_CODES): 4001 unknown opcode, 4002 not JSON, 4003 not identified,
+4004 authentication failed, 4005 already identified, 4007 invalid seq, 4009 heartbeat
+missed (zombie), 4010 resync required, 4011 slow consumer (resume), 4012 session
+revoked, 4013 server shutting down (resume elsewhere).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+from xfchat.domain.accounts import Actor, authenticate
+from xfchat.errors import XFChatError
+from xfchat.realtime.cursor import BadToken, decode
+from xfchat.realtime.feeds import open_user_feed
+from xfchat.realtime.hub import Closed, Subscriber
+
+router = APIRouter(tags=["realtime"])
+
+DISPATCH, HEARTBEAT, IDENTIFY, RESUME, RECONNECT, INVALID_SESSION, HELLO, HEARTBEAT_ACK = (
+    0,
+    1,
+    2,
+    6,
+    7,
+    9,
+    10,
+    11,
+)
+CLOSE_CODES = {
+    4001: "unknown opcode",
+    4002: "decode error: frames are JSON objects",
+    4003: "not identified: send IDENTIFY or RESUME first",
+    4004: "authentication failed",
+    4005: "already identified",
+    4007: "invalid seq: not a resume token",
+    4009: "heartbeat missed: session timed out",
+    4010: "resync required: identify again and reload state",
+    4011: "slow consumer: resume from your last seq",
+    4012: "session revoked",
+    4013: "server shutting down: resume",
+}
+CLOSE_FOR_REASON = {
+    "slow_consumer": 4011,
+    "session_revoked": 4012,
+    "resync": 4010,
+    "shutdown": 4013,
+}
+SEND_TIMEOUT_S = 5.0
+
+
+class GatewayClose(Exception):
+    def __init__(self, code: int) -> None:
+        super().__init__(CLOSE_CODES.get(code, "closed"))
+        self.code = code
+
+
+def dispatch(event_type: str, data: bytes, token: str | None) -> str:
+    seq = f',"s":"{token}"' if token is not None else ""
+    return f'{{"op":0,"t":"{event_type}"{seq},"d":' + data.decode() + "}"
+
+
+async def _receive(ws: WebSocket, within_s: float) -> dict[str, Any]:
+    try:
+        text = await asyncio.wait_for(ws.receive_text(), within_s)
+    except TimeoutError:
+        raise GatewayClose(4009) from None
+    except KeyError:  # a binary frame
+        raise GatewayClose(4002) from None
+    try:
+        frame = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        raise GatewayClose(4002) from None
+    if not isinstance(frame, dict) or not isinstance(frame.get("op"), int):
+        raise GatewayClose(4002)
+    return frame
+
+
+async def _handshake(ws: WebSocket, interval: float) -> tuple[Actor, Subscriber, bool, bool]:
+    frame = await _receive(ws, interval * 1.5)
+    op, data = frame["op"], frame.get("d") or {}
+    if op not in (IDENTIFY, RESUME):
+        raise GatewayClose(4003)
+    if not isinstance(data, dict) or not isinstance(data.get("token"), str):
+        raise GatewayClose(4004)
+    state = ws.app.state
+    try:
+        async with state.pool.acquire() as conn:
+            actor, _user = await authenticate(conn, state.settings, data["token"])
+    except XFChatError:
+        raise GatewayClose(4004) from None
+    seq = data.get("seq") if op == RESUME else None
+    if op == RESUME:
+        if not isinstance(seq, str):
+            raise GatewayClose(4007)
+        try:
+            decode(seq)
+        except BadToken:
+            raise GatewayClose(4007) from None
+    sub, resync = await open_user_feed(state.hub, state.pool, actor, seq)
+    return actor, sub, op == RESUME, resync
+
+
+@router.websocket("/api/gateway")
+async def gateway(ws: WebSocket) -> None:
+    await ws.accept()
+    interval = ws.app.state.settings.gateway_heartbeat_s
+    sub: Subscriber | None = None
+    try:
+        await ws.send_text(
+            orjson.dumps({"op": HELLO, "d": {"heartbeat_interval": int(interval * 1000)}}).decode()
+        )
+        actor, sub, resumed, resync = await _handshake(ws, interval)
+        if resync:
+            await ws.send_text(
+                orjson.dumps({"op": INVALID_SESSION, "d": {"resumable": False}}).decode()
+            )
+            raise GatewayClose(4010)
+        ready = {
+            "user_id": str(actor.user_id),
+            "session_id": str(actor.session_id),
+            "resumed": resumed,
+            "heartbeat_interval": int(interval * 1000),
+        }
+        await ws.send_text(dispatch("ready", orjson.dumps(ready), sub.token()))
+        await _serve(ws, sub, interval)
+    except GatewayClose as close:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(ws.close(close.code, str(close)), SEND_TIMEOUT_S)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        if sub is not None:
+            sub.close("disconnected")
+
+
+async def _serve(ws: WebSocket, sub: Subscriber, interval: float) -> None:
+    """Run the writer (events out) and the reader (heartbeats in) until one ends; a
+    writer stuck on a client that stopped reading is abandoned when its subscription is
+    closed for being too slow."""
+    writer = asyncio.create_task(_write(ws, sub))
+    reader = asyncio.create_task(_read(ws, interval))
+    ended = asyncio.create_task(sub.ended.wait())
+    tasks = {writer, reader, ended}
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        if ended in done and writer not in done:
+            done, _ = await asyncio.wait(
+                {writer, reader}, timeout=1.0, return_when=asyncio.FIRST_COMPLETED
+            )
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+        if sub.closed is not None:
+            raise GatewayClose(CLOSE_FOR_REASON.get(sub.closed, 4011))
+    finally:
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+async def _write(ws: WebSocket, sub: Subscriber) -> None:
+    while True:
+        try:
+            item = await sub.next()
+        except Closed:
+            return
+        assert item is not None
+        delivery, token = item
+        await ws.send_text(dispatch(delivery.type, delivery.json, token))
+
+
+async def _read(ws: WebSocket, interval: float) -> None:
+    deadline = time.monotonic() + interval * 1.5
+    while True:
+        frame = await _receive(ws, max(0.0, deadline - time.monotonic()))
+        op = frame["op"]
+        if op == HEARTBEAT:
+            deadline = time.monotonic() + interval * 1.5
+            await ws.send_text('{"op":11}')
+        elif op in (IDENTIFY, RESUME):
+            raise GatewayClose(4005)
+        else:
+            raise GatewayClose(4001)

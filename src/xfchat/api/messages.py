@@ -1,0 +1,188 @@
+"""Messages of a conversation: history (or a Braid-HTTP subscription), sending (PUT with
+the client's id, or POST with an optional nonce), edits, deletion, reactions."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+import orjson
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel, Field, model_validator
+
+from xfchat.api import braid
+from xfchat.api.deps import Conn, CurrentActor, check_limit, get_settings
+from xfchat.api.models import Text
+from xfchat.api.responses import JSONResponse
+from xfchat.domain import messages
+from xfchat.domain.accounts import Actor
+from xfchat.domain.messages_send import MessageWriter, SendRequest
+
+router = APIRouter(prefix="/api/conversations/{conversation_id}/messages", tags=["messages"])
+
+
+class MessageIn(BaseModel):
+    """`content` (braid-http clients may say `text`), optional `reply_to_id` and `nonce`."""
+
+    content: Text | None = Field(default=None, max_length=100_000)
+    text: Text | None = Field(default=None, max_length=100_000)
+    reply_to_id: UUID | None = None
+    nonce: Text | None = Field(default=None, max_length=1024)
+
+    @model_validator(mode="after")
+    def _has_text(self) -> MessageIn:
+        if self.content is None and self.text is None:
+            raise ValueError("give content")
+        return self
+
+    @property
+    def body(self) -> str:
+        return self.content if self.content is not None else (self.text or "")
+
+
+class EditIn(BaseModel):
+    content: Text = Field(max_length=100_000)
+
+
+class EditOut(BaseModel):
+    content: str
+    written_at: datetime
+    replaced_at: datetime
+
+
+def author_of(request: Request, actor: Actor) -> dict[str, Any]:
+    user = request.state.user
+    author = messages.author_json(actor.user_id, user.username, user.display_name, user.avatar_url)
+    assert author is not None
+    return author
+
+
+async def _send(
+    request: Request,
+    actor: Actor,
+    conversation_id: UUID,
+    body: MessageIn,
+    *,
+    message_id: UUID,
+    client_chose_id: bool,
+) -> Response:
+    await check_limit(
+        request,
+        "messages.send",
+        f"{actor.user_id}:{conversation_id}",
+        get_settings(request).rate_messages_user,
+    )
+    writer: MessageWriter = request.app.state.writer
+    result = await writer.send(
+        SendRequest(
+            actor=actor,
+            author=author_of(request, actor),
+            channel_id=conversation_id,
+            message_id=message_id,
+            content=body.body,
+            client_chose_id=client_chose_id,
+            nonce=body.nonce,
+            reply_to_id=body.reply_to_id,
+        )
+    )
+    return JSONResponse(
+        result.message,
+        status_code=201 if result.created else 200,
+        headers={"Version": braid.quoted(result.message["id"])},
+    )
+
+
+@router.get("", response_model=list[dict[str, Any]])
+async def get_messages(
+    request: Request,
+    conversation_id: UUID,
+    actor: CurrentActor,
+    before: Annotated[int | None, Query(ge=0)] = None,
+    after: Annotated[int | None, Query(ge=0)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+) -> Response:
+    """History: newest first (no cursor or `before=<seq>`), oldest first (`after=<seq>`).
+    With a `Subscribe` header: a Braid-HTTP subscription (209, see the README)."""
+    if "subscribe" in request.headers:
+        return await braid.subscribe(request, actor, conversation_id)
+    async with request.app.state.pool.acquire() as conn:
+        page = await messages.list_messages(
+            conn, actor, conversation_id, limit=limit, before=before, after=after
+        )
+    headers = {"Version": braid.quoted(max(page, key=lambda m: m["seq"])["id"])} if page else {}
+    return Response(orjson.dumps(page), media_type="application/json", headers=headers)
+
+
+@router.post("", status_code=201)
+async def post_message(
+    request: Request, conversation_id: UUID, body: MessageIn, actor: CurrentActor
+) -> Response:
+    """Send; with a `nonce`, sending again returns the stored message (200)."""
+    return await _send(
+        request, actor, conversation_id, body, message_id=uuid.uuid4(), client_chose_id=False
+    )
+
+
+@router.put("/{message_id}", status_code=201)
+async def put_message(
+    request: Request, conversation_id: UUID, message_id: UUID, body: MessageIn, actor: CurrentActor
+) -> Response:
+    """Send with your own message id: the same id and body again returns the stored
+    message (200) and broadcasts nothing; the same id with another body is 409."""
+    return await _send(
+        request, actor, conversation_id, body, message_id=message_id, client_chose_id=True
+    )
+
+
+@router.get("/{message_id}", response_model=dict[str, Any])
+async def get_message(
+    conversation_id: UUID, message_id: UUID, actor: CurrentActor, conn: Conn
+) -> Response:
+    return JSONResponse(await messages.get_message(conn, actor, conversation_id, message_id))
+
+
+@router.patch("/{message_id}", response_model=dict[str, Any])
+async def patch_message(
+    conversation_id: UUID, message_id: UUID, body: EditIn, actor: CurrentActor, conn: Conn
+) -> Response:
+    """The author edits; every earlier version stays readable at .../edits."""
+    return JSONResponse(
+        await messages.edit_message(conn, actor, conversation_id, message_id, body.content)
+    )
+
+
+@router.get("/{message_id}/edits")
+async def get_edits(
+    conversation_id: UUID, message_id: UUID, actor: CurrentActor, conn: Conn
+) -> list[EditOut]:
+    return [
+        EditOut(content=e.content, written_at=e.written_at, replaced_at=e.replaced_at)
+        for e in await messages.list_edits(conn, actor, conversation_id, message_id)
+    ]
+
+
+@router.delete("/{message_id}", status_code=204, response_class=Response)
+async def delete_message(
+    conversation_id: UUID, message_id: UUID, actor: CurrentActor, conn: Conn
+) -> Response:
+    """The author deletes: content and earlier versions are gone, a tombstone stays."""
+    await messages.delete_message(conn, actor, conversation_id, message_id)
+    return Response(status_code=204)
+
+
+@router.put("/{message_id}/reactions/{emoji}/@me", status_code=204, response_class=Response)
+async def put_reaction(
+    conversation_id: UUID, message_id: UUID, emoji: str, actor: CurrentActor, conn: Conn
+) -> Response:
+    await messages.react(conn, actor, conversation_id, message_id, emoji, add=True)
+    return Response(status_code=204)
+
+
+@router.delete("/{message_id}/reactions/{emoji}/@me", status_code=204, response_class=Response)
+async def delete_reaction(
+    conversation_id: UUID, message_id: UUID, emoji: str, actor: CurrentActor, conn: Conn
+) -> Response:
+    await messages.react(conn, actor, conversation_id, message_id, emoji, add=False)
+    return Response(status_code=204)

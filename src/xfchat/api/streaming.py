@@ -1,0 +1,87 @@
+"""An endless HTTP response fed by a subscription (SSE and Braid-HTTP use it).
+
+Three things can end it: the producer finishes (it said goodbye: session revoked,
+slow consumer, shutdown), the client disconnects, or the subscription is closed while
+the producer is stuck writing to a client that stopped reading. In that last case the
+producer gets a moment to finish, then it is abandoned: the response is left
+incomplete, which makes the server close the connection, and the stalled client can
+never hold up anyone else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import Any
+
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from xfchat.realtime.hub import Subscriber
+
+log = logging.getLogger("xfchat.stream")
+Write = Callable[[bytes], Awaitable[None]]
+STALL_GRACE_S = 1.0
+
+
+class LiveStream(Response):
+    def __init__(
+        self,
+        status_code: int,
+        headers: Mapping[str, str],
+        sub: Subscriber,
+        produce: Callable[[Write], Coroutine[Any, Any, None]],
+    ) -> None:
+        super().__init__(status_code=status_code, headers=dict(headers))
+        # Endless: chunked, so no Content-Length (Response adds "0" for an empty body).
+        self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
+        self.sub = sub
+        self.produce = produce
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": self.status_code,
+                    "headers": self.raw_headers,
+                }
+            )
+
+            async def write(chunk: bytes) -> None:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+            producer = asyncio.create_task(self.produce(write))
+            gone = asyncio.create_task(_disconnected(receive))
+            ended = asyncio.create_task(self.sub.ended.wait())
+            done, _ = await asyncio.wait(
+                {producer, gone, ended}, return_when=asyncio.FIRST_COMPLETED
+            )
+            if ended in done and producer not in done:
+                stuck, _ = await asyncio.wait(
+                    {producer, gone}, timeout=STALL_GRACE_S, return_when=asyncio.FIRST_COMPLETED
+                )
+                done |= stuck
+                if not stuck:
+                    log.warning("cutting off a client that stopped reading (%s)", self.sub.closed)
+            finished = producer in done and not producer.cancelled()
+            if finished and producer.exception() is not None:
+                log.error("a live stream failed", exc_info=producer.exception())
+                finished = False
+            for task in (producer, gone, ended):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            if finished and gone not in done:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            self.sub.close("disconnected")
+
+
+async def _disconnected(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return

@@ -1,0 +1,160 @@
+"""Conversations: channels without a server, and the people in them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from xfchat.db.queries import maybe, one
+from xfchat.db.queries.channels import CHANNEL_COLUMNS, ChannelRow
+
+CHANNEL_COLUMNS_C = ", ".join(f"c.{c.strip()}" for c in CHANNEL_COLUMNS.split(","))
+
+
+@dataclass(frozen=True)
+class ConversationListRow:
+    channel: ChannelRow
+    participant_ids: list[UUID]
+    last_read_seq: int
+    unread: int
+    last_message: dict[str, Any] | None
+
+
+async def insert_group(conn: asyncpg.Connection, *, name: str | None, owner_id: UUID) -> ChannelRow:
+    record = await conn.fetchrow(
+        f"""
+        INSERT INTO channels (kind, name, owner_id) VALUES ('group', $1, $2)
+        RETURNING {CHANNEL_COLUMNS}
+        """,
+        name,
+        owner_id,
+    )
+    return one(ChannelRow, record)
+
+
+_GET_CONVERSATION = f"""
+    SELECT {CHANNEL_COLUMNS_C} FROM channels c
+    JOIN conversation_participants p ON p.channel_id = c.id AND p.user_id = $2
+    WHERE c.id = $1 AND c.server_id IS NULL
+"""
+_GET_CONVERSATION_LOCKED = _GET_CONVERSATION + " FOR UPDATE OF c"
+
+
+async def get_conversation_of(
+    conn: asyncpg.Connection, *, channel_id: UUID, user_id: UUID, lock: bool = False
+) -> ChannelRow | None:
+    """The conversation if `user_id` takes part in it (locked FOR UPDATE if asked)."""
+    sql = _GET_CONVERSATION_LOCKED if lock else _GET_CONVERSATION
+    return maybe(ChannelRow, await conn.fetchrow(sql, channel_id, user_id))
+
+
+async def list_participant_ids(conn: asyncpg.Connection, *, channel_id: UUID) -> list[UUID]:
+    records = await conn.fetch(
+        "SELECT user_id FROM conversation_participants WHERE channel_id = $1 ORDER BY joined_at, user_id",
+        channel_id,
+    )
+    return [r["user_id"] for r in records]
+
+
+async def delete_participant(conn: asyncpg.Connection, *, channel_id: UUID, user_id: UUID) -> bool:
+    return bool(
+        await conn.fetchval(
+            "DELETE FROM conversation_participants WHERE channel_id = $1 AND user_id = $2 RETURNING true",
+            channel_id,
+            user_id,
+        )
+    )
+
+
+async def update_group(
+    conn: asyncpg.Connection, *, channel_id: UUID, name: str | None, owner_id: UUID | None
+) -> ChannelRow:
+    record = await conn.fetchrow(
+        f"""
+        UPDATE channels SET name = $2, owner_id = $3, updated_at = now() WHERE id = $1
+        RETURNING {CHANNEL_COLUMNS}
+        """,
+        channel_id,
+        name,
+        owner_id,
+    )
+    return one(ChannelRow, record)
+
+
+UNREAD_CAP = 100
+
+
+async def list_conversations(
+    conn: asyncpg.Connection, *, user_id: UUID
+) -> list[ConversationListRow]:
+    """The user's conversations, most recently active first, each with its participants,
+    the user's read position, unread count (others' live messages after it, counted up
+    to 100) and last message."""
+    records = await conn.fetch(
+        f"""
+        SELECT {CHANNEL_COLUMNS_C},
+               ARRAY(SELECT p2.user_id FROM conversation_participants p2
+                     WHERE p2.channel_id = c.id ORDER BY p2.joined_at, p2.user_id) AS participant_ids,
+               COALESCE(rs.last_read_seq, 0) AS last_read_seq,
+               (SELECT count(*) FROM (
+                    SELECT 1 FROM messages m
+                    WHERE m.channel_id = c.id AND m.seq > COALESCE(rs.last_read_seq, 0)
+                      AND m.author_id IS DISTINCT FROM $1 AND m.deleted_at IS NULL
+                    LIMIT {UNREAD_CAP}) x) AS unread,
+               (SELECT json_build_object(
+                        'id', m.id, 'seq', m.seq, 'author_id', m.author_id,
+                        'content', m.content, 'created_at', m.created_at,
+                        'deleted', m.deleted_at IS NOT NULL)
+                FROM messages m WHERE m.channel_id = c.id ORDER BY m.seq DESC LIMIT 1) AS last_message
+        FROM conversation_participants p
+        JOIN channels c ON c.id = p.channel_id
+        LEFT JOIN read_states rs ON rs.user_id = $1 AND rs.channel_id = c.id
+        WHERE p.user_id = $1
+        ORDER BY (SELECT max(m.created_at) FROM messages m WHERE m.channel_id = c.id)
+                 DESC NULLS LAST, c.created_at DESC
+        """,
+        user_id,
+    )
+    fields = ChannelRow.__dataclass_fields__
+    return [
+        ConversationListRow(
+            ChannelRow(**{f: r[f] for f in fields}),
+            list(r["participant_ids"]),
+            r["last_read_seq"],
+            r["unread"],
+            r["last_message"],
+        )
+        for r in records
+    ]
+
+
+async def list_conversation_ids(conn: asyncpg.Connection, *, user_id: UUID) -> list[UUID]:
+    records = await conn.fetch(
+        "SELECT channel_id FROM conversation_participants WHERE user_id = $1", user_id
+    )
+    return [r["channel_id"] for r in records]
+
+
+async def blocked_among(
+    conn: asyncpg.Connection, *, user_id: UUID, others: list[UUID]
+) -> list[UUID]:
+    """Those of `others` who blocked `user_id` or whom `user_id` blocked."""
+    records = await conn.fetch(
+        """
+        SELECT DISTINCT CASE WHEN blocker_id = $1 THEN blocked_id ELSE blocker_id END AS other
+        FROM blocks
+        WHERE (blocker_id = $1 AND blocked_id = ANY($2::uuid[]))
+           OR (blocked_id = $1 AND blocker_id = ANY($2::uuid[]))
+        """,
+        user_id,
+        others,
+    )
+    return [r["other"] for r in records]
+
+
+async def existing_user_ids(conn: asyncpg.Connection, *, user_ids: list[UUID]) -> list[UUID]:
+    records = await conn.fetch("SELECT id FROM users WHERE id = ANY($1::uuid[])", user_ids)
+    return [r["id"] for r in records]

@@ -1,0 +1,172 @@
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import httpx
+
+from tests import factories
+from tests.factories import TestUser
+
+MakeUser = Callable[..., Awaitable[TestUser]]
+AppWith = Callable[..., Awaitable[httpx.AsyncClient]]
+
+
+async def test_a_direct_conversation_is_one_per_pair(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann, ben = await make_user("ann"), await make_user("ben")
+    first = await client.post(
+        "/api/conversations", headers=ann.headers, json={"kind": "direct", "user_id": str(ben.id)}
+    )
+    again = await client.post(
+        "/api/conversations", headers=ben.headers, json={"kind": "direct", "user_id": str(ann.id)}
+    )
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert first.json()["id"] == again.json()["id"]
+    assert sorted(first.json()["participant_ids"]) == sorted([str(ann.id), str(ben.id)])
+    to_self = await client.post(
+        "/api/conversations", headers=ann.headers, json={"kind": "direct", "user_id": str(ann.id)}
+    )
+    assert to_self.status_code == 400 and to_self.json()["code"] == "CANNOT_MESSAGE_SELF"
+
+
+async def test_blocked_users_cannot_open_or_use_a_direct_conversation(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann, ben = await make_user("ann"), await make_user("ben")
+    dm = await factories.direct(client, ann, ben)
+    await client.put(f"/api/users/@me/blocks/{ann.id}", headers=ben.headers)
+    opened = await client.post(
+        "/api/conversations", headers=ann.headers, json={"kind": "direct", "user_id": str(ben.id)}
+    )
+    assert opened.status_code == 403 and opened.json()["code"] == "CANNOT_MESSAGE_USER"
+    sent = await client.post(
+        f"/api/conversations/{dm['id']}/messages", headers=ann.headers, json={"content": "hello?"}
+    )
+    assert sent.status_code == 403 and sent.json()["code"] == "CANNOT_MESSAGE_USER"
+
+
+async def test_group_owner_adds_removes_and_ownership_passes_on_leave(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann, ben, cid, dan = [await make_user(n) for n in ("ann", "ben", "cid", "dan")]
+    group = await factories.group(client, ann, ben, cid, name="crew")
+    gid = group["id"]
+    assert group["owner_id"] == str(ann.id) and len(group["participant_ids"]) == 3
+
+    not_owner = await client.put(
+        f"/api/conversations/{gid}/participants/{dan.id}", headers=ben.headers
+    )
+    assert not_owner.status_code == 403 and not_owner.json()["code"] == "NOT_CONVERSATION_OWNER"
+    added = await client.put(f"/api/conversations/{gid}/participants/{dan.id}", headers=ann.headers)
+    assert added.status_code == 200 and str(dan.id) in added.json()["participant_ids"]
+    assert (await client.get(f"/api/conversations/{gid}", headers=dan.headers)).status_code == 200
+
+    removed = await client.delete(
+        f"/api/conversations/{gid}/participants/{cid.id}", headers=ann.headers
+    )
+    assert removed.status_code == 204
+    gone = await client.get(f"/api/conversations/{gid}", headers=cid.headers)
+    assert gone.status_code == 404 and gone.json()["code"] == "CONVERSATION_NOT_FOUND"
+
+    left = await client.delete(f"/api/conversations/{gid}/participants/@me", headers=ann.headers)
+    assert left.status_code == 204
+    after = (await client.get(f"/api/conversations/{gid}", headers=ben.headers)).json()
+    assert after["owner_id"] == str(ben.id)
+    assert sorted(after["participant_ids"]) == sorted([str(ben.id), str(dan.id)])
+
+    renamed = await client.patch(
+        f"/api/conversations/{gid}", headers=dan.headers, json={"name": "new"}
+    )
+    assert renamed.status_code == 200 and renamed.json()["name"] == "new"
+
+
+async def test_a_group_holds_at_most_25(client: httpx.AsyncClient, make_user: MakeUser) -> None:
+    owner = await make_user()
+    others = [await make_user() for _ in range(25)]
+    response = await client.post(
+        "/api/conversations",
+        headers=owner.headers,
+        json={"kind": "group", "participant_ids": [str(o.id) for o in others]},
+    )
+    assert response.status_code == 400 and response.json()["code"] == "TOO_MANY_PARTICIPANTS"
+    ok = await client.post(
+        "/api/conversations",
+        headers=owner.headers,
+        json={"kind": "group", "participant_ids": [str(o.id) for o in others[:24]]},
+    )
+    assert ok.status_code == 201 and len(ok.json()["participant_ids"]) == 25
+    full = ok.json()["id"]
+    extra = await make_user()
+    over = await client.put(
+        f"/api/conversations/{full}/participants/{extra.id}", headers=owner.headers
+    )
+    assert over.status_code == 400 and over.json()["code"] == "TOO_MANY_PARTICIPANTS"
+
+
+async def test_unknown_participants_are_refused(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    owner = await make_user()
+    response = await client.post(
+        "/api/conversations",
+        headers=owner.headers,
+        json={"kind": "group", "participant_ids": ["00000000-0000-0000-0000-0000000000aa"]},
+    )
+    assert response.status_code == 400 and response.json()["code"] == "INVALID_PARTICIPANTS"
+
+
+async def test_the_list_shows_last_message_and_unread_counts(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann, ben = await make_user("ann"), await make_user("ben")
+    dm = await factories.direct(client, ann, ben)
+    group = await factories.group(client, ann, ben)
+    for text in ("one", "two", "three"):
+        await factories.say(client, ben, dm["id"], text)
+    await factories.say(client, ann, dm["id"], "mine")  # my own messages are never unread
+    await factories.say(client, ben, group["id"], "in the group")
+    listed = (await client.get("/api/conversations", headers=ann.headers)).json()
+    assert [c["id"] for c in listed] == [group["id"], dm["id"]]  # most recently active first
+    by_id = {c["id"]: c for c in listed}
+    assert by_id[dm["id"]]["unread"] == 3 and by_id[dm["id"]]["last_message"]["content"] == "mine"
+    assert by_id[group["id"]]["unread"] == 1
+    ack = await client.put(
+        f"/api/conversations/{dm['id']}/ack", headers=ann.headers, json={"seq": 2}
+    )
+    assert ack.status_code == 200 and ack.json()["last_read_seq"] == 2
+    listed = {
+        c["id"]: c for c in (await client.get("/api/conversations", headers=ann.headers)).json()
+    }
+    assert listed[dm["id"]]["unread"] == 1 and listed[dm["id"]]["last_read_seq"] == 2
+
+
+async def test_non_participants_get_404_for_everything(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann, ben, eve = await make_user("ann"), await make_user("ben"), await make_user("eve")
+    dm = await factories.direct(client, ann, ben)
+    message = await factories.say(client, ann, dm["id"], "private")
+    base = f"/api/conversations/{dm['id']}"
+    calls = [
+        ("GET", base, None),
+        ("PATCH", base, {"name": "x"}),
+        ("GET", f"{base}/messages", None),
+        ("POST", f"{base}/messages", {"content": "hi"}),
+        ("PUT", f"{base}/messages/00000000-0000-0000-0000-00000000000e", {"content": "hi"}),
+        ("GET", f"{base}/messages/{message['id']}", None),
+        ("PATCH", f"{base}/messages/{message['id']}", {"content": "x"}),
+        ("DELETE", f"{base}/messages/{message['id']}", None),
+        ("GET", f"{base}/messages/{message['id']}/edits", None),
+        ("PUT", f"{base}/messages/{message['id']}/reactions/x/@me", None),
+        ("PUT", f"{base}/ack", {"seq": 1}),
+        ("GET", f"{base}/read-states", None),
+        ("POST", f"{base}/typing", None),
+        ("DELETE", f"{base}/participants/@me", None),
+    ]
+    for method, url, body in calls:
+        response = await client.request(method, url, headers=eve.headers, json=body)
+        assert response.status_code == 404, (method, url, response.text)
+        assert response.json()["code"] == "CONVERSATION_NOT_FOUND", (method, url)
+    subscribe = await client.get(f"{base}/messages", headers={**eve.headers, "Subscribe": "true"})
+    assert subscribe.status_code == 404

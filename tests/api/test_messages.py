@@ -1,0 +1,307 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from uuid import UUID
+
+import asyncpg
+import httpx
+
+from tests import factories
+from tests.factories import TestUser
+
+MakeUser = Callable[..., Awaitable[TestUser]]
+AppWith = Callable[..., Awaitable[httpx.AsyncClient]]
+
+
+async def created_events(conn: asyncpg.Connection, conversation_id: str) -> list[dict]:
+    return [
+        d
+        for t, d in await factories.events_of(conn, "channel", UUID(conversation_id))
+        if t == "message.created"
+    ]
+
+
+async def pair(client: httpx.AsyncClient, make_user: MakeUser) -> tuple[TestUser, TestUser, str]:
+    ann, ben = await make_user("ann"), await make_user("ben")
+    return ann, ben, (await factories.direct(client, ann, ben))["id"]
+
+
+async def test_put_with_the_same_id_and_body_is_idempotent(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    ann, _, dm = await pair(client, make_user)
+    mid = str(uuid.uuid4())
+    url = f"/api/conversations/{dm}/messages/{mid}"
+    first = await client.put(url, headers=ann.headers, json={"content": "once"})
+    assert first.status_code == 201, first.text
+    assert first.headers["version"] == f'"{mid}"'
+    assert first.json()["id"] == mid and first.json()["seq"] == 1
+    again = await client.put(url, headers=ann.headers, json={"content": "once"})
+    assert again.status_code == 200 and again.json()["id"] == mid and again.json()["seq"] == 1
+    assert len(await created_events(conn, dm)) == 1  # the repeat broadcast nothing
+    other = await client.put(url, headers=ann.headers, json={"content": "twice"})
+    assert other.status_code == 409 and other.json()["code"] == "MESSAGE_ID_CONFLICT"
+    assert await conn.fetchval("SELECT count(*) FROM messages") == 1
+
+
+async def test_an_id_taken_in_another_conversation_is_409(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann, ben, dm = await pair(client, make_user)
+    group = await factories.group(client, ann, ben)
+    mid = str(uuid.uuid4())
+    await client.put(
+        f"/api/conversations/{dm}/messages/{mid}", headers=ann.headers, json={"content": "a"}
+    )
+    elsewhere = await client.put(
+        f"/api/conversations/{group['id']}/messages/{mid}",
+        headers=ann.headers,
+        json={"content": "a"},
+    )
+    assert elsewhere.status_code == 409
+    by_other = await client.put(
+        f"/api/conversations/{dm}/messages/{mid}", headers=ben.headers, json={"content": "a"}
+    )
+    assert by_other.status_code == 409
+
+
+async def test_post_with_a_nonce_is_idempotent(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    ann, ben, dm = await pair(client, make_user)
+    url = f"/api/conversations/{dm}/messages"
+    first = await client.post(url, headers=ann.headers, json={"content": "hi", "nonce": "n-1"})
+    again = await client.post(url, headers=ann.headers, json={"content": "hi", "nonce": "n-1"})
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert first.json()["id"] == again.json()["id"] and again.json()["nonce"] == "n-1"
+    theirs = await client.post(url, headers=ben.headers, json={"content": "hi", "nonce": "n-1"})
+    assert theirs.status_code == 201  # nonces are per author
+    assert len(await created_events(conn, dm)) == 2
+
+
+async def test_concurrent_sends_get_gap_free_sequence_numbers(
+    client: httpx.AsyncClient, make_user: MakeUser, app_with: AppWith
+) -> None:
+    import asyncio
+
+    ann, _, dm = await pair(client, make_user)
+    fast = await app_with(rate_messages_user="1000/60")
+    responses = await asyncio.gather(
+        *(
+            fast.post(
+                f"/api/conversations/{dm}/messages", headers=ann.headers, json={"content": str(i)}
+            )
+            for i in range(60)
+        )
+    )
+    assert {r.status_code for r in responses} == {201}
+    assert sorted(r.json()["seq"] for r in responses) == list(range(1, 61))
+
+
+async def test_history_pages_newest_first_and_after_oldest_first(
+    client: httpx.AsyncClient, make_user: MakeUser, app_with: AppWith
+) -> None:
+    ann, _, dm = await pair(client, make_user)
+    fast = await app_with(rate_messages_user="1000/60")
+    for i in range(1, 121):
+        await factories.say(fast, ann, dm, f"m{i}")
+    url = f"/api/conversations/{dm}/messages"
+    newest = (await client.get(url, headers=ann.headers)).json()
+    assert [m["seq"] for m in newest] == list(range(120, 70, -1))  # 50 by default
+    older = (await client.get(url, params={"before": 71, "limit": 100}, headers=ann.headers)).json()
+    assert [m["seq"] for m in older] == list(range(70, 0, -1))
+    forward = (await client.get(url, params={"after": 100}, headers=ann.headers)).json()
+    assert [m["seq"] for m in forward] == list(range(101, 121))
+    assert forward[0]["content"] == "m101" and forward[0]["author"]["username"] == "ann"
+    for params, field in (({"limit": 0}, "limit"), ({"limit": 101}, "limit")):
+        bad = await client.get(url, params=params, headers=ann.headers)
+        assert bad.status_code == 400 and bad.json()["field"] == field
+    both = await client.get(url, params={"before": 5, "after": 1}, headers=ann.headers)
+    assert both.status_code == 400 and both.json()["code"] == "INVALID_PAGE"
+
+
+async def test_size_limit_and_empty_messages(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann, _, dm = await pair(client, make_user)
+    url = f"/api/conversations/{dm}/messages"
+    exact = await client.post(url, headers=ann.headers, json={"content": "x" * 4000})
+    assert exact.status_code == 201
+    over = await client.post(url, headers=ann.headers, json={"content": "x" * 4001})
+    assert over.status_code == 400
+    assert (over.json()["code"], over.json()["field"]) == ("MESSAGE_TOO_LONG", "content")
+    empty = await client.post(url, headers=ann.headers, json={"content": "   "})
+    assert empty.status_code == 400 and empty.json()["code"] == "EMPTY_MESSAGE"
+
+
+async def test_edits_keep_every_earlier_version(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    ann, ben, dm = await pair(client, make_user)
+    message = await factories.say(client, ann, dm, "v1")
+    url = f"/api/conversations/{dm}/messages/{message['id']}"
+    for text in ("v2", "v3"):
+        edited = await client.patch(url, headers=ann.headers, json={"content": text})
+        assert edited.status_code == 200 and edited.json()["content"] == text
+        assert edited.json()["edited_at"] is not None
+    edits = (await client.get(f"{url}/edits", headers=ben.headers)).json()
+    assert [e["content"] for e in edits] == ["v1", "v2"]
+    assert (await client.get(url, headers=ben.headers)).json()["content"] == "v3"
+    not_mine = await client.patch(url, headers=ben.headers, json={"content": "hacked"})
+    assert not_mine.status_code == 403 and not_mine.json()["code"] == "NOT_MESSAGE_AUTHOR"
+    types = [t for t, _ in await factories.events_of(conn, "channel", UUID(dm))]
+    assert types == ["message.created", "message.updated", "message.updated"]
+
+
+async def test_soft_delete_leaves_a_tombstone_without_content(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    ann, ben, dm = await pair(client, make_user)
+    message = await factories.say(client, ann, dm, "secret")
+    await factories.say(client, ann, dm, "after")
+    url = f"/api/conversations/{dm}/messages/{message['id']}"
+    await client.patch(url, headers=ann.headers, json={"content": "secret v2"})
+    await client.put(f"{url}/reactions/👍/@me", headers=ben.headers)
+    assert (await client.delete(url, headers=ben.headers)).status_code == 403
+    assert (await client.delete(url, headers=ann.headers)).status_code == 204
+    tomb = (await client.get(url, headers=ben.headers)).json()
+    assert tomb["deleted"] is True and tomb["content"] == "" and tomb["reactions"] == []
+    assert tomb["seq"] == 1 and tomb["author"]["username"] == "ann"
+    assert (await client.get(f"{url}/edits", headers=ben.headers)).json() == []
+    history = (await client.get(f"/api/conversations/{dm}/messages", headers=ben.headers)).json()
+    assert [(m["seq"], m["deleted"]) for m in history] == [(2, False), (1, True)]
+    assert "secret" not in str(await conn.fetch("SELECT content FROM messages"))
+    assert "secret" not in str(await conn.fetch("SELECT content FROM message_edits"))
+    assert (await client.delete(url, headers=ann.headers)).status_code == 204  # again: no-op
+    types = [t for t, _ in await factories.events_of(conn, "channel", UUID(dm))]
+    assert types.count("message.deleted") == 1
+    edit = await client.patch(url, headers=ann.headers, json={"content": "back"})
+    assert edit.status_code == 404 and edit.json()["code"] == "MESSAGE_NOT_FOUND"
+
+
+async def test_replies_must_point_into_the_same_conversation(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann, ben, dm = await pair(client, make_user)
+    group = await factories.group(client, ann, ben)
+    original = await factories.say(client, ann, dm, "question?")
+    reply = await factories.say(client, ben, dm, "answer", reply_to_id=original["id"])
+    assert reply["reply_to_id"] == original["id"]
+    elsewhere = await factories.say(client, ann, group["id"], "other")
+    bad = await client.post(
+        f"/api/conversations/{dm}/messages",
+        headers=ben.headers,
+        json={"content": "x", "reply_to_id": elsewhere["id"]},
+    )
+    assert bad.status_code == 400 and bad.json()["code"] == "INVALID_REPLY"
+    await client.delete(f"/api/conversations/{dm}/messages/{original['id']}", headers=ann.headers)
+    to_deleted = await client.post(
+        f"/api/conversations/{dm}/messages",
+        headers=ben.headers,
+        json={"content": "x", "reply_to_id": original["id"]},
+    )
+    assert to_deleted.status_code == 400
+
+
+async def test_mentions_keep_only_participants(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann, ben, dm = await pair(client, make_user)
+    eve = await make_user("eve")
+    message = await factories.say(
+        client, ann, dm, f"hi <@{ben.id}> and <@{eve.id}> <@{ben.id}> <@nope>"
+    )
+    assert message["mentions"] == [str(ben.id)]
+    edited = await client.patch(
+        f"/api/conversations/{dm}/messages/{message['id']}",
+        headers=ann.headers,
+        json={"content": f"<@{ann.id}>"},
+    )
+    assert edited.json()["mentions"] == [str(ann.id)]
+
+
+async def test_reactions_are_counted_with_mine_marked(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann, ben, dm = await pair(client, make_user)
+    message = await factories.say(client, ann, dm, "react to me")
+    url = f"/api/conversations/{dm}/messages/{message['id']}"
+    for who, emoji in ((ann, "🎉"), (ben, "🎉"), (ben, "👍"), (ben, "👍")):
+        assert (
+            await client.put(f"{url}/reactions/{emoji}/@me", headers=who.headers)
+        ).status_code == 204
+    seen = (await client.get(url, headers=ann.headers)).json()["reactions"]
+    assert seen == [
+        {"emoji": "🎉", "count": 2, "me": True},
+        {"emoji": "👍", "count": 1, "me": False},
+    ]
+    await client.delete(f"{url}/reactions/🎉/@me", headers=ann.headers)
+    seen = (await client.get(url, headers=ann.headers)).json()["reactions"]
+    assert seen[0] == {"emoji": "🎉", "count": 1, "me": False}
+    bad = await client.put(f"{url}/reactions/a%20b/@me", headers=ann.headers)
+    assert bad.status_code == 400 and bad.json()["code"] == "INVALID_EMOJI"
+
+
+async def test_read_receipts_are_visible_to_participants(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    ann, ben, dm = await pair(client, make_user)
+    for text in ("a", "b", "c"):
+        await factories.say(client, ann, dm, text)
+    assert (
+        await client.put(f"/api/conversations/{dm}/ack", headers=ben.headers, json={"seq": 3})
+    ).status_code == 200
+    receipts = (
+        await client.get(f"/api/conversations/{dm}/read-states", headers=ann.headers)
+    ).json()
+    assert [(r["user_id"], r["last_read_seq"]) for r in receipts] == [(str(ben.id), 3)]
+    beyond = await client.put(f"/api/conversations/{dm}/ack", headers=ben.headers, json={"seq": 4})
+    assert beyond.status_code == 400 and beyond.json()["code"] == "INVALID_SEQ"
+    events = await factories.events_of(conn, "channel", UUID(dm))
+    assert events[-1] == (
+        "read_state.updated",
+        {"channel_id": dm, "user_id": str(ben.id), "last_read_seq": 3},
+    )
+
+
+async def test_typing_is_not_stored(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    ann, _, dm = await pair(client, make_user)
+    assert (
+        await client.post(f"/api/conversations/{dm}/typing", headers=ann.headers)
+    ).status_code == 204
+    assert [t for t, _ in await factories.events_of(conn, "channel", UUID(dm))] == []
+
+
+async def test_sends_are_rate_limited_per_user_and_conversation(
+    app_with: AppWith, make_user: MakeUser, client: httpx.AsyncClient
+) -> None:
+    ann, ben, dm = await pair(client, make_user)
+    limited = await app_with(rate_messages_user="3/300")
+    codes = [
+        (
+            await limited.post(
+                f"/api/conversations/{dm}/messages", headers=ann.headers, json={"content": str(i)}
+            )
+        ).status_code
+        for i in range(4)
+    ]
+    assert codes == [201, 201, 201, 429]
+    last = await limited.post(
+        f"/api/conversations/{dm}/messages", headers=ann.headers, json={"content": "x"}
+    )
+    assert last.headers["x-ratelimit-bucket"] == "messages.send"
+    theirs = await limited.post(
+        f"/api/conversations/{dm}/messages", headers=ben.headers, json={"content": "x"}
+    )
+    assert theirs.status_code == 201
+
+
+async def test_sent_messages_count_in_usage(client: httpx.AsyncClient, make_user: MakeUser) -> None:
+    ann, _, dm = await pair(client, make_user)
+    for i in range(3):
+        await factories.say(client, ann, dm, str(i))
+    usage = (await client.get("/api/users/@me/usage", headers=ann.headers)).json()
+    assert usage[0]["messages_sent"] == 3

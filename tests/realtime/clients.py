@@ -1,0 +1,199 @@
+"""Real-time test clients that speak to a real server process over 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+import websockets
+
+from tests.support import ROOT
+
+JS = ROOT / "tests" / "js"
+
+
+@dataclass
+class SseEvent:
+    event: str
+    id: str | None
+    data: Any
+
+
+@dataclass
+class SseClient:
+    """Reads an SSE stream in the background into a queue of events."""
+
+    url: str
+    headers: dict[str, str]
+    events: asyncio.Queue[SseEvent | None] = field(default_factory=asyncio.Queue)
+    last_id: str | None = None
+    status: int | None = None
+    _task: asyncio.Task[None] | None = None
+    _opened: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def start(self) -> SseClient:
+        self._task = asyncio.create_task(self._run())
+        await asyncio.wait_for(self._opened.wait(), 10)
+        return self
+
+    async def _run(self) -> None:
+        try:
+            async with (
+                httpx.AsyncClient(timeout=httpx.Timeout(5, read=None)) as client,
+                client.stream("GET", self.url, headers=self.headers) as response,
+            ):
+                self.status = response.status_code
+                self._opened.set()
+                fields: dict[str, str] = {}
+                async for line in response.aiter_lines():
+                    if line == "":
+                        if "event" in fields or "data" in fields:
+                            data = fields.get("data", "")
+                            event = SseEvent(
+                                fields.get("event", "message"),
+                                fields.get("id"),
+                                orjson.loads(data) if data else None,
+                            )
+                            if event.id is not None:
+                                self.last_id = event.id
+                            await self.events.put(event)
+                        fields = {}
+                    elif not line.startswith(":"):
+                        name, _, value = line.partition(":")
+                        fields[name] = value[1:] if value.startswith(" ") else value
+        finally:
+            self._opened.set()
+            await self.events.put(None)
+
+    async def next(self, event: str | None = None, timeout: float = 10) -> SseEvent:
+        async with asyncio.timeout(timeout):
+            while True:
+                item = await self.events.get()
+                if item is None:
+                    raise EOFError("the stream ended")
+                if event is None or item.event == event:
+                    return item
+
+    async def collect(self, event: str, count: int, timeout: float = 15) -> list[SseEvent]:
+        return [await self.next(event, timeout) for _ in range(count)]
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+
+async def sse(base: str, token: str, *, last_event_id: str | None = None) -> SseClient:
+    headers = {"Authorization": f"Bearer {token}"}
+    if last_event_id:
+        headers["Last-Event-ID"] = last_event_id
+    client = await SseClient(f"{base}/api/events", headers).start()
+    assert client.status == 200, client.status
+    return client
+
+
+class GatewayClient:
+    def __init__(self, ws: websockets.ClientConnection) -> None:
+        self.ws = ws
+        self.dispatches: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self.last_seq: str | None = None
+        self.hello: dict[str, Any] = {}
+        self.acks = 0
+        self._reader: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def connect(cls, base: str, token: str, *, resume: str | None = None) -> GatewayClient:
+        ws = await websockets.connect(base.replace("http://", "ws://") + "/api/gateway")
+        client = cls(ws)
+        client.hello = json.loads(await ws.recv())
+        assert client.hello["op"] == 10
+        if resume is None:
+            await ws.send(json.dumps({"op": 2, "d": {"token": token}}))
+        else:
+            await ws.send(json.dumps({"op": 6, "d": {"token": token, "seq": resume}}))
+        client._reader = asyncio.create_task(client._read())
+        return client
+
+    async def _read(self) -> None:
+        try:
+            async for raw in self.ws:
+                frame = json.loads(raw)
+                if frame["op"] == 11:
+                    self.acks += 1
+                    continue
+                if frame["op"] == 0 and "s" in frame:
+                    self.last_seq = frame["s"]
+                await self.dispatches.put(frame)
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            await self.dispatches.put(None)
+
+    async def next(self, t: str | None = None, timeout: float = 10) -> dict[str, Any]:
+        async with asyncio.timeout(timeout):
+            while True:
+                frame = await self.dispatches.get()
+                if frame is None:
+                    raise EOFError(f"closed: {self.ws.close_code} {self.ws.close_reason}")
+                if t is None or frame.get("t") == t:
+                    return frame
+
+    async def heartbeat(self) -> None:
+        await self.ws.send('{"op": 1}')
+
+    async def closed_with(self, timeout: float = 10) -> int | None:
+        async with asyncio.timeout(timeout):
+            await self.ws.wait_closed()
+        return self.ws.close_code
+
+    async def close(self) -> None:
+        await self.ws.close()
+        if self._reader is not None:
+            with contextlib.suppress(Exception):
+                await self._reader
+
+
+def node_available() -> bool:
+    return shutil.which("node") is not None and shutil.which("npm") is not None
+
+
+def ensure_braid_client() -> None:
+    if not (JS / "node_modules" / "braid-http").is_dir():
+        subprocess.run(
+            ["npm", "install", "--no-package-lock", "--no-audit", "--no-fund"],
+            cwd=JS,
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+
+
+async def braid(*args: str, timeout: float = 30) -> tuple[int, list[dict[str, Any]]]:
+    """Run the real braid-http client (tests/js/braid_client.mjs); its JSON lines."""
+    proc = await asyncio.create_subprocess_exec(
+        "node",
+        str(JS / "braid_client.mjs"),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "NODE_NO_WARNINGS": "1"},
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    lines = [json.loads(line) for line in out.decode().splitlines() if line.startswith("{")]
+    assert proc.returncode is not None
+    if proc.returncode not in (0, 1, 2):
+        raise AssertionError(err.decode())
+    return proc.returncode, lines
+
+
+def braid_messages_url(base: str, conversation_id: str) -> str:
+    return f"{base}/api/conversations/{conversation_id}/messages"

@@ -1,0 +1,302 @@
+"""SSE, the WebSocket gateway and Braid-HTTP against a real server process."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from tests import factories
+from tests.factories import TestUser
+from tests.realtime.clients import (
+    GatewayClient,
+    braid,
+    braid_messages_url,
+    ensure_braid_client,
+    node_available,
+    sse,
+)
+
+MakeUser = Callable[..., Awaitable[TestUser]]
+Http = Callable[[str], httpx.AsyncClient]
+
+
+async def put(
+    client: httpx.AsyncClient,
+    who: TestUser,
+    conversation: str,
+    content: str,
+    message_id: str | None = None,
+) -> dict[str, Any]:
+    mid = message_id or str(uuid.uuid4())
+    r = await client.put(
+        f"/api/conversations/{conversation}/messages/{mid}",
+        headers=who.headers,
+        json={"content": content},
+    )
+    assert r.status_code in (200, 201), r.text
+    return dict(r.json())
+
+
+async def test_sse_delivers_in_order_and_resumes_exactly_after_the_last_id(
+    server: str, http: Http, make_user: MakeUser
+) -> None:
+    api = http(server)
+    ann, ben = await make_user("ann"), await make_user("ben")
+    dm = (await factories.direct(api, ann, ben))["id"]
+    stream = await sse(server, ben.access_token)
+    ready = await stream.next("ready")
+    assert ready.data["user_id"] == str(ben.id) and ready.id
+
+    sent = [await put(api, ann, dm, f"m{i}") for i in range(5)]
+    got = await stream.collect("message.created", 5)
+    assert [e.data["id"] for e in got] == [m["id"] for m in sent]
+    assert [e.data["seq"] for e in got] == [1, 2, 3, 4, 5]
+    resume_from = stream.last_id
+    await stream.close()
+
+    missed = [await put(api, ann, dm, f"away{i}") for i in range(3)]
+    again = await sse(server, ben.access_token, last_event_id=resume_from)
+    assert (await again.next("ready")).data["resumed"] is True
+    got = await again.collect("message.created", 3)
+    assert [e.data["id"] for e in got] == [m["id"] for m in missed]
+    live = await put(api, ann, dm, "live")
+    assert (await again.next("message.created")).data["id"] == live["id"]
+    await again.close()
+
+
+async def test_sse_carries_typing_edits_receipts_and_new_conversations(
+    server: str, http: Http, make_user: MakeUser
+) -> None:
+    api = http(server)
+    ann, ben, cid = await make_user("ann"), await make_user("ben"), await make_user("cid")
+    stream = await sse(server, ben.access_token)
+    await stream.next("ready")
+    group = await factories.group(api, ann, ben, cid)
+    created = await stream.next("conversation.created")
+    assert created.data["id"] == group["id"]
+    message = await put(api, ann, group["id"], "hello group")
+    assert (await stream.next("message.created")).data["id"] == message["id"]
+    await api.post(f"/api/conversations/{group['id']}/typing", headers=ann.headers)
+    typing = await stream.next("typing.started")
+    assert typing.id is None and typing.data["user_id"] == str(ann.id)
+    await api.patch(
+        f"/api/conversations/{group['id']}/messages/{message['id']}",
+        headers=ann.headers,
+        json={"content": "edited"},
+    )
+    assert (await stream.next("message.updated")).data["content"] == "edited"
+    await api.put(f"/api/conversations/{group['id']}/ack", headers=cid.headers, json={"seq": 1})
+    receipt = await stream.next("read_state.updated")
+    assert receipt.data == {"channel_id": group["id"], "user_id": str(cid.id), "last_read_seq": 1}
+    await stream.close()
+
+
+async def test_a_removed_participant_stops_receiving_at_the_removal(
+    server: str, http: Http, make_user: MakeUser
+) -> None:
+    api = http(server)
+    ann, ben = await make_user("ann"), await make_user("ben")
+    group = await factories.group(api, ann, ben)
+    stream = await sse(server, ben.access_token)
+    await stream.next("ready")
+    await put(api, ann, group["id"], "before")
+    assert (await stream.next("message.created")).data["content"] == "before"
+    await api.delete(f"/api/conversations/{group['id']}/participants/{ben.id}", headers=ann.headers)
+    assert (await stream.next("participant.removed")).data["user_id"] == str(ben.id)
+    await put(api, ann, group["id"], "after")
+    ping = await put(api, ann, (await factories.direct(api, ann, ben))["id"], "dm")
+    nxt = await stream.next("message.created")
+    assert nxt.data["id"] == ping["id"]  # "after" never arrived
+    await stream.close()
+
+
+async def test_sse_with_an_unusable_token_says_resync(server: str, make_user: MakeUser) -> None:
+    ben = await make_user("ben")
+    stream = await sse(server, ben.access_token, last_event_id="1.garbage!")
+    await stream.next("ready")
+    assert "reload" in (await stream.next("resync")).data["reason"]
+    await stream.close()
+
+
+async def test_sse_needs_a_token(server: str, http: Http) -> None:
+    r = await http(server).get("/api/events")
+    assert r.status_code == 401 and r.json()["code"] == "MISSING_TOKEN"
+
+
+async def test_gateway_identify_dispatch_heartbeat_and_resume(
+    server: str, http: Http, make_user: MakeUser
+) -> None:
+    api = http(server)
+    ann, ben = await make_user("ann"), await make_user("ben")
+    dm = (await factories.direct(api, ann, ben))["id"]
+    gw = await GatewayClient.connect(server, ben.access_token)
+    assert gw.hello["d"]["heartbeat_interval"] == 30000
+    ready = await gw.next("ready")
+    assert ready["d"]["user_id"] == str(ben.id) and ready["d"]["resumed"] is False
+    first = await put(api, ann, dm, "one")
+    frame = await gw.next("message.created")
+    assert frame["d"]["id"] == first["id"] and frame["s"]
+    await gw.heartbeat()
+    for _ in range(50):
+        if gw.acks:
+            break
+        await asyncio.sleep(0.05)
+    assert gw.acks == 1
+    seq = gw.last_seq
+    await gw.close()
+
+    missed = [await put(api, ann, dm, f"away{i}") for i in range(3)]
+    again = await GatewayClient.connect(server, ben.access_token, resume=seq)
+    assert (await again.next("ready"))["d"]["resumed"] is True
+    got = [(await again.next("message.created"))["d"]["id"] for _ in range(3)]
+    assert got == [m["id"] for m in missed]
+    await again.close()
+
+
+@pytest.mark.parametrize(
+    ("first", "code"),
+    [
+        ({"op": 2, "d": {"token": "not-a-token"}}, 4004),
+        ({"op": 1}, 4003),
+        ("not json", 4002),
+    ],
+)
+async def test_gateway_refuses_bad_openings(server: str, first: Any, code: int) -> None:
+    import json
+
+    import websockets
+
+    async with websockets.connect(server.replace("http", "ws") + "/api/gateway") as ws:
+        await ws.recv()
+        await ws.send(first if isinstance(first, str) else json.dumps(first))
+        with pytest.raises(websockets.ConnectionClosed) as info:
+            await asyncio.wait_for(ws.recv(), 5)
+        assert info.value.rcvd is not None and info.value.rcvd.code == code
+
+
+async def test_gateway_resume_with_a_stale_position_says_invalid_session(
+    server: str, make_user: MakeUser
+) -> None:
+    ben = await make_user("ben")
+    gw = await GatewayClient.connect(server, ben.access_token, resume="1.AQE")  # stream 1 @ 1
+    frame = await gw.next()
+    assert frame == {"op": 9, "d": {"resumable": False}}
+    assert await gw.closed_with() == 4010
+
+
+async def test_gateway_drops_a_client_that_stops_heartbeating(
+    servers: Any, make_user: MakeUser
+) -> None:
+    _, base = servers.start(XFCHAT_GATEWAY_HEARTBEAT="1")
+    ben = await make_user("ben")
+    gw = await GatewayClient.connect(base, ben.access_token)
+    await gw.next("ready")
+    assert await gw.closed_with(timeout=10) == 4009
+
+
+async def test_gateway_closes_a_revoked_session(
+    server: str, http: Http, make_user: MakeUser
+) -> None:
+    ben = await make_user("ben")
+    gw = await GatewayClient.connect(server, ben.access_token)
+    await gw.next("ready")
+    await http(server).post("/api/auth/logout", headers=ben.headers)
+    assert await gw.closed_with() == 4012
+
+
+@pytest.fixture(scope="module")
+def braid_client() -> None:
+    if not node_available():
+        pytest.skip("Node.js and npm are needed for the braid-http client test")
+    ensure_braid_client()
+
+
+async def test_the_real_braid_http_client_subscribes_puts_and_resumes(
+    braid_client: None, server: str, http: Http, make_user: MakeUser
+) -> None:
+    api = http(server)
+    ann, ben = await make_user("ann"), await make_user("ben")
+    dm = (await factories.direct(api, ann, ben))["id"]
+    earlier = [await put(api, ann, dm, f"early{i}") for i in range(2)]
+    url = braid_messages_url(server, dm)
+    token = ["--token", ben.access_token]
+
+    mid = str(uuid.uuid4())
+    subscription = asyncio.create_task(
+        braid(
+            "subscribe",
+            "--url",
+            url,
+            *token,
+            "--count",
+            "2",
+            "--timeout",
+            "15",
+            "--heartbeats",
+            "5",
+        )
+    )
+    await asyncio.sleep(1.5)  # let the subscription open before the PUT
+    rc, put_lines = await braid(
+        "put",
+        "--url",
+        f"{url}/{mid}",
+        "--token",
+        ann.access_token,
+        "--version",
+        mid,
+        "--parents",
+        earlier[-1]["id"],
+        "--body",
+        '{"content": "via braid"}',
+    )
+    assert rc == 0 and put_lines[-1]["status"] == 201, put_lines
+    rc, lines = await subscription
+    assert rc == 0, lines
+    opened, snapshot, patch = lines[0], lines[1], lines[2]
+    assert opened["status"] == 209 and opened["headers"]["subscribe"]
+    assert snapshot["version"] == [earlier[-1]["id"]] and snapshot["patches"] is None
+    assert [m["id"] for m in snapshot["body"]] == [m["id"] for m in earlier]
+    assert patch["version"] == [mid] and patch["parents"] == [earlier[-1]["id"]]
+    assert patch["patches"][0]["range"] == "[-0:-0]"
+    assert patch["patches"][0]["content"]["content"] == "via braid"
+
+    away = [await put(api, ann, dm, f"away{i}") for i in range(2)]
+    rc, lines = await braid(
+        "subscribe", "--url", url, *token, "--parents", mid, "--count", "3", "--timeout", "3"
+    )
+    assert rc == 2 and lines[-1] == {"event": "timeout", "received": 2}  # no third update
+    updates = [line for line in lines if line["event"] == "update"]
+    assert [u["version"] for u in updates] == [[away[0]["id"]], [away[1]["id"]]]
+    assert [u["parents"] for u in updates] == [[mid], [away[0]["id"]]]
+    assert all(u["body"] is None for u in updates)  # patches only: no snapshot on resume
+
+
+async def test_braid_refuses_outsiders_and_unknown_versions(
+    braid_client: None, server: str, http: Http, make_user: MakeUser
+) -> None:
+    api = http(server)
+    ann, ben, eve = await make_user("ann"), await make_user("ben"), await make_user("eve")
+    dm = (await factories.direct(api, ann, ben))["id"]
+    url = braid_messages_url(server, dm)
+    rc, lines = await braid(
+        "subscribe", "--url", url, "--token", eve.access_token, "--timeout", "5"
+    )
+    assert rc == 1 and lines[-1]["status"] == 404
+    rc, lines = await braid(
+        "subscribe",
+        "--url",
+        url,
+        "--token",
+        ben.access_token,
+        "--parents",
+        str(uuid.uuid4()),
+        "--timeout",
+        "5",
+    )
+    assert rc == 1 and lines[-1]["status"] == 410
