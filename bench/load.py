@@ -36,6 +36,7 @@ import psutil
 import websockets
 
 from bench.common import pct
+from bench.wire import Connection, message_id, sse_events
 from xfchat.db.embedded import throwaway
 from xfchat.db.migrate import Migrator
 
@@ -208,23 +209,13 @@ async def make_group(client: httpx.AsyncClient, members: list[User]) -> str:
 async def receive_sse(
     base: str, user: User, run: Run, ready: asyncio.Event, stop: asyncio.Event
 ) -> None:
-    timeout = httpx.Timeout(10, read=None)
-    async with (
-        httpx.AsyncClient(timeout=timeout) as client,
-        client.stream("GET", f"{base}/api/events", headers=user.headers) as response,
-    ):
-        event = None
-        lines = response.aiter_lines()
-        async for line in lines:
-            if line.startswith("event: "):
-                event = line[7:]
-            elif line.startswith("data: "):
-                if event == "ready":
-                    ready.set()
-                elif event == "message.created":
-                    run.arrivals.append((orjson.loads(line[6:])["id"], time.perf_counter()))
-            if stop.is_set():
-                return
+    def on_event(event: bytes, data: bytes, now: float) -> None:
+        if event == b"message.created":
+            run.arrivals.append((message_id(data), now))
+        elif event == b"ready":
+            ready.set()
+
+    await sse_events(base, "/api/events", user.headers, on_event)
 
 
 async def receive_ws(
@@ -250,19 +241,22 @@ RECEIVERS = {"sse": receive_sse, "ws": receive_ws}
 
 
 async def send_all(base: str, user: User, conversation: str, count: int, run: Run) -> None:
-    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+    conn = await Connection.open(base)
+    headers = user.headers
+    try:
         for i in range(count):
             mid = str(uuid.uuid4())
+            body = orjson.dumps({"content": f"load message {i}"})
             started = time.perf_counter()
             run.sends[mid] = started
-            r = await client.put(
-                f"/api/conversations/{conversation}/messages/{mid}",
-                headers=user.headers,
-                json={"content": f"load message {i}"},
+            status, _ = await conn.request(
+                "PUT", f"/api/conversations/{conversation}/messages/{mid}", headers, body
             )
             run.send_latency.append(time.perf_counter() - started)
-            if r.status_code != 201:
+            if status != 201:
                 run.failed += 1
+    finally:
+        conn.close()
 
 
 # ------------------------------------------------------------------------- points

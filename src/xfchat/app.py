@@ -14,12 +14,13 @@ from fastapi import FastAPI
 
 from xfchat import __version__
 from xfchat.api import auth, conversations, events, friends, gateway, health, messages, users
+from xfchat.api.edge import EdgeMiddleware
 from xfchat.api.errors import install_error_handlers
-from xfchat.api.limits import BodyLimitMiddleware, RateLimitHeaders
-from xfchat.api.metrics import Metrics, MetricsMiddleware
+from xfchat.api.metrics import Metrics
 from xfchat.db.migrate import discover
 from xfchat.db.pool import connect, create_pool, pool_stats
 from xfchat.domain import ratelimit
+from xfchat.domain.accounts import SessionCache
 from xfchat.domain.messages_send import MessageWriter
 from xfchat.domain.ratelimit import RateLimiter
 from xfchat.domain.retention import prune_event_log
@@ -61,6 +62,8 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
             queue_limit=settings.realtime_queue,
             reactor=membership.react,
         )
+        app.state.hub.user_event_hooks.append(app.state.sessions.observe)
+        app.state.hub.reconnect_hooks.append(app.state.sessions.clear)
         await app.state.hub.start()
         await app.state.hub.wait_listening(5)
         app.state.writer = MessageWriter(app.state.pool, on_sent=app.state.usage.count_messages)
@@ -90,6 +93,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
     app.state.settings = settings
     app.state.pool = pool
     app.state.hub = None
+    app.state.sessions = SessionCache()
     app.state.expected_migrations = {
         m.version: m.checksum for m in discover(settings.migrations_dir)
     }
@@ -97,22 +101,23 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
     def stats() -> dict[str, Any] | None:
         return pool_stats(app.state.pool) if app.state.pool is not None else None
 
-    metrics = Metrics(stats, hub=lambda: app.state.hub)
+    metrics = Metrics(
+        stats, hub=lambda: app.state.hub, writer=lambda: getattr(app.state, "writer", None)
+    )
     app.state.metrics = metrics
     app.state.limiter = RateLimiter(observe=metrics.ratelimit_check.observe)
     install_error_handlers(app, on_db_error=metrics.count_db_error)
+    # The busiest routes first: FastAPI tries them in order.
     for router in (
+        messages.router,
+        events.router,
+        gateway.router,
         health.router,
         auth.router,
         users.router,
         friends.router,
         conversations.router,
-        messages.router,
-        events.router,
-        gateway.router,
     ):
         app.include_router(router)
-    app.add_middleware(RateLimitHeaders)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(EdgeMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
     return app

@@ -192,3 +192,25 @@ async def test_a_batch_to_one_stream_is_one_notification_in_order(
     assert (first["p"], first["n"]) == (1, 1)
     assert (batch["p"], batch["n"]) == (6, 5)
     assert [d["n"] for _, d in batch["ev"]] == [1, 2, 3, 4, 5]
+
+
+async def test_a_batch_too_big_for_one_notification_is_spread_over_several_in_order(
+    conn: asyncpg.Connection, listener: Listener
+) -> None:
+    stream = Stream.channel(uuid.uuid4())
+    events = [Event("test.big", stream, {"n": i, "pad": "x" * 500}) for i in range(40)]
+    events.insert(20, Event("test.huge", stream, {"n": "huge", "pad": "y" * 9000}))
+    async with conn.transaction():
+        await emit_many(conn, events)
+    await listener.wait_for(3)
+    await asyncio.sleep(0.3)
+    positions: list[int] = []
+    carried: list[object] = []
+    for note in listener.payloads:
+        first = note["p"] - note["n"] + 1
+        positions += range(first, note["p"] + 1)
+        carried += [d["n"] for _, d in note["ev"]] if "ev" in note else ["(read from the log)"]
+    assert positions == list(range(1, 42))  # every position once, in order
+    assert len(listener.payloads) >= 3
+    assert carried == [*range(20), "(read from the log)", *range(20, 40)]
+    assert all(len(orjson.dumps(p)) < 8000 for p in listener.payloads)

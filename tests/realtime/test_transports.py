@@ -300,3 +300,24 @@ async def test_braid_refuses_outsiders_and_unknown_versions(
         "5",
     )
     assert rc == 1 and lines[-1]["status"] == 410
+
+
+async def test_oversized_messages_arrive_in_order_through_the_hub(
+    server: str, http: Http, make_user: MakeUser
+) -> None:
+    """Messages too big for a notification are read from the log by the hub (once per
+    process) and still arrive in order, interleaved with small ones."""
+    api = http(server)
+    ann, ben = await make_user("ann"), await make_user("ben")
+    dm = (await factories.direct(api, ann, ben))["id"]
+    stream = await sse(server, ben.access_token)
+    await stream.next("ready")
+    wide = "é" * 3999  # 8 KB of UTF-8: no notification can carry it
+    sent = await asyncio.gather(
+        *(put(api, ann, dm, wide if i % 3 == 0 else f"small {i}") for i in range(30))
+    )
+    got = [e.data for e in await stream.collect("message.created", 30)]
+    assert [m["seq"] for m in got] == list(range(1, 31))
+    assert {m["id"] for m in got} == {m["id"] for m in sent}
+    assert sum(m["content"] == wide for m in got) == 10
+    await stream.close()

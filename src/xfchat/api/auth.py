@@ -109,7 +109,8 @@ async def post_refresh(body: RefreshIn, pool: Pool, settings: AppSettings) -> To
 
 
 @router.post("/logout", status_code=204, response_class=Response)
-async def post_logout(actor: CurrentActor, conn: Conn) -> Response:
+async def post_logout(actor: CurrentActor, conn: Conn, request: Request) -> Response:
     """End the current session (its access and refresh tokens stop working at once)."""
     await accounts.logout(conn, actor)
+    request.app.state.sessions.forget_session(actor.session_id)
     return Response(status_code=204)

@@ -3,19 +3,17 @@ rate limits."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 import asyncpg
 from fastapi import Depends, Header, Query, Request
 
-from xfchat.domain.accounts import Actor, ClientInfo, authenticate
+from xfchat.api.edge import DECISIONS
+from xfchat.domain.accounts import Actor, ClientInfo, authenticate, authenticate_quick
 from xfchat.domain.ratelimit import Decision, RateLimiter
-from xfchat.domain.usage import UsageRecorder
 from xfchat.errors import Unauthorized
 from xfchat.settings import RateLimit, Settings
-
-DECISIONS = "ratelimit_decisions"
 
 
 def get_settings(request: Request) -> Settings:
@@ -40,7 +38,7 @@ def client_info(request: Request) -> ClientInfo:
 
 
 def record_decision(request: Request, decision: Decision) -> None:
-    """Remember a rate-limit decision; RateLimitHeaders puts the tightest one on the
+    """Remember a rate-limit decision; the edge middleware puts the tightest one on the
     response."""
     request.scope.setdefault("state", {}).setdefault(DECISIONS, []).append(decision)
 
@@ -86,15 +84,31 @@ def bearer_token(authorization: str | None) -> str:
     return token.strip()
 
 
-async def authenticate_request(request: Request, token: str) -> Actor:
-    """A valid access token of a live session, then the per-user API rate limit; counts
-    the request in the user's usage. Holds a connection only while it checks."""
+LimitsOf = Callable[[Actor], list[tuple[str, str, RateLimit]]]
+
+
+async def authenticate_request(
+    request: Request, token: str, limits: LimitsOf | None = None
+) -> Actor:
+    """A valid access token of a live session, then the per-user API rate limit (and any
+    other `limits`, counted in the same statement); counts the request in the user's
+    usage. Holds a connection only while it checks."""
+    state = request.app.state
     settings = get_settings(request)
-    async with request.app.state.pool.acquire() as conn:
-        actor, user = await authenticate(conn, settings, token)
-        await check_limit(request, "api", str(actor.user_id), settings.rate_api_user, conn)
-    usage: UsageRecorder = request.app.state.usage
-    usage.count_request(actor.user_id)
+    hub = state.hub
+    cache = state.sessions if hub is not None and hub.listening.is_set() else None
+    async with state.pool.acquire() as conn:
+        actor, user = await authenticate(conn, settings, token, cache)
+        checks = [
+            ("api", str(actor.user_id), settings.rate_api_user),
+            *(limits(actor) if limits else []),
+        ]
+        decisions = await state.limiter.check_many(conn, checks)
+    for decision in decisions:
+        record_decision(request, decision)
+    for decision in decisions:
+        decision.enforce()
+    state.usage.count_request(actor.user_id)
     request.state.user = user
     return actor
 
@@ -104,6 +118,21 @@ async def current_actor(
 ) -> Actor:
     """The one authentication dependency of every protected route."""
     return await authenticate_request(request, bearer_token(authorization))
+
+
+async def identify(request: Request) -> Actor:
+    """Authentication alone, for the send routes (their rate limits are counted by the
+    message writer, in its own transaction): usually no database round trip at all, the
+    session being in the cache of live sessions."""
+    state = request.app.state
+    settings = get_settings(request)
+    token = bearer_token(request.headers.get("authorization"))
+    hub = state.hub
+    cache = state.sessions if hub is not None and hub.listening.is_set() else None
+    actor, user = await authenticate_quick(settings, token, cache, state.pool)
+    state.usage.count_request(actor.user_id)
+    request.state.user = user
+    return actor
 
 
 async def stream_actor(

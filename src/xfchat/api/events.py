@@ -21,6 +21,7 @@ from xfchat.realtime.hub import Closed
 
 router = APIRouter(prefix="/api", tags=["realtime"])
 
+COALESCE = 256  # events written at most in one chunk
 HEADERS = {
     "Content-Type": "text/event-stream; charset=utf-8",
     "Cache-Control": "no-cache, no-transform",
@@ -76,7 +77,8 @@ async def get_events(
             if item is None:
                 await write(b": keep-alive\n\n")
                 continue
-            delivery, token = item
-            await write(frame(delivery.type, delivery.json, token))
+            # Whatever else is already waiting goes out in the same write.
+            batch = [item, *sub.take_ready(COALESCE)]
+            await write(b"".join(frame(d.type, d.json, token) for d, token in batch))
 
     return LiveStream(200, HEADERS, sub, produce)

@@ -14,7 +14,7 @@ and reload state.
 Close codes (see CLOSE_CODES): 4001 unknown opcode, 4002 not JSON, 4003 not identified,
 4004 authentication failed, 4005 already identified, 4007 invalid seq, 4009 heartbeat
 missed (zombie), 4010 resync required, 4011 slow consumer (resume), 4012 session
-revoked, 4013 server shutting down (resume elsewhere).
+revoked, 4013 server shutting down or its database unavailable (resume).
 """
 
 from __future__ import annotations
@@ -56,13 +56,14 @@ CLOSE_CODES = {
     4010: "resync required: identify again and reload state",
     4011: "slow consumer: resume from your last seq",
     4012: "session revoked",
-    4013: "server shutting down: resume",
+    4013: "server shutting down or its database unavailable: resume",
 }
 CLOSE_FOR_REASON = {
     "slow_consumer": 4011,
     "session_revoked": 4012,
     "resync": 4010,
     "shutdown": 4013,
+    "unavailable": 4013,
 }
 SEND_TIMEOUT_S = 5.0
 

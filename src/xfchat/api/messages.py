@@ -10,15 +10,16 @@ from uuid import UUID
 
 import orjson
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel, Field, model_validator
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from xfchat.api import braid
-from xfchat.api.deps import Conn, CurrentActor, check_limit, get_settings
+from xfchat.api.deps import Conn, CurrentActor, identify, record_decision
 from xfchat.api.models import Text
 from xfchat.api.responses import JSONResponse
 from xfchat.domain import messages
 from xfchat.domain.accounts import Actor
-from xfchat.domain.messages_send import MessageWriter, SendRequest
+from xfchat.domain.messages_send import SendRequest
 
 router = APIRouter(prefix="/api/conversations/{conversation_id}/messages", tags=["messages"])
 
@@ -60,38 +61,48 @@ def author_of(request: Request, actor: Actor) -> dict[str, Any]:
 
 
 async def _send(
-    request: Request,
-    actor: Actor,
-    conversation_id: UUID,
-    body: MessageIn,
-    *,
-    message_id: UUID,
-    client_chose_id: bool,
+    request: Request, conversation_id: UUID, *, message_id: UUID, client_chose_id: bool
 ) -> Response:
-    await check_limit(
-        request,
-        "messages.send",
-        f"{actor.user_id}:{conversation_id}",
-        get_settings(request).rate_messages_user,
+    """The hot path, kept lean: no dependency injection, the body validated by the same
+    model as documented, the rate limits counted by the writer in its transaction."""
+    actor = await identify(request)
+    try:
+        body = MessageIn.model_validate_json(await request.body())
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False)) from None
+    state = request.app.state
+    settings = state.settings
+    send = SendRequest(
+        actor=actor,
+        author=author_of(request, actor),
+        channel_id=conversation_id,
+        message_id=message_id,
+        content=body.body,
+        client_chose_id=client_chose_id,
+        nonce=body.nonce,
+        reply_to_id=body.reply_to_id,
+        limits=[
+            ("api", str(actor.user_id), settings.rate_api_user),
+            ("messages.send", f"{actor.user_id}:{conversation_id}", settings.rate_messages_user),
+        ],
     )
-    writer: MessageWriter = request.app.state.writer
-    result = await writer.send(
-        SendRequest(
-            actor=actor,
-            author=author_of(request, actor),
-            channel_id=conversation_id,
-            message_id=message_id,
-            content=body.body,
-            client_chose_id=client_chose_id,
-            nonce=body.nonce,
-            reply_to_id=body.reply_to_id,
-        )
-    )
-    return JSONResponse(
-        result.message,
+    result = await state.writer.send(send)
+    for decision in result.decisions:
+        record_decision(request, decision)
+    return Response(
+        orjson.dumps(result.message),
         status_code=201 if result.created else 200,
+        media_type="application/json",
         headers={"Version": braid.quoted(result.message["id"])},
     )
+
+
+SEND_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": MessageIn.model_json_schema()}},
+    }
+}
 
 
 @router.get("", response_model=list[dict[str, Any]])
@@ -115,25 +126,17 @@ async def get_messages(
     return Response(orjson.dumps(page), media_type="application/json", headers=headers)
 
 
-@router.post("", status_code=201)
-async def post_message(
-    request: Request, conversation_id: UUID, body: MessageIn, actor: CurrentActor
-) -> Response:
+@router.post("", status_code=201, openapi_extra=SEND_BODY)
+async def post_message(request: Request, conversation_id: UUID) -> Response:
     """Send; with a `nonce`, sending again returns the stored message (200)."""
-    return await _send(
-        request, actor, conversation_id, body, message_id=uuid.uuid4(), client_chose_id=False
-    )
+    return await _send(request, conversation_id, message_id=uuid.uuid4(), client_chose_id=False)
 
 
-@router.put("/{message_id}", status_code=201)
-async def put_message(
-    request: Request, conversation_id: UUID, message_id: UUID, body: MessageIn, actor: CurrentActor
-) -> Response:
+@router.put("/{message_id}", status_code=201, openapi_extra=SEND_BODY)
+async def put_message(request: Request, conversation_id: UUID, message_id: UUID) -> Response:
     """Send with your own message id: the same id and body again returns the stored
     message (200) and broadcasts nothing; the same id with another body is 409."""
-    return await _send(
-        request, actor, conversation_id, body, message_id=message_id, client_chose_id=True
-    )
+    return await _send(request, conversation_id, message_id=message_id, client_chose_id=True)
 
 
 @router.get("/{message_id}", response_model=dict[str, Any])

@@ -5,14 +5,13 @@ Each app has its own registry (no process-global state), exposed at GET /metrics
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -69,11 +68,36 @@ class _HubCollector(Collector):
         )
 
 
+class _WriterCollector(Collector):
+    def __init__(self, writer: Callable[[], Any]) -> None:
+        self.writer = writer
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily
+
+        writer = self.writer()
+        if writer is None:
+            return
+        yield CounterMetricFamily(
+            "xfchat_send_batches",
+            "Send transactions written (each carries every send that was waiting)",
+            value=writer.batches,
+        )
+        yield CounterMetricFamily(
+            "xfchat_sends", "Sends carried by those transactions", value=writer.sends
+        )
+
+
 class Metrics:
     def __init__(
-        self, pool_stats: Callable[[], dict[str, Any] | None], hub: Callable[[], Any] = lambda: None
+        self,
+        pool_stats: Callable[[], dict[str, Any] | None],
+        hub: Callable[[], Any] = lambda: None,
+        writer: Callable[[], Any] = lambda: None,
     ) -> None:
         self.registry = CollectorRegistry()
+        self._request_children: dict[tuple[str, str, int], Any] = {}
+        self._latency_children: dict[tuple[str, str], Any] = {}
         self.requests = Counter(
             "xfchat_http_requests",
             "HTTP requests answered",
@@ -101,6 +125,22 @@ class Metrics:
         )
         self.registry.register(_PoolCollector(pool_stats))
         self.registry.register(_HubCollector(hub))
+        self.registry.register(_WriterCollector(writer))
+
+    def count_request(self, method: str, route: str, status: int) -> None:
+        # labels() looks its child up under a lock on every call; keep the children.
+        key = (method, route, status)
+        child = self._request_children.get(key)
+        if child is None:
+            child = self._request_children[key] = self.requests.labels(method, route, str(status))
+        child.inc()
+
+    def observe_latency(self, method: str, route: str, seconds: float) -> None:
+        key = (method, route)
+        child = self._latency_children.get(key)
+        if child is None:
+            child = self._latency_children[key] = self.latency.labels(method, route)
+        child.observe(seconds)
 
     def render(self) -> bytes:
         return bytes(generate_latest(self.registry))
@@ -113,30 +153,3 @@ def route_label(scope: Scope) -> str:
     route = scope.get("route")
     path = getattr(route, "path", None)
     return str(path) if path else "unmatched"
-
-
-class MetricsMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_and_measure(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                self.metrics.latency.labels(scope["method"], route_label(scope)).observe(
-                    time.perf_counter() - started
-                )
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_measure)
-        finally:
-            self.metrics.requests.labels(scope["method"], route_label(scope), str(status)).inc()

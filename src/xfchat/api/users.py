@@ -54,7 +54,9 @@ async def get_me(actor: CurrentActor, conn: Conn) -> UserPrivate:
 
 
 @router.patch("/@me")
-async def patch_me(body: PatchMeIn, actor: CurrentActor, conn: Conn) -> UserPrivate:
+async def patch_me(
+    body: PatchMeIn, actor: CurrentActor, conn: Conn, request: Request
+) -> UserPrivate:
     given = body.model_fields_set
     changes = profile.ProfileChanges(
         username=body.username,
@@ -64,17 +66,21 @@ async def patch_me(body: PatchMeIn, actor: CurrentActor, conn: Conn) -> UserPriv
             if name in given
         },
     )
-    return UserPrivate.of_me(await profile.update_profile(conn, actor, changes))
+    user = await profile.update_profile(conn, actor, changes)
+    request.app.state.sessions.forget_user(actor.user_id)
+    return UserPrivate.of_me(user)
 
 
 @router.post("/@me/password", status_code=204, response_class=Response)
 async def post_password(
-    body: PasswordIn, actor: CurrentActor, pool: Pool, settings: AppSettings
+    body: PasswordIn, actor: CurrentActor, pool: Pool, settings: AppSettings, request: Request
 ) -> Response:
     """Change the password; every other session of the account is revoked."""
-    await profile.change_password(
+    revoked = await profile.change_password(
         pool, settings, actor, current=body.current_password, new=body.new_password
     )
+    for session_id in revoked:
+        request.app.state.sessions.forget_session(session_id)
     return Response(status_code=204)
 
 
@@ -96,9 +102,12 @@ async def get_sessions(actor: CurrentActor, conn: Conn) -> list[SessionOut]:
 
 
 @router.delete("/@me/sessions/{session_id}", status_code=204, response_class=Response)
-async def delete_session(session_id: UUID, actor: CurrentActor, conn: Conn) -> Response:
+async def delete_session(
+    session_id: UUID, actor: CurrentActor, conn: Conn, request: Request
+) -> Response:
     """Revoke one of your sessions (its tokens stop working at once)."""
     await accounts.revoke_session(conn, actor, session_id)
+    request.app.state.sessions.forget_session(session_id)
     return Response(status_code=204)
 
 

@@ -104,6 +104,14 @@ async def connect_with_retry(settings: DatabaseSettings, log: Log) -> asyncpg.Co
     )
 
 
+async def _keep_session(_conn: asyncpg.Connection) -> None:
+    """The pool's reset hook. asyncpg always rolls back a transaction left open; its
+    default reset also runs `UNLISTEN *; RESET ALL; ...` on every release, one more round
+    trip each time. Pool connections never LISTEN (the hub has its own connection), never
+    change session settings and take only transaction-scoped advisory locks, so there is
+    nothing else to reset."""
+
+
 async def create_pool(settings: DatabaseSettings, url: str | None = None) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
         url or settings.require_database_url(),
@@ -113,6 +121,7 @@ async def create_pool(settings: DatabaseSettings, url: str | None = None) -> asy
         max_inactive_connection_lifetime=300,
         server_settings=_server_settings(settings),
         init=init_connection,
+        reset=_keep_session,
     )
     assert pool is not None
     return pool

@@ -10,9 +10,11 @@ database, so revoking a session stops its access token at once.
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -23,6 +25,8 @@ from xfchat.db.queries import users as users_q
 from xfchat.domain import validation
 from xfchat.domain.passwords import hash_password_async, hasher, verify_password_async
 from xfchat.domain.tokens import (
+    LEEWAY_S,
+    AccessClaims,
     hash_refresh_token,
     issue_access_token,
     new_refresh_token,
@@ -218,21 +222,105 @@ async def refresh(pool: asyncpg.Pool, settings: Settings, *, refresh_token: str)
     return _issue(settings, user, session.id, token)
 
 
+class SessionCache:
+    """Sessions found live a moment ago, so that most requests skip the lookup.
+
+    An entry is dropped when its session is revoked (the hub hears `session.revoked` from
+    every process; this process also drops it itself when it does the revoking), when its
+    user changes profile, when the hub's listener reconnects (it may have missed a
+    revocation), and in any case after `ttl_s`. The caller uses the cache only while the
+    hub is listening, so revocation reaches every process within milliseconds.
+    """
+
+    def __init__(self, ttl_s: float = 30.0, max_entries: int = 100_000) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._entries: dict[UUID, tuple[users_q.UserRow, float]] = {}
+        self._claims: dict[str, AccessClaims] = {}
+
+    def verify(self, secret: str, token: str) -> AccessClaims:
+        """verify_access_token, remembered: a token's claims never change and clients
+        send the same one for 15 minutes (its expiry is still checked on every use)."""
+        claims = self._claims.get(token)
+        if claims is not None and claims.expires_at + LEEWAY_S > time.time():
+            return claims
+        claims = verify_access_token(secret, token)
+        if len(self._claims) >= self.max_entries:
+            self._claims.clear()
+        self._claims[token] = claims
+        return claims
+
+    def get(self, session_id: UUID, user_id: UUID) -> users_q.UserRow | None:
+        entry = self._entries.get(session_id)
+        if entry is None:
+            return None
+        user, at = entry
+        if user.id != user_id or time.monotonic() - at > self.ttl_s:
+            self._entries.pop(session_id, None)
+            return None
+        return user
+
+    def put(self, session_id: UUID, user: users_q.UserRow) -> None:
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()
+        self._entries[session_id] = (user, time.monotonic())
+
+    def forget_session(self, session_id: UUID | str) -> None:
+        self._entries.pop(UUID(str(session_id)), None)
+
+    def forget_user(self, user_id: UUID | str) -> None:
+        uid = UUID(str(user_id))
+        for sid in [sid for sid, (user, _) in self._entries.items() if user.id == uid]:
+            del self._entries[sid]
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def observe(self, event_type: str, data: dict[str, Any]) -> None:
+        """Hub hook: an event of some user's stream, from any process."""
+        if event_type == "session.revoked":
+            self.forget_session(data["session_id"])
+        elif event_type == "user.updated":
+            self.forget_user(data["id"])
+
+
 async def authenticate(
-    conn: asyncpg.Connection, settings: Settings, token: str
+    conn: asyncpg.Connection, settings: Settings, token: str, cache: SessionCache | None = None
 ) -> tuple[Actor, users_q.UserRow]:
     """The actor behind an access token whose session is still live.
 
     Raises:
         Unauthorized: INVALID_TOKEN, TOKEN_EXPIRED or SESSION_REVOKED.
     """
-    claims = verify_access_token(settings.secret.get_secret_value(), token)
+    secret = settings.secret.get_secret_value()
+    claims = (
+        cache.verify(secret, token) if cache is not None else verify_access_token(secret, token)
+    )
+    actor = Actor(claims.user_id, claims.session_id)
+    user = cache.get(claims.session_id, claims.user_id) if cache is not None else None
+    if user is not None:
+        return actor, user
     user = await sessions_q.get_live_session_user(
         conn, session_id=claims.session_id, user_id=claims.user_id
     )
     if user is None:
         raise Unauthorized("this session has ended; log in again", code="SESSION_REVOKED")
-    return Actor(claims.user_id, claims.session_id), user
+    if cache is not None:
+        cache.put(claims.session_id, user)
+    return actor, user
+
+
+async def authenticate_quick(
+    settings: Settings, token: str, cache: SessionCache | None, pool: asyncpg.Pool
+) -> tuple[Actor, users_q.UserRow]:
+    """`authenticate` that takes a connection only when the session is not cached."""
+    if cache is not None:
+        claims = cache.verify(settings.secret.get_secret_value(), token)
+        user = cache.get(claims.session_id, claims.user_id)
+        if user is not None:
+            return Actor(claims.user_id, claims.session_id), user
+    async with pool.acquire() as conn:
+        return await authenticate(conn, settings, token, cache)
 
 
 async def logout(conn: asyncpg.Connection, actor: Actor) -> None:

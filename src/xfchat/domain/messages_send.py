@@ -3,10 +3,13 @@
 Each process has one MessageWriter. A send waits in the queue of the worker that owns
 its channel (channels are spread over a few workers by hash, so one busy conversation
 does not hold up the others). A worker takes everything waiting, and for each channel
-runs one transaction: one query checks access, replies and mentions for the whole
-batch, one statement inserts every new message at consecutive sequence numbers, one
-statement appends their `message.created` events (with one NOTIFY). Only after COMMIT
-does any send learn its result, so "acknowledged" always means "durable".
+runs one transaction of two statements: the first locks the channel's message counter,
+checks access, replies and mentions for the whole batch, finds earlier sends with the
+same ids or nonces, and counts every send in its rate-limit buckets; the second inserts
+the new messages at consecutive sequence numbers and appends their `message.created`
+events with one NOTIFY. Only after COMMIT does any send learn its result, so
+"acknowledged" always means "durable". A send therefore costs no database round trip of
+its own: a batch costs four (BEGIN, two statements, COMMIT), whatever its size.
 
 Idempotency: a PUT names its message id; the same id with the same author, channel,
 text and reply again returns the stored message (200, nothing broadcast); anything else
@@ -30,12 +33,15 @@ from xfchat.db.queries import messages as q
 from xfchat.domain.accounts import Actor
 from xfchat.domain.conversations import not_found
 from xfchat.domain.messages import check_content, mentioned_ids, message_json, view_json
-from xfchat.errors import BadRequest, Conflict, Forbidden, XFChatError
-from xfchat.realtime.events import Event, Stream, emit_many
+from xfchat.domain.ratelimit import Decision, bucket_key, decide
+from xfchat.errors import BadRequest, Conflict, Forbidden, RateLimited, XFChatError
+from xfchat.realtime.events import NOTIFY_CHANNEL, encode
+from xfchat.settings import RateLimit
 
 log = logging.getLogger("xfchat.send")
 
 RETRIES = 3
+IN_FLIGHT = 2  # batch transactions per writer queue at once
 
 
 @dataclass
@@ -48,6 +54,9 @@ class SendRequest:
     client_chose_id: bool  # PUT: the id is the client's, and idempotency goes by it
     nonce: str | None = None
     reply_to_id: UUID | None = None
+    # Rate-limit buckets this send counts in: (bucket, key, rule). They are counted in
+    # the batch's own transaction, so a send costs no round trip of its own.
+    limits: list[tuple[str, str, RateLimit]] = field(default_factory=list)
     future: asyncio.Future[SendResult] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -57,61 +66,110 @@ class SendRequest:
 class SendResult:
     message: dict[str, Any]
     created: bool  # False: an idempotent repeat that returned the stored message
+    decisions: list[Decision] = field(default_factory=list)
 
 
-def same_send(req: SendRequest, row: q.MessageRow) -> bool:
-    return (
-        row.channel_id == req.channel_id
-        and row.author_id == req.actor.user_id
-        and row.content == req.content
-        and row.reply_to_id == req.reply_to_id
+def _same_send(req: SendRequest, old: dict[str, Any]) -> bool:
+    return bool(
+        old["channel_id"] == str(req.channel_id)
+        and old["author_id"] == str(req.actor.user_id)
+        and old["content"] == req.content
+        and old["reply_to_id"] == (str(req.reply_to_id) if req.reply_to_id else None)
     )
+
+
+def _conflict(message_id: UUID) -> Conflict:
+    return Conflict(
+        f"message {message_id} already exists with another body", code="MESSAGE_ID_CONFLICT"
+    )
+
+
+class _Buckets:
+    """The batch's rate-limit buckets: each counted once, with every request's hit
+    number within it, so each request gets its own decision."""
+
+    def __init__(self, reqs: list[SendRequest]) -> None:
+        self.rules: dict[str, tuple[str, RateLimit]] = {}
+        self.counts: dict[str, int] = {}
+        self.hit_of: list[list[tuple[str, int]]] = []
+        for req in reqs:
+            mine = []
+            for bucket, key, rule in req.limits:
+                stored = bucket_key(bucket, key)
+                self.rules[stored] = (bucket, rule)
+                self.counts[stored] = self.counts.get(stored, 0) + 1
+                mine.append((stored, self.counts[stored]))
+            self.hit_of.append(mine)
+        self.order = sorted(self.counts)
+
+    def decisions(self, state: q.SendBatchState) -> list[list[Decision]]:
+        final = dict(zip(self.order, state.bucket_hits, strict=True))
+        ends = dict(zip(self.order, state.bucket_ends, strict=True))
+        return [
+            [
+                decide(
+                    self.rules[b][0],
+                    self.rules[b][1],
+                    final[b] - self.counts[b] + k,
+                    ends[b],
+                    state.now,
+                )
+                for b, k in mine
+            ]
+            for mine in self.hit_of
+        ]
 
 
 async def write_batch(
     conn: asyncpg.Connection, channel_id: UUID, reqs: list[SendRequest]
 ) -> list[SendResult | XFChatError]:
-    """Write one channel's batch in the caller's transaction; one outcome per request."""
+    """Write one channel's batch in the caller's transaction (two statements); one
+    outcome per request."""
     mentions = {id(r): mentioned_ids(r.content) for r in reqs}
-    check = await q.check_send(
+    buckets = _Buckets(reqs)
+    with_nonce = [r for r in reqs if r.nonce]
+    state = await q.prepare_send_batch(
         conn,
         channel_id=channel_id,
         authors=list({r.actor.user_id for r in reqs}),
         reply_ids=list({r.reply_to_id for r in reqs if r.reply_to_id}),
         mentioned=list({u for m in mentions.values() for u in m}),
-    )
-    if check is None:
-        return [not_found() for _ in reqs]
-    existing = await q.find_existing(
-        conn,
-        channel_id=channel_id,
         ids=[r.message_id for r in reqs if r.client_chose_id],
-        author_ids=[r.actor.user_id for r in reqs if r.nonce],
-        nonces=[r.nonce for r in reqs if r.nonce],
+        nonce_authors=[r.actor.user_id for r in with_nonce],
+        nonces=[r.nonce for r in with_nonce if r.nonce],
+        buckets=buckets.order,
+        periods=[buckets.rules[b][1].period_s for b in buckets.order],
+        counts=[buckets.counts[b] for b in buckets.order],
     )
-    by_id = {m.id: m for m in existing}
-    by_nonce = {(m.author_id, m.nonce): m for m in existing if m.nonce}
+    if state is None:
+        return [not_found() for _ in reqs]
+    decisions = buckets.decisions(state)
+    by_id = {e["id"]: e for e in state.existing}
+    by_nonce = {(e["author_id"], e["nonce"]): e for e in state.existing if e["nonce"]}
+    allowed, replyable = set(state.allowed), set(state.replyable)
     outcomes: list[SendResult | XFChatError | None] = [None] * len(reqs)
-    repeats: dict[int, q.MessageRow] = {}
-    fresh: list[int] = []
-    claimed: dict[UUID, int] = {}  # message id -> index of the request inserting it
-    allowed, replyable = set(check.allowed), set(check.replyable)
+    repeats: dict[int, str] = {}  # request index -> id of the stored message it repeats
+    inserting: list[int] = []
+    claimed: dict[UUID, int] = {}  # message id -> the request of this batch inserting it
     for i, r in enumerate(reqs):
+        denied = next((d for d in decisions[i] if not d.allowed), None)
+        old = by_id.get(str(r.message_id)) if r.client_chose_id else None
         if r.actor.user_id not in allowed:
             outcomes[i] = not_found()
-        elif check.blocked:
+        elif state.blocked:
             outcomes[i] = Forbidden("you cannot message this user", code="CANNOT_MESSAGE_USER")
-        elif r.client_chose_id and r.message_id in by_id:
-            old = by_id[r.message_id]
-            if same_send(r, old):
-                repeats[i] = old
+        elif denied is not None:
+            try:
+                denied.enforce()
+            except RateLimited as exc:
+                outcomes[i] = exc
+        elif old is not None:
+            if _same_send(r, old):
+                repeats[i] = old["id"]
             else:
-                outcomes[i] = Conflict(
-                    f"message {r.message_id} already exists with another body",
-                    code="MESSAGE_ID_CONFLICT",
-                )
-        elif r.nonce and (r.actor.user_id, r.nonce) in by_nonce:
-            repeats[i] = by_nonce[(r.actor.user_id, r.nonce)]
+                outcomes[i] = _conflict(r.message_id)
+        elif r.nonce and (str(r.actor.user_id), r.nonce) in by_nonce:
+            repeats[i] = by_nonce[(str(r.actor.user_id), r.nonce)]["id"]
         elif r.reply_to_id and r.reply_to_id not in replyable:
             outcomes[i] = BadRequest(
                 "reply_to_id is not a message of this conversation",
@@ -125,50 +183,65 @@ async def write_batch(
                 r.content,
                 r.reply_to_id,
             ):
-                fresh.append(i)  # resolved below as a repeat of the first
+                repeats[i] = str(r.message_id)
             else:
-                outcomes[i] = Conflict(
-                    f"message {r.message_id} already exists with another body",
-                    code="MESSAGE_ID_CONFLICT",
-                )
+                outcomes[i] = _conflict(r.message_id)
         else:
             claimed[r.message_id] = i
-            fresh.append(i)
-    inserting = [i for i in fresh if claimed.get(reqs[i].message_id) == i]
-    mentionable = set(check.mentionable)
-    rows = (
-        await q.insert_messages(
+            inserting.append(i)
+    mentionable = set(state.mentionable)
+    bodies: dict[str, dict[str, Any]] = {}
+    if inserting:
+        rows = []
+        for i in inserting:
+            r = reqs[i]
+            row = q.MessageRow(
+                id=r.message_id,
+                channel_id=channel_id,
+                seq=0,
+                author_id=r.actor.user_id,
+                kind="default",
+                content=r.content,
+                nonce=r.nonce,
+                reply_to_id=r.reply_to_id,
+                mentions=[u for u in mentions[id(r)] if u in mentionable],
+                mention_everyone=False,
+                created_at=state.now,
+                edited_at=None,
+                deleted_at=None,
+            )
+            rows.append(row)
+            bodies[str(r.message_id)] = message_json(row, r.author)  # "seq": 0 for now
+        last = await q.insert_messages_and_events(
             conn,
             channel_id=channel_id,
-            ids=[reqs[i].message_id for i in inserting],
+            created_at=state.now,
+            ids=[row.id for row in rows],
             author_ids=[reqs[i].actor.user_id for i in inserting],
-            contents=[reqs[i].content for i in inserting],
-            nonces=[reqs[i].nonce for i in inserting],
-            reply_to_ids=[reqs[i].reply_to_id for i in inserting],
-            mentions=[[u for u in mentions[id(reqs[i])] if u in mentionable] for i in inserting],
+            contents=[row.content for row in rows],
+            nonces=[row.nonce for row in rows],
+            reply_to_ids=[row.reply_to_id for row in rows],
+            mentions=[row.mentions for row in rows],
+            event_datas=[encode(bodies[str(row.id)]) for row in rows],
+            notify_channel=NOTIFY_CHANNEL,
         )
-        if inserting
-        else []
-    )
-    bodies: dict[UUID, dict[str, Any]] = {}
-    for i, row in zip(inserting, rows, strict=True):
-        bodies[row.id] = message_json(row, reqs[i].author)
-        outcomes[i] = SendResult(bodies[row.id], True)
-    if rows:
-        stream = Stream.channel(channel_id)
-        await emit_many(conn, [Event("message.created", stream, bodies[row.id]) for row in rows])
-    for i in fresh:
-        if outcomes[i] is None:  # the second request of a pair in this batch
-            outcomes[i] = SendResult(bodies[reqs[i].message_id], False)
-    if repeats:
-        views = {
-            v.id: v
+        for offset, i in enumerate(inserting):
+            body = bodies[str(reqs[i].message_id)]
+            body["seq"] = last - len(inserting) + 1 + offset
+            outcomes[i] = SendResult(body, True, decisions[i])
+    stored_repeats = [mid for mid in repeats.values() if mid not in bodies]
+    views = (
+        {
+            str(v.id): view_json(v)
             for v in await q.list_message_views(
-                conn, viewer=None, ids=[m.id for m in repeats.values()]
+                conn, viewer=None, ids=[UUID(m) for m in stored_repeats]
             )
         }
-        for i, old in repeats.items():
-            outcomes[i] = SendResult(view_json(views[old.id]), False)
+        if stored_repeats
+        else {}
+    )
+    for i, mid in repeats.items():
+        outcomes[i] = SendResult(bodies.get(mid) or views[mid], False, decisions[i])
     return [o for o in outcomes if o is not None]
 
 
@@ -184,6 +257,8 @@ class MessageWriter:
         self.pool = pool
         self.max_batch = max_batch
         self.on_sent = on_sent
+        self.batches = 0  # transactions written (for /metrics)
+        self.sends = 0  # sends they carried
         self.queues: list[asyncio.Queue[SendRequest]] = [asyncio.Queue() for _ in range(workers)]
         self.tasks: list[asyncio.Task[None]] = []
 
@@ -210,6 +285,11 @@ class MessageWriter:
         return await asyncio.shield(req.future)
 
     async def _work(self, queue: asyncio.Queue[SendRequest]) -> None:
+        # Two transactions in flight per queue: the next batch begins and checks while the
+        # previous one writes and commits. Messages of one conversation still get their
+        # sequence numbers in commit order: the write statement takes the counter row.
+        in_flight = asyncio.Semaphore(IN_FLIGHT)
+        running: set[asyncio.Task[None]] = set()
         while True:
             batch = [await queue.get()]
             while len(batch) < self.max_batch and not queue.empty():
@@ -218,11 +298,24 @@ class MessageWriter:
             for req in batch:
                 by_channel.setdefault(req.channel_id, []).append(req)
             for channel_id, reqs in by_channel.items():
-                await self._write(channel_id, [r for r in reqs if not r.future.done()])
+                await in_flight.acquire()
+                task = asyncio.create_task(self._write_released(channel_id, reqs, in_flight))
+                running.add(task)
+                task.add_done_callback(running.discard)
+
+    async def _write_released(
+        self, channel_id: UUID, reqs: list[SendRequest], in_flight: asyncio.Semaphore
+    ) -> None:
+        try:
+            await self._write(channel_id, [r for r in reqs if not r.future.done()])
+        finally:
+            in_flight.release()
 
     async def _write(self, channel_id: UUID, reqs: list[SendRequest]) -> None:
         if not reqs:
             return
+        self.batches += 1
+        self.sends += len(reqs)
         for attempt in range(1, RETRIES + 1):
             try:
                 async with self.pool.acquire() as conn, conn.transaction():

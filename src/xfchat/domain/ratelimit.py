@@ -12,6 +12,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 
@@ -52,6 +53,23 @@ class Decision:
         return self
 
 
+def bucket_key(bucket: str, key: str) -> str:
+    """The stored name of a bucket for one key (the key itself is never stored)."""
+    return _key(bucket, key)
+
+
+def decide(bucket: str, rule: RateLimit, hits: int, ends: datetime, now: datetime) -> Decision:
+    """The decision for the request that was the `hits`-th in its window."""
+    return Decision(
+        allowed=hits <= rule.limit,
+        bucket=bucket,
+        limit=rule.limit,
+        remaining=max(0, rule.limit - hits),
+        reset_at=ends.timestamp(),
+        reset_after=max(0.0, (ends - now).total_seconds()),
+    )
+
+
 def _key(bucket: str, key: str) -> str:
     return f"{bucket}:{hashlib.sha256(key.encode()).hexdigest()[:32]}"
 
@@ -64,19 +82,29 @@ class RateLimiter:
         self, conn: asyncpg.Connection, bucket: str, key: str, rule: RateLimit
     ) -> Decision:
         """Count this request against `bucket`/`key` and say whether it may proceed."""
+        (decision,) = await self.check_many(conn, [(bucket, key, rule)])
+        return decision
+
+    async def check_many(
+        self, conn: asyncpg.Connection, checks: list[tuple[str, str, RateLimit]]
+    ) -> list[Decision]:
+        """Count this request in several buckets at once (one statement)."""
         started = time.perf_counter()
-        state = await q.hit_bucket(conn, bucket=_key(bucket, key), period_s=rule.period_s)
+        states = await q.hit_buckets(
+            conn,
+            buckets=[_key(bucket, key) for bucket, key, _ in checks],
+            periods=[rule.period_s for _, _, rule in checks],
+        )
         if self._observe is not None:
             self._observe(time.perf_counter() - started)
-        reset_after = max(0.0, (state.expires_at - state.now).total_seconds())
-        return Decision(
-            allowed=state.hits <= rule.limit,
-            bucket=bucket,
-            limit=rule.limit,
-            remaining=max(0, rule.limit - state.hits),
-            reset_at=state.expires_at.timestamp(),
-            reset_after=reset_after,
-        )
+        return [
+            _decide(bucket, rule, state)
+            for (bucket, _, rule), state in zip(checks, states, strict=True)
+        ]
+
+
+def _decide(bucket: str, rule: RateLimit, state: q.BucketState) -> Decision:
+    return decide(bucket, rule, state.hits, state.expires_at, state.now)
 
 
 async def prune(pool: asyncpg.Pool) -> int:

@@ -46,7 +46,7 @@ def decode(token: str) -> dict[int, int]:
         raise BadToken("not a resume token")
     body = token[len(VERSION) :]
     try:
-        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        raw = base64.b64decode(body + "=" * (-len(body) % 4), altchars=b"-_", validate=True)
     except (ValueError, TypeError):
         raise BadToken("not a resume token") from None
     numbers: list[int] = []

@@ -179,17 +179,53 @@ class Subscriber:
                     return None
                 continue
             item = self.inbox.popleft()
-            if isinstance(item, Delivery):
-                await self._accept(item)
-            elif isinstance(item, _Hint):
-                if item.pos > self.cursors.get(item.stream, item.pos):
-                    await self._catch_up(item.stream, item.pos)
-            elif isinstance(item, _CatchUp):
-                await self._catch_up_all() if item.stream is None else await self._catch_up(
-                    item.stream, None
-                )
+            try:
+                await self._handle(item)
+            except DATABASE_ERRORS as exc:
+                # The log cannot be read right now: end here; the client resumes from
+                # the last position it got, with nothing lost.
+                log.warning("subscription ended, the event log is unreadable: %s", exc)
+                self.close("unavailable")
+
+    def take_ready(self, limit: int) -> list[tuple[Delivery, str | None]]:
+        """More deliveries that need no waiting: those already processed, then inbox
+        events that are simply next in their stream. (To write several at once.)"""
+        out: list[tuple[Delivery, str | None]] = []
+        while len(out) < limit:
+            if self.ready:
+                out.append(self.ready.popleft())
+                continue
+            if not self.inbox or self.closed is not None:
+                break
+            item = self.inbox[0]
+            if not isinstance(item, Delivery):
+                break
+            if item.pos is not None:
+                cursor = self.cursors.get(item.stream)
+                if cursor is not None and item.pos > cursor + 1:
+                    break  # a gap: reading the log is the async path's job
+                self.inbox.popleft()
+                if cursor is not None and item.pos == cursor + 1:
+                    self._push(item)
             else:
-                await self._follow(item)
+                self.inbox.popleft()
+                if item.stream in self.cursors:
+                    self.ready.append((item, None))
+        return out
+
+    async def _handle(self, item: Item) -> None:
+        if isinstance(item, Delivery):
+            await self._accept(item)
+        elif isinstance(item, _Hint):
+            if item.pos > self.cursors.get(item.stream, item.pos):
+                await self._catch_up(item.stream, item.pos)
+        elif isinstance(item, _CatchUp):
+            if item.stream is None:
+                await self._catch_up_all()
+            else:
+                await self._catch_up(item.stream, None)
+        else:
+            await self._follow(item)
 
     async def _accept(self, d: Delivery) -> None:
         if d.pos is None:  # ephemeral: for followers, no position, no resume
@@ -274,7 +310,14 @@ class Hub:
         self.index: dict[Stream, set[Subscriber]] = {}
         self.subscribers: set[Subscriber] = set()
         self.ended: dict[str, int] = {}  # subscriptions ended, by reason (for /metrics)
+        # Called with (type, data) for every event of any user's stream, from any process.
+        self.user_event_hooks: list[Callable[[str, Any], None]] = []
+        # Called when the listener reconnects (notifications may have been missed).
+        self.reconnect_hooks: list[Callable[[], None]] = []
         self.offered = 0  # deliveries offered to subscribers (for /metrics)
+        self._tasks: set[asyncio.Task[None]] = set()
+        # Streams with a batch being read from the log, and the batches that came after it.
+        self._held: dict[Stream, list[tuple[int, int, int, list[tuple[str, Any]] | None]]] = {}
         self.listening = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -330,24 +373,37 @@ class Hub:
 
     # -- reading the log
 
+    async def _read(self, query: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """Run a read; after a restart of the database the pool may hand out a dead
+        connection once, so a connection failure is retried once on another."""
+        try:
+            async with self.pool.acquire() as conn:
+                return await query(conn)
+        except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError):
+            async with self.pool.acquire() as conn:
+                return await query(conn)
+
     async def fetch(self, stream_id: int, after: int, limit: int) -> list[events_q.EventRow]:
-        async with self.pool.acquire() as conn:
-            return await events_q.list_events_after(
+        return await self._read(
+            lambda conn: events_q.list_events_after(
                 conn, stream_id=stream_id, after=after, limit=limit
             )
+        )
 
     async def heads(self, stream_ids: list[int]) -> dict[int, tuple[int, int]]:
         if not stream_ids:
             return {}
-        async with self.pool.acquire() as conn:
-            rows = await events_q.list_stream_heads(conn, stream_ids=stream_ids)
+        rows = await self._read(
+            lambda conn: events_q.list_stream_heads(conn, stream_ids=stream_ids)
+        )
         return {r.id: (r.last_pos, r.pruned_through) for r in rows}
 
     async def ensure(self, stream: Stream) -> tuple[int, int]:
-        async with self.pool.acquire() as conn:
-            (row,) = await events_q.ensure_streams(
+        (row,) = await self._read(
+            lambda conn: events_q.ensure_streams(
                 conn, kinds=[stream.kind.value], entity_ids=[stream.entity_id]
             )
+        )
         return row.id, row.last_pos
 
     # -- notifications
@@ -364,13 +420,27 @@ class Hub:
             for event_type, data in events:
                 if event_type == "session.revoked":
                     self.close_session(str(data.get("session_id")))
+                for hook in self.user_event_hooks:
+                    hook(event_type, data)
+        if stream not in self.index:
+            return
+        batch = (note["s"], note["p"], note["n"], events)
+        held = self._held.get(stream)
+        if held is not None:  # an earlier batch of this stream is being read from the log
+            held.append(batch)
+        elif events is None:
+            self._held[stream] = [batch]
+            task = asyncio.get_running_loop().create_task(self._read_held(stream))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        else:
+            self._offer(stream, *batch)
+
+    def _offer(
+        self, stream: Stream, stream_id: int, last: int, count: int, events: list[tuple[str, Any]]
+    ) -> None:
         subs = self.index.get(stream)
         if not subs:
-            return
-        last, count, stream_id = note["p"], note["n"], note["s"]
-        if events is None:
-            for sub in list(subs):
-                sub.offer(_Hint(stream, last))
             return
         first = last - count + 1
         deliveries = [
@@ -380,6 +450,28 @@ class Hub:
             for d in deliveries:
                 sub.offer(d)
         self.offered += len(subs) * len(deliveries)
+
+    async def _read_held(self, stream: Stream) -> None:
+        """Events announced without their bodies (too big for a notification): read them
+        from the log once for every subscriber of this process, then release what arrived
+        meanwhile, in order."""
+        held = self._held[stream]
+        try:
+            while held:
+                stream_id, last, count, events = held.pop(0)
+                if events is None:
+                    try:
+                        rows = await self.fetch(stream_id, last - count, count)
+                    except DATABASE_ERRORS:
+                        for sub in list(self.index.get(stream, ())):
+                            sub.offer(_Hint(stream, last))  # each will retry on its own
+                        continue
+                    events = [(r.type, r.data) for r in rows if r.pos <= last]
+                    last = last - count + len(events)
+                    count = len(events)
+                self._offer(stream, stream_id, last, count, events)
+        finally:
+            del self._held[stream]
 
     def _on_ephemeral(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         try:
@@ -407,6 +499,8 @@ class Hub:
                 self.listening.set()
                 delay = 0.1
                 if connected_before:  # notifications may have been missed: ask the log
+                    for hook in self.reconnect_hooks:
+                        hook()
                     log.info(
                         "listener reconnected; %d subscribers catch up from the log",
                         len(self.subscribers),

@@ -7,9 +7,74 @@ from uuid import UUID
 
 import asyncpg
 
-# NOTIFY payloads are limited to 8000 bytes; larger event bodies are left out of the
-# notification and read from the events table by the listener.
-INLINE_DATA_LIMIT = 7000
+# NOTIFY payloads are limited to 8000 bytes. A transaction's events for a stream are
+# spread over as many notifications as it takes; an event too big for one on its own is
+# announced without its body, and listeners read it from the events table.
+INLINE_DATA_LIMIT = 7600
+
+
+def notification_chunks(
+    types: list[str], datas: list[str]
+) -> tuple[list[str], list[int], list[int]]:
+    """Split events into notification bodies: (JSON arrays of [type, data] items, or ""
+    for one event too big to carry; the 1-based index of each chunk's last event; the
+    number of events in each chunk)."""
+    bodies: list[str] = []
+    lasts: list[int] = []
+    counts: list[int] = []
+    items: list[str] = []
+    size = 0
+
+    def close(last: int) -> None:
+        nonlocal items, size
+        if items:
+            bodies.append("[" + ",".join(items) + "]")
+            lasts.append(last)
+            counts.append(len(items))
+            items, size = [], 0
+
+    for index, (event_type, data) in enumerate(zip(types, datas, strict=True), 1):
+        item = f'["{event_type}",{data}]'
+        # The limit is in bytes, not characters; and room for a sequence number that may
+        # replace a placeholder in the body.
+        length = len(item.encode()) + 20
+        if length + 200 > INLINE_DATA_LIMIT:  # too big even alone
+            close(index - 1)
+            bodies.append("")
+            lasts.append(index)
+            counts.append(1)
+            continue
+        if size + length + 200 > INLINE_DATA_LIMIT:
+            close(index - 1)
+        items.append(item)
+        size += length + 1
+    close(len(types))
+    return bodies, lasts, counts
+
+
+def notification_chunk_ids(types: list[str], datas: list[str]) -> tuple[list[int], list[bool]]:
+    """The same split as notification_chunks, as each event's 1-based chunk number and
+    whether each chunk carries its events (for statements that build the bodies)."""
+    bodies, _, counts = notification_chunks(types, datas)
+    chunk_of: list[int] = []
+    for number, count in enumerate(counts, 1):
+        chunk_of += [number] * count
+    return chunk_of, [body != "" for body in bodies]
+
+
+# The tail shared by every statement that appends events: given a CTE `s` (the stream's
+# id and new last position) and the chunks above as parameters $C1 (bodies), $C2 (last
+# indexes), $C3 (counts), queue one NOTIFY per chunk, in order.
+NOTIFY_CHUNKS = """
+        SELECT s.id AS stream_id, s.last_pos, pg_notify(
+            {channel}::text,
+            '{{"s":' || s.id || ',"k":"' || {kind}::text || '","e":"' || {entity}::uuid::text
+              || '","p":' || (s.last_pos - {total} + c.last_index) || ',"n":' || c.n
+              || CASE WHEN c.body <> '' THEN ',"ev":' || c.body ELSE '' END
+              || '}}'
+        )
+        FROM s, unnest({bodies}::text[], {lasts}::int[], {counts}::int[]) AS c(body, last_index, n)
+"""
 
 
 @dataclass(frozen=True)
@@ -36,6 +101,21 @@ class EventRow:
     created_at: datetime
 
 
+_INSERT_EVENTS = """
+        WITH s AS (
+            INSERT INTO event_streams AS es (kind, entity_id, last_pos) VALUES ($1, $2, $3)
+            ON CONFLICT (kind, entity_id) DO UPDATE SET last_pos = es.last_pos + $3
+            RETURNING id, last_pos
+        ), e AS (
+            INSERT INTO events (stream_id, pos, type, data)
+            SELECT s.id, s.last_pos - $3 + t.ord, t.type, t.data::jsonb
+            FROM s, unnest($4::text[], $5::text[]) WITH ORDINALITY AS t(type, data, ord)
+        )
+""" + NOTIFY_CHUNKS.format(
+    channel="$6", kind="$1", entity="$2", total="$3", bodies="$7", lasts="$8", counts="$9"
+)
+
+
 async def insert_events(
     conn: asyncpg.Connection,
     *,
@@ -46,45 +126,18 @@ async def insert_events(
     channel: str,
 ) -> EventPosition:
     """Append events to one stream: take its next len(types) positions (locking its
-    counter row until the caller's transaction ends), store them, and queue ONE NOTIFY
-    that PostgreSQL delivers only if and when that transaction commits.
+    counter row until the caller's transaction ends), store them, and queue the
+    notifications that PostgreSQL delivers only if and when that transaction commits.
 
-    The notification is `{"s": stream_id, "k": kind, "e": entity, "p": last position,
-    "n": count, "ev": [[type, data], ...]}`; "ev" is left out when it would not fit in a
-    notification, and listeners then read the events from the table. Returns the stream
-    and the last position (the events hold last-n+1 .. last, in order)."""
-    batch = "[" + ",".join(f'["{t}",{d}]' for t, d in zip(types, datas, strict=True)) + "]"
-    row = await conn.fetchrow(
-        """
-        WITH s AS (
-            INSERT INTO event_streams AS es (kind, entity_id, last_pos) VALUES ($1, $2, $3)
-            ON CONFLICT (kind, entity_id) DO UPDATE SET last_pos = es.last_pos + $3
-            RETURNING id, last_pos
-        ), e AS (
-            INSERT INTO events (stream_id, pos, type, data)
-            SELECT s.id, s.last_pos - $3 + t.ord, t.type, t.data::jsonb
-            FROM s, unnest($4::text[], $5::text[]) WITH ORDINALITY AS t(type, data, ord)
-        )
-        SELECT s.id, s.last_pos, pg_notify(
-            $6::text,
-            '{"s":' || s.id || ',"k":"' || $1::text || '","e":"' || $2::uuid::text
-              || '","p":' || s.last_pos || ',"n":' || $3::bigint
-              || CASE WHEN octet_length($7::text) <= $8::int THEN ',"ev":' || $7::text ELSE '' END
-              || '}'
-        )
-        FROM s
-        """,
-        kind,
-        entity_id,
-        len(types),
-        types,
-        datas,
-        channel,
-        batch,
-        INLINE_DATA_LIMIT,
+    A notification is `{"s": stream_id, "k": kind, "e": entity, "p": last position,
+    "n": count, "ev": [[type, data], ...]}` ("ev" left out for an event too big to carry;
+    listeners then read it from the table). Returns the stream and the last position
+    (the events hold last-n+1 .. last, in order)."""
+    bodies, lasts, counts = notification_chunks(types, datas)
+    rows = await conn.fetch(
+        _INSERT_EVENTS, kind, entity_id, len(types), types, datas, channel, bodies, lasts, counts
     )
-    assert row is not None
-    return EventPosition(row["id"], row["last_pos"])
+    return EventPosition(rows[0]["stream_id"], rows[0]["last_pos"])
 
 
 async def notify(conn: asyncpg.Connection, *, channel: str, payload: str) -> None:

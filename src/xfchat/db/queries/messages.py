@@ -8,6 +8,7 @@ from uuid import UUID
 import asyncpg
 
 from xfchat.db.queries import many, maybe, one
+from xfchat.db.queries.events import notification_chunk_ids
 
 MESSAGE_COLUMNS = (
     "id, channel_id, seq, author_id, kind, content, nonce, reply_to_id, mentions, "
@@ -81,98 +82,26 @@ async def insert_message(
     reply_to_id: UUID | None = None,
     mentions: list[UUID] | None = None,
 ) -> MessageRow:
-    """Insert a message at the channel's next sequence number. The counter row stays
-    locked until the caller's transaction ends, so numbers are gap-free and commit-ordered."""
-    (row,) = await insert_messages(
-        conn,
-        channel_id=channel_id,
-        ids=[message_id],
-        author_ids=[author_id],
-        contents=[content],
-        nonces=[nonce],
-        reply_to_ids=[reply_to_id],
-        mentions=[mentions or []],
-    )
-    return row
-
-
-async def insert_messages(
-    conn: asyncpg.Connection,
-    *,
-    channel_id: UUID,
-    ids: list[UUID],
-    author_ids: list[UUID | None],
-    contents: list[str],
-    nonces: list[str | None],
-    reply_to_ids: list[UUID | None],
-    mentions: list[list[UUID]],
-) -> list[MessageRow]:
-    """Insert messages into one channel at its next sequence numbers, in the order given,
-    in one statement (the counter row is locked until the transaction ends)."""
-    records = await conn.fetch(
+    """Insert one message at the channel's next sequence number, without an event (the
+    demo data; sends go through insert_messages_and_events)."""
+    record = await conn.fetchrow(
         f"""
         WITH c AS (
-            UPDATE channels SET last_seq = last_seq + cardinality($2::uuid[])
-            WHERE id = $1 RETURNING last_seq
+            UPDATE channels SET last_seq = last_seq + 1 WHERE id = $2 RETURNING last_seq
         )
         INSERT INTO messages (id, channel_id, seq, author_id, content, nonce, reply_to_id, mentions)
-        SELECT t.id, $1, c.last_seq - cardinality($2::uuid[]) + t.ord, t.author, t.content,
-               t.nonce, t.reply_to,
-               CASE WHEN t.mentions = '' THEN '{{}}'::uuid[]
-                    ELSE string_to_array(t.mentions, ',')::uuid[] END
-        FROM c, unnest($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::uuid[], $7::text[])
-                WITH ORDINALITY AS t(id, author, content, nonce, reply_to, mentions, ord)
-        ORDER BY t.ord
+        SELECT $1, $2, c.last_seq, $3, $4, $5, $6, $7 FROM c
         RETURNING {MESSAGE_COLUMNS}
         """,
+        message_id,
         channel_id,
-        ids,
-        author_ids,
-        contents,
-        nonces,
-        reply_to_ids,
-        [",".join(str(u) for u in m) for m in mentions],
+        author_id,
+        content,
+        nonce,
+        reply_to_id,
+        mentions or [],
     )
-    return sorted(many(MessageRow, records), key=lambda m: m.seq)
-
-
-async def find_existing(
-    conn: asyncpg.Connection,
-    *,
-    channel_id: UUID,
-    ids: list[UUID],
-    author_ids: list[UUID],
-    nonces: list[str],
-) -> list[MessageRow]:
-    """Messages that already have one of these ids (in any channel), or this channel's
-    messages with one of these (author, nonce) pairs."""
-    records = await conn.fetch(
-        f"""
-        SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ANY($2::uuid[])
-        UNION
-        SELECT {MESSAGE_COLUMNS_M} FROM messages m
-        JOIN unnest($3::uuid[], $4::text[]) AS k(author, nonce)
-          ON m.author_id = k.author AND m.nonce = k.nonce
-        WHERE m.channel_id = $1
-        """,
-        channel_id,
-        ids,
-        author_ids,
-        nonces,
-    )
-    return many(MessageRow, records)
-
-
-async def live_message_ids(
-    conn: asyncpg.Connection, *, channel_id: UUID, ids: list[UUID]
-) -> list[UUID]:
-    """Which of `ids` are messages of this channel that are not deleted."""
-    records = await conn.fetch(
-        "SELECT id FROM messages WHERE channel_id = $1 AND id = ANY($2::uuid[]) AND deleted_at IS NULL",
-        channel_id,
-        ids,
-    )
-    return [r["id"] for r in records]
+    return one(MessageRow, record)
 
 
 _LIST_NEWEST = MESSAGE_VIEW + " WHERE m.channel_id = $2 ORDER BY m.seq DESC LIMIT $3"
@@ -354,27 +283,62 @@ async def list_read_states(conn: asyncpg.Connection, *, channel_id: UUID) -> lis
 
 
 @dataclass(frozen=True)
-class SendCheck:
+class SendBatchState:
+    """What writing a batch of sends to one conversation needs, read (and locked) in
+    one round trip."""
+
     kind: str
+    now: datetime  # the transaction's timestamp: every message of the batch gets it
     blocked: bool  # a direct conversation whose two people have a block between them
     allowed: list[UUID]  # of the authors asked about, those who take part
     replyable: list[UUID]  # of the reply targets asked about, live messages of this channel
     mentionable: list[UUID]  # of the mentioned users asked about, those who take part
+    existing: list[dict[str, Any]]  # messages already holding one of the ids or nonces
+    bucket_hits: list[int]  # each rate-limit bucket's count after this batch
+    bucket_ends: list[datetime]  # ... and when its window ends
 
 
-async def check_send(
+async def prepare_send_batch(
     conn: asyncpg.Connection,
     *,
     channel_id: UUID,
     authors: list[UUID],
     reply_ids: list[UUID],
     mentioned: list[UUID],
-) -> SendCheck | None:
-    """Everything a batch of sends to one conversation needs to know, in one query
-    (None if no such conversation)."""
+    ids: list[UUID],
+    nonce_authors: list[UUID],
+    nonces: list[str],
+    buckets: list[str],
+    periods: list[int],
+    counts: list[int],
+) -> SendBatchState | None:
+    """Check access, reply targets and mentions, find earlier sends with these ids or
+    nonces, and count the batch in its rate-limit buckets (`counts[i]` hits in
+    `buckets[i]`, sorted by bucket so concurrent batches lock in one order) -- in the
+    caller's transaction, in one round trip. The message counter is not touched: the
+    write takes it, so it stays locked for as short a time as possible.
+    None if there is no such conversation."""
     record = await conn.fetchrow(
         """
-        SELECT c.kind,
+        WITH c AS (
+            SELECT id, kind, dm_user_low, dm_user_high FROM channels
+            WHERE id = $1 AND server_id IS NULL
+        ), t AS (SELECT clock_timestamp() AS clock),
+        w AS (
+            SELECT b.bucket, b.period, b.n, b.ord,
+                   to_timestamp(floor(extract(epoch FROM t.clock) / b.period) * b.period) AS start
+            FROM t, unnest($8::text[], $9::int[], $10::int[]) WITH ORDINALITY AS b(bucket, period, n, ord)
+        ), hits AS (
+            INSERT INTO rate_limits AS r (bucket, window_start, expires_at, hits)
+            SELECT bucket, start, start + make_interval(secs => period), n FROM w ORDER BY bucket
+            ON CONFLICT (bucket) DO UPDATE SET
+                hits = CASE WHEN r.window_start = EXCLUDED.window_start
+                            THEN r.hits + EXCLUDED.hits ELSE EXCLUDED.hits END,
+                window_start = EXCLUDED.window_start,
+                expires_at = EXCLUDED.expires_at
+            RETURNING bucket, hits, expires_at
+        )
+        SELECT c.kind, now() AS now,
                (c.kind = 'direct' AND EXISTS (
                     SELECT 1 FROM blocks b
                     WHERE (b.blocker_id = c.dm_user_low AND b.blocked_id = c.dm_user_high)
@@ -386,12 +350,124 @@ async def check_send(
                      WHERE channel_id = c.id AND id = ANY($3::uuid[]) AND deleted_at IS NULL
                     ) AS replyable,
                ARRAY(SELECT user_id FROM conversation_participants
-                     WHERE channel_id = c.id AND user_id = ANY($4::uuid[])) AS mentionable
-        FROM channels c WHERE c.id = $1 AND c.server_id IS NULL
+                     WHERE channel_id = c.id AND user_id = ANY($4::uuid[])) AS mentionable,
+               COALESCE((
+                   SELECT json_agg(json_build_object(
+                       'id', m.id, 'channel_id', m.channel_id, 'author_id', m.author_id,
+                       'content', m.content, 'reply_to_id', m.reply_to_id, 'nonce', m.nonce))
+                   FROM messages m
+                   WHERE m.id = ANY($5::uuid[])
+                      OR (m.channel_id = c.id AND (m.author_id, m.nonce) IN (
+                              SELECT * FROM unnest($6::uuid[], $7::text[])))
+               ), '[]'::json) AS existing,
+               ARRAY(SELECT h.hits FROM hits h JOIN w USING (bucket) ORDER BY w.ord) AS bucket_hits,
+               ARRAY(SELECT h.expires_at FROM hits h JOIN w USING (bucket) ORDER BY w.ord) AS bucket_ends
+        FROM c
         """,
         channel_id,
         authors,
         reply_ids,
         mentioned,
+        ids,
+        nonce_authors,
+        nonces,
+        buckets,
+        periods,
+        counts,
     )
-    return maybe(SendCheck, record)
+    return maybe(SendBatchState, record)
+
+
+# A message's event body is built before its seq is known, with "seq":0 as a
+# placeholder for the statement to fill in. Only the key can match the pattern: inside a
+# JSON string every quote is escaped.
+SEQ_PLACEHOLDER = '"seq":0,'
+_INSERT_MESSAGES_AND_EVENTS = """
+        WITH c AS (
+            UPDATE channels SET last_seq = last_seq + cardinality($3::uuid[]) WHERE id = $1
+            RETURNING last_seq
+        ), t AS (
+            SELECT u.*, c.last_seq - cardinality($3::uuid[]) + u.ord AS seq,
+                   regexp_replace(u.data, '"seq":0,',
+                                  '"seq":' || (c.last_seq - cardinality($3::uuid[]) + u.ord) || ',')
+                       AS body
+            FROM c, unnest($3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::uuid[], $8::text[],
+                           $9::text[], $10::int[])
+                    WITH ORDINALITY AS u(id, author, content, nonce, reply_to, mentions, data, chunk, ord)
+        ), m AS (
+            INSERT INTO messages (id, channel_id, seq, author_id, content, nonce, reply_to_id,
+                                  mentions, created_at)
+            SELECT t.id, $1, t.seq, t.author, t.content, t.nonce, t.reply_to,
+                   CASE WHEN t.mentions = '' THEN '{}'::uuid[]
+                        ELSE string_to_array(t.mentions, ',')::uuid[] END,
+                   $2
+            FROM t
+        ), s AS (
+            INSERT INTO event_streams AS es (kind, entity_id, last_pos)
+            VALUES ('channel', $1, cardinality($3::uuid[]))
+            ON CONFLICT (kind, entity_id) DO UPDATE
+                SET last_pos = es.last_pos + cardinality($3::uuid[])
+            RETURNING id, last_pos
+        ), e AS (
+            INSERT INTO events (stream_id, pos, type, data)
+            SELECT s.id, s.last_pos - cardinality($3::uuid[]) + t.ord, 'message.created',
+                   t.body::jsonb
+            FROM s, t
+        ), chunks AS (
+            SELECT t.chunk, max(t.ord) AS last_index, count(*) AS n,
+                   CASE WHEN bool_and(i.inline)
+                        THEN '[' || string_agg('["message.created",' || t.body || ']', ','
+                                               ORDER BY t.ord) || ']'
+                        ELSE '' END AS body
+            FROM t JOIN unnest($12::boolean[]) WITH ORDINALITY AS i(inline, chunk) USING (chunk)
+            GROUP BY t.chunk
+        )
+        SELECT (SELECT last_seq FROM c) AS last_seq, pg_notify(
+            $11::text,
+            '{"s":' || s.id || ',"k":"channel","e":"' || $1::uuid::text
+              || '","p":' || (s.last_pos - cardinality($3::uuid[]) + chunks.last_index)
+              || ',"n":' || chunks.n
+              || CASE WHEN chunks.body <> '' THEN ',"ev":' || chunks.body ELSE '' END
+              || '}'
+        )
+        FROM s, chunks ORDER BY chunks.chunk
+"""
+
+
+async def insert_messages_and_events(
+    conn: asyncpg.Connection,
+    *,
+    channel_id: UUID,
+    created_at: datetime,
+    ids: list[UUID],
+    author_ids: list[UUID],
+    contents: list[str],
+    nonces: list[str | None],
+    reply_to_ids: list[UUID | None],
+    mentions: list[list[UUID]],
+    event_datas: list[str],
+    notify_channel: str,
+) -> int:
+    """Take the conversation's next sequence numbers (locking its counter until the
+    transaction ends), insert the messages, append one `message.created` event per
+    message (its body's SEQ_PLACEHOLDER filled in) and queue the notifications, in one
+    statement. The event-log part is `events.insert_events` inlined: same positions, same
+    notifications, one round trip fewer on the busiest path there is. Returns the last
+    sequence number taken (the messages hold last-n+1 .. last, in order)."""
+    chunk_of, inline = notification_chunk_ids(["message.created"] * len(event_datas), event_datas)
+    rows = await conn.fetch(
+        _INSERT_MESSAGES_AND_EVENTS,
+        channel_id,
+        created_at,
+        ids,
+        author_ids,
+        contents,
+        nonces,
+        reply_to_ids,
+        [",".join(str(u) for u in m) for m in mentions],
+        event_datas,
+        chunk_of,
+        notify_channel,
+        inline,
+    )
+    return int(rows[0]["last_seq"])

@@ -1,0 +1,114 @@
+"""The one middleware of our own: request metrics, the body size limit, and the
+rate-limit headers. (One layer instead of three: every request, and every chunk of a
+live stream, passes through it.)"""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from xfchat.api.metrics import Metrics, route_label
+
+DECISIONS = "ratelimit_decisions"
+
+
+class EdgeMiddleware:
+    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        limit = self.max_body_bytes
+        status = 500
+        try:
+            for name, value in scope["headers"]:
+                if name == b"content-length":
+                    try:
+                        declared = int(value)
+                    except ValueError:
+                        declared = -1
+                    if declared > limit or declared < 0:
+                        status = 413
+                        await _too_large(send, limit)
+                        return
+            seen = 0
+            exceeded = False
+            responding = False
+
+            async def receive_counted() -> Message:
+                nonlocal seen, exceeded
+                if exceeded:
+                    return {"type": "http.disconnect"}
+                message = await receive()
+                if message["type"] == "http.request":
+                    seen += len(message.get("body", b""))
+                    if seen > limit:
+                        # The handler sees a disconnect; its answer is replaced by a 413.
+                        exceeded = True
+                        return {"type": "http.disconnect"}
+                return message
+
+            async def send_edged(message: Message) -> None:
+                nonlocal status, responding
+                if message["type"] == "http.response.start":
+                    if exceeded:
+                        return
+                    responding = True
+                    status = message["status"]
+                    self.metrics.observe_latency(
+                        scope["method"], route_label(scope), time.perf_counter() - started
+                    )
+                    decisions = scope.get("state", {}).get(DECISIONS)
+                    if decisions:
+                        message = _with_rate_limit_headers(message, decisions)
+                elif exceeded and not responding:
+                    return
+                await send(message)
+
+            try:
+                await self.app(scope, receive_counted, send_edged)
+            except Exception:
+                if not exceeded:
+                    raise
+            if exceeded and not responding:
+                status = 413
+                await _too_large(send, limit)
+        finally:
+            self.metrics.count_request(scope["method"], route_label(scope), status)
+
+
+def _with_rate_limit_headers(message: Message, decisions: list) -> Message:  # type: ignore[type-arg]
+    """The headers of the tightest bucket this request was counted in (429s already
+    carry their own)."""
+    tightest = min(decisions, key=lambda d: (d.remaining, -d.reset_after))
+    headers = list(message.get("headers", []))
+    present = {name.lower() for name, _ in headers}
+    for name, value in tightest.headers().items():
+        if name.lower().encode() not in present:
+            headers.append((name.lower().encode(), value.encode()))
+    return {**message, "headers": headers}
+
+
+async def _too_large(send: Send, limit: int) -> None:
+    body = orjson.dumps(
+        {"code": "PAYLOAD_TOO_LARGE", "message": f"the request body is larger than {limit} bytes"}
+    )
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
