@@ -187,15 +187,20 @@ async def app_with(
     """Build another app on the test database with some settings changed; returns a
     client factory taking the settings and an optional client IP."""
     stack = contextlib.AsyncExitStack()
+    made: dict[tuple[str, tuple[tuple[str, str], ...]], httpx.AsyncClient] = {}
 
     async def make(ip: str = "127.0.0.1", **overrides: Any) -> httpx.AsyncClient:
+        key = (ip, tuple(sorted((k, str(v)) for k, v in overrides.items())))
+        if key in made:  # one app per settings (Hypothesis asks once per example)
+            return made[key]
         overrides.setdefault("secret", settings.secret.get_secret_value())
         application = create_app(make_settings(db_url, **overrides), pool=pool)
         await stack.enter_async_context(application.router.lifespan_context(application))
         transport = httpx.ASGITransport(app=application, client=(ip, 40000))
-        return await stack.enter_async_context(
+        made[key] = await stack.enter_async_context(
             httpx.AsyncClient(transport=transport, base_url="http://test")
         )
+        return made[key]
 
     async with stack:
         yield make

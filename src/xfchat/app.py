@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -28,22 +26,9 @@ from xfchat.domain.usage import UsageRecorder
 from xfchat.realtime import membership
 from xfchat.realtime.hub import Hub
 from xfchat.settings import Settings
+from xfchat.tasks import every, stop
 
 log = logging.getLogger("xfchat.app")
-
-
-def every(seconds: float, job: Callable[[], Awaitable[Any]], name: str) -> asyncio.Task[None]:
-    """Run `job` every `seconds` until cancelled; a failure is logged, not fatal."""
-
-    async def loop() -> None:
-        while True:
-            await asyncio.sleep(seconds)
-            try:
-                await job()
-            except Exception:
-                log.warning("periodic job %s failed", name, exc_info=True)
-
-    return asyncio.create_task(loop(), name=name)
 
 
 def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastAPI:
@@ -79,10 +64,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await stop(*tasks)
             await app.state.writer.stop()
             await app.state.hub.stop()
             await app.state.usage.stop()

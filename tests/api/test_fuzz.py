@@ -3,6 +3,8 @@ answer must be a deliberate one (never a 500), and every error must have the JSO
 
 from __future__ import annotations
 
+import json
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
@@ -53,12 +55,23 @@ plausible_text = st.sampled_from(
         "🙂" * 3,
         "../../etc/passwd",
         "'; DROP TABLE users; --",
+        "\ud800",
+        "lone \udfff surrogate",
         "https://example.com/a.png",
         "javascript:1",
         "00000000-0000-0000-0000-000000000000",
     ]
 ) | st.text(max_size=300)
 field_value = plausible_text | json_values
+
+
+def sendable(text: str) -> bool:
+    """Whether a URL can carry it at all (lone surrogates cannot be percent-encoded)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def bodies(fields: list[str]) -> st.SearchStrategy[Any]:
@@ -77,6 +90,26 @@ path_ids = (
 )
 
 
+async def call(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    **kwargs: Any,
+) -> httpx.Response:
+    """Send `body` as JSON bytes with \\u escapes, lone surrogates included (httpx's own
+    JSON encoding refuses them; a hostile client does not)."""
+    content = json.dumps(body).encode() if body is not None else None
+    return await client.request(
+        method,
+        url,
+        content=content,
+        headers={**(headers or {}), "content-type": "application/json"},
+        **kwargs,
+    )
+
+
 def assert_deliberate(response: httpx.Response) -> None:
     assert response.status_code < 500, (response.status_code, response.text)
     if response.status_code >= 400:
@@ -85,6 +118,7 @@ def assert_deliberate(response: httpx.Response) -> None:
 
 
 LIMITS = {
+    "rate_messages_user": "100000/60",
     "rate_register_ip": "100000/60",
     "rate_login_ip": "100000/60",
     "rate_login_account": "100000/60",
@@ -97,21 +131,21 @@ LIMITS = {
 @FUZZ
 async def test_fuzz_register(app_with: AppWith, body: Any) -> None:
     client = await app_with(**LIMITS)
-    assert_deliberate(await client.post("/api/auth/register", json=body))
+    assert_deliberate(await call(client, "POST", "/api/auth/register", body))
 
 
 @given(body=bodies(["login", "username", "email", "password"]))
 @FUZZ
 async def test_fuzz_login(app_with: AppWith, body: Any) -> None:
     client = await app_with(**LIMITS)
-    assert_deliberate(await client.post("/api/auth/login", json=body))
+    assert_deliberate(await call(client, "POST", "/api/auth/login", body))
 
 
 @given(body=bodies(["refresh_token"]))
 @FUZZ
 async def test_fuzz_refresh(app_with: AppWith, body: Any) -> None:
     client = await app_with(**LIMITS)
-    assert_deliberate(await client.post("/api/auth/refresh", json=body))
+    assert_deliberate(await call(client, "POST", "/api/auth/refresh", body))
 
 
 @given(
@@ -160,12 +194,12 @@ async def test_fuzz_authenticated_bodies(
 ) -> None:
     client = await app_with(**LIMITS)
     user = await make_user()
-    assert_deliberate(await client.patch("/api/users/@me", headers=user.headers, json=patch))
+    assert_deliberate(await call(client, "PATCH", "/api/users/@me", patch, headers=user.headers))
     assert_deliberate(
-        await client.post("/api/users/@me/password", headers=user.headers, json=password)
+        await call(client, "POST", "/api/users/@me/password", password, headers=user.headers)
     )
     assert_deliberate(
-        await client.post("/api/users/@me/friend-requests", headers=user.headers, json=friend)
+        await call(client, "POST", "/api/users/@me/friend-requests", friend, headers=user.headers)
     )
 
 
@@ -191,3 +225,43 @@ async def test_fuzz_path_and_query_parameters(
     ]
     for method, url, extra in calls:
         assert_deliberate(await client.request(method, url, headers=h, **extra))
+
+
+@given(
+    conversation=bodies(["kind", "user_id", "participant_ids", "name"]),
+    message=bodies(["content", "text", "reply_to_id", "nonce"]),
+    edit=bodies(["content"]),
+    ack=bodies(["seq"]),
+    params=st.dictionaries(
+        st.sampled_from(["before", "after", "limit"]), plausible_text.filter(sendable), max_size=3
+    ),
+)
+@FUZZ
+async def test_fuzz_conversations_and_messages(
+    app_with: AppWith,
+    make_user: MakeUser,
+    conversation: Any,
+    message: Any,
+    edit: Any,
+    ack: Any,
+    params: dict[str, str],
+) -> None:
+    from tests import factories
+
+    client = await app_with(**LIMITS)
+    ann, ben = await make_user(), await make_user()
+    h = ann.headers
+    assert_deliberate(await call(client, "POST", "/api/conversations", conversation, headers=h))
+    dm = (await factories.direct(client, ann, ben))["id"]
+    base = f"/api/conversations/{dm}"
+    sent = await client.post(f"{base}/messages", headers=h, json={"content": "seed"})
+    mid = sent.json()["id"]
+    for method, url, body in [
+        ("POST", f"{base}/messages", message),
+        ("PUT", f"{base}/messages/{uuid.uuid4()}", message),
+        ("PATCH", f"{base}/messages/{mid}", edit),
+        ("PUT", f"{base}/ack", ack),
+        ("PATCH", base, conversation),
+    ]:
+        assert_deliberate(await call(client, method, url, body, headers=h))
+    assert_deliberate(await client.get(f"{base}/messages", headers=h, params=params))

@@ -6,6 +6,7 @@ from uuid import UUID
 
 import asyncpg
 import httpx
+import pytest
 
 from tests import factories
 from tests.factories import TestUser
@@ -305,3 +306,87 @@ async def test_sent_messages_count_in_usage(client: httpx.AsyncClient, make_user
         await factories.say(client, ann, dm, str(i))
     usage = (await client.get("/api/users/@me/usage", headers=ann.headers)).json()
     assert usage[0]["messages_sent"] == 3
+
+
+async def test_concurrent_posts_with_one_nonce_store_one_message(
+    client: httpx.AsyncClient, make_user: MakeUser, app_with: AppWith, conn: asyncpg.Connection
+) -> None:
+    import asyncio
+
+    ann, _, dm = await pair(client, make_user)
+    fast = await app_with(rate_messages_user="1000/60")
+    others = [
+        fast.post(
+            f"/api/conversations/{dm}/messages", headers=ann.headers, json={"content": f"other {i}"}
+        )
+        for i in range(5)
+    ]
+    same = [
+        fast.post(
+            f"/api/conversations/{dm}/messages",
+            headers=ann.headers,
+            json={"content": "hi", "nonce": "double-click"},
+        )
+        for _ in range(6)
+    ]
+    responses = await asyncio.gather(*same, *others)
+    assert all(r.status_code in (200, 201) for r in responses), [r.text for r in responses]
+    assert len({r.json()["id"] for r in responses[:6]}) == 1
+    assert sorted(r.status_code for r in responses[:6]) == [200] * 5 + [201]
+    assert await conn.fetchval("SELECT count(*) FROM messages WHERE nonce = 'double-click'") == 1
+    assert await conn.fetchval("SELECT count(*) FROM messages") == 6
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/api/auth/login", {"login": "\ud800", "password": "x"}),
+        (
+            "POST",
+            "/api/auth/register",
+            {"username": "sur", "email": "s@example.com", "password": "long enough \ud800"},
+        ),
+        ("PATCH", "/api/users/@me", {"display_name": "\udfff"}),
+        ("POST", "/api/conversations/{dm}/messages", {"content": "bad \ud800 text"}),
+        ("GET", "/api/conversations/{dm}/messages?before=99999999999999999999", None),
+        ("PUT", "/api/conversations/{dm}/messages/{mid}/reactions/a%00b/@me", None),
+    ],
+)
+async def test_values_nothing_can_store_are_400(
+    client: httpx.AsyncClient, make_user: MakeUser, method: str, path: str, body: object
+) -> None:
+    import json
+
+    ann, _, dm = await pair(client, make_user)
+    message = await factories.say(client, ann, dm, "hello")
+    url = path.format(dm=dm, mid=message["id"])
+    raw = json.dumps(body).encode() if body is not None else None  # keeps the lone surrogate
+    response = await client.request(
+        method, url, headers={**ann.headers, "content-type": "application/json"}, content=raw
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] in {
+        "VALIDATION_ERROR",
+        "MALFORMED_JSON",
+        "INVALID_EMOJI",
+        "INVALID_VALUE",
+    }
+
+
+async def test_deleting_a_message_empties_it_in_the_event_log(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    ann, _, dm = await pair(client, make_user)
+    message = await factories.say(client, ann, dm, "regrettable")
+    await client.patch(
+        f"/api/conversations/{dm}/messages/{message['id']}",
+        headers=ann.headers,
+        json={"content": "regrettable, edited"},
+    )
+    await factories.say(client, ann, dm, "kept")
+    await client.delete(f"/api/conversations/{dm}/messages/{message['id']}", headers=ann.headers)
+    events = await factories.events_of(conn, "channel", UUID(dm))
+    assert "regrettable" not in str(events)
+    created = [d for t, d in events if t == "message.created" and d["id"] == message["id"]]
+    assert created[0]["content"] == "" and created[0]["deleted"] is True
+    assert any(d.get("content") == "kept" for _, d in events)

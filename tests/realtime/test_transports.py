@@ -179,13 +179,18 @@ async def test_gateway_refuses_bad_openings(server: str, first: Any, code: int) 
         assert info.value.rcvd is not None and info.value.rcvd.code == code
 
 
-async def test_gateway_resume_with_a_stale_position_says_invalid_session(
+async def test_gateway_resume_from_a_position_the_log_never_had_says_invalid_session(
     server: str, make_user: MakeUser
 ) -> None:
+    from xfchat.realtime.cursor import decode, encode
+
     ben = await make_user("ben")
-    gw = await GatewayClient.connect(server, ben.access_token, resume="1.AQE")  # stream 1 @ 1
-    frame = await gw.next()
-    assert frame == {"op": 9, "d": {"resumable": False}}
+    gw = await GatewayClient.connect(server, ben.access_token)
+    real = (await gw.next("ready"))["s"]
+    await gw.close()
+    forged = encode({stream: pos + 1000 for stream, pos in decode(real).items()})
+    gw = await GatewayClient.connect(server, ben.access_token, resume=forged)
+    assert await gw.next() == {"op": 9, "d": {"resumable": False}}
     assert await gw.closed_with() == 4010
 
 
@@ -321,3 +326,98 @@ async def test_oversized_messages_arrive_in_order_through_the_hub(
     assert {m["id"] for m in got} == {m["id"] for m in sent}
     assert sum(m["content"] == wide for m in got) == 10
     await stream.close()
+
+
+async def test_resuming_after_being_removed_gets_exactly_what_came_before_the_removal(
+    server: str, http: Http, make_user: MakeUser
+) -> None:
+    api = http(server)
+    ann, ben = await make_user("ann"), await make_user("ben")
+    group = (await factories.group(api, ann, ben))["id"]
+    stream = await sse(server, ben.access_token)
+    await stream.next("ready")
+    token = stream.last_id
+    await stream.close()
+    before = await put(api, ann, group, "while ben was in")
+    await api.delete(f"/api/conversations/{group}/participants/{ben.id}", headers=ann.headers)
+    await put(api, ann, group, "after ben left")
+    marker = await put(api, ann, (await factories.direct(api, ann, ben))["id"], "marker")
+    resumed = await sse(server, ben.access_token, last_event_id=token)
+    await resumed.next("ready")
+    seen = []
+    while True:
+        event = await resumed.next()
+        seen.append((event.event, event.data.get("content") if event.data else None))
+        if event.event == "message.created" and event.data["id"] == marker["id"]:
+            break
+    contents = [c for e, c in seen if e == "message.created"]
+    assert before["content"] in contents and "after ben left" not in contents
+    assert ("participant.removed", None) in seen
+    await resumed.close()
+
+
+async def test_removed_then_added_again_misses_only_the_time_outside(
+    server: str, http: Http, make_user: MakeUser
+) -> None:
+    api = http(server)
+    ann, ben = await make_user("ann"), await make_user("ben")
+    group = (await factories.group(api, ann, ben))["id"]
+    stream = await sse(server, ben.access_token)
+    await stream.next("ready")
+    await api.delete(f"/api/conversations/{group}/participants/{ben.id}", headers=ann.headers)
+    await put(api, ann, group, "while ben was out")
+    await api.put(f"/api/conversations/{group}/participants/{ben.id}", headers=ann.headers)
+    back = await put(api, ann, group, "ben is back")
+    contents = []
+    while not contents or contents[-1] != back["content"]:
+        contents.append((await stream.next("message.created")).data["content"])
+    assert contents == ["ben is back"]
+    await stream.close()
+
+
+async def test_a_position_older_than_the_log_gets_a_resync(
+    server: str, http: Http, make_user: MakeUser, pool: Any
+) -> None:
+    from xfchat.domain.retention import prune_event_log
+
+    api = http(server)
+    ann, ben = await make_user("ann"), await make_user("ben")
+    dm = (await factories.direct(api, ann, ben))["id"]
+    stream = await sse(server, ben.access_token)
+    await stream.next("ready")
+    await put(api, ann, dm, "one")
+    await stream.next("message.created")
+    old_token = stream.last_id
+    await stream.close()
+    await put(api, ann, dm, "two")
+    await asyncio.sleep(0.01)
+    assert await prune_event_log(pool, retention_days=0) >= 2  # everything is "old" now
+    await put(api, ann, dm, "three")
+
+    resumed = await sse(server, ben.access_token, last_event_id=old_token)
+    assert (await resumed.next("ready")).data["resumed"] is False
+    assert "reload" in (await resumed.next("resync")).data["reason"]
+    await put(api, ann, dm, "four")  # from now on it is live again
+    assert (await resumed.next("message.created")).data["content"] == "four"
+    await resumed.close()
+    gw = await GatewayClient.connect(server, ben.access_token, resume=old_token)
+    assert await gw.next() == {"op": 9, "d": {"resumable": False}}
+    assert await gw.closed_with() == 4010
+
+
+async def test_a_revocation_reaches_a_process_that_had_the_session_cached(
+    servers: Any, make_user: MakeUser
+) -> None:
+    _, a = servers.start()
+    _, b = servers.start()
+    ben = await make_user("ben")
+    async with httpx.AsyncClient(timeout=10) as c:
+        assert (await c.get(f"{b}/api/users/@me", headers=ben.headers)).status_code == 200
+        assert (await c.get(f"{b}/api/users/@me", headers=ben.headers)).status_code == 200
+        assert (await c.post(f"{a}/api/auth/logout", headers=ben.headers)).status_code == 204
+        for _ in range(100):  # heard through PostgreSQL's NOTIFY: milliseconds, not 30 s
+            response = await c.get(f"{b}/api/users/@me", headers=ben.headers)
+            if response.status_code == 401:
+                break
+            await asyncio.sleep(0.02)
+        assert response.status_code == 401 and response.json()["code"] == "SESSION_REVOKED"

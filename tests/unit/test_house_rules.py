@@ -96,8 +96,32 @@ def test_events_are_emitted_only_from_the_domain() -> None:
     for path in modules(PACKAGE):
         if PACKAGE / "domain" in path.parents or path.parent.name == "realtime":
             continue
-        if re.search(r"\bemit(_many)?\(", path.read_text()):
+        if re.search(r"\b(emit|emit_many|append_messages|signal_ephemeral)\(", path.read_text()):
             offenders.append(str(path.relative_to(ROOT)))
+    assert offenders == []
+
+
+EVENT_WRITERS = ("insert_events", "insert_messages_and_events", "notify")
+
+
+def test_only_realtime_events_calls_the_statements_that_write_events() -> None:
+    """Appending to the log and NOTIFY happen only through realtime/events.py, whose
+    functions refuse to run outside a transaction; pg_notify appears only in the two
+    query modules that hold those statements."""
+    offenders = []
+    for path in modules(PACKAGE):
+        text = path.read_text()
+        if "pg_notify" in text and path.name not in {"events.py", "messages.py"}:
+            offenders.append(f"{path.relative_to(ROOT)}: pg_notify")
+        if path == PACKAGE / "realtime" / "events.py" or QUERIES in path.parents:
+            continue
+        for node in ast.walk(ast.parse(text)):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in EVENT_WRITERS
+            ):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.func.attr}")
     assert offenders == []
 
 

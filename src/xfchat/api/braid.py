@@ -18,17 +18,14 @@ import json
 from typing import Any
 from uuid import UUID
 
-import asyncpg
 import orjson
 from fastapi import Request
 from starlette.responses import Response
 
 from xfchat.api.streaming import LiveStream, Write
-from xfchat.db.queries import messages as messages_q
+from xfchat.domain import messages
 from xfchat.domain.accounts import Actor
-from xfchat.domain.conversations import access_conversation
-from xfchat.domain.messages import view_json
-from xfchat.errors import BadRequest, Gone
+from xfchat.errors import BadRequest, NotFound
 from xfchat.realtime.feeds import open_channel_feed
 from xfchat.realtime.hub import Closed
 
@@ -80,35 +77,6 @@ def parse_heartbeats(value: str | None) -> float | None:
     return seconds
 
 
-async def _resume_point(
-    conn: asyncpg.Connection, channel_id: UUID, parents: list[str]
-) -> tuple[int, str]:
-    """(seq, version) of the newest of the given versions; Gone if one is unknown."""
-    best: tuple[int, str] | None = None
-    for version in parents:
-        try:
-            message_id: UUID | None = UUID(version)
-        except ValueError:
-            message_id = None
-        seq = (
-            None
-            if message_id is None
-            else await messages_q.get_message_seq(
-                conn, channel_id=channel_id, message_id=message_id
-            )
-        )
-        if seq is None:
-            raise Gone(
-                f"version {version!r} is not a message of this conversation; "
-                "subscribe without Parents",
-                code="VERSION_UNKNOWN",
-            )
-        if best is None or seq > best[0]:
-            best = (seq, version)
-    assert best is not None
-    return best
-
-
 def _patch(message: dict[str, Any], parent: str | None) -> bytes:
     return update(orjson.dumps(message), message["id"], parent, patch=True)
 
@@ -117,41 +85,47 @@ async def subscribe(request: Request, actor: Actor, conversation_id: UUID) -> Re
     state = request.app.state
     heartbeats = parse_heartbeats(request.headers.get("heartbeats"))
     parents = request.headers.get("parents")
-    async with state.pool.acquire() as conn:
-        channel = await access_conversation(conn, actor, conversation_id)
-        resume = await _resume_point(conn, channel.id, braid_ids(parents)) if parents else None
-    # Registered before any history is read: whatever commits from here on is either in
-    # what we read below or arrives live (and is skipped by seq if it is in both).
-    sub = await open_channel_feed(state.hub, state.pool, actor, channel.id)
-    stream = next(iter(sub.cursors))
-
-    async def history(after_seq: int, limit: int) -> list[dict[str, Any]]:
-        async with state.pool.acquire() as conn:
-            rows = await messages_q.list_messages(
+    versions = braid_ids(parents) if parents else None
+    # One snapshot: the subscription starts at the stream's position in it, and the
+    # history below is read in it; what commits later arrives live (skipped by seq if
+    # it is in both).
+    async with (
+        state.pool.acquire() as conn,
+        conn.transaction(isolation="repeatable_read", readonly=True),
+    ):
+        sub = await open_channel_feed(state.hub, state.pool, actor, conversation_id, conn)
+        try:
+            resume = None
+            if versions is not None:
+                resume = await messages.resume_point(conn, actor, conversation_id, versions)
+            newest = await messages.list_messages(
                 conn,
-                viewer=actor.user_id,
-                channel_id=channel.id,
-                limit=limit,
-                after=after_seq if after_seq >= 0 else None,
+                actor,
+                conversation_id,
+                limit=SNAPSHOT_SIZE if resume is None else 1,
+                before=None,
+                after=None,
             )
-        return [view_json(r) for r in rows]
-
-    snapshot: list[dict[str, Any]] = []
-    if resume is None:
-        snapshot = list(reversed(await history(-1, SNAPSHOT_SIZE)))
-    newest = snapshot[-1]["id"] if snapshot else None
-    if resume is not None:
-        latest = await history(-1, 1)
-        newest = latest[0]["id"] if latest else None
+        except BaseException:
+            sub.close("error")
+            raise
+    snapshot = list(reversed(newest)) if resume is None else []
+    stream = next(iter(sub.cursors))
     headers = {
         "Subscribe": request.headers.get("subscribe") or "true",
         "Cache-Control": "no-cache, no-transform, no-store",
         "X-Accel-Buffering": "no",
     }
-    if newest is not None:
-        headers["Current-Version"] = quoted(newest)
+    if newest:
+        headers["Current-Version"] = quoted(newest[0]["id"])
     if heartbeats is not None:
         headers["Heartbeats"] = f"{heartbeats:g}s"
+
+    async def history(after_seq: int) -> list[dict[str, Any]]:
+        async with state.pool.acquire() as conn:
+            return await messages.list_messages(
+                conn, actor, conversation_id, limit=PAGE, before=None, after=after_seq
+            )
 
     async def produce(write: Write) -> None:
         last_seq, last_id = resume if resume is not None else (0, None)
@@ -163,7 +137,7 @@ async def subscribe(request: Request, actor: Actor, conversation_id: UUID) -> Re
         async def catch_up(upto: int | None) -> None:
             nonlocal last_seq, last_id
             while True:
-                page = await history(last_seq, PAGE)
+                page = await history(last_seq)
                 for message in page:
                     if upto is not None and message["seq"] > upto:
                         return
@@ -172,25 +146,28 @@ async def subscribe(request: Request, actor: Actor, conversation_id: UUID) -> Re
                 if len(page) < PAGE:
                     return
 
-        if resume is not None:
-            await catch_up(None)
-        while True:
-            try:
-                item = await sub.next(idle_s=heartbeats)
-            except Closed:
-                return
-            if item is None:
-                await write(b"\r\n")  # heartbeat
-                continue
-            if stream not in sub.cursors:  # the user was removed from the conversation
-                return
-            delivery, _ = item
-            if delivery.type != "message.created" or delivery.data["seq"] <= last_seq:
-                continue
-            if delivery.data["seq"] > last_seq + 1:
-                await catch_up(delivery.data["seq"])
-                continue
-            await write(_patch(delivery.data, last_id))
-            last_seq, last_id = delivery.data["seq"], delivery.data["id"]
+        try:
+            if resume is not None:
+                await catch_up(None)
+            while True:
+                try:
+                    item = await sub.next(idle_s=heartbeats)
+                except Closed:
+                    return
+                if item is None:
+                    await write(b"\r\n")  # heartbeat
+                    continue
+                if stream not in sub.cursors:  # the user was removed from the conversation
+                    return
+                delivery, _ = item
+                if delivery.type != "message.created" or delivery.data["seq"] <= last_seq:
+                    continue
+                if delivery.data["seq"] > last_seq + 1:
+                    await catch_up(delivery.data["seq"])
+                    continue
+                await write(_patch(delivery.data, last_id))
+                last_seq, last_id = delivery.data["seq"], delivery.data["id"]
+        except NotFound:
+            return  # no longer a participant: the subscription ends
 
     return LiveStream(209, headers, sub, produce)

@@ -90,6 +90,9 @@ def install_error_handlers(app: FastAPI, on_db_error: Any = None) -> None:
     async def database_error(_request: Request, exc: Exception) -> JSONResponse:
         if on_db_error is not None:
             on_db_error(type(exc).__name__)
+        if isinstance(exc, asyncpg.DataError):  # a value the driver cannot send (it is
+            # an InterfaceError, so this comes before the "unavailable" answer)
+            return error_response(400, "INVALID_VALUE", "a value in the request cannot be stored")
         if isinstance(
             exc, (asyncpg.CharacterNotInRepertoireError, asyncpg.UntranslatableCharacterError)
         ):
@@ -113,7 +116,7 @@ def install_error_handlers(app: FastAPI, on_db_error: Any = None) -> None:
         log.exception("database error", exc_info=exc)
         return error_response(500, "INTERNAL_ERROR", "internal error")
 
-    for cls in (asyncpg.PostgresError, *DB_UNAVAILABLE_ERRORS):
+    for cls in (asyncpg.PostgresError, asyncpg.DataError, *DB_UNAVAILABLE_ERRORS):
         app.add_exception_handler(cls, database_error)
 
     async def internal_error(_request: Request, exc: Exception) -> JSONResponse:

@@ -32,6 +32,7 @@ from xfchat.errors import XFChatError
 from xfchat.realtime.cursor import BadToken, decode
 from xfchat.realtime.feeds import open_user_feed
 from xfchat.realtime.hub import Closed, Subscriber
+from xfchat.tasks import stop
 
 router = APIRouter(tags=["realtime"])
 
@@ -81,7 +82,8 @@ def dispatch(event_type: str, data: bytes, token: str | None) -> str:
 
 async def _receive(ws: WebSocket, within_s: float) -> dict[str, Any]:
     try:
-        text = await asyncio.wait_for(ws.receive_text(), within_s)
+        async with asyncio.timeout(within_s):
+            text = await ws.receive_text()
     except TimeoutError:
         raise GatewayClose(4009) from None
     except KeyError:  # a binary frame
@@ -116,7 +118,10 @@ async def _handshake(ws: WebSocket, interval: float) -> tuple[Actor, Subscriber,
             decode(seq)
         except BadToken:
             raise GatewayClose(4007) from None
-    sub, resync = await open_user_feed(state.hub, state.pool, actor, seq)
+    try:
+        sub, resync = await open_user_feed(state.hub, state.pool, actor, seq)
+    except XFChatError:  # the session ended meanwhile
+        raise GatewayClose(4012) from None
     return actor, sub, op == RESUME, resync
 
 
@@ -145,7 +150,8 @@ async def gateway(ws: WebSocket) -> None:
         await _serve(ws, sub, interval)
     except GatewayClose as close:
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(ws.close(close.code, str(close)), SEND_TIMEOUT_S)
+            async with asyncio.timeout(SEND_TIMEOUT_S):
+                await ws.close(close.code, str(close))
     except WebSocketDisconnect:
         pass
     finally:
@@ -173,10 +179,7 @@ async def _serve(ws: WebSocket, sub: Subscriber, interval: float) -> None:
         if sub.closed is not None:
             raise GatewayClose(CLOSE_FOR_REASON.get(sub.closed, 4011))
     finally:
-        for task in tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await stop(*tasks)
 
 
 async def _write(ws: WebSocket, sub: Subscriber) -> None:

@@ -110,8 +110,8 @@ async def get_messages(
     request: Request,
     conversation_id: UUID,
     actor: CurrentActor,
-    before: Annotated[int | None, Query(ge=0)] = None,
-    after: Annotated[int | None, Query(ge=0)] = None,
+    before: Annotated[int | None, Query(ge=0, le=2**62)] = None,
+    after: Annotated[int | None, Query(ge=0, le=2**62)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
 ) -> Response:
     """History: newest first (no cursor or `before=<seq>`), oldest first (`after=<seq>`).

@@ -12,14 +12,19 @@ from xfchat.db.queries.users import PublicUserRow, UserRow
 
 
 def _no_nul(value: str) -> str:
-    # PostgreSQL text cannot hold U+0000; refuse it here, naming the field.
+    # PostgreSQL text cannot hold U+0000, and nothing can store a lone surrogate (JSON
+    # lets "\ud800" through); refuse both here, naming the field.
     if "\x00" in value:
         raise ValueError("must not contain the NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text (no lone surrogates)") from None
     return value
 
 
 Text = Annotated[str, AfterValidator(_no_nul)]
-"""Every string a client sends is a Text: no NUL characters."""
+"""Every string a client sends is a Text: valid Unicode without NUL characters."""
 
 
 class UserPublic(BaseModel):

@@ -11,7 +11,6 @@ never hold up anyone else.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
@@ -20,6 +19,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from xfchat.realtime.hub import Subscriber
+from xfchat.tasks import stop
 
 log = logging.getLogger("xfchat.stream")
 Write = Callable[[bytes], Awaitable[None]]
@@ -70,10 +70,7 @@ class LiveStream(Response):
             if finished and producer.exception() is not None:
                 log.error("a live stream failed", exc_info=producer.exception())
                 finished = False
-            for task in (producer, gone, ended):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await stop(producer, gone, ended)
             if finished and gone not in done:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:

@@ -237,6 +237,9 @@ class SessionCache:
         self.max_entries = max_entries
         self._entries: dict[UUID, tuple[users_q.UserRow, float]] = {}
         self._claims: dict[str, AccessClaims] = {}
+        # Bumped by every forget: a lookup that started before one is not stored (it may
+        # have read a session whose revocation was heard while it ran).
+        self.generation = 0
 
     def verify(self, secret: str, token: str) -> AccessClaims:
         """verify_access_token, remembered: a token's claims never change and clients
@@ -260,20 +263,25 @@ class SessionCache:
             return None
         return user
 
-    def put(self, session_id: UUID, user: users_q.UserRow) -> None:
+    def put(self, session_id: UUID, user: users_q.UserRow, generation: int) -> None:
+        if generation != self.generation:
+            return
         if len(self._entries) >= self.max_entries:
             self._entries.clear()
         self._entries[session_id] = (user, time.monotonic())
 
     def forget_session(self, session_id: UUID | str) -> None:
+        self.generation += 1
         self._entries.pop(UUID(str(session_id)), None)
 
     def forget_user(self, user_id: UUID | str) -> None:
+        self.generation += 1
         uid = UUID(str(user_id))
         for sid in [sid for sid, (user, _) in self._entries.items() if user.id == uid]:
             del self._entries[sid]
 
     def clear(self) -> None:
+        self.generation += 1
         self._entries.clear()
 
     def observe(self, event_type: str, data: dict[str, Any]) -> None:
@@ -300,13 +308,14 @@ async def authenticate(
     user = cache.get(claims.session_id, claims.user_id) if cache is not None else None
     if user is not None:
         return actor, user
+    generation = cache.generation if cache is not None else 0
     user = await sessions_q.get_live_session_user(
         conn, session_id=claims.session_id, user_id=claims.user_id
     )
     if user is None:
         raise Unauthorized("this session has ended; log in again", code="SESSION_REVOKED")
     if cache is not None:
-        cache.put(claims.session_id, user)
+        cache.put(claims.session_id, user, generation)
     return actor, user
 
 

@@ -17,6 +17,9 @@ from xfchat.errors import BadRequest, Forbidden, NotFound
 from xfchat.realtime.events import Event, Stream, emit, emit_many
 
 MAX_PARTICIPANTS = 25
+# Each conversation is a stream every connection of its people follows; this keeps
+# their resume tokens to a few kilobytes.
+MAX_CONVERSATIONS_PER_USER = 1000
 MAX_NAME = 100
 
 
@@ -40,6 +43,15 @@ def conversation_summary(
     }
 
 
+async def check_room(conn: asyncpg.Connection, users: list[UUID]) -> None:
+    """Raises Forbidden (TOO_MANY_CONVERSATIONS) if one of them is at the limit."""
+    if await q.users_at_conversation_limit(conn, user_ids=users, limit=MAX_CONVERSATIONS_PER_USER):
+        raise Forbidden(
+            f"someone here already takes part in {MAX_CONVERSATIONS_PER_USER} conversations",
+            code="TOO_MANY_CONVERSATIONS",
+        )
+
+
 def not_found() -> NotFound:
     return NotFound("no such conversation", code="CONVERSATION_NOT_FOUND")
 
@@ -61,8 +73,11 @@ async def get_or_create_direct(
 ) -> tuple[channels_q.ChannelRow, bool]:
     """The pair's direct conversation, created (with both participants) if missing.
     Must run inside the caller's transaction; returns (conversation, created)."""
-    channel = await channels_q.insert_direct_channel(conn, user_a=user_a, user_b=user_b)
-    created = channel is not None
+    existing = await channels_q.get_direct_channel(conn, user_a=user_a, user_b=user_b)
+    if existing is None:
+        await check_room(conn, [user_a, user_b])
+    channel = existing or await channels_q.insert_direct_channel(conn, user_a=user_a, user_b=user_b)
+    created = existing is None and channel is not None
     if channel is None:
         channel = await channels_q.get_direct_channel(conn, user_a=user_a, user_b=user_b)
         assert channel is not None
@@ -142,6 +157,7 @@ async def create_group(
         )
     async with conn.transaction():
         await _check_newcomers(conn, actor, others)
+        await check_room(conn, [actor.user_id, *others])
         channel = await q.insert_group(conn, name=name, owner_id=actor.user_id)
         everyone = [actor.user_id, *others]
         await channels_q.insert_conversation_participants(
@@ -214,6 +230,7 @@ async def add_participant(
                 f"a group has at most {MAX_PARTICIPANTS} participants", code="TOO_MANY_PARTICIPANTS"
             )
         await _check_newcomers(conn, actor, [user_id])
+        await check_room(conn, [user_id])
         await channels_q.insert_conversation_participants(
             conn, channel_id=channel.id, user_ids=[user_id]
         )

@@ -1,9 +1,9 @@
 """Friend requests, friendships and blocks.
 
 Every change between two users first takes a transaction-scoped advisory lock on the
-pair, so a block and a friend request racing each other cannot both win. A block is
-never revealed to the blocked user: their requests are refused with the same answer as
-for an unknown username.
+pair, so a block and a friend request racing each other cannot both win. A friend
+request never reveals a block: it is refused with the same answer as for an unknown
+username.
 """
 
 from __future__ import annotations

@@ -14,10 +14,11 @@ from uuid import UUID
 import asyncpg
 
 from xfchat.db.queries import conversations as conversations_q
+from xfchat.db.queries import events as events_q
 from xfchat.db.queries import messages as q
 from xfchat.domain.accounts import Actor
 from xfchat.domain.conversations import access_conversation
-from xfchat.errors import BadRequest, Forbidden, NotFound
+from xfchat.errors import BadRequest, Forbidden, Gone, NotFound
 from xfchat.realtime.events import Event, Stream, emit, signal_ephemeral
 
 MAX_CONTENT = 4000
@@ -218,6 +219,8 @@ async def delete_message(
         if row.deleted_at is not None:
             return
         await q.soft_delete_message(conn, message_id=message_id, deleted_by=actor.user_id)
+        # The text also leaves the event log, so a resume cannot replay it.
+        await events_q.scrub_message_events(conn, channel_id=channel.id, message_id=message_id)
         await emit(
             conn,
             Event(
@@ -229,6 +232,10 @@ async def delete_message(
 
 
 def check_emoji(emoji: str) -> str:
+    try:
+        emoji.encode("utf-8")
+    except UnicodeEncodeError:
+        emoji = ""
     if not 1 <= len(emoji) <= 64 or any(c.isspace() or ord(c) < 32 for c in emoji):
         raise BadRequest(
             "an emoji is 1 to 64 characters without spaces", code="INVALID_EMOJI", field="emoji"
@@ -322,9 +329,32 @@ async def start_typing(conn: asyncpg.Connection, actor: Actor, conversation_id: 
     )
 
 
-async def message_seq_of(
-    conn: asyncpg.Connection, actor: Actor, conversation_id: UUID, message_id: UUID
-) -> int | None:
-    """The sequence number of a message of this conversation (None if unknown)."""
+async def resume_point(
+    conn: asyncpg.Connection, actor: Actor, conversation_id: UUID, versions: list[str]
+) -> tuple[int, str]:
+    """(seq, id) of the newest of these message ids (Braid versions) in the conversation.
+
+    Raises: NotFound (CONVERSATION_NOT_FOUND); Gone (VERSION_UNKNOWN) if one is not a
+    message of this conversation."""
     channel = await access_conversation(conn, actor, conversation_id)
-    return await q.get_message_seq(conn, channel_id=channel.id, message_id=message_id)
+    best: tuple[int, str] | None = None
+    for version in versions:
+        try:
+            message_id: UUID | None = UUID(version)
+        except ValueError:
+            message_id = None
+        seq = (
+            None
+            if message_id is None
+            else await q.get_message_seq(conn, channel_id=channel.id, message_id=message_id)
+        )
+        if seq is None:
+            raise Gone(
+                f"version {version!r} is not a message of this conversation; "
+                "subscribe without Parents",
+                code="VERSION_UNKNOWN",
+            )
+        if best is None or seq > best[0]:
+            best = (seq, version)
+    assert best is not None
+    return best

@@ -3,13 +3,16 @@
 Each process has one MessageWriter. A send waits in the queue of the worker that owns
 its channel (channels are spread over a few workers by hash, so one busy conversation
 does not hold up the others). A worker takes everything waiting, and for each channel
-runs one transaction of two statements: the first locks the channel's message counter,
+runs one transaction of two statements: the first share-locks the conversation's row,
 checks access, replies and mentions for the whole batch, finds earlier sends with the
-same ids or nonces, and counts every send in its rate-limit buckets; the second inserts
-the new messages at consecutive sequence numbers and appends their `message.created`
-events with one NOTIFY. Only after COMMIT does any send learn its result, so
-"acknowledged" always means "durable". A send therefore costs no database round trip of
-its own: a batch costs four (BEGIN, two statements, COMMIT), whatever its size.
+same ids or nonces, and counts every send in its rate-limit buckets; the second takes
+the next sequence numbers, inserts the new messages and appends their `message.created`
+events with their notifications (re-checking participants with its own snapshot). Only
+after COMMIT does any send learn its result, so "acknowledged" always means "durable".
+A send therefore costs no database round trip of its own: a batch costs four (BEGIN, two
+statements, COMMIT), whatever its size. Two batches of a queue may be in flight at once;
+sends that are in flight together have no order between them (a client that needs its
+messages in order sends each after the previous one is acknowledged).
 
 Idempotency: a PUT names its message id; the same id with the same author, channel,
 text and reply again returns the stored message (200, nothing broadcast); anything else
@@ -20,7 +23,6 @@ channel returns the stored message.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,9 +36,17 @@ from xfchat.domain.accounts import Actor
 from xfchat.domain.conversations import not_found
 from xfchat.domain.messages import check_content, mentioned_ids, message_json, view_json
 from xfchat.domain.ratelimit import Decision, bucket_key, decide
-from xfchat.errors import BadRequest, Conflict, Forbidden, RateLimited, XFChatError
-from xfchat.realtime.events import NOTIFY_CHANNEL, encode
+from xfchat.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    RateLimited,
+    ServiceUnavailable,
+    XFChatError,
+)
+from xfchat.realtime.events import append_messages
 from xfchat.settings import RateLimit
+from xfchat.tasks import stop
 
 log = logging.getLogger("xfchat.send")
 
@@ -82,6 +92,10 @@ def _conflict(message_id: UUID) -> Conflict:
     return Conflict(
         f"message {message_id} already exists with another body", code="MESSAGE_ID_CONFLICT"
     )
+
+
+class StaleBatch(Exception):
+    """What the batch's first statement saw changed before its second ran: retry it."""
 
 
 class _Buckets:
@@ -151,6 +165,7 @@ async def write_batch(
     repeats: dict[int, str] = {}  # request index -> id of the stored message it repeats
     inserting: list[int] = []
     claimed: dict[UUID, int] = {}  # message id -> the request of this batch inserting it
+    claimed_nonce: dict[tuple[UUID, str], int] = {}  # (author, nonce) -> likewise
     for i, r in enumerate(reqs):
         denied = next((d for d in decisions[i] if not d.allowed), None)
         old = by_id.get(str(r.message_id)) if r.client_chose_id else None
@@ -176,6 +191,8 @@ async def write_batch(
                 code="INVALID_REPLY",
                 field="reply_to_id",
             )
+        elif r.nonce and (r.actor.user_id, r.nonce) in claimed_nonce:  # a nonce twice
+            repeats[i] = str(reqs[claimed_nonce[(r.actor.user_id, r.nonce)]].message_id)
         elif r.message_id in claimed:  # the same id twice in one batch
             first = reqs[claimed[r.message_id]]
             if (first.actor.user_id, first.content, first.reply_to_id) == (
@@ -188,6 +205,8 @@ async def write_batch(
                 outcomes[i] = _conflict(r.message_id)
         else:
             claimed[r.message_id] = i
+            if r.nonce:
+                claimed_nonce[(r.actor.user_id, r.nonce)] = i
             inserting.append(i)
     mentionable = set(state.mentionable)
     bodies: dict[str, dict[str, Any]] = {}
@@ -212,7 +231,7 @@ async def write_batch(
             )
             rows.append(row)
             bodies[str(r.message_id)] = message_json(row, r.author)  # "seq": 0 for now
-        last = await q.insert_messages_and_events(
+        last = await append_messages(
             conn,
             channel_id=channel_id,
             created_at=state.now,
@@ -222,9 +241,10 @@ async def write_batch(
             nonces=[row.nonce for row in rows],
             reply_to_ids=[row.reply_to_id for row in rows],
             mentions=[row.mentions for row in rows],
-            event_datas=[encode(bodies[str(row.id)]) for row in rows],
-            notify_channel=NOTIFY_CHANNEL,
+            bodies=[bodies[str(row.id)] for row in rows],
         )
+        if last is None:  # a participant left or a block came between the two statements
+            raise StaleBatch
         for offset, i in enumerate(inserting):
             body = bodies[str(reqs[i].message_id)]
             body["seq"] = last - len(inserting) + 1 + offset
@@ -269,10 +289,7 @@ class MessageWriter:
         ]
 
     async def stop(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop(*self.tasks)
 
     async def send(self, req: SendRequest) -> SendResult:
         """Queue a send and wait until it is committed (or refused).
@@ -322,14 +339,24 @@ class MessageWriter:
                     outcomes = await write_batch(conn, channel_id, reqs)
                 break  # committed
             except (
+                StaleBatch,
                 asyncpg.UniqueViolationError,
                 asyncpg.DeadlockDetectedError,
                 asyncpg.SerializationError,
             ) as exc:
-                # Another process inserted one of these ids (or nonces) meanwhile: the
-                # next attempt's check sees it and answers it as a repeat or a conflict.
+                # Another process inserted one of these ids (or nonces) meanwhile, or the
+                # participants changed between the two statements: the next attempt's
+                # check sees it and answers accordingly.
                 if attempt == RETRIES:
-                    return self._fail(reqs, exc)
+                    return self._fail(
+                        reqs,
+                        ServiceUnavailable(
+                            "the conversation is too busy right now; retry",
+                            headers={"Retry-After": "1"},
+                        )
+                        if not isinstance(exc, XFChatError)
+                        else exc,
+                    )
             except Exception as exc:  # the database is gone, a timeout: nothing was written
                 return self._fail(reqs, exc)
         created: dict[UUID, int] = {}

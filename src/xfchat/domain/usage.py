@@ -9,7 +9,6 @@ acknowledged user data.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import defaultdict
 from datetime import UTC, date, datetime
@@ -18,6 +17,7 @@ from uuid import UUID
 import asyncpg
 
 from xfchat.db.queries import usage as q
+from xfchat.tasks import stop
 
 log = logging.getLogger("xfchat.usage")
 
@@ -79,8 +79,5 @@ class UsageRecorder:
         self._task = asyncio.create_task(loop())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop(self._task)
         await self.flush()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -23,6 +24,7 @@ import asyncpg
 import orjson
 
 from xfchat.db.queries import events as q
+from xfchat.db.queries import messages as messages_q
 from xfchat.db.queries.events import EventPosition
 
 NOTIFY_CHANNEL = "xfchat_events"
@@ -116,3 +118,38 @@ async def signal_ephemeral(conn: asyncpg.Connection, event: Event) -> None:
         }
     )
     await q.notify(conn, channel=EPHEMERAL_CHANNEL, payload=payload)
+
+
+async def append_messages(
+    conn: asyncpg.Connection,
+    *,
+    channel_id: UUID,
+    created_at: datetime,
+    ids: list[UUID],
+    author_ids: list[UUID],
+    contents: list[str],
+    nonces: list[str | None],
+    reply_to_ids: list[UUID | None],
+    mentions: list[list[UUID]],
+    bodies: list[Mapping[str, Any]],
+) -> int | None:
+    """Insert messages and emit their `message.created` events in one statement (the
+    send path's emit: the same positions and notifications as `emit_many`, one round
+    trip fewer). Each body's "seq" must be 0: the statement fills in the sequence number
+    it takes. Returns the last sequence number taken, or None if an author is no longer
+    a participant (nothing written)."""
+    if not conn.is_in_transaction():
+        raise RuntimeError("append_messages() must run inside the writer's transaction")
+    return await messages_q.insert_messages_and_events(
+        conn,
+        channel_id=channel_id,
+        created_at=created_at,
+        ids=ids,
+        author_ids=author_ids,
+        contents=contents,
+        nonces=nonces,
+        reply_to_ids=reply_to_ids,
+        mentions=mentions,
+        event_datas=[encode(b) for b in bodies],
+        notify_channel=NOTIFY_CHANNEL,
+    )

@@ -31,13 +31,14 @@ from xfchat.db.queries import events as events_q
 from xfchat.db.queries.locks import select_one
 from xfchat.realtime.cursor import encode
 from xfchat.realtime.events import EPHEMERAL_CHANNEL, NOTIFY_CHANNEL, Stream, StreamKind
+from xfchat.tasks import stop
 
 log = logging.getLogger("xfchat.hub")
 T = TypeVar("T")
 
 CATCH_UP_PAGE = 500
 DATABASE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
-LISTENER_PING_S = 5.0
+LISTENER_PING_S = 2.0  # a silently dead listener is noticed within 4 s
 
 
 class Delivery:
@@ -110,6 +111,10 @@ class Subscriber:
         # Streams resumed without a position of their own: a join event replayed from
         # the user's stream may move them back to where the user joined.
         self.tokenless: set[Stream] = set()
+        self.registered: set[Stream] = set()  # streams in the hub's index, to undo on close
+        # Rejoins heard (on the user's stream) before the removal they follow was reached
+        # in the conversation's stream: where to pick the stream up again after it.
+        self.rejoined: dict[Stream, int] = {}
         self.inbox: deque[Item] = deque()
         self.ready: deque[tuple[Delivery, str | None]] = deque()
         self.wake = asyncio.Event()
@@ -174,7 +179,8 @@ class Subscriber:
             if not self.inbox:
                 self.wake.clear()
                 try:
-                    await asyncio.wait_for(self.wake.wait(), idle_s)
+                    async with asyncio.timeout(idle_s):
+                        await self.wake.wait()
                 except TimeoutError:
                     return None
                 continue
@@ -288,6 +294,8 @@ class Subscriber:
                 if item.from_pos < self.cursors[stream]:
                     self.cursors[stream] = item.from_pos
                     await self._catch_up(stream, None)
+            elif item.from_pos is not None and item.from_pos >= self.cursors[stream]:
+                self.rejoined[stream] = item.from_pos  # a removal lies ahead in the stream
             return
         stream_id, head = await self.hub.ensure(stream)
         self.follow_now(stream, stream_id, head if item.from_pos is None else item.from_pos)
@@ -331,14 +339,12 @@ class Hub:
         self._stopping = True
         for sub in list(self.subscribers):
             sub.close("shutdown")
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop(self._task, *self._tasks)
 
     async def wait_listening(self, seconds: float) -> bool:
         try:
-            await asyncio.wait_for(self.listening.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self.listening.wait()
         except TimeoutError:
             return False
         return True
@@ -351,9 +357,13 @@ class Hub:
         return sub
 
     def index_add(self, sub: Subscriber, stream: Stream) -> None:
+        if sub.closed is not None:
+            return
         self.index.setdefault(stream, set()).add(sub)
+        sub.registered.add(stream)
 
     def index_remove(self, sub: Subscriber, stream: Stream) -> None:
+        sub.registered.discard(stream)
         subs = self.index.get(stream)
         if subs is not None:
             subs.discard(sub)
@@ -362,8 +372,9 @@ class Hub:
 
     def forget(self, sub: Subscriber) -> None:
         self.subscribers.discard(sub)
-        for stream in list(sub.cursors):
+        for stream in list(sub.registered | set(sub.cursors)):
             self.index_remove(sub, stream)
+        sub.registered.clear()
 
     def close_session(self, session_id: str) -> None:
         """A session was revoked: end every connection it holds, here and now."""
@@ -524,6 +535,8 @@ class Hub:
         connections that die without a word)."""
         while not lost.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(lost.wait(), LISTENER_PING_S)
+                async with asyncio.timeout(LISTENER_PING_S):
+                    await lost.wait()
                 return
-            await asyncio.wait_for(select_one(conn), LISTENER_PING_S)
+            async with asyncio.timeout(LISTENER_PING_S):
+                await select_one(conn)

@@ -1,8 +1,10 @@
 """THE ONLY PLACE WITH SQL: one module per table family.
 
 A query function is `async def verb_noun(conn, *, ...)`, uses `$n` placeholders only,
-never opens a transaction, and returns typed rows. The one place that sends a
-notification is `events.py`, and only `realtime.events.emit` calls it.
+never opens a transaction, and returns typed rows. The statements that append events
+and queue their notifications (`events.insert_events`, `events.notify`,
+`messages.insert_messages_and_events`) are called only from `realtime/events.py`
+(tests/unit/test_house_rules.py checks it).
 """
 
 from __future__ import annotations

@@ -158,3 +158,18 @@ async def blocked_among(
 async def existing_user_ids(conn: asyncpg.Connection, *, user_ids: list[UUID]) -> list[UUID]:
     records = await conn.fetch("SELECT id FROM users WHERE id = ANY($1::uuid[])", user_ids)
     return [r["id"] for r in records]
+
+
+async def users_at_conversation_limit(
+    conn: asyncpg.Connection, *, user_ids: list[UUID], limit: int
+) -> list[UUID]:
+    """Those of `user_ids` who already take part in `limit` conversations or more."""
+    records = await conn.fetch(
+        """
+        SELECT user_id FROM conversation_participants WHERE user_id = ANY($1::uuid[])
+        GROUP BY user_id HAVING count(*) >= $2
+        """,
+        user_ids,
+        limit,
+    )
+    return [r["user_id"] for r in records]

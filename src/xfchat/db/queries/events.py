@@ -211,26 +211,75 @@ async def get_stream_head(conn: asyncpg.Connection, *, kind: str, entity_id: UUI
     return int(value or 0)
 
 
-async def prune_events(conn: asyncpg.Connection, *, older_than_s: float, batch: int) -> int:
-    """Delete up to `batch` events older than the retention period and record, per
-    stream, the highest position removed (a resume from before it needs a resync)."""
+async def streams_with_old_events(
+    conn: asyncpg.Connection, *, older_than_s: float, limit: int
+) -> list[int]:
+    records = await conn.fetch(
+        """
+        SELECT DISTINCT stream_id FROM events
+        WHERE created_at < now() - make_interval(secs => $1) LIMIT $2
+        """,
+        older_than_s,
+        limit,
+    )
+    return [r["stream_id"] for r in records]
+
+
+async def prune_stream(conn: asyncpg.Connection, *, stream_id: int, older_than_s: float) -> int:
+    """Delete one stream's events older than the retention and record the highest
+    position removed (a resume from before it then gets a resync). One stream per
+    statement: pruning never holds two streams' counter rows, so it cannot deadlock with
+    writers that lock several."""
     record = await conn.fetchrow(
         """
         WITH gone AS (
-            DELETE FROM events WHERE ctid = ANY(ARRAY(
-                SELECT ctid FROM events
-                WHERE created_at < now() - make_interval(secs => $1)
-                LIMIT $2))
-            RETURNING stream_id, pos
-        ), marks AS (
-            UPDATE event_streams s SET pruned_through = GREATEST(s.pruned_through, g.max_pos)
-            FROM (SELECT stream_id, max(pos) AS max_pos FROM gone GROUP BY stream_id) g
-            WHERE s.id = g.stream_id
-            RETURNING 1
+            DELETE FROM events
+            WHERE stream_id = $1 AND created_at < now() - make_interval(secs => $2)
+            RETURNING pos
+        ), mark AS (
+            UPDATE event_streams SET pruned_through = GREATEST(pruned_through,
+                                                               (SELECT max(pos) FROM gone))
+            WHERE id = $1 AND EXISTS (SELECT 1 FROM gone)
         )
-        SELECT (SELECT count(*) FROM gone) AS removed
+        SELECT count(*) AS removed FROM gone
         """,
+        stream_id,
         older_than_s,
-        batch,
     )
     return int(record["removed"]) if record else 0
+
+
+async def list_event_data_after(
+    conn: asyncpg.Connection, *, kind: str, entity_id: UUID, after: int, type: str
+) -> list[dict[str, Any]]:
+    """The data of one stream's events of one type after a position (within retention)."""
+    records = await conn.fetch(
+        """
+        SELECT e.data FROM events e JOIN event_streams s ON s.id = e.stream_id
+        WHERE s.kind = $1 AND s.entity_id = $2 AND e.pos > $3 AND e.type = $4
+        ORDER BY e.pos
+        """,
+        kind,
+        entity_id,
+        after,
+        type,
+    )
+    return [r["data"] for r in records]
+
+
+async def scrub_message_events(
+    conn: asyncpg.Connection, *, channel_id: UUID, message_id: UUID
+) -> int:
+    """Empty the text of a deleted message in the events that carried it."""
+    result = await conn.execute(
+        """
+        UPDATE events e
+        SET data = jsonb_set(jsonb_set(e.data, '{content}', '""'), '{deleted}', 'true')
+        FROM event_streams s
+        WHERE s.id = e.stream_id AND s.kind = 'channel' AND s.entity_id = $1
+          AND e.type IN ('message.created', 'message.updated') AND e.data ->> 'id' = $2
+        """,
+        channel_id,
+        str(message_id),
+    )
+    return int(result.split()[-1])

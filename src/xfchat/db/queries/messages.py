@@ -315,14 +315,16 @@ async def prepare_send_batch(
     """Check access, reply targets and mentions, find earlier sends with these ids or
     nonces, and count the batch in its rate-limit buckets (`counts[i]` hits in
     `buckets[i]`, sorted by bucket so concurrent batches lock in one order) -- in the
-    caller's transaction, in one round trip. The message counter is not touched: the
-    write takes it, so it stays locked for as short a time as possible.
+    caller's transaction, in one round trip. The conversation's row is share-locked
+    (FOR KEY SHARE): sends do not wait for each other, but a change of participants
+    (which takes FOR UPDATE) waits for this transaction, and this one for it. The message
+    counter is left to the write, so it stays locked as briefly as possible.
     None if there is no such conversation."""
     record = await conn.fetchrow(
         """
         WITH c AS (
             SELECT id, kind, dm_user_low, dm_user_high FROM channels
-            WHERE id = $1 AND server_id IS NULL
+            WHERE id = $1 AND server_id IS NULL FOR KEY SHARE
         ), t AS (SELECT clock_timestamp() AS clock),
         w AS (
             SELECT b.bucket, b.period, b.n, b.ord,
@@ -383,8 +385,21 @@ async def prepare_send_batch(
 # JSON string every quote is escaped.
 SEQ_PLACEHOLDER = '"seq":0,'
 _INSERT_MESSAGES_AND_EVENTS = """
-        WITH c AS (
-            UPDATE channels SET last_seq = last_seq + cardinality($3::uuid[]) WHERE id = $1
+        WITH gate AS (
+            -- Checked again with this statement's snapshot: a change of participants (or
+            -- a block) may have committed while the batch's first statement waited for
+            -- the conversation's row lock. If so, nothing is written.
+            SELECT (SELECT count(*) FROM conversation_participants
+                    WHERE channel_id = $1 AND user_id = ANY($13::uuid[]))
+                       = cardinality($13::uuid[])
+                   AND NOT EXISTS (
+                       SELECT 1 FROM channels ch JOIN blocks b
+                         ON (b.blocker_id = ch.dm_user_low AND b.blocked_id = ch.dm_user_high)
+                         OR (b.blocker_id = ch.dm_user_high AND b.blocked_id = ch.dm_user_low)
+                       WHERE ch.id = $1 AND ch.kind = 'direct') AS ok
+        ), c AS (
+            UPDATE channels SET last_seq = last_seq + cardinality($3::uuid[])
+            WHERE id = $1 AND (SELECT ok FROM gate)
             RETURNING last_seq
         ), t AS (
             SELECT u.*, c.last_seq - cardinality($3::uuid[]) + u.ord AS seq,
@@ -403,8 +418,10 @@ _INSERT_MESSAGES_AND_EVENTS = """
                    $2
             FROM t
         ), s AS (
+            -- Taken after the counter (it hangs off c): the same lock order as every other
+            -- writer of this conversation, which locks the channel row first.
             INSERT INTO event_streams AS es (kind, entity_id, last_pos)
-            VALUES ('channel', $1, cardinality($3::uuid[]))
+            SELECT 'channel', $1, cardinality($3::uuid[]) FROM c
             ON CONFLICT (kind, entity_id) DO UPDATE
                 SET last_pos = es.last_pos + cardinality($3::uuid[])
             RETURNING id, last_pos
@@ -421,16 +438,18 @@ _INSERT_MESSAGES_AND_EVENTS = """
                         ELSE '' END AS body
             FROM t JOIN unnest($12::boolean[]) WITH ORDINALITY AS i(inline, chunk) USING (chunk)
             GROUP BY t.chunk
+        ), notified AS (
+            SELECT pg_notify(
+                $11::text,
+                '{"s":' || s.id || ',"k":"channel","e":"' || $1::uuid::text
+                  || '","p":' || (s.last_pos - cardinality($3::uuid[]) + chunks.last_index)
+                  || ',"n":' || chunks.n
+                  || CASE WHEN chunks.body <> '' THEN ',"ev":' || chunks.body ELSE '' END
+                  || '}'
+            ) AS done
+            FROM s, chunks ORDER BY chunks.chunk
         )
-        SELECT (SELECT last_seq FROM c) AS last_seq, pg_notify(
-            $11::text,
-            '{"s":' || s.id || ',"k":"channel","e":"' || $1::uuid::text
-              || '","p":' || (s.last_pos - cardinality($3::uuid[]) + chunks.last_index)
-              || ',"n":' || chunks.n
-              || CASE WHEN chunks.body <> '' THEN ',"ev":' || chunks.body ELSE '' END
-              || '}'
-        )
-        FROM s, chunks ORDER BY chunks.chunk
+        SELECT (SELECT last_seq FROM c) AS last_seq, (SELECT count(*) FROM notified) AS notes
 """
 
 
@@ -447,13 +466,15 @@ async def insert_messages_and_events(
     mentions: list[list[UUID]],
     event_datas: list[str],
     notify_channel: str,
-) -> int:
+) -> int | None:
     """Take the conversation's next sequence numbers (locking its counter until the
     transaction ends), insert the messages, append one `message.created` event per
     message (its body's SEQ_PLACEHOLDER filled in) and queue the notifications, in one
     statement. The event-log part is `events.insert_events` inlined: same positions, same
     notifications, one round trip fewer on the busiest path there is. Returns the last
-    sequence number taken (the messages hold last-n+1 .. last, in order)."""
+    sequence number taken (the messages hold last-n+1 .. last, in order), or None when an
+    author is no longer a participant or a block has come between (nothing written: the
+    caller retries the batch, whose first statement then sees why)."""
     chunk_of, inline = notification_chunk_ids(["message.created"] * len(event_datas), event_datas)
     rows = await conn.fetch(
         _INSERT_MESSAGES_AND_EVENTS,
@@ -469,5 +490,7 @@ async def insert_messages_and_events(
         chunk_of,
         notify_channel,
         inline,
+        list(dict.fromkeys(author_ids)),
     )
-    return int(rows[0]["last_seq"])
+    last = rows[0]["last_seq"]
+    return None if last is None else int(last)
