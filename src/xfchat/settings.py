@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, NamedTuple
+from typing import Annotated, NamedTuple, TypeVar
 
 from pydantic import (
     AliasChoices,
@@ -243,19 +243,22 @@ def describe_validation_error(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def load_settings() -> Settings:
+S = TypeVar("S", bound=DatabaseSettings)
+
+
+def _load(cls: type[S]) -> S:
+    """Settings from the environment; raises SettingsError saying what is wrong."""
     try:
-        return Settings()
+        return cls()
     except ValidationError as exc:
         raise SettingsError(describe_validation_error(exc)) from None
     except PydanticSettingsError as exc:
         raise SettingsError(str(exc)) from None
+
+
+def load_settings() -> Settings:
+    return _load(Settings)
 
 
 def load_database_settings() -> DatabaseSettings:
-    try:
-        return DatabaseSettings()
-    except ValidationError as exc:
-        raise SettingsError(describe_validation_error(exc)) from None
-    except PydanticSettingsError as exc:
-        raise SettingsError(str(exc)) from None
+    return _load(DatabaseSettings)

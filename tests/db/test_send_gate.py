@@ -10,7 +10,7 @@ import asyncpg
 from tests.db.test_schema import make_user
 from xfchat.db.queries import channels as channels_q
 from xfchat.db.queries import conversations as conversations_q
-from xfchat.db.queries import messages as messages_q
+from xfchat.db.queries import messages_send as send_q
 
 
 async def test_a_participant_removed_between_the_statements_writes_nothing(
@@ -22,7 +22,7 @@ async def test_a_participant_removed_between_the_statements_writes_nothing(
         conn, channel_id=group.id, user_ids=[ann.id, ben.id]
     )
     async with conn.transaction():
-        state = await messages_q.prepare_send_batch(
+        state = await send_q.prepare_send_batch(
             conn,
             channel_id=group.id,
             authors=[ben.id],
@@ -41,7 +41,7 @@ async def test_a_participant_removed_between_the_statements_writes_nothing(
             await remover.start()
             await conversations_q.delete_participant(other, channel_id=group.id, user_id=ben.id)
             await remover.commit()
-        last = await messages_q.insert_messages_and_events(
+        last = await send_q.insert_messages_and_events(
             conn,
             channel_id=group.id,
             created_at=datetime.now(UTC),

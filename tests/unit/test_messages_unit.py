@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 import pytest
 
 from xfchat.db.queries.events import INLINE_DATA_LIMIT, notification_chunks
-from xfchat.db.queries.messages import SEQ_PLACEHOLDER, MessageRow
+from xfchat.db.queries.messages import MessageRow
+from xfchat.db.queries.messages_send import SEQ_PLACEHOLDER
 from xfchat.domain.messages import mentioned_ids, message_json
 from xfchat.realtime.cursor import BadToken, decode, encode
 from xfchat.realtime.events import encode as encode_event

@@ -27,7 +27,7 @@ from xfchat.domain import messages
 from xfchat.domain.accounts import Actor
 from xfchat.errors import BadRequest, NotFound
 from xfchat.realtime.feeds import open_channel_feed
-from xfchat.realtime.hub import Closed
+from xfchat.realtime.subscriber import Closed, Subscriber
 
 SNAPSHOT_SIZE = 50
 PAGE = 100
@@ -81,14 +81,12 @@ def _patch(message: dict[str, Any], parent: str | None) -> bytes:
     return update(orjson.dumps(message), message["id"], parent, patch=True)
 
 
-async def subscribe(request: Request, actor: Actor, conversation_id: UUID) -> Response:
-    state = request.app.state
-    heartbeats = parse_heartbeats(request.headers.get("heartbeats"))
-    parents = request.headers.get("parents")
-    versions = braid_ids(parents) if parents else None
-    # One snapshot: the subscription starts at the stream's position in it, and the
-    # history below is read in it; what commits later arrives live (skipped by seq if
-    # it is in both).
+async def _open(
+    state: Any, actor: Actor, conversation_id: UUID, versions: list[str] | None
+) -> tuple[Subscriber, tuple[int, str] | None, list[dict[str, Any]]]:
+    """The subscription, where a resume starts (seq, id), and the newest messages (the
+    snapshot; just the newest one on a resume), all from one database snapshot: what
+    commits later arrives live (skipped by seq if it is in both)."""
     async with (
         state.pool.acquire() as conn,
         conn.transaction(isolation="repeatable_read", readonly=True),
@@ -109,6 +107,16 @@ async def subscribe(request: Request, actor: Actor, conversation_id: UUID) -> Re
         except BaseException:
             sub.close("error")
             raise
+    return sub, resume, newest
+
+
+async def subscribe(request: Request, actor: Actor, conversation_id: UUID) -> Response:
+    state = request.app.state
+    heartbeats = parse_heartbeats(request.headers.get("heartbeats"))
+    parents = request.headers.get("parents")
+    sub, resume, newest = await _open(
+        state, actor, conversation_id, braid_ids(parents) if parents else None
+    )
     snapshot = list(reversed(newest)) if resume is None else []
     stream = next(iter(sub.cursors))
     headers = {

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from xfchat.api.deps import Conn, CurrentActor
 from xfchat.api.models import Text
+from xfchat.db.queries.conversations import ConversationListRow
 from xfchat.domain import conversations, messages
 from xfchat.errors import BadRequest
 
@@ -46,7 +47,9 @@ class ConversationOut(BaseModel):
     last_message: dict[str, Any] | None = None
 
     @classmethod
-    def of(cls, c: conversations.Conversation) -> ConversationOut:
+    def of(
+        cls, c: conversations.Conversation | ConversationListRow, **extra: Any
+    ) -> ConversationOut:
         ch = c.channel
         return cls(
             id=ch.id,
@@ -55,6 +58,7 @@ class ConversationOut(BaseModel):
             owner_id=ch.owner_id,
             participant_ids=c.participant_ids,
             created_at=ch.created_at,
+            **extra,
         )
 
 
@@ -90,16 +94,8 @@ async def get_conversations(actor: CurrentActor, conn: Conn) -> list[Conversatio
     """Mine, most recently active first, with unread counts (up to 100) and last message."""
     rows = await conversations.list_conversations(conn, actor)
     return [
-        ConversationOut(
-            id=r.channel.id,
-            kind=r.channel.kind,
-            name=r.channel.name,
-            owner_id=r.channel.owner_id,
-            participant_ids=r.participant_ids,
-            created_at=r.channel.created_at,
-            last_read_seq=r.last_read_seq,
-            unread=r.unread,
-            last_message=r.last_message,
+        ConversationOut.of(
+            r, last_read_seq=r.last_read_seq, unread=r.unread, last_message=r.last_message
         )
         for r in rows
     ]

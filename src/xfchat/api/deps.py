@@ -10,7 +10,13 @@ import asyncpg
 from fastapi import Depends, Header, Query, Request
 
 from xfchat.api.edge import DECISIONS
-from xfchat.domain.accounts import Actor, ClientInfo, authenticate, authenticate_quick
+from xfchat.domain.accounts import (
+    Actor,
+    ClientInfo,
+    SessionCache,
+    authenticate,
+    authenticate_quick,
+)
 from xfchat.domain.ratelimit import Decision, RateLimiter
 from xfchat.errors import Unauthorized
 from xfchat.settings import RateLimit, Settings
@@ -35,6 +41,13 @@ def client_info(request: Request) -> ClientInfo:
         ip=request.client.host if request.client else None,
         user_agent=request.headers.get("user-agent"),
     )
+
+
+def live_session_cache(state: Any) -> SessionCache | None:
+    """The cache of live sessions, usable only while the hub listens (it is how this
+    process hears of revocations elsewhere)."""
+    hub = state.hub
+    return state.sessions if hub is not None and hub.listening.is_set() else None
 
 
 def record_decision(request: Request, decision: Decision) -> None:
@@ -95,8 +108,7 @@ async def authenticate_request(
     usage. Holds a connection only while it checks."""
     state = request.app.state
     settings = get_settings(request)
-    hub = state.hub
-    cache = state.sessions if hub is not None and hub.listening.is_set() else None
+    cache = live_session_cache(state)
     async with state.pool.acquire() as conn:
         actor, user = await authenticate(conn, settings, token, cache)
         checks = [
@@ -127,8 +139,7 @@ async def identify(request: Request) -> Actor:
     state = request.app.state
     settings = get_settings(request)
     token = bearer_token(request.headers.get("authorization"))
-    hub = state.hub
-    cache = state.sessions if hub is not None and hub.listening.is_set() else None
+    cache = live_session_cache(state)
     actor, user = await authenticate_quick(settings, token, cache, state.pool)
     state.usage.count_request(actor.user_id)
     request.state.user = user

@@ -17,7 +17,7 @@ from starlette.responses import Response
 from xfchat.api.deps import StreamActor
 from xfchat.api.streaming import LiveStream, Write
 from xfchat.realtime.feeds import open_user_feed
-from xfchat.realtime.hub import Closed
+from xfchat.realtime.subscriber import Closed
 
 router = APIRouter(prefix="/api", tags=["realtime"])
 

@@ -54,8 +54,7 @@ class FriendOut(BaseModel):
 
 @router.get("/friend-requests")
 async def get_friend_requests(actor: CurrentActor, conn: Conn) -> FriendRequestsOut:
-    rows = await friends.list_friend_requests(conn, actor)
-    views = [FriendRequestOut.of(friends.FriendRequestView(r.request, r.other)) for r in rows]
+    views = [FriendRequestOut.of(v) for v in await friends.list_friend_requests(conn, actor)]
     return FriendRequestsOut(
         incoming=[v for v in views if v.to_user_id == actor.user_id],
         outgoing=[v for v in views if v.from_user_id == actor.user_id],

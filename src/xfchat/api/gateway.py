@@ -27,11 +27,12 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from xfchat.api.streaming import until_either_ends
 from xfchat.domain.accounts import Actor, authenticate
 from xfchat.errors import XFChatError
 from xfchat.realtime.cursor import BadToken, decode
 from xfchat.realtime.feeds import open_user_feed
-from xfchat.realtime.hub import Closed, Subscriber
+from xfchat.realtime.subscriber import Closed, Subscriber
 from xfchat.tasks import stop
 
 router = APIRouter(tags=["realtime"])
@@ -165,21 +166,15 @@ async def _serve(ws: WebSocket, sub: Subscriber, interval: float) -> None:
     closed for being too slow."""
     writer = asyncio.create_task(_write(ws, sub))
     reader = asyncio.create_task(_read(ws, interval))
-    ended = asyncio.create_task(sub.ended.wait())
-    tasks = {writer, reader, ended}
     try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        if ended in done and writer not in done:
-            done, _ = await asyncio.wait(
-                {writer, reader}, timeout=1.0, return_when=asyncio.FIRST_COMPLETED
-            )
+        done = await until_either_ends(sub, writer, reader)
         for task in done:
             if not task.cancelled() and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
         if sub.closed is not None:
             raise GatewayClose(CLOSE_FOR_REASON.get(sub.closed, 4011))
     finally:
-        await stop(*tasks)
+        await stop(writer, reader)
 
 
 async def _write(ws: WebSocket, sub: Subscriber) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import Scope
 
@@ -40,8 +40,6 @@ class _HubCollector(Collector):
         self.hub = hub
 
     def collect(self) -> Iterator[Any]:
-        from prometheus_client.core import CounterMetricFamily
-
         hub = self.hub()
         if hub is None:
             return
@@ -73,8 +71,6 @@ class _WriterCollector(Collector):
         self.writer = writer
 
     def collect(self) -> Iterator[Any]:
-        from prometheus_client.core import CounterMetricFamily
-
         writer = self.writer()
         if writer is None:
             return

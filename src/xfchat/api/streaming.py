@@ -18,7 +18,7 @@ from typing import Any
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from xfchat.realtime.hub import Subscriber
+from xfchat.realtime.subscriber import Subscriber
 from xfchat.tasks import stop
 
 log = logging.getLogger("xfchat.stream")
@@ -55,26 +55,38 @@ class LiveStream(Response):
 
             producer = asyncio.create_task(self.produce(write))
             gone = asyncio.create_task(_disconnected(receive))
-            ended = asyncio.create_task(self.sub.ended.wait())
-            done, _ = await asyncio.wait(
-                {producer, gone, ended}, return_when=asyncio.FIRST_COMPLETED
-            )
-            if ended in done and producer not in done:
-                stuck, _ = await asyncio.wait(
-                    {producer, gone}, timeout=STALL_GRACE_S, return_when=asyncio.FIRST_COMPLETED
-                )
-                done |= stuck
-                if not stuck:
-                    log.warning("cutting off a client that stopped reading (%s)", self.sub.closed)
+            done = await until_either_ends(self.sub, producer, gone)
             finished = producer in done and not producer.cancelled()
             if finished and producer.exception() is not None:
                 log.error("a live stream failed", exc_info=producer.exception())
                 finished = False
-            await stop(producer, gone, ended)
+            await stop(producer, gone)
             if finished and gone not in done:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             self.sub.close("disconnected")
+
+
+async def until_either_ends(
+    sub: Subscriber, producer: asyncio.Task[Any], client: asyncio.Task[Any]
+) -> set[asyncio.Task[Any]]:
+    """Wait until the producer (writing to the client) or the client's side (reading
+    from it) finishes, or the subscription ends; returns what finished. A producer stuck
+    writing to a client that stopped reading when its subscription ends gets
+    STALL_GRACE_S to finish, and is then left out of the answer: the caller abandons it."""
+    ended = asyncio.create_task(sub.ended.wait())
+    try:
+        done, _ = await asyncio.wait({producer, client, ended}, return_when=asyncio.FIRST_COMPLETED)
+        if ended in done and producer not in done:
+            late, _ = await asyncio.wait(
+                {producer, client}, timeout=STALL_GRACE_S, return_when=asyncio.FIRST_COMPLETED
+            )
+            if not late:
+                log.warning("cutting off a client that stopped reading (%s)", sub.closed)
+            done |= late
+        return done
+    finally:
+        await stop(ended)
 
 
 async def _disconnected(receive: Receive) -> None:

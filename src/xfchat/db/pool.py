@@ -12,6 +12,9 @@ import orjson
 
 from xfchat.settings import DatabaseSettings
 
+# What a database that is down, restarting or unreachable raises.
+DATABASE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+
 Log = Callable[[str], None]
 
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (

@@ -292,6 +292,20 @@ class SessionCache:
             self.forget_user(data["id"])
 
 
+async def require_live_session(conn: asyncpg.Connection, actor: Actor) -> users_q.UserRow:
+    """The actor's user, if their session is live (not revoked, not expired).
+
+    Raises:
+        Unauthorized: SESSION_REVOKED.
+    """
+    user = await sessions_q.get_live_session_user(
+        conn, session_id=actor.session_id, user_id=actor.user_id
+    )
+    if user is None:
+        raise Unauthorized("this session has ended; log in again", code="SESSION_REVOKED")
+    return user
+
+
 async def authenticate(
     conn: asyncpg.Connection, settings: Settings, token: str, cache: SessionCache | None = None
 ) -> tuple[Actor, users_q.UserRow]:
@@ -309,11 +323,7 @@ async def authenticate(
     if user is not None:
         return actor, user
     generation = cache.generation if cache is not None else 0
-    user = await sessions_q.get_live_session_user(
-        conn, session_id=claims.session_id, user_id=claims.user_id
-    )
-    if user is None:
-        raise Unauthorized("this session has ended; log in again", code="SESSION_REVOKED")
+    user = await require_live_session(conn, actor)
     if cache is not None:
         cache.put(claims.session_id, user, generation)
     return actor, user

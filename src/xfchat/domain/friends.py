@@ -126,7 +126,7 @@ async def _accept(
 async def _pending_request(
     conn: asyncpg.Connection, actor: Actor, request_id: UUID, *, as_recipient: bool
 ) -> friends_q.FriendRequestRow:
-    request = await friends_q.get_friend_request_for_update(conn, request_id=request_id)
+    request = await friends_q.get_friend_request(conn, request_id=request_id, lock=True)
     owner = (request.to_user_id if as_recipient else request.from_user_id) if request else None
     if request is None or owner != actor.user_id:
         raise NotFound("no such friend request", code="FRIEND_REQUEST_NOT_FOUND")
@@ -159,30 +159,32 @@ async def accept_friend_request(
 
 
 async def decline_friend_request(conn: asyncpg.Connection, actor: Actor, request_id: UUID) -> None:
-    """Raises NotFound (FRIEND_REQUEST_NOT_FOUND), Conflict (FRIEND_REQUEST_NOT_PENDING)."""
-    async with conn.transaction():
-        request = await _pending_request(conn, actor, request_id, as_recipient=True)
-        declined = await friends_q.set_friend_request_status(
-            conn, request_id=request.id, status="declined"
-        )
-        await emit_many(conn, _to_both("friend_request.declined", declined))
+    """The recipient says no. Raises NotFound (FRIEND_REQUEST_NOT_FOUND), Conflict
+    (FRIEND_REQUEST_NOT_PENDING)."""
+    await _close_request(conn, actor, request_id, status="declined")
 
 
 async def cancel_friend_request(conn: asyncpg.Connection, actor: Actor, request_id: UUID) -> None:
-    """Raises NotFound (FRIEND_REQUEST_NOT_FOUND), Conflict (FRIEND_REQUEST_NOT_PENDING)."""
+    """The sender takes it back. Raises NotFound (FRIEND_REQUEST_NOT_FOUND), Conflict
+    (FRIEND_REQUEST_NOT_PENDING)."""
+    await _close_request(conn, actor, request_id, status="cancelled")
+
+
+async def _close_request(
+    conn: asyncpg.Connection, actor: Actor, request_id: UUID, *, status: str
+) -> None:
     async with conn.transaction():
-        request = await _pending_request(conn, actor, request_id, as_recipient=False)
-        cancelled = await friends_q.set_friend_request_status(
-            conn, request_id=request.id, status="cancelled"
+        request = await _pending_request(conn, actor, request_id, as_recipient=status == "declined")
+        closed = await friends_q.set_friend_request_status(
+            conn, request_id=request.id, status=status
         )
-        await emit_many(conn, _to_both("friend_request.cancelled", cancelled))
+        await emit_many(conn, _to_both(f"friend_request.{status}", closed))
 
 
-async def list_friend_requests(
-    conn: asyncpg.Connection, actor: Actor
-) -> list[friends_q.FriendRequestWithUser]:
+async def list_friend_requests(conn: asyncpg.Connection, actor: Actor) -> list[FriendRequestView]:
     """The actor's pending requests, both incoming and outgoing."""
-    return await friends_q.list_pending_requests(conn, user_id=actor.user_id)
+    rows = await friends_q.list_pending_requests(conn, user_id=actor.user_id)
+    return [FriendRequestView(r.request, r.other) for r in rows]
 
 
 async def list_friends(conn: asyncpg.Connection, actor: Actor) -> list[friends_q.FriendRow]:

@@ -155,22 +155,19 @@ async def edit_message(
         row = await _live_message(conn, channel.id, message_id)
         if row.author_id != actor.user_id:
             raise Forbidden("only the author edits a message", code="NOT_MESSAGE_AUTHOR")
-        if row.content == content:
-            view = await q.get_message_view(
-                conn, viewer=actor.user_id, channel_id=channel.id, message_id=message_id
+        changed = row.content != content
+        if changed:
+            mentions = await _participants_among(conn, channel.id, mentioned_ids(content))
+            await q.update_message_content(
+                conn, message_id=message_id, content=content, mentions=mentions
             )
-            assert view is not None
-            return view_json(view)
-        mentions = await _participants_among(conn, channel.id, mentioned_ids(content))
-        await q.update_message_content(
-            conn, message_id=message_id, content=content, mentions=mentions
-        )
         view = await q.get_message_view(
             conn, viewer=actor.user_id, channel_id=channel.id, message_id=message_id
         )
         assert view is not None
         body = view_json(view)
-        await emit(conn, Event("message.updated", Stream.channel(channel.id), _shared(body)))
+        if changed:
+            await emit(conn, Event("message.updated", Stream.channel(channel.id), _shared(body)))
         return body
 
 

@@ -26,12 +26,14 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import asyncpg
 
 from xfchat.db.queries import messages as q
+from xfchat.db.queries import messages_send as send_q
 from xfchat.domain.accounts import Actor
 from xfchat.domain.conversations import not_found
 from xfchat.domain.messages import check_content, mentioned_ids, message_json, view_json
@@ -40,7 +42,6 @@ from xfchat.errors import (
     BadRequest,
     Conflict,
     Forbidden,
-    RateLimited,
     ServiceUnavailable,
     XFChatError,
 )
@@ -116,7 +117,7 @@ class _Buckets:
             self.hit_of.append(mine)
         self.order = sorted(self.counts)
 
-    def decisions(self, state: q.SendBatchState) -> list[list[Decision]]:
+    def decisions(self, state: send_q.SendBatchState) -> list[list[Decision]]:
         final = dict(zip(self.order, state.bucket_hits, strict=True))
         ends = dict(zip(self.order, state.bucket_ends, strict=True))
         return [
@@ -142,7 +143,7 @@ async def write_batch(
     mentions = {id(r): mentioned_ids(r.content) for r in reqs}
     buckets = _Buckets(reqs)
     with_nonce = [r for r in reqs if r.nonce]
-    state = await q.prepare_send_batch(
+    state = await send_q.prepare_send_batch(
         conn,
         channel_id=channel_id,
         authors=list({r.actor.user_id for r in reqs}),
@@ -158,11 +159,38 @@ async def write_batch(
     if state is None:
         return [not_found() for _ in reqs]
     decisions = buckets.decisions(state)
+    outcomes, repeats, inserting = _sort_out(reqs, state, decisions)
+    bodies: dict[str, dict[str, Any]] = {}
+    if inserting:
+        mentionable = set(state.mentionable)
+        new = [(reqs[i], [u for u in mentions[id(reqs[i])] if u in mentionable]) for i in inserting]
+        bodies = await _insert(conn, channel_id, state.now, new)
+        for i in inserting:
+            outcomes[i] = SendResult(bodies[str(reqs[i].message_id)], True, decisions[i])
+    stored = [mid for mid in repeats.values() if mid not in bodies]
+    views = (
+        {
+            str(v.id): view_json(v)
+            for v in await q.list_message_views(conn, viewer=None, ids=[UUID(m) for m in stored])
+        }
+        if stored
+        else {}
+    )
+    for i, mid in repeats.items():
+        outcomes[i] = SendResult(bodies.get(mid) or views[mid], False, decisions[i])
+    return [o for o in outcomes if o is not None]
+
+
+def _sort_out(
+    reqs: list[SendRequest], state: send_q.SendBatchState, decisions: list[list[Decision]]
+) -> tuple[list[SendResult | XFChatError | None], dict[int, str], list[int]]:
+    """Each request's fate: refused (its error in the outcomes), a repeat of a stored or
+    batch-mate message (request index -> that message's id), or to insert (its index)."""
     by_id = {e["id"]: e for e in state.existing}
     by_nonce = {(e["author_id"], e["nonce"]): e for e in state.existing if e["nonce"]}
     allowed, replyable = set(state.allowed), set(state.replyable)
     outcomes: list[SendResult | XFChatError | None] = [None] * len(reqs)
-    repeats: dict[int, str] = {}  # request index -> id of the stored message it repeats
+    repeats: dict[int, str] = {}
     inserting: list[int] = []
     claimed: dict[UUID, int] = {}  # message id -> the request of this batch inserting it
     claimed_nonce: dict[tuple[UUID, str], int] = {}  # (author, nonce) -> likewise
@@ -174,10 +202,7 @@ async def write_batch(
         elif state.blocked:
             outcomes[i] = Forbidden("you cannot message this user", code="CANNOT_MESSAGE_USER")
         elif denied is not None:
-            try:
-                denied.enforce()
-            except RateLimited as exc:
-                outcomes[i] = exc
+            outcomes[i] = denied.refusal()
         elif old is not None:
             if _same_send(r, old):
                 repeats[i] = old["id"]
@@ -195,11 +220,12 @@ async def write_batch(
             repeats[i] = str(reqs[claimed_nonce[(r.actor.user_id, r.nonce)]].message_id)
         elif r.message_id in claimed:  # the same id twice in one batch
             first = reqs[claimed[r.message_id]]
-            if (first.actor.user_id, first.content, first.reply_to_id) == (
+            same = (first.actor.user_id, first.content, first.reply_to_id) == (
                 r.actor.user_id,
                 r.content,
                 r.reply_to_id,
-            ):
+            )
+            if same:
                 repeats[i] = str(r.message_id)
             else:
                 outcomes[i] = _conflict(r.message_id)
@@ -208,61 +234,53 @@ async def write_batch(
             if r.nonce:
                 claimed_nonce[(r.actor.user_id, r.nonce)] = i
             inserting.append(i)
-    mentionable = set(state.mentionable)
-    bodies: dict[str, dict[str, Any]] = {}
-    if inserting:
-        rows = []
-        for i in inserting:
-            r = reqs[i]
-            row = q.MessageRow(
-                id=r.message_id,
-                channel_id=channel_id,
-                seq=0,
-                author_id=r.actor.user_id,
-                kind="default",
-                content=r.content,
-                nonce=r.nonce,
-                reply_to_id=r.reply_to_id,
-                mentions=[u for u in mentions[id(r)] if u in mentionable],
-                mention_everyone=False,
-                created_at=state.now,
-                edited_at=None,
-                deleted_at=None,
-            )
-            rows.append(row)
-            bodies[str(r.message_id)] = message_json(row, r.author)  # "seq": 0 for now
-        last = await append_messages(
-            conn,
+    return outcomes, repeats, inserting
+
+
+async def _insert(
+    conn: asyncpg.Connection,
+    channel_id: UUID,
+    now: datetime,
+    new: list[tuple[SendRequest, list[UUID]]],
+) -> dict[str, dict[str, Any]]:
+    """Insert these sends (each with the users it mentions) and their events; their
+    bodies by message id. Raises StaleBatch if the participants changed meanwhile."""
+    rows = [
+        q.MessageRow(
+            id=r.message_id,
             channel_id=channel_id,
-            created_at=state.now,
-            ids=[row.id for row in rows],
-            author_ids=[reqs[i].actor.user_id for i in inserting],
-            contents=[row.content for row in rows],
-            nonces=[row.nonce for row in rows],
-            reply_to_ids=[row.reply_to_id for row in rows],
-            mentions=[row.mentions for row in rows],
-            bodies=[bodies[str(row.id)] for row in rows],
+            seq=0,
+            author_id=r.actor.user_id,
+            kind="default",
+            content=r.content,
+            nonce=r.nonce,
+            reply_to_id=r.reply_to_id,
+            mentions=mentioned,
+            mention_everyone=False,
+            created_at=now,
+            edited_at=None,
+            deleted_at=None,
         )
-        if last is None:  # a participant left or a block came between the two statements
-            raise StaleBatch
-        for offset, i in enumerate(inserting):
-            body = bodies[str(reqs[i].message_id)]
-            body["seq"] = last - len(inserting) + 1 + offset
-            outcomes[i] = SendResult(body, True, decisions[i])
-    stored_repeats = [mid for mid in repeats.values() if mid not in bodies]
-    views = (
-        {
-            str(v.id): view_json(v)
-            for v in await q.list_message_views(
-                conn, viewer=None, ids=[UUID(m) for m in stored_repeats]
-            )
-        }
-        if stored_repeats
-        else {}
+        for r, mentioned in new
+    ]
+    bodies = [message_json(row, r.author) for row, (r, _) in zip(rows, new, strict=True)]
+    last = await append_messages(  # each body has "seq": 0 until this fills it in
+        conn,
+        channel_id=channel_id,
+        created_at=now,
+        ids=[row.id for row in rows],
+        author_ids=[r.actor.user_id for r, _ in new],
+        contents=[row.content for row in rows],
+        nonces=[row.nonce for row in rows],
+        reply_to_ids=[row.reply_to_id for row in rows],
+        mentions=[row.mentions for row in rows],
+        bodies=bodies,
     )
-    for i, mid in repeats.items():
-        outcomes[i] = SendResult(bodies.get(mid) or views[mid], False, decisions[i])
-    return [o for o in outcomes if o is not None]
+    if last is None:  # a participant left or a block came between the two statements
+        raise StaleBatch
+    for offset, body in enumerate(bodies):
+        body["seq"] = last - len(bodies) + 1 + offset
+    return {body["id"]: body for body in bodies}
 
 
 class MessageWriter:
@@ -343,20 +361,16 @@ class MessageWriter:
                 asyncpg.UniqueViolationError,
                 asyncpg.DeadlockDetectedError,
                 asyncpg.SerializationError,
-            ) as exc:
+            ):
                 # Another process inserted one of these ids (or nonces) meanwhile, or the
                 # participants changed between the two statements: the next attempt's
                 # check sees it and answers accordingly.
                 if attempt == RETRIES:
-                    return self._fail(
-                        reqs,
-                        ServiceUnavailable(
-                            "the conversation is too busy right now; retry",
-                            headers={"Retry-After": "1"},
-                        )
-                        if not isinstance(exc, XFChatError)
-                        else exc,
+                    busy = ServiceUnavailable(
+                        "the conversation is too busy right now; retry",
+                        headers={"Retry-After": "1"},
                     )
+                    return self._fail(reqs, busy)
             except Exception as exc:  # the database is gone, a timeout: nothing was written
                 return self._fail(reqs, exc)
         created: dict[UUID, int] = {}

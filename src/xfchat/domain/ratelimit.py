@@ -42,20 +42,24 @@ class Decision:
             out["Retry-After"] = str(max(1, math.ceil(self.reset_after)))
         return out
 
+    def refusal(self) -> RateLimited:
+        """The 429 (RATE_LIMITED) that a denied request gets, with the headers."""
+        return RateLimited(
+            f"too many requests; retry in {self.reset_after:.1f} s",
+            headers=self.headers(),
+            extra={"bucket": self.bucket, "retry_after": round(self.reset_after, 3)},
+        )
+
     def enforce(self) -> Decision:
-        """Raises RateLimited (RATE_LIMITED, 429) with the headers when denied."""
+        """Raises the refusal when denied."""
         if not self.allowed:
-            raise RateLimited(
-                f"too many requests; retry in {self.reset_after:.1f} s",
-                headers=self.headers(),
-                extra={"bucket": self.bucket, "retry_after": round(self.reset_after, 3)},
-            )
+            raise self.refusal()
         return self
 
 
 def bucket_key(bucket: str, key: str) -> str:
     """The stored name of a bucket for one key (the key itself is never stored)."""
-    return _key(bucket, key)
+    return f"{bucket}:{hashlib.sha256(key.encode()).hexdigest()[:32]}"
 
 
 def decide(bucket: str, rule: RateLimit, hits: int, ends: datetime, now: datetime) -> Decision:
@@ -68,10 +72,6 @@ def decide(bucket: str, rule: RateLimit, hits: int, ends: datetime, now: datetim
         reset_at=ends.timestamp(),
         reset_after=max(0.0, (ends - now).total_seconds()),
     )
-
-
-def _key(bucket: str, key: str) -> str:
-    return f"{bucket}:{hashlib.sha256(key.encode()).hexdigest()[:32]}"
 
 
 class RateLimiter:
@@ -92,19 +92,15 @@ class RateLimiter:
         started = time.perf_counter()
         states = await q.hit_buckets(
             conn,
-            buckets=[_key(bucket, key) for bucket, key, _ in checks],
+            buckets=[bucket_key(bucket, key) for bucket, key, _ in checks],
             periods=[rule.period_s for _, _, rule in checks],
         )
         if self._observe is not None:
             self._observe(time.perf_counter() - started)
         return [
-            _decide(bucket, rule, state)
+            decide(bucket, rule, state.hits, state.expires_at, state.now)
             for (bucket, _, rule), state in zip(checks, states, strict=True)
         ]
-
-
-def _decide(bucket: str, rule: RateLimit, state: q.BucketState) -> Decision:
-    return decide(bucket, rule, state.hits, state.expires_at, state.now)
 
 
 async def prune(pool: asyncpg.Pool) -> int:

@@ -16,6 +16,7 @@ from uuid import UUID
 
 import asyncpg
 
+from xfchat.db.pool import DATABASE_ERRORS
 from xfchat.db.queries import usage as q
 from xfchat.tasks import stop
 
@@ -40,9 +41,6 @@ class UsageRecorder:
     def count_messages(self, user_id: UUID, n: int = 1) -> None:
         self._add(user_id, 1, n)
 
-    def count_upload(self, user_id: UUID, size: int) -> None:
-        self._add(user_id, 2, size)
-
     async def flush(self) -> None:
         async with self._lock:
             if not self._pending:
@@ -59,7 +57,7 @@ class UsageRecorder:
                         messages_sent=[batch[k][1] for k in keys],
                         bytes_uploaded=[batch[k][2] for k in keys],
                     )
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            except DATABASE_ERRORS:
                 log.warning("usage flush failed; keeping the counts for the next try")
                 for key, counts in batch.items():
                     for i, n in enumerate(counts):

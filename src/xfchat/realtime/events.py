@@ -14,7 +14,7 @@ the same streams cannot deadlock.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -24,7 +24,7 @@ import asyncpg
 import orjson
 
 from xfchat.db.queries import events as q
-from xfchat.db.queries import messages as messages_q
+from xfchat.db.queries import messages_send as send_q
 from xfchat.db.queries.events import EventPosition
 
 NOTIFY_CHANNEL = "xfchat_events"
@@ -131,7 +131,7 @@ async def append_messages(
     nonces: list[str | None],
     reply_to_ids: list[UUID | None],
     mentions: list[list[UUID]],
-    bodies: list[Mapping[str, Any]],
+    bodies: Sequence[Mapping[str, Any]],
 ) -> int | None:
     """Insert messages and emit their `message.created` events in one statement (the
     send path's emit: the same positions and notifications as `emit_many`, one round
@@ -140,7 +140,7 @@ async def append_messages(
     a participant (nothing written)."""
     if not conn.is_in_transaction():
         raise RuntimeError("append_messages() must run inside the writer's transaction")
-    return await messages_q.insert_messages_and_events(
+    return await send_q.insert_messages_and_events(
         conn,
         channel_id=channel_id,
         created_at=created_at,

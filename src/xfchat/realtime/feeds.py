@@ -16,13 +16,12 @@ from uuid import UUID
 import asyncpg
 
 from xfchat.db.queries import events as events_q
-from xfchat.db.queries import sessions as sessions_q
-from xfchat.domain.accounts import Actor
+from xfchat.domain.accounts import Actor, require_live_session
 from xfchat.domain.conversations import access_conversation, followed_conversation_ids
-from xfchat.errors import Unauthorized
 from xfchat.realtime.cursor import BadToken, decode
 from xfchat.realtime.events import Stream, StreamKind
-from xfchat.realtime.hub import Hub, Subscriber
+from xfchat.realtime.hub import Hub
+from xfchat.realtime.subscriber import Subscriber
 
 
 def _key(row: events_q.StreamRow) -> Stream:
@@ -34,13 +33,7 @@ async def _snapshot(
 ) -> dict[Stream, events_q.StreamRow]:
     """The rows of these streams that exist, in the caller's snapshot; refuses a session
     that is no longer live."""
-    if (
-        await sessions_q.get_live_session_user(
-            conn, session_id=actor.session_id, user_id=actor.user_id
-        )
-        is None
-    ):
-        raise Unauthorized("this session has ended; log in again", code="SESSION_REVOKED")
+    await require_live_session(conn, actor)
     rows = await events_q.list_streams(
         conn, kinds=[s.kind.value for s in streams], entity_ids=[s.entity_id for s in streams]
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from uuid import UUID
 
 from xfchat.realtime.events import Stream, StreamKind
-from xfchat.realtime.hub import Delivery, Subscriber
+from xfchat.realtime.subscriber import Delivery, Subscriber
 
 JOINED = frozenset({"conversation.created", "conversation.added"})
 

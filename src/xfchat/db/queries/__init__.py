@@ -3,7 +3,7 @@
 A query function is `async def verb_noun(conn, *, ...)`, uses `$n` placeholders only,
 never opens a transaction, and returns typed rows. The statements that append events
 and queue their notifications (`events.insert_events`, `events.notify`,
-`messages.insert_messages_and_events`) are called only from `realtime/events.py`
+`messages_send.insert_messages_and_events`) are called only from `realtime/events.py`
 (tests/unit/test_house_rules.py checks it).
 """
 

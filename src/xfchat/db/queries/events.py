@@ -62,19 +62,14 @@ def notification_chunk_ids(types: list[str], datas: list[str]) -> tuple[list[int
     return chunk_of, [body != "" for body in bodies]
 
 
-# The tail shared by every statement that appends events: given a CTE `s` (the stream's
-# id and new last position) and the chunks above as parameters $C1 (bodies), $C2 (last
-# indexes), $C3 (counts), queue one NOTIFY per chunk, in order.
-NOTIFY_CHUNKS = """
-        SELECT s.id AS stream_id, s.last_pos, pg_notify(
-            {channel}::text,
-            '{{"s":' || s.id || ',"k":"' || {kind}::text || '","e":"' || {entity}::uuid::text
-              || '","p":' || (s.last_pos - {total} + c.last_index) || ',"n":' || c.n
-              || CASE WHEN c.body <> '' THEN ',"ev":' || c.body ELSE '' END
-              || '}}'
-        )
-        FROM s, unnest({bodies}::text[], {lasts}::int[], {counts}::int[]) AS c(body, last_index, n)
-"""
+# The payload of one notification, as a SQL expression; every statement that appends
+# events builds its notifications with it (the hub parses exactly this). Its parts are
+# SQL expressions: the stream's id, kind (text) and entity (uuid as text), the position
+# of the chunk's last event, the chunk's event count and body ('' for an event too big
+# to carry).
+NOTIFICATION = """'{{"s":' || {stream} || ',"k":"' || {kind} || '","e":"' || {entity}
+              || '","p":' || ({pos}) || ',"n":' || {count}
+              || CASE WHEN {body} <> '' THEN ',"ev":' || {body} ELSE '' END || '}}'"""
 
 
 @dataclass(frozen=True)
@@ -101,7 +96,8 @@ class EventRow:
     created_at: datetime
 
 
-_INSERT_EVENTS = """
+_INSERT_EVENTS = (
+    """
         WITH s AS (
             INSERT INTO event_streams AS es (kind, entity_id, last_pos) VALUES ($1, $2, $3)
             ON CONFLICT (kind, entity_id) DO UPDATE SET last_pos = es.last_pos + $3
@@ -111,8 +107,18 @@ _INSERT_EVENTS = """
             SELECT s.id, s.last_pos - $3 + t.ord, t.type, t.data::jsonb
             FROM s, unnest($4::text[], $5::text[]) WITH ORDINALITY AS t(type, data, ord)
         )
-""" + NOTIFY_CHUNKS.format(
-    channel="$6", kind="$1", entity="$2", total="$3", bodies="$7", lasts="$8", counts="$9"
+        SELECT s.id AS stream_id, s.last_pos, pg_notify($6::text, """
+    + NOTIFICATION.format(
+        stream="s.id",
+        kind="$1::text",
+        entity="$2::uuid::text",
+        pos="s.last_pos - $3 + c.last_index",
+        count="c.n",
+        body="c.body",
+    )
+    + """)
+        FROM s, unnest($7::text[], $8::int[], $9::int[]) AS c(body, last_index, n)
+"""
 )
 
 
@@ -201,14 +207,6 @@ async def list_stream_heads(conn: asyncpg.Connection, *, stream_ids: list[int]) 
         stream_ids,
     )
     return [StreamRow(**dict(r)) for r in records]
-
-
-async def get_stream_head(conn: asyncpg.Connection, *, kind: str, entity_id: UUID) -> int:
-    """The stream's last position (0 if it has none yet)."""
-    value = await conn.fetchval(
-        "SELECT last_pos FROM event_streams WHERE kind = $1 AND entity_id = $2", kind, entity_id
-    )
-    return int(value or 0)
 
 
 async def streams_with_old_events(

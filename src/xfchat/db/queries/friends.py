@@ -54,22 +54,15 @@ async def insert_friend_request(
     return one(FriendRequestRow, record)
 
 
+_GET_FRIEND_REQUEST = f"SELECT {FRIEND_REQUEST_COLUMNS} FROM friend_requests WHERE id = $1"
+
+
 async def get_friend_request(
-    conn: asyncpg.Connection, *, request_id: UUID
+    conn: asyncpg.Connection, *, request_id: UUID, lock: bool = False
 ) -> FriendRequestRow | None:
-    record = await conn.fetchrow(
-        f"SELECT {FRIEND_REQUEST_COLUMNS} FROM friend_requests WHERE id = $1", request_id
-    )
-    return maybe(FriendRequestRow, record)
-
-
-async def get_friend_request_for_update(
-    conn: asyncpg.Connection, *, request_id: UUID
-) -> FriendRequestRow | None:
-    record = await conn.fetchrow(
-        f"SELECT {FRIEND_REQUEST_COLUMNS} FROM friend_requests WHERE id = $1 FOR UPDATE", request_id
-    )
-    return maybe(FriendRequestRow, record)
+    """The request (locked FOR UPDATE if asked)."""
+    sql = _GET_FRIEND_REQUEST + " FOR UPDATE" if lock else _GET_FRIEND_REQUEST
+    return maybe(FriendRequestRow, await conn.fetchrow(sql, request_id))
 
 
 async def get_pending_request_between(

@@ -92,13 +92,6 @@ async def mark_refresh_token_used(conn: asyncpg.Connection, *, token_hash: bytes
     )
 
 
-async def get_session(conn: asyncpg.Connection, *, session_id: UUID) -> SessionRow | None:
-    record = await conn.fetchrow(
-        f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1", session_id
-    )
-    return maybe(SessionRow, record)
-
-
 async def get_session_for_update(
     conn: asyncpg.Connection, *, session_id: UUID
 ) -> SessionRow | None:

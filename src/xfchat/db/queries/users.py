@@ -7,7 +7,7 @@ from uuid import UUID
 
 import asyncpg
 
-from xfchat.db.queries import many, maybe, one
+from xfchat.db.queries import maybe, one
 
 USER_COLUMNS = (
     "id, username, email, password_hash, display_name, avatar_url, status, status_text, "
@@ -126,13 +126,6 @@ async def update_password_hash(
         user_id,
         password_hash,
     )
-
-
-async def list_users(conn: asyncpg.Connection, *, user_ids: list[UUID]) -> list[UserRow]:
-    records = await conn.fetch(
-        f"SELECT {USER_COLUMNS} FROM users WHERE id = ANY($1::uuid[])", user_ids
-    )
-    return many(UserRow, records)
 
 
 # What anyone may see of another user: never the email or the password hash.
