@@ -16,6 +16,7 @@ import shutil
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -25,7 +26,7 @@ from fastapi import FastAPI
 
 from tests import factories
 from tests.factories import TestUser
-from tests.support import random_secret, with_database
+from tests.support import Servers, random_secret, with_database
 from xfchat.app import create_app
 from xfchat.db.embedded import EmbeddedPostgres, throwaway
 from xfchat.db.migrate import Migrator
@@ -212,3 +213,11 @@ def make_user(pool: asyncpg.Pool, settings: Settings) -> Callable[..., Awaitable
         return await factories.user(pool, settings, username, **kwargs)
 
     return make
+
+
+@pytest.fixture
+def servers(db_url: str, settings: Settings, tmp_path: Path) -> Iterator[Servers]:
+    """Real `xfchat serve` processes on the test database; all stopped at teardown."""
+    s = Servers(db_url, settings.secret.get_secret_value(), tmp_path)
+    yield s
+    s.stop_all()

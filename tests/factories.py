@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 import asyncpg
+import httpx
 
 from xfchat.domain import accounts
 from xfchat.domain.accounts import Actor, ClientInfo
@@ -36,6 +38,10 @@ class TestUser:
     @property
     def actor(self) -> Actor:
         return Actor(self.id, self.session_id)
+
+
+MakeUser = Callable[..., Awaitable[TestUser]]  # the make_user fixture
+AppWith = Callable[..., Awaitable[httpx.AsyncClient]]  # the app_with fixture
 
 
 async def user(
@@ -126,13 +132,44 @@ async def direct(client: Any, a: TestUser, b: TestUser) -> dict[str, Any]:
     return dict(response.json())
 
 
+async def send_message(
+    client: httpx.AsyncClient,
+    who: TestUser,
+    conversation_id: str,
+    content: str,
+    *,
+    message_id: str | None = None,
+    **extra: Any,
+) -> httpx.Response:
+    """The raw answer to a send: PUT with the client's id when one is given, else POST."""
+    url = f"/api/conversations/{conversation_id}/messages"
+    body = {"content": content, **extra}
+    if message_id is None:
+        return await client.post(url, headers=who.headers, json=body)
+    return await client.put(f"{url}/{message_id}", headers=who.headers, json=body)
+
+
 async def say(
-    client: Any, who: TestUser, conversation_id: str, content: str, **extra: Any
+    client: httpx.AsyncClient,
+    who: TestUser,
+    conversation_id: str,
+    content: str,
+    *,
+    message_id: str | None = None,
+    **extra: Any,
 ) -> dict[str, Any]:
-    response = await client.post(
-        f"/api/conversations/{conversation_id}/messages",
-        headers=who.headers,
-        json={"content": content, **extra},
+    """Send a new message (PUT when an id is given) and return it; anything but 201 fails."""
+    response = await send_message(
+        client, who, conversation_id, content, message_id=message_id, **extra
     )
     assert response.status_code == 201, response.text
     return dict(response.json())
+
+
+async def pair(
+    client: Any, make_user: MakeUser, kind: Literal["direct", "group"] = "direct"
+) -> tuple[TestUser, TestUser, str]:
+    """ann and ben, and a conversation of theirs (ann opened it)."""
+    ann, ben = await make_user("ann"), await make_user("ben")
+    made = await (direct(client, ann, ben) if kind == "direct" else group(client, ann, ben))
+    return ann, ben, str(made["id"])

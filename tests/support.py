@@ -143,6 +143,56 @@ class ServerProcess:
         self._log.close()
 
 
+# What every `Servers` process runs with: cheap argon2, limits that a burst of test
+# traffic does not reach, a quick shutdown. A test's own env overrides any of them.
+SERVE_ENV = {
+    "XFCHAT_ARGON2_TIME_COST": "2",
+    "XFCHAT_ARGON2_MEMORY_KIB": "19456",
+    "XFCHAT_RATE_MESSAGES_USER": "100000/60",
+    "XFCHAT_RATE_API_USER": "100000/60",
+    "XFCHAT_DB_POOL_MIN": "1",
+    "XFCHAT_DB_POOL_MAX": "10",
+    "XFCHAT_SHUTDOWN_GRACE": "1",
+}
+
+
+class Servers:
+    """Start `xfchat serve` processes on one database with the test's secret; stop_all()
+    stops every one started, including one that never became ready."""
+
+    def __init__(self, database_url: str, secret: str, tmp_path: Path) -> None:
+        self.database_url = database_url
+        self.secret = secret
+        self.tmp_path = tmp_path
+        self.procs: list[ServerProcess] = []
+
+    def start(self, **env: str) -> tuple[ServerProcess, str]:
+        port = free_port()
+        full = clean_env(
+            DATABASE_URL=self.database_url,
+            XFCHAT_SECRET=self.secret,
+            XFCHAT_HOST="127.0.0.1",
+            XFCHAT_PORT=str(port),
+            **SERVE_ENV,
+        )
+        full.update(env)
+        proc = ServerProcess(xfchat("serve"), full, self.tmp_path / f"serve-{len(self.procs)}.log")
+        self.procs.append(proc)  # before waiting: a process that fails to start is stopped too
+        base = f"http://127.0.0.1:{port}"
+        proc.wait_ready(base)
+        return proc, base
+
+    def stop_all(self) -> None:
+        errors: list[BaseException] = []
+        for proc in self.procs:
+            try:
+                proc.stop()
+            except Exception as exc:  # stop the others all the same
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

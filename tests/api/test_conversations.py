@@ -1,14 +1,9 @@
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 import httpx
 
 from tests import factories
-from tests.factories import TestUser
-
-MakeUser = Callable[..., Awaitable[TestUser]]
-AppWith = Callable[..., Awaitable[httpx.AsyncClient]]
+from tests.factories import MakeUser, pair
 
 
 async def test_a_direct_conversation_is_one_per_pair(
@@ -33,15 +28,14 @@ async def test_a_direct_conversation_is_one_per_pair(
 async def test_blocked_users_cannot_open_or_use_a_direct_conversation(
     client: httpx.AsyncClient, make_user: MakeUser
 ) -> None:
-    ann, ben = await make_user("ann"), await make_user("ben")
-    dm = await factories.direct(client, ann, ben)
+    ann, ben, dm = await pair(client, make_user)
     await client.put(f"/api/users/@me/blocks/{ann.id}", headers=ben.headers)
     opened = await client.post(
         "/api/conversations", headers=ann.headers, json={"kind": "direct", "user_id": str(ben.id)}
     )
     assert opened.status_code == 403 and opened.json()["code"] == "CANNOT_MESSAGE_USER"
     sent = await client.post(
-        f"/api/conversations/{dm['id']}/messages", headers=ann.headers, json={"content": "hello?"}
+        f"/api/conversations/{dm}/messages", headers=ann.headers, json={"content": "hello?"}
     )
     assert sent.status_code == 403 and sent.json()["code"] == "CANNOT_MESSAGE_USER"
 
@@ -119,35 +113,32 @@ async def test_unknown_participants_are_refused(
 async def test_the_list_shows_last_message_and_unread_counts(
     client: httpx.AsyncClient, make_user: MakeUser
 ) -> None:
-    ann, ben = await make_user("ann"), await make_user("ben")
-    dm = await factories.direct(client, ann, ben)
-    group = await factories.group(client, ann, ben)
+    ann, ben, dm = await pair(client, make_user)
+    group = (await factories.group(client, ann, ben))["id"]
     for text in ("one", "two", "three"):
-        await factories.say(client, ben, dm["id"], text)
-    await factories.say(client, ann, dm["id"], "mine")  # my own messages are never unread
-    await factories.say(client, ben, group["id"], "in the group")
+        await factories.say(client, ben, dm, text)
+    await factories.say(client, ann, dm, "mine")  # my own messages are never unread
+    await factories.say(client, ben, group, "in the group")
     listed = (await client.get("/api/conversations", headers=ann.headers)).json()
-    assert [c["id"] for c in listed] == [group["id"], dm["id"]]  # most recently active first
+    assert [c["id"] for c in listed] == [group, dm]  # most recently active first
     by_id = {c["id"]: c for c in listed}
-    assert by_id[dm["id"]]["unread"] == 3 and by_id[dm["id"]]["last_message"]["content"] == "mine"
-    assert by_id[group["id"]]["unread"] == 1
-    ack = await client.put(
-        f"/api/conversations/{dm['id']}/ack", headers=ann.headers, json={"seq": 2}
-    )
+    assert by_id[dm]["unread"] == 3 and by_id[dm]["last_message"]["content"] == "mine"
+    assert by_id[group]["unread"] == 1
+    ack = await client.put(f"/api/conversations/{dm}/ack", headers=ann.headers, json={"seq": 2})
     assert ack.status_code == 200 and ack.json()["last_read_seq"] == 2
     listed = {
         c["id"]: c for c in (await client.get("/api/conversations", headers=ann.headers)).json()
     }
-    assert listed[dm["id"]]["unread"] == 1 and listed[dm["id"]]["last_read_seq"] == 2
+    assert listed[dm]["unread"] == 1 and listed[dm]["last_read_seq"] == 2
 
 
 async def test_non_participants_get_404_for_everything(
     client: httpx.AsyncClient, make_user: MakeUser
 ) -> None:
-    ann, ben, eve = await make_user("ann"), await make_user("ben"), await make_user("eve")
-    dm = await factories.direct(client, ann, ben)
-    message = await factories.say(client, ann, dm["id"], "private")
-    base = f"/api/conversations/{dm['id']}"
+    ann, _, dm = await pair(client, make_user)
+    eve = await make_user("eve")
+    message = await factories.say(client, ann, dm, "private")
+    base = f"/api/conversations/{dm}"
     calls = [
         ("GET", base, None),
         ("PATCH", base, {"name": "x"}),
@@ -169,4 +160,4 @@ async def test_non_participants_get_404_for_everything(
         assert response.status_code == 404, (method, url, response.text)
         assert response.json()["code"] == "CONVERSATION_NOT_FOUND", (method, url)
     subscribe = await client.get(f"{base}/messages", headers={**eve.headers, "Subscribe": "true"})
-    assert subscribe.status_code == 404
+    assert subscribe.status_code == 404 and subscribe.json()["code"] == "CONVERSATION_NOT_FOUND"

@@ -1,16 +1,13 @@
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from uuid import UUID
+from typing import Literal
 
 import asyncpg
 import httpx
 
 from tests import factories
-from tests.factories import TestUser
-from xfchat.domain.conversations import get_or_create_direct
+from tests.factories import MakeUser, TestUser
 
-MakeUser = Callable[..., Awaitable[TestUser]]
 REQUESTS = "/api/users/@me/friend-requests"
 
 
@@ -23,11 +20,21 @@ async def friends_of(client: httpx.AsyncClient, user: TestUser) -> list[str]:
     return [f["user"]["username"] for f in response.json()]
 
 
-async def dm_participants(conn: asyncpg.Connection, channel_id: str) -> set[UUID]:
-    rows = await conn.fetch(
-        "SELECT user_id FROM conversation_participants WHERE channel_id = $1", UUID(channel_id)
-    )
-    return {r["user_id"] for r in rows}
+async def act(
+    client: httpx.AsyncClient,
+    who: TestUser,
+    request_id: str,
+    action: Literal["accept", "decline", "cancel"],
+) -> httpx.Response:
+    if action == "cancel":
+        return await client.delete(f"{REQUESTS}/{request_id}", headers=who.headers)
+    return await client.post(f"{REQUESTS}/{request_id}/{action}", headers=who.headers)
+
+
+async def direct_ids(client: httpx.AsyncClient, user: TestUser) -> list[str]:
+    """The direct conversations the user sees in their list."""
+    listed = (await client.get("/api/conversations", headers=user.headers)).json()
+    return [c["id"] for c in listed if c["kind"] == "direct"]
 
 
 async def test_send_lists_and_accept_makes_friends_and_a_dm(
@@ -45,11 +52,14 @@ async def test_send_lists_and_accept_makes_friends_and_a_dm(
     assert [r["id"] for r in outgoing["outgoing"]] == [request["id"]] and outgoing["incoming"] == []
     assert [r["user"]["username"] for r in incoming["incoming"]] == ["ann"]
 
-    accepted = await client.post(f"{REQUESTS}/{request['id']}/accept", headers=ben.headers)
+    accepted = await act(client, ben, request["id"], "accept")
     assert accepted.status_code == 200, accepted.text
     assert accepted.json()["status"] == "accepted" and accepted.json()["user"]["username"] == "ann"
     dm = accepted.json()["conversation_id"]
-    assert await dm_participants(conn, dm) == {ann.id, ben.id}
+    for user in (ann, ben):
+        conversation = (await client.get(f"/api/conversations/{dm}", headers=user.headers)).json()
+        assert conversation["kind"] == "direct"
+        assert set(conversation["participant_ids"]) == {str(ann.id), str(ben.id)}
     assert await friends_of(client, ann) == ["ben"] and await friends_of(client, ben) == ["ann"]
     assert (await client.get(REQUESTS, headers=ben.headers)).json()["incoming"] == []
 
@@ -68,16 +78,14 @@ async def test_send_lists_and_accept_makes_friends_and_a_dm(
 
 
 async def test_accept_reuses_an_existing_direct_conversation(
-    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+    client: httpx.AsyncClient, make_user: MakeUser
 ) -> None:
-    ann, ben = await make_user("ann"), await make_user("ben")
-    async with conn.transaction():
-        existing, created = await get_or_create_direct(conn, ann.id, ben.id)
-    assert created
+    ann, ben, existing = await factories.pair(client, make_user)
+    assert await direct_ids(client, ann) == [existing]
     request = (await send(client, ann, "ben")).json()
-    accepted = (await client.post(f"{REQUESTS}/{request['id']}/accept", headers=ben.headers)).json()
-    assert accepted["conversation_id"] == str(existing.id)
-    assert await conn.fetchval("SELECT count(*) FROM channels WHERE kind = 'direct'") == 1
+    accepted = (await act(client, ben, request["id"], "accept")).json()
+    assert accepted["conversation_id"] == existing
+    assert await direct_ids(client, ann) == await direct_ids(client, ben) == [existing]
 
 
 async def test_a_request_back_to_a_pending_sender_accepts_theirs(
@@ -95,22 +103,18 @@ async def test_a_request_back_to_a_pending_sender_accepts_theirs(
 async def test_decline_and_cancel(client: httpx.AsyncClient, make_user: MakeUser) -> None:
     ann, ben = await make_user("ann"), await make_user("ben")
     declined = (await send(client, ann, "ben")).json()
-    assert (
-        await client.post(f"{REQUESTS}/{declined['id']}/decline", headers=ann.headers)
-    ).status_code == 404
-    assert (
-        await client.post(f"{REQUESTS}/{declined['id']}/decline", headers=ben.headers)
-    ).status_code == 204
-    again = await client.post(f"{REQUESTS}/{declined['id']}/accept", headers=ben.headers)
+    by_sender = await act(client, ann, declined["id"], "decline")  # only the recipient declines
+    assert by_sender.status_code == 404
+    assert by_sender.json()["code"] == "FRIEND_REQUEST_NOT_FOUND"
+    assert (await act(client, ben, declined["id"], "decline")).status_code == 204
+    again = await act(client, ben, declined["id"], "accept")
     assert again.status_code == 409 and again.json()["code"] == "FRIEND_REQUEST_NOT_PENDING"
 
     cancelled = (await send(client, ann, "ben")).json()  # a new request after a decline is fine
-    assert (
-        await client.delete(f"{REQUESTS}/{cancelled['id']}", headers=ben.headers)
-    ).status_code == 404
-    assert (
-        await client.delete(f"{REQUESTS}/{cancelled['id']}", headers=ann.headers)
-    ).status_code == 204
+    by_recipient = await act(client, ben, cancelled["id"], "cancel")  # only the sender cancels
+    assert by_recipient.status_code == 404
+    assert by_recipient.json()["code"] == "FRIEND_REQUEST_NOT_FOUND"
+    assert (await act(client, ann, cancelled["id"], "cancel")).status_code == 204
     assert await friends_of(client, ann) == [] and await friends_of(client, ben) == []
     assert (await client.get(REQUESTS, headers=ben.headers)).json() == {
         "incoming": [],
@@ -124,7 +128,7 @@ async def test_only_the_recipient_can_accept(
     ann, _ben, cid = await make_user("ann"), await make_user("ben"), await make_user("cid")
     request = (await send(client, ann, "ben")).json()
     for who in (ann, cid):
-        response = await client.post(f"{REQUESTS}/{request['id']}/accept", headers=who.headers)
+        response = await act(client, who, request["id"], "accept")
         assert response.status_code == 404 and response.json()["code"] == "FRIEND_REQUEST_NOT_FOUND"
 
 
@@ -133,7 +137,7 @@ async def test_remove_friend(
 ) -> None:
     ann, ben = await make_user("ann"), await make_user("ben")
     request = (await send(client, ann, "ben")).json()
-    await client.post(f"{REQUESTS}/{request['id']}/accept", headers=ben.headers)
+    assert (await act(client, ben, request["id"], "accept")).status_code == 200
     assert (
         await client.delete(f"/api/users/@me/friends/{ben.id}", headers=ann.headers)
     ).status_code == 204
@@ -155,7 +159,7 @@ async def test_self_and_duplicate_requests_are_refused(
     duplicate = await send(client, ann, "ben")
     assert duplicate.status_code == 409 and duplicate.json()["code"] == "FRIEND_REQUEST_EXISTS"
     request = (await client.get(REQUESTS, headers=ben.headers)).json()["incoming"][0]
-    await client.post(f"{REQUESTS}/{request['id']}/accept", headers=ben.headers)
+    assert (await act(client, ben, request["id"], "accept")).status_code == 200
     friends_already = await send(client, ann, "ben")
     assert (
         friends_already.status_code == 409 and friends_already.json()["code"] == "ALREADY_FRIENDS"
@@ -192,7 +196,7 @@ async def test_blocking_ends_friendship_and_pending_requests(
 ) -> None:
     ann, ben, cid = await make_user("ann"), await make_user("ben"), await make_user("cid")
     request = (await send(client, ann, "ben")).json()
-    await client.post(f"{REQUESTS}/{request['id']}/accept", headers=ben.headers)
+    assert (await act(client, ben, request["id"], "accept")).status_code == 200
     await send(client, cid, "ann")
     await client.put(f"/api/users/@me/blocks/{ben.id}", headers=ann.headers)
     await client.put(f"/api/users/@me/blocks/{cid.id}", headers=ann.headers)

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
 from uuid import UUID
 
 import asyncpg
@@ -9,10 +8,7 @@ import httpx
 import pytest
 
 from tests import factories
-from tests.factories import TestUser
-
-MakeUser = Callable[..., Awaitable[TestUser]]
-AppWith = Callable[..., Awaitable[httpx.AsyncClient]]
+from tests.factories import AppWith, MakeUser, pair
 
 
 async def created_events(conn: asyncpg.Connection, conversation_id: str) -> list[dict]:
@@ -21,11 +17,6 @@ async def created_events(conn: asyncpg.Connection, conversation_id: str) -> list
         for t, d in await factories.events_of(conn, "channel", UUID(conversation_id))
         if t == "message.created"
     ]
-
-
-async def pair(client: httpx.AsyncClient, make_user: MakeUser) -> tuple[TestUser, TestUser, str]:
-    ann, ben = await make_user("ann"), await make_user("ben")
-    return ann, ben, (await factories.direct(client, ann, ben))["id"]
 
 
 async def test_put_with_the_same_id_and_body_is_idempotent(
@@ -60,11 +51,11 @@ async def test_an_id_taken_in_another_conversation_is_409(
         headers=ann.headers,
         json={"content": "a"},
     )
-    assert elsewhere.status_code == 409
+    assert elsewhere.status_code == 409 and elsewhere.json()["code"] == "MESSAGE_ID_CONFLICT"
     by_other = await client.put(
         f"/api/conversations/{dm}/messages/{mid}", headers=ben.headers, json={"content": "a"}
     )
-    assert by_other.status_code == 409
+    assert by_other.status_code == 409 and by_other.json()["code"] == "MESSAGE_ID_CONFLICT"
 
 
 async def test_post_with_a_nonce_is_idempotent(
@@ -202,7 +193,7 @@ async def test_replies_must_point_into_the_same_conversation(
         headers=ben.headers,
         json={"content": "x", "reply_to_id": original["id"]},
     )
-    assert to_deleted.status_code == 400
+    assert to_deleted.status_code == 400 and to_deleted.json()["code"] == "INVALID_REPLY"
 
 
 async def test_mentions_keep_only_participants(
@@ -338,22 +329,44 @@ async def test_concurrent_posts_with_one_nonce_store_one_message(
 
 
 @pytest.mark.parametrize(
-    ("method", "path", "body"),
+    ("method", "path", "body", "code"),
     [
-        ("POST", "/api/auth/login", {"login": "\ud800", "password": "x"}),
+        ("POST", "/api/auth/login", {"login": "\ud800", "password": "x"}, "VALIDATION_ERROR"),
         (
             "POST",
             "/api/auth/register",
             {"username": "sur", "email": "s@example.com", "password": "long enough \ud800"},
+            "VALIDATION_ERROR",
         ),
-        ("PATCH", "/api/users/@me", {"display_name": "\udfff"}),
-        ("POST", "/api/conversations/{dm}/messages", {"content": "bad \ud800 text"}),
-        ("GET", "/api/conversations/{dm}/messages?before=99999999999999999999", None),
-        ("PUT", "/api/conversations/{dm}/messages/{mid}/reactions/a%00b/@me", None),
+        ("PATCH", "/api/users/@me", {"display_name": "\udfff"}, "VALIDATION_ERROR"),
+        # the send path parses with pydantic's own JSON reader, which refuses the surrogate
+        (
+            "POST",
+            "/api/conversations/{dm}/messages",
+            {"content": "bad \ud800 text"},
+            "MALFORMED_JSON",
+        ),
+        (
+            "GET",
+            "/api/conversations/{dm}/messages?before=99999999999999999999",
+            None,
+            "VALIDATION_ERROR",
+        ),
+        (
+            "PUT",
+            "/api/conversations/{dm}/messages/{mid}/reactions/a%00b/@me",
+            None,
+            "INVALID_EMOJI",
+        ),
     ],
 )
 async def test_values_nothing_can_store_are_400(
-    client: httpx.AsyncClient, make_user: MakeUser, method: str, path: str, body: object
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    method: str,
+    path: str,
+    body: object,
+    code: str,
 ) -> None:
     import json
 
@@ -365,12 +378,7 @@ async def test_values_nothing_can_store_are_400(
         method, url, headers={**ann.headers, "content-type": "application/json"}, content=raw
     )
     assert response.status_code == 400, response.text
-    assert response.json()["code"] in {
-        "VALIDATION_ERROR",
-        "MALFORMED_JSON",
-        "INVALID_EMOJI",
-        "INVALID_VALUE",
-    }
+    assert response.json()["code"] == code
 
 
 async def test_deleting_a_message_empties_it_in_the_event_log(

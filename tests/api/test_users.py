@@ -1,16 +1,12 @@
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 import asyncpg
 import httpx
 import pytest
 
 from tests import factories
-from tests.factories import PASSWORD, TestUser
+from tests.factories import PASSWORD, MakeUser
 from xfchat.settings import Settings
-
-MakeUser = Callable[..., Awaitable[TestUser]]
 
 
 async def test_me_shows_my_email(client: httpx.AsyncClient, make_user: MakeUser) -> None:
@@ -129,20 +125,24 @@ async def test_another_users_session_cannot_be_revoked(
     assert (await client.get("/api/users/@me", headers=other.headers)).status_code == 200
 
 
-async def test_password_change_needs_the_current_password(
-    client: httpx.AsyncClient, make_user: MakeUser
+@pytest.mark.parametrize(
+    ("current", "new", "code", "field"),
+    [
+        ("wrong-wrong", "a new long passphrase", "WRONG_PASSWORD", "current_password"),
+        (PASSWORD, "12345678", "INVALID_PASSWORD", "new_password"),
+    ],
+)
+async def test_password_change_refuses_a_wrong_current_or_weak_new_password(
+    client: httpx.AsyncClient, make_user: MakeUser, current: str, new: str, code: str, field: str
 ) -> None:
     user = await make_user()
     response = await client.post(
         "/api/users/@me/password",
         headers=user.headers,
-        json={"current_password": "wrong-wrong", "new_password": "a new long passphrase"},
+        json={"current_password": current, "new_password": new},
     )
     assert response.status_code == 400
-    assert (response.json()["code"], response.json()["field"]) == (
-        "WRONG_PASSWORD",
-        "current_password",
-    )
+    assert (response.json()["code"], response.json()["field"]) == (code, field)
 
 
 async def test_password_change_revokes_every_other_session(
@@ -175,22 +175,6 @@ async def test_password_change_revokes_every_other_session(
         "session.revoked",
         {"session_id": str(other.session_id), "reason": "password_changed"},
     ) in events
-
-
-async def test_password_change_refuses_a_weak_new_password(
-    client: httpx.AsyncClient, make_user: MakeUser
-) -> None:
-    user = await make_user()
-    response = await client.post(
-        "/api/users/@me/password",
-        headers=user.headers,
-        json={"current_password": PASSWORD, "new_password": "12345678"},
-    )
-    assert response.status_code == 400
-    assert (response.json()["code"], response.json()["field"]) == (
-        "INVALID_PASSWORD",
-        "new_password",
-    )
 
 
 async def test_usage_counts_requests_per_day(

@@ -49,8 +49,7 @@ def start_dev(
 ) -> tuple[ServerProcess, str]:
     port = env["XFCHAT_PORT"]
     proc = ServerProcess(command or xfchat("dev"), env, cwd / f"{name}.log", cwd=cwd, user=user)
-    elapsed = proc.wait_ready(f"http://127.0.0.1:{port}", timeout=READY_WITHIN_S)
-    assert elapsed < READY_WITHIN_S
+    proc.wait_ready(f"http://127.0.0.1:{port}", timeout=READY_WITHIN_S)  # fails past it
     proc.wait_for_line(r"Demo logins \(password password123\): alice, bob, charlie, diana, eve")
     return proc, proc.wait_for_line(r"Database: (\S+)").group(1)
 

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,12 +37,17 @@ class SseClient:
     events: asyncio.Queue[SseEvent | None] = field(default_factory=asyncio.Queue)
     last_id: str | None = None
     status: int | None = None
+    _ready: SseEvent | None = None
     _task: asyncio.Task[None] | None = None
     _opened: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def start(self) -> SseClient:
         self._task = asyncio.create_task(self._run())
-        await asyncio.wait_for(self._opened.wait(), 10)
+        try:
+            await asyncio.wait_for(self._opened.wait(), 10)
+        except BaseException:
+            await self.close()
+            raise
         return self
 
     async def _run(self) -> None:
@@ -73,6 +79,12 @@ class SseClient:
             self._opened.set()
             await self.events.put(None)
 
+    @property
+    def ready(self) -> SseEvent:
+        """The stream's `ready` event, which sse() waits for."""
+        assert self._ready is not None, "the ready event has not been read"
+        return self._ready
+
     async def next(self, event: str | None = None, timeout: float = 10) -> SseEvent:
         async with asyncio.timeout(timeout):
             while True:
@@ -93,12 +105,31 @@ class SseClient:
 
 
 async def sse(base: str, token: str, *, last_event_id: str | None = None) -> SseClient:
+    """An open stream whose `ready` event has arrived (kept as `client.ready`); the
+    caller closes it (or uses sse_stream)."""
     headers = {"Authorization": f"Bearer {token}"}
     if last_event_id:
         headers["Last-Event-ID"] = last_event_id
     client = await SseClient(f"{base}/api/events", headers).start()
-    assert client.status == 200, client.status
+    try:
+        assert client.status == 200, client.status
+        client._ready = await client.next("ready")
+    except BaseException:
+        await client.close()
+        raise
     return client
+
+
+@contextlib.asynccontextmanager
+async def sse_stream(
+    base: str, token: str, *, last_event_id: str | None = None
+) -> AsyncIterator[SseClient]:
+    """sse(), closed however the block ends (a failed assert must not leak the stream)."""
+    client = await sse(base, token, last_event_id=last_event_id)
+    try:
+        yield client
+    finally:
+        await client.close()
 
 
 class GatewayClient:

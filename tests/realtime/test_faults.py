@@ -9,7 +9,6 @@ import shutil
 import signal
 import socket
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
@@ -17,26 +16,22 @@ import httpx
 
 from tests import factories
 from tests.conftest import make_settings
-from tests.factories import TestUser
-from tests.realtime.clients import sse
-from tests.realtime.conftest import Servers
+from tests.factories import MakeUser, TestUser
+from tests.realtime.clients import sse_stream
+from tests.support import Servers
 from xfchat.db.embedded import throwaway
 from xfchat.db.migrate import Migrator
 from xfchat.db.pool import create_pool
-
-MakeUser = Callable[..., Awaitable[TestUser]]
 
 
 async def test_sigkill_mid_burst_loses_no_acknowledged_message(
     servers: Servers, make_user: MakeUser, db_url: str
 ) -> None:
     proc, a = servers.start()
-    ann, ben = await make_user("ann"), await make_user("ben")
     async with httpx.AsyncClient(base_url=a, timeout=10) as api:
-        dm = (await factories.direct(api, ann, ben))["id"]
-    before = await sse(a, ben.access_token)
-    resume_from = (await before.next("ready")).id
-    await before.close()
+        ann, ben, dm = await factories.pair(api, make_user)
+    async with sse_stream(a, ben.access_token) as before:
+        resume_from = before.ready.id
 
     acked: list[str] = []
 
@@ -45,19 +40,27 @@ async def test_sigkill_mid_burst_loses_no_acknowledged_message(
             for i in range(1000):
                 mid = str(uuid.uuid4())
                 try:
-                    r = await api.put(
-                        f"/api/conversations/{dm}/messages/{mid}",
-                        headers=ann.headers,
-                        json={"content": f"{k}-{i}"},
-                    )
+                    r = await factories.send_message(api, ann, dm, f"{k}-{i}", message_id=mid)
                 except httpx.HTTPError:
                     return  # the server died under this request: not acknowledged
-                if r.status_code in (200, 201):
-                    acked.append(mid)
+                # Until the kill every send is new and allowed: anything else (a 500, a
+                # 429) is a failure, not a send to skip.
+                assert r.status_code == 201, r.text
+                acked.append(mid)
 
     senders = [asyncio.create_task(sender(k)) for k in range(8)]
-    while len(acked) < 150:
-        await asyncio.sleep(0.01)
+    try:
+        async with asyncio.timeout(60):  # fail, rather than hang, if acks stop coming
+            while len(acked) < 150:
+                for task in senders:
+                    if task.done():
+                        task.result()  # a sender that failed fails the test here
+                await asyncio.sleep(0.01)
+    except BaseException:
+        for task in senders:
+            task.cancel()
+        await asyncio.gather(*senders, return_exceptions=True)
+        raise
     proc.proc.send_signal(signal.SIGKILL)
     await asyncio.gather(*senders)
 
@@ -73,15 +76,13 @@ async def test_sigkill_mid_burst_loses_no_acknowledged_message(
     assert sorted(stored.values()) == list(range(1, len(stored) + 1))
 
     _, b = servers.start()  # another process resumes the subscriber
-    resumed = await sse(b, ben.access_token, last_event_id=resume_from)
-    await resumed.next("ready")
-    got = await resumed.collect("message.created", len(stored), timeout=30)
-    assert [e.data["seq"] for e in got] == list(range(1, len(stored) + 1))  # no gap, no repeat
-    assert {e.data["id"] for e in got} == set(stored)
-    with contextlib.suppress(TimeoutError):
-        extra = await resumed.next("message.created", timeout=1)
-        raise AssertionError(f"a duplicate arrived: {extra}")
-    await resumed.close()
+    async with sse_stream(b, ben.access_token, last_event_id=resume_from) as resumed:
+        got = await resumed.collect("message.created", len(stored), timeout=30)
+        assert [e.data["seq"] for e in got] == list(range(1, len(stored) + 1))  # no gap, no repeat
+        assert {e.data["id"] for e in got} == set(stored)
+        with contextlib.suppress(TimeoutError):
+            extra = await resumed.next("message.created", timeout=1)
+            raise AssertionError(f"a duplicate arrived: {extra}")
 
 
 async def test_postgres_restart_under_a_live_subscription(tmp_path: Path) -> None:
@@ -91,7 +92,7 @@ async def test_postgres_restart_under_a_live_subscription(tmp_path: Path) -> Non
         conn = await asyncpg.connect(url)
         await Migrator(conn).run()
         await conn.close()
-        settings = make_settings(url, argon2_time_cost=2, argon2_memory_kib=19456)
+        settings = make_settings(url)
         pool = await create_pool(settings)
         ann = await factories.user(pool, settings, "ann")
         ben = await factories.user(pool, settings, "ben")
@@ -101,35 +102,31 @@ async def test_postgres_restart_under_a_live_subscription(tmp_path: Path) -> Non
             _, base = servers.start()
             async with httpx.AsyncClient(base_url=base, timeout=10) as api:
                 dm = (await factories.direct(api, ann, ben))["id"]
-                stream = await sse(base, ben.access_token)
-                await stream.next("ready")
-                first = await _send(api, ann, dm, "before")
-                assert (await stream.next("message.created")).data["id"] == first
-                last_id = stream.last_id
+                async with sse_stream(base, ben.access_token) as stream:
+                    first = await _send(api, ann, dm, "before")
+                    assert (await stream.next("message.created")).data["id"] == first
+                    last_id = stream.last_id
 
-                pg.stop()
-                assert await _ready_status(api, 503), (
-                    "/ready must say 503 while the database is down"
-                )
-                pg.start(port=pg.port)
-                assert await _ready_status(api, 200)
+                    pg.stop()
+                    assert await _ready_status(api, 503), (
+                        "/ready must say 503 while the database is down"
+                    )
+                    pg.start(port=pg.port)
+                    assert await _ready_status(api, 200)
 
-                after = [await _send(api, ann, dm, f"after{i}") for i in range(3)]
-                live = []
-                with contextlib.suppress(EOFError):  # the stream may end with "closed"
-                    for _ in range(3):
-                        event = await stream.next(timeout=15)
-                        if event.event == "closed":
-                            break
-                        if event.event == "message.created":
-                            live.append(event.data["id"])
-                assert live == after, live  # the open stream survived the restart
-                await stream.close()
-                resumed = await sse(base, ben.access_token, last_event_id=last_id)
-                await resumed.next("ready")
-                got = [e.data["id"] for e in await resumed.collect("message.created", 3)]
-                assert got == after  # a resuming client misses nothing
-                await resumed.close()
+                    after = [await _send(api, ann, dm, f"after{i}") for i in range(3)]
+                    live = []
+                    with contextlib.suppress(EOFError):  # the stream may end with "closed"
+                        for _ in range(3):
+                            event = await stream.next(timeout=15)
+                            if event.event == "closed":
+                                break
+                            if event.event == "message.created":
+                                live.append(event.data["id"])
+                    assert live == after, live  # the open stream survived the restart
+                async with sse_stream(base, ben.access_token, last_event_id=last_id) as resumed:
+                    got = [e.data["id"] for e in await resumed.collect("message.created", 3)]
+                    assert got == after  # a resuming client misses nothing
         finally:
             servers.stop_all()
     finally:
@@ -142,11 +139,7 @@ async def _send(api: httpx.AsyncClient, who: TestUser, dm: str, content: str) ->
     retrying is safe because the id makes the send idempotent."""
     mid = str(uuid.uuid4())
     for _ in range(50):
-        r = await api.put(
-            f"/api/conversations/{dm}/messages/{mid}",
-            headers=who.headers,
-            json={"content": content},
-        )
+        r = await factories.send_message(api, who, dm, content, message_id=mid)
         if r.status_code in (200, 201):
             return mid
         assert r.status_code == 503, r.text
@@ -173,26 +166,24 @@ async def test_a_stalled_client_does_not_hold_up_the_others(
     ann, ben, cid = await make_user("ann"), await make_user("ben"), await make_user("cid")
     async with httpx.AsyncClient(base_url=base, timeout=10) as api:
         group = (await factories.group(api, ann, ben, cid))["id"]
-        healthy = await sse(base, cid.access_token)
-        await healthy.next("ready")
-        host, port = base.removeprefix("http://").split(":")
-        stalled = socket.socket()
-        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        stalled.connect((host, int(port)))
-        stalled.sendall(
-            f"GET /api/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
-            f"{ben.access_token}\r\n\r\n".encode()
-        )
         count, text = 1400, "x" * 3990  # about 6 MB that the stalled reader never reads
+        async with sse_stream(base, cid.access_token) as healthy:
+            host, port = base.removeprefix("http://").split(":")
+            stalled = socket.socket()
+            stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            stalled.connect((host, int(port)))
+            stalled.sendall(
+                f"GET /api/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                f"{ben.access_token}\r\n\r\n".encode()
+            )
 
-        async def sender(k: int) -> None:
-            for i in range(k, count, 8):
-                await _send(api, ann, group, f"{i:05d}{text}")
+            async def sender(k: int) -> None:
+                for i in range(k, count, 8):
+                    await _send(api, ann, group, f"{i:05d}{text}")
 
-        await asyncio.gather(*(sender(k) for k in range(8)))
-        got = await healthy.collect("message.created", count, timeout=120)
-        assert [e.data["seq"] for e in got] == list(range(1, count + 1))
-        await healthy.close()
+            await asyncio.gather(*(sender(k) for k in range(8)))
+            got = await healthy.collect("message.created", count, timeout=120)
+            assert [e.data["seq"] for e in got] == list(range(1, count + 1))
         metrics = (await api.get("/metrics")).text
         assert 'xfchat_realtime_subscriptions_ended_total{reason="slow_consumer"} 1.0' in metrics
         stalled.settimeout(30)

@@ -3,25 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
-from collections.abc import Awaitable, Callable
 
 import httpx
 import pytest
 
-from tests import factories
-from tests.factories import TestUser
+from tests.factories import MakeUser, pair, say
 from tests.realtime.clients import (
     GatewayClient,
     braid,
     braid_messages_url,
     ensure_braid_client,
     node_available,
-    sse,
+    sse_stream,
 )
-from tests.realtime.conftest import Servers
+from tests.support import Servers
 
-MakeUser = Callable[..., Awaitable[TestUser]]
 COUNT = 20
 
 
@@ -30,12 +28,12 @@ async def test_all_three_transports_on_a_receive_what_b_sends_in_order(
 ) -> None:
     _, a = servers.start()
     _, b = servers.start()
-    ann, ben = await make_user("ann"), await make_user("ben")
-    async with httpx.AsyncClient(base_url=b, timeout=10) as via_b:
-        dm = (await factories.direct(via_b, ann, ben))["id"]
-        stream = await sse(a, ben.access_token)
-        await stream.next("ready")
+    async with contextlib.AsyncExitStack() as stack:  # closes every client however it ends
+        via_b = await stack.enter_async_context(httpx.AsyncClient(base_url=b, timeout=10))
+        ann, ben, dm = await pair(via_b, make_user)
+        stream = await stack.enter_async_context(sse_stream(a, ben.access_token))
         gw = await GatewayClient.connect(a, ben.access_token)
+        stack.push_async_callback(gw.close)
         await gw.next("ready")
         braid_task = None
         if node_available():
@@ -55,16 +53,9 @@ async def test_all_three_transports_on_a_receive_what_b_sends_in_order(
             )
             await asyncio.sleep(1.5)
 
-        async def send(i: int) -> dict:
-            r = await via_b.put(
-                f"/api/conversations/{dm}/messages/{uuid.uuid4()}",
-                headers=ann.headers,
-                json={"content": f"n{i}"},
-            )
-            assert r.status_code == 201, r.text
-            return r.json()
-
-        sent = await asyncio.gather(*(send(i) for i in range(COUNT)))  # concurrently, via B
+        sent = await asyncio.gather(  # concurrently, via B, each PUT with its own id
+            *(say(via_b, ann, dm, f"n{i}", message_id=str(uuid.uuid4())) for i in range(COUNT))
+        )
         in_order = [m["id"] for m in sorted(sent, key=lambda m: m["seq"])]
 
         got_sse = [e.data for e in await stream.collect("message.created", COUNT)]
@@ -72,11 +63,9 @@ async def test_all_three_transports_on_a_receive_what_b_sends_in_order(
         assert [m["id"] for m in got_sse] == in_order
         got_ws = [(await gw.next("message.created"))["d"] for _ in range(COUNT)]
         assert [m["id"] for m in got_ws] == in_order
-        if braid_task is None:
-            pytest.skip("Node.js is not here: SSE and the gateway were checked, Braid was not")
-        rc, lines = await braid_task
-        assert rc == 0, lines
-        patches = [line for line in lines if line["event"] == "update"][1:]
-        assert [p["version"][0] for p in patches] == in_order
-        await stream.close()
-        await gw.close()
+    if braid_task is None:
+        pytest.skip("Node.js is not here: SSE and the gateway were checked, Braid was not")
+    rc, lines = await braid_task
+    assert rc == 0, lines
+    patches = [line for line in lines if line["event"] == "update"][1:]
+    assert [p["version"][0] for p in patches] == in_order
