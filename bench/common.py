@@ -48,14 +48,14 @@ def pct(values: Sequence[float], q: float) -> float:
     return ordered[index]
 
 
-def summary_us(values: Sequence[float]) -> str:
-    us = [v * 1e6 for v in values]
-    return f"median {statistics.median(us):7.0f} µs   p99 {pct(us, 99):7.0f} µs   (n={len(us)})"
-
-
-def summary_ms(values: Sequence[float]) -> str:
-    ms = [v * 1e3 for v in values]
-    return f"median {statistics.median(ms):7.1f} ms   p99 {pct(ms, 99):7.1f} ms   (n={len(ms)})"
+def summary(seconds: Sequence[float], unit: str) -> str:
+    """Median and p99 of durations in seconds, shown in "µs" (no decimals) or "ms" (one)."""
+    scale, digits = {"µs": (1e6, 0), "ms": (1e3, 1)}[unit]
+    v = [s * scale for s in seconds]
+    return (
+        f"median {statistics.median(v):7.{digits}f} {unit}   "
+        f"p99 {pct(v, 99):7.{digits}f} {unit}   (n={len(v)})"
+    )
 
 
 def env_url() -> str | None:

@@ -9,8 +9,9 @@ registers users over HTTP, puts them in group conversations (at most 25 people e
 opens one real-time connection per receiver (SSE by default, or the WebSocket gateway),
 then every sender PUTs its messages one after another. It prints the send throughput,
 send latency (request to response), end-to-end latency (send start to arrival at a
-receiver, over every message x receiver), the delivery ratio, and the CPU and memory of
-the server process and of PostgreSQL. Nothing here is asserted: these are measurements.
+receiver, over every message x receiver), the delivery ratio and rate, the CPU of the
+server process, of PostgreSQL and of the load generator, and the server's memory (RSS).
+Nothing here is asserted: these are measurements.
 """
 
 from __future__ import annotations
@@ -19,13 +20,15 @@ import argparse
 import asyncio
 import contextlib
 import os
+import re
 import secrets
 import shutil
 import statistics
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +56,15 @@ SERVER_ENV = {
     "XFCHAT_DB_POOL_MAX": "20",
     "XFCHAT_LOG_LEVEL": "warning",
 }
+SEND_TIMEOUT_S = 120  # a generous bound on one point's sends
+START_TIMEOUT_S = 30  # for the server to answer /ready
+# (senders, messages each, receivers, label): what `bench.load` runs without --senders
+DEFAULT_POINTS = [
+    (10, 100, 10, "10 senders x 100 msgs, 10 receivers"),
+    (50, 40, 50, "50 senders x 40 msgs, 50 receivers"),
+    (100, 10, 100, "100 concurrent users (4 groups of 25), each sends 10 and receives"),
+]
+PAGE = 100
 
 
 @dataclass
@@ -69,7 +81,8 @@ class User:
 class Run:
     sends: dict[str, float] = field(default_factory=dict)  # message id -> send start
     send_latency: list[float] = field(default_factory=list)
-    arrivals: list[tuple[str, float]] = field(default_factory=list)  # (message id, time)
+    # (receiver index, message id, arrival time)
+    arrivals: list[tuple[int, str, float]] = field(default_factory=list)
     failed: int = 0
 
 
@@ -77,7 +90,7 @@ class Run:
 
 
 @contextlib.asynccontextmanager
-async def local_server(pool_max: int) -> AsyncIterator[tuple[str, psutil.Process, Any]]:
+async def local_server() -> AsyncIterator[tuple[str, psutil.Process, Any]]:
     pg, root = throwaway(prefix="xfload-", durable=True)
     log = Path(root) / "serve.log"
     proc = None
@@ -95,29 +108,44 @@ async def local_server(pool_max: int) -> AsyncIterator[tuple[str, psutil.Process
             "XFCHAT_HOST": "127.0.0.1",
             "XFCHAT_PORT": str(port),
             "XFCHAT_SECRET": secrets.token_urlsafe(48),
-            "XFCHAT_DB_POOL_MAX": str(pool_max),
         }
         with open(log, "wb") as out:
             proc = psutil.Popen(
                 [sys.executable, "-m", "xfchat", "serve"], env=env, stdout=out, stderr=out
             )
         base = f"http://127.0.0.1:{port}"
-        async with httpx.AsyncClient() as client:
-            for _ in range(300):
+        deadline = time.monotonic() + START_TIMEOUT_S
+        async with httpx.AsyncClient(timeout=1) as client:
+            while True:
+                if proc.poll() is not None:
+                    raise SystemExit(
+                        f"the server exited with status {proc.returncode}:\n{_tail(log)}"
+                    )
                 with contextlib.suppress(httpx.HTTPError):
                     if (await client.get(f"{base}/ready")).status_code == 200:
                         break
+                if time.monotonic() > deadline:
+                    raise SystemExit(
+                        f"the server did not start in {START_TIMEOUT_S} s:\n{_tail(log)}"
+                    )
                 await asyncio.sleep(0.1)
-            else:
-                raise SystemExit(f"the server did not start; see {log}")
         yield base, proc, pg
     finally:
-        if proc is not None:
+        if proc is not None and proc.poll() is None:
             proc.terminate()
-            with contextlib.suppress(psutil.TimeoutExpired):
+            try:
                 proc.wait(10)
+            except psutil.TimeoutExpired:
+                proc.kill()
+                proc.wait()
         pg.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _tail(log: Path, lines: int = 30) -> str:
+    """The end of the server's log (its directory is removed on the way out)."""
+    text = log.read_bytes().decode(errors="replace") if log.exists() else ""
+    return "\n".join(text.splitlines()[-lines:]) or "(the server's log is empty)"
 
 
 def _free_port() -> int:
@@ -206,21 +234,17 @@ async def make_group(client: httpx.AsyncClient, members: list[User]) -> str:
 # ---------------------------------------------------------------------- receivers
 
 
-async def receive_sse(
-    base: str, user: User, run: Run, ready: asyncio.Event, stop: asyncio.Event
-) -> None:
+async def receive_sse(base: str, user: User, index: int, run: Run, ready: asyncio.Event) -> None:
     def on_event(event: bytes, data: bytes, now: float) -> None:
         if event == b"message.created":
-            run.arrivals.append((message_id(data), now))
+            run.arrivals.append((index, message_id(data), now))
         elif event == b"ready":
             ready.set()
 
     await sse_events(base, "/api/events", user.headers, on_event)
 
 
-async def receive_ws(
-    base: str, user: User, run: Run, ready: asyncio.Event, stop: asyncio.Event
-) -> None:
+async def receive_ws(base: str, user: User, index: int, run: Run, ready: asyncio.Event) -> None:
     async with websockets.connect(base.replace("http", "ws") + "/api/gateway", max_size=None) as ws:
         await ws.recv()
         await ws.send(orjson.dumps({"op": 2, "d": {"token": user.token}}).decode())
@@ -229,9 +253,7 @@ async def receive_ws(
             if frame.get("t") == "ready":
                 ready.set()
             elif frame.get("t") == "message.created":
-                run.arrivals.append((frame["d"]["id"], time.perf_counter()))
-            if stop.is_set():
-                return
+                run.arrivals.append((index, frame["d"]["id"], time.perf_counter()))
 
 
 RECEIVERS = {"sse": receive_sse, "ws": receive_ws}
@@ -259,6 +281,15 @@ async def send_all(base: str, user: User, conversation: str, count: int, run: Ru
         conn.close()
 
 
+async def bounded(what: str, *senders: Awaitable[None]) -> None:
+    """Run the senders together, failing if they take longer than SEND_TIMEOUT_S."""
+    try:
+        async with asyncio.timeout(SEND_TIMEOUT_S):
+            await asyncio.gather(*senders)
+    except TimeoutError:
+        raise SystemExit(f"{what} did not finish within {SEND_TIMEOUT_S} s") from None
+
+
 # ------------------------------------------------------------------------- points
 
 
@@ -281,35 +312,36 @@ async def point(
         members = [users[g::groups] for g in range(groups)]
         conversations = [await make_group(client, m) for m in members]
     group_of = {u.id: conversations[g] for g, ms in enumerate(members) for u in ms}
-    run, stop = Run(), asyncio.Event()
+    run = Run()
     readies = [asyncio.Event() for _ in range(receivers)]
     tasks = [
-        asyncio.create_task(RECEIVERS[transport](base, users[j % people], run, readies[j], stop))
+        asyncio.create_task(RECEIVERS[transport](base, users[j], j, run, readies[j]))
         for j in range(receivers)
     ]
     await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), 60)
-    expected = sum(
-        messages
-        * sum(
-            1 for j in range(receivers) if group_of[users[j % people].id] == group_of[users[i].id]
-        )
-        for i in range(senders)
-    )
+    # every message reaches the receivers in its sender's group
+    listening = Counter(group_of[users[j].id] for j in range(receivers))
+    expected = messages * sum(listening[group_of[users[i].id]] for i in range(senders))
     start = usage.mark()
     t0 = time.perf_counter()
-    await asyncio.gather(
-        *(send_all(base, users[i], group_of[users[i].id], messages, run) for i in range(senders))
+    await bounded(
+        "the senders",
+        *(send_all(base, users[i], group_of[users[i].id], messages, run) for i in range(senders)),
     )
     sent_in = time.perf_counter() - t0
     deadline = time.perf_counter() + 15
     while len(run.arrivals) < expected and time.perf_counter() < deadline:
         await asyncio.sleep(0.05)
     resources = usage.report(start)
-    stop.set()
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    e2e = [t - run.sends[mid] for mid, t in run.arrivals if mid in run.sends]
+    first: dict[tuple[int, str], float] = {}  # (receiver, message id) -> first arrival
+    for j, mid, t in run.arrivals:
+        first.setdefault((j, mid), t)
+    duplicates = len(run.arrivals) - len(first)
+    arrived = [(mid, t) for (_, mid), t in first.items() if mid in run.sends]
+    e2e = [t - run.sends[mid] for mid, t in arrived]
     total = senders * messages
     print(f"\n{label}  [{transport}]")
     print(
@@ -325,10 +357,14 @@ async def point(
             f"  end-to-end latency  p50 {1000 * statistics.median(e2e):6.1f} ms"
             f"   p99 {1000 * pct(e2e, 99):6.1f} ms"
         )
-    print(
-        f"  delivered {len(e2e):,}/{expected:,} ({100 * len(e2e) / expected:.2f} %), "
-        f"{len(e2e) / sent_in:,.0f} deliveries/s"
-    )
+    delivered = f"  delivered {len(e2e):,}/{expected:,} ({100 * len(e2e) / expected:.2f} %)"
+    if arrived:
+        interval = max(t for _, t in arrived) - t0
+        delivered += (
+            f", {len(e2e) / interval:,.0f} deliveries/s over the delivery interval"
+            f" ({interval:.2f} s, first send to last arrival)"
+        )
+    print(f"{delivered}; {duplicates} duplicates")
     print(f"  {resources}")
 
 
@@ -339,92 +375,93 @@ async def paging(base: str, usage: Usage, *, messages: int) -> None:
         conversation = await make_group(client, [a, b])
     run = Run()
     t0 = time.perf_counter()
-    await asyncio.gather(*(send_all(base, a, conversation, messages // 4, run) for _ in range(4)))
+    await bounded(
+        "the paging point's senders",
+        *(send_all(base, a, conversation, messages // 4, run) for _ in range(4)),
+    )
     sent_in = time.perf_counter() - t0
     start = usage.mark()
-    page_times, seqs = [], []
+    page_times: list[float] = []  # non-empty pages only
+    seqs: list[int] = []  # as received
+    read_in = 0.0
     async with httpx.AsyncClient(base_url=base, timeout=60) as client:
         url = f"/api/conversations/{conversation}/messages"
         before = None
         t0 = time.perf_counter()
-        while True:
-            params = {"limit": 100} | ({"before": before} if before else {})
+        for _ in range(len(run.sends) // PAGE + 2):
+            params = {"limit": PAGE} | ({"before": before} if before else {})
             started = time.perf_counter()
-            page = (await client.get(url, params=params, headers=b.headers)).json()
-            page_times.append(time.perf_counter() - started)
+            response = await client.get(url, params=params, headers=b.headers)
+            if response.status_code != 200:
+                raise SystemExit(f"paging: HTTP {response.status_code}: {response.text[:300]}")
+            page = response.json()
             if not page:
-                break
+                break  # the end fell on a page boundary: this empty page is not counted
+            page_times.append(time.perf_counter() - started)
+            read_in = time.perf_counter() - t0
             seqs += [m["seq"] for m in page]
+            if len(page) < PAGE:
+                break
             before = page[-1]["seq"]
-        read_in = time.perf_counter() - t0
-    complete = sorted(seqs) == list(range(1, len(run.sends) + 1)) and len(set(seqs)) == len(seqs)
+        else:
+            raise SystemExit(f"paging did not reach the first message in {len(page_times)} pages")
+    in_order = seqs == list(range(len(run.sends), 0, -1))
     print(
         f"\none conversation, {len(run.sends)} messages (sent at "
-        f"{len(run.sends) / sent_in:,.0f} msgs/s), paged newest to oldest, 100 per page"
+        f"{len(run.sends) / sent_in:,.0f} msgs/s), paged newest to oldest, {PAGE} per page"
     )
     print(
         f"  {len(page_times)} pages in {read_in * 1000:.0f} ms: "
         f"p50 {1000 * statistics.median(page_times):.1f} ms, "
         f"p99 {1000 * pct(page_times, 99):.1f} ms per page; "
-        f"every message once, in order: {'yes' if complete else 'NO'}"
+        f"every message once, in order: {'yes' if in_order else 'NO'}"
     )
     print(f"  {usage.report(start)}")
 
 
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--target", help="benchmark a running server instead")
-    parser.add_argument("--senders", type=int)
-    parser.add_argument("--messages", type=int, default=100)
-    parser.add_argument("--receivers", type=int, default=10)
+    parser.add_argument("--target", help="benchmark a running server: http://host:port")
+    parser.add_argument("--senders", type=positive, help="run one point of your own")
+    parser.add_argument("--messages", type=positive, help="per sender (default 100)")
+    parser.add_argument("--receivers", type=positive, help="(default 10)")
     parser.add_argument("--transport", choices=sorted(RECEIVERS), default="sse")
     args = parser.parse_args()
+    if args.target and not re.fullmatch(r"http://[^/:]+:\d+/?", args.target):
+        parser.error("--target must be http://host:port (plain HTTP, explicit port)")
+    if args.senders is None and (args.messages is not None or args.receivers is not None):
+        parser.error("--messages and --receivers need --senders")
+    if args.senders is None:
+        points = DEFAULT_POINTS
+    else:
+        k, m, r = args.senders, args.messages or 100, args.receivers or 10
+        points = [(k, m, r, f"{k} senders x {m} msgs, {r} receivers")]
 
     async def run_points(base: str, usage: Usage) -> None:
-        if args.senders is not None:
+        for senders, messages, receivers, label in points:
             await point(
                 base,
                 usage,
-                senders=args.senders,
-                messages=args.messages,
-                receivers=args.receivers,
+                senders=senders,
+                messages=messages,
+                receivers=receivers,
                 transport=args.transport,
-                label=f"{args.senders} senders x {args.messages} msgs, {args.receivers} receivers",
+                label=label,
             )
-            return
-        await point(
-            base,
-            usage,
-            senders=10,
-            messages=100,
-            receivers=10,
-            transport=args.transport,
-            label="10 senders x 100 msgs, 10 receivers",
-        )
-        await point(
-            base,
-            usage,
-            senders=50,
-            messages=40,
-            receivers=50,
-            transport=args.transport,
-            label="50 senders x 40 msgs, 50 receivers",
-        )
-        await point(
-            base,
-            usage,
-            senders=100,
-            messages=10,
-            receivers=100,
-            transport=args.transport,
-            label="100 concurrent users (4 groups of 25), each sends 10 and receives",
-        )
-        await paging(base, usage, messages=1200)
+        if args.senders is None:
+            await paging(base, usage, messages=1200)
 
     if args.target:
         await run_points(args.target.rstrip("/"), Usage(None, None))
         return
-    async with local_server(pool_max=20) as (base, proc, pg):
+    async with local_server() as (base, proc, pg):
         print(
             f"xfchat serve (pid {proc.pid}) on {base}, PostgreSQL {pg.binaries.major} "
             f"(durable: fsync and synchronous_commit on), {os.cpu_count()} CPUs, "

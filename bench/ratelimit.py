@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from bench.common import database, env_url, pct, summary_ms, summary_us
+from bench.common import database, env_url, pct, summary
 from xfchat.app import create_app
 from xfchat.db.pool import create_pool
 from xfchat.domain import accounts
@@ -58,6 +58,24 @@ class NoLimit(RateLimiter):
         ]
 
 
+async def bench_user(
+    pool: Any, settings: Settings, prefix: str, password: str
+) -> tuple[str, accounts.IssuedTokens]:
+    """A new user with a random name, so that runs against BENCH_DATABASE_URL never
+    collide; returns its username and tokens."""
+    username = f"{prefix}{secrets.token_hex(6)}"
+    issued = await accounts.register(
+        pool,
+        settings,
+        username=username,
+        email=f"{username}@example.com",
+        password=password,
+        display_name=None,
+        client=accounts.ClientInfo(None, None),
+    )
+    return username, issued
+
+
 async def time_requests(settings: Settings, pool: Any, n: int) -> tuple[list[float], list[float]]:
     """GET /api/users/@me alternately through an app with the check and one without, so
     drift and warm-up hit both equally."""
@@ -73,15 +91,7 @@ async def time_requests(settings: Settings, pool: Any, n: int) -> tuple[list[flo
                     httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://b")
                 )
             )
-        issued = await accounts.register(
-            pool,
-            settings,
-            username=f"b{secrets.token_hex(4)}",
-            email=f"{secrets.token_hex(4)}@example.com",
-            password="a long bench passphrase",
-            display_name=None,
-            client=accounts.ClientInfo(None, None),
-        )
+        _, issued = await bench_user(pool, settings, "b", "a long bench passphrase")
         headers = {"Authorization": f"Bearer {issued.access_token}"}
         for _ in range(n):
             for client, out in zip(clients, samples, strict=True):
@@ -93,18 +103,11 @@ async def time_requests(settings: Settings, pool: Any, n: int) -> tuple[list[flo
 
 
 async def time_logins(settings: Settings, pool: Any, n: int) -> tuple[list[float], list[float]]:
-    await accounts.register(
-        pool,
-        settings,
-        username="victim",
-        email="victim@example.com",
-        password="the real passphrase",
-        display_name=None,
-        client=accounts.ClientInfo(None, None),
-    )
-    wrong, unknown = [], []
-    for i in range(n):
-        for login, out in (("victim", wrong), (f"ghost{i}", unknown)):
+    victim, _ = await bench_user(pool, settings, "victim", "the real passphrase")
+    wrong: list[float] = []
+    unknown: list[float] = []
+    for _ in range(n):
+        for login, out in ((victim, wrong), (f"ghost{secrets.token_hex(6)}", unknown)):
             started = time.perf_counter()
             try:
                 await accounts.login(
@@ -144,36 +147,35 @@ async def main() -> None:
         for label, keys, conc in (
             ("sequential, one hot key      ", 1, 1),
             ("sequential, many keys        ", args.checks, 1),
-            (f"{conc_label(args.concurrency)} concurrent, one hot key", 1, args.concurrency),
+            (f"{args.concurrency:>2} concurrent, one hot key", 1, args.concurrency),
             (
-                f"{conc_label(args.concurrency)} concurrent, many keys  ",
+                f"{args.concurrency:>2} concurrent, many keys  ",
                 args.checks,
                 args.concurrency,
             ),
         ):
             samples, rate = await time_checks(pool, args.checks, keys, conc)
-            print(f"  {label}  {summary_us(samples)}   {rate:8.0f} checks/s")
+            print(f"  {label}  {summary(samples, 'µs')}   {rate:8.0f} checks/s")
 
         print("\nGET /api/users/@me through the whole app, in-process, alternating")
         with_limit, without = await time_requests(settings, pool, args.requests)
-        print(f"  with the check     {summary_us(with_limit)}")
-        print(f"  without the check  {summary_us(without)}")
+        print(f"  with the check     {summary(with_limit, 'µs')}")
+        print(f"  without the check  {summary(without, 'µs')}")
         added = statistics.median(with_limit) - statistics.median(without)
         added_p99 = pct(with_limit, 99) - pct(without, 99)
-        print(f"  added by the check: median {added * 1e6:.0f} µs, p99 {added_p99 * 1e6:.0f} µs")
+        print(
+            f"  added by the check: difference of medians {added * 1e6:.0f} µs, "
+            f"difference of p99s {added_p99 * 1e6:.0f} µs"
+        )
 
         print(
             f"\nfailed logins (argon2id t={settings.argon2_time_cost}, "
             f"m={settings.argon2_memory_kib} KiB)"
         )
         wrong, unknown = await time_logins(settings, pool, args.logins)
-        print(f"  wrong password  {summary_ms(wrong)}")
-        print(f"  unknown user    {summary_ms(unknown)}")
+        print(f"  wrong password  {summary(wrong, 'ms')}")
+        print(f"  unknown user    {summary(unknown, 'ms')}")
         await pool.close()
-
-
-def conc_label(n: int) -> str:
-    return f"{n:>2}"
 
 
 if __name__ == "__main__":
