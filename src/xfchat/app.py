@@ -11,16 +11,16 @@ import asyncpg
 from fastapi import FastAPI
 
 from xfchat import __version__
-from xfchat.api import auth, conversations, events, friends, gateway, health, messages, users
+from xfchat.api import auth, conversations, friends, gateway, health, messages, sse, users
 from xfchat.api.edge import EdgeMiddleware
 from xfchat.api.errors import install_error_handlers
 from xfchat.api.metrics import Metrics
 from xfchat.db.migrate import discover
 from xfchat.db.pool import connect, create_pool, pool_stats
-from xfchat.domain import ratelimit
+from xfchat.domain import rate_limits
 from xfchat.domain.accounts import SessionCache
 from xfchat.domain.messages_send import MessageWriter
-from xfchat.domain.ratelimit import RateLimiter
+from xfchat.domain.rate_limits import RateLimiter
 from xfchat.domain.retention import prune_event_log
 from xfchat.domain.usage import UsageRecorder
 from xfchat.realtime import membership
@@ -54,7 +54,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
         app.state.writer = MessageWriter(app.state.pool, on_sent=app.state.usage.count_messages)
         app.state.writer.start()
         tasks = [
-            every(60, lambda: ratelimit.prune(app.state.pool), "prune-rate-limits"),
+            every(60, lambda: rate_limits.prune(app.state.pool), "prune-rate-limits"),
             every(
                 600,
                 lambda: prune_event_log(app.state.pool, settings.event_retention_days),
@@ -87,12 +87,12 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
         stats, hub=lambda: app.state.hub, writer=lambda: getattr(app.state, "writer", None)
     )
     app.state.metrics = metrics
-    app.state.limiter = RateLimiter(observe=metrics.ratelimit_check.observe)
+    app.state.limiter = RateLimiter(observe=metrics.rate_limit_check.observe)
     install_error_handlers(app, on_db_error=metrics.count_db_error)
     # The busiest routes first: FastAPI tries them in order.
     for router in (
         messages.router,
-        events.router,
+        sse.router,
         gateway.router,
         health.router,
         auth.router,

@@ -137,7 +137,7 @@ async def test_unknown_user_still_pays_for_a_password_check(
     pool: asyncpg.Pool, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The unknown-user path verifies against a dummy argon2 hash, so it costs what a
-    wrong password costs (bench/ratelimit.py prints both times)."""
+    wrong password costs (bench/rate_limits.py prints both times)."""
     verified: list[str] = []
     real = accounts.verify_password_async
 

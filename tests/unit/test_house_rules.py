@@ -102,7 +102,7 @@ def test_events_are_emitted_only_from_the_domain() -> None:
 
 
 EVENT_WRITERS = ("insert_events", "insert_messages_and_events", "notify")
-NOTIFYING_QUERIES = {QUERIES / "events.py", QUERIES / "messages_send.py"}
+NOTIFYING_QUERIES = {QUERIES / "event_log.py", QUERIES / "messages_send.py"}
 
 
 def test_only_realtime_events_calls_the_statements_that_write_events() -> None:

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from xfchat.db.queries.events import INLINE_DATA_LIMIT, notification_chunks
+from xfchat.db.queries.event_log import INLINE_DATA_LIMIT, notification_chunks
 from xfchat.db.queries.messages import MessageRow
 from xfchat.db.queries.messages_send import SEQ_PLACEHOLDER
 from xfchat.domain.messages import mentioned_ids, message_json

@@ -17,7 +17,7 @@ from xfchat.domain.accounts import (
     authenticate,
     authenticate_quick,
 )
-from xfchat.domain.ratelimit import Decision, RateLimiter
+from xfchat.domain.rate_limits import Decision, RateLimiter
 from xfchat.errors import Unauthorized
 from xfchat.settings import RateLimit, Settings
 

@@ -11,7 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from xfchat.api.metrics import Metrics, route_label
 
-DECISIONS = "ratelimit_decisions"
+DECISIONS = "rate_limit_decisions"
 
 
 class EdgeMiddleware:

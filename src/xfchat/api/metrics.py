@@ -113,8 +113,8 @@ class Metrics:
             ["kind"],
             registry=self.registry,
         )
-        self.ratelimit_check = Histogram(
-            "xfchat_ratelimit_check_seconds",
+        self.rate_limit_check = Histogram(
+            "xfchat_rate_limit_check_seconds",
             "Time one rate-limit check takes (one upsert in PostgreSQL)",
             buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1),
             registry=self.registry,

@@ -14,7 +14,7 @@ from uuid import UUID
 import asyncpg
 
 from xfchat.db.queries import conversations as conversations_q
-from xfchat.db.queries import events as events_q
+from xfchat.db.queries import event_log as events_q
 from xfchat.db.queries import messages as q
 from xfchat.domain.accounts import Actor
 from xfchat.domain.conversations import access_conversation

@@ -37,7 +37,7 @@ from xfchat.db.queries import messages_send as send_q
 from xfchat.domain.accounts import Actor
 from xfchat.domain.conversations import not_found
 from xfchat.domain.messages import check_content, mentioned_ids, message_json, view_json
-from xfchat.domain.ratelimit import Decision, bucket_key, decide
+from xfchat.domain.rate_limits import Decision, bucket_key, decide
 from xfchat.errors import (
     BadRequest,
     Conflict,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from xfchat.db.queries import events as events_q
+from xfchat.db.queries import event_log as events_q
 
 BATCH = 500  # streams per round
 

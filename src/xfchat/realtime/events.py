@@ -23,9 +23,9 @@ from uuid import UUID
 import asyncpg
 import orjson
 
-from xfchat.db.queries import events as q
+from xfchat.db.queries import event_log as q
 from xfchat.db.queries import messages_send as send_q
-from xfchat.db.queries.events import EventPosition
+from xfchat.db.queries.event_log import EventPosition
 
 NOTIFY_CHANNEL = "xfchat_events"
 EPHEMERAL_CHANNEL = "xfchat_ephemeral"

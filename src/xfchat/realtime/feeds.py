@@ -15,7 +15,7 @@ from uuid import UUID
 
 import asyncpg
 
-from xfchat.db.queries import events as events_q
+from xfchat.db.queries import event_log as events_q
 from xfchat.domain.accounts import Actor, require_live_session
 from xfchat.domain.conversations import access_conversation, followed_conversation_ids
 from xfchat.realtime.cursor import BadToken, decode

@@ -22,7 +22,7 @@ import asyncpg
 import orjson
 
 from xfchat.db.pool import DATABASE_ERRORS
-from xfchat.db.queries import events as events_q
+from xfchat.db.queries import event_log as events_q
 from xfchat.db.queries.locks import select_one
 from xfchat.realtime.events import EPHEMERAL_CHANNEL, NOTIFY_CHANNEL, Stream, StreamKind
 from xfchat.realtime.subscriber import Delivery, Hint, Reactor, Subscriber

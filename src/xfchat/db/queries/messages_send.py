@@ -11,8 +11,8 @@ from uuid import UUID
 import asyncpg
 
 from xfchat.db.queries import maybe
-from xfchat.db.queries.events import NOTIFICATION, notification_chunk_ids
-from xfchat.db.queries.ratelimits import HIT_BUCKETS_CTES
+from xfchat.db.queries.event_log import NOTIFICATION, notification_chunk_ids
+from xfchat.db.queries.rate_limits import HIT_BUCKETS_CTES
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from datetime import datetime
 
 import asyncpg
 
-from xfchat.db.queries import ratelimits as q
+from xfchat.db.queries import rate_limits as q
 from xfchat.errors import RateLimited
 from xfchat.settings import RateLimit
 

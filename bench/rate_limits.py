@@ -1,6 +1,6 @@
 """What a rate-limit check adds to a request, and what a login costs.
 
-    uv run python -m bench.ratelimit [--checks 5000] [--concurrency 32]
+    uv run python -m bench.rate_limits [--checks 5000] [--concurrency 32]
 
 Starts a durable local PostgreSQL (or uses BENCH_DATABASE_URL), then times:
 the rate-limit check alone (one upsert on an UNLOGGED table: the latency every API
@@ -25,7 +25,7 @@ from bench.common import database, env_url, pct, summary
 from xfchat.app import create_app
 from xfchat.db.pool import create_pool
 from xfchat.domain import accounts
-from xfchat.domain.ratelimit import Decision, RateLimiter
+from xfchat.domain.rate_limits import Decision, RateLimiter
 from xfchat.settings import RateLimit, Settings
 
 
