@@ -272,7 +272,7 @@ async def send_all(base: str, user: User, conversation: str, count: int, run: Ru
             started = time.perf_counter()
             run.sends[mid] = started
             status, _ = await conn.request(
-                "PUT", f"/api/conversations/{conversation}/messages/{mid}", headers, body
+                "PUT", f"/api/channels/{conversation}/messages/{mid}", headers, body
             )
             run.send_latency.append(time.perf_counter() - started)
             if status != 201:
@@ -385,7 +385,7 @@ async def paging(base: str, usage: Usage, *, messages: int) -> None:
     seqs: list[int] = []  # as received
     read_in = 0.0
     async with httpx.AsyncClient(base_url=base, timeout=60) as client:
-        url = f"/api/conversations/{conversation}/messages"
+        url = f"/api/channels/{conversation}/messages"
         before = None
         t0 = time.perf_counter()
         for _ in range(len(run.sends) // PAGE + 2):

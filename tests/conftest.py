@@ -145,7 +145,7 @@ def settings(db_url: str) -> Settings:
 
 @pytest.fixture
 async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
-    p = await create_pool(settings)
+    p = await create_pool(settings, strict=True)  # a nested acquire fails the test
     yield p
     await p.close()
 

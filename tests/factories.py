@@ -142,7 +142,7 @@ async def send_message(
     **extra: Any,
 ) -> httpx.Response:
     """The raw answer to a send: PUT with the client's id when one is given, else POST."""
-    url = f"/api/conversations/{conversation_id}/messages"
+    url = f"/api/channels/{conversation_id}/messages"
     body = {"content": content, **extra}
     if message_id is None:
         return await client.post(url, headers=who.headers, json=body)
@@ -173,3 +173,68 @@ async def pair(
     ann, ben = await make_user("ann"), await make_user("ben")
     made = await (direct(client, ann, ben) if kind == "direct" else group(client, ann, ben))
     return ann, ben, str(made["id"])
+
+
+@dataclass
+class TestServer:
+    __test__ = False
+
+    id: UUID
+    everyone_role: UUID
+    channels: dict[str, UUID]  # by name
+
+
+async def server(
+    pool: asyncpg.Pool,
+    owner: TestUser,
+    *members: TestUser,
+    text: tuple[str, ...] = ("general",),
+    voice: tuple[str, ...] = (),
+) -> TestServer:
+    """A server with an @everyone role of the default permissions, text and voice
+    channels, and these members. (Made with the query functions until the servers
+    issue brings their domain functions.)"""
+    from xfchat.db.queries import channels as channels_q
+    from xfchat.db.queries import servers as servers_q
+    from xfchat.domain.permissions import EVERYONE_DEFAULT
+
+    async with pool.acquire() as conn, conn.transaction():
+        row = await servers_q.insert_server(conn, name="srv", owner_id=owner.id)
+        everyone = await servers_q.insert_role(
+            conn,
+            server_id=row.id,
+            name="@everyone",
+            permissions=int(EVERYONE_DEFAULT),
+            position=0,
+            is_default=True,
+        )
+        for who in (owner, *members):
+            await servers_q.insert_server_member(conn, server_id=row.id, user_id=who.id)
+        made = {}
+        for kind, names in (("text", text), ("voice", voice)):
+            for i, name in enumerate(names):
+                channel = await channels_q.insert_channel(
+                    conn, server_id=row.id, kind=kind, name=name, position=i
+                )
+                made[name] = channel.id
+    return TestServer(row.id, everyone.id, made)
+
+
+async def lock_waiters(pool: asyncpg.Pool, at_least: int = 1, timeout: float = 10) -> None:
+    """Wait until `at_least` sessions of this database wait for a lock (so a test knows,
+    rather than guesses after a sleep, that a statement is blocked). It polls from a task
+    of its own, so a test that holds connections may call it."""
+    import asyncio
+
+    async def poll() -> None:
+        while True:
+            async with pool.acquire() as conn:
+                waiting = await conn.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            if waiting >= at_least:
+                return
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(asyncio.create_task(poll()), timeout)

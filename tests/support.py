@@ -165,6 +165,7 @@ class Servers:
         self.secret = secret
         self.tmp_path = tmp_path
         self.procs: list[ServerProcess] = []
+        self.bases: list[str] = []
 
     def start(self, **env: str) -> tuple[ServerProcess, str]:
         port = free_port()
@@ -179,10 +180,28 @@ class Servers:
         proc = ServerProcess(xfchat("serve"), full, self.tmp_path / f"serve-{len(self.procs)}.log")
         self.procs.append(proc)  # before waiting: a process that fails to start is stopped too
         base = f"http://127.0.0.1:{port}"
+        self.bases.append(base)
         proc.wait_ready(base)
         return proc, base
 
+    def nested_acquires(self) -> dict[str, float]:
+        """Per live process, how often a task asked the pool for a second connection
+        while holding one (a bug whatever the test was about: it should be 0)."""
+        found = {}
+        for proc, base in zip(self.procs, self.bases, strict=False):
+            if proc.proc.poll() is not None:
+                continue
+            try:
+                text = httpx.get(f"{base}/metrics", timeout=2).text
+            except httpx.HTTPError:
+                continue
+            for line in text.splitlines():
+                if line.startswith("xfchat_db_pool_nested_total "):
+                    found[base] = float(line.split()[1])
+        return found
+
     def stop_all(self) -> None:
+        nested = {base: n for base, n in self.nested_acquires().items() if n}
         errors: list[BaseException] = []
         for proc in self.procs:
             try:
@@ -191,6 +210,7 @@ class Servers:
                 errors.append(exc)
         if errors:
             raise errors[0]
+        assert not nested, f"nested pool acquires in a server process: {nested}"
 
 
 def pid_alive(pid: int) -> bool:

@@ -11,7 +11,17 @@ import asyncpg
 from fastapi import FastAPI
 
 from xfchat import __version__
-from xfchat.api import auth, conversations, friends, gateway, health, messages, sse, users
+from xfchat.api import (
+    auth,
+    channels,
+    conversations,
+    friends,
+    gateway,
+    health,
+    messages,
+    sse,
+    users,
+)
 from xfchat.api.edge import EdgeMiddleware
 from xfchat.api.errors import install_error_handlers
 from xfchat.api.metrics import Metrics
@@ -19,11 +29,11 @@ from xfchat.db.migrate import discover
 from xfchat.db.pool import connect, create_pool, pool_stats
 from xfchat.domain import rate_limits
 from xfchat.domain.accounts import SessionCache
-from xfchat.domain.messages_send import MessageWriter
+from xfchat.domain.messages_writer import MessageWriter
 from xfchat.domain.rate_limits import RateLimiter
 from xfchat.domain.retention import prune_event_log
 from xfchat.domain.usage import UsageRecorder
-from xfchat.realtime import membership
+from xfchat.realtime.cursor import TokenCodec
 from xfchat.realtime.hub import Hub
 from xfchat.settings import Settings
 from xfchat.tasks import every, stop
@@ -44,14 +54,19 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
         app.state.hub = Hub(
             app.state.pool,
             lambda: connect(settings),
+            TokenCodec(settings.secret.get_secret_value()),
             queue_limit=settings.realtime_queue,
-            reactor=membership.react,
         )
         app.state.hub.user_event_hooks.append(app.state.sessions.observe)
         app.state.hub.reconnect_hooks.append(app.state.sessions.clear)
         await app.state.hub.start()
         await app.state.hub.wait_listening(5)
-        app.state.writer = MessageWriter(app.state.pool, on_sent=app.state.usage.count_messages)
+        app.state.writer = MessageWriter(
+            app.state.pool,
+            queue_limit=settings.send_queue,
+            deadline_s=settings.send_timeout_s,
+            on_sent=app.state.usage.count_messages,
+        )
         app.state.writer.start()
         tasks = [
             every(60, lambda: rate_limits.prune(app.state.pool), "prune-rate-limits"),
@@ -65,7 +80,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
             yield
         finally:
             await stop(*tasks)
-            await app.state.writer.stop()
+            await app.state.writer.stop(drain_s=settings.shutdown_grace_s)
             await app.state.hub.stop()
             await app.state.usage.stop()
             if owned:
@@ -99,6 +114,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
         users.router,
         friends.router,
         conversations.router,
+        channels.router,
     ):
         app.include_router(router)
     app.add_middleware(EdgeMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)

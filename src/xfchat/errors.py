@@ -23,6 +23,7 @@ class XFChatError(Exception):
         field: str | None = None,
         headers: Mapping[str, str] | None = None,
         extra: Mapping[str, Any] | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -30,6 +31,8 @@ class XFChatError(Exception):
         self.field = field
         self.headers = dict(headers or {})
         self.extra = dict(extra or {})
+        # Seconds after which trying again makes sense (the API sends it as Retry-After).
+        self.retry_after = retry_after
 
     def body(self) -> dict[str, Any]:
         out: dict[str, Any] = {"code": self.code, "message": self.message}

@@ -70,6 +70,9 @@ class DatabaseSettings(BaseSettings):
     connect_timeout_s: float = Field(
         default=5.0, gt=0, le=120, validation_alias=_env("XFCHAT_DB_CONNECT_TIMEOUT")
     )
+    acquire_timeout_s: float = Field(
+        default=3.0, gt=0, le=120, validation_alias=_env("XFCHAT_DB_ACQUIRE_TIMEOUT")
+    )
     migrations_dir: Path | None = Field(
         default=None, validation_alias=_env("XFCHAT_MIGRATIONS_DIR")
     )
@@ -179,6 +182,12 @@ class Settings(DatabaseSettings):
     )
 
     # Real-time delivery
+    send_queue: int = Field(
+        default=10_000, ge=1, le=1_000_000, validation_alias=_env("XFCHAT_SEND_QUEUE")
+    )
+    send_timeout_s: float = Field(
+        default=10.0, gt=0, le=300, validation_alias=_env("XFCHAT_SEND_TIMEOUT")
+    )
     realtime_queue: int = Field(
         default=1000, ge=10, le=1_000_000, validation_alias=_env("XFCHAT_REALTIME_QUEUE")
     )

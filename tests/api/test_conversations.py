@@ -35,7 +35,7 @@ async def test_blocked_users_cannot_open_or_use_a_direct_conversation(
     )
     assert opened.status_code == 403 and opened.json()["code"] == "CANNOT_MESSAGE_USER"
     sent = await client.post(
-        f"/api/conversations/{dm}/messages", headers=ann.headers, json={"content": "hello?"}
+        f"/api/channels/{dm}/messages", headers=ann.headers, json={"content": "hello?"}
     )
     assert sent.status_code == 403 and sent.json()["code"] == "CANNOT_MESSAGE_USER"
 
@@ -124,7 +124,7 @@ async def test_the_list_shows_last_message_and_unread_counts(
     by_id = {c["id"]: c for c in listed}
     assert by_id[dm]["unread"] == 3 and by_id[dm]["last_message"]["content"] == "mine"
     assert by_id[group]["unread"] == 1
-    ack = await client.put(f"/api/conversations/{dm}/ack", headers=ann.headers, json={"seq": 2})
+    ack = await client.put(f"/api/channels/{dm}/ack", headers=ann.headers, json={"seq": 2})
     assert ack.status_code == 200 and ack.json()["last_read_seq"] == 2
     listed = {
         c["id"]: c for c in (await client.get("/api/conversations", headers=ann.headers)).json()
@@ -139,25 +139,33 @@ async def test_non_participants_get_404_for_everything(
     eve = await make_user("eve")
     message = await factories.say(client, ann, dm, "private")
     base = f"/api/conversations/{dm}"
+    channel = f"/api/channels/{dm}"
     calls = [
-        ("GET", base, None),
-        ("PATCH", base, {"name": "x"}),
-        ("GET", f"{base}/messages", None),
-        ("POST", f"{base}/messages", {"content": "hi"}),
-        ("PUT", f"{base}/messages/00000000-0000-0000-0000-00000000000e", {"content": "hi"}),
-        ("GET", f"{base}/messages/{message['id']}", None),
-        ("PATCH", f"{base}/messages/{message['id']}", {"content": "x"}),
-        ("DELETE", f"{base}/messages/{message['id']}", None),
-        ("GET", f"{base}/messages/{message['id']}/edits", None),
-        ("PUT", f"{base}/messages/{message['id']}/reactions/x/@me", None),
-        ("PUT", f"{base}/ack", {"seq": 1}),
-        ("GET", f"{base}/read-states", None),
-        ("POST", f"{base}/typing", None),
-        ("DELETE", f"{base}/participants/@me", None),
+        ("GET", base, None, "CONVERSATION_NOT_FOUND"),
+        ("PATCH", base, {"name": "x"}, "CONVERSATION_NOT_FOUND"),
+        ("DELETE", f"{base}/participants/@me", None, "CONVERSATION_NOT_FOUND"),
+        ("GET", f"{channel}/messages", None, "CHANNEL_NOT_FOUND"),
+        ("POST", f"{channel}/messages", {"content": "hi"}, "CHANNEL_NOT_FOUND"),
+        (
+            "PUT",
+            f"{channel}/messages/00000000-0000-0000-0000-00000000000e",
+            {"content": "hi"},
+            "CHANNEL_NOT_FOUND",
+        ),
+        ("GET", f"{channel}/messages/{message['id']}", None, "CHANNEL_NOT_FOUND"),
+        ("PATCH", f"{channel}/messages/{message['id']}", {"content": "x"}, "CHANNEL_NOT_FOUND"),
+        ("DELETE", f"{channel}/messages/{message['id']}", None, "CHANNEL_NOT_FOUND"),
+        ("GET", f"{channel}/messages/{message['id']}/edits", None, "CHANNEL_NOT_FOUND"),
+        ("PUT", f"{channel}/messages/{message['id']}/reactions/x/@me", None, "CHANNEL_NOT_FOUND"),
+        ("PUT", f"{channel}/ack", {"seq": 1}, "CHANNEL_NOT_FOUND"),
+        ("GET", f"{channel}/read-states", None, "CHANNEL_NOT_FOUND"),
+        ("POST", f"{channel}/typing", None, "CHANNEL_NOT_FOUND"),
     ]
-    for method, url, body in calls:
+    for method, url, body, code in calls:
         response = await client.request(method, url, headers=eve.headers, json=body)
         assert response.status_code == 404, (method, url, response.text)
-        assert response.json()["code"] == "CONVERSATION_NOT_FOUND", (method, url)
-    subscribe = await client.get(f"{base}/messages", headers={**eve.headers, "Subscribe": "true"})
-    assert subscribe.status_code == 404 and subscribe.json()["code"] == "CONVERSATION_NOT_FOUND"
+        assert response.json()["code"] == code, (method, url)
+    subscribe = await client.get(
+        f"{channel}/messages", headers={**eve.headers, "Subscribe": "true"}
+    )
+    assert subscribe.status_code == 404 and subscribe.json()["code"] == "CHANNEL_NOT_FOUND"

@@ -264,14 +264,15 @@ async def test_fuzz_conversations_and_messages(
     assert_deliberate(await call(client, "POST", "/api/conversations", conversation, headers=h))
     dm = (await factories.direct(client, ann, ben))["id"]
     base = f"/api/conversations/{dm}"
-    sent = await client.post(f"{base}/messages", headers=h, json={"content": "seed"})
+    channel = f"/api/channels/{dm}"
+    sent = await client.post(f"{channel}/messages", headers=h, json={"content": "seed"})
     mid = sent.json()["id"]
     for method, url, body in [
-        ("POST", f"{base}/messages", message),
-        ("PUT", f"{base}/messages/{uuid.uuid4()}", message),
-        ("PATCH", f"{base}/messages/{mid}", edit),
-        ("PUT", f"{base}/ack", ack),
+        ("POST", f"{channel}/messages", message),
+        ("PUT", f"{channel}/messages/{uuid.uuid4()}", message),
+        ("PATCH", f"{channel}/messages/{mid}", edit),
+        ("PUT", f"{channel}/ack", ack),
         ("PATCH", base, conversation),
     ]:
         assert_deliberate(await call(client, method, url, body, headers=h))
-    assert_deliberate(await client.get(f"{base}/messages", headers=h, params=params))
+    assert_deliberate(await client.get(f"{channel}/messages", headers=h, params=params))

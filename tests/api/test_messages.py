@@ -24,7 +24,7 @@ async def test_put_with_the_same_id_and_body_is_idempotent(
 ) -> None:
     ann, _, dm = await pair(client, make_user)
     mid = str(uuid.uuid4())
-    url = f"/api/conversations/{dm}/messages/{mid}"
+    url = f"/api/channels/{dm}/messages/{mid}"
     first = await client.put(url, headers=ann.headers, json={"content": "once"})
     assert first.status_code == 201, first.text
     assert first.headers["version"] == f'"{mid}"'
@@ -44,16 +44,16 @@ async def test_an_id_taken_in_another_conversation_is_409(
     group = await factories.group(client, ann, ben)
     mid = str(uuid.uuid4())
     await client.put(
-        f"/api/conversations/{dm}/messages/{mid}", headers=ann.headers, json={"content": "a"}
+        f"/api/channels/{dm}/messages/{mid}", headers=ann.headers, json={"content": "a"}
     )
     elsewhere = await client.put(
-        f"/api/conversations/{group['id']}/messages/{mid}",
+        f"/api/channels/{group['id']}/messages/{mid}",
         headers=ann.headers,
         json={"content": "a"},
     )
     assert elsewhere.status_code == 409 and elsewhere.json()["code"] == "MESSAGE_ID_CONFLICT"
     by_other = await client.put(
-        f"/api/conversations/{dm}/messages/{mid}", headers=ben.headers, json={"content": "a"}
+        f"/api/channels/{dm}/messages/{mid}", headers=ben.headers, json={"content": "a"}
     )
     assert by_other.status_code == 409 and by_other.json()["code"] == "MESSAGE_ID_CONFLICT"
 
@@ -62,7 +62,7 @@ async def test_post_with_a_nonce_is_idempotent(
     client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
 ) -> None:
     ann, ben, dm = await pair(client, make_user)
-    url = f"/api/conversations/{dm}/messages"
+    url = f"/api/channels/{dm}/messages"
     first = await client.post(url, headers=ann.headers, json={"content": "hi", "nonce": "n-1"})
     again = await client.post(url, headers=ann.headers, json={"content": "hi", "nonce": "n-1"})
     assert (first.status_code, again.status_code) == (201, 200)
@@ -81,9 +81,7 @@ async def test_concurrent_sends_get_gap_free_sequence_numbers(
     fast = await app_with(rate_messages_user="1000/60")
     responses = await asyncio.gather(
         *(
-            fast.post(
-                f"/api/conversations/{dm}/messages", headers=ann.headers, json={"content": str(i)}
-            )
+            fast.post(f"/api/channels/{dm}/messages", headers=ann.headers, json={"content": str(i)})
             for i in range(60)
         )
     )
@@ -98,7 +96,7 @@ async def test_history_pages_newest_first_and_after_oldest_first(
     fast = await app_with(rate_messages_user="1000/60")
     for i in range(1, 121):
         await factories.say(fast, ann, dm, f"m{i}")
-    url = f"/api/conversations/{dm}/messages"
+    url = f"/api/channels/{dm}/messages"
     newest = (await client.get(url, headers=ann.headers)).json()
     assert [m["seq"] for m in newest] == list(range(120, 70, -1))  # 50 by default
     older = (await client.get(url, params={"before": 71, "limit": 100}, headers=ann.headers)).json()
@@ -117,7 +115,7 @@ async def test_size_limit_and_empty_messages(
     client: httpx.AsyncClient, make_user: MakeUser
 ) -> None:
     ann, _, dm = await pair(client, make_user)
-    url = f"/api/conversations/{dm}/messages"
+    url = f"/api/channels/{dm}/messages"
     exact = await client.post(url, headers=ann.headers, json={"content": "x" * 4000})
     assert exact.status_code == 201
     over = await client.post(url, headers=ann.headers, json={"content": "x" * 4001})
@@ -132,7 +130,7 @@ async def test_edits_keep_every_earlier_version(
 ) -> None:
     ann, ben, dm = await pair(client, make_user)
     message = await factories.say(client, ann, dm, "v1")
-    url = f"/api/conversations/{dm}/messages/{message['id']}"
+    url = f"/api/channels/{dm}/messages/{message['id']}"
     for text in ("v2", "v3"):
         edited = await client.patch(url, headers=ann.headers, json={"content": text})
         assert edited.status_code == 200 and edited.json()["content"] == text
@@ -152,7 +150,7 @@ async def test_soft_delete_leaves_a_tombstone_without_content(
     ann, ben, dm = await pair(client, make_user)
     message = await factories.say(client, ann, dm, "secret")
     await factories.say(client, ann, dm, "after")
-    url = f"/api/conversations/{dm}/messages/{message['id']}"
+    url = f"/api/channels/{dm}/messages/{message['id']}"
     await client.patch(url, headers=ann.headers, json={"content": "secret v2"})
     await client.put(f"{url}/reactions/👍/@me", headers=ben.headers)
     assert (await client.delete(url, headers=ben.headers)).status_code == 403
@@ -161,7 +159,7 @@ async def test_soft_delete_leaves_a_tombstone_without_content(
     assert tomb["deleted"] is True and tomb["content"] == "" and tomb["reactions"] == []
     assert tomb["seq"] == 1 and tomb["author"]["username"] == "ann"
     assert (await client.get(f"{url}/edits", headers=ben.headers)).json() == []
-    history = (await client.get(f"/api/conversations/{dm}/messages", headers=ben.headers)).json()
+    history = (await client.get(f"/api/channels/{dm}/messages", headers=ben.headers)).json()
     assert [(m["seq"], m["deleted"]) for m in history] == [(2, False), (1, True)]
     assert "secret" not in str(await conn.fetch("SELECT content FROM messages"))
     assert "secret" not in str(await conn.fetch("SELECT content FROM message_edits"))
@@ -182,14 +180,14 @@ async def test_replies_must_point_into_the_same_conversation(
     assert reply["reply_to_id"] == original["id"]
     elsewhere = await factories.say(client, ann, group["id"], "other")
     bad = await client.post(
-        f"/api/conversations/{dm}/messages",
+        f"/api/channels/{dm}/messages",
         headers=ben.headers,
         json={"content": "x", "reply_to_id": elsewhere["id"]},
     )
     assert bad.status_code == 400 and bad.json()["code"] == "INVALID_REPLY"
-    await client.delete(f"/api/conversations/{dm}/messages/{original['id']}", headers=ann.headers)
+    await client.delete(f"/api/channels/{dm}/messages/{original['id']}", headers=ann.headers)
     to_deleted = await client.post(
-        f"/api/conversations/{dm}/messages",
+        f"/api/channels/{dm}/messages",
         headers=ben.headers,
         json={"content": "x", "reply_to_id": original["id"]},
     )
@@ -206,7 +204,7 @@ async def test_mentions_keep_only_participants(
     )
     assert message["mentions"] == [str(ben.id)]
     edited = await client.patch(
-        f"/api/conversations/{dm}/messages/{message['id']}",
+        f"/api/channels/{dm}/messages/{message['id']}",
         headers=ann.headers,
         json={"content": f"<@{ann.id}>"},
     )
@@ -218,7 +216,7 @@ async def test_reactions_are_counted_with_mine_marked(
 ) -> None:
     ann, ben, dm = await pair(client, make_user)
     message = await factories.say(client, ann, dm, "react to me")
-    url = f"/api/conversations/{dm}/messages/{message['id']}"
+    url = f"/api/channels/{dm}/messages/{message['id']}"
     for who, emoji in ((ann, "🎉"), (ben, "🎉"), (ben, "👍"), (ben, "👍")):
         assert (
             await client.put(f"{url}/reactions/{emoji}/@me", headers=who.headers)
@@ -242,13 +240,11 @@ async def test_read_receipts_are_visible_to_participants(
     for text in ("a", "b", "c"):
         await factories.say(client, ann, dm, text)
     assert (
-        await client.put(f"/api/conversations/{dm}/ack", headers=ben.headers, json={"seq": 3})
+        await client.put(f"/api/channels/{dm}/ack", headers=ben.headers, json={"seq": 3})
     ).status_code == 200
-    receipts = (
-        await client.get(f"/api/conversations/{dm}/read-states", headers=ann.headers)
-    ).json()
+    receipts = (await client.get(f"/api/channels/{dm}/read-states", headers=ann.headers)).json()
     assert [(r["user_id"], r["last_read_seq"]) for r in receipts] == [(str(ben.id), 3)]
-    beyond = await client.put(f"/api/conversations/{dm}/ack", headers=ben.headers, json={"seq": 4})
+    beyond = await client.put(f"/api/channels/{dm}/ack", headers=ben.headers, json={"seq": 4})
     assert beyond.status_code == 400 and beyond.json()["code"] == "INVALID_SEQ"
     events = await factories.events_of(conn, "channel", UUID(dm))
     assert events[-1] == (
@@ -261,9 +257,7 @@ async def test_typing_is_not_stored(
     client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
 ) -> None:
     ann, _, dm = await pair(client, make_user)
-    assert (
-        await client.post(f"/api/conversations/{dm}/typing", headers=ann.headers)
-    ).status_code == 204
+    assert (await client.post(f"/api/channels/{dm}/typing", headers=ann.headers)).status_code == 204
     assert [t for t, _ in await factories.events_of(conn, "channel", UUID(dm))] == []
 
 
@@ -275,18 +269,18 @@ async def test_sends_are_rate_limited_per_user_and_conversation(
     codes = [
         (
             await limited.post(
-                f"/api/conversations/{dm}/messages", headers=ann.headers, json={"content": str(i)}
+                f"/api/channels/{dm}/messages", headers=ann.headers, json={"content": str(i)}
             )
         ).status_code
         for i in range(4)
     ]
     assert codes == [201, 201, 201, 429]
     last = await limited.post(
-        f"/api/conversations/{dm}/messages", headers=ann.headers, json={"content": "x"}
+        f"/api/channels/{dm}/messages", headers=ann.headers, json={"content": "x"}
     )
     assert last.headers["x-ratelimit-bucket"] == "messages.send"
     theirs = await limited.post(
-        f"/api/conversations/{dm}/messages", headers=ben.headers, json={"content": "x"}
+        f"/api/channels/{dm}/messages", headers=ben.headers, json={"content": "x"}
     )
     assert theirs.status_code == 201
 
@@ -308,13 +302,13 @@ async def test_concurrent_posts_with_one_nonce_store_one_message(
     fast = await app_with(rate_messages_user="1000/60")
     others = [
         fast.post(
-            f"/api/conversations/{dm}/messages", headers=ann.headers, json={"content": f"other {i}"}
+            f"/api/channels/{dm}/messages", headers=ann.headers, json={"content": f"other {i}"}
         )
         for i in range(5)
     ]
     same = [
         fast.post(
-            f"/api/conversations/{dm}/messages",
+            f"/api/channels/{dm}/messages",
             headers=ann.headers,
             json={"content": "hi", "nonce": "double-click"},
         )
@@ -342,19 +336,19 @@ async def test_concurrent_posts_with_one_nonce_store_one_message(
         # the send path parses with pydantic's own JSON reader, which refuses the surrogate
         (
             "POST",
-            "/api/conversations/{dm}/messages",
+            "/api/channels/{dm}/messages",
             {"content": "bad \ud800 text"},
             "MALFORMED_JSON",
         ),
         (
             "GET",
-            "/api/conversations/{dm}/messages?before=99999999999999999999",
+            "/api/channels/{dm}/messages?before=99999999999999999999",
             None,
             "VALIDATION_ERROR",
         ),
         (
             "PUT",
-            "/api/conversations/{dm}/messages/{mid}/reactions/a%00b/@me",
+            "/api/channels/{dm}/messages/{mid}/reactions/a%00b/@me",
             None,
             "INVALID_EMOJI",
         ),
@@ -387,12 +381,12 @@ async def test_deleting_a_message_empties_it_in_the_event_log(
     ann, _, dm = await pair(client, make_user)
     message = await factories.say(client, ann, dm, "regrettable")
     await client.patch(
-        f"/api/conversations/{dm}/messages/{message['id']}",
+        f"/api/channels/{dm}/messages/{message['id']}",
         headers=ann.headers,
         json={"content": "regrettable, edited"},
     )
     await factories.say(client, ann, dm, "kept")
-    await client.delete(f"/api/conversations/{dm}/messages/{message['id']}", headers=ann.headers)
+    await client.delete(f"/api/channels/{dm}/messages/{message['id']}", headers=ann.headers)
     events = await factories.events_of(conn, "channel", UUID(dm))
     assert "regrettable" not in str(events)
     created = [d for t, d in events if t == "message.created" and d["id"] == message["id"]]

@@ -37,6 +37,9 @@ EXPECTED_TABLES = {
     "event_streams",
     "events",
     "rate_limits",
+    "event_clock",
+    "event_commits",
+    "event_retention",
 }
 
 

@@ -227,4 +227,19 @@ async def braid(*args: str, timeout: float = 30) -> tuple[int, list[dict[str, An
 
 
 def braid_messages_url(base: str, conversation_id: str) -> str:
-    return f"{base}/api/conversations/{conversation_id}/messages"
+    return f"{base}/api/channels/{conversation_id}/messages"
+
+
+async def wait_subscribers(base: str, at_least: int, timeout: float = 10) -> None:
+    """Wait until the server process at `base` holds `at_least` subscriptions (so a
+    test knows one is open, rather than guessing after a sleep)."""
+    async with httpx.AsyncClient(timeout=5) as client, asyncio.timeout(timeout):
+        while True:
+            text = (await client.get(f"{base}/metrics")).text
+            for line in text.splitlines():
+                if (
+                    line.startswith("xfchat_realtime_subscribers ")
+                    and float(line.split()[1]) >= at_least
+                ):
+                    return
+            await asyncio.sleep(0.02)

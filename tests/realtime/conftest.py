@@ -14,6 +14,12 @@ def server(servers: Servers) -> str:
 
 
 @pytest.fixture
+def secret(servers: Servers) -> str:
+    """The secret the test's server processes sign with (resume tokens are bound to it)."""
+    return servers.secret
+
+
+@pytest.fixture
 async def http() -> AsyncIterator[Callable[[str], httpx.AsyncClient]]:
     clients: list[httpx.AsyncClient] = []
 

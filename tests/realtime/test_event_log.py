@@ -9,7 +9,16 @@ import asyncpg
 import orjson
 import pytest
 
-from xfchat.realtime.events import NOTIFY_CHANNEL, Event, Stream, emit, emit_many
+from tests.factories import lock_waiters
+from xfchat.db.queries.event_log import NOTIFY_CHANNEL
+from xfchat.domain.events import EVENT_TYPES, Event, Stream, emit, emit_many
+
+
+def an_event(name: str, stream: Stream, data: dict[str, object] | None = None) -> Event:
+    """An event of a registered type on any stream, with any body (the log does not
+    look inside)."""
+    assert name in EVENT_TYPES
+    return Event(name, stream, data or {})
 
 
 class Listener:
@@ -41,6 +50,25 @@ class Rollback(Exception):
     pass
 
 
+async def fence(pool: asyncpg.Pool, listener: Listener) -> None:
+    """Commit one more event and wait until it is heard: notifications come in commit
+    order, so whatever was committed before it has been heard by then (a stray one
+    would be in `listener.payloads`), with no guessing how long to wait. (It writes from
+    a task of its own: the test may hold a connection of the pool.)"""
+    stream = Stream.user(uuid.uuid4())
+
+    async def write() -> None:
+        async with pool.acquire() as c, c.transaction():
+            await emit(c, an_event("user.updated", stream, {"fence": True}))
+
+    await asyncio.create_task(write())
+    async with asyncio.timeout(10):
+        while not any(p["e"] == str(stream.entity_id) for p in listener.payloads):
+            listener.arrived.clear()
+            await listener.arrived.wait()
+    listener.payloads[:] = [p for p in listener.payloads if p["e"] != str(stream.entity_id)]
+
+
 async def test_concurrent_writers_get_gap_free_positions_heard_in_commit_order(
     pool: asyncpg.Pool, conn: asyncpg.Connection, listener: Listener
 ) -> None:
@@ -55,7 +83,7 @@ async def test_concurrent_writers_get_gap_free_positions_heard_in_commit_order(
             try:
                 async with c.transaction():
                     await asyncio.sleep(delays[i] / 2)
-                    await emit(c, Event("test.written", stream, {"i": i}))
+                    await emit(c, an_event("user.updated", stream, {"i": i}))
                     await asyncio.sleep(delays[i])  # hold the stream's counter row a while
                     if i in rolled_back:
                         raise Rollback
@@ -65,10 +93,11 @@ async def test_concurrent_writers_get_gap_free_positions_heard_in_commit_order(
     await asyncio.gather(*(write(i) for i in range(writers)))
     committed = writers - len(rolled_back)
     await listener.wait_for(committed)
-    await asyncio.sleep(0.2)  # would catch a stray notification for a rolled-back write
+    await fence(pool, listener)  # a stray notification for a rolled-back write shows now
 
     positions = [p["p"] for p in listener.payloads]
     assert positions == list(range(1, committed + 1))  # heard in commit order, no gap
+    assert [p["g"] for p in listener.payloads] == list(range(1, committed + 1))
     assert {p["n"] for p in listener.payloads} == {1}
     heard = {p["ev"][0][1]["i"] for p in listener.payloads}  # type: ignore[index]
     assert heard == set(range(writers)) - rolled_back
@@ -88,58 +117,74 @@ async def test_nothing_is_heard_before_commit(pool: asyncpg.Pool, listener: List
     async with pool.acquire() as c:
         tx = c.transaction()
         await tx.start()
-        await emit(c, Event("user.updated", stream, {"x": 1}))
-        await asyncio.sleep(0.3)
+        await emit(c, an_event("user.updated", stream, {"x": 1}))
+        await fence(pool, listener)
         assert listener.payloads == []
         await tx.commit()
     await listener.wait_for(1)
-    assert listener.payloads[0]["p"] == 1
+    # The fence committed first: commit order, not the order the writes began in.
+    assert (listener.payloads[0]["g"], listener.payloads[0]["p"]) == (2, 1)
     assert listener.payloads[0]["ev"] == [["user.updated", {"x": 1}]]
 
 
 async def test_a_rolled_back_write_is_never_heard_and_leaves_no_gap(
     pool: asyncpg.Pool, listener: Listener
 ) -> None:
-    stream = Stream.server(uuid.uuid4())
+    stream = Stream.user(uuid.uuid4())
     async with pool.acquire() as c:
         with pytest.raises(Rollback):
             async with c.transaction():
-                await emit(c, Event("server.updated", stream, {"n": "lost"}))
+                await emit(c, an_event("user.updated", stream, {"n": "lost"}))
                 raise Rollback
         async with c.transaction():
-            await emit(c, Event("server.updated", stream, {"n": "kept"}))
-    await listener.wait_for(1)
-    await asyncio.sleep(0.2)
-    assert [(p["p"], p["ev"]) for p in listener.payloads] == [
-        (1, [["server.updated", {"n": "kept"}]])
+            await emit(c, an_event("user.updated", stream, {"n": "kept"}))
+    await listener.wait_for(1)  # (after the rolled-back one, had it been heard)
+    assert [(p["g"], p["p"], p["ev"]) for p in listener.payloads] == [
+        (1, 1, [["user.updated", {"n": "kept"}]])
+    ]
+    async with pool.acquire() as c:
+        assert await c.fetchval("SELECT g FROM event_clock") == 1
+
+
+async def test_streams_do_not_wait_for_each_other(pool: asyncpg.Pool, db_url: str) -> None:
+    a, b = Stream.channel(uuid.uuid4()), Stream.channel(uuid.uuid4())
+    holder, other = await asyncpg.connect(db_url), await asyncpg.connect(db_url)
+    try:
+        tx = holder.transaction()
+        await tx.start()
+        await emit(holder, an_event("message.deleted", a))
+        async with asyncio.timeout(2):  # would hang if streams shared one lock
+            async with other.transaction():
+                await emit(other, an_event("message.deleted", b))
+        blocked = asyncio.create_task(_emit_in_tx(other, an_event("message.deleted", a)))
+        await lock_waiters(pool)
+        assert not blocked.done()  # the same stream does wait for the holder
+        await tx.commit()
+        await asyncio.wait_for(blocked, 5)
+    finally:
+        await holder.close()
+        await other.close()
+    # b committed first, then a's two appends in order: g follows commit order.
+    async with pool.acquire() as c:
+        rows = await c.fetch(
+            "SELECT c.g, s.entity_id, c.first_pos FROM event_commits c "
+            "JOIN event_streams s ON s.id = c.stream_id ORDER BY c.g"
+        )
+    assert [(r["entity_id"], r["first_pos"]) for r in rows] == [
+        (b.entity_id, 1),
+        (a.entity_id, 1),
+        (a.entity_id, 2),
     ]
 
 
-async def test_streams_do_not_wait_for_each_other(pool: asyncpg.Pool) -> None:
-    a, b = Stream.channel(uuid.uuid4()), Stream.channel(uuid.uuid4())
-    async with pool.acquire() as holder, pool.acquire() as other:
-        tx = holder.transaction()
-        await tx.start()
-        await emit(holder, Event("test.held", a))
-        async with asyncio.timeout(2):  # would hang if streams shared one lock
-            async with other.transaction():
-                await emit(other, Event("test.free", b))
-        blocked = asyncio.create_task(_emit_in_tx(other, Event("test.waits", a)))
-        await asyncio.sleep(0.2)
-        assert not blocked.done()  # the same stream does wait for the holder
-        await tx.commit()
-        position = await asyncio.wait_for(blocked, 5)
-        assert position.pos == 2
-
-
-async def _emit_in_tx(conn: asyncpg.Connection, event: Event):  # type: ignore[no-untyped-def]
+async def _emit_in_tx(conn: asyncpg.Connection, event: Event) -> None:
     async with conn.transaction():
-        return await emit(conn, event)
+        await emit(conn, event)
 
 
 async def test_emit_outside_a_transaction_is_refused(conn: asyncpg.Connection) -> None:
     with pytest.raises(RuntimeError, match="inside the writer's transaction"):
-        await emit(conn, Event("test.loose", Stream.user(uuid.uuid4())))
+        await emit(conn, an_event("user.updated", Stream.user(uuid.uuid4())))
 
 
 async def test_large_events_are_announced_without_their_body(
@@ -148,36 +193,39 @@ async def test_large_events_are_announced_without_their_body(
     stream = Stream.channel(uuid.uuid4())
     big = {"text": "x" * 9000}
     async with conn.transaction():
-        position = await emit(conn, Event("message.created", stream, big))
+        await emit(conn, an_event("message.created", stream, big))
     await listener.wait_for(1)
-    assert "ev" not in listener.payloads[0] and listener.payloads[0]["p"] == position.pos
+    assert "ev" not in listener.payloads[0] and listener.payloads[0]["p"] == 1
     stored = await conn.fetchval(
-        "SELECT data FROM events WHERE stream_id = $1 AND pos = $2",
-        position.stream_id,
-        position.pos,
+        "SELECT e.data FROM events e JOIN event_commits c ON c.stream_id = e.stream_id "
+        "AND e.pos = c.first_pos WHERE c.g = $1",
+        listener.payloads[0]["g"],
     )
     assert stored == big
 
 
-async def test_emit_many_keeps_order_within_a_stream_and_maps_positions(
+async def test_emit_many_puts_user_streams_first_and_keeps_order_within_a_stream(
     conn: asyncpg.Connection,
 ) -> None:
-    a, b = sorted([Stream.user(uuid.uuid4()), Stream.user(uuid.uuid4())])
+    channel, user = Stream.channel(uuid.uuid4()), Stream.user(uuid.uuid4())
     events = [
-        Event("test.one", b, {"n": 1}),
-        Event("test.two", a, {"n": 2}),
-        Event("test.three", b, {"n": 3}),
+        an_event("message.deleted", channel, {"n": 1}),
+        an_event("user.updated", user, {"n": 2}),
+        an_event("message.deleted", channel, {"n": 3}),
     ]
     async with conn.transaction():
-        positions = await emit_many(conn, events)
-    for event, position in zip(events, positions, strict=True):
-        data = await conn.fetchval(
-            "SELECT data FROM events WHERE stream_id = $1 AND pos = $2",
-            position.stream_id,
-            position.pos,
-        )
-        assert data == event.data
-    assert [p.pos for p in positions] == [1, 1, 2]
+        await emit_many(conn, events)
+    rows = await conn.fetch(
+        "SELECT c.g, s.kind, e.pos, e.data FROM event_commits c "
+        "JOIN event_streams s ON s.id = c.stream_id "
+        "JOIN events e ON e.stream_id = c.stream_id AND e.pos BETWEEN c.first_pos AND c.last_pos "
+        "ORDER BY c.g, e.pos"
+    )
+    assert [(r["g"], r["kind"], r["pos"], r["data"]["n"]) for r in rows] == [
+        (1, "user", 1, 2),
+        (2, "channel", 1, 1),
+        (2, "channel", 2, 3),
+    ]
 
 
 async def test_a_batch_to_one_stream_is_one_notification_in_order(
@@ -185,25 +233,25 @@ async def test_a_batch_to_one_stream_is_one_notification_in_order(
 ) -> None:
     stream = Stream.channel(uuid.uuid4())
     async with conn.transaction():
-        await emit(conn, Event("test.first", stream, {"n": 0}))
-        await emit_many(conn, [Event("test.many", stream, {"n": i}) for i in range(1, 6)])
+        await emit(conn, an_event("message.deleted", stream, {"n": 0}))
+        await emit_many(conn, [an_event("message.deleted", stream, {"n": i}) for i in range(1, 6)])
     await listener.wait_for(2)
     first, batch = listener.payloads
-    assert (first["p"], first["n"]) == (1, 1)
-    assert (batch["p"], batch["n"]) == (6, 5)
+    assert (first["g"], first["p"], first["n"]) == (1, 1, 1)
+    assert (batch["g"], batch["f"], batch["l"], batch["p"], batch["n"]) == (2, 2, 6, 6, 5)
     assert [d["n"] for _, d in batch["ev"]] == [1, 2, 3, 4, 5]
 
 
 async def test_a_batch_too_big_for_one_notification_is_spread_over_several_in_order(
-    conn: asyncpg.Connection, listener: Listener
+    conn: asyncpg.Connection, listener: Listener, pool: asyncpg.Pool
 ) -> None:
     stream = Stream.channel(uuid.uuid4())
-    events = [Event("test.big", stream, {"n": i, "pad": "x" * 500}) for i in range(40)]
-    events.insert(20, Event("test.huge", stream, {"n": "huge", "pad": "y" * 9000}))
+    events = [an_event("message.deleted", stream, {"n": i, "pad": "x" * 500}) for i in range(40)]
+    events.insert(20, an_event("message.deleted", stream, {"n": "huge", "pad": "y" * 9000}))
     async with conn.transaction():
         await emit_many(conn, events)
     await listener.wait_for(3)
-    await asyncio.sleep(0.3)
+    await fence(pool, listener)
     positions: list[int] = []
     carried: list[object] = []
     for note in listener.payloads:
@@ -214,3 +262,4 @@ async def test_a_batch_too_big_for_one_notification_is_spread_over_several_in_or
     assert len(listener.payloads) >= 3
     assert carried == [*range(20), "(read from the log)", *range(20, 40)]
     assert all(len(orjson.dumps(p)) < 8000 for p in listener.payloads)
+    assert {p["g"] for p in listener.payloads} == {1}  # one commit, announced in pieces

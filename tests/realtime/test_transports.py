@@ -19,6 +19,7 @@ from tests.realtime.clients import (
     ensure_braid_client,
     node_available,
     sse_stream,
+    wait_subscribers,
 )
 from tests.support import Servers
 
@@ -58,16 +59,16 @@ async def test_sse_carries_typing_edits_receipts_and_new_conversations(
         assert created.data["id"] == group
         message = await say(api, ann, group, "hello group")
         assert (await stream.next("message.created")).data["id"] == message["id"]
-        await api.post(f"/api/conversations/{group}/typing", headers=ann.headers)
+        await api.post(f"/api/channels/{group}/typing", headers=ann.headers)
         typing = await stream.next("typing.started")
         assert typing.id is None and typing.data["user_id"] == str(ann.id)
         await api.patch(
-            f"/api/conversations/{group}/messages/{message['id']}",
+            f"/api/channels/{group}/messages/{message['id']}",
             headers=ann.headers,
             json={"content": "edited"},
         )
         assert (await stream.next("message.updated")).data["content"] == "edited"
-        await api.put(f"/api/conversations/{group}/ack", headers=cid.headers, json={"seq": 1})
+        await api.put(f"/api/channels/{group}/ack", headers=cid.headers, json={"seq": 1})
         receipt = await stream.next("read_state.updated")
         assert receipt.data == {"channel_id": group, "user_id": str(cid.id), "last_read_seq": 1}
 
@@ -81,7 +82,7 @@ async def test_a_removed_participant_stops_receiving_at_the_removal(
         await say(api, ann, group, "before")
         assert (await stream.next("message.created")).data["content"] == "before"
         await api.delete(f"/api/conversations/{group}/participants/{ben.id}", headers=ann.headers)
-        assert (await stream.next("participant.removed")).data["user_id"] == str(ben.id)
+        assert (await stream.next("conversation.removed")).data["id"] == group
         await say(api, ann, group, "after")
         ping = await say(api, ann, (await factories.direct(api, ann, ben))["id"], "dm")
         nxt = await stream.next("message.created")
@@ -91,7 +92,8 @@ async def test_a_removed_participant_stops_receiving_at_the_removal(
 async def test_sse_with_an_unusable_token_says_resync(server: str, make_user: MakeUser) -> None:
     ben = await make_user("ben")
     async with sse_stream(server, ben.access_token, last_event_id="1.garbage!") as stream:
-        assert "reload" in (await stream.next("resync")).data["reason"]
+        resync = (await stream.next("resync")).data
+        assert resync["reason"] == "malformed" and "reload" in resync["message"]
 
 
 async def test_sse_needs_a_token(server: str, http: Http) -> None:
@@ -150,15 +152,17 @@ async def test_gateway_refuses_bad_openings(server: str, first: Any, code: int) 
 
 
 async def test_gateway_resume_from_a_position_the_log_never_had_says_invalid_session(
-    server: str, make_user: MakeUser
+    server: str, make_user: MakeUser, secret: str
 ) -> None:
-    from xfchat.realtime.cursor import decode, encode
+    from xfchat.realtime.cursor import Position, TokenCodec
 
     ben = await make_user("ben")
     gw = await GatewayClient.connect(server, ben.access_token)
     real = (await gw.next("ready"))["s"]
     await gw.close()
-    forged = encode({stream: pos + 1000 for stream, pos in decode(real).items()})
+    codec = TokenCodec(secret)
+    position = codec.decode(real, codec.tag(ben.id))
+    forged = codec.encode(codec.tag(ben.id), Position(position.g + 1000, 0))
     gw = await GatewayClient.connect(server, ben.access_token, resume=forged)
     assert await gw.next() == {"op": 9, "d": {"resumable": False}}
     assert await gw.closed_with() == 4010
@@ -215,7 +219,7 @@ async def test_the_real_braid_http_client_subscribes_puts_and_resumes(
             "5",
         )
     )
-    await asyncio.sleep(1.5)  # let the subscription open before the PUT
+    await wait_subscribers(server, 1)  # the subscription is open before the PUT
     rc, put_lines = await braid(
         "put",
         "--url",
@@ -313,7 +317,8 @@ async def test_resuming_after_being_removed_gets_exactly_what_came_before_the_re
                 break
     contents = [c for e, c in seen if e == "message.created"]
     assert before["content"] in contents and "after ben left" not in contents
-    assert ("participant.removed", None) in seen
+    assert ("conversation.removed", None) in seen
+    assert ("participant.removed", None) not in seen  # it comes after ben's removal
 
 
 async def test_removed_then_added_again_misses_only_the_time_outside(
@@ -350,7 +355,8 @@ async def test_a_position_older_than_the_log_gets_a_resync(
 
     async with sse_stream(server, ben.access_token, last_event_id=old_token) as resumed:
         assert resumed.ready.data["resumed"] is False
-        assert "reload" in (await resumed.next("resync")).data["reason"]
+        resync = (await resumed.next("resync")).data
+        assert resync["reason"] == "expired" and "reload" in resync["message"]
         await say(api, ann, dm, "four")  # from now on it is live again
         assert (await resumed.next("message.created")).data["content"] == "four"
     gw = await GatewayClient.connect(server, ben.access_token, resume=old_token)
@@ -378,3 +384,46 @@ async def test_a_revocation_reaches_a_process_that_had_the_session_cached(
                 break
             await asyncio.sleep(0.02)
         assert response.status_code == 401 and response.json()["code"] == "SESSION_REVOKED"
+
+
+async def test_a_server_channel_reaches_sse_the_gateway_and_braid(
+    server: str, http: Http, make_user: MakeUser, pool: Any
+) -> None:
+    """Every real-time path works for a server's text channel as for a conversation."""
+    api = http(server)
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await factories.server(pool, ann, ben, text=("general", "staff"))
+    general, staff = str(srv.channels["general"]), str(srv.channels["staff"])
+    from xfchat.db.queries import servers as servers_q
+    from xfchat.domain.permissions import Permission
+
+    async with pool.acquire() as conn:  # #staff is hidden from everyone but its owner
+        await servers_q.upsert_permission_override(
+            conn,
+            channel_id=srv.channels["staff"],
+            role_id=srv.everyone_role,
+            allow=0,
+            deny=int(Permission.VIEW_CHANNEL),
+        )
+    async with sse_stream(server, ben.access_token) as stream:
+        gw = await GatewayClient.connect(server, ben.access_token)
+        try:
+            await gw.next("ready")
+            await say(api, ann, staff, "for the staff only")
+            first = await say(api, ann, general, "hello server")
+            assert (await stream.next("message.created")).data["id"] == first["id"]
+            assert (await gw.next("message.created"))["d"]["id"] == first["id"]
+            await api.post(f"/api/channels/{general}/typing", headers=ann.headers)
+            assert (await stream.next("typing.started")).data["channel_id"] == general
+        finally:
+            await gw.close()
+    async with httpx.AsyncClient(timeout=10) as raw:
+        braid_url = f"{server}/api/channels/{general}/messages"
+        headers = {**ben.headers, "Subscribe": "true"}
+        async with raw.stream("GET", braid_url, headers=headers) as response:
+            assert response.status_code == 209
+            async for chunk in response.aiter_text():
+                assert first["id"] in chunk  # the snapshot
+                break
+        hidden = await raw.get(f"{server}/api/channels/{staff}/messages", headers=headers)
+        assert hidden.status_code == 404 and hidden.json()["code"] == "CHANNEL_NOT_FOUND"

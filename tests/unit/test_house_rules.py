@@ -94,35 +94,103 @@ def test_http_lives_only_in_api() -> None:
 def test_events_are_emitted_only_from_the_domain() -> None:
     offenders = []
     for path in modules(PACKAGE):
-        if PACKAGE / "domain" in path.parents or path.parent.name == "realtime":
+        if PACKAGE / "domain" in path.parents:
             continue
-        if re.search(r"\b(emit|emit_many|append_messages|signal_ephemeral)\(", path.read_text()):
+        if re.search(r"\b(emit|emit_many|signal)\(", path.read_text()):
             offenders.append(str(path.relative_to(ROOT)))
     assert offenders == []
 
 
-EVENT_WRITERS = ("insert_events", "insert_messages_and_events", "notify")
-NOTIFYING_QUERIES = {QUERIES / "event_log.py", QUERIES / "messages_send.py"}
+def calls(path: Path, names: set[str]) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+            if name in names:
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno} {name}")
+    return found
 
 
-def test_only_realtime_events_calls_the_statements_that_write_events() -> None:
-    """Appending to the log and NOTIFY happen only through realtime/events.py, whose
-    functions refuse to run outside a transaction; pg_notify appears only in the two
-    query modules that hold those statements."""
+EVENT_WRITERS = {"insert_events", "insert_messages_and_events", "notify"}
+EVENT_WRITING_MODULES = {PACKAGE / "domain" / "events.py", PACKAGE / "domain" / "messages_send.py"}
+
+
+def test_only_the_event_writers_call_the_statements_that_write_events() -> None:
+    """Appending to the log and NOTIFY happen only through domain/events.py (and the send
+    batch, which appends its events in its own statement), whose functions refuse to run
+    outside a transaction; pg_notify appears in Python only for ephemeral signals (the
+    log's notifications are sent by the commit trigger of migration 0008)."""
     offenders = []
     for path in modules(PACKAGE):
         text = path.read_text()
-        if "pg_notify" in text and path not in NOTIFYING_QUERIES:
+        if "pg_notify" in text and path != QUERIES / "event_log.py":
             offenders.append(f"{path.relative_to(ROOT)}: pg_notify")
-        if path == PACKAGE / "realtime" / "events.py" or QUERIES in path.parents:
+        if path in EVENT_WRITING_MODULES or QUERIES in path.parents:
             continue
-        for node in ast.walk(ast.parse(text)):
-            if not isinstance(node, ast.Call):
+        offenders += calls(path, EVENT_WRITERS)
+    assert offenders == []
+
+
+def test_events_are_made_only_by_their_registered_type() -> None:
+    offenders = []
+    for path in modules(PACKAGE):
+        if path == PACKAGE / "domain" / "events.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Event":
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert offenders == []
+
+
+# Tables that decide who may see a channel and do what in it.
+ACCESS_TABLES = re.compile(
+    r"\b(conversation_participants|blocks|server_members|member_roles|"
+    r"channel_permission_overrides)\b"
+)
+# Query functions that read or write those tables for another purpose than deciding
+# access: managing the memberships themselves.
+ACCESS_TABLE_MANAGERS = {
+    "blocks.py": "*",
+    "friends.py": "*",
+    "servers.py": "*",
+    "channels.py": {"insert_conversation_participant", "insert_conversation_participants"},
+    "conversations.py": {
+        "list_participant_ids",
+        "delete_participant",
+        "blocked_among",
+        "users_at_conversation_limit",
+        "list_conversations",
+    },
+}
+
+
+def test_only_the_access_seam_decides_who_may_see_a_channel() -> None:
+    """SQL reads the tables that decide access only in db/queries/access.py (and in the
+    functions that manage those memberships); only domain/access.py (and the send batch,
+    through its `refusal`) turns the facts into permissions; nothing in realtime or api
+    touches either."""
+    offenders = []
+    for path in modules(QUERIES):
+        if path.name == "access.py":
+            continue
+        allowed = ACCESS_TABLE_MANAGERS.get(path.name, set())
+        for fn in ast.parse(path.read_text()).body:
+            if not isinstance(fn, ast.AsyncFunctionDef | ast.FunctionDef | ast.Assign):
                 continue
-            func = node.func
-            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
-            if name in EVENT_WRITERS:
-                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} {name}")
+            name = fn.name if not isinstance(fn, ast.Assign) else "(module constant)"
+            text = " ".join(c.value for c in string_constants(fn))
+            if ACCESS_TABLES.search(text) and allowed != "*" and name not in allowed:
+                offenders.append(f"{path.relative_to(ROOT)}: {name}")
+    for path in modules(PACKAGE):
+        text = path.read_text()
+        if path not in {PACKAGE / "domain" / "access.py", PACKAGE / "domain" / "permissions.py"}:
+            if re.search(r"\bcompute_permissions\(", text):
+                offenders.append(f"{path.relative_to(ROOT)}: compute_permissions")
+        seam_user = path.parent.name == "domain" and path.name in {"access.py", "messages_send.py"}
+        if "queries.access" in text and not seam_user and path.parent != QUERIES:
+            if path.name != "permissions.py":  # it only names the facts' type
+                offenders.append(f"{path.relative_to(ROOT)}: imports db.queries.access")
     assert offenders == []
 
 
@@ -162,3 +230,9 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
     assert "uv run pytest" in readme.split("\n## ")[0]  # among the first commands
     assert 'exec uv run pytest "$@"' in ci
+
+
+def test_the_readme_lists_every_event_type_as_defined() -> None:
+    from xfchat.domain.events import markdown_table
+
+    assert markdown_table() in (ROOT / "README.md").read_text()

@@ -1,6 +1,6 @@
-"""Braid-HTTP subscriptions to a conversation's message list.
+"""Braid-HTTP subscriptions to a channel's message list.
 
-`GET /api/conversations/{id}/messages` with a `Subscribe` header (any value) answers
+`GET /api/channels/{id}/messages` with a `Subscribe` header (any value) answers
 209 and stays open. The resource is the list of messages in sequence order; a message's
 id is its version. A fresh subscription starts with one snapshot (the latest 50
 messages, oldest first, `Version` = the newest id); every later message comes as an
@@ -9,13 +9,13 @@ previous message's id. `Parents` on the request resumes right after that message
 exactly the missed messages, in order, then live ones. An unknown `Parents` gets 410.
 `Heartbeats: Ns` is echoed and a blank line is written every N seconds while idle.
 Edits, deletions and reactions are not part of this resource: they travel on
-/api/events and the gateway.
+/api/events and the gateway. The subscription ends when the user may no longer see the
+channel.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
 from uuid import UUID
 
 import orjson
@@ -25,11 +25,12 @@ from starlette.responses import Response
 from xfchat.api.streaming import LiveStream, Write
 from xfchat.domain import messages
 from xfchat.domain.accounts import Actor
-from xfchat.errors import BadRequest, NotFound
+from xfchat.domain.events import MESSAGE_CREATED, MessagePayload
+from xfchat.domain.messages import MAX_PARENTS
+from xfchat.errors import BadRequest, Forbidden, NotFound
 from xfchat.realtime.feeds import open_channel_feed
-from xfchat.realtime.subscriber import Closed, Subscriber
+from xfchat.realtime.subscriber import Closed
 
-SNAPSHOT_SIZE = 50
 PAGE = 100
 
 
@@ -43,6 +44,8 @@ def braid_ids(header: str) -> list[str]:
         ) from None
     if not value or not all(isinstance(v, str) for v in value):
         raise BadRequest("Parents must be JSON strings", code="INVALID_PARENTS")
+    if len(value) > MAX_PARENTS:
+        raise BadRequest(f"at most {MAX_PARENTS} Parents", code="INVALID_PARENTS")
     return [str(v) for v in value]
 
 
@@ -77,48 +80,19 @@ def parse_heartbeats(value: str | None) -> float | None:
     return seconds
 
 
-def _patch(message: dict[str, Any], parent: str | None) -> bytes:
+def _patch(message: MessagePayload, parent: str | None) -> bytes:
     return update(orjson.dumps(message), message["id"], parent, patch=True)
 
 
-async def _open(
-    state: Any, actor: Actor, conversation_id: UUID, versions: list[str] | None
-) -> tuple[Subscriber, tuple[int, str] | None, list[dict[str, Any]]]:
-    """The subscription, where a resume starts (seq, id), and the newest messages (the
-    snapshot; just the newest one on a resume), all from one database snapshot: what
-    commits later arrives live (skipped by seq if it is in both)."""
-    async with (
-        state.pool.acquire() as conn,
-        conn.transaction(isolation="repeatable_read", readonly=True),
-    ):
-        sub = await open_channel_feed(state.hub, state.pool, actor, conversation_id, conn)
-        try:
-            resume = None
-            if versions is not None:
-                resume = await messages.resume_point(conn, actor, conversation_id, versions)
-            newest = await messages.list_messages(
-                conn,
-                actor,
-                conversation_id,
-                limit=SNAPSHOT_SIZE if resume is None else 1,
-                before=None,
-                after=None,
-            )
-        except BaseException:
-            sub.close("error")
-            raise
-    return sub, resume, newest
-
-
-async def subscribe(request: Request, actor: Actor, conversation_id: UUID) -> Response:
+async def subscribe(request: Request, actor: Actor, channel_id: UUID) -> Response:
     state = request.app.state
     heartbeats = parse_heartbeats(request.headers.get("heartbeats"))
     parents = request.headers.get("parents")
-    sub, resume, newest = await _open(
-        state, actor, conversation_id, braid_ids(parents) if parents else None
+    sub, start = await open_channel_feed(
+        state.hub, state.pool, actor, channel_id, braid_ids(parents) if parents else None
     )
+    resume, newest = start.resume, start.newest
     snapshot = list(reversed(newest)) if resume is None else []
-    stream = next(iter(sub.cursors))
     headers = {
         "Subscribe": request.headers.get("subscribe") or "true",
         "Cache-Control": "no-cache, no-transform, no-store",
@@ -129,10 +103,10 @@ async def subscribe(request: Request, actor: Actor, conversation_id: UUID) -> Re
     if heartbeats is not None:
         headers["Heartbeats"] = f"{heartbeats:g}s"
 
-    async def history(after_seq: int) -> list[dict[str, Any]]:
+    async def history(after_seq: int) -> list[MessagePayload]:
         async with state.pool.acquire() as conn:
             return await messages.list_messages(
-                conn, actor, conversation_id, limit=PAGE, before=None, after=after_seq
+                conn, actor, channel_id, limit=PAGE, before=None, after=after_seq
             )
 
     async def produce(write: Write) -> None:
@@ -165,17 +139,17 @@ async def subscribe(request: Request, actor: Actor, conversation_id: UUID) -> Re
                 if item is None:
                     await write(b"\r\n")  # heartbeat
                     continue
-                if stream not in sub.cursors:  # the user was removed from the conversation
+                if channel_id not in sub.follows.channels:  # no longer allowed to see it
                     return
                 delivery, _ = item
-                if delivery.type != "message.created" or delivery.data["seq"] <= last_seq:
+                if delivery.type != MESSAGE_CREATED.name or delivery.data["seq"] <= last_seq:
                     continue
                 if delivery.data["seq"] > last_seq + 1:
                     await catch_up(delivery.data["seq"])
                     continue
                 await write(_patch(delivery.data, last_id))
                 last_seq, last_id = delivery.data["seq"], delivery.data["id"]
-        except NotFound:
-            return  # no longer a participant: the subscription ends
+        except (NotFound, Forbidden):
+            return  # no longer allowed to read it: the subscription ends
 
     return LiveStream(209, headers, sub, produce)

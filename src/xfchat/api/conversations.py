@@ -1,4 +1,5 @@
-"""Direct and group conversations, their participants, read states and typing."""
+"""Direct and group conversations and their participants (their messages, read states
+and typing are channel routes: api/messages.py, api/channels.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pydantic import BaseModel, Field
 from xfchat.api.deps import Conn, CurrentActor
 from xfchat.api.models import Text
 from xfchat.db.queries.conversations import ConversationListRow
-from xfchat.domain import conversations, messages
+from xfchat.domain import conversations
 from xfchat.errors import BadRequest
 
 router = APIRouter(prefix="/api/conversations", tags=["conversations"])
@@ -29,10 +30,6 @@ class ConversationIn(BaseModel):
 
 class RenameIn(BaseModel):
     name: Text | None = Field(max_length=1024)
-
-
-class AckIn(BaseModel):
-    seq: int = Field(ge=0, le=2**62)
 
 
 class ConversationOut(BaseModel):
@@ -60,12 +57,6 @@ class ConversationOut(BaseModel):
             created_at=ch.created_at,
             **extra,
         )
-
-
-class ReadStateOut(BaseModel):
-    user_id: UUID
-    last_read_seq: int
-    updated_at: datetime
 
 
 @router.post("", status_code=201)
@@ -141,33 +132,4 @@ async def delete_participant(
             "user_id is a user id or @me", code="VALIDATION_ERROR", field="user_id"
         ) from None
     await conversations.remove_participant(conn, actor, conversation_id, target)
-    return Response(status_code=204)
-
-
-@router.put("/{conversation_id}/ack")
-async def put_ack(
-    conversation_id: UUID, body: AckIn, actor: CurrentActor, conn: Conn
-) -> ReadStateOut:
-    """I have read up to `seq` (the others see it as a read receipt)."""
-    state = await messages.acknowledge(conn, actor, conversation_id, body.seq)
-    return ReadStateOut(
-        user_id=state.user_id, last_read_seq=state.last_read_seq, updated_at=state.updated_at
-    )
-
-
-@router.get("/{conversation_id}/read-states")
-async def get_read_states(
-    conversation_id: UUID, actor: CurrentActor, conn: Conn
-) -> list[ReadStateOut]:
-    """Read receipts: how far each participant has read."""
-    return [
-        ReadStateOut(user_id=s.user_id, last_read_seq=s.last_read_seq, updated_at=s.updated_at)
-        for s in await messages.read_states(conn, actor, conversation_id)
-    ]
-
-
-@router.post("/{conversation_id}/typing", status_code=204, response_class=Response)
-async def post_typing(conversation_id: UUID, actor: CurrentActor, conn: Conn) -> Response:
-    """Show the others you are typing for the next 10 seconds (not stored)."""
-    await messages.start_typing(conn, actor, conversation_id)
     return Response(status_code=204)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import asyncpg
@@ -50,9 +51,16 @@ def _field(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
+def xfchat_error_response(exc: XFChatError) -> JSONResponse:
+    headers = dict(exc.headers)
+    if exc.retry_after is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+    return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+
+
 async def _xfchat_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, XFChatError)
-    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+    return xfchat_error_response(exc)
 
 
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:

@@ -7,12 +7,12 @@ sends DISPATCH `{"op": 0, "t": "ready", "s": ..., "d": {...}}` and then every ev
 `{"op": 0, "t": "<type>", "s": "<resume token>", "d": {...}}` (ephemeral ones without
 "s"). The client sends HEARTBEAT `{"op": 1}` at the interval; the server answers
 HEARTBEAT_ACK `{"op": 11}`. `s` is opaque and names positions in the durable log, so a
-RESUME works on any server process, within the log's retention. A RESUME too old gets
-INVALID_SESSION `{"op": 9, "d": {"resumable": false}}` and close 4010: identify again
+RESUME works on any server process, within the log's retention. A RESUME from a place the
+log no longer has (or never had) gets INVALID_SESSION `{"op": 9, "d": {"resumable": false}}` and close 4010: identify again
 and reload state.
 
 Close codes (see CLOSE_CODES): 4001 unknown opcode, 4002 not JSON, 4003 not identified,
-4004 authentication failed, 4005 already identified, 4007 invalid seq, 4009 heartbeat
+4004 authentication failed, 4005 already identified, 4007 invalid seq (malformed, or another user's), 4009 heartbeat
 missed (zombie), 4010 resync required, 4011 slow consumer (resume), 4012 session
 revoked, 4013 server shutting down or its database unavailable (resume).
 """
@@ -30,8 +30,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from xfchat.api.streaming import until_either_ends
 from xfchat.domain.accounts import Actor, authenticate
 from xfchat.errors import XFChatError
-from xfchat.realtime.cursor import BadToken, decode
-from xfchat.realtime.feeds import open_user_feed
+from xfchat.realtime.feeds import Refused, check_token, open_user_feed
 from xfchat.realtime.subscriber import Closed, Subscriber
 from xfchat.tasks import stop
 
@@ -53,7 +52,7 @@ CLOSE_CODES = {
     4003: "not identified: send IDENTIFY or RESUME first",
     4004: "authentication failed",
     4005: "already identified",
-    4007: "invalid seq: not a resume token",
+    4007: "invalid seq: not one of your resume tokens",
     4009: "heartbeat missed: session timed out",
     4010: "resync required: identify again and reload state",
     4011: "slow consumer: resume from your last seq",
@@ -98,7 +97,9 @@ async def _receive(ws: WebSocket, within_s: float) -> dict[str, Any]:
     return frame
 
 
-async def _handshake(ws: WebSocket, interval: float) -> tuple[Actor, Subscriber, bool, bool]:
+async def _handshake(
+    ws: WebSocket, interval: float
+) -> tuple[Actor, Subscriber, bool, Refused | None]:
     frame = await _receive(ws, interval * 1.5)
     op, data = frame["op"], frame.get("d") or {}
     if op not in (IDENTIFY, RESUME):
@@ -115,15 +116,13 @@ async def _handshake(ws: WebSocket, interval: float) -> tuple[Actor, Subscriber,
     if op == RESUME:
         if not isinstance(seq, str):
             raise GatewayClose(4007)
-        try:
-            decode(seq)
-        except BadToken:
-            raise GatewayClose(4007) from None
+        if isinstance(check_token(state.hub.codec, actor.user_id, seq), Refused):
+            raise GatewayClose(4007)  # malformed, or another user's
     try:
-        sub, resync = await open_user_feed(state.hub, state.pool, actor, seq)
+        sub, refused = await open_user_feed(state.hub, state.pool, actor, seq)
     except XFChatError:  # the session ended meanwhile
         raise GatewayClose(4012) from None
-    return actor, sub, op == RESUME, resync
+    return actor, sub, op == RESUME, refused
 
 
 @router.websocket("/api/gateway")
@@ -135,8 +134,8 @@ async def gateway(ws: WebSocket) -> None:
         await ws.send_text(
             orjson.dumps({"op": HELLO, "d": {"heartbeat_interval": int(interval * 1000)}}).decode()
         )
-        actor, sub, resumed, resync = await _handshake(ws, interval)
-        if resync:
+        actor, sub, resumed, refused = await _handshake(ws, interval)
+        if refused is not None:
             await ws.send_text(
                 orjson.dumps({"op": INVALID_SESSION, "d": {"resumable": False}}).decode()
             )

@@ -1,5 +1,6 @@
-"""Messages of a conversation: history (or a Braid-HTTP subscription), sending (PUT with
-the client's id, or POST with an optional nonce), edits, deletion, reactions."""
+"""Messages of a channel of any kind (a server's text channel, a direct or group
+conversation): history (or a Braid-HTTP subscription), sending (PUT with the client's
+id, or POST with an optional nonce), edits, deletion, reactions."""
 
 from __future__ import annotations
 
@@ -19,9 +20,10 @@ from xfchat.api.models import Text
 from xfchat.api.responses import JSONResponse
 from xfchat.domain import messages
 from xfchat.domain.accounts import Actor
+from xfchat.domain.events import AuthorPayload
 from xfchat.domain.messages_send import SendRequest
 
-router = APIRouter(prefix="/api/conversations/{conversation_id}/messages", tags=["messages"])
+router = APIRouter(prefix="/api/channels/{channel_id}/messages", tags=["messages"])
 
 
 class MessageIn(BaseModel):
@@ -53,7 +55,7 @@ class EditOut(BaseModel):
     replaced_at: datetime
 
 
-def author_of(request: Request, actor: Actor) -> dict[str, Any]:
+def author_of(request: Request, actor: Actor) -> AuthorPayload:
     user = request.state.user
     author = messages.author_json(actor.user_id, user.username, user.display_name, user.avatar_url)
     assert author is not None
@@ -61,7 +63,7 @@ def author_of(request: Request, actor: Actor) -> dict[str, Any]:
 
 
 async def _send(
-    request: Request, conversation_id: UUID, *, message_id: UUID, client_chose_id: bool
+    request: Request, channel_id: UUID, *, message_id: UUID, client_chose_id: bool
 ) -> Response:
     """The hot path, kept lean: no dependency injection, the body validated by the same
     model as documented, the rate limits counted by the writer in its transaction."""
@@ -75,7 +77,7 @@ async def _send(
     send = SendRequest(
         actor=actor,
         author=author_of(request, actor),
-        channel_id=conversation_id,
+        channel_id=channel_id,
         message_id=message_id,
         content=body.body,
         client_chose_id=client_chose_id,
@@ -83,7 +85,7 @@ async def _send(
         reply_to_id=body.reply_to_id,
         limits=[
             ("api", str(actor.user_id), settings.rate_api_user),
-            ("messages.send", f"{actor.user_id}:{conversation_id}", settings.rate_messages_user),
+            ("messages.send", f"{actor.user_id}:{channel_id}", settings.rate_messages_user),
         ],
     )
     result = await state.writer.send(send)
@@ -108,7 +110,7 @@ SEND_BODY = {
 @router.get("", response_model=list[dict[str, Any]])
 async def get_messages(
     request: Request,
-    conversation_id: UUID,
+    channel_id: UUID,
     actor: CurrentActor,
     before: Annotated[int | None, Query(ge=0, le=2**62)] = None,
     after: Annotated[int | None, Query(ge=0, le=2**62)] = None,
@@ -117,75 +119,75 @@ async def get_messages(
     """History: newest first (no cursor or `before=<seq>`), oldest first (`after=<seq>`).
     With a `Subscribe` header: a Braid-HTTP subscription (209, see the README)."""
     if "subscribe" in request.headers:
-        return await braid.subscribe(request, actor, conversation_id)
+        return await braid.subscribe(request, actor, channel_id)
     async with request.app.state.pool.acquire() as conn:
         page = await messages.list_messages(
-            conn, actor, conversation_id, limit=limit, before=before, after=after
+            conn, actor, channel_id, limit=limit, before=before, after=after
         )
     headers = {"Version": braid.quoted(max(page, key=lambda m: m["seq"])["id"])} if page else {}
     return Response(orjson.dumps(page), media_type="application/json", headers=headers)
 
 
 @router.post("", status_code=201, openapi_extra=SEND_BODY)
-async def post_message(request: Request, conversation_id: UUID) -> Response:
+async def post_message(request: Request, channel_id: UUID) -> Response:
     """Send; with a `nonce`, sending again returns the stored message (200)."""
-    return await _send(request, conversation_id, message_id=uuid.uuid4(), client_chose_id=False)
+    return await _send(request, channel_id, message_id=uuid.uuid4(), client_chose_id=False)
 
 
 @router.put("/{message_id}", status_code=201, openapi_extra=SEND_BODY)
-async def put_message(request: Request, conversation_id: UUID, message_id: UUID) -> Response:
+async def put_message(request: Request, channel_id: UUID, message_id: UUID) -> Response:
     """Send with your own message id: the same id and body again returns the stored
     message (200) and broadcasts nothing; the same id with another body is 409."""
-    return await _send(request, conversation_id, message_id=message_id, client_chose_id=True)
+    return await _send(request, channel_id, message_id=message_id, client_chose_id=True)
 
 
 @router.get("/{message_id}", response_model=dict[str, Any])
 async def get_message(
-    conversation_id: UUID, message_id: UUID, actor: CurrentActor, conn: Conn
+    channel_id: UUID, message_id: UUID, actor: CurrentActor, conn: Conn
 ) -> Response:
-    return JSONResponse(await messages.get_message(conn, actor, conversation_id, message_id))
+    return JSONResponse(await messages.get_message(conn, actor, channel_id, message_id))
 
 
 @router.patch("/{message_id}", response_model=dict[str, Any])
 async def patch_message(
-    conversation_id: UUID, message_id: UUID, body: EditIn, actor: CurrentActor, conn: Conn
+    channel_id: UUID, message_id: UUID, body: EditIn, actor: CurrentActor, conn: Conn
 ) -> Response:
     """The author edits; every earlier version stays readable at .../edits."""
     return JSONResponse(
-        await messages.edit_message(conn, actor, conversation_id, message_id, body.content)
+        await messages.edit_message(conn, actor, channel_id, message_id, body.content)
     )
 
 
 @router.get("/{message_id}/edits")
 async def get_edits(
-    conversation_id: UUID, message_id: UUID, actor: CurrentActor, conn: Conn
+    channel_id: UUID, message_id: UUID, actor: CurrentActor, conn: Conn
 ) -> list[EditOut]:
     return [
         EditOut(content=e.content, written_at=e.written_at, replaced_at=e.replaced_at)
-        for e in await messages.list_edits(conn, actor, conversation_id, message_id)
+        for e in await messages.list_edits(conn, actor, channel_id, message_id)
     ]
 
 
 @router.delete("/{message_id}", status_code=204, response_class=Response)
 async def delete_message(
-    conversation_id: UUID, message_id: UUID, actor: CurrentActor, conn: Conn
+    channel_id: UUID, message_id: UUID, actor: CurrentActor, conn: Conn
 ) -> Response:
     """The author deletes: content and earlier versions are gone, a tombstone stays."""
-    await messages.delete_message(conn, actor, conversation_id, message_id)
+    await messages.delete_message(conn, actor, channel_id, message_id)
     return Response(status_code=204)
 
 
 @router.put("/{message_id}/reactions/{emoji}/@me", status_code=204, response_class=Response)
 async def put_reaction(
-    conversation_id: UUID, message_id: UUID, emoji: str, actor: CurrentActor, conn: Conn
+    channel_id: UUID, message_id: UUID, emoji: str, actor: CurrentActor, conn: Conn
 ) -> Response:
-    await messages.react(conn, actor, conversation_id, message_id, emoji, add=True)
+    await messages.react(conn, actor, channel_id, message_id, emoji, add=True)
     return Response(status_code=204)
 
 
 @router.delete("/{message_id}/reactions/{emoji}/@me", status_code=204, response_class=Response)
 async def delete_reaction(
-    conversation_id: UUID, message_id: UUID, emoji: str, actor: CurrentActor, conn: Conn
+    channel_id: UUID, message_id: UUID, emoji: str, actor: CurrentActor, conn: Conn
 ) -> Response:
-    await messages.react(conn, actor, conversation_id, message_id, emoji, add=False)
+    await messages.react(conn, actor, channel_id, message_id, emoji, add=False)
     return Response(status_code=204)

@@ -20,7 +20,7 @@ class _PoolCollector(Collector):
     def __init__(self, stats: Callable[[], dict[str, Any] | None]) -> None:
         self.stats = stats
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         stats = self.stats()
         if stats is None:
             return
@@ -33,6 +33,16 @@ class _PoolCollector(Collector):
             yield GaugeMetricFamily(
                 f"xfchat_db_pool_{key}", f"Database pool: {doc}", value=stats[key]
             )
+        yield CounterMetricFamily(
+            "xfchat_db_pool_exhausted",
+            "Acquires that found no connection free within the timeout (answered 503)",
+            value=stats["exhausted"],
+        )
+        yield CounterMetricFamily(
+            "xfchat_db_pool_nested",
+            "Acquires by a task that already held a connection (a bug: should stay 0)",
+            value=stats["nested"],
+        )
 
 
 class _HubCollector(Collector):
@@ -64,6 +74,11 @@ class _HubCollector(Collector):
         yield CounterMetricFamily(
             "xfchat_realtime_deliveries", "Events offered to subscribers", value=hub.offered
         )
+        yield CounterMetricFamily(
+            "xfchat_realtime_log_reads",
+            "Reads of missed commits from the event log (one per page, for all subscribers)",
+            value=hub.fill_reads,
+        )
 
 
 class _WriterCollector(Collector):
@@ -81,6 +96,14 @@ class _WriterCollector(Collector):
         )
         yield CounterMetricFamily(
             "xfchat_sends", "Sends carried by those transactions", value=writer.sends
+        )
+        yield CounterMetricFamily(
+            "xfchat_sends_refused",
+            "Sends answered 503 for a full queue, a deadline or shutdown",
+            value=writer.refused,
+        )
+        yield GaugeMetricFamily(
+            "xfchat_sends_pending", "Sends accepted and not yet answered", value=writer.pending
         )
 
 

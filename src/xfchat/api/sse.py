@@ -2,8 +2,9 @@
 
 Each event's `id` is a resume token; EventSource sends the last one back as
 `Last-Event-ID` when it reconnects (or pass `?since=<token>`), and the stream resumes
-right after it with nothing missed or repeated. A token older than the log's retention
-gets an `event: resync` first: reload your state, then carry on.
+right after it with nothing missed or repeated. A token that cannot be used (another
+user's, malformed, older than the log keeps) gets an `event: resync` first: reload your
+state, then carry on from the id it carries.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from starlette.responses import Response
 
 from xfchat.api.deps import StreamActor
 from xfchat.api.streaming import LiveStream, Write
+from xfchat.realtime.cursor import MAX_TOKEN_LENGTH
 from xfchat.realtime.feeds import open_user_feed
 from xfchat.realtime.subscriber import Closed
 
@@ -38,34 +40,28 @@ def frame(event: str, data: bytes, token: str | None = None) -> bytes:
 async def get_events(
     request: Request,
     actor: StreamActor,
-    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=65536)] = None,
-    since: Annotated[str | None, Query(max_length=65536)] = None,
+    last_event_id: Annotated[
+        str | None, Header(alias="Last-Event-ID", max_length=MAX_TOKEN_LENGTH)
+    ] = None,
+    since: Annotated[str | None, Query(max_length=MAX_TOKEN_LENGTH)] = None,
 ) -> Response:
     state = request.app.state
-    sub, resync = await open_user_feed(state.hub, state.pool, actor, last_event_id or since)
+    token = last_event_id or since
+    sub, refused = await open_user_feed(state.hub, state.pool, actor, token)
     keepalive = state.settings.sse_keepalive_s
+    first = sub.token()
 
     async def produce(write: Write) -> None:
         await write(b"retry: 1000\n\n")
         hello = {
             "user_id": str(actor.user_id),
             "session_id": str(actor.session_id),
-            "resumed": bool(last_event_id or since) and not resync,
+            "resumed": token is not None and refused is None,
         }
-        await write(frame("ready", orjson.dumps(hello), sub.token()))
-        if resync:
-            await write(
-                frame(
-                    "resync",
-                    orjson.dumps(
-                        {
-                            "reason": "the resume position is unknown or older than the event log keeps; "
-                            "reload your state"
-                        }
-                    ),
-                    sub.token(),
-                )
-            )
+        await write(frame("ready", orjson.dumps(hello), first))
+        if refused is not None:
+            reason = {"reason": refused.reason, "message": f"{refused.message}; reload your state"}
+            await write(frame("resync", orjson.dumps(reason), first))
         while True:
             try:
                 item = await sub.next(idle_s=keepalive)

@@ -23,6 +23,7 @@ from argon2 import PasswordHasher
 from xfchat.db.queries import sessions as sessions_q
 from xfchat.db.queries import users as users_q
 from xfchat.domain import validation
+from xfchat.domain.events import SESSION_REVOKED, USER_UPDATED, Event, emit
 from xfchat.domain.passwords import hash_password_async, hasher, verify_password_async
 from xfchat.domain.tokens import (
     LEEWAY_S,
@@ -33,7 +34,6 @@ from xfchat.domain.tokens import (
     verify_access_token,
 )
 from xfchat.errors import Conflict, NotFound, Unauthorized
-from xfchat.realtime.events import Event, Stream, emit
 from xfchat.settings import Settings
 
 
@@ -71,9 +71,7 @@ def _dummy_hash(ph: PasswordHasher) -> str:
 
 
 def session_revoked(user_id: UUID, session_id: UUID, reason: str) -> Event:
-    return Event(
-        "session.revoked", Stream.user(user_id), {"session_id": str(session_id), "reason": reason}
-    )
+    return SESSION_REVOKED.to_user(user_id, {"session_id": str(session_id), "reason": reason})
 
 
 def _unique_violation(exc: asyncpg.UniqueViolationError) -> Conflict:
@@ -286,9 +284,9 @@ class SessionCache:
 
     def observe(self, event_type: str, data: dict[str, Any]) -> None:
         """Hub hook: an event of some user's stream, from any process."""
-        if event_type == "session.revoked":
+        if event_type == SESSION_REVOKED.name:
             self.forget_session(data["session_id"])
-        elif event_type == "user.updated":
+        elif event_type == USER_UPDATED.name:
             self.forget_user(data["id"])
 
 

@@ -12,9 +12,21 @@ import asyncpg
 from xfchat.db.queries import channels as channels_q
 from xfchat.db.queries import conversations as q
 from xfchat.db.queries import users as users_q
+from xfchat.domain.access import access_changed, access_channel, visible_channels
 from xfchat.domain.accounts import Actor
+from xfchat.domain.events import (
+    CONVERSATION_ADDED,
+    CONVERSATION_CREATED,
+    CONVERSATION_REMOVED,
+    CONVERSATION_UPDATED,
+    PARTICIPANT_ADDED,
+    PARTICIPANT_REMOVED,
+    ConversationPayload,
+    Event,
+    emit,
+    emit_many,
+)
 from xfchat.errors import BadRequest, Forbidden, NotFound
-from xfchat.realtime.events import Event, Stream, emit, emit_many
 
 MAX_PARTICIPANTS = 25
 # Each conversation is a stream every connection of its people follows; this keeps
@@ -30,8 +42,8 @@ class Conversation:
 
 
 def conversation_summary(
-    channel: channels_q.ChannelRow, participants: list[UUID], **extra: object
-) -> dict[str, object]:
+    channel: channels_q.ChannelRow, participants: list[UUID]
+) -> ConversationPayload:
     return {
         "id": str(channel.id),
         "kind": channel.kind,
@@ -39,7 +51,6 @@ def conversation_summary(
         "owner_id": str(channel.owner_id) if channel.owner_id else None,
         "participant_ids": [str(p) for p in participants],
         "created_at": channel.created_at.isoformat(),
-        **extra,
     }
 
 
@@ -59,13 +70,15 @@ def not_found() -> NotFound:
 async def access_conversation(
     conn: asyncpg.Connection, actor: Actor, conversation_id: UUID, *, lock: bool = False
 ) -> channels_q.ChannelRow:
-    """The conversation, if the actor takes part in it. Raises NotFound otherwise."""
-    channel = await q.get_conversation_of(
-        conn, channel_id=conversation_id, user_id=actor.user_id, lock=lock
-    )
-    if channel is None:
+    """The conversation, if the actor may see it (the channel-access seam decides).
+    Raises NotFound (CONVERSATION_NOT_FOUND) otherwise."""
+    try:
+        access = await access_channel(conn, actor, conversation_id, lock=lock)
+    except NotFound:
+        raise not_found() from None
+    if access.channel.server_id is not None:
         raise not_found()
-    return channel
+    return access.channel
 
 
 async def get_or_create_direct(
@@ -85,10 +98,9 @@ async def get_or_create_direct(
         conn, channel_id=channel.id, user_ids=[user_a, user_b]
     )
     if added:
-        summary = conversation_summary(channel, sorted([user_a, user_b]), stream_pos=0)
-        await emit_many(
-            conn, [Event("conversation.created", Stream.user(u), summary) for u in added]
-        )
+        await access_changed(conn, channel.id)
+        summary = conversation_summary(channel, sorted([user_a, user_b]))
+        await emit_many(conn, [CONVERSATION_CREATED.to_user(u, summary) for u in added])
     return channel, created
 
 
@@ -163,15 +175,18 @@ async def create_group(
         await channels_q.insert_conversation_participants(
             conn, channel_id=channel.id, user_ids=everyone
         )
-        summary = conversation_summary(channel, everyone, stream_pos=0)
-        await emit_many(
-            conn, [Event("conversation.created", Stream.user(u), summary) for u in everyone]
-        )
+        summary = conversation_summary(channel, everyone)
+        await emit_many(conn, [CONVERSATION_CREATED.to_user(u, summary) for u in everyone])
     return Conversation(channel, everyone)
 
 
 async def list_conversations(conn: asyncpg.Connection, actor: Actor) -> list[q.ConversationListRow]:
-    return await q.list_conversations(conn, user_id=actor.user_id)
+    mine = [
+        c.channel_id
+        for c in (await visible_channels(conn, actor.user_id)).values()
+        if c.server_id is None
+    ]
+    return await q.list_conversations(conn, user_id=actor.user_id, channel_ids=mine)
 
 
 async def get_conversation(
@@ -200,12 +215,7 @@ async def rename_conversation(
             conn, channel_id=channel.id, name=_name(name), owner_id=channel.owner_id
         )
         await emit(
-            conn,
-            Event(
-                "conversation.updated",
-                Stream.channel(channel.id),
-                conversation_summary(channel, people),
-            ),
+            conn, CONVERSATION_UPDATED.to_channel(channel.id, conversation_summary(channel, people))
         )
     return Conversation(channel, people)
 
@@ -234,23 +244,18 @@ async def add_participant(
         await channels_q.insert_conversation_participants(
             conn, channel_id=channel.id, user_ids=[user_id]
         )
+        await access_changed(conn, channel.id)
         people = [*people, user_id]
-        added = await emit(
+        # The newcomer's stream first: it follows the conversation from then on, so it
+        # sees its own participant.added and everything after.
+        await emit_many(
             conn,
-            Event(
-                "participant.added",
-                Stream.channel(channel.id),
-                {"channel_id": str(channel.id), "user_id": str(user_id)},
-            ),
-        )
-        # The newcomer follows the conversation from its own arrival on.
-        await emit(
-            conn,
-            Event(
-                "conversation.added",
-                Stream.user(user_id),
-                conversation_summary(channel, people, stream_pos=added.pos - 1),
-            ),
+            [
+                CONVERSATION_ADDED.to_user(user_id, conversation_summary(channel, people)),
+                PARTICIPANT_ADDED.to_channel(
+                    channel.id, {"channel_id": str(channel.id), "user_id": str(user_id)}
+                ),
+            ],
         )
     return Conversation(channel, people)
 
@@ -272,13 +277,15 @@ async def remove_participant(
         if user_id not in people:
             raise NotFound("that user is not in this conversation", code="PARTICIPANT_NOT_FOUND")
         await q.delete_participant(conn, channel_id=channel.id, user_id=user_id)
+        await access_changed(conn, channel.id)
         people = [p for p in people if p != user_id]
-        events = [
-            Event(
-                "participant.removed",
-                Stream.channel(channel.id),
-                {"channel_id": str(channel.id), "user_id": str(user_id)},
-            )
+        # The leaver's stream comes first (emit_many's order): it follows nothing of the
+        # conversation after conversation.removed, this transaction's own events included.
+        events: list[Event] = [
+            CONVERSATION_REMOVED.to_user(user_id, {"id": str(channel.id)}),
+            PARTICIPANT_REMOVED.to_channel(
+                channel.id, {"channel_id": str(channel.id), "user_id": str(user_id)}
+            ),
         ]
         if channel.owner_id == user_id:
             channel = await q.update_group(
@@ -288,15 +295,6 @@ async def remove_participant(
                 owner_id=people[0] if people else None,
             )
             events.append(
-                Event(
-                    "conversation.updated",
-                    Stream.channel(channel.id),
-                    conversation_summary(channel, people),
-                )
+                CONVERSATION_UPDATED.to_channel(channel.id, conversation_summary(channel, people))
             )
-        events.append(Event("conversation.removed", Stream.user(user_id), {"id": str(channel.id)}))
         await emit_many(conn, events)
-
-
-async def followed_conversation_ids(conn: asyncpg.Connection, user_id: UUID) -> list[UUID]:
-    return await q.list_conversation_ids(conn, user_id=user_id)

@@ -15,15 +15,32 @@ from uuid import UUID
 import asyncpg
 
 from xfchat.db.queries import blocks as blocks_q
+from xfchat.db.queries import channels as channels_q
 from xfchat.db.queries import friends as friends_q
 from xfchat.db.queries import locks as locks_q
 from xfchat.db.queries import users as users_q
+from xfchat.domain.access import access_changed
 from xfchat.domain.accounts import Actor
 from xfchat.domain.conversations import get_or_create_direct
+from xfchat.domain.events import (
+    BLOCK_ADDED,
+    BLOCK_REMOVED,
+    FRIEND_ADDED,
+    FRIEND_REMOVED,
+    FRIEND_REQUEST_ACCEPTED,
+    FRIEND_REQUEST_CANCELLED,
+    FRIEND_REQUEST_CREATED,
+    FRIEND_REQUEST_DECLINED,
+    Event,
+    EventType,
+    FriendRequestPayload,
+    emit,
+    emit_many,
+)
 from xfchat.errors import BadRequest, Conflict, NotFound
-from xfchat.realtime.events import Event, Stream, emit, emit_many
 
 REFUSED = "could not send a friend request to that user"
+CLOSED = {"declined": FRIEND_REQUEST_DECLINED, "cancelled": FRIEND_REQUEST_CANCELLED}
 
 
 @dataclass(frozen=True)
@@ -42,7 +59,7 @@ async def _lock_pair(conn: asyncpg.Connection, a: UUID, b: UUID) -> None:
     await locks_q.lock_transaction(conn, key=int.from_bytes(digest[:8], "big", signed=True))
 
 
-def request_data(req: friends_q.FriendRequestRow) -> dict[str, object]:
+def request_data(req: friends_q.FriendRequestRow) -> FriendRequestPayload:
     return {
         "id": str(req.id),
         "from_user_id": str(req.from_user_id),
@@ -52,9 +69,15 @@ def request_data(req: friends_q.FriendRequestRow) -> dict[str, object]:
     }
 
 
-def _to_both(kind: str, req: friends_q.FriendRequestRow, **extra: object) -> list[Event]:
-    data = {**request_data(req), **extra}
-    return [Event(kind, Stream.user(u), data) for u in (req.from_user_id, req.to_user_id)]
+def _to_both(
+    kind: EventType[FriendRequestPayload],
+    req: friends_q.FriendRequestRow,
+    conversation_id: UUID | None = None,
+) -> list[Event]:
+    data = request_data(req)
+    if conversation_id is not None:
+        data["conversation_id"] = str(conversation_id)
+    return [kind.to_user(u, data) for u in (req.from_user_id, req.to_user_id)]
 
 
 async def send_friend_request(
@@ -95,7 +118,7 @@ async def send_friend_request(
         request = await friends_q.insert_friend_request(
             conn, from_user_id=actor.user_id, to_user_id=target.id
         )
-        await emit_many(conn, _to_both("friend_request.created", request))
+        await emit_many(conn, _to_both(FRIEND_REQUEST_CREATED, request))
         return FriendRequestView(request, target)
 
 
@@ -107,16 +130,14 @@ async def _accept(
     )
     await friends_q.insert_friendship(conn, user_a=request.from_user_id, user_b=request.to_user_id)
     conversation, _ = await get_or_create_direct(conn, request.from_user_id, request.to_user_id)
-    events = _to_both("friend_request.accepted", accepted, conversation_id=str(conversation.id))
+    events = _to_both(FRIEND_REQUEST_ACCEPTED, accepted, conversation.id)
     for me, other in (
         (request.from_user_id, request.to_user_id),
         (request.to_user_id, request.from_user_id),
     ):
         events.append(
-            Event(
-                "friend.added",
-                Stream.user(me),
-                {"user_id": str(other), "conversation_id": str(conversation.id)},
+            FRIEND_ADDED.to_user(
+                me, {"user_id": str(other), "conversation_id": str(conversation.id)}
             )
         )
     await emit_many(conn, events)
@@ -178,7 +199,7 @@ async def _close_request(
         closed = await friends_q.set_friend_request_status(
             conn, request_id=request.id, status=status
         )
-        await emit_many(conn, _to_both(f"friend_request.{status}", closed))
+        await emit_many(conn, _to_both(CLOSED[status], closed))
 
 
 async def list_friend_requests(conn: asyncpg.Connection, actor: Actor) -> list[FriendRequestView]:
@@ -206,9 +227,17 @@ async def remove_friend(conn: asyncpg.Connection, actor: Actor, user_id: UUID) -
 
 def _friend_removed(a: UUID, b: UUID) -> list[Event]:
     return [
-        Event("friend.removed", Stream.user(a), {"user_id": str(b)}),
-        Event("friend.removed", Stream.user(b), {"user_id": str(a)}),
+        FRIEND_REMOVED.to_user(a, {"user_id": str(b)}),
+        FRIEND_REMOVED.to_user(b, {"user_id": str(a)}),
     ]
+
+
+async def _direct_access_changed(conn: asyncpg.Connection, a: UUID, b: UUID) -> None:
+    """A block between two people changes what they may do in their direct
+    conversation, if they have one."""
+    direct = await channels_q.get_direct_channel(conn, user_a=a, user_b=b)
+    if direct is not None:
+        await access_changed(conn, direct.id)
 
 
 async def block_user(conn: asyncpg.Connection, actor: Actor, user_id: UUID) -> None:
@@ -236,8 +265,9 @@ async def block_user(conn: asyncpg.Connection, actor: Actor, user_id: UUID) -> N
             cancelled = await friends_q.set_friend_request_status(
                 conn, request_id=pending.id, status="cancelled"
             )
-            events += _to_both("friend_request.cancelled", cancelled)
-        events.append(Event("block.added", Stream.user(actor.user_id), {"user_id": str(user_id)}))
+            events += _to_both(FRIEND_REQUEST_CANCELLED, cancelled)
+        events.append(BLOCK_ADDED.to_user(actor.user_id, {"user_id": str(user_id)}))
+        await _direct_access_changed(conn, actor.user_id, user_id)
         await emit_many(conn, events)
 
 
@@ -247,6 +277,5 @@ async def unblock_user(conn: asyncpg.Connection, actor: Actor, user_id: UUID) ->
         await _lock_pair(conn, actor.user_id, user_id)
         if not await blocks_q.delete_block(conn, blocker_id=actor.user_id, blocked_id=user_id):
             raise NotFound("you have not blocked that user", code="BLOCK_NOT_FOUND")
-        await emit(
-            conn, Event("block.removed", Stream.user(actor.user_id), {"user_id": str(user_id)})
-        )
+        await _direct_access_changed(conn, actor.user_id, user_id)
+        await emit(conn, BLOCK_REMOVED.to_user(actor.user_id, {"user_id": str(user_id)}))

@@ -1,4 +1,6 @@
-"""Reading and changing messages of a conversation (sending is in messages_send.py).
+"""Reading and changing the messages of a channel, of any kind: a server's text
+channel, a direct or group conversation (sending is in messages_send.py). Who may do
+what is decided by the channel-access seam (domain/access.py).
 
 Messages are numbered per channel (`seq`, gap-free). A deleted message stays as a
 tombstone (its number, author and times) with its content, earlier versions and
@@ -8,28 +10,40 @@ reactions gone. Every change is an event on the channel's stream.
 from __future__ import annotations
 
 import re
-from typing import Any
 from uuid import UUID
 
 import asyncpg
 
-from xfchat.db.queries import conversations as conversations_q
 from xfchat.db.queries import event_log as events_q
 from xfchat.db.queries import messages as q
+from xfchat.domain.access import MESSAGE_KINDS, ChannelAccess, access_channel, viewers_among
 from xfchat.domain.accounts import Actor
-from xfchat.domain.conversations import access_conversation
+from xfchat.domain.events import (
+    MESSAGE_DELETED,
+    MESSAGE_UPDATED,
+    REACTION_ADDED,
+    REACTION_REMOVED,
+    READ_STATE_UPDATED,
+    TYPING_STARTED,
+    AuthorPayload,
+    MessagePayload,
+    ReactionPayload,
+    emit,
+    signal,
+)
+from xfchat.domain.permissions import Permission
 from xfchat.errors import BadRequest, Forbidden, Gone, NotFound
-from xfchat.realtime.events import Event, Stream, emit, signal_ephemeral
 
 MAX_CONTENT = 4000
 MAX_PAGE = 100
 MENTION_RE = re.compile(r"<@([0-9a-fA-F-]{36})>")
 TYPING_EXPIRES_S = 10
+MAX_PARENTS = 8  # Braid versions a resume may name (each is one lookup)
 
 
 def author_json(
     author_id: UUID | None, username: str | None, display_name: str | None, avatar_url: str | None
-) -> dict[str, Any] | None:
+) -> AuthorPayload | None:
     if author_id is None:
         return None
     return {
@@ -41,8 +55,8 @@ def author_json(
 
 
 def message_json(
-    row: q.MessageRow, author: dict[str, Any] | None, reactions: list[dict[str, Any]] | None = None
-) -> dict[str, Any]:
+    row: q.MessageRow, author: AuthorPayload | None, reactions: list[ReactionPayload] | None = None
+) -> MessagePayload:
     deleted = row.deleted_at is not None
     return {
         "id": str(row.id),
@@ -61,11 +75,11 @@ def message_json(
     }
 
 
-def view_json(row: q.MessageViewRow) -> dict[str, Any]:
+def view_json(row: q.MessageViewRow) -> MessagePayload:
     author = author_json(
         row.author_id, row.author_username, row.author_display_name, row.author_avatar_url
     )
-    return message_json(row, author, row.reactions)
+    return message_json(row, author, row.reactions)  # type: ignore[arg-type]
 
 
 def check_content(content: str) -> str:
@@ -97,36 +111,57 @@ def message_not_found() -> NotFound:
     return NotFound("no such message", code="MESSAGE_NOT_FOUND")
 
 
+def not_a_text_channel() -> BadRequest:
+    return BadRequest("this channel does not carry messages", code="NOT_A_TEXT_CHANNEL")
+
+
+async def message_channel(
+    conn: asyncpg.Connection,
+    actor: Actor,
+    channel_id: UUID,
+    need: Permission = Permission.READ_MESSAGE_HISTORY,
+) -> ChannelAccess:
+    """A channel that carries messages, where the actor has `need`.
+
+    Raises: NotFound (CHANNEL_NOT_FOUND), Forbidden (MISSING_PERMISSIONS,
+    CANNOT_MESSAGE_USER), BadRequest (NOT_A_TEXT_CHANNEL)."""
+    access = await access_channel(conn, actor, channel_id, need=need)
+    if access.channel.kind not in MESSAGE_KINDS:
+        raise not_a_text_channel()
+    return access
+
+
 async def list_messages(
     conn: asyncpg.Connection,
     actor: Actor,
-    conversation_id: UUID,
+    channel_id: UUID,
     *,
     limit: int,
     before: int | None,
     after: int | None,
-) -> list[dict[str, Any]]:
+) -> list[MessagePayload]:
     """A page of history: newest first (no cursor, or `before` a seq), oldest first
     (`after` a seq).
 
-    Raises: NotFound (CONVERSATION_NOT_FOUND); BadRequest (INVALID_PAGE)."""
+    Raises: NotFound (CHANNEL_NOT_FOUND); Forbidden (MISSING_PERMISSIONS); BadRequest
+    (INVALID_PAGE, NOT_A_TEXT_CHANNEL)."""
     if before is not None and after is not None:
         raise BadRequest("give before or after, not both", code="INVALID_PAGE")
     if not 1 <= limit <= MAX_PAGE:
         raise BadRequest(f"limit is 1 to {MAX_PAGE}", code="INVALID_PAGE", field="limit")
-    channel = await access_conversation(conn, actor, conversation_id)
+    await message_channel(conn, actor, channel_id)
     rows = await q.list_messages(
-        conn, viewer=actor.user_id, channel_id=channel.id, limit=limit, before=before, after=after
+        conn, viewer=actor.user_id, channel_id=channel_id, limit=limit, before=before, after=after
     )
     return [view_json(r) for r in rows]
 
 
 async def get_message(
-    conn: asyncpg.Connection, actor: Actor, conversation_id: UUID, message_id: UUID
-) -> dict[str, Any]:
-    channel = await access_conversation(conn, actor, conversation_id)
+    conn: asyncpg.Connection, actor: Actor, channel_id: UUID, message_id: UUID
+) -> MessagePayload:
+    await message_channel(conn, actor, channel_id)
     row = await q.get_message_view(
-        conn, viewer=actor.user_id, channel_id=channel.id, message_id=message_id
+        conn, viewer=actor.user_id, channel_id=channel_id, message_id=message_id
     )
     if row is None:
         raise message_not_found()
@@ -143,87 +178,77 @@ async def _live_message(
 
 
 async def edit_message(
-    conn: asyncpg.Connection, actor: Actor, conversation_id: UUID, message_id: UUID, content: str
-) -> dict[str, Any]:
+    conn: asyncpg.Connection, actor: Actor, channel_id: UUID, message_id: UUID, content: str
+) -> MessagePayload:
     """The author replaces the text; the earlier version is kept and readable.
 
-    Raises: NotFound (CONVERSATION_NOT_FOUND, MESSAGE_NOT_FOUND); Forbidden
+    Raises: NotFound (CHANNEL_NOT_FOUND, MESSAGE_NOT_FOUND); Forbidden
     (NOT_MESSAGE_AUTHOR); BadRequest (EMPTY_MESSAGE, MESSAGE_TOO_LONG)."""
     check_content(content)
     async with conn.transaction():
-        channel = await access_conversation(conn, actor, conversation_id)
-        row = await _live_message(conn, channel.id, message_id)
+        await message_channel(conn, actor, channel_id, Permission.VIEW_CHANNEL)
+        row = await _live_message(conn, channel_id, message_id)
         if row.author_id != actor.user_id:
             raise Forbidden("only the author edits a message", code="NOT_MESSAGE_AUTHOR")
         changed = row.content != content
         if changed:
-            mentions = await _participants_among(conn, channel.id, mentioned_ids(content))
+            mentions = await viewers_among(conn, channel_id, mentioned_ids(content))
             await q.update_message_content(
                 conn, message_id=message_id, content=content, mentions=mentions
             )
         view = await q.get_message_view(
-            conn, viewer=actor.user_id, channel_id=channel.id, message_id=message_id
+            conn, viewer=actor.user_id, channel_id=channel_id, message_id=message_id
         )
         assert view is not None
         body = view_json(view)
         if changed:
-            await emit(conn, Event("message.updated", Stream.channel(channel.id), _shared(body)))
+            await emit(conn, MESSAGE_UPDATED.to_channel(channel_id, _shared(body)))
         return body
 
 
-def _shared(body: dict[str, Any]) -> dict[str, Any]:
+def _shared(body: MessagePayload) -> MessagePayload:
     """A message as broadcast to everyone: reaction counts without the viewer's `me`."""
-    return {
-        **body,
-        "reactions": [{"emoji": r["emoji"], "count": r["count"]} for r in body["reactions"]],
-    }
-
-
-async def _participants_among(
-    conn: asyncpg.Connection, channel_id: UUID, users: list[UUID]
-) -> list[UUID]:
-    if not users:
-        return []
-    present = set(await conversations_q.list_participant_ids(conn, channel_id=channel_id))
-    return [u for u in users if u in present]
+    reactions: list[ReactionPayload] = [
+        {"emoji": r["emoji"], "count": r["count"]} for r in body["reactions"]
+    ]
+    return {**body, "reactions": reactions}
 
 
 async def list_edits(
-    conn: asyncpg.Connection, actor: Actor, conversation_id: UUID, message_id: UUID
+    conn: asyncpg.Connection, actor: Actor, channel_id: UUID, message_id: UUID
 ) -> list[q.EditRow]:
     """Every earlier version of a message, oldest first (none once it is deleted)."""
-    channel = await access_conversation(conn, actor, conversation_id)
-    if await q.get_message_seq(conn, channel_id=channel.id, message_id=message_id) is None:
+    await message_channel(conn, actor, channel_id)
+    if await q.get_message_seq(conn, channel_id=channel_id, message_id=message_id) is None:
         raise message_not_found()
     return await q.list_edits(conn, message_id=message_id)
 
 
 async def delete_message(
-    conn: asyncpg.Connection, actor: Actor, conversation_id: UUID, message_id: UUID
+    conn: asyncpg.Connection, actor: Actor, channel_id: UUID, message_id: UUID
 ) -> None:
-    """The author deletes a message: its content and earlier versions are gone; a
-    tombstone keeps its place. Deleting it again changes nothing.
+    """The author (or, in a server channel, someone with MANAGE_MESSAGES) deletes a
+    message: its content and earlier versions are gone; a tombstone keeps its place.
+    Deleting it again changes nothing.
 
-    Raises: NotFound (CONVERSATION_NOT_FOUND, MESSAGE_NOT_FOUND); Forbidden
+    Raises: NotFound (CHANNEL_NOT_FOUND, MESSAGE_NOT_FOUND); Forbidden
     (NOT_MESSAGE_AUTHOR)."""
     async with conn.transaction():
-        channel = await access_conversation(conn, actor, conversation_id)
-        row = await q.get_message_for_update(conn, channel_id=channel.id, message_id=message_id)
+        access = await message_channel(conn, actor, channel_id, Permission.VIEW_CHANNEL)
+        row = await q.get_message_for_update(conn, channel_id=channel_id, message_id=message_id)
         if row is None:
             raise message_not_found()
-        if row.author_id != actor.user_id:
+        if row.author_id != actor.user_id and not access.can(Permission.MANAGE_MESSAGES):
             raise Forbidden("only the author deletes a message", code="NOT_MESSAGE_AUTHOR")
         if row.deleted_at is not None:
             return
         await q.soft_delete_message(conn, message_id=message_id, deleted_by=actor.user_id)
         # The text also leaves the event log, so a resume cannot replay it.
-        await events_q.scrub_message_events(conn, channel_id=channel.id, message_id=message_id)
+        await events_q.scrub_message_events(conn, channel_id=channel_id, message_id=message_id)
         await emit(
             conn,
-            Event(
-                "message.deleted",
-                Stream.channel(channel.id),
-                {"id": str(message_id), "channel_id": str(channel.id), "seq": row.seq},
+            MESSAGE_DELETED.to_channel(
+                channel_id, {"id": str(message_id), "channel_id": str(channel_id), "seq": row.seq}
             ),
         )
 
@@ -243,27 +268,29 @@ def check_emoji(emoji: str) -> str:
 async def react(
     conn: asyncpg.Connection,
     actor: Actor,
-    conversation_id: UUID,
+    channel_id: UUID,
     message_id: UUID,
     emoji: str,
     *,
     add: bool,
 ) -> None:
-    """Add (or remove) the actor's reaction; doing it twice changes nothing."""
+    """Add (ADD_REACTIONS) or remove the actor's reaction; doing it twice changes
+    nothing."""
     check_emoji(emoji)
+    need = Permission.ADD_REACTIONS if add else Permission.VIEW_CHANNEL
     async with conn.transaction():
-        channel = await access_conversation(conn, actor, conversation_id)
-        await _live_message(conn, channel.id, message_id)
+        await message_channel(conn, actor, channel_id, need)
+        await _live_message(conn, channel_id, message_id)
         change = q.insert_reaction if add else q.delete_reaction
         if await change(conn, message_id=message_id, user_id=actor.user_id, emoji=emoji):
+            event = REACTION_ADDED if add else REACTION_REMOVED
             await emit(
                 conn,
-                Event(
-                    "reaction.added" if add else "reaction.removed",
-                    Stream.channel(channel.id),
+                event.to_channel(
+                    channel_id,
                     {
                         "message_id": str(message_id),
-                        "channel_id": str(channel.id),
+                        "channel_id": str(channel_id),
                         "user_id": str(actor.user_id),
                         "emoji": emoji,
                     },
@@ -272,27 +299,26 @@ async def react(
 
 
 async def acknowledge(
-    conn: asyncpg.Connection, actor: Actor, conversation_id: UUID, seq: int
+    conn: asyncpg.Connection, actor: Actor, channel_id: UUID, seq: int
 ) -> q.ReadStateRow:
     """Record that the actor has read up to `seq` (lower values mark messages unread
-    again); the other participants see it as a read receipt.
+    again); the others see it as a read receipt.
 
     Raises: BadRequest (INVALID_SEQ)."""
     async with conn.transaction():
-        channel = await access_conversation(conn, actor, conversation_id)
-        last = await q.get_last_seq(conn, channel_id=channel.id)
+        await message_channel(conn, actor, channel_id, Permission.VIEW_CHANNEL)
+        last = await q.get_last_seq(conn, channel_id=channel_id)
         if not 0 <= seq <= last:
             raise BadRequest(f"seq must be between 0 and {last}", code="INVALID_SEQ", field="seq")
         state = await q.upsert_read_state(
-            conn, user_id=actor.user_id, channel_id=channel.id, seq=seq
+            conn, user_id=actor.user_id, channel_id=channel_id, seq=seq
         )
         await emit(
             conn,
-            Event(
-                "read_state.updated",
-                Stream.channel(channel.id),
+            READ_STATE_UPDATED.to_channel(
+                channel_id,
                 {
-                    "channel_id": str(channel.id),
+                    "channel_id": str(channel_id),
                     "user_id": str(actor.user_id),
                     "last_read_seq": seq,
                 },
@@ -301,24 +327,29 @@ async def acknowledge(
         return state
 
 
+READ_STATES_SHOWN = 1000
+
+
 async def read_states(
-    conn: asyncpg.Connection, actor: Actor, conversation_id: UUID
+    conn: asyncpg.Connection, actor: Actor, channel_id: UUID
 ) -> list[q.ReadStateRow]:
-    """Who has read up to where (read receipts), for participants."""
-    channel = await access_conversation(conn, actor, conversation_id)
-    return await q.list_read_states(conn, channel_id=channel.id)
+    """Who of those who may see the channel has read up to where (read receipts; the
+    most recent READ_STATES_SHOWN)."""
+    await message_channel(conn, actor, channel_id, Permission.VIEW_CHANNEL)
+    states = await q.list_read_states(conn, channel_id=channel_id, limit=READ_STATES_SHOWN)
+    seeing = set(await viewers_among(conn, channel_id, [s.user_id for s in states]))
+    return [s for s in states if s.user_id in seeing]
 
 
-async def start_typing(conn: asyncpg.Connection, actor: Actor, conversation_id: UUID) -> None:
+async def start_typing(conn: asyncpg.Connection, actor: Actor, channel_id: UUID) -> None:
     """Tell the others the actor is typing. Not stored, not resumable: it expires."""
-    channel = await access_conversation(conn, actor, conversation_id)
-    await signal_ephemeral(
+    await message_channel(conn, actor, channel_id, Permission.SEND_MESSAGES)
+    await signal(
         conn,
-        Event(
-            "typing.started",
-            Stream.channel(channel.id),
+        TYPING_STARTED.to_channel(
+            channel_id,
             {
-                "channel_id": str(channel.id),
+                "channel_id": str(channel_id),
                 "user_id": str(actor.user_id),
                 "expires_in": TYPING_EXPIRES_S,
             },
@@ -327,15 +358,15 @@ async def start_typing(conn: asyncpg.Connection, actor: Actor, conversation_id: 
 
 
 async def resume_point(
-    conn: asyncpg.Connection, actor: Actor, conversation_id: UUID, versions: list[str]
+    conn: asyncpg.Connection, actor: Actor, channel_id: UUID, versions: list[str]
 ) -> tuple[int, str]:
-    """(seq, id) of the newest of these message ids (Braid versions) in the conversation.
+    """(seq, id) of the newest of these message ids (Braid versions) in the channel.
 
-    Raises: NotFound (CONVERSATION_NOT_FOUND); Gone (VERSION_UNKNOWN) if one is not a
-    message of this conversation."""
-    channel = await access_conversation(conn, actor, conversation_id)
+    Raises: NotFound (CHANNEL_NOT_FOUND); Gone (VERSION_UNKNOWN) if one is not a message
+    of this channel."""
+    await message_channel(conn, actor, channel_id)
     best: tuple[int, str] | None = None
-    for version in versions:
+    for version in versions[:MAX_PARENTS]:
         try:
             message_id: UUID | None = UUID(version)
         except ValueError:
@@ -343,12 +374,11 @@ async def resume_point(
         seq = (
             None
             if message_id is None
-            else await q.get_message_seq(conn, channel_id=channel.id, message_id=message_id)
+            else await q.get_message_seq(conn, channel_id=channel_id, message_id=message_id)
         )
         if seq is None:
             raise Gone(
-                f"version {version!r} is not a message of this conversation; "
-                "subscribe without Parents",
+                f"version {version!r} is not a message of this channel; subscribe without Parents",
                 code="VERSION_UNKNOWN",
             )
         if best is None or seq > best[0]:

@@ -1,18 +1,11 @@
-"""Sending messages: coalesced into one transaction per channel, acknowledged after commit.
-
-Each process has one MessageWriter. A send waits in the queue of the worker that owns
-its channel (channels are spread over a few workers by hash, so one busy conversation
-does not hold up the others). A worker takes everything waiting, and for each channel
-runs one transaction of two statements: the first share-locks the conversation's row,
-checks access, replies and mentions for the whole batch, finds earlier sends with the
+"""Writing a batch of sends to one channel (domain/messages_writer.py queues and
+batches them): one transaction of two statements. The first share-locks the channel's
+row, reads the access facts of the authors and of the people they mention (the
+channel-access seam decides from them), checks replies, finds earlier sends with the
 same ids or nonces, and counts every send in its rate-limit buckets; the second takes
 the next sequence numbers, inserts the new messages and appends their `message.created`
-events with their notifications (re-checking participants with its own snapshot). Only
-after COMMIT does any send learn its result, so "acknowledged" always means "durable".
-A send therefore costs no database round trip of its own: a batch costs four (BEGIN, two
-statements, COMMIT), whatever its size. Two batches of a queue may be in flight at once;
-sends that are in flight together have no order between them (a client that needs its
-messages in order sends each after the previous one is acknowledged).
+events. Only after COMMIT does any send learn its result, so "acknowledged" always
+means "durable".
 
 Idempotency: a PUT names its message id; the same id with the same author, channel,
 text and reply again returns the stored message (200, nothing broadcast); anything else
@@ -23,8 +16,6 @@ channel returns the stored message.
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -34,31 +25,21 @@ import asyncpg
 
 from xfchat.db.queries import messages as q
 from xfchat.db.queries import messages_send as send_q
+from xfchat.db.queries.access import facts_from_json
+from xfchat.domain.access import MESSAGE_KINDS, channel_not_found, facts_viewers, refusal
 from xfchat.domain.accounts import Actor
-from xfchat.domain.conversations import not_found
-from xfchat.domain.messages import check_content, mentioned_ids, message_json, view_json
+from xfchat.domain.events import AuthorPayload, MessagePayload, encode
+from xfchat.domain.messages import mentioned_ids, message_json, not_a_text_channel, view_json
+from xfchat.domain.permissions import Permission
 from xfchat.domain.rate_limits import Decision, bucket_key, decide
-from xfchat.errors import (
-    BadRequest,
-    Conflict,
-    Forbidden,
-    ServiceUnavailable,
-    XFChatError,
-)
-from xfchat.realtime.events import append_messages
+from xfchat.errors import BadRequest, Conflict, XFChatError
 from xfchat.settings import RateLimit
-from xfchat.tasks import stop
-
-log = logging.getLogger("xfchat.send")
-
-RETRIES = 3
-IN_FLIGHT = 2  # batch transactions per writer queue at once
 
 
 @dataclass
 class SendRequest:
     actor: Actor
-    author: dict[str, Any]  # the author's public fields, as messages show them
+    author: AuthorPayload  # the author's public fields, as messages show them
     channel_id: UUID
     message_id: UUID
     content: str
@@ -71,11 +52,13 @@ class SendRequest:
     future: asyncio.Future[SendResult] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+    deadline: float = 0.0  # loop time by which it must be answered (set when queued)
+    started: bool = False  # its batch's transaction has begun: its outcome is the batch's
 
 
 @dataclass(frozen=True)
 class SendResult:
-    message: dict[str, Any]
+    message: MessagePayload
     created: bool  # False: an idempotent repeat that returned the stored message
     decisions: list[Decision] = field(default_factory=list)
 
@@ -96,7 +79,8 @@ def _conflict(message_id: UUID) -> Conflict:
 
 
 class StaleBatch(Exception):
-    """What the batch's first statement saw changed before its second ran: retry it."""
+    """Who may see the channel changed while the batch waited for its lock: retry it
+    (the next attempt reads the new access)."""
 
 
 class _Buckets:
@@ -139,16 +123,17 @@ async def write_batch(
     conn: asyncpg.Connection, channel_id: UUID, reqs: list[SendRequest]
 ) -> list[SendResult | XFChatError]:
     """Write one channel's batch in the caller's transaction (two statements); one
-    outcome per request."""
+    outcome per request. Raises StaleBatch (nothing written) if access changed while the
+    first statement waited for the channel's lock."""
     mentions = {id(r): mentioned_ids(r.content) for r in reqs}
     buckets = _Buckets(reqs)
     with_nonce = [r for r in reqs if r.nonce]
+    authors = list(dict.fromkeys(r.actor.user_id for r in reqs))
     state = await send_q.prepare_send_batch(
         conn,
         channel_id=channel_id,
-        authors=list({r.actor.user_id for r in reqs}),
+        users=list(dict.fromkeys([*authors, *(u for m in mentions.values() for u in m)])),
         reply_ids=list({r.reply_to_id for r in reqs if r.reply_to_id}),
-        mentioned=list({u for m in mentions.values() for u in m}),
         ids=[r.message_id for r in reqs if r.client_chose_id],
         nonce_authors=[r.actor.user_id for r in with_nonce],
         nonces=[r.nonce for r in with_nonce if r.nonce],
@@ -157,12 +142,21 @@ async def write_batch(
         counts=[buckets.counts[b] for b in buckets.order],
     )
     if state is None:
-        return [not_found() for _ in reqs]
+        return [channel_not_found() for _ in reqs]
+    if not state.current:
+        raise StaleBatch
+    facts = facts_from_json(state.facts)
+    by_user = {f.user_id: f for f in facts}
+    denied: dict[UUID, XFChatError | None] = {
+        a: refusal(by_user[a], Permission.SEND_MESSAGES) for a in authors
+    }
+    if facts and facts[0].kind not in MESSAGE_KINDS:
+        denied = {a: e or not_a_text_channel() for a, e in denied.items()}
     decisions = buckets.decisions(state)
-    outcomes, repeats, inserting = _sort_out(reqs, state, decisions)
-    bodies: dict[str, dict[str, Any]] = {}
+    outcomes, repeats, inserting = _sort_out(reqs, state, decisions, denied)
+    bodies: dict[str, MessagePayload] = {}
     if inserting:
-        mentionable = set(state.mentionable)
+        mentionable = facts_viewers(facts)
         new = [(reqs[i], [u for u in mentions[id(reqs[i])] if u in mentionable]) for i in inserting]
         bodies = await _insert(conn, channel_id, state.now, new)
         for i in inserting:
@@ -182,27 +176,29 @@ async def write_batch(
 
 
 def _sort_out(
-    reqs: list[SendRequest], state: send_q.SendBatchState, decisions: list[list[Decision]]
+    reqs: list[SendRequest],
+    state: send_q.SendBatchState,
+    decisions: list[list[Decision]],
+    denied: dict[UUID, XFChatError | None],
 ) -> tuple[list[SendResult | XFChatError | None], dict[int, str], list[int]]:
     """Each request's fate: refused (its error in the outcomes), a repeat of a stored or
     batch-mate message (request index -> that message's id), or to insert (its index)."""
     by_id = {e["id"]: e for e in state.existing}
     by_nonce = {(e["author_id"], e["nonce"]): e for e in state.existing if e["nonce"]}
-    allowed, replyable = set(state.allowed), set(state.replyable)
+    replyable = set(state.replyable)
     outcomes: list[SendResult | XFChatError | None] = [None] * len(reqs)
     repeats: dict[int, str] = {}
     inserting: list[int] = []
     claimed: dict[UUID, int] = {}  # message id -> the request of this batch inserting it
     claimed_nonce: dict[tuple[UUID, str], int] = {}  # (author, nonce) -> likewise
     for i, r in enumerate(reqs):
-        denied = next((d for d in decisions[i] if not d.allowed), None)
+        limited = next((d for d in decisions[i] if not d.allowed), None)
         old = by_id.get(str(r.message_id)) if r.client_chose_id else None
-        if r.actor.user_id not in allowed:
-            outcomes[i] = not_found()
-        elif state.blocked:
-            outcomes[i] = Forbidden("you cannot message this user", code="CANNOT_MESSAGE_USER")
-        elif denied is not None:
-            outcomes[i] = denied.refusal()
+        refused = denied[r.actor.user_id]
+        if refused is not None:
+            outcomes[i] = refused
+        elif limited is not None:
+            outcomes[i] = limited.refusal()
         elif old is not None:
             if _same_send(r, old):
                 repeats[i] = old["id"]
@@ -212,7 +208,7 @@ def _sort_out(
             repeats[i] = by_nonce[(str(r.actor.user_id), r.nonce)]["id"]
         elif r.reply_to_id and r.reply_to_id not in replyable:
             outcomes[i] = BadRequest(
-                "reply_to_id is not a message of this conversation",
+                "reply_to_id is not a message of this channel",
                 code="INVALID_REPLY",
                 field="reply_to_id",
             )
@@ -242,9 +238,11 @@ async def _insert(
     channel_id: UUID,
     now: datetime,
     new: list[tuple[SendRequest, list[UUID]]],
-) -> dict[str, dict[str, Any]]:
-    """Insert these sends (each with the users it mentions) and their events; their
-    bodies by message id. Raises StaleBatch if the participants changed meanwhile."""
+) -> dict[str, MessagePayload]:
+    """Insert these sends (each with the users it mentions) and their `message.created`
+    events, in the caller's transaction; their bodies by message id."""
+    if not conn.is_in_transaction():
+        raise RuntimeError("messages are written inside the batch's transaction")
     rows = [
         q.MessageRow(
             id=r.message_id,
@@ -264,7 +262,7 @@ async def _insert(
         for r, mentioned in new
     ]
     bodies = [message_json(row, r.author) for row, (r, _) in zip(rows, new, strict=True)]
-    last = await append_messages(  # each body has "seq": 0 until this fills it in
+    last = await send_q.insert_messages_and_events(  # "seq": 0 until the statement fills it
         conn,
         channel_id=channel_id,
         created_at=now,
@@ -274,120 +272,8 @@ async def _insert(
         nonces=[row.nonce for row in rows],
         reply_to_ids=[row.reply_to_id for row in rows],
         mentions=[row.mentions for row in rows],
-        bodies=bodies,
+        event_datas=[encode(b) for b in bodies],
     )
-    if last is None:  # a participant left or a block came between the two statements
-        raise StaleBatch
     for offset, body in enumerate(bodies):
         body["seq"] = last - len(bodies) + 1 + offset
     return {body["id"]: body for body in bodies}
-
-
-class MessageWriter:
-    def __init__(
-        self,
-        pool: asyncpg.Pool,
-        *,
-        workers: int = 4,
-        max_batch: int = 256,
-        on_sent: Callable[[UUID, int], None] | None = None,
-    ) -> None:
-        self.pool = pool
-        self.max_batch = max_batch
-        self.on_sent = on_sent
-        self.batches = 0  # transactions written (for /metrics)
-        self.sends = 0  # sends they carried
-        self.queues: list[asyncio.Queue[SendRequest]] = [asyncio.Queue() for _ in range(workers)]
-        self.tasks: list[asyncio.Task[None]] = []
-
-    def start(self) -> None:
-        self.tasks = [
-            asyncio.create_task(self._work(q_), name=f"message-writer-{i}")
-            for i, q_ in enumerate(self.queues)
-        ]
-
-    async def stop(self) -> None:
-        await stop(*self.tasks)
-
-    async def send(self, req: SendRequest) -> SendResult:
-        """Queue a send and wait until it is committed (or refused).
-
-        Raises: the XFChatError that refused it, or the database error that failed it."""
-        check_content(req.content)
-        if req.nonce is not None and not 1 <= len(req.nonce) <= 64:
-            raise BadRequest("a nonce is 1 to 64 characters", code="INVALID_NONCE", field="nonce")
-        self.queues[hash(req.channel_id) % len(self.queues)].put_nowait(req)
-        return await asyncio.shield(req.future)
-
-    async def _work(self, queue: asyncio.Queue[SendRequest]) -> None:
-        # Two transactions in flight per queue: the next batch begins and checks while the
-        # previous one writes and commits. Messages of one conversation still get their
-        # sequence numbers in commit order: the write statement takes the counter row.
-        in_flight = asyncio.Semaphore(IN_FLIGHT)
-        running: set[asyncio.Task[None]] = set()
-        while True:
-            batch = [await queue.get()]
-            while len(batch) < self.max_batch and not queue.empty():
-                batch.append(queue.get_nowait())
-            by_channel: dict[UUID, list[SendRequest]] = {}
-            for req in batch:
-                by_channel.setdefault(req.channel_id, []).append(req)
-            for channel_id, reqs in by_channel.items():
-                await in_flight.acquire()
-                task = asyncio.create_task(self._write_released(channel_id, reqs, in_flight))
-                running.add(task)
-                task.add_done_callback(running.discard)
-
-    async def _write_released(
-        self, channel_id: UUID, reqs: list[SendRequest], in_flight: asyncio.Semaphore
-    ) -> None:
-        try:
-            await self._write(channel_id, [r for r in reqs if not r.future.done()])
-        finally:
-            in_flight.release()
-
-    async def _write(self, channel_id: UUID, reqs: list[SendRequest]) -> None:
-        if not reqs:
-            return
-        self.batches += 1
-        self.sends += len(reqs)
-        for attempt in range(1, RETRIES + 1):
-            try:
-                async with self.pool.acquire() as conn, conn.transaction():
-                    outcomes = await write_batch(conn, channel_id, reqs)
-                break  # committed
-            except (
-                StaleBatch,
-                asyncpg.UniqueViolationError,
-                asyncpg.DeadlockDetectedError,
-                asyncpg.SerializationError,
-            ):
-                # Another process inserted one of these ids (or nonces) meanwhile, or the
-                # participants changed between the two statements: the next attempt's
-                # check sees it and answers accordingly.
-                if attempt == RETRIES:
-                    busy = ServiceUnavailable(
-                        "the conversation is too busy right now; retry",
-                        headers={"Retry-After": "1"},
-                    )
-                    return self._fail(reqs, busy)
-            except Exception as exc:  # the database is gone, a timeout: nothing was written
-                return self._fail(reqs, exc)
-        created: dict[UUID, int] = {}
-        for req, outcome in zip(reqs, outcomes, strict=True):
-            if isinstance(outcome, XFChatError):
-                req.future.set_exception(outcome)
-            else:
-                req.future.set_result(outcome)
-                if outcome.created:
-                    created[req.actor.user_id] = created.get(req.actor.user_id, 0) + 1
-        if self.on_sent is not None:
-            for user_id, n in created.items():
-                self.on_sent(user_id, n)
-
-    @staticmethod
-    def _fail(reqs: list[SendRequest], exc: BaseException) -> None:
-        log.warning("a batch of %d sends failed: %s", len(reqs), exc)
-        for req in reqs:
-            if not req.future.done():
-                req.future.set_exception(exc)

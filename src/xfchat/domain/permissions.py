@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import enum
 
+from xfchat.db.queries.access import AccessFacts
+
 
 class Permission(enum.IntFlag):
     VIEW_CHANNEL = 1 << 0
@@ -57,3 +59,45 @@ MODERATOR_DEFAULT = (
 )
 
 ALL = Permission(sum(p.value for p in Permission))
+
+# What taking part in a conversation lets you do (there are no roles in conversations).
+CONVERSATION = (
+    Permission.VIEW_CHANNEL
+    | Permission.SEND_MESSAGES
+    | Permission.READ_MESSAGE_HISTORY
+    | Permission.ADD_REACTIONS
+    | Permission.ATTACH_FILES
+    | Permission.EMBED_LINKS
+)
+# A block between the two people of a direct conversation leaves it readable, not writable.
+BLOCKED_DIRECT = Permission.SEND_MESSAGES | Permission.ADD_REACTIONS | Permission.ATTACH_FILES
+NONE = Permission(0)
+
+
+def compute_permissions(facts: AccessFacts) -> Permission:
+    """A user's permissions in a channel, from the facts alone (no I/O).
+
+    Conversations: everything in CONVERSATION for participants (less BLOCKED_DIRECT
+    across a block), nothing for anyone else. Server channels, as Discord does it: the
+    owner and ADMINISTRATOR get everything; otherwise @everyone's and the member's roles'
+    permissions, then the channel's overrides for @everyone, for the member's roles
+    (combined) and for the member, each removing its denials and adding its grants in
+    that order. Without VIEW_CHANNEL, nothing."""
+    if facts.server_id is None:
+        if not facts.participant:
+            return NONE
+        return CONVERSATION & ~BLOCKED_DIRECT if facts.blocked else CONVERSATION
+    if not facts.member:
+        return NONE
+    if facts.owner or facts.base & Permission.ADMINISTRATOR:
+        return ALL
+    perms = facts.base
+    for allow, deny in (
+        (facts.everyone_allow, facts.everyone_deny),
+        (facts.roles_allow, facts.roles_deny),
+        (facts.member_allow, facts.member_deny),
+    ):
+        perms = (perms & ~deny) | allow
+    if not perms & Permission.VIEW_CHANNEL:
+        return NONE
+    return Permission(perms & ALL)

@@ -11,9 +11,9 @@ from xfchat.db.queries import sessions as sessions_q
 from xfchat.db.queries import users as users_q
 from xfchat.domain import validation
 from xfchat.domain.accounts import Actor, password_hasher, session_revoked
+from xfchat.domain.events import USER_UPDATED, UserPayload, emit, emit_many
 from xfchat.domain.passwords import hash_password_async, verify_password_async
 from xfchat.errors import BadRequest, Conflict, NotFound
-from xfchat.realtime.events import Event, Stream, emit, emit_many
 from xfchat.settings import Settings
 
 UNSET = object()
@@ -29,7 +29,7 @@ class ProfileChanges:
     avatar_url: str | object | None = UNSET
 
 
-def private_profile(user: users_q.UserRow) -> dict[str, object]:
+def private_profile(user: users_q.UserRow) -> UserPayload:
     """The account as its owner sees it (the body of user.updated events, too)."""
     return {
         "id": str(user.id),
@@ -111,7 +111,7 @@ async def update_profile(
             ) from None
         if user is None:
             raise NotFound("no such user", code="USER_NOT_FOUND")
-        await emit(conn, Event("user.updated", Stream.user(user.id), private_profile(user)))
+        await emit(conn, USER_UPDATED.to_user(user.id, private_profile(user)))
         return user
 
 

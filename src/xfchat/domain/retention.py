@@ -4,25 +4,20 @@ from __future__ import annotations
 
 import asyncpg
 
-from xfchat.db.queries import event_log as events_q
+from xfchat.db.queries import event_log as log_q
 
-BATCH = 500  # streams per round
+BATCH = 1000  # commits per statement
 
 
 async def prune_event_log(pool: asyncpg.Pool, retention_days: float) -> int:
-    """Delete events older than the retention, one stream per statement (short,
-    single-lock transactions); resuming from before what was removed then gets a resync
-    instead of a silent gap."""
+    """Delete the commits older than the retention, with their events, oldest first and
+    a bounded batch per statement; resuming from before what was removed then gets a
+    resync instead of a silent gap."""
     older_than_s = retention_days * 86400
     removed = 0
     while True:
         async with pool.acquire() as conn:
-            streams = await events_q.streams_with_old_events(
-                conn, older_than_s=older_than_s, limit=BATCH
-            )
-            for stream_id in streams:
-                removed += await events_q.prune_stream(
-                    conn, stream_id=stream_id, older_than_s=older_than_s
-                )
-        if len(streams) < BATCH:
+            n = await log_q.prune_commits(conn, older_than_s=older_than_s, limit=BATCH)
+        removed += n
+        if n < BATCH:
             return removed

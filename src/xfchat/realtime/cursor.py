@@ -1,25 +1,48 @@
-"""Resume tokens: the position reached in every stream a connection follows.
+"""Resume tokens: a place in the event log, bound to one user.
 
-Like a Matrix sync token, one opaque string says "everything up to here": SSE sends it
-as the event id, the gateway as the dispatch sequence. It is `1.` + base64url of
-varint pairs (stream id delta, position), sorted by stream id: a few bytes per stream.
-A token only chooses positions; which streams a user may follow is decided by the
-server on every resume, so a forged token reveals nothing.
+Every event has a place (g, pos): `g` numbers the commits of the whole log in commit
+order, `pos` is the event's position in its stream (a commit appends to one stream). A
+token says "everything visible up to and including (g, pos) was handed over"; (g, 0)
+says "everything before commit g". It is `2.` and the base64url of two varints and a
+6-byte tag, HMAC(secret, user id): about 20 characters, whatever the user follows, and
+producing one for an event costs two varints and an encoding.
+
+A token chooses a place, never what is delivered: a resume delivers only what the user
+may see at each event's place (realtime/follows.py). The tag only catches a token of
+another user (or another installation) or a mangled one, so that the client is told
+instead of silently resumed from somewhere else.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
+from dataclasses import dataclass
+from uuid import UUID
 
-VERSION = "1."
-MAX_TOKEN_LENGTH = 65536
+VERSION = "2."
+TAG_BYTES = 6
+MAX_TOKEN_LENGTH = 200
 
 
 class BadToken(ValueError):
-    pass
+    """Not a resume token of this user on this server."""
+
+
+@dataclass(frozen=True, order=True)
+class Position:
+    g: int
+    pos: int
+
+    def after_commit(self) -> int:
+        """The last commit this position includes entirely."""
+        return self.g - 1 if self.pos == 0 else self.g
 
 
 def _varint(n: int, out: bytearray) -> None:
+    if n < 0:  # (a negative number would never end: -1 >> 7 is -1)
+        raise ValueError("a position is never negative")
     while True:
         byte = n & 0x7F
         n >>= 7
@@ -30,28 +53,15 @@ def _varint(n: int, out: bytearray) -> None:
             return
 
 
-def encode(positions: dict[int, int]) -> str:
-    out = bytearray()
-    previous = 0
-    for stream_id in sorted(positions):
-        _varint(stream_id - previous, out)
-        _varint(positions[stream_id], out)
-        previous = stream_id
-    return VERSION + base64.urlsafe_b64encode(bytes(out)).decode().rstrip("=")
-
-
-def decode(token: str) -> dict[int, int]:
-    """Raises BadToken."""
-    if len(token) > MAX_TOKEN_LENGTH or not token.startswith(VERSION):
-        raise BadToken("not a resume token")
-    body = token[len(VERSION) :]
-    try:
-        raw = base64.b64decode(body + "=" * (-len(body) % 4), altchars=b"-_", validate=True)
-    except (ValueError, TypeError):
-        raise BadToken("not a resume token") from None
+def _read_varints(raw: bytes, count: int) -> tuple[list[int], int]:
     numbers: list[int] = []
     value = shift = 0
-    for byte in raw:
+    index = 0
+    while len(numbers) < count:
+        if index >= len(raw):
+            raise BadToken("not a resume token")
+        byte = raw[index]
+        index += 1
         value |= (byte & 0x7F) << shift
         shift += 7
         if shift > 63:
@@ -59,11 +69,35 @@ def decode(token: str) -> dict[int, int]:
         if not byte & 0x80:
             numbers.append(value)
             value = shift = 0
-    if shift or len(numbers) % 2:
-        raise BadToken("not a resume token")
-    positions: dict[int, int] = {}
-    stream_id = 0
-    for delta, pos in zip(numbers[::2], numbers[1::2], strict=True):
-        stream_id += delta
-        positions[stream_id] = pos
-    return positions
+    return numbers, index
+
+
+class TokenCodec:
+    def __init__(self, secret: str) -> None:
+        self._key = hashlib.sha256(b"xfchat resume tokens\0" + secret.encode()).digest()
+
+    def tag(self, user_id: UUID) -> bytes:
+        return hmac.digest(self._key, user_id.bytes, "sha256")[:TAG_BYTES]
+
+    @staticmethod
+    def encode(tag: bytes, position: Position) -> str:
+        out = bytearray()
+        _varint(position.g, out)
+        _varint(position.pos, out)
+        out += tag
+        return VERSION + base64.urlsafe_b64encode(bytes(out)).decode().rstrip("=")
+
+    @staticmethod
+    def decode(token: str, tag: bytes) -> Position:
+        """Raises BadToken: malformed, or not this user's (or this server's)."""
+        if len(token) > MAX_TOKEN_LENGTH or not token.startswith(VERSION):
+            raise BadToken("not a resume token")
+        body = token[len(VERSION) :]
+        try:
+            raw = base64.b64decode(body + "=" * (-len(body) % 4), altchars=b"-_", validate=True)
+        except (ValueError, TypeError):
+            raise BadToken("not a resume token") from None
+        (g, pos), used = _read_varints(raw, 2)
+        if raw[used:] != tag:
+            raise BadToken("this resume token belongs to another user or server")
+        return Position(g, pos)

@@ -1,11 +1,15 @@
-"""Fan-out: one LISTEN connection per process -> per-subscriber bounded inboxes.
+"""Fan-out: one LISTEN connection per process -> live subscribers, in log order.
 
-The durable event log is the truth; notifications are fast hints that usually carry
-the events themselves, and each subscriber (realtime/subscriber.py) reads from the log
-whatever it finds missing.
+Every commit to the event log has the next `g` (db/queries/event_log.py) and is
+announced, usually with its events, on NOTIFY. The hub hands commits to its
+subscribers strictly in g order: a commit announced without its events (too big), or
+one that comes after a gap (a listener that reconnected, notifications dropped to
+bound memory), is read from the log first, once for the whole process, a bounded
+page of commits at a time. While it reads, later commits wait (at most HOLD_EVENTS
+events; beyond that they are dropped and read from the log too).
 
 The hub never waits for a subscriber: offering is a non-blocking append, and a
-subscriber whose inbox is full is closed ("slow_consumer") so that its client resumes
+subscriber whose queue is full is closed ("slow_consumer") so that its client resumes
 from its last position instead of slowing everyone else.
 """
 
@@ -15,6 +19,8 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from itertools import groupby
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -22,16 +28,44 @@ import asyncpg
 import orjson
 
 from xfchat.db.pool import DATABASE_ERRORS
-from xfchat.db.queries import event_log as events_q
+from xfchat.db.queries import event_log as q
 from xfchat.db.queries.locks import select_one
-from xfchat.realtime.events import EPHEMERAL_CHANNEL, NOTIFY_CHANNEL, Stream, StreamKind
-from xfchat.realtime.subscriber import Delivery, Hint, Reactor, Subscriber
+from xfchat.domain.events import (
+    EPHEMERAL_CHANNEL,
+    SESSION_REVOKED,
+    AccessChange,
+    Stream,
+    StreamKind,
+)
+from xfchat.domain.feeds import read_access_changes
+from xfchat.realtime.cursor import Position, TokenCodec
+from xfchat.realtime.follows import Follows
+from xfchat.realtime.subscriber import Delivery, Subscriber
 from xfchat.tasks import stop
 
 log = logging.getLogger("xfchat.hub")
 T = TypeVar("T")
 
 LISTENER_PING_S = 2.0  # a silently dead listener is noticed within 4 s
+FILL_PAGE = 200  # commits read from the log at once
+HOLD_EVENTS = 20_000  # announced events held while earlier ones are read from the log
+
+
+@dataclass
+class _Commit:
+    """A commit being assembled from its notifications."""
+
+    g: int
+    stream: Stream
+    first: int
+    last: int
+    events: dict[int, tuple[str, Any]] = field(default_factory=dict)
+    covered: int = 0  # positions announced so far
+    bodiless: bool = False  # some were announced without their events
+
+    @property
+    def complete(self) -> bool:
+        return self.covered >= self.last - self.first + 1
 
 
 class Hub:
@@ -39,14 +73,14 @@ class Hub:
         self,
         pool: asyncpg.Pool,
         connect: Callable[[], Awaitable[asyncpg.Connection]],
+        codec: TokenCodec,
         *,
         queue_limit: int = 1000,
-        reactor: Reactor | None = None,
     ) -> None:
         self.pool = pool
         self._connect = connect
+        self.codec = codec
         self.queue_limit = queue_limit
-        self.reactor = reactor
         self.index: dict[Stream, set[Subscriber]] = {}
         self.subscribers: set[Subscriber] = set()
         self.ended: dict[str, int] = {}  # subscriptions ended, by reason (for /metrics)
@@ -55,9 +89,15 @@ class Hub:
         # Called when the listener reconnects (notifications may have been missed).
         self.reconnect_hooks: list[Callable[[], None]] = []
         self.offered = 0  # deliveries offered to subscribers (for /metrics)
-        self._tasks: set[asyncio.Task[None]] = set()
-        # Streams with a batch being read from the log, and the batches that came after it.
-        self._held: dict[Stream, list[tuple[int, int, int, list[tuple[str, Any]] | None]]] = {}
+        self.fill_reads = 0  # reads of missed commits from the log (for /metrics)
+        self.replay_reads = 0  # pages read by subscribers catching up on their own
+        self.listener_pid: int | None = None  # the LISTEN connection's backend
+        self.last_g = 0  # the last commit handed to subscribers
+        self.known = asyncio.Event()  # last_g has been read from the log
+        self._pending: dict[int, _Commit] = {}
+        self._pending_events = 0
+        self._fill_to = 0  # commits up to here exist and must be read from the log
+        self._filling: asyncio.Task[None] | None = None
         self.listening = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -71,7 +111,7 @@ class Hub:
         self._stopping = True
         for sub in list(self.subscribers):
             sub.close("shutdown")
-        await stop(self._task, *self._tasks)
+        await stop(self._task, self._filling)
 
     async def wait_listening(self, seconds: float) -> bool:
         try:
@@ -83,19 +123,28 @@ class Hub:
 
     # -- subscribers
 
-    def subscribe(self, user_id: UUID, session_id: UUID | None) -> Subscriber:
-        sub = Subscriber(self, user_id, session_id, self.queue_limit, self.reactor)
+    def subscribe(self, user_id: UUID, session_id: UUID | None, follows: Follows) -> Subscriber:
+        sub = Subscriber(
+            self, user_id, session_id, follows, self.codec.tag(user_id), self.queue_limit
+        )
         self.subscribers.add(sub)
         return sub
 
-    def index_add(self, sub: Subscriber, stream: Stream) -> None:
-        if sub.closed is not None:
-            return
-        self.index.setdefault(stream, set()).add(sub)
-        sub.registered.add(stream)
+    def go_live(self, sub: Subscriber) -> bool:
+        """Hand `sub` every commit after its replay, if the hub is not past it already
+        (then it replays further first)."""
+        caught_up = sub.cursor.g - 1
+        if sub.closed is not None or not self.known.is_set() or self.last_g > caught_up:
+            return False
+        sub.live, sub.live_from = True, caught_up
+        for stream in sub.follows.streams():
+            self._index_add(sub, stream)
+        return True
 
-    def index_remove(self, sub: Subscriber, stream: Stream) -> None:
-        sub.registered.discard(stream)
+    def _index_add(self, sub: Subscriber, stream: Stream) -> None:
+        self.index.setdefault(stream, set()).add(sub)
+
+    def _index_remove(self, sub: Subscriber, stream: Stream) -> None:
         subs = self.index.get(stream)
         if subs is not None:
             subs.discard(sub)
@@ -104,9 +153,9 @@ class Hub:
 
     def forget(self, sub: Subscriber) -> None:
         self.subscribers.discard(sub)
-        for stream in list(sub.registered | set(sub.cursors)):
-            self.index_remove(sub, stream)
-        sub.registered.clear()
+        if sub.live:
+            for stream in sub.follows.streams():
+                self._index_remove(sub, stream)
 
     def close_session(self, session_id: str) -> None:
         """A session was revoked: end every connection it holds, here and now."""
@@ -126,128 +175,201 @@ class Hub:
             async with self.pool.acquire() as conn:
                 return await query(conn)
 
-    async def fetch(self, stream_id: int, after: int, limit: int) -> list[events_q.EventRow]:
+    async def _read_commits(self, after: int, upto: int) -> list[q.CommitEvent]:
+        return await self._read(lambda conn: q.list_commits(conn, after=after, upto=upto))
+
+    async def head(self) -> q.LogHead:
+        return await self._read(q.get_log_head)
+
+    async def read_feed(
+        self, user_id: UUID, channels: list[UUID], after: Position, upto: int, limit: int
+    ) -> list[q.LogEvent]:
+        self.replay_reads += 1
         return await self._read(
-            lambda conn: events_q.list_events_after(
-                conn, stream_id=stream_id, after=after, limit=limit
+            lambda conn: q.list_feed_events(
+                conn,
+                user_id=user_id,
+                channel_ids=channels,
+                after_g=after.g,
+                after_pos=after.pos,
+                upto_g=upto,
+                limit=limit,
             )
         )
 
-    async def heads(self, stream_ids: list[int]) -> dict[int, tuple[int, int]]:
-        if not stream_ids:
-            return {}
-        rows = await self._read(
-            lambda conn: events_q.list_stream_heads(conn, stream_ids=stream_ids)
+    async def read_access_changes(
+        self, user_id: UUID, after: Position, upto: int
+    ) -> list[tuple[str, Any]] | None:
+        """The user's access changes after a place, up to a commit; None if there are
+        too many to replay (the client resyncs)."""
+        return await self._read(
+            lambda conn: read_access_changes(conn, user_id, (after.g, after.pos), upto)
         )
-        return {r.id: (r.last_pos, r.pruned_through) for r in rows}
 
-    async def ensure(self, stream: Stream) -> tuple[int, int]:
-        (row,) = await self._read(
-            lambda conn: events_q.ensure_streams(
-                conn, kinds=[stream.kind.value], entity_ids=[stream.entity_id]
-            )
-        )
-        return row.id, row.last_pos
+    # -- handing commits over
 
-    # -- notifications
-
-    def _on_event(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
-        parsed = _parse(payload)
-        if parsed is None:
-            return
-        note, stream = parsed
-        events = note.get("ev")
-        if events is not None and stream.kind is StreamKind.USER:
-            for event_type, data in events:
-                if event_type == "session.revoked":
-                    self.close_session(str(data.get("session_id")))
+    def _dispatch(self, g: int, stream: Stream, events: list[tuple[int, str, Any]]) -> None:
+        self.last_g = g
+        deliveries = [Delivery(g, stream, pos, t, d) for pos, t, d in events]
+        if stream.kind is StreamKind.USER:
+            for d in deliveries:
+                if d.type == SESSION_REVOKED.name and isinstance(d.data, dict):
+                    self.close_session(str(d.data.get("session_id")))
                 for hook in self.user_event_hooks:
-                    hook(event_type, data)
-        if stream not in self.index:
-            return
-        batch = (note["s"], note["p"], note["n"], events)
-        held = self._held.get(stream)
-        if held is not None:  # an earlier batch of this stream is being read from the log
-            held.append(batch)
-        elif events is None:
-            self._held[stream] = [batch]
-            task = asyncio.get_running_loop().create_task(self._read_held(stream))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        else:
-            self._offer(stream, note["s"], note["p"], note["n"], events)
-
-    def _offer(
-        self, stream: Stream, stream_id: int, last: int, count: int, events: list[tuple[str, Any]]
-    ) -> None:
+                    hook(d.type, d.data)
         subs = self.index.get(stream)
         if not subs:
             return
-        first = last - count + 1
-        deliveries = [
-            Delivery(stream, stream_id, first + i, t, d) for i, (t, d) in enumerate(events)
-        ]
         for sub in list(subs):
+            if g <= sub.live_from:
+                continue
             for d in deliveries:
-                sub.offer(d)
-        self.offered += len(subs) * len(deliveries)
+                visible, change = sub.follows.apply(stream, d.type, d.data)
+                if change is not None:
+                    kind, channel = change
+                    if kind is AccessChange.GRANT:
+                        self._index_add(sub, Stream.channel(channel))
+                    else:
+                        self._index_remove(sub, Stream.channel(channel))
+                if visible:
+                    sub.offer(d)
+                    self.offered += 1
 
-    async def _read_held(self, stream: Stream) -> None:
-        """Events announced without their bodies (too big for a notification): read them
-        from the log once for every subscriber of this process, then release what arrived
-        meanwhile, in order."""
-        held = self._held[stream]
+    def _on_event(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         try:
-            while held:
-                stream_id, last, count, events = held.pop(0)
-                if events is None:
-                    try:
-                        rows = await self.fetch(stream_id, last - count, count)
-                    except DATABASE_ERRORS:
-                        for sub in list(self.index.get(stream, ())):
-                            sub.offer(Hint(stream, last))  # each will retry on its own
+            note = orjson.loads(payload)
+            g = int(note["g"])
+            stream = Stream(StreamKind(note["k"]), UUID(note["e"]))
+            first, last, upto, count = (
+                int(note["f"]),
+                int(note["l"]),
+                int(note["p"]),
+                int(note["n"]),
+            )
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignoring a malformed notification: %.200s", payload)
+            return
+        if self.known.is_set() and g <= self.last_g:
+            return
+        commit = self._pending.get(g)
+        if commit is None:
+            commit = self._pending[g] = _Commit(g, stream, first, last)
+        commit.covered += count
+        events = note.get("ev")
+        if events is None:
+            commit.bodiless = True
+        else:
+            for offset, (event_type, data) in enumerate(events):
+                commit.events[upto - count + 1 + offset] = (event_type, data)
+            self._pending_events += len(events)
+        if self._pending_events > HOLD_EVENTS:  # too much to hold: the log has it all
+            self._fill_to = max([self._fill_to, *self._pending])
+            self._pending.clear()
+            self._pending_events = 0
+        self._advance()
+
+    def _advance(self) -> None:
+        """Hand over every commit that is next and complete; start a read of the log if
+        something after a gap (or a commit without its events) is waiting."""
+        if not self.known.is_set():
+            return
+        self._advance_only()
+        if self._filling is None and self._gap():
+            self._filling = asyncio.get_running_loop().create_task(self._fill(), name="hub-fill")
+
+    def _take(self, g: int) -> None:
+        commit = self._pending.pop(g, None)
+        if commit is not None:
+            self._pending_events -= len(commit.events)
+
+    def _gap(self) -> bool:
+        if self._fill_to > self.last_g:
+            return True
+        nxt = self._pending.get(self.last_g + 1)
+        if nxt is not None and nxt.complete and nxt.bodiless:
+            return True
+        return any(g > self.last_g + 1 for g in self._pending)
+
+    async def _fill(self) -> None:
+        """Read what is missing from the log, a page of commits at a time, in order."""
+        delay = 0.1
+        try:
+            while not self._stopping and self._gap():
+                target = max([self._fill_to, self.last_g, *self._pending])
+                upto = min(target, self.last_g + FILL_PAGE)
+                try:
+                    rows = await self._read_commits(self.last_g, upto)
+                except DATABASE_ERRORS as exc:
+                    log.warning("cannot read missed commits from the log yet: %s", exc)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+                    continue
+                self.fill_reads += 1
+                for g, group in groupby(rows, key=lambda r: r.g):
+                    if g <= self.last_g:
                         continue
-                    events = [(r.type, r.data) for r in rows if r.pos <= last]
-                    last = last - count + len(events)
-                    count = len(events)
-                self._offer(stream, stream_id, last, count, events)
+                    if g != self.last_g + 1:
+                        self._lost(self.last_g + 1, g - 1)
+                    items = list(group)
+                    self._take(g)
+                    stream = Stream(StreamKind(items[0].kind), items[0].entity_id)
+                    self._dispatch(g, stream, [(r.pos, r.type, r.data) for r in items])
+                if self.last_g < upto:
+                    self._lost(self.last_g + 1, upto)
+                    self.last_g = upto
+                for g in [g for g in self._pending if g <= self.last_g]:
+                    self._take(g)
+                self._advance_only()
         finally:
-            del self._held[stream]
+            self._filling = None
+        if not self._stopping:
+            self._advance()
+
+    def _advance_only(self) -> None:
+        while True:
+            commit = self._pending.get(self.last_g + 1)
+            if commit is None or not commit.complete or commit.bodiless:
+                return
+            self._take(commit.g)
+            self._dispatch(
+                commit.g, commit.stream, [(p, *e) for p, e in sorted(commit.events.items())]
+            )
+
+    def _lost(self, first: int, last: int) -> None:
+        """Commits that are gone from the log (retention removed them before this
+        process read them): its subscribers may have missed something; they resync."""
+        log.warning("commits %d-%d left the log before this process read them", first, last)
+        for sub in list(self.subscribers):
+            if sub.live:
+                sub.close("resync")
 
     def _on_ephemeral(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
-        parsed = _parse(payload)
-        if parsed is None:
+        try:
+            note = orjson.loads(payload)
+            stream = Stream(StreamKind(note["k"]), UUID(note["e"]))
+            d = Delivery(0, stream, 0, str(note["t"]), note["d"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignoring a malformed notification: %.200s", payload)
             return
-        note, stream = parsed
-        subs = self.index.get(stream)
-        if subs:
-            d = Delivery(stream, 0, None, note["t"], note["d"])
-            for sub in list(subs):
-                sub.offer(d)
+        for sub in list(self.index.get(stream, ())):
+            sub.offer(d)
+
+    # -- the listener
 
     async def _listen_forever(self) -> None:
         delay = 0.1
-        connected_before = False
         while not self._stopping:
             conn: asyncpg.Connection | None = None
             try:
                 conn = await self._connect()
+                self.listener_pid = conn.get_server_pid()
                 lost = asyncio.Event()
                 conn.add_termination_listener(lambda _c, lost=lost: lost.set())
-                await conn.add_listener(NOTIFY_CHANNEL, self._on_event)
+                await conn.add_listener(q.NOTIFY_CHANNEL, self._on_event)
                 await conn.add_listener(EPHEMERAL_CHANNEL, self._on_ephemeral)
-                self.listening.set()
+                head = await q.get_log_head(conn)
+                self._listening(head.g)
                 delay = 0.1
-                if connected_before:  # notifications may have been missed: ask the log
-                    for hook in self.reconnect_hooks:
-                        hook()
-                    log.info(
-                        "listener reconnected; %d subscribers catch up from the log",
-                        len(self.subscribers),
-                    )
-                    for sub in list(self.subscribers):
-                        sub.catch_up()
-                connected_before = True
                 await self._watch(conn, lost)
             except DATABASE_ERRORS as exc:
                 log.warning("listener connection failed: %s", exc)
@@ -259,6 +381,26 @@ class Hub:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
+    def _listening(self, head: int) -> None:
+        """Listening from now on; `head` is the log's last commit as of then."""
+        if not self.known.is_set():
+            self.last_g = head
+            for g in [g for g in self._pending if g <= head]:
+                self._take(g)
+            self.known.set()
+        else:  # notifications may have been missed: ask the log
+            self._fill_to = max(self._fill_to, head)
+            for hook in self.reconnect_hooks:
+                hook()
+            log.info(
+                "listener reconnected; reading commits %d-%d for %d subscribers",
+                self.last_g + 1,
+                head,
+                len(self.subscribers),
+            )
+        self.listening.set()
+        self._advance()
+
     async def _watch(self, conn: asyncpg.Connection, lost: asyncio.Event) -> None:
         """Return when the listening connection is gone (checked by a ping as well, for
         connections that die without a word)."""
@@ -269,13 +411,3 @@ class Hub:
                 return
             async with asyncio.timeout(LISTENER_PING_S):
                 await select_one(conn)
-
-
-def _parse(payload: str) -> tuple[dict[str, Any], Stream] | None:
-    """A notification and the stream it is about; None (logged) if it is malformed."""
-    try:
-        note = orjson.loads(payload)
-        return note, Stream(StreamKind(note["k"]), UUID(note["e"]))
-    except (ValueError, KeyError, TypeError):
-        log.warning("ignoring a malformed notification: %.200s", payload)
-        return None

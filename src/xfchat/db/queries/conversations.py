@@ -8,7 +8,7 @@ from uuid import UUID
 
 import asyncpg
 
-from xfchat.db.queries import maybe, one
+from xfchat.db.queries import one
 from xfchat.db.queries.channels import CHANNEL_COLUMNS, ChannelRow
 
 CHANNEL_COLUMNS_C = ", ".join(f"c.{c.strip()}" for c in CHANNEL_COLUMNS.split(","))
@@ -33,22 +33,6 @@ async def insert_group(conn: asyncpg.Connection, *, name: str | None, owner_id: 
         owner_id,
     )
     return one(ChannelRow, record)
-
-
-_GET_CONVERSATION = f"""
-    SELECT {CHANNEL_COLUMNS_C} FROM channels c
-    JOIN conversation_participants p ON p.channel_id = c.id AND p.user_id = $2
-    WHERE c.id = $1 AND c.server_id IS NULL
-"""
-_GET_CONVERSATION_LOCKED = _GET_CONVERSATION + " FOR UPDATE OF c"
-
-
-async def get_conversation_of(
-    conn: asyncpg.Connection, *, channel_id: UUID, user_id: UUID, lock: bool = False
-) -> ChannelRow | None:
-    """The conversation if `user_id` takes part in it (locked FOR UPDATE if asked)."""
-    sql = _GET_CONVERSATION_LOCKED if lock else _GET_CONVERSATION
-    return maybe(ChannelRow, await conn.fetchrow(sql, channel_id, user_id))
 
 
 async def list_participant_ids(conn: asyncpg.Connection, *, channel_id: UUID) -> list[UUID]:
@@ -88,11 +72,11 @@ UNREAD_CAP = 100
 
 
 async def list_conversations(
-    conn: asyncpg.Connection, *, user_id: UUID
+    conn: asyncpg.Connection, *, user_id: UUID, channel_ids: list[UUID]
 ) -> list[ConversationListRow]:
-    """The user's conversations, most recently active first, each with its participants,
-    the user's read position, unread count (others' live messages after it, counted up
-    to 100) and last message."""
+    """These conversations (the user's), most recently active first, each with its
+    participants, the user's read position, unread count (others' live messages after
+    it, counted up to 100) and last message."""
     records = await conn.fetch(
         f"""
         SELECT {CHANNEL_COLUMNS_C},
@@ -109,14 +93,14 @@ async def list_conversations(
                         'content', m.content, 'created_at', m.created_at,
                         'deleted', m.deleted_at IS NOT NULL)
                 FROM messages m WHERE m.channel_id = c.id ORDER BY m.seq DESC LIMIT 1) AS last_message
-        FROM conversation_participants p
-        JOIN channels c ON c.id = p.channel_id
+        FROM channels c
         LEFT JOIN read_states rs ON rs.user_id = $1 AND rs.channel_id = c.id
-        WHERE p.user_id = $1
+        WHERE c.id = ANY($2::uuid[]) AND c.server_id IS NULL
         ORDER BY (SELECT max(m.created_at) FROM messages m WHERE m.channel_id = c.id)
                  DESC NULLS LAST, c.created_at DESC
         """,
         user_id,
+        channel_ids,
     )
     fields = ChannelRow.__dataclass_fields__
     return [
@@ -129,13 +113,6 @@ async def list_conversations(
         )
         for r in records
     ]
-
-
-async def list_conversation_ids(conn: asyncpg.Connection, *, user_id: UUID) -> list[UUID]:
-    records = await conn.fetch(
-        "SELECT channel_id FROM conversation_participants WHERE user_id = $1", user_id
-    )
-    return [r["channel_id"] for r in records]
 
 
 async def blocked_among(

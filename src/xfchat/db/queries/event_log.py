@@ -1,268 +1,209 @@
+"""The durable event log: streams, their events, and the global commit order.
+
+A stream (a user, a channel, a server) has a counter row, `event_streams.last_pos`: a
+writer takes its next positions in its own transaction, so positions are gap-free per
+stream. At COMMIT, a trigger (migration 0008) gives each append the next `g` of the
+global commit order, records it in `event_commits` and announces it with NOTIFY on
+NOTIFY_CHANNEL. An event's place in the log is therefore (g, pos): the order in which
+every connection receives it, and the resume position it is handed.
+"""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import asyncpg
 
-# NOTIFY payloads are limited to 8000 bytes. A transaction's events for a stream are
-# spread over as many notifications as it takes; an event too big for one on its own is
-# announced without its body, and listeners read it from the events table.
-INLINE_DATA_LIMIT = 7600
+from xfchat.db.queries import many, one
 
-
-def notification_chunks(
-    types: list[str], datas: list[str]
-) -> tuple[list[str], list[int], list[int]]:
-    """Split events into notification bodies: (JSON arrays of [type, data] items, or ""
-    for one event too big to carry; the 1-based index of each chunk's last event; the
-    number of events in each chunk)."""
-    bodies: list[str] = []
-    lasts: list[int] = []
-    counts: list[int] = []
-    items: list[str] = []
-    size = 0
-
-    def close(last: int) -> None:
-        nonlocal items, size
-        if items:
-            bodies.append("[" + ",".join(items) + "]")
-            lasts.append(last)
-            counts.append(len(items))
-            items, size = [], 0
-
-    for index, (event_type, data) in enumerate(zip(types, datas, strict=True), 1):
-        item = f'["{event_type}",{data}]'
-        # The limit is in bytes, not characters; and room for a sequence number that may
-        # replace a placeholder in the body.
-        length = len(item.encode()) + 20
-        if length + 200 > INLINE_DATA_LIMIT:  # too big even alone
-            close(index - 1)
-            bodies.append("")
-            lasts.append(index)
-            counts.append(1)
-            continue
-        if size + length + 200 > INLINE_DATA_LIMIT:
-            close(index - 1)
-        items.append(item)
-        size += length + 1
-    close(len(types))
-    return bodies, lasts, counts
-
-
-def notification_chunk_ids(types: list[str], datas: list[str]) -> tuple[list[int], list[bool]]:
-    """The same split as notification_chunks, as each event's 1-based chunk number and
-    whether each chunk carries its events (for statements that build the bodies)."""
-    bodies, _, counts = notification_chunks(types, datas)
-    chunk_of: list[int] = []
-    for number, count in enumerate(counts, 1):
-        chunk_of += [number] * count
-    return chunk_of, [body != "" for body in bodies]
-
-
-# The payload of one notification, as a SQL expression; every statement that appends
-# events builds its notifications with it (the hub parses exactly this). Its parts are
-# SQL expressions: the stream's id, kind (text) and entity (uuid as text), the position
-# of the chunk's last event, the chunk's event count and body ('' for an event too big
-# to carry).
-NOTIFICATION = """'{{"s":' || {stream} || ',"k":"' || {kind} || '","e":"' || {entity}
-              || '","p":' || ({pos}) || ',"n":' || {count}
-              || CASE WHEN {body} <> '' THEN ',"ev":' || {body} ELSE '' END || '}}'"""
+# The trigger that announces commits writes to this channel (migration 0008).
+NOTIFY_CHANNEL = "xfchat_events"
 
 
 @dataclass(frozen=True)
-class EventPosition:
-    stream_id: int
-    pos: int
+class LogHead:
+    g: int  # the last commit
+    pruned_g: int  # commits up to here were removed by retention
 
 
 @dataclass(frozen=True)
-class StreamRow:
-    id: int
+class LogEvent:
+    """One event at its place in the log."""
+
+    g: int
     kind: str
     entity_id: UUID
-    last_pos: int
-    pruned_through: int
-
-
-@dataclass(frozen=True)
-class EventRow:
-    stream_id: int
     pos: int
     type: str
     data: dict[str, Any]
-    created_at: datetime
 
 
-_INSERT_EVENTS = (
-    """
+@dataclass(frozen=True)
+class CommitEvent(LogEvent):
+    """... with the positions of the whole commit it belongs to."""
+
+    first_pos: int
+    last_pos: int
+
+
+async def insert_events(
+    conn: asyncpg.Connection, *, kind: str, entity_id: UUID, types: list[str], datas: list[str]
+) -> None:
+    """Append events to one stream at its next positions (locking its counter row until
+    the caller's transaction ends). The commit trigger orders and announces them."""
+    await conn.execute(
+        """
         WITH s AS (
             INSERT INTO event_streams AS es (kind, entity_id, last_pos) VALUES ($1, $2, $3)
             ON CONFLICT (kind, entity_id) DO UPDATE SET last_pos = es.last_pos + $3
             RETURNING id, last_pos
-        ), e AS (
-            INSERT INTO events (stream_id, pos, type, data)
-            SELECT s.id, s.last_pos - $3 + t.ord, t.type, t.data::jsonb
-            FROM s, unnest($4::text[], $5::text[]) WITH ORDINALITY AS t(type, data, ord)
         )
-        SELECT s.id AS stream_id, s.last_pos, pg_notify($6::text, """
-    + NOTIFICATION.format(
-        stream="s.id",
-        kind="$1::text",
-        entity="$2::uuid::text",
-        pos="s.last_pos - $3 + c.last_index",
-        count="c.n",
-        body="c.body",
+        INSERT INTO events (stream_id, pos, type, data)
+        SELECT s.id, s.last_pos - $3 + t.ord, t.type, t.data::jsonb
+        FROM s, unnest($4::text[], $5::text[]) WITH ORDINALITY AS t(type, data, ord)
+        """,
+        kind,
+        entity_id,
+        len(types),
+        types,
+        datas,
     )
-    + """)
-        FROM s, unnest($7::text[], $8::int[], $9::int[]) AS c(body, last_index, n)
-"""
-)
-
-
-async def insert_events(
-    conn: asyncpg.Connection,
-    *,
-    kind: str,
-    entity_id: UUID,
-    types: list[str],
-    datas: list[str],
-    channel: str,
-) -> EventPosition:
-    """Append events to one stream: take its next len(types) positions (locking its
-    counter row until the caller's transaction ends), store them, and queue the
-    notifications that PostgreSQL delivers only if and when that transaction commits.
-
-    A notification is `{"s": stream_id, "k": kind, "e": entity, "p": last position,
-    "n": count, "ev": [[type, data], ...]}` ("ev" left out for an event too big to carry;
-    listeners then read it from the table). Returns the stream and the last position
-    (the events hold last-n+1 .. last, in order)."""
-    bodies, lasts, counts = notification_chunks(types, datas)
-    rows = await conn.fetch(
-        _INSERT_EVENTS, kind, entity_id, len(types), types, datas, channel, bodies, lasts, counts
-    )
-    return EventPosition(rows[0]["stream_id"], rows[0]["last_pos"])
 
 
 async def notify(conn: asyncpg.Connection, *, channel: str, payload: str) -> None:
     await conn.execute("SELECT pg_notify($1::text, $2::text)", channel, payload)
 
 
-async def list_events_after(
-    conn: asyncpg.Connection, *, stream_id: int, after: int, limit: int
-) -> list[EventRow]:
-    rows = await conn.fetch(
+async def get_log_head(conn: asyncpg.Connection) -> LogHead:
+    return one(
+        LogHead,
+        await conn.fetchrow(
+            "SELECT c.g, r.pruned_g FROM event_clock c, event_retention r",
+        ),
+    )
+
+
+async def list_commits(conn: asyncpg.Connection, *, after: int, upto: int) -> list[CommitEvent]:
+    """Every event of the commits after..upto, in log order (what a process missed)."""
+    records = await conn.fetch(
         """
-        SELECT stream_id, pos, type, data, created_at FROM events
-        WHERE stream_id = $1 AND pos > $2 ORDER BY pos LIMIT $3
+        SELECT c.g, s.kind, s.entity_id, e.pos, e.type, e.data, c.first_pos, c.last_pos
+        FROM event_commits c
+        JOIN event_streams s ON s.id = c.stream_id
+        JOIN events e ON e.stream_id = c.stream_id AND e.pos BETWEEN c.first_pos AND c.last_pos
+        WHERE c.g > $1 AND c.g <= $2
+        ORDER BY c.g, e.pos
         """,
-        stream_id,
         after,
+        upto,
+    )
+    return many(CommitEvent, records)
+
+
+_FEED_STREAMS = """
+    WITH st AS (
+        SELECT id, kind, entity_id FROM event_streams
+        WHERE (kind = 'user' AND entity_id = $1)
+           OR (kind = 'channel' AND entity_id = ANY($2::uuid[]))
+    )
+"""
+
+
+async def list_feed_events(
+    conn: asyncpg.Connection,
+    *,
+    user_id: UUID,
+    channel_ids: list[UUID],
+    after_g: int,
+    after_pos: int,
+    upto_g: int,
+    limit: int,
+) -> list[LogEvent]:
+    """The events of a user's own stream and of these channels after (g, pos), up to
+    commit `upto_g`, in log order, at most `limit`."""
+    records = await conn.fetch(
+        _FEED_STREAMS
+        + """
+        SELECT c.g, st.kind, st.entity_id, e.pos, e.type, e.data
+        FROM st
+        JOIN event_commits c ON c.stream_id = st.id AND c.g >= $3 AND c.g <= $5
+        JOIN events e ON e.stream_id = c.stream_id AND e.pos BETWEEN c.first_pos AND c.last_pos
+        WHERE (c.g, e.pos) > ($3, $4)
+        ORDER BY c.g, e.pos
+        LIMIT $6
+        """,
+        user_id,
+        channel_ids,
+        after_g,
+        after_pos,
+        upto_g,
         limit,
     )
-    return [EventRow(**dict(r)) for r in rows]
+    return many(LogEvent, records)
 
 
-async def list_streams(
-    conn: asyncpg.Connection, *, kinds: list[str], entity_ids: list[UUID]
-) -> list[StreamRow]:
-    """The streams for the given (kind, entity) pairs that exist so far."""
-    rows = await conn.fetch(
-        """
-        SELECT s.id, s.kind, s.entity_id, s.last_pos, s.pruned_through
-        FROM unnest($1::text[], $2::uuid[]) AS w(kind, entity_id)
-        JOIN event_streams s USING (kind, entity_id)
-        """,
-        kinds,
-        entity_ids,
-    )
-    return [StreamRow(**dict(r)) for r in rows]
-
-
-async def ensure_streams(
-    conn: asyncpg.Connection, *, kinds: list[str], entity_ids: list[UUID]
-) -> list[StreamRow]:
-    """The rows of these streams, created (empty) where missing, so that every stream a
-    connection follows has an id its resume token can name."""
-    await conn.execute(
-        """
-        INSERT INTO event_streams (kind, entity_id)
-        SELECT * FROM unnest($1::text[], $2::uuid[]) ORDER BY 1, 2
-        ON CONFLICT (kind, entity_id) DO NOTHING
-        """,
-        kinds,
-        entity_ids,
-    )
-    return await list_streams(conn, kinds=kinds, entity_ids=entity_ids)
-
-
-async def list_stream_heads(conn: asyncpg.Connection, *, stream_ids: list[int]) -> list[StreamRow]:
+async def list_user_events_of_types(
+    conn: asyncpg.Connection,
+    *,
+    user_id: UUID,
+    types: list[str],
+    after_g: int,
+    after_pos: int,
+    upto_g: int,
+    limit: int,
+) -> list[LogEvent]:
+    """The events of these types in a user's own stream after (g, pos), up to commit
+    `upto_g`, in log order, at most `limit`."""
     records = await conn.fetch(
-        """
-        SELECT id, kind, entity_id, last_pos, pruned_through FROM event_streams
-        WHERE id = ANY($1::bigint[])
+        _FEED_STREAMS
+        + """
+        SELECT c.g, st.kind, st.entity_id, e.pos, e.type, e.data
+        FROM st
+        JOIN event_commits c ON c.stream_id = st.id AND c.g >= $3 AND c.g <= $5
+        JOIN events e ON e.stream_id = c.stream_id AND e.pos BETWEEN c.first_pos AND c.last_pos
+        WHERE (c.g, e.pos) > ($3, $4) AND e.type = ANY($6::text[])
+        ORDER BY c.g, e.pos
+        LIMIT $7
         """,
-        stream_ids,
-    )
-    return [StreamRow(**dict(r)) for r in records]
-
-
-async def streams_with_old_events(
-    conn: asyncpg.Connection, *, older_than_s: float, limit: int
-) -> list[int]:
-    records = await conn.fetch(
-        """
-        SELECT DISTINCT stream_id FROM events
-        WHERE created_at < now() - make_interval(secs => $1) LIMIT $2
-        """,
-        older_than_s,
+        user_id,
+        [],
+        after_g,
+        after_pos,
+        upto_g,
+        types,
         limit,
     )
-    return [r["stream_id"] for r in records]
+    return many(LogEvent, records)
 
 
-async def prune_stream(conn: asyncpg.Connection, *, stream_id: int, older_than_s: float) -> int:
-    """Delete one stream's events older than the retention and record the highest
-    position removed (a resume from before it then gets a resync). One stream per
-    statement: pruning never holds two streams' counter rows, so it cannot deadlock with
-    writers that lock several."""
-    record = await conn.fetchrow(
+async def prune_commits(conn: asyncpg.Connection, *, older_than_s: float, limit: int) -> int:
+    """Remove the oldest commits (at most `limit`) made longer ago than `older_than_s`,
+    with their events, and record how far the log now starts: a resume from before gets
+    a resync, never a silent gap. Returns the number of commits removed."""
+    removed = await conn.fetchval(
         """
-        WITH gone AS (
-            DELETE FROM events
-            WHERE stream_id = $1 AND created_at < now() - make_interval(secs => $2)
-            RETURNING pos
+        WITH head AS (
+            SELECT g, created_at FROM event_commits ORDER BY g LIMIT $2
+        ), cut AS (
+            SELECT max(g) AS g FROM head WHERE created_at < now() - make_interval(secs => $1)
+        ), gone_events AS (
+            DELETE FROM events e USING event_commits c, cut
+            WHERE c.g <= cut.g AND e.stream_id = c.stream_id
+              AND e.pos BETWEEN c.first_pos AND c.last_pos
+        ), gone AS (
+            DELETE FROM event_commits c USING cut WHERE c.g <= cut.g RETURNING c.g
         ), mark AS (
-            UPDATE event_streams SET pruned_through = GREATEST(pruned_through,
-                                                               (SELECT max(pos) FROM gone))
-            WHERE id = $1 AND EXISTS (SELECT 1 FROM gone)
+            UPDATE event_retention SET pruned_g = GREATEST(pruned_g, (SELECT max(g) FROM gone))
+            WHERE EXISTS (SELECT 1 FROM gone)
         )
-        SELECT count(*) AS removed FROM gone
+        SELECT count(*) FROM gone
         """,
-        stream_id,
         older_than_s,
+        limit,
     )
-    return int(record["removed"]) if record else 0
-
-
-async def list_event_data_after(
-    conn: asyncpg.Connection, *, kind: str, entity_id: UUID, after: int, type: str
-) -> list[dict[str, Any]]:
-    """The data of one stream's events of one type after a position (within retention)."""
-    records = await conn.fetch(
-        """
-        SELECT e.data FROM events e JOIN event_streams s ON s.id = e.stream_id
-        WHERE s.kind = $1 AND s.entity_id = $2 AND e.pos > $3 AND e.type = $4
-        ORDER BY e.pos
-        """,
-        kind,
-        entity_id,
-        after,
-        type,
-    )
-    return [r["data"] for r in records]
+    return int(removed)
 
 
 async def scrub_message_events(

@@ -269,13 +269,19 @@ async def upsert_read_state(
     return one(ReadStateRow, record)
 
 
-async def list_read_states(conn: asyncpg.Connection, *, channel_id: UUID) -> list[ReadStateRow]:
+async def list_read_states(
+    conn: asyncpg.Connection, *, channel_id: UUID, limit: int
+) -> list[ReadStateRow]:
+    """A channel's read states, the most recently updated first (at most `limit`), in
+    user order."""
     records = await conn.fetch(
         """
-        SELECT r.user_id, r.last_read_seq, r.updated_at FROM read_states r
-        JOIN conversation_participants p ON p.channel_id = r.channel_id AND p.user_id = r.user_id
-        WHERE r.channel_id = $1 ORDER BY r.user_id
+        SELECT * FROM (
+            SELECT user_id, last_read_seq, updated_at FROM read_states
+            WHERE channel_id = $1 ORDER BY updated_at DESC LIMIT $2
+        ) r ORDER BY user_id
         """,
         channel_id,
+        limit,
     )
     return many(ReadStateRow, records)

@@ -121,3 +121,28 @@ async def insert_member_role(
         user_id,
         role_id,
     )
+
+
+async def upsert_permission_override(
+    conn: asyncpg.Connection,
+    *,
+    channel_id: UUID,
+    role_id: UUID | None = None,
+    user_id: UUID | None = None,
+    allow: int,
+    deny: int,
+) -> None:
+    """Set a channel's override for one role or one member."""
+    await conn.execute(
+        """
+        INSERT INTO channel_permission_overrides (channel_id, role_id, user_id, allow, deny)
+        VALUES ($1, $2, $3, $4, $5)
+        ON CONFLICT ON CONSTRAINT overrides_one_per_target
+        DO UPDATE SET allow = EXCLUDED.allow, deny = EXCLUDED.deny
+        """,
+        channel_id,
+        role_id,
+        user_id,
+        allow,
+        deny,
+    )

@@ -1,0 +1,167 @@
+"""The facts that decide who may see and do what in a channel: THE ONLY SQL that reads
+conversation participants, blocks between a direct conversation's people, server
+membership, roles and permission overrides in order to decide access.
+
+Every reader of access goes through these queries and `domain/permissions.py`'s
+`compute_permissions`; tests/unit/test_house_rules.py checks that no other query
+decides it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from uuid import UUID
+
+import asyncpg
+
+from xfchat.db.queries import many
+from xfchat.db.queries.channels import CHANNEL_COLUMNS, ChannelRow
+
+CHANNEL_FIELDS = [c.strip() for c in CHANNEL_COLUMNS.split(",")]
+CHANNEL_COLUMNS_PREFIXED = ", ".join(f"c.{c} AS c_{c}" for c in CHANNEL_FIELDS)
+
+
+@dataclass(frozen=True)
+class AccessFacts:
+    """What `compute_permissions` needs for one user in one channel."""
+
+    channel_id: UUID
+    user_id: UUID
+    kind: str  # text, voice, category (server channels); direct, group (conversations)
+    server_id: UUID | None
+    participant: bool  # conversations: the user takes part
+    blocked: bool  # a direct conversation whose two people have a block between them
+    member: bool  # server channels: the user is a member of the server
+    owner: bool  # ... and owns it
+    base: int  # @everyone's permissions | those of the member's roles
+    everyone_allow: int  # the channel's override for @everyone
+    everyone_deny: int
+    roles_allow: int  # its overrides for the member's roles, combined
+    roles_deny: int
+    member_allow: int  # its override for this member
+    member_deny: int
+
+
+# The facts of each (channel_id, user_id) pair of a relation named `pairs`, which the
+# statement using this defines first.
+FACTS_SELECT = """
+    SELECT pr.channel_id, pr.user_id, ch.kind, ch.server_id,
+           EXISTS (SELECT 1 FROM conversation_participants p
+                   WHERE p.channel_id = ch.id AND p.user_id = pr.user_id) AS participant,
+           (ch.kind = 'direct' AND EXISTS (
+                SELECT 1 FROM blocks b
+                WHERE (b.blocker_id = ch.dm_user_low AND b.blocked_id = ch.dm_user_high)
+                   OR (b.blocker_id = ch.dm_user_high AND b.blocked_id = ch.dm_user_low)
+           )) AS blocked,
+           sm.user_id IS NOT NULL AS member,
+           COALESCE(s.owner_id = pr.user_id, false) AS owner,
+           COALESCE(ev.permissions, 0) | COALESCE((
+               SELECT bit_or(r.permissions) FROM member_roles mr JOIN roles r ON r.id = mr.role_id
+               WHERE mr.server_id = ch.server_id AND mr.user_id = pr.user_id), 0) AS base,
+           COALESCE(oe.allow, 0) AS everyone_allow, COALESCE(oe.deny, 0) AS everyone_deny,
+           COALESCE(orl.allow, 0) AS roles_allow, COALESCE(orl.deny, 0) AS roles_deny,
+           COALESCE(om.allow, 0) AS member_allow, COALESCE(om.deny, 0) AS member_deny
+    FROM pairs pr
+    JOIN channels ch ON ch.id = pr.channel_id
+    LEFT JOIN servers s ON s.id = ch.server_id
+    LEFT JOIN server_members sm ON sm.server_id = ch.server_id AND sm.user_id = pr.user_id
+    LEFT JOIN roles ev ON ev.server_id = ch.server_id AND ev.is_default
+    LEFT JOIN channel_permission_overrides oe ON oe.channel_id = ch.id AND oe.role_id = ev.id
+    LEFT JOIN LATERAL (
+        SELECT bit_or(o.allow) AS allow, bit_or(o.deny) AS deny
+        FROM channel_permission_overrides o
+        JOIN member_roles mr ON mr.role_id = o.role_id AND mr.user_id = pr.user_id
+        WHERE o.channel_id = ch.id
+    ) orl ON sm.user_id IS NOT NULL
+    LEFT JOIN channel_permission_overrides om ON om.channel_id = ch.id AND om.user_id = pr.user_id
+"""
+
+# The facts for one channel ($1) and several users ($2), as a JSON array: the send
+# batch reads them inside its own statement (db/queries/messages_send.py).
+FACTS_OF_USERS_JSON = f"""
+    (WITH pairs AS (SELECT $1::uuid AS channel_id, u AS user_id FROM unnest($2::uuid[]) AS u)
+     SELECT COALESCE(json_agg(f), '[]'::json) FROM ({FACTS_SELECT}) f)
+"""
+
+_FACTS_OF_USERS = f"""
+    WITH pairs AS (SELECT $1::uuid AS channel_id, u AS user_id FROM unnest($2::uuid[]) AS u)
+    {FACTS_SELECT}
+"""
+
+_CHANNEL_AND_FACTS = f"""
+    WITH pairs AS (SELECT $1::uuid AS channel_id, $2::uuid AS user_id)
+    SELECT {CHANNEL_COLUMNS_PREFIXED}, f.* FROM ({FACTS_SELECT}) f JOIN channels c ON c.id = f.channel_id
+"""
+# Locking first: the facts are then read after any change that held the lock.
+_CHANNEL_AND_FACTS_LOCKED = f"""
+    WITH lock AS (SELECT id FROM channels WHERE id = $1 FOR UPDATE),
+         pairs AS (SELECT l.id AS channel_id, $2::uuid AS user_id FROM lock l)
+    SELECT {CHANNEL_COLUMNS_PREFIXED}, f.* FROM ({FACTS_SELECT}) f JOIN channels c ON c.id = f.channel_id
+"""
+
+# Every channel the user could see: the conversations they take part in and the
+# channels of the servers they are members of (overrides then decide).
+_FACTS_OF_CANDIDATES = f"""
+    WITH pairs AS (
+        SELECT p.channel_id, p.user_id FROM conversation_participants p WHERE p.user_id = $1
+        UNION ALL
+        SELECT c.id, sm.user_id FROM server_members sm JOIN channels c ON c.server_id = sm.server_id
+        WHERE sm.user_id = $1
+    )
+    {FACTS_SELECT}
+"""
+
+
+def facts_from_json(rows: list[dict[str, object]]) -> list[AccessFacts]:
+    """The facts as FACTS_OF_USERS_JSON returns them."""
+    return [
+        AccessFacts(
+            **{
+                **r,
+                "channel_id": UUID(str(r["channel_id"])),
+                "user_id": UUID(str(r["user_id"])),
+                "server_id": UUID(str(r["server_id"])) if r["server_id"] else None,
+            }  # type: ignore[arg-type]
+        )
+        for r in rows
+    ]
+
+
+async def get_channel_access(
+    conn: asyncpg.Connection, *, channel_id: UUID, user_id: UUID, lock: bool = False
+) -> tuple[ChannelRow, AccessFacts] | None:
+    """A channel and one user's facts in it; None if there is no such channel. With
+    `lock`, the channel's row is locked FOR UPDATE first (a change of who may see it
+    follows)."""
+    sql = _CHANNEL_AND_FACTS_LOCKED if lock else _CHANNEL_AND_FACTS
+    record = await conn.fetchrow(sql, channel_id, user_id)
+    if record is None:
+        return None
+    row = dict(record)
+    channel = ChannelRow(**{f: row.pop(f"c_{f}") for f in CHANNEL_FIELDS})
+    return channel, AccessFacts(**row)
+
+
+async def list_access_facts(
+    conn: asyncpg.Connection, *, channel_id: UUID, user_ids: list[UUID]
+) -> list[AccessFacts]:
+    """Several users' facts in one channel (none if there is no such channel)."""
+    return many(AccessFacts, await conn.fetch(_FACTS_OF_USERS, channel_id, user_ids))
+
+
+async def list_candidate_facts(conn: asyncpg.Connection, *, user_id: UUID) -> list[AccessFacts]:
+    """The user's facts in every channel they might see."""
+    return many(AccessFacts, await conn.fetch(_FACTS_OF_CANDIDATES, user_id))
+
+
+async def bump_access_version(conn: asyncpg.Connection, *, channel_id: UUID) -> None:
+    """Record that who may see (or write in) a channel changed. Locks the channel's row
+    FOR UPDATE until the caller's transaction ends: a send batch, which holds FOR KEY
+    SHARE while it checks access, is then either before this change or sees it."""
+    await conn.execute(
+        """
+        WITH lock AS (SELECT id FROM channels WHERE id = $1 FOR UPDATE)
+        UPDATE channels c SET access_version = c.access_version + 1 FROM lock WHERE c.id = lock.id
+        """,
+        channel_id,
+    )

@@ -1,0 +1,125 @@
+"""The channel-access seam: who may see a channel and do what in it.
+
+Every read, write and delivery decides access here, and nowhere else: `access_channel`
+for one channel (routes, the send batch), `visible_channels` for the set a real-time
+connection follows, `viewers_among` for the people a message may mention or whose read
+receipts show. They read the facts (db/queries/access.py) and apply the one pure
+calculation, `compute_permissions` (domain/permissions.py). Conversations are its simple
+case (taking part is everything; a block between a direct conversation's two people
+takes writing away); server channels add roles and per-channel overrides.
+
+A channel you may not see gets the same 404 as one that does not exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from uuid import UUID
+
+import asyncpg
+
+from xfchat.db.queries import access as q
+from xfchat.db.queries import channels as channels_q
+from xfchat.domain.accounts import Actor
+from xfchat.domain.permissions import BLOCKED_DIRECT, Permission, compute_permissions
+from xfchat.errors import Forbidden, NotFound, XFChatError
+
+MESSAGE_KINDS = frozenset({"text", "direct", "group"})  # channels that carry messages
+
+
+@dataclass(frozen=True)
+class ChannelAccess:
+    channel: channels_q.ChannelRow
+    permissions: Permission
+    blocked: bool  # a direct conversation with a block between its two people
+
+    def can(self, need: Permission) -> bool:
+        return need & self.permissions == need
+
+
+def channel_not_found() -> NotFound:
+    return NotFound("no such channel", code="CHANNEL_NOT_FOUND")
+
+
+def refusal(facts: q.AccessFacts, need: Permission) -> XFChatError | None:
+    """Why these facts do not allow `need` (None if they do): 404 if the channel is not
+    visible, else 403 naming what is missing."""
+    perms = compute_permissions(facts)
+    if not perms & Permission.VIEW_CHANNEL:
+        return channel_not_found()
+    missing = Permission(need & ~perms)
+    if not missing:
+        return None
+    if facts.blocked and missing & BLOCKED_DIRECT:
+        return Forbidden("you cannot message this user", code="CANNOT_MESSAGE_USER")
+    names = ", ".join(p.name for p in Permission if p in missing and p.name)
+    return Forbidden(
+        f"you need {names} in this channel", code="MISSING_PERMISSIONS", extra={"missing": names}
+    )
+
+
+async def access_channel(
+    conn: asyncpg.Connection,
+    actor: Actor,
+    channel_id: UUID,
+    *,
+    need: Permission = Permission.VIEW_CHANNEL,
+    lock: bool = False,
+) -> ChannelAccess:
+    """The channel and the actor's permissions in it, if they include `need`. With
+    `lock`, the channel's row stays locked FOR UPDATE until the caller's transaction
+    ends (for changes of who may see it).
+
+    Raises: NotFound (CHANNEL_NOT_FOUND) if it does not exist or is not visible;
+    Forbidden (MISSING_PERMISSIONS, or CANNOT_MESSAGE_USER across a block)."""
+    found = await q.get_channel_access(
+        conn, channel_id=channel_id, user_id=actor.user_id, lock=lock
+    )
+    if found is None:
+        raise channel_not_found()
+    channel, facts = found
+    error = refusal(facts, need | Permission.VIEW_CHANNEL)
+    if error is not None:
+        raise error
+    return ChannelAccess(channel, compute_permissions(facts), facts.blocked)
+
+
+@dataclass(frozen=True)
+class VisibleChannel:
+    channel_id: UUID
+    kind: str
+    server_id: UUID | None
+    permissions: Permission
+
+
+async def visible_channels(conn: asyncpg.Connection, user_id: UUID) -> dict[UUID, VisibleChannel]:
+    """Every channel the user may see, with their permissions in it."""
+    out: dict[UUID, VisibleChannel] = {}
+    for facts in await q.list_candidate_facts(conn, user_id=user_id):
+        perms = compute_permissions(facts)
+        if perms & Permission.VIEW_CHANNEL:
+            out[facts.channel_id] = VisibleChannel(
+                facts.channel_id, facts.kind, facts.server_id, perms
+            )
+    return out
+
+
+async def viewers_among(
+    conn: asyncpg.Connection, channel_id: UUID, user_ids: list[UUID]
+) -> list[UUID]:
+    """Those of `user_ids` who may see the channel, in the order given."""
+    if not user_ids:
+        return []
+    facts = await q.list_access_facts(conn, channel_id=channel_id, user_ids=user_ids)
+    seeing = {f.user_id for f in facts if compute_permissions(f) & Permission.VIEW_CHANNEL}
+    return [u for u in user_ids if u in seeing]
+
+
+def facts_viewers(facts: list[q.AccessFacts]) -> set[UUID]:
+    """Of these facts (one channel), the users who may see it."""
+    return {f.user_id for f in facts if compute_permissions(f) & Permission.VIEW_CHANNEL}
+
+
+async def access_changed(conn: asyncpg.Connection, channel_id: UUID) -> None:
+    """Call in the transaction of any change of who may see or write in a channel."""
+    await q.bump_access_version(conn, channel_id=channel_id)

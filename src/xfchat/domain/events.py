@@ -1,0 +1,400 @@
+"""Every event type, defined once, and the one way to write an event.
+
+An event type is a name (dotted past tense), an audience (whose connections receive
+it) and a payload shape (a TypedDict: the writers are type-checked against it, the
+README documents it, and tests check both). `emit(conn, event)` appends the event to
+the durable log inside the writer's transaction; PostgreSQL orders and announces it
+when, and only if, that transaction commits (db/queries/event_log.py).
+
+Lock order: a transaction locks its domain rows first and emits last; `emit_many`
+takes the streams' counter rows in one fixed order (users, then servers, then
+channels), so that two writers touching the same streams cannot deadlock, and so that
+a change of what a user may see (on the user's stream) comes before the channel events
+of the same transaction.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypedDict, TypeVar
+from uuid import UUID
+
+import asyncpg
+import orjson
+
+from xfchat.db.queries import event_log as q
+
+EPHEMERAL_CHANNEL = "xfchat_ephemeral"
+
+
+class StreamKind(enum.StrEnum):
+    USER = "user"
+    SERVER = "server"
+    CHANNEL = "channel"
+
+
+_RANK = {StreamKind.USER: 0, StreamKind.SERVER: 1, StreamKind.CHANNEL: 2}
+
+
+@dataclass(frozen=True)
+class Stream:
+    kind: StreamKind
+    entity_id: UUID
+
+    @classmethod
+    def user(cls, user_id: UUID) -> Stream:
+        return cls(StreamKind.USER, user_id)
+
+    @classmethod
+    def channel(cls, channel_id: UUID) -> Stream:
+        return cls(StreamKind.CHANNEL, channel_id)
+
+    def lock_order(self) -> tuple[int, UUID]:
+        return _RANK[self.kind], self.entity_id
+
+
+class Audience(enum.StrEnum):
+    USER = "user"  # the user's own connections
+    CHANNEL = "channel"  # everyone who may see the channel at the event's place
+
+
+class AccessChange(enum.StrEnum):
+    """A user-stream event that changes which channels that user may see; its payload's
+    `id` names the channel. Delivery applies it at the event's exact place."""
+
+    GRANT = "grant"
+    REVOKE = "revoke"
+
+
+P = TypeVar("P", bound=Mapping[str, Any])
+
+
+@dataclass(frozen=True)
+class Event:
+    """A state change on its way into the log. Made only by an EventType."""
+
+    type: str
+    stream: Stream
+    data: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class EventType(Generic[P]):
+    name: str
+    audience: Audience
+    payload: type[P]
+    doc: str
+    access: AccessChange | None = None
+    stored: bool = True  # False: announced to whoever follows now, never kept or resumed
+
+    def to_user(self, user_id: UUID, payload: P) -> Event:
+        assert self.audience is Audience.USER, self.name
+        return Event(self.name, Stream.user(user_id), payload)
+
+    def to_channel(self, channel_id: UUID, payload: P) -> Event:
+        assert self.audience is Audience.CHANNEL, self.name
+        return Event(self.name, Stream.channel(channel_id), payload)
+
+
+# -- payloads
+
+
+class AuthorPayload(TypedDict):
+    id: str
+    username: str | None
+    display_name: str | None
+    avatar_url: str | None
+
+
+class _Reaction(TypedDict):
+    emoji: str
+    count: int
+
+
+class ReactionPayload(_Reaction, total=False):
+    me: bool  # in answers to the reader only, never in events
+
+
+class MessagePayload(TypedDict):
+    id: str
+    channel_id: str
+    seq: int
+    author: AuthorPayload | None
+    content: str
+    created_at: str
+    edited_at: str | None
+    deleted: bool
+    deleted_at: str | None
+    reply_to_id: str | None
+    mentions: list[str]
+    nonce: str | None
+    reactions: list[ReactionPayload]
+
+
+class MessageDeletedPayload(TypedDict):
+    id: str
+    channel_id: str
+    seq: int
+
+
+class ReactionChangePayload(TypedDict):
+    message_id: str
+    channel_id: str
+    user_id: str
+    emoji: str
+
+
+class ReadStatePayload(TypedDict):
+    channel_id: str
+    user_id: str
+    last_read_seq: int
+
+
+class TypingPayload(TypedDict):
+    channel_id: str
+    user_id: str
+    expires_in: int
+
+
+class ConversationPayload(TypedDict):
+    id: str
+    kind: str
+    name: str | None
+    owner_id: str | None
+    participant_ids: list[str]
+    created_at: str
+
+
+class ConversationRemovedPayload(TypedDict):
+    id: str
+
+
+class ParticipantPayload(TypedDict):
+    channel_id: str
+    user_id: str
+
+
+class _FriendRequest(TypedDict):
+    id: str
+    from_user_id: str
+    to_user_id: str
+    status: str
+    created_at: str
+
+
+class FriendRequestPayload(_FriendRequest, total=False):
+    conversation_id: str  # accepted: the pair's direct conversation
+
+
+class _Friend(TypedDict):
+    user_id: str
+
+
+class FriendPayload(_Friend, total=False):
+    conversation_id: str
+
+
+class UserRefPayload(TypedDict):
+    user_id: str
+
+
+class UserPayload(TypedDict):
+    id: str
+    username: str
+    email: str
+    display_name: str | None
+    avatar_url: str | None
+    status_text: str | None
+    created_at: str
+
+
+class SessionRevokedPayload(TypedDict):
+    session_id: str
+    reason: str
+
+
+# -- the event types
+
+U, C = Audience.USER, Audience.CHANNEL
+
+MESSAGE_CREATED = EventType("message.created", C, MessagePayload, "A message was sent.")
+MESSAGE_UPDATED = EventType(
+    "message.updated", C, MessagePayload, "A message was edited (reactions without `me`)."
+)
+MESSAGE_DELETED = EventType(
+    "message.deleted", C, MessageDeletedPayload, "A message was deleted (its tombstone)."
+)
+REACTION_ADDED = EventType("reaction.added", C, ReactionChangePayload, "Someone reacted.")
+REACTION_REMOVED = EventType(
+    "reaction.removed", C, ReactionChangePayload, "Someone took a reaction back."
+)
+READ_STATE_UPDATED = EventType(
+    "read_state.updated", C, ReadStatePayload, "Someone has read up to `last_read_seq`."
+)
+TYPING_STARTED = EventType(
+    "typing.started",
+    C,
+    TypingPayload,
+    "Someone is typing (for `expires_in` seconds). Not stored: no resume position.",
+    stored=False,
+)
+CONVERSATION_UPDATED = EventType(
+    "conversation.updated", C, ConversationPayload, "A group was renamed or changed owner."
+)
+PARTICIPANT_ADDED = EventType(
+    "participant.added", C, ParticipantPayload, "Someone was added to a group."
+)
+PARTICIPANT_REMOVED = EventType(
+    "participant.removed", C, ParticipantPayload, "Someone left or was removed from a group."
+)
+CONVERSATION_CREATED = EventType(
+    "conversation.created",
+    U,
+    ConversationPayload,
+    "A conversation you take part in was created; its events follow.",
+    access=AccessChange.GRANT,
+)
+CONVERSATION_ADDED = EventType(
+    "conversation.added",
+    U,
+    ConversationPayload,
+    "You were added to a group; its events follow.",
+    access=AccessChange.GRANT,
+)
+CONVERSATION_REMOVED = EventType(
+    "conversation.removed",
+    U,
+    ConversationRemovedPayload,
+    "You left or were removed from a group; none of its events follow.",
+    access=AccessChange.REVOKE,
+)
+FRIEND_REQUEST_CREATED = EventType(
+    "friend_request.created", U, FriendRequestPayload, "A friend request to or from you."
+)
+FRIEND_REQUEST_ACCEPTED = EventType(
+    "friend_request.accepted", U, FriendRequestPayload, "A friend request was accepted."
+)
+FRIEND_REQUEST_DECLINED = EventType(
+    "friend_request.declined", U, FriendRequestPayload, "A friend request was declined."
+)
+FRIEND_REQUEST_CANCELLED = EventType(
+    "friend_request.cancelled", U, FriendRequestPayload, "A friend request was cancelled."
+)
+FRIEND_ADDED = EventType("friend.added", U, FriendPayload, "You have a new friend.")
+FRIEND_REMOVED = EventType("friend.removed", U, FriendPayload, "A friendship ended.")
+BLOCK_ADDED = EventType("block.added", U, UserRefPayload, "You blocked someone.")
+BLOCK_REMOVED = EventType("block.removed", U, UserRefPayload, "You unblocked someone.")
+USER_UPDATED = EventType("user.updated", U, UserPayload, "Your account changed.")
+SESSION_REVOKED = EventType(
+    "session.revoked", U, SessionRevokedPayload, "A session of yours ended (its streams close)."
+)
+
+EVENT_TYPES: dict[str, EventType[Any]] = {
+    t.name: t
+    for t in (
+        MESSAGE_CREATED,
+        MESSAGE_UPDATED,
+        MESSAGE_DELETED,
+        REACTION_ADDED,
+        REACTION_REMOVED,
+        READ_STATE_UPDATED,
+        TYPING_STARTED,
+        CONVERSATION_UPDATED,
+        PARTICIPANT_ADDED,
+        PARTICIPANT_REMOVED,
+        CONVERSATION_CREATED,
+        CONVERSATION_ADDED,
+        CONVERSATION_REMOVED,
+        FRIEND_REQUEST_CREATED,
+        FRIEND_REQUEST_ACCEPTED,
+        FRIEND_REQUEST_DECLINED,
+        FRIEND_REQUEST_CANCELLED,
+        FRIEND_ADDED,
+        FRIEND_REMOVED,
+        BLOCK_ADDED,
+        BLOCK_REMOVED,
+        USER_UPDATED,
+        SESSION_REVOKED,
+    )
+}
+ACCESS_CHANGES = {name: t.access for name, t in EVENT_TYPES.items() if t.access is not None}
+
+
+# -- writing
+
+
+def encode(data: Mapping[str, Any]) -> str:
+    return orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+async def emit(conn: asyncpg.Connection, event: Event) -> None:
+    """Append `event` to the log inside the caller's transaction.
+
+    Raises:
+        RuntimeError: called outside a transaction (the event would be visible before,
+            or without, the write it describes), or for an event type that is not stored.
+    """
+    await emit_many(conn, [event])
+
+
+async def emit_many(conn: asyncpg.Connection, events: Iterable[Event]) -> None:
+    """Emit several events: one statement per stream, streams taken in lock order (their
+    events keep their relative order)."""
+    if not conn.is_in_transaction():
+        raise RuntimeError("emit() must run inside the writer's transaction")
+    by_stream: dict[Stream, list[Event]] = {}
+    for event in events:
+        if not EVENT_TYPES[event.type].stored:
+            raise RuntimeError(f"{event.type} is not stored: use signal()")
+        by_stream.setdefault(event.stream, []).append(event)
+    for stream in sorted(by_stream, key=Stream.lock_order):
+        batch = by_stream[stream]
+        await q.insert_events(
+            conn,
+            kind=stream.kind.value,
+            entity_id=stream.entity_id,
+            types=[e.type for e in batch],
+            datas=[encode(e.data) for e in batch],
+        )
+
+
+async def signal(conn: asyncpg.Connection, event: Event) -> None:
+    """Announce an event that is not kept (typing) to whoever follows its stream now."""
+    assert not EVENT_TYPES[event.type].stored, event.type
+    payload = encode(
+        {
+            "k": event.stream.kind.value,
+            "e": str(event.stream.entity_id),
+            "t": event.type,
+            "d": dict(event.data),
+        }
+    )
+    await q.notify(conn, channel=EPHEMERAL_CHANNEL, payload=payload)
+
+
+# -- documentation (the README's table of event types is this, verbatim)
+
+
+def _fields(payload: type[Any]) -> str:
+    required: frozenset[str] = getattr(payload, "__required_keys__", frozenset())
+    fields = [n for cls in reversed(payload.__mro__) for n in getattr(cls, "__annotations__", {})]
+    names = [f"`{n}`" if n in required else f"`{n}`?" for n in dict.fromkeys(fields)]
+    return ", ".join(names)
+
+
+def markdown_table() -> str:
+    """The README's table of every event type: `python -m xfchat.domain.events`."""
+    audiences = {
+        Audience.USER: "you",
+        Audience.CHANNEL: "who may see the channel",
+    }
+    rows = ["| event | to | payload | meaning |", "|---|---|---|---|"]
+    for t in EVENT_TYPES.values():
+        rows.append(f"| `{t.name}` | {audiences[t.audience]} | {_fields(t.payload)} | {t.doc} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(markdown_table())

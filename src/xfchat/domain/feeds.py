@@ -1,0 +1,101 @@
+"""Where a real-time connection starts: one consistent read of the log's head, what the
+user may see, and (for a resume) the changes of that since the resume position.
+
+Each read is one REPEATABLE READ snapshot. Commits are numbered in commit order and
+whoever sees commit g sees every commit before it, so the snapshot's head is exactly
+"everything up to here": the channels read in it are those followed right after that
+commit, and a replay of the log up to it (realtime/subscriber.py) joins the live stream
+with nothing missed and nothing twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from xfchat.db.queries import event_log as log_q
+from xfchat.domain import messages
+from xfchat.domain.access import access_channel, visible_channels
+from xfchat.domain.accounts import Actor, require_live_session
+from xfchat.domain.events import ACCESS_CHANGES, MessagePayload
+from xfchat.domain.permissions import Permission
+
+MAX_ACCESS_CHANGES = 10_000  # a resume over more changes than this is a resync
+SNAPSHOT_SIZE = 50
+
+
+@dataclass(frozen=True)
+class FeedStart:
+    head: int  # the log's last commit in the snapshot
+    pruned_g: int  # commits up to here are gone
+    channels: set[UUID]  # what the user may see after `head`
+    # The user's access changes after the resume position, up to `head`, oldest first
+    # (empty without one; None if there are too many to replay).
+    changes: list[tuple[str, Any]] | None
+
+
+async def read_access_changes(
+    conn: asyncpg.Connection, user_id: UUID, after: tuple[int, int], upto: int
+) -> list[tuple[str, Any]] | None:
+    """The user's access changes (events that grant or revoke a channel) after a place,
+    up to a commit, oldest first; None if there are too many to replay."""
+    rows = await log_q.list_user_events_of_types(
+        conn,
+        user_id=user_id,
+        types=list(ACCESS_CHANGES),
+        after_g=after[0],
+        after_pos=after[1],
+        upto_g=upto,
+        limit=MAX_ACCESS_CHANGES + 1,
+    )
+    return None if len(rows) > MAX_ACCESS_CHANGES else [(r.type, r.data) for r in rows]
+
+
+async def read_user_feed_start(
+    conn: asyncpg.Connection, actor: Actor, since: tuple[int, int] | None
+) -> FeedStart:
+    """Raises: Unauthorized (SESSION_REVOKED)."""
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        await require_live_session(conn, actor)
+        head = await log_q.get_log_head(conn)
+        channels = set(await visible_channels(conn, actor.user_id))
+        changes: list[tuple[str, Any]] | None = []
+        if since is not None and head.pruned_g < since[0] <= head.g:
+            changes = await read_access_changes(conn, actor.user_id, since, head.g)
+    return FeedStart(head.g, head.pruned_g, channels, changes)
+
+
+@dataclass(frozen=True)
+class ChannelFeedStart:
+    head: int
+    resume: tuple[int, str] | None  # (seq, id) of the message a resume starts after
+    newest: list[MessagePayload]  # newest first: the snapshot (just the newest on a resume)
+
+
+async def read_channel_feed_start(
+    conn: asyncpg.Connection, actor: Actor, channel_id: UUID, versions: list[str] | None
+) -> ChannelFeedStart:
+    """One channel's message list (a Braid-HTTP subscription): where a resume starts and
+    the newest messages, from the same snapshot as the head.
+
+    Raises: NotFound (CHANNEL_NOT_FOUND); Forbidden (MISSING_PERMISSIONS); Gone
+    (VERSION_UNKNOWN); Unauthorized (SESSION_REVOKED)."""
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        await require_live_session(conn, actor)
+        head = await log_q.get_log_head(conn)
+        await access_channel(conn, actor, channel_id, need=Permission.READ_MESSAGE_HISTORY)
+        resume = None
+        if versions is not None:
+            resume = await messages.resume_point(conn, actor, channel_id, versions)
+        newest = await messages.list_messages(
+            conn,
+            actor,
+            channel_id,
+            limit=SNAPSHOT_SIZE if resume is None else 1,
+            before=None,
+            after=None,
+        )
+    return ChannelFeedStart(head.g, resume, newest)

@@ -1,0 +1,215 @@
+"""Sending messages: coalesced into one transaction per channel, acknowledged after commit.
+
+Each process has one MessageWriter. A send waits in the queue of the worker that owns
+its channel (channels are spread over a few workers by hash, so one busy channel does
+not hold up the others). A worker takes everything waiting and writes each channel's
+sends as one batch (domain/messages_send.py): four round trips (BEGIN, two statements,
+COMMIT) whatever its size, and no send learns its result before COMMIT. Two batches of
+a queue may be in flight at once; sends in flight together have no order between them
+(a client that needs its messages in order sends each after the previous one is
+acknowledged).
+
+Bounds: at most `queue_limit` sends are accepted and not yet answered (more get 503
+SEND_QUEUE_FULL with Retry-After); every send is answered within `deadline_s` (a send still queued then is
+dropped and gets 503 SEND_TIMEOUT; one whose batch is already writing gets the same
+answer, and a retry with the same message id or nonce then tells what happened); on
+shutdown new sends get 503 SHUTTING_DOWN while those queued and in flight are written,
+for at most `drain_s`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from uuid import UUID
+
+import asyncpg
+
+from xfchat.domain.messages import check_content
+from xfchat.domain.messages_send import SendRequest, SendResult, StaleBatch, write_batch
+from xfchat.errors import BadRequest, ServiceUnavailable, XFChatError
+from xfchat.tasks import stop
+
+log = logging.getLogger("xfchat.send")
+
+RETRIES = 3
+IN_FLIGHT = 2  # batch transactions per writer queue at once
+
+
+def _unavailable(message: str, code: str) -> ServiceUnavailable:
+    return ServiceUnavailable(message, code=code, retry_after=1)
+
+
+class MessageWriter:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        workers: int = 4,
+        max_batch: int = 256,
+        queue_limit: int = 10_000,
+        deadline_s: float = 10.0,
+        on_sent: Callable[[UUID, int], None] | None = None,
+    ) -> None:
+        self.pool = pool
+        self.max_batch = max_batch
+        self.queue_limit = queue_limit
+        self.deadline_s = deadline_s
+        self.on_sent = on_sent
+        self.batches = 0  # transactions written (for /metrics)
+        self.sends = 0  # sends they carried
+        self.refused = 0  # sends refused for a full queue, a deadline or shutdown
+        self.pending = 0  # sends accepted whose batch has not answered them yet
+        self.accepting = True
+        self.queues: list[asyncio.Queue[SendRequest]] = [asyncio.Queue() for _ in range(workers)]
+        self.tasks: list[asyncio.Task[None]] = []
+        self._running: set[asyncio.Task[None]] = set()
+        self._unanswered: set[asyncio.Future[SendResult]] = set()
+        self._drained = asyncio.Event()  # set whenever no send is pending
+        self._drained.set()
+
+    def start(self) -> None:
+        self.tasks = [
+            asyncio.create_task(self._work(q_), name=f"message-writer-{i}")
+            for i, q_ in enumerate(self.queues)
+        ]
+
+    async def stop(self, drain_s: float = 5.0) -> None:
+        """Refuse new sends, write those queued and in flight (for at most `drain_s`),
+        then stop; any send still unwritten gets 503 SHUTTING_DOWN."""
+        self.accepting = False
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(drain_s):
+                await self._drained.wait()
+        await stop(*self.tasks, *self._running)
+        gone = _unavailable("the server is shutting down; retry", "SHUTTING_DOWN")
+        for future in list(self._unanswered):
+            if not future.done():
+                future.add_done_callback(lambda f: f.exception())  # whoever still waits
+                future.set_exception(gone)
+
+    async def send(self, req: SendRequest) -> SendResult:
+        """Queue a send and wait until it is committed (or refused), at most the deadline.
+
+        Raises: the XFChatError that refused it (503 SEND_QUEUE_FULL, SEND_TIMEOUT,
+        SHUTTING_DOWN among them), or the database error that failed it."""
+        check_content(req.content)
+        if req.nonce is not None and not 1 <= len(req.nonce) <= 64:
+            raise BadRequest("a nonce is 1 to 64 characters", code="INVALID_NONCE", field="nonce")
+        if not self.accepting:
+            self.refused += 1
+            raise _unavailable("the server is shutting down; retry", "SHUTTING_DOWN")
+        if self.pending >= self.queue_limit:
+            self.refused += 1
+            raise _unavailable(
+                "too many messages are waiting to be written; retry", "SEND_QUEUE_FULL"
+            )
+        loop = asyncio.get_running_loop()
+        req.deadline = loop.time() + self.deadline_s
+        self.pending += 1
+        self._drained.clear()
+        self._unanswered.add(req.future)
+        req.future.add_done_callback(self._answered)
+        self.queues[hash(req.channel_id) % len(self.queues)].put_nowait(req)
+        try:
+            async with asyncio.timeout_at(req.deadline):
+                return await asyncio.shield(req.future)
+        except TimeoutError:
+            self.refused += 1
+            if req.started:
+                # Its batch answers later; nobody is waiting for that answer any more.
+                req.future.add_done_callback(lambda f: f.cancelled() or f.exception())
+                raise _unavailable(
+                    "the message took too long to write and may or may not be stored: "
+                    "send it again with the same id (or nonce) to find out",
+                    "SEND_TIMEOUT",
+                ) from None
+            req.future.cancel()  # the worker skips it: nothing is written
+            raise _unavailable(
+                "the message could not be written in time (nothing was stored); retry",
+                "SEND_TIMEOUT",
+            ) from None
+
+    async def _work(self, queue: asyncio.Queue[SendRequest]) -> None:
+        # Two transactions in flight per queue: the next batch begins and checks while the
+        # previous one writes and commits. Messages of one channel still get their
+        # sequence numbers in commit order: the write statement takes the counter row.
+        in_flight = asyncio.Semaphore(IN_FLIGHT)
+        while True:
+            batch = [await queue.get()]
+            while len(batch) < self.max_batch and not queue.empty():
+                batch.append(queue.get_nowait())
+            by_channel: dict[UUID, list[SendRequest]] = {}
+            for req in batch:
+                by_channel.setdefault(req.channel_id, []).append(req)
+            for channel_id, reqs in by_channel.items():
+                await in_flight.acquire()
+                task = asyncio.create_task(self._write_released(channel_id, reqs, in_flight))
+                self._running.add(task)
+                task.add_done_callback(self._running.discard)
+
+    def _answered(self, future: asyncio.Future[SendResult]) -> None:
+        self._unanswered.discard(future)
+        self.pending -= 1
+        if not self.pending:
+            self._drained.set()
+
+    async def _write_released(
+        self, channel_id: UUID, reqs: list[SendRequest], in_flight: asyncio.Semaphore
+    ) -> None:
+        try:
+            now = asyncio.get_running_loop().time()
+            live = [r for r in reqs if not r.future.done() and r.deadline > now]
+            for r in live:
+                r.started = True
+            await self._write(channel_id, live)
+        finally:
+            in_flight.release()
+
+    async def _write(self, channel_id: UUID, reqs: list[SendRequest]) -> None:
+        if not reqs:
+            return
+        self.batches += 1
+        self.sends += len(reqs)
+        for attempt in range(1, RETRIES + 1):
+            try:
+                async with self.pool.acquire() as conn, conn.transaction():
+                    outcomes = await write_batch(conn, channel_id, reqs)
+                break  # committed
+            except (
+                StaleBatch,
+                asyncpg.UniqueViolationError,
+                asyncpg.DeadlockDetectedError,
+                asyncpg.SerializationError,
+            ):
+                # Another process inserted one of these ids (or nonces) meanwhile, or who
+                # may see the channel changed: the next attempt's check sees it and
+                # answers accordingly.
+                if attempt == RETRIES:
+                    busy = _unavailable("the channel is too busy right now; retry", "CHANNEL_BUSY")
+                    return self._fail(reqs, busy)
+            except Exception as exc:  # the database is gone, a timeout: nothing was written
+                return self._fail(reqs, exc)
+        created: dict[UUID, int] = {}
+        for req, outcome in zip(reqs, outcomes, strict=True):
+            if req.future.done():
+                continue
+            if isinstance(outcome, XFChatError):
+                req.future.set_exception(outcome)
+            else:
+                req.future.set_result(outcome)
+                if outcome.created:
+                    created[req.actor.user_id] = created.get(req.actor.user_id, 0) + 1
+        if self.on_sent is not None:
+            for user_id, n in created.items():
+                self.on_sent(user_id, n)
+
+    @staticmethod
+    def _fail(reqs: list[SendRequest], exc: BaseException) -> None:
+        if not isinstance(exc, XFChatError):
+            log.warning("a batch of %d sends failed: %s", len(reqs), exc)
+        for req in reqs:
+            if not req.future.done():
+                req.future.set_exception(exc)

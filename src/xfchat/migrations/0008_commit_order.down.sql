@@ -1,0 +1,7 @@
+DROP TRIGGER event_streams_commit ON event_streams;
+DROP TRIGGER event_streams_commit_new ON event_streams;
+DROP FUNCTION event_log_commit();
+ALTER TABLE channels DROP COLUMN access_version;
+DROP TABLE event_retention;
+DROP TABLE event_commits;
+DROP TABLE event_clock;

@@ -1,0 +1,64 @@
+"""The hub of one process, with its real listener and database: what a listener
+reconnect costs."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import httpx
+from fastapi import FastAPI
+
+from tests import factories
+from tests.factories import MakeUser, say
+from xfchat.realtime.feeds import open_user_feed
+from xfchat.realtime.hub import Hub
+from xfchat.realtime.subscriber import Delivery, Subscriber
+
+
+async def drain(sub: Subscriber, idle_s: float = 0.2) -> list[Delivery]:
+    """What the subscriber has (catching up and going live on the way)."""
+    got = []
+    while (item := await sub.next(idle_s=idle_s)) is not None:
+        got.append(item[0])
+    return got
+
+
+async def test_a_listener_reconnect_with_200_subscribers_reads_the_gap_once(
+    app: FastAPI, client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    hub: Hub = app.state.hub
+    ann = await make_user("ann")
+    people = [await make_user(f"u{i}") for i in range(20)]
+    groups = [
+        (await factories.group(client, ann, people[2 * k], people[2 * k + 1]))["id"]
+        for k in range(10)
+    ]
+    subs = [
+        (await open_user_feed(hub, pool, who.actor, None))[0] for who in people for _ in range(10)
+    ]
+    try:
+        await asyncio.gather(*(drain(s) for s in subs))
+        assert all(s.live for s in subs) and len(subs) == 200
+        fills, replays = hub.fill_reads, hub.replay_reads
+
+        async with pool.acquire() as conn:
+            await conn.execute("SELECT pg_terminate_backend($1)", hub.listener_pid)
+        async with asyncio.timeout(10):
+            while hub.listening.is_set():
+                await asyncio.sleep(0.01)
+        sent = [await say(client, ann, g, f"while the listener was down {g}") for g in groups]
+        async with asyncio.timeout(10):
+            await hub.listening.wait()
+
+        got = await asyncio.gather(*(drain(s, idle_s=1.0) for s in subs))
+        for i, deliveries in enumerate(got):
+            k = i // 10 // 2  # the group of this subscriber's user
+            assert [(d.type, d.data["id"]) for d in deliveries] == [
+                ("message.created", sent[k]["id"])
+            ]
+        assert hub.fill_reads - fills == 1  # one read of the missed commits, for all 200
+        assert hub.replay_reads == replays  # and none of their own
+    finally:
+        for s in subs:
+            s.close("test")

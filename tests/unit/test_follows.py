@@ -1,0 +1,74 @@
+"""What a connection follows, event by event (live delivery and resumes share it)."""
+
+from __future__ import annotations
+
+import uuid
+
+from xfchat.domain.events import AccessChange, Stream
+from xfchat.realtime.follows import Follows
+
+ME = uuid.uuid4()
+A, B, C = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+MINE = Stream.user(ME)
+
+
+def test_a_channel_is_seen_only_while_followed() -> None:
+    f = Follows(ME, [A])
+    assert f.apply(Stream.channel(A), "message.created", {}) == (True, None)
+    assert f.apply(Stream.channel(B), "message.created", {}) == (False, None)
+    assert f.apply(Stream.user(uuid.uuid4()), "user.updated", {}) == (False, None)
+    assert f.apply(MINE, "user.updated", {}) == (True, None)
+
+
+def test_grants_and_revokes_take_effect_at_their_own_event() -> None:
+    f = Follows(ME, [A])
+    assert f.apply(MINE, "conversation.added", {"id": str(B)}) == (
+        True,
+        (AccessChange.GRANT, B),
+    )
+    assert f.apply(Stream.channel(B), "participant.added", {}) == (True, None)
+    assert f.apply(MINE, "conversation.removed", {"id": str(A)}) == (
+        True,
+        (AccessChange.REVOKE, A),
+    )
+    assert f.apply(Stream.channel(A), "participant.removed", {}) == (False, None)
+    # A change that changes nothing is not reported again.
+    assert f.apply(MINE, "conversation.created", {"id": str(B)}) == (True, None)
+    assert f.apply(MINE, "conversation.removed", {"id": str(A)}) == (True, None)
+
+
+def test_a_malformed_access_event_changes_nothing() -> None:
+    f = Follows(ME, [A])
+    for data in ({}, {"id": "not a uuid"}, "not a dict", None):
+        assert f.apply(MINE, "conversation.removed", data) == (True, None)
+    assert f.channels == {A}
+
+
+def test_rewinding_restores_what_was_followed_before_the_changes() -> None:
+    # Now: in A and C. Since the resume position: left B, joined C, left A, rejoined A.
+    changes = [
+        ("conversation.removed", {"id": str(B)}),
+        ("conversation.added", {"id": str(C)}),
+        ("conversation.removed", {"id": str(A)}),
+        ("conversation.added", {"id": str(A)}),
+        ("friend.added", {"user_id": str(uuid.uuid4())}),
+    ]
+    f = Follows(ME, [A, C])
+    granted = f.rewind(changes)
+    assert f.channels == {A, B} and granted == {A, C}
+    # Replaying the same changes forward leads back to now, passing through each state.
+    seen = []
+    for event_type, data in changes:
+        f.apply(MINE, event_type, data)
+        seen.append(set(f.channels))
+    assert seen == [{A}, {A, C}, {C}, {A, C}, {A, C}]
+
+
+def test_a_single_channel_follow_ignores_every_other_channel() -> None:
+    f = Follows(ME, [A, B], only=A)
+    assert f.channels == {A}
+    assert f.apply(MINE, "conversation.added", {"id": str(C)}) == (True, None)
+    assert f.channels == {A}
+    assert f.granted_by([("conversation.added", {"id": str(C)})]) == set()
+    assert f.apply(MINE, "conversation.removed", {"id": str(A)})[1] == (AccessChange.REVOKE, A)
+    assert f.channels == set()
