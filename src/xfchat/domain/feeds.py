@@ -42,9 +42,10 @@ async def read_access_changes(
 ) -> list[tuple[str, Any]] | None:
     """The user's access changes (events that grant or revoke a channel) after a place,
     up to a commit, oldest first; None if there are too many to replay."""
-    rows = await log_q.list_user_events_of_types(
+    rows = await log_q.list_feed_events(
         conn,
         user_id=user_id,
+        channel_ids=[],
         types=list(ACCESS_CHANGES),
         after_g=after[0],
         after_pos=after[1],

@@ -120,9 +120,10 @@ async def list_feed_events(
     after_pos: int,
     upto_g: int,
     limit: int,
+    types: list[str] | None = None,
 ) -> list[LogEvent]:
     """The events of a user's own stream and of these channels after (g, pos), up to
-    commit `upto_g`, in log order, at most `limit`."""
+    commit `upto_g`, in log order, at most `limit`; only those of `types` if given."""
     records = await conn.fetch(
         _FEED_STREAMS
         + """
@@ -130,7 +131,7 @@ async def list_feed_events(
         FROM st
         JOIN event_commits c ON c.stream_id = st.id AND c.g >= $3 AND c.g <= $5
         JOIN events e ON e.stream_id = c.stream_id AND e.pos BETWEEN c.first_pos AND c.last_pos
-        WHERE (c.g, e.pos) > ($3, $4)
+        WHERE (c.g, e.pos) > ($3, $4) AND ($7::text[] IS NULL OR e.type = ANY($7::text[]))
         ORDER BY c.g, e.pos
         LIMIT $6
         """,
@@ -140,40 +141,7 @@ async def list_feed_events(
         after_pos,
         upto_g,
         limit,
-    )
-    return many(LogEvent, records)
-
-
-async def list_user_events_of_types(
-    conn: asyncpg.Connection,
-    *,
-    user_id: UUID,
-    types: list[str],
-    after_g: int,
-    after_pos: int,
-    upto_g: int,
-    limit: int,
-) -> list[LogEvent]:
-    """The events of these types in a user's own stream after (g, pos), up to commit
-    `upto_g`, in log order, at most `limit`."""
-    records = await conn.fetch(
-        _FEED_STREAMS
-        + """
-        SELECT c.g, st.kind, st.entity_id, e.pos, e.type, e.data
-        FROM st
-        JOIN event_commits c ON c.stream_id = st.id AND c.g >= $3 AND c.g <= $5
-        JOIN events e ON e.stream_id = c.stream_id AND e.pos BETWEEN c.first_pos AND c.last_pos
-        WHERE (c.g, e.pos) > ($3, $4) AND e.type = ANY($6::text[])
-        ORDER BY c.g, e.pos
-        LIMIT $7
-        """,
-        user_id,
-        [],
-        after_g,
-        after_pos,
-        upto_g,
         types,
-        limit,
     )
     return many(LogEvent, records)
 
