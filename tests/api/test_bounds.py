@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import orjson
 import pytest
 
 from tests import factories
@@ -18,6 +19,8 @@ from tests.conftest import make_settings
 from tests.factories import AppWith, MakeUser
 from xfchat.app import create_app
 from xfchat.db.pool import NestedAcquire, create_pool
+from xfchat.db.queries import event_log
+from xfchat.realtime.feeds import open_user_feed
 from xfchat.settings import Settings
 
 
@@ -113,9 +116,11 @@ async def test_a_send_that_cannot_be_written_in_time_gets_503_and_nothing_is_sto
     assert [m["content"] for m in history] == ["x"]
 
 
-async def test_an_exhausted_pool_answers_503_and_recovers_at_once(
-    db_url: str, make_user: MakeUser, settings: Settings
-) -> None:
+@contextlib.asynccontextmanager
+async def small_pool_app(
+    db_url: str, settings: Settings
+) -> AsyncIterator[tuple[Any, httpx.AsyncClient, asyncpg.Pool]]:
+    """The app on a pool of two connections that gives up waiting after 0.3 s."""
     settings = make_settings(
         db_url,
         secret=settings.secret.get_secret_value(),
@@ -132,16 +137,53 @@ async def test_an_exhausted_pool_answers_503_and_recovers_at_once(
                 transport=httpx.ASGITransport(app=app), base_url="http://test"
             ) as client,
         ):
-            ann = await make_user("ann")
-            async with holding(small, 2):
-                busy = await asyncio.wait_for(client.get("/api/users/@me", headers=ann.headers), 5)
-                assert busy.status_code == 503 and busy.json()["code"] == "DATABASE_BUSY"
-                assert busy.headers["retry-after"] == "1"
-            assert (await client.get("/api/users/@me", headers=ann.headers)).status_code == 200
-            metrics = (await client.get("/metrics")).text
-            assert "xfchat_db_pool_exhausted_total 1.0" in metrics
+            yield app, client, small
     finally:
         await small.close()
+
+
+async def test_an_exhausted_pool_answers_503_and_recovers_at_once(
+    db_url: str, make_user: MakeUser, settings: Settings
+) -> None:
+    async with small_pool_app(db_url, settings) as (_app, client, small):
+        ann = await make_user("ann")
+        async with holding(small, 2):
+            busy = await asyncio.wait_for(client.get("/api/users/@me", headers=ann.headers), 5)
+            assert busy.status_code == 503 and busy.json()["code"] == "DATABASE_BUSY"
+            assert busy.headers["retry-after"] == "1"
+            ready = await asyncio.wait_for(client.get("/ready"), 5)
+            assert ready.status_code == 503 and ready.json()["code"] == "NOT_READY"
+        assert (await client.get("/api/users/@me", headers=ann.headers)).status_code == 200
+        metrics = (await client.get("/metrics")).text
+        assert "xfchat_db_pool_exhausted_total 2.0" in metrics
+
+
+async def test_delivery_outlives_an_exhausted_pool(
+    db_url: str, make_user: MakeUser, settings: Settings, conn: asyncpg.Connection
+) -> None:
+    # An event too big for its notification must be read from the log; while no
+    # connection comes free, the hub keeps trying instead of giving up on delivery.
+    async with small_pool_app(db_url, settings) as (app, client, small):
+        _, ben, dm = await factories.pair(client, make_user)
+        sub, _ = await open_user_feed(app.state.hub, small, ben.actor, None)
+        try:
+            while await sub.next(idle_s=0.2) is not None:
+                pass  # caught up, live
+            big = "€" * 3000  # 9,000 bytes: announced without its body
+            async with holding(small, 2):
+                await event_log.insert_events(
+                    conn,
+                    kind="channel",
+                    entity_id=uuid.UUID(dm),
+                    types=["message.created"],
+                    datas=[orjson.dumps({"id": "big", "content": big}).decode()],
+                )
+                await asyncio.sleep(1.0)  # several reads refused meanwhile
+            item = await sub.next(idle_s=5)
+            assert item is not None, "nothing delivered after the pool came free"
+            assert item[0].data["id"] == "big" and item[0].data["content"] == big
+        finally:
+            sub.close("test")
 
 
 async def test_asking_for_a_second_connection_while_holding_one_is_refused(

@@ -29,7 +29,15 @@ async def test_blocked_users_cannot_open_or_use_a_direct_conversation(
     client: httpx.AsyncClient, make_user: MakeUser
 ) -> None:
     ann, ben, dm = await pair(client, make_user)
+    url = f"/api/channels/{dm}/messages"
+    before = (await client.post(url, headers=ann.headers, json={"content": "hi"})).json()
     await client.put(f"/api/users/@me/blocks/{ann.id}", headers=ben.headers)
+    edited = await client.patch(
+        f"{url}/{before['id']}", headers=ann.headers, json={"content": "still here"}
+    )
+    assert edited.status_code == 403 and edited.json()["code"] == "CANNOT_MESSAGE_USER"
+    history = (await client.get(url, headers=ben.headers)).json()
+    assert [m["content"] for m in history] == ["hi"]  # readable, not writable
     opened = await client.post(
         "/api/conversations", headers=ann.headers, json={"kind": "direct", "user_id": str(ben.id)}
     )

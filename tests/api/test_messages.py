@@ -352,6 +352,12 @@ async def test_concurrent_posts_with_one_nonce_store_one_message(
             None,
             "INVALID_EMOJI",
         ),
+        (  # a lone surrogate, which is not UTF-8
+            "PUT",
+            "/api/channels/{dm}/messages/{mid}/reactions/%ED%A0%80/@me",
+            None,
+            "INVALID_EMOJI",
+        ),
     ],
 )
 async def test_values_nothing_can_store_are_400(
@@ -391,4 +397,8 @@ async def test_deleting_a_message_empties_it_in_the_event_log(
     assert "regrettable" not in str(events)
     created = [d for t, d in events if t == "message.created" and d["id"] == message["id"]]
     assert created[0]["content"] == "" and created[0]["deleted"] is True
+    tomb = (
+        await client.get(f"/api/channels/{dm}/messages/{message['id']}", headers=ann.headers)
+    ).json()
+    assert created[0]["deleted_at"] == tomb["deleted_at"] is not None  # as history shows it
     assert any(d.get("content") == "kept" for _, d in events)

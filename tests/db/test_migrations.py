@@ -93,6 +93,33 @@ async def test_revert_one_removes_only_the_newest(empty_db_url: str) -> None:
         await conn.close()
 
 
+async def test_events_older_than_the_commit_order_are_never_replayed(empty_db_url: str) -> None:
+    # Events from before migration 0008 get commits numbered by when their transaction
+    # began, which may disagree with their order in the stream: 0009 marks them pruned.
+    conn = await asyncpg.connect(empty_db_url)
+    try:
+        migrator = Migrator(conn)
+        await migrator.run()
+        await migrator.revert(len(discover()) - 7)  # back to 0007, before the commit order
+        stream = await conn.fetchval(
+            "INSERT INTO event_streams (kind, entity_id, last_pos)"
+            " VALUES ('channel', gen_random_uuid(), 2) RETURNING id"
+        )
+        await conn.execute(  # position 2 "began" before position 1
+            """
+            INSERT INTO events (stream_id, pos, type, data, created_at) VALUES
+                ($1, 1, 'message.created', '{}', now() - interval '1 minute'),
+                ($1, 2, 'message.created', '{}', now() - interval '2 minutes')
+            """,
+            stream,
+        )
+        await migrator.run()
+        assert await conn.fetchval("SELECT g FROM event_clock") == 2
+        assert await conn.fetchval("SELECT pruned_g FROM event_retention") == 2
+    finally:
+        await conn.close()
+
+
 async def test_edited_applied_migration_is_refused(empty_db_url: str) -> None:
     conn = await asyncpg.connect(empty_db_url)
     try:

@@ -4,13 +4,16 @@ reconnect costs."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import asyncpg
 import httpx
+import orjson
 from fastapi import FastAPI
 
 from tests import factories
 from tests.factories import MakeUser, say
+from xfchat.db.queries import event_log
 from xfchat.realtime.feeds import open_user_feed
 from xfchat.realtime.hub import Hub
 from xfchat.realtime.subscriber import Delivery, Subscriber
@@ -62,3 +65,38 @@ async def test_a_listener_reconnect_with_200_subscribers_reads_the_gap_once(
     finally:
         for s in subs:
             s.close("test")
+
+
+async def test_a_resume_inside_the_newest_commit_delivers_the_rest_of_it(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    pool: asyncpg.Pool,
+    conn: asyncpg.Connection,
+) -> None:
+    # A commit of several events (a batch of sends, an owner leaving) that is still the
+    # newest in the log: a token from its first event must resume with the others.
+    hub: Hub = app.state.hub
+    ann, ben = await make_user("ann"), await make_user("ben")
+    dm = (await factories.direct(client, ann, ben))["id"]
+    sub, _ = await open_user_feed(hub, pool, ben.actor, None)
+    try:
+        await drain(sub)
+        await event_log.insert_events(
+            conn,
+            kind="channel",
+            entity_id=uuid.UUID(dm),
+            types=["message.created"] * 3,
+            datas=[orjson.dumps({"id": f"m{i}"}).decode() for i in range(3)],
+        )
+        first = await sub.next(idle_s=5)
+        assert first is not None and first[0].data == {"id": "m0"} and first[1] is not None
+        token = first[1]
+    finally:
+        sub.close("test")
+    resumed, refused = await open_user_feed(hub, pool, ben.actor, token)
+    try:
+        assert refused is None
+        assert [d.data["id"] for d in await drain(resumed)] == ["m1", "m2"]
+    finally:
+        resumed.close("test")

@@ -34,11 +34,19 @@ from xfchat.realtime.subscriber import Closed
 PAGE = 100
 
 
+# Eight quoted message ids with their separators fit many times over.
+MAX_PARENTS_HEADER = 1024
+
+
 def braid_ids(header: str) -> list[str]:
     """`"a", "b"` -> ["a", "b"] (each a JSON string, as braid-http sends them)."""
+    if len(header) > MAX_PARENTS_HEADER:
+        raise BadRequest(
+            f"Parents is at most {MAX_PARENTS_HEADER} characters", code="INVALID_PARENTS"
+        )
     try:
         value = json.loads(f"[{header}]")
-    except ValueError:
+    except (ValueError, RecursionError):
         raise BadRequest(
             'Parents must be JSON strings, e.g. "<message id>"', code="INVALID_PARENTS"
         ) from None

@@ -28,11 +28,15 @@ import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from xfchat.api.streaming import until_either_ends
+from xfchat.db.pool import DATABASE_ERRORS
 from xfchat.domain.accounts import Actor, authenticate
-from xfchat.errors import XFChatError
+from xfchat.errors import ServiceUnavailable, XFChatError
 from xfchat.realtime.feeds import Refused, check_token, open_user_feed
 from xfchat.realtime.subscriber import Closed, Subscriber
 from xfchat.tasks import stop
+
+# The database is down or too busy for now: the client resumes later, as at shutdown.
+UNAVAILABLE = (ServiceUnavailable, *DATABASE_ERRORS)
 
 router = APIRouter(tags=["realtime"])
 
@@ -110,6 +114,8 @@ async def _handshake(
     try:
         async with state.pool.acquire() as conn:
             actor, _user = await authenticate(conn, state.settings, data["token"])
+    except UNAVAILABLE:  # (a busy database is no reason to drop one's credentials)
+        raise GatewayClose(4013) from None
     except XFChatError:
         raise GatewayClose(4004) from None
     seq = data.get("seq") if op == RESUME else None
@@ -120,6 +126,8 @@ async def _handshake(
             raise GatewayClose(4007)  # malformed, or another user's
     try:
         sub, refused = await open_user_feed(state.hub, state.pool, actor, seq)
+    except UNAVAILABLE:
+        raise GatewayClose(4013) from None
     except XFChatError:  # the session ended meanwhile
         raise GatewayClose(4012) from None
     return actor, sub, op == RESUME, refused

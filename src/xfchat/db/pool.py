@@ -18,8 +18,19 @@ from xfchat.settings import DatabaseSettings
 
 log = logging.getLogger("xfchat.db")
 
-# What a database that is down, restarting or unreachable raises.
-DATABASE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+
+class PoolExhausted(ServiceUnavailable):
+    """Every connection stayed busy for the whole acquire timeout."""
+
+
+# What a database that is down, restarting, unreachable or too busy raises.
+DATABASE_ERRORS = (
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    TimeoutError,
+    PoolExhausted,
+)
 
 Log = Callable[[str], None]
 
@@ -126,10 +137,6 @@ async def _keep_session(_conn: asyncpg.Connection) -> None:
     trip each time. Pool connections never LISTEN (the hub has its own connection), never
     change session settings and take only transaction-scoped advisory locks, so there is
     nothing else to reset."""
-
-
-class PoolExhausted(ServiceUnavailable):
-    """Every connection stayed busy for the whole acquire timeout."""
 
 
 class NestedAcquire(RuntimeError):

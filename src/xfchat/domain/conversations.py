@@ -29,8 +29,8 @@ from xfchat.domain.events import (
 from xfchat.errors import BadRequest, Forbidden, NotFound
 
 MAX_PARTICIPANTS = 25
-# Each conversation is a stream every connection of its people follows; this keeps
-# their resume tokens to a few kilobytes.
+# Each conversation is a stream every connection of its people follows; this bounds
+# what a connection's follow set and a replay's channel list hold.
 MAX_CONVERSATIONS_PER_USER = 1000
 MAX_NAME = 100
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from xfchat.db.pool import PoolExhausted
 from xfchat.db.queries import migrations as migrations_q
 from xfchat.db.queries.locks import select_one
 
@@ -29,6 +30,8 @@ async def check_ready(pool: asyncpg.Pool, expected: dict[int, str]) -> Readiness
                 applied = await migrations_q.list_applied_migrations(conn)
     except TimeoutError:
         return Readiness(False, f"the database did not answer within {READY_TIMEOUT_S:.0f} s")
+    except PoolExhausted:
+        return Readiness(False, "every database connection is busy")
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         return Readiness(False, f"the database is unavailable: {type(exc).__name__}")
     if {m.version: m.checksum for m in applied} != expected:

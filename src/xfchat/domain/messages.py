@@ -180,13 +180,15 @@ async def _live_message(
 async def edit_message(
     conn: asyncpg.Connection, actor: Actor, channel_id: UUID, message_id: UUID, content: str
 ) -> MessagePayload:
-    """The author replaces the text; the earlier version is kept and readable.
+    """The author replaces the text; the earlier version is kept and readable. Editing
+    is writing: it needs SEND_MESSAGES (a blocked direct conversation is read-only).
 
     Raises: NotFound (CHANNEL_NOT_FOUND, MESSAGE_NOT_FOUND); Forbidden
-    (NOT_MESSAGE_AUTHOR); BadRequest (EMPTY_MESSAGE, MESSAGE_TOO_LONG)."""
+    (NOT_MESSAGE_AUTHOR, MISSING_PERMISSIONS, CANNOT_MESSAGE_USER); BadRequest
+    (EMPTY_MESSAGE, MESSAGE_TOO_LONG)."""
     check_content(content)
     async with conn.transaction():
-        await message_channel(conn, actor, channel_id, Permission.VIEW_CHANNEL)
+        await message_channel(conn, actor, channel_id, Permission.SEND_MESSAGES)
         row = await _live_message(conn, channel_id, message_id)
         if row.author_id != actor.user_id:
             raise Forbidden("only the author edits a message", code="NOT_MESSAGE_AUTHOR")
@@ -242,9 +244,13 @@ async def delete_message(
             raise Forbidden("only the author deletes a message", code="NOT_MESSAGE_AUTHOR")
         if row.deleted_at is not None:
             return
-        await q.soft_delete_message(conn, message_id=message_id, deleted_by=actor.user_id)
+        deleted_at = await q.soft_delete_message(
+            conn, message_id=message_id, deleted_by=actor.user_id
+        )
         # The text also leaves the event log, so a resume cannot replay it.
-        await events_q.scrub_message_events(conn, channel_id=channel_id, message_id=message_id)
+        await events_q.scrub_message_events(
+            conn, channel_id=channel_id, message_id=message_id, deleted_at=deleted_at.isoformat()
+        )
         await emit(
             conn,
             MESSAGE_DELETED.to_channel(
@@ -258,7 +264,8 @@ def check_emoji(emoji: str) -> str:
         emoji.encode("utf-8")
     except UnicodeEncodeError:
         emoji = ""
-    if not 1 <= len(emoji) <= 64 or any(c.isspace() or ord(c) < 32 for c in emoji):
+    # (U+FFFD is what a path of invalid UTF-8 decodes to: never a reaction anyone chose)
+    if not 1 <= len(emoji) <= 64 or any(c.isspace() or ord(c) < 32 or c == "\ufffd" for c in emoji):
         raise BadRequest(
             "an emoji is 1 to 64 characters without spaces", code="INVALID_EMOJI", field="emoji"
         )

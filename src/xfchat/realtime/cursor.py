@@ -35,10 +35,6 @@ class Position:
     g: int
     pos: int
 
-    def after_commit(self) -> int:
-        """The last commit this position includes entirely."""
-        return self.g - 1 if self.pos == 0 else self.g
-
 
 def _varint(n: int, out: bytearray) -> None:
     if n < 0:  # (a negative number would never end: -1 >> 7 is -1)

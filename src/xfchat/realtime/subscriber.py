@@ -100,7 +100,7 @@ class Subscriber:
         self.position = self.cursor = position
         self.replay_upto = upto
         self.candidates = sorted(self.follows.channels | granted)
-        if position.after_commit() >= upto:
+        if position.g > upto:  # (g, 0) is before commit g; (g, pos) inside it
             self.cursor = Position(upto + 1, 0)
 
     def token(self, position: Position | None = None) -> str:

@@ -190,20 +190,23 @@ async def update_message_content(
 
 async def soft_delete_message(
     conn: asyncpg.Connection, *, message_id: UUID, deleted_by: UUID
-) -> None:
+) -> datetime:
     """Empty the message and forget its earlier versions; the row stays as a tombstone
-    (its sequence number, author and times) so history has no hole."""
+    (its sequence number, author and times) so history has no hole. Returns when it
+    was deleted."""
     await conn.execute("DELETE FROM message_edits WHERE message_id = $1", message_id)
     await conn.execute("DELETE FROM reactions WHERE message_id = $1", message_id)
-    await conn.execute(
+    deleted_at: datetime = await conn.fetchval(
         """
         UPDATE messages SET content = '', mentions = '{}', mention_everyone = false,
                deleted_at = now(), deleted_by = $2
         WHERE id = $1
+        RETURNING deleted_at
         """,
         message_id,
         deleted_by,
     )
+    return deleted_at
 
 
 async def list_edits(conn: asyncpg.Connection, *, message_id: UUID) -> list[EditRow]:
