@@ -44,17 +44,29 @@ _PREPARE_SEND_BATCH = (
                """
     + FACTS_OF_USERS_JSON
     + """ AS facts,
-               ARRAY(SELECT id FROM messages
-                     WHERE channel_id = c.id AND id = ANY($3::uuid[]) AND deleted_at IS NULL
+               -- Each lookup walks from the ids given, by key, never through the channel
+               -- or the table: a statement is planned once, without its arguments
+               -- (db/pool.py), and maybe while the table is small. (OFFSET 0 keeps
+               -- each LATERAL lookup a lookup: the planner does not flatten it.)
+               ARRAY(SELECT m.id FROM unnest($3::uuid[]) AS r(id),
+                     LATERAL (SELECT id FROM messages WHERE id = r.id AND channel_id = c.id
+                              AND deleted_at IS NULL OFFSET 0) m
                     ) AS replyable,
                COALESCE((
                    SELECT json_agg(json_build_object(
                        'id', m.id, 'channel_id', m.channel_id, 'author_id', m.author_id,
                        'content', m.content, 'reply_to_id', m.reply_to_id, 'nonce', m.nonce))
-                   FROM messages m
-                   WHERE m.id = ANY($4::uuid[])
-                      OR (m.channel_id = c.id AND (m.author_id, m.nonce) IN (
-                              SELECT * FROM unnest($5::uuid[], $6::text[])))
+                   FROM (
+                       SELECT m.id, m.channel_id, m.author_id, m.content, m.reply_to_id, m.nonce
+                       FROM unnest($4::uuid[]) AS i(id),
+                            LATERAL (SELECT * FROM messages WHERE id = i.id OFFSET 0) m
+                       UNION
+                       SELECT m.id, m.channel_id, m.author_id, m.content, m.reply_to_id, m.nonce
+                       FROM unnest($5::uuid[], $6::text[]) AS n(author_id, nonce),
+                            LATERAL (SELECT * FROM messages WHERE channel_id = c.id
+                                     AND author_id = n.author_id AND nonce = n.nonce
+                                     OFFSET 0) m
+                   ) m
                ), '[]'::json) AS existing,
                ARRAY(SELECT h.hits FROM hits h JOIN w USING (bucket) ORDER BY w.ord) AS bucket_hits,
                ARRAY(SELECT h.expires_at FROM hits h JOIN w USING (bucket) ORDER BY w.ord) AS bucket_ends
