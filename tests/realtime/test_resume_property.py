@@ -19,7 +19,6 @@ the operations says exactly what that user may see, event by event. Then:
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -336,4 +335,3 @@ async def test_resume_from_any_token_yields_exactly_what_follows_and_nothing_hid
             await Feed.open("sse", bases[0], access, foreign)
         with pytest.raises(BadToken):
             codec.decode(foreign, mine)
-        await asyncio.sleep(0)
