@@ -1,8 +1,9 @@
 """Rate limits that hold across every server process: the counters live in PostgreSQL.
 
-Fixed windows aligned on the database clock: a rule "N/S" lets N requests through per
-S-second window per key. Each check is one upsert on an UNLOGGED table. Keys (IP
-addresses, login names, user ids) are hashed before they are stored.
+Fixed windows on the database clock, each opened by its key's first hit: a rule "N/S"
+lets N requests through per S-second window per key. Each check is one upsert on an
+UNLOGGED table. Keys (IP addresses, login names, user ids) are hashed before they are
+stored.
 """
 
 from __future__ import annotations

@@ -8,24 +8,27 @@ import asyncpg
 # CTEs that count hits in rate-limit buckets, shared by every statement that counts
 # them. Parameters: {buckets} text[], {periods} int[] (window lengths in seconds) and
 # {counts} int[] (hits to add), plus a CTE `t` with the database clock as `clock`.
-# Windows are fixed and aligned on that clock, so every server process agrees on where a
-# window starts and ends. Defines `w` (each bucket with its window and its place `ord` in
-# the arrays) and `hits` (each bucket's count after this statement, and its window's
-# end); rows are locked in bucket order, so concurrent statements cannot deadlock.
+# A bucket's window opens at its first hit after the previous one ended and lasts its
+# period, judged by the database clock, so every server process agrees on it (a window
+# aligned on the epoch would reset every key at the same instant, mid-burst). Defines
+# `w` (each bucket with its period and its place `ord` in the arrays) and `hits` (each
+# bucket's count after this statement, and its window's end); rows are locked in bucket
+# order, so concurrent statements cannot deadlock.
 HIT_BUCKETS_CTES = """
         w AS (
-            SELECT b.bucket, b.period, b.n, b.ord,
-                   to_timestamp(floor(extract(epoch FROM t.clock) / b.period) * b.period) AS start
+            SELECT b.bucket, b.period, b.n, b.ord, t.clock AS start
             FROM t, unnest({buckets}::text[], {periods}::int[], {counts}::int[])
                     WITH ORDINALITY AS b(bucket, period, n, ord)
         ), hits AS (
             INSERT INTO rate_limits AS r (bucket, window_start, expires_at, hits)
             SELECT bucket, start, start + make_interval(secs => period), n FROM w ORDER BY bucket
             ON CONFLICT (bucket) DO UPDATE SET
-                hits = CASE WHEN r.window_start = EXCLUDED.window_start
+                hits = CASE WHEN r.expires_at > EXCLUDED.window_start
                             THEN r.hits + EXCLUDED.hits ELSE EXCLUDED.hits END,
-                window_start = EXCLUDED.window_start,
-                expires_at = EXCLUDED.expires_at
+                window_start = CASE WHEN r.expires_at > EXCLUDED.window_start
+                                    THEN r.window_start ELSE EXCLUDED.window_start END,
+                expires_at = CASE WHEN r.expires_at > EXCLUDED.window_start
+                                  THEN r.expires_at ELSE EXCLUDED.expires_at END
             RETURNING bucket, hits, expires_at
         )
 """
