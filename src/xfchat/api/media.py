@@ -1,0 +1,147 @@
+"""Uploaded images: your avatar, and serving any stored image."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Header, Request, Response
+
+from xfchat.api.deps import (
+    AppSettings,
+    Conn,
+    CurrentActor,
+    Pool,
+    authenticate_request,
+    bearer_token,
+    get_settings,
+)
+from xfchat.api.edge import UploadRoute
+from xfchat.api.models import UserPrivate
+from xfchat.db.queries.media import MediaInfo
+from xfchat.domain import media
+from xfchat.domain.accounts import Actor
+from xfchat.settings import Settings
+
+router = APIRouter(tags=["media"])
+
+AVATAR_PATH = "/api/users/@me/avatar"
+IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
+EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg"}
+
+_BINARY = {"schema": {"type": "string", "format": "binary"}}  # a file picker in /docs
+# A response of raw bytes is described by its media type alone (OpenAPI 3.1: no JSON
+# Schema applies to it).
+_BYTES: dict[str, Any] = {}
+_IMAGE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "The image file itself as the body (not a form). Its format is "
+        "read from its bytes; the Content-Type is not trusted.",
+        "content": {content_type: _BINARY for content_type in IMAGE_TYPES},
+    }
+}
+
+
+def upload_routes(settings: Settings) -> list[UploadRoute]:
+    """The routes whose body limit is not XFCHAT_MAX_BODY_BYTES (for the edge)."""
+    return [("PUT", re.escape(AVATAR_PATH), settings.avatar_max_bytes)]
+
+
+def image_slots(request: Request) -> asyncio.Semaphore:
+    """The app's bound on image decodes running at once: one per app, so one per
+    process, made on first use (an asyncio primitive belongs to the app's loop)."""
+    state = request.app.state
+    slots: asyncio.Semaphore | None = getattr(state, "image_slots", None)
+    if slots is None:
+        slots = state.image_slots = asyncio.Semaphore(media.IMAGE_JOBS)
+    return slots
+
+
+async def upload_actor(
+    request: Request, authorization: Annotated[str | None, Header()] = None
+) -> Actor:
+    """CurrentActor, also counted in the `uploads` bucket (in the same statement as the
+    API limit), before a byte of the body is read."""
+    rule = get_settings(request).rate_uploads_user
+    return await authenticate_request(
+        request,
+        bearer_token(authorization),
+        lambda actor: [("uploads", str(actor.user_id), rule)],
+    )
+
+
+UploadActor = Annotated[Actor, Depends(upload_actor)]
+
+
+@router.put(AVATAR_PATH, openapi_extra=_IMAGE_BODY)
+async def put_avatar(
+    actor: UploadActor, request: Request, pool: Pool, settings: AppSettings
+) -> UserPrivate:
+    """Upload a new avatar (PNG, JPEG, GIF or WebP). It is stored re-encoded and
+    `avatar_url` points at it; the previous one is deleted."""
+    data = await request.body()
+    user = await media.set_avatar(
+        pool, actor, data, max_bytes=settings.avatar_max_bytes, slots=image_slots(request)
+    )
+    request.app.state.sessions.forget_user(actor.user_id)
+    return UserPrivate.of_me(user)
+
+
+@router.delete(AVATAR_PATH, status_code=204, response_class=Response)
+async def delete_avatar(actor: CurrentActor, conn: Conn, request: Request) -> Response:
+    """Remove your avatar; an uploaded one is deleted."""
+    await media.clear_avatar(conn, actor)
+    request.app.state.sessions.forget_user(actor.user_id)
+    return Response(status_code=204)
+
+
+def _headers(item: MediaInfo) -> dict[str, str]:
+    extension = EXTENSIONS[item.content_type]
+    return {
+        # A stored image never changes: a new upload gets a new id.
+        "Cache-Control": "public, max-age=31536000, immutable",
+        "ETag": f'"{item.sha256.hex()}"',
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "default-src 'none'; sandbox",
+        "Content-Disposition": f'inline; filename="{item.purpose}.{extension}"',
+    }
+
+
+def _matches(if_none_match: str | None, etag: str) -> bool:
+    """RFC 9110's weak comparison, as If-None-Match uses."""
+    if if_none_match is None:
+        return False
+    tags = [tag.strip().removeprefix("W/") for tag in if_none_match.split(",")]
+    return "*" in tags or etag in tags
+
+
+@router.head(f"{media.MEDIA_PATH}{{media_id}}", response_class=Response)
+@router.get(
+    f"{media.MEDIA_PATH}{{media_id}}",
+    response_class=Response,
+    responses={
+        200: {"content": {"image/png": _BYTES, "image/jpeg": _BYTES}},
+        304: {"description": "Not modified (If-None-Match)"},
+    },
+)
+async def get_media(
+    media_id: UUID,
+    request: Request,
+    conn: Conn,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    """A stored image (an avatar). No authentication: an <img> cannot send a token,
+    and ids are random."""
+    if request.method == "HEAD" or if_none_match is not None:
+        info = await media.get_media_info(conn, media_id)
+        headers = _headers(info)
+        if _matches(if_none_match, headers["ETag"]):
+            return Response(status_code=304, headers=headers)
+        if request.method == "HEAD":
+            headers["Content-Length"] = str(info.size_bytes)
+            return Response(headers=headers, media_type=info.content_type)
+    item = await media.get_media(conn, media_id)
+    return Response(item.data, headers=_headers(item), media_type=item.content_type)

@@ -1,0 +1,89 @@
+"""Stored images (avatars, server icons): the server's re-encodings, served as they are."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+import asyncpg
+
+from xfchat.db.queries import maybe, one
+
+INFO_COLUMNS = "id, owner_id, purpose, content_type, size_bytes, sha256, width, height, created_at"
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    id: UUID
+    owner_id: UUID
+    purpose: str
+    content_type: str
+    size_bytes: int
+    sha256: bytes
+    width: int
+    height: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class MediaRow(MediaInfo):
+    data: bytes
+
+
+async def insert_media(
+    conn: asyncpg.Connection,
+    *,
+    owner_id: UUID,
+    purpose: str,
+    content_type: str,
+    data: bytes,
+    sha256: bytes,
+    width: int,
+    height: int,
+) -> MediaInfo:
+    record = await conn.fetchrow(
+        f"""
+        INSERT INTO media (owner_id, purpose, content_type, size_bytes, sha256, width, height, data)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        RETURNING {INFO_COLUMNS}
+        """,
+        owner_id,
+        purpose,
+        content_type,
+        len(data),
+        sha256,
+        width,
+        height,
+        data,
+    )
+    return one(MediaInfo, record)
+
+
+async def get_media(conn: asyncpg.Connection, *, media_id: UUID) -> MediaRow | None:
+    record = await conn.fetchrow(f"SELECT {INFO_COLUMNS}, data FROM media WHERE id = $1", media_id)
+    return maybe(MediaRow, record)
+
+
+async def get_media_info(conn: asyncpg.Connection, *, media_id: UUID) -> MediaInfo | None:
+    """Without the bytes (for HEAD)."""
+    record = await conn.fetchrow(f"SELECT {INFO_COLUMNS} FROM media WHERE id = $1", media_id)
+    return maybe(MediaInfo, record)
+
+
+async def delete_media(conn: asyncpg.Connection, *, media_id: UUID) -> bool:
+    status = await conn.execute("DELETE FROM media WHERE id = $1", media_id)
+    return bool(status != "DELETE 0")
+
+
+async def delete_media_of_owner(
+    conn: asyncpg.Connection, *, owner_id: UUID, purpose: str, keep: UUID | None = None
+) -> int:
+    """Every image of one owner for one purpose, except `keep`; returns how many."""
+    status = await conn.execute(
+        "DELETE FROM media WHERE owner_id = $1 AND purpose = $2 AND ($3::uuid IS NULL OR id <> $3)",
+        owner_id,
+        purpose,
+        keep,
+    )
+    return int(status.split()[-1])

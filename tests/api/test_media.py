@@ -1,0 +1,599 @@
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import struct
+import threading
+import zlib
+from collections.abc import AsyncIterator
+from io import BytesIO
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import httpx
+import pytest
+from PIL import ExifTags, Image, ImageCms, PngImagePlugin
+from pydantic import ValidationError
+
+from tests import factories
+from tests.factories import AppWith, MakeUser, TestUser
+from tests.support import random_secret
+from xfchat.domain import media
+from xfchat.errors import PayloadTooLarge
+from xfchat.settings import Settings
+
+AVATAR = "/api/users/@me/avatar"
+MiB = 1 << 20
+
+
+# -- Making and reading images ----------------------------------------------------------
+
+
+def encoded(image: Image.Image, fmt: str, **params: Any) -> bytes:
+    out = BytesIO()
+    image.save(out, fmt, **params)
+    return out.getvalue()
+
+
+def noise(size: tuple[int, int], mode: str = "RGB") -> Image.Image:
+    """Incompressible pixels: the file is about as large as the raw image."""
+    channels = len(mode)
+    return Image.frombytes(mode, size, os.urandom(size[0] * size[1] * channels))
+
+
+def png_chunks(data: bytes) -> list[bytes]:
+    kinds, pos = [], 8
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kinds.append(data[pos + 4 : pos + 8])
+        pos += 12 + length
+    return kinds
+
+
+def jpeg_markers(data: bytes) -> list[int]:
+    """The markers of the segments before the image data."""
+    markers, pos = [], 2
+    while data[pos + 1] != 0xDA:
+        markers.append(data[pos + 1])
+        pos += 2 + struct.unpack(">H", data[pos + 2 : pos + 4])[0]
+    return markers
+
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def png_declaring(width: int, height: int, pixels: bytes | None = None) -> bytes:
+    """A tiny PNG whose header claims width x height 8-bit grey pixels."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    pixels = zlib.compress(b"\x00" * 4096) if pixels is None else pixels
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", header)
+        + png_chunk(b"IDAT", pixels)
+        + png_chunk(b"IEND", b"")
+    )
+
+
+def close_to(pixel: Any, expected: tuple[int, ...], tolerance: int = 12) -> bool:
+    return all(abs(a - b) <= tolerance for a, b in zip(pixel, expected, strict=True))
+
+
+def assert_square_and_small(image: Image.Image, side: int) -> None:
+    assert image.size == (side, side)
+    assert side <= media.OUTPUT_SIDE
+
+
+# -- Uploading ---------------------------------------------------------------------------
+
+
+async def upload(
+    client: httpx.AsyncClient, user: TestUser, data: bytes, content_type: str = "image/png"
+) -> httpx.Response:
+    return await client.put(
+        AVATAR, headers={**user.headers, "Content-Type": content_type}, content=data
+    )
+
+
+async def upload_and_fetch(
+    client: httpx.AsyncClient, user: TestUser, data: bytes, content_type: str = "image/png"
+) -> tuple[dict[str, Any], httpx.Response]:
+    response = await upload(client, user, data, content_type)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["avatar_url"].startswith("/api/media/")
+    served = await client.get(body["avatar_url"])  # no token: <img> cannot send one
+    assert served.status_code == 200, served.text
+    return body, served
+
+
+async def media_rows(conn: asyncpg.Connection, owner: UUID) -> int:
+    return int(await conn.fetchval("SELECT count(*) FROM media WHERE owner_id = $1", owner))
+
+
+# -- Each accepted type ------------------------------------------------------------------
+
+
+async def test_upload_png_with_alpha_is_stored_as_png_without_text_chunks(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    user = await make_user()
+    image = Image.new("RGBA", (800, 600), (255, 0, 0, 255))
+    image.paste((0, 0, 255, 64), (400, 0, 800, 600))  # the right half mostly transparent
+    text = PngImagePlugin.PngInfo()
+    text.add_text("Comment", "taken at 12 Secret Street")
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    data = encoded(image, "PNG", pnginfo=text, icc_profile=icc)
+    assert b"Secret Street" in data and b"iCCP" in data
+    # The declared type is ignored: the bytes say PNG.
+    _, served = await upload_and_fetch(client, user, data, content_type="image/jpeg")
+
+    assert served.headers["content-type"] == "image/png"
+    result = Image.open(BytesIO(served.content))
+    assert result.format == "PNG" and result.mode == "RGBA"
+    assert_square_and_small(result, 512)
+    assert close_to(result.getpixel((5, 256)), (255, 0, 0, 255))
+    assert close_to(result.getpixel((506, 256)), (0, 0, 255, 64))
+    assert b"Secret Street" not in served.content
+    assert set(png_chunks(served.content)) <= {b"IHDR", b"IDAT", b"IEND"}
+
+
+@pytest.mark.parametrize(
+    ("size", "side"),
+    [((300, 200), 200), ((2400, 1600), 512)],  # the large one is decoded at 1/2 scale
+)
+async def test_upload_jpeg_is_turned_upright_and_loses_exif_gps_and_icc(
+    client: httpx.AsyncClient, make_user: MakeUser, size: tuple[int, int], side: int
+) -> None:
+    user = await make_user()
+    width, height = size
+    image = Image.new("RGB", size, (255, 0, 0))
+    image.paste((0, 0, 255), (width // 2, 0, width, height))  # left red, right blue
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6  # shown turned 90 degrees clockwise
+    exif[ExifTags.Base.Make] = "SpyCam"
+    gps = exif.get_ifd(ExifTags.IFD.GPSInfo)
+    gps[ExifTags.GPS.GPSLatitudeRef] = "N"
+    gps[ExifTags.GPS.GPSLatitude] = (48.0, 51.0, 29.0)
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    data = encoded(image, "JPEG", exif=exif, icc_profile=icc, comment=b"a comment")
+    sent = Image.open(BytesIO(data))
+    assert sent.getexif().get_ifd(ExifTags.IFD.GPSInfo)  # the upload really carries GPS
+    assert "icc_profile" in sent.info and b"SpyCam" in data
+
+    _, served = await upload_and_fetch(client, user, data, content_type="image/jpeg")
+
+    assert served.headers["content-type"] == "image/jpeg"
+    result = Image.open(BytesIO(served.content))
+    assert result.format == "JPEG"
+    assert_square_and_small(result, side)  # never scaled up
+    # Upright: what was the left edge is now the top.
+    assert close_to(result.getpixel((side // 2, 10)), (255, 0, 0), 30)
+    assert close_to(result.getpixel((side // 2, side - 10)), (0, 0, 255), 30)
+    assert not result.getexif() and "icc_profile" not in result.info
+    assert "comment" not in result.info and b"SpyCam" not in served.content
+    # Only JFIF, quantisation and Huffman tables, the frame: no APP1 (EXIF, XMP),
+    # APP2 (ICC) or COM segment.
+    assert set(jpeg_markers(served.content)) <= {0xE0, 0xDB, 0xC4, 0xC0, 0xC2}
+
+
+async def test_upload_animated_gif_keeps_only_the_first_frame(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    user = await make_user()
+    first = Image.new("RGB", (64, 48), (255, 0, 0))
+    second = Image.new("RGB", (64, 48), (0, 255, 0))
+    data = encoded(
+        first, "GIF", save_all=True, append_images=[second], duration=100, comment=b"gif-note"
+    )
+    assert Image.open(BytesIO(data)).n_frames == 2
+    _, served = await upload_and_fetch(client, user, data, content_type="image/gif")
+
+    result = Image.open(BytesIO(served.content))
+    assert result.format == "JPEG"  # no transparency
+    assert getattr(result, "n_frames", 1) == 1
+    assert_square_and_small(result, 48)
+    assert close_to(result.getpixel((24, 24)), (255, 0, 0), 30)
+    assert b"gif-note" not in served.content
+
+
+async def test_upload_gif_with_transparency_is_stored_as_png(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    user = await make_user()
+    image = Image.new("P", (40, 40), 1)
+    image.putpalette([0, 0, 0, 255, 255, 0])
+    image.paste(0, (0, 0, 20, 40))
+    _, served = await upload_and_fetch(client, user, encoded(image, "GIF", transparency=0))
+    result = Image.open(BytesIO(served.content))
+    assert result.format == "PNG" and result.mode == "RGBA"
+    assert result.getpixel((5, 20))[3] == 0 and result.getpixel((35, 20)) == (255, 255, 0, 255)
+
+
+async def test_upload_animated_webp_is_scaled_down_to_512(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    user = await make_user()
+    first = Image.new("RGB", (1024, 768), (0, 0, 255))
+    second = Image.new("RGB", (1024, 768), (255, 255, 0))
+    data = encoded(first, "WEBP", save_all=True, append_images=[second], duration=100)
+    _, served = await upload_and_fetch(client, user, data, content_type="image/webp")
+
+    result = Image.open(BytesIO(served.content))
+    assert result.format == "JPEG"
+    assert_square_and_small(result, 512)
+    assert close_to(result.getpixel((256, 256)), (0, 0, 255), 30)
+
+
+async def test_upload_16_bit_grey_png_keeps_its_brightness(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    user = await make_user()
+    _, served = await upload_and_fetch(
+        client, user, encoded(Image.new("I;16", (64, 64), 40000), "PNG")
+    )
+    result = Image.open(BytesIO(served.content))
+    assert result.format == "JPEG" and abs(int(result.convert("L").getpixel((8, 8))) - 156) <= 3
+
+
+# -- Refused uploads ---------------------------------------------------------------------
+
+
+def _jpeg_over_the_sniff_window() -> bytes:
+    data = encoded(noise((64, 64)), "JPEG")
+    assert len(data) > media.SNIFF_WINDOW
+    return data
+
+
+POLYGLOTS = {
+    "gif comment holding a script": lambda: encoded(
+        Image.new("P", (16, 16)), "GIF", comment=b"<script>alert(1)</script>"
+    ),
+    "png text chunk holding html": lambda: encoded(
+        Image.new("RGB", (16, 16)),
+        "PNG",
+        pnginfo=_png_text("x", "<html><body onload=alert(1)>"),
+    ),
+    "jpeg comment holding php": lambda: encoded(
+        Image.new("RGB", (16, 16)), "JPEG", comment=b"<?php system($_GET['c']); ?>"
+    ),
+    "png with html after IEND": lambda: (
+        encoded(noise((64, 64)), "PNG") + b"<html><script>alert(1)</script></html>"
+    ),
+    "gif with data after its trailer": lambda: encoded(Image.new("P", (16, 16)), "GIF") + b"xyz",
+    "webp with data after its RIFF size": lambda: (
+        encoded(Image.new("RGB", (16, 16)), "WEBP") + b"\x00\x00trailing"
+    ),
+    "jpeg with html after EOI": lambda: (
+        _jpeg_over_the_sniff_window() + b"<!DOCTYPE html><script>alert(1)</script>"
+    ),
+}
+
+
+def _png_text(key: str, value: str) -> PngImagePlugin.PngInfo:
+    info = PngImagePlugin.PngInfo()
+    info.add_text(key, value)
+    return info
+
+
+@pytest.mark.parametrize("name", sorted(POLYGLOTS))
+async def test_upload_polyglot_is_400(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection, name: str
+) -> None:
+    user = await make_user()
+    data = POLYGLOTS[name]()
+    Image.open(BytesIO(data)).load()  # Pillow alone would take it as an image
+    response = await upload(client, user, data)
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "INVALID_IMAGE"
+    assert await media_rows(conn, user.id) == 0
+
+
+async def test_jpeg_with_another_image_after_its_end_is_accepted(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    # What phones write: a gain map (Ultra HDR) or more pictures (MPO) after the end.
+    user = await make_user()
+    first = encoded(Image.new("RGB", (32, 32), (255, 0, 0)), "JPEG")
+    data = first + encoded(noise((32, 32)), "JPEG")
+    _, served = await upload_and_fetch(client, user, data, content_type="image/jpeg")
+    result = Image.open(BytesIO(served.content))
+    assert close_to(result.getpixel((16, 16)), (255, 0, 0), 30)
+
+
+NOT_IMAGES = {
+    "empty": lambda: b"",
+    "text": lambda: b"hello, this is not an image at all\n" * 10,
+    "svg": lambda: (
+        b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="10" '
+        b'height="10"><script>alert(1)</script></svg>'
+    ),
+    "bmp, an image Pillow reads but we do not accept": lambda: encoded(
+        Image.new("RGB", (16, 16)), "BMP"
+    ),
+    "truncated png": lambda: encoded(noise((64, 64)), "PNG")[:3000],
+    "png with a broken pixel stream": lambda: png_declaring(64, 64, b"not zlib data" * 8),
+    "truncated jpeg": lambda: encoded(noise((64, 64)), "JPEG")[:1500],
+}
+
+
+@pytest.mark.parametrize("name", sorted(NOT_IMAGES))
+async def test_upload_of_a_non_image_or_a_damaged_one_is_400(
+    client: httpx.AsyncClient, make_user: MakeUser, name: str
+) -> None:
+    user = await make_user()
+    response = await upload(client, user, NOT_IMAGES[name]())
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "INVALID_IMAGE"
+
+
+@pytest.mark.parametrize(
+    ("size", "message"),
+    [
+        ((media.MAX_SIDE + 1, 1), "each side"),
+        ((1, media.MAX_SIDE + 1), "each side"),
+        ((6400, 6400), "pixels"),  # 41 megapixels, each side within bounds
+    ],
+)
+async def test_upload_beyond_the_pixel_bounds_is_400(
+    client: httpx.AsyncClient, make_user: MakeUser, size: tuple[int, int], message: str
+) -> None:
+    # Sound, small files that Pillow would decode: only our bounds refuse them.
+    user = await make_user()
+    assert size[0] * size[1] > media.MAX_PIXELS or max(size) > media.MAX_SIDE
+    response = await upload(client, user, encoded(Image.new("L", size), "PNG"))
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "INVALID_IMAGE" and message in response.json()["message"]
+
+
+async def test_upload_of_a_decompression_bomb_is_400(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    user = await make_user()
+    bomb = png_declaring(50_000, 50_000)  # 2.5 gigapixels in a few hundred bytes
+    assert len(bomb) < 1000
+    response = await upload(client, user, bomb)
+    assert response.status_code == 400 and response.json()["code"] == "INVALID_IMAGE"
+    assert "pixels" in response.json()["message"]
+
+
+# -- Size limits -------------------------------------------------------------------------
+
+
+async def test_upload_over_the_avatar_limit_is_413(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    user = await make_user()
+    response = await upload(client, user, b"\x89PNG" + b"\x00" * (8 * MiB))
+    assert response.status_code == 413 and response.json()["code"] == "PAYLOAD_TOO_LARGE"
+    # Refused by its Content-Length, before the body is read, at the avatar's limit.
+    assert "request body is larger than 8388608 bytes" in response.json()["message"]
+
+
+async def test_streamed_upload_over_a_configured_limit_is_413(
+    app_with: AppWith, make_user: MakeUser
+) -> None:
+    client = await app_with(avatar_max_bytes=256 * 1024)
+    user = await make_user()
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length
+        for _ in range(5):
+            yield b"\x00" * 65536
+
+    response = await client.put(AVATAR, headers=user.headers, content=chunks())
+    assert response.status_code == 413 and response.json()["code"] == "PAYLOAD_TOO_LARGE"
+    # Refused by the edge while the body streams in, at the avatar's limit.
+    assert "request body is larger than 262144 bytes" in response.json()["message"]
+
+
+async def test_upload_over_the_general_body_limit_is_accepted_on_the_avatar_route_only(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    user = await make_user()
+    data = encoded(noise((1000, 1000)), "PNG")  # about 3 MB
+    assert 2 * MiB < len(data) < 8 * MiB
+    _, served = await upload_and_fetch(client, user, data)
+    assert Image.open(BytesIO(served.content)).size == (512, 512)
+    # Elsewhere the general 1 MiB limit stands.
+    other = await client.post(
+        AVATAR.removesuffix("/avatar") + "/password", headers=user.headers, content=data
+    )
+    assert other.status_code == 413
+    wrong_method = await client.post(AVATAR, headers=user.headers, content=data)
+    assert wrong_method.status_code == 413
+
+
+async def test_set_avatar_itself_refuses_more_than_its_limit(
+    pool: asyncpg.Pool, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    user = await make_user()
+    data = encoded(Image.new("RGB", (16, 16)), "PNG")
+    with pytest.raises(PayloadTooLarge):
+        await media.set_avatar(
+            pool, user.actor, data, max_bytes=len(data) - 1, slots=asyncio.Semaphore(1)
+        )
+    assert await media_rows(conn, user.id) == 0
+
+
+def test_avatar_limit_setting_is_bounded_to_25_mib() -> None:
+    with pytest.raises(ValidationError, match="avatar_max_bytes"):
+        Settings(secret=random_secret(), avatar_max_bytes=25 * MiB + 1)  # type: ignore[call-arg]
+    assert Settings(secret=random_secret()).avatar_max_bytes == 8 * MiB  # type: ignore[call-arg]
+
+
+# -- Serving -----------------------------------------------------------------------------
+
+
+async def test_served_image_has_caching_and_safety_headers(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    user = await make_user()
+    _, served = await upload_and_fetch(client, user, encoded(Image.new("RGB", (64, 64)), "PNG"))
+    headers = served.headers
+    etag = f'"{hashlib.sha256(served.content).hexdigest()}"'
+    assert headers["content-type"] == "image/jpeg"
+    assert headers["content-length"] == str(len(served.content))
+    assert headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert headers["etag"] == etag
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["content-security-policy"] == "default-src 'none'; sandbox"
+    assert headers["content-disposition"] == 'inline; filename="avatar.jpg"'
+
+    url = str(served.request.url)
+    for if_none_match in (etag, f"W/{etag}", f'"nope", {etag}', "*"):
+        again = await client.get(url, headers={"If-None-Match": if_none_match})
+        assert again.status_code == 304 and again.content == b""
+        assert again.headers["etag"] == etag
+        assert again.headers["cache-control"] == "public, max-age=31536000, immutable"
+    changed = await client.get(url, headers={"If-None-Match": '"something-else"'})
+    assert changed.status_code == 200 and changed.content == served.content
+
+    head = await client.head(url)
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-length"] == str(len(served.content))
+    assert head.headers["etag"] == etag and head.headers["content-type"] == "image/jpeg"
+
+
+async def test_unknown_media_is_404(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/media/00000000-0000-4000-8000-000000000000")
+    assert response.status_code == 404 and response.json()["code"] == "NOT_FOUND"
+    head = await client.head("/api/media/00000000-0000-4000-8000-000000000000")
+    assert head.status_code == 404
+
+
+async def test_replacing_the_avatar_makes_the_old_url_404_and_keeps_one_row(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    user = await make_user()
+    first, _ = await upload_and_fetch(client, user, encoded(Image.new("RGB", (32, 32)), "PNG"))
+    second, _ = await upload_and_fetch(
+        client, user, encoded(Image.new("RGB", (32, 32), (9, 9, 9)), "GIF")
+    )
+    assert first["avatar_url"] != second["avatar_url"]
+    gone = await client.get(first["avatar_url"])
+    assert gone.status_code == 404 and gone.json()["code"] == "NOT_FOUND"
+    assert await media_rows(conn, user.id) == 1
+    me = (await client.get("/api/users/@me", headers=user.headers)).json()
+    assert me["avatar_url"] == second["avatar_url"]
+
+
+async def test_patching_the_profile_keeps_or_frees_an_uploaded_avatar(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    user = await make_user()
+    body, _ = await upload_and_fetch(client, user, encoded(Image.new("RGB", (32, 32)), "PNG"))
+    # A client that sends its user object back unchanged is not refused.
+    same = await client.patch(
+        "/api/users/@me",
+        headers=user.headers,
+        json={"avatar_url": body["avatar_url"], "display_name": "Me"},
+    )
+    assert same.status_code == 200 and same.json()["avatar_url"] == body["avatar_url"]
+    forged = await client.patch(
+        "/api/users/@me", headers=user.headers, json={"avatar_url": "/api/media/elsewhere"}
+    )
+    assert forged.status_code == 400 and forged.json()["code"] == "INVALID_AVATAR_URL"
+    external = await client.patch(
+        "/api/users/@me", headers=user.headers, json={"avatar_url": "https://example.com/a.png"}
+    )
+    assert external.status_code == 200
+    assert (await client.get(body["avatar_url"])).status_code == 404  # freed at once
+    assert await media_rows(conn, user.id) == 0
+
+
+async def test_delete_avatar_clears_the_url_and_the_image(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    user = await make_user()
+    body, _ = await upload_and_fetch(client, user, encoded(Image.new("RGB", (32, 32)), "PNG"))
+    other = await make_user()
+    kept, _ = await upload_and_fetch(client, other, encoded(Image.new("RGB", (32, 32)), "PNG"))
+
+    response = await client.delete(AVATAR, headers=user.headers)
+    assert response.status_code == 204
+    me = (await client.get("/api/users/@me", headers=user.headers)).json()
+    assert me["avatar_url"] is None
+    assert (await client.get(body["avatar_url"])).status_code == 404
+    assert await media_rows(conn, user.id) == 0
+    assert (await client.delete(AVATAR, headers=user.headers)).status_code == 204
+    assert (await client.get(kept["avatar_url"])).status_code == 200  # others' stay
+
+
+async def test_avatar_change_is_announced_and_counted_in_usage(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    user = await make_user()
+    body, served = await upload_and_fetch(client, user, encoded(Image.new("RGB", (32, 32)), "PNG"))
+    await client.delete(AVATAR, headers=user.headers)
+    updates = [
+        data["avatar_url"]
+        for kind, data in await factories.events_of(conn, "user", user.id)
+        if kind == "user.updated"
+    ]
+    assert updates == [body["avatar_url"], None]
+    usage = (await client.get("/api/users/@me/usage", headers=user.headers)).json()
+    assert usage[0]["bytes_uploaded"] == len(served.content)
+
+
+async def test_uploads_need_a_token_and_are_rate_limited(
+    app_with: AppWith, make_user: MakeUser
+) -> None:
+    client = await app_with(rate_uploads_user="2/600")
+    user = await make_user()
+    data = encoded(Image.new("RGB", (16, 16)), "PNG")
+    anonymous = await client.put(AVATAR, content=data)
+    assert anonymous.status_code == 401
+    codes = [(await upload(client, user, data)).status_code for _ in range(2)]
+    refused = await upload(client, user, b"not even an image")  # refused ones count too
+    assert codes == [200, 200] and refused.status_code == 429
+    assert refused.json()["bucket"] == "uploads"
+    assert (await client.get("/api/users/@me", headers=user.headers)).status_code == 200
+
+
+async def test_openapi_documents_the_upload_body_as_binary_images(
+    client: httpx.AsyncClient,
+) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    body = spec["paths"][AVATAR]["put"]["requestBody"]["content"]
+    assert set(body) == {"image/png", "image/jpeg", "image/gif", "image/webp"}
+    assert body["image/webp"]["schema"] == {"type": "string", "format": "binary"}
+
+
+# -- The bound on decodes at once --------------------------------------------------------
+
+
+async def test_image_jobs_run_at_most_two_at_once_even_when_abandoned() -> None:
+    slots = asyncio.Semaphore(media.IMAGE_JOBS)
+    gate = threading.Event()
+    lock = threading.Lock()
+    running = peak = started = 0
+
+    def job(data: bytes) -> media.EncodedImage:
+        nonlocal running, peak, started
+        with lock:
+            running += 1
+            started += 1
+            peak = max(peak, running)
+        gate.wait(10)
+        with lock:
+            running -= 1
+        return media.EncodedImage(data, "image/png", 1, 1, b"\x00" * 32)
+
+    tasks = [asyncio.create_task(media.run_image_job(slots, job, b"x")) for _ in range(5)]
+    for _ in range(500):
+        if started == 2:
+            break
+        await asyncio.sleep(0.01)
+    # The two running requests are abandoned: their threads still run, so still no
+    # third decode may start.
+    tasks[0].cancel()
+    tasks[1].cancel()
+    await asyncio.sleep(0.2)
+    assert (started, running) == (2, 2)
+    gate.set()
+    results = await asyncio.gather(*tasks[2:])
+    assert [r.data for r in results] == [b"x"] * 3
+    assert peak == 2 and started == 5
+    assert all(t.cancelled() for t in tasks[:2])
