@@ -1,0 +1,171 @@
+"""Presence: online, idle, do-not-disturb or offline, and a custom status.
+
+A user is connected while some live server process holds one of their real-time
+connections (SSE or the gateway): each process registers its connected users in
+PostgreSQL and touches its own row every few seconds (realtime/presence.py); a process
+not seen for `timeout_s` is dead, and its users are offline. While connected, a user
+shows the status they chose (`users.status`): online, idle or dnd; invisible shows as
+offline to everyone else.
+
+Changes are announced as `presence.updated` signals (not stored: the state on connect
+carries the current presences) to the user's own connections and to everyone who
+shares a conversation with them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from uuid import UUID
+
+import asyncpg
+
+from xfchat.db.queries import locks as locks_q
+from xfchat.db.queries import presence as q
+from xfchat.db.queries import users as users_q
+from xfchat.domain import validation
+from xfchat.domain.access import visible_channels
+from xfchat.domain.accounts import Actor
+from xfchat.domain.events import PRESENCE_UPDATED, PresencePayload, signal_related
+from xfchat.domain.profile import publish_profile
+from xfchat.errors import BadRequest, NotFound
+
+STATUSES = ("online", "idle", "dnd", "invisible")
+SWEEP_LOCK = int.from_bytes(
+    hashlib.sha256(b"xfchat presence sweep").digest()[:8], "big", signed=True
+)
+
+
+def shown(row: q.PresenceRow) -> PresencePayload:
+    """A presence as others see it."""
+    if not row.connected or row.status == "invisible":
+        return {"user_id": str(row.user_id), "status": "offline", "status_text": None}
+    return {"user_id": str(row.user_id), "status": row.status, "status_text": row.status_text}
+
+
+def own(row: q.PresenceRow) -> PresencePayload:
+    """A presence as its user sees it: invisible stays invisible."""
+    status = row.status if row.connected else "offline"
+    return {"user_id": str(row.user_id), "status": status, "status_text": row.status_text}
+
+
+async def _lock_user(conn: asyncpg.Connection, user_id: UUID) -> None:
+    digest = hashlib.sha256(b"presence" + user_id.bytes).digest()
+    await locks_q.lock_transaction(conn, key=int.from_bytes(digest[:8], "big", signed=True))
+
+
+async def _presence(conn: asyncpg.Connection, user_id: UUID, timeout_s: float) -> q.PresenceRow:
+    (row,) = await q.list_presences(conn, user_ids=[user_id], timeout_s=timeout_s)
+    return row
+
+
+async def announce(conn: asyncpg.Connection, user_id: UUID, timeout_s: float) -> None:
+    """Tell the user's connections and everyone who shares a channel with them how the
+    user is now (in the caller's transaction: it goes out on commit)."""
+    row = await _presence(conn, user_id, timeout_s)
+    shared = sorted(c.channel_id for c in (await visible_channels(conn, user_id)).values())
+    await signal_related(conn, PRESENCE_UPDATED, user_id, shared, shown(row), own(row))
+
+
+async def connect(
+    conn: asyncpg.Connection, process_id: UUID, user_id: UUID, timeout_s: float
+) -> None:
+    """A process holds a connection of the user now; announce them if that makes them
+    connected."""
+    async with conn.transaction():
+        await _lock_user(conn, user_id)
+        before = await _presence(conn, user_id, timeout_s)
+        await q.insert_connection(conn, process_id=process_id, user_id=user_id)
+        if not before.connected:
+            await announce(conn, user_id, timeout_s)
+
+
+async def disconnect(
+    conn: asyncpg.Connection, process_id: UUID, user_id: UUID, timeout_s: float
+) -> None:
+    """A process holds no connection of the user any more; announce them offline if no
+    other does."""
+    async with conn.transaction():
+        await _lock_user(conn, user_id)
+        await q.delete_connection(conn, process_id=process_id, user_id=user_id)
+        if not (await _presence(conn, user_id, timeout_s)).connected:
+            await announce(conn, user_id, timeout_s)
+
+
+async def _gone(conn: asyncpg.Connection, users: list[UUID], timeout_s: float) -> None:
+    for user_id in sorted(set(users)):
+        await _lock_user(conn, user_id)
+        if not (await _presence(conn, user_id, timeout_s)).connected:
+            await announce(conn, user_id, timeout_s)
+
+
+async def leave(conn: asyncpg.Connection, process_id: UUID, timeout_s: float) -> None:
+    """The process stops: forget its connections, announce whom that leaves offline."""
+    async with conn.transaction():
+        await _gone(conn, await q.delete_process(conn, process_id=process_id), timeout_s)
+
+
+async def sweep(conn: asyncpg.Connection, timeout_s: float) -> int:
+    """Forget processes not seen for `timeout_s` (crashed); announce whom that leaves
+    offline. One process sweeps at a time. Returns the users it concerned."""
+    async with conn.transaction():
+        if not await locks_q.try_lock_transaction(conn, key=SWEEP_LOCK):
+            return 0
+        users = await q.delete_dead_processes(conn, timeout_s=timeout_s)
+        await _gone(conn, users, timeout_s)
+        return len(users)
+
+
+async def list_presences(
+    conn: asyncpg.Connection, user_ids: list[UUID], timeout_s: float
+) -> list[PresencePayload]:
+    """The presences of those of these users who are not offline, as others see them."""
+    rows = await q.list_connected_presences(conn, user_ids=user_ids, timeout_s=timeout_s)
+    return [p for p in (shown(r) for r in rows) if p["status"] != "offline"]
+
+
+async def own_presence(conn: asyncpg.Connection, actor: Actor, timeout_s: float) -> PresencePayload:
+    return own(await _presence(conn, actor.user_id, timeout_s))
+
+
+async def set_presence(
+    conn: asyncpg.Connection,
+    actor: Actor,
+    timeout_s: float,
+    *,
+    status: str | None,
+    status_text: str | None,
+    clear_status_text: bool,
+) -> PresencePayload:
+    """Choose a status (online, idle, dnd, invisible) and/or a custom status text; the
+    change is announced at once (a new status text is also a profile change).
+
+    Raises: BadRequest (INVALID_STATUS, INVALID_STATUS_TEXT)."""
+    if status is not None and status not in STATUSES:
+        raise BadRequest(
+            f"status is one of {', '.join(STATUSES)}", code="INVALID_STATUS", field="status"
+        )
+    if status_text is not None:
+        status_text = validation.optional_text(
+            status_text,
+            field="status_text",
+            limit=validation.MAX_STATUS_TEXT,
+            code="INVALID_STATUS_TEXT",
+        )
+    async with conn.transaction():
+        await _lock_user(conn, actor.user_id)
+        before = await users_q.get_user(conn, user_id=actor.user_id)
+        if before is None:
+            raise NotFound("no such user", code="USER_NOT_FOUND")
+        await q.update_status(
+            conn,
+            user_id=actor.user_id,
+            status=status,
+            status_text=status_text,
+            clear_status_text=clear_status_text,
+        )
+        after = await users_q.get_user(conn, user_id=actor.user_id)
+        assert after is not None
+        if after.status_text != before.status_text:
+            await publish_profile(conn, after)
+        await announce(conn, actor.user_id, timeout_s)
+        return own(await _presence(conn, actor.user_id, timeout_s))

@@ -1,0 +1,150 @@
+"""This process's share of presence: which users it holds connections of.
+
+Connections open and close on the hot path, so `connected` and `disconnected` only
+count in memory and mark the user; one task writes the changes (a user whose first
+connection here opened, or whose last one closed) to PostgreSQL in order, retrying
+while the database is away. Another touches this process's row every interval and
+sweeps processes that stopped touching theirs (domain/presence.py), so a crashed
+process's users go offline within timeout + interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from uuid import UUID
+
+import asyncpg
+
+from xfchat.db.pool import DATABASE_ERRORS
+from xfchat.db.queries import presence as q
+from xfchat.domain import presence
+from xfchat.tasks import stop
+
+log = logging.getLogger("xfchat.presence")
+
+
+class PresenceTracker:
+    def __init__(self, pool: asyncpg.Pool, *, interval_s: float, timeout_s: float) -> None:
+        self.pool = pool
+        self.interval_s = interval_s
+        self.timeout_s = timeout_s
+        self.process_id = uuid.uuid4()
+        self.counts: dict[UUID, int] = {}  # open connections per user, here
+        self.registered: set[UUID] = set()  # users this process's row set holds
+        self._dirty: set[UUID] = set()
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()  # nothing left to write (for tests and shutdown)
+        self._idle.set()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        with contextlib.suppress(*DATABASE_ERRORS):
+            async with self.pool.acquire() as conn:
+                await q.touch_process(conn, process_id=self.process_id)
+        self._tasks = [
+            asyncio.create_task(self._write_forever(), name="presence-writer"),
+            asyncio.create_task(self._beat_forever(), name="presence-heartbeat"),
+        ]
+
+    async def stop(self, within_s: float = 3.0) -> None:
+        """Forget this process's connections (their users go offline unless connected
+        elsewhere), within a bound."""
+        await stop(*self._tasks)
+        try:
+            async with asyncio.timeout(within_s), self.pool.acquire() as conn:
+                await presence.leave(conn, self.process_id, self.timeout_s)
+        except (TimeoutError, *DATABASE_ERRORS) as exc:
+            log.warning("could not retract this process's presence (%s); it expires", exc)
+
+    # -- on the hot path: never blocks
+
+    def connected(self, user_id: UUID) -> None:
+        self.counts[user_id] = self.counts.get(user_id, 0) + 1
+        self._mark(user_id)
+
+    def disconnected(self, user_id: UUID) -> None:
+        left = self.counts.get(user_id, 0) - 1
+        if left > 0:
+            self.counts[user_id] = left
+        else:
+            self.counts.pop(user_id, None)
+        self._mark(user_id)
+
+    def _mark(self, user_id: UUID) -> None:
+        self._dirty.add(user_id)
+        self._idle.clear()
+        self._wake.set()
+
+    async def settled(self, within_s: float) -> bool:
+        """Whether every change so far was written (waits up to `within_s`)."""
+        try:
+            async with asyncio.timeout(within_s):
+                await self._idle.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    # -- writing
+
+    async def _write_forever(self) -> None:
+        delay = 0.1
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            users, self._dirty = self._dirty, set()
+            try:
+                async with self.pool.acquire() as conn:
+                    while users:
+                        user = users.pop()
+                        try:
+                            await self._sync(conn, user)
+                        except BaseException:
+                            users.add(user)
+                            raise
+                delay = 0.1
+            except DATABASE_ERRORS as exc:
+                log.warning("presence not written yet: %s", exc)
+                self._dirty |= users
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                self._wake.set()
+                continue
+            except Exception:  # a bug: say so, and keep the writer alive
+                log.exception("writing presence failed")
+            if not self._dirty:
+                self._idle.set()
+
+    async def _sync(self, conn: asyncpg.Connection, user: UUID) -> None:
+        want = self.counts.get(user, 0) > 0
+        if want == (user in self.registered):
+            return
+        if want:
+            await presence.connect(conn, self.process_id, user, self.timeout_s)
+            self.registered.add(user)
+        else:
+            await presence.disconnect(conn, self.process_id, user, self.timeout_s)
+            self.registered.discard(user)
+
+    async def _beat_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            try:
+                await self._beat()
+            except DATABASE_ERRORS as exc:
+                log.warning("presence heartbeat failed: %s", exc)
+
+    async def _beat(self) -> None:
+        async with self.pool.acquire() as conn:
+            if not await q.touch_process(conn, process_id=self.process_id):
+                # Swept (this process looked dead) or the database lost its unlogged
+                # tables: register every user held here again.
+                log.warning(
+                    "presence row was gone; registering %d users again", len(self.registered)
+                )
+                for user in list(self.registered):
+                    self.registered.discard(user)
+                    self._mark(user)
+            await presence.sweep(conn, self.timeout_s)

@@ -1,0 +1,104 @@
+"""Presence across server processes: derived from live connections, announced to the
+people who share a conversation with the user, and offline within a bound after a
+crash."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+
+import httpx
+
+from tests import factories
+from tests.factories import MakeUser
+from tests.realtime.clients import SseClient, sse_stream
+from tests.support import Servers
+
+FAST = {"XFCHAT_PRESENCE_INTERVAL": "0.5", "XFCHAT_PRESENCE_TIMEOUT": "2"}
+BOUND_S = 2.5  # timeout + interval: the documented bound for a crashed process
+
+
+async def presence_of(stream: SseClient, user_id: str, timeout: float = 10) -> dict:
+    async with asyncio.timeout(timeout):
+        while True:
+            event = await stream.next("presence.updated", timeout)
+            if event.data["user_id"] == user_id:
+                return dict(event.data)
+
+
+async def test_presence_across_processes_and_offline_within_the_bound_after_sigkill(
+    servers: Servers, make_user: MakeUser
+) -> None:
+    proc_a, a = servers.start(**FAST)
+    _, b = servers.start(**FAST)
+    ann, ben = await make_user("ann"), await make_user("ben")
+    async with httpx.AsyncClient(base_url=b, timeout=10) as api:
+        sent = await api.post(
+            "/api/users/@me/friend-requests", headers=ann.headers, json={"username": "ben"}
+        )
+        await api.post(
+            f"/api/users/@me/friend-requests/{sent.json()['id']}/accept", headers=ben.headers
+        )
+    async with sse_stream(b, ben.access_token) as watcher:
+        assert watcher.ready.data["presences"] == []  # ann is not connected yet
+        annie = await SseClient(
+            f"{a}/api/events", {"Authorization": f"Bearer {ann.access_token}"}
+        ).start()
+        try:
+            online = await presence_of(watcher, str(ann.id))
+            assert online == {"user_id": str(ann.id), "status": "online", "status_text": None}
+            async with sse_stream(b, ben.access_token) as second:
+                assert second.ready.data["presences"] == [online]  # in the state on connect
+            proc_a.proc.send_signal(signal.SIGKILL)
+            killed = time.monotonic()
+            offline = await presence_of(watcher, str(ann.id), timeout=BOUND_S + 5)
+            took = time.monotonic() - killed
+            assert offline["status"] == "offline"
+            assert took <= BOUND_S + 1.5, took  # the bound, with room for a busy machine
+        finally:
+            await annie.close()
+
+
+async def test_chosen_status_invisible_and_custom_status(server: str, make_user: MakeUser) -> None:
+    ann, ben = await make_user("ann"), await make_user("ben")
+    stranger = await make_user("zed")
+    async with httpx.AsyncClient(base_url=server, timeout=10) as api:
+        await factories.direct(api, ann, ben)
+        async with (
+            sse_stream(server, ben.access_token) as partner,
+            sse_stream(server, stranger.access_token) as outsider,
+            sse_stream(server, ann.access_token) as herself,
+        ):
+            assert (await presence_of(partner, str(ann.id)))["status"] == "online"
+            assert (await presence_of(herself, str(ann.id)))["status"] == "online"
+            dnd = await api.put(
+                "/api/users/@me/presence",
+                headers=ann.headers,
+                json={"status": "dnd", "status_text": "in a meeting"},
+            )
+            assert dnd.status_code == 200 and dnd.json()["status"] == "dnd"
+            seen = await presence_of(partner, str(ann.id))
+            assert seen == {"user_id": str(ann.id), "status": "dnd", "status_text": "in a meeting"}
+            profile = await partner.next("user.updated")  # a custom status is public
+            assert profile.data["status_text"] == "in a meeting"
+            hidden = await api.put(
+                "/api/users/@me/presence", headers=ann.headers, json={"status": "invisible"}
+            )
+            assert hidden.json()["status"] == "invisible"
+            assert (await presence_of(partner, str(ann.id)))["status"] == "offline"
+            assert (await presence_of(herself, str(ann.id)))["status"] == "dnd"
+            # Her own devices know the truth.
+            assert (await presence_of(herself, str(ann.id)))["status"] == "invisible"
+            state = (await api.get("/api/users/@me/state", headers=ben.headers)).json()
+            assert state["presences"] == []  # invisible is offline to others
+            await api.put("/api/users/@me/presence", headers=ann.headers, json={"status": "online"})
+            assert (await presence_of(partner, str(ann.id)))["status"] == "online"
+            # The outsider shares nothing with her: none of this reached them.
+            heard = [outsider.events.get_nowait() for _ in range(outsider.events.qsize())]
+            about_her = [e for e in heard if e is not None and str(ann.id) in str(e.data)]
+            assert about_her == []
+            bad = await api.put(
+                "/api/users/@me/presence", headers=ann.headers, json={"status": "away"}
+            )
+            assert bad.status_code == 400 and bad.json()["field"] == "status"
