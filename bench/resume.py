@@ -112,7 +112,7 @@ def old_token(positions: dict[int, int]) -> str:
 async def measure(
     hub: Hub, pool: asyncpg.Pool, actor: Actor, events: int
 ) -> tuple[int, float, int, float]:
-    sub, _ = await open_user_feed(hub, pool, actor, None)
+    sub, _, _ = await open_user_feed(hub, pool, actor, None)
     while await sub.next(idle_s=0.2) is not None:  # catch up, go live
         pass
     assert sub.live

@@ -26,6 +26,7 @@ from fastapi import FastAPI
 
 from tests import factories
 from tests.factories import TestUser
+from tests.openapi_check import check_responses
 from tests.support import Servers, random_secret, with_database
 from xfchat.app import create_app
 from xfchat.db.embedded import EmbeddedPostgres, throwaway
@@ -167,7 +168,7 @@ async def app(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[FastAPI]:
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-        yield c
+        yield check_responses(c)
 
 
 @pytest.fixture
@@ -176,7 +177,7 @@ def client_from(app: FastAPI) -> Callable[[str], httpx.AsyncClient]:
 
     def make(ip: str) -> httpx.AsyncClient:
         transport = httpx.ASGITransport(app=app, client=(ip, 40000))
-        return httpx.AsyncClient(transport=transport, base_url="http://test")
+        return check_responses(httpx.AsyncClient(transport=transport, base_url="http://test"))
 
     return make
 
@@ -198,8 +199,10 @@ async def app_with(
         application = create_app(make_settings(db_url, **overrides), pool=pool)
         await stack.enter_async_context(application.router.lifespan_context(application))
         transport = httpx.ASGITransport(app=application, client=(ip, 40000))
-        made[key] = await stack.enter_async_context(
-            httpx.AsyncClient(transport=transport, base_url="http://test")
+        made[key] = check_responses(
+            await stack.enter_async_context(
+                httpx.AsyncClient(transport=transport, base_url="http://test")
+            )
         )
         return made[key]
 

@@ -18,13 +18,17 @@ from xfchat.api import (
     friends,
     gateway,
     health,
+    media,
+    mentions,
     messages,
     sse,
     users,
 )
+from xfchat.api.cors import Cors
 from xfchat.api.edge import EdgeMiddleware
 from xfchat.api.errors import install_error_handlers
 from xfchat.api.metrics import Metrics
+from xfchat.api.openapi import install_openapi
 from xfchat.db.migrate import discover
 from xfchat.db.pool import connect, create_pool, pool_stats
 from xfchat.domain import rate_limits
@@ -35,10 +39,20 @@ from xfchat.domain.retention import prune_event_log
 from xfchat.domain.usage import UsageRecorder
 from xfchat.realtime.cursor import TokenCodec
 from xfchat.realtime.hub import Hub
+from xfchat.realtime.presence import PresenceTracker
 from xfchat.settings import Settings
 from xfchat.tasks import every, stop
 
 log = logging.getLogger("xfchat.app")
+
+
+DESCRIPTION = """A self-hosted real-time chat server whose only datastore is PostgreSQL.
+
+Authenticate with `POST /api/auth/login` and send the access token as
+`Authorization: Bearer <token>` (the Authorize button). Every error is JSON
+`{"code", "message"}` (the `Error` schema). Real-time events (the `Event` schema) come
+over `GET /api/events` (Server-Sent Events), the WebSocket gateway at `/api/gateway`, or a
+Braid-HTTP subscription to a channel's messages; the README describes all three."""
 
 
 def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastAPI:
@@ -59,6 +73,13 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
         )
         app.state.hub.user_event_hooks.append(app.state.sessions.observe)
         app.state.hub.reconnect_hooks.append(app.state.sessions.clear)
+        app.state.presence = PresenceTracker(
+            app.state.pool,
+            interval_s=settings.presence_interval_s,
+            timeout_s=settings.presence_timeout_s,
+        )
+        await app.state.presence.start()
+        app.state.hub.presence = app.state.presence
         await app.state.hub.start()
         await app.state.hub.wait_listening(5)
         app.state.writer = MessageWriter(
@@ -82,11 +103,19 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
             await stop(*tasks)
             await app.state.writer.stop(drain_s=settings.shutdown_grace_s)
             await app.state.hub.stop()
+            await app.state.presence.stop()
             await app.state.usage.stop()
             if owned:
                 await app.state.pool.close()
 
-    app = FastAPI(title="XFChat", version=__version__, lifespan=lifespan)
+    app = FastAPI(
+        title="XFChat",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.settings = settings
     app.state.pool = pool
     app.state.hub = None
@@ -112,10 +141,20 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
         health.router,
         auth.router,
         users.router,
+        media.router,
+        mentions.router,
         friends.router,
         conversations.router,
         channels.router,
     ):
         app.include_router(router)
-    app.add_middleware(EdgeMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    install_openapi(app)
+    app.add_middleware(
+        EdgeMiddleware,
+        metrics=metrics,
+        max_body_bytes=settings.max_body_bytes,
+        upload_routes=media.upload_routes(settings),
+    )
+    if settings.cors_origins:  # outermost: errors from the edge carry CORS headers too
+        app.add_middleware(Cors, origins=settings.cors_origins)
     return app

@@ -30,7 +30,7 @@ from xfchat.db.embedded import (
     find_binaries,
     server_os_user,
 )
-from xfchat.settings import load_settings
+from xfchat.settings import Settings, load_settings
 
 DEV_DATABASE = "xfchat"
 
@@ -93,6 +93,10 @@ async def _ensure_database(pg: EmbeddedPostgres) -> str:
     return pg.url_for(DEV_DATABASE)
 
 
+def own_origins(settings: Settings) -> list[str]:
+    return [f"http://{host}:{settings.port}" for host in ("127.0.0.1", "localhost")]
+
+
 def run_dev() -> int:
     root = data_root()
     root.mkdir(parents=True, exist_ok=True)
@@ -115,6 +119,8 @@ def run_dev() -> int:
             if pg is not None:
                 os.environ["DATABASE_URL"] = await _ensure_database(pg)
             settings = load_settings()
+            if not settings.cors_origins:  # the client served here, however it is reached
+                settings = settings.model_copy(update={"cors_origins": own_origins(settings)})
             configure_logging(settings.log_level)
             say("settings valid")
             await prepare_database(settings, say)

@@ -18,6 +18,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as PydanticSettingsError
@@ -123,6 +124,26 @@ class RateLimit(NamedTuple):
 # NoDecode: the environment value is "10/60", not JSON.
 RateLimitSetting = Annotated[RateLimit, NoDecode, BeforeValidator(RateLimit.parse)]
 
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.\-]+(:\d{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:\d{1,5})?")
+
+
+def parse_origins(value: object) -> list[str]:
+    """`https://chat.example.com,http://localhost:5173`: exact origins (scheme, host,
+    optional port; no path), or `*` alone for any."""
+    items = value if isinstance(value, (list, tuple)) else str(value or "").split(",")
+    origins = [str(item).strip().rstrip("/") for item in items if str(item).strip()]
+    if "*" in origins:
+        if len(origins) > 1:
+            raise ValueError("* stands alone (any origin), not in a list")
+        return origins
+    for origin in origins:
+        if not _ORIGIN.fullmatch(origin):
+            raise ValueError(f"{origin!r} is not an origin like https://chat.example.com")
+    return origins
+
+
+OriginsSetting = Annotated[list[str], NoDecode, BeforeValidator(parse_origins)]
+
 
 class Settings(DatabaseSettings):
     """Everything `xfchat serve` needs."""
@@ -134,6 +155,9 @@ class Settings(DatabaseSettings):
     secret: SecretStr = Field(validation_alias=_env("XFCHAT_SECRET"))
     event_retention_days: float = Field(
         default=7.0, gt=0, le=3650, validation_alias=_env("XFCHAT_EVENT_RETENTION_DAYS")
+    )
+    cors_origins: OriginsSetting = Field(
+        default_factory=list, validation_alias=_env("XFCHAT_CORS_ORIGINS")
     )
     max_body_bytes: int = Field(
         default=1_048_576, ge=1024, le=1 << 30, validation_alias=_env("XFCHAT_MAX_BODY_BYTES")
@@ -153,6 +177,9 @@ class Settings(DatabaseSettings):
     )
     refresh_token_ttl_days: float = Field(
         default=30, gt=0, le=365, validation_alias=_env("XFCHAT_REFRESH_TOKEN_TTL_DAYS")
+    )
+    refresh_reuse_window_s: float = Field(
+        default=10, ge=0, le=60, validation_alias=_env("XFCHAT_REFRESH_REUSE_WINDOW")
     )
     argon2_time_cost: int = Field(
         default=3, ge=2, le=20, validation_alias=_env("XFCHAT_ARGON2_TIME_COST")
@@ -180,6 +207,14 @@ class Settings(DatabaseSettings):
     rate_messages_user: RateLimitSetting = Field(
         default=RateLimit(10, 10), validation_alias=_env("XFCHAT_RATE_MESSAGES_USER")
     )
+    rate_uploads_user: RateLimitSetting = Field(
+        default=RateLimit(10, 600), validation_alias=_env("XFCHAT_RATE_UPLOADS_USER")
+    )
+
+    # Uploads (avatars): the largest image file accepted, whatever XFCHAT_MAX_BODY_BYTES says
+    avatar_max_bytes: int = Field(
+        default=8 << 20, ge=1 << 16, le=25 << 20, validation_alias=_env("XFCHAT_AVATAR_MAX_BYTES")
+    )
 
     # Real-time delivery
     send_queue: int = Field(
@@ -197,6 +232,14 @@ class Settings(DatabaseSettings):
     gateway_heartbeat_s: float = Field(
         default=30.0, ge=1, le=300, validation_alias=_env("XFCHAT_GATEWAY_HEARTBEAT")
     )
+    # Presence: each process shows it is alive every interval; one unseen for the
+    # timeout is dead and its users go offline (within timeout + interval).
+    presence_interval_s: float = Field(
+        default=10.0, ge=0.2, le=300, validation_alias=_env("XFCHAT_PRESENCE_INTERVAL")
+    )
+    presence_timeout_s: float = Field(
+        default=30.0, ge=0.5, le=3600, validation_alias=_env("XFCHAT_PRESENCE_TIMEOUT")
+    )
     usage_flush_interval_s: float = Field(
         default=5.0, gt=0, le=3600, validation_alias=_env("XFCHAT_USAGE_FLUSH_INTERVAL")
     )
@@ -212,6 +255,14 @@ class Settings(DatabaseSettings):
         if len(set(raw)) < 8:
             raise ValueError("is too repetitive to be a secret")
         return value
+
+    @model_validator(mode="after")
+    def _presence_timeout(self) -> Settings:
+        if self.presence_timeout_s < 2 * self.presence_interval_s:
+            raise ValueError(
+                "XFCHAT_PRESENCE_TIMEOUT must be at least twice XFCHAT_PRESENCE_INTERVAL"
+            )
+        return self
 
     @field_validator("log_level")
     @classmethod

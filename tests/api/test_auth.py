@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -7,7 +8,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.factories import PASSWORD, MakeUser
+from tests.factories import PASSWORD, AppWith, MakeUser
 from xfchat.domain import accounts
 from xfchat.domain.tokens import hash_refresh_token, issue_access_token
 from xfchat.settings import Settings
@@ -229,9 +230,30 @@ async def test_refresh_rotates_the_refresh_token(
     assert me.status_code == 200
 
 
-async def test_reusing_a_rotated_refresh_token_revokes_the_whole_session(
-    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+async def test_two_concurrent_refreshes_of_one_session_both_succeed_with_one_pair(
+    client: httpx.AsyncClient, make_user: MakeUser
 ) -> None:
+    user = await make_user()
+    first, second = await asyncio.gather(
+        refresh(client, user.refresh_token), refresh(client, user.refresh_token)
+    )
+    assert (first.status_code, second.status_code) == (200, 200), (first.text, second.text)
+    assert first.json()["refresh_token"] == second.json()["refresh_token"]
+    assert first.json()["access_token"] == second.json()["access_token"]
+    late = await refresh(client, user.refresh_token)  # a third tab, still in the window
+    assert late.json()["refresh_token"] == first.json()["refresh_token"]
+    onward = await refresh(client, first.json()["refresh_token"])  # the chain goes on
+    assert onward.status_code == 200
+    me = await client.get(
+        "/api/users/@me", headers={"Authorization": f"Bearer {onward.json()['access_token']}"}
+    )
+    assert me.status_code == 200
+
+
+async def test_reusing_a_rotated_refresh_token_revokes_the_whole_session(
+    app_with: AppWith, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    client = await app_with(refresh_reuse_window_s=0)  # every reuse is past the window
     user = await make_user()
     other_session = await make_user()  # another user, untouched
     rotated = (await refresh(client, user.refresh_token)).json()

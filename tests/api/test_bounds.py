@@ -165,7 +165,7 @@ async def test_delivery_outlives_an_exhausted_pool(
     # connection comes free, the hub keeps trying instead of giving up on delivery.
     async with small_pool_app(db_url, settings) as (app, client, small):
         _, ben, dm = await factories.pair(client, make_user)
-        sub, _ = await open_user_feed(app.state.hub, small, ben.actor, None)
+        sub, _, _ = await open_user_feed(app.state.hub, small, ben.actor, None)
         try:
             while await sub.next(idle_s=0.2) is not None:
                 pass  # caught up, live

@@ -39,7 +39,8 @@ async def test_members_use_a_server_channel_like_a_conversation(
         await client.put(f"{base}/ack", headers=ben.headers, json={"seq": 2})
     ).status_code == 200
     states = (await client.get(f"{base}/read-states", headers=ann.headers)).json()
-    assert [s["user_id"] for s in states] == [str(ben.id)]
+    # (ann's own message moved her read position to it)
+    assert {s["user_id"]: s["last_read_seq"] for s in states} == {str(ben.id): 2, str(ann.id): 1}
     assert (await client.post(f"{base}/typing", headers=ann.headers)).status_code == 204
 
 

@@ -118,26 +118,38 @@ async def test_unknown_participants_are_refused(
     assert response.status_code == 400 and response.json()["code"] == "INVALID_PARTICIPANTS"
 
 
-async def test_the_list_shows_last_message_and_unread_counts(
+async def test_the_list_shows_last_message_and_unread_and_mention_counts(
     client: httpx.AsyncClient, make_user: MakeUser
 ) -> None:
     ann, ben, dm = await pair(client, make_user)
     group = (await factories.group(client, ann, ben))["id"]
-    for text in ("one", "two", "three"):
+    await factories.say(client, ben, dm, "before mine")
+    await factories.say(client, ann, dm, "mine")  # sending marks the channel read
+    for text in ("one", f"two <@{ann.id}>", f"three <@{ann.id}>"):
         await factories.say(client, ben, dm, text)
-    await factories.say(client, ann, dm, "mine")  # my own messages are never unread
-    await factories.say(client, ben, group, "in the group")
+    await factories.say(client, ben, group, f"in the group <@{ben.id}>")
     listed = (await client.get("/api/conversations", headers=ann.headers)).json()
     assert [c["id"] for c in listed] == [group, dm]  # most recently active first
     by_id = {c["id"]: c for c in listed}
-    assert by_id[dm]["unread"] == 3 and by_id[dm]["last_message"]["content"] == "mine"
+    assert by_id[dm]["unread"] == 3 and by_id[dm]["last_read_seq"] == 2
+    assert by_id[dm]["mention_count"] == 2 and by_id[group]["mention_count"] == 0
+    last = by_id[dm]["last_message"]
+    assert last["content"] == f"three <@{ann.id}>" and last["seq"] == 5
+    assert last["author"]["username"] == "ben"  # the same shape as every message
     assert by_id[group]["unread"] == 1
-    ack = await client.put(f"/api/channels/{dm}/ack", headers=ann.headers, json={"seq": 2})
-    assert ack.status_code == 200 and ack.json()["last_read_seq"] == 2
+    profiles = {p["username"]: p for p in by_id[dm]["participants"]}
+    assert set(profiles) == {"ann", "ben"} and "email" not in profiles["ben"]
+    alone = await client.get(f"/api/conversations/{dm}", headers=ann.headers)
+    assert alone.json() == by_id[dm]  # one conversation: the same fields as the list
+    ack = await client.put(f"/api/channels/{dm}/ack", headers=ann.headers, json={"seq": 4})
+    assert ack.status_code == 200 and ack.json()["last_read_seq"] == 4
     listed = {
         c["id"]: c for c in (await client.get("/api/conversations", headers=ann.headers)).json()
     }
-    assert listed[dm]["unread"] == 1 and listed[dm]["last_read_seq"] == 2
+    assert listed[dm]["unread"] == 1 and listed[dm]["last_read_seq"] == 4
+    assert listed[dm]["mention_count"] == 1
+    ben_view = (await client.get(f"/api/conversations/{dm}", headers=ben.headers)).json()
+    assert ben_view["unread"] == 0 and ben_view["last_read_seq"] == 5
 
 
 async def test_non_participants_get_404_for_everything(

@@ -74,7 +74,10 @@ async def test_send_lists_and_accept_makes_friends_and_a_dm(
         added = [
             d for t, d in await factories.events_of(conn, "user", user.id) if t == "friend.added"
         ]
-        assert added == [{"user_id": str(other.id), "conversation_id": dm}]
+        assert [(d["user_id"], d["conversation_id"], d["user"]["username"]) for d in added] == [
+            (str(other.id), dm, other.username)
+        ]
+        assert "email" not in added[0]["user"]
 
 
 async def test_accept_reuses_an_existing_direct_conversation(

@@ -97,10 +97,18 @@ async def test_history_pages_newest_first_and_after_oldest_first(
     for i in range(1, 121):
         await factories.say(fast, ann, dm, f"m{i}")
     url = f"/api/channels/{dm}/messages"
-    newest = (await client.get(url, headers=ann.headers)).json()
+    first = await client.get(url, headers=ann.headers)
+    newest = first.json()
     assert [m["seq"] for m in newest] == list(range(120, 70, -1))  # 50 by default
-    older = (await client.get(url, params={"before": 71, "limit": 100}, headers=ann.headers)).json()
-    assert [m["seq"] for m in older] == list(range(70, 0, -1))
+    assert first.headers["x-has-more"] == "true"
+    assert first.headers["link"] == f'<{url}?before=71>; rel="next"'
+    following = await client.get(first.headers["link"][1:].split(">")[0], headers=ann.headers)
+    assert [m["seq"] for m in following.json()] == list(range(70, 20, -1))
+    older = await client.get(url, params={"before": 71, "limit": 70}, headers=ann.headers)
+    assert [m["seq"] for m in older.json()] == list(range(70, 0, -1))
+    assert older.headers["x-has-more"] == "false" and "link" not in older.headers
+    forward = await client.get(url, params={"after": 100, "limit": 10}, headers=ann.headers)
+    assert forward.headers["link"] == f'<{url}?limit=10&after=110>; rel="next"'
     forward = (await client.get(url, params={"after": 100}, headers=ann.headers)).json()
     assert [m["seq"] for m in forward] == list(range(101, 121))
     assert forward[0]["content"] == "m101" and forward[0]["author"]["username"] == "ann"
@@ -243,7 +251,8 @@ async def test_read_receipts_are_visible_to_participants(
         await client.put(f"/api/channels/{dm}/ack", headers=ben.headers, json={"seq": 3})
     ).status_code == 200
     receipts = (await client.get(f"/api/channels/{dm}/read-states", headers=ann.headers)).json()
-    assert [(r["user_id"], r["last_read_seq"]) for r in receipts] == [(str(ben.id), 3)]
+    # Ann's own sends moved her read position to her last message.
+    assert {r["user_id"]: r["last_read_seq"] for r in receipts} == {str(ben.id): 3, str(ann.id): 3}
     beyond = await client.put(f"/api/channels/{dm}/ack", headers=ben.headers, json={"seq": 4})
     assert beyond.status_code == 400 and beyond.json()["code"] == "INVALID_SEQ"
     events = await factories.events_of(conn, "channel", UUID(dm))
@@ -283,6 +292,65 @@ async def test_sends_are_rate_limited_per_user_and_conversation(
         f"/api/channels/{dm}/messages", headers=ben.headers, json={"content": "x"}
     )
     assert theirs.status_code == 201
+
+
+async def test_idempotent_repeats_do_not_consume_the_send_limit(
+    app_with: AppWith, make_user: MakeUser, client: httpx.AsyncClient
+) -> None:
+    ann, _, dm = await pair(client, make_user)
+    limited = await app_with(rate_messages_user="2/300")
+    url = f"/api/channels/{dm}/messages"
+    mid = str(uuid.uuid4())
+    first = await limited.put(f"{url}/{mid}", headers=ann.headers, json={"content": "once"})
+    assert first.status_code == 201 and first.headers["x-ratelimit-remaining"] == "1"
+    for _ in range(3):  # retries of the same send: answered, never counted
+        again = await limited.put(f"{url}/{mid}", headers=ann.headers, json={"content": "once"})
+        assert again.status_code == 200 and again.headers["x-ratelimit-remaining"] == "1"
+    nonce = {"content": "n", "nonce": "n-1"}
+    assert (await limited.post(url, headers=ann.headers, json=nonce)).status_code == 201
+    repeat = await limited.post(url, headers=ann.headers, json=nonce)
+    assert repeat.status_code == 200 and repeat.headers["x-ratelimit-remaining"] == "0"
+    over = await limited.post(url, headers=ann.headers, json={"content": "third"})
+    assert over.status_code == 429  # the limit is two new messages, repeats aside
+    still = await limited.put(f"{url}/{mid}", headers=ann.headers, json={"content": "once"})
+    assert still.status_code == 200  # a repeat is answered even at the limit
+
+
+async def test_a_nonce_reused_with_another_body_is_409(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    ann, _, dm = await pair(client, make_user)
+    url = f"/api/channels/{dm}/messages"
+    first = await client.post(url, headers=ann.headers, json={"content": "hi", "nonce": "n"})
+    assert first.status_code == 201
+    other = await client.post(url, headers=ann.headers, json={"content": "bye", "nonce": "n"})
+    assert other.status_code == 409 and other.json()["code"] == "NONCE_CONFLICT"
+    assert other.json()["field"] == "nonce"
+    reply = await client.post(
+        url,
+        headers=ann.headers,
+        json={"content": "hi", "nonce": "n", "reply_to_id": first.json()["id"]},
+    )
+    assert reply.status_code == 409 and reply.json()["code"] == "NONCE_CONFLICT"
+    assert len(await created_events(conn, dm)) == 1
+
+
+async def test_a_reply_carries_a_preview_of_what_it_answers(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    ann, ben, dm = await pair(client, make_user)
+    original = await factories.say(client, ann, dm, "x" * 150)
+    reply = await factories.say(client, ben, dm, "yes", reply_to_id=original["id"])
+    preview = reply["reply_to"]
+    assert preview["id"] == original["id"] and preview["content"] == "x" * 100
+    assert preview["author"]["username"] == "ann" and preview["deleted"] is False
+    assert (await created_events(conn, dm))[-1]["reply_to"] == preview  # the event too
+    url = f"/api/channels/{dm}/messages"
+    history = (await client.get(url, headers=ann.headers)).json()
+    assert history[0]["reply_to"] == preview and history[1]["reply_to"] is None
+    assert (await client.delete(f"{url}/{original['id']}", headers=ann.headers)).status_code == 204
+    after = (await client.get(f"{url}/{reply['id']}", headers=ben.headers)).json()["reply_to"]
+    assert after["deleted"] is True and after["content"] == "" and after["id"] == original["id"]
 
 
 async def test_sent_messages_count_in_usage(client: httpx.AsyncClient, make_user: MakeUser) -> None:

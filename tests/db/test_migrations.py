@@ -12,6 +12,9 @@ from xfchat.db.migrate import DEFAULT_DIR, MigrationError, Migrator, add, discov
 
 EXPECTED_TABLES = {
     "users",
+    "media",
+    "presence_processes",
+    "presence_connections",
     "sessions",
     "refresh_tokens",
     "friend_requests",

@@ -28,7 +28,6 @@ async def prepare(
         nonces=[],
         buckets=[],
         periods=[],
-        counts=[],
     )
     assert state is not None
     return state

@@ -5,6 +5,7 @@ from collections.abc import AsyncIterator, Callable
 import httpx
 import pytest
 
+from tests.openapi_check import check_responses
 from tests.support import Servers
 
 
@@ -24,7 +25,7 @@ async def http() -> AsyncIterator[Callable[[str], httpx.AsyncClient]]:
     clients: list[httpx.AsyncClient] = []
 
     def make(base: str) -> httpx.AsyncClient:
-        client = httpx.AsyncClient(base_url=base, timeout=10)
+        client = check_responses(httpx.AsyncClient(base_url=base, timeout=10))
         clients.append(client)
         return client
 

@@ -112,7 +112,7 @@ def calls(path: Path, names: set[str]) -> list[str]:
     return found
 
 
-EVENT_WRITERS = {"insert_events", "insert_messages_and_events", "notify"}
+EVENT_WRITERS = {"insert_events", "insert_events_many", "insert_messages_and_events", "notify"}
 EVENT_WRITING_MODULES = {PACKAGE / "domain" / "events.py", PACKAGE / "domain" / "messages_send.py"}
 
 
@@ -151,6 +151,7 @@ ACCESS_TABLES = re.compile(
 # Query functions that read or write those tables for another purpose than deciding
 # access: managing the memberships themselves.
 ACCESS_TABLE_MANAGERS = {
+    "users.py": {"search_users"},  # ranks people you share something with first
     "blocks.py": "*",
     "friends.py": "*",
     "servers.py": "*",

@@ -34,6 +34,14 @@ from xfchat.realtime.subscriber import Closed
 PAGE = 100
 
 
+SUBSCRIPTION_RESPONSE: dict[int | str, dict[str, object]] = {
+    209: {
+        "description": "With a `Subscribe` header: a Braid-HTTP subscription (a snapshot, "
+        "then one append patch per message; see the README)",
+        "content": {"application/json": {"schema": {"type": "string"}}},
+    }
+}
+
 # Eight quoted message ids with their separators fit many times over.
 MAX_PARENTS_HEADER = 1024
 
@@ -113,9 +121,10 @@ async def subscribe(request: Request, actor: Actor, channel_id: UUID) -> Respons
 
     async def history(after_seq: int) -> list[MessagePayload]:
         async with state.pool.acquire() as conn:
-            return await messages.list_messages(
+            page, _ = await messages.list_messages(
                 conn, actor, channel_id, limit=PAGE, before=None, after=after_seq
             )
+            return page
 
     async def produce(write: Write) -> None:
         last_seq, last_id = resume if resume is not None else (0, None)

@@ -3,8 +3,7 @@ and typing are channel routes: api/messages.py, api/channels.py)."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Response
@@ -12,8 +11,9 @@ from pydantic import BaseModel, Field
 
 from xfchat.api.deps import Conn, CurrentActor
 from xfchat.api.models import Text
-from xfchat.db.queries.conversations import ConversationListRow
+from xfchat.api.responses import JSONResponse
 from xfchat.domain import conversations
+from xfchat.domain.conversations import ConversationView
 from xfchat.errors import BadRequest
 
 router = APIRouter(prefix="/api/conversations", tags=["conversations"])
@@ -32,37 +32,22 @@ class RenameIn(BaseModel):
     name: Text | None = Field(max_length=1024)
 
 
-class ConversationOut(BaseModel):
-    id: UUID
-    kind: str
-    name: str | None
-    owner_id: UUID | None
-    participant_ids: list[UUID]
-    created_at: datetime
-    last_read_seq: int | None = None
-    unread: int | None = None
-    last_message: dict[str, Any] | None = None
-
-    @classmethod
-    def of(
-        cls, c: conversations.Conversation | ConversationListRow, **extra: Any
-    ) -> ConversationOut:
-        ch = c.channel
-        return cls(
-            id=ch.id,
-            kind=ch.kind,
-            name=ch.name,
-            owner_id=ch.owner_id,
-            participant_ids=c.participant_ids,
-            created_at=ch.created_at,
-            **extra,
-        )
+async def _view(
+    conn: Conn, actor: CurrentActor, conversation_id: UUID, status: int = 200
+) -> Response:
+    view = await conversations.get_conversation(conn, actor, conversation_id)
+    return JSONResponse(view, status_code=status)
 
 
-@router.post("", status_code=201)
-async def post_conversation(
-    body: ConversationIn, actor: CurrentActor, conn: Conn, response: Response
-) -> ConversationOut:
+@router.post(
+    "",
+    status_code=201,
+    response_model=ConversationView,
+    responses={
+        200: {"model": ConversationView, "description": "The direct conversation already existed"}
+    },
+)
+async def post_conversation(body: ConversationIn, actor: CurrentActor, conn: Conn) -> Response:
     """Open a direct conversation (200 if it already existed) or start a group."""
     if body.kind == "direct":
         if body.user_id is None:
@@ -70,52 +55,41 @@ async def post_conversation(
                 "a direct conversation needs user_id", code="VALIDATION_ERROR", field="user_id"
             )
         conversation, created = await conversations.open_direct(conn, actor, body.user_id)
-        if not created:
-            response.status_code = 200
-        return ConversationOut.of(conversation)
-    return ConversationOut.of(
-        await conversations.create_group(
-            conn, actor, name=body.name, participant_ids=body.participant_ids
-        )
+        return await _view(conn, actor, conversation.channel.id, 201 if created else 200)
+    conversation = await conversations.create_group(
+        conn, actor, name=body.name, participant_ids=body.participant_ids
     )
+    return await _view(conn, actor, conversation.channel.id, 201)
 
 
-@router.get("")
-async def get_conversations(actor: CurrentActor, conn: Conn) -> list[ConversationOut]:
-    """Mine, most recently active first, with unread counts (up to 100) and last message."""
-    rows = await conversations.list_conversations(conn, actor)
-    return [
-        ConversationOut.of(
-            r, last_read_seq=r.last_read_seq, unread=r.unread, last_message=r.last_message
-        )
-        for r in rows
-    ]
+@router.get("", response_model=list[ConversationView])
+async def get_conversations(actor: CurrentActor, conn: Conn) -> Response:
+    """Mine, most recently active first, each with its participants' public profiles,
+    my read position, unread (up to 100) and mention counts, and its last message."""
+    return JSONResponse(await conversations.list_conversations(conn, actor))
 
 
-@router.get("/{conversation_id}")
-async def get_conversation(
-    conversation_id: UUID, actor: CurrentActor, conn: Conn
-) -> ConversationOut:
-    return ConversationOut.of(await conversations.get_conversation(conn, actor, conversation_id))
+@router.get("/{conversation_id}", response_model=ConversationView)
+async def get_conversation(conversation_id: UUID, actor: CurrentActor, conn: Conn) -> Response:
+    """One conversation, with the same fields as in the list."""
+    return await _view(conn, actor, conversation_id)
 
 
-@router.patch("/{conversation_id}")
+@router.patch("/{conversation_id}", response_model=ConversationView)
 async def patch_conversation(
     conversation_id: UUID, body: RenameIn, actor: CurrentActor, conn: Conn
-) -> ConversationOut:
-    return ConversationOut.of(
-        await conversations.rename_conversation(conn, actor, conversation_id, body.name)
-    )
+) -> Response:
+    await conversations.rename_conversation(conn, actor, conversation_id, body.name)
+    return await _view(conn, actor, conversation_id)
 
 
-@router.put("/{conversation_id}/participants/{user_id}")
+@router.put("/{conversation_id}/participants/{user_id}", response_model=ConversationView)
 async def put_participant(
     conversation_id: UUID, user_id: UUID, actor: CurrentActor, conn: Conn
-) -> ConversationOut:
+) -> Response:
     """The owner adds someone to a group."""
-    return ConversationOut.of(
-        await conversations.add_participant(conn, actor, conversation_id, user_id)
-    )
+    await conversations.add_participant(conn, actor, conversation_id, user_id)
+    return await _view(conn, actor, conversation_id)
 
 
 @router.delete(

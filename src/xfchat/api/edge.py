@@ -4,7 +4,9 @@ live stream, passes through it.)"""
 
 from __future__ import annotations
 
+import re
 import time
+from collections.abc import Sequence
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -13,19 +15,38 @@ from xfchat.api.metrics import Metrics, route_label
 
 DECISIONS = "rate_limit_decisions"
 
+UploadRoute = tuple[str, str, int]
+"""(method, path regex, largest body in bytes): a route whose body may be larger (or
+smaller) than the limit of every other route."""
+
 
 class EdgeMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: Metrics,
+        max_body_bytes: int,
+        upload_routes: Sequence[UploadRoute] = (),
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
+        self.upload_routes = [
+            (method.upper(), re.compile(path), limit) for method, path, limit in upload_routes
+        ]
+
+    def body_limit(self, scope: Scope) -> int:
+        for method, path, limit in self.upload_routes:
+            if scope["method"] == method and path.fullmatch(scope["path"]):
+                return limit
+        return self.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        limit = self.max_body_bytes
+        limit = self.body_limit(scope)
         status = 500
         try:
             for name, value in scope["headers"]:

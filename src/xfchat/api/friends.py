@@ -61,7 +61,11 @@ async def get_friend_requests(actor: CurrentActor, conn: Conn) -> FriendRequests
     )
 
 
-@router.post("/friend-requests", status_code=201)
+@router.post(
+    "/friend-requests",
+    status_code=201,
+    responses={200: {"model": FriendRequestOut, "description": "They had asked you: now accepted"}},
+)
 async def post_friend_request(
     body: FriendRequestIn, actor: CurrentActor, conn: Conn, response: Response
 ) -> FriendRequestOut:

@@ -30,6 +30,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from xfchat.api.streaming import until_either_ends
 from xfchat.db.pool import DATABASE_ERRORS
 from xfchat.domain.accounts import Actor, authenticate
+from xfchat.domain.feeds import FeedStart
 from xfchat.errors import ServiceUnavailable, XFChatError
 from xfchat.realtime.feeds import Refused, check_token, open_user_feed
 from xfchat.realtime.subscriber import Closed, Subscriber
@@ -103,7 +104,7 @@ async def _receive(ws: WebSocket, within_s: float) -> dict[str, Any]:
 
 async def _handshake(
     ws: WebSocket, interval: float
-) -> tuple[Actor, Subscriber, bool, Refused | None]:
+) -> tuple[Actor, Subscriber, FeedStart, Refused | None]:
     frame = await _receive(ws, interval * 1.5)
     op, data = frame["op"], frame.get("d") or {}
     if op not in (IDENTIFY, RESUME):
@@ -125,12 +126,12 @@ async def _handshake(
         if isinstance(check_token(state.hub.codec, actor.user_id, seq), Refused):
             raise GatewayClose(4007)  # malformed, or another user's
     try:
-        sub, refused = await open_user_feed(state.hub, state.pool, actor, seq)
+        sub, refused, start = await open_user_feed(state.hub, state.pool, actor, seq)
     except UNAVAILABLE:
         raise GatewayClose(4013) from None
     except XFChatError:  # the session ended meanwhile
         raise GatewayClose(4012) from None
-    return actor, sub, op == RESUME, refused
+    return actor, sub, start, refused
 
 
 @router.websocket("/api/gateway")
@@ -142,7 +143,7 @@ async def gateway(ws: WebSocket) -> None:
         await ws.send_text(
             orjson.dumps({"op": HELLO, "d": {"heartbeat_interval": int(interval * 1000)}}).decode()
         )
-        actor, sub, resumed, refused = await _handshake(ws, interval)
+        actor, sub, start, refused = await _handshake(ws, interval)
         if refused is not None:
             await ws.send_text(
                 orjson.dumps({"op": INVALID_SESSION, "d": {"resumable": False}}).decode()
@@ -151,8 +152,9 @@ async def gateway(ws: WebSocket) -> None:
         ready = {
             "user_id": str(actor.user_id),
             "session_id": str(actor.session_id),
-            "resumed": resumed,
+            "resumed": start.state is None,
             "heartbeat_interval": int(interval * 1000),
+            **(start.state or {}),
         }
         await ws.send_text(dispatch("ready", orjson.dumps(ready), sub.token()))
         await _serve(ws, sub, interval)

@@ -17,11 +17,13 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 from xfchat.api import braid
 from xfchat.api.deps import Conn, CurrentActor, identify, record_decision
 from xfchat.api.models import Text
+from xfchat.api.pages import page_headers, page_response
 from xfchat.api.responses import JSONResponse
 from xfchat.domain import messages
 from xfchat.domain.accounts import Actor
-from xfchat.domain.events import AuthorPayload
+from xfchat.domain.events import AuthorPayload, MessagePayload, PublicUserPayload
 from xfchat.domain.messages_send import SendRequest
+from xfchat.domain.profile import public_profile
 
 router = APIRouter(prefix="/api/channels/{channel_id}/messages", tags=["messages"])
 
@@ -103,11 +105,15 @@ SEND_BODY = {
     "requestBody": {
         "required": True,
         "content": {"application/json": {"schema": MessageIn.model_json_schema()}},
-    }
+    },
+    "security": [{"bearer": []}],
+}
+REPEAT: dict[int | str, dict[str, Any]] = {
+    200: {"model": MessagePayload, "description": "A repeat: the message already stored"}
 }
 
 
-@router.get("", response_model=list[dict[str, Any]])
+@router.get("", response_model=list[MessagePayload], responses=braid.SUBSCRIPTION_RESPONSE)
 async def get_messages(
     request: Request,
     channel_id: UUID,
@@ -121,34 +127,45 @@ async def get_messages(
     if "subscribe" in request.headers:
         return await braid.subscribe(request, actor, channel_id)
     async with request.app.state.pool.acquire() as conn:
-        page = await messages.list_messages(
+        page, more = await messages.list_messages(
             conn, actor, channel_id, limit=limit, before=before, after=after
         )
-    headers = {"Version": braid.quoted(max(page, key=lambda m: m["seq"])["id"])} if page else {}
+    direction = "after" if after is not None else "before"
+    headers = page_headers(request, more, {direction: page[-1]["seq"]} if page else {})
+    if page:
+        headers["Version"] = braid.quoted(max(page, key=lambda m: m["seq"])["id"])
     return Response(orjson.dumps(page), media_type="application/json", headers=headers)
 
 
-@router.post("", status_code=201, openapi_extra=SEND_BODY)
+@router.post(
+    "", status_code=201, response_model=MessagePayload, responses=REPEAT, openapi_extra=SEND_BODY
+)
 async def post_message(request: Request, channel_id: UUID) -> Response:
     """Send; with a `nonce`, sending again returns the stored message (200)."""
     return await _send(request, channel_id, message_id=uuid.uuid4(), client_chose_id=False)
 
 
-@router.put("/{message_id}", status_code=201, openapi_extra=SEND_BODY)
+@router.put(
+    "/{message_id}",
+    status_code=201,
+    response_model=MessagePayload,
+    responses=REPEAT,
+    openapi_extra=SEND_BODY,
+)
 async def put_message(request: Request, channel_id: UUID, message_id: UUID) -> Response:
     """Send with your own message id: the same id and body again returns the stored
     message (200) and broadcasts nothing; the same id with another body is 409."""
     return await _send(request, channel_id, message_id=message_id, client_chose_id=True)
 
 
-@router.get("/{message_id}", response_model=dict[str, Any])
+@router.get("/{message_id}", response_model=MessagePayload)
 async def get_message(
     channel_id: UUID, message_id: UUID, actor: CurrentActor, conn: Conn
 ) -> Response:
     return JSONResponse(await messages.get_message(conn, actor, channel_id, message_id))
 
 
-@router.patch("/{message_id}", response_model=dict[str, Any])
+@router.patch("/{message_id}", response_model=MessagePayload)
 async def patch_message(
     channel_id: UUID, message_id: UUID, body: EditIn, actor: CurrentActor, conn: Conn
 ) -> Response:
@@ -175,6 +192,27 @@ async def delete_message(
     """The author deletes: content and earlier versions are gone, a tombstone stays."""
     await messages.delete_message(conn, actor, channel_id, message_id)
     return Response(status_code=204)
+
+
+@router.get("/{message_id}/reactions/{emoji}", response_model=list[PublicUserPayload])
+async def get_reactions(
+    request: Request,
+    channel_id: UUID,
+    message_id: UUID,
+    emoji: str,
+    actor: CurrentActor,
+    conn: Conn,
+    after: UUID | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 25,
+) -> Response:
+    """Who reacted with this emoji, in the order they did (public profiles);
+    `after=<user id>` pages on."""
+    users, more = await messages.list_reactors(
+        conn, actor, channel_id, message_id, emoji, after_user=after, limit=limit
+    )
+    return page_response(
+        request, [public_profile(u) for u in users], more, {"after": users[-1].id} if users else {}
+    )
 
 
 @router.put("/{message_id}/reactions/{emoji}/@me", status_code=204, response_class=Response)

@@ -36,7 +36,18 @@ def frame(event: str, data: bytes, token: str | None = None) -> bytes:
     return f"{head}event: {event}\n".encode() + b"data: " + data + b"\n\n"
 
 
-@router.get("/events", response_class=Response, summary="Server-Sent Events for the current user")
+@router.get(
+    "/events",
+    response_class=Response,
+    summary="Server-Sent Events for the current user",
+    responses={
+        200: {
+            "description": "An event stream: `ready` first, then every event (see the "
+            "`Event` schema and the README); `id` is the resume token",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        }
+    },
+)
 async def get_events(
     request: Request,
     actor: StreamActor,
@@ -47,7 +58,7 @@ async def get_events(
 ) -> Response:
     state = request.app.state
     token = last_event_id or since
-    sub, refused = await open_user_feed(state.hub, state.pool, actor, token)
+    sub, refused, start = await open_user_feed(state.hub, state.pool, actor, token)
     keepalive = state.settings.sse_keepalive_s
     first = sub.token()
 
@@ -56,7 +67,8 @@ async def get_events(
         hello = {
             "user_id": str(actor.user_id),
             "session_id": str(actor.session_id),
-            "resumed": token is not None and refused is None,
+            "resumed": start.state is None,
+            **(start.state or {}),
         }
         await write(frame("ready", orjson.dumps(hello), first))
         if refused is not None:

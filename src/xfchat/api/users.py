@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request, Response
@@ -11,8 +11,14 @@ from pydantic import BaseModel, Field
 
 from xfchat.api.deps import AppSettings, Conn, CurrentActor, Pool
 from xfchat.api.models import Text, UserPrivate, UserPublic
-from xfchat.domain import accounts, profile
+from xfchat.api.responses import JSONResponse
+from xfchat.domain import accounts, presence, profile
+from xfchat.domain.events import PresencePayload, PublicUserPayload
+from xfchat.domain.feeds import read_state_snapshot
+from xfchat.domain.state import StatePayload
 from xfchat.domain.usage import UsageRecorder
+from xfchat.errors import BadRequest
+from xfchat.realtime.cursor import Position, TokenCodec
 
 router = APIRouter(prefix="/api/users", tags=["users"])
 
@@ -127,6 +133,76 @@ async def get_usage(
         )
         for r in rows
     ]
+
+
+class StateOut(StatePayload):
+    resume_token: str  # open SSE with ?since=<it> (or the gateway's RESUME) to go on from here
+
+
+@router.get("/@me/state", response_model=StateOut)
+async def get_state(actor: CurrentActor, request: Request) -> Response:
+    """Everything a client needs to draw its first screen (the same object as the
+    real-time `ready`), and the resume token after which every change is an event."""
+    state = request.app.state
+    async with state.pool.acquire() as conn:
+        snapshot, head = await read_state_snapshot(conn, actor, state.settings.presence_timeout_s)
+    token = TokenCodec.encode(state.hub.codec.tag(actor.user_id), Position(head + 1, 0))
+    return JSONResponse({**snapshot, "resume_token": token})
+
+
+class PresenceIn(BaseModel):
+    """Only the fields present change; `status_text: null` clears the custom status."""
+
+    status: Literal["online", "idle", "dnd", "invisible"] | None = None
+    status_text: Text | None = Field(default=None, max_length=1024)
+
+
+@router.put("/@me/presence", response_model=PresencePayload)
+async def put_presence(
+    body: PresenceIn, actor: CurrentActor, conn: Conn, settings: AppSettings
+) -> Response:
+    """Choose how others see you while you are connected (invisible: offline to them)
+    and your custom status; announced at once to your friends and the people you share
+    a conversation with."""
+    given = body.model_fields_set
+    own = await presence.set_presence(
+        conn,
+        actor,
+        settings.presence_timeout_s,
+        status=body.status,
+        status_text=body.status_text,
+        clear_status_text="status_text" in given and body.status_text is None,
+    )
+    return JSONResponse(own)
+
+
+@router.get("", response_model=list[PublicUserPayload])
+async def get_users(
+    _actor: CurrentActor,
+    conn: Conn,
+    ids: Annotated[str, Query(max_length=4000, description="user ids, comma-separated")],
+) -> Response:
+    """Public profiles of up to 100 users at once, in the order asked (unknown ids are
+    left out)."""
+    try:
+        wanted = [UUID(part) for part in ids.split(",") if part.strip()]
+    except ValueError:
+        raise BadRequest(
+            "ids are user ids separated by commas", code="VALIDATION_ERROR", field="ids"
+        ) from None
+    return JSONResponse(await profile.list_profiles(conn, wanted))
+
+
+@router.get("/search", response_model=list[PublicUserPayload])
+async def get_user_search(
+    actor: CurrentActor,
+    conn: Conn,
+    q: Annotated[str, Query(max_length=256)],
+    limit: Annotated[int, Query(ge=1, le=25)] = 10,
+) -> Response:
+    """Users whose username or display name starts with `q` (ignoring case): your
+    friends first, then people you share a conversation with, then anyone. Never emails."""
+    return JSONResponse(await profile.search_profiles(conn, actor, q, limit))
 
 
 @router.get("/{user_id}")

@@ -2,7 +2,8 @@
 
 A session is one login on one device. Its refresh tokens are single-use: refreshing
 marks the presented token used and issues the next one; presenting a used token again
-means it was copied, so the whole session is revoked (theft detection). Access tokens
+(after a short reuse window, in which it gets the same pair again) means it was copied,
+so the whole session is revoked (theft detection). Access tokens
 are 15-minute JWTs naming their session, and every request checks that session in the
 database, so revoking a session stops its access token at once.
 """
@@ -31,6 +32,7 @@ from xfchat.domain.tokens import (
     hash_refresh_token,
     issue_access_token,
     new_refresh_token,
+    next_refresh_token,
     verify_access_token,
 )
 from xfchat.errors import Conflict, NotFound, Unauthorized
@@ -98,13 +100,18 @@ async def _start_session(
 
 
 def _issue(
-    settings: Settings, user: users_q.UserRow, session_id: UUID, refresh: str
+    settings: Settings,
+    user: users_q.UserRow,
+    session_id: UUID,
+    refresh: str,
+    now: float | None = None,
 ) -> IssuedTokens:
     access = issue_access_token(
         settings.secret.get_secret_value(),
         user_id=user.id,
         session_id=session_id,
         ttl_s=settings.access_token_ttl_s,
+        now=now,
     )
     return IssuedTokens(user, session_id, access, settings.access_token_ttl_s, refresh)
 
@@ -175,14 +182,20 @@ async def login(
 
 
 async def refresh(pool: asyncpg.Pool, settings: Settings, *, refresh_token: str) -> IssuedTokens:
-    """Trade a refresh token for a new access token and the next refresh token.
+    """Trade a refresh token for a new access token and the next refresh token. The same
+    token presented again within `refresh_reuse_window_s` of its first use (two tabs
+    refreshing at once) gets the very same pair again; later, it means the token was
+    copied, and the whole session is revoked.
 
     Raises:
         Unauthorized: INVALID_REFRESH_TOKEN (unknown), SESSION_REVOKED (logged out, revoked
             or expired), REFRESH_TOKEN_REUSED (already used: the session is now revoked).
     """
+    secret = settings.secret.get_secret_value()
     token_hash = hash_refresh_token(refresh_token)
+    following, following_hash = next_refresh_token(secret, refresh_token)
     reused = False
+    issued_at: datetime | None = None
     async with pool.acquire() as conn:
         async with conn.transaction():
             row = await sessions_q.get_refresh_token_for_update(conn, token_hash=token_hash)
@@ -192,32 +205,40 @@ async def refresh(pool: asyncpg.Pool, settings: Settings, *, refresh_token: str)
             assert session is not None
             if session.revoked_at is not None:
                 raise Unauthorized("this session has ended; log in again", code="SESSION_REVOKED")
-            if row.used_at is not None:
-                await sessions_q.revoke_session(conn, session_id=session.id, reason="token_reuse")
-                await emit(conn, session_revoked(session.user_id, session.id, "token_reuse"))
-                reused = True
-            else:
-                if session.expires_at <= datetime.now(UTC):
-                    raise Unauthorized(
-                        "this session has expired; log in again", code="SESSION_REVOKED"
+            if session.expires_at <= datetime.now(UTC):
+                raise Unauthorized("this session has expired; log in again", code="SESSION_REVOKED")
+            if row.used_ago_s is not None:
+                if row.used_ago_s <= settings.refresh_reuse_window_s:
+                    issued_at = await sessions_q.get_refresh_token_issued_at(
+                        conn, token_hash=following_hash, session_id=session.id
                     )
+                if issued_at is None:
+                    await sessions_q.revoke_session(
+                        conn, session_id=session.id, reason="token_reuse"
+                    )
+                    await emit(conn, session_revoked(session.user_id, session.id, "token_reuse"))
+                    reused = True
+            else:
                 await sessions_q.mark_refresh_token_used(conn, token_hash=token_hash)
-                token, next_hash = new_refresh_token()
                 await sessions_q.insert_refresh_token(
-                    conn, token_hash=next_hash, session_id=session.id, generation=row.generation + 1
+                    conn,
+                    token_hash=following_hash,
+                    session_id=session.id,
+                    generation=row.generation + 1,
                 )
                 await sessions_q.touch_session(
                     conn, session_id=session.id, ttl_s=settings.refresh_token_ttl_days * 86400
                 )
-                found = await users_q.get_user(conn, user_id=session.user_id)
-                assert found is not None
-                user = found
-        if reused:  # committed above: the revocation must stick although we refuse
+            found = None if reused else await users_q.get_user(conn, user_id=session.user_id)
+        if reused or found is None:  # committed above: the revocation must stick
             raise Unauthorized(
                 "this refresh token was already used; the session has been revoked",
                 code="REFRESH_TOKEN_REUSED",
             )
-    return _issue(settings, user, session.id, token)
+    # A repeat within the window gets the pair of the first use: the same refresh token,
+    # and the same access token (the same claims, issued at the same second).
+    when = issued_at.timestamp() if issued_at is not None else None
+    return _issue(settings, found, session.id, following, now=when)
 
 
 class SessionCache:

@@ -11,6 +11,7 @@ import asyncpg
 
 from xfchat.db.queries import channels as channels_q
 from xfchat.db.queries import conversations as q
+from xfchat.db.queries import messages as messages_q
 from xfchat.db.queries import users as users_q
 from xfchat.domain.access import access_changed, access_channel, visible_channels
 from xfchat.domain.accounts import Actor
@@ -23,9 +24,12 @@ from xfchat.domain.events import (
     PARTICIPANT_REMOVED,
     ConversationPayload,
     Event,
+    MessagePayload,
     emit,
     emit_many,
 )
+from xfchat.domain.messages import view_json
+from xfchat.domain.profile import public_profile
 from xfchat.errors import BadRequest, Forbidden, NotFound
 
 MAX_PARTICIPANTS = 25
@@ -38,20 +42,31 @@ MAX_NAME = 100
 @dataclass(frozen=True)
 class Conversation:
     channel: channels_q.ChannelRow
-    participant_ids: list[UUID]
+    participants: list[users_q.PublicUserRow]  # in the order they joined
+
+    @property
+    def participant_ids(self) -> list[UUID]:
+        return [p.id for p in self.participants]
+
+    def json(self) -> ConversationPayload:
+        """The conversation as every answer and event shows it."""
+        channel = self.channel
+        return {
+            "id": str(channel.id),
+            "kind": channel.kind,
+            "name": channel.name,
+            "owner_id": str(channel.owner_id) if channel.owner_id else None,
+            "participant_ids": [str(p.id) for p in self.participants],
+            "participants": [public_profile(p) for p in self.participants],
+            "created_at": channel.created_at.isoformat(),
+        }
 
 
-def conversation_summary(
-    channel: channels_q.ChannelRow, participants: list[UUID]
-) -> ConversationPayload:
-    return {
-        "id": str(channel.id),
-        "kind": channel.kind,
-        "name": channel.name,
-        "owner_id": str(channel.owner_id) if channel.owner_id else None,
-        "participant_ids": [str(p) for p in participants],
-        "created_at": channel.created_at.isoformat(),
-    }
+async def conversation_of(
+    conn: asyncpg.Connection, channel: channels_q.ChannelRow, people: list[UUID]
+) -> Conversation:
+    """The conversation with these participants' public profiles."""
+    return Conversation(channel, await users_q.list_public_users(conn, user_ids=people))
 
 
 async def check_room(conn: asyncpg.Connection, users: list[UUID]) -> None:
@@ -99,7 +114,7 @@ async def get_or_create_direct(
     )
     if added:
         await access_changed(conn, channel.id)
-        summary = conversation_summary(channel, sorted([user_a, user_b]))
+        summary = (await conversation_of(conn, channel, sorted([user_a, user_b]))).json()
         await emit_many(conn, [CONVERSATION_CREATED.to_user(u, summary) for u in added])
     return channel, created
 
@@ -121,7 +136,8 @@ async def open_direct(
         if await q.blocked_among(conn, user_id=actor.user_id, others=[user_id]):
             raise Forbidden("you cannot message this user", code="CANNOT_MESSAGE_USER")
         channel, created = await get_or_create_direct(conn, actor.user_id, user_id)
-    return Conversation(channel, sorted([actor.user_id, user_id])), created
+        conversation = await conversation_of(conn, channel, sorted([actor.user_id, user_id]))
+    return conversation, created
 
 
 def _name(name: str | None) -> str | None:
@@ -175,25 +191,65 @@ async def create_group(
         await channels_q.insert_conversation_participants(
             conn, channel_id=channel.id, user_ids=everyone
         )
-        summary = conversation_summary(channel, everyone)
+        conversation = await conversation_of(conn, channel, everyone)
+        summary = conversation.json()
         await emit_many(conn, [CONVERSATION_CREATED.to_user(u, summary) for u in everyone])
-    return Conversation(channel, everyone)
+    return conversation
 
 
-async def list_conversations(conn: asyncpg.Connection, actor: Actor) -> list[q.ConversationListRow]:
+class ConversationView(ConversationPayload):
+    """A conversation as one of its people sees it in a list (or alone)."""
+
+    last_read_seq: int  # how far they have read
+    unread: int  # others' live messages after that, counted up to 100
+    mention_count: int  # ... of which mention them
+    last_message: MessagePayload | None
+
+
+async def _views(
+    conn: asyncpg.Connection, actor: Actor, rows: list[q.ConversationListRow]
+) -> list[ConversationView]:
+    people = list(dict.fromkeys(p for r in rows for p in r.participant_ids))
+    profiles = {p.id: p for p in await users_q.list_public_users(conn, user_ids=people)}
+    last_ids = [r.last_message_id for r in rows if r.last_message_id is not None]
+    lasts = {
+        v.id: view_json(v)
+        for v in await messages_q.list_message_views(conn, viewer=actor.user_id, ids=last_ids)
+    }
+    return [
+        {
+            **Conversation(
+                r.channel, [profiles[p] for p in r.participant_ids if p in profiles]
+            ).json(),
+            "last_read_seq": r.last_read_seq,
+            "unread": r.unread,
+            "mention_count": r.mention_count,
+            "last_message": lasts.get(r.last_message_id) if r.last_message_id else None,
+        }
+        for r in rows
+    ]
+
+
+async def list_conversations(conn: asyncpg.Connection, actor: Actor) -> list[ConversationView]:
+    """The actor's conversations, most recently active first."""
     mine = [
         c.channel_id
         for c in (await visible_channels(conn, actor.user_id)).values()
         if c.server_id is None
     ]
-    return await q.list_conversations(conn, user_id=actor.user_id, channel_ids=mine)
+    rows = await q.list_conversations(conn, user_id=actor.user_id, channel_ids=mine)
+    return await _views(conn, actor, rows)
 
 
 async def get_conversation(
     conn: asyncpg.Connection, actor: Actor, conversation_id: UUID
-) -> Conversation:
+) -> ConversationView:
+    """One conversation, with the same fields as in the list.
+
+    Raises: NotFound (CONVERSATION_NOT_FOUND)."""
     channel = await access_conversation(conn, actor, conversation_id)
-    return Conversation(channel, await q.list_participant_ids(conn, channel_id=channel.id))
+    rows = await q.list_conversations(conn, user_id=actor.user_id, channel_ids=[channel.id])
+    return (await _views(conn, actor, rows))[0]
 
 
 async def _group_of(
@@ -214,10 +270,9 @@ async def rename_conversation(
         channel = await q.update_group(
             conn, channel_id=channel.id, name=_name(name), owner_id=channel.owner_id
         )
-        await emit(
-            conn, CONVERSATION_UPDATED.to_channel(channel.id, conversation_summary(channel, people))
-        )
-    return Conversation(channel, people)
+        conversation = await conversation_of(conn, channel, people)
+        await emit(conn, CONVERSATION_UPDATED.to_channel(channel.id, conversation.json()))
+    return conversation
 
 
 async def add_participant(
@@ -234,7 +289,7 @@ async def add_participant(
         if channel.owner_id != actor.user_id:
             raise Forbidden("only the owner adds people", code="NOT_CONVERSATION_OWNER")
         if user_id in people:
-            return Conversation(channel, people)
+            return await conversation_of(conn, channel, people)
         if len(people) + 1 > MAX_PARTICIPANTS:
             raise BadRequest(
                 f"a group has at most {MAX_PARTICIPANTS} participants", code="TOO_MANY_PARTICIPANTS"
@@ -245,19 +300,25 @@ async def add_participant(
             conn, channel_id=channel.id, user_ids=[user_id]
         )
         await access_changed(conn, channel.id)
-        people = [*people, user_id]
+        conversation = await conversation_of(conn, channel, [*people, user_id])
+        newcomer = conversation.participants[-1]
         # The newcomer's stream first: it follows the conversation from then on, so it
         # sees its own participant.added and everything after.
         await emit_many(
             conn,
             [
-                CONVERSATION_ADDED.to_user(user_id, conversation_summary(channel, people)),
+                CONVERSATION_ADDED.to_user(user_id, conversation.json()),
                 PARTICIPANT_ADDED.to_channel(
-                    channel.id, {"channel_id": str(channel.id), "user_id": str(user_id)}
+                    channel.id,
+                    {
+                        "channel_id": str(channel.id),
+                        "user_id": str(user_id),
+                        "user": public_profile(newcomer),
+                    },
                 ),
             ],
         )
-    return Conversation(channel, people)
+    return conversation
 
 
 async def remove_participant(
@@ -295,6 +356,8 @@ async def remove_participant(
                 owner_id=people[0] if people else None,
             )
             events.append(
-                CONVERSATION_UPDATED.to_channel(channel.id, conversation_summary(channel, people))
+                CONVERSATION_UPDATED.to_channel(
+                    channel.id, (await conversation_of(conn, channel, people)).json()
+                )
             )
         await emit_many(conn, events)

@@ -18,11 +18,12 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, TypedDict, TypeVar
+from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 import asyncpg
 import orjson
+from typing_extensions import TypedDict
 
 from xfchat.db.queries import event_log as q
 
@@ -58,6 +59,9 @@ class Stream:
 class Audience(enum.StrEnum):
     USER = "user"  # the user's own connections
     CHANNEL = "channel"  # everyone who may see the channel at the event's place
+    # The user's own connections and everyone who shares a channel with them: the event
+    # is appended to the user's stream and to each of those channels' streams.
+    RELATED = "related"
 
 
 class AccessChange(enum.StrEnum):
@@ -97,6 +101,14 @@ class EventType(Generic[P]):
         assert self.audience is Audience.CHANNEL, self.name
         return Event(self.name, Stream.channel(channel_id), payload)
 
+    def to_related(self, user_id: UUID, channel_ids: Iterable[UUID], payload: P) -> list[Event]:
+        """The event on the user's stream and on each channel they share with others."""
+        assert self.audience is Audience.RELATED, self.name
+        return [
+            Event(self.name, Stream.user(user_id), payload),
+            *(Event(self.name, Stream.channel(c), payload) for c in channel_ids),
+        ]
+
 
 # -- payloads
 
@@ -106,6 +118,27 @@ class AuthorPayload(TypedDict):
     username: str | None
     display_name: str | None
     avatar_url: str | None
+
+
+class PublicUserPayload(TypedDict):
+    """What anyone may see of a user (never the email)."""
+
+    id: str
+    username: str
+    display_name: str | None
+    avatar_url: str | None
+    status_text: str | None
+    created_at: str
+
+
+class ReplyPreviewPayload(TypedDict):
+    """The message replied to, as a reply shows it: its author and the start of its
+    text (empty once it is deleted)."""
+
+    id: str
+    author: AuthorPayload | None
+    content: str
+    deleted: bool
 
 
 class _Reaction(TypedDict):
@@ -128,6 +161,7 @@ class MessagePayload(TypedDict):
     deleted: bool
     deleted_at: str | None
     reply_to_id: str | None
+    reply_to: ReplyPreviewPayload | None
     mentions: list[str]
     nonce: str | None
     reactions: list[ReactionPayload]
@@ -164,6 +198,7 @@ class ConversationPayload(TypedDict):
     name: str | None
     owner_id: str | None
     participant_ids: list[str]
+    participants: list[PublicUserPayload]
     created_at: str
 
 
@@ -171,9 +206,13 @@ class ConversationRemovedPayload(TypedDict):
     id: str
 
 
-class ParticipantPayload(TypedDict):
+class _Participant(TypedDict):
     channel_id: str
     user_id: str
+
+
+class ParticipantPayload(_Participant, total=False):
+    user: PublicUserPayload  # participant.added: who
 
 
 class _FriendRequest(TypedDict):
@@ -182,6 +221,7 @@ class _FriendRequest(TypedDict):
     to_user_id: str
     status: str
     created_at: str
+    user: PublicUserPayload  # the user at the other end, from the receiver's side
 
 
 class FriendRequestPayload(_FriendRequest, total=False):
@@ -193,21 +233,22 @@ class _Friend(TypedDict):
 
 
 class FriendPayload(_Friend, total=False):
+    user: PublicUserPayload  # friend.added: who
     conversation_id: str
 
 
-class UserRefPayload(TypedDict):
+class _UserRef(TypedDict):
     user_id: str
 
 
-class UserPayload(TypedDict):
-    id: str
-    username: str
-    email: str
-    display_name: str | None
-    avatar_url: str | None
-    status_text: str | None
-    created_at: str
+class UserRefPayload(_UserRef, total=False):
+    user: PublicUserPayload  # block.added: who
+
+
+class PresencePayload(TypedDict):
+    user_id: str
+    status: str  # online, idle, dnd, offline (invisible shows as offline to others)
+    status_text: str | None  # the custom status (none while offline)
 
 
 class SessionRevokedPayload(TypedDict):
@@ -286,7 +327,20 @@ FRIEND_ADDED = EventType("friend.added", U, FriendPayload, "You have a new frien
 FRIEND_REMOVED = EventType("friend.removed", U, FriendPayload, "A friendship ended.")
 BLOCK_ADDED = EventType("block.added", U, UserRefPayload, "You blocked someone.")
 BLOCK_REMOVED = EventType("block.removed", U, UserRefPayload, "You unblocked someone.")
-USER_UPDATED = EventType("user.updated", U, UserPayload, "Your account changed.")
+USER_UPDATED = EventType(
+    "user.updated",
+    Audience.RELATED,
+    PublicUserPayload,
+    "Someone's public profile changed (yours too): update every copy you keep.",
+)
+PRESENCE_UPDATED = EventType(
+    "presence.updated",
+    Audience.RELATED,
+    PresencePayload,
+    "Someone came online, went offline or changed status. Not stored: `ready` carries"
+    " the current presences.",
+    stored=False,
+)
 SESSION_REVOKED = EventType(
     "session.revoked", U, SessionRevokedPayload, "A session of yours ended (its streams close)."
 )
@@ -316,6 +370,7 @@ EVENT_TYPES: dict[str, EventType[Any]] = {
         BLOCK_ADDED,
         BLOCK_REMOVED,
         USER_UPDATED,
+        PRESENCE_UPDATED,
         SESSION_REVOKED,
     )
 }
@@ -340,7 +395,7 @@ async def emit(conn: asyncpg.Connection, event: Event) -> None:
 
 
 async def emit_many(conn: asyncpg.Connection, events: Iterable[Event]) -> None:
-    """Emit several events: one statement per stream, streams taken in lock order (their
+    """Emit several events in one statement, streams taken in lock order (each stream's
     events keep their relative order)."""
     if not conn.is_in_transaction():
         raise RuntimeError("emit() must run inside the writer's transaction")
@@ -349,14 +404,23 @@ async def emit_many(conn: asyncpg.Connection, events: Iterable[Event]) -> None:
         if not EVENT_TYPES[event.type].stored:
             raise RuntimeError(f"{event.type} is not stored: use signal()")
         by_stream.setdefault(event.stream, []).append(event)
-    for stream in sorted(by_stream, key=Stream.lock_order):
-        batch = by_stream[stream]
+    ordered = [e for stream in sorted(by_stream, key=Stream.lock_order) for e in by_stream[stream]]
+    if len(by_stream) == 1:
+        stream = ordered[0].stream
         await q.insert_events(
             conn,
             kind=stream.kind.value,
             entity_id=stream.entity_id,
-            types=[e.type for e in batch],
-            datas=[encode(e.data) for e in batch],
+            types=[e.type for e in ordered],
+            datas=[encode(e.data) for e in ordered],
+        )
+    elif ordered:
+        await q.insert_events_many(
+            conn,
+            kinds=[e.stream.kind.value for e in ordered],
+            entity_ids=[e.stream.entity_id for e in ordered],
+            types=[e.type for e in ordered],
+            datas=[encode(e.data) for e in ordered],
         )
 
 
@@ -374,6 +438,37 @@ async def signal(conn: asyncpg.Connection, event: Event) -> None:
     await q.notify(conn, channel=EPHEMERAL_CHANNEL, payload=payload)
 
 
+async def signal_related(
+    conn: asyncpg.Connection,
+    event_type: EventType[P],
+    user_id: UUID,
+    channel_ids: list[UUID],
+    shared: P,
+    own: P,
+) -> None:
+    """Announce an event that is not kept (presence) about a user: `own` to the user's
+    own connections, `shared` to everyone else who follows one of `channel_ids` (each
+    connection hears it once per notification; a long channel list is split over
+    several, each under PostgreSQL's 8000-byte limit)."""
+    assert not event_type.stored and event_type.audience is Audience.RELATED, event_type.name
+    await signal(conn, Event(event_type.name, Stream.user(user_id), own))
+    ids = [str(c) for c in channel_ids]
+    for start in range(0, len(ids), SIGNAL_CHANNELS):
+        payload = encode(
+            {
+                "k": StreamKind.USER.value,
+                "e": str(user_id),
+                "t": event_type.name,
+                "d": dict(shared),
+                "c": ids[start : start + SIGNAL_CHANNELS],
+            }
+        )
+        await q.notify(conn, channel=EPHEMERAL_CHANNEL, payload=payload)
+
+
+SIGNAL_CHANNELS = 150  # channel ids per notification (37 bytes each)
+
+
 # -- documentation (the README's table of event types is this, verbatim)
 
 
@@ -389,6 +484,7 @@ def markdown_table() -> str:
     audiences = {
         Audience.USER: "you",
         Audience.CHANNEL: "who may see the channel",
+        Audience.RELATED: "you, and whoever shares a conversation with you",
     }
     rows = ["| event | to | payload | meaning |", "|---|---|---|---|"]
     for t in EVENT_TYPES.values():

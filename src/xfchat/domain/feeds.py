@@ -22,6 +22,7 @@ from xfchat.domain.access import access_channel, visible_channels
 from xfchat.domain.accounts import Actor, require_live_session
 from xfchat.domain.events import ACCESS_CHANGES, MessagePayload
 from xfchat.domain.permissions import Permission
+from xfchat.domain.state import StatePayload, read_state
 
 MAX_ACCESS_CHANGES = 10_000  # a resume over more changes than this is a resync
 SNAPSHOT_SIZE = 50
@@ -33,8 +34,14 @@ class FeedStart:
     pruned_g: int  # commits up to here are gone
     channels: set[UUID]  # what the user may see after `head`
     # The user's access changes after the resume position, up to `head`, oldest first
-    # (empty without one; None if there are too many to replay).
-    changes: list[tuple[str, Any]] | None
+    # (empty without one).
+    changes: list[tuple[str, Any]]
+    # Why the resume position cannot be used: "expired" (older than the log, or too
+    # much changed since), "unknown" (beyond the head); None if it can (or none given).
+    refused: str | None
+    # The user's state as of `head`, for a connection that does not resume (no
+    # position, or a refused one); None for a resume.
+    state: StatePayload | None
 
 
 async def read_access_changes(
@@ -56,17 +63,46 @@ async def read_access_changes(
 
 
 async def read_user_feed_start(
-    conn: asyncpg.Connection, actor: Actor, since: tuple[int, int] | None
+    conn: asyncpg.Connection,
+    actor: Actor,
+    since: tuple[int, int] | None,
+    presence_timeout_s: float,
 ) -> FeedStart:
-    """Raises: Unauthorized (SESSION_REVOKED)."""
+    """Where the user's feed starts: from `since` if it can be resumed from, else from
+    the head with the user's state.
+
+    Raises: Unauthorized (SESSION_REVOKED)."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         await require_live_session(conn, actor)
         head = await log_q.get_log_head(conn)
         channels = set(await visible_channels(conn, actor.user_id))
         changes: list[tuple[str, Any]] | None = []
-        if since is not None and head.pruned_g < since[0] <= head.g:
-            changes = await read_access_changes(conn, actor.user_id, since, head.g)
-    return FeedStart(head.g, head.pruned_g, channels, changes)
+        refused = None
+        if since is not None:
+            g, pos = since
+            if g <= head.pruned_g:
+                refused = "expired"
+            elif g > head.g + 1 or (g == head.g + 1 and pos):
+                refused = "unknown"
+            elif g <= head.g:
+                changes = await read_access_changes(conn, actor.user_id, since, head.g)
+                if changes is None:
+                    refused = "expired"
+        resumes = since is not None and refused is None
+        state = None if resumes else await read_state(conn, actor, presence_timeout_s)
+    return FeedStart(head.g, head.pruned_g, channels, changes or [], refused, state)
+
+
+async def read_state_snapshot(
+    conn: asyncpg.Connection, actor: Actor, presence_timeout_s: float
+) -> tuple[StatePayload, int]:
+    """The user's state and the log's head it is current at, from one snapshot.
+
+    Raises: Unauthorized (SESSION_REVOKED)."""
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        await require_live_session(conn, actor)
+        head = await log_q.get_log_head(conn)
+        return await read_state(conn, actor, presence_timeout_s), head.g
 
 
 @dataclass(frozen=True)
@@ -91,7 +127,7 @@ async def read_channel_feed_start(
         resume = None
         if versions is not None:
             resume = await messages.resume_point(conn, actor, channel_id, versions)
-        newest = await messages.list_messages(
+        newest, _ = await messages.list_messages(
             conn,
             actor,
             channel_id,

@@ -37,6 +37,7 @@ from xfchat.domain.events import (
     emit,
     emit_many,
 )
+from xfchat.domain.profile import public_profile
 from xfchat.errors import BadRequest, Conflict, NotFound
 
 REFUSED = "could not send a friend request to that user"
@@ -59,25 +60,41 @@ async def _lock_pair(conn: asyncpg.Connection, a: UUID, b: UUID) -> None:
     await locks_q.lock_transaction(conn, key=int.from_bytes(digest[:8], "big", signed=True))
 
 
-def request_data(req: friends_q.FriendRequestRow) -> FriendRequestPayload:
+def request_data(
+    req: friends_q.FriendRequestRow, other: users_q.PublicUserRow
+) -> FriendRequestPayload:
+    """The request as one of its two users sees it (`other` is the one at the other
+    end)."""
     return {
         "id": str(req.id),
         "from_user_id": str(req.from_user_id),
         "to_user_id": str(req.to_user_id),
         "status": req.status,
         "created_at": req.created_at.isoformat(),
+        "user": public_profile(other),
     }
 
 
-def _to_both(
+async def _profiles(conn: asyncpg.Connection, *users: UUID) -> dict[UUID, users_q.PublicUserRow]:
+    return {p.id: p for p in await users_q.list_public_users(conn, user_ids=list(users))}
+
+
+async def _to_both(
+    conn: asyncpg.Connection,
     kind: EventType[FriendRequestPayload],
     req: friends_q.FriendRequestRow,
     conversation_id: UUID | None = None,
 ) -> list[Event]:
-    data = request_data(req)
-    if conversation_id is not None:
-        data["conversation_id"] = str(conversation_id)
-    return [kind.to_user(u, data) for u in (req.from_user_id, req.to_user_id)]
+    """The event for each of the request's two users, each with the other's profile."""
+    pair = (req.from_user_id, req.to_user_id)
+    profiles = await _profiles(conn, *pair)
+    events = []
+    for me, other in (pair, pair[::-1]):
+        data = request_data(req, profiles[other])
+        if conversation_id is not None:
+            data["conversation_id"] = str(conversation_id)
+        events.append(kind.to_user(me, data))
+    return events
 
 
 async def send_friend_request(
@@ -118,7 +135,7 @@ async def send_friend_request(
         request = await friends_q.insert_friend_request(
             conn, from_user_id=actor.user_id, to_user_id=target.id
         )
-        await emit_many(conn, _to_both(FRIEND_REQUEST_CREATED, request))
+        await emit_many(conn, await _to_both(conn, FRIEND_REQUEST_CREATED, request))
         return FriendRequestView(request, target)
 
 
@@ -130,14 +147,20 @@ async def _accept(
     )
     await friends_q.insert_friendship(conn, user_a=request.from_user_id, user_b=request.to_user_id)
     conversation, _ = await get_or_create_direct(conn, request.from_user_id, request.to_user_id)
-    events = _to_both(FRIEND_REQUEST_ACCEPTED, accepted, conversation.id)
+    events = await _to_both(conn, FRIEND_REQUEST_ACCEPTED, accepted, conversation.id)
+    profiles = await _profiles(conn, request.from_user_id, request.to_user_id)
     for me, other in (
         (request.from_user_id, request.to_user_id),
         (request.to_user_id, request.from_user_id),
     ):
         events.append(
             FRIEND_ADDED.to_user(
-                me, {"user_id": str(other), "conversation_id": str(conversation.id)}
+                me,
+                {
+                    "user_id": str(other),
+                    "user": public_profile(profiles[other]),
+                    "conversation_id": str(conversation.id),
+                },
             )
         )
     await emit_many(conn, events)
@@ -199,7 +222,7 @@ async def _close_request(
         closed = await friends_q.set_friend_request_status(
             conn, request_id=request.id, status=status
         )
-        await emit_many(conn, _to_both(CLOSED[status], closed))
+        await emit_many(conn, await _to_both(conn, CLOSED[status], closed))
 
 
 async def list_friend_requests(conn: asyncpg.Connection, actor: Actor) -> list[FriendRequestView]:
@@ -265,8 +288,13 @@ async def block_user(conn: asyncpg.Connection, actor: Actor, user_id: UUID) -> N
             cancelled = await friends_q.set_friend_request_status(
                 conn, request_id=pending.id, status="cancelled"
             )
-            events += _to_both(FRIEND_REQUEST_CANCELLED, cancelled)
-        events.append(BLOCK_ADDED.to_user(actor.user_id, {"user_id": str(user_id)}))
+            events += await _to_both(conn, FRIEND_REQUEST_CANCELLED, cancelled)
+        blocked = (await _profiles(conn, user_id))[user_id]
+        events.append(
+            BLOCK_ADDED.to_user(
+                actor.user_id, {"user_id": str(user_id), "user": public_profile(blocked)}
+            )
+        )
         await _direct_access_changed(conn, actor.user_id, user_id)
         await emit_many(conn, events)
 

@@ -16,6 +16,7 @@ import asyncpg
 
 from xfchat.db.queries import event_log as events_q
 from xfchat.db.queries import messages as q
+from xfchat.db.queries import users as users_q
 from xfchat.domain.access import MESSAGE_KINDS, ChannelAccess, access_channel, viewers_among
 from xfchat.domain.accounts import Actor
 from xfchat.domain.events import (
@@ -28,6 +29,7 @@ from xfchat.domain.events import (
     AuthorPayload,
     MessagePayload,
     ReactionPayload,
+    ReplyPreviewPayload,
     emit,
     signal,
 )
@@ -55,7 +57,10 @@ def author_json(
 
 
 def message_json(
-    row: q.MessageRow, author: AuthorPayload | None, reactions: list[ReactionPayload] | None = None
+    row: q.MessageRow,
+    author: AuthorPayload | None,
+    reactions: list[ReactionPayload] | None = None,
+    reply_to: ReplyPreviewPayload | None = None,
 ) -> MessagePayload:
     deleted = row.deleted_at is not None
     return {
@@ -69,6 +74,7 @@ def message_json(
         "deleted": deleted,
         "deleted_at": row.deleted_at.isoformat() if row.deleted_at else None,
         "reply_to_id": str(row.reply_to_id) if row.reply_to_id else None,
+        "reply_to": reply_to,
         "mentions": [str(m) for m in row.mentions],
         "nonce": row.nonce,
         "reactions": reactions or [],
@@ -79,7 +85,7 @@ def view_json(row: q.MessageViewRow) -> MessagePayload:
     author = author_json(
         row.author_id, row.author_username, row.author_display_name, row.author_avatar_url
     )
-    return message_json(row, author, row.reactions)  # type: ignore[arg-type]
+    return message_json(row, author, row.reactions, row.reply_to)  # type: ignore[arg-type]
 
 
 def check_content(content: str) -> str:
@@ -139,9 +145,9 @@ async def list_messages(
     limit: int,
     before: int | None,
     after: int | None,
-) -> list[MessagePayload]:
+) -> tuple[list[MessagePayload], bool]:
     """A page of history: newest first (no cursor, or `before` a seq), oldest first
-    (`after` a seq).
+    (`after` a seq); and whether there is more beyond it in that direction.
 
     Raises: NotFound (CHANNEL_NOT_FOUND); Forbidden (MISSING_PERMISSIONS); BadRequest
     (INVALID_PAGE, NOT_A_TEXT_CHANNEL)."""
@@ -151,9 +157,14 @@ async def list_messages(
         raise BadRequest(f"limit is 1 to {MAX_PAGE}", code="INVALID_PAGE", field="limit")
     await message_channel(conn, actor, channel_id)
     rows = await q.list_messages(
-        conn, viewer=actor.user_id, channel_id=channel_id, limit=limit, before=before, after=after
+        conn,
+        viewer=actor.user_id,
+        channel_id=channel_id,
+        limit=limit + 1,
+        before=before,
+        after=after,
     )
-    return [view_json(r) for r in rows]
+    return [view_json(r) for r in rows[:limit]], len(rows) > limit
 
 
 async def get_message(
@@ -257,6 +268,33 @@ async def delete_message(
                 channel_id, {"id": str(message_id), "channel_id": str(channel_id), "seq": row.seq}
             ),
         )
+
+
+async def list_reactors(
+    conn: asyncpg.Connection,
+    actor: Actor,
+    channel_id: UUID,
+    message_id: UUID,
+    emoji: str,
+    *,
+    after_user: UUID | None,
+    limit: int,
+) -> tuple[list[users_q.PublicUserRow], bool]:
+    """Who reacted to a message with `emoji`, in the order they did, a page at a time;
+    and whether more follow.
+
+    Raises: NotFound (CHANNEL_NOT_FOUND, MESSAGE_NOT_FOUND); BadRequest (INVALID_EMOJI,
+    INVALID_PAGE)."""
+    check_emoji(emoji)
+    if not 1 <= limit <= MAX_PAGE:
+        raise BadRequest(f"limit is 1 to {MAX_PAGE}", code="INVALID_PAGE", field="limit")
+    await message_channel(conn, actor, channel_id)
+    if await q.get_message_seq(conn, channel_id=channel_id, message_id=message_id) is None:
+        raise message_not_found()
+    rows = await q.list_reactors(
+        conn, message_id=message_id, emoji=emoji, after_user=after_user, limit=limit + 1
+    )
+    return rows[:limit], len(rows) > limit
 
 
 def check_emoji(emoji: str) -> str:

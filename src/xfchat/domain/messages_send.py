@@ -16,7 +16,7 @@ channel returns the stored message.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -78,45 +78,58 @@ def _conflict(message_id: UUID) -> Conflict:
     )
 
 
+def _nonce_conflict(nonce: str) -> Conflict:
+    return Conflict(
+        f"you already sent another message with the nonce {nonce!r} in this channel",
+        code="NONCE_CONFLICT",
+        field="nonce",
+    )
+
+
 class StaleBatch(Exception):
     """Who may see the channel changed while the batch waited for its lock: retry it
     (the next attempt reads the new access)."""
 
 
 class _Buckets:
-    """The batch's rate-limit buckets: each counted once, with every request's hit
-    number within it, so each request gets its own decision."""
+    """The batch's rate-limit buckets. The first statement reads (and locks) each
+    bucket's count; only the sends that will be written count in them, in order, so an
+    idempotent repeat or a refused send costs nothing; the write adds what they used."""
 
     def __init__(self, reqs: list[SendRequest]) -> None:
         self.rules: dict[str, tuple[str, RateLimit]] = {}
-        self.counts: dict[str, int] = {}
-        self.hit_of: list[list[tuple[str, int]]] = []
+        self.of: list[list[str]] = []
         for req in reqs:
             mine = []
             for bucket, key, rule in req.limits:
                 stored = bucket_key(bucket, key)
                 self.rules[stored] = (bucket, rule)
-                self.counts[stored] = self.counts.get(stored, 0) + 1
-                mine.append((stored, self.counts[stored]))
-            self.hit_of.append(mine)
-        self.order = sorted(self.counts)
+                mine.append(stored)
+            self.of.append(mine)
+        self.order = sorted(self.rules)
+        self.added = dict.fromkeys(self.order, 0)
 
-    def decisions(self, state: send_q.SendBatchState) -> list[list[Decision]]:
-        final = dict(zip(self.order, state.bucket_hits, strict=True))
+    def judge(self, state: send_q.SendBatchState, i: int, count: bool) -> list[Decision]:
+        """Request i's decisions; if `count`, it is counted in its buckets when every one
+        of them allows it (a repeat is never counted, and always allowed)."""
+        hits = dict(zip(self.order, state.bucket_hits, strict=True))
         ends = dict(zip(self.order, state.bucket_ends, strict=True))
-        return [
-            [
-                decide(
-                    self.rules[b][0],
-                    self.rules[b][1],
-                    final[b] - self.counts[b] + k,
-                    ends[b],
-                    state.now,
-                )
-                for b, k in mine
-            ]
-            for mine in self.hit_of
+        mine = self.of[i]
+        used = [hits[b] + self.added[b] + (1 if count else 0) for b in mine]
+        decisions = [
+            decide(self.rules[b][0], self.rules[b][1], n, ends[b], state.now)
+            for b, n in zip(mine, used, strict=True)
         ]
+        if not count:
+            return [replace(d, allowed=True) for d in decisions]
+        if all(d.allowed for d in decisions):
+            for b in mine:
+                self.added[b] += 1
+        return decisions
+
+    def increments(self) -> tuple[list[str], list[int]]:
+        used = [b for b in self.order if self.added[b]]
+        return used, [self.added[b] for b in used]
 
 
 async def write_batch(
@@ -139,7 +152,6 @@ async def write_batch(
         nonces=[r.nonce for r in with_nonce if r.nonce],
         buckets=buckets.order,
         periods=[buckets.rules[b][1].period_s for b in buckets.order],
-        counts=[buckets.counts[b] for b in buckets.order],
     )
     if state is None:
         return [channel_not_found() for _ in reqs]
@@ -152,16 +164,29 @@ async def write_batch(
     }
     if facts and facts[0].kind not in MESSAGE_KINDS:
         denied = {a: e or not_a_text_channel() for a, e in denied.items()}
-    decisions = buckets.decisions(state)
-    outcomes, repeats, inserting = _sort_out(reqs, state, decisions, denied)
+    fates = _sort_out(reqs, state, denied)
+    outcomes: list[SendResult | XFChatError | None] = [None] * len(reqs)
+    inserting: list[int] = []
+    decisions: list[list[Decision]] = []
+    for i, fate in enumerate(fates):
+        decisions.append(buckets.judge(state, i, count=fate is None))
+        limited = next((d for d in decisions[i] if not d.allowed), None)
+        if isinstance(fate, XFChatError):
+            outcomes[i] = fate
+        elif limited is not None:
+            outcomes[i] = limited.refusal()
+        elif fate is None:
+            inserting.append(i)
     bodies: dict[str, MessagePayload] = {}
     if inserting:
         mentionable = facts_viewers(facts)
+        previews = {UUID(p["id"]): p for p in state.replyable}
         new = [(reqs[i], [u for u in mentions[id(reqs[i])] if u in mentionable]) for i in inserting]
-        bodies = await _insert(conn, channel_id, state.now, new)
+        bodies = await _insert(conn, channel_id, state.now, new, previews, buckets.increments())
         for i in inserting:
             outcomes[i] = SendResult(bodies[str(reqs[i].message_id)], True, decisions[i])
-    stored = [mid for mid in repeats.values() if mid not in bodies]
+    repeats = {i: fate for i, fate in enumerate(fates) if isinstance(fate, _Repeat)}
+    stored = [r.message_id for r in repeats.values() if r.batch_mate is None]
     views = (
         {
             str(v.id): view_json(v)
@@ -170,67 +195,84 @@ async def write_batch(
         if stored
         else {}
     )
-    for i, mid in repeats.items():
-        outcomes[i] = SendResult(bodies.get(mid) or views[mid], False, decisions[i])
+    for i, repeat in repeats.items():
+        if repeat.batch_mate is None:
+            outcomes[i] = SendResult(views[repeat.message_id], False, decisions[i])
+        else:  # the same send twice in this batch: the first one's fate
+            first = outcomes[repeat.batch_mate]
+            outcomes[i] = (
+                SendResult(first.message, False, decisions[i])
+                if isinstance(first, SendResult)
+                else first
+            )
     return [o for o in outcomes if o is not None]
+
+
+@dataclass(frozen=True)
+class _Repeat:
+    """A send that was already made: its message's id, and the request of this batch
+    that makes it (None: it is stored already)."""
+
+    message_id: str
+    batch_mate: int | None = None
 
 
 def _sort_out(
     reqs: list[SendRequest],
     state: send_q.SendBatchState,
-    decisions: list[list[Decision]],
     denied: dict[UUID, XFChatError | None],
-) -> tuple[list[SendResult | XFChatError | None], dict[int, str], list[int]]:
-    """Each request's fate: refused (its error in the outcomes), a repeat of a stored or
-    batch-mate message (request index -> that message's id), or to insert (its index)."""
+) -> list[XFChatError | _Repeat | None]:
+    """Each request's fate before rate limits: refused (its error), a repeat of a stored
+    or batch-mate send, or None (to be written if its limits allow)."""
     by_id = {e["id"]: e for e in state.existing}
     by_nonce = {(e["author_id"], e["nonce"]): e for e in state.existing if e["nonce"]}
-    replyable = set(state.replyable)
-    outcomes: list[SendResult | XFChatError | None] = [None] * len(reqs)
-    repeats: dict[int, str] = {}
-    inserting: list[int] = []
-    claimed: dict[UUID, int] = {}  # message id -> the request of this batch inserting it
+    replyable = {UUID(p["id"]) for p in state.replyable}
+    fates: list[XFChatError | _Repeat | None] = []
+    claimed: dict[UUID, int] = {}  # message id -> the request of this batch making it
     claimed_nonce: dict[tuple[UUID, str], int] = {}  # (author, nonce) -> likewise
+
+    def same(a: SendRequest, b: SendRequest) -> bool:
+        return (a.actor.user_id, a.content, a.reply_to_id) == (
+            b.actor.user_id,
+            b.content,
+            b.reply_to_id,
+        )
+
     for i, r in enumerate(reqs):
-        limited = next((d for d in decisions[i] if not d.allowed), None)
         old = by_id.get(str(r.message_id)) if r.client_chose_id else None
+        stored_nonce = by_nonce.get((str(r.actor.user_id), r.nonce)) if r.nonce else None
+        mate_nonce = claimed_nonce.get((r.actor.user_id, r.nonce)) if r.nonce else None
         refused = denied[r.actor.user_id]
+        fate: XFChatError | _Repeat | None = None
         if refused is not None:
-            outcomes[i] = refused
-        elif limited is not None:
-            outcomes[i] = limited.refusal()
+            fate = refused
         elif old is not None:
-            if _same_send(r, old):
-                repeats[i] = old["id"]
-            else:
-                outcomes[i] = _conflict(r.message_id)
-        elif r.nonce and (str(r.actor.user_id), r.nonce) in by_nonce:
-            repeats[i] = by_nonce[(str(r.actor.user_id), r.nonce)]["id"]
+            fate = _Repeat(old["id"]) if _same_send(r, old) else _conflict(r.message_id)
+        elif stored_nonce is not None:
+            same_body = _same_send(r, stored_nonce)
+            fate = _Repeat(stored_nonce["id"]) if same_body else _nonce_conflict(r.nonce or "")
         elif r.reply_to_id and r.reply_to_id not in replyable:
-            outcomes[i] = BadRequest(
+            fate = BadRequest(
                 "reply_to_id is not a message of this channel",
                 code="INVALID_REPLY",
                 field="reply_to_id",
             )
-        elif r.nonce and (r.actor.user_id, r.nonce) in claimed_nonce:  # a nonce twice
-            repeats[i] = str(reqs[claimed_nonce[(r.actor.user_id, r.nonce)]].message_id)
-        elif r.message_id in claimed:  # the same id twice in one batch
-            first = reqs[claimed[r.message_id]]
-            same = (first.actor.user_id, first.content, first.reply_to_id) == (
-                r.actor.user_id,
-                r.content,
-                r.reply_to_id,
+        elif mate_nonce is not None:  # a nonce twice in one batch
+            mate = reqs[mate_nonce]
+            ok = same(mate, r)
+            fate = (
+                _Repeat(str(mate.message_id), mate_nonce) if ok else _nonce_conflict(r.nonce or "")
             )
-            if same:
-                repeats[i] = str(r.message_id)
-            else:
-                outcomes[i] = _conflict(r.message_id)
+        elif r.message_id in claimed:  # the same id twice in one batch
+            mate_i = claimed[r.message_id]
+            ok = same(reqs[mate_i], r)
+            fate = _Repeat(str(r.message_id), mate_i) if ok else _conflict(r.message_id)
         else:
             claimed[r.message_id] = i
             if r.nonce:
                 claimed_nonce[(r.actor.user_id, r.nonce)] = i
-            inserting.append(i)
-    return outcomes, repeats, inserting
+        fates.append(fate)
+    return fates
 
 
 async def _insert(
@@ -238,9 +280,12 @@ async def _insert(
     channel_id: UUID,
     now: datetime,
     new: list[tuple[SendRequest, list[UUID]]],
+    previews: dict[UUID, dict[str, Any]],
+    counted: tuple[list[str], list[int]],
 ) -> dict[str, MessagePayload]:
     """Insert these sends (each with the users it mentions) and their `message.created`
-    events, in the caller's transaction; their bodies by message id."""
+    events, count them in their rate-limit buckets, and move each author's read position
+    to their newest message, in the caller's transaction; their bodies by message id."""
     if not conn.is_in_transaction():
         raise RuntimeError("messages are written inside the batch's transaction")
     rows = [
@@ -261,7 +306,14 @@ async def _insert(
         )
         for r, mentioned in new
     ]
-    bodies = [message_json(row, r.author) for row, (r, _) in zip(rows, new, strict=True)]
+    bodies = [
+        message_json(
+            row,
+            r.author,
+            reply_to=previews.get(r.reply_to_id) if r.reply_to_id else None,  # type: ignore[arg-type]
+        )
+        for row, (r, _) in zip(rows, new, strict=True)
+    ]
     last = await send_q.insert_messages_and_events(  # "seq": 0 until the statement fills it
         conn,
         channel_id=channel_id,
@@ -273,6 +325,8 @@ async def _insert(
         reply_to_ids=[row.reply_to_id for row in rows],
         mentions=[row.mentions for row in rows],
         event_datas=[encode(b) for b in bodies],
+        buckets=counted[0],
+        counts=counted[1],
     )
     for offset, body in enumerate(bodies):
         body["seq"] = last - len(bodies) + 1 + offset

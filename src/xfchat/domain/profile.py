@@ -7,11 +7,13 @@ from uuid import UUID
 
 import asyncpg
 
+from xfchat.db.queries import media as media_q
 from xfchat.db.queries import sessions as sessions_q
 from xfchat.db.queries import users as users_q
 from xfchat.domain import validation
+from xfchat.domain.access import visible_channels
 from xfchat.domain.accounts import Actor, password_hasher, session_revoked
-from xfchat.domain.events import USER_UPDATED, UserPayload, emit, emit_many
+from xfchat.domain.events import USER_UPDATED, PublicUserPayload, emit_many
 from xfchat.domain.passwords import hash_password_async, verify_password_async
 from xfchat.errors import BadRequest, Conflict, NotFound
 from xfchat.settings import Settings
@@ -29,12 +31,12 @@ class ProfileChanges:
     avatar_url: str | object | None = UNSET
 
 
-def private_profile(user: users_q.UserRow) -> UserPayload:
-    """The account as its owner sees it (the body of user.updated events, too)."""
+def public_profile(user: users_q.UserRow | users_q.PublicUserRow) -> PublicUserPayload:
+    """What anyone may see of a user: the body of user.updated, and every user object
+    embedded in conversations, friend requests and friends."""
     return {
         "id": str(user.id),
         "username": user.username,
-        "email": user.email,
         "display_name": user.display_name,
         "avatar_url": user.avatar_url,
         "status_text": user.status_text,
@@ -88,11 +90,15 @@ async def update_profile(
         limit=validation.MAX_STATUS_TEXT,
         code="INVALID_STATUS_TEXT",
     )
-    clear_avatar = changes.avatar_url is None
-    avatar = None
-    if isinstance(changes.avatar_url, str):
-        avatar = validation.avatar_url(changes.avatar_url)
     async with conn.transaction():
+        current = await get_me(conn, actor)
+        avatar_change = changes.avatar_url
+        if avatar_change == current.avatar_url:
+            avatar_change = UNSET  # sent back unchanged (an uploaded avatar's own path too)
+        clear_avatar = avatar_change is None
+        avatar = None
+        if isinstance(avatar_change, str):
+            avatar = validation.avatar_url(avatar_change)
         try:
             user = await users_q.update_user_profile(
                 conn,
@@ -111,8 +117,34 @@ async def update_profile(
             ) from None
         if user is None:
             raise NotFound("no such user", code="USER_NOT_FOUND")
-        await emit(conn, USER_UPDATED.to_user(user.id, private_profile(user)))
+        if avatar_change is not UNSET:  # an uploaded avatar replaced by a URL: free it
+            await media_q.delete_media_of_owner(conn, owner_id=user.id, purpose="avatar")
+        await publish_profile(conn, user)
         return user
+
+
+async def set_avatar_url(
+    conn: asyncpg.Connection, actor: Actor, url: str | None
+) -> users_q.UserRow:
+    """Point the actor's avatar at `url`, a path this server made (an uploaded avatar,
+    domain/media.py), or clear it with None; everyone who sees the user is told. Call
+    inside the caller's transaction."""
+    user = await users_q.update_user_profile(
+        conn, user_id=actor.user_id, avatar_url=url, clear_avatar_url=url is None
+    )
+    if user is None:
+        raise NotFound("no such user", code="USER_NOT_FOUND")
+    await publish_profile(conn, user)
+    return user
+
+
+async def publish_profile(conn: asyncpg.Connection, user: users_q.UserRow) -> None:
+    """Tell the user's own connections, and everyone who shares a conversation with
+    them, that their public profile changed (in the caller's transaction): one event on
+    each of those channels, so it arrives in order with their messages and resumes as
+    they do."""
+    shared = [c.channel_id for c in (await visible_channels(conn, user.id)).values()]
+    await emit_many(conn, USER_UPDATED.to_related(user.id, sorted(shared), public_profile(user)))
 
 
 async def change_password(
@@ -142,3 +174,35 @@ async def change_password(
             conn, [session_revoked(user.id, sid, "password_changed") for sid in revoked]
         )
     return revoked
+
+
+MAX_BATCH = 100
+MAX_SEARCH = 25
+
+
+async def list_profiles(conn: asyncpg.Connection, user_ids: list[UUID]) -> list[PublicUserPayload]:
+    """Public profiles of these users (at most MAX_BATCH), in the order asked; unknown ids
+    are left out.
+
+    Raises: BadRequest (TOO_MANY_IDS)."""
+    if len(user_ids) > MAX_BATCH:
+        raise BadRequest(
+            f"ask for at most {MAX_BATCH} users at once", code="TOO_MANY_IDS", field="ids"
+        )
+    unique = list(dict.fromkeys(user_ids))
+    return [public_profile(u) for u in await users_q.list_public_users(conn, user_ids=unique)]
+
+
+async def search_profiles(
+    conn: asyncpg.Connection, actor: Actor, prefix: str, limit: int
+) -> list[PublicUserPayload]:
+    """Users whose username or display name starts with `prefix`: friends first, then
+    people the actor shares a conversation with, then anyone.
+
+    Raises: BadRequest (INVALID_QUERY)."""
+    prefix = prefix.strip()
+    if not 1 <= len(prefix) <= 64:
+        raise BadRequest("q is 1 to 64 characters", code="INVALID_QUERY", field="q")
+    limit = max(1, min(limit, MAX_SEARCH))
+    found = await users_q.search_users(conn, user_id=actor.user_id, prefix=prefix, limit=limit)
+    return [public_profile(u) for u in found]

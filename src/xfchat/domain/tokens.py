@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import secrets
 import time
 from dataclasses import dataclass
@@ -68,6 +70,17 @@ def new_refresh_token() -> tuple[str, bytes]:
     """A fresh opaque refresh token and the hash that is all the database keeps."""
     token = secrets.token_urlsafe(32)
     return token, hash_refresh_token(token)
+
+
+def next_refresh_token(secret: str, token: str) -> tuple[str, bytes]:
+    """The refresh token that follows `token` when it is used, and its hash. It is
+    derived (HMAC with the server's secret), not random, so that a repeat of the same
+    refresh within the reuse window can hand out the very same pair again without the
+    database ever holding a usable token."""
+    key = hashlib.sha256(b"xfchat refresh tokens\0" + secret.encode()).digest()
+    raw = hmac.digest(key, token.encode(), "sha256")
+    following = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return following, hash_refresh_token(following)
 
 
 def hash_refresh_token(token: str) -> bytes:

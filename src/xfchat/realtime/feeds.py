@@ -19,6 +19,7 @@ import asyncpg
 from xfchat.domain.accounts import Actor
 from xfchat.domain.feeds import (
     ChannelFeedStart,
+    FeedStart,
     read_channel_feed_start,
     read_user_feed_start,
 )
@@ -43,35 +44,41 @@ def check_token(codec: TokenCodec, user_id: UUID, token: str) -> Position | Refu
         return Refused("malformed", str(exc))
 
 
+REFUSALS = {
+    "expired": "the resume position is older than the event log keeps",
+    "unknown": "the resume position is not one this server handed out",
+}
+
+
 async def open_user_feed(
     hub: Hub, pool: asyncpg.Pool, actor: Actor, token: str | None
-) -> tuple[Subscriber, Refused | None]:
-    """Everything the user follows, from the head or right after `token`; the second
-    value says why a token was not used (then the feed starts at the head).
+) -> tuple[Subscriber, Refused | None, FeedStart]:
+    """Everything the user follows, from the head or right after `token`; why a token
+    was not used (then the feed starts at the head); and where it starts (with the
+    user's state unless it resumes).
 
     Raises: Unauthorized (SESSION_REVOKED)."""
     since = None if token is None else check_token(hub.codec, actor.user_id, token)
     position = since if isinstance(since, Position) else None
     async with pool.acquire() as conn:
         start = await read_user_feed_start(
-            conn, actor, None if position is None else (position.g, position.pos)
+            conn,
+            actor,
+            None if position is None else (position.g, position.pos),
+            hub.presence.timeout_s if hub.presence is not None else 0.0,
         )
     refused = since if isinstance(since, Refused) else None
-    if position is not None:
-        if position.g <= start.pruned_g:
-            refused = Refused("expired", "the resume position is older than the event log keeps")
-        elif position.g > start.head + 1 or (position.g == start.head + 1 and position.pos):
-            refused = Refused("unknown", "the resume position is not one this server handed out")
-        elif start.changes is None:
-            refused = Refused("expired", "too much changed since the resume position")
+    if start.refused is not None:
+        refused = Refused(start.refused, REFUSALS[start.refused])
     follows = Follows(actor.user_id, start.channels)
     sub = hub.subscribe(actor.user_id, actor.session_id, follows)
-    if position is None or refused is not None or start.changes is None:
+    hub.opened(sub)
+    if position is None or refused is not None:
         sub.start(Position(start.head + 1, 0), start.head, set())
     else:
         granted = follows.rewind(start.changes)
         sub.start(position, start.head, granted)
-    return sub, refused
+    return sub, refused, start
 
 
 async def open_channel_feed(

@@ -40,6 +40,7 @@ from xfchat.domain.events import (
 from xfchat.domain.feeds import read_access_changes
 from xfchat.realtime.cursor import Position, TokenCodec
 from xfchat.realtime.follows import Follows
+from xfchat.realtime.presence import PresenceTracker
 from xfchat.realtime.subscriber import Delivery, Subscriber
 from xfchat.tasks import stop
 
@@ -101,6 +102,8 @@ class Hub:
         self.listening = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        # Told of every user-feed connection that opens and closes (presence).
+        self.presence: PresenceTracker | None = None
 
     # -- lifecycle
 
@@ -151,8 +154,18 @@ class Hub:
             if not subs:
                 del self.index[stream]
 
+    def opened(self, sub: Subscriber) -> None:
+        """`sub` is a user's connection (SSE or the gateway): it makes them present."""
+        if self.presence is not None and not sub.present and sub.closed is None:
+            sub.present = True
+            self.presence.connected(sub.user_id)
+
     def forget(self, sub: Subscriber) -> None:
         self.subscribers.discard(sub)
+        if sub.present:
+            sub.present = False
+            if self.presence is not None:
+                self.presence.disconnected(sub.user_id)
         if sub.live:
             for stream in sub.follows.streams():
                 self._index_remove(sub, stream)
@@ -344,15 +357,26 @@ class Hub:
                 sub.close("resync")
 
     def _on_ephemeral(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        """A signal (not stored): to the followers of its stream, or, when it lists
+        channels ("c"), to their followers other than its subject's own connections."""
         try:
             note = orjson.loads(payload)
             stream = Stream(StreamKind(note["k"]), UUID(note["e"]))
             d = Delivery(0, stream, 0, str(note["t"]), note["d"])
+            channels = [Stream.channel(UUID(c)) for c in note.get("c", ())]
         except (ValueError, KeyError, TypeError):
             log.warning("ignoring a malformed notification: %.200s", payload)
             return
-        for sub in list(self.index.get(stream, ())):
-            sub.offer(d)
+        if not channels:
+            for sub in list(self.index.get(stream, ())):
+                sub.offer(d)
+            return
+        reached: set[Subscriber] = set()
+        for channel in channels:
+            reached.update(self.index.get(channel, ()))
+        for sub in reached:
+            if sub.user_id != stream.entity_id:
+                sub.offer(d)
 
     # -- the listener
 

@@ -91,6 +91,7 @@ class Subscriber:
         self.candidates: list[UUID] = []  # the channels that range reads
         self.live = False  # the hub hands it new commits
         self.live_from = 0  # ... those after this one
+        self.present = False  # it counts in its user's presence (hub.opened)
 
     # -- set-up (realtime/feeds.py)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -19,8 +18,9 @@ class ConversationListRow:
     channel: ChannelRow
     participant_ids: list[UUID]
     last_read_seq: int
-    unread: int
-    last_message: dict[str, Any] | None
+    unread: int  # others' live messages after last_read_seq, counted up to UNREAD_CAP
+    mention_count: int  # ... of them, those that mention the user
+    last_message_id: UUID | None
 
 
 async def insert_group(conn: asyncpg.Connection, *, name: str | None, owner_id: UUID) -> ChannelRow:
@@ -75,8 +75,8 @@ async def list_conversations(
     conn: asyncpg.Connection, *, user_id: UUID, channel_ids: list[UUID]
 ) -> list[ConversationListRow]:
     """These conversations (the user's), most recently active first, each with its
-    participants, the user's read position, unread count (others' live messages after
-    it, counted up to 100) and last message."""
+    participants, the user's read position, unread and mention counts and the id of its
+    last message."""
     records = await conn.fetch(
         f"""
         SELECT {CHANNEL_COLUMNS_C},
@@ -88,16 +88,20 @@ async def list_conversations(
                     WHERE m.channel_id = c.id AND m.seq > COALESCE(rs.last_read_seq, 0)
                       AND m.author_id IS DISTINCT FROM $1 AND m.deleted_at IS NULL
                     LIMIT {UNREAD_CAP}) x) AS unread,
-               (SELECT json_build_object(
-                        'id', m.id, 'seq', m.seq, 'author_id', m.author_id,
-                        'content', m.content, 'created_at', m.created_at,
-                        'deleted', m.deleted_at IS NOT NULL)
-                FROM messages m WHERE m.channel_id = c.id ORDER BY m.seq DESC LIMIT 1) AS last_message
+               -- Walks the messages that mention the user (the GIN index), not the unread.
+               (SELECT count(*) FROM messages m
+                WHERE m.mentions <> '{{}}' AND m.mentions @> ARRAY[$1]::uuid[]
+                  AND m.channel_id = c.id AND m.seq > COALESCE(rs.last_read_seq, 0)
+                  AND m.author_id IS DISTINCT FROM $1 AND m.deleted_at IS NULL) AS mention_count,
+               last.id AS last_message_id
         FROM channels c
         LEFT JOIN read_states rs ON rs.user_id = $1 AND rs.channel_id = c.id
+        LEFT JOIN LATERAL (
+            SELECT m.id, m.created_at FROM messages m WHERE m.channel_id = c.id
+            ORDER BY m.seq DESC LIMIT 1
+        ) last ON true
         WHERE c.id = ANY($2::uuid[]) AND c.server_id IS NULL
-        ORDER BY (SELECT max(m.created_at) FROM messages m WHERE m.channel_id = c.id)
-                 DESC NULLS LAST, c.created_at DESC
+        ORDER BY last.created_at DESC NULLS LAST, c.created_at DESC
         """,
         user_id,
         channel_ids,
@@ -109,7 +113,8 @@ async def list_conversations(
             list(r["participant_ids"]),
             r["last_read_seq"],
             r["unread"],
-            r["last_message"],
+            r["mention_count"],
+            r["last_message_id"],
         )
         for r in records
     ]

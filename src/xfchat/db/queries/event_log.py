@@ -72,6 +72,45 @@ async def insert_events(
     )
 
 
+async def insert_events_many(
+    conn: asyncpg.Connection,
+    *,
+    kinds: list[str],
+    entity_ids: list[UUID],
+    types: list[str],
+    datas: list[str],
+) -> None:
+    """Append events to several streams in one statement (event i to stream
+    (kinds[i], entity_ids[i]); each stream's events keep their order). The counter rows
+    are taken in the order the caller lists the streams' first events, which must be
+    the log's lock order (domain/events.py)."""
+    await conn.execute(
+        """
+        WITH t AS (
+            SELECT u.kind, u.entity_id, u.type, u.data, u.ord,
+                   row_number() OVER (PARTITION BY u.kind, u.entity_id ORDER BY u.ord) AS nth
+            FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[])
+                    WITH ORDINALITY AS u(kind, entity_id, type, data, ord)
+        ), n AS (
+            SELECT kind, entity_id, count(*) AS n, min(ord) AS first FROM t
+            GROUP BY kind, entity_id
+        ), s AS (
+            INSERT INTO event_streams AS es (kind, entity_id, last_pos)
+            SELECT kind, entity_id, n FROM n ORDER BY first
+            ON CONFLICT (kind, entity_id) DO UPDATE SET last_pos = es.last_pos + EXCLUDED.last_pos
+            RETURNING id, kind, entity_id, last_pos
+        )
+        INSERT INTO events (stream_id, pos, type, data)
+        SELECT s.id, s.last_pos - n.n + t.nth, t.type, t.data::jsonb
+        FROM t JOIN n USING (kind, entity_id) JOIN s USING (kind, entity_id)
+        """,
+        kinds,
+        entity_ids,
+        types,
+        datas,
+    )
+
+
 async def notify(conn: asyncpg.Connection, *, channel: str, payload: str) -> None:
     await conn.execute("SELECT pg_notify($1::text, $2::text)", channel, payload)
 

@@ -21,3 +21,8 @@ async def unlock_session(conn: asyncpg.Connection, *, key: int) -> None:
 async def lock_transaction(conn: asyncpg.Connection, *, key: int) -> None:
     """Wait for an advisory lock held until the current transaction ends."""
     await conn.execute("SELECT pg_advisory_xact_lock($1)", key)
+
+
+async def try_lock_transaction(conn: asyncpg.Connection, *, key: int) -> bool:
+    """Take an advisory lock held until the current transaction ends, if it is free."""
+    return bool(await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", key))

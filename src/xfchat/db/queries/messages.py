@@ -8,18 +8,37 @@ from uuid import UUID
 import asyncpg
 
 from xfchat.db.queries import many, maybe, one
+from xfchat.db.queries.users import PUBLIC_USER_COLUMNS_U, PublicUserRow, public_user_from
 
 MESSAGE_COLUMNS = (
     "id, channel_id, seq, author_id, kind, content, nonce, reply_to_id, mentions, "
     "mention_everyone, created_at, edited_at, deleted_at"
 )
 MESSAGE_COLUMNS_M = ", ".join(f"m.{c.strip()}" for c in MESSAGE_COLUMNS.split(","))
-# A message as readers see it: its author's public fields and its reactions summed up
-# (`me` says whether the viewer, $1 in every query that uses this, reacted).
+REPLY_PREVIEW_CHARS = 100
+# A message (`rm`, its author `ru`) as a reply to it shows it: a JSON object with its
+# id, author, the start of its text, and whether it was deleted.
+REPLY_PREVIEW_OBJECT = f"""
+    json_build_object(
+        'id', rm.id,
+        'author', CASE WHEN rm.author_id IS NULL THEN NULL ELSE json_build_object(
+            'id', rm.author_id, 'username', ru.username,
+            'display_name', ru.display_name, 'avatar_url', ru.avatar_url) END,
+        'content', left(rm.content, {REPLY_PREVIEW_CHARS}),
+        'deleted', rm.deleted_at IS NOT NULL)
+"""
+# The message a reply (`m`) answers, previewed.
+REPLY_PREVIEW = f"""
+    (SELECT {REPLY_PREVIEW_OBJECT} FROM messages rm LEFT JOIN users ru ON ru.id = rm.author_id
+     WHERE rm.id = m.reply_to_id)
+"""
+# A message as readers see it: its author's public fields, a preview of the message it
+# replies to, and its reactions summed up (`me` says whether the viewer, $1 in every
+# query that uses this, reacted).
 MESSAGE_VIEW = f"""
     SELECT {MESSAGE_COLUMNS_M},
            u.username AS author_username, u.display_name AS author_display_name,
-           u.avatar_url AS author_avatar_url,
+           u.avatar_url AS author_avatar_url, {REPLY_PREVIEW} AS reply_to,
            COALESCE((
                SELECT json_agg(json_build_object('emoji', r.emoji, 'count', r.n, 'me', r.me)
                                ORDER BY r.first)
@@ -53,6 +72,7 @@ class MessageViewRow(MessageRow):
     author_username: str | None
     author_display_name: str | None
     author_avatar_url: str | None
+    reply_to: dict[str, Any] | None
     reactions: list[dict[str, Any]]
 
 
@@ -288,3 +308,58 @@ async def list_read_states(
         limit,
     )
     return many(ReadStateRow, records)
+
+
+async def list_reactors(
+    conn: asyncpg.Connection,
+    *,
+    message_id: UUID,
+    emoji: str,
+    after_user: UUID | None,
+    limit: int,
+) -> list[PublicUserRow]:
+    """Who reacted with `emoji`, in the order they did (after `after_user`'s reaction)."""
+    records = await conn.fetch(
+        f"""
+        SELECT {PUBLIC_USER_COLUMNS_U} FROM reactions r JOIN users u ON u.id = r.user_id
+        WHERE r.message_id = $1 AND r.emoji = $2
+          AND ($3::uuid IS NULL OR (r.created_at, r.user_id) > (
+                SELECT a.created_at, a.user_id FROM reactions a
+                WHERE a.message_id = $1 AND a.emoji = $2 AND a.user_id = $3))
+        ORDER BY r.created_at, r.user_id
+        LIMIT $4
+        """,
+        message_id,
+        emoji,
+        after_user,
+        limit,
+    )
+    return [public_user_from(r) for r in records]
+
+
+async def list_mentions(
+    conn: asyncpg.Connection,
+    *,
+    user_id: UUID,
+    channel_ids: list[UUID],
+    before: UUID | None,
+    limit: int,
+) -> list[MessageViewRow]:
+    """Live messages of these channels that mention the user, newest first (older than
+    message `before`), as the user sees them."""
+    records = await conn.fetch(
+        MESSAGE_VIEW
+        + """
+        WHERE m.mentions <> '{}' AND m.mentions @> ARRAY[$1]::uuid[]
+          AND m.channel_id = ANY($2::uuid[]) AND m.deleted_at IS NULL
+          AND ($3::uuid IS NULL OR (m.created_at, m.id) < (
+                SELECT b.created_at, b.id FROM messages b WHERE b.id = $3))
+        ORDER BY m.created_at DESC, m.id DESC
+        LIMIT $4
+        """,
+        user_id,
+        channel_ids,
+        before,
+        limit,
+    )
+    return many(MessageViewRow, records)

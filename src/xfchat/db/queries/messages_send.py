@@ -12,6 +12,7 @@ import asyncpg
 
 from xfchat.db.queries import maybe
 from xfchat.db.queries.access import FACTS_OF_USERS_JSON
+from xfchat.db.queries.messages import REPLY_PREVIEW_OBJECT
 from xfchat.db.queries.rate_limits import HIT_BUCKETS_CTES
 
 
@@ -23,9 +24,11 @@ class SendBatchState:
     now: datetime  # the transaction's timestamp: every message of the batch gets it
     current: bool  # False: who may see the channel changed while this waited for its lock
     facts: list[dict[str, Any]]  # access facts (db/queries/access.py) of the users asked about
-    replyable: list[UUID]  # of the reply targets asked about, live messages of this channel
+    # Of the reply targets asked about, the live messages of this channel, each as a
+    # reply previews it (id, author, content, deleted: db/queries/messages.py).
+    replyable: list[dict[str, Any]]
     existing: list[dict[str, Any]]  # messages already holding one of the ids or nonces
-    bucket_hits: list[int]  # each rate-limit bucket's count after this batch
+    bucket_hits: list[int]  # each rate-limit bucket's count before this batch (locked)
     bucket_ends: list[datetime]  # ... and when its window ends
 
 
@@ -35,7 +38,11 @@ _PREPARE_SEND_BATCH = (
             SELECT id, access_version FROM channels WHERE id = $1 FOR KEY SHARE
         ), t AS (SELECT clock_timestamp() AS clock),
 """
-    + HIT_BUCKETS_CTES.format(buckets="$7", periods="$8", counts="$9")
+    # Zero hits: the buckets are read, their windows renewed and their rows locked; the
+    # write adds what the batch used (only sends that are written count).
+    + HIT_BUCKETS_CTES.format(
+        buckets="$7", periods="$8", counts="array_fill(0, ARRAY[cardinality($7::text[])])"
+    )
     + """
         SELECT now() AS now,
                -- The lock returns the row's newest version, the facts come from this
@@ -48,10 +55,15 @@ _PREPARE_SEND_BATCH = (
                -- or the table: a statement is planned once, without its arguments
                -- (db/pool.py), and maybe while the table is small. (OFFSET 0 keeps
                -- each LATERAL lookup a lookup: the planner does not flatten it.)
-               ARRAY(SELECT m.id FROM unnest($3::uuid[]) AS r(id),
-                     LATERAL (SELECT id FROM messages WHERE id = r.id AND channel_id = c.id
-                              AND deleted_at IS NULL OFFSET 0) m
-                    ) AS replyable,
+               COALESCE((
+                   SELECT json_agg(x.preview) FROM unnest($3::uuid[]) AS r(id),
+                       LATERAL (SELECT """
+    + REPLY_PREVIEW_OBJECT
+    + """ AS preview
+                                FROM messages rm LEFT JOIN users ru ON ru.id = rm.author_id
+                                WHERE rm.id = r.id AND rm.channel_id = c.id
+                                  AND rm.deleted_at IS NULL OFFSET 0) x
+               ), '[]'::json) AS replyable,
                COALESCE((
                    SELECT json_agg(json_build_object(
                        'id', m.id, 'channel_id', m.channel_id, 'author_id', m.author_id,
@@ -86,12 +98,11 @@ async def prepare_send_batch(
     nonces: list[str],
     buckets: list[str],
     periods: list[int],
-    counts: list[int],
 ) -> SendBatchState | None:
     """Read the access facts of `users` (authors and mentioned people), check reply
-    targets, find earlier sends with these ids or nonces, and count the batch in its
-    rate-limit buckets (`counts[i]` hits in `buckets[i]`) -- in the caller's transaction,
-    in one round trip. The channel's row is share-locked (FOR KEY SHARE): sends do not
+    targets, find earlier sends with these ids or nonces, and read the counts of the
+    batch's rate-limit buckets, locking them until the transaction ends (`periods[i]` is
+    the window of `buckets[i]`) -- in the caller's transaction, in one round trip. The channel's row is share-locked (FOR KEY SHARE): sends do not
     wait for each other, but a change of who may see the channel (which takes FOR UPDATE,
     db/queries/access.py) waits for this transaction, and this one for it. The message
     counter is left to the write, so it stays locked as briefly as possible. None if
@@ -106,7 +117,6 @@ async def prepare_send_batch(
         nonces,
         buckets,
         periods,
-        counts,
     )
     return maybe(SendBatchState, record)
 
@@ -146,6 +156,18 @@ _INSERT_MESSAGES_AND_EVENTS = """
             SELECT s.id, s.last_pos - cardinality($3::uuid[]) + t.ord, 'message.created',
                    replace(t.data, $10::text, '"seq":' || t.seq || ',')::jsonb
             FROM s, t
+        ), read AS (
+            -- Sending marks the channel read up to the author's own message.
+            INSERT INTO read_states AS r (user_id, channel_id, last_read_seq)
+            SELECT t.author, $1, max(t.seq) FROM t GROUP BY t.author ORDER BY t.author
+            ON CONFLICT (user_id, channel_id) DO UPDATE
+                SET last_read_seq = GREATEST(r.last_read_seq, EXCLUDED.last_read_seq),
+                    updated_at = now()
+        ), counted AS (
+            -- The rate-limit rows were locked by the batch's first statement.
+            UPDATE rate_limits r SET hits = r.hits + b.n
+            FROM unnest($11::text[], $12::int[]) AS b(bucket, n)
+            WHERE r.bucket = b.bucket
         )
         SELECT last_seq FROM c
 """
@@ -163,10 +185,14 @@ async def insert_messages_and_events(
     reply_to_ids: list[UUID | None],
     mentions: list[list[UUID]],
     event_datas: list[str],
+    buckets: list[str],
+    counts: list[int],
 ) -> int:
     """Take the channel's next sequence numbers (locking its counter until the
     transaction ends), insert the messages and append one `message.created` event per
-    message (its body's SEQ_PLACEHOLDER filled in), in one statement: the event-log part
+    message (its body's SEQ_PLACEHOLDER filled in), move each author's read position to
+    their newest message and add `counts[i]` hits to rate-limit bucket `buckets[i]`, in
+    one statement: the event-log part
     is `event_log.insert_events` inlined, one round trip fewer on the busiest path there
     is. The commit trigger orders and announces the events. Returns the last sequence
     number taken (the messages hold last-n+1 .. last, in order)."""
@@ -182,5 +208,7 @@ async def insert_messages_and_events(
         [",".join(str(u) for u in m) for m in mentions],
         event_datas,
         SEQ_PLACEHOLDER,
+        buckets,
+        counts,
     )
     return int(last)

@@ -37,6 +37,7 @@ class RefreshTokenRow:
     generation: int
     issued_at: datetime
     used_at: datetime | None
+    used_ago_s: float | None  # seconds since it was used, by the database's clock
 
 
 async def insert_session(
@@ -78,12 +79,25 @@ async def get_refresh_token_for_update(
     """The token row, locked so that two refreshes with one token cannot both succeed."""
     record = await conn.fetchrow(
         """
-        SELECT token_hash, session_id, generation, issued_at, used_at
+        SELECT token_hash, session_id, generation, issued_at, used_at,
+               extract(epoch FROM now() - used_at)::float8 AS used_ago_s
         FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE
         """,
         token_hash,
     )
     return maybe(RefreshTokenRow, record)
+
+
+async def get_refresh_token_issued_at(
+    conn: asyncpg.Connection, *, token_hash: bytes, session_id: UUID
+) -> datetime | None:
+    """When this session's refresh token with this hash was issued (None: no such)."""
+    value = await conn.fetchval(
+        "SELECT issued_at FROM refresh_tokens WHERE token_hash = $1 AND session_id = $2",
+        token_hash,
+        session_id,
+    )
+    return value if isinstance(value, datetime) else None
 
 
 async def mark_refresh_token_used(conn: asyncpg.Connection, *, token_hash: bytes) -> None:

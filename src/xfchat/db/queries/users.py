@@ -7,7 +7,7 @@ from uuid import UUID
 
 import asyncpg
 
-from xfchat.db.queries import maybe, one
+from xfchat.db.queries import many, maybe, one
 
 USER_COLUMNS = (
     "id, username, email, password_hash, display_name, avatar_url, status, status_text, "
@@ -86,13 +86,13 @@ async def update_user_profile(
     conn: asyncpg.Connection,
     *,
     user_id: UUID,
-    username: str | None,
-    display_name: str | None,
-    clear_display_name: bool,
-    status_text: str | None,
-    clear_status_text: bool,
-    avatar_url: str | None,
-    clear_avatar_url: bool,
+    username: str | None = None,
+    display_name: str | None = None,
+    clear_display_name: bool = False,
+    status_text: str | None = None,
+    clear_status_text: bool = False,
+    avatar_url: str | None = None,
+    clear_avatar_url: bool = False,
 ) -> UserRow | None:
     """Change the given fields; a field left None is kept unless its clear flag is set."""
     record = await conn.fetchrow(
@@ -155,6 +155,21 @@ async def get_public_user(conn: asyncpg.Connection, *, user_id: UUID) -> PublicU
     return maybe(PublicUserRow, record)
 
 
+async def list_public_users(
+    conn: asyncpg.Connection, *, user_ids: list[UUID]
+) -> list[PublicUserRow]:
+    """These users' public profiles, in the order given (unknown ids are left out)."""
+    records = await conn.fetch(
+        f"""
+        SELECT {PUBLIC_USER_COLUMNS} FROM users u
+        JOIN unnest($1::uuid[]) WITH ORDINALITY AS i(id, ord) USING (id)
+        ORDER BY i.ord
+        """,
+        user_ids,
+    )
+    return many(PublicUserRow, records)
+
+
 async def get_public_user_by_username(
     conn: asyncpg.Connection, *, username: str
 ) -> PublicUserRow | None:
@@ -162,3 +177,50 @@ async def get_public_user_by_username(
         f"SELECT {PUBLIC_USER_COLUMNS} FROM users WHERE lower(username) = lower($1)", username
     )
     return maybe(PublicUserRow, record)
+
+
+async def search_users(
+    conn: asyncpg.Connection, *, user_id: UUID, prefix: str, limit: int
+) -> list[PublicUserRow]:
+    """Users whose username or display name starts with `prefix` (ignoring case):
+    the searcher's friends first, then people they share a conversation with, then
+    anyone; by username within each. Never matches on email."""
+    low = prefix.lower()
+    # A byte-wise range (text_pattern_ops, migration 0012): usable by a generic plan,
+    # which a LIKE with a parameter is not.
+    high = low + "\U0010ffff"
+    records = await conn.fetch(
+        f"""
+        WITH related AS (
+            SELECT CASE WHEN f.user_low = $1 THEN f.user_high ELSE f.user_low END AS id, 0 AS rank
+            FROM friendships f WHERE f.user_low = $1 OR f.user_high = $1
+            UNION ALL
+            SELECT p2.user_id, 1 FROM conversation_participants p1
+            JOIN conversation_participants p2 ON p2.channel_id = p1.channel_id
+            WHERE p1.user_id = $1 AND p2.user_id <> $1
+        ), matched AS (
+            (SELECT id FROM users
+             WHERE lower(username) ~>=~ $2 AND lower(username) ~<~ $3
+             ORDER BY lower(username) LIMIT $4)
+            UNION
+            (SELECT id FROM users
+             WHERE lower(display_name) ~>=~ $2 AND lower(display_name) ~<~ $3
+             ORDER BY lower(display_name) LIMIT $4)
+            UNION
+            SELECT u.id FROM related r JOIN users u ON u.id = r.id
+            WHERE (lower(u.username) ~>=~ $2 AND lower(u.username) ~<~ $3)
+               OR (lower(u.display_name) ~>=~ $2 AND lower(u.display_name) ~<~ $3)
+        )
+        SELECT {PUBLIC_USER_COLUMNS_U}
+        FROM matched m JOIN users u ON u.id = m.id
+        LEFT JOIN (SELECT id, min(rank) AS rank FROM related GROUP BY id) r ON r.id = u.id
+        WHERE u.id <> $1
+        ORDER BY COALESCE(r.rank, 2), lower(u.username)
+        LIMIT $4
+        """,
+        user_id,
+        low,
+        high,
+        limit,
+    )
+    return [public_user_from(r) for r in records]

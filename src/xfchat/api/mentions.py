@@ -1,0 +1,30 @@
+"""The messages that mention me."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Request
+from starlette.responses import Response
+
+from xfchat.api.deps import Conn, CurrentActor
+from xfchat.api.pages import page_response
+from xfchat.domain import mentions
+from xfchat.domain.events import MessagePayload
+
+router = APIRouter(prefix="/api/users/@me", tags=["messages"])
+
+
+@router.get("/mentions", response_model=list[MessagePayload])
+async def get_mentions(
+    request: Request,
+    actor: CurrentActor,
+    conn: Conn,
+    before: UUID | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 25,
+) -> Response:
+    """Live messages that mention me, newest first, from every channel whose history I
+    may read; `before=<message id>` pages further back."""
+    page, more = await mentions.list_mentions(conn, actor, before=before, limit=limit)
+    return page_response(request, page, more, {"before": page[-1]["id"]} if page else {})

@@ -1,0 +1,223 @@
+"""The OpenAPI document as the server really behaves: the one error shape on every
+route, the bearer scheme on every route that needs a token, and the real-time event
+payloads as components. Served at /openapi.json, with /docs working offline."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.openapi.utils import get_openapi
+from pydantic import TypeAdapter
+from starlette.responses import FileResponse, HTMLResponse, Response
+
+from xfchat.domain.events import EVENT_TYPES
+from xfchat.domain.state import StatePayload
+from xfchat.errors import NotFound
+
+REF = "#/components/schemas/{model}"
+
+ERROR_SCHEMA: dict[str, Any] = {
+    "title": "Error",
+    "description": "Every error, whatever its status. `code` is stable (see the README's "
+    "error codes); `field` names the input at fault; `errors` lists every invalid field "
+    "of a 400 VALIDATION_ERROR; a 429 adds `bucket` and `retry_after` (seconds); a 403 "
+    "MISSING_PERMISSIONS adds `missing`.",
+    "type": "object",
+    "required": ["code", "message"],
+    "properties": {
+        "code": {"type": "string", "pattern": "^[A-Z][A-Z0-9_]*$"},
+        "message": {"type": "string"},
+        "field": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["field", "message"],
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+        "bucket": {"type": "string"},
+        "retry_after": {"type": "number"},
+        "missing": {"type": "string"},
+    },
+}
+
+ERRORS = {
+    400: "Invalid input: malformed JSON, a field out of bounds (VALIDATION_ERROR), a value "
+    "that cannot be stored",
+    401: "No access token, or one that is invalid, expired or revoked",
+    403: "Not allowed",
+    404: "No such thing, or one you may not see",
+    409: "In conflict with what exists (a taken name, a reused id or nonce with another body)",
+    410: "No longer usable",
+    413: "The body is larger than the documented limit",
+    415: "A body of a kind this route does not take",
+    429: "Rate limited: wait `Retry-After` seconds",
+    503: "Overloaded or the database is unavailable: try again after `Retry-After` seconds",
+}
+
+RATE_LIMIT_HEADERS = {
+    "X-RateLimit-Limit": "requests allowed in the window of the tightest limit applied",
+    "X-RateLimit-Remaining": "requests left in that window",
+    "X-RateLimit-Reset": "when that window ends (Unix time, seconds)",
+    "X-RateLimit-Reset-After": "seconds until that window ends",
+    "X-RateLimit-Bucket": "the name of that limit",
+}
+RETRY_AFTER = {
+    "description": "seconds to wait before trying again",
+    "schema": {"type": "string"},
+}
+
+SECURITY_SCHEME = {
+    "type": "http",
+    "scheme": "bearer",
+    "bearerFormat": "JWT",
+    "description": "The access token from /api/auth/login, /register or /refresh.",
+}
+
+SWAGGER_ASSETS = ("swagger-ui-bundle.js", "swagger-ui.css", "favicon.png")
+DOCS_ASSETS = "/docs/assets/"
+
+
+def _is_token(param: dict[str, Any]) -> bool:
+    """The `Authorization` header parameter FastAPI documents for every route whose
+    dependencies read it (that is, every route needing a token): it becomes the bearer
+    security requirement instead."""
+    return param.get("in") == "header" and str(param.get("name", "")).lower() == "authorization"
+
+
+def _typed_schemas() -> dict[str, Any]:
+    """Every event payload, the `ready` state and an `Event` envelope per event type, as
+    JSON Schemas referring to each other through components."""
+    out: dict[str, Any] = {}
+
+    def add(kind: Any) -> dict[str, Any]:
+        schema = TypeAdapter(kind).json_schema(ref_template=REF)
+        out.update(schema.pop("$defs", {}))
+        return schema
+
+    add(StatePayload)
+    variants = []
+    for name, event in EVENT_TYPES.items():
+        payload = add(event.payload)
+        title = payload.get("title", name)
+        out.setdefault(title, payload)
+        key = f"Event.{name}"
+        out[key] = {
+            "title": key,
+            "description": event.doc,
+            "type": "object",
+            "required": ["type", "data"],
+            "properties": {"type": {"const": name}, "data": {"$ref": REF.format(model=title)}},
+        }
+        variants.append({"$ref": REF.format(model=key)})
+    state = TypeAdapter(StatePayload).json_schema(ref_template=REF)
+    state.pop("$defs", None)
+    out.setdefault("StatePayload", state)
+    out["Event"] = {
+        "title": "Event",
+        "description": "One real-time event: `type` names it, `data` is its payload. SSE "
+        "sends it as `event: <type>` with `data` as the data line; the gateway as op 0 "
+        "with `t` and `d`; see the README.",
+        "oneOf": variants,
+    }
+    return out
+
+
+def _error_statuses(method: str, operation: dict[str, Any], secured: bool) -> list[int]:
+    has_input = bool(operation.get("parameters")) or "requestBody" in operation
+    path_params = any(p.get("in") == "path" for p in operation.get("parameters", []))
+    statuses = [503, 429]
+    if has_input or secured:
+        statuses.append(400)
+    if secured or operation.get("tags") == ["auth"]:
+        statuses.append(401)
+    if secured:
+        statuses.append(403)
+    if path_params or secured:
+        statuses.append(404)
+    if method in ("put", "post", "patch", "delete"):
+        statuses.append(409)
+    if "requestBody" in operation:
+        statuses += [413, 415]
+    if method == "post" or method == "put":
+        statuses.append(410)
+    return sorted(set(statuses))
+
+
+def build_openapi(app: FastAPI) -> dict[str, Any]:
+    doc = get_openapi(
+        title=app.title,
+        version=app.version,
+        description=app.description,
+        routes=app.routes,
+    )
+    components = doc.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    schemas.pop("HTTPValidationError", None)
+    schemas.pop("ValidationError", None)
+    schemas["Error"] = ERROR_SCHEMA
+    for name, schema in _typed_schemas().items():
+        schemas.setdefault(name, schema)
+    components["securitySchemes"] = {"bearer": SECURITY_SCHEME}
+    error_ref = {"application/json": {"schema": {"$ref": REF.format(model="Error")}}}
+    for operations in doc.get("paths", {}).values():
+        for method, operation in operations.items():
+            params = operation.pop("parameters", [])
+            secured = "security" in operation or any(_is_token(p) for p in params)
+            params = [p for p in params if not _is_token(p)]
+            if params:
+                operation["parameters"] = params
+            if secured:
+                operation["security"] = [{"bearer": []}]
+            responses = operation.setdefault("responses", {})
+            responses.pop("422", None)
+            for status in _error_statuses(method, operation, secured):
+                responses.setdefault(
+                    str(status), {"description": ERRORS[status], "content": error_ref}
+                )
+            for status, response in responses.items():
+                if method == "head":
+                    response.pop("content", None)
+                headers = response.setdefault("headers", {})
+                if status.startswith("2") or status == "429":
+                    for header, text in RATE_LIMIT_HEADERS.items():
+                        headers.setdefault(
+                            header, {"description": text, "schema": {"type": "string"}}
+                        )
+                if status in ("429", "503"):
+                    headers["Retry-After"] = RETRY_AFTER
+    return doc
+
+
+def install_openapi(app: FastAPI) -> None:
+    """Replace FastAPI's document with the truthful one and serve /docs from files
+    installed with XFChat (no CDN)."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = build_openapi(app)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    assets = files("fastapi_offline") / "static"
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs(_request: Request) -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title="XFChat API",
+            swagger_js_url=f"{DOCS_ASSETS}swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}favicon.png",
+            swagger_ui_parameters={"persistAuthorization": True},
+        )
+
+    @app.get(DOCS_ASSETS + "{name}", include_in_schema=False)
+    async def docs_asset(name: str) -> Response:
+        if name not in SWAGGER_ASSETS:
+            raise NotFound("no such file")
+        return FileResponse(str(assets / name), headers={"Cache-Control": "public, max-age=86400"})

@@ -1,0 +1,29 @@
+"""How every paged list says whether there is more: `X-Has-More: true|false`, and, when
+there is, a `Link: <next page>; rel="next"` header (RFC 8288). Bodies stay plain JSON
+arrays (a Braid-HTTP message list is the array itself)."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from starlette.requests import Request
+
+from xfchat.api.responses import JSONResponse
+
+
+def page_headers(request: Request, more: bool, cursor: dict[str, Any]) -> dict[str, str]:
+    """The headers of a page; `cursor` holds the query parameters of the next one."""
+    headers = {"X-Has-More": "true" if more else "false"}
+    if more:
+        params = {k: v for k, v in request.query_params.items() if k not in cursor}
+        params.update({k: str(v) for k, v in cursor.items()})
+        path = quote(request.url.path, safe="/@:")  # (an emoji in the path is percent-encoded)
+        headers["Link"] = f'<{path}?{urlencode(params)}>; rel="next"'
+    return headers
+
+
+def page_response(
+    request: Request, items: list[Any], more: bool, cursor: dict[str, Any]
+) -> JSONResponse:
+    return JSONResponse(items, headers=page_headers(request, more, cursor))

@@ -1,0 +1,35 @@
+"""The messages that mention the current user, wherever they may read them."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import asyncpg
+
+from xfchat.db.queries import messages as q
+from xfchat.domain.access import visible_channels
+from xfchat.domain.accounts import Actor
+from xfchat.domain.events import MessagePayload
+from xfchat.domain.messages import MAX_PAGE, view_json
+from xfchat.domain.permissions import Permission
+from xfchat.errors import BadRequest
+
+
+async def list_mentions(
+    conn: asyncpg.Connection, actor: Actor, *, before: UUID | None, limit: int
+) -> tuple[list[MessagePayload], bool]:
+    """Live messages that mention the actor, newest first, in every channel whose
+    history they may read (older than message `before`); and whether more follow.
+
+    Raises: BadRequest (INVALID_PAGE)."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise BadRequest(f"limit is 1 to {MAX_PAGE}", code="INVALID_PAGE", field="limit")
+    readable = [
+        c.channel_id
+        for c in (await visible_channels(conn, actor.user_id)).values()
+        if c.permissions & Permission.READ_MESSAGE_HISTORY
+    ]
+    rows = await q.list_mentions(
+        conn, user_id=actor.user_id, channel_ids=readable, before=before, limit=limit + 1
+    )
+    return [view_json(r) for r in rows[:limit]], len(rows) > limit

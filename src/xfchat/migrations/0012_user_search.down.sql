@@ -1,0 +1,2 @@
+DROP INDEX users_display_name_prefix_idx;
+DROP INDEX users_username_prefix_idx;

@@ -1,0 +1,78 @@
+"""Who reacted, and the messages that mention me."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests import factories
+from tests.factories import MakeUser, pair
+
+
+async def test_who_reacted_is_listed_in_order_and_paged(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann, ben, dm = await pair(client, make_user, "group")
+    people = [ann, ben]
+    for name in ("cid", "dan", "eve"):
+        user = await make_user(name)
+        added = await client.put(
+            f"/api/conversations/{dm}/participants/{user.id}", headers=ann.headers
+        )
+        assert added.status_code == 200
+        people.append(user)
+    message = await factories.say(client, ann, dm, "react to me")
+    url = f"/api/channels/{dm}/messages/{message['id']}/reactions"
+    for user in reversed(people):  # eve first, ann last
+        assert (await client.put(f"{url}/👍/@me", headers=user.headers)).status_code == 204
+    await client.put(f"{url}/🎉/@me", headers=ben.headers)
+    first = await client.get(f"{url}/👍", params={"limit": 2}, headers=ann.headers)
+    assert [u["username"] for u in first.json()] == ["eve", "dan"]
+    assert first.headers["x-has-more"] == "true" and "email" not in first.json()[0]
+    rest = await client.get(
+        f"{url}/👍", params={"limit": 10, "after": first.json()[-1]["id"]}, headers=ann.headers
+    )
+    assert [u["username"] for u in rest.json()] == ["cid", "ben", "ann"]
+    assert rest.headers["x-has-more"] == "false"
+    party = await client.get(f"{url}/🎉", headers=ann.headers)
+    assert [u["username"] for u in party.json()] == ["ben"]
+    stranger = await make_user("zed")
+    hidden = await client.get(f"{url}/👍", headers=stranger.headers)
+    assert hidden.status_code == 404 and hidden.json()["code"] == "CHANNEL_NOT_FOUND"
+    missing = await client.get(
+        f"/api/channels/{dm}/messages/00000000-0000-0000-0000-000000000001/reactions/👍",
+        headers=ann.headers,
+    )
+    assert missing.status_code == 404 and missing.json()["code"] == "MESSAGE_NOT_FOUND"
+    bad = await client.get(f"{url}/{'x' * 65}", headers=ann.headers)
+    assert bad.status_code == 400 and bad.json()["code"] == "INVALID_EMOJI"
+
+
+async def test_my_mentions_are_paged_newest_first_and_only_where_i_may_read(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann, ben, dm = await pair(client, make_user)
+    group = (await factories.group(client, ben, ann, name="g"))["id"]
+    said = []
+    for i in range(5):
+        where = dm if i % 2 == 0 else group
+        said.append(await factories.say(client, ben, where, f"hey <@{ann.id}> {i}"))
+    await factories.say(client, ben, dm, "no mention here")
+    deleted = await factories.say(client, ben, dm, f"oops <@{ann.id}>")
+    await client.delete(f"/api/channels/{dm}/messages/{deleted['id']}", headers=ben.headers)
+    url = "/api/users/@me/mentions"
+    first = await client.get(url, params={"limit": 3}, headers=ann.headers)
+    assert [m["content"][-1] for m in first.json()] == ["4", "3", "2"]
+    assert first.headers["x-has-more"] == "true"
+    assert first.json()[0]["author"]["username"] == "ben"
+    link = first.headers["link"][1:].split(">")[0]
+    rest = await client.get(link, headers=ann.headers)
+    assert [m["id"] for m in rest.json()] == [said[1]["id"], said[0]["id"]]
+    assert rest.headers["x-has-more"] == "false"
+    # Leaving the group: its messages are no longer mine to read.
+    left = await client.delete(f"/api/conversations/{group}/participants/@me", headers=ann.headers)
+    assert left.status_code == 204
+    after = (await client.get(url, headers=ann.headers)).json()
+    assert [m["channel_id"] for m in after] == [dm, dm, dm]
+    assert (await client.get(url, headers=ben.headers)).json() == []
+    bad = await client.get(url, params={"limit": 0}, headers=ann.headers)
+    assert bad.status_code == 400

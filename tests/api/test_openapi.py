@@ -1,0 +1,144 @@
+"""/openapi.json tells the truth, and /docs works with no internet.
+
+Every response of the API tests is checked against the document (tests/openapi_check.py,
+hooked into every test client); these tests check the document itself, and that the check
+can fail."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.openapi_check import UndocumentedResponse, document, validate
+from xfchat.domain.events import EVENT_TYPES
+
+Spec = dict[str, object]
+
+
+@pytest.fixture
+async def spec(client: httpx.AsyncClient) -> Spec:
+    response = await client.get("/openapi.json")
+    assert response.status_code == 200
+    served: Spec = response.json()
+    return served
+
+
+def operations(spec: Spec) -> list[tuple[str, str, dict[str, object]]]:
+    paths = spec["paths"]
+    assert isinstance(paths, dict)
+    return [(path, method, op) for path, ops in paths.items() for method, op in ops.items()]
+
+
+async def test_the_checked_document_is_the_served_one(spec: Spec) -> None:
+    assert document() == spec
+
+
+async def test_no_route_documents_fastapis_422_and_every_error_is_the_error_shape(
+    spec: Spec,
+) -> None:
+    schemas = spec["components"]["schemas"]  # type: ignore[index]
+    assert "HTTPValidationError" not in schemas and "ValidationError" not in schemas
+    assert schemas["Error"]["required"] == ["code", "message"]
+    for path, method, op in operations(spec):
+        responses = op["responses"]
+        assert isinstance(responses, dict)
+        assert "422" not in responses, (method, path)
+        for status in ("429", "503"):
+            assert status in responses, (method, path, status)
+        for status, response in responses.items():
+            if int(status) >= 400 and method != "head":
+                schema = response["content"]["application/json"]["schema"]
+                assert schema == {"$ref": "#/components/schemas/Error"}, (method, path, status)
+
+
+async def test_every_success_has_a_schema(spec: Spec) -> None:
+    for path, method, op in operations(spec):
+        responses = op["responses"]
+        assert isinstance(responses, dict)
+        successes = {s: r for s, r in responses.items() if s.startswith("2")}
+        assert successes, (method, path)
+        for status, response in successes.items():
+            if status == "204" or method == "head":
+                continue
+            content = response.get("content")
+            assert content, (method, path, status)
+            for media_type, body in content.items():
+                if media_type.startswith("image/"):
+                    continue  # raw bytes: described by the media type alone
+                schema = body.get("schema")
+                assert schema and schema != {}, (method, path, status, media_type)
+                assert schema.get("additionalProperties") is not True, (method, path)
+
+
+async def test_routes_needing_a_token_say_so_and_the_others_do_not(spec: Spec) -> None:
+    assert spec["components"]["securitySchemes"] == {  # type: ignore[index]
+        "bearer": {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": "The access token from /api/auth/login, /register or /refresh.",
+        }
+    }
+    public = {
+        ("/api/auth/register", "post"),
+        ("/api/auth/login", "post"),
+        ("/api/auth/refresh", "post"),
+        ("/api/media/{media_id}", "get"),
+        ("/api/media/{media_id}", "head"),
+        ("/health", "get"),
+        ("/ready", "get"),
+        ("/metrics", "get"),
+    }
+    for path, method, op in operations(spec):
+        if (path, method) in public:
+            assert "security" not in op, (method, path)
+            continue
+        assert op.get("security") == [{"bearer": []}], (method, path)
+        assert "401" in op["responses"], (method, path)  # type: ignore[operator]
+        params = op.get("parameters", [])
+        assert isinstance(params, list)
+        assert not [p for p in params if p["name"].lower() == "authorization"], (method, path)
+
+
+async def test_every_event_type_and_the_ready_state_are_components(spec: Spec) -> None:
+    schemas = spec["components"]["schemas"]  # type: ignore[index]
+    variants = {v["$ref"].rsplit("/", 1)[1] for v in schemas["Event"]["oneOf"]}
+    assert variants == {f"Event.{name}" for name in EVENT_TYPES}
+    for name, event in EVENT_TYPES.items():
+        envelope = schemas[f"Event.{name}"]
+        assert envelope["properties"]["type"] == {"const": name}
+        payload = envelope["properties"]["data"]["$ref"].rsplit("/", 1)[1]
+        assert payload == event.payload.__name__ and payload in schemas
+    assert {"StatePayload", "MessagePayload", "ConversationPayload"} <= set(schemas)
+    message = schemas["MessagePayload"]
+    assert {"id", "seq", "author", "content", "reply_to"} <= set(message["required"])
+
+
+async def test_the_response_check_fails_on_what_the_document_does_not_say() -> None:
+    # The hook on every test client is only worth something if it can fail.
+    request = httpx.Request("GET", "http://test/api/users/@me")
+    validate(request, httpx.Response(404, json={"code": "NOT_FOUND", "message": "x"}))
+    wrong = [
+        httpx.Response(200, json={"id": 5}),  # not a user
+        httpx.Response(418, json={"code": "TEAPOT", "message": "x"}),  # status not listed
+        httpx.Response(401, json={"message": "x"}),  # an error without its code
+        httpx.Response(401, json={"detail": "x"}),  # FastAPI's shape, never sent
+    ]
+    for response in wrong:
+        response.request = request
+        with pytest.raises(UndocumentedResponse):
+            validate(request, response)
+
+
+async def test_docs_work_offline(client: httpx.AsyncClient) -> None:
+    page = await client.get("/docs")
+    assert page.status_code == 200
+    html = page.text
+    assert "cdn" not in html.lower() and "https://" not in html
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        assert f"/docs/assets/{asset}" in html
+        served = await client.get(f"/docs/assets/{asset}")
+        assert served.status_code == 200 and len(served.content) > 10_000
+    missing = await client.get("/docs/assets/..%2Fcore.py")
+    assert missing.status_code == 404
+    assert missing.json()["code"] == "NOT_FOUND"
