@@ -104,6 +104,11 @@ async def visible_channels(conn: asyncpg.Connection, user_id: UUID) -> dict[UUID
     return out
 
 
+async def member_servers(conn: asyncpg.Connection, user_id: UUID) -> list[UUID]:
+    """The servers the user is a member of (their streams: roles, members, settings)."""
+    return await q.list_member_servers(conn, user_id=user_id)
+
+
 async def viewers_among(
     conn: asyncpg.Connection, channel_id: UUID, user_ids: list[UUID]
 ) -> list[UUID]:

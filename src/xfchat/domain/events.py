@@ -16,7 +16,7 @@ of the same transaction.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 from uuid import UUID
@@ -52,6 +52,10 @@ class Stream:
     def channel(cls, channel_id: UUID) -> Stream:
         return cls(StreamKind.CHANNEL, channel_id)
 
+    @classmethod
+    def server(cls, server_id: UUID) -> Stream:
+        return cls(StreamKind.SERVER, server_id)
+
     def lock_order(self) -> tuple[int, UUID]:
         return _RANK[self.kind], self.entity_id
 
@@ -65,14 +69,20 @@ class Audience(enum.StrEnum):
 
 
 class AccessChange(enum.StrEnum):
-    """A user-stream event that changes which channels that user may see; its payload's
-    `id` names the channel. Delivery applies it at the event's exact place."""
+    """A user-stream event that changes which streams that user may see: channels, and
+    the streams of the servers they are a member of. Its event type says which
+    (`EventType.targets`; by default the channel its payload's `id` names). Delivery
+    applies it at the event's exact place."""
 
     GRANT = "grant"
     REVOKE = "revoke"
 
 
 P = TypeVar("P", bound=Mapping[str, Any])
+
+
+def _the_channel(data: Mapping[str, Any]) -> list[Stream]:
+    return [Stream.channel(UUID(str(data["id"])))]
 
 
 @dataclass(frozen=True)
@@ -92,6 +102,8 @@ class EventType(Generic[P]):
     doc: str
     access: AccessChange | None = None
     stored: bool = True  # False: announced to whoever follows now, never kept or resumed
+    # The streams an access change grants or revokes, read from its payload.
+    targets: Callable[[Mapping[str, Any]], list[Stream]] = _the_channel
 
     def to_user(self, user_id: UUID, payload: P) -> Event:
         assert self.audience is Audience.USER, self.name
@@ -375,6 +387,18 @@ EVENT_TYPES: dict[str, EventType[Any]] = {
     )
 }
 ACCESS_CHANGES = {name: t.access for name, t in EVENT_TYPES.items() if t.access is not None}
+
+
+def access_changes(event_type: str, data: Any) -> list[tuple[AccessChange, Stream]]:
+    """The streams an event grants or revokes, in order (none for any other event, or
+    for a payload that does not name them)."""
+    kind = EVENT_TYPES.get(event_type)
+    if kind is None or kind.access is None or not isinstance(data, Mapping):
+        return []
+    try:
+        return [(kind.access, stream) for stream in kind.targets(data)]
+    except (KeyError, ValueError, TypeError):
+        return []
 
 
 # -- writing

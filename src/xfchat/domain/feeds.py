@@ -18,7 +18,7 @@ import asyncpg
 
 from xfchat.db.queries import event_log as log_q
 from xfchat.domain import messages
-from xfchat.domain.access import access_channel, visible_channels
+from xfchat.domain.access import access_channel, member_servers, visible_channels
 from xfchat.domain.accounts import Actor, require_live_session
 from xfchat.domain.events import ACCESS_CHANGES, MessagePayload
 from xfchat.domain.permissions import Permission
@@ -33,6 +33,7 @@ class FeedStart:
     head: int  # the log's last commit in the snapshot
     pruned_g: int  # commits up to here are gone
     channels: set[UUID]  # what the user may see after `head`
+    servers: set[UUID]  # ... and the servers they are a member of
     # The user's access changes after the resume position, up to `head`, oldest first
     # (empty without one).
     changes: list[tuple[str, Any]]
@@ -76,6 +77,7 @@ async def read_user_feed_start(
         await require_live_session(conn, actor)
         head = await log_q.get_log_head(conn)
         channels = set(await visible_channels(conn, actor.user_id))
+        servers = set(await member_servers(conn, actor.user_id))
         changes: list[tuple[str, Any]] | None = []
         refused = None
         if since is not None:
@@ -90,7 +92,7 @@ async def read_user_feed_start(
                     refused = "expired"
         resumes = since is not None and refused is None
         state = None if resumes else await read_state(conn, actor, presence_timeout_s)
-    return FeedStart(head.g, head.pruned_g, channels, changes or [], refused, state)
+    return FeedStart(head.g, head.pruned_g, channels, servers, changes or [], refused, state)
 
 
 async def read_state_snapshot(

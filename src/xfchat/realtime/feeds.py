@@ -70,7 +70,7 @@ async def open_user_feed(
     refused = since if isinstance(since, Refused) else None
     if start.refused is not None:
         refused = Refused(start.refused, REFUSALS[start.refused])
-    follows = Follows(actor.user_id, start.channels)
+    follows = Follows(actor.user_id, start.channels, servers=start.servers)
     sub = hub.subscribe(actor.user_id, actor.session_id, follows)
     hub.opened(sub)
     if position is None or refused is not None:

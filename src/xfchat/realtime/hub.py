@@ -195,14 +195,17 @@ class Hub:
         return await self._read(q.get_log_head)
 
     async def read_feed(
-        self, user_id: UUID, channels: list[UUID], after: Position, upto: int, limit: int
+        self, user_id: UUID, streams: list[Stream], after: Position, upto: int, limit: int
     ) -> list[q.LogEvent]:
         self.replay_reads += 1
+        channels = [s.entity_id for s in streams if s.kind is StreamKind.CHANNEL]
+        servers = [s.entity_id for s in streams if s.kind is StreamKind.SERVER]
         return await self._read(
             lambda conn: q.list_feed_events(
                 conn,
                 user_id=user_id,
                 channel_ids=channels,
+                server_ids=servers,
                 after_g=after.g,
                 after_pos=after.pos,
                 upto_g=upto,
@@ -237,13 +240,12 @@ class Hub:
             if g <= sub.live_from:
                 continue
             for d in deliveries:
-                visible, change = sub.follows.apply(stream, d.type, d.data)
-                if change is not None:
-                    kind, channel = change
+                visible, changes = sub.follows.apply(stream, d.type, d.data)
+                for kind, target in changes:
                     if kind is AccessChange.GRANT:
-                        self._index_add(sub, Stream.channel(channel))
+                        self._index_add(sub, target)
                     else:
-                        self._index_remove(sub, Stream.channel(channel))
+                        self._index_remove(sub, target)
                 if visible:
                     sub.offer(d)
                     self.offered += 1

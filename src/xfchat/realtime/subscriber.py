@@ -32,6 +32,10 @@ log = logging.getLogger("xfchat.hub")
 REPLAY_PAGE = 500
 
 
+def _ordered(streams: set[Stream]) -> list[Stream]:
+    return sorted(streams, key=Stream.lock_order)
+
+
 class Delivery:
     """One event (or an ephemeral signal, with g 0) on its way to subscribers. Shared by
     all of them: its JSON is encoded once."""
@@ -88,19 +92,19 @@ class Subscriber:
         self.position = Position(0, 0)  # the last place handed over
         self.cursor = Position(0, 0)  # the replay's place: everything before is judged
         self.replay_upto = 0  # the last commit of the current replay range
-        self.candidates: list[UUID] = []  # the channels that range reads
+        self.candidates: list[Stream] = []  # the streams that range reads
         self.live = False  # the hub hands it new commits
         self.live_from = 0  # ... those after this one
         self.present = False  # it counts in its user's presence (hub.opened)
 
     # -- set-up (realtime/feeds.py)
 
-    def start(self, position: Position, upto: int, granted: set[UUID]) -> None:
-        """Replay from `position` to commit `upto`, reading the followed channels and
+    def start(self, position: Position, upto: int, granted: set[Stream]) -> None:
+        """Replay from `position` to commit `upto`, reading the followed streams and
         those `granted` on the way; then go live."""
         self.position = self.cursor = position
         self.replay_upto = upto
-        self.candidates = sorted(self.follows.channels | granted)
+        self.candidates = _ordered(self.follows.followed | granted)
         if position.g > upto:  # (g, 0) is before commit g; (g, pos) inside it
             self.cursor = Position(upto + 1, 0)
 
@@ -207,5 +211,5 @@ class Subscriber:
         if changes is None:
             self.close("resync")
             return
-        self.candidates = sorted(self.follows.channels | self.follows.granted_by(changes))
+        self.candidates = _ordered(self.follows.followed | self.follows.granted_by(changes))
         self.replay_upto = upto

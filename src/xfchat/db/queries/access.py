@@ -154,6 +154,11 @@ async def list_candidate_facts(conn: asyncpg.Connection, *, user_id: UUID) -> li
     return many(AccessFacts, await conn.fetch(_FACTS_OF_CANDIDATES, user_id))
 
 
+async def list_member_servers(conn: asyncpg.Connection, *, user_id: UUID) -> list[UUID]:
+    rows = await conn.fetch("SELECT server_id FROM server_members WHERE user_id = $1", user_id)
+    return [r["server_id"] for r in rows]
+
+
 async def bump_access_version(conn: asyncpg.Connection, *, channel_id: UUID) -> None:
     """Record that who may see (or write in) a channel changed. Locks the channel's row
     FOR UPDATE until the caller's transaction ends: a send batch, which holds FOR KEY

@@ -146,6 +146,7 @@ _FEED_STREAMS = """
         SELECT id, kind, entity_id FROM event_streams
         WHERE (kind = 'user' AND entity_id = $1)
            OR (kind = 'channel' AND entity_id = ANY($2::uuid[]))
+           OR (kind = 'server' AND entity_id = ANY($8::uuid[]))
     )
 """
 
@@ -160,9 +161,11 @@ async def list_feed_events(
     upto_g: int,
     limit: int,
     types: list[str] | None = None,
+    server_ids: list[UUID] | None = None,
 ) -> list[LogEvent]:
-    """The events of a user's own stream and of these channels after (g, pos), up to
-    commit `upto_g`, in log order, at most `limit`; only those of `types` if given."""
+    """The events of a user's own stream and of these channels and servers after
+    (g, pos), up to commit `upto_g`, in log order, at most `limit`; only those of
+    `types` if given."""
     records = await conn.fetch(
         _FEED_STREAMS
         + """
@@ -181,6 +184,7 @@ async def list_feed_events(
         upto_g,
         limit,
         types,
+        server_ids or [],
     )
     return many(LogEvent, records)
 
