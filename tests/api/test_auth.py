@@ -288,3 +288,20 @@ async def test_logout_ends_the_session_at_once(
     assert me.status_code == 401 and me.json()["code"] == "SESSION_REVOKED"
     again = await refresh(client, user.refresh_token)
     assert again.status_code == 401 and again.json()["code"] == "SESSION_REVOKED"
+
+
+async def test_a_repeat_after_its_successor_was_used_revokes_the_session(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann = await make_user("ann")
+    first = await client.post("/api/auth/refresh", json={"refresh_token": ann.refresh_token})
+    t1 = first.json()["refresh_token"]
+    second = await client.post("/api/auth/refresh", json={"refresh_token": t1})
+    assert second.status_code == 200
+    # Within the window, but the pair it got was used since: a copy, not a second tab.
+    stale = await client.post("/api/auth/refresh", json={"refresh_token": ann.refresh_token})
+    assert stale.status_code == 401 and stale.json()["code"] == "REFRESH_TOKEN_REUSED"
+    me = await client.get(
+        "/api/users/@me", headers={"Authorization": f"Bearer {second.json()['access_token']}"}
+    )
+    assert me.status_code == 401

@@ -335,6 +335,7 @@ async def test_upload_of_a_non_image_or_a_damaged_one_is_400(
         ((media.MAX_SIDE + 1, 1), "each side"),
         ((1, media.MAX_SIDE + 1), "each side"),
         ((6400, 6400), "pixels"),  # 41 megapixels, each side within bounds
+        ((4100, 4000), "16,000,000 pixels"),  # a PNG decodes whole: 16 at most
     ],
 )
 async def test_upload_beyond_the_pixel_bounds_is_400(
@@ -342,7 +343,7 @@ async def test_upload_beyond_the_pixel_bounds_is_400(
 ) -> None:
     # Sound, small files that Pillow would decode: only our bounds refuse them.
     user = await make_user()
-    assert size[0] * size[1] > media.MAX_PIXELS or max(size) > media.MAX_SIDE
+    assert size[0] * size[1] > media.MAX_LOSSLESS_PIXELS or max(size) > media.MAX_SIDE
     response = await upload(client, user, encoded(Image.new("L", size), "PNG"))
     assert response.status_code == 400, response.text
     assert response.json()["code"] == "INVALID_IMAGE" and message in response.json()["message"]

@@ -102,3 +102,27 @@ async def test_chosen_status_invisible_and_custom_status(server: str, make_user:
                 "/api/users/@me/presence", headers=ann.headers, json={"status": "away"}
             )
             assert bad.status_code == 400 and bad.json()["field"] == "status"
+
+
+async def test_an_invisible_users_connections_coming_and_going_show_nothing(
+    server: str, make_user: MakeUser
+) -> None:
+    ann, ben = await make_user("ann"), await make_user("ben")
+    async with httpx.AsyncClient(base_url=server, timeout=10) as api:
+        await factories.direct(api, ann, ben)
+        hidden = await api.put(
+            "/api/users/@me/presence", headers=ann.headers, json={"status": "invisible"}
+        )
+        # Not connected, she still reads back the status she chose.
+        assert hidden.json()["status"] == "invisible"
+        async with sse_stream(server, ben.access_token) as partner:
+            async with sse_stream(server, ann.access_token) as herself:
+                assert (await presence_of(herself, str(ann.id)))["status"] == "invisible"
+            await asyncio.sleep(0.5)  # her disconnect is announced (to herself only)
+            await api.put("/api/users/@me/presence", headers=ann.headers, json={"status": "dnd"})
+            await api.put("/api/users/@me/presence", headers=ann.headers, json={"status": "online"})
+            # Offline (not connected) all along for ben: the first news of her he gets
+            # is nothing until she connects, visible, again.
+            async with sse_stream(server, ann.access_token):
+                seen = await presence_of(partner, str(ann.id))
+            assert seen["status"] == "online"

@@ -184,8 +184,8 @@ async def login(
 async def refresh(pool: asyncpg.Pool, settings: Settings, *, refresh_token: str) -> IssuedTokens:
     """Trade a refresh token for a new access token and the next refresh token. The same
     token presented again within `refresh_reuse_window_s` of its first use (two tabs
-    refreshing at once) gets the very same pair again; later, it means the token was
-    copied, and the whole session is revoked.
+    refreshing at once), while the pair it got is still unused, gets the very same pair
+    again; otherwise it means the token was copied, and the whole session is revoked.
 
     Raises:
         Unauthorized: INVALID_REFRESH_TOKEN (unknown), SESSION_REVOKED (logged out, revoked
@@ -220,7 +220,7 @@ async def refresh(pool: asyncpg.Pool, settings: Settings, *, refresh_token: str)
                     reused = True
             else:
                 await sessions_q.mark_refresh_token_used(conn, token_hash=token_hash)
-                await sessions_q.insert_refresh_token(
+                issued_at = await sessions_q.insert_refresh_token(
                     conn,
                     token_hash=following_hash,
                     session_id=session.id,
@@ -235,8 +235,8 @@ async def refresh(pool: asyncpg.Pool, settings: Settings, *, refresh_token: str)
                 "this refresh token was already used; the session has been revoked",
                 code="REFRESH_TOKEN_REUSED",
             )
-    # A repeat within the window gets the pair of the first use: the same refresh token,
-    # and the same access token (the same claims, issued at the same second).
+    # Both answers sign the access token with the refresh token's issue time: a repeat
+    # within the window gets the very same pair (the same claims, the same second).
     when = issued_at.timestamp() if issued_at is not None else None
     return _issue(settings, found, session.id, following, now=when)
 

@@ -34,10 +34,13 @@ log = logging.getLogger("xfchat.media")
 
 FORMATS = ["PNG", "JPEG", "GIF", "WEBP"]
 MAX_SIDE = 10_000  # pixels, either side of an upload
-MAX_PIXELS = 40_000_000  # width x height of an upload, checked before decoding
+MAX_PIXELS = 40_000_000  # width x height of a JPEG, checked before decoding
+# ... of any other format: decoded whole (a JPEG decodes at 1/8 scale), up to 8 bytes a
+# pixel (16-bit RGBA), so this bounds a decode's memory.
+MAX_LOSSLESS_PIXELS = 16_000_000
 OUTPUT_SIDE = 512  # the stored image is at most this wide and high
 JPEG_QUALITY = 90
-IMAGE_JOBS = 2  # decodes running at once per process: each may hold ~160 MB and a core
+IMAGE_JOBS = 2  # decodes running at once per process: each may hold ~300 MB and a core
 MEDIA_PATH = "/api/media/"
 SNIFF_WINDOW = 1024  # bytes a browser looks at when it guesses a type
 
@@ -78,14 +81,15 @@ def encode_avatar(data: bytes) -> EncodedImage:
         raise _invalid("the file holds HTML, SVG, script or PHP; upload a plain image")
     try:
         with Image.open(BytesIO(data), formats=FORMATS) as upload:
-            _check_dimensions(*upload.size)
+            _check_dimensions(*upload.size, jpeg=upload.format in ("JPEG", "MPO"))
             _check_structure(str(upload.format), data)
             if upload.format in ("JPEG", "MPO"):
                 # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when that still leaves
                 # both sides at least OUTPUT_SIDE: far less memory and time.
                 upload.draft(None, (OUTPUT_SIDE, OUTPUT_SIDE))
             upload.load()  # the first frame only, for animated GIF and WebP
-            image = _square(_normalized(ImageOps.exif_transpose(upload)))
+            ImageOps.exif_transpose(upload, in_place=True)  # no copy of the whole image
+            image = _square(_normalized(upload))
         return _encode(image)
     except XFChatError:
         raise
@@ -100,13 +104,14 @@ def encode_avatar(data: bytes) -> EncodedImage:
         raise _invalid("the image is damaged or could not be decoded") from None
 
 
-def _check_dimensions(width: int, height: int) -> None:
+def _check_dimensions(width: int, height: int, *, jpeg: bool) -> None:
     if width < 1 or height < 1:
         raise _invalid("the image has no pixels")
     if width > MAX_SIDE or height > MAX_SIDE:
         raise _invalid(f"the image is {width}x{height}; each side may be at most {MAX_SIDE}")
-    if width * height > MAX_PIXELS:
-        raise _invalid(f"the image is {width}x{height}; at most {MAX_PIXELS:,} pixels")
+    most = MAX_PIXELS if jpeg else MAX_LOSSLESS_PIXELS
+    if width * height > most:
+        raise _invalid(f"the image is {width}x{height}; at most {most:,} pixels")
 
 
 def _check_structure(fmt: str, data: bytes) -> None:

@@ -15,6 +15,7 @@ shares a conversation with them.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from uuid import UUID
 
 import asyncpg
@@ -43,9 +44,9 @@ def shown(row: q.PresenceRow) -> PresencePayload:
 
 
 def own(row: q.PresenceRow) -> PresencePayload:
-    """A presence as its user sees it: invisible stays invisible."""
-    status = row.status if row.connected else "offline"
-    return {"user_id": str(row.user_id), "status": status, "status_text": row.status_text}
+    """A presence as its user sees it: the status they chose (invisible stays
+    invisible), connected or not."""
+    return {"user_id": str(row.user_id), "status": row.status, "status_text": row.status_text}
 
 
 async def _lock_user(conn: asyncpg.Connection, user_id: UUID) -> None:
@@ -58,12 +59,19 @@ async def _presence(conn: asyncpg.Connection, user_id: UUID, timeout_s: float) -
     return row
 
 
-async def announce(conn: asyncpg.Connection, user_id: UUID, timeout_s: float) -> None:
-    """Tell the user's connections and everyone who shares a channel with them how the
-    user is now (in the caller's transaction: it goes out on commit)."""
+async def announce(
+    conn: asyncpg.Connection, user_id: UUID, timeout_s: float, before: PresencePayload
+) -> None:
+    """Tell the user's connections how the user is now, and everyone who shares a
+    channel with them too if what they see changed from `before` (an invisible user's
+    comings and goings show nothing). In the caller's transaction: it goes out on
+    commit."""
     row = await _presence(conn, user_id, timeout_s)
-    shared = sorted(c.channel_id for c in (await visible_channels(conn, user_id)).values())
-    await signal_related(conn, PRESENCE_UPDATED, user_id, shared, shown(row), own(row))
+    now = shown(row)
+    shared = []
+    if now != before:
+        shared = sorted(c.channel_id for c in (await visible_channels(conn, user_id)).values())
+    await signal_related(conn, PRESENCE_UPDATED, user_id, shared, now, own(row))
 
 
 async def connect(
@@ -76,7 +84,7 @@ async def connect(
         before = await _presence(conn, user_id, timeout_s)
         await q.insert_connection(conn, process_id=process_id, user_id=user_id)
         if not before.connected:
-            await announce(conn, user_id, timeout_s)
+            await announce(conn, user_id, timeout_s, shown(before))
 
 
 async def disconnect(
@@ -86,16 +94,18 @@ async def disconnect(
     other does."""
     async with conn.transaction():
         await _lock_user(conn, user_id)
+        before = await _presence(conn, user_id, timeout_s)
         await q.delete_connection(conn, process_id=process_id, user_id=user_id)
         if not (await _presence(conn, user_id, timeout_s)).connected:
-            await announce(conn, user_id, timeout_s)
+            await announce(conn, user_id, timeout_s, shown(before))
 
 
 async def _gone(conn: asyncpg.Connection, users: list[UUID], timeout_s: float) -> None:
     for user_id in sorted(set(users)):
         await _lock_user(conn, user_id)
-        if not (await _presence(conn, user_id, timeout_s)).connected:
-            await announce(conn, user_id, timeout_s)
+        row = await _presence(conn, user_id, timeout_s)
+        if not row.connected:  # (they were, on the process that is gone)
+            await announce(conn, user_id, timeout_s, shown(replace(row, connected=True)))
 
 
 async def leave(conn: asyncpg.Connection, process_id: UUID, timeout_s: float) -> None:
@@ -153,6 +163,7 @@ async def set_presence(
         )
     async with conn.transaction():
         await _lock_user(conn, actor.user_id)
+        seen = shown(await _presence(conn, actor.user_id, timeout_s))
         before = await users_q.get_user(conn, user_id=actor.user_id)
         if before is None:
             raise NotFound("no such user", code="USER_NOT_FOUND")
@@ -167,5 +178,5 @@ async def set_presence(
         assert after is not None
         if after.status_text != before.status_text:
             await publish_profile(conn, after)
-        await announce(conn, actor.user_id, timeout_s)
+        await announce(conn, actor.user_id, timeout_s, seen)
         return own(await _presence(conn, actor.user_id, timeout_s))

@@ -5,23 +5,29 @@ object. It is read in the same database snapshot as the log's head, so the resum
 that comes with it names exactly the place after which every change is an event: apply
 the events that follow and the state stays current.
 
-Size: conversations are capped at 1,000 per user (each with at most 25 participants'
-public profiles and its last message), friends and blocks hold one small object per
-person, pending requests likewise; a typical state is a few kilobytes, and the caps
-bound it.
+Size: other people can make a state grow (add you to groups, send you requests), so
+its sections are bounded: conversations, most recently active first, until their JSON
+reaches STATE_CONVERSATION_BYTES; at most STATE_REQUESTS incoming and outgoing friend
+requests each, the newest. A section cut short is named in `truncated` (its rest is a
+request away: `GET /api/conversations`, `GET /api/users/@me/friend-requests`).
+Friends and blocks need your own consent, one small object per person.
 """
 
 from __future__ import annotations
 
+from typing import TypeVar
 from uuid import UUID
 
 import asyncpg
+import orjson
 from typing_extensions import TypedDict
 
 from xfchat.domain import conversations, friends, presence, profile
 from xfchat.domain.accounts import Actor
 from xfchat.domain.conversations import ConversationView
 from xfchat.domain.events import FriendRequestPayload, PresencePayload, PublicUserPayload
+
+T = TypeVar("T")
 
 
 class PrivateUserPayload(PublicUserPayload):
@@ -41,6 +47,10 @@ class FriendRequestsView(TypedDict):
     outgoing: list[FriendRequestPayload]
 
 
+STATE_CONVERSATION_BYTES = 1 << 20
+STATE_REQUESTS = 100
+
+
 class StatePayload(TypedDict):
     user: PrivateUserPayload
     conversations: list[ConversationView]
@@ -49,6 +59,18 @@ class StatePayload(TypedDict):
     blocks: list[PublicUserPayload]
     # Those of the people in `conversations` and `friends` who are not offline.
     presences: list[PresencePayload]
+    # The sections cut short by their bound ("conversations", "friend_requests").
+    truncated: list[str]
+
+
+def _budgeted(items: list[T], budget: int) -> tuple[list[T], bool]:
+    """The first items whose JSON fits in `budget` bytes; and whether some were left."""
+    used = 0
+    for n, item in enumerate(items):
+        used += len(orjson.dumps(item))
+        if used > budget:
+            return items[:n], True
+    return items, False
 
 
 async def read_state(
@@ -58,8 +80,23 @@ async def read_state(
     token to go with it)."""
     me = await profile.get_me(conn, actor)
     requests = await friends.list_friend_requests(conn, actor)
-    mine = await conversations.list_conversations(conn, actor)
+    mine, cut = _budgeted(
+        await conversations.list_conversations(conn, actor), STATE_CONVERSATION_BYTES
+    )
     friendships = await friends.list_friends(conn, actor)
+    incoming = [
+        friends.request_data(r.request, r.other)
+        for r in requests
+        if r.request.to_user_id == actor.user_id
+    ]
+    outgoing = [
+        friends.request_data(r.request, r.other)
+        for r in requests
+        if r.request.from_user_id == actor.user_id
+    ]
+    truncated = ["conversations"] if cut else []
+    if len(incoming) > STATE_REQUESTS or len(outgoing) > STATE_REQUESTS:
+        truncated.append("friend_requests")
     related = {UUID(p["id"]) for c in mine for p in c["participants"]}
     related |= {f.user.id for f in friendships}
     related.discard(actor.user_id)
@@ -71,17 +108,14 @@ async def read_state(
             for f in friendships
         ],
         "friend_requests": {
-            "incoming": [
-                friends.request_data(r.request, r.other)
-                for r in requests
-                if r.request.to_user_id == actor.user_id
-            ],
-            "outgoing": [
-                friends.request_data(r.request, r.other)
-                for r in requests
-                if r.request.from_user_id == actor.user_id
-            ],
+            "incoming": _newest(incoming, STATE_REQUESTS),
+            "outgoing": _newest(outgoing, STATE_REQUESTS),
         },
         "blocks": [profile.public_profile(u) for u in await friends.list_blocked(conn, actor)],
         "presences": await presence.list_presences(conn, sorted(related), presence_timeout_s),
+        "truncated": truncated,
     }
+
+
+def _newest(requests: list[FriendRequestPayload], most: int) -> list[FriendRequestPayload]:
+    return sorted(requests, key=lambda r: r["created_at"], reverse=True)[:most]

@@ -88,11 +88,14 @@ async def list_conversations(
                     WHERE m.channel_id = c.id AND m.seq > COALESCE(rs.last_read_seq, 0)
                       AND m.author_id IS DISTINCT FROM $1 AND m.deleted_at IS NULL
                     LIMIT {UNREAD_CAP}) x) AS unread,
-               -- Walks the messages that mention the user (the GIN index), not the unread.
-               (SELECT count(*) FROM messages m
-                WHERE m.mentions <> '{{}}' AND m.mentions @> ARRAY[$1]::uuid[]
-                  AND m.channel_id = c.id AND m.seq > COALESCE(rs.last_read_seq, 0)
-                  AND m.author_id IS DISTINCT FROM $1 AND m.deleted_at IS NULL) AS mention_count,
+               -- Walks the messages that mention the user (the GIN index), not the
+               -- unread; capped like `unread`, so never more than it.
+               (SELECT count(*) FROM (
+                    SELECT 1 FROM messages m
+                    WHERE m.mentions <> '{{}}' AND m.mentions @> ARRAY[$1]::uuid[]
+                      AND m.channel_id = c.id AND m.seq > COALESCE(rs.last_read_seq, 0)
+                      AND m.author_id IS DISTINCT FROM $1 AND m.deleted_at IS NULL
+                    LIMIT {UNREAD_CAP}) x) AS mention_count,
                last.id AS last_message_id
         FROM channels c
         LEFT JOIN read_states rs ON rs.user_id = $1 AND rs.channel_id = c.id

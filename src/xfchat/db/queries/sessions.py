@@ -64,13 +64,18 @@ async def insert_session(
 
 async def insert_refresh_token(
     conn: asyncpg.Connection, *, token_hash: bytes, session_id: UUID, generation: int
-) -> None:
-    await conn.execute(
-        "INSERT INTO refresh_tokens (token_hash, session_id, generation) VALUES ($1, $2, $3)",
+) -> datetime:
+    """Record a refresh token; returns when it was issued."""
+    issued: datetime = await conn.fetchval(
+        """
+        INSERT INTO refresh_tokens (token_hash, session_id, generation) VALUES ($1, $2, $3)
+        RETURNING issued_at
+        """,
         token_hash,
         session_id,
         generation,
     )
+    return issued
 
 
 async def get_refresh_token_for_update(
@@ -91,9 +96,13 @@ async def get_refresh_token_for_update(
 async def get_refresh_token_issued_at(
     conn: asyncpg.Connection, *, token_hash: bytes, session_id: UUID
 ) -> datetime | None:
-    """When this session's refresh token with this hash was issued (None: no such)."""
+    """When this session's refresh token with this hash was issued, if it exists and has
+    not been used yet (None otherwise)."""
     value = await conn.fetchval(
-        "SELECT issued_at FROM refresh_tokens WHERE token_hash = $1 AND session_id = $2",
+        """
+        SELECT issued_at FROM refresh_tokens
+        WHERE token_hash = $1 AND session_id = $2 AND used_at IS NULL
+        """,
         token_hash,
         session_id,
     )
