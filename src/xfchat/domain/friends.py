@@ -79,15 +79,15 @@ async def _profiles(conn: asyncpg.Connection, *users: UUID) -> dict[UUID, users_
     return {p.id: p for p in await users_q.list_public_users(conn, user_ids=list(users))}
 
 
-async def _to_both(
-    conn: asyncpg.Connection,
+def _to_both(
     kind: EventType[FriendRequestPayload],
     req: friends_q.FriendRequestRow,
+    profiles: dict[UUID, users_q.PublicUserRow],
     conversation_id: UUID | None = None,
 ) -> list[Event]:
-    """The event for each of the request's two users, each with the other's profile."""
+    """The event for each of the request's two users, each with the other's profile
+    (`profiles` holds both)."""
     pair = (req.from_user_id, req.to_user_id)
-    profiles = await _profiles(conn, *pair)
     events = []
     for me, other in (pair, pair[::-1]):
         data = request_data(req, profiles[other])
@@ -135,7 +135,8 @@ async def send_friend_request(
         request = await friends_q.insert_friend_request(
             conn, from_user_id=actor.user_id, to_user_id=target.id
         )
-        await emit_many(conn, await _to_both(conn, FRIEND_REQUEST_CREATED, request))
+        profiles = await _profiles(conn, actor.user_id, target.id)
+        await emit_many(conn, _to_both(FRIEND_REQUEST_CREATED, request, profiles))
         return FriendRequestView(request, target)
 
 
@@ -147,8 +148,8 @@ async def _accept(
     )
     await friends_q.insert_friendship(conn, user_a=request.from_user_id, user_b=request.to_user_id)
     conversation, _ = await get_or_create_direct(conn, request.from_user_id, request.to_user_id)
-    events = await _to_both(conn, FRIEND_REQUEST_ACCEPTED, accepted, conversation.id)
     profiles = await _profiles(conn, request.from_user_id, request.to_user_id)
+    events = _to_both(FRIEND_REQUEST_ACCEPTED, accepted, profiles, conversation.id)
     for me, other in (
         (request.from_user_id, request.to_user_id),
         (request.to_user_id, request.from_user_id),
@@ -222,7 +223,8 @@ async def _close_request(
         closed = await friends_q.set_friend_request_status(
             conn, request_id=request.id, status=status
         )
-        await emit_many(conn, await _to_both(conn, CLOSED[status], closed))
+        profiles = await _profiles(conn, closed.from_user_id, closed.to_user_id)
+        await emit_many(conn, _to_both(CLOSED[status], closed, profiles))
 
 
 async def list_friend_requests(conn: asyncpg.Connection, actor: Actor) -> list[FriendRequestView]:
@@ -278,6 +280,7 @@ async def block_user(conn: asyncpg.Connection, actor: Actor, user_id: UUID) -> N
         await _lock_pair(conn, actor.user_id, user_id)
         if not await blocks_q.insert_block(conn, blocker_id=actor.user_id, blocked_id=user_id):
             return
+        profiles = await _profiles(conn, actor.user_id, user_id)
         events: list[Event] = []
         if await friends_q.delete_friendship(conn, user_a=actor.user_id, user_b=user_id):
             events += _friend_removed(actor.user_id, user_id)
@@ -288,11 +291,10 @@ async def block_user(conn: asyncpg.Connection, actor: Actor, user_id: UUID) -> N
             cancelled = await friends_q.set_friend_request_status(
                 conn, request_id=pending.id, status="cancelled"
             )
-            events += await _to_both(conn, FRIEND_REQUEST_CANCELLED, cancelled)
-        blocked = (await _profiles(conn, user_id))[user_id]
+            events += _to_both(FRIEND_REQUEST_CANCELLED, cancelled, profiles)
         events.append(
             BLOCK_ADDED.to_user(
-                actor.user_id, {"user_id": str(user_id), "user": public_profile(blocked)}
+                actor.user_id, {"user_id": str(user_id), "user": public_profile(profiles[user_id])}
             )
         )
         await _direct_access_changed(conn, actor.user_id, user_id)
