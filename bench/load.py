@@ -1,6 +1,6 @@
 """Load: K senders x M messages into one conversation, R subscribed receivers.
 
-    uv run python -m bench.load                 # the four points quoted in the README
+    uv run python -m bench.load                 # every point quoted in the README
     uv run python -m bench.load --senders 10 --messages 100 --receivers 10 [--transport ws]
     uv run python -m bench.load --target http://host:3000   # a running server
 
@@ -312,6 +312,33 @@ async def point(
         members = [users[g::groups] for g in range(groups)]
         conversations = [await make_group(client, m) for m in members]
     group_of = {u.id: conversations[g] for g, ms in enumerate(members) for u in ms}
+    await measure(
+        base,
+        usage,
+        users,
+        group_of,
+        senders=senders,
+        messages=messages,
+        receivers=receivers,
+        transport=transport,
+        label=label,
+    )
+
+
+async def measure(
+    base: str,
+    usage: Usage,
+    users: list[User],
+    group_of: dict[str, str],
+    *,
+    senders: int,
+    messages: int,
+    receivers: int,
+    transport: str,
+    label: str,
+) -> None:
+    """The first `senders` users send `messages` each into their channel (`group_of`),
+    while the first `receivers` users each hold one real-time connection."""
     run = Run()
     readies = [asyncio.Event() for _ in range(receivers)]
     tasks = [
@@ -457,11 +484,16 @@ async def main() -> None:
             )
         if args.senders is None:
             await paging(base, usage, messages=1200)
+            from bench.server_points import server_points  # (it uses this module's helpers)
+
+            await server_points(base, usage, pg_url, transport=args.transport)
 
     if args.target:
+        pg_url = os.environ.get("DATABASE_URL", "")
         await run_points(args.target.rstrip("/"), Usage(None, None))
         return
     async with local_server() as (base, proc, pg):
+        pg_url = pg.url
         print(
             f"xfchat serve (pid {proc.pid}) on {base}, PostgreSQL {pg.binaries.major} "
             f"(durable: fsync and synchronous_commit on), {os.cpu_count()} CPUs, "

@@ -28,6 +28,7 @@ import asyncpg
 from bench.common import database, env_url
 from xfchat.db.pool import connect, create_pool
 from xfchat.db.queries import channels as channels_q
+from xfchat.db.queries import roles as roles_q
 from xfchat.db.queries import servers as servers_q
 from xfchat.db.queries import sessions as sessions_q
 from xfchat.db.queries import users as users_q
@@ -74,7 +75,7 @@ async def follower(pool: asyncpg.Pool, conversations: int, servers: int) -> Acto
         for s in range(servers):
             async with conn.transaction():
                 server = await servers_q.insert_server(conn, name=f"s{s}", owner_id=other)
-                await servers_q.insert_role(
+                await roles_q.insert_role(
                     conn,
                     server_id=server.id,
                     name="@everyone",

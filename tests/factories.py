@@ -195,12 +195,13 @@ async def server(
     channels, and these members. (Made with the query functions until the servers
     issue brings their domain functions.)"""
     from xfchat.db.queries import channels as channels_q
+    from xfchat.db.queries import roles as roles_q
     from xfchat.db.queries import servers as servers_q
     from xfchat.domain.permissions import EVERYONE_DEFAULT
 
     async with pool.acquire() as conn, conn.transaction():
         row = await servers_q.insert_server(conn, name="srv", owner_id=owner.id)
-        everyone = await servers_q.insert_role(
+        everyone = await roles_q.insert_role(
             conn,
             server_id=row.id,
             name="@everyone",
@@ -238,3 +239,58 @@ async def lock_waiters(pool: asyncpg.Pool, at_least: int = 1, timeout: float = 1
             await asyncio.sleep(0.01)
 
     await asyncio.wait_for(asyncio.create_task(poll()), timeout)
+
+
+@dataclass
+class Community:
+    """A server made through the API, with its members joined by invite."""
+
+    __test__ = False
+
+    id: str
+    everyone_role: str
+    general: str  # the #general channel's id
+    invite: str  # an invite code with no limits
+
+    def url(self, path: str = "") -> str:
+        return f"/api/servers/{self.id}{path}"
+
+
+async def community(
+    client: Any, owner: TestUser, *members: TestUser, name: str = "srv"
+) -> Community:
+    made = await client.post("/api/servers", headers=owner.headers, json={"name": name})
+    assert made.status_code == 201, made.text
+    body = made.json()
+    invite = await client.post(
+        f"/api/servers/{body['id']}/invites",
+        headers=owner.headers,
+        json={"max_uses": None, "max_age_s": None},
+    )
+    assert invite.status_code == 201, invite.text
+    code = invite.json()["code"]
+    for who in members:
+        joined = await client.post(f"/api/invites/{code}", headers=who.headers)
+        assert joined.status_code == 201, joined.text
+    everyone = next(r["id"] for r in body["roles"] if r["is_default"])
+    general = next(c["id"] for c in body["channels"] if c["name"] == "general")
+    return Community(body["id"], everyone, general, code)
+
+
+async def role(
+    client: Any, srv: Community, actor: TestUser, name: str, permissions: int, *holders: TestUser
+) -> str:
+    """A role with these permissions, given to `holders`."""
+    made = await client.post(
+        srv.url("/roles"),
+        headers=actor.headers,
+        json={"name": name, "permissions": str(permissions)},
+    )
+    assert made.status_code == 201, made.text
+    role_id = str(made.json()["id"])
+    for who in holders:
+        given = await client.put(
+            srv.url(f"/members/{who.id}/roles/{role_id}"), headers=actor.headers
+        )
+        assert given.status_code == 204, given.text
+    return role_id

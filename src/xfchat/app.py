@@ -18,9 +18,14 @@ from xfchat.api import (
     friends,
     gateway,
     health,
+    invites,
     media,
+    members,
     mentions,
     messages,
+    roles,
+    server_channels,
+    servers,
     sse,
     users,
 )
@@ -145,6 +150,11 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
         mentions.router,
         friends.router,
         conversations.router,
+        servers.router,
+        invites.router,
+        members.router,
+        roles.router,
+        server_channels.router,
         channels.router,
     ):
         app.include_router(router)

@@ -8,6 +8,7 @@ import pytest
 from xfchat.db.queries import channels as channels_q
 from xfchat.db.queries import friends as friends_q
 from xfchat.db.queries import messages as messages_q
+from xfchat.db.queries import roles as roles_q
 from xfchat.db.queries import servers as servers_q
 from xfchat.db.queries import users as users_q
 
@@ -60,10 +61,8 @@ async def test_deleting_a_server_removes_its_channels_and_their_messages(
     owner = await make_user(conn, "owner")
     server = await servers_q.insert_server(conn, name="S", owner_id=owner.id)
     await servers_q.insert_server_member(conn, server_id=server.id, user_id=owner.id)
-    role = await servers_q.insert_role(
-        conn, server_id=server.id, name="r", permissions=1, position=1
-    )
-    await servers_q.insert_member_role(conn, server_id=server.id, user_id=owner.id, role_id=role.id)
+    role = await roles_q.insert_role(conn, server_id=server.id, name="r", permissions=1, position=1)
+    await roles_q.insert_member_role(conn, server_id=server.id, user_id=owner.id, role_id=role.id)
     channel = await channels_q.insert_channel(
         conn, server_id=server.id, kind="text", name="general"
     )
@@ -99,11 +98,9 @@ async def test_a_member_cannot_get_another_servers_role(conn: asyncpg.Connection
     s1 = await servers_q.insert_server(conn, name="S1", owner_id=owner.id)
     s2 = await servers_q.insert_server(conn, name="S2", owner_id=owner.id)
     await servers_q.insert_server_member(conn, server_id=s1.id, user_id=owner.id)
-    foreign = await servers_q.insert_role(
-        conn, server_id=s2.id, name="r", permissions=0, position=1
-    )
+    foreign = await roles_q.insert_role(conn, server_id=s2.id, name="r", permissions=0, position=1)
     with pytest.raises(asyncpg.ForeignKeyViolationError):
-        await servers_q.insert_member_role(
+        await roles_q.insert_member_role(
             conn, server_id=s1.id, user_id=owner.id, role_id=foreign.id
         )
 

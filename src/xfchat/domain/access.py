@@ -21,7 +21,12 @@ import asyncpg
 from xfchat.db.queries import access as q
 from xfchat.db.queries import channels as channels_q
 from xfchat.domain.accounts import Actor
-from xfchat.domain.permissions import BLOCKED_DIRECT, Permission, compute_permissions
+from xfchat.domain.permissions import (
+    BLOCKED_DIRECT,
+    Permission,
+    compute_permissions,
+    compute_server_permissions,
+)
 from xfchat.errors import Forbidden, NotFound, XFChatError
 
 MESSAGE_KINDS = frozenset({"text", "direct", "group"})  # channels that carry messages
@@ -47,15 +52,18 @@ def refusal(facts: q.AccessFacts, need: Permission) -> XFChatError | None:
     perms = compute_permissions(facts)
     if not perms & Permission.VIEW_CHANNEL:
         return channel_not_found()
-    missing = Permission(need & ~perms)
-    if not missing:
+    lacking = Permission(need & ~perms)
+    if not lacking:
         return None
-    if facts.blocked and missing & BLOCKED_DIRECT:
+    if facts.blocked and lacking & BLOCKED_DIRECT:
         return Forbidden("you cannot message this user", code="CANNOT_MESSAGE_USER")
-    names = ", ".join(p.name for p in Permission if p in missing and p.name)
-    return Forbidden(
-        f"you need {names} in this channel", code="MISSING_PERMISSIONS", extra={"missing": names}
-    )
+    if facts.timed_out:
+        return timed_out()
+    return missing(need, perms, "in this channel")
+
+
+def timed_out() -> Forbidden:
+    return Forbidden("you are timed out in this server", code="TIMED_OUT")
 
 
 async def access_channel(
@@ -120,9 +128,92 @@ async def viewers_among(
     return [u for u in user_ids if u in seeing]
 
 
+def facts_permissions(facts: q.AccessFacts) -> Permission:
+    """What these facts allow (the send batch reads facts in its own statement)."""
+    return compute_permissions(facts)
+
+
+async def is_administrator(conn: asyncpg.Connection, server_id: UUID, user_id: UUID) -> bool:
+    """Whether a member holds ADMINISTRATOR through their roles (they cannot be timed
+    out)."""
+    facts = await q.get_server_facts(conn, server_id=server_id, user_id=user_id)
+    return facts is not None and bool(facts.base & Permission.ADMINISTRATOR)
+
+
 def facts_viewers(facts: list[q.AccessFacts]) -> set[UUID]:
     """Of these facts (one channel), the users who may see it."""
     return {f.user_id for f in facts if compute_permissions(f) & Permission.VIEW_CHANNEL}
+
+
+@dataclass(frozen=True)
+class ServerAccess:
+    facts: q.ServerFacts
+    permissions: Permission
+
+    def can(self, need: Permission) -> bool:
+        return need & self.permissions == need
+
+    def outranks(self, position: int) -> bool:
+        """May manage a role at `position`, or a member whose highest role is there:
+        the owner always; anyone else only below their own highest role."""
+        return self.facts.owner or position < self.facts.top_position
+
+    @property
+    def owner(self) -> bool:
+        return self.facts.owner
+
+
+def server_not_found() -> NotFound:
+    return NotFound("no such server", code="SERVER_NOT_FOUND")
+
+
+def missing(need: Permission, have: Permission, where: str = "in this server") -> Forbidden:
+    names = ", ".join(p.name for p in Permission if p in Permission(need & ~have) and p.name)
+    return Forbidden(
+        f"you need {names} {where}", code="MISSING_PERMISSIONS", extra={"missing": names}
+    )
+
+
+async def access_server(
+    conn: asyncpg.Connection,
+    actor: Actor,
+    server_id: UUID,
+    *,
+    need: Permission = Permission(0),
+    lock: bool = False,
+) -> ServerAccess:
+    """The actor's server-wide permissions in a server they are a member of, if they
+    include `need`. With `lock`, the server's row stays locked until the caller's
+    transaction ends: every change of its members, roles, channels and overrides takes
+    it, so what they change is decided one at a time.
+
+    Raises: NotFound (SERVER_NOT_FOUND) for a non-member; Forbidden
+    (MISSING_PERMISSIONS)."""
+    facts = await q.get_server_facts(conn, server_id=server_id, user_id=actor.user_id, lock=lock)
+    if facts is None or not facts.member:
+        raise server_not_found()
+    perms = compute_server_permissions(facts)
+    if need & ~perms:
+        raise timed_out() if facts.timed_out else missing(need, perms)
+    return ServerAccess(facts, perms)
+
+
+async def server_viewers(
+    conn: asyncpg.Connection,
+    server_id: UUID,
+    channel_ids: list[UUID],
+    user_ids: list[UUID] | None = None,
+) -> dict[UUID, set[UUID]]:
+    """Who of the server's members (or of `user_ids`) may see each of these channels."""
+    out: dict[UUID, set[UUID]] = {c: set() for c in channel_ids}
+    if not channel_ids or user_ids == []:
+        return out
+    for facts in await q.list_member_facts(
+        conn, server_id=server_id, channel_ids=channel_ids, user_ids=user_ids
+    ):
+        if compute_permissions(facts) & Permission.VIEW_CHANNEL:
+            out[facts.channel_id].add(facts.user_id)
+    return out
 
 
 async def access_changed(conn: asyncpg.Connection, channel_id: UUID) -> None:

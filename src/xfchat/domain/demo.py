@@ -16,6 +16,7 @@ from xfchat.db.queries import channels as channels_q
 from xfchat.db.queries import friends as friends_q
 from xfchat.db.queries import locks
 from xfchat.db.queries import messages as messages_q
+from xfchat.db.queries import roles as roles_q
 from xfchat.db.queries import servers as servers_q
 from xfchat.db.queries import users as users_q
 from xfchat.domain.passwords import hash_password_async
@@ -95,7 +96,7 @@ async def _insert_all(conn: asyncpg.Connection, hashes: list[str]) -> DemoSummar
     ]
     role_ids = {}
     for i, (name, perms, position, color, is_default) in enumerate(roles):
-        role = await servers_q.insert_role(
+        role = await roles_q.insert_role(
             conn,
             role_id=_uid(200 + i),
             server_id=sid,
@@ -114,21 +115,49 @@ async def _insert_all(conn: asyncpg.Connection, hashes: list[str]) -> DemoSummar
         ("diana", "Member"),
         ("eve", "Member"),
     ]:
-        await servers_q.insert_member_role(
+        await roles_q.insert_member_role(
             conn, server_id=sid, user_id=u[user], role_id=role_ids[role_name]
         )
 
-    text = ["general", "announcements", "gaming", "off-topic"]
+    text = ["general", "announcements", "gaming", "mod-lounge"]
     voice = ["General Voice", "Gaming Voice", "AFK"]
     channel_ids = {}
-    for i, name in enumerate(text):
-        ch = await channels_q.insert_channel(
-            conn, channel_id=_uid(101 + i), server_id=sid, kind="text", name=name, position=i
+    categories = {}
+    for i, name in enumerate(("Text Channels", "Voice Channels")):
+        cat = await channels_q.insert_channel(
+            conn, channel_id=_uid(121 + i), server_id=sid, kind="category", name=name, position=i
         )
-        channel_ids[name] = ch.id
-    for i, name in enumerate(voice):
-        await channels_q.insert_channel(
-            conn, channel_id=_uid(111 + i), server_id=sid, kind="voice", name=name, position=i
+        categories[name] = cat.id
+    for kind, names, category, first_id in (
+        ("text", text, "Text Channels", 101),
+        ("voice", voice, "Voice Channels", 111),
+    ):
+        for i, name in enumerate(names):
+            ch = await channels_q.insert_channel(
+                conn,
+                channel_id=_uid(first_id + i),
+                server_id=sid,
+                kind=kind,
+                name=name,
+                position=i,
+                parent_id=categories[category],
+            )
+            channel_ids[name] = ch.id
+    # Moderators (and the owner and admins) only; announcements are read-only for the
+    # rest.
+    view, send = int(Permission.VIEW_CHANNEL), int(Permission.SEND_MESSAGES)
+    for channel, role_name, allow, deny in (
+        ("mod-lounge", "@everyone", 0, view),
+        ("mod-lounge", "Moderator", view, 0),
+        ("announcements", "@everyone", 0, send),
+        ("announcements", "Moderator", send, 0),
+    ):
+        await servers_q.upsert_permission_override(
+            conn,
+            channel_id=channel_ids[channel],
+            role_id=role_ids[role_name],
+            allow=allow,
+            deny=deny,
         )
 
     general = channel_ids["general"]
@@ -178,7 +207,7 @@ async def _insert_all(conn: asyncpg.Connection, hashes: list[str]) -> DemoSummar
     await friends_q.insert_friend_request(conn, from_user_id=u["eve"], to_user_id=u["alice"])
     return DemoSummary(
         users=len(DEMO_USERS),
-        channels=len(text) + len(voice) + 1,
+        channels=len(text) + len(voice) + len(categories) + 1,
         roles=len(roles),
         messages=len(lines) + 2,
     )

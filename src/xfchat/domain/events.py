@@ -63,6 +63,7 @@ class Stream:
 class Audience(enum.StrEnum):
     USER = "user"  # the user's own connections
     CHANNEL = "channel"  # everyone who may see the channel at the event's place
+    SERVER = "server"  # every member of the server at the event's place
     # The user's own connections and everyone who shares a channel with them: the event
     # is appended to the user's stream and to each of those channels' streams.
     RELATED = "related"
@@ -112,6 +113,10 @@ class EventType(Generic[P]):
     def to_channel(self, channel_id: UUID, payload: P) -> Event:
         assert self.audience is Audience.CHANNEL, self.name
         return Event(self.name, Stream.channel(channel_id), payload)
+
+    def to_server(self, server_id: UUID, payload: P) -> Event:
+        assert self.audience is Audience.SERVER, self.name
+        return Event(self.name, Stream.server(server_id), payload)
 
     def to_related(self, user_id: UUID, channel_ids: Iterable[UUID], payload: P) -> list[Event]:
         """The event on the user's stream and on each channel they share with others."""
@@ -268,6 +273,116 @@ class SessionRevokedPayload(TypedDict):
     reason: str
 
 
+class RolePayload(TypedDict):
+    id: str
+    server_id: str
+    name: str
+    permissions: str  # the bit flags as a decimal string (64 bits do not fit a JS number)
+    position: int
+    color: int
+    hoist: bool
+    mentionable: bool
+    is_default: bool  # @everyone
+
+
+class OverridePayload(TypedDict):
+    kind: str  # "role" or "member"
+    id: str  # the role's or the member's id
+    allow: str
+    deny: str
+
+
+class ServerChannelPayload(TypedDict):
+    id: str
+    server_id: str
+    kind: str  # text, voice, category
+    name: str
+    topic: str | None
+    position: int
+    parent_id: str | None
+    rate_limit_per_user: int  # slowmode seconds
+    user_limit: int | None  # voice
+    permissions_synced: bool
+    overrides: list[OverridePayload]
+    created_at: str
+
+
+class ServerPayload(TypedDict):
+    id: str
+    name: str
+    description: str | None
+    icon_url: str | None
+    owner_id: str
+    member_count: int
+    created_at: str
+
+
+class MemberPayload(TypedDict):
+    server_id: str
+    user: PublicUserPayload
+    nickname: str | None
+    role_ids: list[str]
+    joined_at: str
+    timed_out_until: str | None
+
+
+class ServerJoinedPayload(ServerPayload):
+    channels: list[ServerChannelPayload]  # those you may see
+    roles: list[RolePayload]
+    member: MemberPayload  # you
+
+
+class ServerLeftPayload(TypedDict):
+    id: str
+    reason: str  # left, kicked, banned, deleted
+    channel_ids: list[str]
+
+
+class ChannelsRevealedPayload(TypedDict):
+    server_id: str
+    reason: str  # created, permissions
+    channels: list[ServerChannelPayload]
+
+
+class ChannelsHiddenPayload(TypedDict):
+    server_id: str
+    reason: str  # deleted, permissions
+    channel_ids: list[str]
+
+
+class RoleDeletedPayload(TypedDict):
+    server_id: str
+    id: str
+
+
+class MemberRemovedPayload(TypedDict):
+    server_id: str
+    user_id: str
+    reason: str  # left, kicked, banned
+
+
+def _joined(data: Mapping[str, Any]) -> list[Stream]:
+    return [
+        Stream.server(UUID(str(data["id"]))),
+        *(Stream.channel(UUID(str(c["id"]))) for c in data["channels"]),
+    ]
+
+
+def _left(data: Mapping[str, Any]) -> list[Stream]:
+    return [
+        Stream.server(UUID(str(data["id"]))),
+        *(Stream.channel(UUID(str(c))) for c in data["channel_ids"]),
+    ]
+
+
+def _revealed(data: Mapping[str, Any]) -> list[Stream]:
+    return [Stream.channel(UUID(str(c["id"]))) for c in data["channels"]]
+
+
+def _hidden(data: Mapping[str, Any]) -> list[Stream]:
+    return [Stream.channel(UUID(str(c))) for c in data["channel_ids"]]
+
+
 # -- the event types
 
 U, C = Audience.USER, Audience.CHANNEL
@@ -353,6 +468,61 @@ PRESENCE_UPDATED = EventType(
     " the current presences.",
     stored=False,
 )
+S = Audience.SERVER
+SERVER_JOINED = EventType(
+    "server.joined",
+    U,
+    ServerJoinedPayload,
+    "You joined (or created) a server: it, its roles and the channels you may see; their"
+    " events follow.",
+    access=AccessChange.GRANT,
+    targets=_joined,
+)
+SERVER_LEFT = EventType(
+    "server.left",
+    U,
+    ServerLeftPayload,
+    "You left a server, were kicked or banned, or it was deleted; none of its events follow.",
+    access=AccessChange.REVOKE,
+    targets=_left,
+)
+SERVER_UPDATED = EventType(
+    "server.updated", S, ServerPayload, "A server's name, description, icon or owner changed."
+)
+CHANNELS_REVEALED = EventType(
+    "channel.revealed",
+    U,
+    ChannelsRevealedPayload,
+    "Server channels you may now see (new ones, or permissions changed); their events follow.",
+    access=AccessChange.GRANT,
+    targets=_revealed,
+)
+CHANNELS_HIDDEN = EventType(
+    "channel.hidden",
+    U,
+    ChannelsHiddenPayload,
+    "Server channels you may no longer see (deleted, or permissions changed); drop them.",
+    access=AccessChange.REVOKE,
+    targets=_hidden,
+)
+CHANNEL_UPDATED = EventType(
+    "channel.updated",
+    C,
+    ServerChannelPayload,
+    "A server channel's name, topic, position, category, slowmode, limit or overrides changed.",
+)
+MEMBER_JOINED = EventType("member.joined", S, MemberPayload, "Someone joined the server.")
+ROLE_CREATED = EventType("role.created", S, RolePayload, "A role was made.")
+ROLE_UPDATED = EventType(
+    "role.updated", S, RolePayload, "A role's name, colour, position, flags or permissions changed."
+)
+ROLE_DELETED = EventType("role.deleted", S, RoleDeletedPayload, "A role was deleted.")
+MEMBER_UPDATED = EventType(
+    "member.updated", S, MemberPayload, "A member's nickname, roles or timeout changed."
+)
+MEMBER_REMOVED = EventType(
+    "member.removed", S, MemberRemovedPayload, "Someone left, was kicked or was banned."
+)
 SESSION_REVOKED = EventType(
     "session.revoked", U, SessionRevokedPayload, "A session of yours ended (its streams close)."
 )
@@ -384,6 +554,18 @@ EVENT_TYPES: dict[str, EventType[Any]] = {
         USER_UPDATED,
         PRESENCE_UPDATED,
         SESSION_REVOKED,
+        SERVER_JOINED,
+        SERVER_LEFT,
+        SERVER_UPDATED,
+        CHANNELS_REVEALED,
+        CHANNELS_HIDDEN,
+        CHANNEL_UPDATED,
+        MEMBER_JOINED,
+        MEMBER_UPDATED,
+        MEMBER_REMOVED,
+        ROLE_CREATED,
+        ROLE_UPDATED,
+        ROLE_DELETED,
     )
 }
 ACCESS_CHANGES = {name: t.access for name, t in EVENT_TYPES.items() if t.access is not None}
@@ -509,6 +691,7 @@ def markdown_table() -> str:
         Audience.USER: "you",
         Audience.CHANNEL: "who may see the channel",
         Audience.RELATED: "you, and whoever shares a conversation with you",
+        Audience.SERVER: "the server's members",
     }
     rows = ["| event | to | payload | meaning |", "|---|---|---|---|"]
     for t in EVENT_TYPES.values():

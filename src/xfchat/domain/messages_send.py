@@ -25,14 +25,20 @@ import asyncpg
 
 from xfchat.db.queries import messages as q
 from xfchat.db.queries import messages_send as send_q
-from xfchat.db.queries.access import facts_from_json
-from xfchat.domain.access import MESSAGE_KINDS, channel_not_found, facts_viewers, refusal
+from xfchat.db.queries.access import AccessFacts, facts_from_json
+from xfchat.domain.access import (
+    MESSAGE_KINDS,
+    channel_not_found,
+    facts_permissions,
+    facts_viewers,
+    refusal,
+)
 from xfchat.domain.accounts import Actor
 from xfchat.domain.events import AuthorPayload, MessagePayload, encode
 from xfchat.domain.messages import mentioned_ids, message_json, not_a_text_channel, view_json
 from xfchat.domain.permissions import Permission
 from xfchat.domain.rate_limits import Decision, bucket_key, decide
-from xfchat.errors import BadRequest, Conflict, XFChatError
+from xfchat.errors import BadRequest, Conflict, RateLimited, XFChatError
 from xfchat.settings import RateLimit
 
 
@@ -164,6 +170,7 @@ async def write_batch(
     }
     if facts and facts[0].kind not in MESSAGE_KINDS:
         denied = {a: e or not_a_text_channel() for a, e in denied.items()}
+    slow = _Slowmode(state, by_user)
     fates = _sort_out(reqs, state, denied)
     outcomes: list[SendResult | XFChatError | None] = [None] * len(reqs)
     inserting: list[int] = []
@@ -171,12 +178,16 @@ async def write_batch(
     for i, fate in enumerate(fates):
         decisions.append(buckets.judge(state, i, count=fate is None))
         limited = next((d for d in decisions[i] if not d.allowed), None)
+        waited = slow.refusal(reqs[i].actor.user_id) if fate is None else None
         if isinstance(fate, XFChatError):
             outcomes[i] = fate
         elif limited is not None:
             outcomes[i] = limited.refusal()
+        elif waited is not None:
+            outcomes[i] = waited
         elif fate is None:
             inserting.append(i)
+            slow.sent(reqs[i].actor.user_id)
     bodies: dict[str, MessagePayload] = {}
     if inserting:
         mentionable = facts_viewers(facts)
@@ -206,6 +217,37 @@ async def write_batch(
                 else first
             )
     return [o for o in outcomes if o is not None]
+
+
+SLOWMODE_BYPASS = Permission.MANAGE_MESSAGES | Permission.MANAGE_CHANNELS
+
+
+class _Slowmode:
+    """A channel's slowmode: a member sends once per `slowmode` seconds there, unless
+    they hold MANAGE_MESSAGES or MANAGE_CHANNELS (either bypasses it)."""
+
+    def __init__(self, state: send_q.SendBatchState, facts: dict[UUID, AccessFacts]) -> None:
+        self.seconds = state.slowmode
+        self.now = state.now
+        self.facts = facts
+        self.last = {UUID(r["user_id"]): datetime.fromisoformat(r["at"]) for r in state.last_sent}
+
+    def refusal(self, author: UUID) -> RateLimited | None:
+        if not self.seconds or facts_permissions(self.facts[author]) & SLOWMODE_BYPASS:
+            return None
+        last = self.last.get(author)
+        wait = 0.0 if last is None else self.seconds - (self.now - last).total_seconds()
+        if wait <= 0:
+            return None
+        return RateLimited(
+            f"slowmode: you can send here again in {wait:.1f} s",
+            code="SLOWMODE",
+            extra={"retry_after": round(wait, 3)},
+            retry_after=wait,
+        )
+
+    def sent(self, author: UUID) -> None:
+        self.last[author] = self.now
 
 
 @dataclass(frozen=True)

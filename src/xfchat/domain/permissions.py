@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 
-from xfchat.db.queries.access import AccessFacts
+from xfchat.db.queries.access import AccessFacts, ServerFacts
 
 
 class Permission(enum.IntFlag):
@@ -30,6 +30,7 @@ class Permission(enum.IntFlag):
     MANAGE_ROLES = 1 << 19
     MANAGE_SERVER = 1 << 20
     VIEW_AUDIT_LOG = 1 << 21
+    MODERATE_MEMBERS = 1 << 22
     ADMINISTRATOR = 1 << 40
 
 
@@ -55,6 +56,7 @@ MODERATOR_DEFAULT = (
     | Permission.MOVE_MEMBERS
     | Permission.MANAGE_NICKNAMES
     | Permission.KICK_MEMBERS
+    | Permission.MODERATE_MEMBERS
     | Permission.VIEW_AUDIT_LOG
 )
 
@@ -74,15 +76,29 @@ BLOCKED_DIRECT = Permission.SEND_MESSAGES | Permission.ADD_REACTIONS | Permissio
 NONE = Permission(0)
 
 
+# What a timed-out member keeps: reading. (Sending, reacting, joining voice, inviting and
+# everything else wait until the timeout ends; the owner and administrators cannot be
+# timed out.)
+TIMED_OUT_KEEPS = Permission.VIEW_CHANNEL | Permission.READ_MESSAGE_HISTORY
+
+
 def compute_permissions(facts: AccessFacts) -> Permission:
     """A user's permissions in a channel, from the facts alone (no I/O).
 
     Conversations: everything in CONVERSATION for participants (less BLOCKED_DIRECT
-    across a block), nothing for anyone else. Server channels, as Discord does it: the
-    owner and ADMINISTRATOR get everything; otherwise @everyone's and the member's roles'
-    permissions, then the channel's overrides for @everyone, for the member's roles
-    (combined) and for the member, each removing its denials and adding its grants in
-    that order. Without VIEW_CHANNEL, nothing."""
+    across a block), nothing for anyone else.
+
+    Server channels, in this order:
+      1. not a member: nothing; the owner or ADMINISTRATOR: everything;
+      2. base: @everyone's permissions | those of the member's roles;
+      3. where the channel is synced with its category, the category's overrides, as in
+         4-6;
+      4. the channel's @everyone override: remove its denials, add its grants;
+      5. its overrides for the member's roles: remove all their denials, then add all
+         their grants (each unioned over the roles);
+      6. its override for the member: remove, then add;
+      7. a timed-out member keeps only TIMED_OUT_KEEPS;
+      8. without VIEW_CHANNEL, nothing."""
     if facts.server_id is None:
         if not facts.participant:
             return NONE
@@ -93,11 +109,29 @@ def compute_permissions(facts: AccessFacts) -> Permission:
         return ALL
     perms = facts.base
     for allow, deny in (
+        (facts.category_everyone_allow, facts.category_everyone_deny),
+        (facts.category_roles_allow, facts.category_roles_deny),
+        (facts.category_member_allow, facts.category_member_deny),
         (facts.everyone_allow, facts.everyone_deny),
         (facts.roles_allow, facts.roles_deny),
         (facts.member_allow, facts.member_deny),
     ):
         perms = (perms & ~deny) | allow
+    if facts.timed_out:
+        perms &= TIMED_OUT_KEEPS
     if not perms & Permission.VIEW_CHANNEL:
         return NONE
     return Permission(perms & ALL)
+
+
+def compute_server_permissions(facts: ServerFacts) -> Permission:
+    """A member's server-wide permissions (those of @everyone and their roles; all of
+    them for the owner and ADMINISTRATOR; TIMED_OUT_KEEPS while timed out); nothing for
+    anyone else."""
+    if not facts.member:
+        return NONE
+    if facts.owner or facts.base & Permission.ADMINISTRATOR:
+        return ALL
+    if facts.timed_out:
+        return Permission(facts.base & TIMED_OUT_KEEPS)
+    return Permission(facts.base & ALL)

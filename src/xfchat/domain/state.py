@@ -22,10 +22,15 @@ import asyncpg
 import orjson
 from typing_extensions import TypedDict
 
-from xfchat.domain import conversations, friends, presence, profile
+from xfchat.domain import conversations, friends, presence, profile, servers
 from xfchat.domain.accounts import Actor
 from xfchat.domain.conversations import ConversationView
-from xfchat.domain.events import FriendRequestPayload, PresencePayload, PublicUserPayload
+from xfchat.domain.events import (
+    FriendRequestPayload,
+    PresencePayload,
+    PublicUserPayload,
+    ServerJoinedPayload,
+)
 
 T = TypeVar("T")
 
@@ -57,6 +62,8 @@ class StatePayload(TypedDict):
     friends: list[FriendView]
     friend_requests: FriendRequestsView
     blocks: list[PublicUserPayload]
+    # My servers, each with its roles, the channels I may see and me as a member.
+    servers: list[ServerJoinedPayload]
     # Those of the people in `conversations` and `friends` who are not offline.
     presences: list[PresencePayload]
     # The sections cut short by their bound ("conversations", "friend_requests").
@@ -112,6 +119,7 @@ async def read_state(
             "outgoing": _newest(outgoing, STATE_REQUESTS),
         },
         "blocks": [profile.public_profile(u) for u in await friends.list_blocked(conn, actor)],
+        "servers": await servers.list_joined(conn, actor),
         "presences": await presence.list_presences(conn, sorted(related), presence_timeout_s),
         "truncated": truncated,
     }

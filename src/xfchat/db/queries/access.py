@@ -10,6 +10,7 @@ decides it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from uuid import UUID
 
 import asyncpg
@@ -40,7 +41,47 @@ class AccessFacts:
     roles_deny: int
     member_allow: int  # its override for this member
     member_deny: int
+    # The overrides of the channel's category, likewise, where the channel is synced
+    # with it (zero otherwise).
+    category_everyone_allow: int
+    category_everyone_deny: int
+    category_roles_allow: int
+    category_roles_deny: int
+    category_member_allow: int
+    category_member_deny: int
+    timed_out: bool  # server channels: the member is timed out right now
 
+
+@dataclass(frozen=True)
+class ServerFacts:
+    """What `compute_server_permissions` and the role hierarchy need for one user in
+    one server."""
+
+    server_id: UUID
+    user_id: UUID
+    member: bool
+    owner: bool
+    base: int  # @everyone's permissions | those of the member's roles
+    top_position: int  # the position of the member's highest role (0: @everyone only)
+    timed_out_until: datetime | None
+    timed_out: bool  # ... which is later than now
+
+
+_SERVER_FACTS = """
+    SELECT s.id AS server_id, $2::uuid AS user_id,
+           sm.user_id IS NOT NULL AS member,
+           s.owner_id = $2 AS owner,
+           COALESCE(ev.permissions, 0) | COALESCE((
+               SELECT bit_or(r.permissions) FROM member_roles mr JOIN roles r ON r.id = mr.role_id
+               WHERE mr.server_id = s.id AND mr.user_id = $2), 0) AS base,
+           COALESCE((SELECT max(r.position) FROM member_roles mr JOIN roles r ON r.id = mr.role_id
+                     WHERE mr.server_id = s.id AND mr.user_id = $2), 0) AS top_position,
+           sm.timed_out_until, COALESCE(sm.timed_out_until > now(), false) AS timed_out
+    FROM servers s
+    LEFT JOIN server_members sm ON sm.server_id = s.id AND sm.user_id = $2
+    LEFT JOIN roles ev ON ev.server_id = s.id AND ev.is_default
+    WHERE s.id = $1
+"""
 
 # The facts of each (channel_id, user_id) pair of a relation named `pairs`, which the
 # statement using this defines first.
@@ -60,7 +101,14 @@ FACTS_SELECT = """
                WHERE mr.server_id = ch.server_id AND mr.user_id = pr.user_id), 0) AS base,
            COALESCE(oe.allow, 0) AS everyone_allow, COALESCE(oe.deny, 0) AS everyone_deny,
            COALESCE(orl.allow, 0) AS roles_allow, COALESCE(orl.deny, 0) AS roles_deny,
-           COALESCE(om.allow, 0) AS member_allow, COALESCE(om.deny, 0) AS member_deny
+           COALESCE(om.allow, 0) AS member_allow, COALESCE(om.deny, 0) AS member_deny,
+           COALESCE(ce.allow, 0) AS category_everyone_allow,
+           COALESCE(ce.deny, 0) AS category_everyone_deny,
+           COALESCE(crl.allow, 0) AS category_roles_allow,
+           COALESCE(crl.deny, 0) AS category_roles_deny,
+           COALESCE(cm.allow, 0) AS category_member_allow,
+           COALESCE(cm.deny, 0) AS category_member_deny,
+           COALESCE(sm.timed_out_until > now(), false) AS timed_out
     FROM pairs pr
     JOIN channels ch ON ch.id = pr.channel_id
     LEFT JOIN servers s ON s.id = ch.server_id
@@ -74,6 +122,16 @@ FACTS_SELECT = """
         WHERE o.channel_id = ch.id
     ) orl ON sm.user_id IS NOT NULL
     LEFT JOIN channel_permission_overrides om ON om.channel_id = ch.id AND om.user_id = pr.user_id
+    LEFT JOIN channel_permission_overrides ce
+        ON ch.permissions_synced AND ce.channel_id = ch.parent_id AND ce.role_id = ev.id
+    LEFT JOIN LATERAL (
+        SELECT bit_or(o.allow) AS allow, bit_or(o.deny) AS deny
+        FROM channel_permission_overrides o
+        JOIN member_roles mr ON mr.role_id = o.role_id AND mr.user_id = pr.user_id
+        WHERE o.channel_id = ch.parent_id
+    ) crl ON sm.user_id IS NOT NULL AND ch.permissions_synced AND ch.parent_id IS NOT NULL
+    LEFT JOIN channel_permission_overrides cm
+        ON ch.permissions_synced AND cm.channel_id = ch.parent_id AND cm.user_id = pr.user_id
 """
 
 # The facts for one channel ($1) and several users ($2), as a JSON array: the send
@@ -152,6 +210,40 @@ async def list_access_facts(
 async def list_candidate_facts(conn: asyncpg.Connection, *, user_id: UUID) -> list[AccessFacts]:
     """The user's facts in every channel they might see."""
     return many(AccessFacts, await conn.fetch(_FACTS_OF_CANDIDATES, user_id))
+
+
+async def get_server_facts(
+    conn: asyncpg.Connection, *, server_id: UUID, user_id: UUID, lock: bool = False
+) -> ServerFacts | None:
+    """One user's facts in a server; None if there is no such server. With `lock`, the
+    server's row is locked FOR UPDATE first (every change of its members, roles or
+    channels takes it, so they happen one at a time)."""
+    if lock:
+        await conn.execute("SELECT 1 FROM servers WHERE id = $1 FOR UPDATE", server_id)
+    record = await conn.fetchrow(_SERVER_FACTS, server_id, user_id)
+    return None if record is None else ServerFacts(**dict(record))
+
+
+_FACTS_OF_MEMBERS = f"""
+    WITH pairs AS (
+        SELECT c.channel_id, sm.user_id
+        FROM unnest($2::uuid[]) AS c(channel_id), server_members sm
+        WHERE sm.server_id = $1 AND ($3::uuid[] IS NULL OR sm.user_id = ANY($3::uuid[]))
+    )
+    {FACTS_SELECT}
+"""
+
+
+async def list_member_facts(
+    conn: asyncpg.Connection,
+    *,
+    server_id: UUID,
+    channel_ids: list[UUID],
+    user_ids: list[UUID] | None = None,
+) -> list[AccessFacts]:
+    """The facts of every member (or of those of `user_ids` who are members) in each of
+    these channels of the server."""
+    return many(AccessFacts, await conn.fetch(_FACTS_OF_MEMBERS, server_id, channel_ids, user_ids))
 
 
 async def list_member_servers(conn: asyncpg.Connection, *, user_id: UUID) -> list[UUID]:

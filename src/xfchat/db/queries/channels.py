@@ -6,12 +6,13 @@ from uuid import UUID
 
 import asyncpg
 
-from xfchat.db.queries import maybe, one
+from xfchat.db.queries import many, maybe, one
 
 CHANNEL_COLUMNS = (
     "id, server_id, kind, name, topic, position, parent_id, owner_id, dm_user_low, dm_user_high, "
-    "user_limit, rate_limit_per_user, last_seq, created_at, updated_at"
+    "user_limit, rate_limit_per_user, last_seq, created_at, updated_at, permissions_synced"
 )
+CHANNEL_COLUMNS_OF_C = ", ".join("c." + c.strip() for c in CHANNEL_COLUMNS.split(","))
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,16 @@ class ChannelRow:
     last_seq: int
     created_at: datetime
     updated_at: datetime
+    permissions_synced: bool
+
+
+@dataclass(frozen=True)
+class OverrideRow:
+    channel_id: UUID
+    role_id: UUID | None
+    user_id: UUID | None
+    allow: int
+    deny: int
 
 
 async def insert_channel(
@@ -45,13 +56,15 @@ async def insert_channel(
     owner_id: UUID | None = None,
     dm_pair: tuple[UUID, UUID] | None = None,
     channel_id: UUID | None = None,
+    rate_limit_per_user: int = 0,
+    user_limit: int | None = None,
 ) -> ChannelRow:
     low, high = sorted(dm_pair) if dm_pair else (None, None)
     record = await conn.fetchrow(
         f"""
         INSERT INTO channels (id, server_id, kind, name, topic, position, parent_id, owner_id,
-                              dm_user_low, dm_user_high)
-        VALUES (COALESCE($1, gen_random_uuid()), $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                              dm_user_low, dm_user_high, rate_limit_per_user, user_limit)
+        VALUES (COALESCE($1, gen_random_uuid()), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
         RETURNING {CHANNEL_COLUMNS}
         """,
         channel_id,
@@ -64,6 +77,8 @@ async def insert_channel(
         owner_id,
         low,
         high,
+        rate_limit_per_user,
+        user_limit,
     )
     return one(ChannelRow, record)
 
@@ -131,3 +146,118 @@ async def insert_conversation_participants(
         user_ids,
     )
     return [r["user_id"] for r in records]
+
+
+async def list_server_channels(conn: asyncpg.Connection, *, server_id: UUID) -> list[ChannelRow]:
+    """A server's channels in display order (position, then age)."""
+    records = await conn.fetch(
+        f"""
+        SELECT {CHANNEL_COLUMNS} FROM channels WHERE server_id = $1
+        ORDER BY position, created_at, id
+        """,
+        server_id,
+    )
+    return many(ChannelRow, records)
+
+
+async def count_server_channels(conn: asyncpg.Connection, *, server_id: UUID) -> int:
+    return int(await conn.fetchval("SELECT count(*) FROM channels WHERE server_id = $1", server_id))
+
+
+async def update_channel(
+    conn: asyncpg.Connection,
+    *,
+    channel_id: UUID,
+    name: str | None = None,
+    topic: str | None = None,
+    clear_topic: bool = False,
+    position: int | None = None,
+    parent_id: UUID | None = None,
+    clear_parent: bool = False,
+    rate_limit_per_user: int | None = None,
+    user_limit: int | None = None,
+    clear_user_limit: bool = False,
+    permissions_synced: bool | None = None,
+) -> ChannelRow | None:
+    """Change the given fields (None keeps one, unless its clear flag is set)."""
+    record = await conn.fetchrow(
+        f"""
+        UPDATE channels SET
+            name = COALESCE($2, name),
+            topic = CASE WHEN $4 THEN NULL ELSE COALESCE($3, topic) END,
+            position = COALESCE($5, position),
+            parent_id = CASE WHEN $7 THEN NULL ELSE COALESCE($6, parent_id) END,
+            rate_limit_per_user = COALESCE($8, rate_limit_per_user),
+            user_limit = CASE WHEN $10 THEN NULL ELSE COALESCE($9, user_limit) END,
+            permissions_synced = COALESCE($11, permissions_synced),
+            updated_at = now()
+        WHERE id = $1
+        RETURNING {CHANNEL_COLUMNS}
+        """,
+        channel_id,
+        name,
+        topic,
+        clear_topic,
+        position,
+        parent_id,
+        clear_parent,
+        rate_limit_per_user,
+        user_limit,
+        clear_user_limit,
+        permissions_synced,
+    )
+    return maybe(ChannelRow, record)
+
+
+async def update_channel_positions(
+    conn: asyncpg.Connection, *, server_id: UUID, channel_ids: list[UUID], positions: list[int]
+) -> list[ChannelRow]:
+    """Set several channels' positions at once (only channels of this server)."""
+    records = await conn.fetch(
+        f"""
+        UPDATE channels c SET position = p.position, updated_at = now()
+        FROM unnest($2::uuid[], $3::int[]) AS p(id, position)
+        WHERE c.id = p.id AND c.server_id = $1
+        RETURNING {CHANNEL_COLUMNS_OF_C}
+        """,
+        server_id,
+        channel_ids,
+        positions,
+    )
+    return many(ChannelRow, records)
+
+
+async def delete_channel(conn: asyncpg.Connection, *, channel_id: UUID) -> bool:
+    return bool(
+        await conn.fetchval("DELETE FROM channels WHERE id = $1 RETURNING true", channel_id)
+    )
+
+
+async def list_overrides(conn: asyncpg.Connection, *, channel_ids: list[UUID]) -> list[OverrideRow]:
+    records = await conn.fetch(
+        """
+        SELECT channel_id, role_id, user_id, allow, deny FROM channel_permission_overrides
+        WHERE channel_id = ANY($1::uuid[])
+        ORDER BY channel_id, role_id NULLS LAST, user_id
+        """,
+        channel_ids,
+    )
+    return many(OverrideRow, records)
+
+
+async def delete_permission_override(
+    conn: asyncpg.Connection, *, channel_id: UUID, role_id: UUID | None, user_id: UUID | None
+) -> bool:
+    return bool(
+        await conn.fetchval(
+            """
+            DELETE FROM channel_permission_overrides
+            WHERE channel_id = $1 AND role_id IS NOT DISTINCT FROM $2
+              AND user_id IS NOT DISTINCT FROM $3
+            RETURNING true
+            """,
+            channel_id,
+            role_id,
+            user_id,
+        )
+    )

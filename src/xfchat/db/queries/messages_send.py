@@ -30,12 +30,15 @@ class SendBatchState:
     existing: list[dict[str, Any]]  # messages already holding one of the ids or nonces
     bucket_hits: list[int]  # each rate-limit bucket's count before this batch (locked)
     bucket_ends: list[datetime]  # ... and when its window ends
+    slowmode: int  # the channel's slowmode seconds (0: none)
+    last_sent: list[dict[str, Any]]  # {user_id, at}: the users' last sends here (slowmode)
 
 
 _PREPARE_SEND_BATCH = (
     """
         WITH c AS (
-            SELECT id, access_version FROM channels WHERE id = $1 FOR KEY SHARE
+            SELECT id, access_version, rate_limit_per_user FROM channels WHERE id = $1
+            FOR KEY SHARE
         ), t AS (SELECT clock_timestamp() AS clock),
 """
     # Zero hits: the buckets are read, their windows renewed and their rows locked; the
@@ -81,7 +84,14 @@ _PREPARE_SEND_BATCH = (
                    ) m
                ), '[]'::json) AS existing,
                ARRAY(SELECT h.hits FROM hits h JOIN w USING (bucket) ORDER BY w.ord) AS bucket_hits,
-               ARRAY(SELECT h.expires_at FROM hits h JOIN w USING (bucket) ORDER BY w.ord) AS bucket_ends
+               ARRAY(SELECT h.expires_at FROM hits h JOIN w USING (bucket) ORDER BY w.ord) AS bucket_ends,
+               c.rate_limit_per_user AS slowmode,
+               CASE WHEN c.rate_limit_per_user = 0 THEN '[]'::json ELSE COALESCE((
+                   SELECT json_agg(json_build_object('user_id', rs.user_id, 'at', rs.last_sent_at))
+                   FROM read_states rs
+                   WHERE rs.channel_id = c.id AND rs.user_id = ANY($2::uuid[])
+                     AND rs.last_sent_at IS NOT NULL
+               ), '[]'::json) END AS last_sent
         FROM c
 """
 )
@@ -106,7 +116,8 @@ async def prepare_send_batch(
     wait for each other, but a change of who may see the channel (which takes FOR UPDATE,
     db/queries/access.py) waits for this transaction, and this one for it. The message
     counter is left to the write, so it stays locked as briefly as possible. None if
-    there is no such channel."""
+    there is no such channel. Also the channel's slowmode and, when it has one, when
+    each of `users` last sent a message in it."""
     record = await conn.fetchrow(
         _PREPARE_SEND_BATCH,
         channel_id,
@@ -158,11 +169,12 @@ _INSERT_MESSAGES_AND_EVENTS = """
             FROM s, t
         ), read AS (
             -- Sending marks the channel read up to the author's own message.
-            INSERT INTO read_states AS r (user_id, channel_id, last_read_seq)
-            SELECT t.author, $1, max(t.seq) FROM t GROUP BY t.author ORDER BY t.author
+            -- last_sent_at is what slowmode measures from.
+            INSERT INTO read_states AS r (user_id, channel_id, last_read_seq, last_sent_at)
+            SELECT t.author, $1, max(t.seq), $2 FROM t GROUP BY t.author ORDER BY t.author
             ON CONFLICT (user_id, channel_id) DO UPDATE
                 SET last_read_seq = GREATEST(r.last_read_seq, EXCLUDED.last_read_seq),
-                    updated_at = now()
+                    last_sent_at = EXCLUDED.last_sent_at, updated_at = now()
         ), counted AS (
             -- The rate-limit rows were locked by the batch's first statement.
             UPDATE rate_limits r SET hits = r.hits + b.n

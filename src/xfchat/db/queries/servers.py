@@ -6,7 +6,7 @@ from uuid import UUID
 
 import asyncpg
 
-from xfchat.db.queries import maybe, one
+from xfchat.db.queries import many, maybe, one
 
 
 @dataclass(frozen=True)
@@ -18,23 +18,38 @@ class ServerRow:
     icon_url: str | None
     created_at: datetime
     updated_at: datetime
+    member_count: int
 
 
 @dataclass(frozen=True)
-class RoleRow:
-    id: UUID
+class MemberRow:
     server_id: UUID
-    name: str
-    permissions: int
-    position: int
-    color: int
-    hoist: bool
-    mentionable: bool
-    is_default: bool
+    user_id: UUID
+    nickname: str | None
+    joined_at: datetime
+    timed_out_until: datetime | None
+    role_ids: list[UUID]  # highest first
+    top_position: int  # the position of their highest role (0: @everyone only)
 
 
 SERVER_COLUMNS = "id, name, owner_id, description, icon_url, created_at, updated_at"
-ROLE_COLUMNS = "id, server_id, name, permissions, position, color, hoist, mentionable, is_default"
+SERVER_COLUMNS_OF_S = ", ".join("s." + c.strip() for c in SERVER_COLUMNS.split(","))
+_SERVER_SELECT = f"""
+    SELECT {SERVER_COLUMNS_OF_S},
+           (SELECT count(*) FROM server_members m WHERE m.server_id = s.id) AS member_count
+    FROM servers s
+"""
+MEMBER_SELECT = """
+    SELECT m.server_id, m.user_id, m.nickname, m.joined_at, m.timed_out_until,
+           COALESCE((SELECT array_agg(mr.role_id ORDER BY r.position DESC, r.id)
+                     FROM member_roles mr JOIN roles r ON r.id = mr.role_id
+                     WHERE mr.server_id = m.server_id AND mr.user_id = m.user_id),
+                    '{}'::uuid[]) AS role_ids,
+           COALESCE((SELECT max(r.position) FROM member_roles mr JOIN roles r ON r.id = mr.role_id
+                     WHERE mr.server_id = m.server_id AND mr.user_id = m.user_id), 0)
+               AS top_position
+    FROM server_members m
+"""
 
 
 async def insert_server(
@@ -49,7 +64,7 @@ async def insert_server(
         f"""
         INSERT INTO servers (id, name, owner_id, description)
         VALUES (COALESCE($1, gen_random_uuid()), $2, $3, $4)
-        RETURNING {SERVER_COLUMNS}
+        RETURNING {SERVER_COLUMNS}, 0::bigint AS member_count
         """,
         server_id,
         name,
@@ -60,8 +75,60 @@ async def insert_server(
 
 
 async def get_server(conn: asyncpg.Connection, *, server_id: UUID) -> ServerRow | None:
-    record = await conn.fetchrow(f"SELECT {SERVER_COLUMNS} FROM servers WHERE id = $1", server_id)
+    record = await conn.fetchrow(_SERVER_SELECT + " WHERE s.id = $1", server_id)
     return maybe(ServerRow, record)
+
+
+async def list_user_servers(conn: asyncpg.Connection, *, user_id: UUID) -> list[ServerRow]:
+    """The servers the user is a member of, in the order they joined."""
+    records = await conn.fetch(
+        _SERVER_SELECT
+        + """
+        JOIN server_members me ON me.server_id = s.id AND me.user_id = $1
+        ORDER BY me.joined_at, s.id
+        """,
+        user_id,
+    )
+    return many(ServerRow, records)
+
+
+async def count_user_servers(conn: asyncpg.Connection, *, user_id: UUID) -> int:
+    return int(
+        await conn.fetchval("SELECT count(*) FROM server_members WHERE user_id = $1", user_id)
+    )
+
+
+async def update_server(
+    conn: asyncpg.Connection,
+    *,
+    server_id: UUID,
+    name: str | None = None,
+    description: str | None = None,
+    clear_description: bool = False,
+    icon_url: str | None = None,
+    clear_icon_url: bool = False,
+    owner_id: UUID | None = None,
+) -> ServerRow | None:
+    """Change the given fields (None keeps one, unless its clear flag is set)."""
+    await conn.execute(
+        """
+        UPDATE servers SET
+            name = COALESCE($2, name),
+            description = CASE WHEN $4 THEN NULL ELSE COALESCE($3, description) END,
+            icon_url = CASE WHEN $6 THEN NULL ELSE COALESCE($5, icon_url) END,
+            owner_id = COALESCE($7, owner_id),
+            updated_at = now()
+        WHERE id = $1
+        """,
+        server_id,
+        name,
+        description,
+        clear_description,
+        icon_url,
+        clear_icon_url,
+        owner_id,
+    )
+    return await get_server(conn, server_id=server_id)
 
 
 async def delete_server(conn: asyncpg.Connection, *, server_id: UUID) -> bool:
@@ -70,57 +137,62 @@ async def delete_server(conn: asyncpg.Connection, *, server_id: UUID) -> bool:
 
 async def insert_server_member(
     conn: asyncpg.Connection, *, server_id: UUID, user_id: UUID, nickname: str | None = None
-) -> None:
-    await conn.execute(
-        "INSERT INTO server_members (server_id, user_id, nickname) VALUES ($1, $2, $3)",
-        server_id,
-        user_id,
-        nickname,
+) -> bool:
+    """Add a member; False if they already were one."""
+    return bool(
+        await conn.fetchval(
+            """
+            INSERT INTO server_members (server_id, user_id, nickname) VALUES ($1, $2, $3)
+            ON CONFLICT DO NOTHING RETURNING true
+            """,
+            server_id,
+            user_id,
+            nickname,
+        )
     )
 
 
-async def insert_role(
-    conn: asyncpg.Connection,
-    *,
-    server_id: UUID,
-    name: str,
-    permissions: int,
-    position: int,
-    color: int = 0,
-    hoist: bool = False,
-    mentionable: bool = False,
-    is_default: bool = False,
-    role_id: UUID | None = None,
-) -> RoleRow:
+async def delete_server_member(conn: asyncpg.Connection, *, server_id: UUID, user_id: UUID) -> bool:
+    return bool(
+        await conn.fetchval(
+            "DELETE FROM server_members WHERE server_id = $1 AND user_id = $2 RETURNING true",
+            server_id,
+            user_id,
+        )
+    )
+
+
+async def get_member(
+    conn: asyncpg.Connection, *, server_id: UUID, user_id: UUID
+) -> MemberRow | None:
     record = await conn.fetchrow(
-        f"""
-        INSERT INTO roles (id, server_id, name, permissions, position, color, hoist, mentionable,
-                           is_default)
-        VALUES (COALESCE($1, gen_random_uuid()), $2, $3, $4, $5, $6, $7, $8, $9)
-        RETURNING {ROLE_COLUMNS}
+        MEMBER_SELECT + " WHERE m.server_id = $1 AND m.user_id = $2", server_id, user_id
+    )
+    return maybe(MemberRow, record)
+
+
+async def list_members(
+    conn: asyncpg.Connection, *, server_id: UUID, after: UUID | None, limit: int
+) -> list[MemberRow]:
+    """A page of the server's members, by user id (a stable order for 10,000 of them)."""
+    records = await conn.fetch(
+        MEMBER_SELECT
+        + """
+        WHERE m.server_id = $1 AND ($2::uuid IS NULL OR m.user_id > $2)
+        ORDER BY m.user_id LIMIT $3
         """,
-        role_id,
         server_id,
-        name,
-        permissions,
-        position,
-        color,
-        hoist,
-        mentionable,
-        is_default,
+        after,
+        limit,
     )
-    return one(RoleRow, record)
+    return many(MemberRow, records)
 
 
-async def insert_member_role(
-    conn: asyncpg.Connection, *, server_id: UUID, user_id: UUID, role_id: UUID
-) -> None:
-    await conn.execute(
-        "INSERT INTO member_roles (server_id, user_id, role_id) VALUES ($1, $2, $3)",
-        server_id,
-        user_id,
-        role_id,
+async def list_member_ids(conn: asyncpg.Connection, *, server_id: UUID) -> list[UUID]:
+    rows = await conn.fetch(
+        "SELECT user_id FROM server_members WHERE server_id = $1 ORDER BY user_id", server_id
     )
+    return [r["user_id"] for r in rows]
 
 
 async def upsert_permission_override(
@@ -146,3 +218,38 @@ async def upsert_permission_override(
         allow,
         deny,
     )
+
+
+async def update_member(
+    conn: asyncpg.Connection,
+    *,
+    server_id: UUID,
+    user_id: UUID,
+    nickname: str | None = None,
+    clear_nickname: bool = False,
+    timed_out_until: datetime | None = None,
+    clear_timeout: bool = False,
+) -> MemberRow | None:
+    """Change a member's nickname or timeout (None keeps it unless its clear flag is
+    set); None if they are not a member."""
+    found = await conn.fetchval(
+        """
+        UPDATE server_members SET
+            nickname = CASE WHEN $4 THEN NULL ELSE COALESCE($3, nickname) END,
+            timed_out_until = CASE WHEN $6 THEN NULL ELSE COALESCE($5, timed_out_until) END
+        WHERE server_id = $1 AND user_id = $2 RETURNING true
+        """,
+        server_id,
+        user_id,
+        nickname,
+        clear_nickname,
+        timed_out_until,
+        clear_timeout,
+    )
+    return await get_member(conn, server_id=server_id, user_id=user_id) if found else None
+
+
+async def lock_server(conn: asyncpg.Connection, *, server_id: UUID) -> None:
+    """Lock the server's row until the transaction ends (every change of its members,
+    roles, channels and overrides takes it: they happen one at a time)."""
+    await conn.execute("SELECT 1 FROM servers WHERE id = $1 FOR UPDATE", server_id)

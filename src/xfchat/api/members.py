@@ -1,0 +1,171 @@
+"""A server's members: the list, one member, nickname and timeout, roles held,
+leaving, kicks and bans."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Path, Query, Response
+from pydantic import BaseModel, Field
+
+from xfchat.api.deps import Conn, CurrentActor
+from xfchat.api.models import Text
+from xfchat.api.responses import JSONResponse
+from xfchat.api.servers import AuditReason
+from xfchat.domain import members, roles
+from xfchat.domain.accounts import Actor
+from xfchat.domain.events import MemberPayload, PublicUserPayload
+from xfchat.errors import BadRequest
+
+router = APIRouter(prefix="/api/servers/{server_id}", tags=["members"])
+UserRef = Annotated[str, Path(description="a user id, or @me")]
+
+
+def _user(actor: Actor, user_id: str) -> UUID:
+    try:
+        return actor.user_id if user_id == "@me" else UUID(user_id)
+    except ValueError:
+        raise BadRequest(
+            "user_id is a user id or @me", code="VALIDATION_ERROR", field="user_id"
+        ) from None
+
+
+class MemberPatchIn(BaseModel):
+    """Only the fields present change. nickname: null or "" clears it (CHANGE_NICKNAME
+    for your own, MANAGE_NICKNAMES for others'); timed_out_until: a time with a zone at
+    most 28 days ahead, null ends the timeout (MODERATE_MEMBERS)."""
+
+    nickname: Text | None = Field(default=None, max_length=256)
+    timed_out_until: datetime | None = None
+
+
+class BanIn(BaseModel):
+    reason: Text | None = Field(default=None, max_length=512)
+
+
+class BanOut(BaseModel):
+    user: PublicUserPayload
+    reason: str | None
+    banned_by: str | None
+    created_at: str
+
+
+@router.get("/members", response_model=list[MemberPayload])
+async def get_members(
+    server_id: UUID,
+    actor: CurrentActor,
+    conn: Conn,
+    after: UUID | None = None,
+    limit: Annotated[int, Query(ge=1, le=members.MAX_PAGE)] = 100,
+) -> Response:
+    """A page of members by user id; pass the last one's user id as `after`."""
+    return JSONResponse(
+        await members.list_members(conn, actor, server_id, after=after, limit=limit)
+    )
+
+
+@router.get("/members/{user_id}", response_model=MemberPayload)
+async def get_member(
+    server_id: UUID, user_id: UserRef, actor: CurrentActor, conn: Conn
+) -> Response:
+    return JSONResponse(await members.get_member(conn, actor, server_id, _user(actor, user_id)))
+
+
+@router.patch("/members/{user_id}", response_model=MemberPayload)
+async def patch_member(
+    server_id: UUID,
+    user_id: UserRef,
+    body: MemberPatchIn,
+    actor: CurrentActor,
+    conn: Conn,
+    reason: AuditReason,
+) -> Response:
+    fields = body.model_dump(exclude_unset=True)
+    return JSONResponse(
+        await members.update_member(
+            conn, actor, server_id, _user(actor, user_id), fields=fields, reason=reason
+        )
+    )
+
+
+@router.delete("/members/{user_id}", status_code=204, response_class=Response)
+async def delete_member(
+    server_id: UUID, user_id: UserRef, actor: CurrentActor, conn: Conn, reason: AuditReason
+) -> Response:
+    """`@me` (or your own id) leaves; anyone else is kicked (KICK_MEMBERS)."""
+    target = _user(actor, user_id)
+    if target == actor.user_id:
+        await members.leave_server(conn, actor, server_id)
+    else:
+        await members.kick_member(conn, actor, server_id, target, reason)
+    return Response(status_code=204)
+
+
+MEMBER_ROLE = "/members/{user_id}/roles/{role_id}"
+
+
+@router.put(MEMBER_ROLE, status_code=204, response_class=Response)
+async def put_member_role(
+    server_id: UUID,
+    user_id: UserRef,
+    role_id: UUID,
+    actor: CurrentActor,
+    conn: Conn,
+    reason: AuditReason,
+) -> Response:
+    """Give a member a role (MANAGE_ROLES; the role below your highest)."""
+    target = _user(actor, user_id)
+    await roles.set_member_role(conn, actor, server_id, target, role_id, held=True, reason=reason)
+    return Response(status_code=204)
+
+
+@router.delete(MEMBER_ROLE, status_code=204, response_class=Response)
+async def delete_member_role(
+    server_id: UUID,
+    user_id: UserRef,
+    role_id: UUID,
+    actor: CurrentActor,
+    conn: Conn,
+    reason: AuditReason,
+) -> Response:
+    target = _user(actor, user_id)
+    await roles.set_member_role(conn, actor, server_id, target, role_id, held=False, reason=reason)
+    return Response(status_code=204)
+
+
+@router.get("/bans", response_model=list[BanOut])
+async def get_bans(
+    server_id: UUID,
+    actor: CurrentActor,
+    conn: Conn,
+    after: UUID | None = None,
+    limit: Annotated[int, Query(ge=1, le=members.MAX_PAGE)] = 100,
+) -> Response:
+    """A page of bans by user id (BAN_MEMBERS)."""
+    return JSONResponse(await members.list_bans(conn, actor, server_id, after=after, limit=limit))
+
+
+@router.put("/bans/{user_id}", status_code=204, response_class=Response)
+async def put_ban(
+    server_id: UUID,
+    user_id: UUID,
+    actor: CurrentActor,
+    conn: Conn,
+    reason: AuditReason,
+    body: BanIn | None = None,
+) -> Response:
+    """Ban a user (BAN_MEMBERS): a member is removed, and no invite lets them back. The
+    reason is the body's or the X-Audit-Log-Reason header's."""
+    why = (body.reason if body else None) or reason
+    await members.ban_member(conn, actor, server_id, user_id, why)
+    return Response(status_code=204)
+
+
+@router.delete("/bans/{user_id}", status_code=204, response_class=Response)
+async def delete_ban(
+    server_id: UUID, user_id: UUID, actor: CurrentActor, conn: Conn, reason: AuditReason
+) -> Response:
+    await members.unban_member(conn, actor, server_id, user_id, reason)
+    return Response(status_code=204)

@@ -1,0 +1,138 @@
+"""Servers: create, read, change, hand over, delete; mine; the audit log.
+
+Configuration and moderation routes take an optional `X-Audit-Log-Reason` header (at
+most 512 characters, percent-encoded UTF-8 allowed, as Discord's clients send it): it
+is written to the audit log with the change."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import unquote
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Header, Query, Response
+from pydantic import BaseModel, Field
+
+from xfchat.api.deps import Conn, CurrentActor
+from xfchat.api.models import Text
+from xfchat.api.responses import JSONResponse
+from xfchat.domain import servers
+from xfchat.domain.events import ServerJoinedPayload, ServerPayload
+from xfchat.errors import BadRequest
+
+router = APIRouter(tags=["servers"])
+
+
+def audit_log_reason(
+    x_audit_log_reason: Annotated[str | None, Header(max_length=2048)] = None,
+) -> str | None:
+    if x_audit_log_reason is None:
+        return None
+    try:
+        text = unquote(x_audit_log_reason, errors="strict")
+    except UnicodeDecodeError:
+        text = "\x00"
+    if "\x00" in text:
+        raise BadRequest(
+            "X-Audit-Log-Reason is text (percent-encoded UTF-8 allowed)",
+            code="INVALID_AUDIT_REASON",
+            field="reason",
+        )
+    return servers.audit_reason(text)
+
+
+AuditReason = Annotated[str | None, Depends(audit_log_reason)]
+
+
+class ServerIn(BaseModel):
+    name: Text = Field(max_length=1024)
+    description: Text | None = Field(default=None, max_length=4096)
+
+
+class ServerPatchIn(BaseModel):
+    """Only the fields present change; null clears description and icon_url."""
+
+    name: Text | None = Field(default=None, max_length=1024)
+    description: Text | None = Field(default=None, max_length=4096)
+    icon_url: Text | None = Field(default=None, max_length=2048)
+
+
+class TransferIn(BaseModel):
+    owner_id: UUID
+
+
+class AuditEntry(BaseModel):
+    id: str
+    actor_id: str | None
+    action: str
+    target_type: str | None
+    target_id: str | None
+    changes: dict[str, Any]
+    reason: str | None
+    created_at: str
+
+
+@router.post("/api/servers", status_code=201, response_model=ServerJoinedPayload)
+async def post_server(body: ServerIn, actor: CurrentActor, conn: Conn) -> Response:
+    """Create a server: you own it; it comes with @everyone and a #general channel."""
+    made = await servers.create_server(conn, actor, name=body.name, description=body.description)
+    return JSONResponse(made, status_code=201)
+
+
+@router.get("/api/users/@me/servers", response_model=list[ServerPayload])
+async def get_my_servers(actor: CurrentActor, conn: Conn) -> Response:
+    return JSONResponse(await servers.list_servers(conn, actor))
+
+
+@router.get("/api/servers/{server_id}", response_model=ServerJoinedPayload)
+async def get_server(server_id: UUID, actor: CurrentActor, conn: Conn) -> Response:
+    """A server you are a member of: its roles, the channels you may see, you."""
+    return JSONResponse(await servers.get_server(conn, actor, server_id))
+
+
+@router.patch("/api/servers/{server_id}", response_model=ServerPayload)
+async def patch_server(
+    server_id: UUID, body: ServerPatchIn, actor: CurrentActor, conn: Conn, reason: AuditReason
+) -> Response:
+    """Rename, describe or set the icon (MANAGE_SERVER). Upload the icon with
+    POST /api/media and pass its URL."""
+    fields = body.model_dump(exclude_unset=True)
+    return JSONResponse(
+        await servers.update_server(conn, actor, server_id, fields=fields, reason=reason)
+    )
+
+
+@router.post("/api/servers/{server_id}/transfer", response_model=ServerPayload)
+async def post_transfer(
+    server_id: UUID, body: TransferIn, actor: CurrentActor, conn: Conn, reason: AuditReason
+) -> Response:
+    """The owner hands the server to another member."""
+    return JSONResponse(
+        await servers.transfer_server(conn, actor, server_id, body.owner_id, reason)
+    )
+
+
+@router.delete("/api/servers/{server_id}", status_code=204, response_class=Response)
+async def delete_server(server_id: UUID, actor: CurrentActor, conn: Conn) -> Response:
+    """The owner deletes the server and everything in it."""
+    await servers.delete_server(conn, actor, server_id)
+    return Response(status_code=204)
+
+
+@router.get("/api/servers/{server_id}/audit-log", response_model=list[AuditEntry])
+async def get_audit_log(
+    server_id: UUID,
+    actor: CurrentActor,
+    conn: Conn,
+    user_id: UUID | None = None,
+    action: Annotated[str | None, Query(max_length=64)] = None,
+    before: Annotated[int | None, Query(ge=1)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+) -> Response:
+    """Newest first (VIEW_AUDIT_LOG); filter by the acting `user_id` and `action`; page
+    with `before` (the last entry's id)."""
+    return JSONResponse(
+        await servers.list_audit_log(
+            conn, actor, server_id, actor_id=user_id, action=action, before=before, limit=limit
+        )
+    )

@@ -1,0 +1,312 @@
+"""Server members: who is in a server, their nicknames and timeouts, and how they leave
+(on their own, kicked or banned).
+
+Removing a member ends their view of the server in the same commit: `server.left` to
+them (the real-time core stops delivering the server's and its channels' events to
+their connections from that place in the log on), `member.removed` to the others.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from xfchat.db.queries import bans as bans_q
+from xfchat.db.queries import channels as channels_q
+from xfchat.db.queries import servers as q
+from xfchat.db.queries import users as users_q
+from xfchat.domain.access import (
+    ServerAccess,
+    access_changed,
+    access_server,
+    is_administrator,
+    missing,
+    server_viewers,
+)
+from xfchat.domain.accounts import Actor
+from xfchat.domain.events import (
+    MEMBER_REMOVED,
+    MEMBER_UPDATED,
+    SERVER_LEFT,
+    MemberPayload,
+    emit,
+)
+from xfchat.domain.permissions import Permission
+from xfchat.domain.profile import public_profile
+from xfchat.domain.server_views import member_json, members_json
+from xfchat.domain.servers import audit, text_field
+from xfchat.errors import BadRequest, Forbidden, NotFound
+
+MAX_PAGE = 1000
+MAX_NICKNAME = 32
+MAX_TIMEOUT = timedelta(days=28)  # as Discord
+
+
+def member_not_found() -> NotFound:
+    return NotFound("no such member", code="MEMBER_NOT_FOUND")
+
+
+def check_outranks(access: ServerAccess, target: q.MemberRow | None, owner_id: UUID | None) -> None:
+    """The actor may act on this member: not the owner, and (unless the actor owns the
+    server) below the actor's highest role.
+
+    Raises: Forbidden (ROLE_HIERARCHY)."""
+    if target is None:
+        return
+    if target.user_id == owner_id:
+        raise Forbidden("nobody can do that to the server's owner", code="ROLE_HIERARCHY")
+    if not access.outranks(target.top_position):
+        raise Forbidden(
+            "their highest role is at or above yours", code="ROLE_HIERARCHY", field="user_id"
+        )
+
+
+async def _target(conn: asyncpg.Connection, server_id: UUID, user_id: UUID) -> q.MemberRow:
+    member = await q.get_member(conn, server_id=server_id, user_id=user_id)
+    if member is None:
+        raise member_not_found()
+    return member
+
+
+async def list_members(
+    conn: asyncpg.Connection, actor: Actor, server_id: UUID, *, after: UUID | None, limit: int
+) -> list[MemberPayload]:
+    """A page of the server's members, by user id (pass the last one's id as `after`).
+
+    Raises: NotFound (SERVER_NOT_FOUND)."""
+    await access_server(conn, actor, server_id)
+    rows = await q.list_members(conn, server_id=server_id, after=after, limit=limit)
+    users = {
+        u.id: u for u in await users_q.list_public_users(conn, user_ids=[r.user_id for r in rows])
+    }
+    return [members_json(r, users[r.user_id]) for r in rows]
+
+
+async def get_member(
+    conn: asyncpg.Connection, actor: Actor, server_id: UUID, user_id: UUID
+) -> MemberPayload:
+    """Raises: NotFound (SERVER_NOT_FOUND, MEMBER_NOT_FOUND)."""
+    await access_server(conn, actor, server_id)
+    return await member_json(conn, await _target(conn, server_id, user_id))
+
+
+async def update_member(
+    conn: asyncpg.Connection,
+    actor: Actor,
+    server_id: UUID,
+    user_id: UUID,
+    *,
+    fields: dict[str, Any],
+    reason: str | None,
+) -> MemberPayload:
+    """Change a member's nickname (your own with CHANGE_NICKNAME, others' with
+    MANAGE_NICKNAMES) or timeout (`timed_out_until`, MODERATE_MEMBERS; null ends it; at
+    most 28 days ahead). Acting on someone else needs to outrank them.
+
+    Raises: NotFound (SERVER_NOT_FOUND, MEMBER_NOT_FOUND); Forbidden
+    (MISSING_PERMISSIONS, ROLE_HIERARCHY, TIMED_OUT); BadRequest (INVALID_NICKNAME,
+    INVALID_TIMEOUT)."""
+    nickname = text_field(
+        fields.get("nickname"), "nickname", MAX_NICKNAME, "INVALID_NICKNAME", least=0
+    )
+    until = _timeout(fields["timed_out_until"]) if fields.get("timed_out_until") else None
+    self_only = user_id == actor.user_id and "timed_out_until" not in fields
+    need = Permission(0)
+    if "nickname" in fields:
+        need |= Permission.CHANGE_NICKNAME if self_only else Permission.MANAGE_NICKNAMES
+    if "timed_out_until" in fields:
+        need |= Permission.MODERATE_MEMBERS
+    async with conn.transaction():
+        access = await access_server(conn, actor, server_id, need=need, lock=True)
+        target = await _target(conn, server_id, user_id)
+        server = await q.get_server(conn, server_id=server_id)
+        assert server is not None
+        if not self_only:
+            check_outranks(access, target, server.owner_id)
+        if until is not None:
+            await _check_timeout_target(conn, server_id, user_id)
+        row = await q.update_member(
+            conn,
+            server_id=server_id,
+            user_id=user_id,
+            nickname=nickname or None,
+            clear_nickname="nickname" in fields and not nickname,
+            timed_out_until=until,
+            clear_timeout="timed_out_until" in fields and until is None,
+        )
+        assert row is not None
+        if "timed_out_until" in fields:
+            # Sends and reactions check permissions in their own statements: make them
+            # see the timeout (domain/access.py).
+            for channel in await channels_q.list_server_channels(conn, server_id=server_id):
+                await access_changed(conn, channel.id)
+        changes = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in fields.items()}
+        if not self_only:
+            action = "member.timed_out" if "timed_out_until" in fields else "member.updated"
+            await audit(
+                conn,
+                access,
+                action,
+                target_type="user",
+                target_id=user_id,
+                changes=changes,
+                reason=reason,
+            )
+        payload = await member_json(conn, row)
+        await emit(conn, MEMBER_UPDATED.to_server(server_id, payload))
+    return payload
+
+
+def _timeout(value: Any) -> datetime:
+    until = value if isinstance(value, datetime) else None
+    if until is None or until.tzinfo is None:
+        raise BadRequest(
+            "timed_out_until is a time with a zone", code="INVALID_TIMEOUT", field="timed_out_until"
+        )
+    now = datetime.now(UTC)
+    if not now < until <= now + MAX_TIMEOUT:
+        raise BadRequest(
+            "a timeout ends in the future, at most 28 days from now",
+            code="INVALID_TIMEOUT",
+            field="timed_out_until",
+        )
+    return until
+
+
+async def _check_timeout_target(conn: asyncpg.Connection, server_id: UUID, user_id: UUID) -> None:
+    if await is_administrator(conn, server_id, user_id):
+        raise Forbidden("administrators cannot be timed out", code="ROLE_HIERARCHY")
+
+
+async def remove_member(
+    conn: asyncpg.Connection, server_id: UUID, user_id: UUID, reason: str
+) -> bool:
+    """Take a member out of the server (in the caller's transaction, which holds the
+    server's lock): they are told which channels go, the others that they left."""
+    channels = await channels_q.list_server_channels(conn, server_id=server_id)
+    viewers = await server_viewers(conn, server_id, [c.id for c in channels], [user_id])
+    if not await q.delete_server_member(conn, server_id=server_id, user_id=user_id):
+        return False
+    for channel in channels:
+        await access_changed(conn, channel.id)
+    await emit(
+        conn,
+        SERVER_LEFT.to_user(
+            user_id,
+            {
+                "id": str(server_id),
+                "reason": reason,
+                "channel_ids": [str(c.id) for c in channels if user_id in viewers[c.id]],
+            },
+        ),
+    )
+    await emit(
+        conn,
+        MEMBER_REMOVED.to_server(
+            server_id, {"server_id": str(server_id), "user_id": str(user_id), "reason": reason}
+        ),
+    )
+    return True
+
+
+async def leave_server(conn: asyncpg.Connection, actor: Actor, server_id: UUID) -> None:
+    """Leave a server (its owner hands it over or deletes it instead).
+
+    Raises: NotFound (SERVER_NOT_FOUND); BadRequest (OWNER_CANNOT_LEAVE)."""
+    async with conn.transaction():
+        access = await access_server(conn, actor, server_id, lock=True)
+        if access.owner:
+            raise BadRequest(
+                "the owner hands the server over or deletes it", code="OWNER_CANNOT_LEAVE"
+            )
+        await remove_member(conn, server_id, actor.user_id, "left")
+
+
+async def kick_member(
+    conn: asyncpg.Connection, actor: Actor, server_id: UUID, user_id: UUID, reason: str | None
+) -> None:
+    """Raises: NotFound (SERVER_NOT_FOUND, MEMBER_NOT_FOUND); Forbidden
+    (MISSING_PERMISSIONS, ROLE_HIERARCHY)."""
+    async with conn.transaction():
+        access = await access_server(
+            conn, actor, server_id, need=Permission.KICK_MEMBERS, lock=True
+        )
+        target = await _target(conn, server_id, user_id)
+        server = await q.get_server(conn, server_id=server_id)
+        assert server is not None
+        if user_id == actor.user_id:
+            raise BadRequest("leave instead of kicking yourself", code="CANNOT_KICK_SELF")
+        check_outranks(access, target, server.owner_id)
+        await remove_member(conn, server_id, user_id, "kicked")
+        await audit(
+            conn, access, "member.kicked", target_type="user", target_id=user_id, reason=reason
+        )
+
+
+async def ban_member(
+    conn: asyncpg.Connection, actor: Actor, server_id: UUID, user_id: UUID, reason: str | None
+) -> None:
+    """Ban a user (a member, who is removed, or anyone else): no invite lets them join
+    until they are unbanned.
+
+    Raises: NotFound (SERVER_NOT_FOUND, USER_NOT_FOUND); Forbidden (MISSING_PERMISSIONS,
+    ROLE_HIERARCHY); BadRequest (CANNOT_BAN_SELF)."""
+    async with conn.transaction():
+        access = await access_server(conn, actor, server_id, need=Permission.BAN_MEMBERS, lock=True)
+        if user_id == actor.user_id:
+            raise BadRequest("you cannot ban yourself", code="CANNOT_BAN_SELF")
+        if await users_q.get_public_user(conn, user_id=user_id) is None:
+            raise NotFound("no such user", code="USER_NOT_FOUND")
+        target = await q.get_member(conn, server_id=server_id, user_id=user_id)
+        server = await q.get_server(conn, server_id=server_id)
+        assert server is not None
+        check_outranks(access, target, server.owner_id)
+        await bans_q.insert_ban(
+            conn, server_id=server_id, user_id=user_id, banned_by=actor.user_id, reason=reason
+        )
+        if target is not None:
+            await remove_member(conn, server_id, user_id, "banned")
+        await audit(
+            conn, access, "member.banned", target_type="user", target_id=user_id, reason=reason
+        )
+
+
+async def unban_member(
+    conn: asyncpg.Connection, actor: Actor, server_id: UUID, user_id: UUID, reason: str | None
+) -> None:
+    """Raises: NotFound (SERVER_NOT_FOUND, BAN_NOT_FOUND); Forbidden (MISSING_PERMISSIONS)."""
+    async with conn.transaction():
+        access = await access_server(conn, actor, server_id, need=Permission.BAN_MEMBERS, lock=True)
+        if not await bans_q.delete_ban(conn, server_id=server_id, user_id=user_id):
+            raise NotFound("that user is not banned here", code="BAN_NOT_FOUND")
+        await audit(
+            conn, access, "member.unbanned", target_type="user", target_id=user_id, reason=reason
+        )
+
+
+async def list_bans(
+    conn: asyncpg.Connection, actor: Actor, server_id: UUID, *, after: UUID | None, limit: int
+) -> list[dict[str, Any]]:
+    """A page of the server's bans, by user id, each with the user's public profile.
+
+    Raises: NotFound (SERVER_NOT_FOUND); Forbidden (MISSING_PERMISSIONS)."""
+    access = await access_server(conn, actor, server_id)
+    if not access.can(Permission.BAN_MEMBERS):
+        raise missing(Permission.BAN_MEMBERS, access.permissions)
+    rows = await bans_q.list_bans(conn, server_id=server_id, after=after, limit=limit)
+    users = {
+        u.id: u for u in await users_q.list_public_users(conn, user_ids=[r.user_id for r in rows])
+    }
+    return [
+        {
+            "user": public_profile(users[r.user_id]),
+            "reason": r.reason,
+            "banned_by": str(r.banned_by) if r.banned_by else None,
+            "created_at": r.created_at.isoformat(),
+        }
+        for r in rows
+        if r.user_id in users
+    ]

@@ -1,0 +1,424 @@
+"""Roles, who holds them, and per-channel permission overrides.
+
+The hierarchy: nobody manages a role at or above their own highest role (the owner
+manages every role), and nobody grants a permission they do not hold themselves (the
+owner and ADMINISTRATOR hold all). Every change that may change who sees a channel is
+wrapped in `visibility.watch`/`settle`, so members' connections start or stop receiving
+its events in the same commit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from xfchat.db.queries import channels as channels_q
+from xfchat.db.queries import roles as q
+from xfchat.db.queries import servers as servers_q
+from xfchat.domain.access import ServerAccess, access_channel, access_server
+from xfchat.domain.accounts import Actor
+from xfchat.domain.events import (
+    CHANNEL_UPDATED,
+    MEMBER_UPDATED,
+    ROLE_CREATED,
+    ROLE_DELETED,
+    ROLE_UPDATED,
+    RolePayload,
+    ServerChannelPayload,
+    emit,
+    emit_many,
+)
+from xfchat.domain.members import check_outranks, member_not_found
+from xfchat.domain.permissions import ALL, Permission
+from xfchat.domain.server_views import channels_json, member_json, role_json
+from xfchat.domain.servers import audit, text_field
+from xfchat.domain.visibility import settle, watch
+from xfchat.errors import BadRequest, Forbidden, NotFound
+
+MAX_ROLES = 250
+MAX_ROLE_NAME = 100
+
+
+def role_not_found() -> NotFound:
+    return NotFound("no such role", code="ROLE_NOT_FOUND")
+
+
+def parse_permissions(value: Any, field: str = "permissions") -> int:
+    """A permission bit set, as the API carries it: a decimal string (or an integer)."""
+    try:
+        bits = int(value)
+    except (TypeError, ValueError):
+        bits = -1
+    if bits < 0 or bits & ~int(ALL):
+        raise BadRequest(
+            f"{field} is a decimal string of known permission bits",
+            code="INVALID_PERMISSIONS",
+            field=field,
+        )
+    return bits
+
+
+def _grantable(access: ServerAccess, bits: int, field: str = "permissions") -> None:
+    if bits & ~int(access.permissions):
+        lacking = Permission(bits & ~int(access.permissions))
+        names = ", ".join(p.name for p in Permission if p in lacking and p.name)
+        raise Forbidden(
+            f"you cannot grant permissions you lack: {names}",
+            code="MISSING_PERMISSIONS",
+            field=field,
+            extra={"missing": names},
+        )
+
+
+def _manageable(access: ServerAccess, role: q.RoleRow) -> None:
+    if not access.outranks(role.position):
+        raise Forbidden("that role is at or above your highest role", code="ROLE_HIERARCHY")
+
+
+async def _role(conn: asyncpg.Connection, server_id: UUID, role_id: UUID) -> q.RoleRow:
+    role = await q.get_role(conn, server_id=server_id, role_id=role_id)
+    if role is None:
+        raise role_not_found()
+    return role
+
+
+def _fields(fields: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if "name" in fields:
+        out["name"] = text_field(fields["name"], "name", MAX_ROLE_NAME, "INVALID_ROLE_NAME")
+        if out["name"] is None:
+            raise BadRequest("a role needs a name", code="INVALID_ROLE_NAME", field="name")
+    if fields.get("permissions") is not None:
+        out["permissions"] = parse_permissions(fields["permissions"])
+    if fields.get("color") is not None:
+        if not isinstance(fields["color"], int) or not 0 <= fields["color"] <= 0xFFFFFF:
+            raise BadRequest("color is 0 to 16777215", code="INVALID_COLOR", field="color")
+        out["color"] = fields["color"]
+    for flag in ("hoist", "mentionable"):
+        if fields.get(flag) is not None:
+            out[flag] = bool(fields[flag])
+    return out
+
+
+async def list_roles(conn: asyncpg.Connection, actor: Actor, server_id: UUID) -> list[RolePayload]:
+    """Raises: NotFound (SERVER_NOT_FOUND)."""
+    await access_server(conn, actor, server_id)
+    return [role_json(r) for r in await q.list_roles(conn, server_id=server_id)]
+
+
+async def create_role(
+    conn: asyncpg.Connection,
+    actor: Actor,
+    server_id: UUID,
+    *,
+    fields: dict[str, Any],
+    reason: str | None,
+) -> RolePayload:
+    """A new role (MANAGE_ROLES), placed just above @everyone (the others move up one).
+
+    Raises: NotFound (SERVER_NOT_FOUND); Forbidden (MISSING_PERMISSIONS, TOO_MANY_ROLES);
+    BadRequest (INVALID_ROLE_NAME, INVALID_PERMISSIONS, INVALID_COLOR)."""
+    values = _fields({"name": "new role", **fields})
+    async with conn.transaction():
+        access = await access_server(
+            conn, actor, server_id, need=Permission.MANAGE_ROLES, lock=True
+        )
+        _grantable(access, values.get("permissions", 0))
+        if await q.count_roles(conn, server_id=server_id) >= MAX_ROLES:
+            raise Forbidden(f"a server has at most {MAX_ROLES} roles", code="TOO_MANY_ROLES")
+        others = [r for r in await q.list_roles(conn, server_id=server_id) if not r.is_default]
+        moved = await q.update_role_positions(
+            conn,
+            server_id=server_id,
+            role_ids=[r.id for r in others],
+            positions=[r.position + 1 for r in others],
+        )
+        row = await q.insert_role(
+            conn,
+            server_id=server_id,
+            name=values["name"],
+            permissions=values.get("permissions", 0),
+            position=1,
+            color=values.get("color", 0),
+            hoist=values.get("hoist", False),
+            mentionable=values.get("mentionable", False),
+        )
+        payload = role_json(row)
+        await emit(conn, ROLE_CREATED.to_server(server_id, payload))
+        await emit_many(conn, [ROLE_UPDATED.to_server(server_id, role_json(r)) for r in moved])
+        await audit(
+            conn,
+            access,
+            "role.created",
+            target_type="role",
+            target_id=row.id,
+            changes=_audited(values),
+            reason=reason,
+        )
+    return payload
+
+
+def _audited(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: (str(v) if k == "permissions" else v) for k, v in values.items()}
+
+
+async def update_role(
+    conn: asyncpg.Connection,
+    actor: Actor,
+    server_id: UUID,
+    role_id: UUID,
+    *,
+    fields: dict[str, Any],
+    reason: str | None,
+) -> RolePayload:
+    """Change a role's name, colour, flags or permissions (MANAGE_ROLES, below your
+    highest role; @everyone keeps its name).
+
+    Raises: NotFound (SERVER_NOT_FOUND, ROLE_NOT_FOUND); Forbidden (MISSING_PERMISSIONS,
+    ROLE_HIERARCHY); BadRequest."""
+    values = _fields(fields)
+    async with conn.transaction():
+        access = await access_server(
+            conn, actor, server_id, need=Permission.MANAGE_ROLES, lock=True
+        )
+        role = await _role(conn, server_id, role_id)
+        if not role.is_default:
+            _manageable(access, role)
+        elif "name" in values:
+            raise BadRequest("@everyone keeps its name", code="INVALID_ROLE_NAME", field="name")
+        if "permissions" in values:
+            _grantable(access, values["permissions"] & ~role.permissions)
+        holders = None if role.is_default else await q.list_role_holders(conn, role_id=role_id)
+        seen = await watch(conn, server_id, user_ids=holders) if "permissions" in values else None
+        row = await q.update_role(conn, role_id=role_id, **values)
+        assert row is not None
+        if seen is not None:
+            await settle(conn, seen, "permissions")
+        payload = role_json(row)
+        await emit(conn, ROLE_UPDATED.to_server(server_id, payload))
+        await audit(
+            conn,
+            access,
+            "role.updated",
+            target_type="role",
+            target_id=role_id,
+            changes=_audited(values),
+            reason=reason,
+        )
+    return payload
+
+
+async def delete_role(
+    conn: asyncpg.Connection, actor: Actor, server_id: UUID, role_id: UUID, reason: str | None
+) -> None:
+    """Raises: NotFound (SERVER_NOT_FOUND, ROLE_NOT_FOUND); Forbidden
+    (MISSING_PERMISSIONS, ROLE_HIERARCHY); BadRequest (CANNOT_DELETE_EVERYONE)."""
+    async with conn.transaction():
+        access = await access_server(
+            conn, actor, server_id, need=Permission.MANAGE_ROLES, lock=True
+        )
+        role = await _role(conn, server_id, role_id)
+        if role.is_default:
+            raise BadRequest("@everyone cannot be deleted", code="CANNOT_DELETE_EVERYONE")
+        _manageable(access, role)
+        holders = await q.list_role_holders(conn, role_id=role_id)
+        seen = await watch(conn, server_id, user_ids=holders)
+        await q.delete_role(conn, role_id=role_id)
+        await settle(conn, seen, "permissions")
+        await emit(
+            conn,
+            ROLE_DELETED.to_server(server_id, {"server_id": str(server_id), "id": str(role_id)}),
+        )
+        await audit(
+            conn,
+            access,
+            "role.deleted",
+            target_type="role",
+            target_id=role_id,
+            changes={"name": role.name},
+            reason=reason,
+        )
+
+
+async def reorder_roles(
+    conn: asyncpg.Connection,
+    actor: Actor,
+    server_id: UUID,
+    positions: dict[UUID, int],
+    reason: str | None,
+) -> list[RolePayload]:
+    """Move several roles at once (MANAGE_ROLES): each moved role, and the place it
+    moves to, must be below your highest role; @everyone stays at 0 and others are 1
+    or more. Returns every role, highest first.
+
+    Raises: NotFound (SERVER_NOT_FOUND, ROLE_NOT_FOUND); Forbidden; BadRequest
+    (INVALID_POSITION)."""
+    async with conn.transaction():
+        access = await access_server(
+            conn, actor, server_id, need=Permission.MANAGE_ROLES, lock=True
+        )
+        roles = {r.id: r for r in await q.list_roles(conn, server_id=server_id)}
+        for role_id, position in positions.items():
+            role = roles.get(role_id)
+            if role is None:
+                raise role_not_found()
+            if role.is_default or not 1 <= position <= 10_000:
+                raise BadRequest(
+                    "roles other than @everyone take positions 1 to 10000",
+                    code="INVALID_POSITION",
+                )
+            _manageable(access, role)
+            if not access.outranks(position):
+                raise Forbidden(
+                    "you cannot move a role to or above your own", code="ROLE_HIERARCHY"
+                )
+        moved = await q.update_role_positions(
+            conn,
+            server_id=server_id,
+            role_ids=list(positions),
+            positions=list(positions.values()),
+        )
+        await emit_many(conn, [ROLE_UPDATED.to_server(server_id, role_json(r)) for r in moved])
+        await audit(
+            conn,
+            access,
+            "role.reordered",
+            changes={str(k): v for k, v in positions.items()},
+            reason=reason,
+        )
+        return [role_json(r) for r in await q.list_roles(conn, server_id=server_id)]
+
+
+async def set_member_role(
+    conn: asyncpg.Connection,
+    actor: Actor,
+    server_id: UUID,
+    user_id: UUID,
+    role_id: UUID,
+    *,
+    held: bool,
+    reason: str | None,
+) -> None:
+    """Give (`held`) or take a role (MANAGE_ROLES, the role below your highest). Doing
+    it again changes nothing.
+
+    Raises: NotFound (SERVER_NOT_FOUND, MEMBER_NOT_FOUND, ROLE_NOT_FOUND); Forbidden."""
+    async with conn.transaction():
+        access = await access_server(
+            conn, actor, server_id, need=Permission.MANAGE_ROLES, lock=True
+        )
+        role = await _role(conn, server_id, role_id)
+        if role.is_default:
+            raise BadRequest("everyone holds @everyone", code="CANNOT_ASSIGN_EVERYONE")
+        _manageable(access, role)
+        member = await servers_q.get_member(conn, server_id=server_id, user_id=user_id)
+        if member is None:
+            raise member_not_found()
+        if (role_id in member.role_ids) == held:
+            return
+        seen = await watch(conn, server_id, user_ids=[user_id])
+        if held:
+            await q.insert_member_role(conn, server_id=server_id, user_id=user_id, role_id=role_id)
+        else:
+            await q.delete_member_role(conn, server_id=server_id, user_id=user_id, role_id=role_id)
+        await settle(conn, seen, "permissions")
+        row = await servers_q.get_member(conn, server_id=server_id, user_id=user_id)
+        assert row is not None
+        await emit(conn, MEMBER_UPDATED.to_server(server_id, await member_json(conn, row)))
+        await audit(
+            conn,
+            access,
+            "member.role_added" if held else "member.role_removed",
+            target_type="user",
+            target_id=user_id,
+            changes={"role_id": str(role_id)},
+            reason=reason,
+        )
+
+
+async def set_override(
+    conn: asyncpg.Connection,
+    actor: Actor,
+    channel_id: UUID,
+    *,
+    kind: str,
+    target_id: UUID,
+    allow: int | None,
+    deny: int | None,
+    reason: str | None,
+) -> ServerChannelPayload:
+    """Set (allow and deny given) or remove (both None) a channel's override for a role
+    or a member (MANAGE_ROLES; a role below your highest; only permissions you hold).
+
+    Raises: NotFound (CHANNEL_NOT_FOUND, ROLE_NOT_FOUND, MEMBER_NOT_FOUND); Forbidden;
+    BadRequest (INVALID_PERMISSIONS, OVERRIDE_CONFLICT, NOT_A_SERVER_CHANNEL)."""
+    if allow is not None and deny is not None and allow & deny:
+        raise BadRequest(
+            "a permission is either allowed or denied", code="OVERRIDE_CONFLICT", field="deny"
+        )
+    async with conn.transaction():
+        channel = await access_channel(conn, actor, channel_id)
+        server_id = channel.channel.server_id
+        if server_id is None:
+            raise BadRequest("conversations have no overrides", code="NOT_A_SERVER_CHANNEL")
+        access = await access_server(
+            conn, actor, server_id, need=Permission.MANAGE_ROLES, lock=True
+        )
+        if kind == "role":
+            _manageable(access, await _role(conn, server_id, target_id))
+        else:
+            member = await servers_q.get_member(conn, server_id=server_id, user_id=target_id)
+            if member is None:
+                raise member_not_found()
+            if member.user_id != actor.user_id:
+                server = await servers_q.get_server(conn, server_id=server_id)
+                check_outranks(access, member, server.owner_id if server else None)
+        _grantable(access, (allow or 0) | (deny or 0), "allow")
+        touched = await _synced_with(conn, channel.channel)
+        seen = await watch(
+            conn, server_id, channel_ids=touched, user_ids=[target_id] if kind == "member" else None
+        )
+        role_id, user_id = (target_id, None) if kind == "role" else (None, target_id)
+        if allow is None and deny is None:
+            await channels_q.delete_permission_override(
+                conn, channel_id=channel_id, role_id=role_id, user_id=user_id
+            )
+        else:
+            await servers_q.upsert_permission_override(
+                conn,
+                channel_id=channel_id,
+                role_id=role_id,
+                user_id=user_id,
+                allow=allow or 0,
+                deny=deny or 0,
+            )
+        await settle(conn, seen, "permissions")
+        rows = await channels_q.list_server_channels(conn, server_id=server_id)
+        updated = [r for r in rows if r.id == channel_id]
+        payload = (await channels_json(conn, updated))[0]
+        await emit(conn, CHANNEL_UPDATED.to_channel(channel_id, payload))
+        await audit(
+            conn,
+            access,
+            "override.updated" if allow is not None or deny is not None else "override.deleted",
+            target_type="channel",
+            target_id=channel_id,
+            changes={
+                "kind": kind,
+                "id": str(target_id),
+                "allow": str(allow or 0),
+                "deny": str(deny or 0),
+            },
+            reason=reason,
+        )
+    return payload
+
+
+async def _synced_with(conn: asyncpg.Connection, channel: channels_q.ChannelRow) -> list[UUID]:
+    """The channel, and if it is a category, the channels synced with it."""
+    if channel.kind != "category" or channel.server_id is None:
+        return [channel.id]
+    rows = await channels_q.list_server_channels(conn, server_id=channel.server_id)
+    return [channel.id, *(r.id for r in rows if r.parent_id == channel.id and r.permissions_synced)]

@@ -1,0 +1,298 @@
+"""A server's channels: text, voice and category; made, changed, reordered, deleted
+(MANAGE_CHANNELS). Their messages use the same API as conversations' (domain/messages*).
+
+Who sees a new channel is told (`channel.revealed`, reason "created"); a deleted one
+is hidden from those who saw it ("deleted"); a change of its category or of whether it
+follows the category's overrides may reveal or hide it ("permissions").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from xfchat.db.queries import channels as q
+from xfchat.domain.access import (
+    ServerAccess,
+    access_changed,
+    access_channel,
+    access_server,
+    channel_not_found,
+)
+from xfchat.domain.accounts import Actor
+from xfchat.domain.events import CHANNEL_UPDATED, ServerChannelPayload, emit, emit_many
+from xfchat.domain.permissions import Permission
+from xfchat.domain.server_views import channels_json, visible_server_channels
+from xfchat.domain.servers import audit, text_field
+from xfchat.domain.visibility import settle, watch
+from xfchat.errors import BadRequest, Forbidden
+
+MAX_CHANNELS = 500
+KINDS = ("text", "voice", "category")
+MAX_SLOWMODE = 21600
+MAX_USER_LIMIT = 99
+
+
+def _check(kind: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a create or update, checked (only those present)."""
+    out: dict[str, Any] = {}
+    if "name" in fields:
+        out["name"] = text_field(fields["name"], "name", 100, "INVALID_CHANNEL_NAME")
+        if out["name"] is None:
+            raise BadRequest("a channel needs a name", code="INVALID_CHANNEL_NAME", field="name")
+    if "topic" in fields:
+        out["topic"] = text_field(fields["topic"], "topic", 1024, "INVALID_TOPIC", least=0) or None
+    for field, most, kinds in (
+        ("rate_limit_per_user", MAX_SLOWMODE, ("text",)),
+        ("user_limit", MAX_USER_LIMIT, ("voice",)),
+        ("position", 100_000, KINDS),
+    ):
+        value = fields.get(field)
+        if value is None:
+            if field in fields and field != "user_limit":
+                raise BadRequest(f"{field} is a number", code="VALIDATION_ERROR", field=field)
+            if field in fields:
+                out[field] = None
+            continue
+        if kind not in kinds:
+            raise BadRequest(
+                f"{field} is for {' and '.join(kinds)} channels",
+                code="VALIDATION_ERROR",
+                field=field,
+            )
+        if not isinstance(value, int) or not 0 <= value <= most:
+            raise BadRequest(f"{field} is 0 to {most}", code="VALIDATION_ERROR", field=field)
+        out[field] = value
+    if "parent_id" in fields:
+        out["parent_id"] = fields["parent_id"]
+    if fields.get("permissions_synced") is not None:
+        out["permissions_synced"] = bool(fields["permissions_synced"])
+    return out
+
+
+async def _check_parent(
+    conn: asyncpg.Connection, server_id: UUID, kind: str, parent_id: UUID | None
+) -> None:
+    if parent_id is None:
+        return
+    if kind == "category":
+        raise BadRequest("categories do not nest", code="INVALID_PARENT", field="parent_id")
+    rows = await q.list_server_channels(conn, server_id=server_id)
+    if not any(r.id == parent_id and r.kind == "category" for r in rows):
+        raise BadRequest(
+            "parent_id is a category of this server", code="INVALID_PARENT", field="parent_id"
+        )
+
+
+async def _payload(conn: asyncpg.Connection, row: q.ChannelRow) -> ServerChannelPayload:
+    return (await channels_json(conn, [row]))[0]
+
+
+async def create_channel(
+    conn: asyncpg.Connection,
+    actor: Actor,
+    server_id: UUID,
+    *,
+    kind: str,
+    fields: dict[str, Any],
+    reason: str | None,
+) -> ServerChannelPayload:
+    """A new channel at the end of the list (or at `position`). In a category it follows
+    the category's overrides unless `permissions_synced` is false.
+
+    Raises: NotFound (SERVER_NOT_FOUND); Forbidden (MISSING_PERMISSIONS,
+    TOO_MANY_CHANNELS); BadRequest (INVALID_CHANNEL_KIND, INVALID_CHANNEL_NAME,
+    INVALID_PARENT, VALIDATION_ERROR)."""
+    if kind not in KINDS:
+        raise BadRequest(
+            "kind is text, voice or category", code="INVALID_CHANNEL_KIND", field="kind"
+        )
+    values = _check(kind, {"name": None, **fields})
+    async with conn.transaction():
+        access = await access_server(
+            conn, actor, server_id, need=Permission.MANAGE_CHANNELS, lock=True
+        )
+        count = await q.count_server_channels(conn, server_id=server_id)
+        if count >= MAX_CHANNELS:
+            raise Forbidden(
+                f"a server has at most {MAX_CHANNELS} channels", code="TOO_MANY_CHANNELS"
+            )
+        parent = values.get("parent_id")
+        await _check_parent(conn, server_id, kind, parent)
+        seen = await watch(conn, server_id, channel_ids=[])
+        row = await q.insert_channel(
+            conn,
+            kind=kind,
+            server_id=server_id,
+            name=values["name"],
+            topic=values.get("topic"),
+            position=values.get("position", count),
+            parent_id=parent,
+            rate_limit_per_user=values.get("rate_limit_per_user") or 0,
+            user_limit=values.get("user_limit"),
+        )
+        if parent is not None and values.get("permissions_synced", True):
+            updated = await q.update_channel(conn, channel_id=row.id, permissions_synced=True)
+            assert updated is not None
+            row = updated
+        await settle(conn, seen, "created", new_channel_ids=[row.id])
+        await audit(
+            conn,
+            access,
+            "channel.created",
+            target_type="channel",
+            target_id=row.id,
+            changes={"kind": kind, **_plain(values)},
+            reason=reason,
+        )
+        return await _payload(conn, row)
+
+
+def _plain(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: str(v) if isinstance(v, UUID) else v for k, v in values.items()}
+
+
+async def _managed(
+    conn: asyncpg.Connection, actor: Actor, channel_id: UUID
+) -> tuple[q.ChannelRow, ServerAccess]:
+    found = await access_channel(conn, actor, channel_id)
+    server_id = found.channel.server_id
+    if server_id is None:
+        raise BadRequest(
+            "conversations are changed through /api/conversations", code="NOT_A_SERVER_CHANNEL"
+        )
+    access = await access_server(conn, actor, server_id, lock=True)
+    found = await access_channel(conn, actor, channel_id, need=Permission.MANAGE_CHANNELS)
+    return found.channel, access
+
+
+async def update_channel(
+    conn: asyncpg.Connection,
+    actor: Actor,
+    channel_id: UUID,
+    *,
+    fields: dict[str, Any],
+    reason: str | None,
+) -> ServerChannelPayload:
+    """Change a channel's name, topic, position, category, slowmode, voice user limit or
+    whether it follows its category's overrides (MANAGE_CHANNELS in it).
+
+    Raises: NotFound (CHANNEL_NOT_FOUND); Forbidden (MISSING_PERMISSIONS); BadRequest."""
+    async with conn.transaction():
+        channel, access = await _managed(conn, actor, channel_id)
+        assert channel.server_id is not None
+        values = _check(channel.kind, fields)
+        if "parent_id" in values:
+            await _check_parent(conn, channel.server_id, channel.kind, values["parent_id"])
+        moves = "parent_id" in values or "permissions_synced" in values
+        seen = await watch(conn, channel.server_id, channel_ids=[channel_id]) if moves else None
+        row = await q.update_channel(
+            conn,
+            channel_id=channel_id,
+            name=values.get("name"),
+            topic=values.get("topic"),
+            clear_topic="topic" in values and values["topic"] is None,
+            position=values.get("position"),
+            parent_id=values.get("parent_id"),
+            clear_parent="parent_id" in values and values["parent_id"] is None,
+            rate_limit_per_user=values.get("rate_limit_per_user"),
+            user_limit=values.get("user_limit"),
+            clear_user_limit="user_limit" in values and values["user_limit"] is None,
+            permissions_synced=values.get("permissions_synced"),
+        )
+        assert row is not None
+        if seen is not None:
+            await settle(conn, seen, "permissions")
+        elif "rate_limit_per_user" in values:
+            await access_changed(conn, channel_id)  # sends in flight see the new slowmode
+        payload = await _payload(conn, row)
+        await emit(conn, CHANNEL_UPDATED.to_channel(channel_id, payload))
+        await audit(
+            conn,
+            access,
+            "channel.updated",
+            target_type="channel",
+            target_id=channel_id,
+            changes=_plain(values),
+            reason=reason,
+        )
+        return payload
+
+
+async def delete_channel(
+    conn: asyncpg.Connection, actor: Actor, channel_id: UUID, reason: str | None
+) -> None:
+    """Delete a channel and its messages; the channels of a deleted category stay,
+    uncategorised.
+
+    Raises: NotFound (CHANNEL_NOT_FOUND); Forbidden (MISSING_PERMISSIONS)."""
+    async with conn.transaction():
+        channel, access = await _managed(conn, actor, channel_id)
+        assert channel.server_id is not None
+        children = [
+            r.id
+            for r in await q.list_server_channels(conn, server_id=channel.server_id)
+            if r.parent_id == channel_id
+        ]
+        seen = await watch(conn, channel.server_id, channel_ids=[channel_id, *children])
+        await q.delete_channel(conn, channel_id=channel_id)
+        await settle(conn, seen, "deleted")
+        for child in children:  # uncategorised now: tell those who see them
+            row = next(
+                r
+                for r in await q.list_server_channels(conn, server_id=channel.server_id)
+                if r.id == child
+            )
+            await emit(conn, CHANNEL_UPDATED.to_channel(child, await _payload(conn, row)))
+        await audit(
+            conn,
+            access,
+            "channel.deleted",
+            target_type="channel",
+            target_id=channel_id,
+            changes={"name": channel.name, "kind": channel.kind},
+            reason=reason,
+        )
+
+
+async def reorder_channels(
+    conn: asyncpg.Connection,
+    actor: Actor,
+    server_id: UUID,
+    positions: dict[UUID, int],
+    reason: str | None,
+) -> list[ServerChannelPayload]:
+    """Set several channels' positions in one call (MANAGE_CHANNELS). Returns the
+    channels the actor sees, in their new order.
+
+    Raises: NotFound (SERVER_NOT_FOUND, CHANNEL_NOT_FOUND); Forbidden; BadRequest."""
+    async with conn.transaction():
+        access = await access_server(
+            conn, actor, server_id, need=Permission.MANAGE_CHANNELS, lock=True
+        )
+        visible = {c.id for c in await visible_server_channels(conn, server_id, actor.user_id)}
+        for channel_id, position in positions.items():
+            if channel_id not in visible:
+                raise channel_not_found()
+            if not 0 <= position <= 100_000:
+                raise BadRequest("positions are 0 to 100000", code="INVALID_POSITION")
+        rows = await q.update_channel_positions(
+            conn,
+            server_id=server_id,
+            channel_ids=list(positions),
+            positions=list(positions.values()),
+        )
+        payloads = await channels_json(conn, rows)
+        await emit_many(conn, [CHANNEL_UPDATED.to_channel(UUID(p["id"]), p) for p in payloads])
+        await audit(
+            conn,
+            access,
+            "channel.reordered",
+            changes={str(k): v for k, v in positions.items()},
+            reason=reason,
+        )
+        return await channels_json(
+            conn, await visible_server_channels(conn, server_id, actor.user_id)
+        )

@@ -1,0 +1,125 @@
+"""How servers, their channels, roles and members look in answers and events."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import asyncpg
+
+from xfchat.db.queries import channels as channels_q
+from xfchat.db.queries import roles as roles_q
+from xfchat.db.queries import servers as q
+from xfchat.db.queries import users as users_q
+from xfchat.domain.access import server_viewers
+from xfchat.domain.events import (
+    MemberPayload,
+    OverridePayload,
+    RolePayload,
+    ServerChannelPayload,
+    ServerJoinedPayload,
+    ServerPayload,
+)
+from xfchat.domain.profile import public_profile
+
+
+def server_json(row: q.ServerRow) -> ServerPayload:
+    return {
+        "id": str(row.id),
+        "name": row.name,
+        "description": row.description,
+        "icon_url": row.icon_url,
+        "owner_id": str(row.owner_id),
+        "member_count": row.member_count,
+        "created_at": row.created_at.isoformat(),
+    }
+
+
+def role_json(row: roles_q.RoleRow) -> RolePayload:
+    return {
+        "id": str(row.id),
+        "server_id": str(row.server_id),
+        "name": row.name,
+        "permissions": str(row.permissions),
+        "position": row.position,
+        "color": row.color,
+        "hoist": row.hoist,
+        "mentionable": row.mentionable,
+        "is_default": row.is_default,
+    }
+
+
+def override_json(row: channels_q.OverrideRow) -> OverridePayload:
+    target = row.role_id if row.role_id is not None else row.user_id
+    return {
+        "kind": "role" if row.role_id is not None else "member",
+        "id": str(target),
+        "allow": str(row.allow),
+        "deny": str(row.deny),
+    }
+
+
+def channel_json(
+    row: channels_q.ChannelRow, overrides: list[channels_q.OverrideRow]
+) -> ServerChannelPayload:
+    assert row.server_id is not None and row.name is not None
+    return {
+        "id": str(row.id),
+        "server_id": str(row.server_id),
+        "kind": row.kind,
+        "name": row.name,
+        "topic": row.topic,
+        "position": row.position,
+        "parent_id": str(row.parent_id) if row.parent_id else None,
+        "rate_limit_per_user": row.rate_limit_per_user,
+        "user_limit": row.user_limit,
+        "permissions_synced": row.permissions_synced,
+        "overrides": [override_json(o) for o in overrides if o.channel_id == row.id],
+        "created_at": row.created_at.isoformat(),
+    }
+
+
+async def channels_json(
+    conn: asyncpg.Connection, rows: list[channels_q.ChannelRow]
+) -> list[ServerChannelPayload]:
+    overrides = await channels_q.list_overrides(conn, channel_ids=[r.id for r in rows])
+    return [channel_json(r, overrides) for r in rows]
+
+
+async def member_json(conn: asyncpg.Connection, row: q.MemberRow) -> MemberPayload:
+    users = await users_q.list_public_users(conn, user_ids=[row.user_id])
+    return members_json(row, users[0])
+
+
+def members_json(row: q.MemberRow, user: users_q.PublicUserRow) -> MemberPayload:
+    return {
+        "server_id": str(row.server_id),
+        "user": public_profile(user),
+        "nickname": row.nickname,
+        "role_ids": [str(r) for r in row.role_ids],
+        "joined_at": row.joined_at.isoformat(),
+        "timed_out_until": row.timed_out_until.isoformat() if row.timed_out_until else None,
+    }
+
+
+async def visible_server_channels(
+    conn: asyncpg.Connection, server_id: UUID, user_id: UUID
+) -> list[channels_q.ChannelRow]:
+    """The server's channels this member may see, in display order."""
+    rows = await channels_q.list_server_channels(conn, server_id=server_id)
+    viewers = await server_viewers(conn, server_id, [r.id for r in rows])
+    return [r for r in rows if user_id in viewers[r.id]]
+
+
+async def joined_json(
+    conn: asyncpg.Connection, server: q.ServerRow, user_id: UUID
+) -> ServerJoinedPayload:
+    """A server as one member sees it: with its roles and the channels they may see."""
+    channels = await visible_server_channels(conn, server.id, user_id)
+    member = await q.get_member(conn, server_id=server.id, user_id=user_id)
+    assert member is not None
+    return {
+        **server_json(server),
+        "channels": await channels_json(conn, channels),
+        "roles": [role_json(r) for r in await roles_q.list_roles(conn, server_id=server.id)],
+        "member": await member_json(conn, member),
+    }

@@ -1,0 +1,295 @@
+"""Servers: create, read, change, hand over and delete them.
+
+Every change of a server, its members, roles, channels or overrides runs in one
+transaction that first locks the server's row (`access_server(..., lock=True)`), so they
+happen one at a time and each knows exactly who could see what before and after it.
+Configuration and moderation changes are written to the audit log in that transaction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from xfchat.db.queries import audit as audit_q
+from xfchat.db.queries import channels as channels_q
+from xfchat.db.queries import roles as roles_q
+from xfchat.db.queries import servers as q
+from xfchat.domain.access import ServerAccess, access_server, server_not_found, server_viewers
+from xfchat.domain.accounts import Actor
+from xfchat.domain.events import (
+    SERVER_JOINED,
+    SERVER_LEFT,
+    SERVER_UPDATED,
+    ServerJoinedPayload,
+    ServerPayload,
+    emit,
+    emit_many,
+)
+from xfchat.domain.permissions import EVERYONE_DEFAULT, Permission
+from xfchat.domain.server_views import joined_json, server_json
+from xfchat.errors import BadRequest, Forbidden, NotFound
+
+MAX_SERVERS_PER_USER = 200  # each is a stream every connection of its members follows
+MAX_NAME = 100
+MAX_DESCRIPTION = 1024
+MAX_REASON = 512
+DEFAULT_CHANNEL = "general"
+
+
+def text_field(
+    value: str | None, field: str, most: int, code: str, *, least: int = 1
+) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    if not least <= len(value) <= most:
+        raise BadRequest(f"{field} is {least} to {most} characters", code=code, field=field)
+    return value
+
+
+def server_name(value: str | None) -> str | None:
+    return text_field(value, "name", MAX_NAME, "INVALID_SERVER_NAME")
+
+
+def audit_reason(value: str | None) -> str | None:
+    """The X-Audit-Log-Reason header's text (at most 512 characters)."""
+    return text_field(value, "reason", MAX_REASON, "INVALID_AUDIT_REASON", least=0) or None
+
+
+async def audit(
+    conn: asyncpg.Connection,
+    access: ServerAccess,
+    action: str,
+    *,
+    target_type: str | None = None,
+    target_id: UUID | None = None,
+    changes: dict[str, Any] | None = None,
+    reason: str | None = None,
+) -> None:
+    """Write an audit-log entry (call inside the change's own transaction)."""
+    await audit_q.insert_audit_entry(
+        conn,
+        server_id=access.facts.server_id,
+        actor_id=access.facts.user_id,
+        action=action,
+        target_type=target_type,
+        target_id=target_id,
+        changes=changes or {},
+        reason=reason,
+    )
+
+
+# -- what users do
+
+
+async def check_room(conn: asyncpg.Connection, user_id: UUID) -> None:
+    if await q.count_user_servers(conn, user_id=user_id) >= MAX_SERVERS_PER_USER:
+        raise Forbidden(
+            f"you are a member of {MAX_SERVERS_PER_USER} servers already",
+            code="TOO_MANY_SERVERS",
+        )
+
+
+async def create_server(
+    conn: asyncpg.Connection, actor: Actor, *, name: str, description: str | None
+) -> ServerJoinedPayload:
+    """Create a server owned by the actor, with its @everyone role and a #general text
+    channel.
+
+    Raises: BadRequest (INVALID_SERVER_NAME, INVALID_DESCRIPTION); Forbidden
+    (TOO_MANY_SERVERS)."""
+    checked = server_name(name)
+    assert checked is not None
+    about = text_field(description, "description", MAX_DESCRIPTION, "INVALID_DESCRIPTION", least=0)
+    async with conn.transaction():
+        await check_room(conn, actor.user_id)
+        server = await q.insert_server(
+            conn, name=checked, owner_id=actor.user_id, description=about or None
+        )
+        await roles_q.insert_role(
+            conn,
+            server_id=server.id,
+            name="@everyone",
+            permissions=int(EVERYONE_DEFAULT),
+            position=0,
+            is_default=True,
+        )
+        await q.insert_server_member(conn, server_id=server.id, user_id=actor.user_id)
+        await channels_q.insert_channel(
+            conn, kind="text", server_id=server.id, name=DEFAULT_CHANNEL
+        )
+        row = await q.get_server(conn, server_id=server.id)
+        assert row is not None
+        joined = await joined_json(conn, row, actor.user_id)
+        await emit(conn, SERVER_JOINED.to_user(actor.user_id, joined))
+    return joined
+
+
+async def get_server(
+    conn: asyncpg.Connection, actor: Actor, server_id: UUID
+) -> ServerJoinedPayload:
+    """A server the actor is a member of, as they see it.
+
+    Raises: NotFound (SERVER_NOT_FOUND)."""
+    await access_server(conn, actor, server_id)
+    row = await q.get_server(conn, server_id=server_id)
+    if row is None:
+        raise server_not_found()
+    return await joined_json(conn, row, actor.user_id)
+
+
+async def list_joined(conn: asyncpg.Connection, actor: Actor) -> list[ServerJoinedPayload]:
+    """Each of the actor's servers as they see it (at most MAX_SERVERS_PER_USER)."""
+    rows = await q.list_user_servers(conn, user_id=actor.user_id)
+    return [await joined_json(conn, row, actor.user_id) for row in rows]
+
+
+async def list_servers(conn: asyncpg.Connection, actor: Actor) -> list[ServerPayload]:
+    return [server_json(r) for r in await q.list_user_servers(conn, user_id=actor.user_id)]
+
+
+async def update_server(
+    conn: asyncpg.Connection,
+    actor: Actor,
+    server_id: UUID,
+    *,
+    fields: dict[str, Any],
+    reason: str | None,
+) -> ServerPayload:
+    """Change a server's name, description or icon URL (MANAGE_SERVER). `fields` holds
+    only what the client sent; a null description or icon clears it.
+
+    Raises: NotFound (SERVER_NOT_FOUND); Forbidden (MISSING_PERMISSIONS); BadRequest."""
+    name = server_name(fields.get("name")) if "name" in fields else None
+    if "name" in fields and name is None:
+        raise BadRequest("a server needs a name", code="INVALID_SERVER_NAME", field="name")
+    description = text_field(
+        fields.get("description"), "description", MAX_DESCRIPTION, "INVALID_DESCRIPTION", least=0
+    )
+    async with conn.transaction():
+        access = await access_server(
+            conn, actor, server_id, need=Permission.MANAGE_SERVER, lock=True
+        )
+        row = await q.update_server(
+            conn,
+            server_id=server_id,
+            name=name,
+            description=description or None,
+            clear_description="description" in fields and not description,
+            icon_url=fields.get("icon_url"),
+            clear_icon_url="icon_url" in fields and fields["icon_url"] is None,
+        )
+        assert row is not None
+        payload = server_json(row)
+        await audit(conn, access, "server.updated", changes=fields, reason=reason)
+        await emit(conn, SERVER_UPDATED.to_server(server_id, payload))
+    return payload
+
+
+async def transfer_server(
+    conn: asyncpg.Connection, actor: Actor, server_id: UUID, new_owner: UUID, reason: str | None
+) -> ServerPayload:
+    """Hand the server to another member (owner only).
+
+    Raises: NotFound (SERVER_NOT_FOUND, MEMBER_NOT_FOUND); Forbidden (NOT_SERVER_OWNER)."""
+    async with conn.transaction():
+        access = await access_server(conn, actor, server_id, lock=True)
+        if not access.owner:
+            raise Forbidden("only the server's owner can do that", code="NOT_SERVER_OWNER")
+        if await q.get_member(conn, server_id=server_id, user_id=new_owner) is None:
+            raise NotFound("no such member", code="MEMBER_NOT_FOUND")
+        row = await q.update_server(conn, server_id=server_id, owner_id=new_owner)
+        assert row is not None
+        payload = server_json(row)
+        await audit(
+            conn,
+            access,
+            "server.transferred",
+            target_type="user",
+            target_id=new_owner,
+            changes={"owner_id": str(new_owner)},
+            reason=reason,
+        )
+        await emit(conn, SERVER_UPDATED.to_server(server_id, payload))
+    return payload
+
+
+async def delete_server(conn: asyncpg.Connection, actor: Actor, server_id: UUID) -> None:
+    """Delete a server and everything in it, in one transaction (owner only); every
+    member is told it is gone.
+
+    Raises: NotFound (SERVER_NOT_FOUND); Forbidden (NOT_SERVER_OWNER)."""
+    async with conn.transaction():
+        access = await access_server(conn, actor, server_id, lock=True)
+        if not access.owner:
+            raise Forbidden("only the server's owner can delete it", code="NOT_SERVER_OWNER")
+        channels = await channels_q.list_server_channels(conn, server_id=server_id)
+        viewers = await server_viewers(conn, server_id, [c.id for c in channels])
+        members = await q.list_member_ids(conn, server_id=server_id)
+        await emit_many(
+            conn,
+            [
+                SERVER_LEFT.to_user(
+                    m,
+                    {
+                        "id": str(server_id),
+                        "reason": "deleted",
+                        "channel_ids": [str(c.id) for c in channels if m in viewers[c.id]],
+                    },
+                )
+                for m in members
+            ],
+        )
+        await q.delete_server(conn, server_id=server_id)
+
+
+AUDIT_ACTIONS = (
+    "server.updated server.transferred channel.created channel.updated channel.deleted"
+    " channel.reordered role.created role.updated role.deleted role.reordered"
+    " override.updated override.deleted member.updated member.timed_out member.kicked"
+    " member.banned member.unbanned member.role_added member.role_removed invite.created"
+    " invite.deleted message.deleted message.bulk_deleted"
+).split()
+
+
+async def list_audit_log(
+    conn: asyncpg.Connection,
+    actor: Actor,
+    server_id: UUID,
+    *,
+    actor_id: UUID | None,
+    action: str | None,
+    before: int | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """The server's audit log, newest first (VIEW_AUDIT_LOG), of one actor or action if
+    given, before the entry `before`.
+
+    Raises: NotFound (SERVER_NOT_FOUND); Forbidden (MISSING_PERMISSIONS); BadRequest
+    (INVALID_AUDIT_ACTION)."""
+    if action is not None and action not in AUDIT_ACTIONS:
+        raise BadRequest(
+            f"action is one of {', '.join(AUDIT_ACTIONS)}",
+            code="INVALID_AUDIT_ACTION",
+            field="action",
+        )
+    await access_server(conn, actor, server_id, need=Permission.VIEW_AUDIT_LOG)
+    rows = await audit_q.list_audit_entries(
+        conn, server_id=server_id, before=before, limit=limit, actor_id=actor_id, action=action
+    )
+    return [
+        {
+            "id": str(r.id),
+            "actor_id": str(r.actor_id) if r.actor_id else None,
+            "action": r.action,
+            "target_type": r.target_type,
+            "target_id": str(r.target_id) if r.target_id else None,
+            "changes": r.changes,
+            "reason": r.reason,
+            "created_at": r.created_at.isoformat(),
+        }
+        for r in rows
+    ]

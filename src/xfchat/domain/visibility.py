@@ -1,0 +1,108 @@
+"""What a change in a server reveals and hides: who saw which of its channels before the
+change and after, turned into `channel.revealed` and `channel.hidden` events for exactly
+the members whose view changed.
+
+Use it inside the change's transaction, after `access_server(..., lock=True)`:
+
+    seen = await watch(conn, server_id)          # before
+    ... change roles, overrides, channels ...
+    await settle(conn, seen, "permissions")      # after: the events, in the same commit
+
+The events are access changes: the real-time core starts or stops delivering a
+channel's events to a member's connections at exactly that place in the log, so a
+hidden channel's next event never reaches them and a revealed one's first event does.
+Each channel whose permissions the change may have touched has its access version
+bumped (domain/access.py), so a send batch that read the old permissions retries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from uuid import UUID
+
+import asyncpg
+
+from xfchat.db.queries import channels as channels_q
+from xfchat.domain.access import access_changed, server_viewers
+from xfchat.domain.events import CHANNELS_HIDDEN, CHANNELS_REVEALED, Event, emit_many
+from xfchat.domain.server_views import channels_json
+
+
+@dataclass(frozen=True)
+class Seen:
+    server_id: UUID
+    channel_ids: list[UUID]
+    user_ids: list[UUID] | None  # None: every member
+    viewers: dict[UUID, set[UUID]]
+
+
+async def watch(
+    conn: asyncpg.Connection,
+    server_id: UUID,
+    *,
+    channel_ids: list[UUID] | None = None,
+    user_ids: list[UUID] | None = None,
+) -> Seen:
+    """Who sees which channels now (of these channels, or all of the server's; of these
+    members, or all of them)."""
+    if channel_ids is None:
+        channel_ids = [
+            c.id for c in await channels_q.list_server_channels(conn, server_id=server_id)
+        ]
+    viewers = await server_viewers(conn, server_id, channel_ids, user_ids)
+    return Seen(server_id, channel_ids, user_ids, viewers)
+
+
+async def settle(
+    conn: asyncpg.Connection,
+    seen: Seen,
+    reason: str,
+    *,
+    new_channel_ids: list[UUID] | None = None,
+) -> None:
+    """Tell each member what the change since `watch` revealed or hid (channels created
+    since are `new_channel_ids`; deleted ones count as hidden)."""
+    rows = {
+        c.id: c
+        for c in await channels_q.list_server_channels(conn, server_id=seen.server_id)
+        if c.id in set(seen.channel_ids) | set(new_channel_ids or [])
+    }
+    after = await server_viewers(conn, seen.server_id, list(rows), seen.user_ids)
+    gained: dict[UUID, list[UUID]] = {}
+    lost: dict[UUID, list[UUID]] = {}
+    for channel_id in [*seen.channel_ids, *(new_channel_ids or [])]:
+        before = seen.viewers.get(channel_id, set())
+        now = after.get(channel_id, set())
+        for user in now - before:
+            gained.setdefault(user, []).append(channel_id)
+        for user in before - now:
+            lost.setdefault(user, []).append(channel_id)
+    for channel_id in seen.channel_ids:
+        if channel_id in rows:
+            await access_changed(conn, channel_id)
+    events: list[Event] = []
+    for user, ids in sorted(lost.items()):
+        events.append(
+            CHANNELS_HIDDEN.to_user(
+                user,
+                {
+                    "server_id": str(seen.server_id),
+                    "reason": reason,
+                    "channel_ids": [str(c) for c in ids],
+                },
+            )
+        )
+    if gained:
+        payloads = {c["id"]: c for c in await channels_json(conn, list(rows.values()))}
+        for user, ids in sorted(gained.items()):
+            events.append(
+                CHANNELS_REVEALED.to_user(
+                    user,
+                    {
+                        "server_id": str(seen.server_id),
+                        "reason": reason,
+                        "channels": [payloads[str(c)] for c in ids],
+                    },
+                )
+            )
+    await emit_many(conn, events)

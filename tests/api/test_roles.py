@@ -1,0 +1,249 @@
+"""Roles, the hierarchy, channels and per-channel overrides through the API."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+import httpx
+
+from tests import factories
+from tests.factories import Community, MakeUser, TestUser, community, role
+from xfchat.domain.permissions import Permission as P
+
+
+async def _channel(
+    client: httpx.AsyncClient, srv: Community, who: TestUser, name: str, **fields: Any
+) -> dict[str, Any]:
+    made = await client.post(
+        srv.url("/channels"), headers=who.headers, json={"name": name, **fields}
+    )
+    assert made.status_code == 201, made.text
+    return dict(made.json())
+
+
+async def _override(
+    client: httpx.AsyncClient,
+    who: TestUser,
+    channel: str,
+    kind: str,
+    target: object,
+    allow: int = 0,
+    deny: int = 0,
+) -> httpx.Response:
+    return await client.put(
+        f"/api/channels/{channel}/overrides/{kind}/{target}",
+        headers=who.headers,
+        json={"allow": str(allow), "deny": str(deny)},
+    )
+
+
+async def test_roles_are_made_changed_reordered_and_deleted_within_the_hierarchy(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann, mod, ben = [await make_user(n) for n in ("ann", "mod", "ben")]
+    srv = await community(client, ann, mod, ben)
+    admin_role = await role(client, srv, ann, "admin", int(P.MANAGE_ROLES | P.KICK_MEMBERS), mod)
+    # mod's highest role is "admin" (position 1): new roles go just above @everyone,
+    # pushing admin up.
+    helper = await role(client, srv, mod, "helper", int(P.KICK_MEMBERS), ben)
+    roles = (await client.get(srv.url("/roles"), headers=ben.headers)).json()
+    assert [(r["name"], r["position"]) for r in roles] == [
+        ("admin", 2),
+        ("helper", 1),
+        ("@everyone", 0),
+    ]
+    # Nobody grants what they lack, or manages a role at or above their own.
+    escalate = await client.post(
+        srv.url("/roles"),
+        headers=mod.headers,
+        json={"name": "x", "permissions": str(int(P.ADMINISTRATOR))},
+    )
+    assert escalate.status_code == 403 and escalate.json()["code"] == "MISSING_PERMISSIONS"
+    own = await client.patch(
+        srv.url(f"/roles/{admin_role}"), headers=mod.headers, json={"name": "boss"}
+    )
+    assert own.status_code == 403 and own.json()["code"] == "ROLE_HIERARCHY"
+    above = await client.patch(
+        srv.url("/roles"), headers=mod.headers, json=[{"id": helper, "position": 2}]
+    )
+    assert above.status_code == 403 and above.json()["code"] == "ROLE_HIERARCHY"
+    take_own = await client.delete(
+        srv.url(f"/members/{mod.id}/roles/{admin_role}"), headers=mod.headers
+    )
+    assert take_own.status_code == 403
+    renamed = await client.patch(
+        srv.url(f"/roles/{helper}"), headers=mod.headers, json={"name": "helpers", "color": 255}
+    )
+    assert renamed.status_code == 200 and renamed.json()["color"] == 255
+    for body, code in (
+        ({"permissions": "-1"}, "INVALID_PERMISSIONS"),
+        ({"permissions": "abc"}, "INVALID_PERMISSIONS"),
+        ({"permissions": str(1 << 63)}, "INVALID_PERMISSIONS"),
+        ({"color": 1 << 24}, "INVALID_COLOR"),
+        ({"name": ""}, "INVALID_ROLE_NAME"),
+    ):
+        bad = await client.patch(srv.url(f"/roles/{helper}"), headers=mod.headers, json=body)
+        assert bad.status_code == 400 and bad.json()["code"] == code, body
+    everyone = await client.delete(srv.url(f"/roles/{srv.everyone_role}"), headers=ann.headers)
+    assert everyone.status_code == 400 and everyone.json()["code"] == "CANNOT_DELETE_EVERYONE"
+    assert (
+        await client.patch(srv.url(f"/roles/{helper}"), headers=ben.headers, json={})
+    ).status_code == 403
+    assert (await client.delete(srv.url(f"/roles/{uuid.uuid4()}"), headers=ann.headers)).json()[
+        "code"
+    ] == "ROLE_NOT_FOUND"
+    # The owner manages every role.
+    reordered = await client.patch(
+        srv.url("/roles"), headers=ann.headers, json=[{"id": helper, "position": 5}]
+    )
+    assert [r["name"] for r in reordered.json()][:2] == ["helpers", "admin"]
+    assert (
+        await client.delete(srv.url(f"/roles/{helper}"), headers=ann.headers)
+    ).status_code == 204
+    member = (await client.get(srv.url(f"/members/{ben.id}"), headers=ann.headers)).json()
+    assert member["role_ids"] == []
+    # The hierarchy applies to members too: mod (admin, 2) cannot kick the owner, and a
+    # peer with an equal role cannot be kicked.
+    await client.put(srv.url(f"/members/{ben.id}/roles/{admin_role}"), headers=ann.headers)
+    peer = await client.delete(srv.url(f"/members/{ben.id}"), headers=mod.headers)
+    assert peer.status_code == 403 and peer.json()["code"] == "ROLE_HIERARCHY"
+
+
+async def test_a_channel_hidden_by_an_override_is_404_and_absent_everywhere(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann, mod, ben = [await make_user(n) for n in ("ann", "mod", "ben")]
+    srv = await community(client, ann, mod, ben)
+    mods = await role(client, srv, ann, "mods", 0, mod)
+    staff = await _channel(client, srv, ann, "staff")
+    await factories.say(client, ann, staff["id"], "secret plans")
+    hide = await _override(
+        client, ann, staff["id"], "role", srv.everyone_role, deny=int(P.VIEW_CHANNEL)
+    )
+    assert hide.status_code == 200
+    show = await _override(client, ann, staff["id"], "role", mods, allow=int(P.VIEW_CHANNEL))
+    assert show.status_code == 200 and len(show.json()["overrides"]) == 2
+    for method, url in (
+        ("GET", f"/api/channels/{staff['id']}/messages"),
+        ("POST", f"/api/channels/{staff['id']}/messages"),
+        ("PATCH", f"/api/channels/{staff['id']}"),
+        ("DELETE", f"/api/channels/{staff['id']}"),
+        ("GET", f"/api/channels/{staff['id']}/read-states"),
+    ):
+        response = await client.request(method, url, headers=ben.headers, json={"content": "x"})
+        assert response.status_code == 404 and response.json()["code"] == "CHANNEL_NOT_FOUND", url
+    ben_sees = (await client.get(srv.url("/channels"), headers=ben.headers)).json()
+    assert [c["name"] for c in ben_sees] == ["general"]
+    mod_sees = (await client.get(srv.url("/channels"), headers=mod.headers)).json()
+    assert [c["name"] for c in mod_sees] == ["general", "staff"]
+    state = (await client.get("/api/users/@me/state", headers=ben.headers)).json()
+    server = next(s for s in state["servers"] if s["id"] == srv.id)
+    assert [c["name"] for c in server["channels"]] == ["general"]
+    assert staff["id"] not in str(state)
+    # A member override beats the role overrides; the owner bypasses them all.
+    await _override(client, ann, staff["id"], "member", mod.id, deny=int(P.VIEW_CHANNEL))
+    assert (
+        await client.get(f"/api/channels/{staff['id']}/messages", headers=mod.headers)
+    ).status_code == 404
+    await _override(client, ann, staff["id"], "member", ben.id, allow=int(P.VIEW_CHANNEL))
+    assert (
+        await client.get(f"/api/channels/{staff['id']}/messages", headers=ben.headers)
+    ).status_code == 200
+    await _override(client, ann, staff["id"], "member", ann.id, deny=int(P.VIEW_CHANNEL))
+    assert (
+        await client.get(f"/api/channels/{staff['id']}/messages", headers=ann.headers)
+    ).status_code == 200
+    # ADMINISTRATOR bypasses them too.
+    await role(client, srv, ann, "admins", int(P.ADMINISTRATOR), mod)
+    assert (
+        await client.get(f"/api/channels/{staff['id']}/messages", headers=mod.headers)
+    ).status_code == 200
+
+
+async def test_channels_are_made_changed_reordered_and_deleted(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await community(client, ann, ben)
+    cat = await _channel(client, srv, ann, "Text", kind="category")
+    voice = await _channel(
+        client, srv, ann, "Lounge", kind="voice", user_limit=5, parent_id=cat["id"]
+    )
+    assert (
+        voice["parent_id"] == cat["id"] and voice["permissions_synced"] and voice["user_limit"] == 5
+    )
+    for body, code in (
+        ({"name": "x", "kind": "forum"}, 400),
+        ({"name": ""}, 400),
+        ({"name": "x", "parent_id": srv.general}, 400),  # not a category
+        ({"name": "x", "parent_id": str(uuid.uuid4())}, 400),
+        ({"name": "x", "kind": "voice", "rate_limit_per_user": 5}, 400),
+        ({"name": "x", "user_limit": 5}, 400),
+        ({"name": "x", "kind": "category", "parent_id": cat["id"]}, 400),
+    ):
+        bad = await client.post(srv.url("/channels"), headers=ann.headers, json=body)
+        assert bad.status_code == code, (body, bad.text)
+    denied = await client.post(srv.url("/channels"), headers=ben.headers, json={"name": "mine"})
+    assert denied.status_code == 403
+    topic = await client.patch(
+        f"/api/channels/{srv.general}", headers=ann.headers, json={"topic": "hi"}
+    )
+    assert topic.status_code == 200 and topic.json()["topic"] == "hi"
+    assert (
+        await client.patch(f"/api/channels/{srv.general}", headers=ben.headers, json={"topic": "x"})
+    ).status_code == 403
+    order = await client.patch(
+        srv.url("/channels"),
+        headers=ann.headers,
+        json=[{"id": voice["id"], "position": 0}, {"id": srv.general, "position": 9}],
+    )
+    assert order.status_code == 200
+    assert [c["name"] for c in order.json()][-1] == "general"
+    stranger = await client.patch(
+        srv.url("/channels"), headers=ann.headers, json=[{"id": str(uuid.uuid4()), "position": 1}]
+    )
+    assert stranger.status_code == 404
+    assert (
+        await client.delete(f"/api/channels/{cat['id']}", headers=ben.headers)
+    ).status_code == 403
+    assert (
+        await client.delete(f"/api/channels/{cat['id']}", headers=ann.headers)
+    ).status_code == 204
+    left = (await client.get(srv.url("/channels"), headers=ann.headers)).json()
+    assert {c["name"]: c["parent_id"] for c in left} == {"Lounge": None, "general": None}
+    log = (await client.get(srv.url("/audit-log"), headers=ann.headers)).json()
+    assert [e["action"] for e in log][:3] == [
+        "channel.deleted",
+        "channel.reordered",
+        "channel.updated",
+    ]
+    convo = await factories.direct(client, ann, ben)
+    not_server = await client.patch(
+        f"/api/channels/{convo['id']}", headers=ann.headers, json={"name": "x"}
+    )
+    assert not_server.status_code == 400 and not_server.json()["code"] == "NOT_A_SERVER_CHANNEL"
+
+
+async def test_a_synced_channel_follows_its_categorys_overrides(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await community(client, ann, ben)
+    cat = await _channel(client, srv, ann, "Staff", kind="category")
+    synced = await _channel(client, srv, ann, "plans", parent_id=cat["id"])
+    own = await _channel(client, srv, ann, "open", parent_id=cat["id"], permissions_synced=False)
+    await _override(client, ann, cat["id"], "role", srv.everyone_role, deny=int(P.VIEW_CHANNEL))
+    names = [
+        c["name"] for c in (await client.get(srv.url("/channels"), headers=ben.headers)).json()
+    ]
+    assert names == ["general", "open"]
+    await client.patch(
+        f"/api/channels/{synced['id']}", headers=ann.headers, json={"permissions_synced": False}
+    )
+    names = [
+        c["name"] for c in (await client.get(srv.url("/channels"), headers=ben.headers)).json()
+    ]
+    assert sorted(names) == ["general", "open", "plans"]
+    assert own["permissions_synced"] is False

@@ -1,0 +1,320 @@
+"""Servers, invites and members through the API: success, 400 for bad input, 403 for a
+visible resource without the permission, 404 for an invisible one."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import httpx
+
+from tests import factories
+from tests.factories import MakeUser, community, role
+from xfchat.domain.permissions import Permission as P
+
+
+async def test_create_get_list_update_and_delete_a_server(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    ann, ben, eve = await make_user("ann"), await make_user("ben"), await make_user("eve")
+    made = await client.post(
+        "/api/servers", headers=ann.headers, json={"name": " Gaming Squad ", "description": "gg"}
+    )
+    assert made.status_code == 201
+    body = made.json()
+    assert body["name"] == "Gaming Squad" and body["owner_id"] == str(ann.id)
+    assert [c["name"] for c in body["channels"]] == ["general"]
+    assert [r["name"] for r in body["roles"]] == ["@everyone"]
+    assert body["member"]["user"]["username"] == "ann" and body["member_count"] == 1
+    sid = body["id"]
+    bad = await client.post("/api/servers", headers=ann.headers, json={"name": "  "})
+    assert bad.status_code == 400 and bad.json()["code"] == "INVALID_SERVER_NAME"
+
+    mine = (await client.get("/api/users/@me/servers", headers=ann.headers)).json()
+    assert [s["id"] for s in mine] == [sid]
+    assert (await client.get(f"/api/servers/{sid}", headers=eve.headers)).status_code == 404
+    assert (await client.get(f"/api/servers/{uuid.uuid4()}", headers=ann.headers)).json()[
+        "code"
+    ] == "SERVER_NOT_FOUND"
+
+    srv = factories.Community(sid, "", body["channels"][0]["id"], "")
+    invite = (
+        await client.post(srv.url("/invites"), headers=ann.headers, json={"max_uses": 5})
+    ).json()
+    assert (
+        await client.post(f"/api/invites/{invite['code']}", headers=ben.headers)
+    ).status_code == 201
+    renamed = await client.patch(
+        srv.url(), headers=ann.headers, json={"name": "Squad", "description": None}
+    )
+    assert renamed.status_code == 200
+    assert renamed.json()["name"] == "Squad" and renamed.json()["description"] is None
+    denied = await client.patch(srv.url(), headers=ben.headers, json={"name": "mine now"})
+    assert denied.status_code == 403 and denied.json()["code"] == "MISSING_PERMISSIONS"
+    assert (
+        await client.patch(srv.url(), headers=eve.headers, json={"name": "x"})
+    ).status_code == 404
+
+    not_owner = await client.delete(srv.url(), headers=ben.headers)
+    assert not_owner.status_code == 403 and not_owner.json()["code"] == "NOT_SERVER_OWNER"
+    await factories.say(client, ben, srv.general, "hello")
+    assert (await client.delete(srv.url(), headers=ann.headers)).status_code == 204
+    assert (await client.get(srv.url(), headers=ben.headers)).status_code == 404
+    async with pool.acquire() as conn:  # everything under it went with it
+        assert (
+            await conn.fetchval(
+                "SELECT count(*) FROM channels WHERE server_id = $1", uuid.UUID(sid)
+            )
+            == 0
+        )
+        assert await conn.fetchval("SELECT count(*) FROM invites") == 0
+
+
+async def test_ownership_is_handed_over_to_a_member(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann, ben, eve = await make_user("ann"), await make_user("ben"), await make_user("eve")
+    srv = await community(client, ann, ben)
+    to_stranger = await client.post(
+        srv.url("/transfer"), headers=ann.headers, json={"owner_id": str(eve.id)}
+    )
+    assert to_stranger.status_code == 404 and to_stranger.json()["code"] == "MEMBER_NOT_FOUND"
+    by_member = await client.post(
+        srv.url("/transfer"), headers=ben.headers, json={"owner_id": str(ben.id)}
+    )
+    assert by_member.status_code == 403 and by_member.json()["code"] == "NOT_SERVER_OWNER"
+    moved = await client.post(
+        srv.url("/transfer"), headers=ann.headers, json={"owner_id": str(ben.id)}
+    )
+    assert moved.status_code == 200 and moved.json()["owner_id"] == str(ben.id)
+    leave = await client.delete(srv.url("/members/@me"), headers=ben.headers)
+    assert leave.status_code == 400 and leave.json()["code"] == "OWNER_CANNOT_LEAVE"
+    assert (await client.delete(srv.url("/members/@me"), headers=ann.headers)).status_code == 204
+
+
+async def test_invites_preview_join_max_uses_and_expiry(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    ann, ben, cid, dan = [await make_user(n) for n in ("ann", "ben", "cid", "dan")]
+    srv = await community(client, ann)
+    once = (
+        await client.post(srv.url("/invites"), headers=ann.headers, json={"max_uses": 1})
+    ).json()
+    preview = await client.get(f"/api/invites/{once['code']}", headers=ben.headers)
+    assert preview.status_code == 200
+    assert (
+        preview.json()["server"]["name"] == "srv" and preview.json()["server"]["member_count"] == 1
+    )
+    assert (
+        await client.post(f"/api/invites/{once['code']}", headers=ben.headers)
+    ).status_code == 201
+    again = await client.post(f"/api/invites/{srv.invite}", headers=ben.headers)
+    assert again.status_code == 200  # already a member: nothing used up
+    used_up = await client.post(f"/api/invites/{once['code']}", headers=cid.headers)
+    assert used_up.status_code == 404 and used_up.json()["code"] == "INVITE_NOT_FOUND"
+
+    short = (
+        await client.post(srv.url("/invites"), headers=ann.headers, json={"max_age_s": 60})
+    ).json()
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE invites SET expires_at = now() - interval '1 s' WHERE code = $1", short["code"]
+        )
+    expired = await client.post(f"/api/invites/{short['code']}", headers=dan.headers)
+    assert expired.status_code == 404
+    assert (
+        await client.get(f"/api/invites/{short['code']}", headers=dan.headers)
+    ).status_code == 404
+
+    for body in ({"max_uses": 0}, {"max_uses": 1001}, {"max_age_s": 0}, {"max_age_s": 10**9}):
+        bad = await client.post(srv.url("/invites"), headers=ann.headers, json=body)
+        assert bad.status_code == 400 and bad.json()["code"] == "INVALID_INVITE"
+    assert (await client.get("/api/invites/no", headers=ben.headers)).status_code == 400
+
+    listed = await client.get(srv.url("/invites"), headers=ben.headers)
+    assert listed.status_code == 403  # MANAGE_SERVER
+    codes = [i["code"] for i in (await client.get(srv.url("/invites"), headers=ann.headers)).json()]
+    assert set(codes) >= {once["code"], short["code"], srv.invite}
+    mine = (await client.post(srv.url("/invites"), headers=ben.headers, json={})).json()
+    assert (
+        await client.delete(srv.url(f"/invites/{short['code']}"), headers=ben.headers)
+    ).status_code == 403
+    assert (
+        await client.delete(srv.url(f"/invites/{mine['code']}"), headers=ben.headers)
+    ).status_code == 204
+    assert (
+        await client.delete(srv.url(f"/invites/{short['code']}"), headers=ann.headers)
+    ).status_code == 204
+    assert (await client.post(srv.url("/invites"), headers=dan.headers, json={})).status_code == 404
+
+
+async def test_members_page_through_and_nicknames(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    people = [await make_user(f"m{i}") for i in range(5)]
+    ann = people[0]
+    srv = await community(client, *people)
+    first = (await client.get(srv.url("/members?limit=2"), headers=ann.headers)).json()
+    rest = (
+        await client.get(
+            srv.url(f"/members?limit=10&after={first[-1]['user']['id']}"), headers=ann.headers
+        )
+    ).json()
+    ids = [m["user"]["id"] for m in first + rest]
+    assert ids == sorted(str(p.id) for p in people)
+    assert (await client.get(srv.url("/members?limit=0"), headers=ann.headers)).status_code == 400
+
+    me = await client.patch(
+        srv.url("/members/@me"), headers=people[1].headers, json={"nickname": "Bee"}
+    )
+    assert me.status_code == 200 and me.json()["nickname"] == "Bee"
+    other = await client.patch(
+        srv.url(f"/members/{people[2].id}"), headers=people[1].headers, json={"nickname": "x"}
+    )
+    assert other.status_code == 403  # MANAGE_NICKNAMES
+    long = await client.patch(
+        srv.url("/members/@me"), headers=people[1].headers, json={"nickname": "n" * 33}
+    )
+    assert long.status_code == 400 and long.json()["code"] == "INVALID_NICKNAME"
+    got = await client.get(srv.url(f"/members/{people[1].id}"), headers=ann.headers)
+    assert got.json()["nickname"] == "Bee"
+    missing = await client.get(srv.url(f"/members/{uuid.uuid4()}"), headers=ann.headers)
+    assert missing.status_code == 404 and missing.json()["code"] == "MEMBER_NOT_FOUND"
+
+
+async def test_kick_and_ban_end_membership_and_a_ban_blocks_every_invite(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann, mod, ben, cid = [await make_user(n) for n in ("ann", "mod", "ben", "cid")]
+    srv = await community(client, ann, mod, ben, cid)
+    await role(client, srv, ann, "mods", int(P.KICK_MEMBERS | P.BAN_MEMBERS), mod)
+    denied = await client.delete(srv.url(f"/members/{cid.id}"), headers=ben.headers)
+    assert denied.status_code == 403
+    owner = await client.delete(srv.url(f"/members/{ann.id}"), headers=mod.headers)
+    assert owner.status_code == 403 and owner.json()["code"] == "ROLE_HIERARCHY"
+    kicked = await client.delete(
+        srv.url(f"/members/{cid.id}"), headers={**mod.headers, "X-Audit-Log-Reason": "spam%20links"}
+    )
+    assert kicked.status_code == 204
+    assert (await client.get(srv.url(), headers=cid.headers)).status_code == 404
+    assert (await client.post(f"/api/invites/{srv.invite}", headers=cid.headers)).status_code == 201
+
+    banned = await client.put(
+        srv.url(f"/bans/{ben.id}"), headers=mod.headers, json={"reason": "rude"}
+    )
+    assert banned.status_code == 204
+    assert (await client.get(srv.url(), headers=ben.headers)).status_code == 404
+    fresh = (await client.post(srv.url("/invites"), headers=ann.headers, json={})).json()
+    for code in (srv.invite, fresh["code"]):
+        blocked = await client.post(f"/api/invites/{code}", headers=ben.headers)
+        assert blocked.status_code == 403 and blocked.json()["code"] == "BANNED"
+    bans = (await client.get(srv.url("/bans"), headers=mod.headers)).json()
+    assert [(b["user"]["id"], b["reason"]) for b in bans] == [(str(ben.id), "rude")]
+    assert (await client.get(srv.url("/bans"), headers=cid.headers)).status_code == 403
+    assert (await client.delete(srv.url(f"/bans/{ben.id}"), headers=mod.headers)).status_code == 204
+    assert (await client.delete(srv.url(f"/bans/{ben.id}"), headers=mod.headers)).json()[
+        "code"
+    ] == "BAN_NOT_FOUND"
+    assert (await client.post(f"/api/invites/{srv.invite}", headers=ben.headers)).status_code == 201
+
+    log = (await client.get(srv.url("/audit-log?action=member.kicked"), headers=ann.headers)).json()
+    assert [(e["actor_id"], e["target_id"], e["reason"]) for e in log] == [
+        (str(mod.id), str(cid.id), "spam links")
+    ]
+    bad = await client.get(srv.url("/audit-log?action=nope"), headers=ann.headers)
+    assert bad.status_code == 400 and bad.json()["code"] == "INVALID_AUDIT_ACTION"
+    assert (await client.get(srv.url("/audit-log"), headers=ben.headers)).status_code == 403
+
+
+async def test_a_timed_out_member_reads_but_cannot_send_or_react(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann, mod, ben = [await make_user(n) for n in ("ann", "mod", "ben")]
+    srv = await community(client, ann, mod, ben)
+    await role(client, srv, ann, "mods", int(P.MODERATE_MEMBERS), mod)
+    said = await factories.say(client, ann, srv.general, "hi")
+    until = (datetime.now(UTC) + timedelta(minutes=10)).isoformat()
+    not_mod = await client.patch(
+        srv.url(f"/members/{mod.id}"), headers=ben.headers, json={"timed_out_until": until}
+    )
+    assert not_mod.status_code == 403
+    too_long = (datetime.now(UTC) + timedelta(days=29)).isoformat()
+    bad = await client.patch(
+        srv.url(f"/members/{ben.id}"), headers=mod.headers, json={"timed_out_until": too_long}
+    )
+    assert bad.status_code == 400 and bad.json()["code"] == "INVALID_TIMEOUT"
+    done = await client.patch(
+        srv.url(f"/members/{ben.id}"), headers=mod.headers, json={"timed_out_until": until}
+    )
+    assert done.status_code == 200 and done.json()["timed_out_until"] is not None
+    url = f"/api/channels/{srv.general}/messages"
+    sent = await client.post(url, headers=ben.headers, json={"content": "let me talk"})
+    assert sent.status_code == 403 and sent.json()["code"] == "TIMED_OUT"
+    react = await client.put(f"{url}/{said['id']}/reactions/👍/@me", headers=ben.headers)
+    assert react.status_code == 403 and react.json()["code"] == "TIMED_OUT"
+    assert (await client.get(url, headers=ben.headers)).status_code == 200
+    ended = await client.patch(
+        srv.url(f"/members/{ben.id}"), headers=mod.headers, json={"timed_out_until": None}
+    )
+    assert ended.json()["timed_out_until"] is None
+    assert (
+        await client.post(url, headers=ben.headers, json={"content": "thanks"})
+    ).status_code == 201
+
+
+async def test_slowmode_holds_members_to_one_message_per_period_except_moderators(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    ann, mod, ben = [await make_user(n) for n in ("ann", "mod", "ben")]
+    srv = await community(client, ann, mod, ben)
+    await role(client, srv, ann, "mods", int(P.MANAGE_MESSAGES), mod)
+    slow = await client.patch(
+        f"/api/channels/{srv.general}", headers=ann.headers, json={"rate_limit_per_user": 30}
+    )
+    assert slow.status_code == 200 and slow.json()["rate_limit_per_user"] == 30
+    url = f"/api/channels/{srv.general}/messages"
+    assert (await client.post(url, headers=ben.headers, json={"content": "one"})).status_code == 201
+    second = await client.post(url, headers=ben.headers, json={"content": "two"})
+    assert second.status_code == 429 and second.json()["code"] == "SLOWMODE"
+    assert 0 < int(second.headers["Retry-After"]) <= 30
+    for text in ("a", "b"):
+        assert (
+            await client.post(url, headers=mod.headers, json={"content": text})
+        ).status_code == 201
+    async with pool.acquire() as conn:  # the period passes
+        await conn.execute("UPDATE read_states SET last_sent_at = now() - interval '31 s'")
+    assert (
+        await client.post(url, headers=ben.headers, json={"content": "three"})
+    ).status_code == 201
+    too_slow = await client.patch(
+        f"/api/channels/{srv.general}", headers=ann.headers, json={"rate_limit_per_user": 21601}
+    )
+    assert too_slow.status_code == 400
+
+
+async def test_the_demo_server_has_real_roles_and_a_moderators_only_channel(
+    client: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    from xfchat.domain.demo import DEMO_PASSWORD, DEMO_SERVER_ID, seed_demo
+
+    async with pool.acquire() as conn:
+        await seed_demo(conn)
+
+    async def seen_by(name: str) -> dict[str, object]:
+        login = await client.post(
+            "/api/auth/login", json={"login": name, "password": DEMO_PASSWORD}
+        )
+        token = login.json()["access_token"]
+        got = await client.get(
+            f"/api/servers/{DEMO_SERVER_ID}", headers={"Authorization": f"Bearer {token}"}
+        )
+        return dict(got.json())
+
+    eve, bob = await seen_by("eve"), await seen_by("bob")
+    names = lambda s: [c["name"] for c in s["channels"] if c["kind"] == "text"]  # noqa: E731
+    assert names(eve) == ["general", "announcements", "gaming"]
+    assert names(bob) == ["general", "announcements", "gaming", "mod-lounge"]
+    kinds = [c["kind"] for c in bob["channels"]]  # type: ignore[union-attr]
+    assert kinds.count("voice") == 3 and kinds.count("category") == 2
+    assert {r["name"] for r in eve["roles"]} == {"@everyone", "Member", "Moderator", "Admin"}  # type: ignore[union-attr]
