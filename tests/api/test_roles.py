@@ -247,3 +247,92 @@ async def test_a_synced_channel_follows_its_categorys_overrides(
     ]
     assert sorted(names) == ["general", "open", "plans"]
     assert own["permissions_synced"] is False
+
+
+async def test_what_an_outside_attack_found_stays_fixed(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    ann, mod, ben, cid = [await make_user(n) for n in ("ann", "mod", "ben", "cid")]
+    srv = await community(client, ann, mod, ben, cid)
+    boss = await role(client, srv, ann, "boss", 0, cid)  # position 1, then pushed up
+    mods = await role(
+        client,
+        srv,
+        ann,
+        "mods",
+        int(P.MANAGE_ROLES | P.MANAGE_CHANNELS | P.VIEW_AUDIT_LOG | P.MANAGE_MESSAGES),
+        mod,
+    )
+    await client.patch(srv.url("/roles"), headers=ann.headers, json=[{"id": boss, "position": 9}])
+    cat = await _channel(client, srv, ann, "Staff", kind="category")
+    secret = await _channel(client, srv, ann, "salaries", parent_id=cat["id"])
+    await _override(client, ann, cat["id"], "role", srv.everyone_role, deny=int(P.VIEW_CHANNEL))
+    # MANAGE_CHANNELS alone cannot take a channel out of its category's overrides.
+    for body in ({"parent_id": None}, {"permissions_synced": False}):
+        moved = await client.patch(f"/api/channels/{secret['id']}", headers=mod.headers, json=body)
+        assert moved.status_code == 404  # mod cannot even see it
+    await _override(client, ann, cat["id"], "role", mods, allow=int(P.VIEW_CHANNEL))
+    unsync = await client.patch(
+        f"/api/channels/{secret['id']}", headers=mod.headers, json={"permissions_synced": False}
+    )
+    assert unsync.status_code == 200  # mod holds MANAGE_ROLES too: allowed
+    # The audit log says nothing about channels its reader cannot see.
+    log = (await client.get(srv.url("/audit-log"), headers=mod.headers)).json()
+    assert log and "salaries" in str(log)
+    await _override(client, ann, secret["id"], "member", mod.id, deny=int(P.VIEW_CHANNEL))
+    log = (await client.get(srv.url("/audit-log"), headers=mod.headers)).json()
+    assert "salaries" not in str(log) and secret["id"] not in str(log)
+    # Nobody lifts their own member override or gives roles to someone above them.
+    own = await client.delete(
+        f"/api/channels/{secret['id']}/overrides/member/{mod.id}", headers=mod.headers
+    )
+    assert own.status_code == 404  # (hidden from mod by that very override)
+    general_own = await _override(
+        client, ann, srv.general, "member", mod.id, deny=int(P.ADD_REACTIONS)
+    )
+    assert general_own.status_code == 200
+    lift = await client.delete(
+        f"/api/channels/{srv.general}/overrides/member/{mod.id}", headers=mod.headers
+    )
+    assert lift.status_code == 403 and lift.json()["code"] == "ROLE_HIERARCHY"
+    muted = await role(client, srv, mod, "muted", 0)
+    above = await client.put(srv.url(f"/members/{cid.id}/roles/{muted}"), headers=mod.headers)
+    assert above.status_code == 403 and above.json()["code"] == "ROLE_HIERARCHY"
+    # A moderator's deletion of someone's message is audited.
+    said = await factories.say(client, ben, srv.general, "oops")
+    gone = await client.delete(
+        f"/api/channels/{srv.general}/messages/{said['id']}", headers=mod.headers
+    )
+    assert gone.status_code == 204
+    deleted = (
+        await client.get(srv.url("/audit-log?action=message.deleted"), headers=ann.headers)
+    ).json()
+    assert [(e["actor_id"], e["target_id"]) for e in deleted] == [(str(mod.id), said["id"])]
+    # A member cannot fill the server's invites; icons are images or http(s) URLs.
+    made = [
+        (await client.post(srv.url("/invites"), headers=ben.headers, json={})).status_code
+        for _ in range(21)
+    ]
+    assert made[:20] == [201] * 20 and made[20] == 403
+    assert (await client.post(srv.url("/invites"), headers=ann.headers, json={})).status_code == 201
+    icon = await client.patch(srv.url(), headers=ann.headers, json={"icon_url": "javascript:x"})
+    assert icon.status_code == 400 and icon.json()["code"] == "INVALID_ICON_URL"
+
+
+async def test_a_transfer_changes_who_sees_what_at_once(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await community(client, ann, ben)
+    staff = await _channel(client, srv, ann, "staff")
+    await _override(client, ann, staff["id"], "role", srv.everyone_role, deny=int(P.VIEW_CHANNEL))
+    moved = await client.post(
+        srv.url("/transfer"), headers=ann.headers, json={"owner_id": str(ben.id)}
+    )
+    assert moved.status_code == 200
+    async with pool.acquire() as conn:
+        to_ann = await factories.events_of(conn, "user", ann.id)
+        to_ben = await factories.events_of(conn, "user", ben.id)
+    assert ("channel.hidden", [staff["id"]]) in [(t, d.get("channel_ids")) for t, d in to_ann]
+    revealed = [d for t, d in to_ben if t == "channel.revealed" and d["reason"] == "permissions"]
+    assert [c["id"] for d in revealed for c in d["channels"]] == [staff["id"]]

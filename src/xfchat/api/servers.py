@@ -24,7 +24,7 @@ router = APIRouter(tags=["servers"])
 
 
 def audit_log_reason(
-    x_audit_log_reason: Annotated[str | None, Header(max_length=2048)] = None,
+    x_audit_log_reason: Annotated[str | None, Header(max_length=6144)] = None,
 ) -> str | None:
     if x_audit_log_reason is None:
         return None

@@ -22,6 +22,7 @@ from xfchat.domain.servers import audit, check_room
 from xfchat.errors import BadRequest, Forbidden, NotFound
 
 MAX_INVITES_PER_SERVER = 1000
+MAX_INVITES_PER_MEMBER = 20
 MAX_USES = 1000
 MAX_AGE_S = 30 * 24 * 3600
 CODE_LENGTH = 10
@@ -82,9 +83,14 @@ async def create_invite(
         access = await access_server(
             conn, actor, server_id, need=Permission.CREATE_INVITE, lock=True
         )
-        if await q.count_invites(conn, server_id=server_id) >= MAX_INVITES_PER_SERVER:
+        if await q.count_invites(conn, server_id=server_id) >= MAX_INVITES_PER_SERVER or (
+            not access.can(Permission.MANAGE_SERVER)
+            and await q.count_invites(conn, server_id=server_id, inviter_id=actor.user_id)
+            >= MAX_INVITES_PER_MEMBER
+        ):
             raise Forbidden(
-                f"a server has at most {MAX_INVITES_PER_SERVER} invites; revoke some",
+                f"a server has at most {MAX_INVITES_PER_SERVER} usable invites, and a member"
+                f" without MANAGE_SERVER {MAX_INVITES_PER_MEMBER}; revoke some",
                 code="TOO_MANY_INVITES",
             )
         row = None

@@ -14,6 +14,7 @@ from uuid import UUID
 
 import asyncpg
 
+from xfchat.db.queries import audit as audit_q
 from xfchat.db.queries import event_log as events_q
 from xfchat.db.queries import messages as q
 from xfchat.db.queries import users as users_q
@@ -258,6 +259,18 @@ async def delete_message(
         deleted_at = await q.soft_delete_message(
             conn, message_id=message_id, deleted_by=actor.user_id
         )
+        server_id = access.channel.server_id
+        if row.author_id != actor.user_id and server_id is not None:  # a moderator's
+            await audit_q.insert_audit_entry(
+                conn,
+                server_id=server_id,
+                actor_id=actor.user_id,
+                action="message.deleted",
+                target_type="message",
+                target_id=message_id,
+                changes={"channel_id": str(channel_id), "author_id": str(row.author_id)},
+                reason=None,
+            )
         # The text also leaves the event log, so a resume cannot replay it.
         await events_q.scrub_message_events(
             conn, channel_id=channel_id, message_id=message_id, deleted_at=deleted_at.isoformat()

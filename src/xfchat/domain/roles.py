@@ -316,6 +316,9 @@ async def set_member_role(
         member = await servers_q.get_member(conn, server_id=server_id, user_id=user_id)
         if member is None:
             raise member_not_found()
+        if user_id != actor.user_id:
+            server = await servers_q.get_server(conn, server_id=server_id)
+            check_outranks(access, member, server.owner_id if server else None)
         if (role_id in member.role_ids) == held:
             return
         seen = await watch(conn, server_id, user_ids=[user_id])
@@ -372,9 +375,12 @@ async def set_override(
             member = await servers_q.get_member(conn, server_id=server_id, user_id=target_id)
             if member is None:
                 raise member_not_found()
-            if member.user_id != actor.user_id:
-                server = await servers_q.get_server(conn, server_id=server_id)
-                check_outranks(access, member, server.owner_id if server else None)
+            server = await servers_q.get_server(conn, server_id=server_id)
+            if member.user_id == actor.user_id and not access.owner:
+                raise Forbidden(
+                    "only the owner changes their own member override", code="ROLE_HIERARCHY"
+                )
+            check_outranks(access, member, server.owner_id if server else None)
         _grantable(access, (allow or 0) | (deny or 0), "allow")
         touched = await _synced_with(conn, channel.channel)
         seen = await watch(

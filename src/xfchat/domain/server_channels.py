@@ -187,6 +187,9 @@ async def update_channel(
         if "parent_id" in values:
             await _check_parent(conn, channel.server_id, channel.kind, values["parent_id"])
         moves = "parent_id" in values or "permissions_synced" in values
+        if moves:
+            # Which overrides apply changes: as much a permission change as editing them.
+            await access_server(conn, actor, channel.server_id, need=Permission.MANAGE_ROLES)
         seen = await watch(conn, channel.server_id, channel_ids=[channel_id]) if moves else None
         row = await q.update_channel(
             conn,
@@ -231,11 +234,11 @@ async def delete_channel(
     async with conn.transaction():
         channel, access = await _managed(conn, actor, channel_id)
         assert channel.server_id is not None
-        children = [
-            r.id
-            for r in await q.list_server_channels(conn, server_id=channel.server_id)
-            if r.parent_id == channel_id
-        ]
+        rows = await q.list_server_channels(conn, server_id=channel.server_id)
+        children = [r.id for r in rows if r.parent_id == channel_id]
+        if any(r.permissions_synced for r in rows if r.id in children):
+            # Its synced channels lose its overrides: a permission change.
+            await access_server(conn, actor, channel.server_id, need=Permission.MANAGE_ROLES)
         seen = await watch(conn, channel.server_id, channel_ids=[channel_id, *children])
         await q.delete_channel(conn, channel_id=channel_id)
         await settle(conn, seen, "deleted")

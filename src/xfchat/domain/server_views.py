@@ -106,7 +106,7 @@ async def visible_server_channels(
 ) -> list[channels_q.ChannelRow]:
     """The server's channels this member may see, in display order."""
     rows = await channels_q.list_server_channels(conn, server_id=server_id)
-    viewers = await server_viewers(conn, server_id, [r.id for r in rows])
+    viewers = await server_viewers(conn, server_id, [r.id for r in rows], [user_id])
     return [r for r in rows if user_id in viewers[r.id]]
 
 

@@ -8,6 +8,8 @@ Configuration and moderation changes are written to the audit log in that transa
 
 from __future__ import annotations
 
+import re
+from dataclasses import replace
 from typing import Any
 from uuid import UUID
 
@@ -30,8 +32,10 @@ from xfchat.domain.events import (
 )
 from xfchat.domain.permissions import EVERYONE_DEFAULT, Permission
 from xfchat.domain.server_views import joined_json, server_json
+from xfchat.domain.visibility import settle, watch
 from xfchat.errors import BadRequest, Forbidden, NotFound
 
+ICON_URL = re.compile(r"/api/media/[0-9a-f-]{36}|https?://[^\s]{1,2040}")
 MAX_SERVERS_PER_USER = 200  # each is a stream every connection of its members follows
 MAX_NAME = 100
 MAX_DESCRIPTION = 1024
@@ -169,6 +173,13 @@ async def update_server(
     description = text_field(
         fields.get("description"), "description", MAX_DESCRIPTION, "INVALID_DESCRIPTION", least=0
     )
+    icon = fields.get("icon_url")
+    if icon is not None and not ICON_URL.fullmatch(icon):
+        raise BadRequest(
+            "icon_url is an uploaded image (/api/media/{id}) or an http(s) URL",
+            code="INVALID_ICON_URL",
+            field="icon_url",
+        )
     async with conn.transaction():
         access = await access_server(
             conn, actor, server_id, need=Permission.MANAGE_SERVER, lock=True
@@ -201,8 +212,11 @@ async def transfer_server(
             raise Forbidden("only the server's owner can do that", code="NOT_SERVER_OWNER")
         if await q.get_member(conn, server_id=server_id, user_id=new_owner) is None:
             raise NotFound("no such member", code="MEMBER_NOT_FOUND")
+        # The owner sees every channel: the old one may lose some, the new one gain some.
+        seen = await watch(conn, server_id, user_ids=[actor.user_id, new_owner])
         row = await q.update_server(conn, server_id=server_id, owner_id=new_owner)
         assert row is not None
+        await settle(conn, seen, "permissions")
         payload = server_json(row)
         await audit(
             conn,
@@ -246,12 +260,39 @@ async def delete_server(conn: asyncpg.Connection, actor: Actor, server_id: UUID)
         await q.delete_server(conn, server_id=server_id)
 
 
+async def _readable(
+    conn: asyncpg.Connection, access: ServerAccess, rows: list[audit_q.AuditRow]
+) -> list[audit_q.AuditRow]:
+    """The entries the reader may read: none about a channel they cannot see now (or
+    a message of one), and invite codes only for those who may list invites. (A page
+    may come out shorter than asked; `before` still pages on.) The owner and
+    administrators see everything, deleted channels' entries included."""
+    if access.can(Permission.ADMINISTRATOR):
+        return rows
+    channels = await channels_q.list_server_channels(conn, server_id=access.facts.server_id)
+    viewers = await server_viewers(
+        conn, access.facts.server_id, [c.id for c in channels], [access.facts.user_id]
+    )
+    seen = {str(c) for c, who in viewers.items() if who}
+    out = []
+    for r in rows:
+        channel = str(r.target_id) if r.target_type == "channel" else r.changes.get("channel_id")
+        if channel is not None and channel not in seen:
+            continue
+        if r.action == "channel.reordered":
+            r = replace(r, changes={k: v for k, v in r.changes.items() if k in seen})
+        if r.target_type == "invite" and not access.can(Permission.MANAGE_SERVER):
+            r = replace(r, changes={k: v for k, v in r.changes.items() if k != "code"})
+        out.append(r)
+    return out
+
+
 AUDIT_ACTIONS = (
     "server.updated server.transferred channel.created channel.updated channel.deleted"
     " channel.reordered role.created role.updated role.deleted role.reordered"
     " override.updated override.deleted member.updated member.timed_out member.kicked"
     " member.banned member.unbanned member.role_added member.role_removed invite.created"
-    " invite.deleted message.deleted message.bulk_deleted"
+    " invite.deleted message.deleted"
 ).split()
 
 
@@ -276,10 +317,11 @@ async def list_audit_log(
             code="INVALID_AUDIT_ACTION",
             field="action",
         )
-    await access_server(conn, actor, server_id, need=Permission.VIEW_AUDIT_LOG)
+    access = await access_server(conn, actor, server_id, need=Permission.VIEW_AUDIT_LOG)
     rows = await audit_q.list_audit_entries(
         conn, server_id=server_id, before=before, limit=limit, actor_id=actor_id, action=action
     )
+    rows = await _readable(conn, access, rows)
     return [
         {
             "id": str(r.id),

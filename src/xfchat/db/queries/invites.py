@@ -88,8 +88,26 @@ async def list_invites(conn: asyncpg.Connection, *, server_id: UUID) -> list[Inv
     return many(InviteRow, records)
 
 
-async def count_invites(conn: asyncpg.Connection, *, server_id: UUID) -> int:
-    return int(await conn.fetchval("SELECT count(*) FROM invites WHERE server_id = $1", server_id))
+async def count_invites(
+    conn: asyncpg.Connection, *, server_id: UUID, inviter_id: UUID | None = None
+) -> int:
+    """The server's usable invites (of one inviter if given); expired and used-up ones
+    are deleted first."""
+    await conn.execute(
+        """
+        DELETE FROM invites WHERE server_id = $1
+          AND (expires_at <= now() OR (max_uses IS NOT NULL AND uses >= max_uses))
+        """,
+        server_id,
+    )
+    return int(
+        await conn.fetchval(
+            "SELECT count(*) FROM invites WHERE server_id = $1"
+            " AND ($2::uuid IS NULL OR inviter_id = $2)",
+            server_id,
+            inviter_id,
+        )
+    )
 
 
 async def delete_invite(
