@@ -181,6 +181,7 @@ async def test_channels_are_made_changed_reordered_and_deleted(
         ({"name": "x", "parent_id": str(uuid.uuid4())}, 400),
         ({"name": "x", "kind": "voice", "rate_limit_per_user": 5}, 400),
         ({"name": "x", "user_limit": 5}, 400),
+        ({"name": "x", "rate_limit_per_user": True}, 400),  # JSON true is not a number
         ({"name": "x", "kind": "category", "parent_id": cat["id"]}, 400),
     ):
         bad = await client.post(srv.url("/channels"), headers=ann.headers, json=body)

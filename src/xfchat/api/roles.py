@@ -6,7 +6,7 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Body, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictInt
 
 from xfchat.api.deps import Conn, CurrentActor
 from xfchat.api.models import Text
@@ -24,14 +24,14 @@ class RoleIn(BaseModel):
 
     name: Text | None = Field(default=None, max_length=1024)
     permissions: Text | None = Field(default=None, max_length=32)
-    color: int | None = None
+    color: StrictInt | None = None
     hoist: bool | None = None
     mentionable: bool | None = None
 
 
 class PositionIn(BaseModel):
     id: UUID
-    position: int
+    position: StrictInt
 
 
 @router.get("", response_model=list[RolePayload])

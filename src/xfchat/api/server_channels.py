@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Body, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictInt
 
 from xfchat.api.deps import Conn, CurrentActor
 from xfchat.api.models import Text
@@ -29,10 +29,10 @@ class ChannelFields(BaseModel):
 
     name: Text | None = Field(default=None, max_length=1024)
     topic: Text | None = Field(default=None, max_length=4096)
-    position: int | None = None
+    position: StrictInt | None = None
     parent_id: UUID | None = None
-    rate_limit_per_user: int | None = None
-    user_limit: int | None = None
+    rate_limit_per_user: StrictInt | None = None
+    user_limit: StrictInt | None = None
     permissions_synced: bool | None = None
 
 
@@ -43,7 +43,7 @@ class ChannelIn(ChannelFields):
 
 class PositionIn(BaseModel):
     id: UUID
-    position: int
+    position: StrictInt
 
 
 class OverrideIn(BaseModel):

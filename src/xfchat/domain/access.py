@@ -219,3 +219,9 @@ async def server_viewers(
 async def access_changed(conn: asyncpg.Connection, channel_id: UUID) -> None:
     """Call in the transaction of any change of who may see or write in a channel."""
     await q.bump_access_version(conn, channel_id=channel_id)
+
+
+async def access_changed_many(conn: asyncpg.Connection, channel_ids: list[UUID]) -> None:
+    """access_changed for several channels at once (a server-wide change)."""
+    if channel_ids:
+        await q.bump_access_versions(conn, channel_ids=channel_ids)

@@ -134,10 +134,10 @@ async def revoke_invite(
     Raises: NotFound (SERVER_NOT_FOUND, INVITE_NOT_FOUND); Forbidden (MISSING_PERMISSIONS)."""
     async with conn.transaction():
         access = await access_server(conn, actor, server_id, lock=True)
-        found = [r for r in await q.list_invites(conn, server_id=server_id) if r.code == code]
-        if not found:
+        found = await q.get_server_invite(conn, server_id=server_id, code=code)
+        if found is None:
             raise invite_not_found()
-        if found[0].inviter_id != actor.user_id and not access.can(Permission.MANAGE_SERVER):
+        if found.inviter_id != actor.user_id and not access.can(Permission.MANAGE_SERVER):
             raise missing(Permission.MANAGE_SERVER, access.permissions)
         await q.delete_invite(conn, server_id=server_id, code=code)
         await audit(

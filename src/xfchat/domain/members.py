@@ -20,7 +20,7 @@ from xfchat.db.queries import servers as q
 from xfchat.db.queries import users as users_q
 from xfchat.domain.access import (
     ServerAccess,
-    access_changed,
+    access_changed_many,
     access_server,
     is_administrator,
     missing,
@@ -49,14 +49,14 @@ def member_not_found() -> NotFound:
     return NotFound("no such member", code="MEMBER_NOT_FOUND")
 
 
-def check_outranks(access: ServerAccess, target: q.MemberRow | None, owner_id: UUID | None) -> None:
+def check_outranks(access: ServerAccess, target: q.MemberRow | None) -> None:
     """The actor may act on this member: not the owner, and (unless the actor owns the
     server) below the actor's highest role.
 
     Raises: Forbidden (ROLE_HIERARCHY)."""
     if target is None:
         return
-    if target.user_id == owner_id:
+    if target.user_id == access.facts.owner_id:
         raise Forbidden("nobody can do that to the server's owner", code="ROLE_HIERARCHY")
     if not access.outranks(target.top_position):
         raise Forbidden(
@@ -122,10 +122,8 @@ async def update_member(
     async with conn.transaction():
         access = await access_server(conn, actor, server_id, need=need, lock=True)
         target = await _target(conn, server_id, user_id)
-        server = await q.get_server(conn, server_id=server_id)
-        assert server is not None
         if not self_only:
-            check_outranks(access, target, server.owner_id)
+            check_outranks(access, target)
         if until is not None:
             await _check_timeout_target(conn, server_id, user_id)
         row = await q.update_member(
@@ -141,8 +139,8 @@ async def update_member(
         if "timed_out_until" in fields:
             # Sends and reactions check permissions in their own statements: make them
             # see the timeout (domain/access.py).
-            for channel in await channels_q.list_server_channels(conn, server_id=server_id):
-                await access_changed(conn, channel.id)
+            channels = await channels_q.list_server_channels(conn, server_id=server_id)
+            await access_changed_many(conn, [c.id for c in channels])
         changes = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in fields.items()}
         if not self_only:
             action = "member.timed_out" if "timed_out_until" in fields else "member.updated"
@@ -190,8 +188,7 @@ async def remove_member(
     viewers = await server_viewers(conn, server_id, [c.id for c in channels], [user_id])
     if not await q.delete_server_member(conn, server_id=server_id, user_id=user_id):
         return False
-    for channel in channels:
-        await access_changed(conn, channel.id)
+    await access_changed_many(conn, [c.id for c in channels])
     await emit(
         conn,
         SERVER_LEFT.to_user(
@@ -235,11 +232,9 @@ async def kick_member(
             conn, actor, server_id, need=Permission.KICK_MEMBERS, lock=True
         )
         target = await _target(conn, server_id, user_id)
-        server = await q.get_server(conn, server_id=server_id)
-        assert server is not None
         if user_id == actor.user_id:
             raise BadRequest("leave instead of kicking yourself", code="CANNOT_KICK_SELF")
-        check_outranks(access, target, server.owner_id)
+        check_outranks(access, target)
         await remove_member(conn, server_id, user_id, "kicked")
         await audit(
             conn, access, "member.kicked", target_type="user", target_id=user_id, reason=reason
@@ -261,9 +256,7 @@ async def ban_member(
         if await users_q.get_public_user(conn, user_id=user_id) is None:
             raise NotFound("no such user", code="USER_NOT_FOUND")
         target = await q.get_member(conn, server_id=server_id, user_id=user_id)
-        server = await q.get_server(conn, server_id=server_id)
-        assert server is not None
-        check_outranks(access, target, server.owner_id)
+        check_outranks(access, target)
         await bans_q.insert_ban(
             conn, server_id=server_id, user_id=user_id, banned_by=actor.user_id, reason=reason
         )

@@ -93,7 +93,8 @@ def _fields(fields: dict[str, Any]) -> dict[str, Any]:
     if fields.get("permissions") is not None:
         out["permissions"] = parse_permissions(fields["permissions"])
     if fields.get("color") is not None:
-        if not isinstance(fields["color"], int) or not 0 <= fields["color"] <= 0xFFFFFF:
+        color = fields["color"]
+        if isinstance(color, bool) or not isinstance(color, int) or not 0 <= color <= 0xFFFFFF:
             raise BadRequest("color is 0 to 16777215", code="INVALID_COLOR", field="color")
         out["color"] = fields["color"]
     for flag in ("hoist", "mentionable"):
@@ -317,8 +318,7 @@ async def set_member_role(
         if member is None:
             raise member_not_found()
         if user_id != actor.user_id:
-            server = await servers_q.get_server(conn, server_id=server_id)
-            check_outranks(access, member, server.owner_id if server else None)
+            check_outranks(access, member)
         if (role_id in member.role_ids) == held:
             return
         seen = await watch(conn, server_id, user_ids=[user_id])
@@ -375,12 +375,11 @@ async def set_override(
             member = await servers_q.get_member(conn, server_id=server_id, user_id=target_id)
             if member is None:
                 raise member_not_found()
-            server = await servers_q.get_server(conn, server_id=server_id)
             if member.user_id == actor.user_id and not access.owner:
                 raise Forbidden(
                     "only the owner changes their own member override", code="ROLE_HIERARCHY"
                 )
-            check_outranks(access, member, server.owner_id if server else None)
+            check_outranks(access, member)
         _grantable(access, (allow or 0) | (deny or 0), "allow")
         touched = await _synced_with(conn, channel.channel)
         seen = await watch(
@@ -401,9 +400,7 @@ async def set_override(
                 deny=deny or 0,
             )
         await settle(conn, seen, "permissions")
-        rows = await channels_q.list_server_channels(conn, server_id=server_id)
-        updated = [r for r in rows if r.id == channel_id]
-        payload = (await channels_json(conn, updated))[0]
+        payload = (await channels_json(conn, [channel.channel]))[0]
         await emit(conn, CHANNEL_UPDATED.to_channel(channel_id, payload))
         await audit(
             conn,

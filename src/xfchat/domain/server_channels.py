@@ -62,7 +62,7 @@ def _check(kind: str, fields: dict[str, Any]) -> dict[str, Any]:
                 code="VALIDATION_ERROR",
                 field=field,
             )
-        if not isinstance(value, int) or not 0 <= value <= most:
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= most:
             raise BadRequest(f"{field} is 0 to {most}", code="VALIDATION_ERROR", field=field)
         out[field] = value
     if "parent_id" in fields:
@@ -242,13 +242,18 @@ async def delete_channel(
         seen = await watch(conn, channel.server_id, channel_ids=[channel_id, *children])
         await q.delete_channel(conn, channel_id=channel_id)
         await settle(conn, seen, "deleted")
-        for child in children:  # uncategorised now: tell those who see them
-            row = next(
-                r
-                for r in await q.list_server_channels(conn, server_id=channel.server_id)
-                if r.id == child
-            )
-            await emit(conn, CHANNEL_UPDATED.to_channel(child, await _payload(conn, row)))
+        moved = [
+            r
+            for r in await q.list_server_channels(conn, server_id=channel.server_id)
+            if r.id in children
+        ]  # uncategorised now: tell those who see them
+        await emit_many(
+            conn,
+            [
+                CHANNEL_UPDATED.to_channel(UUID(p["id"]), p)
+                for p in await channels_json(conn, moved)
+            ],
+        )
         await audit(
             conn,
             access,

@@ -23,7 +23,7 @@ from uuid import UUID
 import asyncpg
 
 from xfchat.db.queries import channels as channels_q
-from xfchat.domain.access import access_changed, server_viewers
+from xfchat.domain.access import access_changed_many, server_viewers
 from xfchat.domain.events import CHANNELS_HIDDEN, CHANNELS_REVEALED, Event, emit_many
 from xfchat.domain.server_views import channels_json
 
@@ -77,9 +77,7 @@ async def settle(
             gained.setdefault(user, []).append(channel_id)
         for user in before - now:
             lost.setdefault(user, []).append(channel_id)
-    for channel_id in seen.channel_ids:
-        if channel_id in rows:
-            await access_changed(conn, channel_id)
+    await access_changed_many(conn, [c for c in seen.channel_ids if c in rows])
     events: list[Event] = []
     for user, ids in sorted(lost.items()):
         events.append(

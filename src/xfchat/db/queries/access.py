@@ -61,6 +61,7 @@ class ServerFacts:
     user_id: UUID
     member: bool
     owner: bool
+    owner_id: UUID  # the server's owner
     base: int  # @everyone's permissions | those of the member's roles
     top_position: int  # the position of the member's highest role (0: @everyone only)
     timed_out_until: datetime | None
@@ -70,7 +71,7 @@ class ServerFacts:
 _SERVER_FACTS = """
     SELECT s.id AS server_id, $2::uuid AS user_id,
            sm.user_id IS NOT NULL AS member,
-           s.owner_id = $2 AS owner,
+           s.owner_id = $2 AS owner, s.owner_id,
            COALESCE(ev.permissions, 0) | COALESCE((
                SELECT bit_or(r.permissions) FROM member_roles mr JOIN roles r ON r.id = mr.role_id
                WHERE mr.server_id = s.id AND mr.user_id = $2), 0) AS base,
@@ -249,6 +250,20 @@ async def list_member_facts(
 async def list_member_servers(conn: asyncpg.Connection, *, user_id: UUID) -> list[UUID]:
     rows = await conn.fetch("SELECT server_id FROM server_members WHERE user_id = $1", user_id)
     return [r["server_id"] for r in rows]
+
+
+async def bump_access_versions(conn: asyncpg.Connection, *, channel_ids: list[UUID]) -> None:
+    """bump_access_version for several channels in one statement (locked in id order,
+    so two such changes cannot deadlock)."""
+    await conn.execute(
+        """
+        WITH lock AS (
+            SELECT id FROM channels WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE
+        )
+        UPDATE channels c SET access_version = c.access_version + 1 FROM lock WHERE c.id = lock.id
+        """,
+        channel_ids,
+    )
 
 
 async def bump_access_version(conn: asyncpg.Connection, *, channel_id: UUID) -> None:

@@ -80,6 +80,18 @@ async def use_invite(conn: asyncpg.Connection, *, code: str) -> InviteRow | None
     return maybe(InviteRow, record)
 
 
+async def get_server_invite(
+    conn: asyncpg.Connection, *, server_id: UUID, code: str
+) -> InviteRow | None:
+    """One of the server's invites, usable or not."""
+    record = await conn.fetchrow(
+        f"SELECT {INVITE_COLUMNS} FROM invites WHERE server_id = $1 AND code = $2",
+        server_id,
+        code,
+    )
+    return maybe(InviteRow, record)
+
+
 async def list_invites(conn: asyncpg.Connection, *, server_id: UUID) -> list[InviteRow]:
     records = await conn.fetch(
         f"SELECT {INVITE_COLUMNS} FROM invites WHERE server_id = $1 ORDER BY created_at DESC",
