@@ -204,15 +204,76 @@ async def server_viewers(
     channel_ids: list[UUID],
     user_ids: list[UUID] | None = None,
 ) -> dict[UUID, set[UUID]]:
-    """Who of the server's members (or of `user_ids`) may see each of these channels."""
+    """Who of the server's members (or of `user_ids`) may see each of these channels.
+
+    Set by set, so a change in a 10,000-member server costs four statements and one
+    `compute_permissions` per channel and distinct set of roles: members holding the
+    same roles, with no override of their own, share the same facts. The few with a
+    member override in a channel (or its synced category) are decided one by one."""
     out: dict[UUID, set[UUID]] = {c: set() for c in channel_ids}
     if not channel_ids or user_ids == []:
         return out
-    for facts in await q.list_member_facts(
+    facts = await q.get_server_access_set(
         conn, server_id=server_id, channel_ids=channel_ids, user_ids=user_ids
-    ):
-        if compute_permissions(facts) & Permission.VIEW_CHANNEL:
-            out[facts.channel_id].add(facts.user_id)
+    )
+    everyone = next((r for r in facts.roles if r.is_default), None)
+    role_perms = {r.id: r.permissions for r in facts.roles}
+    by_role: dict[UUID, dict[UUID, tuple[int, int]]] = {}
+    by_member: dict[UUID, dict[UUID, tuple[int, int]]] = {}
+    for o in facts.overrides:
+        target = by_role if o.role_id is not None else by_member
+        holder = o.role_id if o.role_id is not None else o.user_id
+        assert holder is not None
+        target.setdefault(o.channel_id, {})[holder] = (o.allow, o.deny)
+    groups: dict[tuple[frozenset[UUID], bool, bool], set[UUID]] = {}
+    for m in facts.members:
+        groups.setdefault((frozenset(m.role_ids), m.owner, m.timed_out), set()).add(m.user_id)
+    member_of = {m.user_id: (frozenset(m.role_ids), m.owner, m.timed_out) for m in facts.members}
+    base_of = everyone.permissions if everyone else 0
+
+    def overrides(channel: UUID | None, roles: frozenset[UUID], user: UUID | None) -> list[int]:
+        if channel is None:
+            return [0] * 6
+        mine = by_role.get(channel, {})
+        ev = mine.get(everyone.id, (0, 0)) if everyone else (0, 0)
+        roles_allow = roles_deny = 0
+        for role in roles:
+            allow, deny = mine.get(role, (0, 0))
+            roles_allow |= allow
+            roles_deny |= deny
+        member = by_member.get(channel, {}).get(user, (0, 0)) if user else (0, 0)
+        return [ev[0], ev[1], roles_allow, roles_deny, member[0], member[1]]
+
+    def sees(
+        channel: q.ChannelShape, key: tuple[frozenset[UUID], bool, bool], user: UUID | None
+    ) -> bool:
+        roles, owner, timed_out = key
+        base = base_of
+        for role in roles:
+            base |= role_perms.get(role, 0)
+        parent = channel.parent_id if channel.permissions_synced else None
+        own = overrides(channel.id, roles, user)
+        cat = overrides(parent, roles, user)
+        pair = q.AccessFacts(
+            channel_id=channel.id, user_id=user or channel.id, kind=channel.kind,
+            server_id=server_id, participant=False, blocked=False, member=True, owner=owner,
+            base=base, everyone_allow=own[0], everyone_deny=own[1], roles_allow=own[2],
+            roles_deny=own[3], member_allow=own[4], member_deny=own[5],
+            category_everyone_allow=cat[0], category_everyone_deny=cat[1],
+            category_roles_allow=cat[2], category_roles_deny=cat[3],
+            category_member_allow=cat[4], category_member_deny=cat[5], timed_out=timed_out,
+        )  # fmt: skip
+        return bool(compute_permissions(pair) & Permission.VIEW_CHANNEL)
+
+    for channel in facts.channels:
+        parent = channel.parent_id if channel.permissions_synced else None
+        own = set(by_member.get(channel.id, {})) | set(by_member.get(parent, {}) if parent else ())
+        own &= member_of.keys()
+        seen = out[channel.id]
+        for key, users in groups.items():
+            if sees(channel, key, None):
+                seen |= users - own
+        seen |= {u for u in own if sees(channel, member_of[u], u)}
     return out
 
 

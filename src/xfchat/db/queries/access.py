@@ -225,26 +225,118 @@ async def get_server_facts(
     return None if record is None else ServerFacts(**dict(record))
 
 
-_FACTS_OF_MEMBERS = f"""
-    WITH pairs AS (
-        SELECT c.channel_id, sm.user_id
-        FROM unnest($2::uuid[]) AS c(channel_id), server_members sm
-        WHERE sm.server_id = $1 AND ($3::uuid[] IS NULL OR sm.user_id = ANY($3::uuid[]))
-    )
-    {FACTS_SELECT}
+@dataclass(frozen=True)
+class MemberRoles:
+    """One member of a server and the roles they hold (@everyone not counted)."""
+
+    user_id: UUID
+    owner: bool
+    timed_out: bool
+    role_ids: list[UUID]
+
+
+@dataclass(frozen=True)
+class ServerRole:
+    id: UUID
+    permissions: int
+    is_default: bool
+
+
+@dataclass(frozen=True)
+class ChannelOverride:
+    """One per-channel permission override: for a role, or for a member."""
+
+    channel_id: UUID
+    role_id: UUID | None
+    user_id: UUID | None
+    allow: int
+    deny: int
+
+
+@dataclass(frozen=True)
+class ChannelShape:
+    """What the overrides of a channel depend on besides its own: its category."""
+
+    id: UUID
+    kind: str
+    parent_id: UUID | None
+    permissions_synced: bool
+
+
+@dataclass(frozen=True)
+class ServerAccessSet:
+    """A whole server's access facts, set by set rather than member by channel:
+    `domain/access.py` turns them into the same AccessFacts the per-pair query gives,
+    one per distinct combination of roles and member overrides."""
+
+    roles: list[ServerRole]
+    channels: list[ChannelShape]
+    overrides: list[ChannelOverride]  # of those channels and their categories
+    members: list[MemberRoles]
+
+
+_MEMBER_ROLES = """
+    SELECT sm.user_id, s.owner_id = sm.user_id AS owner,
+           COALESCE(sm.timed_out_until > now(), false) AS timed_out,
+           COALESCE(array_agg(mr.role_id) FILTER (WHERE mr.role_id IS NOT NULL),
+                    '{}'::uuid[]) AS role_ids
+    FROM server_members sm
+    JOIN servers s ON s.id = sm.server_id
+    LEFT JOIN member_roles mr ON mr.server_id = sm.server_id AND mr.user_id = sm.user_id
+    WHERE sm.server_id = $1 %s
+    GROUP BY sm.user_id, s.owner_id, sm.timed_out_until
 """
+_ALL_MEMBER_ROLES = _MEMBER_ROLES % ""
+_SOME_MEMBER_ROLES = _MEMBER_ROLES % "AND sm.user_id = ANY($2::uuid[])"
 
 
-async def list_member_facts(
+async def get_server_access_set(
     conn: asyncpg.Connection,
     *,
     server_id: UUID,
     channel_ids: list[UUID],
     user_ids: list[UUID] | None = None,
-) -> list[AccessFacts]:
-    """The facts of every member (or of those of `user_ids` who are members) in each of
-    these channels of the server."""
-    return many(AccessFacts, await conn.fetch(_FACTS_OF_MEMBERS, server_id, channel_ids, user_ids))
+) -> ServerAccessSet:
+    """The facts of every member (or of those of `user_ids` who are members) in these
+    channels of the server, in four set-based statements whatever the member count."""
+    roles = many(
+        ServerRole,
+        await conn.fetch(
+            "SELECT id, permissions, is_default FROM roles WHERE server_id = $1", server_id
+        ),
+    )
+    channels = many(
+        ChannelShape,
+        await conn.fetch(
+            """
+            SELECT id, kind, parent_id, permissions_synced FROM channels
+            WHERE id = ANY($2::uuid[]) AND server_id = $1
+            """,
+            server_id,
+            channel_ids,
+        ),
+    )
+    overrides = many(
+        ChannelOverride,
+        await conn.fetch(
+            """
+            SELECT o.channel_id, o.role_id, o.user_id, o.allow, o.deny
+            FROM channel_permission_overrides o
+            WHERE o.channel_id IN (
+                SELECT c.id FROM channels c WHERE c.id = ANY($1::uuid[])
+                UNION
+                SELECT c.parent_id FROM channels c
+                WHERE c.id = ANY($1::uuid[]) AND c.permissions_synced AND c.parent_id IS NOT NULL
+            )
+            """,
+            [c.id for c in channels],
+        ),
+    )
+    if user_ids is None:
+        records = await conn.fetch(_ALL_MEMBER_ROLES, server_id)
+    else:
+        records = await conn.fetch(_SOME_MEMBER_ROLES, server_id, user_ids)
+    return ServerAccessSet(roles, channels, overrides, many(MemberRoles, records))
 
 
 async def list_member_servers(conn: asyncpg.Connection, *, user_id: UUID) -> list[UUID]:
