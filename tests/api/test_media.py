@@ -598,3 +598,57 @@ async def test_image_jobs_run_at_most_two_at_once_even_when_abandoned() -> None:
     assert [r.data for r in results] == [b"x"] * 3
     assert peak == 2 and started == 5
     assert all(t.cancelled() for t in tasks[:2])
+
+
+async def test_server_icons_take_the_avatar_path_and_free_what_they_replace(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await factories.community(client, ann, ben)
+    url = srv.url("/icon")
+    png = encoded(noise((64, 40)), "PNG")
+    refused = await client.put(
+        url, headers={**ben.headers, "Content-Type": "image/png"}, content=png
+    )
+    assert refused.status_code == 403 and refused.json()["code"] == "MISSING_PERMISSIONS"
+    hidden = await client.put(
+        f"/api/servers/{UUID(int=7)}/icon",
+        headers={**ann.headers, "Content-Type": "image/png"},
+        content=png,
+    )
+    assert hidden.status_code == 404 and hidden.json()["code"] == "SERVER_NOT_FOUND"
+    bad = await client.put(
+        url, headers={**ann.headers, "Content-Type": "image/png"}, content=b"<html>no</html>"
+    )
+    assert bad.status_code == 400 and bad.json()["code"] == "INVALID_IMAGE"
+    first = await client.put(
+        url,
+        headers={**ann.headers, "Content-Type": "image/png", "X-Audit-Log-Reason": "new%20look"},
+        content=png,
+    )
+    assert first.status_code == 200, first.text
+    icon = first.json()["icon_url"]
+    served = await client.get(icon)
+    assert served.status_code == 200
+    assert Image.open(BytesIO(served.content)).size == (40, 40)  # square, as avatars
+    second = await client.put(
+        url, headers={**ann.headers, "Content-Type": "image/png"}, content=png
+    )
+    assert second.json()["icon_url"] != icon
+    assert (await client.get(icon)).status_code == 404  # the one it replaced is gone
+    log = await client.get(srv.url("/audit-log?action=server.updated"), headers=ann.headers)
+    assert [e["reason"] for e in log.json()] == [None, "new look"]
+    cleared = await client.delete(url, headers=ann.headers)
+    assert cleared.status_code == 200 and cleared.json()["icon_url"] is None
+    assert (await client.get(second.json()["icon_url"])).status_code == 404
+    # An icon pointing at someone's avatar is never deleted with it.
+    avatar = (await upload(client, ben, png)).json()["avatar_url"]
+    await client.patch(srv.url(), headers=ann.headers, json={"icon_url": avatar})
+    await client.delete(url, headers=ann.headers)
+    assert (await client.get(avatar)).status_code == 200
+    async with pool.acquire() as conn:
+        assert await media_rows(conn, ann.id) == 0
+    # Deleting the server deletes its uploaded icon.
+    third = await client.put(url, headers={**ann.headers, "Content-Type": "image/png"}, content=png)
+    assert (await client.delete(srv.url(), headers=ann.headers)).status_code == 204
+    assert (await client.get(third.json()["icon_url"])).status_code == 404

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from tests import factories
-from tests.factories import MakeUser, pair
+from tests.factories import MakeUser, community, pair, role
 
 
 async def test_who_reacted_is_listed_in_order_and_paged(
@@ -76,3 +76,59 @@ async def test_my_mentions_are_paged_newest_first_and_only_where_i_may_read(
     assert (await client.get(url, headers=ben.headers)).json() == []
     bad = await client.get(url, params={"limit": 0}, headers=ann.headers)
     assert bad.status_code == 400
+
+
+async def test_mentions_of_everyone_and_roles_need_the_permission(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann, ben, cid, eve = [await make_user(n) for n in ("ann", "ben", "cid", "eve")]
+    srv = await community(client, ann, ben, cid, eve)
+    crew = await role(client, srv, ann, "crew", 0, cid)
+    # ben has neither MENTION_EVERYONE nor a mentionable role to mention: plain text.
+    plain = await factories.say(
+        client, ben, srv.general, f"@everyone look <@&{crew}> <@&{srv.everyone_role}>"
+    )
+    assert plain["mention_everyone"] is False and plain["mention_roles"] == []
+    made = await client.patch(
+        srv.url(f"/roles/{crew}"), headers=ann.headers, json={"mentionable": True}
+    )
+    assert made.status_code == 200
+    pinged = await factories.say(client, ben, srv.general, f"<@&{crew}> and mail@here.io")
+    assert pinged["mention_roles"] == [crew] and pinged["mention_everyone"] is False
+    # The owner has every permission: @here counts, and so would an unmentionable role.
+    loud = await factories.say(client, ann, srv.general, f"@here and <@&{crew}>")
+    assert loud["mention_everyone"] is True and loud["mention_roles"] == [crew]
+    # A role of another server, or no role at all, is plain text.
+    other = await community(client, ann, name="other")
+    elsewhere = await role(client, other, ann, "elsewhere", 0)
+    stray = await factories.say(client, ann, srv.general, f"<@&{elsewhere}> <@&{ann.id}>")
+    assert stray["mention_roles"] == [] and stray["mention_everyone"] is False
+
+    async def mentions_of(who: factories.TestUser) -> list[str]:
+        got = await client.get("/api/users/@me/mentions", headers=who.headers)
+        assert got.status_code == 200
+        return [m["id"] for m in got.json()]
+
+    assert await mentions_of(cid) == [loud["id"], pinged["id"]]
+    assert await mentions_of(eve) == [loud["id"]]  # not in the role
+    assert await mentions_of(ben) == [loud["id"]]  # never one's own
+    assert await mentions_of(ann) == []  # the @here is her own, and she is not in crew
+    # An edit re-reads what the text mentions, with the editor's permissions.
+    edited = await client.patch(
+        f"/api/channels/{srv.general}/messages/{pinged['id']}",
+        headers=ben.headers,
+        json={"content": "@everyone nothing to see"},
+    )
+    assert edited.status_code == 200
+    assert edited.json()["mention_roles"] == [] and edited.json()["mention_everyone"] is False
+    assert await mentions_of(cid) == [loud["id"]]
+    # Deleted: no longer a mention of anyone.
+    gone = await client.delete(
+        f"/api/channels/{srv.general}/messages/{loud['id']}", headers=ann.headers
+    )
+    assert gone.status_code == 204
+    assert await mentions_of(eve) == []
+    # In a conversation @everyone is plain text.
+    dm = (await factories.group(client, ann, ben, name="g"))["id"]
+    quiet = await factories.say(client, ann, dm, "@everyone hi")
+    assert quiet["mention_everyone"] is False and quiet["mention_roles"] == []

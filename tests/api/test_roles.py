@@ -40,7 +40,7 @@ async def _override(
 
 
 async def test_roles_are_made_changed_reordered_and_deleted_within_the_hierarchy(
-    client: httpx.AsyncClient, make_user: MakeUser
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
 ) -> None:
     ann, mod, ben = [await make_user(n) for n in ("ann", "mod", "ben")]
     srv = await community(client, ann, mod, ben)
@@ -99,9 +99,20 @@ async def test_roles_are_made_changed_reordered_and_deleted_within_the_hierarchy
         srv.url("/roles"), headers=ann.headers, json=[{"id": helper, "position": 5}]
     )
     assert [r["name"] for r in reordered.json()][:2] == ["helpers", "admin"]
+    overridden = await client.put(
+        f"/api/channels/{srv.general}/overrides/role/{helper}",
+        headers=ann.headers,
+        json={"allow": str(int(P.MANAGE_MESSAGES)), "deny": "0"},
+    )
+    assert overridden.status_code == 200
     assert (
         await client.delete(srv.url(f"/roles/{helper}"), headers=ann.headers)
     ).status_code == 204
+    # Its overrides went with it, and those who see the channel are told.
+    async with pool.acquire() as conn:
+        events = await factories.events_of(conn, "channel", uuid.UUID(srv.general))
+    kind, last = events[-1]
+    assert kind == "channel.updated" and last["overrides"] == []
     member = (await client.get(srv.url(f"/members/{ben.id}"), headers=ann.headers)).json()
     assert member["role_ids"] == []
     # The hierarchy applies to members too: mod (admin, 2) cannot kick the owner, and a

@@ -253,6 +253,14 @@ async def test_a_timed_out_member_reads_but_cannot_send_or_react(
     react = await client.put(f"{url}/{said['id']}/reactions/👍/@me", headers=ben.headers)
     assert react.status_code == 403 and react.json()["code"] == "TIMED_OUT"
     assert (await client.get(url, headers=ben.headers)).status_code == 200
+    # Leaving and rejoining is no way out: the rest of the timeout comes back.
+    left = await client.delete(srv.url("/members/@me"), headers=ben.headers)
+    assert left.status_code == 204
+    assert (await client.post(f"/api/invites/{srv.invite}", headers=ben.headers)).status_code == 201
+    back = (await client.get(srv.url(f"/members/{ben.id}"), headers=ann.headers)).json()
+    assert back["timed_out_until"] is not None
+    again = await client.post(url, headers=ben.headers, json={"content": "let me talk"})
+    assert again.status_code == 403 and again.json()["code"] == "TIMED_OUT"
     ended = await client.patch(
         srv.url(f"/members/{ben.id}"), headers=mod.headers, json={"timed_out_until": None}
     )
@@ -292,6 +300,65 @@ async def test_slowmode_holds_members_to_one_message_per_period_except_moderator
     assert too_slow.status_code == 400
 
 
+async def test_moderators_bulk_delete_up_to_a_hundred_messages_audited_as_one(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    ann, mod, ben = [await make_user(n) for n in ("ann", "mod", "ben")]
+    srv = await community(client, ann, mod, ben)
+    await role(client, srv, ann, "mods", int(P.MANAGE_MESSAGES), mod)
+    spam = [(await factories.say(client, ben, srv.general, f"spam {i}"))["id"] for i in range(3)]
+    keep = await factories.say(client, ben, srv.general, "a keeper")
+    elsewhere = (await factories.group(client, ben, mod, name="g"))["id"]
+    foreign = await factories.say(client, ben, elsewhere, "not in this channel")
+    url = f"/api/channels/{srv.general}/messages/bulk-delete"
+    asked = [*spam, foreign["id"], str(uuid.uuid4()), spam[0]]
+    refused = await client.post(url, headers=ben.headers, json={"messages": asked})
+    assert refused.status_code == 403 and refused.json()["code"] == "MISSING_PERMISSIONS"
+    done = await client.post(
+        url,
+        headers={**mod.headers, "X-Audit-Log-Reason": "raid%20cleanup"},
+        json={"messages": asked},
+    )
+    assert done.status_code == 200 and done.json() == {"deleted": spam}
+    history = await client.get(f"/api/channels/{srv.general}/messages", headers=ann.headers)
+    by_id = {m["id"]: m for m in history.json()}
+    assert all(by_id[m]["deleted"] and by_id[m]["content"] == "" for m in spam)
+    assert by_id[keep["id"]]["content"] == "a keeper"
+    dm = await client.get(
+        f"/api/channels/{elsewhere}/messages/{foreign['id']}", headers=ben.headers
+    )
+    assert dm.json()["deleted"] is False
+    # Once more: nothing left to delete, nothing audited.
+    again = await client.post(url, headers=mod.headers, json={"messages": spam})
+    assert again.status_code == 200 and again.json() == {"deleted": []}
+    log = await client.get(srv.url("/audit-log?action=message.bulk_deleted"), headers=ann.headers)
+    (entry,) = log.json()
+    assert entry["actor_id"] == str(mod.id) and entry["reason"] == "raid cleanup"
+    assert entry["changes"] == {"count": 3, "message_ids": spam}
+    async with pool.acquire() as conn:
+        events = await factories.events_of(conn, "channel", uuid.UUID(srv.general))
+    deleted = [d["id"] for t, d in events if t == "message.deleted"]
+    assert deleted == spam
+    # Resumes replay no deleted text.
+    texts = [d.get("content") for t, d in events if t == "message.created" and d["id"] in spam]
+    assert texts == ["", "", ""]
+    for bad in ([], [str(uuid.uuid4()) for _ in range(101)]):
+        wrong = await client.post(url, headers=mod.headers, json={"messages": bad})
+        assert wrong.status_code == 400, bad
+    not_ids = await client.post(url, headers=mod.headers, json={"messages": ["x"]})
+    assert not_ids.status_code == 400
+    # A conversation has no moderators; a channel one cannot see is not there.
+    mine = await client.post(
+        f"/api/channels/{elsewhere}/messages/bulk-delete",
+        headers=ben.headers,
+        json={"messages": [foreign["id"]]},
+    )
+    assert mine.status_code == 403
+    stranger = await make_user("zed")
+    hidden = await client.post(url, headers=stranger.headers, json={"messages": spam})
+    assert hidden.status_code == 404 and hidden.json()["code"] == "CHANNEL_NOT_FOUND"
+
+
 async def test_the_demo_server_has_real_roles_and_a_moderators_only_channel(
     client: httpx.AsyncClient, pool: asyncpg.Pool
 ) -> None:
@@ -317,3 +384,18 @@ async def test_the_demo_server_has_real_roles_and_a_moderators_only_channel(
     kinds = [c["kind"] for c in bob["channels"]]  # type: ignore[union-attr]
     assert kinds.count("voice") == 3 and kinds.count("category") == 2
     assert {r["name"] for r in eve["roles"]} == {"@everyone", "Member", "Moderator", "Admin"}  # type: ignore[union-attr]
+
+
+async def test_a_profile_change_reaches_each_server_once_not_each_channel(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await community(client, ann, ben)
+    changed = await client.patch("/api/users/@me", headers=ben.headers, json={"display_name": "B"})
+    assert changed.status_code == 200
+    async with pool.acquire() as conn:
+        on_server = await factories.events_of(conn, "server", uuid.UUID(srv.id))
+        on_channel = await factories.events_of(conn, "channel", uuid.UUID(srv.general))
+    updates = [d for t, d in on_server if t == "user.updated"]
+    assert [u["display_name"] for u in updates] == ["B"]
+    assert not [t for t, _ in on_channel if t == "user.updated"]

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncpg
 import httpx
 import pytest
 
 from tests import factories
-from tests.factories import AppWith, MakeUser
+from tests.factories import AppWith, MakeUser, TestUser, community, role
+from xfchat.app import create_app
+from xfchat.db import pool as pool_module
+from xfchat.db.pool import create_pool
 from xfchat.domain import state
+from xfchat.domain.permissions import Permission as P
+from xfchat.settings import Settings
 
 
 async def test_a_state_others_grow_is_cut_short_and_says_so(
@@ -42,3 +48,84 @@ async def test_mention_count_is_capped_like_unread(app_with: AppWith, make_user:
         await factories.say(client, ben, dm, f"<@{ann.id}> {i}")
     (mine,) = (await client.get("/api/conversations", headers=ann.headers)).json()
     assert mine["unread"] == 100 and mine["mention_count"] == 100
+
+
+async def test_servers_in_state_cost_the_same_statements_for_one_or_many(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    statements: list[str] = []
+    original = pool_module.init_connection
+
+    async def init(conn: asyncpg.Connection) -> None:
+        await original(conn)
+        conn.add_query_logger(lambda q: statements.append(q.query))
+
+    monkeypatch.setattr(pool_module, "init_connection", init)
+    counted = await create_pool(settings)  # every connection it opens logs its statements
+    application = create_app(settings, pool=counted)
+    ann, ben = await make_user("ann"), await make_user("ben")
+    async with (
+        application.router.lifespan_context(application),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=application), base_url="http://test"
+        ) as counting,
+    ):
+
+        async def cost() -> int:
+            statements.clear()
+            got = await counting.get("/api/users/@me/state", headers=ann.headers)
+            assert got.status_code == 200
+            return len(statements)
+
+        await community(client, ben, ann, name="first")
+        await cost()  # (the first request of a process prepares its statements)
+        one = await cost()
+        for i in range(5):
+            await community(client, ben, ann, name=f"more{i}")
+        many = (await counting.get("/api/users/@me/state", headers=ann.headers)).json()
+        assert len(many["servers"]) == 6
+        assert await cost() == one > 5
+    await counted.close()
+
+
+async def test_server_channels_in_state_carry_unread_and_mention_counts(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann, ben, cid = [await make_user(n) for n in ("ann", "ben", "cid")]
+    srv = await community(client, ann, ben, cid)
+    crew = await role(client, srv, ann, "crew", 0, cid)
+    await client.patch(srv.url(f"/roles/{crew}"), headers=ann.headers, json={"mentionable": True})
+    secret = await client.post(
+        srv.url("/channels"), headers=ann.headers, json={"name": "secret", "kind": "text"}
+    )
+    assert secret.status_code == 201
+    hidden = secret.json()["id"]
+    denied = await client.put(
+        f"/api/channels/{hidden}/overrides/member/{cid.id}",
+        headers=ann.headers,
+        json={"deny": str(int(P.VIEW_CHANNEL))},
+    )
+    assert denied.status_code == 200
+    await factories.say(client, ann, hidden, f"<@{cid.id}> you cannot see this")
+    await factories.say(client, ben, srv.general, "hello")
+    await factories.say(client, cid, srv.general, "I read it all")  # marks cid's read
+    await factories.say(client, ben, srv.general, "nothing for cid")
+    await factories.say(client, ben, srv.general, f"<@&{crew}> crew, assemble")
+    await factories.say(client, ann, srv.general, "@everyone listen")
+    await factories.say(client, ben, srv.general, f"<@{cid.id}> and one more")
+
+    async def reads(who: TestUser) -> dict[str, dict[str, object]]:
+        state = (await client.get("/api/users/@me/state", headers=who.headers)).json()
+        (server,) = state["servers"]
+        return {r["channel_id"]: r for r in server["read_states"]}
+
+    mine = await reads(cid)
+    assert list(mine) == [srv.general]  # the hidden channel is not even listed
+    # A role of cid's, @everyone and cid by name: three of the four unread.
+    assert mine[srv.general]["unread"] == 4 and mine[srv.general]["mention_count"] == 3
+    theirs = await reads(ben)  # ben's own last message marked #general read for him
+    assert theirs[srv.general]["unread"] == 0 and theirs[srv.general]["mention_count"] == 0
+    assert theirs[hidden]["unread"] == 1 and theirs[hidden]["mention_count"] == 0

@@ -23,6 +23,7 @@ EXPECTED_TABLES = {
     "usage_tracking",
     "servers",
     "server_members",
+    "lingering_timeouts",
     "channels",
     "conversation_participants",
     "roles",

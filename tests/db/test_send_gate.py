@@ -28,6 +28,7 @@ async def prepare(
         nonces=[],
         buckets=[],
         periods=[],
+        role_ids=[],
     )
     assert state is not None
     return state

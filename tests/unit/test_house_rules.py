@@ -161,6 +161,7 @@ ACCESS_TABLE_MANAGERS = {
         "insert_conversation_participants",
         "list_overrides",
         "delete_permission_override",
+        "list_channels_overriding_role",
     },
     "conversations.py": {
         "list_participant_ids",

@@ -8,7 +8,8 @@ import pytest
 from xfchat.db.queries.messages import MessageRow
 from xfchat.db.queries.messages_send import SEQ_PLACEHOLDER
 from xfchat.domain.events import encode as encode_event
-from xfchat.domain.messages import mentioned_ids, message_json
+from xfchat.domain.messages import loud_mentions, mentioned_ids, message_json
+from xfchat.domain.permissions import Permission
 from xfchat.realtime.cursor import BadToken, Position, TokenCodec
 
 
@@ -25,6 +26,7 @@ def test_the_seq_placeholder_matches_only_the_key(content: str) -> None:
         None,
         [],
         False,
+        [],
         datetime.now(UTC),
         None,
         None,
@@ -73,3 +75,31 @@ def test_malformed_resume_tokens_are_refused(bad: str) -> None:
 def test_mentions_are_parsed_once_each_in_order() -> None:
     a, b = uuid.uuid4(), uuid.uuid4()
     assert mentioned_ids(f"<@{b}> hi <@{a}> <@{b}> <@not-a-uuid-at-all-0000000000000000>") == [b, a]
+
+
+@pytest.mark.parametrize(
+    ("content", "everyone"),
+    [
+        ("@everyone", True),
+        ("hey @here, look", True),
+        ("(@everyone)", True),
+        ("mail me at x@everyone.io", False),
+        ("@everyones", False),
+        ("@here_and_there", False),
+        ("a.@here", False),
+        ("@@here", False),
+        ("everyone", False),
+    ],
+)
+def test_everyone_is_a_word_of_its_own(content: str, everyone: bool) -> None:
+    loud = Permission.MENTION_EVERYONE
+    assert loud_mentions(content, loud, {}) == (everyone, [])
+    assert loud_mentions(content, Permission.SEND_MESSAGES, {}) == (False, [])
+
+
+def test_roles_are_mentioned_when_mentionable_or_by_those_who_may_mention_everyone() -> None:
+    open_role, closed, stranger = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    text = f"<@&{closed}> <@&{open_role}> <@&{stranger}> <@&{open_role}> <@&nope>"
+    known = {open_role: True, closed: False}
+    assert loud_mentions(text, Permission.SEND_MESSAGES, known) == (False, [open_role])
+    assert loud_mentions(text, Permission.MENTION_EVERYONE, known) == (False, [closed, open_role])

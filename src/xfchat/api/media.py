@@ -20,14 +20,18 @@ from xfchat.api.deps import (
 )
 from xfchat.api.edge import UploadRoute
 from xfchat.api.models import UserPrivate
+from xfchat.api.responses import JSONResponse
+from xfchat.api.servers import AuditReason
 from xfchat.db.queries.media import MediaInfo
-from xfchat.domain import media
+from xfchat.domain import media, servers
 from xfchat.domain.accounts import Actor
+from xfchat.domain.events import ServerPayload
 from xfchat.settings import Settings
 
 router = APIRouter(tags=["media"])
 
 AVATAR_PATH = "/api/users/@me/avatar"
+ICON_PATH = "/api/servers/{server_id}/icon"
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
 EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg"}
 
@@ -47,7 +51,10 @@ _IMAGE_BODY: dict[str, Any] = {
 
 def upload_routes(settings: Settings) -> list[UploadRoute]:
     """The routes whose body limit is not XFCHAT_MAX_BODY_BYTES (for the edge)."""
-    return [("PUT", re.escape(AVATAR_PATH), settings.avatar_max_bytes)]
+    return [
+        ("PUT", re.escape(AVATAR_PATH), settings.avatar_max_bytes),
+        ("PUT", r"/api/servers/[^/]+/icon", settings.avatar_max_bytes),
+    ]
 
 
 def image_slots(request: Request) -> asyncio.Semaphore:
@@ -145,3 +152,40 @@ async def get_media(
             return Response(headers=headers, media_type=info.content_type)
     item = await media.get_media(conn, media_id)
     return Response(item.data, headers=_headers(item), media_type=item.content_type)
+
+
+@router.put(ICON_PATH, openapi_extra=_IMAGE_BODY, response_model=ServerPayload)
+async def put_server_icon(
+    server_id: UUID,
+    actor: UploadActor,
+    request: Request,
+    pool: Pool,
+    settings: AppSettings,
+    reason: AuditReason,
+) -> Response:
+    """Upload a server's icon (MANAGE_SERVER; PNG, JPEG, GIF or WebP, the avatar's
+    limits). It is stored re-encoded and `icon_url` points at it; a previously uploaded
+    icon is deleted."""
+    data = await request.body()
+    server = await media.set_server_icon(
+        pool,
+        actor,
+        server_id,
+        data,
+        max_bytes=settings.avatar_max_bytes,
+        slots=image_slots(request),
+        reason=reason,
+    )
+    return JSONResponse(server)
+
+
+@router.delete(ICON_PATH, response_model=ServerPayload)
+async def delete_server_icon(
+    server_id: UUID, actor: CurrentActor, conn: Conn, reason: AuditReason
+) -> Response:
+    """Remove a server's icon (MANAGE_SERVER); an uploaded one is deleted."""
+    return JSONResponse(
+        await servers.update_server(
+            conn, actor, server_id, fields={"icon_url": None}, reason=reason
+        )
+    )

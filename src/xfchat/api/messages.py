@@ -19,6 +19,7 @@ from xfchat.api.deps import Conn, CurrentActor, identify, record_decision
 from xfchat.api.models import Text
 from xfchat.api.pages import page_headers, page_response
 from xfchat.api.responses import JSONResponse
+from xfchat.api.servers import AuditReason
 from xfchat.domain import messages
 from xfchat.domain.accounts import Actor
 from xfchat.domain.events import AuthorPayload, MessagePayload, PublicUserPayload
@@ -158,6 +159,25 @@ async def put_message(request: Request, channel_id: UUID, message_id: UUID) -> R
     return await _send(request, channel_id, message_id=message_id, client_chose_id=True)
 
 
+class BulkDeleteIn(BaseModel):
+    messages: list[UUID] = Field(max_length=messages.MAX_BULK_DELETE)
+
+
+class BulkDeleteOut(BaseModel):
+    deleted: list[str]
+
+
+@router.post("/bulk-delete", response_model=BulkDeleteOut)
+async def post_bulk_delete(
+    channel_id: UUID, body: BulkDeleteIn, actor: CurrentActor, conn: Conn, reason: AuditReason
+) -> Response:
+    """Delete up to 100 messages of a server channel at once (MANAGE_MESSAGES), in one
+    transaction and one audit entry; ids that are not live messages here are skipped.
+    Each deleted message is a `message.deleted` event."""
+    deleted = await messages.bulk_delete(conn, actor, channel_id, body.messages, reason)
+    return JSONResponse({"deleted": deleted})
+
+
 @router.get("/{message_id}", response_model=MessagePayload)
 async def get_message(
     channel_id: UUID, message_id: UUID, actor: CurrentActor, conn: Conn
@@ -187,10 +207,12 @@ async def get_edits(
 
 @router.delete("/{message_id}", status_code=204, response_class=Response)
 async def delete_message(
-    channel_id: UUID, message_id: UUID, actor: CurrentActor, conn: Conn
+    channel_id: UUID, message_id: UUID, actor: CurrentActor, conn: Conn, reason: AuditReason
 ) -> Response:
-    """The author deletes: content and earlier versions are gone, a tombstone stays."""
-    await messages.delete_message(conn, actor, channel_id, message_id)
+    """The author deletes: content and earlier versions are gone, a tombstone stays.
+    A moderator's deletion of someone else's message is audited (with
+    X-Audit-Log-Reason)."""
+    await messages.delete_message(conn, actor, channel_id, message_id, reason)
     return Response(status_code=204)
 
 

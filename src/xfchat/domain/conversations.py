@@ -13,7 +13,12 @@ from xfchat.db.queries import channels as channels_q
 from xfchat.db.queries import conversations as q
 from xfchat.db.queries import messages as messages_q
 from xfchat.db.queries import users as users_q
-from xfchat.domain.access import access_changed, access_channel, visible_channels
+from xfchat.domain.access import (
+    VisibleChannel,
+    access_changed,
+    access_channel,
+    visible_channels,
+)
 from xfchat.domain.accounts import Actor
 from xfchat.domain.events import (
     CONVERSATION_ADDED,
@@ -230,13 +235,16 @@ async def _views(
     ]
 
 
-async def list_conversations(conn: asyncpg.Connection, actor: Actor) -> list[ConversationView]:
-    """The actor's conversations, most recently active first."""
-    mine = [
-        c.channel_id
-        for c in (await visible_channels(conn, actor.user_id)).values()
-        if c.server_id is None
-    ]
+async def list_conversations(
+    conn: asyncpg.Connection,
+    actor: Actor,
+    visible: dict[UUID, VisibleChannel] | None = None,
+) -> list[ConversationView]:
+    """The actor's conversations, most recently active first (`visible`: the actor's
+    visible channels, when the caller has them already)."""
+    if visible is None:
+        visible = await visible_channels(conn, actor.user_id)
+    mine = [c.channel_id for c in visible.values() if c.server_id is None]
     rows = await q.list_conversations(conn, user_id=actor.user_id, channel_ids=mine)
     return await _views(conn, actor, rows)
 

@@ -118,12 +118,20 @@ class EventType(Generic[P]):
         assert self.audience is Audience.SERVER, self.name
         return Event(self.name, Stream.server(server_id), payload)
 
-    def to_related(self, user_id: UUID, channel_ids: Iterable[UUID], payload: P) -> list[Event]:
-        """The event on the user's stream and on each channel they share with others."""
+    def to_related(
+        self,
+        user_id: UUID,
+        channel_ids: Iterable[UUID],
+        payload: P,
+        server_ids: Iterable[UUID] = (),
+    ) -> list[Event]:
+        """The event on the user's stream, on each conversation they share with others
+        and on each of their servers' streams (once per server, not per channel)."""
         assert self.audience is Audience.RELATED, self.name
         return [
             Event(self.name, Stream.user(user_id), payload),
             *(Event(self.name, Stream.channel(c), payload) for c in channel_ids),
+            *(Event(self.name, Stream.server(s), payload) for s in server_ids),
         ]
 
 
@@ -180,6 +188,8 @@ class MessagePayload(TypedDict):
     reply_to_id: str | None
     reply_to: ReplyPreviewPayload | None
     mentions: list[str]
+    mention_roles: list[str]
+    mention_everyone: bool
     nonce: str | None
     reactions: list[ReactionPayload]
 
@@ -326,10 +336,18 @@ class MemberPayload(TypedDict):
     timed_out_until: str | None
 
 
+class ChannelUnreadPayload(TypedDict):
+    channel_id: str
+    last_read_seq: int  # how far you have read
+    unread: int  # others' live messages after that, counted up to 100
+    mention_count: int  # ... of which mention you (by name, by a role of yours, @everyone)
+
+
 class ServerJoinedPayload(ServerPayload):
     channels: list[ServerChannelPayload]  # those you may see
     roles: list[RolePayload]
     member: MemberPayload  # you
+    read_states: list[ChannelUnreadPayload]  # yours, in each text channel you may see
 
 
 class ServerLeftPayload(TypedDict):
@@ -690,7 +708,7 @@ def markdown_table() -> str:
     audiences = {
         Audience.USER: "you",
         Audience.CHANNEL: "who may see the channel",
-        Audience.RELATED: "you, and whoever shares a conversation with you",
+        Audience.RELATED: "you, and whoever shares a conversation or a server with you",
         Audience.SERVER: "the server's members",
     }
     rows = ["| event | to | payload | meaning |", "|---|---|---|---|"]

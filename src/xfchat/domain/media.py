@@ -1,4 +1,4 @@
-"""Uploaded images: avatars now, server icons next (one pipeline, one table).
+"""Uploaded images: avatars and server icons (one pipeline, one table).
 
 An upload is only ever read, never served: Pillow decodes it (PNG, JPEG, GIF or WebP,
 told apart by its bytes, whatever the client called it), and what is stored and served
@@ -26,8 +26,11 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from xfchat.db.queries import media as media_q
 from xfchat.db.queries import usage as usage_q
 from xfchat.db.queries import users as users_q
-from xfchat.domain import profile
+from xfchat.domain import profile, servers
+from xfchat.domain.access import access_server
 from xfchat.domain.accounts import Actor
+from xfchat.domain.events import ServerPayload
+from xfchat.domain.permissions import Permission
 from xfchat.errors import BadRequest, NotFound, PayloadTooLarge, XFChatError
 
 log = logging.getLogger("xfchat.media")
@@ -333,6 +336,56 @@ async def clear_avatar(conn: asyncpg.Connection, actor: Actor) -> users_q.UserRo
         user = await profile.set_avatar_url(conn, actor, None)
         await media_q.delete_media_of_owner(conn, owner_id=actor.user_id, purpose="avatar")
     return user
+
+
+# -- Server icons ----------------------------------------------------------------------
+
+
+async def set_server_icon(
+    pool: asyncpg.Pool,
+    actor: Actor,
+    server_id: UUID,
+    data: bytes,
+    *,
+    max_bytes: int,
+    slots: asyncio.Semaphore,
+    reason: str | None,
+) -> ServerPayload:
+    """Make an uploaded image a server's icon (MANAGE_SERVER), as an avatar is made:
+    the permission is checked before the image is decoded, and again, with the image
+    stored, the icon changed (a previously uploaded icon deleted), audited and
+    announced, in one transaction.
+
+    Raises: PayloadTooLarge; BadRequest (INVALID_IMAGE); NotFound (SERVER_NOT_FOUND);
+    Forbidden (MISSING_PERMISSIONS)."""
+    if len(data) > max_bytes:
+        raise PayloadTooLarge(f"the image is larger than {max_bytes} bytes")
+    async with pool.acquire() as conn:
+        await access_server(conn, actor, server_id, need=Permission.MANAGE_SERVER)
+    image = await run_image_job(slots, encode_avatar, data)
+    async with pool.acquire() as conn, conn.transaction():
+        stored = await media_q.insert_media(
+            conn,
+            owner_id=actor.user_id,
+            purpose="icon",
+            content_type=image.content_type,
+            data=image.data,
+            sha256=image.sha256,
+            width=image.width,
+            height=image.height,
+        )
+        server = await servers.update_server(
+            conn, actor, server_id, fields={"icon_url": media_url(stored.id)}, reason=reason
+        )
+        await usage_q.add_usage(
+            conn,
+            user_ids=[actor.user_id],
+            days=[datetime.now(UTC).date()],
+            requests=[0],
+            messages_sent=[0],
+            bytes_uploaded=[len(image.data)],
+        )
+    return server
 
 
 # -- Serving ---------------------------------------------------------------------------

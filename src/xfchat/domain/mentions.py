@@ -7,6 +7,7 @@ from uuid import UUID
 import asyncpg
 
 from xfchat.db.queries import messages as q
+from xfchat.db.queries import roles as roles_q
 from xfchat.domain.access import visible_channels
 from xfchat.domain.accounts import Actor
 from xfchat.domain.events import MessagePayload
@@ -18,7 +19,8 @@ from xfchat.errors import BadRequest
 async def list_mentions(
     conn: asyncpg.Connection, actor: Actor, *, before: UUID | None, limit: int
 ) -> tuple[list[MessagePayload], bool]:
-    """Live messages that mention the actor, newest first, in every channel whose
+    """Live messages that mention the actor (by name, by a role they hold, or
+    @everyone), newest first, in every channel whose
     history they may read (older than message `before`); and whether more follow.
 
     Raises: BadRequest (INVALID_PAGE)."""
@@ -30,6 +32,11 @@ async def list_mentions(
         if c.permissions & Permission.READ_MESSAGE_HISTORY
     ]
     rows = await q.list_mentions(
-        conn, user_id=actor.user_id, channel_ids=readable, before=before, limit=limit + 1
+        conn,
+        user_id=actor.user_id,
+        role_ids=await roles_q.list_user_role_ids(conn, user_id=actor.user_id),
+        channel_ids=readable,
+        before=before,
+        limit=limit + 1,
     )
     return [view_json(r) for r in rows[:limit]], len(rows) > limit

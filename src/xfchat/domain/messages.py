@@ -17,6 +17,7 @@ import asyncpg
 from xfchat.db.queries import audit as audit_q
 from xfchat.db.queries import event_log as events_q
 from xfchat.db.queries import messages as q
+from xfchat.db.queries import roles as roles_q
 from xfchat.db.queries import users as users_q
 from xfchat.domain.access import MESSAGE_KINDS, ChannelAccess, access_channel, viewers_among
 from xfchat.domain.accounts import Actor
@@ -32,6 +33,7 @@ from xfchat.domain.events import (
     ReactionPayload,
     ReplyPreviewPayload,
     emit,
+    emit_many,
     signal,
 )
 from xfchat.domain.permissions import Permission
@@ -40,6 +42,9 @@ from xfchat.errors import BadRequest, Forbidden, Gone, NotFound
 MAX_CONTENT = 4000
 MAX_PAGE = 100
 MENTION_RE = re.compile(r"<@([0-9a-fA-F-]{36})>")
+ROLE_MENTION_RE = re.compile(r"<@&([0-9a-fA-F-]{36})>")
+# @everyone or @here as a word of its own (not inside an address such as a@everyone.io).
+EVERYONE_RE = re.compile(r"(?<![\w@.])@(?:everyone|here)(?![\w@])")
 TYPING_EXPIRES_S = 10
 MAX_PARENTS = 8  # Braid versions a resume may name (each is one lookup)
 
@@ -77,6 +82,8 @@ def message_json(
         "reply_to_id": str(row.reply_to_id) if row.reply_to_id else None,
         "reply_to": reply_to,
         "mentions": [str(m) for m in row.mentions],
+        "mention_roles": [str(r) for r in row.mention_roles],
+        "mention_everyone": row.mention_everyone,
         "nonce": row.nonce,
         "reactions": reactions or [],
     }
@@ -102,9 +109,10 @@ def check_content(content: str) -> str:
     return content
 
 
-def mentioned_ids(content: str) -> list[UUID]:
+def mentioned_ids(content: str, pattern: re.Pattern[str] = MENTION_RE) -> list[UUID]:
+    """The users (or, with ROLE_MENTION_RE, the roles) the text mentions, in order."""
     found: list[UUID] = []
-    for text in MENTION_RE.findall(content):
+    for text in pattern.findall(content):
         try:
             uid = UUID(text)
         except ValueError:
@@ -112,6 +120,26 @@ def mentioned_ids(content: str) -> list[UUID]:
         if uid not in found:
             found.append(uid)
     return found
+
+
+def mentioned_role_ids(content: str) -> list[UUID]:
+    return mentioned_ids(content, ROLE_MENTION_RE)
+
+
+def loud_mentions(
+    content: str, permissions: Permission, mentionable: dict[UUID, bool]
+) -> tuple[bool, list[UUID]]:
+    """What a server channel message pings beyond single users: whether it mentions
+    everyone (`@everyone` or `@here`, only with MENTION_EVERYONE), and the roles it
+    mentions that exist in the server (`mentionable`: each such role's flag) and may be
+    mentioned (mentionable ones, or any with MENTION_EVERYONE). Otherwise they stay
+    plain text."""
+    loud = bool(permissions & Permission.MENTION_EVERYONE)
+    everyone = loud and EVERYONE_RE.search(content) is not None
+    roles = [
+        r for r in mentioned_role_ids(content) if r in mentionable and (loud or mentionable[r])
+    ]
+    return everyone, roles
 
 
 def message_not_found() -> NotFound:
@@ -200,15 +228,31 @@ async def edit_message(
     (EMPTY_MESSAGE, MESSAGE_TOO_LONG)."""
     check_content(content)
     async with conn.transaction():
-        await message_channel(conn, actor, channel_id, Permission.SEND_MESSAGES)
+        access = await message_channel(conn, actor, channel_id, Permission.SEND_MESSAGES)
         row = await _live_message(conn, channel_id, message_id)
         if row.author_id != actor.user_id:
             raise Forbidden("only the author edits a message", code="NOT_MESSAGE_AUTHOR")
         changed = row.content != content
         if changed:
             mentions = await viewers_among(conn, channel_id, mentioned_ids(content))
+            everyone: bool = False
+            roles: list[UUID] = []
+            server_id = access.channel.server_id
+            if server_id is not None:
+                asked = mentioned_role_ids(content)
+                mentionable = (
+                    await roles_q.list_mentionable(conn, server_id=server_id, role_ids=asked)
+                    if asked
+                    else {}
+                )
+                everyone, roles = loud_mentions(content, access.permissions, mentionable)
             await q.update_message_content(
-                conn, message_id=message_id, content=content, mentions=mentions
+                conn,
+                message_id=message_id,
+                content=content,
+                mentions=mentions,
+                mention_everyone=everyone,
+                mention_roles=roles,
             )
         view = await q.get_message_view(
             conn, viewer=actor.user_id, channel_id=channel_id, message_id=message_id
@@ -238,12 +282,19 @@ async def list_edits(
     return await q.list_edits(conn, message_id=message_id)
 
 
+MAX_BULK_DELETE = 100
+
+
 async def delete_message(
-    conn: asyncpg.Connection, actor: Actor, channel_id: UUID, message_id: UUID
+    conn: asyncpg.Connection,
+    actor: Actor,
+    channel_id: UUID,
+    message_id: UUID,
+    reason: str | None = None,
 ) -> None:
     """The author (or, in a server channel, someone with MANAGE_MESSAGES) deletes a
     message: its content and earlier versions are gone; a tombstone keeps its place.
-    Deleting it again changes nothing.
+    Deleting it again changes nothing. A moderator's deletion is audited (`reason`).
 
     Raises: NotFound (CHANNEL_NOT_FOUND, MESSAGE_NOT_FOUND); Forbidden
     (NOT_MESSAGE_AUTHOR)."""
@@ -256,9 +307,6 @@ async def delete_message(
             raise Forbidden("only the author deletes a message", code="NOT_MESSAGE_AUTHOR")
         if row.deleted_at is not None:
             return
-        deleted_at = await q.soft_delete_message(
-            conn, message_id=message_id, deleted_by=actor.user_id
-        )
         server_id = access.channel.server_id
         if row.author_id != actor.user_id and server_id is not None:  # a moderator's
             await audit_q.insert_audit_entry(
@@ -269,18 +317,74 @@ async def delete_message(
                 target_type="message",
                 target_id=message_id,
                 changes={"channel_id": str(channel_id), "author_id": str(row.author_id)},
-                reason=None,
+                reason=reason,
             )
-        # The text also leaves the event log, so a resume cannot replay it.
-        await events_q.scrub_message_events(
-            conn, channel_id=channel_id, message_id=message_id, deleted_at=deleted_at.isoformat()
+        await _delete(conn, actor, channel_id, [row])
+
+
+async def bulk_delete(
+    conn: asyncpg.Connection,
+    actor: Actor,
+    channel_id: UUID,
+    message_ids: list[UUID],
+    reason: str | None = None,
+) -> list[str]:
+    """A moderator (MANAGE_MESSAGES) deletes up to MAX_BULK_DELETE messages of a
+    server channel at once, in one transaction, audited as one entry. Ids that are not
+    live messages of this channel are skipped; the ids deleted are returned.
+
+    Raises: NotFound (CHANNEL_NOT_FOUND); Forbidden (MISSING_PERMISSIONS); BadRequest
+    (INVALID_BULK_DELETE)."""
+    unique = list(dict.fromkeys(message_ids))
+    if not 1 <= len(unique) <= MAX_BULK_DELETE:
+        raise BadRequest(
+            f"bulk delete takes 1 to {MAX_BULK_DELETE} message ids",
+            code="INVALID_BULK_DELETE",
+            field="messages",
         )
-        await emit(
-            conn,
+    async with conn.transaction():
+        access = await message_channel(conn, actor, channel_id, Permission.MANAGE_MESSAGES)
+        rows = [
+            r
+            for r in await q.lock_messages(conn, channel_id=channel_id, message_ids=unique)
+            if r.deleted_at is None
+        ]
+        if not rows:
+            return []
+        server_id = access.channel.server_id
+        if server_id is not None:
+            await audit_q.insert_audit_entry(
+                conn,
+                server_id=server_id,
+                actor_id=actor.user_id,
+                action="message.bulk_deleted",
+                target_type="channel",
+                target_id=channel_id,
+                changes={"count": len(rows), "message_ids": [str(r.id) for r in rows]},
+                reason=reason,
+            )
+        await _delete(conn, actor, channel_id, rows)
+        return [str(r.id) for r in rows]
+
+
+async def _delete(
+    conn: asyncpg.Connection, actor: Actor, channel_id: UUID, rows: list[q.MessageRow]
+) -> None:
+    ids = [r.id for r in rows]
+    deleted_at = await q.soft_delete_messages(conn, message_ids=ids, deleted_by=actor.user_id)
+    # The text also leaves the event log, so a resume cannot replay it.
+    await events_q.scrub_message_events(
+        conn, channel_id=channel_id, message_ids=ids, deleted_at=deleted_at.isoformat()
+    )
+    await emit_many(
+        conn,
+        [
             MESSAGE_DELETED.to_channel(
-                channel_id, {"id": str(message_id), "channel_id": str(channel_id), "seq": row.seq}
-            ),
-        )
+                channel_id, {"id": str(r.id), "channel_id": str(channel_id), "seq": r.seq}
+            )
+            for r in rows
+        ],
+    )
 
 
 async def list_reactors(

@@ -35,7 +35,14 @@ from xfchat.domain.access import (
 )
 from xfchat.domain.accounts import Actor
 from xfchat.domain.events import AuthorPayload, MessagePayload, encode
-from xfchat.domain.messages import mentioned_ids, message_json, not_a_text_channel, view_json
+from xfchat.domain.messages import (
+    loud_mentions,
+    mentioned_ids,
+    mentioned_role_ids,
+    message_json,
+    not_a_text_channel,
+    view_json,
+)
 from xfchat.domain.permissions import Permission
 from xfchat.domain.rate_limits import Decision, bucket_key, decide
 from xfchat.errors import BadRequest, Conflict, RateLimited, XFChatError
@@ -158,6 +165,7 @@ async def write_batch(
         nonces=[r.nonce for r in with_nonce if r.nonce],
         buckets=buckets.order,
         periods=[buckets.rules[b][1].period_s for b in buckets.order],
+        role_ids=list({role for r in reqs for role in mentioned_role_ids(r.content)}),
     )
     if state is None:
         return [channel_not_found() for _ in reqs]
@@ -192,7 +200,17 @@ async def write_batch(
     if inserting:
         mentionable = facts_viewers(facts)
         previews = {UUID(p["id"]): p for p in state.replyable}
-        new = [(reqs[i], [u for u in mentions[id(reqs[i])] if u in mentionable]) for i in inserting]
+        roles = {UUID(r["id"]): bool(r["mentionable"]) for r in state.roles}
+        in_server = facts[0].server_id is not None
+
+        def mentioned(req: SendRequest) -> _Mentions:
+            users = [u for u in mentions[id(req)] if u in mentionable]
+            if not in_server:
+                return _Mentions(users, False, [])
+            perms = facts_permissions(by_user[req.actor.user_id])
+            return _Mentions(users, *loud_mentions(req.content, perms, roles))
+
+        new = [(reqs[i], mentioned(reqs[i])) for i in inserting]
         bodies = await _insert(conn, channel_id, state.now, new, previews, buckets.increments())
         for i in inserting:
             outcomes[i] = SendResult(bodies[str(reqs[i].message_id)], True, decisions[i])
@@ -317,15 +335,22 @@ def _sort_out(
     return fates
 
 
+@dataclass(frozen=True)
+class _Mentions:
+    users: list[UUID]  # those who may see the channel
+    everyone: bool
+    roles: list[UUID]
+
+
 async def _insert(
     conn: asyncpg.Connection,
     channel_id: UUID,
     now: datetime,
-    new: list[tuple[SendRequest, list[UUID]]],
+    new: list[tuple[SendRequest, _Mentions]],
     previews: dict[UUID, dict[str, Any]],
     counted: tuple[list[str], list[int]],
 ) -> dict[str, MessagePayload]:
-    """Insert these sends (each with the users it mentions) and their `message.created`
+    """Insert these sends (each with what it mentions) and their `message.created`
     events, count them in their rate-limit buckets, and move each author's read position
     to their newest message, in the caller's transaction; their bodies by message id."""
     if not conn.is_in_transaction():
@@ -340,8 +365,9 @@ async def _insert(
             content=r.content,
             nonce=r.nonce,
             reply_to_id=r.reply_to_id,
-            mentions=mentioned,
-            mention_everyone=False,
+            mentions=mentioned.users,
+            mention_everyone=mentioned.everyone,
+            mention_roles=mentioned.roles,
             created_at=now,
             edited_at=None,
             deleted_at=None,
@@ -369,6 +395,8 @@ async def _insert(
         event_datas=[encode(b) for b in bodies],
         buckets=counted[0],
         counts=counted[1],
+        mention_everyone=[row.mention_everyone for row in rows],
+        mention_roles=[row.mention_roles for row in rows],
     )
     for offset, body in enumerate(bodies):
         body["seq"] = last - len(bodies) + 1 + offset

@@ -11,7 +11,7 @@ from xfchat.db.queries import media as media_q
 from xfchat.db.queries import sessions as sessions_q
 from xfchat.db.queries import users as users_q
 from xfchat.domain import validation
-from xfchat.domain.access import visible_channels
+from xfchat.domain.access import member_servers, visible_channels
 from xfchat.domain.accounts import Actor, password_hasher, session_revoked
 from xfchat.domain.events import USER_UPDATED, PublicUserPayload, emit_many
 from xfchat.domain.passwords import hash_password_async, verify_password_async
@@ -139,12 +139,16 @@ async def set_avatar_url(
 
 
 async def publish_profile(conn: asyncpg.Connection, user: users_q.UserRow) -> None:
-    """Tell the user's own connections, and everyone who shares a conversation with
-    them, that their public profile changed (in the caller's transaction): one event on
-    each of those channels, so it arrives in order with their messages and resumes as
-    they do."""
-    shared = [c.channel_id for c in (await visible_channels(conn, user.id)).values()]
-    await emit_many(conn, USER_UPDATED.to_related(user.id, sorted(shared), public_profile(user)))
+    """Tell the user's own connections, and everyone who shares a conversation or a
+    server with them, that their public profile changed (in the caller's transaction):
+    one event on each of those conversations and servers, so it arrives in order with
+    their messages and resumes as they do."""
+    visible = (await visible_channels(conn, user.id)).values()
+    shared = sorted(c.channel_id for c in visible if c.server_id is None)
+    servers = await member_servers(conn, user.id)
+    await emit_many(
+        conn, USER_UPDATED.to_related(user.id, shared, public_profile(user), sorted(servers))
+    )
 
 
 async def change_password(

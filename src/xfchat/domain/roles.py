@@ -226,11 +226,19 @@ async def delete_role(
         _manageable(access, role)
         holders = await q.list_role_holders(conn, role_id=role_id)
         seen = await watch(conn, server_id, user_ids=holders)
-        await q.delete_role(conn, role_id=role_id)
+        overriding = await channels_q.list_channels_overriding_role(conn, role_id=role_id)
+        await q.delete_role(conn, role_id=role_id)  # its overrides go with it
         await settle(conn, seen, "permissions")
         await emit(
             conn,
             ROLE_DELETED.to_server(server_id, {"server_id": str(server_id), "id": str(role_id)}),
+        )
+        await emit_many(
+            conn,
+            [
+                CHANNEL_UPDATED.to_channel(UUID(p["id"]), p)
+                for p in await channels_json(conn, overriding)
+            ],
         )
         await audit(
             conn,

@@ -20,6 +20,7 @@ from xfchat.domain.access import (
     access_channel,
     access_server,
     channel_not_found,
+    server_viewers,
 )
 from xfchat.domain.accounts import Actor
 from xfchat.domain.events import CHANNEL_UPDATED, ServerChannelPayload, emit, emit_many
@@ -73,14 +74,18 @@ def _check(kind: str, fields: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _check_parent(
-    conn: asyncpg.Connection, server_id: UUID, kind: str, parent_id: UUID | None
+    conn: asyncpg.Connection, actor: Actor, server_id: UUID, kind: str, parent_id: UUID | None
 ) -> None:
+    """A parent is a category of this server that the actor sees (one they do not see
+    gets the same answer as none at all)."""
     if parent_id is None:
         return
     if kind == "category":
         raise BadRequest("categories do not nest", code="INVALID_PARENT", field="parent_id")
     rows = await q.list_server_channels(conn, server_id=server_id)
-    if not any(r.id == parent_id and r.kind == "category" for r in rows):
+    seen = await server_viewers(conn, server_id, [parent_id], [actor.user_id])
+    is_category = any(r.id == parent_id and r.kind == "category" for r in rows)
+    if not is_category or actor.user_id not in seen[parent_id]:
         raise BadRequest(
             "parent_id is a category of this server", code="INVALID_PARENT", field="parent_id"
         )
@@ -120,7 +125,7 @@ async def create_channel(
                 f"a server has at most {MAX_CHANNELS} channels", code="TOO_MANY_CHANNELS"
             )
         parent = values.get("parent_id")
-        await _check_parent(conn, server_id, kind, parent)
+        await _check_parent(conn, actor, server_id, kind, parent)
         seen = await watch(conn, server_id, channel_ids=[])
         row = await q.insert_channel(
             conn,
@@ -185,7 +190,7 @@ async def update_channel(
         assert channel.server_id is not None
         values = _check(channel.kind, fields)
         if "parent_id" in values:
-            await _check_parent(conn, channel.server_id, channel.kind, values["parent_id"])
+            await _check_parent(conn, actor, channel.server_id, channel.kind, values["parent_id"])
         moves = "parent_id" in values or "permissions_synced" in values
         if moves:
             # Which overrides apply changes: as much a permission change as editing them.

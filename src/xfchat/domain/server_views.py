@@ -7,6 +7,7 @@ from uuid import UUID
 import asyncpg
 
 from xfchat.db.queries import channels as channels_q
+from xfchat.db.queries import messages as messages_q
 from xfchat.db.queries import roles as roles_q
 from xfchat.db.queries import servers as q
 from xfchat.db.queries import users as users_q
@@ -114,12 +115,62 @@ async def joined_json(
     conn: asyncpg.Connection, server: q.ServerRow, user_id: UUID
 ) -> ServerJoinedPayload:
     """A server as one member sees it: with its roles and the channels they may see."""
-    channels = await visible_server_channels(conn, server.id, user_id)
-    member = await q.get_member(conn, server_id=server.id, user_id=user_id)
-    assert member is not None
-    return {
-        **server_json(server),
-        "channels": await channels_json(conn, channels),
-        "roles": [role_json(r) for r in await roles_q.list_roles(conn, server_id=server.id)],
-        "member": await member_json(conn, member),
+    visible = {c.id for c in await visible_server_channels(conn, server.id, user_id)}
+    return (await joined_many(conn, [server], user_id, visible))[0]
+
+
+async def joined_many(
+    conn: asyncpg.Connection, servers: list[q.ServerRow], user_id: UUID, visible: set[UUID]
+) -> list[ServerJoinedPayload]:
+    """Several servers as one member sees them, of their channels those in `visible`
+    (with the member's read state in each text channel): seven statements, whatever
+    the number of servers. A server they are no longer a member of is left out."""
+    ids = [s.id for s in servers]
+    channels = [
+        c
+        for c in await channels_q.list_channels_of_servers(conn, server_ids=ids)
+        if c.id in visible
+    ]
+    overrides: dict[UUID, list[channels_q.OverrideRow]] = {}
+    for o in await channels_q.list_overrides(conn, channel_ids=[c.id for c in channels]):
+        overrides.setdefault(o.channel_id, []).append(o)
+    roles: dict[UUID, list[RolePayload]] = {}
+    for r in await roles_q.list_roles_of_servers(conn, server_ids=ids):
+        roles.setdefault(r.server_id, []).append(role_json(r))
+    members = {m.server_id: m for m in await q.list_memberships(conn, user_id=user_id)}
+    (me,) = await users_q.list_public_users(conn, user_ids=[user_id])
+    texts = [c.id for c in channels if c.kind == "text"]
+    unreads = {
+        u.channel_id: u
+        for u in await messages_q.list_unreads(
+            conn,
+            user_id=user_id,
+            role_ids=[r for m in members.values() for r in m.role_ids],
+            channel_ids=texts,
+        )
     }
+    out: list[ServerJoinedPayload] = []
+    for server in servers:
+        member = members.get(server.id)
+        if member is None:
+            continue
+        mine = [c for c in channels if c.server_id == server.id]
+        out.append(
+            {
+                **server_json(server),
+                "channels": [channel_json(c, overrides.get(c.id, [])) for c in mine],
+                "roles": roles.get(server.id, []),
+                "member": members_json(member, me),
+                "read_states": [
+                    {
+                        "channel_id": str(u.channel_id),
+                        "last_read_seq": u.last_read_seq,
+                        "unread": u.unread,
+                        "mention_count": u.mention_count,
+                    }
+                    for c in mine
+                    if (u := unreads.get(c.id)) is not None
+                ],
+            }
+        )
+    return out

@@ -17,9 +17,17 @@ import asyncpg
 
 from xfchat.db.queries import audit as audit_q
 from xfchat.db.queries import channels as channels_q
+from xfchat.db.queries import media as media_q
 from xfchat.db.queries import roles as roles_q
 from xfchat.db.queries import servers as q
-from xfchat.domain.access import ServerAccess, access_server, server_not_found, server_viewers
+from xfchat.domain.access import (
+    ServerAccess,
+    VisibleChannel,
+    access_server,
+    server_not_found,
+    server_viewers,
+    visible_channels,
+)
 from xfchat.domain.accounts import Actor
 from xfchat.domain.events import (
     SERVER_JOINED,
@@ -31,7 +39,7 @@ from xfchat.domain.events import (
     emit_many,
 )
 from xfchat.domain.permissions import EVERYONE_DEFAULT, Permission
-from xfchat.domain.server_views import joined_json, server_json
+from xfchat.domain.server_views import joined_json, joined_many, server_json
 from xfchat.domain.visibility import settle, watch
 from xfchat.errors import BadRequest, Forbidden, NotFound
 
@@ -90,7 +98,9 @@ async def audit(
 
 
 async def check_room(conn: asyncpg.Connection, user_id: UUID) -> None:
-    if await q.count_user_servers(conn, user_id=user_id) >= MAX_SERVERS_PER_USER:
+    """Refuse a 201st server (in the caller's transaction, which then holds the user's
+    row until it ends: concurrent joins cannot both take the last place)."""
+    if await q.count_user_servers(conn, user_id=user_id, lock=True) >= MAX_SERVERS_PER_USER:
         raise Forbidden(
             f"you are a member of {MAX_SERVERS_PER_USER} servers already",
             code="TOO_MANY_SERVERS",
@@ -145,10 +155,20 @@ async def get_server(
     return await joined_json(conn, row, actor.user_id)
 
 
-async def list_joined(conn: asyncpg.Connection, actor: Actor) -> list[ServerJoinedPayload]:
-    """Each of the actor's servers as they see it (at most MAX_SERVERS_PER_USER)."""
+async def list_joined(
+    conn: asyncpg.Connection,
+    actor: Actor,
+    visible: dict[UUID, VisibleChannel] | None = None,
+) -> list[ServerJoinedPayload]:
+    """Each of the actor's servers as they see it (at most MAX_SERVERS_PER_USER), in
+    a fixed number of statements (`visible`: the actor's visible channels, when the
+    caller has them already)."""
     rows = await q.list_user_servers(conn, user_id=actor.user_id)
-    return [await joined_json(conn, row, actor.user_id) for row in rows]
+    if not rows:
+        return []
+    if visible is None:
+        visible = await visible_channels(conn, actor.user_id)
+    return await joined_many(conn, rows, actor.user_id, set(visible))
 
 
 async def list_servers(conn: asyncpg.Connection, actor: Actor) -> list[ServerPayload]:
@@ -184,6 +204,8 @@ async def update_server(
         access = await access_server(
             conn, actor, server_id, need=Permission.MANAGE_SERVER, lock=True
         )
+        before = await q.get_server(conn, server_id=server_id)
+        assert before is not None
         row = await q.update_server(
             conn,
             server_id=server_id,
@@ -194,6 +216,8 @@ async def update_server(
             clear_icon_url="icon_url" in fields and fields["icon_url"] is None,
         )
         assert row is not None
+        if row.icon_url != before.icon_url:  # an uploaded icon replaced: its URL goes
+            await media_q.delete_uploaded_icon(conn, url=before.icon_url)
         payload = server_json(row)
         await audit(conn, access, "server.updated", changes=fields, reason=reason)
         await emit(conn, SERVER_UPDATED.to_server(server_id, payload))
@@ -257,7 +281,9 @@ async def delete_server(conn: asyncpg.Connection, actor: Actor, server_id: UUID)
                 for m in members
             ],
         )
+        server = await q.get_server(conn, server_id=server_id)
         await q.delete_server(conn, server_id=server_id)
+        await media_q.delete_uploaded_icon(conn, url=server.icon_url if server else None)
 
 
 async def _readable(
@@ -292,7 +318,7 @@ AUDIT_ACTIONS = (
     " channel.reordered role.created role.updated role.deleted role.reordered"
     " override.updated override.deleted member.updated member.timed_out member.kicked"
     " member.banned member.unbanned member.role_added member.role_removed invite.created"
-    " invite.deleted message.deleted"
+    " invite.deleted message.deleted message.bulk_deleted"
 ).split()
 
 

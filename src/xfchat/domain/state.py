@@ -23,6 +23,7 @@ import orjson
 from typing_extensions import TypedDict
 
 from xfchat.domain import conversations, friends, presence, profile, servers
+from xfchat.domain.access import visible_channels
 from xfchat.domain.accounts import Actor
 from xfchat.domain.conversations import ConversationView
 from xfchat.domain.events import (
@@ -87,8 +88,9 @@ async def read_state(
     token to go with it)."""
     me = await profile.get_me(conn, actor)
     requests = await friends.list_friend_requests(conn, actor)
+    visible = await visible_channels(conn, actor.user_id)
     mine, cut = _budgeted(
-        await conversations.list_conversations(conn, actor), STATE_CONVERSATION_BYTES
+        await conversations.list_conversations(conn, actor, visible), STATE_CONVERSATION_BYTES
     )
     friendships = await friends.list_friends(conn, actor)
     incoming = [
@@ -119,7 +121,7 @@ async def read_state(
             "outgoing": _newest(outgoing, STATE_REQUESTS),
         },
         "blocks": [profile.public_profile(u) for u in await friends.list_blocked(conn, actor)],
-        "servers": await servers.list_joined(conn, actor),
+        "servers": await servers.list_joined(conn, actor, visible),
         "presences": await presence.list_presences(conn, sorted(related), presence_timeout_s),
         "truncated": truncated,
     }

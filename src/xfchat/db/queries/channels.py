@@ -160,6 +160,35 @@ async def list_server_channels(conn: asyncpg.Connection, *, server_id: UUID) -> 
     return many(ChannelRow, records)
 
 
+async def list_channels_of_servers(
+    conn: asyncpg.Connection, *, server_ids: list[UUID]
+) -> list[ChannelRow]:
+    """The channels of several servers, each server's in display order."""
+    records = await conn.fetch(
+        f"""
+        SELECT {CHANNEL_COLUMNS} FROM channels WHERE server_id = ANY($1::uuid[])
+        ORDER BY server_id, position, created_at, id
+        """,
+        server_ids,
+    )
+    return many(ChannelRow, records)
+
+
+async def list_channels_overriding_role(
+    conn: asyncpg.Connection, *, role_id: UUID
+) -> list[ChannelRow]:
+    """The channels that hold an override for this role."""
+    records = await conn.fetch(
+        f"""
+        SELECT {CHANNEL_COLUMNS} FROM channels
+        WHERE id IN (SELECT channel_id FROM channel_permission_overrides WHERE role_id = $1)
+        ORDER BY position, created_at, id
+        """,
+        role_id,
+    )
+    return many(ChannelRow, records)
+
+
 async def count_server_channels(conn: asyncpg.Connection, *, server_id: UUID) -> int:
     return int(await conn.fetchval("SELECT count(*) FROM channels WHERE server_id = $1", server_id))
 

@@ -218,20 +218,21 @@ async def prune_commits(conn: asyncpg.Connection, *, older_than_s: float, limit:
 
 
 async def scrub_message_events(
-    conn: asyncpg.Connection, *, channel_id: UUID, message_id: UUID, deleted_at: str
+    conn: asyncpg.Connection, *, channel_id: UUID, message_ids: list[UUID], deleted_at: str
 ) -> int:
-    """Empty the text of a deleted message in the events that carried it, which then
-    look as the message does in history (deleted, with its time)."""
+    """Empty the text of deleted messages in the events that carried it, which then
+    look as the messages do in history (deleted, with their time)."""
     result = await conn.execute(
         """
         UPDATE events e
         SET data = e.data || jsonb_build_object('content', '', 'deleted', true, 'deleted_at', $3::text)
         FROM event_streams s
         WHERE s.id = e.stream_id AND s.kind = 'channel' AND s.entity_id = $1
-          AND e.type IN ('message.created', 'message.updated') AND e.data ->> 'id' = $2
+          AND e.type IN ('message.created', 'message.updated')
+          AND e.data ->> 'id' = ANY($2::text[])
         """,
         channel_id,
-        str(message_id),
+        [str(m) for m in message_ids],
         deleted_at,
     )
     return int(result.split()[-1])

@@ -87,3 +87,17 @@ async def delete_media_of_owner(
         keep,
     )
     return int(status.split()[-1])
+
+
+async def delete_uploaded_icon(conn: asyncpg.Connection, *, url: str | None) -> bool:
+    """Delete the server icon `url` points at when it is one uploaded here (an image
+    stored for another purpose, or any other URL, is left alone)."""
+    prefix = "/api/media/"
+    if url is None or not url.startswith(prefix):
+        return False
+    try:
+        media_id = UUID(url[len(prefix) :])
+    except ValueError:
+        return False
+    status = await conn.execute("DELETE FROM media WHERE id = $1 AND purpose = 'icon'", media_id)
+    return bool(status != "DELETE 0")

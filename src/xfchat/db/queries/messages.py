@@ -8,11 +8,12 @@ from uuid import UUID
 import asyncpg
 
 from xfchat.db.queries import many, maybe, one
+from xfchat.db.queries.conversations import UNREAD_CAP
 from xfchat.db.queries.users import PUBLIC_USER_COLUMNS_U, PublicUserRow, public_user_from
 
 MESSAGE_COLUMNS = (
     "id, channel_id, seq, author_id, kind, content, nonce, reply_to_id, mentions, "
-    "mention_everyone, created_at, edited_at, deleted_at"
+    "mention_everyone, mention_roles, created_at, edited_at, deleted_at"
 )
 MESSAGE_COLUMNS_M = ", ".join(f"m.{c.strip()}" for c in MESSAGE_COLUMNS.split(","))
 REPLY_PREVIEW_CHARS = 100
@@ -62,6 +63,7 @@ class MessageRow:
     reply_to_id: UUID | None
     mentions: list[UUID]
     mention_everyone: bool
+    mention_roles: list[UUID]
     created_at: datetime
     edited_at: datetime | None
     deleted_at: datetime | None
@@ -176,6 +178,25 @@ async def get_message_for_update(
     return maybe(MessageRow, record)
 
 
+async def lock_messages(
+    conn: asyncpg.Connection, *, channel_id: UUID, message_ids: list[UUID]
+) -> list[MessageRow]:
+    """Those of the messages that are in this channel, locked FOR UPDATE in id order
+    (two bulk deletions cannot deadlock), in sequence order."""
+    records = await conn.fetch(
+        f"""
+        WITH locked AS (
+            SELECT {MESSAGE_COLUMNS} FROM messages
+            WHERE id = ANY($1::uuid[]) AND channel_id = $2 ORDER BY id FOR UPDATE
+        )
+        SELECT * FROM locked ORDER BY seq
+        """,
+        message_ids,
+        channel_id,
+    )
+    return many(MessageRow, records)
+
+
 async def get_message_seq(
     conn: asyncpg.Connection, *, channel_id: UUID, message_id: UUID
 ) -> int | None:
@@ -186,7 +207,13 @@ async def get_message_seq(
 
 
 async def update_message_content(
-    conn: asyncpg.Connection, *, message_id: UUID, content: str, mentions: list[UUID]
+    conn: asyncpg.Connection,
+    *,
+    message_id: UUID,
+    content: str,
+    mentions: list[UUID],
+    mention_everyone: bool = False,
+    mention_roles: list[UUID] | None = None,
 ) -> MessageRow:
     """Keep the current version in message_edits, then replace it."""
     await conn.execute(
@@ -198,32 +225,36 @@ async def update_message_content(
     )
     record = await conn.fetchrow(
         f"""
-        UPDATE messages SET content = $2, mentions = $3, edited_at = now() WHERE id = $1
+        UPDATE messages SET content = $2, mentions = $3, mention_everyone = $4,
+                            mention_roles = $5, edited_at = now()
+        WHERE id = $1
         RETURNING {MESSAGE_COLUMNS}
         """,
         message_id,
         content,
         mentions,
+        mention_everyone,
+        mention_roles or [],
     )
     return one(MessageRow, record)
 
 
-async def soft_delete_message(
-    conn: asyncpg.Connection, *, message_id: UUID, deleted_by: UUID
+async def soft_delete_messages(
+    conn: asyncpg.Connection, *, message_ids: list[UUID], deleted_by: UUID
 ) -> datetime:
-    """Empty the message and forget its earlier versions; the row stays as a tombstone
-    (its sequence number, author and times) so history has no hole. Returns when it
-    was deleted."""
-    await conn.execute("DELETE FROM message_edits WHERE message_id = $1", message_id)
-    await conn.execute("DELETE FROM reactions WHERE message_id = $1", message_id)
+    """Empty the messages and forget their earlier versions and reactions; each row
+    stays as a tombstone (its sequence number, author and times) so history has no
+    hole. Returns when they were deleted."""
+    await conn.execute("DELETE FROM message_edits WHERE message_id = ANY($1::uuid[])", message_ids)
+    await conn.execute("DELETE FROM reactions WHERE message_id = ANY($1::uuid[])", message_ids)
     deleted_at: datetime = await conn.fetchval(
         """
         UPDATE messages SET content = '', mentions = '{}', mention_everyone = false,
-               deleted_at = now(), deleted_by = $2
-        WHERE id = $1
+               mention_roles = '{}', deleted_at = now(), deleted_by = $2
+        WHERE id = ANY($1::uuid[])
         RETURNING deleted_at
         """,
-        message_id,
+        message_ids,
         deleted_by,
     )
     return deleted_at
@@ -341,17 +372,23 @@ async def list_mentions(
     conn: asyncpg.Connection,
     *,
     user_id: UUID,
+    role_ids: list[UUID],
     channel_ids: list[UUID],
     before: UUID | None,
     limit: int,
 ) -> list[MessageViewRow]:
-    """Live messages of these channels that mention the user, newest first (older than
-    message `before`), as the user sees them."""
+    """Live messages of these channels that mention the user (by name, or, from
+    someone else, @everyone or one of `role_ids`), newest first (older than message
+    `before`), as the user sees them. Each kind walks its own index."""
     records = await conn.fetch(
         MESSAGE_VIEW
         + """
-        WHERE m.mentions <> '{}' AND m.mentions @> ARRAY[$1]::uuid[]
-          AND m.channel_id = ANY($2::uuid[]) AND m.deleted_at IS NULL
+        WHERE m.channel_id = ANY($2::uuid[]) AND m.deleted_at IS NULL
+          AND ((m.mentions <> '{}' AND m.mentions @> ARRAY[$1]::uuid[])
+               OR (m.mention_everyone AND m.deleted_at IS NULL
+                   AND m.author_id IS DISTINCT FROM $1)
+               OR (m.mention_roles <> '{}' AND m.mention_roles && $5::uuid[]
+                   AND m.author_id IS DISTINCT FROM $1))
           AND ($3::uuid IS NULL OR (m.created_at, m.id) < (
                 SELECT b.created_at, b.id FROM messages b WHERE b.id = $3))
         ORDER BY m.created_at DESC, m.id DESC
@@ -361,5 +398,46 @@ async def list_mentions(
         channel_ids,
         before,
         limit,
+        role_ids,
     )
     return many(MessageViewRow, records)
+
+
+@dataclass(frozen=True)
+class UnreadRow:
+    channel_id: UUID
+    last_read_seq: int
+    unread: int  # others' live messages after last_read_seq, counted up to UNREAD_CAP
+    mention_count: int  # ... of them, those that mention the user (by name, role, @everyone)
+
+
+async def list_unreads(
+    conn: asyncpg.Connection, *, user_id: UUID, role_ids: list[UUID], channel_ids: list[UUID]
+) -> list[UnreadRow]:
+    """The user's read position in each of these channels, with what is unread after
+    it (both counts capped at UNREAD_CAP; each walks at most that many rows)."""
+    records = await conn.fetch(
+        f"""
+        SELECT c.id AS channel_id, COALESCE(rs.last_read_seq, 0) AS last_read_seq,
+               (SELECT count(*) FROM (
+                    SELECT 1 FROM messages m
+                    WHERE m.channel_id = c.id AND m.seq > COALESCE(rs.last_read_seq, 0)
+                      AND m.author_id IS DISTINCT FROM $1 AND m.deleted_at IS NULL
+                    LIMIT {UNREAD_CAP}) x) AS unread,
+               (SELECT count(*) FROM (
+                    SELECT 1 FROM messages m
+                    WHERE m.channel_id = c.id AND m.seq > COALESCE(rs.last_read_seq, 0)
+                      AND m.author_id IS DISTINCT FROM $1 AND m.deleted_at IS NULL
+                      AND ((m.mentions <> '{{}}' AND m.mentions @> ARRAY[$1]::uuid[])
+                           OR m.mention_everyone
+                           OR (m.mention_roles <> '{{}}' AND m.mention_roles && $3::uuid[]))
+                    LIMIT {UNREAD_CAP}) x) AS mention_count
+        FROM channels c
+        LEFT JOIN read_states rs ON rs.user_id = $1 AND rs.channel_id = c.id
+        WHERE c.id = ANY($2::uuid[])
+        """,
+        user_id,
+        channel_ids,
+        role_ids,
+    )
+    return many(UnreadRow, records)

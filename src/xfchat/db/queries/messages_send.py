@@ -32,13 +32,16 @@ class SendBatchState:
     bucket_ends: list[datetime]  # ... and when its window ends
     slowmode: int  # the channel's slowmode seconds (0: none)
     last_sent: list[dict[str, Any]]  # {user_id, at}: the users' last sends here (slowmode)
+    # Of the roles asked about, those of the channel's server but @everyone, each as
+    # {id, mentionable} (what a role mention needs).
+    roles: list[dict[str, Any]]
 
 
 _PREPARE_SEND_BATCH = (
     """
         WITH c AS (
-            SELECT id, access_version, rate_limit_per_user FROM channels WHERE id = $1
-            FOR KEY SHARE
+            SELECT id, server_id, access_version, rate_limit_per_user FROM channels
+            WHERE id = $1 FOR KEY SHARE
         ), t AS (SELECT clock_timestamp() AS clock),
 """
     # Zero hits: the buckets are read, their windows renewed and their rows locked; the
@@ -91,7 +94,13 @@ _PREPARE_SEND_BATCH = (
                    FROM read_states rs
                    WHERE rs.channel_id = c.id AND rs.user_id = ANY($2::uuid[])
                      AND rs.last_sent_at IS NOT NULL
-               ), '[]'::json) END AS last_sent
+               ), '[]'::json) END AS last_sent,
+               CASE WHEN cardinality($9::uuid[]) = 0 THEN '[]'::json ELSE COALESCE((
+                   SELECT json_agg(json_build_object('id', r.id, 'mentionable', r.mentionable))
+                   FROM roles r
+                   WHERE r.id = ANY($9::uuid[]) AND r.server_id = c.server_id
+                     AND NOT r.is_default
+               ), '[]'::json) END AS roles
         FROM c
 """
 )
@@ -108,6 +117,7 @@ async def prepare_send_batch(
     nonces: list[str],
     buckets: list[str],
     periods: list[int],
+    role_ids: list[UUID],
 ) -> SendBatchState | None:
     """Read the access facts of `users` (authors and mentioned people), check reply
     targets, find earlier sends with these ids or nonces, and read the counts of the
@@ -117,7 +127,8 @@ async def prepare_send_batch(
     db/queries/access.py) waits for this transaction, and this one for it. The message
     counter is left to the write, so it stays locked as briefly as possible. None if
     there is no such channel. Also the channel's slowmode and, when it has one, when
-    each of `users` last sent a message in it."""
+    each of `users` last sent a message in it, and which of `role_ids` are roles of its
+    server."""
     record = await conn.fetchrow(
         _PREPARE_SEND_BATCH,
         channel_id,
@@ -128,6 +139,7 @@ async def prepare_send_batch(
         nonces,
         buckets,
         periods,
+        role_ids,
     )
     return maybe(SendBatchState, record)
 
@@ -144,14 +156,18 @@ _INSERT_MESSAGES_AND_EVENTS = """
         ), t AS (
             SELECT u.*, c.last_seq - cardinality($3::uuid[]) + u.ord AS seq
             FROM c, unnest($3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::uuid[], $8::text[],
-                           $9::text[])
-                    WITH ORDINALITY AS u(id, author, content, nonce, reply_to, mentions, data, ord)
+                           $9::text[], $13::bool[], $14::text[])
+                    WITH ORDINALITY AS u(id, author, content, nonce, reply_to, mentions, data,
+                                         everyone, roles, ord)
         ), m AS (
             INSERT INTO messages (id, channel_id, seq, author_id, content, nonce, reply_to_id,
-                                  mentions, created_at)
+                                  mentions, mention_everyone, mention_roles, created_at)
             SELECT t.id, $1, t.seq, t.author, t.content, t.nonce, t.reply_to,
                    CASE WHEN t.mentions = '' THEN '{}'::uuid[]
                         ELSE string_to_array(t.mentions, ',')::uuid[] END,
+                   t.everyone,
+                   CASE WHEN t.roles = '' THEN '{}'::uuid[]
+                        ELSE string_to_array(t.roles, ',')::uuid[] END,
                    $2
             FROM t
         ), s AS (
@@ -199,6 +215,8 @@ async def insert_messages_and_events(
     event_datas: list[str],
     buckets: list[str],
     counts: list[int],
+    mention_everyone: list[bool],
+    mention_roles: list[list[UUID]],
 ) -> int:
     """Take the channel's next sequence numbers (locking its counter until the
     transaction ends), insert the messages and append one `message.created` event per
@@ -222,5 +240,7 @@ async def insert_messages_and_events(
         SEQ_PLACEHOLDER,
         buckets,
         counts,
+        mention_everyone,
+        [",".join(str(r) for r in m) for m in mention_roles],
     )
     return int(last)

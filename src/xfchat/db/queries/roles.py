@@ -36,6 +36,20 @@ async def list_roles(conn: asyncpg.Connection, *, server_id: UUID) -> list[RoleR
     return many(RoleRow, records)
 
 
+async def list_roles_of_servers(
+    conn: asyncpg.Connection, *, server_ids: list[UUID]
+) -> list[RoleRow]:
+    """The roles of several servers, each server's highest first."""
+    records = await conn.fetch(
+        f"""
+        SELECT {ROLE_COLUMNS} FROM roles WHERE server_id = ANY($1::uuid[])
+        ORDER BY server_id, position DESC, id
+        """,
+        server_ids,
+    )
+    return many(RoleRow, records)
+
+
 async def insert_role(
     conn: asyncpg.Connection,
     *,
@@ -162,3 +176,24 @@ async def list_role_holders(conn: asyncpg.Connection, *, role_id: UUID) -> list[
         "SELECT user_id FROM member_roles WHERE role_id = $1 ORDER BY user_id", role_id
     )
     return [r["user_id"] for r in rows]
+
+
+async def list_mentionable(
+    conn: asyncpg.Connection, *, server_id: UUID, role_ids: list[UUID]
+) -> dict[UUID, bool]:
+    """Of `role_ids`, the server's roles but @everyone, each with its mentionable flag."""
+    records = await conn.fetch(
+        """
+        SELECT id, mentionable FROM roles
+        WHERE server_id = $1 AND id = ANY($2::uuid[]) AND NOT is_default
+        """,
+        server_id,
+        role_ids,
+    )
+    return {r["id"]: r["mentionable"] for r in records}
+
+
+async def list_user_role_ids(conn: asyncpg.Connection, *, user_id: UUID) -> list[UUID]:
+    """Every role the user holds, in any server (@everyone not counted)."""
+    rows = await conn.fetch("SELECT role_id FROM member_roles WHERE user_id = $1", user_id)
+    return [r["role_id"] for r in rows]

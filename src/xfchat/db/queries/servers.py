@@ -92,7 +92,12 @@ async def list_user_servers(conn: asyncpg.Connection, *, user_id: UUID) -> list[
     return many(ServerRow, records)
 
 
-async def count_user_servers(conn: asyncpg.Connection, *, user_id: UUID) -> int:
+async def count_user_servers(conn: asyncpg.Connection, *, user_id: UUID, lock: bool = False) -> int:
+    """How many servers the user is in. With `lock`, the user's row is locked first
+    (until the transaction ends) and counted after, in a statement of its own, so two
+    joins at once take turns and the second counts the first."""
+    if lock:
+        await conn.execute("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", user_id)
     return int(
         await conn.fetchval("SELECT count(*) FROM server_members WHERE user_id = $1", user_id)
     )
@@ -138,11 +143,17 @@ async def delete_server(conn: asyncpg.Connection, *, server_id: UUID) -> bool:
 async def insert_server_member(
     conn: asyncpg.Connection, *, server_id: UUID, user_id: UUID, nickname: str | None = None
 ) -> bool:
-    """Add a member; False if they already were one."""
+    """Add a member (with what was left of a timeout they had when they left); False
+    if they already were one."""
     return bool(
         await conn.fetchval(
             """
-            INSERT INTO server_members (server_id, user_id, nickname) VALUES ($1, $2, $3)
+            WITH kept AS (
+                DELETE FROM lingering_timeouts WHERE server_id = $1 AND user_id = $2
+                RETURNING until
+            )
+            INSERT INTO server_members (server_id, user_id, nickname, timed_out_until)
+            VALUES ($1, $2, $3, (SELECT until FROM kept WHERE until > now()))
             ON CONFLICT DO NOTHING RETURNING true
             """,
             server_id,
@@ -153,9 +164,24 @@ async def insert_server_member(
 
 
 async def delete_server_member(conn: asyncpg.Connection, *, server_id: UUID, user_id: UUID) -> bool:
+    """Remove a member, keeping a running timeout for when they rejoin (and dropping
+    the server's kept timeouts that have ended)."""
     return bool(
         await conn.fetchval(
-            "DELETE FROM server_members WHERE server_id = $1 AND user_id = $2 RETURNING true",
+            """
+            WITH gone AS (
+                DELETE FROM server_members WHERE server_id = $1 AND user_id = $2
+                RETURNING timed_out_until
+            ), expired AS (
+                DELETE FROM lingering_timeouts
+                WHERE server_id = $1 AND user_id <> $2 AND until <= now()
+            ), kept AS (
+                INSERT INTO lingering_timeouts (server_id, user_id, until)
+                SELECT $1, $2, timed_out_until FROM gone WHERE timed_out_until > now()
+                ON CONFLICT (server_id, user_id) DO UPDATE SET until = EXCLUDED.until
+            )
+            SELECT true FROM gone
+            """,
             server_id,
             user_id,
         )
@@ -169,6 +195,11 @@ async def get_member(
         MEMBER_SELECT + " WHERE m.server_id = $1 AND m.user_id = $2", server_id, user_id
     )
     return maybe(MemberRow, record)
+
+
+async def list_memberships(conn: asyncpg.Connection, *, user_id: UUID) -> list[MemberRow]:
+    """The user as a member of each of their servers."""
+    return many(MemberRow, await conn.fetch(MEMBER_SELECT + " WHERE m.user_id = $1", user_id))
 
 
 async def list_members(
