@@ -28,13 +28,18 @@ async def test_a_state_others_grow_is_cut_short_and_says_so(
             "/api/users/@me/friend-requests", headers=other.headers, json={"username": "ann"}
         )
         assert sent.status_code == 201
+    for other in others[:2]:
+        await community(client, other, ann, name=f"of {other.username}")
     whole = (await client.get("/api/users/@me/state", headers=ann.headers)).json()
     assert len(whole["conversations"]) == 3 and whole["truncated"] == []
     one_conversation = len(httpx.Response(200, json=whole["conversations"][0]).content)
+    one_server = len(httpx.Response(200, json=whole["servers"][0]).content)
     monkeypatch.setattr(state, "STATE_CONVERSATION_BYTES", 2 * one_conversation + 10)
     monkeypatch.setattr(state, "STATE_REQUESTS", 1)
+    monkeypatch.setattr(state, "STATE_SERVER_BYTES", one_server + 10)
     cut = (await client.get("/api/users/@me/state", headers=ann.headers)).json()
-    assert cut["truncated"] == ["conversations", "friend_requests"]
+    assert cut["truncated"] == ["conversations", "friend_requests", "servers"]
+    assert [s["name"] for s in cut["servers"]] == ["of u0"]  # the first joined
     # The most recently active first, the newest request.
     assert [c["id"] for c in cut["conversations"]] == [c["id"] for c in whole["conversations"][:2]]
     assert [r["user"]["username"] for r in cut["friend_requests"]["incoming"]] == ["u1"]

@@ -184,9 +184,10 @@ async def write_batch(
     inserting: list[int] = []
     decisions: list[list[Decision]] = []
     for i, fate in enumerate(fates):
-        decisions.append(buckets.judge(state, i, count=fate is None))
-        limited = next((d for d in decisions[i] if not d.allowed), None)
+        # Slowmode first: a send it refuses is not counted in the rate limits either.
         waited = slow.refusal(reqs[i].actor.user_id) if fate is None else None
+        decisions.append(buckets.judge(state, i, count=fate is None and waited is None))
+        limited = next((d for d in decisions[i] if not d.allowed), None)
         if isinstance(fate, XFChatError):
             outcomes[i] = fate
         elif limited is not None:

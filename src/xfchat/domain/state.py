@@ -8,8 +8,11 @@ the events that follow and the state stays current.
 Size: other people can make a state grow (add you to groups, send you requests), so
 its sections are bounded: conversations, most recently active first, until their JSON
 reaches STATE_CONVERSATION_BYTES; at most STATE_REQUESTS incoming and outgoing friend
-requests each, the newest. A section cut short is named in `truncated` (its rest is a
-request away: `GET /api/conversations`, `GET /api/users/@me/friend-requests`).
+requests each, the newest; servers, in the order joined, until their JSON reaches
+STATE_SERVER_BYTES (owners can grow theirs to hundreds of channels and roles). A section
+cut short is named in `truncated` (its rest is a request away: `GET
+/api/conversations`, `GET /api/users/@me/friend-requests`, `GET /api/users/@me/servers`
+and `GET /api/servers/{id}`).
 Friends and blocks need your own consent, one small object per person.
 """
 
@@ -55,6 +58,7 @@ class FriendRequestsView(TypedDict):
 
 STATE_CONVERSATION_BYTES = 1 << 20
 STATE_REQUESTS = 100
+STATE_SERVER_BYTES = 4 << 20
 
 
 class StatePayload(TypedDict):
@@ -106,6 +110,9 @@ async def read_state(
     truncated = ["conversations"] if cut else []
     if len(incoming) > STATE_REQUESTS or len(outgoing) > STATE_REQUESTS:
         truncated.append("friend_requests")
+    joined, cut = _budgeted(await servers.list_joined(conn, actor, visible), STATE_SERVER_BYTES)
+    if cut:
+        truncated.append("servers")
     related = {UUID(p["id"]) for c in mine for p in c["participants"]}
     related |= {f.user.id for f in friendships}
     related.discard(actor.user_id)
@@ -121,7 +128,7 @@ async def read_state(
             "outgoing": _newest(outgoing, STATE_REQUESTS),
         },
         "blocks": [profile.public_profile(u) for u in await friends.list_blocked(conn, actor)],
-        "servers": await servers.list_joined(conn, actor, visible),
+        "servers": joined,
         "presences": await presence.list_presences(conn, sorted(related), presence_timeout_s),
         "truncated": truncated,
     }
