@@ -638,6 +638,9 @@ async def test_server_icons_take_the_avatar_path_and_free_what_they_replace(
     assert (await client.get(icon)).status_code == 404  # the one it replaced is gone
     log = await client.get(srv.url("/audit-log?action=server.updated"), headers=ann.headers)
     assert [e["reason"] for e in log.json()] == [None, "new look"]
+    assert (await client.delete(url, headers=ben.headers)).status_code == 403
+    gone = await client.delete(f"/api/servers/{UUID(int=7)}/icon", headers=ann.headers)
+    assert gone.status_code == 404
     cleared = await client.delete(url, headers=ann.headers)
     assert cleared.status_code == 200 and cleared.json()["icon_url"] is None
     assert (await client.get(second.json()["icon_url"])).status_code == 404
