@@ -30,6 +30,7 @@ def test_the_seq_placeholder_matches_only_the_key(content: str) -> None:
         datetime.now(UTC),
         None,
         None,
+        None,
     )
     body = encode_event(message_json(row, None))
     assert body.count(SEQ_PLACEHOLDER) == 1

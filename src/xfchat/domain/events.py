@@ -179,6 +179,7 @@ class MessagePayload(TypedDict):
     id: str
     channel_id: str
     seq: int
+    kind: str  # default; pin: "X pinned a message" (reply_to_id: the message)
     author: AuthorPayload | None
     content: str
     created_at: str
@@ -191,6 +192,7 @@ class MessagePayload(TypedDict):
     mention_roles: list[str]
     mention_everyone: bool
     nonce: str | None
+    pinned: bool
     reactions: list[ReactionPayload]
 
 
@@ -205,6 +207,13 @@ class ReactionChangePayload(TypedDict):
     channel_id: str
     user_id: str
     emoji: str
+
+
+class PinPayload(TypedDict):
+    channel_id: str
+    message_id: str
+    pinned_by: str  # who pinned or unpinned it
+    pinned_at: str | None  # None: unpinned
 
 
 class ReadStatePayload(TypedDict):
@@ -416,6 +425,10 @@ REACTION_ADDED = EventType("reaction.added", C, ReactionChangePayload, "Someone 
 REACTION_REMOVED = EventType(
     "reaction.removed", C, ReactionChangePayload, "Someone took a reaction back."
 )
+MESSAGE_PINNED = EventType("message.pinned", C, PinPayload, "A message was pinned.")
+MESSAGE_UNPINNED = EventType(
+    "message.unpinned", C, PinPayload, "A message was unpinned (deleting one unpins it too)."
+)
 READ_STATE_UPDATED = EventType(
     "read_state.updated", C, ReadStatePayload, "Someone has read up to `last_read_seq`."
 )
@@ -551,6 +564,8 @@ EVENT_TYPES: dict[str, EventType[Any]] = {
         MESSAGE_CREATED,
         MESSAGE_UPDATED,
         MESSAGE_DELETED,
+        MESSAGE_PINNED,
+        MESSAGE_UNPINNED,
         REACTION_ADDED,
         REACTION_REMOVED,
         READ_STATE_UPDATED,

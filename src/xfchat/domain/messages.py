@@ -73,6 +73,7 @@ def message_json(
         "id": str(row.id),
         "channel_id": str(row.channel_id),
         "seq": row.seq,
+        "kind": row.kind,
         "author": author,
         "content": row.content,
         "created_at": row.created_at.isoformat(),
@@ -85,6 +86,7 @@ def message_json(
         "mention_roles": [str(r) for r in row.mention_roles],
         "mention_everyone": row.mention_everyone,
         "nonce": row.nonce,
+        "pinned": row.pinned_at is not None,
         "reactions": reactions or [],
     }
 
@@ -224,14 +226,16 @@ async def edit_message(
     is writing: it needs SEND_MESSAGES (a blocked direct conversation is read-only).
 
     Raises: NotFound (CHANNEL_NOT_FOUND, MESSAGE_NOT_FOUND); Forbidden
-    (NOT_MESSAGE_AUTHOR, MISSING_PERMISSIONS, CANNOT_MESSAGE_USER); BadRequest
-    (EMPTY_MESSAGE, MESSAGE_TOO_LONG)."""
+    (NOT_MESSAGE_AUTHOR, SYSTEM_MESSAGE, MISSING_PERMISSIONS, CANNOT_MESSAGE_USER);
+    BadRequest (EMPTY_MESSAGE, MESSAGE_TOO_LONG)."""
     check_content(content)
     async with conn.transaction():
         access = await message_channel(conn, actor, channel_id, Permission.SEND_MESSAGES)
         row = await _live_message(conn, channel_id, message_id)
         if row.author_id != actor.user_id:
             raise Forbidden("only the author edits a message", code="NOT_MESSAGE_AUTHOR")
+        if row.kind != "default":
+            raise Forbidden("a system message cannot be edited", code="SYSTEM_MESSAGE")
         changed = row.content != content
         if changed:
             mentions = await viewers_among(conn, channel_id, mentioned_ids(content))

@@ -372,6 +372,7 @@ async def _insert(
             created_at=now,
             edited_at=None,
             deleted_at=None,
+            pinned_at=None,
         )
         for r, mentioned in new
     ]

@@ -13,7 +13,7 @@ from xfchat.db.queries.users import PUBLIC_USER_COLUMNS_U, PublicUserRow, public
 
 MESSAGE_COLUMNS = (
     "id, channel_id, seq, author_id, kind, content, nonce, reply_to_id, mentions, "
-    "mention_everyone, mention_roles, created_at, edited_at, deleted_at"
+    "mention_everyone, mention_roles, created_at, edited_at, deleted_at, pinned_at"
 )
 MESSAGE_COLUMNS_M = ", ".join(f"m.{c.strip()}" for c in MESSAGE_COLUMNS.split(","))
 REPLY_PREVIEW_CHARS = 100
@@ -67,6 +67,7 @@ class MessageRow:
     created_at: datetime
     edited_at: datetime | None
     deleted_at: datetime | None
+    pinned_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -102,16 +103,19 @@ async def insert_message(
     nonce: str | None = None,
     reply_to_id: UUID | None = None,
     mentions: list[UUID] | None = None,
+    kind: str = "default",
 ) -> MessageRow:
     """Insert one message at the channel's next sequence number, without an event (the
-    demo data; sends go through insert_messages_and_events)."""
+    demo data and system messages, whose writers emit the event; sends go through
+    insert_messages_and_events)."""
     record = await conn.fetchrow(
         f"""
         WITH c AS (
             UPDATE channels SET last_seq = last_seq + 1 WHERE id = $2 RETURNING last_seq
         )
-        INSERT INTO messages (id, channel_id, seq, author_id, content, nonce, reply_to_id, mentions)
-        SELECT $1, $2, c.last_seq, $3, $4, $5, $6, $7 FROM c
+        INSERT INTO messages (id, channel_id, seq, author_id, content, nonce, reply_to_id, mentions,
+                              kind)
+        SELECT $1, $2, c.last_seq, $3, $4, $5, $6, $7, $8 FROM c
         RETURNING {MESSAGE_COLUMNS}
         """,
         message_id,
@@ -121,6 +125,7 @@ async def insert_message(
         nonce,
         reply_to_id,
         mentions or [],
+        kind,
     )
     return one(MessageRow, record)
 
@@ -250,7 +255,8 @@ async def soft_delete_messages(
     deleted_at: datetime = await conn.fetchval(
         """
         UPDATE messages SET content = '', mentions = '{}', mention_everyone = false,
-               mention_roles = '{}', deleted_at = now(), deleted_by = $2
+               mention_roles = '{}', deleted_at = now(), deleted_by = $2,
+               pinned_at = NULL, pinned_by = NULL
         WHERE id = ANY($1::uuid[])
         RETURNING deleted_at
         """,
@@ -441,3 +447,51 @@ async def list_unreads(
         role_ids,
     )
     return many(UnreadRow, records)
+
+
+async def lock_channel_counter(conn: asyncpg.Connection, *, channel_id: UUID) -> None:
+    """Lock the channel's row as taking a sequence number does (FOR NO KEY UPDATE: sends,
+    which share-lock it, go on) until the transaction ends."""
+    await conn.execute("SELECT 1 FROM channels WHERE id = $1 FOR NO KEY UPDATE", channel_id)
+
+
+async def count_pins(conn: asyncpg.Connection, *, channel_id: UUID) -> int:
+    return int(
+        await conn.fetchval(
+            "SELECT count(*) FROM messages WHERE channel_id = $1 AND pinned_at IS NOT NULL",
+            channel_id,
+        )
+    )
+
+
+async def set_pinned(
+    conn: asyncpg.Connection, *, message_id: UUID, pinned_by: UUID | None
+) -> datetime | None:
+    """Pin the message (by `pinned_by`) or, with None, unpin it; when it was pinned."""
+    pinned_at: datetime | None = await conn.fetchval(
+        """
+        UPDATE messages
+        SET pinned_at = CASE WHEN $2::uuid IS NULL THEN NULL ELSE now() END, pinned_by = $2
+        WHERE id = $1
+        RETURNING pinned_at
+        """,
+        message_id,
+        pinned_by,
+    )
+    return pinned_at
+
+
+async def list_pins(
+    conn: asyncpg.Connection, *, viewer: UUID, channel_id: UUID
+) -> list[MessageViewRow]:
+    """The channel's pinned messages, the most recently pinned first."""
+    records = await conn.fetch(
+        MESSAGE_VIEW
+        + """
+        WHERE m.channel_id = $2 AND m.pinned_at IS NOT NULL
+        ORDER BY m.pinned_at DESC, m.id
+        """,
+        viewer,
+        channel_id,
+    )
+    return many(MessageViewRow, records)

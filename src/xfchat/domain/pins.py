@@ -1,0 +1,133 @@
+"""Pinned messages: at most MAX_PINS per channel, pinned and unpinned by moderators in
+a server channel (MANAGE_MESSAGES) and by any participant in a conversation (as
+writing: not across a block). Pinning posts a system message of kind `pin` in the
+channel (its author pinned; `reply_to_id` is the pinned message), as Discord does.
+"""
+
+from __future__ import annotations
+
+import uuid
+from uuid import UUID
+
+import asyncpg
+
+from xfchat.db.queries import messages as q
+from xfchat.domain.access import ChannelAccess
+from xfchat.domain.accounts import Actor
+from xfchat.domain.events import (
+    MESSAGE_CREATED,
+    MESSAGE_PINNED,
+    MESSAGE_UNPINNED,
+    MessagePayload,
+    emit_many,
+)
+from xfchat.domain.messages import message_channel, message_not_found, view_json
+from xfchat.domain.permissions import Permission
+from xfchat.errors import BadRequest
+
+MAX_PINS = 50
+PIN_TEXT = "pinned a message to this channel."
+
+
+async def _pinning_channel(
+    conn: asyncpg.Connection, actor: Actor, channel_id: UUID
+) -> ChannelAccess:
+    """The channel, if the actor may pin in it; its row locked until the transaction
+    ends (pins of one channel are counted one change at a time)."""
+    access = await message_channel(conn, actor, channel_id, Permission.READ_MESSAGE_HISTORY)
+    need = (
+        Permission.SEND_MESSAGES if access.channel.server_id is None else Permission.MANAGE_MESSAGES
+    )
+    access = await message_channel(conn, actor, channel_id, need)
+    await q.lock_channel_counter(conn, channel_id=channel_id)
+    return access
+
+
+async def pin(conn: asyncpg.Connection, actor: Actor, channel_id: UUID, message_id: UUID) -> None:
+    """Pin a live message of the channel (pinning it again changes nothing).
+
+    Raises: NotFound (CHANNEL_NOT_FOUND, MESSAGE_NOT_FOUND); Forbidden
+    (MISSING_PERMISSIONS, CANNOT_MESSAGE_USER); BadRequest (TOO_MANY_PINS,
+    NOT_A_TEXT_CHANNEL)."""
+    async with conn.transaction():
+        await _pinning_channel(conn, actor, channel_id)
+        row = await q.get_message_for_update(conn, channel_id=channel_id, message_id=message_id)
+        if row is None or row.deleted_at is not None:
+            raise message_not_found()
+        if row.pinned_at is not None:
+            return
+        if await q.count_pins(conn, channel_id=channel_id) >= MAX_PINS:
+            raise BadRequest(
+                f"a channel holds at most {MAX_PINS} pins: unpin one first",
+                code="TOO_MANY_PINS",
+            )
+        pinned_at = await q.set_pinned(conn, message_id=message_id, pinned_by=actor.user_id)
+        assert pinned_at is not None
+        notice = await q.insert_message(
+            conn,
+            message_id=uuid.uuid4(),
+            channel_id=channel_id,
+            author_id=actor.user_id,
+            content=PIN_TEXT,
+            reply_to_id=message_id,
+            kind="pin",
+        )
+        view = await q.get_message_view(
+            conn, viewer=actor.user_id, channel_id=channel_id, message_id=notice.id
+        )
+        assert view is not None
+        await emit_many(
+            conn,
+            [
+                MESSAGE_PINNED.to_channel(
+                    channel_id,
+                    {
+                        "channel_id": str(channel_id),
+                        "message_id": str(message_id),
+                        "pinned_by": str(actor.user_id),
+                        "pinned_at": pinned_at.isoformat(),
+                    },
+                ),
+                MESSAGE_CREATED.to_channel(channel_id, view_json(view)),
+            ],
+        )
+
+
+async def unpin(conn: asyncpg.Connection, actor: Actor, channel_id: UUID, message_id: UUID) -> None:
+    """Unpin a message (unpinning one that is not pinned changes nothing).
+
+    Raises: as `pin`, but TOO_MANY_PINS."""
+    async with conn.transaction():
+        await _pinning_channel(conn, actor, channel_id)
+        row = await q.get_message_for_update(conn, channel_id=channel_id, message_id=message_id)
+        if row is None or row.deleted_at is not None:
+            raise message_not_found()
+        if row.pinned_at is None:
+            return
+        await q.set_pinned(conn, message_id=message_id, pinned_by=None)
+        await emit_many(
+            conn,
+            [
+                MESSAGE_UNPINNED.to_channel(
+                    channel_id,
+                    {
+                        "channel_id": str(channel_id),
+                        "message_id": str(message_id),
+                        "pinned_by": str(actor.user_id),
+                        "pinned_at": None,
+                    },
+                )
+            ],
+        )
+
+
+async def list_pins(
+    conn: asyncpg.Connection, actor: Actor, channel_id: UUID
+) -> list[MessagePayload]:
+    """The channel's pins, the most recently pinned first (READ_MESSAGE_HISTORY).
+
+    Raises: NotFound (CHANNEL_NOT_FOUND); Forbidden (MISSING_PERMISSIONS)."""
+    await message_channel(conn, actor, channel_id)
+    return [
+        view_json(r) for r in await q.list_pins(conn, viewer=actor.user_id, channel_id=channel_id)
+    ]
