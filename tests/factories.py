@@ -294,3 +294,31 @@ async def role(
         )
         assert given.status_code == 204, given.text
     return role_id
+
+
+async def server_channel(
+    client: Any, srv: Community, who: TestUser, name: str, **fields: Any
+) -> dict[str, Any]:
+    """A channel of the server, made through the API."""
+    made = await client.post(
+        srv.url("/channels"), headers=who.headers, json={"name": name, **fields}
+    )
+    assert made.status_code == 201, made.text
+    return dict(made.json())
+
+
+async def override(
+    client: Any,
+    who: TestUser,
+    channel: str,
+    kind: str,
+    target: object,
+    allow: int = 0,
+    deny: int = 0,
+) -> Any:
+    """Set a channel's override for a role or a member; the response."""
+    return await client.put(
+        f"/api/channels/{channel}/overrides/{kind}/{target}",
+        headers=who.headers,
+        json={"allow": str(allow), "deny": str(deny)},
+    )

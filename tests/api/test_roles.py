@@ -3,40 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 import asyncpg
 import httpx
 
 from tests import factories
-from tests.factories import Community, MakeUser, TestUser, community, role
+from tests.factories import (
+    MakeUser,
+    community,
+    override,
+    role,
+    server_channel,
+)
 from xfchat.domain.permissions import Permission as P
-
-
-async def _channel(
-    client: httpx.AsyncClient, srv: Community, who: TestUser, name: str, **fields: Any
-) -> dict[str, Any]:
-    made = await client.post(
-        srv.url("/channels"), headers=who.headers, json={"name": name, **fields}
-    )
-    assert made.status_code == 201, made.text
-    return dict(made.json())
-
-
-async def _override(
-    client: httpx.AsyncClient,
-    who: TestUser,
-    channel: str,
-    kind: str,
-    target: object,
-    allow: int = 0,
-    deny: int = 0,
-) -> httpx.Response:
-    return await client.put(
-        f"/api/channels/{channel}/overrides/{kind}/{target}",
-        headers=who.headers,
-        json={"allow": str(allow), "deny": str(deny)},
-    )
 
 
 async def test_roles_are_made_changed_reordered_and_deleted_within_the_hierarchy(
@@ -128,13 +107,13 @@ async def test_a_channel_hidden_by_an_override_is_404_and_absent_everywhere(
     ann, mod, ben = [await make_user(n) for n in ("ann", "mod", "ben")]
     srv = await community(client, ann, mod, ben)
     mods = await role(client, srv, ann, "mods", 0, mod)
-    staff = await _channel(client, srv, ann, "staff")
+    staff = await server_channel(client, srv, ann, "staff")
     await factories.say(client, ann, staff["id"], "secret plans")
-    hide = await _override(
+    hide = await override(
         client, ann, staff["id"], "role", srv.everyone_role, deny=int(P.VIEW_CHANNEL)
     )
     assert hide.status_code == 200
-    show = await _override(client, ann, staff["id"], "role", mods, allow=int(P.VIEW_CHANNEL))
+    show = await override(client, ann, staff["id"], "role", mods, allow=int(P.VIEW_CHANNEL))
     assert show.status_code == 200 and len(show.json()["overrides"]) == 2
     for method, url in (
         ("GET", f"/api/channels/{staff['id']}/messages"),
@@ -154,15 +133,16 @@ async def test_a_channel_hidden_by_an_override_is_404_and_absent_everywhere(
     assert [c["name"] for c in server["channels"]] == ["general"]
     assert staff["id"] not in str(state)
     # A member override beats the role overrides; the owner bypasses them all.
-    await _override(client, ann, staff["id"], "member", mod.id, deny=int(P.VIEW_CHANNEL))
+    await override(client, ann, staff["id"], "member", mod.id, deny=int(P.VIEW_CHANNEL))
     assert (
         await client.get(f"/api/channels/{staff['id']}/messages", headers=mod.headers)
     ).status_code == 404
-    await _override(client, ann, staff["id"], "member", ben.id, allow=int(P.VIEW_CHANNEL))
+    await override(client, ann, staff["id"], "member", ben.id, allow=int(P.VIEW_CHANNEL))
     assert (
         await client.get(f"/api/channels/{staff['id']}/messages", headers=ben.headers)
     ).status_code == 200
-    await _override(client, ann, staff["id"], "member", ann.id, deny=int(P.VIEW_CHANNEL))
+    own = await override(client, ann, staff["id"], "member", ann.id, deny=int(P.VIEW_CHANNEL))
+    assert own.status_code == 200, own.text
     assert (
         await client.get(f"/api/channels/{staff['id']}/messages", headers=ann.headers)
     ).status_code == 200
@@ -178,8 +158,8 @@ async def test_channels_are_made_changed_reordered_and_deleted(
 ) -> None:
     ann, ben = await make_user("ann"), await make_user("ben")
     srv = await community(client, ann, ben)
-    cat = await _channel(client, srv, ann, "Text", kind="category")
-    voice = await _channel(
+    cat = await server_channel(client, srv, ann, "Text", kind="category")
+    voice = await server_channel(
         client, srv, ann, "Lounge", kind="voice", user_limit=5, parent_id=cat["id"]
     )
     assert (
@@ -243,10 +223,12 @@ async def test_a_synced_channel_follows_its_categorys_overrides(
 ) -> None:
     ann, ben = await make_user("ann"), await make_user("ben")
     srv = await community(client, ann, ben)
-    cat = await _channel(client, srv, ann, "Staff", kind="category")
-    synced = await _channel(client, srv, ann, "plans", parent_id=cat["id"])
-    own = await _channel(client, srv, ann, "open", parent_id=cat["id"], permissions_synced=False)
-    await _override(client, ann, cat["id"], "role", srv.everyone_role, deny=int(P.VIEW_CHANNEL))
+    cat = await server_channel(client, srv, ann, "Staff", kind="category")
+    synced = await server_channel(client, srv, ann, "plans", parent_id=cat["id"])
+    own = await server_channel(
+        client, srv, ann, "open", parent_id=cat["id"], permissions_synced=False
+    )
+    await override(client, ann, cat["id"], "role", srv.everyone_role, deny=int(P.VIEW_CHANNEL))
     names = [
         c["name"] for c in (await client.get(srv.url("/channels"), headers=ben.headers)).json()
     ]
@@ -276,14 +258,14 @@ async def test_what_an_outside_attack_found_stays_fixed(
         mod,
     )
     await client.patch(srv.url("/roles"), headers=ann.headers, json=[{"id": boss, "position": 9}])
-    cat = await _channel(client, srv, ann, "Staff", kind="category")
-    secret = await _channel(client, srv, ann, "salaries", parent_id=cat["id"])
-    await _override(client, ann, cat["id"], "role", srv.everyone_role, deny=int(P.VIEW_CHANNEL))
+    cat = await server_channel(client, srv, ann, "Staff", kind="category")
+    secret = await server_channel(client, srv, ann, "salaries", parent_id=cat["id"])
+    await override(client, ann, cat["id"], "role", srv.everyone_role, deny=int(P.VIEW_CHANNEL))
     # MANAGE_CHANNELS alone cannot take a channel out of its category's overrides.
     for body in ({"parent_id": None}, {"permissions_synced": False}):
         moved = await client.patch(f"/api/channels/{secret['id']}", headers=mod.headers, json=body)
         assert moved.status_code == 404  # mod cannot even see it
-    await _override(client, ann, cat["id"], "role", mods, allow=int(P.VIEW_CHANNEL))
+    await override(client, ann, cat["id"], "role", mods, allow=int(P.VIEW_CHANNEL))
     unsync = await client.patch(
         f"/api/channels/{secret['id']}", headers=mod.headers, json={"permissions_synced": False}
     )
@@ -291,7 +273,7 @@ async def test_what_an_outside_attack_found_stays_fixed(
     # The audit log says nothing about channels its reader cannot see.
     log = (await client.get(srv.url("/audit-log"), headers=mod.headers)).json()
     assert log and "salaries" in str(log)
-    await _override(client, ann, secret["id"], "member", mod.id, deny=int(P.VIEW_CHANNEL))
+    await override(client, ann, secret["id"], "member", mod.id, deny=int(P.VIEW_CHANNEL))
     log = (await client.get(srv.url("/audit-log"), headers=mod.headers)).json()
     assert "salaries" not in str(log) and secret["id"] not in str(log)
     # Nobody lifts their own member override or gives roles to someone above them.
@@ -299,7 +281,7 @@ async def test_what_an_outside_attack_found_stays_fixed(
         f"/api/channels/{secret['id']}/overrides/member/{mod.id}", headers=mod.headers
     )
     assert own.status_code == 404  # (hidden from mod by that very override)
-    general_own = await _override(
+    general_own = await override(
         client, ann, srv.general, "member", mod.id, deny=int(P.ADD_REACTIONS)
     )
     assert general_own.status_code == 200
@@ -336,8 +318,8 @@ async def test_a_transfer_changes_who_sees_what_at_once(
 ) -> None:
     ann, ben = await make_user("ann"), await make_user("ben")
     srv = await community(client, ann, ben)
-    staff = await _channel(client, srv, ann, "staff")
-    await _override(client, ann, staff["id"], "role", srv.everyone_role, deny=int(P.VIEW_CHANNEL))
+    staff = await server_channel(client, srv, ann, "staff")
+    await override(client, ann, staff["id"], "role", srv.everyone_role, deny=int(P.VIEW_CHANNEL))
     moved = await client.post(
         srv.url("/transfer"), headers=ann.headers, json={"owner_id": str(ben.id)}
     )

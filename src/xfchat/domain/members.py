@@ -23,20 +23,21 @@ from xfchat.domain.access import (
     access_changed_many,
     access_server,
     is_administrator,
-    missing,
     server_viewers,
 )
 from xfchat.domain.accounts import Actor
 from xfchat.domain.events import (
+    CHANNEL_UPDATED,
     MEMBER_REMOVED,
     MEMBER_UPDATED,
     SERVER_LEFT,
     MemberPayload,
     emit,
+    emit_many,
 )
 from xfchat.domain.permissions import Permission
 from xfchat.domain.profile import public_profile
-from xfchat.domain.server_views import member_json, members_json
+from xfchat.domain.server_views import channels_json, member_json, members_json
 from xfchat.domain.servers import audit, text_field
 from xfchat.errors import BadRequest, Forbidden, NotFound
 
@@ -122,6 +123,8 @@ async def update_member(
     async with conn.transaction():
         access = await access_server(conn, actor, server_id, need=need, lock=True)
         target = await _target(conn, server_id, user_id)
+        if not fields:  # nothing to change: nothing audited or announced
+            return await member_json(conn, target)
         if not self_only:
             check_outranks(access, target)
         if until is not None:
@@ -188,6 +191,8 @@ async def remove_member(
     viewers = await server_viewers(conn, server_id, [c.id for c in channels], [user_id])
     if not await q.delete_server_member(conn, server_id=server_id, user_id=user_id):
         return False
+    # Their own overrides go with them (a rejoin starts from the roles alone).
+    overridden = set(await q.delete_member_overrides(conn, server_id=server_id, user_id=user_id))
     await access_changed_many(conn, [c.id for c in channels])
     await emit(
         conn,
@@ -205,6 +210,11 @@ async def remove_member(
         MEMBER_REMOVED.to_server(
             server_id, {"server_id": str(server_id), "user_id": str(user_id), "reason": reason}
         ),
+    )
+    changed = [c for c in channels if c.id in overridden]
+    await emit_many(
+        conn,
+        [CHANNEL_UPDATED.to_channel(UUID(p["id"]), p) for p in await channels_json(conn, changed)],
     )
     return True
 
@@ -285,10 +295,8 @@ async def list_bans(
 ) -> list[dict[str, Any]]:
     """A page of the server's bans, by user id, each with the user's public profile.
 
-    Raises: NotFound (SERVER_NOT_FOUND); Forbidden (MISSING_PERMISSIONS)."""
-    access = await access_server(conn, actor, server_id)
-    if not access.can(Permission.BAN_MEMBERS):
-        raise missing(Permission.BAN_MEMBERS, access.permissions)
+    Raises: NotFound (SERVER_NOT_FOUND); Forbidden (MISSING_PERMISSIONS, TIMED_OUT)."""
+    await access_server(conn, actor, server_id, need=Permission.BAN_MEMBERS)
     rows = await bans_q.list_bans(conn, server_id=server_id, after=after, limit=limit)
     users = {
         u.id: u for u in await users_q.list_public_users(conn, user_ids=[r.user_id for r in rows])

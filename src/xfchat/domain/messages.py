@@ -333,7 +333,8 @@ async def bulk_delete(
     message_ids: list[UUID],
     reason: str | None = None,
 ) -> list[str]:
-    """A moderator (MANAGE_MESSAGES) deletes up to MAX_BULK_DELETE messages of a
+    """A moderator (MANAGE_MESSAGES and READ_MESSAGE_HISTORY: one deletes only what one
+    may read) deletes up to MAX_BULK_DELETE messages of a
     server channel at once, in one transaction, audited as one entry. Ids that are not
     live messages of this channel are skipped; the ids deleted are returned.
 
@@ -347,7 +348,9 @@ async def bulk_delete(
             field="messages",
         )
     async with conn.transaction():
-        access = await message_channel(conn, actor, channel_id, Permission.MANAGE_MESSAGES)
+        access = await message_channel(
+            conn, actor, channel_id, Permission.MANAGE_MESSAGES | Permission.READ_MESSAGE_HISTORY
+        )
         rows = [
             r
             for r in await q.lock_messages(conn, channel_id=channel_id, message_ids=unique)

@@ -322,6 +322,8 @@ async def set_member_role(
         if role.is_default:
             raise BadRequest("everyone holds @everyone", code="CANNOT_ASSIGN_EVERYONE")
         _manageable(access, role)
+        if held:  # giving a role grants its permissions: only those you hold yourself
+            _grantable(access, role.permissions)
         member = await servers_q.get_member(conn, server_id=server_id, user_id=user_id)
         if member is None:
             raise member_not_found()
@@ -381,13 +383,16 @@ async def set_override(
             _manageable(access, await _role(conn, server_id, target_id))
         else:
             member = await servers_q.get_member(conn, server_id=server_id, user_id=target_id)
-            if member is None:
+            removing = allow is None and deny is None
+            if member is None and not removing:  # (one left over may always be removed)
                 raise member_not_found()
-            if member.user_id == actor.user_id and not access.owner:
-                raise Forbidden(
-                    "only the owner changes their own member override", code="ROLE_HIERARCHY"
-                )
-            check_outranks(access, member)
+            if member is not None and member.user_id == actor.user_id:
+                if not access.owner:
+                    raise Forbidden(
+                        "only the owner changes their own member override", code="ROLE_HIERARCHY"
+                    )
+            elif member is not None:
+                check_outranks(access, member)
         _grantable(access, (allow or 0) | (deny or 0), "allow")
         touched = await _synced_with(conn, channel.channel)
         seen = await watch(

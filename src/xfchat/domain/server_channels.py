@@ -91,6 +91,14 @@ async def _check_parent(
         )
 
 
+async def _next_position(conn: asyncpg.Connection, actor: Actor, server_id: UUID) -> int:
+    """After the last channel the actor sees (not the count of all: that would tell how
+    many they do not see)."""
+    rows = await q.list_server_channels(conn, server_id=server_id)
+    seen = await server_viewers(conn, server_id, [r.id for r in rows], [actor.user_id])
+    return max((r.position for r in rows if actor.user_id in seen[r.id]), default=-1) + 1
+
+
 async def _payload(conn: asyncpg.Connection, row: q.ChannelRow) -> ServerChannelPayload:
     return (await channels_json(conn, [row]))[0]
 
@@ -133,7 +141,9 @@ async def create_channel(
             server_id=server_id,
             name=values["name"],
             topic=values.get("topic"),
-            position=values.get("position", count),
+            position=values["position"]
+            if "position" in values
+            else await _next_position(conn, actor, server_id),
             parent_id=parent,
             rate_limit_per_user=values.get("rate_limit_per_user") or 0,
             user_limit=values.get("user_limit"),
@@ -241,8 +251,10 @@ async def delete_channel(
         assert channel.server_id is not None
         rows = await q.list_server_channels(conn, server_id=channel.server_id)
         children = [r.id for r in rows if r.parent_id == channel_id]
-        if any(r.permissions_synced for r in rows if r.id in children):
-            # Its synced channels lose its overrides: a permission change.
+        if channel.kind == "category":
+            # Its synced channels lose its overrides: a permission change. Asked of every
+            # category, so the answer does not tell whether it holds channels one
+            # cannot see.
             await access_server(conn, actor, channel.server_id, need=Permission.MANAGE_ROLES)
         seen = await watch(conn, channel.server_id, channel_ids=[channel_id, *children])
         await q.delete_channel(conn, channel_id=channel_id)

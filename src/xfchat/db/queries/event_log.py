@@ -221,8 +221,10 @@ async def scrub_message_events(
     conn: asyncpg.Connection, *, channel_id: UUID, message_ids: list[UUID], deleted_at: str
 ) -> int:
     """Empty the text of deleted messages in the events that carried it, which then
-    look as the messages do in history (deleted, with their time)."""
-    result = await conn.execute(
+    look as the messages do in history (deleted, with their time), and in the previews
+    of them that replies (and pin notices) carry; how many events changed."""
+    ids = [str(m) for m in message_ids]
+    own = await conn.execute(
         """
         UPDATE events e
         SET data = e.data || jsonb_build_object('content', '', 'deleted', true, 'deleted_at', $3::text)
@@ -232,7 +234,20 @@ async def scrub_message_events(
           AND e.data ->> 'id' = ANY($2::text[])
         """,
         channel_id,
-        [str(m) for m in message_ids],
+        ids,
         deleted_at,
     )
-    return int(result.split()[-1])
+    previews = await conn.execute(
+        """
+        UPDATE events e
+        SET data = jsonb_set(e.data, '{reply_to}',
+                             e.data -> 'reply_to' || '{"content": "", "deleted": true}'::jsonb)
+        FROM event_streams s
+        WHERE s.id = e.stream_id AND s.kind = 'channel' AND s.entity_id = $1
+          AND e.type IN ('message.created', 'message.updated')
+          AND (e.data -> 'reply_to' ->> 'id') = ANY($2::text[])
+        """,
+        channel_id,
+        ids,
+    )
+    return int(own.split()[-1]) + int(previews.split()[-1])

@@ -90,8 +90,9 @@ async def delete_media_of_owner(
 
 
 async def delete_uploaded_icon(conn: asyncpg.Connection, *, url: str | None) -> bool:
-    """Delete the server icon `url` points at when it is one uploaded here (an image
-    stored for another purpose, or any other URL, is left alone)."""
+    """Delete the server icon `url` points at when it is one uploaded here and no
+    server shows it any more (an image stored for another purpose, one another server
+    points at, or any other URL, is left alone)."""
     prefix = "/api/media/"
     if url is None or not url.startswith(prefix):
         return False
@@ -99,5 +100,12 @@ async def delete_uploaded_icon(conn: asyncpg.Connection, *, url: str | None) -> 
         media_id = UUID(url[len(prefix) :])
     except ValueError:
         return False
-    status = await conn.execute("DELETE FROM media WHERE id = $1 AND purpose = 'icon'", media_id)
+    status = await conn.execute(
+        """
+        DELETE FROM media WHERE id = $1 AND purpose = 'icon'
+          AND NOT EXISTS (SELECT 1 FROM servers WHERE icon_url = $2)
+        """,
+        media_id,
+        url,
+    )
     return bool(status != "DELETE 0")

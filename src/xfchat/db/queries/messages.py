@@ -396,7 +396,8 @@ async def list_mentions(
                OR (m.mention_roles <> '{}' AND m.mention_roles && $5::uuid[]
                    AND m.author_id IS DISTINCT FROM $1))
           AND ($3::uuid IS NULL OR (m.created_at, m.id) < (
-                SELECT b.created_at, b.id FROM messages b WHERE b.id = $3))
+                SELECT b.created_at, b.id FROM messages b
+                WHERE b.id = $3 AND b.channel_id = ANY($2::uuid[])))
         ORDER BY m.created_at DESC, m.id DESC
         LIMIT $4
         """,

@@ -188,6 +188,23 @@ async def delete_server_member(conn: asyncpg.Connection, *, server_id: UUID, use
     )
 
 
+async def delete_member_overrides(
+    conn: asyncpg.Connection, *, server_id: UUID, user_id: UUID
+) -> list[UUID]:
+    """Delete the user's own overrides in the server's channels; the channels they
+    were in."""
+    records = await conn.fetch(
+        """
+        DELETE FROM channel_permission_overrides
+        WHERE user_id = $2 AND channel_id IN (SELECT id FROM channels WHERE server_id = $1)
+        RETURNING channel_id
+        """,
+        server_id,
+        user_id,
+    )
+    return sorted({r["channel_id"] for r in records})
+
+
 async def get_member(
     conn: asyncpg.Connection, *, server_id: UUID, user_id: UUID
 ) -> MemberRow | None:

@@ -1,0 +1,2 @@
+DROP INDEX servers_icon_url_idx;
+DROP INDEX events_reply_to_idx;

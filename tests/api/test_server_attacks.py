@@ -1,0 +1,558 @@
+"""Regressions from an outside attack on servers (the second round): each FINDING
+failed on the code it attacked and holds since its mend; the HOLDS record what was
+tried and held up.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import UTC, datetime, timedelta
+from io import BytesIO
+from typing import Any
+
+import asyncpg
+import httpx
+from PIL import Image
+
+from tests import factories
+from tests.factories import (
+    MakeUser,
+    community,
+    override,
+    role,
+    server_channel,
+)
+from xfchat.domain.permissions import Permission as P
+
+PNG_HEADERS = {"Content-Type": "image/png"}
+
+
+def png() -> bytes:
+    out = BytesIO()
+    Image.frombytes("RGB", (32, 32), os.urandom(32 * 32 * 3)).save(out, "PNG")
+    return out.getvalue()
+
+
+# ---------------------------------------------------------------- FINDING: icons
+
+
+async def test_pointing_at_another_servers_icon_and_clearing_it_keeps_their_icon(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann, mallory = await make_user("ann"), await make_user("mallory")
+    victim = await community(client, ann)
+    put = await client.put(
+        victim.url("/icon"), headers={**ann.headers, **PNG_HEADERS}, content=png()
+    )
+    assert put.status_code == 200, put.text
+    icon = put.json()["icon_url"]
+    # mallory is not a member: the public invite preview tells her the icon's URL.
+    preview = await client.get(f"/api/invites/{victim.invite}", headers=mallory.headers)
+    assert preview.json()["server"]["icon_url"] == icon
+    # Her own server (she holds MANAGE_SERVER there) points at that URL, then clears it.
+    own = await community(client, mallory, name="mine")
+    pointed = await client.patch(own.url(), headers=mallory.headers, json={"icon_url": icon})
+    assert pointed.status_code == 200, pointed.text
+    cleared = await client.delete(own.url("/icon"), headers=mallory.headers)
+    assert cleared.status_code == 200
+    # The victim server still names the icon, but its image is gone for everyone.
+    still = (await client.get(victim.url(), headers=ann.headers)).json()["icon_url"]
+    assert still == icon
+    assert (await client.get(icon)).status_code == 200, "ann's server icon was deleted by mallory"
+
+
+async def test_deleting_a_server_that_points_at_another_servers_icon_keeps_it(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann, mallory = await make_user("ann"), await make_user("mallory")
+    victim = await community(client, ann)
+    icon = (
+        await client.put(victim.url("/icon"), headers={**ann.headers, **PNG_HEADERS}, content=png())
+    ).json()["icon_url"]
+    own = await community(client, mallory, name="throwaway")
+    await client.patch(own.url(), headers=mallory.headers, json={"icon_url": icon})
+    assert (await client.delete(own.url(), headers=mallory.headers)).status_code == 204
+    assert (await client.get(icon)).status_code == 200, "deleting mallory's server took ann's icon"
+
+
+# ---------------------------------------------------------------- FINDING: deleted text
+
+
+async def test_deleted_text_leaves_the_reply_previews_of_the_event_log(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    ann, mod, ben, cid = [await make_user(n) for n in ("ann", "mod", "ben", "cid")]
+    srv = await community(client, ann, mod, ben, cid)
+    await role(client, srv, ann, "mods", int(P.MANAGE_MESSAGES), mod)
+    leak = await factories.say(client, ben, srv.general, "my password is hunter2")
+    await factories.say(client, cid, srv.general, "lol", reply_to_id=leak["id"])
+    done = await client.post(
+        f"/api/channels/{srv.general}/messages/bulk-delete",
+        headers=mod.headers,
+        json={"messages": [leak["id"]]},
+    )
+    assert done.json() == {"deleted": [leak["id"]]}
+    # History shows the reply's preview as deleted ...
+    history = (
+        await client.get(f"/api/channels/{srv.general}/messages", headers=cid.headers)
+    ).json()
+    assert history[0]["reply_to"]["content"] == "" and history[0]["reply_to"]["deleted"]
+    # ... but the log that every resume replays still carries the text.
+    async with pool.acquire() as conn:
+        events = await factories.events_of(conn, "channel", uuid.UUID(srv.general))
+    replayed = [
+        d["reply_to"]["content"] for t, d in events if t == "message.created" and d.get("reply_to")
+    ]
+    assert "hunter2" not in str(replayed), replayed
+
+
+# ---------------------------------------------------------------- FINDING: spec mismatch
+
+
+async def test_a_bulk_delete_of_101_ids_is_invalid_bulk_delete(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann = await make_user("ann")
+    srv = await community(client, ann)
+    url = f"/api/channels/{srv.general}/messages/bulk-delete"
+    too_many = await client.post(
+        url, headers=ann.headers, json={"messages": [str(uuid.uuid4()) for _ in range(101)]}
+    )
+    none = await client.post(url, headers=ann.headers, json={"messages": []})
+    assert none.json()["code"] == "INVALID_BULK_DELETE"
+    assert too_many.status_code == 400
+    assert too_many.json()["code"] == "INVALID_BULK_DELETE", too_many.json()
+
+
+# ---------------------------------------------------------------- FINDING: hidden channels
+
+
+async def test_deleting_a_category_does_not_tell_whether_it_holds_hidden_channels(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann, mod = await make_user("ann"), await make_user("mod")
+    srv = await community(client, ann, mod)
+    mods = await role(client, srv, ann, "mods", int(P.MANAGE_CHANNELS), mod)
+    with_secret = await server_channel(client, srv, ann, "cat-a", kind="category")
+    empty = await server_channel(client, srv, ann, "cat-b", kind="category")
+    secret = await server_channel(client, srv, ann, "secret", parent_id=with_secret["id"])
+    assert secret["permissions_synced"] is True
+    hide = await override(client, ann, secret["id"], "role", mods, deny=int(P.VIEW_CHANNEL))
+    assert hide.status_code == 200
+    # mod sees both categories and nothing in them.
+    sees = (await client.get(srv.url("/channels"), headers=mod.headers)).json()
+    assert {c["name"] for c in sees} == {"general", "cat-a", "cat-b"}
+    a = await client.delete(f"/api/channels/{with_secret['id']}", headers=mod.headers)
+    b = await client.delete(f"/api/channels/{empty['id']}", headers=mod.headers)
+    # Two categories that look the same to mod get different answers: the 403 says
+    # "something you cannot see is synced with this one".
+    assert (a.status_code, b.status_code) == (b.status_code, b.status_code), (
+        a.status_code,
+        a.json(),
+        b.status_code,
+    )
+
+
+async def test_a_new_channels_default_position_does_not_count_hidden_channels(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """Was: Low: POST /channels without a position puts it at the server's channel count,
+    hidden ones included."""
+    ann, mod = await make_user("ann"), await make_user("mod")
+    srv = await community(client, ann, mod)
+    await role(client, srv, ann, "mods", int(P.MANAGE_CHANNELS), mod)
+    for i in range(5):
+        hidden = await server_channel(client, srv, ann, f"hidden{i}", position=1000 + i)
+        await override(client, ann, hidden["id"], "member", mod.id, deny=int(P.VIEW_CHANNEL))
+    sees = (await client.get(srv.url("/channels"), headers=mod.headers)).json()
+    assert len(sees) == 1
+    made = await server_channel(client, srv, mod, "mine")
+    assert made["position"] <= len(sees), made["position"]
+
+
+async def test_my_mentions_before_cursor_refuses_a_message_of_a_hidden_channel(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """Was: Low (pre-existing): `before` is looked up in every channel, so it says whether a
+    message id exists anywhere and where it falls in time."""
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await community(client, ann, ben)
+    await factories.say(client, ann, srv.general, f"<@{ben.id}> early")
+    other = await community(client, ann, name="private")
+    secret = await factories.say(client, ann, other.general, "ben cannot see this")
+    await factories.say(client, ann, srv.general, f"<@{ben.id}> late")
+    url = "/api/users/@me/mentions"
+    real = await client.get(url, params={"before": secret["id"]}, headers=ben.headers)
+    fake = await client.get(url, params={"before": str(uuid.uuid4())}, headers=ben.headers)
+    assert real.json() == fake.json(), (
+        [m["content"] for m in real.json()],
+        [m["content"] for m in fake.json()],
+    )
+
+
+# ---------------------------------------------------------------- HOLDS: mentions
+
+
+async def test_holds_mentions_cannot_be_forced_by_edit_or_foreign_roles(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann, ben, cid = [await make_user(n) for n in ("ann", "ben", "cid")]
+    srv = await community(client, ann, ben, cid)
+    crew = await role(client, srv, ann, "crew", 0, cid)  # not mentionable
+    other = await community(client, ben, name="bens")
+    bens_role = await role(client, other, ben, "loud", 0)
+    await client.patch(
+        other.url(f"/roles/{bens_role}"), headers=ben.headers, json={"mentionable": True}
+    )
+    first = await factories.say(client, ben, srv.general, "hi")
+    for text in (
+        "@everyone",
+        "@here!",
+        "(@everyone)",
+        f"<@&{crew}>",
+        f"<@&{bens_role}>",
+        f"<@&{srv.everyone_role}>",
+        f"<@&{crew.upper()}>",
+        "@everyone\n@here",
+    ):
+        edited = await client.patch(
+            f"/api/channels/{srv.general}/messages/{first['id']}",
+            headers=ben.headers,
+            json={"content": text},
+        )
+        assert edited.status_code == 200
+        body = edited.json()
+        assert body["mention_everyone"] is False and body["mention_roles"] == [], text
+        sent = await factories.say(client, ben, srv.general, text + " x")
+        assert sent["mention_everyone"] is False and sent["mention_roles"] == [], text
+    got = await client.get("/api/users/@me/mentions", headers=cid.headers)
+    assert got.json() == []
+    state = (await client.get("/api/users/@me/state", headers=cid.headers)).json()
+    (reads,) = [s["read_states"] for s in state["servers"]]
+    assert reads[0]["mention_count"] == 0
+
+
+async def test_holds_mentions_in_hidden_or_unreadable_channels_stay_hidden(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await community(client, ann, ben)
+    crew = await role(client, srv, ann, "crew", 0, ben)
+    staff = await server_channel(client, srv, ann, "staff")
+    await override(client, ann, staff["id"], "member", ben.id, deny=int(P.VIEW_CHANNEL))
+    noread = await server_channel(client, srv, ann, "noread")
+    await override(client, ann, noread["id"], "member", ben.id, deny=int(P.READ_MESSAGE_HISTORY))
+    for where in (staff["id"], noread["id"]):
+        await factories.say(client, ann, where, f"@everyone <@&{crew}> <@{ben.id}> secret")
+    got = (await client.get("/api/users/@me/mentions", headers=ben.headers)).json()
+    assert got == []
+    state = (await client.get("/api/users/@me/state", headers=ben.headers)).json()
+    assert staff["id"] not in str(state)
+
+
+# ---------------------------------------------------------------- HOLDS: bulk delete
+
+
+async def test_holds_bulk_delete_needs_the_permission_in_that_channel_and_skips_others(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann, mod, ben = [await make_user(n) for n in ("ann", "mod", "ben")]
+    srv = await community(client, ann, mod, ben)
+    other = await server_channel(client, srv, ann, "other")
+    mods = await role(client, srv, ann, "mods", 0, mod)
+    # MANAGE_MESSAGES only in #other, through an override.
+    await override(client, ann, other["id"], "role", mods, allow=int(P.MANAGE_MESSAGES))
+    in_general = await factories.say(client, ben, srv.general, "general")
+    in_other = await factories.say(client, ben, other["id"], "other")
+    refused = await client.post(
+        f"/api/channels/{srv.general}/messages/bulk-delete",
+        headers=mod.headers,
+        json={"messages": [in_general["id"]]},
+    )
+    assert refused.status_code == 403
+    cross = await client.post(
+        f"/api/channels/{other['id']}/messages/bulk-delete",
+        headers=mod.headers,
+        json={"messages": [in_general["id"], in_other["id"]]},
+    )
+    assert cross.json() == {"deleted": [in_other["id"]]}
+    kept = await client.get(
+        f"/api/channels/{srv.general}/messages/{in_general['id']}", headers=ann.headers
+    )
+    assert kept.json()["deleted"] is False
+    # Timed out: nothing.
+    until = "2099-01-01T00:00:00+00:00"
+    from datetime import UTC, datetime, timedelta
+
+    until = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    t = await client.patch(
+        srv.url(f"/members/{mod.id}"), headers=ann.headers, json={"timed_out_until": until}
+    )
+    assert t.status_code == 200
+    again = await factories.say(client, ben, other["id"], "other 2")
+    timed = await client.post(
+        f"/api/channels/{other['id']}/messages/bulk-delete",
+        headers=mod.headers,
+        json={"messages": [again["id"]]},
+    )
+    assert timed.status_code == 403 and timed.json()["code"] == "TIMED_OUT"
+
+
+async def test_holds_audit_of_bulk_delete_in_a_hidden_channel_is_not_shown(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann, aud, ben = [await make_user(n) for n in ("ann", "aud", "ben")]
+    srv = await community(client, ann, aud, ben)
+    await role(client, srv, ann, "auditors", int(P.VIEW_AUDIT_LOG), aud)
+    staff = await server_channel(client, srv, ann, "staff")
+    await override(client, ann, staff["id"], "member", aud.id, deny=int(P.VIEW_CHANNEL))
+    m = await factories.say(client, ben, staff["id"], "x")
+    done = await client.post(
+        f"/api/channels/{staff['id']}/messages/bulk-delete",
+        headers=ann.headers,
+        json={"messages": [m["id"]]},
+    )
+    assert done.status_code == 200
+    single = await factories.say(client, ben, staff["id"], "y")
+    await client.delete(f"/api/channels/{staff['id']}/messages/{single['id']}", headers=ann.headers)
+    log = await client.get(srv.url("/audit-log"), headers=aud.headers)
+    assert staff["id"] not in str(log.json())
+    assert m["id"] not in str(log.json()) and single["id"] not in str(log.json())
+
+
+# ---------------------------------------------------------------- HOLDS: lingering timeouts
+
+
+async def test_holds_a_timeout_survives_leave_kick_and_ban(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await community(client, ann, ben)
+    until = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    t = await client.patch(
+        srv.url(f"/members/{ben.id}"), headers=ann.headers, json={"timed_out_until": until}
+    )
+    assert t.status_code == 200
+    for way in ("leave", "kick", "ban"):
+        if way == "leave":
+            r = await client.delete(srv.url("/members/@me"), headers=ben.headers)
+        elif way == "kick":
+            r = await client.delete(srv.url(f"/members/{ben.id}"), headers=ann.headers)
+        else:
+            r = await client.put(srv.url(f"/bans/{ben.id}"), headers=ann.headers)
+            assert r.status_code == 204
+            r = await client.delete(srv.url(f"/bans/{ben.id}"), headers=ann.headers)
+        assert r.status_code == 204, (way, r.text)
+        back = await client.post(f"/api/invites/{srv.invite}", headers=ben.headers)
+        assert back.status_code == 201, (way, back.text)
+        assert back.json()["member"]["timed_out_until"] is not None, way
+        send = await factories.send_message(client, ben, srv.general, "free?")
+        assert send.status_code == 403 and send.json()["code"] == "TIMED_OUT", way
+    # Clearing it then leaving: nothing lingers.
+    await client.patch(
+        srv.url(f"/members/{ben.id}"), headers=ann.headers, json={"timed_out_until": None}
+    )
+    await client.delete(srv.url("/members/@me"), headers=ben.headers)
+    back = await client.post(f"/api/invites/{srv.invite}", headers=ben.headers)
+    assert back.json()["member"]["timed_out_until"] is None
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM lingering_timeouts") == 0
+
+
+# ---------------------------------------------------------------- HOLDS: odd input
+
+
+async def test_holds_odd_input_is_never_a_500(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await community(client, ann, ben)
+    g = srv.general
+    tries: list[tuple[str, str, dict[str, Any]]] = [
+        ("GET", srv.url("/audit-log?before=99999999999999999999999"), {}),
+        ("GET", srv.url("/audit-log?before=9223372036854775807"), {}),
+        ("GET", srv.url("/audit-log?user_id=x"), {}),
+        ("POST", f"/api/channels/{g}/messages/bulk-delete", {"json": {"messages": "x"}}),
+        ("POST", f"/api/channels/{g}/messages/bulk-delete", {"json": [1]}),
+        ("POST", f"/api/channels/{g}/messages/bulk-delete", {"json": {"messages": None}}),
+        (
+            "PATCH",
+            srv.url(f"/members/{ben.id}"),
+            {"json": {"timed_out_until": "9999-12-31T23:59:59+14:00"}},
+        ),
+        (
+            "PATCH",
+            srv.url(f"/members/{ben.id}"),
+            {"json": {"timed_out_until": "0001-01-01T00:00:00-14:00"}},
+        ),
+        ("PATCH", srv.url(f"/members/{ben.id}"), {"json": {"timed_out_until": 1e20}}),
+        ("PATCH", srv.url(f"/members/{ben.id}"), {"json": {"timed_out_until": ""}}),
+        ("PATCH", srv.url("/roles"), {"json": [{"id": str(uuid.uuid4()), "position": 2**70}]}),
+        ("PATCH", srv.url("/channels"), {"json": [{"id": g, "position": 2**70}]}),
+        ("PATCH", srv.url("/channels"), {"json": [{"id": g, "position": -(2**70)}]}),
+        ("POST", srv.url("/roles"), {"json": {"permissions": "1" * 32}}),
+        ("POST", srv.url("/roles"), {"json": {"permissions": "-0"}}),
+        ("POST", srv.url("/roles"), {"json": {"permissions": " 1_0 "}}),
+        ("POST", srv.url("/roles"), {"json": {"color": 2**70}}),
+        (
+            "PUT",
+            f"/api/channels/{g}/overrides/role/{srv.everyone_role}",
+            {"json": {"allow": "1e3"}},
+        ),
+        ("PUT", f"/api/channels/{g}/overrides/member/{uuid.uuid4()}", {"json": {}}),
+        ("PUT", f"/api/channels/{g}/overrides/member/{ann.id}", {"json": {}}),
+        ("PATCH", srv.url(), {"json": {"icon_url": "/api/media/" + "-" * 36}}),
+        ("PATCH", srv.url(), {"json": {"icon_url": "http://" + "a" * 2041}}),
+        ("DELETE", srv.url("/icon"), {"headers": {"X-Audit-Log-Reason": "%ff%fe"}}),
+        ("DELETE", srv.url("/icon"), {"headers": {"X-Audit-Log-Reason": "%00"}}),
+        ("DELETE", srv.url("/icon"), {"headers": {"X-Audit-Log-Reason": "%01%02%C3%A9"}}),
+        ("PUT", srv.url("/icon"), {"content": b""}),
+        ("PUT", srv.url("/icon"), {"content": b"\x89PNG\r\n\x1a\n"}),
+        ("GET", "/api/invites/%00", {}),
+        ("POST", "/api/invites/%00", {}),
+        ("DELETE", srv.url("/invites/%00"), {}),
+        ("POST", srv.url("/invites"), {"json": {"max_uses": 2**70}}),
+        ("POST", srv.url("/invites"), {"json": {"max_age_s": 2**70}}),
+        ("POST", srv.url("/channels"), {"json": {"name": "x", "parent_id": g}}),
+        (
+            "POST",
+            srv.url("/channels"),
+            {"json": {"name": "x", "kind": "category", "parent_id": None}},
+        ),
+        ("PATCH", f"/api/channels/{g}", {"json": {"parent_id": g}}),
+        ("PATCH", f"/api/channels/{g}", {"json": {"permissions_synced": True}}),
+        ("PATCH", f"/api/channels/{g}", {"json": {"user_limit": None}}),
+        ("PUT", srv.url(f"/bans/{uuid.uuid4()}"), {"json": {"reason": "x"}}),
+        ("PUT", srv.url(f"/bans/{ann.id}"), {}),
+        ("POST", srv.url("/transfer"), {"json": {"owner_id": str(ann.id)}}),
+        ("PATCH", srv.url("/members/@me"), {"json": {"nickname": "x", "timed_out_until": None}}),
+    ]
+    for method, url, kw in tries:
+        headers = {**ann.headers, **kw.pop("headers", {})}
+        r = await client.request(method, url, headers=headers, **kw)
+        assert r.status_code < 500, (method, url, r.status_code, r.text)
+
+
+# ---------------------------------------------------------------- FINDING: hierarchy and writes
+
+
+async def test_an_empty_member_patch_is_neither_audited_nor_broadcast(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """Was: ben holds a cosmetic role with no permissions at all; PATCH {} on cid (who has
+    only @everyone) passes the hierarchy check and writes a member.updated audit entry in
+    ben's name plus a member.updated event to the whole server."""
+    ann, ben, cid = [await make_user(n) for n in ("ann", "ben", "cid")]
+    srv = await community(client, ann, ben, cid)
+    await role(client, srv, ann, "cosmetic", 0, ben)
+    for _ in range(3):
+        r = await client.patch(srv.url(f"/members/{cid.id}"), headers=ben.headers, json={})
+        assert r.status_code in (200, 403), r.text
+    log = (await client.get(srv.url("/audit-log"), headers=ann.headers)).json()
+    by_ben = [e for e in log if e["actor_id"] == str(ben.id)]
+    assert by_ben == [], by_ben
+
+
+async def test_the_owner_can_set_their_own_member_override_as_documented(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann = await make_user("ann")
+    srv = await community(client, ann)
+    r = await client.put(
+        f"/api/channels/{srv.general}/overrides/member/{ann.id}",
+        headers=ann.headers,
+        json={"allow": "0", "deny": str(int(P.SEND_MESSAGES))},
+    )
+    assert r.status_code == 200, r.json()
+
+
+async def test_manage_roles_cannot_give_a_role_with_permissions_it_lacks(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """Was: Discord allows this too; recorded because the README says nobody grants a
+    permission they do not hold."""
+    ann, mod = await make_user("ann"), await make_user("mod")
+    srv = await community(client, ann, mod)
+    bot = await role(client, srv, ann, "bot", int(P.ADMINISTRATOR))  # position 1
+    mods = await role(client, srv, ann, "mods", int(P.MANAGE_ROLES), mod)  # 1, bot -> 2
+    moved = await client.patch(
+        srv.url("/roles"),
+        headers=ann.headers,
+        json=[{"id": bot, "position": 1}, {"id": mods, "position": 2}],
+    )
+    assert moved.status_code == 200
+    r = await client.put(srv.url(f"/members/{mod.id}/roles/{bot}"), headers=mod.headers)
+    me = (await client.get(srv.url("/members/@me"), headers=mod.headers)).json()
+    assert not (r.status_code == 204 and bot in me["role_ids"]), "mod made itself ADMINISTRATOR"
+
+
+async def test_a_timed_out_moderator_listing_bans_is_told_timed_out(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann, mod = await make_user("ann"), await make_user("mod")
+    srv = await community(client, ann, mod)
+    await role(client, srv, ann, "mods", int(P.BAN_MEMBERS), mod)
+    until = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    await client.patch(
+        srv.url(f"/members/{mod.id}"), headers=ann.headers, json={"timed_out_until": until}
+    )
+    r = await client.get(srv.url("/bans"), headers=mod.headers)
+    assert r.status_code == 403 and r.json()["code"] == "TIMED_OUT", r.json()
+
+
+async def test_bulk_delete_needs_read_message_history_too(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann, mod, ben = [await make_user(n) for n in ("ann", "mod", "ben")]
+    srv = await community(client, ann, mod, ben)
+    mods = await role(client, srv, ann, "mods", int(P.MANAGE_MESSAGES), mod)
+    await client.put(
+        f"/api/channels/{srv.general}/overrides/role/{mods}",
+        headers=ann.headers,
+        json={"allow": "0", "deny": str(int(P.READ_MESSAGE_HISTORY))},
+    )
+    old = await factories.say(client, ben, srv.general, "old")
+    assert (
+        await client.get(f"/api/channels/{srv.general}/messages", headers=mod.headers)
+    ).status_code == 403
+    r = await client.post(
+        f"/api/channels/{srv.general}/messages/bulk-delete",
+        headers=mod.headers,
+        json={"messages": [old["id"]]},
+    )
+    assert r.status_code == 403, r.json()
+
+
+async def test_a_kicked_members_own_overrides_go_with_them(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await community(client, ann, ben)
+    made = await client.post(srv.url("/channels"), headers=ann.headers, json={"name": "staff"})
+    staff = made.json()["id"]
+    everyone = srv.everyone_role
+    hide = await client.put(
+        f"/api/channels/{staff}/overrides/role/{everyone}",
+        headers=ann.headers,
+        json={"deny": str(int(P.VIEW_CHANNEL))},
+    )
+    assert hide.status_code == 200
+    grant = await client.put(
+        f"/api/channels/{staff}/overrides/member/{ben.id}",
+        headers=ann.headers,
+        json={"allow": str(int(P.VIEW_CHANNEL))},
+    )
+    assert grant.status_code == 200
+    kicked = await client.delete(srv.url(f"/members/{ben.id}"), headers=ann.headers)
+    assert kicked.status_code == 204
+    # ben is gone; the owner revokes his access to #staff before he can come back...
+    revoke = await client.delete(
+        f"/api/channels/{staff}/overrides/member/{ben.id}", headers=ann.headers
+    )
+    back = await client.post(f"/api/invites/{srv.invite}", headers=ben.headers)
+    assert back.status_code == 201
+    sees = [c["name"] for c in back.json()["channels"]]
+    assert revoke.status_code == 200 and "staff" not in sees, (revoke.json(), sees)
