@@ -13,6 +13,7 @@ A channel you may not see gets the same 404 as one that does not exist.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -62,6 +63,11 @@ def refusal(facts: q.AccessFacts, need: Permission) -> XFChatError | None:
     return missing(need, perms, "in this channel")
 
 
+# A permission, or what to ask of a given channel (e.g. one thing in a server channel,
+# another in a conversation).
+Need = Permission | Callable[[channels_q.ChannelRow], Permission]
+
+
 def timed_out() -> Forbidden:
     return Forbidden("you are timed out in this server", code="TIMED_OUT")
 
@@ -71,12 +77,13 @@ async def access_channel(
     actor: Actor,
     channel_id: UUID,
     *,
-    need: Permission = Permission.VIEW_CHANNEL,
+    need: Need = Permission.VIEW_CHANNEL,
     lock: bool = False,
 ) -> ChannelAccess:
-    """The channel and the actor's permissions in it, if they include `need`. With
-    `lock`, the channel's row stays locked FOR UPDATE until the caller's transaction
-    ends (for changes of who may see it).
+    """The channel and the actor's permissions in it, if they include `need` (or what
+    `need` asks of this channel, when it depends on the channel's kind). With `lock`,
+    the channel's row stays locked FOR UPDATE until the caller's transaction ends (for
+    changes of who may see it).
 
     Raises: NotFound (CHANNEL_NOT_FOUND) if it does not exist or is not visible;
     Forbidden (MISSING_PERMISSIONS, or CANNOT_MESSAGE_USER across a block)."""
@@ -86,7 +93,8 @@ async def access_channel(
     if found is None:
         raise channel_not_found()
     channel, facts = found
-    error = refusal(facts, need | Permission.VIEW_CHANNEL)
+    needed = need(channel) if callable(need) else need
+    error = refusal(facts, needed | Permission.VIEW_CHANNEL)
     if error is not None:
         raise error
     return ChannelAccess(channel, compute_permissions(facts), facts.blocked)

@@ -291,37 +291,48 @@ async def set_avatar(
     Raises:
         PayloadTooLarge: `data` is over `max_bytes`. BadRequest: INVALID_IMAGE.
     """
-    if len(data) > max_bytes:
-        raise PayloadTooLarge(f"the image is larger than {max_bytes} bytes")
+    _check_size(data, max_bytes)
     image = await run_image_job(slots, encode_avatar, data)
     async with pool.acquire() as conn, conn.transaction():
-        stored = await media_q.insert_media(
-            conn,
-            owner_id=actor.user_id,
-            purpose="avatar",
-            content_type=image.content_type,
-            data=image.data,
-            sha256=image.sha256,
-            width=image.width,
-            height=image.height,
-        )
+        stored = await _store(conn, actor, "avatar", image)
         # The user's row is locked from here to COMMIT, so concurrent changes of the
         # avatar take turns and each deletes whatever the one before it stored.
-        user = await profile.set_avatar_url(conn, actor, media_url(stored.id))
+        user = await profile.set_avatar_url(conn, actor, media_url(stored))
         await media_q.delete_media_of_owner(
-            conn, owner_id=actor.user_id, purpose="avatar", keep=stored.id
-        )
-        # Counted with the write itself (uploads are few and rate-limited), not in the
-        # in-memory counters that a crash may lose.
-        await usage_q.add_usage(
-            conn,
-            user_ids=[actor.user_id],
-            days=[datetime.now(UTC).date()],
-            requests=[0],
-            messages_sent=[0],
-            bytes_uploaded=[len(image.data)],
+            conn, owner_id=actor.user_id, purpose="avatar", keep=stored
         )
     return user
+
+
+def _check_size(data: bytes, max_bytes: int) -> None:
+    """Raises: PayloadTooLarge."""
+    if len(data) > max_bytes:
+        raise PayloadTooLarge(f"the image is larger than {max_bytes} bytes")
+
+
+async def _store(conn: asyncpg.Connection, actor: Actor, purpose: str, image: EncodedImage) -> UUID:
+    """Store an encoded upload of the actor's and count its bytes in their usage, in
+    the caller's transaction; its id. (Counted with the write itself: uploads are few
+    and rate-limited, and the in-memory counters may be lost in a crash.)"""
+    stored = await media_q.insert_media(
+        conn,
+        owner_id=actor.user_id,
+        purpose=purpose,
+        content_type=image.content_type,
+        data=image.data,
+        sha256=image.sha256,
+        width=image.width,
+        height=image.height,
+    )
+    await usage_q.add_usage(
+        conn,
+        user_ids=[actor.user_id],
+        days=[datetime.now(UTC).date()],
+        requests=[0],
+        messages_sent=[0],
+        bytes_uploaded=[len(image.data)],
+    )
+    return stored.id
 
 
 async def clear_avatar(conn: asyncpg.Connection, actor: Actor) -> users_q.UserRow:
@@ -358,34 +369,15 @@ async def set_server_icon(
 
     Raises: PayloadTooLarge; BadRequest (INVALID_IMAGE); NotFound (SERVER_NOT_FOUND);
     Forbidden (MISSING_PERMISSIONS)."""
-    if len(data) > max_bytes:
-        raise PayloadTooLarge(f"the image is larger than {max_bytes} bytes")
+    _check_size(data, max_bytes)
     async with pool.acquire() as conn:
         await access_server(conn, actor, server_id, need=Permission.MANAGE_SERVER)
     image = await run_image_job(slots, encode_avatar, data)
     async with pool.acquire() as conn, conn.transaction():
-        stored = await media_q.insert_media(
-            conn,
-            owner_id=actor.user_id,
-            purpose="icon",
-            content_type=image.content_type,
-            data=image.data,
-            sha256=image.sha256,
-            width=image.width,
-            height=image.height,
+        stored = await _store(conn, actor, "icon", image)
+        return await servers.update_server(
+            conn, actor, server_id, fields={"icon_url": media_url(stored)}, reason=reason
         )
-        server = await servers.update_server(
-            conn, actor, server_id, fields={"icon_url": media_url(stored.id)}, reason=reason
-        )
-        await usage_q.add_usage(
-            conn,
-            user_ids=[actor.user_id],
-            days=[datetime.now(UTC).date()],
-            requests=[0],
-            messages_sent=[0],
-            bytes_uploaded=[len(image.data)],
-        )
-    return server
 
 
 # -- Serving ---------------------------------------------------------------------------

@@ -27,17 +27,15 @@ from xfchat.domain.access import (
 )
 from xfchat.domain.accounts import Actor
 from xfchat.domain.events import (
-    CHANNEL_UPDATED,
     MEMBER_REMOVED,
     MEMBER_UPDATED,
     SERVER_LEFT,
     MemberPayload,
     emit,
-    emit_many,
 )
 from xfchat.domain.permissions import Permission
 from xfchat.domain.profile import public_profile
-from xfchat.domain.server_views import channels_json, member_json, members_json
+from xfchat.domain.server_views import announce_channels, member_json, members_json
 from xfchat.domain.servers import audit, text_field
 from xfchat.errors import BadRequest, Forbidden, NotFound
 
@@ -211,11 +209,7 @@ async def remove_member(
             server_id, {"server_id": str(server_id), "user_id": str(user_id), "reason": reason}
         ),
     )
-    changed = [c for c in channels if c.id in overridden]
-    await emit_many(
-        conn,
-        [CHANNEL_UPDATED.to_channel(UUID(p["id"]), p) for p in await channels_json(conn, changed)],
-    )
+    await announce_channels(conn, [c for c in channels if c.id in overridden])
     return True
 
 

@@ -19,7 +19,13 @@ from xfchat.db.queries import event_log as events_q
 from xfchat.db.queries import messages as q
 from xfchat.db.queries import roles as roles_q
 from xfchat.db.queries import users as users_q
-from xfchat.domain.access import MESSAGE_KINDS, ChannelAccess, access_channel, viewers_among
+from xfchat.domain.access import (
+    MESSAGE_KINDS,
+    ChannelAccess,
+    Need,
+    access_channel,
+    viewers_among,
+)
 from xfchat.domain.accounts import Actor
 from xfchat.domain.events import (
     MESSAGE_DELETED,
@@ -156,7 +162,7 @@ async def message_channel(
     conn: asyncpg.Connection,
     actor: Actor,
     channel_id: UUID,
-    need: Permission = Permission.READ_MESSAGE_HISTORY,
+    need: Need = Permission.READ_MESSAGE_HISTORY,
 ) -> ChannelAccess:
     """A channel that carries messages, where the actor has `need`.
 

@@ -12,6 +12,7 @@ from uuid import UUID
 import asyncpg
 
 from xfchat.db.queries import messages as q
+from xfchat.db.queries.channels import ChannelRow
 from xfchat.domain.access import ChannelAccess
 from xfchat.domain.accounts import Actor
 from xfchat.domain.events import (
@@ -29,16 +30,19 @@ MAX_PINS = 50
 PIN_TEXT = "pinned a message to this channel."
 
 
+def _pinning(channel: ChannelRow) -> Permission:
+    """Moderators pin in a server channel; anyone who may write in a conversation."""
+    if channel.server_id is None:
+        return Permission.READ_MESSAGE_HISTORY | Permission.SEND_MESSAGES
+    return Permission.READ_MESSAGE_HISTORY | Permission.MANAGE_MESSAGES
+
+
 async def _pinning_channel(
     conn: asyncpg.Connection, actor: Actor, channel_id: UUID
 ) -> ChannelAccess:
     """The channel, if the actor may pin in it; its row locked until the transaction
     ends (pins of one channel are counted one change at a time)."""
-    access = await message_channel(conn, actor, channel_id, Permission.READ_MESSAGE_HISTORY)
-    need = (
-        Permission.SEND_MESSAGES if access.channel.server_id is None else Permission.MANAGE_MESSAGES
-    )
-    access = await message_channel(conn, actor, channel_id, need)
+    access = await message_channel(conn, actor, channel_id, _pinning)
     await q.lock_channel_counter(conn, channel_id=channel_id)
     return access
 

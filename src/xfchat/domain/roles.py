@@ -20,7 +20,6 @@ from xfchat.db.queries import servers as servers_q
 from xfchat.domain.access import ServerAccess, access_channel, access_server
 from xfchat.domain.accounts import Actor
 from xfchat.domain.events import (
-    CHANNEL_UPDATED,
     MEMBER_UPDATED,
     ROLE_CREATED,
     ROLE_DELETED,
@@ -32,7 +31,7 @@ from xfchat.domain.events import (
 )
 from xfchat.domain.members import check_outranks, member_not_found
 from xfchat.domain.permissions import ALL, Permission
-from xfchat.domain.server_views import channels_json, member_json, role_json
+from xfchat.domain.server_views import announce_channels, member_json, role_json
 from xfchat.domain.servers import audit, text_field
 from xfchat.domain.visibility import settle, watch
 from xfchat.errors import BadRequest, Forbidden, NotFound
@@ -233,13 +232,7 @@ async def delete_role(
             conn,
             ROLE_DELETED.to_server(server_id, {"server_id": str(server_id), "id": str(role_id)}),
         )
-        await emit_many(
-            conn,
-            [
-                CHANNEL_UPDATED.to_channel(UUID(p["id"]), p)
-                for p in await channels_json(conn, overriding)
-            ],
-        )
+        await announce_channels(conn, overriding)
         await audit(
             conn,
             access,
@@ -413,8 +406,7 @@ async def set_override(
                 deny=deny or 0,
             )
         await settle(conn, seen, "permissions")
-        payload = (await channels_json(conn, [channel.channel]))[0]
-        await emit(conn, CHANNEL_UPDATED.to_channel(channel_id, payload))
+        (payload,) = await announce_channels(conn, [channel.channel])
         await audit(
             conn,
             access,

@@ -23,9 +23,9 @@ from xfchat.domain.access import (
     server_viewers,
 )
 from xfchat.domain.accounts import Actor
-from xfchat.domain.events import CHANNEL_UPDATED, ServerChannelPayload, emit, emit_many
+from xfchat.domain.events import ServerChannelPayload
 from xfchat.domain.permissions import Permission
-from xfchat.domain.server_views import channels_json, visible_server_channels
+from xfchat.domain.server_views import announce_channels, channels_json, visible_server_channels
 from xfchat.domain.servers import audit, text_field
 from xfchat.domain.visibility import settle, watch
 from xfchat.errors import BadRequest, Forbidden
@@ -225,8 +225,7 @@ async def update_channel(
             await settle(conn, seen, "permissions")
         elif "rate_limit_per_user" in values:
             await access_changed(conn, channel_id)  # sends in flight see the new slowmode
-        payload = await _payload(conn, row)
-        await emit(conn, CHANNEL_UPDATED.to_channel(channel_id, payload))
+        (payload,) = await announce_channels(conn, [row])
         await audit(
             conn,
             access,
@@ -264,13 +263,7 @@ async def delete_channel(
             for r in await q.list_server_channels(conn, server_id=channel.server_id)
             if r.id in children
         ]  # uncategorised now: tell those who see them
-        await emit_many(
-            conn,
-            [
-                CHANNEL_UPDATED.to_channel(UUID(p["id"]), p)
-                for p in await channels_json(conn, moved)
-            ],
-        )
+        await announce_channels(conn, moved)
         await audit(
             conn,
             access,
@@ -309,8 +302,7 @@ async def reorder_channels(
             channel_ids=list(positions),
             positions=list(positions.values()),
         )
-        payloads = await channels_json(conn, rows)
-        await emit_many(conn, [CHANNEL_UPDATED.to_channel(UUID(p["id"]), p) for p in payloads])
+        await announce_channels(conn, rows)
         await audit(
             conn,
             access,

@@ -13,12 +13,14 @@ from xfchat.db.queries import servers as q
 from xfchat.db.queries import users as users_q
 from xfchat.domain.access import server_viewers
 from xfchat.domain.events import (
+    CHANNEL_UPDATED,
     MemberPayload,
     OverridePayload,
     RolePayload,
     ServerChannelPayload,
     ServerJoinedPayload,
     ServerPayload,
+    emit_many,
 )
 from xfchat.domain.profile import public_profile
 
@@ -84,6 +86,16 @@ async def channels_json(
 ) -> list[ServerChannelPayload]:
     overrides = await channels_q.list_overrides(conn, channel_ids=[r.id for r in rows])
     return [channel_json(r, overrides) for r in rows]
+
+
+async def announce_channels(
+    conn: asyncpg.Connection, rows: list[channels_q.ChannelRow]
+) -> list[ServerChannelPayload]:
+    """Tell those who see each of these channels how it looks now (`channel.updated`),
+    in the caller's transaction; the payloads."""
+    payloads = await channels_json(conn, rows)
+    await emit_many(conn, [CHANNEL_UPDATED.to_channel(UUID(p["id"]), p) for p in payloads])
+    return payloads
 
 
 async def member_json(conn: asyncpg.Connection, row: q.MemberRow) -> MemberPayload:
