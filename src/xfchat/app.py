@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from xfchat import __version__
 from xfchat.api import (
+    attachments,
     auth,
     channels,
     conversations,
@@ -148,6 +149,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
         auth.router,
         users.router,
         media.router,
+        attachments.router,
         mentions.router,
         pins.router,
         friends.router,

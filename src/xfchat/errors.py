@@ -85,6 +85,11 @@ class PayloadTooLarge(XFChatError):
     default_code = "PAYLOAD_TOO_LARGE"
 
 
+class RangeNotSatisfiable(XFChatError):
+    status = 416
+    default_code = "RANGE_NOT_SATISFIABLE"
+
+
 class RateLimited(XFChatError):
     status = 429
     default_code = "RATE_LIMITED"

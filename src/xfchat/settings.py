@@ -216,6 +216,21 @@ class Settings(DatabaseSettings):
         default=8 << 20, ge=1 << 16, le=25 << 20, validation_alias=_env("XFCHAT_AVATAR_MAX_BYTES")
     )
 
+    # Attachments: the largest file, and the most bytes a user's files (attachments,
+    # avatars, icons) may take in all; a message carries at most 10 files.
+    attachment_max_bytes: int = Field(
+        default=8 << 20,
+        ge=1 << 10,
+        le=25 << 20,
+        validation_alias=_env("XFCHAT_ATTACHMENT_MAX_BYTES"),
+    )
+    upload_quota_bytes: int = Field(
+        default=1 << 30, ge=1 << 20, validation_alias=_env("XFCHAT_UPLOAD_QUOTA_BYTES")
+    )
+    rate_attachments_user: RateLimitSetting = Field(
+        default=RateLimit(30, 60), validation_alias=_env("XFCHAT_RATE_ATTACHMENTS_USER")
+    )
+
     # Real-time delivery
     send_queue: int = Field(
         default=10_000, ge=1, le=1_000_000, validation_alias=_env("XFCHAT_SEND_QUEUE")

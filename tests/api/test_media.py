@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from tests import factories
 from tests.factories import AppWith, MakeUser, TestUser
 from tests.support import random_secret
-from xfchat.domain import media
+from xfchat.domain import images, media
 from xfchat.errors import PayloadTooLarge
 from xfchat.settings import Settings
 
@@ -83,7 +83,7 @@ def close_to(pixel: Any, expected: tuple[int, ...], tolerance: int = 12) -> bool
 
 def assert_square_and_small(image: Image.Image, side: int) -> None:
     assert image.size == (side, side)
-    assert side <= media.OUTPUT_SIDE
+    assert side <= images.OUTPUT_SIDE
 
 
 # -- Uploading ---------------------------------------------------------------------------
@@ -243,7 +243,7 @@ async def test_upload_16_bit_grey_png_keeps_its_brightness(
 
 def _jpeg_over_the_sniff_window() -> bytes:
     data = encoded(noise((64, 64)), "JPEG")
-    assert len(data) > media.SNIFF_WINDOW
+    assert len(data) > images.SNIFF_WINDOW
     return data
 
 
@@ -332,8 +332,8 @@ async def test_upload_of_a_non_image_or_a_damaged_one_is_400(
 @pytest.mark.parametrize(
     ("size", "message"),
     [
-        ((media.MAX_SIDE + 1, 1), "each side"),
-        ((1, media.MAX_SIDE + 1), "each side"),
+        ((images.MAX_SIDE + 1, 1), "each side"),
+        ((1, images.MAX_SIDE + 1), "each side"),
         ((6400, 6400), "pixels"),  # 41 megapixels, each side within bounds
         ((4100, 4000), "16,000,000 pixels"),  # a PNG decodes whole: 16 at most
     ],
@@ -343,7 +343,7 @@ async def test_upload_beyond_the_pixel_bounds_is_400(
 ) -> None:
     # Sound, small files that Pillow would decode: only our bounds refuse them.
     user = await make_user()
-    assert size[0] * size[1] > media.MAX_LOSSLESS_PIXELS or max(size) > media.MAX_SIDE
+    assert size[0] * size[1] > images.MAX_LOSSLESS_PIXELS or max(size) > images.MAX_SIDE
     response = await upload(client, user, encoded(Image.new("L", size), "PNG"))
     assert response.status_code == 400, response.text
     assert response.json()["code"] == "INVALID_IMAGE" and message in response.json()["message"]
@@ -413,7 +413,12 @@ async def test_set_avatar_itself_refuses_more_than_its_limit(
     data = encoded(Image.new("RGB", (16, 16)), "PNG")
     with pytest.raises(PayloadTooLarge):
         await media.set_avatar(
-            pool, user.actor, data, max_bytes=len(data) - 1, slots=asyncio.Semaphore(1)
+            pool,
+            user.actor,
+            data,
+            max_bytes=len(data) - 1,
+            quota=1 << 30,
+            slots=asyncio.Semaphore(1),
         )
     assert await media_rows(conn, user.id) == 0
 
@@ -566,12 +571,12 @@ async def test_openapi_documents_the_upload_body_as_binary_images(
 
 
 async def test_image_jobs_run_at_most_two_at_once_even_when_abandoned() -> None:
-    slots = asyncio.Semaphore(media.IMAGE_JOBS)
+    slots = asyncio.Semaphore(images.IMAGE_JOBS)
     gate = threading.Event()
     lock = threading.Lock()
     running = peak = started = 0
 
-    def job(data: bytes) -> media.EncodedImage:
+    def job(data: bytes) -> images.EncodedImage:
         nonlocal running, peak, started
         with lock:
             running += 1
@@ -580,9 +585,9 @@ async def test_image_jobs_run_at_most_two_at_once_even_when_abandoned() -> None:
         gate.wait(10)
         with lock:
             running -= 1
-        return media.EncodedImage(data, "image/png", 1, 1, b"\x00" * 32)
+        return images.EncodedImage(data, "image/png", 1, 1, b"\x00" * 32)
 
-    tasks = [asyncio.create_task(media.run_image_job(slots, job, b"x")) for _ in range(5)]
+    tasks = [asyncio.create_task(images.run_image_job(slots, job, b"x")) for _ in range(5)]
     for _ in range(500):
         if started == 2:
             break

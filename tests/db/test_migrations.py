@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
 import shutil
 from pathlib import Path
 
@@ -13,6 +15,8 @@ from xfchat.db.migrate import DEFAULT_DIR, MigrationError, Migrator, add, discov
 EXPECTED_TABLES = {
     "users",
     "media",
+    "files",
+    "file_chunks",
     "presence_processes",
     "presence_connections",
     "sessions",
@@ -223,3 +227,50 @@ async def test_migrate_info_shows_applied_and_pending(empty_db_url: str) -> None
     after = await asyncio.to_thread(run_cli, "migrate", "info", env=env)
     lines = [line for line in after.stdout.splitlines() if line[:4].isdigit()]
     assert [line.split()[2] for line in lines] == ["applied"] * (len(discover()) - 1) + ["pending"]
+
+
+async def test_stored_images_keep_their_bytes_across_the_files_migration(
+    empty_db_url: str,
+) -> None:
+    """0019 moves avatars' bytes into the shared file storage, and back when reverted."""
+    conn = await asyncpg.connect(empty_db_url)
+    try:
+        migrator = Migrator(conn)
+        await migrator.run()
+        data = os.urandom(300 * 1024)  # two chunks
+        user = await conn.fetchval(
+            "INSERT INTO users (username, email, password_hash) VALUES ('ann', 'a@x.org', 'h') "
+            "RETURNING id"
+        )
+        file_id = await conn.fetchval(
+            "INSERT INTO files (owner_id, size_bytes, sha256) VALUES ($1, $2, $3) RETURNING id",
+            user,
+            len(data),
+            hashlib.sha256(data).digest(),
+        )
+        await conn.executemany(
+            "INSERT INTO file_chunks (file_id, n, data) VALUES ($1, $2, $3)",
+            [(file_id, 0, data[:262144]), (file_id, 1, data[262144:])],
+        )
+        await conn.execute(
+            "INSERT INTO media (id, owner_id, purpose, content_type, size_bytes, sha256, width, "
+            "height, file_id) VALUES ($1, $2, 'avatar', 'image/png', $3, $4, 1, 1, $1)",
+            file_id,
+            user,
+            len(data),
+            hashlib.sha256(data).digest(),
+        )
+        newer = [m for m in discover() if m.version >= 19]
+        await migrator.revert(len(newer))
+        assert await conn.fetchval("SELECT data FROM media WHERE id = $1", file_id) == data
+        await migrator.run()
+        chunks = await conn.fetch(
+            "SELECT n, data FROM file_chunks WHERE file_id = $1 ORDER BY n", file_id
+        )
+        assert [r["n"] for r in chunks] == [0, 1]
+        assert b"".join(r["data"] for r in chunks) == data
+        # Deleting the image deletes its file, bytes and all.
+        await conn.execute("DELETE FROM media WHERE id = $1", file_id)
+        assert await conn.fetchval("SELECT count(*) FROM file_chunks") == 0
+    finally:
+        await conn.close()

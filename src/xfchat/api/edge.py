@@ -15,9 +15,10 @@ from xfchat.api.metrics import Metrics, route_label
 
 DECISIONS = "rate_limit_decisions"
 
-UploadRoute = tuple[str, str, int]
-"""(method, path regex, largest body in bytes): a route whose body may be larger (or
-smaller) than the limit of every other route."""
+UploadRoute = tuple[str, str, int, str]
+"""(method, path regex, largest body in bytes, content type prefix or ""): a route whose
+body may be larger (or smaller) than the limit of every other route, when its
+Content-Type starts so."""
 
 
 class EdgeMiddleware:
@@ -32,13 +33,15 @@ class EdgeMiddleware:
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.upload_routes = [
-            (method.upper(), re.compile(path), limit) for method, path, limit in upload_routes
+            (method.upper(), re.compile(path), limit, kind.encode())
+            for method, path, limit, kind in upload_routes
         ]
 
     def body_limit(self, scope: Scope) -> int:
-        for method, path, limit in self.upload_routes:
+        for method, path, limit, kind in self.upload_routes:
             if scope["method"] == method and path.fullmatch(scope["path"]):
-                return limit
+                if not kind or _content_type(scope).startswith(kind):
+                    return limit
         return self.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -115,6 +118,13 @@ def _with_rate_limit_headers(message: Message, decisions: list) -> Message:  # t
         if name.lower().encode() not in present:
             headers.append((name.lower().encode(), value.encode()))
     return {**message, "headers": headers}
+
+
+def _content_type(scope: Scope) -> bytes:
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            return bytes(value).lower()
+    return b""
 
 
 async def _too_large(send: Send, limit: int) -> None:

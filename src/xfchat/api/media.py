@@ -18,13 +18,14 @@ from xfchat.api.deps import (
     bearer_token,
     get_settings,
 )
+from xfchat.api.downloads import BYTES, file_response
 from xfchat.api.edge import UploadRoute
 from xfchat.api.models import UserPrivate
 from xfchat.api.responses import JSONResponse
 from xfchat.api.servers import AuditReason
-from xfchat.db.queries.media import MediaInfo
-from xfchat.domain import media, servers
+from xfchat.domain import images, media, servers
 from xfchat.domain.accounts import Actor
+from xfchat.domain.attachments import MAX_FILES
 from xfchat.domain.events import ServerPayload
 from xfchat.settings import Settings
 
@@ -36,9 +37,6 @@ IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
 EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg"}
 
 _BINARY = {"schema": {"type": "string", "format": "binary"}}  # a file picker in /docs
-# A response of raw bytes is described by its media type alone (OpenAPI 3.1: no JSON
-# Schema applies to it).
-_BYTES: dict[str, Any] = {}
 _IMAGE_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -49,11 +47,17 @@ _IMAGE_BODY: dict[str, Any] = {
 }
 
 
+FORM_OVERHEAD = 1 << 20  # a message with files: the JSON part, part headers, boundaries
+
+
 def upload_routes(settings: Settings) -> list[UploadRoute]:
     """The routes whose body limit is not XFCHAT_MAX_BODY_BYTES (for the edge)."""
+    files = MAX_FILES * settings.attachment_max_bytes + FORM_OVERHEAD
     return [
-        ("PUT", re.escape(AVATAR_PATH), settings.avatar_max_bytes),
-        ("PUT", r"/api/servers/[^/]+/icon", settings.avatar_max_bytes),
+        ("PUT", re.escape(AVATAR_PATH), settings.avatar_max_bytes, ""),
+        ("PUT", r"/api/servers/[^/]+/icon", settings.avatar_max_bytes, ""),
+        ("POST", r"/api/channels/[^/]+/messages", files, "multipart/form-data"),
+        ("PUT", r"/api/channels/[^/]+/messages/[^/]+", files, "multipart/form-data"),
     ]
 
 
@@ -63,7 +67,7 @@ def image_slots(request: Request) -> asyncio.Semaphore:
     state = request.app.state
     slots: asyncio.Semaphore | None = getattr(state, "image_slots", None)
     if slots is None:
-        slots = state.image_slots = asyncio.Semaphore(media.IMAGE_JOBS)
+        slots = state.image_slots = asyncio.Semaphore(images.IMAGE_JOBS)
     return slots
 
 
@@ -91,7 +95,12 @@ async def put_avatar(
     `avatar_url` points at it; the previous one is deleted."""
     data = await request.body()
     user = await media.set_avatar(
-        pool, actor, data, max_bytes=settings.avatar_max_bytes, slots=image_slots(request)
+        pool,
+        actor,
+        data,
+        max_bytes=settings.avatar_max_bytes,
+        quota=settings.upload_quota_bytes,
+        slots=image_slots(request),
     )
     request.app.state.sessions.forget_user(actor.user_id)
     return UserPrivate.of_me(user)
@@ -105,53 +114,34 @@ async def delete_avatar(actor: CurrentActor, conn: Conn, request: Request) -> Re
     return Response(status_code=204)
 
 
-def _headers(item: MediaInfo) -> dict[str, str]:
-    extension = EXTENSIONS[item.content_type]
-    return {
-        # A stored image never changes: a new upload gets a new id.
-        "Cache-Control": "public, max-age=31536000, immutable",
-        "ETag": f'"{item.sha256.hex()}"',
-        "X-Content-Type-Options": "nosniff",
-        "Content-Security-Policy": "default-src 'none'; sandbox",
-        "Content-Disposition": f'inline; filename="{item.purpose}.{extension}"',
-    }
-
-
-def _matches(if_none_match: str | None, etag: str) -> bool:
-    """RFC 9110's weak comparison, as If-None-Match uses."""
-    if if_none_match is None:
-        return False
-    tags = [tag.strip().removeprefix("W/") for tag in if_none_match.split(",")]
-    return "*" in tags or etag in tags
-
-
 @router.head(f"{media.MEDIA_PATH}{{media_id}}", response_class=Response)
 @router.get(
     f"{media.MEDIA_PATH}{{media_id}}",
     response_class=Response,
     responses={
-        200: {"content": {"image/png": _BYTES, "image/jpeg": _BYTES}},
+        200: {"content": {"image/png": BYTES, "image/jpeg": BYTES}},
         304: {"description": "Not modified (If-None-Match)"},
     },
 )
-async def get_media(
-    media_id: UUID,
-    request: Request,
-    conn: Conn,
-    if_none_match: Annotated[str | None, Header()] = None,
-) -> Response:
-    """A stored image (an avatar). No authentication: an <img> cannot send a token,
-    and ids are random."""
-    if request.method == "HEAD" or if_none_match is not None:
+async def get_media(media_id: UUID, request: Request, pool: Pool) -> Response:
+    """A stored image (an avatar, an icon). No authentication: an <img> cannot send a
+    token, and ids are random."""
+    async with pool.acquire() as conn:  # (not Conn: no connection held while streaming)
         info = await media.get_media_info(conn, media_id)
-        headers = _headers(info)
-        if _matches(if_none_match, headers["ETag"]):
-            return Response(status_code=304, headers=headers)
-        if request.method == "HEAD":
-            headers["Content-Length"] = str(info.size_bytes)
-            return Response(headers=headers, media_type=info.content_type)
-    item = await media.get_media(conn, media_id)
-    return Response(item.data, headers=_headers(item), media_type=item.content_type)
+    extension = EXTENSIONS[info.content_type]
+    return file_response(
+        request,
+        pool,
+        file_id=info.file_id,
+        size=info.size_bytes,
+        sha256=info.sha256,
+        content_type=info.content_type,
+        headers={
+            # A stored image never changes: a new upload gets a new id.
+            "Cache-Control": "public, max-age=31536000, immutable",
+            "Content-Disposition": f'inline; filename="{info.purpose}.{extension}"',
+        },
+    )
 
 
 @router.put(ICON_PATH, openapi_extra=_IMAGE_BODY, response_model=ServerPayload)
@@ -173,6 +163,7 @@ async def put_server_icon(
         server_id,
         data,
         max_bytes=settings.avatar_max_bytes,
+        quota=settings.upload_quota_bytes,
         slots=image_slots(request),
         reason=reason,
     )

@@ -15,15 +15,24 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from xfchat.api import braid
-from xfchat.api.deps import Conn, CurrentActor, identify, record_decision
+from xfchat.api.deps import (
+    Conn,
+    CurrentActor,
+    authenticate_request,
+    bearer_token,
+    identify,
+    record_decision,
+)
+from xfchat.api.media import image_slots
 from xfchat.api.models import Text
 from xfchat.api.pages import page_headers, page_response
 from xfchat.api.responses import JSONResponse
 from xfchat.api.servers import AuditReason
-from xfchat.domain import messages
+from xfchat.api.uploads import is_multipart, read_form
+from xfchat.domain import messages, messages_upload
 from xfchat.domain.accounts import Actor
 from xfchat.domain.events import AuthorPayload, MessagePayload, PublicUserPayload
-from xfchat.domain.messages_send import SendRequest
+from xfchat.domain.messages_send import SendRequest, SendResult
 from xfchat.domain.profile import public_profile
 
 router = APIRouter(prefix="/api/channels/{channel_id}/messages", tags=["messages"])
@@ -69,15 +78,39 @@ async def _send(
     request: Request, channel_id: UUID, *, message_id: UUID, client_chose_id: bool
 ) -> Response:
     """The hot path, kept lean: no dependency injection, the body validated by the same
-    model as documented, the rate limits counted by the writer in its transaction."""
+    model as documented, the rate limits counted by the writer in its transaction. A
+    multipart body is a send with files (_send_with_files)."""
+    if is_multipart(request):
+        return await _send_with_files(
+            request, channel_id, message_id=message_id, client_chose_id=client_chose_id
+        )
     actor = await identify(request)
-    try:
-        body = MessageIn.model_validate_json(await request.body())
-    except ValidationError as exc:
-        raise RequestValidationError(exc.errors(include_url=False)) from None
+    body = _message_in(await request.body())
     state = request.app.state
     settings = state.settings
-    send = SendRequest(
+    send = _request(request, actor, channel_id, body, message_id, client_chose_id)
+    send.limits.insert(0, ("api", str(actor.user_id), settings.rate_api_user))
+    result = await state.writer.send(send)
+    return _sent(request, result)
+
+
+def _message_in(raw: bytes) -> MessageIn:
+    try:
+        return MessageIn.model_validate_json(raw)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False)) from None
+
+
+def _request(
+    request: Request,
+    actor: Actor,
+    channel_id: UUID,
+    body: MessageIn,
+    message_id: UUID,
+    client_chose_id: bool,
+) -> SendRequest:
+    rule = request.app.state.settings.rate_messages_user
+    return SendRequest(
         actor=actor,
         author=author_of(request, actor),
         channel_id=channel_id,
@@ -86,12 +119,41 @@ async def _send(
         client_chose_id=client_chose_id,
         nonce=body.nonce,
         reply_to_id=body.reply_to_id,
-        limits=[
-            ("api", str(actor.user_id), settings.rate_api_user),
-            ("messages.send", f"{actor.user_id}:{channel_id}", settings.rate_messages_user),
-        ],
+        limits=[("messages.send", f"{actor.user_id}:{channel_id}", rule)],
     )
-    result = await state.writer.send(send)
+
+
+async def _send_with_files(
+    request: Request, channel_id: UUID, *, message_id: UUID, client_chose_id: bool
+) -> Response:
+    """Counted in the API and attachments limits, and refused (403/404) before a byte of
+    the body is read when the sender may not attach files there."""
+    state = request.app.state
+    settings = state.settings
+    rule = settings.rate_attachments_user
+    actor = await authenticate_request(
+        request,
+        bearer_token(request.headers.get("authorization")),
+        lambda actor: [("attachments", str(actor.user_id), rule)],
+    )
+    async with state.pool.acquire() as conn:
+        await messages_upload.check_attach(conn, actor, channel_id)
+    async with read_form(request, max_bytes=settings.attachment_max_bytes) as form:
+        body = _message_in(form.payload)
+        result = await messages_upload.send_with_files(
+            state.pool,
+            _request(request, actor, channel_id, body, message_id, client_chose_id),
+            form.uploads,
+            max_bytes=settings.attachment_max_bytes,
+            quota=settings.upload_quota_bytes,
+            slots=image_slots(request),
+        )
+    if result.created and state.writer.on_sent is not None:
+        state.writer.on_sent(actor.user_id, 1)
+    return _sent(request, result)
+
+
+def _sent(request: Request, result: SendResult) -> Response:
     for decision in result.decisions:
         record_decision(request, decision)
     return Response(
@@ -102,10 +164,25 @@ async def _send(
     )
 
 
+FILES_FORM = {
+    "type": "object",
+    "description": "A message with up to 10 files: the message as JSON in payload_json (or "
+    "plain content, nonce and reply_to_id fields), and file parts of any name.",
+    "properties": {
+        "payload_json": {"type": "string", "contentMediaType": "application/json"},
+        "content": {"type": "string"},
+        "nonce": {"type": "string"},
+        "reply_to_id": {"type": "string", "format": "uuid"},
+        "files": {"type": "array", "maxItems": 10, "items": {"type": "string", "format": "binary"}},
+    },
+}
 SEND_BODY = {
     "requestBody": {
         "required": True,
-        "content": {"application/json": {"schema": MessageIn.model_json_schema()}},
+        "content": {
+            "application/json": {"schema": MessageIn.model_json_schema()},
+            "multipart/form-data": {"schema": FILES_FORM},
+        },
     },
     "security": [{"bearer": []}],
 }

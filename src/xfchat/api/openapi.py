@@ -55,6 +55,7 @@ ERRORS = {
     410: "No longer usable",
     413: "The body is larger than the documented limit",
     415: "A body of a kind this route does not take",
+    416: "The range asked for starts past the end (Content-Range says the size)",
     429: "Rate limited: wait `Retry-After` seconds",
     503: "Overloaded or the database is unavailable: try again after `Retry-After` seconds",
 }
@@ -180,6 +181,8 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
                     str(status), {"description": ERRORS[status], "content": error_ref}
                 )
             for status, response in responses.items():
+                if int(status) >= 400:  # every error is the error shape
+                    response.setdefault("content", error_ref)
                 if method == "head":
                     response.pop("content", None)
                 headers = response.setdefault("headers", {})

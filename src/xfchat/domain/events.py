@@ -175,6 +175,19 @@ class ReactionPayload(_Reaction, total=False):
     me: bool  # in answers to the reader only, never in events
 
 
+class AttachmentPayload(TypedDict):
+    id: str
+    filename: str
+    content_type: str
+    size: int
+    width: int | None  # images only
+    height: int | None
+    url: str  # GET it with your token: the file
+    thumbnail_url: str | None  # images only: at most 400x400, PNG or JPEG
+    thumbnail_width: int | None
+    thumbnail_height: int | None
+
+
 class MessagePayload(TypedDict):
     id: str
     channel_id: str
@@ -194,6 +207,7 @@ class MessagePayload(TypedDict):
     nonce: str | None
     pinned: bool
     reactions: list[ReactionPayload]
+    attachments: list[AttachmentPayload]
 
 
 class MessageDeletedPayload(TypedDict):

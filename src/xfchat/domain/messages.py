@@ -34,6 +34,7 @@ from xfchat.domain.events import (
     REACTION_REMOVED,
     READ_STATE_UPDATED,
     TYPING_STARTED,
+    AttachmentPayload,
     AuthorPayload,
     MessagePayload,
     ReactionPayload,
@@ -73,6 +74,7 @@ def message_json(
     author: AuthorPayload | None,
     reactions: list[ReactionPayload] | None = None,
     reply_to: ReplyPreviewPayload | None = None,
+    attachments: list[AttachmentPayload] | None = None,
 ) -> MessagePayload:
     deleted = row.deleted_at is not None
     return {
@@ -94,6 +96,7 @@ def message_json(
         "nonce": row.nonce,
         "pinned": row.pinned_at is not None,
         "reactions": reactions or [],
+        "attachments": attachments or [],
     }
 
 
@@ -101,7 +104,7 @@ def view_json(row: q.MessageViewRow) -> MessagePayload:
     author = author_json(
         row.author_id, row.author_username, row.author_display_name, row.author_avatar_url
     )
-    return message_json(row, author, row.reactions, row.reply_to)  # type: ignore[arg-type]
+    return message_json(row, author, row.reactions, row.reply_to, row.attachments)  # type: ignore[arg-type]
 
 
 def check_content(content: str) -> str:

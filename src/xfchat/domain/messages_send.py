@@ -23,6 +23,7 @@ from uuid import UUID
 
 import asyncpg
 
+from xfchat.db.queries import attachments as attachments_q
 from xfchat.db.queries import messages as q
 from xfchat.db.queries import messages_send as send_q
 from xfchat.db.queries.access import AccessFacts, facts_from_json
@@ -34,6 +35,7 @@ from xfchat.domain.access import (
     refusal,
 )
 from xfchat.domain.accounts import Actor
+from xfchat.domain.attachments import AttachmentDraft, attachment_json
 from xfchat.domain.events import AuthorPayload, MessagePayload, encode
 from xfchat.domain.messages import (
     loud_mentions,
@@ -59,6 +61,9 @@ class SendRequest:
     client_chose_id: bool  # PUT: the id is the client's, and idempotency goes by it
     nonce: str | None = None
     reply_to_id: UUID | None = None
+    # Files stored in the send's own transaction (domain/messages_upload.py; such a
+    # send is a batch of its own), inserted with the message.
+    attachments: list[AttachmentDraft] = field(default_factory=list)
     # Rate-limit buckets this send counts in: (bucket, key, rule). They are counted in
     # the batch's own transaction, so a send costs no round trip of its own.
     limits: list[tuple[str, str, RateLimit]] = field(default_factory=list)
@@ -67,6 +72,12 @@ class SendRequest:
     )
     deadline: float = 0.0  # loop time by which it must be answered (set when queued)
     started: bool = False  # its batch's transaction has begun: its outcome is the batch's
+
+
+def check_nonce(nonce: str | None) -> None:
+    """Raises: BadRequest (INVALID_NONCE)."""
+    if nonce is not None and not 1 <= len(nonce) <= 64:
+        raise BadRequest("a nonce is 1 to 64 characters", code="INVALID_NONCE", field="nonce")
 
 
 @dataclass(frozen=True)
@@ -173,8 +184,13 @@ async def write_batch(
         raise StaleBatch
     facts = facts_from_json(state.facts)
     by_user = {f.user_id: f for f in facts}
+    attaching = {r.actor.user_id for r in reqs if r.attachments}
     denied: dict[UUID, XFChatError | None] = {
-        a: refusal(by_user[a], Permission.SEND_MESSAGES) for a in authors
+        a: refusal(
+            by_user[a],
+            Permission.SEND_MESSAGES | (Permission.ATTACH_FILES if a in attaching else 0),
+        )
+        for a in authors
     }
     if facts and facts[0].kind not in MESSAGE_KINDS:
         denied = {a: e or not_a_text_channel() for a, e in denied.items()}
@@ -381,6 +397,7 @@ async def _insert(
             row,
             r.author,
             reply_to=previews.get(r.reply_to_id) if r.reply_to_id else None,  # type: ignore[arg-type]
+            attachments=[attachment_json(d) for d in r.attachments],
         )
         for row, (r, _) in zip(rows, new, strict=True)
     ]
@@ -402,4 +419,28 @@ async def _insert(
     )
     for offset, body in enumerate(bodies):
         body["seq"] = last - len(bodies) + 1 + offset
+    for r, _ in new:
+        if r.attachments:
+            await _insert_attachments(conn, channel_id, r.message_id, r.attachments)
     return {body["id"]: body for body in bodies}
+
+
+async def _insert_attachments(
+    conn: asyncpg.Connection, channel_id: UUID, message_id: UUID, drafts: list[AttachmentDraft]
+) -> None:
+    await attachments_q.insert_attachments(
+        conn,
+        message_id=message_id,
+        channel_id=channel_id,
+        ids=[d.id for d in drafts],
+        file_ids=[d.file_id for d in drafts],
+        thumbnail_ids=[d.thumbnail_id for d in drafts],
+        thumbnail_types=[d.thumbnail_type for d in drafts],
+        filenames=[d.filename for d in drafts],
+        content_types=[d.content_type for d in drafts],
+        sizes=[d.size for d in drafts],
+        widths=[d.width for d in drafts],
+        heights=[d.height for d in drafts],
+        thumbnail_widths=[d.thumbnail_width for d in drafts],
+        thumbnail_heights=[d.thumbnail_height for d in drafts],
+    )

@@ -28,8 +28,14 @@ from uuid import UUID
 import asyncpg
 
 from xfchat.domain.messages import check_content
-from xfchat.domain.messages_send import SendRequest, SendResult, StaleBatch, write_batch
-from xfchat.errors import BadRequest, ServiceUnavailable, XFChatError
+from xfchat.domain.messages_send import (
+    SendRequest,
+    SendResult,
+    StaleBatch,
+    check_nonce,
+    write_batch,
+)
+from xfchat.errors import ServiceUnavailable, XFChatError
 from xfchat.tasks import stop
 
 log = logging.getLogger("xfchat.send")
@@ -96,8 +102,7 @@ class MessageWriter:
         Raises: the XFChatError that refused it (503 SEND_QUEUE_FULL, SEND_TIMEOUT,
         SHUTTING_DOWN among them), or the database error that failed it."""
         check_content(req.content)
-        if req.nonce is not None and not 1 <= len(req.nonce) <= 64:
-            raise BadRequest("a nonce is 1 to 64 characters", code="INVALID_NONCE", field="nonce")
+        check_nonce(req.nonce)
         if not self.accepting:
             self.refused += 1
             raise _unavailable("the server is shutting down; retry", "SHUTTING_DOWN")

@@ -220,14 +220,15 @@ async def prune_commits(conn: asyncpg.Connection, *, older_than_s: float, limit:
 async def scrub_message_events(
     conn: asyncpg.Connection, *, channel_id: UUID, message_ids: list[UUID], deleted_at: str
 ) -> int:
-    """Empty the text of deleted messages in the events that carried it, which then
+    """Empty the text (and the files) of deleted messages in the events that carried it, which then
     look as the messages do in history (deleted, with their time), and in the previews
     of them that replies (and pin notices) carry; how many events changed."""
     ids = [str(m) for m in message_ids]
     own = await conn.execute(
         """
         UPDATE events e
-        SET data = e.data || jsonb_build_object('content', '', 'deleted', true, 'deleted_at', $3::text)
+        SET data = e.data || jsonb_build_object('content', '', 'deleted', true, 'deleted_at', $3::text,
+                                                'attachments', '[]'::jsonb)
         FROM event_streams s
         WHERE s.id = e.stream_id AND s.kind = 'channel' AND s.entity_id = $1
           AND e.type IN ('message.created', 'message.updated')

@@ -1,4 +1,6 @@
-"""Stored images (avatars, server icons): the server's re-encodings, served as they are."""
+"""Stored images (avatars, server icons): the server's re-encodings, served as they are.
+Their bytes are a file of the shared storage (db/queries/files.py); deleting an image
+deletes its file."""
 
 from __future__ import annotations
 
@@ -10,7 +12,9 @@ import asyncpg
 
 from xfchat.db.queries import maybe, one
 
-INFO_COLUMNS = "id, owner_id, purpose, content_type, size_bytes, sha256, width, height, created_at"
+INFO_COLUMNS = (
+    "id, owner_id, purpose, content_type, size_bytes, sha256, width, height, created_at, file_id"
+)
 
 
 @dataclass(frozen=True)
@@ -24,11 +28,7 @@ class MediaInfo:
     width: int
     height: int
     created_at: datetime
-
-
-@dataclass(frozen=True)
-class MediaRow(MediaInfo):
-    data: bytes
+    file_id: UUID
 
 
 async def insert_media(
@@ -37,36 +37,33 @@ async def insert_media(
     owner_id: UUID,
     purpose: str,
     content_type: str,
-    data: bytes,
+    file_id: UUID,
+    size_bytes: int,
     sha256: bytes,
     width: int,
     height: int,
 ) -> MediaInfo:
+    """An image whose bytes are the stored file `file_id` (its id is the file's)."""
     record = await conn.fetchrow(
         f"""
-        INSERT INTO media (owner_id, purpose, content_type, size_bytes, sha256, width, height, data)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        INSERT INTO media (id, owner_id, purpose, content_type, size_bytes, sha256, width, height,
+                           file_id)
+        VALUES ($7, $1, $2, $3, $4, $5, $6, $8, $7)
         RETURNING {INFO_COLUMNS}
         """,
         owner_id,
         purpose,
         content_type,
-        len(data),
+        size_bytes,
         sha256,
         width,
+        file_id,
         height,
-        data,
     )
     return one(MediaInfo, record)
 
 
-async def get_media(conn: asyncpg.Connection, *, media_id: UUID) -> MediaRow | None:
-    record = await conn.fetchrow(f"SELECT {INFO_COLUMNS}, data FROM media WHERE id = $1", media_id)
-    return maybe(MediaRow, record)
-
-
 async def get_media_info(conn: asyncpg.Connection, *, media_id: UUID) -> MediaInfo | None:
-    """Without the bytes (for HEAD)."""
     record = await conn.fetchrow(f"SELECT {INFO_COLUMNS} FROM media WHERE id = $1", media_id)
     return maybe(MediaInfo, record)
 

@@ -8,6 +8,7 @@ from uuid import UUID
 import asyncpg
 
 from xfchat.db.queries import many, maybe, one
+from xfchat.db.queries.attachments import ATTACHMENTS_JSON
 from xfchat.db.queries.conversations import UNREAD_CAP
 from xfchat.db.queries.users import PUBLIC_USER_COLUMNS_U, PublicUserRow, public_user_from
 
@@ -46,7 +47,8 @@ MESSAGE_VIEW = f"""
                FROM (SELECT emoji, count(*) AS n, bool_or(user_id = $1) AS me,
                             min(created_at) AS first
                      FROM reactions WHERE message_id = m.id GROUP BY emoji) r
-           ), '[]'::json) AS reactions
+           ), '[]'::json) AS reactions,
+           {ATTACHMENTS_JSON} AS attachments
     FROM messages m LEFT JOIN users u ON u.id = m.author_id
 """
 
@@ -77,6 +79,7 @@ class MessageViewRow(MessageRow):
     author_avatar_url: str | None
     reply_to: dict[str, Any] | None
     reactions: list[dict[str, Any]]
+    attachments: list[dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -247,11 +250,13 @@ async def update_message_content(
 async def soft_delete_messages(
     conn: asyncpg.Connection, *, message_ids: list[UUID], deleted_by: UUID
 ) -> datetime:
-    """Empty the messages and forget their earlier versions and reactions; each row
+    """Empty the messages and forget their earlier versions, reactions and files; each row
     stays as a tombstone (its sequence number, author and times) so history has no
     hole. Returns when they were deleted."""
     await conn.execute("DELETE FROM message_edits WHERE message_id = ANY($1::uuid[])", message_ids)
     await conn.execute("DELETE FROM reactions WHERE message_id = ANY($1::uuid[])", message_ids)
+    # Their files go with them, bytes and all (the trigger of migration 0019).
+    await conn.execute("DELETE FROM attachments WHERE message_id = ANY($1::uuid[])", message_ids)
     deleted_at: datetime = await conn.fetchval(
         """
         UPDATE messages SET content = '', mentions = '{}', mention_everyone = false,

@@ -1,0 +1,66 @@
+"""Downloading a message's files: GET (or HEAD) with your token, the channel's read
+permission checked on every request; streamed, with ranges."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import asyncpg
+from fastapi import APIRouter, Request, Response
+
+from xfchat.api.deps import CurrentActor, Pool
+from xfchat.api.downloads import BYTES, file_response
+from xfchat.db.queries.attachments import AttachmentFile
+from xfchat.domain import attachments
+
+router = APIRouter(prefix="/api/attachments/{attachment_id}", tags=["attachments"])
+
+_FILE = {"*/*": BYTES}  # any type: the stored file's
+_RESPONSES: dict[int | str, dict[str, object]] = {
+    200: {"content": _FILE, "description": "The file"},
+    206: {"content": _FILE, "description": "The range asked for (Range: bytes=a-b)"},
+    304: {"description": "Not modified (If-None-Match)"},
+    416: {"description": "The range starts past the end (RANGE_NOT_SATISFIABLE)"},
+}
+
+
+@router.head("", response_class=Response, include_in_schema=False)
+@router.get("", response_class=Response, responses=_RESPONSES)
+async def get_attachment(
+    attachment_id: UUID, request: Request, actor: CurrentActor, pool: Pool
+) -> Response:
+    """The file as uploaded: images (PNG, JPEG, GIF, WebP) inline, anything else as a
+    download under its safe name; with `nosniff` and a sandboxing CSP. 404 for a file
+    you may not read, or whose message was deleted."""
+    async with pool.acquire() as conn:  # (not Conn: no connection held while streaming)
+        found = await attachments.get_attachment_file(conn, actor, attachment_id)
+    return _serve(request, pool, found)
+
+
+@router.head("/thumbnail", response_class=Response, include_in_schema=False)
+@router.get("/thumbnail", response_class=Response, responses=_RESPONSES)
+async def get_thumbnail(
+    attachment_id: UUID, request: Request, actor: CurrentActor, pool: Pool
+) -> Response:
+    """An image attachment's thumbnail (at most 400x400, PNG or JPEG); 404 for other
+    files."""
+    async with pool.acquire() as conn:
+        found = await attachments.get_attachment_file(conn, actor, attachment_id, thumbnail=True)
+    return _serve(request, pool, found)
+
+
+def _serve(request: Request, pool: asyncpg.Pool, found: AttachmentFile) -> Response:
+    content_type = found.content_type
+    return file_response(
+        request,
+        pool,
+        file_id=found.file_id,
+        size=found.size_bytes,
+        sha256=found.sha256,
+        content_type=content_type,
+        headers={
+            # Private: the next reader may not be allowed it. Stored files never change.
+            "Cache-Control": "private, max-age=3600",
+            "Content-Disposition": attachments.disposition(found.filename, content_type),
+        },
+    )

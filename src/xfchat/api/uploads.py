@@ -1,0 +1,204 @@
+"""Reading a message with files: `multipart/form-data` with the message as JSON in a
+`payload_json` part (the body a JSON send takes; or plain `content`, `nonce` and
+`reply_to_id` fields, for curl) and up to 10 file parts (any field name, each with a
+filename). Read as it arrives, never whole: each file is hashed and spooled (in memory
+up to SPOOL bytes, then in an anonymous temporary file that is gone when the request
+ends: a buffer, not a store; the bytes are kept only in PostgreSQL). A file over the
+limit, one file too many, or an oversized field stops the reading at once with a 4xx.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import IO
+
+import orjson
+from fastapi import Request
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+from xfchat.domain.attachments import MAX_FILES, Upload
+from xfchat.domain.messages_upload import file_too_large
+from xfchat.errors import BadRequest
+
+SPOOL = 256 * 1024  # bytes of a file held in memory before it goes to a temporary file
+MAX_FIELD = 64 * 1024  # payload_json, or any other field
+MAX_PART_HEADERS = 8 * 1024  # the headers of one part, together
+HEAD = 16  # first bytes kept, to tell images by
+FIELDS = ("payload_json", "content", "nonce", "reply_to_id")
+
+
+def invalid_form(message: str) -> BadRequest:
+    return BadRequest(message, code="INVALID_FORM")
+
+
+def is_multipart(request: Request) -> bool:
+    return request.headers.get("content-type", "").lower().startswith("multipart/form-data")
+
+
+@dataclass
+class _Part:
+    headers: dict[bytes, bytes] = field(default_factory=dict)
+    header_bytes: int = 0
+    name: str = ""
+    filename: str | None = None
+    content_type: str | None = None
+    file: IO[bytes] | None = None
+    sha256: hashlib._Hash = field(default_factory=hashlib.sha256)
+    size: int = 0
+    head: bytes = b""
+    data: bytearray = field(default_factory=bytearray)
+
+
+@dataclass
+class Form:
+    payload: bytes  # the message as JSON
+    uploads: list[Upload]
+
+
+class _Reader:
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.part = _Part()
+        self.field_name = b""
+        self.field_value = b""
+        self.fields: dict[str, str] = {}
+        self.uploads: list[Upload] = []
+        self.files: list[IO[bytes]] = []
+        self.ended = False
+
+    def on_part_begin(self) -> None:
+        self.part = _Part()
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._count_header(end - start)
+        self.field_name += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._count_header(end - start)
+        self.field_value += data[start:end]
+
+    def _count_header(self, n: int) -> None:
+        self.part.header_bytes += n
+        if self.part.header_bytes > MAX_PART_HEADERS:
+            raise invalid_form(f"a part's headers take at most {MAX_PART_HEADERS} bytes")
+
+    def on_header_end(self) -> None:
+        self.part.headers[self.field_name.lower()] = self.field_value
+        self.field_name, self.field_value = b"", b""
+
+    def on_headers_finished(self) -> None:
+        part = self.part
+        _, options = parse_options_header(part.headers.get(b"content-disposition", b""))
+        if b"name" not in options:
+            raise invalid_form("every part needs a Content-Disposition with a name")
+        part.name = _text(options[b"name"])
+        if b"filename" in options:
+            if len(self.uploads) >= MAX_FILES:
+                raise BadRequest(
+                    f"a message carries at most {MAX_FILES} files",
+                    code="TOO_MANY_FILES",
+                    field="files",
+                )
+            part.filename = _text(options[b"filename"])
+            kind = part.headers.get(b"content-type")
+            part.content_type = _text(kind) if kind else None
+            part.file = tempfile.SpooledTemporaryFile(max_size=SPOOL)
+            self.files.append(part.file)
+        elif part.name not in FIELDS:
+            raise invalid_form(f"unknown field {part.name[:64]!r}: use one of {', '.join(FIELDS)}")
+        elif part.name in self.fields:
+            raise invalid_form(f"the field {part.name} is given twice")
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        part, chunk = self.part, data[start:end]
+        if part.file is None:
+            if len(part.data) + len(chunk) > MAX_FIELD:
+                raise invalid_form(f"a field is at most {MAX_FIELD} bytes")
+            part.data.extend(chunk)
+            return
+        part.size += len(chunk)
+        if part.size > self.max_bytes:
+            raise file_too_large(self.max_bytes)
+        if len(part.head) < HEAD:
+            part.head += chunk[: HEAD - len(part.head)]
+        part.sha256.update(chunk)
+        part.file.write(chunk)
+
+    def on_part_end(self) -> None:
+        part = self.part
+        if part.file is None:
+            try:
+                self.fields[part.name] = part.data.decode()
+            except UnicodeDecodeError:
+                raise invalid_form(f"the field {part.name} is not UTF-8") from None
+            return
+        self.uploads.append(
+            Upload(
+                filename=part.filename or "file",
+                declared_type=part.content_type,
+                file=part.file,
+                size=part.size,
+                sha256=part.sha256.digest(),
+                head=part.head,
+            )
+        )
+
+    def on_end(self) -> None:
+        self.ended = True
+
+    def payload(self) -> bytes:
+        if "payload_json" in self.fields:
+            if len(self.fields) > 1:
+                raise invalid_form("give payload_json or plain fields, not both")
+            return self.fields["payload_json"].encode()
+        body: dict[str, str] = {"content": self.fields.get("content", "")}
+        body |= {k: v for k, v in self.fields.items() if k in ("nonce", "reply_to_id")}
+        return orjson.dumps(body)
+
+
+def _text(value: bytes) -> str:
+    return value.decode("utf-8", errors="replace")
+
+
+@asynccontextmanager
+async def read_form(request: Request, *, max_bytes: int) -> AsyncIterator[Form]:
+    """The message and its files, spooled; the spools are gone when the block ends.
+
+    Raises: BadRequest (INVALID_FORM, TOO_MANY_FILES); PayloadTooLarge (FILE_TOO_LARGE)."""
+    _, params = parse_options_header(request.headers.get("content-type", ""))
+    boundary = params.get(b"boundary")
+    if not boundary or len(boundary) > 70:
+        raise invalid_form("multipart/form-data needs a boundary of 1 to 70 characters")
+    reader = _Reader(max_bytes)
+    callbacks = {
+        name: getattr(reader, name)
+        for name in (
+            "on_part_begin",
+            "on_part_data",
+            "on_part_end",
+            "on_header_field",
+            "on_header_value",
+            "on_header_end",
+            "on_headers_finished",
+            "on_end",
+        )
+    }
+    try:
+        parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
+        try:
+            async for chunk in request.stream():
+                parser.write(chunk)
+            parser.finalize()
+        except FormParserError:
+            raise invalid_form("the multipart body is malformed") from None
+        if not reader.ended:
+            raise invalid_form("the multipart body ends before its closing boundary")
+        yield Form(reader.payload(), reader.uploads)
+    finally:
+        for spool in reader.files:
+            spool.close()

@@ -1,0 +1,314 @@
+"""The image pipeline: avatars, server icons and attachment thumbnails.
+
+Pillow decodes an upload (PNG, JPEG, GIF or WebP, told apart by its bytes, whatever the
+client called it) within bounds checked before decoding (decompression bombs are
+refused), and what we make from it is our own encoding of its first frame, with none of
+the upload's metadata (EXIF and its GPS position, ICC profile, comments, text chunks):
+for an avatar or icon, a square of at most 512x512 that is all we keep and serve (files
+that are also something else, HTML, SVG, script or PHP "polyglots", are refused anyway,
+as defence in depth); for an attachment, a thumbnail of at most 400x400 beside the
+original, which is kept as uploaded. PNG if it has transparency, else JPEG. CPU work:
+run it in a thread, through run_image_job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from io import BytesIO
+from typing import TypeVar
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from xfchat.errors import BadRequest, XFChatError
+
+log = logging.getLogger("xfchat.media")
+
+FORMATS = ["PNG", "JPEG", "GIF", "WEBP"]
+MAX_SIDE = 10_000  # pixels, either side of an upload
+MAX_PIXELS = 40_000_000  # width x height of a JPEG, checked before decoding
+# ... of any other format: decoded whole (a JPEG decodes at 1/8 scale), up to 8 bytes a
+# pixel (16-bit RGBA), so this bounds a decode's memory.
+MAX_LOSSLESS_PIXELS = 16_000_000
+OUTPUT_SIDE = 512  # the stored image is at most this wide and high
+THUMBNAIL_SIDE = 400  # an attachment's thumbnail, likewise
+ORIENTATION = 0x0112  # the EXIF tag
+JPEG_QUALITY = 90
+IMAGE_JOBS = 2  # decodes running at once per process: each may hold ~300 MB and a core
+SNIFF_WINDOW = 1024  # bytes a browser looks at when it guesses a type
+
+# A tag that starts a document or runs code, as an HTML tokenizer (or PHP) reads it: the
+# name followed by whitespace, "/" or ">". ("<svg" alone is 4 bytes: in compressed
+# image data it would turn up by chance; "<svg " or "<svg>" hardly ever does.)
+MARKUP = re.compile(rb"<(?:!doctype|html|head|body|script|iframe|svg|\?php)[\s/>]", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class EncodedImage:
+    data: bytes
+    content_type: str
+    width: int
+    height: int
+    sha256: bytes
+
+
+def _invalid(message: str) -> BadRequest:
+    return BadRequest(message, code="INVALID_IMAGE")
+
+
+@contextmanager
+def _decoding() -> Iterator[None]:
+    """Whatever a hostile file makes Pillow raise is the upload's fault: INVALID_IMAGE,
+    never a 500."""
+    try:
+        yield
+    except XFChatError:
+        raise
+    except UnidentifiedImageError:
+        raise _invalid("not a PNG, JPEG, GIF or WebP image") from None
+    except Image.DecompressionBombError:  # Pillow's own bound, far above ours
+        raise _invalid(f"the image has more than {MAX_PIXELS:,} pixels") from None
+    except Exception as exc:  # (OSError for truncated data, ValueError, SyntaxError,
+        # struct.error, IndexError from our own structure walk, ...)
+        log.info("refused an image: %s: %s", type(exc).__name__, exc)
+        raise _invalid("the image is damaged or could not be decoded") from None
+
+
+def _opened(upload: Image.Image, side: int) -> Image.Image:
+    """The first frame of an opened upload, decoded within the bounds, upright."""
+    _check_dimensions(*upload.size, jpeg=upload.format in ("JPEG", "MPO"))
+    if upload.format in ("JPEG", "MPO"):
+        # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when that still leaves both
+        # sides at least `side`: far less memory and time.
+        upload.draft(None, (side, side))
+    upload.load()  # the first frame only, for animated GIF and WebP
+    ImageOps.exif_transpose(upload, in_place=True)  # no copy of the whole image
+    return _normalized(upload)
+
+
+def encode_avatar(data: bytes) -> EncodedImage:
+    """Check an upload and re-encode it as a square PNG or JPEG of at most 512x512.
+
+    Raises:
+        BadRequest: INVALID_IMAGE, for anything that is not a sound PNG, JPEG, GIF or
+            WebP within the size bounds (never a 500, whatever the bytes).
+    """
+    if MARKUP.search(data, 0, SNIFF_WINDOW):
+        raise _invalid("the file holds HTML, SVG, script or PHP; upload a plain image")
+    with _decoding(), Image.open(BytesIO(data), formats=FORMATS) as upload:
+        _check_structure(str(upload.format), data)
+        return _encode(_square(_opened(upload, OUTPUT_SIDE)))
+
+
+@dataclass(frozen=True)
+class Thumbnailed:
+    """An attachment image: its format, its size as shown (upright), its thumbnail."""
+
+    content_type: str
+    width: int
+    height: int
+    thumbnail: EncodedImage
+
+
+SIGNATURES = {
+    b"\x89PNG\r\n\x1a\n": "PNG",
+    b"\xff\xd8\xff": "JPEG",
+    b"GIF87a": "GIF",
+    b"GIF89a": "GIF",
+}
+CONTENT_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "GIF": "image/gif", "WEBP": "image/webp"}
+
+
+def looks_like_image(head: bytes) -> bool:
+    """Whether a file's first bytes are those of a PNG, JPEG, GIF or WebP."""
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return True
+    return any(head.startswith(signature) for signature in SIGNATURES)
+
+
+def make_thumbnail(data: bytes) -> Thumbnailed:
+    """An image attachment's facts and thumbnail (at most THUMBNAIL_SIDE a side,
+    proportions kept, never scaled up).
+
+    Raises:
+        BadRequest: INVALID_IMAGE: damaged, or beyond the bounds (a decompression bomb).
+    """
+    with _decoding(), Image.open(BytesIO(data), formats=FORMATS) as upload:
+        fmt = "JPEG" if upload.format == "MPO" else str(upload.format)
+        width, height = upload.size
+        if upload.getexif().get(ORIENTATION, 1) in (5, 6, 7, 8):  # turned a quarter
+            width, height = height, width
+        image = _opened(upload, THUMBNAIL_SIDE)
+        image.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.LANCZOS, 3.0)
+        return Thumbnailed(CONTENT_TYPES[fmt], width, height, _encode(image))
+
+
+def _check_dimensions(width: int, height: int, *, jpeg: bool) -> None:
+    if width < 1 or height < 1:
+        raise _invalid("the image has no pixels")
+    if width > MAX_SIDE or height > MAX_SIDE:
+        raise _invalid(f"the image is {width}x{height}; each side may be at most {MAX_SIDE}")
+    most = MAX_PIXELS if jpeg else MAX_LOSSLESS_PIXELS
+    if width * height > most:
+        raise _invalid(f"the image is {width}x{height}; at most {most:,} pixels")
+
+
+def _check_structure(fmt: str, data: bytes) -> None:
+    """Refuse data after the image's end, the other half of most polyglots. (Harmless
+    to us all the same, since only our re-encoding is ever served.)
+
+    A JPEG is the exception: cameras append data after its end on purpose (the gain map
+    of an Ultra HDR photo, the other pictures of an MPO, the video of a motion photo),
+    so there only markup after the end is refused."""
+    if fmt in ("JPEG", "MPO"):
+        if MARKUP.search(data, _jpeg_end(data)):
+            raise _invalid("the file holds HTML, SVG, script or PHP after the image")
+        return
+    end = {"PNG": _png_end, "GIF": _gif_end, "WEBP": _webp_end}[fmt](data)
+    if end < len(data):
+        raise _invalid("the file holds data after the end of the image")
+    if end > len(data):
+        raise _invalid("the image is truncated")
+
+
+def _png_end(data: bytes) -> int:
+    pos = 8  # the signature
+    while pos + 12 <= len(data):  # length, type, data, CRC
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        kind = data[pos + 4 : pos + 8]
+        pos += 12 + length
+        if kind == b"IEND":
+            return pos
+    raise _invalid("the image is truncated")
+
+
+def _gif_end(data: bytes) -> int:
+    def color_table(flags: int) -> int:
+        return 3 << ((flags & 7) + 1) if flags & 0x80 else 0
+
+    def sub_blocks(pos: int) -> int:
+        while size := data[pos]:
+            pos += size + 1
+        return pos + 1
+
+    pos = 13 + color_table(data[10])  # header, logical screen descriptor, palette
+    while pos < len(data):
+        block = data[pos]
+        if block == 0x3B:  # the trailer
+            return pos + 1
+        if block == 0x21:  # an extension: label, then sub-blocks
+            pos = sub_blocks(pos + 2)
+        elif block == 0x2C:  # an image: descriptor, palette, LZW code size, sub-blocks
+            pos = sub_blocks(pos + 10 + color_table(data[pos + 9]) + 1)
+        else:
+            raise _invalid("not a well-formed GIF")
+    return pos  # no trailer: the decoder judges a GIF that simply stops
+
+
+def _webp_end(data: bytes) -> int:
+    return 8 + int.from_bytes(data[4:8], "little")  # RIFF's size counts after itself
+
+
+def _jpeg_end(data: bytes) -> int:
+    """The offset just after the first image's EOI marker."""
+    pos = 2  # SOI
+    while True:
+        if data[pos] != 0xFF:
+            raise _invalid("not a well-formed JPEG")
+        while data[pos] == 0xFF:  # fill bytes
+            pos += 1
+        marker = data[pos]
+        pos += 1
+        if marker == 0xD9:  # EOI
+            return pos
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # no length
+            continue
+        pos += int.from_bytes(data[pos : pos + 2], "big")
+        if marker == 0xDA:  # start of scan: entropy-coded data up to the next marker
+            pos = _entropy_end(data, pos)
+
+
+def _entropy_end(data: bytes, pos: int) -> int:
+    while True:
+        pos = data.index(b"\xff", pos)  # ValueError: no end at all
+        following = data[pos + 1]
+        if following == 0x00 or 0xD0 <= following <= 0xD7:  # stuffed byte, restart marker
+            pos += 2
+        elif following == 0xFF:
+            pos += 1
+        else:
+            return pos
+
+
+def _normalized(image: Image.Image) -> Image.Image:
+    """The image in L, LA, RGB or RGBA, the modes LANCZOS resizes well."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grey PNG
+        image = image.point(lambda v: v * (1 / 256)).convert("L")
+    transparent = "transparency" in image.info
+    if image.mode in ("RGBA", "LA") or (image.mode in ("L", "RGB") and not transparent):
+        return image
+    if image.mode == "1":
+        return image.convert("L")
+    if transparent or image.mode in ("PA", "RGBa", "La"):
+        return image.convert("RGBA")
+    return image.convert("RGB")  # P, CMYK, YCbCr, LAB, HSV
+
+
+def _square(image: Image.Image) -> Image.Image:
+    """The centred square, scaled down (never up) to at most OUTPUT_SIDE."""
+    width, height = image.size
+    side = min(width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    target = min(side, OUTPUT_SIDE)
+    return image.resize(
+        (target, target),
+        Image.Resampling.LANCZOS,
+        box=(left, top, left + side, top + side),
+        reducing_gap=3.0,
+    )
+
+
+def _encode(image: Image.Image) -> EncodedImage:
+    transparent = False
+    if image.mode in ("RGBA", "LA"):
+        lowest = image.getchannel("A").getextrema()[0]  # one band: (min, max)
+        transparent = isinstance(lowest, int | float) and lowest < 255
+        if not transparent:  # an alpha channel that is opaque all over
+            image = image.convert(image.mode[:-1])
+    # Pillow carries info (EXIF, ICC profile, comments, dpi) through resize and would
+    # write some of it back out: the stored image gets none of it.
+    image.info = {}
+    out = BytesIO()
+    if transparent:
+        image.save(out, "PNG")
+        content_type = "image/png"
+    else:
+        image.save(out, "JPEG", quality=JPEG_QUALITY, optimize=True)
+        content_type = "image/jpeg"
+    data = out.getvalue()
+    width, height = image.size
+    return EncodedImage(data, content_type, width, height, hashlib.sha256(data).digest())
+
+
+R = TypeVar("R")
+
+
+async def run_image_job(slots: asyncio.Semaphore, job: Callable[[bytes], R], data: bytes) -> R:
+    """Run `job` in a thread once one of `slots` (IMAGE_JOBS per process) is free. The
+    slot is given back when the thread ends, not when the caller stops waiting, so
+    abandoned requests cannot make more decodes run at once than the bound."""
+    await slots.acquire()
+    task = asyncio.ensure_future(asyncio.to_thread(job, data))
+
+    def done(finished: asyncio.Future[R]) -> None:
+        slots.release()
+        if not finished.cancelled():
+            finished.exception()  # retrieved, even if nobody awaits it any more
+
+    task.add_done_callback(done)
+    return await asyncio.shield(task)

@@ -1,0 +1,172 @@
+"""Sending a message with files: one transaction stores the files (a chunk at a time),
+counts them in the sender's quota, and writes the message with them through the same
+batch writer every send uses (domain/messages_send.py: permission, replies,
+idempotency, rate limits, sequence number, event), so a message and its files are
+committed together or not at all. Images are looked at (and thumbnailed) first, in a
+thread, holding no database connection."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import replace
+from uuid import UUID
+
+import asyncpg
+
+from xfchat.domain import files, images
+from xfchat.domain.accounts import Actor
+from xfchat.domain.attachments import (
+    IMAGE_TYPES,
+    MAX_FILES,
+    AttachmentDraft,
+    Upload,
+    safe_filename,
+    stored_type,
+)
+from xfchat.domain.messages import MAX_CONTENT, message_channel
+from xfchat.domain.messages_send import (
+    SendRequest,
+    SendResult,
+    StaleBatch,
+    check_nonce,
+    write_batch,
+)
+from xfchat.domain.messages_writer import RETRIES
+from xfchat.domain.permissions import Permission
+from xfchat.errors import BadRequest, PayloadTooLarge, ServiceUnavailable, XFChatError
+
+RETRIED = (
+    StaleBatch,
+    asyncpg.UniqueViolationError,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.SerializationError,
+)
+
+
+class _Repeat(Exception):
+    """An idempotent repeat: undo what this attempt stored, answer with the stored one."""
+
+    def __init__(self, result: SendResult) -> None:
+        self.result = result
+
+
+async def check_attach(conn: asyncpg.Connection, actor: Actor, channel_id: UUID) -> None:
+    """Whether the actor may send files here (SEND_MESSAGES and ATTACH_FILES), asked
+    before a byte of them is read (the send asks again, in its transaction).
+
+    Raises: NotFound (CHANNEL_NOT_FOUND); Forbidden (MISSING_PERMISSIONS,
+    CANNOT_MESSAGE_USER, TIMED_OUT); BadRequest (NOT_A_TEXT_CHANNEL)."""
+    await message_channel(
+        conn, actor, channel_id, Permission.SEND_MESSAGES | Permission.ATTACH_FILES
+    )
+
+
+def check_uploads(content: str, uploads: list[Upload], max_bytes: int) -> None:
+    """Raises: BadRequest (TOO_MANY_FILES, MESSAGE_TOO_LONG, EMPTY_MESSAGE);
+    PayloadTooLarge (FILE_TOO_LARGE)."""
+    if len(uploads) > MAX_FILES:
+        raise BadRequest(
+            f"a message carries at most {MAX_FILES} files", code="TOO_MANY_FILES", field="files"
+        )
+    for upload in uploads:
+        if upload.size > max_bytes:
+            raise file_too_large(max_bytes)
+    if len(content) > MAX_CONTENT:
+        raise BadRequest(f"a message is at most {MAX_CONTENT} characters", code="MESSAGE_TOO_LONG")
+    if not uploads and not content.strip():
+        raise BadRequest("a message needs some text or a file", code="EMPTY_MESSAGE")
+
+
+def file_too_large(max_bytes: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"a file may be at most {max_bytes} bytes", code="FILE_TOO_LARGE", field="files"
+    )
+
+
+async def _look_at(upload: Upload, slots: asyncio.Semaphore) -> images.Thumbnailed | None:
+    """An image's facts and thumbnail (None: not an image).
+
+    Raises: BadRequest (INVALID_IMAGE: damaged, or a decompression bomb)."""
+    if not images.looks_like_image(upload.head):
+        return None
+    upload.file.seek(0)
+    data = upload.file.read()
+    return await images.run_image_job(slots, images.make_thumbnail, data)
+
+
+async def _store(
+    conn: asyncpg.Connection,
+    req: SendRequest,
+    uploads: list[Upload],
+    looks: list[images.Thumbnailed | None],
+) -> list[AttachmentDraft]:
+    drafts = []
+    for upload, look in zip(uploads, looks, strict=True):
+        file_id = await files.store_file(
+            conn, req.actor.user_id, upload.file, upload.size, upload.sha256
+        )
+        draft = AttachmentDraft(
+            id=uuid.uuid4(),
+            file_id=file_id,
+            filename=safe_filename(upload.filename),
+            content_type=stored_type(upload.declared_type),
+            size=upload.size,
+        )
+        if look is not None:
+            thumb = look.thumbnail
+            draft = replace(
+                draft,
+                content_type=look.content_type,
+                width=look.width,
+                height=look.height,
+                thumbnail_id=await files.store_bytes(conn, None, thumb.data),
+                thumbnail_type=thumb.content_type,
+                thumbnail_width=thumb.width,
+                thumbnail_height=thumb.height,
+            )
+        assert look is not None or draft.content_type not in IMAGE_TYPES
+        drafts.append(draft)
+    return drafts
+
+
+async def send_with_files(
+    pool: asyncpg.Pool,
+    req: SendRequest,
+    uploads: list[Upload],
+    *,
+    max_bytes: int,
+    quota: int,
+    slots: asyncio.Semaphore,
+) -> SendResult:
+    """Send `req` with `uploads` as its attachments (SEND_MESSAGES and ATTACH_FILES):
+    committed together, or nothing stored.
+
+    Raises: whatever a send raises; BadRequest (TOO_MANY_FILES, INVALID_IMAGE);
+    PayloadTooLarge (FILE_TOO_LARGE, QUOTA_EXCEEDED); ServiceUnavailable (CHANNEL_BUSY)."""
+    check_uploads(req.content, uploads, max_bytes)
+    check_nonce(req.nonce)
+    looks = [await _look_at(u, slots) for u in uploads]
+    for attempt in range(1, RETRIES + 1):
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                drafts = await _store(conn, req, uploads, looks)
+                await files.count_upload(
+                    conn, req.actor.user_id, sum(u.size for u in uploads), quota
+                )
+                (outcome,) = await write_batch(
+                    conn, req.channel_id, [replace(req, attachments=drafts)]
+                )
+                if isinstance(outcome, XFChatError):
+                    raise outcome
+                if not outcome.created:
+                    raise _Repeat(outcome)
+            return outcome
+        except _Repeat as repeat:
+            return repeat.result
+        except RETRIED:
+            if attempt == RETRIES:
+                raise ServiceUnavailable(
+                    "the channel is too busy right now; retry", code="CHANNEL_BUSY", retry_after=1
+                ) from None
+    raise AssertionError("unreachable")

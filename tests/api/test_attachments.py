@@ -1,0 +1,398 @@
+"""Attachments: a message's files, stored in PostgreSQL with it, served with its
+channel's read permission."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+import uuid
+import zlib
+from io import BytesIO
+from typing import Any
+
+import asyncpg
+import httpx
+from fastapi import FastAPI
+from PIL import Image
+
+from tests import factories
+from tests.factories import MakeUser, TestUser, community, override
+from xfchat.db.queries.files import CHUNK
+from xfchat.domain.permissions import Permission as P
+
+MiB = 1 << 20
+FilePart = tuple[str, tuple[str, bytes, str]]
+
+
+def png(width: int, height: int, mode: str = "RGB") -> bytes:
+    out = BytesIO()
+    Image.new(mode, (width, height), (200, 30, 30) if mode == "RGB" else None).save(out, "PNG")
+    return out.getvalue()
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims width x height (a decompression bomb's shape)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 1024)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    )
+
+
+async def post_files(
+    client: httpx.AsyncClient,
+    who: TestUser,
+    channel: str,
+    files: list[FilePart],
+    content: str = "",
+    **payload: Any,
+) -> httpx.Response:
+    import orjson
+
+    data = {"payload_json": orjson.dumps({"content": content, **payload}).decode()}
+    return await client.post(
+        f"/api/channels/{channel}/messages", headers=who.headers, data=data, files=files
+    )
+
+
+def part(name: str, data: bytes, kind: str = "application/octet-stream") -> FilePart:
+    return ("files", (name, data, kind))
+
+
+async def stored(conn: asyncpg.Connection) -> tuple[int, int]:
+    record = await conn.fetchrow(
+        "SELECT (SELECT count(*) FROM files) AS f, (SELECT count(*) FROM file_chunks) AS c"
+    )
+    return int(record["f"]), int(record["c"])
+
+
+def limits(app: FastAPI, **update: int) -> None:
+    app.state.settings = app.state.settings.model_copy(update=update)
+
+
+async def test_a_message_with_files_is_sent_listed_announced_and_downloaded(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await community(client, ann, ben)
+    big = os.urandom(CHUNK * 2 + 12_345)  # three chunks
+    sent = await post_files(
+        client,
+        ann,
+        srv.general,
+        [part("notes.txt", b"hello\n", "text/plain"), part("../../etc/data.bin", big)],
+        content="two files",
+    )
+    assert sent.status_code == 201, sent.text
+    message = sent.json()
+    files = message["attachments"]
+    assert [(f["filename"], f["content_type"], f["size"]) for f in files] == [
+        ("notes.txt", "text/plain", 6),
+        ("data.bin", "application/octet-stream", len(big)),
+    ]
+    assert files[0]["thumbnail_url"] is None and files[0]["width"] is None
+    history = await client.get(f"/api/channels/{srv.general}/messages", headers=ben.headers)
+    assert history.json()[0]["attachments"] == files
+    async with pool.acquire() as conn:
+        events = await factories.events_of(conn, "channel", uuid.UUID(srv.general))
+    assert events[-1] == ("message.created", events[-1][1])
+    assert events[-1][1]["attachments"] == files
+    # Ben downloads both; the big one streams back whole, in its chunks.
+    text = await client.get(files[0]["url"], headers=ben.headers)
+    assert text.status_code == 200 and text.content == b"hello\n"
+    assert text.headers["content-type"].startswith("text/plain")
+    assert text.headers["x-content-type-options"] == "nosniff"
+    assert "sandbox" in text.headers["content-security-policy"]
+    assert text.headers["content-disposition"].startswith('attachment; filename="notes.txt"')
+    whole = await client.get(files[1]["url"], headers=ben.headers)
+    assert whole.status_code == 200 and whole.content == big
+    assert whole.headers["etag"] == f'"{hashlib.sha256(big).hexdigest()}"'
+    head = await client.head(files[1]["url"], headers=ben.headers)
+    assert head.status_code == 200 and head.headers["content-length"] == str(len(big))
+    assert head.content == b""
+    again = await client.get(
+        files[1]["url"], headers={**ben.headers, "If-None-Match": whole.headers["etag"]}
+    )
+    assert again.status_code == 304
+    anonymous = await client.get(files[0]["url"])
+    assert anonymous.status_code == 401
+
+
+async def test_ranges_are_served_as_206_and_past_the_end_as_416(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann = await make_user("ann")
+    srv = await community(client, ann)
+    data = os.urandom(CHUNK + 1000)
+    sent = await post_files(client, ann, srv.general, [part("clip.mp4", data, "video/mp4")])
+    url = sent.json()["attachments"][0]["url"]
+
+    async def ranged(value: str) -> httpx.Response:
+        return await client.get(url, headers={**ann.headers, "Range": value})
+
+    across = await ranged(f"bytes={CHUNK - 10}-{CHUNK + 9}")  # spans two chunks
+    assert across.status_code == 206 and across.content == data[CHUNK - 10 : CHUNK + 10]
+    assert across.headers["content-range"] == f"bytes {CHUNK - 10}-{CHUNK + 9}/{len(data)}"
+    assert across.headers["content-type"] == "video/mp4"
+    tail = await ranged("bytes=-100")
+    assert tail.status_code == 206 and tail.content == data[-100:]
+    rest = await ranged(f"bytes={len(data) - 5}-")
+    assert rest.status_code == 206 and rest.content == data[-5:]
+    beyond = await ranged(f"bytes={len(data)}-")
+    assert beyond.status_code == 416 and beyond.json()["code"] == "RANGE_NOT_SATISFIABLE"
+    assert beyond.headers["content-range"] == f"bytes */{len(data)}"
+    several = await ranged("bytes=0-1,5-6")  # not served as multipart: the whole file
+    assert several.status_code == 200 and several.content == data
+    stale = await client.get(url, headers={**ann.headers, "Range": "bytes=0-9", "If-Range": '"x"'})
+    assert stale.status_code == 200 and len(stale.content) == len(data)
+
+
+async def test_only_allowed_types_are_kept_and_images_are_told_by_their_bytes(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann = await make_user("ann")
+    srv = await community(client, ann)
+    sent = await post_files(
+        client,
+        ann,
+        srv.general,
+        [
+            part("page.html", b"<html><script>alert(1)</script>", "text/html"),
+            part("pic.svg", b"<svg onload=alert(1)>", "image/svg+xml"),
+            part("fake.png", b"not a png at all", "image/png"),
+            part("real.bin", png(20, 10), "application/octet-stream"),
+            part("doc.pdf", b"%PDF-1.7\n", "application/PDF; charset=x"),
+            part('we"ird\u202ename\r\n.txt', b"x", "text/plain"),
+        ],
+    )
+    assert sent.status_code == 201, sent.text
+    files = sent.json()["attachments"]
+    assert [f["content_type"] for f in files] == [
+        "application/octet-stream",
+        "application/octet-stream",
+        "application/octet-stream",
+        "image/png",
+        "application/pdf",
+        "text/plain",
+    ]
+    assert files[5]["filename"] == 'we"irdname.txt'
+    for f in files:
+        got = await client.get(f["url"], headers=ann.headers)
+        assert got.headers["x-content-type-options"] == "nosniff"
+        assert got.headers["content-security-policy"] == "default-src 'none'; sandbox"
+        inline = f["content_type"] == "image/png"
+        assert got.headers["content-disposition"].startswith("inline" if inline else "attachment")
+    weird = await client.get(files[5]["url"], headers=ann.headers)
+    assert weird.headers["content-disposition"] == (
+        "attachment; filename=\"we_irdname.txt\"; filename*=UTF-8''we%22irdname.txt"
+    )
+
+
+async def test_an_image_gets_its_size_and_a_thumbnail_and_a_bomb_is_refused(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    ann = await make_user("ann")
+    srv = await community(client, ann)
+    sent = await post_files(client, ann, srv.general, [part("wide.png", png(1000, 500))])
+    (image,) = sent.json()["attachments"]
+    assert (image["width"], image["height"]) == (1000, 500)
+    assert (image["thumbnail_width"], image["thumbnail_height"]) == (400, 200)
+    thumb = await client.get(image["thumbnail_url"], headers=ann.headers)
+    assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+    assert Image.open(BytesIO(thumb.content)).size == (400, 200)
+    transparent = await post_files(client, ann, srv.general, [part("a.png", png(50, 80, "RGBA"))])
+    (small,) = transparent.json()["attachments"]
+    assert (small["thumbnail_width"], small["thumbnail_height"]) == (50, 80)  # never enlarged
+    small_thumb = await client.get(small["thumbnail_url"], headers=ann.headers)
+    assert small_thumb.headers["content-type"] == "image/png"
+    async with pool.acquire() as conn:
+        before = await stored(conn)
+    bomb = await post_files(
+        client,
+        ann,
+        srv.general,
+        [part("ok.txt", b"fine", "text/plain"), part("b.png", png_claiming(30_000, 30_000))],
+    )
+    assert bomb.status_code == 400 and bomb.json()["code"] == "INVALID_IMAGE"
+    assert "pixels" in bomb.json()["message"] or "side" in bomb.json()["message"]
+    damaged = await post_files(client, ann, srv.general, [part("d.png", png(40, 40)[:60])])
+    assert damaged.status_code == 400 and damaged.json()["code"] == "INVALID_IMAGE"
+    async with pool.acquire() as conn:
+        assert await stored(conn) == before
+    text = await post_files(client, ann, srv.general, [part("t.txt", b"t", "text/plain")])
+    none = await client.get(
+        f"{text.json()['attachments'][0]['url']}/thumbnail", headers=ann.headers
+    )
+    assert none.status_code == 404 and none.json()["code"] == "ATTACHMENT_NOT_FOUND"
+
+
+async def test_limits_on_count_size_and_quota_store_nothing(
+    app: FastAPI, client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    ann = await make_user("ann")
+    srv = await community(client, ann)
+    eleven = [part(f"f{i}.txt", b"x", "text/plain") for i in range(11)]
+    many = await post_files(client, ann, srv.general, eleven)
+    assert many.status_code == 400 and many.json()["code"] == "TOO_MANY_FILES"
+    ten = await post_files(client, ann, srv.general, eleven[:10])
+    assert ten.status_code == 201 and len(ten.json()["attachments"]) == 10
+    limits(app, attachment_max_bytes=64 * 1024)
+    big = await post_files(client, ann, srv.general, [part("big.bin", b"x" * (64 * 1024 + 1))])
+    assert big.status_code == 413 and big.json()["code"] == "FILE_TOO_LARGE"
+    exact = await post_files(client, ann, srv.general, [part("ok.bin", b"x" * 64 * 1024)])
+    assert exact.status_code == 201
+    limits(app, attachment_max_bytes=1 * MiB, upload_quota_bytes=1 * MiB)
+    used = 10 + 64 * 1024
+    fits = await post_files(client, ann, srv.general, [part("a.bin", b"y" * (MiB - used))])
+    assert fits.status_code == 201, fits.text
+    async with pool.acquire() as conn:
+        before = await stored(conn)
+    over = await post_files(client, ann, srv.general, [part("b.bin", b"z")])
+    assert over.status_code == 413 and over.json()["code"] == "QUOTA_EXCEEDED"
+    async with pool.acquire() as conn:
+        assert await stored(conn) == before
+    # Deleting a message frees its bytes from the quota at once.
+    gone = await client.delete(
+        f"/api/channels/{srv.general}/messages/{fits.json()['id']}", headers=ann.headers
+    )
+    assert gone.status_code == 204
+    assert (await post_files(client, ann, srv.general, [part("b.bin", b"z")])).status_code == 201
+
+
+async def test_a_refused_message_leaves_no_file_and_a_repeat_stores_none(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    ann = await make_user("ann")
+    srv = await community(client, ann)
+    async with pool.acquire() as conn:
+        before = await stored(conn)
+    bad_reply = await post_files(
+        client,
+        ann,
+        srv.general,
+        [part("a.bin", os.urandom(CHUNK + 1))],
+        reply_to_id=str(uuid.uuid4()),
+    )
+    assert bad_reply.status_code == 400 and bad_reply.json()["code"] == "INVALID_REPLY"
+    bad_json = await client.post(
+        f"/api/channels/{srv.general}/messages",
+        headers=ann.headers,
+        data={"payload_json": "{not json"},
+        files=[part("a.bin", b"abc")],
+    )
+    assert bad_json.status_code in (400, 422)
+    async with pool.acquire() as conn:
+        assert await stored(conn) == before
+    message_id = str(uuid.uuid4())
+    url = f"/api/channels/{srv.general}/messages/{message_id}"
+    form = {"payload_json": '{"content": "once"}'}
+    first = await client.put(url, headers=ann.headers, data=form, files=[part("a.bin", b"abc")])
+    assert first.status_code == 201
+    async with pool.acquire() as conn:
+        after_first = await stored(conn)
+    repeat = await client.put(url, headers=ann.headers, data=form, files=[part("a.bin", b"abc")])
+    assert repeat.status_code == 200 and repeat.json()["attachments"] == first.json()["attachments"]
+    async with pool.acquire() as conn:
+        assert await stored(conn) == after_first
+
+
+async def test_downloads_need_the_channels_read_permission_on_every_request(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann, ben, zed = await make_user("ann"), await make_user("ben"), await make_user("zed")
+    srv = await community(client, ann, ben)
+    sent = await post_files(client, ann, srv.general, [part("a.png", png(30, 30))])
+    image = sent.json()["attachments"][0]
+    assert (await client.get(image["url"], headers=ben.headers)).status_code == 200
+    stranger = await client.get(image["url"], headers=zed.headers)
+    assert stranger.status_code == 404 and stranger.json()["code"] == "ATTACHMENT_NOT_FOUND"
+    hidden = await override(
+        client, ann, srv.general, "role", srv.everyone_role, deny=int(P.VIEW_CHANNEL)
+    )
+    assert hidden.status_code in (200, 204), hidden.text
+    for url in (image["url"], image["thumbnail_url"]):
+        refused = await client.get(url, headers=ben.headers)
+        assert refused.status_code == 404 and refused.json()["code"] == "ATTACHMENT_NOT_FOUND"
+    unknown = await client.get(f"/api/attachments/{uuid.uuid4()}", headers=ann.headers)
+    assert unknown.status_code == 404 and unknown.json()["code"] == "ATTACHMENT_NOT_FOUND"
+
+
+async def test_attaching_needs_attach_files_before_the_body_is_read(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann, ben, zed = await make_user("ann"), await make_user("ben"), await make_user("zed")
+    srv = await community(client, ann, ben)
+    denied = await override(
+        client, ann, srv.general, "role", srv.everyone_role, deny=int(P.ATTACH_FILES)
+    )
+    assert denied.status_code in (200, 204)
+    refused = await post_files(client, ben, srv.general, [part("a.txt", b"a", "text/plain")])
+    assert refused.status_code == 403 and refused.json()["code"] == "MISSING_PERMISSIONS"
+    text_only = await factories.send_message(client, ben, srv.general, "words still go")
+    assert text_only.status_code == 201
+    outside = await post_files(client, zed, srv.general, [part("a.txt", b"a", "text/plain")])
+    assert outside.status_code == 404 and outside.json()["code"] == "CHANNEL_NOT_FOUND"
+
+
+async def test_a_deleted_messages_files_are_gone_at_once(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    ann, ben = await make_user("ann"), await make_user("ben")
+    dm = await factories.direct(client, ann, ben)
+    channel = dm["id"]
+    async with pool.acquire() as conn:
+        before = await stored(conn)
+    sent = await post_files(
+        client, ann, channel, [part("a.png", png(600, 600)), part("b.bin", os.urandom(CHUNK * 3))]
+    )
+    assert sent.status_code == 201, sent.text
+    files = sent.json()["attachments"]
+    assert (await client.get(files[1]["url"], headers=ben.headers)).status_code == 200
+    async with pool.acquire() as conn:
+        assert (await stored(conn))[0] == before[0] + 3  # two files and a thumbnail
+    deleted = await client.delete(
+        f"/api/channels/{channel}/messages/{sent.json()['id']}", headers=ann.headers
+    )
+    assert deleted.status_code == 204
+    for url in (files[0]["url"], files[0]["thumbnail_url"], files[1]["url"]):
+        assert (await client.get(url, headers=ann.headers)).status_code == 404
+    async with pool.acquire() as conn:
+        assert await stored(conn) == before
+        events = await factories.events_of(conn, "channel", uuid.UUID(channel))
+    created = [d for t, d in events if t == "message.created" and d["id"] == sent.json()["id"]]
+    assert created and created[0]["attachments"] == [] and created[0]["deleted"]
+
+
+async def test_malformed_forms_are_400(client: httpx.AsyncClient, make_user: MakeUser) -> None:
+    ann = await make_user("ann")
+    srv = await community(client, ann)
+    url = f"/api/channels/{srv.general}/messages"
+    no_boundary = await client.post(
+        url, headers={**ann.headers, "Content-Type": "multipart/form-data"}, content=b"x"
+    )
+    assert no_boundary.status_code == 400 and no_boundary.json()["code"] == "INVALID_FORM"
+    cut = await client.post(
+        url,
+        headers={**ann.headers, "Content-Type": "multipart/form-data; boundary=zz"},
+        content=b'--zz\r\nContent-Disposition: form-data; name="files"; filename="a"\r\n\r\nabc',
+    )
+    assert cut.status_code == 400 and cut.json()["code"] == "INVALID_FORM"
+    unknown = await client.post(
+        url, headers=ann.headers, data={"evil": "1"}, files=[part("a", b"a")]
+    )
+    assert unknown.status_code == 400 and unknown.json()["code"] == "INVALID_FORM"
+    empty = await client.post(url, headers=ann.headers, data={"content": "  "}, files=[])
+    assert empty.status_code in (400, 422)
+    plain = await client.post(
+        url,
+        headers=ann.headers,
+        data={"content": "via curl -F"},
+        files=[part("a.txt", b"a", "text/plain")],
+    )
+    assert plain.status_code == 201 and plain.json()["content"] == "via curl -F"
