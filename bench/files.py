@@ -64,7 +64,7 @@ def _line(label: str, size: int, wall: float, times: list[float]) -> str:
     rate = size * len(times) / MiB / wall
     return (
         f"  {label:<24} {rate:7.1f} MiB/s   per request p50 {statistics.median(times) * 1000:7.1f} ms"
-        f"  p99 {pct(times, 0.99) * 1000:7.1f} ms  ({len(times)} files)"
+        f"  p99 {pct(times, 99) * 1000:7.1f} ms  ({len(times)} files)"
     )
 
 

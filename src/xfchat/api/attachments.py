@@ -50,17 +50,7 @@ async def get_thumbnail(
 
 
 def _serve(request: Request, pool: asyncpg.Pool, found: AttachmentFile) -> Response:
-    content_type = found.content_type
-    return file_response(
-        request,
-        pool,
-        file_id=found.file_id,
-        size=found.size_bytes,
-        sha256=found.sha256,
-        content_type=content_type,
-        headers={
-            # Private: the next reader may not be allowed it. Stored files never change.
-            "Cache-Control": "private, max-age=3600",
-            "Content-Disposition": attachments.disposition(found.filename, content_type),
-        },
-    )
+    # Private: the next reader may not be allowed it. Stored files never change.
+    disposition = attachments.disposition(found.filename, found.content_type)
+    headers = {"Cache-Control": "private, max-age=3600", "Content-Disposition": disposition}
+    return file_response(request, pool, found, found.content_type, headers)

@@ -6,7 +6,7 @@ when it starts past the end; several ranges, or a malformed header, get the whol
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 import asyncpg
@@ -62,18 +62,27 @@ def requested_range(header: str | None, size: int) -> files.ByteRange | str | No
     return files.ByteRange(start, end)
 
 
+class Stored(Protocol):
+    """A stored file's facts (an attachment's, an image's)."""
+
+    @property
+    def file_id(self) -> UUID: ...
+    @property
+    def size_bytes(self) -> int: ...
+    @property
+    def sha256(self) -> bytes: ...
+
+
 def file_response(
     request: Request,
     pool: asyncpg.Pool,
-    *,
-    file_id: UUID,
-    size: int,
-    sha256: bytes,
+    stored: Stored,
     content_type: str,
     headers: dict[str, str],
 ) -> Response:
     """The file (or the range of it asked for) as a streamed response."""
-    etag = etag_of(sha256)
+    size, file_id = stored.size_bytes, stored.file_id
+    etag = etag_of(stored.sha256)
     out = {**SAFE_HEADERS, **headers, "ETag": etag}
     if matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=out)

@@ -129,19 +129,12 @@ async def get_media(media_id: UUID, request: Request, pool: Pool) -> Response:
     async with pool.acquire() as conn:  # (not Conn: no connection held while streaming)
         info = await media.get_media_info(conn, media_id)
     extension = EXTENSIONS[info.content_type]
-    return file_response(
-        request,
-        pool,
-        file_id=info.file_id,
-        size=info.size_bytes,
-        sha256=info.sha256,
-        content_type=info.content_type,
-        headers={
-            # A stored image never changes: a new upload gets a new id.
-            "Cache-Control": "public, max-age=31536000, immutable",
-            "Content-Disposition": f'inline; filename="{info.purpose}.{extension}"',
-        },
-    )
+    headers = {
+        # A stored image never changes: a new upload gets a new id.
+        "Cache-Control": "public, max-age=31536000, immutable",
+        "Content-Disposition": f'inline; filename="{info.purpose}.{extension}"',
+    }
+    return file_response(request, pool, info, info.content_type, headers)
 
 
 @router.put(ICON_PATH, openapi_extra=_IMAGE_BODY, response_model=ServerPayload)
