@@ -18,6 +18,7 @@ from PIL import Image
 
 from tests import factories
 from tests.factories import MakeUser, TestUser, community, override
+from xfchat.api.downloads import requested_range
 from xfchat.db.queries.files import CHUNK
 from xfchat.domain.permissions import Permission as P
 
@@ -211,6 +212,11 @@ async def test_an_image_gets_its_size_and_a_thumbnail_and_a_bomb_is_refused(
     assert (small["thumbnail_width"], small["thumbnail_height"]) == (50, 80)  # never enlarged
     small_thumb = await client.get(small["thumbnail_url"], headers=ann.headers)
     assert small_thumb.headers["content-type"] == "image/png"
+    photo = BytesIO()
+    Image.new("L", (8064, 6048), 128).save(photo, "JPEG")  # a 48 MP phone photo
+    taken = await post_files(client, ann, srv.general, [part("p.jpg", photo.getvalue())])
+    assert taken.status_code == 201, taken.text
+    assert taken.json()["attachments"][0]["thumbnail_width"] == 400
     async with pool.acquire() as conn:
         before = await stored(conn)
     bomb = await post_files(
@@ -396,3 +402,127 @@ async def test_malformed_forms_are_400(client: httpx.AsyncClient, make_user: Mak
         files=[part("a.txt", b"a", "text/plain")],
     )
     assert plain.status_code == 201 and plain.json()["content"] == "via curl -F"
+
+
+async def test_every_stored_byte_counts_and_a_repeat_near_the_quota_is_still_answered(
+    app: FastAPI, client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    ann = await make_user("ann")
+    srv = await community(client, ann)
+    sent = await post_files(client, ann, srv.general, [part("a.png", png(400, 400))])
+    assert sent.status_code == 201
+    async with pool.acquire() as conn:
+        unowned = await conn.fetchval("SELECT count(*) FROM files WHERE owner_id IS NULL")
+        owned = await conn.fetchval("SELECT sum(size_bytes) FROM files WHERE owner_id = $1", ann.id)
+        counted = await conn.fetchval(
+            "SELECT sum(bytes_uploaded) FROM usage_tracking WHERE user_id = $1", ann.id
+        )
+    assert unowned == 0  # the thumbnail is ann's too
+    assert owned == counted > sent.json()["attachments"][0]["size"]
+    limits(app, upload_quota_bytes=int(owned) + 700 * 1024)
+    url = f"/api/channels/{srv.general}/messages/{uuid.uuid4()}"
+    form = {"payload_json": '{"content": "big"}'}
+    data = os.urandom(600 * 1024)
+    first = await client.put(url, headers=ann.headers, data=form, files=[part("b.bin", data)])
+    assert first.status_code == 201, first.text
+    again = await client.put(url, headers=ann.headers, data=form, files=[part("b.bin", data)])
+    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+    other = await client.put(url, headers=ann.headers, data=form, files=[part("c.bin", b"c")])
+    assert other.status_code == 409 and other.json()["code"] == "MESSAGE_ID_CONFLICT"
+    bare = await client.put(url, headers=ann.headers, json={"content": "big"})
+    assert bare.status_code == 409 and bare.json()["code"] == "MESSAGE_ID_CONFLICT"
+    nonce = {"payload_json": '{"content": "n", "nonce": "n1"}'}
+    once = await client.post(
+        f"/api/channels/{srv.general}/messages",
+        headers=ann.headers,
+        data=nonce,
+        files=[part("d.bin", b"d")],
+    )
+    assert once.status_code == 201
+    twice = await client.post(
+        f"/api/channels/{srv.general}/messages",
+        headers=ann.headers,
+        data=nonce,
+        files=[part("e.bin", b"e")],
+    )
+    assert twice.status_code == 409 and twice.json()["code"] == "NONCE_CONFLICT"
+
+
+async def test_concurrent_uploads_never_pass_the_quota_together(
+    app: FastAPI, client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    import asyncio
+
+    ann = await make_user("ann")
+    srv = await community(client, ann)
+    limits(app, upload_quota_bytes=MiB)
+    answers = await asyncio.gather(
+        *(
+            post_files(client, ann, srv.general, [part(f"{i}.bin", os.urandom(400 * 1024))])
+            for i in range(5)
+        )
+    )
+    assert sorted(a.status_code for a in answers) == [201, 201, 413, 413, 413]
+    async with pool.acquire() as conn:
+        owned = await conn.fetchval("SELECT sum(size_bytes) FROM files WHERE owner_id = $1", ann.id)
+    assert owned == 800 * 1024
+
+
+async def test_files_go_with_their_channel_and_a_kicked_member_reads_none(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await community(client, ann, ben)
+    made = await client.post(
+        srv.url("/channels"), headers=ann.headers, json={"name": "files", "kind": "text"}
+    )
+    assert made.status_code == 201, made.text
+    channel = made.json()["id"]
+    sent = await post_files(client, ann, channel, [part("a.png", png(64, 64))])
+    url = sent.json()["attachments"][0]["url"]
+    assert (await client.get(url, headers=ben.headers)).status_code == 200
+    kicked = await client.delete(srv.url(f"/members/{ben.id}"), headers=ann.headers)
+    assert kicked.status_code == 204, kicked.text
+    assert (await client.get(url, headers=ben.headers)).status_code == 404
+    async with pool.acquire() as conn:
+        assert (await stored(conn))[0] == 2
+    gone = await client.delete(f"/api/channels/{channel}", headers=ann.headers)
+    assert gone.status_code in (200, 204), gone.text
+    assert (await client.get(url, headers=ann.headers)).status_code == 404
+    async with pool.acquire() as conn:
+        assert await stored(conn) == (0, 0)
+
+
+async def test_file_only_messages_empty_inputs_and_empty_files(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann = await make_user("ann")
+    srv = await community(client, ann)
+    url = f"/api/channels/{srv.general}/messages"
+    body = (  # as a browser sends a form with an empty file input
+        b"--b\r\nContent-Disposition: form-data; name=\"payload_json\"\r\n\r\n{}\r\n"
+        b"--b\r\nContent-Disposition: form-data; name=\"files\"; filename=\"a.txt\"\r\n"
+        b"Content-Type: text/plain\r\n\r\na\r\n"
+        b"--b\r\nContent-Disposition: form-data; name=\"more\"; filename=\"\"\r\n"
+        b"Content-Type: application/octet-stream\r\n\r\n\r\n--b--\r\n"
+    )
+    no_text = await client.post(
+        url,
+        headers={**ann.headers, "Content-Type": "multipart/form-data; boundary=b"},
+        content=body,
+    )
+    assert no_text.status_code == 201, no_text.text
+    message = no_text.json()
+    assert message["content"] == "" and len(message["attachments"]) == 1  # no empty input
+    with_text = await post_files(client, ann, srv.general, [part("e.txt", b"", "text/plain")], "x")
+    empty = with_text.json()["attachments"][0]
+    assert empty["size"] == 0
+    head = await client.head(empty["url"], headers={**ann.headers, "Range": "bytes=-1"})
+    assert head.status_code == 200 and head.headers["content-length"] == "0"
+    assert requested_range("bytes=-1", 0) is None  # an empty file has no range to give
+    edit = f"{url}/{with_text.json()['id']}"
+    dropped = await client.patch(edit, headers=ann.headers, json={"content": ""})
+    assert dropped.status_code == 200 and dropped.json()["attachments"] == [empty]
+    words = await factories.say(client, ann, srv.general, "words only")
+    refused = await client.patch(f"{url}/{words['id']}", headers=ann.headers, json={"content": ""})
+    assert refused.status_code == 400 and refused.json()["code"] == "EMPTY_MESSAGE"

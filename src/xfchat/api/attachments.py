@@ -50,7 +50,8 @@ async def get_thumbnail(
 
 
 def _serve(request: Request, pool: asyncpg.Pool, found: AttachmentFile) -> Response:
-    # Private: the next reader may not be allowed it. Stored files never change.
+    # Private, and asked again each time (a cheap 304 by ETag): a deleted message's
+    # file, or one the reader may no longer see, must not be shown from a cache.
     disposition = attachments.disposition(found.filename, found.content_type)
-    headers = {"Cache-Control": "private, max-age=3600", "Content-Disposition": disposition}
+    headers = {"Cache-Control": "private, no-cache", "Content-Disposition": disposition}
     return file_response(request, pool, found, found.content_type, headers)

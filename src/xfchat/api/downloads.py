@@ -42,7 +42,7 @@ def matches(if_none_match: str | None, etag: str) -> bool:
 def requested_range(header: str | None, size: int) -> files.ByteRange | str | None:
     """The one range a Range header asks for; None for the whole file (no header, a
     malformed one, or several ranges); "unsatisfiable" when it starts past the end."""
-    if header is None:
+    if header is None or size == 0:  # (an empty file has no range to give)
         return None
     found = RANGE.fullmatch(header.strip())
     if found is None:

@@ -20,6 +20,7 @@ import orjson
 from fastapi import Request
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import ClientDisconnect
 
 from xfchat.domain.attachments import MAX_FILES, Upload
 from xfchat.domain.messages_upload import file_too_large
@@ -131,6 +132,8 @@ class _Reader:
 
     def on_part_end(self) -> None:
         part = self.part
+        if part.file is not None and part.filename == "" and part.size == 0:
+            return  # a browser's empty file input: no file (its spool closes with the rest)
         if part.file is None:
             try:
                 self.fields[part.name] = part.data.decode()
@@ -155,7 +158,15 @@ class _Reader:
         if "payload_json" in self.fields:
             if len(self.fields) > 1:
                 raise invalid_form("give payload_json or plain fields, not both")
-            return self.fields["payload_json"].encode()
+            raw = self.fields["payload_json"].encode()
+            try:
+                given = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                return raw  # (the message model says what is wrong with it)
+            if isinstance(given, dict) and "content" not in given and "text" not in given:
+                given["content"] = ""  # with files, text is optional
+                return orjson.dumps(given)
+            return raw
         body: dict[str, str] = {"content": self.fields.get("content", "")}
         body |= {k: v for k, v in self.fields.items() if k in ("nonce", "reply_to_id")}
         return orjson.dumps(body)
@@ -196,6 +207,8 @@ async def read_form(request: Request, *, max_bytes: int) -> AsyncIterator[Form]:
             parser.finalize()
         except FormParserError:
             raise invalid_form("the multipart body is malformed") from None
+        except ClientDisconnect:  # (past the edge's limit, the edge answers 413 instead)
+            raise invalid_form("the body ended early: the client went away") from None
         if not reader.ended:
             raise invalid_form("the multipart body ends before its closing boundary")
         yield Form(reader.payload(), reader.uploads)

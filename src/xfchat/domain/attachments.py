@@ -80,6 +80,7 @@ class AttachmentDraft:
     filename: str
     content_type: str
     size: int
+    sha256: str  # hex: an idempotent repeat must carry the same files
     width: int | None = None
     height: int | None = None
     thumbnail_id: UUID | None = None
@@ -141,8 +142,9 @@ def disposition(filename: str, content_type: str) -> str:
     return f"{kind}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
-def attachment_not_found() -> NotFound:
-    return NotFound("no such attachment", code="ATTACHMENT_NOT_FOUND")
+def attachment_not_found(thumbnail: bool = False) -> NotFound:
+    what = "no such attachment, or it has no thumbnail" if thumbnail else "no such attachment"
+    return NotFound(what, code="ATTACHMENT_NOT_FOUND")
 
 
 async def get_attachment_file(
@@ -155,9 +157,9 @@ async def get_attachment_file(
     Raises: NotFound (ATTACHMENT_NOT_FOUND)."""
     found = await q.get_attachment_file(conn, attachment_id=attachment_id, thumbnail=thumbnail)
     if found is None:
-        raise attachment_not_found()
+        raise attachment_not_found(thumbnail)
     try:
         await access_channel(conn, actor, found.channel_id, need=Permission.READ_MESSAGE_HISTORY)
     except (NotFound, Forbidden):
-        raise attachment_not_found() from None
+        raise attachment_not_found(thumbnail) from None
     return found

@@ -14,6 +14,7 @@ from uuid import UUID
 
 import asyncpg
 
+from xfchat.db.queries import attachments as attachments_q
 from xfchat.db.queries import audit as audit_q
 from xfchat.db.queries import event_log as events_q
 from xfchat.db.queries import messages as q
@@ -236,11 +237,16 @@ async def edit_message(
 
     Raises: NotFound (CHANNEL_NOT_FOUND, MESSAGE_NOT_FOUND); Forbidden
     (NOT_MESSAGE_AUTHOR, SYSTEM_MESSAGE, MISSING_PERMISSIONS, CANNOT_MESSAGE_USER);
-    BadRequest (EMPTY_MESSAGE, MESSAGE_TOO_LONG)."""
-    check_content(content)
+    BadRequest (EMPTY_MESSAGE: no text and no file left, MESSAGE_TOO_LONG)."""
+    if content.strip():
+        check_content(content)
     async with conn.transaction():
         access = await message_channel(conn, actor, channel_id, Permission.SEND_MESSAGES)
         row = await _live_message(conn, channel_id, message_id)
+        if not content.strip() and not await attachments_q.has_attachments(
+            conn, message_id=message_id
+        ):
+            check_content(content)  # a message with files may lose its text, no other
         if row.author_id != actor.user_id:
             raise Forbidden("only the author edits a message", code="NOT_MESSAGE_AUTHOR")
         if row.kind != "default":

@@ -93,6 +93,7 @@ def _same_send(req: SendRequest, old: dict[str, Any]) -> bool:
         and old["author_id"] == str(req.actor.user_id)
         and old["content"] == req.content
         and old["reply_to_id"] == (str(req.reply_to_id) if req.reply_to_id else None)
+        and old["files"] == [d.sha256 for d in req.attachments]
     )
 
 

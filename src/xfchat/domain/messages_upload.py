@@ -112,6 +112,7 @@ async def _store(
             filename=safe_filename(upload.filename),
             content_type=stored_type(upload.declared_type),
             size=upload.size,
+            sha256=upload.sha256.hex(),
         )
         if look is not None:
             thumb = look.thumbnail
@@ -120,7 +121,7 @@ async def _store(
                 content_type=look.content_type,
                 width=look.width,
                 height=look.height,
-                thumbnail_id=await files.store_bytes(conn, None, thumb.data),
+                thumbnail_id=await files.store_bytes(conn, req.actor.user_id, thumb.data),
                 thumbnail_type=thumb.content_type,
                 thumbnail_width=thumb.width,
                 thumbnail_height=thumb.height,
@@ -151,9 +152,6 @@ async def send_with_files(
         try:
             async with pool.acquire() as conn, conn.transaction():
                 drafts = await _store(conn, req, uploads, looks)
-                await files.count_upload(
-                    conn, req.actor.user_id, sum(u.size for u in uploads), quota
-                )
                 (outcome,) = await write_batch(
                     conn, req.channel_id, [replace(req, attachments=drafts)]
                 )
@@ -161,6 +159,12 @@ async def send_with_files(
                     raise outcome
                 if not outcome.created:
                     raise _Repeat(outcome)
+                # Only a message written counts (a repeat near the quota is still 200).
+                # Its thumbnails count too: every stored byte is someone's.
+                thumbnails = sum(len(look.thumbnail.data) for look in looks if look is not None)
+                await files.count_upload(
+                    conn, req.actor.user_id, sum(u.size for u in uploads) + thumbnails, quota
+                )
             return outcome
         except _Repeat as repeat:
             return repeat.result

@@ -104,3 +104,11 @@ async def get_attachment_file(
         thumbnail,
     )
     return maybe(AttachmentFile, record)
+
+
+async def has_attachments(conn: asyncpg.Connection, *, message_id: UUID) -> bool:
+    return bool(
+        await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM attachments WHERE message_id = $1)", message_id
+        )
+    )

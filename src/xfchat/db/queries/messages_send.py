@@ -73,7 +73,10 @@ _PREPARE_SEND_BATCH = (
                COALESCE((
                    SELECT json_agg(json_build_object(
                        'id', m.id, 'channel_id', m.channel_id, 'author_id', m.author_id,
-                       'content', m.content, 'reply_to_id', m.reply_to_id, 'nonce', m.nonce))
+                       'content', m.content, 'reply_to_id', m.reply_to_id, 'nonce', m.nonce,
+                       'files', ARRAY(SELECT encode(f.sha256, 'hex') FROM attachments a
+                                      JOIN files f ON f.id = a.file_id
+                                      WHERE a.message_id = m.id ORDER BY a.position)))
                    FROM (
                        SELECT m.id, m.channel_id, m.author_id, m.content, m.reply_to_id, m.nonce
                        FROM unnest($4::uuid[]) AS i(id),
