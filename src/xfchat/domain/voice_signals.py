@@ -69,18 +69,24 @@ async def relay_signal(
     just left)."""
     if to == actor.user_id:
         raise _invalid("a signal goes to someone else", "to")
-    states = {
-        r.user_id: r for r in await q.list_voice_states_of_users(conn, user_ids=[actor.user_id, to])
-    }
-    mine, theirs = states.get(actor.user_id), states.get(to)
-    if mine is None or mine.connection_id != connection_id:
-        raise not_in_voice("this connection is")
-    if theirs is None or theirs.channel_id != mine.channel_id:
-        raise NotFound("they are not in your voice channel", code="PEER_NOT_IN_CHANNEL")
-    payload: VoiceSignalPayload = {
-        "channel_id": str(mine.channel_id),
-        "from": str(actor.user_id),
-        "kind": kind,
-        "data": data,
-    }
-    await signal_connection(conn, VOICE_SIGNAL, theirs.connection_id, payload)
+    # Both states stay as they are until the signal is sent (committed): it reaches the
+    # addressee before any voice.state_updated that says either of them left.
+    async with conn.transaction():
+        states = {
+            r.user_id: r
+            for r in await q.list_voice_states_of_users(
+                conn, user_ids=[actor.user_id, to], share=True
+            )
+        }
+        mine, theirs = states.get(actor.user_id), states.get(to)
+        if mine is None or mine.connection_id != connection_id:
+            raise not_in_voice("this connection is")
+        if theirs is None or theirs.channel_id != mine.channel_id:
+            raise NotFound("they are not in your voice channel", code="PEER_NOT_IN_CHANNEL")
+        payload: VoiceSignalPayload = {
+            "channel_id": str(mine.channel_id),
+            "from": str(actor.user_id),
+            "kind": kind,
+            "data": data,
+        }
+        await signal_connection(conn, VOICE_SIGNAL, theirs.connection_id, payload)

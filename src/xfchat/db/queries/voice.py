@@ -46,14 +46,14 @@ async def get_voice_state(
 
 
 async def list_voice_states_of_users(
-    conn: asyncpg.Connection, *, user_ids: list[UUID]
+    conn: asyncpg.Connection, *, user_ids: list[UUID], share: bool = False
 ) -> list[VoiceStateRow]:
-    return many(
-        VoiceStateRow,
-        await conn.fetch(
-            f"SELECT {VOICE_COLUMNS} FROM voice_states WHERE user_id = ANY($1::uuid[])", user_ids
-        ),
-    )
+    """These users' voice states; with `share`, share-locked (in user order) until the
+    transaction ends: they cannot change or end meanwhile."""
+    sql = f"SELECT {VOICE_COLUMNS} FROM voice_states WHERE user_id = ANY($1::uuid[])"
+    if share:
+        sql += " ORDER BY user_id FOR SHARE"
+    return many(VoiceStateRow, await conn.fetch(sql, user_ids))
 
 
 async def list_voice_states(
@@ -199,14 +199,19 @@ async def delete_member_voice_state(
 async def delete_voice_states_in(
     conn: asyncpg.Connection, *, user_ids: list[UUID], channel_ids: list[UUID]
 ) -> list[VoiceStateRow]:
-    """Drop the voice state of user_ids[i] if it is in channel_ids[i]."""
+    """Drop the voice state of user_ids[i] if it is in channel_ids[i] (locking them in
+    user order, as everything that locks several voice states does)."""
     return many(
         VoiceStateRow,
         await conn.fetch(
             f"""
-            DELETE FROM voice_states v
-            USING unnest($1::uuid[], $2::uuid[]) AS p(user_id, channel_id)
-            WHERE v.user_id = p.user_id AND v.channel_id = p.channel_id
+            WITH gone AS (
+                SELECT v.user_id FROM voice_states v
+                JOIN unnest($1::uuid[], $2::uuid[]) AS p(user_id, channel_id)
+                  ON v.user_id = p.user_id AND v.channel_id = p.channel_id
+                ORDER BY v.user_id FOR UPDATE OF v
+            )
+            DELETE FROM voice_states v USING gone WHERE v.user_id = gone.user_id
             RETURNING {VOICE_COLUMNS_OF_V}
             """,
             user_ids,
@@ -218,14 +223,19 @@ async def delete_voice_states_in(
 async def delete_held_voice_states(
     conn: asyncpg.Connection, *, user_ids: list[UUID], connection_ids: list[UUID]
 ) -> list[VoiceStateRow]:
-    """Drop the voice state of user_ids[i] if connection_ids[i] still holds it."""
+    """Drop the voice state of user_ids[i] if connection_ids[i] still holds it (locking
+    them in user order)."""
     return many(
         VoiceStateRow,
         await conn.fetch(
             f"""
-            DELETE FROM voice_states v
-            USING unnest($1::uuid[], $2::uuid[]) AS p(user_id, connection_id)
-            WHERE v.user_id = p.user_id AND v.connection_id = p.connection_id
+            WITH gone AS (
+                SELECT v.user_id FROM voice_states v
+                JOIN unnest($1::uuid[], $2::uuid[]) AS p(user_id, connection_id)
+                  ON v.user_id = p.user_id AND v.connection_id = p.connection_id
+                ORDER BY v.user_id FOR UPDATE OF v
+            )
+            DELETE FROM voice_states v USING gone WHERE v.user_id = gone.user_id
             RETURNING {VOICE_COLUMNS_OF_V}
             """,
             user_ids,
