@@ -322,3 +322,31 @@ async def override(
         headers=who.headers,
         json={"allow": str(allow), "deny": str(deny)},
     )
+
+
+async def voice_join(
+    pool: asyncpg.Pool,
+    who: TestUser,
+    channel_id: object,
+    *,
+    holder: Any = None,
+    self_mute: bool = False,
+    self_deaf: bool = False,
+) -> Any:
+    """Join a voice channel (or a call; None leaves) as a gateway connection would (by
+    default a connection of its own on a process of its own); what the domain returns."""
+    import uuid
+
+    from xfchat.domain import voice
+
+    holder = holder or voice.Holder(uuid.uuid4(), uuid.uuid4())
+    async with pool.acquire() as conn:
+        return await voice.update_own_voice_state(
+            conn,
+            who.actor,
+            holder,
+            channel_id=None if channel_id is None else UUID(str(channel_id)),
+            self_mute=self_mute,
+            self_deaf=self_deaf,
+            self_video=False,
+        )

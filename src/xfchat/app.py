@@ -30,6 +30,7 @@ from xfchat.api import (
     servers,
     sse,
     users,
+    voice,
 )
 from xfchat.api.cors import Cors
 from xfchat.api.edge import EdgeMiddleware
@@ -160,6 +161,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
         roles.router,
         server_channels.router,
         channels.router,
+        voice.router,
     ):
         app.include_router(router)
     install_openapi(app)

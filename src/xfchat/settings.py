@@ -17,6 +17,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -144,6 +145,34 @@ def parse_origins(value: object) -> list[str]:
 
 OriginsSetting = Annotated[list[str], NoDecode, BeforeValidator(parse_origins)]
 
+_HOST = r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+)(:\d{1,5})?"
+_STUN = re.compile(rf"stuns?:{_HOST}")
+_TURN = re.compile(rf"turns?:{_HOST}(\?transport=(udp|tcp))?")
+
+
+def _urls(value: object, pattern: re.Pattern[str], example: str) -> list[str]:
+    items = value if isinstance(value, (list, tuple)) else str(value or "").split(",")
+    urls = [str(item).strip() for item in items if str(item).strip()]
+    for url in urls:
+        if not pattern.fullmatch(url):
+            raise ValueError(f"{url!r} is not a URL like {example}")
+    return urls
+
+
+def parse_stun_urls(value: object) -> list[str]:
+    """`stun:stun.example.com:3478,stuns:...` (RFC 7064)."""
+    return _urls(value, _STUN, "stun:stun.example.com:3478")
+
+
+def parse_turn_urls(value: object) -> list[str]:
+    """`turn:turn.example.com:3478?transport=udp,turns:...` (RFC 7065)."""
+    return _urls(value, _TURN, "turn:turn.example.com:3478?transport=udp")
+
+
+StunUrlsSetting = Annotated[list[str], NoDecode, BeforeValidator(parse_stun_urls)]
+TurnUrlsSetting = Annotated[list[str], NoDecode, BeforeValidator(parse_turn_urls)]
+MIN_TURN_SECRET_LENGTH = 16
+
 
 class Settings(DatabaseSettings):
     """Everything `xfchat serve` needs."""
@@ -259,6 +288,21 @@ class Settings(DatabaseSettings):
         default=5.0, gt=0, le=3600, validation_alias=_env("XFCHAT_USAGE_FLUSH_INTERVAL")
     )
 
+    # Voice: the ICE servers WebRTC clients are given (media never passes through XFChat).
+    stun_urls: StunUrlsSetting = Field(
+        default_factory=list, validation_alias=_env("XFCHAT_STUN_URLS")
+    )
+    turn_urls: TurnUrlsSetting = Field(
+        default_factory=list, validation_alias=_env("XFCHAT_TURN_URLS")
+    )
+    # coturn's `static-auth-secret` (its REST API scheme): needed with TURN URLs.
+    turn_secret: SecretStr | None = Field(
+        default=None, validate_default=True, validation_alias=_env("XFCHAT_TURN_SECRET")
+    )
+    turn_ttl_s: int = Field(
+        default=86_400, ge=60, le=7 * 86_400, validation_alias=_env("XFCHAT_TURN_TTL")
+    )
+
     @field_validator("secret")
     @classmethod
     def _strong_secret(cls, value: SecretStr) -> SecretStr:
@@ -269,6 +313,20 @@ class Settings(DatabaseSettings):
             raise ValueError(f"must be at least {MIN_SECRET_LENGTH} characters")
         if len(set(raw)) < 8:
             raise ValueError("is too repetitive to be a secret")
+        return value
+
+    @field_validator("turn_secret")
+    @classmethod
+    def _turn_secret(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        raw = value.get_secret_value() if value is not None else ""
+        if not raw:
+            if info.data.get("turn_urls"):
+                raise ValueError("is required with XFCHAT_TURN_URLS (coturn's static-auth-secret)")
+            return None
+        if raw.strip().lower() in KNOWN_WEAK_SECRETS or len(raw) < MIN_TURN_SECRET_LENGTH:
+            raise ValueError(
+                f"must be at least {MIN_TURN_SECRET_LENGTH} characters, not a well-known default"
+            )
         return value
 
     @model_validator(mode="after")

@@ -181,6 +181,24 @@ class GatewayClient:
     async def heartbeat(self) -> None:
         await self.ws.send('{"op": 1}')
 
+    async def send(self, op: int, d: Any) -> None:
+        await self.ws.send(json.dumps({"op": op, "d": d}))
+
+    async def until(
+        self, t: str, where: Any = None, timeout: float = 10
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The next dispatch of type `t` (for which `where(d)` holds, if given), and
+        every dispatch received before it (which next() would drop)."""
+        seen: list[dict[str, Any]] = []
+        async with asyncio.timeout(timeout):
+            while True:
+                frame = await self.dispatches.get()
+                if frame is None:
+                    raise EOFError(f"closed: {self.ws.close_code} {self.ws.close_reason}")
+                if frame.get("t") == t and (where is None or where(frame["d"])):
+                    return frame, seen
+                seen.append(frame)
+
     async def closed_with(self, timeout: float = 10) -> int | None:
         async with asyncio.timeout(timeout):
             await self.ws.wait_closed()

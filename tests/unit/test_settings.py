@@ -70,3 +70,41 @@ def test_a_bad_number_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("XFCHAT_DB_POOL_MAX", "lots")
     with pytest.raises(SettingsError, match="^XFCHAT_DB_POOL_MAX "):
         load_settings()
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"XFCHAT_TURN_URLS": "turn:turn.example.com:3478"},
+            "XFCHAT_TURN_SECRET is required with XFCHAT_TURN_URLS",
+        ),
+        (
+            {"XFCHAT_TURN_URLS": "turn:turn.example.com", "XFCHAT_TURN_SECRET": "secret"},
+            "XFCHAT_TURN_SECRET must be at least 16 characters",
+        ),
+        ({"XFCHAT_TURN_URLS": "https://turn.example.com"}, "XFCHAT_TURN_URLS 'https://"),
+        ({"XFCHAT_STUN_URLS": "stun:ok.example.com,turn:x"}, "XFCHAT_STUN_URLS 'turn:x'"),
+        ({"XFCHAT_TURN_TTL": "10"}, "XFCHAT_TURN_TTL"),
+    ],
+)
+def test_ice_server_settings_are_checked_at_start(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str
+) -> None:
+    monkeypatch.setenv("XFCHAT_SECRET", GOOD)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert str(info.value).startswith(message)
+
+
+def test_ice_server_settings_read_lists(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XFCHAT_SECRET", GOOD)
+    monkeypatch.setenv("XFCHAT_STUN_URLS", "stun:a.example.com:3478, stuns:[2001:db8::1]:5349")
+    monkeypatch.setenv("XFCHAT_TURN_URLS", "turns:t.example.com:5349?transport=tcp")
+    monkeypatch.setenv("XFCHAT_TURN_SECRET", "a-coturn-static-auth-secret")
+    s = load_settings()
+    assert s.stun_urls == ["stun:a.example.com:3478", "stuns:[2001:db8::1]:5349"]
+    assert s.turn_urls == ["turns:t.example.com:5349?transport=tcp"]
+    assert s.turn_ttl_s == 86_400

@@ -15,6 +15,8 @@ Close codes (see CLOSE_CODES): 4001 unknown opcode, 4002 not JSON, 4003 not iden
 4004 authentication failed, 4005 already identified, 4007 invalid seq (malformed, or another user's), 4009 heartbeat
 missed (zombie), 4010 resync required, 4011 slow consumer (resume), 4012 session
 revoked, 4013 server shutting down or its database unavailable (resume).
+
+Voice: VOICE_STATE_UPDATE (4) and VOICE_SIGNAL (12), see api/gateway_voice.py.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from xfchat.api.gateway_voice import VOICE_OPS, VoiceOps
 from xfchat.api.streaming import until_either_ends
 from xfchat.db.pool import DATABASE_ERRORS
 from xfchat.domain.accounts import Actor, authenticate
@@ -157,7 +160,7 @@ async def gateway(ws: WebSocket) -> None:
             **(start.state or {}),
         }
         await ws.send_text(dispatch("ready", orjson.dumps(ready), sub.token()))
-        await _serve(ws, sub, interval)
+        await _serve(ws, sub, interval, VoiceOps(ws, actor, sub))
     except GatewayClose as close:
         with contextlib.suppress(Exception):
             async with asyncio.timeout(SEND_TIMEOUT_S):
@@ -169,12 +172,12 @@ async def gateway(ws: WebSocket) -> None:
             sub.close("disconnected")
 
 
-async def _serve(ws: WebSocket, sub: Subscriber, interval: float) -> None:
+async def _serve(ws: WebSocket, sub: Subscriber, interval: float, voice: VoiceOps) -> None:
     """Run the writer (events out) and the reader (heartbeats in) until one ends; a
     writer stuck on a client that stopped reading is abandoned when its subscription is
     closed for being too slow."""
     writer = asyncio.create_task(_write(ws, sub))
-    reader = asyncio.create_task(_read(ws, interval))
+    reader = asyncio.create_task(_read(ws, interval, voice))
     try:
         done = await until_either_ends(sub, writer, reader)
         for task in done:
@@ -197,7 +200,7 @@ async def _write(ws: WebSocket, sub: Subscriber) -> None:
         await ws.send_text(dispatch(delivery.type, delivery.json, token))
 
 
-async def _read(ws: WebSocket, interval: float) -> None:
+async def _read(ws: WebSocket, interval: float, voice: VoiceOps) -> None:
     deadline = time.monotonic() + interval * 1.5
     while True:
         frame = await _receive(ws, max(0.0, deadline - time.monotonic()))
@@ -207,5 +210,7 @@ async def _read(ws: WebSocket, interval: float) -> None:
             await ws.send_text('{"op":11}')
         elif op in (IDENTIFY, RESUME):
             raise GatewayClose(4005)
+        elif op in VOICE_OPS:  # one at a time: a peer receives signals in the order sent
+            await voice.handle(op, frame.get("d"))
         else:
             raise GatewayClose(4001)

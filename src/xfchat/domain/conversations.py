@@ -13,6 +13,7 @@ from xfchat.db.queries import channels as channels_q
 from xfchat.db.queries import conversations as q
 from xfchat.db.queries import messages as messages_q
 from xfchat.db.queries import users as users_q
+from xfchat.domain import voice
 from xfchat.domain.access import (
     VisibleChannel,
     access_changed,
@@ -347,10 +348,12 @@ async def remove_participant(
             raise NotFound("that user is not in this conversation", code="PARTICIPANT_NOT_FOUND")
         await q.delete_participant(conn, channel_id=channel.id, user_id=user_id)
         await access_changed(conn, channel.id)
+        ended = await voice.end_states_in(conn, {user_id: [channel.id]})  # their call ends
         people = [p for p in people if p != user_id]
         # The leaver's stream comes first (emit_many's order): it follows nothing of the
         # conversation after conversation.removed, this transaction's own events included.
         events: list[Event] = [
+            *ended,
             CONVERSATION_REMOVED.to_user(user_id, {"id": str(channel.id)}),
             PARTICIPANT_REMOVED.to_channel(
                 channel.id, {"channel_id": str(channel.id), "user_id": str(user_id)}

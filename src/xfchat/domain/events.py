@@ -15,7 +15,9 @@ of the same transaction.
 
 from __future__ import annotations
 
+import base64
 import enum
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -67,6 +69,9 @@ class Audience(enum.StrEnum):
     # The user's own connections and everyone who shares a channel with them: the event
     # is appended to the user's stream and to each of those channels' streams.
     RELATED = "related"
+    # One real-time connection (a gateway connection that holds a voice state), on
+    # whichever process holds it; never stored.
+    CONNECTION = "connection"
 
 
 class AccessChange(enum.StrEnum):
@@ -359,6 +364,21 @@ class MemberPayload(TypedDict):
     timed_out_until: str | None
 
 
+class VoiceStatePayload(TypedDict):
+    """Someone in a voice channel, or in a conversation's call."""
+
+    user_id: str
+    channel_id: str
+    server_id: str | None  # None: a conversation's call
+    connection_id: str  # the gateway connection that holds it (see `voice.connected`)
+    self_mute: bool
+    self_deaf: bool
+    self_video: bool
+    server_mute: bool  # by a moderator (MUTE_MEMBERS)
+    server_deaf: bool  # by a moderator (DEAFEN_MEMBERS)
+    joined_at: str  # when they joined this channel
+
+
 class ChannelUnreadPayload(TypedDict):
     channel_id: str
     last_read_seq: int  # how far you have read
@@ -371,6 +391,7 @@ class ServerJoinedPayload(ServerPayload):
     roles: list[RolePayload]
     member: MemberPayload  # you
     read_states: list[ChannelUnreadPayload]  # yours, in each text channel you may see
+    voice_states: list[VoiceStatePayload]  # who is in the voice channels you may see
 
 
 class ServerLeftPayload(TypedDict):
@@ -400,6 +421,22 @@ class MemberRemovedPayload(TypedDict):
     server_id: str
     user_id: str
     reason: str  # left, kicked, banned
+
+
+class VoiceStateUpdatedPayload(VoiceStatePayload):
+    left: bool  # True: they are no longer in `channel_id` (the rest as it was)
+
+
+# `from` is a Python keyword: the functional form.
+VoiceSignalPayload = TypedDict(
+    "VoiceSignalPayload",
+    {
+        "channel_id": str,  # the voice channel (or call) you are both in
+        "from": str,  # the sender's user id
+        "kind": str,  # offer, answer, candidate
+        "data": Any,  # as the sender gave it (an SDP description, an ICE candidate)
+    },
+)
 
 
 def _joined(data: Mapping[str, Any]) -> list[Stream]:
@@ -571,6 +608,21 @@ MEMBER_REMOVED = EventType(
 SESSION_REVOKED = EventType(
     "session.revoked", U, SessionRevokedPayload, "A session of yours ended (its streams close)."
 )
+VOICE_STATE_UPDATED = EventType(
+    "voice.state_updated",
+    C,
+    VoiceStateUpdatedPayload,
+    "Someone joined a voice channel or call, changed their mute or deafen, was moved, or"
+    " left it (`left`).",
+)
+VOICE_SIGNAL = EventType(
+    "voice.signal",
+    Audience.CONNECTION,
+    VoiceSignalPayload,
+    "WebRTC signalling (an SDP offer or answer, an ICE candidate) from someone in your"
+    " voice channel, to your voice connection only. Not stored.",
+    stored=False,
+)
 
 EVENT_TYPES: dict[str, EventType[Any]] = {
     t.name: t
@@ -613,6 +665,8 @@ EVENT_TYPES: dict[str, EventType[Any]] = {
         ROLE_CREATED,
         ROLE_UPDATED,
         ROLE_DELETED,
+        VOICE_STATE_UPDATED,
+        VOICE_SIGNAL,
     )
 }
 ACCESS_CHANGES = {name: t.access for name, t in EVENT_TYPES.items() if t.access is not None}
@@ -720,6 +774,30 @@ async def signal_related(
 
 
 SIGNAL_CHANNELS = 150  # channel ids per notification (37 bytes each)
+SIGNAL_INLINE = 7000  # bytes of a signal sent in one notification (PostgreSQL: < 8000)
+SIGNAL_PIECE = 5000  # bytes per piece of a longer one (base64: 6668 characters)
+
+
+async def signal_connection(
+    conn: asyncpg.Connection, event_type: EventType[P], connection_id: UUID, payload: P
+) -> None:
+    """Announce an event that is not kept to one real-time connection, on whichever
+    process holds it. One that does not fit in a notification goes in pieces, in one
+    transaction (all of them or none), which the hub puts together again."""
+    assert not event_type.stored and event_type.audience is Audience.CONNECTION, event_type.name
+    body = encode({"t": event_type.name, "d": dict(payload)})
+    raw = body.encode()
+    to = str(connection_id)
+    if len(raw) <= SIGNAL_INLINE:
+        await q.notify(conn, channel=EPHEMERAL_CHANNEL, payload=f'{{"to":"{to}","m":{body}}}')
+        return
+    pieces = [raw[i : i + SIGNAL_PIECE] for i in range(0, len(raw), SIGNAL_PIECE)]
+    key = uuid.uuid4().hex
+    async with conn.transaction():
+        for n, piece in enumerate(pieces):
+            b64 = base64.b64encode(piece).decode()
+            note = {"to": to, "x": key, "i": n, "n": len(pieces), "b": b64}
+            await q.notify(conn, channel=EPHEMERAL_CHANNEL, payload=encode(note))
 
 
 # -- documentation (the README's table of event types is this, verbatim)
@@ -739,6 +817,7 @@ def markdown_table() -> str:
         Audience.CHANNEL: "who may see the channel",
         Audience.RELATED: "you, and whoever shares a conversation or a server with you",
         Audience.SERVER: "the server's members",
+        Audience.CONNECTION: "one connection of yours",
     }
     rows = ["| event | to | payload | meaning |", "|---|---|---|---|"]
     for t in EVENT_TYPES.values():

@@ -19,6 +19,7 @@ from xfchat.db.queries import channels as channels_q
 from xfchat.db.queries import friends as friends_q
 from xfchat.db.queries import locks as locks_q
 from xfchat.db.queries import users as users_q
+from xfchat.domain import voice
 from xfchat.domain.access import access_changed
 from xfchat.domain.accounts import Actor
 from xfchat.domain.conversations import get_or_create_direct
@@ -257,12 +258,14 @@ def _friend_removed(a: UUID, b: UUID) -> list[Event]:
     ]
 
 
-async def _direct_access_changed(conn: asyncpg.Connection, a: UUID, b: UUID) -> None:
+async def _direct_access_changed(conn: asyncpg.Connection, a: UUID, b: UUID) -> UUID | None:
     """A block between two people changes what they may do in their direct
-    conversation, if they have one."""
+    conversation, if they have one (its id)."""
     direct = await channels_q.get_direct_channel(conn, user_a=a, user_b=b)
-    if direct is not None:
-        await access_changed(conn, direct.id)
+    if direct is None:
+        return None
+    await access_changed(conn, direct.id)
+    return direct.id
 
 
 async def block_user(conn: asyncpg.Connection, actor: Actor, user_id: UUID) -> None:
@@ -297,7 +300,9 @@ async def block_user(conn: asyncpg.Connection, actor: Actor, user_id: UUID) -> N
                 actor.user_id, {"user_id": str(user_id), "user": public_profile(profiles[user_id])}
             )
         )
-        await _direct_access_changed(conn, actor.user_id, user_id)
+        direct = await _direct_access_changed(conn, actor.user_id, user_id)
+        if direct is not None:  # a call across a block ends
+            events += await voice.end_states_in(conn, {actor.user_id: [direct], user_id: [direct]})
         await emit_many(conn, events)
 
 

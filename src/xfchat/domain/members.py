@@ -18,6 +18,7 @@ from xfchat.db.queries import bans as bans_q
 from xfchat.db.queries import channels as channels_q
 from xfchat.db.queries import servers as q
 from xfchat.db.queries import users as users_q
+from xfchat.domain import voice
 from xfchat.domain.access import (
     ServerAccess,
     access_changed_many,
@@ -31,11 +32,12 @@ from xfchat.domain.events import (
     MEMBER_UPDATED,
     SERVER_LEFT,
     MemberPayload,
-    emit,
+    MemberRemovedPayload,
+    emit_many,
 )
 from xfchat.domain.permissions import Permission
 from xfchat.domain.profile import public_profile
-from xfchat.domain.server_views import announce_channels, member_json, members_json
+from xfchat.domain.server_views import channel_updates, member_json, members_json
 from xfchat.domain.servers import audit, text_field
 from xfchat.errors import BadRequest, Forbidden, NotFound
 
@@ -142,6 +144,8 @@ async def update_member(
             # see the timeout (domain/access.py).
             channels = await channels_q.list_server_channels(conn, server_id=server_id)
             await access_changed_many(conn, [c.id for c in channels])
+        # No voice while timed out.
+        ended = await voice.end_member_state(conn, server_id, user_id) if until else []
         changes = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in fields.items()}
         if not self_only:
             action = "member.timed_out" if "timed_out_until" in fields else "member.updated"
@@ -155,7 +159,7 @@ async def update_member(
                 reason=reason,
             )
         payload = await member_json(conn, row)
-        await emit(conn, MEMBER_UPDATED.to_server(server_id, payload))
+        await emit_many(conn, [MEMBER_UPDATED.to_server(server_id, payload), *ended])
     return payload
 
 
@@ -192,24 +196,24 @@ async def remove_member(
     # Their own overrides go with them (a rejoin starts from the roles alone).
     overridden = set(await q.delete_member_overrides(conn, server_id=server_id, user_id=user_id))
     await access_changed_many(conn, [c.id for c in channels])
-    await emit(
+    ended = await voice.end_member_state(conn, server_id, user_id)
+    channel_ids = [str(c.id) for c in channels if user_id in viewers[c.id]]
+    removed: MemberRemovedPayload = {
+        "server_id": str(server_id),
+        "user_id": str(user_id),
+        "reason": reason,
+    }
+    await emit_many(
         conn,
-        SERVER_LEFT.to_user(
-            user_id,
-            {
-                "id": str(server_id),
-                "reason": reason,
-                "channel_ids": [str(c.id) for c in channels if user_id in viewers[c.id]],
-            },
-        ),
+        [
+            SERVER_LEFT.to_user(
+                user_id, {"id": str(server_id), "reason": reason, "channel_ids": channel_ids}
+            ),
+            MEMBER_REMOVED.to_server(server_id, removed),
+            *ended,
+            *await channel_updates(conn, [c for c in channels if c.id in overridden]),
+        ],
     )
-    await emit(
-        conn,
-        MEMBER_REMOVED.to_server(
-            server_id, {"server_id": str(server_id), "user_id": str(user_id), "reason": reason}
-        ),
-    )
-    await announce_channels(conn, [c for c in channels if c.id in overridden])
     return True
 
 

@@ -23,7 +23,7 @@ import asyncpg
 from xfchat.db.queries import locks as locks_q
 from xfchat.db.queries import presence as q
 from xfchat.db.queries import users as users_q
-from xfchat.domain import validation
+from xfchat.domain import validation, voice
 from xfchat.domain.access import visible_channels
 from xfchat.domain.accounts import Actor
 from xfchat.domain.events import PRESENCE_UPDATED, PresencePayload, signal_related
@@ -109,17 +109,22 @@ async def _gone(conn: asyncpg.Connection, users: list[UUID], timeout_s: float) -
 
 
 async def leave(conn: asyncpg.Connection, process_id: UUID, timeout_s: float) -> None:
-    """The process stops: forget its connections, announce whom that leaves offline."""
+    """The process stops: drop the voice states it holds, forget its connections,
+    announce whom that leaves offline."""
     async with conn.transaction():
+        await voice.drop_process_states(conn, process_id)
         await _gone(conn, await q.delete_process(conn, process_id=process_id), timeout_s)
 
 
-async def sweep(conn: asyncpg.Connection, timeout_s: float) -> int:
-    """Forget processes not seen for `timeout_s` (crashed); announce whom that leaves
-    offline. One process sweeps at a time. Returns the users it concerned."""
+async def sweep(conn: asyncpg.Connection, timeout_s: float, sweeper: UUID | None = None) -> int:
+    """Forget processes not seen for `timeout_s` (crashed), with the voice states they
+    held; announce whom that leaves offline. One process sweeps at a time. `sweeper` is
+    the sweeping process (see voice.drop_dead_process_states). Returns the users whose
+    presence it concerned."""
     async with conn.transaction():
         if not await locks_q.try_lock_transaction(conn, key=SWEEP_LOCK):
             return 0
+        await voice.drop_dead_process_states(conn, sweeper, timeout_s)
         users = await q.delete_dead_processes(conn, timeout_s=timeout_s)
         await _gone(conn, users, timeout_s)
         return len(users)

@@ -256,6 +256,7 @@ async def delete_channel(
             # cannot see.
             await access_server(conn, actor, channel.server_id, need=Permission.MANAGE_ROLES)
         seen = await watch(conn, channel.server_id, channel_ids=[channel_id, *children])
+        # Its voice states go with it (ON DELETE CASCADE): `channel.hidden` says so.
         await q.delete_channel(conn, channel_id=channel_id)
         await settle(conn, seen, "deleted")
         moved = [

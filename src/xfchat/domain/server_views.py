@@ -11,9 +11,11 @@ from xfchat.db.queries import messages as messages_q
 from xfchat.db.queries import roles as roles_q
 from xfchat.db.queries import servers as q
 from xfchat.db.queries import users as users_q
+from xfchat.domain import voice
 from xfchat.domain.access import server_viewers
 from xfchat.domain.events import (
     CHANNEL_UPDATED,
+    Event,
     MemberPayload,
     OverridePayload,
     RolePayload,
@@ -98,6 +100,13 @@ async def announce_channels(
     return payloads
 
 
+async def channel_updates(
+    conn: asyncpg.Connection, rows: list[channels_q.ChannelRow]
+) -> list[Event]:
+    """`channel.updated` for each of these channels, to emit with others."""
+    return [CHANNEL_UPDATED.to_channel(UUID(p["id"]), p) for p in await channels_json(conn, rows)]
+
+
 async def member_json(conn: asyncpg.Connection, row: q.MemberRow) -> MemberPayload:
     users = await users_q.list_public_users(conn, user_ids=[row.user_id])
     return members_json(row, users[0])
@@ -135,8 +144,9 @@ async def joined_many(
     conn: asyncpg.Connection, servers: list[q.ServerRow], user_id: UUID, visible: set[UUID]
 ) -> list[ServerJoinedPayload]:
     """Several servers as one member sees them, of their channels those in `visible`
-    (with the member's read state in each text channel): seven statements, whatever
-    the number of servers. A server they are no longer a member of is left out."""
+    (with the member's read state in each text channel, and who is in each voice
+    channel): eight statements, whatever the number of servers. A server they are no
+    longer a member of is left out."""
     ids = [s.id for s in servers]
     channels = [
         c
@@ -161,6 +171,7 @@ async def joined_many(
             channel_ids=texts,
         )
     }
+    voices = await voice.states_by_server(conn, ids, visible)
     out: list[ServerJoinedPayload] = []
     for server in servers:
         member = members.get(server.id)
@@ -183,6 +194,7 @@ async def joined_many(
                     for c in mine
                     if (u := unreads.get(c.id)) is not None
                 ],
+                "voice_states": voices[server.id],
             }
         )
     return out

@@ -317,8 +317,8 @@ AUDIT_ACTIONS = (
     "server.updated server.transferred channel.created channel.updated channel.deleted"
     " channel.reordered role.created role.updated role.deleted role.reordered"
     " override.updated override.deleted member.updated member.timed_out member.kicked"
-    " member.banned member.unbanned member.role_added member.role_removed invite.created"
-    " invite.deleted message.deleted message.bulk_deleted"
+    " member.banned member.unbanned member.role_added member.role_removed member.voice_updated"
+    " invite.created invite.deleted message.deleted message.bulk_deleted"
 ).split()
 
 

@@ -25,7 +25,7 @@ import asyncpg
 import orjson
 from typing_extensions import TypedDict
 
-from xfchat.domain import conversations, friends, presence, profile, servers
+from xfchat.domain import conversations, friends, presence, profile, servers, voice
 from xfchat.domain.access import visible_channels
 from xfchat.domain.accounts import Actor
 from xfchat.domain.conversations import ConversationView
@@ -34,6 +34,7 @@ from xfchat.domain.events import (
     PresencePayload,
     PublicUserPayload,
     ServerJoinedPayload,
+    VoiceStatePayload,
 )
 
 T = TypeVar("T")
@@ -71,6 +72,8 @@ class StatePayload(TypedDict):
     servers: list[ServerJoinedPayload]
     # Those of the people in `conversations` and `friends` who are not offline.
     presences: list[PresencePayload]
+    # Who is in the calls of your conversations (a server's voice channels: in the server).
+    voice_states: list[VoiceStatePayload]
     # The sections cut short by their bound ("conversations", "friend_requests").
     truncated: list[str]
 
@@ -130,6 +133,9 @@ async def read_state(
         "blocks": [profile.public_profile(u) for u in await friends.list_blocked(conn, actor)],
         "servers": joined,
         "presences": await presence.list_presences(conn, sorted(related), presence_timeout_s),
+        "voice_states": await voice.states_in(
+            conn, [c for c, v in visible.items() if v.server_id is None]
+        ),
         "truncated": truncated,
     }
 

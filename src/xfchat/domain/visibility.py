@@ -23,6 +23,7 @@ from uuid import UUID
 import asyncpg
 
 from xfchat.db.queries import channels as channels_q
+from xfchat.domain import voice
 from xfchat.domain.access import access_changed_many, server_viewers
 from xfchat.domain.events import CHANNELS_HIDDEN, CHANNELS_REVEALED, Event, emit_many
 from xfchat.domain.server_views import channels_json
@@ -78,7 +79,8 @@ async def settle(
         for user in before - now:
             lost.setdefault(user, []).append(channel_id)
     await access_changed_many(conn, [c for c in seen.channel_ids if c in rows])
-    events: list[Event] = []
+    # Nobody stays in a voice channel they cannot see.
+    events: list[Event] = await voice.end_states_in(conn, lost)
     for user, ids in sorted(lost.items()):
         events.append(
             CHANNELS_HIDDEN.to_user(

@@ -16,6 +16,8 @@ from its last position instead of slowing everyone else.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
@@ -50,6 +52,7 @@ T = TypeVar("T")
 LISTENER_PING_S = 2.0  # a silently dead listener is noticed within 4 s
 FILL_PAGE = 200  # commits read from the log at once
 HOLD_EVENTS = 20_000  # announced events held while earlier ones are read from the log
+HOLD_PIECES = 64  # signals to a connection here being put together from their pieces
 
 
 @dataclass
@@ -84,6 +87,8 @@ class Hub:
         self.queue_limit = queue_limit
         self.index: dict[Stream, set[Subscriber]] = {}
         self.subscribers: set[Subscriber] = set()
+        self.connections: dict[UUID, Subscriber] = {}  # by id: signals addressed to one
+        self._pieces: dict[str, dict[int, bytes]] = {}  # signals arriving in pieces
         self.ended: dict[str, int] = {}  # subscriptions ended, by reason (for /metrics)
         # Called with (type, data) for every event of any user's stream, from any process.
         self.user_event_hooks: list[Callable[[str, Any], None]] = []
@@ -131,6 +136,7 @@ class Hub:
             self, user_id, session_id, follows, self.codec.tag(user_id), self.queue_limit
         )
         self.subscribers.add(sub)
+        self.connections[sub.id] = sub
         return sub
 
     def go_live(self, sub: Subscriber) -> bool:
@@ -162,6 +168,9 @@ class Hub:
 
     def forget(self, sub: Subscriber) -> None:
         self.subscribers.discard(sub)
+        self.connections.pop(sub.id, None)
+        if self.presence is not None:
+            self.presence.voice_closed(sub.id)  # its voice state goes (if it held one)
         if sub.present:
             sub.present = False
             if self.presence is not None:
@@ -363,6 +372,9 @@ class Hub:
         channels ("c"), to their followers other than its subject's own connections."""
         try:
             note = orjson.loads(payload)
+            if "to" in note:
+                self._to_connection(note)
+                return
             stream = Stream(StreamKind(note["k"]), UUID(note["e"]))
             d = Delivery(0, stream, 0, str(note["t"]), note["d"])
             channels = [Stream.channel(UUID(c)) for c in note.get("c", ())]
@@ -379,6 +391,31 @@ class Hub:
         for sub in reached:
             if sub.user_id != stream.entity_id:
                 sub.offer(d)
+
+    def _to_connection(self, note: dict[str, Any]) -> None:
+        """A signal to one connection (domain/events.py `signal_connection`): whole
+        (`m`), or one of `n` pieces (`x`, `i`, `b`) of a longer one, the pieces of one
+        signal arriving together (one transaction's notifications are delivered in a
+        row). Only the process holding the connection keeps anything."""
+        sub = self.connections.get(UUID(str(note["to"])))
+        if sub is None or sub.closed is not None:
+            return
+        if "m" in note:
+            message = note["m"]
+        else:
+            key, count = str(note["x"]), int(note["n"])
+            parts = self._pieces.setdefault(key, {})
+            try:
+                parts[int(note["i"])] = base64.b64decode(note["b"], validate=True)
+            except binascii.Error:
+                raise ValueError("a piece that is not base64") from None
+            while len(self._pieces) > HOLD_PIECES:  # (oldest first: never completed)
+                del self._pieces[next(iter(self._pieces))]
+            if len(parts) < count:
+                return
+            del self._pieces[key]
+            message = orjson.loads(b"".join(parts[i] for i in range(count)))
+        sub.offer(Delivery(0, Stream.user(sub.user_id), 0, str(message["t"]), message["d"]))
 
     # -- the listener
 

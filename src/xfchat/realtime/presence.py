@@ -6,6 +6,12 @@ connection here opened, or whose last one closed) to PostgreSQL in order, retryi
 while the database is away. Another touches this process's row every interval and
 sweeps processes that stopped touching theirs (domain/presence.py), so a crashed
 process's users go offline within timeout + interval.
+
+Voice states are held the same way: a gateway connection that joins voice is marked
+live here first (`voice_opened`); when it ends (`voice_closed`, from the hub), the
+writer drops its voice state, retrying while the database is away, and every heartbeat
+drops any state of this process whose connection is no longer live (domain/voice.py).
+A clean stop drops them all, and the sweep of a crashed process drops its.
 """
 
 from __future__ import annotations
@@ -20,10 +26,13 @@ import asyncpg
 
 from xfchat.db.pool import DATABASE_ERRORS
 from xfchat.db.queries import presence as q
-from xfchat.domain import presence
+from xfchat.domain import presence, voice
 from xfchat.tasks import stop
 
 log = logging.getLogger("xfchat.presence")
+# A voice state younger than this is never taken for an orphan (a join that began as
+# the heartbeat read which connections are live).
+ORPHAN_GRACE_S = 5.0
 
 
 class PresenceTracker:
@@ -35,6 +44,8 @@ class PresenceTracker:
         self.counts: dict[UUID, int] = {}  # open connections per user, here
         self.registered: set[UUID] = set()  # users this process's row set holds
         self._dirty: set[UUID] = set()
+        self.voice_live: set[UUID] = set()  # connections here that may hold a voice state
+        self._voice_gone: set[UUID] = set()  # ... that ended: their states to drop
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()  # nothing left to write (for tests and shutdown)
         self._idle.set()
@@ -78,6 +89,18 @@ class PresenceTracker:
         self._idle.clear()
         self._wake.set()
 
+    def voice_opened(self, connection_id: UUID) -> None:
+        """The connection may hold a voice state from now on (call before it joins)."""
+        self.voice_live.add(connection_id)
+
+    def voice_closed(self, connection_id: UUID) -> None:
+        """The connection ended: drop its voice state, if it may have held one."""
+        if connection_id in self.voice_live:
+            self.voice_live.discard(connection_id)
+            self._voice_gone.add(connection_id)
+            self._idle.clear()
+            self._wake.set()
+
     async def settled(self, within_s: float) -> bool:
         """Whether every change so far was written (waits up to `within_s`)."""
         try:
@@ -95,8 +118,16 @@ class PresenceTracker:
             await self._wake.wait()
             self._wake.clear()
             users, self._dirty = self._dirty, set()
+            voices, self._voice_gone = self._voice_gone, set()
             try:
                 async with self.pool.acquire() as conn:
+                    while voices:  # (first: a user's call ends before they go offline)
+                        connection = voices.pop()
+                        try:
+                            await voice.drop_connection_state(conn, connection)
+                        except BaseException:
+                            voices.add(connection)
+                            raise
                     while users:
                         user = users.pop()
                         try:
@@ -108,13 +139,14 @@ class PresenceTracker:
             except DATABASE_ERRORS as exc:
                 log.warning("presence not written yet: %s", exc)
                 self._dirty |= users
+                self._voice_gone |= voices
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 self._wake.set()
                 continue
             except Exception:  # a bug: say so, and keep the writer alive
                 log.exception("writing presence failed")
-            if not self._dirty:
+            if not self._dirty and not self._voice_gone:
                 self._idle.set()
 
     async def _sync(self, conn: asyncpg.Connection, user: UUID) -> None:
@@ -147,4 +179,7 @@ class PresenceTracker:
                 for user in list(self.registered):
                     self.registered.discard(user)
                     self._mark(user)
-            await presence.sweep(conn, self.timeout_s)
+            await presence.sweep(conn, self.timeout_s, self.process_id)
+            await voice.drop_orphaned_states(
+                conn, self.process_id, list(self.voice_live), ORPHAN_GRACE_S
+            )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections import deque
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -80,6 +81,7 @@ class Subscriber:
         limit: int,
     ) -> None:
         self.hub = hub
+        self.id = uuid.uuid4()  # this connection, to which signals can be addressed
         self.user_id = user_id
         self.session_id = session_id
         self.follows = follows

@@ -301,3 +301,59 @@ async def lock_server(conn: asyncpg.Connection, *, server_id: UUID) -> None:
     """Lock the server's row until the transaction ends (every change of its members,
     roles, channels and overrides takes it: they happen one at a time)."""
     await conn.execute("SELECT 1 FROM servers WHERE id = $1 FOR UPDATE", server_id)
+
+
+async def share_lock_servers(conn: asyncpg.Connection, *, server_ids: list[UUID]) -> None:
+    """Share-lock these servers' rows (in id order) until the transaction ends: it then
+    runs before or after any change that locks one of them, never among it."""
+    await conn.execute(
+        "SELECT 1 FROM servers WHERE id = ANY($1::uuid[]) ORDER BY id FOR SHARE", server_ids
+    )
+
+
+@dataclass(frozen=True)
+class VoiceFlags:
+    """A member's server mute and deafen (set by moderators, kept on the membership)."""
+
+    mute: bool
+    deaf: bool
+
+
+async def get_member_voice_flags(
+    conn: asyncpg.Connection, *, server_id: UUID, user_id: UUID
+) -> VoiceFlags | None:
+    """None if the user is not a member."""
+    record = await conn.fetchrow(
+        """
+        SELECT voice_mute AS mute, voice_deaf AS deaf FROM server_members
+        WHERE server_id = $1 AND user_id = $2
+        """,
+        server_id,
+        user_id,
+    )
+    return maybe(VoiceFlags, record)
+
+
+async def update_member_voice_flags(
+    conn: asyncpg.Connection,
+    *,
+    server_id: UUID,
+    user_id: UUID,
+    mute: bool | None,
+    deaf: bool | None,
+) -> VoiceFlags | None:
+    """Set the given flags (None leaves one as it is); None if the user is not a
+    member."""
+    record = await conn.fetchrow(
+        """
+        UPDATE server_members SET voice_mute = COALESCE($3, voice_mute),
+                                  voice_deaf = COALESCE($4, voice_deaf)
+        WHERE server_id = $1 AND user_id = $2
+        RETURNING voice_mute AS mute, voice_deaf AS deaf
+        """,
+        server_id,
+        user_id,
+        mute,
+        deaf,
+    )
+    return maybe(VoiceFlags, record)

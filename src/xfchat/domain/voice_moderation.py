@@ -1,0 +1,158 @@
+"""Voice moderation: server mute and deafen (kept on the membership), moving a member to
+another voice channel of the server, and disconnecting them."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from typing_extensions import TypedDict
+
+from xfchat.db.queries import audit as audit_q
+from xfchat.db.queries import servers as servers_q
+from xfchat.db.queries import voice as q
+from xfchat.domain.access import access_channel, access_server, viewers_among
+from xfchat.domain.accounts import Actor
+from xfchat.domain.events import VoiceStatePayload
+from xfchat.domain.permissions import Permission
+from xfchat.domain.voice import announce, check_room, lock_user, not_in_voice, same, state_json
+from xfchat.errors import BadRequest, Forbidden, NotFound
+
+
+class MemberVoicePayload(TypedDict):
+    server_id: str
+    user_id: str
+    mute: bool  # server mute (MUTE_MEMBERS): kept until lifted, in voice or not
+    deaf: bool  # server deafen (DEAFEN_MEMBERS)
+    voice_state: VoiceStatePayload | None  # where they are now (None: not in voice here)
+
+
+def _need(fields: dict[str, Any]) -> Permission:
+    need = Permission(0)
+    if "mute" in fields:
+        need |= Permission.MUTE_MEMBERS
+    if "deaf" in fields:
+        need |= Permission.DEAFEN_MEMBERS
+    if "channel_id" in fields:
+        need |= Permission.MOVE_MEMBERS
+    return need
+
+
+async def moderate_voice(
+    conn: asyncpg.Connection,
+    actor: Actor,
+    server_id: UUID,
+    user_id: UUID,
+    *,
+    fields: dict[str, Any],
+    reason: str | None,
+) -> MemberVoicePayload:
+    """Server mute (`mute`, MUTE_MEMBERS) or deafen (`deaf`, DEAFEN_MEMBERS) a member,
+    in voice or not (it lasts until lifted); move them to another voice channel of the
+    server (`channel_id`, MOVE_MEMBERS in both channels; past the destination's user
+    limit too, never past MESH_LIMIT; they must be able to see it) or disconnect them
+    (`channel_id` None). The permissions are those in the channel the member is in
+    (overrides count), else the server-wide ones. Audited as `member.voice_updated`.
+
+    Raises: NotFound (SERVER_NOT_FOUND, MEMBER_NOT_FOUND, CHANNEL_NOT_FOUND); Forbidden
+    (MISSING_PERMISSIONS, MEMBER_CANNOT_SEE_CHANNEL, CHANNEL_FULL); BadRequest
+    (NOT_IN_VOICE, NOT_A_VOICE_CHANNEL)."""
+    need = _need(fields)
+    async with conn.transaction():
+        server = await access_server(conn, actor, server_id, lock=True)
+        flags = await servers_q.get_member_voice_flags(conn, server_id=server_id, user_id=user_id)
+        if flags is None:
+            raise NotFound("no such member", code="MEMBER_NOT_FOUND")
+        await lock_user(conn, user_id)
+        state = await q.get_voice_state(conn, user_id=user_id, lock=True)
+        here = state if state is not None and state.server_id == server_id else None
+        if here is not None:
+            await access_channel(conn, actor, here.channel_id, need=need)
+        elif need & ~server.permissions:
+            await access_server(conn, actor, server_id, need=need)  # raises, naming it
+        elif "channel_id" in fields:
+            raise not_in_voice()
+        if "mute" in fields or "deaf" in fields:
+            flags = await servers_q.update_member_voice_flags(
+                conn,
+                server_id=server_id,
+                user_id=user_id,
+                mute=fields.get("mute"),
+                deaf=fields.get("deaf"),
+            )
+            assert flags is not None
+        left: list[q.VoiceStateRow] = []
+        now: list[q.VoiceStateRow] = []
+        after = here
+        if here is not None and "channel_id" in fields:
+            assert state is not None
+            after = await _move(conn, actor, server_id, state, fields["channel_id"], flags)
+            left = [here] if after is None or after.channel_id != here.channel_id else []
+        elif here is not None:
+            after = await q.update_server_voice_flags(
+                conn, server_id=server_id, user_id=user_id, mute=flags.mute, deaf=flags.deaf
+            )
+        if after is not None and (here is None or not same(here, after)):
+            now = [after]
+        await announce(conn, left=left, now=now)
+        changes = {k: (str(v) if isinstance(v, UUID) else v) for k, v in fields.items()}
+        if fields:
+            await audit_q.insert_audit_entry(
+                conn,
+                server_id=server_id,
+                actor_id=actor.user_id,
+                action="member.voice_updated",
+                target_type="user",
+                target_id=user_id,
+                changes=changes,
+                reason=reason,
+            )
+    return {
+        "server_id": str(server_id),
+        "user_id": str(user_id),
+        "mute": flags.mute,
+        "deaf": flags.deaf,
+        "voice_state": state_json(after) if after is not None else None,
+    }
+
+
+async def _move(
+    conn: asyncpg.Connection,
+    actor: Actor,
+    server_id: UUID,
+    state: q.VoiceStateRow,
+    to: UUID | None,
+    flags: servers_q.VoiceFlags,
+) -> q.VoiceStateRow | None:
+    """The member's state in `to` (None: disconnected)."""
+    if to is None:
+        await q.delete_voice_state(conn, user_id=state.user_id)
+        return None
+    dest = await access_channel(conn, actor, to, need=Permission.MOVE_MEMBERS, lock=True)
+    if dest.channel.kind != "voice" or dest.channel.server_id != server_id:
+        raise BadRequest(
+            "move members to a voice channel of this server",
+            code="NOT_A_VOICE_CHANNEL",
+            field="channel_id",
+        )
+    if not await viewers_among(conn, to, [state.user_id]):
+        raise Forbidden(
+            "they cannot see that channel", code="MEMBER_CANNOT_SEE_CHANNEL", field="channel_id"
+        )
+    if to != state.channel_id:
+        await check_room(conn, dest.channel, bypass_limit=True)
+    return await q.upsert_voice_state(
+        conn,
+        user_id=state.user_id,
+        channel_id=to,
+        server_id=server_id,
+        session_id=state.session_id,
+        process_id=state.process_id,
+        connection_id=state.connection_id,
+        self_mute=state.self_mute,
+        self_deaf=state.self_deaf,
+        self_video=state.self_video,
+        server_mute=flags.mute,
+        server_deaf=flags.deaf,
+    )

@@ -1,0 +1,327 @@
+"""Voice states: joining (limits, one channel per user, permissions, timeouts), server
+mute, deafen and move, the states that end with what they depend on, conversation
+calls, and the ICE servers. Joining is a gateway op; here the domain function it calls
+builds the states (tests/realtime/test_voice.py drives the gateway itself)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from tests import factories
+from tests.factories import (
+    Community,
+    MakeUser,
+    TestUser,
+    community,
+    events_of,
+    override,
+    role,
+    server_channel,
+    voice_join,
+)
+from xfchat.domain import voice
+from xfchat.domain.permissions import Permission as P
+from xfchat.errors import XFChatError
+
+
+async def refused(pool: asyncpg.Pool, who: TestUser, channel: object) -> tuple[int, str]:
+    with pytest.raises(XFChatError) as info:
+        await voice_join(pool, who, channel)
+    return info.value.status, info.value.code
+
+
+async def in_voice(client: httpx.AsyncClient, who: TestUser, channel: object) -> list[str]:
+    got = await client.get(f"/api/channels/{channel}/voice-states", headers=who.headers)
+    assert got.status_code == 200, got.text
+    return [s["user_id"] for s in got.json()]
+
+
+async def voice_events(conn: asyncpg.Connection, channel: object) -> list[tuple[str, bool]]:
+    """(user_id, left) of each voice.state_updated of a channel, in order."""
+    return [
+        (d["user_id"], d["left"])
+        for t, d in await events_of(conn, "channel", uuid.UUID(str(channel)))
+        if t == "voice.state_updated"
+    ]
+
+
+async def lounge(
+    client: httpx.AsyncClient, srv: Community, owner: TestUser, name: str = "Lounge", **fields: Any
+) -> str:
+    return str((await server_channel(client, srv, owner, name, kind="voice", **fields))["id"])
+
+
+async def test_join_change_and_leave_are_announced_and_in_the_state(
+    client: httpx.AsyncClient, pool: asyncpg.Pool, conn: asyncpg.Connection, make_user: MakeUser
+) -> None:
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await community(client, ann, ben)
+    room = await lounge(client, srv, ann)
+    joined = await voice_join(pool, ann, room)
+    assert [s["user_id"] for s in joined.voice_states] == [str(ann.id)]
+    assert joined.state["channel_id"] == room and joined.state["server_id"] == srv.id
+    second = await voice_join(pool, ben, room, self_mute=True)
+    assert [s["user_id"] for s in second.voice_states] == [str(ann.id), str(ben.id)]
+    assert await in_voice(client, ann, room) == [str(ann.id), str(ben.id)]
+    state = (await client.get("/api/users/@me/state", headers=ann.headers)).json()
+    (mine,) = state["servers"]
+    assert [(s["user_id"], s["self_mute"]) for s in mine["voice_states"]] == [
+        (str(ann.id), False),
+        (str(ben.id), True),
+    ]
+    # The same connection changing its flags: an update, no new join.
+    holder = voice.Holder(uuid.uuid4(), uuid.UUID(second.state["connection_id"]))
+    assert await voice_join(pool, ben, room, holder=holder, self_deaf=True) is None
+    assert await voice_join(pool, ben, room, holder=holder, self_deaf=True) is None  # no change
+    assert await voice_join(pool, ben, None, holder=holder) is None  # leaves
+    assert await voice_events(conn, room) == [
+        (str(ann.id), False),
+        (str(ben.id), False),
+        (str(ben.id), False),  # deafened (the repeat changed nothing: no event)
+        (str(ben.id), True),
+    ]
+    assert await in_voice(client, ben, room) == [str(ann.id)]
+    text = await client.get(f"/api/channels/{srv.general}/voice-states", headers=ann.headers)
+    assert text.status_code == 400 and text.json()["code"] == "NOT_A_VOICE_CHANNEL"
+
+
+async def test_one_channel_per_user_joining_another_leaves_the_first(
+    client: httpx.AsyncClient, pool: asyncpg.Pool, conn: asyncpg.Connection, make_user: MakeUser
+) -> None:
+    ann = await make_user("ann")
+    srv = await community(client, ann)
+    first, second = await lounge(client, srv, ann, "one"), await lounge(client, srv, ann, "two")
+    await voice_join(pool, ann, first)
+    # Another connection of hers (another tab) joining elsewhere takes the state over.
+    moved = await voice_join(pool, ann, second)
+    assert moved.voice_states == [moved.state]
+    assert await in_voice(client, ann, first) == []
+    assert await in_voice(client, ann, second) == [str(ann.id)]
+    assert await voice_events(conn, first) == [(str(ann.id), False), (str(ann.id), True)]
+    assert await voice_events(conn, second) == [(str(ann.id), False)]
+    # Leaving from a connection that no longer holds the state leaves nothing.
+    assert await voice_join(pool, ann, None) is None
+    assert await in_voice(client, ann, second) == [str(ann.id)]
+
+
+async def test_user_limit_is_refused_unless_move_members_and_the_mesh_limit_always(
+    client: httpx.AsyncClient, pool: asyncpg.Pool, make_user: MakeUser
+) -> None:
+    people = [await make_user(f"u{i}") for i in range(10)]
+    owner, mod = people[0], people[1]
+    srv = await community(client, *people)
+    await role(client, srv, owner, "movers", int(P.CONNECT | P.MOVE_MEMBERS), mod)
+    small = await lounge(client, srv, owner, "small", user_limit=2)
+    await voice_join(pool, people[2], small)
+    await voice_join(pool, people[3], small)
+    assert await refused(pool, people[4], small) == (403, "CHANNEL_FULL")
+    await voice_join(pool, mod, small)  # MOVE_MEMBERS goes past the channel's limit
+    assert len(await in_voice(client, owner, small)) == 3
+    big = await lounge(client, srv, owner, "big", user_limit=0)  # 0: no limit of its own
+    for who in people[2:]:
+        await voice_join(pool, who, big)
+    assert len(await in_voice(client, owner, big)) == voice.MESH_LIMIT
+    # A ninth is refused, whoever they are: the owner holds every permission.
+    assert await refused(pool, owner, big) == (403, "CHANNEL_FULL")
+    assert await refused(pool, mod, big) == (403, "CHANNEL_FULL")
+
+
+async def test_join_needs_connect_sight_a_voice_channel_and_no_timeout(
+    client: httpx.AsyncClient, pool: asyncpg.Pool, make_user: MakeUser
+) -> None:
+    ann, ben, mod = await make_user("ann"), await make_user("ben"), await make_user("mod")
+    srv = await community(client, ann, ben, mod)
+    await role(client, srv, ann, "mods", int(P.MODERATE_MEMBERS), mod)
+    room = await lounge(client, srv, ann)
+    denied = await override(client, ann, room, "member", ben.id, deny=int(P.CONNECT))
+    assert denied.status_code == 200
+    assert await refused(pool, ben, room) == (403, "MISSING_PERMISSIONS")
+    await override(client, ann, room, "member", ben.id, deny=int(P.VIEW_CHANNEL))
+    assert await refused(pool, ben, room) == (404, "CHANNEL_NOT_FOUND")
+    assert await refused(pool, ben, uuid.uuid4()) == (404, "CHANNEL_NOT_FOUND")
+    assert await refused(pool, ben, srv.general) == (400, "NOT_A_VOICE_CHANNEL")
+    await client.delete(f"/api/channels/{room}/overrides/member/{ben.id}", headers=ann.headers)
+    await voice_join(pool, ben, room)
+    # A timeout ends their call at once, and they cannot join while it lasts.
+    until = (datetime.now(UTC) + timedelta(minutes=10)).isoformat()
+    timed = await client.patch(
+        srv.url(f"/members/{ben.id}"), headers=mod.headers, json={"timed_out_until": until}
+    )
+    assert timed.status_code == 200
+    assert await in_voice(client, ann, room) == []
+    assert await refused(pool, ben, room) == (403, "TIMED_OUT")
+
+
+async def test_server_mute_deafen_move_and_disconnect_need_their_permissions(
+    client: httpx.AsyncClient, pool: asyncpg.Pool, conn: asyncpg.Connection, make_user: MakeUser
+) -> None:
+    ann, ben, mod, cid = [await make_user(n) for n in ("ann", "ben", "mod", "cid")]
+    srv = await community(client, ann, ben, mod, cid)
+    room, other = await lounge(client, srv, ann, "room"), await lounge(client, srv, ann, "other")
+    await voice_join(pool, ben, room)
+    url = srv.url(f"/members/{ben.id}/voice")
+    for body, missing in (
+        ({"mute": True}, "MUTE_MEMBERS"),
+        ({"deaf": True}, "DEAFEN_MEMBERS"),
+        ({"channel_id": other}, "MOVE_MEMBERS"),
+        ({"channel_id": None}, "MOVE_MEMBERS"),
+    ):
+        no = await client.patch(url, headers=cid.headers, json=body)
+        assert no.status_code == 403 and no.json()["missing"] == missing, no.text
+    await role(client, srv, ann, "mods", int(P.MUTE_MEMBERS | P.DEAFEN_MEMBERS), mod)
+    muted = await client.patch(url, headers=mod.headers, json={"mute": True, "deaf": True})
+    assert muted.status_code == 200, muted.text
+    body = muted.json()
+    assert body["mute"] and body["deaf"]
+    assert body["voice_state"]["server_mute"] and body["voice_state"]["server_deaf"]
+    still = await client.patch(url, headers=mod.headers, json={"channel_id": other})
+    assert still.status_code == 403 and still.json()["missing"] == "MOVE_MEMBERS"
+    # A server mute is the member's: it stays when they leave voice and come back.
+    holder = voice.Holder(uuid.uuid4(), uuid.UUID(body["voice_state"]["connection_id"]))
+    await voice_join(pool, ben, None, holder=holder)
+    back = await voice_join(pool, ben, room)
+    assert back.state["server_mute"] and back.state["server_deaf"]
+    # Overrides count: MOVE_MEMBERS granted in both channels lets mod move him.
+    for channel in (room, other):
+        await override(client, ann, channel, "member", mod.id, allow=int(P.MOVE_MEMBERS))
+    moved = await client.patch(url, headers=mod.headers, json={"channel_id": other})
+    assert moved.status_code == 200 and moved.json()["voice_state"]["channel_id"] == other
+    assert await in_voice(client, ann, room) == [] and await in_voice(client, ann, other) == [
+        str(ben.id)
+    ]
+    assert (await voice_events(conn, other))[-1] == (str(ben.id), False)
+    assert (await voice_events(conn, room))[-1] == (str(ben.id), True)
+    into_text = await client.patch(url, headers=ann.headers, json={"channel_id": srv.general})
+    assert into_text.status_code == 400 and into_text.json()["code"] == "NOT_A_VOICE_CHANNEL"
+    hidden = await lounge(client, srv, ann, "hidden")
+    await override(client, ann, hidden, "member", ben.id, deny=int(P.VIEW_CHANNEL))
+    unseen = await client.patch(url, headers=ann.headers, json={"channel_id": hidden})
+    assert unseen.status_code == 403 and unseen.json()["code"] == "MEMBER_CANNOT_SEE_CHANNEL"
+    gone = await client.patch(url, headers=mod.headers, json={"mute": False, "channel_id": None})
+    assert gone.status_code == 200, gone.text
+    assert gone.json() == {
+        "server_id": srv.id,
+        "user_id": str(ben.id),
+        "mute": False,
+        "deaf": True,
+        "voice_state": None,
+    }
+    assert await in_voice(client, ann, other) == []
+    not_in = await client.patch(url, headers=ann.headers, json={"channel_id": room})
+    assert not_in.status_code == 400 and not_in.json()["code"] == "NOT_IN_VOICE"
+    # Out of voice, a mute is still set (server-wide permission).
+    later = await client.patch(url, headers=mod.headers, json={"mute": True})
+    assert later.status_code == 200 and later.json()["voice_state"] is None
+    nobody = await client.patch(
+        srv.url(f"/members/{uuid.uuid4()}/voice"), headers=ann.headers, json={"mute": True}
+    )
+    assert nobody.status_code == 404 and nobody.json()["code"] == "MEMBER_NOT_FOUND"
+    log = await client.get(srv.url("/audit-log?action=member.voice_updated"), headers=ann.headers)
+    assert [e["changes"] for e in log.json()][::-1] == [
+        {"mute": True, "deaf": True},
+        {"channel_id": other},
+        {"mute": False, "channel_id": None},
+        {"mute": True},
+    ]
+
+
+async def test_leaving_a_kick_a_ban_and_losing_sight_end_the_call(
+    client: httpx.AsyncClient, pool: asyncpg.Pool, conn: asyncpg.Connection, make_user: MakeUser
+) -> None:
+    ann, ben, cid, dan = [await make_user(n) for n in ("ann", "ben", "cid", "dan")]
+    srv = await community(client, ann, ben, cid, dan)
+    room = await lounge(client, srv, ann)
+    for who in (ben, cid, dan):
+        await voice_join(pool, who, room)
+    left = await client.delete(srv.url("/members/@me"), headers=ben.headers)
+    kicked = await client.delete(srv.url(f"/members/{cid.id}"), headers=ann.headers)
+    assert left.status_code == kicked.status_code == 204
+    assert await in_voice(client, ann, room) == [str(dan.id)]
+    hidden = await override(client, ann, room, "member", dan.id, deny=int(P.VIEW_CHANNEL))
+    assert hidden.status_code == 200
+    assert await in_voice(client, ann, room) == []
+    assert [e for e in await voice_events(conn, room) if e[1]] == [
+        (str(ben.id), True),
+        (str(cid.id), True),
+        (str(dan.id), True),
+    ]
+    await voice_join(pool, ann, room)
+    deleted = await client.delete(f"/api/channels/{room}", headers=ann.headers)
+    assert deleted.status_code == 204  # (its `channel.hidden` ends the states in it)
+    state = (await client.get("/api/users/@me/state", headers=ann.headers)).json()
+    assert state["servers"][0]["voice_states"] == []
+    room2 = await lounge(client, srv, ann, "again")
+    await client.post(f"/api/invites/{srv.invite}", headers=ben.headers)
+    await voice_join(pool, ben, room2)
+    assert (await client.put(srv.url(f"/bans/{ben.id}"), headers=ann.headers)).status_code == 204
+    assert await in_voice(client, ann, room2) == []
+
+
+async def test_a_conversation_holds_a_call_for_its_participants_only(
+    client: httpx.AsyncClient, pool: asyncpg.Pool, make_user: MakeUser
+) -> None:
+    ann, ben, cid, eve = [await make_user(n) for n in ("ann", "ben", "cid", "eve")]
+    crew = (await factories.group(client, ann, ben, cid))["id"]
+    await voice_join(pool, ann, crew)
+    joined = await voice_join(pool, ben, crew)
+    assert [s["user_id"] for s in joined.voice_states] == [str(ann.id), str(ben.id)]
+    assert joined.state["server_id"] is None
+    assert await refused(pool, eve, crew) == (404, "CHANNEL_NOT_FOUND")
+    assert await in_voice(client, cid, crew) == [str(ann.id), str(ben.id)]
+    state = (await client.get("/api/users/@me/state", headers=cid.headers)).json()
+    assert [s["user_id"] for s in state["voice_states"]] == [str(ann.id), str(ben.id)]
+    removed = await client.delete(
+        f"/api/conversations/{crew}/participants/{ben.id}", headers=ann.headers
+    )
+    assert removed.status_code == 204
+    assert await in_voice(client, ann, crew) == [str(ann.id)]
+    # A direct call: not across a block, and a block ends one.
+    dm = (await factories.direct(client, ann, eve))["id"]
+    await voice_join(pool, eve, dm)
+    await voice_join(pool, ann, dm)
+    assert await in_voice(client, ann, dm) == [str(eve.id), str(ann.id)]
+    assert (
+        await client.put(f"/api/users/@me/blocks/{ann.id}", headers=eve.headers)
+    ).status_code == 204
+    assert await in_voice(client, ann, dm) == []
+    assert await refused(pool, ann, dm) == (403, "CANNOT_MESSAGE_USER")
+
+
+async def test_ice_servers_give_turn_credentials_in_coturns_scheme(
+    client: httpx.AsyncClient, app_with: factories.AppWith, make_user: MakeUser
+) -> None:
+    ann = await make_user("ann")
+    plain = await client.get("/api/voice/ice-servers", headers=ann.headers)
+    assert plain.status_code == 200 and plain.json() == {"ice_servers": [], "expires_at": None}
+    secret = "a-coturn-static-auth-secret"
+    with_turn = await app_with(
+        stun_urls="stun:stun.example.com:3478",
+        turn_urls="turn:turn.example.com:3478?transport=udp,turns:turn.example.com:5349",
+        turn_secret=secret,
+        turn_ttl_s=600,
+    )
+    before = int(time.time())
+    got = await with_turn.get("/api/voice/ice-servers", headers=ann.headers)
+    assert got.status_code == 200
+    stun, turn = got.json()["ice_servers"]
+    assert stun == {"urls": ["stun:stun.example.com:3478"]}
+    assert turn["urls"] == [
+        "turn:turn.example.com:3478?transport=udp",
+        "turns:turn.example.com:5349",
+    ]
+    expiry, user = turn["username"].split(":")
+    assert user == str(ann.id) and before + 600 <= int(expiry) <= int(time.time()) + 600
+    mac = hmac.new(secret.encode(), turn["username"].encode(), hashlib.sha1).digest()
+    assert turn["credential"] == base64.b64encode(mac).decode()
+    assert datetime.fromisoformat(got.json()["expires_at"]).timestamp() == int(expiry)
+    assert (await client.get("/api/voice/ice-servers")).status_code == 401
