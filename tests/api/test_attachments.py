@@ -500,10 +500,10 @@ async def test_file_only_messages_empty_inputs_and_empty_files(
     srv = await community(client, ann)
     url = f"/api/channels/{srv.general}/messages"
     body = (  # as a browser sends a form with an empty file input
-        b"--b\r\nContent-Disposition: form-data; name=\"payload_json\"\r\n\r\n{}\r\n"
-        b"--b\r\nContent-Disposition: form-data; name=\"files\"; filename=\"a.txt\"\r\n"
+        b'--b\r\nContent-Disposition: form-data; name="payload_json"\r\n\r\n{}\r\n'
+        b'--b\r\nContent-Disposition: form-data; name="files"; filename="a.txt"\r\n'
         b"Content-Type: text/plain\r\n\r\na\r\n"
-        b"--b\r\nContent-Disposition: form-data; name=\"more\"; filename=\"\"\r\n"
+        b'--b\r\nContent-Disposition: form-data; name="more"; filename=""\r\n'
         b"Content-Type: application/octet-stream\r\n\r\n\r\n--b--\r\n"
     )
     no_text = await client.post(
