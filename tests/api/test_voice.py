@@ -325,3 +325,28 @@ async def test_ice_servers_give_turn_credentials_in_coturns_scheme(
     assert turn["credential"] == base64.b64encode(mac).decode()
     assert datetime.fromisoformat(got.json()["expires_at"]).timestamp() == int(expiry)
     assert (await client.get("/api/voice/ice-servers")).status_code == 401
+
+
+async def test_moderation_neither_takes_an_empty_change_nor_tells_a_hidden_channel(
+    client: httpx.AsyncClient, pool: asyncpg.Pool, make_user: MakeUser
+) -> None:
+    ann, ben, mod = await make_user("ann"), await make_user("ben"), await make_user("mod")
+    srv = await community(client, ann, ben, mod)
+    await role(client, srv, ann, "mods", int(P.MUTE_MEMBERS), mod)
+    secret = await lounge(client, srv, ann, "Secret")
+    hidden = await override(client, ann, secret, "member", mod.id, deny=int(P.VIEW_CHANNEL))
+    assert hidden.status_code in (200, 204), hidden.text
+    url = srv.url(f"/members/{ben.id}/voice")
+    empty = await client.patch(url, headers=mod.headers, json={})
+    assert empty.status_code == 400 and empty.json()["code"] == "VALIDATION_ERROR"
+    away = await client.patch(url, headers=mod.headers, json={"mute": True})
+    assert away.status_code == 200 and away.json()["voice_state"] is None
+    await voice_join(pool, ben, secret)
+    inside = await client.patch(url, headers=mod.headers, json={"mute": False})
+    assert inside.status_code == 200, inside.text  # as if not in voice: nothing told
+    assert inside.json()["voice_state"] is None and inside.json()["mute"] is False
+    moved = await client.patch(url, headers=mod.headers, json={"channel_id": None})
+    assert moved.status_code in (400, 403)  # no MOVE_MEMBERS; nothing about the channel
+    assert "Secret" not in moved.text and secret not in moved.text
+    seen = await client.patch(url, headers=ann.headers, json={"mute": True})
+    assert seen.json()["voice_state"]["channel_id"] == secret

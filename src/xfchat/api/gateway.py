@@ -160,7 +160,11 @@ async def gateway(ws: WebSocket) -> None:
             **(start.state or {}),
         }
         await ws.send_text(dispatch("ready", orjson.dumps(ready), sub.token()))
-        await _serve(ws, sub, interval, VoiceOps(ws, actor, sub))
+        voice = VoiceOps(ws, actor, sub)
+        try:
+            await _serve(ws, sub, interval, voice)
+        finally:
+            voice.close()
     except GatewayClose as close:
         with contextlib.suppress(Exception):
             async with asyncio.timeout(SEND_TIMEOUT_S):

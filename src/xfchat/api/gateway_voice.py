@@ -40,7 +40,9 @@ log = logging.getLogger("xfchat.gateway")
 VOICE_STATE_UPDATE, VOICE_SIGNAL = 4, 12
 VOICE_OPS = (VOICE_STATE_UPDATE, VOICE_SIGNAL)
 OP_TIMEOUT_S = 10.0
-# Per connection: a burst, then a steady rate (a mesh of 8 sends ~80 signals on joining).
+# Per user (all their connections to this process together: a user cannot multiply
+# them by opening tabs): a burst, then a steady rate (a mesh of 8 sends ~80 signals on
+# joining).
 SIGNAL_BURST, SIGNAL_PER_S = 120, 30.0
 STATE_BURST, STATE_PER_S = 10, 0.5
 
@@ -64,15 +66,47 @@ class Bucket:
         return (1 - self.tokens) / self.per_s
 
 
+class UserBuckets:
+    """Each user's signal and state-update buckets, shared by their connections to this
+    process; a user's entry goes with their last connection (bounded by connections)."""
+
+    def __init__(self) -> None:
+        self.held: dict[UUID, tuple[Bucket, Bucket, int]] = {}
+
+    def acquire(self, user_id: UUID) -> tuple[Bucket, Bucket]:
+        signals, updates, users = self.held.get(
+            user_id, (Bucket(SIGNAL_BURST, SIGNAL_PER_S), Bucket(STATE_BURST, STATE_PER_S), 0)
+        )
+        self.held[user_id] = (signals, updates, users + 1)
+        return signals, updates
+
+    def release(self, user_id: UUID) -> None:
+        signals, updates, users = self.held[user_id]
+        if users <= 1:
+            del self.held[user_id]
+        else:
+            self.held[user_id] = (signals, updates, users - 1)
+
+
+def user_buckets(state: Any) -> UserBuckets:
+    """The app's (one per process), made on first use."""
+    buckets: UserBuckets | None = getattr(state, "voice_buckets", None)
+    if buckets is None:
+        buckets = state.voice_buckets = UserBuckets()
+    return buckets
+
+
 class VoiceOps:
-    """The voice ops of one gateway connection."""
+    """The voice ops of one gateway connection (call `close` when it ends)."""
 
     def __init__(self, ws: WebSocket, actor: Actor, sub: Subscriber) -> None:
         self.state = ws.app.state
         self.actor = actor
         self.sub = sub
-        self.signals = Bucket(SIGNAL_BURST, SIGNAL_PER_S)
-        self.updates = Bucket(STATE_BURST, STATE_PER_S)
+        self.signals, self.updates = user_buckets(self.state).acquire(actor.user_id)
+
+    def close(self) -> None:
+        user_buckets(self.state).release(self.actor.user_id)
 
     def _send(self, event_type: str, data: Any) -> None:
         """To this connection, in order with its events (through its subscription)."""

@@ -59,6 +59,8 @@ async def moderate_voice(
     (MISSING_PERMISSIONS, MEMBER_CANNOT_SEE_CHANNEL, CHANNEL_FULL); BadRequest
     (NOT_IN_VOICE, NOT_A_VOICE_CHANNEL)."""
     need = _need(fields)
+    if not need:
+        raise BadRequest("give at least one of mute, deaf and channel_id", code="VALIDATION_ERROR")
     async with conn.transaction():
         server = await access_server(conn, actor, server_id, lock=True)
         flags = await servers_q.get_member_voice_flags(conn, server_id=server_id, user_id=user_id)
@@ -67,7 +69,11 @@ async def moderate_voice(
         await lock_user(conn, user_id)
         state = await q.get_voice_state(conn, user_id=user_id, lock=True)
         here = state if state is not None and state.server_id == server_id else None
-        if here is not None:
+        # In a channel the actor cannot see, the member looks as if not in voice at all
+        # (the answer must not tell hidden channels' comings and goings).
+        shown = here is not None and await _sees(conn, actor, here.channel_id)
+        if shown:
+            assert here is not None
             await access_channel(conn, actor, here.channel_id, need=need)
         elif need & ~server.permissions:
             await access_server(conn, actor, server_id, need=need)  # raises, naming it
@@ -113,8 +119,16 @@ async def moderate_voice(
         "user_id": str(user_id),
         "mute": flags.mute,
         "deaf": flags.deaf,
-        "voice_state": state_json(after) if after is not None else None,
+        "voice_state": state_json(after) if after is not None and shown else None,
     }
+
+
+async def _sees(conn: asyncpg.Connection, actor: Actor, channel_id: UUID) -> bool:
+    try:
+        await access_channel(conn, actor, channel_id)
+    except NotFound:
+        return False
+    return True
 
 
 async def _move(

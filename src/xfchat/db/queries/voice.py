@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 from uuid import UUID
 
 import asyncpg
@@ -196,52 +197,46 @@ async def delete_member_voice_state(
     )
 
 
-async def delete_voice_states_in(
-    conn: asyncpg.Connection, *, user_ids: list[UUID], channel_ids: list[UUID]
+async def _delete_pairs(
+    conn: asyncpg.Connection,
+    column: Literal["channel_id", "connection_id"],
+    user_ids: list[UUID],
+    values: list[UUID],
 ) -> list[VoiceStateRow]:
-    """Drop the voice state of user_ids[i] if it is in channel_ids[i] (locking them in
-    user order, as everything that locks several voice states does)."""
+    """Drop the voice state of user_ids[i] if its `column` is values[i], locking them in
+    user order, as everything that locks several voice states does. (`column` is one of
+    two names written here, never request data.)"""
     return many(
         VoiceStateRow,
         await conn.fetch(
             f"""
             WITH gone AS (
                 SELECT v.user_id FROM voice_states v
-                JOIN unnest($1::uuid[], $2::uuid[]) AS p(user_id, channel_id)
-                  ON v.user_id = p.user_id AND v.channel_id = p.channel_id
+                JOIN unnest($1::uuid[], $2::uuid[]) AS p(user_id, value)
+                  ON v.user_id = p.user_id AND v.{column} = p.value
                 ORDER BY v.user_id FOR UPDATE OF v
             )
             DELETE FROM voice_states v USING gone WHERE v.user_id = gone.user_id
             RETURNING {VOICE_COLUMNS_OF_V}
             """,
             user_ids,
-            channel_ids,
+            values,
         ),
     )
+
+
+async def delete_voice_states_in(
+    conn: asyncpg.Connection, *, user_ids: list[UUID], channel_ids: list[UUID]
+) -> list[VoiceStateRow]:
+    """Drop the voice state of user_ids[i] if it is in channel_ids[i]."""
+    return await _delete_pairs(conn, "channel_id", user_ids, channel_ids)
 
 
 async def delete_held_voice_states(
     conn: asyncpg.Connection, *, user_ids: list[UUID], connection_ids: list[UUID]
 ) -> list[VoiceStateRow]:
-    """Drop the voice state of user_ids[i] if connection_ids[i] still holds it (locking
-    them in user order)."""
-    return many(
-        VoiceStateRow,
-        await conn.fetch(
-            f"""
-            WITH gone AS (
-                SELECT v.user_id FROM voice_states v
-                JOIN unnest($1::uuid[], $2::uuid[]) AS p(user_id, connection_id)
-                  ON v.user_id = p.user_id AND v.connection_id = p.connection_id
-                ORDER BY v.user_id FOR UPDATE OF v
-            )
-            DELETE FROM voice_states v USING gone WHERE v.user_id = gone.user_id
-            RETURNING {VOICE_COLUMNS_OF_V}
-            """,
-            user_ids,
-            connection_ids,
-        ),
-    )
+    """Drop the voice state of user_ids[i] if connection_ids[i] still holds it."""
+    return await _delete_pairs(conn, "connection_id", user_ids, connection_ids)
 
 
 async def list_connection_voice_states(
