@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
 from uuid import UUID
 
 import asyncpg
@@ -197,46 +196,33 @@ async def delete_member_voice_state(
     )
 
 
-async def _delete_pairs(
-    conn: asyncpg.Connection,
-    column: Literal["channel_id", "connection_id"],
-    user_ids: list[UUID],
-    values: list[UUID],
-) -> list[VoiceStateRow]:
-    """Drop the voice state of user_ids[i] if its `column` is values[i], locking them in
-    user order, as everything that locks several voice states does. (`column` is one of
-    two names written here, never request data.)"""
-    return many(
-        VoiceStateRow,
-        await conn.fetch(
-            f"""
-            WITH gone AS (
-                SELECT v.user_id FROM voice_states v
-                JOIN unnest($1::uuid[], $2::uuid[]) AS p(user_id, value)
-                  ON v.user_id = p.user_id AND v.{column} = p.value
-                ORDER BY v.user_id FOR UPDATE OF v
-            )
-            DELETE FROM voice_states v USING gone WHERE v.user_id = gone.user_id
-            RETURNING {VOICE_COLUMNS_OF_V}
-            """,
-            user_ids,
-            values,
-        ),
+# Drop the voice state of $1[i] if its channel (or, below, its holding connection) is
+# $2[i], locking them in user order, as everything that locks several voice states does.
+_DELETE_IN_CHANNELS = f"""
+    WITH gone AS (
+        SELECT v.user_id FROM voice_states v
+        JOIN unnest($1::uuid[], $2::uuid[]) AS p(user_id, value)
+          ON v.user_id = p.user_id AND v.channel_id = p.value
+        ORDER BY v.user_id FOR UPDATE OF v
     )
+    DELETE FROM voice_states v USING gone WHERE v.user_id = gone.user_id
+    RETURNING {VOICE_COLUMNS_OF_V}
+"""
+_DELETE_HELD = _DELETE_IN_CHANNELS.replace("v.channel_id = p.value", "v.connection_id = p.value")
 
 
 async def delete_voice_states_in(
     conn: asyncpg.Connection, *, user_ids: list[UUID], channel_ids: list[UUID]
 ) -> list[VoiceStateRow]:
     """Drop the voice state of user_ids[i] if it is in channel_ids[i]."""
-    return await _delete_pairs(conn, "channel_id", user_ids, channel_ids)
+    return many(VoiceStateRow, await conn.fetch(_DELETE_IN_CHANNELS, user_ids, channel_ids))
 
 
 async def delete_held_voice_states(
     conn: asyncpg.Connection, *, user_ids: list[UUID], connection_ids: list[UUID]
 ) -> list[VoiceStateRow]:
     """Drop the voice state of user_ids[i] if connection_ids[i] still holds it."""
-    return await _delete_pairs(conn, "connection_id", user_ids, connection_ids)
+    return many(VoiceStateRow, await conn.fetch(_DELETE_HELD, user_ids, connection_ids))
 
 
 async def list_connection_voice_states(
