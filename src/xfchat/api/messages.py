@@ -4,7 +4,6 @@ id, or POST with an optional nonce), edits, deletion, reactions."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import datetime
 from typing import Annotated, Any
@@ -35,7 +34,6 @@ from xfchat.domain.accounts import Actor
 from xfchat.domain.events import AuthorPayload, MessagePayload, PublicUserPayload
 from xfchat.domain.messages_send import SendRequest, SendResult
 from xfchat.domain.profile import public_profile
-from xfchat.errors import ServiceUnavailable
 
 router = APIRouter(prefix="/api/channels/{channel_id}/messages", tags=["messages"])
 
@@ -138,35 +136,23 @@ async def _send_with_files(
         bearer_token(request.headers.get("authorization")),
         lambda actor: [("attachments", str(actor.user_id), rule)],
     )
-    if not state.writer.accepting:
-        raise ServiceUnavailable(
-            "the server is shutting down; retry", code="SHUTTING_DOWN", retry_after=1
-        )
     async with state.pool.acquire() as conn:
         await messages_upload.check_attach(conn, actor, channel_id)
     async with read_form(request, max_bytes=settings.attachment_max_bytes) as form:
-        body = _message_in(form.payload)
-        send = _request(request, actor, channel_id, body, message_id, client_chose_id)
-        try:
-            # Once the body is in, the same deadline as any send.
-            async with asyncio.timeout(settings.send_timeout_s):
-                result = await messages_upload.send_with_files(
-                    state.pool,
-                    send,
-                    form.uploads,
-                    max_bytes=settings.attachment_max_bytes,
-                    quota=settings.upload_quota_bytes,
-                    slots=image_slots(request),
-                )
-        except TimeoutError:
-            raise ServiceUnavailable(
-                "the message took too long to write and may or may not be stored: send it "
-                "again with the same id (or nonce) to find out",
-                code="SEND_TIMEOUT",
-                retry_after=1,
-            ) from None
-    if result.created and state.writer.on_sent is not None:
-        state.writer.on_sent(actor.user_id, 1)
+        send = _request(
+            request, actor, channel_id, _message_in(form.payload), message_id, client_chose_id
+        )
+        result = await state.writer.write_beside(
+            actor.user_id,
+            lambda: messages_upload.send_with_files(
+                state.pool,
+                send,
+                form.uploads,
+                max_bytes=settings.attachment_max_bytes,
+                quota=settings.upload_quota_bytes,
+                slots=image_slots(request),
+            ),
+        )
     return _sent(request, result)
 
 

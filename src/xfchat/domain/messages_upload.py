@@ -17,7 +17,6 @@ import asyncpg
 from xfchat.domain import files, images
 from xfchat.domain.accounts import Actor
 from xfchat.domain.attachments import (
-    IMAGE_TYPES,
     MAX_FILES,
     AttachmentDraft,
     Upload,
@@ -28,20 +27,12 @@ from xfchat.domain.messages import MAX_CONTENT, message_channel
 from xfchat.domain.messages_send import (
     SendRequest,
     SendResult,
-    StaleBatch,
     check_nonce,
     write_batch,
 )
-from xfchat.domain.messages_writer import RETRIES
+from xfchat.domain.messages_writer import RETRIED, RETRIES, channel_busy
 from xfchat.domain.permissions import Permission
-from xfchat.errors import BadRequest, PayloadTooLarge, ServiceUnavailable, XFChatError
-
-RETRIED = (
-    StaleBatch,
-    asyncpg.UniqueViolationError,
-    asyncpg.DeadlockDetectedError,
-    asyncpg.SerializationError,
-)
+from xfchat.errors import BadRequest, PayloadTooLarge, XFChatError
 
 
 class _Repeat(Exception):
@@ -126,7 +117,6 @@ async def _store(
                 thumbnail_width=thumb.width,
                 thumbnail_height=thumb.height,
             )
-        assert look is not None or draft.content_type not in IMAGE_TYPES
         drafts.append(draft)
     return drafts
 
@@ -170,7 +160,5 @@ async def send_with_files(
             return repeat.result
         except RETRIED:
             if attempt == RETRIES:
-                raise ServiceUnavailable(
-                    "the channel is too busy right now; retry", code="CHANNEL_BUSY", retry_after=1
-                ) from None
+                raise channel_busy() from None
     raise AssertionError("unreachable")

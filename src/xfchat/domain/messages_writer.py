@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from uuid import UUID
 
 import asyncpg
@@ -41,11 +41,34 @@ from xfchat.tasks import stop
 log = logging.getLogger("xfchat.send")
 
 RETRIES = 3
+# A batch that meets one of these wrote nothing, and its next attempt sees why: retried.
+RETRIED = (
+    StaleBatch,
+    asyncpg.UniqueViolationError,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.SerializationError,
+)
 IN_FLIGHT = 2  # batch transactions per writer queue at once
 
 
 def _unavailable(message: str, code: str) -> ServiceUnavailable:
     return ServiceUnavailable(message, code=code, retry_after=1)
+
+
+def channel_busy() -> ServiceUnavailable:
+    return _unavailable("the channel is too busy right now; retry", "CHANNEL_BUSY")
+
+
+def _shutting_down() -> ServiceUnavailable:
+    return _unavailable("the server is shutting down; retry", "SHUTTING_DOWN")
+
+
+def _maybe_stored() -> ServiceUnavailable:
+    return _unavailable(
+        "the message took too long to write and may or may not be stored: "
+        "send it again with the same id (or nonce) to find out",
+        "SEND_TIMEOUT",
+    )
 
 
 class MessageWriter:
@@ -90,7 +113,7 @@ class MessageWriter:
             async with asyncio.timeout(drain_s):
                 await self._drained.wait()
         await stop(*self.tasks, *self._running)
-        gone = _unavailable("the server is shutting down; retry", "SHUTTING_DOWN")
+        gone = _shutting_down()
         for future in list(self._unanswered):
             if not future.done():
                 future.add_done_callback(lambda f: f.exception())  # whoever still waits
@@ -105,7 +128,7 @@ class MessageWriter:
         check_nonce(req.nonce)
         if not self.accepting:
             self.refused += 1
-            raise _unavailable("the server is shutting down; retry", "SHUTTING_DOWN")
+            raise _shutting_down()
         if self.pending >= self.queue_limit:
             self.refused += 1
             raise _unavailable(
@@ -126,16 +149,33 @@ class MessageWriter:
             if req.started:
                 # Its batch answers later; nobody is waiting for that answer any more.
                 req.future.add_done_callback(lambda f: f.cancelled() or f.exception())
-                raise _unavailable(
-                    "the message took too long to write and may or may not be stored: "
-                    "send it again with the same id (or nonce) to find out",
-                    "SEND_TIMEOUT",
-                ) from None
+                raise _maybe_stored() from None
             req.future.cancel()  # the worker skips it: nothing is written
             raise _unavailable(
                 "the message could not be written in time (nothing was stored); retry",
                 "SEND_TIMEOUT",
             ) from None
+
+    async def write_beside(
+        self, author_id: UUID, write: Callable[[], Awaitable[SendResult]]
+    ) -> SendResult:
+        """A send written outside the queues (one with files, a transaction of its own),
+        under the rules every send keeps: refused while the server stops, answered
+        within the deadline, counted in its author's usage once written.
+
+        Raises: ServiceUnavailable (SHUTTING_DOWN, SEND_TIMEOUT), or what `work` raises."""
+        if not self.accepting:
+            self.refused += 1
+            raise _shutting_down()
+        try:
+            async with asyncio.timeout(self.deadline_s):
+                result = await write()
+        except TimeoutError:
+            self.refused += 1
+            raise _maybe_stored() from None
+        if result.created and self.on_sent is not None:
+            self.on_sent(author_id, 1)
+        return result
 
     async def _work(self, queue: asyncio.Queue[SendRequest]) -> None:
         # Two transactions in flight per queue: the next batch begins and checks while the
@@ -183,18 +223,12 @@ class MessageWriter:
                 async with self.pool.acquire() as conn, conn.transaction():
                     outcomes = await write_batch(conn, channel_id, reqs)
                 break  # committed
-            except (
-                StaleBatch,
-                asyncpg.UniqueViolationError,
-                asyncpg.DeadlockDetectedError,
-                asyncpg.SerializationError,
-            ):
+            except RETRIED:
                 # Another process inserted one of these ids (or nonces) meanwhile, or who
                 # may see the channel changed: the next attempt's check sees it and
                 # answers accordingly.
                 if attempt == RETRIES:
-                    busy = _unavailable("the channel is too busy right now; retry", "CHANNEL_BUSY")
-                    return self._fail(reqs, busy)
+                    return self._fail(reqs, channel_busy())
             except Exception as exc:  # the database is gone, a timeout: nothing was written
                 return self._fail(reqs, exc)
         created: dict[UUID, int] = {}

@@ -64,11 +64,3 @@ async def sum_owned_bytes(conn: asyncpg.Connection, *, owner_id: UUID) -> int:
         "SELECT coalesce(sum(size_bytes), 0) FROM files WHERE owner_id = $1", owner_id
     )
     return int(total)
-
-
-async def count_files(conn: asyncpg.Connection) -> tuple[int, int]:
-    """How many files are stored, and how many chunk rows hold their bytes."""
-    record = await conn.fetchrow(
-        "SELECT (SELECT count(*) FROM files) AS files, (SELECT count(*) FROM file_chunks) AS chunks"
-    )
-    return int(record["files"]), int(record["chunks"])

@@ -68,11 +68,6 @@ async def get_media_info(conn: asyncpg.Connection, *, media_id: UUID) -> MediaIn
     return maybe(MediaInfo, record)
 
 
-async def delete_media(conn: asyncpg.Connection, *, media_id: UUID) -> bool:
-    status = await conn.execute("DELETE FROM media WHERE id = $1", media_id)
-    return bool(status != "DELETE 0")
-
-
 async def delete_media_of_owner(
     conn: asyncpg.Connection, *, owner_id: UUID, purpose: str, keep: UUID | None = None
 ) -> int:
