@@ -26,6 +26,7 @@ from xfchat.api import (
     messages,
     pins,
     roles,
+    search,
     server_channels,
     servers,
     sse,
@@ -162,6 +163,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
         server_channels.router,
         channels.router,
         voice.router,
+        search.router,
     ):
         app.include_router(router)
     install_openapi(app)

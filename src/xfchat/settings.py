@@ -260,6 +260,18 @@ class Settings(DatabaseSettings):
         default=RateLimit(30, 60), validation_alias=_env("XFCHAT_RATE_ATTACHMENTS_USER")
     )
 
+    # Search: searches per user, how long one may run, and how many run at once per
+    # process (the others wait, within the same time budget).
+    rate_search_user: RateLimitSetting = Field(
+        default=RateLimit(30, 60), validation_alias=_env("XFCHAT_RATE_SEARCH_USER")
+    )
+    search_budget_ms: int = Field(
+        default=3000, ge=100, le=60_000, validation_alias=_env("XFCHAT_SEARCH_BUDGET_MS")
+    )
+    search_concurrency: int = Field(
+        default=4, ge=1, le=64, validation_alias=_env("XFCHAT_SEARCH_CONCURRENCY")
+    )
+
     # Real-time delivery
     send_queue: int = Field(
         default=10_000, ge=1, le=1_000_000, validation_alias=_env("XFCHAT_SEND_QUEUE")

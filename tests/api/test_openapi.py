@@ -42,7 +42,9 @@ async def test_no_route_documents_fastapis_422_and_every_error_is_the_error_shap
     for path, method, op in operations(spec):
         responses = op["responses"]
         assert isinstance(responses, dict)
-        assert "422" not in responses, (method, path)
+        # FastAPI's 422 {detail} never: validation errors are 400 (a 422 of our own, in
+        # the Error shape, is a search past its time budget).
+        assert responses.get("422", {}).get("description") != "Validation Error", (method, path)
         for status in ("429", "503"):
             assert status in responses, (method, path, status)
         for status, response in responses.items():

@@ -175,7 +175,8 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
             if secured:
                 operation["security"] = [{"bearer": []}]
             responses = operation.setdefault("responses", {})
-            responses.pop("422", None)
+            if responses.get("422", {}).get("description") == "Validation Error":
+                responses.pop("422")  # FastAPI's: validation errors are 400 here
             for status in _error_statuses(method, operation, secured):
                 responses.setdefault(
                     str(status), {"description": ERRORS[status], "content": error_ref}

@@ -55,6 +55,7 @@ class ServerPatchIn(BaseModel):
     name: Text | None = Field(default=None, max_length=1024)
     description: Text | None = Field(default=None, max_length=4096)
     icon_url: Text | None = Field(default=None, max_length=2048)
+    search_language: Text | None = Field(default=None, max_length=64)
 
 
 class TransferIn(BaseModel):

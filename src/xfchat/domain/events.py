@@ -353,6 +353,7 @@ class ServerPayload(TypedDict):
     owner_id: str
     member_count: int
     created_at: str
+    search_language: str  # what its messages are stemmed in (README, "Search")
 
 
 class MemberPayload(TypedDict):

@@ -36,6 +36,7 @@ def server_json(row: q.ServerRow) -> ServerPayload:
         "owner_id": str(row.owner_id),
         "member_count": row.member_count,
         "created_at": row.created_at.isoformat(),
+        "search_language": row.search_language,
     }
 
 

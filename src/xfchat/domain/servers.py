@@ -19,6 +19,7 @@ from xfchat.db.queries import audit as audit_q
 from xfchat.db.queries import channels as channels_q
 from xfchat.db.queries import media as media_q
 from xfchat.db.queries import roles as roles_q
+from xfchat.db.queries import search as search_q
 from xfchat.db.queries import servers as q
 from xfchat.domain.access import (
     ServerAccess,
@@ -183,7 +184,7 @@ async def update_server(
     fields: dict[str, Any],
     reason: str | None,
 ) -> ServerPayload:
-    """Change a server's name, description or icon URL (MANAGE_SERVER). `fields` holds
+    """Change a server's name, description, icon URL or search language (MANAGE_SERVER). `fields` holds
     only what the client sent; a null description or icon clears it.
 
     Raises: NotFound (SERVER_NOT_FOUND); Forbidden (MISSING_PERMISSIONS); BadRequest."""
@@ -200,6 +201,13 @@ async def update_server(
             code="INVALID_ICON_URL",
             field="icon_url",
         )
+    language = fields.get("search_language")
+    if "search_language" in fields and language not in await search_q.list_languages(conn):
+        raise BadRequest(
+            "search_language is a text search configuration such as english or simple",
+            code="INVALID_SEARCH_LANGUAGE",
+            field="search_language",
+        )
     async with conn.transaction():
         access = await access_server(
             conn, actor, server_id, need=Permission.MANAGE_SERVER, lock=True
@@ -214,8 +222,12 @@ async def update_server(
             clear_description="description" in fields and not description,
             icon_url=fields.get("icon_url"),
             clear_icon_url="icon_url" in fields and fields["icon_url"] is None,
+            search_language=language,
         )
         assert row is not None
+        if language is not None and language != before.search_language:
+            # (one statement: every message of a large server is re-indexed now)
+            await search_q.reindex_server_messages(conn, server_id=server_id, language=language)
         if row.icon_url != before.icon_url:  # an uploaded icon replaced: its URL goes
             await media_q.delete_uploaded_icon(conn, url=before.icon_url)
         payload = server_json(row)

@@ -18,6 +18,12 @@ MESSAGE_COLUMNS = (
 )
 MESSAGE_COLUMNS_M = ", ".join(f"m.{c.strip()}" for c in MESSAGE_COLUMNS.split(","))
 REPLY_PREVIEW_CHARS = 100
+# The language a new message of channel $1 (or $2) is indexed in: its server's
+# (migration 0021); conversations are indexed in English.
+_SEARCH_CONFIG_OF = """(SELECT COALESCE(s.search_language, 'english'::regconfig)
+     FROM channels ch LEFT JOIN servers s ON s.id = ch.server_id WHERE ch.id = $%d)"""
+SEARCH_CONFIG_OF_1 = _SEARCH_CONFIG_OF % 1
+SEARCH_CONFIG_OF_2 = _SEARCH_CONFIG_OF % 2
 # A message (`rm`, its author `ru`) as a reply to it shows it: a JSON object with its
 # id, author, the start of its text, and whether it was deleted.
 REPLY_PREVIEW_OBJECT = f"""
@@ -117,8 +123,8 @@ async def insert_message(
             UPDATE channels SET last_seq = last_seq + 1 WHERE id = $2 RETURNING last_seq
         )
         INSERT INTO messages (id, channel_id, seq, author_id, content, nonce, reply_to_id, mentions,
-                              kind)
-        SELECT $1, $2, c.last_seq, $3, $4, $5, $6, $7, $8 FROM c
+                              kind, search_config)
+        SELECT $1, $2, c.last_seq, $3, $4, $5, $6, $7, $8, {SEARCH_CONFIG_OF_2} FROM c
         RETURNING {MESSAGE_COLUMNS}
         """,
         message_id,

@@ -12,7 +12,7 @@ import asyncpg
 
 from xfchat.db.queries import maybe
 from xfchat.db.queries.access import FACTS_OF_USERS_JSON
-from xfchat.db.queries.messages import REPLY_PREVIEW_OBJECT
+from xfchat.db.queries.messages import REPLY_PREVIEW_OBJECT, SEARCH_CONFIG_OF_1
 from xfchat.db.queries.rate_limits import HIT_BUCKETS_CTES
 
 
@@ -164,14 +164,15 @@ _INSERT_MESSAGES_AND_EVENTS = """
                                          everyone, roles, ord)
         ), m AS (
             INSERT INTO messages (id, channel_id, seq, author_id, content, nonce, reply_to_id,
-                                  mentions, mention_everyone, mention_roles, created_at)
+                                  mentions, mention_everyone, mention_roles, created_at,
+                                  search_config)
             SELECT t.id, $1, t.seq, t.author, t.content, t.nonce, t.reply_to,
                    CASE WHEN t.mentions = '' THEN '{}'::uuid[]
                         ELSE string_to_array(t.mentions, ',')::uuid[] END,
                    t.everyone,
                    CASE WHEN t.roles = '' THEN '{}'::uuid[]
                         ELSE string_to_array(t.roles, ',')::uuid[] END,
-                   $2
+                   $2, {SEARCH_CONFIG_OF_1}
             FROM t
         ), s AS (
             -- Taken after the counter (it hangs off c): the same lock order as every other
@@ -201,7 +202,7 @@ _INSERT_MESSAGES_AND_EVENTS = """
             WHERE r.bucket = b.bucket
         )
         SELECT last_seq FROM c
-"""
+""".replace("{SEARCH_CONFIG_OF_1}", SEARCH_CONFIG_OF_1)
 
 
 async def insert_messages_and_events(

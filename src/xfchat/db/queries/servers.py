@@ -19,6 +19,7 @@ class ServerRow:
     created_at: datetime
     updated_at: datetime
     member_count: int
+    search_language: str
 
 
 @dataclass(frozen=True)
@@ -33,10 +34,13 @@ class MemberRow:
 
 
 SERVER_COLUMNS = "id, name, owner_id, description, icon_url, created_at, updated_at"
+# (regconfig, read as its name)
+SERVER_LANGUAGE = "search_language::text AS search_language"
 SERVER_COLUMNS_OF_S = ", ".join("s." + c.strip() for c in SERVER_COLUMNS.split(","))
 _SERVER_SELECT = f"""
     SELECT {SERVER_COLUMNS_OF_S},
-           (SELECT count(*) FROM server_members m WHERE m.server_id = s.id) AS member_count
+           (SELECT count(*) FROM server_members m WHERE m.server_id = s.id) AS member_count,
+           s.{SERVER_LANGUAGE}
     FROM servers s
 """
 MEMBER_SELECT = """
@@ -64,7 +68,7 @@ async def insert_server(
         f"""
         INSERT INTO servers (id, name, owner_id, description)
         VALUES (COALESCE($1, gen_random_uuid()), $2, $3, $4)
-        RETURNING {SERVER_COLUMNS}, 0::bigint AS member_count
+        RETURNING {SERVER_COLUMNS}, 0::bigint AS member_count, {SERVER_LANGUAGE}
         """,
         server_id,
         name,
@@ -113,6 +117,7 @@ async def update_server(
     icon_url: str | None = None,
     clear_icon_url: bool = False,
     owner_id: UUID | None = None,
+    search_language: str | None = None,
 ) -> ServerRow | None:
     """Change the given fields (None keeps one, unless its clear flag is set)."""
     await conn.execute(
@@ -122,6 +127,7 @@ async def update_server(
             description = CASE WHEN $4 THEN NULL ELSE COALESCE($3, description) END,
             icon_url = CASE WHEN $6 THEN NULL ELSE COALESCE($5, icon_url) END,
             owner_id = COALESCE($7, owner_id),
+            search_language = COALESCE($8::text::regconfig, search_language),
             updated_at = now()
         WHERE id = $1
         """,
@@ -132,6 +138,7 @@ async def update_server(
         icon_url,
         clear_icon_url,
         owner_id,
+        search_language,
     )
     return await get_server(conn, server_id=server_id)
 

@@ -1,0 +1,111 @@
+"""Message search: GET /api/search."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Header, Query, Request
+from pydantic import BaseModel
+
+from xfchat.api.deps import authenticate_request, bearer_token, get_settings
+from xfchat.domain import search
+from xfchat.domain.events import MessagePayload
+from xfchat.domain.search_syntax import MAX_QUERY_CHARS
+from xfchat.errors import BadRequest, XFChatError
+
+router = APIRouter(prefix="/api", tags=["search"])
+
+
+class SearchBusy(XFChatError):
+    status = 429
+    default_code = "SEARCH_BUSY"
+
+
+class SnippetSegment(BaseModel):
+    text: str
+    hit: bool
+
+
+class SearchResult(BaseModel):
+    message: MessagePayload
+    snippet: list[SnippetSegment]
+
+
+class SearchOut(BaseModel):
+    results: list[SearchResult]
+    total: int
+    total_capped: bool
+    next_cursor: str | None
+
+
+def search_slots(request: Request) -> asyncio.Semaphore:
+    """The app's bound on searches running at once (one per process, made on first use:
+    an asyncio primitive belongs to the app's loop)."""
+    state = request.app.state
+    slots: asyncio.Semaphore | None = getattr(state, "search_slots", None)
+    if slots is None:
+        slots = state.search_slots = asyncio.Semaphore(state.settings.search_concurrency)
+    return slots
+
+
+@router.get(
+    "/search",
+    response_model=SearchOut,
+    responses={422: {"description": "The search ran past its time budget (SEARCH_TIMEOUT)"}},
+)
+async def get_search(
+    request: Request,
+    q: Annotated[str, Query(max_length=MAX_QUERY_CHARS)],
+    authorization: Annotated[str | None, Header()] = None,
+    server_id: UUID | None = None,
+    channel_id: UUID | None = None,
+    conversation_id: UUID | None = None,
+    sort: Annotated[str, Query(pattern="^(relevance|recent)$")] = "relevance",
+    cursor: Annotated[str | None, Query(max_length=400)] = None,
+    limit: Annotated[int, Query(ge=1, le=search.MAX_LIMIT)] = 25,
+    tz: Annotated[str, Query(max_length=64)] = "UTC",
+) -> dict[str, Any]:
+    """Messages I may read that match `q` (the syntax is in the README): ranked by
+    relevance among the newest 1,000 matches, or newest first (`sort=recent`); within
+    one server, channel or conversation if given. `total` counts up to 1,000
+    (`total_capped` says there are more); `next_cursor` fetches the next page."""
+    settings = get_settings(request)
+    actor = await authenticate_request(
+        request,
+        bearer_token(authorization),
+        lambda actor: [("search", str(actor.user_id), settings.rate_search_user)],
+    )
+    scopes = [s for s in (server_id, channel_id, conversation_id) if s is not None]
+    if len(scopes) > 1:
+        raise BadRequest(
+            "search one server, channel or conversation at a time", code="INVALID_SCOPE"
+        )
+    budget = settings.search_budget_ms
+    slots = search_slots(request)
+    try:
+        await asyncio.wait_for(slots.acquire(), budget / 1000)
+    except TimeoutError:
+        raise SearchBusy("too many searches are running; try again", retry_after=1) from None
+    try:
+        async with request.app.state.pool.acquire() as conn:
+            page = await search.search_messages(
+                conn,
+                actor,
+                text=q,
+                scope=search.Scope(server_id=server_id, channel_id=channel_id or conversation_id),
+                sort=sort,
+                cursor=cursor,
+                limit=limit,
+                tz=tz,
+                budget_ms=budget,
+            )
+    finally:
+        slots.release()
+    return {
+        "results": page.results,
+        "total": page.total,
+        "total_capped": page.total_capped,
+        "next_cursor": page.next_cursor,
+    }

@@ -1,0 +1,283 @@
+"""Message search: the statements that read the search index (migration 0021).
+
+A search runs in two statements. `compile_terms` turns each term of the query into
+tsquery text with the database's own fold, grams and parsers (so a term and the
+messages it should find are always cut up the same way). `search_window` then reads
+the newest matches of the combined index query, checks each term exactly against the
+message (the index finds candidates; a substring, a phrase or a prefix is then
+confirmed on the folded text) and ranks what it found.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+import asyncpg
+
+from xfchat.db.queries import many
+
+# Spaces and ASCII controls separate tokens (xf_grams cuts on the same class).
+_WHITESPACE = r"[\x01-\x20\x7F]+"
+
+
+@dataclass(frozen=True)
+class CompiledTerm:
+    ord: int
+    folded: str  # the term folded, its spaces collapsed
+    grams: str | None  # tsquery text: every gram of the term (None: it has none)
+    words: str | None  # tsquery text: the term's words, stemmed in each language, or as is
+    plain: str | None  # tsquery text: the term's words as written, all of them
+
+
+_COMPILE_TERMS = rf"""
+    WITH t AS (
+        SELECT u.ord, btrim(regexp_replace(xf_fold(u.raw), '{_WHITESPACE}', ' ', 'g')) AS f
+        FROM unnest($1::text[]) WITH ORDINALITY AS u(raw, ord)
+    )
+    SELECT t.ord, t.f AS folded,
+           (SELECT string_agg(
+                       '''' || replace(replace(' ' || g, '\', '\\'), '''', '''''') || '''',
+                       ' & ')
+            FROM unnest(xf_grams(t.f)) AS g) AS grams,
+           (SELECT string_agg('(' || q::text || ')', ' | ')
+            FROM (SELECT plainto_tsquery(c, t.f) AS q
+                  FROM unnest($2::regconfig[] || 'simple'::regconfig) AS c) w
+            WHERE numnode(w.q) > 0) AS words,
+           nullif(plainto_tsquery('simple'::regconfig, t.f)::text, '') AS plain
+    FROM t ORDER BY t.ord
+"""
+
+
+async def compile_terms(
+    conn: asyncpg.Connection, *, terms: list[str], languages: list[str]
+) -> list[CompiledTerm]:
+    """Each term folded, with its grams and its words as tsquery text (stemmed in each
+    of `languages` and as written)."""
+    return many(CompiledTerm, await conn.fetch(_COMPILE_TERMS, terms, languages))
+
+
+async def set_time_budget(conn: asyncpg.Connection, *, milliseconds: int) -> None:
+    """Cancel any statement of this transaction that runs longer; plan each with its
+    actual values (a search's best plan depends on how common its words are)."""
+    await conn.execute(
+        "SELECT set_config('statement_timeout', $1, true), "
+        "set_config('plan_cache_mode', 'force_custom_plan', true)",
+        str(milliseconds),
+    )
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: UUID
+    created_at: datetime
+    rank: float
+
+
+# How each term is confirmed on a candidate `m`: 'word' by its words or as a substring,
+# 'whole' by its words only (too short for a substring), 'literal' as a substring of
+# the folded text (spaces collapsed when it has any), 'prefix' by a word that starts
+# with it, 'marker' by the index alone. A negated term must not hold.
+_TERMS_HOLD = rf"""
+    NOT EXISTS (
+        SELECT 1 FROM terms t
+        WHERE (CASE t.kind
+                 WHEN 'word' THEN m.search @@ t.q OR strpos(xf_fold(m.content), t.f) > 0
+                 WHEN 'literal' THEN strpos(
+                     CASE WHEN strpos(t.f, ' ') > 0
+                          THEN regexp_replace(xf_fold(m.content), '{_WHITESPACE}', ' ', 'g')
+                          ELSE xf_fold(m.content) END, t.f) > 0
+                 WHEN 'prefix' THEN to_tsvector('simple'::regconfig, xf_fold(m.content)) @@ t.q
+                 ELSE m.search @@ t.q
+               END) = t.neg)
+"""
+
+_SEARCH_WINDOW = f"""
+    WITH terms AS MATERIALIZED (
+        SELECT u.kind, u.f, u.q::tsquery AS q, u.neg
+        FROM unnest($3::text[], $4::text[], $5::text[], $6::bool[]) AS u(kind, f, q, neg)
+    ), w AS (
+        SELECT m.id, m.created_at, m.content, m.search_config
+        FROM messages m
+        WHERE m.channel_id = ANY($1::uuid[]) AND m.deleted_at IS NULL
+          AND ($2::tsquery IS NULL OR m.search @@ $2::tsquery)
+          AND ($7::uuid[] IS NULL OR m.author_id = ANY($7::uuid[]))
+          AND ($8::uuid[] IS NULL OR m.author_id IS NULL OR m.author_id <> ALL($8::uuid[]))
+          AND ($9::uuid[] IS NULL OR m.mentions && $9::uuid[])
+          AND ($10::uuid[] IS NULL OR NOT m.mentions && $10::uuid[])
+          AND ($11::timestamptz IS NULL OR m.created_at >= $11::timestamptz)
+          AND ($12::timestamptz IS NULL OR m.created_at < $12::timestamptz)
+          AND ($13::timestamptz IS NULL OR (m.created_at, m.id) <= ($13::timestamptz, $14::uuid))
+          AND ($15::bool IS NULL
+               OR EXISTS (SELECT 1 FROM attachments a WHERE a.message_id = m.id) = $15::bool)
+          AND ($16::bool IS NULL
+               OR EXISTS (SELECT 1 FROM attachments a
+                          WHERE a.message_id = m.id AND a.content_type LIKE 'image/%')
+                  = $16::bool)
+          AND ($17::bool IS NULL
+               OR EXISTS (SELECT 1 FROM reactions r WHERE r.message_id = m.id) = $17::bool)
+          AND ($18::bool IS NULL OR (m.pinned_at IS NOT NULL) = $18::bool)
+          AND {_TERMS_HOLD}
+        ORDER BY m.created_at DESC, m.id DESC
+        LIMIT $19
+    )
+    SELECT w.id, w.created_at,
+           CASE WHEN $20::tsquery IS NULL THEN 0
+                ELSE ts_rank_cd(to_tsvector(w.search_config, xf_fold(w.content)), $20::tsquery, 1)
+           END AS rank
+    FROM w
+"""
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What narrows a search besides its terms (None: no such filter)."""
+
+    authors: list[UUID] | None = None
+    not_authors: list[UUID] | None = None
+    mentions: list[UUID] | None = None
+    not_mentions: list[UUID] | None = None
+    after: datetime | None = None  # inclusive
+    before: datetime | None = None  # exclusive
+    has_file: bool | None = None
+    has_image: bool | None = None
+    has_reaction: bool | None = None
+    pinned: bool | None = None
+
+
+@dataclass(frozen=True)
+class Check:
+    """One term as the window confirms it."""
+
+    kind: str  # word, whole, literal, prefix, marker
+    folded: str
+    query: str  # tsquery text ('' for literal terms)
+    negated: bool
+
+
+async def search_window(
+    conn: asyncpg.Connection,
+    *,
+    channel_ids: list[UUID],
+    index_query: str | None,
+    checks: list[Check],
+    filters: Filters,
+    upto: tuple[datetime, UUID] | None,
+    limit: int,
+    rank_query: str | None,
+) -> list[Hit]:
+    """The newest `limit` live messages of these channels (no newer than `upto`) that
+    match the index query, every check and the filters, newest first, each ranked
+    against `rank_query` (0 without one)."""
+    records = await conn.fetch(
+        _SEARCH_WINDOW,
+        channel_ids,
+        index_query,
+        [c.kind for c in checks],
+        [c.folded for c in checks],
+        [c.query for c in checks],
+        [c.negated for c in checks],
+        filters.authors,
+        filters.not_authors,
+        filters.mentions,
+        filters.not_mentions,
+        filters.after,
+        filters.before,
+        upto[0] if upto else None,
+        upto[1] if upto else None,
+        filters.has_file,
+        filters.has_image,
+        filters.has_reaction,
+        filters.pinned,
+        limit,
+        rank_query,
+    )
+    return many(Hit, records)
+
+
+@dataclass(frozen=True)
+class Highlight:
+    id: UUID
+    marked: str  # the folded text with every word match between \x01 and \x02
+
+
+async def list_word_highlights(
+    conn: asyncpg.Connection, *, message_ids: list[UUID], query: str
+) -> list[Highlight]:
+    """The folded text of each message with the words that match `query` (tsquery
+    text) marked, as its own parser and language see them (the fold maps neither mark,
+    so they are unambiguous)."""
+    records = await conn.fetch(
+        r"""
+        SELECT m.id, ts_headline(m.search_config, xf_fold(m.content), $2::tsquery,
+                                 'HighlightAll=true, StartSel=' || chr(1) || ', StopSel=' || chr(2))
+                     AS marked
+        FROM messages m WHERE m.id = ANY($1::uuid[])
+        """,
+        message_ids,
+        query,
+    )
+    return many(Highlight, records)
+
+
+@dataclass(frozen=True)
+class NamedChannel:
+    id: UUID
+    name: str | None
+
+
+async def list_channel_names(
+    conn: asyncpg.Connection, *, channel_ids: list[UUID]
+) -> list[NamedChannel]:
+    return many(
+        NamedChannel,
+        await conn.fetch("SELECT id, name FROM channels WHERE id = ANY($1::uuid[])", channel_ids),
+    )
+
+
+async def list_user_ids_by_name(
+    conn: asyncpg.Connection, *, usernames: list[str]
+) -> dict[str, UUID]:
+    """The ids of these usernames (compared without case), by the lowercased name."""
+    records = await conn.fetch(
+        "SELECT lower(username) AS name, id FROM users WHERE lower(username) = ANY($1::text[])",
+        [u.lower() for u in usernames],
+    )
+    return {r["name"]: r["id"] for r in records}
+
+
+async def list_search_languages(conn: asyncpg.Connection, *, server_ids: list[UUID]) -> list[str]:
+    """The languages these servers' messages are stemmed in."""
+    records = await conn.fetch(
+        "SELECT DISTINCT search_language::text AS lang FROM servers WHERE id = ANY($1::uuid[])",
+        server_ids,
+    )
+    return [r["lang"] for r in records]
+
+
+async def list_languages(conn: asyncpg.Connection) -> list[str]:
+    """The text search configurations PostgreSQL comes with (a server may pick one)."""
+    records = await conn.fetch(
+        "SELECT c.cfgname::text AS name FROM pg_ts_config c "
+        "JOIN pg_namespace n ON n.oid = c.cfgnamespace WHERE n.nspname = 'pg_catalog' "
+        "ORDER BY 1"
+    )
+    return [r["name"] for r in records]
+
+
+async def reindex_server_messages(
+    conn: asyncpg.Connection, *, server_id: UUID, language: str
+) -> int:
+    """Index the server's messages in `language` (their search vectors are rebuilt);
+    how many changed."""
+    result = await conn.execute(
+        """
+        UPDATE messages SET search_config = $2::text::regconfig
+        WHERE channel_id IN (SELECT id FROM channels WHERE server_id = $1)
+          AND search_config <> $2::text::regconfig
+        """,
+        server_id,
+        language,
+    )
+    return int(result.split()[-1])

