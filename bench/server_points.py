@@ -28,7 +28,9 @@ from bench.common import pct
 from bench.load import Run, Usage, User, measure, register, send_all
 
 
-async def _server(client: httpx.AsyncClient, owner: User, joiners: list[User]) -> dict[str, Any]:
+async def make_server(
+    client: httpx.AsyncClient, owner: User, joiners: list[User]
+) -> dict[str, Any]:
     made = await client.post("/api/servers", headers=owner.headers, json={"name": "load"})
     made.raise_for_status()
     server = made.json()
@@ -77,7 +79,7 @@ async def server_channel_point(
     senders, messages, receivers = 50, 40, 200
     async with httpx.AsyncClient(base_url=base, timeout=120) as client:
         users = await register(client, receivers)
-        server = await _server(client, users[0], users[1:])
+        server = await make_server(client, users[0], users[1:])
     await _fill(pg_url, server["id"], members)
     general = server["channels"][0]["id"]
     await measure(
@@ -99,7 +101,7 @@ async def server_channel_point(
 async def big_server_point(base: str, usage: Usage, pg_url: str, *, members: int = 10_000) -> None:
     async with httpx.AsyncClient(base_url=base, timeout=120) as client:
         owner, friend = await register(client, 2)
-        server = await _server(client, owner, [friend])
+        server = await make_server(client, owner, [friend])
         await _fill(pg_url, server["id"], members)
         conversation = await client.post(
             "/api/conversations",

@@ -253,6 +253,8 @@ async def test_filters(
         "alpha before:2025-03-05": {"alpha ancient"},
         "alpha during:2025-03-04": {"alpha ancient"},
         "alpha during:2025-03-03": set(),
+        "alpha has:file -has:file": set(),
+        "alpha -has:pin is:pinned": set(),
         "alpha after:2025-03-04": everything - {"alpha ancient"},
         "alpha after:2025-03-03 before:2025-03-05": {"alpha ancient"},
     }
@@ -339,6 +341,10 @@ async def test_ranking_paging_and_capped_total(
                 break
             params["cursor"] = body["next_cursor"]
         assert seen == (ranked if sort == "relevance" else recent), sort
+    # A stop word as a word ranks above it inside other words.
+    await factories.say(client, ann, dm, "the end")
+    await factories.say(client, ann, dm, "bathe daily")
+    assert (await find(client, ben, "the"))[0] == "the end"
     monkeypatch.setattr(search_domain, "SEARCH_WINDOW", 5)
     body = (await client.get("/api/search", params={"q": "mango"}, headers=ben.headers)).json()
     assert body["total"] == 5 and body["total_capped"] is True
@@ -351,6 +357,9 @@ async def test_ranking_paging_and_capped_total(
         ("has:nothing", 4),
         ("before:2026-13-01", 7),
         ("before:yesterday", 7),
+        ("after:9999-12-31", 6),
+        ("during:2026-W01-1", 7),
+        ("before:1969-12-31", 7),
         ("-during:2026-01-01", 0),
         ("x*", 0),
         ("from:", 5),

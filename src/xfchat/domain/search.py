@@ -9,6 +9,7 @@ capped total and an opaque cursor. Every search runs under a time budget.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Any
@@ -29,6 +30,8 @@ from xfchat.domain.search_syntax import Query, Term, invalid, parse
 from xfchat.errors import BadRequest, XFChatError
 
 SEARCH_WINDOW = 1000  # the newest matches a search ranks and counts
+# Walk newest first when the likely matches are this many windows (else the planner).
+NEWEST_FIRST_ABOVE = 20
 MAX_LIMIT = 100
 READ = Permission.VIEW_CHANNEL | Permission.READ_MESSAGE_HISTORY
 SORTS = ("relevance", "recent")
@@ -58,6 +61,8 @@ class Plan:
     """A parsed query made ready for the window."""
 
     index: list[str] = field(default_factory=list)  # tsquery texts, all must hold
+    # for each of them, the lexemes any one of which (`any`) or all of which bound it
+    bounds: list[tuple[list[str], list[str]]] = field(default_factory=list)
     checks: list[q.Check] = field(default_factory=list)
     rank: list[str] = field(default_factory=list)  # tsquery texts, any may hold
     highlight: list[q.Check] = field(default_factory=list)  # the positive terms
@@ -151,6 +156,7 @@ async def _search(
         return SearchPage([], 0, False, None)
     index = " & ".join(f"({p})" for p in plan.index) or None
     rank = " | ".join(f"({p})" for p in plan.rank) if sort == "relevance" and plan.rank else None
+    await _choose_walk(conn, plan, channel_ids)
     window = SEARCH_WINDOW + 1 if sort == "relevance" or after is None else limit + 2
     upto = None if after is None else after.snapshot if sort == "relevance" else after.last[1:]
     hits = await q.search_window(
@@ -224,8 +230,13 @@ async def _filters(conn: asyncpg.Connection, query: Query, zone: ZoneInfo) -> q.
     after, before = _dates(query, zone)
     if after is not None and before is not None and after >= before:
         return None
-    has = {f.value: not f.negated for f in query.filters if f.key in {"has", "is"}}
-    pinned = has.get("pin", has.get("pinned"))
+    has: dict[str, bool] = {}
+    for f in query.filters:
+        if f.key in {"has", "is"}:
+            value = "pin" if f.value == "pinned" else f.value
+            if has.setdefault(value, not f.negated) != (not f.negated):
+                return None  # has:x and -has:x: nothing is both
+    pinned = has.get("pin")
     return q.Filters(
         authors=authors,
         not_authors=users("from", True),
@@ -272,6 +283,7 @@ async def _plan(conn: asyncpg.Connection, query: Query, languages: list[str]) ->
             if index is None:
                 raise invalid("this term needs at least 3 characters or a word", term.position)
             plan.index.append(index)
+            plan.bounds.append(_bounds(term, c))
             plan.highlight.append(check)
             if c.words:
                 plan.rank.append(c.words)
@@ -281,6 +293,7 @@ async def _plan(conn: asyncpg.Connection, query: Query, languages: list[str]) ->
                 plan.checks.append(q.Check("marker", "", "' has:link'", f.negated))
                 if not f.negated:
                     plan.index.append("' has:link'")
+                    plan.bounds.append(([], [" has:link"]))
     return plan
 
 
@@ -297,6 +310,44 @@ def _term_plan(term: Term, c: q.CompiledTerm) -> tuple[q.Check, str | None]:
             return check, f"({c.words}) | ({c.grams})"
         return q.Check("whole", c.folded, c.words, term.negated), c.words
     return q.Check("literal", c.folded, "", term.negated), c.grams or c.plain
+
+
+def _lexemes(tsquery: str | None) -> list[str]:
+    """The lexemes of tsquery text as compile_terms writes it."""
+    return [m.replace("''", "'").replace("\\\\", "\\") for m in _LEXEME.findall(tsquery or "")]
+
+
+_LEXEME = re.compile(r"'((?:[^']|'')*)'")
+
+
+def _bounds(term: Term, c: q.CompiledTerm) -> tuple[list[str], list[str]]:
+    """(words, grams): a message matching the term holds one of `words` or, where the
+    term has grams, all of `grams` (so the rarest gram bounds how common it is)."""
+    grams = _lexemes(c.grams)
+    if term.kind == "word" and c.words:
+        return _lexemes(c.words), grams
+    if term.kind == "prefix" or not grams:
+        return ([], grams) if grams else (["(any)"], [])
+    return [], grams
+
+
+async def _choose_walk(conn: asyncpg.Connection, plan: Plan, channel_ids: list[UUID]) -> None:
+    """Walk the newest messages first when the query likely matches more than its
+    window many times over among the channels searched; else leave it to the planner
+    (the index finds the few matches, or narrows them with the channels')."""
+    if not plan.bounds:
+        return
+    wanted = sorted({lx for words, grams in plan.bounds for lx in words + grams})
+    listed, least = await q.get_lexeme_frequencies(conn, lexemes=wanted)
+    rare = least / 2  # a lexeme not listed is rarer than any listed (as the planner says)
+    share = 1.0
+    for words, grams in plan.bounds:
+        word_share = sum(1.0 if w == "(any)" else listed.get(w, rare) for w in words)
+        gram_share = min((listed.get(g, rare) for g in grams), default=0.0)
+        share *= min(1.0, word_share + gram_share)
+    rows = await q.count_messages_of(conn, channel_ids=channel_ids)
+    if rows * share > NEWEST_FIRST_ABOVE * SEARCH_WINDOW:
+        await q.prefer_newest_first(conn)
 
 
 async def _results(

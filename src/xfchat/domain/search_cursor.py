@@ -76,6 +76,6 @@ def _time(value: object) -> datetime:
     if not isinstance(value, str):
         raise TypeError(value)
     parsed = datetime.fromisoformat(value)
-    if parsed.tzinfo is None:
+    if parsed.tzinfo is None or not 1970 <= parsed.year <= 9999:
         raise ValueError(value)
     return parsed

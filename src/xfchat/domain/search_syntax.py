@@ -5,6 +5,7 @@ for, or where it is wrong (a 400 INVALID_QUERY with the 0-based character `posit
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -15,6 +16,8 @@ MAX_QUERY_CHARS = 512
 MAX_CLAUSES = 16  # terms and filters together
 MAX_VALUE_CHARS = 100
 MIN_PREFIX_CHARS = 2
+DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+MIN_YEAR, MAX_YEAR = 1970, 9998  # (a day after the last, in any zone, is still a date)
 
 HAS_VALUES = frozenset({"link", "file", "image", "reaction", "pin"})
 IS_VALUES = frozenset({"pinned"})
@@ -160,11 +163,15 @@ def _filter(key: str, value: str, negated: bool, at: int) -> Filter:
         if negated:
             raise invalid(f"{key}: cannot be negated", at - len(key) - 2)
         try:
-            if len(value) != 10:
+            if (
+                not DATE.fullmatch(value)
+                or not MIN_YEAR <= date.fromisoformat(value).year <= MAX_YEAR
+            ):
                 raise ValueError(value)
-            date.fromisoformat(value)
         except ValueError:
-            raise invalid(f"{key}: takes a date as YYYY-MM-DD", at) from None
+            raise invalid(
+                f"{key}: takes a date as YYYY-MM-DD, years {MIN_YEAR} to {MAX_YEAR}", at
+            ) from None
     if not value:
         raise invalid(f"{key}: needs a value", at)
     return Filter(key, value, negated, at)

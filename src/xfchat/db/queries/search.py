@@ -98,7 +98,7 @@ _SEARCH_WINDOW = f"""
         SELECT u.kind, u.f, u.q::tsquery AS q, u.neg
         FROM unnest($3::text[], $4::text[], $5::text[], $6::bool[]) AS u(kind, f, q, neg)
     ), w AS (
-        SELECT m.id, m.created_at, m.content, m.search_config
+        SELECT m.id, m.created_at, m.search
         FROM messages m
         WHERE m.channel_id = ANY($1::uuid[]) AND m.deleted_at IS NULL
           AND ($2::tsquery IS NULL OR m.search @@ $2::tsquery)
@@ -123,9 +123,7 @@ _SEARCH_WINDOW = f"""
         LIMIT $19
     )
     SELECT w.id, w.created_at,
-           CASE WHEN $20::tsquery IS NULL THEN 0
-                ELSE ts_rank_cd(to_tsvector(w.search_config, xf_fold(w.content)), $20::tsquery, 1)
-           END AS rank
+           CASE WHEN $20::tsquery IS NULL THEN 0 ELSE ts_rank(w.search, $20::tsquery, 1) END AS rank
     FROM w
 """
 
@@ -270,7 +268,12 @@ async def reindex_server_messages(
     conn: asyncpg.Connection, *, server_id: UUID, language: str
 ) -> int:
     """Index the server's messages in `language` (their search vectors are rebuilt);
-    how many changed."""
+    how many changed. Its channels are locked first, in id order, as changes of access
+    lock them: a send in flight (which holds its channel's row FOR KEY SHARE) commits
+    before, and is re-indexed too; a later one waits, then reads the new language."""
+    await conn.execute(
+        "SELECT 1 FROM channels WHERE server_id = $1 ORDER BY id FOR UPDATE", server_id
+    )
     result = await conn.execute(
         """
         UPDATE messages SET search_config = $2::text::regconfig
@@ -281,3 +284,39 @@ async def reindex_server_messages(
         language,
     )
     return int(result.split()[-1])
+
+
+async def get_lexeme_frequencies(
+    conn: asyncpg.Connection, *, lexemes: list[str]
+) -> tuple[dict[str, float], float]:
+    """The share of messages that hold each of `lexemes` among the index's most common
+    (ANALYZE's sample), and the least share listed (any other lexeme is rarer)."""
+    records = await conn.fetch(
+        """
+        SELECT e.lexeme, e.freq
+        FROM pg_stats s,
+             unnest(s.most_common_elems::text::text[], s.most_common_elem_freqs) AS e(lexeme, freq)
+        WHERE s.schemaname = current_schema() AND s.tablename = 'messages'
+          AND s.attname = 'search' AND (e.lexeme = ANY($1::text[]) OR e.lexeme IS NULL)
+        """,
+        lexemes,
+    )
+    listed = {r["lexeme"]: r["freq"] for r in records if r["lexeme"] is not None}
+    tail = [r["freq"] for r in records if r["lexeme"] is None]  # min, max, null share
+    return listed, (tail[0] if tail else 0.0)
+
+
+async def count_messages_of(conn: asyncpg.Connection, *, channel_ids: list[UUID]) -> int:
+    """Messages ever written in these channels (their counters: no row is read)."""
+    return int(
+        await conn.fetchval(
+            "SELECT COALESCE(sum(last_seq), 0) FROM channels WHERE id = ANY($1::uuid[])",
+            channel_ids,
+        )
+    )
+
+
+async def prefer_newest_first(conn: asyncpg.Connection) -> None:
+    """For the rest of the transaction, walk matches newest first (the planner, which
+    cannot see that grams of one word come together, would read every match)."""
+    await conn.execute("SELECT set_config('enable_bitmapscan', 'off', true)")
