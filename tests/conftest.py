@@ -63,24 +63,25 @@ async def _admin(cluster: Cluster) -> asyncpg.Connection:
     return await asyncpg.connect(cluster.admin_url)
 
 
-@pytest.fixture(scope="session")
-def template_db(pg_cluster: Cluster) -> Iterator[str]:
+def migrated_template(cluster: Cluster) -> Iterator[str]:
+    """A fully migrated database on `cluster` to clone tests' databases from (dropped
+    when the generator closes)."""
     name = f"xfchat_tpl_{uuid.uuid4().hex[:12]}"
 
     async def build() -> None:
-        admin = await _admin(pg_cluster)
+        admin = await _admin(cluster)
         try:
             await create_database(admin, name=name)
         finally:
             await admin.close()
-        conn = await asyncpg.connect(pg_cluster.url(name))
+        conn = await asyncpg.connect(cluster.url(name))
         try:
             await Migrator(conn).run()
         finally:
             await conn.close()
 
     async def drop() -> None:
-        admin = await _admin(pg_cluster)
+        admin = await _admin(cluster)
         try:
             await drop_database(admin, name=name)
         finally:
@@ -89,6 +90,11 @@ def template_db(pg_cluster: Cluster) -> Iterator[str]:
     asyncio.run(build())
     yield name
     asyncio.run(drop())
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_cluster: Cluster) -> Iterator[str]:
+    yield from migrated_template(pg_cluster)
 
 
 async def new_database(cluster: Cluster, template: str | None) -> str:

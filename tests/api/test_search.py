@@ -4,7 +4,6 @@ may not read."""
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -15,11 +14,15 @@ import pytest
 
 from tests import factories
 from tests.api.test_attachments import part, png, post_files
-from tests.conftest import Cluster, make_settings, new_database, remove_database
+from tests.conftest import (
+    Cluster,
+    make_settings,
+    migrated_template,
+    new_database,
+    remove_database,
+)
 from tests.factories import MakeUser, TestUser, community, override
 from xfchat.db.embedded import EmbeddedPostgresError, find_binaries, throwaway
-from xfchat.db.migrate import Migrator
-from xfchat.db.queries.admin import create_database, drop_database
 from xfchat.domain import search as search_domain
 from xfchat.domain.permissions import Permission as P
 from xfchat.settings import Settings
@@ -46,23 +49,7 @@ def search_cluster(request: pytest.FixtureRequest, pg_cluster: Cluster) -> Itera
 
 @pytest.fixture(scope="module")
 def search_template(search_cluster: Cluster) -> Iterator[str]:
-    name = "xfchat_search_tpl"
-
-    async def build() -> None:
-        admin = await asyncpg.connect(search_cluster.admin_url)
-        try:
-            await drop_database(admin, name=name)
-            await create_database(admin, name=name)
-        finally:
-            await admin.close()
-        conn = await asyncpg.connect(search_cluster.url(name))
-        try:
-            await Migrator(conn).run()
-        finally:
-            await conn.close()
-
-    asyncio.run(build())
-    yield name
+    yield from migrated_template(search_cluster)
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ rate limits."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
@@ -34,6 +35,17 @@ def get_pool(request: Request) -> asyncpg.Pool:
 async def get_conn(request: Request) -> AsyncIterator[asyncpg.Connection]:
     async with request.app.state.pool.acquire() as conn:
         yield conn
+
+
+def app_slots(request: Request, name: str, size: int) -> asyncio.Semaphore:
+    """The app's bound `name` on jobs running at once: one per app, so one per process,
+    made on first use (an asyncio primitive belongs to the app's loop)."""
+    state = request.app.state
+    slots: asyncio.Semaphore | None = getattr(state, name, None)
+    if slots is None:
+        slots = asyncio.Semaphore(size)
+        setattr(state, name, slots)
+    return slots
 
 
 def client_info(request: Request) -> ClientInfo:

@@ -14,6 +14,7 @@ from xfchat.api.deps import (
     Conn,
     CurrentActor,
     Pool,
+    app_slots,
     authenticate_request,
     bearer_token,
     get_settings,
@@ -62,13 +63,8 @@ def upload_routes(settings: Settings) -> list[UploadRoute]:
 
 
 def image_slots(request: Request) -> asyncio.Semaphore:
-    """The app's bound on image decodes running at once: one per app, so one per
-    process, made on first use (an asyncio primitive belongs to the app's loop)."""
-    state = request.app.state
-    slots: asyncio.Semaphore | None = getattr(state, "image_slots", None)
-    if slots is None:
-        slots = state.image_slots = asyncio.Semaphore(images.IMAGE_JOBS)
-    return slots
+    """The app's bound on image decodes running at once."""
+    return app_slots(request, "image_slots", images.IMAGE_JOBS)
 
 
 async def upload_actor(

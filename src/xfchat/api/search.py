@@ -9,7 +9,7 @@ from uuid import UUID
 from fastapi import APIRouter, Header, Query, Request
 from pydantic import BaseModel
 
-from xfchat.api.deps import authenticate_request, bearer_token, get_settings
+from xfchat.api.deps import app_slots, authenticate_request, bearer_token, get_settings
 from xfchat.domain import search
 from xfchat.domain.events import MessagePayload
 from xfchat.domain.search_syntax import MAX_QUERY_CHARS
@@ -41,13 +41,8 @@ class SearchOut(BaseModel):
 
 
 def search_slots(request: Request) -> asyncio.Semaphore:
-    """The app's bound on searches running at once (one per process, made on first use:
-    an asyncio primitive belongs to the app's loop)."""
-    state = request.app.state
-    slots: asyncio.Semaphore | None = getattr(state, "search_slots", None)
-    if slots is None:
-        slots = state.search_slots = asyncio.Semaphore(state.settings.search_concurrency)
-    return slots
+    """The app's bound on searches running at once."""
+    return app_slots(request, "search_slots", get_settings(request).search_concurrency)
 
 
 @router.get(

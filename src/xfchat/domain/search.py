@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -20,7 +20,13 @@ import asyncpg
 
 from xfchat.db.queries import messages as messages_q
 from xfchat.db.queries import search as q
-from xfchat.domain.access import MESSAGE_KINDS, access_channel, access_server, visible_channels
+from xfchat.domain.access import (
+    MESSAGE_KINDS,
+    VisibleChannel,
+    access_channel,
+    access_server,
+    visible_channels,
+)
 from xfchat.domain.accounts import Actor
 from xfchat.domain.messages import view_json
 from xfchat.domain.permissions import Permission
@@ -116,10 +122,16 @@ def _zone(tz: str) -> ZoneInfo:
         ) from None
 
 
-async def _readable(conn: asyncpg.Connection, actor: Actor, scope: Scope) -> dict[UUID, Any]:
+async def _readable(
+    conn: asyncpg.Connection, actor: Actor, scope: Scope
+) -> dict[UUID, VisibleChannel]:
     """The channels in scope whose history the actor may read."""
     if scope.channel_id is not None:
-        await access_channel(conn, actor, scope.channel_id, need=READ)
+        found = await access_channel(conn, actor, scope.channel_id, need=READ)
+        one = VisibleChannel(
+            scope.channel_id, found.channel.kind, found.channel.server_id, found.permissions
+        )
+        return {scope.channel_id: one} if one.kind in MESSAGE_KINDS else {}
     if scope.server_id is not None:
         await access_server(conn, actor, scope.server_id)
     return {
@@ -127,7 +139,6 @@ async def _readable(conn: asyncpg.Connection, actor: Actor, scope: Scope) -> dic
         for c in (await visible_channels(conn, actor.user_id)).values()
         if c.kind in MESSAGE_KINDS
         and READ & c.permissions == READ
-        and (scope.channel_id is None or c.channel_id == scope.channel_id)
         and (scope.server_id is None or c.server_id == scope.server_id)
     }
 
@@ -136,7 +147,7 @@ async def _search(
     conn: asyncpg.Connection,
     actor: Actor,
     query: Query,
-    channels: dict[UUID, Any],
+    channels: dict[UUID, VisibleChannel],
     sort: str,
     after: Cursor | None,
     limit: int,
@@ -144,11 +155,11 @@ async def _search(
     fingerprint: list[str],
 ) -> SearchPage:
     channel_ids = await _in_channels(conn, query, channels)
+    server_ids = {channels[c].server_id for c in channel_ids}
     languages = await q.list_search_languages(
-        conn,
-        server_ids=sorted({channels[c].server_id for c in channel_ids if channels[c].server_id}),
+        conn, server_ids=sorted(s for s in server_ids if s is not None)
     )
-    if not languages or any(channels[c].server_id is None for c in channel_ids):
+    if not languages or None in server_ids:
         languages = sorted({*languages, "english"})
     plan = await _plan(conn, query, languages)  # (a bad term is a 400 even with no channels)
     filters = await _filters(conn, query, zone)
@@ -194,7 +205,7 @@ async def _search(
 
 
 async def _in_channels(
-    conn: asyncpg.Connection, query: Query, channels: dict[UUID, Any]
+    conn: asyncpg.Connection, query: Query, channels: dict[UUID, VisibleChannel]
 ) -> list[UUID]:
     """The channels left after in: and -in:."""
     ids = sorted(channels)
@@ -254,7 +265,7 @@ async def _filters(conn: asyncpg.Connection, query: Query, zone: ZoneInfo) -> q.
 def _dates(query: Query, zone: ZoneInfo) -> tuple[datetime | None, datetime | None]:
     """after:D is from the day after D, before:D until D, during:D that day (in `zone`)."""
 
-    def start(day: Any) -> datetime:
+    def start(day: date) -> datetime:
         return datetime.combine(day, time(), zone)
 
     lows, highs = [], []
@@ -287,13 +298,12 @@ async def _plan(conn: asyncpg.Connection, query: Query, languages: list[str]) ->
             plan.highlight.append(check)
             if c.words:
                 plan.rank.append(c.words)
-    if any(f.key == "has" and f.value == "link" for f in query.filters):
-        for f in query.filters_of("has") + query.filters_of("has", negated=True):
-            if f.value == "link":
-                plan.checks.append(q.Check("marker", "", "' has:link'", f.negated))
-                if not f.negated:
-                    plan.index.append("' has:link'")
-                    plan.bounds.append(([], [" has:link"]))
+    for f in query.filters:
+        if f.key == "has" and f.value == "link":
+            plan.checks.append(q.Check("marker", "", "' has:link'", f.negated))
+            if not f.negated:
+                plan.index.append("' has:link'")
+                plan.bounds.append(([], [" has:link"]))
     return plan
 
 
@@ -338,15 +348,15 @@ async def _choose_walk(conn: asyncpg.Connection, plan: Plan, channel_ids: list[U
     if not plan.bounds:
         return
     wanted = sorted({lx for words, grams in plan.bounds for lx in words + grams})
-    listed, least = await q.get_lexeme_frequencies(conn, lexemes=wanted)
+    estimate = await q.get_walk_estimate(conn, lexemes=wanted, channel_ids=channel_ids)
+    listed, least = estimate.shares, estimate.least
     rare = least / 2  # a lexeme not listed is rarer than any listed (as the planner says)
     share = 1.0
     for words, grams in plan.bounds:
         word_share = sum(1.0 if w == "(any)" else listed.get(w, rare) for w in words)
         gram_share = min((listed.get(g, rare) for g in grams), default=0.0)
         share *= min(1.0, word_share + gram_share)
-    rows = await q.count_messages_of(conn, channel_ids=channel_ids)
-    if rows * share > NEWEST_FIRST_ABOVE * SEARCH_WINDOW:
+    if estimate.rows * share > NEWEST_FIRST_ABOVE * SEARCH_WINDOW:
         await q.prefer_newest_first(conn)
 
 
@@ -359,10 +369,9 @@ async def _results(
     rows = {
         r.id: r for r in await messages_q.list_message_views(conn, viewer=actor.user_id, ids=ids)
     }
-    words = [c.query for c in plan.highlight if c.kind in {"word", "whole"}] + plan.rank
     marked: dict[UUID, str] = {}
-    if words:
-        query = " | ".join(f"({w})" for w in dict.fromkeys(words))
+    if plan.rank:  # the words of every positive term (a word term's check is its words)
+        query = " | ".join(f"({w})" for w in plan.rank)
         marked = {
             h.id: h.marked for h in await q.list_word_highlights(conn, message_ids=ids, query=query)
         }

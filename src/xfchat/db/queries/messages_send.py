@@ -151,7 +151,7 @@ async def prepare_send_batch(
 # placeholder for the statement to fill in. Only the key can match the pattern: inside a
 # JSON string every quote is escaped.
 SEQ_PLACEHOLDER = '"seq":0,'
-_INSERT_MESSAGES_AND_EVENTS = """
+_INSERT_MESSAGES_AND_EVENTS = f"""
         WITH c AS (
             UPDATE channels SET last_seq = last_seq + cardinality($3::uuid[])
             WHERE id = $1
@@ -167,10 +167,10 @@ _INSERT_MESSAGES_AND_EVENTS = """
                                   mentions, mention_everyone, mention_roles, created_at,
                                   search_config)
             SELECT t.id, $1, t.seq, t.author, t.content, t.nonce, t.reply_to,
-                   CASE WHEN t.mentions = '' THEN '{}'::uuid[]
+                   CASE WHEN t.mentions = '' THEN '{{}}'::uuid[]
                         ELSE string_to_array(t.mentions, ',')::uuid[] END,
                    t.everyone,
-                   CASE WHEN t.roles = '' THEN '{}'::uuid[]
+                   CASE WHEN t.roles = '' THEN '{{}}'::uuid[]
                         ELSE string_to_array(t.roles, ',')::uuid[] END,
                    $2, {SEARCH_CONFIG_OF_1}
             FROM t
@@ -202,7 +202,7 @@ _INSERT_MESSAGES_AND_EVENTS = """
             WHERE r.bucket = b.bucket
         )
         SELECT last_seq FROM c
-""".replace("{SEARCH_CONFIG_OF_1}", SEARCH_CONFIG_OF_1)
+"""
 
 
 async def insert_messages_and_events(

@@ -286,33 +286,43 @@ async def reindex_server_messages(
     return int(result.split()[-1])
 
 
-async def get_lexeme_frequencies(
-    conn: asyncpg.Connection, *, lexemes: list[str]
-) -> tuple[dict[str, float], float]:
-    """The share of messages that hold each of `lexemes` among the index's most common
-    (ANALYZE's sample), and the least share listed (any other lexeme is rarer)."""
+@dataclass(frozen=True)
+class WalkEstimate:
+    shares: dict[str, float]  # lexeme -> share of messages holding it, for those listed
+    least: float  # the least share listed (any other lexeme is rarer)
+    rows: int  # messages ever written in the channels searched
+
+
+async def get_walk_estimate(
+    conn: asyncpg.Connection, *, lexemes: list[str], channel_ids: list[UUID]
+) -> WalkEstimate:
+    """What a search would read: how common each of `lexemes` is among the index's most
+    common (ANALYZE's sample), and how many messages the channels hold (their counters:
+    no message row is read)."""
     records = await conn.fetch(
         """
-        SELECT e.lexeme, e.freq
-        FROM pg_stats s,
-             unnest(s.most_common_elems::text::text[], s.most_common_elem_freqs) AS e(lexeme, freq)
-        WHERE s.schemaname = current_schema() AND s.tablename = 'messages'
-          AND s.attname = 'search' AND (e.lexeme = ANY($1::text[]) OR e.lexeme IS NULL)
+        SELECT e.lexeme, e.freq,
+               (SELECT COALESCE(sum(last_seq), 0) FROM channels
+                WHERE id = ANY($2::uuid[])) AS rows
+        FROM (SELECT 1) one
+        LEFT JOIN (
+            SELECT x.lexeme, x.freq, x.n
+            FROM pg_stats s,
+                 unnest(s.most_common_elems::text::text[], s.most_common_elem_freqs)
+                     WITH ORDINALITY AS x(lexeme, freq, n)
+            WHERE s.schemaname = current_schema() AND s.tablename = 'messages'
+              AND s.attname = 'search' AND (x.lexeme = ANY($1::text[]) OR x.lexeme IS NULL)
+        ) e ON true
+        ORDER BY e.n
         """,
         lexemes,
+        channel_ids,
     )
-    listed = {r["lexeme"]: r["freq"] for r in records if r["lexeme"] is not None}
-    tail = [r["freq"] for r in records if r["lexeme"] is None]  # min, max, null share
-    return listed, (tail[0] if tail else 0.0)
-
-
-async def count_messages_of(conn: asyncpg.Connection, *, channel_ids: list[UUID]) -> int:
-    """Messages ever written in these channels (their counters: no row is read)."""
-    return int(
-        await conn.fetchval(
-            "SELECT COALESCE(sum(last_seq), 0) FROM channels WHERE id = ANY($1::uuid[])",
-            channel_ids,
-        )
+    tail = [r["freq"] for r in records if r["lexeme"] is None and r["freq"] is not None]
+    return WalkEstimate(
+        {r["lexeme"]: r["freq"] for r in records if r["lexeme"] is not None},
+        tail[0] if tail else 0.0,  # (the tail: least, most, share without any)
+        int(records[0]["rows"]),
     )
 
 
