@@ -172,6 +172,9 @@ async def _build(client: httpx.AsyncClient, pg_url: str, total: int) -> dict[str
             "(SELECT last_seq FROM channels WHERE id = $2))",
             [(k, c, a) for k, (c, a) in enumerate(channels)],
         )
+        index = await conn.fetchval(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'messages_search_idx'"
+        )
         await conn.execute("DROP INDEX messages_search_idx")
         started = time.perf_counter()
         for start in range(1, total + 1, BATCH):
@@ -191,7 +194,7 @@ async def _build(client: httpx.AsyncClient, pg_url: str, total: int) -> dict[str
         )
         await conn.execute("SET maintenance_work_mem = '1GB'")
         built = time.perf_counter()
-        await conn.execute("CREATE INDEX messages_search_idx ON messages USING gin (search)")
+        await conn.execute(index)  # (as the migrations made it)
         print(f"  search index built in {time.perf_counter() - built:.0f} s")
         await conn.execute("VACUUM ANALYZE messages")
     finally:

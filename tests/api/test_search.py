@@ -436,3 +436,60 @@ async def test_a_server_chooses_the_language_its_messages_are_stemmed_in(
         assert refused.status_code == 400 and refused.json()["code"] == "INVALID_SEARCH_LANGUAGE"
     denied = await client.patch(srv.url(), headers=ben.headers, json={"search_language": "simple"})
     assert denied.status_code == 403
+
+
+async def test_a_long_history_read_a_span_of_days_at_a_time_misses_nothing(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    db_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A common word over a long history is read newest first, a few days at a time,
+    narrowed in the index by day and by channel: every page, in either order, is what
+    reading everything at once would give, and nothing of another conversation."""
+    ann, ben, dm = await factories.pair(client, make_user)
+    carl = await make_user("carl")
+    theirs = str((await factories.direct(client, ann, carl))["id"])
+    mine = [(await factories.say(client, ann, dm, f"kiwi {i}"))["id"] for i in range(40)]
+    await factories.say(client, ann, dm, "no fruit here")
+    for i in range(130):  # most messages are in a conversation ben is not in
+        await factories.say(client, ann, theirs, f"kiwi of theirs {i}")
+    conn = await asyncpg.connect(db_url)
+    try:  # ben's over 60 days, a message every 1.5 days, the newest today
+        await conn.execute(
+            "UPDATE messages SET created_at = now() - (40 - (seq - 1)) * interval '36 hours' "
+            "WHERE channel_id = $1 AND content LIKE 'kiwi %'",
+            dm,
+        )
+        await conn.execute("ANALYZE messages")
+    finally:
+        await conn.close()
+    reads: list[str | None] = []
+    window = search_domain.q.search_window
+
+    async def spy(*args: Any, **kwargs: Any) -> Any:
+        reads.append(f"{kwargs['days']} & {kwargs['channels']}")
+        return await window(*args, **kwargs)
+
+    monkeypatch.setattr(search_domain.q, "search_window", spy)
+    newest_first = [f"kiwi {i}" for i in reversed(range(40))]
+    for sort in ("recent", "relevance"):
+        seen: list[str] = []
+        params: dict[str, Any] = {"q": "kiwi", "limit": 7, "sort": sort}
+        while True:
+            body = (await client.get("/api/search", params=params, headers=ben.headers)).json()
+            assert body["total"] == 40, body
+            seen += [r["message"]["content"] for r in body["results"]]
+            if body["next_cursor"] is None:
+                break
+            params["cursor"] = body["next_cursor"]
+        assert sorted(seen) == sorted(newest_first), sort
+        if sort == "recent":
+            assert seen == newest_first
+    # the pages of `recent` needed a few days each, read through the markers
+    assert any(n and "' @" in n and f"' #{dm}'" in n for n in reads), reads
+    assert len(reads) > 40 // 7 + 1
+    monkeypatch.setattr(search_domain, "SEARCH_WINDOW", 10)
+    body = (await client.get("/api/search", params={"q": "kiwi"}, headers=ben.headers)).json()
+    assert body["total"] == 10 and body["total_capped"] is True
+    assert {r["message"]["id"] for r in body["results"]} == set(mine[-10:])

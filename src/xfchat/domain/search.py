@@ -9,9 +9,11 @@ capped total and an opaque cursor. Every search runs under a time budget.
 
 from __future__ import annotations
 
+import math
 import re
-from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, time, timedelta
+from time import monotonic
 from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -36,8 +38,17 @@ from xfchat.domain.search_syntax import Query, Term, invalid, parse
 from xfchat.errors import BadRequest, XFChatError
 
 SEARCH_WINDOW = 1000  # the newest matches a search ranks and counts
-# Walk newest first when the likely matches are this many windows (else the planner).
-NEWEST_FIRST_ABOVE = 20
+# Read a span of days at a time when the matches may be more than this many windows.
+SLICE_ABOVE = 2
+MAX_SLICES = 4  # spans of days read before the rest of history is read at once
+# A gram held by more than this share of messages is left out of the index query (it
+# narrows little and costs a long read); the term is still confirmed on the text.
+COMMON_GRAM = 0.2
+GRAMS_PER_TOKEN = 2
+# Narrow by channel in the index when the channels searched hold at most this share of
+# all messages (1/4), and are at most this many.
+SMALL_SHARE = 4
+MAX_CHANNEL_MARKS = 64
 MAX_LIMIT = 100
 READ = Permission.VIEW_CHANNEL | Permission.READ_MESSAGE_HISTORY
 SORTS = ("relevance", "recent")
@@ -62,13 +73,52 @@ class SearchPage:
     next_cursor: str | None
 
 
+@dataclass(frozen=True)
+class Need:
+    """How the index finds the candidates of one positive term: any of its words, or
+    all of its grams; or `text` (a prefix, words too short for grams, a marker), which
+    holds all of `all_of`."""
+
+    words: str | None = None  # tsquery text
+    any_of: tuple[str, ...] = ()  # the lexemes of `words`
+    all_of: tuple[tuple[str, ...], ...] = ()  # the grams of each token (or what `text` implies)
+    text: str | None = None  # tsquery text
+
+    def share(self, listed: dict[str, float], unlisted: float) -> float:
+        """About the share of messages that are candidates (a lexeme not listed is held
+        by at most `unlisted`): its words, in each language, and its grams mostly find
+        the same messages, so the most common of them; the grams of one token come
+        together, so the rarest of them."""
+        if not self.any_of and not self.all_of:
+            return 1.0
+        tokens = [min(listed.get(g, unlisted) for g in t) for t in self.all_of if t]
+        # tokens come together less often than each alone, more often than by chance
+        every = math.sqrt(min(tokens) * math.prod(tokens)) if tokens else 0.0
+        return max([every, *(listed.get(w, unlisted) for w in self.any_of)])
+
+    def index(self, listed: dict[str, float]) -> str:
+        """tsquery text finding every message the term may match: of each token's grams
+        the rarest few, none that is common (a gram narrows a token's candidates little
+        once two others have, and each costs a read of its list)."""
+        if self.text is not None:
+            return self.text
+        parts = [self.words] if self.words else []
+        if self.all_of:
+            kept = [
+                g
+                for token in self.all_of
+                for g in sorted(token, key=lambda g: listed.get(g, 0.0))[:GRAMS_PER_TOKEN]
+                if listed.get(g, 0.0) <= COMMON_GRAM
+            ] or [min((g for t in self.all_of for g in t), key=lambda g: listed.get(g, 0.0))]
+            parts.append(" & ".join(_quote(g) for g in kept))
+        return " | ".join(f"({p})" for p in parts)
+
+
 @dataclass
 class Plan:
     """A parsed query made ready for the window."""
 
-    index: list[str] = field(default_factory=list)  # tsquery texts, all must hold
-    # for each of them, the lexemes any one of which (`any`) or all of which bound it
-    bounds: list[tuple[list[str], list[str]]] = field(default_factory=list)
+    needs: list[Need] = field(default_factory=list)  # all must hold
     checks: list[q.Check] = field(default_factory=list)
     rank: list[str] = field(default_factory=list)  # tsquery texts, any may hold
     highlight: list[q.Check] = field(default_factory=list)  # the positive terms
@@ -100,11 +150,12 @@ async def search_messages(
     fingerprint = [text, sort, tz, str(scope.server_id), str(scope.channel_id)]
     after = read_cursor(cursor, fingerprint) if cursor else None
     channels = await _readable(conn, actor, scope)
-    try:
-        async with conn.transaction(readonly=True):
+    deadline = monotonic() + budget_ms / 1000
+    try:  # (one snapshot: the spans of days a search reads in turn see the same messages)
+        async with conn.transaction(readonly=True, isolation="repeatable_read"):
             await q.set_time_budget(conn, milliseconds=budget_ms)
             return await _search(
-                conn, actor, query, channels, sort, after, limit, zone, fingerprint
+                conn, actor, query, channels, sort, after, limit, zone, fingerprint, deadline
             )
     except asyncpg.QueryCanceledError:
         raise SearchTimeout(
@@ -153,6 +204,7 @@ async def _search(
     limit: int,
     zone: ZoneInfo,
     fingerprint: list[str],
+    deadline: float,
 ) -> SearchPage:
     channel_ids = await _in_channels(conn, query, channels)
     server_ids = {channels[c].server_id for c in channel_ids}
@@ -165,21 +217,10 @@ async def _search(
     filters = await _filters(conn, query, zone)
     if not channel_ids or filters is None:
         return SearchPage([], 0, False, None)
-    index = " & ".join(f"({p})" for p in plan.index) or None
     rank = " | ".join(f"({p})" for p in plan.rank) if sort == "relevance" and plan.rank else None
-    await _choose_walk(conn, plan, channel_ids)
     window = SEARCH_WINDOW + 1 if sort == "relevance" or after is None else limit + 2
     upto = None if after is None else after.snapshot if sort == "relevance" else after.last[1:]
-    hits = await q.search_window(
-        conn,
-        channel_ids=channel_ids,
-        index_query=index,
-        checks=plan.checks,
-        filters=filters,
-        upto=upto,
-        limit=window,
-        rank_query=rank,
-    )
+    hits = await _window(conn, plan, channel_ids, filters, upto, window, rank, deadline)
     if after is not None and sort == "recent":
         hits = [h for h in hits if h.id != after.last[2]]
         total, capped = after.total, after.capped
@@ -288,13 +329,12 @@ async def _plan(conn: asyncpg.Connection, query: Query, languages: list[str]) ->
     plan = Plan()
     compiled = await q.compile_terms(conn, terms=[t.text for t in query.terms], languages=languages)
     for term, c in zip(query.terms, compiled, strict=True):
-        check, index = _term_plan(term, c)
+        check, need = _term_plan(term, c)
         plan.checks.append(check)
         if not term.negated:
-            if index is None:
+            if need is None:
                 raise invalid("this term needs at least 3 characters or a word", term.position)
-            plan.index.append(index)
-            plan.bounds.append(_bounds(term, c))
+            plan.needs.append(need)
             plan.highlight.append(check)
             if c.words:
                 plan.rank.append(c.words)
@@ -302,24 +342,32 @@ async def _plan(conn: asyncpg.Connection, query: Query, languages: list[str]) ->
         if f.key == "has" and f.value == "link":
             plan.checks.append(q.Check("marker", "", "' has:link'", f.negated))
             if not f.negated:
-                plan.index.append("' has:link'")
-                plan.bounds.append(([], [" has:link"]))
+                plan.needs.append(Need(all_of=((" has:link",),), text="' has:link'"))
     return plan
 
 
-def _term_plan(term: Term, c: q.CompiledTerm) -> tuple[q.Check, str | None]:
-    """How a term is confirmed, and the index query that finds its candidates."""
+def _term_plan(term: Term, c: q.CompiledTerm) -> tuple[q.Check, Need | None]:
+    """How a term is confirmed, and how the index finds its candidates."""
+    grams = tuple(tuple(token) for token in c.grams)
     if term.kind == "prefix":
         if len(c.folded) < 2 or " " in c.folded:
             raise invalid("a prefix is one word of at least 2 characters", term.position)
         prefix = _quote(c.folded) + ":*"
-        return q.Check("prefix", c.folded, prefix, term.negated), prefix
+        check = q.Check("prefix", c.folded, prefix, term.negated)
+        # a word that starts with it holds its grams (a prefix read from the index is
+        # every word that starts so, read in full: grams can be skipped through)
+        return check, Need(all_of=grams) if grams else Need(text=prefix)
     if term.kind == "word" and c.words:
-        if c.grams:
-            check = q.Check("word", c.folded, c.words, term.negated)
-            return check, f"({c.words}) | ({c.grams})"
-        return q.Check("whole", c.folded, c.words, term.negated), c.words
-    return q.Check("literal", c.folded, "", term.negated), c.grams or c.plain
+        words = Need(words=c.words, any_of=tuple(_lexemes(c.words)), all_of=grams)
+        if grams:
+            return q.Check("word", c.folded, c.words, term.negated), words
+        return q.Check("whole", c.folded, c.words, term.negated), words
+    check = q.Check("literal", c.folded, "", term.negated)
+    if grams:
+        return check, Need(all_of=grams)
+    if c.plain:
+        return check, Need(all_of=(tuple(_lexemes(c.plain)),), text=c.plain)
+    return check, None
 
 
 def _lexemes(tsquery: str | None) -> list[str]:
@@ -330,34 +378,127 @@ def _lexemes(tsquery: str | None) -> list[str]:
 _LEXEME = re.compile(r"'((?:[^']|'')*)'")
 
 
-def _bounds(term: Term, c: q.CompiledTerm) -> tuple[list[str], list[str]]:
-    """(words, grams): a message matching the term holds one of `words` or, where the
-    term has grams, all of `grams` (so the rarest gram bounds how common it is)."""
-    grams = _lexemes(c.grams)
-    if term.kind == "word" and c.words:
-        return _lexemes(c.words), grams
-    if term.kind == "prefix" or not grams:
-        return ([], grams) if grams else (["(any)"], [])
-    return [], grams
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-async def _choose_walk(conn: asyncpg.Connection, plan: Plan, channel_ids: list[UUID]) -> None:
-    """Walk the newest messages first when the query likely matches more than its
-    window many times over among the channels searched; else leave it to the planner
-    (the index finds the few matches, or narrows them with the channels')."""
-    if not plan.bounds:
-        return
-    wanted = sorted({lx for words, grams in plan.bounds for lx in words + grams})
-    estimate = await q.get_walk_estimate(conn, lexemes=wanted, channel_ids=channel_ids)
-    listed, least = estimate.shares, estimate.least
-    rare = least / 2  # a lexeme not listed is rarer than any listed (as the planner says)
-    share = 1.0
-    for words, grams in plan.bounds:
-        word_share = sum(1.0 if w == "(any)" else listed.get(w, rare) for w in words)
-        gram_share = min((listed.get(g, rare) for g in grams), default=0.0)
-        share *= min(1.0, word_share + gram_share)
-    if estimate.rows * share > NEWEST_FIRST_ABOVE * SEARCH_WINDOW:
-        await q.prefer_newest_first(conn)
+def _day(at: datetime) -> int:
+    """The UTC day since 1970 of `at`, as the index marks it (xf_day_marks)."""
+    return (at - EPOCH) // timedelta(days=1)
+
+
+async def _window(
+    conn: asyncpg.Connection,
+    plan: Plan,
+    channel_ids: list[UUID],
+    filters: q.Filters,
+    upto: tuple[datetime, UUID] | None,
+    needed: int,
+    rank: str | None,
+    deadline: float,
+) -> list[q.Hit]:
+    """The newest `needed` matches, newest first.
+
+    The index narrows the candidates itself with its markers (migration 0023): of the
+    days read, and of the channels searched when they hold a small share of all
+    messages. When the query may match more than a few windows, its matches are read a
+    span of days at a time, newest first: the first span sized by the statistics to hold
+    about SLICE_ABOVE windows, each next one by the matches per day found so far.
+    Reading stops once the window is full, so a common word costs what its newest
+    matches cost, not what all of them do; after MAX_SLICES spans the rest is read at
+    once."""
+    hits: list[q.Hit] = []
+    if not plan.needs:  # filters only: the planner reads them through their own indexes
+        return await _read(conn, plan, channel_ids, filters, upto, needed, rank, None, deadline)
+    lexemes = sorted({lx for n in plan.needs for lx in n.any_of + sum(n.all_of, ())})
+    estimate = await q.get_estimate(conn, lexemes=lexemes, channel_ids=channel_ids)
+    if estimate.oldest is None or estimate.newest is None:
+        return []
+    index = " & ".join(f"({n.index(estimate.shares)})" for n in plan.needs)
+    channels = None
+    if estimate.rows * SMALL_SHARE <= estimate.rows_all and len(channel_ids) <= MAX_CHANNEL_MARKS:
+        channels = q.channel_marks(channel_ids)
+    history = _day(estimate.newest) - _day(estimate.oldest) + 1
+    ends = [estimate.newest, upto[0] if upto else None]
+    ends.append(filters.before - timedelta(microseconds=1) if filters.before else None)
+    last = _day(min(t for t in ends if t is not None))
+    first = _day(max(t for t in (estimate.oldest, filters.after) if t is not None))
+    if last < first:
+        return []
+    unlisted = estimate.least or 1.0  # (no statistics yet: any lexeme may be in all)
+    share = min(n.share(estimate.shares, unlisted) for n in plan.needs)
+    expected = estimate.rows * share * (last - first + 1) / history  # (in the days read)
+    days = last - first + 1
+    if expected > SLICE_ABOVE * needed:
+        days = max(1, math.ceil(days * SLICE_ABOVE * needed / expected))
+    for slices in range(MAX_SLICES + 1):
+        low = max(first, last - days + 1) if slices < MAX_SLICES else first
+        # the day markers cost a read of every message of those days: worth it when
+        # they leave out most of history, else the dates alone bound the read
+        marks = q.day_marks(low, last) if 2 * (last - low + 1) <= history else None
+        got = await _read(
+            conn,
+            plan,
+            channel_ids,
+            _between(filters, low, last),
+            upto,
+            needed - len(hits),
+            rank,
+            (index, marks, channels),
+            deadline,
+        )
+        hits += got
+        if len(hits) >= needed or low == first:
+            break
+        wanted = (needed - len(hits)) * 1.5 * (last - low + 1)  # (days, were got 1/day)
+        days = min(days * 16, max(1, math.ceil(wanted / len(got)))) if got else days * 16
+        last = low - 1
+    await q.set_time_budget(conn, milliseconds=_left(deadline))  # (and plan freely again)
+    return hits
+
+
+async def _read(
+    conn: asyncpg.Connection,
+    plan: Plan,
+    channel_ids: list[UUID],
+    filters: q.Filters,
+    upto: tuple[datetime, UUID] | None,
+    limit: int,
+    rank: str | None,
+    index: tuple[str, str | None, str | None] | None,
+    deadline: float,
+) -> list[q.Hit]:
+    await q.set_time_budget(conn, milliseconds=_left(deadline), index_only=index is not None)
+    return await q.search_window(
+        conn,
+        channel_ids=channel_ids,
+        index_query=index[0] if index else None,
+        checks=plan.checks,
+        filters=filters,
+        upto=upto,
+        limit=limit,
+        rank_query=rank,
+        days=index[1] if index else None,
+        channels=index[2] if index else None,
+    )
+
+
+def _between(filters: q.Filters, first: int, last: int) -> q.Filters:
+    """The filters, narrowed to days `first` to `last`."""
+    after = EPOCH + timedelta(days=first)
+    before = EPOCH + timedelta(days=last + 1)
+    return replace(
+        filters,
+        after=max(after, filters.after) if filters.after else after,
+        before=min(before, filters.before) if filters.before else before,
+    )
+
+
+def _left(deadline: float) -> int:
+    """The milliseconds left of a search's budget (SEARCH_TIMEOUT when none are)."""
+    left = int((deadline - monotonic()) * 1000)
+    if left <= 0:
+        raise asyncpg.QueryCanceledError("the search's time budget is spent")
+    return left
 
 
 async def _results(

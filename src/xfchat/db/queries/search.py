@@ -1,15 +1,16 @@
-"""Message search: the statements that read the search index (migration 0021).
+"""Message search: the statements that read the search index (migrations 0021, 0023).
 
-A search runs in two statements. `compile_terms` turns each term of the query into
+A search runs in a few statements. `compile_terms` turns each term of the query into
 tsquery text with the database's own fold, grams and parsers (so a term and the
 messages it should find are always cut up the same way). `search_window` then reads
-the newest matches of the combined index query, checks each term exactly against the
-message (the index finds candidates; a substring, a phrase or a prefix is then
-confirmed on the folded text) and ranks what it found.
+the newest matches of the combined index query among a span of days, checks each term
+exactly against the message (the index finds candidates; a substring, a phrase or a
+prefix is then confirmed on the folded text) and ranks what it found.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -26,7 +27,7 @@ _WHITESPACE = r"[\x01-\x20\x7F]+"
 class CompiledTerm:
     ord: int
     folded: str  # the term folded, its spaces collapsed
-    grams: str | None  # tsquery text: every gram of the term (None: it has none)
+    grams: list[list[str]]  # the grams (index lexemes) of each of its tokens that has any
     words: str | None  # tsquery text: the term's words, stemmed in each language, or as is
     plain: str | None  # tsquery text: the term's words as written, all of them
 
@@ -37,10 +38,11 @@ _COMPILE_TERMS = rf"""
         FROM unnest($1::text[]) WITH ORDINALITY AS u(raw, ord)
     )
     SELECT t.ord, t.f AS folded,
-           (SELECT string_agg(
-                       '''' || replace(replace(' ' || g, '\', '\\'), '''', '''''') || '''',
-                       ' & ')
-            FROM unnest(xf_grams(t.f)) AS g) AS grams,
+           (SELECT COALESCE(json_agg(g.grams ORDER BY g.n), '[]')::text
+            FROM (SELECT k.n, json_agg(' ' || x.gram) AS grams
+                  FROM regexp_split_to_table(t.f, ' ') WITH ORDINALITY AS k(token, n),
+                       unnest(xf_grams(k.token)) AS x(gram)
+                  GROUP BY k.n) g) AS grams,
            (SELECT string_agg('(' || q::text || ')', ' | ')
             FROM (SELECT plainto_tsquery(c, t.f) AS q
                   FROM unnest($2::regconfig[] || 'simple'::regconfig) AS c) w
@@ -55,16 +57,27 @@ async def compile_terms(
 ) -> list[CompiledTerm]:
     """Each term folded, with its grams and its words as tsquery text (stemmed in each
     of `languages` and as written)."""
-    return many(CompiledTerm, await conn.fetch(_COMPILE_TERMS, terms, languages))
+    records = await conn.fetch(_COMPILE_TERMS, terms, languages)
+    return [CompiledTerm(**{**r, "grams": json.loads(r["grams"])}) for r in records]
 
 
-async def set_time_budget(conn: asyncpg.Connection, *, milliseconds: int) -> None:
+async def set_time_budget(
+    conn: asyncpg.Connection, *, milliseconds: int, index_only: bool = False
+) -> None:
     """Cancel any statement of this transaction that runs longer; plan each with its
-    actual values (a search's best plan depends on how common its words are)."""
+    actual values (a search's best plan depends on how common its words are). With
+    `index_only`, for the rest of the transaction, read messages only through the search
+    index: the planner cannot see that the grams of one word come together, nor what
+    the markers narrow, and would otherwise walk or scan the whole table. No parallel
+    workers: starting them costs more than a search's reads."""
+    scan = "off" if index_only else "on"
     await conn.execute(
         "SELECT set_config('statement_timeout', $1, true), "
-        "set_config('plan_cache_mode', 'force_custom_plan', true)",
+        "set_config('plan_cache_mode', 'force_custom_plan', true), "
+        "set_config('max_parallel_workers_per_gather', '0', true), "
+        "set_config('enable_seqscan', $2, true), set_config('enable_indexscan', $2, true)",
         str(milliseconds),
+        scan,
     )
 
 
@@ -77,18 +90,23 @@ class Hit:
 
 # How each term is confirmed on a candidate `m`: 'word' by its words or as a substring,
 # 'whole' by its words only (too short for a substring), 'literal' as a substring of
-# the folded text (spaces collapsed when it has any), 'prefix' by a word that starts
-# with it, 'marker' by the index alone. A negated term must not hold.
+# the folded text (its runs of spaces collapsed, where it has any), 'prefix' by a word
+# (as written or stemmed) that starts with it, 'marker' by the index alone ('whole',
+# 'prefix' and 'marker' on the stored vector). A negated term must not hold. The cheap tests come first:
+# the folded term found in the text as written is found in the folded text (the fold
+# maps one character to one, and a folded character to itself), and most text has
+# single spaces only.
 _TERMS_HOLD = rf"""
     NOT EXISTS (
         SELECT 1 FROM terms t
         WHERE (CASE t.kind
-                 WHEN 'word' THEN m.search @@ t.q OR strpos(xf_fold(m.content), t.f) > 0
-                 WHEN 'literal' THEN strpos(
-                     CASE WHEN strpos(t.f, ' ') > 0
-                          THEN regexp_replace(xf_fold(m.content), '{_WHITESPACE}', ' ', 'g')
-                          ELSE xf_fold(m.content) END, t.f) > 0
-                 WHEN 'prefix' THEN to_tsvector('simple'::regconfig, xf_fold(m.content)) @@ t.q
+                 WHEN 'word' THEN m.search @@ t.q OR strpos(m.content, t.f) > 0
+                     OR strpos(xf_fold(m.content), t.f) > 0
+                 WHEN 'literal' THEN strpos(m.content, t.f) > 0
+                     OR strpos(xf_fold(m.content), t.f) > 0
+                     OR (strpos(t.f, ' ') > 0 AND m.content ~ '[^\x20-\x7E]|  '
+                         AND strpos(regexp_replace(xf_fold(m.content), '{_WHITESPACE}', ' ', 'g'),
+                                    t.f) > 0)
                  ELSE m.search @@ t.q
                END) = t.neg)
 """
@@ -101,7 +119,12 @@ _SEARCH_WINDOW = f"""
         SELECT m.id, m.created_at, m.search
         FROM messages m
         WHERE m.channel_id = ANY($1::uuid[]) AND m.deleted_at IS NULL
-          AND ($2::tsquery IS NULL OR m.search @@ $2::tsquery)
+          AND ($2::tsquery IS NULL
+               OR (m.search || xf_search_marks(m.channel_id, m.created_at)) @@ $2::tsquery)
+          AND ($21::tsquery IS NULL
+               OR (m.search || xf_search_marks(m.channel_id, m.created_at)) @@ $21::tsquery)
+          AND ($22::tsquery IS NULL
+               OR (m.search || xf_search_marks(m.channel_id, m.created_at)) @@ $22::tsquery)
           AND ($7::uuid[] IS NULL OR m.author_id = ANY($7::uuid[]))
           AND ($8::uuid[] IS NULL OR m.author_id IS NULL OR m.author_id <> ALL($8::uuid[]))
           AND ($9::uuid[] IS NULL OR m.mentions && $9::uuid[])
@@ -164,10 +187,15 @@ async def search_window(
     upto: tuple[datetime, UUID] | None,
     limit: int,
     rank_query: str | None,
+    days: str | None = None,
+    channels: str | None = None,
 ) -> list[Hit]:
     """The newest `limit` live messages of these channels (no newer than `upto`) that
     match the index query, every check and the filters, newest first, each ranked
-    against `rank_query` (0 without one)."""
+    against `rank_query` (0 without one). `days` and `channels` (tsquery text of markers:
+    `day_marks`, `channel_marks`) narrow the index query, each as a key of its own (the
+    index then skips through each list by the others, rather than testing the whole
+    query on every message of those days or channels)."""
     records = await conn.fetch(
         _SEARCH_WINDOW,
         channel_ids,
@@ -190,6 +218,8 @@ async def search_window(
         filters.pinned,
         limit,
         rank_query,
+        days,
+        channels,
     )
     return many(Hit, records)
 
@@ -287,23 +317,31 @@ async def reindex_server_messages(
 
 
 @dataclass(frozen=True)
-class WalkEstimate:
+class Estimate:
     shares: dict[str, float]  # lexeme -> share of messages holding it, for those listed
-    least: float  # the least share listed (any other lexeme is rarer)
+    least: float  # the least share listed (0: no statistics yet)
     rows: int  # messages ever written in the channels searched
+    rows_all: int  # about how many messages there are in all
+    oldest: datetime | None  # the oldest and newest live messages (None: there are none)
+    newest: datetime | None
 
 
-async def get_walk_estimate(
+async def get_estimate(
     conn: asyncpg.Connection, *, lexemes: list[str], channel_ids: list[UUID]
-) -> WalkEstimate:
+) -> Estimate:
     """What a search would read: how common each of `lexemes` is among the index's most
-    common (ANALYZE's sample), and how many messages the channels hold (their counters:
-    no message row is read)."""
+    common (ANALYZE's sample), how many messages the channels hold (their counters: no
+    message row is read), and the span of days messages were written in."""
     records = await conn.fetch(
         """
         SELECT e.lexeme, e.freq,
                (SELECT COALESCE(sum(last_seq), 0) FROM channels
-                WHERE id = ANY($2::uuid[])) AS rows
+                WHERE id = ANY($2::uuid[])) AS rows,
+               (SELECT reltuples FROM pg_class WHERE oid = 'messages'::regclass) AS rows_all,
+               (SELECT created_at FROM messages WHERE deleted_at IS NULL
+                ORDER BY created_at, id LIMIT 1) AS oldest,
+               (SELECT created_at FROM messages WHERE deleted_at IS NULL
+                ORDER BY created_at DESC, id DESC LIMIT 1) AS newest
         FROM (SELECT 1) one
         LEFT JOIN (
             SELECT x.lexeme, x.freq, x.n
@@ -319,14 +357,32 @@ async def get_walk_estimate(
         channel_ids,
     )
     tail = [r["freq"] for r in records if r["lexeme"] is None and r["freq"] is not None]
-    return WalkEstimate(
+    first = records[0]
+    return Estimate(
         {r["lexeme"]: r["freq"] for r in records if r["lexeme"] is not None},
         tail[0] if tail else 0.0,  # (the tail: least, most, share without any)
-        int(records[0]["rows"]),
+        int(first["rows"]),
+        max(int(first["rows"]), int(first["rows_all"])),  # (-1 before the first ANALYZE)
+        first["oldest"],
+        first["newest"],
     )
 
 
-async def prefer_newest_first(conn: asyncpg.Connection) -> None:
-    """For the rest of the transaction, walk matches newest first (the planner, which
-    cannot see that grams of one word come together, would read every match)."""
-    await conn.execute("SELECT set_config('enable_bitmapscan', 'off', true)")
+DAY_SPANS = (512, 64, 8, 1)  # the spans of days the index marks (migration 0023)
+
+
+def day_marks(first: int, last: int) -> str:
+    """tsquery text matching the messages written on days `first` to `last` (UTC days
+    since 1970, both included): the fewest markers of aligned spans that cover them."""
+    marks = []
+    day = first
+    while day <= last:
+        span = next(s for s in DAY_SPANS if day % s == 0 and day + s - 1 <= last)
+        marks.append(f"' @{span}:{day // span}'")
+        day += span
+    return " | ".join(marks)
+
+
+def channel_marks(channel_ids: list[UUID]) -> str:
+    """tsquery text matching the messages of these channels (migration 0023)."""
+    return " | ".join(f"' #{c}'" for c in channel_ids)
