@@ -80,9 +80,13 @@ class Need:
     holds all of `all_of`."""
 
     words: str | None = None  # tsquery text
-    any_of: tuple[str, ...] = ()  # the lexemes of `words`
     all_of: tuple[tuple[str, ...], ...] = ()  # the grams of each token (or what `text` implies)
     text: str | None = None  # tsquery text
+
+    @property
+    def any_of(self) -> tuple[str, ...]:
+        """The lexemes of `words`."""
+        return tuple(_lexemes(self.words))
 
     def share(self, listed: dict[str, float], unlisted: float) -> float:
         """About the share of messages that are candidates (a lexeme not listed is held
@@ -358,7 +362,7 @@ def _term_plan(term: Term, c: q.CompiledTerm) -> tuple[q.Check, Need | None]:
         # every word that starts so, read in full: grams can be skipped through)
         return check, Need(all_of=grams) if grams else Need(text=prefix)
     if term.kind == "word" and c.words:
-        words = Need(words=c.words, any_of=tuple(_lexemes(c.words)), all_of=grams)
+        words = Need(words=c.words, all_of=grams)
         if grams:
             return q.Check("word", c.folded, c.words, term.negated), words
         return q.Check("whole", c.folded, c.words, term.negated), words
@@ -408,7 +412,7 @@ async def _window(
     once."""
     hits: list[q.Hit] = []
     if not plan.needs:  # filters only: the planner reads them through their own indexes
-        return await _read(conn, plan, channel_ids, filters, upto, needed, rank, None, deadline)
+        return await _read(conn, plan, channel_ids, filters, upto, needed, rank, deadline)
     lexemes = sorted({lx for n in plan.needs for lx in n.any_of + sum(n.all_of, ())})
     estimate = await q.get_estimate(conn, lexemes=lexemes, channel_ids=channel_ids)
     if estimate.oldest is None or estimate.newest is None:
@@ -443,8 +447,10 @@ async def _window(
             upto,
             needed - len(hits),
             rank,
-            (index, marks, channels),
             deadline,
+            index=index,
+            days=marks,
+            channels=channels,
         )
         hits += got
         if len(hits) >= needed or low == first:
@@ -464,21 +470,26 @@ async def _read(
     upto: tuple[datetime, UUID] | None,
     limit: int,
     rank: str | None,
-    index: tuple[str, str | None, str | None] | None,
     deadline: float,
+    *,
+    index: str | None = None,
+    days: str | None = None,
+    channels: str | None = None,
 ) -> list[q.Hit]:
+    """One read of the window within what is left of the budget (through the search
+    index alone when there is an index query)."""
     await q.set_time_budget(conn, milliseconds=_left(deadline), index_only=index is not None)
     return await q.search_window(
         conn,
         channel_ids=channel_ids,
-        index_query=index[0] if index else None,
+        index_query=index,
         checks=plan.checks,
         filters=filters,
         upto=upto,
         limit=limit,
         rank_query=rank,
-        days=index[1] if index else None,
-        channels=index[2] if index else None,
+        days=days,
+        channels=channels,
     )
 
 
