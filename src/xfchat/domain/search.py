@@ -155,13 +155,18 @@ async def search_messages(
     after = read_cursor(cursor, fingerprint) if cursor else None
     channels = await _readable(conn, actor, scope)
     deadline = monotonic() + budget_ms / 1000
-    try:  # (one snapshot: the spans of days a search reads in turn see the same messages)
+    try:
+        channel_ids = await _in_channels(conn, query, channels)
+        plan = await _plan(conn, query, channel_ids, channels)  # (a bad term is a 400 even
+        filters = await _filters(conn, query, zone)  # with no channels)
+        if not channel_ids or filters is None:
+            return SearchPage([], 0, False, None)
+        # one snapshot: the spans of days a search reads in turn see the same messages
         async with conn.transaction(readonly=True, isolation="repeatable_read"):
-            await q.set_time_budget(conn, milliseconds=budget_ms)
             return await _search(
-                conn, actor, query, channels, sort, after, limit, zone, fingerprint, deadline
+                conn, actor, plan, channel_ids, filters, sort, after, limit, fingerprint, deadline
             )
-    except asyncpg.QueryCanceledError:
+    except (asyncpg.QueryCanceledError, TimeoutError):
         raise SearchTimeout(
             f"the search took longer than {budget_ms} ms: narrow it with filters, "
             "a channel, or longer words",
@@ -201,26 +206,15 @@ async def _readable(
 async def _search(
     conn: asyncpg.Connection,
     actor: Actor,
-    query: Query,
-    channels: dict[UUID, VisibleChannel],
+    plan: Plan,
+    channel_ids: list[UUID],
+    filters: q.Filters,
     sort: str,
     after: Cursor | None,
     limit: int,
-    zone: ZoneInfo,
     fingerprint: list[str],
     deadline: float,
 ) -> SearchPage:
-    channel_ids = await _in_channels(conn, query, channels)
-    server_ids = {channels[c].server_id for c in channel_ids}
-    languages = await q.list_search_languages(
-        conn, server_ids=sorted(s for s in server_ids if s is not None)
-    )
-    if not languages or None in server_ids:
-        languages = sorted({*languages, "english"})
-    plan = await _plan(conn, query, languages)  # (a bad term is a 400 even with no channels)
-    filters = await _filters(conn, query, zone)
-    if not channel_ids or filters is None:
-        return SearchPage([], 0, False, None)
     rank = " | ".join(f"({p})" for p in plan.rank) if sort == "relevance" and plan.rank else None
     window = SEARCH_WINDOW + 1 if sort == "relevance" or after is None else limit + 2
     upto = None if after is None else after.snapshot if sort == "relevance" else after.last[1:]
@@ -329,9 +323,21 @@ def _quote(lexeme: str) -> str:
     return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
-async def _plan(conn: asyncpg.Connection, query: Query, languages: list[str]) -> Plan:
+async def _plan(
+    conn: asyncpg.Connection,
+    query: Query,
+    channel_ids: list[UUID],
+    channels: dict[UUID, VisibleChannel],
+) -> Plan:
+    """The query's terms, stemmed in the languages of the channels searched."""
     plan = Plan()
-    compiled = await q.compile_terms(conn, terms=[t.text for t in query.terms], languages=languages)
+    server_ids = {channels[c].server_id for c in channel_ids}
+    compiled = await q.compile_terms(
+        conn,
+        terms=[t.text for t in query.terms],
+        server_ids=sorted(s for s in server_ids if s is not None),
+        conversations=None in server_ids,
+    )
     for term, c in zip(query.terms, compiled, strict=True):
         check, need = _term_plan(term, c)
         plan.checks.append(check)
@@ -412,25 +418,28 @@ async def _window(
     once."""
     hits: list[q.Hit] = []
     if not plan.needs:  # filters only: the planner reads them through their own indexes
+        await q.set_time_budget(conn, milliseconds=_left(deadline))
         return await _read(conn, plan, channel_ids, filters, upto, needed, rank, deadline)
-    lexemes = sorted({lx for n in plan.needs for lx in n.any_of + sum(n.all_of, ())})
-    estimate = await q.get_estimate(conn, lexemes=lexemes, channel_ids=channel_ids)
-    if estimate.oldest is None or estimate.newest is None:
+    extent = await q.begin_window(
+        conn, channel_ids=channel_ids, milliseconds=_left(deadline), index_only=True
+    )
+    if extent.oldest is None or extent.newest is None:
         return []
-    index = " & ".join(f"({n.index(estimate.shares)})" for n in plan.needs)
+    shares = await _shares(conn, extent)
+    index = " & ".join(f"({n.index(shares.listed)})" for n in plan.needs)
     channels = None
-    if estimate.rows * SMALL_SHARE <= estimate.rows_all and len(channel_ids) <= MAX_CHANNEL_MARKS:
+    if extent.rows * SMALL_SHARE <= extent.rows_all and len(channel_ids) <= MAX_CHANNEL_MARKS:
         channels = q.channel_marks(channel_ids)
-    history = _day(estimate.newest) - _day(estimate.oldest) + 1
-    ends = [estimate.newest, upto[0] if upto else None]
+    history = _day(extent.newest) - _day(extent.oldest) + 1
+    ends = [extent.newest, upto[0] if upto else None]
     ends.append(filters.before - timedelta(microseconds=1) if filters.before else None)
     last = _day(min(t for t in ends if t is not None))
-    first = _day(max(t for t in (estimate.oldest, filters.after) if t is not None))
+    first = _day(max(t for t in (extent.oldest, filters.after) if t is not None))
     if last < first:
         return []
-    unlisted = estimate.least or 1.0  # (no statistics yet: any lexeme may be in all)
-    share = min(n.share(estimate.shares, unlisted) for n in plan.needs)
-    expected = estimate.rows * share * (last - first + 1) / history  # (in the days read)
+    unlisted = shares.least or 1.0  # (no statistics yet: any lexeme may be in all)
+    share = min(n.share(shares.listed, unlisted) for n in plan.needs)
+    expected = extent.rows * share * (last - first + 1) / history  # (in the days read)
     days = last - first + 1
     if expected > SLICE_ABOVE * needed:
         days = max(1, math.ceil(days * SLICE_ABOVE * needed / expected))
@@ -476,9 +485,7 @@ async def _read(
     days: str | None = None,
     channels: str | None = None,
 ) -> list[q.Hit]:
-    """One read of the window within what is left of the budget (through the search
-    index alone when there is an index query)."""
-    await q.set_time_budget(conn, milliseconds=_left(deadline), index_only=index is not None)
+    """One read of the window within what is left of the budget."""
     return await q.search_window(
         conn,
         channel_ids=channel_ids,
@@ -490,7 +497,25 @@ async def _read(
         rank_query=rank,
         days=days,
         channels=channels,
+        seconds=_left(deadline) / 1000,
     )
+
+
+# The lexeme shares of the latest statistics of each database this process searched
+# (the statistics change only at ANALYZE: reading them costs as much as a search's
+# narrowest read).
+_SHARES: dict[tuple[str, int, datetime | None], q.Shares] = {}
+SHARES_KEPT = 8
+
+
+async def _shares(conn: asyncpg.Connection, extent: q.Extent) -> q.Shares:
+    found = _SHARES.get(extent.statistics)
+    if found is None:
+        found = await q.get_lexeme_shares(conn)
+        while len(_SHARES) >= SHARES_KEPT:
+            del _SHARES[next(iter(_SHARES))]
+        _SHARES[extent.statistics] = found
+    return found
 
 
 def _between(filters: q.Filters, first: int, last: int) -> q.Filters:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 from uuid import UUID
 
 import asyncpg
@@ -32,8 +33,16 @@ class CompiledTerm:
     plain: str | None  # tsquery text: the term's words as written, all of them
 
 
+# The languages of the servers searched, and English when a conversation is searched
+# too or no server is (conversations are stemmed in English).
 _COMPILE_TERMS = rf"""
-    WITH t AS (
+    WITH langs AS (
+        SELECT array_agg(DISTINCT l.c) AS cs
+        FROM (SELECT search_language AS c FROM servers WHERE id = ANY($2::uuid[])
+              UNION ALL
+              SELECT 'english'::regconfig
+              WHERE $3::bool OR NOT EXISTS (SELECT 1 FROM servers WHERE id = ANY($2::uuid[]))) l
+    ), t AS (
         SELECT u.ord, btrim(regexp_replace(xf_fold(u.raw), '{_WHITESPACE}', ' ', 'g')) AS f
         FROM unnest($1::text[]) WITH ORDINALITY AS u(raw, ord)
     )
@@ -45,7 +54,7 @@ _COMPILE_TERMS = rf"""
                   GROUP BY k.n) g) AS grams,
            (SELECT string_agg('(' || q::text || ')', ' | ')
             FROM (SELECT plainto_tsquery(c, t.f) AS q
-                  FROM unnest($2::regconfig[] || 'simple'::regconfig) AS c) w
+                  FROM unnest((SELECT cs FROM langs) || 'simple'::regconfig) AS c) w
             WHERE numnode(w.q) > 0) AS words,
            nullif(plainto_tsquery('simple'::regconfig, t.f)::text, '') AS plain
     FROM t ORDER BY t.ord
@@ -53,12 +62,23 @@ _COMPILE_TERMS = rf"""
 
 
 async def compile_terms(
-    conn: asyncpg.Connection, *, terms: list[str], languages: list[str]
+    conn: asyncpg.Connection, *, terms: list[str], server_ids: list[UUID], conversations: bool
 ) -> list[CompiledTerm]:
-    """Each term folded, with its grams and its words as tsquery text (stemmed in each
-    of `languages` and as written)."""
-    records = await conn.fetch(_COMPILE_TERMS, terms, languages)
+    """Each term folded, with its grams and its words as tsquery text (stemmed in the
+    language of each of these servers, in English too with `conversations`, and as
+    written)."""
+    records = await conn.fetch(_COMPILE_TERMS, terms, server_ids, conversations)
     return [CompiledTerm(**{**r, "grams": json.loads(r["grams"])}) for r in records]
+
+
+# A search's settings for the rest of its transaction ($1: the statement timeout in
+# milliseconds; $2: 'off' to read messages only through the search index).
+_SETTINGS = """
+    set_config('statement_timeout', $1, true),
+    set_config('plan_cache_mode', 'force_custom_plan', true),
+    set_config('max_parallel_workers_per_gather', '0', true),
+    set_config('enable_seqscan', $2, true), set_config('enable_indexscan', $2, true)
+"""
 
 
 async def set_time_budget(
@@ -70,19 +90,10 @@ async def set_time_budget(
     index: the planner cannot see that the grams of one word come together, nor what
     the markers narrow, and would otherwise walk or scan the whole table. No parallel
     workers: starting them costs more than a search's reads."""
-    scan = "off" if index_only else "on"
-    await conn.execute(
-        "SELECT set_config('statement_timeout', $1, true), "
-        "set_config('plan_cache_mode', 'force_custom_plan', true), "
-        "set_config('max_parallel_workers_per_gather', '0', true), "
-        "set_config('enable_seqscan', $2, true), set_config('enable_indexscan', $2, true)",
-        str(milliseconds),
-        scan,
-    )
+    await conn.execute(f"SELECT {_SETTINGS}", str(milliseconds), "off" if index_only else "on")
 
 
-@dataclass(frozen=True)
-class Hit:
+class Hit(NamedTuple):  # (a window holds a thousand: a tuple is made fastest)
     id: UUID
     created_at: datetime
     rank: float
@@ -111,14 +122,30 @@ _TERMS_HOLD = rf"""
                END) = t.neg)
 """
 
-_SEARCH_WINDOW = f"""
+# The channels and date bounds. Where the search index reads the candidates, its
+# channel and day markers narrow them as far as either could, and a condition the
+# planner could serve from another index (`messages_channel_seq_key`,
+# `messages_created_idx`) would only add a second, longer read: so there they are
+# written as tests no index serves (IS TRUE).
+_BOUNDS = """
+    m.channel_id = ANY($1::uuid[])
+    AND ($11::timestamptz IS NULL OR m.created_at >= $11::timestamptz)
+    AND ($12::timestamptz IS NULL OR m.created_at < $12::timestamptz)
+"""
+_BOUNDS_UNINDEXED = """
+    (m.channel_id = ANY($1::uuid[])) IS TRUE
+    AND ($11::timestamptz IS NULL OR (m.created_at >= $11::timestamptz) IS TRUE)
+    AND ($12::timestamptz IS NULL OR (m.created_at < $12::timestamptz) IS TRUE)
+"""
+
+_WINDOW_FROM = """
     WITH terms AS MATERIALIZED (
         SELECT u.kind, u.f, u.q::tsquery AS q, u.neg
         FROM unnest($3::text[], $4::text[], $5::text[], $6::bool[]) AS u(kind, f, q, neg)
     ), w AS (
         SELECT m.id, m.created_at, m.search
         FROM messages m
-        WHERE m.channel_id = ANY($1::uuid[]) AND m.deleted_at IS NULL
+        WHERE m.deleted_at IS NULL
           AND ($2::tsquery IS NULL
                OR (m.search || xf_search_marks(m.channel_id, m.created_at)) @@ $2::tsquery)
           AND ($21::tsquery IS NULL
@@ -129,8 +156,8 @@ _SEARCH_WINDOW = f"""
           AND ($8::uuid[] IS NULL OR m.author_id IS NULL OR m.author_id <> ALL($8::uuid[]))
           AND ($9::uuid[] IS NULL OR m.mentions && $9::uuid[])
           AND ($10::uuid[] IS NULL OR NOT m.mentions && $10::uuid[])
-          AND ($11::timestamptz IS NULL OR m.created_at >= $11::timestamptz)
-          AND ($12::timestamptz IS NULL OR m.created_at < $12::timestamptz)
+"""
+_WINDOW_REST = f"""
           AND ($13::timestamptz IS NULL OR (m.created_at, m.id) <= ($13::timestamptz, $14::uuid))
           AND ($15::bool IS NULL
                OR EXISTS (SELECT 1 FROM attachments a WHERE a.message_id = m.id) = $15::bool)
@@ -149,6 +176,8 @@ _SEARCH_WINDOW = f"""
            CASE WHEN $20::tsquery IS NULL THEN 0 ELSE ts_rank(w.search, $20::tsquery, 1) END AS rank
     FROM w
 """
+_SEARCH_WINDOW = f"{_WINDOW_FROM} AND {_BOUNDS} {_WINDOW_REST}"
+_SEARCH_WINDOW_INDEXED = f"{_WINDOW_FROM} AND {_BOUNDS_UNINDEXED} {_WINDOW_REST}"
 
 
 @dataclass(frozen=True)
@@ -189,15 +218,17 @@ async def search_window(
     rank_query: str | None,
     days: str | None = None,
     channels: str | None = None,
+    seconds: float | None = None,
 ) -> list[Hit]:
     """The newest `limit` live messages of these channels (no newer than `upto`) that
     match the index query, every check and the filters, newest first, each ranked
     against `rank_query` (0 without one). `days` and `channels` (tsquery text of markers:
     `day_marks`, `channel_marks`) narrow the index query, each as a key of its own (the
     index then skips through each list by the others, rather than testing the whole
-    query on every message of those days or channels)."""
+    query on every message of those days or channels). Past `seconds` the
+    statement is cancelled (TimeoutError)."""
     records = await conn.fetch(
-        _SEARCH_WINDOW,
+        _SEARCH_WINDOW if index_query is None else _SEARCH_WINDOW_INDEXED,
         channel_ids,
         index_query,
         [c.kind for c in checks],
@@ -220,8 +251,9 @@ async def search_window(
         rank_query,
         days,
         channels,
+        timeout=seconds,
     )
-    return many(Hit, records)
+    return [Hit(*r) for r in records]
 
 
 @dataclass(frozen=True)
@@ -275,15 +307,6 @@ async def list_user_ids_by_name(
     return {r["name"]: r["id"] for r in records}
 
 
-async def list_search_languages(conn: asyncpg.Connection, *, server_ids: list[UUID]) -> list[str]:
-    """The languages these servers' messages are stemmed in."""
-    records = await conn.fetch(
-        "SELECT DISTINCT search_language::text AS lang FROM servers WHERE id = ANY($1::uuid[])",
-        server_ids,
-    )
-    return [r["lang"] for r in records]
-
-
 async def list_languages(conn: asyncpg.Connection) -> list[str]:
     """The text search configurations PostgreSQL comes with (a server may pick one)."""
     records = await conn.fetch(
@@ -317,54 +340,70 @@ async def reindex_server_messages(
 
 
 @dataclass(frozen=True)
-class Estimate:
-    shares: dict[str, float]  # lexeme -> share of messages holding it, for those listed
-    least: float  # the least share listed (0: no statistics yet)
+class Extent:
     rows: int  # messages ever written in the channels searched
     rows_all: int  # about how many messages there are in all
     oldest: datetime | None  # the oldest and newest live messages (None: there are none)
     newest: datetime | None
+    statistics: tuple[str, int, datetime | None]  # the database, table and last ANALYZE
 
 
-async def get_estimate(
-    conn: asyncpg.Connection, *, lexemes: list[str], channel_ids: list[UUID]
-) -> Estimate:
-    """What a search would read: how common each of `lexemes` is among the index's most
-    common (ANALYZE's sample), how many messages the channels hold (their counters: no
-    message row is read), and the span of days messages were written in."""
+_EXTENT = f"""
+    SELECT (SELECT COALESCE(sum(last_seq), 0) FROM channels WHERE id = ANY($3::uuid[])) AS rows,
+           (SELECT reltuples FROM pg_class WHERE oid = 'messages'::regclass) AS rows_all,
+           (SELECT created_at FROM messages WHERE deleted_at IS NULL
+            ORDER BY created_at, id LIMIT 1) AS oldest,
+           (SELECT created_at FROM messages WHERE deleted_at IS NULL
+            ORDER BY created_at DESC, id DESC LIMIT 1) AS newest,
+           current_database() AS db, 'messages'::regclass::oid::bigint AS rel,
+           GREATEST(pg_stat_get_last_analyze_time('messages'::regclass),
+                    pg_stat_get_last_autoanalyze_time('messages'::regclass)) AS analyzed,
+           {_SETTINGS}
+"""
+
+
+async def begin_window(
+    conn: asyncpg.Connection, *, channel_ids: list[UUID], milliseconds: int, index_only: bool
+) -> Extent:
+    """What a search would read (how many messages the channels hold, from their
+    counters: no message row is read; the span of days messages were written in; which
+    statistics describe them), as the first statement of the search's transaction,
+    which also sets its budget and settings (`set_time_budget`), in the same round
+    trip."""
+    r = await conn.fetchrow(_EXTENT, str(milliseconds), "off" if index_only else "on", channel_ids)
+    assert r is not None
+    return Extent(
+        int(r["rows"]),
+        max(int(r["rows"]), int(r["rows_all"])),  # (-1 before the first ANALYZE)
+        r["oldest"],
+        r["newest"],
+        (r["db"], r["rel"], r["analyzed"]),
+    )
+
+
+@dataclass(frozen=True)
+class Shares:
+    listed: dict[str, float]  # lexeme -> share of messages holding it, for those listed
+    least: float  # the least share listed (0: no statistics yet)
+
+
+async def get_lexeme_shares(conn: asyncpg.Connection) -> Shares:
+    """How common the index's most common lexemes are (ANALYZE's sample)."""
     records = await conn.fetch(
         """
-        SELECT e.lexeme, e.freq,
-               (SELECT COALESCE(sum(last_seq), 0) FROM channels
-                WHERE id = ANY($2::uuid[])) AS rows,
-               (SELECT reltuples FROM pg_class WHERE oid = 'messages'::regclass) AS rows_all,
-               (SELECT created_at FROM messages WHERE deleted_at IS NULL
-                ORDER BY created_at, id LIMIT 1) AS oldest,
-               (SELECT created_at FROM messages WHERE deleted_at IS NULL
-                ORDER BY created_at DESC, id DESC LIMIT 1) AS newest
-        FROM (SELECT 1) one
-        LEFT JOIN (
-            SELECT x.lexeme, x.freq, x.n
-            FROM pg_stats s,
-                 unnest(s.most_common_elems::text::text[], s.most_common_elem_freqs)
-                     WITH ORDINALITY AS x(lexeme, freq, n)
-            WHERE s.schemaname = current_schema() AND s.tablename = 'messages'
-              AND s.attname = 'search' AND (x.lexeme = ANY($1::text[]) OR x.lexeme IS NULL)
-        ) e ON true
-        ORDER BY e.n
-        """,
-        lexemes,
-        channel_ids,
+        SELECT x.lexeme, x.freq
+        FROM pg_stats s,
+             unnest(s.most_common_elems::text::text[], s.most_common_elem_freqs)
+                 WITH ORDINALITY AS x(lexeme, freq, n)
+        WHERE s.schemaname = current_schema() AND s.tablename = 'messages'
+          AND s.attname = 'search'
+        ORDER BY x.n
+        """
     )
     tail = [r["freq"] for r in records if r["lexeme"] is None and r["freq"] is not None]
-    first = records[0]
-    return Estimate(
+    return Shares(
         {r["lexeme"]: r["freq"] for r in records if r["lexeme"] is not None},
         tail[0] if tail else 0.0,  # (the tail: least, most, share without any)
-        int(first["rows"]),
-        max(int(first["rows"]), int(first["rows_all"])),  # (-1 before the first ANALYZE)
-        first["oldest"],
-        first["newest"],
     )
 
 
