@@ -139,8 +139,10 @@ async def search_messages(
     limit: int = 25,
     tz: str = "UTC",
     budget_ms: int = 2000,
+    cursor_key: bytes,
 ) -> SearchPage:
-    """A page of the live messages matching `text` that the actor may read.
+    """A page of the live messages matching `text` that the actor may read (its cursor
+    signed with `cursor_key`).
 
     Raises: BadRequest (INVALID_QUERY with its position, INVALID_PAGE, INVALID_CURSOR,
     INVALID_TIMEZONE); NotFound (SERVER_NOT_FOUND, CHANNEL_NOT_FOUND) for a scope the
@@ -151,8 +153,8 @@ async def search_messages(
         raise BadRequest(f"limit is 1 to {MAX_LIMIT}", code="INVALID_PAGE", field="limit")
     zone = _zone(tz)
     query = parse(text)
-    fingerprint = [text, sort, tz, str(scope.server_id), str(scope.channel_id)]
-    after = read_cursor(cursor, fingerprint) if cursor else None
+    fingerprint = [str(actor.user_id), text, sort, tz, str(scope.server_id), str(scope.channel_id)]
+    after = read_cursor(cursor, cursor_key, fingerprint) if cursor else None
     channels = await _readable(conn, actor, scope)
     deadline = monotonic() + budget_ms / 1000
     try:
@@ -164,7 +166,17 @@ async def search_messages(
         # one snapshot: the spans of days a search reads in turn see the same messages
         async with conn.transaction(readonly=True, isolation="repeatable_read"):
             return await _search(
-                conn, actor, plan, channel_ids, filters, sort, after, limit, fingerprint, deadline
+                conn,
+                actor,
+                plan,
+                channel_ids,
+                filters,
+                sort,
+                after,
+                limit,
+                deadline,
+                cursor_key,
+                fingerprint,
             )
     except (asyncpg.QueryCanceledError, TimeoutError):
         raise SearchTimeout(
@@ -212,8 +224,9 @@ async def _search(
     sort: str,
     after: Cursor | None,
     limit: int,
-    fingerprint: list[str],
     deadline: float,
+    cursor_key: bytes,
+    fingerprint: list[str],
 ) -> SearchPage:
     rank = " | ".join(f"({p})" for p in plan.rank) if sort == "relevance" and plan.rank else None
     window = SEARCH_WINDOW + 1 if sort == "relevance" or after is None else limit + 2
@@ -238,7 +251,9 @@ async def _search(
         snapshot = after.snapshot if after else newest
         assert snapshot is not None
         next_cursor = write_cursor(
-            Cursor(snapshot, (last.rank, last.created_at, last.id), total, capped), fingerprint
+            Cursor(snapshot, (last.rank, last.created_at, last.id), total, capped),
+            cursor_key,
+            fingerprint,
         )
     return SearchPage(results, total, capped, next_cursor)
 
@@ -439,6 +454,8 @@ async def _window(
         return []
     unlisted = shares.least or 1.0  # (no statistics yet: any lexeme may be in all)
     share = min(n.share(shares.listed, unlisted) for n in plan.needs)
+    if filters.authors is not None:  # (a from: filter leaves their share of the matches)
+        share *= min(1.0, sum(shares.authors.get(a, shares.other_author) for a in filters.authors))
     expected = extent.rows * share * (last - first + 1) / history  # (in the days read)
     days = last - first + 1
     if expected > SLICE_ABOVE * needed:

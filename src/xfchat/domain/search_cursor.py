@@ -1,14 +1,17 @@
-"""The opaque cursor of a search page: where the next page starts, bound to the query
-it came from. A cursor is hostile input: it is parsed strictly, and one made for
-another query, sort or scope is refused rather than half-obeyed."""
+"""The opaque cursor of a search page: where the next page starts, bound to the
+searcher and the query it came from by an HMAC under the server's key. A cursor is
+hostile input: it is parsed strictly, and one made for another user, query, sort or
+scope, or by anyone but the server, is refused rather than half-obeyed (so the total it
+carries is the one the server counted for this searcher)."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from uuid import UUID
 
 import orjson
@@ -32,13 +35,14 @@ def _bad() -> BadRequest:
     )
 
 
-def _digest(fingerprint: list[str]) -> str:
-    return hashlib.sha256("\x00".join(fingerprint).encode()).hexdigest()[:16]
+def _digest(key: bytes, fingerprint: list[str]) -> str:
+    message = "\x00".join(fingerprint).encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()[:32]
 
 
-def write_cursor(cursor: Cursor, fingerprint: list[str]) -> str:
+def write_cursor(cursor: Cursor, key: bytes, fingerprint: list[str]) -> str:
     body = [
-        _digest(fingerprint),
+        _digest(key, fingerprint),
         cursor.snapshot[0].isoformat(),
         str(cursor.snapshot[1]),
         cursor.last[0],
@@ -50,14 +54,16 @@ def write_cursor(cursor: Cursor, fingerprint: list[str]) -> str:
     return base64.urlsafe_b64encode(orjson.dumps(body)).decode().rstrip("=")
 
 
-def read_cursor(text: str, fingerprint: list[str]) -> Cursor:
+def read_cursor(text: str, key: bytes, fingerprint: list[str]) -> Cursor:
     """Raises: BadRequest (INVALID_CURSOR)."""
     if len(text) > MAX_CURSOR_CHARS:
         raise _bad()
     try:
         body = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
         digest, snap_at, snap_id, rank, last_at, last_id, total, capped = body
-        if digest != _digest(fingerprint):
+        if not isinstance(digest, str) or not hmac.compare_digest(
+            digest, _digest(key, fingerprint)
+        ):
             raise ValueError("another search")
         if not isinstance(rank, (int, float)) or isinstance(rank, bool) or not math.isfinite(rank):
             raise ValueError("rank")
@@ -76,6 +82,6 @@ def _time(value: object) -> datetime:
     if not isinstance(value, str):
         raise TypeError(value)
     parsed = datetime.fromisoformat(value)
-    if parsed.tzinfo is None or not 1970 <= parsed.year <= 9999:
+    if parsed.tzinfo is None or not 1970 <= parsed.year <= 9998:
         raise ValueError(value)
-    return parsed
+    return parsed.astimezone(UTC)  # (a year in range in any offset is one in UTC too)

@@ -93,6 +93,8 @@ def parse(q: str) -> Query:
     Raises: BadRequest (INVALID_QUERY, with the position of the problem)."""
     if len(q) > MAX_QUERY_CHARS:
         raise invalid(f"a query has at most {MAX_QUERY_CHARS} characters", MAX_QUERY_CHARS)
+    if "\x00" in q:  # (PostgreSQL text cannot hold it)
+        raise invalid("a query cannot contain the NUL character", q.index("\x00"))
     out = Query()
     i = 0
     while i < len(q):

@@ -385,25 +385,33 @@ async def begin_window(
 class Shares:
     listed: dict[str, float]  # lexeme -> share of messages holding it, for those listed
     least: float  # the least share listed (0: no statistics yet)
+    authors: dict[UUID, float]  # author -> share of messages they wrote, the most prolific
+    other_author: float  # at most the share of any author not listed (1: unknown)
 
 
 async def get_lexeme_shares(conn: asyncpg.Connection) -> Shares:
-    """How common the index's most common lexemes are (ANALYZE's sample)."""
+    """How common the index's most common lexemes, and the most prolific authors, are
+    (ANALYZE's sample)."""
     records = await conn.fetch(
         """
-        SELECT x.lexeme, x.freq
+        SELECT s.attname::text AS col, x.value, x.freq
         FROM pg_stats s,
-             unnest(s.most_common_elems::text::text[], s.most_common_elem_freqs)
-                 WITH ORDINALITY AS x(lexeme, freq, n)
+             unnest(COALESCE(s.most_common_elems, s.most_common_vals)::text::text[],
+                    COALESCE(s.most_common_elem_freqs, s.most_common_freqs))
+                 WITH ORDINALITY AS x(value, freq, n)
         WHERE s.schemaname = current_schema() AND s.tablename = 'messages'
-          AND s.attname = 'search'
-        ORDER BY x.n
+          AND s.attname IN ('search', 'author_id')
+        ORDER BY s.attname, x.n
         """
     )
-    tail = [r["freq"] for r in records if r["lexeme"] is None and r["freq"] is not None]
+    lexemes = [r for r in records if r["col"] == "search"]
+    tail = [r["freq"] for r in lexemes if r["value"] is None and r["freq"] is not None]
+    authors = {UUID(r["value"]): r["freq"] for r in records if r["col"] == "author_id"}
     return Shares(
-        {r["lexeme"]: r["freq"] for r in records if r["lexeme"] is not None},
+        {r["value"]: r["freq"] for r in lexemes if r["value"] is not None},
         tail[0] if tail else 0.0,  # (the tail: least, most, share without any)
+        authors,
+        min(authors.values()) if authors else 1.0,  # (those listed are the most common)
     )
 
 
