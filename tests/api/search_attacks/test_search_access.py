@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -282,11 +281,11 @@ async def test_a_tampered_cursor_is_400_never_500(
     assert failures == {}
 
 
-async def test_hidden_matches_change_no_observable_but_time(
+async def test_hidden_matches_change_nothing_observable(
     client: httpx.AsyncClient, raw: httpx.AsyncClient, make_user: MakeUser, db_url: str
 ) -> None:
     """A word in many messages of a channel ben cannot read: the same answer as a word in
-    none (times printed, not asserted)."""
+    none, whether the index is narrowed to his channels or not."""
     ann, ben = await make_user("ann"), await make_user("ben")
     srv = await community(client, ann, ben)
     secret = (await factories.server_channel(client, srv, ann, "secret"))["id"]
@@ -296,27 +295,16 @@ async def test_hidden_matches_change_no_observable_but_time(
     await bulk(db_url, srv.general, ann.id, [(f"visible filler {i}", now) for i in range(50)])
     await bulk(db_url, secret, ann.id, [(f"hiddenhot word {i}", now) for i in range(6000)])
     await sql(db_url, "ANALYZE messages")
-    answers, timings = {}, {}
-    for q in ("hiddenhot", "hiddencold", "hiddenh*", "iddenho", "hiddenhot -visible"):
-        spent = []
-        for _ in range(5):
-            t = time.perf_counter()
+    answers: dict[str, Any] = {}
+
+    async def ask(*queries: str) -> None:
+        for q in queries:
             got = await search(raw, ben, q=q)
-            spent.append(time.perf_counter() - t)
-        answers[q] = (got.status_code, strip(got.json()))
-        timings[q] = round(sorted(spent)[2] * 1000, 1)
-    print("median ms (ben reads a small share):", timings)
-    assert len({str(a) for a in answers.values()}) == 1, answers
+            answers[q] = (got.status_code, strip(got.json()))
+        assert len({str(a) for a in answers.values()}) == 1, answers
+
+    await ask("hiddenhot", "hiddencold", "hiddenh*", "iddenho", "hiddenhot -visible")
     # ben reads most messages: the index is no longer narrowed to his channels
     await bulk(db_url, srv.general, ann.id, [(f"visible filler {i}", now) for i in range(20000)])
     await sql(db_url, "ANALYZE messages")
-    for q in ("hiddenhot", "hiddencold", "iddenho"):
-        spent = []
-        for _ in range(5):
-            t = time.perf_counter()
-            got = await search(raw, ben, q=q)
-            spent.append(time.perf_counter() - t)
-        answers[q] = (got.status_code, strip(got.json()))
-        timings[q] = round(sorted(spent)[2] * 1000, 1)
-    print("median ms (ben reads most):", timings)
-    assert len({str(a) for a in answers.values()}) == 1, answers
+    await ask("hiddenhot", "hiddencold", "iddenho")
