@@ -142,6 +142,36 @@ async def local_server() -> AsyncIterator[tuple[str, psutil.Process, Any]]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+@contextlib.asynccontextmanager
+async def ceiling_server(raw: bool = False) -> AsyncIterator[tuple[str, psutil.Process]]:
+    """The in-memory ceiling (bench/ceiling.py) as its own process."""
+    port = _free_port()
+    command = [sys.executable, "-m", "bench.ceiling", "--port", str(port)]
+    proc = psutil.Popen(command + (["--raw"] if raw else []))
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        async with httpx.AsyncClient(timeout=1) as client:
+            while True:
+                if proc.poll() is not None:
+                    raise SystemExit(f"the ceiling exited with status {proc.returncode}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(f"{base}/ready")).status_code == 200:
+                        break
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"the ceiling did not start in {START_TIMEOUT_S} s")
+                await asyncio.sleep(0.1)
+        yield base, proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except psutil.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
 def _tail(log: Path, lines: int = 30) -> str:
     """The end of the server's log (its directory is removed on the way out)."""
     text = log.read_bytes().decode(errors="replace") if log.exists() else ""
@@ -159,10 +189,11 @@ def _free_port() -> int:
 class Usage:
     """CPU seconds and memory of the server process and of PostgreSQL between marks."""
 
-    def __init__(self, server: psutil.Process | None, pg: Any) -> None:
+    def __init__(self, server: psutil.Process | None, pg: Any, name: str = "XFChat") -> None:
         self.me = psutil.Process()
         self.server = server
         self.pg = psutil.Process(pg.pid) if pg is not None and pg.pid else None
+        self.name = name
 
     def _pg_procs(self) -> list[psutil.Process]:
         if self.pg is None:
@@ -191,9 +222,10 @@ class Usage:
         if self.server is None:
             return f"server CPU: not measured (--target); {me}"
         rss = self.server.memory_info().rss / 2**20
+        pg = f"PostgreSQL CPU {100 * (end[2] - start[2]) / wall:.0f} %; " if self.pg else ""
         return (
             f"server CPU {100 * (end[1] - start[1]) / wall:.0f} % of a core, RSS {rss:.0f} MiB; "
-            f"PostgreSQL CPU {100 * (end[2] - start[2]) / wall:.0f} %; {me}"
+            f"{pg}{me}"
         )
 
 
@@ -302,7 +334,7 @@ async def point(
     receivers: int,
     transport: str,
     label: str,
-) -> None:
+) -> Result:
     """`senders` x `messages` into group conversations of at most 25 people; every
     receiver follows the group its user is in."""
     people = max(senders, receivers)
@@ -312,7 +344,7 @@ async def point(
         members = [users[g::groups] for g in range(groups)]
         conversations = [await make_group(client, m) for m in members]
     group_of = {u.id: conversations[g] for g, ms in enumerate(members) for u in ms}
-    await measure(
+    return await measure(
         base,
         usage,
         users,
@@ -336,7 +368,7 @@ async def measure(
     receivers: int,
     transport: str,
     label: str,
-) -> None:
+) -> Result:
     """The first `senders` users send `messages` each into their channel (`group_of`),
     while the first `receivers` users each hold one real-time connection."""
     run = Run()
@@ -370,21 +402,26 @@ async def measure(
     arrived = [(mid, t) for (_, mid), t in first.items() if mid in run.sends]
     e2e = [t - run.sends[mid] for mid, t in arrived]
     total = senders * messages
-    print(f"\n{label}  [{transport}]")
+    result = Result(
+        throughput=total / sent_in,
+        e2e_p50=statistics.median(e2e) if e2e else float("nan"),
+        e2e_p99=pct(e2e, 99) if e2e else float("nan"),
+    )
+    print(f"  {usage.name}:")
     print(
-        f"  sent {total} messages in {sent_in:.2f} s: {total / sent_in:,.0f} msgs/s"
+        f"    sent {total} messages in {sent_in:.2f} s: {result.throughput:,.0f} msgs/s"
         f"   ({run.failed} failed)"
     )
     print(
-        f"  send latency        p50 {1000 * statistics.median(run.send_latency):6.1f} ms"
+        f"    send latency        p50 {1000 * statistics.median(run.send_latency):6.1f} ms"
         f"   p99 {1000 * pct(run.send_latency, 99):6.1f} ms"
     )
     if e2e:
         print(
-            f"  end-to-end latency  p50 {1000 * statistics.median(e2e):6.1f} ms"
-            f"   p99 {1000 * pct(e2e, 99):6.1f} ms"
+            f"    end-to-end latency  p50 {1000 * result.e2e_p50:6.1f} ms"
+            f"   p99 {1000 * result.e2e_p99:6.1f} ms"
         )
-    delivered = f"  delivered {len(e2e):,}/{expected:,} ({100 * len(e2e) / expected:.2f} %)"
+    delivered = f"    delivered {len(e2e):,}/{expected:,} ({100 * len(e2e) / expected:.2f} %)"
     if arrived:
         interval = max(t for _, t in arrived) - t0
         delivered += (
@@ -392,7 +429,24 @@ async def measure(
             f" ({interval:.2f} s, first send to last arrival)"
         )
     print(f"{delivered}; {duplicates} duplicates")
-    print(f"  {resources}")
+    print(f"    {resources}")
+    return result
+
+
+@dataclass
+class Result:
+    throughput: float  # messages/s over the senders' wall time
+    e2e_p50: float  # seconds, send start to arrival, over every message x receiver
+    e2e_p99: float
+
+
+def compare(label: str, xfchat: Result, ceiling: Result) -> None:
+    """XFChat's share of the ceiling, measured in the same run."""
+    print(
+        f"  => XFChat {xfchat.throughput:,.0f} msgs/s = {100 * xfchat.throughput / ceiling.throughput:.0f} %"
+        f" of the ceiling's {ceiling.throughput:,.0f}; end-to-end p99 {1000 * xfchat.e2e_p99:.1f} ms"
+        f" against the ceiling's {1000 * ceiling.e2e_p99:.1f} ms   [{label}]"
+    )
 
 
 async def paging(base: str, usage: Usage, *, messages: int) -> None:
@@ -460,6 +514,9 @@ async def main() -> None:
     parser.add_argument("--messages", type=positive, help="per sender (default 100)")
     parser.add_argument("--receivers", type=positive, help="(default 10)")
     parser.add_argument("--transport", choices=sorted(RECEIVERS), default="sse")
+    parser.add_argument(
+        "--raw-ceiling", action="store_true", help="the ceiling without a framework (bare ASGI)"
+    )
     args = parser.parse_args()
     if args.target and not re.fullmatch(r"http://[^/:]+:\d+/?", args.target):
         parser.error("--target must be http://host:port (plain HTTP, explicit port)")
@@ -471,35 +528,45 @@ async def main() -> None:
         k, m, r = args.senders, args.messages or 100, args.receivers or 10
         points = [(k, m, r, f"{k} senders x {m} msgs, {r} receivers")]
 
-    async def run_points(base: str, usage: Usage) -> None:
-        for senders, messages, receivers, label in points:
-            await point(
-                base,
-                usage,
-                senders=senders,
-                messages=messages,
-                receivers=receivers,
-                transport=args.transport,
-                label=label,
-            )
+    async def run_points(targets: list[tuple[str, Usage]], pg_url: str) -> None:
+        for n, (senders, messages, receivers, label) in enumerate(points):
+            print(f"\n{label}  [{args.transport}]")
+            results = {}
+            for base, usage in targets if n % 2 == 0 else targets[::-1]:  # (alternating)
+                results[usage.name] = await point(
+                    base,
+                    usage,
+                    senders=senders,
+                    messages=messages,
+                    receivers=receivers,
+                    transport=args.transport,
+                    label=label,
+                )
+            if len(results) == 2:
+                compare(label, results["XFChat"], results["ceiling"])
         if args.senders is None:
+            base, usage = targets[0]
             await paging(base, usage, messages=1200)
             from bench.server_points import server_points  # (it uses this module's helpers)
 
-            await server_points(base, usage, pg_url, transport=args.transport)
+            await server_points(targets, pg_url, transport=args.transport)
 
     if args.target:
-        pg_url = os.environ.get("DATABASE_URL", "")
-        await run_points(args.target.rstrip("/"), Usage(None, None))
+        await run_points(
+            [(args.target.rstrip("/"), Usage(None, None))], os.environ.get("DATABASE_URL", "")
+        )
         return
-    async with local_server() as (base, proc, pg):
-        pg_url = pg.url
+    async with (
+        local_server() as (base, proc, pg),
+        ceiling_server(args.raw_ceiling) as (top, ceiling),
+    ):
         print(
             f"xfchat serve (pid {proc.pid}) on {base}, PostgreSQL {pg.binaries.major} "
             f"(durable: fsync and synchronous_commit on), {os.cpu_count()} CPUs, "
-            "load generator in this process"
+            f"load generator in this process; the in-memory ceiling (pid {ceiling.pid}) "
+            f"on {top}, each point run against both, alternating which goes first"
         )
-        await run_points(base, Usage(proc, pg))
+        await run_points([(base, Usage(proc, pg)), (top, Usage(ceiling, None, "ceiling"))], pg.url)
 
 
 if __name__ == "__main__":

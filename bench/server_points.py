@@ -25,7 +25,7 @@ import asyncpg
 import httpx
 
 from bench.common import pct
-from bench.load import Run, Usage, User, measure, register, send_all
+from bench.load import Result, Run, Usage, User, compare, measure, register, send_all
 
 
 async def make_server(
@@ -75,14 +75,15 @@ async def _fill(pg_url: str, server_id: str, members: int) -> None:
 
 async def server_channel_point(
     base: str, usage: Usage, pg_url: str, *, transport: str, members: int = 1000
-) -> None:
+) -> Result:
     senders, messages, receivers = 50, 40, 200
     async with httpx.AsyncClient(base_url=base, timeout=120) as client:
         users = await register(client, receivers)
         server = await make_server(client, users[0], users[1:])
-    await _fill(pg_url, server["id"], members)
+    if pg_url:  # (the ceiling has no database: members who never connect cost it nothing)
+        await _fill(pg_url, server["id"], members)
     general = server["channels"][0]["id"]
-    await measure(
+    return await measure(
         base,
         usage,
         users,
@@ -91,11 +92,14 @@ async def server_channel_point(
         messages=messages,
         receivers=receivers,
         transport=transport,
-        label=(
-            f"server channel: {senders} senders x {messages} msgs, {receivers} receivers"
-            f" online in one channel of a {members:,}-member server"
-        ),
+        label=SERVER_CHANNEL.format(senders, messages, receivers, members),
     )
+
+
+SERVER_CHANNEL = (
+    "server channel: {} senders x {} msgs, {} receivers online in one channel of a "
+    "{:,}-member server"
+)
 
 
 async def big_server_point(base: str, usage: Usage, pg_url: str, *, members: int = 10_000) -> None:
@@ -164,9 +168,20 @@ async def big_server_point(base: str, usage: Usage, pg_url: str, *, members: int
         print(f"  {usage.report(start)}")
 
 
-async def server_points(base: str, usage: Usage, pg_url: str, *, transport: str) -> None:
+async def server_points(targets: list[tuple[str, Usage]], pg_url: str, *, transport: str) -> None:
+    """The server-channel point against every target (XFChat first, then the ceiling),
+    then the big server's figures (XFChat only)."""
     if not pg_url:
         print("\n(server points skipped: they need DATABASE_URL to add members)")
         return
-    await server_channel_point(base, usage, pg_url, transport=transport)
+    print(f"\n{SERVER_CHANNEL.format(50, 40, 200, 1000)}  [{transport}]")
+    results = {}
+    for base, usage in targets:
+        xfchat = usage.name == "XFChat"
+        results[usage.name] = await server_channel_point(
+            base, usage, pg_url if xfchat else "", transport=transport
+        )
+    if len(results) == 2:
+        compare("server channel", results["XFChat"], results["ceiling"])
+    base, usage = targets[0]
     await big_server_point(base, usage, pg_url)
