@@ -112,8 +112,18 @@ def calls(path: Path, names: set[str]) -> list[str]:
     return found
 
 
-EVENT_WRITERS = {"insert_events", "insert_events_many", "insert_messages_and_events", "notify"}
-EVENT_WRITING_MODULES = {PACKAGE / "domain" / "events.py", PACKAGE / "domain" / "messages_send.py"}
+EVENT_WRITERS = {
+    "insert_events",
+    "insert_events_many",
+    "insert_messages_and_events",
+    "send_batch_fast",
+    "notify",
+}
+EVENT_WRITING_MODULES = {
+    PACKAGE / "domain" / "events.py",
+    PACKAGE / "domain" / "messages_send.py",
+    PACKAGE / "domain" / "messages_send_fast.py",
+}
 
 
 def test_only_the_event_writers_call_the_statements_that_write_events() -> None:
@@ -176,8 +186,8 @@ ACCESS_TABLE_MANAGERS = {
 def test_only_the_access_seam_decides_who_may_see_a_channel() -> None:
     """SQL reads the tables that decide access only in db/queries/access.py (and in the
     functions that manage those memberships); only domain/access.py (and the send batch,
-    through its `refusal`) turns the facts into permissions; nothing in realtime or api
-    touches either."""
+    through its `refusal` and `facts_permissions`, on either path) turns the facts into
+    permissions; nothing in realtime or api touches either."""
     offenders = []
     for path in modules(QUERIES):
         if path.name == "access.py":
@@ -195,7 +205,12 @@ def test_only_the_access_seam_decides_who_may_see_a_channel() -> None:
         if path not in {PACKAGE / "domain" / "access.py", PACKAGE / "domain" / "permissions.py"}:
             if re.search(r"\bcompute_permissions\(", text):
                 offenders.append(f"{path.relative_to(ROOT)}: compute_permissions")
-        seam_user = path.parent.name == "domain" and path.name in {"access.py", "messages_send.py"}
+        seam_user = path.parent.name == "domain" and path.name in {
+            "access.py",
+            "messages_batch.py",
+            "messages_send.py",
+            "messages_send_fast.py",
+        }
         if "queries.access" in text and not seam_user and path.parent != QUERIES:
             if path.name != "permissions.py":  # it only names the facts' type
                 offenders.append(f"{path.relative_to(ROOT)}: imports db.queries.access")

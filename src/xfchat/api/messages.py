@@ -32,7 +32,7 @@ from xfchat.api.uploads import is_multipart, read_form
 from xfchat.domain import messages, messages_upload
 from xfchat.domain.accounts import Actor
 from xfchat.domain.events import AuthorPayload, MessagePayload, PublicUserPayload
-from xfchat.domain.messages_send import SendRequest, SendResult
+from xfchat.domain.messages_batch import SendRequest, SendResult
 from xfchat.domain.profile import public_profile
 
 router = APIRouter(prefix="/api/channels/{channel_id}/messages", tags=["messages"])

@@ -15,8 +15,8 @@ channel returns the stored message.
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -31,60 +31,28 @@ from xfchat.domain.access import (
     MESSAGE_KINDS,
     channel_not_found,
     facts_permissions,
-    facts_viewers,
     refusal,
 )
-from xfchat.domain.accounts import Actor
-from xfchat.domain.attachments import AttachmentDraft, attachment_json
-from xfchat.domain.events import AuthorPayload, MessagePayload, encode
+from xfchat.domain.attachments import AttachmentDraft
+from xfchat.domain.events import MessagePayload, encode
 from xfchat.domain.messages import (
-    loud_mentions,
     mentioned_ids,
     mentioned_role_ids,
-    message_json,
     not_a_text_channel,
     view_json,
 )
+from xfchat.domain.messages_batch import (
+    BucketCounts,
+    Buckets,
+    Mentions,
+    Pings,
+    SendRequest,
+    SendResult,
+    drafts,
+)
 from xfchat.domain.permissions import Permission
-from xfchat.domain.rate_limits import Decision, bucket_key, decide
+from xfchat.domain.rate_limits import Decision
 from xfchat.errors import BadRequest, Conflict, RateLimited, XFChatError
-from xfchat.settings import RateLimit
-
-
-@dataclass
-class SendRequest:
-    actor: Actor
-    author: AuthorPayload  # the author's public fields, as messages show them
-    channel_id: UUID
-    message_id: UUID
-    content: str
-    client_chose_id: bool  # PUT: the id is the client's, and idempotency goes by it
-    nonce: str | None = None
-    reply_to_id: UUID | None = None
-    # Files stored in the send's own transaction (domain/messages_upload.py; such a
-    # send is a batch of its own), inserted with the message.
-    attachments: list[AttachmentDraft] = field(default_factory=list)
-    # Rate-limit buckets this send counts in: (bucket, key, rule). They are counted in
-    # the batch's own transaction, so a send costs no round trip of its own.
-    limits: list[tuple[str, str, RateLimit]] = field(default_factory=list)
-    future: asyncio.Future[SendResult] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
-    deadline: float = 0.0  # loop time by which it must be answered (set when queued)
-    started: bool = False  # its batch's transaction has begun: its outcome is the batch's
-
-
-def check_nonce(nonce: str | None) -> None:
-    """Raises: BadRequest (INVALID_NONCE)."""
-    if nonce is not None and not 1 <= len(nonce) <= 64:
-        raise BadRequest("a nonce is 1 to 64 characters", code="INVALID_NONCE", field="nonce")
-
-
-@dataclass(frozen=True)
-class SendResult:
-    message: MessagePayload
-    created: bool  # False: an idempotent repeat that returned the stored message
-    decisions: list[Decision] = field(default_factory=list)
 
 
 def _same_send(req: SendRequest, old: dict[str, Any]) -> bool:
@@ -116,55 +84,18 @@ class StaleBatch(Exception):
     (the next attempt reads the new access)."""
 
 
-class _Buckets:
-    """The batch's rate-limit buckets. The first statement reads (and locks) each
-    bucket's count; only the sends that will be written count in them, in order, so an
-    idempotent repeat or a refused send costs nothing; the write adds what they used."""
-
-    def __init__(self, reqs: list[SendRequest]) -> None:
-        self.rules: dict[str, tuple[str, RateLimit]] = {}
-        self.of: list[list[str]] = []
-        for req in reqs:
-            mine = []
-            for bucket, key, rule in req.limits:
-                stored = bucket_key(bucket, key)
-                self.rules[stored] = (bucket, rule)
-                mine.append(stored)
-            self.of.append(mine)
-        self.order = sorted(self.rules)
-        self.added = dict.fromkeys(self.order, 0)
-
-    def judge(self, state: send_q.SendBatchState, i: int, count: bool) -> list[Decision]:
-        """Request i's decisions; if `count`, it is counted in its buckets when every one
-        of them allows it (a repeat is never counted, and always allowed)."""
-        hits = dict(zip(self.order, state.bucket_hits, strict=True))
-        ends = dict(zip(self.order, state.bucket_ends, strict=True))
-        mine = self.of[i]
-        used = [hits[b] + self.added[b] + (1 if count else 0) for b in mine]
-        decisions = [
-            decide(self.rules[b][0], self.rules[b][1], n, ends[b], state.now)
-            for b, n in zip(mine, used, strict=True)
-        ]
-        if not count:
-            return [replace(d, allowed=True) for d in decisions]
-        if all(d.allowed for d in decisions):
-            for b in mine:
-                self.added[b] += 1
-        return decisions
-
-    def increments(self) -> tuple[list[str], list[int]]:
-        used = [b for b in self.order if self.added[b]]
-        return used, [self.added[b] for b in used]
-
-
 async def write_batch(
-    conn: asyncpg.Connection, channel_id: UUID, reqs: list[SendRequest]
+    conn: asyncpg.Connection,
+    channel_id: UUID,
+    reqs: list[SendRequest],
+    seen: Callable[[UUID, list[dict[str, Any]]], None] | None = None,
 ) -> list[SendResult | XFChatError]:
     """Write one channel's batch in the caller's transaction (two statements); one
-    outcome per request. Raises StaleBatch (nothing written) if access changed while the
-    first statement waited for the channel's lock."""
+    outcome per request. `seen` is told the access facts read (the fast path decides
+    the next batches from them). Raises StaleBatch (nothing written) if access changed
+    while the first statement waited for the channel's lock."""
     mentions = {id(r): mentioned_ids(r.content) for r in reqs}
-    buckets = _Buckets(reqs)
+    buckets = Buckets(reqs)
     with_nonce = [r for r in reqs if r.nonce]
     authors = list(dict.fromkeys(r.actor.user_id for r in reqs))
     state = await send_q.prepare_send_batch(
@@ -176,13 +107,15 @@ async def write_batch(
         nonce_authors=[r.actor.user_id for r in with_nonce],
         nonces=[r.nonce for r in with_nonce if r.nonce],
         buckets=buckets.order,
-        periods=[buckets.rules[b][1].period_s for b in buckets.order],
+        periods=buckets.periods(),
         role_ids=list({role for r in reqs for role in mentioned_role_ids(r.content)}),
     )
     if state is None:
         return [channel_not_found() for _ in reqs]
     if not state.current:
         raise StaleBatch
+    if seen is not None:
+        seen(channel_id, state.facts)
     facts = facts_from_json(state.facts)
     by_user = {f.user_id: f for f in facts}
     attaching = {r.actor.user_id for r in reqs if r.attachments}
@@ -196,6 +129,7 @@ async def write_batch(
     if facts and facts[0].kind not in MESSAGE_KINDS:
         denied = {a: e or not_a_text_channel() for a, e in denied.items()}
     slow = _Slowmode(state, by_user)
+    counts = BucketCounts(state.bucket_hits, state.bucket_ends, state.now)
     fates = _sort_out(reqs, state, denied)
     outcomes: list[SendResult | XFChatError | None] = [None] * len(reqs)
     inserting: list[int] = []
@@ -203,7 +137,7 @@ async def write_batch(
     for i, fate in enumerate(fates):
         # Slowmode first: a send it refuses is not counted in the rate limits either.
         waited = slow.refusal(reqs[i].actor.user_id) if fate is None else None
-        decisions.append(buckets.judge(state, i, count=fate is None and waited is None))
+        decisions.append(buckets.judge(counts, i, count=fate is None and waited is None))
         limited = next((d for d in decisions[i] if not d.allowed), None)
         if isinstance(fate, XFChatError):
             outcomes[i] = fate
@@ -216,19 +150,10 @@ async def write_batch(
             slow.sent(reqs[i].actor.user_id)
     bodies: dict[str, MessagePayload] = {}
     if inserting:
-        mentionable = facts_viewers(facts)
         previews = {UUID(p["id"]): p for p in state.replyable}
         roles = {UUID(r["id"]): bool(r["mentionable"]) for r in state.roles}
-        in_server = facts[0].server_id is not None
-
-        def mentioned(req: SendRequest) -> _Mentions:
-            users = [u for u in mentions[id(req)] if u in mentionable]
-            if not in_server:
-                return _Mentions(users, False, [])
-            perms = facts_permissions(by_user[req.actor.user_id])
-            return _Mentions(users, *loud_mentions(req.content, perms, roles))
-
-        new = [(reqs[i], mentioned(reqs[i])) for i in inserting]
+        pings = Pings(facts, roles)
+        new = [(reqs[i], pings.of(reqs[i], mentions[id(reqs[i])])) for i in inserting]
         bodies = await _insert(conn, channel_id, state.now, new, previews, buckets.increments())
         for i in inserting:
             outcomes[i] = SendResult(bodies[str(reqs[i].message_id)], True, decisions[i])
@@ -353,18 +278,11 @@ def _sort_out(
     return fates
 
 
-@dataclass(frozen=True)
-class _Mentions:
-    users: list[UUID]  # those who may see the channel
-    everyone: bool
-    roles: list[UUID]
-
-
 async def _insert(
     conn: asyncpg.Connection,
     channel_id: UUID,
     now: datetime,
-    new: list[tuple[SendRequest, _Mentions]],
+    new: list[tuple[SendRequest, Mentions]],
     previews: dict[UUID, dict[str, Any]],
     counted: tuple[list[str], list[int]],
 ) -> dict[str, MessagePayload]:
@@ -373,35 +291,7 @@ async def _insert(
     to their newest message, in the caller's transaction; their bodies by message id."""
     if not conn.is_in_transaction():
         raise RuntimeError("messages are written inside the batch's transaction")
-    rows = [
-        q.MessageRow(
-            id=r.message_id,
-            channel_id=channel_id,
-            seq=0,
-            author_id=r.actor.user_id,
-            kind="default",
-            content=r.content,
-            nonce=r.nonce,
-            reply_to_id=r.reply_to_id,
-            mentions=mentioned.users,
-            mention_everyone=mentioned.everyone,
-            mention_roles=mentioned.roles,
-            created_at=now,
-            edited_at=None,
-            deleted_at=None,
-            pinned_at=None,
-        )
-        for r, mentioned in new
-    ]
-    bodies = [
-        message_json(
-            row,
-            r.author,
-            reply_to=previews.get(r.reply_to_id) if r.reply_to_id else None,  # type: ignore[arg-type]
-            attachments=[attachment_json(d) for d in r.attachments],
-        )
-        for row, (r, _) in zip(rows, new, strict=True)
-    ]
+    rows, bodies = drafts(channel_id, now, new, previews)
     last = await send_q.insert_messages_and_events(  # "seq": 0 until the statement fills it
         conn,
         channel_id=channel_id,

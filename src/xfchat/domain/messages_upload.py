@@ -24,12 +24,8 @@ from xfchat.domain.attachments import (
     stored_type,
 )
 from xfchat.domain.messages import MAX_CONTENT, message_channel
-from xfchat.domain.messages_send import (
-    SendRequest,
-    SendResult,
-    check_nonce,
-    write_batch,
-)
+from xfchat.domain.messages_batch import SendRequest, SendResult, check_nonce
+from xfchat.domain.messages_send import write_batch
 from xfchat.domain.messages_writer import RETRIED, RETRIES, channel_busy
 from xfchat.domain.permissions import Permission
 from xfchat.errors import BadRequest, PayloadTooLarge, XFChatError

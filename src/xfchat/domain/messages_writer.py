@@ -3,8 +3,10 @@
 Each process has one MessageWriter. A send waits in the queue of the worker that owns
 its channel (channels are spread over a few workers by hash, so one busy channel does
 not hold up the others). A worker takes everything waiting and writes each channel's
-sends as one batch (domain/messages_send.py): four round trips (BEGIN, two statements,
-COMMIT) whatever its size, and no send learns its result before COMMIT. Two batches of
+sends as one batch: in one round trip, a statement that is its own transaction, when the
+batch can be decided from the access facts read for the last one
+(domain/messages_send_fast.py), else in four (BEGIN, two statements, COMMIT:
+domain/messages_send.py); whatever its size, no send learns its result before COMMIT. Two batches of
 a queue may be in flight at once; sends in flight together have no order between them
 (a client that needs its messages in order sends each after the previous one is
 acknowledged).
@@ -28,13 +30,9 @@ from uuid import UUID
 import asyncpg
 
 from xfchat.domain.messages import check_content
-from xfchat.domain.messages_send import (
-    SendRequest,
-    SendResult,
-    StaleBatch,
-    check_nonce,
-    write_batch,
-)
+from xfchat.domain.messages_batch import SendRequest, SendResult, check_nonce
+from xfchat.domain.messages_send import StaleBatch, write_batch
+from xfchat.domain.messages_send_fast import FactsCache, eligible, write_batch_fast
 from xfchat.errors import ServiceUnavailable, XFChatError
 from xfchat.tasks import stop
 
@@ -98,6 +96,7 @@ class MessageWriter:
         self._unanswered: set[asyncio.Future[SendResult]] = set()
         self._drained = asyncio.Event()  # set whenever no send is pending
         self._drained.set()
+        self.facts = FactsCache()  # what the fast path decides from
 
     def start(self) -> None:
         self.tasks = [
@@ -220,8 +219,15 @@ class MessageWriter:
         self.sends += len(reqs)
         for attempt in range(1, RETRIES + 1):
             try:
-                async with self.pool.acquire() as conn, conn.transaction():
-                    outcomes = await write_batch(conn, channel_id, reqs)
+                async with self.pool.acquire() as conn:
+                    fast = attempt == 1 and eligible(reqs)
+                    found = (
+                        await write_batch_fast(conn, channel_id, reqs, self.facts) if fast else None
+                    )
+                    if found is None:
+                        async with conn.transaction():
+                            found = await write_batch(conn, channel_id, reqs, self.facts.remember)
+                    outcomes = found
                 break  # committed
             except RETRIED:
                 # Another process inserted one of these ids (or nonces) meanwhile, or who

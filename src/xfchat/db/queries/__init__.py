@@ -2,9 +2,10 @@
 
 A query function is `async def verb_noun(conn, *, ...)`, uses `$n` placeholders only,
 never opens a transaction, and returns typed rows. The statements that append events
-and queue their notifications (`event_log.insert_events`, `event_log.insert_events_many`, `event_log.notify`,
-`messages_send.insert_messages_and_events`) are called only from `realtime/events.py`
-(tests/unit/test_house_rules.py checks it).
+and queue their notifications (`event_log.insert_events`, `event_log.insert_events_many`,
+`event_log.notify`, `messages_send.insert_messages_and_events`,
+`messages_send.send_batch_fast`) are called only from `domain/events.py` and the send
+batch (tests/unit/test_house_rules.py checks it).
 """
 
 from __future__ import annotations

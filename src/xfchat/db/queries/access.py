@@ -143,6 +143,14 @@ FACTS_OF_USERS_JSON = f"""
      SELECT COALESCE(json_agg(f), '[]'::json) FROM ({FACTS_SELECT}) f)
 """
 
+# The same facts keyed by user id, as jsonb (equal whatever the order of the rows): the
+# send batch's fast path compares them with those it decided from.
+FACTS_BY_USER_JSONB = f"""
+    (WITH pairs AS (SELECT $1::uuid AS channel_id, u AS user_id FROM unnest($2::uuid[]) AS u)
+     SELECT COALESCE(jsonb_object_agg(f.user_id, to_jsonb(f)), '{{}}'::jsonb)
+     FROM ({FACTS_SELECT}) f)
+"""
+
 _FACTS_OF_USERS = f"""
     WITH pairs AS (SELECT $1::uuid AS channel_id, u AS user_id FROM unnest($2::uuid[]) AS u)
     {FACTS_SELECT}

@@ -11,9 +11,8 @@ from uuid import UUID
 import asyncpg
 
 from xfchat.db.queries import maybe
-from xfchat.db.queries.access import FACTS_OF_USERS_JSON
-from xfchat.db.queries.messages import REPLY_PREVIEW_OBJECT, SEARCH_CONFIG_OF_1
-from xfchat.db.queries.rate_limits import HIT_BUCKETS_CTES
+from xfchat.db.queries.access import FACTS_BY_USER_JSONB, FACTS_OF_USERS_JSON
+from xfchat.db.queries.messages import REPLY_PREVIEW_OBJECT
 
 
 @dataclass(frozen=True)
@@ -42,14 +41,12 @@ _PREPARE_SEND_BATCH = (
         WITH c AS (
             SELECT id, server_id, access_version, rate_limit_per_user FROM channels
             WHERE id = $1 FOR KEY SHARE
-        ), t AS (SELECT clock_timestamp() AS clock),
-"""
-    # Zero hits: the buckets are read, their windows renewed and their rows locked; the
-    # write adds what the batch used (only sends that are written count).
-    + HIT_BUCKETS_CTES.format(
-        buckets="$7", periods="$8", counts="array_fill(0, ARRAY[cardinality($7::text[])])"
-    )
-    + """
+        ), h AS (
+            -- Zero hits: the buckets are read, their windows renewed and their rows
+            -- locked; the write adds what the batch used (only sends written count).
+            SELECT * FROM xf_hit_buckets($7::text[], $8::int[],
+                                         array_fill(0, ARRAY[cardinality($7::text[])]))
+        )
         SELECT now() AS now,
                -- The lock returns the row's newest version, the facts come from this
                -- statement's snapshot: equal versions mean the facts are current.
@@ -89,8 +86,8 @@ _PREPARE_SEND_BATCH = (
                                      OFFSET 0) m
                    ) m
                ), '[]'::json) AS existing,
-               ARRAY(SELECT h.hits FROM hits h JOIN w USING (bucket) ORDER BY w.ord) AS bucket_hits,
-               ARRAY(SELECT h.expires_at FROM hits h JOIN w USING (bucket) ORDER BY w.ord) AS bucket_ends,
+               ARRAY(SELECT o_hits FROM h ORDER BY o_ord) AS bucket_hits,
+               ARRAY(SELECT o_expires_at FROM h ORDER BY o_ord) AS bucket_ends,
                c.rate_limit_per_user AS slowmode,
                CASE WHEN c.rate_limit_per_user = 0 THEN '[]'::json ELSE COALESCE((
                    SELECT json_agg(json_build_object('user_id', rs.user_id, 'at', rs.last_sent_at))
@@ -148,60 +145,15 @@ async def prepare_send_batch(
 
 
 # A message's event body is built before its seq is known, with "seq":0 as a
-# placeholder for the statement to fill in. Only the key can match the pattern: inside a
-# JSON string every quote is escaped.
+# placeholder for the statement to fill in (and, on the fast path, before its time is
+# known: "created_at":"@now"). Only the key can match the pattern: inside a JSON string
+# every quote is escaped.
 SEQ_PLACEHOLDER = '"seq":0,'
-_INSERT_MESSAGES_AND_EVENTS = f"""
-        WITH c AS (
-            UPDATE channels SET last_seq = last_seq + cardinality($3::uuid[])
-            WHERE id = $1
-            RETURNING last_seq
-        ), t AS (
-            SELECT u.*, c.last_seq - cardinality($3::uuid[]) + u.ord AS seq
-            FROM c, unnest($3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::uuid[], $8::text[],
-                           $9::text[], $13::bool[], $14::text[])
-                    WITH ORDINALITY AS u(id, author, content, nonce, reply_to, mentions, data,
-                                         everyone, roles, ord)
-        ), m AS (
-            INSERT INTO messages (id, channel_id, seq, author_id, content, nonce, reply_to_id,
-                                  mentions, mention_everyone, mention_roles, created_at,
-                                  search_config)
-            SELECT t.id, $1, t.seq, t.author, t.content, t.nonce, t.reply_to,
-                   CASE WHEN t.mentions = '' THEN '{{}}'::uuid[]
-                        ELSE string_to_array(t.mentions, ',')::uuid[] END,
-                   t.everyone,
-                   CASE WHEN t.roles = '' THEN '{{}}'::uuid[]
-                        ELSE string_to_array(t.roles, ',')::uuid[] END,
-                   $2, {SEARCH_CONFIG_OF_1}
-            FROM t
-        ), s AS (
-            -- Taken after the counter (it hangs off c): the same lock order as every other
-            -- writer of this channel, which locks the channel row first.
-            INSERT INTO event_streams AS es (kind, entity_id, last_pos)
-            SELECT 'channel', $1, cardinality($3::uuid[]) FROM c
-            ON CONFLICT (kind, entity_id) DO UPDATE
-                SET last_pos = es.last_pos + cardinality($3::uuid[])
-            RETURNING id, last_pos
-        ), e AS (
-            INSERT INTO events (stream_id, pos, type, data)
-            SELECT s.id, s.last_pos - cardinality($3::uuid[]) + t.ord, 'message.created',
-                   replace(t.data, $10::text, '"seq":' || t.seq || ',')::jsonb
-            FROM s, t
-        ), read AS (
-            -- Sending marks the channel read up to the author's own message.
-            -- last_sent_at is what slowmode measures from.
-            INSERT INTO read_states AS r (user_id, channel_id, last_read_seq, last_sent_at)
-            SELECT t.author, $1, max(t.seq), $2 FROM t GROUP BY t.author ORDER BY t.author
-            ON CONFLICT (user_id, channel_id) DO UPDATE
-                SET last_read_seq = GREATEST(r.last_read_seq, EXCLUDED.last_read_seq),
-                    last_sent_at = EXCLUDED.last_sent_at, updated_at = now()
-        ), counted AS (
-            -- The rate-limit rows were locked by the batch's first statement.
-            UPDATE rate_limits r SET hits = r.hits + b.n
-            FROM unnest($11::text[], $12::int[]) AS b(bucket, n)
-            WHERE r.bucket = b.bucket
-        )
-        SELECT last_seq FROM c
+AT_PLACEHOLDER = "@now"
+_INSERT_MESSAGES_AND_EVENTS = """
+    SELECT xf_write_messages($1, $2, $3::uuid[], $4::uuid[], $5::text[], $6::text[],
+                             $7::uuid[], $8::text[], $9::text[], $12::bool[], $13::text[],
+                             $10::text[], $11::int[])
 """
 
 
@@ -226,9 +178,9 @@ async def insert_messages_and_events(
     transaction ends), insert the messages and append one `message.created` event per
     message (its body's SEQ_PLACEHOLDER filled in), move each author's read position to
     their newest message and add `counts[i]` hits to rate-limit bucket `buckets[i]`, in
-    one statement: the event-log part
-    is `event_log.insert_events` inlined, one round trip fewer on the busiest path there
-    is. The commit trigger orders and announces the events. Returns the last sequence
+    one statement (xf_write_messages, migration 0024: the event-log part is
+    `event_log.insert_events` inlined, one round trip fewer on the busiest path there
+    is). The commit trigger orders and announces the events. Returns the last sequence
     number taken (the messages hold last-n+1 .. last, in order)."""
     last = await conn.fetchval(
         _INSERT_MESSAGES_AND_EVENTS,
@@ -241,10 +193,80 @@ async def insert_messages_and_events(
         reply_to_ids,
         [",".join(str(u) for u in m) for m in mentions],
         event_datas,
-        SEQ_PLACEHOLDER,
         buckets,
         counts,
         mention_everyone,
         [",".join(str(r) for r in m) for m in mention_roles],
     )
     return int(last)
+
+
+@dataclass(frozen=True)
+class FastBatch:
+    status: str  # ok (written), gone, stale, slowmode, repeat or limited (nothing written)
+    at: datetime  # the transaction's time: every message of the batch has it
+    last: int | None  # the last sequence number taken (the batch holds last-n+1 .. last)
+    hits: list[int] | None  # each rate-limit bucket's count before the batch
+    ends: list[datetime] | None  # ... and when its window ends
+
+
+_SEND_BATCH_FAST = f"""
+    SELECT o_status, o_at, o_last, o_hits, o_ends FROM xf_send_batch(
+        $1, (SELECT access_version FROM channels WHERE id = $1),
+        COALESCE({FACTS_BY_USER_JSONB} = $3::jsonb, false),
+        $4::uuid[], $5::uuid[], $6::text[], $7::text[], $8::int[], $9::int[],
+        $10::uuid[], $11::uuid[], $12::text[], $13::text[], $14::text[], $15::text[],
+        $16::bool[], $17::int[])
+"""
+
+
+async def send_batch_fast(
+    conn: asyncpg.Connection,
+    *,
+    channel_id: UUID,
+    users: list[UUID],
+    facts: dict[str, Any],
+    check_ids: list[UUID],
+    nonce_authors: list[UUID],
+    check_nonces: list[str],
+    buckets: list[str],
+    periods: list[int],
+    limits: list[int],
+    counts: list[int],
+    ids: list[UUID],
+    author_ids: list[UUID],
+    contents: list[str],
+    nonces: list[str | None],
+    mentions: list[list[UUID]],
+    event_datas: list[str],
+    mention_everyone: list[bool],
+) -> FastBatch:
+    """A batch of sends checked and written in one statement, which is its own
+    transaction (call it outside any), so that it returns after its commit
+    (xf_send_batch, migration 0024). `facts` is the JSON object, by user id, of the
+    access facts of `users` the batch was decided from: if they are not the current
+    ones, or a message with one of `check_ids` or an (author, nonce) pair already
+    exists, or the channel has slowmode, or any bucket would go past its limit with
+    `counts` added, nothing is written and the status says which."""
+    record = await conn.fetchrow(
+        _SEND_BATCH_FAST,
+        channel_id,
+        users,
+        facts,
+        check_ids,
+        nonce_authors,
+        check_nonces,
+        buckets,
+        periods,
+        limits,
+        ids,
+        author_ids,
+        contents,
+        nonces,
+        [",".join(str(u) for u in m) for m in mentions],
+        event_datas,
+        mention_everyone,
+        counts,
+    )
+    assert record is not None
+    return FastBatch(*record)

@@ -5,33 +5,12 @@ from datetime import datetime
 
 import asyncpg
 
-# CTEs that count hits in rate-limit buckets, shared by every statement that counts
-# them. Parameters: {buckets} text[], {periods} int[] (window lengths in seconds) and
-# {counts} int[] (hits to add), plus a CTE `t` with the database clock as `clock`.
-# A bucket's window opens at its first hit after the previous one ended and lasts its
-# period, judged by the database clock, so every server process agrees on it (a window
-# aligned on the epoch would reset every key at the same instant, mid-burst). Defines
-# `w` (each bucket with its period and its place `ord` in the arrays) and `hits` (each
-# bucket's count after this statement, and its window's end); rows are locked in bucket
-# order, so concurrent statements cannot deadlock.
-HIT_BUCKETS_CTES = """
-        w AS (
-            SELECT b.bucket, b.period, b.n, b.ord, t.clock AS start
-            FROM t, unnest({buckets}::text[], {periods}::int[], {counts}::int[])
-                    WITH ORDINALITY AS b(bucket, period, n, ord)
-        ), hits AS (
-            INSERT INTO rate_limits AS r (bucket, window_start, expires_at, hits)
-            SELECT bucket, start, start + make_interval(secs => period), n FROM w ORDER BY bucket
-            ON CONFLICT (bucket) DO UPDATE SET
-                hits = CASE WHEN r.expires_at > EXCLUDED.window_start
-                            THEN r.hits + EXCLUDED.hits ELSE EXCLUDED.hits END,
-                window_start = CASE WHEN r.expires_at > EXCLUDED.window_start
-                                    THEN r.window_start ELSE EXCLUDED.window_start END,
-                expires_at = CASE WHEN r.expires_at > EXCLUDED.window_start
-                                  THEN r.expires_at ELSE EXCLUDED.expires_at END
-            RETURNING bucket, hits, expires_at
-        )
-"""
+# xf_hit_buckets (migration 0024) counts hits in rate-limit buckets for every statement
+# that counts them. A bucket's window opens at its first hit after the previous one
+# ended and lasts its period, judged by the database clock, so every server process
+# agrees on it (a window aligned on the epoch would reset every key at the same
+# instant, mid-burst); rows are locked in bucket order, so concurrent statements cannot
+# deadlock.
 
 
 @dataclass(frozen=True)
@@ -47,17 +26,13 @@ async def hit_buckets(
     """Count one request in each of these buckets (each named once), in one autocommit
     statement on an UNLOGGED table; their states in the order given."""
     records = await conn.fetch(
-        "WITH t AS (SELECT clock_timestamp() AS clock),"
-        + HIT_BUCKETS_CTES.format(buckets="$1", periods="$2", counts="$3")
-        + """
-        SELECT h.hits, h.expires_at, t.clock AS now
-        FROM t, hits h JOIN w USING (bucket) ORDER BY w.ord
-        """,
+        "SELECT o_hits, o_expires_at, o_clock"
+        " FROM xf_hit_buckets($1::text[], $2::int[], $3::int[]) ORDER BY o_ord",
         buckets,
         periods,
         [1] * len(buckets),
     )
-    return [BucketState(r["hits"], r["expires_at"], r["now"]) for r in records]
+    return [BucketState(*r) for r in records]
 
 
 async def delete_expired_buckets(conn: asyncpg.Connection) -> int:

@@ -1,0 +1,189 @@
+"""The send batch: one round trip when it can be decided from the access facts read for
+the last one (domain/messages_send_fast.py), the checked path otherwise; either way the
+same answers, the same stored messages and events, and nothing written that the
+current access forbids."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from tests import factories
+from tests.conftest import make_settings
+from tests.factories import MakeUser, community, override
+from xfchat.db.pool import init_connection
+from xfchat.domain.permissions import Permission as P
+from xfchat.settings import Settings
+
+
+@pytest.fixture
+def settings(db_url: str) -> Settings:
+    return make_settings(db_url, rate_messages_user="1000/60")
+
+
+class Statements:
+    """Every statement the writer's connections send (asyncpg's query logger on a pool
+    of the test's database put in place of the writer's own)."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def log(self, record: Any) -> None:
+        self.sent.append(" ".join(record.query.split())[:80])
+
+    def take(self) -> list[str]:
+        sent, self.sent = self.sent, []
+        return sent
+
+
+@pytest.fixture
+async def statements(app: FastAPI, db_url: str) -> AsyncIterator[Statements]:
+    seen = Statements()
+
+    async def init(conn: asyncpg.Connection) -> None:
+        await init_connection(conn)
+        conn.add_query_logger(seen.log)
+
+    async def keep(conn: asyncpg.Connection) -> None:
+        pass  # (as the app's pool: no reset statement between uses)
+
+    pool = await asyncpg.create_pool(db_url, min_size=1, max_size=1, init=init, reset=keep)
+    writer = app.state.writer
+    own, writer.pool = writer.pool, pool
+    try:
+        yield seen
+    finally:
+        writer.pool = own
+        await pool.close()
+
+
+async def test_a_batch_decided_from_known_facts_costs_one_statement(
+    client: httpx.AsyncClient, make_user: MakeUser, app: FastAPI, statements: Statements
+) -> None:
+    ann, ben, dm = await factories.pair(client, make_user, "group")
+    await factories.say(client, ben, dm, "(the connection learns its types)")
+    statements.take()
+    await factories.say(client, ann, dm, "first: the checked path reads the facts")
+    checked = statements.take()
+    assert checked[0] == "BEGIN;" and checked[-1] == "COMMIT;" and len(checked) == 4, checked
+    writer = app.state.writer
+    batches = writer.batches
+    sent = await asyncio.gather(
+        *(
+            factories.send_message(
+                client,
+                (ann, ben)[i % 2],
+                dm,
+                f"hello <@{ann.id}> {i}",
+                message_id=str(uuid.uuid4()),
+            )
+            for i in range(6)
+        ),
+        *(
+            factories.send_message(client, ben, dm, f"with a nonce {i}", nonce=f"n{i}")
+            for i in range(2)
+        ),
+    )
+    assert [r.status_code for r in sent] == [201] * 8, [r.text for r in sent]
+    fast = statements.take()
+    assert len(fast) == writer.batches - batches, fast  # one statement per batch
+    assert all(s.startswith("SELECT o_status") for s in fast), fast
+
+
+async def test_the_fast_path_stores_and_announces_what_the_checked_path_would(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    ann, ben, cat = await make_user("ann"), await make_user("ben"), await make_user("cat")
+    srv = await community(client, ann, ben, cat)
+    await factories.say(client, ann, srv.general, "warm")  # (the checked path)
+    await factories.say(client, ben, srv.general, "warm too")
+    texts = [f"hi <@{ben.id}> and <@{cat.id}>", "@everyone look", "plain", "x" * 3000]
+    for text in texts:
+        for who in (ann, ben):
+            made = await factories.say(client, who, srv.general, text)
+            shown = await client.get(
+                f"/api/channels/{srv.general}/messages/{made['id']}", headers=ann.headers
+            )
+            assert shown.json() == made
+    logged = [d for t, d in await factories.events_of(conn, "channel", uuid.UUID(srv.general))]
+    history = await client.get(
+        f"/api/channels/{srv.general}/messages", params={"limit": 100}, headers=ann.headers
+    )
+    by_id = {m["id"]: m for m in history.json()}
+    created = [d for d in logged if d.get("content") is not None and d["id"] in by_id]
+    assert len(created) == 2 + 2 * len(texts)
+    for data in created:
+        assert data == by_id[data["id"]], data  # the event is the message as stored
+    everyone = [d for d in created if d["content"] == "@everyone look"]
+    assert [d["mention_everyone"] for d in everyone] == [True, False]  # the owner may
+
+
+async def test_a_change_of_access_is_never_missed(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    """Facts remembered from an earlier batch are checked in the write: a removed
+    participant, a denied permission, a timeout lifted in the table alone."""
+    ann, ben, cat = await make_user("ann"), await make_user("ben"), await make_user("cat")
+    group = str((await factories.group(client, ann, ben, cat))["id"])
+    for who in (ann, ben, cat):
+        await factories.say(client, who, group, "warm")
+    left = await client.delete(f"/api/conversations/{group}/participants/@me", headers=cat.headers)
+    assert left.status_code == 204
+    gone = await factories.send_message(client, cat, group, "am I still here?")
+    assert gone.status_code == 404, gone.text
+    srv = await community(client, ann, ben)
+    await factories.say(client, ben, srv.general, "warm")
+    made = await override(client, ann, srv.general, "member", ben.id, deny=int(P.SEND_MESSAGES))
+    assert made.status_code in (200, 204), made.text
+    denied = await factories.send_message(client, ben, srv.general, "may I?")
+    assert denied.status_code == 403, denied.text
+    # a timeout that ends changes no version: the facts the write reads tell it
+    made = await override(client, ann, srv.general, "member", ben.id)
+    await factories.say(client, ben, srv.general, "again")
+    await conn.execute(
+        "UPDATE server_members SET timed_out_until = now() + interval '1 hour' "
+        "WHERE server_id = $1 AND user_id = $2",
+        uuid.UUID(srv.id),
+        ben.id,
+    )
+    muted = await factories.send_message(client, ben, srv.general, "muted?")
+    assert muted.status_code == 403 and muted.json()["code"] == "TIMED_OUT", muted.text
+    await conn.execute(
+        "UPDATE server_members SET timed_out_until = now() - interval '1 second' "
+        "WHERE server_id = $1 AND user_id = $2",
+        uuid.UUID(srv.id),
+        ben.id,
+    )
+    await factories.say(client, ben, srv.general, "free again")
+
+
+async def test_repeats_and_limits_get_the_checked_paths_answers(
+    client: httpx.AsyncClient, make_user: MakeUser, app_with: factories.AppWith
+) -> None:
+    ann, ben, dm = await factories.pair(client, make_user, "group")
+    mid = str(uuid.uuid4())
+    await factories.say(client, ann, dm, "warm")
+    first = await factories.send_message(client, ann, dm, "once", message_id=mid)
+    again = await factories.send_message(client, ann, dm, "once", message_id=mid)
+    other = await factories.send_message(client, ann, dm, "twice?", message_id=mid)
+    assert (first.status_code, again.status_code, other.status_code) == (201, 200, 409)
+    assert again.json() == first.json()
+    nonce = await factories.send_message(client, ann, dm, "n", nonce="k1")
+    nonce_again = await factories.send_message(client, ann, dm, "n", nonce="k1")
+    assert (nonce.status_code, nonce_again.status_code) == (201, 200)
+    fresh = str((await factories.group(client, ann, ben))["id"])
+    limited = await app_with(rate_messages_user="3/60")  # (its own writer: nothing known)
+    codes = []
+    for i in range(5):
+        sent = await limited.post(
+            f"/api/channels/{fresh}/messages", headers=ann.headers, json={"content": f"{i}"}
+        )
+        codes.append(sent.status_code)
+    assert codes == [201, 201, 201, 429, 429], codes
