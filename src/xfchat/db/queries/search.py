@@ -370,7 +370,13 @@ async def begin_window(
     statistics describe them), as the first statement of the search's transaction,
     which also sets its budget and settings (`set_time_budget`), in the same round
     trip."""
-    r = await conn.fetchrow(_EXTENT, str(milliseconds), "off" if index_only else "on", channel_ids)
+    r = await conn.fetchrow(
+        _EXTENT,
+        str(milliseconds),
+        "off" if index_only else "on",
+        channel_ids,
+        timeout=milliseconds / 1000,  # (the settings it makes apply from the next statement)
+    )
     assert r is not None
     return Extent(
         int(r["rows"]),
