@@ -4,6 +4,7 @@ may not read."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -402,7 +403,9 @@ async def test_a_search_past_its_time_budget_is_a_clear_error(
     try:
         async with blocker.transaction():
             await blocker.execute("LOCK TABLE messages IN ACCESS EXCLUSIVE MODE")
-            response = await client.get("/api/search", params={"q": "lemon"}, headers=ben.headers)
+            searching = client.get("/api/search", params={"q": "lemon"}, headers=ben.headers)
+            # (well inside the pool's 30 s statement timeout: only the budget ends it)
+            response = await asyncio.wait_for(searching, 15)
     finally:
         await blocker.close()
     assert response.status_code == 422 and response.json()["code"] == "SEARCH_TIMEOUT"
