@@ -28,7 +28,7 @@ from uuid import UUID
 import asyncpg
 
 from xfchat.db.queries import messages_send as send_q
-from xfchat.db.queries.access import facts_from_json
+from xfchat.db.queries.access import AccessFacts, facts_from_json
 from xfchat.domain.access import MESSAGE_KINDS, refusal
 from xfchat.domain.events import encode
 from xfchat.domain.messages import mentioned_ids, mentioned_role_ids, not_a_text_channel
@@ -95,6 +95,15 @@ def eligible(reqs: list[SendRequest]) -> bool:
     )
 
 
+def _refusals(facts: list[AccessFacts], authors: list[UUID]) -> dict[UUID, XFChatError | None]:
+    """Why each author may not send here (None: they may), as the checked path says."""
+    by_user = {f.user_id: f for f in facts}
+    denied = {a: refusal(by_user[a], Permission.SEND_MESSAGES) for a in authors}
+    if facts[0].kind not in MESSAGE_KINDS:
+        denied = {a: e or not_a_text_channel() for a, e in denied.items()}
+    return denied
+
+
 async def write_batch_fast(
     conn: asyncpg.Connection, channel_id: UUID, reqs: list[SendRequest], cache: FactsCache
 ) -> list[SendResult | XFChatError] | None:
@@ -108,16 +117,12 @@ async def write_batch_fast(
     if rows is None:
         return None
     facts = facts_from_json(rows)
-    by_user = {f.user_id: f for f in facts}
-    denied = {a: refusal(by_user[a], Permission.SEND_MESSAGES) for a in authors}
-    if facts[0].kind not in MESSAGE_KINDS:
-        denied = {a: e or not_a_text_channel() for a, e in denied.items()}
+    denied = _refusals(facts, authors)
     inserting = [i for i, r in enumerate(reqs) if denied[r.actor.user_id] is None]
     buckets = Buckets(reqs)
     counts = dict.fromkeys(buckets.order, 0)
-    for i in inserting:
-        for b in buckets.of[i]:
-            counts[b] += 1
+    for b in (b for i in inserting for b in buckets.of[i]):
+        counts[b] += 1
     pings = Pings(facts, {})
     new = [(reqs[i], pings.of(reqs[i], named[i])) for i in inserting]
     rows_, bodies = drafts(channel_id, PLACEHOLDER_TIME, new, {})
@@ -153,10 +158,10 @@ async def write_batch_fast(
         body["seq"] = written.last - len(bodies) + 1 + offset
         body["created_at"] = at
     seen = BucketCounts(written.hits, written.ends, written.at)
-    outcomes: list[SendResult | XFChatError] = []
     made = iter(bodies)
-    for i, req in enumerate(reqs):
-        refused = denied[req.actor.user_id]
-        decisions = buckets.judge(seen, i, count=refused is None)
-        outcomes.append(refused if refused is not None else SendResult(next(made), True, decisions))
-    return outcomes
+    return [
+        refused
+        if (refused := denied[req.actor.user_id]) is not None
+        else SendResult(next(made), True, buckets.judge(seen, i, count=True))
+        for i, req in enumerate(reqs)
+    ]
