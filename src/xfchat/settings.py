@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, NamedTuple, TypeVar
+from typing import Annotated, Literal, NamedTuple, TypeVar
 
 from pydantic import (
     AliasChoices,
@@ -78,8 +78,18 @@ class DatabaseSettings(BaseSettings):
     migrations_dir: Path | None = Field(
         default=None, validation_alias=_env("XFCHAT_MIGRATIONS_DIR")
     )
+    # Past one machine (docs/operations.md): a transaction pooler in DATABASE_URL, the
+    # direct connection for LISTEN and migrations, a streaming standby for some reads.
+    pooler: Literal["none", "transaction"] = Field(
+        default="none", validation_alias=_env("XFCHAT_DB_POOLER")
+    )
+    listen_url: str | None = Field(default=None, validation_alias=_env("XFCHAT_LISTEN_URL"))
+    replica_url: str | None = Field(default=None, validation_alias=_env("XFCHAT_REPLICA_URL"))
+    replica_wait_s: float = Field(
+        default=0.5, ge=0, le=30, validation_alias=_env("XFCHAT_REPLICA_WAIT")
+    )
 
-    @field_validator("database_url")
+    @field_validator("database_url", "listen_url", "replica_url")
     @classmethod
     def _url_scheme(cls, value: str | None) -> str | None:
         if value is None or value == "":
@@ -95,6 +105,19 @@ class DatabaseSettings(BaseSettings):
                 "(or run `uv run xfchat dev` for a local database)"
             )
         return self.database_url
+
+    def direct_url(self) -> str:
+        """The URL of a session of our own on the primary (LISTEN, session locks)."""
+        return self.listen_url or self.require_database_url()
+
+    @model_validator(mode="after")
+    def _pooler_needs_a_direct_url(self) -> DatabaseSettings:
+        if self.pooler == "transaction" and not self.listen_url:
+            raise ValueError(
+                "XFCHAT_DB_POOLER=transaction needs XFCHAT_LISTEN_URL, a direct connection "
+                "to the primary (LISTEN does not work through a transaction pooler)"
+            )
+        return self
 
 
 class RateLimit(NamedTuple):
@@ -192,6 +215,9 @@ class Settings(DatabaseSettings):
         default=1_048_576, ge=1024, le=1 << 30, validation_alias=_env("XFCHAT_MAX_BODY_BYTES")
     )
     log_level: str = Field(default="info", validation_alias=_env("XFCHAT_LOG_LEVEL"))
+    log_format: Literal["text", "json"] = Field(
+        default="text", validation_alias=_env("XFCHAT_LOG_FORMAT")
+    )
     access_log: bool = Field(default=False, validation_alias=_env("XFCHAT_ACCESS_LOG"))
     shutdown_grace_s: float = Field(
         default=5.0, ge=0, le=600, validation_alias=_env("XFCHAT_SHUTDOWN_GRACE")

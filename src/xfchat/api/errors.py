@@ -114,6 +114,14 @@ def install_error_handlers(app: FastAPI, on_db_error: Any = None) -> None:
                 "the database took too long to answer",
                 headers={"Retry-After": "1"},
             )
+        if isinstance(exc, asyncpg.TransactionRollbackError):  # a deadlock, or a standby
+            # cancelling a read that conflicts with its replay: trying again works
+            return error_response(
+                503,
+                "DATABASE_CONFLICT",
+                "the database had to cancel this request; try again",
+                headers={"Retry-After": "1"},
+            )
         if isinstance(exc, DB_UNAVAILABLE_ERRORS):
             return error_response(
                 503,
