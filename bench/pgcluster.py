@@ -193,8 +193,14 @@ class Cluster:
     bouncer: PgBouncer | None = None
 
     @classmethod
-    def start(cls, *, durable: bool, standby: bool = True, bouncer: str | None = None) -> Cluster:
-        primary, root = throwaway(prefix="xfcluster-", durable=durable)
+    def start(
+        cls, *, durable: bool, standby: bool = True, bouncer: str | None = None, pool_size: int = 20
+    ) -> Cluster:
+        # (Synchronous commit even in tests: a commit is acknowledged once flushed, so
+        # the standby can have it at once, as in production.)
+        primary, root = throwaway(
+            prefix="xfcluster-", durable=durable, extra_settings={"synchronous_commit": "on"}
+        )
         cluster = cls(root, primary)
         try:
             if standby:
@@ -202,7 +208,8 @@ class Cluster:
                 time.sleep(0.2)  # the reload is asynchronous
                 cluster.standby = make_standby(primary, root / "standby")
             if bouncer:
-                cluster.bouncer = PgBouncer(root / "pgbouncer", primary.port).start(bouncer)
+                cluster.bouncer = PgBouncer(root / "pgbouncer", primary.port, pool_size)
+                cluster.bouncer.start(bouncer)
         except BaseException:
             cluster.close()
             raise

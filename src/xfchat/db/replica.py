@@ -1,7 +1,7 @@
 """Reads that may go to a streaming standby (XFCHAT_REPLICA_URL), without a user ever
 missing their own writes.
 
-Before a read on the standby, the primary's WAL insert position is taken (one trivial
+Before a read on the standby, the primary's WAL position is taken (one trivial
 statement that touches no table); the standby serves the read once it has replayed up
 to there, which covers every write acknowledged before the read began, the reader's
 own included, whichever process took them. If it has not within XFCHAT_REPLICA_WAIT
@@ -19,7 +19,7 @@ from contextlib import asynccontextmanager
 import asyncpg
 
 from xfchat.db.pool import DATABASE_ERRORS
-from xfchat.db.queries.replication import get_replayed, get_wal_insert_lsn
+from xfchat.db.queries.replication import get_acknowledged_lsn, get_replayed
 
 log = logging.getLogger("xfchat.db")
 
@@ -47,7 +47,7 @@ class ReadRouter:
                 yield conn
             return
         async with self.primary.acquire() as conn:
-            lsn = await get_wal_insert_lsn(conn)
+            lsn = await get_acknowledged_lsn(conn)
         outcome = "primary_lagging"
         try:
             async with self.replica.acquire() as conn:
