@@ -87,6 +87,10 @@ class PgBouncer:
             f"pool_mode = transaction\ndefault_pool_size = {self.pool_size}\n"
             "max_client_conn = 2000\nserver_lifetime = 3600\n"
             "server_login_retry = 1\nadmin_users = postgres\n"
+            # While the server is down, a query waits this long for it, then fails:
+            # PgBouncer's default (120 s) would hold XFChat's requests past every
+            # deadline of ours.
+            "query_wait_timeout = 5\n"
         )
         log = open(self.root / "pgbouncer.log", "ab")
         try:

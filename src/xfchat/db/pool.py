@@ -29,6 +29,9 @@ DATABASE_ERRORS = (
     OSError,
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
+    # The protocol lost its footing: PgBouncer passes on a server's FATAL during a
+    # shutdown in the middle of an exchange ("cannot switch to state ...").
+    asyncpg.InternalClientError,
     TimeoutError,
     PoolExhausted,
 )
