@@ -17,10 +17,7 @@ import argparse
 import asyncio
 import contextlib
 import re
-import secrets
-import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -30,9 +27,7 @@ import psutil
 import websockets
 
 from bench.load import User, register
-from bench.procs import XFChat
-from xfchat.db.embedded import throwaway
-from xfchat.db.migrate import Migrator
+from bench.procs import XFChat, local_servers
 
 PER_USER = 5
 BATCH = 50  # connections opened at once
@@ -144,20 +139,8 @@ async def measure_kind(
 
 @contextlib.asynccontextmanager
 async def one_server(**env: str) -> AsyncIterator[tuple[XFChat, str]]:
-    pg, root = throwaway(prefix="xfconn-", durable=True)
-    server = None
-    try:
-        conn = await asyncpg.connect(pg.url)
-        await Migrator(conn).run()
-        await conn.close()
-        full = {"DATABASE_URL": pg.url, "XFCHAT_SECRET": secrets.token_urlsafe(48), **env}
-        server = await XFChat(full, Path(root) / "serve.log").ready()
-        yield server, pg.url
-    finally:
-        if server is not None:
-            server.stop()
-        pg.stop()
-        shutil.rmtree(root, ignore_errors=True)
+    async with local_servers(1, "xfconn-", **env) as (servers, pg):
+        yield servers[0], pg.url
 
 
 async def run(count: int) -> None:

@@ -22,14 +22,12 @@ import contextlib
 import os
 import re
 import secrets
-import shutil
 import statistics
 import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -38,10 +36,8 @@ import psutil
 import websockets
 
 from bench.common import pct
-from bench.procs import XFChat
+from bench.procs import local_servers
 from bench.wire import Connection, message_id, sse_events
-from xfchat.db.embedded import throwaway
-from xfchat.db.migrate import Migrator
 
 GROUP_MAX = 25
 SEND_TIMEOUT_S = 120  # a generous bound on one point's sends
@@ -78,22 +74,8 @@ class Run:
 
 @contextlib.asynccontextmanager
 async def local_server() -> AsyncIterator[tuple[str, psutil.Process, Any]]:
-    pg, root = throwaway(prefix="xfload-", durable=True)
-    server = None
-    try:
-        import asyncpg
-
-        conn = await asyncpg.connect(pg.url)
-        await Migrator(conn).run()
-        await conn.close()
-        env = {"DATABASE_URL": pg.url, "XFCHAT_SECRET": secrets.token_urlsafe(48)}
-        server = await XFChat(env, Path(root) / "serve.log").ready()
-        yield server.base, server.proc, pg
-    finally:
-        if server is not None:
-            server.stop()
-        pg.stop()
-        shutil.rmtree(root, ignore_errors=True)
+    async with local_servers(1, "xfload-") as (servers, pg):
+        yield servers[0].base, servers[0].proc, pg
 
 
 class Usage:

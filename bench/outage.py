@@ -18,13 +18,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import shutil
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import asyncpg
 import httpx
@@ -211,17 +209,9 @@ async def _stored(database_url: str, channel: str) -> dict[str, int]:
 
 async def run(down_s: float, senders: int, processes: int) -> None:
     from bench.load import make_group, register
-    from bench.procs import start_servers
-    from xfchat.db.embedded import throwaway
-    from xfchat.db.migrate import Migrator
+    from bench.procs import local_servers
 
-    pg, root = throwaway(prefix="xfoutage-", durable=True)
-    servers = []
-    try:
-        conn = await asyncpg.connect(pg.url)
-        await Migrator(conn).run()
-        await conn.close()
-        servers = await start_servers(processes, {"DATABASE_URL": pg.url}, Path(root))
+    async with local_servers(processes, "xfoutage-") as (servers, pg):
         bases = [s.base for s in servers]
         async with httpx.AsyncClient(base_url=bases[0], timeout=60) as client:
             users = await register(client, 4)
@@ -241,11 +231,6 @@ async def run(down_s: float, senders: int, processes: int) -> None:
         print(outcome.report())
         alive = sum(s.proc.poll() is None for s in servers)
         print(f"  XFChat processes still running (none restarted): {alive}/{processes}")
-    finally:
-        for s in servers:
-            s.stop()
-        pg.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def main() -> None:

@@ -6,13 +6,19 @@ import asyncio
 import contextlib
 import os
 import secrets
+import shutil
 import socket
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import httpx
 import psutil
+
+from xfchat.db.embedded import EmbeddedPostgres, throwaway
+from xfchat.db.migrate import Migrator
 
 START_TIMEOUT_S = 30  # for a server to answer /ready
 
@@ -93,3 +99,24 @@ async def start_servers(count: int, env: dict[str, str], logs: Path) -> list[XFC
             s.stop()
         raise
     return servers
+
+
+@contextlib.asynccontextmanager
+async def local_servers(
+    count: int = 1, prefix: str = "xfbench-", **env: str
+) -> AsyncIterator[tuple[list[XFChat], EmbeddedPostgres]]:
+    """A durable local PostgreSQL (fsync on, as in production), migrated, and `count`
+    ready `xfchat serve` processes on it; all stopped and removed afterwards."""
+    pg, root = throwaway(prefix=prefix, durable=True)
+    servers: list[XFChat] = []
+    try:
+        conn = await asyncpg.connect(pg.url)
+        await Migrator(conn).run()
+        await conn.close()
+        servers = await start_servers(count, {"DATABASE_URL": pg.url, **env}, Path(root))
+        yield servers, pg
+    finally:
+        for server in servers:
+            server.stop()
+        pg.stop()
+        shutil.rmtree(root, ignore_errors=True)
