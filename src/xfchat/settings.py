@@ -83,7 +83,9 @@ class DatabaseSettings(BaseSettings):
     pooler: Literal["none", "transaction"] = Field(
         default="none", validation_alias=_env("XFCHAT_DB_POOLER")
     )
-    listen_url: str | None = Field(default=None, validation_alias=_env("XFCHAT_LISTEN_URL"))
+    listen_url: str | None = Field(
+        default=None, validate_default=True, validation_alias=_env("XFCHAT_LISTEN_URL")
+    )
     replica_url: str | None = Field(default=None, validation_alias=_env("XFCHAT_REPLICA_URL"))
     replica_wait_s: float = Field(
         default=0.5, ge=0, le=30, validation_alias=_env("XFCHAT_REPLICA_WAIT")
@@ -91,8 +93,13 @@ class DatabaseSettings(BaseSettings):
 
     @field_validator("database_url", "listen_url", "replica_url")
     @classmethod
-    def _url_scheme(cls, value: str | None) -> str | None:
+    def _url_scheme(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None or value == "":
+            if info.field_name == "listen_url" and info.data.get("pooler") == "transaction":
+                raise ValueError(
+                    "is required with XFCHAT_DB_POOLER=transaction: a direct connection to "
+                    "the primary (LISTEN does not work through a transaction pooler)"
+                )
             return None
         if not value.startswith(("postgresql://", "postgres://")):
             raise ValueError("must start with postgresql:// (e.g. postgresql://user:pass@host/db)")
@@ -109,15 +116,6 @@ class DatabaseSettings(BaseSettings):
     def direct_url(self) -> str:
         """The URL of a session of our own on the primary (LISTEN, session locks)."""
         return self.listen_url or self.require_database_url()
-
-    @model_validator(mode="after")
-    def _pooler_needs_a_direct_url(self) -> DatabaseSettings:
-        if self.pooler == "transaction" and not self.listen_url:
-            raise ValueError(
-                "XFCHAT_DB_POOLER=transaction needs XFCHAT_LISTEN_URL, a direct connection "
-                "to the primary (LISTEN does not work through a transaction pooler)"
-            )
-        return self
 
 
 class RateLimit(NamedTuple):
