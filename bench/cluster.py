@@ -1,14 +1,15 @@
 """The cluster scenario: primary + streaming standby + PgBouncer + two XFChat processes,
 all local, with load and fault checks.
 
-    uv run python -m bench.cluster                  # about 3 minutes
+    uv run python -m bench.cluster                  # about 4 minutes
     uv run python -m bench.cluster --seconds 10 --down 5
 
 Starts a durable primary, a standby made with `pg_basebackup`, PgBouncer (Debian's
 package, installed if missing) in transaction mode in front of the primary, and two
 `xfchat serve` processes whose pools go through PgBouncer and whose LISTEN connections
 go straight to the primary. Then, first without the replica and then with it
-(XFCHAT_REPLICA_URL; both processes restarted):
+(XFCHAT_REPLICA_URL; both processes restarted), after a reference run straight to the
+primary without PgBouncer:
 
 * the send point: 20 senders x 50 messages, 20 SSE receivers, spread over both
   processes (throughput, send and end-to-end latency at p50/p99);
@@ -105,8 +106,9 @@ async def configuration(
         channel = await make_group(client, users[:GROUP_MAX])
     group_of = {u.id: channel for u in users}
     await measure(
-        bases, Usage(None, None), users, group_of, senders=20, messages=50, receivers=20,
-        transport="sse", label="send point: 20 senders x 50 msgs, 20 receivers, 2 processes",
+        bases, Usage(servers[0].proc, cluster.primary), users, group_of, senders=20, messages=50,
+        receivers=20,
+        transport="sse", label="send point: 20 senders x 50 msgs, 20 receivers, 2 processes (CPU and RSS: the first)",
     )  # fmt: skip
     await mixed(bases, users, channel, args.seconds)
     return servers
@@ -161,14 +163,19 @@ async def run(args: argparse.Namespace) -> None:
             "XFCHAT_DB_POOLER": "transaction",
             "XFCHAT_LISTEN_URL": cluster.primary.url,
         }
-        for label, extra in (
-            ("without the replica", {}),
-            ("with the replica", {"XFCHAT_REPLICA_URL": cluster.standby.url}),
+        direct = {**READ_ENV, "DATABASE_URL": cluster.primary.url}
+        for label, config in (
+            ("reference: straight to the primary, no PgBouncer, no replica", direct),
+            ("through PgBouncer, without the replica", env),
+            (
+                "through PgBouncer, with the replica",
+                env | {"XFCHAT_REPLICA_URL": cluster.standby.url},
+            ),
         ):
             print(f"\n== {label}")
             for s in servers:
                 s.stop()
-            servers = await configuration(cluster, env | extra, cluster.root, args)
+            servers = await configuration(cluster, config, cluster.root, args)
         await faults(cluster, servers, args)
     finally:
         for s in servers:

@@ -40,6 +40,7 @@ class Outcome:
     delivered: list[set[str]] = field(default_factory=list)  # per subscriber
     reconnects: int = 0  # subscriber streams that ended and were resumed
     recovered_s: float = float("nan")  # start of PostgreSQL -> every sender acked again
+    ready_after: list[int] = field(default_factory=list)  # /ready of each process at the end
     down_s: float = 0.0
 
     @property
@@ -65,7 +66,8 @@ class Outcome:
             f"(gap-free: {self.gap_free}), acknowledged-but-lost {len(self.lost)}\n"
             f"  every sender acknowledged again {self.recovered_s:.2f} s after PostgreSQL "
             f"started; {len(self.delivered)} subscribers, {self.undelivered} stored messages "
-            f"missing from them, {self.reconnects} stream reconnects"
+            f"missing from them, {self.reconnects} stream reconnects; /ready at the end: "
+            f"{self.ready_after}"
         )
 
 
@@ -181,6 +183,8 @@ async def outage_under_load(
         await asyncio.sleep(settle_s)
         halt.set()
         await asyncio.gather(*tasks)
+        async with httpx.AsyncClient(timeout=5) as client:
+            outcome.ready_after = [(await client.get(f"{b}/ready")).status_code for b in bases]
         outcome.stored = await _stored(database_url, channel)
         deadline = time.monotonic() + 30
         while outcome.undelivered and time.monotonic() < deadline:
