@@ -40,7 +40,8 @@ class Outcome:
     delivered: list[set[str]] = field(default_factory=list)  # per subscriber
     reconnects: int = 0  # subscriber streams that ended and were resumed
     recovered_s: float = float("nan")  # start of PostgreSQL -> every sender acked again
-    ready_after: list[int] = field(default_factory=list)  # /ready of each process at the end
+    # start of PostgreSQL -> /ready 200 on every process (its LISTEN connection is back)
+    ready_again_s: float = float("nan")
     down_s: float = 0.0
 
     @property
@@ -66,8 +67,8 @@ class Outcome:
             f"(gap-free: {self.gap_free}), acknowledged-but-lost {len(self.lost)}\n"
             f"  every sender acknowledged again {self.recovered_s:.2f} s after PostgreSQL "
             f"started; {len(self.delivered)} subscribers, {self.undelivered} stored messages "
-            f"missing from them, {self.reconnects} stream reconnects; /ready at the end: "
-            f"{self.ready_after}"
+            f"missing from them, {self.reconnects} stream reconnects; /ready 200 on every "
+            f"process {self.ready_again_s:.2f} s after PostgreSQL started"
         )
 
 
@@ -183,8 +184,7 @@ async def outage_under_load(
         await asyncio.sleep(settle_s)
         halt.set()
         await asyncio.gather(*tasks)
-        async with httpx.AsyncClient(timeout=5) as client:
-            outcome.ready_after = [(await client.get(f"{b}/ready")).status_code for b in bases]
+        outcome.ready_again_s = await _ready_again(bases, up_at)
         outcome.stored = await _stored(database_url, channel)
         deadline = time.monotonic() + 30
         while outcome.undelivered and time.monotonic() < deadline:
@@ -195,6 +195,19 @@ async def outage_under_load(
             task.cancel()
         await asyncio.gather(*tasks, *subs, return_exceptions=True)
     return outcome
+
+
+async def _ready_again(bases: list[str], since: float, within: float = 20) -> float:
+    """Seconds from `since` until every process answers /ready with 200 (the listener
+    reconnects with a backoff of up to 2 s); NaN if not within `within` s."""
+    async with httpx.AsyncClient(timeout=5) as client:
+        while time.monotonic() - since < within:
+            with contextlib.suppress(httpx.HTTPError):
+                answers = [(await client.get(f"{b}/ready")).status_code for b in bases]
+                if answers == [200] * len(bases):
+                    return time.monotonic() - since
+            await asyncio.sleep(0.05)
+    return float("nan")
 
 
 async def _stored(database_url: str, channel: str) -> dict[str, int]:
