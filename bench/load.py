@@ -22,7 +22,6 @@ import contextlib
 import os
 import re
 import secrets
-import shutil
 import statistics
 import sys
 import time
@@ -30,7 +29,6 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -39,25 +37,11 @@ import psutil
 import websockets
 
 from bench.common import pct
+from bench.procs import START_TIMEOUT_S, free_port, local_servers
 from bench.wire import Connection, message_id, sse_events
-from xfchat.db.embedded import throwaway
-from xfchat.db.migrate import Migrator
 
 GROUP_MAX = 25
-SERVER_ENV = {
-    "XFCHAT_RATE_MESSAGES_USER": "1000000/60",
-    "XFCHAT_RATE_API_USER": "1000000/60",
-    "XFCHAT_RATE_REGISTER_IP": "1000000/3600",
-    "XFCHAT_RATE_LOGIN_IP": "1000000/300",
-    # Registering the bench's users is not what is measured: the cheapest argon2id
-    # the server accepts (OWASP's minimum) keeps set-up short.
-    "XFCHAT_ARGON2_TIME_COST": "2",
-    "XFCHAT_ARGON2_MEMORY_KIB": "19456",
-    "XFCHAT_DB_POOL_MAX": "20",
-    "XFCHAT_LOG_LEVEL": "warning",
-}
 SEND_TIMEOUT_S = 120  # a generous bound on one point's sends
-START_TIMEOUT_S = 30  # for the server to answer /ready
 # (senders, messages each, receivers, label): what `bench.load` runs without --senders
 DEFAULT_POINTS = [
     (10, 100, 10, "10 senders x 100 msgs, 10 receivers"),
@@ -91,61 +75,14 @@ class Run:
 
 @contextlib.asynccontextmanager
 async def local_server() -> AsyncIterator[tuple[str, psutil.Process, Any]]:
-    pg, root = throwaway(prefix="xfload-", durable=True)
-    log = Path(root) / "serve.log"
-    proc = None
-    try:
-        import asyncpg
-
-        conn = await asyncpg.connect(pg.url)
-        await Migrator(conn).run()
-        await conn.close()
-        port = _free_port()
-        env = {
-            **os.environ,
-            **SERVER_ENV,
-            "DATABASE_URL": pg.url,
-            "XFCHAT_HOST": "127.0.0.1",
-            "XFCHAT_PORT": str(port),
-            "XFCHAT_SECRET": secrets.token_urlsafe(48),
-        }
-        with open(log, "wb") as out:
-            proc = psutil.Popen(
-                [sys.executable, "-m", "xfchat", "serve"], env=env, stdout=out, stderr=out
-            )
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + START_TIMEOUT_S
-        async with httpx.AsyncClient(timeout=1) as client:
-            while True:
-                if proc.poll() is not None:
-                    raise SystemExit(
-                        f"the server exited with status {proc.returncode}:\n{_tail(log)}"
-                    )
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await client.get(f"{base}/ready")).status_code == 200:
-                        break
-                if time.monotonic() > deadline:
-                    raise SystemExit(
-                        f"the server did not start in {START_TIMEOUT_S} s:\n{_tail(log)}"
-                    )
-                await asyncio.sleep(0.1)
-        yield base, proc, pg
-    finally:
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except psutil.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        pg.stop()
-        shutil.rmtree(root, ignore_errors=True)
+    async with local_servers(1, "xfload-") as (servers, pg):
+        yield servers[0].base, servers[0].proc, pg
 
 
 @contextlib.asynccontextmanager
 async def ceiling_server(raw: bool = False) -> AsyncIterator[tuple[str, psutil.Process]]:
     """The in-memory ceiling (bench/ceiling.py) as its own process."""
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-m", "bench.ceiling", "--port", str(port)]
     proc = psutil.Popen(command + (["--raw"] if raw else []))
     base = f"http://127.0.0.1:{port}"
@@ -170,20 +107,6 @@ async def ceiling_server(raw: bool = False) -> AsyncIterator[tuple[str, psutil.P
             except psutil.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-
-
-def _tail(log: Path, lines: int = 30) -> str:
-    """The end of the server's log (its directory is removed on the way out)."""
-    text = log.read_bytes().decode(errors="replace") if log.exists() else ""
-    return "\n".join(text.splitlines()[-lines:]) or "(the server's log is empty)"
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Usage:
@@ -358,7 +281,7 @@ async def point(
 
 
 async def measure(
-    base: str,
+    base: str | list[str],
     usage: Usage,
     users: list[User],
     group_of: dict[str, str],
@@ -370,11 +293,15 @@ async def measure(
     label: str,
 ) -> Result:
     """The first `senders` users send `messages` each into their channel (`group_of`),
-    while the first `receivers` users each hold one real-time connection."""
+    while the first `receivers` users each hold one real-time connection; with several
+    bases (server processes), user i uses bases[i % len(bases)]."""
+    bases = [base] if isinstance(base, str) else base
     run = Run()
     readies = [asyncio.Event() for _ in range(receivers)]
     tasks = [
-        asyncio.create_task(RECEIVERS[transport](base, users[j], j, run, readies[j]))
+        asyncio.create_task(
+            RECEIVERS[transport](bases[j % len(bases)], users[j], j, run, readies[j])
+        )
         for j in range(receivers)
     ]
     await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), 60)
@@ -385,7 +312,10 @@ async def measure(
     t0 = time.perf_counter()
     await bounded(
         "the senders",
-        *(send_all(base, users[i], group_of[users[i].id], messages, run) for i in range(senders)),
+        *(
+            send_all(bases[i % len(bases)], users[i], group_of[users[i].id], messages, run)
+            for i in range(senders)
+        ),
     )
     sent_in = time.perf_counter() - t0
     deadline = time.perf_counter() + 15

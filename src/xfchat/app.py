@@ -36,10 +36,11 @@ from xfchat.api import (
 from xfchat.api.cors import Cors
 from xfchat.api.edge import EdgeMiddleware
 from xfchat.api.errors import install_error_handlers
-from xfchat.api.metrics import Metrics
+from xfchat.api.metrics import Metrics, ReplicaCollector
 from xfchat.api.openapi import install_openapi
 from xfchat.db.migrate import discover
 from xfchat.db.pool import connect, create_pool, pool_stats
+from xfchat.db.replica import ReadRouter
 from xfchat.domain import rate_limits
 from xfchat.domain.accounts import SessionCache
 from xfchat.domain.messages_writer import MessageWriter
@@ -72,6 +73,12 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = pool is None
         app.state.pool = pool if pool is not None else await create_pool(settings)
+        replica = (  # opened lazily: a standby that is down only sends reads to the primary
+            await create_pool(settings, settings.replica_url, min_size=0)
+            if settings.replica_url
+            else None
+        )
+        app.state.reads = ReadRouter(app.state.pool, replica, settings.replica_wait_s)
         app.state.usage = UsageRecorder(app.state.pool, settings.usage_flush_interval_s)
         app.state.usage.start()
         app.state.hub = Hub(
@@ -114,6 +121,8 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
             await app.state.hub.stop()
             await app.state.presence.stop()
             await app.state.usage.stop()
+            if replica is not None:
+                await replica.close()
             if owned:
                 await app.state.pool.close()
 
@@ -139,6 +148,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
     metrics = Metrics(
         stats, hub=lambda: app.state.hub, writer=lambda: getattr(app.state, "writer", None)
     )
+    metrics.registry.register(ReplicaCollector(lambda: getattr(app.state, "reads", None)))
     app.state.metrics = metrics
     app.state.limiter = RateLimiter(observe=metrics.rate_limit_check.observe)
     install_error_handlers(app, on_db_error=metrics.count_db_error)

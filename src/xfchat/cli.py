@@ -69,12 +69,10 @@ class _CutOffStreams(logging.Filter):
         return record.getMessage() != "ASGI callable returned without completing response."
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def configure_logging(level: str, fmt: str = "text") -> None:
+    from xfchat.log_format import log_handler
+
+    logging.basicConfig(level=level.upper(), handlers=[log_handler(fmt)])
     logging.getLogger("uvicorn.error").addFilter(_CutOffStreams())
 
 
@@ -177,7 +175,7 @@ def cmd_serve(_args: argparse.Namespace) -> int:
 
         settings = load_settings()
         settings.require_database_url()
-        configure_logging(settings.log_level)
+        configure_logging(settings.log_level, settings.log_format)
         say("settings valid")
         await prepare_database(settings, say)
         return await serve_http(settings)

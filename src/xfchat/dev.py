@@ -121,7 +121,7 @@ def run_dev() -> int:
             settings = load_settings()
             if not settings.cors_origins:  # the client served here, however it is reached
                 settings = settings.model_copy(update={"cors_origins": own_origins(settings)})
-            configure_logging(settings.log_level)
+            configure_logging(settings.log_level, settings.log_format)
             say("settings valid")
             await prepare_database(settings, say)
             conn = await connect(settings)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, NamedTuple, TypeVar
+from typing import Annotated, Literal, NamedTuple, TypeVar
 
 from pydantic import (
     AliasChoices,
@@ -78,11 +78,28 @@ class DatabaseSettings(BaseSettings):
     migrations_dir: Path | None = Field(
         default=None, validation_alias=_env("XFCHAT_MIGRATIONS_DIR")
     )
+    # Past one machine (docs/operations.md): a transaction pooler in DATABASE_URL, the
+    # direct connection for LISTEN and migrations, a streaming standby for some reads.
+    pooler: Literal["none", "transaction"] = Field(
+        default="none", validation_alias=_env("XFCHAT_DB_POOLER")
+    )
+    listen_url: str | None = Field(
+        default=None, validate_default=True, validation_alias=_env("XFCHAT_LISTEN_URL")
+    )
+    replica_url: str | None = Field(default=None, validation_alias=_env("XFCHAT_REPLICA_URL"))
+    replica_wait_s: float = Field(
+        default=0.5, ge=0, le=30, validation_alias=_env("XFCHAT_REPLICA_WAIT")
+    )
 
-    @field_validator("database_url")
+    @field_validator("database_url", "listen_url", "replica_url")
     @classmethod
-    def _url_scheme(cls, value: str | None) -> str | None:
+    def _url_scheme(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None or value == "":
+            if info.field_name == "listen_url" and info.data.get("pooler") == "transaction":
+                raise ValueError(
+                    "is required with XFCHAT_DB_POOLER=transaction: a direct connection to "
+                    "the primary (LISTEN does not work through a transaction pooler)"
+                )
             return None
         if not value.startswith(("postgresql://", "postgres://")):
             raise ValueError("must start with postgresql:// (e.g. postgresql://user:pass@host/db)")
@@ -95,6 +112,10 @@ class DatabaseSettings(BaseSettings):
                 "(or run `uv run xfchat dev` for a local database)"
             )
         return self.database_url
+
+    def direct_url(self) -> str:
+        """The URL of a session of our own on the primary (LISTEN, session locks)."""
+        return self.listen_url or self.require_database_url()
 
 
 class RateLimit(NamedTuple):
@@ -192,6 +213,9 @@ class Settings(DatabaseSettings):
         default=1_048_576, ge=1024, le=1 << 30, validation_alias=_env("XFCHAT_MAX_BODY_BYTES")
     )
     log_level: str = Field(default="info", validation_alias=_env("XFCHAT_LOG_LEVEL"))
+    log_format: Literal["text", "json"] = Field(
+        default="text", validation_alias=_env("XFCHAT_LOG_FORMAT")
+    )
     access_log: bool = Field(default=False, validation_alias=_env("XFCHAT_ACCESS_LOG"))
     shutdown_grace_s: float = Field(
         default=5.0, ge=0, le=600, validation_alias=_env("XFCHAT_SHUTDOWN_GRACE")

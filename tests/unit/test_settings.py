@@ -108,3 +108,43 @@ def test_ice_server_settings_read_lists(monkeypatch: pytest.MonkeyPatch) -> None
     assert s.stun_urls == ["stun:a.example.com:3478", "stuns:[2001:db8::1]:5349"]
     assert s.turn_urls == ["turns:t.example.com:5349?transport=tcp"]
     assert s.turn_ttl_s == 86_400
+
+
+def test_a_transaction_pooler_needs_a_direct_listen_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XFCHAT_SECRET", GOOD)
+    monkeypatch.setenv("DATABASE_URL", "postgresql://x@127.0.0.1:6432/db")
+    monkeypatch.setenv("XFCHAT_DB_POOLER", "transaction")
+    monkeypatch.delenv("XFCHAT_LISTEN_URL", raising=False)
+    with pytest.raises(SettingsError, match="^XFCHAT_LISTEN_URL is required with XFCHAT_DB_POOLER"):
+        load_settings()
+    monkeypatch.setenv("XFCHAT_LISTEN_URL", "postgresql://x@127.0.0.1:5432/db")
+    s = load_settings()
+    assert s.direct_url() == "postgresql://x@127.0.0.1:5432/db"
+    monkeypatch.setenv("XFCHAT_REPLICA_URL", "mysql://replica")
+    with pytest.raises(SettingsError, match="XFCHAT_REPLICA_URL must start with postgresql://"):
+        load_settings()
+
+
+def test_json_log_lines_carry_level_logger_message_and_extras() -> None:
+    import json
+    import logging
+
+    from xfchat.log_format import JsonFormatter
+
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        import sys
+
+        record = logging.LogRecord(
+            "xfchat.x", logging.ERROR, "f", 1, "a %s", ("b",), sys.exc_info()
+        )
+    record.user_id = "u1"
+    line = json.loads(JsonFormatter().format(record))
+    assert (line["level"], line["logger"], line["message"], line["user_id"]) == (
+        "error",
+        "xfchat.x",
+        "a b",
+        "u1",
+    )
+    assert "ValueError: boom" in line["exception"] and line["time"].endswith("+00:00")

@@ -32,6 +32,7 @@ DB_UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     TimeoutError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
+    asyncpg.InternalClientError,  # (a broken exchange, as through PgBouncer at a shutdown)
     asyncpg.CannotConnectNowError,
     asyncpg.TooManyConnectionsError,
     asyncpg.AdminShutdownError,
@@ -112,6 +113,14 @@ def install_error_handlers(app: FastAPI, on_db_error: Any = None) -> None:
                 503,
                 "DATABASE_TIMEOUT",
                 "the database took too long to answer",
+                headers={"Retry-After": "1"},
+            )
+        if isinstance(exc, asyncpg.TransactionRollbackError):  # a deadlock, or a standby
+            # cancelling a read that conflicts with its replay: trying again works
+            return error_response(
+                503,
+                "DATABASE_CONFLICT",
+                "the database had to cancel this request; try again",
                 headers={"Retry-After": "1"},
             )
         if isinstance(exc, DB_UNAVAILABLE_ERRORS):

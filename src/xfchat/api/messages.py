@@ -207,7 +207,11 @@ async def get_messages(
     With a `Subscribe` header: a Braid-HTTP subscription (209, see the README)."""
     if "subscribe" in request.headers:
         return await braid.subscribe(request, actor, channel_id)
-    async with request.app.state.pool.acquire() as conn:
+    # Older history (`before=`) may come from the replica; the newest page and `after=`
+    # (catching up) read the primary.
+    state = request.app.state
+    reading = state.reads.reading() if before is not None else state.pool.acquire()
+    async with reading as conn:
         page, more = await messages.list_messages(
             conn, actor, channel_id, limit=limit, before=before, after=after
         )

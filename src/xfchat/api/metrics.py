@@ -107,6 +107,25 @@ class _WriterCollector(Collector):
         )
 
 
+class ReplicaCollector(Collector):
+    def __init__(self, reads: Callable[[], Any]) -> None:
+        self.reads = reads
+
+    def collect(self) -> Iterator[Any]:
+        router = self.reads()
+        if router is None or router.replica is None:
+            return
+        reads = CounterMetricFamily(
+            "xfchat_replica_reads",
+            "Reads the replica may serve, by where they went: replica, primary_lagging "
+            "(it had not replayed the reader's writes in time), primary_unreachable",
+            labels=["outcome"],
+        )
+        for outcome, n in sorted(router.reads.items()):
+            reads.add_metric([outcome], n)
+        yield reads
+
+
 class Metrics:
     def __init__(
         self,

@@ -89,7 +89,7 @@ async def get_search(
     except TimeoutError:
         raise SearchBusy("too many searches are running; try again", retry_after=1) from None
     try:
-        async with request.app.state.pool.acquire() as conn:
+        async with request.app.state.reads.reading() as conn:  # the replica, if any
             page = await search.search_messages(
                 conn,
                 actor,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import types
 from collections.abc import Callable
 from typing import Any
@@ -28,6 +29,9 @@ DATABASE_ERRORS = (
     OSError,
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
+    # The protocol lost its footing: PgBouncer passes on a server's FATAL during a
+    # shutdown in the middle of an exchange ("cannot switch to state ...").
+    asyncpg.InternalClientError,
     TimeoutError,
     PoolExhausted,
 )
@@ -57,7 +61,13 @@ def describe_target(url: str) -> str:
     return f"{user}@{host}:{port}/{db}"
 
 
-def _server_settings(settings: DatabaseSettings) -> dict[str, str]:
+def _server_settings(settings: DatabaseSettings, *, pooled: bool = False) -> dict[str, str]:
+    if pooled and settings.pooler == "transaction":
+        # A transaction pooler (PgBouncer) refuses startup parameters it does not track,
+        # and a session setting would not follow our transactions from one server
+        # connection to the next: statement_timeout and plan_cache_mode are set on the
+        # server side instead (docs/operations.md, "PgBouncer").
+        return {"application_name": "xfchat", "timezone": "UTC"}
     return {
         "application_name": "xfchat",
         "statement_timeout": str(int(settings.statement_timeout_s * 1000)),
@@ -85,8 +95,11 @@ async def init_connection(conn: asyncpg.Connection) -> None:
 
 
 async def connect(settings: DatabaseSettings, url: str | None = None) -> asyncpg.Connection:
+    """A connection of its own to `url`, by default the direct one to the primary
+    (XFCHAT_LISTEN_URL, else DATABASE_URL): a session that LISTENs or takes session
+    locks must not go through a transaction pooler."""
     conn = await asyncpg.connect(
-        url or settings.require_database_url(),
+        url or settings.direct_url(),
         timeout=settings.connect_timeout_s,
         server_settings=_server_settings(settings),
     )
@@ -97,7 +110,7 @@ async def connect(settings: DatabaseSettings, url: str | None = None) -> asyncpg
 async def connect_with_retry(settings: DatabaseSettings, log: Log) -> asyncpg.Connection:
     """Connect, retrying transient failures a bounded number of times; fail at once with
     a clear message on errors that waiting cannot fix."""
-    url = settings.require_database_url()
+    url = settings.direct_url()
     target = describe_target(url)
     attempts = settings.connect_attempts
     last = ""
@@ -117,6 +130,11 @@ async def connect_with_retry(settings: DatabaseSettings, log: Log) -> asyncpg.Co
         except asyncpg.InvalidCatalogNameError:
             raise DatabaseStartupError(
                 f"the database in {target} does not exist: create it (createdb) or fix DATABASE_URL"
+            ) from None
+        except ssl.SSLCertVerificationError as exc:
+            raise DatabaseStartupError(
+                f"the TLS certificate of {target} is not trusted ({exc.verify_message}): "
+                "check sslrootcert= and the host name in the URL (sslmode=verify-full)"
             ) from None
         except TRANSIENT_ERRORS as exc:
             last = _first_line(exc) or type(exc).__name__
@@ -206,11 +224,20 @@ class BoundedPool(asyncpg.pool.Pool):  # type: ignore[misc]
 
 
 async def create_pool(
-    settings: DatabaseSettings, url: str | None = None, *, strict: bool = False
+    settings: DatabaseSettings,
+    url: str | None = None,
+    *,
+    strict: bool = False,
+    min_size: int | None = None,
 ) -> asyncpg.Pool:
+    """The pool of DATABASE_URL (or of `url`, the replica's). Through a transaction
+    pooler (XFCHAT_DB_POOLER=transaction) no statement is prepared under a name: the
+    next transaction may run on another server connection (PgBouncer 1.21+ can track
+    named ones with max_prepared_statements; Debian 12 ships 1.18)."""
+    pooled = settings.pooler == "transaction"
     pool = BoundedPool(
         url or settings.require_database_url(),
-        min_size=min(settings.pool_min, settings.pool_max),
+        min_size=min(settings.pool_min if min_size is None else min_size, settings.pool_max),
         max_size=settings.pool_max,
         max_queries=50_000,
         max_inactive_connection_lifetime=300,
@@ -222,7 +249,8 @@ async def create_pool(
         connection_class=asyncpg.Connection,
         record_class=asyncpg.Record,
         timeout=settings.connect_timeout_s,
-        server_settings=_server_settings(settings),
+        server_settings=_server_settings(settings, pooled=True),
+        statement_cache_size=0 if pooled else 100,
         acquire_timeout=settings.acquire_timeout_s,
         strict=strict,
     )

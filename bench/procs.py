@@ -1,0 +1,122 @@
+"""`xfchat serve` processes for the benchmarks and scenarios, on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import shutil
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import psutil
+
+from xfchat.db.embedded import EmbeddedPostgres, throwaway
+from xfchat.db.migrate import Migrator
+
+START_TIMEOUT_S = 30  # for a server to answer /ready
+
+# Registering the benchmarks' users is not what is measured: the cheapest argon2id the
+# server accepts (OWASP's minimum), and limits that bench traffic does not reach.
+BENCH_ENV = {
+    "XFCHAT_RATE_MESSAGES_USER": "1000000/60",
+    "XFCHAT_RATE_API_USER": "1000000/60",
+    "XFCHAT_RATE_REGISTER_IP": "1000000/3600",
+    "XFCHAT_RATE_LOGIN_IP": "1000000/300",
+    "XFCHAT_ARGON2_TIME_COST": "2",
+    "XFCHAT_ARGON2_MEMORY_KIB": "19456",
+    "XFCHAT_DB_POOL_MAX": "20",
+    "XFCHAT_LOG_LEVEL": "warning",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class XFChat:
+    """One `xfchat serve` process; its output goes to `log`."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        full = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("XFCHAT_")},
+            **BENCH_ENV,
+            "XFCHAT_HOST": "127.0.0.1",
+            "XFCHAT_PORT": str(self.port),
+            **env,
+        }
+        with open(log, "wb") as out:
+            self.proc = psutil.Popen(
+                [sys.executable, "-m", "xfchat", "serve"], env=full, stdout=out, stderr=out
+            )
+
+    def tail(self, lines: int = 30) -> str:
+        text = self.log.read_bytes().decode(errors="replace") if self.log.exists() else ""
+        return "\n".join(text.splitlines()[-lines:]) or "(the server's log is empty)"
+
+    async def ready(self) -> XFChat:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        async with httpx.AsyncClient(timeout=1) as client:
+            while True:
+                if self.proc.poll() is not None:
+                    raise SystemExit(f"xfchat exited ({self.proc.returncode}):\n{self.tail()}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(f"{self.base}/ready")).status_code == 200:
+                        return self
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"xfchat not ready in {START_TIMEOUT_S} s:\n{self.tail()}")
+                await asyncio.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except psutil.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+async def start_servers(count: int, env: dict[str, str], logs: Path) -> list[XFChat]:
+    """`count` processes with one secret (a token from one works on all), all ready."""
+    env = {"XFCHAT_SECRET": secrets.token_urlsafe(48), **env}
+    servers = [XFChat(env, logs / f"serve-{i}.log") for i in range(count)]
+    try:
+        await asyncio.gather(*(s.ready() for s in servers))
+    except BaseException:
+        for s in servers:
+            s.stop()
+        raise
+    return servers
+
+
+@contextlib.asynccontextmanager
+async def local_servers(
+    count: int = 1, prefix: str = "xfbench-", **env: str
+) -> AsyncIterator[tuple[list[XFChat], EmbeddedPostgres]]:
+    """A durable local PostgreSQL (fsync on, as in production), migrated, and `count`
+    ready `xfchat serve` processes on it; all stopped and removed afterwards."""
+    pg, root = throwaway(prefix=prefix, durable=True)
+    servers: list[XFChat] = []
+    try:
+        conn = await asyncpg.connect(pg.url)
+        await Migrator(conn).run()
+        await conn.close()
+        servers = await start_servers(count, {"DATABASE_URL": pg.url, **env}, Path(root))
+        yield servers, pg
+    finally:
+        for server in servers:
+            server.stop()
+        pg.stop()
+        shutil.rmtree(root, ignore_errors=True)
