@@ -17,14 +17,19 @@
 -- place in the arrays, and the clock the windows were judged by.
 CREATE FUNCTION xf_hit_buckets(p_buckets text[], p_periods int[], p_counts int[])
 RETURNS TABLE (o_ord bigint, o_hits int, o_expires_at timestamptz, o_clock timestamptz)
-LANGUAGE sql VOLATILE AS $$
+LANGUAGE plpgsql VOLATILE AS $$
+-- (PL/pgSQL rather than SQL: its statements' plans are kept for the session, where a
+-- SQL function's would be made again at every call.)
+BEGIN
+    RETURN QUERY
     WITH t AS (SELECT clock_timestamp() AS clock),
     w AS (
         SELECT b.bucket, b.period, b.n, b.ord, t.clock AS start
         FROM t, unnest(p_buckets, p_periods, p_counts) WITH ORDINALITY AS b(bucket, period, n, ord)
     ), h AS (
         INSERT INTO rate_limits AS r (bucket, window_start, expires_at, hits)
-        SELECT bucket, start, start + make_interval(secs => period), n FROM w ORDER BY bucket
+        SELECT w.bucket, w.start, w.start + make_interval(secs => w.period), w.n
+        FROM w ORDER BY w.bucket
         ON CONFLICT (bucket) DO UPDATE SET
             hits = CASE WHEN r.expires_at > EXCLUDED.window_start
                         THEN r.hits + EXCLUDED.hits ELSE EXCLUDED.hits END,
@@ -32,9 +37,10 @@ LANGUAGE sql VOLATILE AS $$
                                 THEN r.window_start ELSE EXCLUDED.window_start END,
             expires_at = CASE WHEN r.expires_at > EXCLUDED.window_start
                               THEN r.expires_at ELSE EXCLUDED.expires_at END
-        RETURNING bucket, hits, expires_at
+        RETURNING r.bucket, r.hits, r.expires_at
     )
-    SELECT w.ord, h.hits, h.expires_at, w.start FROM h JOIN w USING (bucket) ORDER BY w.ord
+    SELECT w.ord, h.hits, h.expires_at, w.start FROM h JOIN w USING (bucket) ORDER BY w.ord;
+END
 $$;
 
 -- How Python's datetime.isoformat() writes a UTC instant (as the API shows created_at).
@@ -56,7 +62,10 @@ CREATE FUNCTION xf_write_messages(
     p_channel uuid, p_at timestamptz, p_ids uuid[], p_authors uuid[], p_contents text[],
     p_nonces text[], p_reply_tos uuid[], p_mentions text[], p_datas text[],
     p_everyone boolean[], p_roles text[], p_buckets text[], p_counts int[]
-) RETURNS bigint LANGUAGE sql VOLATILE AS $$
+) RETURNS bigint LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    last bigint;
+BEGIN
     WITH c AS (
         UPDATE channels SET last_seq = last_seq + cardinality(p_ids)
         WHERE id = p_channel
@@ -109,7 +118,9 @@ CREATE FUNCTION xf_write_messages(
         FROM unnest(p_buckets, p_counts) AS b(bucket, n)
         WHERE r.bucket = b.bucket
     )
-    SELECT last_seq FROM c
+    SELECT c.last_seq INTO last FROM c;
+    RETURN last;
+END
 $$;
 
 -- The fast path. `version` and `facts_current` come from the calling statement's
