@@ -27,7 +27,7 @@ from fastapi import FastAPI
 from tests import factories
 from tests.factories import TestUser
 from tests.openapi_check import check_responses
-from tests.support import Servers, random_secret, with_database
+from tests.support import METRICS_TOKEN, Servers, random_secret, with_database
 from xfchat.app import create_app
 from xfchat.db.embedded import EmbeddedPostgres, throwaway
 from xfchat.db.migrate import Migrator
@@ -140,6 +140,7 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
         # argon2id at OWASP's minimum cost: real hashing, just quicker than production.
         "argon2_time_cost": 2,
         "argon2_memory_kib": 19456,
+        "metrics_token": METRICS_TOKEN,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

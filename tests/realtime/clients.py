@@ -16,7 +16,7 @@ import httpx
 import orjson
 import websockets
 
-from tests.support import ROOT
+from tests.support import METRICS_HEADERS, ROOT
 
 JS = ROOT / "tests" / "js"
 
@@ -253,7 +253,7 @@ async def wait_subscribers(base: str, at_least: int, timeout: float = 10) -> Non
     test knows one is open, rather than guessing after a sleep)."""
     async with httpx.AsyncClient(timeout=5) as client, asyncio.timeout(timeout):
         while True:
-            text = (await client.get(f"{base}/metrics")).text
+            text = (await client.get(f"{base}/metrics", headers=METRICS_HEADERS)).text
             for line in text.splitlines():
                 if (
                     line.startswith("xfchat_realtime_subscribers ")

@@ -108,3 +108,21 @@ def test_ice_server_settings_read_lists(monkeypatch: pytest.MonkeyPatch) -> None
     assert s.stun_urls == ["stun:a.example.com:3478", "stuns:[2001:db8::1]:5349"]
     assert s.turn_urls == ["turns:t.example.com:5349?transport=tcp"]
     assert s.turn_ttl_s == 86_400
+
+
+def test_every_problem_is_reported_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("XFCHAT_SECRET", "changeme")
+    monkeypatch.setenv("XFCHAT_PORT", "http")
+    monkeypatch.setenv("XFCHAT_PRESENCE_TIMEOUT", "1")  # under twice the 10 s interval
+    monkeypatch.setenv("XFCHAT_TRUSTED_PROXIES", "the load balancer")
+    with pytest.raises(SettingsError) as info:
+        load_settings(require_database=True)
+    named = [problem.split()[0] for problem in info.value.problems]
+    assert sorted(named) == [
+        "DATABASE_URL",
+        "XFCHAT_PORT",
+        "XFCHAT_PRESENCE_TIMEOUT",
+        "XFCHAT_SECRET",
+        "XFCHAT_TRUSTED_PROXIES",
+    ]

@@ -103,7 +103,8 @@ def _patch(message: MessagePayload, parent: str | None) -> bytes:
 async def subscribe(request: Request, actor: Actor, channel_id: UUID) -> Response:
     state = request.app.state
     heartbeats = parse_heartbeats(request.headers.get("heartbeats"))
-    parents = request.headers.get("parents")
+    # Repeated headers are one list (RFC 9110): they count together against the limits.
+    parents = ", ".join(request.headers.getlist("parents"))
     sub, start = await open_channel_feed(
         state.hub, state.pool, actor, channel_id, braid_ids(parents) if parents else None
     )

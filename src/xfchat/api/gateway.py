@@ -30,6 +30,7 @@ import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from xfchat.api.gateway_voice import VOICE_OPS, VoiceOps
+from xfchat.api.http_limits import allow_larger_frames
 from xfchat.api.streaming import until_either_ends
 from xfchat.db.pool import DATABASE_ERRORS
 from xfchat.domain.accounts import Actor, authenticate
@@ -134,6 +135,7 @@ async def _handshake(
         raise GatewayClose(4013) from None
     except XFChatError:  # the session ended meanwhile
         raise GatewayClose(4012) from None
+    allow_larger_frames(ws)
     return actor, sub, start, refused
 
 
