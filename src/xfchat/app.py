@@ -79,6 +79,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
             lambda: connect(settings),
             TokenCodec(settings.secret.get_secret_value()),
             queue_limit=settings.realtime_queue,
+            connections_per_user=settings.realtime_connections_user,
         )
         app.state.hub.user_event_hooks.append(app.state.sessions.observe)
         app.state.hub.reconnect_hooks.append(app.state.sessions.clear)

@@ -215,6 +215,12 @@ class Settings(DatabaseSettings):
     send_timeout_s: float = Field(
         default=10.0, gt=0, le=300, validation_alias=_env("XFCHAT_SEND_TIMEOUT")
     )
+    realtime_connections_user: int = Field(
+        default=20, ge=1, le=10_000, validation_alias=_env("XFCHAT_REALTIME_CONNECTIONS_USER")
+    )
+    rate_realtime_user: RateLimitSetting = Field(
+        default=RateLimit(60, 60), validation_alias=_env("XFCHAT_RATE_REALTIME_USER")
+    )
     realtime_queue: int = Field(
         default=1000, ge=10, le=1_000_000, validation_alias=_env("XFCHAT_REALTIME_QUEUE")
     )

@@ -164,10 +164,21 @@ async def stream_actor(
     access_token: Annotated[str | None, Query(max_length=4096)] = None,
 ) -> Actor:
     """For streams a browser opens with EventSource, which cannot send headers: the
-    token may come as `?access_token=` instead (only on these routes)."""
-    if authorization is None and access_token:
-        return await authenticate_request(request, access_token)
-    return await authenticate_request(request, bearer_token(authorization))
+    token may come as `?access_token=` instead (only on these routes). Counted in the
+    user's real-time connection bucket too."""
+    token = access_token if authorization is None and access_token else None
+    return await authenticate_request(
+        request, token or bearer_token(authorization), realtime_limit(request)
+    )
+
+
+def realtime_limit(request: Request) -> LimitsOf:
+    """The bucket every new real-time connection (SSE, Braid, the gateway) counts in."""
+    rule = get_settings(request).rate_realtime_user
+    return lambda actor: [(REALTIME_BUCKET, str(actor.user_id), rule)]
+
+
+REALTIME_BUCKET = "realtime.connect"
 
 
 Conn = Annotated[asyncpg.Connection, Depends(get_conn)]
