@@ -12,6 +12,7 @@ import asyncpg
 import httpx
 
 from xfchat.domain import accounts
+from xfchat.domain import login as sign_in
 from xfchat.domain.accounts import Actor, ClientInfo
 from xfchat.settings import Settings
 
@@ -81,13 +82,15 @@ async def login(
     ip: str = "127.0.0.1",
 ) -> TestUser:
     """Another session (another device) for the same user."""
-    issued = await accounts.login(
+    target = await sign_in.find_account(pool, settings, login=who.username, ip=ip)
+    issued = await sign_in.log_in(
         pool,
         settings,
-        login=who.username,
+        target=target,
         password=who.password,
         client=ClientInfo(ip=ip, user_agent=user_agent),
     )
+    assert isinstance(issued, accounts.IssuedTokens)  # (no two-factor sign-in here)
     return TestUser(
         who.id,
         who.username,

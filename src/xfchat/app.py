@@ -30,6 +30,7 @@ from xfchat.api import (
     server_channels,
     servers,
     sse,
+    two_factor,
     users,
     voice,
 )
@@ -151,6 +152,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
         health.router,
         auth.router,
         users.router,
+        two_factor.router,
         media.router,
         attachments.router,
         mentions.router,

@@ -160,8 +160,20 @@ class Settings(DatabaseSettings):
     rate_login_ip: RateLimitSetting = Field(
         default=RateLimit(20, 300), validation_alias=_env("XFCHAT_RATE_LOGIN_IP")
     )
+    rate_login_account_ip: RateLimitSetting = Field(
+        default=RateLimit(10, 900), validation_alias=_env("XFCHAT_RATE_LOGIN_ACCOUNT_IP")
+    )
     rate_login_account: RateLimitSetting = Field(
-        default=RateLimit(10, 900), validation_alias=_env("XFCHAT_RATE_LOGIN_ACCOUNT")
+        default=RateLimit(30, 3600), validation_alias=_env("XFCHAT_RATE_LOGIN_ACCOUNT")
+    )
+    rate_register_taken_ip: RateLimitSetting = Field(
+        default=RateLimit(3, 86_400), validation_alias=_env("XFCHAT_RATE_REGISTER_TAKEN_IP")
+    )
+    rate_password_user: RateLimitSetting = Field(
+        default=RateLimit(5, 900), validation_alias=_env("XFCHAT_RATE_PASSWORD_USER")
+    )
+    rate_two_factor_account: RateLimitSetting = Field(
+        default=RateLimit(10, 900), validation_alias=_env("XFCHAT_RATE_TWO_FACTOR_ACCOUNT")
     )
     rate_refresh_ip: RateLimitSetting = Field(
         default=RateLimit(60, 60), validation_alias=_env("XFCHAT_RATE_REFRESH_IP")

@@ -9,7 +9,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from xfchat.api.deps import AppSettings, Conn, CurrentActor, Pool
+from xfchat.api.deps import AppSettings, Conn, CurrentActor, Pool, password_limit
 from xfchat.api.models import Text, UserPrivate, UserPublic
 from xfchat.api.responses import JSONResponse
 from xfchat.domain import accounts, presence, profile
@@ -81,7 +81,9 @@ async def patch_me(
 async def post_password(
     body: PasswordIn, actor: CurrentActor, pool: Pool, settings: AppSettings, request: Request
 ) -> Response:
-    """Change the password; every other session of the account is revoked."""
+    """Change the password; every other session of the account is revoked. Counted in
+    the account's `account.password` bucket (each try costs argon2 work)."""
+    await password_limit(request, actor)
     revoked = await profile.change_password(
         pool, settings, actor, current=body.current_password, new=body.new_password
     )

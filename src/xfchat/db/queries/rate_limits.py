@@ -60,6 +60,21 @@ async def hit_buckets(
     return [BucketState(r["hits"], r["expires_at"], r["now"]) for r in records]
 
 
+async def get_bucket(conn: asyncpg.Connection, *, bucket: str) -> BucketState | None:
+    """A bucket's count in its current window, without counting (None: no open window)."""
+    record = await conn.fetchrow(
+        """
+        SELECT r.hits, r.expires_at, t.clock AS now
+        FROM (SELECT clock_timestamp() AS clock) t
+        JOIN rate_limits r ON r.bucket = $1 AND r.expires_at > t.clock
+        """,
+        bucket,
+    )
+    return (
+        None if record is None else BucketState(record["hits"], record["expires_at"], record["now"])
+    )
+
+
 async def delete_expired_buckets(conn: asyncpg.Connection) -> int:
     result = await conn.execute("DELETE FROM rate_limits WHERE expires_at < now()")
     return int(result.split()[-1])
