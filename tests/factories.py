@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 from uuid import UUID
 
@@ -31,6 +31,8 @@ class TestUser:
     access_token: str
     refresh_token: str
     session_id: UUID
+    # The test database's pool (for befriend); not part of the user's identity.
+    pool: asyncpg.Pool | None = field(default=None, compare=False, repr=False)
 
     @property
     def headers(self) -> dict[str, str]:
@@ -70,6 +72,7 @@ async def user(
         issued.access_token,
         issued.refresh_token,
         issued.session_id,
+        pool,
     )
 
 
@@ -99,6 +102,7 @@ async def login(
         issued.access_token,
         issued.refresh_token,
         issued.session_id,
+        pool,
     )
 
 
@@ -115,9 +119,23 @@ async def events_of(
     return [(r["type"], r["data"]) for r in rows]
 
 
+async def befriend(user: TestUser, *others: TestUser) -> None:
+    """Make `user` friends with each of `others` (a group takes only its adder's friends),
+    without the request and accept (which would also open their direct conversation and
+    emit events the tests do not expect): the query function, as `server` does."""
+    from xfchat.db.queries import friends as friends_q
+
+    assert user.pool is not None, "a user made by the make_user fixture"
+    async with user.pool.acquire() as conn:
+        for other in others:
+            await friends_q.insert_friendship(conn, user_a=user.id, user_b=other.id)
+
+
 async def group(
     client: Any, owner: TestUser, *members: TestUser, name: str | None = "crew"
 ) -> dict[str, Any]:
+    """A group of `owner`'s (befriended with each member first)."""
+    await befriend(owner, *members)
     response = await client.post(
         "/api/conversations",
         headers=owner.headers,

@@ -137,6 +137,29 @@ async def get_usage(
     ]
 
 
+class PrivacyIn(BaseModel):
+    direct_messages: Literal["everyone", "friends"]
+
+
+class PrivacyOut(BaseModel):
+    direct_messages: Literal["everyone", "friends"]
+
+
+@router.get("/@me/privacy")
+async def get_privacy(actor: CurrentActor, conn: Conn) -> PrivacyOut:
+    """Whom you take direct messages from. Nobody else sees it: a refused message says
+    the same whether this or a block refused it."""
+    return PrivacyOut(direct_messages=await profile.get_dm_policy(conn, actor))
+
+
+@router.put("/@me/privacy")
+async def put_privacy(body: PrivacyIn, actor: CurrentActor, conn: Conn) -> PrivacyOut:
+    """`{direct_messages: "everyone" | "friends"}`: from friends only, others cannot open
+    a direct conversation with you, nor write in one open already."""
+    policy = await profile.set_dm_policy(conn, actor, body.direct_messages)
+    return PrivacyOut(direct_messages=policy)
+
+
 class StateOut(StatePayload):
     resume_token: str  # open SSE with ?since=<it> (or the gateway's RESUME) to go on from here
 
