@@ -4,6 +4,8 @@ and the registration answers that say an email is taken."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import httpx
 
 from tests.api.test_rate_limits import assert_limited
@@ -113,3 +115,20 @@ def test_an_ipv6_client_is_keyed_by_its_64_network() -> None:
     assert ip_key("2001:db8:1:3::1") != ip_key("2001:db8:1:2::1")
     assert ip_key("::ffff:192.0.2.7") == ip_key("192.0.2.7") == "192.0.2.7"
     assert ip_key(None) == "unknown"
+
+
+async def test_a_client_address_that_is_not_an_ip_is_kept_as_none(
+    client_from: Callable[[str], httpx.AsyncClient], make_user: MakeUser
+) -> None:
+    user = await make_user()
+    async with client_from("whatever a proxy said") as odd:
+        response = await odd.post(
+            "/api/auth/login", json={"login": user.username, "password": user.password}
+        )
+        assert response.status_code == 200, response.text
+        token = response.json()["access_token"]
+        sessions = await odd.get(
+            "/api/users/@me/sessions", headers={"Authorization": f"Bearer {token}"}
+        )
+    mine = [s for s in sessions.json() if s["current"]]
+    assert mine[0]["ip"] is None

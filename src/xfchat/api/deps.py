@@ -4,6 +4,7 @@ rate limits."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
@@ -50,9 +51,18 @@ def app_slots(request: Request, name: str, size: int) -> asyncio.Semaphore:
 
 def client_info(request: Request) -> ClientInfo:
     return ClientInfo(
-        ip=request.client.host if request.client else None,
+        ip=_address(request.client.host) if request.client else None,
         user_agent=request.headers.get("user-agent"),
     )
+
+
+def _address(host: str) -> str | None:
+    """The client's IP address, or None for anything else (a trusted proxy's
+    X-Forwarded-For can say anything): it is stored and keys rate limits."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return None
 
 
 def live_session_cache(state: Any) -> SessionCache | None:
