@@ -8,6 +8,7 @@ import hmac
 import secrets
 import time
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 import jwt
@@ -47,25 +48,32 @@ def issue_access_token(
     return _sign(secret, "access", user_id, ttl_s, now, sid=str(session_id))
 
 
+def _decode(secret: str, token: str, kind: str, *required: str) -> dict[str, Any]:
+    """The claims of a valid token of `kind`. Raises jwt.ExpiredSignatureError, or
+    another jwt.PyJWTError (forged, malformed, or a token of another kind)."""
+    claims: dict[str, Any] = jwt.decode(
+        token,
+        secret,
+        algorithms=[ALGORITHM],
+        issuer=ISSUER,
+        leeway=LEEWAY_S,
+        options={"require": ["exp", "iat", "sub", "iss", *required]},
+    )
+    if claims.get("typ") != kind:
+        raise jwt.InvalidTokenError(f"not a {kind} token")
+    return claims
+
+
 def verify_access_token(secret: str, token: str) -> AccessClaims:
     """Raises Unauthorized (TOKEN_EXPIRED or INVALID_TOKEN)."""
     try:
-        claims = jwt.decode(
-            token,
-            secret,
-            algorithms=[ALGORITHM],
-            issuer=ISSUER,
-            leeway=LEEWAY_S,
-            options={"require": ["exp", "iat", "sub", "sid", "iss"]},
-        )
+        claims = _decode(secret, token, "access", "sid")
     except jwt.ExpiredSignatureError:
         raise Unauthorized(
             "the access token has expired; refresh it", code="TOKEN_EXPIRED"
         ) from None
     except jwt.PyJWTError:
         raise Unauthorized("the access token is invalid", code="INVALID_TOKEN") from None
-    if claims.get("typ") != "access":
-        raise Unauthorized("the access token is invalid", code="INVALID_TOKEN")
     try:
         return AccessClaims(UUID(claims["sub"]), UUID(claims["sid"]), int(claims["exp"]))
     except (ValueError, TypeError):
@@ -127,15 +135,8 @@ def verify_two_factor_ticket(secret: str, ticket: str) -> TicketClaims:
         token_error=False,
     )
     try:
-        claims = jwt.decode(
-            ticket,
-            secret,
-            algorithms=[ALGORITHM],
-            issuer=ISSUER,
-            leeway=LEEWAY_S,
-            options={"require": ["exp", "iat", "sub", "iss"]},
-        )
-        if claims.get("typ") != "two_factor" or not isinstance(claims.get("pwd"), str):
+        claims = _decode(secret, ticket, "two_factor", "pwd")
+        if not isinstance(claims["pwd"], str):
             raise invalid
         return TicketClaims(UUID(claims["sub"]), claims["pwd"])
     except (jwt.PyJWTError, ValueError, TypeError):
