@@ -209,3 +209,23 @@ async def test_turning_it_off_needs_the_password_and_a_code(
         url, headers=user.headers, json={"password": user.password, "code": codes[1]}
     )
     assert again.status_code == 400 and again.json()["code"] == "TWO_FACTOR_NOT_ENABLED"
+
+
+async def test_the_routes_confirming_the_password_share_its_limit(
+    app_with: AppWith, make_user: MakeUser
+) -> None:
+    user = await make_user()
+    client = await app_with(rate_password_user="2/300")
+    for _ in range(2):
+        wrong = await client.post(f"{BASE}/setup", headers=user.headers, json={"password": "x"})
+        assert wrong.json()["code"] == "WRONG_PASSWORD"
+    right = await client.post(
+        f"{BASE}/setup", headers=user.headers, json={"password": user.password}
+    )
+    assert_limited(right, 2, "account.password")
+    change = await client.post(
+        "/api/users/@me/password",
+        headers=user.headers,
+        json={"current_password": user.password, "new_password": "another long phrase"},
+    )
+    assert_limited(change, 2, "account.password")  # one bucket for every password try
