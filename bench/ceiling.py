@@ -12,7 +12,8 @@ best show through the same generator.
 
     uv run python -m bench.ceiling --port 8765 [--raw]   # (bench.load starts it itself)
 
-Speaks: POST /api/auth/register; POST /api/conversations (group); POST /api/servers
+Speaks: POST /api/auth/register; friend requests and their acceptance (granted, not
+kept); POST /api/conversations (group); POST /api/servers
 (one text channel), POST /api/servers/{id}/invites, POST /api/invites/{code}; PUT
 /api/channels/{id}/messages/{message id} (201, idempotent by id); GET /api/events (SSE:
 ready, then message.created); the WebSocket gateway at /api/gateway (HELLO, IDENTIFY,
@@ -200,6 +201,8 @@ async def _post(send: Send, receive: Receive, user: str | None, path: list[str])
         return await _answer(send, 201, {"user": {"id": new}, "access_token": token})
     if user is None:
         return await _answer(send, 401, {"code": "UNAUTHORIZED", "message": "log in"})
+    if path[2] == "users":  # friend requests (a group takes its owner's friends): granted
+        return await _answer(send, 201, {"id": str(uuid.uuid4())})
     if path[2] == "conversations":
         channel = _new_channel({user, *body.get("participant_ids", [])})
         return await _answer(send, 201, {"id": channel, "kind": "group"})

@@ -55,6 +55,7 @@ PAGE = 100
 class User:
     id: str
     token: str
+    username: str = ""
 
     @property
     def headers(self) -> dict[str, str]:
@@ -168,7 +169,7 @@ async def register(client: httpx.AsyncClient, n: int) -> list[User]:
         )
         r.raise_for_status()
         body = r.json()
-        return User(body["user"]["id"], body["access_token"])
+        return User(body["user"]["id"], body["access_token"], name)
 
     users: list[User] = []
     for start in range(0, n, 8):
@@ -176,7 +177,26 @@ async def register(client: httpx.AsyncClient, n: int) -> list[User]:
     return users
 
 
+async def befriend(client: httpx.AsyncClient, owner: User, others: list[User]) -> None:
+    """A request from `owner` to each of `others` not yet a friend, accepted (a group
+    takes only its owner's friends)."""
+    for other in others:
+        sent = await client.post(
+            "/api/users/@me/friend-requests",
+            headers=owner.headers,
+            json={"username": other.username},
+        )
+        if sent.status_code == 409 and sent.json()["code"] == "ALREADY_FRIENDS":
+            continue
+        sent.raise_for_status()
+        accepted = await client.post(
+            f"/api/users/@me/friend-requests/{sent.json()['id']}/accept", headers=other.headers
+        )
+        accepted.raise_for_status()
+
+
 async def make_group(client: httpx.AsyncClient, members: list[User]) -> str:
+    await befriend(client, members[0], members[1:])
     r = await client.post(
         "/api/conversations",
         headers=members[0].headers,

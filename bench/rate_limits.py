@@ -25,6 +25,7 @@ from bench.common import database, env_url, pct, summary
 from xfchat.app import create_app
 from xfchat.db.pool import create_pool
 from xfchat.domain import accounts
+from xfchat.domain import login as sign_in
 from xfchat.domain.rate_limits import Decision, RateLimiter
 from xfchat.settings import RateLimit, Settings
 
@@ -110,10 +111,11 @@ async def time_logins(settings: Settings, pool: Any, n: int) -> tuple[list[float
         for login, out in ((victim, wrong), (f"ghost{secrets.token_hex(6)}", unknown)):
             started = time.perf_counter()
             try:
-                await accounts.login(
+                target = await sign_in.find_account(pool, settings, login=login, ip=None)
+                await sign_in.log_in(
                     pool,
                     settings,
-                    login=login,
+                    target=target,
                     password="not the passphrase",
                     client=accounts.ClientInfo(None, None),
                 )

@@ -28,6 +28,7 @@ import asyncpg
 from bench.common import database, env_url
 from xfchat.db.pool import connect, create_pool
 from xfchat.db.queries import channels as channels_q
+from xfchat.db.queries import friends as friends_q
 from xfchat.db.queries import roles as roles_q
 from xfchat.db.queries import servers as servers_q
 from xfchat.db.queries import sessions as sessions_q
@@ -70,6 +71,7 @@ async def follower(pool: asyncpg.Pool, conversations: int, servers: int) -> Acto
         me = await make_user(conn, f"u{tag}")
         other = await make_user(conn, f"o{tag}")
         actor = await session_for(conn, me)
+        await friends_q.insert_friendship(conn, user_a=me, user_b=other)  # groups take friends
         for _ in range(conversations):
             await create_group(conn, actor, name="g", participant_ids=[other])
         for s in range(servers):

@@ -27,7 +27,7 @@ from fastapi import FastAPI
 from tests import factories
 from tests.factories import TestUser
 from tests.openapi_check import check_responses
-from tests.support import Servers, random_secret, with_database
+from tests.support import METRICS_TOKEN, Servers, random_secret, with_database
 from xfchat.app import create_app
 from xfchat.db.embedded import EmbeddedPostgres, throwaway
 from xfchat.db.migrate import Migrator
@@ -143,6 +143,7 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
         # A search's budget is tested on its own (tests/api/test_search.py); elsewhere a
         # loaded test machine must not turn a slow search into a failure.
         "search_budget_ms": 20_000,
+        "metrics_token": METRICS_TOKEN,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

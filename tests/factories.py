@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 from uuid import UUID
 
@@ -12,6 +12,7 @@ import asyncpg
 import httpx
 
 from xfchat.domain import accounts
+from xfchat.domain import login as sign_in
 from xfchat.domain.accounts import Actor, ClientInfo
 from xfchat.settings import Settings
 
@@ -30,6 +31,8 @@ class TestUser:
     access_token: str
     refresh_token: str
     session_id: UUID
+    # The test database's pool (for befriend); not part of the user's identity.
+    pool: asyncpg.Pool | None = field(default=None, compare=False, repr=False)
 
     @property
     def headers(self) -> dict[str, str]:
@@ -69,6 +72,7 @@ async def user(
         issued.access_token,
         issued.refresh_token,
         issued.session_id,
+        pool,
     )
 
 
@@ -81,13 +85,15 @@ async def login(
     ip: str = "127.0.0.1",
 ) -> TestUser:
     """Another session (another device) for the same user."""
-    issued = await accounts.login(
+    target = await sign_in.find_account(pool, settings, login=who.username, ip=ip)
+    issued = await sign_in.log_in(
         pool,
         settings,
-        login=who.username,
+        target=target,
         password=who.password,
         client=ClientInfo(ip=ip, user_agent=user_agent),
     )
+    assert isinstance(issued, accounts.IssuedTokens)  # (no two-factor sign-in here)
     return TestUser(
         who.id,
         who.username,
@@ -96,6 +102,7 @@ async def login(
         issued.access_token,
         issued.refresh_token,
         issued.session_id,
+        pool,
     )
 
 
@@ -112,9 +119,23 @@ async def events_of(
     return [(r["type"], r["data"]) for r in rows]
 
 
+async def befriend(user: TestUser, *others: TestUser) -> None:
+    """Make `user` friends with each of `others` (a group takes only its adder's friends),
+    without the request and accept (which would also open their direct conversation and
+    emit events the tests do not expect): the query function, as `server` does."""
+    from xfchat.db.queries import friends as friends_q
+
+    assert user.pool is not None, "a user made by the make_user fixture"
+    async with user.pool.acquire() as conn:
+        for other in others:
+            await friends_q.insert_friendship(conn, user_a=user.id, user_b=other.id)
+
+
 async def group(
     client: Any, owner: TestUser, *members: TestUser, name: str | None = "crew"
 ) -> dict[str, Any]:
+    """A group of `owner`'s (befriended with each member first)."""
+    await befriend(owner, *members)
     response = await client.post(
         "/api/conversations",
         headers=owner.headers,

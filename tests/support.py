@@ -143,6 +143,10 @@ class ServerProcess:
         self._log.close()
 
 
+# The bearer token of /metrics on the test servers (XFCHAT_METRICS_TOKEN), made per run.
+METRICS_TOKEN = secrets.token_urlsafe(48)
+METRICS_HEADERS = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+
 # What every `Servers` process runs with: cheap argon2, limits that a burst of test
 # traffic does not reach, a quick shutdown. A test's own env overrides any of them.
 SERVE_ENV = {
@@ -153,6 +157,7 @@ SERVE_ENV = {
     "XFCHAT_DB_POOL_MIN": "1",
     "XFCHAT_DB_POOL_MAX": "10",
     "XFCHAT_SHUTDOWN_GRACE": "1",
+    "XFCHAT_METRICS_TOKEN": METRICS_TOKEN,
 }
 
 
@@ -192,7 +197,7 @@ class Servers:
             if proc.proc.poll() is not None:
                 continue
             try:
-                text = httpx.get(f"{base}/metrics", timeout=2).text
+                text = httpx.get(f"{base}/metrics", headers=METRICS_HEADERS, timeout=2).text
             except httpx.HTTPError:
                 continue
             for line in text.splitlines():

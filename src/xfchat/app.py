@@ -30,6 +30,7 @@ from xfchat.api import (
     server_channels,
     servers,
     sse,
+    two_factor,
     users,
     voice,
 )
@@ -86,6 +87,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
             lambda: connect(settings),
             TokenCodec(settings.secret.get_secret_value()),
             queue_limit=settings.realtime_queue,
+            connections_per_user=settings.realtime_connections_user,
         )
         app.state.hub.user_event_hooks.append(app.state.sessions.observe)
         app.state.hub.reconnect_hooks.append(app.state.sessions.clear)
@@ -160,6 +162,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
         health.router,
         auth.router,
         users.router,
+        two_factor.router,
         media.router,
         attachments.router,
         mentions.router,

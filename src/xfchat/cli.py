@@ -28,9 +28,16 @@ def say(line: str) -> None:
     print(f"[STARTUP] {line}", file=sys.stderr, flush=True)
 
 
-def fatal(line: str, code: int) -> NoReturn:
-    print(f"[STARTUP] FATAL: {line}", file=sys.stderr, flush=True)
+def fatal(line: str, code: int, *more: str) -> NoReturn:
+    for each in (line, *more):
+        print(f"[STARTUP] FATAL: {each}", file=sys.stderr, flush=True)
     raise SystemExit(code)
+
+
+def refuse_settings(exc: SettingsError) -> NoReturn:
+    """One FATAL line per problem: a failed start shows everything to mend at once."""
+    first, *rest = exc.problems or [str(exc)]
+    fatal(first, EXIT_SETTINGS, *rest)
 
 
 def run_async(coro: Coroutine[Any, Any, int]) -> int:
@@ -52,7 +59,7 @@ def guarded(main: Callable[[], Awaitable[int]]) -> int:
         try:
             return await main()
         except SettingsError as exc:
-            fatal(str(exc), EXIT_SETTINGS)
+            refuse_settings(exc)
         except DatabaseStartupError as exc:
             fatal(str(exc), EXIT_DATABASE)
         except MigrationError as exc:
@@ -76,7 +83,7 @@ def configure_logging(level: str, fmt: str = "text") -> None:
     logging.getLogger("uvicorn.error").addFilter(_CutOffStreams())
 
 
-def bind_socket(host: str, port: int) -> socket.socket:
+def bind_socket(host: str, port: int, setting: str = "XFCHAT_PORT") -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -86,7 +93,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
         sock.close()
         fatal(
             f"cannot bind {host}:{port}: {exc.strerror}; is another server using the port? "
-            "(set XFCHAT_PORT)",
+            f"(set {setting})",
             EXIT_BIND,
         )
     sock.listen(2048)
@@ -115,6 +122,55 @@ def _server_class() -> type:
     return Server
 
 
+def _quiet_server_class() -> type:
+    """A uvicorn server that leaves the signals to the main one (which stops it)."""
+    import uvicorn
+
+    class Quiet(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    return Quiet
+
+
+def _limits(settings: Settings) -> dict[str, Any]:
+    """What uvicorn is told of the request limits (api/http_limits.py)."""
+    from xfchat.api.http_limits import AFTER_IDENTIFY, GuardedWebSocketProtocol, http_protocol
+
+    return {
+        "http": http_protocol(
+            settings.max_header_bytes, settings.max_headers, settings.header_timeout_s
+        ),
+        "ws": GuardedWebSocketProtocol,
+        "ws_max_size": AFTER_IDENTIFY,
+    }
+
+
+def serve_metrics(
+    settings: Settings, app: Any, sock: socket.socket | None
+) -> tuple[Any, asyncio.Task[None]] | None:
+    """The listener of XFCHAT_METRICS_ADDR (bound to `sock`), if set: /metrics alone."""
+    if sock is None:
+        return None
+    import uvicorn
+
+    from xfchat.api.metrics import metrics_listener
+
+    config = uvicorn.Config(
+        metrics_listener(app.state.metrics),
+        lifespan="off",
+        log_config=None,
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+        proxy_headers=False,
+        **_limits(settings),
+    )
+    server = _quiet_server_class()(config)
+    return server, asyncio.create_task(server.serve(sockets=[sock]))
+
+
 async def serve_http(settings: Settings, *, banner: Callable[[str], None] | None = None) -> int:
     """Bind, build the app, serve until a signal; print `ready` once requests are served."""
     import uvicorn
@@ -128,6 +184,11 @@ async def serve_http(settings: Settings, *, banner: Callable[[str], None] | None
     host, port = sock.getsockname()[:2]
     url_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
     say(f"bound to {host}:{port}")
+    metrics_sock = None
+    if settings.metrics_addr is not None:
+        where = settings.metrics_addr
+        metrics_sock = bind_socket(where.host, where.port, "XFCHAT_METRICS_ADDR")
+        say("metrics bound to {}:{}".format(*metrics_sock.getsockname()[:2]))
     pool = await create_pool(settings)
     app = create_app(settings, pool=pool)
     config = uvicorn.Config(
@@ -138,10 +199,12 @@ async def serve_http(settings: Settings, *, banner: Callable[[str], None] | None
         access_log=settings.access_log,
         timeout_graceful_shutdown=int(settings.shutdown_grace_s) or None,
         server_header=False,
-        proxy_headers=True,
-        forwarded_allow_ips=settings.trusted_proxies,
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=settings.trusted_proxies or None,
+        **_limits(settings),
     )
     server = _Server(config)
+    metrics = serve_metrics(settings, app, metrics_sock)
 
     async def announce() -> None:
         while not server.started:
@@ -162,6 +225,9 @@ async def serve_http(settings: Settings, *, banner: Callable[[str], None] | None
         await server.serve(sockets=[sock])
     finally:
         announcer.cancel()
+        if metrics is not None:
+            metrics[0].should_exit = True
+            await metrics[1]
         await pool.close()
     return 0 if server.started else EXIT_OTHER
 
@@ -173,8 +239,7 @@ def cmd_serve(_args: argparse.Namespace) -> int:
     async def main() -> int:
         from xfchat.db.startup import prepare_database
 
-        settings = load_settings()
-        settings.require_database_url()
+        settings = load_settings(require_database=True)
         configure_logging(settings.log_level, settings.log_format)
         say("settings valid")
         await prepare_database(settings, say)
@@ -248,8 +313,7 @@ def cmd_check(_args: argparse.Namespace) -> int:
     async def main() -> int:
         from xfchat.db.startup import prepare_database
 
-        settings = load_settings()
-        settings.require_database_url()
+        settings = load_settings(require_database=True)
         say("settings valid")
         await prepare_database(settings, say, apply=False)
         say("ok")
@@ -290,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except SettingsError as exc:
-        fatal(str(exc), EXIT_SETTINGS)
+        refuse_settings(exc)
     except KeyboardInterrupt:
         return 130
 

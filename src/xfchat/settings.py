@@ -7,45 +7,42 @@ HTTP server needs (and refuses a missing or weak secret).
 
 from __future__ import annotations
 
-import re
+import os
 from pathlib import Path
-from typing import Annotated, Literal, NamedTuple, TypeVar
+from typing import Literal, TypeVar
 
 from pydantic import (
     AliasChoices,
-    BeforeValidator,
     Field,
     SecretStr,
     ValidationError,
     ValidationInfo,
     field_validator,
-    model_validator,
 )
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as PydanticSettingsError
 
-# Secrets that appear in tutorials, .env.example files and our own history.
-KNOWN_WEAK_SECRETS = frozenset(
-    {
-        "changeme",
-        "change-me",
-        "change_me",
-        "secret",
-        "secret-key",
-        "your-secret-key",
-        "your-secret-key-here",
-        "supersecret",
-        "xfchat",
-        "xfchat-secret",
-        "development",
-        "dev",
-        "test",
-        "default",
-        "password",
-        "jwt-secret",
-    }
+from xfchat.settings_values import (
+    KNOWN_WEAK_SECRETS,
+    MIN_TURN_SECRET_LENGTH,
+    ListenSetting,
+    OriginsSetting,
+    ProxiesSetting,
+    RateLimit,
+    RateLimitSetting,
+    StunUrlsSetting,
+    TurnUrlsSetting,
+    check_secret,
+    parse_origins,
 )
-MIN_SECRET_LENGTH = 32
+
+__all__ = ["DatabaseSettings", "RateLimit", "Settings", "SettingsError", "parse_origins"]
+
+
+MISSING_DATABASE_URL = (
+    "DATABASE_URL is not set: export DATABASE_URL=postgresql://user:pass@host:5432/db "
+    "(or run `uv run xfchat dev` for a local database)"
+)
 
 
 def _env(*names: str) -> AliasChoices:
@@ -107,92 +104,12 @@ class DatabaseSettings(BaseSettings):
 
     def require_database_url(self) -> str:
         if not self.database_url:
-            raise SettingsError(
-                "DATABASE_URL is not set: export DATABASE_URL=postgresql://user:pass@host:5432/db "
-                "(or run `uv run xfchat dev` for a local database)"
-            )
+            raise SettingsError(MISSING_DATABASE_URL)
         return self.database_url
 
     def direct_url(self) -> str:
         """The URL of a session of our own on the primary (LISTEN, session locks)."""
         return self.listen_url or self.require_database_url()
-
-
-class RateLimit(NamedTuple):
-    """At most `limit` requests per `period_s` seconds (a fixed window)."""
-
-    limit: int
-    period_s: int
-
-    @classmethod
-    def parse(cls, value: object) -> RateLimit:
-        if isinstance(value, RateLimit):
-            return value
-        if isinstance(value, (tuple, list)) and len(value) == 2:
-            limit, period = int(value[0]), int(value[1])
-        else:
-            match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*s?\s*", str(value))
-            if not match:
-                raise ValueError("must look like 10/60 (10 requests per 60 seconds)")
-            limit, period = int(match.group(1)), int(match.group(2))
-        if not (1 <= limit <= 1_000_000 and 1 <= period <= 86_400):
-            raise ValueError("needs 1-1000000 requests per 1-86400 seconds")
-        return cls(limit, period)
-
-    def __str__(self) -> str:
-        return f"{self.limit}/{self.period_s}"
-
-
-# NoDecode: the environment value is "10/60", not JSON.
-RateLimitSetting = Annotated[RateLimit, NoDecode, BeforeValidator(RateLimit.parse)]
-
-_ORIGIN = re.compile(r"https?://[A-Za-z0-9.\-]+(:\d{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:\d{1,5})?")
-
-
-def parse_origins(value: object) -> list[str]:
-    """`https://chat.example.com,http://localhost:5173`: exact origins (scheme, host,
-    optional port; no path), or `*` alone for any."""
-    items = value if isinstance(value, (list, tuple)) else str(value or "").split(",")
-    origins = [str(item).strip().rstrip("/") for item in items if str(item).strip()]
-    if "*" in origins:
-        if len(origins) > 1:
-            raise ValueError("* stands alone (any origin), not in a list")
-        return origins
-    for origin in origins:
-        if not _ORIGIN.fullmatch(origin):
-            raise ValueError(f"{origin!r} is not an origin like https://chat.example.com")
-    return origins
-
-
-OriginsSetting = Annotated[list[str], NoDecode, BeforeValidator(parse_origins)]
-
-_HOST = r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+)(:\d{1,5})?"
-_STUN = re.compile(rf"stuns?:{_HOST}")
-_TURN = re.compile(rf"turns?:{_HOST}(\?transport=(udp|tcp))?")
-
-
-def _urls(value: object, pattern: re.Pattern[str], example: str) -> list[str]:
-    items = value if isinstance(value, (list, tuple)) else str(value or "").split(",")
-    urls = [str(item).strip() for item in items if str(item).strip()]
-    for url in urls:
-        if not pattern.fullmatch(url):
-            raise ValueError(f"{url!r} is not a URL like {example}")
-    return urls
-
-
-def parse_stun_urls(value: object) -> list[str]:
-    """`stun:stun.example.com:3478,stuns:...` (RFC 7064)."""
-    return _urls(value, _STUN, "stun:stun.example.com:3478")
-
-
-def parse_turn_urls(value: object) -> list[str]:
-    """`turn:turn.example.com:3478?transport=udp,turns:...` (RFC 7065)."""
-    return _urls(value, _TURN, "turn:turn.example.com:3478?transport=udp")
-
-
-StunUrlsSetting = Annotated[list[str], NoDecode, BeforeValidator(parse_stun_urls)]
-TurnUrlsSetting = Annotated[list[str], NoDecode, BeforeValidator(parse_turn_urls)]
-MIN_TURN_SECRET_LENGTH = 16
 
 
 class Settings(DatabaseSettings):
@@ -220,8 +137,27 @@ class Settings(DatabaseSettings):
     shutdown_grace_s: float = Field(
         default=5.0, ge=0, le=600, validation_alias=_env("XFCHAT_SHUTDOWN_GRACE")
     )
-    trusted_proxies: str = Field(
-        default="127.0.0.1", validation_alias=_env("XFCHAT_TRUSTED_PROXIES")
+    # Nobody's X-Forwarded-For is believed unless configured: the client IP (rate
+    # limits, sessions) is the peer's address.
+    trusted_proxies: ProxiesSetting = Field(
+        default_factory=list, validation_alias=_env("XFCHAT_TRUSTED_PROXIES")
+    )
+    # /metrics is not on the public listener: on its own address, or with a bearer token.
+    metrics_addr: ListenSetting = Field(default=None, validation_alias=_env("XFCHAT_METRICS_ADDR"))
+    metrics_token: SecretStr | None = Field(
+        default=None, validation_alias=_env("XFCHAT_METRICS_TOKEN")
+    )
+
+    # The request head (line and headers): how large, how many headers, how long it may
+    # take to arrive (slow clients are cut); the largest WebSocket frame after IDENTIFY.
+    max_header_bytes: int = Field(
+        default=16_384, ge=1024, le=1 << 20, validation_alias=_env("XFCHAT_MAX_HEADER_BYTES")
+    )
+    max_headers: int = Field(
+        default=100, ge=10, le=1000, validation_alias=_env("XFCHAT_MAX_HEADERS")
+    )
+    header_timeout_s: float = Field(
+        default=10.0, ge=0.5, le=300, validation_alias=_env("XFCHAT_HEADER_TIMEOUT")
     )
 
     # Accounts and tokens
@@ -248,8 +184,20 @@ class Settings(DatabaseSettings):
     rate_login_ip: RateLimitSetting = Field(
         default=RateLimit(20, 300), validation_alias=_env("XFCHAT_RATE_LOGIN_IP")
     )
+    rate_login_account_ip: RateLimitSetting = Field(
+        default=RateLimit(10, 900), validation_alias=_env("XFCHAT_RATE_LOGIN_ACCOUNT_IP")
+    )
     rate_login_account: RateLimitSetting = Field(
-        default=RateLimit(10, 900), validation_alias=_env("XFCHAT_RATE_LOGIN_ACCOUNT")
+        default=RateLimit(30, 3600), validation_alias=_env("XFCHAT_RATE_LOGIN_ACCOUNT")
+    )
+    rate_register_taken_ip: RateLimitSetting = Field(
+        default=RateLimit(3, 86_400), validation_alias=_env("XFCHAT_RATE_REGISTER_TAKEN_IP")
+    )
+    rate_password_user: RateLimitSetting = Field(
+        default=RateLimit(5, 900), validation_alias=_env("XFCHAT_RATE_PASSWORD_USER")
+    )
+    rate_two_factor_account: RateLimitSetting = Field(
+        default=RateLimit(10, 900), validation_alias=_env("XFCHAT_RATE_TWO_FACTOR_ACCOUNT")
     )
     rate_refresh_ip: RateLimitSetting = Field(
         default=RateLimit(60, 60), validation_alias=_env("XFCHAT_RATE_REFRESH_IP")
@@ -303,6 +251,12 @@ class Settings(DatabaseSettings):
     send_timeout_s: float = Field(
         default=10.0, gt=0, le=300, validation_alias=_env("XFCHAT_SEND_TIMEOUT")
     )
+    realtime_connections_user: int = Field(
+        default=20, ge=1, le=10_000, validation_alias=_env("XFCHAT_REALTIME_CONNECTIONS_USER")
+    )
+    rate_realtime_user: RateLimitSetting = Field(
+        default=RateLimit(60, 60), validation_alias=_env("XFCHAT_RATE_REALTIME_USER")
+    )
     realtime_queue: int = Field(
         default=1000, ge=10, le=1_000_000, validation_alias=_env("XFCHAT_REALTIME_QUEUE")
     )
@@ -342,13 +296,15 @@ class Settings(DatabaseSettings):
     @field_validator("secret")
     @classmethod
     def _strong_secret(cls, value: SecretStr) -> SecretStr:
-        raw = value.get_secret_value()
-        if raw.strip().lower() in KNOWN_WEAK_SECRETS:
-            raise ValueError("is a well-known default; generate your own")
-        if len(raw) < MIN_SECRET_LENGTH:
-            raise ValueError(f"must be at least {MIN_SECRET_LENGTH} characters")
-        if len(set(raw)) < 8:
-            raise ValueError("is too repetitive to be a secret")
+        check_secret(value)
+        return value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _metrics_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        check_secret(value)
         return value
 
     @field_validator("turn_secret")
@@ -365,13 +321,15 @@ class Settings(DatabaseSettings):
             )
         return value
 
-    @model_validator(mode="after")
-    def _presence_timeout(self) -> Settings:
-        if self.presence_timeout_s < 2 * self.presence_interval_s:
-            raise ValueError(
-                "XFCHAT_PRESENCE_TIMEOUT must be at least twice XFCHAT_PRESENCE_INTERVAL"
-            )
-        return self
+    # A field validator, not a model one: it is then reported along with every other
+    # problem (a model validator runs only once all fields are valid).
+    @field_validator("presence_timeout_s")
+    @classmethod
+    def _presence_timeout(cls, value: float, info: ValidationInfo) -> float:
+        interval = info.data.get("presence_interval_s")
+        if interval is not None and value < 2 * interval:
+            raise ValueError("must be at least twice XFCHAT_PRESENCE_INTERVAL")
+        return value
 
     @field_validator("log_level")
     @classmethod
@@ -383,7 +341,12 @@ class Settings(DatabaseSettings):
 
 
 class SettingsError(Exception):
-    """A setting is missing or invalid; the message says which and how to fix it."""
+    """Settings are missing or invalid: `problems` says which, each how to fix it (all of
+    them at once, so that one failed start shows everything to mend)."""
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = list(problems)
 
 
 _ENV_NAMES = {
@@ -399,7 +362,12 @@ SECRET_HINT = "generate one with: python -c 'import secrets; print(secrets.token
 
 
 def describe_validation_error(exc: ValidationError) -> str:
-    """One line naming the environment variable and what is wrong with it."""
+    """One line naming each environment variable and what is wrong with it."""
+    return "; ".join(validation_problems(exc))
+
+
+def validation_problems(exc: ValidationError) -> list[str]:
+    """Each problem: the environment variable and what is wrong with it."""
     parts = []
     for err in exc.errors():
         loc = str(err["loc"][0]) if err["loc"] else "?"
@@ -409,24 +377,35 @@ def describe_validation_error(exc: ValidationError) -> str:
             msg = "is required"
         hint = f" ({SECRET_HINT})" if env == "XFCHAT_SECRET" else ""
         parts.append(f"{env} {msg}{hint}")
-    return "; ".join(parts)
+    return parts
 
 
 S = TypeVar("S", bound=DatabaseSettings)
 
 
-def _load(cls: type[S]) -> S:
-    """Settings from the environment; raises SettingsError saying what is wrong."""
+def _load(cls: type[S], *, require_database: bool = False) -> S:
+    """Settings from the environment; raises SettingsError naming every problem."""
+    problems: list[str] = []
+    loaded: S | None = None
     try:
-        return cls()
+        loaded = cls()
     except ValidationError as exc:
-        raise SettingsError(describe_validation_error(exc)) from None
+        problems = validation_problems(exc)
     except PydanticSettingsError as exc:
-        raise SettingsError(str(exc)) from None
+        problems = [str(exc)]
+    named = any(p.startswith("DATABASE_URL ") for p in problems)
+    if require_database and not named and not (loaded and loaded.database_url):
+        if loaded is not None or not os.environ.get("DATABASE_URL"):
+            problems.append(MISSING_DATABASE_URL)
+    if problems:
+        raise SettingsError(*problems)
+    assert loaded is not None
+    return loaded
 
 
-def load_settings() -> Settings:
-    return _load(Settings)
+def load_settings(*, require_database: bool = False) -> Settings:
+    """With `require_database`, a missing DATABASE_URL is one more problem reported."""
+    return _load(Settings, require_database=require_database)
 
 
 def load_database_settings() -> DatabaseSettings:

@@ -10,6 +10,7 @@ import pytest
 
 from tests.factories import PASSWORD, AppWith, MakeUser
 from xfchat.domain import accounts
+from xfchat.domain import login as sign_in
 from xfchat.domain.tokens import hash_refresh_token, issue_access_token
 from xfchat.settings import Settings
 
@@ -140,18 +141,19 @@ async def test_unknown_user_still_pays_for_a_password_check(
     """The unknown-user path verifies against a dummy argon2 hash, so it costs what a
     wrong password costs (bench/rate_limits.py prints both times)."""
     verified: list[str] = []
-    real = accounts.verify_password_async
+    real = sign_in.verify_password_async
 
     async def spy(password_hash: str, password: str, ph: Any = None) -> bool:
         verified.append(password_hash)
         return await real(password_hash, password, ph)
 
-    monkeypatch.setattr(accounts, "verify_password_async", spy)
+    monkeypatch.setattr(sign_in, "verify_password_async", spy)
+    target = await sign_in.find_account(pool, settings, login="ghost", ip=None)
     with pytest.raises(accounts.Unauthorized):
-        await accounts.login(
+        await sign_in.log_in(
             pool,
             settings,
-            login="ghost",
+            target=target,
             password="whatever-123",
             client=accounts.ClientInfo(None, None),
         )

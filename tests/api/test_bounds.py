@@ -17,6 +17,7 @@ import pytest
 from tests import factories
 from tests.conftest import make_settings
 from tests.factories import AppWith, MakeUser
+from tests.support import METRICS_HEADERS
 from xfchat.app import create_app
 from xfchat.db.pool import NestedAcquire, create_pool
 from xfchat.db.queries import event_log
@@ -79,7 +80,10 @@ async def test_a_full_send_queue_answers_503_and_recovers_at_once(
             for i in range(3)
         ]
         async with asyncio.timeout(10):  # all three accepted; a batch waits for the lock
-            while "xfchat_sends_pending 3.0" not in (await client.get("/metrics")).text:
+            while (
+                "xfchat_sends_pending 3.0"
+                not in (await client.get("/metrics", headers=METRICS_HEADERS)).text
+            ):
                 await asyncio.sleep(0.01)
         await factories.lock_waiters(pool)
         assert not any(t.done() for t in held)
@@ -154,7 +158,7 @@ async def test_an_exhausted_pool_answers_503_and_recovers_at_once(
             ready = await asyncio.wait_for(client.get("/ready"), 5)
             assert ready.status_code == 503 and ready.json()["code"] == "NOT_READY"
         assert (await client.get("/api/users/@me", headers=ann.headers)).status_code == 200
-        metrics = (await client.get("/metrics")).text
+        metrics = (await client.get("/metrics", headers=METRICS_HEADERS)).text
         assert "xfchat_db_pool_exhausted_total 2.0" in metrics
 
 

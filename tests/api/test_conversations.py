@@ -60,6 +60,7 @@ async def test_group_owner_adds_removes_and_ownership_passes_on_leave(
         f"/api/conversations/{gid}/participants/{dan.id}", headers=ben.headers
     )
     assert not_owner.status_code == 403 and not_owner.json()["code"] == "NOT_CONVERSATION_OWNER"
+    await factories.befriend(ann, dan)
     added = await client.put(f"/api/conversations/{gid}/participants/{dan.id}", headers=ann.headers)
     assert added.status_code == 200 and str(dan.id) in added.json()["participant_ids"]
     assert (await client.get(f"/api/conversations/{gid}", headers=dan.headers)).status_code == 200
@@ -86,6 +87,7 @@ async def test_group_owner_adds_removes_and_ownership_passes_on_leave(
 async def test_a_group_holds_at_most_25(client: httpx.AsyncClient, make_user: MakeUser) -> None:
     owner = await make_user()
     others = [await make_user() for _ in range(25)]
+    await factories.befriend(owner, *others)
     response = await client.post(
         "/api/conversations",
         headers=owner.headers,
@@ -100,6 +102,7 @@ async def test_a_group_holds_at_most_25(client: httpx.AsyncClient, make_user: Ma
     assert ok.status_code == 201 and len(ok.json()["participant_ids"]) == 25
     full = ok.json()["id"]
     extra = await make_user()
+    await factories.befriend(owner, extra)
     over = await client.put(
         f"/api/conversations/{full}/participants/{extra.id}", headers=owner.headers
     )

@@ -173,16 +173,25 @@ async def test_a_blocked_user_cannot_reach_the_blocker_and_is_not_told(
     client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
 ) -> None:
     ann, ben = await make_user("ann"), await make_user("ben")
-    unknown = await send(client, ben, "no_such_user")
+    await make_user("cid")
     assert (
         await client.put(f"/api/users/@me/blocks/{ben.id}", headers=ann.headers)
     ).status_code == 204
 
-    refused = await send(client, ben, "ann")
-    assert refused.status_code == unknown.status_code == 400
-    assert refused.json() == unknown.json()  # the same answer as for a user that does not exist
-    assert refused.json()["code"] == "FRIEND_REQUEST_REFUSED"
+    # A request to the blocker is answered as one to anyone else (a refusal would tell
+    # the block), and kept pending; the blocker is never told nor shown it.
+    to_ann = await send(client, ben, "ann")
+    to_cid = await send(client, ben, "cid")
+    assert to_ann.status_code == to_cid.status_code == 201
+    assert to_ann.json()["status"] == to_cid.json()["status"] == "pending"
+    assert (await client.get(REQUESTS, headers=ann.headers)).json()["incoming"] == []
+    outgoing = (await client.get(REQUESTS, headers=ben.headers)).json()["outgoing"]
+    assert sorted(r["user"]["username"] for r in outgoing) == ["ann", "cid"]
+    hidden = await act(client, ann, to_ann.json()["id"], "accept")
+    assert hidden.status_code == 404  # not hers to act on, even given the id
     assert (await send(client, ann, "ben")).json()["code"] == "FRIEND_REQUEST_REFUSED"
+    cancelled = await client.delete(f"{REQUESTS}/{to_ann.json()['id']}", headers=ben.headers)
+    assert cancelled.status_code == 204
 
     assert [
         u["username"]

@@ -11,6 +11,8 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 
 from tests.conftest import make_settings
+from tests.factories import AppWith
+from tests.support import METRICS_HEADERS
 from xfchat.app import create_app
 from xfchat.db.embedded import throwaway
 from xfchat.db.migrate import Migrator
@@ -47,7 +49,7 @@ async def test_metrics_count_requests_per_route_and_show_the_pool(
     for _ in range(3):
         await client.get("/health")
     await client.get("/no/such/thing")
-    text = (await client.get("/metrics")).text
+    text = (await client.get("/metrics", headers=METRICS_HEADERS)).text
     assert 'xfchat_http_requests_total{method="GET",route="/health",status="200"} 3.0' in text
     assert 'xfchat_http_requests_total{method="GET",route="unmatched",status="404"} 1.0' in text
     assert 'xfchat_http_request_duration_seconds_count{method="GET",route="/health"} 3.0' in text
@@ -172,3 +174,18 @@ async def test_ready_is_503_while_the_database_is_down_and_200_when_back() -> No
     finally:
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+async def test_metrics_need_their_token_on_the_public_listener(app_with: AppWith) -> None:
+    default = await app_with(metrics_token=None)
+    hidden = await default.get("/metrics", headers=METRICS_HEADERS)
+    assert hidden.status_code == 404 and hidden.json()["code"] == "NOT_FOUND"
+    guarded = await app_with()
+    for headers in (
+        {},
+        {"Authorization": "Bearer not-the-token"},
+        {"Authorization": "Bearer \xe9t\xe9".encode("latin-1")},
+    ):
+        refused = await guarded.get("/metrics", headers=headers)
+        assert refused.status_code == 401 and refused.json()["code"] == "UNAUTHORIZED"
+    assert (await guarded.get("/metrics", headers=METRICS_HEADERS)).status_code == 200

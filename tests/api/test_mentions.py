@@ -15,6 +15,7 @@ async def test_who_reacted_is_listed_in_order_and_paged(
     people = [ann, ben]
     for name in ("cid", "dan", "eve"):
         user = await make_user(name)
+        await factories.befriend(ann, user)
         added = await client.put(
             f"/api/conversations/{dm}/participants/{user.id}", headers=ann.headers
         )

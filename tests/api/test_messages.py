@@ -470,3 +470,18 @@ async def test_deleting_a_message_empties_it_in_the_event_log(
     ).json()
     assert created[0]["deleted_at"] == tomb["deleted_at"] is not None  # as history shows it
     assert any(d.get("content") == "kept" for _, d in events)
+
+
+async def test_repeated_parents_headers_count_together_against_the_limit(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann, _, dm = await pair(client, make_user)
+    versions = [f'"{uuid.uuid4()}"' for _ in range(10)]
+    headers = [
+        *ann.headers.items(),
+        ("Subscribe", "true"),
+        ("Parents", ", ".join(versions[:5])),  # each header alone is within the 8
+        ("Parents", ", ".join(versions[5:])),
+    ]
+    response = await client.get(f"/api/channels/{dm}/messages", headers=headers)
+    assert response.status_code == 400 and response.json()["code"] == "INVALID_PARENTS"

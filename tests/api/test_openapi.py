@@ -84,6 +84,7 @@ async def test_routes_needing_a_token_say_so_and_the_others_do_not(spec: Spec) -
     public = {
         ("/api/auth/register", "post"),
         ("/api/auth/login", "post"),
+        ("/api/auth/login/two-factor", "post"),
         ("/api/auth/refresh", "post"),
         ("/api/media/{media_id}", "get"),
         ("/api/media/{media_id}", "head"),

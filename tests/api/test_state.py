@@ -20,10 +20,10 @@ async def test_a_state_others_grow_is_cut_short_and_says_so(
     client: httpx.AsyncClient, make_user: MakeUser, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ann = await make_user("ann")
-    others = [await make_user(f"u{i}") for i in range(4)]
+    others = [await make_user(f"u{i}") for i in range(5)]
     for other in others[:3]:
-        await factories.group(client, other, ann)
-    for other in others[:2]:
+        await factories.group(client, other, ann)  # (friends now: a group takes only those)
+    for other in others[3:]:
         sent = await client.post(
             "/api/users/@me/friend-requests", headers=other.headers, json={"username": "ann"}
         )
@@ -42,7 +42,7 @@ async def test_a_state_others_grow_is_cut_short_and_says_so(
     assert [s["name"] for s in cut["servers"]] == ["of u0"]  # the first joined
     # The most recently active first, the newest request.
     assert [c["id"] for c in cut["conversations"]] == [c["id"] for c in whole["conversations"][:2]]
-    assert [r["user"]["username"] for r in cut["friend_requests"]["incoming"]] == ["u1"]
+    assert [r["user"]["username"] for r in cut["friend_requests"]["incoming"]] == ["u4"]
 
 
 async def test_mention_count_is_capped_like_unread(app_with: AppWith, make_user: MakeUser) -> None:

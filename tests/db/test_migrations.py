@@ -21,6 +21,8 @@ EXPECTED_TABLES = {
     "presence_connections",
     "sessions",
     "refresh_tokens",
+    "user_totp",
+    "recovery_codes",
     "friend_requests",
     "friendships",
     "blocks",

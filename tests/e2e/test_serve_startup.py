@@ -182,3 +182,25 @@ def test_serve_starts_in_order_serves_and_stops_on_sigterm(db_url: str, tmp_path
     startup = [line for line in server.output.splitlines() if line.startswith("[STARTUP]")]
     positions = [next(i for i, line in enumerate(startup) if step in line) for step in steps]
     assert positions == sorted(positions), startup
+
+
+def test_every_settings_problem_is_reported_at_once() -> None:
+    env = serve_env(
+        None,
+        XFCHAT_SECRET="changeme",
+        XFCHAT_PORT="http",
+        XFCHAT_PRESENCE_TIMEOUT="1",
+        XFCHAT_METRICS_ADDR="everywhere",
+    )
+    result = run_cli("serve", env=env)
+    assert result.returncode == 2, result.stderr
+    lines = fatal_lines(result.stderr)
+    for needle in (
+        "DATABASE_URL is not set",
+        "XFCHAT_SECRET is a well-known default",
+        "XFCHAT_PORT",
+        "XFCHAT_PRESENCE_TIMEOUT must be at least twice",
+        "XFCHAT_METRICS_ADDR must look like",
+    ):
+        assert sum(needle in line for line in lines) == 1, (needle, lines)
+    assert len(lines) == 5 and "Traceback" not in result.stderr

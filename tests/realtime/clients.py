@@ -16,7 +16,7 @@ import httpx
 import orjson
 import websockets
 
-from tests.support import ROOT
+from tests.support import METRICS_HEADERS, ROOT
 
 JS = ROOT / "tests" / "js"
 
@@ -248,16 +248,18 @@ def braid_messages_url(base: str, conversation_id: str) -> str:
     return f"{base}/api/channels/{conversation_id}/messages"
 
 
-async def wait_subscribers(base: str, at_least: int, timeout: float = 10) -> None:
-    """Wait until the server process at `base` holds `at_least` subscriptions (so a
-    test knows one is open, rather than guessing after a sleep)."""
+async def wait_subscribers(
+    base: str, at_least: int, timeout: float = 10, *, at_most: int | None = None
+) -> None:
+    """Wait until the server process at `base` holds `at_least` subscriptions (and no
+    more than `at_most`), so a test knows one is open (or gone) rather than guessing
+    after a sleep."""
     async with httpx.AsyncClient(timeout=5) as client, asyncio.timeout(timeout):
         while True:
-            text = (await client.get(f"{base}/metrics")).text
+            text = (await client.get(f"{base}/metrics", headers=METRICS_HEADERS)).text
             for line in text.splitlines():
-                if (
-                    line.startswith("xfchat_realtime_subscribers ")
-                    and float(line.split()[1]) >= at_least
-                ):
-                    return
+                if line.startswith("xfchat_realtime_subscribers "):
+                    held = float(line.split()[1])
+                    if held >= at_least and (at_most is None or held <= at_most):
+                        return
             await asyncio.sleep(0.02)

@@ -20,7 +20,7 @@ from tests import factories
 from tests.conftest import make_settings
 from tests.factories import MakeUser, TestUser
 from tests.realtime.clients import sse_stream
-from tests.support import Servers
+from tests.support import METRICS_HEADERS, Servers
 from xfchat.db.embedded import throwaway
 from xfchat.db.migrate import Migrator
 from xfchat.db.pool import create_pool
@@ -177,7 +177,7 @@ async def test_a_stalled_client_does_not_hold_up_the_others(
             await asyncio.gather(*(sender(k) for k in range(8)))
             got = await healthy.collect("message.created", count, timeout=120)
             assert [e.data["seq"] for e in got] == list(range(1, count + 1))
-        metrics = (await api.get("/metrics")).text
+        metrics = (await api.get("/metrics", headers=METRICS_HEADERS)).text
         assert 'xfchat_realtime_subscriptions_ended_total{reason="slow_consumer"} 1.0' in metrics
         stalled.settimeout(30)
         received = 0

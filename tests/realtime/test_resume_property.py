@@ -28,6 +28,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests import factories
 from tests.factories import MakeUser, TestUser
 from tests.realtime.clients import GatewayClient, sse
 from tests.support import Servers
@@ -242,6 +243,7 @@ async def test_resume_from_any_token_yields_exactly_what_follows_and_nothing_hid
             {"u": watched, "o1": await make_user(f"o1{tag}"), "o2": await make_user(f"o2{tag}")},
             [a, b],
         )
+        await factories.befriend(world.users["o1"], watched, world.users["o2"])  # o1 adds them
         access = watched.access_token
         where = 0
         feed = await Feed.open(

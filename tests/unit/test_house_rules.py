@@ -176,7 +176,7 @@ ACCESS_TABLE_MANAGERS = {
     "conversations.py": {
         "list_participant_ids",
         "delete_participant",
-        "blocked_among",
+        "block_between",
         "users_at_conversation_limit",
         "list_conversations",
     },

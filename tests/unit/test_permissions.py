@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from xfchat.db.queries.access import AccessFacts
 from xfchat.domain.permissions import (
     ALL,
-    BLOCKED_DIRECT,
+    CLOSED_DIRECT,
     CONVERSATION,
     EVERYONE_DEFAULT,
     NONE,
@@ -36,7 +36,7 @@ CONVERSATION_FACTS = AccessFacts(
     kind="group",
     server_id=None,
     participant=True,
-    blocked=False,
+    closed=False,
     member=False,
     owner=False,
     base=0,
@@ -70,9 +70,9 @@ def test_a_participant_may_do_everything_a_conversation_allows() -> None:
 
 
 def test_a_block_leaves_a_direct_conversation_readable_not_writable() -> None:
-    perms = compute_permissions(_replace(CONVERSATION_FACTS, kind="direct", blocked=True))
+    perms = compute_permissions(_replace(CONVERSATION_FACTS, kind="direct", closed=True))
     assert perms & P.VIEW_CHANNEL and perms & P.READ_MESSAGE_HISTORY
-    assert not perms & BLOCKED_DIRECT
+    assert not perms & CLOSED_DIRECT
 
 
 def test_server_members_get_everyone_and_their_roles() -> None:

@@ -148,3 +148,21 @@ def test_json_log_lines_carry_level_logger_message_and_extras() -> None:
         "u1",
     )
     assert "ValueError: boom" in line["exception"] and line["time"].endswith("+00:00")
+
+
+def test_every_problem_is_reported_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("XFCHAT_SECRET", "changeme")
+    monkeypatch.setenv("XFCHAT_PORT", "http")
+    monkeypatch.setenv("XFCHAT_PRESENCE_TIMEOUT", "1")  # under twice the 10 s interval
+    monkeypatch.setenv("XFCHAT_TRUSTED_PROXIES", "the load balancer")
+    with pytest.raises(SettingsError) as info:
+        load_settings(require_database=True)
+    named = [problem.split()[0] for problem in info.value.problems]
+    assert sorted(named) == [
+        "DATABASE_URL",
+        "XFCHAT_PORT",
+        "XFCHAT_PRESENCE_TIMEOUT",
+        "XFCHAT_SECRET",
+        "XFCHAT_TRUSTED_PROXIES",
+    ]

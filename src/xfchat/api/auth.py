@@ -7,10 +7,21 @@ from uuid import UUID
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field, model_validator
 
-from xfchat.api.deps import AppSettings, Client, Conn, CurrentActor, Pool, check_limit, ip_limit
+from xfchat.api.deps import (
+    AppSettings,
+    Client,
+    Conn,
+    CurrentActor,
+    Pool,
+    check_limit,
+    check_limits,
+    ip_limit,
+    peek_limit,
+)
 from xfchat.api.models import Text, UserPrivate
-from xfchat.domain import accounts
-from xfchat.errors import BadRequest
+from xfchat.domain import accounts, login
+from xfchat.domain.rate_limits import ip_key
+from xfchat.errors import BadRequest, Conflict
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
@@ -41,6 +52,20 @@ class LoginIn(BaseModel):
         return (self.login or self.username or self.email or "").strip()
 
 
+class TwoFactorRequiredOut(BaseModel):
+    """The password was right, and the account has two-factor sign-in: POST the ticket
+    with a code to /api/auth/login/two-factor (within `expires_in` seconds)."""
+
+    two_factor_required: bool = True
+    ticket: str
+    expires_in: int
+
+
+class TwoFactorLoginIn(BaseModel):
+    ticket: Text = Field(max_length=1024)
+    code: Text = Field(max_length=64, description="an authenticator code or a recovery code")
+
+
 class RefreshIn(BaseModel):
     refresh_token: Text = Field(max_length=512)
 
@@ -68,35 +93,62 @@ class TokensOut(BaseModel):
     "/register", status_code=201, dependencies=[ip_limit("auth.register", "rate_register_ip")]
 )
 async def post_register(
-    body: RegisterIn, pool: Pool, settings: AppSettings, client: Client
+    body: RegisterIn, request: Request, pool: Pool, settings: AppSettings, client: Client
 ) -> TokensOut:
-    """Create an account; answers with tokens for a new session."""
-    issued = await accounts.register(
-        pool,
-        settings,
-        username=body.username,
-        email=body.email,
-        password=body.password,
-        display_name=body.display_name,
-        client=client,
-    )
+    """Create an account; answers with tokens for a new session. An address that was
+    told `EMAIL_TAKEN` its share of times waits (429) whatever it sends next, so emails
+    cannot be tried one after another."""
+    taken = ("auth.register.taken", ip_key(client.ip), settings.rate_register_taken_ip)
+    await peek_limit(request, *taken)
+    try:
+        issued = await accounts.register(
+            pool,
+            settings,
+            username=body.username,
+            email=body.email,
+            password=body.password,
+            display_name=body.display_name,
+            client=client,
+        )
+    except Conflict as exc:
+        if exc.code == "EMAIL_TAKEN":  # counted; this answer stands
+            await check_limits(request, [taken], enforce=False)
+        raise
     return TokensOut.of(issued)
 
 
 @router.post("/login", dependencies=[ip_limit("auth.login", "rate_login_ip")])
 async def post_login(
     body: LoginIn, request: Request, pool: Pool, settings: AppSettings, client: Client
-) -> TokensOut:
-    """Log in by username or email. Wrong password and unknown user get the same 401."""
+) -> TokensOut | TwoFactorRequiredOut:
+    """Log in by username or email. Wrong password and unknown user get the same 401.
+    An account with two-factor sign-in gets a ticket instead of tokens."""
     if not body.identifier:
         raise BadRequest(
             "give login (a username or an email)", code="VALIDATION_ERROR", field="login"
         )
-    await check_limit(
-        request, "auth.login.account", body.identifier.lower(), settings.rate_login_account
+    target = await login.find_account(pool, settings, login=body.identifier, ip=client.ip)
+    await check_limits(request, login.login_limits(settings, target, client.ip))
+    result = await login.log_in(
+        pool, settings, target=target, password=body.password, client=client
     )
-    issued = await accounts.login(
-        pool, settings, login=body.identifier, password=body.password, client=client
+    if isinstance(result, login.TwoFactorRequired):
+        return TwoFactorRequiredOut(ticket=result.ticket, expires_in=result.expires_in)
+    return TokensOut.of(result)
+
+
+@router.post("/login/two-factor", dependencies=[ip_limit("auth.login", "rate_login_ip")])
+async def post_login_two_factor(
+    body: TwoFactorLoginIn, request: Request, pool: Pool, settings: AppSettings, client: Client
+) -> TokensOut:
+    """Trade a login's ticket and a code (of the authenticator, or a recovery code) for
+    tokens. Codes are counted per account (`auth.two_factor`)."""
+    claims = login.read_ticket(settings, body.ticket)
+    await check_limit(
+        request, "auth.two_factor", str(claims.user_id), settings.rate_two_factor_account
+    )
+    issued = await login.complete_two_factor(
+        pool, settings, claims=claims, code=body.code, client=client
     )
     return TokensOut.of(issued)
 

@@ -22,6 +22,7 @@ import orjson
 from fastapi import Request
 from starlette.responses import Response
 
+from xfchat.api.deps import REALTIME_BUCKET, check_limit
 from xfchat.api.streaming import LiveStream, Write
 from xfchat.domain import messages
 from xfchat.domain.accounts import Actor
@@ -102,8 +103,12 @@ def _patch(message: MessagePayload, parent: str | None) -> bytes:
 
 async def subscribe(request: Request, actor: Actor, channel_id: UUID) -> Response:
     state = request.app.state
+    await check_limit(
+        request, REALTIME_BUCKET, str(actor.user_id), state.settings.rate_realtime_user
+    )
     heartbeats = parse_heartbeats(request.headers.get("heartbeats"))
-    parents = request.headers.get("parents")
+    # Repeated headers are one list (RFC 9110): they count together against the limits.
+    parents = ", ".join(request.headers.getlist("parents"))
     sub, start = await open_channel_feed(
         state.hub, state.pool, actor, channel_id, braid_ids(parents) if parents else None
     )

@@ -4,6 +4,7 @@ rate limits."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
@@ -18,7 +19,7 @@ from xfchat.domain.accounts import (
     authenticate,
     authenticate_quick,
 )
-from xfchat.domain.rate_limits import Decision, RateLimiter
+from xfchat.domain.rate_limits import Decision, RateLimiter, ip_key
 from xfchat.errors import Unauthorized
 from xfchat.settings import RateLimit, Settings
 
@@ -50,9 +51,18 @@ def app_slots(request: Request, name: str, size: int) -> asyncio.Semaphore:
 
 def client_info(request: Request) -> ClientInfo:
     return ClientInfo(
-        ip=request.client.host if request.client else None,
+        ip=_address(request.client.host) if request.client else None,
         user_agent=request.headers.get("user-agent"),
     )
+
+
+def _address(host: str) -> str | None:
+    """The client's IP address, or None for anything else (a trusted proxy's
+    X-Forwarded-For can say anything): it is stored and keys rate limits."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return None
 
 
 def live_session_cache(state: Any) -> SessionCache | None:
@@ -76,14 +86,40 @@ async def check_limit(
     conn: asyncpg.Connection | None = None,
 ) -> Decision:
     """Count this request in a bucket; raises RateLimited (429) when over the limit."""
+    (decision,) = await check_limits(request, [(bucket, key, rule)], conn)
+    return decision
+
+
+async def check_limits(
+    request: Request,
+    checks: list[tuple[str, str, RateLimit]],
+    conn: asyncpg.Connection | None = None,
+    *,
+    enforce: bool = True,
+) -> list[Decision]:
+    """Count this request in several buckets (one statement); raises RateLimited (429)
+    when over one of them, unless `enforce` is off (the count stands either way)."""
     limiter: RateLimiter = request.app.state.limiter
     if conn is None:
         async with request.app.state.pool.acquire() as own:
-            decision = await limiter.check(own, bucket, key, rule)
+            decisions = await limiter.check_many(own, checks)
     else:
-        decision = await limiter.check(conn, bucket, key, rule)
-    record_decision(request, decision)
-    return decision.enforce()
+        decisions = await limiter.check_many(conn, checks)
+    for decision in decisions:
+        record_decision(request, decision)
+    if enforce:
+        for decision in decisions:
+            decision.enforce()
+    return decisions
+
+
+async def peek_limit(request: Request, bucket: str, key: str, rule: RateLimit) -> None:
+    """Raises RateLimited (429) if the bucket is full, without counting this request
+    (for limits counted only on some outcomes)."""
+    limiter: RateLimiter = request.app.state.limiter
+    async with request.app.state.pool.acquire() as conn:
+        decision = await limiter.peek(conn, bucket, key, rule)
+    decision.enforce()
 
 
 def ip_limit(bucket: str, setting: str) -> Any:
@@ -91,9 +127,16 @@ def ip_limit(bucket: str, setting: str) -> Any:
 
     async def dependency(request: Request) -> None:
         rule = getattr(get_settings(request), setting)
-        await check_limit(request, bucket, client_info(request).ip or "unknown", rule)
+        await check_limit(request, bucket, ip_key(client_info(request).ip), rule)
 
     return Depends(dependency)
+
+
+async def password_limit(request: Request, actor: Actor) -> None:
+    """Count a try of the actor's password (argon2 work) in their `account.password`
+    bucket: a stolen token cannot guess at it, nor keep the CPU busy for everyone."""
+    rule = get_settings(request).rate_password_user
+    await check_limit(request, "account.password", str(actor.user_id), rule)
 
 
 def bearer_token(authorization: str | None) -> str:
@@ -164,10 +207,21 @@ async def stream_actor(
     access_token: Annotated[str | None, Query(max_length=4096)] = None,
 ) -> Actor:
     """For streams a browser opens with EventSource, which cannot send headers: the
-    token may come as `?access_token=` instead (only on these routes)."""
-    if authorization is None and access_token:
-        return await authenticate_request(request, access_token)
-    return await authenticate_request(request, bearer_token(authorization))
+    token may come as `?access_token=` instead (only on these routes). Counted in the
+    user's real-time connection bucket too."""
+    token = access_token if authorization is None and access_token else None
+    return await authenticate_request(
+        request, token or bearer_token(authorization), realtime_limit(request)
+    )
+
+
+def realtime_limit(request: Request) -> LimitsOf:
+    """The bucket every new real-time connection (SSE, Braid, the gateway) counts in."""
+    rule = get_settings(request).rate_realtime_user
+    return lambda actor: [(REALTIME_BUCKET, str(actor.user_id), rule)]
+
+
+REALTIME_BUCKET = "realtime.connect"
 
 
 Conn = Annotated[asyncpg.Connection, Depends(get_conn)]

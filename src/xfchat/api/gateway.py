@@ -14,7 +14,8 @@ and reload state.
 Close codes (see CLOSE_CODES): 4001 unknown opcode, 4002 not JSON, 4003 not identified,
 4004 authentication failed, 4005 already identified, 4007 invalid seq (malformed, or another user's), 4009 heartbeat
 missed (zombie), 4010 resync required, 4011 slow consumer (resume), 4012 session
-revoked, 4013 server shutting down or its database unavailable (resume).
+revoked, 4013 server shutting down or its database unavailable (resume), 4008 IDENTIFY/RESUME
+rate limited, 4014 too many connections of the user.
 
 Voice: VOICE_STATE_UPDATE (4) and VOICE_SIGNAL (12), see api/gateway_voice.py.
 """
@@ -23,18 +24,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from xfchat.api.deps import REALTIME_BUCKET
 from xfchat.api.gateway_voice import VOICE_OPS, VoiceOps
+from xfchat.api.http_limits import allow_larger_frames
 from xfchat.api.streaming import until_either_ends
 from xfchat.db.pool import DATABASE_ERRORS
 from xfchat.domain.accounts import Actor, authenticate
 from xfchat.domain.feeds import FeedStart
-from xfchat.errors import ServiceUnavailable, XFChatError
+from xfchat.errors import RateLimited, ServiceUnavailable, XFChatError
 from xfchat.realtime.feeds import Refused, check_token, open_user_feed
 from xfchat.realtime.subscriber import Closed, Subscriber
 from xfchat.tasks import stop
@@ -66,6 +70,8 @@ CLOSE_CODES = {
     4011: "slow consumer: resume from your last seq",
     4012: "session revoked",
     4013: "server shutting down or its database unavailable: resume",
+    4008: "rate limited: too many IDENTIFY or RESUME",
+    4014: "too many connections: close another first",
 }
 CLOSE_FOR_REASON = {
     "slow_consumer": 4011,
@@ -78,8 +84,8 @@ SEND_TIMEOUT_S = 5.0
 
 
 class GatewayClose(Exception):
-    def __init__(self, code: int) -> None:
-        super().__init__(CLOSE_CODES.get(code, "closed"))
+    def __init__(self, code: int, reason: str | None = None) -> None:
+        super().__init__(reason or CLOSE_CODES.get(code, "closed"))
         self.code = code
 
 
@@ -118,10 +124,14 @@ async def _handshake(
     try:
         async with state.pool.acquire() as conn:
             actor, _user = await authenticate(conn, state.settings, data["token"])
+            limit = state.settings.rate_realtime_user
+            decision = await state.limiter.check(conn, REALTIME_BUCKET, str(actor.user_id), limit)
     except UNAVAILABLE:  # (a busy database is no reason to drop one's credentials)
         raise GatewayClose(4013) from None
     except XFChatError:
         raise GatewayClose(4004) from None
+    if not decision.allowed:
+        raise GatewayClose(4008, f"rate limited: retry in {math.ceil(decision.reset_after)} s")
     seq = data.get("seq") if op == RESUME else None
     if op == RESUME:
         if not isinstance(seq, str):
@@ -132,8 +142,11 @@ async def _handshake(
         sub, refused, start = await open_user_feed(state.hub, state.pool, actor, seq)
     except UNAVAILABLE:
         raise GatewayClose(4013) from None
+    except RateLimited:
+        raise GatewayClose(4014) from None
     except XFChatError:  # the session ended meanwhile
         raise GatewayClose(4012) from None
+    allow_larger_frames(ws)
     return actor, sub, start, refused
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
-from starlette.types import Scope
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -191,3 +191,24 @@ def route_label(scope: Scope) -> str:
     route = scope.get("route")
     path = getattr(route, "path", None)
     return str(path) if path else "unmatched"
+
+
+def metrics_listener(metrics: Metrics) -> ASGIApp:
+    """The app of XFCHAT_METRICS_ADDR, a listener of its own: GET /metrics and nothing
+    else (no token: whoever reaches that address may scrape)."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["path"] == "/metrics" and scope["method"] in ("GET", "HEAD"):
+            status, kind, body = 200, b"text/plain; version=0.0.4; charset=utf-8", metrics.render()
+        else:
+            status, kind = 404, b"application/json"
+            body = b'{"code":"NOT_FOUND","message":"only /metrics is served here"}'
+        headers = [(b"content-type", kind), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send(
+            {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
+        )
+
+    return app

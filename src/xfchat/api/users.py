@@ -9,7 +9,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from xfchat.api.deps import AppSettings, Conn, CurrentActor, Pool
+from xfchat.api.deps import AppSettings, Conn, CurrentActor, Pool, password_limit
 from xfchat.api.models import Text, UserPrivate, UserPublic
 from xfchat.api.responses import JSONResponse
 from xfchat.domain import accounts, presence, profile
@@ -81,7 +81,9 @@ async def patch_me(
 async def post_password(
     body: PasswordIn, actor: CurrentActor, pool: Pool, settings: AppSettings, request: Request
 ) -> Response:
-    """Change the password; every other session of the account is revoked."""
+    """Change the password; every other session of the account is revoked. Counted in
+    the account's `account.password` bucket (each try costs argon2 work)."""
+    await password_limit(request, actor)
     revoked = await profile.change_password(
         pool, settings, actor, current=body.current_password, new=body.new_password
     )
@@ -133,6 +135,29 @@ async def get_usage(
         )
         for r in rows
     ]
+
+
+class PrivacyIn(BaseModel):
+    direct_messages: Literal["everyone", "friends"]
+
+
+class PrivacyOut(BaseModel):
+    direct_messages: Literal["everyone", "friends"]
+
+
+@router.get("/@me/privacy")
+async def get_privacy(actor: CurrentActor, conn: Conn) -> PrivacyOut:
+    """Whom you take direct messages from. Nobody else sees it: a refused message says
+    the same whether this or a block refused it."""
+    return PrivacyOut(direct_messages=await profile.get_dm_policy(conn, actor))
+
+
+@router.put("/@me/privacy")
+async def put_privacy(body: PrivacyIn, actor: CurrentActor, conn: Conn) -> PrivacyOut:
+    """`{direct_messages: "everyone" | "friends"}`: from friends only, others cannot open
+    a direct conversation with you, nor write in one open already."""
+    policy = await profile.set_dm_policy(conn, actor, body.direct_messages)
+    return PrivacyOut(direct_messages=policy)
 
 
 class StateOut(StatePayload):

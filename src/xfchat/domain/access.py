@@ -5,8 +5,8 @@ for one channel (routes, the send batch), `visible_channels` for the set a real-
 connection follows, `viewers_among` for the people a message may mention or whose read
 receipts show. They read the facts (db/queries/access.py) and apply the one pure
 calculation, `compute_permissions` (domain/permissions.py). Conversations are its simple
-case (taking part is everything; a block between a direct conversation's two people
-takes writing away); server channels add roles and per-channel overrides.
+case (taking part is everything; in a direct conversation whose other person takes no
+messages from you, a block or their choice, writing is taken away); server channels add roles and per-channel overrides.
 
 A channel you may not see gets the same 404 as one that does not exist.
 """
@@ -23,7 +23,7 @@ from xfchat.db.queries import access as q
 from xfchat.db.queries import channels as channels_q
 from xfchat.domain.accounts import Actor
 from xfchat.domain.permissions import (
-    BLOCKED_DIRECT,
+    CLOSED_DIRECT,
     Permission,
     compute_permissions,
     compute_server_permissions,
@@ -37,10 +37,22 @@ MESSAGE_KINDS = frozenset({"text", "direct", "group"})  # channels that carry me
 class ChannelAccess:
     channel: channels_q.ChannelRow
     permissions: Permission
-    blocked: bool  # a direct conversation with a block between its two people
+    closed: bool  # a direct conversation whose other person takes no messages from the actor
 
     def can(self, need: Permission) -> bool:
         return need & self.permissions == need
+
+
+def cannot_message() -> Forbidden:
+    """The one answer to every refused direct message, whatever the reason (a block
+    either way, or the other takes them from friends only): it reveals neither."""
+    return Forbidden("this user does not take direct messages from you", code="CANNOT_MESSAGE_USER")
+
+
+async def direct_refused(conn: asyncpg.Connection, sender: UUID, recipient: UUID) -> bool:
+    """Whether `recipient` takes no direct messages from `sender` (the rule of
+    db/queries/access.py's DIRECT_CLOSED_RULE, for a conversation not yet opened)."""
+    return await q.get_direct_refused(conn, sender=sender, recipient=recipient)
 
 
 def channel_not_found() -> NotFound:
@@ -56,8 +68,8 @@ def refusal(facts: q.AccessFacts, need: Permission) -> XFChatError | None:
     lacking = Permission(need & ~perms)
     if not lacking:
         return None
-    if facts.blocked and lacking & BLOCKED_DIRECT:
-        return Forbidden("you cannot message this user", code="CANNOT_MESSAGE_USER")
+    if facts.closed and lacking & CLOSED_DIRECT:
+        return cannot_message()
     if facts.timed_out:
         return timed_out()
     return missing(need, perms, "in this channel")
@@ -86,7 +98,7 @@ async def access_channel(
     changes of who may see it).
 
     Raises: NotFound (CHANNEL_NOT_FOUND) if it does not exist or is not visible;
-    Forbidden (MISSING_PERMISSIONS, or CANNOT_MESSAGE_USER across a block)."""
+    Forbidden (MISSING_PERMISSIONS, or CANNOT_MESSAGE_USER in a closed direct conversation)."""
     found = await q.get_channel_access(
         conn, channel_id=channel_id, user_id=actor.user_id, lock=lock
     )
@@ -97,7 +109,7 @@ async def access_channel(
     error = refusal(facts, needed | Permission.VIEW_CHANNEL)
     if error is not None:
         raise error
-    return ChannelAccess(channel, compute_permissions(facts), facts.blocked)
+    return ChannelAccess(channel, compute_permissions(facts), facts.closed)
 
 
 @dataclass(frozen=True)
@@ -264,7 +276,7 @@ async def server_viewers(
         cat = overrides(parent, roles, user)
         pair = q.AccessFacts(
             channel_id=channel.id, user_id=user or channel.id, kind=channel.kind,
-            server_id=server_id, participant=False, blocked=False, member=True, owner=owner,
+            server_id=server_id, participant=False, closed=False, member=True, owner=owner,
             base=base, everyone_allow=own[0], everyone_deny=own[1], roles_allow=own[2],
             roles_deny=own[3], member_allow=own[4], member_deny=own[5],
             category_everyone_allow=cat[0], category_everyone_deny=cat[1],

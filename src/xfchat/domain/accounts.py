@@ -25,7 +25,7 @@ from xfchat.db.queries import sessions as sessions_q
 from xfchat.db.queries import users as users_q
 from xfchat.domain import validation
 from xfchat.domain.events import SESSION_REVOKED, USER_UPDATED, Event, emit
-from xfchat.domain.passwords import hash_password_async, hasher, verify_password_async
+from xfchat.domain.passwords import hash_password_async, hasher
 from xfchat.domain.tokens import (
     LEEWAY_S,
     AccessClaims,
@@ -67,7 +67,7 @@ def password_hasher(settings: Settings) -> PasswordHasher:
 
 
 @lru_cache(maxsize=4)
-def _dummy_hash(ph: PasswordHasher) -> str:
+def dummy_hash(ph: PasswordHasher) -> str:
     # Verified against when the login names no user, so both failures cost the same.
     return ph.hash(secrets.token_urlsafe(16))
 
@@ -82,7 +82,7 @@ def _unique_violation(exc: asyncpg.UniqueViolationError) -> Conflict:
     return Conflict("that username is taken", code="USERNAME_TAKEN", field="username")
 
 
-async def _start_session(
+async def start_session(
     conn: asyncpg.Connection, settings: Settings, user: users_q.UserRow, client: ClientInfo
 ) -> IssuedTokens:
     session = await sessions_q.insert_session(
@@ -153,32 +153,7 @@ async def register(
             )
         except asyncpg.UniqueViolationError as exc:
             raise _unique_violation(exc) from None
-        return await _start_session(conn, settings, user, client)
-
-
-async def login(
-    pool: asyncpg.Pool, settings: Settings, *, login: str, password: str, client: ClientInfo
-) -> IssuedTokens:
-    """Log in by username or email.
-
-    Raises:
-        Unauthorized: INVALID_CREDENTIALS, the same for an unknown user and a wrong password.
-    """
-    ph = password_hasher(settings)
-    async with pool.acquire() as conn:
-        user = await users_q.get_user_by_login(conn, login=login.strip())
-    ok = await verify_password_async(user.password_hash if user else _dummy_hash(ph), password, ph)
-    if user is None or not ok:
-        raise Unauthorized(
-            "wrong username, email or password", code="INVALID_CREDENTIALS", token_error=False
-        )
-    new_hash = None
-    if ph.check_needs_rehash(user.password_hash):  # the hashing cost settings went up
-        new_hash = await hash_password_async(password, ph)
-    async with pool.acquire() as conn, conn.transaction():
-        if new_hash:
-            await users_q.update_password_hash(conn, user_id=user.id, password_hash=new_hash)
-        return await _start_session(conn, settings, user, client)
+        return await start_session(conn, settings, user, client)
 
 
 async def refresh(pool: asyncpg.Pool, settings: Settings, *, refresh_token: str) -> IssuedTokens:

@@ -1,6 +1,15 @@
 """Conversations: direct (two people, one per pair) and group (a name, up to 25 people,
 managed by their owner). Anyone who is not a participant gets 404 for everything about
-a conversation: it might as well not exist."""
+a conversation: it might as well not exist.
+
+Consent. A group takes only people who agreed to know its adder: you put someone in a
+group (creating it, or adding them later) only if they are your friend, and only if no
+block stands between them and anyone in it. Both refusals are the one answer
+CANNOT_ADD_USER, so a person told "no" cannot learn whether a block is why (a block
+ends a friendship, so whoever is blocked is no friend anyway). A direct conversation is
+open to anyone who takes direct messages from you (domain/access.py's direct_refused):
+its refusal is the one answer CANNOT_MESSAGE_USER, a block or the other's choice.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +27,8 @@ from xfchat.domain.access import (
     VisibleChannel,
     access_changed,
     access_channel,
+    cannot_message,
+    direct_refused,
     visible_channels,
 )
 from xfchat.domain.accounts import Actor
@@ -132,15 +143,16 @@ async def open_direct(
 
     Raises:
         BadRequest: CANNOT_MESSAGE_SELF. NotFound: USER_NOT_FOUND.
-        Forbidden: CANNOT_MESSAGE_USER (a block either way).
+        Forbidden: CANNOT_MESSAGE_USER (they take no direct messages from the actor: a
+            block either way, or friends only; the same answer for both).
     """
     if user_id == actor.user_id:
         raise BadRequest("you cannot open a conversation with yourself", code="CANNOT_MESSAGE_SELF")
     if await users_q.get_public_user(conn, user_id=user_id) is None:
         raise NotFound("no such user", code="USER_NOT_FOUND")
     async with conn.transaction():
-        if await q.blocked_among(conn, user_id=actor.user_id, others=[user_id]):
-            raise Forbidden("you cannot message this user", code="CANNOT_MESSAGE_USER")
+        if await direct_refused(conn, actor.user_id, user_id):
+            raise cannot_message()
         channel, created = await get_or_create_direct(conn, actor.user_id, user_id)
         conversation = await conversation_of(conn, channel, sorted([actor.user_id, user_id]))
     return conversation, created
@@ -159,16 +171,25 @@ def _name(name: str | None) -> str | None:
     return name
 
 
-async def _check_newcomers(conn: asyncpg.Connection, actor: Actor, users: list[UUID]) -> None:
-    if len(set(await q.existing_user_ids(conn, user_ids=users))) != len(set(users)):
+async def _check_newcomers(
+    conn: asyncpg.Connection, actor: Actor, newcomers: list[UUID], present: list[UUID]
+) -> None:
+    """Raises unless every newcomer is the actor's friend with no block between them and
+    anyone `present` or another newcomer (see the module's docstring)."""
+    if len(set(await q.existing_user_ids(conn, user_ids=newcomers))) != len(set(newcomers)):
         raise BadRequest(
             "one of the participants does not exist",
             code="INVALID_PARTICIPANTS",
             field="participant_ids",
         )
-    if await q.blocked_among(conn, user_id=actor.user_id, others=users):
+    if await q.strangers_among(conn, user_id=actor.user_id, others=newcomers) or (
+        await q.block_between(conn, users=newcomers, others=[*present, *newcomers])
+    ):
         raise Forbidden(
-            "you cannot add a user you blocked or who blocked you", code="CANNOT_MESSAGE_USER"
+            "you can add only your friends, and only people who may be in a conversation "
+            "with everyone in it",
+            code="CANNOT_ADD_USER",
+            field="participant_ids",
         )
 
 
@@ -179,7 +200,7 @@ async def create_group(
 
     Raises:
         BadRequest: INVALID_CONVERSATION_NAME, INVALID_PARTICIPANTS, TOO_MANY_PARTICIPANTS.
-        Forbidden: CANNOT_MESSAGE_USER.
+        Forbidden: CANNOT_ADD_USER (not all of them the actor's friends, or a block among them).
     """
     name = _name(name)
     others = sorted({u for u in participant_ids if u != actor.user_id})
@@ -190,7 +211,7 @@ async def create_group(
             field="participant_ids",
         )
     async with conn.transaction():
-        await _check_newcomers(conn, actor, others)
+        await _check_newcomers(conn, actor, others, [actor.user_id])
         await check_room(conn, [actor.user_id, *others])
         channel = await q.insert_group(conn, name=name, owner_id=actor.user_id)
         everyone = [actor.user_id, *others]
@@ -290,7 +311,8 @@ async def add_participant(
     """The owner adds someone to a group. Adding someone already there changes nothing.
 
     Raises:
-        Forbidden: NOT_CONVERSATION_OWNER, CANNOT_MESSAGE_USER.
+        Forbidden: NOT_CONVERSATION_OWNER, CANNOT_ADD_USER (not the owner's friend, or a
+            block between them and someone in the group).
         BadRequest: NOT_A_GROUP, TOO_MANY_PARTICIPANTS, INVALID_PARTICIPANTS.
     """
     async with conn.transaction():
@@ -303,7 +325,7 @@ async def add_participant(
             raise BadRequest(
                 f"a group has at most {MAX_PARTICIPANTS} participants", code="TOO_MANY_PARTICIPANTS"
             )
-        await _check_newcomers(conn, actor, [user_id])
+        await _check_newcomers(conn, actor, [user_id], people)
         await check_room(conn, [user_id])
         await channels_q.insert_conversation_participants(
             conn, channel_id=channel.id, user_ids=[user_id]

@@ -102,11 +102,14 @@ async def send_friend_request(
     conn: asyncpg.Connection, actor: Actor, *, username: str
 ) -> FriendRequestView:
     """Ask `username` to be friends. If they had already asked the actor, this accepts
-    their request instead (the view's status is then "accepted").
+    their request instead (the view's status is then "accepted"). A request to someone
+    who blocked the actor is answered and kept as any other, but its recipient is never
+    told nor shown it: it stays pending, as one they ignore would (a refusal would
+    reveal the block).
 
     Raises:
-        BadRequest: CANNOT_FRIEND_SELF; FRIEND_REQUEST_REFUSED (unknown user, or a block
-            either way: the same answer). Conflict: ALREADY_FRIENDS, FRIEND_REQUEST_EXISTS.
+        BadRequest: CANNOT_FRIEND_SELF; FRIEND_REQUEST_REFUSED (no such user, or one the
+            actor blocked). Conflict: ALREADY_FRIENDS, FRIEND_REQUEST_EXISTS.
     """
     target = await users_q.get_public_user_by_username(conn, username=username.strip())
     if target is None:
@@ -119,8 +122,9 @@ async def send_friend_request(
         )
     async with conn.transaction():
         await _lock_pair(conn, actor.user_id, target.id)
-        if await blocks_q.block_exists_between(conn, user_a=actor.user_id, user_b=target.id):
+        if await blocks_q.block_exists(conn, blocker_id=actor.user_id, blocked_id=target.id):
             raise BadRequest(REFUSED, code="FRIEND_REQUEST_REFUSED", field="username")
+        hidden = await blocks_q.block_exists(conn, blocker_id=target.id, blocked_id=actor.user_id)
         if await friends_q.friendship_exists(conn, user_a=actor.user_id, user_b=target.id):
             raise Conflict("you are already friends", code="ALREADY_FRIENDS")
         pending = await friends_q.get_pending_request_between(
@@ -137,7 +141,8 @@ async def send_friend_request(
             conn, from_user_id=actor.user_id, to_user_id=target.id
         )
         profiles = await _profiles(conn, actor.user_id, target.id)
-        await emit_many(conn, _to_both(FRIEND_REQUEST_CREATED, request, profiles))
+        events = _to_both(FRIEND_REQUEST_CREATED, request, profiles)
+        await emit_many(conn, events[:1] if hidden else events)  # (the sender's first)
         return FriendRequestView(request, target)
 
 
@@ -174,7 +179,7 @@ async def _pending_request(
 ) -> friends_q.FriendRequestRow:
     request = await friends_q.get_friend_request(conn, request_id=request_id, lock=True)
     owner = (request.to_user_id if as_recipient else request.from_user_id) if request else None
-    if request is None or owner != actor.user_id:
+    if request is None or owner != actor.user_id or (as_recipient and await _hidden(conn, request)):
         raise NotFound("no such friend request", code="FRIEND_REQUEST_NOT_FOUND")
     if request.status != "pending":
         raise Conflict(
@@ -225,7 +230,15 @@ async def _close_request(
             conn, request_id=request.id, status=status
         )
         profiles = await _profiles(conn, closed.from_user_id, closed.to_user_id)
-        await emit_many(conn, _to_both(CLOSED[status], closed, profiles))
+        events = _to_both(CLOSED[status], closed, profiles)
+        await emit_many(conn, events[:1] if await _hidden(conn, closed) else events)
+
+
+async def _hidden(conn: asyncpg.Connection, request: friends_q.FriendRequestRow) -> bool:
+    """Whether the request's recipient blocked its sender: it is never shown to them."""
+    return await blocks_q.block_exists(
+        conn, blocker_id=request.to_user_id, blocked_id=request.from_user_id
+    )
 
 
 async def list_friend_requests(conn: asyncpg.Connection, actor: Actor) -> list[FriendRequestView]:

@@ -71,8 +71,9 @@ CONVERSATION = (
     | Permission.ATTACH_FILES
     | Permission.EMBED_LINKS
 )
-# A block between the two people of a direct conversation leaves it readable, not writable.
-BLOCKED_DIRECT = Permission.SEND_MESSAGES | Permission.ADD_REACTIONS | Permission.ATTACH_FILES
+# A direct conversation closed to its user (a block between its two people, or the other
+# takes messages from friends only) stays readable, not writable.
+CLOSED_DIRECT = Permission.SEND_MESSAGES | Permission.ADD_REACTIONS | Permission.ATTACH_FILES
 NONE = Permission(0)
 
 
@@ -85,8 +86,8 @@ TIMED_OUT_KEEPS = Permission.VIEW_CHANNEL | Permission.READ_MESSAGE_HISTORY
 def compute_permissions(facts: AccessFacts) -> Permission:
     """A user's permissions in a channel, from the facts alone (no I/O).
 
-    Conversations: everything in CONVERSATION for participants (less BLOCKED_DIRECT
-    across a block), nothing for anyone else.
+    Conversations: everything in CONVERSATION for participants (less CLOSED_DIRECT
+    in a closed direct conversation), nothing for anyone else.
 
     Server channels, in this order:
       1. not a member: nothing; the owner or ADMINISTRATOR: everything;
@@ -102,7 +103,7 @@ def compute_permissions(facts: AccessFacts) -> Permission:
     if facts.server_id is None:
         if not facts.participant:
             return NONE
-        return CONVERSATION & ~BLOCKED_DIRECT if facts.blocked else CONVERSATION
+        return CONVERSATION & ~CLOSED_DIRECT if facts.closed else CONVERSATION
     if not facts.member:
         return NONE
     if facts.owner or facts.base & _ADMINISTRATOR:

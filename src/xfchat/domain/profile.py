@@ -180,6 +180,32 @@ async def change_password(
     return revoked
 
 
+DM_POLICIES = ("everyone", "friends")
+
+
+async def get_dm_policy(conn: asyncpg.Connection, actor: Actor) -> str:
+    """Whom the actor takes direct messages from (never shown to anyone else)."""
+    policy = await users_q.get_dm_policy(conn, user_id=actor.user_id)
+    if policy is None:
+        raise NotFound("no such user", code="USER_NOT_FOUND")
+    return policy
+
+
+async def set_dm_policy(conn: asyncpg.Connection, actor: Actor, policy: str) -> str:
+    """Take direct messages from everyone, or from friends only: it applies to the
+    conversations open already too (those with others stay readable, not writable).
+
+    Raises: BadRequest (VALIDATION_ERROR)."""
+    if policy not in DM_POLICIES:
+        raise BadRequest(
+            "direct_messages is everyone or friends",
+            code="VALIDATION_ERROR",
+            field="direct_messages",
+        )
+    await users_q.update_dm_policy(conn, user_id=actor.user_id, policy=policy)
+    return policy
+
+
 MAX_BATCH = 100
 MAX_SEARCH = 25
 

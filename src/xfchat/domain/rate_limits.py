@@ -9,6 +9,7 @@ stored.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import math
 import time
 from collections.abc import Callable
@@ -58,6 +59,22 @@ class Decision:
         return self
 
 
+def ip_key(ip: str | None) -> str:
+    """The rate-limit key of a client address: an IPv6 address by its /64 (one
+    subscriber's network, where every address is theirs to use), an IPv4 one whole."""
+    if not ip:
+        return "unknown"
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
 def bucket_key(bucket: str, key: str) -> str:
     """The stored name of a bucket for one key (the key itself is never stored)."""
     return f"{bucket}:{hashlib.sha256(key.encode()).hexdigest()[:32]}"
@@ -85,6 +102,16 @@ class RateLimiter:
         """Count this request against `bucket`/`key` and say whether it may proceed."""
         (decision,) = await self.check_many(conn, [(bucket, key, rule)])
         return decision
+
+    async def peek(
+        self, conn: asyncpg.Connection, bucket: str, key: str, rule: RateLimit
+    ) -> Decision:
+        """Whether one more request would be allowed in `bucket`/`key`, without counting
+        it (for limits counted only on some outcomes)."""
+        state = await q.get_bucket(conn, bucket=bucket_key(bucket, key))
+        if state is None:
+            return Decision(True, bucket, rule.limit, rule.limit, 0.0, 0.0)
+        return decide(bucket, rule, state.hits + 1, state.expires_at, state.now)
 
     async def check_many(
         self, conn: asyncpg.Connection, checks: list[tuple[str, str, RateLimit]]

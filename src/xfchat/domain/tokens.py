@@ -8,6 +8,7 @@ import hmac
 import secrets
 import time
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 import jwt
@@ -26,40 +27,53 @@ class AccessClaims:
     expires_at: int
 
 
-def issue_access_token(
-    secret: str, *, user_id: UUID, session_id: UUID, ttl_s: int, now: float | None = None
+def _sign(
+    secret: str, kind: str, user_id: UUID, ttl_s: int, now: float | None, **claims: str
 ) -> str:
+    """A signed token of `kind` (its `typ`: a token of one kind never passes for another)."""
     issued = int(now if now is not None else time.time())
-    claims = {
+    payload = {
         "iss": ISSUER,
-        "typ": "access",
+        "typ": kind,
         "sub": str(user_id),
-        "sid": str(session_id),
         "iat": issued,
         "exp": issued + ttl_s,
     }
-    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+    return jwt.encode({**payload, **claims}, secret, algorithm=ALGORITHM)
+
+
+def issue_access_token(
+    secret: str, *, user_id: UUID, session_id: UUID, ttl_s: int, now: float | None = None
+) -> str:
+    return _sign(secret, "access", user_id, ttl_s, now, sid=str(session_id))
+
+
+def _decode(secret: str, token: str, kind: str, *required: str) -> dict[str, Any]:
+    """The claims of a valid token of `kind`. Raises jwt.ExpiredSignatureError, or
+    another jwt.PyJWTError (forged, malformed, or a token of another kind)."""
+    claims: dict[str, Any] = jwt.decode(
+        token,
+        secret,
+        algorithms=[ALGORITHM],
+        issuer=ISSUER,
+        leeway=LEEWAY_S,
+        options={"require": ["exp", "iat", "sub", "iss", *required]},
+    )
+    if claims.get("typ") != kind:
+        raise jwt.InvalidTokenError(f"not a {kind} token")
+    return claims
 
 
 def verify_access_token(secret: str, token: str) -> AccessClaims:
     """Raises Unauthorized (TOKEN_EXPIRED or INVALID_TOKEN)."""
     try:
-        claims = jwt.decode(
-            token,
-            secret,
-            algorithms=[ALGORITHM],
-            issuer=ISSUER,
-            leeway=LEEWAY_S,
-            options={"require": ["exp", "iat", "sub", "sid", "iss"]},
-        )
+        claims = _decode(secret, token, "access", "sid")
     except jwt.ExpiredSignatureError:
         raise Unauthorized(
             "the access token has expired; refresh it", code="TOKEN_EXPIRED"
         ) from None
     except jwt.PyJWTError:
         raise Unauthorized("the access token is invalid", code="INVALID_TOKEN") from None
-    if claims.get("typ") != "access":
-        raise Unauthorized("the access token is invalid", code="INVALID_TOKEN")
     try:
         return AccessClaims(UUID(claims["sub"]), UUID(claims["sid"]), int(claims["exp"]))
     except (ValueError, TypeError):
@@ -85,3 +99,45 @@ def next_refresh_token(secret: str, token: str) -> tuple[str, bytes]:
 
 def hash_refresh_token(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
+
+
+TICKET_TTL_S = 300
+
+
+def password_stamp(password_hash: str) -> str:
+    """A short fingerprint of a password hash: a ticket names it, so a password change
+    voids the tickets issued before."""
+    return hashlib.sha256(password_hash.encode()).hexdigest()[:16]
+
+
+def issue_two_factor_ticket(
+    secret: str, *, user_id: UUID, password_hash: str, now: float | None = None
+) -> str:
+    """What a login whose password was right, for an account with two-factor sign-in,
+    gets instead of a session: proof of the password for TICKET_TTL_S, to be traded
+    with a code for tokens."""
+    return _sign(
+        secret, "two_factor", user_id, TICKET_TTL_S, now, pwd=password_stamp(password_hash)
+    )
+
+
+@dataclass(frozen=True)
+class TicketClaims:
+    user_id: UUID
+    password_stamp: str
+
+
+def verify_two_factor_ticket(secret: str, ticket: str) -> TicketClaims:
+    """Raises Unauthorized (INVALID_TICKET): forged, expired, or not a ticket."""
+    invalid = Unauthorized(
+        "the two-factor ticket is invalid or expired: log in again",
+        code="INVALID_TICKET",
+        token_error=False,
+    )
+    try:
+        claims = _decode(secret, ticket, "two_factor", "pwd")
+        if not isinstance(claims["pwd"], str):
+            raise invalid
+        return TicketClaims(UUID(claims["sub"]), claims["pwd"])
+    except (jwt.PyJWTError, ValueError, TypeError):
+        raise invalid from None

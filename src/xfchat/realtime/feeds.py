@@ -57,7 +57,8 @@ async def open_user_feed(
     was not used (then the feed starts at the head); and where it starts (with the
     user's state unless it resumes).
 
-    Raises: Unauthorized (SESSION_REVOKED)."""
+    Raises: Unauthorized (SESSION_REVOKED); RateLimited (TOO_MANY_CONNECTIONS)."""
+    hub.admit(actor.user_id)  # (before the reads; subscribe checks again)
     since = None if token is None else check_token(hub.codec, actor.user_id, token)
     position = since if isinstance(since, Position) else None
     async with pool.acquire() as conn:
@@ -88,7 +89,8 @@ async def open_channel_feed(
     message list where the subscription starts, read in the same snapshot.
 
     Raises: NotFound (CHANNEL_NOT_FOUND); Forbidden (MISSING_PERMISSIONS); Gone
-    (VERSION_UNKNOWN); Unauthorized (SESSION_REVOKED)."""
+    (VERSION_UNKNOWN); Unauthorized (SESSION_REVOKED); RateLimited (TOO_MANY_CONNECTIONS)."""
+    hub.admit(actor.user_id)
     async with pool.acquire() as conn:
         start = await read_channel_feed_start(conn, actor, channel_id, versions)
     sub = hub.subscribe(

@@ -40,6 +40,7 @@ from xfchat.domain.events import (
     StreamKind,
 )
 from xfchat.domain.feeds import read_access_changes
+from xfchat.errors import RateLimited
 from xfchat.realtime.cursor import Position, TokenCodec
 from xfchat.realtime.follows import Follows
 from xfchat.realtime.presence import PresenceTracker
@@ -80,6 +81,7 @@ class Hub:
         codec: TokenCodec,
         *,
         queue_limit: int = 1000,
+        connections_per_user: int | None = None,
     ) -> None:
         self.pool = pool
         self._connect = connect
@@ -87,6 +89,8 @@ class Hub:
         self.queue_limit = queue_limit
         self.index: dict[Stream, set[Subscriber]] = {}
         self.subscribers: set[Subscriber] = set()
+        self.connections_per_user = connections_per_user
+        self.per_user: dict[UUID, int] = {}  # open subscriptions of each user, here
         self.connections: dict[UUID, Subscriber] = {}  # by id: signals addressed to one
         self._pieces: dict[str, dict[int, bytes]] = {}  # signals arriving in pieces
         self.ended: dict[str, int] = {}  # subscriptions ended, by reason (for /metrics)
@@ -131,7 +135,20 @@ class Hub:
 
     # -- subscribers
 
+    def admit(self, user_id: UUID) -> None:
+        """Raises RateLimited (TOO_MANY_CONNECTIONS) if the user holds as many live
+        connections here as one user may."""
+        limit = self.connections_per_user
+        if limit is not None and self.per_user.get(user_id, 0) >= limit:
+            raise RateLimited(
+                f"you have {limit} live connections to this server already: close one first",
+                code="TOO_MANY_CONNECTIONS",
+            )
+
     def subscribe(self, user_id: UUID, session_id: UUID | None, follows: Follows) -> Subscriber:
+        """A new subscription of the user's (RateLimited: TOO_MANY_CONNECTIONS, see admit)."""
+        self.admit(user_id)
+        self.per_user[user_id] = self.per_user.get(user_id, 0) + 1
         sub = Subscriber(
             self, user_id, session_id, follows, self.codec.tag(user_id), self.queue_limit
         )
@@ -167,6 +184,10 @@ class Hub:
             self.presence.connected(sub.user_id)
 
     def forget(self, sub: Subscriber) -> None:
+        if sub in self.subscribers:
+            left = self.per_user.pop(sub.user_id, 1) - 1
+            if left > 0:
+                self.per_user[sub.user_id] = left
         self.subscribers.discard(sub)
         self.connections.pop(sub.id, None)
         if self.presence is not None:

@@ -1,5 +1,5 @@
 """The facts that decide who may see and do what in a channel: THE ONLY SQL that reads
-conversation participants, blocks between a direct conversation's people, server
+conversation participants, who takes direct messages from whom (blocks, friends only), server
 membership, roles and permission overrides in order to decide access.
 
 Every reader of access goes through these queries and `domain/permissions.py`'s
@@ -32,7 +32,7 @@ class AccessFacts(NamedTuple):
     kind: str  # text, voice, category (server channels); direct, group (conversations)
     server_id: UUID | None
     participant: bool  # conversations: the user takes part
-    blocked: bool  # a direct conversation whose two people have a block between them
+    closed: bool  # a direct conversation whose other person takes no messages from the user
     member: bool  # server channels: the user is a member of the server
     owner: bool  # ... and owns it
     base: int  # @everyone's permissions | those of the member's roles
@@ -85,17 +85,33 @@ _SERVER_FACTS = """
     WHERE s.id = $1
 """
 
+# THE rule for direct messages: whether {recipient} takes none from {sender} (two SQL
+# expressions of user ids): a block between them either way, or the recipient takes
+# them from friends only (a setting nobody else sees) and the two are not friends. A
+# refusal cannot tell one reason from the other, so it never reveals a block.
+DIRECT_CLOSED_RULE = """(
+    EXISTS (SELECT 1 FROM blocks b
+            WHERE (b.blocker_id = {sender} AND b.blocked_id = {recipient})
+               OR (b.blocker_id = {recipient} AND b.blocked_id = {sender}))
+    OR EXISTS (SELECT 1 FROM users r
+               WHERE r.id = {recipient} AND r.dm_policy = 'friends'
+                 AND NOT EXISTS (SELECT 1 FROM friendships f
+                                 WHERE f.user_low = LEAST({sender}, {recipient})
+                                   AND f.user_high = GREATEST({sender}, {recipient})))
+)"""
+# In a direct conversation, for the user of a pair: toward the other participant.
+DIRECT_CLOSED = DIRECT_CLOSED_RULE.format(
+    sender="pr.user_id",
+    recipient="(CASE WHEN ch.dm_user_low = pr.user_id THEN ch.dm_user_high ELSE ch.dm_user_low END)",
+)
+
 # The facts of each (channel_id, user_id) pair of a relation named `pairs`, which the
 # statement using this defines first.
-FACTS_SELECT = """
+FACTS_SELECT = f"""
     SELECT pr.channel_id, pr.user_id, ch.kind, ch.server_id,
            EXISTS (SELECT 1 FROM conversation_participants p
                    WHERE p.channel_id = ch.id AND p.user_id = pr.user_id) AS participant,
-           (ch.kind = 'direct' AND EXISTS (
-                SELECT 1 FROM blocks b
-                WHERE (b.blocker_id = ch.dm_user_low AND b.blocked_id = ch.dm_user_high)
-                   OR (b.blocker_id = ch.dm_user_high AND b.blocked_id = ch.dm_user_low)
-           )) AS blocked,
+           (ch.kind = 'direct' AND {DIRECT_CLOSED}) AS closed,
            sm.user_id IS NOT NULL AS member,
            COALESCE(s.owner_id = pr.user_id, false) AS owner,
            COALESCE(ev.permissions, 0) | COALESCE((
@@ -178,6 +194,14 @@ _FACTS_OF_CANDIDATES = f"""
     )
     {FACTS_SELECT}
 """
+
+
+_DIRECT_REFUSED = "SELECT " + DIRECT_CLOSED_RULE.format(sender="$1::uuid", recipient="$2::uuid")
+
+
+async def get_direct_refused(conn: asyncpg.Connection, *, sender: UUID, recipient: UUID) -> bool:
+    """Whether `recipient` takes no direct messages from `sender` (DIRECT_CLOSED_RULE)."""
+    return bool(await conn.fetchval(_DIRECT_REFUSED, sender, recipient))
 
 
 def facts_from_json(rows: list[dict[str, object]]) -> list[AccessFacts]:

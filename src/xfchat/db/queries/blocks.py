@@ -30,17 +30,13 @@ async def delete_block(conn: asyncpg.Connection, *, blocker_id: UUID, blocked_id
     )
 
 
-async def block_exists_between(conn: asyncpg.Connection, *, user_a: UUID, user_b: UUID) -> bool:
-    """Whether either user has blocked the other."""
+async def block_exists(conn: asyncpg.Connection, *, blocker_id: UUID, blocked_id: UUID) -> bool:
+    """Whether `blocker_id` has blocked `blocked_id`."""
     return bool(
         await conn.fetchval(
-            """
-            SELECT true FROM blocks
-            WHERE (blocker_id = $1 AND blocked_id = $2) OR (blocker_id = $2 AND blocked_id = $1)
-            LIMIT 1
-            """,
-            user_a,
-            user_b,
+            "SELECT true FROM blocks WHERE blocker_id = $1 AND blocked_id = $2",
+            blocker_id,
+            blocked_id,
         )
     )
 

@@ -123,21 +123,39 @@ async def list_conversations(
     ]
 
 
-async def blocked_among(
+async def block_between(conn: asyncpg.Connection, *, users: list[UUID], others: list[UUID]) -> bool:
+    """Whether one of `users` and one of `others` have a block between them (either way)."""
+    return bool(
+        await conn.fetchval(
+            """
+            SELECT EXISTS (
+                SELECT 1 FROM blocks
+                WHERE (blocker_id = ANY($1::uuid[]) AND blocked_id = ANY($2::uuid[]))
+                   OR (blocker_id = ANY($2::uuid[]) AND blocked_id = ANY($1::uuid[]))
+            )
+            """,
+            users,
+            others,
+        )
+    )
+
+
+async def strangers_among(
     conn: asyncpg.Connection, *, user_id: UUID, others: list[UUID]
 ) -> list[UUID]:
-    """Those of `others` who blocked `user_id` or whom `user_id` blocked."""
+    """Those of `others` who are not friends of `user_id`."""
     records = await conn.fetch(
         """
-        SELECT DISTINCT CASE WHEN blocker_id = $1 THEN blocked_id ELSE blocker_id END AS other
-        FROM blocks
-        WHERE (blocker_id = $1 AND blocked_id = ANY($2::uuid[]))
-           OR (blocked_id = $1 AND blocker_id = ANY($2::uuid[]))
+        SELECT o FROM unnest($2::uuid[]) AS o
+        WHERE NOT EXISTS (
+            SELECT 1 FROM friendships f
+            WHERE f.user_low = LEAST($1::uuid, o) AND f.user_high = GREATEST($1::uuid, o)
+        )
         """,
         user_id,
         others,
     )
-    return [r["other"] for r in records]
+    return [r["o"] for r in records]
 
 
 async def existing_user_ids(conn: asyncpg.Connection, *, user_ids: list[UUID]) -> list[UUID]:

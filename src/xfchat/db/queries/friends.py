@@ -107,6 +107,9 @@ async def list_pending_requests(
         JOIN users u
           ON u.id = CASE WHEN r.from_user_id = $1 THEN r.to_user_id ELSE r.from_user_id END
         WHERE r.status = 'pending' AND (r.from_user_id = $1 OR r.to_user_id = $1)
+          AND NOT EXISTS (  -- sent by someone $1 blocked: never shown to $1
+              SELECT 1 FROM blocks b WHERE b.blocker_id = $1 AND b.blocked_id = r.from_user_id
+          )
         ORDER BY r.created_at DESC
         """,
         user_id,

@@ -178,7 +178,7 @@ async def insert_messages_and_events(
     transaction ends), insert the messages and append one `message.created` event per
     message (its body's SEQ_PLACEHOLDER filled in), move each author's read position to
     their newest message and add `counts[i]` hits to rate-limit bucket `buckets[i]`, in
-    one statement (xf_write_messages, migration 0024: the event-log part is
+    one statement (xf_write_messages, migration 0026: the event-log part is
     `event_log.insert_events` inlined, one round trip fewer on the busiest path there
     is). The commit trigger orders and announces the events. Returns the last sequence
     number taken (the messages hold last-n+1 .. last, in order)."""
@@ -243,7 +243,7 @@ async def send_batch_fast(
 ) -> FastBatch:
     """A batch of sends checked and written in one statement, which is its own
     transaction (call it outside any), so that it returns after its commit
-    (xf_send_batch, migration 0024). `facts` is the JSON object, by user id, of the
+    (xf_send_batch, migration 0026). `facts` is the JSON object, by user id, of the
     access facts of `users` the batch was decided from: if they are not the current
     ones, or a message with one of `check_ids` or an (author, nonce) pair already
     exists, or the channel has slowmode, or any bucket would go past its limit with

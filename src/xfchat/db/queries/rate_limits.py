@@ -5,7 +5,7 @@ from datetime import datetime
 
 import asyncpg
 
-# xf_hit_buckets (migration 0024) counts hits in rate-limit buckets for every statement
+# xf_hit_buckets (migration 0026) counts hits in rate-limit buckets for every statement
 # that counts them. A bucket's window opens at its first hit after the previous one
 # ended and lasts its period, judged by the database clock, so every server process
 # agrees on it (a window aligned on the epoch would reset every key at the same
@@ -33,6 +33,21 @@ async def hit_buckets(
         [1] * len(buckets),
     )
     return [BucketState(*r) for r in records]
+
+
+async def get_bucket(conn: asyncpg.Connection, *, bucket: str) -> BucketState | None:
+    """A bucket's count in its current window, without counting (None: no open window)."""
+    record = await conn.fetchrow(
+        """
+        SELECT r.hits, r.expires_at, t.clock AS now
+        FROM (SELECT clock_timestamp() AS clock) t
+        JOIN rate_limits r ON r.bucket = $1 AND r.expires_at > t.clock
+        """,
+        bucket,
+    )
+    return (
+        None if record is None else BucketState(record["hits"], record["expires_at"], record["now"])
+    )
 
 
 async def delete_expired_buckets(conn: asyncpg.Connection) -> int:

@@ -196,3 +196,25 @@ async def revoke_other_sessions(
         reason,
     )
     return [r["id"] for r in records]
+
+
+async def has_familiar_session(
+    conn: asyncpg.Connection, *, user_id: UUID, ip: str, within_days: float
+) -> bool:
+    """Whether the user logged in from `ip` in the last `within_days` days, in a session
+    still live or ended by logging out (not one revoked: it may have been a thief's)."""
+    return bool(
+        await conn.fetchval(
+            """
+            SELECT EXISTS (
+                SELECT 1 FROM sessions
+                WHERE user_id = $1 AND ip = $2::inet
+                  AND created_at > now() - make_interval(secs => $3)
+                  AND (revoked_at IS NULL OR revoked_reason = 'logout')
+            )
+            """,
+            user_id,
+            ip,
+            within_days * 86400,
+        )
+    )

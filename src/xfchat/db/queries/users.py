@@ -224,3 +224,13 @@ async def search_users(
         limit,
     )
     return [public_user_from(r) for r in records]
+
+
+async def get_dm_policy(conn: asyncpg.Connection, *, user_id: UUID) -> str | None:
+    """Whom the user takes direct messages from: 'everyone' or 'friends'."""
+    value = await conn.fetchval("SELECT dm_policy FROM users WHERE id = $1", user_id)
+    return None if value is None else str(value)
+
+
+async def update_dm_policy(conn: asyncpg.Connection, *, user_id: UUID, policy: str) -> None:
+    await conn.execute("UPDATE users SET dm_policy = $2 WHERE id = $1", user_id, policy)

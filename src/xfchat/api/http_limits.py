@@ -1,0 +1,199 @@
+"""Limits on what a client may make `xfchat serve` hold before the app sees a request.
+
+uvicorn's httptools protocol has no bound on the request head: httptools gathers a
+header's value in memory however long it grows (a 32 MiB header was buffered and
+answered 200), there is no limit on how many headers come, and no deadline for the head
+to arrive (a slowloris connection, or one that sends nothing, is never cut). Its
+WebSocket protocol takes frames of up to 16 MiB from anyone, identified or not.
+
+These subclasses add, per connection:
+- a head (request line and headers) of at most `max_header_bytes`, counted as bytes
+  arrive, so a connection never holds more than that plus one read: 431
+  `HEADERS_TOO_LARGE`, and the connection is closed;
+- at most `max_headers` header lines (repeats included): 431 `TOO_MANY_HEADERS`;
+- a deadline of `header_timeout_s` for the whole head, from the connection's opening
+  or from a request's first byte, however slowly the bytes trickle: 408
+  `REQUEST_TIMEOUT`, and the connection is closed;
+- WebSocket frames of at most BEFORE_IDENTIFY bytes until the app says the client is
+  identified (`allow_larger_frames`), then at most `ws_max_size`: a larger frame
+  closes the connection with 1009 before its payload is read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from starlette.websockets import WebSocket
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+# Frames a client may send before IDENTIFY or RESUME (a token is a few hundred bytes),
+# and after it (a voice signal carries up to 16 KiB of JSON).
+BEFORE_IDENTIFY = 4096
+AFTER_IDENTIFY = 65_536
+# The ASGI scope extension by which the gateway lifts the first limit.
+FRAME_LIMIT = "xfchat.frame_limit"
+
+_PHRASES = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+
+
+class _Refused(Exception):
+    """Raised inside a parser callback: the head broke a limit."""
+
+
+class GuardedHttpProtocol(HttpToolsProtocol):
+    max_header_bytes = 16_384
+    max_headers = 100
+    header_timeout_s = 10.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._in_head = True  # reading a request line and headers (or waiting for one)
+        self._arrived = 0  # bytes received since this head began
+        self._parsed = 0  # bytes of the head the parser has handed over
+        self._headers = 0
+        self._deadline: asyncio.TimerHandle | None = None
+        self._refusal: tuple[int, str, str] | None = None
+
+    # -- the deadline
+
+    def _arm(self) -> None:
+        if self._deadline is None:
+            self._deadline = self.loop.call_later(self.header_timeout_s, self._too_slow)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _too_slow(self) -> None:
+        self._deadline = None
+        if self._in_head and not self.transport.is_closing():
+            seconds = f"{self.header_timeout_s:g}"
+            self._refuse(408, "REQUEST_TIMEOUT", f"the request head took over {seconds} s")
+
+    # -- asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()  # a connection that sends nothing is cut too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refusal is not None:
+            return
+        if self._in_head:
+            self._arrived += len(data)
+            self._arm()
+        super().data_received(data)
+        if self._refusal is None and self._in_head and self._arrived > self.max_header_bytes:
+            self._refuse(*self._too_large())
+
+    # -- parser callbacks
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head, self._parsed, self._headers = True, 0, 0
+        self._arm()
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers += 1
+        if self._headers > self.max_headers:
+            self._refusal = (
+                431,
+                "TOO_MANY_HEADERS",
+                f"a request has at most {self.max_headers} header lines",
+            )
+            raise _Refused
+        self._count(len(name) + len(value) + 4)
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        self._in_head, self._arrived = False, 0
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._in_head = True
+
+    def _count(self, size: int) -> None:
+        self._parsed += size
+        if self._parsed > self.max_header_bytes:
+            self._refusal = self._too_large()
+            raise _Refused
+
+    def _too_large(self) -> tuple[int, str, str]:
+        return (
+            431,
+            "HEADERS_TOO_LARGE",
+            f"the request line and headers are over {self.max_header_bytes} bytes",
+        )
+
+    # -- answering
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a parser error, which a refusing callback raises."""
+        if self._refusal is not None:
+            self._refuse(*self._refusal)
+        else:
+            super().send_400_response(msg)
+
+    def _refuse(self, status: int, code: str, message: str) -> None:
+        self._refusal = (status, code, message)
+        self._disarm()
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.transport.close()  # (a pipelined head: an answer is being written)
+            return
+        body = orjson.dumps({"code": code, "message": message})
+        head = b"HTTP/1.1 %d %s\r\n" % (status, _PHRASES[status])
+        head += b"content-type: application/json\r\ncontent-length: %d\r\n" % len(body)
+        self.transport.write(head + b"connection: close\r\n\r\n" + body)
+        self.transport.close()
+
+
+class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.conn.max_message_size = BEFORE_IDENTIFY
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)
+        if scope is not None:
+            scope["extensions"][FRAME_LIMIT] = self._lift
+
+    def _lift(self) -> None:
+        self.conn.max_message_size = self.config.ws_max_size
+
+
+def allow_larger_frames(ws: WebSocket) -> None:
+    """The client identified itself: frames up to AFTER_IDENTIFY are taken from now on
+    (a no-op under a server without these protocols, such as the tests' transports)."""
+    lift = ws.scope.get("extensions", {}).get(FRAME_LIMIT)
+    if callable(lift):
+        lift()
+
+
+def http_protocol(
+    max_header_bytes: int, max_headers: int, header_timeout_s: float
+) -> type[GuardedHttpProtocol]:
+    """The HTTP protocol class for uvicorn's `http=`, with these limits."""
+    return type(
+        "XFChatHttpProtocol",
+        (GuardedHttpProtocol,),
+        {
+            "max_header_bytes": max_header_bytes,
+            "max_headers": max_headers,
+            "header_timeout_s": header_timeout_s,
+        },
+    )

@@ -1,0 +1,100 @@
+"""Two-factor sign-in of the current user: set up an authenticator, turn it on with a
+code, turn it off, new recovery codes. (Logging in with it: api/auth.py.)"""
+
+from __future__ import annotations
+
+import asyncpg
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, Field
+
+from xfchat.api.deps import AppSettings, Conn, CurrentActor, Pool, check_limit, password_limit
+from xfchat.api.models import Text
+from xfchat.domain import two_factor
+from xfchat.domain.accounts import Actor
+
+router = APIRouter(prefix="/api/users/@me/two-factor", tags=["two-factor"])
+
+
+class PasswordIn(BaseModel):
+    password: Text = Field(max_length=1024)
+
+
+class CodeIn(BaseModel):
+    code: Text = Field(max_length=64, description="a code of the authenticator")
+
+
+class DisableIn(BaseModel):
+    password: Text = Field(max_length=1024)
+    code: Text = Field(max_length=64, description="an authenticator code or a recovery code")
+
+
+class StatusOut(BaseModel):
+    enabled: bool
+    recovery_codes_left: int
+
+
+class SetupOut(BaseModel):
+    secret: str  # base32, to type into an authenticator app
+    otpauth_uri: str  # the same as an otpauth:// URI (show it as a QR code)
+
+
+class RecoveryCodesOut(BaseModel):
+    recovery_codes: list[str]  # shown this once: keep them somewhere safe
+
+
+async def code_limit(
+    request: Request, actor: Actor, conn: asyncpg.Connection | None = None
+) -> None:
+    """Codes are guessable: every one tried counts in the account's `auth.two_factor`
+    bucket, the same one the login's second step counts in."""
+    rule = request.app.state.settings.rate_two_factor_account
+    await check_limit(request, "auth.two_factor", str(actor.user_id), rule, conn)
+
+
+@router.get("")
+async def get_two_factor(actor: CurrentActor, conn: Conn) -> StatusOut:
+    """Whether two-factor sign-in is on, and how many unused recovery codes are left."""
+    found = await two_factor.status(conn, actor)
+    return StatusOut(enabled=found.enabled, recovery_codes_left=found.recovery_codes_left)
+
+
+@router.post("/setup")
+async def post_two_factor_setup(
+    body: PasswordIn, actor: CurrentActor, pool: Pool, settings: AppSettings, request: Request
+) -> SetupOut:
+    """A new authenticator secret (with your password); nothing changes until /enable
+    proves a code of it. Asking again replaces a secret not yet enabled."""
+    await password_limit(request, actor)
+    setup = await two_factor.start_setup(pool, settings, actor, body.password)
+    return SetupOut(secret=setup.secret, otpauth_uri=setup.uri)
+
+
+@router.post("/enable")
+async def post_two_factor_enable(
+    body: CodeIn, actor: CurrentActor, conn: Conn, request: Request
+) -> RecoveryCodesOut:
+    """Turn two-factor sign-in on with a current code of the authenticator just set up:
+    from now on a login needs a code too. Answers the ten recovery codes."""
+    await code_limit(request, actor, conn)
+    return RecoveryCodesOut(recovery_codes=await two_factor.enable(conn, actor, body.code))
+
+
+@router.post("/disable", status_code=204, response_class=Response)
+async def post_two_factor_disable(
+    body: DisableIn, actor: CurrentActor, pool: Pool, settings: AppSettings, request: Request
+) -> Response:
+    """Turn two-factor sign-in off, with your password and a code (or a recovery code)."""
+    await password_limit(request, actor)
+    await code_limit(request, actor)
+    await two_factor.disable(pool, settings, actor, body.password, body.code)
+    return Response(status_code=204)
+
+
+@router.post("/recovery-codes")
+async def post_recovery_codes(
+    body: PasswordIn, actor: CurrentActor, pool: Pool, settings: AppSettings, request: Request
+) -> RecoveryCodesOut:
+    """Ten new recovery codes (with your password); the earlier ones stop working."""
+    await password_limit(request, actor)
+    codes = await two_factor.regenerate_recovery_codes(pool, settings, actor, body.password)
+    return RecoveryCodesOut(recovery_codes=codes)

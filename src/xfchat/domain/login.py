@@ -1,0 +1,165 @@
+"""Logging in: which account a login names, its rate-limit buckets, and a session for the
+right password (for an account with two-factor sign-in, a ticket first, then a session
+for the right code).
+
+The buckets are the account's, whatever was typed (its username, its email, in any
+case): `auth.login.account_ip` per account and client address, and `auth.login.account`
+per account from every address together, slower, which an address the account has
+logged in from before skips. So someone guessing from many addresses can run the
+account's global bucket dry, and its owner still logs in from home; only a login from
+a new address waits for the window to end. A name no account has is counted the same
+way under the name itself (so the buckets do not tell which names exist).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+
+from xfchat.db.queries import sessions as sessions_q
+from xfchat.db.queries import two_factor as two_factor_q
+from xfchat.db.queries import users as users_q
+from xfchat.domain import two_factor
+from xfchat.domain.accounts import (
+    ClientInfo,
+    IssuedTokens,
+    dummy_hash,
+    password_hasher,
+    start_session,
+)
+from xfchat.domain.passwords import hash_password_async, verify_password_async
+from xfchat.domain.rate_limits import ip_key
+from xfchat.domain.tokens import (
+    TICKET_TTL_S,
+    TicketClaims,
+    issue_two_factor_ticket,
+    password_stamp,
+    verify_two_factor_ticket,
+)
+from xfchat.errors import Unauthorized
+from xfchat.settings import RateLimit, Settings
+
+
+@dataclass(frozen=True)
+class LoginTarget:
+    user: users_q.UserRow | None  # None: no account has that name or email
+    key: str  # the account's rate-limit key
+    familiar: bool  # the client's address logged in to this account before
+
+
+@dataclass(frozen=True)
+class TwoFactorRequired:
+    """The password was right; a code is needed too (with this ticket)."""
+
+    ticket: str
+    expires_in: int
+
+
+async def find_account(
+    pool: asyncpg.Pool, settings: Settings, *, login: str, ip: str | None
+) -> LoginTarget:
+    """The account a login (username or email, any case) names, and whether the client's
+    address is one it logged in from within the refresh tokens' lifetime."""
+    async with pool.acquire() as conn:
+        user = await users_q.get_user_by_login(conn, login=login.strip())
+        familiar = (
+            user is not None
+            and ip is not None
+            and await sessions_q.has_familiar_session(
+                conn, user_id=user.id, ip=ip, within_days=settings.refresh_token_ttl_days
+            )
+        )
+    key = f"user:{user.id}" if user is not None else f"name:{login.strip().lower()}"
+    return LoginTarget(user, key, familiar)
+
+
+def login_limits(
+    settings: Settings, target: LoginTarget, ip: str | None
+) -> list[tuple[str, str, RateLimit]]:
+    """The buckets a login attempt counts in (besides `auth.login` per address)."""
+    checks = [
+        ("auth.login.account_ip", f"{target.key} {ip_key(ip)}", settings.rate_login_account_ip)
+    ]
+    if not target.familiar:
+        checks.append(("auth.login.account", target.key, settings.rate_login_account))
+    return checks
+
+
+def invalid_credentials() -> Unauthorized:
+    return Unauthorized(
+        "wrong username, email or password", code="INVALID_CREDENTIALS", token_error=False
+    )
+
+
+async def log_in(
+    pool: asyncpg.Pool,
+    settings: Settings,
+    *,
+    target: LoginTarget,
+    password: str,
+    client: ClientInfo,
+) -> IssuedTokens | TwoFactorRequired:
+    """A new session for the right password; for an account with two-factor sign-in,
+    a ticket to complete with a code instead (no session yet).
+
+    Raises:
+        Unauthorized: INVALID_CREDENTIALS, the same for an unknown user and a wrong
+            password, after the same argon2 work.
+    """
+    ph = password_hasher(settings)
+    user = target.user
+    ok = await verify_password_async(user.password_hash if user else dummy_hash(ph), password, ph)
+    if user is None or not ok:
+        raise invalid_credentials()
+    new_hash = None
+    if ph.check_needs_rehash(user.password_hash):  # the hashing cost settings went up
+        new_hash = await hash_password_async(password, ph)
+    async with pool.acquire() as conn, conn.transaction():
+        if new_hash:
+            await users_q.update_password_hash(conn, user_id=user.id, password_hash=new_hash)
+        totp = await two_factor_q.get_totp(conn, user_id=user.id)
+        if totp is not None and totp.confirmed_at is not None:
+            ticket = issue_two_factor_ticket(
+                settings.secret.get_secret_value(),
+                user_id=user.id,
+                password_hash=new_hash or user.password_hash,
+            )
+            return TwoFactorRequired(ticket, TICKET_TTL_S)
+        return await start_session(conn, settings, user, client)
+
+
+def read_ticket(settings: Settings, ticket: str) -> TicketClaims:
+    """Raises Unauthorized (INVALID_TICKET)."""
+    return verify_two_factor_ticket(settings.secret.get_secret_value(), ticket)
+
+
+async def complete_two_factor(
+    pool: asyncpg.Pool,
+    settings: Settings,
+    *,
+    claims: TicketClaims,
+    code: str,
+    client: ClientInfo,
+) -> IssuedTokens:
+    """The session a ticket and a code earn: a current authenticator code (each once)
+    or an unused recovery code (spent).
+
+    Raises:
+        Unauthorized: INVALID_TICKET (also once the password changed), INVALID_TWO_FACTOR_CODE.
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        user = await users_q.get_user(conn, user_id=claims.user_id)
+        if user is None or password_stamp(user.password_hash) != claims.password_stamp:
+            raise Unauthorized(
+                "the two-factor ticket is invalid or expired: log in again",
+                code="INVALID_TICKET",
+                token_error=False,
+            )
+        if not await two_factor.spend_code(conn, user.id, code):
+            raise Unauthorized(
+                "that is not a current code of your authenticator, nor an unused recovery code",
+                code="INVALID_TWO_FACTOR_CODE",
+                token_error=False,
+            )
+        return await start_session(conn, settings, user, client)

@@ -1,0 +1,189 @@
+"""Two-factor sign-in: a TOTP authenticator (RFC 6238, pyotp) and recovery codes.
+
+An account with an authenticator gets no session for its password alone: the login
+answers with a ticket (domain/tokens.py), traded with a code for tokens (domain/login.py).
+A code is one of the authenticator's (30 s steps; the one before and after are taken
+too, for clocks that drift; each step is accepted once) or one of ten recovery codes
+(50 random bits each, kept as SHA-256, each spent when used). Setting up, turning off and
+new recovery codes need the password (and turning off, a code too).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+from uuid import UUID
+
+import asyncpg
+import pyotp
+
+from xfchat.db.queries import two_factor as q
+from xfchat.db.queries import users as users_q
+from xfchat.domain.accounts import Actor, password_hasher
+from xfchat.domain.passwords import verify_password_async
+from xfchat.errors import BadRequest, Conflict, NotFound
+from xfchat.settings import Settings
+
+ISSUER = "XFChat"
+PERIOD_S = 30
+DRIFT_STEPS = 1  # steps either side of now that are accepted
+RECOVERY_CODES = 10
+_CODE_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i
+
+
+@dataclass(frozen=True)
+class Setup:
+    secret: str  # base32, for entering by hand
+    uri: str  # otpauth:// (a QR code of it is what authenticator apps scan)
+
+
+@dataclass(frozen=True)
+class Status:
+    enabled: bool
+    recovery_codes_left: int
+
+
+def new_recovery_code() -> str:
+    """`xxxxx-xxxxx` from a 31-letter alphabet: about 50 random bits."""
+    letters = "".join(secrets.choice(_CODE_ALPHABET) for _ in range(10))
+    return f"{letters[:5]}-{letters[5:]}"
+
+
+def recovery_code_hash(code: str) -> bytes:
+    """The stored form of a code, ignoring case, spaces and dashes as typed."""
+    normal = "".join(ch for ch in code.lower() if ch.isalnum())
+    return hashlib.sha256(b"xfchat recovery code\0" + normal.encode()).digest()
+
+
+def matching_step(secret: str, code: str, at: float | None = None) -> int | None:
+    """The time step whose TOTP code `code` is (now, or one step either side)."""
+    digits = "".join(code.split())
+    if len(digits) != 6 or not digits.isdigit():
+        return None
+    totp = pyotp.TOTP(secret, interval=PERIOD_S)
+    now = int((at if at is not None else time.time()) // PERIOD_S)
+    found = None
+    for step in range(now - DRIFT_STEPS, now + DRIFT_STEPS + 1):  # no early exit
+        if hmac.compare_digest(totp.generate_otp(step), digits):
+            found = step
+    return found
+
+
+async def _confirm_password(
+    pool: asyncpg.Pool, settings: Settings, actor: Actor, password: str
+) -> users_q.UserRow:
+    """The actor's user if `password` is theirs (no connection is held while argon2
+    works)."""
+    async with pool.acquire() as conn:
+        user = await users_q.get_user(conn, user_id=actor.user_id)
+    if user is None:
+        raise NotFound("no such user", code="USER_NOT_FOUND")
+    if not await verify_password_async(user.password_hash, password, password_hasher(settings)):
+        raise BadRequest("the password is wrong", code="WRONG_PASSWORD", field="password")
+    return user
+
+
+async def status(conn: asyncpg.Connection, actor: Actor) -> Status:
+    totp = await q.get_totp(conn, user_id=actor.user_id)
+    enabled = totp is not None and totp.confirmed_at is not None
+    left = await q.count_unused_recovery_codes(conn, user_id=actor.user_id) if enabled else 0
+    return Status(enabled, left)
+
+
+async def start_setup(pool: asyncpg.Pool, settings: Settings, actor: Actor, password: str) -> Setup:
+    """A new authenticator secret, pending until `enable` proves a code of it.
+
+    Raises: BadRequest (WRONG_PASSWORD); Conflict (TWO_FACTOR_ENABLED)."""
+    user = await _confirm_password(pool, settings, actor, password)
+    secret = pyotp.random_base32()
+    async with pool.acquire() as conn:
+        pending = await q.upsert_pending_totp(conn, user_id=actor.user_id, secret=secret)
+    if not pending:
+        raise Conflict("two-factor sign-in is on already", code="TWO_FACTOR_ENABLED")
+    uri = pyotp.TOTP(secret, interval=PERIOD_S).provisioning_uri(
+        name=user.username, issuer_name=ISSUER
+    )
+    return Setup(secret, uri)
+
+
+async def _new_recovery_codes(conn: asyncpg.Connection, actor: Actor) -> list[str]:
+    codes = [new_recovery_code() for _ in range(RECOVERY_CODES)]
+    await q.replace_recovery_codes(
+        conn, user_id=actor.user_id, code_hashes=[recovery_code_hash(c) for c in codes]
+    )
+    return codes
+
+
+async def enable(conn: asyncpg.Connection, actor: Actor, code: str) -> list[str]:
+    """Turn two-factor sign-in on with a code of the pending authenticator; the new
+    recovery codes (shown this once).
+
+    Raises: BadRequest (TWO_FACTOR_NOT_SET_UP, WRONG_TWO_FACTOR_CODE); Conflict
+    (TWO_FACTOR_ENABLED)."""
+    async with conn.transaction():
+        totp = await q.get_totp(conn, user_id=actor.user_id)
+        if totp is not None and totp.confirmed_at is not None:
+            raise Conflict("two-factor sign-in is on already", code="TWO_FACTOR_ENABLED")
+        if totp is None:
+            raise BadRequest(
+                "set up an authenticator first (POST .../two-factor/setup)",
+                code="TWO_FACTOR_NOT_SET_UP",
+            )
+        step = matching_step(totp.secret, code)
+        if step is None or not await q.confirm_totp(conn, user_id=actor.user_id, step=step):
+            raise wrong_code()
+        return await _new_recovery_codes(conn, actor)
+
+
+def wrong_code() -> BadRequest:
+    return BadRequest(
+        "that is not a current code of your authenticator, nor an unused recovery code",
+        code="WRONG_TWO_FACTOR_CODE",
+        field="code",
+    )
+
+
+async def spend_code(conn: asyncpg.Connection, user_id: UUID, code: str) -> bool:
+    """Whether `code` is a current authenticator code of the user's (each step once) or
+    an unused recovery code, which is then spent. Call inside a transaction."""
+    totp = await q.get_totp(conn, user_id=user_id)
+    if totp is None or totp.confirmed_at is None:
+        return False
+    step = matching_step(totp.secret, code)
+    if step is not None:
+        return await q.spend_totp_step(conn, user_id=totp.user_id, step=step)
+    return await q.spend_recovery_code(
+        conn, user_id=totp.user_id, code_hash=recovery_code_hash(code)
+    )
+
+
+async def disable(
+    pool: asyncpg.Pool, settings: Settings, actor: Actor, password: str, code: str
+) -> None:
+    """Turn two-factor sign-in off (the authenticator and recovery codes are deleted).
+
+    Raises: BadRequest (WRONG_PASSWORD, WRONG_TWO_FACTOR_CODE, TWO_FACTOR_NOT_ENABLED)."""
+    await _confirm_password(pool, settings, actor, password)
+    async with pool.acquire() as conn, conn.transaction():
+        if not (await status(conn, actor)).enabled:
+            raise BadRequest("two-factor sign-in is off", code="TWO_FACTOR_NOT_ENABLED")
+        if not await spend_code(conn, actor.user_id, code):
+            raise wrong_code()
+        await q.delete_totp(conn, user_id=actor.user_id)
+        await q.delete_recovery_codes(conn, user_id=actor.user_id)
+
+
+async def regenerate_recovery_codes(
+    pool: asyncpg.Pool, settings: Settings, actor: Actor, password: str
+) -> list[str]:
+    """Ten new recovery codes; the earlier ones stop working.
+
+    Raises: BadRequest (WRONG_PASSWORD, TWO_FACTOR_NOT_ENABLED)."""
+    await _confirm_password(pool, settings, actor, password)
+    async with pool.acquire() as conn, conn.transaction():
+        if not (await status(conn, actor)).enabled:
+            raise BadRequest("two-factor sign-in is off", code="TWO_FACTOR_NOT_ENABLED")
+        return await _new_recovery_codes(conn, actor)

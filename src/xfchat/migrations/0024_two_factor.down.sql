@@ -1,0 +1,3 @@
+DROP INDEX sessions_user_ip_idx;
+DROP TABLE recovery_codes;
+DROP TABLE user_totp;

@@ -1,0 +1,147 @@
+"""Who may put you in a conversation: only friends add you to groups; blocks hold in
+every group, whoever makes it; direct messages follow your choice; and no refusal tells
+anyone that a block is why."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests import factories
+from tests.factories import MakeUser, TestUser
+
+
+async def new_group(
+    client: httpx.AsyncClient, owner: TestUser, *people: TestUser
+) -> httpx.Response:
+    return await client.post(
+        "/api/conversations",
+        headers=owner.headers,
+        json={"kind": "group", "participant_ids": [str(p.id) for p in people]},
+    )
+
+
+async def add(
+    client: httpx.AsyncClient, owner: TestUser, group: str, who: TestUser
+) -> httpx.Response:
+    return await client.put(
+        f"/api/conversations/{group}/participants/{who.id}", headers=owner.headers
+    )
+
+
+async def block(client: httpx.AsyncClient, blocker: TestUser, blocked: TestUser) -> None:
+    r = await client.put(f"/api/users/@me/blocks/{blocked.id}", headers=blocker.headers)
+    assert r.status_code == 204
+
+
+async def open_direct(client: httpx.AsyncClient, a: TestUser, b: TestUser) -> httpx.Response:
+    return await client.post(
+        "/api/conversations", headers=a.headers, json={"kind": "direct", "user_id": str(b.id)}
+    )
+
+
+def refused_to_add(response: httpx.Response) -> dict[str, str]:
+    assert response.status_code == 403, response.text
+    assert response.json()["code"] == "CANNOT_ADD_USER"
+    return dict(response.json())
+
+
+async def test_only_your_friends_can_put_you_in_a_group(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    spammer, victim, friend = (
+        await make_user("spammer"),
+        await make_user("victim"),
+        await make_user(),
+    )
+    refused_to_add(await new_group(client, spammer, victim))  # main: 201, a thousand times over
+    await factories.befriend(spammer, friend)
+    made = await new_group(client, spammer, friend)
+    assert made.status_code == 201
+    refused_to_add(await add(client, spammer, made.json()["id"], victim))
+    await factories.befriend(spammer, victim)
+    assert (await add(client, spammer, made.json()["id"], victim)).status_code == 200
+    mine = await client.get("/api/conversations", headers=victim.headers)
+    assert [c["id"] for c in mine.json()] == [made.json()["id"]]
+
+
+async def test_a_blocked_user_adding_you_gets_the_answer_a_stranger_gets(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    victim, former, stranger, pal = [
+        await make_user(n) for n in ("victim", "former", "stranger", "pal")
+    ]
+    await factories.befriend(former, victim, pal)
+    await block(client, victim, former)  # (ends the friendship)
+    as_blocked = refused_to_add(await new_group(client, former, victim))
+    as_stranger = refused_to_add(await new_group(client, stranger, victim))
+    assert as_blocked == as_stranger
+    group = (await new_group(client, former, pal)).json()["id"]
+    assert refused_to_add(await add(client, former, group, victim)) == as_stranger
+
+
+async def test_a_third_party_cannot_put_a_blocked_pair_in_one_group(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann, bad, cid = await make_user("ann"), await make_user("bad"), await make_user("cid")
+    await factories.befriend(cid, ann, bad)
+    await block(client, ann, bad)
+    refused_to_add(await new_group(client, cid, ann, bad))  # main: 201, and bad writes to ann
+    with_ann = (await new_group(client, cid, ann)).json()["id"]
+    refused_to_add(await add(client, cid, with_ann, bad))
+    with_bad = (await new_group(client, cid, bad)).json()["id"]
+    refused_to_add(await add(client, cid, with_bad, ann))  # whichever way the block goes
+
+
+async def test_opening_a_direct_conversation_never_reveals_a_block(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann, dee, bad = await make_user("ann"), await make_user("dee"), await make_user("bad")
+    await block(client, ann, bad)
+    private = await client.put(
+        "/api/users/@me/privacy", headers=dee.headers, json={"direct_messages": "friends"}
+    )
+    assert private.status_code == 200 and private.json() == {"direct_messages": "friends"}
+    blocked = await open_direct(client, bad, ann)
+    friends_only = await open_direct(client, bad, dee)
+    assert blocked.status_code == friends_only.status_code == 403
+    assert blocked.json() == friends_only.json()  # main: 403 for ann, 201 for dee
+    assert blocked.json()["code"] == "CANNOT_MESSAGE_USER"
+    await factories.befriend(dee, bad)
+    assert (await open_direct(client, bad, dee)).status_code == 201
+
+
+async def test_friends_only_closes_open_conversations_to_strangers_as_a_block_does(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann, dee, bad = await make_user("ann"), await make_user("dee"), await make_user("bad")
+    with_ann = (await open_direct(client, bad, ann)).json()["id"]
+    with_dee = (await open_direct(client, bad, dee)).json()["id"]
+    await block(client, ann, bad)
+    await client.put(
+        "/api/users/@me/privacy", headers=dee.headers, json={"direct_messages": "friends"}
+    )
+    to_ann = await factories.send_message(client, bad, with_ann, "hi")
+    to_dee = await factories.send_message(client, bad, with_dee, "hi")
+    assert to_ann.status_code == to_dee.status_code == 403
+    assert to_ann.json() == to_dee.json()
+    # dee's own choice does not stop dee: bad takes messages from everyone.
+    assert (await factories.send_message(client, dee, with_dee, "yes?")).status_code == 201
+    back = await client.put(
+        "/api/users/@me/privacy", headers=dee.headers, json={"direct_messages": "everyone"}
+    )
+    assert back.status_code == 200
+    assert (await factories.send_message(client, bad, with_dee, "hi")).status_code == 201
+
+
+async def test_the_privacy_setting_is_yours_alone(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann = await make_user()
+    mine = await client.get("/api/users/@me/privacy", headers=ann.headers)
+    assert mine.status_code == 200 and mine.json() == {"direct_messages": "everyone"}
+    wrong = await client.put(
+        "/api/users/@me/privacy", headers=ann.headers, json={"direct_messages": "nobody"}
+    )
+    assert wrong.status_code == 400 and wrong.json()["code"] == "VALIDATION_ERROR"
+    profile = await client.get(f"/api/users/{ann.id}", headers=ann.headers)
+    assert "direct_messages" not in profile.json() and "dm_policy" not in profile.json()

@@ -1,0 +1,134 @@
+"""The limits on what costs argon2 work or could tell who has an account: login buckets
+keyed by the account and its owner's familiar addresses, password changes per account,
+and the registration answers that say an email is taken."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+
+from tests.api.test_rate_limits import assert_limited
+from tests.factories import PASSWORD, AppWith, MakeUser
+from xfchat.domain.rate_limits import ip_key
+
+WRONG = "wrong-wrong"
+
+
+async def login(client: httpx.AsyncClient, name: str, password: str = WRONG) -> int:
+    response = await client.post("/api/auth/login", json={"login": name, "password": password})
+    return response.status_code
+
+
+async def test_the_account_bucket_counts_the_account_whatever_name_was_typed(
+    app_with: AppWith, make_user: MakeUser
+) -> None:
+    user = await make_user("owner")
+    spellings = ["owner", "OWNER@example.com", "Owner", "owner@EXAMPLE.com"]
+    statuses = []
+    for i, name in enumerate(spellings):
+        client = await app_with(ip=f"10.0.0.{i + 1}", rate_login_account="3/300")
+        statuses.append(await login(client, name))
+    assert statuses == [401, 401, 401, 429]  # main: two buckets (name, email), no 429
+    refused = await client.post("/api/auth/login", json={"login": user.email, "password": "x"})
+    assert_limited(refused, 3, "auth.login.account")
+
+
+async def test_someone_elses_guesses_never_lock_the_owner_out_at_home(
+    app_with: AppWith, make_user: MakeUser
+) -> None:
+    owner = await make_user("owner")  # registered from 127.0.0.1: a familiar address
+    for i in range(4):
+        attacker = await app_with(ip=f"198.51.100.{i + 1}", rate_login_account="3/300")
+        await login(attacker, "owner")
+    assert await login(attacker, "owner", PASSWORD) == 429  # the account's global bucket
+    at_home = await app_with(ip="127.0.0.1", rate_login_account="3/300")
+    assert await login(at_home, "owner", owner.password) == 200
+    travelling = await app_with(ip="203.0.113.7", rate_login_account="3/300")
+    assert await login(travelling, "owner", owner.password) == 429  # a new address waits
+
+
+async def test_a_familiar_address_is_still_limited_per_account(
+    app_with: AppWith, make_user: MakeUser
+) -> None:
+    owner = await make_user("owner")
+    at_home = await app_with(ip="127.0.0.1", rate_login_account_ip="2/300")
+    assert [await login(at_home, "owner") for _ in range(2)] == [401, 401]
+    refused = await at_home.post(
+        "/api/auth/login", json={"login": "owner", "password": owner.password}
+    )
+    assert_limited(refused, 2, "auth.login.account_ip")
+
+
+async def test_password_changes_are_limited_per_account(
+    app_with: AppWith, make_user: MakeUser
+) -> None:
+    user = await make_user()
+    client = await app_with(rate_password_user="3/300")
+    url = "/api/users/@me/password"
+    for _ in range(3):
+        wrong = await client.post(
+            url,
+            headers=user.headers,
+            json={"current_password": "a wrong guess", "new_password": "a new pass phrase"},
+        )
+        assert wrong.status_code == 400 and wrong.json()["code"] == "WRONG_PASSWORD"
+    right = await client.post(
+        url,
+        headers=user.headers,
+        json={"current_password": user.password, "new_password": "a new pass phrase"},
+    )
+    assert_limited(right, 3, "account.password")  # main: 204 (600 guesses a minute)
+
+
+async def test_registration_tells_an_address_only_so_many_times_that_an_email_is_taken(
+    app_with: AppWith, make_user: MakeUser
+) -> None:
+    await make_user("known", email="known@example.com")
+    client = await app_with(rate_register_taken_ip="2/300")
+
+    async def register(name: str, email: str) -> httpx.Response:
+        return await client.post(
+            "/api/auth/register", json={"username": name, "email": email, "password": PASSWORD}
+        )
+
+    for i in range(4):  # usernames are public anyway: saying one is taken costs nothing
+        taken_name = await register("known", f"other{i}@example.com")
+        assert taken_name.status_code == 409 and taken_name.json()["code"] == "USERNAME_TAKEN"
+    for i in range(2):
+        taken = await register(f"probe{i}", "KNOWN@example.com")
+        assert taken.status_code == 409 and taken.json()["code"] == "EMAIL_TAKEN"
+    # Now every registration from that address waits, the taken email or a free one:
+    # the answer says nothing more about which emails exist.
+    assert_limited(await register("probe3", "known@example.com"), 2, "auth.register.taken")
+    assert_limited(await register("fresh", "fresh@example.com"), 2, "auth.register.taken")
+    elsewhere = await app_with(ip="10.7.7.7", rate_register_taken_ip="2/300")
+    fresh = await elsewhere.post(
+        "/api/auth/register",
+        json={"username": "fresh", "email": "fresh@example.com", "password": PASSWORD},
+    )
+    assert fresh.status_code == 201
+
+
+def test_an_ipv6_client_is_keyed_by_its_64_network() -> None:
+    assert ip_key("2001:db8:1:2:aaaa::1") == ip_key("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
+    assert ip_key("2001:db8:1:3::1") != ip_key("2001:db8:1:2::1")
+    assert ip_key("::ffff:192.0.2.7") == ip_key("192.0.2.7") == "192.0.2.7"
+    assert ip_key(None) == "unknown"
+
+
+async def test_a_client_address_that_is_not_an_ip_is_kept_as_none(
+    client_from: Callable[[str], httpx.AsyncClient], make_user: MakeUser
+) -> None:
+    user = await make_user()
+    async with client_from("whatever a proxy said") as odd:
+        response = await odd.post(
+            "/api/auth/login", json={"login": user.username, "password": user.password}
+        )
+        assert response.status_code == 200, response.text
+        token = response.json()["access_token"]
+        sessions = await odd.get(
+            "/api/users/@me/sessions", headers={"Authorization": f"Bearer {token}"}
+        )
+    mine = [s for s in sessions.json() if s["current"]]
+    assert mine[0]["ip"] is None

@@ -1,0 +1,231 @@
+"""Two-factor sign-in: an authenticator (TOTP) and recovery codes, required for a
+session to be created, with its own rate limit."""
+
+from __future__ import annotations
+
+import time
+
+import asyncpg
+import httpx
+import jwt
+import pyotp
+
+from tests.api.test_rate_limits import assert_limited
+from tests.factories import AppWith, MakeUser, TestUser
+from xfchat.settings import Settings
+
+BASE = "/api/users/@me/two-factor"
+
+
+def code_at(secret: str, offset_steps: int = 0) -> str:
+    return pyotp.TOTP(secret).at(time.time() + 30 * offset_steps)
+
+
+async def turn_on(client: httpx.AsyncClient, user: TestUser) -> tuple[str, list[str]]:
+    """Set up and enable an authenticator for `user`: its secret and recovery codes."""
+    setup = await client.post(
+        f"{BASE}/setup", headers=user.headers, json={"password": user.password}
+    )
+    assert setup.status_code == 200, setup.text
+    secret = setup.json()["secret"]
+    assert setup.json()["otpauth_uri"].startswith("otpauth://totp/XFChat:")
+    enabled = await client.post(
+        f"{BASE}/enable", headers=user.headers, json={"code": code_at(secret)}
+    )
+    assert enabled.status_code == 200, enabled.text
+    return secret, enabled.json()["recovery_codes"]
+
+
+async def password_step(client: httpx.AsyncClient, user: TestUser) -> str:
+    """Log in with the password alone: the ticket that comes back instead of tokens."""
+    response = await client.post(
+        "/api/auth/login", json={"login": user.username, "password": user.password}
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["two_factor_required"] is True and "access_token" not in body
+    assert body["expires_in"] == 300
+    return str(body["ticket"])
+
+
+async def second_step(client: httpx.AsyncClient, ticket: str, code: str) -> httpx.Response:
+    return await client.post("/api/auth/login/two-factor", json={"ticket": ticket, "code": code})
+
+
+async def test_setting_up_needs_the_password_and_enabling_a_current_code(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    user = await make_user()
+    wrong = await client.post(f"{BASE}/setup", headers=user.headers, json={"password": "nope"})
+    assert wrong.status_code == 400 and wrong.json()["code"] == "WRONG_PASSWORD"
+    early = await client.post(f"{BASE}/enable", headers=user.headers, json={"code": "123456"})
+    assert early.json()["code"] == "TWO_FACTOR_NOT_SET_UP"
+    setup = await client.post(
+        f"{BASE}/setup", headers=user.headers, json={"password": user.password}
+    )
+    secret = setup.json()["secret"]
+    bad = await client.post(
+        f"{BASE}/enable", headers=user.headers, json={"code": code_at(secret, 5)}
+    )
+    assert bad.status_code == 400 and bad.json()["code"] == "WRONG_TWO_FACTOR_CODE"
+    assert (await client.get(BASE, headers=user.headers)).json() == {
+        "enabled": False,
+        "recovery_codes_left": 0,
+    }
+    # Until it is enabled, the password alone still logs in.
+    plain = await client.post(
+        "/api/auth/login", json={"login": user.username, "password": user.password}
+    )
+    assert "access_token" in plain.json()
+    ok = await client.post(f"{BASE}/enable", headers=user.headers, json={"code": code_at(secret)})
+    codes = ok.json()["recovery_codes"]
+    assert len(codes) == len(set(codes)) == 10
+    assert (await client.get(BASE, headers=user.headers)).json() == {
+        "enabled": True,
+        "recovery_codes_left": 10,
+    }
+    again = await client.post(
+        f"{BASE}/setup", headers=user.headers, json={"password": user.password}
+    )
+    assert again.status_code == 409 and again.json()["code"] == "TWO_FACTOR_ENABLED"
+    # Recovery codes are stored hashed, never as themselves.
+    stored = await conn.fetch("SELECT code_hash FROM recovery_codes")
+    assert len(stored) == 10
+    dump = " ".join(r["code_hash"].hex() for r in stored)
+    assert not any(code.replace("-", "") in dump for code in codes)
+
+
+async def test_no_session_is_created_without_the_second_factor(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    user = await make_user()
+    secret, _ = await turn_on(client, user)
+    sessions = await conn.fetchval("SELECT count(*) FROM sessions")
+    ticket = await password_step(client, user)
+    assert await conn.fetchval("SELECT count(*) FROM sessions") == sessions
+    # The ticket is no access token.
+    me = await client.get("/api/users/@me", headers={"Authorization": f"Bearer {ticket}"})
+    assert me.status_code == 401
+    wrong = await second_step(client, ticket, code_at(secret, 7))
+    assert wrong.status_code == 401 and wrong.json()["code"] == "INVALID_TWO_FACTOR_CODE"
+    replay = await second_step(client, ticket, code_at(secret))  # the code enable took
+    assert replay.status_code == 401 and replay.json()["code"] == "INVALID_TWO_FACTOR_CODE"
+    ok = await second_step(client, ticket, code_at(secret, 1))
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["user"]["id"] == str(user.id)
+    assert await conn.fetchval("SELECT count(*) FROM sessions") == sessions + 1
+    me = await client.get(
+        "/api/users/@me", headers={"Authorization": f"Bearer {ok.json()['access_token']}"}
+    )
+    assert me.status_code == 200
+    # A wrong password still gets the one answer for every failed login.
+    bad = await client.post("/api/auth/login", json={"login": user.username, "password": "x"})
+    assert bad.status_code == 401 and bad.json()["code"] == "INVALID_CREDENTIALS"
+
+
+async def test_a_recovery_code_works_once(client: httpx.AsyncClient, make_user: MakeUser) -> None:
+    user = await make_user()
+    _, codes = await turn_on(client, user)
+    first = await second_step(client, await password_step(client, user), codes[3].upper())
+    assert first.status_code == 200, first.text
+    spent = await second_step(client, await password_step(client, user), codes[3])
+    assert spent.status_code == 401 and spent.json()["code"] == "INVALID_TWO_FACTOR_CODE"
+    status = await client.get(BASE, headers=user.headers)
+    assert status.json()["recovery_codes_left"] == 9
+    fresh = await client.post(
+        f"{BASE}/recovery-codes", headers=user.headers, json={"password": user.password}
+    )
+    new_codes = fresh.json()["recovery_codes"]
+    old = await second_step(client, await password_step(client, user), codes[4])
+    assert old.status_code == 401  # the earlier codes stopped working
+    new = await second_step(client, await password_step(client, user), new_codes[0])
+    assert new.status_code == 200
+
+
+async def test_tickets_are_signed_short_lived_and_die_with_a_password_change(
+    client: httpx.AsyncClient, make_user: MakeUser, settings: Settings
+) -> None:
+    user = await make_user()
+    _, codes = await turn_on(client, user)
+    ticket = await password_step(client, user)
+    claims = jwt.decode(ticket, options={"verify_signature": False})
+    forged = jwt.encode(
+        {**claims, "exp": int(time.time()) + 3600},
+        "not the server secret, but long enough",
+        "HS256",
+    )
+    expired = jwt.encode(
+        {**claims, "exp": int(time.time()) - 60}, settings.secret.get_secret_value(), "HS256"
+    )
+    for bad in (forged, expired, user.access_token, "nonsense"):
+        refused = await second_step(client, bad, codes[0])
+        assert refused.status_code == 401 and refused.json()["code"] == "INVALID_TICKET"
+    changed = await client.post(
+        "/api/users/@me/password",
+        headers=user.headers,
+        json={"current_password": user.password, "new_password": "another long phrase"},
+    )
+    assert changed.status_code == 204
+    stale = await second_step(client, ticket, codes[0])
+    assert stale.status_code == 401 and stale.json()["code"] == "INVALID_TICKET"
+
+
+async def test_codes_have_their_own_rate_limit_per_account(
+    app_with: AppWith, make_user: MakeUser
+) -> None:
+    user = await make_user()
+    client = await app_with(rate_two_factor_account="3/300")
+    _, codes = await turn_on(client, user)  # (enabling counted one)
+    ticket = await password_step(client, user)
+    for guess in ("000000", "111111"):
+        assert (await second_step(client, ticket, guess)).status_code == 401
+    elsewhere = await app_with(ip="10.3.3.3", rate_two_factor_account="3/300")
+    assert_limited(await second_step(elsewhere, ticket, codes[0]), 3, "auth.two_factor")
+
+
+async def test_turning_it_off_needs_the_password_and_a_code(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    user = await make_user()
+    _, codes = await turn_on(client, user)
+    url = f"{BASE}/disable"
+    no_password = await client.post(
+        url, headers=user.headers, json={"password": "wrong", "code": codes[0]}
+    )
+    assert no_password.status_code == 400 and no_password.json()["code"] == "WRONG_PASSWORD"
+    no_code = await client.post(
+        url, headers=user.headers, json={"password": user.password, "code": "12345"}
+    )
+    assert no_code.status_code == 400 and no_code.json()["code"] == "WRONG_TWO_FACTOR_CODE"
+    off = await client.post(
+        url, headers=user.headers, json={"password": user.password, "code": codes[0]}
+    )
+    assert off.status_code == 204
+    plain = await client.post(
+        "/api/auth/login", json={"login": user.username, "password": user.password}
+    )
+    assert plain.status_code == 200 and "access_token" in plain.json()
+    again = await client.post(
+        url, headers=user.headers, json={"password": user.password, "code": codes[1]}
+    )
+    assert again.status_code == 400 and again.json()["code"] == "TWO_FACTOR_NOT_ENABLED"
+
+
+async def test_the_routes_confirming_the_password_share_its_limit(
+    app_with: AppWith, make_user: MakeUser
+) -> None:
+    user = await make_user()
+    client = await app_with(rate_password_user="2/300")
+    for _ in range(2):
+        wrong = await client.post(f"{BASE}/setup", headers=user.headers, json={"password": "x"})
+        assert wrong.json()["code"] == "WRONG_PASSWORD"
+    right = await client.post(
+        f"{BASE}/setup", headers=user.headers, json={"password": user.password}
+    )
+    assert_limited(right, 2, "account.password")
+    change = await client.post(
+        "/api/users/@me/password",
+        headers=user.headers,
+        json={"current_password": user.password, "new_password": "another long phrase"},
+    )
+    assert_limited(change, 2, "account.password")  # one bucket for every password try

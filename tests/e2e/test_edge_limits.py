@@ -1,0 +1,225 @@
+"""What a client may make a real `xfchat serve` hold before the app sees a request:
+the request head's size, its header count and the time it takes to arrive, WebSocket
+frames before IDENTIFY; which proxies are believed; where /metrics is served."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import time
+
+import httpx
+import psutil
+import pytest
+import websockets
+
+from tests.factories import MakeUser
+from tests.support import METRICS_HEADERS, Servers, free_port
+
+MIB = 1 << 20
+
+
+def rss(pid: int) -> int:
+    return int(psutil.Process(pid).memory_info().rss)
+
+
+def raw_connection(base: str) -> socket.socket:
+    host, port = base.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def read_answer(sock: socket.socket, limit_s: float = 30) -> bytes:
+    """Everything the server writes until it closes the connection (b"" if it reset it)."""
+    sock.settimeout(limit_s)
+    chunks = []
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def send_until_cut(sock: socket.socket, head: bytes, filler: bytes, total: int) -> int:
+    """Send `head`, then `filler` until `total` bytes went out or the server cut the
+    connection; how many bytes the kernel took."""
+    sent = 0
+    try:
+        sock.sendall(head)
+        sent = len(head)
+        while sent < total:
+            sock.sendall(filler)
+            sent += len(filler)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    return sent
+
+
+@pytest.fixture
+def edge(servers: Servers) -> tuple[int, str]:
+    """One server with a short head deadline, for every test here that needs no other
+    settings: (its pid, its URL)."""
+    proc, base = servers.start(XFCHAT_HEADER_TIMEOUT="1")
+    return proc.proc.pid, base
+
+
+def test_a_32_mib_header_is_cut_with_431_and_memory_stays_bounded(edge: tuple[int, str]) -> None:
+    pid, base = edge
+    before = rss(pid)
+    for _ in range(3):
+        sock = raw_connection(base)
+        head = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Huge: "
+        sent = send_until_cut(sock, head, b"a" * 65536, 32 * MIB)
+        answer = read_answer(sock)
+        sock.close()
+        # Cut long before the 32 MiB were all taken (kernel buffers hold a few MiB).
+        assert sent < 24 * MIB, sent
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+        if answer:
+            assert b'"code":"HEADERS_TOO_LARGE"' in answer
+    assert rss(pid) - before < 16 * MIB  # on main it grew by more than the header
+    assert httpx.get(f"{base}/health").status_code == 200
+
+
+def test_a_head_just_over_the_limit_is_431_and_one_under_it_is_served(
+    edge: tuple[int, str],
+) -> None:
+    _, base = edge
+    under = httpx.get(f"{base}/health", headers={"X-Pad": "a" * 12_000})
+    assert under.status_code == 200
+    over = httpx.get(f"{base}/health", headers={"X-Pad": "a" * 17_000})
+    assert over.status_code == 431 and over.json()["code"] == "HEADERS_TOO_LARGE"
+
+
+def test_20000_repeated_parents_headers_are_refused_before_the_app(edge: tuple[int, str]) -> None:
+    _, base = edge
+    sock = raw_connection(base)
+    lines = b'Parents: "00000000-0000-0000-0000-000000000000"\r\n' * 20_000
+    request = (
+        b"GET /api/channels/00000000-0000-0000-0000-000000000001/messages HTTP/1.1\r\n"
+        b"Host: x\r\nSubscribe: true\r\n" + lines + b"\r\n"
+    )
+    send_until_cut(sock, request, b"", len(request))
+    answer = read_answer(sock)
+    sock.close()
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+    if answer:
+        assert b'"code":"TOO_MANY_HEADERS"' in answer
+    few = httpx.get(f"{base}/health", headers=[("X-Same", "1")] * 90)  # (httpx adds 5)
+    assert few.status_code == 200
+
+
+def test_a_slowloris_head_is_cut_at_the_deadline_and_so_is_a_silent_connection(
+    edge: tuple[int, str],
+) -> None:
+    pid, base = edge
+    before = rss(pid)
+    dribblers = [raw_connection(base) for _ in range(20)]
+    silent = raw_connection(base)
+    for sock in dribblers:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        sock.setblocking(False)
+    cut: set[int] = set()
+    deadline = time.monotonic() + 30  # a bound on the test, far past the 1 s deadline
+    while len(cut) < len(dribblers) and time.monotonic() < deadline:
+        for i, sock in enumerate(dribblers):
+            if i in cut:
+                continue
+            try:
+                sock.send(b"X")  # one byte of a header name, every 0.1 s: never a whole head
+            except (BlockingIOError, BrokenPipeError, ConnectionResetError):
+                cut.add(i)
+                continue
+            with contextlib.suppress(BlockingIOError):
+                if sock.recv(4096, socket.MSG_PEEK) is not None:
+                    cut.add(i)
+        time.sleep(0.1)
+    assert len(cut) == len(dribblers)
+    for sock in dribblers:
+        sock.setblocking(True)
+        answer = read_answer(sock)
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 408 "), answer[:100]
+        sock.close()
+    silent_answer = read_answer(silent)
+    silent.close()
+    assert silent_answer.startswith(b"HTTP/1.1 408 ")
+    assert b'"code":"REQUEST_TIMEOUT"' in silent_answer
+    assert rss(pid) - before < 16 * MIB
+    assert httpx.get(f"{base}/health").status_code == 200  # nobody else was held up
+
+
+async def test_a_16_mib_frame_before_identify_closes_1009_unread(edge: tuple[int, str]) -> None:
+    pid, base = edge
+    url = base.replace("http://", "ws://") + "/api/gateway"
+    before = rss(pid)
+    async with websockets.connect(url, max_size=None, compression=None) as ws:
+        assert json.loads(await ws.recv())["op"] == 10
+        with contextlib.suppress(websockets.ConnectionClosed):
+            await ws.send(json.dumps({"op": 2, "d": {"token": "x" * (16 * MIB)}}))
+            await ws.recv()
+        await asyncio.wait_for(ws.wait_closed(), 30)
+        assert ws.close_code == 1009
+    async with websockets.connect(url, compression=None) as ws:
+        await ws.recv()
+        await ws.send(json.dumps({"op": 2, "d": {"token": "x" * 5000}}))  # over 4 KiB
+        await asyncio.wait_for(ws.wait_closed(), 30)
+        assert ws.close_code == 1009
+    assert rss(pid) - before < 16 * MIB
+
+
+async def test_frames_up_to_64_kib_are_taken_once_identified(
+    servers: Servers, make_user: MakeUser
+) -> None:
+    _, base = servers.start()
+    user = await make_user()
+    url = base.replace("http://", "ws://") + "/api/gateway"
+    async with websockets.connect(url, compression=None) as ws:
+        await ws.recv()
+        await ws.send(json.dumps({"op": 2, "d": {"token": user.access_token}}))
+        ready = json.loads(await ws.recv())
+        assert ready["t"] == "ready"
+        await ws.send(json.dumps({"op": 1, "pad": "p" * 30_000}))  # a heartbeat, padded
+        while (frame := json.loads(await ws.recv()))["op"] != 11:
+            assert frame["op"] == 0
+        await ws.send(json.dumps({"op": 1, "pad": "p" * 70_000}))
+        await asyncio.wait_for(ws.wait_closed(), 30)
+        assert ws.close_code == 1009
+
+
+def test_metrics_are_not_public_by_default_and_served_on_their_own_address(
+    servers: Servers,
+) -> None:
+    metrics_port = free_port()
+    _, base = servers.start(
+        XFCHAT_METRICS_TOKEN="", XFCHAT_METRICS_ADDR=f"127.0.0.1:{metrics_port}"
+    )
+    public = httpx.get(f"{base}/metrics", headers=METRICS_HEADERS)
+    assert public.status_code == 404 and public.json()["code"] == "NOT_FOUND"
+    private = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics")
+    assert private.status_code == 200 and "xfchat_http_requests_total" in private.text
+    other = httpx.get(f"http://127.0.0.1:{metrics_port}/health")
+    assert other.status_code == 404
+
+
+def test_x_forwarded_for_is_believed_from_no_one_by_default(
+    servers: Servers, edge: tuple[int, str]
+) -> None:
+    _, default = edge
+    _, trusting = servers.start(XFCHAT_TRUSTED_PROXIES="127.0.0.1")
+    forwarded = {"X-Forwarded-For": "203.0.113.9"}
+    seen = []
+    for base, name in ((default, "plain"), (trusting, "behind")):
+        registered = httpx.post(
+            f"{base}/api/auth/register",
+            json={"username": name, "email": f"{name}@example.com", "password": "a long pass 12"},
+            headers=forwarded,
+        )
+        assert registered.status_code == 201, registered.text
+        token = registered.json()["access_token"]
+        sessions = httpx.get(
+            f"{base}/api/users/@me/sessions", headers={"Authorization": f"Bearer {token}"}
+        )
+        seen.append(sessions.json()[0]["ip"])
+    assert seen == ["127.0.0.1", "203.0.113.9"]

@@ -1,0 +1,89 @@
+"""A user's live real-time connections are capped per server process, and opening them
+(SSE, Braid, the gateway's IDENTIFY and RESUME) is rate-limited per user."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator
+
+import httpx
+import websockets
+
+from tests import factories
+from tests.factories import MakeUser
+from tests.realtime.clients import GatewayClient, sse, wait_subscribers
+from tests.support import Servers
+
+
+@contextlib.asynccontextmanager
+async def braid_stream(base: str, token: str, channel: str) -> AsyncIterator[httpx.Response]:
+    headers = {"Authorization": f"Bearer {token}", "Subscribe": "true"}
+    async with (
+        httpx.AsyncClient(timeout=httpx.Timeout(10, read=None)) as client,
+        client.stream("GET", f"{base}/api/channels/{channel}/messages", headers=headers) as r,
+    ):
+        yield r
+
+
+async def gateway_refusal(base: str, token: str, op: int = 2, seq: str | None = None) -> int:
+    """The close code the gateway answers an IDENTIFY (or RESUME) with, or 0 if it is
+    accepted."""
+    async with websockets.connect(base.replace("http://", "ws://") + "/api/gateway") as ws:
+        await ws.recv()
+        await ws.send(json.dumps({"op": op, "d": {"token": token, "seq": seq}}))
+        try:
+            frame = json.loads(await ws.recv())
+        except websockets.ConnectionClosed:
+            return ws.close_code or -1
+        assert frame["t"] == "ready"
+        return 0
+
+
+async def test_a_users_live_connections_are_capped_with_a_clear_answer(
+    servers: Servers, make_user: MakeUser
+) -> None:
+    _, base = servers.start(XFCHAT_REALTIME_CONNECTIONS_USER="3")
+    ann, ben = await make_user("ann"), await make_user("ben")
+    async with httpx.AsyncClient(base_url=base) as api:
+        dm = str((await factories.direct(api, ann, ben))["id"])
+    first, second = await sse(base, ann.access_token), await sse(base, ann.access_token)
+    gateway = await GatewayClient.connect(base, ann.access_token)
+    try:
+        await gateway.next("ready")
+        async with httpx.AsyncClient(base_url=base) as api:
+            refused = await api.get("/api/events", headers=ann.headers)
+        assert refused.status_code == 429 and refused.json()["code"] == "TOO_MANY_CONNECTIONS"
+        async with braid_stream(base, ann.access_token, dm) as braid:
+            assert braid.status_code == 429
+            await braid.aread()
+            assert braid.json()["code"] == "TOO_MANY_CONNECTIONS"
+        assert await gateway_refusal(base, ann.access_token) == 4014
+        other = await sse(base, ben.access_token)  # the cap is per user
+        await other.close()
+        await first.close()
+        await wait_subscribers(base, 0, at_most=2)
+        async with braid_stream(base, ann.access_token, dm) as braid:
+            assert braid.status_code == 209
+    finally:
+        await second.close()
+        await gateway.close()
+
+
+async def test_identify_resume_and_streams_are_rate_limited_per_user(
+    servers: Servers, make_user: MakeUser
+) -> None:
+    _, base = servers.start(XFCHAT_RATE_REALTIME_USER="3/300")
+    ann, ben = await make_user("ann"), await make_user("ben")
+    assert await gateway_refusal(base, ann.access_token) == 0
+    stream = await sse(base, ann.access_token)
+    resume = stream.ready.id
+    await stream.close()
+    assert await gateway_refusal(base, ann.access_token, op=6, seq=resume) == 0
+    assert await gateway_refusal(base, ann.access_token) == 4008
+    assert await gateway_refusal(base, ann.access_token, op=6, seq=resume) == 4008
+    async with httpx.AsyncClient(base_url=base) as api:
+        refused = await api.get("/api/events", headers=ann.headers)
+    assert refused.status_code == 429
+    assert refused.json()["bucket"] == "realtime.connect" and "retry-after" in refused.headers
+    assert await gateway_refusal(base, ben.access_token) == 0  # per user
