@@ -33,6 +33,7 @@ BENCH_ENV = {
     "XFCHAT_ARGON2_MEMORY_KIB": "19456",
     "XFCHAT_DB_POOL_MAX": "20",
     "XFCHAT_LOG_LEVEL": "warning",
+    "XFCHAT_WORKERS": "1",  # (a point with workers says so)
 }
 
 

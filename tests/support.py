@@ -157,6 +157,7 @@ SERVE_ENV = {
     "XFCHAT_DB_POOL_MIN": "1",
     "XFCHAT_DB_POOL_MAX": "10",
     "XFCHAT_SHUTDOWN_GRACE": "1",
+    "XFCHAT_WORKERS": "1",  # (one process each: tests that want more ask)
     "XFCHAT_METRICS_TOKEN": METRICS_TOKEN,
 }
 

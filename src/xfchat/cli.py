@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 import socket
 import sys
@@ -20,6 +21,7 @@ from typing import Any, NoReturn
 from xfchat.db.migrate import MigrationError, Migrator, add
 from xfchat.db.pool import DatabaseStartupError, connect_with_retry
 from xfchat.settings import Settings, SettingsError, load_database_settings, load_settings
+from xfchat.workers import Supervisor, worker_count
 
 EXIT_OTHER, EXIT_SETTINGS, EXIT_DATABASE, EXIT_MIGRATION, EXIT_BIND = 1, 2, 3, 4, 5
 
@@ -171,8 +173,34 @@ def serve_metrics(
     return server, asyncio.create_task(server.serve(sockets=[sock]))
 
 
-async def serve_http(settings: Settings, *, banner: Callable[[str], None] | None = None) -> int:
-    """Bind, build the app, serve until a signal; print `ready` once requests are served."""
+def bind_metrics(settings: Settings, port_offset: int = 0) -> socket.socket | None:
+    """The socket of XFCHAT_METRICS_ADDR, if set (worker i of several: its port + i)."""
+    if settings.metrics_addr is None:
+        return None
+    where = settings.metrics_addr
+    port = where.port + port_offset if where.port else 0
+    sock = bind_socket(where.host, port, "XFCHAT_METRICS_ADDR")
+    say("metrics bound to {}:{}".format(*sock.getsockname()[:2]))
+    return sock
+
+
+def _url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"  # noqa: S104
+
+
+async def serve_http(
+    settings: Settings,
+    *,
+    banner: Callable[[str], None] | None = None,
+    sock: socket.socket | None = None,
+    metrics_sock: socket.socket | None = None,
+    ready_fd: int | None = None,
+    worker: int = 0,
+) -> int:
+    """Bind (unless given the sockets: a worker of `serve_workers`), build the app, serve
+    until a signal; print `ready` (a worker: write its byte to `ready_fd`) once requests
+    are served."""
     import uvicorn
 
     from xfchat.app import create_app
@@ -180,15 +208,10 @@ async def serve_http(settings: Settings, *, banner: Callable[[str], None] | None
     _Server = _server_class()
     from xfchat.db.pool import create_pool
 
-    sock = bind_socket(settings.host, settings.port)
-    host, port = sock.getsockname()[:2]
-    url_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
-    say(f"bound to {host}:{port}")
-    metrics_sock = None
-    if settings.metrics_addr is not None:
-        where = settings.metrics_addr
-        metrics_sock = bind_socket(where.host, where.port, "XFCHAT_METRICS_ADDR")
-        say("metrics bound to {}:{}".format(*metrics_sock.getsockname()[:2]))
+    if sock is None:
+        sock = bind_socket(settings.host, settings.port)
+        say("bound to {}:{}".format(*sock.getsockname()[:2]))
+        metrics_sock = bind_metrics(settings)
     pool = await create_pool(settings)
     app = create_app(settings, pool=pool)
     config = uvicorn.Config(
@@ -216,9 +239,12 @@ async def serve_http(settings: Settings, *, banner: Callable[[str], None] | None
         # would otherwise walk it all again (80-130 ms pauses on a 2-core box, the p99
         # of every request kind in bench.search).
         gc.freeze()
-        say(f"ready: http://{url_host}:{port}")
+        if ready_fd is not None:
+            os.write(ready_fd, bytes([worker]))
+            return
+        say(f"ready: {_url(sock)}")
         if banner is not None:
-            banner(f"http://{url_host}:{port}")
+            banner(_url(sock))
 
     announcer = asyncio.create_task(announce())
     try:
@@ -235,7 +261,9 @@ async def serve_http(settings: Settings, *, banner: Callable[[str], None] | None
 # ------------------------------------------------------------------------ commands
 
 
-def cmd_serve(_args: argparse.Namespace) -> int:
+def cmd_serve(args: argparse.Namespace) -> int:
+    prepared: list[Settings] = []
+
     async def main() -> int:
         from xfchat.db.startup import prepare_database
 
@@ -243,9 +271,33 @@ def cmd_serve(_args: argparse.Namespace) -> int:
         configure_logging(settings.log_level, settings.log_format)
         say("settings valid")
         await prepare_database(settings, say)
-        return await serve_http(settings)
+        if worker_count(args.workers if args.workers is not None else settings.workers) == 1:
+            return await serve_http(settings)
+        prepared.append(settings)  # (the workers are forked once this loop is closed)
+        return 0
 
-    return guarded(main)
+    code = guarded(main)
+    if not prepared:
+        return code
+    settings = prepared[0]
+    return serve_workers(settings, worker_count(args.workers or settings.workers))
+
+
+def serve_workers(settings: Settings, count: int) -> int:
+    """`count` workers on one listening socket (xfchat/workers.py)."""
+    sock = bind_socket(settings.host, settings.port)
+    host, port = sock.getsockname()[:2]
+    say(f"bound to {host}:{port}, {count} workers")
+    metrics = [bind_metrics(settings, i) for i in range(count)]
+
+    def serve(index: int, sock: socket.socket, metrics: socket.socket | None, fd: int) -> int:
+        return guarded(
+            lambda: serve_http(settings, sock=sock, metrics_sock=metrics, ready_fd=fd, worker=index)
+        )
+
+    ready = f"ready: {_url(sock)} ({count} workers)"
+    listeners = [m for m in metrics if m is not None] or None
+    return Supervisor(count, sock, listeners, serve, say, ready).run()
 
 
 def cmd_dev(_args: argparse.Namespace) -> int:
@@ -325,7 +377,16 @@ def cmd_check(_args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xfchat", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("serve", help="run the server (production: settings from the environment)")
+    serve = sub.add_parser(
+        "serve", help="run the server (production: settings from the environment)"
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        choices=range(1, 65),
+        metavar="N",
+        help="server processes on one port (1-64; default XFCHAT_WORKERS, else one per core)",
+    )
     sub.add_parser("dev", help="run a local PostgreSQL, the demo data and the server")
     sub.add_parser("seed", help="load the demo data into DATABASE_URL (refuses to run twice)")
     sub.add_parser("check", help="validate settings, database and schema without serving")

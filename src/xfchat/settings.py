@@ -137,6 +137,8 @@ class Settings(DatabaseSettings):
     shutdown_grace_s: float = Field(
         default=5.0, ge=0, le=600, validation_alias=_env("XFCHAT_SHUTDOWN_GRACE")
     )
+    # Server processes of `xfchat serve` (0: one per core); `--workers` overrides it.
+    workers: int = Field(default=0, ge=0, le=64, validation_alias=_env("XFCHAT_WORKERS"))
     # Nobody's X-Forwarded-For is believed unless configured: the client IP (rate
     # limits, sessions) is the peer's address.
     trusted_proxies: ProxiesSetting = Field(

@@ -160,8 +160,11 @@ def test_port_in_use_is_refused(db_url: str) -> None:
         assert_refused(run_cli("serve", env=env), 5, "cannot bind")
 
 
-def test_serve_starts_in_order_serves_and_stops_on_sigterm(db_url: str, tmp_path: Path) -> None:
-    env = serve_env(db_url)
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_starts_in_order_serves_and_stops_on_sigterm(
+    db_url: str, tmp_path: Path, workers: str
+) -> None:
+    env = serve_env(db_url, XFCHAT_WORKERS=workers)
     port = env["XFCHAT_PORT"]
     server = ServerProcess(xfchat("serve"), env, tmp_path / "serve.log")
     try:

@@ -24,14 +24,24 @@ from tests.support import Servers
 COUNT = 20
 
 
-@pytest.mark.parametrize("with_braid", [False, True], ids=["sse+gateway", "sse+gateway+braid"])
+@pytest.mark.parametrize(
+    ("with_braid", "workers"),
+    [(False, False), (True, False), (False, True)],
+    ids=["sse+gateway", "sse+gateway+braid", "sse+gateway, one server of 2 workers"],
+)
 async def test_all_three_transports_on_a_receive_what_b_sends_in_order(
-    servers: Servers, make_user: MakeUser, with_braid: bool
+    servers: Servers, make_user: MakeUser, with_braid: bool, workers: bool
 ) -> None:
+    """Two processes, or one `xfchat serve --workers 2` (whose connections the kernel
+    spreads over its workers: the receivers and the sends land where they land)."""
     if with_braid and not node_available():
         pytest.skip("Node.js and npm are needed for the braid-http client")
-    _, a = servers.start()
-    _, b = servers.start()
+    if workers:
+        _, a = servers.start(XFCHAT_WORKERS="2")
+        b = a
+    else:
+        _, a = servers.start()
+        _, b = servers.start()
     async with contextlib.AsyncExitStack() as stack:  # closes every client however it ends
         via_b = await stack.enter_async_context(httpx.AsyncClient(base_url=b, timeout=10))
         ann, ben, dm = await pair(via_b, make_user)

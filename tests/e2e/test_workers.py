@@ -1,0 +1,76 @@
+"""`xfchat serve --workers N`: worker processes on one port, restarted when one dies,
+gone with the parent."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+
+import httpx
+import psutil
+
+from tests.support import Servers
+
+
+def _workers(
+    parent: psutil.Process, count: int, timeout: float = 30, without: int | None = None
+) -> list[psutil.Process]:
+    """The parent's `count` live workers (none of them `without`)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        children = []
+        for c in parent.children():
+            try:
+                if c.status() != psutil.STATUS_ZOMBIE and c.pid != without:
+                    children.append(c)
+            except psutil.NoSuchProcess:
+                pass
+        if len(children) == count:
+            return children
+        assert time.monotonic() < deadline, f"{len(children)} workers, not {count}"
+        time.sleep(0.05)
+
+
+def _serving(workers: list[psutil.Process], port: int) -> set[int]:
+    """The workers holding an accepted connection on `port`."""
+    return {
+        w.pid
+        for w in workers
+        for c in w.net_connections("tcp")
+        if c.status == psutil.CONN_ESTABLISHED and c.laddr and c.laddr.port == port
+    }
+
+
+def test_workers_share_the_port_and_one_that_dies_is_started_again(servers: Servers) -> None:
+    proc, base = servers.start(XFCHAT_WORKERS="2")
+    parent = psutil.Process(proc.proc.pid)
+    workers = _workers(parent, 2)
+    port = int(base.rsplit(":", 1)[1])
+    held = []
+    try:
+        for _ in range(40):  # the kernel hands connections to whichever worker accepts
+            s = socket.create_connection(("127.0.0.1", port))
+            held.append(s)
+            if len(_serving(workers, port)) == 2:
+                break
+        assert _serving(workers, port) == {w.pid for w in workers}
+    finally:
+        for s in held:
+            s.close()
+    workers[0].kill()
+    again = _workers(parent, 2, without=workers[0].pid)
+    proc.wait_for_line(r"\[STARTUP\] worker 0 ready again")
+    for _ in range(20):
+        assert httpx.get(f"{base}/ready", timeout=5).status_code == 200
+    assert proc.stop(signal.SIGTERM) == 0, proc.output
+    assert "worker 0 ended (status -9); starting it again" in proc.output
+    assert not any(w.is_running() for w in again)
+
+
+def test_the_workers_die_with_their_parent(servers: Servers) -> None:
+    proc, _ = servers.start(XFCHAT_WORKERS="2")
+    workers = _workers(psutil.Process(proc.proc.pid), 2)
+    proc.kill()
+    _, alive = psutil.wait_procs(workers, timeout=15)
+    assert alive == [], [w.pid for w in alive]
