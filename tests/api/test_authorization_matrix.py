@@ -55,6 +55,8 @@ PUBLIC = {
     ("GET", "/docs/assets/{name}"),
     ("GET", "/api/media/{media_id}"),  # an <img> sends no token; media ids are random
     ("HEAD", "/api/media/{media_id}"),
+    ("GET", "/"),  # the browser client's page and files (branch `client`)
+    ("GET", "/web/{path:path}"),
 }
 # A token, but its ids are no one's secret: any signed-in user may use them.
 OPEN = {
@@ -176,9 +178,7 @@ def declared_problems() -> list[str]:
         }
         if not required <= QUERIES.get(endpoint.key, {}).keys():
             problems.append(f"{endpoint.method} {endpoint.path}: declare its query {required}")
-    stale = (PUBLIC | OPEN.keys() | LAST | BODIES.keys() | QUERIES.keys()) - {
-        e.key for e in endpoints()
-    }
+    stale = (OPEN.keys() | LAST | BODIES.keys() | QUERIES.keys()) - {e.key for e in endpoints()}
     problems += [f"{m} {p}: declared but no such route" for m, p in sorted(stale)]
     return problems
 
