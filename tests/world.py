@@ -29,6 +29,21 @@ def _png() -> bytes:
 PNG = _png()  # a valid image for avatars, icons and image attachments
 
 
+# `xfchat serve` for these tests: no rate limit a run of every route can reach.
+LIMITS = {
+    f"XFCHAT_RATE_{name}": "100000/60"
+    for name in (
+        "REGISTER_IP",
+        "LOGIN_IP",
+        "LOGIN_ACCOUNT",
+        "REFRESH_IP",
+        "UPLOADS_USER",
+        "ATTACHMENTS_USER",
+        "SEARCH_USER",
+    )
+}
+
+
 @dataclass
 class World:
     owner: TestUser

@@ -37,7 +37,7 @@ from tests.factories import MakeUser, TestUser
 from tests.openapi_check import check_responses, document
 from tests.realtime.clients import GatewayClient
 from tests.support import Servers
-from tests.world import PNG, World, build
+from tests.world import LIMITS, PNG, World, build
 from xfchat.app import create_app
 from xfchat.settings import Settings
 
@@ -118,10 +118,6 @@ HEADER_VARIANTS: dict[tuple[str, str], list[dict[str, str]]] = {
 }
 REFUSED = {403, 404}
 ERROR_KEYS = {"code", "message", "field", "errors", "missing"}  # an error, nothing else
-LIMITS = {
-    f"XFCHAT_RATE_{name}": "100000/60"
-    for name in ("REGISTER_IP", "LOGIN_IP", "REFRESH_IP", "UPLOADS_USER", "ATTACHMENTS_USER")
-} | {"XFCHAT_RATE_SEARCH_USER": "100000/60"}
 FIELD = re.compile(r"\{(\w+)\}")
 
 

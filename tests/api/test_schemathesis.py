@@ -26,22 +26,10 @@ from schemathesis.engine import events, from_schema
 from tests.factories import PASSWORD, MakeUser
 from tests.openapi_check import check_responses
 from tests.support import Servers
-from tests.world import build
+from tests.world import LIMITS, build
 
 EXAMPLES_PER_OPERATION = 5  # fuzzing; the coverage phase's cases come on top
 SCENARIOS, STEPS = 60, 10  # stateful: scenarios of at most this many linked calls
-LIMITS = {
-    f"XFCHAT_RATE_{name}": "100000/60"
-    for name in (
-        "REGISTER_IP",
-        "LOGIN_IP",
-        "LOGIN_ACCOUNT",
-        "REFRESH_IP",
-        "UPLOADS_USER",
-        "ATTACHMENTS_USER",
-        "SEARCH_USER",
-    )
-}
 CHECKS = (
     "not_a_server_error",
     "status_code_conformance",
@@ -83,7 +71,7 @@ def config(login: str) -> schemathesis.Config:
 
 def run(base: str, login: str) -> tuple[list[str], dict[str, int]]:
     """Every failed check (a readable line with a curl command), and how many calls
-    each phase made."""
+    each phase made and how often each check ran."""
     schema = schemathesis.openapi.from_url(f"{base}/openapi.json", config=config(login))
     failures: list[str] = []
     calls: dict[str, int] = {}
@@ -91,6 +79,9 @@ def run(base: str, login: str) -> tuple[list[str], dict[str, int]]:
         if isinstance(event, events.ScenarioFinished):
             phase = event.phase.value
             calls[phase] = calls.get(phase, 0) + len(event.recorder.interactions)
+            for checks in event.recorder.checks.values():
+                for check in checks:
+                    calls[check.name] = calls.get(check.name, 0) + 1
             failures += _failures(event)
         elif isinstance(event, events.NonFatalError):
             failures.append(f"{event.label}: {event.value!r}")
@@ -123,3 +114,4 @@ async def test_schemathesis_finds_no_5xx_and_no_schema_break(
     # It did run: every phase called the server, the stateful one along the links.
     assert calls.get("coverage", 0) > 1000 and calls.get("fuzzing", 0) > 300, calls
     assert calls.get("stateful", 0) > SCENARIOS, calls
+    assert all(calls.get(check, 0) > 1000 for check in CHECKS), calls
