@@ -6,11 +6,11 @@ matrix could not call as it is: a new route fails the matrix until it is declare
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,19 +118,24 @@ class Endpoint:
         return set(FIELD.findall(self.path)) | set(FIELD.findall(template))
 
 
-def app_routes() -> Iterator[Any]:
+@functools.cache
+def app_routes() -> tuple[Any, ...]:
+    """Every route of the app (those of included routers too), in order."""
     settings = Settings(
         database_url="postgresql://unused@127.0.0.1/unused", secret=os.urandom(32).hex()
     )
-    yield from iter_route_contexts(create_app(settings).routes)
+    return tuple(iter_route_contexts(create_app(settings).routes))
 
 
-def endpoints() -> list[Endpoint]:
-    found = []
-    for route in app_routes():
-        if isinstance(route.original_route, (APIRoute, Route)) and route.path:
-            found += [Endpoint(m, route.path) for m in sorted(route.methods or ())]
-    return found
+@functools.cache
+def endpoints() -> tuple[Endpoint, ...]:
+    """Every (method, path) of the app's HTTP routes."""
+    return tuple(
+        Endpoint(method, route.path)
+        for route in app_routes()
+        if isinstance(route.original_route, (APIRoute, Route)) and route.path
+        for method in sorted(route.methods or ())
+    )
 
 
 def declared_problems() -> list[str]:
