@@ -145,3 +145,44 @@ async def test_docs_work_offline(client: httpx.AsyncClient) -> None:
     missing = await client.get("/docs/assets/..%2Fcore.py")
     assert missing.status_code == 404
     assert missing.json()["code"] == "NOT_FOUND"
+
+
+async def test_links_feed_the_ids_one_call_makes_to_the_next(spec: Spec) -> None:
+    ops = {op["operationId"]: (path, op) for path, _method, op in operations(spec)}
+    linked = set()
+    for _path, _method, op in operations(spec):
+        for response in op["responses"].values():  # type: ignore[attr-defined]
+            for name, link in response.get("links", {}).items():
+                path, target = ops[link["operationId"]]
+                needs = {p["name"] for p in target.get("parameters", []) if p["in"] == "path"}
+                given = set(link["parameters"])
+                assert given <= needs, (name, given, needs)
+                assert needs - given <= {"kind"}, (name, needs - given)  # an enum: generated
+                linked.add(path)
+    made = spec["paths"]["/api/servers"]["post"]["responses"]["201"]["links"]  # type: ignore[index]
+    assert made["get_server_api_servers__server_id__get"]["parameters"] == {
+        "server_id": "$response.body#/id"
+    }
+    sent = spec["paths"]["/api/channels/{channel_id}/messages"]["post"]["responses"]["201"]  # type: ignore[index]
+    react = sent["links"][
+        "put_reaction_api_channels__channel_id__messages__message_id__reactions__emoji___me_put"
+    ]
+    assert react["parameters"]["channel_id"] == "$request.path.channel_id"
+    assert react["parameters"]["message_id"] == "$response.body#/id"
+    # Every path with an id is reached by some link, but those of ids no answer carries.
+    with_ids = {p for p, _m, _o in operations(spec) if "{" in p}
+    assert with_ids - linked == {
+        "/api/media/{media_id}",  # an avatar_url, not an id
+        "/api/channels/{channel_id}/overrides/{kind}/{target_id}",  # a role or a member
+    }, with_ids - linked
+
+
+async def test_an_sse_event_is_described_with_its_payload(spec: Spec) -> None:
+    schemas = spec["components"]["schemas"]  # type: ignore[index]
+    stream = spec["paths"]["/api/events"]["get"]["responses"]["200"]["content"]  # type: ignore[index]
+    assert stream["text/event-stream"]["schema"] == {"$ref": "#/components/schemas/SseEvent"}
+    variants = {v["properties"]["event"]["const"]: v for v in schemas["SseEvent"]["oneOf"]}
+    assert set(variants) == {"ready", "resync", "closed", *EVENT_TYPES}
+    data = variants["message.created"]["properties"]["data"]
+    assert data["contentMediaType"] == "application/json"
+    assert data["contentSchema"] == {"$ref": "#/components/schemas/MessagePayload"}

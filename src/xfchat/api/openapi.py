@@ -13,6 +13,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import TypeAdapter
 from starlette.responses import FileResponse, HTMLResponse, Response
 
+from xfchat.api.openapi_links import add_links
 from xfchat.domain.events import EVENT_TYPES
 from xfchat.domain.state import StatePayload
 from xfchat.errors import NotFound
@@ -128,6 +129,65 @@ def _typed_schemas() -> dict[str, Any]:
     return out
 
 
+def _json_data(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "string", "contentMediaType": "application/json", "contentSchema": schema}
+
+
+def _sse_event(name: str, data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["event", "data"],
+        "properties": {
+            "event": {"const": name},
+            "data": _json_data(data),
+            "id": {"type": "string"},
+        },
+    }
+
+
+def _sse_schemas(typed: dict[str, Any]) -> dict[str, Any]:
+    """One Server-Sent Event of GET /api/events as a client parses it (`event`, `data`
+    as a JSON text, `id` the resume token): `ready`, `resync` and `closed` of the stream
+    itself, or an event of the `Event` schema with its payload as `data`. (Before
+    OpenAPI 3.2's `itemSchema`, a `text/event-stream` schema describes one event.)"""
+    uuid = {"type": "string", "format": "uuid"}
+    ready = {
+        "title": "SseReady",
+        "description": "The first event: you, and your whole state (`StatePayload`) unless "
+        "the stream resumed from a token (`resumed: true`).",
+        "type": "object",
+        "required": ["user_id", "session_id", "resumed"],
+        "properties": {"user_id": uuid, "session_id": uuid, "resumed": {"type": "boolean"}},
+        "anyOf": [
+            {"properties": {"resumed": {"const": True}}},
+            {"$ref": REF.format(model="StatePayload")},
+        ],
+    }
+    text = {"type": "string"}
+    variants = [
+        _sse_event("ready", {"$ref": REF.format(model="SseReady")}),
+        _sse_event(
+            "resync",
+            {
+                "type": "object",
+                "required": ["reason", "message"],
+                "properties": {"reason": text, "message": text},
+            },
+        ),
+        _sse_event(
+            "closed",
+            {
+                "type": "object",
+                "required": ["reason", "resume"],
+                "properties": {"reason": text, "resume": text},
+            },
+        ),
+    ]
+    for name in EVENT_TYPES:
+        variants.append(_sse_event(name, typed[f"Event.{name}"]["properties"]["data"]))
+    return {"SseReady": ready, "SseEvent": {"title": "SseEvent", "oneOf": variants}}
+
+
 def _error_statuses(method: str, operation: dict[str, Any], secured: bool) -> list[int]:
     has_input = bool(operation.get("parameters")) or "requestBody" in operation
     path_params = any(p.get("in") == "path" for p in operation.get("parameters", []))
@@ -161,7 +221,8 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)
     schemas["Error"] = ERROR_SCHEMA
-    for name, schema in _typed_schemas().items():
+    typed = _typed_schemas()
+    for name, schema in {**typed, **_sse_schemas(typed)}.items():
         schemas.setdefault(name, schema)
     components["securitySchemes"] = {"bearer": SECURITY_SCHEME}
     error_ref = {"application/json": {"schema": {"$ref": REF.format(model="Error")}}}
@@ -194,6 +255,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
                         )
                 if status in ("429", "503"):
                     headers["Retry-After"] = RETRY_AFTER
+    add_links(doc)
     return doc
 
 

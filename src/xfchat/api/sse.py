@@ -23,6 +23,7 @@ from xfchat.realtime.subscriber import Closed
 
 router = APIRouter(prefix="/api", tags=["realtime"])
 
+SSE_EVENT = "#/components/schemas/SseEvent"  # one event (xfchat.api.openapi)
 COALESCE = 256  # events written at most in one chunk
 HEADERS = {
     "Content-Type": "text/event-stream; charset=utf-8",
@@ -44,7 +45,7 @@ def frame(event: str, data: bytes, token: str | None = None) -> bytes:
         200: {
             "description": "An event stream: `ready` first, then every event (see the "
             "`Event` schema and the README); `id` is the resume token",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "content": {"text/event-stream": {"schema": {"$ref": SSE_EVENT}}},
         }
     },
 )

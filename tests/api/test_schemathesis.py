@@ -1,0 +1,117 @@
+"""Schemathesis against the app's own /openapi.json, on a real `xfchat serve` (so
+/api/events streams; schemathesis reads its first event and checks it against the
+document, then hangs up).
+
+Every operation of the document, as a signed-in user who owns a populated world
+(tests/world.py), in schemathesis' phases: coverage (boundary and invalid values of
+every parameter and body field, and methods a path does not take), fuzzing (a bounded
+number of generated requests per operation) and stateful (chains of calls following
+the document's links, so the ids one call makes feed the next). Every answer must be
+deliberate and described: no 5xx, a status the operation documents, the documented
+content type, headers and body schema. The session is logged in again whenever a call
+ends it (logout, a revoked session).
+
+The pytest plugin of schemathesis is not loaded (`-p no:schemathesis`): the engine is
+driven from here, which keeps every other test's start-up free of it."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import schemathesis
+from schemathesis.engine import events, from_schema
+
+from tests.factories import PASSWORD, MakeUser
+from tests.openapi_check import check_responses
+from tests.support import Servers
+from tests.world import LIMITS, build
+
+EXAMPLES_PER_OPERATION = 5  # fuzzing; the coverage phase's cases come on top
+SCENARIOS, STEPS = 60, 10  # stateful: scenarios of at most this many linked calls
+CHECKS = (
+    "not_a_server_error",
+    "status_code_conformance",
+    "content_type_conformance",
+    "response_headers_conformance",
+    "response_schema_conformance",
+)
+
+
+def config(login: str) -> schemathesis.Config:
+    return schemathesis.Config.from_dict(
+        {
+            "seed": 13,
+            "generation": {"max-examples": EXAMPLES_PER_OPERATION, "database": "none"},
+            "phases": {
+                "examples": {"enabled": False},
+                "stateful": {
+                    "max-steps": STEPS,
+                    "generation": {"mode": "positive", "max-examples": SCENARIOS},
+                },
+            },
+            "checks": {"enabled": False, **{name: {"enabled": True} for name in CHECKS}},
+            "request-timeout": 20,
+            "max-stream-events": 1,
+            "auth": {
+                "dynamic": {
+                    "openapi": {
+                        "bearer": {
+                            "path": "/api/auth/login",
+                            "payload": {"login": login, "password": PASSWORD},
+                            "extract_selector": "/access_token",
+                        }
+                    }
+                }
+            },
+        }
+    )
+
+
+def run(base: str, login: str) -> tuple[list[str], dict[str, int]]:
+    """Every failed check (a readable line with a curl command), and how many calls
+    each phase made and how often each check ran."""
+    schema = schemathesis.openapi.from_url(f"{base}/openapi.json", config=config(login))
+    failures: list[str] = []
+    calls: dict[str, int] = {}
+    for event in from_schema(schema).execute():
+        if isinstance(event, events.ScenarioFinished):
+            phase = event.phase.value
+            calls[phase] = calls.get(phase, 0) + len(event.recorder.interactions)
+            for checks in event.recorder.checks.values():
+                for check in checks:
+                    calls[check.name] = calls.get(check.name, 0) + 1
+            failures += _failures(event)
+        elif isinstance(event, events.NonFatalError):
+            failures.append(f"{event.label}: {event.value!r}")
+        elif isinstance(event, events.FatalError):
+            failures.append(f"fatal: {event.exception!r}")
+    return failures, calls
+
+
+def _failures(event: events.ScenarioFinished) -> list[str]:
+    found = []
+    for checks in event.recorder.checks.values():
+        for check in checks:
+            if check.failure_info is not None:
+                failure: Any = check.failure_info.failure
+                found.append(
+                    f"{event.phase.value} {failure.operation}: {check.name}: {failure.title}\n"
+                    f"{failure.message[:800]}\n{check.failure_info.code_sample}"
+                )
+    return found
+
+
+async def test_schemathesis_finds_no_5xx_and_no_schema_break(
+    servers: Servers, make_user: MakeUser
+) -> None:
+    _, base = servers.start(**LIMITS)
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        world = await build(check_responses(client), make_user)
+    failures, calls = await asyncio.to_thread(run, base, world.owner.email)
+    assert failures == [], "\n\n".join(failures)
+    # It did run: every phase called the server, the stateful one along the links.
+    assert calls.get("coverage", 0) > 1000 and calls.get("fuzzing", 0) > 300, calls
+    assert calls.get("stateful", 0) > SCENARIOS, calls
+    assert all(calls.get(check, 0) > 1000 for check in CHECKS), calls
