@@ -26,6 +26,7 @@ from xfchat.settings import Settings
 PUBLIC = {
     ("POST", "/api/auth/register"),
     ("POST", "/api/auth/login"),
+    ("POST", "/api/auth/login/two-factor"),  # (a signed ticket from the login, not a token)
     ("POST", "/api/auth/refresh"),
     ("GET", "/health"),
     ("GET", "/ready"),
@@ -38,6 +39,12 @@ PUBLIC = {
     ("HEAD", "/api/media/{media_id}"),
     ("GET", "/"),  # the browser client's page and files (branch `client`)
     ("GET", "/web/{path:path}"),
+}
+# Public, but they check a credential of their own (not a user's token): a caller
+# without it is refused with 401, as a user's token is.
+OWN_CREDENTIAL = {
+    ("GET", "/metrics"): "XFCHAT_METRICS_TOKEN (the test servers set one)",
+    ("POST", "/api/auth/login/two-factor"): "the signed ticket of a login's first step",
 }
 # A token, but its ids are no one's secret: any signed-in user may use them.
 OPEN = {
@@ -67,6 +74,12 @@ BODIES: dict[tuple[str, str], Any] = {
         "new_password": "a brand new pass phrase",
     },
     ("PUT", "/api/users/@me/presence"): {"status": "online"},
+    ("PUT", "/api/users/@me/privacy"): {"direct_messages": "everyone"},
+    ("POST", "/api/auth/login/two-factor"): {"ticket": "not a ticket", "code": "000000"},
+    ("POST", "/api/users/@me/two-factor/setup"): {"password": "not the password"},
+    ("POST", "/api/users/@me/two-factor/enable"): {"code": "000000"},
+    ("POST", "/api/users/@me/two-factor/disable"): {"password": "not it", "code": "000000"},
+    ("POST", "/api/users/@me/two-factor/recovery-codes"): {"password": "not the password"},
     ("PUT", "/api/users/@me/avatar"): PNG,
     ("PUT", "/api/servers/{server_id}/icon"): PNG,
     ("POST", "/api/users/@me/friend-requests"): {"username": "{owner}"},
