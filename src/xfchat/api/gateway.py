@@ -40,7 +40,7 @@ from xfchat.domain.accounts import Actor, authenticate
 from xfchat.domain.feeds import FeedStart
 from xfchat.errors import RateLimited, ServiceUnavailable, XFChatError
 from xfchat.realtime.feeds import Refused, check_token, open_user_feed
-from xfchat.realtime.subscriber import Closed, Subscriber
+from xfchat.realtime.subscriber import Closed, Delivery, Subscriber
 from xfchat.tasks import stop
 
 # The database is down or too busy for now: the client resumes later, as at shutdown.
@@ -92,6 +92,16 @@ class GatewayClose(Exception):
 def dispatch(event_type: str, data: bytes, token: str | None) -> str:
     seq = f',"s":"{token}"' if token is not None else ""
     return f'{{"op":0,"t":"{event_type}"{seq},"d":' + data.decode() + "}"
+
+
+def _parts(d: Delivery) -> tuple[str, str]:
+    return f'{{"op":0,"t":"{d.type}"', ',"d":' + d.json.decode() + "}"
+
+
+def delivered(d: Delivery, token: str | None) -> str:
+    """A delivery's DISPATCH frame: framed once per process, its `s` per subscriber."""
+    head, tail = d.framed("gateway", _parts)
+    return head + tail if token is None else head + ',"s":"' + token + '"' + tail
 
 
 async def _receive(ws: WebSocket, within_s: float) -> dict[str, Any]:
@@ -214,7 +224,7 @@ async def _write(ws: WebSocket, sub: Subscriber) -> None:
             return
         assert item is not None
         delivery, token = item
-        await ws.send_text(dispatch(delivery.type, delivery.json, token))
+        await ws.send_text(delivered(delivery, token))
 
 
 async def _read(ws: WebSocket, interval: float, voice: VoiceOps) -> None:

@@ -19,7 +19,7 @@ from xfchat.api.deps import StreamActor
 from xfchat.api.streaming import LiveStream, Write
 from xfchat.realtime.cursor import MAX_TOKEN_LENGTH
 from xfchat.realtime.feeds import open_user_feed
-from xfchat.realtime.subscriber import Closed
+from xfchat.realtime.subscriber import Closed, Delivery
 
 router = APIRouter(prefix="/api", tags=["realtime"])
 
@@ -35,6 +35,17 @@ HEADERS = {
 def frame(event: str, data: bytes, token: str | None = None) -> bytes:
     head = f"id: {token}\n" if token is not None else ""
     return f"{head}event: {event}\n".encode() + b"data: " + data + b"\n\n"
+
+
+def _tail(d: Delivery) -> bytes:
+    return frame(d.type, d.json)
+
+
+def framed(d: Delivery, token: str | None) -> bytes:
+    """A delivery's frame: its event and data framed once per process, its id per
+    subscriber."""
+    tail = d.framed("sse", _tail)
+    return tail if token is None else b"id: " + token.encode() + b"\n" + tail
 
 
 @router.get(
@@ -88,6 +99,6 @@ async def get_events(
                 continue
             # Whatever else is already waiting goes out in the same write.
             batch = [item, *sub.take_ready(COALESCE)]
-            await write(b"".join(frame(d.type, d.json, token) for d, token in batch))
+            await write(b"".join(framed(d, token) for d, token in batch))
 
     return LiveStream(200, HEADERS, sub, produce)

@@ -15,7 +15,8 @@ import contextlib
 import logging
 import uuid
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 import orjson
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from xfchat.realtime.hub import Hub
 
 log = logging.getLogger("xfchat.hub")
+T = TypeVar("T")
 
 REPLAY_PAGE = 500
 
@@ -39,9 +41,10 @@ def _ordered(streams: set[Stream]) -> list[Stream]:
 
 class Delivery:
     """One event (or an ephemeral signal, with g 0) on its way to subscribers. Shared by
-    all of them: its JSON is encoded once."""
+    all of them: its JSON is encoded once, and framed once per transport (`framed`);
+    what each subscriber adds is its resume token."""
 
-    __slots__ = ("_json", "data", "g", "pos", "stream", "type")
+    __slots__ = ("_framed", "_json", "data", "g", "pos", "stream", "type")
 
     def __init__(self, g: int, stream: Stream, pos: int, type: str, data: Any) -> None:
         self.g = g
@@ -50,12 +53,23 @@ class Delivery:
         self.type = type
         self.data = data
         self._json: bytes | None = None
+        self._framed: dict[str, Any] | None = None
 
     @property
     def json(self) -> bytes:
         if self._json is None:
             self._json = orjson.dumps(self.data)
         return self._json
+
+    def framed(self, transport: str, make: Callable[[Delivery], T]) -> T:
+        """This delivery as `transport` frames it (the part every subscriber shares),
+        made by `make` the first time a subscriber of that transport asks."""
+        if self._framed is None:
+            self._framed = {}
+        found = self._framed.get(transport)
+        if found is None:
+            found = self._framed[transport] = make(self)
+        return found
 
     @property
     def stored(self) -> bool:
