@@ -6,14 +6,18 @@ import re
 
 import httpx
 
-from tests.support import ROOT
+from tests.support import METRICS_HEADERS, ROOT
 
 
 async def test_every_metric_is_in_the_operations_doc(client: httpx.AsyncClient) -> None:
     doc = (ROOT / "docs" / "operations.md").read_text()
     table = set(re.findall(r"^\| `(xfchat_[a-z_]+)", doc, re.M))
     exported = set(
-        re.findall(r"^# HELP (xfchat_[a-z_]+)", (await client.get("/metrics")).text, re.M)
+        re.findall(
+            r"^# HELP (xfchat_[a-z_]+)",
+            (await client.get("/metrics", headers=METRICS_HEADERS)).text,
+            re.M,
+        )
     )
     exported = {n for n in exported if not n.endswith("_created")}
     # Collectors that export only in some set-ups (with a replica): named in the code.

@@ -19,7 +19,7 @@ from tests import factories
 from tests.conftest import make_settings
 from tests.factories import TestUser
 from tests.realtime.clients import sse_stream
-from tests.support import Servers
+from tests.support import METRICS_HEADERS, Servers
 from xfchat.db.migrate import Migrator
 from xfchat.db.pool import create_pool
 
@@ -60,6 +60,7 @@ async def test_through_pgbouncer_with_a_replica(cluster: Cluster, tmp_path: Path
     pool = await create_pool(settings)
     ann = await factories.user(pool, settings, "ann")
     ben = await factories.user(pool, settings, "ben")
+    await factories.befriend(ann, ben)  # (a group takes its owner's friends)
     await pool.close()
     servers = Servers(
         cluster.bouncer.url_for("postgres"), settings.secret.get_secret_value(), tmp_path
@@ -95,7 +96,7 @@ async def test_through_pgbouncer_with_a_replica(cluster: Cluster, tmp_path: Path
                 assert await search(api, ann, word) == [word]
             older = await api.get(f"/api/channels/{dm}/messages?before=10", headers=ben.headers)
             assert [m["seq"] for m in older.json()][:2] == [9, 8]
-            reads = replica_reads((await api.get("/metrics")).text)
+            reads = replica_reads((await api.get("/metrics", headers=METRICS_HEADERS)).text)
             assert reads.get("replica", 0) >= 4, reads
 
             # The standby stops replaying: a read waits up to 1 s, then the primary
@@ -105,7 +106,7 @@ async def test_through_pgbouncer_with_a_replica(cluster: Cluster, tmp_path: Path
                 await standby.execute("SELECT pg_wal_replay_pause()")
                 assert (await factories.send_message(api, ann, dm, "dolomite")).status_code == 201
                 assert await search(api, ann, "dolomite") == ["dolomite"]
-                reads = replica_reads((await api.get("/metrics")).text)
+                reads = replica_reads((await api.get("/metrics", headers=METRICS_HEADERS)).text)
                 assert reads.get("primary_lagging") == 1, reads
             finally:
                 await standby.execute("SELECT pg_wal_replay_resume()")
@@ -115,7 +116,7 @@ async def test_through_pgbouncer_with_a_replica(cluster: Cluster, tmp_path: Path
             await asyncio.to_thread(cluster.standby.stop)
             try:
                 assert await search(api, ann, "cobalt") == ["cobalt"]
-                reads = replica_reads((await api.get("/metrics")).text)
+                reads = replica_reads((await api.get("/metrics", headers=METRICS_HEADERS)).text)
                 assert reads.get("primary_unreachable", 0) >= 1, reads
             finally:
                 await asyncio.to_thread(cluster.standby.start)
@@ -125,7 +126,12 @@ async def test_through_pgbouncer_with_a_replica(cluster: Cluster, tmp_path: Path
         # an exchange, which asyncpg reports as an InternalClientError: bench.cluster
         # met it; this short run seldom does.)
         async with httpx.AsyncClient(base_url=base, timeout=10) as api:
-            fresh = (await factories.group(api, ann, ben))["id"]
+            made = await api.post(
+                "/api/conversations",
+                headers=ann.headers,
+                json={"kind": "group", "name": "crew", "participant_ids": [str(ben.id)]},
+            )
+            fresh = made.json()["id"]
         port = cluster.primary.port
         outcome = await outage_under_load(
             [base],

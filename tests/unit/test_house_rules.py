@@ -96,7 +96,8 @@ def test_events_are_emitted_only_from_the_domain() -> None:
     for path in modules(PACKAGE):
         if PACKAGE / "domain" in path.parents:
             continue
-        if re.search(r"\b(emit|emit_many|signal)\(", path.read_text()):
+        # (the signal module's own signal.signal() is not the domain's signal())
+        if re.search(r"(?<!signal\.)\b(emit|emit_many|signal)\(", path.read_text()):
             offenders.append(str(path.relative_to(ROOT)))
     assert offenders == [], offenders
 
