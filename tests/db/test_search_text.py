@@ -47,3 +47,45 @@ async def test_the_day_markers_are_the_days_python_reads(conn: asyncpg.Connectio
             assert not days & covered
             covered |= days
         assert covered == set(range(first, last + 1)), (first, last)
+
+
+def _expected_grams(f: str) -> set[str]:
+    """Every 3 characters of each token's first 1,024, each 1 and 2 characters of every
+    CJK run, each emoji (README "Search"), as xf_grams must give them."""
+    import re
+
+    grams = set()
+    for token in re.split(r"[\x01-\x20\x7F]+", f):
+        head = token[:1024] if len(token) > 64 else token
+        grams |= {head[i : i + 3] for i in range(len(head) - 2)}
+    for run in re.findall(r"[\u3040-\u30FF\u4E00-\u9FFF]+", f):
+        grams |= set(run) | {run[i : i + 2] for i in range(len(run) - 1)}
+    grams |= set(re.findall(r"[\U0001F000-\U0001FAFF]", f))
+    return grams
+
+
+async def test_the_grams_are_every_substring_the_readme_promises(conn: asyncpg.Connection) -> None:
+    """Short and long tokens (cut at 1,024 characters), CJK runs of any length, emoji:
+    the grams are what search's substring promise needs, however long the text (they
+    are cut in linear time: migration 0027)."""
+    texts = [
+        "deploy the server at https://example.com/path/to foo-bar a.b.c",
+        "tab\tseparated\nlines  here 🎉 party",
+        "x" * 64 + " " + "y" * 65,
+        "".join(chr(0x61 + i % 26) for i in range(3000)),  # one long token
+        "我喜欢数据库系统" * 300 + " 今日は東京タワー",  # a long CJK run, and a short one
+    ]
+    for text in texts:
+        got = await conn.fetchval("SELECT xf_grams(xf_fold($1))", text)
+        assert set(got) == _expected_grams(text.lower()), text[:40]
+    import random
+
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789_.-"
+    rng = random.Random(7)
+    long_token = "".join(rng.choice(alphabet) for _ in range(5000))
+    grams = set(await conn.fetchval("SELECT xf_grams($1)", long_token))
+    head = _expected_grams(long_token[:1024])
+    later = next(
+        long_token[i : i + 3] for i in range(1100, 4990) if long_token[i : i + 3] not in head
+    )
+    assert head <= grams and later not in grams  # (only the first 1,024 characters)
