@@ -19,7 +19,7 @@ async def open_channel(page: Page, name: str) -> Locator:
         .click()
     )
     await page.get_by_role("navigation", name="Channels").get_by_role("link", name=name).click()
-    await expect(page.get_by_role("heading", level=1, name=name)).to_be_visible()
+    await expect(page.get_by_role("heading", level=1, name=name, exact=True)).to_be_visible()
     return page.get_by_role("log", name="Messages")
 
 

@@ -113,15 +113,26 @@ export class Realtime {
       if (this.ws !== ws || this.stopped) return;
       this.ws = null;
       this.on.voice("voice.disconnected", {});
-      if (!hello) {
-        this.wsFailures += 1;
-        if (this.wsFailures >= 3) this.transport = "sse"; // a proxy that refuses WebSockets
-      }
-      this.closed(ev.code);
+      this.closed(ev.code, hello);
     };
   }
 
-  async closed(code) {
+  // A WebSocket that never said HELLO while the server answers HTTP: something on the
+  // way (a proxy) refuses WebSockets. Three of those in a row, and SSE takes over. (A
+  // server that is down or restarting answers neither, and is simply waited for.)
+  async gatewayRefused() {
+    try {
+      const res = await fetch("/health", { cache: "no-store" });
+      if (!res.ok) return;
+    } catch {
+      return;
+    }
+    this.wsFailures += 1;
+    if (this.wsFailures >= 3) this.transport = "sse";
+  }
+
+  async closed(code, hello) {
+    if (!hello) await this.gatewayRefused();
     if (code === 4012) return this.on.ended("revoked");
     if (code === 4010 || code === 4007) this.last = null;
     if (code === 4004) {

@@ -87,7 +87,9 @@ export class App {
 
   onEvent(type, d) {
     this.store.apply(type, d);
-    if ((type === "channel.hidden" && d.channel_ids.includes(this.route.channelId)) || (type === "server.left" && d.id === this.route.serverId) || (type === "conversation.removed" && d.id === this.route.channelId)) {
+    if (type === "channel.hidden" && d.channel_ids.includes(this.route.channelId)) {
+      location.hash = `#/s/${d.server_id}`; // the server's first channel still visible
+    } else if ((type === "server.left" && d.id === this.route.serverId) || (type === "conversation.removed" && d.id === this.route.channelId)) {
       location.hash = "#/friends";
     }
     if (type === "member.updated" || type === "role.updated" || type === "channel.updated") this.scheduleChrome();
