@@ -1,0 +1,60 @@
+"""Voice: two pages join one voice channel and hear each other. Audio flows browser to
+browser over WebRTC (Chromium's fake microphone), signalled through the gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from playwright.async_api import Page, expect
+
+from tests.e2e.browser.conftest import Browsers, Site
+from tests.e2e.browser.test_browser_chat import open_channel
+
+USER_IDS = {
+    "alice": "00000000-0000-0000-0000-000000000001",
+    "bob": "00000000-0000-0000-0000-000000000002",
+}
+
+
+async def packets_from(page: Page, user_id: str) -> int:
+    stats = await page.evaluate("window.xfchatDebug.voiceStats()")
+    return int(stats.get(user_id, {}).get("packetsReceived", 0))
+
+
+async def until_packets(page: Page, user_id: str, more_than: int) -> None:
+    """Wait (20 s at most) until the page's connection to `user_id` has received that
+    many audio packets (the fake microphone sends about 50 a second)."""
+    got = 0
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(20):
+            while (got := await packets_from(page, user_id)) <= more_than:
+                await asyncio.sleep(0.25)
+    stats = await page.evaluate("window.xfchatDebug.voiceStats()")
+    assert got > more_than, f"audio packets from {user_id}: {got}; {stats}"
+
+
+async def test_two_pages_in_a_voice_channel_receive_each_others_audio(
+    site: Site, browsers: Browsers
+) -> None:
+    alice = await browsers.logged_in(site.base, "alice")
+    bob = await browsers.logged_in(site.base, "bob")
+    for page in (alice, bob):
+        await open_channel(page, "general")
+    await alice.get_by_role("button", name="General Voice (voice channel)").click()
+    await expect(alice.get_by_role("region", name="Voice connection")).to_contain_text(
+        "General Voice"
+    )
+    await bob.get_by_role("button", name="General Voice (voice channel)").click()
+
+    for page in (alice, bob):  # each sees both in the channel
+        connected = page.get_by_role("list", name="Connected")
+        await expect(connected.get_by_text("Alice")).to_be_visible()
+        await expect(connected.get_by_text("Bob")).to_be_visible()
+    for page, other in ((alice, "bob"), (bob, "alice")):
+        await until_packets(page, USER_IDS[other], more_than=20)
+
+    await bob.get_by_role("button", name="Mute").click()
+    await expect(alice.get_by_role("list", name="Connected").get_by_label("muted")).to_be_visible()
+    await bob.get_by_role("button", name="Disconnect from voice").click()
+    await expect(alice.get_by_role("list", name="Connected").get_by_text("Bob")).to_have_count(0)
