@@ -22,7 +22,8 @@ export class App {
     this.store = new Store();
     this.route = { view: "loading" };
     this.view = null;
-    this.panel = "members"; // what the right side shows: members | search | pins | none
+    this.narrow = window.matchMedia("(max-width: 760px)"); // a phone: one pane at a time
+    this.panel = this.defaultPanel(); // what the right side shows: members | search | pins | none
     this.blobs = new Blobs(session);
     this.rt = new Realtime(session, {
       ready: (d) => this.onReady(d),
@@ -103,10 +104,12 @@ export class App {
   // --- layout ------------------------------------------------------------------------
 
   buildLayout() {
-    this.rail = h("nav", { class: "rail", "aria-label": "Servers" });
+    // Picking a server on a phone keeps the drawer open: a channel is picked next.
+    this.rail = h("nav", { class: "rail", "aria-label": "Servers", onclick: () => (this.keepNav = true) });
     this.sideList = h("div", { class: "side-list" });
     this.userPanel = h("div", { class: "user-area" });
-    this.sidebar = h("nav", { class: "sidebar", "aria-label": "Channels" }, this.sideList, this.userPanel);
+    const pick = (ev) => ev.target.closest("a") && this.root.classList.remove("nav-open");
+    this.sidebar = h("nav", { class: "sidebar", "aria-label": "Channels", onclick: pick }, this.sideList, this.userPanel);
     this.mainHead = h("header", { class: "main-head" });
     this.mainBody = h("div", { class: "main-body" });
     this.main = h("main", { class: "main", id: "main" }, this.mainHead, this.mainBody);
@@ -171,10 +174,11 @@ export class App {
     const same = this.route.view === route.view && this.route.channelId === route.channelId && this.view;
     this.route = route;
     this.store.viewing = route.channelId || null;
-    this.root.classList.remove("nav-open");
+    if (!this.keepNav) this.root.classList.remove("nav-open"); // (a phone's drawer)
+    this.keepNav = false;
     if (!same) {
       if (this.view) this.view.destroy();
-      if (this.panel === "search" || this.panel === "pins") this.panel = "members";
+      if (this.panel === "search" || this.panel === "pins") this.panel = this.defaultPanel();
       if (route.channelId) {
         this.view = new ChatView(this, route.channelId);
         this.view.mount(this.mainBody);
@@ -249,8 +253,12 @@ export class App {
     this.refreshChrome();
   }
 
+  defaultPanel() {
+    return this.narrow.matches ? "none" : "members";
+  }
+
   closePanel() {
-    this.panel = "members";
+    this.panel = this.defaultPanel();
     this.refreshChrome();
   }
 

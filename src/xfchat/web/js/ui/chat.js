@@ -74,8 +74,8 @@ export class ChatView {
   // --- mounting ----------------------------------------------------------------------
 
   mount(container) {
-    this.list = h("ol", { class: "messages", "aria-label": "Messages", role: "log", "aria-live": "polite" });
-    this.scroller = h("div", { class: "scroller", tabindex: "0", "aria-label": "Message history" }, this.list);
+    this.list = h("ol", { class: "messages" });
+    this.scroller = h("div", { class: "scroller", tabindex: "0", role: "log", "aria-label": "Messages" }, this.list);
     this.scroller.addEventListener("scroll", () => this.onScroll());
     this.typingLine = h("div", { class: "typing", "aria-live": "polite" });
     this.jumpBar = h("div", { class: "jump-bar", hidden: true }, h("button", { class: "btn btn-small", type: "button", onclick: () => this.loadLatest() }, "Jump to present"));
@@ -228,7 +228,7 @@ export class ChatView {
     const shown = [...t.list.filter((m) => !m.deleted), ...this.pending.filter((p) => !t.list.some((m) => m.nonce && m.nonce === p.nonce && m.author.id === this.store.me.id))];
     for (const m of shown) {
       if (!prev || dayKey(prev.created_at) !== dayKey(m.created_at)) {
-        items.push(h("li", { class: "day-divider", role: "separator" }, h("span", null, fmtDay(m.created_at))));
+        items.push(h("li", { class: "day-divider" }, h("span", null, fmtDay(m.created_at))));
         prev = null;
       }
       const head =
@@ -376,7 +376,7 @@ export class ChatView {
       this.addFiles(this.fileInput.files);
       this.fileInput.value = "";
     });
-    this.attachBtn = h("button", { class: "icon-btn attach-btn", type: "button", "aria-label": "Attach files", title: "Attach files", onclick: () => this.fileInput.click() }, "＋");
+    this.attachBtn = h("button", { class: "icon-btn attach-btn", type: "button", "aria-label": "Attach files", title: "Attach files", onclick: () => this.fileInput.click() }, "+");
     this.replyBar = h("div", { class: "reply-bar", hidden: true });
     this.fileBar = h("ul", { class: "file-bar", "aria-label": "Files to send", hidden: true });
     this.input.addEventListener("keydown", (ev) => this.onKey(ev));

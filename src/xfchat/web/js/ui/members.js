@@ -33,9 +33,10 @@ function memberRow(app, user, color, nickname) {
     { class: ["member", status === "offline" && "member-offline"] },
     h(
       "button",
-      { class: "member-btn", type: "button", onclick: () => app.profile(user), "aria-label": `${nickname || displayName(user)}, ${status}` },
+      { class: "member-btn", type: "button", onclick: () => app.profile(user) },
       h("span", { class: "dm-avatar" }, avatar(user, "sm"), h("span", { class: `status-dot status-${status}`, "aria-hidden": "true" })),
       h("span", { class: "member-name", style: color ? `color:${color}` : null }, nickname || displayName(user)),
+      h("span", { class: "visually-hidden" }, `, ${status}`),
     ),
   );
 }

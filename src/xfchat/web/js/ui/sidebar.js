@@ -36,9 +36,9 @@ export function renderRail(app) {
     h(
       "li",
       null,
-      h("a", { class: ["rail-item", home && "active"], href: "#/friends", "aria-label": "Direct messages", "aria-current": home ? "page" : null, title: "Direct messages" }, h("span", { "aria-hidden": "true" }, "✉")),
+      h("a", { class: ["rail-item", home && "active"], href: "#/friends", "aria-current": home ? "page" : null, title: "Direct messages" }, h("span", { "aria-hidden": "true" }, "✉"), h("span", { class: "visually-hidden" }, "Direct messages")),
     ),
-    h("li", { class: "rail-sep", role: "separator" }),
+    h("li", { class: "rail-sep", "aria-hidden": "true" }),
   ];
   for (const server of store.servers.values()) {
     const active = route.view === "server" && route.serverId === server.id;
@@ -50,7 +50,12 @@ export function renderRail(app) {
       h(
         "li",
         { class: unread ? "has-unread" : null },
-        h("a", { class: ["rail-item", active && "active"], href: first ? `#/s/${server.id}/${first.id}` : `#/s/${server.id}`, "aria-label": `${server.name}${mentions ? `, ${mentions} mentions` : unread ? ", unread messages" : ""}`, "aria-current": active ? "page" : null, title: server.name }, icon),
+        h(
+          "a",
+          { class: ["rail-item", active && "active"], href: first ? `#/s/${server.id}/${first.id}` : `#/s/${server.id}`, "aria-current": active ? "page" : null, title: server.name },
+          icon,
+          h("span", { class: "visually-hidden" }, `${server.name}${mentions ? `, ${mentions} mentions` : unread ? ", unread messages" : ""}`),
+        ),
         mentions ? h("span", { class: "badge rail-badge", "aria-hidden": "true" }, mentions > 99 ? "99+" : String(mentions)) : null,
       ),
     );
@@ -207,7 +212,7 @@ export function renderUserPanel(app) {
       h("span", { class: "user-names" }, h("strong", null, displayName(me)), h("span", { class: "muted" }, `@${me.username}`)),
       h("button", { class: ["icon-btn", v && v.muted && "on"], type: "button", "aria-pressed": v && v.muted ? "true" : "false", "aria-label": "Mute", title: "Mute", onclick: () => app.voiceToggle("mute") }, v && v.muted ? "🔇" : "🎙"),
       h("button", { class: ["icon-btn", v && v.deafened && "on"], type: "button", "aria-pressed": v && v.deafened ? "true" : "false", "aria-label": "Deafen", title: "Deafen", onclick: () => app.voiceToggle("deafen") }, v && v.deafened ? "🙉" : "🎧"),
-      h("button", { class: "icon-btn", type: "button", "aria-label": "Log out", title: "Log out", onclick: () => app.logout() }, "⏻"),
+      h("button", { class: "icon-btn", type: "button", "aria-label": "Log out", title: "Log out", onclick: () => app.logout() }, "🚪"),
     ),
   ];
 }
