@@ -54,6 +54,14 @@ async def test_two_pages_in_a_voice_channel_receive_each_others_audio(
     for page, other in ((alice, "bob"), (bob, "alice")):
         await until_packets(page, USER_IDS[other], more_than=20)
 
+    # Chromium's fake microphone beeps: each side sees the other light up as speaking.
+    await expect(
+        alice.locator(f".voice-member.speaking[data-user-id='{USER_IDS['bob']}']")
+    ).to_be_visible()
+    await expect(
+        bob.locator(f".voice-member.speaking[data-user-id='{USER_IDS['alice']}']")
+    ).to_be_visible()
+
     await bob.get_by_role("button", name="Mute").click()
     await expect(alice.get_by_role("list", name="Connected").get_by_label("muted")).to_be_visible()
     await bob.get_by_role("button", name="Disconnect from voice").click()
