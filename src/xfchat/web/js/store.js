@@ -200,6 +200,13 @@ export class Timeline {
     return true;
   }
 
+  // Keep only the newest `n` (a channel left behind need not hold all it scrolled).
+  trim(n) {
+    if (!this.atEnd || this.list.length <= n) return;
+    for (const m of this.list.splice(0, this.list.length - n)) this.byId.delete(m.id);
+    this.hasOlder = true;
+  }
+
   insertLive(m) {
     if (this.loaded && this.atEnd) this.put(m);
   }

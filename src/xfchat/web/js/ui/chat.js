@@ -112,6 +112,7 @@ export class ChatView {
   }
 
   destroy() {
+    this.store.timeline(this.channelId).trim(PAGE);
     for (const u of this.unsubs) u();
     clearInterval(this.typingTimer);
     clearTimeout(this.ackTimer);
