@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
+from urllib.parse import urlsplit
 
 from playwright.async_api import Page, expect
 
@@ -66,3 +68,29 @@ async def test_two_pages_in_a_voice_channel_receive_each_others_audio(
     await expect(alice.get_by_role("list", name="Connected").get_by_label("muted")).to_be_visible()
     await bob.get_by_role("button", name="Disconnect from voice").click()
     await expect(alice.get_by_role("list", name="Connected").get_by_text("Bob")).to_have_count(0)
+
+
+async def test_voice_comes_back_by_itself_after_the_server_restarts(
+    site: Site, browsers: Browsers
+) -> None:
+    """Bob's server process dies under his call; his page reconnects, joins again, and
+    the audio flows again both ways, with nothing for him to do."""
+    _, other = site.start()
+    alice = await browsers.logged_in(other, "alice")
+    bob = await browsers.logged_in(site.base, "bob")
+    for page in (alice, bob):
+        await open_channel(page, "general")
+        await page.get_by_role("button", name="General Voice (voice channel)").click()
+    await until_packets(alice, USER_IDS["bob"], more_than=20)
+
+    site.proc.proc.send_signal(signal.SIGKILL)
+    site.proc.proc.wait(10)
+    port = urlsplit(site.base).port
+    assert port is not None
+    site.start(port)
+
+    await expect(bob.get_by_role("region", name="Voice connection")).to_contain_text(
+        "General Voice"
+    )
+    for page, other_user in ((alice, "bob"), (bob, "alice")):
+        await until_packets(page, USER_IDS[other_user], more_than=20)

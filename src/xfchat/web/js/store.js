@@ -162,9 +162,13 @@ export class Store {
     }
   }
 
-  removeVoice(userId, channelId) {
-    const v = this.voice.get(userId);
-    if (v && (!channelId || v.channel_id === channelId)) this.voice.delete(userId);
+  // A `left` ends the state it names: not a newer one the same user holds through
+  // another connection (a rejoin after a reconnect, another tab taking over).
+  removeVoice(left) {
+    const v = this.voice.get(left.user_id);
+    if (v && v.channel_id === left.channel_id && (!left.connection_id || v.connection_id === left.connection_id)) {
+      this.voice.delete(left.user_id);
+    }
   }
 }
 
@@ -437,7 +441,7 @@ const HANDLERS = {
       if (server.member) server.member.role_ids = server.member.role_ids.filter((r) => r !== d.id);
     }),
   "voice.state_updated": (s, d) => {
-    if (d.left) s.removeVoice(d.user_id, d.channel_id);
+    if (d.left) s.removeVoice(d);
     else s.voice.set(d.user_id, d);
     s.emit("voice");
   },

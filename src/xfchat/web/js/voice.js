@@ -31,6 +31,7 @@ export class Voice {
     }
     this.closePeers();
     this.channelId = channelId;
+    this.joining = true; // until voice.connected names our connection
     this.applyMute();
     this.rt.send(VOICE_STATE_UPDATE, { channel_id: channelId, self_mute: this.muted, self_deaf: this.deafened });
     this.changed();
@@ -43,6 +44,9 @@ export class Voice {
 
   reset() {
     this.channelId = null;
+    this.connectionId = null;
+    this.joining = false;
+    this.rejoin = null;
     this.closePeers();
     if (this.stream) for (const t of this.stream.getTracks()) t.stop();
     this.stream = null;
@@ -92,7 +96,9 @@ export class Voice {
 
   async onDispatch(type, d) {
     if (type === "voice.connected") {
+      this.joining = false;
       this.channelId = d.state.channel_id;
+      this.connectionId = d.state.connection_id;
       this.iceServers = d.ice_servers || [];
       for (const v of d.voice_states) this.store.voice.set(v.user_id, v);
       this.changed();
@@ -101,7 +107,7 @@ export class Voice {
       await this.signal(d);
     } else if (type === "voice.error") {
       this.app.toastError(`Voice: ${d.message}`);
-      if (d.op === VOICE_STATE_UPDATE && this.channelId && !this.mine()) this.reset();
+      if (d.op === VOICE_STATE_UPDATE && this.joining) this.reset();
     } else if (type === "voice.disconnected") {
       // The connection that held our state closed: the state ended with it. Rejoin
       // once the connection is back (ready will say so).
@@ -122,16 +128,20 @@ export class Voice {
   }
 
   onStates() {
-    if (!this.channelId) return;
+    if (!this.channelId || this.joining || this.rejoin) return;
     const mine = this.mine();
-    if (mine && mine.channel_id !== this.channelId) {
-      this.channelId = mine.channel_id; // moved by a moderator
-      this.closePeers();
-    } else if (!mine && !this.rejoin && this.joinedOnce) {
-      this.reset(); // disconnected by a moderator, or the channel went away
+    if (!mine || mine.connection_id !== this.connectionId) {
+      // Left (a moderator's disconnect, the channel gone), or another tab took over.
+      if (this.stream) this.reset();
       return;
     }
-    if (mine) this.joinedOnce = true;
+    if (mine.channel_id !== this.channelId) {
+      this.channelId = mine.channel_id; // moved by a moderator: call those there
+      this.closePeers();
+      for (const v of this.store.voice.values()) {
+        if (v.channel_id === this.channelId && v.user_id !== this.store.me.id) this.call(v.user_id).catch(() => {});
+      }
+    }
     for (const id of [...this.peers.keys()]) {
       const v = this.store.voice.get(id);
       if (!v || v.channel_id !== this.channelId) this.dropPeer(id);

@@ -17,10 +17,13 @@ export function sortedChannels(server) {
   return groups;
 }
 
-function badge(read) {
-  if (!read || !read.mention_count) return null;
-  const n = read.mention_count >= 100 ? "99+" : String(read.mention_count);
-  return h("span", { class: "badge", "aria-label": `${n} mention${read.mention_count === 1 ? "" : "s"}` }, n);
+// A channel counts its mentions; a conversation, where everything is for you, its unread.
+function badge(read, what = "mention_count") {
+  const count = read ? read[what] : 0;
+  if (!count) return null;
+  const n = count >= 100 ? "99+" : String(count);
+  const noun = what === "unread" ? "unread message" : "mention";
+  return h("span", { class: "badge", "aria-label": `${n} ${noun}${count === 1 ? "" : "s"}` }, n);
 }
 
 function statusDot(store, userId) {
@@ -181,7 +184,7 @@ export function renderHomeSidebar(app) {
               { class: ["channel dm", read && read.unread && "unread", active && "active"], href: `#/dm/${c.id}`, "aria-current": active ? "page" : null },
               h("span", { class: "dm-avatar" }, other ? avatar(other, "sm") : h("span", { class: "avatar avatar-sm group-avatar", "aria-hidden": "true" }, "👥"), other ? statusDot(store, other.id) : null),
               h("span", { class: "channel-name" }, convTitle(store, c)),
-              badge(read),
+              active ? null : badge(read, "unread"),
             ),
             voiceMembers(app, c.id),
           );
