@@ -80,6 +80,22 @@ async def test_friends_search_and_jump(site: Site, browsers: Browsers, axe_sourc
     await expect(target).to_be_focused()
     await expect(target).to_have_class("msg msg-head-row msg-highlight")
 
+    # On from there by keyboard alone: Down to the next message, Tab to its actions (with
+    # a visible focus ring), Enter for the picker, Enter for its first emoji.
+    await alice.keyboard.press("ArrowDown")
+    next_one = message(alice.get_by_role("log", name="Messages"), "I'm in. What are we playing?")
+    await expect(next_one).to_be_focused()
+    await alice.keyboard.press("Tab")
+    await expect(next_one.get_by_role("button", name="Add reaction")).to_be_focused()
+    ring = await alice.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert ring != "none"
+    await alice.keyboard.press("Enter")
+    await expect(alice.get_by_role("button", name="React with 👍")).to_be_focused()
+    await alice.keyboard.press("Enter")
+    await expect(
+        next_one.get_by_role("button", name="👍 1 reaction, including you")
+    ).to_be_visible()
+
     conv = alice.get_by_role("navigation", name="Channels")
     await alice.get_by_role("link", name="Direct messages").click()
     await conv.get_by_role("link", name="Eve").click()

@@ -77,6 +77,7 @@ export class ChatView {
     this.list = h("ol", { class: "messages" });
     this.scroller = h("div", { class: "scroller", tabindex: "0", role: "log", "aria-label": "Messages" }, this.list);
     this.scroller.addEventListener("scroll", () => this.onScroll());
+    this.scroller.addEventListener("keydown", (ev) => this.onListKey(ev));
     this.typingLine = h("div", { class: "typing", "aria-live": "polite" });
     this.jumpBar = h("div", { class: "jump-bar", hidden: true }, h("button", { class: "btn btn-small", type: "button", onclick: () => this.loadLatest() }, "Jump to present"));
     this.composer = this.buildComposer();
@@ -203,6 +204,22 @@ export class ChatView {
     if (s.scrollTop < 300) this.loadOlder();
     if (s.scrollHeight - s.scrollTop - s.clientHeight < 300) this.loadNewer();
     this.maybeAck();
+  }
+
+  // The keyboard: from the history (or any message), Up and Down move between messages,
+  // Home and End to the first and last; Tab then reaches the focused message's actions.
+  onListKey(ev) {
+    if (!["ArrowUp", "ArrowDown", "Home", "End"].includes(ev.key)) return;
+    const items = [...this.list.querySelectorAll("li.msg")];
+    if (!items.length) return;
+    const at = items.indexOf(ev.target.closest && ev.target.closest("li.msg"));
+    if (at < 0 && ev.target !== this.scroller) return;
+    const next = { ArrowUp: at < 0 ? items.length - 1 : at - 1, ArrowDown: at + 1, Home: 0, End: items.length - 1 }[ev.key];
+    const el = items[Math.max(0, Math.min(items.length - 1, next))];
+    ev.preventDefault();
+    for (const item of items) item.tabIndex = -1;
+    el.tabIndex = 0;
+    el.focus();
   }
 
   atBottom() {

@@ -36,7 +36,7 @@ function memberRow(app, user, color, nickname) {
       { class: "member-btn", type: "button", onclick: () => app.profile(user) },
       h("span", { class: "dm-avatar" }, avatar(user, "sm"), h("span", { class: `status-dot status-${status}`, "aria-hidden": "true" })),
       h("span", { class: "member-name", style: color ? `color:${color}` : null }, nickname || displayName(user)),
-      h("span", { class: "visually-hidden" }, `, ${status}`),
+      h("span", { class: "visually-hidden" }, ` (${status})`),
     ),
   );
 }

@@ -15,7 +15,7 @@ export const SYNTAX_HELP = [
 ];
 
 export function searchBox(app, scope) {
-  const input = h("input", { type: "search", class: "search-input", "aria-label": "Search messages", placeholder: "Search", maxlength: 512 });
+  const input = h("input", { type: "search", class: "search-input", "aria-label": "Search messages", placeholder: "Search", maxlength: 512, value: app.panel === "search" ? app.searchQuery || "" : "" });
   input.addEventListener("keydown", (ev) => {
     if (ev.key === "Enter" && input.value.trim()) {
       ev.preventDefault();
