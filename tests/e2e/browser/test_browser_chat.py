@@ -7,40 +7,10 @@ import io
 import re
 
 from PIL import Image
-from playwright.async_api import Locator, Page, expect
+from playwright.async_api import Page, expect
 
+from tests.e2e.browser.client import act, message, open_channel, say
 from tests.e2e.browser.conftest import Browsers, Site
-
-
-async def open_channel(page: Page, name: str) -> Locator:
-    await (
-        page.get_by_role("navigation", name="Servers")
-        .get_by_role("link", name="Gaming Squad")
-        .click()
-    )
-    await page.get_by_role("navigation", name="Channels").get_by_role("link", name=name).click()
-    await expect(page.get_by_role("heading", level=1, name=name, exact=True)).to_be_visible()
-    return page.get_by_role("log", name="Messages")
-
-
-async def say(page: Page, text: str) -> None:
-    box = page.get_by_role("textbox", name="Message", exact=True)
-    await box.fill(text)
-    await box.press("Enter")
-
-
-def message(log: Locator, text: str) -> Locator:
-    """The message whose own text (not a reply's preview of it) contains `text`."""
-    return log.locator("li.msg", has=log.page.locator(".msg-content", has_text=text))
-
-
-async def act(msg: Locator, action: str) -> None:
-    await msg.hover()
-    await (
-        msg.get_by_role("toolbar", name="Message actions")
-        .get_by_role("button", name=action)
-        .click()
-    )
 
 
 async def test_alice_and_bob_chat_live_in_a_server_channel(site: Site, browsers: Browsers) -> None:

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 from playwright.async_api import expect
 
+from tests.e2e.browser.client import GAMING, USER_IDS, api_as, message, open_channel, shown_texts
 from tests.e2e.browser.conftest import Browsers, Site
-from tests.e2e.browser.test_browser_chat import message, open_channel
-from tests.e2e.browser.test_browser_realtime import api_as, shown_texts
 
-GAMING = "00000000-0000-0000-0000-000000000103"
-BOB = "00000000-0000-0000-0000-000000000002"
+BOB = USER_IDS["bob"]
 
 
 async def test_scrolling_up_loads_history_once_in_order_and_badges_count(

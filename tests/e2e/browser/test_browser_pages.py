@@ -10,8 +10,8 @@ from pathlib import Path
 from PIL import Image
 from playwright.async_api import Page, expect
 
+from tests.e2e.browser.client import api_as, message, open_channel
 from tests.e2e.browser.conftest import DESKTOP, PHONE, Browsers, Site, log_in
-from tests.e2e.browser.test_browser_chat import message, open_channel
 from tests.support import ROOT
 
 SCREENSHOTS = ROOT / "docs" / "screenshots"
@@ -50,6 +50,17 @@ async def test_register_reload_and_log_out(site: Site, browsers: Browsers, axe_s
     await page.reload()
     await expect(page.get_by_role("button", name="Log in")).to_be_visible()
     await log_in(page, "zoe", "a long password")
+
+    # Revoked from elsewhere (another device's session list): the page is logged out at
+    # once, and a reload does not bring the session back.
+    async with api_as(site.base, "zoe", "a long password") as api:
+        sessions = (await api.get("/api/users/@me/sessions")).json()
+        for other in (s for s in sessions if not s["current"]):
+            assert (await api.delete(f"/api/users/@me/sessions/{other['id']}")).status_code == 204
+    await expect(page.get_by_role("button", name="Log in")).to_be_visible()
+    await expect(page.get_by_text("Your session ended. Log in again.")).to_be_visible()
+    await page.reload()
+    await expect(page.get_by_role("button", name="Log in")).to_be_visible()
 
 
 async def test_friends_search_and_jump(site: Site, browsers: Browsers, axe_source: str) -> None:

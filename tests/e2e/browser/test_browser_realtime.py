@@ -3,18 +3,14 @@ refuses WebSockets, and permissions changing while they look."""
 
 from __future__ import annotations
 
-import contextlib
 import signal
-from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
-import httpx
-from playwright.async_api import Page, WebSocketRoute, expect
+from playwright.async_api import WebSocketRoute, expect
 
+from tests.e2e.browser.client import GENERAL, api_as, message, open_channel, shown_texts
 from tests.e2e.browser.conftest import PASSWORD, Browsers, Site
-from tests.e2e.browser.test_browser_chat import message, open_channel
 
-GENERAL = "00000000-0000-0000-0000-000000000101"
 DEMO_GENERAL = [
     "Welcome to Gaming Squad! Say hi 👋",
     "Hey everyone! Who's up for a game tonight?",
@@ -23,21 +19,6 @@ DEMO_GENERAL = [
     "Let's meet in General Voice at 9.",
     "Sounds good, see you there!",
 ]
-
-
-@contextlib.asynccontextmanager
-async def api_as(base: str, username: str) -> AsyncIterator[httpx.AsyncClient]:
-    """An API client logged in as `username`."""
-    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
-        login = {"login": username, "password": PASSWORD}
-        tokens = (await client.post("/api/auth/login", json=login)).json()
-        client.headers["Authorization"] = f"Bearer {tokens['access_token']}"
-        yield client
-
-
-async def shown_texts(page: Page) -> list[str]:
-    log = page.get_by_role("log", name="Messages")
-    return [t.strip() for t in await log.locator("li.msg .msg-content").all_inner_texts()]
 
 
 async def test_a_server_restart_under_an_open_page_loses_and_repeats_nothing(

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from playwright.async_api import expect
 
+from tests.e2e.browser.client import open_channel
 from tests.e2e.browser.conftest import Browsers, Site
-from tests.e2e.browser.test_browser_chat import open_channel
 
 
 async def test_owner_manages_roles_members_invites_bans_and_reads_the_audit_log(

@@ -10,13 +10,8 @@ from urllib.parse import urlsplit
 
 from playwright.async_api import Page, expect
 
+from tests.e2e.browser.client import USER_IDS, open_channel
 from tests.e2e.browser.conftest import Browsers, Site
-from tests.e2e.browser.test_browser_chat import open_channel
-
-USER_IDS = {
-    "alice": "00000000-0000-0000-0000-000000000001",
-    "bob": "00000000-0000-0000-0000-000000000002",
-}
 
 
 async def packets_from(page: Page, user_id: str) -> int:
