@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
-from tests.support import ROOT, ServerProcess, Servers, clean_env, run_cli
+from tests.conftest import Cluster, new_database, remove_database
+from tests.support import ROOT, ServerProcess, Servers, clean_env, random_secret, run_cli
 
 CHROMIUM = Path("/usr/bin/chromium")
 EMOJI_FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
@@ -89,14 +90,26 @@ class Site:
         return self.servers.start(port, **BROWSER_ENV)
 
 
-@pytest.fixture
-async def site(servers: Servers, db_url: str) -> Site:
-    seeded = await asyncio.to_thread(
-        run_cli, "seed", env=clean_env(DATABASE_URL=db_url, XFCHAT_SECRET=servers.secret)
-    )
+@pytest.fixture(scope="session")
+def demo_template(pg_cluster: Cluster, template_db: str) -> Iterator[str]:
+    """A database with the demo data loaded once (`xfchat seed`), to clone per test."""
+    name = asyncio.run(new_database(pg_cluster, template_db))
+    seeded = run_cli("seed", env=clean_env(DATABASE_URL=pg_cluster.url(name)))
     assert seeded.returncode == 0, seeded.stderr
-    proc, base = servers.start(**BROWSER_ENV)
-    return Site(servers, db_url, base, proc)
+    yield name
+    asyncio.run(remove_database(pg_cluster, name))
+
+
+@pytest.fixture
+async def site(pg_cluster: Cluster, demo_template: str, tmp_path: Path) -> AsyncIterator[Site]:
+    name = await new_database(pg_cluster, demo_template)
+    servers = Servers(pg_cluster.url(name), random_secret(), tmp_path)
+    try:
+        proc, base = servers.start(**BROWSER_ENV)
+        yield Site(servers, pg_cluster.url(name), base, proc)
+    finally:
+        servers.stop_all()
+        await remove_database(pg_cluster, name)
 
 
 @dataclass

@@ -67,7 +67,9 @@ export class Realtime {
     this.connected = false;
     if (this.stopped) return;
     this.failures += 1;
-    const wait = delay ?? Math.min(5000, 250 * 2 ** Math.min(this.failures, 5));
+    // Backing off to 3 s, with jitter, so a restarted server is not met by every
+    // client at the same instant.
+    const wait = delay ?? Math.min(3000, 250 * 2 ** Math.min(this.failures, 4)) * (0.5 + Math.random() / 2);
     if (this.failures > 1) this.on.status("Reconnecting…");
     clearTimeout(this.retry);
     this.retry = setTimeout(() => this.connect(), wait);
