@@ -30,6 +30,13 @@ async def open_channel(page: Page, name: str) -> Locator:
     return page.get_by_role("log", name="Messages")
 
 
+async def open_settings(page: Page) -> Locator:
+    """The owner's server settings, opened from #general."""
+    await open_channel(page, "general")
+    await page.get_by_role("button", name="Server settings").click()
+    return page.get_by_role("dialog", name="Gaming Squad settings")
+
+
 async def say(page: Page, text: str) -> None:
     box = page.get_by_role("textbox", name="Message", exact=True)
     await box.fill(text)

@@ -77,28 +77,20 @@ def png(width: int = 64, height: int = 48) -> bytes:
     return out.getvalue()
 
 
-async def drop_file(page: Page, name: str, text: str) -> None:
-    """What a drag and drop of a file onto the conversation delivers."""
+async def hand_file(page: Page, how: str, name: str, text: str) -> None:
+    """What a drag and drop of a file onto the conversation (`drop`), or a paste of one
+    into the composer (`paste`), delivers."""
     await page.evaluate(
-        """([name, text]) => {
+        """([how, name, text]) => {
             const dt = new DataTransfer();
             dt.items.add(new File([text], name, {type: "text/plain"}));
-            document.querySelector(".chat").dispatchEvent(
-                new DragEvent("drop", {dataTransfer: dt, bubbles: true, cancelable: true}));
+            const init = {bubbles: true, cancelable: true};
+            const event = how === "drop"
+                ? new DragEvent("drop", {...init, dataTransfer: dt})
+                : new ClipboardEvent("paste", {...init, clipboardData: dt});
+            document.querySelector(how === "drop" ? ".chat" : ".composer-input").dispatchEvent(event);
         }""",
-        [name, text],
-    )
-
-
-async def paste_file(page: Page, name: str, text: str) -> None:
-    await page.evaluate(
-        """([name, text]) => {
-            const dt = new DataTransfer();
-            dt.items.add(new File([text], name, {type: "text/plain"}));
-            document.querySelector(".composer-input").dispatchEvent(
-                new ClipboardEvent("paste", {clipboardData: dt, bubbles: true, cancelable: true}));
-        }""",
-        [name, text],
+        [how, name, text],
     )
 
 
@@ -126,8 +118,8 @@ async def test_a_dm_with_files_and_markup_shown_as_text(site: Site, browsers: Br
             {"name": 'notes "<b>".txt', "mimeType": "text/plain", "buffer": b"the notes"},
         ]
     )
-    await drop_file(alice, "dropped.txt", "dropped bytes")
-    await paste_file(alice, "pasted.txt", "pasted bytes")
+    await hand_file(alice, "drop", "dropped.txt", "dropped bytes")
+    await hand_file(alice, "paste", "pasted.txt", "pasted bytes")
     await expect(
         alice.get_by_role("list", name="Files to send").get_by_role("listitem")
     ).to_have_count(4)

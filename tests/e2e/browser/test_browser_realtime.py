@@ -8,7 +8,14 @@ from urllib.parse import urlsplit
 
 from playwright.async_api import WebSocketRoute, expect
 
-from tests.e2e.browser.client import GENERAL, api_as, message, open_channel, shown_texts
+from tests.e2e.browser.client import (
+    GENERAL,
+    api_as,
+    message,
+    open_channel,
+    open_settings,
+    shown_texts,
+)
 from tests.e2e.browser.conftest import PASSWORD, Browsers, Site
 
 DEMO_GENERAL = [
@@ -86,9 +93,7 @@ async def test_a_permission_change_hides_a_channel_from_bob_live(
     channels = bob.get_by_role("navigation", name="Channels")
     await expect(channels.get_by_role("link", name="gaming")).to_be_visible()
 
-    await open_channel(alice, "general")
-    await alice.get_by_role("button", name="Server settings").click()
-    settings = alice.get_by_role("dialog", name="Gaming Squad settings")
+    settings = await open_settings(alice)
     await settings.get_by_role("tab", name="Channels").click()
     await settings.get_by_role("button", name="# gaming").click()
     await settings.get_by_label("For role or member").select_option(label="@Bob")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from playwright.async_api import expect
 
-from tests.e2e.browser.client import open_channel
+from tests.e2e.browser.client import open_channel, open_settings
 from tests.e2e.browser.conftest import Browsers, Site
 
 
@@ -19,9 +19,7 @@ async def test_owner_manages_roles_members_invites_bans_and_reads_the_audit_log(
     members = bob.get_by_role("complementary", name="Details")
     await expect(members.get_by_role("heading", name="Member — 3")).to_be_visible()
 
-    await open_channel(alice, "general")
-    await alice.get_by_role("button", name="Server settings").click()
-    settings = alice.get_by_role("dialog", name="Gaming Squad settings")
+    settings = await open_settings(alice)
 
     await settings.get_by_role("tab", name="Roles").click()
     await settings.get_by_role("button", name="Create role").click()
