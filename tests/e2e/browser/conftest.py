@@ -61,8 +61,25 @@ def install_chromium() -> None:
             )
 
 
+_install_failure: list[str] = []
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Install Chromium before the first test runs when a browser test is about to, so
+    the minute it takes on a fresh machine counts against no test's timeout."""
+    here = Path(__file__).parent
+    wanted = any(Path(str(item.path)).is_relative_to(here) for item in session.items)
+    if wanted and not (CHROMIUM.exists() and EMOJI_FONT.exists()):
+        try:
+            install_chromium()
+        except pytest.fail.Exception as exc:
+            _install_failure.append(str(exc))
+
+
 @pytest.fixture(scope="session")
 def chromium() -> str:
+    if _install_failure:
+        pytest.fail(_install_failure[0])
     if not (CHROMIUM.exists() and EMOJI_FONT.exists()):
         install_chromium()
     assert CHROMIUM.exists(), "apt-get said it installed chromium, but it is not there"
