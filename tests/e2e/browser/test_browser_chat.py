@@ -138,3 +138,6 @@ async def test_a_dm_with_files_and_markup_shown_as_text(site: Site, browsers: Br
     assert download.suggested_filename == "pasted.txt"
     assert (await download.path()).read_bytes() == b"pasted bytes"
     await expect(message(a_log, "files for you")).to_have_count(1)  # once, not twice
+
+    await say(bob, "got them, thanks")
+    await expect(message(a_log, "got them, thanks")).to_have_count(1)
