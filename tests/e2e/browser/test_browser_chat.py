@@ -25,6 +25,11 @@ async def test_alice_and_bob_chat_live_in_a_server_channel(site: Site, browsers:
     await bob.get_by_role("textbox", name="Message", exact=True).press_sequentially("wri")
     await expect(alice.get_by_text("Bob is typing…")).to_be_visible()
 
+    await say(bob, "@alice are you there?")  # typed as a name, sent as a mention
+    mention = message(a_log, "are you there?")
+    await expect(mention.locator(".mention-me")).to_have_text("@Alice")
+    await expect(mention).to_have_class(re.compile(r"\bmsg-mentioned\b"))
+
     await act(message(b_log, "Hello from Alice"), "Reply")
     await say(bob, "Hi Alice, replying")
     reply = message(a_log, "Hi Alice, replying")

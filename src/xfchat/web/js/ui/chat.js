@@ -469,8 +469,23 @@ export class ChatView {
     }
   }
 
+  // "@name" as typed becomes the mention the API reads (`<@id>`) when it names someone
+  // who can be here: a member of this server, or a participant of this conversation.
+  withMentions(text) {
+    const server = this.server;
+    const conv = this.store.conversations.get(this.channelId);
+    const members = server ? this.store.members.get(server.id) : null;
+    const here = (id) => (server ? (members ? members.has(id) : true) : conv && conv.participant_ids.includes(id));
+    const byName = new Map([...this.store.users.values()].map((u) => [u.username.toLowerCase(), u]));
+    return text.replace(/(^|[\s(])@([A-Za-z0-9_.]{2,32})\b/g, (whole, lead, name) => {
+      const user = byName.get(name.toLowerCase());
+      return user && here(user.id) ? `${lead}<@${user.id}>` : whole;
+    });
+  }
+
   async send() {
-    const content = this.input.value.trim();
+    const typed = this.input.value;
+    const content = this.withMentions(typed.trim());
     if (!content && !this.files.length) return;
     const nonce = crypto.randomUUID().replace(/-/g, "");
     const reply = this.replyTo;
@@ -496,7 +511,7 @@ export class ChatView {
       this.store.messageArrived(m);
     } catch (err) {
       toast(`Not sent: ${describe(err)}`);
-      this.input.value = content;
+      this.input.value = typed;
     } finally {
       this.pending = this.pending.filter((p) => p !== pending);
       this.render();
