@@ -13,11 +13,14 @@ from tests.e2e.browser.conftest import Browsers, Site
 async def test_owner_manages_roles_members_invites_bans_and_reads_the_audit_log(
     site: Site, browsers: Browsers
 ) -> None:
+    await browsers.logged_in(site.base, "charlie")  # online; no friend of bob's
     alice = await browsers.logged_in(site.base, "alice")
     bob = await browsers.logged_in(site.base, "bob")
     await open_channel(bob, "general")
     members = bob.get_by_role("complementary", name="Details")
     await expect(members.get_by_role("heading", name="Member — 3")).to_be_visible()
+    await expect(members.get_by_role("button", name="Charlie (online)")).to_be_visible()
+    await expect(members.get_by_role("button", name="Diana (offline)")).to_be_visible()
 
     settings = await open_settings(alice)
 

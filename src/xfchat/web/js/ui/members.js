@@ -17,6 +17,10 @@ export async function loadMembers(app, serverId) {
     if (page.length < 1000) break;
     after = page[page.length - 1].user.id;
   }
+  // Who is online: ready's presences cover friends and conversations only.
+  for (const p of await session.call("GET", `/api/servers/${serverId}/presences`)) {
+    if (p.user_id !== store.me.id) store.presences.set(p.user_id, p);
+  }
   store.members.set(serverId, map);
   return map;
 }
