@@ -219,19 +219,24 @@ export class Voice {
     if (old) old.source.disconnect();
     const source = this.audioCtx.createMediaStreamSource(stream);
     const analyser = this.audioCtx.createAnalyser();
-    analyser.fftSize = 512;
+    analyser.fftSize = 2048; // about 40 ms of sound per look
     source.connect(analyser);
-    this.meters.set(userId, { source, analyser, data: new Float32Array(analyser.fftSize) });
-    if (!this.meterTimer) this.meterTimer = setInterval(() => this.measure(), 150);
+    this.meters.set(userId, { source, analyser, data: new Float32Array(analyser.fftSize), loudAt: 0 });
+    if (this.audioCtx.state === "suspended") this.audioCtx.resume().catch(() => {});
+    if (!this.meterTimer) this.meterTimer = setInterval(() => this.measure(), 100);
   }
 
+  // Speaking: loud within the last half second (so the mark does not flicker between
+  // words, and a short sound is not missed between two looks).
   measure() {
     let changed = false;
+    const now = performance.now();
     for (const [id, m] of this.meters) {
       m.analyser.getFloatTimeDomainData(m.data);
       let sum = 0;
       for (const x of m.data) sum += x * x;
-      const loud = Math.sqrt(sum / m.data.length) > SPEAKING_LEVEL && !(id === this.store.me.id && this.muted);
+      if (Math.sqrt(sum / m.data.length) > SPEAKING_LEVEL) m.loudAt = now;
+      const loud = now - m.loudAt < 500 && !(id === this.store.me.id && this.muted);
       if (loud !== this.speaking.has(id)) {
         changed = true;
         if (loud) this.speaking.add(id);

@@ -51,7 +51,7 @@ export function renderServerMembers(app, server, container) {
   if (!list) {
     replace(container, h("p", { class: "muted pad" }, "Loading members…"));
     loadMembers(app, server.id)
-      .then(() => renderServerMembers(app, server, container))
+      .then(() => app.panel === "members" && app.renderMembers()) // (if still wanted)
       .catch((err) => toast(describe(err)));
     return;
   }
