@@ -22,6 +22,7 @@ export class ChatView {
     this.blobs = app.blobs;
     this.unsubs = [];
     this.ackTimer = null;
+    this.reactors = new Map(); // "message emoji count" -> who reacted
   }
 
   get server() {
@@ -58,7 +59,8 @@ export class ChatView {
       jump: (id) => this.jumpTo(id),
       toggleReaction: (m, emoji, on) => this.react(m, emoji, on),
       pickReaction: (m, anchor) => emojiPicker(anchor, (e) => this.react(m, e, true)),
-      whoReacted: (m, emoji, btn) => whoReacted(this.session, m, emoji, btn),
+      reactors: this.reactors,
+      whoReacted: (m, r) => whoReacted(this.session, this.reactors, m, r),
       reply: (m) => this.startReply(m),
       edit: (m) => this.startEdit(m),
       editor: (m) => this.editor(m),

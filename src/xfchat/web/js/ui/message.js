@@ -68,12 +68,14 @@ function reactionsRow(m, ctx) {
           type: "button",
           "aria-pressed": r.me ? "true" : "false",
           "aria-label": `${r.emoji} ${r.count} reaction${r.count === 1 ? "" : "s"}${r.me ? ", including you" : ""}`,
+          title: ctx.reactors.get(reactorsKey(m, r)),
+          dataset: { emoji: r.emoji },
           onclick: () => ctx.toggleReaction(m, r.emoji, !r.me),
         },
         h("span", { class: "reaction-emoji" }, r.emoji),
         h("span", { class: "reaction-count" }, String(r.count)),
       );
-      const who = () => ctx.whoReacted(m, r.emoji, btn);
+      const who = () => ctx.whoReacted(m, r);
       btn.addEventListener("mouseenter", who, { once: true });
       btn.addEventListener("focus", who, { once: true });
       return btn;
@@ -200,12 +202,20 @@ export function emojiPicker(anchor, choose) {
   picker.querySelector("button").focus();
 }
 
-export async function whoReacted(session, m, emoji, btn) {
+export const reactorsKey = (m, r) => `${m.id} ${r.emoji} ${r.count}`;
+
+// Who reacted, fetched once per message, emoji and count, kept in `cache` (so a redraw
+// keeps it), and shown on the reaction's button as it is now.
+export async function whoReacted(session, cache, m, r) {
+  const key = reactorsKey(m, r);
+  if (cache.has(key)) return;
   try {
-    const users = await session.call("GET", `/api/channels/${m.channel_id}/messages/${m.id}/reactions/${encodeURIComponent(emoji)}?limit=25`);
-    const names = users.map(displayName).join(", ");
-    btn.title = `${names} reacted with ${emoji}`;
-    btn.setAttribute("aria-description", btn.title);
+    const users = await session.call("GET", `/api/channels/${m.channel_id}/messages/${m.id}/reactions/${encodeURIComponent(r.emoji)}?limit=25`);
+    cache.set(key, `${users.map(displayName).join(", ")} reacted with ${r.emoji}`);
+    const row = document.getElementById(`msg-${m.id}`);
+    for (const btn of row ? row.querySelectorAll(".reaction") : []) {
+      if (btn.dataset.emoji === r.emoji) btn.title = cache.get(key);
+    }
   } catch (err) {
     toast(describe(err));
   }
