@@ -22,6 +22,7 @@ import asyncpg
 
 from xfchat.db.queries import locks as locks_q
 from xfchat.db.queries import presence as q
+from xfchat.db.queries import servers as servers_q
 from xfchat.db.queries import users as users_q
 from xfchat.domain import validation, voice
 from xfchat.domain.access import access_server, visible_channels
@@ -150,7 +151,7 @@ async def list_server_presences(
 
     Raises: NotFound (SERVER_NOT_FOUND)."""
     await access_server(conn, actor, server_id)
-    rows = await q.list_server_presences(
+    rows = await servers_q.list_connected_members(
         conn, server_id=server_id, timeout_s=timeout_s, limit=SERVER_PRESENCES
     )
     return [shown(r) for r in rows]

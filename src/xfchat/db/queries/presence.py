@@ -103,26 +103,6 @@ async def list_presences(
     return many(PresenceRow, await conn.fetch(_PRESENCES, user_ids, timeout_s))
 
 
-_SERVER_PRESENCES = """
-    SELECT u.id AS user_id, u.status, u.status_text, true AS connected
-    FROM server_members m JOIN users u ON u.id = m.user_id
-    WHERE m.server_id = $1 AND u.status <> 'invisible'
-      AND EXISTS (SELECT 1 FROM presence_connections c
-                  JOIN presence_processes p ON p.id = c.process_id
-                  WHERE c.user_id = u.id
-                    AND p.seen_at >= now() - make_interval(secs => $2))
-    ORDER BY u.id
-    LIMIT $3
-"""
-
-
-async def list_server_presences(
-    conn: asyncpg.Connection, *, server_id: UUID, timeout_s: float, limit: int
-) -> list[PresenceRow]:
-    """The server's members who are connected and not invisible, by user id."""
-    return many(PresenceRow, await conn.fetch(_SERVER_PRESENCES, server_id, timeout_s, limit))
-
-
 async def list_connected_presences(
     conn: asyncpg.Connection, *, user_ids: list[UUID], timeout_s: float
 ) -> list[PresenceRow]:
