@@ -173,8 +173,9 @@ class Servers:
         self.procs: list[ServerProcess] = []
         self.bases: list[str] = []
 
-    def start(self, **env: str) -> tuple[ServerProcess, str]:
-        port = free_port()
+    def start(self, port: int | None = None, **env: str) -> tuple[ServerProcess, str]:
+        """Start one more process (on `port`, or a free one); wait until it is ready."""
+        port = port or free_port()
         full = clean_env(
             DATABASE_URL=self.database_url,
             XFCHAT_SECRET=self.secret,

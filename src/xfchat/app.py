@@ -33,6 +33,7 @@ from xfchat.api import (
     two_factor,
     users,
     voice,
+    web,
 )
 from xfchat.api.cors import Cors
 from xfchat.api.edge import EdgeMiddleware
@@ -179,6 +180,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
         search.router,
     ):
         app.include_router(router)
+    app.include_router(web.make_router())  # the browser client, at /
     install_openapi(app)
     app.add_middleware(
         EdgeMiddleware,

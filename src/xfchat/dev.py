@@ -141,7 +141,8 @@ def run_dev() -> int:
                 print(
                     f"\n  XFChat is running at {url}\n"
                     f"  Database: {settings.database_url}\n"
-                    f"  Demo logins (password {DEMO_PASSWORD}): {', '.join(DEMO_USERS)}\n"
+                    f"  Demo logins (password {DEMO_PASSWORD}): {', '.join(DEMO_USERS)}\n\n"
+                    f"  open {url} and log in as {DEMO_USERS[0]} / {DEMO_PASSWORD}\n\n"
                     "  Press Ctrl-C to stop.\n",
                     flush=True,
                 )

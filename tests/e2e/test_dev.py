@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 
 from tests.support import SRC, ServerProcess, clean_env, free_port, wait_gone, xfchat
@@ -51,6 +52,7 @@ def start_dev(
     proc = ServerProcess(command or xfchat("dev"), env, cwd / f"{name}.log", cwd=cwd, user=user)
     proc.wait_ready(f"http://127.0.0.1:{port}", timeout=READY_WITHIN_S)  # fails past it
     proc.wait_for_line(r"Demo logins \(password password123\): alice, bob, charlie, diana, eve")
+    proc.wait_for_line(rf"open http://127\.0\.0\.1:{port} and log in as alice / password123")
     return proc, proc.wait_for_line(r"Database: (\S+)").group(1)
 
 
@@ -120,6 +122,9 @@ async def test_dev_serves_the_demo_reuses_its_data_and_leaves_no_postgres(
     pid = postmaster_pid(first)
     assert "creating local PostgreSQL" in first.output and f"{source} binaries" in first.output
     assert await demo_counts(url) == DEMO
+    async with httpx.AsyncClient(timeout=5) as web:
+        page = await web.get(f"http://127.0.0.1:{env['XFCHAT_PORT']}/")
+    assert page.status_code == 200 and "/web/js/main.js" in page.text  # the browser client
     assert ctrl_c(first) == 0
     assert wait_gone(pid), "PostgreSQL outlived xfchat dev"
     assert "local PostgreSQL stopped" in first.output

@@ -126,3 +126,24 @@ async def test_an_invisible_users_connections_coming_and_going_show_nothing(
             async with sse_stream(server, ann.access_token):
                 seen = await presence_of(partner, str(ann.id))
             assert seen["status"] == "online"
+
+
+async def test_a_servers_presences_are_its_connected_visible_members(
+    server: str, make_user: MakeUser
+) -> None:
+    ann, ben, zed = await make_user("ann"), await make_user("ben"), await make_user("zed")
+    async with httpx.AsyncClient(base_url=server, timeout=10) as api:
+        srv = await factories.community(api, ann, ben)
+        url = f"/api/servers/{srv.id}/presences"
+        assert (await api.get(url, headers=ben.headers)).json() == []  # nobody connected
+        async with sse_stream(server, ann.access_token), sse_stream(server, zed.access_token):
+            shown = (await api.get(url, headers=ben.headers)).json()
+            assert shown == [{"user_id": str(ann.id), "status": "online", "status_text": None}]
+            outsider = await api.get(url, headers=zed.headers)  # connected, not a member
+            assert outsider.status_code == 404
+            assert outsider.json()["code"] == "SERVER_NOT_FOUND"
+            hidden = await api.put(
+                "/api/users/@me/presence", headers=ann.headers, json={"status": "invisible"}
+            )
+            assert hidden.status_code == 200
+            assert (await api.get(url, headers=ben.headers)).json() == []  # invisible: offline

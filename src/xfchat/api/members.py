@@ -7,16 +7,16 @@ from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from xfchat.api.deps import Conn, CurrentActor
 from xfchat.api.models import Text
 from xfchat.api.responses import JSONResponse
 from xfchat.api.servers import AuditReason
-from xfchat.domain import members, roles
+from xfchat.domain import members, presence, roles
 from xfchat.domain.accounts import Actor
-from xfchat.domain.events import MemberPayload, PublicUserPayload
+from xfchat.domain.events import MemberPayload, PresencePayload, PublicUserPayload
 from xfchat.errors import BadRequest
 
 router = APIRouter(prefix="/api/servers/{server_id}", tags=["members"])
@@ -64,6 +64,15 @@ async def get_members(
     return JSONResponse(
         await members.list_members(conn, actor, server_id, after=after, limit=limit)
     )
+
+
+@router.get("/presences", response_model=list[PresencePayload])
+async def get_member_presences(
+    server_id: UUID, request: Request, actor: CurrentActor, conn: Conn
+) -> Response:
+    """The members who are not offline (at most 1000), as `presence.updated` shows them."""
+    timeout_s = request.app.state.settings.presence_timeout_s
+    return JSONResponse(await presence.list_server_presences(conn, actor, server_id, timeout_s))
 
 
 @router.get("/members/{user_id}", response_model=MemberPayload)

@@ -22,9 +22,10 @@ import asyncpg
 
 from xfchat.db.queries import locks as locks_q
 from xfchat.db.queries import presence as q
+from xfchat.db.queries import servers as servers_q
 from xfchat.db.queries import users as users_q
 from xfchat.domain import validation, voice
-from xfchat.domain.access import visible_channels
+from xfchat.domain.access import access_server, visible_channels
 from xfchat.domain.accounts import Actor
 from xfchat.domain.events import PRESENCE_UPDATED, PresencePayload, signal_related
 from xfchat.domain.profile import publish_profile
@@ -136,6 +137,24 @@ async def list_presences(
     """The presences of those of these users who are not offline, as others see them."""
     rows = await q.list_connected_presences(conn, user_ids=user_ids, timeout_s=timeout_s)
     return [p for p in (shown(r) for r in rows) if p["status"] != "offline"]
+
+
+SERVER_PRESENCES = 1000
+
+
+async def list_server_presences(
+    conn: asyncpg.Connection, actor: Actor, server_id: UUID, timeout_s: float
+) -> list[PresencePayload]:
+    """The presences of a server's members who are not offline, as others see them (at
+    most SERVER_PRESENCES, by user id): what a member list shows before any
+    `presence.updated` arrives.
+
+    Raises: NotFound (SERVER_NOT_FOUND)."""
+    await access_server(conn, actor, server_id)
+    rows = await servers_q.list_connected_members(
+        conn, server_id=server_id, timeout_s=timeout_s, limit=SERVER_PRESENCES
+    )
+    return [shown(r) for r in rows]
 
 
 async def own_presence(conn: asyncpg.Connection, actor: Actor, timeout_s: float) -> PresencePayload:

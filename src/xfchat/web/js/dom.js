@@ -1,0 +1,179 @@
+// Building the page. Everything that comes from the server (messages, names, file
+// names, topics) becomes text nodes: h() never parses markup, and no module of the
+// client hands a string to an HTML parser (tests/api/test_web.py checks the sources).
+
+export function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  if (attrs) {
+    for (const [key, value] of Object.entries(attrs)) {
+      if (value === undefined || value === null || value === false) continue;
+      if (key.startsWith("on") && typeof value === "function") {
+        el.addEventListener(key.slice(2).toLowerCase(), value);
+      } else if (key === "class") {
+        el.className = Array.isArray(value) ? value.filter(Boolean).join(" ") : value;
+      } else if (key === "style") {
+        // Through the CSSOM: a style attribute would be inline style, which the CSP refuses.
+        for (const decl of String(value).split(";")) {
+          const at = decl.indexOf(":");
+          if (at > 0) el.style.setProperty(decl.slice(0, at).trim(), decl.slice(at + 1).trim());
+        }
+      } else if (key === "dataset") {
+        Object.assign(el.dataset, value);
+      } else if (key === "value" || key === "checked" || key === "selected" || key === "disabled") {
+        el[key] = value;
+      } else {
+        el.setAttribute(key, value === true ? "" : String(value));
+      }
+    }
+  }
+  append(el, children);
+  return el;
+}
+
+function append(el, children) {
+  for (const child of children) {
+    if (child === null || child === undefined || child === false) continue;
+    if (Array.isArray(child)) append(el, child);
+    else if (child instanceof Node) el.appendChild(child);
+    else el.appendChild(document.createTextNode(String(child)));
+  }
+}
+
+export function replace(el, ...children) {
+  el.replaceChildren();
+  append(el, children);
+  return el;
+}
+
+export function displayName(user) {
+  if (!user) return "Unknown";
+  return user.display_name || user.username || "Unknown";
+}
+
+export function initials(name) {
+  const parts = String(name).trim().split(/\s+/).filter(Boolean);
+  const letters = parts.slice(0, 2).map((p) => Array.from(p)[0] || "");
+  return letters.join("").toUpperCase() || "?";
+}
+
+// Only images this server stores are shown; an external avatar URL would be a tracking
+// pixel (and the CSP refuses it anyway).
+export function avatar(user, size = "md") {
+  const name = displayName(user);
+  const url = user && user.avatar_url;
+  if (url && /^\/api\/media\/[A-Za-z0-9_-]+$/.test(url)) {
+    return h("img", { class: `avatar avatar-${size}`, src: url, alt: "" });
+  }
+  return h(
+    "span",
+    { class: `avatar avatar-${size}`, style: `--hue:${hue(user ? user.id : name)}`, "aria-hidden": "true" },
+    initials(name),
+  );
+}
+
+function hue(key) {
+  let n = 2166136261; // FNV-1a: ids that differ in one digit still get far-apart hues
+  for (const ch of String(key)) n = Math.imul(n ^ ch.charCodeAt(0), 16777619) >>> 0;
+  return n % 360;
+}
+
+const timeFmt = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+const dayFmt = new Intl.DateTimeFormat(undefined, { weekday: "long", year: "numeric", month: "long", day: "numeric" });
+const fullFmt = new Intl.DateTimeFormat(undefined, { dateStyle: "full", timeStyle: "short" });
+
+export const fmtTime = (iso) => timeFmt.format(new Date(iso));
+export const fmtFull = (iso) => fullFmt.format(new Date(iso));
+export function fmtDay(iso) {
+  const d = new Date(iso);
+  const today = new Date();
+  const yesterday = new Date(Date.now() - 86400000);
+  if (d.toDateString() === today.toDateString()) return "Today";
+  if (d.toDateString() === yesterday.toDateString()) return "Yesterday";
+  return dayFmt.format(d);
+}
+export const dayKey = (iso) => new Date(iso).toDateString();
+
+export function fmtBytes(n) {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MB`;
+}
+
+export function colorOf(value) {
+  return value ? `#${Number(value).toString(16).padStart(6, "0")}` : null;
+}
+
+function luminance(rgb) {
+  const [r, g, b] = rgb.map((c) => {
+    const v = c / 255;
+    return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+  });
+  return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+}
+
+// A role's colour as text on the dark background: lightened just enough to stay
+// readable (WCAG AA, 4.5:1), whatever colour a server picked.
+export function readableColor(value) {
+  if (!value) return null;
+  let rgb = [(value >> 16) & 255, (value >> 8) & 255, value & 255];
+  const bg = luminance([43, 45, 49]);
+  for (let i = 0; i < 20 && (luminance(rgb) + 0.05) / (bg + 0.05) < 4.6; i += 1) {
+    rgb = rgb.map((c) => Math.round(c + (255 - c) * 0.15));
+  }
+  return `rgb(${rgb.join(",")})`;
+}
+
+// A short message for the person, from an API error or anything thrown.
+export function describe(err) {
+  if (err && err.code) return err.message || err.code;
+  return err && err.message ? err.message : String(err);
+}
+
+let toastBox = null;
+export function toast(text, kind = "error") {
+  if (!toastBox) {
+    toastBox = h("div", { class: "toasts", role: "status", "aria-live": "polite" });
+    document.body.appendChild(toastBox);
+  }
+  const item = h("div", { class: `toast toast-${kind}` }, text);
+  toastBox.appendChild(item);
+  setTimeout(() => item.remove(), 5000);
+}
+
+// A modal dialog (the native <dialog>: focus stays inside, Escape closes it).
+export function dialog(title, body, { onClose, wide } = {}) {
+  const closeBtn = h("button", { class: "icon-btn", type: "button", "aria-label": "Close" }, "✕");
+  const heading = h("h2", { id: `dlg-${Math.random().toString(36).slice(2)}` }, title);
+  const dlg = h(
+    "dialog",
+    { class: wide ? "modal modal-wide" : "modal", "aria-labelledby": heading.id },
+    h("header", { class: "modal-head" }, heading, closeBtn),
+    h("div", { class: "modal-body" }, body),
+  );
+  const close = () => dlg.close();
+  closeBtn.addEventListener("click", close);
+  dlg.addEventListener("close", () => {
+    dlg.remove();
+    if (onClose) onClose();
+  });
+  document.body.appendChild(dlg);
+  dlg.showModal();
+  return { dlg, close, body: dlg.querySelector(".modal-body") };
+}
+
+export function confirmDialog(title, text, action = "Delete") {
+  return new Promise((resolve) => {
+    let answer = false;
+    const yes = h("button", { class: "btn btn-danger", type: "button" }, action);
+    const no = h("button", { class: "btn", type: "button" }, "Cancel");
+    const d = dialog(title, [h("p", null, text), h("div", { class: "row-end" }, no, yes)], {
+      onClose: () => resolve(answer),
+    });
+    yes.addEventListener("click", () => {
+      answer = true;
+      d.close();
+    });
+    no.addEventListener("click", d.close);
+    no.focus();
+  });
+}

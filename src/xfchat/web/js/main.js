@@ -1,0 +1,33 @@
+// Boot: carry on a stored session (a reload), or show the login.
+
+import { Session } from "./session.js";
+import { App } from "./ui/app.js";
+import { renderAuth } from "./ui/auth.js";
+import { h, replace, toast } from "./dom.js";
+
+const root = document.getElementById("app");
+const session = new Session();
+
+function loggedOut(why) {
+  if (why === "revoked") toast("Your session ended. Log in again.");
+  else if (why === "expired") toast("Your session expired. Log in again.");
+  renderAuth(root, session, loggedIn);
+}
+
+function loggedIn() {
+  const app = new App(root, session, loggedOut);
+  session.onEnd = (why) => app.end(why);
+  app.start();
+}
+
+async function boot() {
+  try {
+    if (await session.restore()) loggedIn();
+    else renderAuth(root, session, loggedIn);
+  } catch {
+    replace(root, h("main", { class: "auth" }, h("p", { class: "form-error", role: "alert" }, "XFChat cannot be reached. Retrying…")));
+    setTimeout(boot, 2000);
+  }
+}
+
+boot();

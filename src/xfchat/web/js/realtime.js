@@ -1,0 +1,181 @@
+// One real-time connection: the WebSocket gateway, or Server-Sent Events when the
+// gateway cannot be reached. It starts from `ready` (the whole state), applies every
+// event in order, and after any drop resumes from the last position it received
+// (the gateway's RESUME, SSE's `since`): nothing is missed or repeated.
+
+const SSE_TYPES = [
+  "message.created", "message.updated", "message.deleted", "message.pinned", "message.unpinned",
+  "reaction.added", "reaction.removed", "read_state.updated", "typing.started",
+  "conversation.created", "conversation.added", "conversation.updated", "conversation.removed",
+  "participant.added", "participant.removed",
+  "friend_request.created", "friend_request.accepted", "friend_request.declined", "friend_request.cancelled",
+  "friend.added", "friend.removed", "block.added", "block.removed",
+  "user.updated", "presence.updated", "session.revoked",
+  "server.joined", "server.left", "server.updated", "channel.revealed", "channel.hidden", "channel.updated",
+  "member.joined", "member.updated", "member.removed", "role.created", "role.updated", "role.deleted",
+  "voice.state_updated",
+];
+
+export class Realtime {
+  // handlers: {ready(state), event(type, data), status(text|null), ended(reason), voice(type, data)}
+  constructor(session, handlers) {
+    this.session = session;
+    this.on = handlers;
+    this.last = null; // the last resume token received
+    this.ws = null;
+    this.es = null;
+    this.stopped = false;
+    this.failures = 0;
+    this.wsFailures = 0;
+    this.transport = "gateway";
+    this.heartbeat = null;
+    this.retry = null;
+    this.connected = false;
+  }
+
+  start() {
+    this.stopped = false;
+    this.connect();
+  }
+
+  stop() {
+    this.stopped = true;
+    clearTimeout(this.retry);
+    clearInterval(this.heartbeat);
+    if (this.ws) this.ws.close(1000);
+    if (this.es) this.es.close();
+    this.ws = this.es = null;
+  }
+
+  get canVoice() {
+    return this.transport === "gateway" && this.ws && this.ws.readyState === WebSocket.OPEN && this.connected;
+  }
+
+  send(op, d) {
+    if (!this.canVoice) return false;
+    this.ws.send(JSON.stringify({ op, d }));
+    return true;
+  }
+
+  connect() {
+    if (this.stopped) return;
+    if (this.transport === "gateway") this.openGateway();
+    else this.openSse();
+  }
+
+  schedule(delay) {
+    this.connected = false;
+    if (this.stopped) return;
+    this.failures += 1;
+    // Backing off to 3 s, with jitter, so a restarted server is not met by every
+    // client at the same instant.
+    const wait = delay ?? Math.min(3000, 250 * 2 ** Math.min(this.failures, 4)) * (0.5 + Math.random() / 2);
+    if (this.failures > 1) this.on.status("Reconnecting…");
+    clearTimeout(this.retry);
+    this.retry = setTimeout(() => this.connect(), wait);
+  }
+
+  dispatch(type, data, token) {
+    if (type === "ready") {
+      this.failures = 0;
+      this.connected = true;
+      this.on.status(null);
+      if (token) this.last = token;
+      this.on.ready(data);
+      return;
+    }
+    if (token) this.last = token;
+    this.on.event(type, data);
+  }
+
+  openGateway() {
+    const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/api/gateway`;
+    const ws = new WebSocket(url);
+    this.ws = ws;
+    let hello = false;
+    ws.onmessage = (msg) => {
+      const frame = JSON.parse(msg.data);
+      if (frame.op === 10) {
+        hello = true;
+        this.wsFailures = 0;
+        const interval = frame.d.heartbeat_interval;
+        clearInterval(this.heartbeat);
+        this.heartbeat = setInterval(() => ws.readyState === 1 && ws.send('{"op":1}'), interval * 0.8);
+        const token = this.session.access;
+        ws.send(JSON.stringify(this.last ? { op: 6, d: { token, seq: this.last } } : { op: 2, d: { token } }));
+      } else if (frame.op === 0) {
+        if (frame.t.startsWith("voice.") && frame.t !== "voice.state_updated") this.on.voice(frame.t, frame.d);
+        else this.dispatch(frame.t, frame.d, frame.s);
+      } else if (frame.op === 9) {
+        this.last = null; // the log no longer has our place: start again from ready
+      }
+    };
+    ws.onclose = (ev) => {
+      clearInterval(this.heartbeat);
+      if (this.ws !== ws || this.stopped) return;
+      this.ws = null;
+      this.on.voice("voice.disconnected", {});
+      this.closed(ev.code, hello);
+    };
+  }
+
+  // A WebSocket that never said HELLO while the server answers HTTP: something on the
+  // way (a proxy) refuses WebSockets. Three of those in a row, and SSE takes over. (A
+  // server that is down or restarting answers neither, and is simply waited for.)
+  async gatewayRefused() {
+    try {
+      const res = await fetch("/health", { cache: "no-store" });
+      if (!res.ok) return;
+    } catch {
+      return;
+    }
+    this.wsFailures += 1;
+    if (this.wsFailures >= 3) this.transport = "sse";
+  }
+
+  async closed(code, hello) {
+    if (!hello) await this.gatewayRefused();
+    if (code === 4012) return this.on.ended("revoked");
+    if (code === 4010 || code === 4007) this.last = null;
+    if (code === 4004) {
+      try {
+        await this.session.refresh();
+      } catch {
+        return this.on.ended("expired");
+      }
+    }
+    this.schedule();
+  }
+
+  async openSse() {
+    if (!this.session.access) await this.session.refresh().catch(() => {});
+    const params = new URLSearchParams({ access_token: this.session.access || "" });
+    if (this.last) params.set("since", this.last);
+    const es = new EventSource(`/api/events?${params}`);
+    this.es = es;
+    const handle = (type) => (ev) => {
+      if (this.es !== es) return;
+      this.dispatch(type, JSON.parse(ev.data), ev.lastEventId || null);
+    };
+    es.addEventListener("ready", handle("ready"));
+    for (const type of SSE_TYPES) es.addEventListener(type, handle(type));
+    es.addEventListener("resync", () => {
+      this.last = null;
+    });
+    es.addEventListener("closed", (ev) => {
+      const info = JSON.parse(ev.data);
+      es.close();
+      if (info.reason === "session_revoked") return this.on.ended("revoked");
+      if (info.reason === "resync") this.last = null;
+      else if (info.resume) this.last = info.resume;
+      this.schedule();
+    });
+    es.onerror = () => {
+      // EventSource retries by itself with Last-Event-ID; once it gives up (an expired
+      // token answers 401), open a new one with a fresh token and `since`.
+      if (es.readyState === EventSource.CLOSED && this.es === es) {
+        this.session.refresh().catch(() => {}).finally(() => this.schedule());
+      }
+    };
+  }
+}

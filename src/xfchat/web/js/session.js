@@ -1,0 +1,152 @@
+// The session: the access token lives only in memory; the refresh token in
+// localStorage, so a reload (or another tab) carries on without a login. The API sends
+// tokens in Authorization, never in cookies, so the refresh token has to live where
+// script can read it: a strict CSP (scripts from this origin only) and a client that
+// never inserts received text as HTML are what keep it there. Tabs share one store and
+// refresh one at a time (Web Locks), as the README asks of a browser client.
+
+const STORE = "xfchat.session";
+const LOCK = "xfchat.refresh";
+
+export class ApiError extends Error {
+  constructor(status, body) {
+    super((body && body.message) || `HTTP ${status}`);
+    this.status = status;
+    this.code = (body && body.code) || "HTTP_" + status;
+    this.body = body || {};
+  }
+}
+
+export class Session {
+  constructor() {
+    this.access = null;
+    this.user = null;
+    this.sessionId = null;
+    this.timer = null;
+    this.onEnd = () => {};
+    this.refreshing = null;
+  }
+
+  get stored() {
+    try {
+      return JSON.parse(localStorage.getItem(STORE) || "null");
+    } catch {
+      return null;
+    }
+  }
+
+  adopt(tokens) {
+    this.access = tokens.access_token;
+    this.user = tokens.user;
+    this.sessionId = tokens.session_id;
+    localStorage.setItem(
+      STORE,
+      JSON.stringify({ refresh_token: tokens.refresh_token, user_id: tokens.user.id }),
+    );
+    clearTimeout(this.timer);
+    const lead = Math.max(10, tokens.expires_in - 60) * 1000;
+    this.timer = setTimeout(() => this.refresh().catch(() => {}), lead);
+  }
+
+  async login(login, password) {
+    this.adopt(await request("POST", "/api/auth/login", null, { login, password }));
+  }
+
+  async register(fields) {
+    this.adopt(await request("POST", "/api/auth/register", null, fields));
+  }
+
+  // Resume a stored session (after a reload). False if there is none or it ended.
+  async restore() {
+    if (!this.stored) return false;
+    try {
+      await this.refresh();
+      return true;
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 401) return false;
+      throw err;
+    }
+  }
+
+  // One refresh at a time, across tabs: whoever holds the lock uses the newest stored
+  // refresh token, so no token is ever presented twice.
+  refresh() {
+    if (!this.refreshing) {
+      const run = async () => {
+        const held = this.stored;
+        if (!held) throw new ApiError(401, { code: "SESSION_REVOKED", message: "logged out" });
+        try {
+          this.adopt(await request("POST", "/api/auth/refresh", null, { refresh_token: held.refresh_token }));
+        } catch (err) {
+          if (err instanceof ApiError && err.status === 401) this.forget();
+          throw err;
+        }
+      };
+      const locked = navigator.locks ? navigator.locks.request(LOCK, run) : run();
+      this.refreshing = locked.finally(() => {
+        this.refreshing = null;
+      });
+    }
+    return this.refreshing;
+  }
+
+  forget() {
+    clearTimeout(this.timer);
+    localStorage.removeItem(STORE);
+    this.access = null;
+  }
+
+  async logout() {
+    try {
+      await this.call("POST", "/api/auth/logout");
+    } catch {
+      // Logged out either way: the token is dropped here.
+    }
+    this.forget();
+    this.onEnd("logout");
+  }
+
+  // An API call with the access token; an expired token is refreshed once and the call
+  // repeated. `body` is JSON, or FormData for uploads.
+  async call(method, path, body, extra = {}) {
+    try {
+      return await request(method, path, this.access, body, extra);
+    } catch (err) {
+      if (!(err instanceof ApiError) || err.status !== 401 || path === "/api/auth/logout") throw err;
+      try {
+        await this.refresh();
+      } catch (refreshErr) {
+        this.onEnd("expired");
+        throw refreshErr;
+      }
+      return request(method, path, this.access, body, extra);
+    }
+  }
+
+  // A file behind the token (attachments), as a blob.
+  async blob(path) {
+    const run = () => fetch(path, { headers: { Authorization: `Bearer ${this.access}` } });
+    let res = await run();
+    if (res.status === 401) {
+      await this.refresh();
+      res = await run();
+    }
+    if (!res.ok) throw new ApiError(res.status, await res.json().catch(() => null));
+    return res.blob();
+  }
+}
+
+async function request(method, path, token, body, { raw = false, headers = {} } = {}) {
+  const init = { method, headers: { ...headers } };
+  if (token) init.headers.Authorization = `Bearer ${token}`;
+  if (body instanceof FormData) init.body = body;
+  else if (body !== undefined && body !== null) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const res = await fetch(path, init);
+  if (res.status === 204) return null;
+  const data = await res.json().catch(() => null);
+  if (!res.ok) throw new ApiError(res.status, data);
+  return raw ? { data, headers: res.headers } : data;
+}

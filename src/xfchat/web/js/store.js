@@ -1,0 +1,460 @@
+// The client's copy of the user's world: built from `ready`, kept current by applying
+// every event in order. Views subscribe to topics ("servers", "channel:<id>", ...) and
+// redraw what changed.
+
+export class Store {
+  constructor() {
+    this.listeners = new Map();
+    this.reset();
+  }
+
+  reset() {
+    this.me = null;
+    this.servers = new Map();
+    this.channels = new Map(); // server channels by id
+    this.conversations = new Map();
+    this.reads = new Map(); // channel id -> {last_read_seq, unread, mention_count}
+    this.friends = new Map();
+    this.incoming = new Map();
+    this.outgoing = new Map();
+    this.blocks = new Map();
+    this.presences = new Map();
+    this.voice = new Map(); // user id -> voice state (one channel each)
+    this.users = new Map();
+    this.members = new Map(); // server id -> Map(user id -> member), loaded on demand
+    this.messages = new Map(); // channel id -> Timeline
+    this.typing = new Map(); // channel id -> Map(user id -> expiry ms)
+    this.viewing = null; // the channel on screen
+  }
+
+  on(topic, fn) {
+    if (!this.listeners.has(topic)) this.listeners.set(topic, new Set());
+    this.listeners.get(topic).add(fn);
+    return () => this.listeners.get(topic).delete(fn);
+  }
+
+  emit(...topics) {
+    for (const topic of topics) for (const fn of this.listeners.get(topic) || []) fn(topic);
+  }
+
+  // --- the state on connect ----------------------------------------------------------
+
+  load(state) {
+    const viewing = this.viewing;
+    const members = this.members;
+    this.reset();
+    this.viewing = viewing;
+    this.members = members;
+    this.me = state.user;
+    this.remember(state.user);
+    for (const c of state.conversations) this.addConversation(c);
+    for (const f of state.friends) this.addFriend(f.user, f.since);
+    for (const r of state.friend_requests.incoming) this.incoming.set(r.id, r);
+    for (const r of state.friend_requests.outgoing) this.outgoing.set(r.id, r);
+    for (const r of [...this.incoming.values(), ...this.outgoing.values()]) this.remember(r.user);
+    for (const b of state.blocks) this.blocks.set(b.id, b);
+    for (const p of state.presences) this.presences.set(p.user_id, p);
+    this.presences.set(this.me.id, { user_id: this.me.id, status: this.me.status, status_text: this.me.status_text });
+    for (const v of state.voice_states) this.voice.set(v.user_id, v);
+    for (const s of state.servers) this.addServer(s);
+    this.emit("all");
+  }
+
+  remember(user) {
+    if (user && user.id) this.users.set(user.id, { ...this.users.get(user.id), ...user });
+  }
+
+  user(id) {
+    return this.users.get(id) || { id, username: "unknown", display_name: null };
+  }
+
+  addConversation(c) {
+    const had = this.conversations.get(c.id) || {};
+    this.conversations.set(c.id, { ...had, ...c });
+    for (const p of c.participants || []) this.remember(p);
+    if (c.last_read_seq !== undefined) {
+      this.reads.set(c.id, { last_read_seq: c.last_read_seq, unread: c.unread, mention_count: c.mention_count });
+    } else if (!this.reads.has(c.id)) {
+      this.reads.set(c.id, { last_read_seq: 0, unread: 0, mention_count: 0 });
+    }
+  }
+
+  addFriend(user, since) {
+    this.remember(user);
+    this.friends.set(user.id, { user, since });
+  }
+
+  addServer(s) {
+    const server = { ...s, channels: [...(s.channels || [])], roles: [...(s.roles || [])] };
+    delete server.read_states;
+    delete server.voice_states;
+    this.servers.set(s.id, server);
+    if (s.member) this.remember(s.member.user);
+    for (const ch of server.channels) this.channels.set(ch.id, ch);
+    for (const r of s.read_states || []) this.reads.set(r.channel_id, r);
+    for (const v of s.voice_states || []) this.voice.set(v.user_id, v);
+  }
+
+  dropServerChannels(server, ids) {
+    const gone = new Set(ids);
+    server.channels = server.channels.filter((c) => !gone.has(c.id));
+    for (const id of ids) {
+      this.channels.delete(id);
+      this.messages.delete(id);
+      this.reads.delete(id);
+    }
+    for (const [uid, v] of this.voice) if (gone.has(v.channel_id)) this.voice.delete(uid);
+  }
+
+  serverOf(channelId) {
+    const ch = this.channels.get(channelId);
+    return ch ? this.servers.get(ch.server_id) : null;
+  }
+
+  timeline(channelId) {
+    if (!this.messages.has(channelId)) this.messages.set(channelId, new Timeline());
+    return this.messages.get(channelId);
+  }
+
+  // --- events ------------------------------------------------------------------------
+
+  apply(type, d) {
+    const fn = HANDLERS[type];
+    if (fn) fn(this, d);
+  }
+
+  messageArrived(m) {
+    this.remember(m.author);
+    const t = this.messages.get(m.channel_id);
+    if (t) t.insertLive(m);
+    const conv = this.conversations.get(m.channel_id);
+    if (conv) {
+      conv.last_message = m;
+      this.emit("conversations");
+    }
+    const read = this.reads.get(m.channel_id) || { last_read_seq: 0, unread: 0, mention_count: 0 };
+    if (m.author.id === this.me.id) {
+      read.last_read_seq = Math.max(read.last_read_seq, m.seq);
+      read.unread = 0;
+      read.mention_count = 0;
+    } else if (m.seq > read.last_read_seq && !(this.viewing === m.channel_id && document.hasFocus())) {
+      read.unread += 1;
+      if (this.mentionsMe(m)) read.mention_count += 1;
+    }
+    this.reads.set(m.channel_id, read);
+    const typing = this.typing.get(m.channel_id);
+    if (typing && typing.delete(m.author.id)) this.emit(`typing:${m.channel_id}`);
+    this.emit(`channel:${m.channel_id}`, "reads", "message");
+  }
+
+  mentionsMe(m) {
+    if (m.mentions.includes(this.me.id) || m.mention_everyone) return true;
+    const server = this.serverOf(m.channel_id);
+    return Boolean(server && server.member && m.mention_roles.some((r) => server.member.role_ids.includes(r)));
+  }
+
+  patchMessage(channelId, id, fn) {
+    const t = this.messages.get(channelId);
+    const m = t && t.byId.get(id);
+    if (m) {
+      fn(m);
+      this.emit(`channel:${channelId}`);
+    }
+  }
+
+  // A `left` ends the state it names: not a newer one the same user holds through
+  // another connection (a rejoin after a reconnect, another tab taking over).
+  removeVoice(left) {
+    const v = this.voice.get(left.user_id);
+    if (v && v.channel_id === left.channel_id && (!left.connection_id || v.connection_id === left.connection_id)) {
+      this.voice.delete(left.user_id);
+    }
+  }
+}
+
+// A channel's loaded messages: one contiguous window of seqs, oldest first.
+export class Timeline {
+  constructor() {
+    this.list = [];
+    this.byId = new Map();
+    this.hasOlder = true;
+    this.atEnd = false; // the window reaches the newest message
+    this.loaded = false;
+  }
+
+  set(messages, { hasOlder, atEnd }) {
+    this.list = [];
+    this.byId.clear();
+    for (const m of messages) this.put(m);
+    this.hasOlder = hasOlder;
+    this.atEnd = atEnd;
+    this.loaded = true;
+  }
+
+  put(m) {
+    const had = this.byId.get(m.id);
+    if (had) {
+      Object.assign(had, m);
+      return false;
+    }
+    this.byId.set(m.id, m);
+    let i = this.list.length;
+    while (i > 0 && this.list[i - 1].seq > m.seq) i -= 1;
+    this.list.splice(i, 0, m);
+    return true;
+  }
+
+  // Keep only the newest `n` (a channel left behind need not hold all it scrolled).
+  trim(n) {
+    if (!this.atEnd || this.list.length <= n) return;
+    for (const m of this.list.splice(0, this.list.length - n)) this.byId.delete(m.id);
+    this.hasOlder = true;
+  }
+
+  insertLive(m) {
+    if (this.loaded && this.atEnd) this.put(m);
+  }
+
+  get oldest() {
+    return this.list.length ? this.list[0].seq : null;
+  }
+
+  get newest() {
+    return this.list.length ? this.list[this.list.length - 1].seq : 0;
+  }
+}
+
+function reactionsWithMe(old, fresh) {
+  const mine = new Set((old || []).filter((r) => r.me).map((r) => r.emoji));
+  return (fresh || []).map((r) => ({ ...r, me: r.me ?? mine.has(r.emoji) }));
+}
+
+function react(store, d, delta) {
+  store.patchMessage(d.channel_id, d.message_id, (m) => {
+    const r = m.reactions.find((x) => x.emoji === d.emoji);
+    const mine = d.user_id === store.me.id;
+    if (r) {
+      r.count += delta;
+      if (mine) r.me = delta > 0;
+      if (r.count <= 0) m.reactions = m.reactions.filter((x) => x !== r);
+    } else if (delta > 0) {
+      m.reactions.push({ emoji: d.emoji, count: 1, me: mine });
+    }
+  });
+}
+
+function updateServer(store, id, fn) {
+  const s = store.servers.get(id);
+  if (s) {
+    fn(s);
+    store.emit("servers", `server:${id}`);
+  }
+}
+
+function setMember(store, d) {
+  store.remember(d.user);
+  const list = store.members.get(d.server_id);
+  if (list) list.set(d.user.id, d);
+  const s = store.servers.get(d.server_id);
+  if (s && s.member && s.member.user.id === d.user.id) s.member = d;
+  store.emit(`members:${d.server_id}`, `server:${d.server_id}`, "servers");
+}
+
+const HANDLERS = {
+  "message.created": (s, d) => s.messageArrived(d),
+  "message.updated": (s, d) => {
+    s.remember(d.author);
+    s.patchMessage(d.channel_id, d.id, (m) => {
+      const reactions = reactionsWithMe(m.reactions, d.reactions);
+      Object.assign(m, d, { reactions });
+    });
+  },
+  "message.deleted": (s, d) => {
+    const t = s.messages.get(d.channel_id);
+    if (t && t.byId.has(d.id)) {
+      const m = t.byId.get(d.id);
+      Object.assign(m, { deleted: true, content: "", attachments: [], reactions: [] });
+      s.emit(`channel:${d.channel_id}`);
+    }
+    for (const other of t ? t.list : []) {
+      if (other.reply_to && other.reply_to.id === d.id) other.reply_to = { ...other.reply_to, deleted: true, content: "" };
+    }
+  },
+  "message.pinned": (s, d) => {
+    s.patchMessage(d.channel_id, d.message_id, (m) => (m.pinned = true));
+    s.emit(`pins:${d.channel_id}`);
+  },
+  "message.unpinned": (s, d) => {
+    s.patchMessage(d.channel_id, d.message_id, (m) => (m.pinned = false));
+    s.emit(`pins:${d.channel_id}`);
+  },
+  "reaction.added": (s, d) => react(s, d, 1),
+  "reaction.removed": (s, d) => react(s, d, -1),
+  "read_state.updated": (s, d) => {
+    if (d.user_id !== s.me.id) return;
+    const read = s.reads.get(d.channel_id) || { unread: 0, mention_count: 0 };
+    read.last_read_seq = d.last_read_seq;
+    const t = s.messages.get(d.channel_id);
+    if (t && t.atEnd) {
+      const after = t.list.filter((m) => m.seq > d.last_read_seq && m.author.id !== s.me.id && !m.deleted);
+      read.unread = after.length;
+      read.mention_count = after.filter((m) => s.mentionsMe(m)).length;
+    } else {
+      read.unread = 0;
+      read.mention_count = 0;
+    }
+    s.reads.set(d.channel_id, read);
+    s.emit("reads");
+  },
+  "typing.started": (s, d) => {
+    if (d.user_id === s.me.id) return;
+    if (!s.typing.has(d.channel_id)) s.typing.set(d.channel_id, new Map());
+    s.typing.get(d.channel_id).set(d.user_id, Date.now() + d.expires_in * 1000);
+    s.emit(`typing:${d.channel_id}`);
+  },
+  "conversation.created": (s, d) => {
+    s.addConversation(d);
+    s.emit("conversations");
+  },
+  "conversation.added": (s, d) => {
+    s.addConversation(d);
+    s.emit("conversations");
+  },
+  "conversation.updated": (s, d) => {
+    s.addConversation(d);
+    s.emit("conversations", `channel-meta:${d.id}`);
+  },
+  "conversation.removed": (s, d) => {
+    s.conversations.delete(d.id);
+    s.messages.delete(d.id);
+    s.emit("conversations", `gone:${d.id}`);
+  },
+  "participant.added": (s, d) => {
+    const c = s.conversations.get(d.channel_id);
+    if (!c) return;
+    if (d.user) s.remember(d.user);
+    if (!c.participant_ids.includes(d.user_id)) c.participant_ids.push(d.user_id);
+    if (d.user && !c.participants.some((p) => p.id === d.user_id)) c.participants.push(d.user);
+    s.emit("conversations", `channel-meta:${c.id}`);
+  },
+  "participant.removed": (s, d) => {
+    const c = s.conversations.get(d.channel_id);
+    if (!c) return;
+    c.participant_ids = c.participant_ids.filter((id) => id !== d.user_id);
+    c.participants = c.participants.filter((p) => p.id !== d.user_id);
+    s.emit("conversations", `channel-meta:${c.id}`);
+  },
+  "friend_request.created": (s, d) => {
+    s.remember(d.user);
+    (d.to_user_id === s.me.id ? s.incoming : s.outgoing).set(d.id, d);
+    s.emit("friends");
+  },
+  "friend_request.accepted": (s, d) => dropRequest(s, d),
+  "friend_request.declined": (s, d) => dropRequest(s, d),
+  "friend_request.cancelled": (s, d) => dropRequest(s, d),
+  "friend.added": (s, d) => {
+    s.addFriend(d.user || s.user(d.user_id), new Date().toISOString());
+    s.emit("friends");
+  },
+  "friend.removed": (s, d) => {
+    s.friends.delete(d.user_id);
+    s.emit("friends");
+  },
+  "block.added": (s, d) => {
+    s.blocks.set(d.user_id, d.user || s.user(d.user_id));
+    s.friends.delete(d.user_id);
+    s.emit("friends");
+  },
+  "block.removed": (s, d) => {
+    s.blocks.delete(d.user_id);
+    s.emit("friends");
+  },
+  "user.updated": (s, d) => {
+    s.remember(d);
+    if (d.id === s.me.id) Object.assign(s.me, d);
+    const f = s.friends.get(d.id);
+    if (f) f.user = { ...f.user, ...d };
+    for (const c of s.conversations.values()) {
+      c.participants = c.participants.map((p) => (p.id === d.id ? { ...p, ...d } : p));
+    }
+    for (const list of s.members.values()) {
+      const m = list.get(d.id);
+      if (m) m.user = { ...m.user, ...d };
+    }
+    for (const t of s.messages.values()) {
+      for (const m of t.list) if (m.author.id === d.id) m.author = { ...m.author, ...d };
+    }
+    s.emit("all");
+  },
+  "presence.updated": (s, d) => {
+    s.presences.set(d.user_id, d);
+    s.emit("presence");
+  },
+  "session.revoked": (s, d) => s.emit(`revoked:${d.session_id}`),
+  "server.joined": (s, d) => {
+    s.addServer(d);
+    s.emit("servers", "reads");
+  },
+  "server.left": (s, d) => {
+    const server = s.servers.get(d.id);
+    if (server) s.dropServerChannels(server, server.channels.map((c) => c.id));
+    s.servers.delete(d.id);
+    s.members.delete(d.id);
+    s.emit("servers", `gone:${d.id}`);
+  },
+  "server.updated": (s, d) => updateServer(s, d.id, (server) => Object.assign(server, d)),
+  "channel.revealed": (s, d) =>
+    updateServer(s, d.server_id, (server) => {
+      for (const ch of d.channels) {
+        server.channels = server.channels.filter((c) => c.id !== ch.id);
+        server.channels.push(ch);
+        s.channels.set(ch.id, ch);
+        if (!s.reads.has(ch.id)) s.reads.set(ch.id, { last_read_seq: 0, unread: 0, mention_count: 0 });
+      }
+    }),
+  "channel.hidden": (s, d) => {
+    updateServer(s, d.server_id, (server) => s.dropServerChannels(server, d.channel_ids));
+    for (const id of d.channel_ids) s.emit(`gone:${id}`);
+  },
+  "channel.updated": (s, d) =>
+    updateServer(s, d.server_id, (server) => {
+      server.channels = server.channels.map((c) => (c.id === d.id ? d : c));
+      s.channels.set(d.id, d);
+      s.emit(`channel-meta:${d.id}`);
+    }),
+  "member.joined": (s, d) => {
+    updateServer(s, d.server_id, (server) => (server.member_count += 1));
+    setMember(s, d);
+  },
+  "member.updated": (s, d) => setMember(s, d),
+  "member.removed": (s, d) => {
+    updateServer(s, d.server_id, (server) => (server.member_count = Math.max(0, server.member_count - 1)));
+    const list = s.members.get(d.server_id);
+    if (list) list.delete(d.user_id);
+    s.emit(`members:${d.server_id}`);
+  },
+  "role.created": (s, d) => updateServer(s, d.server_id, (server) => upsertRole(server, d)),
+  "role.updated": (s, d) => updateServer(s, d.server_id, (server) => upsertRole(server, d)),
+  "role.deleted": (s, d) =>
+    updateServer(s, d.server_id, (server) => {
+      server.roles = server.roles.filter((r) => r.id !== d.id);
+      if (server.member) server.member.role_ids = server.member.role_ids.filter((r) => r !== d.id);
+    }),
+  "voice.state_updated": (s, d) => {
+    if (d.left) s.removeVoice(d);
+    else s.voice.set(d.user_id, d);
+    s.emit("voice");
+  },
+};
+
+function upsertRole(server, role) {
+  server.roles = server.roles.filter((r) => r.id !== role.id);
+  server.roles.push(role);
+  server.roles.sort((a, b) => b.position - a.position);
+}
+
+function dropRequest(s, d) {
+  s.incoming.delete(d.id);
+  s.outgoing.delete(d.id);
+  s.emit("friends");
+}

@@ -1,0 +1,443 @@
+// The logged-in client: layout, routes (#/friends, #/dm/<id>, #/s/<server>/<channel>),
+// the real-time connection, and the panels around the chat.
+
+import { h, replace, avatar, displayName, toast, describe, dialog, confirmDialog, fmtFull } from "../dom.js";
+import { Store } from "../store.js";
+import { Realtime } from "../realtime.js";
+import { Voice } from "../voice.js";
+import { ChatView } from "./chat.js";
+import { FriendsView } from "./friends.js";
+import { renderRail, renderServerSidebar, renderHomeSidebar, renderUserPanel, convTitle, sortedChannels } from "./sidebar.js";
+import { renderServerMembers, renderParticipants } from "./members.js";
+import { searchBox, renderSearch } from "./search.js";
+import { openSettings } from "./settings.js";
+import { renderMessage } from "./message.js";
+import { P, has, channelPermissions } from "../perms.js";
+
+export class App {
+  constructor(root, session, onLogout) {
+    this.root = root;
+    this.session = session;
+    this.onLogout = onLogout;
+    this.store = new Store();
+    this.route = { view: "loading" };
+    this.view = null;
+    this.narrow = window.matchMedia("(max-width: 760px)"); // a phone: one pane at a time
+    this.panel = this.defaultPanel(); // what the right side shows: members | search | pins | none
+    this.blobs = new Blobs(session);
+    this.rt = new Realtime(session, {
+      ready: (d) => this.onReady(d),
+      event: (t, d) => this.onEvent(t, d),
+      status: (text) => this.setStatus(text),
+      ended: (why) => this.end(why),
+      voice: (t, d) => this.voice.onDispatch(t, d).catch((err) => this.toastError(`Voice: ${err.message}`)),
+    });
+    this.voice = new Voice(this);
+    this.readyOnce = false;
+  }
+
+  start() {
+    this.buildLayout();
+    this.hashHandler = () => this.navigate();
+    window.addEventListener("hashchange", this.hashHandler);
+    const s = this.store;
+    s.on("all", () => this.refreshChrome());
+    for (const topic of ["servers", "conversations", "reads", "friends", "presence"]) s.on(topic, () => this.scheduleChrome());
+    s.on("voice", () => {
+      this.voice.onStates();
+      this.scheduleChrome();
+    });
+    s.on(`revoked:${this.session.sessionId}`, () => this.end("revoked"));
+    this.rt.start();
+    window.xfchatDebug = { voiceStats: () => this.voice.stats(), transport: () => this.rt.transport };
+  }
+
+  end(why) {
+    this.voice.reset();
+    this.rt.stop();
+    window.removeEventListener("hashchange", this.hashHandler);
+    if (this.view) this.view.destroy();
+    if (why !== "logout") this.session.forget();
+    this.onLogout(why);
+  }
+
+  async logout() {
+    this.voice.leave();
+    this.rt.stop();
+    await this.session.logout();
+  }
+
+  toastError(text) {
+    toast(text);
+  }
+
+  // --- real time ---------------------------------------------------------------------
+
+  onReady(d) {
+    if (!d.resumed) {
+      this.store.load(d);
+      // After a resync the messages we held may have gaps: reload the open channel.
+      if (this.view instanceof ChatView) this.view.loadLatest();
+    }
+    this.voice.afterReady();
+    if (!this.readyOnce) {
+      this.readyOnce = true;
+      this.navigate();
+    }
+  }
+
+  onEvent(type, d) {
+    this.store.apply(type, d);
+    if (type === "channel.hidden" && d.channel_ids.includes(this.route.channelId)) {
+      location.hash = `#/s/${d.server_id}`; // the server's first channel still visible
+    } else if ((type === "server.left" && d.id === this.route.serverId) || (type === "conversation.removed" && d.id === this.route.channelId)) {
+      location.hash = "#/friends";
+    }
+    if (type === "member.updated" || type === "role.updated" || type === "channel.updated") this.scheduleChrome();
+  }
+
+  setStatus(text) {
+    this.statusBar.hidden = !text;
+    this.statusBar.textContent = text || "";
+  }
+
+  // --- layout ------------------------------------------------------------------------
+
+  buildLayout() {
+    // Picking a server on a phone keeps the drawer open: a channel is picked next.
+    this.rail = h("nav", { class: "rail", "aria-label": "Servers", onclick: () => (this.keepNav = true) });
+    this.sideList = h("div", { class: "side-list" });
+    this.userPanel = h("div", { class: "user-area" });
+    const pick = (ev) => ev.target.closest("a") && this.root.classList.remove("nav-open");
+    this.sidebar = h("nav", { class: "sidebar", "aria-label": "Channels", onclick: pick }, this.sideList, this.userPanel);
+    this.mainHead = h("header", { class: "main-head" });
+    this.mainBody = h("div", { class: "main-body" });
+    this.main = h("main", { class: "main", id: "main" }, this.mainHead, this.mainBody);
+    this.aside = h("aside", { class: "aside", "aria-label": "Details" });
+    this.statusBar = h("div", { class: "status-bar", role: "status", hidden: true });
+    this.root.className = "app";
+    replace(
+      this.root,
+      h("a", { class: "skip-link", href: "#main", onclick: (ev) => { ev.preventDefault(); this.view && this.view.focusComposer && this.view.focusComposer(); } }, "Skip to the conversation"),
+      this.statusBar,
+      h("div", { class: "layout" }, this.rail, this.sidebar, this.main, this.aside),
+    );
+    replace(this.mainBody, h("p", { class: "empty-note" }, "Connecting…"));
+  }
+
+  scheduleChrome() {
+    if (this.chromeQueued) return;
+    this.chromeQueued = true;
+    requestAnimationFrame(() => {
+      this.chromeQueued = false;
+      this.refreshChrome();
+    });
+  }
+
+  refreshChrome() {
+    if (!this.store.me) return;
+    replace(this.rail, renderRail(this));
+    const server = this.route.view === "server" ? this.store.servers.get(this.route.serverId) : null;
+    replace(this.sideList, server ? renderServerSidebar(this, server) : renderHomeSidebar(this));
+    replace(this.userPanel, renderUserPanel(this));
+    this.renderHead();
+    if (this.panel === "members") this.renderMembers();
+    this.root.classList.toggle("show-aside", this.panel !== "none" && this.route.view !== "friends");
+  }
+
+  markSpeaking(set) {
+    for (const el of document.querySelectorAll(".voice-member")) el.classList.toggle("speaking", set.has(el.dataset.userId));
+  }
+
+  // --- routes ------------------------------------------------------------------------
+
+  firstChannel(server) {
+    const groups = sortedChannels(server);
+    for (const g of groups) for (const c of g.channels) if (c.kind === "text") return c;
+    return null;
+  }
+
+  navigate() {
+    if (!this.store.me) return;
+    const parts = location.hash.replace(/^#\/?/, "").split("/");
+    let route;
+    if (parts[0] === "s" && this.store.servers.has(parts[1])) {
+      const server = this.store.servers.get(parts[1]);
+      const ch = this.store.channels.get(parts[2]);
+      const channel = ch && ch.server_id === server.id && ch.kind === "text" ? ch : this.firstChannel(server);
+      route = { view: "server", serverId: server.id, channelId: channel ? channel.id : null };
+    } else if (parts[0] === "dm" && this.store.conversations.has(parts[1])) {
+      route = { view: "dm", channelId: parts[1] };
+    } else {
+      route = { view: "friends" };
+    }
+    const same = this.route.view === route.view && this.route.channelId === route.channelId && this.view;
+    this.route = route;
+    this.store.viewing = route.channelId || null;
+    if (!this.keepNav) this.root.classList.remove("nav-open"); // (a phone's drawer)
+    this.keepNav = false;
+    if (!same) {
+      if (this.view) this.view.destroy();
+      if (this.panel === "search" || this.panel === "pins") this.panel = this.defaultPanel();
+      if (route.channelId) {
+        this.view = new ChatView(this, route.channelId);
+        this.view.mount(this.mainBody);
+        if (this.pendingJump) {
+          const id = this.pendingJump;
+          this.pendingJump = null;
+          setTimeout(() => this.view.jumpTo(id), 0);
+        }
+      } else if (route.view === "friends") {
+        this.view = new FriendsView(this);
+        this.view.mount(this.mainBody);
+      } else {
+        this.view = null;
+        replace(this.mainBody, h("p", { class: "empty-note" }, "No text channel here that you can see."));
+      }
+    }
+    this.refreshChrome();
+  }
+
+  channelTitle(channelId) {
+    const ch = this.store.channels.get(channelId);
+    if (ch) return ch.name;
+    const conv = this.store.conversations.get(channelId);
+    return conv ? convTitle(this.store, conv) : "unknown";
+  }
+
+  openMessage(channelId, messageId) {
+    const ch = this.store.channels.get(channelId);
+    const hash = ch ? `#/s/${ch.server_id}/${channelId}` : `#/dm/${channelId}`;
+    if (this.route.channelId === channelId && this.view instanceof ChatView) {
+      this.view.jumpTo(messageId);
+    } else {
+      this.pendingJump = messageId;
+      location.hash = hash;
+    }
+  }
+
+  // --- the main header and the right side --------------------------------------------
+
+  renderHead() {
+    const r = this.route;
+    if (r.view === "friends") {
+      replace(this.mainHead, h("button", { class: "icon-btn nav-toggle", type: "button", "aria-label": "Open navigation", onclick: () => this.root.classList.toggle("nav-open") }, "☰"));
+      this.mainHead.hidden = true;
+      return;
+    }
+    this.mainHead.hidden = false;
+    const ch = this.store.channels.get(r.channelId);
+    const conv = this.store.conversations.get(r.channelId);
+    const scope = r.view === "server" ? { server_id: r.serverId } : { conversation_id: r.channelId };
+    const toggle = (panel, labelText, icon) =>
+      h("button", { class: ["icon-btn", this.panel === panel && "on"], type: "button", "aria-pressed": String(this.panel === panel), "aria-label": labelText, title: labelText, onclick: () => this.togglePanel(panel) }, icon);
+    replace(
+      this.mainHead,
+      h("button", { class: "icon-btn nav-toggle", type: "button", "aria-label": "Open navigation", onclick: () => this.root.classList.toggle("nav-open") }, "☰"),
+      h("h1", { class: "main-title" }, h("span", { class: "channel-icon", "aria-hidden": "true" }, ch ? "#" : "@"), this.channelTitle(r.channelId)),
+      ch && ch.topic ? h("span", { class: "topic" }, ch.topic) : null,
+      h(
+        "div",
+        { class: "head-actions" },
+        conv ? h("button", { class: "icon-btn", type: "button", "aria-label": "Start a voice call", title: "Start a voice call", onclick: () => this.joinVoice(conv.id) }, "📞") : null,
+        toggle("pins", "Pinned messages", "📌"),
+        toggle("members", "Member list", "👥"),
+        searchBox(this, scope),
+      ),
+    );
+  }
+
+  togglePanel(panel) {
+    this.panel = this.panel === panel ? "none" : panel;
+    if (this.panel === "pins") this.showPins(this.route.channelId);
+    this.refreshChrome();
+  }
+
+  defaultPanel() {
+    return this.narrow.matches ? "none" : "members";
+  }
+
+  closePanel() {
+    this.panel = this.defaultPanel();
+    this.refreshChrome();
+  }
+
+  renderMembers() {
+    const r = this.route;
+    if (r.view === "server") {
+      const server = this.store.servers.get(r.serverId);
+      if (server) renderServerMembers(this, server, this.aside);
+    } else if (r.view === "dm") {
+      const conv = this.store.conversations.get(r.channelId);
+      if (conv) renderParticipants(this, conv, this.aside);
+    }
+  }
+
+  showSearch(query, scope) {
+    this.searchQuery = query;
+    this.panel = "search";
+    this.root.classList.add("show-aside");
+    this.refreshChrome();
+    renderSearch(this, query, scope, this.aside);
+  }
+
+  async showPins(channelId) {
+    this.panel = "pins";
+    this.root.classList.add("show-aside");
+    const draw = async () => {
+      if (this.panel !== "pins") return off();
+      try {
+        const pins = await this.session.call("GET", `/api/channels/${channelId}/pins`);
+        const ctx = { store: this.store, server: this.store.serverOf(channelId), can: {}, reactors: new Map(), whoReacted: () => {}, jump: () => {}, loadImage: (u, img) => this.blobs.show(u, img), openImage: () => {}, download: (a) => this.blobs.download(a), showPins: () => {} };
+        replace(
+          this.aside,
+          h("header", { class: "panel-head" }, h("h2", null, "Pinned messages"), h("button", { class: "icon-btn", type: "button", "aria-label": "Close pins", onclick: () => this.closePanel() }, "✕")),
+          pins.length
+            ? h("ol", { class: "pins" }, pins.map((m) => h("li", { class: "pin" }, h("ol", { class: "messages" }, renderMessage(m, true, ctx)), h("button", { class: "btn btn-small", type: "button", onclick: () => this.openMessage(channelId, m.id) }, "Jump"))))
+            : h("p", { class: "muted pad" }, "No pinned messages yet."),
+        );
+      } catch (err) {
+        toast(describe(err));
+      }
+    };
+    const off = this.store.on(`pins:${channelId}`, draw);
+    this.refreshChrome();
+    await draw();
+  }
+
+  // --- people, servers, voice --------------------------------------------------------
+
+  profile(user) {
+    const me = user.id === this.store.me.id;
+    const p = this.store.presences.get(user.id);
+    const d = dialog(displayName(user), [
+      h("div", { class: "profile" }, avatar(user, "lg"), h("div", null, h("strong", null, displayName(user)), h("p", { class: "muted" }, `@${user.username}`), user.status_text ? h("p", null, user.status_text) : null, h("p", { class: "muted" }, p ? p.status : "offline"))),
+      me ? null : h("div", { class: "row-end" }, h("button", { class: "btn btn-primary", type: "button", onclick: () => { d.close(); this.openDirect(user.id); } }, "Message")),
+    ]);
+  }
+
+  async openDirect(userId) {
+    try {
+      const conv = await this.session.call("POST", "/api/conversations", { kind: "direct", user_id: userId });
+      this.store.addConversation(conv);
+      location.hash = `#/dm/${conv.id}`;
+      this.store.emit("conversations");
+    } catch (err) {
+      toast(describe(err));
+    }
+  }
+
+  addServerDialog() {
+    const name = h("input", { id: "new-server", maxlength: 100, required: true, placeholder: "My server" });
+    const code = h("input", { id: "invite-code", required: true, placeholder: "Invite code" });
+    const d = dialog("Add a server", [
+      h("form", { class: "stack", onsubmit: async (ev) => {
+        ev.preventDefault();
+        try {
+          const s = await this.session.call("POST", "/api/servers", { name: name.value });
+          d.close();
+          this.afterJoin(s);
+        } catch (err) {
+          toast(describe(err));
+        }
+      } }, h("h3", null, "Create your own"), h("label", { for: "new-server" }, "Server name"), name, h("button", { class: "btn btn-primary", type: "submit" }, "Create")),
+      h("form", { class: "stack", onsubmit: async (ev) => {
+        ev.preventDefault();
+        try {
+          const c = code.value.trim().split("/").pop();
+          const s = await this.session.call("POST", `/api/invites/${encodeURIComponent(c)}`);
+          d.close();
+          this.afterJoin(s);
+        } catch (err) {
+          toast(describe(err));
+        }
+      } }, h("h3", null, "Join with an invite"), h("label", { for: "invite-code" }, "Invite code"), code, h("button", { class: "btn", type: "submit" }, "Join")),
+    ]);
+  }
+
+  afterJoin(server) {
+    if (!this.store.servers.has(server.id)) this.store.addServer(server);
+    const first = this.firstChannel(this.store.servers.get(server.id));
+    location.hash = first ? `#/s/${server.id}/${first.id}` : `#/s/${server.id}`;
+    this.store.emit("servers");
+  }
+
+  async inviteDialog(server) {
+    try {
+      const inv = await this.session.call("POST", `/api/servers/${server.id}/invites`, {});
+      const field = h("input", { id: "invite-out", readonly: true, value: inv.code });
+      dialog(`Invite people to ${server.name}`, [
+        h("label", { for: "invite-out" }, "Share this invite code"),
+        h("div", { class: "composer-row" }, field, h("button", { class: "btn btn-primary", type: "button", onclick: () => navigator.clipboard.writeText(inv.code).then(() => toast("Copied", "info")) }, "Copy")),
+        h("p", { class: "muted" }, inv.expires_at ? `Expires ${fmtFull(inv.expires_at)}` : "Never expires"),
+      ]);
+      field.select();
+    } catch (err) {
+      toast(describe(err));
+    }
+  }
+
+  async leaveServer(server) {
+    if (!(await confirmDialog("Leave server", `Leave ${server.name}?`, "Leave"))) return;
+    try {
+      await this.session.call("DELETE", `/api/servers/${server.id}/members/@me`);
+    } catch (err) {
+      toast(describe(err));
+    }
+  }
+
+  openSettings(server) {
+    openSettings(this, server);
+  }
+
+  async joinVoice(channelId) {
+    if (this.voice.channelId === channelId) return;
+    const ch = this.store.channels.get(channelId);
+    if (ch && !has(channelPermissions(this.store.servers.get(ch.server_id), ch), P.CONNECT)) return toast("You may not join this voice channel");
+    try {
+      await this.voice.join(channelId);
+    } catch (err) {
+      toast(`Voice: ${describe(err)}`);
+    }
+  }
+
+  voiceToggle(what) {
+    this.voice.toggle(what);
+  }
+}
+
+// Attachments need the token, so they are fetched and shown as blob: URLs (kept for the
+// page's life, one per file).
+class Blobs {
+  constructor(session) {
+    this.session = session;
+    this.urls = new Map();
+  }
+
+  async url(path) {
+    if (!this.urls.has(path)) {
+      this.urls.set(path, this.session.blob(path).then((b) => URL.createObjectURL(b)));
+    }
+    try {
+      return await this.urls.get(path);
+    } catch (err) {
+      this.urls.delete(path);
+      throw err;
+    }
+  }
+
+  show(path, img) {
+    this.url(path).then((u) => (img.src = u)).catch(() => img.classList.add("broken"));
+  }
+
+  async download(a) {
+    try {
+      const link = h("a", { href: await this.url(a.url), download: a.filename });
+      document.body.appendChild(link);
+      link.click();
+      link.remove();
+    } catch (err) {
+      toast(describe(err));
+    }
+  }
+}

@@ -1,0 +1,135 @@
+// The friends page: friends, requests in and out (accept, decline, cancel), blocks,
+// adding a friend, and starting a direct message.
+
+import { h, replace, avatar, displayName, toast, describe, confirmDialog } from "../dom.js";
+
+const TABS = [
+  ["all", "All"],
+  ["pending", "Pending"],
+  ["blocked", "Blocked"],
+  ["add", "Add friend"],
+];
+
+export class FriendsView {
+  constructor(app) {
+    this.app = app;
+    this.tab = "all";
+    this.unsub = null;
+  }
+
+  mount(container) {
+    this.root = h("section", { class: "friends", "aria-label": "Friends" });
+    replace(container, this.root);
+    this.unsub = app_on(this.app.store, ["friends", "presence", "all"], () => this.render());
+    this.render();
+  }
+
+  destroy() {
+    if (this.unsub) this.unsub();
+  }
+
+  async act(fn, done) {
+    try {
+      await fn();
+      if (done) toast(done, "info");
+    } catch (err) {
+      toast(describe(err));
+    }
+  }
+
+  row(user, ...buttons) {
+    const p = this.app.store.presences.get(user.id);
+    return h(
+      "li",
+      { class: "friend-row" },
+      avatar(user),
+      h("span", { class: "friend-names" }, h("strong", null, displayName(user)), h("span", { class: "muted" }, `@${user.username}${p && p.status !== "offline" ? ` · ${p.status}` : ""}`)),
+      h("span", { class: "row-actions" }, buttons),
+    );
+  }
+
+  button(label, fn, kind = "") {
+    return h("button", { class: `btn btn-small ${kind}`, type: "button", onclick: fn }, label);
+  }
+
+  render() {
+    const { store, session } = this.app;
+    const call = (method, path, body) => session.call(method, path, body);
+    const tabs = h(
+      "div",
+      { class: "tabs", role: "tablist", "aria-label": "Friends" },
+      TABS.map(([key, label]) => {
+        const count = key === "pending" ? store.incoming.size : 0;
+        return h(
+          "button",
+          { class: ["tab", this.tab === key && "active"], role: "tab", type: "button", "aria-selected": this.tab === key ? "true" : "false", onclick: () => { this.tab = key; this.render(); } },
+          label,
+          count ? h("span", { class: "badge" }, String(count)) : null,
+        );
+      }),
+    );
+    let body;
+    if (this.tab === "all") {
+      const friends = [...store.friends.values()].sort((a, b) => displayName(a.user).localeCompare(displayName(b.user)));
+      body = friends.length
+        ? h("ul", { class: "friend-list", "aria-label": "Friends" }, friends.map(({ user }) =>
+            this.row(
+              user,
+              this.button("Message", () => this.app.openDirect(user.id), "btn-primary"),
+              this.button("Remove", async () => {
+                if (await confirmDialog("Remove friend", `Remove ${displayName(user)} from your friends?`, "Remove")) this.act(() => call("DELETE", `/api/users/@me/friends/${user.id}`));
+              }),
+              this.button("Block", () => this.act(() => call("PUT", `/api/users/@me/blocks/${user.id}`), `${displayName(user)} blocked`), "btn-danger"),
+            ),
+          ))
+        : h("p", { class: "empty-note" }, "No friends yet. Add one by username.");
+    } else if (this.tab === "pending") {
+      const incoming = [...store.incoming.values()];
+      const outgoing = [...store.outgoing.values()];
+      body = [
+        h("h2", { class: "category-name" }, `Incoming — ${incoming.length}`),
+        h("ul", { class: "friend-list", "aria-label": "Incoming requests" }, incoming.map((r) =>
+          this.row(
+            r.user,
+            this.button("Accept", () => this.act(() => call("POST", `/api/users/@me/friend-requests/${r.id}/accept`), "Friend added"), "btn-primary"),
+            this.button("Decline", () => this.act(() => call("POST", `/api/users/@me/friend-requests/${r.id}/decline`))),
+            this.button("Block", () => this.act(() => call("PUT", `/api/users/@me/blocks/${r.user.id}`)), "btn-danger"),
+          ),
+        )),
+        h("h2", { class: "category-name" }, `Outgoing — ${outgoing.length}`),
+        h("ul", { class: "friend-list", "aria-label": "Outgoing requests" }, outgoing.map((r) =>
+          this.row(r.user, this.button("Cancel", () => this.act(() => call("DELETE", `/api/users/@me/friend-requests/${r.id}`)))),
+        )),
+      ];
+    } else if (this.tab === "blocked") {
+      const blocks = [...store.blocks.values()];
+      body = blocks.length
+        ? h("ul", { class: "friend-list", "aria-label": "Blocked" }, blocks.map((u) => this.row(u, this.button("Unblock", () => this.act(() => call("DELETE", `/api/users/@me/blocks/${u.id}`))))))
+        : h("p", { class: "empty-note" }, "You have blocked nobody.");
+    } else {
+      const input = h("input", { id: "add-friend", name: "username", autocomplete: "off", required: true, maxlength: 32, placeholder: "Username" });
+      body = h(
+        "form",
+        {
+          class: "add-friend",
+          onsubmit: (ev) => {
+            ev.preventDefault();
+            const username = input.value.trim();
+            this.act(async () => {
+              await call("POST", "/api/users/@me/friend-requests", { username });
+              input.value = "";
+            }, `Friend request sent to ${username}`);
+          },
+        },
+        h("label", { for: "add-friend" }, "Add a friend by their username"),
+        h("div", { class: "composer-row" }, input, h("button", { class: "btn btn-primary", type: "submit" }, "Send request")),
+      );
+    }
+    replace(this.root, h("header", { class: "main-head" }, h("h1", { class: "main-title" }, "Friends"), tabs), h("div", { class: "friends-body" }, body));
+  }
+}
+
+function app_on(store, topics, fn) {
+  const offs = topics.map((t) => store.on(t, fn));
+  return () => offs.forEach((off) => off());
+}

@@ -1,0 +1,102 @@
+// The right side: a server's members grouped by their highest hoisted role (with the
+// role's colour), or a conversation's participants.
+
+import { h, replace, avatar, displayName, readableColor, toast, describe } from "../dom.js";
+
+export async function loadMembers(app, serverId) {
+  const { store, session } = app;
+  if (store.members.has(serverId)) return store.members.get(serverId);
+  const map = new Map();
+  let after = null;
+  for (let i = 0; i < 10; i += 1) {
+    const page = await session.call("GET", `/api/servers/${serverId}/members?limit=1000${after ? `&after=${after}` : ""}`);
+    for (const m of page) {
+      map.set(m.user.id, m);
+      store.remember(m.user);
+    }
+    if (page.length < 1000) break;
+    after = page[page.length - 1].user.id;
+  }
+  // Who is online: ready's presences cover friends and conversations only.
+  for (const p of await session.call("GET", `/api/servers/${serverId}/presences`)) {
+    if (p.user_id !== store.me.id) store.presences.set(p.user_id, p);
+  }
+  store.members.set(serverId, map);
+  return map;
+}
+
+function statusOf(store, id) {
+  const p = store.presences.get(id);
+  return p && p.status !== "invisible" ? p.status : "offline";
+}
+
+function memberRow(app, user, color, nickname) {
+  const status = statusOf(app.store, user.id);
+  return h(
+    "li",
+    { class: ["member", status === "offline" && "member-offline"] },
+    h(
+      "button",
+      { class: "member-btn", type: "button", onclick: () => app.profile(user) },
+      h("span", { class: "dm-avatar" }, avatar(user, "sm"), h("span", { class: `status-dot status-${status}`, "aria-hidden": "true" })),
+      h("span", { class: "member-name", style: color ? `color:${color}` : null }, nickname || displayName(user)),
+      h("span", { class: "visually-hidden" }, ` (${status})`),
+    ),
+  );
+}
+
+export function renderServerMembers(app, server, container) {
+  const { store } = app;
+  const list = store.members.get(server.id);
+  if (!list) {
+    replace(container, h("p", { class: "muted pad" }, "Loading members…"));
+    loadMembers(app, server.id)
+      .then(() => app.panel === "members" && app.renderMembers()) // (if still wanted)
+      .catch((err) => toast(describe(err)));
+    return;
+  }
+  const hoisted = server.roles.filter((r) => r.hoist && !r.is_default).sort((a, b) => b.position - a.position);
+  const groups = new Map(hoisted.map((r) => [r.id, []]));
+  const rest = [];
+  for (const m of list.values()) {
+    const top = hoisted.find((r) => m.role_ids.includes(r.id));
+    (top ? groups.get(top.id) : rest).push(m);
+  }
+  const colored = server.roles.filter((r) => r.color).sort((a, b) => b.position - a.position);
+  const colorFor = (m) => {
+    const r = colored.find((x) => m.role_ids.includes(x.id));
+    return r ? readableColor(r.color) : null;
+  };
+  const byName = (a, b) => displayName(a.user).localeCompare(displayName(b.user));
+  const sections = [];
+  for (const r of hoisted) {
+    const members = groups.get(r.id);
+    if (members.length) sections.push([r.name, members]);
+  }
+  if (rest.length) sections.push(["Members", rest]);
+  replace(
+    container,
+    h("h2", { class: "visually-hidden" }, "Members"),
+    sections.map(([title, members]) =>
+      h(
+        "section",
+        { class: "member-group" },
+        h("h3", { class: "category-name" }, `${title} — ${members.length}`),
+        h("ul", null, members.sort(byName).map((m) => memberRow(app, m.user, colorFor(m), m.nickname))),
+      ),
+    ),
+  );
+}
+
+export function renderParticipants(app, conv, container) {
+  replace(
+    container,
+    h("h2", { class: "visually-hidden" }, "Members"),
+    h(
+      "section",
+      { class: "member-group" },
+      h("h3", { class: "category-name" }, `Members — ${conv.participants.length}`),
+      h("ul", null, conv.participants.map((u) => memberRow(app, u, null, null))),
+    ),
+  );
+}

@@ -1,0 +1,222 @@
+// One message on screen: author, time, text with mentions and links, reply preview,
+// reactions, attachments, and its actions. Text is only ever text nodes.
+
+import { h, avatar, displayName, fmtTime, fmtFull, fmtBytes, readableColor, toast, describe } from "../dom.js";
+
+export const COMMON_EMOJI = ["👍", "👎", "😂", "❤️", "🎉", "😮", "😢", "🔥", "👀", "🙌", "✅", "👋", "🤔", "💯", "🚀", "🙏"];
+
+const TOKEN = /<@&?([0-9a-fA-F-]{36})>|@everyone|@here|\b(https?:\/\/[^\s<>"']+[^\s<>"'.,;:!?)\]])/g;
+
+// The content as nodes: mentions as highlighted names, http(s) links as links, the rest
+// as text.
+export function renderContent(text, ctx) {
+  const out = [];
+  let last = 0;
+  for (const match of text.matchAll(TOKEN)) {
+    if (match.index > last) out.push(text.slice(last, match.index));
+    const [whole, id, url] = match;
+    if (url) {
+      out.push(h("a", { href: url, target: "_blank", rel: "noopener noreferrer nofollow" }, url));
+    } else if (whole.startsWith("<@&")) {
+      const role = ctx.server && ctx.server.roles.find((r) => r.id === id);
+      out.push(h("span", { class: "mention", style: role && role.color ? `color:${readableColor(role.color)}` : null }, `@${role ? role.name : "deleted-role"}`));
+    } else if (whole.startsWith("<@")) {
+      const mine = id === ctx.store.me.id;
+      out.push(h("span", { class: mine ? "mention mention-me" : "mention" }, `@${displayName(ctx.store.user(id))}`));
+    } else {
+      out.push(h("span", { class: "mention mention-me" }, whole));
+    }
+    last = match.index + whole.length;
+  }
+  if (last < text.length) out.push(text.slice(last));
+  return out;
+}
+
+function roleColor(ctx, userId) {
+  if (!ctx.server) return null;
+  const members = ctx.store.members.get(ctx.server.id);
+  const member = members && members.get(userId);
+  const roleIds = member ? member.role_ids : ctx.server.member && ctx.server.member.user.id === userId ? ctx.server.member.role_ids : [];
+  const role = ctx.server.roles.filter((r) => roleIds.includes(r.id) && r.color).sort((a, b) => b.position - a.position)[0];
+  return role ? readableColor(role.color) : null;
+}
+
+function replyPreview(m, ctx) {
+  const r = m.reply_to;
+  if (!r) return null;
+  const label = r.deleted ? "Original message was deleted" : r.content || "Click to see attachment";
+  return h(
+    "button",
+    { class: "reply-preview", type: "button", onclick: () => ctx.jump(r.id), "aria-label": `Replying to ${displayName(r.author)}: ${label}` },
+    h("span", { class: "reply-arrow", "aria-hidden": "true" }, "↱"),
+    r.author ? h("strong", null, displayName(r.author)) : null,
+    " ",
+    h("span", { class: "reply-text" }, label),
+  );
+}
+
+function reactionsRow(m, ctx) {
+  if (!m.reactions.length) return null;
+  return h(
+    "div",
+    { class: "reactions" },
+    m.reactions.map((r) => {
+      const btn = h(
+        "button",
+        {
+          class: r.me ? "reaction reaction-me" : "reaction",
+          type: "button",
+          "aria-pressed": r.me ? "true" : "false",
+          "aria-label": `${r.emoji} ${r.count} reaction${r.count === 1 ? "" : "s"}${r.me ? ", including you" : ""}`,
+          title: ctx.reactors.get(reactorsKey(m, r)),
+          dataset: { emoji: r.emoji },
+          onclick: () => ctx.toggleReaction(m, r.emoji, !r.me),
+        },
+        h("span", { class: "reaction-emoji" }, r.emoji),
+        h("span", { class: "reaction-count" }, String(r.count)),
+      );
+      const who = () => ctx.whoReacted(m, r);
+      btn.addEventListener("mouseenter", who, { once: true });
+      btn.addEventListener("focus", who, { once: true });
+      return btn;
+    }),
+  );
+}
+
+function attachmentsBox(m, ctx) {
+  if (!m.attachments || !m.attachments.length) return null;
+  return h(
+    "div",
+    { class: "attachments" },
+    m.attachments.map((a) => {
+      if (a.thumbnail_url && a.content_type.startsWith("image/")) {
+        const img = h("img", { alt: a.filename, width: a.thumbnail_width, height: a.thumbnail_height });
+        ctx.loadImage(a.thumbnail_url, img);
+        return h("button", { class: "attachment-image", type: "button", "aria-label": `Open image ${a.filename}`, onclick: () => ctx.openImage(a) }, img);
+      }
+      return h(
+        "div",
+        { class: "attachment-file" },
+        h("span", { class: "file-icon", "aria-hidden": "true" }, "📄"),
+        h("span", { class: "file-meta" }, h("span", { class: "file-name" }, a.filename), h("span", { class: "file-size" }, fmtBytes(a.size))),
+        h("button", { class: "btn btn-small", type: "button", onclick: () => ctx.download(a), "aria-label": `Download ${a.filename}` }, "Download"),
+      );
+    }),
+  );
+}
+
+function actions(m, ctx) {
+  const mine = m.author.id === ctx.store.me.id;
+  const buttons = [];
+  if (ctx.can.react) buttons.push(["Add reaction", "☺", (ev) => ctx.pickReaction(m, ev.currentTarget)]);
+  if (ctx.can.send) buttons.push(["Reply", "↩", () => ctx.reply(m)]);
+  if (mine && m.kind === "default") buttons.push(["Edit", "✎", () => ctx.edit(m)]);
+  if (ctx.can.pin && m.kind === "default") buttons.push([m.pinned ? "Unpin" : "Pin", "📌", () => ctx.pin(m, !m.pinned)]);
+  if (mine || ctx.can.manage) buttons.push(["Delete", "🗑", () => ctx.remove(m)]);
+  return h(
+    "div",
+    { class: "msg-actions", role: "toolbar", "aria-label": "Message actions" },
+    buttons.map(([label, icon, fn]) => h("button", { class: "icon-btn", type: "button", title: label, "aria-label": label, onclick: fn }, icon)),
+  );
+}
+
+export function renderMessage(m, head, ctx) {
+  if (m.kind === "pin") {
+    return h(
+      "li",
+      { class: "msg msg-system", id: `msg-${m.id}`, dataset: { messageId: m.id, seq: m.seq } },
+      h("span", { class: "system-icon", "aria-hidden": "true" }, "📌"),
+      h("span", null, h("strong", null, displayName(m.author)), " pinned ", h("button", { class: "link-btn", type: "button", onclick: () => ctx.jump(m.reply_to_id) }, "a message"), " to this channel. "),
+      h("button", { class: "link-btn", type: "button", onclick: () => ctx.showPins() }, "See all pins"),
+      h("time", { class: "msg-time", datetime: m.created_at, title: fmtFull(m.created_at) }, fmtTime(m.created_at)),
+    );
+  }
+  const mentioned = ctx.store.mentionsMe(m) && m.author.id !== ctx.store.me.id;
+  const body = h(
+    "div",
+    { class: "msg-body" },
+    head
+      ? h(
+          "div",
+          { class: "msg-head" },
+          h("span", { class: "msg-author", style: roleColor(ctx, m.author.id) ? `color:${roleColor(ctx, m.author.id)}` : null }, displayName(m.author)),
+          h("time", { class: "msg-time", datetime: m.created_at, title: fmtFull(m.created_at) }, fmtTime(m.created_at)),
+        )
+      : null,
+    m.editing
+      ? ctx.editor(m)
+      : h(
+          "div",
+          { class: "msg-content" },
+          renderContent(m.content, ctx),
+          m.edited_at ? h("span", { class: "edited", title: `Edited ${fmtFull(m.edited_at)}` }, " (edited)") : null,
+        ),
+    attachmentsBox(m, ctx),
+    reactionsRow(m, ctx),
+  );
+  return h(
+    "li",
+    {
+      class: ["msg", head ? "msg-head-row" : "msg-cont", mentioned && "msg-mentioned", m.pending && "msg-pending", m.pinned && "msg-pinned"],
+      id: `msg-${m.id}`,
+      tabindex: "-1",
+      dataset: { messageId: m.id, seq: m.seq || "" },
+    },
+    replyPreview(m, ctx),
+    h(
+      "div",
+      { class: "msg-row" },
+      head ? avatar(m.author) : h("time", { class: "msg-gutter-time", datetime: m.created_at, "aria-hidden": "true" }, fmtTime(m.created_at)),
+      body,
+    ),
+    m.pending ? null : actions(m, ctx),
+  );
+}
+
+// The emoji picker: a small popover of common emoji, keyboard reachable.
+export function emojiPicker(anchor, choose) {
+  document.querySelectorAll(".emoji-picker").forEach((p) => p.remove());
+  const close = () => {
+    picker.remove();
+    document.removeEventListener("mousedown", outside, true);
+    anchor.focus();
+  };
+  const outside = (ev) => {
+    if (!picker.contains(ev.target)) close();
+  };
+  const picker = h(
+    "div",
+    { class: "emoji-picker", role: "dialog", "aria-label": "Pick a reaction" },
+    COMMON_EMOJI.map((e) =>
+      h("button", { class: "emoji-btn", type: "button", "aria-label": `React with ${e}`, onclick: () => { close(); choose(e); } }, e),
+    ),
+  );
+  picker.addEventListener("keydown", (ev) => {
+    if (ev.key === "Escape") close();
+  });
+  const rect = anchor.getBoundingClientRect();
+  picker.style.top = `${Math.max(8, Math.min(window.innerHeight - 180, rect.bottom + 4))}px`;
+  picker.style.left = `${Math.max(8, Math.min(window.innerWidth - 250, rect.right - 240))}px`;
+  document.body.appendChild(picker);
+  document.addEventListener("mousedown", outside, true);
+  picker.querySelector("button").focus();
+}
+
+export const reactorsKey = (m, r) => `${m.id} ${r.emoji} ${r.count}`;
+
+// Who reacted, fetched once per message, emoji and count, kept in `cache` (so a redraw
+// keeps it), and shown on the reaction's button as it is now.
+export async function whoReacted(session, cache, m, r) {
+  const key = reactorsKey(m, r);
+  if (cache.has(key)) return;
+  try {
+    const users = await session.call("GET", `/api/channels/${m.channel_id}/messages/${m.id}/reactions/${encodeURIComponent(r.emoji)}?limit=25`);
+    cache.set(key, `${users.map(displayName).join(", ")} reacted with ${r.emoji}`);
+    const row = document.getElementById(`msg-${m.id}`);
+    for (const btn of row ? row.querySelectorAll(".reaction") : []) {
+      if (btn.dataset.emoji === r.emoji) btn.title = cache.get(key);
+    }
+  } catch (err) {
+    toast(describe(err));
+  }
+}

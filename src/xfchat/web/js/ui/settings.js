@@ -1,0 +1,294 @@
+// Server settings, for owners and those with the permissions: overview, channels
+// (with permission overrides), roles (with permissions), members (roles, timeout, kick,
+// ban), invites, bans and the audit log. Each tab calls the documented routes; the
+// server's events keep the rest of the client current.
+
+import { h, replace, dialog, displayName, fmtFull, toast, describe, confirmDialog, colorOf } from "../dom.js";
+import { P, PERMISSION_NAMES, label, has, serverPermissions } from "../perms.js";
+import { loadMembers } from "./members.js";
+import { sortedChannels } from "./sidebar.js";
+
+const TABS = [
+  ["overview", "Overview", P.MANAGE_SERVER],
+  ["channels", "Channels", P.MANAGE_CHANNELS],
+  ["roles", "Roles", P.MANAGE_ROLES],
+  ["members", "Members", P.KICK_MEMBERS | P.BAN_MEMBERS | P.MODERATE_MEMBERS | P.MANAGE_ROLES],
+  ["invites", "Invites", P.MANAGE_SERVER],
+  ["bans", "Bans", P.BAN_MEMBERS],
+  ["audit", "Audit log", P.VIEW_AUDIT_LOG],
+];
+
+export function openSettings(app, server) {
+  const perms = serverPermissions(server);
+  const tabs = TABS.filter(([, , need]) => PERMISSION_NAMES.some((n) => (need & P[n]) && has(perms, P[n])));
+  const panel = h("div", { class: "settings-panel", role: "tabpanel", tabindex: "0" });
+  const tabButtons = tabs.map(([key, text]) =>
+    h("button", { class: "tab", role: "tab", type: "button", id: `tab-${key}`, "aria-selected": "false", onclick: () => show(key) }, text),
+  );
+  const s = new Settings(app, server, panel);
+  const show = (key) => {
+    for (const b of tabButtons) b.setAttribute("aria-selected", String(b.id === `tab-${key}`));
+    panel.setAttribute("aria-labelledby", `tab-${key}`);
+    s.tab = key;
+    s.render();
+  };
+  const off = app.store.on(`server:${server.id}`, () => s.render());
+  dialog(`${server.name} settings`, h("div", { class: "settings" }, h("div", { class: "tabs tabs-vertical", role: "tablist", "aria-orientation": "vertical" }, tabButtons), panel), { wide: true, onClose: off });
+  if (tabs.length) show(tabs[0][0]);
+}
+
+class Settings {
+  constructor(app, server, panel) {
+    this.app = app;
+    this.server = server;
+    this.panel = panel;
+    this.tab = null;
+    this.channelId = null;
+    this.roleId = null;
+  }
+
+  get s() {
+    return this.app.store.servers.get(this.server.id) || this.server;
+  }
+
+  async act(fn, done) {
+    try {
+      const out = await fn();
+      if (done) toast(done, "info");
+      return out;
+    } catch (err) {
+      toast(describe(err));
+      return null;
+    }
+  }
+
+  call(method, path, body) {
+    return this.app.session.call(method, path, body);
+  }
+
+  render() {
+    const fn = { overview: this.overview, channels: this.channels, roles: this.roles, members: this.members, invites: this.invites, bans: this.bans, audit: this.audit }[this.tab];
+    if (fn) fn.call(this);
+  }
+
+  overview() {
+    const s = this.s;
+    const name = h("input", { id: "srv-name", value: s.name, maxlength: 100, required: true });
+    const desc = h("textarea", { id: "srv-desc", maxlength: 1024, rows: 3, value: s.description || "" });
+    replace(
+      this.panel,
+      h("h3", null, "Overview"),
+      h(
+        "form",
+        { class: "stack", onsubmit: (ev) => { ev.preventDefault(); this.act(() => this.call("PATCH", `/api/servers/${s.id}`, { name: name.value, description: desc.value || null }), "Saved"); } },
+        h("label", { for: "srv-name" }, "Server name"), name,
+        h("label", { for: "srv-desc" }, "Description"), desc,
+        h("div", { class: "row-end" }, h("button", { class: "btn btn-primary", type: "submit" }, "Save")),
+      ),
+      s.owner_id === this.app.store.me.id
+        ? h("div", { class: "danger-zone" }, h("button", { class: "btn btn-danger", type: "button", onclick: async () => {
+            if (await confirmDialog("Delete server", `Delete ${s.name} and everything in it?`)) this.act(() => this.call("DELETE", `/api/servers/${s.id}`));
+          } }, "Delete server"))
+        : null,
+    );
+  }
+
+  channels() {
+    const s = this.s;
+    const name = h("input", { id: "new-ch-name", maxlength: 100, required: true, placeholder: "new-channel" });
+    const kind = h("select", { id: "new-ch-kind" }, ["text", "voice", "category"].map((k) => h("option", { value: k }, k)));
+    const cats = s.channels.filter((c) => c.kind === "category");
+    const parent = h("select", { id: "new-ch-parent" }, h("option", { value: "" }, "No category"), cats.map((c) => h("option", { value: c.id }, c.name)));
+    const list = sortedChannels(s).flatMap(({ category, channels }) => (category ? [category, ...channels] : channels));
+    const selected = s.channels.find((c) => c.id === this.channelId);
+    replace(
+      this.panel,
+      h("h3", null, "Channels"),
+      h(
+        "form",
+        { class: "inline-form", onsubmit: (ev) => { ev.preventDefault(); this.act(() => this.call("POST", `/api/servers/${s.id}/channels`, { name: name.value, kind: kind.value, ...(parent.value && kind.value !== "category" ? { parent_id: parent.value } : {}) }), "Channel created"); } },
+        h("label", { for: "new-ch-name" }, "Name"), name, h("label", { for: "new-ch-kind" }, "Kind"), kind, h("label", { for: "new-ch-parent" }, "Category"), parent,
+        h("button", { class: "btn btn-primary", type: "submit" }, "Create"),
+      ),
+      h("ul", { class: "settings-list" }, list.map((c) =>
+        h("li", { class: c.id === this.channelId ? "selected" : null },
+          h("button", { class: "link-btn", type: "button", onclick: () => { this.channelId = c.id; this.render(); } }, `${c.kind === "category" ? "▾ " : c.kind === "voice" ? "🔊 " : "# "}${c.name}`),
+          h("button", { class: "btn btn-small btn-danger", type: "button", "aria-label": `Delete ${c.name}`, onclick: async () => {
+            if (await confirmDialog("Delete channel", `Delete ${c.name}${c.kind === "text" ? " and its messages" : ""}?`)) this.act(() => this.call("DELETE", `/api/channels/${c.id}`), "Channel deleted");
+          } }, "Delete"),
+        ),
+      )),
+      selected ? this.channelEditor(selected) : h("p", { class: "muted" }, "Choose a channel to edit it and its permission overrides."),
+    );
+  }
+
+  channelEditor(c) {
+    const s = this.s;
+    const name = h("input", { id: "ch-name", value: c.name, maxlength: 100 });
+    const topic = h("input", { id: "ch-topic", value: c.topic || "", maxlength: 1024 });
+    const targets = [...s.roles.map((r) => ({ kind: "role", id: r.id, name: r.name })), ...[...(this.app.store.members.get(s.id) || new Map()).values()].map((m) => ({ kind: "member", id: m.user.id, name: `@${displayName(m.user)}` }))];
+    const pick = h("select", { id: "ov-target" }, targets.map((t) => h("option", { value: `${t.kind}:${t.id}` }, t.name)));
+    const shown = ["VIEW_CHANNEL", "SEND_MESSAGES", "READ_MESSAGE_HISTORY", "ADD_REACTIONS", "ATTACH_FILES", "MANAGE_MESSAGES", "CONNECT", "SPEAK"];
+    const grid = h("div", { class: "override-grid" });
+    const drawGrid = () => {
+      const [kind, id] = pick.value.split(":");
+      const ov = c.overrides.find((o) => o.kind === kind && o.id === id) || { allow: "0", deny: "0" };
+      const state = Object.fromEntries(shown.map((n) => [n, (BigInt(ov.allow) & P[n]) ? "allow" : (BigInt(ov.deny) & P[n]) ? "deny" : "inherit"]));
+      replace(grid, shown.map((n) =>
+        h("fieldset", { class: "tri" }, h("legend", null, label(n)), ["deny", "inherit", "allow"].map((v) =>
+          h("label", { class: `tri-${v}` }, h("input", { type: "radio", name: `ov-${n}`, value: v, checked: state[n] === v, onchange: () => (state[n] = v) }), v === "inherit" ? "/" : v === "allow" ? "✓" : "✕", h("span", { class: "visually-hidden" }, ` ${v}`)),
+        )),
+      ));
+      grid.save = async () => {
+        let allow = BigInt(ov.allow);
+        let deny = BigInt(ov.deny);
+        for (const n of shown) {
+          allow &= ~P[n];
+          deny &= ~P[n];
+          if (state[n] === "allow") allow |= P[n];
+          if (state[n] === "deny") deny |= P[n];
+        }
+        const path = `/api/channels/${c.id}/overrides/${kind}/${id}`;
+        await this.act(() => (allow || deny ? this.call("PUT", path, { allow: String(allow), deny: String(deny) }) : this.call("DELETE", path).catch((e) => { if (e.status !== 404) throw e; })), "Permissions saved");
+      };
+    };
+    pick.addEventListener("change", drawGrid);
+    drawGrid();
+    loadMembers(this.app, s.id).then(() => { if (pick.options.length !== targets.length && this.tab === "channels") this.render(); }).catch(() => {});
+    return h(
+      "section",
+      { class: "editor-box" },
+      h("h4", null, `Edit ${c.name}`),
+      h("form", { class: "stack", onsubmit: (ev) => { ev.preventDefault(); this.act(() => this.call("PATCH", `/api/channels/${c.id}`, { name: name.value, ...(c.kind === "text" ? { topic: topic.value || null } : {}) }), "Saved"); } },
+        h("label", { for: "ch-name" }, "Name"), name,
+        c.kind === "text" ? [h("label", { for: "ch-topic" }, "Topic"), topic] : null,
+        h("div", { class: "row-end" }, h("button", { class: "btn btn-primary", type: "submit" }, "Save"))),
+      h("h4", null, "Permission overrides"),
+      h("label", { for: "ov-target" }, "For role or member"), pick, grid,
+      h("div", { class: "row-end" }, h("button", { class: "btn btn-primary", type: "button", onclick: () => grid.save() }, "Save permissions")),
+    );
+  }
+
+  roles() {
+    const s = this.s;
+    const roles = [...s.roles].sort((a, b) => b.position - a.position);
+    const selected = roles.find((r) => r.id === this.roleId);
+    replace(
+      this.panel,
+      h("h3", null, "Roles"),
+      h("button", { class: "btn btn-primary", type: "button", onclick: async () => { const r = await this.act(() => this.call("POST", `/api/servers/${s.id}/roles`, { name: "new role" })); if (r) { this.roleId = r.id; upsert(s, r); this.render(); } } }, "Create role"),
+      h("ul", { class: "settings-list" }, roles.map((r) =>
+        h("li", { class: r.id === this.roleId ? "selected" : null },
+          h("span", { class: "role-swatch", style: `background:${colorOf(r.color) || "#99aab5"}`, "aria-hidden": "true" }),
+          h("button", { class: "link-btn", type: "button", onclick: () => { this.roleId = r.id; this.render(); } }, r.name),
+          r.is_default ? null : h("button", { class: "btn btn-small btn-danger", type: "button", "aria-label": `Delete role ${r.name}`, onclick: async () => {
+            if (await confirmDialog("Delete role", `Delete the role ${r.name}?`)) this.act(() => this.call("DELETE", `/api/servers/${s.id}/roles/${r.id}`), "Role deleted");
+          } }, "Delete"),
+        ),
+      )),
+      selected ? this.roleEditor(selected) : null,
+    );
+  }
+
+  roleEditor(r) {
+    const name = h("input", { id: "role-name", value: r.name, maxlength: 100, disabled: r.is_default });
+    const color = h("input", { id: "role-color", type: "color", value: colorOf(r.color) || "#99aab5" });
+    const hoist = h("input", { id: "role-hoist", type: "checkbox", checked: r.hoist });
+    const mentionable = h("input", { id: "role-mention", type: "checkbox", checked: r.mentionable });
+    const perms = BigInt(r.permissions);
+    const boxes = PERMISSION_NAMES.map((n) => h("input", { type: "checkbox", id: `perm-${n}`, value: n, checked: (perms & P[n]) !== 0n }));
+    return h(
+      "form",
+      { class: "editor-box stack", onsubmit: (ev) => {
+        ev.preventDefault();
+        const bits = boxes.filter((b) => b.checked).reduce((acc, b) => acc | P[b.value], 0n);
+        const body = { permissions: String(bits), color: parseInt(color.value.slice(1), 16), hoist: hoist.checked, mentionable: mentionable.checked };
+        if (!r.is_default) body.name = name.value;
+        this.act(() => this.call("PATCH", `/api/servers/${this.s.id}/roles/${r.id}`, body), "Role saved");
+      } },
+      h("h4", null, `Edit ${r.name}`),
+      h("label", { for: "role-name" }, "Name"), name,
+      h("label", { for: "role-color" }, "Colour"), color,
+      h("label", { class: "check" }, hoist, " Show members separately (hoist)"),
+      h("label", { class: "check" }, mentionable, " Anyone may mention this role"),
+      h("fieldset", { class: "perm-grid" }, h("legend", null, "Permissions"), PERMISSION_NAMES.map((n, i) => h("label", { class: "check", for: `perm-${n}` }, boxes[i], ` ${label(n)}`))),
+      h("div", { class: "row-end" }, h("button", { class: "btn btn-primary", type: "submit" }, "Save role")),
+    );
+  }
+
+  async members() {
+    const s = this.s;
+    replace(this.panel, h("h3", null, "Members"), h("p", { class: "muted" }, "Loading…"));
+    const members = await this.act(() => loadMembers(this.app, s.id));
+    if (!members || this.tab !== "members") return;
+    const roles = s.roles.filter((r) => !r.is_default).sort((a, b) => b.position - a.position);
+    replace(
+      this.panel,
+      h("h3", null, "Members"),
+      h("ul", { class: "settings-list members-admin" }, [...members.values()].map((m) => {
+        const u = m.user;
+        const timedOut = m.timed_out_until && new Date(m.timed_out_until) > new Date();
+        return h("li", null,
+          h("strong", null, displayName(u)), h("span", { class: "muted" }, ` @${u.username}`), timedOut ? h("span", { class: "pill" }, `timed out until ${fmtFull(m.timed_out_until)}`) : null,
+          h("div", { class: "role-toggles" }, roles.map((r) => {
+            const on = m.role_ids.includes(r.id);
+            return h("button", { class: ["pill", on && "pill-on"], type: "button", "aria-pressed": String(on), "aria-label": `${r.name} role for ${displayName(u)}`, onclick: () => this.act(() => this.call(on ? "DELETE" : "PUT", `/api/servers/${s.id}/members/${u.id}/roles/${r.id}`)) }, r.name);
+          })),
+          u.id === this.app.store.me.id ? null : h("div", { class: "row-actions" },
+            h("button", { class: "btn btn-small", type: "button", onclick: () => this.act(() => this.call("PATCH", `/api/servers/${s.id}/members/${u.id}`, { timed_out_until: timedOut ? null : new Date(Date.now() + 10 * 60000).toISOString() }), timedOut ? "Timeout lifted" : "Timed out for 10 minutes") }, timedOut ? "End timeout" : "Timeout 10 min"),
+            h("button", { class: "btn btn-small btn-danger", type: "button", onclick: async () => { if (await confirmDialog("Kick", `Kick ${displayName(u)}?`, "Kick")) this.act(() => this.call("DELETE", `/api/servers/${s.id}/members/${u.id}`), "Kicked"); } }, "Kick"),
+            h("button", { class: "btn btn-small btn-danger", type: "button", onclick: async () => { if (await confirmDialog("Ban", `Ban ${displayName(u)}?`, "Ban")) this.act(() => this.call("PUT", `/api/servers/${s.id}/bans/${u.id}`, {}), "Banned"); } }, "Ban"),
+          ),
+        );
+      })),
+    );
+  }
+
+  async invites() {
+    const s = this.s;
+    const list = (await this.act(() => this.call("GET", `/api/servers/${s.id}/invites`))) || [];
+    if (this.tab !== "invites") return;
+    replace(
+      this.panel,
+      h("h3", null, "Invites"),
+      h("button", { class: "btn btn-primary", type: "button", onclick: async () => { await this.act(() => this.call("POST", `/api/servers/${s.id}/invites`, {}), "Invite created"); this.render(); } }, "Create invite"),
+      h("ul", { class: "settings-list" }, list.map((i) => h("li", null,
+        h("code", null, i.code), h("span", { class: "muted" }, ` ${i.uses}${i.max_uses ? `/${i.max_uses}` : ""} uses · ${i.expires_at ? `expires ${fmtFull(i.expires_at)}` : "never expires"}`),
+        h("button", { class: "btn btn-small btn-danger", type: "button", onclick: async () => { await this.act(() => this.call("DELETE", `/api/servers/${s.id}/invites/${i.code}`), "Invite revoked"); this.render(); } }, "Revoke"),
+      ))),
+    );
+  }
+
+  async bans() {
+    const s = this.s;
+    const list = (await this.act(() => this.call("GET", `/api/servers/${s.id}/bans?limit=1000`))) || [];
+    if (this.tab !== "bans") return;
+    replace(
+      this.panel,
+      h("h3", null, "Bans"),
+      list.length ? h("ul", { class: "settings-list" }, list.map((b) => h("li", null,
+        h("strong", null, displayName(b.user)), b.reason ? h("span", { class: "muted" }, ` — ${b.reason}`) : null,
+        h("button", { class: "btn btn-small", type: "button", onclick: async () => { await this.act(() => this.call("DELETE", `/api/servers/${s.id}/bans/${b.user.id}`), "Unbanned"); this.render(); } }, "Unban"),
+      ))) : h("p", { class: "muted" }, "Nobody is banned."),
+    );
+  }
+
+  async audit() {
+    const s = this.s;
+    const list = (await this.act(() => this.call("GET", `/api/servers/${s.id}/audit-log?limit=100`))) || [];
+    if (this.tab !== "audit") return;
+    const store = this.app.store;
+    replace(
+      this.panel,
+      h("h3", null, "Audit log"),
+      list.length ? h("ol", { class: "settings-list audit" }, list.map((e) => h("li", null,
+        h("strong", null, displayName(store.user(e.actor_id))), " ", h("code", null, e.action), e.reason ? h("span", { class: "muted" }, ` — ${e.reason}`) : null,
+        h("time", { class: "muted", datetime: e.created_at }, ` ${fmtFull(e.created_at)}`),
+      ))) : h("p", { class: "muted" }, "Nothing yet."),
+    );
+  }
+}
+
+function upsert(server, role) {
+  server.roles = [...server.roles.filter((r) => r.id !== role.id), role];
+}

@@ -1,0 +1,74 @@
+"""Driving the browser client the way a person does (by role and label), and the API
+beside it."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import httpx
+from playwright.async_api import Locator, Page, expect
+
+from tests.e2e.browser.conftest import PASSWORD
+
+GENERAL = "00000000-0000-0000-0000-000000000101"
+GAMING = "00000000-0000-0000-0000-000000000103"
+USER_IDS = {
+    "alice": "00000000-0000-0000-0000-000000000001",
+    "bob": "00000000-0000-0000-0000-000000000002",
+}
+
+
+async def open_channel(page: Page, name: str) -> Locator:
+    await (
+        page.get_by_role("navigation", name="Servers")
+        .get_by_role("link", name="Gaming Squad")
+        .click()
+    )
+    await page.get_by_role("navigation", name="Channels").get_by_role("link", name=name).click()
+    await expect(page.get_by_role("heading", level=1, name=name, exact=True)).to_be_visible()
+    return page.get_by_role("log", name="Messages")
+
+
+async def open_settings(page: Page) -> Locator:
+    """The owner's server settings, opened from #general."""
+    await open_channel(page, "general")
+    await page.get_by_role("button", name="Server settings").click()
+    return page.get_by_role("dialog", name="Gaming Squad settings")
+
+
+async def say(page: Page, text: str) -> None:
+    box = page.get_by_role("textbox", name="Message", exact=True)
+    await box.fill(text)
+    await box.press("Enter")
+
+
+def message(log: Locator, text: str) -> Locator:
+    """The message whose own text (not a reply's preview of it) contains `text`."""
+    return log.locator("li.msg", has=log.page.locator(".msg-content", has_text=text))
+
+
+async def act(msg: Locator, action: str) -> None:
+    await msg.hover()
+    await (
+        msg.get_by_role("toolbar", name="Message actions")
+        .get_by_role("button", name=action)
+        .click()
+    )
+
+
+@contextlib.asynccontextmanager
+async def api_as(
+    base: str, username: str, password: str = PASSWORD
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An API client logged in as `username`."""
+    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+        login = {"login": username, "password": password}
+        tokens = (await client.post("/api/auth/login", json=login)).json()
+        client.headers["Authorization"] = f"Bearer {tokens['access_token']}"
+        yield client
+
+
+async def shown_texts(page: Page) -> list[str]:
+    log = page.get_by_role("log", name="Messages")
+    return [t.strip() for t in await log.locator("li.msg .msg-content").all_inner_texts()]

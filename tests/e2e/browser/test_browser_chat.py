@@ -1,0 +1,148 @@
+"""Two people chat through the browser client, each seeing the other's every action
+live: messages, typing, replies, reactions, edits, pins, deletions, files, and a DM."""
+
+from __future__ import annotations
+
+import io
+import re
+
+from PIL import Image
+from playwright.async_api import Page, expect
+
+from tests.e2e.browser.client import act, message, open_channel, say
+from tests.e2e.browser.conftest import Browsers, Site
+
+
+async def test_alice_and_bob_chat_live_in_a_server_channel(site: Site, browsers: Browsers) -> None:
+    alice = await browsers.logged_in(site.base, "alice")
+    bob = await browsers.logged_in(site.base, "bob")
+    a_log = await open_channel(alice, "general")
+    b_log = await open_channel(bob, "general")
+
+    await say(alice, "Hello from Alice")
+    await expect(message(b_log, "Hello from Alice")).to_have_count(1)
+
+    await bob.get_by_role("textbox", name="Message", exact=True).press_sequentially("wri")
+    await expect(alice.get_by_text("Bob is typing…")).to_be_visible()
+
+    await say(bob, "@alice are you there?")  # typed as a name, sent as a mention
+    mention = message(a_log, "are you there?")
+    await expect(mention.locator(".mention-me")).to_have_text("@Alice")
+    await expect(mention).to_have_class(re.compile(r"\bmsg-mentioned\b"))
+
+    await act(message(b_log, "Hello from Alice"), "Reply")
+    await say(bob, "Hi Alice, replying")
+    reply = message(a_log, "Hi Alice, replying")
+    await expect(reply.get_by_role("button", name=re.compile("^Replying to Alice"))).to_be_visible()
+    await expect(alice.get_by_text("Bob is typing…")).to_have_count(0)  # his message ended it
+
+    await act(message(a_log, "Hello from Alice"), "Add reaction")
+    await alice.get_by_role("button", name="React with 🎉").click()
+    on_bob = message(b_log, "Hello from Alice").get_by_role(
+        "button", name=re.compile("^🎉 1 reaction")
+    )
+    await expect(on_bob).to_have_attribute("aria-pressed", "false")
+    await on_bob.click()  # bob adds his: a toggle
+    await expect(
+        message(a_log, "Hello from Alice").get_by_role("button", name=re.compile("^🎉 2 reactions"))
+    ).to_be_visible()
+    await expect(
+        on_bob.or_(
+            message(b_log, "Hello from Alice").get_by_role("button", name=re.compile("^🎉 2"))
+        )
+    ).to_have_attribute("aria-pressed", "true")
+    await message(b_log, "Hello from Alice").get_by_role("button", name=re.compile("^🎉 2")).hover()
+    await expect(
+        message(b_log, "Hello from Alice").get_by_role("button", name=re.compile("^🎉 2"))
+    ).to_have_attribute("title", re.compile("Alice, Bob reacted with 🎉"))
+
+    await alice.get_by_role("textbox", name="Message", exact=True).press("ArrowUp")  # edit the last
+    editor = alice.get_by_role("textbox", name="Edit message")
+    await editor.fill("Hello from Alice, edited")
+    await editor.press("Enter")
+    await expect(message(b_log, "Hello from Alice, edited")).to_contain_text("(edited)")
+
+    await act(message(a_log, "Hi Alice, replying"), "Pin")
+    await expect(b_log.locator("li.msg-system", has_text="pinned")).to_be_visible()
+    await bob.get_by_role("button", name="Pinned messages").click()
+    pins = bob.get_by_role("complementary", name="Details")
+    await expect(pins.get_by_text("Hi Alice, replying")).to_be_visible()
+
+    await act(message(a_log, "Hello from Alice, edited"), "Delete")
+    await alice.get_by_role("dialog").get_by_role("button", name="Delete").click()
+    await expect(message(b_log, "Hello from Alice, edited")).to_have_count(0)
+    await expect(message(a_log, "Hello from Alice, edited")).to_have_count(0)
+    # The reply stays, its preview now saying the original is gone.
+    await expect(message(b_log, "Hi Alice, replying")).to_have_count(1)
+
+
+def png(width: int = 64, height: int = 48) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 40, 90)).save(out, "PNG")
+    return out.getvalue()
+
+
+async def hand_file(page: Page, how: str, name: str, text: str) -> None:
+    """What a drag and drop of a file onto the conversation (`drop`), or a paste of one
+    into the composer (`paste`), delivers."""
+    await page.evaluate(
+        """([how, name, text]) => {
+            const dt = new DataTransfer();
+            dt.items.add(new File([text], name, {type: "text/plain"}));
+            const init = {bubbles: true, cancelable: true};
+            const event = how === "drop"
+                ? new DragEvent("drop", {...init, dataTransfer: dt})
+                : new ClipboardEvent("paste", {...init, clipboardData: dt});
+            document.querySelector(how === "drop" ? ".chat" : ".composer-input").dispatchEvent(event);
+        }""",
+        [how, name, text],
+    )
+
+
+async def test_a_dm_with_files_and_markup_shown_as_text(site: Site, browsers: Browsers) -> None:
+    alice = await browsers.logged_in(site.base, "alice")
+    bob = await browsers.logged_in(site.base, "bob")
+    for page in (alice, bob):
+        await page.get_by_role("link", name="Direct messages").click()
+    await alice.get_by_role("navigation", name="Channels").get_by_role("link", name="Bob").click()
+    await bob.get_by_role("navigation", name="Channels").get_by_role("link", name="Alice").click()
+    a_log = alice.get_by_role("log", name="Messages")
+    b_log = bob.get_by_role("log", name="Messages")
+    await expect(message(b_log, "Always. I'll bring snacks.")).to_be_visible()  # the demo DM
+
+    attack = '<img src=x onerror="window.__xss=1"><b>bold</b>'
+    await say(alice, attack)
+    shown = message(b_log, "onerror")
+    await expect(shown.locator(".msg-content")).to_have_text(attack)
+    assert await shown.locator(".msg-content img, .msg-content b").count() == 0
+    assert await bob.evaluate("window.__xss") is None
+
+    await alice.locator("input[type=file]").set_input_files(
+        [
+            {"name": "pic.png", "mimeType": "image/png", "buffer": png()},
+            {"name": 'notes "<b>".txt', "mimeType": "text/plain", "buffer": b"the notes"},
+        ]
+    )
+    await hand_file(alice, "drop", "dropped.txt", "dropped bytes")
+    await hand_file(alice, "paste", "pasted.txt", "pasted bytes")
+    await expect(
+        alice.get_by_role("list", name="Files to send").get_by_role("listitem")
+    ).to_have_count(4)
+    await say(alice, "files for you")
+    sent = message(b_log, "files for you")
+    image = sent.get_by_role("img", name="pic.png")
+    await expect(image).to_have_attribute("src", re.compile("^blob:"))
+    await bob.wait_for_function(
+        "img => img.complete && img.naturalWidth > 0", arg=await image.element_handle()
+    )
+    for name in ('notes "<b>".txt', "dropped.txt", "pasted.txt"):
+        await expect(sent.get_by_text(name, exact=True)).to_be_visible()
+    async with bob.expect_download() as got:
+        await sent.get_by_role("button", name="Download pasted.txt").click()
+    download = await got.value
+    assert download.suggested_filename == "pasted.txt"
+    assert (await download.path()).read_bytes() == b"pasted bytes"
+    await expect(message(a_log, "files for you")).to_have_count(1)  # once, not twice
+
+    await say(bob, "got them, thanks")
+    await expect(message(a_log, "got them, thanks")).to_have_count(1)

@@ -1,0 +1,55 @@
+"""A long channel: the newest page first, older ones loaded as you scroll up (each
+message once, in order), unread and mention badges, and a reply that jumps to an
+original far above."""
+
+from __future__ import annotations
+
+from playwright.async_api import expect
+
+from tests.e2e.browser.client import GAMING, USER_IDS, api_as, message, open_channel, shown_texts
+from tests.e2e.browser.conftest import Browsers, Site
+
+BOB = USER_IDS["bob"]
+
+
+async def test_scrolling_up_loads_history_once_in_order_and_badges_count(
+    site: Site, browsers: Browsers
+) -> None:
+    bob = await browsers.logged_in(site.base, "bob")
+    await open_channel(bob, "general")
+    texts = [f"history {i:03}" for i in range(1, 121)]
+    async with api_as(site.base, "charlie") as charlie:
+        first_id = ""
+        for text in texts:
+            sent = await charlie.post(f"/api/channels/{GAMING}/messages", json={"content": text})
+            assert sent.status_code == 201, sent.text
+            first_id = first_id or sent.json()["id"]
+        reply = {"content": f"<@{BOB}> remember the first?", "reply_to_id": first_id}
+        assert (await charlie.post(f"/api/channels/{GAMING}/messages", json=reply)).is_success
+
+    gaming = bob.get_by_role("navigation", name="Channels").get_by_role("link", name="gaming")
+    await expect(gaming).to_have_accessible_name("gaming, unread, 1 mentions")
+    await expect(gaming.locator(".badge")).to_have_text("1")
+
+    log = await open_channel(bob, "gaming")
+    await expect(message(log, "remember the first?").locator(".mention-me")).to_have_text("@Bob")
+    await expect(gaming.locator(".badge")).to_have_count(0)  # read now
+    assert len(await shown_texts(bob)) == 50  # the newest page only
+    while not await message(log, "history 001").count():  # scroll up: older pages come
+        shown = await log.locator("li.msg").count()
+        await log.evaluate("el => { el.scrollTop = 0; }")
+        await bob.wait_for_function(
+            "n => document.querySelectorAll('.messages li.msg').length > n", arg=shown
+        )
+    assert await shown_texts(bob) == [*texts, "@Bob remember the first?"]
+
+    await log.evaluate("el => { el.scrollTop = el.scrollHeight; }")
+    await open_channel(bob, "general")
+    log = await open_channel(bob, "gaming")  # the newest page again, then a jump far up
+    await expect(message(log, "history 001")).to_have_count(0)
+    await (
+        message(log, "remember the first?")
+        .get_by_role("button", name="Replying to Charlie: history 001")
+        .click()
+    )
+    await expect(message(log, "history 001")).to_be_focused()

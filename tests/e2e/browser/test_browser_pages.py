@@ -1,0 +1,143 @@
+"""The client as a person first meets it: registering, a session that survives a
+reload, logging out, friends and search; readable and operable (axe-core finds no
+serious violation) at desktop and phone width; and the README's screenshots."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from PIL import Image
+from playwright.async_api import Page, expect
+
+from tests.e2e.browser.client import api_as, message, open_channel
+from tests.e2e.browser.conftest import DESKTOP, PHONE, Browsers, Site, log_in
+from tests.support import ROOT
+
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+
+
+async def assert_accessible(page: Page, axe_source: str, where: str) -> None:
+    """axe-core (WCAG 2.1 A and AA rules) finds nothing of serious or critical impact."""
+    if not await page.evaluate("typeof window.axe !== 'undefined'"):
+        await page.evaluate(axe_source)
+    found = await page.evaluate(
+        """async () => {
+            const r = await axe.run(document, {runOnly: {type: "tag",
+                values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}});
+            return r.violations.filter(v => v.impact === "serious" || v.impact === "critical")
+                .map(v => `${v.id}: ${v.help} (${v.nodes.map(n => n.target.join(" ")).join(", ")})`);
+        }"""
+    )
+    assert not found, f"{where}:\n" + "\n".join(found)
+
+
+async def test_register_reload_and_log_out(site: Site, browsers: Browsers, axe_source: str) -> None:
+    page = await browsers.page(site.base)
+    await assert_accessible(page, axe_source, "page")
+    await page.get_by_role("button", name="Register").click()
+    await assert_accessible(page, axe_source, "page")
+    await page.get_by_label("Username").fill("zoe")
+    await page.get_by_label("Email").fill("zoe@example.com")
+    await page.get_by_label("Password").fill("a long password")
+    await page.get_by_role("button", name="Create account").click()
+    await expect(page.get_by_role("heading", name="Friends")).to_be_visible()
+
+    await page.reload()  # the session lives on: the refresh token is kept
+    await expect(page.get_by_role("navigation", name="Channels")).to_contain_text("zoe")
+    await page.get_by_role("button", name="Log out").click()
+    await expect(page.get_by_role("button", name="Log in")).to_be_visible()
+    await page.reload()
+    await expect(page.get_by_role("button", name="Log in")).to_be_visible()
+    await log_in(page, "zoe", "a long password")
+
+    # Revoked from elsewhere (another device's session list): the page is logged out at
+    # once, and a reload does not bring the session back.
+    async with api_as(site.base, "zoe", "a long password") as api:
+        sessions = (await api.get("/api/users/@me/sessions")).json()
+        for other in (s for s in sessions if not s["current"]):
+            assert (await api.delete(f"/api/users/@me/sessions/{other['id']}")).status_code == 204
+    await expect(page.get_by_role("button", name="Log in")).to_be_visible()
+    await expect(page.get_by_text("Your session ended. Log in again.")).to_be_visible()
+    await page.reload()
+    await expect(page.get_by_role("button", name="Log in")).to_be_visible()
+
+
+async def test_friends_search_and_jump(site: Site, browsers: Browsers, axe_source: str) -> None:
+    alice = await browsers.logged_in(site.base, "alice")
+    eve = await browsers.logged_in(site.base, "eve")
+    await alice.get_by_role("tab", name="Pending").click()
+    incoming = alice.get_by_role("list", name="Incoming requests")
+    await expect(incoming.get_by_text("Eve", exact=True)).to_be_visible()
+    await assert_accessible(alice, axe_source, "page")
+    await incoming.get_by_role("button", name="Accept").click()
+    await expect(incoming.get_by_role("listitem")).to_have_count(0)
+    await eve.get_by_role("tab", name="All").click()
+    friends = eve.get_by_role("list", name="Friends")
+    await expect(friends.get_by_text("Alice", exact=True)).to_be_visible()  # live, for eve
+    await friends.get_by_role("button", name="Message").click()
+    await eve.get_by_role("textbox", name="Message", exact=True).fill("thanks for accepting!")
+    await eve.get_by_role("textbox", name="Message", exact=True).press("Enter")
+
+    await open_channel(alice, "general")
+    search = alice.get_by_role("searchbox", name="Search messages")
+    await search.fill("from:bob game")
+    await search.press("Enter")
+    results = alice.get_by_role("list", name="Search results")
+    hit = results.get_by_role("button").filter(has_text="Who's up for a")
+    await expect(hit.locator("mark")).to_have_text("game")  # the hit, as marked text
+    await hit.click()
+    target = message(alice.get_by_role("log", name="Messages"), "Who's up for a game tonight?")
+    await expect(target).to_be_focused()
+    await expect(target).to_have_class("msg msg-head-row msg-highlight")
+
+    # On from there by keyboard alone: Down to the next message, Tab to its actions (with
+    # a visible focus ring), Enter for the picker, Enter for its first emoji.
+    await alice.keyboard.press("ArrowDown")
+    next_one = message(alice.get_by_role("log", name="Messages"), "I'm in. What are we playing?")
+    await expect(next_one).to_be_focused()
+    await alice.keyboard.press("Tab")
+    await expect(next_one.get_by_role("button", name="Add reaction")).to_be_focused()
+    ring = await alice.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert ring != "none"
+    await alice.keyboard.press("Enter")
+    await expect(alice.get_by_role("button", name="React with 👍")).to_be_focused()
+    await alice.keyboard.press("Enter")
+    await expect(
+        next_one.get_by_role("button", name="👍 1 reaction, including you")
+    ).to_be_visible()
+
+    conv = alice.get_by_role("navigation", name="Channels")
+    await alice.get_by_role("link", name="Direct messages").click()
+    await conv.get_by_role("link", name="Eve").click()
+    await expect(
+        message(alice.get_by_role("log", name="Messages"), "thanks for accepting!")
+    ).to_be_visible()
+
+
+async def test_desktop_and_phone_screenshots_are_accessible(
+    site: Site, browsers: Browsers, axe_source: str, tmp_path: Path
+) -> None:
+    """The README's pictures, on the demo data. They are written to docs/screenshots when
+    missing or with XFCHAT_UPDATE_SCREENSHOTS=1, else to a temporary folder (each run's
+    times differ, so a plain test run leaves the repository as it was)."""
+    update = os.environ.get("XFCHAT_UPDATE_SCREENSHOTS") == "1"
+    missing = not all((SCREENSHOTS / f"{n}.png").exists() for n in ("desktop", "phone"))
+    out = SCREENSHOTS if update or missing else tmp_path
+    out.mkdir(parents=True, exist_ok=True)
+    for name, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
+        page = await browsers.logged_in(site.base, "alice", viewport)
+        if viewport is PHONE:
+            await page.get_by_role("button", name="Open navigation").click()
+        log = await open_channel(page, "general")
+        await expect(log.get_by_text("Sounds good, see you there!")).to_be_visible()
+        await page.mouse.move(0, 0)
+        await assert_accessible(page, axe_source, name)
+        path = out / f"{name}.png"
+        await page.screenshot(path=str(path))
+        with Image.open(path) as image:
+            assert image.size == (viewport["width"], viewport["height"])
+        if viewport is DESKTOP:
+            await page.get_by_role("button", name="Server settings").click()
+            await expect(page.get_by_role("dialog")).to_be_visible()
+            await assert_accessible(page, axe_source, "settings")

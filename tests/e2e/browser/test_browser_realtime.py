@@ -1,0 +1,107 @@
+"""What a person never notices: the server restarting under an open page, a proxy that
+refuses WebSockets, and permissions changing while they look."""
+
+from __future__ import annotations
+
+import signal
+from urllib.parse import urlsplit
+
+from playwright.async_api import WebSocketRoute, expect
+
+from tests.e2e.browser.client import (
+    GENERAL,
+    api_as,
+    message,
+    open_channel,
+    open_settings,
+    shown_texts,
+)
+from tests.e2e.browser.conftest import PASSWORD, Browsers, Site
+
+DEMO_GENERAL = [
+    "Welcome to Gaming Squad! Say hi 👋",
+    "Hey everyone! Who's up for a game tonight?",
+    "I'm in. What are we playing?",
+    "Count me in too 🙌",
+    "Let's meet in General Voice at 9.",
+    "Sounds good, see you there!",
+]
+
+
+async def test_a_server_restart_under_an_open_page_loses_and_repeats_nothing(
+    site: Site, browsers: Browsers
+) -> None:
+    _, other = site.start()  # a second process: the API stays up while the first is down
+    bob = await browsers.logged_in(site.base, "bob")
+    log = await open_channel(bob, "general")
+    async with api_as(other, "alice") as alice:
+
+        async def send(text: str) -> None:
+            got = await alice.post(f"/api/channels/{GENERAL}/messages", json={"content": text})
+            assert got.status_code == 201, got.text
+
+        await send("before the crash")
+        await expect(message(log, "before the crash")).to_be_visible()
+
+        site.proc.proc.send_signal(signal.SIGKILL)  # bob's server, mid-connection
+        site.proc.proc.wait(10)
+        during = [f"while down {i}" for i in range(1, 6)]
+        for text in during:
+            await send(text)
+        await expect(bob.get_by_role("status")).to_have_text("Reconnecting…")
+
+        port = urlsplit(site.base).port
+        assert port is not None
+        site.start(port)  # back on the same address, as a restarted service would be
+        await expect(message(log, during[-1])).to_be_visible(timeout=30_000)
+        await send("after the restart")
+        await expect(message(log, "after the restart")).to_be_visible()
+
+    expected = [*DEMO_GENERAL, "before the crash", *during, "after the restart"]
+    assert await shown_texts(bob) == expected  # each once, in order
+    await expect(bob.get_by_role("status")).to_be_hidden()
+
+
+async def test_when_websockets_are_refused_the_client_falls_back_to_sse(
+    site: Site, browsers: Browsers
+) -> None:
+    page = await browsers.page(site.base)
+
+    async def refuse(ws: WebSocketRoute) -> None:
+        await ws.close(code=1011, reason="no websockets here")
+
+    await page.route_web_socket("**/api/gateway", refuse)
+    await page.get_by_label("Username or email").fill("bob")
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Log in").click()
+    log = await open_channel(page, "general")
+    assert await page.evaluate("window.xfchatDebug.transport()") == "sse"
+    async with api_as(site.base, "alice") as alice:
+        got = await alice.post(
+            f"/api/channels/{GENERAL}/messages", json={"content": "over server-sent events"}
+        )
+        assert got.status_code == 201
+    await expect(message(log, "over server-sent events")).to_have_count(1)
+
+
+async def test_a_permission_change_hides_a_channel_from_bob_live(
+    site: Site, browsers: Browsers
+) -> None:
+    alice = await browsers.logged_in(site.base, "alice")
+    bob = await browsers.logged_in(site.base, "bob")
+    await open_channel(bob, "gaming")
+    channels = bob.get_by_role("navigation", name="Channels")
+    await expect(channels.get_by_role("link", name="gaming")).to_be_visible()
+
+    settings = await open_settings(alice)
+    await settings.get_by_role("tab", name="Channels").click()
+    await settings.get_by_role("button", name="# gaming").click()
+    await settings.get_by_label("For role or member").select_option(label="@Bob")
+    view = settings.get_by_role("group", name="View channel")
+    await view.get_by_role("radio", name="deny").check()
+    await settings.get_by_role("button", name="Save permissions").click()
+
+    await expect(channels.get_by_role("link", name="gaming")).to_have_count(0)
+    await expect(channels.get_by_role("link", name="general")).to_be_visible()
+    # He was reading it: he is taken elsewhere rather than left looking at it.
+    await expect(bob.get_by_role("heading", level=1, name="gaming", exact=True)).to_have_count(0)

@@ -1,0 +1,72 @@
+"""Server settings in the browser, as the owner uses them: roles and their permissions,
+members' roles, a timeout, a ban and its lifting, invites, the audit log; and what the
+members see of it, live."""
+
+from __future__ import annotations
+
+from playwright.async_api import expect
+
+from tests.e2e.browser.client import open_channel, open_settings
+from tests.e2e.browser.conftest import Browsers, Site
+
+
+async def test_owner_manages_roles_members_invites_bans_and_reads_the_audit_log(
+    site: Site, browsers: Browsers
+) -> None:
+    await browsers.logged_in(site.base, "charlie")  # online; no friend of bob's
+    alice = await browsers.logged_in(site.base, "alice")
+    bob = await browsers.logged_in(site.base, "bob")
+    await open_channel(bob, "general")
+    members = bob.get_by_role("complementary", name="Details")
+    await expect(members.get_by_role("heading", name="Member — 3")).to_be_visible()
+    await expect(members.get_by_role("button", name="Charlie (online)")).to_be_visible()
+    await expect(members.get_by_role("button", name="Diana (offline)")).to_be_visible()
+
+    settings = await open_settings(alice)
+
+    await settings.get_by_role("tab", name="Roles").click()
+    await settings.get_by_role("button", name="Create role").click()
+    await settings.get_by_label("Name", exact=True).fill("Raiders")
+    await settings.get_by_label("Show members separately (hoist)").check()
+    await settings.get_by_label("Kick members").check()
+    await settings.get_by_role("button", name="Save role").click()
+    await expect(settings.get_by_role("button", name="Raiders", exact=True)).to_be_visible()
+
+    await settings.get_by_role("tab", name="Members").click()
+    await settings.get_by_role("button", name="Raiders role for Charlie").click()
+    await expect(settings.get_by_role("button", name="Raiders role for Charlie")).to_have_attribute(
+        "aria-pressed", "true"
+    )
+    await settings.get_by_role("button", name="Member role for Charlie").click()
+    # Bob's member list regroups live: Charlie's highest hoisted role is now Raiders.
+    await expect(members.get_by_role("heading", name="Raiders — 1")).to_be_visible()
+    await expect(members.get_by_role("heading", name="Member — 2")).to_be_visible()
+
+    eve = settings.get_by_role("listitem").filter(has_text="@eve")
+    await eve.get_by_role("button", name="Timeout 10 min").click()
+    await expect(eve.get_by_text("timed out until")).to_be_visible()
+    diana = settings.get_by_role("listitem").filter(has_text="@diana")
+    await diana.get_by_role("button", name="Ban").click()
+    await alice.get_by_role("dialog", name="Ban").get_by_role("button", name="Ban").click()
+    await expect(members.get_by_text("Diana")).to_have_count(0)
+
+    await settings.get_by_role("tab", name="Bans").click()
+    banned = settings.get_by_role("listitem").filter(has_text="Diana")
+    await banned.get_by_role("button", name="Unban").click()
+    await expect(settings.get_by_text("Nobody is banned.")).to_be_visible()
+
+    await settings.get_by_role("tab", name="Invites").click()
+    await settings.get_by_role("button", name="Create invite").click()
+    await expect(settings.locator(".settings-list code")).to_have_count(1)
+
+    await settings.get_by_role("tab", name="Audit log").click()
+    log = settings.get_by_role("list").filter(has_text="role.created")
+    for action in (
+        "role.created",
+        "member.role_added",
+        "member.timed_out",
+        "member.banned",
+        "member.unbanned",
+        "invite.created",
+    ):
+        await expect(log.get_by_text(action, exact=True)).to_be_visible()

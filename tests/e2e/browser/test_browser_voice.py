@@ -1,0 +1,91 @@
+"""Voice: two pages join one voice channel and hear each other. Audio flows browser to
+browser over WebRTC (Chromium's fake microphone), signalled through the gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from urllib.parse import urlsplit
+
+from playwright.async_api import Page, expect
+
+from tests.e2e.browser.client import USER_IDS, open_channel
+from tests.e2e.browser.conftest import Browsers, Site
+
+
+async def packets_from(page: Page, user_id: str) -> int:
+    stats = await page.evaluate("window.xfchatDebug.voiceStats()")
+    return int(stats.get(user_id, {}).get("packetsReceived", 0))
+
+
+async def until_packets(page: Page, user_id: str, more_than: int) -> None:
+    """Wait (20 s at most) until the page's connection to `user_id` has received that
+    many audio packets (the fake microphone sends about 50 a second)."""
+    got = 0
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(20):
+            while (got := await packets_from(page, user_id)) <= more_than:
+                await asyncio.sleep(0.25)
+    stats = await page.evaluate("window.xfchatDebug.voiceStats()")
+    assert got > more_than, f"audio packets from {user_id}: {got}; {stats}"
+
+
+async def test_two_pages_in_a_voice_channel_receive_each_others_audio(
+    site: Site, browsers: Browsers
+) -> None:
+    alice = await browsers.logged_in(site.base, "alice")
+    bob = await browsers.logged_in(site.base, "bob")
+    for page in (alice, bob):
+        await open_channel(page, "general")
+    await alice.get_by_role("button", name="General Voice (voice channel)").click()
+    await expect(alice.get_by_role("region", name="Voice connection")).to_contain_text(
+        "General Voice"
+    )
+    await bob.get_by_role("button", name="General Voice (voice channel)").click()
+
+    for page in (alice, bob):  # each sees both in the channel
+        connected = page.get_by_role("list", name="Connected")
+        await expect(connected.get_by_text("Alice")).to_be_visible()
+        await expect(connected.get_by_text("Bob")).to_be_visible()
+    for page, other in ((alice, "bob"), (bob, "alice")):
+        await until_packets(page, USER_IDS[other], more_than=20)
+
+    # Chromium's fake microphone beeps: each side sees the other light up as speaking.
+    await expect(
+        alice.locator(f".voice-member.speaking[data-user-id='{USER_IDS['bob']}']")
+    ).to_be_visible()
+    await expect(
+        bob.locator(f".voice-member.speaking[data-user-id='{USER_IDS['alice']}']")
+    ).to_be_visible()
+
+    await bob.get_by_role("button", name="Mute").click()
+    await expect(alice.get_by_role("list", name="Connected").get_by_label("muted")).to_be_visible()
+    await bob.get_by_role("button", name="Disconnect from voice").click()
+    await expect(alice.get_by_role("list", name="Connected").get_by_text("Bob")).to_have_count(0)
+
+
+async def test_voice_comes_back_by_itself_after_the_server_restarts(
+    site: Site, browsers: Browsers
+) -> None:
+    """Bob's server process dies under his call; his page reconnects, joins again, and
+    the audio flows again both ways, with nothing for him to do."""
+    _, other = site.start()
+    alice = await browsers.logged_in(other, "alice")
+    bob = await browsers.logged_in(site.base, "bob")
+    for page in (alice, bob):
+        await open_channel(page, "general")
+        await page.get_by_role("button", name="General Voice (voice channel)").click()
+    await until_packets(alice, USER_IDS["bob"], more_than=20)
+
+    site.proc.proc.send_signal(signal.SIGKILL)
+    site.proc.proc.wait(10)
+    port = urlsplit(site.base).port
+    assert port is not None
+    site.start(port)
+
+    await expect(bob.get_by_role("region", name="Voice connection")).to_contain_text(
+        "General Voice"
+    )
+    for page, other_user in ((alice, "bob"), (bob, "alice")):
+        await until_packets(page, USER_IDS[other_user], more_than=20)
