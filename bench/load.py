@@ -124,6 +124,15 @@ class Usage:
             return []
         return [self.pg, *self.pg.children(recursive=True)]
 
+    def _server_procs(self) -> list[psutil.Process]:
+        """The server process and its workers (`xfchat serve --workers N`)."""
+        if self.server is None:
+            return []
+        try:
+            return [self.server, *self.server.children()]
+        except psutil.Error:
+            return [self.server]
+
     def mark(self) -> tuple[float, float, float, float]:
         def cpu(p: psutil.Process) -> float:
             try:
@@ -134,7 +143,7 @@ class Usage:
 
         return (
             time.perf_counter(),
-            cpu(self.server) if self.server else 0.0,
+            sum(cpu(p) for p in self._server_procs()),
             sum(cpu(p) for p in self._pg_procs()),
             cpu(self.me),
         )
@@ -145,7 +154,7 @@ class Usage:
         me = f"load generator CPU {100 * (end[3] - start[3]) / wall:.0f} %"
         if self.server is None:
             return f"server CPU: not measured (--target); {me}"
-        rss = self.server.memory_info().rss / 2**20
+        rss = sum(p.memory_info().rss for p in self._server_procs()) / 2**20
         pg = f"PostgreSQL CPU {100 * (end[2] - start[2]) / wall:.0f} %; " if self.pg else ""
         return (
             f"server CPU {100 * (end[1] - start[1]) / wall:.0f} % of a core, RSS {rss:.0f} MiB; "
