@@ -26,7 +26,8 @@ from xfchat.api.deps import REALTIME_BUCKET, check_limit
 from xfchat.api.streaming import LiveStream, Write
 from xfchat.domain import messages
 from xfchat.domain.accounts import Actor
-from xfchat.domain.events import MESSAGE_CREATED, MessagePayload
+from xfchat.domain.event_payloads import MessagePayload
+from xfchat.domain.events import MESSAGE_CREATED
 from xfchat.domain.messages import MAX_PARENTS
 from xfchat.errors import BadRequest, Forbidden, NotFound
 from xfchat.realtime.feeds import open_channel_feed

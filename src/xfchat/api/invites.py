@@ -12,7 +12,7 @@ from xfchat.api.deps import Conn, CurrentActor
 from xfchat.api.responses import JSONResponse
 from xfchat.api.servers import AuditReason
 from xfchat.domain import invites
-from xfchat.domain.events import ServerJoinedPayload
+from xfchat.domain.event_payloads import ServerJoinedPayload
 from xfchat.domain.invites import InvitePayload, InvitePreview
 
 router = APIRouter(tags=["invites"])

@@ -27,7 +27,7 @@ from xfchat.api.servers import AuditReason
 from xfchat.domain import images, media, servers
 from xfchat.domain.accounts import Actor
 from xfchat.domain.attachments import MAX_FILES
-from xfchat.domain.events import ServerPayload
+from xfchat.domain.event_payloads import ServerPayload
 from xfchat.settings import Settings
 
 router = APIRouter(tags=["media"])

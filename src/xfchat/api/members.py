@@ -16,7 +16,7 @@ from xfchat.api.responses import JSONResponse
 from xfchat.api.servers import AuditReason
 from xfchat.domain import members, presence, roles
 from xfchat.domain.accounts import Actor
-from xfchat.domain.events import MemberPayload, PresencePayload, PublicUserPayload
+from xfchat.domain.event_payloads import MemberPayload, PresencePayload, PublicUserPayload
 from xfchat.errors import BadRequest
 
 router = APIRouter(prefix="/api/servers/{server_id}", tags=["members"])

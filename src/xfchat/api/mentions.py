@@ -11,7 +11,7 @@ from starlette.responses import Response
 from xfchat.api.deps import Conn, CurrentActor
 from xfchat.api.pages import page_response
 from xfchat.domain import mentions
-from xfchat.domain.events import MessagePayload
+from xfchat.domain.event_payloads import MessagePayload
 
 router = APIRouter(prefix="/api/users/@me", tags=["messages"])
 

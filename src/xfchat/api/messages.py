@@ -31,7 +31,7 @@ from xfchat.api.servers import AuditReason
 from xfchat.api.uploads import is_multipart, read_form
 from xfchat.domain import messages, messages_upload
 from xfchat.domain.accounts import Actor
-from xfchat.domain.events import AuthorPayload, MessagePayload, PublicUserPayload
+from xfchat.domain.event_payloads import AuthorPayload, MessagePayload, PublicUserPayload
 from xfchat.domain.messages_batch import SendRequest, SendResult
 from xfchat.domain.profile import public_profile
 

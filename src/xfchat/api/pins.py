@@ -9,7 +9,7 @@ from fastapi import APIRouter, Response
 from xfchat.api.deps import Conn, CurrentActor
 from xfchat.api.responses import JSONResponse
 from xfchat.domain import pins
-from xfchat.domain.events import MessagePayload
+from xfchat.domain.event_payloads import MessagePayload
 
 router = APIRouter(prefix="/api/channels/{channel_id}/pins", tags=["messages"])
 

@@ -13,7 +13,7 @@ from xfchat.api.models import Text
 from xfchat.api.responses import JSONResponse
 from xfchat.api.servers import AuditReason
 from xfchat.domain import roles
-from xfchat.domain.events import RolePayload
+from xfchat.domain.event_payloads import RolePayload
 
 router = APIRouter(prefix="/api/servers/{server_id}/roles", tags=["roles"])
 

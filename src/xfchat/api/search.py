@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from xfchat.api.deps import app_slots, authenticate_request, bearer_token, get_settings
 from xfchat.domain import search
-from xfchat.domain.events import MessagePayload
+from xfchat.domain.event_payloads import MessagePayload
 from xfchat.errors import BadRequest, XFChatError
 
 router = APIRouter(prefix="/api", tags=["search"])

@@ -15,7 +15,7 @@ from xfchat.api.models import Text
 from xfchat.api.responses import JSONResponse
 from xfchat.api.servers import AuditReason
 from xfchat.domain import roles, server_channels
-from xfchat.domain.events import ServerChannelPayload
+from xfchat.domain.event_payloads import ServerChannelPayload
 from xfchat.domain.roles import parse_permissions
 from xfchat.domain.servers import get_server
 

@@ -17,7 +17,7 @@ from xfchat.api.deps import Conn, CurrentActor
 from xfchat.api.models import Text
 from xfchat.api.responses import JSONResponse
 from xfchat.domain import servers
-from xfchat.domain.events import ServerJoinedPayload, ServerPayload
+from xfchat.domain.event_payloads import ServerJoinedPayload, ServerPayload
 from xfchat.errors import BadRequest
 
 router = APIRouter(tags=["servers"])

@@ -13,7 +13,7 @@ from xfchat.api.deps import AppSettings, Conn, CurrentActor, Pool, password_limi
 from xfchat.api.models import Text, UserPrivate, UserPublic
 from xfchat.api.responses import JSONResponse
 from xfchat.domain import accounts, presence, profile
-from xfchat.domain.events import PresencePayload, PublicUserPayload
+from xfchat.domain.event_payloads import PresencePayload, PublicUserPayload
 from xfchat.domain.feeds import read_state_snapshot
 from xfchat.domain.state import StatePayload
 from xfchat.domain.usage import UsageRecorder

@@ -14,7 +14,7 @@ from xfchat.api.members import UserRef, _user
 from xfchat.api.responses import JSONResponse
 from xfchat.api.servers import AuditReason
 from xfchat.domain import voice, voice_moderation
-from xfchat.domain.events import VoiceStatePayload
+from xfchat.domain.event_payloads import VoiceStatePayload
 from xfchat.domain.ice import IceServersPayload, ice_servers
 
 router = APIRouter(tags=["voice"])

@@ -22,7 +22,7 @@ import asyncpg
 from xfchat.db.queries import attachments as q
 from xfchat.domain.access import access_channel
 from xfchat.domain.accounts import Actor
-from xfchat.domain.events import AttachmentPayload
+from xfchat.domain.event_payloads import AttachmentPayload
 from xfchat.domain.permissions import Permission
 from xfchat.errors import Forbidden, NotFound
 

@@ -32,6 +32,10 @@ from xfchat.domain.access import (
     visible_channels,
 )
 from xfchat.domain.accounts import Actor
+from xfchat.domain.event_payloads import (
+    ConversationPayload,
+    MessagePayload,
+)
 from xfchat.domain.events import (
     CONVERSATION_ADDED,
     CONVERSATION_CREATED,
@@ -39,9 +43,7 @@ from xfchat.domain.events import (
     CONVERSATION_UPDATED,
     PARTICIPANT_ADDED,
     PARTICIPANT_REMOVED,
-    ConversationPayload,
     Event,
-    MessagePayload,
     emit,
     emit_many,
 )

@@ -25,9 +25,37 @@ from uuid import UUID
 
 import asyncpg
 import orjson
-from typing_extensions import TypedDict
 
 from xfchat.db.queries import event_log as q
+from xfchat.domain.event_payloads import (
+    ChannelsHiddenPayload,
+    ChannelsRevealedPayload,
+    ConversationPayload,
+    ConversationRemovedPayload,
+    FriendPayload,
+    FriendRequestPayload,
+    MemberPayload,
+    MemberRemovedPayload,
+    MessageDeletedPayload,
+    MessagePayload,
+    ParticipantPayload,
+    PinPayload,
+    PresencePayload,
+    PublicUserPayload,
+    ReactionChangePayload,
+    ReadStatePayload,
+    RoleDeletedPayload,
+    RolePayload,
+    ServerChannelPayload,
+    ServerJoinedPayload,
+    ServerLeftPayload,
+    ServerPayload,
+    SessionRevokedPayload,
+    TypingPayload,
+    UserRefPayload,
+    VoiceSignalPayload,
+    VoiceStateUpdatedPayload,
+)
 
 EPHEMERAL_CHANNEL = "xfchat_ephemeral"
 
@@ -141,303 +169,6 @@ class EventType(Generic[P]):
 
 
 # -- payloads
-
-
-class AuthorPayload(TypedDict):
-    id: str
-    username: str | None
-    display_name: str | None
-    avatar_url: str | None
-
-
-class PublicUserPayload(TypedDict):
-    """What anyone may see of a user (never the email)."""
-
-    id: str
-    username: str
-    display_name: str | None
-    avatar_url: str | None
-    status_text: str | None
-    created_at: str
-
-
-class ReplyPreviewPayload(TypedDict):
-    """The message replied to, as a reply shows it: its author and the start of its
-    text (empty once it is deleted)."""
-
-    id: str
-    author: AuthorPayload | None
-    content: str
-    deleted: bool
-
-
-class _Reaction(TypedDict):
-    emoji: str
-    count: int
-
-
-class ReactionPayload(_Reaction, total=False):
-    me: bool  # in answers to the reader only, never in events
-
-
-class AttachmentPayload(TypedDict):
-    id: str
-    filename: str
-    content_type: str
-    size: int
-    width: int | None  # images only
-    height: int | None
-    url: str  # GET it with your token: the file
-    thumbnail_url: str | None  # images only: at most 400x400, PNG or JPEG
-    thumbnail_width: int | None
-    thumbnail_height: int | None
-
-
-class MessagePayload(TypedDict):
-    id: str
-    channel_id: str
-    seq: int
-    kind: str  # default; pin: "X pinned a message" (reply_to_id: the message)
-    author: AuthorPayload | None
-    content: str
-    created_at: str
-    edited_at: str | None
-    deleted: bool
-    deleted_at: str | None
-    reply_to_id: str | None
-    reply_to: ReplyPreviewPayload | None
-    mentions: list[str]
-    mention_roles: list[str]
-    mention_everyone: bool
-    nonce: str | None
-    pinned: bool
-    reactions: list[ReactionPayload]
-    attachments: list[AttachmentPayload]
-
-
-class MessageDeletedPayload(TypedDict):
-    id: str
-    channel_id: str
-    seq: int
-
-
-class ReactionChangePayload(TypedDict):
-    message_id: str
-    channel_id: str
-    user_id: str
-    emoji: str
-
-
-class PinPayload(TypedDict):
-    channel_id: str
-    message_id: str
-    pinned_by: str  # who pinned or unpinned it
-    pinned_at: str | None  # None: unpinned
-
-
-class ReadStatePayload(TypedDict):
-    channel_id: str
-    user_id: str
-    last_read_seq: int
-
-
-class TypingPayload(TypedDict):
-    channel_id: str
-    user_id: str
-    expires_in: int
-
-
-class ConversationPayload(TypedDict):
-    id: str
-    kind: str
-    name: str | None
-    owner_id: str | None
-    participant_ids: list[str]
-    participants: list[PublicUserPayload]
-    created_at: str
-
-
-class ConversationRemovedPayload(TypedDict):
-    id: str
-
-
-class _Participant(TypedDict):
-    channel_id: str
-    user_id: str
-
-
-class ParticipantPayload(_Participant, total=False):
-    user: PublicUserPayload  # participant.added: who
-
-
-class _FriendRequest(TypedDict):
-    id: str
-    from_user_id: str
-    to_user_id: str
-    status: str
-    created_at: str
-    user: PublicUserPayload  # the user at the other end, from the receiver's side
-
-
-class FriendRequestPayload(_FriendRequest, total=False):
-    conversation_id: str  # accepted: the pair's direct conversation
-
-
-class _Friend(TypedDict):
-    user_id: str
-
-
-class FriendPayload(_Friend, total=False):
-    user: PublicUserPayload  # friend.added: who
-    conversation_id: str
-
-
-class _UserRef(TypedDict):
-    user_id: str
-
-
-class UserRefPayload(_UserRef, total=False):
-    user: PublicUserPayload  # block.added: who
-
-
-class PresencePayload(TypedDict):
-    user_id: str
-    status: str  # online, idle, dnd, offline (invisible shows as offline to others)
-    status_text: str | None  # the custom status (none while offline)
-
-
-class SessionRevokedPayload(TypedDict):
-    session_id: str
-    reason: str
-
-
-class RolePayload(TypedDict):
-    id: str
-    server_id: str
-    name: str
-    permissions: str  # the bit flags as a decimal string (64 bits do not fit a JS number)
-    position: int
-    color: int
-    hoist: bool
-    mentionable: bool
-    is_default: bool  # @everyone
-
-
-class OverridePayload(TypedDict):
-    kind: str  # "role" or "member"
-    id: str  # the role's or the member's id
-    allow: str
-    deny: str
-
-
-class ServerChannelPayload(TypedDict):
-    id: str
-    server_id: str
-    kind: str  # text, voice, category
-    name: str
-    topic: str | None
-    position: int
-    parent_id: str | None
-    rate_limit_per_user: int  # slowmode seconds
-    user_limit: int | None  # voice
-    permissions_synced: bool
-    overrides: list[OverridePayload]
-    created_at: str
-
-
-class ServerPayload(TypedDict):
-    id: str
-    name: str
-    description: str | None
-    icon_url: str | None
-    owner_id: str
-    member_count: int
-    created_at: str
-    search_language: str  # what its messages are stemmed in (README, "Search")
-
-
-class MemberPayload(TypedDict):
-    server_id: str
-    user: PublicUserPayload
-    nickname: str | None
-    role_ids: list[str]
-    joined_at: str
-    timed_out_until: str | None
-
-
-class VoiceStatePayload(TypedDict):
-    """Someone in a voice channel, or in a conversation's call."""
-
-    user_id: str
-    channel_id: str
-    server_id: str | None  # None: a conversation's call
-    connection_id: str  # the gateway connection that holds it (see `voice.connected`)
-    self_mute: bool
-    self_deaf: bool
-    self_video: bool
-    server_mute: bool  # by a moderator (MUTE_MEMBERS)
-    server_deaf: bool  # by a moderator (DEAFEN_MEMBERS)
-    joined_at: str  # when they joined this channel
-
-
-class ChannelUnreadPayload(TypedDict):
-    channel_id: str
-    last_read_seq: int  # how far you have read
-    unread: int  # others' live messages after that, counted up to 100
-    mention_count: int  # ... of which mention you (by name, by a role of yours, @everyone)
-
-
-class ServerJoinedPayload(ServerPayload):
-    channels: list[ServerChannelPayload]  # those you may see
-    roles: list[RolePayload]
-    member: MemberPayload  # you
-    read_states: list[ChannelUnreadPayload]  # yours, in each text channel you may see
-    voice_states: list[VoiceStatePayload]  # who is in the voice channels you may see
-
-
-class ServerLeftPayload(TypedDict):
-    id: str
-    reason: str  # left, kicked, banned, deleted
-    channel_ids: list[str]
-
-
-class ChannelsRevealedPayload(TypedDict):
-    server_id: str
-    reason: str  # created, permissions
-    channels: list[ServerChannelPayload]
-
-
-class ChannelsHiddenPayload(TypedDict):
-    server_id: str
-    reason: str  # deleted, permissions
-    channel_ids: list[str]
-
-
-class RoleDeletedPayload(TypedDict):
-    server_id: str
-    id: str
-
-
-class MemberRemovedPayload(TypedDict):
-    server_id: str
-    user_id: str
-    reason: str  # left, kicked, banned
-
-
-class VoiceStateUpdatedPayload(VoiceStatePayload):
-    left: bool  # True: they are no longer in `channel_id` (the rest as it was)
-
-
-# `from` is a Python keyword: the functional form.
-VoiceSignalPayload = TypedDict(
-    "VoiceSignalPayload",
-    {
-        "channel_id": str,  # the voice channel (or call) you are both in
-        "from": str,  # the sender's user id
-        "kind": str,  # offer, answer, candidate
-        "data": Any,  # as the sender gave it (an SDP description, an ICE candidate)
-    },
-)
 
 
 def _joined(data: Mapping[str, Any]) -> list[Stream]:

@@ -20,7 +20,8 @@ from xfchat.db.queries import event_log as log_q
 from xfchat.domain import messages
 from xfchat.domain.access import access_channel, member_servers, visible_channels
 from xfchat.domain.accounts import Actor, require_live_session
-from xfchat.domain.events import ACCESS_CHANGES, MessagePayload
+from xfchat.domain.event_payloads import MessagePayload
+from xfchat.domain.events import ACCESS_CHANGES
 from xfchat.domain.permissions import Permission
 from xfchat.domain.state import StatePayload, read_state
 

@@ -23,6 +23,9 @@ from xfchat.domain import voice
 from xfchat.domain.access import access_changed
 from xfchat.domain.accounts import Actor
 from xfchat.domain.conversations import get_or_create_direct
+from xfchat.domain.event_payloads import (
+    FriendRequestPayload,
+)
 from xfchat.domain.events import (
     BLOCK_ADDED,
     BLOCK_REMOVED,
@@ -34,7 +37,6 @@ from xfchat.domain.events import (
     FRIEND_REQUEST_DECLINED,
     Event,
     EventType,
-    FriendRequestPayload,
     emit,
     emit_many,
 )

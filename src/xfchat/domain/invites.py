@@ -15,7 +15,8 @@ from xfchat.db.queries import invites as q
 from xfchat.db.queries import servers as servers_q
 from xfchat.domain.access import access_server, missing
 from xfchat.domain.accounts import Actor
-from xfchat.domain.events import MEMBER_JOINED, SERVER_JOINED, ServerJoinedPayload, emit
+from xfchat.domain.event_payloads import ServerJoinedPayload
+from xfchat.domain.events import MEMBER_JOINED, SERVER_JOINED, emit
 from xfchat.domain.permissions import Permission
 from xfchat.domain.server_views import joined_json, member_json
 from xfchat.domain.servers import audit, check_room

@@ -17,7 +17,7 @@ from xfchat.db.queries import users as users_q
 from xfchat.domain import files, profile, servers
 from xfchat.domain.access import access_server
 from xfchat.domain.accounts import Actor
-from xfchat.domain.events import ServerPayload
+from xfchat.domain.event_payloads import ServerPayload
 from xfchat.domain.images import EncodedImage, encode_avatar, run_image_job
 from xfchat.domain.permissions import Permission
 from xfchat.errors import NotFound, PayloadTooLarge

@@ -27,12 +27,14 @@ from xfchat.domain.access import (
     server_viewers,
 )
 from xfchat.domain.accounts import Actor
+from xfchat.domain.event_payloads import (
+    MemberPayload,
+    MemberRemovedPayload,
+)
 from xfchat.domain.events import (
     MEMBER_REMOVED,
     MEMBER_UPDATED,
     SERVER_LEFT,
-    MemberPayload,
-    MemberRemovedPayload,
     emit_many,
 )
 from xfchat.domain.permissions import Permission

@@ -10,7 +10,7 @@ from xfchat.db.queries import messages as q
 from xfchat.db.queries import roles as roles_q
 from xfchat.domain.access import visible_channels
 from xfchat.domain.accounts import Actor
-from xfchat.domain.events import MessagePayload
+from xfchat.domain.event_payloads import MessagePayload
 from xfchat.domain.messages import MAX_PAGE, view_json
 from xfchat.domain.permissions import Permission
 from xfchat.errors import BadRequest

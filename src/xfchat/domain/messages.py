@@ -28,6 +28,13 @@ from xfchat.domain.access import (
     viewers_among,
 )
 from xfchat.domain.accounts import Actor
+from xfchat.domain.event_payloads import (
+    AttachmentPayload,
+    AuthorPayload,
+    MessagePayload,
+    ReactionPayload,
+    ReplyPreviewPayload,
+)
 from xfchat.domain.events import (
     MESSAGE_DELETED,
     MESSAGE_UPDATED,
@@ -35,11 +42,6 @@ from xfchat.domain.events import (
     REACTION_REMOVED,
     READ_STATE_UPDATED,
     TYPING_STARTED,
-    AttachmentPayload,
-    AuthorPayload,
-    MessagePayload,
-    ReactionPayload,
-    ReplyPreviewPayload,
     emit,
     emit_many,
     signal,

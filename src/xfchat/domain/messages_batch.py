@@ -16,7 +16,7 @@ from xfchat.db.queries.access import AccessFacts
 from xfchat.domain.access import facts_permissions, facts_viewers
 from xfchat.domain.accounts import Actor
 from xfchat.domain.attachments import AttachmentDraft, attachment_json
-from xfchat.domain.events import AuthorPayload, MessagePayload
+from xfchat.domain.event_payloads import AuthorPayload, MessagePayload
 from xfchat.domain.messages import loud_mentions, message_json
 from xfchat.domain.rate_limits import Decision, bucket_key, decide
 from xfchat.errors import BadRequest

@@ -34,7 +34,8 @@ from xfchat.domain.access import (
     refusal,
 )
 from xfchat.domain.attachments import AttachmentDraft
-from xfchat.domain.events import MessagePayload, encode
+from xfchat.domain.event_payloads import MessagePayload
+from xfchat.domain.events import encode
 from xfchat.domain.messages import (
     mentioned_ids,
     mentioned_role_ids,

@@ -15,11 +15,13 @@ from xfchat.db.queries import messages as q
 from xfchat.db.queries.channels import ChannelRow
 from xfchat.domain.access import ChannelAccess
 from xfchat.domain.accounts import Actor
+from xfchat.domain.event_payloads import (
+    MessagePayload,
+)
 from xfchat.domain.events import (
     MESSAGE_CREATED,
     MESSAGE_PINNED,
     MESSAGE_UNPINNED,
-    MessagePayload,
     emit_many,
 )
 from xfchat.domain.messages import message_channel, message_not_found, view_json

@@ -27,7 +27,8 @@ from xfchat.db.queries import users as users_q
 from xfchat.domain import validation, voice
 from xfchat.domain.access import access_server, visible_channels
 from xfchat.domain.accounts import Actor
-from xfchat.domain.events import PRESENCE_UPDATED, PresencePayload, signal_related
+from xfchat.domain.event_payloads import PresencePayload
+from xfchat.domain.events import PRESENCE_UPDATED, signal_related
 from xfchat.domain.profile import publish_profile
 from xfchat.errors import BadRequest, NotFound
 

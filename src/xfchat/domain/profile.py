@@ -13,7 +13,8 @@ from xfchat.db.queries import users as users_q
 from xfchat.domain import validation
 from xfchat.domain.access import member_servers, visible_channels
 from xfchat.domain.accounts import Actor, password_hasher, session_revoked
-from xfchat.domain.events import USER_UPDATED, PublicUserPayload, emit_many
+from xfchat.domain.event_payloads import PublicUserPayload
+from xfchat.domain.events import USER_UPDATED, emit_many
 from xfchat.domain.passwords import hash_password_async, verify_password_async
 from xfchat.errors import BadRequest, Conflict, NotFound
 from xfchat.settings import Settings

@@ -19,13 +19,15 @@ from xfchat.db.queries import roles as q
 from xfchat.db.queries import servers as servers_q
 from xfchat.domain.access import ServerAccess, access_channel, access_server
 from xfchat.domain.accounts import Actor
+from xfchat.domain.event_payloads import (
+    RolePayload,
+    ServerChannelPayload,
+)
 from xfchat.domain.events import (
     MEMBER_UPDATED,
     ROLE_CREATED,
     ROLE_DELETED,
     ROLE_UPDATED,
-    RolePayload,
-    ServerChannelPayload,
     emit,
     emit_many,
 )

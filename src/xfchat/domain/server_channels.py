@@ -23,7 +23,7 @@ from xfchat.domain.access import (
     server_viewers,
 )
 from xfchat.domain.accounts import Actor
-from xfchat.domain.events import ServerChannelPayload
+from xfchat.domain.event_payloads import ServerChannelPayload
 from xfchat.domain.permissions import Permission
 from xfchat.domain.server_views import announce_channels, channels_json, visible_server_channels
 from xfchat.domain.servers import audit, text_field

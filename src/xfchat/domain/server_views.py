@@ -13,15 +13,17 @@ from xfchat.db.queries import servers as q
 from xfchat.db.queries import users as users_q
 from xfchat.domain import voice
 from xfchat.domain.access import server_viewers
-from xfchat.domain.events import (
-    CHANNEL_UPDATED,
-    Event,
+from xfchat.domain.event_payloads import (
     MemberPayload,
     OverridePayload,
     RolePayload,
     ServerChannelPayload,
     ServerJoinedPayload,
     ServerPayload,
+)
+from xfchat.domain.events import (
+    CHANNEL_UPDATED,
+    Event,
     emit_many,
 )
 from xfchat.domain.profile import public_profile

@@ -30,12 +30,14 @@ from xfchat.domain.access import (
     visible_channels,
 )
 from xfchat.domain.accounts import Actor
+from xfchat.domain.event_payloads import (
+    ServerJoinedPayload,
+    ServerPayload,
+)
 from xfchat.domain.events import (
     SERVER_JOINED,
     SERVER_LEFT,
     SERVER_UPDATED,
-    ServerJoinedPayload,
-    ServerPayload,
     emit,
     emit_many,
 )

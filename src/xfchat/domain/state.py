@@ -29,7 +29,7 @@ from xfchat.domain import conversations, friends, presence, profile, servers, vo
 from xfchat.domain.access import visible_channels
 from xfchat.domain.accounts import Actor
 from xfchat.domain.conversations import ConversationView
-from xfchat.domain.events import (
+from xfchat.domain.event_payloads import (
     FriendRequestPayload,
     PresencePayload,
     PublicUserPayload,

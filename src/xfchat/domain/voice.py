@@ -33,10 +33,12 @@ from xfchat.db.queries import servers as servers_q
 from xfchat.db.queries import voice as q
 from xfchat.domain.access import access_channel
 from xfchat.domain.accounts import Actor
+from xfchat.domain.event_payloads import (
+    VoiceStatePayload,
+)
 from xfchat.domain.events import (
     VOICE_STATE_UPDATED,
     Event,
-    VoiceStatePayload,
     emit_many,
 )
 from xfchat.domain.permissions import Permission

@@ -14,7 +14,7 @@ from xfchat.db.queries import servers as servers_q
 from xfchat.db.queries import voice as q
 from xfchat.domain.access import access_channel, access_server, viewers_among
 from xfchat.domain.accounts import Actor
-from xfchat.domain.events import VoiceStatePayload
+from xfchat.domain.event_payloads import VoiceStatePayload
 from xfchat.domain.permissions import Permission
 from xfchat.domain.voice import announce, check_room, lock_user, not_in_voice, same, state_json
 from xfchat.errors import BadRequest, Forbidden, NotFound

@@ -19,7 +19,8 @@ import orjson
 
 from xfchat.db.queries import voice as q
 from xfchat.domain.accounts import Actor
-from xfchat.domain.events import VOICE_SIGNAL, VoiceSignalPayload, signal_connection
+from xfchat.domain.event_payloads import VoiceSignalPayload
+from xfchat.domain.events import VOICE_SIGNAL, signal_connection
 from xfchat.domain.voice import not_in_voice
 from xfchat.errors import BadRequest, NotFound
 
