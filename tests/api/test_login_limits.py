@@ -4,6 +4,7 @@ and the registration answers that say an email is taken."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import httpx
@@ -132,3 +133,52 @@ async def test_a_client_address_that_is_not_an_ip_is_kept_as_none(
         )
     mine = [s for s in sessions.json() if s["current"]]
     assert mine[0]["ip"] is None
+
+
+async def test_registrations_at_once_are_told_an_email_is_taken_no_more_often(
+    app_with: AppWith, make_user: MakeUser
+) -> None:
+    """The taken-email bucket was peeked before a registration and counted after its
+    argon2 work: registrations sent at once all passed the peek, so one address learned
+    of as many emails as it sent at once (3 a day became 10 an hour)."""
+    await make_user("known", email="known@example.com")
+    client = await app_with(rate_register_taken_ip="2/300")
+
+    async def register(i: int) -> httpx.Response:
+        return await client.post(
+            "/api/auth/register",
+            json={"username": f"probe{i}", "email": "known@example.com", "password": PASSWORD},
+        )
+
+    answers = await asyncio.gather(*(register(i) for i in range(6)))
+    codes = sorted(a.json()["code"] for a in answers)
+    assert codes == ["EMAIL_TAKEN"] * 2 + ["RATE_LIMITED"] * 4, codes
+
+
+async def test_a_free_email_gives_back_its_place_in_the_taken_email_bucket(
+    app_with: AppWith, make_user: MakeUser
+) -> None:
+    await make_user("known", email="known@example.com")
+    client = await app_with(rate_register_taken_ip="1/300")
+    for i in range(3):  # free emails, a taken username, a weak password: none count
+        fresh = await client.post(
+            "/api/auth/register",
+            json={"username": f"fresh{i}", "email": f"fresh{i}@example.com", "password": PASSWORD},
+        )
+        assert fresh.status_code == 201, fresh.text
+    name = await client.post(
+        "/api/auth/register",
+        json={"username": "known", "email": "other@example.com", "password": PASSWORD},
+    )
+    assert name.json()["code"] == "USERNAME_TAKEN"
+    taken = await client.post(
+        "/api/auth/register",
+        json={"username": "probe", "email": "known@example.com", "password": PASSWORD},
+    )
+    assert taken.json()["code"] == "EMAIL_TAKEN"
+    after = await client.post(
+        "/api/auth/register",
+        json={"username": "probe2", "email": "free@example.com", "password": PASSWORD},
+    )
+    assert_limited(after, 1, "auth.register.taken")
+

@@ -15,8 +15,8 @@ from xfchat.api.deps import (
     Pool,
     check_limit,
     check_limits,
+    give_back,
     ip_limit,
-    peek_limit,
 )
 from xfchat.api.models import Text, UserPrivate
 from xfchat.domain import accounts, login
@@ -97,10 +97,15 @@ async def post_register(
 ) -> TokensOut:
     """Create an account; answers with tokens for a new session. An address that was
     told `EMAIL_TAKEN` its share of times waits (429) whatever it sends next, so emails
-    cannot be tried one after another."""
+    cannot be tried one after another. Every registration counts in that bucket up front
+    (registrations sent at once cannot all pass a check made before their answers) and
+    gives its hit back unless it is answered `EMAIL_TAKEN` (refused ones too), so the
+    bucket holds the address's `EMAIL_TAKEN` answers and the registrations in flight."""
     taken = ("auth.register.taken", ip_key(client.ip), settings.rate_register_taken_ip)
-    await peek_limit(request, *taken)
+    (decision,) = await check_limits(request, [taken], enforce=False, record=False)
+    email_taken = False
     try:
+        decision.enforce()
         issued = await accounts.register(
             pool,
             settings,
@@ -111,9 +116,11 @@ async def post_register(
             client=client,
         )
     except Conflict as exc:
-        if exc.code == "EMAIL_TAKEN":  # counted; this answer stands
-            await check_limits(request, [taken], enforce=False)
+        email_taken = exc.code == "EMAIL_TAKEN"  # counted; this answer stands
         raise
+    finally:
+        if not email_taken:
+            await give_back(request, *taken[:2])
     return TokensOut.of(issued)
 
 

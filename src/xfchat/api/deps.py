@@ -96,16 +96,19 @@ async def check_limits(
     conn: asyncpg.Connection | None = None,
     *,
     enforce: bool = True,
+    record: bool = True,
 ) -> list[Decision]:
     """Count this request in several buckets (one statement); raises RateLimited (429)
-    when over one of them, unless `enforce` is off (the count stands either way)."""
+    when over one of them, unless `enforce` is off (the count stands either way). With
+    `record` off the response's X-RateLimit headers leave these buckets out (a hit that
+    may be given back)."""
     limiter: RateLimiter = request.app.state.limiter
     if conn is None:
         async with request.app.state.pool.acquire() as own:
             decisions = await limiter.check_many(own, checks)
     else:
         decisions = await limiter.check_many(conn, checks)
-    for decision in decisions:
+    for decision in decisions if record else ():
         record_decision(request, decision)
     if enforce:
         for decision in decisions:
@@ -113,13 +116,12 @@ async def check_limits(
     return decisions
 
 
-async def peek_limit(request: Request, bucket: str, key: str, rule: RateLimit) -> None:
-    """Raises RateLimited (429) if the bucket is full, without counting this request
-    (for limits counted only on some outcomes)."""
+async def give_back(request: Request, bucket: str, key: str) -> None:
+    """Take back this request's hit in a bucket it was counted in (see
+    RateLimiter.give_back)."""
     limiter: RateLimiter = request.app.state.limiter
     async with request.app.state.pool.acquire() as conn:
-        decision = await limiter.peek(conn, bucket, key, rule)
-    decision.enforce()
+        await limiter.give_back(conn, bucket, key)
 
 
 def ip_limit(bucket: str, setting: str) -> Any:

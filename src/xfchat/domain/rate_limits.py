@@ -103,15 +103,11 @@ class RateLimiter:
         (decision,) = await self.check_many(conn, [(bucket, key, rule)])
         return decision
 
-    async def peek(
-        self, conn: asyncpg.Connection, bucket: str, key: str, rule: RateLimit
-    ) -> Decision:
-        """Whether one more request would be allowed in `bucket`/`key`, without counting
-        it (for limits counted only on some outcomes)."""
-        state = await q.get_bucket(conn, bucket=bucket_key(bucket, key))
-        if state is None:
-            return Decision(True, bucket, rule.limit, rule.limit, 0.0, 0.0)
-        return decide(bucket, rule, state.hits + 1, state.expires_at, state.now)
+    async def give_back(self, conn: asyncpg.Connection, bucket: str, key: str) -> None:
+        """Take back one hit this request counted in `bucket`/`key` (for limits counted
+        up front, so that requests at once cannot all slip in, but kept only for some
+        outcomes)."""
+        await q.give_back_hit(conn, bucket=bucket_key(bucket, key))
 
     async def check_many(
         self, conn: asyncpg.Connection, checks: list[tuple[str, str, RateLimit]]
