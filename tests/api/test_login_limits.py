@@ -182,3 +182,25 @@ async def test_a_free_email_gives_back_its_place_in_the_taken_email_bucket(
     )
     assert_limited(after, 1, "auth.register.taken")
 
+
+async def test_an_ipv6_owner_is_at_home_anywhere_in_their_64_network(
+    app_with: AppWith, make_user: MakeUser
+) -> None:
+    """Rate limits take an IPv6 client by its /64, but the owner's familiar addresses
+    were matched whole: an owner whose address changes within their network (privacy
+    addresses change daily) was locked out by strangers' guesses."""
+    owner = await make_user("owner", ip="2001:db8:1:2::17")
+    for i in range(4):
+        attacker = await app_with(ip=f"198.51.100.{i + 1}", rate_login_account="3/300")
+        await login(attacker, "owner")
+    assert await login(attacker, "owner", owner.password) == 429
+    next_day = await app_with(ip="2001:db8:1:2:a9c3:51ff:fe10:7", rate_login_account="3/300")
+    assert await login(next_day, "owner", owner.password) == 200
+    mapped = await make_user("mapped", ip="::ffff:192.0.2.7")
+    for i in range(4):
+        attacker = await app_with(ip=f"198.51.100.{i + 1}", rate_login_account="3/300")
+        await login(attacker, "mapped")
+    same_host = await app_with(ip="192.0.2.7", rate_login_account="3/300")
+    assert await login(same_host, "mapped", mapped.password) == 200
+    elsewhere = await app_with(ip="2001:db8:1:3::17", rate_login_account="3/300")
+    assert await login(elsewhere, "owner", owner.password) == 429  # another network waits

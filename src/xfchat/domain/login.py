@@ -29,7 +29,7 @@ from xfchat.domain.accounts import (
     start_session,
 )
 from xfchat.domain.passwords import hash_password_async, verify_password_async
-from xfchat.domain.rate_limits import ip_key
+from xfchat.domain.rate_limits import client_networks, ip_key
 from xfchat.domain.tokens import (
     TICKET_TTL_S,
     TicketClaims,
@@ -60,14 +60,18 @@ async def find_account(
     pool: asyncpg.Pool, settings: Settings, *, login: str, ip: str | None
 ) -> LoginTarget:
     """The account a login (username or email, any case) names, and whether the client's
-    address is one it logged in from within the refresh tokens' lifetime."""
+    address is one it logged in from within the refresh tokens' lifetime (an address as
+    rate limits take it: an IPv6 one by its /64, whose privacy addresses change daily)."""
     async with pool.acquire() as conn:
         user = await users_q.get_user_by_login(conn, login=login.strip())
         familiar = (
             user is not None
             and ip is not None
             and await sessions_q.has_familiar_session(
-                conn, user_id=user.id, ip=ip, within_days=settings.refresh_token_ttl_days
+                conn,
+                user_id=user.id,
+                networks=client_networks(ip),
+                within_days=settings.refresh_token_ttl_days,
             )
         )
     key = f"user:{user.id}" if user is not None else f"name:{login.strip().lower()}"

@@ -75,6 +75,18 @@ def ip_key(ip: str | None) -> str:
     return str(address)
 
 
+def client_networks(ip: str) -> list[str]:
+    """Every way a stored address of the client `ip` (as ip_key takes it) may be written:
+    an IPv6 address's /64; an IPv4 address, plain or IPv4-mapped IPv6 (as a dual-stack
+    listener reports it)."""
+    key = ip_key(ip)
+    try:
+        address = ipaddress.ip_address(key)
+    except ValueError:
+        return [key]  # an IPv6 /64 (or an address that is no IP: matches nothing)
+    return [key, f"::ffff:{address}"]
+
+
 def bucket_key(bucket: str, key: str) -> str:
     """The stored name of a bucket for one key (the key itself is never stored)."""
     return f"{bucket}:{hashlib.sha256(key.encode()).hexdigest()[:32]}"
