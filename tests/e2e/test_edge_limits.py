@@ -150,6 +150,45 @@ def test_a_slowloris_head_is_cut_at_the_deadline_and_so_is_a_silent_connection(
     assert httpx.get(f"{base}/health").status_code == 200  # nobody else was held up
 
 
+def test_a_body_trickled_or_never_sent_is_cut_and_a_slow_honest_one_is_served(
+    edge: tuple[int, str],
+) -> None:
+    """main: a body trickled a byte a second held its connection (and its request) for
+    as long as the client liked; the head's deadline stopped at the head."""
+    _, base = edge
+    head = (
+        b"POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 8192\r\nConnection: close\r\n\r\n"
+    )
+    trickler, silent, honest = (raw_connection(base) for _ in range(3))
+    for sock in (trickler, silent, honest):
+        sock.sendall(head)
+    trickler.setblocking(False)
+    cut = False
+    for i in range(32):  # 3.2 s, past the 1 s grace
+        if not cut:
+            try:
+                trickler.send(b" ")  # a byte every 0.1 s: 10 bytes a second
+                cut = bool(trickler.recv(4096, socket.MSG_PEEK))
+            except BlockingIOError:
+                pass
+            except (BrokenPipeError, ConnectionResetError):
+                cut = True
+        if i % 4 == 3:  # the honest one: 1 KiB every 0.4 s, the whole body in 3.2 s
+            honest.sendall(b" " * 1024)
+        time.sleep(0.1)
+    trickler.setblocking(True)
+    for sock in (trickler, silent):
+        answer = read_answer(sock)
+        sock.close()
+        assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+        assert b'"code":"REQUEST_TIMEOUT"' in answer
+    answer = read_answer(honest)
+    honest.close()
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]  # read whole, then answered
+    assert b'"code":"MALFORMED_JSON"' in answer
+
+
 async def test_a_16_mib_frame_before_identify_closes_1009_unread(edge: tuple[int, str]) -> None:
     pid, base = edge
     url = base.replace("http://", "ws://") + "/api/gateway"

@@ -14,6 +14,11 @@ These subclasses add, per connection:
 - a deadline of `header_timeout_s` for the whole head, from the connection's opening
   or from a request's first byte, however slowly the bytes trickle: 408
   `REQUEST_TIMEOUT`, and the connection is closed;
+- a deadline for a request's body: `header_timeout_s` plus one second for every
+  MIN_BODY_RATE bytes received (the body must average that rate after a grace; the
+  time the server itself is not reading, its buffer full or a `100-continue` not yet
+  sent, does not count): else 408 `REQUEST_TIMEOUT`, and the connection is closed (a
+  body trickled a byte at a time held its connection, and its request, forever);
 - WebSocket frames of at most BEFORE_IDENTIFY bytes until the app says the client is
   identified (`allow_larger_frames`), then at most `ws_max_size`: a larger frame
   closes the connection with 1009 before its payload is read.
@@ -33,6 +38,8 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 # and after it (a voice signal carries up to 16 KiB of JSON).
 BEFORE_IDENTIFY = 4096
 AFTER_IDENTIFY = 65_536
+# Bytes a second a request body must average once its grace (the head's timeout) is over.
+MIN_BODY_RATE = 1024
 # The ASGI scope extension by which the gateway lifts the first limit.
 FRAME_LIMIT = "xfchat.frame_limit"
 
@@ -56,6 +63,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._headers = 0
         self._deadline: asyncio.TimerHandle | None = None
         self._refusal: tuple[int, str, str] | None = None
+        self._body: _BodyClock | None = None  # while a request body is arriving
 
     # -- the deadline
 
@@ -73,6 +81,41 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if self._in_head and not self.transport.is_closing():
             seconds = f"{self.header_timeout_s:g}"
             self._refuse(408, "REQUEST_TIMEOUT", f"the request head took over {seconds} s")
+
+    def _await_body(self) -> None:
+        has_body = any(
+            name == b"transfer-encoding" or (name == b"content-length" and value.strip(b" 0"))
+            for name, value in self.headers
+        )
+        if has_body and not self.parser.should_upgrade():
+            self._body = _BodyClock(self.loop.time())
+            self._deadline = self.loop.call_later(self.header_timeout_s, self._body_due)
+
+    def _body_due(self) -> None:
+        self._deadline = None
+        body = self._body
+        if body is None or self.transport.is_closing():
+            return
+        now, cycle = self.loop.time(), self.cycle
+        server_waits = self.flow.read_paused or (
+            cycle is not None and cycle.waiting_for_100_continue
+        )
+        body.look(now, server_waits)
+        left = body.left(now, self.header_timeout_s)
+        if left > 0:
+            next_look = min(left, 1.0) if server_waits else max(left, 0.05)
+            self._deadline = self.loop.call_later(next_look, self._body_due)
+            return
+        self._body = None
+        message = (
+            f"the request body came slower than {MIN_BODY_RATE} bytes a second"
+            f" after its first {self.header_timeout_s:g} s"
+        )
+        self._refusal = (408, "REQUEST_TIMEOUT", message)
+        if cycle is not None and cycle.response_started:
+            self.transport.close()  # (answered already: the client sends on regardless)
+        else:
+            self._answer(408, "REQUEST_TIMEOUT", message)
 
     # -- asyncio.Protocol
 
@@ -121,9 +164,18 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._disarm()
         self._in_head, self._arrived = False, 0
         super().on_headers_complete()
+        self._await_body()
+
+    def on_body(self, body: bytes) -> None:
+        if self._body is not None:
+            self._body.received += len(body)
+        super().on_body(body)
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
+        if self._body is not None:
+            self._body = None
+            self._disarm()
         self._in_head = True
 
     def _count(self, size: int) -> None:
@@ -154,11 +206,33 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if self.cycle is not None and not self.cycle.response_complete:
             self.transport.close()  # (a pipelined head: an answer is being written)
             return
+        self._answer(status, code, message)
+
+    def _answer(self, status: int, code: str, message: str) -> None:
         body = orjson.dumps({"code": code, "message": message})
         head = b"HTTP/1.1 %d %s\r\n" % (status, _PHRASES[status])
         head += b"content-type: application/json\r\ncontent-length: %d\r\n" % len(body)
         self.transport.write(head + b"connection: close\r\n\r\n" + body)
         self.transport.close()
+
+
+class _BodyClock:
+    """How much of the client's time a request body has taken, and how much arrived."""
+
+    def __init__(self, now: float) -> None:
+        self.started = now  # moved on by the time the server was not reading
+        self.looked = now
+        self.received = 0
+
+    def look(self, now: float, server_waits: bool) -> None:
+        """The time since the last look is the server's if it is not reading now (judged
+        at each look, a second apart at most while it is not reading)."""
+        if server_waits:
+            self.started += now - self.looked
+        self.looked = now
+
+    def left(self, now: float, grace_s: float) -> float:
+        return self.started + grace_s + self.received / MIN_BODY_RATE - now
 
 
 class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
