@@ -189,6 +189,45 @@ def test_a_body_trickled_or_never_sent_is_cut_and_a_slow_honest_one_is_served(
     assert b'"code":"MALFORMED_JSON"' in answer
 
 
+REFUSED_BY_THE_PARSER_OR_THE_HANDSHAKE = [
+    (b"GARBAGE\r\n\r\n", "MALFORMED_REQUEST"),
+    (b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", "MALFORMED_REQUEST"),
+    (
+        b"POST /health HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+        "MALFORMED_REQUEST",
+    ),
+    (b"GET /health HTTP/9.9\r\nHost: x\r\n\r\n", "MALFORMED_REQUEST"),
+    (
+        b"GET /api/gateway HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+        "WEBSOCKET_REFUSED",
+    ),
+    (
+        b"GET /health HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        "WEBSOCKET_REFUSED",
+    ),
+]
+
+
+def test_what_the_parser_or_the_handshake_refuses_is_answered_in_json(
+    edge: tuple[int, str],
+) -> None:
+    """main: uvicorn's own text/plain 400 ("Invalid HTTP request received."), the
+    websockets library's text/plain 400, and an empty 403 for a WebSocket to a path
+    that has none."""
+    _, base = edge
+    for request_bytes, code in REFUSED_BY_THE_PARSER_OR_THE_HANDSHAKE:
+        sock = raw_connection(base)
+        sock.sendall(request_bytes)
+        answer = read_answer(sock)
+        sock.close()
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith((b"HTTP/1.1 400 ", b"HTTP/1.1 403 ")), answer[:300]
+        assert b"content-type: application/json" in head.lower(), head
+        error = json.loads(body)
+        assert error["code"] == code and error["message"], error
+
+
 async def test_a_16_mib_frame_before_identify_closes_1009_unread(edge: tuple[int, str]) -> None:
     pid, base = edge
     url = base.replace("http://", "ws://") + "/api/gateway"

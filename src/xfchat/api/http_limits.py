@@ -19,6 +19,8 @@ These subclasses add, per connection:
   time the server itself is not reading, its buffer full or a `100-continue` not yet
   sent, does not count): else 408 `REQUEST_TIMEOUT`, and the connection is closed (a
   body trickled a byte at a time held its connection, and its request, forever);
+- a request the parser cannot read: 400 `MALFORMED_REQUEST` in JSON, as every error
+  (uvicorn's is text/plain), and the connection is closed;
 - WebSocket frames of at most BEFORE_IDENTIFY bytes until the app says the client is
   identified (`allow_larger_frames`), then at most `ws_max_size`: a larger frame
   closes the connection with 1009 before its payload is read.
@@ -33,6 +35,7 @@ import orjson
 from starlette.websockets import WebSocket
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.http11 import Response
 
 # Frames a client may send before IDENTIFY or RESUME (a token is a few hundred bytes),
 # and after it (a voice signal carries up to 16 KiB of JSON).
@@ -43,7 +46,7 @@ MIN_BODY_RATE = 1024
 # The ASGI scope extension by which the gateway lifts the first limit.
 FRAME_LIMIT = "xfchat.frame_limit"
 
-_PHRASES = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+_PHRASES = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 
 
 class _Refused(Exception):
@@ -194,11 +197,16 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     # -- answering
 
     def send_400_response(self, msg: str) -> None:
-        """uvicorn's answer to a parser error, which a refusing callback raises."""
-        if self._refusal is not None:
-            self._refuse(*self._refusal)
-        else:
-            super().send_400_response(msg)
+        """uvicorn's answer to a parser error, which a refusing callback raises; for
+        anything else the parser cannot read, 400 MALFORMED_REQUEST in JSON (uvicorn's
+        own is text/plain), and the connection is closed."""
+        if self._refusal is None:
+            self._refusal = (
+                400,
+                "MALFORMED_REQUEST",
+                "the request is not HTTP/1.1 XFChat can read",
+            )
+        self._refuse(*self._refusal)
 
     def _refuse(self, status: int, code: str, message: str) -> None:
         self._refusal = (status, code, message)
@@ -239,6 +247,19 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.conn.max_message_size = BEFORE_IDENTIFY
+        plain_reject = self.conn.reject
+
+        def reject(status: int, text: str) -> Response:
+            """A refused handshake (malformed, or a path with no WebSocket: uvicorn's 403
+            with an empty body) answers JSON, as every error does."""
+            code = "INTERNAL_ERROR" if status >= 500 else "WEBSOCKET_REFUSED"
+            why = text.strip() or "there is no WebSocket at this path"
+            response = plain_reject(status, orjson.dumps({"code": code, "message": why}).decode())
+            del response.headers["Content-Type"]
+            response.headers["Content-Type"] = "application/json"
+            return response
+
+        self.conn.reject = reject  # type: ignore[method-assign]
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
