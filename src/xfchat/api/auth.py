@@ -13,7 +13,6 @@ from xfchat.api.deps import (
     Conn,
     CurrentActor,
     Pool,
-    check_limit,
     check_limits,
     give_back,
     ip_limit,
@@ -149,11 +148,11 @@ async def post_login_two_factor(
     body: TwoFactorLoginIn, request: Request, pool: Pool, settings: AppSettings, client: Client
 ) -> TokensOut:
     """Trade a login's ticket and a code (of the authenticator, or a recovery code) for
-    tokens. Codes are counted per account (`auth.two_factor`)."""
+    tokens. Codes are counted per account and address, and per account
+    (`auth.two_factor`) except from the account's familiar addresses."""
     claims = login.read_ticket(settings, body.ticket)
-    await check_limit(
-        request, "auth.two_factor", str(claims.user_id), settings.rate_two_factor_account
-    )
+    limits = await login.two_factor_limits(pool, settings, claims.user_id, client.ip)
+    await check_limits(request, limits)
     issued = await login.complete_two_factor(
         pool, settings, claims=claims, code=body.code, client=client
     )

@@ -14,6 +14,7 @@ way under the name itself (so the buckets do not tell which names exist).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from uuid import UUID
 
 import asyncpg
 
@@ -64,18 +65,20 @@ async def find_account(
     rate limits take it: an IPv6 one by its /64, whose privacy addresses change daily)."""
     async with pool.acquire() as conn:
         user = await users_q.get_user_by_login(conn, login=login.strip())
-        familiar = (
-            user is not None
-            and ip is not None
-            and await sessions_q.has_familiar_session(
-                conn,
-                user_id=user.id,
-                networks=client_networks(ip),
-                within_days=settings.refresh_token_ttl_days,
-            )
-        )
+        familiar = user is not None and await _familiar(conn, settings, user.id, ip)
     key = f"user:{user.id}" if user is not None else f"name:{login.strip().lower()}"
     return LoginTarget(user, key, familiar)
+
+
+async def _familiar(
+    conn: asyncpg.Connection, settings: Settings, user_id: UUID, ip: str | None
+) -> bool:
+    return ip is not None and await sessions_q.has_familiar_session(
+        conn,
+        user_id=user_id,
+        networks=client_networks(ip),
+        within_days=settings.refresh_token_ttl_days,
+    )
 
 
 def login_limits(
@@ -87,6 +90,22 @@ def login_limits(
     ]
     if not target.familiar:
         checks.append(("auth.login.account", target.key, settings.rate_login_account))
+    return checks
+
+
+async def two_factor_limits(
+    pool: asyncpg.Pool, settings: Settings, user_id: UUID, ip: str | None
+) -> list[tuple[str, str, RateLimit]]:
+    """The buckets a code tried at the login's second step counts in: per account and
+    address, and per account from every address (`auth.two_factor`, where the routes of
+    a logged-in user count their codes too) except the account's familiar ones, as for
+    the password. So someone who has the password cannot spend the owner's codes."""
+    async with pool.acquire() as conn:
+        familiar = await _familiar(conn, settings, user_id, ip)
+    rule = settings.rate_two_factor_account
+    checks = [("auth.two_factor.account_ip", f"user:{user_id} {ip_key(ip)}", rule)]
+    if not familiar:
+        checks.append(("auth.two_factor", str(user_id), rule))
     return checks
 
 
