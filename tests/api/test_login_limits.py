@@ -204,3 +204,27 @@ async def test_an_ipv6_owner_is_at_home_anywhere_in_their_64_network(
     assert await login(same_host, "mapped", mapped.password) == 200
     elsewhere = await app_with(ip="2001:db8:1:3::17", rate_login_account="3/300")
     assert await login(elsewhere, "owner", owner.password) == 429  # another network waits
+
+
+async def test_an_ipv6_site_cannot_multiply_the_limits_by_its_64_networks(
+    app_with: AppWith,
+) -> None:
+    """main: every /64 had a whole per-address limit, and one site has 65,536 of them
+    (a tunnel broker gives anyone a /48 for free): 10 registrations an hour became
+    655,360, three taken emails a day 196,608. Now a /48 takes 16 times the rule."""
+    statuses = []
+    for i in range(17):
+        client = await app_with(ip=f"2001:db8:7:{i:x}::1", rate_register_ip="1/300")
+        answer = await client.post(
+            "/api/auth/register",
+            json={"username": f"site{i}", "email": f"site{i}@example.com", "password": PASSWORD},
+        )
+        statuses.append(answer.status_code)
+    assert statuses == [201] * 16 + [429]  # main: 17 times 201
+    assert_limited(answer, 16, "auth.register")
+    neighbour = await app_with(ip="2001:db8:8::1", rate_register_ip="1/300")
+    fresh = await neighbour.post(
+        "/api/auth/register",
+        json={"username": "next", "email": "next@example.com", "password": PASSWORD},
+    )
+    assert fresh.status_code == 201

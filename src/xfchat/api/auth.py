@@ -19,7 +19,7 @@ from xfchat.api.deps import (
 )
 from xfchat.api.models import Text, UserPrivate
 from xfchat.domain import accounts, login
-from xfchat.domain.rate_limits import ip_key
+from xfchat.domain.rate_limits import address_checks
 from xfchat.errors import BadRequest, Conflict
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
@@ -100,11 +100,12 @@ async def post_register(
     (registrations sent at once cannot all pass a check made before their answers) and
     gives its hit back unless it is answered `EMAIL_TAKEN` (refused ones too), so the
     bucket holds the address's `EMAIL_TAKEN` answers and the registrations in flight."""
-    taken = ("auth.register.taken", ip_key(client.ip), settings.rate_register_taken_ip)
-    (decision,) = await check_limits(request, [taken], enforce=False, record=False)
+    taken = address_checks("auth.register.taken", client.ip, settings.rate_register_taken_ip)
+    decisions = await check_limits(request, taken, enforce=False, record=False)
     email_taken = False
     try:
-        decision.enforce()
+        for decision in decisions:
+            decision.enforce()
         issued = await accounts.register(
             pool,
             settings,
@@ -119,7 +120,7 @@ async def post_register(
         raise
     finally:
         if not email_taken:
-            await give_back(request, *taken[:2])
+            await give_back(request, taken)
     return TokensOut.of(issued)
 
 

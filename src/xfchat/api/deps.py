@@ -19,7 +19,7 @@ from xfchat.domain.accounts import (
     authenticate,
     authenticate_quick,
 )
-from xfchat.domain.rate_limits import Decision, RateLimiter, ip_key
+from xfchat.domain.rate_limits import Decision, RateLimiter, address_checks
 from xfchat.errors import Unauthorized
 from xfchat.settings import RateLimit, Settings
 
@@ -116,20 +116,22 @@ async def check_limits(
     return decisions
 
 
-async def give_back(request: Request, bucket: str, key: str) -> None:
-    """Take back this request's hit in a bucket it was counted in (see
+async def give_back(request: Request, checks: list[tuple[str, str, RateLimit]]) -> None:
+    """Take back this request's hit in buckets it was counted in (see
     RateLimiter.give_back)."""
     limiter: RateLimiter = request.app.state.limiter
     async with request.app.state.pool.acquire() as conn:
-        await limiter.give_back(conn, bucket, key)
+        for bucket, key, _ in checks:
+            await limiter.give_back(conn, bucket, key)
 
 
 def ip_limit(bucket: str, setting: str) -> Any:
-    """A dependency limiting a route per client IP with the rule in `settings.<setting>`."""
+    """A dependency limiting a route per client address with the rule in
+    `settings.<setting>` (an IPv6 one: its /64, and its /48 more loosely)."""
 
     async def dependency(request: Request) -> None:
         rule = getattr(get_settings(request), setting)
-        await check_limit(request, bucket, ip_key(client_info(request).ip), rule)
+        await check_limits(request, address_checks(bucket, client_info(request).ip, rule))
 
     return Depends(dependency)
 

@@ -75,6 +75,27 @@ def ip_key(ip: str | None) -> str:
     return str(address)
 
 
+SITE_PREFIX = 48  # an IPv6 site: one subscriber's, often (tunnel brokers give them away)
+SITE_FACTOR = 16  # how many times a per-address rule a site takes, its /64s together
+
+
+def address_checks(
+    bucket: str, ip: str | None, rule: RateLimit
+) -> list[tuple[str, str, RateLimit]]:
+    """The checks of a per-address bucket: the client's address (ip_key); for IPv6 also
+    its /48, which takes SITE_FACTOR times the rule, so that the 65,536 /64 networks of
+    one site do not each get the whole limit."""
+    checks = [(bucket, ip_key(ip), rule)]
+    try:
+        address = ipaddress.ip_address(ip or "")
+    except ValueError:
+        return checks
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is None:
+        site = str(ipaddress.ip_network(f"{address}/{SITE_PREFIX}", strict=False))
+        checks.append((bucket, site, RateLimit(rule.limit * SITE_FACTOR, rule.period_s)))
+    return checks
+
+
 def client_networks(ip: str) -> list[str]:
     """Every way a stored address of the client `ip` (as ip_key takes it) may be written:
     an IPv6 address's /64; an IPv4 address, plain or IPv4-mapped IPv6 (as a dual-stack
