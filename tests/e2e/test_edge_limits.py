@@ -197,6 +197,7 @@ REFUSED_BY_THE_PARSER_OR_THE_HANDSHAKE = [
         "MALFORMED_REQUEST",
     ),
     (b"GET /health HTTP/9.9\r\nHost: x\r\n\r\n", "MALFORMED_REQUEST"),
+    (b"GET /health HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", "MALFORMED_REQUEST"),
     (
         b"GET /api/gateway HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
         "WEBSOCKET_REFUSED",

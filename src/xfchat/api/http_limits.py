@@ -211,9 +211,15 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def _refuse(self, status: int, code: str, message: str) -> None:
         self._refusal = (status, code, message)
         self._disarm()
-        if self.cycle is not None and not self.cycle.response_complete:
-            self.transport.close()  # (a pipelined head: an answer is being written)
-            return
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            if self._in_head or cycle.response_started or self.pipeline:
+                self.transport.close()  # (another request's answer is due first)
+                return
+            # The request being read is refused after its head (a Transfer-Encoding the
+            # parser will not take, say): this is its answer, the app's goes nowhere.
+            cycle.disconnected = True
+            cycle.message_event.set()
         self._answer(status, code, message)
 
     def _answer(self, status: int, code: str, message: str) -> None:
