@@ -189,6 +189,32 @@ def test_a_body_trickled_or_never_sent_is_cut_and_a_slow_honest_one_is_served(
     assert b'"code":"MALFORMED_JSON"' in answer
 
 
+def test_a_client_that_reads_nothing_of_its_answers_is_cut(edge: tuple[int, str]) -> None:
+    """main: eight answers of Swagger UI's 1.5 MB script asked for at once, by a client
+    that read none of them, held the connection (and megabytes of buffers) for as long
+    as the client liked; no account needed, so any number of them."""
+    _, base = edge
+    host, port = base.removeprefix("http://").split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((host, int(port)))
+    sock.sendall(b"GET /docs/assets/swagger-ui-bundle.js HTTP/1.1\r\nHost: x\r\n\r\n" * 8)
+    mine = sock.getsockname()[1]
+
+    def held() -> bool:  # the server still has this connection
+        return any(
+            c.laddr and c.raddr and c.laddr.port == int(port) and c.raddr.port == mine
+            for c in psutil.net_connections(kind="tcp")
+        )
+
+    deadline = time.monotonic() + 30  # a bound on the test, far past the 3 s stall
+    while held() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not held()
+    sock.close()
+    assert httpx.get(f"{base}/health").status_code == 200
+
+
 REFUSED_BY_THE_PARSER_OR_THE_HANDSHAKE = [
     (b"GARBAGE\r\n\r\n", "MALFORMED_REQUEST"),
     (b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", "MALFORMED_REQUEST"),

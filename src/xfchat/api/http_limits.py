@@ -19,6 +19,10 @@ These subclasses add, per connection:
   time the server itself is not reading, its buffer full or a `100-continue` not yet
   sent, does not count): else 408 `REQUEST_TIMEOUT`, and the connection is closed (a
   body trickled a byte at a time held its connection, and its request, forever);
+- an answer the client takes none of: when the server has more to send and the
+  client has taken nothing for SEND_STALL times `header_timeout_s`, the connection is
+  reset (a reset frees the kernel's buffers too; a close would wait on them). A client
+  that asked for big answers and read none held them, and its connection, forever;
 - a request the parser cannot read: 400 `MALFORMED_REQUEST` in JSON, as every error
   (uvicorn's is text/plain), and the connection is closed;
 - WebSocket frames of at most BEFORE_IDENTIFY bytes until the app says the client is
@@ -29,6 +33,8 @@ These subclasses add, per connection:
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 from typing import Any
 
 import orjson
@@ -43,6 +49,8 @@ BEFORE_IDENTIFY = 4096
 AFTER_IDENTIFY = 65_536
 # Bytes a second a request body must average once its grace (the head's timeout) is over.
 MIN_BODY_RATE = 1024
+# How many times the head's timeout a client may take nothing of an answer being sent.
+SEND_STALL = 3
 # The ASGI scope extension by which the gateway lifts the first limit.
 FRAME_LIMIT = "xfchat.frame_limit"
 
@@ -67,6 +75,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._deadline: asyncio.TimerHandle | None = None
         self._refusal: tuple[int, str, str] | None = None
         self._body: _BodyClock | None = None  # while a request body is arriving
+        self._stall: asyncio.TimerHandle | None = None  # while the client takes nothing
+        self._running: Any = None  # the request whose answer the app is writing
 
     # -- the deadline
 
@@ -128,7 +138,34 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self._unstall()
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        """The transport's buffer is full: the client is not taking what is sent."""
+        super().pause_writing()
+        if self._stall is None:
+            seconds = self.header_timeout_s * SEND_STALL
+            self._stall = self.loop.call_later(seconds, self._stalled)
+
+    def resume_writing(self) -> None:
+        self._unstall()
+        super().resume_writing()
+
+    def _unstall(self) -> None:
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
+
+    def _stalled(self) -> None:
+        """Reset the connection: what the kernel still holds for the client goes too (a
+        close, even an abort, leaves it sending that to a client that reads nothing)."""
+        self._stall = None
+        self._drop()
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
         if self._refusal is not None:
@@ -214,13 +251,28 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete:
             if self._in_head or cycle.response_started or self.pipeline:
+                self._drop()
                 self.transport.close()  # (another request's answer is due first)
                 return
             # The request being read is refused after its head (a Transfer-Encoding the
             # parser will not take, say): this is its answer, the app's goes nowhere.
-            cycle.disconnected = True
-            cycle.message_event.set()
+            self._drop()
         self._answer(status, code, message)
+
+    def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+        self._running = cycle  # (with pipelining, not always self.cycle)
+        super()._start_asgi_task(cycle, app)
+
+    def _drop(self) -> None:
+        """From now on the app's answers go nowhere, as when the client goes away (the
+        transport is about to close: uvloop's raises on a write after that). Every
+        request of the connection, the one being answered and those queued behind it."""
+        queued = [cycle for cycle, _ in self.pipeline]
+        for cycle in (self._running, self.cycle, *queued):
+            if cycle is not None and not cycle.response_complete:
+                cycle.disconnected = True
+                cycle.message_event.set()
+        self.flow.resume_writing()
 
     def _answer(self, status: int, code: str, message: str) -> None:
         body = orjson.dumps({"code": code, "message": message})
