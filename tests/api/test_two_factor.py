@@ -256,3 +256,24 @@ async def test_guesses_from_elsewhere_never_lock_the_owner_out_at_home(
     for _ in range(2):  # at home too, codes are limited (per account and address: 3)
         assert (await second_step(home, ticket, "000000")).status_code == 401
     assert_limited(await second_step(home, ticket, "000000"), 3, "auth.two_factor.account_ip")
+
+
+async def test_codes_in_other_digits_are_wrong_codes_not_errors(
+    app_with: AppWith, make_user: MakeUser
+) -> None:
+    """main: 500 INTERNAL_ERROR. str.isdigit() takes Arabic-Indic and fullwidth digits,
+    and hmac.compare_digest raises on text that is not ASCII."""
+    user = await make_user()
+    client = await app_with()
+    setup = await client.post(
+        f"{BASE}/setup", headers=user.headers, json={"password": user.password}
+    )
+    assert setup.status_code == 200
+    for code in ("١٢٣٤٥٦", "１２３４５６"):
+        enable = await client.post(f"{BASE}/enable", headers=user.headers, json={"code": code})
+        assert enable.status_code == 400 and enable.json()["code"] == "WRONG_TWO_FACTOR_CODE"
+    secret = setup.json()["secret"]
+    await client.post(f"{BASE}/enable", headers=user.headers, json={"code": code_at(secret)})
+    ticket = await password_step(client, user)
+    wrong = await second_step(client, ticket, "٠٠٠٠٠٠")
+    assert wrong.status_code == 401 and wrong.json()["code"] == "INVALID_TWO_FACTOR_CODE"
