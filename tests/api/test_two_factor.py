@@ -277,3 +277,25 @@ async def test_codes_in_other_digits_are_wrong_codes_not_errors(
     ticket = await password_step(client, user)
     wrong = await second_step(client, ticket, "٠٠٠٠٠٠")
     assert wrong.status_code == 401 and wrong.json()["code"] == "INVALID_TWO_FACTOR_CODE"
+
+
+async def test_a_ticket_is_spent_by_the_login_it_completes(
+    app_with: AppWith, make_user: MakeUser
+) -> None:
+    """main: a ticket stayed good for its 300 s after its login was completed, so
+    whoever saw it (and a later code, over a shoulder) had a session without the
+    password. Now any code accepted since the ticket was issued voids it."""
+    user = await make_user()
+    client = await app_with()
+    secret, codes = await turn_on(client, user)
+    ticket = await password_step(client, user)
+    assert (await second_step(client, ticket, code_at(secret, 1))).status_code == 200
+    again = await second_step(client, ticket, codes[0])
+    assert again.status_code == 401 and again.json()["code"] == "INVALID_TICKET"
+    by_recovery = await password_step(client, user)
+    assert (await second_step(client, by_recovery, codes[1])).status_code == 200
+    replayed = await second_step(client, by_recovery, codes[2])
+    assert replayed.status_code == 401 and replayed.json()["code"] == "INVALID_TICKET"
+    wrong_then_right = await password_step(client, user)  # a wrong code spends nothing
+    assert (await second_step(client, wrong_then_right, "000000")).status_code == 401
+    assert (await second_step(client, wrong_then_right, codes[3])).status_code == 200

@@ -35,7 +35,7 @@ from xfchat.domain.tokens import (
     TICKET_TTL_S,
     TicketClaims,
     issue_two_factor_ticket,
-    password_stamp,
+    ticket_stamp,
     verify_two_factor_ticket,
 )
 from xfchat.errors import Unauthorized
@@ -143,10 +143,11 @@ async def log_in(
             await users_q.update_password_hash(conn, user_id=user.id, password_hash=new_hash)
         totp = await two_factor_q.get_totp(conn, user_id=user.id)
         if totp is not None and totp.confirmed_at is not None:
+            left = await two_factor_q.count_unused_recovery_codes(conn, user_id=user.id)
             ticket = issue_two_factor_ticket(
                 settings.secret.get_secret_value(),
                 user_id=user.id,
-                password_hash=new_hash or user.password_hash,
+                stamp=ticket_stamp(new_hash or user.password_hash, totp.last_step, left),
             )
             return TwoFactorRequired(ticket, TICKET_TTL_S)
         return await start_session(conn, settings, user, client)
@@ -169,11 +170,18 @@ async def complete_two_factor(
     or an unused recovery code (spent).
 
     Raises:
-        Unauthorized: INVALID_TICKET (also once the password changed), INVALID_TWO_FACTOR_CODE.
+        Unauthorized: INVALID_TICKET (also once the password changed, or a code was
+            accepted since it was issued: the login it completed), INVALID_TWO_FACTOR_CODE.
     """
     async with pool.acquire() as conn, conn.transaction():
         user = await users_q.get_user(conn, user_id=claims.user_id)
-        if user is None or password_stamp(user.password_hash) != claims.password_stamp:
+        totp = await two_factor_q.lock_totp(conn, user_id=claims.user_id)
+        left = await two_factor_q.count_unused_recovery_codes(conn, user_id=claims.user_id)
+        if (
+            user is None
+            or totp is None
+            or ticket_stamp(user.password_hash, totp.last_step, left) != claims.stamp
+        ):
             raise Unauthorized(
                 "the two-factor ticket is invalid or expired: log in again",
                 code="INVALID_TICKET",
