@@ -91,6 +91,13 @@ def test_a_head_just_over_the_limit_is_431_and_one_under_it_is_served(
     assert under.status_code == 200
     over = httpx.get(f"{base}/health", headers={"X-Pad": "a" * 17_000})
     assert over.status_code == 431 and over.json()["code"] == "HEADERS_TOO_LARGE"
+    for size, status in ((16_384, b"200"), (16_385, b"431")):  # main: 16,400 was served
+        sock = raw_connection(base)
+        head = b"GET /health HTTP/1.1\r\nConnection: close\r\nX-Pad: \r\n\r\n"
+        sock.sendall(head[:-4] + b"a" * (size - len(head)) + b"\r\n\r\n")
+        answer = read_answer(sock)
+        sock.close()
+        assert answer.startswith(b"HTTP/1.1 " + status), (size, answer[:100])
 
 
 def test_20000_repeated_parents_headers_are_refused_before_the_app(edge: tuple[int, str]) -> None:

@@ -201,6 +201,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
+        # The request line's other bytes and the blank line: with the URL and each
+        # header line counted already, the whole head (for the usual "Name: value").
+        self._count(len(self.parser.get_method()) + len(b"  HTTP/1.1\r\n\r\n"))
         self._disarm()
         self._in_head, self._arrived = False, 0
         super().on_headers_complete()
