@@ -25,6 +25,10 @@ These subclasses add, per connection:
   that asked for big answers and read none held them, and its connection, forever;
 - a request the parser cannot read: 400 `MALFORMED_REQUEST` in JSON, as every error
   (uvicorn's is text/plain), and the connection is closed;
+- WebSocket pings and pongs: CONTROL_BURST at once, then CONTROL_RATE a second, else
+  the connection is closed (anyone could keep a process busy answering pings);
+- at most UNIDENTIFIED_BYTES from a WebSocket client before it is identified, closed
+  unparsed past them (pings are answered inside the parser: parsing them is the work);
 - WebSocket frames of at most BEFORE_IDENTIFY bytes until the app says the client is
   identified (`allow_larger_frames`), then at most `ws_max_size`: a larger frame
   closes the connection with 1009 before its payload is read.
@@ -51,6 +55,14 @@ AFTER_IDENTIFY = 65_536
 MIN_BODY_RATE = 1024
 # How many times the head's timeout a client may take nothing of an answer being sent.
 SEND_STALL = 3
+# WebSocket pings and pongs a connection may send at once, then a second (a token bucket;
+# identified or not: the gateway limits the other frames itself). Clients ping every
+# 20 s or so, browsers never; a loop of pings was 350,000 a second, each answered.
+CONTROL_BURST = 60
+CONTROL_RATE = 10.0
+# Bytes a WebSocket client may send before it is identified (IDENTIFY is one frame of at
+# most BEFORE_IDENTIFY): past them the connection is closed before they are parsed.
+UNIDENTIFIED_BYTES = 4 * BEFORE_IDENTIFY
 # The ASGI scope extension by which the gateway lifts the first limit.
 FRAME_LIMIT = "xfchat.frame_limit"
 
@@ -321,6 +333,39 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
             return response
 
         self.conn.reject = reject  # type: ignore[method-assign]
+        self._controls, self._filled = float(CONTROL_BURST), self.loop.time()
+        self._unidentified = 0  # bytes received while not identified (-1: identified)
+
+    def data_received(self, data: bytes) -> None:
+        if self._unidentified < 0 or not self.handshake_initiated:  # (or the head itself)
+            super().data_received(data)
+            return
+        room = UNIDENTIFIED_BYTES - self._unidentified
+        self._unidentified += len(data)
+        if room > 0:  # (what fits is parsed: a frame too large is still closed 1009)
+            super().data_received(data[:room])
+        if self._unidentified > UNIDENTIFIED_BYTES and not self.transport.is_closing():
+            self.transport.close()
+
+    def handle_ping(self) -> None:
+        if self._take_control():
+            super().handle_ping()
+
+    def handle_pong(self, event: Any) -> None:
+        if self._take_control():
+            super().handle_pong(event)
+
+    def _take_control(self) -> bool:
+        """Whether one more ping or pong is within the connection's budget; past it the
+        connection is closed (and nothing more of it is read)."""
+        now = self.loop.time()
+        self._controls = min(CONTROL_BURST, self._controls + (now - self._filled) * CONTROL_RATE)
+        self._controls, self._filled = self._controls - 1, now
+        if self._controls >= 0:
+            return True
+        if not self.transport.is_closing():
+            self.transport.close()
+        return False
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
@@ -330,6 +375,7 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def _lift(self) -> None:
         self.conn.max_message_size = self.config.ws_max_size
+        self._unidentified = -1
 
 
 def allow_larger_frames(ws: WebSocket) -> None:
