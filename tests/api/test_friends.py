@@ -213,9 +213,38 @@ async def test_blocking_ends_friendship_and_pending_requests(
     await client.put(f"/api/users/@me/blocks/{ben.id}", headers=ann.headers)
     await client.put(f"/api/users/@me/blocks/{cid.id}", headers=ann.headers)
     assert await friends_of(client, ann) == [] and await friends_of(client, ben) == []
-    assert (await client.get(REQUESTS, headers=cid.headers)).json()["outgoing"] == []
     twice = await client.put(f"/api/users/@me/blocks/{ben.id}", headers=ann.headers)
     assert twice.status_code == 204
+
+
+async def test_blocking_cancels_your_request_and_hides_theirs_without_telling_them(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    """main: blocking someone whose request was pending cancelled it and told them
+    (friend_request.cancelled, a cancellation of their own request they never made,
+    their outgoing list emptied): only a block does that, so it told them of the block.
+    Now theirs stays pending for them, as one sent after the block does."""
+    ann, ben, cid = await make_user("ann"), await make_user("ben"), await make_user("cid")
+    to_ann = (await send(client, cid, "ann")).json()
+    assert (await send(client, ann, "ben")).status_code == 201
+    await client.put(f"/api/users/@me/blocks/{cid.id}", headers=ann.headers)
+    await client.put(f"/api/users/@me/blocks/{ben.id}", headers=ann.headers)
+    outgoing = (await client.get(REQUESTS, headers=cid.headers)).json()["outgoing"]
+    assert [(r["id"], r["status"]) for r in outgoing] == [(to_ann["id"], "pending")]
+    cid_events = [t for t, _ in await factories.events_of(conn, "user", cid.id)]
+    assert cid_events == ["friend_request.created"]
+    assert (await client.get(REQUESTS, headers=ann.headers)).json() == {
+        "incoming": [],
+        "outgoing": [],
+    }
+    ann_events = [t for t, _ in await factories.events_of(conn, "user", ann.id)]
+    assert ann_events.count("friend_request.cancelled") == 2  # both leave her lists
+    ben_seen = [t for t, _ in await factories.events_of(conn, "user", ben.id)]
+    assert ben_seen[-1] == "friend_request.cancelled"  # hers to him: cancelled, as by her
+    assert (await client.get(REQUESTS, headers=ben.headers)).json()["incoming"] == []
+    await client.delete(f"/api/users/@me/blocks/{cid.id}", headers=ann.headers)
+    incoming = (await client.get(REQUESTS, headers=ann.headers)).json()["incoming"]
+    assert [r["id"] for r in incoming] == [to_ann["id"]]
 
 
 async def test_unblock_lets_requests_through_again(

@@ -4,6 +4,7 @@ and the registration answers that say an email is taken."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import httpx
@@ -132,3 +133,98 @@ async def test_a_client_address_that_is_not_an_ip_is_kept_as_none(
         )
     mine = [s for s in sessions.json() if s["current"]]
     assert mine[0]["ip"] is None
+
+
+async def test_registrations_at_once_are_told_an_email_is_taken_no_more_often(
+    app_with: AppWith, make_user: MakeUser
+) -> None:
+    """The taken-email bucket was peeked before a registration and counted after its
+    argon2 work: registrations sent at once all passed the peek, so one address learned
+    of as many emails as it sent at once (3 a day became 10 an hour)."""
+    await make_user("known", email="known@example.com")
+    client = await app_with(rate_register_taken_ip="2/300")
+
+    async def register(i: int) -> httpx.Response:
+        return await client.post(
+            "/api/auth/register",
+            json={"username": f"probe{i}", "email": "known@example.com", "password": PASSWORD},
+        )
+
+    answers = await asyncio.gather(*(register(i) for i in range(6)))
+    codes = sorted(a.json()["code"] for a in answers)
+    assert codes == ["EMAIL_TAKEN"] * 2 + ["RATE_LIMITED"] * 4, codes
+
+
+async def test_a_free_email_gives_back_its_place_in_the_taken_email_bucket(
+    app_with: AppWith, make_user: MakeUser
+) -> None:
+    await make_user("known", email="known@example.com")
+    client = await app_with(rate_register_taken_ip="1/300")
+    for i in range(3):  # free emails, a taken username, a weak password: none count
+        fresh = await client.post(
+            "/api/auth/register",
+            json={"username": f"fresh{i}", "email": f"fresh{i}@example.com", "password": PASSWORD},
+        )
+        assert fresh.status_code == 201, fresh.text
+    name = await client.post(
+        "/api/auth/register",
+        json={"username": "known", "email": "other@example.com", "password": PASSWORD},
+    )
+    assert name.json()["code"] == "USERNAME_TAKEN"
+    taken = await client.post(
+        "/api/auth/register",
+        json={"username": "probe", "email": "known@example.com", "password": PASSWORD},
+    )
+    assert taken.json()["code"] == "EMAIL_TAKEN"
+    after = await client.post(
+        "/api/auth/register",
+        json={"username": "probe2", "email": "free@example.com", "password": PASSWORD},
+    )
+    assert_limited(after, 1, "auth.register.taken")
+
+
+async def test_an_ipv6_owner_is_at_home_anywhere_in_their_64_network(
+    app_with: AppWith, make_user: MakeUser
+) -> None:
+    """Rate limits take an IPv6 client by its /64, but the owner's familiar addresses
+    were matched whole: an owner whose address changes within their network (privacy
+    addresses change daily) was locked out by strangers' guesses."""
+    owner = await make_user("owner", ip="2001:db8:1:2::17")
+    for i in range(4):
+        attacker = await app_with(ip=f"198.51.100.{i + 1}", rate_login_account="3/300")
+        await login(attacker, "owner")
+    assert await login(attacker, "owner", owner.password) == 429
+    next_day = await app_with(ip="2001:db8:1:2:a9c3:51ff:fe10:7", rate_login_account="3/300")
+    assert await login(next_day, "owner", owner.password) == 200
+    mapped = await make_user("mapped", ip="::ffff:192.0.2.7")
+    for i in range(4):
+        attacker = await app_with(ip=f"198.51.100.{i + 1}", rate_login_account="3/300")
+        await login(attacker, "mapped")
+    same_host = await app_with(ip="192.0.2.7", rate_login_account="3/300")
+    assert await login(same_host, "mapped", mapped.password) == 200
+    elsewhere = await app_with(ip="2001:db8:1:3::17", rate_login_account="3/300")
+    assert await login(elsewhere, "owner", owner.password) == 429  # another network waits
+
+
+async def test_an_ipv6_site_cannot_multiply_the_limits_by_its_64_networks(
+    app_with: AppWith,
+) -> None:
+    """main: every /64 had a whole per-address limit, and one site has 65,536 of them
+    (a tunnel broker gives anyone a /48 for free): 10 registrations an hour became
+    655,360, three taken emails a day 196,608. Now a /48 takes 16 times the rule."""
+    statuses = []
+    for i in range(17):
+        client = await app_with(ip=f"2001:db8:7:{i:x}::1", rate_register_ip="1/300")
+        answer = await client.post(
+            "/api/auth/register",
+            json={"username": f"site{i}", "email": f"site{i}@example.com", "password": PASSWORD},
+        )
+        statuses.append(answer.status_code)
+    assert statuses == [201] * 16 + [429]  # main: 17 times 201
+    assert_limited(answer, 16, "auth.register")
+    neighbour = await app_with(ip="2001:db8:8::1", rate_register_ip="1/300")
+    fresh = await neighbour.post(
+        "/api/auth/register",
+        json={"username": "next", "email": "next@example.com", "password": PASSWORD},
+    )
+    assert fresh.status_code == 201

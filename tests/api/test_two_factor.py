@@ -177,8 +177,9 @@ async def test_codes_have_their_own_rate_limit_per_account(
     client = await app_with(rate_two_factor_account="3/300")
     _, codes = await turn_on(client, user)  # (enabling counted one)
     ticket = await password_step(client, user)
+    away = await app_with(ip="10.2.2.2", rate_two_factor_account="3/300")
     for guess in ("000000", "111111"):
-        assert (await second_step(client, ticket, guess)).status_code == 401
+        assert (await second_step(away, ticket, guess)).status_code == 401
     elsewhere = await app_with(ip="10.3.3.3", rate_two_factor_account="3/300")
     assert_limited(await second_step(elsewhere, ticket, codes[0]), 3, "auth.two_factor")
 
@@ -229,3 +230,72 @@ async def test_the_routes_confirming_the_password_share_its_limit(
         json={"current_password": user.password, "new_password": "another long phrase"},
     )
     assert_limited(change, 2, "account.password")  # one bucket for every password try
+
+
+async def test_guesses_from_elsewhere_never_lock_the_owner_out_at_home(
+    app_with: AppWith, make_user: MakeUser
+) -> None:
+    """main: the codes' bucket was the account's alone, so anyone who had the password
+    (a leaked one: two-factor sign-in is for exactly that) could spend it every 15
+    minutes and keep the owner from logging in anywhere. Now it is per account and
+    address, and per account from every address except those it logged in from before,
+    as for the password step."""
+    owner = await make_user("owner")  # registered from 127.0.0.1: a familiar address
+    rule = {"rate_two_factor_account": "3/300"}
+    home = await app_with(**rule)
+    secret, _ = await turn_on(home, owner)
+    thief = await app_with(ip="198.51.100.9", **rule)
+    stolen = await password_step(thief, owner)
+    answers = [(await second_step(thief, stolen, "000000")).status_code for _ in range(4)]
+    assert answers[-1] == 429 and set(answers[:-1]) <= {401, 429}
+    ticket = await password_step(home, owner)
+    assert (await second_step(home, ticket, code_at(secret, 1))).status_code == 200
+    travelling = await app_with(ip="203.0.113.7", **rule)
+    far = await password_step(travelling, owner)
+    assert_limited(await second_step(travelling, far, "123456"), 3, "auth.two_factor")
+    for _ in range(2):  # at home too, codes are limited (per account and address: 3)
+        assert (await second_step(home, ticket, "000000")).status_code == 401
+    assert_limited(await second_step(home, ticket, "000000"), 3, "auth.two_factor.account_ip")
+
+
+async def test_codes_in_other_digits_are_wrong_codes_not_errors(
+    app_with: AppWith, make_user: MakeUser
+) -> None:
+    """main: 500 INTERNAL_ERROR. str.isdigit() takes Arabic-Indic and fullwidth digits,
+    and hmac.compare_digest raises on text that is not ASCII."""
+    user = await make_user()
+    client = await app_with()
+    setup = await client.post(
+        f"{BASE}/setup", headers=user.headers, json={"password": user.password}
+    )
+    assert setup.status_code == 200
+    for code in ("١٢٣٤٥٦", "１２３４５６"):
+        enable = await client.post(f"{BASE}/enable", headers=user.headers, json={"code": code})
+        assert enable.status_code == 400 and enable.json()["code"] == "WRONG_TWO_FACTOR_CODE"
+    secret = setup.json()["secret"]
+    await client.post(f"{BASE}/enable", headers=user.headers, json={"code": code_at(secret)})
+    ticket = await password_step(client, user)
+    wrong = await second_step(client, ticket, "٠٠٠٠٠٠")
+    assert wrong.status_code == 401 and wrong.json()["code"] == "INVALID_TWO_FACTOR_CODE"
+
+
+async def test_a_ticket_is_spent_by_the_login_it_completes(
+    app_with: AppWith, make_user: MakeUser
+) -> None:
+    """main: a ticket stayed good for its 300 s after its login was completed, so
+    whoever saw it (and a later code, over a shoulder) had a session without the
+    password. Now any code accepted since the ticket was issued voids it."""
+    user = await make_user()
+    client = await app_with()
+    secret, codes = await turn_on(client, user)
+    ticket = await password_step(client, user)
+    assert (await second_step(client, ticket, code_at(secret, 1))).status_code == 200
+    again = await second_step(client, ticket, codes[0])
+    assert again.status_code == 401 and again.json()["code"] == "INVALID_TICKET"
+    by_recovery = await password_step(client, user)
+    assert (await second_step(client, by_recovery, codes[1])).status_code == 200
+    replayed = await second_step(client, by_recovery, codes[2])
+    assert replayed.status_code == 401 and replayed.json()["code"] == "INVALID_TICKET"
+    wrong_then_right = await password_step(client, user)  # a wrong code spends nothing
+    assert (await second_step(client, wrong_then_right, "000000")).status_code == 401
+    assert (await second_step(client, wrong_then_right, codes[3])).status_code == 200

@@ -17,6 +17,7 @@ import websockets
 
 from tests.factories import MakeUser
 from tests.support import METRICS_HEADERS, Servers, free_port
+from xfchat.api.http_limits import CONTROL_BURST, UNIDENTIFIED_BYTES
 
 MIB = 1 << 20
 
@@ -91,6 +92,13 @@ def test_a_head_just_over_the_limit_is_431_and_one_under_it_is_served(
     assert under.status_code == 200
     over = httpx.get(f"{base}/health", headers={"X-Pad": "a" * 17_000})
     assert over.status_code == 431 and over.json()["code"] == "HEADERS_TOO_LARGE"
+    for size, status in ((16_384, b"200"), (16_385, b"431")):  # main: 16,400 was served
+        sock = raw_connection(base)
+        head = b"GET /health HTTP/1.1\r\nConnection: close\r\nX-Pad: \r\n\r\n"
+        sock.sendall(head[:-4] + b"a" * (size - len(head)) + b"\r\n\r\n")
+        answer = read_answer(sock)
+        sock.close()
+        assert answer.startswith(b"HTTP/1.1 " + status), (size, answer[:100])
 
 
 def test_20000_repeated_parents_headers_are_refused_before_the_app(edge: tuple[int, str]) -> None:
@@ -148,6 +156,142 @@ def test_a_slowloris_head_is_cut_at_the_deadline_and_so_is_a_silent_connection(
     assert b'"code":"REQUEST_TIMEOUT"' in silent_answer
     assert rss(pid) - before < 16 * MIB
     assert httpx.get(f"{base}/health").status_code == 200  # nobody else was held up
+
+
+def test_a_body_trickled_or_never_sent_is_cut_and_a_slow_honest_one_is_served(
+    edge: tuple[int, str],
+) -> None:
+    """main: a body trickled a byte a second held its connection (and its request) for
+    as long as the client liked; the head's deadline stopped at the head."""
+    _, base = edge
+    head = (
+        b"POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 8192\r\nConnection: close\r\n\r\n"
+    )
+    trickler, silent, honest = (raw_connection(base) for _ in range(3))
+    for sock in (trickler, silent, honest):
+        sock.sendall(head)
+    trickler.setblocking(False)
+    cut = False
+    for i in range(32):  # 3.2 s, past the 1 s grace
+        if not cut:
+            try:
+                trickler.send(b" ")  # a byte every 0.1 s: 10 bytes a second
+                cut = bool(trickler.recv(4096, socket.MSG_PEEK))
+            except BlockingIOError:
+                pass
+            except (BrokenPipeError, ConnectionResetError):
+                cut = True
+        if i % 4 == 3:  # the honest one: 1 KiB every 0.4 s, the whole body in 3.2 s
+            honest.sendall(b" " * 1024)
+        time.sleep(0.1)
+    trickler.setblocking(True)
+    for sock in (trickler, silent):
+        answer = read_answer(sock)
+        sock.close()
+        assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+        assert b'"code":"REQUEST_TIMEOUT"' in answer
+    answer = read_answer(honest)
+    honest.close()
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]  # read whole, then answered
+    assert b'"code":"MALFORMED_JSON"' in answer
+
+
+def test_a_client_that_reads_nothing_of_its_answers_is_cut(edge: tuple[int, str]) -> None:
+    """main: eight answers of Swagger UI's 1.5 MB script asked for at once, by a client
+    that read none of them, held the connection (and megabytes of buffers) for as long
+    as the client liked; no account needed, so any number of them."""
+    _, base = edge
+    host, port = base.removeprefix("http://").split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((host, int(port)))
+    sock.sendall(b"GET /docs/assets/swagger-ui-bundle.js HTTP/1.1\r\nHost: x\r\n\r\n" * 8)
+    mine = sock.getsockname()[1]
+
+    def held() -> bool:  # the server still has this connection
+        return any(
+            c.laddr and c.raddr and c.laddr.port == int(port) and c.raddr.port == mine
+            for c in psutil.net_connections(kind="tcp")
+        )
+
+    deadline = time.monotonic() + 30  # a bound on the test, far past the 3 s stall
+    while held() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not held()
+    sock.close()
+    assert httpx.get(f"{base}/health").status_code == 200
+
+
+async def test_a_flood_of_websocket_pings_closes_the_connection(
+    edge: tuple[int, str], make_user: MakeUser
+) -> None:
+    """main: anyone (no token needed) could send pings as fast as they liked for the 45 s
+    a connection waits for IDENTIFY, each answered: 350,000 a second from four
+    connections, and /health took 5.6 s meanwhile. Identified, a connection gets
+    CONTROL_BURST pings at once, then CONTROL_RATE a second."""
+    _, base = edge
+    sock = raw_connection(base)
+    sock.sendall(
+        b"GET /api/gateway HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    ping = b"\x89\x84\x00\x00\x00\x00ping"  # (masked with zeros, as a client must mask)
+    send_until_cut(sock, b"", ping * 1000, len(ping) * 50_000)
+    answer = read_answer(sock)  # until the server closes it (main: 45 s later, all answered)
+    sock.close()
+    assert answer.startswith(b"HTTP/1.1 101 "), answer[:100]
+    # Not identified: cut once UNIDENTIFIED_BYTES have come, the rest never parsed.
+    assert answer.count(b"\x8a\x04ping") <= UNIDENTIFIED_BYTES // len(ping)
+    user = await make_user()
+    async with websockets.connect(base.replace("http://", "ws://") + "/api/gateway") as ws:
+        await ws.recv()
+        await ws.send(json.dumps({"op": 2, "d": {"token": user.access_token}}))
+        assert json.loads(await ws.recv())["t"] == "ready"
+        with contextlib.suppress(websockets.ConnectionClosed):
+            for _ in range(CONTROL_BURST * 4):
+                await ws.ping()
+        await asyncio.wait_for(ws.wait_closed(), 30)  # (a bound: main answers them all)
+
+
+REFUSED_BY_THE_PARSER_OR_THE_HANDSHAKE = [
+    (b"GARBAGE\r\n\r\n", "MALFORMED_REQUEST"),
+    (b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", "MALFORMED_REQUEST"),
+    (
+        b"POST /health HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+        "MALFORMED_REQUEST",
+    ),
+    (b"GET /health HTTP/9.9\r\nHost: x\r\n\r\n", "MALFORMED_REQUEST"),
+    (b"GET /health HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", "MALFORMED_REQUEST"),
+    (
+        b"GET /api/gateway HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+        "WEBSOCKET_REFUSED",
+    ),
+    (
+        b"GET /health HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        "WEBSOCKET_REFUSED",
+    ),
+]
+
+
+def test_what_the_parser_or_the_handshake_refuses_is_answered_in_json(
+    edge: tuple[int, str],
+) -> None:
+    """main: uvicorn's own text/plain 400 ("Invalid HTTP request received."), the
+    websockets library's text/plain 400, and an empty 403 for a WebSocket to a path
+    that has none."""
+    _, base = edge
+    for request_bytes, code in REFUSED_BY_THE_PARSER_OR_THE_HANDSHAKE:
+        sock = raw_connection(base)
+        sock.sendall(request_bytes)
+        answer = read_answer(sock)
+        sock.close()
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith((b"HTTP/1.1 400 ", b"HTTP/1.1 403 ")), answer[:300]
+        assert b"content-type: application/json" in head.lower(), head
+        error = json.loads(body)
+        assert error["code"] == code and error["message"], error
 
 
 async def test_a_16_mib_frame_before_identify_closes_1009_unread(edge: tuple[int, str]) -> None:

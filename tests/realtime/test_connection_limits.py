@@ -14,6 +14,7 @@ from tests import factories
 from tests.factories import MakeUser
 from tests.realtime.clients import GatewayClient, sse, wait_subscribers
 from tests.support import Servers
+from xfchat.api.gateway import FRAME_BURST
 
 
 @contextlib.asynccontextmanager
@@ -87,3 +88,24 @@ async def test_identify_resume_and_streams_are_rate_limited_per_user(
     assert refused.status_code == 429
     assert refused.json()["bucket"] == "realtime.connect" and "retry-after" in refused.headers
     assert await gateway_refusal(base, ben.access_token) == 0  # per user
+
+
+async def test_a_flood_of_frames_after_identify_closes_the_connection(
+    servers: Servers, make_user: MakeUser
+) -> None:
+    """main: every frame was taken, 41,000 heartbeats a second from four connections of
+    one user, each answered, and /health took 3.4 s meanwhile. Now a connection may send
+    FRAME_BURST frames at once, then FRAME_RATE a second; past that: close 4008."""
+    _, base = servers.start()
+    ann = await make_user("ann")
+    gateway = await GatewayClient.connect(base, ann.access_token)
+    try:
+        await gateway.next("ready")
+        with contextlib.suppress(websockets.ConnectionClosed):
+            for _ in range(FRAME_BURST * 4):
+                await gateway.heartbeat()
+        assert await gateway.closed_with() == 4008
+        assert "frames" in (gateway.ws.close_reason or "")
+        assert gateway.acks < FRAME_BURST * 2  # (the bucket refills a little meanwhile)
+    finally:
+        await gateway.close()

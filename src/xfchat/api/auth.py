@@ -13,14 +13,13 @@ from xfchat.api.deps import (
     Conn,
     CurrentActor,
     Pool,
-    check_limit,
     check_limits,
+    give_back,
     ip_limit,
-    peek_limit,
 )
 from xfchat.api.models import Text, UserPrivate
 from xfchat.domain import accounts, login
-from xfchat.domain.rate_limits import ip_key
+from xfchat.domain.rate_limits import address_checks
 from xfchat.errors import BadRequest, Conflict
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
@@ -97,10 +96,16 @@ async def post_register(
 ) -> TokensOut:
     """Create an account; answers with tokens for a new session. An address that was
     told `EMAIL_TAKEN` its share of times waits (429) whatever it sends next, so emails
-    cannot be tried one after another."""
-    taken = ("auth.register.taken", ip_key(client.ip), settings.rate_register_taken_ip)
-    await peek_limit(request, *taken)
+    cannot be tried one after another. Every registration counts in that bucket up front
+    (registrations sent at once cannot all pass a check made before their answers) and
+    gives its hit back unless it is answered `EMAIL_TAKEN` (refused ones too), so the
+    bucket holds the address's `EMAIL_TAKEN` answers and the registrations in flight."""
+    taken = address_checks("auth.register.taken", client.ip, settings.rate_register_taken_ip)
+    decisions = await check_limits(request, taken, enforce=False, record=False)
+    email_taken = False
     try:
+        for decision in decisions:
+            decision.enforce()
         issued = await accounts.register(
             pool,
             settings,
@@ -111,9 +116,11 @@ async def post_register(
             client=client,
         )
     except Conflict as exc:
-        if exc.code == "EMAIL_TAKEN":  # counted; this answer stands
-            await check_limits(request, [taken], enforce=False)
+        email_taken = exc.code == "EMAIL_TAKEN"  # counted; this answer stands
         raise
+    finally:
+        if not email_taken:
+            await give_back(request, taken)
     return TokensOut.of(issued)
 
 
@@ -142,11 +149,11 @@ async def post_login_two_factor(
     body: TwoFactorLoginIn, request: Request, pool: Pool, settings: AppSettings, client: Client
 ) -> TokensOut:
     """Trade a login's ticket and a code (of the authenticator, or a recovery code) for
-    tokens. Codes are counted per account (`auth.two_factor`)."""
+    tokens. Codes are counted per account and address, and per account
+    (`auth.two_factor`) except from the account's familiar addresses."""
     claims = login.read_ticket(settings, body.ticket)
-    await check_limit(
-        request, "auth.two_factor", str(claims.user_id), settings.rate_two_factor_account
-    )
+    limits = await login.two_factor_limits(pool, settings, claims.user_id, client.ip)
+    await check_limits(request, limits)
     issued = await login.complete_two_factor(
         pool, settings, claims=claims, code=body.code, client=client
     )

@@ -19,7 +19,7 @@ from xfchat.domain.accounts import (
     authenticate,
     authenticate_quick,
 )
-from xfchat.domain.rate_limits import Decision, RateLimiter, ip_key
+from xfchat.domain.rate_limits import Decision, RateLimiter, address_checks
 from xfchat.errors import Unauthorized
 from xfchat.settings import RateLimit, Settings
 
@@ -96,16 +96,19 @@ async def check_limits(
     conn: asyncpg.Connection | None = None,
     *,
     enforce: bool = True,
+    record: bool = True,
 ) -> list[Decision]:
     """Count this request in several buckets (one statement); raises RateLimited (429)
-    when over one of them, unless `enforce` is off (the count stands either way)."""
+    when over one of them, unless `enforce` is off (the count stands either way). With
+    `record` off the response's X-RateLimit headers leave these buckets out (a hit that
+    may be given back)."""
     limiter: RateLimiter = request.app.state.limiter
     if conn is None:
         async with request.app.state.pool.acquire() as own:
             decisions = await limiter.check_many(own, checks)
     else:
         decisions = await limiter.check_many(conn, checks)
-    for decision in decisions:
+    for decision in decisions if record else ():
         record_decision(request, decision)
     if enforce:
         for decision in decisions:
@@ -113,21 +116,22 @@ async def check_limits(
     return decisions
 
 
-async def peek_limit(request: Request, bucket: str, key: str, rule: RateLimit) -> None:
-    """Raises RateLimited (429) if the bucket is full, without counting this request
-    (for limits counted only on some outcomes)."""
+async def give_back(request: Request, checks: list[tuple[str, str, RateLimit]]) -> None:
+    """Take back this request's hit in buckets it was counted in (see
+    RateLimiter.give_back)."""
     limiter: RateLimiter = request.app.state.limiter
     async with request.app.state.pool.acquire() as conn:
-        decision = await limiter.peek(conn, bucket, key, rule)
-    decision.enforce()
+        for bucket, key, _ in checks:
+            await limiter.give_back(conn, bucket, key)
 
 
 def ip_limit(bucket: str, setting: str) -> Any:
-    """A dependency limiting a route per client IP with the rule in `settings.<setting>`."""
+    """A dependency limiting a route per client address with the rule in
+    `settings.<setting>` (an IPv6 one: its /64, and its /48 more loosely)."""
 
     async def dependency(request: Request) -> None:
         rule = getattr(get_settings(request), setting)
-        await check_limit(request, bucket, ip_key(client_info(request).ip), rule)
+        await check_limits(request, address_checks(bucket, client_info(request).ip, rule))
 
     return Depends(dependency)
 

@@ -14,6 +14,21 @@ These subclasses add, per connection:
 - a deadline of `header_timeout_s` for the whole head, from the connection's opening
   or from a request's first byte, however slowly the bytes trickle: 408
   `REQUEST_TIMEOUT`, and the connection is closed;
+- a deadline for a request's body: `header_timeout_s` plus one second for every
+  MIN_BODY_RATE bytes received (the body must average that rate after a grace; the
+  time the server itself is not reading, its buffer full or a `100-continue` not yet
+  sent, does not count): else 408 `REQUEST_TIMEOUT`, and the connection is closed (a
+  body trickled a byte at a time held its connection, and its request, forever);
+- an answer the client takes none of: when the server has more to send and the
+  client has taken nothing for SEND_STALL times `header_timeout_s`, the connection is
+  reset (a reset frees the kernel's buffers too; a close would wait on them). A client
+  that asked for big answers and read none held them, and its connection, forever;
+- a request the parser cannot read: 400 `MALFORMED_REQUEST` in JSON, as every error
+  (uvicorn's is text/plain), and the connection is closed;
+- WebSocket pings and pongs: CONTROL_BURST at once, then CONTROL_RATE a second, else
+  the connection is closed (anyone could keep a process busy answering pings);
+- at most UNIDENTIFIED_BYTES from a WebSocket client before it is identified, closed
+  unparsed past them (pings are answered inside the parser: parsing them is the work);
 - WebSocket frames of at most BEFORE_IDENTIFY bytes until the app says the client is
   identified (`allow_larger_frames`), then at most `ws_max_size`: a larger frame
   closes the connection with 1009 before its payload is read.
@@ -22,21 +37,36 @@ These subclasses add, per connection:
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 from typing import Any
 
 import orjson
 from starlette.websockets import WebSocket
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.http11 import Response
 
 # Frames a client may send before IDENTIFY or RESUME (a token is a few hundred bytes),
 # and after it (a voice signal carries up to 16 KiB of JSON).
 BEFORE_IDENTIFY = 4096
 AFTER_IDENTIFY = 65_536
+# Bytes a second a request body must average once its grace (the head's timeout) is over.
+MIN_BODY_RATE = 1024
+# How many times the head's timeout a client may take nothing of an answer being sent.
+SEND_STALL = 3
+# WebSocket pings and pongs a connection may send at once, then a second (a token bucket;
+# identified or not: the gateway limits the other frames itself). Clients ping every
+# 20 s or so, browsers never; a loop of pings was 350,000 a second, each answered.
+CONTROL_BURST = 60
+CONTROL_RATE = 10.0
+# Bytes a WebSocket client may send before it is identified (IDENTIFY is one frame of at
+# most BEFORE_IDENTIFY): past them the connection is closed before they are parsed.
+UNIDENTIFIED_BYTES = 4 * BEFORE_IDENTIFY
 # The ASGI scope extension by which the gateway lifts the first limit.
 FRAME_LIMIT = "xfchat.frame_limit"
 
-_PHRASES = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+_PHRASES = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 
 
 class _Refused(Exception):
@@ -56,6 +86,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._headers = 0
         self._deadline: asyncio.TimerHandle | None = None
         self._refusal: tuple[int, str, str] | None = None
+        self._body: _BodyClock | None = None  # while a request body is arriving
+        self._stall: asyncio.TimerHandle | None = None  # while the client takes nothing
+        self._running: Any = None  # the request whose answer the app is writing
 
     # -- the deadline
 
@@ -74,6 +107,41 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             seconds = f"{self.header_timeout_s:g}"
             self._refuse(408, "REQUEST_TIMEOUT", f"the request head took over {seconds} s")
 
+    def _await_body(self) -> None:
+        has_body = any(
+            name == b"transfer-encoding" or (name == b"content-length" and value.strip(b" 0"))
+            for name, value in self.headers
+        )
+        if has_body and not self.parser.should_upgrade():
+            self._body = _BodyClock(self.loop.time())
+            self._deadline = self.loop.call_later(self.header_timeout_s, self._body_due)
+
+    def _body_due(self) -> None:
+        self._deadline = None
+        body = self._body
+        if body is None or self.transport.is_closing():
+            return
+        now, cycle = self.loop.time(), self.cycle
+        server_waits = self.flow.read_paused or (
+            cycle is not None and cycle.waiting_for_100_continue
+        )
+        body.look(now, server_waits)
+        left = body.left(now, self.header_timeout_s)
+        if left > 0:
+            next_look = min(left, 1.0) if server_waits else max(left, 0.05)
+            self._deadline = self.loop.call_later(next_look, self._body_due)
+            return
+        self._body = None
+        message = (
+            f"the request body came slower than {MIN_BODY_RATE} bytes a second"
+            f" after its first {self.header_timeout_s:g} s"
+        )
+        self._refusal = (408, "REQUEST_TIMEOUT", message)
+        if cycle is not None and cycle.response_started:
+            self.transport.close()  # (answered already: the client sends on regardless)
+        else:
+            self._answer(408, "REQUEST_TIMEOUT", message)
+
     # -- asyncio.Protocol
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -82,7 +150,34 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self._unstall()
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        """The transport's buffer is full: the client is not taking what is sent."""
+        super().pause_writing()
+        if self._stall is None:
+            seconds = self.header_timeout_s * SEND_STALL
+            self._stall = self.loop.call_later(seconds, self._stalled)
+
+    def resume_writing(self) -> None:
+        self._unstall()
+        super().resume_writing()
+
+    def _unstall(self) -> None:
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
+
+    def _stalled(self) -> None:
+        """Reset the connection: what the kernel still holds for the client goes too (a
+        close, even an abort, leaves it sending that to a client that reads nothing)."""
+        self._stall = None
+        self._drop()
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
         if self._refusal is not None:
@@ -118,12 +213,24 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
+        # The request line's other bytes and the blank line: with the URL and each
+        # header line counted already, the whole head (for the usual "Name: value").
+        self._count(len(self.parser.get_method()) + len(b"  HTTP/1.1\r\n\r\n"))
         self._disarm()
         self._in_head, self._arrived = False, 0
         super().on_headers_complete()
+        self._await_body()
+
+    def on_body(self, body: bytes) -> None:
+        if self._body is not None:
+            self._body.received += len(body)
+        super().on_body(body)
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
+        if self._body is not None:
+            self._body = None
+            self._disarm()
         self._in_head = True
 
     def _count(self, size: int) -> None:
@@ -142,18 +249,47 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     # -- answering
 
     def send_400_response(self, msg: str) -> None:
-        """uvicorn's answer to a parser error, which a refusing callback raises."""
-        if self._refusal is not None:
-            self._refuse(*self._refusal)
-        else:
-            super().send_400_response(msg)
+        """uvicorn's answer to a parser error, which a refusing callback raises; for
+        anything else the parser cannot read, 400 MALFORMED_REQUEST in JSON (uvicorn's
+        own is text/plain), and the connection is closed."""
+        if self._refusal is None:
+            self._refusal = (
+                400,
+                "MALFORMED_REQUEST",
+                "the request is not HTTP/1.1 XFChat can read",
+            )
+        self._refuse(*self._refusal)
 
     def _refuse(self, status: int, code: str, message: str) -> None:
         self._refusal = (status, code, message)
         self._disarm()
-        if self.cycle is not None and not self.cycle.response_complete:
-            self.transport.close()  # (a pipelined head: an answer is being written)
-            return
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            if self._in_head or cycle.response_started or self.pipeline:
+                self._drop()
+                self.transport.close()  # (another request's answer is due first)
+                return
+            # The request being read is refused after its head (a Transfer-Encoding the
+            # parser will not take, say): this is its answer, the app's goes nowhere.
+            self._drop()
+        self._answer(status, code, message)
+
+    def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+        self._running = cycle  # (with pipelining, not always self.cycle)
+        super()._start_asgi_task(cycle, app)
+
+    def _drop(self) -> None:
+        """From now on the app's answers go nowhere, as when the client goes away (the
+        transport is about to close: uvloop's raises on a write after that). Every
+        request of the connection, the one being answered and those queued behind it."""
+        queued = [cycle for cycle, _ in self.pipeline]
+        for cycle in (self._running, self.cycle, *queued):
+            if cycle is not None and not cycle.response_complete:
+                cycle.disconnected = True
+                cycle.message_event.set()
+        self.flow.resume_writing()
+
+    def _answer(self, status: int, code: str, message: str) -> None:
         body = orjson.dumps({"code": code, "message": message})
         head = b"HTTP/1.1 %d %s\r\n" % (status, _PHRASES[status])
         head += b"content-type: application/json\r\ncontent-length: %d\r\n" % len(body)
@@ -161,10 +297,75 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
+class _BodyClock:
+    """How much of the client's time a request body has taken, and how much arrived."""
+
+    def __init__(self, now: float) -> None:
+        self.started = now  # moved on by the time the server was not reading
+        self.looked = now
+        self.received = 0
+
+    def look(self, now: float, server_waits: bool) -> None:
+        """The time since the last look is the server's if it is not reading now (judged
+        at each look, a second apart at most while it is not reading)."""
+        if server_waits:
+            self.started += now - self.looked
+        self.looked = now
+
+    def left(self, now: float, grace_s: float) -> float:
+        return self.started + grace_s + self.received / MIN_BODY_RATE - now
+
+
 class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.conn.max_message_size = BEFORE_IDENTIFY
+        plain_reject = self.conn.reject
+
+        def reject(status: int, text: str) -> Response:
+            """A refused handshake (malformed, or a path with no WebSocket: uvicorn's 403
+            with an empty body) answers JSON, as every error does."""
+            code = "INTERNAL_ERROR" if status >= 500 else "WEBSOCKET_REFUSED"
+            why = text.strip() or "there is no WebSocket at this path"
+            response = plain_reject(status, orjson.dumps({"code": code, "message": why}).decode())
+            del response.headers["Content-Type"]
+            response.headers["Content-Type"] = "application/json"
+            return response
+
+        self.conn.reject = reject  # type: ignore[method-assign]
+        self._controls, self._filled = float(CONTROL_BURST), self.loop.time()
+        self._unidentified = 0  # bytes received while not identified (-1: identified)
+
+    def data_received(self, data: bytes) -> None:
+        if self._unidentified < 0 or not self.handshake_initiated:  # (or the head itself)
+            super().data_received(data)
+            return
+        room = UNIDENTIFIED_BYTES - self._unidentified
+        self._unidentified += len(data)
+        if room > 0:  # (what fits is parsed: a frame too large is still closed 1009)
+            super().data_received(data[:room])
+        if self._unidentified > UNIDENTIFIED_BYTES and not self.transport.is_closing():
+            self.transport.close()
+
+    def handle_ping(self) -> None:
+        if self._take_control():
+            super().handle_ping()
+
+    def handle_pong(self, event: Any) -> None:
+        if self._take_control():
+            super().handle_pong(event)
+
+    def _take_control(self) -> bool:
+        """Whether one more ping or pong is within the connection's budget; past it the
+        connection is closed (and nothing more of it is read)."""
+        now = self.loop.time()
+        self._controls = min(CONTROL_BURST, self._controls + (now - self._filled) * CONTROL_RATE)
+        self._controls, self._filled = self._controls - 1, now
+        if self._controls >= 0:
+            return True
+        if not self.transport.is_closing():
+            self.transport.close()
+        return False
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
@@ -174,6 +375,7 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def _lift(self) -> None:
         self.conn.max_message_size = self.config.ws_max_size
+        self._unidentified = -1
 
 
 def allow_larger_frames(ws: WebSocket) -> None:

@@ -284,8 +284,9 @@ async def _direct_access_changed(conn: asyncpg.Connection, a: UUID, b: UUID) -> 
 
 
 async def block_user(conn: asyncpg.Connection, actor: Actor, user_id: UUID) -> None:
-    """Block a user: any friendship ends and pending requests either way are cancelled.
-    Blocking twice is fine. Only the blocker is told of the block.
+    """Block a user: any friendship ends, the blocker's pending request to them is
+    cancelled, and theirs to the blocker is hidden from the blocker (it stays pending
+    for them). Blocking twice is fine. Only the blocker is told of the block.
 
     Raises:
         BadRequest: CANNOT_BLOCK_SELF. NotFound: USER_NOT_FOUND.
@@ -305,11 +306,17 @@ async def block_user(conn: asyncpg.Connection, actor: Actor, user_id: UUID) -> N
         pending = await friends_q.get_pending_request_between(
             conn, user_a=actor.user_id, user_b=user_id
         )
-        if pending is not None:
+        if pending is not None and pending.from_user_id == actor.user_id:
             cancelled = await friends_q.set_friend_request_status(
                 conn, request_id=pending.id, status="cancelled"
             )
             events += _to_both(FRIEND_REQUEST_CANCELLED, cancelled, profiles)
+        elif pending is not None:
+            # Theirs stays pending for them, as one sent after the block would (a
+            # cancellation they did not make would tell them of the block); it leaves
+            # only the blocker's list, and comes back there with an unblock.
+            data = request_data(pending, profiles[user_id])
+            events.append(FRIEND_REQUEST_CANCELLED.to_user(actor.user_id, data))
         events.append(
             BLOCK_ADDED.to_user(
                 actor.user_id, {"user_id": str(user_id), "user": public_profile(profiles[user_id])}

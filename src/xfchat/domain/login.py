@@ -14,6 +14,7 @@ way under the name itself (so the buckets do not tell which names exist).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from uuid import UUID
 
 import asyncpg
 
@@ -29,12 +30,12 @@ from xfchat.domain.accounts import (
     start_session,
 )
 from xfchat.domain.passwords import hash_password_async, verify_password_async
-from xfchat.domain.rate_limits import ip_key
+from xfchat.domain.rate_limits import client_networks, ip_key
 from xfchat.domain.tokens import (
     TICKET_TTL_S,
     TicketClaims,
     issue_two_factor_ticket,
-    password_stamp,
+    ticket_stamp,
     verify_two_factor_ticket,
 )
 from xfchat.errors import Unauthorized
@@ -60,18 +61,24 @@ async def find_account(
     pool: asyncpg.Pool, settings: Settings, *, login: str, ip: str | None
 ) -> LoginTarget:
     """The account a login (username or email, any case) names, and whether the client's
-    address is one it logged in from within the refresh tokens' lifetime."""
+    address is one it logged in from within the refresh tokens' lifetime (an address as
+    rate limits take it: an IPv6 one by its /64, whose privacy addresses change daily)."""
     async with pool.acquire() as conn:
         user = await users_q.get_user_by_login(conn, login=login.strip())
-        familiar = (
-            user is not None
-            and ip is not None
-            and await sessions_q.has_familiar_session(
-                conn, user_id=user.id, ip=ip, within_days=settings.refresh_token_ttl_days
-            )
-        )
+        familiar = user is not None and await _familiar(conn, settings, user.id, ip)
     key = f"user:{user.id}" if user is not None else f"name:{login.strip().lower()}"
     return LoginTarget(user, key, familiar)
+
+
+async def _familiar(
+    conn: asyncpg.Connection, settings: Settings, user_id: UUID, ip: str | None
+) -> bool:
+    return ip is not None and await sessions_q.has_familiar_session(
+        conn,
+        user_id=user_id,
+        networks=client_networks(ip),
+        within_days=settings.refresh_token_ttl_days,
+    )
 
 
 def login_limits(
@@ -83,6 +90,22 @@ def login_limits(
     ]
     if not target.familiar:
         checks.append(("auth.login.account", target.key, settings.rate_login_account))
+    return checks
+
+
+async def two_factor_limits(
+    pool: asyncpg.Pool, settings: Settings, user_id: UUID, ip: str | None
+) -> list[tuple[str, str, RateLimit]]:
+    """The buckets a code tried at the login's second step counts in: per account and
+    address, and per account from every address (`auth.two_factor`, where the routes of
+    a logged-in user count their codes too) except the account's familiar ones, as for
+    the password. So someone who has the password cannot spend the owner's codes."""
+    async with pool.acquire() as conn:
+        familiar = await _familiar(conn, settings, user_id, ip)
+    rule = settings.rate_two_factor_account
+    checks = [("auth.two_factor.account_ip", f"user:{user_id} {ip_key(ip)}", rule)]
+    if not familiar:
+        checks.append(("auth.two_factor", str(user_id), rule))
     return checks
 
 
@@ -120,10 +143,11 @@ async def log_in(
             await users_q.update_password_hash(conn, user_id=user.id, password_hash=new_hash)
         totp = await two_factor_q.get_totp(conn, user_id=user.id)
         if totp is not None and totp.confirmed_at is not None:
+            left = await two_factor_q.count_unused_recovery_codes(conn, user_id=user.id)
             ticket = issue_two_factor_ticket(
                 settings.secret.get_secret_value(),
                 user_id=user.id,
-                password_hash=new_hash or user.password_hash,
+                stamp=ticket_stamp(new_hash or user.password_hash, totp.last_step, left),
             )
             return TwoFactorRequired(ticket, TICKET_TTL_S)
         return await start_session(conn, settings, user, client)
@@ -146,11 +170,18 @@ async def complete_two_factor(
     or an unused recovery code (spent).
 
     Raises:
-        Unauthorized: INVALID_TICKET (also once the password changed), INVALID_TWO_FACTOR_CODE.
+        Unauthorized: INVALID_TICKET (also once the password changed, or a code was
+            accepted since it was issued: the login it completed), INVALID_TWO_FACTOR_CODE.
     """
     async with pool.acquire() as conn, conn.transaction():
         user = await users_q.get_user(conn, user_id=claims.user_id)
-        if user is None or password_stamp(user.password_hash) != claims.password_stamp:
+        totp = await two_factor_q.lock_totp(conn, user_id=claims.user_id)
+        left = await two_factor_q.count_unused_recovery_codes(conn, user_id=claims.user_id)
+        if (
+            user is None
+            or totp is None
+            or ticket_stamp(user.password_hash, totp.last_step, left) != claims.stamp
+        ):
             raise Unauthorized(
                 "the two-factor ticket is invalid or expired: log in again",
                 code="INVALID_TICKET",

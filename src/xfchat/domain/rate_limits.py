@@ -75,6 +75,39 @@ def ip_key(ip: str | None) -> str:
     return str(address)
 
 
+SITE_PREFIX = 48  # an IPv6 site: one subscriber's, often (tunnel brokers give them away)
+SITE_FACTOR = 16  # how many times a per-address rule a site takes, its /64s together
+
+
+def address_checks(
+    bucket: str, ip: str | None, rule: RateLimit
+) -> list[tuple[str, str, RateLimit]]:
+    """The checks of a per-address bucket: the client's address (ip_key); for IPv6 also
+    its /48, which takes SITE_FACTOR times the rule, so that the 65,536 /64 networks of
+    one site do not each get the whole limit."""
+    checks = [(bucket, ip_key(ip), rule)]
+    try:
+        address = ipaddress.ip_address(ip or "")
+    except ValueError:
+        return checks
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is None:
+        site = str(ipaddress.ip_network(f"{address}/{SITE_PREFIX}", strict=False))
+        checks.append((bucket, site, RateLimit(rule.limit * SITE_FACTOR, rule.period_s)))
+    return checks
+
+
+def client_networks(ip: str) -> list[str]:
+    """Every way a stored address of the client `ip` (as ip_key takes it) may be written:
+    an IPv6 address's /64; an IPv4 address, plain or IPv4-mapped IPv6 (as a dual-stack
+    listener reports it)."""
+    key = ip_key(ip)
+    try:
+        address = ipaddress.ip_address(key)
+    except ValueError:
+        return [key]  # an IPv6 /64 (or an address that is no IP: matches nothing)
+    return [key, f"::ffff:{address}"]
+
+
 def bucket_key(bucket: str, key: str) -> str:
     """The stored name of a bucket for one key (the key itself is never stored)."""
     return f"{bucket}:{hashlib.sha256(key.encode()).hexdigest()[:32]}"
@@ -103,15 +136,11 @@ class RateLimiter:
         (decision,) = await self.check_many(conn, [(bucket, key, rule)])
         return decision
 
-    async def peek(
-        self, conn: asyncpg.Connection, bucket: str, key: str, rule: RateLimit
-    ) -> Decision:
-        """Whether one more request would be allowed in `bucket`/`key`, without counting
-        it (for limits counted only on some outcomes)."""
-        state = await q.get_bucket(conn, bucket=bucket_key(bucket, key))
-        if state is None:
-            return Decision(True, bucket, rule.limit, rule.limit, 0.0, 0.0)
-        return decide(bucket, rule, state.hits + 1, state.expires_at, state.now)
+    async def give_back(self, conn: asyncpg.Connection, bucket: str, key: str) -> None:
+        """Take back one hit this request counted in `bucket`/`key` (for limits counted
+        up front, so that requests at once cannot all slip in, but kept only for some
+        outcomes)."""
+        await q.give_back_hit(conn, bucket=bucket_key(bucket, key))
 
     async def check_many(
         self, conn: asyncpg.Connection, checks: list[tuple[str, str, RateLimit]]

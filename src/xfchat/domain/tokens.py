@@ -104,27 +104,28 @@ def hash_refresh_token(token: str) -> bytes:
 TICKET_TTL_S = 300
 
 
-def password_stamp(password_hash: str) -> str:
-    """A short fingerprint of a password hash: a ticket names it, so a password change
-    voids the tickets issued before."""
-    return hashlib.sha256(password_hash.encode()).hexdigest()[:16]
+def ticket_stamp(password_hash: str, last_step: int, codes_left: int) -> str:
+    """A short fingerprint of what a ticket depends on: the password's hash (a password
+    change voids the tickets issued before) and the codes accepted so far (the last time
+    step, the recovery codes left: the login a ticket completes voids it, and any other
+    accepted since)."""
+    state = f"{password_hash}|{last_step}|{codes_left}"
+    return hashlib.sha256(state.encode()).hexdigest()[:16]
 
 
 def issue_two_factor_ticket(
-    secret: str, *, user_id: UUID, password_hash: str, now: float | None = None
+    secret: str, *, user_id: UUID, stamp: str, now: float | None = None
 ) -> str:
     """What a login whose password was right, for an account with two-factor sign-in,
     gets instead of a session: proof of the password for TICKET_TTL_S, to be traded
-    with a code for tokens."""
-    return _sign(
-        secret, "two_factor", user_id, TICKET_TTL_S, now, pwd=password_stamp(password_hash)
-    )
+    with a code for tokens once (`stamp`: ticket_stamp)."""
+    return _sign(secret, "two_factor", user_id, TICKET_TTL_S, now, pwd=stamp)
 
 
 @dataclass(frozen=True)
 class TicketClaims:
     user_id: UUID
-    password_stamp: str
+    stamp: str  # ticket_stamp when it was issued
 
 
 def verify_two_factor_ticket(secret: str, ticket: str) -> TicketClaims:

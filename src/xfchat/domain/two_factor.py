@@ -61,8 +61,9 @@ def recovery_code_hash(code: str) -> bytes:
 def matching_step(secret: str, code: str, at: float | None = None) -> int | None:
     """The time step whose TOTP code `code` is (now, or one step either side)."""
     digits = "".join(code.split())
-    if len(digits) != 6 or not digits.isdigit():
-        return None
+    if len(digits) != 6 or not (digits.isascii() and digits.isdigit()):
+        return None  # (isdigit alone takes Arabic-Indic and fullwidth digits too, which
+        # hmac.compare_digest refuses to compare: a 500)
     totp = pyotp.TOTP(secret, interval=PERIOD_S)
     now = int((at if at is not None else time.time()) // PERIOD_S)
     found = None

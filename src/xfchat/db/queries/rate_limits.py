@@ -35,18 +35,15 @@ async def hit_buckets(
     return [BucketState(*r) for r in records]
 
 
-async def get_bucket(conn: asyncpg.Connection, *, bucket: str) -> BucketState | None:
-    """A bucket's count in its current window, without counting (None: no open window)."""
-    record = await conn.fetchrow(
+async def give_back_hit(conn: asyncpg.Connection, *, bucket: str) -> None:
+    """Take one hit back from a bucket's current window (a request counted up front whose
+    outcome turned out not to count); nothing if the window has ended meanwhile."""
+    await conn.execute(
         """
-        SELECT r.hits, r.expires_at, t.clock AS now
-        FROM (SELECT clock_timestamp() AS clock) t
-        JOIN rate_limits r ON r.bucket = $1 AND r.expires_at > t.clock
+        UPDATE rate_limits SET hits = hits - 1
+        WHERE bucket = $1 AND hits > 0 AND expires_at > clock_timestamp()
         """,
         bucket,
-    )
-    return (
-        None if record is None else BucketState(record["hits"], record["expires_at"], record["now"])
     )
 
 

@@ -199,22 +199,23 @@ async def revoke_other_sessions(
 
 
 async def has_familiar_session(
-    conn: asyncpg.Connection, *, user_id: UUID, ip: str, within_days: float
+    conn: asyncpg.Connection, *, user_id: UUID, networks: list[str], within_days: float
 ) -> bool:
-    """Whether the user logged in from `ip` in the last `within_days` days, in a session
-    still live or ended by logging out (not one revoked: it may have been a thief's)."""
+    """Whether the user logged in from an address in one of `networks` in the last
+    `within_days` days, in a session still live or ended by logging out (not one revoked:
+    it may have been a thief's)."""
     return bool(
         await conn.fetchval(
             """
             SELECT EXISTS (
                 SELECT 1 FROM sessions
-                WHERE user_id = $1 AND ip = $2::inet
+                WHERE user_id = $1 AND ip <<= ANY ($2::inet[])
                   AND created_at > now() - make_interval(secs => $3)
                   AND (revoked_at IS NULL OR revoked_reason = 'logout')
             )
             """,
             user_id,
-            ip,
+            networks,
             within_days * 86400,
         )
     )

@@ -25,6 +25,17 @@ async def get_totp(conn: asyncpg.Connection, *, user_id: UUID) -> TotpRow | None
     return maybe(TotpRow, record)
 
 
+async def lock_totp(conn: asyncpg.Connection, *, user_id: UUID) -> TotpRow | None:
+    """The user's authenticator, its row locked until the transaction ends (the codes
+    accepted so far cannot change meanwhile)."""
+    record = await conn.fetchrow(
+        "SELECT user_id, secret, confirmed_at, last_step FROM user_totp"
+        " WHERE user_id = $1 FOR UPDATE",
+        user_id,
+    )
+    return maybe(TotpRow, record)
+
+
 async def upsert_pending_totp(conn: asyncpg.Connection, *, user_id: UUID, secret: str) -> bool:
     """Set up (or set up again) an authenticator not yet confirmed; False if the user
     has a confirmed one (left as it is)."""
