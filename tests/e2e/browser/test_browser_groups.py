@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from playwright.async_api import Locator, Page, expect
 
-from tests.e2e.browser.client import assert_accessible
-from tests.e2e.browser.conftest import Browsers, Site
+from tests.e2e.browser.client import USER_IDS, api_as, assert_accessible, say
+from tests.e2e.browser.conftest import Browsers, Site, log_in
 
 
 def dm_link(page: Page, name: str) -> Locator:
@@ -23,6 +23,13 @@ async def confirm(page: Page, title: str, action: str) -> None:
 async def test_group_from_friends_with_consent_then_removed_and_left(
     site: Site, browsers: Browsers, axe_source: str
 ) -> None:
+    # Eve (nobody's friend) opened a conversation with bob, then took direct messages
+    # from friends only.
+    async with api_as(site.base, "eve") as eve:
+        dm = {"kind": "direct", "user_id": USER_IDS["bob"]}
+        assert (await eve.post("/api/conversations", json=dm)).status_code == 201
+        friends_only = {"direct_messages": "friends"}
+        assert (await eve.put("/api/users/@me/privacy", json=friends_only)).status_code == 200
     alice = await browsers.logged_in(site.base, "alice")  # friends with bob and charlie
     bob = await browsers.logged_in(site.base, "bob")
     charlie = await browsers.logged_in(site.base, "charlie")
@@ -70,12 +77,24 @@ async def test_group_from_friends_with_consent_then_removed_and_left(
     await bob.get_by_role("dialog", name="Charlie").get_by_role("button", name="Message").click()
     await expect(bob.get_by_text("Charlie does not take direct messages from you.")).to_be_visible()
     await bob.keyboard.press("Escape")
+    # In the conversation Eve opened, his message is refused, and the composer says why.
+    await dm_link(bob, "Eve").click()
+    await say(bob, "hello?")
+    await expect(
+        bob.get_by_text("Not sent: Eve does not take direct messages from you.")
+    ).to_be_visible()
+    composer = bob.get_by_role("textbox", name="Message", exact=True)
+    await expect(composer).to_be_disabled()
+    await expect(composer).to_have_attribute(
+        "placeholder", "Eve does not take direct messages from you"
+    )
 
     # The owner removes Charlie; Bob leaves; each of their lists lets the group go, live.
     await people.get_by_role("button", name="Remove Charlie from the group").click()
     await confirm(alice, "Remove from group", "Remove")
     await expect(dm_link(charlie, "Raid night")).to_have_count(0)
     await expect(people.get_by_role("heading", name="Members — 2")).to_be_visible()
+    await dm_link(bob, "Raid night").click()
     await (
         bob.get_by_role("complementary", name="Details")
         .get_by_role("button", name="Leave group")
@@ -117,9 +136,17 @@ async def test_join_a_server_by_invite_link_and_by_code(
         bob.get_by_role("navigation", name="Channels").get_by_role("heading", name="Book Club")
     ).to_be_visible()
 
-    # Someone else pastes into "+": nonsense and an unknown code are told apart from a
-    # good code, which gets them in.
-    charlie = await browsers.logged_in(site.base, "charlie")
+    # Charlie opens the link logged out: after logging in he is shown where it leads.
+    charlie = await browsers.page(site.base)
+    await charlie.goto(link)
+    await log_in(charlie, "charlie")
+    preview = charlie.get_by_role("dialog", name="Join a server")
+    await expect(preview.get_by_role("heading", name="Book Club")).to_be_visible()
+    await expect(preview.get_by_text("2 members")).to_be_visible()
+    await charlie.keyboard.press("Escape")
+
+    # He pastes into "+" instead: nonsense and an unknown code are told apart from a
+    # good code, which gets him in.
     await charlie.get_by_role("button", name="Add a server").click()
     field = charlie.get_by_label("Invite code or link")
     joining = charlie.get_by_role("dialog", name="Add a server")
