@@ -73,6 +73,8 @@ def png() -> bytes:
 async def test_profile_two_factor_sessions_and_logins_with_codes(
     site: Site, browsers: Browsers, axe_source: str
 ) -> None:
+    # (Diana tries 9 codes in all, right or wrong: under the 10 that `auth.two_factor`
+    # allows in 15 minutes, which the test below runs into.)
     diana = await browsers.logged_in(site.base, "diana")
     settings = await open_user_settings(diana, "Profile")
     await settings.get_by_label("Display name").fill("Diana Prince")
@@ -103,6 +105,9 @@ async def test_profile_two_factor_sessions_and_logins_with_codes(
     await assert_accessible(diana, axe_source, "two-factor set-up")
     totp = pyotp.parse_uri(uri)
     assert isinstance(totp, pyotp.TOTP)
+    await settings.get_by_label("Code from your app").fill(wrong_code(totp))
+    await settings.get_by_role("button", name="Turn on").click()
+    await expect(settings.get_by_role("alert")).to_contain_text("That code is not right.")
     code, used = fresh_code(totp, 0)
     await settings.get_by_label("Code from your app").fill(code)
     await settings.get_by_role("button", name="Turn on").click()

@@ -127,6 +127,7 @@ export function readableColor(value) {
 const PLAIN = {
   CANNOT_MESSAGE_USER: "They do not take direct messages from you.",
   CANNOT_ADD_USER: "You can add only your friends, and only people who may be in a conversation with everyone in it.",
+  WRONG_TWO_FACTOR_CODE: "That code is not right. Wait for your app's next code and try that (check your phone's clock if none works).",
 };
 
 // A short message for the person, from an API error or anything thrown.
