@@ -250,7 +250,7 @@ export class App {
     replace(
       this.mainHead,
       h("button", { class: "icon-btn nav-toggle", type: "button", "aria-label": "Open navigation", onclick: () => this.root.classList.toggle("nav-open") }, "☰"),
-      h("h1", { class: "main-title" }, h("span", { class: "channel-icon", "aria-hidden": "true" }, ch ? "#" : "@"), this.channelTitle(r.channelId)),
+      h("h1", { class: "main-title" }, h("span", { class: "channel-icon", "aria-hidden": "true" }, ch ? "#" : conv && conv.kind === "group" ? "👥" : "@"), this.channelTitle(r.channelId)),
       ch && ch.topic ? h("span", { class: "topic" }, ch.topic) : null,
       h(
         "div",
