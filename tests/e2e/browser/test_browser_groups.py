@@ -104,6 +104,12 @@ async def test_group_from_friends_with_consent_then_removed_and_left(
     await expect(dm_link(bob, "Raid night")).to_have_count(0)
     await expect(bob.get_by_role("heading", name="Friends")).to_be_visible()
     await expect(people.get_by_role("heading", name="Members — 1")).to_be_visible()
+    await people.get_by_role("button", name="Rename").click()
+    rename = alice.get_by_role("dialog", name="Rename group")
+    await rename.get_by_label("Group name").fill("Quiet night")
+    await rename.get_by_role("button", name="Save").click()
+    await expect(alice.get_by_role("heading", level=1, name="Quiet night")).to_be_visible()
+    await expect(dm_link(alice, "Quiet night")).to_be_visible()
 
 
 async def test_join_a_server_by_invite_link_and_by_code(

@@ -122,6 +122,11 @@ async def test_desktop_and_phone_screenshots_are_accessible(
         await page.screenshot(path=str(path))
         with Image.open(path) as image:
             assert image.size == (viewport["width"], viewport["height"])
+        if viewport is PHONE:
+            await page.get_by_role("button", name="Open navigation").click()
+            await page.get_by_role("button", name="User settings").click()
+            await expect(page.get_by_role("dialog", name="User settings")).to_be_visible()
+            await assert_accessible(page, axe_source, "user settings (phone)")
         if viewport is DESKTOP:
             await page.get_by_role("button", name="Server settings").click()
             await expect(page.get_by_role("dialog")).to_be_visible()
