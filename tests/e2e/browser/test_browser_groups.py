@@ -141,6 +141,12 @@ async def test_join_a_server_by_invite_link_and_by_code(
     await expect(
         bob.get_by_role("navigation", name="Channels").get_by_role("heading", name="Book Club")
     ).to_be_visible()
+    # A link whose code is garbage (a broken escape) is said to be no invite, asking nothing.
+    await bob.goto(f"{site.base}/#/invite/%E0%A4%A")
+    await expect(bob.get_by_role("dialog", name="Join a server").get_by_role("alert")).to_have_text(
+        "This invite is invalid, has expired or has been used up."
+    )
+    await bob.keyboard.press("Escape")
 
     # Charlie opens the link logged out: after logging in he is shown where it leads.
     charlie = await browsers.page(site.base)

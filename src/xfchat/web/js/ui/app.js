@@ -167,7 +167,7 @@ export class App {
     if (parts[0] === "invite") {
       // An invite link: say where it leads over the page one was on (or the friends).
       history.replaceState(null, "", this.route.view === "loading" ? "#/friends" : this.hashOf(this.route));
-      invitePreview(this, decodeURIComponent(parts[1] || ""));
+      invitePreview(this, parts[1] || ""); // (a code is letters and digits: nothing to decode)
       if (this.route.view !== "loading") return;
       parts.splice(0, parts.length, "friends");
     }

@@ -74,6 +74,7 @@ export async function invitePreview(app, code) {
   const d = dialog("Join a server", body);
   let preview;
   try {
+    if (!CODE.test(code)) throw Object.assign(new Error("not a code"), { code: "INVITE_NOT_FOUND" });
     preview = await app.session.call("GET", `/api/invites/${encodeURIComponent(code)}`);
   } catch (err) {
     replace(body, error);
