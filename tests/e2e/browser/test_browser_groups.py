@@ -20,7 +20,15 @@ async def confirm(page: Page, title: str, action: str) -> None:
     await page.get_by_role("dialog", name=title).get_by_role("button", name=action).click()
 
 
-async def test_group_from_friends_with_consent_then_removed_and_left(
+async def test_group_dms_from_friends_and_joining_by_invite(
+    site: Site, browsers: Browsers, axe_source: str
+) -> None:
+    """One site for both (a site and a browser cost seconds to start)."""
+    await group_from_friends_with_consent_then_removed_and_left(site, browsers, axe_source)
+    await join_a_server_by_invite_link_and_by_code(site, browsers, axe_source)
+
+
+async def group_from_friends_with_consent_then_removed_and_left(
     site: Site, browsers: Browsers, axe_source: str
 ) -> None:
     # Eve (nobody's friend) opened a conversation with bob, then took direct messages
@@ -112,7 +120,7 @@ async def test_group_from_friends_with_consent_then_removed_and_left(
     await expect(dm_link(alice, "Quiet night")).to_be_visible()
 
 
-async def test_join_a_server_by_invite_link_and_by_code(
+async def join_a_server_by_invite_link_and_by_code(
     site: Site, browsers: Browsers, axe_source: str
 ) -> None:
     alice = await browsers.logged_in(site.base, "alice")
