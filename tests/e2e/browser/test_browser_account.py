@@ -70,13 +70,29 @@ def png() -> bytes:
     return out.getvalue()
 
 
+def recovery_codes(settings: Locator) -> Locator:
+    return settings.get_by_role("list", name="Recovery codes").get_by_role("listitem")
+
+
 async def test_profile_two_factor_sessions_and_logins_with_codes(
     site: Site, browsers: Browsers, axe_source: str
 ) -> None:
     # (Diana tries 9 codes in all, right or wrong: under the 10 that `auth.two_factor`
-    # allows in 15 minutes, which the test below runs into.)
+    # allows in 15 minutes, which bob runs into at the end.)
     diana = await browsers.logged_in(site.base, "diana")
     settings = await open_user_settings(diana, "Profile")
+    await profile_and_status(diana, settings, axe_source)
+    totp, used, recovery = await enrol(diana, settings, axe_source)
+    other = await password_change_ends_a_pending_login(
+        site, browsers, settings, totp, used, axe_source
+    )
+    await log_out_elsewhere(diana, settings, other, axe_source)
+    await logins_with_codes(diana, totp, recovery)
+    await new_codes_then_turned_off(diana, recovery)
+    await too_many_codes_are_told_with_the_wait(site, browsers)  # (on the same site: faster)
+
+
+async def profile_and_status(diana: Page, settings: Locator, axe_source: str) -> None:
     await settings.get_by_label("Display name").fill("Diana Prince")
     await settings.get_by_role("button", name="Save").click()
     user_panel = diana.locator(".user-panel")
@@ -95,7 +111,11 @@ async def test_profile_two_factor_sessions_and_logins_with_codes(
     await settings.get_by_role("button", name="Save status").click()
     await expect(user_panel.get_by_role("img", name="dnd")).to_be_visible()
 
-    # Enrolment: scan the QR code, type the app's code, keep the recovery codes.
+
+async def enrol(
+    diana: Page, settings: Locator, axe_source: str
+) -> tuple[pyotp.TOTP, int, list[str]]:
+    """Scan the QR code, type the app's code (a wrong one first), keep the recovery codes."""
     await settings.get_by_role("tab", name="Two-factor sign-in").click()
     await settings.get_by_label("Your password").fill(PASSWORD)
     await settings.get_by_role("button", name="Set up two-factor sign-in").click()
@@ -111,14 +131,23 @@ async def test_profile_two_factor_sessions_and_logins_with_codes(
     code, used = fresh_code(totp, 0)
     await settings.get_by_label("Code from your app").fill(code)
     await settings.get_by_role("button", name="Turn on").click()
-    shown = settings.get_by_role("list", name="Recovery codes").get_by_role("listitem")
-    await expect(shown).to_have_count(10)
-    recovery = [c.strip() for c in await shown.all_inner_texts()]
+    await expect(recovery_codes(settings)).to_have_count(10)
+    recovery = [c.strip() for c in await recovery_codes(settings).all_inner_texts()]
     await settings.get_by_role("button", name="I have saved them").click()
     await expect(settings.get_by_text("10 recovery codes left.")).to_be_visible()
+    return totp, used, recovery
 
-    # A login waits at its code step while the password changes: its ticket is dead,
-    # and the page says so and starts again.
+
+async def password_change_ends_a_pending_login(
+    site: Site,
+    browsers: Browsers,
+    settings: Locator,
+    totp: pyotp.TOTP,
+    used: int,
+    axe_source: str,
+) -> Page:
+    """A login waits at its code step while the password changes: its ticket is dead, and
+    the page says so and starts again; then it logs in with a code."""
     other = await browsers.page(site.base)
     await password_step(other, "diana", PASSWORD)
     await expect(other.get_by_label("Authentication code")).to_be_focused()
@@ -128,15 +157,16 @@ async def test_profile_two_factor_sessions_and_logins_with_codes(
     await settings.get_by_label("New password", exact=True).fill(NEW_PASSWORD)
     await settings.get_by_label("New password again").fill(NEW_PASSWORD)
     await settings.get_by_role("button", name="Change password").click()
-    await expect(diana.get_by_text("Password changed.")).to_be_visible()
+    await expect(settings.page.get_by_text("Password changed.")).to_be_visible()
     await code_step(other, fresh_code(totp, used)[0])
     await expect(other.get_by_role("alert")).to_contain_text("took too long")
     await password_step(other, "diana", NEW_PASSWORD)
-    code, used = fresh_code(totp, used)
-    await code_step(other, code)
+    await code_step(other, fresh_code(totp, used)[0])
     await expect(other.locator("nav.rail")).to_be_attached()
+    return other
 
-    # The sessions list, and the other session logged out from here.
+
+async def log_out_elsewhere(diana: Page, settings: Locator, other: Page, axe_source: str) -> None:
     await settings.get_by_role("tab", name="Sessions").click()
     sessions = settings.get_by_role("list", name="Sessions").get_by_role("listitem")
     await expect(sessions).to_have_count(2)
@@ -150,9 +180,11 @@ async def test_profile_two_factor_sessions_and_logins_with_codes(
     )
     await expect(other.get_by_text("Your session ended. Log in again.")).to_be_visible()
     await expect(sessions).to_have_count(1)
-
-    # Logging in: a wrong code is told as such; a recovery code works once.
     await diana.keyboard.press("Escape")
+
+
+async def logins_with_codes(diana: Page, totp: pyotp.TOTP, recovery: list[str]) -> None:
+    """A wrong code is told as such; a recovery code works once."""
     await diana.get_by_role("button", name="Log out").click()
     await password_step(diana, "diana", NEW_PASSWORD)
     await code_step(diana, wrong_code(totp))
@@ -169,14 +201,16 @@ async def test_profile_two_factor_sessions_and_logins_with_codes(
     await diana.get_by_role("button", name="Log in", exact=True).click()
     await expect(diana.locator("nav.rail")).to_be_attached()
 
-    # New recovery codes, then two-factor sign-in turned off with one of them.
+
+async def new_codes_then_turned_off(diana: Page, recovery: list[str]) -> None:
+    """New recovery codes, then two-factor sign-in turned off with one of them."""
     settings = await open_user_settings(diana, "Two-factor sign-in")
     await expect(settings.get_by_text("8 recovery codes left.")).to_be_visible()
     renew = settings.get_by_role("form", name="New recovery codes")
     await renew.get_by_label("Your password").fill(NEW_PASSWORD)
     await renew.get_by_role("button", name="Get new recovery codes").click()
-    await expect(shown).to_have_count(10)
-    fresh = [c.strip() for c in await shown.all_inner_texts()]
+    await expect(recovery_codes(settings)).to_have_count(10)
+    fresh = [c.strip() for c in await recovery_codes(settings).all_inner_texts()]
     assert not set(fresh) & set(recovery)
     await settings.get_by_role("button", name="I have saved them").click()
     off = settings.get_by_role("form", name="Turn off")
@@ -187,8 +221,6 @@ async def test_profile_two_factor_sessions_and_logins_with_codes(
     await diana.keyboard.press("Escape")
     await diana.get_by_role("button", name="Log out").click()
     await log_in(diana, "diana", NEW_PASSWORD)  # no code asked any more
-
-    await too_many_codes_are_told_with_the_wait(site, browsers)  # (on the same site: faster)
 
 
 async def too_many_codes_are_told_with_the_wait(site: Site, browsers: Browsers) -> None:

@@ -24,32 +24,38 @@ async def test_group_dms_from_friends_and_joining_by_invite(
     site: Site, browsers: Browsers, axe_source: str
 ) -> None:
     """One site for both (a site and a browser cost seconds to start)."""
-    await group_from_friends_with_consent_then_removed_and_left(site, browsers, axe_source)
-    await join_a_server_by_invite_link_and_by_code(site, browsers, axe_source)
-
-
-async def group_from_friends_with_consent_then_removed_and_left(
-    site: Site, browsers: Browsers, axe_source: str
-) -> None:
     # Eve (nobody's friend) opened a conversation with bob, then took direct messages
     # from friends only.
     async with api_as(site.base, "eve") as eve:
         dm = {"kind": "direct", "user_id": USER_IDS["bob"]}
         assert (await eve.post("/api/conversations", json=dm)).status_code == 201
-        friends_only = {"direct_messages": "friends"}
-        assert (await eve.put("/api/users/@me/privacy", json=friends_only)).status_code == 200
+        closed = {"direct_messages": "friends"}
+        assert (await eve.put("/api/users/@me/privacy", json=closed)).status_code == 200
     alice = await browsers.logged_in(site.base, "alice")  # friends with bob and charlie
     bob = await browsers.logged_in(site.base, "bob")
     charlie = await browsers.logged_in(site.base, "charlie")
+    await take_messages_from_friends_only(charlie)  # (bob is not one)
+    await group_from_friends_refuses_a_stranger(alice, bob, charlie, axe_source)
+    await messages_refused_by_name(bob)
+    await removed_left_and_renamed(alice, bob, charlie)
+    await join_a_server_by_invite_link_and_by_code(site, browsers, alice, bob, axe_source)
 
-    # Charlie takes direct messages from friends only (bob is not one).
-    await charlie.get_by_role("button", name="User settings").click()
-    mine = charlie.get_by_role("dialog", name="User settings")
+
+async def take_messages_from_friends_only(page: Page) -> None:
+    """The privacy setting, chosen in the user settings."""
+    await page.get_by_role("button", name="User settings").click()
+    mine = page.get_by_role("dialog", name="User settings")
     await mine.get_by_role("tab", name="Privacy").click()
     await mine.get_by_label("Only my friends").check()
     await expect(mine.get_by_text("Saved: only your friends can message you.")).to_be_visible()
-    await charlie.keyboard.press("Escape")
+    await page.keyboard.press("Escape")
 
+
+async def group_from_friends_refuses_a_stranger(
+    alice: Page, bob: Page, charlie: Page, axe_source: str
+) -> None:
+    """Alice picks two friends; the group shows for them live; Diana (nobody's friend here)
+    is refused by name and not added."""
     await alice.get_by_role("button", name="Create a group DM").click()
     new = alice.get_by_role("dialog", name="New group")
     await new.get_by_label("Bob").check()
@@ -61,7 +67,6 @@ async def group_from_friends_with_consent_then_removed_and_left(
     await expect(dm_link(bob, "Raid night")).to_be_visible()  # live, for both
     await expect(dm_link(charlie, "Raid night")).to_be_visible()
 
-    # Diana is nobody's friend here: the owner is told so, by name, and she is not added.
     people = alice.get_by_role("complementary", name="Details")
     await people.get_by_role("button", name="Add people").click()
     add = alice.get_by_role("dialog", name="Add people to Raid night")
@@ -75,7 +80,10 @@ async def group_from_friends_with_consent_then_removed_and_left(
     await alice.keyboard.press("Escape")
     await expect(people.get_by_role("heading", name="Members — 3")).to_be_visible()
 
-    # Bob finds Charlie in the group and would message him: refused, and said why.
+
+async def messages_refused_by_name(bob: Page) -> None:
+    """Bob would message Charlie (from the group) and Eve (in the conversation she opened):
+    each refusal names them, and the open conversation's composer says why it is off."""
     await dm_link(bob, "Raid night").click()
     await (
         bob.get_by_role("complementary", name="Details")
@@ -85,7 +93,6 @@ async def group_from_friends_with_consent_then_removed_and_left(
     await bob.get_by_role("dialog", name="Charlie").get_by_role("button", name="Message").click()
     await expect(bob.get_by_text("Charlie does not take direct messages from you.")).to_be_visible()
     await bob.keyboard.press("Escape")
-    # In the conversation Eve opened, his message is refused, and the composer says why.
     await dm_link(bob, "Eve").click()
     await say(bob, "hello?")
     await expect(
@@ -97,7 +104,10 @@ async def group_from_friends_with_consent_then_removed_and_left(
         "placeholder", "Eve does not take direct messages from you"
     )
 
-    # The owner removes Charlie; Bob leaves; each of their lists lets the group go, live.
+
+async def removed_left_and_renamed(alice: Page, bob: Page, charlie: Page) -> None:
+    """The owner removes Charlie; Bob leaves; each of their lists lets the group go, live."""
+    people = alice.get_by_role("complementary", name="Details")
     await people.get_by_role("button", name="Remove Charlie from the group").click()
     await confirm(alice, "Remove from group", "Remove")
     await expect(dm_link(charlie, "Raid night")).to_have_count(0)
@@ -121,10 +131,8 @@ async def group_from_friends_with_consent_then_removed_and_left(
 
 
 async def join_a_server_by_invite_link_and_by_code(
-    site: Site, browsers: Browsers, axe_source: str
+    site: Site, browsers: Browsers, alice: Page, bob: Page, axe_source: str
 ) -> None:
-    alice = await browsers.logged_in(site.base, "alice")
-    bob = await browsers.logged_in(site.base, "bob")
     await alice.get_by_role("button", name="Add a server").click()
     await alice.get_by_label("Server name").fill("Book Club")
     await alice.get_by_role("button", name="Create", exact=True).click()
