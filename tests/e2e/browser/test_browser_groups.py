@@ -163,8 +163,13 @@ async def join_a_server_by_invite_link_and_by_code(
         "This invite is invalid, has expired or has been used up."
     )
     await bob.keyboard.press("Escape")
+    await join_by_code_after_a_link_opened_logged_out(site, browsers, alice, link, code)
 
-    # Charlie opens the link logged out: after logging in he is shown where it leads.
+
+async def join_by_code_after_a_link_opened_logged_out(
+    site: Site, browsers: Browsers, alice: Page, link: str, code: str
+) -> None:
+    """Charlie opens the link logged out: after logging in he is shown where it leads."""
     charlie = await browsers.page(site.base)
     await charlie.goto(link)
     await log_in(charlie, "charlie")
