@@ -72,3 +72,18 @@ async def api_as(
 async def shown_texts(page: Page) -> list[str]:
     log = page.get_by_role("log", name="Messages")
     return [t.strip() for t in await log.locator("li.msg .msg-content").all_inner_texts()]
+
+
+async def assert_accessible(page: Page, axe_source: str, where: str) -> None:
+    """axe-core (WCAG 2.1 A and AA rules) finds nothing of serious or critical impact."""
+    if not await page.evaluate("typeof window.axe !== 'undefined'"):
+        await page.evaluate(axe_source)
+    found = await page.evaluate(
+        """async () => {
+            const r = await axe.run(document, {runOnly: {type: "tag",
+                values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}});
+            return r.violations.filter(v => v.impact === "serious" || v.impact === "critical")
+                .map(v => `${v.id}: ${v.help} (${v.nodes.map(n => n.target.join(" ")).join(", ")})`);
+        }"""
+    )
+    assert not found, f"{where}:\n" + "\n".join(found)

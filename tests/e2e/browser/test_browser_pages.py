@@ -8,28 +8,13 @@ import os
 from pathlib import Path
 
 from PIL import Image
-from playwright.async_api import Page, expect
+from playwright.async_api import expect
 
-from tests.e2e.browser.client import api_as, message, open_channel
+from tests.e2e.browser.client import api_as, assert_accessible, message, open_channel
 from tests.e2e.browser.conftest import DESKTOP, PHONE, Browsers, Site, log_in
 from tests.support import ROOT
 
 SCREENSHOTS = ROOT / "docs" / "screenshots"
-
-
-async def assert_accessible(page: Page, axe_source: str, where: str) -> None:
-    """axe-core (WCAG 2.1 A and AA rules) finds nothing of serious or critical impact."""
-    if not await page.evaluate("typeof window.axe !== 'undefined'"):
-        await page.evaluate(axe_source)
-    found = await page.evaluate(
-        """async () => {
-            const r = await axe.run(document, {runOnly: {type: "tag",
-                values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}});
-            return r.violations.filter(v => v.impact === "serious" || v.impact === "critical")
-                .map(v => `${v.id}: ${v.help} (${v.nodes.map(n => n.target.join(" ")).join(", ")})`);
-        }"""
-    )
-    assert not found, f"{where}:\n" + "\n".join(found)
 
 
 async def test_register_reload_and_log_out(site: Site, browsers: Browsers, axe_source: str) -> None:
@@ -137,6 +122,11 @@ async def test_desktop_and_phone_screenshots_are_accessible(
         await page.screenshot(path=str(path))
         with Image.open(path) as image:
             assert image.size == (viewport["width"], viewport["height"])
+        if viewport is PHONE:
+            await page.get_by_role("button", name="Open navigation").click()
+            await page.get_by_role("button", name="User settings").click()
+            await expect(page.get_by_role("dialog", name="User settings")).to_be_visible()
+            await assert_accessible(page, axe_source, "user settings (phone)")
         if viewport is DESKTOP:
             await page.get_by_role("button", name="Server settings").click()
             await expect(page.get_by_role("dialog")).to_be_visible()

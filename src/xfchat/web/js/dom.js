@@ -123,18 +123,79 @@ export function readableColor(value) {
   return `rgb(${rgb.join(",")})`;
 }
 
+// What a refusal means, said for a person (the API's own words are for developers).
+const PLAIN = {
+  CANNOT_MESSAGE_USER: "They do not take direct messages from you.",
+  CANNOT_ADD_USER: "You can add only your friends, and only people who may be in a conversation with everyone in it.",
+  WRONG_TWO_FACTOR_CODE: "That code is not right. Wait for your app's next code and try that (check your phone's clock if none works).",
+};
+
 // A short message for the person, from an API error or anything thrown.
 export function describe(err) {
-  if (err && err.code) return err.message || err.code;
+  if (err && err.code === "RATE_LIMITED") return `Too many tries. Wait ${waitText(err)} and try again.`;
+  if (err && err.code) return PLAIN[err.code] || err.message || err.code;
   return err && err.message ? err.message : String(err);
 }
 
-let toastBox = null;
-export function toast(text, kind = "error") {
-  if (!toastBox) {
-    toastBox = h("div", { class: "toasts", role: "status", "aria-live": "polite" });
-    document.body.appendChild(toastBox);
+// How long a 429 asks to wait, in words.
+export function waitText(err) {
+  const s = Math.max(1, Math.ceil(Number(err && err.body && err.body.retry_after) || 60));
+  return s < 120 ? `${s} seconds` : `${Math.ceil(s / 60)} minutes`;
+}
+
+// A form's submit: its button disabled while `fn` runs, and a failure said in `error`
+// (an alert next to the form, not a toast that vanishes).
+export async function submitting(form, error, fn) {
+  const buttons = [...form.querySelectorAll("button[type=submit]")];
+  buttons.forEach((b) => (b.disabled = true));
+  error.textContent = "";
+  try {
+    return await fn();
+  } catch (err) {
+    error.textContent = describe(err);
+    return undefined;
+  } finally {
+    buttons.forEach((b) => (b.disabled = false));
   }
+}
+
+export const formError = () => h("p", { class: "form-error", role: "alert" });
+
+// A form of `fields` whose submit runs `run(form)`; what it throws is said in an alert
+// above the submit button (and `extra` buttons beside it).
+export function actionForm({ label, fields, submitText, run, danger = false, extra = null }) {
+  const error = formError();
+  const form = h(
+    "form",
+    {
+      class: "stack",
+      "aria-label": label,
+      onsubmit: (ev) => {
+        ev.preventDefault();
+        submitting(form, error, () => run(form));
+      },
+    },
+    fields,
+    error,
+    h("div", { class: "row-end" }, extra, h("button", { class: danger ? "btn btn-danger" : "btn btn-primary", type: "submit" }, submitText)),
+  );
+  return form;
+}
+
+let toastBox = null;
+
+// Toasts live inside the topmost open dialog, if any: a modal puts the rest of the page
+// under its backdrop (and makes it inert), where a toast would be dimmed and unread.
+function rehomeToasts() {
+  if (!toastBox) return;
+  const dialogs = document.querySelectorAll("dialog[open]");
+  const host = dialogs.length ? dialogs[dialogs.length - 1] : document.body;
+  if (toastBox.parentNode !== host) host.appendChild(toastBox);
+}
+
+export function toast(text, kind = "error") {
+  if (!toastBox) toastBox = h("div", { class: "toasts", role: "status", "aria-live": "polite" });
+  rehomeToasts();
   const item = h("div", { class: `toast toast-${kind}` }, text);
   toastBox.appendChild(item);
   setTimeout(() => item.remove(), 5000);
@@ -153,12 +214,30 @@ export function dialog(title, body, { onClose, wide } = {}) {
   const close = () => dlg.close();
   closeBtn.addEventListener("click", close);
   dlg.addEventListener("close", () => {
+    rehomeToasts(); // (out of this dialog, before it goes)
     dlg.remove();
     if (onClose) onClose();
   });
   document.body.appendChild(dlg);
   dlg.showModal();
   return { dlg, close, body: dlg.querySelector(".modal-body") };
+}
+
+// A dialog of tabs down the side (settings): `draw(key, panel)` fills the panel for the
+// tab chosen. Tab ids are `tab-<key>`.
+export function tabbedDialog(title, tabs, draw, { onClose } = {}) {
+  const panel = h("div", { class: "settings-panel", role: "tabpanel", tabindex: "0" });
+  const buttons = tabs.map(([key, text]) =>
+    h("button", { class: "tab", role: "tab", type: "button", id: `tab-${key}`, "aria-selected": "false", onclick: () => show(key) }, text),
+  );
+  const show = (key) => {
+    for (const b of buttons) b.setAttribute("aria-selected", String(b.id === `tab-${key}`));
+    panel.setAttribute("aria-labelledby", `tab-${key}`);
+    draw(key, panel);
+  };
+  const d = dialog(title, h("div", { class: "settings" }, h("div", { class: "tabs tabs-vertical", role: "tablist", "aria-orientation": "vertical" }, buttons), panel), { wide: true, onClose });
+  if (tabs.length) show(tabs[0][0]);
+  return d;
 }
 
 export function confirmDialog(title, text, action = "Delete") {

@@ -48,8 +48,17 @@ export class Session {
     this.timer = setTimeout(() => this.refresh().catch(() => {}), lead);
   }
 
+  // The password step: null when logged in, or the two-factor ticket to go on with.
   async login(login, password) {
-    this.adopt(await request("POST", "/api/auth/login", null, { login, password }));
+    const out = await request("POST", "/api/auth/login", null, { login, password });
+    if (out.two_factor_required) return { ticket: out.ticket, expiresIn: out.expires_in };
+    this.adopt(out);
+    return null;
+  }
+
+  // The second step: the ticket and a code of the authenticator (or a recovery code).
+  async loginTwoFactor(ticket, code) {
+    this.adopt(await request("POST", "/api/auth/login/two-factor", null, { ticket, code }));
   }
 
   async register(fields) {
@@ -107,7 +116,7 @@ export class Session {
   }
 
   // An API call with the access token; an expired token is refreshed once and the call
-  // repeated. `body` is JSON, or FormData for uploads.
+  // repeated. `body` is JSON, FormData for uploads, or a File sent as it is (an avatar).
   async call(method, path, body, extra = {}) {
     try {
       return await request(method, path, this.access, body, extra);
@@ -140,7 +149,10 @@ async function request(method, path, token, body, { raw = false, headers = {} } 
   const init = { method, headers: { ...headers } };
   if (token) init.headers.Authorization = `Bearer ${token}`;
   if (body instanceof FormData) init.body = body;
-  else if (body !== undefined && body !== null) {
+  else if (body instanceof Blob) {
+    init.body = body;
+    init.headers["Content-Type"] = body.type || "application/octet-stream";
+  } else if (body !== undefined && body !== null) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
   }

@@ -1,16 +1,20 @@
 // The logged-in client: layout, routes (#/friends, #/dm/<id>, #/s/<server>/<channel>),
 // the real-time connection, and the panels around the chat.
 
-import { h, replace, avatar, displayName, toast, describe, dialog, confirmDialog, fmtFull } from "../dom.js";
+import { h, replace, avatar, displayName, toast, describe, dialog, confirmDialog } from "../dom.js";
 import { Store } from "../store.js";
 import { Realtime } from "../realtime.js";
 import { Voice } from "../voice.js";
+import { Blobs } from "../blobs.js";
 import { ChatView } from "./chat.js";
 import { FriendsView } from "./friends.js";
 import { renderRail, renderServerSidebar, renderHomeSidebar, renderUserPanel, convTitle, sortedChannels } from "./sidebar.js";
 import { renderServerMembers, renderParticipants } from "./members.js";
 import { searchBox, renderSearch } from "./search.js";
 import { openSettings } from "./settings.js";
+import { openAccount } from "./account.js";
+import { createGroupDialog } from "./groups.js";
+import { addServerDialog, inviteDialog, invitePreview } from "./invites.js";
 import { renderMessage } from "./message.js";
 import { P, has, channelPermissions } from "../perms.js";
 
@@ -160,6 +164,13 @@ export class App {
   navigate() {
     if (!this.store.me) return;
     const parts = location.hash.replace(/^#\/?/, "").split("/");
+    if (parts[0] === "invite") {
+      // An invite link: say where it leads over the page one was on (or the friends).
+      history.replaceState(null, "", this.route.view === "loading" ? "#/friends" : this.hashOf(this.route));
+      invitePreview(this, parts[1] || ""); // (a code is letters and digits: nothing to decode)
+      if (this.route.view !== "loading") return;
+      parts.splice(0, parts.length, "friends");
+    }
     let route;
     if (parts[0] === "s" && this.store.servers.has(parts[1])) {
       const server = this.store.servers.get(parts[1]);
@@ -198,6 +209,11 @@ export class App {
     this.refreshChrome();
   }
 
+  hashOf(route) {
+    if (route.view === "server") return route.channelId ? `#/s/${route.serverId}/${route.channelId}` : `#/s/${route.serverId}`;
+    return route.view === "dm" ? `#/dm/${route.channelId}` : "#/friends";
+  }
+
   channelTitle(channelId) {
     const ch = this.store.channels.get(channelId);
     if (ch) return ch.name;
@@ -234,7 +250,7 @@ export class App {
     replace(
       this.mainHead,
       h("button", { class: "icon-btn nav-toggle", type: "button", "aria-label": "Open navigation", onclick: () => this.root.classList.toggle("nav-open") }, "☰"),
-      h("h1", { class: "main-title" }, h("span", { class: "channel-icon", "aria-hidden": "true" }, ch ? "#" : "@"), this.channelTitle(r.channelId)),
+      h("h1", { class: "main-title" }, h("span", { class: "channel-icon", "aria-hidden": "true" }, ch ? "#" : conv && conv.kind === "group" ? "👥" : "@"), this.channelTitle(r.channelId)),
       ch && ch.topic ? h("span", { class: "topic" }, ch.topic) : null,
       h(
         "div",
@@ -318,63 +334,33 @@ export class App {
 
   async openDirect(userId) {
     try {
-      const conv = await this.session.call("POST", "/api/conversations", { kind: "direct", user_id: userId });
-      this.store.addConversation(conv);
-      location.hash = `#/dm/${conv.id}`;
-      this.store.emit("conversations");
+      this.showConversation(await this.session.call("POST", "/api/conversations", { kind: "direct", user_id: userId }));
     } catch (err) {
-      toast(describe(err));
+      const who = displayName(this.store.user(userId));
+      toast(err.code === "CANNOT_MESSAGE_USER" ? `${who} does not take direct messages from you.` : describe(err));
     }
+  }
+
+  showConversation(conv) {
+    this.store.addConversation(conv);
+    location.hash = `#/dm/${conv.id}`;
+    this.store.emit("conversations");
+  }
+
+  openAccount() {
+    openAccount(this);
+  }
+
+  createGroup() {
+    createGroupDialog(this);
   }
 
   addServerDialog() {
-    const name = h("input", { id: "new-server", maxlength: 100, required: true, placeholder: "My server" });
-    const code = h("input", { id: "invite-code", required: true, placeholder: "Invite code" });
-    const d = dialog("Add a server", [
-      h("form", { class: "stack", onsubmit: async (ev) => {
-        ev.preventDefault();
-        try {
-          const s = await this.session.call("POST", "/api/servers", { name: name.value });
-          d.close();
-          this.afterJoin(s);
-        } catch (err) {
-          toast(describe(err));
-        }
-      } }, h("h3", null, "Create your own"), h("label", { for: "new-server" }, "Server name"), name, h("button", { class: "btn btn-primary", type: "submit" }, "Create")),
-      h("form", { class: "stack", onsubmit: async (ev) => {
-        ev.preventDefault();
-        try {
-          const c = code.value.trim().split("/").pop();
-          const s = await this.session.call("POST", `/api/invites/${encodeURIComponent(c)}`);
-          d.close();
-          this.afterJoin(s);
-        } catch (err) {
-          toast(describe(err));
-        }
-      } }, h("h3", null, "Join with an invite"), h("label", { for: "invite-code" }, "Invite code"), code, h("button", { class: "btn", type: "submit" }, "Join")),
-    ]);
+    addServerDialog(this);
   }
 
-  afterJoin(server) {
-    if (!this.store.servers.has(server.id)) this.store.addServer(server);
-    const first = this.firstChannel(this.store.servers.get(server.id));
-    location.hash = first ? `#/s/${server.id}/${first.id}` : `#/s/${server.id}`;
-    this.store.emit("servers");
-  }
-
-  async inviteDialog(server) {
-    try {
-      const inv = await this.session.call("POST", `/api/servers/${server.id}/invites`, {});
-      const field = h("input", { id: "invite-out", readonly: true, value: inv.code });
-      dialog(`Invite people to ${server.name}`, [
-        h("label", { for: "invite-out" }, "Share this invite code"),
-        h("div", { class: "composer-row" }, field, h("button", { class: "btn btn-primary", type: "button", onclick: () => navigator.clipboard.writeText(inv.code).then(() => toast("Copied", "info")) }, "Copy")),
-        h("p", { class: "muted" }, inv.expires_at ? `Expires ${fmtFull(inv.expires_at)}` : "Never expires"),
-      ]);
-      field.select();
-    } catch (err) {
-      toast(describe(err));
-    }
+  inviteDialog(server) {
+    inviteDialog(this, server);
   }
 
   async leaveServer(server) {
@@ -403,41 +389,5 @@ export class App {
 
   voiceToggle(what) {
     this.voice.toggle(what);
-  }
-}
-
-// Attachments need the token, so they are fetched and shown as blob: URLs (kept for the
-// page's life, one per file).
-class Blobs {
-  constructor(session) {
-    this.session = session;
-    this.urls = new Map();
-  }
-
-  async url(path) {
-    if (!this.urls.has(path)) {
-      this.urls.set(path, this.session.blob(path).then((b) => URL.createObjectURL(b)));
-    }
-    try {
-      return await this.urls.get(path);
-    } catch (err) {
-      this.urls.delete(path);
-      throw err;
-    }
-  }
-
-  show(path, img) {
-    this.url(path).then((u) => (img.src = u)).catch(() => img.classList.add("broken"));
-  }
-
-  async download(a) {
-    try {
-      const link = h("a", { href: await this.url(a.url), download: a.filename });
-      document.body.appendChild(link);
-      link.click();
-      link.remove();
-    } catch (err) {
-      toast(describe(err));
-    }
   }
 }

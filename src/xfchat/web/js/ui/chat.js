@@ -419,8 +419,10 @@ export class ChatView {
   updateComposer() {
     const can = this.ctx.can;
     const name = this.app.channelTitle(this.channelId);
-    this.input.disabled = !can.send;
-    this.input.placeholder = can.send ? `Message ${this.server ? "#" : "@"}${name}` : "You do not have permission to send messages here";
+    this.input.disabled = !can.send || this.refused;
+    this.input.placeholder = this.refused
+      ? `${name} does not take direct messages from you`
+      : can.send ? `Message ${this.server ? "#" : "@"}${name}` : "You do not have permission to send messages here";
     this.attachBtn.disabled = !(can.send && has(this.perms, P.ATTACH_FILES));
     if (this.replyTo) {
       this.replyBar.hidden = false;
@@ -512,7 +514,10 @@ export class ChatView {
       const m = await this.session.call("POST", `/api/channels/${this.channelId}/messages`, payload);
       this.store.messageArrived(m);
     } catch (err) {
-      toast(`Not sent: ${describe(err)}`);
+      // A direct conversation closed to us (their choice or a block: one answer) stays
+      // readable; the composer says why it is off.
+      this.refused = err.code === "CANNOT_MESSAGE_USER";
+      toast(this.refused ? `Not sent: ${this.app.channelTitle(this.channelId)} does not take direct messages from you.` : `Not sent: ${describe(err)}`);
       this.input.value = typed;
     } finally {
       this.pending = this.pending.filter((p) => p !== pending);

@@ -2,6 +2,7 @@
 // role's colour), or a conversation's participants.
 
 import { h, replace, avatar, displayName, readableColor, toast, describe } from "../dom.js";
+import { groupActions, participantExtras } from "./groups.js";
 
 export async function loadMembers(app, serverId) {
   const { store, session } = app;
@@ -30,7 +31,7 @@ function statusOf(store, id) {
   return p && p.status !== "invisible" ? p.status : "offline";
 }
 
-function memberRow(app, user, color, nickname) {
+function memberRow(app, user, color, nickname, extras = null) {
   const status = statusOf(app.store, user.id);
   return h(
     "li",
@@ -42,6 +43,7 @@ function memberRow(app, user, color, nickname) {
       h("span", { class: "member-name", style: color ? `color:${color}` : null }, nickname || displayName(user)),
       h("span", { class: "visually-hidden" }, ` (${status})`),
     ),
+    extras,
   );
 }
 
@@ -89,6 +91,7 @@ export function renderServerMembers(app, server, container) {
 }
 
 export function renderParticipants(app, conv, container) {
+  const group = conv.kind === "group";
   replace(
     container,
     h("h2", { class: "visually-hidden" }, "Members"),
@@ -96,7 +99,8 @@ export function renderParticipants(app, conv, container) {
       "section",
       { class: "member-group" },
       h("h3", { class: "category-name" }, `Members — ${conv.participants.length}`),
-      h("ul", null, conv.participants.map((u) => memberRow(app, u, null, null))),
+      h("ul", null, conv.participants.map((u) => memberRow(app, u, null, null, group ? participantExtras(app, conv, u) : null))),
     ),
+    group ? groupActions(app, conv) : null,
   );
 }

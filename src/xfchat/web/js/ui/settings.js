@@ -3,7 +3,7 @@
 // ban), invites, bans and the audit log. Each tab calls the documented routes; the
 // server's events keep the rest of the client current.
 
-import { h, replace, dialog, displayName, fmtFull, toast, describe, confirmDialog, colorOf } from "../dom.js";
+import { h, replace, tabbedDialog, displayName, fmtFull, toast, describe, confirmDialog, colorOf } from "../dom.js";
 import { P, PERMISSION_NAMES, label, has, serverPermissions } from "../perms.js";
 import { loadMembers } from "./members.js";
 import { sortedChannels } from "./sidebar.js";
@@ -21,27 +21,20 @@ const TABS = [
 export function openSettings(app, server) {
   const perms = serverPermissions(server);
   const tabs = TABS.filter(([, , need]) => PERMISSION_NAMES.some((n) => (need & P[n]) && has(perms, P[n])));
-  const panel = h("div", { class: "settings-panel", role: "tabpanel", tabindex: "0" });
-  const tabButtons = tabs.map(([key, text]) =>
-    h("button", { class: "tab", role: "tab", type: "button", id: `tab-${key}`, "aria-selected": "false", onclick: () => show(key) }, text),
-  );
-  const s = new Settings(app, server, panel);
-  const show = (key) => {
-    for (const b of tabButtons) b.setAttribute("aria-selected", String(b.id === `tab-${key}`));
-    panel.setAttribute("aria-labelledby", `tab-${key}`);
+  const s = new Settings(app, server);
+  const off = app.store.on(`server:${server.id}`, () => s.render());
+  tabbedDialog(`${server.name} settings`, tabs, (key, panel) => {
+    s.panel = panel;
     s.tab = key;
     s.render();
-  };
-  const off = app.store.on(`server:${server.id}`, () => s.render());
-  dialog(`${server.name} settings`, h("div", { class: "settings" }, h("div", { class: "tabs tabs-vertical", role: "tablist", "aria-orientation": "vertical" }, tabButtons), panel), { wide: true, onClose: off });
-  if (tabs.length) show(tabs[0][0]);
+  }, { onClose: off });
 }
 
 class Settings {
-  constructor(app, server, panel) {
+  constructor(app, server) {
     this.app = app;
     this.server = server;
-    this.panel = panel;
+    this.panel = null;
     this.tab = null;
     this.channelId = null;
     this.roleId = null;

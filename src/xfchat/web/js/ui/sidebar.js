@@ -169,7 +169,7 @@ export function renderHomeSidebar(app) {
         { class: "channel-li" },
         h("a", { class: ["channel", route.view === "friends" && "active"], href: "#/friends", "aria-current": route.view === "friends" ? "page" : null }, h("span", { class: "channel-icon", "aria-hidden": "true" }, "👥"), h("span", { class: "channel-name" }, "Friends"), pending ? h("span", { class: "badge", "aria-label": `${pending} pending requests` }, String(pending)) : null),
       ),
-      h("li", { class: "category" }, h("h2", { class: "category-name", id: "dm-heading" }, "Direct messages"), h(
+      h("li", { class: "category" }, h("div", { class: "category-head" }, h("h2", { class: "category-name", id: "dm-heading" }, "Direct messages"), h("button", { class: "icon-btn", type: "button", "aria-label": "Create a group DM", title: "Create a group DM", onclick: () => app.createGroup() }, "+")), h(
         "ul",
         { "aria-labelledby": "dm-heading" },
         convs.map((c) => {
@@ -212,7 +212,8 @@ export function renderUserPanel(app) {
       "div",
       { class: "user-panel" },
       h("span", { class: "dm-avatar" }, avatar(me, "sm"), statusDot(store, me.id)),
-      h("span", { class: "user-names" }, h("strong", null, displayName(me)), h("span", { class: "muted" }, `@${me.username}`)),
+      // Your name opens your settings (status, profile, password, two-factor, sessions).
+      h("button", { class: "user-names", type: "button", title: "User settings", onclick: () => app.openAccount() }, h("strong", null, displayName(me)), h("span", { class: "muted" }, `@${me.username}`), h("span", { class: "visually-hidden" }, "User settings")),
       h("button", { class: ["icon-btn", v && v.muted && "on"], type: "button", "aria-pressed": v && v.muted ? "true" : "false", "aria-label": "Mute", title: "Mute", onclick: () => app.voiceToggle("mute") }, v && v.muted ? "🔇" : "🎙"),
       h("button", { class: ["icon-btn", v && v.deafened && "on"], type: "button", "aria-pressed": v && v.deafened ? "true" : "false", "aria-label": "Deafen", title: "Deafen", onclick: () => app.voiceToggle("deafen") }, v && v.deafened ? "🙉" : "🎧"),
       h("button", { class: "icon-btn", type: "button", "aria-label": "Log out", title: "Log out", onclick: () => app.logout() }, "🚪"),

@@ -1,0 +1,37 @@
+import { h, toast, describe } from "./dom.js";
+
+// Attachments need the token, so they are fetched and shown as blob: URLs (kept for the
+// page's life, one per file).
+export class Blobs {
+  constructor(session) {
+    this.session = session;
+    this.urls = new Map();
+  }
+
+  async url(path) {
+    if (!this.urls.has(path)) {
+      this.urls.set(path, this.session.blob(path).then((b) => URL.createObjectURL(b)));
+    }
+    try {
+      return await this.urls.get(path);
+    } catch (err) {
+      this.urls.delete(path);
+      throw err;
+    }
+  }
+
+  show(path, img) {
+    this.url(path).then((u) => (img.src = u)).catch(() => img.classList.add("broken"));
+  }
+
+  async download(a) {
+    try {
+      const link = h("a", { href: await this.url(a.url), download: a.filename });
+      document.body.appendChild(link);
+      link.click();
+      link.remove();
+    } catch (err) {
+      toast(describe(err));
+    }
+  }
+}
