@@ -1,0 +1,38 @@
+"""Headers that keep the client's origin safe beyond the client's own files: /docs
+(same origin as the client, so a script there could read the refresh token in
+localStorage) runs only its own script and cannot be framed."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+
+import httpx
+
+
+async def test_docs_runs_only_its_own_script_and_cannot_be_framed(
+    client: httpx.AsyncClient,
+) -> None:
+    page = await client.get("/docs")
+    assert page.status_code == 200
+    assert page.headers["x-frame-options"] == "DENY"
+    assert page.headers["x-content-type-options"] == "nosniff"
+    csp = dict(
+        [*d.split(" ", 1), ""][:2] for d in page.headers["content-security-policy"].split("; ")
+    )
+    assert csp["default-src"] == "'none'" and csp["frame-ancestors"] == "'none'"
+    assert csp["connect-src"] == "'self'" and csp["base-uri"] == "'none'"
+    script_src = csp["script-src"].split()
+    assert "'unsafe-inline'" not in script_src and "'unsafe-eval'" not in script_src
+    inline = re.findall(r"<script>(.*?)</script>", page.text, re.DOTALL)
+    assert inline, "the page's own inline script is expected (it starts Swagger UI)"
+    for script in inline:  # each allowed by its hash, and nothing else inline
+        digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+        assert f"'sha256-{digest}'" in script_src
+    assert [s for s in script_src if s.startswith("'sha256-")] == [
+        s for s in script_src if s.startswith("'sha")
+    ]
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        served = await client.get(f"/docs/assets/{asset}")
+        assert served.headers["x-content-type-options"] == "nosniff"
