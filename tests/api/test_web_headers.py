@@ -36,3 +36,24 @@ async def test_docs_runs_only_its_own_script_and_cannot_be_framed(
     for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
         served = await client.get(f"/docs/assets/{asset}")
         assert served.headers["x-content-type-options"] == "nosniff"
+
+
+async def test_no_session_cookie_so_no_request_forgery(client: httpx.AsyncClient) -> None:
+    """The browser client holds its tokens itself and sends them in Authorization: no
+    answer of the session's life sets a cookie, so a page on another site has nothing the
+    browser would attach for it (no CSRF), and a refused cross-origin read stays refused."""
+    account = {"username": "csrf_ann", "email": "ann@example.com", "password": "a-l0ng-passw0rd!"}
+    answers = [await client.post("/api/auth/register", json=account)]
+    login = {"login": "csrf_ann", "password": account["password"]}
+    answers.append(await client.post("/api/auth/login", json=login))
+    tokens = answers[-1].json()
+    refresh = {"refresh_token": tokens["refresh_token"]}
+    answers.append(await client.post("/api/auth/refresh", json=refresh))
+    bearer = {"Authorization": f"Bearer {answers[-1].json()['access_token']}"}
+    answers.append(await client.get("/", headers=bearer))
+    answers.append(await client.post("/api/auth/logout", headers=bearer))
+    assert [a.status_code for a in answers] == [201, 200, 200, 200, 204]
+    assert [a.headers.get_list("set-cookie") for a in answers] == [[]] * len(answers)
+    evil = {"Origin": "https://evil.example", **bearer}
+    read = await client.get("/api/users/@me", headers=evil)
+    assert "access-control-allow-origin" not in read.headers
