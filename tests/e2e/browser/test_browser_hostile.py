@@ -306,3 +306,29 @@ async def test_a_session_revoked_elsewhere_leaves_nothing_of_it_on_screen(
                 assert (await phone.delete(f"/api/users/@me/sessions/{s['id']}")).status_code == 204
     await expect(alice.get_by_label("Username or email")).to_be_attached()
     await expect(alice.locator("dialog[open]")).to_have_count(0)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="dom.js h(): an on* key whose value is not a function falls through to "
+    "setAttribute (an inline handler, stopped only by the CSP), and href takes any scheme "
+    "(javascript:); today every caller passes safe values, but nothing enforces it",
+)
+async def test_h_makes_no_script_from_a_string(site: Site, browsers: Browsers) -> None:
+    """The one way the client builds elements refuses, by itself, the two ways a string
+    from the server could become script: an event handler attribute and a script URL."""
+    page = await browsers.browser.new_page(base_url=site.base)
+    try:
+        await page.goto(site.base)
+        made = await page.evaluate(
+            """async () => {
+              const { h } = await import("/web/js/dom.js");
+              const a = h("a", { onclick: "window.__pwned = 1", href: "javascript:window.__pwned = 1" });
+              const img = h("img", { src: "/web/favicon.svg", onerror: "window.__pwned = 1" });
+              return [...a.getAttributeNames(), ...img.getAttributeNames()]
+                .map((n) => `${n}=${a.getAttribute(n) ?? img.getAttribute(n)}`);
+            }"""
+        )
+    finally:
+        await page.close()
+    assert not [m for m in made if m.startswith("on") or "javascript:" in m]
