@@ -17,7 +17,7 @@ from uuid import UUID
 
 import jwt
 import pytest
-from playwright.async_api import Page, Route, expect
+from playwright.async_api import Page, Route, WebSocketRoute, expect
 
 from tests.e2e.browser.client import (
     GENERAL,
@@ -29,7 +29,7 @@ from tests.e2e.browser.client import (
     open_settings,
     say,
 )
-from tests.e2e.browser.conftest import Browsers, Site
+from tests.e2e.browser.conftest import Browsers, Site, log_in
 from tests.e2e.browser.test_browser_chat import png
 from xfchat.domain.tokens import issue_access_token
 
@@ -332,3 +332,61 @@ async def test_h_makes_no_script_from_a_string(site: Site, browsers: Browsers) -
     finally:
         await page.close()
     assert not [m for m in made if m.startswith("on") or "javascript:" in m]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="store.js apply(): HANDLERS[type] is a plain object's lookup, so an event named "
+    "after an Object.prototype member (__proto__, __defineGetter__) is called and throws "
+    "out of the WebSocket's onmessage (Object.hasOwn or a Map would ignore it)",
+)
+async def test_hostile_gateway_frames_pollute_nothing_and_break_nothing(
+    site: Site, browsers: Browsers
+) -> None:
+    """A hostile or broken server (or a proxy on the way) sends frames with `__proto__`
+    keys and event types named after Object.prototype's members: no object of the page
+    gains a property, no error is thrown, and the page goes on working."""
+    async with api_as(site.base, "alice") as api:
+        real = (await api.get(f"/api/channels/{GENERAL}/messages?limit=1")).json()[0]
+    forged = {
+        **real,
+        "id": "00000000-0000-0000-0000-00000000f00d",
+        "seq": real["seq"] + 1000,
+        "content": "forged frame",
+        "__proto__": {"polluted": "message"},
+        "constructor": {"prototype": {"polluted": "constructor"}},
+    }
+    hostile = [
+        {"op": 0, "t": "__proto__", "s": None, "d": {"polluted": "type"}},
+        {"op": 0, "t": "__defineGetter__", "s": None, "d": {}},
+        {
+            "op": 0,
+            "t": "server.updated",
+            "s": None,
+            "d": {"id": SERVER, "__proto__": {"polluted": "server"}},
+        },
+        {"op": 0, "t": "message.created", "s": None, "d": forged},
+    ]
+
+    def relay(ws: WebSocketRoute) -> None:
+        server = ws.connect_to_server()
+
+        def down(frame: str | bytes) -> None:
+            ws.send(frame)
+            if isinstance(frame, str) and '"t":"ready"' in frame.replace(" ", ""):
+                for f in hostile:
+                    ws.send(json.dumps(f))
+
+        server.on_message(down)
+
+    alice = await browsers.page(site.base)
+    await alice.route_web_socket("**/api/gateway", relay)
+    await alice.reload()
+    await log_in(alice, "alice")
+    log = await open_channel(alice, "general")
+    await say(alice, "still working")
+    await expect(message(log, "still working")).to_be_visible()
+    polluted = await alice.evaluate("() => [({}).polluted, [].polluted, Object.prototype.polluted]")
+    assert polluted == [None, None, None]
+    errors, browsers.problems[:] = list(browsers.problems), []
+    assert errors == []
