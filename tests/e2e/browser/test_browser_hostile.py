@@ -134,6 +134,12 @@ async def test_hostile_names_topics_statuses_files_and_links_show_as_text(
     await settings.get_by_role("tab", name="Audit log").click()
     await expect(settings.get_by_text("role.created", exact=True)).to_be_visible()
     await audit(alice, "audit log")
+    await alice.keyboard.press("Escape")
+
+    await alice.get_by_role("link", name="Direct messages").click()
+    await alice.get_by_role("tab", name="All").click()
+    await expect(alice.get_by_text(payload("dn")).first).to_be_visible()
+    await audit(alice, "friends page and the DM list")
 
 
 async def _expire_the_access_token(route: Route, secret: str) -> None:
