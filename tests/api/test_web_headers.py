@@ -57,3 +57,11 @@ async def test_no_session_cookie_so_no_request_forgery(client: httpx.AsyncClient
     evil = {"Origin": "https://evil.example", **bearer}
     read = await client.get("/api/users/@me", headers=evil)
     assert "access-control-allow-origin" not in read.headers
+
+
+async def test_the_client_page_enforces_trusted_types(client: httpx.AsyncClient) -> None:
+    """No string reaches an HTML or script sink: the browser refuses it (no policy may
+    be made that would let one through)."""
+    for path in ("/", "/web/js/main.js"):
+        csp = (await client.get(path)).headers["content-security-policy"].split("; ")
+        assert "require-trusted-types-for 'script'" in csp and "trusted-types 'none'" in csp
