@@ -1,8 +1,12 @@
-"""The client attacked from outside: a member with an account puts markup, script URLs
-and hostile names everywhere the client shows text, and the victim's page must show it
-all as text and run none of it; the session must end on the server when its owner logs
-out; and /docs, which shares the client's origin (and so its localStorage, where the
-refresh token lives), runs nothing but its own files.
+"""The client attacked from outside. A member with an account puts markup, script URLs
+and hostile names everywhere the client shows text: the victim's page shows it all as
+text and runs none of it. The client runs under Trusted Types; a hostile gateway frame
+pollutes nothing; /docs (same origin, so same localStorage, where the refresh token
+lives) renders under its own CSP; neither page can be framed. Marked xfail (strict),
+defects found: logging out with an expired access token leaves the session alive; a
+session revoked elsewhere leaves its settings dialog on screen; h() would make an inline
+handler or a javascript: link from a string; an event named after an Object.prototype
+member throws.
 
 Two lines of defence are checked separately: the DOM (no element or attribute was made
 from received text) and the CSP (the `browsers` fixture fails a test on any violation
