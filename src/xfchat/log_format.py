@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -30,6 +31,25 @@ class JsonFormatter(logging.Formatter):
             if key not in _STANDARD and key not in out:
                 out[key] = value
         return orjson.dumps(out, default=str).decode()
+
+
+# A token in a URL (`?access_token=`, which EventSource has to use) must not reach a log.
+_TOKEN_IN_URL = re.compile(r"((?:^|[?&])access_token=)[^&\s]*")
+
+
+class RedactTokens(logging.Filter):
+    """Blanks `access_token=` in the request lines uvicorn's access log writes (its args:
+    client, method, path with query, HTTP version, status)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _TOKEN_IN_URL.sub(r"\1[redacted]", a) if isinstance(a, str) else a
+                for a in record.args
+            )
+        if isinstance(record.msg, str):
+            record.msg = _TOKEN_IN_URL.sub(r"\1[redacted]", record.msg)
+        return True
 
 
 def log_handler(fmt: str) -> logging.Handler:

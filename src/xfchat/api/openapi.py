@@ -4,6 +4,9 @@ payloads as components. Served at /openapi.json, with /docs working offline."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 from importlib.resources import files
 from typing import Any
 
@@ -82,6 +85,29 @@ SECURITY_SCHEME = {
 
 SWAGGER_ASSETS = ("swagger-ui-bundle.js", "swagger-ui.css", "favicon.png")
 DOCS_ASSETS = "/docs/assets/"
+# /docs shares its origin with the browser client, whose refresh token sits in
+# localStorage: a script that ran on /docs could read it. So /docs runs only its own
+# files and its one inline script (by hash), reaches only this server, and cannot be
+# framed (its "Try it out" buttons would be a clickjacking target).
+DOCS_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
+
+
+def docs_csp(page: str) -> str:
+    """The Content-Security-Policy of the /docs page: its inline scripts allowed by hash."""
+    hashes = " ".join(
+        "'sha256-" + base64.b64encode(hashlib.sha256(s.encode()).digest()).decode() + "'"
+        for s in INLINE_SCRIPT.findall(page)
+    )
+    return (
+        f"default-src 'none'; script-src 'self' {hashes}; style-src 'self' 'unsafe-inline'; "
+        "img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
+        "frame-ancestors 'none'"
+    )
 
 
 def _is_token(param: dict[str, Any]) -> bool:
@@ -271,19 +297,23 @@ def install_openapi(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
     assets = files("fastapi_offline") / "static"
 
+    page = get_swagger_ui_html(
+        openapi_url=app.openapi_url or "/openapi.json",
+        title="XFChat API",
+        swagger_js_url=f"{DOCS_ASSETS}swagger-ui-bundle.js",
+        swagger_css_url=f"{DOCS_ASSETS}swagger-ui.css",
+        swagger_favicon_url=f"{DOCS_ASSETS}favicon.png",
+        swagger_ui_parameters={"persistAuthorization": True},
+    )
+    page_headers = {**DOCS_HEADERS, "Content-Security-Policy": docs_csp(bytes(page.body).decode())}
+
     @app.get("/docs", include_in_schema=False)
     async def docs(_request: Request) -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url=app.openapi_url or "/openapi.json",
-            title="XFChat API",
-            swagger_js_url=f"{DOCS_ASSETS}swagger-ui-bundle.js",
-            swagger_css_url=f"{DOCS_ASSETS}swagger-ui.css",
-            swagger_favicon_url=f"{DOCS_ASSETS}favicon.png",
-            swagger_ui_parameters={"persistAuthorization": True},
-        )
+        return HTMLResponse(bytes(page.body), headers=page_headers)
 
     @app.get(DOCS_ASSETS + "{name}", include_in_schema=False)
     async def docs_asset(name: str) -> Response:
         if name not in SWAGGER_ASSETS:
             raise NotFound("no such file")
-        return FileResponse(str(assets / name), headers={"Cache-Control": "public, max-age=86400"})
+        headers = {**DOCS_HEADERS, "Cache-Control": "public, max-age=86400"}
+        return FileResponse(str(assets / name), headers=headers)

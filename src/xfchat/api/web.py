@@ -4,7 +4,9 @@ images, all static files shipped inside the package (`src/xfchat/web/`, no build
 Every answer carries a strict Content-Security-Policy: scripts and styles only from this
 origin (no inline script, no eval), connections only back to it (the API, the gateway,
 SSE), images from it and from `blob:` (attachments are fetched with the token and shown
-as blobs), no frames, no plugins. The files are read once, when the app is built; a
+as blobs), no frames, no plugins; and Trusted Types with no policy, so the browser
+itself refuses any string handed to an HTML or script sink (innerHTML, srcdoc, a
+`javascript:` URL, an inline handler), whatever the code looks like. The files are read once, when the app is built; a
 path is looked up in that table, never joined onto the file system, so no request can
 name anything else.
 """
@@ -26,7 +28,7 @@ CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; "
     "img-src 'self' blob: data:; media-src 'self' blob:; connect-src 'self'; "
     "font-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'none'; "
-    "frame-ancestors 'none'"
+    "frame-ancestors 'none'; require-trusted-types-for 'script'; trusted-types 'none'"
 )
 SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,

@@ -1,0 +1,32 @@
+"""A token in a URL never reaches the access log: EventSource cannot send headers, so the
+browser client opens SSE with `?access_token=`, and a real `xfchat serve` with
+XFCHAT_ACCESS_LOG=true must log that request without the token."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.factories import MakeUser
+from tests.support import Servers
+
+
+async def test_the_access_log_blanks_an_access_token_in_the_url(
+    servers: Servers, make_user: MakeUser
+) -> None:
+    user = await make_user()
+    proc, base = servers.start(XFCHAT_ACCESS_LOG="true")
+    url = f"{base}/api/events?access_token={user.access_token}&since="
+    async with (
+        httpx.AsyncClient(timeout=10) as client,
+        client.stream("GET", url, headers={"Accept": "text/event-stream"}) as stream,
+    ):
+        assert stream.status_code == 200
+        async for line in stream.aiter_lines():
+            if line.startswith("event: ready"):
+                break
+    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+        await client.get("/health")  # (a later line: the stream's was written before it)
+    log = proc.output
+    assert '"GET /health HTTP/1.1" 200' in log, log[-2000:]
+    assert "/api/events?access_token=[redacted]&since=" in log, log[-2000:]
+    assert user.access_token not in log
