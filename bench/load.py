@@ -406,38 +406,6 @@ class Result:
     server_cpu: float = 0.0  # CPU seconds of the server process over the point
 
 
-async def cpu_costs(base: str, usage: Usage, transport: str) -> None:
-    """The server's CPU per message and per delivery: the same sends (10 senders x 200
-    into one group) with 1 receiver and with 20; the difference is 19 x 2,000
-    deliveries."""
-    runs = []
-    for receivers in (1, 20, 1, 20):  # (twice each, alternating)
-        runs.append(
-            await point(
-                base,
-                usage,
-                senders=10,
-                messages=200,
-                receivers=receivers,
-                transport=transport,
-                label=f"cost: 10 senders x 200 msgs, {receivers} receivers",
-            )
-        )
-    few = [r for r in runs if r.deliveries < r.messages * 2]
-    many = [r for r in runs if r.deliveries >= r.messages * 2]
-    cpu_few = statistics.mean(r.server_cpu for r in few)
-    cpu_many = statistics.mean(r.server_cpu for r in many)
-    extra = statistics.mean(r.deliveries for r in many) - statistics.mean(r.deliveries for r in few)
-    per_delivery = (cpu_many - cpu_few) / extra
-    per_message = (cpu_few - per_delivery * statistics.mean(r.deliveries for r in few)) / few[
-        0
-    ].messages
-    print(
-        f"\n  => server CPU per message {per_message * 1e6:,.0f} µs, per delivery "
-        f"{per_delivery * 1e6:,.1f} µs [{transport}]  (means of two runs each)"
-    )
-
-
 def compare(label: str, xfchat: Result, ceiling: Result) -> None:
     """XFChat's share of the ceiling, measured in the same run."""
     print(
@@ -545,6 +513,8 @@ async def main() -> None:
         if args.senders is None:
             base, usage = targets[0]
             if usage.server is not None:
+                from bench.costs import cpu_costs  # (it uses this module's helpers)
+
                 print(f"\nwhat a message and a delivery cost the server  [{args.transport}]")
                 await cpu_costs(base, usage, args.transport)
             await paging(base, usage, messages=1200)

@@ -10,7 +10,7 @@ import shutil
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import asyncpg
@@ -67,17 +67,8 @@ class XFChat:
         return "\n".join(text.splitlines()[-lines:]) or "(the server's log is empty)"
 
     async def ready(self) -> XFChat:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        async with httpx.AsyncClient(timeout=1) as client:
-            while True:
-                if self.proc.poll() is not None:
-                    raise SystemExit(f"xfchat exited ({self.proc.returncode}):\n{self.tail()}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await client.get(f"{self.base}/ready")).status_code == 200:
-                        return self
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"xfchat not ready in {START_TIMEOUT_S} s:\n{self.tail()}")
-                await asyncio.sleep(0.1)
+        await wait_ready(self.base, self.proc, "xfchat", self.tail)
+        return self
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -87,6 +78,23 @@ class XFChat:
             except psutil.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+async def wait_ready(
+    base: str, proc: psutil.Process, name: str, tail: Callable[[], str] = lambda: ""
+) -> None:
+    """Until `base` answers /ready with 200; exits if `proc` ends or it takes too long."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    async with httpx.AsyncClient(timeout=1) as client:
+        while True:
+            if proc.poll() is not None:
+                raise SystemExit(f"{name} exited ({proc.returncode}):\n{tail()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if (await client.get(f"{base}/ready")).status_code == 200:
+                    return
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{name} not ready in {START_TIMEOUT_S} s:\n{tail()}")
+            await asyncio.sleep(0.1)
 
 
 async def start_servers(count: int, env: dict[str, str], logs: Path) -> list[XFChat]:
