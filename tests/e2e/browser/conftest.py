@@ -129,6 +129,12 @@ async def site(pg_cluster: Cluster, demo_template: str, tmp_path: Path) -> Async
         await remove_database(pg_cluster, name)
 
 
+REPORT_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", (e) =>
+  window.__xfchatViolation(`${e.violatedDirective}: ${e.blockedURI} ${e.sample}`));
+"""
+
+
 @dataclass
 class Browsers:
     """Pages of one Chromium; every page's script errors and CSP violations are kept,
@@ -147,6 +153,12 @@ class Browsers:
         )
         context.set_default_timeout(15_000)
         self.contexts.append(context)
+        # Every violation of the page's CSP, Trusted Types' included (Chromium's console
+        # messages for those do not name the CSP), reported from the page itself.
+        await context.expose_function(
+            "__xfchatViolation", lambda text: self.problems.append(f"CSP violation: {text}")
+        )
+        await context.add_init_script(REPORT_VIOLATIONS)
         page = await context.new_page()
         page.on("pageerror", lambda err: self.problems.append(f"page error: {err}"))
         page.on(

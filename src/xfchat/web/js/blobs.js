@@ -20,6 +20,12 @@ export class Blobs {
     }
   }
 
+  // Every URL made, released (at the end of a session: nothing of it stays reachable).
+  releaseAll() {
+    for (const made of this.urls.values()) made.then((u) => URL.revokeObjectURL(u)).catch(() => {});
+    this.urls.clear();
+  }
+
   show(path, img) {
     this.url(path).then((u) => (img.src = u)).catch(() => img.classList.add("broken"));
   }

@@ -7,8 +7,13 @@ export function h(tag, attrs, ...children) {
   if (attrs) {
     for (const [key, value] of Object.entries(attrs)) {
       if (value === undefined || value === null || value === false) continue;
-      if (key.startsWith("on") && typeof value === "function") {
-        el.addEventListener(key.slice(2).toLowerCase(), value);
+      if (key.startsWith("on")) {
+        // Only a function: a string here would be an inline handler, script from text,
+        // so it is left out.
+        if (typeof value === "function") el.addEventListener(key.slice(2).toLowerCase(), value);
+      } else if ((key === "href" || key === "src") && !safeUrl(value)) {
+        // A javascript: (or data:, vbscript:...) URL is script from text: left out.
+        continue;
       } else if (key === "class") {
         el.className = Array.isArray(value) ? value.filter(Boolean).join(" ") : value;
       } else if (key === "style") {
@@ -28,6 +33,18 @@ export function h(tag, attrs, ...children) {
   }
   append(el, children);
   return el;
+}
+
+// http(s), blob: (files the page fetched), and URLs relative to this origin; no other
+// scheme (javascript:, data:, vbscript:, ...).
+function safeUrl(value) {
+  const text = String(value);
+  try {
+    const url = new URL(text, location.href);
+    return url.protocol === "http:" || url.protocol === "https:" || url.protocol === "blob:";
+  } catch {
+    return false;
+  }
 }
 
 function append(el, children) {

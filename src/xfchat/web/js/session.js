@@ -105,11 +105,22 @@ export class Session {
     this.access = null;
   }
 
+  // Ends the session on the server, not only here: an expired access token (a laptop
+  // woken from sleep, a throttled background tab) is refreshed and the logout sent
+  // again. A 401 from the refresh means the server has already ended it. When the
+  // server cannot be reached, nothing is dropped and the error is thrown: the person is
+  // told and still logged in, rather than believing a stolen refresh token is dead.
   async logout() {
+    const end = () => request("POST", "/api/auth/logout", this.access);
     try {
-      await this.call("POST", "/api/auth/logout");
-    } catch {
-      // Logged out either way: the token is dropped here.
+      await end().catch(async (err) => {
+        if (!(err instanceof ApiError) || err.status !== 401) throw err;
+        await this.refresh();
+        await end();
+      });
+    } catch (err) {
+      if (!(err instanceof ApiError)) throw err;
+      // Any other answer: the server heard it and the session is over (or never was).
     }
     this.forget();
     this.onEnd("logout");
@@ -121,7 +132,7 @@ export class Session {
     try {
       return await request(method, path, this.access, body, extra);
     } catch (err) {
-      if (!(err instanceof ApiError) || err.status !== 401 || path === "/api/auth/logout") throw err;
+      if (!(err instanceof ApiError) || err.status !== 401) throw err;
       try {
         await this.refresh();
       } catch (refreshErr) {

@@ -119,8 +119,10 @@ export class Store {
   // --- events ------------------------------------------------------------------------
 
   apply(type, d) {
-    const fn = HANDLERS[type];
-    if (fn) fn(this, d);
+    // Own keys only: an event named after an Object.prototype member (__proto__,
+    // constructor, ...) is no handler.
+    if (typeof type !== "string" || !Object.hasOwn(HANDLERS, type)) return;
+    HANDLERS[type](this, d);
   }
 
   messageArrived(m) {

@@ -61,6 +61,11 @@ export class App {
     this.rt.stop();
     window.removeEventListener("hashchange", this.hashHandler);
     if (this.view) this.view.destroy();
+    // Nothing of the session stays on screen or reachable: its dialogs and popovers
+    // (outside #app) are closed, its files' blob: URLs released.
+    for (const open of document.querySelectorAll("dialog")) open.close();
+    for (const pop of document.querySelectorAll("[popover], .emoji-picker")) pop.remove();
+    this.blobs.releaseAll();
     if (why !== "logout") this.session.forget();
     this.onLogout(why);
   }
@@ -68,7 +73,13 @@ export class App {
   async logout() {
     this.voice.leave();
     this.rt.stop();
-    await this.session.logout();
+    try {
+      await this.session.logout();
+    } catch {
+      // The server was not reached: still logged in there, so here too.
+      this.rt.start();
+      this.toastError("Could not reach the server to log out. You are still logged in; try again.");
+    }
   }
 
   toastError(text) {
