@@ -28,7 +28,7 @@ import asyncpg
 import psutil
 
 from bench.load import Result, Usage, point
-from bench.procs import BENCH_ENV, XFChat, free_port, wait_ready
+from bench.procs import BENCH_ENV, XFChat, free_port, stop_process, wait_ready
 from xfchat.db.embedded import throwaway
 from xfchat.db.migrate import Migrator
 
@@ -53,15 +53,6 @@ def granian(env: dict[str, str], root: Path) -> tuple[str, psutil.Process]:
     with open(root / "granian.log", "wb") as log:
         proc = psutil.Popen([*command, "granian_app:app"], env=full, stdout=log, stderr=log)
     return f"http://127.0.0.1:{port}", proc
-
-
-def stop(proc: psutil.Process) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except psutil.TimeoutExpired:
-            proc.kill()
 
 
 async def main() -> None:
@@ -115,7 +106,7 @@ async def main() -> None:
                 )
     finally:
         for proc in procs:
-            stop(proc)
+            stop_process(proc)
         pg.stop()
         shutil.rmtree(root, ignore_errors=True)
 

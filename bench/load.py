@@ -37,7 +37,7 @@ import psutil
 import websockets
 
 from bench.common import pct
-from bench.procs import START_TIMEOUT_S, free_port, local_servers
+from bench.procs import free_port, local_servers, stop_process, wait_ready
 from bench.wire import Connection, message_id, sse_events
 
 GROUP_MAX = 25
@@ -88,26 +88,10 @@ async def ceiling_server(raw: bool = False) -> AsyncIterator[tuple[str, psutil.P
     proc = psutil.Popen(command + (["--raw"] if raw else []))
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        async with httpx.AsyncClient(timeout=1) as client:
-            while True:
-                if proc.poll() is not None:
-                    raise SystemExit(f"the ceiling exited with status {proc.returncode}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await client.get(f"{base}/ready")).status_code == 200:
-                        break
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"the ceiling did not start in {START_TIMEOUT_S} s")
-                await asyncio.sleep(0.1)
+        await wait_ready(base, proc, "the ceiling")
         yield base, proc
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except psutil.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc)
 
 
 class Usage:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import asyncpg
 
+from bench.procs import stop_process
 from xfchat.db.embedded import EmbeddedPostgres, OsUser, server_os_user, throwaway
 
 PGBOUNCER = "pgbouncer"
@@ -123,13 +124,8 @@ class PgBouncer:
 
     def stop(self) -> None:
         proc, self.process = self.process, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        if proc is not None:
+            stop_process(proc)
 
 
 def make_standby(primary: EmbeddedPostgres, data_dir: Path) -> EmbeddedPostgres:

@@ -8,6 +8,7 @@ import os
 import secrets
 import shutil
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -71,13 +72,18 @@ class XFChat:
         return self
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except psutil.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
+
+
+def stop_process(proc: psutil.Popen | subprocess.Popen[bytes]) -> None:
+    """Terminate `proc` (one this program started), killing it after 10 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except (psutil.TimeoutExpired, subprocess.TimeoutExpired):
+            proc.kill()
+            proc.wait()
 
 
 async def wait_ready(
