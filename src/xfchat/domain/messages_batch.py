@@ -13,13 +13,14 @@ from uuid import UUID
 
 from xfchat.db.queries import messages as q
 from xfchat.db.queries.access import AccessFacts
-from xfchat.domain.access import facts_permissions, facts_viewers
+from xfchat.domain.access import MESSAGE_KINDS, facts_permissions, facts_viewers, refusal
 from xfchat.domain.accounts import Actor
 from xfchat.domain.attachments import AttachmentDraft, attachment_json
 from xfchat.domain.event_payloads import AuthorPayload, MessagePayload
-from xfchat.domain.messages import loud_mentions, message_json
+from xfchat.domain.messages import loud_mentions, message_json, not_a_text_channel
+from xfchat.domain.permissions import Permission
 from xfchat.domain.rate_limits import Decision, bucket_key, decide
-from xfchat.errors import BadRequest
+from xfchat.errors import BadRequest, XFChatError
 from xfchat.settings import RateLimit
 
 
@@ -50,6 +51,24 @@ def check_nonce(nonce: str | None) -> None:
     """Raises: BadRequest (INVALID_NONCE)."""
     if nonce is not None and not 1 <= len(nonce) <= 64:
         raise BadRequest("a nonce is 1 to 64 characters", code="INVALID_NONCE", field="nonce")
+
+
+def refusals(facts: list[AccessFacts], reqs: list[SendRequest]) -> dict[UUID, XFChatError | None]:
+    """Why each author of `reqs` may not send here (None: they may), from the access
+    facts read for the batch: SEND_MESSAGES, ATTACH_FILES for one who sends files, and
+    a channel that takes messages."""
+    by_user = {f.user_id: f for f in facts}
+    attaching = {r.actor.user_id for r in reqs if r.attachments}
+    denied: dict[UUID, XFChatError | None] = {
+        a: refusal(
+            by_user[a],
+            Permission.SEND_MESSAGES | (Permission.ATTACH_FILES if a in attaching else 0),
+        )
+        for a in dict.fromkeys(r.actor.user_id for r in reqs)
+    }
+    if facts and facts[0].kind not in MESSAGE_KINDS:
+        denied = {a: e or not_a_text_channel() for a, e in denied.items()}
+    return denied
 
 
 @dataclass(frozen=True)

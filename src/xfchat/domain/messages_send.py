@@ -28,10 +28,8 @@ from xfchat.db.queries import messages as q
 from xfchat.db.queries import messages_send as send_q
 from xfchat.db.queries.access import AccessFacts, facts_from_json
 from xfchat.domain.access import (
-    MESSAGE_KINDS,
     channel_not_found,
     facts_permissions,
-    refusal,
 )
 from xfchat.domain.attachments import AttachmentDraft
 from xfchat.domain.event_payloads import MessagePayload
@@ -39,7 +37,6 @@ from xfchat.domain.events import encode
 from xfchat.domain.messages import (
     mentioned_ids,
     mentioned_role_ids,
-    not_a_text_channel,
     view_json,
 )
 from xfchat.domain.messages_batch import (
@@ -50,6 +47,7 @@ from xfchat.domain.messages_batch import (
     SendRequest,
     SendResult,
     drafts,
+    refusals,
 )
 from xfchat.domain.permissions import Permission
 from xfchat.domain.rate_limits import Decision
@@ -119,16 +117,7 @@ async def write_batch(
         seen(channel_id, state.facts)
     facts = facts_from_json(state.facts)
     by_user = {f.user_id: f for f in facts}
-    attaching = {r.actor.user_id for r in reqs if r.attachments}
-    denied: dict[UUID, XFChatError | None] = {
-        a: refusal(
-            by_user[a],
-            Permission.SEND_MESSAGES | (Permission.ATTACH_FILES if a in attaching else 0),
-        )
-        for a in authors
-    }
-    if facts and facts[0].kind not in MESSAGE_KINDS:
-        denied = {a: e or not_a_text_channel() for a, e in denied.items()}
+    denied = refusals(facts, reqs)
     slow = _Slowmode(state, by_user)
     counts = BucketCounts(state.bucket_hits, state.bucket_ends, state.now)
     fates = _sort_out(reqs, state, denied)

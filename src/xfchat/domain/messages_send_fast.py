@@ -28,10 +28,9 @@ from uuid import UUID
 import asyncpg
 
 from xfchat.db.queries import messages_send as send_q
-from xfchat.db.queries.access import AccessFacts, facts_from_json
-from xfchat.domain.access import MESSAGE_KINDS, refusal
+from xfchat.db.queries.access import facts_from_json
 from xfchat.domain.events import encode
-from xfchat.domain.messages import mentioned_ids, mentioned_role_ids, not_a_text_channel
+from xfchat.domain.messages import mentioned_ids, mentioned_role_ids
 from xfchat.domain.messages_batch import (
     BucketCounts,
     Buckets,
@@ -39,8 +38,8 @@ from xfchat.domain.messages_batch import (
     SendRequest,
     SendResult,
     drafts,
+    refusals,
 )
-from xfchat.domain.permissions import Permission
 from xfchat.errors import XFChatError
 
 PLACEHOLDER_TIME = datetime(2000, 1, 1, tzinfo=UTC)  # (replaced by "@now" in the bodies)
@@ -95,15 +94,6 @@ def eligible(reqs: list[SendRequest]) -> bool:
     )
 
 
-def _refusals(facts: list[AccessFacts], authors: list[UUID]) -> dict[UUID, XFChatError | None]:
-    """Why each author may not send here (None: they may), as the checked path says."""
-    by_user = {f.user_id: f for f in facts}
-    denied = {a: refusal(by_user[a], Permission.SEND_MESSAGES) for a in authors}
-    if facts[0].kind not in MESSAGE_KINDS:
-        denied = {a: e or not_a_text_channel() for a, e in denied.items()}
-    return denied
-
-
 async def write_batch_fast(
     conn: asyncpg.Connection, channel_id: UUID, reqs: list[SendRequest], cache: FactsCache
 ) -> list[SendResult | XFChatError] | None:
@@ -117,7 +107,7 @@ async def write_batch_fast(
     if rows is None:
         return None
     facts = facts_from_json(rows)
-    denied = _refusals(facts, authors)
+    denied = refusals(facts, reqs)
     inserting = [i for i, r in enumerate(reqs) if denied[r.actor.user_id] is None]
     buckets = Buckets(reqs)
     counts = dict.fromkeys(buckets.order, 0)

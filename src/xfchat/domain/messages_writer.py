@@ -212,6 +212,19 @@ class MessageWriter:
         finally:
             in_flight.release()
 
+    async def _write_once(
+        self, conn: asyncpg.Connection, channel_id: UUID, reqs: list[SendRequest], first: bool
+    ) -> list[SendResult | XFChatError]:
+        """The batch in one statement when it may take the fast path (a first attempt
+        only), else, or when that path declines (having written nothing), checked in a
+        transaction."""
+        if first and eligible(reqs):
+            written = await write_batch_fast(conn, channel_id, reqs, self.facts)
+            if written is not None:
+                return written
+        async with conn.transaction():
+            return await write_batch(conn, channel_id, reqs, self.facts.remember)
+
     async def _write(self, channel_id: UUID, reqs: list[SendRequest]) -> None:
         if not reqs:
             return
@@ -220,14 +233,7 @@ class MessageWriter:
         for attempt in range(1, RETRIES + 1):
             try:
                 async with self.pool.acquire() as conn:
-                    fast = attempt == 1 and eligible(reqs)
-                    found = (
-                        await write_batch_fast(conn, channel_id, reqs, self.facts) if fast else None
-                    )
-                    if found is None:
-                        async with conn.transaction():
-                            found = await write_batch(conn, channel_id, reqs, self.facts.remember)
-                    outcomes = found
+                    outcomes = await self._write_once(conn, channel_id, reqs, attempt == 1)
                 break  # committed
             except RETRIED:
                 # Another process inserted one of these ids (or nonces) meanwhile, or who
