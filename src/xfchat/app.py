@@ -107,7 +107,6 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
             deadline_s=settings.send_timeout_s,
             on_sent=app.state.usage.count_messages,
         )
-        app.state.writer.start()
         tasks = [
             every(60, lambda: rate_limits.prune(app.state.pool), "prune-rate-limits"),
             every(

@@ -187,3 +187,41 @@ async def test_repeats_and_limits_get_the_checked_paths_answers(
         )
         codes.append(sent.status_code)
     assert codes == [201, 201, 201, 429, 429], codes
+
+
+async def test_a_channels_sends_are_numbered_in_the_order_they_reached_the_writer(
+    client: httpx.AsyncClient, make_user: MakeUser, app: FastAPI, conn: asyncpg.Connection
+) -> None:
+    """One batch of a channel at a time, each the sends that waited meanwhile, oldest
+    first: so sequence numbers follow arrival, and a burst goes in a few batches."""
+    ann, ben, dm = await factories.pair(client, make_user, "group")
+    await factories.say(client, ben, dm, "warm")
+    writer = app.state.writer
+    arrived: list[str] = []
+    send = writer.send
+
+    async def recorded(req: Any) -> Any:
+        arrived.append(str(req.message_id))
+        return await send(req)
+
+    writer.send = recorded
+    batches = writer.batches
+    try:
+        sent = await asyncio.gather(
+            *(
+                factories.send_message(
+                    client, (ann, ben)[i % 2], dm, f"burst {i}", message_id=str(uuid.uuid4())
+                )
+                for i in range(40)
+            )
+        )
+    finally:
+        del writer.send
+    assert [r.status_code for r in sent] == [201] * 40, [r.text for r in sent]
+    stored = await conn.fetch(
+        "SELECT id::text FROM messages WHERE channel_id = $1 AND content LIKE 'burst %'"
+        " ORDER BY seq",
+        uuid.UUID(dm),
+    )
+    assert [r["id"] for r in stored] == arrived
+    assert writer.batches - batches < 40  # (the sends that waited went together)

@@ -1,15 +1,19 @@
 """Sending messages: coalesced into one transaction per channel, acknowledged after commit.
 
-Each process has one MessageWriter. A send waits in the queue of the worker that owns
-its channel (channels are spread over a few workers by hash, so one busy channel does
-not hold up the others). A worker takes everything waiting and writes each channel's
-sends as one batch: in one round trip, a statement that is its own transaction, when the
-batch can be decided from the access facts read for the last one
-(domain/messages_send_fast.py), else in four (BEGIN, two statements, COMMIT:
-domain/messages_send.py); whatever its size, no send learns its result before COMMIT. Two batches of
-a queue may be in flight at once; sends in flight together have no order between them
-(a client that needs its messages in order sends each after the previous one is
-acknowledged).
+Each process has one MessageWriter. A send waits with the others of its channel; a
+channel has at most one batch being written at a time, and its next batch is everything
+of it that waited meanwhile, taken when a transaction is free (at most `transactions`
+at once across channels, so one busy channel does not hold up the others). A batch is
+written in one round trip, a statement that is its own transaction, when it can be
+decided from the access facts read for the last one (domain/messages_send_fast.py), else
+in four (BEGIN, two statements, COMMIT: domain/messages_send.py); whatever its size, no
+send learns its result before COMMIT. A channel's batches are written in the order
+their sends arrived.
+
+Why one batch per channel: a batch holds its channel's counter row from its write to
+its COMMIT, so a second batch of the channel in flight would only wait for that lock,
+having been formed too early to carry what arrived while it waited (bench/README.md,
+"Issue 14": measured, one at a time carries larger batches and more messages/s).
 
 Bounds: at most `queue_limit` sends are accepted and not yet answered (more get 503
 SEND_QUEUE_FULL with Retry-After); every send is answered within `deadline_s` (a send still queued then is
@@ -46,7 +50,6 @@ RETRIED = (
     asyncpg.DeadlockDetectedError,
     asyncpg.SerializationError,
 )
-IN_FLIGHT = 2  # batch transactions per writer queue at once
 
 
 def _unavailable(message: str, code: str) -> ServiceUnavailable:
@@ -74,7 +77,7 @@ class MessageWriter:
         self,
         pool: asyncpg.Pool,
         *,
-        workers: int = 4,
+        transactions: int = 8,
         max_batch: int = 256,
         queue_limit: int = 10_000,
         deadline_s: float = 10.0,
@@ -90,19 +93,14 @@ class MessageWriter:
         self.refused = 0  # sends refused for a full queue, a deadline or shutdown
         self.pending = 0  # sends accepted whose batch has not answered them yet
         self.accepting = True
-        self.queues: list[asyncio.Queue[SendRequest]] = [asyncio.Queue() for _ in range(workers)]
-        self.tasks: list[asyncio.Task[None]] = []
-        self._running: set[asyncio.Task[None]] = set()
+        self._waiting: dict[UUID, list[SendRequest]] = {}  # channel -> sends in no batch yet
+        self._channels: dict[UUID, asyncio.Task[None]] = {}  # channel -> its writing task
+        self._free = asyncio.Semaphore(transactions)
+        self._queued = 0  # channels waiting for a free transaction
         self._unanswered: set[asyncio.Future[SendResult]] = set()
         self._drained = asyncio.Event()  # set whenever no send is pending
         self._drained.set()
         self.facts = FactsCache()  # what the fast path decides from
-
-    def start(self) -> None:
-        self.tasks = [
-            asyncio.create_task(self._work(q_), name=f"message-writer-{i}")
-            for i, q_ in enumerate(self.queues)
-        ]
 
     async def stop(self, drain_s: float = 5.0) -> None:
         """Refuse new sends, write those queued and in flight (for at most `drain_s`),
@@ -111,7 +109,7 @@ class MessageWriter:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(drain_s):
                 await self._drained.wait()
-        await stop(*self.tasks, *self._running)
+        await stop(*self._channels.values())
         gone = _shutting_down()
         for future in list(self._unanswered):
             if not future.done():
@@ -139,7 +137,11 @@ class MessageWriter:
         self._drained.clear()
         self._unanswered.add(req.future)
         req.future.add_done_callback(self._answered)
-        self.queues[hash(req.channel_id) % len(self.queues)].put_nowait(req)
+        self._waiting.setdefault(req.channel_id, []).append(req)
+        if req.channel_id not in self._channels:
+            self._channels[req.channel_id] = asyncio.create_task(
+                self._write_channel(req.channel_id), name="message-writer"
+            )
         try:
             async with asyncio.timeout_at(req.deadline):
                 return await asyncio.shield(req.future)
@@ -176,41 +178,55 @@ class MessageWriter:
             self.on_sent(author_id, 1)
         return result
 
-    async def _work(self, queue: asyncio.Queue[SendRequest]) -> None:
-        # Two transactions in flight per queue: the next batch begins and checks while the
-        # previous one writes and commits. Messages of one channel still get their
-        # sequence numbers in commit order: the write statement takes the counter row.
-        in_flight = asyncio.Semaphore(IN_FLIGHT)
-        while True:
-            batch = [await queue.get()]
-            while len(batch) < self.max_batch and not queue.empty():
-                batch.append(queue.get_nowait())
-            by_channel: dict[UUID, list[SendRequest]] = {}
-            for req in batch:
-                by_channel.setdefault(req.channel_id, []).append(req)
-            for channel_id, reqs in by_channel.items():
-                await in_flight.acquire()
-                task = asyncio.create_task(self._write_released(channel_id, reqs, in_flight))
-                self._running.add(task)
-                task.add_done_callback(self._running.discard)
+    async def _write_channel(self, channel_id: UUID) -> None:
+        """Write the channel's waiting sends, a batch at a time, until none waits."""
+        try:
+            while self._waiting.get(channel_id):
+                self._queued += 1
+                try:
+                    await self._free.acquire()
+                finally:
+                    self._queued -= 1
+                try:
+                    await self._write_held(channel_id)
+                finally:
+                    self._free.release()
+        finally:
+            del self._channels[channel_id]
+
+    async def _write_held(self, channel_id: UUID) -> None:
+        """Batch after batch of the channel on one connection, while sends of it wait and
+        no other channel waits for a transaction (each acquire and release of a pool
+        connection costs a turn of the event loop, which a busy process makes long)."""
+        try:
+            async with self.pool.acquire() as conn:
+                while self._waiting.get(channel_id):
+                    if not await self._write(conn, channel_id, self._take(channel_id)):
+                        return
+                    if self._queued:
+                        return
+        except Exception as exc:  # no connection (a full pool, the database gone)
+            if self._waiting.get(channel_id):
+                self._fail(self._take(channel_id), exc)
+
+    def _take(self, channel_id: UUID) -> list[SendRequest]:
+        """The next batch of the channel: what waits (at most max_batch, oldest first)
+        and is still wanted, each marked started."""
+        waiting = self._waiting.pop(channel_id)
+        if len(waiting) > self.max_batch:
+            self._waiting[channel_id] = waiting[self.max_batch :]
+            waiting = waiting[: self.max_batch]
+        now = asyncio.get_running_loop().time()
+        live = [r for r in waiting if not r.future.done() and r.deadline > now]
+        for r in live:
+            r.started = True
+        return live
 
     def _answered(self, future: asyncio.Future[SendResult]) -> None:
         self._unanswered.discard(future)
         self.pending -= 1
         if not self.pending:
             self._drained.set()
-
-    async def _write_released(
-        self, channel_id: UUID, reqs: list[SendRequest], in_flight: asyncio.Semaphore
-    ) -> None:
-        try:
-            now = asyncio.get_running_loop().time()
-            live = [r for r in reqs if not r.future.done() and r.deadline > now]
-            for r in live:
-                r.started = True
-            await self._write(channel_id, live)
-        finally:
-            in_flight.release()
 
     async def _write_once(
         self, conn: asyncpg.Connection, channel_id: UUID, reqs: list[SendRequest], first: bool
@@ -225,24 +241,28 @@ class MessageWriter:
         async with conn.transaction():
             return await write_batch(conn, channel_id, reqs, self.facts.remember)
 
-    async def _write(self, channel_id: UUID, reqs: list[SendRequest]) -> None:
+    async def _write(
+        self, conn: asyncpg.Connection, channel_id: UUID, reqs: list[SendRequest]
+    ) -> bool:
+        """Write the batch and answer its sends; False when the connection failed."""
         if not reqs:
-            return
+            return True
         self.batches += 1
         self.sends += len(reqs)
         for attempt in range(1, RETRIES + 1):
             try:
-                async with self.pool.acquire() as conn:
-                    outcomes = await self._write_once(conn, channel_id, reqs, attempt == 1)
+                outcomes = await self._write_once(conn, channel_id, reqs, attempt == 1)
                 break  # committed
             except RETRIED:
                 # Another process inserted one of these ids (or nonces) meanwhile, or who
                 # may see the channel changed: the next attempt's check sees it and
                 # answers accordingly.
                 if attempt == RETRIES:
-                    return self._fail(reqs, channel_busy())
+                    self._fail(reqs, channel_busy())
+                    return True
             except Exception as exc:  # the database is gone, a timeout: nothing was written
-                return self._fail(reqs, exc)
+                self._fail(reqs, exc)
+                return False
         created: dict[UUID, int] = {}
         for req, outcome in zip(reqs, outcomes, strict=True):
             if req.future.done():
@@ -256,6 +276,7 @@ class MessageWriter:
         if self.on_sent is not None:
             for user_id, n in created.items():
                 self.on_sent(user_id, n)
+        return True
 
     @staticmethod
     def _fail(reqs: list[SendRequest], exc: BaseException) -> None:
