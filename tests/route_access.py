@@ -131,6 +131,9 @@ class Endpoint:
         return set(FIELD.findall(self.path)) | set(FIELD.findall(template))
 
 
+CONVERTOR = re.compile(r":uuid}")
+
+
 @functools.cache
 def app_routes() -> tuple[Any, ...]:
     """Every route of the app (those of included routers too), in order."""
@@ -142,12 +145,15 @@ def app_routes() -> tuple[Any, ...]:
 
 @functools.cache
 def endpoints() -> tuple[Endpoint, ...]:
-    """Every (method, path) of the app's HTTP routes."""
+    """Every (method, path) of the app's HTTP routes, a path's uuid convertors left
+    out (`{id:uuid}` is `{id}`: the send's lean route serves the documented path)."""
     return tuple(
-        Endpoint(method, route.path)
-        for route in app_routes()
-        if isinstance(route.original_route, (APIRoute, Route)) and route.path
-        for method in sorted(route.methods or ())
+        dict.fromkeys(
+            Endpoint(method, CONVERTOR.sub("}", route.path))
+            for route in app_routes()
+            if isinstance(route.original_route, (APIRoute, Route)) and route.path
+            for method in sorted(route.methods or ())
+        )
     )
 
 
