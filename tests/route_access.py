@@ -131,7 +131,7 @@ class Endpoint:
         return set(FIELD.findall(self.path)) | set(FIELD.findall(template))
 
 
-CONVERTOR = re.compile(r":uuid}")
+CONVERTOR = re.compile(r":\w*uuid}")
 
 
 @functools.cache

@@ -225,3 +225,24 @@ async def test_a_channels_sends_are_numbered_in_the_order_they_reached_the_write
     )
     assert [r["id"] for r in stored] == arrived
     assert writer.batches - batches < 40  # (the sends that waited went together)
+
+
+async def test_the_lean_send_route_answers_as_the_documented_one(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    """PUT .../messages/{id} is served by a plain route for ids written 8-4-4-4-12; any
+    other spelling reaches the documented route, which answers as it always did."""
+    ann, _, dm = await factories.pair(client, make_user, "group")
+    url = f"/api/channels/{dm}/messages/"
+    upper = str(uuid.uuid4()).upper()
+    made = await client.put(url + upper, json={"content": "upper"}, headers=ann.headers)
+    assert made.status_code == 201 and made.json()["id"] == upper.lower(), made.text
+    squeezed = str(uuid.uuid4()).replace("-", "", 2)  # (Starlette's uuid would take it)
+    refused = await client.put(url + squeezed, json={"content": "x"}, headers=ann.headers)
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["code"] == "VALIDATION_ERROR"
+    bad_body = await client.put(url + str(uuid.uuid4()), json={"content": 5}, headers=ann.headers)
+    assert bad_body.status_code == 400 and bad_body.json()["code"] == "VALIDATION_ERROR"
+    anonymous = await client.put(url + str(uuid.uuid4()), json={"content": "x"})
+    assert anonymous.status_code == 401 and anonymous.json()["code"] == "MISSING_TOKEN"
+    assert await conn.fetchval("SELECT count(*) FROM messages WHERE content = 'x'") == 0

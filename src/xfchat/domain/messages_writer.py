@@ -95,7 +95,8 @@ class MessageWriter:
         self.accepting = True
         self._waiting: dict[UUID, list[SendRequest]] = {}  # channel -> sends in no batch yet
         self._channels: dict[UUID, asyncio.Task[None]] = {}  # channel -> its writing task
-        self._free = asyncio.Semaphore(transactions)
+        # (at most half the pool: the routes need connections too)
+        self._free = asyncio.Semaphore(max(1, min(transactions, pool.get_max_size() // 2)))
         self._queued = 0  # channels waiting for a free transaction
         self._unanswered: set[asyncio.Future[SendResult]] = set()
         self._drained = asyncio.Event()  # set whenever no send is pending
@@ -195,29 +196,41 @@ class MessageWriter:
             del self._channels[channel_id]
 
     async def _write_held(self, channel_id: UUID) -> None:
-        """Batch after batch of the channel on one connection, while sends of it wait and
-        no other channel waits for a transaction (each acquire and release of a pool
-        connection costs a turn of the event loop, which a busy process makes long)."""
+        """Batch after batch of the channel on one connection, while sends of it wait, no
+        other channel waits for a transaction and the pool has a connection to spare
+        (each acquire and release of a pool connection costs a turn of the event loop,
+        which a busy process makes long)."""
         try:
-            async with self.pool.acquire() as conn:
-                while self._waiting.get(channel_id):
-                    if not await self._write(conn, channel_id, self._take(channel_id)):
+            async with contextlib.AsyncExitStack() as held:
+                try:
+                    conn = await held.enter_async_context(self.pool.acquire())
+                except Exception as exc:  # no connection (a full pool, the database gone)
+                    self._fail(self._take(channel_id), exc)
+                    return
+                while True:
+                    reqs = self._take(channel_id)
+                    if reqs and not await self._write(conn, channel_id, reqs):
                         return
-                    if self._queued:
+                    if not self._waiting.get(channel_id) or (reqs and not self._may_hold()):
                         return
-        except Exception as exc:  # no connection (a full pool, the database gone)
-            if self._waiting.get(channel_id):
-                self._fail(self._take(channel_id), exc)
+        except Exception as exc:  # (giving the connection back failed; the next takes another)
+            log.warning("a message writer's connection failed: %s", exc)
+
+    def _may_hold(self) -> bool:
+        pool = self.pool
+        spare = pool.get_idle_size() > 0 or pool.get_size() < pool.get_max_size()
+        return spare and not self._queued
 
     def _take(self, channel_id: UUID) -> list[SendRequest]:
-        """The next batch of the channel: what waits (at most max_batch, oldest first)
-        and is still wanted, each marked started."""
-        waiting = self._waiting.pop(channel_id)
-        if len(waiting) > self.max_batch:
-            self._waiting[channel_id] = waiting[self.max_batch :]
-            waiting = waiting[: self.max_batch]
+        """The next batch of the channel: what waits and is still wanted (at most
+        max_batch, oldest first), each marked started."""
         now = asyncio.get_running_loop().time()
-        live = [r for r in waiting if not r.future.done() and r.deadline > now]
+        live = [
+            r for r in self._waiting.pop(channel_id, []) if not r.future.done() and r.deadline > now
+        ]
+        if len(live) > self.max_batch:
+            self._waiting[channel_id] = live[self.max_batch :]
+            live = live[: self.max_batch]
         for r in live:
             r.started = True
         return live
