@@ -76,12 +76,19 @@ class TokenCodec:
         return hmac.digest(self._key, user_id.bytes, "sha256")[:TAG_BYTES]
 
     @staticmethod
-    def encode(tag: bytes, position: Position) -> str:
+    def place(position: Position) -> bytes:
+        """The token's part that names the place (the same for every subscriber)."""
         out = bytearray()
         _varint(position.g, out)
         _varint(position.pos, out)
-        out += tag
-        return VERSION + base64.urlsafe_b64encode(bytes(out)).decode().rstrip("=")
+        return bytes(out)
+
+    @staticmethod
+    def encode(tag: bytes, position: Position, place: bytes | None = None) -> str:
+        """`place`: TokenCodec.place(position), when the caller has it already."""
+        if place is None:
+            place = TokenCodec.place(position)
+        return VERSION + base64.urlsafe_b64encode(place + tag).decode().rstrip("=")
 
     @staticmethod
     def decode(token: str, tag: bytes) -> Position:

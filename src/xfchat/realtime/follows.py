@@ -61,7 +61,7 @@ class Follows:
         """Whether the event at this place is visible, and the changes of followed
         streams it makes (already applied)."""
         if stream != self.user:
-            return self.sees(stream), []
+            return stream in self.followed, []
         made: list[Change] = []
         for kind, target in self._mine(event_type, data):
             if kind is AccessChange.GRANT:

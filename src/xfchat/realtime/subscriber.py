@@ -44,7 +44,7 @@ class Delivery:
     all of them: its JSON is encoded once, and framed once per transport (`framed`);
     what each subscriber adds is its resume token."""
 
-    __slots__ = ("_framed", "_json", "data", "g", "pos", "stream", "type")
+    __slots__ = ("_framed", "_json", "_place", "_position", "data", "g", "pos", "stream", "type")
 
     def __init__(self, g: int, stream: Stream, pos: int, type: str, data: Any) -> None:
         self.g = g
@@ -54,6 +54,16 @@ class Delivery:
         self.data = data
         self._json: bytes | None = None
         self._framed: dict[str, Any] | None = None
+        self._position: Position | None = None
+        self._place = b""
+
+    def token(self, tag: bytes) -> tuple[Position, str]:
+        """Its place, and the resume token there for the subscriber whose tag is `tag`
+        (the place's part of every token is encoded once)."""
+        if self._position is None:
+            self._position = Position(self.g, self.pos)
+            self._place = TokenCodec.place(self._position)
+        return self._position, TokenCodec.encode(tag, self._position, self._place)
 
     @property
     def json(self) -> bytes:
@@ -183,8 +193,8 @@ class Subscriber:
     def _hand(self, d: Delivery) -> tuple[Delivery, str | None]:
         if not d.stored:
             return d, None
-        self.position = Position(d.g, d.pos)
-        return d, TokenCodec.encode(self.tag, self.position)
+        self.position, token = d.token(self.tag)
+        return d, token
 
     # -- catching up
 
