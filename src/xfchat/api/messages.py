@@ -265,9 +265,10 @@ register_url_convertor("hyphenated_uuid", HyphenatedUUID())
 
 def lean_put_route() -> Route:
     """PUT .../messages/{id} as a plain Starlette route placed before every other: the
-    same handler as put_message (documented there, and answering there when an id is
-    not a UUID), without FastAPI's per-request dependency and parameter machinery, which
-    cost the send about a sixth of the server's CPU (bench/README.md, "Issue 14").
+    same handler as put_message (documented there; an id not written 8-4-4-4-12 is
+    answered there), without FastAPI's per-request dependency and parameter machinery:
+    about 40 % of the server's busy time at the 10 x 100 point (py-spy, bench/README.md,
+    "Issue 14").
     Errors still pass the app's exception handlers; metrics see the documented route."""
     documented = next(
         r for r in router.routes if isinstance(r, APIRoute) and r.endpoint is put_message

@@ -84,11 +84,13 @@ class TokenCodec:
         return bytes(out)
 
     @staticmethod
-    def encode(tag: bytes, position: Position, place: bytes | None = None) -> str:
-        """`place`: TokenCodec.place(position), when the caller has it already."""
-        if place is None:
-            place = TokenCodec.place(position)
+    def seal(place: bytes, tag: bytes) -> str:
+        """The token at `place` (TokenCodec.place) for the user whose tag is `tag`."""
         return VERSION + base64.urlsafe_b64encode(place + tag).decode().rstrip("=")
+
+    @staticmethod
+    def encode(tag: bytes, position: Position) -> str:
+        return TokenCodec.seal(TokenCodec.place(position), tag)
 
     @staticmethod
     def decode(token: str, tag: bytes) -> Position:

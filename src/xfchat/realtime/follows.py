@@ -48,9 +48,6 @@ class Follows:
     def streams(self) -> list[Stream]:
         return [self.user, *self.followed]
 
-    def sees(self, stream: Stream) -> bool:
-        return stream == self.user or stream in self.followed
-
     def _mine(self, event_type: str, data: Any) -> list[Change]:
         changes = access_changes(event_type, data)
         if self.only is None:

@@ -63,7 +63,7 @@ class Delivery:
         if self._position is None:
             self._position = Position(self.g, self.pos)
             self._place = TokenCodec.place(self._position)
-        return self._position, TokenCodec.encode(tag, self._position, self._place)
+        return self._position, TokenCodec.seal(self._place, tag)
 
     @property
     def json(self) -> bytes:
