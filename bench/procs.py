@@ -130,7 +130,8 @@ async def local_servers(
         conn = await asyncpg.connect(pg.url)
         await Migrator(conn).run()
         await conn.close()
-        servers = await start_servers(count, {"DATABASE_URL": pg.url, **env}, Path(root))
+        local = pg.socket_url_for("postgres")  # (as a server on the database's machine)
+        servers = await start_servers(count, {"DATABASE_URL": local, **env}, Path(root))
         yield servers, pg
     finally:
         for server in servers:

@@ -90,7 +90,7 @@ async def _ensure_database(pg: EmbeddedPostgres) -> str:
             await create_database(conn, name=DEV_DATABASE)
     finally:
         await conn.close()
-    return pg.url_for(DEV_DATABASE)
+    return pg.socket_url_for(DEV_DATABASE)
 
 
 def own_origins(settings: Settings) -> list[str]:

@@ -284,6 +284,13 @@ class EmbeddedPostgres:
     def url_for(self, database: str) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
+    def socket_url_for(self, database: str) -> str:
+        """The same, through the cluster's Unix socket: what a server on this machine
+        uses (a round trip over it costs both sides less CPU than over loopback TCP:
+        bench/README.md, "Issue 14"). Valid until the next stop (restart included)."""
+        assert self.socket_dir is not None
+        return f"postgresql://postgres@/{database}?host={self.socket_dir}&port={self.port}"
+
     def initialised(self) -> bool:
         return (self.data_dir / "PG_VERSION").exists()
 

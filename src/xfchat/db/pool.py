@@ -8,7 +8,7 @@ import ssl
 import types
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 import asyncpg.pool
@@ -55,7 +55,8 @@ def describe_target(url: str) -> str:
     """`user@host:port/db`, never the password."""
     parts = urlsplit(url)
     user = parts.username or "?"
-    host = parts.hostname or "localhost"
+    # (a Unix socket's directory is given as ?host=)
+    host = parts.hostname or parse_qs(parts.query).get("host", ["localhost"])[0]
     port = parts.port or 5432
     db = parts.path.lstrip("/") or user
     return f"{user}@{host}:{port}/{db}"
