@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -427,3 +428,49 @@ async def test_a_server_channel_reaches_sse_the_gateway_and_braid(
                 break
         hidden = await raw.get(f"{server}/api/channels/{staff}/messages", headers=headers)
         assert hidden.status_code == 404 and hidden.json()["code"] == "CHANNEL_NOT_FOUND"
+
+
+async def test_sse_keeps_an_idle_stream_alive_and_a_busy_one_without_keep_alives(
+    servers: Servers, http: Http, make_user: MakeUser
+) -> None:
+    """An idle stream gets a keep-alive comment every XFCHAT_SSE_KEEPALIVE seconds and
+    still delivers what comes after; a stream that delivers more often than that gets
+    none (its idle timer counts from the last thing it handed over, not from when it
+    was armed)."""
+    idle = 0.5
+    _, base = servers.start(XFCHAT_SSE_KEEPALIVE=str(idle))
+    api = http(base)
+    ann, ben, dm = await pair(api, make_user)
+    loop = asyncio.get_running_loop()
+    async with (
+        httpx.AsyncClient(timeout=httpx.Timeout(5, read=10)) as client,
+        client.stream("GET", f"{base}/api/events", headers=ben.headers) as response,
+    ):
+        lines = response.aiter_lines()
+
+        async def next_of(*wanted: str) -> str:
+            async with asyncio.timeout(10):
+                async for line in lines:
+                    if line in wanted:
+                        return line
+            raise EOFError("the stream ended")
+
+        await next_of("event: ready")
+        quiet_from = loop.time()
+        assert await next_of(": keep-alive") == ": keep-alive"
+        assert await next_of(": keep-alive") == ": keep-alive"
+        assert loop.time() - quiet_from >= 2 * idle - 0.05
+
+        # A trickle of messages, each sooner than `idle` after the one before.
+        await say(api, ann, dm, "first")
+        await next_of("event: message.created")
+        seen: list[str] = []
+        arrivals = [loop.time()]
+        for i in range(5):
+            await asyncio.sleep(idle / 5)
+            await say(api, ann, dm, f"trickle {i}")
+            seen.append(await next_of("event: message.created", ": keep-alive"))
+            arrivals.append(loop.time())
+        gaps = [b - a for a, b in itertools.pairwise(arrivals)]
+        if max(gaps) < idle * 0.8:  # (a stalled test machine proves nothing here)
+            assert seen == ["event: message.created"] * 5, seen

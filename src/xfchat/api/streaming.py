@@ -18,6 +18,7 @@ from typing import Any
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from xfchat.api.http_limits import RAW_SEND
 from xfchat.realtime.subscriber import Subscriber
 from xfchat.tasks import stop
 
@@ -49,6 +50,8 @@ class LiveStream(Response):
                     "headers": self.raw_headers,
                 }
             )
+
+            send = scope.get(RAW_SEND, send)  # (the start went through the middleware)
 
             async def write(chunk: bytes) -> None:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})

@@ -112,7 +112,14 @@ class Subscriber:
         self.tag = tag
         self.limit = limit
         self.queue: deque[Delivery] = deque()
-        self.wake = asyncio.Event()
+        # What a waiting next() sleeps on (a bare future, set by `_wake`), and its one
+        # idle timer (re-armed lazily, not made and cancelled at every wait): per
+        # delivery, a wake costs a future, never a timer (bench.costs, issue 14).
+        self._waiter: asyncio.Future[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._idle_at: float | None = None  # when the current wait becomes a keep-alive
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._idle = False  # the timer ended the current wait
         self.closed: str | None = None
         self.ended = asyncio.Event()  # set when closed: transports watch it
         self.position = Position(0, 0)  # the last place handed over
@@ -146,15 +153,36 @@ class Subscriber:
             self.close("slow_consumer")
             return
         self.queue.append(d)
-        self.wake.set()
+        self._wake()
 
     def close(self, reason: str) -> None:
         if self.closed is None:
             self.closed = reason
             self.hub.forget(self)
             self.hub.ended[reason] = self.hub.ended.get(reason, 0) + 1
-        self.wake.set()
+            if self._idle_timer is not None:
+                self._idle_timer.cancel()
+                self._idle_timer = None
+        self._wake()
         self.ended.set()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _check_idle(self) -> None:
+        """The idle timer: end the wait if it has lasted its `idle_s`, else come back
+        when it will have."""
+        self._idle_timer = None
+        if self._idle_at is None or self.closed is not None:
+            return
+        assert self._loop is not None
+        if self._loop.time() >= self._idle_at - 0.001:  # (a timer may run a hair early)
+            self._idle = True
+            self._wake()
+        else:
+            self._idle_timer = self._loop.call_at(self._idle_at, self._check_idle)
 
     # -- consuming
 
@@ -176,12 +204,26 @@ class Subscriber:
                     log.warning("subscription ended, the event log is unreadable: %s", exc)
                     self.close("unavailable")
                 continue
-            self.wake.clear()
-            try:
-                async with asyncio.timeout(idle_s):
-                    await self.wake.wait()
-            except TimeoutError:
+            if await self._sleep(idle_s):
                 return None
+
+    async def _sleep(self, idle_s: float | None) -> bool:
+        """Wait for a delivery or the end; True if `idle_s` passed first."""
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        if idle_s is not None:
+            self._idle_at = loop.time() + idle_s
+            if self._idle_timer is None:
+                self._idle_timer = loop.call_at(self._idle_at, self._check_idle)
+        self._waiter = loop.create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+            self._idle_at = None
+        idle, self._idle = self._idle, False
+        return idle and not self.queue and self.closed is None
 
     def take_ready(self, limit: int) -> list[tuple[Delivery, str | None]]:
         """More deliveries that need no waiting (to write several at once)."""
