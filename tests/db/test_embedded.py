@@ -20,6 +20,7 @@ from xfchat.db.embedded import (
     server_os_user,
     throwaway,
 )
+from xfchat.db.pool import describe_target
 
 
 def test_unknown_source_is_explained(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -91,18 +92,26 @@ def test_a_data_dir_the_server_account_cannot_reach_is_explained() -> None:
         shutil.rmtree(private, ignore_errors=True)
 
 
-async def test_restart_keeps_the_port_and_the_data() -> None:
+async def test_restart_keeps_the_port_the_socket_url_and_the_data() -> None:
     server, root = throwaway()
     try:
-        port = server.port
-        conn = await asyncpg.connect(server.url)
+        port, socket_url = server.port, server.socket_url_for("postgres")
+        conn = await asyncpg.connect(socket_url)
         await conn.execute("CREATE TABLE kept (x int); INSERT INTO kept VALUES (42)")
         await conn.close()
         server.restart()
         assert server.port == port
-        conn = await asyncpg.connect(server.url)
-        assert await conn.fetchval("SELECT x FROM kept") == 42
-        await conn.close()
+        assert server.socket_url_for("postgres") == socket_url  # (bench.outage's servers)
+        for url in (server.url, socket_url):
+            conn = await asyncpg.connect(url)
+            assert await conn.fetchval("SELECT x FROM kept") == 42
+            await conn.close()
     finally:
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_socket_url_is_described_by_its_directory_and_port() -> None:
+    url = "postgresql://postgres@/xfchat_dev?host=/tmp/xfpgs-a%2Bb&port=54321"
+    assert describe_target(url) == "postgres@/tmp/xfpgs-a+b:54321/xfchat_dev"
+    assert describe_target("postgresql://u:secret@db:5433/chat") == "u@db:5433/chat"

@@ -437,7 +437,7 @@ async def test_sse_keeps_an_idle_stream_alive_and_a_busy_one_without_keep_alives
     still delivers what comes after; a stream that delivers more often than that gets
     none (its idle timer counts from the last thing it handed over, not from when it
     was armed)."""
-    idle = 0.5
+    idle = 1.0
     _, base = servers.start(XFCHAT_SSE_KEEPALIVE=str(idle))
     api = http(base)
     ann, ben, dm = await pair(api, make_user)
@@ -467,7 +467,7 @@ async def test_sse_keeps_an_idle_stream_alive_and_a_busy_one_without_keep_alives
         seen: list[str] = []
         arrivals = [loop.time()]
         for i in range(5):
-            await asyncio.sleep(idle / 5)
+            await asyncio.sleep(idle / 10)
             await say(api, ann, dm, f"trickle {i}")
             seen.append(await next_of("event: message.created", ": keep-alive"))
             arrivals.append(loop.time())

@@ -1,6 +1,6 @@
 """The one middleware of our own: request metrics, the body size limit, and the
-rate-limit headers. (One layer instead of three: every request, and every chunk of a
-live stream, passes through it.)"""
+rate-limit headers. (One layer instead of three: every request passes through it, and
+the start and end of a live stream; the chunks between go past it, api/streaming.py.)"""
 
 from __future__ import annotations
 

@@ -65,10 +65,11 @@ CONTROL_RATE = 10.0
 UNIDENTIFIED_BYTES = 4 * BEFORE_IDENTIFY
 # The ASGI scope extension by which the gateway lifts the first limit.
 FRAME_LIMIT = "xfchat.frame_limit"
-# The protocol's own `send` of a request, in its scope: an endless response (api/
-# streaming.py) writes its body through it, past the middleware's wrappers, which act
-# only on the response's start (each wrapper is a coroutine call per chunk).
-RAW_SEND = "xfchat.raw_send"
+# The protocol's cycle of a request, in its scope: an endless response (api/
+# streaming.py) writes the middle of its body with the cycle's own `send`, past the
+# middleware's wrappers, which act only on the response's start and end (each wrapper
+# is a coroutine call per chunk). uvicorn builds the scope: a client cannot set it.
+RAW_CYCLE = "xfchat.cycle"
 
 _PHRASES = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 
@@ -280,7 +281,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def _start_asgi_task(self, cycle: Any, app: Any) -> None:
         self._running = cycle  # (with pipelining, not always self.cycle)
-        cycle.scope[RAW_SEND] = cycle.send
+        cycle.scope[RAW_CYCLE] = cycle
         super()._start_asgi_task(cycle, app)
 
     def _drop(self) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from xfchat.api.http_limits import RAW_SEND
+from xfchat.api.http_limits import RAW_CYCLE
 from xfchat.realtime.subscriber import Subscriber
 from xfchat.tasks import stop
 
@@ -51,10 +51,13 @@ class LiveStream(Response):
                 }
             )
 
-            send = scope.get(RAW_SEND, send)  # (the start went through the middleware)
+            # The middle of the body past the middleware, once the start got through it
+            # (its end goes through it again: telemetry closes its span there).
+            cycle = scope.get(RAW_CYCLE)
+            raw = cycle.send if cycle is not None and cycle.response_started else send
 
             async def write(chunk: bytes) -> None:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await raw({"type": "http.response.body", "body": chunk, "more_body": True})
 
             producer = asyncio.create_task(self.produce(write))
             gone = asyncio.create_task(_disconnected(receive))

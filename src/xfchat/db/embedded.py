@@ -29,6 +29,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 MIN_MAJOR = 15
 REQUIRED = ("initdb", "postgres", "pg_isready")
@@ -273,6 +274,7 @@ class EmbeddedPostgres:
         self.extra_settings = extra_settings or {}
         self.port = 0
         self.socket_dir: Path | None = None
+        self._last_socket_dir: Path | None = None
         self.process: subprocess.Popen[bytes] | None = None
 
     # -- lifecycle
@@ -287,9 +289,10 @@ class EmbeddedPostgres:
     def socket_url_for(self, database: str) -> str:
         """The same, through the cluster's Unix socket: what a server on this machine
         uses (a round trip over it costs both sides less CPU than over loopback TCP:
-        bench/README.md, "Issue 14"). Valid until the next stop (restart included)."""
+        bench/README.md, "Issue 14"). The same after a restart of this cluster."""
         assert self.socket_dir is not None
-        return f"postgresql://postgres@/{database}?host={self.socket_dir}&port={self.port}"
+        host = quote(str(self.socket_dir), safe="/")
+        return f"postgresql://postgres@/{database}?host={host}&port={self.port}"
 
     def initialised(self) -> bool:
         return (self.data_dir / "PG_VERSION").exists()
@@ -305,7 +308,7 @@ class EmbeddedPostgres:
             if port is not None and attempt:
                 time.sleep(0.2 * attempt)
             self.port = port or _free_port()
-            self.socket_dir = Path(tempfile.mkdtemp(prefix="xfpgs-"))
+            self.socket_dir = self._make_socket_dir()
             self._give(self.socket_dir)
             try:
                 self._spawn_and_wait()
@@ -489,6 +492,20 @@ class EmbeddedPostgres:
                 return fh.read().decode(errors="replace")
         except OSError:
             return ""
+
+    def _make_socket_dir(self) -> Path:
+        """The directory of the cluster's socket: the last start's again when it is free
+        (so that a restart keeps socket_url_for's URL), else a new one. Never one that
+        exists: mkdir refuses a path someone else took meanwhile."""
+        last = self._last_socket_dir
+        if last is not None:
+            try:
+                last.mkdir(mode=0o700)
+                return last
+            except FileExistsError:
+                pass
+        self._last_socket_dir = Path(tempfile.mkdtemp(prefix="xfpgs-"))
+        return self._last_socket_dir
 
     def _cleanup_socket_dir(self) -> None:
         if self.socket_dir is not None:

@@ -54,10 +54,10 @@ class DatabaseStartupError(Exception):
 def describe_target(url: str) -> str:
     """`user@host:port/db`, never the password."""
     parts = urlsplit(url)
+    query = parse_qs(parts.query)  # (a Unix socket's directory and port: ?host=&port=)
     user = parts.username or "?"
-    # (a Unix socket's directory is given as ?host=)
-    host = parts.hostname or parse_qs(parts.query).get("host", ["localhost"])[0]
-    port = parts.port or 5432
+    host = parts.hostname or query.get("host", ["localhost"])[0]
+    port = parts.port or query.get("port", ["5432"])[0]
     db = parts.path.lstrip("/") or user
     return f"{user}@{host}:{port}/{db}"
 

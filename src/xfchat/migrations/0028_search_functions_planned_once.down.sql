@@ -21,3 +21,5 @@ AS $$
     FROM (SELECT floor(extract(epoch FROM at - timestamptz '1970-01-01 00:00:00+00')
                        / 86400)::int AS d) AS day
 $$;
+
+ALTER INDEX messages_search_idx RESET (fastupdate);  -- (as in the up migration)

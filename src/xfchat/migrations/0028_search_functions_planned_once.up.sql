@@ -36,3 +36,10 @@ AS $$
         ' @512:' || ((floor(extract(epoch FROM at - timestamptz '1970-01-01 00:00:00+00')
                             / 86400)::int) >> 9)::text])
 $$;
+
+-- A connection keeps an index's expression as it simplified it when it first read it:
+-- one opened before this migration would keep the call it cannot inline, and stop
+-- matching its re-planned searches to the index. Touching the index's catalogue row
+-- makes every connection read the expression again (a reset of a storage parameter
+-- left at its default: nothing else changes).
+ALTER INDEX messages_search_idx RESET (fastupdate);

@@ -214,7 +214,11 @@ class Subscriber:
             loop = self._loop = asyncio.get_running_loop()
         if idle_s is not None:
             self._idle_at = loop.time() + idle_s
-            if self._idle_timer is None:
+            timer = self._idle_timer
+            if timer is not None and timer.when() > self._idle_at:  # (a shorter idle_s)
+                timer.cancel()
+                timer = None
+            if timer is None:
                 self._idle_timer = loop.call_at(self._idle_at, self._check_idle)
         self._waiter = loop.create_future()
         try:
