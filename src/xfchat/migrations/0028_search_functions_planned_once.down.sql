@@ -1,4 +1,7 @@
--- Back to the SQL bodies of migrations 0021 and 0023 (the same results).
+-- Back to the SQL bodies of migrations 0021 and 0023 and xf_iso's IMMUTABLE (the same
+-- results).
+ALTER FUNCTION xf_iso(timestamptz) IMMUTABLE;
+
 CREATE OR REPLACE FUNCTION xf_search_vector(cfg regconfig, content text) RETURNS tsvector
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path FROM CURRENT
