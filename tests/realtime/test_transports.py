@@ -456,21 +456,21 @@ async def test_sse_keeps_an_idle_stream_alive_and_a_busy_one_without_keep_alives
             raise EOFError("the stream ended")
 
         await next_of("event: ready")
-        quiet_from = loop.time()
         assert await next_of(": keep-alive") == ": keep-alive"
         assert await next_of(": keep-alive") == ": keep-alive"
-        assert loop.time() - quiet_from >= 2 * idle - 0.05
 
         # A trickle of messages, each sooner than `idle` after the one before.
         await say(api, ann, dm, "first")
         await next_of("event: message.created")
         seen: list[str] = []
         arrivals = [loop.time()]
-        for i in range(5):
-            await asyncio.sleep(idle / 10)
+        for i in range(12):  # (lasting several times `idle` in all)
+            await asyncio.sleep(idle / 4)
             await say(api, ann, dm, f"trickle {i}")
             seen.append(await next_of("event: message.created", ": keep-alive"))
             arrivals.append(loop.time())
-        gaps = [b - a for a, b in itertools.pairwise(arrivals)]
-        if max(gaps) < idle * 0.8:  # (a stalled test machine proves nothing here)
-            assert seen == ["event: message.created"] * 5, seen
+        # A keep-alive is right after a quiet spell of `idle`: a machine that stalled
+        # that long between two sends proves nothing here, and says so.
+        if max(b - a for a, b in itertools.pairwise(arrivals)) >= idle * 0.8:
+            pytest.skip("the test machine stalled between two sends")
+        assert seen == ["event: message.created"] * 12, seen

@@ -257,9 +257,8 @@ class MessageWriter:
     async def _write(
         self, conn: asyncpg.Connection, channel_id: UUID, reqs: list[SendRequest]
     ) -> bool:
-        """Write the batch and answer its sends; False when the connection failed."""
-        if not reqs:
-            return True
+        """Write the batch (not empty) and answer its sends; False when the connection
+        failed."""
         self.batches += 1
         self.sends += len(reqs)
         for attempt in range(1, RETRIES + 1):
