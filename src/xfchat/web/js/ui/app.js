@@ -125,7 +125,10 @@ export class App {
     this.userPanel = h("div", { class: "user-area" });
     const pick = (ev) => ev.target.closest("a") && this.root.classList.remove("nav-open");
     this.sidebar = h("nav", { class: "sidebar", "aria-label": "Channels", onclick: pick }, this.sideList, this.userPanel);
-    this.mainHead = h("header", { class: "main-head" });
+    this.searchForm = searchBox(this);
+    this.searchInput = this.searchForm.querySelector("input");
+    this.headActions = h("div", { class: "head-actions" }, this.searchForm);
+    this.mainHead = h("header", { class: "main-head" }, this.headActions);
     this.mainBody = h("div", { class: "main-body" });
     this.main = h("main", { class: "main", id: "main" }, this.mainHead, this.mainBody);
     this.aside = h("aside", { class: "aside", "aria-label": "Details" });
@@ -245,33 +248,44 @@ export class App {
 
   // --- the main header and the right side --------------------------------------------
 
+  // The head is rebuilt around its actions box, which, like the search box in it, stays
+  // in the document: see searchBox.
   renderHead() {
     const r = this.route;
-    if (r.view === "friends") {
-      replace(this.mainHead, h("button", { class: "icon-btn nav-toggle", type: "button", "aria-label": "Open navigation", onclick: () => this.root.classList.toggle("nav-open") }, "☰"));
-      this.mainHead.hidden = true;
-      return;
-    }
-    this.mainHead.hidden = false;
+    this.mainHead.hidden = r.view === "friends";
+    if (this.mainHead.hidden) return;
     const ch = this.store.channels.get(r.channelId);
     const conv = this.store.conversations.get(r.channelId);
-    const scope = r.view === "server" ? { server_id: r.serverId } : { conversation_id: r.channelId };
+    const scopeKey = `${r.view}/${r.serverId}/${r.channelId}`;
+    // A new channel, or the results closed, empties the box; typing never re-renders it.
+    if (scopeKey !== this.searchScopeKey || (this.searchShown && this.panel !== "search")) this.searchInput.value = "";
+    this.searchScopeKey = scopeKey;
+    this.searchShown = this.panel === "search";
     const toggle = (panel, labelText, icon) =>
       h("button", { class: ["icon-btn", this.panel === panel && "on"], type: "button", "aria-pressed": String(this.panel === panel), "aria-label": labelText, title: labelText, onclick: () => this.togglePanel(panel) }, icon);
-    replace(
+    const keep = (parent, kept, ...children) => {
+      for (const el of [...parent.children]) if (el !== kept) el.remove();
+      for (const el of children) if (el) parent.insertBefore(el, kept);
+    };
+    keep(
+      this.headActions,
+      this.searchForm,
+      conv ? h("button", { class: "icon-btn", type: "button", "aria-label": "Start a voice call", title: "Start a voice call", onclick: () => this.joinVoice(conv.id) }, "📞") : null,
+      toggle("pins", "Pinned messages", "📌"),
+      toggle("members", "Member list", "👥"),
+    );
+    keep(
       this.mainHead,
+      this.headActions,
       h("button", { class: "icon-btn nav-toggle", type: "button", "aria-label": "Open navigation", onclick: () => this.root.classList.toggle("nav-open") }, "☰"),
       h("h1", { class: "main-title" }, h("span", { class: "channel-icon", "aria-hidden": "true" }, ch ? "#" : conv && conv.kind === "group" ? "👥" : "@"), this.channelTitle(r.channelId)),
       ch && ch.topic ? h("span", { class: "topic" }, ch.topic) : null,
-      h(
-        "div",
-        { class: "head-actions" },
-        conv ? h("button", { class: "icon-btn", type: "button", "aria-label": "Start a voice call", title: "Start a voice call", onclick: () => this.joinVoice(conv.id) }, "📞") : null,
-        toggle("pins", "Pinned messages", "📌"),
-        toggle("members", "Member list", "👥"),
-        searchBox(this, scope),
-      ),
     );
+  }
+
+  searchScope() {
+    const r = this.route;
+    return r.view === "server" ? { server_id: r.serverId } : { conversation_id: r.channelId };
   }
 
   togglePanel(panel) {

@@ -14,12 +14,15 @@ export const SYNTAX_HELP = [
   ["before: / after: / during:2026-11-01", "by date"],
 ];
 
-export function searchBox(app, scope) {
-  const input = h("input", { type: "search", class: "search-input", "aria-label": "Search messages", placeholder: "Search", maxlength: 512, value: app.panel === "search" ? app.searchQuery || "" : "" });
+// One box for the app's lifetime: the header re-renders on every store event (a
+// presence change, a member update), and a box rebuilt each time would drop a
+// half-typed query, its caret and its focus. The scope is read when Enter is pressed.
+export function searchBox(app) {
+  const input = h("input", { type: "search", class: "search-input", "aria-label": "Search messages", placeholder: "Search", maxlength: 512 });
   input.addEventListener("keydown", (ev) => {
     if (ev.key === "Enter" && input.value.trim()) {
       ev.preventDefault();
-      app.showSearch(input.value.trim(), scope);
+      app.showSearch(input.value.trim(), app.searchScope());
     }
   });
   return h("form", { class: "search-form", role: "search", onsubmit: (ev) => ev.preventDefault() }, input);
