@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import base64
 import uuid
 from datetime import UTC, datetime
 
@@ -10,7 +11,9 @@ from xfchat.db.queries.messages_send import SEQ_PLACEHOLDER
 from xfchat.domain.events import encode as encode_event
 from xfchat.domain.messages import loud_mentions, mentioned_ids, message_json
 from xfchat.domain.permissions import Permission
+from xfchat.domain.events import Stream
 from xfchat.realtime.cursor import BadToken, Position, TokenCodec
+from xfchat.realtime.subscriber import Delivery
 
 
 @pytest.mark.parametrize("content", ['"seq":0,', 'a "seq":0, b', '\\"seq\\":0,', "plain"])
@@ -43,6 +46,29 @@ CODEC = TokenCodec("a test secret that is long enough to be one")
 def test_resume_tokens_round_trip(position: Position) -> None:
     tag = CODEC.tag(uuid.uuid4())
     assert CODEC.decode(CODEC.encode(tag, position), tag) == position
+
+
+PLACES = [(0, 0), (1, 1), (127, 128), (300, 2**14), (2**40, 2**33), (5, 2**56), (2**62, 2**62)]
+
+
+@pytest.mark.parametrize(("g", "pos"), PLACES)
+def test_a_deliverys_token_is_the_codecs_and_decodes_to_its_place(g: int, pos: int) -> None:
+    # A delivery makes its place's part once and adds each subscriber's tag to it; the
+    # place is padded to whole base64 groups where its varint has room (not at 2**56).
+    tag = CODEC.tag(uuid.uuid4())
+    delivery = Delivery(g, Stream.user(uuid.uuid4()), pos, "message.created", {})
+    place, token = delivery.token(tag, TokenCodec.tail(tag))
+    assert place == Position(g, pos)
+    assert token == CODEC.encode(tag, place)
+    assert CODEC.decode(token, tag) == place
+    other = CODEC.tag(uuid.uuid4())
+    assert CODEC.decode(delivery.token(other, TokenCodec.tail(other))[1], other) == place
+
+
+def test_a_token_of_an_earlier_version_without_padding_still_decodes() -> None:
+    tag = CODEC.tag(uuid.uuid4())
+    unpadded = "2." + base64.urlsafe_b64encode(bytes([5, 1]) + tag).decode().rstrip("=")
+    assert CODEC.decode(unpadded, tag) == Position(5, 1)
 
 
 def test_a_resume_token_stays_small_at_any_position() -> None:

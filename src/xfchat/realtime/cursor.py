@@ -4,8 +4,9 @@ Every event has a place (g, pos): `g` numbers the commits of the whole log in co
 order, `pos` is the event's position in its stream (a commit appends to one stream). A
 token says "everything visible up to and including (g, pos) was handed over"; (g, 0)
 says "everything before commit g". It is `2.` and the base64url of two varints and a
-6-byte tag, HMAC(secret, user id): about 20 characters, whatever the user follows, and
-producing one for an event costs two varints and an encoding.
+6-byte tag, HMAC(secret, user id): about 20 characters, whatever the user follows. The
+place's part is encoded once per event; what each subscriber adds is one string
+concatenation (`TokenCodec.place`).
 
 A token chooses a place, never what is delivered: a resume delivers only what the user
 may see at each event's place (realtime/follows.py). The tag only catches a token of
@@ -24,6 +25,7 @@ from uuid import UUID
 VERSION = "2."
 TAG_BYTES = 6
 MAX_TOKEN_LENGTH = 200
+MAX_VARINT_BYTES = 9  # (_read_varints refuses a longer one: past 63 bits)
 
 
 class BadToken(ValueError):
@@ -77,16 +79,39 @@ class TokenCodec:
 
     @staticmethod
     def place(position: Position) -> bytes:
-        """The token's part that names the place (the same for every subscriber)."""
+        """The token's part that names the place (the same for every subscriber).
+
+        Padded to whole 3-byte groups when it can be (pos's varint written with one or
+        two more bytes of zeros, which every reader of these tokens accepts), so that its
+        base64 ends where the tag's begins: a token is then the place's encoding, made
+        once per event (`head`), followed by the user's (`tail`)."""
         out = bytearray()
         _varint(position.g, out)
+        start = len(out)
         _varint(position.pos, out)
+        pad = -len(out) % 3
+        if pad and len(out) - start + pad <= MAX_VARINT_BYTES:
+            out[-1] |= 0x80
+            out.extend(b"\x80" * (pad - 1))
+            out.append(0)
         return bytes(out)
 
     @staticmethod
     def seal(place: bytes, tag: bytes) -> str:
         """The token at `place` (TokenCodec.place) for the user whose tag is `tag`."""
         return VERSION + base64.urlsafe_b64encode(place + tag).decode().rstrip("=")
+
+    @staticmethod
+    def head(place: bytes) -> str | None:
+        """A token's beginning up to the tag, if `place` fills whole 3-byte groups."""
+        if len(place) % 3:
+            return None
+        return VERSION + base64.urlsafe_b64encode(place).decode()
+
+    @staticmethod
+    def tail(tag: bytes) -> str:
+        """A token's end, after any `head`: the tag's base64 (whole groups, no padding)."""
+        return base64.urlsafe_b64encode(tag).decode()
 
     @staticmethod
     def encode(tag: bytes, position: Position) -> str:

@@ -266,6 +266,14 @@ class Hub:
         subs = self.index.get(stream)
         if not subs:
             return
+        if stream.kind is not StreamKind.USER:
+            # Only a user's own stream changes what is followed, so a channel's or a
+            # server's commit is judged once per subscriber, not once per event.
+            for sub in list(subs):
+                if g > sub.live_from and stream in sub.follows.followed:
+                    sub.offer_all(deliveries)
+                    self.offered += len(deliveries)
+            return
         for sub in list(subs):
             if g <= sub.live_from:
                 continue

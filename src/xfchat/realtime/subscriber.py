@@ -44,7 +44,7 @@ class Delivery:
     all of them: its JSON is encoded once, and framed once per transport (`framed`);
     what each subscriber adds is its resume token."""
 
-    __slots__ = ("_framed", "_json", "_place", "_position", "data", "g", "pos", "stream", "type")
+    __slots__ = ("_framed", "_head", "_json", "_place", "_position", "data", "g", "pos", "stream", "type")
 
     def __init__(self, g: int, stream: Stream, pos: int, type: str, data: Any) -> None:
         self.g = g
@@ -56,13 +56,17 @@ class Delivery:
         self._framed: dict[str, Any] | None = None
         self._position: Position | None = None
         self._place = b""
+        self._head: str | None = None
 
-    def token(self, tag: bytes) -> tuple[Position, str]:
+    def token(self, tag: bytes, tail: str) -> tuple[Position, str]:
         """Its place, and the resume token there for the subscriber whose tag is `tag`
-        (the place's part of every token is encoded once)."""
+        (`tail` its TokenCodec.tail): the place's part is encoded once."""
         if self._position is None:
             self._position = Position(self.g, self.pos)
             self._place = TokenCodec.place(self._position)
+            self._head = TokenCodec.head(self._place)
+        if self._head is not None:
+            return self._position, self._head + tail
         return self._position, TokenCodec.seal(self._place, tag)
 
     @property
@@ -110,6 +114,7 @@ class Subscriber:
         self.session_id = session_id
         self.follows = follows
         self.tag = tag
+        self._tail = TokenCodec.tail(tag)
         self.limit = limit
         self.queue: deque[Delivery] = deque()
         # What a waiting next() sleeps on (a bare future, set by `_wake`), and its one
@@ -153,6 +158,18 @@ class Subscriber:
             self.close("slow_consumer")
             return
         self.queue.append(d)
+        self._wake()
+
+    def offer_all(self, ds: list[Delivery]) -> None:
+        """offer() each of `ds`, with one wake."""
+        if self.closed is not None:
+            return
+        room = self.limit - len(self.queue)
+        if len(ds) > room:
+            self.queue.extend(ds[: max(room, 0)])
+            self.close("slow_consumer")
+            return
+        self.queue.extend(ds)
         self._wake()
 
     def close(self, reason: str) -> None:
@@ -239,7 +256,7 @@ class Subscriber:
     def _hand(self, d: Delivery) -> tuple[Delivery, str | None]:
         if not d.stored:
             return d, None
-        self.position, token = d.token(self.tag)
+        self.position, token = d.token(self.tag, self._tail)
         return d, token
 
     # -- catching up
