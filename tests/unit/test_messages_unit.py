@@ -8,10 +8,10 @@ import pytest
 
 from xfchat.db.queries.messages import MessageRow
 from xfchat.db.queries.messages_send import SEQ_PLACEHOLDER
+from xfchat.domain.events import Stream
 from xfchat.domain.events import encode as encode_event
 from xfchat.domain.messages import loud_mentions, mentioned_ids, message_json
 from xfchat.domain.permissions import Permission
-from xfchat.domain.events import Stream
 from xfchat.realtime.cursor import BadToken, Position, TokenCodec
 from xfchat.realtime.subscriber import Delivery
 

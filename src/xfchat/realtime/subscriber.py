@@ -44,7 +44,18 @@ class Delivery:
     all of them: its JSON is encoded once, and framed once per transport (`framed`);
     what each subscriber adds is its resume token."""
 
-    __slots__ = ("_framed", "_head", "_json", "_place", "_position", "data", "g", "pos", "stream", "type")
+    __slots__ = (
+        "_framed",
+        "_head",
+        "_json",
+        "_place",
+        "_position",
+        "data",
+        "g",
+        "pos",
+        "stream",
+        "type",
+    )
 
     def __init__(self, g: int, stream: Stream, pos: int, type: str, data: Any) -> None:
         self.g = g
