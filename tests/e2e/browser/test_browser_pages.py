@@ -107,6 +107,14 @@ async def test_friends_search_and_jump(site: Site, browsers: Browsers, axe_sourc
         message(alice.get_by_role("log", name="Messages"), "thanks for accepting!")
     ).to_be_visible()
 
+    # A query left half-typed is dropped by a trip through Friends, which has no box.
+    await search.fill("half typed")
+    await alice.get_by_role("link", name="Direct messages").click()
+    await expect(search).to_be_hidden()
+    await conv.get_by_role("link", name="Eve").click()
+    await expect(alice.get_by_role("button", name="Start a voice call")).to_be_visible()
+    await expect(search).to_have_value("")
+
 
 async def test_desktop_and_phone_screenshots_are_accessible(
     site: Site, browsers: Browsers, axe_source: str, tmp_path: Path
@@ -121,6 +129,10 @@ async def test_desktop_and_phone_screenshots_are_accessible(
     for name, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
         page = await browsers.logged_in(site.base, "alice", viewport)
         if viewport is PHONE:
+            # Friends: a phone shows the head for its ☰ alone, no channel's buttons.
+            await expect(page.get_by_role("heading", name="Friends")).to_be_visible()
+            await expect(page.get_by_role("searchbox", name="Search messages")).to_be_hidden()
+            await expect(page.get_by_role("button", name="Pinned messages")).to_have_count(0)
             await page.get_by_role("button", name="Open navigation").click()
         log = await open_channel(page, "general")
         await expect(log.get_by_text("Sounds good, see you there!")).to_be_visible()

@@ -127,7 +127,7 @@ export class App {
     this.sidebar = h("nav", { class: "sidebar", "aria-label": "Channels", onclick: pick }, this.sideList, this.userPanel);
     this.searchForm = searchBox(this);
     this.searchInput = this.searchForm.querySelector("input");
-    this.headActions = h("div", { class: "head-actions" }, this.searchForm);
+    this.headActions = h("div", { class: "head-actions", hidden: true }, this.searchForm);
     this.mainHead = h("header", { class: "main-head" }, this.headActions);
     this.mainBody = h("div", { class: "main-body" });
     this.main = h("main", { class: "main", id: "main" }, this.mainHead, this.mainBody);
@@ -252,21 +252,30 @@ export class App {
   // in the document: see searchBox.
   renderHead() {
     const r = this.route;
-    this.mainHead.hidden = r.view === "friends";
-    if (this.mainHead.hidden) return;
-    const ch = this.store.channels.get(r.channelId);
-    const conv = this.store.conversations.get(r.channelId);
-    const scopeKey = `${r.view}/${r.serverId}/${r.channelId}`;
-    // A new channel, or the results closed, empties the box; typing never re-renders it.
-    if (scopeKey !== this.searchScopeKey || (this.searchShown && this.panel !== "search")) this.searchInput.value = "";
-    this.searchScopeKey = scopeKey;
-    this.searchShown = this.panel === "search";
-    const toggle = (panel, labelText, icon) =>
-      h("button", { class: ["icon-btn", this.panel === panel && "on"], type: "button", "aria-pressed": String(this.panel === panel), "aria-label": labelText, title: labelText, onclick: () => this.togglePanel(panel) }, icon);
     const keep = (parent, kept, ...children) => {
       for (const el of [...parent.children]) if (el !== kept) el.remove();
       for (const el of children) if (el) parent.insertBefore(el, kept);
     };
+    const navToggle = h("button", { class: "icon-btn nav-toggle", type: "button", "aria-label": "Open navigation", onclick: () => this.root.classList.toggle("nav-open") }, "☰");
+    // Friends, and before the first route: no channel, so only ☰ (a phone still shows
+    // the hidden head for it).
+    const bare = r.view === "friends" || r.view === "loading";
+    this.mainHead.hidden = bare;
+    this.headActions.hidden = bare;
+    // A new channel (or none), or the results closed, empties the box; typing never
+    // re-renders it.
+    const scopeKey = bare ? r.view : `${r.view}/${r.serverId}/${r.channelId}`;
+    if (scopeKey !== this.searchScopeKey || (this.searchShown && this.panel !== "search")) this.searchInput.value = "";
+    this.searchScopeKey = scopeKey;
+    this.searchShown = this.panel === "search";
+    if (bare) {
+      keep(this.mainHead, this.headActions, navToggle);
+      return;
+    }
+    const ch = this.store.channels.get(r.channelId);
+    const conv = this.store.conversations.get(r.channelId);
+    const toggle = (panel, labelText, icon) =>
+      h("button", { class: ["icon-btn", this.panel === panel && "on"], type: "button", "aria-pressed": String(this.panel === panel), "aria-label": labelText, title: labelText, onclick: () => this.togglePanel(panel) }, icon);
     keep(
       this.headActions,
       this.searchForm,
@@ -277,7 +286,7 @@ export class App {
     keep(
       this.mainHead,
       this.headActions,
-      h("button", { class: "icon-btn nav-toggle", type: "button", "aria-label": "Open navigation", onclick: () => this.root.classList.toggle("nav-open") }, "☰"),
+      navToggle,
       h("h1", { class: "main-title" }, h("span", { class: "channel-icon", "aria-hidden": "true" }, ch ? "#" : conv && conv.kind === "group" ? "👥" : "@"), this.channelTitle(r.channelId)),
       ch && ch.topic ? h("span", { class: "topic" }, ch.topic) : null,
     );
