@@ -5,8 +5,8 @@ order, `pos` is the event's position in its stream (a commit appends to one stre
 token says "everything visible up to and including (g, pos) was handed over"; (g, 0)
 says "everything before commit g". It is `2.` and the base64url of two varints and a
 6-byte tag, HMAC(secret, user id): about 20 characters, whatever the user follows. The
-place's part is encoded once per event; what each subscriber adds is one string
-concatenation (`TokenCodec.place`).
+place's part is encoded once per event (`TokenCodec.head`); what each subscriber adds
+is its encoded tag (`TokenCodec.tail`), one string concatenation.
 
 A token chooses a place, never what is delivered: a resume delivers only what the user
 may see at each event's place (realtime/follows.py). The tag only catches a token of
@@ -112,6 +112,11 @@ class TokenCodec:
     def tail(tag: bytes) -> str:
         """A token's end, after any `head`: the tag's base64 (whole groups, no padding)."""
         return base64.urlsafe_b64encode(tag).decode()
+
+    @staticmethod
+    def untail(tail: str) -> bytes:
+        """The tag whose `tail` this is."""
+        return base64.urlsafe_b64decode(tail)
 
     @staticmethod
     def encode(tag: bytes, position: Position) -> str:

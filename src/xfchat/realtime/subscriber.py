@@ -69,16 +69,16 @@ class Delivery:
         self._place = b""
         self._head: str | None = None
 
-    def token(self, tag: bytes, tail: str) -> tuple[Position, str]:
-        """Its place, and the resume token there for the subscriber whose tag is `tag`
-        (`tail` its TokenCodec.tail): the place's part is encoded once."""
+    def token(self, tail: str) -> tuple[Position, str]:
+        """Its place, and the resume token there for the subscriber whose tag's
+        TokenCodec.tail is `tail`: the place's part is encoded once."""
         if self._position is None:
             self._position = Position(self.g, self.pos)
             self._place = TokenCodec.place(self._position)
             self._head = TokenCodec.head(self._place)
         if self._head is not None:
             return self._position, self._head + tail
-        return self._position, TokenCodec.seal(self._place, tag)
+        return self._position, TokenCodec.seal(self._place, TokenCodec.untail(tail))
 
     @property
     def json(self) -> bytes:
@@ -267,7 +267,7 @@ class Subscriber:
     def _hand(self, d: Delivery) -> tuple[Delivery, str | None]:
         if not d.stored:
             return d, None
-        self.position, token = d.token(self.tag, self._tail)
+        self.position, token = d.token(self._tail)
         return d, token
 
     # -- catching up
