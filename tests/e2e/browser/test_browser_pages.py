@@ -65,6 +65,16 @@ async def test_friends_search_and_jump(site: Site, browsers: Browsers, axe_sourc
     await eve.get_by_role("textbox", name="Message", exact=True).press("Enter")
 
     await open_channel(alice, "general")
+    # Keyboard focus in the channel list survives a redraw of the chrome (a topic
+    # change redraws the head and the lists, as any event does).
+    general = alice.get_by_role("navigation", name="Channels").get_by_role("link", name="general")
+    await general.focus()
+    async with api_as(site.base, "alice") as api:
+        topic = {"topic": "focus stays"}
+        assert (await api.patch(f"/api/channels/{GENERAL}", json=topic)).status_code == 200
+    await expect(alice.locator(".topic")).to_have_text("focus stays")
+    await expect(general).to_be_focused()
+
     search = alice.get_by_role("searchbox", name="Search messages")
     await search.fill("from:bob game")
     # An event re-renders the header while the query is half-typed: the box keeps the

@@ -154,6 +154,7 @@ export class App {
 
   refreshChrome() {
     if (!this.store.me) return;
+    const focus = this.chromeFocus();
     replace(this.rail, renderRail(this));
     const server = this.route.view === "server" ? this.store.servers.get(this.route.serverId) : null;
     replace(this.sideList, server ? renderServerSidebar(this, server) : renderHomeSidebar(this));
@@ -161,6 +162,25 @@ export class App {
     this.renderHead();
     if (this.panel === "members") this.renderMembers();
     this.root.classList.toggle("show-aside", this.panel !== "none" && this.route.view !== "friends");
+    if (focus) focus();
+  }
+
+  // The chrome is redrawn on every store event (a presence change, a new message's
+  // unread mark): a keyboard user's focus on a link or button there would fall back to
+  // the page at each. Returns what puts it on the element drawn in its place (the same
+  // kind, link target and label), if it is in the chrome.
+  chromeFocus() {
+    const active = document.activeElement;
+    const areas = [this.rail, this.sideList, this.userPanel, this.mainHead, this.aside];
+    const area = active && active !== document.body ? areas.find((a) => a.contains(active)) : null;
+    if (!area) return null;
+    const key = (el) => `${el.tagName}|${el.getAttribute("href") || ""}|${el.getAttribute("aria-label") || el.textContent.trim()}`;
+    const was = key(active);
+    return () => {
+      if (area.contains(active)) return; // (kept, as the search box is)
+      const again = [...area.querySelectorAll("a, button")].find((el) => key(el) === was);
+      if (again) again.focus({ preventScroll: true });
+    };
   }
 
   markSpeaking(set) {
