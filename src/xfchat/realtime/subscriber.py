@@ -163,16 +163,11 @@ class Subscriber:
     # -- called by the hub (never blocks)
 
     def offer(self, d: Delivery) -> None:
-        if self.closed is not None:
-            return
-        if len(self.queue) >= self.limit:
-            self.close("slow_consumer")
-            return
-        self.queue.append(d)
-        self._wake()
+        self.offer_all([d])
 
     def offer_all(self, ds: list[Delivery]) -> None:
-        """offer() each of `ds`, with one wake."""
+        """Queue `ds` and wake the consumer once; a subscriber whose queue they overflow
+        is closed as a slow consumer (after what fits)."""
         if self.closed is not None:
             return
         room = self.limit - len(self.queue)

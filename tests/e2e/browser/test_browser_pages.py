@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from PIL import Image
-from playwright.async_api import expect
+from playwright.async_api import Page, expect
 
 from tests.e2e.browser.client import GENERAL, api_as, assert_accessible, message, open_channel
 from tests.e2e.browser.conftest import DESKTOP, PHONE, Browsers, Site, log_in
@@ -48,6 +48,14 @@ async def test_register_reload_and_log_out(site: Site, browsers: Browsers, axe_s
     await expect(page.get_by_role("button", name="Log in")).to_be_visible()
 
 
+async def redraw_with_topic(site: Site, page: Page, topic: str) -> None:
+    """Change #general's topic by the API, and wait until `page` has redrawn its head."""
+    async with api_as(site.base, "alice") as api:
+        changed = await api.patch(f"/api/channels/{GENERAL}", json={"topic": topic})
+        assert changed.status_code == 200, changed.text
+    await expect(page.locator(".topic")).to_have_text(topic)
+
+
 async def test_friends_search_and_jump(site: Site, browsers: Browsers, axe_source: str) -> None:
     alice = await browsers.logged_in(site.base, "alice")
     eve = await browsers.logged_in(site.base, "eve")
@@ -69,20 +77,14 @@ async def test_friends_search_and_jump(site: Site, browsers: Browsers, axe_sourc
     # change redraws the head and the lists, as any event does).
     general = alice.get_by_role("navigation", name="Channels").get_by_role("link", name="general")
     await general.focus()
-    async with api_as(site.base, "alice") as api:
-        topic = {"topic": "focus stays"}
-        assert (await api.patch(f"/api/channels/{GENERAL}", json=topic)).status_code == 200
-    await expect(alice.locator(".topic")).to_have_text("focus stays")
+    await redraw_with_topic(site, alice, "focus stays")
     await expect(general).to_be_focused()
 
     search = alice.get_by_role("searchbox", name="Search messages")
     await search.fill("from:bob game")
     # An event re-renders the header while the query is half-typed: the box keeps the
     # text and the focus, and Enter (to whatever has the focus) searches.
-    async with api_as(site.base, "alice") as api:
-        topic = {"topic": "tonight's game"}
-        assert (await api.patch(f"/api/channels/{GENERAL}", json=topic)).status_code == 200
-    await expect(alice.locator(".topic")).to_have_text("tonight's game")
+    await redraw_with_topic(site, alice, "tonight's game")
     await expect(search).to_have_value("from:bob game")
     await expect(search).to_be_focused()
     await alice.keyboard.press("Enter")

@@ -344,7 +344,6 @@ export class App {
   }
 
   showSearch(query, scope) {
-    this.searchQuery = query;
     this.panel = "search";
     this.root.classList.add("show-aside");
     this.refreshChrome();
