@@ -5,8 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import Any, cast
 
+from xfchat.api.sse import frame, frames
 from xfchat.domain.events import Stream
-from xfchat.realtime.cursor import TokenCodec
+from xfchat.realtime.cursor import Position, TokenCodec
 from xfchat.realtime.follows import Follows
 from xfchat.realtime.hub import Hub
 from xfchat.realtime.subscriber import Delivery, Subscriber
@@ -40,3 +41,40 @@ def test_a_commit_past_the_queues_room_fills_it_and_ends_the_subscription() -> N
 
     sub.offer_all(commit(4, channel, 1))  # closed: nothing more is taken
     assert len(sub.queue) == 5
+
+
+async def test_a_batch_goes_out_framed_with_each_events_token_and_moves_the_place() -> None:
+    # SSE writes a batch with each event's shared frame and the subscriber's part of its
+    # token: every id must be the codec's token at that event (at a place too large to
+    # pad too), an ephemeral signal carries none, and the place ends at the last event.
+    hub = Hub(cast(Any, None), cast(Any, None), CODEC)
+    user, channel = uuid.uuid4(), uuid.uuid4()
+    tag = CODEC.tag(user)
+    sub = Subscriber(hub, user, None, Follows(user, [channel]), tag, limit=10)
+    sub.live = True
+    stream = Stream.channel(channel)
+    batch = [
+        Delivery(7, stream, 1, "message.created", {"n": 1}),
+        Delivery(0, stream, 0, "typing.started", {"n": 2}),  # ephemeral: no place
+        Delivery(8, stream, 2**56, "message.created", {"n": 3}),  # no room to pad
+        Delivery(9, stream, 3, "message.created", {"n": 4}),
+    ]
+    sub.offer_all(batch)
+    taken = await sub.next_batch(3)
+    assert taken == batch[:3]
+    assert sub.position == Position(8, 2**56)
+    id_tail = (sub.token_tail + "\n").encode()
+    for _ in range(2):  # (the second time from what each delivery keeps framed)
+        written = frames(taken, sub, id_tail)
+        assert written == b"".join(
+            [
+                b"id: " + CODEC.encode(tag, Position(7, 1)).encode() + b"\n",
+                frame("message.created", b'{"n":1}'),
+                frame("typing.started", b'{"n":2}'),
+                b"id: " + CODEC.encode(tag, Position(8, 2**56)).encode() + b"\n",
+                frame("message.created", b'{"n":3}'),
+            ]
+        )
+    assert await sub.next_batch(3) == batch[3:]
+    assert sub.position == Position(9, 3)
+    assert sub.token() == CODEC.encode(tag, Position(9, 3))

@@ -19,7 +19,7 @@ from xfchat.api.deps import StreamActor
 from xfchat.api.streaming import LiveStream, Write
 from xfchat.realtime.cursor import MAX_TOKEN_LENGTH
 from xfchat.realtime.feeds import open_user_feed
-from xfchat.realtime.subscriber import Closed, Delivery
+from xfchat.realtime.subscriber import Closed, Delivery, Subscriber
 
 router = APIRouter(prefix="/api", tags=["realtime"])
 
@@ -37,15 +37,27 @@ def frame(event: str, data: bytes, token: str | None = None) -> bytes:
     return f"{head}event: {event}\n".encode() + b"data: " + data + b"\n\n"
 
 
-def _tail(d: Delivery) -> bytes:
-    return frame(d.type, d.json)
+def _parts(d: Delivery) -> tuple[bytes | None, bytes]:
+    """A delivery as every subscriber's frame shares it, made once per process: the
+    `id:` line's beginning (None: no id, or a token that must be made whole) and the
+    event and its data."""
+    head = d.token_head() if d.stored else None
+    return (None if head is None else b"id: " + head.encode()), frame(d.type, d.json)
 
 
-def framed(d: Delivery, token: str | None) -> bytes:
-    """A delivery's frame: its event and data framed once per process, its id per
-    subscriber."""
-    tail = d.framed("sse", _tail)
-    return tail if token is None else b"id: " + token.encode() + b"\n" + tail
+def frames(batch: list[Delivery], sub: Subscriber, id_tail: bytes) -> bytes:
+    """The frames of `batch` for `sub`, in one chunk: each event's shared frame with
+    the subscriber's part of its token (`id_tail`: its token tail and the line's end)."""
+    parts: list[bytes] = []
+    for d in batch:
+        id_head, body = d.framed("sse", _parts)
+        if id_head is not None:
+            parts += (id_head, id_tail, body)
+        elif d.stored:  # a place with no room to pad (TokenCodec.place): the token whole
+            parts += (b"id: " + d.token(sub.token_tail)[1].encode() + b"\n", body)
+        else:
+            parts.append(body)
+    return b"".join(parts)
 
 
 @router.get(
@@ -86,19 +98,19 @@ async def get_events(
         if refused is not None:
             reason = {"reason": refused.reason, "message": f"{refused.message}; reload your state"}
             await write(frame("resync", orjson.dumps(reason), first))
+        id_tail = (sub.token_tail + "\n").encode()
         while True:
             try:
-                item = await sub.next(idle_s=keepalive)
+                # Whatever is waiting goes out in one write.
+                batch = await sub.next_batch(COALESCE, idle_s=keepalive)
             except Closed as closed:
                 await write(
                     frame("closed", orjson.dumps({"reason": closed.reason, "resume": sub.token()}))
                 )
                 return
-            if item is None:
+            if batch is None:
                 await write(b": keep-alive\n\n")
                 continue
-            # Whatever else is already waiting goes out in the same write.
-            batch = [item, *sub.take_ready(COALESCE)]
-            await write(b"".join(framed(d, token) for d, token in batch))
+            await write(frames(batch, sub, id_tail))
 
     return LiveStream(200, HEADERS, sub, produce)

@@ -69,16 +69,28 @@ class Delivery:
         self._place = b""
         self._head: str | None = None
 
-    def token(self, tail: str) -> tuple[Position, str]:
-        """Its place, and the resume token there for the subscriber whose tag's
-        TokenCodec.tail is `tail`: the place's part is encoded once."""
+    @property
+    def position(self) -> Position:
+        """Its place in the log (a stored event's)."""
         if self._position is None:
             self._position = Position(self.g, self.pos)
             self._place = TokenCodec.place(self._position)
             self._head = TokenCodec.head(self._place)
+        return self._position
+
+    def token_head(self) -> str | None:
+        """The beginning every subscriber's resume token here shares (TokenCodec.head),
+        encoded once; None when its place has no room to be padded (then use `token`)."""
+        _ = self.position
+        return self._head
+
+    def token(self, tail: str) -> tuple[Position, str]:
+        """Its place, and the resume token there for the subscriber whose tag's
+        TokenCodec.tail is `tail`: the place's part is encoded once."""
+        position = self.position
         if self._head is not None:
-            return self._position, self._head + tail
-        return self._position, TokenCodec.seal(self._place, TokenCodec.untail(tail))
+            return position, self._head + tail
+        return position, TokenCodec.seal(self._place, TokenCodec.untail(tail))
 
     @property
     def json(self) -> bytes:
@@ -125,7 +137,7 @@ class Subscriber:
         self.session_id = session_id
         self.follows = follows
         self.tag = tag
-        self._tail = TokenCodec.tail(tag)
+        self.token_tail = TokenCodec.tail(tag)  # what its tokens add to a Delivery's head
         self.limit = limit
         self.queue: deque[Delivery] = deque()
         # What a waiting next() sleeps on (a bare future, set by `_wake`), and its one
@@ -213,9 +225,31 @@ class Subscriber:
         """The next delivery and the resume token after it; None after `idle_s` seconds
         without any (for keep-alives). Raises Closed when the subscription has ended.
         (Never cancel a pending next(): time it out with `idle_s`.)"""
+        if not await self._ready(idle_s):
+            return None
+        return self._hand(self.queue.popleft())
+
+    async def next_batch(self, limit: int, idle_s: float | None = None) -> list[Delivery] | None:
+        """Like next(), but every delivery ready (at least one, at most `limit`), for a
+        transport that writes them at once and frames their tokens itself (`token_head`
+        followed by `token_tail`): the subscriber's place moves past the last of them."""
+        if not await self._ready(idle_s):
+            return None
+        queue = self.queue
+        batch = [queue.popleft() for _ in range(min(limit, len(queue)))]
+        for d in reversed(batch):
+            if d.stored:
+                self.position = d.position
+                break
+        return batch
+
+    async def _ready(self, idle_s: float | None) -> bool:
+        """Wait until a delivery is queued (True) or `idle_s` passed without one (False);
+        replays the log first while not live. Raises Closed when the subscription has
+        ended and nothing is left to hand over."""
         while True:
             if self.queue:
-                return self._hand(self.queue.popleft())
+                return True
             if self.closed is not None:
                 raise Closed(self.closed)
             if not self.live:
@@ -228,7 +262,7 @@ class Subscriber:
                     self.close("unavailable")
                 continue
             if await self._sleep(idle_s):
-                return None
+                return False
 
     async def _sleep(self, idle_s: float | None) -> bool:
         """Wait for a delivery or the end; True if `idle_s` passed first."""
@@ -252,17 +286,10 @@ class Subscriber:
         idle, self._idle = self._idle, False
         return idle and not self.queue and self.closed is None
 
-    def take_ready(self, limit: int) -> list[tuple[Delivery, str | None]]:
-        """More deliveries that need no waiting (to write several at once)."""
-        out: list[tuple[Delivery, str | None]] = []
-        while self.queue and len(out) < limit and self.closed is None:
-            out.append(self._hand(self.queue.popleft()))
-        return out
-
     def _hand(self, d: Delivery) -> tuple[Delivery, str | None]:
         if not d.stored:
             return d, None
-        self.position, token = d.token(self._tail)
+        self.position, token = d.token(self.token_tail)
         return d, token
 
     # -- catching up
