@@ -12,7 +12,7 @@ import httpx
 
 from tests import factories
 from tests.factories import MakeUser
-from tests.realtime.clients import SseClient, sse_stream
+from tests.realtime.clients import SseClient, sse, sse_stream
 from tests.support import Servers
 
 FAST = {"XFCHAT_PRESENCE_INTERVAL": "0.5", "XFCHAT_PRESENCE_TIMEOUT": "2"}
@@ -147,3 +147,43 @@ async def test_a_servers_presences_are_its_connected_visible_members(
             )
             assert hidden.status_code == 200
             assert (await api.get(url, headers=ben.headers)).json() == []  # invisible: offline
+
+
+async def test_a_burst_of_connections_is_announced_user_by_user_and_so_are_their_ends(
+    server: str, make_user: MakeUser
+) -> None:
+    # A burst (as after a restart) is written in batches: each user still gets their
+    # own announcement, online once however many connections they open, and offline
+    # when their last one ends.
+    owner = await make_user("own")
+    members = [await make_user(f"m{i}") for i in range(6)]
+    async with httpx.AsyncClient(base_url=server, timeout=10) as api:
+        srv = await factories.community(api, owner, *members)
+    ids = {str(m.id) for m in members}
+    async with sse_stream(server, owner.access_token) as watcher:
+        tokens = [m.access_token for m in members] + [members[0].access_token]
+        streams = await asyncio.gather(*(sse(server, t) for t in tokens))
+        try:
+            seen: dict[str, str] = {}
+            async with asyncio.timeout(15):
+                while len(seen) < len(ids):
+                    event = await watcher.next("presence.updated", 15)
+                    who = event.data["user_id"]
+                    if who == str(owner.id):  # (their own coming online)
+                        continue
+                    assert who in ids and who not in seen, event.data  # each once
+                    seen[who] = event.data["status"]
+            assert set(seen.values()) == {"online"}
+            async with httpx.AsyncClient(base_url=server, timeout=10) as api:
+                shown = await api.get(f"/api/servers/{srv.id}/presences", headers=owner.headers)
+            assert {p["user_id"] for p in shown.json()} == ids | {str(owner.id)}
+            await asyncio.gather(*(s.close() for s in streams[1:-1]))  # m0 keeps one
+            gone: set[str] = set()
+            async with asyncio.timeout(15):
+                while len(gone) < len(ids) - 1:
+                    event = await watcher.next("presence.updated", 15)
+                    assert event.data["status"] == "offline", event.data
+                    gone.add(event.data["user_id"])
+            assert gone == ids - {str(members[0].id)}
+        finally:
+            await asyncio.gather(*(s.close() for s in streams), return_exceptions=True)

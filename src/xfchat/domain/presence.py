@@ -51,9 +51,13 @@ def own(row: q.PresenceRow) -> PresencePayload:
     return {"user_id": str(row.user_id), "status": row.status, "status_text": row.status_text}
 
 
-async def _lock_user(conn: asyncpg.Connection, user_id: UUID) -> None:
+def _lock_key(user_id: UUID) -> int:
     digest = hashlib.sha256(b"presence" + user_id.bytes).digest()
-    await locks_q.lock_transaction(conn, key=int.from_bytes(digest[:8], "big", signed=True))
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+async def _lock_user(conn: asyncpg.Connection, user_id: UUID) -> None:
+    await locks_q.lock_transaction(conn, key=_lock_key(user_id))
 
 
 async def _presence(conn: asyncpg.Connection, user_id: UUID, timeout_s: float) -> q.PresenceRow:
@@ -77,37 +81,52 @@ async def announce(
 
 
 async def connect(
-    conn: asyncpg.Connection, process_id: UUID, user_id: UUID, timeout_s: float
+    conn: asyncpg.Connection, process_id: UUID, user_ids: list[UUID], timeout_s: float
 ) -> None:
-    """A process holds a connection of the user now; announce them if that makes them
-    connected."""
+    """A process holds a connection of each of these users now; announce those it makes
+    connected. One transaction for them all, so that their announcements go out
+    together: a connection that hears several gets them in one write (a burst of
+    reconnections after a restart is one write per connection, not one per user)."""
+    users = sorted(set(user_ids))
     async with conn.transaction():
-        await _lock_user(conn, user_id)
-        before = await _presence(conn, user_id, timeout_s)
-        await q.insert_connection(conn, process_id=process_id, user_id=user_id)
-        if not before.connected:
-            await announce(conn, user_id, timeout_s, shown(before))
+        before = await _lock_users(conn, users, timeout_s)
+        await q.insert_connections(conn, process_id=process_id, user_ids=users)
+        for row in before:
+            if not row.connected:
+                await announce(conn, row.user_id, timeout_s, shown(row))
 
 
 async def disconnect(
-    conn: asyncpg.Connection, process_id: UUID, user_id: UUID, timeout_s: float
+    conn: asyncpg.Connection, process_id: UUID, user_ids: list[UUID], timeout_s: float
 ) -> None:
-    """A process holds no connection of the user any more; announce them offline if no
-    other does."""
+    """A process holds no connection of these users any more; announce offline those
+    no other process holds one of (in one transaction, as `connect`)."""
+    users = sorted(set(user_ids))
     async with conn.transaction():
-        await _lock_user(conn, user_id)
-        before = await _presence(conn, user_id, timeout_s)
-        await q.delete_connection(conn, process_id=process_id, user_id=user_id)
-        if not (await _presence(conn, user_id, timeout_s)).connected:
-            await announce(conn, user_id, timeout_s, shown(before))
+        before = await _lock_users(conn, users, timeout_s)
+        await q.delete_connections(conn, process_id=process_id, user_ids=users)
+        after = {
+            r.user_id: r for r in await q.list_presences(conn, user_ids=users, timeout_s=timeout_s)
+        }
+        for row in before:
+            if row.user_id in after and not after[row.user_id].connected:
+                await announce(conn, row.user_id, timeout_s, shown(row))
+
+
+async def _lock_users(
+    conn: asyncpg.Connection, users: list[UUID], timeout_s: float
+) -> list[q.PresenceRow]:
+    """Lock the presence of `users` (sorted: every locker of several goes in the same
+    order) and read it."""
+    await locks_q.lock_transaction_all(conn, keys=[_lock_key(u) for u in users])
+    rows = {r.user_id: r for r in await q.list_presences(conn, user_ids=users, timeout_s=timeout_s)}
+    return [rows[u] for u in users if u in rows]
 
 
 async def _gone(conn: asyncpg.Connection, users: list[UUID], timeout_s: float) -> None:
-    for user_id in sorted(set(users)):
-        await _lock_user(conn, user_id)
-        row = await _presence(conn, user_id, timeout_s)
+    for row in await _lock_users(conn, sorted(set(users)), timeout_s):
         if not row.connected:  # (they were, on the process that is gone)
-            await announce(conn, user_id, timeout_s, shown(replace(row, connected=True)))
+            await announce(conn, row.user_id, timeout_s, shown(replace(row, connected=True)))
 
 
 async def leave(conn: asyncpg.Connection, process_id: UUID, timeout_s: float) -> None:

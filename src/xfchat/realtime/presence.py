@@ -33,6 +33,9 @@ log = logging.getLogger("xfchat.presence")
 # A voice state younger than this is never taken for an orphan (a join that began as
 # the heartbeat read which connections are live).
 ORPHAN_GRACE_S = 5.0
+# Users whose presence changes are written in one transaction (a reconnection burst:
+# their announcements go out together, one write per connection that hears several).
+PRESENCE_BATCH = 200
 
 
 class PresenceTracker:
@@ -128,13 +131,10 @@ class PresenceTracker:
                         except BaseException:
                             voices.add(connection)
                             raise
-                    while users:
-                        user = users.pop()
-                        try:
-                            await self._sync(conn, user)
-                        except BaseException:
-                            users.add(user)
-                            raise
+                    while users:  # (what is written leaves `users`; the rest is retried)
+                        chunk = sorted(users)[:PRESENCE_BATCH]
+                        await self._sync(conn, chunk)
+                        users.difference_update(chunk)
                 delay = 0.1
             except DATABASE_ERRORS as exc:
                 log.warning("presence not written yet: %s", exc)
@@ -149,16 +149,18 @@ class PresenceTracker:
             if not self._dirty and not self._voice_gone:
                 self._idle.set()
 
-    async def _sync(self, conn: asyncpg.Connection, user: UUID) -> None:
-        want = self.counts.get(user, 0) > 0
-        if want == (user in self.registered):
-            return
-        if want:
-            await presence.connect(conn, self.process_id, user, self.timeout_s)
-            self.registered.add(user)
-        else:
-            await presence.disconnect(conn, self.process_id, user, self.timeout_s)
-            self.registered.discard(user)
+    async def _sync(self, conn: asyncpg.Connection, users: list[UUID]) -> None:
+        """Register the users who have connections here and are not registered, and
+        unregister those who have none and are: each in one transaction, whose
+        announcements go out together."""
+        came = [u for u in users if self.counts.get(u, 0) > 0 and u not in self.registered]
+        left = [u for u in users if self.counts.get(u, 0) == 0 and u in self.registered]
+        if came:
+            await presence.connect(conn, self.process_id, came, self.timeout_s)
+            self.registered.update(came)
+        if left:
+            await presence.disconnect(conn, self.process_id, left, self.timeout_s)
+            self.registered.difference_update(left)
 
     async def _beat_forever(self) -> None:
         while True:

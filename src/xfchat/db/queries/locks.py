@@ -26,3 +26,15 @@ async def lock_transaction(conn: asyncpg.Connection, *, key: int) -> None:
 async def try_lock_transaction(conn: asyncpg.Connection, *, key: int) -> bool:
     """Take an advisory lock held until the current transaction ends, if it is free."""
     return bool(await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", key))
+
+
+async def lock_transaction_all(conn: asyncpg.Connection, *, keys: list[int]) -> None:
+    """lock_transaction for each of `keys`, in their order (one round trip: a volatile
+    function in the select list runs after the ORDER BY)."""
+    await conn.execute(
+        """
+        SELECT pg_advisory_xact_lock(k)
+        FROM unnest($1::bigint[]) WITH ORDINALITY AS x(k, i) ORDER BY i
+        """,
+        keys,
+    )

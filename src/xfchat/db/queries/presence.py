@@ -66,22 +66,27 @@ async def delete_dead_processes(conn: asyncpg.Connection, *, timeout_s: float) -
     return [r["user_id"] for r in records]
 
 
-async def insert_connection(conn: asyncpg.Connection, *, process_id: UUID, user_id: UUID) -> None:
+async def insert_connections(
+    conn: asyncpg.Connection, *, process_id: UUID, user_ids: list[UUID]
+) -> None:
     await conn.execute(
         """
-        INSERT INTO presence_connections (process_id, user_id) VALUES ($1, $2)
+        INSERT INTO presence_connections (process_id, user_id)
+        SELECT $1, u.id FROM users u WHERE u.id = ANY($2::uuid[])  -- (not one deleted since)
         ON CONFLICT DO NOTHING
         """,
         process_id,
-        user_id,
+        user_ids,
     )
 
 
-async def delete_connection(conn: asyncpg.Connection, *, process_id: UUID, user_id: UUID) -> None:
+async def delete_connections(
+    conn: asyncpg.Connection, *, process_id: UUID, user_ids: list[UUID]
+) -> None:
     await conn.execute(
-        "DELETE FROM presence_connections WHERE process_id = $1 AND user_id = $2",
+        "DELETE FROM presence_connections WHERE process_id = $1 AND user_id = ANY($2::uuid[])",
         process_id,
-        user_id,
+        user_ids,
     )
 
 
