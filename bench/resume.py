@@ -7,7 +7,7 @@ channels each, plus 1,000 conversations).
 Builds the users on a durable local PostgreSQL (or BENCH_DATABASE_URL), opens a real
 subscription for each through a running hub, then times the hub handing events of one
 followed channel to that subscriber and the subscriber producing each event's token
-(the whole per-event path of a delivery, without the socket). For comparison it prints
+(the whole per-event path of an SSE delivery, framing included, without the socket). For comparison it prints
 what the previous design's token (a position per followed stream, re-encoded for every
 event) would weigh and cost for the same user. Nothing here is asserted.
 """
@@ -26,6 +26,7 @@ from uuid import UUID
 import asyncpg
 
 from bench.common import database, env_url
+from xfchat.api.sse import frames
 from xfchat.db.pool import connect, create_pool
 from xfchat.db.queries import channels as channels_q
 from xfchat.db.queries import friends as friends_q
@@ -124,6 +125,7 @@ async def measure(
     data = {"id": str(uuid.uuid4()), "content": "x" * 200}
     per_event: list[float] = []
     g = hub.last_g
+    id_tail = (sub.token_tail + "\n").encode()
     gc.collect()
     gc.freeze()  # what was built before is not what is timed: keep the collector off it
     for batch in range(events // 100):
@@ -131,12 +133,12 @@ async def measure(
         for i in range(100):
             g += 1
             hub._dispatch(g, channel, [(batch * 100 + i + 1, "message.created", data)])
-        handed = sub.take_ready(1000)
+        handed = await sub.next_batch(1000)
+        written = frames(handed or [], sub, id_tail)  # what SSE writes, tokens included
         per_event.append((time.perf_counter() - started) / 100)
-        assert len(handed) == 100 and handed[-1][1] is not None
+        assert handed is not None and len(handed) == 100 and written.count(b"id: ") == 100
     gc.unfreeze()
-    token = handed[-1][1]
-    assert token is not None
+    token = sub.token()
     sub.close("bench")
     positions = {i: 1_000_000 + i for i in range(1, followed + 1)}
     started = time.perf_counter()

@@ -78,3 +78,8 @@ async def test_a_batch_goes_out_framed_with_each_events_token_and_moves_the_plac
     assert await sub.next_batch(3) == batch[3:]
     assert sub.position == Position(9, 3)
     assert sub.token() == CODEC.encode(tag, Position(9, 3))
+    # A batch that ends with an ephemeral signal: the place is its last stored event's.
+    ending = [Delivery(10, stream, 4, "message.created", {}), batch[1]]
+    sub.offer_all(ending)
+    assert await sub.next_batch(3) == ending
+    assert sub.position == Position(10, 4)

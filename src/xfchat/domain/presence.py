@@ -118,6 +118,8 @@ async def _lock_users(
 ) -> list[q.PresenceRow]:
     """Lock the presence of `users` (sorted: every locker of several goes in the same
     order) and read it."""
+    if not users:
+        return []
     await locks_q.lock_transaction_all(conn, keys=[_lock_key(u) for u in users])
     rows = {r.user_id: r for r in await q.list_presences(conn, user_ids=users, timeout_s=timeout_s)}
     return [rows[u] for u in users if u in rows]

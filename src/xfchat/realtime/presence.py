@@ -34,8 +34,10 @@ log = logging.getLogger("xfchat.presence")
 # the heartbeat read which connections are live).
 ORPHAN_GRACE_S = 5.0
 # Users whose presence changes are written in one transaction (a reconnection burst:
-# their announcements go out together, one write per connection that hears several).
-PRESENCE_BATCH = 200
+# their announcements go out together, one SSE write per connection that hears
+# several). Few enough that the transaction holds their locks briefly (it announces
+# each in turn; a status change of one of them waits for it).
+PRESENCE_BATCH = 50
 
 
 class PresenceTracker:
@@ -131,10 +133,7 @@ class PresenceTracker:
                         except BaseException:
                             voices.add(connection)
                             raise
-                    while users:  # (what is written leaves `users`; the rest is retried)
-                        chunk = sorted(users)[:PRESENCE_BATCH]
-                        await self._sync(conn, chunk)
-                        users.difference_update(chunk)
+                    await self._sync_all(conn, users)
                 delay = 0.1
             except DATABASE_ERRORS as exc:
                 log.warning("presence not written yet: %s", exc)
@@ -148,6 +147,37 @@ class PresenceTracker:
                 log.exception("writing presence failed")
             if not self._dirty and not self._voice_gone:
                 self._idle.set()
+
+    async def _sync_all(self, conn: asyncpg.Connection, users: set[UUID]) -> None:
+        """Write the changes of `users`, PRESENCE_BATCH at a time; what is written leaves
+        the set, and the caller retries the rest after a pause when this raises. A batch
+        the database refuses (its connection still up) is written again user by user, so
+        that a user it keeps refusing holds up only themselves."""
+        refused: BaseException | None = None
+        order = sorted(users)
+        for start in range(0, len(order), PRESENCE_BATCH):
+            chunk = order[start : start + PRESENCE_BATCH]
+            try:
+                await self._sync(conn, chunk)
+                users.difference_update(chunk)
+                continue
+            except Exception as exc:
+                if _connection_failed(exc, conn):
+                    raise
+                log.warning("presence of %d users not written at once: %s", len(chunk), exc)
+            for user in chunk:
+                try:
+                    await self._sync(conn, [user])
+                except Exception as exc:
+                    if _connection_failed(exc, conn):
+                        raise
+                    if isinstance(exc, DATABASE_ERRORS):
+                        refused = exc  # (the user stays in `users`)
+                        continue
+                    log.exception("writing the presence of %s failed", user)  # a bug: dropped
+                users.discard(user)
+        if refused is not None:
+            raise refused
 
     async def _sync(self, conn: asyncpg.Connection, users: list[UUID]) -> None:
         """Register the users who have connections here and are not registered, and
@@ -185,3 +215,10 @@ class PresenceTracker:
             await voice.drop_orphaned_states(
                 conn, self.process_id, list(self.voice_live), ORPHAN_GRACE_S
             )
+
+
+def _connection_failed(exc: BaseException, conn: asyncpg.Connection) -> bool:
+    """Whether `exc` is the connection failing rather than one statement."""
+    if not isinstance(exc, DATABASE_ERRORS):
+        return False
+    return not isinstance(exc, asyncpg.PostgresError) or conn.is_closed()
