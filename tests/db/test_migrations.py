@@ -10,7 +10,18 @@ import asyncpg
 import pytest
 
 from tests.support import clean_env, run_cli, xfchat
-from xfchat.db.migrate import DEFAULT_DIR, MigrationError, Migrator, add, discover
+from xfchat.db.migrate import (
+    DEFAULT_DIR,
+    LOCK_KEY,
+    LOCK_POLL_S,
+    NO_TRANSACTION,
+    STATEMENT_BREAK,
+    MigrationError,
+    Migrator,
+    _statements,
+    add,
+    discover,
+)
 
 EXPECTED_TABLES = {
     "users",
@@ -276,3 +287,93 @@ async def test_stored_images_keep_their_bytes_across_the_files_migration(
         assert await conn.fetchval("SELECT count(*) FROM file_chunks") == 0
     finally:
         await conn.close()
+
+
+async def test_a_migration_marked_so_runs_outside_a_transaction_statement_by_statement(
+    empty_db_url: str, tmp_path: Path
+) -> None:
+    # CREATE INDEX CONCURRENTLY (an index built without blocking writes) cannot run in a
+    # transaction: a file marked NO_TRANSACTION runs its statements one by one.
+    directory = tmp_path / "migrations"
+    shutil.copytree(DEFAULT_DIR, directory)
+    up, down = directory / "9000_concurrently.up.sql", directory / "9000_concurrently.down.sql"
+    body = (
+        f"{NO_TRANSACTION}\nCREATE TABLE IF NOT EXISTS big (id int);\n{STATEMENT_BREAK}\n"
+        f"DROP INDEX CONCURRENTLY IF EXISTS big_idx;\n{STATEMENT_BREAK}\n"
+    )
+    up.write_text(body + "CREATE INDEX CONCURRENTLY big_idx ON big (no_such_column);\n")
+    down.write_text(
+        f"\ufeff{NO_TRANSACTION}\r\nDROP INDEX CONCURRENTLY IF EXISTS big_idx;\r\n"
+        f"{STATEMENT_BREAK}  \r\nDROP TABLE IF EXISTS big;\r\n"
+    )
+    conn = await asyncpg.connect(empty_db_url)
+    try:
+        # A failure leaves the statements before it done, and the migration pending.
+        with pytest.raises(MigrationError, match="9000_concurrently failed at statement 3 of 3"):
+            await Migrator(conn, directory).run()
+        assert "big" in await tables(conn)
+        assert 9000 not in [
+            r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")
+        ]
+        # Mended, it runs again whole (each statement safe to run twice) and is recorded.
+        up.write_text(body + "CREATE INDEX CONCURRENTLY big_idx ON big (id);\n")
+        assert [m.label for m in await Migrator(conn, directory).run()] == ["9000_concurrently"]
+        valid = "SELECT indisvalid FROM pg_index WHERE indexrelid = 'big_idx'::regclass"
+        assert await conn.fetchval(valid) is True
+        assert [m.label for m in await Migrator(conn, directory).revert()] == ["9000_concurrently"]
+        assert await conn.fetchval("SELECT to_regclass('big_idx')") is None
+        assert "big" not in await tables(conn)
+        # Unmarked, the same statement is refused inside the migration's transaction.
+        up.write_text("CREATE INDEX CONCURRENTLY big_idx ON big (id);\n")
+        with pytest.raises(MigrationError, match="cannot run inside a transaction block"):
+            await Migrator(conn, directory).run()
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"-- a comment first\n{NO_TRANSACTION}\nSELECT 1;\n",  # the mark not on line 1
+        f"SELECT 1;\n{STATEMENT_BREAK}\nSELECT 2;\n",  # a break in a transactional file
+    ],
+)
+def test_a_misplaced_mark_is_refused_rather_than_ignored(text: str) -> None:
+    with pytest.raises(MigrationError, match="counts only in a file whose first line"):
+        _statements(text)
+
+
+async def test_a_process_waiting_for_the_migration_lock_holds_no_snapshot(
+    empty_db_url: str, tmp_path: Path
+) -> None:
+    # While one process builds an index concurrently under the migration lock, another
+    # that starts waits for that lock between statements: a statement waiting on it
+    # would hold a snapshot the build waits for, and one of the two would deadlock.
+    directory = tmp_path / "migrations"
+    shutil.copytree(DEFAULT_DIR, directory)
+    holder, waiter = await asyncpg.connect(empty_db_url), await asyncpg.connect(empty_db_url)
+    try:
+        await Migrator(holder, directory).run()
+        (directory / "9000_slow.up.sql").write_text(
+            f"{NO_TRANSACTION}\nCREATE TABLE IF NOT EXISTS slow (id int);\n{STATEMENT_BREAK}\n"
+            "DROP INDEX CONCURRENTLY IF EXISTS slow_idx;\n{STATEMENT_BREAK}\n"
+            "CREATE INDEX CONCURRENTLY slow_idx ON slow (id);\n".replace(
+                "{STATEMENT_BREAK}", STATEMENT_BREAK
+            )
+        )
+        (directory / "9000_slow.down.sql").write_text("DROP TABLE slow;\n")
+        await holder.execute(f"SELECT pg_advisory_lock({LOCK_KEY})")  # as a running migrate
+        waiting = asyncio.create_task(Migrator(waiter, directory).run())
+        await asyncio.sleep(3 * LOCK_POLL_S)
+        assert not waiting.done()
+        in_flight = await holder.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'",
+            waiter.get_server_pid(),
+        )
+        assert in_flight == 0  # waiting between statements, not in one
+        await holder.execute(f"SELECT pg_advisory_unlock({LOCK_KEY})")
+        applied = await asyncio.wait_for(waiting, 30)
+        assert [m.label for m in applied] == ["9000_slow"]
+    finally:
+        await holder.close()
+        await waiter.close()

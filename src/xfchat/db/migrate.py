@@ -3,12 +3,13 @@
 Why our own and not yoyo or alembic: the rules are few and strict (files named
 `NNNN_name.up.sql` / `.down.sql`, a `schema_migrations` table with version, name,
 checksum and applied_at, refusal of unknown or edited migrations, one transaction per
-migration under an advisory lock) and neither library keeps that layout; this is
-about 150 lines on the driver we already use.
+migration, or none for a file that says so, under an advisory lock) and neither library
+keeps that layout; this is about 200 lines on the driver we already use.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import time
@@ -23,9 +24,20 @@ from xfchat.db.queries import locks
 from xfchat.db.queries import migrations as q
 
 FILE_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.(up|down)\.sql$")
+# A migration file whose first line is NO_TRANSACTION runs outside a transaction, one
+# statement at a time (the parts between STATEMENT_BREAK lines), without the statement
+# timeout: what PostgreSQL refuses inside one, such as CREATE INDEX CONCURRENTLY on a
+# large table, which does not block writes while it builds. Each statement commits on
+# its own, so make each one safe to run again (DROP INDEX CONCURRENTLY IF EXISTS before
+# the CREATE: a build that failed leaves an invalid index that IF NOT EXISTS would keep):
+# a failure leaves what ran before it, and the migration is recorded only once it ran
+# whole.
+NO_TRANSACTION = "-- xfchat: no transaction"
+STATEMENT_BREAK = "-- xfchat: statement break"
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "migrations"
 # pg_advisory_lock key: "xfchat migrate" folded into 63 bits.
 LOCK_KEY = int.from_bytes(hashlib.sha256(b"xfchat migrate").digest()[:8], "big") >> 1
+LOCK_POLL_S = 0.2  # how often a process that waits for another's migrations asks again
 
 
 class MigrationError(Exception):
@@ -102,8 +114,14 @@ class Migrator:
         self.log = log
 
     async def _locked(self) -> None:
-        # Lock first: two processes racing CREATE TABLE IF NOT EXISTS can collide.
-        await locks.lock_session(self.conn, key=LOCK_KEY)
+        # Lock first: two processes racing CREATE TABLE IF NOT EXISTS can collide. Wait
+        # for it between statements, never in one: a statement waiting would hold a
+        # snapshot, which a CREATE INDEX CONCURRENTLY of the process holding the lock
+        # waits for (a deadlock).
+        while True:
+            if await locks.try_lock_session(self.conn, key=LOCK_KEY):
+                break
+            await asyncio.sleep(LOCK_POLL_S)
         await q.create_schema_migrations(self.conn)
 
     async def _unlock(self) -> None:
@@ -150,7 +168,8 @@ class Migrator:
         return [m for m in self.migrations if m.version in todo]
 
     async def run(self) -> list[Migration]:
-        """Apply every pending migration in order, each in its own transaction."""
+        """Apply every pending migration in order, each in its own transaction (or
+        statement by statement: NO_TRANSACTION)."""
         await self._locked()
         try:
             done = []
@@ -180,11 +199,40 @@ class Migrator:
             await self._unlock()
 
     async def _step(self, mig: Migration, *, up: bool) -> int:
-        """Apply (or undo) one migration and its bookkeeping in one transaction."""
+        """Apply (or undo) one migration and its bookkeeping in one transaction, or, for
+        a file marked NO_TRANSACTION, its statements one by one and then the
+        bookkeeping."""
+        sql = mig.up_sql if up else mig.down_sql
+        subject = f"migration {mig.label}" if up else f"reverting {mig.label}"
         started = time.perf_counter()
+        statements = _statements(sql)
+        if statements is not None:
+            await self.conn.execute("SET statement_timeout = 0")  # (an index build is long)
+            try:
+                for done, statement in enumerate(statements):
+                    try:
+                        await self.conn.execute(statement)
+                    except asyncpg.PostgresError as exc:
+                        again = "migrate run" if up else "migrate revert"
+                        hint = (
+                            " (a part holding several statements runs as one transaction:"
+                            f" separate them with {STATEMENT_BREAK!r})"
+                            if exc.sqlstate == "25001"  # active_sql_transaction
+                            else ""
+                        )
+                        raise MigrationError(
+                            f"{subject} failed at statement {done + 1} of {len(statements)},"
+                            f" outside a transaction: the {done} before it stay done, and"
+                            f" `xfchat {again}` runs it again from its first statement:"
+                            f" {_describe(exc)}{hint}"
+                        ) from exc
+            finally:
+                if not self.conn.is_closed():
+                    await self.conn.execute("RESET statement_timeout")
         try:
             async with self.conn.transaction():
-                await self.conn.execute(mig.up_sql if up else mig.down_sql)
+                if statements is None:
+                    await self.conn.execute(sql)
                 elapsed_ms = int((time.perf_counter() - started) * 1000)
                 if up:
                     await q.insert_applied_migration(
@@ -197,8 +245,8 @@ class Migrator:
                 else:
                     await q.delete_applied_migration(self.conn, version=mig.version)
         except asyncpg.PostgresError as exc:
-            subject = f"migration {mig.label}" if up else f"reverting {mig.label}"
-            raise MigrationError(f"{subject} failed and was rolled back: {_describe(exc)}") from exc
+            what = "was rolled back" if statements is None else "was not recorded"
+            raise MigrationError(f"{subject} failed and {what}: {_describe(exc)}") from exc
         return elapsed_ms
 
     async def is_current(self) -> bool:
@@ -219,6 +267,29 @@ def add(name: str, directory: Path | None = None) -> tuple[Path, Path]:
     up.write_text(f"-- {version:04d} {slug}: apply\n")
     down.write_text(f"-- {version:04d} {slug}: undo exactly what the .up.sql does\n")
     return up, down
+
+
+def _statements(sql: str) -> list[str] | None:
+    """The statements of a file marked NO_TRANSACTION, run one at a time; None for a
+    file run in one transaction."""
+    lines = sql.removeprefix("\ufeff").splitlines()
+    marked = bool(lines) and lines[0].strip() == NO_TRANSACTION
+    for number, line in enumerate(lines[1:] if marked else lines, start=2 if marked else 1):
+        words = line.strip()
+        if words == NO_TRANSACTION or (words == STATEMENT_BREAK and not marked):
+            raise MigrationError(
+                f"line {number}: {words!r} counts only in a file whose first line is "
+                f"{NO_TRANSACTION!r}"
+            )
+    if not marked:
+        return None
+    parts: list[list[str]] = [[]]
+    for line in lines[1:]:
+        if line.strip() == STATEMENT_BREAK:
+            parts.append([])
+        else:
+            parts[-1].append(line)
+    return [text for text in ("\n".join(p).strip() for p in parts) if text]
 
 
 def _describe(exc: asyncpg.PostgresError) -> str:

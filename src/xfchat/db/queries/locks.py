@@ -9,9 +9,9 @@ async def select_one(conn: asyncpg.Connection) -> int:
     return int(await conn.fetchval("SELECT 1"))
 
 
-async def lock_session(conn: asyncpg.Connection, *, key: int) -> None:
-    """Wait for a session-level advisory lock (released by `unlock_session`)."""
-    await conn.execute("SELECT pg_advisory_lock($1)", key)
+async def try_lock_session(conn: asyncpg.Connection, *, key: int) -> bool:
+    """Take a session-level advisory lock (released by `unlock_session`), if it is free."""
+    return bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", key))
 
 
 async def unlock_session(conn: asyncpg.Connection, *, key: int) -> None:
