@@ -3,6 +3,7 @@ from __future__ import annotations
 import base64
 import uuid
 from datetime import UTC, datetime
+from typing import Any, cast
 
 import pytest
 
@@ -13,7 +14,9 @@ from xfchat.domain.events import encode as encode_event
 from xfchat.domain.messages import loud_mentions, mentioned_ids, message_json
 from xfchat.domain.permissions import Permission
 from xfchat.realtime.cursor import BadToken, Position, TokenCodec
-from xfchat.realtime.subscriber import Delivery
+from xfchat.realtime.follows import Follows
+from xfchat.realtime.hub import Hub
+from xfchat.realtime.subscriber import Delivery, Subscriber
 
 
 @pytest.mark.parametrize("content", ['"seq":0,', 'a "seq":0, b', '\\"seq\\":0,', "plain"])
@@ -55,14 +58,18 @@ PLACES = [(0, 0), (1, 1), (127, 128), (300, 2**14), (2**40, 2**33), (5, 2**56), 
 def test_a_deliverys_token_is_the_codecs_and_decodes_to_its_place(g: int, pos: int) -> None:
     # A delivery makes its place's part once and adds each subscriber's tag to it; the
     # place is padded to whole base64 groups where its varint has room (not at 2**56).
-    tag = CODEC.tag(uuid.uuid4())
+    def subscriber() -> Subscriber:
+        user = uuid.uuid4()
+        hub = Hub(cast(Any, None), cast(Any, None), CODEC)
+        return Subscriber(hub, user, None, Follows(user, []), CODEC.tag(user), limit=1)
+
+    sub, other = subscriber(), subscriber()
     delivery = Delivery(g, Stream.user(uuid.uuid4()), pos, "message.created", {})
-    place, token = delivery.token(TokenCodec.tail(tag))
+    place, token = delivery.position, sub.token_at(delivery)
     assert place == Position(g, pos)
-    assert token == CODEC.encode(tag, place)
-    assert CODEC.decode(token, tag) == place
-    other = CODEC.tag(uuid.uuid4())
-    assert CODEC.decode(delivery.token(TokenCodec.tail(other))[1], other) == place
+    assert token == CODEC.encode(sub.tag, place)
+    assert CODEC.decode(token, sub.tag) == place
+    assert CODEC.decode(other.token_at(delivery), other.tag) == place
 
 
 def test_a_token_of_an_earlier_version_without_padding_still_decodes() -> None:

@@ -45,16 +45,17 @@ def _parts(d: Delivery) -> tuple[bytes | None, bytes]:
     return (None if head is None else b"id: " + head.encode()), frame(d.type, d.json)
 
 
-def frames(batch: list[Delivery], sub: Subscriber, id_tail: bytes) -> bytes:
+def frames(batch: list[Delivery], sub: Subscriber) -> bytes:
     """The frames of `batch` for `sub`, in one chunk: each event's shared frame with
-    the subscriber's part of its token (`id_tail`: its token tail and the line's end)."""
+    the subscriber's part of its token (its token tail and the line's end)."""
+    id_tail = (sub.token_tail + "\n").encode()
     parts: list[bytes] = []
     for d in batch:
         id_head, body = d.framed("sse", _parts)
         if id_head is not None:
             parts += (id_head, id_tail, body)
         elif d.stored:  # a place with no room to pad (TokenCodec.place): the token whole
-            parts += (b"id: " + d.token(sub.token_tail)[1].encode() + b"\n", body)
+            parts += (b"id: " + sub.token_at(d).encode() + b"\n", body)
         else:
             parts.append(body)
     return b"".join(parts)
@@ -98,7 +99,6 @@ async def get_events(
         if refused is not None:
             reason = {"reason": refused.reason, "message": f"{refused.message}; reload your state"}
             await write(frame("resync", orjson.dumps(reason), first))
-        id_tail = (sub.token_tail + "\n").encode()
         while True:
             try:
                 # Whatever is waiting goes out in one write.
@@ -111,6 +111,6 @@ async def get_events(
             if batch is None:
                 await write(b": keep-alive\n\n")
                 continue
-            await write(frames(batch, sub, id_tail))
+            await write(frames(batch, sub))
 
     return LiveStream(200, HEADERS, sub, produce)

@@ -207,28 +207,7 @@ class Migrator:
         started = time.perf_counter()
         statements = _statements(sql)
         if statements is not None:
-            await self.conn.execute("SET statement_timeout = 0")  # (an index build is long)
-            try:
-                for done, statement in enumerate(statements):
-                    try:
-                        await self.conn.execute(statement)
-                    except asyncpg.PostgresError as exc:
-                        again = "migrate run" if up else "migrate revert"
-                        hint = (
-                            " (a part holding several statements runs as one transaction:"
-                            f" separate them with {STATEMENT_BREAK!r})"
-                            if exc.sqlstate == "25001"  # active_sql_transaction
-                            else ""
-                        )
-                        raise MigrationError(
-                            f"{subject} failed at statement {done + 1} of {len(statements)},"
-                            f" outside a transaction: the {done} before it stay done, and"
-                            f" `xfchat {again}` runs it again from its first statement:"
-                            f" {_describe(exc)}{hint}"
-                        ) from exc
-            finally:
-                if not self.conn.is_closed():
-                    await self.conn.execute("RESET statement_timeout")
+            await self._run_one_by_one(statements, subject, again="run" if up else "revert")
         try:
             async with self.conn.transaction():
                 if statements is None:
@@ -248,6 +227,31 @@ class Migrator:
             what = "was rolled back" if statements is None else "was not recorded"
             raise MigrationError(f"{subject} failed and {what}: {_describe(exc)}") from exc
         return elapsed_ms
+
+    async def _run_one_by_one(self, statements: list[str], subject: str, again: str) -> None:
+        """A NO_TRANSACTION file's statements, each committed on its own, without the
+        statement timeout (an index build is long)."""
+        await q.set_statement_timeout_off(self.conn)
+        try:
+            for done, statement in enumerate(statements):
+                try:
+                    await self.conn.execute(statement)
+                except asyncpg.PostgresError as exc:
+                    hint = (
+                        " (a part holding several statements runs as one transaction:"
+                        f" separate them with {STATEMENT_BREAK!r})"
+                        if exc.sqlstate == "25001"  # active_sql_transaction
+                        else ""
+                    )
+                    raise MigrationError(
+                        f"{subject} failed at statement {done + 1} of {len(statements)},"
+                        f" outside a transaction: the {done} before it stay done, and"
+                        f" `xfchat migrate {again}` runs it again from its first statement:"
+                        f" {_describe(exc)}{hint}"
+                    ) from exc
+        finally:
+            if not self.conn.is_closed():
+                await q.reset_statement_timeout(self.conn)
 
     async def is_current(self) -> bool:
         applied = {row.version: row.checksum for row in await q.list_applied_migrations(self.conn)}
@@ -271,9 +275,10 @@ def add(name: str, directory: Path | None = None) -> tuple[Path, Path]:
 
 def _statements(sql: str) -> list[str] | None:
     """The statements of a file marked NO_TRANSACTION, run one at a time; None for a
-    file run in one transaction."""
+    file run in one transaction. A mark anywhere else is refused rather than ignored."""
     lines = sql.removeprefix("\ufeff").splitlines()
     marked = bool(lines) and lines[0].strip() == NO_TRANSACTION
+    parts: list[list[str]] = [[]]
     for number, line in enumerate(lines[1:] if marked else lines, start=2 if marked else 1):
         words = line.strip()
         if words == NO_TRANSACTION or (words == STATEMENT_BREAK and not marked):
@@ -281,14 +286,12 @@ def _statements(sql: str) -> list[str] | None:
                 f"line {number}: {words!r} counts only in a file whose first line is "
                 f"{NO_TRANSACTION!r}"
             )
-    if not marked:
-        return None
-    parts: list[list[str]] = [[]]
-    for line in lines[1:]:
-        if line.strip() == STATEMENT_BREAK:
+        if words == STATEMENT_BREAK:
             parts.append([])
         else:
             parts[-1].append(line)
+    if not marked:
+        return None
     return [text for text in ("\n".join(p).strip() for p in parts) if text]
 
 

@@ -87,10 +87,9 @@ async def connect(
     connected. One transaction for them all, so that their announcements go out
     together: a connection that hears several gets them in one write (a burst of
     reconnections after a restart is one write per connection, not one per user)."""
-    users = sorted(set(user_ids))
     async with conn.transaction():
-        before = await _lock_users(conn, users, timeout_s)
-        await q.insert_connections(conn, process_id=process_id, user_ids=users)
+        before = await _lock_users(conn, user_ids, timeout_s)
+        await q.insert_connections(conn, process_id=process_id, user_ids=user_ids)
         for row in before:
             if not row.connected:
                 await announce(conn, row.user_id, timeout_s, shown(row))
@@ -101,12 +100,12 @@ async def disconnect(
 ) -> None:
     """A process holds no connection of these users any more; announce offline those
     no other process holds one of (in one transaction, as `connect`)."""
-    users = sorted(set(user_ids))
     async with conn.transaction():
-        before = await _lock_users(conn, users, timeout_s)
-        await q.delete_connections(conn, process_id=process_id, user_ids=users)
+        before = await _lock_users(conn, user_ids, timeout_s)
+        await q.delete_connections(conn, process_id=process_id, user_ids=user_ids)
         after = {
-            r.user_id: r for r in await q.list_presences(conn, user_ids=users, timeout_s=timeout_s)
+            r.user_id: r
+            for r in await q.list_presences(conn, user_ids=user_ids, timeout_s=timeout_s)
         }
         for row in before:
             if row.user_id in after and not after[row.user_id].connected:
@@ -114,10 +113,11 @@ async def disconnect(
 
 
 async def _lock_users(
-    conn: asyncpg.Connection, users: list[UUID], timeout_s: float
+    conn: asyncpg.Connection, user_ids: list[UUID], timeout_s: float
 ) -> list[q.PresenceRow]:
-    """Lock the presence of `users` (sorted: every locker of several goes in the same
-    order) and read it."""
+    """Lock the presence of these users, in user order (every locker of several goes in
+    the same order, so none deadlocks), and read it, in that order."""
+    users = sorted(set(user_ids))
     if not users:
         return []
     await locks_q.lock_transaction_all(conn, keys=[_lock_key(u) for u in users])
@@ -126,7 +126,7 @@ async def _lock_users(
 
 
 async def _gone(conn: asyncpg.Connection, users: list[UUID], timeout_s: float) -> None:
-    for row in await _lock_users(conn, sorted(set(users)), timeout_s):
+    for row in await _lock_users(conn, users, timeout_s):
         if not row.connected:  # (they were, on the process that is gone)
             await announce(conn, row.user_id, timeout_s, shown(replace(row, connected=True)))
 

@@ -114,11 +114,6 @@ class TokenCodec:
         return base64.urlsafe_b64encode(tag).decode()
 
     @staticmethod
-    def untail(tail: str) -> bytes:
-        """The tag whose `tail` this is."""
-        return base64.urlsafe_b64decode(tail)
-
-    @staticmethod
     def encode(tag: bytes, position: Position) -> str:
         return TokenCodec.seal(TokenCodec.place(position), tag)
 

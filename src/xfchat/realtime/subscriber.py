@@ -48,7 +48,6 @@ class Delivery:
         "_framed",
         "_head",
         "_json",
-        "_place",
         "_position",
         "data",
         "g",
@@ -66,7 +65,6 @@ class Delivery:
         self._json: bytes | None = None
         self._framed: dict[str, Any] | None = None
         self._position: Position | None = None
-        self._place = b""
         self._head: str | None = None
 
     @property
@@ -74,23 +72,15 @@ class Delivery:
         """Its place in the log (a stored event's)."""
         if self._position is None:
             self._position = Position(self.g, self.pos)
-            self._place = TokenCodec.place(self._position)
-            self._head = TokenCodec.head(self._place)
+            self._head = TokenCodec.head(TokenCodec.place(self._position))
         return self._position
 
     def token_head(self) -> str | None:
         """The beginning every subscriber's resume token here shares (TokenCodec.head),
-        encoded once; None when its place has no room to be padded (then use `token`)."""
+        encoded once; None when its place has no room to be padded
+        (Subscriber.token_at makes the token whole then)."""
         _ = self.position
         return self._head
-
-    def token(self, tail: str) -> tuple[Position, str]:
-        """Its place, and the resume token there for the subscriber whose tag's
-        TokenCodec.tail is `tail`: the place's part is encoded once."""
-        position = self.position
-        if self._head is not None:
-            return position, self._head + tail
-        return position, TokenCodec.seal(self._place, TokenCodec.untail(tail))
 
     @property
     def json(self) -> bytes:
@@ -231,8 +221,8 @@ class Subscriber:
 
     async def next_batch(self, limit: int, idle_s: float | None = None) -> list[Delivery] | None:
         """Like next(), but every delivery ready (at least one, at most `limit`), for a
-        transport that writes them at once and frames their tokens itself (`token_head`
-        followed by `token_tail`): the subscriber's place moves past the last of them."""
+        transport that writes them at once and frames their tokens itself (`token_at`):
+        the subscriber's place moves past the last of them."""
         if not await self._ready(idle_s):
             return None
         queue = self.queue
@@ -286,11 +276,17 @@ class Subscriber:
         idle, self._idle = self._idle, False
         return idle and not self.queue and self.closed is None
 
+    def token_at(self, d: Delivery) -> str:
+        """The resume token at stored delivery `d`: its shared head and this
+        subscriber's tail, or, at a place that could not be padded, made whole."""
+        head = d.token_head()
+        return head + self.token_tail if head is not None else self.token(d.position)
+
     def _hand(self, d: Delivery) -> tuple[Delivery, str | None]:
         if not d.stored:
             return d, None
-        self.position, token = d.token(self.token_tail)
-        return d, token
+        self.position = d.position
+        return d, self.token_at(d)
 
     # -- catching up
 

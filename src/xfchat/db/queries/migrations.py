@@ -53,3 +53,13 @@ async def insert_applied_migration(
 
 async def delete_applied_migration(conn: asyncpg.Connection, *, version: int) -> None:
     await conn.execute("DELETE FROM schema_migrations WHERE version = $1", version)
+
+
+async def set_statement_timeout_off(conn: asyncpg.Connection) -> None:
+    """No statement timeout for this session until `reset_statement_timeout`."""
+    await conn.execute("SET statement_timeout = 0")
+
+
+async def reset_statement_timeout(conn: asyncpg.Connection) -> None:
+    """The session's statement timeout back to what the connection started with."""
+    await conn.execute("RESET statement_timeout")
