@@ -45,6 +45,8 @@ from xfchat.db.pool import connect, create_pool, pool_stats
 from xfchat.db.replica import ReadRouter
 from xfchat.domain import rate_limits
 from xfchat.domain.accounts import SessionCache
+from xfchat.domain.health import SharedReadiness, check_ready
+from xfchat.domain.local_limits import LocalLimiter
 from xfchat.domain.messages_writer import MessageWriter
 from xfchat.domain.rate_limits import RateLimiter
 from xfchat.domain.retention import prune_event_log
@@ -143,6 +145,9 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
     app.state.expected_migrations = {
         m.version: m.checksum for m in discover(settings.migrations_dir)
     }
+    app.state.readiness = SharedReadiness(
+        lambda: check_ready(app.state.pool, app.state.expected_migrations)
+    )
 
     def stats() -> dict[str, Any] | None:
         return pool_stats(app.state.pool) if app.state.pool is not None else None
@@ -187,6 +192,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
         metrics=metrics,
         max_body_bytes=settings.max_body_bytes,
         upload_routes=media.upload_routes(settings),
+        anonymous=LocalLimiter("anonymous", settings.rate_anonymous_ip),
     )
     if settings.cors_origins:  # outermost: errors from the edge carry CORS headers too
         app.add_middleware(Cors, origins=settings.cors_origins)

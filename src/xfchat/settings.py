@@ -259,6 +259,10 @@ class Settings(DatabaseSettings):
     rate_realtime_user: RateLimitSetting = Field(
         default=RateLimit(60, 60), validation_alias=_env("XFCHAT_RATE_REALTIME_USER")
     )
+    # Counted in each process's memory (domain/local_limits.py), not in the database.
+    rate_anonymous_ip: RateLimitSetting = Field(
+        default=RateLimit(1200, 60), validation_alias=_env("XFCHAT_RATE_ANONYMOUS_IP")
+    )
     realtime_queue: int = Field(
         default=1000, ge=10, le=1_000_000, validation_alias=_env("XFCHAT_REALTIME_QUEUE")
     )

@@ -1,6 +1,7 @@
-"""The one middleware of our own: request metrics, the body size limit, and the
-rate-limit headers. (One layer instead of three: every request passes through it, and
-the start and end of a live stream; the chunks between go past it, api/streaming.py.)"""
+"""The one middleware of our own: request metrics, the body size limit, the rate-limit
+headers, and the per-address limit on what anyone may ask without a token. (One layer
+instead of four: every request passes through it, and the start and end of a live
+stream; the chunks between go past it, api/streaming.py.)"""
 
 from __future__ import annotations
 
@@ -11,9 +12,19 @@ from collections.abc import Sequence
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from xfchat.api.errors import xfchat_error_response
 from xfchat.api.metrics import Metrics, route_label
+from xfchat.domain.local_limits import LocalLimiter
+from xfchat.domain.rate_limits import ip_key
 
 DECISIONS = "rate_limit_decisions"
+# What anyone may ask without a token and without the database's rate limits: the
+# probes, the API document and its page, stored images, the browser client's files.
+# Each is counted per client address in the process's memory (XFCHAT_RATE_ANONYMOUS_IP).
+# (The sign-in routes have limits of their own, in the database; every other route
+# needs a token and is counted per user.)
+ANONYMOUS_PATHS = frozenset({"/", "/health", "/ready", "/metrics", "/openapi.json", "/docs"})
+ANONYMOUS_PREFIXES = ("/web/", "/api/media/", "/docs/")
 
 UploadRoute = tuple[str, str, int, str]
 """(method, path regex, largest body in bytes, content type prefix or ""): a route whose
@@ -28,8 +39,10 @@ class EdgeMiddleware:
         metrics: Metrics,
         max_body_bytes: int,
         upload_routes: Sequence[UploadRoute] = (),
+        anonymous: LocalLimiter | None = None,
     ) -> None:
         self.app = app
+        self.anonymous = anonymous
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.upload_routes = [
@@ -52,6 +65,14 @@ class EdgeMiddleware:
         limit = self.body_limit(scope)
         status = 500
         try:
+            if self.anonymous is not None and _anonymous(scope["path"]):
+                client = scope.get("client")
+                decision = self.anonymous.hit(ip_key(client[0] if client else None))
+                if not decision.allowed:
+                    status = 429
+                    await xfchat_error_response(decision.refusal())(scope, receive, send)
+                    return
+                scope.setdefault("state", {}).setdefault(DECISIONS, []).append(decision)
             for name, value in scope["headers"]:
                 if name == b"content-length":
                     try:
@@ -106,6 +127,10 @@ class EdgeMiddleware:
                 await _too_large(send, limit)
         finally:
             self.metrics.count_request(scope["method"], route_label(scope), status)
+
+
+def _anonymous(path: str) -> bool:
+    return path in ANONYMOUS_PATHS or path.startswith(ANONYMOUS_PREFIXES)
 
 
 def _with_rate_limit_headers(message: Message, decisions: list) -> Message:  # type: ignore[type-arg]

@@ -9,7 +9,6 @@ from pydantic import BaseModel
 
 from xfchat.api.errors import error_response
 from xfchat.api.responses import JSONResponse
-from xfchat.domain.health import check_ready
 from xfchat.errors import NotFound, Unauthorized
 from xfchat.settings import Settings
 
@@ -30,7 +29,7 @@ async def get_health() -> Status:
 )
 async def get_ready(request: Request) -> JSONResponse:
     state = request.app.state
-    readiness = await check_ready(state.pool, state.expected_migrations)
+    readiness = await state.readiness()
     if not readiness.ready:
         return error_response(503, "NOT_READY", readiness.reason)
     if state.hub is not None and not state.hub.listening.is_set():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import asyncpg
@@ -37,3 +38,26 @@ async def check_ready(pool: asyncpg.Pool, expected: dict[int, str]) -> Readiness
     if {m.version: m.checksum for m in applied} != expected:
         return Readiness(False, "the database schema does not match this code's migrations")
     return Readiness(True, "ok")
+
+
+class SharedReadiness:
+    """A readiness check shared by its callers: whoever asks while one runs waits for
+    that one. A flood of /ready (anyone may ask) then holds at most one database
+    connection per process, however many addresses it comes from. An answer is not kept
+    for later callers: only those who asked while its check ran share it."""
+
+    def __init__(self, check: Callable[[], Awaitable[Readiness]]) -> None:
+        self._check = check
+        self._running: asyncio.Future[Readiness] | None = None
+
+    async def __call__(self) -> Readiness:
+        if self._running is None:
+            self._running = asyncio.ensure_future(self._run())
+        # (shielded: a caller that goes away does not cancel the others' check)
+        return await asyncio.shield(self._running)
+
+    async def _run(self) -> Readiness:
+        try:
+            return await self._check()
+        finally:
+            self._running = None

@@ -35,6 +35,7 @@ BROWSER_ENV = {
     "XFCHAT_RATE_REGISTER_IP": "10000/60",
     "XFCHAT_RATE_ATTACHMENTS_USER": "10000/60",
     "XFCHAT_RATE_SEARCH_USER": "10000/60",
+    "XFCHAT_RATE_ANONYMOUS_IP": "100000/60",  # (every page load fetches the client's files)
 }
 
 expect.set_options(timeout=15_000)
