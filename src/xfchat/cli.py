@@ -148,6 +148,7 @@ def _limits(settings: Settings) -> dict[str, Any]:
         ),
         "ws": GuardedWebSocketProtocol,
         "ws_max_size": AFTER_IDENTIFY,
+        "ws_per_message_deflate": settings.gateway_compression,
     }
 
 

@@ -269,6 +269,11 @@ class Settings(DatabaseSettings):
     sse_keepalive_s: float = Field(
         default=15.0, gt=0, le=300, validation_alias=_env("XFCHAT_SSE_KEEPALIVE")
     )
+    # permessage-deflate on the gateway: off by default (as Discord's gateway), since
+    # it compresses every frame once per connection (bench/README.md, "Sixth round").
+    gateway_compression: bool = Field(
+        default=False, validation_alias=_env("XFCHAT_GATEWAY_COMPRESSION")
+    )
     gateway_heartbeat_s: float = Field(
         default=30.0, ge=1, le=300, validation_alias=_env("XFCHAT_GATEWAY_HEARTBEAT")
     )

@@ -367,3 +367,21 @@ def test_x_forwarded_for_is_believed_from_no_one_by_default(
         )
         seen.append(sessions.json()[0]["ip"])
     assert seen == ["127.0.0.1", "203.0.113.9"]
+
+
+async def test_the_gateway_compresses_frames_only_when_configured(
+    servers: Servers, edge: tuple[int, str]
+) -> None:
+    """permessage-deflate costs the server CPU for every frame of every connection, so
+    it is off unless XFCHAT_GATEWAY_COMPRESSION says otherwise (the client offers it
+    either way, as browsers do)."""
+    _, plain = edge
+    _, compressing = servers.start(XFCHAT_GATEWAY_COMPRESSION="true")
+    agreed = []
+    for base in (plain, compressing):
+        url = base.replace("http://", "ws://") + "/api/gateway"
+        async with websockets.connect(url, compression="deflate") as ws:
+            assert json.loads(await ws.recv())["op"] == 10
+            agreed.append(ws.response.headers.get("Sec-WebSocket-Extensions", ""))
+    assert agreed[0] == ""
+    assert agreed[1].startswith("permessage-deflate")
