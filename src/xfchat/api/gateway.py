@@ -34,7 +34,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from xfchat.api.deps import REALTIME_BUCKET
 from xfchat.api.gateway_voice import VOICE_OPS, VoiceOps
-from xfchat.api.http_limits import allow_larger_frames
+from xfchat.api.http_limits import allow_larger_frames, text_sender
 from xfchat.api.streaming import until_either_ends
 from xfchat.db.pool import DATABASE_ERRORS
 from xfchat.domain.accounts import Actor, authenticate
@@ -82,6 +82,7 @@ CLOSE_FOR_REASON = {
     "unavailable": 4013,
 }
 SEND_TIMEOUT_S = 5.0
+COALESCE = 256  # events written at most at once (a frame each)
 # Frames one identified connection may send at once, then a second (a token bucket): far
 # above heartbeats, and above the voice limits, whose excess is answered (voice.error
 # RATE_LIMITED: 120 signals at once, then 30 a second, per user) before this closes;
@@ -224,14 +225,15 @@ async def _serve(ws: WebSocket, sub: Subscriber, interval: float, voice: VoiceOp
 
 
 async def _write(ws: WebSocket, sub: Subscriber) -> None:
+    send_texts = text_sender(ws)
     while True:
         try:
-            item = await sub.next()
+            # Whatever is waiting goes out in one write, a frame per event.
+            batch = await sub.next_batch(COALESCE)
         except Closed:
             return
-        assert item is not None
-        delivery, token = item
-        await ws.send_text(delivered(delivery, token))
+        assert batch is not None
+        await send_texts([delivered(d, sub.token_at(d) if d.stored else None) for d in batch])
 
 
 async def _read(ws: WebSocket, interval: float, voice: VoiceOps) -> None:
