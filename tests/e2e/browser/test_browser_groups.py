@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from playwright.async_api import Locator, Page, expect
 
-from tests.e2e.browser.client import USER_IDS, api_as, assert_accessible, say
+from tests.e2e.browser.client import USER_IDS, api_as, assert_accessible, message, say
 from tests.e2e.browser.conftest import Browsers, Site, log_in
 
 
@@ -36,7 +36,7 @@ async def test_group_dms_from_friends_and_joining_by_invite(
     charlie = await browsers.logged_in(site.base, "charlie")
     await take_messages_from_friends_only(charlie)  # (bob is not one)
     await group_from_friends_refuses_a_stranger(alice, bob, charlie, axe_source)
-    await messages_refused_by_name(bob)
+    await messages_refused_by_name(site.base, bob)
     await removed_left_and_renamed(alice, bob, charlie)
     await join_a_server_by_invite_link_and_by_code(site, browsers, alice, bob, axe_source)
 
@@ -81,9 +81,10 @@ async def group_from_friends_refuses_a_stranger(
     await expect(people.get_by_role("heading", name="Members — 3")).to_be_visible()
 
 
-async def messages_refused_by_name(bob: Page) -> None:
+async def messages_refused_by_name(base: str, bob: Page) -> None:
     """Bob would message Charlie (from the group) and Eve (in the conversation she opened):
-    each refusal names them, and the open conversation's composer says why it is off."""
+    each refusal names them; the open conversation's composer says why, keeps what was
+    typed, and sends it once Eve takes direct messages from everyone again."""
     await dm_link(bob, "Raid night").click()
     await (
         bob.get_by_role("complementary", name="Details")
@@ -99,10 +100,18 @@ async def messages_refused_by_name(bob: Page) -> None:
         bob.get_by_text("Not sent: Eve does not take direct messages from you.")
     ).to_be_visible()
     composer = bob.get_by_role("textbox", name="Message", exact=True)
-    await expect(composer).to_be_disabled()
-    await expect(composer).to_have_attribute(
-        "placeholder", "Eve does not take direct messages from you"
-    )
+    note = bob.locator("form.composer").get_by_role("status")
+    await expect(note).to_contain_text("Eve does not take direct messages from you")
+    # The composer stays open, with what was typed: Eve may change her mind unseen.
+    await expect(composer).to_be_enabled()
+    await expect(composer).to_have_value("hello?")
+    async with api_as(base, "eve") as eve:
+        opened = {"direct_messages": "everyone"}
+        assert (await eve.put("/api/users/@me/privacy", json=opened)).status_code == 200
+    await composer.press("Enter")
+    await expect(message(bob.get_by_role("log", name="Messages"), "hello?")).to_have_count(1)
+    await expect(note).to_be_hidden()
+    await expect(composer).to_have_value("")
 
 
 async def removed_left_and_renamed(alice: Page, bob: Page, charlie: Page) -> None:

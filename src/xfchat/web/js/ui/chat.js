@@ -398,6 +398,9 @@ export class ChatView {
     });
     this.attachBtn = h("button", { class: "icon-btn attach-btn", type: "button", "aria-label": "Attach files", title: "Attach files", onclick: () => this.fileInput.click() }, "+");
     this.replyBar = h("div", { class: "reply-bar", hidden: true });
+    // Why the last send here was refused, until one goes through (a refusal is the other
+    // side's choice, which may change unseen: the composer stays open to try again).
+    this.refusedNote = h("p", { class: "reply-bar", role: "status", hidden: true });
     this.fileBar = h("ul", { class: "file-bar", "aria-label": "Files to send", hidden: true });
     this.input.addEventListener("keydown", (ev) => this.onKey(ev));
     this.input.addEventListener("input", () => this.onInput());
@@ -410,6 +413,7 @@ export class ChatView {
     return h(
       "form",
       { class: "composer", onsubmit: (ev) => { ev.preventDefault(); this.send(); } },
+      this.refusedNote,
       this.replyBar,
       this.fileBar,
       h("div", { class: "composer-row" }, this.attachBtn, this.fileInput, this.input, h("button", { class: "btn btn-primary send-btn", type: "submit" }, "Send")),
@@ -419,7 +423,9 @@ export class ChatView {
   updateComposer() {
     const can = this.ctx.can;
     const name = this.app.channelTitle(this.channelId);
-    this.input.disabled = !can.send || this.refused;
+    this.input.disabled = !can.send;
+    this.refusedNote.hidden = !this.refused;
+    this.refusedNote.textContent = this.refused ? `${name} does not take direct messages from you, so what you send here is refused. You can try again if that changes.` : "";
     this.input.placeholder = this.refused
       ? `${name} does not take direct messages from you`
       : can.send ? `Message ${this.server ? "#" : "@"}${name}` : "You do not have permission to send messages here";
@@ -513,15 +519,18 @@ export class ChatView {
       }
       const m = await this.session.call("POST", `/api/channels/${this.channelId}/messages`, payload);
       this.store.messageArrived(m);
+      this.refused = false;
     } catch (err) {
       // A direct conversation closed to us (their choice or a block: one answer) stays
-      // readable; the composer says why it is off.
-      this.refused = err.code === "CANNOT_MESSAGE_USER";
-      toast(this.refused ? `Not sent: ${this.app.channelTitle(this.channelId)} does not take direct messages from you.` : `Not sent: ${describe(err)}`);
+      // readable; the composer says why the send failed, and what was typed is kept.
+      const refused = err.code === "CANNOT_MESSAGE_USER";
+      if (refused) this.refused = true;
+      toast(refused ? `Not sent: ${this.app.channelTitle(this.channelId)} does not take direct messages from you.` : `Not sent: ${describe(err)}`);
       this.input.value = typed;
     } finally {
       this.pending = this.pending.filter((p) => p !== pending);
       this.render();
+      this.updateComposer();
     }
   }
 }
