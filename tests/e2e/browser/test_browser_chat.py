@@ -146,3 +146,21 @@ async def test_a_dm_with_files_and_markup_shown_as_text(site: Site, browsers: Br
 
     await say(bob, "got them, thanks")
     await expect(message(a_log, "got them, thanks")).to_have_count(1)
+
+
+async def test_everyone_pings_only_from_who_may_ping_everyone(
+    site: Site, browsers: Browsers
+) -> None:
+    """Alice (an admin) may mention everyone, Charlie (a member) may not: his @everyone
+    is plain text, as the server decided (the message's mention_everyone)."""
+    alice = await browsers.logged_in(site.base, "alice")
+    charlie = await browsers.logged_in(site.base, "charlie")
+    a_log = await open_channel(alice, "general")
+    c_log = await open_channel(charlie, "general")
+    await say(alice, "@everyone raid at nine")
+    ping = message(c_log, "raid at nine")
+    await expect(ping.locator(".mention-me")).to_have_text("@everyone")
+    await say(charlie, "@everyone me too")
+    plain = message(a_log, "me too")
+    await expect(plain.locator(".msg-content")).to_have_text("@everyone me too")
+    await expect(plain.locator(".mention")).to_have_count(0)

@@ -8,8 +8,9 @@ export const COMMON_EMOJI = ["👍", "👎", "😂", "❤️", "🎉", "😮", "
 const TOKEN = /<@&?([0-9a-fA-F-]{36})>|@everyone|@here|\b(https?:\/\/[^\s<>"']+[^\s<>"'.,;:!?)\]])/g;
 
 // The content as nodes: mentions as highlighted names, http(s) links as links, the rest
-// as text.
-export function renderContent(text, ctx) {
+// as text. @everyone and @here ping only when the server said the sender may
+// (`everyone`: the message's mention_everyone); else they are plain text.
+export function renderContent(text, ctx, everyone) {
   const out = [];
   let last = 0;
   for (const match of text.matchAll(TOKEN)) {
@@ -23,8 +24,10 @@ export function renderContent(text, ctx) {
     } else if (whole.startsWith("<@")) {
       const mine = id === ctx.store.me.id;
       out.push(h("span", { class: mine ? "mention mention-me" : "mention" }, `@${displayName(ctx.store.user(id))}`));
-    } else {
+    } else if (everyone) {
       out.push(h("span", { class: "mention mention-me" }, whole));
+    } else {
+      out.push(whole);
     }
     last = match.index + whole.length;
   }
@@ -148,7 +151,7 @@ export function renderMessage(m, head, ctx) {
       : h(
           "div",
           { class: "msg-content" },
-          renderContent(m.content, ctx),
+          renderContent(m.content, ctx, m.mention_everyone),
           m.edited_at ? h("span", { class: "edited", title: `Edited ${fmtFull(m.edited_at)}` }, " (edited)") : null,
         ),
     attachmentsBox(m, ctx),
