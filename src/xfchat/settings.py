@@ -303,6 +303,10 @@ class Settings(DatabaseSettings):
     turn_ttl_s: int = Field(
         default=86_400, ge=60, le=7 * 86_400, validation_alias=_env("XFCHAT_TURN_TTL")
     )
+    # Clients gather only TURN-relayed candidates: peers never learn each other's IPs.
+    voice_relay_only: bool = Field(
+        default=False, validate_default=True, validation_alias=_env("XFCHAT_VOICE_RELAY_ONLY")
+    )
 
     @field_validator("secret")
     @classmethod
@@ -330,6 +334,13 @@ class Settings(DatabaseSettings):
             raise ValueError(
                 f"must be at least {MIN_TURN_SECRET_LENGTH} characters, not a well-known default"
             )
+        return value
+
+    @field_validator("voice_relay_only")
+    @classmethod
+    def _relay_only(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and not info.data.get("turn_urls"):
+            raise ValueError("needs XFCHAT_TURN_URLS (a relay for every call)")
         return value
 
     # A field validator, not a model one: it is then reported along with every other

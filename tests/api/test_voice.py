@@ -302,7 +302,8 @@ async def test_ice_servers_give_turn_credentials_in_coturns_scheme(
 ) -> None:
     ann = await make_user("ann")
     plain = await client.get("/api/voice/ice-servers", headers=ann.headers)
-    assert plain.status_code == 200 and plain.json() == {"ice_servers": [], "expires_at": None}
+    assert plain.status_code == 200
+    assert plain.json() == {"ice_servers": [], "expires_at": None, "ice_transport_policy": "all"}
     secret = "a-coturn-static-auth-secret"
     with_turn = await app_with(
         stun_urls="stun:stun.example.com:3478",
@@ -324,7 +325,14 @@ async def test_ice_servers_give_turn_credentials_in_coturns_scheme(
     mac = hmac.new(secret.encode(), turn["username"].encode(), hashlib.sha1).digest()
     assert turn["credential"] == base64.b64encode(mac).decode()
     assert datetime.fromisoformat(got.json()["expires_at"]).timestamp() == int(expiry)
+    assert got.json()["ice_transport_policy"] == "all"
     assert (await client.get("/api/voice/ice-servers")).status_code == 401
+    # Relay only: peers are told to gather only the TURN server's candidates.
+    relayed = await app_with(
+        turn_urls="turn:turn.example.com", turn_secret=secret, voice_relay_only=True
+    )
+    got = await relayed.get("/api/voice/ice-servers", headers=ann.headers)
+    assert got.json()["ice_transport_policy"] == "relay"
 
 
 async def test_moderation_neither_takes_an_empty_change_nor_tells_a_hidden_channel(

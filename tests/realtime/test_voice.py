@@ -84,6 +84,7 @@ async def test_two_in_a_voice_channel_exchange_offer_answer_and_candidates_and_n
         mine = await join(ann_voice, room)
         assert mine["voice_states"] == [mine["state"]]
         assert mine["state"]["user_id"] == str(ann.id) and mine["ice_servers"] == []
+        assert mine["ice_transport_policy"] == "all"
         theirs = await join(ben_voice, room, self_mute=True)
         assert [s["user_id"] for s in theirs["voice_states"]] == [str(ann.id), str(ben.id)]
         came, _ = await ann_voice.until("voice.state_updated", about(ben, False))

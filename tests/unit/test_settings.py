@@ -86,6 +86,10 @@ def test_a_bad_number_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> Non
         ({"XFCHAT_TURN_URLS": "https://turn.example.com"}, "XFCHAT_TURN_URLS 'https://"),
         ({"XFCHAT_STUN_URLS": "stun:ok.example.com,turn:x"}, "XFCHAT_STUN_URLS 'turn:x'"),
         ({"XFCHAT_TURN_TTL": "10"}, "XFCHAT_TURN_TTL"),
+        (
+            {"XFCHAT_VOICE_RELAY_ONLY": "true", "XFCHAT_STUN_URLS": "stun:s.example.com"},
+            "XFCHAT_VOICE_RELAY_ONLY needs XFCHAT_TURN_URLS",
+        ),
     ],
 )
 def test_ice_server_settings_are_checked_at_start(

@@ -4,9 +4,9 @@ VOICE_STATE_UPDATE (4), client -> server: `{"channel_id": "<id>" | null, "self_m
 "self_deaf", "self_video"}` (the flags default to false): join a voice channel or a
 conversation's call (leaving the one you were in), change your own flags there, or leave
 (null). The state belongs to this connection: it ends with it. A join answers with the
-dispatch `voice.connected` `{state, voice_states, ice_servers, ice_expires_at}` (your
-state, everyone in the channel, whom you now call, and the ICE servers to call them
-with); every change reaches whoever may see the channel as `voice.state_updated`.
+dispatch `voice.connected` `{state, voice_states, ice_servers, ice_expires_at,
+ice_transport_policy}` (your state, everyone in the channel, whom you now call, and the
+ICE servers and policy to call them with); every change reaches whoever may see the channel as `voice.state_updated`.
 
 VOICE_SIGNAL (12), client -> server: `{"to": "<user id>", "kind": "offer" | "answer" |
 "candidate", "data": {...}}`: relayed to that person's voice connection as `voice.signal`
@@ -156,6 +156,7 @@ class VoiceOps:
                     "voice_states": joined.voice_states,
                     "ice_servers": ice["ice_servers"],
                     "ice_expires_at": ice["expires_at"],
+                    "ice_transport_policy": ice["ice_transport_policy"],
                 },
             )
 

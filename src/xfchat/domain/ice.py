@@ -3,7 +3,9 @@ time-limited credentials in coturn's shared-secret scheme (its "REST API": `use-
 with `static-auth-secret`): the username is `<unix expiry>:<user id>`, the credential
 base64(HMAC-SHA1(secret, username)). coturn checks them itself, so XFChat never talks
 to it, and a leaked credential stops working at its expiry. Media never passes through
-XFChat."""
+XFChat. With XFCHAT_VOICE_RELAY_ONLY the clients are told `ice_transport_policy:
+"relay"` (RTCConfiguration.iceTransportPolicy): they gather only relayed candidates, so
+peers see the TURN server's addresses, never each other's."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import hashlib
 import hmac
 import time
 from datetime import UTC, datetime
-from typing import NotRequired
+from typing import Literal, NotRequired
 from uuid import UUID
 
 from typing_extensions import TypedDict
@@ -31,6 +33,7 @@ class IceServerPayload(TypedDict):
 class IceServersPayload(TypedDict):
     ice_servers: list[IceServerPayload]
     expires_at: str | None  # when the TURN credential stops working (None: no TURN)
+    ice_transport_policy: Literal["all", "relay"]  # RTCConfiguration.iceTransportPolicy
 
 
 def turn_credential(secret: str, username: str) -> str:
@@ -56,4 +59,5 @@ def ice_servers(settings: Settings, user_id: UUID, now: float | None = None) -> 
             }
         )
         expires_at = datetime.fromtimestamp(expiry, UTC).isoformat()
-    return {"ice_servers": servers, "expires_at": expires_at}
+    policy: Literal["all", "relay"] = "relay" if settings.voice_relay_only else "all"
+    return {"ice_servers": servers, "expires_at": expires_at, "ice_transport_policy": policy}

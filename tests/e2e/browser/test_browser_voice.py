@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from playwright.async_api import Page, expect
 
 from tests.e2e.browser.client import USER_IDS, open_channel
-from tests.e2e.browser.conftest import Browsers, Site
+from tests.e2e.browser.conftest import BROWSER_ENV, Browsers, Site
 
 
 async def packets_from(page: Page, user_id: str) -> int:
@@ -89,3 +89,36 @@ async def test_voice_comes_back_by_itself_after_the_server_restarts(
     )
     for page, other_user in ((alice, "bob"), (bob, "alice")):
         await until_packets(page, USER_IDS[other_user], more_than=20)
+
+
+async def test_relay_only_voice_gathers_no_address_of_the_caller(
+    site: Site, browsers: Browsers
+) -> None:
+    """XFCHAT_VOICE_RELAY_ONLY: the pages are told to use only the TURN server's
+    candidates, so neither gathers (nor signals) a candidate with its own address. (The
+    TURN server here does not exist, so no call connects: what is checked is what each
+    side would reveal.) On the default server they gather host candidates."""
+    _, relay_base = site.servers.start(
+        **BROWSER_ENV,
+        XFCHAT_TURN_URLS="turn:127.0.0.1:9?transport=udp",
+        XFCHAT_TURN_SECRET="a-coturn-static-auth-secret",
+        XFCHAT_VOICE_RELAY_ONLY="true",
+    )
+    seen = {}
+    for base in (site.base, relay_base):
+        alice = await browsers.logged_in(base, "alice")
+        bob = await browsers.logged_in(base, "bob")
+        for page in (alice, bob):
+            await open_channel(page, "general")
+            await page.get_by_role("button", name="General Voice (voice channel)").click()
+            await expect(page.get_by_role("region", name="Voice connection")).to_contain_text(
+                "General Voice"
+            )
+        await asyncio.sleep(3)  # candidates are gathered within a second on loopback
+        stats = await bob.evaluate("window.xfchatDebug.voiceStats()")  # (bob calls alice)
+        seen[base] = stats[USER_IDS["alice"]]
+        for page in (alice, bob):
+            await page.get_by_role("button", name="Disconnect from voice").click()
+    assert seen[site.base]["policy"] == "all" and "host" in seen[site.base]["localCandidates"]
+    assert seen[relay_base]["policy"] == "relay"
+    assert seen[relay_base]["localCandidates"] == []

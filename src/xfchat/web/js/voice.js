@@ -100,6 +100,8 @@ export class Voice {
       this.channelId = d.state.channel_id;
       this.connectionId = d.state.connection_id;
       this.iceServers = d.ice_servers || [];
+      // "relay" when the server hides every peer's address behind its TURN relay.
+      this.icePolicy = d.ice_transport_policy === "relay" ? "relay" : "all";
       for (const v of d.voice_states) this.store.voice.set(v.user_id, v);
       this.changed();
       for (const v of d.voice_states) if (v.user_id !== this.store.me.id) await this.call(v.user_id);
@@ -154,7 +156,7 @@ export class Voice {
   peer(userId) {
     let p = this.peers.get(userId);
     if (p) return p;
-    const pc = new RTCPeerConnection({ iceServers: this.iceServers });
+    const pc = new RTCPeerConnection({ iceServers: this.iceServers, iceTransportPolicy: this.icePolicy || "all" });
     const audio = document.createElement("audio");
     audio.autoplay = true;
     audio.dataset.userId = userId;
@@ -251,11 +253,14 @@ export class Voice {
     const out = {};
     for (const [id, p] of this.peers) {
       let packets = 0;
+      const local = new Set(); // the kinds of candidate this side gathered
       const report = await p.pc.getStats();
       report.forEach((s) => {
         if (s.type === "inbound-rtp" && s.kind === "audio") packets += s.packetsReceived || 0;
+        if (s.type === "local-candidate") local.add(s.candidateType);
       });
-      out[id] = { state: p.pc.connectionState, packetsReceived: packets };
+      const policy = p.pc.getConfiguration().iceTransportPolicy;
+      out[id] = { state: p.pc.connectionState, packetsReceived: packets, policy, localCandidates: [...local].sort() };
     }
     return out;
   }
