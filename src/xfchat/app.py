@@ -192,7 +192,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
         metrics=metrics,
         max_body_bytes=settings.max_body_bytes,
         upload_routes=media.upload_routes(settings),
-        anonymous=LocalLimiter("anonymous", settings.rate_anonymous_ip),
+        anonymous=(LocalLimiter("anonymous"), settings.rate_anonymous_ip),
     )
     if settings.cors_origins:  # outermost: errors from the edge carry CORS headers too
         app.add_middleware(Cors, origins=settings.cors_origins)

@@ -13,10 +13,10 @@ from fastapi import FastAPI
 
 from tests.factories import AppWith, MakeUser
 from tests.openapi_check import check_responses
+from tests.support import METRICS_HEADERS
 from xfchat.domain.health import Readiness, SharedReadiness, check_ready
 
 ANONYMOUS = [
-    "/health",
     "/ready",
     "/",
     "/web/app.css",
@@ -32,7 +32,7 @@ async def test_anonymous_routes_share_a_window_per_address_and_answer_429_past_i
     rule = len(ANONYMOUS)
     first = await app_with("203.0.113.7", rate_anonymous_ip=f"{rule}/60")
     answers = [await first.get(path) for path in ANONYMOUS]
-    assert [a.status_code for a in answers] == [200, 200, 200, 200, 404, 200, 200]
+    assert [a.status_code for a in answers] == [200, 200, 200, 404, 200, 200]
     assert answers[0].headers["x-ratelimit-bucket"] == "anonymous"
     assert answers[-1].headers["x-ratelimit-remaining"] == "0"
     refused = await first.get("/web/app.css")
@@ -40,21 +40,35 @@ async def test_anonymous_routes_share_a_window_per_address_and_answer_429_past_i
     assert refused.json()["code"] == "RATE_LIMITED"
     assert refused.json()["bucket"] == "anonymous"
     assert 0 < int(refused.headers["retry-after"]) <= 60
-    assert (await first.get("/health")).status_code == 429
-    # Routes with a token are counted per user, not here.
+    assert (await first.get("/ready")).status_code == 429
+    # The liveness probe costs nothing and is never refused; routes with a token are
+    # counted per user, not here.
+    assert (await first.get("/health")).status_code == 200
     ann = await make_user()
     me = await first.get("/api/users/@me", headers=ann.headers)
     assert me.status_code == 200 and me.headers["x-ratelimit-bucket"] != "anonymous"
-    # Another address has its own window; an IPv6 address is counted by its /64.
-    other, near, same_64, next_64 = (
-        _from(first, ip)
-        for ip in ("203.0.113.8", "2001:db8::1", "2001:db8::ffff", "2001:db8:0:1::1")
-    )
-    assert (await other.get("/health")).status_code == 200
-    for _ in range(rule):
-        assert (await near.get("/health")).status_code == 200
-    assert (await same_64.get("/health")).status_code == 429
-    assert (await next_64.get("/health")).status_code == 200
+    # Another address has its own window; refusals are counted under a route of their own.
+    other = _from(first, "203.0.113.8")
+    assert (await other.get("/ready")).status_code == 200
+    text = (await other.get("/metrics", headers=METRICS_HEADERS)).text
+    assert 'route="(anonymous limit)",status="429"} 2.0' in text
+
+
+async def test_ipv6_counts_by_64_and_by_48_and_what_is_no_address_shares_one_window(
+    app_with: AppWith,
+) -> None:
+    first = await app_with("2001:db8::1", rate_anonymous_ip="1/60")
+    assert (await first.get("/ready")).status_code == 200
+    assert (await _from(first, "2001:db8::ffff").get("/ready")).status_code == 429  # same /64
+    # Other /64s of the /48 each get the rule, and the /48 sixteen times it: 16 requests,
+    # counted refused or not (this is the 17th).
+    for i in range(1, 15):
+        assert (await _from(first, f"2001:db8:0:{i}::1").get("/ready")).status_code == 200
+    assert (await _from(first, "2001:db8:0:99::1").get("/ready")).status_code == 429
+    assert (await _from(first, "2001:db8:1::1").get("/ready")).status_code == 200  # next /48
+    # A client address that is no IP (an untrusted proxy's header, say) chooses no key.
+    assert (await _from(first, "junk-1").get("/ready")).status_code == 200
+    assert (await _from(first, "junk-2").get("/ready")).status_code == 429
 
 
 def _from(client: httpx.AsyncClient, ip: str) -> httpx.AsyncClient:

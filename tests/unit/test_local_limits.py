@@ -1,10 +1,13 @@
 """The in-process limiter of anonymous requests (domain/local_limits.py): windows, and
-a table that stays bounded however many addresses come."""
+a table that stays bounded however many addresses come, without one flood's network
+crowding out everyone else's new clients."""
 
 from __future__ import annotations
 
-from xfchat.domain.local_limits import OVERFLOW, SWEEP_EVERY_S, LocalLimiter
+from xfchat.domain.local_limits import OVERFLOW, SWEEP_EVERY_S, LocalLimiter, address_of, crowd_of
 from xfchat.settings import RateLimit
+
+RULE = RateLimit(2, 10)
 
 
 class Clock:
@@ -17,44 +20,60 @@ class Clock:
 
 def test_a_key_gets_its_rule_per_window_and_a_new_window_after_it() -> None:
     clock = Clock()
-    limiter = LocalLimiter("anonymous", RateLimit(3, 60), clock=clock)
-    decisions = [limiter.hit("10.0.0.1") for _ in range(4)]
+    limiter = LocalLimiter("anonymous", clock=clock)
+    rule = RateLimit(3, 60)
+    decisions = [limiter.hit("10.0.0.1", rule, "10.0.0.0/16") for _ in range(4)]
     assert [d.allowed for d in decisions] == [True, True, True, False]
     assert [d.remaining for d in decisions] == [2, 1, 0, 0]
     assert decisions[-1].headers()["Retry-After"] == "60"
-    assert limiter.hit("10.0.0.2").allowed  # another key, its own window
+    assert limiter.hit("10.0.0.2", rule, "10.0.0.0/16").allowed  # its own window
     clock.now += 30
-    refused = limiter.hit("10.0.0.1")
+    refused = limiter.hit("10.0.0.1", rule, "10.0.0.0/16")
     assert not refused.allowed and refused.reset_after == 30
     clock.now += 30
-    assert limiter.hit("10.0.0.1").allowed  # the window ended
+    assert limiter.hit("10.0.0.1", rule, "10.0.0.0/16").allowed  # the window ended
 
 
-def test_a_full_table_counts_new_keys_under_one_shared_key_and_ended_windows_are_swept() -> None:
+def test_a_full_table_counts_new_keys_in_their_crowd_then_in_one_overflow() -> None:
     clock = Clock()
-    limiter = LocalLimiter("anonymous", RateLimit(2, 10), max_keys=3, clock=clock)
+    limiter = LocalLimiter("anonymous", max_keys=3, max_crowds=1, clock=clock)
     for key in ("a", "b", "c"):
-        assert limiter.hit(key).allowed
-    # Full: the next new keys share one window (two requests), the known ones keep theirs.
-    assert [limiter.hit(k).allowed for k in ("d", "e", "f")] == [True, True, False]
-    assert len(limiter) == 4 and OVERFLOW in limiter._windows
-    assert limiter.hit("a").allowed
+        assert limiter.hit(key, RULE, "flood").allowed
+    # Full: new keys of the flood's network share its crowd's window (16 times the rule).
+    crowded = [limiter.hit(f"d{i}", RULE, "flood") for i in range(33)]
+    assert [d.allowed for d in crowded] == [True] * 32 + [False]
+    assert crowded[0].limit == 32
+    # The crowds are full too: a new one goes to the overflow window.
+    assert limiter.hit("e", RULE, "elsewhere").allowed
+    assert set(limiter._windows) == {"a", "b", "c", "(crowd) flood", OVERFLOW}
+    assert limiter.hit("a", RULE, "flood").allowed  # a known key keeps its own
     # Once the windows have ended, a sweep makes room again.
     clock.now += 10 + SWEEP_EVERY_S
-    assert limiter.hit("g").allowed
+    assert limiter.hit("g", RULE, "x").allowed
     assert set(limiter._windows) == {"g"}
 
 
 def test_a_full_table_is_swept_at_most_once_a_second() -> None:
     clock = Clock()
-    limiter = LocalLimiter("anonymous", RateLimit(100, 1), max_keys=2, clock=clock)
-    limiter.hit("a")
+    limiter = LocalLimiter("anonymous", max_keys=2, clock=clock)
+    short = RateLimit(100, 1)
+    limiter.hit("a", short, "n")
     clock.now += 0.5
-    limiter.hit("b")
-    limiter.hit("c")  # full: swept (nothing ended), counted as OVERFLOW
+    limiter.hit("b", short, "n")
+    limiter.hit("c", short, "n")  # full: swept (nothing ended), counted in its crowd
     clock.now += 0.6  # "a" has ended, but the last sweep was 0.6 s ago
-    limiter.hit("d")
+    limiter.hit("d", short, "n")
     assert "a" in limiter._windows and "d" not in limiter._windows
     clock.now += SWEEP_EVERY_S
-    limiter.hit("e")
+    limiter.hit("e", short, "n")
     assert "a" not in limiter._windows
+
+
+def test_keys_and_crowds_come_from_real_addresses_only() -> None:
+    assert address_of("203.0.113.7") == "203.0.113.7"
+    assert address_of("overflow") is None and address_of("(overflow)") is None
+    assert address_of(None) is None
+    assert crowd_of("203.0.113.7") == "203.0.0.0/16"
+    assert crowd_of("::ffff:203.0.113.7") == "203.0.0.0/16"
+    assert crowd_of("2001:db8:1:2::1") == "2001:db8::/32"
+    assert crowd_of(None) == "(unknown)"

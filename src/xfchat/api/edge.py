@@ -14,17 +14,20 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from xfchat.api.errors import xfchat_error_response
 from xfchat.api.metrics import Metrics, route_label
-from xfchat.domain.local_limits import LocalLimiter
-from xfchat.domain.rate_limits import ip_key
+from xfchat.domain.local_limits import LocalLimiter, address_of, crowd_of
+from xfchat.domain.rate_limits import Decision, address_checks
+from xfchat.settings import RateLimit
 
 DECISIONS = "rate_limit_decisions"
 # What anyone may ask without a token and without the database's rate limits: the
-# probes, the API document and its page, stored images, the browser client's files.
-# Each is counted per client address in the process's memory (XFCHAT_RATE_ANONYMOUS_IP).
-# (The sign-in routes have limits of their own, in the database; every other route
-# needs a token and is counted per user.)
-ANONYMOUS_PATHS = frozenset({"/", "/health", "/ready", "/metrics", "/openapi.json", "/docs"})
+# readiness probe, the API document and its page, stored images, the browser client's
+# files. Each is counted per client address in the process's memory
+# (XFCHAT_RATE_ANONYMOUS_IP). (/health is not: it costs nothing, and a liveness probe
+# refused would restart the process. The sign-in routes have limits of their own, in
+# the database; every other route needs a token and is counted per user.)
+ANONYMOUS_PATHS = frozenset({"/", "/ready", "/metrics", "/openapi.json", "/docs"})
 ANONYMOUS_PREFIXES = ("/web/", "/api/media/", "/docs/")
+ANONYMOUS_LABEL = "(anonymous limit)"  # the route of what the limit refused, in metrics
 
 UploadRoute = tuple[str, str, int, str]
 """(method, path regex, largest body in bytes, content type prefix or ""): a route whose
@@ -39,7 +42,7 @@ class EdgeMiddleware:
         metrics: Metrics,
         max_body_bytes: int,
         upload_routes: Sequence[UploadRoute] = (),
-        anonymous: LocalLimiter | None = None,
+        anonymous: tuple[LocalLimiter, RateLimit] | None = None,
     ) -> None:
         self.app = app
         self.anonymous = anonymous
@@ -64,15 +67,14 @@ class EdgeMiddleware:
         started = time.perf_counter()
         limit = self.body_limit(scope)
         status = 500
+        label: str | None = None  # (the route's, unless refused before routing)
         try:
             if self.anonymous is not None and _anonymous(scope["path"]):
-                client = scope.get("client")
-                decision = self.anonymous.hit(ip_key(client[0] if client else None))
-                if not decision.allowed:
-                    status = 429
-                    await xfchat_error_response(decision.refusal())(scope, receive, send)
+                refused = self._count_anonymous(scope)
+                if refused is not None:
+                    status, label = 429, ANONYMOUS_LABEL
+                    await xfchat_error_response(refused.refusal())(scope, receive, send)
                     return
-                scope.setdefault("state", {}).setdefault(DECISIONS, []).append(decision)
             for name, value in scope["headers"]:
                 if name == b"content-length":
                     try:
@@ -126,7 +128,22 @@ class EdgeMiddleware:
                 status = 413
                 await _too_large(send, limit)
         finally:
-            self.metrics.count_request(scope["method"], route_label(scope), status)
+            self.metrics.count_request(scope["method"], label or route_label(scope), status)
+
+    def _count_anonymous(self, scope: Scope) -> Decision | None:
+        """Count the request in its address's windows (an IPv6 one's /48 too); the
+        refusal, if one is past its rule."""
+        assert self.anonymous is not None
+        limiter, rule = self.anonymous
+        client = scope.get("client")
+        ip = address_of(client[0] if client else None)
+        crowd = crowd_of(ip)
+        decisions = [
+            limiter.hit(key, key_rule, crowd)
+            for _, key, key_rule in address_checks(limiter.bucket, ip, rule)
+        ]
+        scope.setdefault("state", {}).setdefault(DECISIONS, []).extend(decisions)
+        return next((d for d in decisions if not d.allowed), None)
 
 
 def _anonymous(path: str) -> bool:

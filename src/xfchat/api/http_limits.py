@@ -72,6 +72,10 @@ UNIDENTIFIED_BYTES = 4 * BEFORE_IDENTIFY
 FRAME_LIMIT = "xfchat.frame_limit"
 # The ASGI scope extension that writes several text frames at once.
 SEND_TEXTS = "xfchat.send_texts"
+# The most a stream writes at once: more waits until the client has taken enough of the
+# last (the transport's flow control), so a batch of large events is never copied
+# whole into a connection's buffer.
+WRITE_PIECE = 65_536
 # The protocol's cycle of a request, in its scope: an endless response (api/
 # streaming.py) writes the middle of its body with the cycle's own `send`, past the
 # middleware's wrappers, which act only on the response's start and end (each wrapper
@@ -392,17 +396,25 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
         self._unidentified = -1
 
     async def _send_texts(self, texts: list[str]) -> None:
-        """`texts` as text frames, in order, in one write (as `send` does with one, it
-        waits while the client's buffer is full)."""
-        await self.writable.wait()
-        if self.disconnected or self.close_sent or not self.handshake_complete:
-            raise WebSocketDisconnect(1006)
-        try:
-            for text in texts:
+        """`texts` as text frames, in order, in writes of about WRITE_PIECE bytes (one,
+        usually); before each, as `send` does, it waits while the client's buffer is
+        full."""
+        piece = 0
+        for text in texts:
+            if piece == 0:
+                await self.writable.wait()
+                if self.disconnected or self.close_sent or not self.handshake_complete:
+                    raise WebSocketDisconnect(1006)
+            try:
                 self.conn.send_text(text.encode())
-        except InvalidState:
-            raise WebSocketDisconnect(1006) from None
-        self.transport.write(b"".join(self.conn.data_to_send()))
+            except InvalidState:
+                raise WebSocketDisconnect(1006) from None
+            piece += len(text)
+            if piece >= WRITE_PIECE:
+                self.transport.write(b"".join(self.conn.data_to_send()))
+                piece = 0
+        if piece:
+            self.transport.write(b"".join(self.conn.data_to_send()))
 
 
 def allow_larger_frames(ws: WebSocket) -> None:

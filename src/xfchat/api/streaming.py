@@ -18,7 +18,7 @@ from typing import Any
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from xfchat.api.http_limits import RAW_CYCLE
+from xfchat.api.http_limits import RAW_CYCLE, WRITE_PIECE
 from xfchat.realtime.subscriber import Subscriber
 from xfchat.tasks import stop
 
@@ -57,7 +57,11 @@ class LiveStream(Response):
             raw = cycle.send if cycle is not None and cycle.response_started else send
 
             async def write(chunk: bytes) -> None:
-                await raw({"type": "http.response.body", "body": chunk, "more_body": True})
+                # In pieces (a whole chunk is not copied: a full slice of bytes is itself),
+                # each sent once the client's buffer has room.
+                for start in range(0, len(chunk), WRITE_PIECE):
+                    piece = chunk[start : start + WRITE_PIECE]
+                    await raw({"type": "http.response.body", "body": piece, "more_body": True})
 
             producer = asyncio.create_task(self.produce(write))
             gone = asyncio.create_task(_disconnected(receive))

@@ -1,67 +1,103 @@
 """Limits kept in one process's memory: for what anyone may ask without a token
-(`/health`, `/ready`, stored images, the browser client's files, the API document),
-where a counter in PostgreSQL would cost a database write per request, which is what
-the limit is there to spare. Like the connection caps, they are per process: with
-`--workers N` a client gets N times the rule.
+(`/ready`, stored images, the browser client's files, the API document), where a
+counter in PostgreSQL would cost a database write per request, which is what the limit
+is there to spare. Like the connection caps, they are per process: with `--workers N` a
+client gets N times the rule.
 
-Fixed windows, each opened by its key's first hit, as in domain/rate_limits.py. The
-memory is bounded: at most `max_keys` keys are tracked; a new key that finds the table
-full (once ended windows are swept, at most once a second) is counted under one shared
-key, OVERFLOW, so a flood from more addresses than that shares one window instead of
-growing the table.
+Fixed windows, each opened by its key's first hit, as in domain/rate_limits.py; the
+keys are those of domain/rate_limits.address_checks (an IPv6 client also in its /48).
+
+The memory is bounded. At most `max_keys` keys are tracked (ended windows are swept
+when the table is full, at most once a second). A new key that still finds it full is
+counted in its crowd instead: its address's wider network (an IPv4 /16, an IPv6 /32),
+with SITE_FACTOR times the rule, so a flood that fills the table from one network
+slows new clients of that network, not everyone's. At most `max_crowds` crowds are
+tracked; past them, new ones share one window, OVERFLOW.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections.abc import Callable
 
-from xfchat.domain.rate_limits import Decision
+from xfchat.domain.rate_limits import SITE_FACTOR, Decision
 from xfchat.settings import RateLimit
 
-MAX_KEYS = 65_536  # about 10 MiB of windows at most
-OVERFLOW = "overflow"
+MAX_KEYS = 65_536  # about 12 MiB of windows at most, crowds included
+MAX_CROWDS = 4_096
+CROWD_V4 = 16  # the prefix of an IPv4 client's crowd
+CROWD_V6 = 32  # and of an IPv6 one's
+OVERFLOW = "(overflow)"  # (parentheses: no address or network is written so)
 SWEEP_EVERY_S = 1.0
+
+
+def address_of(host: str | None) -> str | None:
+    """The client's IP address as written by ipaddress, or None for anything else (a
+    trusted proxy's X-Forwarded-For can say anything: it must not choose the key)."""
+    try:
+        return str(ipaddress.ip_address(host or ""))
+    except ValueError:
+        return None
+
+
+def crowd_of(ip: str | None) -> str:
+    """The network an address is counted in while the table is full."""
+    try:
+        address = ipaddress.ip_address(ip or "")
+    except ValueError:
+        return "(unknown)"
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    prefix = CROWD_V4 if isinstance(address, ipaddress.IPv4Address) else CROWD_V6
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
 
 
 class LocalLimiter:
     def __init__(
         self,
         bucket: str,
-        rule: RateLimit,
         *,
         max_keys: int = MAX_KEYS,
+        max_crowds: int = MAX_CROWDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.bucket = bucket
-        self.rule = rule
         self.max_keys = max_keys
+        self.max_crowds = max_crowds
         self._clock = clock
-        self._windows: dict[str, list[float]] = {}  # key -> [window's end, hits]
+        self._windows: dict[str, list[float]] = {}  # key -> [window's end, hits, limit]
         self._next_sweep = 0.0
 
     def __len__(self) -> int:
         return len(self._windows)
 
-    def hit(self, key: str) -> Decision:
-        """Count one request of `key` and decide it."""
+    def hit(self, key: str, rule: RateLimit, crowd: str) -> Decision:
+        """Count one request of `key` under `rule` (or of its `crowd`, when the table is
+        full) and decide it."""
         now = self._clock()
-        window = self._windows.get(key)
-        if window is None and len(self._windows) >= self.max_keys:
+        windows = self._windows
+        window = windows.get(key)
+        if window is None and len(windows) >= self.max_keys:
             self._sweep(now)
-            if len(self._windows) >= self.max_keys:
+            windows = self._windows
+        if window is None and len(windows) >= self.max_keys:
+            rule = RateLimit(rule.limit * SITE_FACTOR, rule.period_s)
+            key = "(crowd) " + crowd
+            window = windows.get(key)
+            if window is None and len(windows) >= self.max_keys + self.max_crowds:
                 key = OVERFLOW
-                window = self._windows.get(key)
+                window = windows.get(key)
         if window is None or window[0] <= now:
-            window = self._windows[key] = [now + self.rule.period_s, 0]
+            window = windows[key] = [now + rule.period_s, 0, rule.limit]
         window[1] += 1
-        hits = int(window[1])
+        hits, limit = int(window[1]), int(window[2])
         reset_after = max(0.0, window[0] - now)
         return Decision(
-            allowed=hits <= self.rule.limit,
+            allowed=hits <= limit,
             bucket=self.bucket,
-            limit=self.rule.limit,
-            remaining=max(0, self.rule.limit - hits),
+            limit=limit,
+            remaining=max(0, limit - hits),
             reset_at=time.time() + reset_after,
             reset_after=reset_after,
         )
