@@ -145,6 +145,8 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
     app.state.expected_migrations = {
         m.version: m.checksum for m in discover(settings.migrations_dir)
     }
+    # What needs no token, counted per address in memory (api/edge.py).
+    app.state.anonymous = (LocalLimiter("anonymous"), settings.rate_anonymous_ip)
     app.state.readiness = SharedReadiness(
         lambda: check_ready(app.state.pool, app.state.expected_migrations)
     )
@@ -192,7 +194,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
         metrics=metrics,
         max_body_bytes=settings.max_body_bytes,
         upload_routes=media.upload_routes(settings),
-        anonymous=(LocalLimiter("anonymous"), settings.rate_anonymous_ip),
+        anonymous=app.state.anonymous,
     )
     if settings.cors_origins:  # outermost: errors from the edge carry CORS headers too
         app.add_middleware(Cors, origins=settings.cors_origins)

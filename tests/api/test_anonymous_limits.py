@@ -66,15 +66,29 @@ async def test_ipv6_counts_by_64_and_by_48_and_what_is_no_address_shares_one_win
         assert (await _from(first, f"2001:db8:0:{i}::1").get("/ready")).status_code == 200
     assert (await _from(first, "2001:db8:0:99::1").get("/ready")).status_code == 429
     assert (await _from(first, "2001:db8:1::1").get("/ready")).status_code == 200  # next /48
+    # A full table: a new client is counted once, in its network's crowd (16 times the
+    # rule), not in windows of its own.
+    limiter, _ = _app(first).state.anonymous
+    limiter.max_keys = len(limiter)
+    crowded = await _from(first, "2001:db8:77::1").get("/ready")
+    assert crowded.status_code == 200
+    assert (crowded.headers["x-ratelimit-limit"], crowded.headers["x-ratelimit-remaining"]) == (
+        "16",
+        "15",
+    )
+    limiter.max_keys = 65_536
     # A client address that is no IP (an untrusted proxy's header, say) chooses no key.
     assert (await _from(first, "junk-1").get("/ready")).status_code == 200
     assert (await _from(first, "junk-2").get("/ready")).status_code == 429
 
 
+def _app(client: httpx.AsyncClient) -> FastAPI:
+    return client._transport.app  # type: ignore[attr-defined, no-any-return]
+
+
 def _from(client: httpx.AsyncClient, ip: str) -> httpx.AsyncClient:
     """A client of the same app whose requests come from `ip`."""
-    app = client._transport.app  # type: ignore[attr-defined]
-    transport = httpx.ASGITransport(app=app, client=(ip, 40000))
+    transport = httpx.ASGITransport(app=_app(client), client=(ip, 40000))
     return check_responses(httpx.AsyncClient(transport=transport, base_url="http://test"))
 
 

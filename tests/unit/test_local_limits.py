@@ -4,10 +4,24 @@ crowding out everyone else's new clients."""
 
 from __future__ import annotations
 
-from xfchat.domain.local_limits import OVERFLOW, SWEEP_EVERY_S, LocalLimiter, address_of, crowd_of
+from xfchat.domain.local_limits import (
+    OVERFLOW,
+    SWEEP_EVERY_S,
+    LocalLimiter,
+    address_of,
+    crowd_of,
+)
+from xfchat.domain.rate_limits import Decision
 from xfchat.settings import RateLimit
 
 RULE = RateLimit(2, 10)
+
+
+def hit(limiter: LocalLimiter, key: str, rule: RateLimit) -> Decision:
+    """A hit that finds room in the table."""
+    decision = limiter.hit(key, rule)
+    assert decision is not None
+    return decision
 
 
 class Clock:
@@ -22,34 +36,36 @@ def test_a_key_gets_its_rule_per_window_and_a_new_window_after_it() -> None:
     clock = Clock()
     limiter = LocalLimiter("anonymous", clock=clock)
     rule = RateLimit(3, 60)
-    decisions = [limiter.hit("10.0.0.1", rule, "10.0.0.0/16") for _ in range(4)]
+    decisions = [hit(limiter, "10.0.0.1", rule) for _ in range(4)]
     assert [d.allowed for d in decisions] == [True, True, True, False]
     assert [d.remaining for d in decisions] == [2, 1, 0, 0]
     assert decisions[-1].headers()["Retry-After"] == "60"
-    assert limiter.hit("10.0.0.2", rule, "10.0.0.0/16").allowed  # its own window
+    assert hit(limiter, "10.0.0.2", rule).allowed  # its own window
     clock.now += 30
-    refused = limiter.hit("10.0.0.1", rule, "10.0.0.0/16")
+    refused = hit(limiter, "10.0.0.1", rule)
     assert not refused.allowed and refused.reset_after == 30
     clock.now += 30
-    assert limiter.hit("10.0.0.1", rule, "10.0.0.0/16").allowed  # the window ended
+    assert hit(limiter, "10.0.0.1", rule).allowed  # the window ended
 
 
 def test_a_full_table_counts_new_keys_in_their_crowd_then_in_one_overflow() -> None:
     clock = Clock()
     limiter = LocalLimiter("anonymous", max_keys=3, max_crowds=1, clock=clock)
     for key in ("a", "b", "c"):
-        assert limiter.hit(key, RULE, "flood").allowed
-    # Full: new keys of the flood's network share its crowd's window (16 times the rule).
-    crowded = [limiter.hit(f"d{i}", RULE, "flood") for i in range(33)]
+        assert hit(limiter, key, RULE).allowed
+    # Full: a new key is not counted on its own, but once in its crowd's window (16
+    # times the rule), shared by the crowd's new keys.
+    assert limiter.hit("d", RULE) is None and len(limiter) == 3
+    crowded = [limiter.hit_crowd("flood", RULE) for _ in range(33)]
     assert [d.allowed for d in crowded] == [True] * 32 + [False]
-    assert crowded[0].limit == 32
+    assert crowded[0].limit == 32 and crowded[0].remaining == 31
     # The crowds are full too: a new one goes to the overflow window.
-    assert limiter.hit("e", RULE, "elsewhere").allowed
+    assert limiter.hit_crowd("elsewhere", RULE).allowed
     assert set(limiter._windows) == {"a", "b", "c", "(crowd) flood", OVERFLOW}
-    assert limiter.hit("a", RULE, "flood").allowed  # a known key keeps its own
+    assert hit(limiter, "a", RULE).allowed  # a known key keeps its own
     # Once the windows have ended, a sweep makes room again.
     clock.now += 10 + SWEEP_EVERY_S
-    assert limiter.hit("g", RULE, "x").allowed
+    assert hit(limiter, "g", RULE).allowed
     assert set(limiter._windows) == {"g"}
 
 
@@ -57,15 +73,14 @@ def test_a_full_table_is_swept_at_most_once_a_second() -> None:
     clock = Clock()
     limiter = LocalLimiter("anonymous", max_keys=2, clock=clock)
     short = RateLimit(100, 1)
-    limiter.hit("a", short, "n")
+    limiter.hit("a", short)
     clock.now += 0.5
-    limiter.hit("b", short, "n")
-    limiter.hit("c", short, "n")  # full: swept (nothing ended), counted in its crowd
+    limiter.hit("b", short)
+    assert limiter.hit("c", short) is None  # full: swept, nothing had ended
     clock.now += 0.6  # "a" has ended, but the last sweep was 0.6 s ago
-    limiter.hit("d", short, "n")
-    assert "a" in limiter._windows and "d" not in limiter._windows
+    assert limiter.hit("d", short) is None
     clock.now += SWEEP_EVERY_S
-    limiter.hit("e", short, "n")
+    assert limiter.hit("e", short) is not None
     assert "a" not in limiter._windows
 
 

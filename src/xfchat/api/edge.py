@@ -131,19 +131,25 @@ class EdgeMiddleware:
             self.metrics.count_request(scope["method"], label or route_label(scope), status)
 
     def _count_anonymous(self, scope: Scope) -> Decision | None:
-        """Count the request in its address's windows (an IPv6 one's /48 too); the
-        refusal, if one is past its rule."""
+        """Count the request in its address's windows, the widest first (an IPv6 /48,
+        then the /64), stopping at a refusal; in its crowd once, if a window of its
+        own finds the table full. The refusal that lasts longest, if any."""
         assert self.anonymous is not None
         limiter, rule = self.anonymous
         client = scope.get("client")
         ip = address_of(client[0] if client else None)
-        crowd = crowd_of(ip)
-        decisions = [
-            limiter.hit(key, key_rule, crowd)
-            for _, key, key_rule in address_checks(limiter.bucket, ip, rule)
-        ]
+        decisions: list[Decision] = []
+        for _, key, key_rule in reversed(address_checks(limiter.bucket, ip, rule)):
+            decision = limiter.hit(key, key_rule)
+            if decision is None:
+                decisions.append(limiter.hit_crowd(crowd_of(ip), rule))
+                break
+            decisions.append(decision)
+            if not decision.allowed:
+                break
         scope.setdefault("state", {}).setdefault(DECISIONS, []).extend(decisions)
-        return next((d for d in decisions if not d.allowed), None)
+        refused = [d for d in decisions if not d.allowed]
+        return max(refused, key=lambda d: d.reset_after) if refused else None
 
 
 def _anonymous(path: str) -> bool:

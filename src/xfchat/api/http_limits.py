@@ -405,11 +405,12 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
                 await self.writable.wait()
                 if self.disconnected or self.close_sent or not self.handshake_complete:
                     raise WebSocketDisconnect(1006)
+            data = text.encode()
             try:
-                self.conn.send_text(text.encode())
+                self.conn.send_text(data)
             except InvalidState:
                 raise WebSocketDisconnect(1006) from None
-            piece += len(text)
+            piece += len(data)
             if piece >= WRITE_PIECE:
                 self.transport.write(b"".join(self.conn.data_to_send()))
                 piece = 0

@@ -8,11 +8,13 @@ Fixed windows, each opened by its key's first hit, as in domain/rate_limits.py; 
 keys are those of domain/rate_limits.address_checks (an IPv6 client also in its /48).
 
 The memory is bounded. At most `max_keys` keys are tracked (ended windows are swept
-when the table is full, at most once a second). A new key that still finds it full is
-counted in its crowd instead: its address's wider network (an IPv4 /16, an IPv6 /32),
-with SITE_FACTOR times the rule, so a flood that fills the table from one network
-slows new clients of that network, not everyone's. At most `max_crowds` crowds are
-tracked; past them, new ones share one window, OVERFLOW.
+when the table is full, at most once a second). A request whose key is new and finds
+the table still full is counted in its crowd instead: its address's wider network (an
+IPv4 /16, an IPv6 /32), once, with SITE_FACTOR times the rule. At most `max_crowds`
+crowds are tracked; past them, new ones share one window, OVERFLOW. The caller checks
+the widest key first and opens no narrower window for a request already refused, so a
+network past its rule adds no keys (an IPv6 /48 adds at most SITE_FACTOR times the
+rule's worth of /64s a window).
 """
 
 from __future__ import annotations
@@ -72,24 +74,31 @@ class LocalLimiter:
     def __len__(self) -> int:
         return len(self._windows)
 
-    def hit(self, key: str, rule: RateLimit, crowd: str) -> Decision:
-        """Count one request of `key` under `rule` (or of its `crowd`, when the table is
-        full) and decide it."""
+    def hit(self, key: str, rule: RateLimit) -> Decision | None:
+        """Count one request of `key` under `rule` and decide it; None, counting
+        nothing, when `key` is new and the table is full (count it in its crowd)."""
         now = self._clock()
-        windows = self._windows
-        window = windows.get(key)
-        if window is None and len(windows) >= self.max_keys:
+        window = self._windows.get(key)
+        if window is None and len(self._windows) >= self.max_keys:
             self._sweep(now)
-            windows = self._windows
-        if window is None and len(windows) >= self.max_keys:
-            rule = RateLimit(rule.limit * SITE_FACTOR, rule.period_s)
-            key = "(crowd) " + crowd
-            window = windows.get(key)
-            if window is None and len(windows) >= self.max_keys + self.max_crowds:
-                key = OVERFLOW
-                window = windows.get(key)
+            if len(self._windows) >= self.max_keys:
+                return None
+        return self._count(key, window, rule, now)
+
+    def hit_crowd(self, crowd: str, rule: RateLimit) -> Decision:
+        """Count one request of a new key in its `crowd` (SITE_FACTOR times `rule`),
+        or, when the crowds are full too, in OVERFLOW."""
+        rule = RateLimit(rule.limit * SITE_FACTOR, rule.period_s)
+        key = "(crowd) " + crowd
+        window = self._windows.get(key)
+        if window is None and len(self._windows) >= self.max_keys + self.max_crowds:
+            key = OVERFLOW
+            window = self._windows.get(key)
+        return self._count(key, window, rule, self._clock())
+
+    def _count(self, key: str, window: list[float] | None, rule: RateLimit, now: float) -> Decision:
         if window is None or window[0] <= now:
-            window = windows[key] = [now + rule.period_s, 0, rule.limit]
+            window = self._windows[key] = [now + rule.period_s, 0, rule.limit]
         window[1] += 1
         hits, limit = int(window[1]), int(window[2])
         reset_after = max(0.0, window[0] - now)

@@ -104,7 +104,7 @@ async def test_relay_only_voice_gathers_no_address_of_the_caller(
         XFCHAT_TURN_SECRET="a-coturn-static-auth-secret",
         XFCHAT_VOICE_RELAY_ONLY="true",
     )
-    seen = {}
+    seen, answered = {}, {}
     for base in (site.base, relay_base):
         alice = await browsers.logged_in(base, "alice")
         bob = await browsers.logged_in(base, "bob")
@@ -115,10 +115,16 @@ async def test_relay_only_voice_gathers_no_address_of_the_caller(
                 "General Voice"
             )
         await asyncio.sleep(3)  # candidates are gathered within a second on loopback
-        stats = await bob.evaluate("window.xfchatDebug.voiceStats()")  # (bob calls alice)
-        seen[base] = stats[USER_IDS["alice"]]
+        # Both sides: bob's call, and alice's answer to it.
+        calling = await bob.evaluate("window.xfchatDebug.voiceStats()")
+        answering = await alice.evaluate("window.xfchatDebug.voiceStats()")
+        seen[base] = calling[USER_IDS["alice"]]
+        answered[base] = answering[USER_IDS["bob"]]
         for page in (alice, bob):
             await page.get_by_role("button", name="Disconnect from voice").click()
     assert seen[site.base]["policy"] == "all" and "host" in seen[site.base]["localCandidates"]
-    assert seen[relay_base]["policy"] == "relay"
-    assert seen[relay_base]["localCandidates"] == []
+    for side in (seen, answered):
+        assert side[site.base]["policy"] == "all"
+        assert side[relay_base]["policy"] == "relay"
+        assert side[relay_base]["localCandidates"] == []
+    assert "host" in answered[site.base]["localCandidates"]

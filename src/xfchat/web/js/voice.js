@@ -31,6 +31,7 @@ export class Voice {
     }
     this.closePeers();
     this.channelId = channelId;
+    this.icePolicy = null; // until voice.connected says it (peers made before it: relay)
     this.joining = true; // until voice.connected names our connection
     this.applyMute();
     this.rt.send(VOICE_STATE_UPDATE, { channel_id: channelId, self_mute: this.muted, self_deaf: this.deafened });
@@ -156,7 +157,8 @@ export class Voice {
   peer(userId) {
     let p = this.peers.get(userId);
     if (p) return p;
-    const pc = new RTCPeerConnection({ iceServers: this.iceServers, iceTransportPolicy: this.icePolicy || "all" });
+    // (relay until voice.connected has said otherwise: never reveal an address early)
+    const pc = new RTCPeerConnection({ iceServers: this.iceServers, iceTransportPolicy: this.icePolicy === "all" ? "all" : "relay" });
     const audio = document.createElement("audio");
     audio.autoplay = true;
     audio.dataset.userId = userId;

@@ -424,8 +424,9 @@ export class ChatView {
     const can = this.ctx.can;
     const name = this.app.channelTitle(this.channelId);
     this.input.disabled = !can.send;
-    this.refusedNote.hidden = !this.refused;
-    this.refusedNote.textContent = this.refused ? `${name} does not take direct messages from you, so what you send here is refused. You can try again if that changes.` : "";
+    const note = this.refused ? `${name} does not take direct messages from you, so what you send here is refused. You can try again if that changes.` : "";
+    this.refusedNote.hidden = !note;
+    if (this.refusedNote.textContent !== note) this.refusedNote.textContent = note; // (a live region: said once)
     this.input.placeholder = this.refused
       ? `${name} does not take direct messages from you`
       : can.send ? `Message ${this.server ? "#" : "@"}${name}` : "You do not have permission to send messages here";
@@ -526,7 +527,11 @@ export class ChatView {
       const refused = err.code === "CANNOT_MESSAGE_USER";
       if (refused) this.refused = true;
       toast(refused ? `Not sent: ${this.app.channelTitle(this.channelId)} does not take direct messages from you.` : `Not sent: ${describe(err)}`);
-      this.input.value = typed;
+      // What was being sent comes back to the composer (unless more was typed or
+      // chosen meanwhile), to send again.
+      if (!this.input.value) this.input.value = typed;
+      if (!this.files.length) this.files = files;
+      if (!this.replyTo) this.replyTo = reply;
     } finally {
       this.pending = this.pending.filter((p) => p !== pending);
       this.render();
