@@ -131,6 +131,28 @@ async def test_gateway_identify_dispatch_heartbeat_and_resume(
     await again.close()
 
 
+async def test_a_burst_of_large_events_arrives_whole_and_in_order_on_sse_and_the_gateway(
+    server: str, http: Http, make_user: MakeUser
+) -> None:
+    """Forty messages of 3,900 two-byte characters sent at once: the writer commits
+    most of them together, so each stream gets one batch of far more than 64 KiB,
+    written in pieces (WRITE_PIECE, counted in bytes). Every event arrives whole, in
+    order, on both transports."""
+    api = http(server)
+    ann, ben, dm = await pair(api, make_user)
+    async with sse_stream(server, ben.access_token) as stream:
+        gw = await GatewayClient.connect(server, ben.access_token)
+        await gw.next("ready")
+        contents = [f"{i:02d}" + "é" * 3900 for i in range(40)]
+        await asyncio.gather(*(say(api, ann, dm, c) for c in contents))
+        by_sse = [e.data for e in await stream.collect("message.created", 40)]
+        by_gateway = [(await gw.next("message.created"))["d"] for _ in range(40)]
+        await gw.close()
+    for got in (by_sse, by_gateway):
+        assert [m["seq"] for m in got] == list(range(1, 41))
+        assert sorted(m["content"] for m in got) == contents
+
+
 @pytest.mark.parametrize(
     ("first", "code"),
     [
