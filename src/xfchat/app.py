@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import asyncpg
@@ -69,72 +69,95 @@ over `GET /api/events` (Server-Sent Events), the WebSocket gateway at `/api/gate
 Braid-HTTP subscription to a channel's messages; the README describes all three."""
 
 
-def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastAPI:
-    """Build the app. Given a pool, the app uses it and leaves closing it to the caller;
-    otherwise the lifespan opens one from `settings` and closes it at shutdown."""
-
+def _lifespan(
+    settings: Settings, pool: asyncpg.Pool | None
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        owned = pool is None
-        app.state.pool = pool if pool is not None else await create_pool(settings)
-        replica = (  # opened lazily: a standby that is down only sends reads to the primary
-            await create_pool(settings, settings.replica_url, min_size=0)
-            if settings.replica_url
-            else None
-        )
-        app.state.reads = ReadRouter(app.state.pool, replica, settings.replica_wait_s)
-        app.state.usage = UsageRecorder(app.state.pool, settings.usage_flush_interval_s)
-        app.state.usage.start()
-        app.state.hub = Hub(
-            app.state.pool,
-            lambda: connect(settings),
-            TokenCodec(settings.secret.get_secret_value()),
-            queue_limit=settings.realtime_queue,
-            connections_per_user=settings.realtime_connections_user,
-        )
-        app.state.hub.user_event_hooks.append(app.state.sessions.observe)
-        app.state.hub.reconnect_hooks.append(app.state.sessions.clear)
-        app.state.presence = PresenceTracker(
-            app.state.pool,
-            interval_s=settings.presence_interval_s,
-            timeout_s=settings.presence_timeout_s,
-        )
-        await app.state.presence.start()
-        app.state.hub.presence = app.state.presence
-        await app.state.hub.start()
-        await app.state.hub.wait_listening(5)
-        app.state.writer = MessageWriter(
-            app.state.pool,
-            queue_limit=settings.send_queue,
-            deadline_s=settings.send_timeout_s,
-            on_sent=app.state.usage.count_messages,
-        )
-        tasks = [
-            every(60, lambda: rate_limits.prune(app.state.pool), "prune-rate-limits"),
-            every(
-                600,
-                lambda: prune_event_log(app.state.pool, settings.event_retention_days),
-                "prune-event-log",
-            ),
-        ]
+        stop_all = await _start(app, settings, pool)
         try:
             yield
         finally:
-            await stop(*tasks)
-            await app.state.writer.stop(drain_s=settings.shutdown_grace_s)
-            await app.state.hub.stop()
-            await app.state.presence.stop()
-            await app.state.usage.stop()
-            if replica is not None:
-                await replica.close()
-            if owned:
-                await app.state.pool.close()
+            await stop_all()
 
+    return lifespan
+
+
+async def _start(
+    app: FastAPI, settings: Settings, pool: asyncpg.Pool | None
+) -> Callable[[], Awaitable[None]]:
+    """Open what the app runs on: the pool (unless given one), the replica's, usage,
+    the hub and presence, the writer and the periodic jobs. Returns how to stop them."""
+    owned = pool is None
+    app.state.pool = pool if pool is not None else await create_pool(settings)
+    replica = (  # opened lazily: a standby that is down only sends reads to the primary
+        await create_pool(settings, settings.replica_url, min_size=0)
+        if settings.replica_url
+        else None
+    )
+    app.state.reads = ReadRouter(app.state.pool, replica, settings.replica_wait_s)
+    app.state.usage = UsageRecorder(app.state.pool, settings.usage_flush_interval_s)
+    app.state.usage.start()
+    await _start_hub(app, settings)
+    app.state.writer = MessageWriter(
+        app.state.pool,
+        queue_limit=settings.send_queue,
+        deadline_s=settings.send_timeout_s,
+        on_sent=app.state.usage.count_messages,
+    )
+    tasks = [
+        every(60, lambda: rate_limits.prune(app.state.pool), "prune-rate-limits"),
+        every(
+            600,
+            lambda: prune_event_log(app.state.pool, settings.event_retention_days),
+            "prune-event-log",
+        ),
+    ]
+
+    async def stop_all() -> None:
+        await stop(*tasks)
+        await app.state.writer.stop(drain_s=settings.shutdown_grace_s)
+        await app.state.hub.stop()
+        await app.state.presence.stop()
+        await app.state.usage.stop()
+        if replica is not None:
+            await replica.close()
+        if owned:
+            await app.state.pool.close()
+
+    return stop_all
+
+
+async def _start_hub(app: FastAPI, settings: Settings) -> None:
+    """The process's listener and its presence tracker, listening (or trying to)."""
+    app.state.hub = Hub(
+        app.state.pool,
+        lambda: connect(settings),
+        TokenCodec(settings.secret.get_secret_value()),
+        queue_limit=settings.realtime_queue,
+        connections_per_user=settings.realtime_connections_user,
+    )
+    app.state.hub.user_event_hooks.append(app.state.sessions.observe)
+    app.state.hub.reconnect_hooks.append(app.state.sessions.clear)
+    app.state.presence = PresenceTracker(
+        app.state.pool,
+        interval_s=settings.presence_interval_s,
+        timeout_s=settings.presence_timeout_s,
+    )
+    await app.state.presence.start()
+    app.state.hub.presence = app.state.presence
+    await app.state.hub.start()
+    await app.state.hub.wait_listening(5)
+
+
+def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastAPI:
+    """Build the app. Given a pool, the app uses it and leaves closing it to the caller;
+    otherwise the lifespan opens one from `settings` and closes it at shutdown."""
     app = FastAPI(
         title="XFChat",
         version=__version__,
         description=DESCRIPTION,
-        lifespan=lifespan,
+        lifespan=_lifespan(settings, pool),
         docs_url=None,
         redoc_url=None,
     )

@@ -75,16 +75,10 @@ class EdgeMiddleware:
                     status, label = 429, ANONYMOUS_LABEL
                     await xfchat_error_response(refused.refusal())(scope, receive, send)
                     return
-            for name, value in scope["headers"]:
-                if name == b"content-length":
-                    try:
-                        declared = int(value)
-                    except ValueError:
-                        declared = -1
-                    if declared > limit or declared < 0:
-                        status = 413
-                        await _too_large(send, limit)
-                        return
+            if _declares_too_much(scope, limit):
+                status = 413
+                await _too_large(send, limit)
+                return
             seen = 0
             exceeded = False
             responding = False
@@ -150,6 +144,19 @@ class EdgeMiddleware:
         scope.setdefault("state", {}).setdefault(DECISIONS, []).extend(decisions)
         refused = [d for d in decisions if not d.allowed]
         return max(refused, key=lambda d: d.reset_after) if refused else None
+
+
+def _declares_too_much(scope: Scope, limit: int) -> bool:
+    """A Content-Length over `limit`, or one that is no length."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                declared = int(value)
+            except ValueError:
+                return True
+            if declared > limit or declared < 0:
+                return True
+    return False
 
 
 def _anonymous(path: str) -> bool:
