@@ -8,7 +8,7 @@ code raised in `src/` is documented there).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 
 class XFChatError(Exception):
@@ -90,9 +90,37 @@ class RangeNotSatisfiable(XFChatError):
     default_code = "RANGE_NOT_SATISFIABLE"
 
 
+class LimitWindow(Protocol):
+    """A rate-limit bucket's window as a decision saw it (domain/rate_limits.Decision);
+    the API tells it in the X-RateLimit-* headers."""
+
+    @property
+    def bucket(self) -> str: ...
+    @property
+    def limit(self) -> int: ...
+    @property
+    def remaining(self) -> int: ...
+    @property
+    def reset_at(self) -> float: ...  # epoch seconds when the window ends
+    @property
+    def reset_after(self) -> float: ...  # seconds from now until then
+
+
 class RateLimited(XFChatError):
     status = 429
     default_code = "RATE_LIMITED"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        extra: Mapping[str, Any] | None = None,
+        retry_after: float | None = None,
+        window: LimitWindow | None = None,
+    ) -> None:
+        super().__init__(message, code=code, extra=extra, retry_after=retry_after)
+        self.window = window  # the bucket that refused, if one did
 
 
 class ServiceUnavailable(XFChatError):

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from xfchat.api.errors import xfchat_error_response
+from xfchat.api.errors import rate_limit_headers, xfchat_error_response
 from xfchat.api.metrics import Metrics, route_label
 from xfchat.domain.local_limits import LocalLimiter, address_of, crowd_of
 from xfchat.domain.rate_limits import Decision, address_checks
@@ -169,7 +169,7 @@ def _with_rate_limit_headers(message: Message, decisions: list) -> Message:  # t
     tightest = min(decisions, key=lambda d: (d.remaining, -d.reset_after))
     headers = list(message.get("headers", []))
     present = {name.lower() for name, _ in headers}
-    for name, value in tightest.headers().items():
+    for name, value in rate_limit_headers(tightest).items():
         if name.lower().encode() not in present:
             headers.append((name.lower().encode(), value.encode()))
     return {**message, "headers": headers}

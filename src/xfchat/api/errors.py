@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from xfchat.api.responses import JSONResponse
-from xfchat.errors import XFChatError
+from xfchat.errors import LimitWindow, RateLimited, XFChatError
 
 log = logging.getLogger("xfchat.api")
 
@@ -52,8 +52,21 @@ def _field(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
+def rate_limit_headers(window: LimitWindow) -> dict[str, str]:
+    """A rate-limit bucket's window, as every counted response tells it."""
+    return {
+        "X-RateLimit-Limit": str(window.limit),
+        "X-RateLimit-Remaining": str(window.remaining),
+        "X-RateLimit-Reset": f"{window.reset_at:.3f}",
+        "X-RateLimit-Reset-After": f"{window.reset_after:.3f}",
+        "X-RateLimit-Bucket": window.bucket,
+    }
+
+
 def xfchat_error_response(exc: XFChatError) -> JSONResponse:
     headers = dict(exc.headers)
+    if isinstance(exc, RateLimited) and exc.window is not None:
+        headers.update(rate_limit_headers(exc.window))
     if exc.retry_after is not None:
         headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
     return JSONResponse(exc.body(), status_code=exc.status, headers=headers)

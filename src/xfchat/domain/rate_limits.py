@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,24 +31,14 @@ class Decision:
     reset_at: float  # epoch seconds when the window ends
     reset_after: float  # seconds from now until then
 
-    def headers(self) -> dict[str, str]:
-        out = {
-            "X-RateLimit-Limit": str(self.limit),
-            "X-RateLimit-Remaining": str(self.remaining),
-            "X-RateLimit-Reset": f"{self.reset_at:.3f}",
-            "X-RateLimit-Reset-After": f"{self.reset_after:.3f}",
-            "X-RateLimit-Bucket": self.bucket,
-        }
-        if not self.allowed:
-            out["Retry-After"] = str(max(1, math.ceil(self.reset_after)))
-        return out
-
     def refusal(self) -> RateLimited:
-        """The 429 (RATE_LIMITED) that a denied request gets, with the headers."""
+        """The 429 (RATE_LIMITED) that a denied request gets (the API adds the
+        bucket's headers and Retry-After)."""
         return RateLimited(
             f"too many requests; retry in {self.reset_after:.1f} s",
-            headers=self.headers(),
             extra={"bucket": self.bucket, "retry_after": round(self.reset_after, 3)},
+            retry_after=self.reset_after,
+            window=self,
         )
 
     def enforce(self) -> Decision:
