@@ -1,8 +1,9 @@
 // The middle of the screen: a channel's messages (infinite scroll upward, grouped by
 // author and day), the typing line and the composer.
 
-import { h, replace, displayName, fmtDay, dayKey, toast, describe, confirmDialog, dialog, fmtBytes } from "../dom.js";
+import { h, replace, displayName, fmtDay, dayKey, toast, describe, confirmDialog, dialog } from "../dom.js";
 import { renderMessage, emojiPicker, whoReacted } from "./message.js";
+import { composerMethods } from "./composer.js";
 import { P, has, channelPermissions } from "../perms.js";
 
 const PAGE = 50;
@@ -386,156 +387,7 @@ export class ChatView {
     dialog(a.filename, [img, h("div", { class: "row-end" }, h("button", { class: "btn", type: "button", onclick: () => this.blobs.download(a) }, "Download"))], { wide: true });
     this.blobs.show(a.url, img);
   }
-
-  // --- composer ----------------------------------------------------------------------
-
-  buildComposer() {
-    this.input = h("textarea", { class: "composer-input", rows: 1, "aria-label": "Message", placeholder: "Message" });
-    this.fileInput = h("input", { type: "file", multiple: true, class: "visually-hidden", tabindex: "-1", "aria-hidden": "true" });
-    this.fileInput.addEventListener("change", () => {
-      this.addFiles(this.fileInput.files);
-      this.fileInput.value = "";
-    });
-    this.attachBtn = h("button", { class: "icon-btn attach-btn", type: "button", "aria-label": "Attach files", title: "Attach files", onclick: () => this.fileInput.click() }, "+");
-    this.replyBar = h("div", { class: "reply-bar", hidden: true });
-    // Why the last send here was refused, until one goes through (a refusal is the other
-    // side's choice, which may change unseen: the composer stays open to try again).
-    this.refusedNote = h("p", { class: "reply-bar", role: "status", hidden: true });
-    this.fileBar = h("ul", { class: "file-bar", "aria-label": "Files to send", hidden: true });
-    this.input.addEventListener("keydown", (ev) => this.onKey(ev));
-    this.input.addEventListener("input", () => this.onInput());
-    this.input.addEventListener("paste", (ev) => {
-      if (ev.clipboardData && ev.clipboardData.files.length) {
-        ev.preventDefault();
-        this.addFiles(ev.clipboardData.files);
-      }
-    });
-    return h(
-      "form",
-      { class: "composer", onsubmit: (ev) => { ev.preventDefault(); this.send(); } },
-      this.refusedNote,
-      this.replyBar,
-      this.fileBar,
-      h("div", { class: "composer-row" }, this.attachBtn, this.fileInput, this.input, h("button", { class: "btn btn-primary send-btn", type: "submit" }, "Send")),
-    );
-  }
-
-  updateComposer() {
-    const can = this.ctx.can;
-    const name = this.app.channelTitle(this.channelId);
-    this.input.disabled = !can.send;
-    const note = this.refused ? `${name} does not take direct messages from you, so what you send here is refused. You can try again if that changes.` : "";
-    this.refusedNote.hidden = !note;
-    if (this.refusedNote.textContent !== note) this.refusedNote.textContent = note; // (a live region: said once)
-    this.input.placeholder = this.refused
-      ? `${name} does not take direct messages from you`
-      : can.send ? `Message ${this.server ? "#" : "@"}${name}` : "You do not have permission to send messages here";
-    this.attachBtn.disabled = !(can.send && has(this.perms, P.ATTACH_FILES));
-    if (this.replyTo) {
-      this.replyBar.hidden = false;
-      replace(
-        this.replyBar,
-        h("span", null, "Replying to ", h("strong", null, displayName(this.replyTo.author))),
-        h("button", { class: "icon-btn", type: "button", "aria-label": "Cancel reply", onclick: () => { this.replyTo = null; this.updateComposer(); } }, "✕"),
-      );
-    } else this.replyBar.hidden = true;
-    this.fileBar.hidden = !this.files.length;
-    replace(
-      this.fileBar,
-      this.files.map((f, i) =>
-        h("li", { class: "file-chip" }, `${f.name} (${fmtBytes(f.size)})`, h("button", { class: "icon-btn", type: "button", "aria-label": `Remove ${f.name}`, onclick: () => { this.files.splice(i, 1); this.updateComposer(); } }, "✕")),
-      ),
-    );
-  }
-
-  addFiles(list) {
-    this.files.push(...Array.from(list).slice(0, 10 - this.files.length));
-    this.updateComposer();
-    this.input.focus();
-  }
-
-  onKey(ev) {
-    if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) {
-      ev.preventDefault();
-      this.send();
-    } else if (ev.key === "ArrowUp" && !this.input.value) {
-      const mine = this.store.timeline(this.channelId).list.filter((m) => m.author.id === this.store.me.id && !m.deleted && m.kind === "default");
-      if (mine.length) {
-        ev.preventDefault();
-        this.startEdit(mine[mine.length - 1]);
-      }
-    } else if (ev.key === "Escape" && this.replyTo) {
-      this.replyTo = null;
-      this.updateComposer();
-    }
-  }
-
-  onInput() {
-    this.input.style.height = "auto";
-    this.input.style.height = `${Math.min(200, this.input.scrollHeight)}px`;
-    const now = Date.now();
-    if (this.input.value && now - this.lastTyping > 8000) {
-      this.lastTyping = now;
-      this.session.call("POST", `/api/channels/${this.channelId}/typing`).catch(() => {});
-    }
-  }
-
-  // "@name" as typed becomes the mention the API reads (`<@id>`) when it names someone
-  // who can be here: a member of this server, or a participant of this conversation.
-  withMentions(text) {
-    const server = this.server;
-    const conv = this.store.conversations.get(this.channelId);
-    const members = server ? this.store.members.get(server.id) : null;
-    const here = (id) => (server ? (members ? members.has(id) : true) : conv && conv.participant_ids.includes(id));
-    const byName = new Map([...this.store.users.values()].map((u) => [u.username.toLowerCase(), u]));
-    return text.replace(/(^|[\s(])@([A-Za-z0-9_.]{2,32})\b/g, (whole, lead, name) => {
-      const user = byName.get(name.toLowerCase());
-      return user && here(user.id) ? `${lead}<@${user.id}>` : whole;
-    });
-  }
-
-  async send() {
-    const typed = this.input.value;
-    const content = this.withMentions(typed.trim());
-    if (!content && !this.files.length) return;
-    const nonce = crypto.randomUUID().replace(/-/g, "");
-    const reply = this.replyTo;
-    const files = this.files;
-    const body = { content, nonce, ...(reply ? { reply_to_id: reply.id } : {}) };
-    const me = this.store.me;
-    const pending = { id: `pending-${nonce}`, nonce, pending: true, kind: "default", content, author: me, created_at: new Date().toISOString(), reactions: [], attachments: [], reply_to: null, mentions: [], mention_roles: [] };
-    this.pending.push(pending);
-    this.input.value = "";
-    this.input.style.height = "auto";
-    this.replyTo = null;
-    this.files = [];
-    this.lastTyping = 0;
-    this.render(true);
-    try {
-      let payload = body;
-      if (files.length) {
-        payload = new FormData();
-        payload.append("payload_json", JSON.stringify(body));
-        files.forEach((f, i) => payload.append(`file${i}`, f, f.name));
-      }
-      const m = await this.session.call("POST", `/api/channels/${this.channelId}/messages`, payload);
-      this.store.messageArrived(m);
-      this.refused = false;
-    } catch (err) {
-      // A direct conversation closed to us (their choice or a block: one answer) stays
-      // readable; the composer says why the send failed, and what was typed is kept.
-      const refused = err.code === "CANNOT_MESSAGE_USER";
-      if (refused) this.refused = true;
-      toast(refused ? `Not sent: ${this.app.channelTitle(this.channelId)} does not take direct messages from you.` : `Not sent: ${describe(err)}`);
-      // What was being sent comes back to the composer (unless more was typed or
-      // chosen meanwhile), to send again.
-      if (!this.input.value) this.input.value = typed;
-      if (!this.files.length) this.files = files;
-      if (!this.replyTo) this.replyTo = reply;
-    } finally {
-      this.pending = this.pending.filter((p) => p !== pending);
-      this.render();
-      this.updateComposer();
-    }
-  }
 }
+
+// The composer's methods (ui/composer.js) are the view's own.
+Object.assign(ChatView.prototype, composerMethods);
