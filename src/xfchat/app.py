@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from xfchat import __version__
 from xfchat.api import (
@@ -38,6 +39,7 @@ from xfchat.api import (
 from xfchat.api.cors import Cors
 from xfchat.api.edge import EdgeMiddleware
 from xfchat.api.errors import install_error_handlers
+from xfchat.api.hot_path import hot_path
 from xfchat.api.metrics import Metrics, ReplicaCollector
 from xfchat.api.openapi import install_openapi
 from xfchat.db.migrate import discover
@@ -212,13 +214,20 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
     app.include_router(web.make_router())  # the browser client, at /
     app.router.routes.insert(0, messages.lean_put_route())  # (the send's hot path)
     install_openapi(app)
-    app.add_middleware(
-        EdgeMiddleware,
-        metrics=metrics,
-        max_body_bytes=settings.max_body_bytes,
-        upload_routes=media.upload_routes(settings),
-        anonymous=app.state.anonymous,
-    )
+    edge: dict[str, Any] = {
+        "metrics": metrics,
+        "max_body_bytes": settings.max_body_bytes,
+        "upload_routes": media.upload_routes(settings),
+        "anonymous": app.state.anonymous,
+    }
+    app.add_middleware(EdgeMiddleware, **edge)
     if settings.cors_origins:  # outermost: errors from the edge carry CORS headers too
         app.add_middleware(Cors, origins=settings.cors_origins)
+
+    def outer(inner: ASGIApp) -> ASGIApp:  # the same layers around the hot path
+        layered: ASGIApp = EdgeMiddleware(inner, **edge)
+        return Cors(layered, origins=settings.cors_origins) if settings.cors_origins else layered
+
+    stack = app.build_middleware_stack
+    app.build_middleware_stack = lambda: hot_path(app, stack(), outer)  # type: ignore[method-assign]
     return app
