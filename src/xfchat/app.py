@@ -9,7 +9,6 @@ from typing import Any
 
 import asyncpg
 from fastapi import FastAPI
-from starlette.types import ASGIApp
 
 from xfchat import __version__
 from xfchat.api import (
@@ -214,20 +213,16 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
     app.include_router(web.make_router())  # the browser client, at /
     app.router.routes.insert(0, messages.lean_put_route())  # (the send's hot path)
     install_openapi(app)
-    edge: dict[str, Any] = {
-        "metrics": metrics,
-        "max_body_bytes": settings.max_body_bytes,
-        "upload_routes": media.upload_routes(settings),
-        "anonymous": app.state.anonymous,
-    }
-    app.add_middleware(EdgeMiddleware, **edge)
+    app.add_middleware(
+        EdgeMiddleware,
+        metrics=metrics,
+        max_body_bytes=settings.max_body_bytes,
+        upload_routes=media.upload_routes(settings),
+        anonymous=app.state.anonymous,
+    )
     if settings.cors_origins:  # outermost: errors from the edge carry CORS headers too
         app.add_middleware(Cors, origins=settings.cors_origins)
-
-    def outer(inner: ASGIApp) -> ASGIApp:  # the same layers around the hot path
-        layered: ASGIApp = EdgeMiddleware(inner, **edge)
-        return Cors(layered, origins=settings.cors_origins) if settings.cors_origins else layered
-
+    # The send's route in front of FastAPI's layers (api/hot_path.py).
     stack = app.build_middleware_stack
-    app.build_middleware_stack = lambda: hot_path(app, stack(), outer)  # type: ignore[method-assign]
+    app.build_middleware_stack = lambda: hot_path(app, stack())  # type: ignore[method-assign]
     return app
