@@ -146,7 +146,7 @@ def app_routes() -> tuple[Any, ...]:
 @functools.cache
 def endpoints() -> tuple[Endpoint, ...]:
     """Every (method, path) of the app's HTTP routes, a path's uuid convertors left
-    out (`{id:uuid}` is `{id}`: the send's lean route serves the documented path)."""
+    out (`{id:uuid}` is `{id}`)."""
     return tuple(
         dict.fromkeys(
             Endpoint(method, CONVERTOR.sub("}", route.path))

@@ -211,7 +211,6 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
     ):
         app.include_router(router)
     app.include_router(web.make_router())  # the browser client, at /
-    app.router.routes.insert(0, messages.lean_put_route())  # (the send's hot path)
     install_openapi(app)
     app.add_middleware(
         EdgeMiddleware,

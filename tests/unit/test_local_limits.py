@@ -8,10 +8,9 @@ from xfchat.domain.local_limits import (
     OVERFLOW,
     SWEEP_EVERY_S,
     LocalLimiter,
-    address_of,
     crowd_of,
 )
-from xfchat.domain.rate_limits import Decision
+from xfchat.domain.rate_limits import Decision, address_of
 from xfchat.settings import RateLimit
 
 RULE = RateLimit(2, 10)

@@ -4,7 +4,6 @@ rate limits."""
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
@@ -19,7 +18,7 @@ from xfchat.domain.accounts import (
     authenticate,
     authenticate_quick,
 )
-from xfchat.domain.rate_limits import Decision, RateLimiter, address_checks
+from xfchat.domain.rate_limits import Decision, RateLimiter, address_checks, address_of
 from xfchat.errors import Unauthorized
 from xfchat.settings import RateLimit, Settings
 
@@ -51,18 +50,9 @@ def app_slots(request: Request, name: str, size: int) -> asyncio.Semaphore:
 
 def client_info(request: Request) -> ClientInfo:
     return ClientInfo(
-        ip=_address(request.client.host) if request.client else None,
+        ip=address_of(request.client.host if request.client else None),
         user_agent=request.headers.get("user-agent"),
     )
-
-
-def _address(host: str) -> str | None:
-    """The client's IP address, or None for anything else (a trusted proxy's
-    X-Forwarded-For can say anything): it is stored and keys rate limits."""
-    try:
-        return str(ipaddress.ip_address(host))
-    except ValueError:
-        return None
 
 
 def live_session_cache(state: Any) -> SessionCache | None:

@@ -14,8 +14,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from xfchat.api.errors import rate_limit_headers, xfchat_error_response
 from xfchat.api.metrics import Metrics, route_label
-from xfchat.domain.local_limits import LocalLimiter, address_of, crowd_of
-from xfchat.domain.rate_limits import Decision, address_checks
+from xfchat.domain.local_limits import LocalLimiter, crowd_of
+from xfchat.domain.rate_limits import Decision, address_checks, address_of
 from xfchat.settings import RateLimit
 
 DECISIONS = "rate_limit_decisions"

@@ -35,7 +35,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from xfchat.api.deps import REALTIME_BUCKET
 from xfchat.api.gateway_voice import VOICE_OPS, VoiceOps
 from xfchat.api.http_limits import allow_larger_frames, text_sender
-from xfchat.api.streaming import until_either_ends
+from xfchat.api.streaming import COALESCE, until_either_ends
 from xfchat.db.pool import DATABASE_ERRORS
 from xfchat.domain.accounts import Actor, authenticate
 from xfchat.domain.feeds import FeedStart
@@ -82,7 +82,6 @@ CLOSE_FOR_REASON = {
     "unavailable": 4013,
 }
 SEND_TIMEOUT_S = 5.0
-COALESCE = 256  # events written at most at once (a frame each)
 # Frames one identified connection may send at once, then a second (a token bucket): far
 # above heartbeats, and above the voice limits, whose excess is answered (voice.error
 # RATE_LIMITED: 120 signals at once, then 30 a second, per user) before this closes;

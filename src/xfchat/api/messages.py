@@ -15,8 +15,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field, ValidationError, model_validator
 from starlette.convertors import Convertor, register_url_convertor
-from starlette.routing import Match, Route
-from starlette.types import Scope
 
 from xfchat.api import braid
 from xfchat.api.deps import (
@@ -273,31 +271,6 @@ async def put_from_path(request: Request) -> Response:
     params = request.path_params
     return await _send(
         request, params["channel_id"], message_id=params["message_id"], client_chose_id=True
-    )
-
-
-def lean_put_route() -> Route:
-    """PUT .../messages/{id} as a plain Starlette route placed before every other: the
-    same handler as put_message (documented there; an id not written 8-4-4-4-12 is
-    answered there), without FastAPI's per-request dependency and parameter machinery:
-    about 40 % of the server's busy time at the 10 x 100 point (py-spy, bench/README.md,
-    "Issue 14"). (A server answers it before the stack, api/hot_path.py; this route is
-    the same answer for whoever calls the stack itself.)
-    Errors still pass the app's exception handlers; metrics see the documented route."""
-    documented = documented_put_route()
-
-    class LeanRoute(Route):
-        def matches(self, scope: Scope) -> tuple[Match, Scope]:
-            match, child = super().matches(scope)
-            if match is not Match.NONE:  # (a 405 is counted under the documented route too)
-                child["route"] = documented
-            return match, child
-
-    return LeanRoute(
-        "/api/channels/{channel_id:hyphenated_uuid}/messages/{message_id:hyphenated_uuid}",
-        put_from_path,
-        methods=["PUT"],
-        include_in_schema=False,
     )
 
 

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Header, Query, Request
 from starlette.responses import Response
 
 from xfchat.api.deps import StreamActor
-from xfchat.api.streaming import LiveStream, Write
+from xfchat.api.streaming import COALESCE, LiveStream, Write
 from xfchat.realtime.cursor import MAX_TOKEN_LENGTH
 from xfchat.realtime.feeds import open_user_feed
 from xfchat.realtime.subscriber import Closed, Delivery, Subscriber
@@ -24,7 +24,6 @@ from xfchat.realtime.subscriber import Closed, Delivery, Subscriber
 router = APIRouter(prefix="/api", tags=["realtime"])
 
 SSE_EVENT = "#/components/schemas/SseEvent"  # one event (xfchat.api.openapi)
-COALESCE = 256  # events written at most in one chunk
 HEADERS = {
     "Content-Type": "text/event-stream; charset=utf-8",
     "Cache-Control": "no-cache, no-transform",

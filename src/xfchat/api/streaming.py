@@ -25,6 +25,7 @@ from xfchat.tasks import stop
 log = logging.getLogger("xfchat.stream")
 Write = Callable[[bytes], Awaitable[None]]
 STALL_GRACE_S = 1.0
+COALESCE = 256  # a stream's ready events taken at most at once (one chunk, or one write)
 
 
 class LiveStream(Response):

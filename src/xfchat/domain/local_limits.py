@@ -34,15 +34,6 @@ OVERFLOW = "(overflow)"  # (parentheses: no address or network is written so)
 SWEEP_EVERY_S = 1.0
 
 
-def address_of(host: str | None) -> str | None:
-    """The client's IP address as written by ipaddress, or None for anything else (a
-    trusted proxy's X-Forwarded-For can say anything: it must not choose the key)."""
-    try:
-        return str(ipaddress.ip_address(host or ""))
-    except ValueError:
-        return None
-
-
 def crowd_of(ip: str | None) -> str:
     """The network an address is counted in while the table is full."""
     try:

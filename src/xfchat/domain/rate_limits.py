@@ -48,6 +48,16 @@ class Decision:
         return self
 
 
+def address_of(host: str | None) -> str | None:
+    """The client's IP address as ipaddress writes it, or None for anything else (a
+    trusted proxy's X-Forwarded-For can say anything): it is stored and keys rate
+    limits, so it must not be what a client chose."""
+    try:
+        return str(ipaddress.ip_address(host or ""))
+    except ValueError:
+        return None
+
+
 def ip_key(ip: str | None) -> str:
     """The rate-limit key of a client address: an IPv6 address by its /64 (one
     subscriber's network, where every address is theirs to use), an IPv4 one whole."""
