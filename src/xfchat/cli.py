@@ -277,11 +277,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     async def main() -> int:
         from xfchat.db.startup import prepare_database
+        from xfchat.domain.sealed_secrets import seal_at_start
 
         settings = load_settings(require_database=True)
         configure_logging(settings.log_level, settings.log_format)
         say("settings valid")
         await prepare_database(settings, say)
+        say(await seal_at_start(settings))
         if worker_count(args.workers if args.workers is not None else settings.workers) == 1:
             return await serve_http(settings)
         prepared.append(settings)  # (the workers are forked once this loop is closed)
@@ -375,10 +377,12 @@ def cmd_seed(_args: argparse.Namespace) -> int:
 def cmd_check(_args: argparse.Namespace) -> int:
     async def main() -> int:
         from xfchat.db.startup import prepare_database
+        from xfchat.domain.sealed_secrets import seal_at_start
 
         settings = load_settings(require_database=True)
         say("settings valid")
         await prepare_database(settings, say, apply=False)
+        say(await seal_at_start(settings, write=False))
         say("ok")
         return 0
 

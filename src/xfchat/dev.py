@@ -115,6 +115,7 @@ def run_dev() -> int:
             from xfchat.db.pool import connect
             from xfchat.db.startup import prepare_database
             from xfchat.domain.demo import DEMO_PASSWORD, DEMO_USERS, is_seeded, seed_demo
+            from xfchat.domain.sealed_secrets import seal_at_start
 
             if pg is not None:
                 os.environ["DATABASE_URL"] = await _ensure_database(pg)
@@ -124,6 +125,7 @@ def run_dev() -> int:
             configure_logging(settings.log_level, settings.log_format)
             say("settings valid")
             await prepare_database(settings, say)
+            say(await seal_at_start(settings))
             conn = await connect(settings)
             try:
                 if await is_seeded(conn):

@@ -30,6 +30,7 @@ from xfchat.settings_values import (
     ProxiesSetting,
     RateLimit,
     RateLimitSetting,
+    SecretsSetting,
     StunUrlsSetting,
     TurnUrlsSetting,
     check_secret,
@@ -120,6 +121,11 @@ class Settings(DatabaseSettings):
         default=3000, ge=0, le=65535, validation_alias=_env("XFCHAT_PORT", "SERVER_PORT")
     )
     secret: SecretStr = Field(validation_alias=_env("XFCHAT_SECRET"))
+    # Seal two-factor secrets at rest (domain/sealed_secrets.py): the first seals, all
+    # open. Empty: XFCHAT_SECRET seals them.
+    totp_keys: SecretsSetting = Field(
+        default_factory=list, validation_alias=_env("XFCHAT_TOTP_KEYS")
+    )
     event_retention_days: float = Field(
         default=7.0, gt=0, le=3650, validation_alias=_env("XFCHAT_EVENT_RETENTION_DAYS")
     )

@@ -148,6 +148,23 @@ def parse_proxies(value: object) -> list[str]:
 
 ProxiesSetting = Annotated[list[str], NoDecode, BeforeValidator(parse_proxies)]
 
+MAX_SEAL_KEYS = 8
+
+
+def parse_secrets(value: object) -> list[SecretStr]:
+    """`new-key,old-key`: secrets (each as XFCHAT_SECRET must be), the first in use."""
+    items = value if isinstance(value, (list, tuple)) else str(value or "").split(",")
+    raw = [i.get_secret_value() if isinstance(i, SecretStr) else str(i).strip() for i in items]
+    keys = [SecretStr(r) for r in raw if r]
+    if len(keys) > MAX_SEAL_KEYS:
+        raise ValueError(f"at most {MAX_SEAL_KEYS} keys")
+    for key in keys:
+        check_secret(key)
+    return keys
+
+
+SecretsSetting = Annotated[list[SecretStr], NoDecode, BeforeValidator(parse_secrets)]
+
 
 class ListenAddress(NamedTuple):
     host: str

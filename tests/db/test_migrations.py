@@ -289,6 +289,38 @@ async def test_stored_images_keep_their_bytes_across_the_files_migration(
         await conn.close()
 
 
+async def test_sealed_two_factor_secrets_are_not_reverted_into_the_clear(
+    empty_db_url: str,
+) -> None:
+    """0029 lets secrets be stored sealed; reverting it refuses while any is, rather than
+    leave the older code secrets it cannot read."""
+    conn = await asyncpg.connect(empty_db_url)
+    try:
+        migrator = Migrator(conn)
+        await migrator.run()
+        user = await conn.fetchval(
+            "INSERT INTO users (username, email, password_hash) VALUES ('ann', 'a@x.org', 'h') "
+            "RETURNING id"
+        )
+        sealed = "v1.0123abcd." + "A" * 80
+        await conn.execute("INSERT INTO user_totp (user_id, secret) VALUES ($1, $2)", user, sealed)
+        with pytest.raises(asyncpg.CheckViolationError):  # the form is checked
+            await conn.execute("UPDATE user_totp SET secret = 'v1.xyz.abc'")
+        newer = [m for m in discover() if m.version >= 29]
+        with pytest.raises(MigrationError, match="two-factor secrets are sealed: see 0029"):
+            await migrator.revert(len(newer))
+        assert await conn.fetchval("SELECT secret FROM user_totp") == sealed
+        await conn.execute("DELETE FROM user_totp")
+        await migrator.revert(len(newer))
+        with pytest.raises(asyncpg.CheckViolationError):
+            await conn.execute(
+                "INSERT INTO user_totp (user_id, secret) VALUES ($1, $2)", user, sealed
+            )
+        await migrator.run()
+    finally:
+        await conn.close()
+
+
 async def test_a_migration_marked_so_runs_outside_a_transaction_statement_by_statement(
     empty_db_url: str, tmp_path: Path
 ) -> None:

@@ -22,6 +22,7 @@ from tests.support import (
 )
 from xfchat.db.migrate import DEFAULT_DIR
 from xfchat.db.queries.admin import create_login_role
+from xfchat.domain.sealed_secrets import Keyring
 
 
 def serve_env(database_url: str | None, **extra: str) -> dict[str, str]:
@@ -160,6 +161,49 @@ def test_port_in_use_is_refused(db_url: str) -> None:
         assert_refused(run_cli("serve", env=env), 5, "cannot bind")
 
 
+async def test_a_two_factor_secret_under_a_key_not_given_is_refused(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Rather than serve and lock its user out: `check` says so too."""
+    old = random_secret()
+    conn = await asyncpg.connect(db_url)
+    try:
+        user = await conn.fetchval(
+            "INSERT INTO users (username, email, password_hash) VALUES ('ann', 'a@x.org', 'h')"
+            " RETURNING id"
+        )
+        keys = Keyring([old])
+        sealed = keys.seal(user, "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP")
+        await conn.execute(
+            "INSERT INTO user_totp (user_id, secret, confirmed_at) VALUES ($1, $2, now())",
+            user,
+            sealed,
+        )
+    finally:
+        await conn.close()
+    why = f"sealed under key {keys.current}, which is not configured"
+    assert_refused(run_cli("serve", env=serve_env(db_url)), 2, "XFCHAT_TOTP_KEYS", why)
+    assert_refused(run_cli("check", env=serve_env(db_url)), 2, why)
+    # Listing the old key after a new one: checked, then sealed again at the start.
+    new = random_secret()
+    listed = serve_env(db_url, XFCHAT_TOTP_KEYS=f"{new},{old}")
+    checked = run_cli("check", env=listed)
+    assert checked.returncode == 0 and "1 to seal again" in checked.stderr, checked.stderr
+    server = ServerProcess(xfchat("serve"), listed, tmp_path / "serve.log")
+    try:
+        server.wait_ready(f"http://127.0.0.1:{listed['XFCHAT_PORT']}")
+    finally:
+        assert server.stop(signal.SIGTERM) == 0, server.output
+    current = Keyring([new]).current
+    assert f"two-factor secrets: 1 sealed again, under key {current}" in server.output
+    conn = await asyncpg.connect(db_url)
+    try:
+        resealed = await conn.fetchval("SELECT secret FROM user_totp WHERE user_id = $1", user)
+    finally:
+        await conn.close()
+    assert resealed.startswith(f"v1.{current}.")
+
+
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_serve_starts_in_order_serves_and_stops_on_sigterm(
     db_url: str, tmp_path: Path, workers: str
@@ -179,6 +223,7 @@ def test_serve_starts_in_order_serves_and_stops_on_sigterm(
         "answered SELECT 1",
         "migrations applied (0 new",
         "tables verified: 0 users",
+        "two-factor secrets: 0 sealed again",
         f"bound to 127.0.0.1:{port}",
         f"ready: http://127.0.0.1:{port}",
     ]

@@ -6,7 +6,8 @@ conversation's call (leaving the one you were in), change your own flags there, 
 (null). The state belongs to this connection: it ends with it. A join answers with the
 dispatch `voice.connected` `{state, voice_states, ice_servers, ice_expires_at,
 ice_transport_policy}` (your state, everyone in the channel, whom you now call, and the
-ICE servers and policy to call them with); every change reaches whoever may see the channel as `voice.state_updated`.
+ICE servers and policy to call them with); every change reaches whoever may see the
+channel as `voice.state_updated`.
 
 VOICE_SIGNAL (12), client -> server: `{"to": "<user id>", "kind": "offer" | "answer" |
 "candidate", "data": {...}}`: relayed to that person's voice connection as `voice.signal`

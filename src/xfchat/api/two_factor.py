@@ -71,12 +71,13 @@ async def post_two_factor_setup(
 
 @router.post("/enable")
 async def post_two_factor_enable(
-    body: CodeIn, actor: CurrentActor, conn: Conn, request: Request
+    body: CodeIn, actor: CurrentActor, conn: Conn, settings: AppSettings, request: Request
 ) -> RecoveryCodesOut:
     """Turn two-factor sign-in on with a current code of the authenticator just set up:
     from now on a login needs a code too. Answers the ten recovery codes."""
     await code_limit(request, actor, conn)
-    return RecoveryCodesOut(recovery_codes=await two_factor.enable(conn, actor, body.code))
+    codes = await two_factor.enable(conn, settings, actor, body.code)
+    return RecoveryCodesOut(recovery_codes=codes)
 
 
 @router.post("/disable", status_code=204, response_class=Response)

@@ -187,7 +187,7 @@ async def complete_two_factor(
                 code="INVALID_TICKET",
                 token_error=False,
             )
-        if not await two_factor.spend_code(conn, user.id, code):
+        if not await two_factor.spend_code(conn, settings, user.id, code):
             raise Unauthorized(
                 "that is not a current code of your authenticator, nor an unused recovery code",
                 code="INVALID_TWO_FACTOR_CODE",

@@ -5,13 +5,15 @@ answers with a ticket (domain/tokens.py), traded with a code for tokens (domain/
 A code is one of the authenticator's (30 s steps; the one before and after are taken
 too, for clocks that drift; each step is accepted once) or one of ten recovery codes
 (50 random bits each, kept as SHA-256, each spent when used). Setting up, turning off and
-new recovery codes need the password (and turning off, a code too).
+new recovery codes need the password (and turning off, a code too). The secrets are
+stored sealed (domain/sealed_secrets.py).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 import time
 from dataclasses import dataclass
@@ -24,8 +26,11 @@ from xfchat.db.queries import two_factor as q
 from xfchat.db.queries import users as users_q
 from xfchat.domain.accounts import Actor, password_hasher
 from xfchat.domain.passwords import verify_password_async
-from xfchat.errors import BadRequest, Conflict, NotFound
+from xfchat.domain.sealed_secrets import SealError, keyring, seal_again
+from xfchat.errors import BadRequest, Conflict, NotFound, ServiceUnavailable
 from xfchat.settings import Settings
+
+log = logging.getLogger("xfchat.two_factor")
 
 ISSUER = "XFChat"
 PERIOD_S = 30
@@ -73,6 +78,25 @@ def matching_step(secret: str, code: str, at: float | None = None) -> int | None
     return found
 
 
+def _opened(settings: Settings, totp: q.TotpRow) -> str | None:
+    """The authenticator's secret, opened; None (logged) when it does not open: sealed
+    under a key this process was not given, or altered. `xfchat serve` refuses to start
+    with such a secret confirmed, so only a process with other keys writing it since,
+    or a row changed in the database, gets here."""
+    try:
+        return keyring(settings).open(totp.user_id, totp.secret)
+    except SealError as exc:
+        log.error("the two-factor secret of user %s: %s", totp.user_id, exc)
+        return None
+
+
+def unavailable() -> ServiceUnavailable:
+    return ServiceUnavailable(
+        "two-factor codes cannot be checked now: the server is misconfigured",
+        code="TWO_FACTOR_UNAVAILABLE",
+    )
+
+
 async def _confirm_password(
     pool: asyncpg.Pool, settings: Settings, actor: Actor, password: str
 ) -> users_q.UserRow:
@@ -101,7 +125,8 @@ async def start_setup(pool: asyncpg.Pool, settings: Settings, actor: Actor, pass
     user = await _confirm_password(pool, settings, actor, password)
     secret = pyotp.random_base32()
     async with pool.acquire() as conn:
-        pending = await q.upsert_pending_totp(conn, user_id=actor.user_id, secret=secret)
+        sealed = keyring(settings).seal(actor.user_id, secret)
+        pending = await q.upsert_pending_totp(conn, user_id=actor.user_id, secret=sealed)
     if not pending:
         raise Conflict("two-factor sign-in is on already", code="TWO_FACTOR_ENABLED")
     uri = pyotp.TOTP(secret, interval=PERIOD_S).provisioning_uri(
@@ -118,12 +143,14 @@ async def _new_recovery_codes(conn: asyncpg.Connection, actor: Actor) -> list[st
     return codes
 
 
-async def enable(conn: asyncpg.Connection, actor: Actor, code: str) -> list[str]:
+async def enable(
+    conn: asyncpg.Connection, settings: Settings, actor: Actor, code: str
+) -> list[str]:
     """Turn two-factor sign-in on with a code of the pending authenticator; the new
     recovery codes (shown this once).
 
     Raises: BadRequest (TWO_FACTOR_NOT_SET_UP, WRONG_TWO_FACTOR_CODE); Conflict
-    (TWO_FACTOR_ENABLED)."""
+    (TWO_FACTOR_ENABLED); ServiceUnavailable (TWO_FACTOR_UNAVAILABLE)."""
     async with conn.transaction():
         totp = await q.get_totp(conn, user_id=actor.user_id)
         if totp is not None and totp.confirmed_at is not None:
@@ -133,9 +160,13 @@ async def enable(conn: asyncpg.Connection, actor: Actor, code: str) -> list[str]
                 "set up an authenticator first (POST .../two-factor/setup)",
                 code="TWO_FACTOR_NOT_SET_UP",
             )
-        step = matching_step(totp.secret, code)
+        secret = _opened(settings, totp)
+        if secret is None:
+            raise unavailable()
+        step = matching_step(secret, code)
         if step is None or not await q.confirm_totp(conn, user_id=actor.user_id, step=step):
             raise wrong_code()
+        await seal_again(conn, keyring(settings), actor.user_id, totp.secret)
         return await _new_recovery_codes(conn, actor)
 
 
@@ -147,18 +178,29 @@ def wrong_code() -> BadRequest:
     )
 
 
-async def spend_code(conn: asyncpg.Connection, user_id: UUID, code: str) -> bool:
+async def spend_code(
+    conn: asyncpg.Connection, settings: Settings, user_id: UUID, code: str
+) -> bool:
     """Whether `code` is a current authenticator code of the user's (each step once) or
-    an unused recovery code, which is then spent. Call inside a transaction."""
+    an unused recovery code, which is then spent. Call inside a transaction.
+
+    Raises: ServiceUnavailable (TWO_FACTOR_UNAVAILABLE: the secret does not open and
+    the code is no recovery code, which still work then)."""
     totp = await q.get_totp(conn, user_id=user_id)
     if totp is None or totp.confirmed_at is None:
         return False
-    step = matching_step(totp.secret, code)
+    secret = _opened(settings, totp)
+    step = matching_step(secret, code) if secret is not None else None
     if step is not None:
-        return await q.spend_totp_step(conn, user_id=totp.user_id, step=step)
-    return await q.spend_recovery_code(
-        conn, user_id=totp.user_id, code_hash=recovery_code_hash(code)
-    )
+        if not await q.spend_totp_step(conn, user_id=totp.user_id, step=step):
+            return False
+        await seal_again(conn, keyring(settings), totp.user_id, totp.secret)
+        return True
+    if await q.spend_recovery_code(conn, user_id=totp.user_id, code_hash=recovery_code_hash(code)):
+        return True
+    if secret is None:
+        raise unavailable()
+    return False
 
 
 async def disable(
@@ -171,7 +213,7 @@ async def disable(
     async with pool.acquire() as conn, conn.transaction():
         if not (await status(conn, actor)).enabled:
             raise BadRequest("two-factor sign-in is off", code="TWO_FACTOR_NOT_ENABLED")
-        if not await spend_code(conn, actor.user_id, code):
+        if not await spend_code(conn, settings, actor.user_id, code):
             raise wrong_code()
         await q.delete_totp(conn, user_id=actor.user_id)
         await q.delete_recovery_codes(conn, user_id=actor.user_id)

@@ -12,7 +12,7 @@ from xfchat.db.queries import maybe
 @dataclass(frozen=True)
 class TotpRow:
     user_id: UUID
-    secret: str  # base32
+    secret: str  # as stored: sealed (domain/sealed_secrets.py), or base32 before 0029
     confirmed_at: datetime | None  # None while being set up
     last_step: int  # the last time step accepted
 
@@ -127,3 +127,73 @@ async def count_unused_recovery_codes(conn: asyncpg.Connection, *, user_id: UUID
 
 async def delete_recovery_codes(conn: asyncpg.Connection, *, user_id: UUID) -> None:
     await conn.execute("DELETE FROM recovery_codes WHERE user_id = $1", user_id)
+
+
+@dataclass(frozen=True)
+class StoredSecret:
+    user_id: UUID
+    secret: str  # as stored
+    confirmed: bool  # False while being set up
+
+
+@dataclass(frozen=True)
+class SecretChange:
+    user_id: UUID
+    old: str
+    new: str
+
+
+async def list_secrets_to_seal(
+    conn: asyncpg.Connection, *, key_id: str, after: UUID | None, limit: int
+) -> list[StoredSecret]:
+    """Up to `limit` stored secrets (by user id, past `after`) not sealed under the key
+    `key_id`: in the clear, or under another key."""
+    rows = await conn.fetch(
+        """
+        SELECT user_id, secret, confirmed_at IS NOT NULL AS confirmed FROM user_totp
+        WHERE ($1::uuid IS NULL OR user_id > $1) AND NOT starts_with(secret, $2)
+        ORDER BY user_id LIMIT $3
+        """,
+        after,
+        f"v1.{key_id}.",
+        limit,
+    )
+    return [StoredSecret(**r) for r in rows]
+
+
+async def update_secrets(conn: asyncpg.Connection, *, changes: list[SecretChange]) -> int:
+    """Store each change's new secret where the old one still is; how many were."""
+    return int(
+        await conn.fetchval(
+            """
+            WITH c AS (
+                UPDATE user_totp t SET secret = n.new
+                FROM unnest($1::uuid[], $2::text[], $3::text[]) AS n(user_id, old, new)
+                WHERE t.user_id = n.user_id AND t.secret = n.old
+                RETURNING 1
+            )
+            SELECT count(*) FROM c
+            """,
+            [c.user_id for c in changes],
+            [c.old for c in changes],
+            [c.new for c in changes],
+        )
+    )
+
+
+async def delete_pending_secrets(conn: asyncpg.Connection, *, stale: list[StoredSecret]) -> int:
+    """Drop these set-ups not yet confirmed, where each is still as listed; how many."""
+    return int(
+        await conn.fetchval(
+            """
+            WITH d AS (
+                DELETE FROM user_totp t USING unnest($1::uuid[], $2::text[]) AS n(user_id, old)
+                WHERE t.user_id = n.user_id AND t.secret = n.old AND t.confirmed_at IS NULL
+                RETURNING 1
+            )
+            SELECT count(*) FROM d
+            """,
+            [s.user_id for s in stale],
+            [s.secret for s in stale],
+        )
+    )
