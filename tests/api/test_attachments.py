@@ -19,6 +19,7 @@ from PIL import Image
 from tests import factories
 from tests.factories import MakeUser, TestUser, community, override
 from xfchat.api.downloads import requested_range
+from xfchat.api.uploads import MAX_PARTS
 from xfchat.db.queries.files import CHUNK
 from xfchat.domain.permissions import Permission as P
 
@@ -395,6 +396,19 @@ async def test_malformed_forms_are_400(client: httpx.AsyncClient, make_user: Mak
     assert unknown.status_code == 400 and unknown.json()["code"] == "INVALID_FORM"
     empty = await client.post(url, headers=ann.headers, data={"content": "  "}, files=[])
     assert empty.status_code in (400, 422)
+    # Empty file inputs count as parts: a form of 100,000 of them held a spool each.
+    inputs = b'--b\r\nContent-Disposition: form-data; name="f"; filename=""\r\n\r\n\r\n'
+    for n, status in ((MAX_PARTS - 1, 201), (MAX_PARTS + 1, 400), (100_000, 400)):
+        flood = await client.post(
+            url,
+            headers={**ann.headers, "Content-Type": "multipart/form-data; boundary=b"},
+            content=inputs * n
+            + b'--b\r\nContent-Disposition: form-data; name="content"\r\n\r\nhi\r\n--b--\r\n',
+        )
+        assert flood.status_code == status, (n, flood.text)
+        if status == 400:
+            assert flood.json()["code"] == "INVALID_FORM"
+            assert flood.json()["message"] == f"a form has at most {MAX_PARTS} parts"
     plain = await client.post(
         url,
         headers=ann.headers,

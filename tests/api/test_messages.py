@@ -9,6 +9,8 @@ import pytest
 
 from tests import factories
 from tests.factories import AppWith, MakeUser, pair
+from xfchat.db.queries.messages import MAX_EDITS
+from xfchat.domain.messages import MAX_REACTION_EMOJI
 
 
 async def created_events(conn: asyncpg.Connection, conversation_id: str) -> list[dict]:
@@ -133,7 +135,7 @@ async def test_size_limit_and_empty_messages(
     assert empty.status_code == 400 and empty.json()["code"] == "EMPTY_MESSAGE"
 
 
-async def test_edits_keep_every_earlier_version(
+async def test_edits_keep_the_earlier_versions(
     client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
 ) -> None:
     ann, ben, dm = await pair(client, make_user)
@@ -239,6 +241,36 @@ async def test_reactions_are_counted_with_mine_marked(
     assert seen[0] == {"emoji": "🎉", "count": 1, "me": False}
     bad = await client.put(f"{url}/reactions/a%20b/@me", headers=ann.headers)
     assert bad.status_code == 400 and bad.json()["code"] == "INVALID_EMOJI"
+
+
+async def test_edit_history_and_reactions_are_bounded(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    """An author editing forever, or reacting with ever new emoji, grew what every read
+    of the message returns without bound."""
+    ann, ben, dm = await pair(client, make_user)
+    message = await factories.say(client, ann, dm, "v0")
+    url = f"/api/channels/{dm}/messages/{message['id']}"
+    for n in range(1, MAX_EDITS + 4):
+        edited = await client.patch(url, headers=ann.headers, json={"content": f"v{n}"})
+        assert edited.status_code == 200, edited.text
+    edits = (await client.get(f"{url}/edits", headers=ben.headers)).json()
+    assert [e["content"] for e in edits] == [f"v{n}" for n in range(3, MAX_EDITS + 3)]
+    stored = await conn.fetchval("SELECT count(*) FROM message_edits")
+    assert stored == MAX_EDITS
+    emoji = [f"e{n}" for n in range(MAX_REACTION_EMOJI)]
+    for e in emoji:
+        added = await client.put(f"{url}/reactions/{e}/@me", headers=ann.headers)
+        assert added.status_code == 204, added.text
+    one_more = await client.put(f"{url}/reactions/extra/@me", headers=ben.headers)
+    assert one_more.status_code == 400 and one_more.json()["code"] == "TOO_MANY_REACTIONS"
+    same = await client.put(f"{url}/reactions/{emoji[0]}/@me", headers=ben.headers)
+    assert same.status_code == 204  # one already there always works
+    assert (await client.delete(f"{url}/reactions/{emoji[1]}/@me", headers=ann.headers)).is_success
+    now = await client.put(f"{url}/reactions/extra/@me", headers=ben.headers)
+    assert now.status_code == 204, now.text
+    seen = (await client.get(url, headers=ann.headers)).json()["reactions"]
+    assert len(seen) == MAX_REACTION_EMOJI
 
 
 async def test_read_receipts_are_visible_to_participants(

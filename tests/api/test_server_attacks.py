@@ -37,8 +37,8 @@ def png() -> bytes:
 # ---------------------------------------------------------------- FINDING: icons
 
 
-async def test_pointing_at_another_servers_icon_and_clearing_it_keeps_their_icon(
-    client: httpx.AsyncClient, make_user: MakeUser
+async def test_pointing_at_another_servers_icon_is_refused_and_clearing_keeps_theirs(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
 ) -> None:
     ann, mallory = await make_user("ann"), await make_user("mallory")
     victim = await community(client, ann)
@@ -50,20 +50,30 @@ async def test_pointing_at_another_servers_icon_and_clearing_it_keeps_their_icon
     # mallory is not a member: the public invite preview tells her the icon's URL.
     preview = await client.get(f"/api/invites/{victim.invite}", headers=mallory.headers)
     assert preview.json()["server"]["icon_url"] == icon
-    # Her own server (she holds MANAGE_SERVER there) points at that URL, then clears it.
+    # Her own server (she holds MANAGE_SERVER there) cannot point at it: pinned there,
+    # ann's image would never be freed (and was deleted when mallory cleared hers).
     own = await community(client, mallory, name="mine")
-    pointed = await client.patch(own.url(), headers=mallory.headers, json={"icon_url": icon})
-    assert pointed.status_code == 200, pointed.text
+    hex_only = icon.rsplit("/", 1)[1].replace("-", "")
+    for given in (icon, f"/api/media/----{hex_only}", icon.upper()):
+        pointed = await client.patch(own.url(), headers=mallory.headers, json={"icon_url": given})
+        assert pointed.status_code == 400, (given, pointed.text)
+        assert pointed.json()["code"] == "INVALID_ICON_URL"
+    # A URL of another spelling stored before this (the hyphens moved: the same id to
+    # UUID()) still frees nothing of ann's when cleared.
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE servers SET icon_url = $1 WHERE id = $2",
+            f"/api/media/----{hex_only}",
+            uuid.UUID(own.id),
+        )
     cleared = await client.delete(own.url("/icon"), headers=mallory.headers)
     assert cleared.status_code == 200
-    # The victim server still names the icon, but its image is gone for everyone.
-    still = (await client.get(victim.url(), headers=ann.headers)).json()["icon_url"]
-    assert still == icon
+    assert (await client.get(victim.url(), headers=ann.headers)).json()["icon_url"] == icon
     assert (await client.get(icon)).status_code == 200, "ann's server icon was deleted by mallory"
 
 
 async def test_deleting_a_server_that_points_at_another_servers_icon_keeps_it(
-    client: httpx.AsyncClient, make_user: MakeUser
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
 ) -> None:
     ann, mallory = await make_user("ann"), await make_user("mallory")
     victim = await community(client, ann)
@@ -71,9 +81,51 @@ async def test_deleting_a_server_that_points_at_another_servers_icon_keeps_it(
         await client.put(victim.url("/icon"), headers={**ann.headers, **PNG_HEADERS}, content=png())
     ).json()["icon_url"]
     own = await community(client, mallory, name="throwaway")
-    await client.patch(own.url(), headers=mallory.headers, json={"icon_url": icon})
+    async with pool.acquire() as conn:  # (as before the refusal above)
+        await conn.execute(
+            "UPDATE servers SET icon_url = $1 WHERE id = $2", icon, uuid.UUID(own.id)
+        )
     assert (await client.delete(own.url(), headers=mallory.headers)).status_code == 204
     assert (await client.get(icon)).status_code == 200, "deleting mallory's server took ann's icon"
+
+
+# ------------------------------------------------- FINDING: overrides and the channel
+
+
+async def test_overrides_need_manage_roles_in_the_channel_and_grant_only_what_it_holds(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """Overrides were judged by the server-wide permissions: a moderator denied MANAGE_ROLES
+    in a channel hid it from everyone, and one denied SEND_MESSAGES in a channel gave
+    a role of their own SEND_MESSAGES there (Discord judges both in the channel)."""
+    ann, mod, ben = await make_user("ann"), await make_user("mod"), await make_user("ben")
+    srv = await community(client, ann, mod, ben)
+    powers = P.MANAGE_ROLES | P.MANAGE_CHANNELS | P.SEND_MESSAGES
+    mods = await role(client, srv, ann, "mods", int(powers), mod)
+    # A: MANAGE_ROLES taken away in one channel.
+    ann_only = (await server_channel(client, srv, ann, "ann"))["id"]
+    denied = await override(client, ann, ann_only, "role", mods, deny=int(powers))
+    assert denied.status_code == 200, denied.text
+    hide = await override(
+        client, mod, ann_only, "role", srv.everyone_role, deny=int(P.VIEW_CHANNEL)
+    )
+    assert hide.status_code == 403 and hide.json()["code"] == "MISSING_PERMISSIONS"
+    assert "MANAGE_ROLES" in hide.json()["missing"]
+    # B: sending taken away in one channel, MANAGE_ROLES kept there.
+    news = (await server_channel(client, srv, ann, "news"))["id"]
+    no_send = int(P.SEND_MESSAGES)
+    for target in (srv.everyone_role, mods):
+        assert (await override(client, ann, news, "role", target, deny=no_send)).status_code == 200
+    mine = await role(client, srv, mod, "mine", 0, mod)
+    grant = await override(client, mod, news, "role", mine, allow=no_send)
+    assert grant.status_code == 403 and grant.json()["missing"] == "SEND_MESSAGES"
+    said = await client.post(
+        f"/api/channels/{news}/messages", headers=mod.headers, json={"content": "hi"}
+    )
+    assert said.status_code == 403
+    # What the moderator holds in a channel is still theirs to grant there.
+    ok = await override(client, mod, srv.general, "role", mine, allow=no_send)
+    assert ok.status_code == 200, ok.text
 
 
 # ---------------------------------------------------------------- FINDING: deleted text

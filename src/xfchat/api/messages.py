@@ -305,7 +305,7 @@ async def get_message(
 async def patch_message(
     channel_id: UUID, message_id: UUID, body: EditIn, actor: CurrentActor, conn: Conn
 ) -> Response:
-    """The author edits; every earlier version stays readable at .../edits."""
+    """The author edits; the earlier versions (the 50 newest) stay readable at .../edits."""
     return JSONResponse(
         await messages.edit_message(conn, actor, channel_id, message_id, body.content)
     )

@@ -4,7 +4,8 @@
 filename). Read as it arrives, never whole: each file is hashed and spooled (in memory
 up to SPOOL bytes, then in an anonymous temporary file that is gone when the request
 ends: a buffer, not a store; the bytes are kept only in PostgreSQL). A file over the
-limit, one file too many, or an oversized field stops the reading at once with a 4xx.
+limit, one file too many, an oversized field, or more than MAX_PARTS parts (empty file
+inputs included) stops the reading at once with a 4xx.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ SPOOL = 256 * 1024  # bytes of a file held in memory before it goes to a tempora
 MAX_FIELD = 64 * 1024  # payload_json, or any other field
 MAX_PART_HEADERS = 8 * 1024  # the headers of one part, together
 HEAD = 16  # first bytes kept, to tell images by
+# Parts of any kind, a browser's empty file inputs included (each holds a spool until the
+# request ends): the four fields, ten files and room for empty inputs.
+MAX_PARTS = 32
 FIELDS = ("payload_json", "content", "nonce", "reply_to_id")
 
 
@@ -70,9 +74,13 @@ class _Reader:
         self.fields: dict[str, str] = {}
         self.uploads: list[Upload] = []
         self.files: list[IO[bytes]] = []
+        self.parts = 0
         self.ended = False
 
     def on_part_begin(self) -> None:
+        self.parts += 1
+        if self.parts > MAX_PARTS:
+            raise invalid_form(f"a form has at most {MAX_PARTS} parts")
         self.part = _Part()
 
     def on_header_field(self, data: bytes, start: int, end: int) -> None:

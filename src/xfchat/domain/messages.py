@@ -438,6 +438,9 @@ async def list_reactors(
     return rows[:limit], len(rows) > limit
 
 
+MAX_REACTION_EMOJI = 20
+
+
 def check_emoji(emoji: str) -> str:
     try:
         emoji.encode("utf-8")
@@ -461,12 +464,24 @@ async def react(
     add: bool,
 ) -> None:
     """Add (ADD_REACTIONS) or remove the actor's reaction; doing it twice changes
-    nothing."""
+    nothing. A message carries at most MAX_REACTION_EMOJI different emoji (as Discord's
+    20): every page of history shows them all.
+
+    Raises: BadRequest (INVALID_EMOJI, TOO_MANY_REACTIONS); NotFound; Forbidden."""
     check_emoji(emoji)
     need = Permission.ADD_REACTIONS if add else Permission.VIEW_CHANNEL
     async with conn.transaction():
         await message_channel(conn, actor, channel_id, need)
-        await _live_message(conn, channel_id, message_id)
+        await _live_message(conn, channel_id, message_id)  # (its row locked: counts hold)
+        if add and (
+            await q.count_other_emoji(conn, message_id=message_id, emoji=emoji)
+            >= MAX_REACTION_EMOJI
+        ):
+            raise BadRequest(
+                f"a message carries at most {MAX_REACTION_EMOJI} different reactions",
+                code="TOO_MANY_REACTIONS",
+                field="emoji",
+            )
         change = q.insert_reaction if add else q.delete_reaction
         if await change(conn, message_id=message_id, user_id=actor.user_id, emoji=emoji):
             event = REACTION_ADDED if add else REACTION_REMOVED

@@ -17,7 +17,7 @@ import asyncpg
 from xfchat.db.queries import channels as channels_q
 from xfchat.db.queries import roles as q
 from xfchat.db.queries import servers as servers_q
-from xfchat.domain.access import ServerAccess, access_channel, access_server
+from xfchat.domain.access import ServerAccess, access_channel, access_server, missing
 from xfchat.domain.accounts import Actor
 from xfchat.domain.event_payloads import (
     RolePayload,
@@ -61,9 +61,10 @@ def parse_permissions(value: Any, field: str = "permissions") -> int:
     return bits
 
 
-def _grantable(access: ServerAccess, bits: int, field: str = "permissions") -> None:
-    if bits & ~int(access.permissions):
-        lacking = Permission(bits & ~int(access.permissions))
+def _grantable(held: Permission, bits: int, field: str = "permissions") -> None:
+    """Nobody grants (or, in an override, denies) a permission they do not hold."""
+    if bits & ~int(held):
+        lacking = Permission(bits & ~int(held))
         names = ", ".join(p.name for p in Permission if p in lacking and p.name)
         raise Forbidden(
             f"you cannot grant permissions you lack: {names}",
@@ -127,7 +128,7 @@ async def create_role(
         access = await access_server(
             conn, actor, server_id, need=Permission.MANAGE_ROLES, lock=True
         )
-        _grantable(access, values.get("permissions", 0))
+        _grantable(access.permissions, values.get("permissions", 0))
         if await q.count_roles(conn, server_id=server_id) >= MAX_ROLES:
             raise Forbidden(f"a server has at most {MAX_ROLES} roles", code="TOO_MANY_ROLES")
         others = [r for r in await q.list_roles(conn, server_id=server_id) if not r.is_default]
@@ -191,7 +192,7 @@ async def update_role(
         elif "name" in values:
             raise BadRequest("@everyone keeps its name", code="INVALID_ROLE_NAME", field="name")
         if "permissions" in values:
-            _grantable(access, values["permissions"] & ~role.permissions)
+            _grantable(access.permissions, values["permissions"] & ~role.permissions)
         holders = None if role.is_default else await q.list_role_holders(conn, role_id=role_id)
         seen = await watch(conn, server_id, user_ids=holders) if "permissions" in values else None
         row = await q.update_role(conn, role_id=role_id, **values)
@@ -318,7 +319,7 @@ async def set_member_role(
             raise BadRequest("everyone holds @everyone", code="CANNOT_ASSIGN_EVERYONE")
         _manageable(access, role)
         if held:  # giving a role grants its permissions: only those you hold yourself
-            _grantable(access, role.permissions)
+            _grantable(access.permissions, role.permissions)
         member = await servers_q.get_member(conn, server_id=server_id, user_id=user_id)
         if member is None:
             raise member_not_found()
@@ -358,7 +359,9 @@ async def set_override(
     reason: str | None,
 ) -> ServerChannelPayload:
     """Set (allow and deny given) or remove (both None) a channel's override for a role
-    or a member (MANAGE_ROLES; a role below your highest; only permissions you hold).
+    or a member: MANAGE_ROLES in the server and in this channel (its overrides apply, as
+    Discord's Manage Permissions does), a role below your highest, and only permissions
+    you hold in this channel.
 
     Raises: NotFound (CHANNEL_NOT_FOUND, ROLE_NOT_FOUND, MEMBER_NOT_FOUND); Forbidden;
     BadRequest (INVALID_PERMISSIONS, OVERRIDE_CONFLICT, NOT_A_SERVER_CHANNEL)."""
@@ -374,6 +377,8 @@ async def set_override(
         access = await access_server(
             conn, actor, server_id, need=Permission.MANAGE_ROLES, lock=True
         )
+        if not channel.can(Permission.MANAGE_ROLES):
+            raise missing(Permission.MANAGE_ROLES, channel.permissions, "in this channel")
         if kind == "role":
             _manageable(access, await _role(conn, server_id, target_id))
         else:
@@ -388,7 +393,7 @@ async def set_override(
                     )
             elif member is not None:
                 check_outranks(access, member)
-        _grantable(access, (allow or 0) | (deny or 0), "allow")
+        _grantable(channel.permissions, (allow or 0) | (deny or 0), "allow")
         touched = await _synced_with(conn, channel.channel)
         seen = await watch(
             conn, server_id, channel_ids=touched, user_ids=[target_id] if kind == "member" else None

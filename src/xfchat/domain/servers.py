@@ -46,7 +46,9 @@ from xfchat.domain.server_views import joined_json, joined_many, server_json
 from xfchat.domain.visibility import settle, watch
 from xfchat.errors import BadRequest, Forbidden, NotFound
 
-ICON_URL = re.compile(r"/api/media/[0-9a-f-]{36}|https?://[^\s]{1,2040}")
+_UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+UPLOADED_ICON = re.compile(rf"/api/media/({_UUID})")  # as media_url writes it, only so
+ICON_URL = re.compile(rf"{UPLOADED_ICON.pattern}|https?://[^\s]{{1,2040}}")
 MAX_SERVERS_PER_USER = 200  # each is a stream every connection of its members follows
 MAX_NAME = 100
 MAX_DESCRIPTION = 1024
@@ -178,6 +180,24 @@ async def list_servers(conn: asyncpg.Connection, actor: Actor) -> list[ServerPay
     return [server_json(r) for r in await q.list_user_servers(conn, user_id=actor.user_id)]
 
 
+async def _check_uploaded_icon(conn: asyncpg.Connection, actor: Actor, url: str) -> None:
+    """An uploaded image given as a new icon must be an icon its setter uploaded: another
+    server's would otherwise be pinned (never freed) or deleted when replaced here.
+
+    Raises: BadRequest (INVALID_ICON_URL)."""
+    uploaded = UPLOADED_ICON.fullmatch(url)
+    if uploaded is None:
+        return
+    found = await media_q.get_media_info(conn, media_id=UUID(uploaded.group(1)))
+    if found is None or found.purpose != "icon" or found.owner_id != actor.user_id:
+        raise BadRequest(
+            "icon_url names an image you did not upload as an icon"
+            " (PUT /api/servers/{id}/icon uploads one)",
+            code="INVALID_ICON_URL",
+            field="icon_url",
+        )
+
+
 async def update_server(
     conn: asyncpg.Connection,
     actor: Actor,
@@ -216,6 +236,8 @@ async def update_server(
         )
         before = await q.get_server(conn, server_id=server_id)
         assert before is not None
+        if icon is not None and icon != before.icon_url:
+            await _check_uploaded_icon(conn, actor, icon)
         row = await q.update_server(
             conn,
             server_id=server_id,

@@ -95,9 +95,10 @@ async def delete_uploaded_icon(conn: asyncpg.Connection, *, url: str | None) -> 
     status = await conn.execute(
         """
         DELETE FROM media WHERE id = $1 AND purpose = 'icon'
-          AND NOT EXISTS (SELECT 1 FROM servers WHERE icon_url = $2)
+          AND NOT EXISTS (SELECT 1 FROM servers WHERE icon_url IN ($2, $3))
         """,
         media_id,
         url,
+        f"{prefix}{media_id}",  # (the form every URL of ours is written in)
     )
     return bool(status != "DELETE 0")

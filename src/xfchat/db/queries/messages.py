@@ -220,6 +220,9 @@ async def get_message_seq(
     return None if value is None else int(value)
 
 
+MAX_EDITS = 50  # earlier versions kept per message, newest first
+
+
 async def update_message_content(
     conn: asyncpg.Connection,
     *,
@@ -229,13 +232,21 @@ async def update_message_content(
     mention_everyone: bool = False,
     mention_roles: list[UUID] | None = None,
 ) -> MessageRow:
-    """Keep the current version in message_edits, then replace it."""
+    """Keep the current version in message_edits (the MAX_EDITS newest are kept), then
+    replace it."""
     await conn.execute(
         """
-        INSERT INTO message_edits (message_id, content, written_at)
-        SELECT id, content, COALESCE(edited_at, created_at) FROM messages WHERE id = $1
+        WITH kept AS (
+            INSERT INTO message_edits (message_id, content, written_at)
+            SELECT id, content, COALESCE(edited_at, created_at) FROM messages WHERE id = $1
+        )
+        DELETE FROM message_edits WHERE message_id = $1 AND id <= (
+            SELECT id FROM message_edits WHERE message_id = $1
+            ORDER BY id DESC OFFSET $2 - 1 LIMIT 1
+        )
         """,
         message_id,
+        MAX_EDITS,
     )
     record = await conn.fetchrow(
         f"""
@@ -283,6 +294,17 @@ async def list_edits(conn: asyncpg.Connection, *, message_id: UUID) -> list[Edit
         message_id,
     )
     return many(EditRow, records)
+
+
+async def count_other_emoji(conn: asyncpg.Connection, *, message_id: UUID, emoji: str) -> int:
+    """How many different emoji other than `emoji` the message's reactions use."""
+    return int(
+        await conn.fetchval(
+            "SELECT count(DISTINCT emoji) FROM reactions WHERE message_id = $1 AND emoji <> $2",
+            message_id,
+            emoji,
+        )
+    )
 
 
 async def insert_reaction(
