@@ -38,6 +38,8 @@ class XFChatError(Exception):
         out: dict[str, Any] = {"code": self.code, "message": self.message}
         if self.field is not None:
             out["field"] = self.field
+        if self.code == "VALIDATION_ERROR":  # one shape with the validator's (api/errors.py)
+            out["errors"] = [{"field": self.field or "body", "message": self.message}]
         out.update(self.extra)
         return out
 

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 
 from tests.conftest import make_settings
-from tests.factories import AppWith
+from tests.factories import AppWith, MakeUser
 from tests.support import METRICS_HEADERS
 from xfchat.app import create_app
 from xfchat.db.embedded import throwaway
@@ -106,6 +106,28 @@ async def test_wrong_type_is_400_naming_the_field(echo_client: httpx.AsyncClient
     body = response.json()
     assert body["code"] == "VALIDATION_ERROR" and body["field"] == "count"
     assert body["message"].startswith("count: ")
+
+
+async def test_a_validation_error_the_code_raises_has_the_validators_shape(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """`errors` lists the offending fields whether the request's model or the code found
+    them: clients parse one shape."""
+    user = await make_user()
+    mine = await client.delete(
+        "/api/conversations/00000000-0000-0000-0000-000000000000/participants/nobody",
+        headers=user.headers,
+    )
+    assert mine.status_code == 400, mine.text
+    assert mine.json() == {
+        "code": "VALIDATION_ERROR",
+        "message": "user_id is a user id or @me",
+        "field": "user_id",
+        "errors": [{"field": "user_id", "message": "user_id is a user id or @me"}],
+    }
+    models = await client.get("/api/users/@me/mentions?limit=0", headers=user.headers)
+    assert models.json()["code"] == "VALIDATION_ERROR"
+    assert [e["field"] for e in models.json()["errors"]] == ["limit"]
 
 
 async def test_missing_body_is_400(echo_client: httpx.AsyncClient) -> None:

@@ -210,7 +210,11 @@ REACTION_REMOVED = EventType(
 )
 MESSAGE_PINNED = EventType("message.pinned", C, PinPayload, "A message was pinned.")
 MESSAGE_UNPINNED = EventType(
-    "message.unpinned", C, PinPayload, "A message was unpinned (deleting one unpins it too)."
+    "message.unpinned",
+    C,
+    PinPayload,
+    "A message was unpinned. Deleting a pinned message is only `message.deleted` (it leaves"
+    " the pins with it).",
 )
 READ_STATE_UPDATED = EventType(
     "read_state.updated", C, ReadStatePayload, "Someone has read up to `last_read_seq`."
