@@ -128,6 +128,82 @@ async def test_overrides_need_manage_roles_in_the_channel_and_grant_only_what_it
     assert ok.status_code == 200, ok.text
 
 
+async def test_what_moves_a_categorys_overrides_needs_them_held_in_the_channel(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """Second round: unsyncing a channel, moving it out of its category or deleting the
+    category lifted the category's overrides with server-wide MANAGE_ROLES alone; an
+    override on a category reached synced channels where the setter lacked MANAGE_ROLES;
+    clearing or deleting an override lifted denies the setter did not hold."""
+    ann, mod, ben = await make_user("ann"), await make_user("mod"), await make_user("ben")
+    srv = await community(client, ann, mod, ben)
+    powers = P.MANAGE_ROLES | P.MANAGE_CHANNELS | P.SEND_MESSAGES
+    mods = await role(client, srv, ann, "mods", int(powers), mod)
+    staff = (await server_channel(client, srv, ann, "staff", kind="category"))["id"]
+    for target, allow, deny in (
+        (srv.everyone_role, 0, P.VIEW_CHANNEL),
+        (mods, P.VIEW_CHANNEL, P.MANAGE_ROLES),
+    ):
+        set_ = await override(client, ann, staff, "role", target, int(allow), int(deny))
+        assert set_.status_code == 200, set_.text
+    y, z = [(await server_channel(client, srv, ann, n, parent_id=staff))["id"] for n in "yz"]
+
+    async def ben_reads(channel: str) -> int:
+        return (
+            await client.get(f"/api/channels/{channel}/messages", headers=ben.headers)
+        ).status_code
+
+    assert await ben_reads(y) == 404
+    tries = [
+        client.patch(f"/api/channels/{y}", headers=mod.headers, json={"permissions_synced": False}),
+        client.patch(f"/api/channels/{z}", headers=mod.headers, json={"parent_id": None}),
+        client.delete(f"/api/channels/{staff}", headers=mod.headers),
+        override(client, mod, staff, "role", srv.everyone_role, 0, 0),
+    ]
+    for attempt in tries:
+        refused = await attempt
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["code"] == "MISSING_PERMISSIONS"
+    assert await ben_reads(y) == 404 and await ben_reads(z) == 404
+    # Into a category of one's own: its overrides would silence a channel where mod
+    # lacks MANAGE_ROLES.
+    modcat = (await server_channel(client, srv, mod, "modcat", kind="category"))["id"]
+    q = (await server_channel(client, srv, ann, "q"))["id"]
+    assert (await override(client, ann, q, "role", mods, deny=int(P.MANAGE_ROLES))).is_success
+    no_send = int(P.SEND_MESSAGES)
+    silence = await override(client, mod, modcat, "role", srv.everyone_role, 0, no_send)
+    assert silence.status_code == 200, silence.text
+    moved = await client.patch(
+        f"/api/channels/{q}",
+        headers=mod.headers,
+        json={"parent_id": modcat, "permissions_synced": True},
+    )
+    assert moved.status_code == 403, moved.text
+    # A category's override reaching a synced channel where mod lacks MANAGE_ROLES.
+    cat = (await server_channel(client, srv, ann, "cat", kind="category"))["id"]
+    x = (await server_channel(client, srv, ann, "x", parent_id=cat))["id"]
+    assert (await override(client, ann, x, "role", mods, deny=int(P.MANAGE_ROLES))).is_success
+    hide = await override(client, mod, cat, "role", srv.everyone_role, deny=int(P.VIEW_CHANNEL))
+    assert hide.status_code == 403 and await ben_reads(x) == 200
+    # Clearing or deleting a deny of what mod does not hold there.
+    news = (await server_channel(client, srv, ann, "news"))["id"]
+    assert (await override(client, ann, news, "role", srv.everyone_role, deny=no_send)).is_success
+    cleared = await override(client, mod, news, "role", srv.everyone_role, 0, 0)
+    assert cleared.status_code == 403 and cleared.json()["missing"] == "SEND_MESSAGES"
+    gone = await client.delete(
+        f"/api/channels/{news}/overrides/role/{srv.everyone_role}", headers=mod.headers
+    )
+    assert gone.status_code == 403
+    assert await ben_reads(news) == 200
+    said = await client.post(
+        f"/api/channels/{news}/messages", headers=ben.headers, json={"content": "hi"}
+    )
+    assert said.status_code == 403
+    # The owner holds everything: all of it is hers to do.
+    assert (await client.delete(f"/api/channels/{staff}", headers=ann.headers)).status_code == 204
+    assert await ben_reads(y) == 200
+
+
 # ---------------------------------------------------------------- FINDING: deleted text
 
 

@@ -112,6 +112,33 @@ async def access_channel(
     return ChannelAccess(channel, compute_permissions(facts), facts.closed)
 
 
+def override_bits(rows: list[channels_q.OverrideRow]) -> int:
+    """Every permission some of these overrides allow or deny."""
+    bits = 0
+    for row in rows:
+        bits |= row.allow | row.deny
+    return bits
+
+
+async def may_change_overrides(
+    conn: asyncpg.Connection, actor: Actor, channel_ids: list[UUID], bits: int
+) -> None:
+    """Changing which overrides apply in these channels (setting or removing one, a
+    category's reaching its synced channels, a channel joining or leaving its category's)
+    needs MANAGE_ROLES in each, and every permission the change allows, denies or lifts
+    held there: nobody grants what they do not hold, as Discord judges it per channel.
+
+    Raises: Forbidden (MISSING_PERMISSIONS, with `missing`)."""
+    need = Permission.MANAGE_ROLES | Permission(bits)
+    for channel_id in channel_ids:
+        found = await q.get_channel_access(conn, channel_id=channel_id, user_id=actor.user_id)
+        held = compute_permissions(found[1]) if found is not None else Permission(0)
+        if Permission.VIEW_CHANNEL not in held:
+            held = Permission(0)
+        if need & ~held:
+            raise missing(need, held, "in every channel the change applies to")
+
+
 @dataclass(frozen=True)
 class VisibleChannel:
     channel_id: UUID

@@ -17,7 +17,12 @@ import asyncpg
 from xfchat.db.queries import channels as channels_q
 from xfchat.db.queries import roles as q
 from xfchat.db.queries import servers as servers_q
-from xfchat.domain.access import ServerAccess, access_channel, access_server, missing
+from xfchat.domain.access import (
+    ServerAccess,
+    access_channel,
+    access_server,
+    may_change_overrides,
+)
 from xfchat.domain.accounts import Actor
 from xfchat.domain.event_payloads import (
     RolePayload,
@@ -359,9 +364,9 @@ async def set_override(
     reason: str | None,
 ) -> ServerChannelPayload:
     """Set (allow and deny given) or remove (both None) a channel's override for a role
-    or a member: MANAGE_ROLES in the server and in this channel (its overrides apply, as
-    Discord's Manage Permissions does), a role below your highest, and only permissions
-    you hold in this channel.
+    or a member: MANAGE_ROLES in the server, a role below your highest, and MANAGE_ROLES
+    and every permission the change sets or lifts held in this channel and, for a
+    category, in each channel following it (`may_change_overrides`).
 
     Raises: NotFound (CHANNEL_NOT_FOUND, ROLE_NOT_FOUND, MEMBER_NOT_FOUND); Forbidden;
     BadRequest (INVALID_PERMISSIONS, OVERRIDE_CONFLICT, NOT_A_SERVER_CHANNEL)."""
@@ -377,8 +382,6 @@ async def set_override(
         access = await access_server(
             conn, actor, server_id, need=Permission.MANAGE_ROLES, lock=True
         )
-        if not channel.can(Permission.MANAGE_ROLES):
-            raise missing(Permission.MANAGE_ROLES, channel.permissions, "in this channel")
         if kind == "role":
             _manageable(access, await _role(conn, server_id, target_id))
         else:
@@ -393,12 +396,21 @@ async def set_override(
                     )
             elif member is not None:
                 check_outranks(access, member)
-        _grantable(channel.permissions, (allow or 0) | (deny or 0), "allow")
         touched = await _synced_with(conn, channel.channel)
+        role_id, user_id = (target_id, None) if kind == "role" else (None, target_id)
+        old = next(
+            (
+                (o.allow, o.deny)
+                for o in await channels_q.list_overrides(conn, channel_ids=[channel_id])
+                if o.role_id == role_id and o.user_id == user_id
+            ),
+            (0, 0),
+        )  # what changes: set, lifted or both (removing a deny grants as much as an allow)
+        changed = (old[0] ^ (allow or 0)) | (old[1] ^ (deny or 0))
+        await may_change_overrides(conn, actor, touched, changed)
         seen = await watch(
             conn, server_id, channel_ids=touched, user_ids=[target_id] if kind == "member" else None
         )
-        role_id, user_id = (target_id, None) if kind == "role" else (None, target_id)
         if allow is None and deny is None:
             await channels_q.delete_permission_override(
                 conn, channel_id=channel_id, role_id=role_id, user_id=user_id

@@ -20,6 +20,8 @@ from xfchat.domain.access import (
     access_channel,
     access_server,
     channel_not_found,
+    may_change_overrides,
+    override_bits,
     server_viewers,
 )
 from xfchat.domain.accounts import Actor
@@ -205,6 +207,13 @@ async def update_channel(
         if moves:
             # Which overrides apply changes: as much a permission change as editing them.
             await access_server(conn, actor, channel.server_id, need=Permission.MANAGE_ROLES)
+            parent = values["parent_id"] if "parent_id" in values else channel.parent_id
+            synced = values.get("permissions_synced", channel.permissions_synced)
+            before = channel.parent_id if channel.permissions_synced else None
+            after = parent if synced else None
+            layers = [c for c in {before, after} if c is not None] if before != after else []
+            bits = override_bits(await q.list_overrides(conn, channel_ids=layers))
+            await may_change_overrides(conn, actor, [channel_id], bits)
         seen = await watch(conn, channel.server_id, channel_ids=[channel_id]) if moves else None
         row = await q.update_channel(
             conn,
@@ -255,6 +264,9 @@ async def delete_channel(
             # category, so the answer does not tell whether it holds channels one
             # cannot see.
             await access_server(conn, actor, channel.server_id, need=Permission.MANAGE_ROLES)
+            synced = [r.id for r in rows if r.parent_id == channel_id and r.permissions_synced]
+            bits = override_bits(await q.list_overrides(conn, channel_ids=[channel_id]))
+            await may_change_overrides(conn, actor, synced, bits)
         seen = await watch(conn, channel.server_id, channel_ids=[channel_id, *children])
         # Its voice states go with it (ON DELETE CASCADE): `channel.hidden` says so.
         await q.delete_channel(conn, channel_id=channel_id)
