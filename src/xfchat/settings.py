@@ -240,6 +240,11 @@ class Settings(DatabaseSettings):
         default=RateLimit(30, 60), validation_alias=_env("XFCHAT_RATE_ATTACHMENTS_USER")
     )
 
+    # Friend requests sent per user (each one notifies its target).
+    rate_friend_requests_user: RateLimitSetting = Field(
+        default=RateLimit(20, 3600), validation_alias=_env("XFCHAT_RATE_FRIEND_REQUESTS_USER")
+    )
+
     # Search: searches per user, how long one may run, and how many run at once per
     # process (the others wait, within the same time budget).
     rate_search_user: RateLimitSetting = Field(

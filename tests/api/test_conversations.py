@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from uuid import UUID
+
+import asyncpg
 import httpx
 
 from tests import factories
@@ -82,6 +85,34 @@ async def test_group_owner_adds_removes_and_ownership_passes_on_leave(
         f"/api/conversations/{gid}", headers=dan.headers, json={"name": "new"}
     )
     assert renamed.status_code == 200 and renamed.json()["name"] == "new"
+
+
+async def test_the_last_one_out_deletes_the_group_and_what_it_held(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    """Was: a group everyone had left stayed for ever with its messages and files,
+    reachable by nobody and counted by nothing (so past the conversation cap)."""
+    ann, ben = await make_user("ann"), await make_user("ben")
+    group = await factories.group(client, ann, ben, name="crew")
+    gid = group["id"]
+    sent = await client.post(
+        f"/api/channels/{gid}/messages",
+        headers=ann.headers,
+        data={"content": "bye"},
+        files=[("files", ("a.txt", b"abc", "text/plain"))],
+    )
+    assert sent.status_code == 201, sent.text
+    for who in (ben, ann):
+        left = await client.delete(
+            f"/api/conversations/{gid}/participants/@me", headers=who.headers
+        )
+        assert left.status_code == 204
+        kept = await conn.fetchval("SELECT count(*) FROM channels WHERE id = $1", UUID(gid))
+        assert kept == (1 if who is ben else 0)
+    assert await conn.fetchval("SELECT count(*) FROM messages") == 0
+    assert await conn.fetchval("SELECT count(*) FROM files") == 0
+    types = [t for t, _ in await factories.events_of(conn, "user", ann.id)]
+    assert types[-1] == "conversation.removed"
 
 
 async def test_a_group_holds_at_most_25(client: httpx.AsyncClient, make_user: MakeUser) -> None:

@@ -111,6 +111,24 @@ async def test_the_api_is_limited_per_user(app_with: AppWith, make_user: MakeUse
     assert (await client.get("/api/users/@me", headers=other.headers)).status_code == 200
 
 
+async def test_friend_requests_are_limited_per_sender(
+    app_with: AppWith, make_user: MakeUser
+) -> None:
+    """Sending and cancelling a request over and over notified its target each time."""
+    ann, ben, cid = await make_user(), await make_user(), await make_user()
+    client = await app_with(rate_friend_requests_user="3/300")
+    url = "/api/users/@me/friend-requests"
+    for _ in range(3):
+        sent = await client.post(url, headers=ann.headers, json={"username": ben.username})
+        assert sent.status_code == 201, sent.text
+        gone = await client.delete(f"{url}/{sent.json()['id']}", headers=ann.headers)
+        assert gone.status_code == 204, gone.text
+    limited = await client.post(url, headers=ann.headers, json={"username": ben.username})
+    assert_limited(limited, 3, "friend_requests")
+    sent = await client.post(url, headers=cid.headers, json={"username": ben.username})
+    assert sent.status_code == 201  # per sender
+
+
 async def test_a_limit_lifts_when_its_window_ends(app_with: AppWith, make_user: MakeUser) -> None:
     user = await make_user()
     client = await app_with(rate_api_user="2/2")

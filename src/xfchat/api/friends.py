@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
-from xfchat.api.deps import Conn, CurrentActor
+from xfchat.api.deps import Conn, CurrentActor, check_limit, get_settings
 from xfchat.api.models import Text, UserPublic
 from xfchat.domain import friends
 
@@ -67,10 +67,14 @@ async def get_friend_requests(actor: CurrentActor, conn: Conn) -> FriendRequests
     responses={200: {"model": FriendRequestOut, "description": "They had asked you: now accepted"}},
 )
 async def post_friend_request(
-    body: FriendRequestIn, actor: CurrentActor, conn: Conn, response: Response
+    body: FriendRequestIn, actor: CurrentActor, conn: Conn, response: Response, request: Request
 ) -> FriendRequestOut:
     """Send a request by username. If that user had already asked you, this accepts
-    their request (200, status "accepted")."""
+    their request (200, status "accepted"). Each one counts in `friend_requests`
+    (XFCHAT_RATE_FRIEND_REQUESTS_USER): a request notifies its target, and sending and
+    cancelling over and over would flood anyone's stream."""
+    rule = get_settings(request).rate_friend_requests_user
+    await check_limit(request, "friend_requests", str(actor.user_id), rule, conn)
     view = await friends.send_friend_request(conn, actor, username=body.username)
     if view.request.status == "accepted":
         response.status_code = 200

@@ -358,7 +358,8 @@ async def remove_participant(
     conn: asyncpg.Connection, actor: Actor, conversation_id: UUID, user_id: UUID
 ) -> None:
     """The owner removes someone, or anyone leaves (removes themself). When the owner
-    leaves, the longest-standing participant becomes the owner.
+    leaves, the longest-standing participant becomes the owner; when the last one leaves,
+    the conversation is deleted, its messages and files with it.
 
     Raises:
         Forbidden: NOT_CONVERSATION_OWNER. BadRequest: NOT_A_GROUP.
@@ -383,6 +384,10 @@ async def remove_participant(
                 channel.id, {"channel_id": str(channel.id), "user_id": str(user_id)}
             ),
         ]
+        if not people:  # the last one out: nobody could reach it again, so it goes
+            await emit_many(conn, events)  # (its messages and files with it)
+            await channels_q.delete_channel(conn, channel_id=channel.id)
+            return
         if channel.owner_id == user_id:
             channel = await q.update_group(
                 conn,
