@@ -64,6 +64,17 @@ def run_cli(
     )
 
 
+def reading_nothing(base: str, head: bytes) -> socket.socket:
+    """A client of the server at `base` that sent `head` and will read nothing: its
+    receive buffer is as small as the kernel allows, so the server's fills at once."""
+    host, port = base.removeprefix("http://").split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((host, int(port)))
+    sock.sendall(head)
+    return sock
+
+
 def fatal_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if "FATAL" in line]
 

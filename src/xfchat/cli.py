@@ -140,13 +140,13 @@ def _quiet_server_class() -> type:
 
 def _limits(settings: Settings) -> dict[str, Any]:
     """What uvicorn is told of the request limits (api/http_limits.py)."""
-    from xfchat.api.http_limits import AFTER_IDENTIFY, GuardedWebSocketProtocol, http_protocol
+    from xfchat.api.http_limits import AFTER_IDENTIFY, http_protocol, ws_protocol
 
     return {
         "http": http_protocol(
             settings.max_header_bytes, settings.max_headers, settings.header_timeout_s
         ),
-        "ws": GuardedWebSocketProtocol,
+        "ws": ws_protocol(settings.header_timeout_s),
         "ws_max_size": AFTER_IDENTIFY,
         "ws_per_message_deflate": settings.gateway_compression,
     }

@@ -15,8 +15,9 @@ import psutil
 import pytest
 import websockets
 
+from tests import factories
 from tests.factories import MakeUser
-from tests.support import METRICS_HEADERS, Servers, free_port
+from tests.support import METRICS_HEADERS, Servers, free_port, reading_nothing
 from xfchat.api.http_limits import CONTROL_BURST, UNIDENTIFIED_BYTES
 
 MIB = 1 << 20
@@ -56,6 +57,12 @@ def send_until_cut(sock: socket.socket, head: bytes, filler: bytes, total: int) 
     except (BrokenPipeError, ConnectionResetError):
         pass
     return sent
+
+
+UPGRADE = (  # a WebSocket handshake to the gateway, as a client sends it
+    b"GET /api/gateway HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+)
 
 
 @pytest.fixture
@@ -202,11 +209,10 @@ def test_a_client_that_reads_nothing_of_its_answers_is_cut(edge: tuple[int, str]
     that read none of them, held the connection (and megabytes of buffers) for as long
     as the client liked; no account needed, so any number of them."""
     _, base = edge
-    host, port = base.removeprefix("http://").split(":")
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect((host, int(port)))
-    sock.sendall(b"GET /docs/assets/swagger-ui-bundle.js HTTP/1.1\r\nHost: x\r\n\r\n" * 8)
+    port = base.rsplit(":", 1)[1]
+    sock = reading_nothing(
+        base, b"GET /docs/assets/swagger-ui-bundle.js HTTP/1.1\r\nHost: x\r\n\r\n" * 8
+    )
     mine = sock.getsockname()[1]
 
     def held() -> bool:  # the server still has this connection
@@ -223,6 +229,50 @@ def test_a_client_that_reads_nothing_of_its_answers_is_cut(edge: tuple[int, str]
     assert httpx.get(f"{base}/health").status_code == 200
 
 
+async def test_a_gateway_client_that_reads_nothing_is_reset(
+    edge: tuple[int, str], make_user: MakeUser
+) -> None:
+    """main: a gateway connection whose client read nothing held its socket (and megabytes
+    of kernel buffers) for ever once the gateway gave up on it: the close waited for a
+    drain that never came, and the connection no longer counted in the user's limit."""
+    _, base = edge
+    async with httpx.AsyncClient(base_url=base, timeout=30) as api:
+        ann, ben, dm = await factories.pair(api, make_user)
+        port = base.rsplit(":", 1)[1]
+        sock = reading_nothing(base, UPGRADE)
+        sock.settimeout(10)
+        hello = b""
+        while b"heartbeat_interval" not in hello:
+            hello += sock.recv(4096)
+        identify = json.dumps({"op": 2, "d": {"token": ben.access_token}}).encode()
+        sock.sendall(b"\x81\xfe" + len(identify).to_bytes(2, "big") + b"\0\0\0\0" + identify)
+        mine = sock.getsockname()[1]
+
+        def held() -> bool:  # the server still has this connection
+            return any(
+                c.laddr and c.raddr and c.laddr.port == int(port) and c.raddr.port == mine
+                for c in psutil.net_connections(kind="tcp")
+            )
+
+        gate = asyncio.Semaphore(8)
+
+        async def say(n: int) -> None:
+            async with gate:
+                sent = await api.post(
+                    f"/api/channels/{dm}/messages",
+                    headers=ann.headers,
+                    json={"content": f"{n} " + "x" * 3990},
+                )
+                assert sent.status_code == 201, sent.text
+
+        await asyncio.gather(*(say(n) for n in range(1500)))  # about 6 MB of events
+        deadline = time.monotonic() + 40  # a bound on the test, past the 3 s stall
+        while held() and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        assert not held()
+        sock.close()
+
+
 async def test_a_flood_of_websocket_pings_closes_the_connection(
     edge: tuple[int, str], make_user: MakeUser
 ) -> None:
@@ -232,10 +282,7 @@ async def test_a_flood_of_websocket_pings_closes_the_connection(
     CONTROL_BURST pings at once, then CONTROL_RATE a second."""
     _, base = edge
     sock = raw_connection(base)
-    sock.sendall(
-        b"GET /api/gateway HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-    )
+    sock.sendall(UPGRADE)
     ping = b"\x89\x84\x00\x00\x00\x00ping"  # (masked with zeros, as a client must mask)
     send_until_cut(sock, b"", ping * 1000, len(ping) * 50_000)
     answer = read_answer(sock)  # until the server closes it (main: 45 s later, all answered)
@@ -292,6 +339,28 @@ def test_what_the_parser_or_the_handshake_refuses_is_answered_in_json(
         assert b"content-type: application/json" in head.lower(), head
         error = json.loads(body)
         assert error["code"] == code and error["message"], error
+
+
+def test_a_text_frame_that_is_not_utf8_closes_1007_without_a_traceback(
+    servers: Servers,
+) -> None:
+    """main: uvicorn logged each one as an ERROR with a traceback, one per connection
+    anyone may open."""
+    proc, base = servers.start()
+    sock = raw_connection(base)
+    sock.sendall(UPGRADE)
+    sock.settimeout(10)
+    hello = b""
+    while b"heartbeat_interval" not in hello:  # (the 101 and HELLO: the socket is open)
+        hello += sock.recv(4096)
+    sock.sendall(b"\x81\x82\x00\x00\x00\x00\xff\xfe")  # text, masked with zeros
+    answer = hello + read_answer(sock)
+    sock.close()
+    assert answer.startswith(b"HTTP/1.1 101 "), answer[:100]
+    assert b"\x88" in answer and b"\x03\xef" in answer  # a close frame, code 1007
+    assert httpx.get(f"{base}/health").status_code == 200
+    log = proc.output
+    assert "Traceback" not in log and "Invalid UTF-8" not in log, log[-2000:]
 
 
 async def test_a_16_mib_frame_before_identify_closes_1009_unread(edge: tuple[int, str]) -> None:

@@ -8,7 +8,6 @@ import contextlib
 import math
 import shutil
 import signal
-import socket
 import uuid
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from tests import factories
 from tests.conftest import make_settings
 from tests.factories import MakeUser, TestUser
 from tests.realtime.clients import sse_stream
-from tests.support import METRICS_HEADERS, Servers
+from tests.support import METRICS_HEADERS, Servers, reading_nothing
 from xfchat.db.embedded import throwaway
 from xfchat.db.migrate import Migrator
 from xfchat.db.pool import create_pool
@@ -161,13 +160,10 @@ async def test_a_stalled_client_does_not_hold_up_the_others(
         group = (await factories.group(api, ann, ben, cid))["id"]
         count, text = 1400, "x" * 3990  # about 6 MB that the stalled reader never reads
         async with sse_stream(base, cid.access_token) as healthy:
-            host, port = base.removeprefix("http://").split(":")
-            stalled = socket.socket()
-            stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            stalled.connect((host, int(port)))
-            stalled.sendall(
+            stalled = reading_nothing(
+                base,
                 f"GET /api/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
-                f"{ben.access_token}\r\n\r\n".encode()
+                f"{ben.access_token}\r\n\r\n".encode(),
             )
 
             async def sender(k: int) -> None:

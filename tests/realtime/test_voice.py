@@ -132,8 +132,13 @@ async def test_two_in_a_voice_channel_exchange_offer_answer_and_candidates_and_n
         await signal_to(ann_tab, ben, "candidate", candidates[1])
         assert (await error(ann_tab, frames["tab"]))["code"] == "NOT_IN_VOICE"
         too_big = {"type": "offer", "sdp": "a" * 16_400}
+        too_deep: dict[str, object] = {}
+        inner = too_deep
+        for _ in range(300):  # (read, but deeper than orjson writes: was a traceback, 500)
+            inner["a"] = inner = {}
         for bad in (
             {"to": str(ann.id), "kind": "offer", "data": too_big},
+            {"to": str(ann.id), "kind": "offer", "data": too_deep},
             {"to": str(ann.id), "kind": "hello", "data": {}},
             {"to": "ann", "kind": "offer", "data": {}},
             {"to": str(ann.id), "kind": "offer", "data": "v=0"},

@@ -85,6 +85,22 @@ RAW_CYCLE = "xfchat.cycle"
 _PHRASES = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 
 
+def _cancelled(timer: asyncio.TimerHandle | None) -> asyncio.TimerHandle | None:
+    """Cancel `timer` if there is one; None, for the attribute that held it."""
+    if timer is not None:
+        timer.cancel()
+    return None
+
+
+def _reset(transport: asyncio.Transport) -> None:
+    """Reset a connection: what the kernel still holds for the client goes too (a close,
+    even an abort, leaves it sending that to a client that reads nothing)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
 class _Refused(Exception):
     """Raised inside a parser callback: the head broke a limit."""
 
@@ -113,9 +129,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self._deadline = self.loop.call_later(self.header_timeout_s, self._too_slow)
 
     def _disarm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+        self._deadline = _cancelled(self._deadline)
 
     def _too_slow(self) -> None:
         self._deadline = None
@@ -181,19 +195,12 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().resume_writing()
 
     def _unstall(self) -> None:
-        if self._stall is not None:
-            self._stall.cancel()
-            self._stall = None
+        self._stall = _cancelled(self._stall)
 
     def _stalled(self) -> None:
-        """Reset the connection: what the kernel still holds for the client goes too (a
-        close, even an abort, leaves it sending that to a client that reads nothing)."""
         self._stall = None
         self._drop()
-        sock = self.transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        self.transport.abort()
+        _reset(self.transport)
 
     def data_received(self, data: bytes) -> None:
         if self._refusal is not None:
@@ -334,8 +341,13 @@ class _BodyClock:
 
 
 class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
+    # A client that takes nothing for this long is reset, as an HTTP one is (SEND_STALL
+    # times the head's deadline): closing leaves the kernel sending it what it holds.
+    stall_s = 30.0
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._stall: asyncio.TimerHandle | None = None
         self.conn.max_message_size = BEFORE_IDENTIFY
         plain_reject = self.conn.reject
 
@@ -363,6 +375,40 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
             super().data_received(data[:room])
         if self._unidentified > UNIDENTIFIED_BYTES and not self.transport.is_closing():
             self.transport.close()
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._stall is None:
+            self._stall = self.loop.call_later(self.stall_s, self._stalled)
+
+    def resume_writing(self) -> None:
+        self._unstall()
+        super().resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._unstall()
+        super().connection_lost(exc)
+
+    def _unstall(self) -> None:
+        self._stall = _cancelled(self._stall)
+
+    def _stalled(self) -> None:
+        self._stall = None
+        _reset(self.transport)
+
+    def send_receive_event_to_app(self) -> None:
+        """A text message that is not UTF-8 is closed 1007 quietly: uvicorn's own path
+        logs it as an error with a traceback, one per connection anyone may open."""
+        if self.curr_msg_data_type == "text" and not self.close_sent:
+            data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
+            try:
+                data.decode()
+            except UnicodeDecodeError:
+                self.frames = []
+                self.conn.send_close(1007, "text frames are UTF-8")
+                self.handle_parser_exception()
+                return
+        super().send_receive_event_to_app()
 
     def handle_ping(self) -> None:
         if self._take_control():
@@ -440,6 +486,16 @@ def text_sender(ws: WebSocket) -> Callable[[list[str]], Awaitable[None]]:
             await ws.send_text(text)
 
     return one_by_one
+
+
+def ws_protocol(header_timeout_s: float) -> type[GuardedWebSocketProtocol]:
+    """The WebSocket protocol class for uvicorn's `ws=`: a stalled client is reset after
+    SEND_STALL times the head's deadline, as an HTTP one."""
+    return type(
+        "XFChatWebSocketProtocol",
+        (GuardedWebSocketProtocol,),
+        {"stall_s": header_timeout_s * SEND_STALL},
+    )
 
 
 def http_protocol(

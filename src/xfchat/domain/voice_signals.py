@@ -50,7 +50,11 @@ def parse_signal(d: Any) -> tuple[UUID, str, Any]:
     data = d.get("data")
     if not isinstance(data, dict) and not (kind == "candidate" and data is None):
         raise _invalid("data is a JSON object (a candidate's may be null)", "data")
-    if len(orjson.dumps(data)) > MAX_SIGNAL_BYTES:
+    try:
+        size = len(orjson.dumps(data))
+    except orjson.JSONEncodeError:  # nested deeper than orjson writes (254), which it reads
+        raise _invalid("data nests too deep", "data") from None
+    if size > MAX_SIGNAL_BYTES:
         raise _invalid(f"data is at most {MAX_SIGNAL_BYTES} bytes of JSON", "data")
     return to, kind, data
 
