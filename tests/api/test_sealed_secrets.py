@@ -58,6 +58,11 @@ async def insert_secret(
     )
 
 
+def altered(sealed: str) -> str:
+    """`sealed` with one character of its ciphertext changed."""
+    return sealed[:-2] + ("A" if sealed[-2] != "A" else "B") + sealed[-1]
+
+
 def with_keys(settings: Settings, *keys: str) -> Settings:
     return settings.model_copy(update={"totp_keys": [SecretStr(k) for k in keys]})
 
@@ -81,9 +86,8 @@ async def test_a_secret_is_stored_sealed_and_opens_only_for_its_user(
     assert keys.is_current(sealed) and keys.open(user.id, sealed) == secret
     with pytest.raises(SealError):
         keys.open(other.id, sealed)
-    flipped = sealed[:-2] + ("A" if sealed[-2] != "A" else "B") + sealed[-1]
     with pytest.raises(SealError):
-        keys.open(user.id, flipped)
+        keys.open(user.id, altered(sealed))
     # Copied into another user's row, it opens for nobody: that login cannot be checked
     # (503 and an error in the log, not a wrong code).
     _, other_codes = await turn_on(client, other)
@@ -163,18 +167,17 @@ async def test_a_missing_key_refuses_the_start_and_its_codes_are_not_wrong_codes
 async def test_an_altered_seal_refuses_the_start_and_a_lost_set_up_is_dropped(
     make_user: MakeUser, conn: asyncpg.Connection, settings: Settings
 ) -> None:
-    altered, pending = await make_user(), await make_user()
+    altered_one, pending = await make_user(), await make_user()
     old = random_secret()
-    sealed = Keyring([old]).seal(altered.id, pyotp.random_base32())
-    flipped = sealed[:-2] + ("A" if sealed[-2] != "A" else "B") + sealed[-1]
-    await insert_secret(conn, altered.id, flipped)
+    sealed = Keyring([old]).seal(altered_one.id, pyotp.random_base32())
+    await insert_secret(conn, altered_one.id, altered(sealed))
     lost = Keyring([random_secret()]).seal(pending.id, pyotp.random_base32())
     await insert_secret(conn, pending.id, lost, confirmed=False)
     listed = with_keys(settings, random_secret(), old)
     with pytest.raises(SettingsError, match=r"1 two-factor secret\(s\) do not open"):
         await seal_at_start(listed)
     assert await stored(conn, pending.id) == lost  # a refused start writes nothing
-    await conn.execute("DELETE FROM user_totp WHERE user_id = $1", altered.id)
+    await conn.execute("DELETE FROM user_totp WHERE user_id = $1", altered_one.id)
     assert "(1 unconfirmed set-ups to drop)" in await seal_at_start(listed, write=False)
     assert await stored(conn, pending.id) == lost
     assert "0 sealed again" in (line := await seal_at_start(listed))

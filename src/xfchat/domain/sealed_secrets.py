@@ -72,10 +72,9 @@ class Keyring:
     """Seals under its first key, opens under any (each given as the text of a setting)."""
 
     def __init__(self, materials: Sequence[str]) -> None:
-        if not materials:
-            raise ValueError("a keyring needs a key")
         keys = list(dict.fromkeys(_derive(m) for m in materials))
         self.current = _key_id(keys[0])
+        self.prefix = f"{VERSION}.{self.current}."  # of what it seals
         self._ciphers = {_key_id(k): AESGCM(k) for k in keys}
         if len(self._ciphers) != len(keys):  # (32 bits: as good as never)
             raise SettingsError("XFCHAT_TOTP_KEYS: two keys have the same id: replace one")
@@ -84,7 +83,7 @@ class Keyring:
         nonce = os.urandom(NONCE_BYTES)
         sealed = self._ciphers[self.current].encrypt(nonce, secret.encode(), _AAD + user_id.bytes)
         body = base64.urlsafe_b64encode(nonce + sealed).rstrip(b"=").decode()
-        return f"{VERSION}.{self.current}.{body}"
+        return self.prefix + body
 
     def open(self, user_id: UUID, stored: str) -> str:
         """The secret `stored` holds (a secret stored in the clear is itself).
@@ -106,7 +105,7 @@ class Keyring:
         return plain.decode()
 
     def is_current(self, stored: str) -> bool:
-        return stored.startswith(f"{VERSION}.{self.current}.")
+        return stored.startswith(self.prefix)
 
 
 @functools.lru_cache(maxsize=4)
@@ -137,7 +136,7 @@ async def reseal(conn: asyncpg.Connection, keys: Keyring, *, write: bool = True)
     sealed = dropped = broken = 0
     missing: dict[str, int] = {}
     while rows := await q.list_secrets_to_seal(
-        conn, key_id=keys.current, after=after, limit=RESEAL_BATCH
+        conn, prefix=keys.prefix, after=after, limit=RESEAL_BATCH
     ):
         after = rows[-1].user_id
         changes: list[q.SecretChange] = []
@@ -161,11 +160,13 @@ async def reseal(conn: asyncpg.Connection, keys: Keyring, *, write: bool = True)
     return Resealed(sealed, dropped, missing, broken)
 
 
-async def seal_again(conn: asyncpg.Connection, keys: Keyring, user_id: UUID, stored: str) -> None:
-    """After a secret opened: store it sealed under the current key if it is not (a
-    process on an older key list, or before 0029, wrote it since the start)."""
+async def seal_again(
+    conn: asyncpg.Connection, keys: Keyring, user_id: UUID, stored: str, secret: str
+) -> None:
+    """After `stored` opened to `secret`: store it sealed under the current key if it is
+    not (a process on an older key list, or before 0029, wrote it since the start)."""
     if not keys.is_current(stored):
-        new = keys.seal(user_id, keys.open(user_id, stored))
+        new = keys.seal(user_id, secret)
         await q.update_secrets(conn, changes=[q.SecretChange(user_id, stored, new)])
 
 

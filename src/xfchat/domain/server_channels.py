@@ -211,7 +211,7 @@ async def update_channel(
             synced = values.get("permissions_synced", channel.permissions_synced)
             before = channel.parent_id if channel.permissions_synced else None
             after = parent if synced else None
-            layers = [c for c in {before, after} if c is not None] if before != after else []
+            layers = [] if before == after else [c for c in (before, after) if c is not None]
             bits = override_bits(await q.list_overrides(conn, channel_ids=layers))
             await may_change_overrides(conn, actor, [channel_id], bits)
         seen = await watch(conn, channel.server_id, channel_ids=[channel_id]) if moves else None

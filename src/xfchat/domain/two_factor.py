@@ -166,7 +166,7 @@ async def enable(
         step = matching_step(secret, code)
         if step is None or not await q.confirm_totp(conn, user_id=actor.user_id, step=step):
             raise wrong_code()
-        await seal_again(conn, keyring(settings), actor.user_id, totp.secret)
+        await seal_again(conn, keyring(settings), actor.user_id, totp.secret, secret)
         return await _new_recovery_codes(conn, actor)
 
 
@@ -191,10 +191,10 @@ async def spend_code(
         return False
     secret = _opened(settings, totp)
     step = matching_step(secret, code) if secret is not None else None
-    if step is not None:
+    if secret is not None and step is not None:
         if not await q.spend_totp_step(conn, user_id=totp.user_id, step=step):
             return False
-        await seal_again(conn, keyring(settings), totp.user_id, totp.secret)
+        await seal_again(conn, keyring(settings), totp.user_id, totp.secret, secret)
         return True
     if await q.spend_recovery_code(conn, user_id=totp.user_id, code_hash=recovery_code_hash(code)):
         return True

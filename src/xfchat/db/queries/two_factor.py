@@ -144,10 +144,10 @@ class SecretChange:
 
 
 async def list_secrets_to_seal(
-    conn: asyncpg.Connection, *, key_id: str, after: UUID | None, limit: int
+    conn: asyncpg.Connection, *, prefix: str, after: UUID | None, limit: int
 ) -> list[StoredSecret]:
-    """Up to `limit` stored secrets (by user id, past `after`) not sealed under the key
-    `key_id`: in the clear, or under another key."""
+    """Up to `limit` stored secrets (by user id, past `after`) that do not start with
+    `prefix` (the current key's): in the clear, or under another key."""
     rows = await conn.fetch(
         """
         SELECT user_id, secret, confirmed_at IS NOT NULL AS confirmed FROM user_totp
@@ -155,7 +155,7 @@ async def list_secrets_to_seal(
         ORDER BY user_id LIMIT $3
         """,
         after,
-        f"v1.{key_id}.",
+        prefix,
         limit,
     )
     return [StoredSecret(**r) for r in rows]
