@@ -6,6 +6,7 @@ import uuid
 
 import asyncpg
 import httpx
+import pytest
 
 from tests import factories
 from tests.factories import (
@@ -15,6 +16,7 @@ from tests.factories import (
     role,
     server_channel,
 )
+from xfchat.domain import roles as roles_domain
 from xfchat.domain.permissions import Permission as P
 
 
@@ -330,3 +332,27 @@ async def test_a_transfer_changes_who_sees_what_at_once(
     assert ("channel.hidden", [staff["id"]]) in [(t, d.get("channel_ids")) for t, d in to_ann]
     revealed = [d for t, d in to_ben if t == "channel.revealed" and d["reason"] == "permissions"]
     assert [c["id"] for d in revealed for c in d["channels"]] == [staff["id"]]
+
+
+async def test_a_channel_holds_a_bounded_number_of_overrides(
+    client: httpx.AsyncClient, make_user: MakeUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ann, ben = [await make_user(n) for n in ("ann", "ben")]
+    srv = await community(client, ann, ben)
+    roles = [await role(client, srv, ann, f"r{i}", 0) for i in range(3)]
+    monkeypatch.setattr(roles_domain, "MAX_OVERRIDES", 2)
+    for target in roles[:2]:
+        made = await override(client, ann, srv.general, "role", target, deny=int(P.SEND_MESSAGES))
+        assert made.status_code == 200
+    for kind, target in (("role", roles[2]), ("member", ben.id)):
+        full = await override(client, ann, srv.general, kind, target, deny=int(P.SEND_MESSAGES))
+        assert full.status_code == 403 and full.json()["code"] == "TOO_MANY_OVERRIDES", kind
+    # One it holds may still change or go, and then another fits.
+    changed = await override(client, ann, srv.general, "role", roles[0], allow=int(P.ADD_REACTIONS))
+    assert changed.status_code == 200
+    gone = await client.delete(
+        f"/api/channels/{srv.general}/overrides/role/{roles[1]}", headers=ann.headers
+    )
+    assert gone.status_code == 200 and len(gone.json()["overrides"]) == 1
+    fits = await override(client, ann, srv.general, "member", ben.id, deny=int(P.SEND_MESSAGES))
+    assert fits.status_code == 200 and len(fits.json()["overrides"]) == 2

@@ -45,6 +45,7 @@ from xfchat.errors import BadRequest, Forbidden, NotFound
 
 MAX_ROLES = 250
 MAX_ROLE_NAME = 100
+MAX_OVERRIDES = 100  # a channel's overrides, roles' and members' together
 
 
 def role_not_found() -> NotFound:
@@ -368,8 +369,9 @@ async def set_override(
     and every permission the change sets or lifts held in this channel and, for a
     category, in each channel following it (`may_change_overrides`).
 
-    Raises: NotFound (CHANNEL_NOT_FOUND, ROLE_NOT_FOUND, MEMBER_NOT_FOUND); Forbidden;
-    BadRequest (INVALID_PERMISSIONS, OVERRIDE_CONFLICT, NOT_A_SERVER_CHANNEL)."""
+    Raises: NotFound (CHANNEL_NOT_FOUND, ROLE_NOT_FOUND, MEMBER_NOT_FOUND); Forbidden
+    (TOO_MANY_OVERRIDES and others); BadRequest (INVALID_PERMISSIONS, OVERRIDE_CONFLICT,
+    NOT_A_SERVER_CHANNEL)."""
     if allow is not None and deny is not None and allow & deny:
         raise BadRequest(
             "a permission is either allowed or denied", code="OVERRIDE_CONFLICT", field="deny"
@@ -398,14 +400,16 @@ async def set_override(
                 check_outranks(access, member)
         touched = await _synced_with(conn, channel.channel)
         role_id, user_id = (target_id, None) if kind == "role" else (None, target_id)
-        old = next(
-            (
-                (o.allow, o.deny)
-                for o in await channels_q.list_overrides(conn, channel_ids=[channel_id])
-                if o.role_id == role_id and o.user_id == user_id
-            ),
-            (0, 0),
-        )  # what changes: set, lifted or both (removing a deny grants as much as an allow)
+        overrides = await channels_q.list_overrides(conn, channel_ids=[channel_id])
+        mine = [
+            (o.allow, o.deny) for o in overrides if (o.role_id, o.user_id) == (role_id, user_id)
+        ]
+        if not mine and len(overrides) >= MAX_OVERRIDES and (allow, deny) != (None, None):
+            raise Forbidden(  # (exact: the server's row is locked)
+                f"a channel has at most {MAX_OVERRIDES} overrides", code="TOO_MANY_OVERRIDES"
+            )
+        old = mine[0] if mine else (0, 0)
+        # what changes: set, lifted or both (removing a deny grants as much as an allow)
         changed = (old[0] ^ (allow or 0)) | (old[1] ^ (deny or 0))
         await may_change_overrides(conn, actor, touched, changed)
         seen = await watch(
