@@ -61,6 +61,31 @@ async def test_a_familiar_address_is_still_limited_per_account(
     assert_limited(refused, 2, "auth.login.account_ip")
 
 
+async def test_a_login_never_ties_an_email_to_its_username(
+    app_with: AppWith, make_user: MakeUser
+) -> None:
+    """Was: a failed login's X-RateLimit headers showed the account's bucket, shared by
+    its username and its email: a wrong password for "victim" and then for an email
+    left one fewer, so each guessed email cost one attempt to check (3 a day are
+    allowed through registration)."""
+    await make_user("victim", email="secret.person@example.com")
+    await make_user("other", email="other@example.com")
+    client = await app_with(ip="198.51.100.9", rate_login_account_ip="2/300")
+    answers = {}
+    for name in ("victim", "victim", "Secret.Person@example.com", "other@example.com"):
+        response = await client.post("/api/auth/login", json={"login": name, "password": WRONG})
+        answers.setdefault(name, []).append(
+            (response.status_code, response.headers.get("x-ratelimit-bucket"))
+        )
+    # The name's bucket per address is used up; its email's answer is any email's.
+    assert answers["victim"] == [(401, "auth.login")] * 2
+    assert (
+        answers["Secret.Person@example.com"]
+        == answers["other@example.com"]
+        == [(401, "auth.login")]
+    )
+
+
 async def test_password_changes_are_limited_per_account(
     app_with: AppWith, make_user: MakeUser
 ) -> None:

@@ -187,3 +187,22 @@ async def test_usage_counts_requests_per_day(
     assert len(usage) == 1
     assert usage[0]["requests"] == 5  # four GETs and this one
     assert usage[0]["messages_sent"] == 0 and usage[0]["bytes_uploaded"] == 0
+
+
+async def test_a_name_with_a_final_newline_is_refused_plainly(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """Was: "victim\\n" passed the username pattern (`match` and `$`), and the database's
+    check answered 500 after the password's hash was made."""
+    made = await client.post(
+        "/api/auth/register",
+        json={"username": "victim\n", "email": "imp@example.org", "password": PASSWORD},
+    )
+    assert made.status_code == 400 and made.json()["code"] == "INVALID_USERNAME"
+    user = await make_user("victim")
+    for body, code in (
+        ({"username": "Victim\n"}, "INVALID_USERNAME"),
+        ({"avatar_url": "https://example.com/a.png\n"}, "INVALID_AVATAR_URL"),
+    ):
+        changed = await client.patch("/api/users/@me", headers=user.headers, json=body)
+        assert changed.status_code == 400 and changed.json()["code"] == code, changed.text

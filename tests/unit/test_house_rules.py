@@ -218,6 +218,27 @@ def test_only_the_access_seam_decides_who_may_see_a_channel() -> None:
     assert offenders == [], offenders
 
 
+def test_no_pattern_relies_on_a_dollar_to_end_the_text() -> None:
+    """To Python's `re` a pattern ending in `$` passes a value with a final newline
+    ("name\n" was a username, and a 500 from the database's check): patterns that judge
+    a whole value use `fullmatch`, written without the anchors. (Schema patterns, which
+    pydantic runs in Rust, where `$` ends the text, keep theirs.)"""
+    offenders = []
+    for path in modules(PACKAGE):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "re"
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and str(node.args[0].value).endswith("$")
+            ):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert offenders == [], offenders
+
+
 def test_every_error_code_is_documented_in_the_readme() -> None:
     readme = (ROOT / "README.md").read_text()
     codes = set()

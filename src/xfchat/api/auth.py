@@ -135,7 +135,8 @@ async def post_login(
             "give login (a username or an email)", code="VALIDATION_ERROR", field="login"
         )
     target = await login.find_account(pool, settings, login=body.identifier, ip=client.ip)
-    await check_limits(request, login.login_limits(settings, target, client.ip))
+    # (not in the headers: a count shared by a username and an email would tie them)
+    await check_limits(request, login.login_limits(settings, target, client.ip), record=False)
     result = await login.log_in(
         pool, settings, target=target, password=body.password, client=client
     )

@@ -121,6 +121,10 @@ def install_error_handlers(app: FastAPI, on_db_error: Any = None) -> None:
             return error_response(
                 400, "INVALID_TEXT", "the request holds text PostgreSQL cannot store"
             )
+        if isinstance(exc, asyncpg.CheckViolationError):  # a value the code's own checks
+            # let through: the database keeps the rule, the client is told, we are warned
+            log.warning("a check the code missed: %s", exc.constraint_name)
+            return error_response(400, "INVALID_VALUE", "a value in the request is not allowed")
         if isinstance(exc, asyncpg.QueryCanceledError):
             return error_response(
                 503,

@@ -23,7 +23,7 @@ import asyncpg
 from xfchat.db.queries import locks
 from xfchat.db.queries import migrations as q
 
-FILE_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.(up|down)\.sql$")
+FILE_RE = re.compile(r"(\d{4})_([a-z0-9_]+)\.(up|down)\.sql")
 # A migration file whose first line is NO_TRANSACTION runs outside a transaction, one
 # statement at a time (the parts between STATEMENT_BREAK lines), without the statement
 # timeout: what PostgreSQL refuses inside one, such as CREATE INDEX CONCURRENTLY on a
@@ -83,7 +83,7 @@ def discover(directory: Path | None = None) -> list[Migration]:
     ups: dict[int, tuple[str, Path]] = {}
     downs: dict[int, Path] = {}
     for path in sorted(directory.iterdir()):
-        match = FILE_RE.match(path.name)
+        match = FILE_RE.fullmatch(path.name)
         if not match:
             continue
         version, name, direction = int(match.group(1)), match.group(2), match.group(3)

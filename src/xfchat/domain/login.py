@@ -47,6 +47,7 @@ class LoginTarget:
     user: users_q.UserRow | None  # None: no account has that name or email
     key: str  # the account's rate-limit key
     familiar: bool  # the client's address logged in to this account before
+    typed: str  # the rate-limit key of the name as typed (any case)
 
 
 @dataclass(frozen=True)
@@ -66,8 +67,8 @@ async def find_account(
     async with pool.acquire() as conn:
         user = await users_q.get_user_by_login(conn, login=login.strip())
         familiar = user is not None and await _familiar(conn, settings, user.id, ip)
-    key = f"user:{user.id}" if user is not None else f"name:{login.strip().lower()}"
-    return LoginTarget(user, key, familiar)
+    typed = f"name:{login.strip().lower()}"
+    return LoginTarget(user, f"user:{user.id}" if user is not None else typed, familiar, typed)
 
 
 async def _familiar(
@@ -84,9 +85,13 @@ async def _familiar(
 def login_limits(
     settings: Settings, target: LoginTarget, ip: str | None
 ) -> list[tuple[str, str, RateLimit]]:
-    """The buckets a login attempt counts in (besides `auth.login` per address)."""
+    """The buckets a login attempt counts in (besides `auth.login` per address): per
+    name as typed and address, and per account from unfamiliar addresses. Only the
+    second joins a username to its email, and only a refusal shows it (the caller keeps
+    both out of the response's headers), so an email is tied to its account only by
+    someone who has first used up the account's attempts for the window."""
     checks = [
-        ("auth.login.account_ip", f"{target.key} {ip_key(ip)}", settings.rate_login_account_ip)
+        ("auth.login.account_ip", f"{target.typed} {ip_key(ip)}", settings.rate_login_account_ip)
     ]
     if not target.familiar:
         checks.append(("auth.login.account", target.key, settings.rate_login_account))

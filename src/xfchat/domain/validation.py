@@ -8,10 +8,10 @@ from pathlib import Path
 
 from xfchat.errors import BadRequest
 
-USERNAME_RE = re.compile(r"^[A-Za-z0-9_.]{2,32}$")
+USERNAME_RE = re.compile(r"[A-Za-z0-9_.]{2,32}")  # (fullmatch: "$" passes a final newline)
 # Names that mean something in mentions or would impersonate the system.
 RESERVED_USERNAMES = frozenset({"everyone", "here", "system", "xfchat", "admin", "root"})
-EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s.]{2,}$")
+EMAIL_RE = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s.]{2,}")
 MIN_PASSWORD, MAX_PASSWORD = 8, 256
 MAX_DISPLAY_NAME, MAX_STATUS_TEXT, MAX_URL = 64, 128, 2048
 
@@ -27,7 +27,7 @@ def common_passwords() -> frozenset[str]:
 
 
 def username(value: str) -> str:
-    if not USERNAME_RE.match(value):
+    if not USERNAME_RE.fullmatch(value):
         raise BadRequest(
             "a username is 2-32 characters of letters, digits, '_' and '.'",
             code="INVALID_USERNAME",
@@ -40,7 +40,7 @@ def username(value: str) -> str:
 
 def email(value: str) -> str:
     value = value.strip()
-    if len(value) > 254 or not EMAIL_RE.match(value):
+    if len(value) > 254 or not EMAIL_RE.fullmatch(value):
         raise BadRequest("that is not a valid email address", code="INVALID_EMAIL", field="email")
     return value
 
@@ -82,7 +82,7 @@ def optional_text(value: str | None, *, field: str, limit: int, code: str) -> st
 def avatar_url(value: str | None) -> str | None:
     if value is None:
         return None
-    if len(value) > MAX_URL or not re.match(r"^https?://[^\s]+$", value):
+    if len(value) > MAX_URL or not re.fullmatch(r"https?://[^\s]+", value):
         raise BadRequest(
             "avatar_url must be an http(s) URL", code="INVALID_AVATAR_URL", field="avatar_url"
         )

@@ -7,11 +7,11 @@ import re
 
 import asyncpg
 
-_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
 def _ident(name: str) -> str:
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise ValueError(f"not a safe database name: {name!r}")
     return f'"{name}"'
 
