@@ -280,6 +280,21 @@ async def test_deleting_a_category_does_not_tell_whether_it_holds_hidden_channel
         a.json(),
         b.status_code,
     )
+    # Was: with MANAGE_ROLES too, a category with no overrides that a hidden channel
+    # follows was refused (its deletion changes nothing there), an empty one deleted.
+    await role(client, srv, ann, "managers", int(P.MANAGE_CHANNELS | P.MANAGE_ROLES), mod)
+    again = [await server_channel(client, srv, ann, f"cat-{n}", kind="category") for n in "cd"]
+    hidden = await server_channel(client, srv, ann, "hidden", parent_id=again[0]["id"])
+    await override(client, ann, hidden["id"], "member", mod.id, deny=int(P.VIEW_CHANNEL))
+    for category in again:  # the same answer, and a change of nothing is no change
+        same = await override(client, mod, category["id"], "role", srv.everyone_role)
+        assert same.status_code == 200, same.json()
+        await client.delete(
+            f"/api/channels/{category['id']}/overrides/role/{srv.everyone_role}",
+            headers=mod.headers,
+        )
+        gone = await client.delete(f"/api/channels/{category['id']}", headers=mod.headers)
+        assert gone.status_code == 204, gone.json()
 
 
 async def test_a_new_channels_default_position_does_not_count_hidden_channels(

@@ -411,7 +411,8 @@ async def set_override(
         old = mine[0] if mine else (0, 0)
         # what changes: set, lifted or both (removing a deny grants as much as an allow)
         changed = (old[0] ^ (allow or 0)) | (old[1] ^ (deny or 0))
-        await may_change_overrides(conn, actor, touched, changed)
+        # (a change of nothing asks only of this channel: its synced ones keep all)
+        await may_change_overrides(conn, actor, touched if changed else [channel_id], changed)
         seen = await watch(
             conn, server_id, channel_ids=touched, user_ids=[target_id] if kind == "member" else None
         )

@@ -260,13 +260,14 @@ async def delete_channel(
         rows = await q.list_server_channels(conn, server_id=channel.server_id)
         children = [r.id for r in rows if r.parent_id == channel_id]
         if channel.kind == "category":
-            # Its synced channels lose its overrides: a permission change. Asked of every
-            # category, so the answer does not tell whether it holds channels one
-            # cannot see.
+            # Its synced channels lose its overrides: a permission change. MANAGE_ROLES is
+            # asked of every category, so that answer does not tell whether it holds
+            # channels one cannot see; one with no overrides changes nothing in them.
             await access_server(conn, actor, channel.server_id, need=Permission.MANAGE_ROLES)
             synced = [r.id for r in rows if r.parent_id == channel_id and r.permissions_synced]
             bits = override_bits(await q.list_overrides(conn, channel_ids=[channel_id]))
-            await may_change_overrides(conn, actor, synced, bits)
+            if bits:
+                await may_change_overrides(conn, actor, synced, bits)
         seen = await watch(conn, channel.server_id, channel_ids=[channel_id, *children])
         # Its voice states go with it (ON DELETE CASCADE): `channel.hidden` says so.
         await q.delete_channel(conn, channel_id=channel_id)
