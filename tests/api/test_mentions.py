@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
+
+import asyncpg
 import httpx
 
 from tests import factories
@@ -34,6 +37,17 @@ async def test_who_reacted_is_listed_in_order_and_paged(
     )
     assert [u["username"] for u in rest.json()] == ["cid", "ben", "ann"]
     assert rest.headers["x-has-more"] == "false"
+    # Was: the next page looked up its cursor's reaction, so one taken back (or taken
+    # back and made again) in between ended the list: [] and "no more".
+    link = first.headers["link"][1:].split(">")[0]
+    for again in (False, True):
+        assert (await client.delete(f"{url}/👍/@me", headers=people[3].headers)).status_code == 204
+        if again:
+            await client.put(f"{url}/👍/@me", headers=people[3].headers)
+        goes_on = await client.get(link, headers=ann.headers)
+        names = ["cid", "ben", "ann", "dan"] if again else ["cid", "ben", "ann"]
+        assert [u["username"] for u in goes_on.json()] == names[:2], again
+        assert goes_on.headers["x-has-more"] == "true"
     party = await client.get(f"{url}/🎉", headers=ann.headers)
     assert [u["username"] for u in party.json()] == ["ben"]
     stranger = await make_user("zed")
@@ -69,14 +83,40 @@ async def test_my_mentions_are_paged_newest_first_and_only_where_i_may_read(
     rest = await client.get(link, headers=ann.headers)
     assert [m["id"] for m in rest.json()] == [said[1]["id"], said[0]["id"]]
     assert rest.headers["x-has-more"] == "false"
+    in_group = await client.get(url, params={"limit": 2}, headers=ann.headers)
+    assert in_group.json()[-1]["channel_id"] == group
     # Leaving the group: its messages are no longer mine to read.
     left = await client.delete(f"/api/conversations/{group}/participants/@me", headers=ann.headers)
     assert left.status_code == 204
     after = (await client.get(url, headers=ann.headers)).json()
     assert [m["channel_id"] for m in after] == [dm, dm, dm]
+    # Was: a page's cursor in the group left since matched nothing: [] and "no more".
+    link = in_group.headers["link"][1:].split(">")[0]
+    rest = await client.get(link, headers=ann.headers)
+    assert [m["id"] for m in rest.json()] == [said[2]["id"], said[0]["id"]]
+    unknown = await client.get(url, params={"before": group}, headers=ben.headers)
+    assert unknown.status_code == 400 and unknown.json()["code"] == "INVALID_CURSOR"
     assert (await client.get(url, headers=ben.headers)).json() == []
     bad = await client.get(url, params={"limit": 0}, headers=ann.headers)
     assert bad.status_code == 400
+
+
+async def test_mentions_sent_in_one_batch_come_in_their_order(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    """Was: a batch's messages share one time, and the list broke ties by message id:
+    seq 200, 198, 199, ... where history says 200, 199, 198."""
+    ann, ben, dm = await pair(client, make_user)
+    said = [await factories.say(client, ben, dm, f"<@{ann.id}> {i}") for i in range(6)]
+    await pool.execute(
+        "UPDATE messages SET created_at = now() WHERE channel_id = $1", uuid.UUID(dm)
+    )  # (as one batch writes them)
+    url = "/api/users/@me/mentions"
+    first = await client.get(url, params={"limit": 4}, headers=ann.headers)
+    link = first.headers["link"][1:].split(">")[0]
+    rest = await client.get(link, headers=ann.headers)
+    listed = [m["id"] for m in first.json() + rest.json()]
+    assert listed == [m["id"] for m in reversed(said)]
 
 
 async def test_mentions_of_everyone_and_roles_need_the_permission(

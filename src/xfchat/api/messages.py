@@ -341,16 +341,17 @@ async def get_reactions(
     actor: CurrentActor,
     conn: Conn,
     after: UUID | None = None,
+    after_at: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 25,
 ) -> Response:
     """Who reacted with this emoji, in the order they did (public profiles);
-    `after=<user id>` pages on."""
-    users, more = await messages.list_reactors(
-        conn, actor, channel_id, message_id, emoji, after_user=after, limit=limit
+    `after=<user id>` pages on (the `Link` adds `after_at`, that reaction's time, so the
+    page goes on even if it is taken back meanwhile)."""
+    rows, more = await messages.list_reactors(
+        conn, actor, channel_id, message_id, emoji, after_user=after, after_at=after_at, limit=limit
     )
-    return page_response(
-        request, [public_profile(u) for u in users], more, {"after": users[-1].id} if users else {}
-    )
+    cursor = {"after": rows[-1][0].id, "after_at": rows[-1][1].isoformat()} if rows else {}
+    return page_response(request, [public_profile(u) for u, _ in rows], more, cursor)
 
 
 @router.put("/{message_id}/reactions/{emoji}/@me", status_code=204, response_class=Response)

@@ -23,7 +23,8 @@ async def list_mentions(
     @everyone), newest first, in every channel whose
     history they may read (older than message `before`); and whether more follow.
 
-    Raises: BadRequest (INVALID_PAGE)."""
+    Raises: BadRequest (INVALID_PAGE, INVALID_CURSOR: `before` is not a message that
+    mentions the actor where they may read, nor one that named them)."""
     if not 1 <= limit <= MAX_PAGE:
         raise BadRequest(f"limit is 1 to {MAX_PAGE}", code="INVALID_PAGE", field="limit")
     readable = [
@@ -31,12 +32,23 @@ async def list_mentions(
         for c in (await visible_channels(conn, actor.user_id)).values()
         if c.permissions & Permission.READ_MESSAGE_HISTORY
     ]
+    position = None
+    if before is not None:
+        position = await q.mention_position(
+            conn, user_id=actor.user_id, message_id=before, channel_ids=readable
+        )
+        if position is None:  # (an empty page would say "no more", which is not so)
+            raise BadRequest(
+                "that message is not among your mentions; start again without `before`",
+                code="INVALID_CURSOR",
+                field="before",
+            )
     rows = await q.list_mentions(
         conn,
         user_id=actor.user_id,
         role_ids=await roles_q.list_user_role_ids(conn, user_id=actor.user_id),
         channel_ids=readable,
-        before=before,
+        before=position,
         limit=limit + 1,
     )
     return [view_json(r) for r in rows[:limit]], len(rows) > limit

@@ -10,6 +10,7 @@ reactions gone. Every change is an event on the channel's stream.
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from uuid import UUID
 
 import asyncpg
@@ -419,10 +420,11 @@ async def list_reactors(
     emoji: str,
     *,
     after_user: UUID | None,
+    after_at: datetime | None = None,
     limit: int,
-) -> tuple[list[users_q.PublicUserRow], bool]:
-    """Who reacted to a message with `emoji`, in the order they did, a page at a time;
-    and whether more follow.
+) -> tuple[list[tuple[users_q.PublicUserRow, datetime]], bool]:
+    """Who reacted to a message with `emoji`, in the order they did, and when, a page at
+    a time (after `after_user`'s reaction, made at `after_at`); and whether more follow.
 
     Raises: NotFound (CHANNEL_NOT_FOUND, MESSAGE_NOT_FOUND); BadRequest (INVALID_EMOJI,
     INVALID_PAGE)."""
@@ -433,7 +435,12 @@ async def list_reactors(
     if await q.get_message_seq(conn, channel_id=channel_id, message_id=message_id) is None:
         raise message_not_found()
     rows = await q.list_reactors(
-        conn, message_id=message_id, emoji=emoji, after_user=after_user, limit=limit + 1
+        conn,
+        message_id=message_id,
+        emoji=emoji,
+        after_user=after_user,
+        after_at=after_at,
+        limit=limit + 1,
     )
     return rows[:limit], len(rows) > limit
 

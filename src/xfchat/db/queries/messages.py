@@ -386,16 +386,21 @@ async def list_reactors(
     message_id: UUID,
     emoji: str,
     after_user: UUID | None,
+    after_at: datetime | None,
     limit: int,
-) -> list[PublicUserRow]:
-    """Who reacted with `emoji`, in the order they did (after `after_user`'s reaction)."""
+) -> list[tuple[PublicUserRow, datetime]]:
+    """Who reacted with `emoji`, in the order they did, with when: after `after_user`'s
+    reaction (made at `after_at`; if that is not given, at the time their reaction has,
+    and nothing follows a reaction not there)."""
     records = await conn.fetch(
         f"""
-        SELECT {PUBLIC_USER_COLUMNS_U} FROM reactions r JOIN users u ON u.id = r.user_id
+        SELECT {PUBLIC_USER_COLUMNS_U}, r.created_at AS reacted_at
+        FROM reactions r JOIN users u ON u.id = r.user_id
         WHERE r.message_id = $1 AND r.emoji = $2
           AND ($3::uuid IS NULL OR (r.created_at, r.user_id) > (
-                SELECT a.created_at, a.user_id FROM reactions a
-                WHERE a.message_id = $1 AND a.emoji = $2 AND a.user_id = $3))
+                COALESCE($5, (SELECT a.created_at FROM reactions a
+                              WHERE a.message_id = $1 AND a.emoji = $2 AND a.user_id = $3)),
+                $3))
         ORDER BY r.created_at, r.user_id
         LIMIT $4
         """,
@@ -403,8 +408,9 @@ async def list_reactors(
         emoji,
         after_user,
         limit,
+        after_at,
     )
-    return [public_user_from(r) for r in records]
+    return [(public_user_from(r), r["reacted_at"]) for r in records]
 
 
 async def list_mentions(
@@ -413,12 +419,13 @@ async def list_mentions(
     user_id: UUID,
     role_ids: list[UUID],
     channel_ids: list[UUID],
-    before: UUID | None,
+    before: tuple[datetime, UUID, int] | None,
     limit: int,
 ) -> list[MessageViewRow]:
     """Live messages of these channels that mention the user (by name, or, from
-    someone else, @everyone or one of `role_ids`), newest first (older than message
-    `before`), as the user sees them. Each kind walks its own index."""
+    someone else, @everyone or one of `role_ids`), newest first (by time, then channel,
+    then sequence number: a batch's messages share a time), after `before` (a
+    `mention_position`), as the user sees them. Each kind walks its own index."""
     records = await conn.fetch(
         MESSAGE_VIEW
         + """
@@ -428,19 +435,36 @@ async def list_mentions(
                    AND m.author_id IS DISTINCT FROM $1)
                OR (m.mention_roles <> '{}' AND m.mention_roles && $5::uuid[]
                    AND m.author_id IS DISTINCT FROM $1))
-          AND ($3::uuid IS NULL OR (m.created_at, m.id) < (
-                SELECT b.created_at, b.id FROM messages b
-                WHERE b.id = $3 AND b.channel_id = ANY($2::uuid[])))
-        ORDER BY m.created_at DESC, m.id DESC
+          AND ($3::timestamptz IS NULL OR (m.created_at, m.channel_id, m.seq) < ($3, $6, $7))
+        ORDER BY m.created_at DESC, m.channel_id DESC, m.seq DESC
         LIMIT $4
         """,
         user_id,
         channel_ids,
-        before,
+        before[0] if before else None,
         limit,
         role_ids,
+        before[1] if before else None,
+        before[2] if before else None,
     )
     return many(MessageViewRow, records)
+
+
+async def mention_position(
+    conn: asyncpg.Connection, *, user_id: UUID, message_id: UUID, channel_ids: list[UUID]
+) -> tuple[datetime, UUID, int] | None:
+    """Where message `message_id` stands among the user's mentions: in one of these
+    channels, or one that named the user (a conversation they left since, say)."""
+    record = await conn.fetchrow(
+        """
+        SELECT created_at, channel_id, seq FROM messages
+        WHERE id = $1 AND (channel_id = ANY($3::uuid[]) OR mentions @> ARRAY[$2]::uuid[])
+        """,
+        message_id,
+        user_id,
+        channel_ids,
+    )
+    return None if record is None else (record[0], record[1], record[2])
 
 
 @dataclass(frozen=True)
