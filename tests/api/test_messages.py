@@ -11,6 +11,7 @@ from tests import factories
 from tests.factories import AppWith, MakeUser, pair
 from xfchat.db.queries.messages import MAX_EDITS
 from xfchat.domain.messages import MAX_REACTION_EMOJI
+from xfchat.domain.permissions import Permission as P
 
 
 async def created_events(conn: asyncpg.Connection, conversation_id: str) -> list[dict]:
@@ -37,6 +38,42 @@ async def test_put_with_the_same_id_and_body_is_idempotent(
     other = await client.put(url, headers=ann.headers, json={"content": "twice"})
     assert other.status_code == 409 and other.json()["code"] == "MESSAGE_ID_CONFLICT"
     assert await conn.fetchval("SELECT count(*) FROM messages") == 1
+
+
+async def test_a_retry_is_told_its_send_was_stored_after_an_edit_a_delete_or_a_timeout(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """Was: a retry of a send that had since been edited or deleted was 409 (the stored
+    body differed), and one by an author who had since lost SEND_MESSAGES was 403,
+    though it was stored and delivered: a client believing either sends it again."""
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await factories.community(client, ann, ben)
+    url = f"/api/channels/{srv.general}/messages"
+    edited, kept = str(uuid.uuid4()), str(uuid.uuid4())
+    for mid in (edited, kept):
+        sent = await client.put(f"{url}/{mid}", headers=ben.headers, json={"content": "draft"})
+        assert sent.status_code == 201
+    await client.patch(f"{url}/{edited}", headers=ben.headers, json={"content": "final"})
+    gone = await client.post(url, headers=ben.headers, json={"content": "oops", "nonce": "n-1"})
+    await client.delete(f"{url}/{gone.json()['id']}", headers=ben.headers)
+    again = await client.put(f"{url}/{edited}", headers=ben.headers, json={"content": "draft"})
+    assert again.status_code == 200 and again.json()["content"] == "final", again.text
+    again = await client.post(url, headers=ben.headers, json={"content": "oops", "nonce": "n-1"})
+    assert again.status_code == 200 and again.json()["id"] == gone.json()["id"], again.text
+    # Another body under an id never edited is still a conflict.
+    other = await client.put(f"{url}/{kept}", headers=ben.headers, json={"content": "x"})
+    assert other.status_code == 409 and other.json()["code"] == "MESSAGE_ID_CONFLICT"
+    muted = await factories.override(
+        client, ann, srv.general, "member", ben.id, deny=int(P.SEND_MESSAGES)
+    )
+    assert muted.status_code == 200
+    again = await client.put(f"{url}/{kept}", headers=ben.headers, json={"content": "draft"})
+    assert again.status_code == 200 and again.json()["id"] == kept, again.text
+    new = await client.put(f"{url}/{uuid.uuid4()}", headers=ben.headers, json={"content": "x"})
+    assert new.status_code == 403 and new.json()["code"] == "MISSING_PERMISSIONS"
+    await factories.override(client, ann, srv.general, "member", ben.id, deny=int(P.VIEW_CHANNEL))
+    hidden = await client.put(f"{url}/{kept}", headers=ben.headers, json={"content": "draft"})
+    assert hidden.status_code == 404 and hidden.json()["code"] == "CHANNEL_NOT_FOUND"
 
 
 async def test_an_id_taken_in_another_conversation_is_409(

@@ -55,12 +55,20 @@ from xfchat.errors import BadRequest, Conflict, RateLimited, XFChatError
 
 
 def _same_send(req: SendRequest, old: dict[str, Any]) -> bool:
+    """Whether `req` sends stored message `old` again. One edited or deleted since no
+    longer shows what was sent: its author's send of its id or nonce in its channel
+    is taken as the repeat it almost surely is (a client retrying after a timeout)."""
     return bool(
         old["channel_id"] == str(req.channel_id)
         and old["author_id"] == str(req.actor.user_id)
-        and old["content"] == req.content
-        and old["reply_to_id"] == (str(req.reply_to_id) if req.reply_to_id else None)
-        and old["files"] == [d.sha256 for d in req.attachments]
+        and (
+            old["changed"]
+            or (
+                old["content"] == req.content
+                and old["reply_to_id"] == (str(req.reply_to_id) if req.reply_to_id else None)
+                and old["files"] == [d.sha256 for d in req.attachments]
+            )
+        )
     )
 
 
@@ -236,6 +244,11 @@ def _sort_out(
         stored_nonce = by_nonce.get((str(r.actor.user_id), r.nonce)) if r.nonce else None
         mate_nonce = claimed_nonce.get((r.actor.user_id, r.nonce)) if r.nonce else None
         refused = denied[r.actor.user_id]
+        stored = old if old is not None else stored_nonce
+        if refused is not None and refused.status != 404 and stored is not None:
+            # Sent before the author lost the right to send (timed out, say): a retry
+            # is told it was stored, since the author may still see the channel.
+            refused = None if _same_send(r, stored) else refused
         fate: XFChatError | _Repeat | None = None
         if refused is not None:
             fate = refused

@@ -71,15 +71,18 @@ _PREPARE_SEND_BATCH = (
                    SELECT json_agg(json_build_object(
                        'id', m.id, 'channel_id', m.channel_id, 'author_id', m.author_id,
                        'content', m.content, 'reply_to_id', m.reply_to_id, 'nonce', m.nonce,
+                       'changed', m.edited_at IS NOT NULL OR m.deleted_at IS NOT NULL,
                        'files', ARRAY(SELECT encode(f.sha256, 'hex') FROM attachments a
                                       JOIN files f ON f.id = a.file_id
                                       WHERE a.message_id = m.id ORDER BY a.position)))
                    FROM (
-                       SELECT m.id, m.channel_id, m.author_id, m.content, m.reply_to_id, m.nonce
+                       SELECT m.id, m.channel_id, m.author_id, m.content, m.reply_to_id, m.nonce,
+                              m.edited_at, m.deleted_at
                        FROM unnest($4::uuid[]) AS i(id),
                             LATERAL (SELECT * FROM messages WHERE id = i.id OFFSET 0) m
                        UNION
-                       SELECT m.id, m.channel_id, m.author_id, m.content, m.reply_to_id, m.nonce
+                       SELECT m.id, m.channel_id, m.author_id, m.content, m.reply_to_id, m.nonce,
+                              m.edited_at, m.deleted_at
                        FROM unnest($5::uuid[], $6::text[]) AS n(author_id, nonce),
                             LATERAL (SELECT * FROM messages WHERE channel_id = c.id
                                      AND author_id = n.author_id AND nonce = n.nonce
