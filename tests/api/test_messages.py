@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import uuid
 from uuid import UUID
 
@@ -12,6 +13,7 @@ from tests.factories import AppWith, MakeUser, pair
 from xfchat.db.queries.messages import MAX_EDITS
 from xfchat.domain.messages import MAX_REACTION_EMOJI
 from xfchat.domain.permissions import Permission as P
+from xfchat.settings import Settings
 
 
 async def created_events(conn: asyncpg.Connection, conversation_id: str) -> list[dict]:
@@ -74,6 +76,114 @@ async def test_a_retry_is_told_its_send_was_stored_after_an_edit_a_delete_or_a_t
     await factories.override(client, ann, srv.general, "member", ben.id, deny=int(P.VIEW_CHANNEL))
     hidden = await client.put(f"{url}/{kept}", headers=ben.headers, json={"content": "draft"})
     assert hidden.status_code == 404 and hidden.json()["code"] == "CHANNEL_NOT_FOUND"
+
+
+async def test_a_reply_or_an_edit_racing_its_targets_deletion_keeps_no_text_of_it(
+    client: httpx.AsyncClient, make_user: MakeUser, settings: Settings
+) -> None:
+    """Was: a reply (or an edit of one) committed while its target's deletion was in
+    flight was acknowledged with the target's text in its preview, and the deletion's
+    scrub, which rewrites only what committed before it, left that text in the log
+    for every resume to replay. Here the deletion is held open on its own connection."""
+    ann, ben, dm = await pair(client, make_user)
+    target = await factories.say(client, ann, dm, "SECRET-0")
+    url = f"/api/channels/{dm}/messages"
+    reply = await client.post(
+        url, headers=ben.headers, json={"content": "re", "reply_to_id": target["id"]}
+    )
+    assert reply.status_code == 201
+    deleting = await asyncpg.connect(settings.database_url)
+    try:
+        for attempt in ("send", "edit"):
+            if attempt == "edit":
+                target = await factories.say(client, ann, dm, "SECRET-1")
+                reply = await client.post(
+                    url, headers=ben.headers, json={"content": "re", "reply_to_id": target["id"]}
+                )
+            tx = deleting.transaction()
+            await tx.start()
+            await deleting.execute(
+                "SELECT 1 FROM messages WHERE id = $1 FOR UPDATE", UUID(target["id"])
+            )
+            if attempt == "send":
+                request = client.post(
+                    url, headers=ben.headers, json={"content": "re 2", "reply_to_id": target["id"]}
+                )
+            else:
+                request = client.patch(
+                    f"{url}/{reply.json()['id']}", headers=ben.headers, json={"content": "re!"}
+                )
+            answer = asyncio.ensure_future(request)
+            await asyncio.sleep(0.5)
+            assert not answer.done(), (await answer).text  # it waits for the deletion
+            await deleting.execute(
+                "UPDATE messages SET deleted_at = now(), content = '' WHERE id = $1",
+                UUID(target["id"]),
+            )
+            await tx.commit()
+            response = await answer
+            if attempt == "send":
+                assert response.status_code == 400 and response.json()["code"] == "INVALID_REPLY"
+            else:
+                assert response.status_code == 200
+                assert "SECRET" not in response.text, response.text
+    finally:
+        await deleting.close()
+
+
+async def test_no_write_lands_between_losing_sight_of_a_channel_and_being_told(
+    client: httpx.AsyncClient, make_user: MakeUser, settings: Settings
+) -> None:
+    """Was: a reaction, an ack, an edit or a deletion judged while a change hiding the
+    channel from its author was under way was written after it, acknowledged and
+    broadcast: the others saw eve act in a channel eve no longer saw. Now each waits
+    for the change (held open here on its own connection) and is then refused."""
+    ann, eve = await make_user("ann"), await make_user("eve")
+    srv = await factories.community(client, ann, eve)
+    url = f"/api/channels/{srv.general}/messages"
+    mine = await factories.say(client, eve, srv.general, "mine")
+    theirs = await factories.say(client, ann, srv.general, "theirs")
+    writes = {
+        "react": lambda: client.put(f"{url}/{theirs['id']}/reactions/👍/@me", headers=eve.headers),
+        "ack": lambda: client.put(
+            f"/api/channels/{srv.general}/ack", headers=eve.headers, json={"seq": theirs["seq"]}
+        ),
+        "edit": lambda: client.patch(
+            f"{url}/{mine['id']}", headers=eve.headers, json={"content": "edited"}
+        ),
+        "delete": lambda: client.delete(f"{url}/{mine['id']}", headers=eve.headers),
+    }
+    hiding = await asyncpg.connect(settings.database_url)
+    try:
+        for name, write in writes.items():
+            tx = hiding.transaction()
+            await tx.start()
+            await hiding.execute(  # (as every change of who may see a channel does)
+                "WITH lock AS (SELECT id FROM channels WHERE id = $1 FOR UPDATE)"
+                " UPDATE channels c SET access_version = c.access_version + 1"
+                " FROM lock WHERE c.id = lock.id",
+                UUID(str(srv.general)),
+            )
+            await hiding.execute(
+                "INSERT INTO channel_permission_overrides (channel_id, user_id, deny)"
+                " VALUES ($1, $2, $3)",
+                UUID(str(srv.general)),
+                UUID(str(eve.id)),
+                int(P.VIEW_CHANNEL),
+            )
+            answer = asyncio.ensure_future(write())
+            await asyncio.sleep(0.5)
+            assert not answer.done(), (name, (await answer).text)
+            await tx.commit()
+            response = await answer
+            assert response.status_code == 404, (name, response.text)
+            assert response.json()["code"] == "CHANNEL_NOT_FOUND"
+            await hiding.execute(
+                "DELETE FROM channel_permission_overrides WHERE channel_id = $1",
+                UUID(str(srv.general)),
+            )
+    finally:
+        await hiding.close()
 
 
 async def test_an_id_taken_in_another_conversation_is_409(

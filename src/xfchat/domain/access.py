@@ -91,16 +91,19 @@ async def access_channel(
     *,
     need: Need = Permission.VIEW_CHANNEL,
     lock: bool = False,
+    share: bool = False,
 ) -> ChannelAccess:
     """The channel and the actor's permissions in it, if they include `need` (or what
     `need` asks of this channel, when it depends on the channel's kind). With `lock`,
     the channel's row stays locked FOR UPDATE until the caller's transaction ends (for
-    changes of who may see it).
+    changes of who may see it); with `share`, FOR KEY SHARE (for a write others are
+    told of: a change of who may see the channel then comes wholly before or after it,
+    never between the check and the write).
 
     Raises: NotFound (CHANNEL_NOT_FOUND) if it does not exist or is not visible;
     Forbidden (MISSING_PERMISSIONS, or CANNOT_MESSAGE_USER in a closed direct conversation)."""
     found = await q.get_channel_access(
-        conn, channel_id=channel_id, user_id=actor.user_id, lock=lock
+        conn, channel_id=channel_id, user_id=actor.user_id, lock=lock, share=share
     )
     if found is None:
         raise channel_not_found()

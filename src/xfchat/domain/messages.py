@@ -170,12 +170,16 @@ async def message_channel(
     actor: Actor,
     channel_id: UUID,
     need: Need = Permission.READ_MESSAGE_HISTORY,
+    *,
+    write: bool = False,
 ) -> ChannelAccess:
-    """A channel that carries messages, where the actor has `need`.
+    """A channel that carries messages, where the actor has `need`; for a `write` (in
+    the caller's transaction), judged under a share lock of the channel's row (see
+    `access_channel`).
 
     Raises: NotFound (CHANNEL_NOT_FOUND), Forbidden (MISSING_PERMISSIONS,
     CANNOT_MESSAGE_USER), BadRequest (NOT_A_TEXT_CHANNEL)."""
-    access = await access_channel(conn, actor, channel_id, need=need)
+    access = await access_channel(conn, actor, channel_id, need=need, share=write)
     if access.channel.kind not in MESSAGE_KINDS:
         raise not_a_text_channel()
     return access
@@ -244,7 +248,9 @@ async def edit_message(
     if content.strip():
         check_content(content)
     async with conn.transaction():
-        access = await message_channel(conn, actor, channel_id, Permission.SEND_MESSAGES)
+        access = await message_channel(
+            conn, actor, channel_id, Permission.SEND_MESSAGES, write=True
+        )
         row = await _live_message(conn, channel_id, message_id)
         if not content.strip() and not await attachments_q.has_attachments(
             conn, message_id=message_id
@@ -276,6 +282,8 @@ async def edit_message(
                 mention_everyone=everyone,
                 mention_roles=roles,
             )
+        if changed and row.reply_to_id is not None:  # (its preview goes in the event)
+            await q.lock_message_shared(conn, message_id=row.reply_to_id)
         view = await q.get_message_view(
             conn, viewer=actor.user_id, channel_id=channel_id, message_id=message_id
         )
@@ -321,7 +329,7 @@ async def delete_message(
     Raises: NotFound (CHANNEL_NOT_FOUND, MESSAGE_NOT_FOUND); Forbidden
     (NOT_MESSAGE_AUTHOR)."""
     async with conn.transaction():
-        access = await message_channel(conn, actor, channel_id, Permission.VIEW_CHANNEL)
+        access = await message_channel(conn, actor, channel_id, Permission.VIEW_CHANNEL, write=True)
         row = await q.get_message_for_update(conn, channel_id=channel_id, message_id=message_id)
         if row is None:
             raise message_not_found()
@@ -367,7 +375,11 @@ async def bulk_delete(
         )
     async with conn.transaction():
         access = await message_channel(
-            conn, actor, channel_id, Permission.MANAGE_MESSAGES | Permission.READ_MESSAGE_HISTORY
+            conn,
+            actor,
+            channel_id,
+            Permission.MANAGE_MESSAGES | Permission.READ_MESSAGE_HISTORY,
+            write=True,
         )
         rows = [
             r
@@ -478,7 +490,7 @@ async def react(
     check_emoji(emoji)
     need = Permission.ADD_REACTIONS if add else Permission.VIEW_CHANNEL
     async with conn.transaction():
-        await message_channel(conn, actor, channel_id, need)
+        await message_channel(conn, actor, channel_id, need, write=True)
         await _live_message(conn, channel_id, message_id)  # (its row locked: counts hold)
         if add and (
             await q.count_other_emoji(conn, message_id=message_id, emoji=emoji)
@@ -514,7 +526,7 @@ async def acknowledge(
 
     Raises: BadRequest (INVALID_SEQ)."""
     async with conn.transaction():
-        await message_channel(conn, actor, channel_id, Permission.VIEW_CHANNEL)
+        await message_channel(conn, actor, channel_id, Permission.VIEW_CHANNEL, write=True)
         last = await q.get_last_seq(conn, channel_id=channel_id)
         if not 0 <= seq <= last:
             raise BadRequest(f"seq must be between 0 and {last}", code="INVALID_SEQ", field="seq")

@@ -44,7 +44,7 @@ async def _pinning_channel(
 ) -> ChannelAccess:
     """The channel, if the actor may pin in it; its row locked until the transaction
     ends (pins of one channel are counted one change at a time)."""
-    access = await message_channel(conn, actor, channel_id, _pinning)
+    access = await message_channel(conn, actor, channel_id, _pinning, write=True)
     await q.lock_channel_counter(conn, channel_id=channel_id)
     return access
 

@@ -176,12 +176,19 @@ _CHANNEL_AND_FACTS = f"""
     WITH pairs AS (SELECT $1::uuid AS channel_id, $2::uuid AS user_id)
     SELECT {CHANNEL_COLUMNS_PREFIXED}, f.* FROM ({FACTS_SELECT}) f JOIN channels c ON c.id = f.channel_id
 """
-# Locking first: the facts are then read after any change that held the lock.
+# Locking first. The lock returns the row's newest version, the facts come from the
+# statement's snapshot, which may be older (taken before a change that held the lock
+# committed): equal access versions (every such change bumps it) mean they are current.
 _CHANNEL_AND_FACTS_LOCKED = f"""
-    WITH lock AS (SELECT id FROM channels WHERE id = $1 FOR UPDATE),
+    WITH lock AS (SELECT id, access_version FROM channels WHERE id = $1 FOR {{mode}}),
          pairs AS (SELECT l.id AS channel_id, $2::uuid AS user_id FROM lock l)
-    SELECT {CHANNEL_COLUMNS_PREFIXED}, f.* FROM ({FACTS_SELECT}) f JOIN channels c ON c.id = f.channel_id
+    SELECT {CHANNEL_COLUMNS_PREFIXED}, f.*,
+           c.access_version = (SELECT access_version FROM lock) AS current
+    FROM ({FACTS_SELECT}) f JOIN channels c ON c.id = f.channel_id
 """
+_LOCKED = {
+    mode: _CHANNEL_AND_FACTS_LOCKED.replace("{mode}", mode) for mode in ("UPDATE", "KEY SHARE")
+}
 
 # Every channel the user could see: the conversations they take part in and the
 # channels of the servers they are members of (overrides then decide).
@@ -220,16 +227,27 @@ def facts_from_json(rows: list[dict[str, object]]) -> list[AccessFacts]:
 
 
 async def get_channel_access(
-    conn: asyncpg.Connection, *, channel_id: UUID, user_id: UUID, lock: bool = False
+    conn: asyncpg.Connection,
+    *,
+    channel_id: UUID,
+    user_id: UUID,
+    lock: bool = False,
+    share: bool = False,
 ) -> tuple[ChannelRow, AccessFacts] | None:
     """A channel and one user's facts in it; None if there is no such channel. With
     `lock`, the channel's row is locked FOR UPDATE first (a change of who may see it
-    follows)."""
-    sql = _CHANNEL_AND_FACTS_LOCKED if lock else _CHANNEL_AND_FACTS
+    follows); with `share`, FOR KEY SHARE (a write there: such a change waits for it,
+    and it for one under way). Either way the facts are those after the lock."""
+    sql = _LOCKED["UPDATE" if lock else "KEY SHARE"] if lock or share else _CHANNEL_AND_FACTS
     record = await conn.fetchrow(sql, channel_id, user_id)
+    if record is not None and record.get("current") is False:
+        # A change committed while this waited for the lock: read again, after it (the
+        # lock is held now, so no other can come between).
+        record = await conn.fetchrow(sql, channel_id, user_id)
     if record is None:
         return None
     row = dict(record)
+    row.pop("current", None)
     channel = ChannelRow(**{f: row.pop(f"c_{f}") for f in CHANNEL_FIELDS})
     return channel, AccessFacts(**row)
 

@@ -507,6 +507,12 @@ async def list_unreads(
     return many(UnreadRow, records)
 
 
+async def lock_message_shared(conn: asyncpg.Connection, *, message_id: UUID) -> None:
+    """Share-lock a message until the transaction ends: its deletion (FOR UPDATE) waits,
+    so a preview of it written meanwhile is one the deletion then scrubs."""
+    await conn.execute("SELECT 1 FROM messages WHERE id = $1 FOR SHARE", message_id)
+
+
 async def lock_channel_counter(conn: asyncpg.Connection, *, channel_id: UUID) -> None:
     """Lock the channel's row as taking a sequence number does (FOR NO KEY UPDATE: sends,
     which share-lock it, go on) until the transaction ends."""

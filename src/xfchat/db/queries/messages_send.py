@@ -65,7 +65,10 @@ _PREPARE_SEND_BATCH = (
     + """ AS preview
                                 FROM messages rm LEFT JOIN users ru ON ru.id = rm.author_id
                                 WHERE rm.id = r.id AND rm.channel_id = c.id
-                                  AND rm.deleted_at IS NULL OFFSET 0) x
+                                  AND rm.deleted_at IS NULL OFFSET 0
+                                -- A deletion (FOR UPDATE) waits for this send, and then
+                                -- scrubs its preview; one committed first hides it.
+                                FOR SHARE OF rm) x
                ), '[]'::json) AS replyable,
                COALESCE((
                    SELECT json_agg(json_build_object(
