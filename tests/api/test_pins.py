@@ -51,6 +51,12 @@ async def test_moderators_pin_in_servers_with_a_notice_events_and_a_limit(
         ("mod", said[0]["id"]),
     ]
     assert notices[0]["reply_to"]["content"] == "note 1"
+    # Was: a pin's notice did not move its author's read position, as a send does (and
+    # clients do on their own message.created): mod had an unread message of their own.
+    receipts = (
+        await client.get(f"/api/channels/{srv.general}/read-states", headers=mod.headers)
+    ).json()
+    assert {r["user_id"]: r["last_read_seq"] for r in receipts}[str(mod.id)] == notices[0]["seq"]
     notice_edit = await client.patch(
         f"/api/channels/{srv.general}/messages/{notices[0]['id']}",
         headers=mod.headers,

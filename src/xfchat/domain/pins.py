@@ -77,6 +77,9 @@ async def pin(conn: asyncpg.Connection, actor: Actor, channel_id: UUID, message_
             content=PIN_TEXT,
             reply_to_id=message_id,
             kind="pin",
+        )  # (its author has read it, as a send's author has: README, read positions)
+        await q.advance_read_state(
+            conn, user_id=actor.user_id, channel_id=channel_id, seq=notice.seq
         )
         view = await q.get_message_view(
             conn, viewer=actor.user_id, channel_id=channel_id, message_id=notice.id

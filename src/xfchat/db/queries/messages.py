@@ -362,6 +362,24 @@ async def upsert_read_state(
     return one(ReadStateRow, record)
 
 
+async def advance_read_state(
+    conn: asyncpg.Connection, *, user_id: UUID, channel_id: UUID, seq: int
+) -> None:
+    """Move the user's read position up to `seq` (never back), as a send moves its
+    author's."""
+    await conn.execute(
+        """
+        INSERT INTO read_states AS r (user_id, channel_id, last_read_seq) VALUES ($1, $2, $3)
+        ON CONFLICT (user_id, channel_id) DO UPDATE
+            SET last_read_seq = GREATEST(r.last_read_seq, EXCLUDED.last_read_seq),
+                updated_at = now()
+        """,
+        user_id,
+        channel_id,
+        seq,
+    )
+
+
 async def list_read_states(
     conn: asyncpg.Connection, *, channel_id: UUID, limit: int
 ) -> list[ReadStateRow]:
