@@ -213,8 +213,8 @@ MESSAGE_UNPINNED = EventType(
     "message.unpinned",
     C,
     PinPayload,
-    "A message was unpinned. Deleting a pinned message is only `message.deleted` (it leaves"
-    " the pins with it).",
+    "A message was unpinned: `pinned_by` is who unpinned it, `pinned_at` is null. Deleting"
+    " a pinned message is only `message.deleted` (it leaves the pins with it).",
 )
 READ_STATE_UPDATED = EventType(
     "read_state.updated", C, ReadStatePayload, "Someone has read up to `last_read_seq`."
