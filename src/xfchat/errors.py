@@ -87,6 +87,11 @@ class PayloadTooLarge(XFChatError):
     default_code = "PAYLOAD_TOO_LARGE"
 
 
+class UnsupportedMediaType(XFChatError):
+    status = 415
+    default_code = "UNSUPPORTED_MEDIA_TYPE"
+
+
 class RangeNotSatisfiable(XFChatError):
     status = 416
     default_code = "RANGE_NOT_SATISFIABLE"

@@ -664,3 +664,30 @@ async def test_repeated_parents_headers_count_together_against_the_limit(
     ]
     response = await client.get(f"/api/channels/{dm}/messages", headers=headers)
     assert response.status_code == 400 and response.json()["code"] == "INVALID_PARENTS"
+
+
+async def test_a_body_that_says_it_is_not_json_is_415_everywhere(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """Was: a send took any Content-Type as JSON (text/plain, image/png), every other
+    route answered the same body 400 "Input should be a valid dictionary", and the 415
+    the API document lists was never sent."""
+    ann, _, dm = await pair(client, make_user)
+    body = b'{"content": "hi"}'
+    for kind in ("text/plain;charset=UTF-8", "image/png", "application/x-www-form-urlencoded"):
+        headers = {**ann.headers, "content-type": kind}
+        for method, url, raw in (
+            ("PUT", f"/api/channels/{dm}/messages/{uuid.uuid4()}", body),
+            ("POST", f"/api/channels/{dm}/messages", body),
+            ("POST", "/api/auth/login", b'{"login": "ann", "password": "x"}'),
+            ("PATCH", "/api/users/@me", b'{"display_name": "Ann"}'),
+        ):
+            answer = await client.request(method, url, headers=headers, content=raw)
+            assert answer.status_code == 415, (kind, url, answer.text)
+            assert answer.json()["code"] == "UNSUPPORTED_MEDIA_TYPE"
+    bare = {k: v for k, v in ann.headers.items() if k.lower() != "content-type"}
+    for kind in (None, "application/json; charset=utf-8", "application/merge-patch+json"):
+        headers = bare if kind is None else {**bare, "content-type": kind}
+        url = f"/api/channels/{dm}/messages/{uuid.uuid4()}"
+        sent = await client.put(url, headers=headers, content=body)
+        assert sent.status_code == 201, (kind, sent.text)

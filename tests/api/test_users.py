@@ -206,3 +206,23 @@ async def test_a_name_with_a_final_newline_is_refused_plainly(
     ):
         changed = await client.patch("/api/users/@me", headers=user.headers, json=body)
         assert changed.status_code == 400 and changed.json()["code"] == code, changed.text
+
+
+async def test_every_time_is_written_one_way(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """Was: the routes answering through a pydantic model wrote times with "Z", the rest
+    of the API and every event with "+00:00": one user's created_at differed from one
+    route to the next, and an edit's replaced_at never equalled the message's edited_at."""
+    ann, ben, dm = await factories.pair(client, make_user)
+    me = (await client.get("/api/users/@me", headers=ann.headers)).json()
+    seen = (await client.get(f"/api/users/{ann.id}", headers=ben.headers)).json()
+    message = await factories.say(client, ann, dm, "first")
+    assert me["created_at"] == seen["created_at"], (me, seen)
+    assert message["created_at"].endswith("+00:00") and me["created_at"].endswith("+00:00")
+    url = f"/api/channels/{dm}/messages/{message['id']}"
+    edited = (await client.patch(url, headers=ann.headers, json={"content": "second"})).json()
+    edits = (await client.get(f"{url}/edits", headers=ann.headers)).json()
+    assert edits[0]["replaced_at"] == edited["edited_at"], (edits, edited)
+    sessions = (await client.get("/api/users/@me/sessions", headers=ann.headers)).json()
+    assert all(s["created_at"].endswith("+00:00") for s in sessions)

@@ -3,13 +3,13 @@ read receipts) and typing."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from uuid import UUID
 
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
 from xfchat.api.deps import Conn, CurrentActor
+from xfchat.api.models import Instant
 from xfchat.domain import messages
 
 router = APIRouter(prefix="/api/channels/{channel_id}", tags=["channels"])
@@ -22,7 +22,7 @@ class AckIn(BaseModel):
 class ReadStateOut(BaseModel):
     user_id: UUID
     last_read_seq: int
-    updated_at: datetime
+    updated_at: Instant
 
 
 @router.put("/ack")

@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from xfchat.api.responses import JSONResponse
-from xfchat.errors import LimitWindow, RateLimited, XFChatError
+from xfchat.errors import LimitWindow, RateLimited, UnsupportedMediaType, XFChatError
 
 log = logging.getLogger("xfchat.api")
 
@@ -86,9 +86,24 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, code, message, headers=getattr(exc, "headers", None))
 
 
-async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+def declared_not_json(request: Request) -> bool:
+    """Whether the request says its body is something other than JSON (no Content-Type
+    is taken as JSON, as FastAPI takes it)."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return bool(kind) and kind != "application/json" and not kind.endswith("+json")
+
+
+def not_json() -> UnsupportedMediaType:
+    return UnsupportedMediaType(
+        "send the body as application/json", code="UNSUPPORTED_MEDIA_TYPE", field="body"
+    )
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
+    if declared_not_json(request) and any(tuple(e.get("loc", ()))[:1] == ("body",) for e in errors):
+        return xfchat_error_response(not_json())  # (FastAPI read it as bytes)
     if any(e.get("type") == "json_invalid" for e in errors):
         return error_response(400, "MALFORMED_JSON", "the request body is not valid JSON")
     details = [

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from uuid import UUID
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
 from xfchat.api.deps import Conn, CurrentActor, check_limit, get_settings
-from xfchat.api.models import Text, UserPublic
+from xfchat.api.models import Instant, Text, UserPublic
 from xfchat.domain import friends
 
 router = APIRouter(prefix="/api/users/@me", tags=["friends"])
@@ -24,7 +23,7 @@ class FriendRequestOut(BaseModel):
     from_user_id: UUID
     to_user_id: UUID
     status: str
-    created_at: datetime
+    created_at: Instant
     user: UserPublic  # the user at the other end
     conversation_id: UUID | None = None  # once accepted: your direct conversation
 
@@ -49,7 +48,7 @@ class FriendRequestsOut(BaseModel):
 
 class FriendOut(BaseModel):
     user: UserPublic
-    since: datetime
+    since: Instant
 
 
 @router.get("/friend-requests")

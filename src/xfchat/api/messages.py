@@ -25,8 +25,9 @@ from xfchat.api.deps import (
     identify,
     record_decision,
 )
+from xfchat.api.errors import declared_not_json, not_json
 from xfchat.api.media import image_slots
-from xfchat.api.models import Text
+from xfchat.api.models import Instant, Text
 from xfchat.api.pages import page_headers, page_response
 from xfchat.api.responses import JSONResponse
 from xfchat.api.servers import AuditReason
@@ -65,8 +66,8 @@ class EditIn(BaseModel):
 
 class EditOut(BaseModel):
     content: str
-    written_at: datetime
-    replaced_at: datetime
+    written_at: Instant
+    replaced_at: Instant
 
 
 def author_of(request: Request, actor: Actor) -> AuthorPayload:
@@ -87,6 +88,8 @@ async def _send(
             request, channel_id, message_id=message_id, client_chose_id=client_chose_id
         )
     actor = await identify(request)
+    if declared_not_json(request):
+        raise not_json()
     body = _message_in(await request.body())
     state = request.app.state
     settings = state.settings

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel
+from pydantic import AfterValidator, BaseModel, PlainSerializer, WithJsonSchema
 
 from xfchat.db.queries.users import PublicUserRow, UserRow
 
@@ -26,6 +26,14 @@ def _no_nul(value: str) -> str:
 Text = Annotated[str, AfterValidator(_no_nul)]
 """Every string a client sends is a Text: valid Unicode without NUL characters."""
 
+Instant = Annotated[
+    datetime,
+    PlainSerializer(datetime.isoformat, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+"""Every time a response holds: written as events and the rest of the API write it
+(`isoformat()`: "+00:00", where pydantic would write "Z")."""
+
 
 class UserPublic(BaseModel):
     id: UUID
@@ -33,7 +41,7 @@ class UserPublic(BaseModel):
     display_name: str | None
     avatar_url: str | None
     status_text: str | None
-    created_at: datetime
+    created_at: Instant
 
     @classmethod
     def of(cls, row: PublicUserRow | UserRow) -> UserPublic:

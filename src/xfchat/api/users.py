@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from typing import Annotated, Literal
 from uuid import UUID
 
@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from xfchat.api.deps import AppSettings, Conn, CurrentActor, Pool, password_limit
-from xfchat.api.models import Text, UserPrivate, UserPublic
+from xfchat.api.models import Instant, Text, UserPrivate, UserPublic
 from xfchat.api.responses import JSONResponse
 from xfchat.domain import accounts, presence, profile
 from xfchat.domain.event_payloads import PresencePayload, PublicUserPayload
@@ -41,9 +41,9 @@ class SessionOut(BaseModel):
     id: UUID
     user_agent: str | None
     ip: str | None
-    created_at: datetime
-    last_used_at: datetime
-    expires_at: datetime
+    created_at: Instant
+    last_used_at: Instant
+    expires_at: Instant
     current: bool
 
 
