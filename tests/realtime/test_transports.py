@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -23,6 +24,7 @@ from tests.realtime.clients import (
     wait_subscribers,
 )
 from tests.support import Servers
+from xfchat.domain.tokens import issue_access_token
 
 Http = Callable[[str], httpx.AsyncClient]
 
@@ -202,13 +204,21 @@ async def test_gateway_drops_a_client_that_stops_heartbeating(
 
 
 async def test_gateway_closes_a_revoked_session(
-    server: str, http: Http, make_user: MakeUser
+    server: str, http: Http, make_user: MakeUser, secret: str
 ) -> None:
     ben = await make_user("ben")
+    stale = issue_access_token(
+        secret, user_id=ben.id, session_id=ben.session_id, ttl_s=900, now=time.time() - 3600
+    )
+    # Was: 4004 for both, so a client could not tell "refresh" from "log in again".
+    expired = await GatewayClient.connect(server, stale)
+    assert await expired.closed_with() == 4015
     gw = await GatewayClient.connect(server, ben.access_token)
     await gw.next("ready")
     await http(server).post("/api/auth/logout", headers=ben.headers)
     assert await gw.closed_with() == 4012
+    again = await GatewayClient.connect(server, ben.access_token)
+    assert await again.closed_with() == 4012
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ Close codes (see CLOSE_CODES): 4001 unknown opcode, 4002 not JSON, 4003 not iden
 missed (zombie), 4010 resync required, 4011 slow consumer (resume), 4012 session
 revoked, 4013 server shutting down or its database unavailable (resume), 4008 IDENTIFY/RESUME
 rate limited (or frames: FRAME_BURST at once, then FRAME_RATE a second), 4014 too many
-connections of the user.
+connections of the user, 4015 token expired (refresh, then resume).
 
 Voice: VOICE_STATE_UPDATE (4) and VOICE_SIGNAL (12), see api/gateway_voice.py.
 """
@@ -73,7 +73,11 @@ CLOSE_CODES = {
     4013: "server shutting down or its database unavailable: resume",
     4008: "rate limited: too many IDENTIFY or RESUME, or frames",
     4014: "too many connections: close another first",
+    4015: "token expired: refresh it, then resume",
 }
+# What a refused token is closed with: a client refreshes an expired one, and logs in
+# again after a revoked session (as the HTTP API tells them apart); anything else 4004.
+CLOSE_FOR_TOKEN = {"TOKEN_EXPIRED": 4015, "SESSION_REVOKED": 4012}
 CLOSE_FOR_REASON = {
     "slow_consumer": 4011,
     "session_revoked": 4012,
@@ -145,8 +149,8 @@ async def _handshake(
             decision = await state.limiter.check(conn, REALTIME_BUCKET, str(actor.user_id), limit)
     except UNAVAILABLE:  # (a busy database is no reason to drop one's credentials)
         raise GatewayClose(4013) from None
-    except XFChatError:
-        raise GatewayClose(4004) from None
+    except XFChatError as exc:
+        raise GatewayClose(CLOSE_FOR_TOKEN.get(exc.code, 4004)) from None
     if not decision.allowed:
         raise GatewayClose(4008, f"rate limited: retry in {math.ceil(decision.reset_after)} s")
     seq = data.get("seq") if op == RESUME else None

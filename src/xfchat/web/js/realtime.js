@@ -137,7 +137,7 @@ export class Realtime {
     if (!hello) await this.gatewayRefused();
     if (code === 4012) return this.on.ended("revoked");
     if (code === 4010 || code === 4007) this.last = null;
-    if (code === 4004) {
+    if (code === 4015 || code === 4004) {
       try {
         await this.session.refresh();
       } catch {
