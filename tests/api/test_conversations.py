@@ -184,6 +184,10 @@ async def test_the_list_shows_last_message_and_unread_and_mention_counts(
     assert listed[dm]["mention_count"] == 1
     ben_view = (await client.get(f"/api/conversations/{dm}", headers=ben.headers)).json()
     assert ben_view["unread"] == 0 and ben_view["last_read_seq"] == 5
+    # Was: a deleted newest message stayed the last one, an empty tombstone.
+    await client.delete(f"/api/channels/{dm}/messages/{last['id']}", headers=ben.headers)
+    after = (await client.get(f"/api/conversations/{dm}", headers=ann.headers)).json()
+    assert after["last_message"]["content"] == f"two <@{ann.id}>"
 
 
 async def test_non_participants_get_404_for_everything(

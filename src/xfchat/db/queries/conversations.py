@@ -100,7 +100,8 @@ async def list_conversations(
         FROM channels c
         LEFT JOIN read_states rs ON rs.user_id = $1 AND rs.channel_id = c.id
         LEFT JOIN LATERAL (
-            SELECT m.id, m.created_at FROM messages m WHERE m.channel_id = c.id
+            SELECT m.id, m.created_at FROM messages m
+            WHERE m.channel_id = c.id AND m.deleted_at IS NULL  -- (a tombstone says nothing)
             ORDER BY m.seq DESC LIMIT 1
         ) last ON true
         WHERE c.id = ANY($2::uuid[]) AND c.server_id IS NULL
