@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import httpx
@@ -399,3 +400,27 @@ async def test_a_profile_change_reaches_each_server_once_not_each_channel(
     updates = [d for t, d in on_server if t == "user.updated"]
     assert [u["display_name"] for u in updates] == ["B"]
     assert not [t for t, _ in on_channel if t == "user.updated"]
+
+
+async def test_members_bans_and_the_audit_log_say_whether_more_follow(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """Was: these lists paged with after/before but sent no X-Has-More or Link, unlike
+    every other list: a client could only tell the end by a short page."""
+    ann = await make_user("ann")
+    others = [await make_user(f"u{i}") for i in range(4)]
+    srv = await community(client, ann, *others)
+    for who in others[:3]:
+        banned = await client.put(srv.url(f"/bans/{who.id}"), headers=ann.headers, json={})
+        assert banned.status_code == 204
+    for path, total in (("/members", 2), ("/bans", 3), ("/audit-log", 4)):  # (+ an invite)
+        seen: list[Any] = []
+        url: str | None = srv.url(f"{path}?limit=2")
+        while url is not None:
+            page = await client.get(url, headers=ann.headers)
+            assert page.status_code == 200, page.text
+            seen += page.json()
+            more = page.headers["x-has-more"] == "true"
+            assert more == ("link" in page.headers), path
+            url = page.headers["link"][1:].split(">")[0] if more else None
+        assert len(seen) == total and len({str(s) for s in seen}) == total, (path, seen)

@@ -4,7 +4,7 @@ leaving, kicks and bans."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Path, Query, Request, Response
@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from xfchat.api.deps import Conn, CurrentActor
 from xfchat.api.models import Text
+from xfchat.api.pages import page_response
 from xfchat.api.responses import JSONResponse
 from xfchat.api.servers import AuditReason
 from xfchat.domain import members, presence, roles
@@ -54,16 +55,23 @@ class BanOut(BaseModel):
 
 @router.get("/members", response_model=list[MemberPayload])
 async def get_members(
+    request: Request,
     server_id: UUID,
     actor: CurrentActor,
     conn: Conn,
     after: UUID | None = None,
     limit: Annotated[int, Query(ge=1, le=members.MAX_PAGE)] = 100,
 ) -> Response:
-    """A page of members by user id; pass the last one's user id as `after`."""
-    return JSONResponse(
-        await members.list_members(conn, actor, server_id, after=after, limit=limit)
-    )
+    """A page of members by user id; pass the last one's user id as `after` (the `Link`
+    header does)."""
+    page = await members.list_members(conn, actor, server_id, after=after, limit=limit + 1)
+    return _by_user(request, page, limit)
+
+
+def _by_user(request: Request, page: list[Any], limit: int) -> Response:
+    """A page of a list by user id (fetched with one more than `limit`)."""
+    cursor = {"after": page[limit - 1]["user"]["id"]} if len(page) > limit else {}
+    return page_response(request, page[:limit], len(page) > limit, cursor)
 
 
 @router.get("/presences", response_model=list[PresencePayload])
@@ -146,14 +154,16 @@ async def delete_member_role(
 
 @router.get("/bans", response_model=list[BanOut])
 async def get_bans(
+    request: Request,
     server_id: UUID,
     actor: CurrentActor,
     conn: Conn,
     after: UUID | None = None,
     limit: Annotated[int, Query(ge=1, le=members.MAX_PAGE)] = 100,
 ) -> Response:
-    """A page of bans by user id (BAN_MEMBERS)."""
-    return JSONResponse(await members.list_bans(conn, actor, server_id, after=after, limit=limit))
+    """A page of bans by user id (BAN_MEMBERS); `after` as for members."""
+    page = await members.list_bans(conn, actor, server_id, after=after, limit=limit + 1)
+    return _by_user(request, page, limit)
 
 
 @router.put("/bans/{user_id}", status_code=204, response_class=Response)

@@ -10,11 +10,12 @@ from typing import Annotated, Any
 from urllib.parse import unquote
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from xfchat.api.deps import Conn, CurrentActor
 from xfchat.api.models import Text
+from xfchat.api.pages import page_response
 from xfchat.api.responses import JSONResponse
 from xfchat.domain import servers
 from xfchat.domain.event_payloads import ServerJoinedPayload, ServerPayload
@@ -122,6 +123,7 @@ async def delete_server(server_id: UUID, actor: CurrentActor, conn: Conn) -> Res
 
 @router.get("/api/servers/{server_id}/audit-log", response_model=list[AuditEntry])
 async def get_audit_log(
+    request: Request,
     server_id: UUID,
     actor: CurrentActor,
     conn: Conn,
@@ -131,9 +133,9 @@ async def get_audit_log(
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
 ) -> Response:
     """Newest first (VIEW_AUDIT_LOG); filter by the acting `user_id` and `action`; page
-    with `before` (the last entry's id)."""
-    return JSONResponse(
-        await servers.list_audit_log(
-            conn, actor, server_id, actor_id=user_id, action=action, before=before, limit=limit
-        )
+    with `before` (the last entry's id; the `Link` header does)."""
+    page = await servers.list_audit_log(
+        conn, actor, server_id, actor_id=user_id, action=action, before=before, limit=limit + 1
     )
+    cursor = {"before": page[limit - 1]["id"]} if len(page) > limit else {}
+    return page_response(request, page[:limit], len(page) > limit, cursor)
