@@ -161,6 +161,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
         lifespan=_lifespan(settings, pool),
         docs_url=None,
         redoc_url=None,
+        redirect_slashes=False,  # (a bare 307 to another URL: a wrong one is 404, as any)
     )
     app.state.settings = settings
     app.state.pool = pool

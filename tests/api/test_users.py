@@ -226,3 +226,13 @@ async def test_every_time_is_written_one_way(
     assert edits[0]["replaced_at"] == edited["edited_at"], (edits, edited)
     sessions = (await client.get("/api/users/@me/sessions", headers=ann.headers)).json()
     assert all(s["created_at"].endswith("+00:00") for s in sessions)
+
+
+async def test_a_trailing_slash_is_a_plain_404(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """Was: a bare 307 (no JSON body) to the URL without the slash."""
+    user = await make_user()
+    for method in ("GET", "PATCH"):
+        answer = await client.request(method, "/api/users/@me/", headers=user.headers, json={})
+        assert answer.status_code == 404 and answer.json()["code"] == "NOT_FOUND", answer.text
