@@ -214,7 +214,11 @@ def _sse_schemas(typed: dict[str, Any]) -> dict[str, Any]:
     return {"SseReady": ready, "SseEvent": {"title": "SseEvent", "oneOf": variants}}
 
 
-def _error_statuses(method: str, operation: dict[str, Any], secured: bool) -> list[int]:
+# The one route a 410 comes from: a Braid subscription's unknown `Parents`.
+GONE_ROUTE = ("get", "/api/channels/{channel_id}/messages")
+
+
+def _error_statuses(path: str, method: str, operation: dict[str, Any], secured: bool) -> list[int]:
     has_input = bool(operation.get("parameters")) or "requestBody" in operation
     path_params = any(p.get("in") == "path" for p in operation.get("parameters", []))
     statuses = [503, 429]
@@ -230,7 +234,7 @@ def _error_statuses(method: str, operation: dict[str, Any], secured: bool) -> li
         statuses.append(409)
     if "requestBody" in operation:
         statuses += [413, 415]
-    if method == "post" or method == "put":
+    if (method, path) == GONE_ROUTE:
         statuses.append(410)
     return sorted(set(statuses))
 
@@ -252,7 +256,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         schemas.setdefault(name, schema)
     components["securitySchemes"] = {"bearer": SECURITY_SCHEME}
     error_ref = {"application/json": {"schema": {"$ref": REF.format(model="Error")}}}
-    for operations in doc.get("paths", {}).values():
+    for path, operations in doc.get("paths", {}).items():
         for method, operation in operations.items():
             params = operation.pop("parameters", [])
             secured = "security" in operation or any(_is_token(p) for p in params)
@@ -264,7 +268,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
             responses = operation.setdefault("responses", {})
             if responses.get("422", {}).get("description") == "Validation Error":
                 responses.pop("422")  # FastAPI's: validation errors are 400 here
-            for status in _error_statuses(method, operation, secured):
+            for status in _error_statuses(path, method, operation, secured):
                 responses.setdefault(
                     str(status), {"description": ERRORS[status], "content": error_ref}
                 )
