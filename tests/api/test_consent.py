@@ -4,6 +4,9 @@ anyone that a block is why."""
 
 from __future__ import annotations
 
+from uuid import UUID
+
+import asyncpg
 import httpx
 
 from tests import factories
@@ -134,7 +137,7 @@ async def test_friends_only_closes_open_conversations_to_strangers_as_a_block_do
 
 
 async def test_the_privacy_setting_is_yours_alone(
-    client: httpx.AsyncClient, make_user: MakeUser
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
 ) -> None:
     ann = await make_user()
     mine = await client.get("/api/users/@me/privacy", headers=ann.headers)
@@ -145,3 +148,9 @@ async def test_the_privacy_setting_is_yours_alone(
     assert wrong.status_code == 400 and wrong.json()["code"] == "VALIDATION_ERROR"
     profile = await client.get(f"/api/users/{ann.id}", headers=ann.headers)
     assert "direct_messages" not in profile.json() and "dm_policy" not in profile.json()
+    # Was: a change said nothing to your other sessions (their settings went stale).
+    await client.put(
+        "/api/users/@me/privacy", headers=ann.headers, json={"direct_messages": "friends"}
+    )
+    told = await factories.events_of(conn, "user", UUID(str(ann.id)))
+    assert ("privacy.updated", {"direct_messages": "friends"}) in told

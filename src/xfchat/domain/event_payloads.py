@@ -172,6 +172,10 @@ class PresencePayload(TypedDict):
     status_text: str | None  # the custom status (none while offline)
 
 
+class PrivacyPayload(TypedDict):
+    direct_messages: str  # everyone, friends
+
+
 class SessionRevokedPayload(TypedDict):
     session_id: str
     reason: str

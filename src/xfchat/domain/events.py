@@ -41,6 +41,7 @@ from xfchat.domain.event_payloads import (
     ParticipantPayload,
     PinPayload,
     PresencePayload,
+    PrivacyPayload,
     PublicUserPayload,
     ReactionChangePayload,
     ReadStatePayload,
@@ -344,6 +345,12 @@ MEMBER_REMOVED = EventType(
 SESSION_REVOKED = EventType(
     "session.revoked", U, SessionRevokedPayload, "A session of yours ended (its streams close)."
 )
+PRIVACY_UPDATED = EventType(
+    "privacy.updated",
+    U,
+    PrivacyPayload,
+    "You changed whom you take direct messages from (`PUT /api/users/@me/privacy`).",
+)
 VOICE_STATE_UPDATED = EventType(
     "voice.state_updated",
     C,
@@ -389,6 +396,7 @@ EVENT_TYPES: dict[str, EventType[Any]] = {
         USER_UPDATED,
         PRESENCE_UPDATED,
         SESSION_REVOKED,
+        PRIVACY_UPDATED,
         SERVER_JOINED,
         SERVER_LEFT,
         SERVER_UPDATED,

@@ -14,7 +14,7 @@ from xfchat.domain import validation
 from xfchat.domain.access import member_servers, visible_channels
 from xfchat.domain.accounts import Actor, password_hasher, session_revoked
 from xfchat.domain.event_payloads import PublicUserPayload
-from xfchat.domain.events import USER_UPDATED, emit_many
+from xfchat.domain.events import PRIVACY_UPDATED, USER_UPDATED, emit_many
 from xfchat.domain.passwords import hash_password_async, verify_password_async
 from xfchat.errors import BadRequest, Conflict, NotFound
 from xfchat.settings import Settings
@@ -203,7 +203,9 @@ async def set_dm_policy(conn: asyncpg.Connection, actor: Actor, policy: str) -> 
             code="VALIDATION_ERROR",
             field="direct_messages",
         )
-    await users_q.update_dm_policy(conn, user_id=actor.user_id, policy=policy)
+    async with conn.transaction():  # (your other sessions are told)
+        await users_q.update_dm_policy(conn, user_id=actor.user_id, policy=policy)
+        await emit_many(conn, [PRIVACY_UPDATED.to_user(actor.user_id, {"direct_messages": policy})])
     return policy
 
 
