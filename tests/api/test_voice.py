@@ -349,6 +349,14 @@ async def test_moderation_neither_takes_an_empty_change_nor_tells_a_hidden_chann
     assert empty.status_code == 400 and empty.json()["code"] == "VALIDATION_ERROR"
     away = await client.patch(url, headers=mod.headers, json={"mute": True})
     assert away.status_code == 200 and away.json()["voice_state"] is None
+    # Was: a mute of a member not in voice showed nowhere (no field, no event) until
+    # they joined: other moderators, and the member, could not know.
+    member = (await client.get(srv.url(f"/members/{ben.id}"), headers=ben.headers)).json()
+    assert (member["mute"], member["deaf"]) == (True, False)
+    async with pool.acquire() as conn:
+        told = await factories.events_of(conn, "server", uuid.UUID(srv.id))
+    updates = [d for t, d in told if t == "member.updated" and d["user"]["id"] == str(ben.id)]
+    assert updates and updates[-1]["mute"] is True
     await voice_join(pool, ben, secret)
     inside = await client.patch(url, headers=mod.headers, json={"mute": False})
     assert inside.status_code == 200, inside.text  # as if not in voice: nothing told

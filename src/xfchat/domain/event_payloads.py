@@ -233,6 +233,8 @@ class MemberPayload(TypedDict):
     role_ids: list[str]
     joined_at: str
     timed_out_until: str | None
+    mute: bool  # server-muted in voice (MUTE_MEMBERS), in voice or not
+    deaf: bool  # server-deafened likewise (DEAFEN_MEMBERS)
 
 
 class VoiceStatePayload(TypedDict):

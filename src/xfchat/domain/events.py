@@ -337,7 +337,10 @@ ROLE_UPDATED = EventType(
 )
 ROLE_DELETED = EventType("role.deleted", S, RoleDeletedPayload, "A role was deleted.")
 MEMBER_UPDATED = EventType(
-    "member.updated", S, MemberPayload, "A member's nickname, roles or timeout changed."
+    "member.updated",
+    S,
+    MemberPayload,
+    "A member's nickname, roles, timeout, or server mute or deafen changed.",
 )
 MEMBER_REMOVED = EventType(
     "member.removed", S, MemberRemovedPayload, "Someone left, was kicked or was banned."

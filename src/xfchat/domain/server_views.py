@@ -123,6 +123,8 @@ def members_json(row: q.MemberRow, user: users_q.PublicUserRow) -> MemberPayload
         "role_ids": [str(r) for r in row.role_ids],
         "joined_at": row.joined_at.isoformat(),
         "timed_out_until": row.timed_out_until.isoformat() if row.timed_out_until else None,
+        "mute": row.mute,
+        "deaf": row.deaf,
     }
 
 

@@ -15,7 +15,9 @@ from xfchat.db.queries import voice as q
 from xfchat.domain.access import access_channel, access_server, viewers_among
 from xfchat.domain.accounts import Actor
 from xfchat.domain.event_payloads import VoiceStatePayload
+from xfchat.domain.events import MEMBER_UPDATED, emit
 from xfchat.domain.permissions import Permission
+from xfchat.domain.server_views import member_json
 from xfchat.domain.voice import announce, check_room, lock_user, not_in_voice, same, state_json
 from xfchat.errors import BadRequest, Forbidden, NotFound
 
@@ -79,6 +81,7 @@ async def moderate_voice(
             await access_server(conn, actor, server_id, need=need)  # raises, naming it
         elif "channel_id" in fields:
             raise not_in_voice()
+        before = flags
         if "mute" in fields or "deaf" in fields:
             flags = await servers_q.update_member_voice_flags(
                 conn,
@@ -102,6 +105,10 @@ async def moderate_voice(
         if after is not None and (here is None or not same(here, after)):
             now = [after]
         await announce(conn, left=left, now=now)
+        if flags != before:  # (the member's object shows them, in voice or not)
+            member = await servers_q.get_member(conn, server_id=server_id, user_id=user_id)
+            assert member is not None
+            await emit(conn, MEMBER_UPDATED.to_server(server_id, await member_json(conn, member)))
         changes = {k: (str(v) if isinstance(v, UUID) else v) for k, v in fields.items()}
         if fields:
             await audit_q.insert_audit_entry(

@@ -32,6 +32,8 @@ class MemberRow:
     timed_out_until: datetime | None
     role_ids: list[UUID]  # highest first
     top_position: int  # the position of their highest role (0: @everyone only)
+    mute: bool  # server-muted in voice (by a moderator, in voice or not)
+    deaf: bool  # server-deafened likewise
 
 
 SERVER_COLUMNS = "id, name, owner_id, description, icon_url, created_at, updated_at"
@@ -52,7 +54,8 @@ MEMBER_SELECT = """
                     '{}'::uuid[]) AS role_ids,
            COALESCE((SELECT max(r.position) FROM member_roles mr JOIN roles r ON r.id = mr.role_id
                      WHERE mr.server_id = m.server_id AND mr.user_id = m.user_id), 0)
-               AS top_position
+               AS top_position,
+           m.voice_mute AS mute, m.voice_deaf AS deaf
     FROM server_members m
 """
 
