@@ -562,7 +562,10 @@ def markdown_table() -> str:
     audiences = {
         Audience.USER: "you",
         Audience.CHANNEL: "who may see the channel",
-        Audience.RELATED: "you, and whoever shares a conversation or a server with you",
+        Audience.RELATED: (
+            "you, and whoever shares a conversation or a server with you (once for each"
+            " they share: the copies are the same)"
+        ),
         Audience.SERVER: "the server's members",
         Audience.CONNECTION: "one connection of yours",
     }
