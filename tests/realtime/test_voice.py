@@ -11,9 +11,11 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+from jsonschema import Draft202012Validator
 
 from tests import factories
 from tests.factories import MakeUser, TestUser, community, server_channel
+from tests.openapi_check import document
 from tests.realtime.clients import GatewayClient, sse_stream
 from tests.realtime.test_presence import BOUND_S, FAST
 from tests.support import Servers
@@ -33,7 +35,14 @@ async def join(client: GatewayClient, channel: str | None, **flags: bool) -> dic
     await client.send(VOICE_STATE_UPDATE, {"channel_id": channel, **flags})
     frame, _ = await client.until("voice.connected")
     assert "s" not in frame  # not an event of the log
+    documented("voice.connected", frame["d"])
     return dict(frame["d"])
+
+
+def documented(name: str, data: Any) -> None:
+    """`data` is what the API document's Event.<name> says (they were not in it)."""
+    schema = {**document(), "$ref": f"#/components/schemas/Event.{name}"}
+    Draft202012Validator(schema).validate({"type": name, "data": data})
 
 
 def about(user: TestUser, left: bool, channel: str | None = None) -> Callable[[Any], bool]:
@@ -62,6 +71,7 @@ async def received(client: GatewayClient, frames: Frames) -> dict[str, Any]:
 async def error(client: GatewayClient, frames: Frames) -> dict[str, Any]:
     frame, before = await client.until("voice.error")
     frames += before
+    documented("voice.error", frame["d"])
     return dict(frame["d"])
 
 

@@ -31,7 +31,7 @@ from fastapi import WebSocket
 from xfchat.db.pool import DATABASE_ERRORS
 from xfchat.domain import voice, voice_signals
 from xfchat.domain.accounts import Actor
-from xfchat.domain.events import Stream
+from xfchat.domain.events import VOICE_CONNECTED, VOICE_ERROR, Stream
 from xfchat.domain.ice import ice_servers
 from xfchat.errors import BadRequest, XFChatError
 from xfchat.realtime.subscriber import Delivery, Subscriber
@@ -114,7 +114,7 @@ class VoiceOps:
         self.sub.offer(Delivery(0, Stream.user(self.actor.user_id), 0, event_type, data))
 
     def _error(self, op: int, code: str, message: str, **extra: Any) -> None:
-        self._send("voice.error", {"op": op, "code": code, "message": message, **extra})
+        self._send(VOICE_ERROR.name, {"op": op, "code": code, "message": message, **extra})
 
     async def handle(self, op: int, d: Any) -> None:
         extra: dict[str, Any] = {}
@@ -131,7 +131,7 @@ class VoiceOps:
                 else:
                     await self._signal(d)
         except XFChatError as exc:
-            self._send("voice.error", {"op": op, **exc.body(), **extra})
+            self._send(VOICE_ERROR.name, {"op": op, **exc.body(), **extra})
         except DATABASE_ERRORS as exc:
             log.warning("voice op %d failed: %s", op, exc)
             self._error(op, "DATABASE_UNAVAILABLE", "the database is unavailable", **extra)
@@ -151,7 +151,7 @@ class VoiceOps:
         if joined is not None:
             ice = ice_servers(self.state.settings, self.actor.user_id)
             self._send(
-                "voice.connected",
+                VOICE_CONNECTED.name,
                 {
                     "state": joined.state,
                     "voice_states": joined.voice_states,

@@ -4,9 +4,11 @@ table is generated from them, and the API's response models reuse them."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from typing_extensions import TypedDict
+
+from xfchat.domain.ice import IceServerPayload
 
 
 class AuthorPayload(TypedDict):
@@ -250,6 +252,32 @@ class VoiceStatePayload(TypedDict):
     server_mute: bool  # by a moderator (MUTE_MEMBERS)
     server_deaf: bool  # by a moderator (DEAFEN_MEMBERS)
     joined_at: str  # when they joined this channel
+
+
+class VoiceConnectedPayload(TypedDict):
+    """The answer to a join (gateway op 4), to the joining connection only."""
+
+    state: VoiceStatePayload  # yours
+    voice_states: list[VoiceStatePayload]  # everyone's in the channel, yours too
+    ice_servers: list[IceServerPayload]
+    ice_expires_at: str | None  # when the TURN credential stops working (None: no TURN)
+    ice_transport_policy: Literal["all", "relay"]
+
+
+class _VoiceError(TypedDict):
+    op: int  # 4 or 12
+    code: str
+    message: str
+
+
+class VoiceErrorPayload(_VoiceError, total=False):
+    """A voice op refused or failed, as the HTTP API's error body says it."""
+
+    field: str
+    errors: list[dict[str, str]]
+    missing: str
+    to: str  # the addressee of a refused signal
+    retry_after: float
 
 
 class ChannelUnreadPayload(TypedDict):

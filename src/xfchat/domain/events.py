@@ -54,6 +54,8 @@ from xfchat.domain.event_payloads import (
     SessionRevokedPayload,
     TypingPayload,
     UserRefPayload,
+    VoiceConnectedPayload,
+    VoiceErrorPayload,
     VoiceSignalPayload,
     VoiceStateUpdatedPayload,
 )
@@ -370,6 +372,23 @@ VOICE_SIGNAL = EventType(
     stored=False,
 )
 
+VOICE_CONNECTED = EventType(
+    "voice.connected",
+    Audience.CONNECTION,
+    VoiceConnectedPayload,
+    "Your join (gateway op 4) took: your state, everyone's in the channel, and the ICE"
+    " servers (see **Voice**). To the joining connection only; not stored.",
+    stored=False,
+)
+VOICE_ERROR = EventType(
+    "voice.error",
+    Audience.CONNECTION,
+    VoiceErrorPayload,
+    "A voice op (4 or 12) was refused or failed, with the HTTP API's error body; the"
+    " connection stays. To that connection only; not stored.",
+    stored=False,
+)
+
 EVENT_TYPES: dict[str, EventType[Any]] = {
     t.name: t
     for t in (
@@ -414,6 +433,8 @@ EVENT_TYPES: dict[str, EventType[Any]] = {
         ROLE_DELETED,
         VOICE_STATE_UPDATED,
         VOICE_SIGNAL,
+        VOICE_CONNECTED,
+        VOICE_ERROR,
     )
 }
 ACCESS_CHANGES = {name: t.access for name, t in EVENT_TYPES.items() if t.access is not None}
