@@ -223,7 +223,8 @@ async def serve_http(
         log_config=None,
         log_level=settings.log_level,
         access_log=settings.access_log,
-        timeout_graceful_shutdown=int(settings.shutdown_grace_s) or None,
+        # (asyncio.wait_for's timeout: a float works, 0 too; int() made 0.5 "no limit")
+        timeout_graceful_shutdown=settings.shutdown_grace_s,  # type: ignore[arg-type]
         server_header=False,
         proxy_headers=bool(settings.trusted_proxies),
         forwarded_allow_ips=settings.trusted_proxies or None,
@@ -409,11 +410,22 @@ def build_parser() -> argparse.ArgumentParser:
     actions = migrate.add_subparsers(dest="action", required=True)
     actions.add_parser("run", help="apply pending migrations")
     revert = actions.add_parser("revert", help="undo the last N applied migrations")
-    revert.add_argument("count", nargs="?", type=int, default=1)
+    revert.add_argument("count", nargs="?", type=_positive, default=1)
     actions.add_parser("info", help="show applied and pending migrations")
     new = actions.add_parser("add", help="create an empty migration pair")
     new.add_argument("name")
     return parser
+
+
+def _positive(text: str) -> int:
+    """A count of 1 or more (a negative slice once reverted all but the first N)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a count of 1 or more")
+    return value
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {

@@ -112,7 +112,8 @@ def run_dev() -> int:
         os.environ.setdefault("XFCHAT_SECRET", _dev_secret(root))
 
         async def main() -> int:
-            from xfchat.db.pool import connect
+            from xfchat.db.pool import connect, describe_target
+            from xfchat.db.queries import users as users_q
             from xfchat.db.startup import prepare_database
             from xfchat.domain.demo import DEMO_PASSWORD, DEMO_USERS, is_seeded, seed_demo
             from xfchat.domain.sealed_secrets import seal_at_start
@@ -130,6 +131,16 @@ def run_dev() -> int:
             try:
                 if await is_seeded(conn):
                     say("demo data present (reusing it)")
+                elif users := await users_q.count_users(conn):
+                    # (an exported DATABASE_URL of a real database: five accounts with a
+                    # published password must never be added to it)
+                    fatal(
+                        f"{describe_target(settings.require_database_url())} holds {users} "
+                        "account(s) and no demo data: `xfchat dev` adds demo accounts with "
+                        "a known password, so it runs only on its own database or an empty "
+                        "one (unset DATABASE_URL, or use `xfchat serve`)",
+                        EXIT_DATABASE,
+                    )
                 else:
                     summary = await seed_demo(conn)
                     say(
@@ -142,7 +153,7 @@ def run_dev() -> int:
             def banner(url: str) -> None:
                 print(
                     f"\n  XFChat is running at {url}\n"
-                    f"  Database: {settings.database_url}\n"
+                    f"  Database: {describe_target(settings.require_database_url())}\n"
                     f"  Demo logins (password {DEMO_PASSWORD}): {', '.join(DEMO_USERS)}\n\n"
                     f"  open {url} and log in as {DEMO_USERS[0]} / {DEMO_PASSWORD}\n\n"
                     "  Press Ctrl-C to stop.\n",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Literal, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import (
     AliasChoices,
@@ -58,8 +59,8 @@ class DatabaseSettings(BaseSettings):
     database_url: str | None = Field(default=None, validation_alias=_env("DATABASE_URL"))
     pool_min: int = Field(default=5, ge=0, le=1000, validation_alias=_env("XFCHAT_DB_POOL_MIN"))
     pool_max: int = Field(default=25, ge=1, le=1000, validation_alias=_env("XFCHAT_DB_POOL_MAX"))
-    statement_timeout_s: float = Field(
-        default=30.0, gt=0, le=3600, validation_alias=_env("XFCHAT_DB_STATEMENT_TIMEOUT")
+    statement_timeout_s: float = Field(  # (PostgreSQL takes whole ms; 0 would be none)
+        default=30.0, ge=0.001, le=3600, validation_alias=_env("XFCHAT_DB_STATEMENT_TIMEOUT")
     )
     connect_attempts: int = Field(
         default=5, ge=1, le=100, validation_alias=_env("XFCHAT_DB_CONNECT_ATTEMPTS")
@@ -89,6 +90,14 @@ class DatabaseSettings(BaseSettings):
         default=0.5, ge=0, le=30, validation_alias=_env("XFCHAT_REPLICA_WAIT")
     )
 
+    @field_validator("pool_max")
+    @classmethod
+    def _pool_max(cls, value: int, info: ValidationInfo) -> int:
+        low = info.data.get("pool_min")
+        if low is not None and value < low:  # (the pool took the smaller, saying nothing)
+            raise ValueError(f"must be at least XFCHAT_DB_POOL_MIN ({low})")
+        return value
+
     @field_validator("database_url", "listen_url", "replica_url")
     @classmethod
     def _url_scheme(cls, value: str | None, info: ValidationInfo) -> str | None:
@@ -101,6 +110,11 @@ class DatabaseSettings(BaseSettings):
             return None
         if not value.startswith(("postgresql://", "postgres://")):
             raise ValueError("must start with postgresql:// (e.g. postgresql://user:pass@host/db)")
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 (reading it is the check: a port that is not a number)
+        except ValueError as exc:  # (an unclosed [IPv6] too)
+            raise ValueError(f"cannot be read as a URL ({exc})") from None
         return value
 
     def require_database_url(self) -> str:

@@ -124,7 +124,7 @@ def secret_problem(raw: str, min_length: int = MIN_SECRET_LENGTH) -> str | None:
 
 def check_secret(value: SecretStr | None, min_length: int = MIN_SECRET_LENGTH) -> None:
     """Raises ValueError naming what makes a secret unfit."""
-    problem = secret_problem(value.get_secret_value(), min_length) if value else None
+    problem = secret_problem(value.get_secret_value(), min_length) if value is not None else None
     if problem:
         raise ValueError(problem)
 

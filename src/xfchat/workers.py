@@ -21,6 +21,7 @@ import select
 import signal
 import socket
 import sys
+import traceback
 from collections.abc import Callable
 from types import FrameType
 
@@ -76,7 +77,13 @@ class Supervisor:
                 _die_with_parent()
                 metrics = self.metrics[index] if self.metrics else None
                 code = self.serve(index, self.sock, metrics, self._write)
+            except SystemExit as exc:  # (a refusal's exit code, its line printed already)
+                code = exc.code if isinstance(exc.code, int) else 1
+            except BaseException:
+                traceback.print_exc()  # (os._exit would leave without a word)
             finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
                 os._exit(code)
         self.children[pid] = index
 

@@ -45,3 +45,40 @@ def test_check_passes_on_a_current_schema_and_fails_on_a_pending_one(
         "check", env=clean_env(DATABASE_URL=empty_db_url, XFCHAT_SECRET=random_secret())
     )
     assert pending.returncode == 3 and "migration(s) pending" in pending.stderr
+
+
+async def test_revert_takes_only_a_count_of_one_or_more(db_url: str) -> None:
+    """Was: `migrate revert -1` sliced [:-1] and reverted every migration but the first,
+    dropping the messages with their tables, and said so with exit 0."""
+    env = clean_env(DATABASE_URL=db_url)
+    for count in ("-1", "0", "x"):
+        refused = run_cli("migrate", "revert", count, env=env)
+        assert refused.returncode == 2 and "count of 1 or more" in refused.stderr, refused
+    conn = await asyncpg.connect(db_url)
+    try:
+        assert await conn.fetchval("SELECT to_regclass('messages')") is not None
+    finally:
+        await conn.close()
+
+
+async def test_dev_adds_no_demo_accounts_to_a_database_with_real_ones(db_url: str) -> None:
+    """Was: with DATABASE_URL exported (a real database), `xfchat dev` added five
+    accounts with the published password, and printed the URL's password."""
+    conn = await asyncpg.connect(db_url)
+    try:
+        await conn.execute(
+            "INSERT INTO users (username, email, password_hash) VALUES ('ann', 'a@x.org', 'h')"
+        )
+    finally:
+        await conn.close()
+    user, rest = db_url.split("://", 1)[1].split("@", 1)
+    with_password = f"postgresql://{user}:not-this-one@{rest}"  # (trusted: any is taken)
+    refused = run_cli("dev", env=clean_env(DATABASE_URL=with_password, XFCHAT_PORT="0"))
+    assert refused.returncode == 3, refused
+    (line,) = fatal_lines(refused.stderr)
+    assert "holds 1 account(s) and no demo data" in line and "not-this-one" not in line
+    conn = await asyncpg.connect(db_url)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM users") == 1
+    finally:
+        await conn.close()

@@ -5,9 +5,11 @@ from __future__ import annotations
 import shutil
 import signal
 import socket
+import time
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 
 from tests.conftest import Cluster, new_database, remove_database
@@ -252,3 +254,50 @@ def test_every_settings_problem_is_reported_at_once() -> None:
     ):
         assert sum(needle in line for line in lines) == 1, (needle, lines)
     assert len(lines) == 5 and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("grace", ["0", "0.5"])
+def test_a_grace_under_a_second_still_ends_the_shutdown(
+    db_url: str, tmp_path: Path, grace: str
+) -> None:
+    """Was: int(grace) or None made 0 and 0.5 "no limit": a stream left open held the
+    shutdown for ever."""
+    env = serve_env(db_url, XFCHAT_WORKERS="1", XFCHAT_SHUTDOWN_GRACE=grace)
+    base = f"http://127.0.0.1:{env['XFCHAT_PORT']}"
+    server = ServerProcess(xfchat("serve"), env, tmp_path / "serve.log")
+    try:
+        server.wait_ready(base)
+        made = httpx.post(
+            f"{base}/api/auth/register",
+            json={"username": "ann", "email": "a@x.org", "password": "a long pass phrase"},
+        )
+        token = made.json()["access_token"]
+        with httpx.stream(
+            "GET", f"{base}/api/events", headers={"Authorization": f"Bearer {token}"}
+        ) as stream:
+            assert stream.status_code == 200
+            started = time.monotonic()
+            rc = server.stop(signal.SIGTERM, timeout=15)
+            took = time.monotonic() - started
+    finally:
+        server.kill()
+    assert rc == 0 and took < 10, (rc, took, server.output)
+
+
+def test_no_migrations_and_a_pool_too_big_are_one_line_each(
+    db_url: str, empty_db_url: str, tmp_path: Path
+) -> None:
+    """Was: tracebacks (a missing users table after "0 new; schema at none", and
+    TooManyConnectionsError from the pool)."""
+    empty = tmp_path / "none"
+    empty.mkdir()
+    result = run_cli("serve", env=serve_env(empty_db_url, XFCHAT_MIGRATIONS_DIR=str(empty)))
+    assert_refused(result, 3, "no migrations in")
+    greedy = serve_env(
+        db_url, XFCHAT_DB_POOL_MIN="400", XFCHAT_DB_POOL_MAX="400", XFCHAT_WORKERS="1"
+    )
+    assert_refused(run_cli("serve", env=greedy), 3, "cannot open the pool's 400 connection(s)")
+    # With workers, the worker says why and its code is the server's.
+    result = run_cli("serve", env={**greedy, "XFCHAT_WORKERS": "2"})
+    assert result.returncode == 3 and "Traceback" not in result.stderr, result.stderr
+    assert "cannot open the pool's 400 connection(s)" in result.stderr, result.stderr

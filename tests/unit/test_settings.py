@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 from pydantic import ValidationError
 
@@ -42,6 +44,7 @@ def test_server_port_is_accepted_as_in_the_seeds(monkeypatch: pytest.MonkeyPatch
         ("CHANGEME", "XFCHAT_SECRET is a well-known default"),
         ("abc123", "XFCHAT_SECRET must be at least 32 characters"),
         ("ab" * 20, "XFCHAT_SECRET is too repetitive"),
+        ("", "XFCHAT_SECRET must be at least 32 characters"),  # (was: taken, then 500s)
     ],
 )
 def test_weak_secrets_are_refused_naming_the_variable(secret: str, message: str) -> None:
@@ -63,6 +66,11 @@ def test_database_url_must_be_postgresql() -> None:
     assert describe_validation_error(info.value).startswith(
         "DATABASE_URL must start with postgresql://"
     )
+    # Was: a traceback at start (describing the target read the port).
+    for url in ("postgresql://u@127.0.0.1:notaport/db", "postgresql://u@[::1/db"):
+        with pytest.raises(ValidationError) as info:
+            DatabaseSettings(database_url=url)
+        assert describe_validation_error(info.value).startswith("DATABASE_URL cannot be read")
 
 
 def test_a_bad_number_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -170,3 +178,25 @@ def test_every_problem_is_reported_at_once(monkeypatch: pytest.MonkeyPatch) -> N
         "XFCHAT_SECRET",
         "XFCHAT_TRUSTED_PROXIES",
     ]
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        # Was: taken, the pool quietly using the smaller.
+        (
+            {"XFCHAT_DB_POOL_MIN": "50", "XFCHAT_DB_POOL_MAX": "10"},
+            "XFCHAT_DB_POOL_MAX must be at least XFCHAT_DB_POOL_MIN (50)",
+        ),
+        # Was: sent as "0" (whole ms), which PostgreSQL reads as no timeout at all.
+        ({"XFCHAT_DB_STATEMENT_TIMEOUT": "0.0009"}, "XFCHAT_DB_STATEMENT_TIMEOUT "),
+    ],
+)
+def test_database_settings_that_would_be_taken_wrongly_are_refused(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str
+) -> None:
+    monkeypatch.setenv("XFCHAT_SECRET", GOOD)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError, match=f"^{re.escape(message)}"):
+        load_settings()

@@ -183,6 +183,8 @@ class Migrator:
 
     async def revert(self, count: int = 1) -> list[Migration]:
         """Undo the last `count` applied migrations, newest first."""
+        if count < 1:
+            raise MigrationError(f"revert takes a count of 1 or more, not {count}")
         await self._locked()
         try:
             states = await self.check_consistent()

@@ -236,9 +236,10 @@ async def create_pool(
     next transaction may run on another server connection (PgBouncer 1.21+ can track
     named ones with max_prepared_statements; Debian 12 ships 1.18)."""
     pooled = settings.pooler == "transaction"
+    lowest = min(settings.pool_min if min_size is None else min_size, settings.pool_max)
     pool = BoundedPool(
         url or settings.require_database_url(),
-        min_size=min(settings.pool_min if min_size is None else min_size, settings.pool_max),
+        min_size=lowest,
         max_size=settings.pool_max,
         max_queries=50_000,
         max_inactive_connection_lifetime=300,
@@ -255,7 +256,15 @@ async def create_pool(
         acquire_timeout=settings.acquire_timeout_s,
         strict=strict,
     )
-    await pool
+    try:
+        await pool
+    except (asyncpg.PostgresError, OSError) as exc:  # (too many connections, say)
+        await pool.close()
+        raise DatabaseStartupError(
+            f"cannot open the pool's {lowest} connection(s) to "
+            f"{describe_target(url or settings.require_database_url())}: {_first_line(exc)}"
+            " (XFCHAT_DB_POOL_MIN, the server's max_connections, the pooler's settings)"
+        ) from None
     return pool
 
 

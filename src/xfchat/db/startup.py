@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from xfchat.db.migrate import Migrator
+import asyncpg
+
+from xfchat.db.migrate import DEFAULT_DIR, Migrator
 from xfchat.db.pool import DatabaseStartupError, connect_with_retry, describe_target
 from xfchat.db.queries.locks import select_one
 from xfchat.db.queries.users import count_users
@@ -33,6 +35,11 @@ async def prepare_database(settings: DatabaseSettings, say: Say, *, apply: bool 
                 f"PostgreSQL {version.major} is too old: XFChat needs PostgreSQL 15 or newer"
             )
         migrator = Migrator(conn, settings.migrations_dir, log=say)
+        if not migrator.migrations:  # (the schema would be missing, whatever it said)
+            raise DatabaseStartupError(
+                f"no migrations in {settings.migrations_dir or DEFAULT_DIR}: unset "
+                "XFCHAT_MIGRATIONS_DIR, or point it at the migrations directory"
+            )
         if apply:
             done = await migrator.run()
             latest = migrator.migrations[-1].label if migrator.migrations else "none"
@@ -48,5 +55,10 @@ async def prepare_database(settings: DatabaseSettings, say: Say, *, apply: bool 
         users = await count_users(conn)
         say(f"tables verified: {users} users")
         return users
+    except asyncpg.InsufficientPrivilegeError as exc:
+        raise DatabaseStartupError(
+            f"the user in DATABASE_URL may not use the schema ({str(exc).splitlines()[0]}): "
+            "the tables must be its own (restore a dump as that user, or grant it rights)"
+        ) from None
     finally:
         await conn.close()
