@@ -80,11 +80,10 @@ class _CutOffStreams(logging.Filter):
 
 
 def configure_logging(level: str, fmt: str = "text") -> None:
-    from xfchat.log_format import RedactTokens, log_handler
+    from xfchat.log_format import log_handler
 
-    logging.basicConfig(level=level.upper(), handlers=[log_handler(fmt)])
+    logging.basicConfig(level=level.upper(), handlers=[log_handler(fmt)])  # (it redacts)
     logging.getLogger("uvicorn.error").addFilter(_CutOffStreams())
-    logging.getLogger("uvicorn.access").addFilter(RedactTokens())
 
 
 def bind_socket(host: str, port: int, setting: str = "XFCHAT_PORT") -> socket.socket:

@@ -8,6 +8,7 @@ import re
 import sys
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote_plus
 
 import orjson
 
@@ -33,27 +34,46 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(out, default=str).decode()
 
 
-# A token in a URL (`?access_token=`, which EventSource has to use) must not reach a log.
-_TOKEN_IN_URL = re.compile(r"((?:^|[?&])access_token=)[^&\s]*")
+# A query parameter (`?access_token=`, which EventSource has to use, and the gateway's
+# URL), whatever its name's percent-encoding: the server reads `access%5Ftoken` too.
+_QUERY_PARAM = re.compile(r"((?:^|[?&])([^=&\s?\"']*)=)([^&\s\"']*)")
+# A bearer credential (a header dumped at debug level), a JWT anywhere, and a token in
+# JSON (a gateway frame dumped at debug level, maybe cut to its last characters).
+_SECRETS = (
+    (re.compile(r"(?i)(\bbearer\s+)[^\s'\"]+"), r"\1[redacted]"),
+    (re.compile(r"eyJ[\w-]{4,}\.[\w-]{4,}\.[\w-]{4,}"), "[redacted]"),
+    (re.compile(r"(\"(?:access_|refresh_)?token\"\s*:\s*\")[^\"]*"), r"\1[redacted]"),
+)
+
+
+def _param(match: re.Match[str]) -> str:
+    name = unquote_plus(match[2]).lower()
+    return f"{match[1]}[redacted]" if name in ("access_token", "token") else match[0]
+
+
+def redact(text: str) -> str:
+    """`text` with every token in it blanked."""
+    text = _QUERY_PARAM.sub(_param, text)
+    for pattern, blank in _SECRETS:
+        text = pattern.sub(blank, text)
+    return text
 
 
 class RedactTokens(logging.Filter):
-    """Blanks `access_token=` in the request lines uvicorn's access log writes (its args:
-    client, method, path with query, HTTP version, status)."""
+    """Blanks tokens in every record (on the handler, so whatever logger wrote it:
+    uvicorn's access and error logs write request lines, the gateway's among them)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(
-                _TOKEN_IN_URL.sub(r"\1[redacted]", a) if isinstance(a, str) else a
-                for a in record.args
-            )
-        if isinstance(record.msg, str):
-            record.msg = _TOKEN_IN_URL.sub(r"\1[redacted]", record.msg)
+        message = record.getMessage()
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, None
         return True
 
 
 def log_handler(fmt: str) -> logging.Handler:
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactTokens())
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:

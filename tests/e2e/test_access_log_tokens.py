@@ -5,6 +5,7 @@ XFCHAT_ACCESS_LOG=true must log that request without the token."""
 from __future__ import annotations
 
 import httpx
+import websockets
 
 from tests.factories import MakeUser
 from tests.support import Servers
@@ -30,3 +31,30 @@ async def test_the_access_log_blanks_an_access_token_in_the_url(
     assert '"GET /health HTTP/1.1" 200' in log, log[-2000:]
     assert "/api/events?access_token=[redacted]&since=" in log, log[-2000:]
     assert user.access_token not in log
+
+
+async def test_no_spelling_of_the_parameter_and_no_logger_lets_a_token_through(
+    servers: Servers, make_user: MakeUser
+) -> None:
+    """Was: `access%5Ftoken=` (read as access_token by the server) went to the access
+    log whole, and uvicorn's error logger wrote the gateway's URL with its token at the
+    default level."""
+    user = await make_user()
+    proc, base = servers.start(XFCHAT_ACCESS_LOG="true")
+    url = f"{base}/api/events?access%5Ftoken={user.access_token}"
+    async with (
+        httpx.AsyncClient(timeout=10) as client,
+        client.stream("GET", url, headers={"Accept": "text/event-stream"}) as stream,
+    ):
+        assert stream.status_code == 200
+        async for line in stream.aiter_lines():
+            if line.startswith("event: ready"):
+                break
+    ws_url = base.replace("http", "ws") + f"/api/gateway?access_token={user.access_token}"
+    async with websockets.connect(ws_url) as ws:
+        await ws.recv()  # (hello: the upgrade was accepted, and logged)
+    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+        await client.get("/health")
+    log = proc.output
+    assert '"GET /health HTTP/1.1" 200' in log and "/api/gateway" in log, log[-2000:]
+    assert user.access_token not in log, log[-3000:]

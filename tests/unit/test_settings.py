@@ -162,6 +162,29 @@ def test_json_log_lines_carry_level_logger_message_and_extras() -> None:
     assert "ValueError: boom" in line["exception"] and line["time"].endswith("+00:00")
 
 
+@pytest.mark.parametrize(
+    ("line", "kept"),
+    [
+        ("GET /api/events?access%5Ftoken=SECRET1&since=5 HTTP/1.1", "since=5"),
+        ('"WebSocket /api/gateway?token=SECRET1" [accepted]', "[accepted]"),
+        ("headers: [(b'authorization', b'Bearer SECRET1')]", "authorization"),
+        ('< TEXT \'{"op":2,"d":{"token":"...SECRET1"}}\' [90 bytes]', "op"),
+        ("a JWT eyJhbGciOi.eyJzdWIiOiJ.SECRET1abc in prose", "in prose"),
+    ],
+)
+def test_every_log_line_is_written_without_its_tokens(line: str, kept: str) -> None:
+    """On the handler, for every logger: the debug dumps of a header or a frame too."""
+    import logging
+
+    from xfchat.log_format import log_handler
+
+    record = logging.LogRecord("uvicorn.error", logging.INFO, "f", 1, "%s", (line,), None)
+    handler = log_handler("text")
+    assert handler.filter(record)
+    written = handler.format(record)
+    assert "SECRET1" not in written and kept in written, written
+
+
 def test_every_problem_is_reported_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.setenv("XFCHAT_SECRET", "changeme")
