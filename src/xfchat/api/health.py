@@ -46,7 +46,10 @@ def check_metrics_token(settings: Settings, authorization: str | None) -> None:
 
     Raises: NotFound without a token configured; Unauthorized for a wrong one."""
     if settings.metrics_token is None:
-        raise NotFound("no such route (metrics are served on XFCHAT_METRICS_ADDR, if set)")
+        raise NotFound(
+            "no such route (metrics are served on XFCHAT_METRICS_ADDR, or here with "
+            "XFCHAT_METRICS_TOKEN, if set)"
+        )
     scheme, _, given = (authorization or "").partition(" ")
     expected = settings.metrics_token.get_secret_value()
     if scheme.lower() != "bearer" or not hmac.compare_digest(
