@@ -322,7 +322,10 @@ def cmd_dev(_args: argparse.Namespace) -> int:
 def cmd_migrate(args: argparse.Namespace) -> int:
     if args.action == "add":
         settings = load_database_settings()
-        up, down = add(args.name, settings.migrations_dir)
+        try:
+            up, down = add(args.name, settings.migrations_dir)
+        except MigrationError as exc:
+            fatal(str(exc), EXIT_MIGRATION)
         print(f"created {up}\ncreated {down}")
         return 0
 
@@ -397,8 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--workers",
-        type=int,
-        choices=range(1, 65),
+        type=_workers,
         metavar="N",
         help="server processes on one port (1-64; default XFCHAT_WORKERS, else one per core)",
     )
@@ -414,6 +416,14 @@ def build_parser() -> argparse.ArgumentParser:
     new = actions.add_parser("add", help="create an empty migration pair")
     new.add_argument("name")
     return parser
+
+
+def _workers(text: str) -> int:
+    """1-64 (argparse's choices would list all 64 in a refusal)."""
+    value = _positive(text)
+    if value > 64:
+        raise argparse.ArgumentTypeError(f"{text!r} is more than 64 workers")
+    return value
 
 
 def _positive(text: str) -> int:
@@ -444,6 +454,9 @@ def main(argv: list[str] | None = None) -> int:
         refuse_settings(exc)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # (`xfchat migrate info | head`: the reader had enough)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

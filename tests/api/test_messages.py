@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -184,6 +185,77 @@ async def test_no_write_lands_between_losing_sight_of_a_channel_and_being_told(
             )
     finally:
         await hiding.close()
+
+
+Locked = tuple[str, Any]  # a statement of the other transaction and its one argument
+
+
+async def no_deadlock_with(
+    settings: Settings, first: list[Locked], then: Locked, request: Any
+) -> httpx.Response:
+    """Hold another transaction's locks (`first`), start `request`, let it reach its
+    locks, then take the other transaction's last one (`then`): in the order the
+    request used to lock, PostgreSQL found a deadlock here."""
+    other = await asyncpg.connect(settings.database_url)
+    try:
+        async with other.transaction():
+            for sql, arg in first:
+                await other.execute(sql, arg)
+            answer = asyncio.ensure_future(request)
+            await asyncio.sleep(0.5)
+            await other.execute(*then)  # (was: DeadlockDetected, here or in the request)
+        return await answer
+    finally:
+        await other.close()
+
+
+async def test_moderation_pins_and_edits_take_their_locks_in_the_order_of_the_others(
+    client: httpx.AsyncClient, make_user: MakeUser, settings: Settings
+) -> None:
+    """Was: three deadlocks (503 DATABASE_CONFLICT, a send's CHANNEL_BUSY), each from the
+    share lock of the channel or of a reply's target taken in another order than a
+    concurrent writer's. Here the other writer is held open on its own connection."""
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await factories.community(client, ann, ben)
+    url = f"/api/channels/{srv.general}/messages"
+    channel, server = UUID(str(srv.general)), UUID(str(srv.id))
+    said = await factories.say(client, ben, srv.general, "to delete")
+    # A moderator's deletion (audited) against a change of the server (kick, roles):
+    # the server's row, then its channels'.
+    deleted = await no_deadlock_with(
+        settings,
+        [("SELECT 1 FROM servers WHERE id = $1 FOR UPDATE", server)],
+        ("SELECT 1 FROM channels WHERE id = $1 FOR UPDATE", channel),
+        client.delete(f"{url}/{said['id']}", headers=ann.headers),
+    )
+    assert deleted.status_code == 204, deleted.text
+    # A pin against a send replying to the pinned message: the message, then the
+    # channel's counter.
+    target = await factories.say(client, ben, srv.general, "to pin")
+    pinned = await no_deadlock_with(
+        settings,
+        [
+            ("SELECT 1 FROM channels WHERE id = $1 FOR KEY SHARE", channel),
+            ("SELECT 1 FROM messages WHERE id = $1 FOR SHARE", UUID(target["id"])),
+        ],
+        ("UPDATE channels SET last_seq = last_seq WHERE id = $1", channel),
+        client.put(f"/api/channels/{srv.general}/pins/{target['id']}", headers=ann.headers),
+    )
+    assert pinned.status_code == 204, pinned.text
+    # An edit of a reply against a bulk deletion of both: in id order, either way round.
+    for target_first in (True, False):
+        x_id, r_id = sorted([str(uuid.uuid4()), str(uuid.uuid4())], reverse=not target_first)
+        await client.put(f"{url}/{x_id}", headers=ben.headers, json={"content": "x"})
+        reply = {"content": "r", "reply_to_id": x_id}
+        await client.put(f"{url}/{r_id}", headers=ben.headers, json=reply)
+        lower, upper = sorted([UUID(x_id), UUID(r_id)])
+        edited = await no_deadlock_with(
+            settings,
+            [("SELECT 1 FROM messages WHERE id = $1 FOR UPDATE", lower)],
+            ("SELECT 1 FROM messages WHERE id = $1 FOR UPDATE", upper),
+            client.patch(f"{url}/{r_id}", headers=ben.headers, json={"content": "r!"}),
+        )
+        assert edited.status_code == 200, (target_first, edited.text)
 
 
 async def test_an_id_taken_in_another_conversation_is_409(

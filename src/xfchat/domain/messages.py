@@ -20,6 +20,7 @@ from xfchat.db.queries import audit as audit_q
 from xfchat.db.queries import event_log as events_q
 from xfchat.db.queries import messages as q
 from xfchat.db.queries import roles as roles_q
+from xfchat.db.queries import servers as servers_q
 from xfchat.db.queries import users as users_q
 from xfchat.domain.access import (
     MESSAGE_KINDS,
@@ -251,7 +252,15 @@ async def edit_message(
         access = await message_channel(
             conn, actor, channel_id, Permission.SEND_MESSAGES, write=True
         )
+        # Its reply preview goes in the event: the target is share-locked so that a
+        # deletion of it waits (then scrubs it) or came first. Both in id order, as a
+        # bulk deletion takes them.
+        target = await q.get_reply_to(conn, channel_id=channel_id, message_id=message_id)
+        if target is not None and target < message_id:
+            await q.lock_message_shared(conn, message_id=target)
         row = await _live_message(conn, channel_id, message_id)
+        if target is not None and target > message_id:
+            await q.lock_message_shared(conn, message_id=target)
         if not content.strip() and not await attachments_q.has_attachments(
             conn, message_id=message_id
         ):
@@ -282,8 +291,6 @@ async def edit_message(
                 mention_everyone=everyone,
                 mention_roles=roles,
             )
-        if changed and row.reply_to_id is not None:  # (its preview goes in the event)
-            await q.lock_message_shared(conn, message_id=row.reply_to_id)
         view = await q.get_message_view(
             conn, viewer=actor.user_id, channel_id=channel_id, message_id=message_id
         )
@@ -329,6 +336,8 @@ async def delete_message(
     Raises: NotFound (CHANNEL_NOT_FOUND, MESSAGE_NOT_FOUND); Forbidden
     (NOT_MESSAGE_AUTHOR)."""
     async with conn.transaction():
+        # (a moderator's is audited: the server first, as every change of it takes them)
+        await servers_q.key_share_channel_server(conn, channel_id=channel_id)
         access = await message_channel(conn, actor, channel_id, Permission.VIEW_CHANNEL, write=True)
         row = await q.get_message_for_update(conn, channel_id=channel_id, message_id=message_id)
         if row is None:
@@ -374,6 +383,7 @@ async def bulk_delete(
             field="messages",
         )
     async with conn.transaction():
+        await servers_q.key_share_channel_server(conn, channel_id=channel_id)  # (audited)
         access = await message_channel(
             conn,
             actor,

@@ -13,7 +13,6 @@ import asyncpg
 
 from xfchat.db.queries import messages as q
 from xfchat.db.queries.channels import ChannelRow
-from xfchat.domain.access import ChannelAccess
 from xfchat.domain.accounts import Actor
 from xfchat.domain.event_payloads import (
     MessagePayload,
@@ -32,21 +31,26 @@ MAX_PINS = 50
 PIN_TEXT = "pinned a message to this channel."
 
 
-def _pinning(channel: ChannelRow) -> Permission:
+def _may_pin(channel: ChannelRow) -> Permission:
     """Moderators pin in a server channel; anyone who may write in a conversation."""
     if channel.server_id is None:
         return Permission.READ_MESSAGE_HISTORY | Permission.SEND_MESSAGES
     return Permission.READ_MESSAGE_HISTORY | Permission.MANAGE_MESSAGES
 
 
-async def _pinning_channel(
-    conn: asyncpg.Connection, actor: Actor, channel_id: UUID
-) -> ChannelAccess:
-    """The channel, if the actor may pin in it; its row locked until the transaction
-    ends (pins of one channel are counted one change at a time)."""
-    access = await message_channel(conn, actor, channel_id, _pinning, write=True)
+async def _pinning(
+    conn: asyncpg.Connection, actor: Actor, channel_id: UUID, message_id: UUID
+) -> q.MessageRow:
+    """The channel, if the actor may pin in it, and its live message, locked; then the
+    channel's row too, until the transaction ends (pins of one channel are counted one
+    change at a time). The message first, as a send replying to it locks them: the
+    other order deadlocked with such sends."""
+    await message_channel(conn, actor, channel_id, _may_pin, write=True)
+    row = await q.get_message_for_update(conn, channel_id=channel_id, message_id=message_id)
+    if row is None or row.deleted_at is not None:
+        raise message_not_found()
     await q.lock_channel_counter(conn, channel_id=channel_id)
-    return access
+    return row
 
 
 async def pin(conn: asyncpg.Connection, actor: Actor, channel_id: UUID, message_id: UUID) -> None:
@@ -56,10 +60,7 @@ async def pin(conn: asyncpg.Connection, actor: Actor, channel_id: UUID, message_
     (MISSING_PERMISSIONS, CANNOT_MESSAGE_USER); BadRequest (TOO_MANY_PINS,
     NOT_A_TEXT_CHANNEL)."""
     async with conn.transaction():
-        await _pinning_channel(conn, actor, channel_id)
-        row = await q.get_message_for_update(conn, channel_id=channel_id, message_id=message_id)
-        if row is None or row.deleted_at is not None:
-            raise message_not_found()
+        row = await _pinning(conn, actor, channel_id, message_id)
         if row.pinned_at is not None:
             return
         if await q.count_pins(conn, channel_id=channel_id) >= MAX_PINS:
@@ -107,10 +108,7 @@ async def unpin(conn: asyncpg.Connection, actor: Actor, channel_id: UUID, messag
 
     Raises: as `pin`, but TOO_MANY_PINS."""
     async with conn.transaction():
-        await _pinning_channel(conn, actor, channel_id)
-        row = await q.get_message_for_update(conn, channel_id=channel_id, message_id=message_id)
-        if row is None or row.deleted_at is not None:
-            raise message_not_found()
+        row = await _pinning(conn, actor, channel_id, message_id)
         if row.pinned_at is None:
             return
         await q.set_pinned(conn, message_id=message_id, pinned_by=None)

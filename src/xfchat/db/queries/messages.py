@@ -181,6 +181,18 @@ async def get_message_view(
     return maybe(MessageViewRow, record)
 
 
+async def get_reply_to(
+    conn: asyncpg.Connection, *, channel_id: UUID, message_id: UUID
+) -> UUID | None:
+    """The message a message replies to (never changes; read without a lock)."""
+    value = await conn.fetchval(
+        "SELECT reply_to_id FROM messages WHERE id = $1 AND channel_id = $2",
+        message_id,
+        channel_id,
+    )
+    return value if value is None else UUID(str(value))
+
+
 async def get_message_for_update(
     conn: asyncpg.Connection, *, channel_id: UUID, message_id: UUID
 ) -> MessageRow | None:

@@ -314,6 +314,17 @@ async def lock_server(conn: asyncpg.Connection, *, server_id: UUID) -> None:
     await conn.execute("SELECT 1 FROM servers WHERE id = $1 FOR UPDATE", server_id)
 
 
+async def key_share_channel_server(conn: asyncpg.Connection, *, channel_id: UUID) -> None:
+    """Lock the server of a channel (none for a conversation) FOR KEY SHARE until the
+    transaction ends, as an audit entry's foreign key will: taken before the channel's
+    row, in the order of every change of the server (server, then its channels)."""
+    await conn.execute(
+        "SELECT 1 FROM servers WHERE id = (SELECT server_id FROM channels WHERE id = $1)"
+        " FOR KEY SHARE",
+        channel_id,
+    )
+
+
 async def share_lock_servers(conn: asyncpg.Connection, *, server_ids: list[UUID]) -> None:
     """Share-lock these servers' rows (in id order) until the transaction ends: it then
     runs before or after any change that locks one of them, never among it."""
