@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import gc
 import logging
 import os
@@ -92,12 +93,15 @@ def bind_socket(host: str, port: int, setting: str = "XFCHAT_PORT") -> socket.so
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
-    except OSError as exc:
+    except (OSError, OverflowError) as exc:  # (OverflowError: a port past 65535)
         sock.close()
+        if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+            why = f"is another server using the port? (set {setting})"
+        else:  # (not an address of this machine, or not an address at all)
+            named = "XFCHAT_HOST and XFCHAT_PORT" if setting == "XFCHAT_PORT" else setting
+            why = f"is that an address of this machine, and a port? (set {named})"
         fatal(
-            f"cannot bind {host}:{port}: {exc.strerror}; is another server using the port? "
-            f"(set {setting})",
-            EXIT_BIND,
+            f"cannot bind {host}:{port}: {getattr(exc, 'strerror', None) or exc}; {why}", EXIT_BIND
         )
     sock.listen(2048)
     sock.set_inheritable(True)

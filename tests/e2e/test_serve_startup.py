@@ -160,7 +160,13 @@ def test_port_in_use_is_refused(db_url: str) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen(1)
         env = serve_env(db_url, XFCHAT_PORT=str(busy.getsockname()[1]))
-        assert_refused(run_cli("serve", env=env), 5, "cannot bind")
+        assert_refused(run_cli("serve", env=env), 5, "cannot bind", "another server")
+    # Was: "is another server using the port?" for a host that is not this machine's,
+    # and a traceback for a metrics port past 65535.
+    elsewhere = serve_env(db_url, XFCHAT_HOST="192.0.2.1")
+    assert_refused(run_cli("serve", env=elsewhere), 5, "an address of this machine")
+    high = serve_env(db_url, XFCHAT_METRICS_ADDR="127.0.0.1:65535", XFCHAT_WORKERS="2")
+    assert_refused(run_cli("serve", env=high), 5, "cannot bind", "XFCHAT_METRICS_ADDR")
 
 
 async def test_a_two_factor_secret_under_a_key_not_given_is_refused(
@@ -301,3 +307,16 @@ def test_no_migrations_and_a_pool_too_big_are_one_line_each(
     result = run_cli("serve", env={**greedy, "XFCHAT_WORKERS": "2"})
     assert result.returncode == 3 and "Traceback" not in result.stderr, result.stderr
     assert "cannot open the pool's 400 connection(s)" in result.stderr, result.stderr
+
+
+def test_tls_asked_of_a_plain_server_or_a_missing_ca_is_said_at_once(db_url: str) -> None:
+    """Was: both retried five times, then "unreachable ... is the server running"."""
+    join = "&" if "?" in db_url else "?"
+    for query, said in (
+        ("sslmode=require", "does not speak TLS"),
+        ("sslmode=verify-full&sslrootcert=/nonexistent/ca.pem", "cannot be read"),
+    ):
+        env = serve_env(db_url + join + query, XFCHAT_DB_CONNECT_RETRY_DELAY="2")
+        result = run_cli("check", env=env)
+        assert_refused(result, 3, said)
+        assert "connect attempt" not in result.stderr, result.stderr

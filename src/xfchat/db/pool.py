@@ -108,6 +108,19 @@ async def connect(settings: DatabaseSettings, url: str | None = None) -> asyncpg
     return conn
 
 
+def _refuse_at_once(exc: BaseException, target: str) -> None:
+    if isinstance(exc, FileNotFoundError):
+        raise DatabaseStartupError(
+            f"a file DATABASE_URL names for {target} cannot be read ({exc.strerror}): "
+            "check sslrootcert=, sslcert= and sslkey="
+        ) from None
+    if isinstance(exc, ConnectionError) and "rejected SSL upgrade" in str(exc):
+        raise DatabaseStartupError(
+            f"PostgreSQL at {target} does not speak TLS, and DATABASE_URL asks for it "
+            "(sslmode=): turn ssl on in the server, or change sslmode"
+        ) from None
+
+
 async def connect_with_retry(settings: DatabaseSettings, log: Log) -> asyncpg.Connection:
     """Connect, retrying transient failures a bounded number of times; fail at once with
     a clear message on errors that waiting cannot fix."""
@@ -138,6 +151,7 @@ async def connect_with_retry(settings: DatabaseSettings, log: Log) -> asyncpg.Co
                 "check sslrootcert= and the host name in the URL (sslmode=verify-full)"
             ) from None
         except TRANSIENT_ERRORS as exc:
+            _refuse_at_once(exc, target)  # (OSErrors that waiting would not mend)
             last = _first_line(exc) or type(exc).__name__
             log(f"connect attempt {attempt}/{attempts} to {target} failed: {last}")
             if attempt < attempts:
