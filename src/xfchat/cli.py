@@ -383,12 +383,20 @@ def cmd_seed(_args: argparse.Namespace) -> int:
 
 def cmd_check(_args: argparse.Namespace) -> int:
     async def main() -> int:
+        from xfchat.db.pool import create_pool, describe_target
         from xfchat.db.startup import prepare_database
         from xfchat.domain.sealed_secrets import seal_at_start
 
         settings = load_settings(require_database=True)
         say("settings valid")
         await prepare_database(settings, say, apply=False)
+        if settings.listen_url:  # (that was the direct URL: DATABASE_URL is the pooler's)
+            pool = await create_pool(settings, min_size=1)
+            try:
+                await pool.fetchval("SELECT 1")
+            finally:
+                await pool.close()
+            say(f"the pool's URL answered too ({describe_target(settings.require_database_url())})")
         say(await seal_at_start(settings, write=False))
         say("ok")
         return 0

@@ -320,3 +320,13 @@ def test_tls_asked_of_a_plain_server_or_a_missing_ca_is_said_at_once(db_url: str
         result = run_cli("check", env=env)
         assert_refused(result, 3, said)
         assert "connect attempt" not in result.stderr, result.stderr
+
+
+def test_check_tries_the_pools_url_too(db_url: str) -> None:
+    """Was: with XFCHAT_LISTEN_URL (a transaction pooler in front), `xfchat check`
+    connected only there and said ok, though DATABASE_URL, the pool's, did not work."""
+    direct = serve_env(db_url, XFCHAT_LISTEN_URL=db_url)
+    assert run_cli("check", env=direct).returncode == 0
+    user, rest = db_url.split("://", 1)[1].split("@", 1)
+    broken = {**direct, "DATABASE_URL": f"postgresql://{user}@{rest.split('/')[0]}/nosuchdb"}
+    assert_refused(run_cli("check", env=broken), 3, "cannot open the pool's")
