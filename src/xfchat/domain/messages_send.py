@@ -109,7 +109,8 @@ async def write_batch(
         conn,
         channel_id=channel_id,
         users=list(dict.fromkeys([*authors, *(u for m in mentions.values() for u in m)])),
-        reply_ids=list({r.reply_to_id for r in reqs if r.reply_to_id}),
+        # (in id order: they are share-locked one by one, and a bulk deletion locks so)
+        reply_ids=sorted({r.reply_to_id for r in reqs if r.reply_to_id}),
         ids=[r.message_id for r in reqs if r.client_chose_id],
         nonce_authors=[r.actor.user_id for r in with_nonce],
         nonces=[r.nonce for r in with_nonce if r.nonce],
