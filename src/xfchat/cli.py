@@ -384,6 +384,7 @@ def cmd_seed(_args: argparse.Namespace) -> int:
 def cmd_check(_args: argparse.Namespace) -> int:
     async def main() -> int:
         from xfchat.db.pool import create_pool, describe_target
+        from xfchat.db.queries.locks import select_one
         from xfchat.db.startup import prepare_database
         from xfchat.domain.sealed_secrets import seal_at_start
 
@@ -393,7 +394,8 @@ def cmd_check(_args: argparse.Namespace) -> int:
         if settings.listen_url:  # (that was the direct URL: DATABASE_URL is the pooler's)
             pool = await create_pool(settings, min_size=1)
             try:
-                await pool.fetchval("SELECT 1")
+                async with pool.acquire() as conn:
+                    await select_one(conn)
             finally:
                 await pool.close()
             say(f"the pool's URL answered too ({describe_target(settings.require_database_url())})")

@@ -112,7 +112,7 @@ def run_dev() -> int:
         os.environ.setdefault("XFCHAT_SECRET", _dev_secret(root))
 
         async def main() -> int:
-            from xfchat.db.pool import connect, describe_target
+            from xfchat.db.pool import connect, describe_target, without_password
             from xfchat.db.queries import users as users_q
             from xfchat.db.startup import prepare_database
             from xfchat.domain.demo import DEMO_PASSWORD, DEMO_USERS, is_seeded, seed_demo
@@ -153,7 +153,7 @@ def run_dev() -> int:
             def banner(url: str) -> None:
                 print(
                     f"\n  XFChat is running at {url}\n"
-                    f"  Database: {describe_target(settings.require_database_url())}\n"
+                    f"  Database: {without_password(settings.require_database_url())}\n"
                     f"  Demo logins (password {DEMO_PASSWORD}): {', '.join(DEMO_USERS)}\n\n"
                     f"  open {url} and log in as {DEMO_USERS[0]} / {DEMO_PASSWORD}\n\n"
                     "  Press Ctrl-C to stop.\n",

@@ -206,3 +206,14 @@ def test_every_problem_is_reported_at_once(monkeypatch: pytest.MonkeyPatch) -> N
         "XFCHAT_SECRET",
         "XFCHAT_TRUSTED_PROXIES",
     ]
+
+
+def test_the_dev_banner_prints_a_database_url_without_its_password() -> None:
+    """Was: `xfchat dev` printed DATABASE_URL whole, password and all."""
+    from xfchat.db.pool import without_password
+
+    assert without_password("postgresql://op:right-pass@db:5432/prod") == (
+        "postgresql://op:***@db:5432/prod"
+    )
+    socket_url = "postgresql://postgres@/xfchat?host=/tmp/x&port=5432"
+    assert without_password(socket_url) == socket_url  # (usable as it is)

@@ -51,6 +51,16 @@ class DatabaseStartupError(Exception):
     """The database cannot be used; the message says what is wrong and how to fix it."""
 
 
+def without_password(url: str) -> str:
+    """The URL with its password, if it has one, written as `***` (what a banner may
+    print: a local cluster's socket URL has none, and stays usable as it is)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user, host = parts.netloc.rsplit("@", 1)
+    return parts._replace(netloc=f"{user.split(':', 1)[0]}:***@{host}").geturl()
+
+
 def describe_target(url: str) -> str:
     """`user@host:port/db`, never the password."""
     parts = urlsplit(url)
