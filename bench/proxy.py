@@ -4,8 +4,9 @@
 
 Installs Debian's nginx if it is missing (root on a Debian machine), starts a durable
 local PostgreSQL and one `xfchat serve` (XFCHAT_TRUSTED_PROXIES=127.0.0.1), and nginx
-with docs/nginx.conf as it is but for the listener (plain HTTP on a free loopback port:
-no certificate here) and the upstream's port. Then, through nginx: a registration whose
+with docs/nginx.conf as it is but for three things: its listener's port (a free one on
+loopback), the upstream's port, and the certificate (a throwaway self-signed one, made
+with openssl). Then, through nginx, over HTTPS: a registration whose
 forged X-Forwarded-For is not believed, an SSE stream that gets a message as it is sent,
 a gateway connection that identifies, an attachment of XFCHAT_ATTACHMENT_MAX_BYTES that
 is stored and one byte more answered 413 in XFChat's JSON. Prints each and exits 1 if
@@ -17,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -49,13 +51,23 @@ def ensure_nginx() -> str | None:
 
 
 def nginx_conf(root: Path, listen: int, upstream: int) -> Path:
-    """docs/nginx.conf in a whole configuration of its own, on plain HTTP."""
-    site = CONFIG.read_text()
-    site = site.replace("127.0.0.1:3000", f"127.0.0.1:{upstream}")
-    site = site.replace("listen 443 ssl;", f"listen 127.0.0.1:{listen};")
-    site = "\n".join(
-        line for line in site.splitlines() if "ssl_certificate" not in line and "http2" not in line
+    """docs/nginx.conf in a whole configuration of its own, with a self-signed
+    certificate for 127.0.0.1."""
+    cert, key = root / "cert.pem", root / "key.pem"
+    make = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+    subject = ["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
+    subprocess.run(
+        [*make, *subject, "-keyout", str(key), "-out", str(cert)], capture_output=True, check=True
     )
+    site = CONFIG.read_text()
+    for old, new in (
+        ("127.0.0.1:3000", f"127.0.0.1:{upstream}"),
+        ("listen 443 ", f"listen 127.0.0.1:{listen} "),
+        ("/etc/ssl/chat.example.com.pem", str(cert)),
+        ("/etc/ssl/chat.example.com.key", str(key)),
+    ):
+        assert old in site, old  # (the documented file changed: change this too)
+        site = site.replace(old, new)
     temp = " ".join(
         f"{k}_temp_path {root}/{k};" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     )
@@ -68,9 +80,9 @@ def nginx_conf(root: Path, listen: int, upstream: int) -> Path:
     return path
 
 
-async def checks(base: str) -> list[tuple[str, bool, str]]:
+async def checks(base: str, trust: ssl.SSLContext) -> list[tuple[str, bool, str]]:
     out = []
-    async with httpx.AsyncClient(base_url=base, timeout=30) as c:
+    async with httpx.AsyncClient(base_url=base, timeout=30, verify=trust) as c:
         made = await c.post(
             "/api/auth/register",
             json={"username": "ann", "email": "a@x.org", "password": "a long pass phrase"},
@@ -102,7 +114,8 @@ async def checks(base: str) -> list[tuple[str, bool, str]]:
             pass
         took = f"{(arrived[0] - sent) * 1000:.1f} ms" if arrived else "never"
         out.append(("SSE delivers as it is sent (no buffering)", bool(arrived), took))
-        async with websockets.connect(base.replace("http", "ws") + "/api/gateway") as ws:
+        gateway = base.replace("https", "wss") + "/api/gateway"
+        async with websockets.connect(gateway, ssl=trust) as ws:
             await ws.recv()
             await ws.send(orjson.dumps({"op": 2, "d": {"token": token}}).decode())
             ready = orjson.loads(await ws.recv())
@@ -144,7 +157,8 @@ async def main() -> int:
             return 1
         try:
             await asyncio.sleep(0.5)
-            results = await checks(f"http://127.0.0.1:{listen}")
+            trust = ssl.create_default_context(cafile=str(root / "cert.pem"))  # (its own)
+            results = await checks(f"https://127.0.0.1:{listen}", trust)
         finally:
             proc.terminate()
             proc.wait(10)
