@@ -9,6 +9,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 import httpx
@@ -19,6 +20,9 @@ from tests import factories
 from tests.conftest import make_settings
 from tests.factories import MakeUser, community, override
 from xfchat.db.pool import init_connection
+from xfchat.domain.messages import author_json
+from xfchat.domain.messages_batch import SendRequest, SendResult
+from xfchat.domain.messages_send import write_batch
 from xfchat.domain.permissions import Permission as P
 from xfchat.settings import Settings
 
@@ -246,3 +250,48 @@ async def test_the_lean_send_route_answers_as_the_documented_one(
     anonymous = await client.put(url + str(uuid.uuid4()), json={"content": "x"})
     assert anonymous.status_code == 401 and anonymous.json()["code"] == "MISSING_TOKEN"
     assert await conn.fetchval("SELECT count(*) FROM messages WHERE content = 'x'") == 0
+
+
+async def test_a_batch_locks_its_reply_targets_in_id_order(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """Was: a batch share-locked its reply targets in a set's order, and a bulk deletion
+    locks them in id order: a deadlock (the deletion answered 503). Here the deletion is
+    held open on its own connection, having locked the lower id; the batch then starts,
+    and the deletion asks for the higher id."""
+    ann = await make_user("ann")
+    srv = await community(client, ann)
+    channel = UUID(str(srv.general))
+    while True:  # two targets that a set lists higher id first (as the old code locked)
+        lo, hi = sorted([uuid.uuid4(), uuid.uuid4()])
+        if list({lo, hi}) == [hi, lo]:
+            break
+    for target in (lo, hi):
+        made = await client.put(
+            f"/api/channels/{channel}/messages/{target}", headers=ann.headers, json={"content": "t"}
+        )
+        assert made.status_code == 201
+    author = author_json(ann.id, ann.username, None, None)
+    assert author is not None
+    reqs = [
+        SendRequest(ann.actor, author, channel, uuid.uuid4(), f"re {t}", False, reply_to_id=t)
+        for t in (hi, lo)
+    ]
+    deleting = await asyncpg.connect(settings.database_url)
+    try:
+        async with pool.acquire() as conn:
+            held = deleting.transaction()
+            await held.start()
+            await deleting.execute("SELECT 1 FROM messages WHERE id = $1 FOR UPDATE", lo)
+            tx = conn.transaction()
+            await tx.start()
+            batch = asyncio.ensure_future(write_batch(conn, channel, reqs))
+            await asyncio.sleep(0.5)
+            # (was: DeadlockDetectedError, here or in the batch)
+            await deleting.execute("SELECT 1 FROM messages WHERE id = $1 FOR UPDATE", hi)
+            await held.commit()
+            outcomes = await batch
+            await tx.commit()
+    finally:
+        await deleting.close()
+    assert all(isinstance(o, SendResult) for o in outcomes), outcomes
