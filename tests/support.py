@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import secrets
@@ -11,8 +12,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -254,3 +257,16 @@ def wait_gone(pid: int, timeout: float = 10) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+async def until_one_waits_for_a_lock(
+    conn: asyncpg.Connection, pending: asyncio.Future[Any], timeout: float = 10
+) -> None:
+    """Return once some session waits for a lock (the request under test has reached the
+    one a test holds), or `pending` is done (it did not wait: the test says what that
+    means), polling pg_locks rather than sleeping a guess."""
+    deadline = time.monotonic() + timeout
+    while not pending.done() and time.monotonic() < deadline:
+        if await conn.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted"):
+            return
+        await asyncio.sleep(0.01)

@@ -64,7 +64,10 @@ class RedactTokens(logging.Filter):
     uvicorn's access and error logs write request lines, the gateway's among them)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:  # (a bad format: the handler's own error path reports it)
+            return True
         clean = redact(message)
         if clean != message:
             record.msg, record.args = clean, None

@@ -11,6 +11,7 @@ import pytest
 
 from tests import factories
 from tests.factories import AppWith, MakeUser, pair
+from tests.support import until_one_waits_for_a_lock
 from xfchat.db.queries.messages import MAX_EDITS
 from xfchat.domain.messages import MAX_REACTION_EMOJI
 from xfchat.domain.permissions import Permission as P
@@ -115,7 +116,7 @@ async def test_a_reply_or_an_edit_racing_its_targets_deletion_keeps_no_text_of_i
                     f"{url}/{reply.json()['id']}", headers=ben.headers, json={"content": "re!"}
                 )
             answer = asyncio.ensure_future(request)
-            await asyncio.sleep(0.5)
+            await until_one_waits_for_a_lock(deleting, answer)
             assert not answer.done(), (await answer).text  # it waits for the deletion
             await deleting.execute(
                 "UPDATE messages SET deleted_at = now(), content = '' WHERE id = $1",
@@ -173,7 +174,7 @@ async def test_no_write_lands_between_losing_sight_of_a_channel_and_being_told(
                 int(P.VIEW_CHANNEL),
             )
             answer = asyncio.ensure_future(write())
-            await asyncio.sleep(0.5)
+            await until_one_waits_for_a_lock(hiding, answer)
             assert not answer.done(), (name, (await answer).text)
             await tx.commit()
             response = await answer
@@ -195,14 +196,15 @@ async def no_deadlock_with(
 ) -> httpx.Response:
     """Hold another transaction's locks (`first`), start `request`, let it reach its
     locks, then take the other transaction's last one (`then`): in the order the
-    request used to lock, PostgreSQL found a deadlock here."""
+    request used to lock, PostgreSQL found a deadlock here. (In both orders the request
+    waits for a lock the other holds before the other asks for its last one.)"""
     other = await asyncpg.connect(settings.database_url)
     try:
         async with other.transaction():
             for sql, arg in first:
                 await other.execute(sql, arg)
             answer = asyncio.ensure_future(request)
-            await asyncio.sleep(0.5)
+            await until_one_waits_for_a_lock(other, answer)
             await other.execute(*then)  # (was: DeadlockDetected, here or in the request)
         return await answer
     finally:

@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from tests import factories
 from tests.conftest import make_settings
 from tests.factories import MakeUser, community, override
+from tests.support import until_one_waits_for_a_lock
 from xfchat.db.pool import init_connection
 from xfchat.domain.messages import author_json
 from xfchat.domain.messages_batch import SendRequest, SendResult
@@ -286,7 +287,7 @@ async def test_a_batch_locks_its_reply_targets_in_id_order(
             tx = conn.transaction()
             await tx.start()
             batch = asyncio.ensure_future(write_batch(conn, channel, reqs))
-            await asyncio.sleep(0.5)
+            await until_one_waits_for_a_lock(deleting, batch)
             # (was: DeadlockDetectedError, here or in the batch)
             await deleting.execute("SELECT 1 FROM messages WHERE id = $1 FOR UPDATE", hi)
             await held.commit()

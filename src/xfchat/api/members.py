@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from xfchat.api.deps import Conn, CurrentActor
 from xfchat.api.models import Text
-from xfchat.api.pages import page_response
+from xfchat.api.pages import page_of
 from xfchat.api.responses import JSONResponse
 from xfchat.api.servers import AuditReason
 from xfchat.domain import members, presence, roles
@@ -65,13 +65,11 @@ async def get_members(
     """A page of members by user id; pass the last one's user id as `after` (the `Link`
     header does)."""
     page = await members.list_members(conn, actor, server_id, after=after, limit=limit + 1)
-    return _by_user(request, page, limit)
+    return page_of(request, page, limit, _after_user)
 
 
-def _by_user(request: Request, page: list[Any], limit: int) -> Response:
-    """A page of a list by user id (fetched with one more than `limit`)."""
-    cursor = {"after": page[limit - 1]["user"]["id"]} if len(page) > limit else {}
-    return page_response(request, page[:limit], len(page) > limit, cursor)
+def _after_user(item: Any) -> dict[str, Any]:
+    return {"after": item["user"]["id"]}
 
 
 @router.get("/presences", response_model=list[PresencePayload])
@@ -163,7 +161,7 @@ async def get_bans(
 ) -> Response:
     """A page of bans by user id (BAN_MEMBERS); `after` as for members."""
     page = await members.list_bans(conn, actor, server_id, after=after, limit=limit + 1)
-    return _by_user(request, page, limit)
+    return page_of(request, page, limit, _after_user)
 
 
 @router.put("/bans/{user_id}", status_code=204, response_class=Response)

@@ -4,6 +4,7 @@ arrays (a Braid-HTTP message list is the array itself)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -27,3 +28,12 @@ def page_response(
     request: Request, items: list[Any], more: bool, cursor: dict[str, Any]
 ) -> JSONResponse:
     return JSONResponse(items, headers=page_headers(request, more, cursor))
+
+
+def page_of(
+    request: Request, rows: list[Any], limit: int, cursor: Callable[[Any], dict[str, Any]]
+) -> JSONResponse:
+    """A page of `rows`, fetched with one more than `limit` (whether more follow), whose
+    next page starts after `cursor(its last item)`."""
+    more = len(rows) > limit
+    return page_response(request, rows[:limit], more, cursor(rows[limit - 1]) if more else {})

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from xfchat.api.deps import Conn, CurrentActor
 from xfchat.api.models import Text
-from xfchat.api.pages import page_response
+from xfchat.api.pages import page_of
 from xfchat.api.responses import JSONResponse
 from xfchat.domain import servers
 from xfchat.domain.event_payloads import ServerJoinedPayload, ServerPayload
@@ -137,5 +137,4 @@ async def get_audit_log(
     page = await servers.list_audit_log(
         conn, actor, server_id, actor_id=user_id, action=action, before=before, limit=limit + 1
     )
-    cursor = {"before": page[limit - 1]["id"]} if len(page) > limit else {}
-    return page_response(request, page[:limit], len(page) > limit, cursor)
+    return page_of(request, page, limit, lambda last: {"before": last["id"]})
