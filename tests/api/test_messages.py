@@ -342,6 +342,47 @@ async def test_history_pages_newest_first_and_after_oldest_first(
     assert both.status_code == 400 and both.json()["code"] == "INVALID_PAGE"
 
 
+async def test_history_around_a_message_pages_both_ways(
+    client: httpx.AsyncClient, make_user: MakeUser, app_with: AppWith
+) -> None:
+    """`around=<seq>` (jump to a message, as Discord's `around`): the message and older
+    ones fill `limit - limit // 2` places, newer ones `limit // 2`, newest first; the
+    links page on older (`next`) and newer (`prev`)."""
+    ann, ben, dm = await pair(client, make_user)
+    fast = await app_with(rate_messages_user="1000/60")
+    for i in range(1, 31):
+        await factories.say(fast, ann, dm, f"m{i}")
+    url = f"/api/channels/{dm}/messages"
+    mid = await client.get(url, params={"around": 15, "limit": 10}, headers=ben.headers)
+    assert mid.status_code == 200
+    assert [m["seq"] for m in mid.json()] == list(range(20, 10, -1))
+    assert mid.headers["x-has-more"] == "true"
+    assert mid.headers["link"] == (
+        f'<{url}?limit=10&before=11>; rel="next", <{url}?limit=10&after=20>; rel="prev"'
+    )
+    odd = await client.get(url, params={"around": 15, "limit": 5}, headers=ben.headers)
+    assert [m["seq"] for m in odd.json()] == [17, 16, 15, 14, 13]
+    one = await client.get(url, params={"around": 15, "limit": 1}, headers=ben.headers)
+    assert [m["seq"] for m in one.json()] == [15]
+    start = await client.get(url, params={"around": 2, "limit": 10}, headers=ben.headers)
+    assert [m["seq"] for m in start.json()] == [7, 6, 5, 4, 3, 2, 1]
+    assert start.headers["x-has-more"] == "false"
+    assert start.headers["link"] == f'<{url}?limit=10&after=7>; rel="prev"'
+    end = await client.get(url, params={"around": 29}, headers=ben.headers)
+    assert [m["seq"] for m in end.json()] == list(range(30, 4, -1))
+    assert end.headers["link"] == f'<{url}?before=5>; rel="next"'
+    past = await client.get(url, params={"around": 10**6, "limit": 4}, headers=ben.headers)
+    assert [m["seq"] for m in past.json()] == [30, 29]  # (no place is taken from the other side)
+    for params in ({"around": 3, "before": 5}, {"around": 3, "after": 1}):
+        bad = await client.get(url, params=params, headers=ben.headers)
+        assert bad.status_code == 400 and bad.json()["code"] == "INVALID_PAGE"
+    negative = await client.get(url, params={"around": -1}, headers=ben.headers)
+    assert negative.status_code == 400 and negative.json()["field"] == "around"
+    stranger = await make_user("cyd")
+    hidden = await client.get(url, params={"around": 15}, headers=stranger.headers)
+    assert hidden.status_code == 404 and hidden.json()["code"] == "CHANNEL_NOT_FOUND"
+
+
 async def test_size_limit_and_empty_messages(
     client: httpx.AsyncClient, make_user: MakeUser
 ) -> None:

@@ -28,7 +28,7 @@ from xfchat.api.deps import (
 from xfchat.api.errors import declared_not_json, not_json
 from xfchat.api.media import image_slots
 from xfchat.api.models import Instant, Text
-from xfchat.api.pages import page_headers, page_response
+from xfchat.api.pages import page_headers, page_link, page_response
 from xfchat.api.responses import JSONResponse
 from xfchat.api.servers import AuditReason
 from xfchat.api.uploads import is_multipart, read_form
@@ -37,6 +37,7 @@ from xfchat.domain.accounts import Actor
 from xfchat.domain.event_payloads import AuthorPayload, MessagePayload, PublicUserPayload
 from xfchat.domain.messages_batch import SendRequest, SendResult
 from xfchat.domain.profile import public_profile
+from xfchat.errors import BadRequest
 
 router = APIRouter(prefix="/api/channels/{channel_id}/messages", tags=["messages"])
 
@@ -206,12 +207,18 @@ async def get_messages(
     actor: CurrentActor,
     before: Annotated[int | None, Query(ge=0, le=2**62)] = None,
     after: Annotated[int | None, Query(ge=0, le=2**62)] = None,
+    around: Annotated[int | None, Query(ge=0, le=2**62)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
 ) -> Response:
-    """History: newest first (no cursor or `before=<seq>`), oldest first (`after=<seq>`).
-    With a `Subscribe` header: a Braid-HTTP subscription (209, see the README)."""
+    """History: newest first (no cursor or `before=<seq>`), oldest first (`after=<seq>`),
+    or newest first centred on a message (`around=<seq>`). With a `Subscribe` header: a
+    Braid-HTTP subscription (209, see the README)."""
     if "subscribe" in request.headers:
         return await braid.subscribe(request, actor, channel_id)
+    if around is not None:
+        if before is not None or after is not None:
+            raise BadRequest("give one of before, after and around", code="INVALID_PAGE")
+        return await _history_around(request, actor, channel_id, around, limit)
     # Older history (`before=`) may come from the replica; the newest page and `after=`
     # (catching up) read the primary.
     state = request.app.state
@@ -224,6 +231,31 @@ async def get_messages(
     headers = page_headers(request, more, {direction: page[-1]["seq"]} if page else {})
     if page:
         headers["Version"] = braid.quoted(max(page, key=lambda m: m["seq"])["id"])
+    return Response(orjson.dumps(page), media_type="application/json", headers=headers)
+
+
+async def _history_around(
+    request: Request, actor: Actor, channel_id: UUID, around: int, limit: int
+) -> Response:
+    """A page centred on `around`: `X-Has-More` and `Link; rel="next"` as the newest-first
+    pages (older, `before=`); `Link; rel="prev"` (newer, `after=`) when newer follow."""
+    async with request.app.state.pool.acquire() as conn:
+        page, older, newer = await messages.list_messages_around(
+            conn, actor, channel_id, around=around, limit=limit
+        )
+    headers = {"X-Has-More": "true" if older else "false"}
+    links = [
+        page_link(request, cursor, rel, drop=("around",))
+        for wanted, cursor, rel in (
+            (older, {"before": page[-1]["seq"]} if page else {}, "next"),
+            (newer, {"after": page[0]["seq"]} if page else {}, "prev"),
+        )
+        if wanted
+    ]
+    if links:
+        headers["Link"] = ", ".join(links)
+    if page:
+        headers["Version"] = braid.quoted(page[0]["id"])
     return Response(orjson.dumps(page), media_type="application/json", headers=headers)
 
 

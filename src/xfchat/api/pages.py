@@ -17,11 +17,18 @@ def page_headers(request: Request, more: bool, cursor: dict[str, Any]) -> dict[s
     """The headers of a page; `cursor` holds the query parameters of the next one."""
     headers = {"X-Has-More": "true" if more else "false"}
     if more:
-        params = {k: v for k, v in request.query_params.items() if k not in cursor}
-        params.update({k: str(v) for k, v in cursor.items()})
-        path = quote(request.url.path, safe="/@:")  # (an emoji in the path is percent-encoded)
-        headers["Link"] = f'<{path}?{urlencode(params)}>; rel="next"'
+        headers["Link"] = page_link(request, cursor, "next")
     return headers
+
+
+def page_link(
+    request: Request, cursor: dict[str, Any], rel: str, drop: tuple[str, ...] = ()
+) -> str:
+    """A `Link` to this list with the request's parameters but `drop`, and `cursor`'s."""
+    params = {k: v for k, v in request.query_params.items() if k not in cursor and k not in drop}
+    params.update({k: str(v) for k, v in cursor.items()})
+    path = quote(request.url.path, safe="/@:")  # (an emoji in the path is percent-encoded)
+    return f'<{path}?{urlencode(params)}>; rel="{rel}"'
 
 
 def page_response(

@@ -216,6 +216,34 @@ async def list_messages(
     return [view_json(r) for r in rows[:limit]], len(rows) > limit
 
 
+async def list_messages_around(
+    conn: asyncpg.Connection, actor: Actor, channel_id: UUID, *, around: int, limit: int
+) -> tuple[list[MessagePayload], bool, bool]:
+    """A page of history centred on `around` (a seq: the message there, if any, and older
+    ones fill `limit - limit // 2` places, newer ones `limit // 2`), newest first; and
+    whether there are older and newer messages beyond it.
+
+    Raises: as list_messages."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise BadRequest(f"limit is 1 to {MAX_PAGE}", code="INVALID_PAGE", field="limit")
+    await message_channel(conn, actor, channel_id)
+    newer = limit // 2
+    older = limit - newer
+    rows = await q.list_messages_around(
+        conn,
+        viewer=actor.user_id,
+        channel_id=channel_id,
+        around=around,
+        older=older + 1,
+        newer=newer + 1,
+    )
+    later = [r for r in rows if r.seq > around]
+    earlier = [r for r in rows if r.seq <= around]
+    page = later[-newer:] if newer else []
+    page += earlier[:older]
+    return [view_json(r) for r in page], len(earlier) > older, len(later) > newer
+
+
 async def get_message(
     conn: asyncpg.Connection, actor: Actor, channel_id: UUID, message_id: UUID
 ) -> MessagePayload:

@@ -142,6 +142,13 @@ async def insert_message(
 _LIST_NEWEST = MESSAGE_VIEW + " WHERE m.channel_id = $2 ORDER BY m.seq DESC LIMIT $3"
 _LIST_BEFORE = MESSAGE_VIEW + " WHERE m.channel_id = $2 AND m.seq < $4 ORDER BY m.seq DESC LIMIT $3"
 _LIST_AFTER = MESSAGE_VIEW + " WHERE m.channel_id = $2 AND m.seq > $4 ORDER BY m.seq ASC LIMIT $3"
+# Around a seq: up to $3 at or before it and up to $5 after it, newest first.
+_LIST_AROUND = f"""
+    ({MESSAGE_VIEW} WHERE m.channel_id = $2 AND m.seq <= $4 ORDER BY m.seq DESC LIMIT $3)
+    UNION ALL
+    ({MESSAGE_VIEW} WHERE m.channel_id = $2 AND m.seq > $4 ORDER BY m.seq ASC LIMIT $5)
+    ORDER BY seq DESC
+"""
 
 
 async def list_messages(
@@ -160,6 +167,21 @@ async def list_messages(
         records = await conn.fetch(_LIST_BEFORE, viewer, channel_id, limit, before)
     else:
         records = await conn.fetch(_LIST_NEWEST, viewer, channel_id, limit)
+    return many(MessageViewRow, records)
+
+
+async def list_messages_around(
+    conn: asyncpg.Connection,
+    *,
+    viewer: UUID,
+    channel_id: UUID,
+    around: int,
+    older: int,
+    newer: int,
+) -> list[MessageViewRow]:
+    """Up to `older` messages at or before `around` and up to `newer` after it, newest
+    first."""
+    records = await conn.fetch(_LIST_AROUND, viewer, channel_id, older, around, newer)
     return many(MessageViewRow, records)
 
 
