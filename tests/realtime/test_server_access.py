@@ -152,3 +152,52 @@ async def test_kicking_a_member_ends_delivery_for_that_server_at_once(
             assert frame["d"]["id"] == marker["id"]
         finally:
             await gw.close()
+
+
+async def test_a_large_reveal_names_the_channels_and_sends_each_payload_once(
+    server: str, http: Http, make_user: MakeUser
+) -> None:
+    """Revealing many channels to many members repeated every channel's payload in each
+    member's event (a role change in a server of 500 channels and 200 members asked
+    PostgreSQL for a 1 GiB statement: 500). Past a budget the events carry the channel
+    ids, and each payload follows once, as the channel's `channel.updated`, which reaches
+    the members who just gained it, live and on a resume."""
+    api = http(server)
+    ann, ben, cyd = [await make_user(n) for n in ("ann", "ben", "cyd")]
+    srv = await community(api, ann, ben, cyd)
+    made = await api.post(
+        srv.url("/channels"), headers=ann.headers, json={"name": "vault", "kind": "category"}
+    )
+    category = made.json()["id"]
+    override = f"/api/channels/{category}/overrides/role/{srv.everyone_role}"
+    assert (await api.put(override, headers=ann.headers, json={"deny": VIEW})).status_code == 200
+    topic = "t" * 1000
+    hidden = []
+    for i in range(120):  # (2 members x 120 x 1.1 KB: past the 256 KiB budget)
+        made = await api.post(
+            srv.url("/channels"),
+            headers=ann.headers,
+            json={"name": f"room-{i}", "topic": topic, "parent_id": category},
+        )
+        assert made.status_code == 201, made.text
+        hidden.append(made.json()["id"])
+    async with sse_stream(server, ben.access_token) as stream:
+        before = stream.last_id
+        assert before is not None
+        assert (await api.delete(override, headers=ann.headers)).status_code == 200
+        revealed = (await stream.next("channel.revealed")).data
+        assert set(revealed["channel_ids"]) >= set(hidden) and revealed["channels"] == []
+        payloads = {}
+        while len(payloads) < len(revealed["channel_ids"]):
+            event = await stream.next("channel.updated")
+            payloads[event.data["id"]] = event.data
+        assert payloads[hidden[7]]["name"] == "room-7" and payloads[hidden[7]]["topic"] == topic
+        said = await say(api, ann, hidden[7], "now you see it")
+        assert (await stream.next("message.created")).data["id"] == said["id"]
+    async with sse_stream(server, ben.access_token, last_event_id=before) as again:
+        assert (await again.next("channel.revealed")).data["channels"] == []
+        replayed = set()
+        while len(replayed) < len(revealed["channel_ids"]):
+            replayed.add((await again.next("channel.updated")).data["id"])
+        assert replayed >= set(hidden)
+        assert (await again.next("message.created")).data["id"] == said["id"]

@@ -304,6 +304,9 @@ class ServerLeftPayload(TypedDict):
 class ChannelsRevealedPayload(TypedDict):
     server_id: str
     reason: str  # created, permissions
+    channel_ids: list[str]
+    # Their payloads; empty when the change revealed too much to repeat them to each
+    # member: each then follows as the channel's `channel.updated`.
     channels: list[ServerChannelPayload]
 
 

@@ -189,7 +189,9 @@ def _left(data: Mapping[str, Any]) -> list[Stream]:
 
 
 def _revealed(data: Mapping[str, Any]) -> list[Stream]:
-    return [Stream.channel(UUID(str(c["id"]))) for c in data["channels"]]
+    if "channel_ids" not in data:  # (one stored before 25 November 2026: payloads only)
+        return [Stream.channel(UUID(str(c["id"]))) for c in data["channels"]]
+    return [Stream.channel(UUID(str(c))) for c in data["channel_ids"]]
 
 
 def _hidden(data: Mapping[str, Any]) -> list[Stream]:
@@ -314,7 +316,9 @@ CHANNELS_REVEALED = EventType(
     "channel.revealed",
     U,
     ChannelsRevealedPayload,
-    "Server channels you may now see (new ones, or permissions changed); their events follow.",
+    "Server channels you may now see (new ones, or permissions changed); their events follow. "
+    "`channels` has their payloads, or is empty when a change revealed too much to repeat "
+    "them: each then follows as its `channel.updated`.",
     access=AccessChange.GRANT,
     targets=_revealed,
 )

@@ -25,8 +25,19 @@ import asyncpg
 from xfchat.db.queries import channels as channels_q
 from xfchat.domain import voice
 from xfchat.domain.access import access_changed_many, server_viewers
-from xfchat.domain.events import CHANNELS_HIDDEN, CHANNELS_REVEALED, Event, emit_many
+from xfchat.domain.events import (
+    CHANNEL_UPDATED,
+    CHANNELS_HIDDEN,
+    CHANNELS_REVEALED,
+    Event,
+    emit_many,
+    encode,
+)
 from xfchat.domain.server_views import channels_json
+
+# How much of channels' payloads a change's `channel.revealed` events may carry in all
+# (a channel revealed to 200 members is 200 copies): past it they carry only ids.
+REVEAL_INLINE_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -94,6 +105,12 @@ async def settle(
         )
     if gained:
         payloads = {c["id"]: c for c in await channels_json(conn, list(rows.values()))}
+        sizes = {key: len(encode(payload)) for key, payload in payloads.items()}
+        # Each member's event carries the channels it reveals, unless that would repeat
+        # more than REVEAL_INLINE_BYTES across the members: then the payloads follow, once
+        # each, as `channel.updated` of the channel (after the grants, so they reach the
+        # members who gain it), and the events carry only the channel ids.
+        inline = sum(sizes[str(c)] for ids in gained.values() for c in ids) <= REVEAL_INLINE_BYTES
         for user, ids in sorted(gained.items()):
             events.append(
                 CHANNELS_REVEALED.to_user(
@@ -101,8 +118,12 @@ async def settle(
                     {
                         "server_id": str(seen.server_id),
                         "reason": reason,
-                        "channels": [payloads[str(c)] for c in ids],
+                        "channel_ids": [str(c) for c in ids],
+                        "channels": [payloads[str(c)] for c in ids] if inline else [],
                     },
                 )
             )
+        if not inline:
+            revealed = dict.fromkeys(c for ids in gained.values() for c in ids)
+            events += [CHANNEL_UPDATED.to_channel(c, payloads[str(c)]) for c in revealed]
     await emit_many(conn, events)

@@ -253,6 +253,15 @@ function updateServer(store, id, fn) {
   }
 }
 
+// A server channel as it is now: replaced where it was, or added (newly revealed).
+function putChannel(store, server, ch) {
+  const i = server.channels.findIndex((c) => c.id === ch.id);
+  if (i >= 0) server.channels[i] = ch;
+  else server.channels.push(ch);
+  store.channels.set(ch.id, ch);
+  if (!store.reads.has(ch.id)) store.reads.set(ch.id, { last_read_seq: 0, unread: 0, mention_count: 0 });
+}
+
 function setMember(store, d) {
   store.remember(d.user);
   const list = store.members.get(d.server_id);
@@ -405,14 +414,10 @@ const HANDLERS = {
     s.emit("servers", `gone:${d.id}`);
   },
   "server.updated": (s, d) => updateServer(s, d.id, (server) => Object.assign(server, d)),
+  // (`channels` is empty when a change revealed many: each comes as its channel.updated)
   "channel.revealed": (s, d) =>
     updateServer(s, d.server_id, (server) => {
-      for (const ch of d.channels) {
-        server.channels = server.channels.filter((c) => c.id !== ch.id);
-        server.channels.push(ch);
-        s.channels.set(ch.id, ch);
-        if (!s.reads.has(ch.id)) s.reads.set(ch.id, { last_read_seq: 0, unread: 0, mention_count: 0 });
-      }
+      for (const ch of d.channels) putChannel(s, server, ch);
     }),
   "channel.hidden": (s, d) => {
     updateServer(s, d.server_id, (server) => s.dropServerChannels(server, d.channel_ids));
@@ -420,8 +425,7 @@ const HANDLERS = {
   },
   "channel.updated": (s, d) =>
     updateServer(s, d.server_id, (server) => {
-      server.channels = server.channels.map((c) => (c.id === d.id ? d : c));
-      s.channels.set(d.id, d);
+      putChannel(s, server, d);
       s.emit(`channel-meta:${d.id}`);
     }),
   "member.joined": (s, d) => {
