@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import secrets
@@ -11,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -270,3 +272,39 @@ async def until_one_waits_for_a_lock(
         if await conn.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted"):
             return
         await asyncio.sleep(0.01)
+
+
+class Statements:
+    """Every statement sent on a pool's connections (asyncpg's query logger)."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def log(self, record: Any) -> None:
+        self.sent.append(" ".join(record.query.split())[:80])
+
+    def take(self) -> list[str]:
+        sent, self.sent = self.sent, []
+        return sent
+
+
+@contextlib.asynccontextmanager
+async def logged_pool(db_url: str, size: int = 1) -> AsyncIterator[tuple[asyncpg.Pool, Statements]]:
+    """A pool of the test's database set up as the app's (no reset statement between
+    uses), whose statements are recorded: put it in place of one of the app's."""
+    from xfchat.db.pool import init_connection
+
+    seen = Statements()
+
+    async def init(conn: asyncpg.Connection) -> None:
+        await init_connection(conn)
+        conn.add_query_logger(seen.log)
+
+    async def keep(conn: asyncpg.Connection) -> None:
+        pass
+
+    pool = await asyncpg.create_pool(db_url, min_size=1, max_size=size, init=init, reset=keep)
+    try:
+        yield pool, seen
+    finally:
+        await pool.close()

@@ -7,6 +7,7 @@ import uuid
 import asyncpg
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from tests import factories
 from tests.factories import (
@@ -16,6 +17,7 @@ from tests.factories import (
     role,
     server_channel,
 )
+from tests.support import logged_pool
 from xfchat.domain import roles as roles_domain
 from xfchat.domain.permissions import Permission as P
 
@@ -356,3 +358,53 @@ async def test_a_channel_holds_a_bounded_number_of_overrides(
     assert gone.status_code == 200 and len(gone.json()["overrides"]) == 1
     fits = await override(client, ann, srv.general, "member", ben.id, deny=int(P.SEND_MESSAGES))
     assert fits.status_code == 200 and len(fits.json()["overrides"]) == 2
+
+
+async def test_a_server_holds_a_bounded_number_of_overrides(
+    client: httpx.AsyncClient, make_user: MakeUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """100 a channel times 500 channels made a server's payload 4.9 MB (its GET, `ready`,
+    a join): the server's channels hold a bounded number all together."""
+    ann = await make_user("ann")
+    srv = await community(client, ann)
+    other = await server_channel(client, srv, ann, "other")
+    roles = [await role(client, srv, ann, f"r{i}", 0) for i in range(3)]
+    monkeypatch.setattr(roles_domain, "MAX_SERVER_OVERRIDES", 2)
+    for channel, target in ((srv.general, roles[0]), (other["id"], roles[1])):
+        made = await override(client, ann, channel, "role", target, deny=int(P.SEND_MESSAGES))
+        assert made.status_code == 200
+    full = await override(client, ann, other["id"], "role", roles[2], deny=int(P.SEND_MESSAGES))
+    assert full.status_code == 403 and full.json()["code"] == "TOO_MANY_OVERRIDES"
+    again = await override(client, ann, other["id"], "role", roles[1], allow=int(P.ATTACH_FILES))
+    assert again.status_code == 200  # (one it holds may still change)
+
+
+async def test_a_category_override_costs_the_same_statements_however_many_channels_follow(
+    client: httpx.AsyncClient, make_user: MakeUser, app: FastAPI, db_url: str
+) -> None:
+    """Judging a category's override in each synced channel read that channel's access
+    on its own (520 statements at 498 channels): one read for them all."""
+    ann = await make_user("ann")
+    srv = await community(client, ann)
+    made = await client.post(
+        srv.url("/channels"), headers=ann.headers, json={"name": "c", "kind": "category"}
+    )
+    category = made.json()["id"]
+    first = await override(client, ann, category, "role", srv.everyone_role, deny=int(P.SPEAK))
+    assert first.status_code == 200
+    counts = []
+    async with logged_pool(db_url, size=4) as (pool, seen):
+        own, app.state.pool = app.state.pool, pool
+        try:
+            for more, deny in ((2, P.SEND_MESSAGES), (6, P.SEND_MESSAGES | P.ADD_REACTIONS)):
+                for i in range(more):
+                    await server_channel(client, srv, ann, f"c{more}-{i}", parent_id=category)
+                seen.take()
+                changed = await override(
+                    client, ann, category, "role", srv.everyone_role, deny=int(deny)
+                )
+                assert changed.status_code == 200, changed.text
+                counts.append(len(seen.take()))
+        finally:
+            app.state.pool = own
+    assert counts[0] == counts[1], counts

@@ -19,8 +19,7 @@ from fastapi import FastAPI
 from tests import factories
 from tests.conftest import make_settings
 from tests.factories import MakeUser, community, override
-from tests.support import until_one_waits_for_a_lock
-from xfchat.db.pool import init_connection
+from tests.support import Statements, logged_pool, until_one_waits_for_a_lock
 from xfchat.domain.messages import author_json
 from xfchat.domain.messages_batch import SendRequest, SendResult
 from xfchat.domain.messages_send import write_batch
@@ -33,40 +32,16 @@ def settings(db_url: str) -> Settings:
     return make_settings(db_url, rate_messages_user="1000/60")
 
 
-class Statements:
-    """Every statement the writer's connections send (asyncpg's query logger on a pool
-    of the test's database put in place of the writer's own)."""
-
-    def __init__(self) -> None:
-        self.sent: list[str] = []
-
-    def log(self, record: Any) -> None:
-        self.sent.append(" ".join(record.query.split())[:80])
-
-    def take(self) -> list[str]:
-        sent, self.sent = self.sent, []
-        return sent
-
-
 @pytest.fixture
 async def statements(app: FastAPI, db_url: str) -> AsyncIterator[Statements]:
-    seen = Statements()
-
-    async def init(conn: asyncpg.Connection) -> None:
-        await init_connection(conn)
-        conn.add_query_logger(seen.log)
-
-    async def keep(conn: asyncpg.Connection) -> None:
-        pass  # (as the app's pool: no reset statement between uses)
-
-    pool = await asyncpg.create_pool(db_url, min_size=1, max_size=1, init=init, reset=keep)
-    writer = app.state.writer
-    own, writer.pool = writer.pool, pool
-    try:
-        yield seen
-    finally:
-        writer.pool = own
-        await pool.close()
+    """Every statement the writer's connections send."""
+    async with logged_pool(db_url) as (pool, seen):
+        writer = app.state.writer
+        own, writer.pool = writer.pool, pool
+        try:
+            yield seen
+        finally:
+            writer.pool = own
 
 
 async def test_a_batch_decided_from_known_facts_costs_one_statement(

@@ -171,6 +171,7 @@ ACCESS_TABLE_MANAGERS = {
         "insert_conversation_participant",
         "insert_conversation_participants",
         "list_overrides",
+        "count_server_overrides",
         "delete_permission_override",
         "list_channels_overriding_role",
     },

@@ -133,9 +133,15 @@ async def may_change_overrides(
 
     Raises: Forbidden (MISSING_PERMISSIONS, with `missing`)."""
     need = Permission.MANAGE_ROLES | Permission(bits)
+    facts = {
+        f.channel_id: f
+        for f in await q.list_facts_in_channels(
+            conn, channel_ids=channel_ids, user_id=actor.user_id
+        )
+    }
     for channel_id in channel_ids:
-        found = await q.get_channel_access(conn, channel_id=channel_id, user_id=actor.user_id)
-        held = compute_permissions(found[1]) if found is not None else Permission(0)
+        found = facts.get(channel_id)
+        held = compute_permissions(found) if found is not None else Permission(0)
         if Permission.VIEW_CHANNEL not in held:
             held = Permission(0)
         if need & ~held:

@@ -46,6 +46,9 @@ from xfchat.errors import BadRequest, Forbidden, NotFound
 MAX_ROLES = 250
 MAX_ROLE_NAME = 100
 MAX_OVERRIDES = 100  # a channel's overrides, roles' and members' together
+# A server's overrides, all its channels' together: what a server's payload (its GET,
+# `ready`, `server.joined`) carries stays near 1 MiB at 500 channels (5 an average).
+MAX_SERVER_OVERRIDES = 2500
 
 
 def role_not_found() -> NotFound:
@@ -404,10 +407,18 @@ async def set_override(
         mine = [
             (o.allow, o.deny) for o in overrides if (o.role_id, o.user_id) == (role_id, user_id)
         ]
-        if not mine and len(overrides) >= MAX_OVERRIDES and (allow, deny) != (None, None):
-            raise Forbidden(  # (exact: the server's row is locked)
-                f"a channel has at most {MAX_OVERRIDES} overrides", code="TOO_MANY_OVERRIDES"
-            )
+        if not mine and (allow, deny) != (None, None):  # (exact: the server's row is locked)
+            if len(overrides) >= MAX_OVERRIDES:
+                raise Forbidden(
+                    f"a channel has at most {MAX_OVERRIDES} overrides", code="TOO_MANY_OVERRIDES"
+                )
+            if await channels_q.count_server_overrides(conn, server_id=server_id) >= (
+                MAX_SERVER_OVERRIDES
+            ):
+                raise Forbidden(
+                    f"a server's channels have at most {MAX_SERVER_OVERRIDES} overrides",
+                    code="TOO_MANY_OVERRIDES",
+                )
         old = mine[0] if mine else (0, 0)
         # what changes: set, lifted or both (removing a deny grants as much as an allow)
         changed = (old[0] ^ (allow or 0)) | (old[1] ^ (deny or 0))

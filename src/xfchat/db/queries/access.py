@@ -172,6 +172,11 @@ _FACTS_OF_USERS = f"""
     {FACTS_SELECT}
 """
 
+_FACTS_IN_CHANNELS = f"""
+    WITH pairs AS (SELECT c AS channel_id, $2::uuid AS user_id FROM unnest($1::uuid[]) AS c)
+    {FACTS_SELECT}
+"""
+
 _CHANNEL_AND_FACTS = f"""
     WITH pairs AS (SELECT $1::uuid AS channel_id, $2::uuid AS user_id)
     SELECT {CHANNEL_COLUMNS_PREFIXED}, f.* FROM ({FACTS_SELECT}) f JOIN channels c ON c.id = f.channel_id
@@ -257,6 +262,13 @@ async def list_access_facts(
 ) -> list[AccessFacts]:
     """Several users' facts in one channel (none if there is no such channel)."""
     return many(AccessFacts, await conn.fetch(_FACTS_OF_USERS, channel_id, user_ids))
+
+
+async def list_facts_in_channels(
+    conn: asyncpg.Connection, *, channel_ids: list[UUID], user_id: UUID
+) -> list[AccessFacts]:
+    """One user's facts in several channels (none for a channel that does not exist)."""
+    return many(AccessFacts, await conn.fetch(_FACTS_IN_CHANNELS, channel_ids, user_id))
 
 
 async def list_candidate_facts(conn: asyncpg.Connection, *, user_id: UUID) -> list[AccessFacts]:

@@ -274,6 +274,19 @@ async def list_overrides(conn: asyncpg.Connection, *, channel_ids: list[UUID]) -
     return many(OverrideRow, records)
 
 
+async def count_server_overrides(conn: asyncpg.Connection, *, server_id: UUID) -> int:
+    """How many overrides the server's channels hold, all together."""
+    return int(
+        await conn.fetchval(
+            """
+            SELECT count(*) FROM channel_permission_overrides o
+            JOIN channels c ON c.id = o.channel_id WHERE c.server_id = $1
+            """,
+            server_id,
+        )
+    )
+
+
 async def delete_permission_override(
     conn: asyncpg.Connection, *, channel_id: UUID, role_id: UUID | None, user_id: UUID | None
 ) -> bool:
