@@ -19,6 +19,8 @@ import sys
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any, NoReturn
 
+import asyncpg
+
 from xfchat.db.migrate import MigrationError, Migrator, add
 from xfchat.db.pool import DatabaseStartupError, connect_with_retry
 from xfchat.settings import Settings, SettingsError, load_database_settings, load_settings
@@ -28,20 +30,22 @@ EXIT_OTHER, EXIT_SETTINGS, EXIT_DATABASE, EXIT_MIGRATION, EXIT_BIND = 1, 2, 3, 4
 GC_YOUNG = 10_000  # (the collector's threshold for its youngest generation; see announce)
 
 
-def say(line: str) -> None:
-    print(f"[STARTUP] {line}", file=sys.stderr, flush=True)
+def say(line: str, tag: str = "STARTUP") -> None:
+    print(f"[{tag}] {line}", file=sys.stderr, flush=True)
 
 
-def fatal(line: str, code: int, *more: str) -> NoReturn:
+def fatal(line: str, code: int, *more: str, tag: str = "STARTUP") -> NoReturn:
+    """One `[<tag>] FATAL:` line each (the tag names the command's work: STARTUP for
+    serve, dev, seed and check; MIGRATE for `xfchat migrate`), then exit with `code`."""
     for each in (line, *more):
-        print(f"[STARTUP] FATAL: {each}", file=sys.stderr, flush=True)
+        print(f"[{tag}] FATAL: {each}", file=sys.stderr, flush=True)
     raise SystemExit(code)
 
 
-def refuse_settings(exc: SettingsError) -> NoReturn:
+def refuse_settings(exc: SettingsError, tag: str = "STARTUP") -> NoReturn:
     """One FATAL line per problem: a failed start shows everything to mend at once."""
     first, *rest = exc.problems or [str(exc)]
-    fatal(first, EXIT_SETTINGS, *rest)
+    fatal(first, EXIT_SETTINGS, *rest, tag=tag)
 
 
 def run_async(coro: Coroutine[Any, Any, int]) -> int:
@@ -56,18 +60,21 @@ def run_async(coro: Coroutine[Any, Any, int]) -> int:
         return runner.run(coro)
 
 
-def guarded(main: Callable[[], Awaitable[int]]) -> int:
+def guarded(main: Callable[[], Awaitable[int]], tag: str = "STARTUP") -> int:
     """Turn the known startup failures into one clear line and an exit code."""
 
     async def wrapper() -> int:
         try:
             return await main()
         except SettingsError as exc:
-            refuse_settings(exc)
+            refuse_settings(exc, tag)
         except DatabaseStartupError as exc:
-            fatal(str(exc), EXIT_DATABASE)
+            fatal(str(exc), EXIT_DATABASE, tag=tag)
         except MigrationError as exc:
-            fatal(str(exc), EXIT_MIGRATION)
+            fatal(str(exc), EXIT_MIGRATION, tag=tag)
+        except asyncpg.PostgresError as exc:  # (a statement of the start's own work)
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            fatal(f"the database refused a statement: {first}", EXIT_DATABASE, tag=tag)
 
     return run_async(wrapper())
 
@@ -325,24 +332,27 @@ def cmd_dev(_args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     if args.action == "add":
-        settings = load_database_settings()
+        try:
+            settings = load_database_settings()
+        except SettingsError as exc:
+            refuse_settings(exc, "MIGRATE")
         try:
             up, down = add(args.name, settings.migrations_dir)
         except MigrationError as exc:
-            fatal(str(exc), EXIT_MIGRATION)
+            fatal(str(exc), EXIT_MIGRATION, tag="MIGRATE")
         print(f"created {up}\ncreated {down}")
         return 0
 
     async def main() -> int:
         settings = load_database_settings()
-        conn = await connect_with_retry(settings, say)
+        conn = await connect_with_retry(settings, lambda line: say(line, "MIGRATE"))
         try:
             migrator = Migrator(conn, settings.migrations_dir, log=print)
             if args.action == "run":
                 done = await migrator.run()
                 print(f"{len(done)} migration(s) applied")
             elif args.action == "revert":
-                done = await migrator.revert(args.count)
+                done = await migrator.revert(args.count, destroy_data=args.destroy_data)
                 print(f"{len(done)} migration(s) reverted")
             else:
                 states = await migrator.status()
@@ -354,7 +364,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         finally:
             await conn.close()
 
-    return guarded(main)
+    return guarded(main, "MIGRATE")
 
 
 def cmd_seed(_args: argparse.Namespace) -> int:
@@ -426,6 +436,11 @@ def build_parser() -> argparse.ArgumentParser:
     actions.add_parser("run", help="apply pending migrations")
     revert = actions.add_parser("revert", help="undo the last N applied migrations")
     revert.add_argument("count", nargs="?", type=_positive, default=1)
+    revert.add_argument(
+        "--destroy-data",
+        action="store_true",
+        help="revert even migrations whose .down.sql destroys data (refused without it)",
+    )
     actions.add_parser("info", help="show applied and pending migrations")
     new = actions.add_parser("add", help="create an empty migration pair")
     new.add_argument("name")

@@ -5,6 +5,7 @@ out."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from typing import NamedTuple
@@ -209,3 +210,27 @@ async def test_a_secret_changed_meanwhile_is_left_as_its_writer_made_it(
 def test_weak_or_too_many_keys_are_refused(value: str, why: str) -> None:
     with pytest.raises(ValidationError, match=why):
         make_settings("postgresql://localhost/x", totp_keys=value)
+
+
+async def test_sealing_at_the_start_is_not_bound_by_the_request_statement_timeout(
+    make_user: MakeUser, conn: asyncpg.Connection, db_url: str
+) -> None:
+    """Was: with XFCHAT_DB_STATEMENT_TIMEOUT short (0.001 passes the settings), the
+    start's reseal was cancelled and `xfchat serve` died with a QueryCanceledError
+    traceback. The start's work is no request: it waits as long as it must."""
+    user = await make_user()
+    await insert_secret(conn, user.id, pyotp.random_base32())
+    short = make_settings(db_url, statement_timeout_s=0.1)
+    holder = await asyncpg.connect(db_url)
+    try:
+        held = holder.transaction()
+        await held.start()
+        await holder.execute("LOCK TABLE user_totp IN ACCESS EXCLUSIVE MODE")
+        sealing = asyncio.create_task(seal_at_start(short))
+        await asyncio.sleep(0.6)  # six of the request timeouts
+        assert not sealing.done()
+        await held.rollback()
+        assert "1 sealed again" in await asyncio.wait_for(sealing, 30)
+    finally:
+        await holder.close()
+    assert SEALED.fullmatch(str(await stored(conn, user.id)))

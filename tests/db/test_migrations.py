@@ -78,7 +78,7 @@ async def test_migrations_apply_revert_all_and_apply_again(empty_db_url: str) ->
         assert await tables(conn) == EXPECTED_TABLES | {"schema_migrations"}
         assert await migrator.is_current()
 
-        reverted = await migrator.revert(len(applied))
+        reverted = await migrator.revert(len(applied), destroy_data=True)
         assert [m.version for m in reverted] == sorted((m.version for m in applied), reverse=True)
         assert await tables(conn) == {"schema_migrations"}
         assert await conn.fetchval("SELECT count(*) FROM schema_migrations") == 0
@@ -121,7 +121,9 @@ async def test_events_older_than_the_commit_order_are_never_replayed(empty_db_ur
     try:
         migrator = Migrator(conn)
         await migrator.run()
-        await migrator.revert(len(discover()) - 7)  # back to 0007, before the commit order
+        await migrator.revert(
+            len(discover()) - 7, destroy_data=True
+        )  # back to 0007, before the commit order
         stream = await conn.fetchval(
             "INSERT INTO event_streams (kind, entity_id, last_pos)"
             " VALUES ('channel', gen_random_uuid(), 2) RETURNING id"
@@ -274,7 +276,7 @@ async def test_stored_images_keep_their_bytes_across_the_files_migration(
             hashlib.sha256(data).digest(),
         )
         newer = [m for m in discover() if m.version >= 19]
-        await migrator.revert(len(newer))
+        await migrator.revert(len(newer), destroy_data=True)
         assert await conn.fetchval("SELECT data FROM media WHERE id = $1", file_id) == data
         await migrator.run()
         chunks = await conn.fetch(
@@ -409,3 +411,114 @@ async def test_a_process_waiting_for_the_migration_lock_holds_no_snapshot(
     finally:
         await holder.close()
         await waiter.close()
+
+
+def with_migration(tmp_path: Path, up: str, down: str = "SELECT 1;\n") -> Path:
+    directory = tmp_path / "migrations"
+    shutil.copytree(DEFAULT_DIR, directory)
+    (directory / "9000_extra.up.sql").write_text(up)
+    (directory / "9000_extra.down.sql").write_text(down)
+    return directory
+
+
+async def test_a_migration_runs_without_the_request_statement_timeout(
+    empty_db_url: str, tmp_path: Path
+) -> None:
+    """Was: a migration in a transaction kept the session's statement_timeout (the
+    request bound, 30 s), so 0021 on a database of 500k messages failed every start."""
+    directory = with_migration(tmp_path, "SELECT pg_sleep(0.5);\n")
+    conn = await asyncpg.connect(empty_db_url, server_settings={"statement_timeout": "100"})
+    try:
+        applied = await Migrator(conn, directory).run()
+        assert applied[-1].label == "9000_extra"
+        assert await conn.fetchval("SHOW statement_timeout") == "100ms"  # (only its own)
+    finally:
+        await conn.close()
+
+
+async def hold_users(url: str) -> tuple[asyncpg.Connection, asyncpg.transaction.Transaction]:
+    """A long read transaction on users, as a report query left open."""
+    holder = await asyncpg.connect(url, server_settings={"application_name": "report"})
+    held = holder.transaction()
+    await held.start()
+    await holder.fetchval("SELECT count(*) FROM users")
+    return holder, held
+
+
+async def test_a_migration_that_cannot_get_its_lock_gives_up_and_names_the_holder(
+    empty_db_url: str, tmp_path: Path
+) -> None:
+    """Was: no lock_timeout: ALTER TABLE users queued behind a long transaction waited
+    without end, and every query of the running servers on users waited behind it."""
+    conn = await asyncpg.connect(empty_db_url)
+    await Migrator(conn).run()
+    directory = with_migration(tmp_path, "ALTER TABLE users ADD COLUMN extra int;\n")
+    holder, _held = await hold_users(empty_db_url)
+    lines: list[str] = []
+    try:
+        migrator = Migrator(
+            conn, directory, lines.append, lock_timeout_s=0.3, lock_attempts=2, lock_pause_s=0.1
+        )
+        running = asyncio.create_task(migrator.run())
+        await asyncio.sleep(0.1)
+        # A live server's read of users, queued behind the migration's lock request,
+        # waits for no more than that request does.
+        live = await asyncpg.connect(empty_db_url)
+        try:
+            assert await asyncio.wait_for(live.fetchval("SELECT count(*) FROM users"), 5) == 0
+        finally:
+            await live.close()
+        with pytest.raises(MigrationError) as refused:
+            await asyncio.wait_for(running, 20)
+        message = str(refused.value)
+        assert "9000_extra was rolled back, the schema as it was" in message
+        assert "waited 2 times 0.3 s for a lock held by another session" in message
+        assert f"pid {holder.get_server_pid()} (application_name 'report'" in message
+        assert len(lines) == 1 and "(attempt 1 of 2)" in lines[0]
+        columns = "SELECT count(*) FROM information_schema.columns WHERE column_name = 'extra'"
+        assert await conn.fetchval(columns) == 0
+        recorded = "SELECT count(*) FROM schema_migrations WHERE version = 9000"
+        assert await conn.fetchval(recorded) == 0
+    finally:
+        await holder.close()
+        await conn.close()
+
+
+async def test_a_migration_rides_out_a_short_transaction(empty_db_url: str, tmp_path: Path) -> None:
+    conn = await asyncpg.connect(empty_db_url)
+    await Migrator(conn).run()
+    directory = with_migration(tmp_path, "ALTER TABLE users ADD COLUMN extra int;\n")
+    holder, held = await hold_users(empty_db_url)
+    lines: list[str] = []
+    try:
+        migrator = Migrator(
+            conn, directory, lines.append, lock_timeout_s=0.3, lock_attempts=20, lock_pause_s=0.1
+        )
+        running = asyncio.create_task(migrator.run())
+        await asyncio.sleep(1)
+        await held.rollback()
+        applied = await asyncio.wait_for(running, 20)
+        assert applied[-1].label == "9000_extra" and lines, lines
+    finally:
+        await holder.close()
+        await conn.close()
+
+
+async def test_a_revert_that_destroys_data_is_refused_unless_told_so(db_url: str) -> None:
+    conn = await asyncpg.connect(db_url)
+    try:
+        await conn.execute(
+            "INSERT INTO users (username, email, password_hash, dm_policy)"
+            " VALUES ('ann', 'a@x.org', 'h', 'friends')"
+        )
+        migrator = Migrator(conn)
+        newer = [m for m in discover() if m.version >= 25]
+        assert [m.label for m in newer if m.destroys] == ["0025_direct_message_policy"]
+        with pytest.raises(MigrationError, match="nothing reverted: 0025_direct_message_policy"):
+            await migrator.revert(len(newer))
+        assert await migrator.is_current()
+        assert await conn.fetchval("SELECT dm_policy FROM users") == "friends"
+        reverted = await migrator.revert(len(newer), destroy_data=True)
+        assert [m.version for m in reverted] == sorted((m.version for m in newer), reverse=True)
+    finally:
+        await conn.close()

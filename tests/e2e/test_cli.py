@@ -82,3 +82,51 @@ async def test_dev_adds_no_demo_accounts_to_a_database_with_real_ones(db_url: st
         assert await conn.fetchval("SELECT count(*) FROM users") == 1
     finally:
         await conn.close()
+
+
+async def test_a_revert_that_destroys_data_needs_destroy_data(db_url: str) -> None:
+    """Was: `xfchat migrate revert 5` reset every user's direct-message policy (0025's
+    down drops the column), exit 0, not a word; and a refusal said [STARTUP]."""
+    conn = await asyncpg.connect(db_url)
+    try:
+        await conn.execute(
+            "INSERT INTO users (username, email, password_hash, dm_policy)"
+            " VALUES ('ann', 'a@x.org', 'h', 'friends')"
+        )
+        applied = await conn.fetchval("SELECT count(*) FROM schema_migrations")
+        env = clean_env(DATABASE_URL=db_url)
+        refused = run_cli("migrate", "revert", "5", env=env)
+        assert refused.returncode == 4, refused
+        (line,) = fatal_lines(refused.stderr)
+        assert line.startswith("[MIGRATE] FATAL: nothing reverted: 0025_direct_message_policy")
+        assert "direct-message policy" in line and "--destroy-data" in line
+        assert await conn.fetchval("SELECT count(*) FROM schema_migrations") == applied
+        assert await conn.fetchval("SELECT dm_policy FROM users") == "friends"
+
+        done = run_cli("migrate", "revert", "5", "--destroy-data", env=env)
+        assert done.returncode == 0 and "5 migration(s) reverted" in done.stdout, done
+        assert await conn.fetchval("SELECT count(*) FROM schema_migrations") == applied - 5
+    finally:
+        await conn.close()
+
+
+async def test_a_statement_the_database_refuses_is_one_fatal_line(db_url: str) -> None:
+    """A database error outside the known ones (here a trigger refusing the demo's
+    users) ends in one FATAL line and exit 3, not a traceback."""
+    conn = await asyncpg.connect(db_url)
+    try:
+        await conn.execute(
+            """
+            CREATE FUNCTION no_users() RETURNS trigger LANGUAGE plpgsql AS
+            $$ BEGIN RAISE EXCEPTION 'no new users today'; END $$;
+            CREATE TRIGGER no_users BEFORE INSERT ON users
+                FOR EACH ROW EXECUTE FUNCTION no_users();
+            """
+        )
+    finally:
+        await conn.close()
+    result = run_cli("seed", env=clean_env(DATABASE_URL=db_url))
+    assert result.returncode == 3 and "Traceback" not in result.stderr, result
+    assert fatal_lines(result.stderr) == [
+        "[STARTUP] FATAL: the database refused a statement: no new users today"
+    ]

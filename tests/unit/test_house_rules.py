@@ -282,3 +282,31 @@ def test_the_readme_lists_every_event_type_as_defined() -> None:
     from xfchat.domain.events import markdown_table
 
     assert markdown_table() in (ROOT / "README.md").read_text()
+
+
+DESTRUCTIVE = re.compile(r"\b(DROP\s+TABLE|DROP\s+COLUMN|DELETE\s+FROM|TRUNCATE|UPDATE)\b", re.I)
+
+
+def test_every_down_that_drops_or_deletes_rows_says_what_it_destroys() -> None:
+    """`xfchat migrate revert` refuses a down marked `-- xfchat: destroys <what>` without
+    --destroy-data: a DROP TABLE, DROP COLUMN, DELETE, TRUNCATE or UPDATE in a down
+    either carries that mark, or `-- xfchat: no data lost: <why>` (transient rows), in
+    its header comment."""
+    from xfchat.db.migrate import DEFAULT_DIR, DESTROYS, KEEPS, discover
+
+    unmarked, misplaced = [], []
+    for mig in discover(DEFAULT_DIR):
+        lines = mig.down_sql.splitlines()
+        header = []
+        for line in lines:
+            if line.strip() and not line.strip().startswith("--"):
+                break
+            header.append(line.strip())
+        marks = [h for h in header if h.startswith((DESTROYS, KEEPS))]
+        statements = "\n".join(line.split("--", 1)[0] for line in lines)
+        if DESTRUCTIVE.search(statements) and not marks:
+            unmarked.append(mig.down_path.name)
+        if any(line.strip().startswith((DESTROYS, KEEPS)) for line in lines[len(header) :]):
+            misplaced.append(mig.down_path.name)  # (a mark below the header is not read)
+    assert unmarked == [], f"say what reverting these destroys: {unmarked}"
+    assert misplaced == [], misplaced

@@ -4,7 +4,12 @@ Why our own and not yoyo or alembic: the rules are few and strict (files named
 `NNNN_name.up.sql` / `.down.sql`, a `schema_migrations` table with version, name,
 checksum and applied_at, refusal of unknown or edited migrations, one transaction per
 migration, or none for a file that says so, under an advisory lock) and neither library
-keeps that layout; this is about 200 lines on the driver we already use.
+keeps that layout; this is about 300 lines on the driver we already use.
+
+A migration runs without the statement timeout (it is no request: rewriting a large
+table takes longer than a request may) and with a bounded lock wait, retried a few
+times: a migration's ACCESS EXCLUSIVE request queued behind a long transaction would
+stall every query of the running servers behind it for as long as it waited.
 """
 
 from __future__ import annotations
@@ -38,6 +43,18 @@ DEFAULT_DIR = Path(__file__).resolve().parent.parent / "migrations"
 # pg_advisory_lock key: "xfchat migrate" folded into 63 bits.
 LOCK_KEY = int.from_bytes(hashlib.sha256(b"xfchat migrate").digest()[:8], "big") >> 1
 LOCK_POLL_S = 0.2  # how often a process that waits for another's migrations asks again
+# A migration's transaction waits at most LOCK_TIMEOUT_S for each lock; it is rolled
+# back and tried again after LOCK_PAUSE_S (live traffic queued behind its request runs
+# meanwhile), LOCK_ATTEMPTS times in all, before the migration fails.
+LOCK_TIMEOUT_S = 5.0
+LOCK_ATTEMPTS = 5
+LOCK_PAUSE_S = 3.0
+# A .down.sql that destroys data says what in a header comment line; `revert` refuses
+# it unless told `destroy_data` (`xfchat migrate revert --destroy-data`). A down whose
+# DROP or DELETE loses nothing kept (derived or transient rows) says why with KEEPS
+# (tests/unit/test_house_rules.py holds every down to one of the two).
+DESTROYS = "-- xfchat: destroys "
+KEEPS = "-- xfchat: no data lost: "
 
 
 class MigrationError(Exception):
@@ -58,6 +75,17 @@ class Migration:
     @property
     def down_sql(self) -> str:
         return self.down_path.read_text(encoding="utf-8")
+
+    @property
+    def destroys(self) -> str | None:
+        """What reverting it destroys, as its .down.sql's header says (None: nothing)."""
+        for line in self.down_sql.removeprefix("\ufeff").splitlines():
+            words = line.strip()
+            if words.startswith(DESTROYS):
+                return words.removeprefix(DESTROYS).strip() or "data"
+            if words and not words.startswith("--"):
+                return None
+        return None
 
     @property
     def checksum(self) -> str:
@@ -108,10 +136,17 @@ class Migrator:
         conn: asyncpg.Connection,
         directory: Path | None = None,
         log: Callable[[str], None] = lambda _line: None,
+        *,
+        lock_timeout_s: float = LOCK_TIMEOUT_S,
+        lock_attempts: int = LOCK_ATTEMPTS,
+        lock_pause_s: float = LOCK_PAUSE_S,
     ) -> None:
         self.conn = conn
         self.migrations = discover(directory)
         self.log = log
+        self.lock_timeout_s = lock_timeout_s
+        self.lock_attempts = max(1, lock_attempts)
+        self.lock_pause_s = lock_pause_s
 
     async def _locked(self) -> None:
         # Lock first: two processes racing CREATE TABLE IF NOT EXISTS can collide. Wait
@@ -181,8 +216,10 @@ class Migrator:
         finally:
             await self._unlock()
 
-    async def revert(self, count: int = 1) -> list[Migration]:
-        """Undo the last `count` applied migrations, newest first."""
+    async def revert(self, count: int = 1, *, destroy_data: bool = False) -> list[Migration]:
+        """Undo the last `count` applied migrations, newest first. Refused, with nothing
+        reverted, when one of them destroys data (its .down.sql says so) unless
+        `destroy_data`."""
         if count < 1:
             raise MigrationError(f"revert takes a count of 1 or more, not {count}")
         await self._locked()
@@ -190,9 +227,15 @@ class Migrator:
             states = await self.check_consistent()
             applied = [s.version for s in states if s.status == "applied"]
             by_version = {m.version: m for m in self.migrations}
+            todo = [by_version[v] for v in sorted(applied, reverse=True)[:count]]
+            destroying = [f"{m.label} destroys {m.destroys}" for m in todo if m.destroys]
+            if destroying and not destroy_data:
+                raise MigrationError(
+                    f"nothing reverted: {'; '.join(destroying)}; take a backup, then revert "
+                    "with --destroy-data to destroy it (or restore a backup instead)"
+                )
             done = []
-            for version in sorted(applied, reverse=True)[:count]:
-                mig = by_version[version]
+            for mig in todo:
                 await self._step(mig, up=False)
                 self.log(f"reverted {mig.label}")
                 done.append(mig)
@@ -210,25 +253,55 @@ class Migrator:
         statements = _statements(sql)
         if statements is not None:
             await self._run_one_by_one(statements, subject, again="run" if up else "revert")
-        try:
-            async with self.conn.transaction():
-                if statements is None:
-                    await self.conn.execute(sql)
-                elapsed_ms = int((time.perf_counter() - started) * 1000)
-                if up:
-                    await q.insert_applied_migration(
-                        self.conn,
-                        version=mig.version,
-                        name=mig.name,
-                        checksum=mig.checksum,
-                        execution_ms=elapsed_ms,
+        what = "was rolled back" if statements is None else "was not recorded"
+        for attempt in range(1, self.lock_attempts + 1):
+            try:
+                async with self.conn.transaction():
+                    await q.set_local_migration_timeouts(
+                        self.conn, lock_timeout_ms=max(1, int(self.lock_timeout_s * 1000))
                     )
-                else:
-                    await q.delete_applied_migration(self.conn, version=mig.version)
-        except asyncpg.PostgresError as exc:
-            what = "was rolled back" if statements is None else "was not recorded"
-            raise MigrationError(f"{subject} failed and {what}: {_describe(exc)}") from exc
-        return elapsed_ms
+                    if statements is None:
+                        await self.conn.execute(sql)
+                    elapsed_ms = int((time.perf_counter() - started) * 1000)
+                    if up:
+                        await q.insert_applied_migration(
+                            self.conn,
+                            version=mig.version,
+                            name=mig.name,
+                            checksum=mig.checksum,
+                            execution_ms=elapsed_ms,
+                        )
+                    else:
+                        await q.delete_applied_migration(self.conn, version=mig.version)
+                return elapsed_ms
+            except asyncpg.LockNotAvailableError as exc:
+                if attempt == self.lock_attempts:
+                    raise MigrationError(await self._lock_refusal(subject, what)) from exc
+                self.log(
+                    f"{subject} waited {self.lock_timeout_s:g} s for a lock held by another "
+                    f"session (attempt {attempt} of {self.lock_attempts}); rolled back, "
+                    f"trying again in {self.lock_pause_s:g} s"
+                )
+                await asyncio.sleep(self.lock_pause_s)
+            except asyncpg.PostgresError as exc:
+                raise MigrationError(f"{subject} failed and {what}: {_describe(exc)}") from exc
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def _lock_refusal(self, subject: str, what: str) -> str:
+        """The one line for a migration that never got its lock, naming the sessions
+        that likely held it."""
+        try:
+            holders = await q.list_lock_holders(self.conn, held_s=self.lock_timeout_s)
+        except asyncpg.PostgresError:
+            holders = []
+        named = ", ".join(_holder(h) for h in holders)
+        unchanged = ", the schema as it was" if what == "was rolled back" else ""
+        return (
+            f"{subject} {what}{unchanged}: it waited {self.lock_attempts} times "
+            f"{self.lock_timeout_s:g} s for a lock held by another session"
+            f"{': ' + named if named else ''}; end that session's transaction (or let it "
+            "end) and start again"
+        )
 
     async def _run_one_by_one(self, statements: list[str], subject: str, again: str) -> None:
         """A NO_TRANSACTION file's statements, each committed on its own, without the
@@ -295,6 +368,14 @@ def _statements(sql: str) -> list[str] | None:
     if not marked:
         return None
     return [text for text in ("\n".join(p).strip() for p in parts) if text]
+
+
+def _holder(h: q.LockHolder) -> str:
+    since = h.xact_start.isoformat(timespec="seconds") if h.xact_start else "?"
+    return (
+        f"pid {h.pid} (application_name {h.application_name!r}, {h.state or 'state unknown'},"
+        f" transaction open since {since})"
+    )
 
 
 def _describe(exc: asyncpg.PostgresError) -> str:

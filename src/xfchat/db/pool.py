@@ -72,7 +72,9 @@ def describe_target(url: str) -> str:
     return f"{user}@{host}:{port}/{db}"
 
 
-def _server_settings(settings: DatabaseSettings, *, pooled: bool = False) -> dict[str, str]:
+def _server_settings(
+    settings: DatabaseSettings, *, pooled: bool = False, requests: bool = True
+) -> dict[str, str]:
     if pooled and settings.pooler == "transaction":
         # A transaction pooler (PgBouncer) refuses startup parameters it does not track,
         # and a session setting would not follow our transactions from one server
@@ -81,7 +83,10 @@ def _server_settings(settings: DatabaseSettings, *, pooled: bool = False) -> dic
         return {"application_name": "xfchat", "timezone": "UTC"}
     return {
         "application_name": "xfchat",
-        "statement_timeout": str(int(settings.statement_timeout_s * 1000)),
+        # (the request bound; 0, none, for start-up and command-line work: a migration or
+        # the start's sealing of secrets is no request, and on a large database takes
+        # longer than any request may)
+        "statement_timeout": str(int(settings.statement_timeout_s * 1000) if requests else 0),
         "timezone": "UTC",
         # Every statement is prepared once per connection and planned once: PostgreSQL's
         # default re-plans a statement for each execution while it guesses a custom
@@ -105,14 +110,17 @@ async def init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
-async def connect(settings: DatabaseSettings, url: str | None = None) -> asyncpg.Connection:
+async def connect(
+    settings: DatabaseSettings, url: str | None = None, *, requests: bool = True
+) -> asyncpg.Connection:
     """A connection of its own to `url`, by default the direct one to the primary
     (XFCHAT_LISTEN_URL, else DATABASE_URL): a session that LISTENs or takes session
-    locks must not go through a transaction pooler."""
+    locks must not go through a transaction pooler. With `requests` False it has no
+    statement timeout (XFCHAT_DB_STATEMENT_TIMEOUT bounds requests, not start-up work)."""
     conn = await asyncpg.connect(
         url or settings.direct_url(),
         timeout=settings.connect_timeout_s,
-        server_settings=_server_settings(settings),
+        server_settings=_server_settings(settings, requests=requests),
     )
     await init_connection(conn)
     return conn
@@ -132,15 +140,16 @@ def _refuse_at_once(exc: BaseException, target: str) -> None:
 
 
 async def connect_with_retry(settings: DatabaseSettings, log: Log) -> asyncpg.Connection:
-    """Connect, retrying transient failures a bounded number of times; fail at once with
-    a clear message on errors that waiting cannot fix."""
+    """Connect for start-up or command-line work (migrations: no statement timeout),
+    retrying transient failures a bounded number of times; fail at once with a clear
+    message on errors that waiting cannot fix."""
     url = settings.direct_url()
     target = describe_target(url)
     attempts = settings.connect_attempts
     last = ""
     for attempt in range(1, attempts + 1):
         try:
-            return await connect(settings, url)
+            return await connect(settings, url, requests=False)
         except asyncpg.InvalidPasswordError:
             raise DatabaseStartupError(
                 f"PostgreSQL rejected the password for {target}: check the user and password "

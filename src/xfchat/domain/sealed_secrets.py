@@ -192,7 +192,7 @@ async def seal_at_start(settings: Settings, *, write: bool = True) -> str:
     Raises: SettingsError, when a confirmed secret is sealed under a key not configured
     or does not open under its key: the start is refused rather than lock its user out."""
     keys = keyring(settings)
-    conn = await connect(settings)
+    conn = await connect(settings, requests=False)  # (start-up work, not a request)
     try:
         done = await reseal(conn, keys, write=False)
         if write and not _refusals(done) and (done.sealed or done.dropped):

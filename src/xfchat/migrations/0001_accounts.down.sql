@@ -1,3 +1,4 @@
+-- xfchat: destroys every account, session, friendship, friend request and block (the tables users, sessions, refresh_tokens, friend_requests, friendships, blocks, usage_tracking)
 DROP TABLE usage_tracking;
 DROP TABLE blocks;
 DROP TABLE friendships;

@@ -1,3 +1,4 @@
+-- xfchat: destroys every server, channel, membership, role, permission override, invite, ban and audit-log entry
 DROP TABLE audit_log;
 DROP TABLE bans;
 DROP TABLE invites;

@@ -1,3 +1,4 @@
+-- xfchat: destroys every message, edit, reaction, attachment and read state
 DROP TABLE read_states;
 DROP TABLE attachments;
 DROP TABLE reactions;

@@ -1,3 +1,4 @@
+-- xfchat: destroys the event log's commit order (event_commits, event_clock, event_retention) and channels' access_version
 DROP TRIGGER event_streams_commit ON event_streams;
 DROP TRIGGER event_streams_commit_new ON event_streams;
 DROP FUNCTION event_log_commit();

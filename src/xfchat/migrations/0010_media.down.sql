@@ -1,1 +1,2 @@
+-- xfchat: destroys every uploaded avatar and server icon (media)
 DROP TABLE media;

@@ -1,3 +1,4 @@
+-- xfchat: no data lost: presence_processes and presence_connections hold only the live connections of running processes
 ALTER TABLE users DROP CONSTRAINT users_status_known;
 ALTER TABLE users ADD CONSTRAINT users_status_known
     CHECK (status IN ('online', 'idle', 'dnd', 'invisible', 'offline'));

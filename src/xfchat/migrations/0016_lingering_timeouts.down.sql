@@ -1,1 +1,2 @@
+-- xfchat: destroys the timeouts of members who left a server while timed out (lingering_timeouts)
 DROP TABLE lingering_timeouts;

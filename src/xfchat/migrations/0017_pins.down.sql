@@ -1,3 +1,4 @@
+-- xfchat: destroys every pin (messages.pinned_by, pinned_at) and every pin notice message
 DELETE FROM messages WHERE kind = 'pin';
 ALTER TABLE messages DROP CONSTRAINT messages_kind_known;
 ALTER TABLE messages ADD CONSTRAINT messages_kind_known CHECK (kind IN ('default', 'system'));

@@ -1,3 +1,4 @@
+-- xfchat: destroys every message attachment and its bytes (attachments, files, file_chunks); avatars and icons are kept
 DROP TRIGGER media_drop_files ON media;
 DROP FUNCTION drop_files_of_media();
 DROP TRIGGER attachments_drop_files ON attachments;

@@ -1,3 +1,4 @@
+-- xfchat: destroys members' server mute and deafen (server_members.voice_mute, voice_deaf), and who is in a voice channel now
 ALTER TABLE server_members DROP COLUMN voice_deaf, DROP COLUMN voice_mute;
 DELETE FROM voice_states;
 DROP INDEX voice_states_process_idx;

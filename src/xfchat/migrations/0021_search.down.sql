@@ -1,3 +1,4 @@
+-- xfchat: destroys each server's search language and the language each message was indexed in (servers.search_language, messages.search_config)
 DROP INDEX messages_search_idx;
 ALTER TABLE messages DROP COLUMN search;
 ALTER TABLE messages DROP COLUMN search_config;

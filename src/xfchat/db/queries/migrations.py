@@ -63,3 +63,45 @@ async def set_statement_timeout_off(conn: asyncpg.Connection) -> None:
 async def reset_statement_timeout(conn: asyncpg.Connection) -> None:
     """The session's statement timeout back to what the connection started with."""
     await conn.execute("RESET statement_timeout")
+
+
+async def set_local_migration_timeouts(conn: asyncpg.Connection, *, lock_timeout_ms: int) -> None:
+    """For the rest of the current transaction: no statement timeout (a migration is no
+    request, and may rewrite a large table), and a bounded wait for each lock (a
+    migration's ACCESS EXCLUSIVE request queued behind a long transaction would stall
+    every query of the running servers behind it)."""
+    await conn.execute(
+        "SELECT set_config('statement_timeout', '0', true), set_config('lock_timeout', $1, true)",
+        str(lock_timeout_ms),
+    )
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    pid: int
+    application_name: str
+    state: str | None
+    xact_start: datetime | None
+
+
+async def list_lock_holders(conn: asyncpg.Connection, *, held_s: float) -> list[LockHolder]:
+    """Other sessions of this database that hold a lock on a table and whose transaction
+    has been open for `held_s` seconds or more (what a migration's lock waited for),
+    oldest first. (The waiter's own pg_blocking_pids is gone once its wait timed out.)"""
+    rows = await conn.fetch(
+        """
+        SELECT a.pid, a.application_name, a.state, a.xact_start
+        FROM pg_stat_activity a
+        WHERE a.pid <> pg_backend_pid()
+          AND a.datname = current_database()
+          AND a.xact_start <= now() - make_interval(secs => $1)
+          AND EXISTS (SELECT 1 FROM pg_locks l
+                      WHERE l.pid = a.pid AND l.granted AND l.locktype = 'relation'
+                        AND l.database = (SELECT oid FROM pg_database
+                                          WHERE datname = current_database()))
+        ORDER BY a.xact_start
+        LIMIT 5
+        """,
+        held_s,
+    )
+    return [LockHolder(**dict(r)) for r in rows]
