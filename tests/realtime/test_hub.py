@@ -104,3 +104,40 @@ async def test_a_resume_inside_the_newest_commit_delivers_the_rest_of_it(
         assert got == ["m1", "m2"]
     finally:
         resumed.close("test")
+
+
+async def test_delivery_does_not_wait_for_a_request_pool_held_to_its_last_connection(
+    app: FastAPI, client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool, db_url: str
+) -> None:
+    """An event too large for its notification is read from the log. It was read on a
+    connection of the request pool: with every one held by slow requests (edits waiting
+    on a locked row), no subscriber of the process got anything until one came free.
+    It is read on the LISTEN connection."""
+    hub: Hub = app.state.hub
+    ann, ben = await make_user("ann"), await make_user("ben")
+    dm = (await factories.direct(client, ann, ben))["id"]
+    sub, _, _ = await open_user_feed(hub, pool, ben.actor, None)
+    other = await asyncpg.connect(db_url)
+    held = []
+    try:
+        await drain(sub)
+        while pool.get_size() < pool.get_max_size() or pool.get_idle_size() > 0:
+            held.append(await asyncpg.pool.Pool.acquire(pool, timeout=5))
+        big = "x" * 20_000  # (a notification carries at most 8,000 bytes)
+        async with other.transaction():
+            await event_log.insert_events(
+                other,
+                kind="channel",
+                entity_id=uuid.UUID(dm),
+                types=["message.created"],
+                datas=[orjson.dumps({"id": "big", "content": big}).decode()],
+            )
+        got = await sub.next(idle_s=5)
+        while got is not None and got[0].type == "presence.updated":
+            got = await sub.next(idle_s=5)
+        assert got is not None and got[0].data == {"id": "big", "content": big}
+    finally:
+        for c in held:
+            await asyncpg.pool.Pool.release(pool, c)
+        await other.close()
+        sub.close("test")

@@ -109,6 +109,10 @@ class Hub:
         self._fill_to = 0  # commits up to here exist and must be read from the log
         self._filling: asyncio.Task[None] | None = None
         self.listening = asyncio.Event()
+        # The LISTEN connection, while it is up: the commits missing from notifications are
+        # read on it (one query at a time), so delivery never waits for the request pool.
+        self._listener: asyncpg.Connection | None = None
+        self._listener_busy = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         # Told of every user-feed connection that opens and closes (presence).
@@ -219,6 +223,13 @@ class Hub:
                 return await query(conn)
 
     async def _read_commits(self, after: int, upto: int) -> list[q.CommitEvent]:
+        """On the LISTEN connection when it is up: a request pool that slow requests hold
+        to the last connection must not hold back every subscriber's delivery."""
+        conn = self._listener
+        if conn is not None:
+            async with self._listener_busy:
+                if not conn.is_closed() and self._listener is conn:
+                    return await q.list_commits(conn, after=after, upto=upto)
         return await self._read(lambda conn: q.list_commits(conn, after=after, upto=upto))
 
     async def head(self) -> q.LogHead:
@@ -460,12 +471,14 @@ class Hub:
                 await conn.add_listener(q.NOTIFY_CHANNEL, self._on_event)
                 await conn.add_listener(EPHEMERAL_CHANNEL, self._on_ephemeral)
                 head = await q.get_log_head(conn)
+                self._listener = conn
                 self._listening(head.g)
                 delay = 0.1
                 await self._watch(conn, lost)
             except DATABASE_ERRORS as exc:
                 log.warning("listener connection failed: %s", exc)
             finally:
+                self._listener = None
                 self.listening.clear()
                 if conn is not None:
                     conn.terminate()
@@ -501,5 +514,5 @@ class Hub:
                 async with asyncio.timeout(LISTENER_PING_S):
                     await lost.wait()
                 return
-            async with asyncio.timeout(LISTENER_PING_S):
+            async with self._listener_busy, asyncio.timeout(LISTENER_PING_S):
                 await select_one(conn)
