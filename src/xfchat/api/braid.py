@@ -16,6 +16,7 @@ channel.
 from __future__ import annotations
 
 import json
+import logging
 from uuid import UUID
 
 import orjson
@@ -24,14 +25,17 @@ from starlette.responses import Response
 
 from xfchat.api.deps import REALTIME_BUCKET, check_limit
 from xfchat.api.streaming import LiveStream, Write
+from xfchat.db.pool import DATABASE_ERRORS
 from xfchat.domain import messages
 from xfchat.domain.accounts import Actor
 from xfchat.domain.event_payloads import MessagePayload
 from xfchat.domain.events import MESSAGE_CREATED
 from xfchat.domain.messages import MAX_PARENTS
-from xfchat.errors import BadRequest, Forbidden, NotFound
+from xfchat.errors import BadRequest, Forbidden, NotFound, ServiceUnavailable
 from xfchat.realtime.feeds import open_channel_feed
 from xfchat.realtime.subscriber import Closed
+
+log = logging.getLogger("xfchat.stream")
 
 PAGE = 100
 
@@ -174,5 +178,10 @@ async def subscribe(request: Request, actor: Actor, channel_id: UUID) -> Respons
                 last_seq, last_id = delivery.data["seq"], delivery.data["id"]
         except (NotFound, Forbidden):
             return  # no longer allowed to read it: the subscription ends
+        except (*DATABASE_ERRORS, ServiceUnavailable) as exc:
+            # History cannot be read now: end the body whole (the client resumes with
+            # Parents, as after any end), not cut off in the middle of a chunk.
+            log.warning("a Braid subscription ended: its history cannot be read: %s", exc)
+            return
 
     return LiveStream(209, headers, sub, produce)
