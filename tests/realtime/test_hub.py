@@ -4,6 +4,7 @@ reconnect costs."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import uuid
 
 import asyncpg
@@ -14,6 +15,7 @@ from fastapi import FastAPI
 from tests import factories
 from tests.factories import MakeUser, say
 from xfchat.db.queries import event_log
+from xfchat.realtime import cursor
 from xfchat.realtime.feeds import open_user_feed
 from xfchat.realtime.hub import Hub
 from xfchat.realtime.subscriber import Delivery, Subscriber
@@ -141,3 +143,51 @@ async def test_delivery_does_not_wait_for_a_request_pool_held_to_its_last_connec
             await asyncpg.pool.Pool.release(pool, c)
         await other.close()
         sub.close("test")
+
+
+async def test_a_token_of_a_history_a_restored_backup_lost_is_refused(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    pool: asyncpg.Pool,
+    conn: asyncpg.Connection,
+) -> None:
+    """After a restore the database numbers its next commits as the lost ones were: a
+    token from the lost tail resumed "inside" other events and silently skipped them.
+    A token carries the second it was handed out; a commit at its place made later is
+    not the one it named: the resume is refused (unknown), and the client reloads."""
+    hub: Hub = app.state.hub
+    ann, ben = await make_user("ann"), await make_user("ben")
+    dm = (await factories.direct(client, ann, ben))["id"]
+    sub, _, _ = await open_user_feed(hub, pool, ben.actor, None)
+    try:
+        await drain(sub)
+        said = await say(client, ann, dm, "in the history that will be lost")
+        got = await sub.next(idle_s=5)
+        while got is not None and got[0].type != "message.created":
+            got = await sub.next(idle_s=5)
+        assert got is not None and got[0].data["id"] == said["id"] and got[1] is not None
+        token, place = got[1], got[0].position
+    finally:
+        sub.close("test")
+    kept, refused, _ = await open_user_feed(hub, pool, ben.actor, token)
+    kept.close("test")
+    assert refused is None  # (the same history: it resumes)
+    # The restored database's commit at that number, made after the token was handed out:
+    await conn.execute(
+        "UPDATE event_commits SET created_at = now() + interval '5 minutes' WHERE g = $1",
+        place.g,
+    )
+    lost, refused, start = await open_user_feed(hub, pool, ben.actor, token)
+    lost.close("test")
+    assert refused is not None and refused.reason == "unknown" and start.state is not None
+    # A token from before tokens carried the second (`2.`) is read as it was.
+    tag = hub.codec.tag(ben.id)
+    raw = bytearray()
+    for number in (place.g, place.pos):
+        cursor._varint(number, raw)
+    legacy = "2." + base64.urlsafe_b64encode(bytes(raw) + tag).decode().rstrip("=")
+    assert hub.codec.read(legacy, tag) == (place, None)
+    again, refused, _ = await open_user_feed(hub, pool, ben.actor, legacy)
+    again.close("test")
+    assert refused is None

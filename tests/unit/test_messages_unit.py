@@ -13,6 +13,7 @@ from xfchat.domain.events import Stream
 from xfchat.domain.events import encode as encode_event
 from xfchat.domain.messages import loud_mentions, mentioned_ids, message_json
 from xfchat.domain.permissions import Permission
+from xfchat.realtime import cursor
 from xfchat.realtime.cursor import BadToken, Position, TokenCodec
 from xfchat.realtime.follows import Follows
 from xfchat.realtime.hub import Hub
@@ -43,6 +44,12 @@ def test_the_seq_placeholder_matches_only_the_key(content: str) -> None:
 
 
 CODEC = TokenCodec("a test secret that is long enough to be one")
+
+
+@pytest.fixture(autouse=True)
+def one_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tokens compared whole are handed out in the same second (they carry it)."""
+    monkeypatch.setattr(cursor, "now", lambda: 1_790_000_000)
 
 
 @pytest.mark.parametrize("position", [Position(0, 0), Position(1, 7), Position(2**40, 2**33)])

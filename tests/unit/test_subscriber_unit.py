@@ -5,14 +5,23 @@ from __future__ import annotations
 import uuid
 from typing import Any, cast
 
+import pytest
+
 from xfchat.api.sse import frame, frames
 from xfchat.domain.events import Stream
+from xfchat.realtime import cursor
 from xfchat.realtime.cursor import Position, TokenCodec
 from xfchat.realtime.follows import Follows
 from xfchat.realtime.hub import Hub
 from xfchat.realtime.subscriber import Delivery, Subscriber
 
 CODEC = TokenCodec("a test secret that is long enough to be one")
+
+
+@pytest.fixture(autouse=True)
+def one_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tokens compared whole are handed out in the same second (they carry it)."""
+    monkeypatch.setattr(cursor, "now", lambda: 1_790_000_000)
 
 
 def commit(g: int, channel: uuid.UUID, count: int) -> list[Delivery]:

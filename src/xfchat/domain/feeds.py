@@ -26,6 +26,9 @@ from xfchat.domain.permissions import Permission
 from xfchat.domain.state import StatePayload, read_state
 
 MAX_ACCESS_CHANGES = 10_000  # a resume over more changes than this is a resync
+# How far the clock of the process that handed a token out may run behind the
+# database's before a resume from it is taken for one of a lost history (a resync).
+ISSUE_SKEW_S = 30
 SNAPSHOT_SIZE = 50
 
 
@@ -64,14 +67,25 @@ async def read_access_changes(
     return None if len(rows) > MAX_ACCESS_CHANGES else [(r.type, r.data) for r in rows]
 
 
+async def _made_by(conn: asyncpg.Connection, g: int, issued: int) -> bool:
+    """Whether commit `g`, the last a token handed out at `issued` covers, was made by
+    then (give or take ISSUE_SKEW_S of clocks); True when the log cannot tell (no such
+    commit: none yet, or retention took it)."""
+    made = await log_q.get_commit_time(conn, g=g) if g > 0 else None
+    return made is None or made.timestamp() <= issued + 1 + ISSUE_SKEW_S
+
+
 async def read_user_feed_start(
     conn: asyncpg.Connection,
     actor: Actor,
     since: tuple[int, int] | None,
     presence_timeout_s: float,
+    *,
+    issued: int | None = None,
 ) -> FeedStart:
     """Where the user's feed starts: from `since` if it can be resumed from, else from
-    the head with the user's state.
+    the head with the user's state. `issued`: the Unix second the place was handed out
+    (realtime/cursor.py), when the token says.
 
     Raises: Unauthorized (SESSION_REVOKED)."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
@@ -87,6 +101,8 @@ async def read_user_feed_start(
                 refused = "expired"
             elif g > head.g + 1 or (g == head.g + 1 and pos):
                 refused = "unknown"
+            elif issued is not None and not await _made_by(conn, g if pos else g - 1, issued):
+                refused = "unknown"  # (a history a restored backup lost)
             elif g <= head.g:
                 changes = await read_access_changes(conn, actor.user_id, since, head.g)
                 if changes is None:

@@ -37,9 +37,12 @@ class Refused:
     message: str
 
 
-def check_token(codec: TokenCodec, user_id: UUID, token: str) -> Position | Refused:
+def check_token(
+    codec: TokenCodec, user_id: UUID, token: str
+) -> tuple[Position, int | None] | Refused:
+    """The token's place and the second it was handed out, or why it cannot be used."""
     try:
-        return codec.decode(token, codec.tag(user_id))
+        return codec.read(token, codec.tag(user_id))
     except BadToken as exc:
         return Refused("malformed", str(exc))
 
@@ -60,13 +63,14 @@ async def open_user_feed(
     Raises: Unauthorized (SESSION_REVOKED); RateLimited (TOO_MANY_CONNECTIONS)."""
     hub.admit(actor.user_id)  # (before the reads; subscribe checks again)
     since = None if token is None else check_token(hub.codec, actor.user_id, token)
-    position = since if isinstance(since, Position) else None
+    position, issued = since if isinstance(since, tuple) else (None, None)
     async with pool.acquire() as conn:
         start = await read_user_feed_start(
             conn,
             actor,
             None if position is None else (position.g, position.pos),
             hub.presence.timeout_s if hub.presence is not None else 0.0,
+            issued=issued,
         )
     refused = since if isinstance(since, Refused) else None
     if start.refused is not None:

@@ -11,7 +11,8 @@ every connection receives it, and the resume position it is handed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, cast
 from uuid import UUID
 
 import asyncpg
@@ -122,6 +123,12 @@ async def get_log_head(conn: asyncpg.Connection) -> LogHead:
             "SELECT c.g, r.pruned_g FROM event_clock c, event_retention r",
         ),
     )
+
+
+async def get_commit_time(conn: asyncpg.Connection, *, g: int) -> datetime | None:
+    """When commit `g` was made (its transaction's start), if the log has it."""
+    value = await conn.fetchval("SELECT created_at FROM event_commits WHERE g = $1", g)
+    return value if value is None else cast(datetime, value)
 
 
 async def list_commits(conn: asyncpg.Connection, *, after: int, upto: int) -> list[CommitEvent]:
