@@ -45,6 +45,27 @@ async def test_a_state_others_grow_is_cut_short_and_says_so(
     assert [r["user"]["username"] for r in cut["friend_requests"]["incoming"]] == ["u4"]
 
 
+async def test_a_server_too_big_for_the_budget_is_skipped_and_later_ones_still_come(
+    client: httpx.AsyncClient, make_user: MakeUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One server that cannot fit is left out (and `truncated` says so); the servers
+    joined after it are not dropped with it."""
+    ann, owner = await make_user("ann"), await make_user("owner")
+    made = [await community(client, owner, ann, name=f"s{i}") for i in range(3)]
+    grown = await client.patch(
+        f"/api/servers/{made[1].id}", headers=owner.headers, json={"description": "€" * 1024}
+    )
+    assert grown.status_code == 200, grown.text
+    whole = (await client.get("/api/users/@me/state", headers=ann.headers)).json()
+    size = {s["name"]: len(httpx.Response(200, json=s).content) for s in whole["servers"]}
+    budget = size["s0"] + size["s2"] + 10
+    assert size["s1"] > budget  # it alone cannot fit
+    monkeypatch.setattr(state, "STATE_SERVER_BYTES", budget)
+    cut = (await client.get("/api/users/@me/state", headers=ann.headers)).json()
+    assert [s["name"] for s in cut["servers"]] == ["s0", "s2"]
+    assert cut["truncated"] == ["servers"]
+
+
 async def test_mention_count_is_capped_like_unread(app_with: AppWith, make_user: MakeUser) -> None:
     client = await app_with(rate_messages_user="1000/10", rate_api_user="1000/10")
     ann, ben = await make_user("ann"), await make_user("ben")

@@ -8,8 +8,9 @@ the events that follow and the state stays current.
 Size: other people can make a state grow (add you to groups, send you requests), so
 its sections are bounded: conversations, most recently active first, until their JSON
 reaches STATE_CONVERSATION_BYTES; at most STATE_REQUESTS incoming and outgoing friend
-requests each, the newest; servers, in the order joined, until their JSON reaches
-STATE_SERVER_BYTES (owners can grow theirs to hundreds of channels and roles). A section
+requests each, the newest; servers, in the order joined, as many as fit in
+STATE_SERVER_BYTES of JSON (owners can grow theirs to hundreds of channels and roles: one
+too big for what is left is skipped, so it cannot crowd out those joined later). A section
 cut short is named in `truncated` (its rest is a request away: `GET
 /api/conversations`, `GET /api/users/@me/friend-requests`, `GET /api/users/@me/servers`
 and `GET /api/servers/{id}`).
@@ -79,13 +80,17 @@ class StatePayload(TypedDict):
 
 
 def _budgeted(items: list[T], budget: int) -> tuple[list[T], bool]:
-    """The first items whose JSON fits in `budget` bytes; and whether some were left."""
-    used = 0
-    for n, item in enumerate(items):
-        used += len(orjson.dumps(item))
-        if used > budget:
-            return items[:n], True
-    return items, False
+    """The items whose JSON fits in `budget` bytes, in their order: one that does not fit
+    in what is left is skipped, and later (smaller) ones still come; and whether some
+    were left out."""
+    kept: list[T] = []
+    left = budget
+    for item in items:
+        size = len(orjson.dumps(item))
+        if size <= left:
+            kept.append(item)
+            left -= size
+    return kept, len(kept) < len(items)
 
 
 async def read_state(
