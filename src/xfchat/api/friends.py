@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from xfchat.api.deps import Conn, CurrentActor, check_limit, get_settings
 from xfchat.api.models import Instant, Text, UserPublic
+from xfchat.api.pages import page_of
 from xfchat.domain import friends
+from xfchat.domain.profile import public_profile
 
 router = APIRouter(prefix="/api/users/@me", tags=["friends"])
 
@@ -113,9 +116,19 @@ async def delete_friend(user_id: UUID, actor: CurrentActor, conn: Conn) -> Respo
     return Response(status_code=204)
 
 
-@router.get("/blocks")
-async def get_blocks(actor: CurrentActor, conn: Conn) -> list[UserPublic]:
-    return [UserPublic.of(u) for u in await friends.list_blocked(conn, actor)]
+@router.get("/blocks", response_model=list[UserPublic])
+async def get_blocks(
+    request: Request,
+    actor: CurrentActor,
+    conn: Conn,
+    after: UUID | None = None,
+    limit: Annotated[int, Query(ge=1, le=friends.MAX_BLOCKS)] = 100,
+) -> Response:
+    """Users you blocked (public profiles), a page at a time by user id; pass the last
+    one's id as `after` (the `Link` header does)."""
+    rows = await friends.list_blocked(conn, actor, after=after, limit=limit + 1)
+    page = [public_profile(u) for u in rows]
+    return page_of(request, page, limit, lambda last: {"after": last["id"]})
 
 
 @router.put("/blocks/{user_id}", status_code=204, response_class=Response)

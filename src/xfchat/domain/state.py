@@ -14,7 +14,8 @@ too big for what is left is skipped, so it cannot crowd out those joined later).
 cut short is named in `truncated` (its rest is a request away: `GET
 /api/conversations`, `GET /api/users/@me/friend-requests`, `GET /api/users/@me/servers`
 and `GET /api/servers/{id}`).
-Friends and blocks need your own consent, one small object per person.
+Friends and blocks need your own consent, one small object per person; blocks stop at
+friends.MAX_BLOCKS (a longer list, from before that cap, is cut there: "blocks").
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ class StatePayload(TypedDict):
     presences: list[PresencePayload]
     # Who is in the calls of your conversations (a server's voice channels: in the server).
     voice_states: list[VoiceStatePayload]
-    # The sections cut short by their bound ("conversations", "friend_requests").
+    # The sections cut short by their bound ("conversations", "friend_requests",
+    # "servers", "blocks").
     truncated: list[str]
 
 
@@ -121,6 +123,10 @@ async def read_state(
     joined, cut = _budgeted(await servers.list_joined(conn, actor, visible), STATE_SERVER_BYTES)
     if cut:
         truncated.append("servers")
+    # All of them: at most MAX_BLOCKS (a list from before that cap is cut there).
+    blocked = await friends.list_blocked(conn, actor, limit=friends.MAX_BLOCKS + 1)
+    if len(blocked) > friends.MAX_BLOCKS:
+        truncated.append("blocks")
     related = {UUID(p["id"]) for c in mine for p in c["participants"]}
     related |= {f.user.id for f in friendships}
     related.discard(actor.user_id)
@@ -135,7 +141,7 @@ async def read_state(
             "incoming": _newest(incoming, STATE_REQUESTS),
             "outgoing": _newest(outgoing, STATE_REQUESTS),
         },
-        "blocks": [profile.public_profile(u) for u in await friends.list_blocked(conn, actor)],
+        "blocks": [profile.public_profile(u) for u in blocked[: friends.MAX_BLOCKS]],
         "servers": joined,
         "presences": await presence.list_presences(conn, sorted(related), presence_timeout_s),
         "voice_states": await voice.states_in(
