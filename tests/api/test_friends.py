@@ -335,3 +335,44 @@ async def test_the_states_blocks_stop_at_the_cap(
     monkeypatch.setattr(friends, "MAX_BLOCKS", 2)
     cut = (await client.get("/api/users/@me/state", headers=ann.headers)).json()
     assert len(cut["blocks"]) == 2 and "blocks" in cut["truncated"]
+
+
+async def test_friend_requests_come_a_page_at_a_time_newest_first(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """Was: one answer with every pending request (132 MB for 50,000 incoming)."""
+    ann = await make_user("ann")
+    senders = [await make_user(f"in{i}") for i in range(5)]
+    for sender in senders:
+        assert (await send(client, sender, "ann")).status_code == 201
+    for i in range(2):
+        await make_user(f"out{i}")
+        assert (await send(client, ann, f"out{i}")).status_code == 201
+    whole = await client.get(REQUESTS, headers=ann.headers)
+    assert whole.headers["x-has-more"] == "false" and "link" not in whole.headers
+    got = await factories.pages(client, f"{REQUESTS}?limit=3", ann.headers)
+    assert [len(r.json()["incoming"]) + len(r.json()["outgoing"]) for r in got] == [3, 3, 1]
+    assert got[0].headers["x-has-more"] == "true"
+
+    def key(r: dict[str, str]) -> tuple[str, str]:
+        return r["created_at"], r["id"]
+
+    # Each page holds the newest of what is left, both ways together.
+    paged = [
+        r
+        for page in got
+        for r in sorted(page.json()["incoming"] + page.json()["outgoing"], key=key, reverse=True)
+    ]
+    assert [r["id"] for r in paged] == [r["id"] for r in sorted(paged, key=key, reverse=True)]
+    assert len({r["id"] for r in paged}) == 7
+    for way in ("incoming", "outgoing"):
+        assert sorted(r["id"] for page in got for r in page.json()[way]) == sorted(
+            r["id"] for r in whole.json()[way]
+        )
+    assert sorted(r["user"]["username"] for page in got for r in page.json()["incoming"]) == [
+        f"in{i}" for i in range(5)
+    ]
+    half = await client.get(f"{REQUESTS}?before={paged[0]['id']}", headers=ann.headers)
+    assert half.status_code == 400 and half.json()["code"] == "INVALID_PAGE"
+    too_many = await client.get(f"{REQUESTS}?limit=101", headers=ann.headers)
+    assert too_many.status_code == 400

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncpg
 import httpx
 import pytest
@@ -11,6 +13,7 @@ from tests.factories import AppWith, MakeUser, TestUser, community, role
 from xfchat.app import create_app
 from xfchat.db import pool as pool_module
 from xfchat.db.pool import create_pool
+from xfchat.db.queries import friends as friends_q
 from xfchat.domain import state
 from xfchat.domain.permissions import Permission as P
 from xfchat.settings import Settings
@@ -64,6 +67,36 @@ async def test_a_server_too_big_for_the_budget_is_skipped_and_later_ones_still_c
     cut = (await client.get("/api/users/@me/state", headers=ann.headers)).json()
     assert [s["name"] for s in cut["servers"]] == ["s0", "s2"]
     assert cut["truncated"] == ["servers"]
+
+
+async def test_the_state_fetches_no_more_requests_than_it_shows(
+    client: httpx.AsyncClient, make_user: MakeUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Was: every pending request was read (50,000: 618 MiB at the peak), then all but
+    100 of each way dropped. Now each way is read with a LIMIT of one more than shown."""
+    fetched: list[int] = []
+    original = friends_q.list_pending_requests
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        rows = await original(*args, **kwargs)
+        fetched.append(len(rows))
+        return rows
+
+    monkeypatch.setattr(friends_q, "list_pending_requests", counted)
+    monkeypatch.setattr(state, "STATE_REQUESTS", 2)
+    ann = await make_user("ann")
+    for i in range(6):
+        await make_user(f"u{i}")
+        sent = await client.post(
+            "/api/users/@me/friend-requests",
+            headers=(await make_user(f"s{i}")).headers,
+            json={"username": "ann"},
+        )
+        assert sent.status_code == 201
+    got = (await client.get("/api/users/@me/state", headers=ann.headers)).json()
+    assert [r["user"]["username"] for r in got["friend_requests"]["incoming"]] == ["s5", "s4"]
+    assert got["truncated"] == ["friend_requests"]
+    assert fetched and max(fetched) <= 3
 
 
 async def test_mention_count_is_capped_like_unread(app_with: AppWith, make_user: MakeUser) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
 from uuid import UUID
 
 import asyncpg
@@ -253,9 +255,19 @@ async def _hidden(conn: asyncpg.Connection, request: friends_q.FriendRequestRow)
     )
 
 
-async def list_friend_requests(conn: asyncpg.Connection, actor: Actor) -> list[FriendRequestView]:
-    """The actor's pending requests, both incoming and outgoing."""
-    rows = await friends_q.list_pending_requests(conn, user_id=actor.user_id)
+async def list_friend_requests(
+    conn: asyncpg.Connection,
+    actor: Actor,
+    *,
+    direction: Literal["both", "incoming", "outgoing"] = "both",
+    before: tuple[datetime, UUID] | None = None,
+    limit: int,
+) -> list[FriendRequestView]:
+    """The actor's pending requests (incoming, outgoing or both), newest first: `limit`
+    of them after `before` (a request's created_at and id)."""
+    rows = await friends_q.list_pending_requests(
+        conn, user_id=actor.user_id, direction=direction, before=before, limit=limit
+    )
     return [FriendRequestView(r.request, r.other) for r in rows]
 
 

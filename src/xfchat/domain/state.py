@@ -101,21 +101,19 @@ async def read_state(
     """The actor's state, read in the caller's transaction (a snapshot, for a resume
     token to go with it)."""
     me = await profile.get_me(conn, actor)
-    requests = await friends.list_friend_requests(conn, actor)
     visible = await visible_channels(conn, actor.user_id)
     mine, cut = _budgeted(
         await conversations.list_conversations(conn, actor, visible), STATE_CONVERSATION_BYTES
     )
     friendships = await friends.list_friends(conn, actor)
-    incoming = [
-        friends.request_data(r.request, r.other)
-        for r in requests
-        if r.request.to_user_id == actor.user_id
-    ]
-    outgoing = [
-        friends.request_data(r.request, r.other)
-        for r in requests
-        if r.request.from_user_id == actor.user_id
+    incoming, outgoing = [
+        [
+            friends.request_data(r.request, r.other)
+            for r in await friends.list_friend_requests(
+                conn, actor, direction=direction, limit=STATE_REQUESTS + 1
+            )
+        ]
+        for direction in ("incoming", "outgoing")
     ]
     truncated = ["conversations"] if cut else []
     if len(incoming) > STATE_REQUESTS or len(outgoing) > STATE_REQUESTS:
@@ -137,9 +135,9 @@ async def read_state(
             {"user": profile.public_profile(f.user), "since": f.since.isoformat()}
             for f in friendships
         ],
-        "friend_requests": {
-            "incoming": _newest(incoming, STATE_REQUESTS),
-            "outgoing": _newest(outgoing, STATE_REQUESTS),
+        "friend_requests": {  # (the newest first, as fetched)
+            "incoming": incoming[:STATE_REQUESTS],
+            "outgoing": outgoing[:STATE_REQUESTS],
         },
         "blocks": [profile.public_profile(u) for u in blocked[: friends.MAX_BLOCKS]],
         "servers": joined,
@@ -149,7 +147,3 @@ async def read_state(
         ),
         "truncated": truncated,
     }
-
-
-def _newest(requests: list[FriendRequestPayload], most: int) -> list[FriendRequestPayload]:
-    return sorted(requests, key=lambda r: r["created_at"], reverse=True)[:most]
