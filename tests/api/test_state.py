@@ -13,8 +13,9 @@ from tests.factories import AppWith, MakeUser, TestUser, community, role
 from xfchat.app import create_app
 from xfchat.db import pool as pool_module
 from xfchat.db.pool import create_pool
+from xfchat.db.queries import conversations as conversations_q
 from xfchat.db.queries import friends as friends_q
-from xfchat.domain import state
+from xfchat.domain import conversations, state
 from xfchat.domain.permissions import Permission as P
 from xfchat.settings import Settings
 
@@ -97,6 +98,37 @@ async def test_the_state_fetches_no_more_requests_than_it_shows(
     assert [r["user"]["username"] for r in got["friend_requests"]["incoming"]] == ["s5", "s4"]
     assert got["truncated"] == ["friend_requests"]
     assert fetched and max(fetched) <= 3
+
+
+async def test_the_state_reads_conversations_only_as_far_as_its_budget(
+    client: httpx.AsyncClient, make_user: MakeUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Was: every conversation was read and built (1,000 large groups: ~100 MiB a
+    request), then cut to 1 MiB. Now they are read a chunk at a time, most recently
+    active first, and the reading stops where the budget does."""
+    ann, ben = await make_user("ann"), await make_user("ben")
+    made = [(await factories.group(client, ben, ann, name=f"g{i}"))["id"] for i in range(6)]
+    for conversation in made:  # g5 the most recently active
+        await factories.say(client, ben, conversation, "hi")
+    whole = (await client.get("/api/users/@me/state", headers=ann.headers)).json()
+    assert [c["id"] for c in whole["conversations"]] == made[::-1]
+    one = max(len(httpx.Response(200, json=c).content) for c in whole["conversations"])
+    read: list[int] = []
+    original = conversations_q.list_conversations
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        rows = await original(*args, **kwargs)
+        read.append(len(rows))
+        return rows
+
+    monkeypatch.setattr(conversations_q, "list_conversations", counted)
+    monkeypatch.setattr(conversations, "STATE_CHUNK", 2, raising=False)
+    monkeypatch.setattr(conversations, "STATE_CHUNK_MAX", 2, raising=False)
+    monkeypatch.setattr(state, "STATE_CONVERSATION_BYTES", 2 * one + 10)
+    cut = (await client.get("/api/users/@me/state", headers=ann.headers)).json()
+    assert [c["id"] for c in cut["conversations"]] == made[::-1][:2]
+    assert cut["truncated"] == ["conversations"]
+    assert sum(read) <= 4  # two chunks of two, not all six
 
 
 async def test_mention_count_is_capped_like_unread(app_with: AppWith, make_user: MakeUser) -> None:

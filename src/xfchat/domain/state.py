@@ -7,7 +7,7 @@ the events that follow and the state stays current.
 
 Size: other people can make a state grow (add you to groups, send you requests), so
 its sections are bounded: conversations, most recently active first, until their JSON
-reaches STATE_CONVERSATION_BYTES; at most STATE_REQUESTS incoming and outgoing friend
+reaches STATE_CONVERSATION_BYTES (read a chunk at a time, no further than that); at most STATE_REQUESTS incoming and outgoing friend
 requests each, the newest; servers, in the order joined, as many as fit in
 STATE_SERVER_BYTES of JSON (owners can grow theirs to hundreds of channels and roles: one
 too big for what is left is skipped, so it cannot crowd out those joined later). A section
@@ -102,8 +102,8 @@ async def read_state(
     token to go with it)."""
     me = await profile.get_me(conn, actor)
     visible = await visible_channels(conn, actor.user_id)
-    mine, cut = _budgeted(
-        await conversations.list_conversations(conn, actor, visible), STATE_CONVERSATION_BYTES
+    mine, cut = await conversations.recent_conversations(
+        conn, actor, visible, STATE_CONVERSATION_BYTES
     )
     friendships = await friends.list_friends(conn, actor)
     incoming, outgoing = [
