@@ -371,3 +371,15 @@ async def voice_join(
             self_deaf=self_deaf,
             self_video=False,
         )
+
+
+async def pages(client: Any, url: str, headers: dict[str, str]) -> list[httpx.Response]:
+    """Every page of a paged list, following `Link: <...>; rel="next"` while
+    `X-Has-More` says there is more."""
+    got = [await client.get(url, headers=headers)]
+    while got[-1].headers["x-has-more"] == "true":
+        assert len(got) < 1000, "a list that never ends"
+        got.append(await client.get(got[-1].links["next"]["url"], headers=headers))
+    assert all(r.status_code == 200 for r in got), [r.text for r in got]
+    assert "link" not in got[-1].headers
+    return got

@@ -259,6 +259,15 @@ class Settings(DatabaseSettings):
         default=RateLimit(20, 3600), validation_alias=_env("XFCHAT_RATE_FRIEND_REQUESTS_USER")
     )
 
+    # Profile and presence changes per user: each one writes an event to every
+    # conversation and server the user is in (up to about 1,200 rows).
+    rate_profile_user: RateLimitSetting = Field(
+        default=RateLimit(10, 600), validation_alias=_env("XFCHAT_RATE_PROFILE_USER")
+    )
+    rate_presence_user: RateLimitSetting = Field(
+        default=RateLimit(5, 60), validation_alias=_env("XFCHAT_RATE_PRESENCE_USER")
+    )
+
     # Search: searches per user, how long one may run, and how many run at once per
     # process (the others wait, within the same time budget).
     rate_search_user: RateLimitSetting = Field(

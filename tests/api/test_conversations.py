@@ -163,7 +163,7 @@ async def test_the_list_shows_last_message_and_unread_and_mention_counts(
         await factories.say(client, ben, dm, text)
     await factories.say(client, ben, group, f"in the group <@{ben.id}>")
     listed = (await client.get("/api/conversations", headers=ann.headers)).json()
-    assert [c["id"] for c in listed] == [group, dm]  # most recently active first
+    assert [c["id"] for c in listed] == sorted([group, dm])  # by id (the state: by activity)
     by_id = {c["id"]: c for c in listed}
     assert by_id[dm]["unread"] == 3 and by_id[dm]["last_read_seq"] == 2
     assert by_id[dm]["mention_count"] == 2 and by_id[group]["mention_count"] == 0
@@ -227,3 +227,25 @@ async def test_non_participants_get_404_for_everything(
         f"{channel}/messages", headers={**eve.headers, "Subscribe": "true"}
     )
     assert subscribe.status_code == 404 and subscribe.json()["code"] == "CHANNEL_NOT_FOUND"
+
+
+async def test_the_list_comes_a_page_at_a_time_by_id_whatever_is_said_meanwhile(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """Was: one answer with every conversation (75.9 MB for 1,000 large groups). By id,
+    a message sent while a client pages moves nothing: each conversation comes once."""
+    ann, ben, dm = await pair(client, make_user)
+    groups = [(await factories.group(client, ann, ben, name=f"g{i}"))["id"] for i in range(4)]
+    everyone = sorted([dm, *groups])
+    first = await client.get("/api/conversations?limit=2", headers=ann.headers)
+    assert first.status_code == 200 and first.headers["x-has-more"] == "true"
+    assert [c["id"] for c in first.json()] == everyone[:2]
+    for later in everyone[2:]:  # activity that would put them all first
+        await factories.say(client, ben, later, "now")
+    rest = await factories.pages(client, first.links["next"]["url"], ann.headers)
+    assert [c["id"] for r in [first, *rest] for c in r.json()] == everyone
+    assert [len(r.json()) for r in rest] == [2, 1]
+    whole = await client.get("/api/conversations", headers=ann.headers)  # default 50
+    assert [c["id"] for c in whole.json()] == everyone and whole.headers["x-has-more"] == "false"
+    too_many = await client.get("/api/conversations?limit=101", headers=ann.headers)
+    assert too_many.status_code == 400

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import asyncio
 from typing import Literal
 
 import asyncpg
 import httpx
+import pytest
 
 from tests import factories
 from tests.factories import MakeUser, TestUser
+from xfchat.domain import friends
 
 REQUESTS = "/api/users/@me/friend-requests"
 
@@ -268,3 +271,108 @@ async def test_blocking_yourself_or_nobody(client: httpx.AsyncClient, make_user:
         "/api/users/@me/blocks/00000000-0000-0000-0000-0000000000ff", headers=ann.headers
     )
     assert ghost.status_code == 404 and ghost.json()["code"] == "USER_NOT_FOUND"
+
+
+BLOCKS = "/api/users/@me/blocks"
+
+
+async def test_blocking_stops_at_max_blocks_with_too_many_blocks(
+    client: httpx.AsyncClient, make_user: MakeUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Was: no cap (50,000 blocks made GET blocks and the state 120 MB each)."""
+    assert friends.MAX_BLOCKS == 1000  # the README's number
+    monkeypatch.setattr(friends, "MAX_BLOCKS", 3)
+    ann = await make_user("ann")
+    others = [await make_user(f"u{i}") for i in range(5)]
+    for other in others[:3]:
+        assert (await client.put(f"{BLOCKS}/{other.id}", headers=ann.headers)).status_code == 204
+    refused = await client.put(f"{BLOCKS}/{others[3].id}", headers=ann.headers)
+    assert refused.status_code == 400 and refused.json()["code"] == "TOO_MANY_BLOCKS"
+    again = await client.put(f"{BLOCKS}/{others[0].id}", headers=ann.headers)
+    assert again.status_code == 204  # blocking twice is still fine at the cap
+    await client.delete(f"{BLOCKS}/{others[0].id}", headers=ann.headers)
+    assert (await client.put(f"{BLOCKS}/{others[3].id}", headers=ann.headers)).status_code == 204
+    # Blocks at once wait for each other: one place left, one of them gets it.
+    await client.delete(f"{BLOCKS}/{others[3].id}", headers=ann.headers)
+    racing = await asyncio.gather(
+        client.put(f"{BLOCKS}/{others[3].id}", headers=ann.headers),
+        client.put(f"{BLOCKS}/{others[4].id}", headers=ann.headers),
+    )
+    assert sorted(r.status_code for r in racing) == [204, 400]
+    listed = (await client.get(BLOCKS, headers=ann.headers)).json()
+    assert len(listed) == 3
+
+
+async def test_blocks_come_a_page_at_a_time_by_user_id(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """Was: one answer with every block (120 MB for 50,000)."""
+    ann = await make_user("ann")
+    others = [await make_user(f"u{i}") for i in range(5)]
+    for other in others:
+        await client.put(f"{BLOCKS}/{other.id}", headers=ann.headers)
+    got = await factories.pages(client, f"{BLOCKS}?limit=2", ann.headers)
+    assert [len(r.json()) for r in got] == [2, 2, 1]
+    listed = [u["id"] for r in got for u in r.json()]
+    assert listed == sorted(str(o.id) for o in others)
+    assert got[0].headers["x-has-more"] == "true" and got[-1].headers["x-has-more"] == "false"
+    whole = await client.get(BLOCKS, headers=ann.headers)  # the default limit: 100
+    assert [u["id"] for u in whole.json()] == listed and whole.headers["x-has-more"] == "false"
+    too_many = await client.get(f"{BLOCKS}?limit=1001", headers=ann.headers)
+    assert too_many.status_code == 400
+
+
+async def test_the_states_blocks_stop_at_the_cap(
+    client: httpx.AsyncClient, make_user: MakeUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A list longer than the cap (made before it) is cut there, and `truncated` says so."""
+    ann = await make_user("ann")
+    others = [await make_user(f"u{i}") for i in range(3)]
+    for other in others:
+        await client.put(f"{BLOCKS}/{other.id}", headers=ann.headers)
+    whole = (await client.get("/api/users/@me/state", headers=ann.headers)).json()
+    assert len(whole["blocks"]) == 3 and "blocks" not in whole["truncated"]
+    monkeypatch.setattr(friends, "MAX_BLOCKS", 2)
+    cut = (await client.get("/api/users/@me/state", headers=ann.headers)).json()
+    assert len(cut["blocks"]) == 2 and "blocks" in cut["truncated"]
+
+
+async def test_friend_requests_come_a_page_at_a_time_newest_first(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """Was: one answer with every pending request (132 MB for 50,000 incoming)."""
+    ann = await make_user("ann")
+    senders = [await make_user(f"in{i}") for i in range(5)]
+    for sender in senders:
+        assert (await send(client, sender, "ann")).status_code == 201
+    for i in range(2):
+        await make_user(f"out{i}")
+        assert (await send(client, ann, f"out{i}")).status_code == 201
+    whole = await client.get(REQUESTS, headers=ann.headers)
+    assert whole.headers["x-has-more"] == "false" and "link" not in whole.headers
+    got = await factories.pages(client, f"{REQUESTS}?limit=3", ann.headers)
+    assert [len(r.json()["incoming"]) + len(r.json()["outgoing"]) for r in got] == [3, 3, 1]
+    assert got[0].headers["x-has-more"] == "true"
+
+    def key(r: dict[str, str]) -> tuple[str, str]:
+        return r["created_at"], r["id"]
+
+    # Each page holds the newest of what is left, both ways together.
+    paged = [
+        r
+        for page in got
+        for r in sorted(page.json()["incoming"] + page.json()["outgoing"], key=key, reverse=True)
+    ]
+    assert [r["id"] for r in paged] == [r["id"] for r in sorted(paged, key=key, reverse=True)]
+    assert len({r["id"] for r in paged}) == 7
+    for way in ("incoming", "outgoing"):
+        assert sorted(r["id"] for page in got for r in page.json()[way]) == sorted(
+            r["id"] for r in whole.json()[way]
+        )
+    assert sorted(r["user"]["username"] for page in got for r in page.json()["incoming"]) == [
+        f"in{i}" for i in range(5)
+    ]
+    half = await client.get(f"{REQUESTS}?before={paged[0]['id']}", headers=ann.headers)
+    assert half.status_code == 400 and half.json()["code"] == "INVALID_PAGE"
+    too_many = await client.get(f"{REQUESTS}?limit=101", headers=ann.headers)
+    assert too_many.status_code == 400

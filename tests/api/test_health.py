@@ -100,6 +100,26 @@ async def test_malformed_json_is_400_in_the_error_shape(echo_client: httpx.Async
     }
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 100_000 + b"]" * 100_000,  # valid, but deeper than the parser goes
+        b'{"count": ' + b"9" * 500_000 + b', "name": "x"}',  # past int's digit limit
+        b'{"count": 1, "name": "\xff"}',  # not UTF-8
+    ],
+    ids=["deep", "long-int", "not-utf8"],
+)
+async def test_json_the_parser_cannot_read_is_malformed_json(
+    echo_client: httpx.AsyncClient, body: bytes
+) -> None:
+    """Not the undocumented BAD_REQUEST "There was an error parsing the body"."""
+    response = await echo_client.post(
+        "/test/echo", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert response.json()["code"] == "MALFORMED_JSON"
+
+
 async def test_wrong_type_is_400_naming_the_field(echo_client: httpx.AsyncClient) -> None:
     response = await echo_client.post("/test/echo", json={"count": "many", "name": "x"})
     assert response.status_code == 400

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncpg
 import httpx
 import pytest
@@ -11,7 +13,9 @@ from tests.factories import AppWith, MakeUser, TestUser, community, role
 from xfchat.app import create_app
 from xfchat.db import pool as pool_module
 from xfchat.db.pool import create_pool
-from xfchat.domain import state
+from xfchat.db.queries import conversations as conversations_q
+from xfchat.db.queries import friends as friends_q
+from xfchat.domain import conversations, state
 from xfchat.domain.permissions import Permission as P
 from xfchat.settings import Settings
 
@@ -43,6 +47,88 @@ async def test_a_state_others_grow_is_cut_short_and_says_so(
     # The most recently active first, the newest request.
     assert [c["id"] for c in cut["conversations"]] == [c["id"] for c in whole["conversations"][:2]]
     assert [r["user"]["username"] for r in cut["friend_requests"]["incoming"]] == ["u4"]
+
+
+async def test_a_server_too_big_for_the_budget_is_skipped_and_later_ones_still_come(
+    client: httpx.AsyncClient, make_user: MakeUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One server that cannot fit is left out (and `truncated` says so); the servers
+    joined after it are not dropped with it."""
+    ann, owner = await make_user("ann"), await make_user("owner")
+    made = [await community(client, owner, ann, name=f"s{i}") for i in range(3)]
+    grown = await client.patch(
+        f"/api/servers/{made[1].id}", headers=owner.headers, json={"description": "€" * 1024}
+    )
+    assert grown.status_code == 200, grown.text
+    whole = (await client.get("/api/users/@me/state", headers=ann.headers)).json()
+    size = {s["name"]: len(httpx.Response(200, json=s).content) for s in whole["servers"]}
+    budget = size["s0"] + size["s2"] + 10
+    assert size["s1"] > budget  # it alone cannot fit
+    monkeypatch.setattr(state, "STATE_SERVER_BYTES", budget)
+    cut = (await client.get("/api/users/@me/state", headers=ann.headers)).json()
+    assert [s["name"] for s in cut["servers"]] == ["s0", "s2"]
+    assert cut["truncated"] == ["servers"]
+
+
+async def test_the_state_fetches_no_more_requests_than_it_shows(
+    client: httpx.AsyncClient, make_user: MakeUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Was: every pending request was read (50,000: 618 MiB at the peak), then all but
+    100 of each way dropped. Now each way is read with a LIMIT of one more than shown."""
+    fetched: list[int] = []
+    original = friends_q.list_pending_requests
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        rows = await original(*args, **kwargs)
+        fetched.append(len(rows))
+        return rows
+
+    monkeypatch.setattr(friends_q, "list_pending_requests", counted)
+    monkeypatch.setattr(state, "STATE_REQUESTS", 2)
+    ann = await make_user("ann")
+    for i in range(6):
+        await make_user(f"u{i}")
+        sent = await client.post(
+            "/api/users/@me/friend-requests",
+            headers=(await make_user(f"s{i}")).headers,
+            json={"username": "ann"},
+        )
+        assert sent.status_code == 201
+    got = (await client.get("/api/users/@me/state", headers=ann.headers)).json()
+    assert [r["user"]["username"] for r in got["friend_requests"]["incoming"]] == ["s5", "s4"]
+    assert got["truncated"] == ["friend_requests"]
+    assert fetched and max(fetched) <= 3
+
+
+async def test_the_state_reads_conversations_only_as_far_as_its_budget(
+    client: httpx.AsyncClient, make_user: MakeUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Was: every conversation was read and built (1,000 large groups: ~100 MiB a
+    request), then cut to 1 MiB. Now they are read a chunk at a time, most recently
+    active first, and the reading stops where the budget does."""
+    ann, ben = await make_user("ann"), await make_user("ben")
+    made = [(await factories.group(client, ben, ann, name=f"g{i}"))["id"] for i in range(6)]
+    for conversation in made:  # g5 the most recently active
+        await factories.say(client, ben, conversation, "hi")
+    whole = (await client.get("/api/users/@me/state", headers=ann.headers)).json()
+    assert [c["id"] for c in whole["conversations"]] == made[::-1]
+    one = max(len(httpx.Response(200, json=c).content) for c in whole["conversations"])
+    read: list[int] = []
+    original = conversations_q.list_conversations
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        rows = await original(*args, **kwargs)
+        read.append(len(rows))
+        return rows
+
+    monkeypatch.setattr(conversations_q, "list_conversations", counted)
+    monkeypatch.setattr(conversations, "STATE_CHUNK", 2, raising=False)
+    monkeypatch.setattr(conversations, "STATE_CHUNK_MAX", 2, raising=False)
+    monkeypatch.setattr(state, "STATE_CONVERSATION_BYTES", 2 * one + 10)
+    cut = (await client.get("/api/users/@me/state", headers=ann.headers)).json()
+    assert [c["id"] for c in cut["conversations"]] == made[::-1][:2]
+    assert cut["truncated"] == ["conversations"]
+    assert sum(read) <= 4  # two chunks of two, not all six
 
 
 async def test_mention_count_is_capped_like_unread(app_with: AppWith, make_user: MakeUser) -> None:

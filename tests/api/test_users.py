@@ -5,7 +5,7 @@ import httpx
 import pytest
 
 from tests import factories
-from tests.factories import PASSWORD, MakeUser
+from tests.factories import PASSWORD, AppWith, MakeUser
 from xfchat.settings import Settings
 
 
@@ -236,3 +236,57 @@ async def test_a_trailing_slash_is_a_plain_404(
     for method in ("GET", "PATCH"):
         answer = await client.request(method, "/api/users/@me/", headers=user.headers, json={})
         assert answer.status_code == 404 and answer.json()["code"] == "NOT_FOUND", answer.text
+
+
+async def test_profile_changes_are_limited_per_user_by_default(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """Each change writes an event to every conversation and server of the user (about
+    1,200 rows at most): 10 in 10 minutes (XFCHAT_RATE_PROFILE_USER), not the API's 600
+    a minute."""
+    ann, ben = await make_user("ann"), await make_user("ben")
+    for n in range(10):
+        changed = await client.patch(
+            "/api/users/@me", headers=ann.headers, json={"status_text": f"take {n}"}
+        )
+        assert changed.status_code == 200, changed.text
+    refused = await client.patch("/api/users/@me", headers=ann.headers, json={"status_text": "x"})
+    assert refused.status_code == 429 and refused.json()["bucket"] == "profile"
+    assert "retry-after" in refused.headers
+    mine = await client.get("/api/users/@me", headers=ann.headers)
+    assert mine.json()["status_text"] == "take 9"  # (the refused one changed nothing)
+    other = await client.patch("/api/users/@me", headers=ben.headers, json={"status_text": "y"})
+    assert other.status_code == 200  # per user
+
+
+async def test_presence_changes_are_limited_per_user_by_default(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """A presence change is announced to the same people as a profile change: 5 a
+    minute (XFCHAT_RATE_PRESENCE_USER)."""
+    ann = await make_user("ann")
+    for status in ("idle", "online", "dnd", "online", "idle"):
+        put = await client.put(
+            "/api/users/@me/presence", headers=ann.headers, json={"status": status}
+        )
+        assert put.status_code == 200, put.text
+    refused = await client.put(
+        "/api/users/@me/presence", headers=ann.headers, json={"status": "online"}
+    )
+    assert refused.status_code == 429 and refused.json()["bucket"] == "presence"
+
+
+async def test_the_profile_and_presence_limits_are_settings(
+    app_with: AppWith, make_user: MakeUser
+) -> None:
+    client = await app_with(rate_profile_user="1/600", rate_presence_user="1/60")
+    ann = await make_user("ann")
+    assert (await client.patch("/api/users/@me", headers=ann.headers, json={})).status_code == 200
+    again = await client.patch("/api/users/@me", headers=ann.headers, json={})
+    assert again.status_code == 429 and again.headers["x-ratelimit-limit"] == "1"
+    body = {"status": "dnd"}
+    assert (
+        await client.put("/api/users/@me/presence", headers=ann.headers, json=body)
+    ).status_code == 200
+    again = await client.put("/api/users/@me/presence", headers=ann.headers, json=body)
+    assert again.status_code == 429 and again.json()["bucket"] == "presence"

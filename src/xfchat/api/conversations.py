@@ -3,14 +3,15 @@ and typing are channel routes: api/messages.py, api/channels.py)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from xfchat.api.deps import Conn, CurrentActor
 from xfchat.api.models import Text
+from xfchat.api.pages import page_of
 from xfchat.api.responses import JSONResponse
 from xfchat.domain import conversations
 from xfchat.domain.conversations import ConversationView
@@ -63,10 +64,19 @@ async def post_conversation(body: ConversationIn, actor: CurrentActor, conn: Con
 
 
 @router.get("", response_model=list[ConversationView])
-async def get_conversations(actor: CurrentActor, conn: Conn) -> Response:
-    """Mine, most recently active first, each with its participants' public profiles,
-    my read position, unread (up to 100) and mention counts, and its last message."""
-    return JSONResponse(await conversations.list_conversations(conn, actor))
+async def get_conversations(
+    request: Request,
+    actor: CurrentActor,
+    conn: Conn,
+    after: UUID | None = None,
+    limit: Annotated[int, Query(ge=1, le=conversations.MAX_PAGE)] = 50,
+) -> Response:
+    """Mine, a page at a time by id (stable while new messages come; sort by
+    `last_message` to show them), each with its participants' public profiles, my read
+    position, unread (up to 100) and mention counts, and its last message. Pass the last
+    one's id as `after` (the `Link` header does)."""
+    page = await conversations.list_conversations(conn, actor, after=after, limit=limit + 1)
+    return page_of(request, page, limit, lambda last: {"after": last["id"]})
 
 
 @router.get("/{conversation_id}", response_model=ConversationView)

@@ -79,6 +79,10 @@ async def _xfchat_error(_request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and isinstance(exc.__cause__, (ValueError, RecursionError)):
+        # FastAPI's "There was an error parsing the body": JSON nested deeper than the
+        # parser goes, an integer past Python's digit limit, bytes that are not UTF-8.
+        return error_response(400, "MALFORMED_JSON", "the request body is not JSON we can read")
     code = HTTP_CODES.get(exc.status_code, f"HTTP_{exc.status_code}")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ").lower()
     if exc.status_code == 404 and message == "Not Found":

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from xfchat.api.deps import Conn, CurrentActor, check_limit, get_settings
 from xfchat.api.models import Instant, Text, UserPublic
+from xfchat.api.pages import page_headers, page_of
+from xfchat.api.responses import JSONResponse
 from xfchat.domain import friends
+from xfchat.domain.profile import public_profile
+from xfchat.errors import BadRequest
 
 router = APIRouter(prefix="/api/users/@me", tags=["friends"])
 
@@ -51,13 +57,38 @@ class FriendOut(BaseModel):
     since: Instant
 
 
-@router.get("/friend-requests")
-async def get_friend_requests(actor: CurrentActor, conn: Conn) -> FriendRequestsOut:
-    views = [FriendRequestOut.of(v) for v in await friends.list_friend_requests(conn, actor)]
-    return FriendRequestsOut(
+REQUESTS_PAGE = 100
+
+
+@router.get("/friend-requests", response_model=FriendRequestsOut)
+async def get_friend_requests(
+    request: Request,
+    actor: CurrentActor,
+    conn: Conn,
+    before: UUID | None = None,
+    before_at: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=REQUESTS_PAGE)] = REQUESTS_PAGE,
+) -> Response:
+    """Your pending requests, newest first, a page at a time: the `limit` newest, both
+    ways together, split into incoming and outgoing. The next page starts before the
+    last one's `created_at` and `id` (`before_at`, `before`: the `Link` header has them)."""
+    if (before is None) != (before_at is None):
+        raise BadRequest("give before and before_at together", code="INVALID_PAGE")
+    cursor = (before_at, before) if before_at is not None and before is not None else None
+    rows = await friends.list_friend_requests(conn, actor, before=cursor, limit=limit + 1)
+    views = [FriendRequestOut.of(v) for v in rows[:limit]]
+    body = FriendRequestsOut(
         incoming=[v for v in views if v.to_user_id == actor.user_id],
         outgoing=[v for v in views if v.from_user_id == actor.user_id],
     )
+    more = len(rows) > limit
+    last = views[-1] if more else None
+    headers = page_headers(
+        request,
+        more,
+        {"before": last.id, "before_at": last.created_at.isoformat()} if last else {},
+    )
+    return JSONResponse(body.model_dump(mode="json"), headers=headers)
 
 
 @router.post(
@@ -113,9 +144,19 @@ async def delete_friend(user_id: UUID, actor: CurrentActor, conn: Conn) -> Respo
     return Response(status_code=204)
 
 
-@router.get("/blocks")
-async def get_blocks(actor: CurrentActor, conn: Conn) -> list[UserPublic]:
-    return [UserPublic.of(u) for u in await friends.list_blocked(conn, actor)]
+@router.get("/blocks", response_model=list[UserPublic])
+async def get_blocks(
+    request: Request,
+    actor: CurrentActor,
+    conn: Conn,
+    after: UUID | None = None,
+    limit: Annotated[int, Query(ge=1, le=friends.MAX_BLOCKS)] = 100,
+) -> Response:
+    """Users you blocked (public profiles), a page at a time by user id; pass the last
+    one's id as `after` (the `Link` header does)."""
+    rows = await friends.list_blocked(conn, actor, after=after, limit=limit + 1)
+    page = [public_profile(u) for u in rows]
+    return page_of(request, page, limit, lambda last: {"after": last["id"]})
 
 
 @router.put("/blocks/{user_id}", status_code=204, response_class=Response)

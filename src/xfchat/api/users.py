@@ -9,7 +9,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from xfchat.api.deps import AppSettings, Conn, CurrentActor, Pool, password_limit
+from xfchat.api.deps import AppSettings, Conn, CurrentActor, Pool, check_limit, password_limit
 from xfchat.api.models import Instant, Text, UserPrivate, UserPublic
 from xfchat.api.responses import JSONResponse
 from xfchat.domain import accounts, presence, profile
@@ -61,8 +61,12 @@ async def get_me(actor: CurrentActor, conn: Conn) -> UserPrivate:
 
 @router.patch("/@me")
 async def patch_me(
-    body: PatchMeIn, actor: CurrentActor, conn: Conn, request: Request
+    body: PatchMeIn, actor: CurrentActor, conn: Conn, settings: AppSettings, request: Request
 ) -> UserPrivate:
+    """Change your username, display name, status text or avatar URL. Each change is
+    told to every conversation and server you are in, so it counts in `profile`
+    (XFCHAT_RATE_PROFILE_USER)."""
+    await check_limit(request, "profile", str(actor.user_id), settings.rate_profile_user, conn)
     given = body.model_fields_set
     changes = profile.ProfileChanges(
         username=body.username,
@@ -184,11 +188,12 @@ class PresenceIn(BaseModel):
 
 @router.put("/@me/presence", response_model=PresencePayload)
 async def put_presence(
-    body: PresenceIn, actor: CurrentActor, conn: Conn, settings: AppSettings
+    body: PresenceIn, actor: CurrentActor, conn: Conn, settings: AppSettings, request: Request
 ) -> Response:
     """Choose how others see you while you are connected (invisible: offline to them)
     and your custom status; announced at once to your friends and the people you share
-    a conversation with."""
+    a conversation with, so it counts in `presence` (XFCHAT_RATE_PRESENCE_USER)."""
+    await check_limit(request, "presence", str(actor.user_id), settings.rate_presence_user, conn)
     given = body.model_fields_set
     own = await presence.set_presence(
         conn,

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from uuid import UUID
 
 import asyncpg
+import orjson
 
 from xfchat.db.queries import channels as channels_q
 from xfchat.db.queries import conversations as q
@@ -259,18 +260,57 @@ async def _views(
     ]
 
 
+MAX_PAGE = 100
+
+
 async def list_conversations(
+    conn: asyncpg.Connection, actor: Actor, *, after: UUID | None, limit: int
+) -> list[ConversationView]:
+    """A page of the actor's conversations by id: `limit` of them after `after`. By id,
+    not by activity, so that a message sent while a client pages moves nothing: every
+    conversation comes once."""
+    visible = await visible_channels(conn, actor.user_id)
+    mine = [c.channel_id for c in visible.values() if c.server_id is None]
+    rows = await q.list_conversations_by_id(
+        conn, user_id=actor.user_id, channel_ids=mine, after=after, limit=limit
+    )
+    return await _views(conn, actor, rows)
+
+
+# Conversations the state reads at once: at least, and at most (a large one is tens of
+# kilobytes, so a chunk read past the budget costs a few megabytes at most).
+STATE_CHUNK, STATE_CHUNK_MAX = 25, 100
+
+
+async def recent_conversations(
     conn: asyncpg.Connection,
     actor: Actor,
-    visible: dict[UUID, VisibleChannel] | None = None,
-) -> list[ConversationView]:
-    """The actor's conversations, most recently active first (`visible`: the actor's
-    visible channels, when the caller has them already)."""
-    if visible is None:
-        visible = await visible_channels(conn, actor.user_id)
+    visible: dict[UUID, VisibleChannel],
+    budget: int,
+) -> tuple[list[ConversationView], bool]:
+    """The actor's conversations, most recently active first, as many as fit in `budget`
+    bytes of JSON (up to the first that does not); and whether some were left out. They
+    are read a chunk at a time, each as large as the budget left seems to hold, so
+    that large ones (25 people with long avatar URLs, a 4,000-character last message)
+    are not all read to keep a few. `visible`: the actor's visible channels."""
     mine = [c.channel_id for c in visible.values() if c.server_id is None]
-    rows = await q.list_conversations(conn, user_id=actor.user_id, channel_ids=mine)
-    return await _views(conn, actor, rows)
+    ids = await q.list_conversation_ids_by_activity(conn, channel_ids=mine)
+    kept: list[ConversationView] = []
+    used = start = 0
+    while start < len(ids):
+        # As many as the budget left seems to hold, judged by those so far, within
+        # bounds: whoever adds you to groups chooses their sizes and order.
+        n = (budget - used) // max(1, used // len(kept)) if kept else STATE_CHUNK
+        chunk = ids[start : start + min(STATE_CHUNK_MAX, max(STATE_CHUNK, n))]
+        start += len(chunk)
+        rows = await q.list_conversations(conn, user_id=actor.user_id, channel_ids=chunk)
+        for view in await _views(conn, actor, rows):
+            used += len(orjson.dumps(view))
+            if used > budget:
+                return kept, True
+            kept.append(view)
+    return kept, False
+    return kept, False
 
 
 async def get_conversation(

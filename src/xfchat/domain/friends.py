@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
 from uuid import UUID
 
 import asyncpg
@@ -44,6 +46,10 @@ from xfchat.domain.profile import public_profile
 from xfchat.errors import BadRequest, Conflict, NotFound
 
 REFUSED = "could not send a friend request to that user"
+# How many users one may block. It bounds the block list (the state carries it whole)
+# and the rows one account can make; 1,000 is far beyond what a person blocks by hand,
+# while a script at the API's rate would otherwise add some 36,000 an hour.
+MAX_BLOCKS = 1000
 CLOSED = {"declined": FRIEND_REQUEST_DECLINED, "cancelled": FRIEND_REQUEST_CANCELLED}
 
 
@@ -60,6 +66,12 @@ class FriendRequestView:
 async def _lock_pair(conn: asyncpg.Connection, a: UUID, b: UUID) -> None:
     low, high = sorted((a, b))
     digest = hashlib.sha256(b"pair" + low.bytes + high.bytes).digest()
+    await locks_q.lock_transaction(conn, key=int.from_bytes(digest[:8], "big", signed=True))
+
+
+async def _lock_blocker(conn: asyncpg.Connection, user_id: UUID) -> None:
+    """Blocks at once by one user wait for each other, so none passes MAX_BLOCKS."""
+    digest = hashlib.sha256(b"blocks" + user_id.bytes).digest()
     await locks_q.lock_transaction(conn, key=int.from_bytes(digest[:8], "big", signed=True))
 
 
@@ -243,9 +255,19 @@ async def _hidden(conn: asyncpg.Connection, request: friends_q.FriendRequestRow)
     )
 
 
-async def list_friend_requests(conn: asyncpg.Connection, actor: Actor) -> list[FriendRequestView]:
-    """The actor's pending requests, both incoming and outgoing."""
-    rows = await friends_q.list_pending_requests(conn, user_id=actor.user_id)
+async def list_friend_requests(
+    conn: asyncpg.Connection,
+    actor: Actor,
+    *,
+    direction: Literal["both", "incoming", "outgoing"] = "both",
+    before: tuple[datetime, UUID] | None = None,
+    limit: int,
+) -> list[FriendRequestView]:
+    """The actor's pending requests (incoming, outgoing or both), newest first: `limit`
+    of them after `before` (a request's created_at and id)."""
+    rows = await friends_q.list_pending_requests(
+        conn, user_id=actor.user_id, direction=direction, before=before, limit=limit
+    )
     return [FriendRequestView(r.request, r.other) for r in rows]
 
 
@@ -253,8 +275,11 @@ async def list_friends(conn: asyncpg.Connection, actor: Actor) -> list[friends_q
     return await friends_q.list_friends(conn, user_id=actor.user_id)
 
 
-async def list_blocked(conn: asyncpg.Connection, actor: Actor) -> list[users_q.PublicUserRow]:
-    return await blocks_q.list_blocked(conn, blocker_id=actor.user_id)
+async def list_blocked(
+    conn: asyncpg.Connection, actor: Actor, *, after: UUID | None = None, limit: int = MAX_BLOCKS
+) -> list[users_q.PublicUserRow]:
+    """Those the actor blocked, by user id: `limit` of them after `after`."""
+    return await blocks_q.list_blocked(conn, blocker_id=actor.user_id, after=after, limit=limit)
 
 
 async def remove_friend(conn: asyncpg.Connection, actor: Actor, user_id: UUID) -> None:
@@ -289,7 +314,8 @@ async def block_user(conn: asyncpg.Connection, actor: Actor, user_id: UUID) -> N
     for them). Blocking twice is fine. Only the blocker is told of the block.
 
     Raises:
-        BadRequest: CANNOT_BLOCK_SELF. NotFound: USER_NOT_FOUND.
+        BadRequest: CANNOT_BLOCK_SELF, TOO_MANY_BLOCKS (MAX_BLOCKS already).
+        NotFound: USER_NOT_FOUND.
     """
     if user_id == actor.user_id:
         raise BadRequest("you cannot block yourself", code="CANNOT_BLOCK_SELF")
@@ -297,8 +323,15 @@ async def block_user(conn: asyncpg.Connection, actor: Actor, user_id: UUID) -> N
         raise NotFound("no such user", code="USER_NOT_FOUND")
     async with conn.transaction():
         await _lock_pair(conn, actor.user_id, user_id)
-        if not await blocks_q.insert_block(conn, blocker_id=actor.user_id, blocked_id=user_id):
+        if await blocks_q.block_exists(conn, blocker_id=actor.user_id, blocked_id=user_id):
             return
+        await _lock_blocker(conn, actor.user_id)  # (after the pair's: one order everywhere)
+        if await blocks_q.count_blocks(conn, blocker_id=actor.user_id) >= MAX_BLOCKS:
+            raise BadRequest(
+                f"you can block at most {MAX_BLOCKS} users; unblock someone first",
+                code="TOO_MANY_BLOCKS",
+            )
+        await blocks_q.insert_block(conn, blocker_id=actor.user_id, blocked_id=user_id)
         profiles = await _profiles(conn, actor.user_id, user_id)
         events: list[Event] = []
         if await friends_q.delete_friendship(conn, user_a=actor.user_id, user_b=user_id):

@@ -7,13 +7,15 @@ the events that follow and the state stays current.
 
 Size: other people can make a state grow (add you to groups, send you requests), so
 its sections are bounded: conversations, most recently active first, until their JSON
-reaches STATE_CONVERSATION_BYTES; at most STATE_REQUESTS incoming and outgoing friend
-requests each, the newest; servers, in the order joined, until their JSON reaches
-STATE_SERVER_BYTES (owners can grow theirs to hundreds of channels and roles). A section
+reaches STATE_CONVERSATION_BYTES (read a chunk at a time, no further than that); at most STATE_REQUESTS incoming and outgoing friend
+requests each, the newest; servers, in the order joined, as many as fit in
+STATE_SERVER_BYTES of JSON (owners can grow theirs to hundreds of channels and roles: one
+too big for what is left is skipped, so it cannot crowd out those joined later). A section
 cut short is named in `truncated` (its rest is a request away: `GET
 /api/conversations`, `GET /api/users/@me/friend-requests`, `GET /api/users/@me/servers`
 and `GET /api/servers/{id}`).
-Friends and blocks need your own consent, one small object per person.
+Friends and blocks need your own consent, one small object per person; blocks stop at
+friends.MAX_BLOCKS (a longer list, from before that cap, is cut there: "blocks").
 """
 
 from __future__ import annotations
@@ -74,18 +76,23 @@ class StatePayload(TypedDict):
     presences: list[PresencePayload]
     # Who is in the calls of your conversations (a server's voice channels: in the server).
     voice_states: list[VoiceStatePayload]
-    # The sections cut short by their bound ("conversations", "friend_requests").
+    # The sections cut short by their bound ("conversations", "friend_requests",
+    # "servers", "blocks").
     truncated: list[str]
 
 
 def _budgeted(items: list[T], budget: int) -> tuple[list[T], bool]:
-    """The first items whose JSON fits in `budget` bytes; and whether some were left."""
-    used = 0
-    for n, item in enumerate(items):
-        used += len(orjson.dumps(item))
-        if used > budget:
-            return items[:n], True
-    return items, False
+    """The items whose JSON fits in `budget` bytes, in their order: one that does not fit
+    in what is left is skipped, and later (smaller) ones still come; and whether some
+    were left out."""
+    kept: list[T] = []
+    left = budget
+    for item in items:
+        size = len(orjson.dumps(item))
+        if size <= left:
+            kept.append(item)
+            left -= size
+    return kept, len(kept) < len(items)
 
 
 async def read_state(
@@ -94,21 +101,19 @@ async def read_state(
     """The actor's state, read in the caller's transaction (a snapshot, for a resume
     token to go with it)."""
     me = await profile.get_me(conn, actor)
-    requests = await friends.list_friend_requests(conn, actor)
     visible = await visible_channels(conn, actor.user_id)
-    mine, cut = _budgeted(
-        await conversations.list_conversations(conn, actor, visible), STATE_CONVERSATION_BYTES
+    mine, cut = await conversations.recent_conversations(
+        conn, actor, visible, STATE_CONVERSATION_BYTES
     )
     friendships = await friends.list_friends(conn, actor)
-    incoming = [
-        friends.request_data(r.request, r.other)
-        for r in requests
-        if r.request.to_user_id == actor.user_id
-    ]
-    outgoing = [
-        friends.request_data(r.request, r.other)
-        for r in requests
-        if r.request.from_user_id == actor.user_id
+    incoming, outgoing = [
+        [
+            friends.request_data(r.request, r.other)
+            for r in await friends.list_friend_requests(
+                conn, actor, direction=direction, limit=STATE_REQUESTS + 1
+            )
+        ]
+        for direction in ("incoming", "outgoing")
     ]
     truncated = ["conversations"] if cut else []
     if len(incoming) > STATE_REQUESTS or len(outgoing) > STATE_REQUESTS:
@@ -116,6 +121,10 @@ async def read_state(
     joined, cut = _budgeted(await servers.list_joined(conn, actor, visible), STATE_SERVER_BYTES)
     if cut:
         truncated.append("servers")
+    # All of them: at most MAX_BLOCKS (a list from before that cap is cut there).
+    blocked = await friends.list_blocked(conn, actor, limit=friends.MAX_BLOCKS + 1)
+    if len(blocked) > friends.MAX_BLOCKS:
+        truncated.append("blocks")
     related = {UUID(p["id"]) for c in mine for p in c["participants"]}
     related |= {f.user.id for f in friendships}
     related.discard(actor.user_id)
@@ -126,11 +135,11 @@ async def read_state(
             {"user": profile.public_profile(f.user), "since": f.since.isoformat()}
             for f in friendships
         ],
-        "friend_requests": {
-            "incoming": _newest(incoming, STATE_REQUESTS),
-            "outgoing": _newest(outgoing, STATE_REQUESTS),
+        "friend_requests": {  # (the newest first, as fetched)
+            "incoming": incoming[:STATE_REQUESTS],
+            "outgoing": outgoing[:STATE_REQUESTS],
         },
-        "blocks": [profile.public_profile(u) for u in await friends.list_blocked(conn, actor)],
+        "blocks": [profile.public_profile(u) for u in blocked[: friends.MAX_BLOCKS]],
         "servers": joined,
         "presences": await presence.list_presences(conn, sorted(related), presence_timeout_s),
         "voice_states": await voice.states_in(
@@ -138,7 +147,3 @@ async def read_state(
         ),
         "truncated": truncated,
     }
-
-
-def _newest(requests: list[FriendRequestPayload], most: int) -> list[FriendRequestPayload]:
-    return sorted(requests, key=lambda r: r["created_at"], reverse=True)[:most]

@@ -41,12 +41,22 @@ async def block_exists(conn: asyncpg.Connection, *, blocker_id: UUID, blocked_id
     )
 
 
-async def list_blocked(conn: asyncpg.Connection, *, blocker_id: UUID) -> list[PublicUserRow]:
+async def count_blocks(conn: asyncpg.Connection, *, blocker_id: UUID) -> int:
+    return int(await conn.fetchval("SELECT count(*) FROM blocks WHERE blocker_id = $1", blocker_id))
+
+
+async def list_blocked(
+    conn: asyncpg.Connection, *, blocker_id: UUID, after: UUID | None = None, limit: int
+) -> list[PublicUserRow]:
+    """Those `blocker_id` blocked, by user id, the first `limit` after `after`."""
     records = await conn.fetch(
         f"""
         SELECT {PUBLIC_USER_COLUMNS_U} FROM blocks b JOIN users u ON u.id = b.blocked_id
-        WHERE b.blocker_id = $1 ORDER BY b.created_at DESC
+        WHERE b.blocker_id = $1 AND ($2::uuid IS NULL OR b.blocked_id > $2)
+        ORDER BY b.blocked_id LIMIT $3
         """,
         blocker_id,
+        after,
+        limit,
     )
     return [public_user_from(r) for r in records]

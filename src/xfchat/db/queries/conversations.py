@@ -71,6 +71,60 @@ async def update_group(
 UNREAD_CAP = 100
 
 
+# Each conversation of a list, with its participants, the user's read position, unread
+# and mention counts and the id of its last message ($1: the user).
+_LIST_SELECT = f"""
+    SELECT {CHANNEL_COLUMNS_C},
+           ARRAY(SELECT p2.user_id FROM conversation_participants p2
+                 WHERE p2.channel_id = c.id ORDER BY p2.joined_at, p2.user_id) AS participant_ids,
+           COALESCE(rs.last_read_seq, 0) AS last_read_seq,
+           (SELECT count(*) FROM (
+                SELECT 1 FROM messages m
+                WHERE m.channel_id = c.id AND m.seq > COALESCE(rs.last_read_seq, 0)
+                  AND m.author_id IS DISTINCT FROM $1 AND m.deleted_at IS NULL
+                LIMIT {UNREAD_CAP}) x) AS unread,
+           -- Walks the messages that mention the user (the GIN index), not the
+           -- unread; capped like `unread`, so never more than it.
+           (SELECT count(*) FROM (
+                SELECT 1 FROM messages m
+                WHERE m.mentions <> '{{}}' AND m.mentions @> ARRAY[$1]::uuid[]
+                  AND m.channel_id = c.id AND m.seq > COALESCE(rs.last_read_seq, 0)
+                  AND m.author_id IS DISTINCT FROM $1 AND m.deleted_at IS NULL
+                LIMIT {UNREAD_CAP}) x) AS mention_count,
+           last.id AS last_message_id
+    FROM channels c
+    LEFT JOIN read_states rs ON rs.user_id = $1 AND rs.channel_id = c.id
+    LEFT JOIN LATERAL (
+        SELECT m.id, m.created_at FROM messages m
+        WHERE m.channel_id = c.id AND m.deleted_at IS NULL  -- (a tombstone says nothing)
+        ORDER BY m.seq DESC LIMIT 1
+    ) last ON true
+"""
+# Most recently active first: by the last live message, else by creation.
+_BY_ACTIVITY = "last.created_at DESC NULLS LAST, c.created_at DESC, c.id"
+
+
+async def list_conversation_ids_by_activity(
+    conn: asyncpg.Connection, *, channel_ids: list[UUID]
+) -> list[UUID]:
+    """These conversations' ids, most recently active first (as list_conversations
+    orders them): cheap, for reading the conversations themselves a few at a time."""
+    records = await conn.fetch(
+        f"""
+        SELECT c.id FROM channels c
+        LEFT JOIN LATERAL (
+            SELECT m.created_at FROM messages m
+            WHERE m.channel_id = c.id AND m.deleted_at IS NULL
+            ORDER BY m.seq DESC LIMIT 1
+        ) last ON true
+        WHERE c.id = ANY($1::uuid[]) AND c.server_id IS NULL
+        ORDER BY {_BY_ACTIVITY}
+        """,
+        channel_ids,
+    )
+    return [r["id"] for r in records]
+
+
 async def list_conversations(
     conn: asyncpg.Connection, *, user_id: UUID, channel_ids: list[UUID]
 ) -> list[ConversationListRow]:
@@ -79,37 +133,41 @@ async def list_conversations(
     last message."""
     records = await conn.fetch(
         f"""
-        SELECT {CHANNEL_COLUMNS_C},
-               ARRAY(SELECT p2.user_id FROM conversation_participants p2
-                     WHERE p2.channel_id = c.id ORDER BY p2.joined_at, p2.user_id) AS participant_ids,
-               COALESCE(rs.last_read_seq, 0) AS last_read_seq,
-               (SELECT count(*) FROM (
-                    SELECT 1 FROM messages m
-                    WHERE m.channel_id = c.id AND m.seq > COALESCE(rs.last_read_seq, 0)
-                      AND m.author_id IS DISTINCT FROM $1 AND m.deleted_at IS NULL
-                    LIMIT {UNREAD_CAP}) x) AS unread,
-               -- Walks the messages that mention the user (the GIN index), not the
-               -- unread; capped like `unread`, so never more than it.
-               (SELECT count(*) FROM (
-                    SELECT 1 FROM messages m
-                    WHERE m.mentions <> '{{}}' AND m.mentions @> ARRAY[$1]::uuid[]
-                      AND m.channel_id = c.id AND m.seq > COALESCE(rs.last_read_seq, 0)
-                      AND m.author_id IS DISTINCT FROM $1 AND m.deleted_at IS NULL
-                    LIMIT {UNREAD_CAP}) x) AS mention_count,
-               last.id AS last_message_id
-        FROM channels c
-        LEFT JOIN read_states rs ON rs.user_id = $1 AND rs.channel_id = c.id
-        LEFT JOIN LATERAL (
-            SELECT m.id, m.created_at FROM messages m
-            WHERE m.channel_id = c.id AND m.deleted_at IS NULL  -- (a tombstone says nothing)
-            ORDER BY m.seq DESC LIMIT 1
-        ) last ON true
+        {_LIST_SELECT}
         WHERE c.id = ANY($2::uuid[]) AND c.server_id IS NULL
-        ORDER BY last.created_at DESC NULLS LAST, c.created_at DESC
+        ORDER BY {_BY_ACTIVITY}
         """,
         user_id,
         channel_ids,
     )
+    return _list_rows(records)
+
+
+async def list_conversations_by_id(
+    conn: asyncpg.Connection,
+    *,
+    user_id: UUID,
+    channel_ids: list[UUID],
+    after: UUID | None,
+    limit: int,
+) -> list[ConversationListRow]:
+    """The first `limit` of these conversations (the user's) by id, after `after`."""
+    records = await conn.fetch(
+        f"""
+        {_LIST_SELECT}
+        WHERE c.id = ANY($2::uuid[]) AND c.server_id IS NULL
+          AND ($3::uuid IS NULL OR c.id > $3)
+        ORDER BY c.id LIMIT $4
+        """,
+        user_id,
+        channel_ids,
+        after,
+        limit,
+    )
+    return _list_rows(records)
+
+
+def _list_rows(records: list[asyncpg.Record]) -> list[ConversationListRow]:
     fields = ChannelRow.__dataclass_fields__
     return [
         ConversationListRow(

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 from uuid import UUID
 
 import asyncpg
@@ -98,21 +99,46 @@ async def set_friend_request_status(
 
 
 async def list_pending_requests(
-    conn: asyncpg.Connection, *, user_id: UUID
+    conn: asyncpg.Connection,
+    *,
+    user_id: UUID,
+    direction: Literal["both", "incoming", "outgoing"] = "both",
+    before: tuple[datetime, UUID] | None = None,
+    limit: int,
 ) -> list[FriendRequestWithUser]:
+    """The user's pending requests, newest first (by time, then id): the first `limit`
+    after `before` (a request's created_at and id). Each way walks its own index
+    (friend_requests_incoming_idx, _outgoing_idx) no further than `limit`."""
+    at, after_id = before if before is not None else (None, None)
     records = await conn.fetch(
         f"""
+        WITH page AS (
+            (SELECT r.* FROM friend_requests r
+             WHERE r.to_user_id = $1 AND r.status = 'pending' AND $2::text <> 'outgoing'
+               AND ($3::timestamptz IS NULL OR (r.created_at, r.id) < ($3, $4::uuid))
+               AND NOT EXISTS (  -- sent by someone $1 blocked: never shown to $1
+                   SELECT 1 FROM blocks b
+                   WHERE b.blocker_id = $1 AND b.blocked_id = r.from_user_id
+               )
+             ORDER BY r.created_at DESC, r.id DESC LIMIT $5)
+            UNION ALL
+            (SELECT r.* FROM friend_requests r
+             WHERE r.from_user_id = $1 AND r.status = 'pending' AND $2::text <> 'incoming'
+               AND ($3::timestamptz IS NULL OR (r.created_at, r.id) < ($3, $4::uuid))
+             ORDER BY r.created_at DESC, r.id DESC LIMIT $5)
+        )
         SELECT {FRIEND_REQUEST_COLUMNS_R}, {PUBLIC_USER_COLUMNS_U}
-        FROM friend_requests r
+        FROM page r
         JOIN users u
           ON u.id = CASE WHEN r.from_user_id = $1 THEN r.to_user_id ELSE r.from_user_id END
-        WHERE r.status = 'pending' AND (r.from_user_id = $1 OR r.to_user_id = $1)
-          AND NOT EXISTS (  -- sent by someone $1 blocked: never shown to $1
-              SELECT 1 FROM blocks b WHERE b.blocker_id = $1 AND b.blocked_id = r.from_user_id
-          )
-        ORDER BY r.created_at DESC
+        ORDER BY r.created_at DESC, r.id DESC
+        LIMIT $5
         """,
         user_id,
+        direction,
+        at,
+        after_id,
+        limit,
     )
     return [
         FriendRequestWithUser(
