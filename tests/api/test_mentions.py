@@ -8,7 +8,7 @@ import asyncpg
 import httpx
 
 from tests import factories
-from tests.factories import MakeUser, community, pair, role
+from tests.factories import AppWith, MakeUser, community, pair, role
 
 
 async def test_who_reacted_is_listed_in_order_and_paged(
@@ -173,3 +173,19 @@ async def test_mentions_of_everyone_and_roles_need_the_permission(
     dm = (await factories.group(client, ann, ben, name="g"))["id"]
     quiet = await factories.say(client, ann, dm, "@everyone hi")
     assert quiet["mention_everyone"] is False and quiet["mention_roles"] == []
+
+
+async def test_my_mentions_count_as_searches(
+    client: httpx.AsyncClient, make_user: MakeUser, app_with: AppWith
+) -> None:
+    """Each page looks through every channel one may see (2 s at 100,000 channels): it
+    counts in the search bucket, not only in the API's 600 a minute."""
+    ann = await make_user("ann")
+    limited = await app_with(rate_search_user="2/60")
+    asked = [
+        (await limited.get("/api/users/@me/mentions", headers=ann.headers)).status_code
+        for _ in range(3)
+    ]
+    assert asked == [200, 200, 429]
+    searched = await limited.get("/api/search", params={"q": "x"}, headers=ann.headers)
+    assert searched.status_code == 429  # (one bucket for both)
