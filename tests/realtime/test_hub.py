@@ -29,6 +29,15 @@ async def drain(sub: Subscriber, idle_s: float = 0.2) -> list[Delivery]:
     return got
 
 
+async def next_not_presence(sub: Subscriber) -> tuple[Delivery, str | None] | None:
+    """The subscriber's next delivery but the presence of users connecting (ben's own
+    comes and goes with his connections), or None after 5 s of nothing."""
+    got = await sub.next(idle_s=5)
+    while got is not None and got[0].type == "presence.updated":
+        got = await sub.next(idle_s=5)
+    return got
+
+
 async def test_a_listener_reconnect_with_200_subscribers_reads_the_gap_once(
     app: FastAPI, client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
 ) -> None:
@@ -91,9 +100,7 @@ async def test_a_resume_inside_the_newest_commit_delivers_the_rest_of_it(
             types=["message.created"] * 3,
             datas=[orjson.dumps({"id": f"m{i}"}).decode() for i in range(3)],
         )
-        first = await sub.next(idle_s=5)
-        while first is not None and first[0].type == "presence.updated":
-            first = await sub.next(idle_s=5)
+        first = await next_not_presence(sub)
         assert first is not None and first[0].data == {"id": "m0"} and first[1] is not None
         token = first[1]
     finally:
@@ -134,9 +141,7 @@ async def test_delivery_does_not_wait_for_a_request_pool_held_to_its_last_connec
                 types=["message.created"],
                 datas=[orjson.dumps({"id": "big", "content": big}).decode()],
             )
-        got = await sub.next(idle_s=5)
-        while got is not None and got[0].type == "presence.updated":
-            got = await sub.next(idle_s=5)
+        got = await next_not_presence(sub)
         assert got is not None and got[0].data == {"id": "big", "content": big}
     finally:
         for c in held:
@@ -163,9 +168,7 @@ async def test_a_token_of_a_history_a_restored_backup_lost_is_refused(
     try:
         await drain(sub)
         said = await say(client, ann, dm, "in the history that will be lost")
-        got = await sub.next(idle_s=5)
-        while got is not None and got[0].type != "message.created":
-            got = await sub.next(idle_s=5)
+        got = await next_not_presence(sub)
         assert got is not None and got[0].data["id"] == said["id"] and got[1] is not None
         token, place = got[1], got[0].position
     finally:
