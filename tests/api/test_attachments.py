@@ -228,6 +228,13 @@ async def test_an_image_gets_its_size_and_a_thumbnail_and_a_bomb_is_refused(
     )
     assert bomb.status_code == 400 and bomb.json()["code"] == "INVALID_IMAGE"
     assert "pixels" in bomb.json()["message"] or "side" in bomb.json()["message"]
+    scans = BytesIO()  # a progressive JPEG whose last scan is repeated 200 times
+    Image.new("L", (64, 64), 128).save(scans, "JPEG", progressive=True)
+    jpeg = scans.getvalue()
+    last = jpeg.rfind(b"\xff\xda")
+    repeated = jpeg[:-2] + jpeg[last:-2] * 200 + jpeg[-2:]
+    slow = await post_files(client, ann, srv.general, [part("s.jpg", repeated)])
+    assert slow.status_code == 400 and "scans" in slow.json()["message"]
     damaged = await post_files(client, ann, srv.general, [part("d.png", png(40, 40)[:60])])
     assert damaged.status_code == 400 and damaged.json()["code"] == "INVALID_IMAGE"
     async with pool.acquire() as conn:

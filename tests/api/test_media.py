@@ -14,6 +14,7 @@ from uuid import UUID
 import asyncpg
 import httpx
 import pytest
+from fastapi import FastAPI
 from PIL import ExifTags, Image, ImageCms, PngImagePlugin
 from pydantic import ValidationError
 
@@ -21,7 +22,7 @@ from tests import factories
 from tests.factories import AppWith, MakeUser, TestUser
 from tests.support import random_secret
 from xfchat.domain import images, media
-from xfchat.errors import PayloadTooLarge
+from xfchat.errors import BadRequest, PayloadTooLarge
 from xfchat.settings import Settings
 
 AVATAR = "/api/users/@me/avatar"
@@ -59,6 +60,15 @@ def jpeg_markers(data: bytes) -> list[int]:
         markers.append(data[pos + 1])
         pos += 2 + struct.unpack(">H", data[pos + 2 : pos + 4])[0]
     return markers
+
+
+def progressive_with_scans(scans: int) -> bytes:
+    """A small progressive JPEG whose last scan is repeated to make `scans` in all (the
+    shape of a file that makes the decoder walk the whole image once a repeat)."""
+    data = encoded(Image.new("L", (64, 64), 128), "JPEG", progressive=True)
+    last = data.rfind(b"\xff\xda")  # (0xFF in entropy-coded data is never followed by DA)
+    extra = scans - data.count(b"\xff\xda")
+    return data[:-2] + data[last:-2] * extra + data[-2:]
 
 
 def png_chunk(kind: bytes, body: bytes) -> bytes:
@@ -363,6 +373,42 @@ async def test_upload_of_a_decompression_bomb_is_400(
 # -- Size limits -------------------------------------------------------------------------
 
 
+async def test_a_jpeg_of_too_many_scans_is_refused_before_decoding(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    user = await make_user()
+    most = progressive_with_scans(images.MAX_JPEG_SCANS)
+    assert images.make_thumbnail(most).width == 64
+    assert (await upload(client, user, most, "image/jpeg")).status_code == 200
+    over = progressive_with_scans(images.MAX_JPEG_SCANS + 1)
+    refused = await upload(client, user, over, "image/jpeg")
+    assert refused.status_code == 400 and refused.json()["code"] == "INVALID_IMAGE"
+    assert f"more than {images.MAX_JPEG_SCANS} scans" in refused.json()["message"]
+    with pytest.raises(BadRequest, match="scans"):
+        images.make_thumbnail(over)
+
+
+async def test_an_avatar_not_decoded_in_time_is_503_image_busy(
+    app: FastAPI, client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    user = await make_user()
+    app.state.image_slots = asyncio.Semaphore(0)  # every decode slot held (by slow files)
+    app.state.settings = app.state.settings.model_copy(update={"send_timeout_s": 0.3})
+    data = encoded(Image.new("RGB", (16, 16)), "PNG")
+    busy = await asyncio.wait_for(upload(client, user, data), 10)  # (it used to hang)
+    assert busy.status_code == 503 and busy.json()["code"] == "IMAGE_BUSY"
+    assert busy.headers["retry-after"] == "1"
+    srv = await factories.community(client, user)
+    icon = await asyncio.wait_for(
+        client.put(
+            srv.url("/icon"), headers={**user.headers, "Content-Type": "image/png"}, content=data
+        ),
+        10,
+    )
+    assert icon.status_code == 503 and icon.json()["code"] == "IMAGE_BUSY"
+    assert await media_rows(conn, user.id) == 0
+
+
 async def test_upload_over_the_avatar_limit_is_413(
     client: httpx.AsyncClient, make_user: MakeUser
 ) -> None:
@@ -419,6 +465,7 @@ async def test_set_avatar_itself_refuses_more_than_its_limit(
             max_bytes=len(data) - 1,
             quota=1 << 30,
             slots=asyncio.Semaphore(1),
+            deadline_s=10,
         )
     assert await media_rows(conn, user.id) == 0
 

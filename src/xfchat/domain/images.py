@@ -25,7 +25,7 @@ from typing import TypeVar
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from xfchat.errors import BadRequest, XFChatError
+from xfchat.errors import BadRequest, ServiceUnavailable, XFChatError
 
 log = logging.getLogger("xfchat.media")
 
@@ -43,6 +43,11 @@ THUMBNAIL_SIDE = 400  # an attachment's thumbnail, likewise
 ORIENTATION = 0x0112  # the EXIF tag
 JPEG_QUALITY = 90
 IMAGE_JOBS = 2  # decodes running at once per process: each may hold ~300 MB and a core
+# Scans of a JPEG, counted before decoding: libjpeg walks every block of the image again
+# for each one, so a small file repeating a scan thousands of times took minutes of a
+# core. A baseline JPEG has 1 (or one a component); libjpeg's progressive mode writes
+# 6 to 10, mozjpeg's up to about 20.
+MAX_JPEG_SCANS = 100
 SNIFF_WINDOW = 1024  # bytes a browser looks at when it guesses a type
 
 # A tag that starts a document or runs code, as an HTML tokenizer (or PHP) reads it: the
@@ -143,6 +148,8 @@ def make_thumbnail(data: bytes) -> Thumbnailed:
     """
     with _decoding(), Image.open(BytesIO(data), formats=FORMATS) as upload:
         fmt = "JPEG" if upload.format == "MPO" else str(upload.format)
+        if fmt == "JPEG":
+            _jpeg_end(data)  # (its scans are counted on the way)
         width, height = upload.size
         if upload.getexif().get(ORIENTATION, 1) in (5, 6, 7, 8):  # turned a quarter
             width, height = height, width
@@ -219,8 +226,11 @@ def _webp_end(data: bytes) -> int:
 
 
 def _jpeg_end(data: bytes) -> int:
-    """The offset just after the first image's EOI marker."""
+    """The offset just after the first image's EOI marker.
+
+    Raises: BadRequest (INVALID_IMAGE: more than MAX_JPEG_SCANS scans)."""
     pos = 2  # SOI
+    scans = 0
     while True:
         if data[pos] != 0xFF:
             raise _invalid("not a well-formed JPEG")
@@ -234,6 +244,9 @@ def _jpeg_end(data: bytes) -> int:
             continue
         pos += int.from_bytes(data[pos : pos + 2], "big")
         if marker == 0xDA:  # start of scan: entropy-coded data up to the next marker
+            scans += 1
+            if scans > MAX_JPEG_SCANS:
+                raise _invalid(f"the JPEG has more than {MAX_JPEG_SCANS} scans")
             pos = _entropy_end(data, pos)
 
 
@@ -316,3 +329,20 @@ async def run_image_job(slots: asyncio.Semaphore, job: Callable[[bytes], R], dat
 
     task.add_done_callback(done)
     return await asyncio.shield(task)
+
+
+async def run_image_job_by(
+    deadline_s: float, slots: asyncio.Semaphore, job: Callable[[bytes], R], data: bytes
+) -> R:
+    """run_image_job, answered within `deadline_s` (waiting for a slot included).
+
+    Raises: ServiceUnavailable (IMAGE_BUSY, with Retry-After: nothing was stored)."""
+    try:
+        async with asyncio.timeout(deadline_s):
+            return await run_image_job(slots, job, data)
+    except TimeoutError:
+        raise ServiceUnavailable(
+            "the image could not be processed in time (nothing was stored); retry",
+            code="IMAGE_BUSY",
+            retry_after=1,
+        ) from None
