@@ -388,6 +388,34 @@ async def test_a_jpeg_of_too_many_scans_is_refused_before_decoding(
         images.make_thumbnail(over)
 
 
+def test_thumbnails_check_the_size_before_reading_exif() -> None:
+    # getexif decodes a whole PNG (an eXIf chunk may follow the pixels): a 13000x13000
+    # one took 2.2 s and 675 MB before the bounds refused it as damaged.
+    with pytest.raises(BadRequest, match="each side may be at most"):
+        images.make_thumbnail(png_declaring(10_001, 8_000))
+    with pytest.raises(BadRequest, match="at most 16,000,000 pixels"):
+        images.make_thumbnail(png_declaring(9_000, 9_000))
+
+
+def jpeg_claiming(mode: str, size: tuple[int, int]) -> bytes:
+    """A small progressive 4:4:4 JPEG whose frame header claims `size`."""
+    data = encoded(Image.new(mode, (16, 16)), "JPEG", progressive=True, subsampling=0)
+    at = data.index(b"\xff\xc2") + 2  # the frame header's length, then P, Y, X
+    claim = struct.pack(">HH", size[1], size[0])
+    return data[: at + 3] + claim + data[at + 7 :]
+
+
+def test_a_progressive_jpeg_whose_coefficients_take_too_much_memory_is_refused() -> None:
+    # libjpeg holds every coefficient of a progressive JPEG, whatever the scale: 8 bytes a
+    # pixel for CMYK (81 MP measured 623 MB), 6 for 4:4:4 colour.
+    with pytest.raises(BadRequest, match="too large to decode"):
+        images.make_thumbnail(jpeg_claiming("CMYK", (9_000, 9_000)))
+    assert images.make_thumbnail(jpeg_claiming("RGB", (4_000, 3_000))).width == 4_000
+    # Any colour JPEG within the pixel bound still passes, at 4:4:4 too.
+    widest = 3 * 128 * (20_000 // 8) * -(-4_450 // 8)
+    assert images.MAX_PIXELS >= 20_000 * 4_450 and images.MAX_JPEG_COEFFICIENT_BYTES >= widest
+
+
 async def test_an_avatar_not_decoded_in_time_is_503_image_busy(
     app: FastAPI, client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
 ) -> None:

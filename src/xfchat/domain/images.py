@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -42,12 +43,18 @@ OUTPUT_SIDE = 512  # the stored image is at most this wide and high
 THUMBNAIL_SIDE = 400  # an attachment's thumbnail, likewise
 ORIENTATION = 0x0112  # the EXIF tag
 JPEG_QUALITY = 90
-IMAGE_JOBS = 2  # decodes running at once per process: each may hold ~300 MB and a core
+IMAGE_JOBS = 2  # decodes running at once per process: each may hold ~300 MB (a
+# progressive JPEG up to MAX_JPEG_COEFFICIENT_BYTES) and a core
 # Scans of a JPEG, counted before decoding: libjpeg walks every block of the image again
 # for each one, so a small file repeating a scan thousands of times took minutes of a
 # core. A baseline JPEG has 1 (or one a component); libjpeg's progressive mode writes
 # 6 to 10, mozjpeg's up to about 20.
 MAX_JPEG_SCANS = 100
+# Bytes of coefficients libjpeg holds to decode a JPEG of several scans (a progressive
+# one): every block of the whole image, whatever the scale asked for, 128 bytes a block.
+# A 4:2:0 one of MAX_PIXELS takes 267 MB, a 4:4:4 one 535 MB (515 MB measured); beyond
+# this, CMYK ones of over ~70 MP are refused.
+MAX_JPEG_COEFFICIENT_BYTES = 560_000_000
 SNIFF_WINDOW = 1024  # bytes a browser looks at when it guesses a type
 
 # A tag that starts a document or runs code, as an HTML tokenizer (or PHP) reads it: the
@@ -151,6 +158,8 @@ def make_thumbnail(data: bytes) -> Thumbnailed:
         if fmt == "JPEG":
             _jpeg_end(data)  # (its scans are counted on the way)
         width, height = upload.size
+        # (before getexif, which decodes a whole PNG to find an eXIf chunk after its pixels)
+        _check_dimensions(width, height, jpeg=fmt == "JPEG")
         if upload.getexif().get(ORIENTATION, 1) in (5, 6, 7, 8):  # turned a quarter
             width, height = height, width
         image = _opened(upload, THUMBNAIL_SIDE)
@@ -228,9 +237,10 @@ def _webp_end(data: bytes) -> int:
 def _jpeg_end(data: bytes) -> int:
     """The offset just after the first image's EOI marker.
 
-    Raises: BadRequest (INVALID_IMAGE: more than MAX_JPEG_SCANS scans)."""
+    Raises: BadRequest (INVALID_IMAGE: more than MAX_JPEG_SCANS scans, or several
+    whose coefficients take more than MAX_JPEG_COEFFICIENT_BYTES)."""
     pos = 2  # SOI
-    scans = 0
+    scans = coefficients = 0
     while True:
         if data[pos] != 0xFF:
             raise _invalid("not a well-formed JPEG")
@@ -239,7 +249,14 @@ def _jpeg_end(data: bytes) -> int:
         marker = data[pos]
         pos += 1
         if marker == 0xD9:  # EOI
+            if scans > 1 and coefficients > MAX_JPEG_COEFFICIENT_BYTES:
+                raise _invalid(
+                    "the progressive JPEG is too large to decode (save it as a baseline JPEG, "
+                    "or with 4:2:0 chroma subsampling)"
+                )
             return pos
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # a frame header
+            coefficients = max(coefficients, _coefficient_bytes(data, pos))
         if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # no length
             continue
         pos += int.from_bytes(data[pos : pos + 2], "big")
@@ -248,6 +265,20 @@ def _jpeg_end(data: bytes) -> int:
             if scans > MAX_JPEG_SCANS:
                 raise _invalid(f"the JPEG has more than {MAX_JPEG_SCANS} scans")
             pos = _entropy_end(data, pos)
+
+
+def _coefficient_bytes(data: bytes, at: int) -> int:
+    """What a frame (its header at `at`) takes as coefficients: 64 of 2 bytes for every
+    8x8 block of every component, each component's size set by its sampling factors."""
+    height = int.from_bytes(data[at + 3 : at + 5], "big")
+    width = int.from_bytes(data[at + 5 : at + 7], "big")
+    factors = [(data[at + 9 + 3 * i] >> 4, data[at + 9 + 3 * i] & 15) for i in range(data[at + 7])]
+    most_h, most_v = max(h for h, _ in factors), max(v for _, v in factors)
+    blocks = sum(
+        math.ceil(math.ceil(width * h / most_h) / 8) * math.ceil(math.ceil(height * v / most_v) / 8)
+        for h, v in factors
+    )
+    return blocks * 128
 
 
 def _entropy_end(data: bytes, pos: int) -> int:
