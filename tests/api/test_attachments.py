@@ -470,6 +470,40 @@ async def test_every_stored_byte_counts_and_a_repeat_near_the_quota_is_still_ans
     assert twice.status_code == 409 and twice.json()["code"] == "NONCE_CONFLICT"
 
 
+async def wal_written(pool: asyncpg.Pool) -> int:
+    async with pool.acquire() as conn:
+        return int(await conn.fetchval("SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn"))
+
+
+async def test_a_send_over_the_quota_or_a_repeat_writes_none_of_its_bytes(
+    app: FastAPI, client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    ann = await make_user("ann")
+    srv = await community(client, ann)
+    limits(app, attachment_max_bytes=4 * MiB, upload_quota_bytes=4 * MiB)
+    data = os.urandom(3 * MiB)  # (incompressible: stored, it is 3 MiB of WAL)
+    url = f"/api/channels/{srv.general}/messages/{uuid.uuid4()}"
+    form = {"payload_json": '{"content": "big", "nonce": "n"}'}
+    first = await client.put(url, headers=ann.headers, data=form, files=[part("a.bin", data)])
+    assert first.status_code == 201, first.text
+    limits(app, attachment_max_bytes=4 * MiB, upload_quota_bytes=3 * MiB)  # full now
+    async with pool.acquire() as conn:
+        before_rows = await stored(conn)
+    before = await wal_written(pool)
+    again = await client.put(url, headers=ann.headers, data=form, files=[part("a.bin", data)])
+    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+    by_nonce = await post_files(client, ann, srv.general, [part("a.bin", data)], "big", nonce="n")
+    assert by_nonce.status_code == 200 and by_nonce.json()["id"] == first.json()["id"]
+    conflict = await client.put(url, headers=ann.headers, data=form, files=[part("b", data[1:])])
+    assert conflict.status_code == 409 and conflict.json()["code"] == "MESSAGE_ID_CONFLICT"
+    over = await post_files(client, ann, srv.general, [part("b.bin", data)])
+    assert over.status_code == 413 and over.json()["code"] == "QUOTA_EXCEEDED"
+    # Before, each of these stored its 3 MiB (COPY) and then rolled it back: 12 MiB.
+    assert await wal_written(pool) - before < MiB
+    async with pool.acquire() as conn:
+        assert await stored(conn) == before_rows
+
+
 async def test_concurrent_uploads_never_pass_the_quota_together(
     app: FastAPI, client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
 ) -> None:
