@@ -3,6 +3,7 @@ channel's read permission."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import struct
@@ -13,6 +14,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 from fastapi import FastAPI
 from PIL import Image
 
@@ -21,6 +23,7 @@ from tests.factories import MakeUser, TestUser, community, override
 from xfchat.api.downloads import requested_range
 from xfchat.api.uploads import MAX_PARTS
 from xfchat.db.queries.files import CHUNK
+from xfchat.domain import messages_writer
 from xfchat.domain.permissions import Permission as P
 
 MiB = 1 << 20
@@ -505,10 +508,15 @@ async def test_a_send_over_the_quota_or_a_repeat_writes_none_of_its_bytes(
 
 
 async def test_concurrent_uploads_never_pass_the_quota_together(
-    app: FastAPI, client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    pool: asyncpg.Pool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import asyncio
 
+    monkeypatch.setattr(messages_writer, "FILE_SENDS_USER", 5)
     ann = await make_user("ann")
     srv = await community(client, ann)
     limits(app, upload_quota_bytes=MiB)
@@ -522,6 +530,34 @@ async def test_concurrent_uploads_never_pass_the_quota_together(
     async with pool.acquire() as conn:
         owned = await conn.fetchval("SELECT sum(size_bytes) FROM files WHERE owner_id = $1", ann.id)
     assert owned == 800 * 1024
+
+
+async def test_sends_with_files_are_bounded_per_user_and_per_process(
+    app: FastAPI, client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    # 25 parallel 80 MiB sends of one user each held a pool connection for its COPY:
+    # the whole pool, and everyone else got DATABASE_BUSY.
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await community(client, ann, ben)
+    writer = app.state.writer
+    assert writer.transactions + writer.file_transactions <= app.state.pool.get_max_size() // 2
+    async with writer.sending_files(ann.id), writer.sending_files(ann.id):
+        busy = await post_files(client, ann, srv.general, [part("a.bin", b"a")])
+        assert busy.status_code == 503 and busy.json()["code"] == "FILES_BUSY"
+        assert busy.headers["retry-after"] == "1"
+        assert (await post_files(client, ben, srv.general, [part("b.bin", b"b")])).is_success
+    assert (await post_files(client, ann, srv.general, [part("a.bin", b"a")])).is_success
+    async with pool.acquire() as conn:
+        before = await stored(conn)
+    writer.deadline_s = 0.5
+    async with contextlib.AsyncExitStack() as turns:
+        for _ in range(writer.file_transactions):  # every storing turn taken
+            await turns.enter_async_context(writer.storing())
+        waited = await post_files(client, ann, srv.general, [part("c.bin", b"c")])
+        assert waited.status_code == 503 and waited.json()["code"] == "SEND_TIMEOUT"
+        await factories.say(client, ann, srv.general, "a send without files is not held up")
+    async with pool.acquire() as conn:
+        assert await stored(conn) == before
 
 
 async def test_files_go_with_their_channel_and_a_kicked_member_reads_none(

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from uuid import UUID
 
@@ -170,10 +172,13 @@ async def send_with_files(
     max_bytes: int,
     quota: int,
     slots: asyncio.Semaphore,
+    storing: Callable[[], AbstractAsyncContextManager[None]],
 ) -> SendResult:
     """Send `req` with `uploads` as its attachments (SEND_MESSAGES and ATTACH_FILES):
     committed together, or nothing stored. A repeat (its id or nonce held) is answered
     without storing its files, and one over the quota refused before they are stored.
+
+    `storing` gives the turn of a transaction that stores files (MessageWriter.storing).
 
     Raises: whatever a send raises; BadRequest (TOO_MANY_FILES, INVALID_IMAGE);
     PayloadTooLarge (FILE_TOO_LARGE, QUOTA_EXCEEDED); ServiceUnavailable (CHANNEL_BUSY)."""
@@ -188,7 +193,7 @@ async def send_with_files(
         # count_upload decides, in the transaction, with the thumbnails.
         await files.check_room(conn, req.actor.user_id, sum(u.size for u in uploads), quota)
     looks = [await _look_at(u, slots) for u in uploads]
-    return await _store_and_write(pool, req, uploads, looks, quota)
+    return await _store_and_write(pool, req, uploads, looks, quota, storing)
 
 
 async def _store_and_write(
@@ -197,10 +202,13 @@ async def _store_and_write(
     uploads: list[Upload],
     looks: list[images.Thumbnailed | None],
     quota: int,
+    storing: Callable[[], AbstractAsyncContextManager[None]],
 ) -> SendResult:
+    """Store the files and write the message in one transaction, in a turn of
+    `storing` (a bound on the connections held for a whole COPY)."""
     for attempt in range(1, RETRIES + 1):
         try:
-            async with pool.acquire() as conn, conn.transaction():
+            async with storing(), pool.acquire() as conn, conn.transaction():
                 drafts = await _store(conn, req, uploads, looks)
                 (outcome,) = await write_batch(
                     conn, req.channel_id, [replace(req, attachments=drafts)]
