@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from tests import factories
 from tests.factories import AppWith, MakeUser, TestUser
 from tests.support import random_secret
+from xfchat.db.queries import media as media_q
 from xfchat.domain import images, media
 from xfchat.errors import BadRequest, PayloadTooLarge
 from xfchat.settings import Settings
@@ -735,3 +736,35 @@ async def test_server_icons_take_the_avatar_path_and_free_what_they_replace(
     third = await client.put(url, headers={**ann.headers, "Content-Type": "image/png"}, content=png)
     assert (await client.delete(srv.url(), headers=ann.headers)).status_code == 204
     assert (await client.get(third.json()["icon_url"])).status_code == 404
+
+
+async def test_two_servers_clearing_a_shared_icon_at_once_delete_it(
+    client: httpx.AsyncClient, make_user: MakeUser, db_url: str
+) -> None:
+    ann = await make_user("ann")
+    one, two = await factories.community(client, ann), await factories.community(client, ann)
+    png = encoded(noise((40, 40)), "PNG")
+    url = (
+        await client.put(
+            one.url("/icon"), headers={**ann.headers, "Content-Type": "image/png"}, content=png
+        )
+    ).json()["icon_url"]
+    shared = await client.patch(two.url(), headers=ann.headers, json={"icon_url": url})
+    assert shared.status_code == 200, shared.text
+    first, second = await asyncpg.connect(db_url), await asyncpg.connect(db_url)
+    try:
+        # Both servers stop showing it, each in its own transaction, at the same time.
+        await first.execute("BEGIN")
+        await first.execute("UPDATE servers SET icon_url = NULL WHERE id = $1", UUID(one.id))
+        assert not await media_q.delete_uploaded_icon(first, url=url)  # two still shows it
+        await second.execute("BEGIN")
+        await second.execute("UPDATE servers SET icon_url = NULL WHERE id = $1", UUID(two.id))
+        deleting = asyncio.create_task(media_q.delete_uploaded_icon(second, url=url))
+        await asyncio.sleep(0.2)
+        await first.execute("COMMIT")
+        assert await asyncio.wait_for(deleting, 5)  # it saw one's change: nobody shows it
+        await second.execute("COMMIT")
+    finally:
+        await first.close()
+        await second.close()
+    assert (await client.get(url)).status_code == 404
