@@ -768,3 +768,23 @@ async def test_two_servers_clearing_a_shared_icon_at_once_delete_it(
         await first.close()
         await second.close()
     assert (await client.get(url)).status_code == 404
+
+
+async def test_replacing_an_avatar_or_icon_at_the_quota_counts_only_the_difference(
+    app: FastAPI, client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    user = await make_user()
+    srv = await factories.community(client, user)
+    png = encoded(noise((64, 64)), "PNG")
+    assert (await upload(client, user, png)).status_code == 200
+    icon = srv.url("/icon")
+    headers = {**user.headers, "Content-Type": "image/png"}
+    assert (await client.put(icon, headers=headers, content=png)).status_code == 200
+    owned = await conn.fetchval("SELECT sum(size_bytes) FROM files WHERE owner_id = $1", user.id)
+    app.state.settings = app.state.settings.model_copy(update={"upload_quota_bytes": owned})
+    again = await upload(client, user, png)  # the same size again: no more than before
+    assert again.status_code == 200, again.text
+    assert (await client.put(icon, headers=headers, content=png)).status_code == 200
+    bigger = await upload(client, user, encoded(noise((65, 65)), "PNG"))
+    assert bigger.status_code == 413 and bigger.json()["code"] == "QUOTA_EXCEEDED"
+    assert await media_rows(conn, user.id) == 2  # one avatar, one icon

@@ -55,13 +55,15 @@ async def set_avatar(
     _check_size(data, max_bytes)
     image = await run_image_job_by(deadline_s, slots, encode_avatar, data)
     async with pool.acquire() as conn, conn.transaction():
-        stored = await _store(conn, actor, "avatar", image, quota)
+        stored = await _store(conn, actor, "avatar", image)
         # The user's row is locked from here to COMMIT, so concurrent changes of the
         # avatar take turns and each deletes whatever the one before it stored.
         user = await profile.set_avatar_url(conn, actor, media_url(stored))
         await media_q.delete_media_of_owner(
             conn, owner_id=actor.user_id, purpose="avatar", keep=stored
         )
+        # Counted with the previous one gone: a replacement costs only the difference.
+        await files.count_upload(conn, actor.user_id, len(image.data), quota)
     return user
 
 
@@ -71,13 +73,9 @@ def _check_size(data: bytes, max_bytes: int) -> None:
         raise PayloadTooLarge(f"the image is larger than {max_bytes} bytes")
 
 
-async def _store(
-    conn: asyncpg.Connection, actor: Actor, purpose: str, image: EncodedImage, quota: int
-) -> UUID:
-    """Store an encoded upload of the actor's, counted in their quota and usage, in the
-    caller's transaction; its id.
-
-    Raises: PayloadTooLarge (QUOTA_EXCEEDED)."""
+async def _store(conn: asyncpg.Connection, actor: Actor, purpose: str, image: EncodedImage) -> UUID:
+    """Store an encoded upload of the actor's in the caller's transaction (which then
+    counts it: files.count_upload, once what it replaces is gone); its id."""
     file_id = await files.store_bytes(conn, actor.user_id, image.data)
     stored = await media_q.insert_media(
         conn,
@@ -90,7 +88,6 @@ async def _store(
         width=image.width,
         height=image.height,
     )
-    await files.count_upload(conn, actor.user_id, len(image.data), quota)
     return stored.id
 
 
@@ -136,10 +133,12 @@ async def set_server_icon(
         await access_server(conn, actor, server_id, need=Permission.MANAGE_SERVER)
     image = await run_image_job_by(deadline_s, slots, encode_avatar, data)
     async with pool.acquire() as conn, conn.transaction():
-        stored = await _store(conn, actor, "icon", image, quota)
-        return await servers.update_server(
+        stored = await _store(conn, actor, "icon", image)
+        server = await servers.update_server(  # (deletes the icon it replaces, if unshared)
             conn, actor, server_id, fields={"icon_url": media_url(stored)}, reason=reason
         )
+        await files.count_upload(conn, actor.user_id, len(image.data), quota)
+        return server
 
 
 # -- Serving ---------------------------------------------------------------------------
