@@ -16,7 +16,7 @@ import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
-from PIL import Image
+from PIL import ExifTags, Image, ImageCms
 
 from tests import factories
 from tests.factories import MakeUser, TestUser, community, override
@@ -247,6 +247,46 @@ async def test_an_image_gets_its_size_and_a_thumbnail_and_a_bomb_is_refused(
         f"{text.json()['attachments'][0]['url']}/thumbnail", headers=ann.headers
     )
     assert none.status_code == 404 and none.json()["code"] == "ATTACHMENT_NOT_FOUND"
+
+
+async def test_a_jpegs_metadata_is_dropped_and_its_pixels_and_orientation_kept(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann = await make_user("ann")
+    srv = await community(client, ann)
+    image = Image.new("RGB", (300, 200), (255, 0, 0))
+    image.paste((0, 0, 255), (150, 0, 300, 200))
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6  # shown turned 90 degrees clockwise
+    exif[ExifTags.Base.Make] = "SpyCam"
+    gps = exif.get_ifd(ExifTags.IFD.GPSInfo)
+    gps[ExifTags.GPS.GPSLatitudeRef] = "N"
+    gps[ExifTags.GPS.GPSLatitude] = (48.0, 51.0, 29.0)
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    out = BytesIO()
+    xmp = b"<x:xmpmeta><exif:GPSLatitude>48,51N</exif:GPSLatitude></x:xmpmeta>"
+    image.save(out, "JPEG", exif=exif, icc_profile=icc, comment=b"at home", xmp=xmp)
+    photo = out.getvalue() + b"a motion photo's video, with its own GPS"
+    url = f"/api/channels/{srv.general}/messages/{uuid.uuid4()}"
+    sent = await client.put(url, headers=ann.headers, files=[part("p.jpg", photo, "image/jpeg")])
+    assert sent.status_code == 201, sent.text
+    (attachment,) = sent.json()["attachments"]
+    assert (attachment["width"], attachment["height"]) == (200, 300)  # upright
+    got = (await client.get(attachment["url"], headers=ann.headers)).content
+    assert attachment["size"] == len(got) < len(photo)
+    for secret in (b"SpyCam", b"at home", b"GPSLatitude", b"motion photo"):
+        assert secret not in got
+    kept = Image.open(BytesIO(got))
+    assert dict(kept.getexif()) == {ExifTags.Base.Orientation: 6}
+    assert kept.info["icc_profile"] == icc
+    assert kept.tobytes() == Image.open(BytesIO(photo)).tobytes()  # not re-encoded
+    again = await client.put(url, headers=ann.headers, files=[part("p.jpg", photo, "image/jpeg")])
+    assert again.status_code == 200 and again.json()["attachments"] == [attachment]
+    plain = BytesIO()
+    image.save(plain, "JPEG")  # nothing to drop: stored byte for byte
+    same = await post_files(client, ann, srv.general, [part("q.jpg", plain.getvalue())])
+    got = await client.get(same.json()["attachments"][0]["url"], headers=ann.headers)
+    assert got.content == plain.getvalue()
 
 
 async def test_limits_on_count_size_and_quota_store_nothing(

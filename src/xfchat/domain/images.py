@@ -7,8 +7,9 @@ the upload's metadata (EXIF and its GPS position, ICC profile, comments, text ch
 for an avatar or icon, a square of at most 512x512 that is all we keep and serve (files
 that are also something else, HTML, SVG, script or PHP "polyglots", are refused anyway,
 as defence in depth); for an attachment, a thumbnail of at most 400x400 beside the
-original, which is kept as uploaded. PNG if it has transparency, else JPEG. CPU work:
-run it in a thread, through run_image_job.
+original, which is kept as uploaded (a JPEG without its metadata: without_metadata).
+PNG if it has transparency, else JPEG. CPU work: run it in a thread, through
+run_image_job.
 """
 
 from __future__ import annotations
@@ -265,6 +266,54 @@ def _jpeg_end(data: bytes) -> int:
             if scans > MAX_JPEG_SCANS:
                 raise _invalid(f"the JPEG has more than {MAX_JPEG_SCANS} scans")
             pos = _entropy_end(data, pos)
+
+
+# Segments of a JPEG's header an attachment keeps: JFIF, the ICC profile (colours), and
+# Adobe's (how its colours are transformed); the rest of APP0-APP15 and COM are metadata
+# (EXIF and its GPS position, XMP, IPTC, MPF, maker notes, comments, content credentials).
+KEPT_SEGMENTS = {0xE0: b"", 0xE2: b"ICC_PROFILE\x00", 0xEE: b"Adobe"}
+
+
+def without_metadata(data: bytes) -> bytes:
+    """A JPEG attachment as it was uploaded, the same pixels bit for bit (its scans are
+    not touched), without its metadata segments or anything after the image's end (an
+    MPO's other frames, a gain map, a motion photo's video, which carry metadata of
+    their own and which only the dropped XMP or MPF pointed at); its EXIF orientation,
+    if any, is kept, alone in a small EXIF segment of our own.
+
+    Raises: BadRequest (INVALID_IMAGE: not a well-formed JPEG)."""
+    with _decoding():
+        end = _jpeg_end(data)  # (the scans bound too)
+        with Image.open(BytesIO(data), formats=["JPEG", "MPO"]) as opened:
+            orientation = opened.getexif().get(ORIENTATION, 1)  # (reads no pixels)
+        kept = [data[:2]]
+        if orientation in range(2, 9):
+            kept.append(_exif_orientation(orientation))
+        pos = 2
+        while True:  # the header's segments, up to the first scan
+            start = pos
+            while data[pos] == 0xFF:  # (fill bytes)
+                pos += 1
+            marker = data[pos]
+            if marker == 0xDA or marker == 0xD9:
+                kept.append(data[pos - 1 : end])
+                return b"".join(kept)
+            pos += 1
+            if marker != 0x01 and not 0xD0 <= marker <= 0xD7:
+                pos += int.from_bytes(data[pos : pos + 2], "big")
+            prefix = KEPT_SEGMENTS.get(marker)
+            metadata = 0xE0 <= marker <= 0xEF or marker == 0xFE
+            if not metadata or (prefix is not None and data[start + 4 :].startswith(prefix)):
+                kept.append(data[start:pos])
+
+
+def _exif_orientation(orientation: int) -> bytes:
+    """An APP1 EXIF segment holding only the orientation tag (big-endian TIFF, one IFD
+    of one SHORT entry)."""
+    tiff = b"MM\x00\x2a\x00\x00\x00\x08" + b"\x00\x01"
+    tiff += b"\x01\x12\x00\x03\x00\x00\x00\x01" + orientation.to_bytes(2, "big") + b"\x00\x00"
+    body = b"Exif\x00\x00" + tiff + b"\x00\x00\x00\x00"  # (no next IFD)
+    return b"\xff\xe1" + (len(body) + 2).to_bytes(2, "big") + body
 
 
 def _coefficient_bytes(data: bytes, at: int) -> int:

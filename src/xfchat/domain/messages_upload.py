@@ -8,6 +8,7 @@ thread, holding no database connection."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import uuid
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
@@ -71,6 +72,30 @@ def check_uploads(content: str, uploads: list[Upload], max_bytes: int) -> None:
 def file_too_large(max_bytes: int) -> PayloadTooLarge:
     return PayloadTooLarge(
         f"a file may be at most {max_bytes} bytes", code="FILE_TOO_LARGE", field="files"
+    )
+
+
+async def _without_metadata(upload: Upload) -> Upload:
+    """A JPEG without its metadata (images.without_metadata: EXIF and its GPS position,
+    XMP, comments; the pixels untouched), rewritten in its spool; other files as they
+    came.
+
+    Raises: BadRequest (INVALID_IMAGE: a damaged JPEG)."""
+    if not upload.head.startswith(b"\xff\xd8\xff"):
+        return upload
+    upload.file.seek(0)
+    data = upload.file.read()
+    clean = await asyncio.to_thread(images.without_metadata, data)
+    if clean == data:  # (nothing to drop)
+        return upload
+    upload.file.seek(0)
+    upload.file.write(clean)
+    upload.file.truncate()
+    return replace(
+        upload,
+        size=len(clean),
+        sha256=hashlib.sha256(clean).digest(),
+        head=clean[: len(upload.head)],
     )
 
 
@@ -184,6 +209,8 @@ async def send_with_files(
     PayloadTooLarge (FILE_TOO_LARGE, QUOTA_EXCEEDED); ServiceUnavailable (CHANNEL_BUSY)."""
     check_uploads(req.content, uploads, max_bytes)
     check_nonce(req.nonce)
+    # (before the repeat check: a repeat's files are told by the SHA-256 of what we store)
+    uploads = [await _without_metadata(upload) for upload in uploads]
     async with pool.acquire() as conn:
         held = await _held(conn, req)
     if held and (answer := await _answer_held(pool, req, uploads)) is not None:
