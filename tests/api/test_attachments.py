@@ -469,6 +469,43 @@ async def test_malformed_forms_are_400(client: httpx.AsyncClient, make_user: Mak
     assert plain.status_code == 201 and plain.json()["content"] == "via curl -F"
 
 
+async def test_forms_as_clients_send_them_an_empty_input_a_preamble_and_filename_star(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann = await make_user("ann")
+    srv = await community(client, ann)
+    url = f"/api/channels/{srv.general}/messages"
+    headers = {**ann.headers, "Content-Type": "multipart/form-data; boundary=b"}
+
+    def file(disposition: bytes, data: bytes) -> bytes:
+        return (
+            b"--b\r\nContent-Disposition: form-data; " + disposition + b"\r\n\r\n" + data + b"\r\n"
+        )
+
+    ten = b"".join(file(b'name="f"; filename="%d.txt"' % i, b"x") for i in range(10))
+    empty_input = file(b'name="more"; filename=""', b"")
+    end = b'--b\r\nContent-Disposition: form-data; name="content"\r\n\r\nhi\r\n--b--\r\n'
+    # Ten files, then a browser's empty file input (no file): not one too many.
+    full = await client.post(url, headers=headers, content=ten + empty_input + end)
+    assert full.status_code == 201, full.text
+    assert len(full.json()["attachments"]) == 10
+    unnamed = file(b'name="more"; filename=""', b"bytes")  # a file after all: the 11th
+    eleven = await client.post(url, headers=headers, content=ten + unnamed + end)
+    assert eleven.status_code == 400 and eleven.json()["code"] == "TOO_MANY_FILES"
+    # RFC 8187's filename* alone (or beside filename, which it then overrides).
+    star = file(b"name=\"f\"; filename*=UTF-8''na%C3%AFve%20%E2%9C%93.txt", b"x")
+    both = file(b'name="g"; filename="naive.txt"; filename*=utf-8\'\'%C3%A9t%C3%A9.txt', b"y")
+    named = await client.post(url, headers=headers, content=star + both + end)
+    assert named.status_code == 201, named.text
+    assert [a["filename"] for a in named.json()["attachments"]] == ["naïve ✓.txt", "été.txt"]
+    # A preamble before the first boundary is ignored (RFC 2046).
+    preamble = b"This is a message with multiple parts in MIME format.\r\n"
+    prefaced = await client.post(url, headers=headers, content=preamble + star + end)
+    assert prefaced.status_code == 201, prefaced.text
+    nothing = await client.post(url, headers=headers, content=b"no boundary " * 10_000)
+    assert nothing.status_code == 400 and nothing.json()["code"] == "INVALID_FORM"
+
+
 async def test_every_stored_byte_counts_and_a_repeat_near_the_quota_is_still_answered(
     app: FastAPI, client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
 ) -> None:
