@@ -330,16 +330,17 @@ def _coefficient_bytes(data: bytes, at: int) -> int:
     return blocks * 128
 
 
+# In entropy-coded data, 0xFF is followed by 0x00 (a stuffed byte), a restart marker or
+# more 0xFF (fill): the first 0xFF followed by anything else starts the next marker.
+# (A regular expression: a Python loop over each 0xFF took 0.6 s for 8 MiB of them.)
+ENTROPY_END = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+
+
 def _entropy_end(data: bytes, pos: int) -> int:
-    while True:
-        pos = data.index(b"\xff", pos)  # ValueError: no end at all
-        following = data[pos + 1]
-        if following == 0x00 or 0xD0 <= following <= 0xD7:  # stuffed byte, restart marker
-            pos += 2
-        elif following == 0xFF:
-            pos += 1
-        else:
-            return pos
+    found = ENTROPY_END.search(data, pos)
+    if found is None:
+        raise ValueError("the scan has no end")  # (damaged: INVALID_IMAGE)
+    return found.start()
 
 
 def _normalized(image: Image.Image) -> Image.Image:
