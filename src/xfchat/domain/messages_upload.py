@@ -2,8 +2,11 @@
 counts them in the sender's quota, and writes the message with them through the same
 batch writer every send uses (domain/messages_send.py: permission, replies,
 idempotency, rate limits, sequence number, event), so a message and its files are
-committed together or not at all. Images are looked at (and thumbnailed) first, in a
-thread, holding no database connection."""
+committed together or not at all. Before that: a JPEG loses its metadata, a repeat (its
+id or nonce already held) is answered without storing anything, files that cannot fit
+in the quota are refused, and images are looked at (and thumbnailed), in a thread,
+holding no database connection; the transaction then waits for a turn of the
+process's few that store files."""
 
 from __future__ import annotations
 
