@@ -3,6 +3,7 @@ channel's read permission."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import struct
@@ -13,14 +14,16 @@ from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 from fastapi import FastAPI
-from PIL import Image
+from PIL import ExifTags, Image, ImageCms
 
 from tests import factories
 from tests.factories import MakeUser, TestUser, community, override
 from xfchat.api.downloads import requested_range
 from xfchat.api.uploads import MAX_PARTS
 from xfchat.db.queries.files import CHUNK
+from xfchat.domain import messages_writer
 from xfchat.domain.permissions import Permission as P
 
 MiB = 1 << 20
@@ -228,6 +231,13 @@ async def test_an_image_gets_its_size_and_a_thumbnail_and_a_bomb_is_refused(
     )
     assert bomb.status_code == 400 and bomb.json()["code"] == "INVALID_IMAGE"
     assert "pixels" in bomb.json()["message"] or "side" in bomb.json()["message"]
+    scans = BytesIO()  # a progressive JPEG whose last scan is repeated 200 times
+    Image.new("L", (64, 64), 128).save(scans, "JPEG", progressive=True)
+    jpeg = scans.getvalue()
+    last = jpeg.rfind(b"\xff\xda")
+    repeated = jpeg[:-2] + jpeg[last:-2] * 200 + jpeg[-2:]
+    slow = await post_files(client, ann, srv.general, [part("s.jpg", repeated)])
+    assert slow.status_code == 400 and "scans" in slow.json()["message"]
     damaged = await post_files(client, ann, srv.general, [part("d.png", png(40, 40)[:60])])
     assert damaged.status_code == 400 and damaged.json()["code"] == "INVALID_IMAGE"
     async with pool.acquire() as conn:
@@ -237,6 +247,46 @@ async def test_an_image_gets_its_size_and_a_thumbnail_and_a_bomb_is_refused(
         f"{text.json()['attachments'][0]['url']}/thumbnail", headers=ann.headers
     )
     assert none.status_code == 404 and none.json()["code"] == "ATTACHMENT_NOT_FOUND"
+
+
+async def test_a_jpegs_metadata_is_dropped_and_its_pixels_and_orientation_kept(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann = await make_user("ann")
+    srv = await community(client, ann)
+    image = Image.new("RGB", (300, 200), (255, 0, 0))
+    image.paste((0, 0, 255), (150, 0, 300, 200))
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6  # shown turned 90 degrees clockwise
+    exif[ExifTags.Base.Make] = "SpyCam"
+    gps = exif.get_ifd(ExifTags.IFD.GPSInfo)
+    gps[ExifTags.GPS.GPSLatitudeRef] = "N"
+    gps[ExifTags.GPS.GPSLatitude] = (48.0, 51.0, 29.0)
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    out = BytesIO()
+    xmp = b"<x:xmpmeta><exif:GPSLatitude>48,51N</exif:GPSLatitude></x:xmpmeta>"
+    image.save(out, "JPEG", exif=exif, icc_profile=icc, comment=b"at home", xmp=xmp)
+    photo = out.getvalue() + b"a motion photo's video, with its own GPS"
+    url = f"/api/channels/{srv.general}/messages/{uuid.uuid4()}"
+    sent = await client.put(url, headers=ann.headers, files=[part("p.jpg", photo, "image/jpeg")])
+    assert sent.status_code == 201, sent.text
+    (attachment,) = sent.json()["attachments"]
+    assert (attachment["width"], attachment["height"]) == (200, 300)  # upright
+    got = (await client.get(attachment["url"], headers=ann.headers)).content
+    assert attachment["size"] == len(got) < len(photo)
+    for secret in (b"SpyCam", b"at home", b"GPSLatitude", b"motion photo"):
+        assert secret not in got
+    kept = Image.open(BytesIO(got))
+    assert dict(kept.getexif()) == {ExifTags.Base.Orientation: 6}
+    assert kept.info["icc_profile"] == icc
+    assert kept.tobytes() == Image.open(BytesIO(photo)).tobytes()  # not re-encoded
+    again = await client.put(url, headers=ann.headers, files=[part("p.jpg", photo, "image/jpeg")])
+    assert again.status_code == 200 and again.json()["attachments"] == [attachment]
+    plain = BytesIO()
+    image.save(plain, "JPEG")  # nothing to drop: stored byte for byte
+    same = await post_files(client, ann, srv.general, [part("q.jpg", plain.getvalue())])
+    got = await client.get(same.json()["attachments"][0]["url"], headers=ann.headers)
+    assert got.content == plain.getvalue()
 
 
 async def test_limits_on_count_size_and_quota_store_nothing(
@@ -419,6 +469,43 @@ async def test_malformed_forms_are_400(client: httpx.AsyncClient, make_user: Mak
     assert plain.status_code == 201 and plain.json()["content"] == "via curl -F"
 
 
+async def test_forms_as_clients_send_them_an_empty_input_a_preamble_and_filename_star(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann = await make_user("ann")
+    srv = await community(client, ann)
+    url = f"/api/channels/{srv.general}/messages"
+    headers = {**ann.headers, "Content-Type": "multipart/form-data; boundary=b"}
+
+    def file(disposition: bytes, data: bytes) -> bytes:
+        return (
+            b"--b\r\nContent-Disposition: form-data; " + disposition + b"\r\n\r\n" + data + b"\r\n"
+        )
+
+    ten = b"".join(file(b'name="f"; filename="%d.txt"' % i, b"x") for i in range(10))
+    empty_input = file(b'name="more"; filename=""', b"")
+    end = b'--b\r\nContent-Disposition: form-data; name="content"\r\n\r\nhi\r\n--b--\r\n'
+    # Ten files, then a browser's empty file input (no file): not one too many.
+    full = await client.post(url, headers=headers, content=ten + empty_input + end)
+    assert full.status_code == 201, full.text
+    assert len(full.json()["attachments"]) == 10
+    unnamed = file(b'name="more"; filename=""', b"bytes")  # a file after all: the 11th
+    eleven = await client.post(url, headers=headers, content=ten + unnamed + end)
+    assert eleven.status_code == 400 and eleven.json()["code"] == "TOO_MANY_FILES"
+    # RFC 8187's filename* alone (or beside filename, which it then overrides).
+    star = file(b"name=\"f\"; filename*=UTF-8''na%C3%AFve%20%E2%9C%93.txt", b"x")
+    both = file(b'name="g"; filename="naive.txt"; filename*=utf-8\'\'%C3%A9t%C3%A9.txt', b"y")
+    named = await client.post(url, headers=headers, content=star + both + end)
+    assert named.status_code == 201, named.text
+    assert [a["filename"] for a in named.json()["attachments"]] == ["naïve ✓.txt", "été.txt"]
+    # A preamble before the first boundary is ignored (RFC 2046).
+    preamble = b"This is a message with multiple parts in MIME format.\r\n"
+    prefaced = await client.post(url, headers=headers, content=preamble + star + end)
+    assert prefaced.status_code == 201, prefaced.text
+    nothing = await client.post(url, headers=headers, content=b"no boundary " * 10_000)
+    assert nothing.status_code == 400 and nothing.json()["code"] == "INVALID_FORM"
+
+
 async def test_every_stored_byte_counts_and_a_repeat_near_the_quota_is_still_answered(
     app: FastAPI, client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
 ) -> None:
@@ -463,11 +550,50 @@ async def test_every_stored_byte_counts_and_a_repeat_near_the_quota_is_still_ans
     assert twice.status_code == 409 and twice.json()["code"] == "NONCE_CONFLICT"
 
 
-async def test_concurrent_uploads_never_pass_the_quota_together(
+async def wal_written(pool: asyncpg.Pool) -> int:
+    async with pool.acquire() as conn:
+        return int(await conn.fetchval("SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn"))
+
+
+async def test_a_send_over_the_quota_or_a_repeat_writes_none_of_its_bytes(
     app: FastAPI, client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    ann = await make_user("ann")
+    srv = await community(client, ann)
+    limits(app, attachment_max_bytes=4 * MiB, upload_quota_bytes=4 * MiB)
+    data = os.urandom(3 * MiB)  # (incompressible: stored, it is 3 MiB of WAL)
+    url = f"/api/channels/{srv.general}/messages/{uuid.uuid4()}"
+    form = {"payload_json": '{"content": "big", "nonce": "n"}'}
+    first = await client.put(url, headers=ann.headers, data=form, files=[part("a.bin", data)])
+    assert first.status_code == 201, first.text
+    limits(app, attachment_max_bytes=4 * MiB, upload_quota_bytes=3 * MiB)  # full now
+    async with pool.acquire() as conn:
+        before_rows = await stored(conn)
+    before = await wal_written(pool)
+    again = await client.put(url, headers=ann.headers, data=form, files=[part("a.bin", data)])
+    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+    by_nonce = await post_files(client, ann, srv.general, [part("a.bin", data)], "big", nonce="n")
+    assert by_nonce.status_code == 200 and by_nonce.json()["id"] == first.json()["id"]
+    conflict = await client.put(url, headers=ann.headers, data=form, files=[part("b", data[1:])])
+    assert conflict.status_code == 409 and conflict.json()["code"] == "MESSAGE_ID_CONFLICT"
+    over = await post_files(client, ann, srv.general, [part("b.bin", data)])
+    assert over.status_code == 413 and over.json()["code"] == "QUOTA_EXCEEDED"
+    # Before, each of these stored its 3 MiB (COPY) and then rolled it back: 12 MiB.
+    assert await wal_written(pool) - before < MiB
+    async with pool.acquire() as conn:
+        assert await stored(conn) == before_rows
+
+
+async def test_concurrent_uploads_never_pass_the_quota_together(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    pool: asyncpg.Pool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import asyncio
 
+    monkeypatch.setattr(messages_writer, "FILE_SENDS_USER", 5)
     ann = await make_user("ann")
     srv = await community(client, ann)
     limits(app, upload_quota_bytes=MiB)
@@ -481,6 +607,34 @@ async def test_concurrent_uploads_never_pass_the_quota_together(
     async with pool.acquire() as conn:
         owned = await conn.fetchval("SELECT sum(size_bytes) FROM files WHERE owner_id = $1", ann.id)
     assert owned == 800 * 1024
+
+
+async def test_sends_with_files_are_bounded_per_user_and_per_process(
+    app: FastAPI, client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    # 25 parallel 80 MiB sends of one user each held a pool connection for its COPY:
+    # the whole pool, and everyone else got DATABASE_BUSY.
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await community(client, ann, ben)
+    writer = app.state.writer
+    assert writer.transactions + writer.file_transactions <= app.state.pool.get_max_size() // 2
+    async with writer.sending_files(ann.id), writer.sending_files(ann.id):
+        busy = await post_files(client, ann, srv.general, [part("a.bin", b"a")])
+        assert busy.status_code == 503 and busy.json()["code"] == "FILES_BUSY"
+        assert busy.headers["retry-after"] == "1"
+        assert (await post_files(client, ben, srv.general, [part("b.bin", b"b")])).is_success
+    assert (await post_files(client, ann, srv.general, [part("a.bin", b"a")])).is_success
+    async with pool.acquire() as conn:
+        before = await stored(conn)
+    writer.deadline_s = 0.5
+    async with contextlib.AsyncExitStack() as turns:
+        for _ in range(writer.file_transactions):  # every storing turn taken
+            await turns.enter_async_context(writer.storing())
+        waited = await post_files(client, ann, srv.general, [part("c.bin", b"c")])
+        assert waited.status_code == 503 and waited.json()["code"] == "SEND_TIMEOUT"
+        await factories.say(client, ann, srv.general, "a send without files is not held up")
+    async with pool.acquire() as conn:
+        assert await stored(conn) == before
 
 
 async def test_files_go_with_their_channel_and_a_kicked_member_reads_none(

@@ -14,14 +14,16 @@ from uuid import UUID
 import asyncpg
 import httpx
 import pytest
+from fastapi import FastAPI
 from PIL import ExifTags, Image, ImageCms, PngImagePlugin
 from pydantic import ValidationError
 
 from tests import factories
 from tests.factories import AppWith, MakeUser, TestUser
 from tests.support import random_secret
+from xfchat.db.queries import media as media_q
 from xfchat.domain import images, media
-from xfchat.errors import PayloadTooLarge
+from xfchat.errors import BadRequest, PayloadTooLarge
 from xfchat.settings import Settings
 
 AVATAR = "/api/users/@me/avatar"
@@ -59,6 +61,15 @@ def jpeg_markers(data: bytes) -> list[int]:
         markers.append(data[pos + 1])
         pos += 2 + struct.unpack(">H", data[pos + 2 : pos + 4])[0]
     return markers
+
+
+def progressive_with_scans(scans: int) -> bytes:
+    """A small progressive JPEG whose last scan is repeated to make `scans` in all (the
+    shape of a file that makes the decoder walk the whole image once a repeat)."""
+    data = encoded(Image.new("L", (64, 64), 128), "JPEG", progressive=True)
+    last = data.rfind(b"\xff\xda")  # (0xFF in entropy-coded data is never followed by DA)
+    extra = scans - data.count(b"\xff\xda")
+    return data[:-2] + data[last:-2] * extra + data[-2:]
 
 
 def png_chunk(kind: bytes, body: bytes) -> bytes:
@@ -363,6 +374,70 @@ async def test_upload_of_a_decompression_bomb_is_400(
 # -- Size limits -------------------------------------------------------------------------
 
 
+async def test_a_jpeg_of_too_many_scans_is_refused_before_decoding(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    user = await make_user()
+    most = progressive_with_scans(images.MAX_JPEG_SCANS)
+    assert images.make_thumbnail(most).width == 64
+    assert (await upload(client, user, most, "image/jpeg")).status_code == 200
+    over = progressive_with_scans(images.MAX_JPEG_SCANS + 1)
+    refused = await upload(client, user, over, "image/jpeg")
+    assert refused.status_code == 400 and refused.json()["code"] == "INVALID_IMAGE"
+    assert f"more than {images.MAX_JPEG_SCANS} scans" in refused.json()["message"]
+    with pytest.raises(BadRequest, match="scans"):
+        images.make_thumbnail(over)
+
+
+def test_thumbnails_check_the_size_before_reading_exif() -> None:
+    # getexif decodes a whole PNG (an eXIf chunk may follow the pixels): a 13000x13000
+    # one took 2.2 s and 675 MB before the bounds refused it as damaged.
+    with pytest.raises(BadRequest, match="each side may be at most"):
+        images.make_thumbnail(png_declaring(10_001, 8_000))
+    with pytest.raises(BadRequest, match="at most 16,000,000 pixels"):
+        images.make_thumbnail(png_declaring(9_000, 9_000))
+
+
+def jpeg_claiming(mode: str, size: tuple[int, int]) -> bytes:
+    """A small progressive 4:4:4 JPEG whose frame header claims `size`."""
+    data = encoded(Image.new(mode, (16, 16)), "JPEG", progressive=True, subsampling=0)
+    at = data.index(b"\xff\xc2") + 2  # the frame header's length, then P, Y, X
+    claim = struct.pack(">HH", size[1], size[0])
+    return data[: at + 3] + claim + data[at + 7 :]
+
+
+def test_a_progressive_jpeg_whose_coefficients_take_too_much_memory_is_refused() -> None:
+    # libjpeg holds every coefficient of a progressive JPEG, whatever the scale: 8 bytes a
+    # pixel for CMYK (81 MP measured 623 MB), 6 for 4:4:4 colour.
+    with pytest.raises(BadRequest, match="too large to decode"):
+        images.make_thumbnail(jpeg_claiming("CMYK", (9_000, 9_000)))
+    assert images.make_thumbnail(jpeg_claiming("RGB", (4_000, 3_000))).width == 4_000
+    # Any colour JPEG within the pixel bound still passes, at 4:4:4 too.
+    widest = 3 * 128 * (20_000 // 8) * -(-4_450 // 8)
+    assert images.MAX_PIXELS >= 20_000 * 4_450 and images.MAX_JPEG_COEFFICIENT_BYTES >= widest
+
+
+async def test_an_avatar_not_decoded_in_time_is_503_image_busy(
+    app: FastAPI, client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    user = await make_user()
+    app.state.image_slots = asyncio.Semaphore(0)  # every decode slot held (by slow files)
+    app.state.settings = app.state.settings.model_copy(update={"send_timeout_s": 0.3})
+    data = encoded(Image.new("RGB", (16, 16)), "PNG")
+    busy = await asyncio.wait_for(upload(client, user, data), 10)  # (it used to hang)
+    assert busy.status_code == 503 and busy.json()["code"] == "IMAGE_BUSY"
+    assert busy.headers["retry-after"] == "1"
+    srv = await factories.community(client, user)
+    icon = await asyncio.wait_for(
+        client.put(
+            srv.url("/icon"), headers={**user.headers, "Content-Type": "image/png"}, content=data
+        ),
+        10,
+    )
+    assert icon.status_code == 503 and icon.json()["code"] == "IMAGE_BUSY"
+    assert await media_rows(conn, user.id) == 0
+
+
 async def test_upload_over_the_avatar_limit_is_413(
     client: httpx.AsyncClient, make_user: MakeUser
 ) -> None:
@@ -419,6 +494,7 @@ async def test_set_avatar_itself_refuses_more_than_its_limit(
             max_bytes=len(data) - 1,
             quota=1 << 30,
             slots=asyncio.Semaphore(1),
+            deadline_s=10,
         )
     assert await media_rows(conn, user.id) == 0
 
@@ -660,3 +736,55 @@ async def test_server_icons_take_the_avatar_path_and_free_what_they_replace(
     third = await client.put(url, headers={**ann.headers, "Content-Type": "image/png"}, content=png)
     assert (await client.delete(srv.url(), headers=ann.headers)).status_code == 204
     assert (await client.get(third.json()["icon_url"])).status_code == 404
+
+
+async def test_two_servers_clearing_a_shared_icon_at_once_delete_it(
+    client: httpx.AsyncClient, make_user: MakeUser, db_url: str
+) -> None:
+    ann = await make_user("ann")
+    one, two = await factories.community(client, ann), await factories.community(client, ann)
+    png = encoded(noise((40, 40)), "PNG")
+    url = (
+        await client.put(
+            one.url("/icon"), headers={**ann.headers, "Content-Type": "image/png"}, content=png
+        )
+    ).json()["icon_url"]
+    shared = await client.patch(two.url(), headers=ann.headers, json={"icon_url": url})
+    assert shared.status_code == 200, shared.text
+    first, second = await asyncpg.connect(db_url), await asyncpg.connect(db_url)
+    try:
+        # Both servers stop showing it, each in its own transaction, at the same time.
+        await first.execute("BEGIN")
+        await first.execute("UPDATE servers SET icon_url = NULL WHERE id = $1", UUID(one.id))
+        assert not await media_q.delete_uploaded_icon(first, url=url)  # two still shows it
+        await second.execute("BEGIN")
+        await second.execute("UPDATE servers SET icon_url = NULL WHERE id = $1", UUID(two.id))
+        deleting = asyncio.create_task(media_q.delete_uploaded_icon(second, url=url))
+        await asyncio.sleep(0.2)
+        await first.execute("COMMIT")
+        assert await asyncio.wait_for(deleting, 5)  # it saw one's change: nobody shows it
+        await second.execute("COMMIT")
+    finally:
+        await first.close()
+        await second.close()
+    assert (await client.get(url)).status_code == 404
+
+
+async def test_replacing_an_avatar_or_icon_at_the_quota_counts_only_the_difference(
+    app: FastAPI, client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    user = await make_user()
+    srv = await factories.community(client, user)
+    png = encoded(noise((64, 64)), "PNG")
+    assert (await upload(client, user, png)).status_code == 200
+    icon = srv.url("/icon")
+    headers = {**user.headers, "Content-Type": "image/png"}
+    assert (await client.put(icon, headers=headers, content=png)).status_code == 200
+    owned = await conn.fetchval("SELECT sum(size_bytes) FROM files WHERE owner_id = $1", user.id)
+    app.state.settings = app.state.settings.model_copy(update={"upload_quota_bytes": owned})
+    again = await upload(client, user, png)  # the same size again: no more than before
+    assert again.status_code == 200, again.text
+    assert (await client.put(icon, headers=headers, content=png)).status_code == 200
+    bigger = await upload(client, user, encoded(noise((65, 65)), "PNG"))
+    assert bigger.status_code == 413 and bigger.json()["code"] == "QUOTA_EXCEEDED"
+    assert await media_rows(conn, user.id) == 2  # one avatar, one icon

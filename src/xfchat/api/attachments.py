@@ -20,7 +20,10 @@ _RESPONSES: dict[int | str, dict[str, object]] = {
     200: {"content": _FILE, "description": "The file"},
     206: {"content": _FILE, "description": "The range asked for (Range: bytes=a-b)"},
     304: {"description": "Not modified (If-None-Match)"},
-    416: {"description": "The range starts past the end (RANGE_NOT_SATISFIABLE)"},
+    416: {
+        "description": "The range holds no byte: it starts past the end, or is bytes=-0 "
+        "(RANGE_NOT_SATISFIABLE)"
+    },
 }
 
 

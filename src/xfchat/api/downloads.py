@@ -1,7 +1,7 @@
 """Serving a stored file (an attachment, its thumbnail, an avatar, an icon): streamed a
 chunk at a time from PostgreSQL, with HEAD, ETag / If-None-Match, and one byte range
 (`Range: bytes=a-b`, `a-` or `-n`; 206 with Content-Range, 416 RANGE_NOT_SATISFIABLE
-when it starts past the end; several ranges, or a malformed header, get the whole file, as RFC 9110 allows)."""
+when it starts past the end or is `bytes=-0`, the last 0 bytes; several ranges, or a malformed header, get the whole file, as RFC 9110 allows)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def matches(if_none_match: str | None, etag: str) -> bool:
 
 def requested_range(header: str | None, size: int) -> files.ByteRange | str | None:
     """The one range a Range header asks for; None for the whole file (no header, a
-    malformed one, or several ranges); "unsatisfiable" when it starts past the end."""
+    malformed one, or several ranges); "unsatisfiable" when it starts past the end, or asks for the last 0 bytes."""
     if header is None or size == 0:  # (an empty file has no range to give)
         return None
     found = RANGE.fullmatch(header.strip())
@@ -90,7 +90,7 @@ def file_response(
     span = requested_range(request.headers.get("range") if if_range in (None, etag) else None, size)
     if span == "unsatisfiable":
         raise RangeNotSatisfiable(
-            f"the range asked for starts past the end of the file ({size} bytes)",
+            f"the range asked for holds no byte of the file ({size} bytes)",
             headers={"Content-Range": f"bytes */{size}"},
         )
     status = 200

@@ -97,6 +97,7 @@ async def put_avatar(
         max_bytes=settings.avatar_max_bytes,
         quota=settings.upload_quota_bytes,
         slots=image_slots(request),
+        deadline_s=settings.send_timeout_s,
     )
     request.app.state.sessions.forget_user(actor.user_id)
     return UserPrivate.of_me(user)
@@ -154,6 +155,7 @@ async def put_server_icon(
         max_bytes=settings.avatar_max_bytes,
         quota=settings.upload_quota_bytes,
         slots=image_slots(request),
+        deadline_s=settings.send_timeout_s,
         reason=reason,
     )
     return JSONResponse(server)

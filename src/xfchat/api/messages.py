@@ -144,11 +144,15 @@ async def _send_with_files(
     )
     async with state.pool.acquire() as conn:
         await messages_upload.check_attach(conn, actor, channel_id)
-    async with read_form(request, max_bytes=settings.attachment_max_bytes) as form:
+    writer = state.writer
+    async with (
+        writer.sending_files(actor.user_id),  # (before the body is read)
+        read_form(request, max_bytes=settings.attachment_max_bytes) as form,
+    ):
         send = _request(
             request, actor, channel_id, _message_in(form.payload), message_id, client_chose_id
         )
-        result = await state.writer.write_beside(
+        result = await writer.write_beside(
             actor.user_id,
             lambda: messages_upload.send_with_files(
                 state.pool,
@@ -157,6 +161,7 @@ async def _send_with_files(
                 max_bytes=settings.attachment_max_bytes,
                 quota=settings.upload_quota_bytes,
                 slots=image_slots(request),
+                storing=writer.storing,
             ),
         )
     return _sent(request, result)

@@ -59,7 +59,7 @@ ERRORS = {
     410: "No longer usable",
     413: "The body is larger than the documented limit",
     415: "A body of a kind this route does not take",
-    416: "The range asked for starts past the end (Content-Range says the size)",
+    416: "The range asked for holds no byte of the file (Content-Range says the size)",
     429: "Rate limited: wait `Retry-After` seconds",
     503: "Overloaded or the database is unavailable: try again after `Retry-After` seconds",
 }

@@ -1,7 +1,7 @@
 """Reading a message with files: `multipart/form-data` with the message as JSON in a
 `payload_json` part (the body a JSON send takes; or plain `content`, `nonce` and
 `reply_to_id` fields, for curl) and up to 10 file parts (any field name, each with a
-filename). Read as it arrives, never whole: each file is hashed and spooled (in memory
+filename or a filename*; a preamble before the first boundary is skipped). Read as it arrives, never whole: each file is hashed and spooled (in memory
 up to SPOOL bytes, then in an anonymous temporary file that is gone when the request
 ends: a buffer, not a store; the bytes are kept only in PostgreSQL). A file over the
 limit, one file too many, an oversized field, or more than MAX_PARTS parts (empty file
@@ -11,11 +11,13 @@ inputs included) stops the reading at once with a 4xx.
 from __future__ import annotations
 
 import hashlib
+import re
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import IO
+from urllib.parse import unquote_to_bytes
 
 import orjson
 from fastapi import Request
@@ -35,6 +37,8 @@ HEAD = 16  # first bytes kept, to tell images by
 # request ends): the four fields, ten files and room for empty inputs.
 MAX_PARTS = 32
 FIELDS = ("payload_json", "content", "nonce", "reply_to_id")
+MAX_PREAMBLE = 64 * 1024  # bytes before the first boundary (ignored, as RFC 2046 says)
+EXTENDED_FILENAME = re.compile(rb";\s*filename\*\s*=\s*([^;]*)", re.IGNORECASE)
 
 
 def invalid_form(message: str) -> BadRequest:
@@ -106,14 +110,13 @@ class _Reader:
         if b"name" not in options:
             raise invalid_form("every part needs a Content-Disposition with a name")
         part.name = _text(options[b"name"])
-        if b"filename" in options:
-            if len(self.uploads) >= MAX_FILES:
-                raise BadRequest(
-                    f"a message carries at most {MAX_FILES} files",
-                    code="TOO_MANY_FILES",
-                    field="files",
-                )
-            part.filename = _text(options[b"filename"])
+        filename = _extended_filename(part.headers.get(b"content-disposition", b""))
+        if filename is None and b"filename" in options:
+            filename = _text(options[b"filename"])
+        if filename is not None:
+            if filename:  # (an empty input, no name and no bytes, is no file: see on_part_data)
+                self._count_file()
+            part.filename = filename
             kind = part.headers.get(b"content-type")
             part.content_type = _text(kind) if kind else None
             part.file = tempfile.SpooledTemporaryFile(max_size=SPOOL)
@@ -123,6 +126,14 @@ class _Reader:
         elif part.name in self.fields:
             raise invalid_form(f"the field {part.name} is given twice")
 
+    def _count_file(self) -> None:
+        if len(self.uploads) >= MAX_FILES:
+            raise BadRequest(
+                f"a message carries at most {MAX_FILES} files",
+                code="TOO_MANY_FILES",
+                field="files",
+            )
+
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         part, chunk = self.part, data[start:end]
         if part.file is None:
@@ -130,6 +141,8 @@ class _Reader:
                 raise invalid_form(f"a field is at most {MAX_FIELD} bytes")
             part.data.extend(chunk)
             return
+        if part.size == 0 and part.filename == "" and chunk:  # a file after all
+            self._count_file()
         part.size += len(chunk)
         if part.size > self.max_bytes:
             raise file_too_large(self.max_bytes)
@@ -184,6 +197,30 @@ def _text(value: bytes) -> str:
     return value.decode("utf-8", errors="replace")
 
 
+def _extended_filename(disposition: bytes) -> str | None:
+    """The `filename*` of a Content-Disposition (RFC 8187: charset'language'%-encoded),
+    which a client may send alone or beside `filename` (it then wins, RFC 6266)."""
+    found = EXTENDED_FILENAME.search(disposition)
+    if found is None:
+        return None
+    charset, _, rest = found.group(1).strip().strip(b'"').partition(b"'")
+    raw = unquote_to_bytes(rest.partition(b"'")[2])
+    try:
+        return raw.decode(charset.decode("ascii", errors="replace") or "utf-8", errors="replace")
+    except LookupError:  # an unknown charset
+        return _text(raw)
+
+
+def _first_delimiter(body: bytes | bytearray, boundary: bytes) -> int | None:
+    """Where the first boundary delimiter starts, after any preamble (RFC 2046: text
+    before it, to be ignored); None if it has not arrived yet."""
+    delimiter = b"--" + boundary
+    if body.startswith(delimiter):
+        return 0
+    at = body.find(b"\r\n" + delimiter)
+    return None if at < 0 else at + 2
+
+
 @asynccontextmanager
 async def read_form(request: Request, *, max_bytes: int) -> AsyncIterator[Form]:
     """The message and its files, spooled; the spools are gone when the block ends.
@@ -209,9 +246,22 @@ async def read_form(request: Request, *, max_bytes: int) -> AsyncIterator[Form]:
     }
     try:
         parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
+        preamble: bytearray | None = bytearray()  # (None once the first boundary came)
         try:
             async for chunk in request.stream():
+                if preamble is not None:
+                    preamble += chunk
+                    at = _first_delimiter(preamble, boundary)
+                    if at is None:
+                        if len(preamble) > MAX_PREAMBLE:
+                            raise invalid_form(
+                                f"no boundary in the first {MAX_PREAMBLE} bytes of the body"
+                            )
+                        continue
+                    chunk, preamble = bytes(preamble[at:]), None
                 parser.write(chunk)
+            if preamble:
+                parser.write(bytes(preamble))  # (no boundary at all: the parser says so)
             parser.finalize()
         except FormParserError:
             raise invalid_form("the multipart body is malformed") from None

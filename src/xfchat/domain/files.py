@@ -71,6 +71,24 @@ def _quota_lock(user_id: UUID) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
+def _over_quota(total: int, quota: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"your files would take {total} bytes; your storage quota is {quota} bytes "
+        "(deleting messages with files frees it)",
+        code="QUOTA_EXCEEDED",
+    )
+
+
+async def check_room(conn: asyncpg.Connection, user_id: UUID, size: int, quota: int) -> None:
+    """Before a byte of an upload is stored: refuse `size` more bytes of the user's at
+    once when they cannot fit (count_upload decides, after storing: this is no lock).
+
+    Raises: PayloadTooLarge (QUOTA_EXCEEDED)."""
+    used = await files_q.sum_owned_bytes(conn, owner_id=user_id)
+    if used + size > quota:
+        raise _over_quota(used + size, quota)
+
+
 async def count_upload(conn: asyncpg.Connection, user_id: UUID, size: int, quota: int) -> None:
     """After storing `size` bytes of the user's in the caller's transaction: refuse them
     if the user's files now take more than `quota` bytes, else count them in the user's
@@ -81,11 +99,7 @@ async def count_upload(conn: asyncpg.Connection, user_id: UUID, size: int, quota
     await locks_q.lock_transaction(conn, key=_quota_lock(user_id))
     used = await files_q.sum_owned_bytes(conn, owner_id=user_id)
     if used > quota:
-        raise PayloadTooLarge(
-            f"your files would take {used} bytes; your storage quota is {quota} bytes "
-            "(deleting messages with files frees it)",
-            code="QUOTA_EXCEEDED",
-        )
+        raise _over_quota(used, quota)
     await usage_q.add_usage(
         conn,
         user_ids=[user_id],

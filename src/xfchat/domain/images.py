@@ -7,8 +7,9 @@ the upload's metadata (EXIF and its GPS position, ICC profile, comments, text ch
 for an avatar or icon, a square of at most 512x512 that is all we keep and serve (files
 that are also something else, HTML, SVG, script or PHP "polyglots", are refused anyway,
 as defence in depth); for an attachment, a thumbnail of at most 400x400 beside the
-original, which is kept as uploaded. PNG if it has transparency, else JPEG. CPU work:
-run it in a thread, through run_image_job.
+original, which is kept as uploaded (a JPEG without its metadata: without_metadata).
+PNG if it has transparency, else JPEG. CPU work: run it in a thread, through
+run_image_job.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,7 +27,7 @@ from typing import TypeVar
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from xfchat.errors import BadRequest, XFChatError
+from xfchat.errors import BadRequest, ServiceUnavailable, XFChatError
 
 log = logging.getLogger("xfchat.media")
 
@@ -42,7 +44,18 @@ OUTPUT_SIDE = 512  # the stored image is at most this wide and high
 THUMBNAIL_SIDE = 400  # an attachment's thumbnail, likewise
 ORIENTATION = 0x0112  # the EXIF tag
 JPEG_QUALITY = 90
-IMAGE_JOBS = 2  # decodes running at once per process: each may hold ~300 MB and a core
+IMAGE_JOBS = 2  # decodes running at once per process: each may hold ~300 MB (a
+# progressive JPEG up to MAX_JPEG_COEFFICIENT_BYTES) and a core
+# Scans of a JPEG, counted before decoding: libjpeg walks every block of the image again
+# for each one, so a small file repeating a scan thousands of times took minutes of a
+# core. A baseline JPEG has 1 (or one a component); libjpeg's progressive mode writes
+# 6 to 10, mozjpeg's up to about 20.
+MAX_JPEG_SCANS = 100
+# Bytes of coefficients libjpeg holds to decode a JPEG of several scans (a progressive
+# one): every block of the whole image, whatever the scale asked for, 128 bytes a block.
+# A 4:2:0 one of MAX_PIXELS takes 267 MB, a 4:4:4 one 535 MB (515 MB measured); beyond
+# this, CMYK ones of over ~70 MP are refused.
+MAX_JPEG_COEFFICIENT_BYTES = 560_000_000
 SNIFF_WINDOW = 1024  # bytes a browser looks at when it guesses a type
 
 # A tag that starts a document or runs code, as an HTML tokenizer (or PHP) reads it: the
@@ -143,7 +156,11 @@ def make_thumbnail(data: bytes) -> Thumbnailed:
     """
     with _decoding(), Image.open(BytesIO(data), formats=FORMATS) as upload:
         fmt = "JPEG" if upload.format == "MPO" else str(upload.format)
+        if fmt == "JPEG":
+            _jpeg_end(data)  # (its scans are counted on the way)
         width, height = upload.size
+        # (before getexif, which decodes a whole PNG to find an eXIf chunk after its pixels)
+        _check_dimensions(width, height, jpeg=fmt == "JPEG")
         if upload.getexif().get(ORIENTATION, 1) in (5, 6, 7, 8):  # turned a quarter
             width, height = height, width
         image = _opened(upload, THUMBNAIL_SIDE)
@@ -219,8 +236,12 @@ def _webp_end(data: bytes) -> int:
 
 
 def _jpeg_end(data: bytes) -> int:
-    """The offset just after the first image's EOI marker."""
+    """The offset just after the first image's EOI marker.
+
+    Raises: BadRequest (INVALID_IMAGE: more than MAX_JPEG_SCANS scans, or several
+    whose coefficients take more than MAX_JPEG_COEFFICIENT_BYTES)."""
     pos = 2  # SOI
+    scans = coefficients = 0
     while True:
         if data[pos] != 0xFF:
             raise _invalid("not a well-formed JPEG")
@@ -229,24 +250,97 @@ def _jpeg_end(data: bytes) -> int:
         marker = data[pos]
         pos += 1
         if marker == 0xD9:  # EOI
+            if scans > 1 and coefficients > MAX_JPEG_COEFFICIENT_BYTES:
+                raise _invalid(
+                    "the progressive JPEG is too large to decode (save it as a baseline JPEG, "
+                    "or with 4:2:0 chroma subsampling)"
+                )
             return pos
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # a frame header
+            coefficients = max(coefficients, _coefficient_bytes(data, pos))
         if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # no length
             continue
         pos += int.from_bytes(data[pos : pos + 2], "big")
         if marker == 0xDA:  # start of scan: entropy-coded data up to the next marker
+            scans += 1
+            if scans > MAX_JPEG_SCANS:
+                raise _invalid(f"the JPEG has more than {MAX_JPEG_SCANS} scans")
             pos = _entropy_end(data, pos)
 
 
-def _entropy_end(data: bytes, pos: int) -> int:
-    while True:
-        pos = data.index(b"\xff", pos)  # ValueError: no end at all
-        following = data[pos + 1]
-        if following == 0x00 or 0xD0 <= following <= 0xD7:  # stuffed byte, restart marker
-            pos += 2
-        elif following == 0xFF:
+# Segments of a JPEG's header an attachment keeps: JFIF, the ICC profile (colours), and
+# Adobe's (how its colours are transformed); the rest of APP0-APP15 and COM are metadata
+# (EXIF and its GPS position, XMP, IPTC, MPF, maker notes, comments, content credentials).
+KEPT_SEGMENTS = {0xE0: b"", 0xE2: b"ICC_PROFILE\x00", 0xEE: b"Adobe"}
+
+
+def without_metadata(data: bytes) -> bytes:
+    """A JPEG attachment as it was uploaded, the same pixels bit for bit (its scans are
+    not touched), without its metadata segments or anything after the image's end (an
+    MPO's other frames, a gain map, a motion photo's video, which carry metadata of
+    their own and which only the dropped XMP or MPF pointed at); its EXIF orientation,
+    if any, is kept, alone in a small EXIF segment of our own.
+
+    Raises: BadRequest (INVALID_IMAGE: not a well-formed JPEG)."""
+    with _decoding():
+        end = _jpeg_end(data)  # (the scans bound too)
+        with Image.open(BytesIO(data), formats=["JPEG", "MPO"]) as opened:
+            orientation = opened.getexif().get(ORIENTATION, 1)  # (reads no pixels)
+        kept = [data[:2]]
+        if orientation in range(2, 9):
+            kept.append(_exif_orientation(orientation))
+        pos = 2
+        while True:  # the header's segments, up to the first scan
+            start = pos
+            while data[pos] == 0xFF:  # (fill bytes)
+                pos += 1
+            marker = data[pos]
+            if marker == 0xDA or marker == 0xD9:
+                kept.append(data[pos - 1 : end])
+                return b"".join(kept)
             pos += 1
-        else:
-            return pos
+            if marker != 0x01 and not 0xD0 <= marker <= 0xD7:
+                pos += int.from_bytes(data[pos : pos + 2], "big")
+            prefix = KEPT_SEGMENTS.get(marker)
+            metadata = 0xE0 <= marker <= 0xEF or marker == 0xFE
+            if not metadata or (prefix is not None and data[start + 4 :].startswith(prefix)):
+                kept.append(data[start:pos])
+
+
+def _exif_orientation(orientation: int) -> bytes:
+    """An APP1 EXIF segment holding only the orientation tag (big-endian TIFF, one IFD
+    of one SHORT entry)."""
+    tiff = b"MM\x00\x2a\x00\x00\x00\x08" + b"\x00\x01"
+    tiff += b"\x01\x12\x00\x03\x00\x00\x00\x01" + orientation.to_bytes(2, "big") + b"\x00\x00"
+    body = b"Exif\x00\x00" + tiff + b"\x00\x00\x00\x00"  # (no next IFD)
+    return b"\xff\xe1" + (len(body) + 2).to_bytes(2, "big") + body
+
+
+def _coefficient_bytes(data: bytes, at: int) -> int:
+    """What a frame (its header at `at`) takes as coefficients: 64 of 2 bytes for every
+    8x8 block of every component, each component's size set by its sampling factors."""
+    height = int.from_bytes(data[at + 3 : at + 5], "big")
+    width = int.from_bytes(data[at + 5 : at + 7], "big")
+    factors = [(data[at + 9 + 3 * i] >> 4, data[at + 9 + 3 * i] & 15) for i in range(data[at + 7])]
+    most_h, most_v = max(h for h, _ in factors), max(v for _, v in factors)
+    blocks = sum(
+        math.ceil(math.ceil(width * h / most_h) / 8) * math.ceil(math.ceil(height * v / most_v) / 8)
+        for h, v in factors
+    )
+    return blocks * 128
+
+
+# In entropy-coded data, 0xFF is followed by 0x00 (a stuffed byte), a restart marker or
+# more 0xFF (fill): the first 0xFF followed by anything else starts the next marker.
+# (A regular expression: a Python loop over each 0xFF took 0.6 s for 8 MiB of them.)
+ENTROPY_END = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+
+
+def _entropy_end(data: bytes, pos: int) -> int:
+    found = ENTROPY_END.search(data, pos)
+    if found is None:
+        raise ValueError("the scan has no end")  # (damaged: INVALID_IMAGE)
+    return found.start()
 
 
 def _normalized(image: Image.Image) -> Image.Image:
@@ -316,3 +410,20 @@ async def run_image_job(slots: asyncio.Semaphore, job: Callable[[bytes], R], dat
 
     task.add_done_callback(done)
     return await asyncio.shield(task)
+
+
+async def run_image_job_by(
+    deadline_s: float, slots: asyncio.Semaphore, job: Callable[[bytes], R], data: bytes
+) -> R:
+    """run_image_job, answered within `deadline_s` (waiting for a slot included).
+
+    Raises: ServiceUnavailable (IMAGE_BUSY, with Retry-After: nothing was stored)."""
+    try:
+        async with asyncio.timeout(deadline_s):
+            return await run_image_job(slots, job, data)
+    except TimeoutError:
+        raise ServiceUnavailable(
+            "the image could not be processed in time (nothing was stored); retry",
+            code="IMAGE_BUSY",
+            retry_after=1,
+        ) from None

@@ -18,7 +18,7 @@ from xfchat.domain import files, profile, servers
 from xfchat.domain.access import access_server
 from xfchat.domain.accounts import Actor
 from xfchat.domain.event_payloads import ServerPayload
-from xfchat.domain.images import EncodedImage, encode_avatar, run_image_job
+from xfchat.domain.images import EncodedImage, encode_avatar, run_image_job_by
 from xfchat.domain.permissions import Permission
 from xfchat.errors import NotFound, PayloadTooLarge
 
@@ -40,6 +40,7 @@ async def set_avatar(
     max_bytes: int,
     quota: int,
     slots: asyncio.Semaphore,
+    deadline_s: float,
 ) -> users_q.UserRow:
     """Make an uploaded image the actor's avatar: re-encode it (holding no database
     connection meanwhile), then in one transaction store it, point avatar_url at it
@@ -49,17 +50,20 @@ async def set_avatar(
     Raises:
         PayloadTooLarge: `data` is over `max_bytes` (PAYLOAD_TOO_LARGE), or over the
             user's quota with their other files (QUOTA_EXCEEDED). BadRequest: INVALID_IMAGE.
+        ServiceUnavailable: IMAGE_BUSY, the image not re-encoded within `deadline_s`.
     """
     _check_size(data, max_bytes)
-    image = await run_image_job(slots, encode_avatar, data)
+    image = await run_image_job_by(deadline_s, slots, encode_avatar, data)
     async with pool.acquire() as conn, conn.transaction():
-        stored = await _store(conn, actor, "avatar", image, quota)
+        stored = await _store(conn, actor, "avatar", image)
         # The user's row is locked from here to COMMIT, so concurrent changes of the
         # avatar take turns and each deletes whatever the one before it stored.
         user = await profile.set_avatar_url(conn, actor, media_url(stored))
         await media_q.delete_media_of_owner(
             conn, owner_id=actor.user_id, purpose="avatar", keep=stored
         )
+        # Counted with the previous one gone: a replacement costs only the difference.
+        await files.count_upload(conn, actor.user_id, len(image.data), quota)
     return user
 
 
@@ -69,13 +73,9 @@ def _check_size(data: bytes, max_bytes: int) -> None:
         raise PayloadTooLarge(f"the image is larger than {max_bytes} bytes")
 
 
-async def _store(
-    conn: asyncpg.Connection, actor: Actor, purpose: str, image: EncodedImage, quota: int
-) -> UUID:
-    """Store an encoded upload of the actor's, counted in their quota and usage, in the
-    caller's transaction; its id.
-
-    Raises: PayloadTooLarge (QUOTA_EXCEEDED)."""
+async def _store(conn: asyncpg.Connection, actor: Actor, purpose: str, image: EncodedImage) -> UUID:
+    """Store an encoded upload of the actor's in the caller's transaction (which then
+    counts it: files.count_upload, once what it replaces is gone); its id."""
     file_id = await files.store_bytes(conn, actor.user_id, image.data)
     stored = await media_q.insert_media(
         conn,
@@ -88,7 +88,6 @@ async def _store(
         width=image.width,
         height=image.height,
     )
-    await files.count_upload(conn, actor.user_id, len(image.data), quota)
     return stored.id
 
 
@@ -118,6 +117,7 @@ async def set_server_icon(
     max_bytes: int,
     quota: int,
     slots: asyncio.Semaphore,
+    deadline_s: float,
     reason: str | None,
 ) -> ServerPayload:
     """Make an uploaded image a server's icon (MANAGE_SERVER), as an avatar is made:
@@ -125,17 +125,20 @@ async def set_server_icon(
     stored, the icon changed (a previously uploaded icon deleted), audited and
     announced, in one transaction.
 
-    Raises: PayloadTooLarge (PAYLOAD_TOO_LARGE, QUOTA_EXCEEDED); BadRequest (INVALID_IMAGE); NotFound (SERVER_NOT_FOUND);
-    Forbidden (MISSING_PERMISSIONS)."""
+    Raises: PayloadTooLarge (PAYLOAD_TOO_LARGE, QUOTA_EXCEEDED); BadRequest (INVALID_IMAGE);
+    NotFound (SERVER_NOT_FOUND); Forbidden (MISSING_PERMISSIONS); ServiceUnavailable
+    (IMAGE_BUSY)."""
     _check_size(data, max_bytes)
     async with pool.acquire() as conn:
         await access_server(conn, actor, server_id, need=Permission.MANAGE_SERVER)
-    image = await run_image_job(slots, encode_avatar, data)
+    image = await run_image_job_by(deadline_s, slots, encode_avatar, data)
     async with pool.acquire() as conn, conn.transaction():
-        stored = await _store(conn, actor, "icon", image, quota)
-        return await servers.update_server(
+        stored = await _store(conn, actor, "icon", image)
+        server = await servers.update_server(  # (deletes the icon it replaces, if unshared)
             conn, actor, server_id, fields={"icon_url": media_url(stored)}, reason=reason
         )
+        await files.count_upload(conn, actor.user_id, len(image.data), quota)
+        return server
 
 
 # -- Serving ---------------------------------------------------------------------------

@@ -2,18 +2,25 @@
 counts them in the sender's quota, and writes the message with them through the same
 batch writer every send uses (domain/messages_send.py: permission, replies,
 idempotency, rate limits, sequence number, event), so a message and its files are
-committed together or not at all. Images are looked at (and thumbnailed) first, in a
-thread, holding no database connection."""
+committed together or not at all. Before that: a JPEG loses its metadata, a repeat (its
+id or nonce already held) is answered without storing anything, files that cannot fit
+in the quota are refused, and images are looked at (and thumbnailed), in a thread,
+holding no database connection; the transaction then waits for a turn of the
+process's few that store files."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import uuid
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from uuid import UUID
 
 import asyncpg
 
+from xfchat.db.queries import messages_send as send_q
 from xfchat.domain import files, images
 from xfchat.domain.accounts import Actor
 from xfchat.domain.attachments import (
@@ -71,6 +78,30 @@ def file_too_large(max_bytes: int) -> PayloadTooLarge:
     )
 
 
+async def _without_metadata(upload: Upload) -> Upload:
+    """A JPEG without its metadata (images.without_metadata: EXIF and its GPS position,
+    XMP, comments; the pixels untouched), rewritten in its spool; other files as they
+    came.
+
+    Raises: BadRequest (INVALID_IMAGE: a damaged JPEG)."""
+    if not upload.head.startswith(b"\xff\xd8\xff"):
+        return upload
+    upload.file.seek(0)
+    data = upload.file.read()
+    clean = await asyncio.to_thread(images.without_metadata, data)
+    if clean == data:  # (nothing to drop)
+        return upload
+    upload.file.seek(0)
+    upload.file.write(clean)
+    upload.file.truncate()
+    return replace(
+        upload,
+        size=len(clean),
+        sha256=hashlib.sha256(clean).digest(),
+        head=clean[: len(upload.head)],
+    )
+
+
 async def _look_at(upload: Upload, slots: asyncio.Semaphore) -> images.Thumbnailed | None:
     """An image's facts and thumbnail (None: not an image).
 
@@ -80,6 +111,17 @@ async def _look_at(upload: Upload, slots: asyncio.Semaphore) -> images.Thumbnail
     upload.file.seek(0)
     data = upload.file.read()
     return await images.run_image_job(slots, images.make_thumbnail, data)
+
+
+def _draft(upload: Upload, file_id: UUID) -> AttachmentDraft:
+    return AttachmentDraft(
+        id=uuid.uuid4(),
+        file_id=file_id,
+        filename=safe_filename(upload.filename),
+        content_type=stored_type(upload.declared_type),
+        size=upload.size,
+        sha256=upload.sha256.hex(),
+    )
 
 
 async def _store(
@@ -93,14 +135,7 @@ async def _store(
         file_id = await files.store_file(
             conn, req.actor.user_id, upload.file, upload.size, upload.sha256
         )
-        draft = AttachmentDraft(
-            id=uuid.uuid4(),
-            file_id=file_id,
-            filename=safe_filename(upload.filename),
-            content_type=stored_type(upload.declared_type),
-            size=upload.size,
-            sha256=upload.sha256.hex(),
-        )
+        draft = _draft(upload, file_id)
         if look is not None:
             thumb = look.thumbnail
             draft = replace(
@@ -117,6 +152,46 @@ async def _store(
     return drafts
 
 
+async def _held(conn: asyncpg.Connection, req: SendRequest) -> bool:
+    """Whether a message holds the send's id (a PUT) or nonce already: the send is then
+    a repeat of it, or a conflict with it, and writes nothing."""
+    if not req.client_chose_id and not req.nonce:
+        return False
+    return bool(
+        await send_q.count_messages_holding(
+            conn,
+            message_id=req.message_id if req.client_chose_id else None,
+            channel_id=req.channel_id,
+            author_id=req.actor.user_id,
+            nonce=req.nonce,
+        )
+    )
+
+
+async def _answer_held(
+    pool: asyncpg.Pool, req: SendRequest, uploads: list[Upload]
+) -> SendResult | None:
+    """The answer to a send whose id or nonce a message holds, found with none of its
+    files stored (a repeat is told by their SHA-256, and writes nothing; a conflict
+    raises). None when the send would be written after all (that message deleted with
+    its channel meanwhile): its drafts name no stored file, so the write rolls back."""
+    drafts = [_draft(upload, uuid.uuid4()) for upload in uploads]  # (never stored)
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            (outcome,) = await write_batch(conn, req.channel_id, [replace(req, attachments=drafts)])
+            if isinstance(outcome, XFChatError):
+                raise outcome
+            if outcome.created:
+                raise _Fresh
+    except (_Fresh, asyncpg.ForeignKeyViolationError, *RETRIED):
+        return None
+    return outcome
+
+
+class _Fresh(Exception):
+    """A send taken for a repeat that is not one: roll back, and store its files."""
+
+
 async def send_with_files(
     pool: asyncpg.Pool,
     req: SendRequest,
@@ -125,18 +200,45 @@ async def send_with_files(
     max_bytes: int,
     quota: int,
     slots: asyncio.Semaphore,
+    storing: Callable[[], AbstractAsyncContextManager[None]],
 ) -> SendResult:
     """Send `req` with `uploads` as its attachments (SEND_MESSAGES and ATTACH_FILES):
-    committed together, or nothing stored.
+    committed together, or nothing stored. A repeat (its id or nonce held) is answered
+    without storing its files, and one over the quota refused before they are stored.
+
+    `storing` gives the turn of a transaction that stores files (MessageWriter.storing).
 
     Raises: whatever a send raises; BadRequest (TOO_MANY_FILES, INVALID_IMAGE);
     PayloadTooLarge (FILE_TOO_LARGE, QUOTA_EXCEEDED); ServiceUnavailable (CHANNEL_BUSY)."""
     check_uploads(req.content, uploads, max_bytes)
     check_nonce(req.nonce)
+    # (before the repeat check: a repeat's files are told by the SHA-256 of what we store)
+    uploads = [await _without_metadata(upload) for upload in uploads]
+    async with pool.acquire() as conn:
+        held = await _held(conn, req)
+    if held and (answer := await _answer_held(pool, req, uploads)) is not None:
+        return answer
+    async with pool.acquire() as conn:
+        # Before a byte is stored (a refusal after storing cost the whole COPY in WAL);
+        # count_upload decides, in the transaction, with the thumbnails.
+        await files.check_room(conn, req.actor.user_id, sum(u.size for u in uploads), quota)
     looks = [await _look_at(u, slots) for u in uploads]
+    return await _store_and_write(pool, req, uploads, looks, quota, storing)
+
+
+async def _store_and_write(
+    pool: asyncpg.Pool,
+    req: SendRequest,
+    uploads: list[Upload],
+    looks: list[images.Thumbnailed | None],
+    quota: int,
+    storing: Callable[[], AbstractAsyncContextManager[None]],
+) -> SendResult:
+    """Store the files and write the message in one transaction, in a turn of
+    `storing` (a bound on the connections held for a whole COPY)."""
     for attempt in range(1, RETRIES + 1):
         try:
-            async with pool.acquire() as conn, conn.transaction():
+            async with storing(), pool.acquire() as conn, conn.transaction():
                 drafts = await _store(conn, req, uploads, looks)
                 (outcome,) = await write_batch(
                     conn, req.channel_id, [replace(req, attachments=drafts)]

@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from uuid import UUID
 
 import asyncpg
@@ -43,6 +43,7 @@ from xfchat.tasks import stop
 log = logging.getLogger("xfchat.send")
 
 RETRIES = 3
+FILE_SENDS_USER = 2  # one author's sends with files under way at once, per process
 # A batch that meets one of these wrote nothing, and its next attempt sees why: retried.
 RETRIED = (
     StaleBatch,
@@ -95,8 +96,15 @@ class MessageWriter:
         self.accepting = True
         self._waiting: dict[UUID, list[SendRequest]] = {}  # channel -> sends in no batch yet
         self._channels: dict[UUID, asyncio.Task[None]] = {}  # channel -> its writing task
-        # (at most half the pool: the routes need connections too)
-        self._free = asyncio.Semaphore(max(1, min(transactions, pool.get_max_size() // 2)))
+        # At most half the pool (the routes need connections too), shared by the batches
+        # and the transactions that store files (each holds its connection for a whole
+        # COPY of up to 80 MiB): a quarter of that half for those.
+        half = max(1, pool.get_max_size() // 2)
+        self.file_transactions = max(1, half // 4)
+        self.transactions = max(1, min(transactions, half - self.file_transactions))
+        self._free = asyncio.Semaphore(self.transactions)
+        self._storing = asyncio.Semaphore(self.file_transactions)
+        self._file_sends: dict[UUID, int] = {}  # author -> their sends with files under way
         self._queued = 0  # channels waiting for a free transaction
         self._unanswered: set[asyncio.Future[SendResult]] = set()
         self._drained = asyncio.Event()  # set whenever no send is pending
@@ -178,6 +186,34 @@ class MessageWriter:
         if result.created and self.on_sent is not None:
             self.on_sent(author_id, 1)
         return result
+
+    @contextlib.asynccontextmanager
+    async def sending_files(self, author_id: UUID) -> AsyncIterator[None]:
+        """One of the author's sends with files, from before its body is read until it
+        is answered: at most FILE_SENDS_USER of one author's at once per process.
+
+        Raises: ServiceUnavailable (FILES_BUSY, with Retry-After)."""
+        under_way = self._file_sends.get(author_id, 0)
+        if under_way >= FILE_SENDS_USER:
+            self.refused += 1
+            raise _unavailable(
+                f"you are sending {under_way} messages with files already; retry when one is done",
+                "FILES_BUSY",
+            )
+        self._file_sends[author_id] = under_way + 1
+        try:
+            yield
+        finally:
+            left = self._file_sends[author_id] - 1
+            if left:
+                self._file_sends[author_id] = left
+            else:
+                del self._file_sends[author_id]
+
+    def storing(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """A turn for a transaction that stores files: `file_transactions` at once per
+        process; the others wait (within their send's deadline)."""
+        return self._storing
 
     async def _write_channel(self, channel_id: UUID) -> None:
         """Write the channel's waiting sends, a batch at a time, until none waits."""

@@ -92,6 +92,15 @@ async def delete_uploaded_icon(conn: asyncpg.Connection, *, url: str | None) -> 
         media_id = UUID(url[len(prefix) :])
     except ValueError:
         return False
+    # The image is locked first, and looked at by a statement of its own, which under
+    # READ COMMITTED sees what committed while it waited: two servers that stop showing
+    # it at once take turns, and the second sees the first's change (in one statement
+    # each saw the other still showing it, and neither deleted it).
+    locked = await conn.fetchval(
+        "SELECT id FROM media WHERE id = $1 AND purpose = 'icon' FOR UPDATE", media_id
+    )
+    if locked is None:
+        return False
     status = await conn.execute(
         """
         DELETE FROM media WHERE id = $1 AND purpose = 'icon'

@@ -276,3 +276,27 @@ async def send_batch_fast(
     )
     assert record is not None
     return FastBatch(*record)
+
+
+async def count_messages_holding(
+    conn: asyncpg.Connection,
+    *,
+    message_id: UUID | None,
+    channel_id: UUID,
+    author_id: UUID,
+    nonce: str | None,
+) -> int:
+    """Messages holding `message_id`, or `author_id`'s `nonce` in `channel_id` (what a
+    send of them would be a repeat of, or conflict with)."""
+    count = await conn.fetchval(
+        """
+        SELECT (SELECT count(*) FROM messages WHERE id = $1::uuid)
+             + (SELECT count(*) FROM messages
+                WHERE channel_id = $2 AND author_id = $3 AND nonce = $4::text)
+        """,
+        message_id,
+        channel_id,
+        author_id,
+        nonce,
+    )
+    return int(count)
