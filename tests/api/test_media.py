@@ -20,9 +20,10 @@ from pydantic import ValidationError
 
 from tests import factories
 from tests.factories import AppWith, MakeUser, TestUser
-from tests.support import random_secret
+from tests.support import random_secret, until_one_waits_for_a_lock
 from xfchat.db.queries import media as media_q
 from xfchat.domain import images, media
+from xfchat.domain import servers as servers_domain
 from xfchat.errors import BadRequest, PayloadTooLarge
 from xfchat.settings import Settings
 
@@ -603,6 +604,22 @@ async def test_delete_avatar_clears_the_url_and_the_image(
     assert (await client.get(kept["avatar_url"])).status_code == 200  # others' stay
 
 
+async def test_clearing_the_avatar_counts_as_a_profile_change_and_tells_only_a_change(
+    client: httpx.AsyncClient, make_user: MakeUser, app_with: AppWith, conn: asyncpg.Connection
+) -> None:
+    """A profile change writes an event on every conversation and server one is in:
+    `DELETE .../avatar` was counted only in the API's 600 a minute (each one, avatar or
+    none, told everyone) while PATCH is held to `profile`."""
+    user, friend = await make_user(), await make_user()
+    await factories.direct(client, user, friend)
+    before = await conn.fetchval("SELECT count(*) FROM events WHERE type = 'user.updated'")
+    limited = await app_with(rate_profile_user="3/600")
+    asked = [(await limited.delete(AVATAR, headers=user.headers)).status_code for _ in range(4)]
+    assert asked == [204, 204, 204, 429]
+    after = await conn.fetchval("SELECT count(*) FROM events WHERE type = 'user.updated'")
+    assert after == before  # (there was no avatar to clear)
+
+
 async def test_avatar_change_is_announced_and_counted_in_usage(
     client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
 ) -> None:
@@ -768,6 +785,38 @@ async def test_two_servers_clearing_a_shared_icon_at_once_delete_it(
         await first.close()
         await second.close()
     assert (await client.get(url)).status_code == 404
+
+
+async def test_an_icon_one_server_takes_up_while_another_drops_it_is_kept(
+    client: httpx.AsyncClient, make_user: MakeUser, db_url: str, conn: asyncpg.Connection
+) -> None:
+    """A server taking up an uploaded icon read it without a lock: another dropping it at
+    that moment did not see the first's uncommitted change and deleted the image, so
+    the first showed a 404. The check share-locks it: the deletion waits, then sees."""
+    ann = await make_user("ann")
+    one, two = await factories.community(client, ann), await factories.community(client, ann)
+    png = encoded(noise((40, 40)), "PNG")
+    url = (
+        await client.put(
+            one.url("/icon"), headers={**ann.headers, "Content-Type": "image/png"}, content=png
+        )
+    ).json()["icon_url"]
+    adopt, drop = await asyncpg.connect(db_url), await asyncpg.connect(db_url)
+    try:
+        await adopt.execute("BEGIN")
+        await servers_domain._check_uploaded_icon(adopt, ann.actor, url)
+        await adopt.execute("UPDATE servers SET icon_url = $2 WHERE id = $1", UUID(two.id), url)
+        await drop.execute("BEGIN")
+        await drop.execute("UPDATE servers SET icon_url = NULL WHERE id = $1", UUID(one.id))
+        deleting = asyncio.create_task(media_q.delete_uploaded_icon(drop, url=url))
+        await until_one_waits_for_a_lock(conn, deleting)
+        await adopt.execute("COMMIT")
+        assert not await asyncio.wait_for(deleting, 5)  # two shows it now
+        await drop.execute("COMMIT")
+    finally:
+        await adopt.close()
+        await drop.close()
+    assert (await client.get(url)).status_code == 200
 
 
 async def test_replacing_an_avatar_or_icon_at_the_quota_counts_only_the_difference(

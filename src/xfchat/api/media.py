@@ -17,6 +17,7 @@ from xfchat.api.deps import (
     app_slots,
     authenticate_request,
     bearer_token,
+    check_limit,
     get_settings,
 )
 from xfchat.api.downloads import BYTES, file_response
@@ -104,8 +105,12 @@ async def put_avatar(
 
 
 @router.delete(AVATAR_PATH, status_code=204, response_class=Response)
-async def delete_avatar(actor: CurrentActor, conn: Conn, request: Request) -> Response:
-    """Remove your avatar; an uploaded one is deleted."""
+async def delete_avatar(
+    actor: CurrentActor, conn: Conn, request: Request, settings: AppSettings
+) -> Response:
+    """Remove your avatar; an uploaded one is deleted. A profile change, told to every
+    conversation and server you are in: counted in `profile` (XFCHAT_RATE_PROFILE_USER)."""
+    await check_limit(request, "profile", str(actor.user_id), settings.rate_profile_user, conn)
     await media.clear_avatar(conn, actor)
     request.app.state.sessions.forget_user(actor.user_id)
     return Response(status_code=204)

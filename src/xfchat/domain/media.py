@@ -100,7 +100,11 @@ async def clear_avatar(conn: asyncpg.Connection, actor: Actor) -> users_q.UserRo
     async with conn.transaction():
         # The row lock first: an upload committing meanwhile is then either cleared
         # here too, or comes after this and stays.
-        user = await profile.set_avatar_url(conn, actor, None)
+        user = await users_q.lock_user(conn, user_id=actor.user_id)
+        if user is None:
+            raise NotFound("no such user", code="USER_NOT_FOUND")
+        if user.avatar_url is not None:  # (none to clear: nobody is told)
+            user = await profile.set_avatar_url(conn, actor, None)
         await media_q.delete_media_of_owner(conn, owner_id=actor.user_id, purpose="avatar")
     return user
 

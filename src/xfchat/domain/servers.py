@@ -188,7 +188,9 @@ async def _check_uploaded_icon(conn: asyncpg.Connection, actor: Actor, url: str)
     uploaded = UPLOADED_ICON.fullmatch(url)
     if uploaded is None:
         return
-    found = await media_q.get_media_info(conn, media_id=UUID(uploaded.group(1)))
+    # (share-locked: a server that stops showing it meanwhile deletes it only if none
+    # shows it after this commits)
+    found = await media_q.get_media_info(conn, media_id=UUID(uploaded.group(1)), share=True)
     if found is None or found.purpose != "icon" or found.owner_id != actor.user_id:
         raise BadRequest(
             "icon_url names an image you did not upload as an icon"

@@ -58,6 +58,14 @@ async def get_user(conn: asyncpg.Connection, *, user_id: UUID) -> UserRow | None
     return maybe(UserRow, record)
 
 
+async def lock_user(conn: asyncpg.Connection, *, user_id: UUID) -> UserRow | None:
+    """The user's row, locked FOR UPDATE until the caller's transaction ends."""
+    record = await conn.fetchrow(
+        f"SELECT {USER_COLUMNS} FROM users WHERE id = $1 FOR UPDATE", user_id
+    )
+    return maybe(UserRow, record)
+
+
 async def get_user_by_username(conn: asyncpg.Connection, *, username: str) -> UserRow | None:
     record = await conn.fetchrow(
         f"SELECT {USER_COLUMNS} FROM users WHERE lower(username) = lower($1)", username
