@@ -364,6 +364,9 @@ async def test_history_around_a_message_pages_both_ways(
     assert [m["seq"] for m in odd.json()] == [17, 16, 15, 14, 13]
     one = await client.get(url, params={"around": 15, "limit": 1}, headers=ben.headers)
     assert [m["seq"] for m in one.json()] == [15]
+    # Nothing at or before it, and no place for newer ones: the link goes on from there.
+    none = await client.get(url, params={"around": 0, "limit": 1}, headers=ben.headers)
+    assert none.json() == [] and none.headers["link"] == f'<{url}?limit=1&after=0>; rel="prev"'
     start = await client.get(url, params={"around": 2, "limit": 10}, headers=ben.headers)
     assert [m["seq"] for m in start.json()] == [7, 6, 5, 4, 3, 2, 1]
     assert start.headers["x-has-more"] == "false"

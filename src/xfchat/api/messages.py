@@ -252,8 +252,8 @@ async def _history_around(
     links = [
         page_link(request, cursor, rel, drop=("around",))
         for wanted, cursor, rel in (
-            (older, {"before": page[-1]["seq"]} if page else {}, "next"),
-            (newer, {"after": page[0]["seq"]} if page else {}, "prev"),
+            (older, {"before": page[-1]["seq"] if page else around + 1}, "next"),
+            (newer, {"after": page[0]["seq"] if page else around}, "prev"),
         )
         if wanted
     ]
