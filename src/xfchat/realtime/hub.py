@@ -51,6 +51,7 @@ log = logging.getLogger("xfchat.hub")
 T = TypeVar("T")
 
 LISTENER_PING_S = 2.0  # a silently dead listener is noticed within 4 s
+LISTENER_BUSY_S = 10.0  # (or 12 s, while it reads missed commits)
 FILL_PAGE = 200  # commits read from the log at once
 HOLD_EVENTS = 20_000  # announced events held while earlier ones are read from the log
 HOLD_PIECES = 64  # signals to a connection here being put together from their pieces
@@ -514,5 +515,8 @@ class Hub:
                 async with asyncio.timeout(LISTENER_PING_S):
                     await lost.wait()
                 return
-            async with self._listener_busy, asyncio.timeout(LISTENER_PING_S):
-                await select_one(conn)
+            # (the wait for a fill read on it counts too: one on a connection that died
+            # without a word would hold the lock until TCP gave up, minutes later)
+            async with asyncio.timeout(LISTENER_BUSY_S):
+                async with self._listener_busy, asyncio.timeout(LISTENER_PING_S):
+                    await select_one(conn)
