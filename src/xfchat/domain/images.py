@@ -235,43 +235,65 @@ def _webp_end(data: bytes) -> int:
     return 8 + int.from_bytes(data[4:8], "little")  # RIFF's size counts after itself
 
 
-def _jpeg_end(data: bytes) -> int:
-    """The offset just after the first image's EOI marker.
+@dataclass(frozen=True)
+class _Segment:
+    marker: int
+    start: int  # its first 0xFF (fill bytes before the marker included)
+    body: int  # where its bytes after the marker (and the length) begin
+    end: int  # just after it: a scan's entropy-coded data included
+
+
+def _jpeg_segments(data: bytes) -> Iterator[_Segment]:
+    """The segments of the first image of a JPEG, from the one after SOI to its EOI.
 
     Raises: BadRequest (INVALID_IMAGE: more than MAX_JPEG_SCANS scans, or several
-    whose coefficients take more than MAX_JPEG_COEFFICIENT_BYTES)."""
+    whose coefficients take more than MAX_JPEG_COEFFICIENT_BYTES); IndexError or
+    ValueError on a damaged file (INVALID_IMAGE under _decoding)."""
     pos = 2  # SOI
     scans = coefficients = 0
     while True:
+        start = pos
         if data[pos] != 0xFF:
             raise _invalid("not a well-formed JPEG")
         while data[pos] == 0xFF:  # fill bytes
             pos += 1
         marker = data[pos]
         pos += 1
+        body = pos
         if marker == 0xD9:  # EOI
             if scans > 1 and coefficients > MAX_JPEG_COEFFICIENT_BYTES:
                 raise _invalid(
                     "the progressive JPEG is too large to decode (save it as a baseline JPEG, "
                     "or with 4:2:0 chroma subsampling)"
                 )
-            return pos
+            yield _Segment(marker, start, body, pos)
+            return
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # a frame header
             coefficients = max(coefficients, _coefficient_bytes(data, pos))
-        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # no length
-            continue
-        pos += int.from_bytes(data[pos : pos + 2], "big")
+        if marker != 0x01 and not 0xD0 <= marker <= 0xD7:  # (those have no length)
+            pos += int.from_bytes(data[pos : pos + 2], "big")
         if marker == 0xDA:  # start of scan: entropy-coded data up to the next marker
             scans += 1
             if scans > MAX_JPEG_SCANS:
                 raise _invalid(f"the JPEG has more than {MAX_JPEG_SCANS} scans")
             pos = _entropy_end(data, pos)
+        yield _Segment(marker, start, body, pos)
 
 
-# Segments of a JPEG's header an attachment keeps: JFIF, the ICC profile (colours), and
-# Adobe's (how its colours are transformed); the rest of APP0-APP15 and COM are metadata
-# (EXIF and its GPS position, XMP, IPTC, MPF, maker notes, comments, content credentials).
-KEPT_SEGMENTS = {0xE0: b"", 0xE2: b"ICC_PROFILE\x00", 0xEE: b"Adobe"}
+def _jpeg_end(data: bytes) -> int:
+    """The offset just after the first image's EOI marker (its scans bounded as
+    _jpeg_segments says)."""
+    end = 0
+    for segment in _jpeg_segments(data):
+        end = segment.end
+    return end
+
+
+# Segments an attachment keeps of APP0-APP15 and COM: JFIF, the ICC profile (colours),
+# and Adobe's (how its colours are transformed); the others are metadata (EXIF and its
+# GPS position, XMP, IPTC, MPF, JFXX's thumbnail, maker notes, comments, content
+# credentials), between the scans of a progressive JPEG as well.
+KEPT_SEGMENTS = {0xE0: b"JFIF\x00", 0xE2: b"ICC_PROFILE\x00", 0xEE: b"Adobe"}
 
 
 def without_metadata(data: bytes) -> bytes:
@@ -283,28 +305,19 @@ def without_metadata(data: bytes) -> bytes:
 
     Raises: BadRequest (INVALID_IMAGE: not a well-formed JPEG)."""
     with _decoding():
-        end = _jpeg_end(data)  # (the scans bound too)
+        segments = list(_jpeg_segments(data))  # (the scans bound too)
         with Image.open(BytesIO(data), formats=["JPEG", "MPO"]) as opened:
             orientation = opened.getexif().get(ORIENTATION, 1)  # (reads no pixels)
         kept = [data[:2]]
         if orientation in range(2, 9):
             kept.append(_exif_orientation(orientation))
-        pos = 2
-        while True:  # the header's segments, up to the first scan
-            start = pos
-            while data[pos] == 0xFF:  # (fill bytes)
-                pos += 1
-            marker = data[pos]
-            if marker == 0xDA or marker == 0xD9:
-                kept.append(data[pos - 1 : end])
-                return b"".join(kept)
-            pos += 1
-            if marker != 0x01 and not 0xD0 <= marker <= 0xD7:
-                pos += int.from_bytes(data[pos : pos + 2], "big")
-            prefix = KEPT_SEGMENTS.get(marker)
-            metadata = 0xE0 <= marker <= 0xEF or marker == 0xFE
-            if not metadata or (prefix is not None and data[start + 4 :].startswith(prefix)):
-                kept.append(data[start:pos])
+        for seg in segments:
+            metadata = 0xE0 <= seg.marker <= 0xEF or seg.marker == 0xFE
+            prefix = KEPT_SEGMENTS.get(seg.marker)
+            # (a segment's own bytes begin after its two length bytes)
+            if not metadata or (prefix is not None and data.startswith(prefix, seg.body + 2)):
+                kept.append(data[seg.start : seg.end])
+        return b"".join(kept)
 
 
 def _exif_orientation(orientation: int) -> bytes:
