@@ -310,7 +310,6 @@ async def recent_conversations(
                 return kept, True
             kept.append(view)
     return kept, False
-    return kept, False
 
 
 async def get_conversation(

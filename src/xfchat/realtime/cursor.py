@@ -4,8 +4,8 @@ Every event has a place (g, pos): `g` numbers the commits of the whole log in co
 order, `pos` is the event's position in its stream (a commit appends to one stream). A
 token says "everything visible up to and including (g, pos) was handed over"; (g, 0)
 says "everything before commit g". It is `3.` and the base64url of three varints (g,
-pos, and the second it was handed out) and a 6-byte tag, HMAC(secret, user id): about
-28 characters, whatever the user follows. The place's part is encoded once per event
+pos, and the second it was handed out) and a 6-byte tag, HMAC(secret, user id):
+22-28 characters, whatever the user follows. The place's part is encoded once per event
 (`TokenCodec.head`); what each subscriber adds is its encoded tag (`TokenCodec.tail`),
 one string concatenation.
 
