@@ -107,6 +107,16 @@ export class ChatView {
       this.store.on("all", () => this.render()),
       this.store.on(`members:${this.server && this.server.id}`, () => this.render()),
     );
+    // Mounted hidden (a phone's drawer open over it, as when a server is picked there):
+    // it is scrolled to the newest messages, and read, when it is shown.
+    this.resizer = new ResizeObserver(() => {
+      if (this.scroller.clientHeight && this.stickOnShow) {
+        this.stickOnShow = false;
+        this.scroller.scrollTop = this.scroller.scrollHeight;
+        this.maybeAck();
+      }
+    });
+    this.resizer.observe(this.scroller);
     this.typingTimer = setInterval(() => this.renderTyping(), 1000);
     this.focusHandler = () => this.maybeAck();
     window.addEventListener("focus", this.focusHandler);
@@ -118,6 +128,7 @@ export class ChatView {
   destroy() {
     this.store.timeline(this.channelId).trim(PAGE);
     for (const u of this.unsubs) u();
+    this.resizer.disconnect();
     clearInterval(this.typingTimer);
     clearTimeout(this.ackTimer);
     window.removeEventListener("focus", this.focusHandler);
@@ -262,6 +273,7 @@ export class ChatView {
     this.jumpBar.hidden = t.atEnd;
     if (focusedId) document.getElementById(focusedId)?.focus({ preventScroll: true });
     if (stick) this.scroller.scrollTop = this.scroller.scrollHeight;
+    if (!this.scroller.clientHeight) this.stickOnShow = this.stickOnShow || stick;
     this.updateComposer();
     this.maybeAck();
   }
@@ -291,7 +303,8 @@ export class ChatView {
   maybeAck() {
     const t = this.store.timeline(this.channelId);
     const read = this.store.reads.get(this.channelId);
-    if (!t.atEnd || !document.hasFocus() || !this.atBottom() || !t.newest) return;
+    // (not while hidden: a view nobody sees reads nothing)
+    if (!t.atEnd || !document.hasFocus() || !this.scroller.clientHeight || !this.atBottom() || !t.newest) return;
     if (read && read.last_read_seq >= t.newest && !read.unread) return;
     clearTimeout(this.ackTimer);
     this.ackTimer = setTimeout(async () => {
