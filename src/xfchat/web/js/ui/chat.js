@@ -131,6 +131,7 @@ export class ChatView {
     this.resizer.disconnect();
     clearInterval(this.typingTimer);
     clearTimeout(this.ackTimer);
+    clearTimeout(this.timeoutTimer);
     window.removeEventListener("focus", this.focusHandler);
   }
 

@@ -2,8 +2,8 @@
 // sent, the note of a refusal, and the send itself. Its methods are installed on
 // ChatView, whose state they share (the view's channel, store, session, pending list).
 
-import { h, replace, displayName, toast, describe, fmtBytes } from "../dom.js";
-import { P, has } from "../perms.js";
+import { h, replace, displayName, toast, describe, fmtBytes, fmtFull } from "../dom.js";
+import { P, has, timedOutUntil } from "../perms.js";
 
 export const composerMethods = {
   buildComposer() {
@@ -41,12 +41,24 @@ export const composerMethods = {
     const can = this.ctx.can;
     const name = this.app.channelTitle(this.channelId);
     this.input.disabled = !can.send;
+    // A timeout ends with no event: the view is drawn again when it does.
+    const until = timedOutUntil(this.server);
+    clearTimeout(this.timeoutTimer);
+    if (until) {
+      const wait = Math.min(until - Date.now() + 100, 2 ** 31 - 1);
+      this.timeoutTimer = setTimeout(() => {
+        this.render();
+        this.app.scheduleChrome();
+      }, wait);
+    }
     const note = this.refused ? `${name} does not take direct messages from you, so what you send here is refused. You can try again if that changes.` : "";
     this.refusedNote.hidden = !note;
     if (this.refusedNote.textContent !== note) this.refusedNote.textContent = note; // (a live region: said once)
     this.input.placeholder = this.refused
       ? `${name} does not take direct messages from you`
-      : can.send ? `Message ${this.server ? "#" : "@"}${name}` : "You do not have permission to send messages here";
+      : can.send ? `Message ${this.server ? "#" : "@"}${name}`
+      : until ? `You are timed out until ${fmtFull(until.toISOString())}`
+      : "You do not have permission to send messages here";
     this.attachBtn.disabled = !(can.send && has(this.perms, P.ATTACH_FILES));
     if (this.replyTo) {
       this.replyBar.hidden = false;
