@@ -68,6 +68,13 @@ export class Store {
     return this.users.get(id) || { id, username: "unknown", display_name: null };
   }
 
+  // The name to show for a user (an id, or a user as a message carries it) in `server`
+  // (null: a conversation).
+  nameIn(server, user) {
+    const u = typeof user === "string" ? this.user(user) : user || {};
+    return u.display_name || u.username || "Unknown";
+  }
+
   addConversation(c) {
     const had = this.conversations.get(c.id) || {};
     this.conversations.set(c.id, { ...had, ...c });
@@ -162,6 +169,20 @@ export class Store {
       fn(m);
       this.emit(`channel:${channelId}`);
     }
+  }
+
+  // The loaded messages that preview message `id` (replies to it, notices of its pin)
+  // get `fn`'s preview instead; true if there were any.
+  patchReplies(channelId, id, fn) {
+    const t = this.messages.get(channelId);
+    let any = false;
+    for (const m of t ? t.list : []) {
+      if (m.reply_to && m.reply_to.id === id) {
+        m.reply_to = fn(m.reply_to);
+        any = true;
+      }
+    }
+    return any;
   }
 
   // A `left` ends the state it names: not a newer one the same user holds through
@@ -279,17 +300,21 @@ const HANDLERS = {
       const reactions = reactionsWithMe(m.reactions, d.reactions);
       Object.assign(m, d, { reactions });
     });
+    // The replies to it preview its new text (loaded or not, the original).
+    const content = [...d.content].slice(0, 100).join("");
+    if (s.patchReplies(d.channel_id, d.id, (r) => ({ ...r, content, author: d.author || r.author }))) s.emit(`channel:${d.channel_id}`);
   },
   "message.deleted": (s, d) => {
     const t = s.messages.get(d.channel_id);
-    if (t && t.byId.has(d.id)) {
-      const m = t.byId.get(d.id);
+    let changed = false;
+    const m = t && t.byId.get(d.id);
+    if (m) {
       Object.assign(m, { deleted: true, content: "", attachments: [], reactions: [] });
-      s.emit(`channel:${d.channel_id}`);
+      changed = true;
     }
-    for (const other of t ? t.list : []) {
-      if (other.reply_to && other.reply_to.id === d.id) other.reply_to = { ...other.reply_to, deleted: true, content: "" };
-    }
+    // Replies and pin notices say it is gone, whether it is loaded or not.
+    if (s.patchReplies(d.channel_id, d.id, (r) => ({ ...r, deleted: true, content: "" }))) changed = true;
+    if (changed) s.emit(`channel:${d.channel_id}`);
   },
   "message.pinned": (s, d) => {
     s.patchMessage(d.channel_id, d.message_id, (m) => (m.pinned = true));

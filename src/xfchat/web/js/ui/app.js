@@ -357,7 +357,8 @@ export class App {
       if (this.panel !== "pins") return off();
       try {
         const pins = await this.session.call("GET", `/api/channels/${channelId}/pins`);
-        const ctx = { store: this.store, server: this.store.serverOf(channelId), can: {}, reactors: new Map(), whoReacted: () => {}, jump: () => {}, loadImage: (u, img) => this.blobs.show(u, img), openImage: () => {}, download: (a) => this.blobs.download(a), showPins: () => {} };
+        const server = this.store.serverOf(channelId);
+        const ctx = { store: this.store, server, name: (user) => this.store.nameIn(server, user), can: {}, reactors: new Map(), whoReacted: () => {}, jump: () => {}, loadImage: (u, img) => this.blobs.show(u, img), openImage: () => {}, download: (a) => this.blobs.download(a), showPins: () => {} };
         replace(
           this.aside,
           h("header", { class: "panel-head" }, h("h2", null, "Pinned messages"), h("button", { class: "icon-btn", type: "button", "aria-label": "Close pins", onclick: () => this.closePanel() }, "✕")),

@@ -1,7 +1,7 @@
 // The middle of the screen: a channel's messages (infinite scroll upward, grouped by
 // author and day), the typing line and the composer.
 
-import { h, replace, displayName, fmtDay, dayKey, toast, describe, confirmDialog, dialog } from "../dom.js";
+import { h, replace, fmtDay, dayKey, toast, describe, confirmDialog, dialog } from "../dom.js";
 import { renderMessage, emojiPicker, whoReacted } from "./message.js";
 import { composerMethods } from "./composer.js";
 import { P, has, channelPermissions } from "../perms.js";
@@ -51,6 +51,7 @@ export class ChatView {
     return {
       store: this.store,
       server,
+      name: (user) => this.store.nameIn(server, user),
       can: {
         send: has(perms, P.SEND_MESSAGES),
         react: has(perms, P.ADD_REACTIONS),
@@ -293,7 +294,7 @@ export class ChatView {
   renderTyping() {
     const now = Date.now();
     const map = this.store.typing.get(this.channelId) || new Map();
-    const names = [...map].filter(([, until]) => until > now).map(([id]) => displayName(this.store.user(id)));
+    const names = [...map].filter(([, until]) => until > now).map(([id]) => this.store.nameIn(this.server, id));
     if (!names.length) return replace(this.typingLine);
     const text = names.length === 1 ? `${names[0]} is typing…` : names.length < 4 ? `${names.join(", ")} are typing…` : "Several people are typing…";
     replace(this.typingLine, h("span", { class: "typing-dots", "aria-hidden": "true" }, "•••"), " ", h("strong", null, text));
@@ -367,14 +368,19 @@ export class ChatView {
   }
 
   editor(m) {
-    const box = h("textarea", { class: "edit-box", "aria-label": "Edit message", rows: 2, value: m.content });
+    // Mentions as the composer takes them (@username), not as the API keeps them.
+    const editable = m.content.replace(/<@([0-9a-fA-F-]{36})>/g, (whole, id) => {
+      const u = this.store.users.get(id);
+      return u && u.username ? `@${u.username}` : whole;
+    });
+    const box = h("textarea", { class: "edit-box", "aria-label": "Edit message", rows: 2, value: editable });
     const done = () => {
       m.editing = false;
       this.render();
       this.input.focus();
     };
     const save = async () => {
-      const content = box.value.trim();
+      const content = this.withMentions(box.value.trim());
       if (content === m.content) return done();
       try {
         const fresh = await this.session.call("PATCH", `/api/channels/${m.channel_id}/messages/${m.id}`, { content });

@@ -2,7 +2,7 @@
 // sent, the note of a refusal, and the send itself. Its methods are installed on
 // ChatView, whose state they share (the view's channel, store, session, pending list).
 
-import { h, replace, displayName, toast, describe, fmtBytes, fmtFull } from "../dom.js";
+import { h, replace, toast, describe, fmtBytes, fmtFull } from "../dom.js";
 import { P, has, timedOutUntil } from "../perms.js";
 
 export const composerMethods = {
@@ -64,7 +64,7 @@ export const composerMethods = {
       this.replyBar.hidden = false;
       replace(
         this.replyBar,
-        h("span", null, "Replying to ", h("strong", null, displayName(this.replyTo.author))),
+        h("span", null, "Replying to ", h("strong", null, this.store.nameIn(this.server, this.replyTo.author))),
         h("button", { class: "icon-btn", type: "button", "aria-label": "Cancel reply", onclick: () => { this.replyTo = null; this.updateComposer(); } }, "✕"),
       );
     } else this.replyBar.hidden = true;
