@@ -72,7 +72,14 @@ export class Store {
   // (null: a conversation).
   nameIn(server, user) {
     const u = typeof user === "string" ? this.user(user) : user || {};
-    return u.display_name || u.username || "Unknown";
+    if (server) {
+      // The server nickname, as its member list shows it.
+      const list = this.members.get(server.id);
+      const member = (list && list.get(u.id)) || (server.member && server.member.user.id === u.id ? server.member : null);
+      if (member && member.nickname) return member.nickname;
+    }
+    const known = this.users.get(u.id);
+    return u.display_name || u.username || (known && (known.display_name || known.username)) || "Unknown";
   }
 
   addConversation(c) {

@@ -377,6 +377,26 @@ export class App {
 
   // --- people, servers, voice --------------------------------------------------------
 
+  // Users the page has not met (mentioned by id in a message): asked for once, in
+  // batches of up to 100; the views are drawn again when they come.
+  lookupUsers(ids) {
+    this.askedUsers = this.askedUsers || new Set();
+    const want = [...new Set(ids)].filter((id) => !this.store.users.has(id) && !this.askedUsers.has(id));
+    for (const id of want) this.askedUsers.add(id);
+    for (let i = 0; i < want.length; i += 100) {
+      const part = want.slice(i, i + 100);
+      this.session
+        .call("GET", `/api/users?ids=${part.join(",")}`)
+        .then((users) => {
+          for (const u of users) this.store.remember(u);
+          if (users.length) this.store.emit("users");
+        })
+        .catch(() => {
+          for (const id of part) this.askedUsers.delete(id); // (asked again at the next redraw)
+        });
+    }
+  }
+
   profile(user) {
     const me = user.id === this.store.me.id;
     const p = this.store.presences.get(user.id);

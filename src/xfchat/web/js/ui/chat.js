@@ -4,6 +4,7 @@
 import { h, replace, fmtDay, dayKey, toast, describe, confirmDialog, dialog } from "../dom.js";
 import { renderMessage, emojiPicker, whoReacted } from "./message.js";
 import { composerMethods } from "./composer.js";
+import { loadMembers } from "./members.js";
 import { P, has, channelPermissions } from "../perms.js";
 
 const PAGE = 50;
@@ -107,7 +108,20 @@ export class ChatView {
       this.store.on(`typing:${id}`, () => this.renderTyping()),
       this.store.on("all", () => this.render()),
       this.store.on(`members:${this.server && this.server.id}`, () => this.render()),
+      this.store.on("users", () => this.render()),
     );
+    // Names in messages (nicknames, mentions) come from the server's members: loaded
+    // here too, not only by the member list (closed on a phone).
+    const server = this.server;
+    this.membersReady = !server;
+    if (server) {
+      loadMembers(this.app, server.id)
+        .catch(() => {})
+        .finally(() => {
+          this.membersReady = true;
+          this.render();
+        });
+    }
     // Mounted hidden (a phone's drawer open over it, as when a server is picked there):
     // it is scrolled to the newest messages, and read, when it is shown.
     this.resizer = new ResizeObserver(() => {
@@ -278,6 +292,21 @@ export class ChatView {
     if (!this.scroller.clientHeight) this.stickOnShow = this.stickOnShow || stick;
     this.updateComposer();
     this.maybeAck();
+    this.resolveNames(shown);
+  }
+
+  // Who the shown messages mention and the page has not met (not a member it loaded:
+  // someone who left, or a conversation's outsider): looked up, then drawn by name.
+  resolveNames(messages) {
+    if (!this.membersReady) return; // (the members bring most of them)
+    const ids = [];
+    for (const m of messages) {
+      ids.push(...(m.mentions || []));
+      for (const text of [m.content, m.reply_to && m.reply_to.content]) {
+        for (const x of (text || "").matchAll(/<@([0-9a-fA-F-]{36})>/g)) ids.push(x[1]);
+      }
+    }
+    this.app.lookupUsers(ids);
   }
 
   intro() {
@@ -380,7 +409,7 @@ export class ChatView {
       this.input.focus();
     };
     const save = async () => {
-      const content = this.withMentions(box.value.trim());
+      const content = await this.withMentions(box.value.trim());
       if (content === m.content) return done();
       try {
         const fresh = await this.session.call("PATCH", `/api/channels/${m.channel_id}/messages/${m.id}`, { content });

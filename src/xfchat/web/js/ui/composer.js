@@ -111,22 +111,52 @@ export const composerMethods = {
 
   // "@name" as typed becomes the mention the API reads (`<@id>`) when it names someone
   // who can be here: a member of this server, or a participant of this conversation.
-  withMentions(text) {
+  // Names the page has not met are looked up (a member list not loaded, a big server).
+  async withMentions(text) {
+    const typed = /(^|[\s(])@([A-Za-z0-9_.]{2,32})\b/g;
     const server = this.server;
     const conv = this.store.conversations.get(this.channelId);
+    const byName = () => new Map([...this.store.users.values()].filter((u) => u.username).map((u) => [u.username.toLowerCase(), u]));
+    let users = byName();
+    const names = [...new Set([...text.matchAll(typed)].map((x) => x[2].toLowerCase()))];
+    const unknown = names.filter((n) => !users.has(n)).slice(0, 10);
+    if (unknown.length) {
+      const found = await Promise.all(
+        unknown.map((n) => this.session.call("GET", `/api/users/search?q=${encodeURIComponent(n)}&limit=25`).catch(() => [])),
+      );
+      for (const u of found.flat()) this.store.remember(u);
+      users = byName();
+    }
     const members = server ? this.store.members.get(server.id) : null;
-    const here = (id) => (server ? (members ? members.has(id) : true) : conv && conv.participant_ids.includes(id));
-    const byName = new Map([...this.store.users.values()].map((u) => [u.username.toLowerCase(), u]));
-    return text.replace(/(^|[\s(])@([A-Za-z0-9_.]{2,32})\b/g, (whole, lead, name) => {
-      const user = byName.get(name.toLowerCase());
-      return user && here(user.id) ? `${lead}<@${user.id}>` : whole;
+    const here = new Set();
+    for (const n of names) {
+      const user = users.get(n);
+      if (!user) continue;
+      let ok;
+      if (!server) ok = Boolean(conv && conv.participant_ids.includes(user.id));
+      else if (!members || members.has(user.id)) ok = true;
+      else {
+        // (a server past what the member list loads: asked one by one)
+        ok = await this.session.call("GET", `/api/servers/${server.id}/members/${user.id}`).then(() => true, () => false);
+      }
+      if (ok) here.add(n);
+    }
+    return text.replace(typed, (whole, lead, name) => {
+      const user = users.get(name.toLowerCase());
+      return user && here.has(name.toLowerCase()) ? `${lead}<@${user.id}>` : whole;
     });
   },
 
   async send() {
     const typed = this.input.value;
-    const content = this.withMentions(typed.trim());
-    if (!content && !this.files.length) return;
+    if ((!typed.trim() && !this.files.length) || this.resolving) return;
+    this.resolving = true; // (a name being looked up: Enter again sends nothing twice)
+    let content;
+    try {
+      content = await this.withMentions(typed.trim());
+    } finally {
+      this.resolving = false;
+    }
     const nonce = crypto.randomUUID().replace(/-/g, "");
     const reply = this.replyTo;
     const files = this.files;
@@ -134,7 +164,7 @@ export const composerMethods = {
     const me = this.store.me;
     const pending = { id: `pending-${nonce}`, nonce, pending: true, kind: "default", content, author: me, created_at: new Date().toISOString(), reactions: [], attachments: [], reply_to: null, mentions: [], mention_roles: [] };
     this.pending.push(pending);
-    this.input.value = "";
+    if (this.input.value === typed) this.input.value = ""; // (not what was typed meanwhile)
     this.input.style.height = "auto";
     this.replyTo = null;
     this.files = [];

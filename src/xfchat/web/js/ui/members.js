@@ -4,9 +4,19 @@
 import { h, replace, avatar, displayName, readableColor, toast, describe } from "../dom.js";
 import { groupActions, participantExtras } from "./groups.js";
 
-export async function loadMembers(app, serverId) {
+// A server's members, loaded once (asked for by several views at once: one load).
+const loading = new Map(); // server id -> promise
+export function loadMembers(app, serverId) {
+  const { store } = app;
+  if (store.members.has(serverId)) return Promise.resolve(store.members.get(serverId));
+  if (!loading.has(serverId)) {
+    loading.set(serverId, fetchMembers(app, serverId).finally(() => loading.delete(serverId)));
+  }
+  return loading.get(serverId);
+}
+
+async function fetchMembers(app, serverId) {
   const { store, session } = app;
-  if (store.members.has(serverId)) return store.members.get(serverId);
   const map = new Map();
   let after = null;
   for (let i = 0; i < 10; i += 1) {
@@ -23,6 +33,7 @@ export async function loadMembers(app, serverId) {
     if (p.user_id !== store.me.id) store.presences.set(p.user_id, p);
   }
   store.members.set(serverId, map);
+  store.emit(`members:${serverId}`); // (names in messages: nicknames)
   return map;
 }
 
