@@ -86,3 +86,21 @@ async def test_a_phone_opens_a_server_at_its_newest_messages(
     await expect(message(log, "phone 001")).not_to_be_in_viewport()
     await bob.wait_for_timeout(1000)  # (an ack waits 300 ms)
     assert any(GENERAL in url for url in acks), acks
+
+
+async def test_a_deleted_mention_takes_its_badge_with_it(site: Site, browsers: Browsers) -> None:
+    bob = await browsers.logged_in(site.base, "bob")
+    gaming = bob.get_by_role("navigation", name="Channels").get_by_role("link", name="gaming")
+    url = f"/api/channels/{GAMING}/messages"
+    async with api_as(site.base, "charlie") as charlie:
+        # Never opened here (its messages not loaded), then opened and left (loaded).
+        for opened in (False, True):
+            if opened:
+                await open_channel(bob, "gaming")
+            await open_channel(bob, "general")
+            sent = await charlie.post(url, json={"content": f"<@{BOB}> look ({opened})"})
+            assert sent.status_code == 201, sent.text
+            await expect(gaming.locator(".badge")).to_have_text("1")
+            assert (await charlie.delete(f"{url}/{sent.json()['id']}")).status_code == 204
+            await expect(gaming.locator(".badge")).to_have_count(0)
+            await expect(gaming).to_have_accessible_name("gaming")

@@ -316,6 +316,13 @@ const HANDLERS = {
     let changed = false;
     const m = t && t.byId.get(d.id);
     if (m) {
+      // An unread message gone is unread no more (and its mention with it).
+      const read = s.reads.get(d.channel_id);
+      if (read && !m.deleted && m.seq > read.last_read_seq && m.author.id !== s.me.id) {
+        read.unread = Math.max(0, read.unread - 1);
+        if (s.mentionsMe(m)) read.mention_count = Math.max(0, read.mention_count - 1);
+        s.emit("reads");
+      }
       Object.assign(m, { deleted: true, content: "", attachments: [], reactions: [] });
       changed = true;
     }

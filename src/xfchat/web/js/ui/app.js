@@ -102,13 +102,40 @@ export class App {
   }
 
   onEvent(type, d) {
+    const unseen = type === "message.deleted" && !this.store.messages.get(d.channel_id)?.byId.has(d.id);
     this.store.apply(type, d);
+    if (unseen) this.recountUnread(d.channel_id, d.seq);
     if (type === "channel.hidden" && d.channel_ids.includes(this.route.channelId)) {
       location.hash = `#/s/${d.server_id}`; // the server's first channel still visible
     } else if ((type === "server.left" && d.id === this.route.serverId) || (type === "conversation.removed" && d.id === this.route.channelId)) {
       location.hash = "#/friends";
     }
     if (type === "member.updated" || type === "role.updated" || type === "channel.updated") this.scheduleChrome();
+  }
+
+  // A message this page never loaded was deleted: if it was unread, the channel's
+  // unread and mention counts are counted again from what is unread now.
+  async recountUnread(channelId, seq) {
+    const read = this.store.reads.get(channelId);
+    if (!read || seq <= read.last_read_seq || !(read.unread || read.mention_count)) return;
+    const since = read.last_read_seq;
+    try {
+      const { data, headers } = await this.session.call("GET", `/api/channels/${channelId}/messages?after=${since}&limit=100`, null, { raw: true });
+      const now = this.store.reads.get(channelId);
+      if (!now || now.last_read_seq !== since) return; // (read meanwhile)
+      const unread = data.filter((m) => !m.deleted && m.author && m.author.id !== this.store.me.id);
+      const mentions = unread.filter((m) => this.store.mentionsMe(m)).length;
+      if (headers.get("X-Has-More") === "true") {
+        now.unread = Math.max(0, now.unread - 1); // (more than a page: the mentions may be further)
+        now.mention_count = Math.max(mentions, Math.min(now.mention_count, now.unread));
+      } else {
+        now.unread = unread.length;
+        now.mention_count = mentions;
+      }
+      this.store.emit("reads");
+    } catch {
+      // (a badge is a nicety: the next ready or read counts it again)
+    }
   }
 
   setStatus(text) {
