@@ -103,9 +103,15 @@ export const composerMethods = {
     this.input.style.height = "auto";
     this.input.style.height = `${Math.min(200, this.input.scrollHeight)}px`;
     const now = Date.now();
-    if (this.input.value && now - this.lastTyping > 8000) {
+    // (not where sending is refused: typing there is refused too, and says why)
+    if (this.input.value && !this.refused && this.ctx.can.send && now - this.lastTyping > 8000) {
       this.lastTyping = now;
-      this.session.call("POST", `/api/channels/${this.channelId}/typing`).catch(() => {});
+      this.session.call("POST", `/api/channels/${this.channelId}/typing`).catch((err) => {
+        if (err.code === "CANNOT_MESSAGE_USER") {
+          this.refused = true;
+          this.updateComposer();
+        }
+      });
     }
   },
 
