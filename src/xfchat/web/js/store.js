@@ -18,6 +18,7 @@ export class Store {
     this.incoming = new Map();
     this.outgoing = new Map();
     this.blocks = new Map();
+    this.privacy = null; // {direct_messages}, once asked for (or changed elsewhere)
     this.presences = new Map();
     this.voice = new Map(); // user id -> voice state (one channel each)
     this.users = new Map();
@@ -435,6 +436,10 @@ const HANDLERS = {
       for (const m of t.list) if (m.author.id === d.id) m.author = { ...m.author, ...d };
     }
     s.emit("all");
+  },
+  "privacy.updated": (s, d) => {
+    s.privacy = { direct_messages: d.direct_messages };
+    s.emit("privacy");
   },
   "presence.updated": (s, d) => {
     s.presences.set(d.user_id, d);
