@@ -54,3 +54,28 @@ async def test_typing_in_a_dm_closed_to_you_says_so_once(site: Site, browsers: B
     await box.press_sequentially(" there")
     await alice.wait_for_timeout(500)
     assert len(typing) == 1, typing
+
+
+async def test_a_kick_a_ban_and_a_deletion_are_said(site: Site, browsers: Browsers) -> None:
+    bob = await browsers.logged_in(site.base, "bob")
+    charlie = await browsers.logged_in(site.base, "charlie")
+    await open_channel(bob, "general")
+    await open_channel(charlie, "general")
+    async with api_as(site.base, "alice") as alice:
+        kicked = await alice.delete(f"/api/servers/{SERVER}/members/{USER_IDS['bob']}")
+        assert kicked.status_code == 204, kicked.text
+        await expect(bob.get_by_text("You were kicked from Gaming Squad.")).to_be_visible()
+        await expect(bob.get_by_role("heading", name="Friends")).to_be_visible()
+        charlie_id = "00000000-0000-0000-0000-000000000003"
+        banned = await alice.put(f"/api/servers/{SERVER}/bans/{charlie_id}", json={})
+        assert banned.status_code == 204, banned.text
+        await expect(charlie.get_by_text("You were banned from Gaming Squad.")).to_be_visible()
+        created = await alice.post("/api/servers", json={"name": "Short lived"})
+        assert created.status_code == 201, created.text
+        invite = await alice.post(f"/api/servers/{created.json()['id']}/invites", json={})
+        async with api_as(site.base, "bob") as bob_api:
+            joined = await bob_api.post(f"/api/invites/{invite.json()['code']}")
+            assert joined.is_success, joined.text
+        gone = await alice.delete(f"/api/servers/{created.json()['id']}")
+        assert gone.status_code == 204, gone.text
+        await expect(bob.get_by_text("Short lived was deleted.")).to_be_visible()

@@ -103,5 +103,6 @@ async def test_a_permission_change_hides_a_channel_from_bob_live(
 
     await expect(channels.get_by_role("link", name="gaming")).to_have_count(0)
     await expect(channels.get_by_role("link", name="general")).to_be_visible()
-    # He was reading it: he is taken elsewhere rather than left looking at it.
+    # He was reading it: he is taken elsewhere rather than left looking at it, and told.
     await expect(bob.get_by_role("heading", level=1, name="gaming", exact=True)).to_have_count(0)
+    await expect(bob.get_by_text("You can no longer see #gaming.")).to_be_visible()

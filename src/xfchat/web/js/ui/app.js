@@ -103,9 +103,18 @@ export class App {
 
   onEvent(type, d) {
     const unseen = type === "message.deleted" && !this.store.messages.get(d.channel_id)?.byId.has(d.id);
+    // (names taken before the event drops what they name)
+    const serverName = type === "server.left" ? this.store.servers.get(d.id)?.name : null;
+    const hidden = type === "channel.hidden" && d.channel_ids.includes(this.route.channelId) ? this.channelTitle(this.route.channelId) : null;
     this.store.apply(type, d);
     if (unseen) this.recountUnread(d.channel_id, d.seq);
-    if (type === "channel.hidden" && d.channel_ids.includes(this.route.channelId)) {
+    // Being moved away is said, with why (a moderator's act, or a deletion).
+    if (serverName && d.reason !== "left") {
+      const why = { kicked: `You were kicked from ${serverName}.`, banned: `You were banned from ${serverName}.`, deleted: `${serverName} was deleted.` };
+      toast(why[d.reason] || `You are no longer in ${serverName}.`, "info");
+    }
+    if (hidden) {
+      toast(`You can no longer see #${hidden}.`, "info");
       location.hash = `#/s/${d.server_id}`; // the server's first channel still visible
     } else if ((type === "server.left" && d.id === this.route.serverId) || (type === "conversation.removed" && d.id === this.route.channelId)) {
       location.hash = "#/friends";
