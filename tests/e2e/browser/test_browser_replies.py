@@ -49,3 +49,33 @@ async def test_editing_shows_and_takes_mentions_by_name(site: Site, browsers: Br
     await box.press("Enter")
     await expect(message(log, "ping again").locator(".mention")).to_have_text("@Bob")
     await expect(message(log, "ping again")).not_to_contain_text("<@")
+
+
+async def test_an_edit_to_nothing_offers_to_delete(site: Site, browsers: Browsers) -> None:
+    alice = await browsers.logged_in(site.base, "alice")
+    log = await open_channel(alice, "general")
+    await say(alice, "soon nothing")
+    await act(message(log, "soon nothing"), "Edit")
+    box = alice.get_by_role("textbox", name="Edit message")
+    await box.fill("")
+    await box.press("Enter")
+    confirm = alice.get_by_role("dialog", name="Delete message")
+    await confirm.get_by_role("button", name="Cancel").click()
+    await expect(box).to_be_focused()  # still editing
+    await box.press("Enter")
+    await confirm.get_by_role("button", name="Delete").click()
+    await expect(message(log, "soon nothing")).to_have_count(0)
+
+
+async def test_a_pin_notice_of_a_deleted_message_says_so(site: Site, browsers: Browsers) -> None:
+    alice = await browsers.logged_in(site.base, "alice")
+    log = await open_channel(alice, "general")
+    await say(alice, "pin then delete")
+    await act(message(log, "pin then delete"), "Pin")
+    notice = log.locator("li.msg-system", has_text="pinned")
+    await expect(notice).to_have_count(1)
+    await act(message(log, "pin then delete"), "Delete")
+    await alice.get_by_role("dialog").get_by_role("button", name="Delete").click()
+    await expect(message(log, "pin then delete")).to_have_count(0)
+    await notice.get_by_role("button", name="a message").click()
+    await expect(alice.get_by_text("That message has been deleted.")).to_be_visible()

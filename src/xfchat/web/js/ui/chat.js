@@ -209,17 +209,23 @@ export class ChatView {
 
   async jumpTo(messageId) {
     const t = this.store.timeline(this.channelId);
-    if (!t.byId.has(messageId)) {
+    let m = t.byId.get(messageId);
+    if (!m) {
       try {
-        const m = await this.session.call("GET", `/api/channels/${this.channelId}/messages/${messageId}`);
-        const start = Math.max(0, m.seq - Math.floor(PAGE / 2));
-        const { data, more } = await this.page(`limit=${PAGE}&after=${start}`);
-        t.set(data, { hasOlder: start > 0, atEnd: !more });
-        this.render();
+        m = await this.session.call("GET", `/api/channels/${this.channelId}/messages/${messageId}`);
+        if (!m.deleted) {
+          // The page centred on it: older ones above, newer below.
+          const { data, headers } = await this.session.call("GET", `/api/channels/${this.channelId}/messages?around=${m.seq}&limit=${PAGE}`, null, { raw: true });
+          const link = headers.get("Link") || "";
+          for (const x of data) this.store.remember(x.author);
+          t.set(data.reverse(), { hasOlder: headers.get("X-Has-More") === "true" || /rel="next"/.test(link), atEnd: !/rel="prev"/.test(link) });
+          this.render();
+        }
       } catch (err) {
         return toast(describe(err));
       }
     }
+    if (m.deleted) return toast("That message has been deleted.", "info");
     const el = document.getElementById(`msg-${messageId}`);
     if (el) {
       el.scrollIntoView({ block: "center" });
@@ -370,12 +376,15 @@ export class ChatView {
     }
   }
 
+  // True once it is deleted.
   async remove(m) {
-    if (!(await confirmDialog("Delete message", "Delete this message? This cannot be undone."))) return;
+    if (!(await confirmDialog("Delete message", "Delete this message? This cannot be undone."))) return false;
     try {
       await this.session.call("DELETE", `/api/channels/${m.channel_id}/messages/${m.id}`);
+      return true;
     } catch (err) {
       toast(describe(err));
+      return false;
     }
   }
 
@@ -411,6 +420,11 @@ export class ChatView {
     const save = async () => {
       const content = await this.withMentions(box.value.trim());
       if (content === m.content) return done();
+      if (!content && !(m.attachments && m.attachments.length)) {
+        // Edited to nothing: offered to be deleted instead (as Discord does).
+        if (await this.remove(m)) return done();
+        return box.focus();
+      }
       try {
         const fresh = await this.session.call("PATCH", `/api/channels/${m.channel_id}/messages/${m.id}`, { content });
         Object.assign(m, fresh, { reactions: m.reactions });
