@@ -79,3 +79,18 @@ async def test_a_kick_a_ban_and_a_deletion_are_said(site: Site, browsers: Browse
         gone = await alice.delete(f"/api/servers/{created.json()['id']}")
         assert gone.status_code == 204, gone.text
         await expect(bob.get_by_text("Short lived was deleted.")).to_be_visible()
+
+
+async def test_the_member_list_shows_server_mute_and_deafen(site: Site, browsers: Browsers) -> None:
+    alice = await browsers.logged_in(site.base, "alice")
+    await open_channel(alice, "general")
+    members = alice.get_by_role("complementary", name="Details")
+    bob = members.get_by_role("button", name=re.compile("^Bob"))
+    await expect(bob).to_have_accessible_name(re.compile(r"^Bob \((online|offline|idle)\)$"))
+    async with api_as(site.base, "alice") as api:
+        got = await api.patch(
+            f"/api/servers/{SERVER}/members/{USER_IDS['bob']}/voice",
+            json={"mute": True, "deaf": True},
+        )
+        assert got.status_code == 200, got.text
+    await expect(bob).to_have_accessible_name(re.compile(r"\(server muted\) \(server deafened\)$"))

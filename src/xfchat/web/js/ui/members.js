@@ -42,7 +42,14 @@ function statusOf(store, id) {
   return p && p.status !== "invisible" ? p.status : "offline";
 }
 
-function memberRow(app, user, color, nickname, extras = null) {
+// A member's server mute and deafen, which last until lifted, in voice or not.
+function voiceFlags(member) {
+  if (!member) return null;
+  const flags = [member.mute && ["🔇", "server muted"], member.deaf && ["🎧", "server deafened"]].filter(Boolean);
+  return flags.map(([icon, text]) => h("span", { class: "member-flag", title: text }, h("span", { "aria-hidden": "true" }, icon), h("span", { class: "visually-hidden" }, ` (${text})`)));
+}
+
+function memberRow(app, user, color, nickname, extras = null, member = null) {
   const status = statusOf(app.store, user.id);
   return h(
     "li",
@@ -53,6 +60,7 @@ function memberRow(app, user, color, nickname, extras = null) {
       h("span", { class: "dm-avatar" }, avatar(user, "sm"), h("span", { class: `status-dot status-${status}`, "aria-hidden": "true" })),
       h("span", { class: "member-name", style: color ? `color:${color}` : null }, nickname || displayName(user)),
       h("span", { class: "visually-hidden" }, ` (${status})`),
+      voiceFlags(member),
     ),
     extras,
   );
@@ -95,7 +103,7 @@ export function renderServerMembers(app, server, container) {
         "section",
         { class: "member-group" },
         h("h3", { class: "category-name" }, `${title} — ${members.length}`),
-        h("ul", null, members.sort(byName).map((m) => memberRow(app, m.user, colorFor(m), m.nickname))),
+        h("ul", null, members.sort(byName).map((m) => memberRow(app, m.user, colorFor(m), m.nickname, null, m))),
       ),
     ),
   );
