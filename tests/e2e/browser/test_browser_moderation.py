@@ -94,3 +94,22 @@ async def test_the_member_list_shows_server_mute_and_deafen(site: Site, browsers
         )
         assert got.status_code == 200, got.text
     await expect(bob).to_have_accessible_name(re.compile(r"\(server muted\) \(server deafened\)$"))
+
+
+async def test_the_audit_log_loads_more_than_its_newest_page(
+    site: Site, browsers: Browsers
+) -> None:
+    async with api_as(site.base, "alice") as api:
+        for i in range(105):
+            got = await api.patch(f"/api/servers/{SERVER}", json={"description": f"take {i}"})
+            assert got.status_code == 200, got.text
+    alice = await browsers.logged_in(site.base, "alice")
+    await open_channel(alice, "general")
+    await alice.get_by_role("button", name="Server settings").click()
+    settings = alice.get_by_role("dialog", name="Gaming Squad settings")
+    await settings.get_by_role("tab", name="Audit log").click()
+    entries = settings.locator("ol.audit > li")
+    await expect(entries).to_have_count(100)
+    await settings.get_by_role("button", name="Load more").click()
+    await expect(entries).to_have_count(105)
+    await expect(settings.get_by_role("button", name="Load more")).to_be_hidden()
