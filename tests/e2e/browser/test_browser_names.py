@@ -3,6 +3,9 @@ list closed), and server nicknames, shown as that server's member list shows the
 
 from __future__ import annotations
 
+import asyncio
+import re
+
 import httpx
 from playwright.async_api import expect
 
@@ -62,3 +65,29 @@ async def test_server_nicknames_name_authors_and_mentions(site: Site, browsers: 
     await expect(author).to_have_text("Bobby")  # live
     await say(alice, "@bob nicely done")
     await expect(message(log, "nicely done").locator(".mention")).to_have_text("@Bobby")
+
+
+async def test_who_reacted_counts_those_past_the_first_25(site: Site, browsers: Browsers) -> None:
+    async with api_as(site.base, "alice") as alice:
+        invite = (await alice.post(f"/api/servers/{SERVER}/invites", json={})).json()
+        sent = await alice.post(f"/api/channels/{GENERAL}/messages", json={"content": "react here"})
+        assert sent.status_code == 201, sent.text
+    react = f"/api/channels/{GENERAL}/messages/{sent.json()['id']}/reactions/%F0%9F%91%8D/@me"
+
+    async def reactor(name: str) -> None:
+        async with api_as(site.base, name, PASSWORD) as api:
+            assert (await api.post(f"/api/invites/{invite['code']}")).is_success
+            assert (await api.put(react)).status_code in (200, 201, 204)
+
+    names = [f"fan{i:02}" for i in range(27)]
+    for name in names:  # (one at a time: registrations at once from one address are refused)
+        await register(site.base, name)
+    await asyncio.gather(*(reactor(name) for name in names))
+    bob = await browsers.logged_in(site.base, "bob")
+    log = await open_channel(bob, "general")
+    button = message(log, "react here").locator(".reaction")
+    await expect(button).to_contain_text("27")
+    await button.hover()
+    await expect(button).to_have_attribute(
+        "title", re.compile(r"^(fan\d\d, ){24}fan\d\d and 2 more reacted with 👍$")
+    )

@@ -225,7 +225,10 @@ export async function whoReacted(session, cache, m, r) {
   if (cache.has(key)) return;
   try {
     const users = await session.call("GET", `/api/channels/${m.channel_id}/messages/${m.id}/reactions/${encodeURIComponent(r.emoji)}?limit=25`);
-    cache.set(key, `${users.map(displayName).join(", ")} reacted with ${r.emoji}`);
+    // (the first 25: the rest are counted, not named)
+    const rest = r.count - users.length;
+    const names = users.map(displayName).join(", ");
+    cache.set(key, `${rest > 0 ? `${names} and ${rest} more` : names} reacted with ${r.emoji}`);
     const row = document.getElementById(`msg-${m.id}`);
     for (const btn of row ? row.querySelectorAll(".reaction") : []) {
       if (btn.dataset.emoji === r.emoji) btn.title = cache.get(key);
