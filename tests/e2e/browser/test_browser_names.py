@@ -65,6 +65,11 @@ async def test_server_nicknames_name_authors_and_mentions(site: Site, browsers: 
     await expect(author).to_have_text("Bobby")  # live
     await say(alice, "@bob nicely done")
     await expect(message(log, "nicely done").locator(".mention")).to_have_text("@Bobby")
+    search = alice.get_by_role("searchbox", name="Search messages")
+    await search.fill("from:bob game")
+    await search.press("Enter")
+    hit = alice.get_by_role("list", name="Search results").get_by_role("button")
+    await expect(hit.filter(has_text="Who's up for a").locator("strong")).to_have_text("Bobby")
 
 
 async def test_who_reacted_counts_those_past_the_first_25(site: Site, browsers: Browsers) -> None:
