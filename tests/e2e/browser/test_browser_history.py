@@ -6,8 +6,16 @@ from __future__ import annotations
 
 from playwright.async_api import expect
 
-from tests.e2e.browser.client import GAMING, USER_IDS, api_as, message, open_channel, shown_texts
-from tests.e2e.browser.conftest import Browsers, Site
+from tests.e2e.browser.client import (
+    GAMING,
+    GENERAL,
+    USER_IDS,
+    api_as,
+    message,
+    open_channel,
+    shown_texts,
+)
+from tests.e2e.browser.conftest import PHONE, Browsers, Site
 
 BOB = USER_IDS["bob"]
 
@@ -53,3 +61,46 @@ async def test_scrolling_up_loads_history_once_in_order_and_badges_count(
         .click()
     )
     await expect(message(log, "history 001")).to_be_focused()
+
+
+async def test_a_phone_opens_a_server_at_its_newest_messages(
+    site: Site, browsers: Browsers
+) -> None:
+    """On a phone, picking a server keeps the drawer open over its first channel, which
+    is drawn hidden: shown, it is at the newest message, not the top of the page."""
+    async with api_as(site.base, "charlie") as charlie:
+        for i in range(1, 41):
+            sent = await charlie.post(
+                f"/api/channels/{GENERAL}/messages", json={"content": f"phone {i:03}"}
+            )
+            assert sent.status_code == 201, sent.text
+    bob = await browsers.logged_in(site.base, "bob", PHONE)
+    await bob.get_by_role("button", name="Open navigation").click()
+    acks: list[str] = []
+    bob.on(
+        "request",
+        lambda r: acks.append(r.url) if r.method == "PUT" and r.url.endswith("/ack") else None,
+    )
+    log = await open_channel(bob, "general")
+    await expect(message(log, "phone 040")).to_be_in_viewport()
+    await expect(message(log, "phone 001")).not_to_be_in_viewport()
+    await bob.wait_for_timeout(1000)  # (an ack waits 300 ms)
+    assert any(GENERAL in url for url in acks), acks
+
+
+async def test_a_deleted_mention_takes_its_badge_with_it(site: Site, browsers: Browsers) -> None:
+    bob = await browsers.logged_in(site.base, "bob")
+    gaming = bob.get_by_role("navigation", name="Channels").get_by_role("link", name="gaming")
+    url = f"/api/channels/{GAMING}/messages"
+    async with api_as(site.base, "charlie") as charlie:
+        # Never opened here (its messages not loaded), then opened and left (loaded).
+        for opened in (False, True):
+            if opened:
+                await open_channel(bob, "gaming")
+            await open_channel(bob, "general")
+            sent = await charlie.post(url, json={"content": f"<@{BOB}> look ({opened})"})
+            assert sent.status_code == 201, sent.text
+            await expect(gaming.locator(".badge")).to_have_text("1")
+            assert (await charlie.delete(f"{url}/{sent.json()['id']}")).status_code == 204
+            await expect(gaming.locator(".badge")).to_have_count(0)
+            await expect(gaming).to_have_accessible_name("gaming")

@@ -103,5 +103,51 @@ async def test_a_permission_change_hides_a_channel_from_bob_live(
 
     await expect(channels.get_by_role("link", name="gaming")).to_have_count(0)
     await expect(channels.get_by_role("link", name="general")).to_be_visible()
-    # He was reading it: he is taken elsewhere rather than left looking at it.
+    # He was reading it: he is taken elsewhere rather than left looking at it, and told.
     await expect(bob.get_by_role("heading", level=1, name="gaming", exact=True)).to_have_count(0)
+    await expect(bob.get_by_text("You can no longer see #gaming.")).to_be_visible()
+
+
+async def test_a_large_reveal_shows_its_channels_live(site: Site, browsers: Browsers) -> None:
+    """An override change that reveals more than the event repeats (256 KiB over the
+    members): `channel.revealed` names them with `channels: []`, and each comes as its
+    `channel.updated`; the sidebar shows them all, live."""
+    server = "00000000-0000-0000-0000-000000000100"
+    async with api_as(site.base, "alice") as alice:
+        roles = (await alice.get(f"/api/servers/{server}")).json()["roles"]
+        everyone = next(r["id"] for r in roles if r["is_default"])
+        made = await alice.post(
+            f"/api/servers/{server}/channels", json={"name": "vault", "kind": "category"}
+        )
+        assert made.status_code == 201, made.text
+        vault = made.json()["id"]
+        hide = {"allow": "0", "deny": "1"}
+        got = await alice.put(f"/api/channels/{vault}/overrides/role/{everyone}", json=hide)
+        assert got.status_code == 200, got.text
+        for i in range(80):
+            body = {"name": f"vault-{i:02}", "parent_id": vault, "topic": "t" * 1000}
+            got = await alice.post(f"/api/servers/{server}/channels", json=body)
+            assert got.status_code == 201, got.text
+
+        bob = await browsers.logged_in(site.base, "bob")
+        await open_channel(bob, "general")
+        frames: list[str] = []
+        bob.on(
+            "websocket",
+            lambda ws: ws.on(
+                "framereceived",
+                lambda f: (
+                    frames.append(f) if isinstance(f, str) and "channel.revealed" in f else None
+                ),
+            ),
+        )
+        channels = bob.get_by_role("navigation", name="Channels")
+        await expect(channels.get_by_role("link", name="vault-79")).to_have_count(0)
+        # (a reconnect lets the page's gateway be watched from its start)
+        await bob.reload()
+        await expect(channels.get_by_role("link", name="general")).to_be_visible()
+        got = await alice.delete(f"/api/channels/{vault}/overrides/role/{everyone}")
+        assert got.status_code == 200, got.text
+        await expect(channels.get_by_role("link", name="vault-79")).to_be_visible()
+        await expect(channels.get_by_role("link", name="vault-00")).to_be_visible()
+    assert frames and all('"channels":[]' in f.replace(" ", "") for f in frames), frames[:1]

@@ -41,6 +41,11 @@ function timedOut(member) {
   return member && member.timed_out_until && new Date(member.timed_out_until) > new Date();
 }
 
+// When your timeout in this server ends (a Date), or null if you are not timed out.
+export function timedOutUntil(server) {
+  return server && timedOut(server.member) ? new Date(server.member.timed_out_until) : null;
+}
+
 function base(server) {
   const member = server.member;
   if (!member) return { all: false, perms: 0n };

@@ -3,6 +3,8 @@
 // event in order, and after any drop resumes from the last position it received
 // (the gateway's RESUME, SSE's `since`): nothing is missed or repeated.
 
+import { sessionGone, retryDelay } from "./session.js";
+
 const SSE_TYPES = [
   "message.created", "message.updated", "message.deleted", "message.pinned", "message.unpinned",
   "reaction.added", "reaction.removed", "read_state.updated", "typing.started",
@@ -10,7 +12,7 @@ const SSE_TYPES = [
   "participant.added", "participant.removed",
   "friend_request.created", "friend_request.accepted", "friend_request.declined", "friend_request.cancelled",
   "friend.added", "friend.removed", "block.added", "block.removed",
-  "user.updated", "presence.updated", "session.revoked",
+  "user.updated", "presence.updated", "privacy.updated", "session.revoked",
   "server.joined", "server.left", "server.updated", "channel.revealed", "channel.hidden", "channel.updated",
   "member.joined", "member.updated", "member.removed", "role.created", "role.updated", "role.deleted",
   "voice.state_updated",
@@ -140,15 +142,24 @@ export class Realtime {
     if (code === 4015 || code === 4004) {
       try {
         await this.session.refresh();
-      } catch {
-        return this.on.ended("expired");
+      } catch (err) {
+        // Only a 401 ends the session; the server unreachable or busy is waited for.
+        if (sessionGone(err)) return this.on.ended("expired");
+        return this.schedule(retryDelay(err, this.failures + 1));
       }
     }
     this.schedule();
   }
 
   async openSse() {
-    if (!this.session.access) await this.session.refresh().catch(() => {});
+    if (!this.session.access) {
+      try {
+        await this.session.refresh();
+      } catch (err) {
+        if (sessionGone(err)) return this.on.ended("expired");
+        return this.schedule(retryDelay(err, this.failures + 1));
+      }
+    }
     const params = new URLSearchParams({ access_token: this.session.access || "" });
     if (this.last) params.set("since", this.last);
     const es = new EventSource(`/api/events?${params}`);
@@ -174,7 +185,10 @@ export class Realtime {
       // EventSource retries by itself with Last-Event-ID; once it gives up (an expired
       // token answers 401), open a new one with a fresh token and `since`.
       if (es.readyState === EventSource.CLOSED && this.es === es) {
-        this.session.refresh().catch(() => {}).finally(() => this.schedule());
+        this.session.refresh().then(
+          () => this.schedule(),
+          (err) => (sessionGone(err) ? this.on.ended("expired") : this.schedule(retryDelay(err, this.failures + 1))),
+        );
       }
     };
   }

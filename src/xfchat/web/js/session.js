@@ -9,12 +9,24 @@ const STORE = "xfchat.session";
 const LOCK = "xfchat.refresh";
 
 export class ApiError extends Error {
-  constructor(status, body) {
+  constructor(status, body, retryAfter = null) {
     super((body && body.message) || `HTTP ${status}`);
     this.status = status;
     this.code = (body && body.code) || "HTTP_" + status;
     this.body = body || {};
+    this.retryAfter = retryAfter; // seconds, from a 429's or 503's Retry-After
   }
+}
+
+// Only a 401 from the refresh ends a session: the server no longer knows it. A network
+// error, a 5xx or a 429 says nothing about the session, which is kept and tried again.
+export const sessionGone = (err) => err instanceof ApiError && err.status === 401;
+
+// How long to wait before trying a failed refresh again (the `attempt`th failure in a
+// row): what Retry-After asks, else a back-off from 1 s to a minute, with jitter.
+export function retryDelay(err, attempt) {
+  if (err instanceof ApiError && err.retryAfter !== null) return err.retryAfter * 1000;
+  return Math.min(60000, 1000 * 2 ** Math.min(attempt, 6)) * (0.5 + Math.random() / 2);
 }
 
 export class Session {
@@ -25,6 +37,7 @@ export class Session {
     this.timer = null;
     this.onEnd = () => {};
     this.refreshing = null;
+    this.refreshFailures = 0;
   }
 
   get stored() {
@@ -43,9 +56,19 @@ export class Session {
       STORE,
       JSON.stringify({ refresh_token: tokens.refresh_token, user_id: tokens.user.id }),
     );
+    this.refreshFailures = 0;
+    this.arm(Math.max(10, tokens.expires_in - 60) * 1000);
+  }
+
+  // The next scheduled refresh. One that fails for want of the server (not a 401) arms
+  // the next itself (see refresh); a 401 ends the session.
+  arm(ms) {
     clearTimeout(this.timer);
-    const lead = Math.max(10, tokens.expires_in - 60) * 1000;
-    this.timer = setTimeout(() => this.refresh().catch(() => {}), lead);
+    this.timer = setTimeout(() => {
+      this.refresh().catch((err) => {
+        if (sessionGone(err)) this.onEnd("expired");
+      });
+    }, ms);
   }
 
   // The password step: null when logged in, or the two-factor ticket to go on with.
@@ -87,7 +110,12 @@ export class Session {
         try {
           this.adopt(await request("POST", "/api/auth/refresh", null, { refresh_token: held.refresh_token }));
         } catch (err) {
-          if (err instanceof ApiError && err.status === 401) this.forget();
+          if (sessionGone(err)) this.forget();
+          else if (this.user) {
+            // Kept: tried again later, however this refresh was asked for.
+            this.refreshFailures += 1;
+            this.arm(retryDelay(err, this.refreshFailures));
+          }
           throw err;
         }
       };
@@ -136,7 +164,8 @@ export class Session {
       try {
         await this.refresh();
       } catch (refreshErr) {
-        this.onEnd("expired");
+        // (not reached, or busy: the session stays, and the caller is told this call failed)
+        if (sessionGone(refreshErr)) this.onEnd("expired");
         throw refreshErr;
       }
       return request(method, path, this.access, body, extra);
@@ -170,6 +199,15 @@ async function request(method, path, token, body, { raw = false, headers = {} } 
   const res = await fetch(path, init);
   if (res.status === 204) return null;
   const data = await res.json().catch(() => null);
-  if (!res.ok) throw new ApiError(res.status, data);
+  if (!res.ok) throw new ApiError(res.status, data, retryAfterOf(res));
   return raw ? { data, headers: res.headers } : data;
+}
+
+function retryAfterOf(res) {
+  const value = res.headers.get("Retry-After");
+  if (value === null) return null;
+  const seconds = Number(value);
+  if (Number.isFinite(seconds)) return Math.max(0, seconds);
+  const at = Date.parse(value);
+  return Number.isNaN(at) ? null : Math.max(0, (at - Date.now()) / 1000);
 }

@@ -18,6 +18,7 @@ export class Store {
     this.incoming = new Map();
     this.outgoing = new Map();
     this.blocks = new Map();
+    this.privacy = null; // {direct_messages}, once asked for (or changed elsewhere)
     this.presences = new Map();
     this.voice = new Map(); // user id -> voice state (one channel each)
     this.users = new Map();
@@ -66,6 +67,20 @@ export class Store {
 
   user(id) {
     return this.users.get(id) || { id, username: "unknown", display_name: null };
+  }
+
+  // The name to show for a user (an id, or a user as a message carries it) in `server`
+  // (null: a conversation).
+  nameIn(server, user) {
+    const u = typeof user === "string" ? this.user(user) : user || {};
+    if (server) {
+      // The server nickname, as its member list shows it.
+      const list = this.members.get(server.id);
+      const member = (list && list.get(u.id)) || (server.member && server.member.user.id === u.id ? server.member : null);
+      if (member && member.nickname) return member.nickname;
+    }
+    const known = this.users.get(u.id);
+    return u.display_name || u.username || (known && (known.display_name || known.username)) || "Unknown";
   }
 
   addConversation(c) {
@@ -162,6 +177,20 @@ export class Store {
       fn(m);
       this.emit(`channel:${channelId}`);
     }
+  }
+
+  // The loaded messages that preview message `id` (replies to it, notices of its pin)
+  // get `fn`'s preview instead; true if there were any.
+  patchReplies(channelId, id, fn) {
+    const t = this.messages.get(channelId);
+    let any = false;
+    for (const m of t ? t.list : []) {
+      if (m.reply_to && m.reply_to.id === id) {
+        m.reply_to = fn(m.reply_to);
+        any = true;
+      }
+    }
+    return any;
   }
 
   // A `left` ends the state it names: not a newer one the same user holds through
@@ -279,17 +308,28 @@ const HANDLERS = {
       const reactions = reactionsWithMe(m.reactions, d.reactions);
       Object.assign(m, d, { reactions });
     });
+    // The replies to it preview its new text (loaded or not, the original).
+    const content = [...d.content].slice(0, 100).join("");
+    if (s.patchReplies(d.channel_id, d.id, (r) => ({ ...r, content, author: d.author || r.author }))) s.emit(`channel:${d.channel_id}`);
   },
   "message.deleted": (s, d) => {
     const t = s.messages.get(d.channel_id);
-    if (t && t.byId.has(d.id)) {
-      const m = t.byId.get(d.id);
+    let changed = false;
+    const m = t && t.byId.get(d.id);
+    if (m) {
+      // An unread message gone is unread no more (and its mention with it).
+      const read = s.reads.get(d.channel_id);
+      if (read && !m.deleted && m.seq > read.last_read_seq && m.author.id !== s.me.id) {
+        read.unread = Math.max(0, read.unread - 1);
+        if (s.mentionsMe(m)) read.mention_count = Math.max(0, read.mention_count - 1);
+        s.emit("reads");
+      }
       Object.assign(m, { deleted: true, content: "", attachments: [], reactions: [] });
-      s.emit(`channel:${d.channel_id}`);
+      changed = true;
     }
-    for (const other of t ? t.list : []) {
-      if (other.reply_to && other.reply_to.id === d.id) other.reply_to = { ...other.reply_to, deleted: true, content: "" };
-    }
+    // Replies and pin notices say it is gone, whether it is loaded or not.
+    if (s.patchReplies(d.channel_id, d.id, (r) => ({ ...r, deleted: true, content: "" }))) changed = true;
+    if (changed) s.emit(`channel:${d.channel_id}`);
   },
   "message.pinned": (s, d) => {
     s.patchMessage(d.channel_id, d.message_id, (m) => (m.pinned = true));
@@ -396,6 +436,10 @@ const HANDLERS = {
       for (const m of t.list) if (m.author.id === d.id) m.author = { ...m.author, ...d };
     }
     s.emit("all");
+  },
+  "privacy.updated": (s, d) => {
+    s.privacy = { direct_messages: d.direct_messages };
+    s.emit("privacy");
   },
   "presence.updated": (s, d) => {
     s.presences.set(d.user_id, d);

@@ -24,11 +24,21 @@ const STATUSES = [
 
 export function openAccount(app) {
   const view = new Account(app);
-  tabbedDialog("User settings", TABS, (key, panel) => {
-    view.panel = panel;
-    view.tab = key;
-    view.render();
+  // (a change made in another session shows here live)
+  const off = app.store.on("privacy", () => {
+    const checked = view.panel && view.panel.querySelector("input[name=dm-policy]:checked");
+    if (view.tab === "privacy" && (!checked || checked.value !== app.store.privacy.direct_messages)) view.render();
   });
+  tabbedDialog(
+    "User settings",
+    TABS,
+    (key, panel) => {
+      view.panel = panel;
+      view.tab = key;
+      view.render();
+    },
+    { onClose: off },
+  );
 }
 
 class Account {
@@ -200,18 +210,20 @@ class Account {
   }
 
   async privacy() {
-    let policy;
+    const store = this.app.store;
     try {
-      policy = (await this.call("GET", "/api/users/@me/privacy")).direct_messages;
+      if (!store.privacy) store.privacy = await this.call("GET", "/api/users/@me/privacy");
     } catch (err) {
       return toast(describe(err));
     }
+    const policy = store.privacy.direct_messages;
     if (this.tab !== "privacy") return undefined;
     const saved = h("p", { class: "muted", role: "status" });
     const choose = async (value) => {
       saved.textContent = "";
       try {
         const out = await this.call("PUT", "/api/users/@me/privacy", { direct_messages: value });
+        store.privacy = out;
         saved.textContent = out.direct_messages === "friends" ? "Saved: only your friends can message you." : "Saved: anyone can message you.";
       } catch (err) {
         saved.textContent = describe(err);

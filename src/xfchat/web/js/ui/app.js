@@ -102,13 +102,49 @@ export class App {
   }
 
   onEvent(type, d) {
+    const unseen = type === "message.deleted" && !this.store.messages.get(d.channel_id)?.byId.has(d.id);
+    // (names taken before the event drops what they name)
+    const serverName = type === "server.left" ? this.store.servers.get(d.id)?.name : null;
+    const hidden = type === "channel.hidden" && d.channel_ids.includes(this.route.channelId) ? this.channelTitle(this.route.channelId) : null;
     this.store.apply(type, d);
-    if (type === "channel.hidden" && d.channel_ids.includes(this.route.channelId)) {
+    if (unseen) this.recountUnread(d.channel_id, d.seq);
+    // Being moved away is said, with why (a moderator's act, or a deletion).
+    if (serverName && d.reason !== "left") {
+      const why = { kicked: `You were kicked from ${serverName}.`, banned: `You were banned from ${serverName}.`, deleted: `${serverName} was deleted.` };
+      toast(why[d.reason] || `You are no longer in ${serverName}.`, "info");
+    }
+    if (hidden) {
+      toast(`You can no longer see #${hidden}.`, "info");
       location.hash = `#/s/${d.server_id}`; // the server's first channel still visible
     } else if ((type === "server.left" && d.id === this.route.serverId) || (type === "conversation.removed" && d.id === this.route.channelId)) {
       location.hash = "#/friends";
     }
     if (type === "member.updated" || type === "role.updated" || type === "channel.updated") this.scheduleChrome();
+  }
+
+  // A message this page never loaded was deleted: if it was unread, the channel's
+  // unread and mention counts are counted again from what is unread now.
+  async recountUnread(channelId, seq) {
+    const read = this.store.reads.get(channelId);
+    if (!read || seq <= read.last_read_seq || !(read.unread || read.mention_count)) return;
+    const since = read.last_read_seq;
+    try {
+      const { data, headers } = await this.session.call("GET", `/api/channels/${channelId}/messages?after=${since}&limit=100`, null, { raw: true });
+      const now = this.store.reads.get(channelId);
+      if (!now || now.last_read_seq !== since) return; // (read meanwhile)
+      const unread = data.filter((m) => !m.deleted && m.author && m.author.id !== this.store.me.id);
+      const mentions = unread.filter((m) => this.store.mentionsMe(m)).length;
+      if (headers.get("X-Has-More") === "true") {
+        now.unread = Math.max(0, now.unread - 1); // (more than a page: the mentions may be further)
+        now.mention_count = Math.max(mentions, Math.min(now.mention_count, now.unread));
+      } else {
+        now.unread = unread.length;
+        now.mention_count = mentions;
+      }
+      this.store.emit("reads");
+    } catch {
+      // (a badge is a nicety: the next ready or read counts it again)
+    }
   }
 
   setStatus(text) {
@@ -357,7 +393,8 @@ export class App {
       if (this.panel !== "pins") return off();
       try {
         const pins = await this.session.call("GET", `/api/channels/${channelId}/pins`);
-        const ctx = { store: this.store, server: this.store.serverOf(channelId), can: {}, reactors: new Map(), whoReacted: () => {}, jump: () => {}, loadImage: (u, img) => this.blobs.show(u, img), openImage: () => {}, download: (a) => this.blobs.download(a), showPins: () => {} };
+        const server = this.store.serverOf(channelId);
+        const ctx = { store: this.store, server, name: (user) => this.store.nameIn(server, user), can: {}, reactors: new Map(), whoReacted: () => {}, jump: () => {}, loadImage: (u, img) => this.blobs.show(u, img), openImage: () => {}, download: (a) => this.blobs.download(a), showPins: () => {} };
         replace(
           this.aside,
           h("header", { class: "panel-head" }, h("h2", null, "Pinned messages"), h("button", { class: "icon-btn", type: "button", "aria-label": "Close pins", onclick: () => this.closePanel() }, "✕")),
@@ -375,6 +412,26 @@ export class App {
   }
 
   // --- people, servers, voice --------------------------------------------------------
+
+  // Users the page has not met (mentioned by id in a message): asked for once, in
+  // batches of up to 100; the views are drawn again when they come.
+  lookupUsers(ids) {
+    this.askedUsers = this.askedUsers || new Set();
+    const want = [...new Set(ids)].filter((id) => !this.store.users.has(id) && !this.askedUsers.has(id));
+    for (const id of want) this.askedUsers.add(id);
+    for (let i = 0; i < want.length; i += 100) {
+      const part = want.slice(i, i + 100);
+      this.session
+        .call("GET", `/api/users?ids=${part.join(",")}`)
+        .then((users) => {
+          for (const u of users) this.store.remember(u);
+          if (users.length) this.store.emit("users");
+        })
+        .catch(() => {
+          for (const id of part) this.askedUsers.delete(id); // (asked again at the next redraw)
+        });
+    }
+  }
 
   profile(user) {
     const me = user.id === this.store.me.id;

@@ -1,9 +1,10 @@
 // The middle of the screen: a channel's messages (infinite scroll upward, grouped by
 // author and day), the typing line and the composer.
 
-import { h, replace, displayName, fmtDay, dayKey, toast, describe, confirmDialog, dialog } from "../dom.js";
+import { h, replace, fmtDay, dayKey, toast, describe, confirmDialog, dialog } from "../dom.js";
 import { renderMessage, emojiPicker, whoReacted } from "./message.js";
 import { composerMethods } from "./composer.js";
+import { loadMembers } from "./members.js";
 import { P, has, channelPermissions } from "../perms.js";
 
 const PAGE = 50;
@@ -51,6 +52,7 @@ export class ChatView {
     return {
       store: this.store,
       server,
+      name: (user) => this.store.nameIn(server, user),
       can: {
         send: has(perms, P.SEND_MESSAGES),
         react: has(perms, P.ADD_REACTIONS),
@@ -106,7 +108,30 @@ export class ChatView {
       this.store.on(`typing:${id}`, () => this.renderTyping()),
       this.store.on("all", () => this.render()),
       this.store.on(`members:${this.server && this.server.id}`, () => this.render()),
+      this.store.on("users", () => this.render()),
     );
+    // Names in messages (nicknames, mentions) come from the server's members: loaded
+    // here too, not only by the member list (closed on a phone).
+    const server = this.server;
+    this.membersReady = !server;
+    if (server) {
+      loadMembers(this.app, server.id)
+        .catch(() => {})
+        .finally(() => {
+          this.membersReady = true;
+          this.render();
+        });
+    }
+    // Mounted hidden (a phone's drawer open over it, as when a server is picked there):
+    // it is scrolled to the newest messages, and read, when it is shown.
+    this.resizer = new ResizeObserver(() => {
+      if (this.scroller.clientHeight && this.stickOnShow) {
+        this.stickOnShow = false;
+        this.scroller.scrollTop = this.scroller.scrollHeight;
+        this.maybeAck();
+      }
+    });
+    this.resizer.observe(this.scroller);
     this.typingTimer = setInterval(() => this.renderTyping(), 1000);
     this.focusHandler = () => this.maybeAck();
     window.addEventListener("focus", this.focusHandler);
@@ -118,8 +143,10 @@ export class ChatView {
   destroy() {
     this.store.timeline(this.channelId).trim(PAGE);
     for (const u of this.unsubs) u();
+    this.resizer.disconnect();
     clearInterval(this.typingTimer);
     clearTimeout(this.ackTimer);
+    clearTimeout(this.timeoutTimer);
     window.removeEventListener("focus", this.focusHandler);
   }
 
@@ -182,17 +209,23 @@ export class ChatView {
 
   async jumpTo(messageId) {
     const t = this.store.timeline(this.channelId);
-    if (!t.byId.has(messageId)) {
+    let m = t.byId.get(messageId);
+    if (!m) {
       try {
-        const m = await this.session.call("GET", `/api/channels/${this.channelId}/messages/${messageId}`);
-        const start = Math.max(0, m.seq - Math.floor(PAGE / 2));
-        const { data, more } = await this.page(`limit=${PAGE}&after=${start}`);
-        t.set(data, { hasOlder: start > 0, atEnd: !more });
-        this.render();
+        m = await this.session.call("GET", `/api/channels/${this.channelId}/messages/${messageId}`);
+        if (!m.deleted) {
+          // The page centred on it: older ones above, newer below.
+          const { data, headers } = await this.session.call("GET", `/api/channels/${this.channelId}/messages?around=${m.seq}&limit=${PAGE}`, null, { raw: true });
+          const link = headers.get("Link") || "";
+          for (const x of data) this.store.remember(x.author);
+          t.set(data.reverse(), { hasOlder: headers.get("X-Has-More") === "true" || /rel="next"/.test(link), atEnd: !/rel="prev"/.test(link) });
+          this.render();
+        }
       } catch (err) {
         return toast(describe(err));
       }
     }
+    if (m.deleted) return toast("That message has been deleted.", "info");
     const el = document.getElementById(`msg-${messageId}`);
     if (el) {
       el.scrollIntoView({ block: "center" });
@@ -262,8 +295,24 @@ export class ChatView {
     this.jumpBar.hidden = t.atEnd;
     if (focusedId) document.getElementById(focusedId)?.focus({ preventScroll: true });
     if (stick) this.scroller.scrollTop = this.scroller.scrollHeight;
+    if (!this.scroller.clientHeight) this.stickOnShow = this.stickOnShow || stick;
     this.updateComposer();
     this.maybeAck();
+    this.resolveNames(shown);
+  }
+
+  // Who the shown messages mention and the page has not met (not a member it loaded:
+  // someone who left, or a conversation's outsider): looked up, then drawn by name.
+  resolveNames(messages) {
+    if (!this.membersReady) return; // (the members bring most of them)
+    const ids = [];
+    for (const m of messages) {
+      ids.push(...(m.mentions || []));
+      for (const text of [m.content, m.reply_to && m.reply_to.content]) {
+        for (const x of (text || "").matchAll(/<@([0-9a-fA-F-]{36})>/g)) ids.push(x[1]);
+      }
+    }
+    this.app.lookupUsers(ids);
   }
 
   intro() {
@@ -280,7 +329,7 @@ export class ChatView {
   renderTyping() {
     const now = Date.now();
     const map = this.store.typing.get(this.channelId) || new Map();
-    const names = [...map].filter(([, until]) => until > now).map(([id]) => displayName(this.store.user(id)));
+    const names = [...map].filter(([, until]) => until > now).map(([id]) => this.store.nameIn(this.server, id));
     if (!names.length) return replace(this.typingLine);
     const text = names.length === 1 ? `${names[0]} is typing…` : names.length < 4 ? `${names.join(", ")} are typing…` : "Several people are typing…";
     replace(this.typingLine, h("span", { class: "typing-dots", "aria-hidden": "true" }, "•••"), " ", h("strong", null, text));
@@ -291,7 +340,8 @@ export class ChatView {
   maybeAck() {
     const t = this.store.timeline(this.channelId);
     const read = this.store.reads.get(this.channelId);
-    if (!t.atEnd || !document.hasFocus() || !this.atBottom() || !t.newest) return;
+    // (not while hidden: a view nobody sees reads nothing)
+    if (!t.atEnd || !document.hasFocus() || !this.scroller.clientHeight || !this.atBottom() || !t.newest) return;
     if (read && read.last_read_seq >= t.newest && !read.unread) return;
     clearTimeout(this.ackTimer);
     this.ackTimer = setTimeout(async () => {
@@ -326,12 +376,15 @@ export class ChatView {
     }
   }
 
+  // True once it is deleted.
   async remove(m) {
-    if (!(await confirmDialog("Delete message", "Delete this message? This cannot be undone."))) return;
+    if (!(await confirmDialog("Delete message", "Delete this message? This cannot be undone."))) return false;
     try {
       await this.session.call("DELETE", `/api/channels/${m.channel_id}/messages/${m.id}`);
+      return true;
     } catch (err) {
       toast(describe(err));
+      return false;
     }
   }
 
@@ -353,15 +406,25 @@ export class ChatView {
   }
 
   editor(m) {
-    const box = h("textarea", { class: "edit-box", "aria-label": "Edit message", rows: 2, value: m.content });
+    // Mentions as the composer takes them (@username), not as the API keeps them.
+    const editable = m.content.replace(/<@([0-9a-fA-F-]{36})>/g, (whole, id) => {
+      const u = this.store.users.get(id);
+      return u && u.username ? `@${u.username}` : whole;
+    });
+    const box = h("textarea", { class: "edit-box", "aria-label": "Edit message", rows: 2, value: editable });
     const done = () => {
       m.editing = false;
       this.render();
       this.input.focus();
     };
     const save = async () => {
-      const content = box.value.trim();
+      const content = await this.withMentions(box.value.trim());
       if (content === m.content) return done();
+      if (!content && !(m.attachments && m.attachments.length)) {
+        // Edited to nothing: offered to be deleted instead (as Discord does).
+        if (await this.remove(m)) return done();
+        return box.focus();
+      }
       try {
         const fresh = await this.session.call("PATCH", `/api/channels/${m.channel_id}/messages/${m.id}`, { content });
         Object.assign(m, fresh, { reactions: m.reactions });

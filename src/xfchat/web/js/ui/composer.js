@@ -2,8 +2,8 @@
 // sent, the note of a refusal, and the send itself. Its methods are installed on
 // ChatView, whose state they share (the view's channel, store, session, pending list).
 
-import { h, replace, displayName, toast, describe, fmtBytes } from "../dom.js";
-import { P, has } from "../perms.js";
+import { h, replace, toast, describe, fmtBytes, fmtFull } from "../dom.js";
+import { P, has, timedOutUntil } from "../perms.js";
 
 export const composerMethods = {
   buildComposer() {
@@ -41,18 +41,30 @@ export const composerMethods = {
     const can = this.ctx.can;
     const name = this.app.channelTitle(this.channelId);
     this.input.disabled = !can.send;
+    // A timeout ends with no event: the view is drawn again when it does.
+    const until = timedOutUntil(this.server);
+    clearTimeout(this.timeoutTimer);
+    if (until) {
+      const wait = Math.min(until - Date.now() + 100, 2 ** 31 - 1);
+      this.timeoutTimer = setTimeout(() => {
+        this.render();
+        this.app.scheduleChrome();
+      }, wait);
+    }
     const note = this.refused ? `${name} does not take direct messages from you, so what you send here is refused. You can try again if that changes.` : "";
     this.refusedNote.hidden = !note;
     if (this.refusedNote.textContent !== note) this.refusedNote.textContent = note; // (a live region: said once)
     this.input.placeholder = this.refused
       ? `${name} does not take direct messages from you`
-      : can.send ? `Message ${this.server ? "#" : "@"}${name}` : "You do not have permission to send messages here";
+      : can.send ? `Message ${this.server ? "#" : "@"}${name}`
+      : until ? `You are timed out until ${fmtFull(until.toISOString())}`
+      : "You do not have permission to send messages here";
     this.attachBtn.disabled = !(can.send && has(this.perms, P.ATTACH_FILES));
     if (this.replyTo) {
       this.replyBar.hidden = false;
       replace(
         this.replyBar,
-        h("span", null, "Replying to ", h("strong", null, displayName(this.replyTo.author))),
+        h("span", null, "Replying to ", h("strong", null, this.store.nameIn(this.server, this.replyTo.author))),
         h("button", { class: "icon-btn", type: "button", "aria-label": "Cancel reply", onclick: () => { this.replyTo = null; this.updateComposer(); } }, "✕"),
       );
     } else this.replyBar.hidden = true;
@@ -91,30 +103,66 @@ export const composerMethods = {
     this.input.style.height = "auto";
     this.input.style.height = `${Math.min(200, this.input.scrollHeight)}px`;
     const now = Date.now();
-    if (this.input.value && now - this.lastTyping > 8000) {
+    // (not where sending is refused: typing there is refused too, and says why)
+    if (this.input.value && !this.refused && this.ctx.can.send && now - this.lastTyping > 8000) {
       this.lastTyping = now;
-      this.session.call("POST", `/api/channels/${this.channelId}/typing`).catch(() => {});
+      this.session.call("POST", `/api/channels/${this.channelId}/typing`).catch((err) => {
+        if (err.code === "CANNOT_MESSAGE_USER") {
+          this.refused = true;
+          this.updateComposer();
+        }
+      });
     }
   },
 
   // "@name" as typed becomes the mention the API reads (`<@id>`) when it names someone
   // who can be here: a member of this server, or a participant of this conversation.
-  withMentions(text) {
+  // Names the page has not met are looked up (a member list not loaded, a big server).
+  async withMentions(text) {
+    const typed = /(^|[\s(])@([A-Za-z0-9_.]{2,32})\b/g;
     const server = this.server;
     const conv = this.store.conversations.get(this.channelId);
+    const byName = () => new Map([...this.store.users.values()].filter((u) => u.username).map((u) => [u.username.toLowerCase(), u]));
+    let users = byName();
+    const names = [...new Set([...text.matchAll(typed)].map((x) => x[2].toLowerCase()))];
+    const unknown = names.filter((n) => !users.has(n)).slice(0, 10);
+    if (unknown.length) {
+      const found = await Promise.all(
+        unknown.map((n) => this.session.call("GET", `/api/users/search?q=${encodeURIComponent(n)}&limit=25`).catch(() => [])),
+      );
+      for (const u of found.flat()) this.store.remember(u);
+      users = byName();
+    }
     const members = server ? this.store.members.get(server.id) : null;
-    const here = (id) => (server ? (members ? members.has(id) : true) : conv && conv.participant_ids.includes(id));
-    const byName = new Map([...this.store.users.values()].map((u) => [u.username.toLowerCase(), u]));
-    return text.replace(/(^|[\s(])@([A-Za-z0-9_.]{2,32})\b/g, (whole, lead, name) => {
-      const user = byName.get(name.toLowerCase());
-      return user && here(user.id) ? `${lead}<@${user.id}>` : whole;
+    const here = new Set();
+    for (const n of names) {
+      const user = users.get(n);
+      if (!user) continue;
+      let ok;
+      if (!server) ok = Boolean(conv && conv.participant_ids.includes(user.id));
+      else if (!members || members.has(user.id)) ok = true;
+      else {
+        // (a server past what the member list loads: asked one by one)
+        ok = await this.session.call("GET", `/api/servers/${server.id}/members/${user.id}`).then(() => true, () => false);
+      }
+      if (ok) here.add(n);
+    }
+    return text.replace(typed, (whole, lead, name) => {
+      const user = users.get(name.toLowerCase());
+      return user && here.has(name.toLowerCase()) ? `${lead}<@${user.id}>` : whole;
     });
   },
 
   async send() {
     const typed = this.input.value;
-    const content = this.withMentions(typed.trim());
-    if (!content && !this.files.length) return;
+    if ((!typed.trim() && !this.files.length) || this.resolving) return;
+    this.resolving = true; // (a name being looked up: Enter again sends nothing twice)
+    let content;
+    try {
+      content = await this.withMentions(typed.trim());
+    } finally {
+      this.resolving = false;
+    }
     const nonce = crypto.randomUUID().replace(/-/g, "");
     const reply = this.replyTo;
     const files = this.files;
@@ -122,7 +170,7 @@ export const composerMethods = {
     const me = this.store.me;
     const pending = { id: `pending-${nonce}`, nonce, pending: true, kind: "default", content, author: me, created_at: new Date().toISOString(), reactions: [], attachments: [], reply_to: null, mentions: [], mention_roles: [] };
     this.pending.push(pending);
-    this.input.value = "";
+    if (this.input.value === typed) this.input.value = ""; // (not what was typed meanwhile)
     this.input.style.height = "auto";
     this.replyTo = null;
     this.files = [];

@@ -4,9 +4,19 @@
 import { h, replace, avatar, displayName, readableColor, toast, describe } from "../dom.js";
 import { groupActions, participantExtras } from "./groups.js";
 
-export async function loadMembers(app, serverId) {
+// A server's members, loaded once (asked for by several views at once: one load).
+const loading = new Map(); // server id -> promise
+export function loadMembers(app, serverId) {
+  const { store } = app;
+  if (store.members.has(serverId)) return Promise.resolve(store.members.get(serverId));
+  if (!loading.has(serverId)) {
+    loading.set(serverId, fetchMembers(app, serverId).finally(() => loading.delete(serverId)));
+  }
+  return loading.get(serverId);
+}
+
+async function fetchMembers(app, serverId) {
   const { store, session } = app;
-  if (store.members.has(serverId)) return store.members.get(serverId);
   const map = new Map();
   let after = null;
   for (let i = 0; i < 10; i += 1) {
@@ -23,6 +33,7 @@ export async function loadMembers(app, serverId) {
     if (p.user_id !== store.me.id) store.presences.set(p.user_id, p);
   }
   store.members.set(serverId, map);
+  store.emit(`members:${serverId}`); // (names in messages: nicknames)
   return map;
 }
 
@@ -31,7 +42,14 @@ function statusOf(store, id) {
   return p && p.status !== "invisible" ? p.status : "offline";
 }
 
-function memberRow(app, user, color, nickname, extras = null) {
+// A member's server mute and deafen, which last until lifted, in voice or not.
+function voiceFlags(member) {
+  if (!member) return null;
+  const flags = [member.mute && ["🔇", "server muted"], member.deaf && ["🎧", "server deafened"]].filter(Boolean);
+  return flags.map(([icon, text]) => h("span", { class: "member-flag", title: text }, h("span", { "aria-hidden": "true" }, icon), h("span", { class: "visually-hidden" }, ` (${text})`)));
+}
+
+function memberRow(app, user, color, nickname, extras = null, member = null) {
   const status = statusOf(app.store, user.id);
   return h(
     "li",
@@ -42,6 +60,7 @@ function memberRow(app, user, color, nickname, extras = null) {
       h("span", { class: "dm-avatar" }, avatar(user, "sm"), h("span", { class: `status-dot status-${status}`, "aria-hidden": "true" })),
       h("span", { class: "member-name", style: color ? `color:${color}` : null }, nickname || displayName(user)),
       h("span", { class: "visually-hidden" }, ` (${status})`),
+      voiceFlags(member),
     ),
     extras,
   );
@@ -84,7 +103,7 @@ export function renderServerMembers(app, server, container) {
         "section",
         { class: "member-group" },
         h("h3", { class: "category-name" }, `${title} — ${members.length}`),
-        h("ul", null, members.sort(byName).map((m) => memberRow(app, m.user, colorFor(m), m.nickname))),
+        h("ul", null, members.sort(byName).map((m) => memberRow(app, m.user, colorFor(m), m.nickname, null, m))),
       ),
     ),
   );

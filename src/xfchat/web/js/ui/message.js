@@ -23,7 +23,7 @@ export function renderContent(text, ctx, everyone) {
       out.push(h("span", { class: "mention", style: role && role.color ? `color:${readableColor(role.color)}` : null }, `@${role ? role.name : "deleted-role"}`));
     } else if (whole.startsWith("<@")) {
       const mine = id === ctx.store.me.id;
-      out.push(h("span", { class: mine ? "mention mention-me" : "mention" }, `@${displayName(ctx.store.user(id))}`));
+      out.push(h("span", { class: mine ? "mention mention-me" : "mention" }, `@${ctx.name(id)}`));
     } else if (everyone) {
       out.push(h("span", { class: "mention mention-me" }, whole));
     } else {
@@ -33,6 +33,17 @@ export function renderContent(text, ctx, everyone) {
   }
   if (last < text.length) out.push(text.slice(last));
   return out;
+}
+
+// The content as plain text, mentions as names (`<@id>` is for the API, not people).
+export function mentionText(text, ctx) {
+  return text.replace(/<@(&?)([0-9a-fA-F-]{36})>/g, (whole, role, id) => {
+    if (role) {
+      const r = ctx.server && ctx.server.roles.find((x) => x.id === id);
+      return `@${r ? r.name : "deleted-role"}`;
+    }
+    return `@${ctx.name(id)}`;
+  });
 }
 
 function roleColor(ctx, userId) {
@@ -47,12 +58,12 @@ function roleColor(ctx, userId) {
 function replyPreview(m, ctx) {
   const r = m.reply_to;
   if (!r) return null;
-  const label = r.deleted ? "Original message was deleted" : r.content || "Click to see attachment";
+  const label = r.deleted ? "Original message was deleted" : mentionText(r.content, ctx) || "Click to see attachment";
   return h(
     "button",
-    { class: "reply-preview", type: "button", onclick: () => ctx.jump(r.id), "aria-label": `Replying to ${displayName(r.author)}: ${label}` },
+    { class: "reply-preview", type: "button", onclick: () => ctx.jump(r.id), "aria-label": `Replying to ${ctx.name(r.author)}: ${label}` },
     h("span", { class: "reply-arrow", "aria-hidden": "true" }, "↱"),
-    r.author ? h("strong", null, displayName(r.author)) : null,
+    r.author ? h("strong", null, ctx.name(r.author)) : null,
     " ",
     h("span", { class: "reply-text" }, label),
   );
@@ -129,7 +140,7 @@ export function renderMessage(m, head, ctx) {
       "li",
       { class: "msg msg-system", id: `msg-${m.id}`, dataset: { messageId: m.id, seq: m.seq } },
       h("span", { class: "system-icon", "aria-hidden": "true" }, "📌"),
-      h("span", null, h("strong", null, displayName(m.author)), " pinned ", h("button", { class: "link-btn", type: "button", onclick: () => ctx.jump(m.reply_to_id) }, "a message"), " to this channel. "),
+      h("span", null, h("strong", null, ctx.name(m.author)), " pinned ", h("button", { class: "link-btn", type: "button", onclick: () => ctx.jump(m.reply_to_id) }, "a message"), " to this channel. "),
       h("button", { class: "link-btn", type: "button", onclick: () => ctx.showPins() }, "See all pins"),
       h("time", { class: "msg-time", datetime: m.created_at, title: fmtFull(m.created_at) }, fmtTime(m.created_at)),
     );
@@ -142,7 +153,7 @@ export function renderMessage(m, head, ctx) {
       ? h(
           "div",
           { class: "msg-head" },
-          h("span", { class: "msg-author", style: roleColor(ctx, m.author.id) ? `color:${roleColor(ctx, m.author.id)}` : null }, displayName(m.author)),
+          h("span", { class: "msg-author", style: roleColor(ctx, m.author.id) ? `color:${roleColor(ctx, m.author.id)}` : null }, ctx.name(m.author)),
           h("time", { class: "msg-time", datetime: m.created_at, title: fmtFull(m.created_at) }, fmtTime(m.created_at)),
         )
       : null,
@@ -214,7 +225,10 @@ export async function whoReacted(session, cache, m, r) {
   if (cache.has(key)) return;
   try {
     const users = await session.call("GET", `/api/channels/${m.channel_id}/messages/${m.id}/reactions/${encodeURIComponent(r.emoji)}?limit=25`);
-    cache.set(key, `${users.map(displayName).join(", ")} reacted with ${r.emoji}`);
+    // (the first 25: the rest are counted, not named)
+    const rest = r.count - users.length;
+    const names = users.map(displayName).join(", ");
+    cache.set(key, `${rest > 0 ? `${names} and ${rest} more` : names} reacted with ${r.emoji}`);
     const row = document.getElementById(`msg-${m.id}`);
     for (const btn of row ? row.querySelectorAll(".reaction") : []) {
       if (btn.dataset.emoji === r.emoji) btn.title = cache.get(key);

@@ -266,19 +266,31 @@ class Settings {
     );
   }
 
+  // The newest 100 entries, and "Load more" for each older page while there are more.
   async audit() {
     const s = this.s;
-    const list = (await this.act(() => this.call("GET", `/api/servers/${s.id}/audit-log?limit=100`))) || [];
-    if (this.tab !== "audit") return;
     const store = this.app.store;
-    replace(
-      this.panel,
-      h("h3", null, "Audit log"),
-      list.length ? h("ol", { class: "settings-list audit" }, list.map((e) => h("li", null,
+    const list = h("ol", { class: "settings-list audit" });
+    const empty = h("p", { class: "muted", hidden: true }, "Nothing yet.");
+    const more = h("button", { class: "btn btn-small", type: "button", hidden: true }, "Load more");
+    let last = null;
+    const load = async () => {
+      more.disabled = true;
+      const path = `/api/servers/${s.id}/audit-log?limit=100${last ? `&before=${last}` : ""}`;
+      const page = await this.act(() => this.app.session.call("GET", path, null, { raw: true }));
+      more.disabled = false;
+      if (!page || this.tab !== "audit") return false;
+      list.append(...page.data.map((e) => h("li", null,
         h("strong", null, displayName(store.user(e.actor_id))), " ", h("code", null, e.action), e.reason ? h("span", { class: "muted" }, ` — ${e.reason}`) : null,
         h("time", { class: "muted", datetime: e.created_at }, ` ${fmtFull(e.created_at)}`),
-      ))) : h("p", { class: "muted" }, "Nothing yet."),
-    );
+      )));
+      if (page.data.length) last = page.data[page.data.length - 1].id;
+      more.hidden = page.headers.get("X-Has-More") !== "true";
+      empty.hidden = list.children.length > 0;
+      return true;
+    };
+    more.addEventListener("click", load);
+    if (await load()) replace(this.panel, h("h3", null, "Audit log"), list, empty, more);
   }
 }
 
