@@ -28,7 +28,7 @@ from xfchat.domain.state import StatePayload, read_state
 MAX_ACCESS_CHANGES = 10_000  # a resume over more changes than this is a resync
 # How far the clock of the process that handed a token out may run behind the
 # database's before a resume from it is taken for one of a lost history (a resync).
-ISSUE_SKEW_S = 30
+ISSUE_SKEW_S = 5
 SNAPSHOT_SIZE = 50
 
 
