@@ -1,6 +1,6 @@
 // Boot: carry on a stored session (a reload), or show the login.
 
-import { Session } from "./session.js";
+import { Session, retryDelay } from "./session.js";
 import { App } from "./ui/app.js";
 import { renderAuth } from "./ui/auth.js";
 import { h, replace, toast } from "./dom.js";
@@ -20,13 +20,17 @@ function loggedIn() {
   app.start();
 }
 
+// A server not reached (or busy: a 5xx, a 429) is tried again with a back-off and
+// jitter; any other answer to the refresh ends the stored session (restore says false).
+let bootFailures = 0;
 async function boot() {
   try {
     if (await session.restore()) loggedIn();
     else renderAuth(root, session, loggedIn);
-  } catch {
+  } catch (err) {
+    bootFailures += 1;
     replace(root, h("main", { class: "auth" }, h("p", { class: "form-error", role: "alert" }, "XFChat cannot be reached. Retrying…")));
-    setTimeout(boot, 2000);
+    setTimeout(boot, retryDelay(err, bootFailures));
   }
 }
 

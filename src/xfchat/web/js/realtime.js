@@ -182,9 +182,13 @@ export class Realtime {
       this.schedule();
     });
     es.onerror = () => {
-      // EventSource retries by itself with Last-Event-ID; once it gives up (an expired
-      // token answers 401), open a new one with a fresh token and `since`.
+      // EventSource retries by itself with Last-Event-ID; once it gives up, open a new
+      // one with `since`. EventSource does not say why it gave up: the token is
+      // refreshed first only when that can be why (it is expired, or about to be, or
+      // several tries in a row failed); a busy server (429 TOO_MANY_CONNECTIONS, 503)
+      // is simply waited for.
       if (es.readyState === EventSource.CLOSED && this.es === es) {
+        if (!this.session.accessStale && this.failures % 4 !== 3) return this.schedule();
         this.session.refresh().then(
           () => this.schedule(),
           (err) => (sessionGone(err) ? this.on.ended("expired") : this.schedule(retryDelay(err, this.failures + 1))),

@@ -18,15 +18,20 @@ export class ApiError extends Error {
   }
 }
 
-// Only a 401 from the refresh ends a session: the server no longer knows it. A network
-// error, a 5xx or a 429 says nothing about the session, which is kept and tried again.
-export const sessionGone = (err) => err instanceof ApiError && err.status === 401;
+// Worth trying again: a network error (no answer), a 5xx or a 429. Any other answer
+// from the refresh (401, but also 400, 403, 422: a token the server will never take)
+// ends the session, which is forgotten here.
+export const retryable = (err) => !(err instanceof ApiError) || err.status >= 500 || err.status === 429;
+export const sessionGone = (err) => !retryable(err);
 
-// How long to wait before trying a failed refresh again (the `attempt`th failure in a
-// row): what Retry-After asks, else a back-off from 1 s to a minute, with jitter.
+// How long to wait before trying a failed call again (the `attempt`th failure in a row):
+// a back-off from 2 s to a minute, never less than Retry-After asks, with jitter (the
+// server sends Retry-After: 1 on every 503: taken alone, every tab would come back each
+// second, all in step).
 export function retryDelay(err, attempt) {
-  if (err instanceof ApiError && err.retryAfter !== null) return err.retryAfter * 1000;
-  return Math.min(60000, 1000 * 2 ** Math.min(attempt, 6)) * (0.5 + Math.random() / 2);
+  const asked = err instanceof ApiError && err.retryAfter !== null ? err.retryAfter * 1000 : 0;
+  const backoff = Math.min(60000, 1000 * 2 ** Math.min(Math.max(attempt, 1), 6));
+  return Math.max(asked, Math.max(asked, backoff) * (0.75 + Math.random() / 2));
 }
 
 export class Session {
@@ -50,6 +55,7 @@ export class Session {
 
   adopt(tokens) {
     this.access = tokens.access_token;
+    this.accessUntil = Date.now() + tokens.expires_in * 1000;
     this.user = tokens.user;
     this.sessionId = tokens.session_id;
     localStorage.setItem(
@@ -95,7 +101,7 @@ export class Session {
       await this.refresh();
       return true;
     } catch (err) {
-      if (err instanceof ApiError && err.status === 401) return false;
+      if (sessionGone(err)) return false; // (forgotten by refresh)
       throw err;
     }
   }
@@ -127,6 +133,11 @@ export class Session {
     return this.refreshing;
   }
 
+  // The access token is past (or within half a minute of) its expiry.
+  get accessStale() {
+    return !this.access || !this.accessUntil || Date.now() > this.accessUntil - 30000;
+  }
+
   forget() {
     clearTimeout(this.timer);
     localStorage.removeItem(STORE);
@@ -137,7 +148,8 @@ export class Session {
   // woken from sleep, a throttled background tab) is refreshed and the logout sent
   // again. A 401 from the refresh means the server has already ended it. When the
   // server cannot be reached, nothing is dropped and the error is thrown: the person is
-  // told and still logged in, rather than believing a stolen refresh token is dead.
+  // told and still logged in, rather than believing a stolen refresh token is dead
+  // (so too when the refresh is answered 503 or 429).
   async logout() {
     const end = () => request("POST", "/api/auth/logout", this.access);
     try {
@@ -147,7 +159,9 @@ export class Session {
         await end();
       });
     } catch (err) {
-      if (!(err instanceof ApiError)) throw err;
+      // Not reached, or busy (a 5xx or 429, from the logout or from the refresh it
+      // needed): the session may well be alive there, so it is kept here too.
+      if (retryable(err)) throw err;
       // Any other answer: the server heard it and the session is over (or never was).
     }
     this.forget();
