@@ -157,6 +157,12 @@ export class Store {
     } else if (m.seq > read.last_read_seq && !(this.viewing === m.channel_id && document.hasFocus())) {
       read.unread += 1;
       if (this.mentionsMe(m)) read.mention_count += 1;
+    } else if (m.seq > read.last_read_seq) {
+      // Seen as it came (not counted): its deletion before the read is acked takes
+      // nothing off the count.
+      const held = t && t.byId.get(m.id);
+      if (held) held.uncounted = true;
+      m.uncounted = true;
     }
     this.reads.set(m.channel_id, read);
     const typing = this.typing.get(m.channel_id);
@@ -319,7 +325,7 @@ const HANDLERS = {
     if (m) {
       // An unread message gone is unread no more (and its mention with it).
       const read = s.reads.get(d.channel_id);
-      if (read && !m.deleted && m.seq > read.last_read_seq && m.author.id !== s.me.id) {
+      if (read && !m.deleted && !m.uncounted && m.seq > read.last_read_seq && m.author.id !== s.me.id) {
         read.unread = Math.max(0, read.unread - 1);
         if (s.mentionsMe(m)) read.mention_count = Math.max(0, read.mention_count - 1);
         s.emit("reads");

@@ -4,6 +4,7 @@
 import { h, replace, avatar, displayName, toast, describe, dialog, confirmDialog } from "../dom.js";
 import { Store } from "../store.js";
 import { Realtime } from "../realtime.js";
+import { ApiError, retryDelay } from "../session.js";
 import { Voice } from "../voice.js";
 import { Blobs } from "../blobs.js";
 import { ChatView } from "./chat.js";
@@ -57,6 +58,8 @@ export class App {
   }
 
   end(why) {
+    if (this.ended) return; // (a failed call and the real-time connection may both end it)
+    this.ended = true;
     this.voice.reset();
     this.rt.stop();
     window.removeEventListener("hashchange", this.hashHandler);
@@ -106,7 +109,10 @@ export class App {
     // (names taken before the event drops what they name)
     const serverName = type === "server.left" ? this.store.servers.get(d.id)?.name : null;
     const hidden = type === "channel.hidden" && d.channel_ids.includes(this.route.channelId) ? this.channelTitle(this.route.channelId) : null;
+    const recount = type === "message.created" && this.recounts?.get(d.channel_id);
+    const before = recount && recount.running ? this.store.reads.get(d.channel_id)?.unread : null;
     this.store.apply(type, d);
+    if (before != null && this.store.reads.get(d.channel_id)?.unread > before) recount.arrived.push({ id: d.id, mention: this.store.mentionsMe(d) });
     if (unseen) this.recountUnread(d.channel_id, d.seq);
     // Being moved away is said, with why (a moderator's act, or a deletion).
     if (serverName && d.reason !== "left") {
@@ -123,27 +129,58 @@ export class App {
   }
 
   // A message this page never loaded was deleted: if it was unread, the channel's
-  // unread and mention counts are counted again from what is unread now.
-  async recountUnread(channelId, seq) {
+  // unread and mention counts are counted again from what is unread now. One recount
+  // per channel at a time, after a quiet spell (0.5-2 s, with jitter: a bulk delete
+  // reaches every viewer at once), run once more if deletions came meanwhile.
+  recountUnread(channelId, seq) {
     const read = this.store.reads.get(channelId);
     if (!read || seq <= read.last_read_seq || !(read.unread || read.mention_count)) return;
-    const since = read.last_read_seq;
+    this.recounts = this.recounts || new Map(); // channel id -> {timer, running, again}
+    let r = this.recounts.get(channelId);
+    if (!r) this.recounts.set(channelId, (r = { timer: null, running: false, again: false, arrived: [] }));
+    if (r.running) {
+      r.again = true;
+      return;
+    }
+    clearTimeout(r.timer);
+    r.timer = setTimeout(() => this.runRecount(channelId, r), 500 + Math.random() * 1500);
+  }
+
+  async runRecount(channelId, r) {
+    r.timer = null;
+    r.running = true;
+    r.again = false;
+    const read = this.store.reads.get(channelId);
+    const since = read ? read.last_read_seq : 0;
+    r.arrived = []; // (messages counted while the page is asked for: see onEvent)
     try {
+      if (!read || this.ended) return;
       const { data, headers } = await this.session.call("GET", `/api/channels/${channelId}/messages?after=${since}&limit=100`, null, { raw: true });
       const now = this.store.reads.get(channelId);
       if (!now || now.last_read_seq !== since) return; // (read meanwhile)
+      const seen = data.reduce((top, m) => Math.max(top, m.seq || 0), since);
       const unread = data.filter((m) => !m.deleted && m.author && m.author.id !== this.store.me.id);
       const mentions = unread.filter((m) => this.store.mentionsMe(m)).length;
       if (headers.get("X-Has-More") === "true") {
-        now.unread = Math.max(0, now.unread - 1); // (more than a page: the mentions may be further)
+        // More than a page: the count stays as it is (at the server's cap, "100+", a
+        // deletion cannot be placed), the mentions no fewer than the page shows.
         now.mention_count = Math.max(mentions, Math.min(now.mention_count, now.unread));
       } else {
-        now.unread = unread.length;
-        now.mention_count = mentions;
+        // Counted as they arrived during the request, and not in its answer: kept.
+        const answered = new Set(data.map((m) => m.id));
+        const extra = r.arrived.filter((a) => !answered.has(a.id));
+        now.unread = unread.length + extra.length;
+        now.mention_count = mentions + extra.filter((a) => a.mention).length;
       }
       this.store.emit("reads");
     } catch {
       // (a badge is a nicety: the next ready or read counts it again)
+    } finally {
+      r.running = false;
+      if (r.again && !this.ended) {
+        r.again = false;
+        r.timer = setTimeout(() => this.runRecount(channelId, r), 500 + Math.random() * 1500);
+      } else if (!r.timer) this.recounts.delete(channelId);
     }
   }
 
@@ -414,23 +451,28 @@ export class App {
   // --- people, servers, voice --------------------------------------------------------
 
   // Users the page has not met (mentioned by id in a message): asked for once, in
-  // batches of up to 100; the views are drawn again when they come.
+  // batches of up to 100; the views are drawn again when they come. Ids the server
+  // refuses (a 4xx) are not asked for again; a batch not answered (a 5xx, the network)
+  // is asked again later, with a back-off, not at every redraw.
   lookupUsers(ids) {
     this.askedUsers = this.askedUsers || new Set();
-    const want = [...new Set(ids)].filter((id) => !this.store.users.has(id) && !this.askedUsers.has(id));
+    const want = [...new Set(ids.map((id) => id.toLowerCase()))].filter((id) => !this.store.users.has(id) && !this.askedUsers.has(id));
     for (const id of want) this.askedUsers.add(id);
-    for (let i = 0; i < want.length; i += 100) {
-      const part = want.slice(i, i + 100);
-      this.session
-        .call("GET", `/api/users?ids=${part.join(",")}`)
-        .then((users) => {
-          for (const u of users) this.store.remember(u);
-          if (users.length) this.store.emit("users");
-        })
-        .catch(() => {
-          for (const id of part) this.askedUsers.delete(id); // (asked again at the next redraw)
-        });
-    }
+    for (let i = 0; i < want.length; i += 100) this.askUsers(want.slice(i, i + 100), 0);
+  }
+
+  askUsers(part, failures) {
+    this.session
+      .call("GET", `/api/users?ids=${part.join(",")}`)
+      .then((users) => {
+        for (const u of users) this.store.remember(u);
+        if (users.length) this.store.emit("users");
+      })
+      .catch((err) => {
+        if (err instanceof ApiError && err.status < 500 && err.status !== 429) return; // (kept as asked)
+        if (this.ended || failures >= 5) return;
+        setTimeout(() => this.askUsers(part, failures + 1), retryDelay(err, failures + 1));
+      });
   }
 
   profile(user) {

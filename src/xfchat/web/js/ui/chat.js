@@ -2,7 +2,7 @@
 // author and day), the typing line and the composer.
 
 import { h, replace, fmtDay, dayKey, toast, describe, confirmDialog, dialog } from "../dom.js";
-import { renderMessage, emojiPicker, whoReacted } from "./message.js";
+import { renderMessage, emojiPicker, whoReacted, USER_MENTION } from "./message.js";
 import { composerMethods } from "./composer.js";
 import { loadMembers } from "./members.js";
 import { P, has, channelPermissions } from "../perms.js";
@@ -309,7 +309,7 @@ export class ChatView {
     for (const m of messages) {
       ids.push(...(m.mentions || []));
       for (const text of [m.content, m.reply_to && m.reply_to.content]) {
-        for (const x of (text || "").matchAll(/<@([0-9a-fA-F-]{36})>/g)) ids.push(x[1]);
+        for (const x of (text || "").matchAll(USER_MENTION())) ids.push(x[1].toLowerCase());
       }
     }
     this.app.lookupUsers(ids);
@@ -407,9 +407,18 @@ export class ChatView {
 
   editor(m) {
     // Mentions as the composer takes them (@username), not as the API keeps them.
-    const editable = m.content.replace(/<@([0-9a-fA-F-]{36})>/g, (whole, id) => {
+    // The names so written are remembered with their ids: on save each becomes the same
+    // mention again (whether that person is still here or not); only names typed anew
+    // are looked up.
+    const kept = new Map(); // lowercased username -> id
+    const editable = m.content.replace(USER_MENTION(), (whole, rawId) => {
+      const id = rawId.toLowerCase();
       const u = this.store.users.get(id);
-      return u && u.username ? `@${u.username}` : whole;
+      if (!u || !u.username) return whole;
+      const name = u.username.toLowerCase();
+      if (kept.has(name) && kept.get(name) !== id) return whole; // (two people, one name: left as it was)
+      kept.set(name, id);
+      return `@${u.username}`;
     });
     const box = h("textarea", { class: "edit-box", "aria-label": "Edit message", rows: 2, value: editable });
     const done = () => {
@@ -418,7 +427,9 @@ export class ChatView {
       this.input.focus();
     };
     const save = async () => {
-      const content = await this.withMentions(box.value.trim());
+      const typed = box.value.trim();
+      if (typed === editable.trim()) return done(); // (nothing changed: nothing sent)
+      const content = await this.withMentions(typed, kept);
       if (content === m.content) return done();
       if (!content && !(m.attachments && m.attachments.length)) {
         // Edited to nothing: offered to be deleted instead (as Discord does).

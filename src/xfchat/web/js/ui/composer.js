@@ -118,13 +118,15 @@ export const composerMethods = {
   // "@name" as typed becomes the mention the API reads (`<@id>`) when it names someone
   // who can be here: a member of this server, or a participant of this conversation.
   // Names the page has not met are looked up (a member list not loaded, a big server).
-  async withMentions(text) {
+  // `kept` (an edit's): names that were mentions already, each back to its own id with
+  // no question asked (someone who has left stays mentioned).
+  async withMentions(text, kept = new Map()) {
     const typed = /(^|[\s(])@([A-Za-z0-9_.]{2,32})\b/g;
     const server = this.server;
     const conv = this.store.conversations.get(this.channelId);
     const byName = () => new Map([...this.store.users.values()].filter((u) => u.username).map((u) => [u.username.toLowerCase(), u]));
     let users = byName();
-    const names = [...new Set([...text.matchAll(typed)].map((x) => x[2].toLowerCase()))];
+    const names = [...new Set([...text.matchAll(typed)].map((x) => x[2].toLowerCase()))].filter((n) => !kept.has(n));
     const unknown = names.filter((n) => !users.has(n)).slice(0, 10);
     if (unknown.length) {
       const found = await Promise.all(
@@ -134,34 +136,43 @@ export const composerMethods = {
       users = byName();
     }
     const members = server ? this.store.members.get(server.id) : null;
-    const here = new Set();
+    const here = new Map([...kept].map(([n, id]) => [n, id]));
+    let asked = 0;
     for (const n of names) {
       const user = users.get(n);
       if (!user) continue;
       let ok;
       if (!server) ok = Boolean(conv && conv.participant_ids.includes(user.id));
       else if (!members || members.has(user.id)) ok = true;
+      else if (members.complete || asked >= 5) ok = false; // (the whole list is here: not a member)
       else {
-        // (a server past what the member list loads: asked one by one)
+        // (a server past what the member list loads: asked one by one, a few at most)
+        asked += 1;
         ok = await this.session.call("GET", `/api/servers/${server.id}/members/${user.id}`).then(() => true, () => false);
       }
-      if (ok) here.add(n);
+      if (ok) here.set(n, user.id);
     }
     return text.replace(typed, (whole, lead, name) => {
-      const user = users.get(name.toLowerCase());
-      return user && here.has(name.toLowerCase()) ? `${lead}<@${user.id}>` : whole;
+      const id = here.get(name.toLowerCase());
+      return id ? `${lead}<@${id}>` : whole;
     });
   },
 
   async send() {
     const typed = this.input.value;
     if ((!typed.trim() && !this.files.length) || this.resolving) return;
-    this.resolving = true; // (a name being looked up: Enter again sends nothing twice)
+    // While names are looked up the box is read-only: what is sent is what was typed,
+    // and Enter again sends nothing twice.
+    this.resolving = true;
+    this.input.readOnly = true;
+    this.input.setAttribute("aria-busy", "true");
     let content;
     try {
       content = await this.withMentions(typed.trim());
     } finally {
       this.resolving = false;
+      this.input.readOnly = false;
+      this.input.removeAttribute("aria-busy");
     }
     const nonce = crypto.randomUUID().replace(/-/g, "");
     const reply = this.replyTo;
@@ -170,7 +181,7 @@ export const composerMethods = {
     const me = this.store.me;
     const pending = { id: `pending-${nonce}`, nonce, pending: true, kind: "default", content, author: me, created_at: new Date().toISOString(), reactions: [], attachments: [], reply_to: null, mentions: [], mention_roles: [] };
     this.pending.push(pending);
-    if (this.input.value === typed) this.input.value = ""; // (not what was typed meanwhile)
+    this.input.value = ""; // (exactly what was sent: nothing could be typed meanwhile)
     this.input.style.height = "auto";
     this.replyTo = null;
     this.files = [];

@@ -18,6 +18,7 @@ export function loadMembers(app, serverId) {
 async function fetchMembers(app, serverId) {
   const { store, session } = app;
   const map = new Map();
+  map.complete = false; // (every member loaded: one not in it is no member)
   let after = null;
   for (let i = 0; i < 10; i += 1) {
     const page = await session.call("GET", `/api/servers/${serverId}/members?limit=1000${after ? `&after=${after}` : ""}`);
@@ -25,7 +26,10 @@ async function fetchMembers(app, serverId) {
       map.set(m.user.id, m);
       store.remember(m.user);
     }
-    if (page.length < 1000) break;
+    if (page.length < 1000) {
+      map.complete = true;
+      break;
+    }
     after = page[page.length - 1].user.id;
   }
   // Who is online: ready's presences cover friends and conversations only.

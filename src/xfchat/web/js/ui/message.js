@@ -5,7 +5,12 @@ import { h, avatar, displayName, fmtTime, fmtFull, fmtBytes, readableColor, toas
 
 export const COMMON_EMOJI = ["👍", "👎", "😂", "❤️", "🎉", "😮", "😢", "🔥", "👀", "🙌", "✅", "👋", "🤔", "💯", "🚀", "🙏"];
 
-const TOKEN = /<@&?([0-9a-fA-F-]{36})>|@everyone|@here|\b(https?:\/\/[^\s<>"']+[^\s<>"'.,;:!?)\]])/g;
+// A user's or role's id in a mention: a real UUID (8-4-4-4-12 hex digits), no other
+// 36 characters (36 dashes are a mention of no one, and plain text).
+export const UUID = "[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}";
+export const USER_MENTION = () => new RegExp(`<@(${UUID})>`, "g");
+
+const TOKEN = new RegExp(`<@&?(${UUID})>|@everyone|@here|\\b(https?:\\/\\/[^\\s<>"']+[^\\s<>"'.,;:!?)\\]])`, "g");
 
 // The content as nodes: mentions as highlighted names, http(s) links as links, the rest
 // as text. @everyone and @here ping only when the server said the sender may
@@ -15,7 +20,8 @@ export function renderContent(text, ctx, everyone) {
   let last = 0;
   for (const match of text.matchAll(TOKEN)) {
     if (match.index > last) out.push(text.slice(last, match.index));
-    const [whole, id, url] = match;
+    const [whole, rawId, url] = match;
+    const id = rawId && rawId.toLowerCase();
     if (url) {
       out.push(h("a", { href: url, target: "_blank", rel: "noopener noreferrer nofollow" }, url));
     } else if (whole.startsWith("<@&")) {
@@ -37,7 +43,8 @@ export function renderContent(text, ctx, everyone) {
 
 // The content as plain text, mentions as names (`<@id>` is for the API, not people).
 export function mentionText(text, ctx) {
-  return text.replace(/<@(&?)([0-9a-fA-F-]{36})>/g, (whole, role, id) => {
+  return text.replace(new RegExp(`<@(&?)(${UUID})>`, "g"), (whole, role, rawId) => {
+    const id = rawId.toLowerCase();
     if (role) {
       const r = ctx.server && ctx.server.roles.find((x) => x.id === id);
       return `@${r ? r.name : "deleted-role"}`;
