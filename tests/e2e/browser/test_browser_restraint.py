@@ -131,3 +131,57 @@ async def test_a_busy_refresh_backs_off_past_retry_after(site: Site, browsers: B
     # A back-off (about 2 s, then 4 s, with jitter), not Retry-After's 1 s or a fixed 2 s.
     assert len(gaps) == 2 and gaps[0] >= 1.4 and gaps[1] >= 2.9, gaps
     await page.unroute("**/api/auth/refresh")
+
+
+async def test_a_logout_whose_refresh_is_busy_keeps_the_session(
+    site: Site, browsers: Browsers
+) -> None:
+    page = await browsers.logged_in(site.base, "bob")
+
+    async def expired(route: Route) -> None:
+        body = '{"code": "TOKEN_EXPIRED", "message": "expired"}'
+        await route.fulfill(status=401, content_type="application/json", body=body)
+
+    async def busy(route: Route) -> None:
+        body = '{"code": "DATABASE_UNAVAILABLE", "message": "busy"}'
+        await route.fulfill(
+            status=503, headers={"Retry-After": "1"}, content_type="application/json", body=body
+        )
+
+    await page.route("**/api/auth/logout", expired)
+    await page.route("**/api/auth/refresh", busy)
+    await page.get_by_role("button", name="Log out").click()
+    await expect(page.get_by_text("Could not reach the server to log out")).to_be_visible()
+    await expect(page.locator("nav.rail")).to_be_attached()
+    assert await page.evaluate("localStorage.getItem('xfchat.session')") is not None
+
+
+async def test_a_send_clears_exactly_what_was_sent_while_names_resolve(
+    site: Site, browsers: Browsers
+) -> None:
+    await register(site.base, "yan")  # (no member: the complete member list says so)
+    page = await browsers.logged_in(site.base, "alice")
+    log = await open_channel(page, "general")
+    member_asks = requests_of(page, "/api/servers/" + SERVER + "/members/")
+
+    async def slow(route: Route) -> None:
+        await asyncio.sleep(1.5)
+        await route.continue_()
+
+    await page.route("**/api/users/search*", slow)
+    box = page.get_by_role("textbox", name="Message", exact=True)
+    await box.fill("hello @yan")
+    await box.press("Enter")
+    await page.wait_for_timeout(300)
+    await box.press("Enter")  # (during the look-up: no second send)
+    await page.keyboard.type(" more")  # (nor is this mixed into what is sent)
+    await expect(message(log, "hello @yan")).to_be_visible()
+    await expect(box).to_have_value("")
+    await page.wait_for_timeout(500)
+    assert await shown_count(page, "hello @yan") == 1
+    assert not member_asks, member_asks
+
+
+async def shown_count(page: Page, text: str) -> int:
+    log = page.get_by_role("log", name="Messages")
+    return await message(log, text).count()
