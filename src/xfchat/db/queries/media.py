@@ -63,13 +63,15 @@ async def insert_media(
     return one(MediaInfo, record)
 
 
+_MEDIA_INFO = f"SELECT {INFO_COLUMNS} FROM media WHERE id = $1"
+
+
 async def get_media_info(
     conn: asyncpg.Connection, *, media_id: UUID, share: bool = False
 ) -> MediaInfo | None:
     """With `share`, the row is locked FOR SHARE (a server about to show it: its deletion
     by delete_uploaded_icon waits, and then sees the server showing it)."""
-    lock = " FOR SHARE" if share else ""
-    record = await conn.fetchrow(f"SELECT {INFO_COLUMNS} FROM media WHERE id = $1{lock}", media_id)
+    record = await conn.fetchrow(_MEDIA_INFO + (" FOR SHARE" if share else ""), media_id)
     return maybe(MediaInfo, record)
 
 
