@@ -383,3 +383,22 @@ async def pages(client: Any, url: str, headers: dict[str, str]) -> list[httpx.Re
     assert all(r.status_code == 200 for r in got), [r.text for r in got]
     assert "link" not in got[-1].headers
     return got
+
+
+def located_photo(size: tuple[int, int]) -> tuple[Any, Any, bytes]:
+    """A photo as a phone takes it: left red, right blue, EXIF saying it is shown turned
+    90 degrees clockwise, a camera make ("SpyCam") and a GPS position, and an sRGB
+    profile: (the image, its EXIF, the ICC profile), to save as a test needs."""
+    from PIL import ExifTags, Image, ImageCms
+
+    width, height = size
+    image = Image.new("RGB", size, (255, 0, 0))
+    image.paste((0, 0, 255), (width // 2, 0, width, height))
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6
+    exif[ExifTags.Base.Make] = "SpyCam"
+    gps = exif.get_ifd(ExifTags.IFD.GPSInfo)
+    gps[ExifTags.GPS.GPSLatitudeRef] = "N"
+    gps[ExifTags.GPS.GPSLatitude] = (48.0, 51.0, 29.0)
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    return image, exif, icc

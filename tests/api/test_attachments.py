@@ -16,7 +16,7 @@ import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
-from PIL import ExifTags, Image, ImageCms
+from PIL import ExifTags, Image
 
 from tests import factories
 from tests.factories import MakeUser, TestUser, community, override
@@ -254,15 +254,7 @@ async def test_a_jpegs_metadata_is_dropped_and_its_pixels_and_orientation_kept(
 ) -> None:
     ann = await make_user("ann")
     srv = await community(client, ann)
-    image = Image.new("RGB", (300, 200), (255, 0, 0))
-    image.paste((0, 0, 255), (150, 0, 300, 200))
-    exif = Image.Exif()
-    exif[ExifTags.Base.Orientation] = 6  # shown turned 90 degrees clockwise
-    exif[ExifTags.Base.Make] = "SpyCam"
-    gps = exif.get_ifd(ExifTags.IFD.GPSInfo)
-    gps[ExifTags.GPS.GPSLatitudeRef] = "N"
-    gps[ExifTags.GPS.GPSLatitude] = (48.0, 51.0, 29.0)
-    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    image, exif, icc = factories.located_photo((300, 200))
     out = BytesIO()
     xmp = b"<x:xmpmeta><exif:GPSLatitude>48,51N</exif:GPSLatitude></x:xmpmeta>"
     image.save(out, "JPEG", exif=exif, icc_profile=icc, comment=b"at home", xmp=xmp)

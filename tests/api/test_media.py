@@ -160,16 +160,7 @@ async def test_upload_jpeg_is_turned_upright_and_loses_exif_gps_and_icc(
     client: httpx.AsyncClient, make_user: MakeUser, size: tuple[int, int], side: int
 ) -> None:
     user = await make_user()
-    width, height = size
-    image = Image.new("RGB", size, (255, 0, 0))
-    image.paste((0, 0, 255), (width // 2, 0, width, height))  # left red, right blue
-    exif = Image.Exif()
-    exif[ExifTags.Base.Orientation] = 6  # shown turned 90 degrees clockwise
-    exif[ExifTags.Base.Make] = "SpyCam"
-    gps = exif.get_ifd(ExifTags.IFD.GPSInfo)
-    gps[ExifTags.GPS.GPSLatitudeRef] = "N"
-    gps[ExifTags.GPS.GPSLatitude] = (48.0, 51.0, 29.0)
-    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    image, exif, icc = factories.located_photo(size)
     data = encoded(image, "JPEG", exif=exif, icc_profile=icc, comment=b"a comment")
     sent = Image.open(BytesIO(data))
     assert sent.getexif().get_ifd(ExifTags.IFD.GPSInfo)  # the upload really carries GPS
@@ -755,17 +746,23 @@ async def test_server_icons_take_the_avatar_path_and_free_what_they_replace(
     assert (await client.get(third.json()["icon_url"])).status_code == 404
 
 
+async def two_servers_and_an_icon(
+    client: httpx.AsyncClient, ann: TestUser
+) -> tuple[factories.Community, factories.Community, str]:
+    """Two of ann's servers, and an icon she uploaded to the first (its URL)."""
+    one, two = await factories.community(client, ann), await factories.community(client, ann)
+    png = encoded(noise((40, 40)), "PNG")
+    uploaded = await client.put(
+        one.url("/icon"), headers={**ann.headers, "Content-Type": "image/png"}, content=png
+    )
+    return one, two, str(uploaded.json()["icon_url"])
+
+
 async def test_two_servers_clearing_a_shared_icon_at_once_delete_it(
     client: httpx.AsyncClient, make_user: MakeUser, db_url: str
 ) -> None:
     ann = await make_user("ann")
-    one, two = await factories.community(client, ann), await factories.community(client, ann)
-    png = encoded(noise((40, 40)), "PNG")
-    url = (
-        await client.put(
-            one.url("/icon"), headers={**ann.headers, "Content-Type": "image/png"}, content=png
-        )
-    ).json()["icon_url"]
+    one, two, url = await two_servers_and_an_icon(client, ann)
     shared = await client.patch(two.url(), headers=ann.headers, json={"icon_url": url})
     assert shared.status_code == 200, shared.text
     first, second = await asyncpg.connect(db_url), await asyncpg.connect(db_url)
@@ -794,13 +791,7 @@ async def test_an_icon_one_server_takes_up_while_another_drops_it_is_kept(
     that moment did not see the first's uncommitted change and deleted the image, so
     the first showed a 404. The check share-locks it: the deletion waits, then sees."""
     ann = await make_user("ann")
-    one, two = await factories.community(client, ann), await factories.community(client, ann)
-    png = encoded(noise((40, 40)), "PNG")
-    url = (
-        await client.put(
-            one.url("/icon"), headers={**ann.headers, "Content-Type": "image/png"}, content=png
-        )
-    ).json()["icon_url"]
+    one, two, url = await two_servers_and_an_icon(client, ann)
     adopt, drop = await asyncpg.connect(db_url), await asyncpg.connect(db_url)
     try:
         await adopt.execute("BEGIN")
