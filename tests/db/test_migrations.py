@@ -9,7 +9,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.support import clean_env, run_cli, xfchat
+from tests.support import clean_env, run_cli, until_one_waits_for_a_lock, xfchat
 from xfchat.db.migrate import (
     DEFAULT_DIR,
     LOCK_KEY,
@@ -460,11 +460,12 @@ async def test_a_migration_that_cannot_get_its_lock_gives_up_and_names_the_holde
             conn, directory, lines.append, lock_timeout_s=0.3, lock_attempts=2, lock_pause_s=0.1
         )
         running = asyncio.create_task(migrator.run())
-        await asyncio.sleep(0.1)
         # A live server's read of users, queued behind the migration's lock request,
         # waits for no more than that request does.
         live = await asyncpg.connect(empty_db_url)
         try:
+            await until_one_waits_for_a_lock(live, running)
+            assert not running.done()  # (the migration's request is queued now)
             assert await asyncio.wait_for(live.fetchval("SELECT count(*) FROM users"), 5) == 0
         finally:
             await live.close()

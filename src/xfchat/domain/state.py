@@ -7,10 +7,11 @@ the events that follow and the state stays current.
 
 Size: other people can make a state grow (add you to groups, send you requests), so
 its sections are bounded: conversations, most recently active first, until their JSON
-reaches STATE_CONVERSATION_BYTES (read a chunk at a time, no further than that); at most STATE_REQUESTS incoming and outgoing friend
-requests each, the newest; servers, in the order joined, as many as fit in
-STATE_SERVER_BYTES of JSON (owners can grow theirs to hundreds of channels and roles: one
-too big for what is left is skipped, so it cannot crowd out those joined later). A section
+reaches STATE_CONVERSATION_BYTES (read a chunk at a time, no further than that); at most
+STATE_REQUESTS incoming and outgoing friend requests each, the newest; servers, in the
+order joined, as many as fit in STATE_SERVER_BYTES of JSON (owners can grow theirs to
+hundreds of channels and roles: one too big for what is left is skipped, so it cannot
+crowd out those joined later). A section
 cut short is named in `truncated` (its rest is a request away: `GET
 /api/conversations`, `GET /api/users/@me/friend-requests`, `GET /api/users/@me/servers`
 and `GET /api/servers/{id}`).
