@@ -611,6 +611,22 @@ async def test_clearing_the_avatar_counts_as_a_profile_change_and_tells_only_a_c
     assert after == before  # (there was no avatar to clear)
 
 
+async def test_uploading_an_avatar_counts_as_a_profile_change_too(
+    app_with: AppWith, make_user: MakeUser
+) -> None:
+    """An avatar upload tells every conversation and server one is in, as PATCH does: it
+    was counted only in `uploads`, so avatars and PATCHes together doubled `profile`."""
+    limited = await app_with(rate_profile_user="3/600", rate_uploads_user="100/600")
+    user = await make_user()
+    data = encoded(Image.new("RGB", (16, 16)), "PNG")
+    patched = await limited.patch(
+        "/api/users/@me", json={"status_text": "hi"}, headers=user.headers
+    )
+    uploads = [(await upload(limited, user, data)).status_code for _ in range(3)]
+    assert [patched.status_code, *uploads] == [200, 200, 200, 429]
+    assert (await limited.delete(AVATAR, headers=user.headers)).status_code == 429
+
+
 async def test_avatar_change_is_announced_and_counted_in_usage(
     client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -30,6 +31,7 @@ from xfchat.domain.accounts import Actor
 from xfchat.domain.attachments import MAX_FILES
 from xfchat.domain.event_payloads import ServerPayload
 from xfchat.settings import Settings
+from xfchat.settings_values import RateLimit
 
 router = APIRouter(tags=["media"])
 
@@ -68,28 +70,42 @@ def image_slots(request: Request) -> asyncio.Semaphore:
     return app_slots(request, "image_slots", images.IMAGE_JOBS)
 
 
-async def upload_actor(
-    request: Request, authorization: Annotated[str | None, Header()] = None
-) -> Actor:
-    """CurrentActor, also counted in the `uploads` bucket (in the same statement as the
-    API limit), before a byte of the body is read."""
-    rule = get_settings(request).rate_uploads_user
-    return await authenticate_request(
-        request,
-        bearer_token(authorization),
-        lambda actor: [("uploads", str(actor.user_id), rule)],
-    )
+def counted_actor(*buckets: str) -> Callable[..., Awaitable[Actor]]:
+    """CurrentActor, also counted in each of these per-user buckets (their rules are the
+    settings `rate_<bucket>_user`), in the same statement as the API limit and before a
+    byte of the body is read."""
+    names = [f"rate_{bucket}_user" for bucket in buckets]
+    assert all(name in Settings.model_fields for name in names), names
+
+    async def actor(
+        request: Request, authorization: Annotated[str | None, Header()] = None
+    ) -> Actor:
+        settings = get_settings(request)
+        rules: list[RateLimit] = [getattr(settings, name) for name in names]
+        return await authenticate_request(
+            request,
+            bearer_token(authorization),
+            lambda actor: [
+                (bucket, str(actor.user_id), rule)
+                for bucket, rule in zip(buckets, rules, strict=True)
+            ],
+        )
+
+    return actor
 
 
-UploadActor = Annotated[Actor, Depends(upload_actor)]
+UploadActor = Annotated[Actor, Depends(counted_actor("uploads"))]
+# an avatar is also a profile change, told to every conversation and server one is in
+AvatarActor = Annotated[Actor, Depends(counted_actor("uploads", "profile"))]
 
 
 @router.put(AVATAR_PATH, openapi_extra=_IMAGE_BODY)
 async def put_avatar(
-    actor: UploadActor, request: Request, pool: Pool, settings: AppSettings
+    actor: AvatarActor, request: Request, pool: Pool, settings: AppSettings
 ) -> UserPrivate:
     """Upload a new avatar (PNG, JPEG, GIF or WebP). It is stored re-encoded and
-    `avatar_url` points at it; the previous one is deleted."""
+    `avatar_url` points at it; the previous one is deleted. Counted in `uploads` and,
+    as a profile change, in `profile`."""
     data = await request.body()
     user = await media.set_avatar(
         pool,
