@@ -50,7 +50,7 @@ from xfchat.domain.health import SharedReadiness, check_ready
 from xfchat.domain.local_limits import LocalLimiter
 from xfchat.domain.messages_writer import MessageWriter
 from xfchat.domain.rate_limits import RateLimiter
-from xfchat.domain.retention import prune_event_log
+from xfchat.domain.retention import prune_event_log, prune_rows
 from xfchat.domain.usage import UsageRecorder
 from xfchat.realtime.cursor import TokenCodec
 from xfchat.realtime.hub import Hub
@@ -113,6 +113,7 @@ async def _start(
             lambda: prune_event_log(app.state.pool, settings.event_retention_days),
             "prune-event-log",
         ),
+        every(3600, lambda: prune_rows(app.state.pool, settings), "prune-rows"),
     ]
 
     async def stop_all() -> None:

@@ -143,6 +143,10 @@ class Settings(DatabaseSettings):
     event_retention_days: float = Field(
         default=7.0, gt=0, le=3650, validation_alias=_env("XFCHAT_EVENT_RETENTION_DAYS")
     )
+    # A server's audit log: entries older than this are deleted (0: kept for ever).
+    audit_retention_days: float = Field(
+        default=0.0, ge=0, le=36500, validation_alias=_env("XFCHAT_AUDIT_RETENTION_DAYS")
+    )
     cors_origins: OriginsSetting = Field(
         default_factory=list, validation_alias=_env("XFCHAT_CORS_ORIGINS")
     )
