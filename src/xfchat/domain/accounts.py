@@ -1,18 +1,20 @@
 """Accounts and sessions: register, log in, refresh (rotating), log out, authenticate.
 
-A session is one login on one device. Its refresh tokens are single-use: refreshing
-marks the presented token used and issues the next one; presenting a used token again
-(after a short reuse window, in which it gets the same pair again) means it was copied,
-so the whole session is revoked (theft detection). Access tokens
-are 15-minute JWTs naming their session, and every request checks that session in the
-database, so revoking a session stops its access token at once.
+A session is one login on one device; an account has at most MAX_LIVE_SESSIONS live
+at once (a login past that ends the least recently used). Its refresh tokens are
+single-use: refreshing marks the presented token used and issues the next one;
+presenting a used token again (after a short reuse window, in which it gets the same
+pair again) means it was copied, so the whole session is revoked (theft detection).
+Access tokens are 15-minute JWTs naming their session, and every request checks that
+session in the database, so revoking a session stops its access token at once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -21,10 +23,11 @@ from uuid import UUID
 import asyncpg
 from argon2 import PasswordHasher
 
+from xfchat.db.queries import locks as locks_q
 from xfchat.db.queries import sessions as sessions_q
 from xfchat.db.queries import users as users_q
 from xfchat.domain import validation
-from xfchat.domain.events import SESSION_REVOKED, USER_UPDATED, Event, emit
+from xfchat.domain.events import SESSION_REVOKED, USER_UPDATED, Event, emit, emit_many
 from xfchat.domain.passwords import hash_password_async, hasher
 from xfchat.domain.tokens import (
     LEEWAY_S,
@@ -37,6 +40,11 @@ from xfchat.domain.tokens import (
 )
 from xfchat.errors import Conflict, NotFound, Unauthorized
 from xfchat.settings import Settings
+
+# Live sessions per account (README, "Accounts and sessions"): a login or registration
+# that would make one more revokes the least recently used ones ('session_limit'), so
+# neither the sessions list nor the rows behind it grow without end.
+MAX_LIVE_SESSIONS = 100
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,8 @@ class IssuedTokens:
     access_token: str
     expires_in: int
     refresh_token: str
+    # Sessions this login ended to stay within MAX_LIVE_SESSIONS (for the caller's cache).
+    ended: tuple[UUID, ...] = ()
 
 
 def password_hasher(settings: Settings) -> PasswordHasher:
@@ -82,9 +92,24 @@ def _unique_violation(exc: asyncpg.UniqueViolationError) -> Conflict:
     return Conflict("that username is taken", code="USERNAME_TAKEN", field="username")
 
 
+def _sessions_lock(user_id: UUID) -> int:
+    digest = hashlib.sha256(b"sessions" + user_id.bytes).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
 async def start_session(
     conn: asyncpg.Connection, settings: Settings, user: users_q.UserRow, client: ClientInfo
 ) -> IssuedTokens:
+    """A new session for `user`, in the caller's transaction. If the account already
+    has MAX_LIVE_SESSIONS live, the least recently used are revoked ('session_limit',
+    each with its `session.revoked`), so it has at most that many with the new one."""
+    # One login of an account at a time from here on: two at once would each see room.
+    await locks_q.lock_transaction(conn, key=_sessions_lock(user.id))
+    ended = await sessions_q.revoke_least_recently_used_sessions(
+        conn, user_id=user.id, keep=MAX_LIVE_SESSIONS - 1, reason="session_limit"
+    )
+    if ended:
+        await emit_many(conn, [session_revoked(user.id, sid, "session_limit") for sid in ended])
     session = await sessions_q.insert_session(
         conn,
         user_id=user.id,
@@ -96,7 +121,7 @@ async def start_session(
     await sessions_q.insert_refresh_token(
         conn, token_hash=token_hash, session_id=session.id, generation=1
     )
-    return _issue(settings, user, session.id, token)
+    return replace(_issue(settings, user, session.id, token), ended=tuple(ended))
 
 
 def _issue(
@@ -358,4 +383,5 @@ async def revoke_session(
 
 
 async def list_sessions(conn: asyncpg.Connection, actor: Actor) -> list[sessions_q.SessionRow]:
-    return await sessions_q.list_live_sessions(conn, user_id=actor.user_id)
+    """The actor's live sessions, newest first: at most MAX_LIVE_SESSIONS."""
+    return await sessions_q.list_live_sessions(conn, user_id=actor.user_id, limit=MAX_LIVE_SESSIONS)

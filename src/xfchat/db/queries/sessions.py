@@ -156,16 +156,44 @@ async def touch_session(
     )
 
 
-async def list_live_sessions(conn: asyncpg.Connection, *, user_id: UUID) -> list[SessionRow]:
+async def list_live_sessions(
+    conn: asyncpg.Connection, *, user_id: UUID, limit: int
+) -> list[SessionRow]:
+    """The user's live sessions, newest first, at most `limit`."""
     records = await conn.fetch(
         f"""
         SELECT {SESSION_COLUMNS} FROM sessions
         WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()
         ORDER BY created_at DESC
+        LIMIT $2
         """,
         user_id,
+        limit,
     )
     return many(SessionRow, records)
+
+
+async def revoke_least_recently_used_sessions(
+    conn: asyncpg.Connection, *, user_id: UUID, keep: int, reason: str
+) -> list[UUID]:
+    """Revoke the user's live sessions but the `keep` most recently used (by
+    `last_used_at`); returns the ids revoked."""
+    records = await conn.fetch(
+        """
+        UPDATE sessions SET revoked_at = now(), revoked_reason = $3
+        WHERE id IN (
+            SELECT id FROM sessions
+            WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()
+            ORDER BY last_used_at DESC, created_at DESC, id DESC
+            OFFSET $2
+        ) AND revoked_at IS NULL
+        RETURNING id
+        """,
+        user_id,
+        keep,
+        reason,
+    )
+    return [r["id"] for r in records]
 
 
 async def revoke_session(conn: asyncpg.Connection, *, session_id: UUID, reason: str) -> bool:
