@@ -65,10 +65,12 @@ async def insert_session(
 async def insert_refresh_token(
     conn: asyncpg.Connection, *, token_hash: bytes, session_id: UUID, generation: int
 ) -> datetime:
-    """Record a refresh token; returns when it was issued."""
+    """Record a self-describing refresh token (`<session>.<generation>.<chain>`: the only
+    kind issued now); returns when it was issued."""
     issued: datetime = await conn.fetchval(
         """
-        INSERT INTO refresh_tokens (token_hash, session_id, generation) VALUES ($1, $2, $3)
+        INSERT INTO refresh_tokens (token_hash, session_id, generation, self_describing)
+        VALUES ($1, $2, $3, true)
         RETURNING issued_at
         """,
         token_hash,
@@ -76,6 +78,44 @@ async def insert_refresh_token(
         generation,
     )
     return issued
+
+
+async def get_newest_refresh_token(
+    conn: asyncpg.Connection, *, session_id: UUID
+) -> RefreshTokenRow | None:
+    """The session's refresh token of the highest generation (the one to use next)."""
+    record = await conn.fetchrow(
+        """
+        SELECT token_hash, session_id, generation, issued_at, used_at,
+               extract(epoch FROM now() - used_at)::float8 AS used_ago_s
+        FROM refresh_tokens WHERE session_id = $1
+        ORDER BY generation DESC LIMIT 1
+        """,
+        session_id,
+    )
+    return maybe(RefreshTokenRow, record)
+
+
+async def delete_replaced_refresh_tokens(
+    conn: asyncpg.Connection, *, session_id: UUID, below: int
+) -> int:
+    """Delete the session's self-describing refresh tokens of generations below `below`
+    that a replay can still be told by (every generation from theirs up is
+    self-describing: the chain can be walked from them to the newest). Rows of tokens of
+    the old form, and those below them, are kept. Returns how many were deleted."""
+    status: str = await conn.execute(
+        """
+        DELETE FROM refresh_tokens
+        WHERE session_id = $1 AND generation < $2 AND self_describing
+          AND generation > (
+              SELECT coalesce(max(generation), 0) FROM refresh_tokens
+              WHERE session_id = $1 AND NOT self_describing
+          )
+        """,
+        session_id,
+        below,
+    )
+    return int(status.split()[-1])
 
 
 async def get_refresh_token_for_update(
@@ -113,6 +153,13 @@ async def mark_refresh_token_used(conn: asyncpg.Connection, *, token_hash: bytes
     await conn.execute(
         "UPDATE refresh_tokens SET used_at = now() WHERE token_hash = $1", token_hash
     )
+
+
+async def get_session(conn: asyncpg.Connection, *, session_id: UUID) -> SessionRow | None:
+    record = await conn.fetchrow(
+        f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1", session_id
+    )
+    return maybe(SessionRow, record)
 
 
 async def get_session_for_update(
