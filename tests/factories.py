@@ -11,6 +11,7 @@ from uuid import UUID
 import asyncpg
 import httpx
 
+from xfchat.db.queries import users as users_q
 from xfchat.domain import accounts
 from xfchat.domain import login as sign_in
 from xfchat.domain.accounts import Actor, ClientInfo
@@ -104,6 +105,21 @@ async def login(
         issued.session_id,
         pool,
     )
+
+
+async def more_sessions(
+    pool: asyncpg.Pool, settings: Settings, who: TestUser, count: int
+) -> list[accounts.IssuedTokens]:
+    """`count` more sessions of `who`, one login after another (start_session, as a
+    login with the right password ends: without the argon2 work of each)."""
+    issued = []
+    for i in range(count):
+        async with pool.acquire() as conn, conn.transaction():
+            user = await users_q.get_user(conn, user_id=who.id)
+            assert user is not None
+            client = ClientInfo(ip="127.0.0.1", user_agent=f"Device/{i}")
+            issued.append(await accounts.start_session(conn, settings, user, client))
+    return issued
 
 
 async def events_of(

@@ -1,13 +1,18 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import secrets
 import time
+from collections.abc import Callable
 from typing import Any
+from uuid import UUID, uuid4
 
 import asyncpg
 import httpx
 import pytest
 
+from tests import factories
 from tests.factories import PASSWORD, AppWith, MakeUser
 from xfchat.domain import accounts
 from xfchat.domain import login as sign_in
@@ -307,3 +312,163 @@ async def test_a_repeat_after_its_successor_was_used_revokes_the_session(
         "/api/users/@me", headers={"Authorization": f"Bearer {second.json()['access_token']}"}
     )
     assert me.status_code == 401
+
+
+async def refresh_times(client: httpx.AsyncClient, token: str, times: int) -> list[str]:
+    """The refresh tokens of `times` refreshes one after another, starting from `token`."""
+    tokens = [token]
+    for _ in range(times):
+        response = await refresh(client, tokens[-1])
+        assert response.status_code == 200, response.text
+        tokens.append(response.json()["refresh_token"])
+    return tokens
+
+
+async def token_rows(conn: asyncpg.Connection, session_id: object) -> list[int]:
+    rows = await conn.fetch(
+        "SELECT generation FROM refresh_tokens WHERE session_id = $1 ORDER BY generation",
+        session_id,
+    )
+    return [r["generation"] for r in rows]
+
+
+async def test_a_live_session_keeps_only_its_two_newest_refresh_tokens(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    """Was: a row per refresh, kept while the session lived (96 a day per client that
+    refreshes every 15 minutes)."""
+    user = await make_user()
+    tokens = await refresh_times(client, user.refresh_token, 6)
+    assert await token_rows(conn, user.session_id) == [6, 7]  # the one used, the next
+    assert len(set(tokens)) == 7 and all(len(t) < 512 for t in tokens)
+    assert (await refresh(client, tokens[-1])).status_code == 200
+
+
+async def test_replaying_the_first_refresh_token_after_several_refreshes_revokes_the_session(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    """A copy of an old token whose row is gone is still told from a forgery."""
+    user = await make_user()
+    tokens = await refresh_times(client, user.refresh_token, 5)
+    stolen = await refresh(client, tokens[0])
+    assert stolen.status_code == 401 and stolen.json()["code"] == "REFRESH_TOKEN_REUSED"
+    newest = await refresh(client, tokens[-1])
+    assert newest.status_code == 401 and newest.json()["code"] == "SESSION_REVOKED"
+    assert (
+        await conn.fetchval("SELECT revoked_reason FROM sessions WHERE id = $1", user.session_id)
+        == "token_reuse"
+    )
+    events = await factories.events_of(conn, "user", user.id)
+    assert ("session.revoked", {"session_id": str(user.session_id), "reason": "token_reuse"}) in (
+        events
+    )
+    again = await refresh(client, tokens[1])  # any old one of a revoked session
+    assert again.status_code == 401 and again.json()["code"] == "SESSION_REVOKED"
+
+
+def forged(session_id: UUID, generation: str, chain: str | None = None) -> str:
+    part = base64.urlsafe_b64encode(session_id.bytes).decode().rstrip("=")
+    return f"{part}.{generation}.{chain or secrets.token_urlsafe(32)}"
+
+
+@pytest.mark.parametrize(
+    "generation",
+    ["1", "2", "4", "5", "6", "99", "0", "01", "-1", "+1", " 1", "1e3", "9" * 40, ""],
+)
+async def test_a_forged_refresh_token_of_a_real_session_changes_nothing(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection, generation: str
+) -> None:
+    """A real session id, a wrong chain part (or a generation that is not below the
+    newest's, or no number): INVALID_REFRESH_TOKEN, and the session lives on."""
+    user = await make_user()
+    tokens = await refresh_times(client, user.refresh_token, 4)  # the newest is the 5th
+    response = await refresh(client, forged(user.session_id, generation))
+    assert response.status_code == 401 and response.json()["code"] == "INVALID_REFRESH_TOKEN"
+    assert await conn.fetchval(
+        "SELECT revoked_at IS NULL FROM sessions WHERE id = $1", user.session_id
+    )
+    assert (await refresh(client, tokens[-1])).status_code == 200
+
+
+async def test_malformed_or_unknown_refresh_tokens_are_invalid(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    user = await make_user()
+    real = user.refresh_token
+    for token in [
+        forged(uuid4(), "1"),  # no such session
+        real + ".1",
+        real.replace(".", "..", 1),
+        real[:-1],
+        real[:-1] + ("A" if real[-1] != "A" else "B"),
+        real.split(".", 1)[1],
+        "." * 2,
+        "x" * 512,
+    ]:
+        response = await refresh(client, token)
+        assert response.status_code == 401, token
+        assert response.json()["code"] == "INVALID_REFRESH_TOKEN", token
+    assert (await refresh(client, real)).status_code == 200
+
+
+async def test_a_replay_from_beyond_the_walk_limit_is_invalid_and_long_walks_leave_the_loop(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    conn: asyncpg.Connection,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    walks: list[int] = []
+
+    async def to_thread(fn: Callable[..., bytes], *args: Any) -> bytes:
+        walks.append(args[-1])
+        return fn(*args)
+
+    monkeypatch.setattr(accounts, "MAX_REFRESH_WALK", 3)
+    monkeypatch.setattr(accounts, "WALK_INLINE", 2)
+    monkeypatch.setattr(accounts, "to_thread", to_thread)
+    user = await make_user()
+    tokens = await refresh_times(client, user.refresh_token, 4)  # the newest is the 5th
+    far = await refresh(client, tokens[0])  # 4 generations back: not walked
+    assert far.status_code == 401 and far.json()["code"] == "INVALID_REFRESH_TOKEN"
+    assert walks == []
+    assert await conn.fetchval(
+        "SELECT revoked_at IS NULL FROM sessions WHERE id = $1", user.session_id
+    )
+    near = await refresh(client, tokens[1])  # 3 back: walked, in a thread
+    assert near.status_code == 401 and near.json()["code"] == "REFRESH_TOKEN_REUSED"
+    assert walks == [3]
+
+
+async def test_a_refresh_token_issued_before_the_self_describing_form_still_works(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    """Tokens handed out before (43 characters, no dots) work by their hash; their
+    successors have the new form; their own rows are kept, so a replay is still seen."""
+    user = await make_user()
+    old = secrets.token_urlsafe(32)  # as new_refresh_token made them
+    await conn.execute(
+        "UPDATE refresh_tokens SET token_hash = $2, self_describing = false WHERE session_id = $1",
+        user.session_id,
+        hash_refresh_token(old),
+    )
+    tokens = await refresh_times(client, old, 4)
+    following = tokens[1].split(".")
+    assert len(following) == 3 and following[1] == "2"
+    assert base64.urlsafe_b64decode(following[0] + "==") == user.session_id.bytes
+    assert await token_rows(conn, user.session_id) == [1, 4, 5]
+    stale = await refresh(client, old)
+    assert stale.status_code == 401 and stale.json()["code"] == "REFRESH_TOKEN_REUSED"
+
+
+async def test_two_tabs_refreshing_at_once_after_pruning_get_one_pair(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    user = await make_user()
+    tokens = await refresh_times(client, user.refresh_token, 3)
+    first, second = await asyncio.gather(refresh(client, tokens[-1]), refresh(client, tokens[-1]))
+    assert (first.status_code, second.status_code) == (200, 200), (first.text, second.text)
+    assert first.json() == second.json()
+    assert await token_rows(conn, user.session_id) == [4, 5]
+    onward = await refresh(client, first.json()["refresh_token"])
+    assert onward.status_code == 200
+    assert await token_rows(conn, user.session_id) == [5, 6]

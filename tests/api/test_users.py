@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import httpx
 import pytest
 
 from tests import factories
 from tests.factories import PASSWORD, AppWith, MakeUser
+from xfchat.domain import accounts
 from xfchat.settings import Settings
 
 
@@ -123,6 +126,63 @@ async def test_another_users_session_cannot_be_revoked(
     )
     assert response.status_code == 404 and response.json()["code"] == "SESSION_NOT_FOUND"
     assert (await client.get("/api/users/@me", headers=other.headers)).status_code == 200
+
+
+async def test_a_login_past_the_session_limit_revokes_the_least_recently_used(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    pool: asyncpg.Pool,
+    settings: Settings,
+    conn: asyncpg.Connection,
+) -> None:
+    """Was: no limit, so one account could pile up live sessions (a login every 45 s
+    from one address, each kept 30 days by its refreshes) and the sessions list answered
+    all of them: 75 MB at 100,000."""
+    assert accounts.MAX_LIVE_SESSIONS == 100
+    first = await make_user()
+    more = await factories.more_sessions(pool, settings, first, 99)
+    # The first session refreshes: it is the most recently used now, the second least.
+    refreshed = await client.post("/api/auth/refresh", json={"refresh_token": first.refresh_token})
+    assert refreshed.status_code == 200
+    fresh = {"Authorization": f"Bearer {refreshed.json()['access_token']}"}
+    listed = (await client.get("/api/users/@me/sessions", headers=fresh)).json()
+    assert len(listed) == 100
+
+    login = await client.post(
+        "/api/auth/login", json={"login": first.username, "password": PASSWORD}
+    )
+    assert login.status_code == 200, login.text
+    oldest = more[0]
+    denied = await client.get(
+        "/api/users/@me", headers={"Authorization": f"Bearer {oldest.access_token}"}
+    )
+    assert denied.status_code == 401 and denied.json()["code"] == "SESSION_REVOKED"
+    gone = await client.post("/api/auth/refresh", json={"refresh_token": oldest.refresh_token})
+    assert gone.status_code == 401 and gone.json()["code"] == "SESSION_REVOKED"
+    assert (await client.get("/api/users/@me", headers=fresh)).status_code == 200
+    listed = (await client.get("/api/users/@me/sessions", headers=fresh)).json()
+    assert len(listed) == 100
+    ids = {s["id"] for s in listed}
+    assert str(oldest.session_id) not in ids
+    assert {str(first.session_id), login.json()["session_id"]} <= ids
+    assert (
+        await conn.fetchval("SELECT revoked_reason FROM sessions WHERE id = $1", oldest.session_id)
+        == "session_limit"
+    )
+    events = await factories.events_of(conn, "user", first.id)
+    revoked = [data for kind, data in events if kind == "session.revoked"]
+    assert revoked == [{"session_id": str(oldest.session_id), "reason": "session_limit"}]
+
+
+async def test_the_session_limit_holds_for_logins_at_once(
+    make_user: MakeUser, pool: asyncpg.Pool, settings: Settings, conn: asyncpg.Connection
+) -> None:
+    """Logins at once would each see room for one more unless they took turns."""
+    user = await make_user()
+    await factories.more_sessions(pool, settings, user, 98)
+    await asyncio.gather(*(factories.more_sessions(pool, settings, user, 3) for _ in range(8)))
+    live = "SELECT count(*) FROM sessions WHERE user_id = $1 AND revoked_at IS NULL"
+    assert await conn.fetchval(live, user.id) == 100
 
 
 @pytest.mark.parametrize(

@@ -105,7 +105,7 @@ async def test_revert_one_removes_only_the_newest(empty_db_url: str) -> None:
         migrator = Migrator(conn)
         await migrator.run()
         newest = discover()[-1]
-        (reverted,) = await migrator.revert()
+        (reverted,) = await migrator.revert(destroy_data=True)
         assert reverted.version == newest.version
         states = {s.version: s.status for s in await migrator.status()}
         assert states[newest.version] == "pending"
@@ -236,7 +236,7 @@ async def test_migrate_info_shows_applied_and_pending(empty_db_url: str) -> None
 
     run = await asyncio.to_thread(run_cli, "migrate", "run", env=env)
     assert run.returncode == 0, run.stderr
-    reverted = await asyncio.to_thread(run_cli, "migrate", "revert", env=env)
+    reverted = await asyncio.to_thread(run_cli, "migrate", "revert", "--destroy-data", env=env)
     assert reverted.returncode == 0 and "1 migration(s) reverted" in reverted.stdout
 
     after = await asyncio.to_thread(run_cli, "migrate", "info", env=env)
@@ -308,12 +308,14 @@ async def test_sealed_two_factor_secrets_are_not_reverted_into_the_clear(
         await conn.execute("INSERT INTO user_totp (user_id, secret) VALUES ($1, $2)", user, sealed)
         with pytest.raises(asyncpg.CheckViolationError):  # the form is checked
             await conn.execute("UPDATE user_totp SET secret = 'v1.xyz.abc'")
-        newer = [m for m in discover() if m.version >= 29]
+        later = [m for m in discover() if m.version > 29]
+        if later:
+            await migrator.revert(len(later), destroy_data=True)
         with pytest.raises(MigrationError, match="two-factor secrets are sealed: see 0029"):
-            await migrator.revert(len(newer))
+            await migrator.revert()
         assert await conn.fetchval("SELECT secret FROM user_totp") == sealed
         await conn.execute("DELETE FROM user_totp")
-        await migrator.revert(len(newer))
+        await migrator.revert()
         with pytest.raises(asyncpg.CheckViolationError):
             await conn.execute(
                 "INSERT INTO user_totp (user_id, secret) VALUES ($1, $2)", user, sealed
@@ -514,12 +516,51 @@ async def test_a_revert_that_destroys_data_is_refused_unless_told_so(db_url: str
         )
         migrator = Migrator(conn)
         newer = [m for m in discover() if m.version >= 25]
-        assert [m.label for m in newer if m.destroys] == ["0025_direct_message_policy"]
-        with pytest.raises(MigrationError, match="nothing reverted: 0025_direct_message_policy"):
+        assert [m.label for m in newer if m.destroys] == [
+            "0025_direct_message_policy",
+            "0031_session_limit_and_token_rows",
+        ]
+        with pytest.raises(MigrationError, match="nothing reverted: .*0025_direct_message_policy"):
             await migrator.revert(len(newer))
         assert await migrator.is_current()
         assert await conn.fetchval("SELECT dm_policy FROM users") == "friends"
         reverted = await migrator.revert(len(newer), destroy_data=True)
         assert [m.version for m in reverted] == sorted((m.version for m in newer), reverse=True)
+    finally:
+        await conn.close()
+
+
+async def test_reverting_the_session_limit_keeps_the_sessions_it_ended_as_revoked(
+    db_url: str,
+) -> None:
+    """0031's down maps the reason the code before it does not know to `revoked` (the
+    session stays ended), and drops the refresh tokens' form flag; up again, both work."""
+    conn = await asyncpg.connect(db_url)
+    try:
+        user = await conn.fetchval(
+            "INSERT INTO users (username, email, password_hash) VALUES ('ann', 'a@x.org', 'h') "
+            "RETURNING id"
+        )
+        ended = await conn.fetchval(
+            "INSERT INTO sessions (user_id, expires_at, revoked_at, revoked_reason)"
+            " VALUES ($1, now() + interval '1 day', now(), 'session_limit') RETURNING id",
+            user,
+        )
+        migrator = Migrator(conn)
+        later = [m for m in discover() if m.version >= 31]
+        await migrator.revert(len(later), destroy_data=True)
+        row = await conn.fetchrow(
+            "SELECT revoked_at IS NOT NULL AS ended, revoked_reason FROM sessions WHERE id = $1",
+            ended,
+        )
+        assert (row["ended"], row["revoked_reason"]) == (True, "revoked")
+        with pytest.raises(asyncpg.CheckViolationError):
+            await conn.execute("UPDATE sessions SET revoked_reason = 'session_limit'")
+        columns = "SELECT count(*) FROM pg_attribute WHERE attrelid = 'refresh_tokens'::regclass"
+        flag = columns + " AND attname = 'self_describing'"
+        assert await conn.fetchval(flag) == 0
+        await migrator.run()
+        await conn.execute("UPDATE sessions SET revoked_reason = 'session_limit'")
+        assert await conn.fetchval(flag) == 1
     finally:
         await conn.close()

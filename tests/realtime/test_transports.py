@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
@@ -25,6 +26,7 @@ from tests.realtime.clients import (
 )
 from tests.support import Servers
 from xfchat.domain.tokens import issue_access_token
+from xfchat.settings import Settings
 
 Http = Callable[[str], httpx.AsyncClient]
 
@@ -219,6 +221,22 @@ async def test_gateway_closes_a_revoked_session(
     assert await gw.closed_with() == 4012
     again = await GatewayClient.connect(server, ben.access_token)
     assert await again.closed_with() == 4012
+
+
+async def test_the_session_a_login_past_the_limit_ends_closes_its_streams(
+    server: str, make_user: MakeUser, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """The least recently used session, revoked by the 101st login (in this test's
+    process), loses its gateway and SSE connections on the server process at once."""
+    ben = await make_user("ben")
+    gw = await GatewayClient.connect(server, ben.access_token)
+    await gw.next("ready")
+    async with sse_stream(server, ben.access_token) as stream:
+        await factories.more_sessions(pool, settings, ben, 99)  # 100 live: no room left
+        await factories.more_sessions(pool, settings, ben, 1)
+        closed = await stream.next("closed")
+        assert closed.data["reason"] == "session_revoked"
+    assert await gw.closed_with() == 4012
 
 
 @pytest.fixture(scope="module")

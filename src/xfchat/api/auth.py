@@ -88,6 +88,15 @@ class TokensOut(BaseModel):
         )
 
 
+def _started(request: Request, issued: accounts.IssuedTokens) -> TokensOut:
+    """A new session's tokens; the sessions it ended (the account's limit of live
+    sessions) leave this process's cache at once, as every other process's on their
+    `session.revoked`."""
+    for session_id in issued.ended:
+        request.app.state.sessions.forget_session(session_id)
+    return TokensOut.of(issued)
+
+
 @router.post(
     "/register", status_code=201, dependencies=[ip_limit("auth.register", "rate_register_ip")]
 )
@@ -121,7 +130,7 @@ async def post_register(
     finally:
         if not email_taken:
             await give_back(request, taken)
-    return TokensOut.of(issued)
+    return _started(request, issued)
 
 
 @router.post("/login", dependencies=[ip_limit("auth.login", "rate_login_ip")])
@@ -142,7 +151,7 @@ async def post_login(
     )
     if isinstance(result, login.TwoFactorRequired):
         return TwoFactorRequiredOut(ticket=result.ticket, expires_in=result.expires_in)
-    return TokensOut.of(result)
+    return _started(request, result)
 
 
 @router.post("/login/two-factor", dependencies=[ip_limit("auth.login", "rate_login_ip")])
@@ -158,7 +167,7 @@ async def post_login_two_factor(
     issued = await login.complete_two_factor(
         pool, settings, claims=claims, code=body.code, client=client
     )
-    return TokensOut.of(issued)
+    return _started(request, issued)
 
 
 @router.post("/refresh", dependencies=[ip_limit("auth.refresh", "rate_refresh_ip")])

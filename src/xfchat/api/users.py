@@ -98,6 +98,9 @@ async def post_password(
 
 @router.get("/@me/sessions")
 async def get_sessions(actor: CurrentActor, conn: Conn) -> list[SessionOut]:
+    """Your live sessions, newest first. An account has at most 100 live sessions
+    (`MAX_LIVE_SESSIONS`): a login or registration past that revokes the least recently
+    used (`session.revoked` with reason `session_limit`), so this lists at most 100."""
     rows = await accounts.list_sessions(conn, actor)
     return [
         SessionOut(

@@ -1,42 +1,61 @@
 """Accounts and sessions: register, log in, refresh (rotating), log out, authenticate.
 
-A session is one login on one device. Its refresh tokens are single-use: refreshing
-marks the presented token used and issues the next one; presenting a used token again
-(after a short reuse window, in which it gets the same pair again) means it was copied,
-so the whole session is revoked (theft detection). Access tokens
-are 15-minute JWTs naming their session, and every request checks that session in the
-database, so revoking a session stops its access token at once.
+A session is one login on one device; an account has at most MAX_LIVE_SESSIONS live
+at once (a login past that ends the least recently used). Its refresh tokens are
+single-use: refreshing marks the presented token used and issues the next one;
+presenting a used token again (after a short reuse window, in which it gets the same
+pair again) means it was copied, so the whole session is revoked (theft detection).
+Only a session's two newest refresh tokens are stored: an older one names its session
+and generation, and is recognised by walking the HMAC chain from it to the newest
+(domain/tokens.py). Access tokens are 15-minute JWTs naming their session, and every
+request checks that session in the database, so revoking a session stops its access
+token at once.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 import time
-from dataclasses import dataclass
+from asyncio import to_thread
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, NoReturn
 from uuid import UUID
 
 import asyncpg
 from argon2 import PasswordHasher
 
+from xfchat.db.queries import locks as locks_q
 from xfchat.db.queries import sessions as sessions_q
 from xfchat.db.queries import users as users_q
 from xfchat.domain import validation
-from xfchat.domain.events import SESSION_REVOKED, USER_UPDATED, Event, emit
+from xfchat.domain.events import SESSION_REVOKED, USER_UPDATED, Event, emit, emit_many
 from xfchat.domain.passwords import hash_password_async, hasher
 from xfchat.domain.tokens import (
     LEEWAY_S,
+    MAX_REFRESH_WALK,
     AccessClaims,
     hash_refresh_token,
     issue_access_token,
     new_refresh_token,
     next_refresh_token,
+    parse_refresh_token,
     verify_access_token,
+    walk_refresh_token,
 )
 from xfchat.errors import Conflict, NotFound, Unauthorized
 from xfchat.settings import Settings
+
+# Live sessions per account (README, "Accounts and sessions"): a login or registration
+# that would make one more revokes the least recently used ones ('session_limit'), so
+# neither the sessions list nor the rows behind it grow without end.
+MAX_LIVE_SESSIONS = 100
+# A replay walked over more generations than this runs in a worker thread, not on the
+# event loop (about 2.5 ms of a core per thousand).
+WALK_INLINE = 1_000
 
 
 @dataclass(frozen=True)
@@ -60,6 +79,8 @@ class IssuedTokens:
     access_token: str
     expires_in: int
     refresh_token: str
+    # Sessions this login ended to stay within MAX_LIVE_SESSIONS (for the caller's cache).
+    ended: tuple[UUID, ...] = ()
 
 
 def password_hasher(settings: Settings) -> PasswordHasher:
@@ -82,9 +103,24 @@ def _unique_violation(exc: asyncpg.UniqueViolationError) -> Conflict:
     return Conflict("that username is taken", code="USERNAME_TAKEN", field="username")
 
 
+def _sessions_lock(user_id: UUID) -> int:
+    digest = hashlib.sha256(b"sessions" + user_id.bytes).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
 async def start_session(
     conn: asyncpg.Connection, settings: Settings, user: users_q.UserRow, client: ClientInfo
 ) -> IssuedTokens:
+    """A new session for `user`, in the caller's transaction. If the account already
+    has MAX_LIVE_SESSIONS live, the least recently used are revoked ('session_limit',
+    each with its `session.revoked`), so it has at most that many with the new one."""
+    # One login of an account at a time from here on: two at once would each see room.
+    await locks_q.lock_transaction(conn, key=_sessions_lock(user.id))
+    ended = await sessions_q.revoke_least_recently_used_sessions(
+        conn, user_id=user.id, keep=MAX_LIVE_SESSIONS - 1, reason="session_limit"
+    )
+    if ended:
+        await emit_many(conn, [session_revoked(user.id, sid, "session_limit") for sid in ended])
     session = await sessions_q.insert_session(
         conn,
         user_id=user.id,
@@ -92,11 +128,11 @@ async def start_session(
         ip=client.ip,
         ttl_s=settings.refresh_token_ttl_days * 86400,
     )
-    token, token_hash = new_refresh_token()
+    token, token_hash = new_refresh_token(session.id)
     await sessions_q.insert_refresh_token(
         conn, token_hash=token_hash, session_id=session.id, generation=1
     )
-    return _issue(settings, user, session.id, token)
+    return replace(_issue(settings, user, session.id, token), ended=tuple(ended))
 
 
 def _issue(
@@ -160,60 +196,128 @@ async def refresh(pool: asyncpg.Pool, settings: Settings, *, refresh_token: str)
     """Trade a refresh token for a new access token and the next refresh token. The same
     token presented again within `refresh_reuse_window_s` of its first use (two tabs
     refreshing at once), while the pair it got is still unused, gets the very same pair
-    again; otherwise it means the token was copied, and the whole session is revoked.
+    again; otherwise it means the token was copied, and the whole session is revoked:
+    for any earlier token of the session's, whether its row is still kept or not.
 
     Raises:
         Unauthorized: INVALID_REFRESH_TOKEN (unknown), SESSION_REVOKED (logged out, revoked
             or expired), REFRESH_TOKEN_REUSED (already used: the session is now revoked).
     """
-    secret = settings.secret.get_secret_value()
     token_hash = hash_refresh_token(refresh_token)
-    following, following_hash = next_refresh_token(secret, refresh_token)
-    reused = False
-    issued_at: datetime | None = None
+    found: users_q.UserRow | None = None
     async with pool.acquire() as conn:
         async with conn.transaction():
             row = await sessions_q.get_refresh_token_for_update(conn, token_hash=token_hash)
-            if row is None:
-                raise Unauthorized("the refresh token is not valid", code="INVALID_REFRESH_TOKEN")
-            session = await sessions_q.get_session_for_update(conn, session_id=row.session_id)
-            assert session is not None
-            if session.revoked_at is not None:
-                raise Unauthorized("this session has ended; log in again", code="SESSION_REVOKED")
-            if session.expires_at <= datetime.now(UTC):
-                raise Unauthorized("this session has expired; log in again", code="SESSION_REVOKED")
-            if row.used_ago_s is not None:
-                if row.used_ago_s <= settings.refresh_reuse_window_s:
-                    issued_at = await sessions_q.get_refresh_token_issued_at(
-                        conn, token_hash=following_hash, session_id=session.id
-                    )
-                if issued_at is None:
-                    await sessions_q.revoke_session(
-                        conn, session_id=session.id, reason="token_reuse"
-                    )
-                    await emit(conn, session_revoked(session.user_id, session.id, "token_reuse"))
-                    reused = True
-            else:
-                await sessions_q.mark_refresh_token_used(conn, token_hash=token_hash)
-                issued_at = await sessions_q.insert_refresh_token(
-                    conn,
-                    token_hash=following_hash,
-                    session_id=session.id,
-                    generation=row.generation + 1,
-                )
-                await sessions_q.touch_session(
-                    conn, session_id=session.id, ttl_s=settings.refresh_token_ttl_days * 86400
-                )
-            found = None if reused else await users_q.get_user(conn, user_id=session.user_id)
-        if reused or found is None:  # committed above: the revocation must stick
-            raise Unauthorized(
-                "this refresh token was already used; the session has been revoked",
-                code="REFRESH_TOKEN_REUSED",
-            )
+            rotated = None if row is None else await _rotate(conn, settings, row, refresh_token)
+        if rotated is not None:
+            found = await users_q.get_user(conn, user_id=rotated[0].user_id)
+    if row is None:
+        await _check_replay(pool, settings, refresh_token)  # (raises)
+    if rotated is None or found is None:  # committed above: the revocation must stick
+        raise _reused()
+    session, following, issued_at = rotated
     # Both answers sign the access token with the refresh token's issue time: a repeat
     # within the window gets the very same pair (the same claims, the same second).
     when = issued_at.timestamp() if issued_at is not None else None
     return _issue(settings, found, session.id, following, now=when)
+
+
+def _reused() -> Unauthorized:
+    return Unauthorized(
+        "this refresh token was already used; the session has been revoked",
+        code="REFRESH_TOKEN_REUSED",
+    )
+
+
+def _invalid_refresh_token() -> Unauthorized:
+    return Unauthorized("the refresh token is not valid", code="INVALID_REFRESH_TOKEN")
+
+
+def _check_live(session: sessions_q.SessionRow) -> None:
+    if session.revoked_at is not None:
+        raise Unauthorized("this session has ended; log in again", code="SESSION_REVOKED")
+    if session.expires_at <= datetime.now(UTC):
+        raise Unauthorized("this session has expired; log in again", code="SESSION_REVOKED")
+
+
+async def _rotate(
+    conn: asyncpg.Connection, settings: Settings, row: sessions_q.RefreshTokenRow, token: str
+) -> tuple[sessions_q.SessionRow, str, datetime | None] | None:
+    """In the caller's transaction, `token` (of `row`) used: the session, the next
+    refresh token and when it was issued; None if it was reused (the session is then
+    revoked)."""
+    session = await sessions_q.get_session_for_update(conn, session_id=row.session_id)
+    assert session is not None
+    _check_live(session)
+    secret = settings.secret.get_secret_value()
+    following, following_hash = next_refresh_token(
+        secret, token, session_id=session.id, generation=row.generation
+    )
+    if row.used_ago_s is not None:
+        issued_at = None
+        if row.used_ago_s <= settings.refresh_reuse_window_s:
+            issued_at = await sessions_q.get_refresh_token_issued_at(
+                conn, token_hash=following_hash, session_id=session.id
+            )
+        if issued_at is None:
+            await _revoke_for_reuse(conn, session)
+            return None
+        return session, following, issued_at
+    await sessions_q.mark_refresh_token_used(conn, token_hash=row.token_hash)
+    issued_at = await sessions_q.insert_refresh_token(
+        conn, token_hash=following_hash, session_id=session.id, generation=row.generation + 1
+    )
+    # Kept: the one just used (for the reuse window) and its successor. A replay of an
+    # older one is still told from a forgery (_check_replay).
+    await sessions_q.delete_replaced_refresh_tokens(
+        conn, session_id=session.id, below=row.generation
+    )
+    await sessions_q.touch_session(
+        conn, session_id=session.id, ttl_s=settings.refresh_token_ttl_days * 86400
+    )
+    return session, following, issued_at
+
+
+async def _revoke_for_reuse(conn: asyncpg.Connection, session: sessions_q.SessionRow) -> bool:
+    if not await sessions_q.revoke_session(conn, session_id=session.id, reason="token_reuse"):
+        return False
+    await emit(conn, session_revoked(session.user_id, session.id, "token_reuse"))
+    return True
+
+
+async def _check_replay(pool: asyncpg.Pool, settings: Settings, token: str) -> NoReturn:
+    """A refresh token with no row: a forgery, or an earlier token of a live session
+    whose row was deleted. Walking the chain from it to the session's newest token tells
+    which (a genuine one arrives there; nothing else can without the secret).
+
+    Raises:
+        Unauthorized: INVALID_REFRESH_TOKEN (nothing changes), SESSION_REVOKED, or
+            REFRESH_TOKEN_REUSED (the session is now revoked).
+    """
+    parts = parse_refresh_token(token)
+    if parts is None:
+        raise _invalid_refresh_token()
+    async with pool.acquire() as conn:  # (not held while the chain is walked)
+        session = await sessions_q.get_session(conn, session_id=parts.session_id)
+        if session is None:
+            raise _invalid_refresh_token()
+        _check_live(session)
+        newest = await sessions_q.get_newest_refresh_token(conn, session_id=session.id)
+    steps = newest.generation - parts.generation if newest is not None else 0
+    if newest is None or not 0 < steps <= MAX_REFRESH_WALK:
+        raise _invalid_refresh_token()
+    secret = settings.secret.get_secret_value()
+    if steps <= WALK_INLINE:
+        reached = walk_refresh_token(secret, token, parts, steps)
+    else:
+        reached = await to_thread(walk_refresh_token, secret, token, parts, steps)
+    if not hmac.compare_digest(reached, newest.token_hash):
+        raise _invalid_refresh_token()
+    async with pool.acquire() as conn, conn.transaction():
+        revoked = await _revoke_for_reuse(conn, session)
+    if not revoked:  # ended meanwhile (a logout, say)
+        raise Unauthorized("this session has ended; log in again", code="SESSION_REVOKED")
+    raise _reused()
 
 
 class SessionCache:
@@ -358,4 +462,5 @@ async def revoke_session(
 
 
 async def list_sessions(conn: asyncpg.Connection, actor: Actor) -> list[sessions_q.SessionRow]:
-    return await sessions_q.list_live_sessions(conn, user_id=actor.user_id)
+    """The actor's live sessions, newest first: at most MAX_LIVE_SESSIONS."""
+    return await sessions_q.list_live_sessions(conn, user_id=actor.user_id, limit=MAX_LIVE_SESSIONS)

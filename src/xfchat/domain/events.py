@@ -352,7 +352,13 @@ MEMBER_REMOVED = EventType(
     "member.removed", S, MemberRemovedPayload, "Someone left, was kicked or was banned."
 )
 SESSION_REVOKED = EventType(
-    "session.revoked", U, SessionRevokedPayload, "A session of yours ended (its streams close)."
+    "session.revoked",
+    U,
+    SessionRevokedPayload,
+    "A session of yours ended (its streams close). `reason`: `logout`, `revoked` (from the"
+    " sessions list), `password_changed`, `token_reuse` (a used refresh token came back)"
+    " or `session_limit` (a login past the account's 100 live sessions ended this least"
+    " recently used one).",
 )
 PRIVACY_UPDATED = EventType(
     "privacy.updated",

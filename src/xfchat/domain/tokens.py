@@ -1,10 +1,12 @@
-"""Access tokens (short-lived signed JWTs) and refresh tokens (opaque, stored hashed)."""
+"""Access tokens (short-lived signed JWTs) and refresh tokens (opaque to clients, stored
+hashed)."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -80,21 +82,86 @@ def verify_access_token(secret: str, token: str) -> AccessClaims:
         raise Unauthorized("the access token is invalid", code="INVALID_TOKEN") from None
 
 
-def new_refresh_token() -> tuple[str, bytes]:
-    """A fresh opaque refresh token and the hash that is all the database keeps."""
-    token = secrets.token_urlsafe(32)
+# A refresh token is `<session>.<generation>.<chain>`: the session's id (its 16 bytes,
+# base64url), the token's generation (1 for a login's, one more at each refresh) and 43
+# base64url characters (random for generation 1, then HMAC of the token before it).
+# Only the two newest of a live session are stored (hashed); a replay of an older one
+# is told from a forgery by walking the chain forward to the stored newest. Clients
+# treat it as opaque. Tokens issued before this form (43 characters, no dots) still
+# work by their hash; their successors have the new form.
+MAX_REFRESH_WALK = 200_000  # generations; a replay from further back is INVALID_REFRESH_TOKEN
+_SESSION_PART = re.compile(r"[A-Za-z0-9_-]{22}")
+_GENERATION_PART = re.compile(r"[1-9][0-9]{0,9}")
+_CHAIN_PART = re.compile(r"[A-Za-z0-9_-]{43}")
+_MAX_GENERATION = 2**31 - 1  # refresh_tokens.generation is an integer
+
+
+@dataclass(frozen=True)
+class RefreshTokenParts:
+    session_id: UUID
+    generation: int
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _chain_key(secret: str) -> bytes:
+    return hashlib.sha256(b"xfchat refresh tokens\0" + secret.encode()).digest()
+
+
+def new_refresh_token(session_id: UUID) -> tuple[str, bytes]:
+    """A new session's first refresh token (generation 1) and the hash that is all the
+    database keeps."""
+    token = f"{_b64(session_id.bytes)}.1.{secrets.token_urlsafe(32)}"
     return token, hash_refresh_token(token)
 
 
-def next_refresh_token(secret: str, token: str) -> tuple[str, bytes]:
-    """The refresh token that follows `token` when it is used, and its hash. It is
-    derived (HMAC with the server's secret), not random, so that a repeat of the same
-    refresh within the reuse window can hand out the very same pair again without the
-    database ever holding a usable token."""
-    key = hashlib.sha256(b"xfchat refresh tokens\0" + secret.encode()).digest()
-    raw = hmac.digest(key, token.encode(), "sha256")
-    following = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+def next_refresh_token(
+    secret: str, token: str, *, session_id: UUID, generation: int
+) -> tuple[str, bytes]:
+    """The refresh token that follows `token` (of `generation` in `session_id`, of either
+    form) when it is used, and its hash. It is derived (HMAC with the server's secret),
+    not random, so that a repeat of the same refresh within the reuse window can hand
+    out the very same pair again, and a replay of a token whose row is gone can be
+    recognised, without the database ever holding a usable token."""
+    following = _step(_chain_key(secret), token, _b64(session_id.bytes), generation + 1)
     return following, hash_refresh_token(following)
+
+
+def _step(key: bytes, token: str, session_part: str, generation: int) -> str:
+    chain = _b64(hmac.digest(key, token.encode(), "sha256"))
+    return f"{session_part}.{generation}.{chain}"
+
+
+def parse_refresh_token(token: str) -> RefreshTokenParts | None:
+    """The session and generation a refresh token of the self-describing form names
+    (None for any other string). Says nothing of whether it is genuine."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    session_part, generation_part, chain_part = parts
+    if not (
+        _SESSION_PART.fullmatch(session_part)
+        and _GENERATION_PART.fullmatch(generation_part)
+        and _CHAIN_PART.fullmatch(chain_part)
+    ):
+        return None
+    raw = base64.urlsafe_b64decode(session_part + "==")
+    generation = int(generation_part)
+    if _b64(raw) != session_part or generation > _MAX_GENERATION:
+        return None  # (not as issuance writes it)
+    return RefreshTokenParts(UUID(bytes=raw), generation)
+
+
+def walk_refresh_token(secret: str, token: str, parts: RefreshTokenParts, steps: int) -> bytes:
+    """The hash of the refresh token issued `steps` refreshes after `token` (whose parts
+    are `parts`), each built as `next_refresh_token` builds it. CPU-bound: a few
+    microseconds a step (MAX_REFRESH_WALK of them, half a second of a core)."""
+    key, session_part = _chain_key(secret), _b64(parts.session_id.bytes)
+    for generation in range(parts.generation + 1, parts.generation + steps + 1):
+        token = _step(key, token, session_part, generation)
+    return hash_refresh_token(token)
 
 
 def hash_refresh_token(token: str) -> bytes:

@@ -65,10 +65,12 @@ async def insert_session(
 async def insert_refresh_token(
     conn: asyncpg.Connection, *, token_hash: bytes, session_id: UUID, generation: int
 ) -> datetime:
-    """Record a refresh token; returns when it was issued."""
+    """Record a self-describing refresh token (`<session>.<generation>.<chain>`: the only
+    kind issued now); returns when it was issued."""
     issued: datetime = await conn.fetchval(
         """
-        INSERT INTO refresh_tokens (token_hash, session_id, generation) VALUES ($1, $2, $3)
+        INSERT INTO refresh_tokens (token_hash, session_id, generation, self_describing)
+        VALUES ($1, $2, $3, true)
         RETURNING issued_at
         """,
         token_hash,
@@ -76,6 +78,44 @@ async def insert_refresh_token(
         generation,
     )
     return issued
+
+
+async def get_newest_refresh_token(
+    conn: asyncpg.Connection, *, session_id: UUID
+) -> RefreshTokenRow | None:
+    """The session's refresh token of the highest generation (the one to use next)."""
+    record = await conn.fetchrow(
+        """
+        SELECT token_hash, session_id, generation, issued_at, used_at,
+               extract(epoch FROM now() - used_at)::float8 AS used_ago_s
+        FROM refresh_tokens WHERE session_id = $1
+        ORDER BY generation DESC LIMIT 1
+        """,
+        session_id,
+    )
+    return maybe(RefreshTokenRow, record)
+
+
+async def delete_replaced_refresh_tokens(
+    conn: asyncpg.Connection, *, session_id: UUID, below: int
+) -> int:
+    """Delete the session's self-describing refresh tokens of generations below `below`
+    that a replay can still be told by (every generation from theirs up is
+    self-describing: the chain can be walked from them to the newest). Rows of tokens of
+    the old form, and those below them, are kept. Returns how many were deleted."""
+    status: str = await conn.execute(
+        """
+        DELETE FROM refresh_tokens
+        WHERE session_id = $1 AND generation < $2 AND self_describing
+          AND generation > (
+              SELECT coalesce(max(generation), 0) FROM refresh_tokens
+              WHERE session_id = $1 AND NOT self_describing
+          )
+        """,
+        session_id,
+        below,
+    )
+    return int(status.split()[-1])
 
 
 async def get_refresh_token_for_update(
@@ -113,6 +153,13 @@ async def mark_refresh_token_used(conn: asyncpg.Connection, *, token_hash: bytes
     await conn.execute(
         "UPDATE refresh_tokens SET used_at = now() WHERE token_hash = $1", token_hash
     )
+
+
+async def get_session(conn: asyncpg.Connection, *, session_id: UUID) -> SessionRow | None:
+    record = await conn.fetchrow(
+        f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1", session_id
+    )
+    return maybe(SessionRow, record)
 
 
 async def get_session_for_update(
@@ -156,16 +203,44 @@ async def touch_session(
     )
 
 
-async def list_live_sessions(conn: asyncpg.Connection, *, user_id: UUID) -> list[SessionRow]:
+async def list_live_sessions(
+    conn: asyncpg.Connection, *, user_id: UUID, limit: int
+) -> list[SessionRow]:
+    """The user's live sessions, newest first, at most `limit`."""
     records = await conn.fetch(
         f"""
         SELECT {SESSION_COLUMNS} FROM sessions
         WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()
         ORDER BY created_at DESC
+        LIMIT $2
         """,
         user_id,
+        limit,
     )
     return many(SessionRow, records)
+
+
+async def revoke_least_recently_used_sessions(
+    conn: asyncpg.Connection, *, user_id: UUID, keep: int, reason: str
+) -> list[UUID]:
+    """Revoke the user's live sessions but the `keep` most recently used (by
+    `last_used_at`); returns the ids revoked."""
+    records = await conn.fetch(
+        """
+        UPDATE sessions SET revoked_at = now(), revoked_reason = $3
+        WHERE id IN (
+            SELECT id FROM sessions
+            WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()
+            ORDER BY last_used_at DESC, created_at DESC, id DESC
+            OFFSET $2
+        ) AND revoked_at IS NULL
+        RETURNING id
+        """,
+        user_id,
+        keep,
+        reason,
+    )
+    return [r["id"] for r in records]
 
 
 async def revoke_session(conn: asyncpg.Connection, *, session_id: UUID, reason: str) -> bool:
