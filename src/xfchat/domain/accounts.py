@@ -103,9 +103,13 @@ def _unique_violation(exc: asyncpg.UniqueViolationError) -> Conflict:
     return Conflict("that username is taken", code="USERNAME_TAKEN", field="username")
 
 
-def _sessions_lock(user_id: UUID) -> int:
+async def lock_sessions(conn: asyncpg.Connection, user_id: UUID) -> None:
+    """Until the caller's transaction ends, be the only one revoking or starting the
+    user's sessions in bulk (a login past MAX_LIVE_SESSIONS, a password change): two
+    such updates of the same rows in different orders would deadlock. Taken after any
+    lock of the user's row, as both do."""
     digest = hashlib.sha256(b"sessions" + user_id.bytes).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
+    await locks_q.lock_transaction(conn, key=int.from_bytes(digest[:8], "big", signed=True))
 
 
 async def start_session(
@@ -115,7 +119,7 @@ async def start_session(
     has MAX_LIVE_SESSIONS live, the least recently used are revoked ('session_limit',
     each with its `session.revoked`), so it has at most that many with the new one."""
     # One login of an account at a time from here on: two at once would each see room.
-    await locks_q.lock_transaction(conn, key=_sessions_lock(user.id))
+    await lock_sessions(conn, user.id)
     ended = await sessions_q.revoke_least_recently_used_sessions(
         conn, user_id=user.id, keep=MAX_LIVE_SESSIONS - 1, reason="session_limit"
     )

@@ -12,7 +12,7 @@ from xfchat.db.queries import sessions as sessions_q
 from xfchat.db.queries import users as users_q
 from xfchat.domain import validation
 from xfchat.domain.access import member_servers, visible_channels
-from xfchat.domain.accounts import Actor, password_hasher, session_revoked
+from xfchat.domain.accounts import Actor, lock_sessions, password_hasher, session_revoked
 from xfchat.domain.event_payloads import PublicUserPayload
 from xfchat.domain.events import PRIVACY_UPDATED, USER_UPDATED, emit_many
 from xfchat.domain.passwords import hash_password_async, verify_password_async
@@ -172,6 +172,7 @@ async def change_password(
     new_hash = await hash_password_async(new, ph)
     async with pool.acquire() as conn, conn.transaction():
         await users_q.update_password_hash(conn, user_id=user.id, password_hash=new_hash)
+        await lock_sessions(conn, user.id)
         revoked = await sessions_q.revoke_other_sessions(
             conn, user_id=user.id, keep=actor.session_id, reason="password_changed"
         )
