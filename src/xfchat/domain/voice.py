@@ -6,10 +6,11 @@ and when the other processes sweep a crashed one (realtime/presence.py), each ti
 announced like any other change. A user is in at most one channel at a time: joining
 another leaves the first (one event each). Joining a server's voice channel needs
 CONNECT there (a timed-out member has none); a conversation's call needs taking part
-(and, in a direct conversation, no block between the two). A channel holds at most its
-`user_limit` (MOVE_MEMBERS may exceed it) and never more than MESH_LIMIT people: media
-flows peer to peer, every member to every other (the README says how an SFU would take
-over past it).
+(and, in a direct conversation, that it is not closed to you: a block, or the other
+takes messages from friends only; a call ends for whoever it closes to). A channel holds
+at most its `user_limit` (MOVE_MEMBERS may exceed it) and never more than MESH_LIMIT
+people: media flows peer to peer, every member to every other (the README says how an
+SFU would take over past it).
 
 Every change is `voice.state_updated` on the channel's stream, so exactly those who
 may see the channel hear of it, in order with everything else, live and on a resume.
@@ -31,7 +32,7 @@ from xfchat.db.queries import channels as channels_q
 from xfchat.db.queries import locks as locks_q
 from xfchat.db.queries import servers as servers_q
 from xfchat.db.queries import voice as q
-from xfchat.domain.access import access_channel
+from xfchat.domain.access import access_changed_many, access_channel
 from xfchat.domain.accounts import Actor
 from xfchat.domain.event_payloads import (
     VoiceStatePayload,
@@ -272,7 +273,7 @@ async def end_states_in(
 ) -> list[Event]:
     """These users (key) leave these channels (value), if they are in them: they may no
     longer see them (a change of roles, overrides or categories; leaving a
-    conversation), or no longer call there (a block in a direct conversation)."""
+    conversation)."""
     pairs = [(u, c) for u, channels in channels_of.items() for c in channels]
     if not pairs:
         return []
@@ -281,6 +282,17 @@ async def end_states_in(
             conn, user_ids=[u for u, _ in pairs], channel_ids=[c for _, c in pairs]
         )
     )
+
+
+async def direct_access_changed(conn: asyncpg.Connection, channel_ids: list[UUID]) -> list[Event]:
+    """Who may write in these direct conversations changed (a block or its end, an
+    unfriending, a choice of whom to take messages from), in the caller's transaction,
+    after the change: sends under way check again (access_changed), and whoever may no
+    longer write in one leaves its call (the events are returned, as above)."""
+    if not channel_ids:
+        return []
+    await access_changed_many(conn, channel_ids)
+    return updates(await q.delete_closed_direct_voice_states(conn, channel_ids=channel_ids))
 
 
 async def _drop_held(conn: asyncpg.Connection, rows: list[q.VoiceStateRow]) -> int:
