@@ -414,3 +414,22 @@ async def test_an_unfriending_ends_the_call_for_whom_it_closes_the_conversation(
     # Was: cid stayed in the call; dee stays (cid takes messages from everyone).
     assert await in_voice(client, dee, dm) == [str(dee.id)]
     assert await refused(pool, cid, dm) == (403, "CANNOT_MESSAGE_USER")
+
+
+async def test_flags_of_a_state_held_need_only_sight_of_the_channel_not_connect(
+    client: httpx.AsyncClient, pool: asyncpg.Pool, make_user: MakeUser
+) -> None:
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await community(client, ann, ben)
+    room = await lounge(client, srv, ann)
+    joined = await voice_join(pool, ben, room)
+    denied = await override(client, ann, room, "member", ben.id, deny=int(P.CONNECT))
+    assert denied.status_code == 200
+    assert await in_voice(client, ann, room) == [str(ben.id)]  # CONNECT is for joining
+    # Was: MISSING_PERMISSIONS, so he could stay but not even mute himself.
+    holder = voice.Holder(uuid.uuid4(), uuid.UUID(joined.state["connection_id"]))
+    assert await voice_join(pool, ben, room, holder=holder, self_mute=True) is None
+    got = await client.get(f"/api/channels/{room}/voice-states", headers=ann.headers)
+    assert [s["self_mute"] for s in got.json()] == [True]
+    # Another connection of his taking the state over is a join: it needs CONNECT.
+    assert await refused(pool, ben, room) == (403, "MISSING_PERMISSIONS")

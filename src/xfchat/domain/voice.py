@@ -129,6 +129,15 @@ def _join_need(channel: channels_q.ChannelRow) -> Permission:
     return Permission.VIEW_CHANNEL  # a group's participants; other kinds are refused after
 
 
+def _holds(state: q.VoiceStateRow | None, channel_id: UUID, holder: Holder) -> bool:
+    """Whether `holder` holds this voice state, in this channel."""
+    return (
+        state is not None
+        and state.channel_id == channel_id
+        and state.connection_id == holder.connection_id
+    )
+
+
 def not_in_voice(who: str = "they are") -> BadRequest:
     return BadRequest(f"{who} not in a voice channel", code="NOT_IN_VOICE")
 
@@ -181,8 +190,9 @@ async def update_own_voice_state(
     """Join a voice channel or a conversation's call (leaving the one you were in), set
     your own mute, deafen and video there, or leave (`channel_id` None: the state this
     connection holds, if any). A join from another connection of yours takes the state
-    over. Returns what the connection needs to start calling when it now holds a state
-    in a channel it did not hold before; None otherwise.
+    over. Setting the flags of the state this connection holds needs only that you still
+    see the channel (no CONNECT). Returns what the connection needs to start calling
+    when it now holds a state in a channel it did not hold before; None otherwise.
 
     Raises: NotFound (CHANNEL_NOT_FOUND); Forbidden (MISSING_PERMISSIONS, TIMED_OUT,
     CANNOT_MESSAGE_USER, CHANNEL_FULL); BadRequest (NOT_A_VOICE_CHANNEL)."""
@@ -195,11 +205,19 @@ async def update_own_voice_state(
             )
             await announce(conn, left=[gone] if gone else [])
             return None
+        # Changing your own flags in the state this connection holds is no join: it
+        # needs only to see the channel (a state ends with whatever would refuse a join
+        # but CONNECT, which is for joining). The peek is checked again under the lock.
+        peek = await q.get_voice_state(conn, user_id=actor.user_id)
+        flags_only = _holds(peek, channel_id, holder)
+        need = Permission.VIEW_CHANNEL if flags_only else _join_need
         # The channel's row stays locked: joins of one channel happen one at a time (its
         # limit holds), and a change of who may see it waits for this one.
-        access = await access_channel(conn, actor, channel_id, need=_join_need, lock=True)
+        access = await access_channel(conn, actor, channel_id, need=need, lock=True)
         _voice_channel(access.channel)
         before = await q.get_voice_state(conn, user_id=actor.user_id, lock=True)
+        if flags_only and not _holds(before, channel_id, holder):  # it ended meanwhile
+            access = await access_channel(conn, actor, channel_id, need=_join_need, lock=True)
         moving = before is None or before.channel_id != channel_id
         if moving:
             await check_room(conn, access.channel, access.can(Permission.MOVE_MEMBERS))
