@@ -271,6 +271,47 @@ async def test_a_timed_out_member_reads_but_cannot_send_or_react(
     ).status_code == 201
 
 
+async def test_counts_and_switches_take_only_json_numbers_and_booleans(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """A count is a JSON integer and a switch a JSON boolean, in every request model
+    (was: an invite took {"max_uses": true} as 1 use and "5" as 5; a role took
+    {"hoist": "yes"}, a channel {"permissions_synced": 1}, an ack {"seq": "2"})."""
+    ann = await make_user("ann")
+    srv = await community(client, ann)
+    crew = await role(client, srv, ann, "crew", 0)
+    cases: list[tuple[str, str, dict[str, Any], str]] = []
+    for value in (True, "5", 2.0):
+        cases.append(("POST", srv.url("/invites"), {"max_uses": value}, "max_uses"))
+        cases.append(("POST", srv.url("/invites"), {"max_age_s": value}, "max_age_s"))
+    for value in ("true", 1):
+        for field in ("hoist", "mentionable"):
+            cases.append(("PATCH", srv.url(f"/roles/{crew}"), {field: value}, field))
+        cases.append(
+            (
+                "PATCH",
+                f"/api/channels/{srv.general}",
+                {"permissions_synced": value},
+                "permissions_synced",
+            )
+        )
+    for value in ("1", True, 1.0):
+        cases.append(("PUT", f"/api/channels/{srv.general}/ack", {"seq": value}, "seq"))
+    for method, url, body, field in cases:
+        got = await client.request(method, url, headers=ann.headers, json=body)
+        assert got.status_code == 400, (body, got.text)
+        assert (got.json()["code"], got.json()["field"]) == ("VALIDATION_ERROR", field), body
+    # The numbers and booleans themselves still go through.
+    made = await client.post(
+        srv.url("/invites"), headers=ann.headers, json={"max_uses": 5, "max_age_s": 60}
+    )
+    assert made.status_code == 201 and made.json()["max_uses"] == 5
+    hoisted = await client.patch(
+        srv.url(f"/roles/{crew}"), headers=ann.headers, json={"hoist": True}
+    )
+    assert hoisted.status_code == 200 and hoisted.json()["hoist"] is True
+
+
 async def test_slowmode_holds_members_to_one_message_per_period_except_moderators(
     client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
 ) -> None:
