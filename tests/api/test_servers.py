@@ -312,6 +312,45 @@ async def test_counts_and_switches_take_only_json_numbers_and_booleans(
     assert hoisted.status_code == 200 and hoisted.json()["hoist"] is True
 
 
+async def test_a_transfer_ends_the_new_owners_timeout(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    """The owner cannot be timed out (was: a timed-out member given the server kept the
+    timeout, shown on the owner, and got it back on handing the server on)."""
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await community(client, ann, ben)
+    until = (datetime.now(UTC) + timedelta(minutes=10)).isoformat()
+    timed = await client.patch(
+        srv.url(f"/members/{ben.id}"), headers=ann.headers, json={"timed_out_until": until}
+    )
+    assert timed.status_code == 200 and timed.json()["timed_out_until"] is not None
+    handed = await client.post(
+        srv.url("/transfer"), headers=ann.headers, json={"owner_id": str(ben.id)}
+    )
+    assert handed.status_code == 200, handed.text
+    member = await client.get(srv.url(f"/members/{ben.id}"), headers=ann.headers)
+    assert member.json()["timed_out_until"] is None
+    # Audited and announced as a moderator's removal of the timeout is.
+    log = await client.get(srv.url("/audit-log?action=member.timed_out"), headers=ben.headers)
+    assert [(e["actor_id"], e["target_id"], e["changes"]) for e in log.json()] == [
+        (str(ann.id), str(ben.id), {"timed_out_until": None}),
+        (str(ann.id), str(ben.id), {"timed_out_until": until}),
+    ]
+    async with pool.acquire() as conn:
+        told = await factories.events_of(conn, "server", uuid.UUID(srv.id))
+    last = [d for t, d in told if t == "member.updated" and d["user"]["id"] == str(ben.id)][-1]
+    assert last["timed_out_until"] is None
+    # Handing it back leaves nobody timed out.
+    back = await client.post(
+        srv.url("/transfer"), headers=ben.headers, json={"owner_id": str(ann.id)}
+    )
+    assert back.status_code == 200
+    member = await client.get(srv.url(f"/members/{ben.id}"), headers=ann.headers)
+    assert member.json()["timed_out_until"] is None
+    sent = await factories.send_message(client, ben, srv.general, "free")
+    assert sent.status_code == 201, sent.text
+
+
 async def test_slowmode_holds_members_to_one_message_per_period_except_moderators(
     client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
 ) -> None:
