@@ -149,6 +149,33 @@ async def test_invites_preview_join_max_uses_and_expiry(
     assert (await client.post(srv.url("/invites"), headers=dan.headers, json={})).status_code == 404
 
 
+async def test_an_expired_or_used_up_invite_is_gone_from_the_list_at_once(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    """Was: listed (with its uses) until the next invite made deleted it."""
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await community(client, ann)
+    once = (
+        await client.post(srv.url("/invites"), headers=ann.headers, json={"max_uses": 1})
+    ).json()
+    short = (
+        await client.post(srv.url("/invites"), headers=ann.headers, json={"max_age_s": 60})
+    ).json()
+    assert (
+        await client.post(f"/api/invites/{once['code']}", headers=ben.headers)
+    ).status_code == 201
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE invites SET expires_at = now() - interval '1 s' WHERE code = $1", short["code"]
+        )
+    listed = await client.get(srv.url("/invites"), headers=ann.headers)
+    assert [i["code"] for i in listed.json()] == [srv.invite]
+    for code in (once["code"], short["code"]):  # gone for every route alike
+        assert (await client.get(f"/api/invites/{code}", headers=ann.headers)).status_code == 404
+        revoked = await client.delete(srv.url(f"/invites/{code}"), headers=ann.headers)
+        assert revoked.status_code == 404 and revoked.json()["code"] == "INVITE_NOT_FOUND"
+
+
 async def test_members_page_through_and_nicknames(
     client: httpx.AsyncClient, make_user: MakeUser
 ) -> None:
