@@ -4,13 +4,17 @@ anyone that a block is why."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from uuid import UUID
 
 import asyncpg
 import httpx
 
 from tests import factories
-from tests.factories import MakeUser, TestUser
+from tests.db.test_send_gate import prepare
+from tests.factories import MakeUser, TestUser, lock_waiters
+from xfchat.domain import friends, profile
 
 
 async def new_group(
@@ -154,3 +158,46 @@ async def test_the_privacy_setting_is_yours_alone(
     )
     told = await factories.events_of(conn, "user", UUID(str(ann.id)))
     assert ("privacy.updated", {"direct_messages": "friends"}) in told
+
+
+async def test_closing_a_direct_conversation_waits_for_a_send_under_way(
+    client: httpx.AsyncClient, pool: asyncpg.Pool, make_user: MakeUser
+) -> None:
+    """A send checks access with the channel key-share locked, and every change of who
+    may write there bumps its access version (taking the lock): the change comes wholly
+    before the send (which then sees it) or after it, never in between."""
+    ann, bad, cid, dee = [await make_user(n) for n in ("ann", "bad", "cid", "dee")]
+    await factories.befriend(cid, dee)
+    await client.put(
+        "/api/users/@me/privacy", headers=dee.headers, json={"direct_messages": "friends"}
+    )
+    to_ann = UUID((await open_direct(client, bad, ann)).json()["id"])
+    to_dee = UUID((await open_direct(client, cid, dee)).json()["id"])
+
+    async def choose_friends_only(conn: asyncpg.Connection) -> None:
+        await profile.set_dm_policy(conn, ann.actor, "friends")
+
+    async def unfriend(conn: asyncpg.Connection) -> None:
+        await friends.remove_friend(conn, dee.actor, cid.id)
+
+    changes: list[tuple[UUID, TestUser, Callable[[asyncpg.Connection], Awaitable[None]]]] = [
+        (to_ann, bad, choose_friends_only),
+        (to_dee, cid, unfriend),
+    ]
+    for channel, sender, change in changes:
+
+        async def run(change: Callable[[asyncpg.Connection], Awaitable[None]] = change) -> None:
+            async with pool.acquire() as conn:
+                await change(conn)
+
+        async with pool.acquire() as conn, conn.transaction():
+            state = await prepare(conn, channel, sender.id)  # the send's check, still open
+            assert [f["closed"] for f in state.facts] == [False]
+            closing = asyncio.create_task(run())
+            # Was: the change committed at once, and the send wrote after it.
+            await lock_waiters(pool, timeout=5)
+            assert not closing.done()
+        await asyncio.wait_for(closing, 5)
+        async with pool.acquire() as conn, conn.transaction():
+            after = await prepare(conn, channel, sender.id)
+        assert [f["closed"] for f in after.facts] == [True]

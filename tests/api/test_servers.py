@@ -149,6 +149,33 @@ async def test_invites_preview_join_max_uses_and_expiry(
     assert (await client.post(srv.url("/invites"), headers=dan.headers, json={})).status_code == 404
 
 
+async def test_an_expired_or_used_up_invite_is_gone_from_the_list_at_once(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    """Was: listed (with its uses) until the next invite made deleted it."""
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await community(client, ann)
+    once = (
+        await client.post(srv.url("/invites"), headers=ann.headers, json={"max_uses": 1})
+    ).json()
+    short = (
+        await client.post(srv.url("/invites"), headers=ann.headers, json={"max_age_s": 60})
+    ).json()
+    assert (
+        await client.post(f"/api/invites/{once['code']}", headers=ben.headers)
+    ).status_code == 201
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE invites SET expires_at = now() - interval '1 s' WHERE code = $1", short["code"]
+        )
+    listed = await client.get(srv.url("/invites"), headers=ann.headers)
+    assert [i["code"] for i in listed.json()] == [srv.invite]
+    for code in (once["code"], short["code"]):  # gone for every route alike
+        assert (await client.get(f"/api/invites/{code}", headers=ann.headers)).status_code == 404
+        revoked = await client.delete(srv.url(f"/invites/{code}"), headers=ann.headers)
+        assert revoked.status_code == 404 and revoked.json()["code"] == "INVITE_NOT_FOUND"
+
+
 async def test_members_page_through_and_nicknames(
     client: httpx.AsyncClient, make_user: MakeUser
 ) -> None:
@@ -269,6 +296,86 @@ async def test_a_timed_out_member_reads_but_cannot_send_or_react(
     assert (
         await client.post(url, headers=ben.headers, json={"content": "thanks"})
     ).status_code == 201
+
+
+async def test_counts_and_switches_take_only_json_numbers_and_booleans(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """A count is a JSON integer and a switch a JSON boolean, in every request model
+    (was: an invite took {"max_uses": true} as 1 use and "5" as 5; a role took
+    {"hoist": "yes"}, a channel {"permissions_synced": 1}, an ack {"seq": "2"})."""
+    ann = await make_user("ann")
+    srv = await community(client, ann)
+    crew = await role(client, srv, ann, "crew", 0)
+    cases: list[tuple[str, str, dict[str, Any], str]] = []
+    for value in (True, "5", 2.0):
+        cases.append(("POST", srv.url("/invites"), {"max_uses": value}, "max_uses"))
+        cases.append(("POST", srv.url("/invites"), {"max_age_s": value}, "max_age_s"))
+    for value in ("true", 1):
+        for field in ("hoist", "mentionable"):
+            cases.append(("PATCH", srv.url(f"/roles/{crew}"), {field: value}, field))
+        cases.append(
+            (
+                "PATCH",
+                f"/api/channels/{srv.general}",
+                {"permissions_synced": value},
+                "permissions_synced",
+            )
+        )
+    for value in ("1", True, 1.0):
+        cases.append(("PUT", f"/api/channels/{srv.general}/ack", {"seq": value}, "seq"))
+    for method, url, body, field in cases:
+        got = await client.request(method, url, headers=ann.headers, json=body)
+        assert got.status_code == 400, (body, got.text)
+        assert (got.json()["code"], got.json()["field"]) == ("VALIDATION_ERROR", field), body
+    # The numbers and booleans themselves still go through.
+    made = await client.post(
+        srv.url("/invites"), headers=ann.headers, json={"max_uses": 5, "max_age_s": 60}
+    )
+    assert made.status_code == 201 and made.json()["max_uses"] == 5
+    hoisted = await client.patch(
+        srv.url(f"/roles/{crew}"), headers=ann.headers, json={"hoist": True}
+    )
+    assert hoisted.status_code == 200 and hoisted.json()["hoist"] is True
+
+
+async def test_a_transfer_ends_the_new_owners_timeout(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    """The owner cannot be timed out (was: a timed-out member given the server kept the
+    timeout, shown on the owner, and got it back on handing the server on)."""
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await community(client, ann, ben)
+    until = (datetime.now(UTC) + timedelta(minutes=10)).isoformat()
+    timed = await client.patch(
+        srv.url(f"/members/{ben.id}"), headers=ann.headers, json={"timed_out_until": until}
+    )
+    assert timed.status_code == 200 and timed.json()["timed_out_until"] is not None
+    handed = await client.post(
+        srv.url("/transfer"), headers=ann.headers, json={"owner_id": str(ben.id)}
+    )
+    assert handed.status_code == 200, handed.text
+    member = await client.get(srv.url(f"/members/{ben.id}"), headers=ann.headers)
+    assert member.json()["timed_out_until"] is None
+    # Audited and announced as a moderator's removal of the timeout is.
+    log = await client.get(srv.url("/audit-log?action=member.timed_out"), headers=ben.headers)
+    assert [(e["actor_id"], e["target_id"], e["changes"]) for e in log.json()] == [
+        (str(ann.id), str(ben.id), {"timed_out_until": None}),
+        (str(ann.id), str(ben.id), {"timed_out_until": until}),
+    ]
+    async with pool.acquire() as conn:
+        told = await factories.events_of(conn, "server", uuid.UUID(srv.id))
+    last = [d for t, d in told if t == "member.updated" and d["user"]["id"] == str(ben.id)][-1]
+    assert last["timed_out_until"] is None
+    # Handing it back leaves nobody timed out.
+    back = await client.post(
+        srv.url("/transfer"), headers=ben.headers, json={"owner_id": str(ann.id)}
+    )
+    assert back.status_code == 200
+    member = await client.get(srv.url(f"/members/{ben.id}"), headers=ann.headers)
+    assert member.json()["timed_out_until"] is None
+    sent = await factories.send_message(client, ben, srv.general, "free")
+    assert sent.status_code == 201, sent.text
 
 
 async def test_slowmode_holds_members_to_one_message_per_period_except_moderators(

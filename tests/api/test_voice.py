@@ -366,3 +366,70 @@ async def test_moderation_neither_takes_an_empty_change_nor_tells_a_hidden_chann
     assert "Secret" not in moved.text and secret not in moved.text
     seen = await client.patch(url, headers=ann.headers, json={"mute": True})
     assert seen.json()["voice_state"]["channel_id"] == secret
+
+
+async def test_a_choice_of_friends_only_ends_a_strangers_direct_call(
+    client: httpx.AsyncClient, pool: asyncpg.Pool, conn: asyncpg.Connection, make_user: MakeUser
+) -> None:
+    ann, bad = await make_user("ann"), await make_user("bad")
+    dm = (await factories.direct(client, bad, ann))["id"]
+    mine = await voice_join(pool, bad, dm)
+    await voice_join(pool, ann, dm)
+    private = await client.put(
+        "/api/users/@me/privacy", headers=ann.headers, json={"direct_messages": "friends"}
+    )
+    assert private.status_code == 200
+    # Was: bad stayed in the call (listed, and signalling ann) after it closed to him.
+    assert await in_voice(client, ann, dm) == [str(ann.id)]
+    assert (await voice_events(conn, dm))[-1] == (str(bad.id), True)
+    assert await refused(pool, bad, dm) == (403, "CANNOT_MESSAGE_USER")
+    holder = voice.Holder(uuid.uuid4(), uuid.UUID(mine.state["connection_id"]))
+    with pytest.raises(XFChatError) as muting:  # no state left to change: a join
+        await voice_join(pool, bad, dm, holder=holder, self_mute=True)
+    assert muting.value.code == "CANNOT_MESSAGE_USER"
+    # ann's own choice does not stop ann (bad takes messages from everyone).
+    assert (await voice_join(pool, ann, dm)).state["user_id"] == str(ann.id)
+    back = await client.put(
+        "/api/users/@me/privacy", headers=ann.headers, json={"direct_messages": "everyone"}
+    )
+    assert back.status_code == 200
+    await voice_join(pool, bad, dm)
+    assert await in_voice(client, ann, dm) == [str(ann.id), str(bad.id)]
+
+
+async def test_an_unfriending_ends_the_call_for_whom_it_closes_the_conversation(
+    client: httpx.AsyncClient, pool: asyncpg.Pool, make_user: MakeUser
+) -> None:
+    cid, dee = await make_user("cid"), await make_user("dee")
+    await factories.befriend(cid, dee)
+    private = await client.put(
+        "/api/users/@me/privacy", headers=dee.headers, json={"direct_messages": "friends"}
+    )
+    assert private.status_code == 200
+    dm = (await factories.direct(client, cid, dee))["id"]
+    await voice_join(pool, cid, dm)
+    await voice_join(pool, dee, dm)
+    gone = await client.delete(f"/api/users/@me/friends/{cid.id}", headers=dee.headers)
+    assert gone.status_code == 204
+    # Was: cid stayed in the call; dee stays (cid takes messages from everyone).
+    assert await in_voice(client, dee, dm) == [str(dee.id)]
+    assert await refused(pool, cid, dm) == (403, "CANNOT_MESSAGE_USER")
+
+
+async def test_flags_of_a_state_held_need_only_sight_of_the_channel_not_connect(
+    client: httpx.AsyncClient, pool: asyncpg.Pool, make_user: MakeUser
+) -> None:
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await community(client, ann, ben)
+    room = await lounge(client, srv, ann)
+    joined = await voice_join(pool, ben, room)
+    denied = await override(client, ann, room, "member", ben.id, deny=int(P.CONNECT))
+    assert denied.status_code == 200
+    assert await in_voice(client, ann, room) == [str(ben.id)]  # CONNECT is for joining
+    # Was: MISSING_PERMISSIONS, so he could stay but not even mute himself.
+    holder = voice.Holder(uuid.uuid4(), uuid.UUID(joined.state["connection_id"]))
+    assert await voice_join(pool, ben, room, holder=holder, self_mute=True) is None
+    got = await client.get(f"/api/channels/{room}/voice-states", headers=ann.headers)
+    assert [s["self_mute"] for s in got.json()] == [True]
+    # Another connection of his taking the state over is a join: it needs CONNECT.
+    assert await refused(pool, ben, room) == (403, "MISSING_PERMISSIONS")

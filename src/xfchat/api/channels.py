@@ -6,7 +6,7 @@ from __future__ import annotations
 from uuid import UUID
 
 from fastapi import APIRouter, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictInt
 
 from xfchat.api.deps import Conn, CurrentActor
 from xfchat.api.models import Instant
@@ -16,7 +16,7 @@ router = APIRouter(prefix="/api/channels/{channel_id}", tags=["channels"])
 
 
 class AckIn(BaseModel):
-    seq: int = Field(ge=0, le=2**62)
+    seq: StrictInt = Field(ge=0, le=2**62)
 
 
 class ReadStateOut(BaseModel):

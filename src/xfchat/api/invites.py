@@ -6,7 +6,7 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Path, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, StrictInt
 
 from xfchat.api.deps import Conn, CurrentActor
 from xfchat.api.responses import JSONResponse
@@ -21,10 +21,10 @@ Code = Annotated[str, Path(pattern=r"^[A-Za-z0-9]{6,32}$")]
 
 class InviteIn(BaseModel):
     """max_uses: 1-1000 joins, null (the default) for no limit; max_age_s: 1 s to 30
-    days, null for no expiry (default: one day)."""
+    days, null for no expiry (default: one day). Numbers only: true or "5" counts nothing."""
 
-    max_uses: int | None = None
-    max_age_s: int | None = 86400
+    max_uses: StrictInt | None = None
+    max_age_s: StrictInt | None = 86400
 
 
 @router.post("/api/servers/{server_id}/invites", status_code=201, response_model=InvitePayload)

@@ -6,7 +6,7 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Body, Response
-from pydantic import BaseModel, Field, StrictInt
+from pydantic import BaseModel, Field, StrictBool, StrictInt
 
 from xfchat.api.deps import Conn, CurrentActor
 from xfchat.api.models import Text
@@ -25,8 +25,8 @@ class RoleIn(BaseModel):
     name: Text | None = Field(default=None, max_length=1024)
     permissions: Text | None = Field(default=None, max_length=32)
     color: StrictInt | None = None
-    hoist: bool | None = None
-    mentionable: bool | None = None
+    hoist: StrictBool | None = None
+    mentionable: StrictBool | None = None
 
 
 class PositionIn(BaseModel):

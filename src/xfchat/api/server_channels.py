@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Body, Response
-from pydantic import BaseModel, Field, StrictInt
+from pydantic import BaseModel, Field, StrictBool, StrictInt
 
 from xfchat.api.deps import Conn, CurrentActor
 from xfchat.api.models import Text
@@ -33,7 +33,7 @@ class ChannelFields(BaseModel):
     parent_id: UUID | None = None
     rate_limit_per_user: StrictInt | None = None
     user_limit: StrictInt | None = None
-    permissions_synced: bool | None = None
+    permissions_synced: StrictBool | None = None
 
 
 class ChannelIn(ChannelFields):

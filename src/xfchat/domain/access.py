@@ -55,6 +55,12 @@ async def direct_refused(conn: asyncpg.Connection, sender: UUID, recipient: UUID
     return await q.get_direct_refused(conn, sender=sender, recipient=recipient)
 
 
+async def direct_channels_with_strangers(conn: asyncpg.Connection, user_id: UUID) -> list[UUID]:
+    """The user's direct conversations whose other person is not their friend: those
+    their choice of whom to take messages from opens or closes."""
+    return await q.list_direct_channels_with_strangers(conn, user_id=user_id)
+
+
 def channel_not_found() -> NotFound:
     return NotFound("no such channel", code="CHANNEL_NOT_FOUND")
 

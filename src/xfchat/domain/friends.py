@@ -22,7 +22,6 @@ from xfchat.db.queries import friends as friends_q
 from xfchat.db.queries import locks as locks_q
 from xfchat.db.queries import users as users_q
 from xfchat.domain import voice
-from xfchat.domain.access import access_changed
 from xfchat.domain.accounts import Actor
 from xfchat.domain.conversations import get_or_create_direct
 from xfchat.domain.event_payloads import (
@@ -39,10 +38,9 @@ from xfchat.domain.events import (
     FRIEND_REQUEST_DECLINED,
     Event,
     EventType,
-    emit,
     emit_many,
 )
-from xfchat.domain.profile import public_profile
+from xfchat.domain.profile import lock_dm_policies, public_profile
 from xfchat.errors import BadRequest, Conflict, NotFound
 
 REFUSED = "could not send a friend request to that user"
@@ -283,12 +281,19 @@ async def list_blocked(
 
 
 async def remove_friend(conn: asyncpg.Connection, actor: Actor, user_id: UUID) -> None:
-    """Raises NotFound (FRIEND_NOT_FOUND)."""
+    """End a friendship. Whichever of the two takes direct messages from friends only
+    closes their direct conversation to the other (who leaves its call, if in it).
+
+    Raises NotFound (FRIEND_NOT_FOUND)."""
     async with conn.transaction():
         await _lock_pair(conn, actor.user_id, user_id)
+        # (A choice of friends only at the same time then comes wholly before or after.)
+        await lock_dm_policies(conn, [actor.user_id, user_id])
         if not await friends_q.delete_friendship(conn, user_a=actor.user_id, user_b=user_id):
             raise NotFound("that user is not your friend", code="FRIEND_NOT_FOUND")
-        await emit_many(conn, _friend_removed(actor.user_id, user_id))
+        events = _friend_removed(actor.user_id, user_id)
+        events += await _direct_access_changed(conn, actor.user_id, user_id)
+        await emit_many(conn, events)
 
 
 def _friend_removed(a: UUID, b: UUID) -> list[Event]:
@@ -298,14 +303,14 @@ def _friend_removed(a: UUID, b: UUID) -> list[Event]:
     ]
 
 
-async def _direct_access_changed(conn: asyncpg.Connection, a: UUID, b: UUID) -> UUID | None:
-    """A block between two people changes what they may do in their direct
-    conversation, if they have one (its id)."""
+async def _direct_access_changed(conn: asyncpg.Connection, a: UUID, b: UUID) -> list[Event]:
+    """A block, its end or an unfriending changes what two people may do in their
+    direct conversation, if they have one: a call it closed to either ends for them
+    (the events to emit)."""
     direct = await channels_q.get_direct_channel(conn, user_a=a, user_b=b)
     if direct is None:
-        return None
-    await access_changed(conn, direct.id)
-    return direct.id
+        return []
+    return await voice.direct_access_changed(conn, [direct.id])
 
 
 async def block_user(conn: asyncpg.Connection, actor: Actor, user_id: UUID) -> None:
@@ -355,9 +360,7 @@ async def block_user(conn: asyncpg.Connection, actor: Actor, user_id: UUID) -> N
                 actor.user_id, {"user_id": str(user_id), "user": public_profile(profiles[user_id])}
             )
         )
-        direct = await _direct_access_changed(conn, actor.user_id, user_id)
-        if direct is not None:  # a call across a block ends
-            events += await voice.end_states_in(conn, {actor.user_id: [direct], user_id: [direct]})
+        events += await _direct_access_changed(conn, actor.user_id, user_id)  # (a call ends)
         await emit_many(conn, events)
 
 
@@ -367,5 +370,7 @@ async def unblock_user(conn: asyncpg.Connection, actor: Actor, user_id: UUID) ->
         await _lock_pair(conn, actor.user_id, user_id)
         if not await blocks_q.delete_block(conn, blocker_id=actor.user_id, blocked_id=user_id):
             raise NotFound("you have not blocked that user", code="BLOCK_NOT_FOUND")
-        await _direct_access_changed(conn, actor.user_id, user_id)
-        await emit(conn, BLOCK_REMOVED.to_user(actor.user_id, {"user_id": str(user_id)}))
+        events = await _direct_access_changed(conn, actor.user_id, user_id)
+        await emit_many(
+            conn, [BLOCK_REMOVED.to_user(actor.user_id, {"user_id": str(user_id)}), *events]
+        )

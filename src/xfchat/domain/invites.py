@@ -120,7 +120,7 @@ async def create_invite(
 async def list_invites(
     conn: asyncpg.Connection, actor: Actor, server_id: UUID
 ) -> list[InvitePayload]:
-    """The server's invites, newest first (MANAGE_SERVER).
+    """The server's invites that can still be used, newest first (MANAGE_SERVER).
 
     Raises: NotFound (SERVER_NOT_FOUND); Forbidden (MISSING_PERMISSIONS)."""
     await access_server(conn, actor, server_id, need=Permission.MANAGE_SERVER)
@@ -130,7 +130,8 @@ async def list_invites(
 async def revoke_invite(
     conn: asyncpg.Connection, actor: Actor, server_id: UUID, code: str, reason: str | None
 ) -> None:
-    """Its creator or someone with MANAGE_SERVER revokes an invite.
+    """Its creator or someone with MANAGE_SERVER revokes an invite (one expired or used
+    up is gone already: INVITE_NOT_FOUND).
 
     Raises: NotFound (SERVER_NOT_FOUND, INVITE_NOT_FOUND); Forbidden (MISSING_PERMISSIONS)."""
     async with conn.transaction():

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from uuid import UUID
 
 import asyncpg
 
+from xfchat.db.queries import locks as locks_q
 from xfchat.db.queries import media as media_q
 from xfchat.db.queries import sessions as sessions_q
 from xfchat.db.queries import users as users_q
-from xfchat.domain import validation
-from xfchat.domain.access import member_servers, visible_channels
+from xfchat.domain import validation, voice
+from xfchat.domain.access import direct_channels_with_strangers, member_servers, visible_channels
 from xfchat.domain.accounts import Actor, lock_sessions, password_hasher, session_revoked
 from xfchat.domain.event_payloads import PublicUserPayload
 from xfchat.domain.events import PRIVACY_UPDATED, USER_UPDATED, emit_many
@@ -193,9 +195,21 @@ async def get_dm_policy(conn: asyncpg.Connection, actor: Actor) -> str:
     return policy
 
 
+async def lock_dm_policies(conn: asyncpg.Connection, user_ids: list[UUID]) -> None:
+    """Wait for any change of these users' choice of whom they take direct messages
+    from (until the transaction ends): an unfriending and such a choice at once then
+    come one after the other, so the later sees what the earlier closed."""
+    keys = sorted(
+        int.from_bytes(hashlib.sha256(b"dm-policy" + u.bytes).digest()[:8], "big", signed=True)
+        for u in set(user_ids)
+    )
+    await locks_q.lock_transaction_all(conn, keys=keys)
+
+
 async def set_dm_policy(conn: asyncpg.Connection, actor: Actor, policy: str) -> str:
     """Take direct messages from everyone, or from friends only: it applies to the
-    conversations open already too (those with others stay readable, not writable).
+    conversations open already too (those with others stay readable, not writable, and
+    their calls end for the others: domain/voice.py's direct_access_changed).
 
     Raises: BadRequest (VALIDATION_ERROR)."""
     if policy not in DM_POLICIES:
@@ -205,8 +219,14 @@ async def set_dm_policy(conn: asyncpg.Connection, actor: Actor, policy: str) -> 
             field="direct_messages",
         )
     async with conn.transaction():  # (your other sessions are told)
+        await lock_dm_policies(conn, [actor.user_id])
+        before = await users_q.get_dm_policy(conn, user_id=actor.user_id)
         await users_q.update_dm_policy(conn, user_id=actor.user_id, policy=policy)
-        await emit_many(conn, [PRIVACY_UPDATED.to_user(actor.user_id, {"direct_messages": policy})])
+        events = [PRIVACY_UPDATED.to_user(actor.user_id, {"direct_messages": policy})]
+        if before != policy:  # the conversations with non-friends open or close
+            strangers = await direct_channels_with_strangers(conn, actor.user_id)
+            events += await voice.direct_access_changed(conn, strangers)
+        await emit_many(conn, events)
     return policy
 
 

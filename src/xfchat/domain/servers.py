@@ -35,6 +35,7 @@ from xfchat.domain.event_payloads import (
     ServerPayload,
 )
 from xfchat.domain.events import (
+    MEMBER_UPDATED,
     SERVER_JOINED,
     SERVER_LEFT,
     SERVER_UPDATED,
@@ -42,7 +43,7 @@ from xfchat.domain.events import (
     emit_many,
 )
 from xfchat.domain.permissions import EVERYONE_DEFAULT, Permission
-from xfchat.domain.server_views import joined_json, joined_many, server_json
+from xfchat.domain.server_views import joined_json, joined_many, member_json, server_json
 from xfchat.domain.visibility import settle, watch
 from xfchat.errors import BadRequest, Forbidden, NotFound
 
@@ -265,20 +266,38 @@ async def update_server(
 async def transfer_server(
     conn: asyncpg.Connection, actor: Actor, server_id: UUID, new_owner: UUID, reason: str | None
 ) -> ServerPayload:
-    """Hand the server to another member (owner only).
+    """Hand the server to another member (owner only). The owner cannot be timed out:
+    a timeout of the new owner ends, audited and announced as a moderator's removal of
+    it is (`member.timed_out`, `member.updated`).
 
     Raises: NotFound (SERVER_NOT_FOUND, MEMBER_NOT_FOUND); Forbidden (NOT_SERVER_OWNER)."""
     async with conn.transaction():
         access = await access_server(conn, actor, server_id, lock=True)
         if not access.owner:
             raise Forbidden("only the server's owner can do that", code="NOT_SERVER_OWNER")
-        if await q.get_member(conn, server_id=server_id, user_id=new_owner) is None:
+        member = await q.get_member(conn, server_id=server_id, user_id=new_owner)
+        if member is None:
             raise NotFound("no such member", code="MEMBER_NOT_FOUND")
         # The owner sees every channel: the old one may lose some, the new one gain some.
         seen = await watch(conn, server_id, user_ids=[actor.user_id, new_owner])
         row = await q.update_server(conn, server_id=server_id, owner_id=new_owner)
         assert row is not None
-        await settle(conn, seen, "permissions")
+        untimed = None
+        if member.timed_out_until is not None:
+            untimed = await q.update_member(
+                conn, server_id=server_id, user_id=new_owner, clear_timeout=True
+            )
+            assert untimed is not None
+            await audit(
+                conn,
+                access,
+                "member.timed_out",
+                target_type="user",
+                target_id=new_owner,
+                changes={"timed_out_until": None},
+                reason=reason,
+            )
+        await settle(conn, seen, "permissions")  # (which tells sends of the change too)
         payload = server_json(row)
         await audit(
             conn,
@@ -289,7 +308,10 @@ async def transfer_server(
             changes={"owner_id": str(new_owner)},
             reason=reason,
         )
-        await emit(conn, SERVER_UPDATED.to_server(server_id, payload))
+        events = [SERVER_UPDATED.to_server(server_id, payload)]
+        if untimed is not None:
+            events.append(MEMBER_UPDATED.to_server(server_id, await member_json(conn, untimed)))
+        await emit_many(conn, events)
     return payload
 
 

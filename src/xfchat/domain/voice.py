@@ -6,10 +6,11 @@ and when the other processes sweep a crashed one (realtime/presence.py), each ti
 announced like any other change. A user is in at most one channel at a time: joining
 another leaves the first (one event each). Joining a server's voice channel needs
 CONNECT there (a timed-out member has none); a conversation's call needs taking part
-(and, in a direct conversation, no block between the two). A channel holds at most its
-`user_limit` (MOVE_MEMBERS may exceed it) and never more than MESH_LIMIT people: media
-flows peer to peer, every member to every other (the README says how an SFU would take
-over past it).
+(and, in a direct conversation, that it is not closed to you: a block, or the other
+takes messages from friends only; a call ends for whoever it closes to). A channel holds
+at most its `user_limit` (MOVE_MEMBERS may exceed it) and never more than MESH_LIMIT
+people: media flows peer to peer, every member to every other (the README says how an
+SFU would take over past it).
 
 Every change is `voice.state_updated` on the channel's stream, so exactly those who
 may see the channel hear of it, in order with everything else, live and on a resume.
@@ -31,7 +32,7 @@ from xfchat.db.queries import channels as channels_q
 from xfchat.db.queries import locks as locks_q
 from xfchat.db.queries import servers as servers_q
 from xfchat.db.queries import voice as q
-from xfchat.domain.access import access_channel
+from xfchat.domain.access import access_changed_many, access_channel
 from xfchat.domain.accounts import Actor
 from xfchat.domain.event_payloads import (
     VoiceStatePayload,
@@ -128,6 +129,15 @@ def _join_need(channel: channels_q.ChannelRow) -> Permission:
     return Permission.VIEW_CHANNEL  # a group's participants; other kinds are refused after
 
 
+def _holds(state: q.VoiceStateRow | None, channel_id: UUID, holder: Holder) -> bool:
+    """Whether `holder` holds this voice state, in this channel."""
+    return (
+        state is not None
+        and state.channel_id == channel_id
+        and state.connection_id == holder.connection_id
+    )
+
+
 def not_in_voice(who: str = "they are") -> BadRequest:
     return BadRequest(f"{who} not in a voice channel", code="NOT_IN_VOICE")
 
@@ -180,8 +190,9 @@ async def update_own_voice_state(
     """Join a voice channel or a conversation's call (leaving the one you were in), set
     your own mute, deafen and video there, or leave (`channel_id` None: the state this
     connection holds, if any). A join from another connection of yours takes the state
-    over. Returns what the connection needs to start calling when it now holds a state
-    in a channel it did not hold before; None otherwise.
+    over. Setting the flags of the state this connection holds needs only that you still
+    see the channel (no CONNECT). Returns what the connection needs to start calling
+    when it now holds a state in a channel it did not hold before; None otherwise.
 
     Raises: NotFound (CHANNEL_NOT_FOUND); Forbidden (MISSING_PERMISSIONS, TIMED_OUT,
     CANNOT_MESSAGE_USER, CHANNEL_FULL); BadRequest (NOT_A_VOICE_CHANNEL)."""
@@ -194,11 +205,19 @@ async def update_own_voice_state(
             )
             await announce(conn, left=[gone] if gone else [])
             return None
+        # Changing your own flags in the state this connection holds is no join: it
+        # needs only to see the channel (a state ends with whatever would refuse a join
+        # but CONNECT, which is for joining). The peek is checked again under the lock.
+        peek = await q.get_voice_state(conn, user_id=actor.user_id)
+        flags_only = _holds(peek, channel_id, holder)
+        need = Permission.VIEW_CHANNEL if flags_only else _join_need
         # The channel's row stays locked: joins of one channel happen one at a time (its
         # limit holds), and a change of who may see it waits for this one.
-        access = await access_channel(conn, actor, channel_id, need=_join_need, lock=True)
+        access = await access_channel(conn, actor, channel_id, need=need, lock=True)
         _voice_channel(access.channel)
         before = await q.get_voice_state(conn, user_id=actor.user_id, lock=True)
+        if flags_only and not _holds(before, channel_id, holder):  # it ended meanwhile
+            access = await access_channel(conn, actor, channel_id, need=_join_need, lock=True)
         moving = before is None or before.channel_id != channel_id
         if moving:
             await check_room(conn, access.channel, access.can(Permission.MOVE_MEMBERS))
@@ -272,7 +291,7 @@ async def end_states_in(
 ) -> list[Event]:
     """These users (key) leave these channels (value), if they are in them: they may no
     longer see them (a change of roles, overrides or categories; leaving a
-    conversation), or no longer call there (a block in a direct conversation)."""
+    conversation)."""
     pairs = [(u, c) for u, channels in channels_of.items() for c in channels]
     if not pairs:
         return []
@@ -281,6 +300,17 @@ async def end_states_in(
             conn, user_ids=[u for u, _ in pairs], channel_ids=[c for _, c in pairs]
         )
     )
+
+
+async def direct_access_changed(conn: asyncpg.Connection, channel_ids: list[UUID]) -> list[Event]:
+    """Who may write in these direct conversations changed (a block or its end, an
+    unfriending, a choice of whom to take messages from), in the caller's transaction,
+    after the change: sends under way check again (access_changed), and whoever may no
+    longer write in one leaves its call (the events are returned, as above)."""
+    if not channel_ids:
+        return []
+    await access_changed_many(conn, channel_ids)
+    return updates(await q.delete_closed_direct_voice_states(conn, channel_ids=channel_ids))
 
 
 async def _drop_held(conn: asyncpg.Connection, rows: list[q.VoiceStateRow]) -> int:

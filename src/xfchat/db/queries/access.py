@@ -211,6 +211,24 @@ _FACTS_OF_CANDIDATES = f"""
 _DIRECT_REFUSED = "SELECT " + DIRECT_CLOSED_RULE.format(sender="$1::uuid", recipient="$2::uuid")
 
 
+async def list_direct_channels_with_strangers(
+    conn: asyncpg.Connection, *, user_id: UUID
+) -> list[UUID]:
+    """The user's direct conversations whose other person is not their friend, by id:
+    those whose access the user's choice of whom to take messages from changes."""
+    rows = await conn.fetch(
+        """
+        SELECT c.id FROM conversation_participants p JOIN channels c ON c.id = p.channel_id
+        WHERE p.user_id = $1 AND c.kind = 'direct'
+          AND NOT EXISTS (SELECT 1 FROM friendships f
+                          WHERE f.user_low = c.dm_user_low AND f.user_high = c.dm_user_high)
+        ORDER BY c.id
+        """,
+        user_id,
+    )
+    return [r["id"] for r in rows]
+
+
 async def get_direct_refused(conn: asyncpg.Connection, *, sender: UUID, recipient: UUID) -> bool:
     """Whether `recipient` takes no direct messages from `sender` (DIRECT_CLOSED_RULE)."""
     return bool(await conn.fetchval(_DIRECT_REFUSED, sender, recipient))

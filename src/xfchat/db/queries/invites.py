@@ -9,6 +9,10 @@ import asyncpg
 from xfchat.db.queries import many, maybe
 
 INVITE_COLUMNS = "code, server_id, channel_id, inviter_id, max_uses, uses, expires_at, created_at"
+# THE rule for an invite that is still there: not expired, not used up. Every lookup,
+# the list, a use and a revoke apply it, so one past it is gone everywhere at once,
+# though its row stays until count_invites deletes it.
+USABLE = "(expires_at IS NULL OR expires_at > now()) AND (max_uses IS NULL OR uses < max_uses)"
 
 
 @dataclass(frozen=True)
@@ -56,9 +60,7 @@ async def get_invite(conn: asyncpg.Connection, *, code: str) -> InviteRow | None
     """An invite that can still be used (not expired, not used up)."""
     record = await conn.fetchrow(
         f"""
-        SELECT {INVITE_COLUMNS} FROM invites
-        WHERE code = $1 AND (expires_at IS NULL OR expires_at > now())
-          AND (max_uses IS NULL OR uses < max_uses)
+        SELECT {INVITE_COLUMNS} FROM invites WHERE code = $1 AND {USABLE}
         """,
         code,
     )
@@ -70,9 +72,7 @@ async def use_invite(conn: asyncpg.Connection, *, code: str) -> InviteRow | None
     last use cannot both pass)."""
     record = await conn.fetchrow(
         f"""
-        UPDATE invites SET uses = uses + 1
-        WHERE code = $1 AND (expires_at IS NULL OR expires_at > now())
-          AND (max_uses IS NULL OR uses < max_uses)
+        UPDATE invites SET uses = uses + 1 WHERE code = $1 AND {USABLE}
         RETURNING {INVITE_COLUMNS}
         """,
         code,
@@ -83,9 +83,9 @@ async def use_invite(conn: asyncpg.Connection, *, code: str) -> InviteRow | None
 async def get_server_invite(
     conn: asyncpg.Connection, *, server_id: UUID, code: str
 ) -> InviteRow | None:
-    """One of the server's invites, usable or not."""
+    """One of the server's invites that can still be used."""
     record = await conn.fetchrow(
-        f"SELECT {INVITE_COLUMNS} FROM invites WHERE server_id = $1 AND code = $2",
+        f"SELECT {INVITE_COLUMNS} FROM invites WHERE server_id = $1 AND code = $2 AND {USABLE}",
         server_id,
         code,
     )
@@ -93,8 +93,12 @@ async def get_server_invite(
 
 
 async def list_invites(conn: asyncpg.Connection, *, server_id: UUID) -> list[InviteRow]:
+    """The server's invites that can still be used, newest first."""
     records = await conn.fetch(
-        f"SELECT {INVITE_COLUMNS} FROM invites WHERE server_id = $1 ORDER BY created_at DESC",
+        f"""
+        SELECT {INVITE_COLUMNS} FROM invites WHERE server_id = $1 AND {USABLE}
+        ORDER BY created_at DESC
+        """,
         server_id,
     )
     return many(InviteRow, records)
@@ -105,13 +109,7 @@ async def count_invites(
 ) -> int:
     """The server's usable invites (of one inviter if given); expired and used-up ones
     are deleted first."""
-    await conn.execute(
-        """
-        DELETE FROM invites WHERE server_id = $1
-          AND (expires_at <= now() OR (max_uses IS NOT NULL AND uses >= max_uses))
-        """,
-        server_id,
-    )
+    await conn.execute(f"DELETE FROM invites WHERE server_id = $1 AND NOT ({USABLE})", server_id)
     return int(
         await conn.fetchval(
             "SELECT count(*) FROM invites WHERE server_id = $1"

@@ -10,6 +10,7 @@ from uuid import UUID
 import asyncpg
 
 from xfchat.db.queries import many, maybe
+from xfchat.db.queries.access import DIRECT_CLOSED
 
 VOICE_COLUMNS = (
     "user_id, channel_id, server_id, session_id, process_id, connection_id, self_mute, "
@@ -216,6 +217,29 @@ async def delete_voice_states_in(
 ) -> list[VoiceStateRow]:
     """Drop the voice state of user_ids[i] if it is in channel_ids[i]."""
     return many(VoiceStateRow, await conn.fetch(_DELETE_IN_CHANNELS, user_ids, channel_ids))
+
+
+# The voice states in these direct conversations of whoever may no longer write there
+# (the access rule's DIRECT_CLOSED, which names the state `pr` and the channel `ch`),
+# locked in user order like every statement that drops several.
+_DELETE_CLOSED_DIRECT = f"""
+    WITH gone AS (
+        SELECT pr.user_id FROM voice_states pr
+        JOIN channels ch ON ch.id = pr.channel_id AND ch.kind = 'direct'
+        WHERE pr.channel_id = ANY($1::uuid[]) AND {DIRECT_CLOSED}
+        ORDER BY pr.user_id FOR UPDATE OF pr
+    )
+    DELETE FROM voice_states v USING gone WHERE v.user_id = gone.user_id
+    RETURNING {VOICE_COLUMNS_OF_V}
+"""
+
+
+async def delete_closed_direct_voice_states(
+    conn: asyncpg.Connection, *, channel_ids: list[UUID]
+) -> list[VoiceStateRow]:
+    """Drop the voice states, in these direct conversations, of the people they are
+    closed to now (a block, or the other takes messages from friends only)."""
+    return many(VoiceStateRow, await conn.fetch(_DELETE_CLOSED_DIRECT, channel_ids))
 
 
 async def delete_held_voice_states(
