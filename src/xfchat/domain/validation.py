@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from functools import lru_cache
 from pathlib import Path
 
@@ -43,6 +44,15 @@ def email(value: str) -> str:
     if len(value) > 254 or not EMAIL_RE.fullmatch(value):
         raise BadRequest("that is not a valid email address", code="INVALID_EMAIL", field="email")
     return value
+
+
+def email_key(value: str) -> str:
+    """An email as uniqueness and login compare it: canonically equivalent forms (NFC,
+    NFD) and every script's case (casefold: É and é, the three sigmas) alike, whatever the
+    database's locale. (NFD before the fold, NFC after it: Unicode's canonical caseless
+    match.)"""
+    folded = unicodedata.normalize("NFD", value.strip()).casefold()
+    return unicodedata.normalize("NFC", folded)
 
 
 def password(
