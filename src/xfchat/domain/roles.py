@@ -9,6 +9,7 @@ its events in the same commit.
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 from uuid import UUID
 
@@ -40,6 +41,7 @@ from xfchat.domain.members import check_outranks, member_not_found
 from xfchat.domain.permissions import ALL, Permission
 from xfchat.domain.server_views import announce_channels, member_json, role_json
 from xfchat.domain.servers import audit, text_field
+from xfchat.domain.validation import looks_empty
 from xfchat.domain.visibility import settle, watch
 from xfchat.errors import BadRequest, Forbidden, NotFound
 
@@ -53,6 +55,13 @@ MAX_SERVER_OVERRIDES = 2500
 
 def role_not_found() -> NotFound:
     return NotFound("no such role", code="ROLE_NOT_FOUND")
+
+
+def mention_like(name: str) -> bool:
+    """A name that reads as @everyone or @here: in any case, in full-width forms, with
+    characters that show nothing in it (and so would pass as the default role)."""
+    shown = "".join(c for c in name if c.isspace() or not looks_empty(c))
+    return unicodedata.normalize("NFKC", shown).casefold() in ("@everyone", "@here")
 
 
 def parse_permissions(value: Any, field: str = "permissions") -> int:
@@ -101,6 +110,12 @@ def _fields(fields: dict[str, Any]) -> dict[str, Any]:
         out["name"] = text_field(fields["name"], "name", MAX_ROLE_NAME, "INVALID_ROLE_NAME")
         if out["name"] is None:
             raise BadRequest("a role needs a name", code="INVALID_ROLE_NAME", field="name")
+        if mention_like(out["name"]):
+            raise BadRequest(
+                "@everyone and @here are not role names (they mention everyone)",
+                code="INVALID_ROLE_NAME",
+                field="name",
+            )
     if fields.get("permissions") is not None:
         out["permissions"] = parse_permissions(fields["permissions"])
     if fields.get("color") is not None:

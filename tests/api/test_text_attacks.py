@@ -1,0 +1,117 @@
+"""Text that spoofs: names that read as reserved ones, and text that shows nothing."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.factories import PASSWORD, AppWith, MakeUser, community, pair, role, say
+
+# Each shows nothing: zero-width space, BOM, word joiner, bidi override and isolates,
+# Hangul filler, braille blank; and some of them around spaces.
+BLANKS = ["\u200b", "\ufeff", "\u2060", "\u202e", "\u2066\u2069", "\u3164", "\u2800", " \u200b "]
+
+
+@pytest.mark.parametrize("name", ["admin.", ".admin", "_admin", "admin_", "_Root.", "a.", "_b_"])
+async def test_a_username_that_reads_as_a_reserved_or_one_letter_name_is_refused(
+    client: httpx.AsyncClient, make_user: MakeUser, name: str
+) -> None:
+    body = {"username": name, "email": "x@example.com", "password": PASSWORD}
+    made = await client.post("/api/auth/register", json=body)
+    assert made.status_code == 400 and made.json()["code"] == "INVALID_USERNAME", made.text
+    me = await make_user("someone")
+    changed = await client.patch("/api/users/@me", headers=me.headers, json={"username": name})
+    assert changed.status_code == 400 and changed.json()["code"] == "INVALID_USERNAME"
+
+
+async def test_usernames_with_dots_and_underscores_inside_are_still_fine(
+    client: httpx.AsyncClient,
+) -> None:
+    for n, name in enumerate(["ad.min", "_ab", "ab_", "j.r.r", "__ok__"]):
+        body = {"username": name, "email": f"x{n}@example.com", "password": PASSWORD}
+        made = await client.post("/api/auth/register", json=body)
+        assert made.status_code == 201, (name, made.text)
+
+
+@pytest.mark.parametrize("name", ["@everyone", "@here", "@Everyone", "＠here", "@every\u200bone"])
+async def test_a_role_cannot_be_named_as_a_mention_of_everyone(
+    client: httpx.AsyncClient, make_user: MakeUser, name: str
+) -> None:
+    ann = await make_user("ann")
+    srv = await community(client, ann)
+    made = await client.post(srv.url("/roles"), headers=ann.headers, json={"name": name})
+    assert made.status_code == 400 and made.json()["code"] == "INVALID_ROLE_NAME", made.text
+    assert made.json()["field"] == "name"
+    other = await role(client, srv, ann, "mods", 0)
+    renamed = await client.patch(
+        srv.url(f"/roles/{other}"), headers=ann.headers, json={"name": name}
+    )
+    assert renamed.status_code == 400 and renamed.json()["code"] == "INVALID_ROLE_NAME"
+    roles = (await client.get(srv.url("/roles"), headers=ann.headers)).json()
+    assert [r["name"] for r in roles] == ["mods", "@everyone"]
+
+
+async def test_names_that_show_nothing_are_empty(app_with: AppWith, make_user: MakeUser) -> None:
+    client = await app_with(rate_profile_user="1000/600", rate_register_ip="1000/3600")
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await community(client, ann, ben)
+    mods = await role(client, srv, ann, "mods", 0)
+    ann_h, ben_h = ann.headers, ben.headers
+    for n, blank in enumerate(BLANKS):
+        register = {"username": f"new{n}", "email": f"new{n}@example.com", "password": PASSWORD}
+        group = {"kind": "group", "name": blank, "participant_ids": []}
+        attempts = [
+            ("INVALID_DISPLAY_NAME", "POST", "/api/auth/register", {}, "display_name", register),
+            ("INVALID_DISPLAY_NAME", "PATCH", "/api/users/@me", ben_h, "display_name", {}),
+            ("INVALID_STATUS_TEXT", "PATCH", "/api/users/@me", ben_h, "status_text", {}),
+            ("INVALID_NICKNAME", "PATCH", srv.url(f"/members/{ben.id}"), ben_h, "nickname", {}),
+            ("INVALID_SERVER_NAME", "POST", "/api/servers", ann_h, "name", {}),
+            ("INVALID_SERVER_NAME", "PATCH", srv.url(), ann_h, "name", {}),
+            ("INVALID_CHANNEL_NAME", "POST", srv.url("/channels"), ann_h, "name", {}),
+            ("INVALID_CHANNEL_NAME", "PATCH", f"/api/channels/{srv.general}", ann_h, "name", {}),
+            ("INVALID_ROLE_NAME", "POST", srv.url("/roles"), ann_h, "name", {}),
+            ("INVALID_ROLE_NAME", "PATCH", srv.url(f"/roles/{mods}"), ann_h, "name", {}),
+            ("INVALID_CONVERSATION_NAME", "POST", "/api/conversations", ann_h, "name", group),
+        ]
+        for code, method, url, headers, field, body in attempts:
+            answer = await client.request(method, url, headers=headers, json={**body, field: blank})
+            assert answer.status_code == 400, (code, repr(blank), answer.text)
+            assert answer.json()["code"] == code, (repr(blank), answer.text)
+    # The text itself is kept as given: a right-to-left name keeps its marks.
+    named = await client.patch(
+        "/api/users/@me", headers=ben.headers, json={"display_name": "\u2067שלום\u2069"}
+    )
+    assert named.status_code == 200 and named.json()["display_name"] == "\u2067שלום\u2069"
+    cleared = await client.patch(
+        srv.url(f"/members/{ben.id}"), headers=ben.headers, json={"nickname": ""}
+    )
+    assert cleared.status_code == 200 and cleared.json()["nickname"] is None
+
+
+async def test_a_message_that_shows_nothing_is_empty_and_a_family_emoji_is_not(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann, _, dm = await pair(client, make_user)
+    url = f"/api/channels/{dm}/messages"
+    sent = await say(client, ann, dm, "hello")
+    for blank in BLANKS:
+        empty = await client.post(url, headers=ann.headers, json={"content": blank})
+        assert empty.status_code == 400, (repr(blank), empty.text)
+        assert empty.json()["code"] == "EMPTY_MESSAGE"
+        edited = await client.patch(
+            f"{url}/{sent['id']}", headers=ann.headers, json={"content": blank}
+        )
+        assert edited.status_code == 400 and edited.json()["code"] == "EMPTY_MESSAGE"
+        form = await client.post(
+            url,
+            headers={**ann.headers, "Content-Type": "multipart/form-data; boundary=b"},
+            content=b'--b\r\nContent-Disposition: form-data; name="content"\r\n\r\n'
+            + blank.encode()
+            + b"\r\n--b--\r\n",
+        )
+        assert form.status_code == 400 and form.json()["code"] == "EMPTY_MESSAGE", form.text
+    family = "\U0001f468\u200d\U0001f469\u200d\U0001f467\u200d\U0001f466"  # (joined by U+200D)
+    kept = await say(client, ann, dm, family)
+    assert kept["content"] == family
+    flag = await client.patch(f"{url}/{sent['id']}", headers=ann.headers, json={"content": family})
+    assert flag.status_code == 200 and flag.json()["content"] == family
