@@ -115,3 +115,45 @@ async def test_a_message_that_shows_nothing_is_empty_and_a_family_emoji_is_not(
     assert kept["content"] == family
     flag = await client.patch(f"{url}/{sent['id']}", headers=ann.headers, json={"content": family})
     assert flag.status_code == 200 and flag.json()["content"] == family
+
+
+async def test_header_text_sent_as_raw_utf8_is_read_as_utf8_without_controls(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """Was: raw UTF-8 in X-Audit-Log-Reason and User-Agent was stored read as Latin-1
+    ("Ã©", C1 control characters from bytes 0x80-0x9F)."""
+    ann = await make_user("ann")
+    srv = await community(client, ann)
+    reasons = [
+        ("r\u00e9union \u00e0 l'\u00e9cole, a\u0301 \U0001f600".encode(), None),
+        (b"caf\xe9 cr\xe8me", "caf\u00e9 cr\u00e8me"),  # not UTF-8: Latin-1, as sent
+        ("x\u0085y\u009bz".encode(), "x yz"),  # NEL a space, CSI gone
+        (b"spam%0Alinks%C2%9B%09%C3%A9t%C3%A9", "spam links \u00e9t\u00e9"),
+    ]
+    for n, (sent, stored) in enumerate(reasons):
+        changed = await client.patch(
+            srv.url(),
+            headers={**ann.headers, "X-Audit-Log-Reason": sent},
+            json={"name": f"srv {n}"},
+        )
+        assert changed.status_code == 200, changed.text
+        log = (await client.get(srv.url("/audit-log?limit=1"), headers=ann.headers)).json()
+        assert log[0]["reason"] == (stored or sent.decode()), log[0]
+    agents = [
+        ("Mozilla/5.0 (\u00e9t\u00e9; \u65e5\u672c) \U0001f600".encode(), None),
+        (b"\xff\xfeold", "\u00ff\u00feold"),
+        ("A\u0085B\u0090C".encode(), "A BC"),
+    ]
+    for sent, stored in agents:
+        login = await client.post(
+            "/api/auth/login",
+            headers={"User-Agent": sent},
+            json={"login": "ann", "password": PASSWORD},
+        )
+        assert login.status_code == 200, login.text
+        token = login.json()["access_token"]
+        mine = await client.get(
+            "/api/users/@me/sessions", headers={"Authorization": f"Bearer {token}"}
+        )
+        current = next(s for s in mine.json() if s["current"])
+        assert current["user_agent"] == (stored or sent.decode()), current
