@@ -1,4 +1,5 @@
-"""Text that spoofs: names that read as reserved ones, and text that shows nothing."""
+"""What an outside attack on text and input found: names that read as reserved ones,
+text that shows nothing, header bytes, values past their column's range."""
 
 from __future__ import annotations
 
@@ -157,3 +158,39 @@ async def test_header_text_sent_as_raw_utf8_is_read_as_utf8_without_controls(
         )
         current = next(s for s in mine.json() if s["current"])
         assert current["user_agent"] == (stored or sent.decode()), current
+
+
+async def test_values_past_their_columns_range_get_the_routes_codes(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """Was: 400 INVALID_VALUE, the driver's failure, for each of these."""
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await community(client, ann)
+    for before in (2**63, 2**64, -1, 0):
+        log = await client.get(srv.url(f"/audit-log?before={before}"), headers=ann.headers)
+        assert log.status_code == 400 and log.json()["code"] == "VALIDATION_ERROR", log.text
+        assert log.json()["field"] == "before"
+    top = await client.get(srv.url(f"/audit-log?before={2**63 - 1}"), headers=ann.headers)
+    assert top.status_code == 200
+    said = await say(client, ann, srv.general, "hi")
+    url = f"/api/channels/{srv.general}/messages/{said['id']}/reactions/%F0%9F%91%8D"
+    assert (await client.put(f"{url}/@me", headers=ann.headers)).status_code == 204
+    for at in ("9999-12-31T23:59:59-23:00", "0001-01-01T00:00:00+23:59"):
+        page = await client.get(
+            url, params={"after": str(ann.id), "after_at": at}, headers=ann.headers
+        )
+        assert page.status_code == 400, page.text
+        assert (page.json()["code"], page.json()["field"]) == ("INVALID_PAGE", "after_at")
+        requests = await client.get(
+            "/api/users/@me/friend-requests",
+            params={"before": str(ben.id), "before_at": at},
+            headers=ann.headers,
+        )
+        assert requests.status_code == 400, requests.text
+        assert (requests.json()["code"], requests.json()["field"]) == ("INVALID_PAGE", "before_at")
+    edge = await client.get(
+        url,
+        params={"after": str(ben.id), "after_at": "9999-12-31T23:59:59+00:00"},
+        headers=ann.headers,
+    )
+    assert edge.status_code == 200 and edge.json() == []

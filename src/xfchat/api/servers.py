@@ -129,7 +129,7 @@ async def get_audit_log(
     conn: Conn,
     user_id: UUID | None = None,
     action: Annotated[str | None, Query(max_length=64)] = None,
-    before: Annotated[int | None, Query(ge=1)] = None,
+    before: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,  # (a bigint id)
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
 ) -> Response:
     """Newest first (VIEW_AUDIT_LOG); filter by the acting `user_id` and `action`; page
