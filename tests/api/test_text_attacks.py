@@ -194,3 +194,39 @@ async def test_values_past_their_columns_range_get_the_routes_codes(
         headers=ann.headers,
     )
     assert edge.status_code == 200 and edge.json() == []
+
+
+@pytest.mark.parametrize(
+    "bits", ["８", "٨", "1_0", " 8 ", "+8", "8 ", "-0", "0x8", "8.0", "", "1" * 21, str(1 << 64)]
+)
+async def test_permissions_are_ascii_decimal_strings_only(
+    client: httpx.AsyncClient, make_user: MakeUser, bits: str
+) -> None:
+    """Was: int() read full-width and Arabic-Indic digits, underscores, spaces, a sign."""
+    ann = await make_user("ann")
+    srv = await community(client, ann)
+    made = await client.post(srv.url("/roles"), headers=ann.headers, json={"permissions": bits})
+    assert made.status_code == 400, made.text
+    assert (made.json()["code"], made.json()["field"]) == ("INVALID_PERMISSIONS", "permissions")
+    mods = await role(client, srv, ann, "mods", 0)
+    changed = await client.patch(
+        srv.url(f"/roles/{mods}"), headers=ann.headers, json={"permissions": bits}
+    )
+    assert changed.status_code == 400 and changed.json()["code"] == "INVALID_PERMISSIONS"
+    for field in ("allow", "deny"):
+        override = await client.put(
+            f"/api/channels/{srv.general}/overrides/role/{mods}",
+            headers=ann.headers,
+            json={field: bits},
+        )
+        assert override.status_code == 400, override.text
+        assert (override.json()["code"], override.json()["field"]) == ("INVALID_PERMISSIONS", field)
+
+
+async def test_permissions_in_plain_digits_still_work(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann = await make_user("ann")
+    srv = await community(client, ann)
+    made = await client.post(srv.url("/roles"), headers=ann.headers, json={"permissions": "0008"})
+    assert made.status_code == 201 and made.json()["permissions"] == "8", made.text

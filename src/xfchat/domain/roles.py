@@ -9,6 +9,7 @@ its events in the same commit.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from typing import Any
 from uuid import UUID
@@ -64,13 +65,18 @@ def mention_like(name: str) -> bool:
     return unicodedata.normalize("NFKC", shown).casefold() in ("@everyone", "@here")
 
 
+# ASCII digits only: int() also reads full-width and Arabic-Indic digits, "1_0", " 8 ", "+8".
+PERMISSION_DIGITS = re.compile(r"[0-9]{1,20}")
+
+
 def parse_permissions(value: Any, field: str = "permissions") -> int:
-    """A permission bit set, as the API carries it: a decimal string (or an integer)."""
-    try:
+    """A permission bit set, as the API carries it: a decimal string of ASCII digits
+    (no sign, space or separator), within 64 bits, of known bits only."""
+    if isinstance(value, str) and PERMISSION_DIGITS.fullmatch(value):
         bits = int(value)
-    except (TypeError, ValueError):
+    else:
         bits = -1
-    if bits < 0 or bits & ~int(ALL):
+    if bits < 0 or bits >= 1 << 64 or bits & ~int(ALL):
         raise BadRequest(
             f"{field} is a decimal string of known permission bits",
             code="INVALID_PERMISSIONS",
