@@ -60,10 +60,12 @@ _WRITE = """
 
 
 async def _channels(conn: asyncpg.Connection, n: int) -> tuple[uuid.UUID, list[uuid.UUID]]:
+    email = f"notify{uuid.uuid4().hex[:8]}@example.com"
     user = await conn.fetchval(
-        "INSERT INTO users (username, email, password_hash) VALUES ($1, $2, 'x') RETURNING id",
+        "INSERT INTO users (username, email, email_key, password_hash) "
+        "VALUES ($1, $2, $2, 'x') RETURNING id",
         f"notify{uuid.uuid4().hex[:8]}",
-        f"notify{uuid.uuid4().hex[:8]}@example.com",
+        email,
     )
     ids = await conn.fetch(
         "INSERT INTO channels (kind, name) SELECT 'group', 'bench ' || g "

@@ -52,6 +52,7 @@ async def make_user(conn: asyncpg.Connection, name: str) -> UUID:
         user_id=uuid.uuid4(),
         username=name,
         email=f"{name}@example.com",
+        email_key=f"{name}@example.com",
         password_hash="x",
         display_name=None,
     )

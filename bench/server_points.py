@@ -58,8 +58,9 @@ async def _fill(pg_url: str, server_id: str, members: int) -> None:
         await conn.execute(
             """
             WITH u AS (
-                INSERT INTO users (username, email, password_hash)
-                SELECT 'fill' || $2 || g, 'fill' || $2 || g || '@example.com', 'x'
+                INSERT INTO users (username, email, email_key, password_hash)
+                SELECT 'fill' || $2 || g, 'fill' || $2 || g || '@example.com',
+                       'fill' || $2 || g || '@example.com', 'x'
                 FROM generate_series(1, $3) g
                 RETURNING id
             )

@@ -163,6 +163,11 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
         docs_url=None,
         redoc_url=None,
         redirect_slashes=False,  # (a bare 307 to another URL: a wrong one is 404, as any)
+        # A body with no Content-Type is JSON, as the README says (FastAPI's strict
+        # default refuses it against CSRF by cookies; XFChat's credentials are bearer
+        # tokens a cross-site request cannot carry). Any other type that is not JSON is
+        # 415 (api/errors.declared_not_json, FastAPI's own rule).
+        strict_content_type=False,
     )
     app.state.settings = settings
     app.state.pool = pool

@@ -288,6 +288,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     async def main() -> int:
         from xfchat.db.startup import prepare_database
+        from xfchat.domain.email_keys import rekey_emails_at_start
         from xfchat.domain.sealed_secrets import seal_at_start
 
         settings = load_settings(require_database=True)
@@ -295,6 +296,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         say("settings valid")
         await prepare_database(settings, say)
         say(await seal_at_start(settings))
+        say(await rekey_emails_at_start(settings))
         if worker_count(args.workers if args.workers is not None else settings.workers) == 1:
             return await serve_http(settings)
         prepared.append(settings)  # (the workers are forked once this loop is closed)
@@ -396,6 +398,7 @@ def cmd_check(_args: argparse.Namespace) -> int:
         from xfchat.db.pool import create_pool, describe_target
         from xfchat.db.queries.locks import select_one
         from xfchat.db.startup import prepare_database
+        from xfchat.domain.email_keys import rekey_emails_at_start
         from xfchat.domain.sealed_secrets import seal_at_start
 
         settings = load_settings(require_database=True)
@@ -410,6 +413,7 @@ def cmd_check(_args: argparse.Namespace) -> int:
                 await pool.close()
             say(f"the pool's URL answered too ({describe_target(settings.require_database_url())})")
         say(await seal_at_start(settings, write=False))
+        say(await rekey_emails_at_start(settings, write=False))
         say("ok")
         return 0
 

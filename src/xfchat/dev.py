@@ -116,6 +116,7 @@ def run_dev() -> int:
             from xfchat.db.queries import users as users_q
             from xfchat.db.startup import prepare_database
             from xfchat.domain.demo import DEMO_PASSWORD, DEMO_USERS, is_seeded, seed_demo
+            from xfchat.domain.email_keys import rekey_emails_at_start
             from xfchat.domain.sealed_secrets import seal_at_start
 
             if pg is not None:
@@ -127,6 +128,7 @@ def run_dev() -> int:
             say("settings valid")
             await prepare_database(settings, say)
             say(await seal_at_start(settings))
+            say(await rekey_emails_at_start(settings))
             conn = await connect(settings)
             try:
                 if await is_seeded(conn):

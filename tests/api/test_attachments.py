@@ -498,6 +498,39 @@ async def test_forms_as_clients_send_them_an_empty_input_a_preamble_and_filename
     assert nothing.status_code == 400 and nothing.json()["code"] == "INVALID_FORM"
 
 
+async def test_filename_star_in_a_charset_other_than_utf8_or_latin1_reads_as_utf8(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann = await make_user("ann")
+    srv = await community(client, ann)
+    headers = {**ann.headers, "Content-Type": "multipart/form-data; boundary=XB"}
+    cases = {  # charset -> the name %FFa.txt becomes (codecs that raised: a 500 once)
+        b"idna": "\ufffda.txt",
+        b"punycode": "\ufffda.txt",
+        b"undefined": "\ufffda.txt",
+        b"utf\x00-8": "\ufffda.txt",
+        b"utf-16": "\ufffda.txt",
+        b"utf-8": "\ufffda.txt",
+        b"ISO-8859-1": "\xffa.txt",
+        b"iso-8859-1": "\xffa.txt",
+    }
+    body = b'--XB\r\nContent-Disposition: form-data; name="content"\r\n\r\nhi\r\n'
+    for charset in cases:
+        body += (
+            b'--XB\r\nContent-Disposition: form-data; name="file"; filename*='
+            + charset
+            + b"''%FFa.txt\r\nContent-Type: text/plain\r\n\r\nhello\r\n"
+        )
+    body += b"--XB--\r\n"
+    for method, url in (
+        ("POST", f"/api/channels/{srv.general}/messages"),
+        ("PUT", f"/api/channels/{srv.general}/messages/{uuid.uuid4()}"),
+    ):
+        sent = await client.request(method, url, headers=headers, content=body)
+        assert sent.status_code == 201, (method, sent.text)
+        assert [a["filename"] for a in sent.json()["attachments"]] == list(cases.values())
+
+
 async def test_every_stored_byte_counts_and_a_repeat_near_the_quota_is_still_answered(
     app: FastAPI, client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
 ) -> None:

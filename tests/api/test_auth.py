@@ -103,6 +103,37 @@ async def test_register_duplicates_are_409(
 
 
 @pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("Émile@ex.com", "émile@ex.com"),
+        ("Émile@ex.com", "E\u0301mile@ex.com"),  # (decomposed: E and a combining accent)
+        ("émile@ex.com", "ÉMILE@EX.COM"),
+        ("ΣΑΣ@ex.com", "σας@ex.com"),  # (a final sigma folds as any other)
+        ("\u212aate@ex.com", "kate@ex.com"),  # (the Kelvin sign)
+    ],
+)
+async def test_an_email_is_taken_ignoring_case_in_every_script_and_its_form(
+    client: httpx.AsyncClient, first: str, second: str
+) -> None:
+    """Was: every one of these made a second account (lower() under the C locale folds
+    only A-Z), and a login picked one of them."""
+    made = await client.post(
+        "/api/auth/register", json=register_body(username="first", email=first)
+    )
+    assert made.status_code == 201, made.text
+    again = await client.post(
+        "/api/auth/register", json=register_body(username="second", email=second)
+    )
+    assert again.status_code == 409 and again.json()["code"] == "EMAIL_TAKEN", again.text
+    assert again.json()["field"] == "email"
+    for login in (first, second, second.upper()):
+        found = await client.post("/api/auth/login", json={"login": login, "password": PASSWORD})
+        assert found.status_code == 200, (login, found.text)
+        assert found.json()["user"]["id"] == made.json()["user"]["id"]
+        assert found.json()["user"]["email"] == first  # (stored as given)
+
+
+@pytest.mark.parametrize(
     "body",
     [
         {"login": "Alice1"},

@@ -809,3 +809,34 @@ async def test_a_body_that_says_it_is_not_json_is_415_everywhere(
         url = f"/api/channels/{dm}/messages/{uuid.uuid4()}"
         sent = await client.put(url, headers=headers, content=body)
         assert sent.status_code == 201, (kind, sent.text)
+
+
+async def test_a_content_type_without_a_media_type_is_415_and_none_is_json_everywhere(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """Was: "; charset=utf-8" or ";;;" was JSON to a send and 400 VALIDATION_ERROR "Input
+    should be a valid dictionary" to every other route (FastAPI reads neither as JSON),
+    and so was a body with no Content-Type (FastAPI's strict default)."""
+    ann, _, dm = await pair(client, make_user, "group")
+    bare = {k: v for k, v in ann.headers.items() if k.lower() != "content-type"}
+
+    def attempts() -> list[tuple[str, str, bytes]]:
+        return [
+            ("PUT", f"/api/channels/{dm}/messages/{uuid.uuid4()}", b'{"content": "hi"}'),
+            ("POST", f"/api/channels/{dm}/messages", b'{"content": "hi"}'),
+            ("PATCH", "/api/users/@me", b'{"display_name": "Ann"}'),
+            ("PATCH", f"/api/conversations/{dm}", b'{"name": "crew"}'),
+        ]
+
+    for kind in ("; charset=utf-8", ";;;", ";", "charset=utf-8"):
+        for method, url, raw in attempts():
+            answer = await client.request(
+                method, url, headers={**bare, "content-type": kind}, content=raw
+            )
+            assert answer.status_code == 415, (kind, url, answer.text)
+            assert answer.json()["code"] == "UNSUPPORTED_MEDIA_TYPE"
+    for kind in (None, ""):
+        headers = bare if kind is None else {**bare, "content-type": kind}
+        for method, url, raw in attempts():
+            answer = await client.request(method, url, headers=headers, content=raw)
+            assert answer.status_code < 300, (kind, url, answer.text)

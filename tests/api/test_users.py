@@ -350,3 +350,32 @@ async def test_the_profile_and_presence_limits_are_settings(
     ).status_code == 200
     again = await client.put("/api/users/@me/presence", headers=ann.headers, json=body)
     assert again.status_code == 429 and again.json()["bucket"] == "presence"
+
+
+async def test_user_search_ignores_case_beyond_ascii(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """Was: "É", "é", "Émile", "ÉMILE" found no "Émile Zola" (lower() under the C locale
+    folds only A-Z)."""
+    me = await make_user("searcher")
+    emile = await make_user("ezola", display_name="Émile Zola")
+    olaf = await make_user("oz", display_name="Ölaf")
+    sigma = await make_user("sigma", display_name="ΣΩΚΡΆΤΗΣ")
+    for q, who in [
+        *((q, emile) for q in ("É", "é", "Émile", "émile", "ÉMILE", "emile", "émile z")),
+        *((q, olaf) for q in ("Ö", "ö", "ölaf", "Ölaf", "OLAF")),
+        *((q, sigma) for q in ("σωκ", "ΣΩΚ", "Σωκράτ")),
+        ("EZO", emile),  # (usernames as before)
+    ]:
+        found = await client.get("/api/users/search", params={"q": q}, headers=me.headers)
+        assert found.status_code == 200, (q, found.text)
+        assert [u["id"] for u in found.json()] == [str(who.id)], q
+
+
+async def test_user_search_with_a_nul_is_invalid_query(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    me = await make_user()
+    found = await client.get("/api/users/search", params={"q": "a\x00"}, headers=me.headers)
+    assert found.status_code == 400 and found.json()["code"] == "INVALID_QUERY", found.text
+    assert found.json()["field"] == "q"

@@ -22,6 +22,9 @@ from xfchat.db.migrate import (
     add,
     discover,
 )
+from xfchat.db.queries import users as users_q
+from xfchat.domain import validation
+from xfchat.domain.email_keys import Rekeyed, rekey_emails
 
 EXPECTED_TABLES = {
     "users",
@@ -254,7 +257,8 @@ async def test_stored_images_keep_their_bytes_across_the_files_migration(
         await migrator.run()
         data = os.urandom(300 * 1024)  # two chunks
         user = await conn.fetchval(
-            "INSERT INTO users (username, email, password_hash) VALUES ('ann', 'a@x.org', 'h') "
+            "INSERT INTO users (username, email, email_key, password_hash) "
+            "VALUES ('ann', 'a@x.org', 'a@x.org', 'h') "
             "RETURNING id"
         )
         file_id = await conn.fetchval(
@@ -301,7 +305,8 @@ async def test_sealed_two_factor_secrets_are_not_reverted_into_the_clear(
         migrator = Migrator(conn)
         await migrator.run()
         user = await conn.fetchval(
-            "INSERT INTO users (username, email, password_hash) VALUES ('ann', 'a@x.org', 'h') "
+            "INSERT INTO users (username, email, email_key, password_hash) "
+            "VALUES ('ann', 'a@x.org', 'a@x.org', 'h') "
             "RETURNING id"
         )
         sealed = "v1.0123abcd." + "A" * 80
@@ -321,6 +326,82 @@ async def test_sealed_two_factor_secrets_are_not_reverted_into_the_clear(
                 "INSERT INTO user_totp (user_id, secret) VALUES ($1, $2)", user, sealed
             )
         await migrator.run()
+    finally:
+        await conn.close()
+
+
+async def test_email_keys_made_before_0032_are_made_exact_where_no_other_account_has_it(
+    empty_db_url: str,
+) -> None:
+    """0032 cannot fail on accounts the old rule (lower(email), ASCII only under the C
+    locale) let in side by side; the start then makes every key it can exact, and an
+    account left with its old key still logs in by its email, as before."""
+    conn = await asyncpg.connect(empty_db_url)
+    try:
+        migrator = Migrator(conn)
+        await migrator.run()
+        await migrator.revert(len([m for m in discover() if m.version >= 32]))
+        emails = [
+            "Ann@X.org",  # ASCII: its old key is exact
+            "Émile@ex.com",  # older, but its exact key is the next one's key already
+            "émile@ex.com",
+            "ΣΑΣ@ex.com",
+            "E\u0301va@ex.com",  # (decomposed)
+            "ÉVA@ex.com",  # the same as the one before, ignoring case and form
+        ]
+        for n, email in enumerate(emails):
+            await conn.execute(
+                "INSERT INTO users (username, email, password_hash, created_at) "
+                "VALUES ($1, $2, 'h', now() - make_interval(days => 10 - $3))",
+                f"user{n}",
+                email,
+                n,
+            )
+        await migrator.run()
+        keys = "SELECT email, email_key FROM users ORDER BY created_at"
+        assert [r["email_key"] for r in await conn.fetch(keys)] == [
+            "ann@x.org",
+            "Émile@ex.com",
+            "émile@ex.com",
+            "ΣΑΣ@ex.com",
+            "e\u0301va@ex.com",
+            "Éva@ex.com",
+        ]
+        assert await rekey_emails(conn, write=False) == Rekeyed(changed=2, kept=2)
+        assert await rekey_emails(conn) == Rekeyed(changed=2, kept=2)
+        assert [r["email_key"] for r in await conn.fetch(keys)] == [
+            "ann@x.org",
+            "Émile@ex.com",  # kept
+            "émile@ex.com",
+            "σασ@ex.com",
+            "éva@ex.com",  # the older of the two
+            "Éva@ex.com",  # kept
+        ]
+        assert await rekey_emails(conn) == Rekeyed(changed=0, kept=2)  # (and again, alike)
+
+        async def login(typed: str) -> str:
+            user = await users_q.get_user_by_login(
+                conn, login=typed, email_key=validation.email_key(typed)
+            )
+            assert user is not None, typed
+            return user.username
+
+        assert await login("ANN@x.ORG") == "user0"
+        assert await login("Émile@ex.com") == "user1"  # (by the old rule, as before)
+        assert await login("émile@EX.com") == "user2"
+        assert await login("σας@ex.com") == "user3"
+        assert await login("éva@ex.com") == "user4"
+        assert await login("ÉVA@ex.com") == "user5"  # (by the old rule, as before)
+        with pytest.raises(asyncpg.UniqueViolationError, match="users_email_key"):
+            await users_q.insert_user(
+                conn,
+                username="late",
+                email="σας@ex.com",
+                email_key=validation.email_key("σας@ex.com"),
+                password_hash="h",
+            )
+        await migrator.revert(len([m for m in discover() if m.version >= 32]))
+        assert await conn.fetchval("SELECT count(*) FROM users") == len(emails)
     finally:
         await conn.close()
 
@@ -511,8 +592,8 @@ async def test_a_revert_that_destroys_data_is_refused_unless_told_so(db_url: str
     conn = await asyncpg.connect(db_url)
     try:
         await conn.execute(
-            "INSERT INTO users (username, email, password_hash, dm_policy)"
-            " VALUES ('ann', 'a@x.org', 'h', 'friends')"
+            "INSERT INTO users (username, email, email_key, password_hash, dm_policy)"
+            " VALUES ('ann', 'a@x.org', 'a@x.org', 'h', 'friends')"
         )
         migrator = Migrator(conn)
         newer = [m for m in discover() if m.version >= 25]

@@ -15,7 +15,11 @@ from xfchat.db.queries import users as users_q
 
 async def make_user(conn: asyncpg.Connection, name: str) -> users_q.UserRow:
     return await users_q.insert_user(
-        conn, username=name, email=f"{name}@example.com", password_hash="x"
+        conn,
+        username=name,
+        email=f"{name}@example.com",
+        email_key=f"{name}@example.com",
+        password_hash="x",
     )
 
 
@@ -37,22 +41,32 @@ async def test_username_is_unique_case_insensitively(conn: asyncpg.Connection, o
     await make_user(conn, "alice")
     with pytest.raises(asyncpg.UniqueViolationError, match="users_username_lower_key"):
         await users_q.insert_user(
-            conn, username=other, email="other@example.com", password_hash="x"
+            conn,
+            username=other,
+            email="other@example.com",
+            email_key="other@example.com",
+            password_hash="x",
         )
 
 
-async def test_email_is_unique_case_insensitively(conn: asyncpg.Connection) -> None:
+async def test_email_key_is_unique(conn: asyncpg.Connection) -> None:
     await make_user(conn, "alice")
-    with pytest.raises(asyncpg.UniqueViolationError, match="users_email_lower_key"):
+    with pytest.raises(asyncpg.UniqueViolationError, match="users_email_key"):
         await users_q.insert_user(
-            conn, username="alice2", email="ALICE@Example.com", password_hash="x"
+            conn,
+            username="alice2",
+            email="ALICE@Example.com",
+            email_key="alice@example.com",
+            password_hash="x",
         )
 
 
 @pytest.mark.parametrize("bad", ["a", "x" * 33, "has space", "semi;colon", "émile"])
 async def test_username_format_is_checked(conn: asyncpg.Connection, bad: str) -> None:
     with pytest.raises(asyncpg.CheckViolationError, match="users_username_format"):
-        await users_q.insert_user(conn, username=bad, email="a@example.com", password_hash="x")
+        await users_q.insert_user(
+            conn, username=bad, email="a@example.com", email_key="a@example.com", password_hash="x"
+        )
 
 
 async def test_deleting_a_server_removes_its_channels_and_their_messages(
@@ -191,3 +205,25 @@ async def test_full_text_search_index_answers(conn: asyncpg.Connection) -> None:
         "SELECT content FROM messages WHERE search @@ to_tsquery('english', 'game & tonight')"
     )
     assert [r["content"] for r in found] == ["who is up for a game tonight?"]
+
+
+async def test_user_search_by_display_name_is_served_by_its_index(
+    conn: asyncpg.Connection,
+) -> None:
+    """The query's fold of display_name is the very expression migration 0032 indexes
+    (the plan of the prepared statement, generic, as the pool plans them)."""
+    captured: list[str] = []
+
+    class Capture:
+        async def fetch(self, sql: str, *args: object) -> list[object]:
+            captured.append(sql)
+            return []
+
+    await users_q.search_users(Capture(), user_id=uuid.uuid4(), folded="emile", limit=10)  # type: ignore[arg-type]
+    await conn.execute("SET enable_seqscan = off")
+    await conn.execute("SET plan_cache_mode = force_generic_plan")
+    await conn.execute(f"PREPARE search_users AS {captured[0]}")
+    plan = await conn.fetch(
+        "EXPLAIN EXECUTE search_users('00000000-0000-0000-0000-000000000000', 'e', 'f', 10)"
+    )
+    assert "users_display_name_fold_idx" in "\n".join(r[0] for r in plan)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncpg
 
 from tests.support import clean_env, fatal_lines, random_secret, run_cli
+from xfchat.db.migrate import discover
 
 
 def test_seed_loads_the_demo_once_and_refuses_a_second_time(db_url: str) -> None:
@@ -67,7 +68,8 @@ async def test_dev_adds_no_demo_accounts_to_a_database_with_real_ones(db_url: st
     conn = await asyncpg.connect(db_url)
     try:
         await conn.execute(
-            "INSERT INTO users (username, email, password_hash) VALUES ('ann', 'a@x.org', 'h')"
+            "INSERT INTO users (username, email, email_key, password_hash)"
+            " VALUES ('ann', 'a@x.org', 'a@x.org', 'h')"
         )
     finally:
         await conn.close()
@@ -90,12 +92,13 @@ async def test_a_revert_that_destroys_data_needs_destroy_data(db_url: str) -> No
     conn = await asyncpg.connect(db_url)
     try:
         await conn.execute(
-            "INSERT INTO users (username, email, password_hash, dm_policy)"
-            " VALUES ('ann', 'a@x.org', 'h', 'friends')"
+            "INSERT INTO users (username, email, email_key, password_hash, dm_policy)"
+            " VALUES ('ann', 'a@x.org', 'a@x.org', 'h', 'friends')"
         )
         applied = await conn.fetchval("SELECT count(*) FROM schema_migrations")
+        back = str(len([m for m in discover() if m.version >= 25]))  # (0025 the oldest)
         env = clean_env(DATABASE_URL=db_url)
-        refused = run_cli("migrate", "revert", "5", env=env)
+        refused = run_cli("migrate", "revert", back, env=env)
         assert refused.returncode == 4, refused
         (line,) = fatal_lines(refused.stderr)
         assert line.startswith("[MIGRATE] FATAL: nothing reverted: 0025_direct_message_policy")
@@ -103,9 +106,9 @@ async def test_a_revert_that_destroys_data_needs_destroy_data(db_url: str) -> No
         assert await conn.fetchval("SELECT count(*) FROM schema_migrations") == applied
         assert await conn.fetchval("SELECT dm_policy FROM users") == "friends"
 
-        done = run_cli("migrate", "revert", "5", "--destroy-data", env=env)
-        assert done.returncode == 0 and "5 migration(s) reverted" in done.stdout, done
-        assert await conn.fetchval("SELECT count(*) FROM schema_migrations") == applied - 5
+        done = run_cli("migrate", "revert", back, "--destroy-data", env=env)
+        assert done.returncode == 0 and f"{back} migration(s) reverted" in done.stdout, done
+        assert await conn.fetchval("SELECT count(*) FROM schema_migrations") == applied - int(back)
     finally:
         await conn.close()
 

@@ -177,7 +177,8 @@ async def test_a_two_factor_secret_under_a_key_not_given_is_refused(
     conn = await asyncpg.connect(db_url)
     try:
         user = await conn.fetchval(
-            "INSERT INTO users (username, email, password_hash) VALUES ('ann', 'a@x.org', 'h')"
+            "INSERT INTO users (username, email, email_key, password_hash)"
+            " VALUES ('ann', 'a@x.org', 'a@x.org', 'h')"
             " RETURNING id"
         )
         keys = Keyring([old])
@@ -232,6 +233,7 @@ def test_serve_starts_in_order_serves_and_stops_on_sigterm(
         "migrations applied (0 new",
         "tables verified: 0 users",
         "two-factor secrets: 0 sealed again",
+        "email keys: 0 made exact",
         f"bound to 127.0.0.1:{port}",
         f"ready: http://127.0.0.1:{port}",
     ]

@@ -48,10 +48,34 @@ def app_slots(request: Request, name: str, size: int) -> asyncio.Semaphore:
     return slots
 
 
+# Tabs and line breaks read as spaces; every other control character (C0, DEL, C1) goes.
+_CONTROLS = {
+    **{c: None for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))},
+    **{ord(c): " " for c in "\t\n\v\f\r\x1c\x1d\x1e\x1f\x85"},
+}
+
+
+def header_bytes_text(value: str) -> str:
+    """A header's text as its sender wrote it: the server hands a header's bytes over as
+    Latin-1, so raw UTF-8 (what browsers, curl and most clients send) arrived as mojibake
+    ("Ã©" for "é", C1 controls for some). Bytes that are valid UTF-8 are read as UTF-8,
+    any others stay Latin-1."""
+    raw = value.encode("latin-1", errors="replace")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return value
+
+
+def without_controls(text: str) -> str:
+    return text.translate(_CONTROLS)
+
+
 def client_info(request: Request) -> ClientInfo:
+    agent = request.headers.get("user-agent")
     return ClientInfo(
         ip=address_of(request.client.host if request.client else None),
-        user_agent=request.headers.get("user-agent"),
+        user_agent=None if agent is None else without_controls(header_bytes_text(agent)),
     )
 
 

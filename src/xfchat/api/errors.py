@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.message
 import logging
 import math
 from typing import Any
@@ -91,10 +92,20 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
 
 
 def declared_not_json(request: Request) -> bool:
-    """Whether the request says its body is something other than JSON (no Content-Type
-    is taken as JSON, as FastAPI takes it)."""
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    return bool(kind) and kind != "application/json" and not kind.endswith("+json")
+    """Whether the request's Content-Type is one FastAPI does not read as JSON, by its
+    own rule: anything but application/json and application/*+json, a type without a
+    media type ("; charset=utf-8", ";;;") included. None, or an empty one, is JSON (the
+    app is not strict about it: see create_app)."""
+    value = request.headers.get("content-type")
+    if not value:
+        return False
+    message = email.message.Message()
+    message["content-type"] = value
+    subtype = message.get_content_subtype()
+    json = message.get_content_maintype() == "application" and (
+        subtype == "json" or subtype.endswith("+json")
+    )
+    return not json
 
 
 def not_json() -> UnsupportedMediaType:

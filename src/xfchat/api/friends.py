@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from xfchat.api.deps import Conn, CurrentActor, check_limit, get_settings
 from xfchat.api.models import Instant, Text, UserPublic
-from xfchat.api.pages import page_headers, page_of
+from xfchat.api.pages import cursor_time, page_headers, page_of
 from xfchat.api.responses import JSONResponse
 from xfchat.domain import friends
 from xfchat.domain.profile import public_profile
@@ -74,6 +74,7 @@ async def get_friend_requests(
     last one's `created_at` and `id` (`before_at`, `before`: the `Link` header has them)."""
     if (before is None) != (before_at is None):
         raise BadRequest("give before and before_at together", code="INVALID_PAGE")
+    before_at = cursor_time(before_at, "before_at")
     cursor = (before_at, before) if before_at is not None and before is not None else None
     rows = await friends.list_friend_requests(conn, actor, before=cursor, limit=limit + 1)
     views = [FriendRequestOut.of(v) for v in rows[:limit]]

@@ -28,7 +28,7 @@ from xfchat.api.deps import (
 from xfchat.api.errors import declared_not_json, not_json
 from xfchat.api.media import image_slots
 from xfchat.api.models import Instant, Text
-from xfchat.api.pages import page_headers, page_link, page_response
+from xfchat.api.pages import cursor_time, page_headers, page_link, page_response
 from xfchat.api.responses import JSONResponse
 from xfchat.api.servers import AuditReason
 from xfchat.api.uploads import is_multipart, read_form
@@ -387,6 +387,7 @@ async def get_reactions(
     """Who reacted with this emoji, in the order they did (public profiles);
     `after=<user id>` pages on (the `Link` adds `after_at`, that reaction's time, so the
     page goes on even if it is taken back meanwhile)."""
+    after_at = cursor_time(after_at, "after_at")
     rows, more = await messages.list_reactors(
         conn, actor, channel_id, message_id, emoji, after_user=after, after_at=after_at, limit=limit
     )

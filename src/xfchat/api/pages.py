@@ -5,12 +5,31 @@ arrays (a Braid-HTTP message list is the array itself)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
 from starlette.requests import Request
 
 from xfchat.api.responses import JSONResponse
+from xfchat.errors import BadRequest
+
+
+def cursor_time(value: datetime | None, field: str) -> datetime | None:
+    """A page cursor's time from the query, as given, once it is known to be a time the
+    database can be sent: in UTC it must fall within years 1 to 9999 (9999-12-31T23:59
+    -23:00 is in year 10000, and the driver's failure was a 400 INVALID_VALUE).
+
+    Raises: BadRequest (INVALID_PAGE)."""
+    if value is None:
+        return None
+    try:
+        value.astimezone(UTC)  # (what the driver does with it)
+    except (OverflowError, ValueError):
+        raise BadRequest(
+            f"{field} is a time within years 1 to 9999 in UTC", code="INVALID_PAGE", field=field
+        ) from None
+    return value
 
 
 def page_headers(request: Request, more: bool, cursor: dict[str, Any]) -> dict[str, str]:

@@ -1,8 +1,8 @@
 """Servers: create, read, change, hand over, delete; mine; the audit log.
 
 Configuration and moderation routes take an optional `X-Audit-Log-Reason` header (at
-most 512 characters, percent-encoded UTF-8 allowed, as Discord's clients send it): it
-is written to the audit log with the change."""
+most 512 characters, percent-encoded UTF-8 allowed, as Discord's clients send it, or raw
+UTF-8; control characters dropped): it is written to the audit log with the change."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from xfchat.api.deps import Conn, CurrentActor
+from xfchat.api.deps import Conn, CurrentActor, header_bytes_text, without_controls
 from xfchat.api.models import Text
 from xfchat.api.pages import page_of
 from xfchat.api.responses import JSONResponse
@@ -30,7 +30,7 @@ def audit_log_reason(
     if x_audit_log_reason is None:
         return None
     try:
-        text = unquote(x_audit_log_reason, errors="strict")
+        text = unquote(header_bytes_text(x_audit_log_reason), errors="strict")
     except UnicodeDecodeError:
         text = "\x00"
     if "\x00" in text:
@@ -39,7 +39,7 @@ def audit_log_reason(
             code="INVALID_AUDIT_REASON",
             field="reason",
         )
-    return servers.audit_reason(text)
+    return servers.audit_reason(without_controls(text))
 
 
 AuditReason = Annotated[str | None, Depends(audit_log_reason)]
@@ -129,7 +129,7 @@ async def get_audit_log(
     conn: Conn,
     user_id: UUID | None = None,
     action: Annotated[str | None, Query(max_length=64)] = None,
-    before: Annotated[int | None, Query(ge=1)] = None,
+    before: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,  # (a bigint id)
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
 ) -> Response:
     """Newest first (VIEW_AUDIT_LOG); filter by the acting `user_id` and `action`; page

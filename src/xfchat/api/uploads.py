@@ -199,16 +199,19 @@ def _text(value: bytes) -> str:
 
 def _extended_filename(disposition: bytes) -> str | None:
     """The `filename*` of a Content-Disposition (RFC 8187: charset'language'%-encoded),
-    which a client may send alone or beside `filename` (it then wins, RFC 6266)."""
+    which a client may send alone or beside `filename` (it then wins, RFC 6266). UTF-8
+    or ISO-8859-1; in any other charset the bytes are read as UTF-8, U+FFFD for what is
+    not (as a `filename` that is not UTF-8)."""
     found = EXTENDED_FILENAME.search(disposition)
     if found is None:
         return None
     charset, _, rest = found.group(1).strip().strip(b'"').partition(b"'")
     raw = unquote_to_bytes(rest.partition(b"'")[2])
-    try:
-        return raw.decode(charset.decode("ascii", errors="replace") or "utf-8", errors="replace")
-    except LookupError:  # an unknown charset
-        return _text(raw)
+    # Only the two charsets RFC 8187 asks for, never a codec named by the client (idna,
+    # punycode, undefined... raise instead of replacing): any other reads as UTF-8.
+    if charset.strip().lower() == b"iso-8859-1":
+        return raw.decode("latin-1")
+    return _text(raw)
 
 
 def _first_delimiter(body: bytes | bytearray, boundary: bytes) -> int | None:

@@ -98,7 +98,7 @@ def session_revoked(user_id: UUID, session_id: UUID, reason: str) -> Event:
 
 
 def _unique_violation(exc: asyncpg.UniqueViolationError) -> Conflict:
-    if exc.constraint_name == "users_email_lower_key":
+    if exc.constraint_name == "users_email_key":
         return Conflict("that email is already registered", code="EMAIL_TAKEN", field="email")
     return Conflict("that username is taken", code="USERNAME_TAKEN", field="username")
 
@@ -170,7 +170,8 @@ async def register(
 
     Raises:
         BadRequest: a field breaks its rule (INVALID_USERNAME, INVALID_EMAIL, INVALID_PASSWORD).
-        Conflict: USERNAME_TAKEN or EMAIL_TAKEN (both case-insensitive).
+        Conflict: USERNAME_TAKEN or EMAIL_TAKEN (both case-insensitive; an email in every
+            script, its canonically equivalent forms alike: validation.email_key).
     """
     validation.username(username)
     email = validation.email(email)
@@ -188,6 +189,7 @@ async def register(
                 conn,
                 username=username,
                 email=email,
+                email_key=validation.email_key(email),
                 password_hash=pw_hash,
                 display_name=display_name,
             )

@@ -50,6 +50,7 @@ from xfchat.domain.events import (
 )
 from xfchat.domain.messages import view_json
 from xfchat.domain.profile import public_profile
+from xfchat.domain.validation import looks_empty
 from xfchat.errors import BadRequest, Forbidden, NotFound
 
 MAX_PARTICIPANTS = 25
@@ -165,7 +166,7 @@ def _name(name: str | None) -> str | None:
     if name is None:
         return None
     name = name.strip()
-    if not name or len(name) > MAX_NAME:
+    if looks_empty(name) or len(name) > MAX_NAME:
         raise BadRequest(
             f"a conversation name is 1 to {MAX_NAME} characters",
             code="INVALID_CONVERSATION_NAME",

@@ -75,6 +75,7 @@ async def _insert_all(conn: asyncpg.Connection, hashes: list[str]) -> DemoSummar
             user_id=u[name],
             username=name,
             email=f"{name}@example.com",
+            email_key=f"{name}@example.com",
             password_hash=pw_hash,
             display_name=name.capitalize(),
         )

@@ -21,7 +21,7 @@ import asyncpg
 from xfchat.db.queries import sessions as sessions_q
 from xfchat.db.queries import two_factor as two_factor_q
 from xfchat.db.queries import users as users_q
-from xfchat.domain import two_factor
+from xfchat.domain import two_factor, validation
 from xfchat.domain.accounts import (
     ClientInfo,
     IssuedTokens,
@@ -65,7 +65,9 @@ async def find_account(
     address is one it logged in from within the refresh tokens' lifetime (an address as
     rate limits take it: an IPv6 one by its /64, whose privacy addresses change daily)."""
     async with pool.acquire() as conn:
-        user = await users_q.get_user_by_login(conn, login=login.strip())
+        user = await users_q.get_user_by_login(
+            conn, login=login.strip(), email_key=validation.email_key(login)
+        )
         familiar = user is not None and await _familiar(conn, settings, user.id, ip)
     typed = f"name:{login.strip().lower()}"
     return LoginTarget(user, f"user:{user.id}" if user is not None else typed, familiar, typed)

@@ -41,6 +41,7 @@ from xfchat.domain.permissions import Permission
 from xfchat.domain.profile import public_profile
 from xfchat.domain.server_views import channel_updates, member_json, members_json
 from xfchat.domain.servers import audit, text_field
+from xfchat.domain.validation import looks_empty
 from xfchat.errors import BadRequest, Forbidden, NotFound
 
 MAX_PAGE = 1000
@@ -115,6 +116,12 @@ async def update_member(
     nickname = text_field(
         fields.get("nickname"), "nickname", MAX_NICKNAME, "INVALID_NICKNAME", least=0
     )
+    if nickname and looks_empty(nickname):  # ("" or null clears it: this would not)
+        raise BadRequest(
+            "a nickname shows some text; null or an empty string clears it",
+            code="INVALID_NICKNAME",
+            field="nickname",
+        )
     until = _timeout(fields["timed_out_until"]) if fields.get("timed_out_until") else None
     self_only = user_id == actor.user_id and "timed_out_until" not in fields
     need = Permission(0)

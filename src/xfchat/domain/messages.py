@@ -49,6 +49,7 @@ from xfchat.domain.events import (
     signal,
 )
 from xfchat.domain.permissions import Permission
+from xfchat.domain.validation import looks_empty
 from xfchat.errors import BadRequest, Forbidden, Gone, NotFound
 
 MAX_CONTENT = 4000
@@ -113,8 +114,9 @@ def view_json(row: q.MessageViewRow) -> MessagePayload:
 
 
 def check_content(content: str) -> str:
-    """Raises BadRequest: EMPTY_MESSAGE, MESSAGE_TOO_LONG."""
-    if not content.strip():
+    """Raises BadRequest: EMPTY_MESSAGE (also for text that shows nothing, as U+200B
+    alone), MESSAGE_TOO_LONG."""
+    if looks_empty(content):
         raise BadRequest("a message needs some text", code="EMPTY_MESSAGE", field="content")
     if len(content) > MAX_CONTENT:
         raise BadRequest(
@@ -274,7 +276,7 @@ async def edit_message(
     Raises: NotFound (CHANNEL_NOT_FOUND, MESSAGE_NOT_FOUND); Forbidden
     (NOT_MESSAGE_AUTHOR, SYSTEM_MESSAGE, MISSING_PERMISSIONS, CANNOT_MESSAGE_USER);
     BadRequest (EMPTY_MESSAGE: no text and no file left, MESSAGE_TOO_LONG)."""
-    if content.strip():
+    if not looks_empty(content):
         check_content(content)
     async with conn.transaction():
         access = await message_channel(
@@ -289,7 +291,7 @@ async def edit_message(
         row = await _live_message(conn, channel_id, message_id)
         if target is not None and target > message_id:
             await q.lock_message_shared(conn, message_id=target)
-        if not content.strip() and not await attachments_q.has_attachments(
+        if looks_empty(content) and not await attachments_q.has_attachments(
             conn, message_id=message_id
         ):
             check_content(content)  # a message with files may lose its text, no other

@@ -35,6 +35,7 @@ from xfchat.domain.messages_batch import SendRequest, SendResult, check_nonce
 from xfchat.domain.messages_send import write_batch
 from xfchat.domain.messages_writer import RETRIED, RETRIES, channel_busy
 from xfchat.domain.permissions import Permission
+from xfchat.domain.validation import looks_empty
 from xfchat.errors import BadRequest, PayloadTooLarge, XFChatError
 
 
@@ -68,7 +69,7 @@ def check_uploads(content: str, uploads: list[Upload], max_bytes: int) -> None:
             raise file_too_large(max_bytes)
     if len(content) > MAX_CONTENT:
         raise BadRequest(f"a message is at most {MAX_CONTENT} characters", code="MESSAGE_TOO_LONG")
-    if not uploads and not content.strip():
+    if not uploads and looks_empty(content):
         raise BadRequest("a message needs some text or a file", code="EMPTY_MESSAGE")
 
 

@@ -18,6 +18,7 @@ from xfchat.domain.accounts import Actor, lock_sessions, password_hasher, sessio
 from xfchat.domain.event_payloads import PublicUserPayload
 from xfchat.domain.events import PRIVACY_UPDATED, USER_UPDATED, emit_many
 from xfchat.domain.passwords import hash_password_async, verify_password_async
+from xfchat.domain.search_text import fold
 from xfchat.errors import BadRequest, Conflict, NotFound
 from xfchat.settings import Settings
 
@@ -250,13 +251,18 @@ async def list_profiles(conn: asyncpg.Connection, user_ids: list[UUID]) -> list[
 async def search_profiles(
     conn: asyncpg.Connection, actor: Actor, prefix: str, limit: int
 ) -> list[PublicUserPayload]:
-    """Users whose username or display name starts with `prefix`: friends first, then
+    """Users whose username or display name starts with `prefix`, ignoring case and
+    Latin accents as message search does (search_text.fold): friends first, then
     people the actor shares a conversation with, then anyone.
 
     Raises: BadRequest (INVALID_QUERY)."""
     prefix = prefix.strip()
     if not 1 <= len(prefix) <= 64:
         raise BadRequest("q is 1 to 64 characters", code="INVALID_QUERY", field="q")
+    if "\x00" in prefix:  # (PostgreSQL text cannot hold it)
+        raise BadRequest("q must not contain the NUL character", code="INVALID_QUERY", field="q")
     limit = max(1, min(limit, MAX_SEARCH))
-    found = await users_q.search_users(conn, user_id=actor.user_id, prefix=prefix, limit=limit)
+    found = await users_q.search_users(
+        conn, user_id=actor.user_id, folded=fold(prefix), limit=limit
+    )
     return [public_profile(u) for u in found]

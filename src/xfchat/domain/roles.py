@@ -9,6 +9,8 @@ its events in the same commit.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from typing import Any
 from uuid import UUID
 
@@ -40,6 +42,7 @@ from xfchat.domain.members import check_outranks, member_not_found
 from xfchat.domain.permissions import ALL, Permission
 from xfchat.domain.server_views import announce_channels, member_json, role_json
 from xfchat.domain.servers import audit, text_field
+from xfchat.domain.validation import looks_empty
 from xfchat.domain.visibility import settle, watch
 from xfchat.errors import BadRequest, Forbidden, NotFound
 
@@ -55,13 +58,25 @@ def role_not_found() -> NotFound:
     return NotFound("no such role", code="ROLE_NOT_FOUND")
 
 
+def mention_like(name: str) -> bool:
+    """A name that reads as @everyone or @here: in any case, in full-width forms, with
+    characters that show nothing in it (and so would pass as the default role)."""
+    shown = "".join(c for c in name if c.isspace() or not looks_empty(c))
+    return unicodedata.normalize("NFKC", shown).casefold() in ("@everyone", "@here")
+
+
+# ASCII digits only: int() also reads full-width and Arabic-Indic digits, "1_0", " 8 ", "+8".
+PERMISSION_DIGITS = re.compile(r"[0-9]{1,20}")
+
+
 def parse_permissions(value: Any, field: str = "permissions") -> int:
-    """A permission bit set, as the API carries it: a decimal string (or an integer)."""
-    try:
+    """A permission bit set, as the API carries it: a decimal string of ASCII digits
+    (no sign, space or separator), within 64 bits, of known bits only."""
+    if isinstance(value, str) and PERMISSION_DIGITS.fullmatch(value):
         bits = int(value)
-    except (TypeError, ValueError):
+    else:
         bits = -1
-    if bits < 0 or bits & ~int(ALL):
+    if bits < 0 or bits >= 1 << 64 or bits & ~int(ALL):
         raise BadRequest(
             f"{field} is a decimal string of known permission bits",
             code="INVALID_PERMISSIONS",
@@ -101,6 +116,12 @@ def _fields(fields: dict[str, Any]) -> dict[str, Any]:
         out["name"] = text_field(fields["name"], "name", MAX_ROLE_NAME, "INVALID_ROLE_NAME")
         if out["name"] is None:
             raise BadRequest("a role needs a name", code="INVALID_ROLE_NAME", field="name")
+        if mention_like(out["name"]):
+            raise BadRequest(
+                "@everyone and @here are not role names (they mention everyone)",
+                code="INVALID_ROLE_NAME",
+                field="name",
+            )
     if fields.get("permissions") is not None:
         out["permissions"] = parse_permissions(fields["permissions"])
     if fields.get("color") is not None:

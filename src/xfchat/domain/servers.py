@@ -44,6 +44,7 @@ from xfchat.domain.events import (
 )
 from xfchat.domain.permissions import EVERYONE_DEFAULT, Permission
 from xfchat.domain.server_views import joined_json, joined_many, member_json, server_json
+from xfchat.domain.validation import looks_empty
 from xfchat.domain.visibility import settle, watch
 from xfchat.errors import BadRequest, Forbidden, NotFound
 
@@ -63,7 +64,7 @@ def text_field(
     if value is None:
         return None
     value = value.strip()
-    if not least <= len(value) <= most:
+    if not least <= len(value) <= most or (least and looks_empty(value)):
         raise BadRequest(f"{field} is {least} to {most} characters", code=code, field=field)
     return value
 

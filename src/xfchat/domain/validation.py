@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from functools import lru_cache
 from pathlib import Path
 
@@ -33,7 +34,10 @@ def username(value: str) -> str:
             code="INVALID_USERNAME",
             field="username",
         )
-    if ".." in value or value.strip(".") == "" or value.lower() in RESERVED_USERNAMES:
+    # Leading and trailing dots and underscores read as punctuation ("@admin." in a
+    # sentence): "_admin" and "admin." are admin, "a." is one character.
+    core = value.strip("._").lower()
+    if ".." in value or len(core) < 2 or core in RESERVED_USERNAMES:
         raise BadRequest("that username is not allowed", code="INVALID_USERNAME", field="username")
     return value
 
@@ -43,6 +47,15 @@ def email(value: str) -> str:
     if len(value) > 254 or not EMAIL_RE.fullmatch(value):
         raise BadRequest("that is not a valid email address", code="INVALID_EMAIL", field="email")
     return value
+
+
+def email_key(value: str) -> str:
+    """An email as uniqueness and login compare it: canonically equivalent forms (NFC,
+    NFD) and every script's case (casefold: É and é, the three sigmas) alike, whatever the
+    database's locale. (NFD before the fold, NFC after it: Unicode's canonical caseless
+    match.)"""
+    folded = unicodedata.normalize("NFD", value.strip()).casefold()
+    return unicodedata.normalize("NFC", folded)
 
 
 def password(
@@ -70,11 +83,40 @@ def password(
     return value
 
 
+# Characters that show nothing: besides whitespace, controls and format characters (Cc,
+# Cf: zero-width spaces and joiners, bidi controls, the BOM, tags), the other
+# default-ignorable ones (Hangul fillers, the combining grapheme joiner, variation
+# selectors) and the braille blank.
+INVISIBLE = frozenset(
+    {
+        0x034F,
+        0x115F,
+        0x1160,
+        0x17B4,
+        0x17B5,
+        0x2800,
+        0x3164,
+        0xFFA0,
+        *range(0x180B, 0x1810),
+        *range(0xFE00, 0xFE10),
+        *range(0xE0100, 0xE01F0),
+    }
+)
+
+
+def looks_empty(text: str) -> bool:
+    """Whether the text shows nothing (it is kept as given otherwise: a family emoji
+    holds U+200D, a right-to-left name its marks)."""
+    return all(
+        c.isspace() or ord(c) in INVISIBLE or unicodedata.category(c) in ("Cc", "Cf") for c in text
+    )
+
+
 def optional_text(value: str | None, *, field: str, limit: int, code: str) -> str | None:
     if value is None:
         return None
     value = value.strip()
-    if not value or len(value) > limit:
+    if looks_empty(value) or len(value) > limit:
         raise BadRequest(f"{field} is 1 to {limit} characters", code=code, field=field)
     return value
 

@@ -34,19 +34,22 @@ async def insert_user(
     *,
     username: str,
     email: str,
+    email_key: str,
     password_hash: str,
     display_name: str | None = None,
     user_id: UUID | None = None,
 ) -> UserRow:
+    """`email_key`: the email as uniqueness compares it (validation.email_key)."""
     record = await conn.fetchrow(
         f"""
-        INSERT INTO users (id, username, email, password_hash, display_name)
-        VALUES (COALESCE($1, gen_random_uuid()), $2, $3, $4, $5)
+        INSERT INTO users (id, username, email, email_key, password_hash, display_name)
+        VALUES (COALESCE($1, gen_random_uuid()), $2, $3, $4, $5, $6)
         RETURNING {USER_COLUMNS}
         """,
         user_id,
         username,
         email,
+        email_key,
         password_hash,
         display_name,
     )
@@ -77,17 +80,56 @@ async def count_users(conn: asyncpg.Connection) -> int:
     return int(await conn.fetchval("SELECT count(*) FROM users"))
 
 
-async def get_user_by_login(conn: asyncpg.Connection, *, login: str) -> UserRow | None:
-    """By username or email, case-insensitively."""
+async def get_user_by_login(
+    conn: asyncpg.Connection, *, login: str, email_key: str
+) -> UserRow | None:
+    """By username (ASCII: lower() folds it) or email key, case-insensitively. An account
+    whose key is still the old rule's lower(email) (two accounts made before migration
+    0032 whose emails differ only in a non-ASCII letter's case) is found by that rule,
+    before the account holding the exact key."""
     record = await conn.fetchrow(
         f"""
         SELECT {USER_COLUMNS} FROM users
-        WHERE lower(username) = lower($1) OR lower(email) = lower($1)
+        WHERE lower(username) = lower($1) OR email_key = $2 OR email_key = lower($1)
+        ORDER BY email_key = $2
         LIMIT 1
         """,
         login,
+        email_key,
     )
     return maybe(UserRow, record)
+
+
+@dataclass(frozen=True)
+class EmailKeyRow:
+    id: UUID
+    email: str
+    email_key: str
+
+
+async def list_email_keys_to_check(conn: asyncpg.Connection) -> list[EmailKeyRow]:
+    """Accounts whose email key may not be the exact one (migration 0032 gave every
+    account the old rule's lower(email)): a non-ASCII email, or a key that is not the
+    email's ASCII letters in small (a Turkish locale's lower()). Oldest first."""
+    records = await conn.fetch(
+        r"""
+        SELECT id, email, email_key FROM users
+        WHERE email ~ '[^\x01-\x7f]' OR email_key <> lower(email COLLATE "C")
+        ORDER BY created_at, id
+        """
+    )
+    return many(EmailKeyRow, records)
+
+
+async def get_user_by_email_key(conn: asyncpg.Connection, *, email_key: str) -> UUID | None:
+    """The account holding that email key, if any."""
+    value = await conn.fetchval("SELECT id FROM users WHERE email_key = $1", email_key)
+    return None if value is None else UUID(str(value))
+
+
+async def update_email_key(conn: asyncpg.Connection, *, user_id: UUID, email_key: str) -> None:
+    """Raises: asyncpg.UniqueViolationError when another account holds that key."""
+    await conn.execute("UPDATE users SET email_key = $2 WHERE id = $1", user_id, email_key)
 
 
 async def update_user_profile(
@@ -188,15 +230,16 @@ async def get_public_user_by_username(
 
 
 async def search_users(
-    conn: asyncpg.Connection, *, user_id: UUID, prefix: str, limit: int
+    conn: asyncpg.Connection, *, user_id: UUID, folded: str, limit: int
 ) -> list[PublicUserRow]:
-    """Users whose username or display name starts with `prefix` (ignoring case):
-    the searcher's friends first, then people they share a conversation with, then
-    anyone; by username within each. Never matches on email."""
-    low = prefix.lower()
-    # A byte-wise range (text_pattern_ops, migration 0012): usable by a generic plan,
-    # which a LIKE with a parameter is not.
-    high = low + "\U0010ffff"
+    """Users whose username or display name starts with `folded`, a prefix as
+    search_text.fold leaves it (the twin of xf_fold: case in every script the fold
+    knows, Latin accents): the searcher's friends first, then people they share a
+    conversation with, then anyone; by username within each. Never matches on email."""
+    # Byte-wise ranges (text_pattern_ops, migrations 0012 and 0032): usable by a generic
+    # plan, which a LIKE with a parameter is not. Usernames are ASCII, which lower()
+    # folds as xf_fold does.
+    high = folded + "\U0010ffff"
     records = await conn.fetch(
         f"""
         WITH related AS (
@@ -212,12 +255,12 @@ async def search_users(
              ORDER BY lower(username) LIMIT $4)
             UNION
             (SELECT id FROM users
-             WHERE lower(display_name) ~>=~ $2 AND lower(display_name) ~<~ $3
-             ORDER BY lower(display_name) LIMIT $4)
+             WHERE xf_fold_name(display_name) ~>=~ $2 AND xf_fold_name(display_name) ~<~ $3
+             ORDER BY xf_fold_name(display_name) LIMIT $4)
             UNION
             SELECT u.id FROM related r JOIN users u ON u.id = r.id
             WHERE (lower(u.username) ~>=~ $2 AND lower(u.username) ~<~ $3)
-               OR (lower(u.display_name) ~>=~ $2 AND lower(u.display_name) ~<~ $3)
+               OR (xf_fold_name(u.display_name) ~>=~ $2 AND xf_fold_name(u.display_name) ~<~ $3)
         )
         SELECT {PUBLIC_USER_COLUMNS_U}
         FROM matched m JOIN users u ON u.id = m.id
@@ -227,7 +270,7 @@ async def search_users(
         LIMIT $4
         """,
         user_id,
-        low,
+        folded,
         high,
         limit,
     )
