@@ -619,8 +619,8 @@ async def test_reverting_the_session_limit_keeps_the_sessions_it_ended_as_revoke
     conn = await asyncpg.connect(db_url)
     try:
         user = await conn.fetchval(
-            "INSERT INTO users (username, email, password_hash) VALUES ('ann', 'a@x.org', 'h') "
-            "RETURNING id"
+            "INSERT INTO users (username, email, email_key, password_hash) "
+            "VALUES ('ann', 'a@x.org', 'a@x.org', 'h') RETURNING id"
         )
         ended = await conn.fetchval(
             "INSERT INTO sessions (user_id, expires_at, revoked_at, revoked_reason)"
