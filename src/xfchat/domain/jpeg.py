@@ -33,7 +33,12 @@ MAX_JPEG_SEGMENTS = 1_000
 # which hardly any encoder writes (and the strip drops).
 MAX_JPEG_FILL = 65_536
 FRAME_HEADERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # SOF0-SOF15
-NO_LENGTH = frozenset([0x01, *range(0xD0, 0xD8)])  # TEM, RST0-RST7
+# Markers libjpeg does not read outside a scan, refused: it refuses the file itself
+# for the reserved 0x02-0xBF, JPG (0xC8), a second SOI, DHP and EXP (hierarchical) and
+# JPG0-JPG13 (Pillow already for TEM, 0x01, before the first scan), and skips a stuffed
+# 0x00 as junk, which the walk refuses wherever a marker belongs.
+REFUSED_MARKERS = frozenset([*range(0x00, 0xC0), 0xC8, 0xD8, 0xDE, 0xDF, *range(0xF0, 0xFE)])
+RESTARTS = frozenset(range(0xD0, 0xD8))  # RST0-RST7: no length
 SOS, EOI = 0xDA, 0xD9
 
 FILL = re.compile(rb"\xff+")
@@ -59,7 +64,8 @@ def segments(data: bytes) -> Iterator[Segment]:
     """The segments of the first image of a JPEG, from the one after SOI to its EOI,
     one at a time (nothing is held but the counts).
 
-    Raises: BadRequest (INVALID_IMAGE: junk where a marker belongs, a length past the end, a scan with no end, more than
+    Raises: BadRequest (INVALID_IMAGE: junk, or a marker libjpeg does not read, where a
+    marker belongs, a length past the end, a scan with no end, more than
     MAX_JPEG_SEGMENTS segments, MAX_JPEG_FILL fill bytes or MAX_JPEG_SCANS scans, or
     several scans whose coefficients take more than MAX_JPEG_COEFFICIENT_BYTES)."""
     pos = 2  # SOI
@@ -79,6 +85,8 @@ def segments(data: bytes) -> Iterator[Segment]:
         if pos > len(data):
             raise invalid("the JPEG is truncated")
         marker = data[start + 1]
+        if marker in REFUSED_MARKERS:
+            raise invalid(f"the JPEG holds a reserved marker (0xFF{marker:02X}) outside a scan")
         body = pos
         if marker == EOI:
             if scans > 1 and coefficients > MAX_JPEG_COEFFICIENT_BYTES:
@@ -88,7 +96,7 @@ def segments(data: bytes) -> Iterator[Segment]:
                 )
             yield Segment(marker, start, body, pos)
             return
-        if marker not in NO_LENGTH:
+        if marker not in RESTARTS:
             length = int.from_bytes(data[pos : pos + 2], "big")
             if length < 2 or pos + length > len(data):
                 raise invalid("the JPEG is truncated (a segment runs past its end)")
@@ -132,28 +140,60 @@ def _coefficient_bytes(data: bytes, at: int) -> int:
     return blocks * 128
 
 
-# Segments an attachment keeps of APP0-APP15 and COM: JFIF, the ICC profile (colours),
-# and Adobe's (how its colours are transformed); the others are metadata (EXIF and its
-# GPS position, XMP, IPTC, MPF, JFXX's thumbnail, maker notes, comments, content
-# credentials), between the scans of a progressive JPEG as well.
-KEPT_SEGMENTS = {0xE0: b"JFIF\x00", 0xE2: b"ICC_PROFILE\x00", 0xEE: b"Adobe"}
+APP0, APP2, APP14, COM, DNL = 0xE0, 0xE2, 0xEE, 0xFE, 0xDC
+JFIF, ICC, ADOBE = b"JFIF\x00", b"ICC_PROFILE\x00", b"Adobe"
 
 
 def strip(data: bytes) -> bytearray:
     """SOI and the segments of the first image, its scans untouched, without its
-    metadata segments, the fill bytes between segments or anything after its EOI:
-    built as the walk goes, a range at a time.
+    metadata or anything after its EOI: built as the walk goes, a range at a time.
+
+    Of APP0-APP15, COM and DNL (which libjpeg skips unread) it keeps only what colours
+    need, from the header (before the first scan; decoders read them nowhere else):
+    JFIF, cut to its 16 bytes (version, units, density; its own thumbnail dropped), and
+    the ICC profile and Adobe's segment (how its colours are transformed) when well
+    formed: the profile's chunks numbered 1 to N of N, all there once (else libjpeg
+    ignores them all, and they go), starting with a profile's header; Adobe's of its
+    fixed 12 bytes. The rest is metadata (EXIF and its GPS position, XMP, IPTC, MPF,
+    JFXX's thumbnail, maker notes, comments, content credentials), between the scans
+    of a progressive JPEG as well; and the fill bytes between segments go too.
 
     Raises: what `segments` raises."""
     view = memoryview(data)
     out = bytearray(view[:2])
+    header = True
+    chunks: list[tuple[int, int, int, int]] = []  # ICC: where in `out`, size, number, of
     for seg in segments(data):
-        metadata = 0xE0 <= seg.marker <= 0xEF or seg.marker == 0xFE
-        prefix = KEPT_SEGMENTS.get(seg.marker)
-        # (a segment's own bytes begin after its two length bytes)
-        if not metadata or (prefix is not None and data.startswith(prefix, seg.body + 2, seg.end)):
+        if not (0xE0 <= seg.marker <= 0xEF or seg.marker in (COM, DNL)):
             out += view[seg.start : seg.end]
+            header = header and seg.marker != SOS
+            continue
+        if not header:
+            continue
+        own = view[seg.body + 2 : seg.end]  # (after its two length bytes)
+        if seg.marker == APP0 and own[:5] == JFIF and len(own) >= 14:
+            out += b"\xff\xe0\x00\x10" + own[:12] + b"\x00\x00"  # (a 0x0 thumbnail)
+        elif seg.marker == APP2 and own[:12] == ICC and len(own) >= 14 and 1 <= own[12] <= own[13]:
+            chunks.append((len(out), seg.end - seg.start, own[12], own[13]))
+            out += view[seg.start : seg.end]
+        elif seg.marker == APP14 and own[:5] == ADOBE and len(own) == 12:
+            out += view[seg.start : seg.end]
+    if chunks and not _one_profile(out, chunks):
+        for at, size, _, _ in reversed(chunks):
+            del out[at : at + size]
     return out
+
+
+def _one_profile(out: bytearray, chunks: list[tuple[int, int, int, int]]) -> bool:
+    """Whether the ICC chunks kept make the one profile libjpeg reads: numbered 1 to N
+    of N, each once, and beginning with a profile's header (128 bytes, its signature
+    "acsp" at 36), not any bytes after ICC_PROFILE."""
+    numbers = sorted(number for _, _, number, _ in chunks)
+    if numbers != list(range(1, len(chunks) + 1)) or any(n != len(chunks) for *_, n in chunks):
+        return False
+    at, size = next((at, size) for at, size, number, _ in chunks if number == 1)
+    profile = at + 4 + 14  # (marker, length, ICC_PROFILE\0, number, count)
+    return size - 4 - 14 >= 128 and out[profile + 36 : profile + 40] == b"acsp"
 
 
 def orientation_segment(orientation: int) -> bytes:
