@@ -3,6 +3,7 @@ channel's read permission."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import os
@@ -23,7 +24,7 @@ from tests.factories import MakeUser, TestUser, community, override
 from xfchat.api.downloads import requested_range
 from xfchat.api.uploads import MAX_PARTS
 from xfchat.db.queries.files import CHUNK
-from xfchat.domain import messages_writer
+from xfchat.domain import images, messages_writer
 from xfchat.domain.permissions import Permission as P
 
 MiB = 1 << 20
@@ -279,6 +280,29 @@ async def test_a_jpegs_metadata_is_dropped_and_its_pixels_and_orientation_kept(
     same = await post_files(client, ann, srv.general, [part("q.jpg", plain.getvalue())])
     got = await client.get(same.json()["attachments"][0]["url"], headers=ann.headers)
     assert got.content == plain.getvalue()
+
+
+async def test_a_jpegs_metadata_is_dropped_in_an_image_slot_within_the_bounds(
+    app: FastAPI, client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    """Was: the strip ran on the default thread pool, outside the image slots, and
+    walked any number of segments: three users sending 8 MiB of empty markers held
+    every send up (503) and the process grew by 1.4 GB."""
+    ann = await make_user("ann")
+    srv = await community(client, ann)
+    flood = b"\xff\xd8" + b"\xff\xfe\x00\x02" * 100_000 + b"\xff\xd9"  # 100,000 segments
+    async with pool.acquire() as conn:
+        before = await stored(conn)
+    app.state.image_slots = asyncio.Semaphore(0)  # every image slot held (by slow files)
+    app.state.writer.deadline_s = 0.5
+    waited = await post_files(client, ann, srv.general, [part("f.jpg", flood, "image/jpeg")])
+    assert waited.status_code == 503 and waited.json()["code"] == "SEND_TIMEOUT"
+    app.state.image_slots = asyncio.Semaphore(images.IMAGE_JOBS)
+    refused = await post_files(client, ann, srv.general, [part("f.jpg", flood, "image/jpeg")])
+    assert refused.status_code == 400 and refused.json()["code"] == "INVALID_IMAGE"
+    assert "segments" in refused.json()["message"]
+    async with pool.acquire() as conn:
+        assert await stored(conn) == before
 
 
 async def test_limits_on_count_size_and_quota_store_nothing(

@@ -101,6 +101,54 @@ async def test_my_mentions_are_paged_newest_first_and_only_where_i_may_read(
     assert bad.status_code == 400
 
 
+async def test_a_mentions_cursor_is_a_message_that_may_have_been_listed(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """Was: any message of a channel one may read passed as `before` (200), where the
+    README promised 400 INVALID_CURSOR for any but one that named you."""
+    ann, ben, cid = [await make_user(n) for n in ("ann", "ben", "cid")]
+    srv = await community(client, ben, ann, cid)  # (ben, the owner, may ping anyone)
+    crew = await role(client, srv, ben, "crew", 0, ann)
+    named = await factories.say(client, ben, srv.general, f"<@{ann.id}> first")
+    everyone = await factories.say(client, ben, srv.general, "@everyone second")
+    crewed = await factories.say(client, ben, srv.general, f"<@&{crew}> third")
+    plain = await factories.say(client, ben, srv.general, "no one named")
+    others = await factories.say(client, ben, srv.general, f"<@{cid.id}> only")
+    mine = await factories.say(client, ann, srv.general, "@everyone of my own")
+    edited = await factories.say(client, ben, srv.general, "will change")
+    deleted = await factories.say(client, ben, srv.general, "will go")
+    url = "/api/users/@me/mentions"
+
+    async def page(who: factories.TestUser, before: dict[str, object]) -> httpx.Response:
+        return await client.get(url, params={"before": before["id"]}, headers=who.headers)
+
+    for cursor, older in ((crewed, [everyone, named]), (everyone, [named]), (named, [])):
+        got = await page(ann, cursor)
+        assert got.status_code == 200, cursor["content"]
+        assert [m["id"] for m in got.json()] == [m["id"] for m in older]
+    assert (await page(cid, crewed)).status_code == 400  # not in the role
+    assert (await page(ann, others)).status_code == 400
+    assert (await page(cid, others)).status_code == 200
+    for who, cursor in ((ann, plain), (ann, mine), (ben, everyone)):  # (never one's own)
+        refused = await page(who, cursor)
+        assert refused.status_code == 400 and refused.json()["code"] == "INVALID_CURSOR"
+        assert refused.json()["field"] == "before"
+    # Changed since, it may have been listed before: paging goes on from it.
+    changed = await client.patch(
+        f"/api/channels/{srv.general}/messages/{edited['id']}",
+        headers=ben.headers,
+        json={"content": "changed"},
+    )
+    assert changed.status_code == 200
+    gone = await client.delete(
+        f"/api/channels/{srv.general}/messages/{deleted['id']}", headers=ben.headers
+    )
+    assert gone.status_code == 204
+    for cursor in (edited, deleted):
+        got = await page(ann, cursor)
+        assert [m["id"] for m in got.json()] == [crewed["id"], everyone["id"], named["id"]]
+
+
 async def test_mentions_sent_in_one_batch_come_in_their_order(
     client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
 ) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import math
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,7 +26,11 @@ from typing import TypeVar
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from xfchat.errors import BadRequest, ServiceUnavailable, XFChatError
+from xfchat.domain import jpeg
+from xfchat.domain.jpeg import MAX_JPEG_COEFFICIENT_BYTES as MAX_JPEG_COEFFICIENT_BYTES
+from xfchat.domain.jpeg import MAX_JPEG_SCANS as MAX_JPEG_SCANS
+from xfchat.domain.jpeg import invalid as _invalid
+from xfchat.errors import ServiceUnavailable, XFChatError
 
 log = logging.getLogger("xfchat.media")
 
@@ -46,16 +49,6 @@ ORIENTATION = 0x0112  # the EXIF tag
 JPEG_QUALITY = 90
 IMAGE_JOBS = 2  # decodes running at once per process: each may hold ~300 MB (a
 # progressive JPEG up to MAX_JPEG_COEFFICIENT_BYTES) and a core
-# Scans of a JPEG, counted before decoding: libjpeg walks every block of the image again
-# for each one, so a small file repeating a scan thousands of times took minutes of a
-# core. A baseline JPEG has 1 (or one a component); libjpeg's progressive mode writes
-# 6 to 10, mozjpeg's up to about 20.
-MAX_JPEG_SCANS = 100
-# Bytes of coefficients libjpeg holds to decode a JPEG of several scans (a progressive
-# one): every block of the whole image, whatever the scale asked for, 128 bytes a block.
-# A 4:2:0 one of MAX_PIXELS takes 267 MB, a 4:4:4 one 535 MB (515 MB measured); beyond
-# this, CMYK ones of over ~70 MP are refused.
-MAX_JPEG_COEFFICIENT_BYTES = 560_000_000
 SNIFF_WINDOW = 1024  # bytes a browser looks at when it guesses a type
 
 # A tag that starts a document or runs code, as an HTML tokenizer (or PHP) reads it: the
@@ -71,10 +64,6 @@ class EncodedImage:
     width: int
     height: int
     sha256: bytes
-
-
-def _invalid(message: str) -> BadRequest:
-    return BadRequest(message, code="INVALID_IMAGE")
 
 
 @contextmanager
@@ -116,9 +105,19 @@ def encode_avatar(data: bytes) -> EncodedImage:
     """
     if MARKUP.search(data, 0, SNIFF_WINDOW):
         raise _invalid("the file holds HTML, SVG, script or PHP; upload a plain image")
-    with _decoding(), Image.open(BytesIO(data), formats=FORMATS) as upload:
-        _check_structure(str(upload.format), data)
-        return _encode(_square(_opened(upload, OUTPUT_SIDE)))
+    with _decoding():
+        end = _jpeg_walked(data)
+        with Image.open(BytesIO(data), formats=FORMATS) as upload:
+            _check_structure(str(upload.format), data, end)
+            return _encode(_square(_opened(upload, OUTPUT_SIDE)))
+
+
+def _jpeg_walked(data: bytes) -> int | None:
+    """Where a JPEG's first image ends, its markers walked within the bounds of
+    jpeg.segments before Pillow walks them (a Python loop a segment at a time: 9 s of
+    a core for a header of 2 million empty comments); None if it is no JPEG (Pillow
+    takes a file for one by these three bytes alone)."""
+    return jpeg.end(data) if data.startswith(b"\xff\xd8\xff") else None
 
 
 @dataclass(frozen=True)
@@ -154,10 +153,14 @@ def make_thumbnail(data: bytes) -> Thumbnailed:
     Raises:
         BadRequest: INVALID_IMAGE: damaged, or beyond the bounds (a decompression bomb).
     """
-    with _decoding(), Image.open(BytesIO(data), formats=FORMATS) as upload:
+    with _decoding():
+        _jpeg_walked(data)  # (its scans are counted on the way)
+        return _thumbnailed(data)
+
+
+def _thumbnailed(data: bytes) -> Thumbnailed:
+    with Image.open(BytesIO(data), formats=FORMATS) as upload:
         fmt = "JPEG" if upload.format == "MPO" else str(upload.format)
-        if fmt == "JPEG":
-            _jpeg_end(data)  # (its scans are counted on the way)
         width, height = upload.size
         # (before getexif, which decodes a whole PNG to find an eXIf chunk after its pixels)
         _check_dimensions(width, height, jpeg=fmt == "JPEG")
@@ -179,15 +182,15 @@ def _check_dimensions(width: int, height: int, *, jpeg: bool) -> None:
         raise _invalid(f"the image is {width}x{height}; at most {most:,} pixels")
 
 
-def _check_structure(fmt: str, data: bytes) -> None:
+def _check_structure(fmt: str, data: bytes, jpeg_end: int | None) -> None:
     """Refuse data after the image's end, the other half of most polyglots. (Harmless
     to us all the same, since only our re-encoding is ever served.)
 
     A JPEG is the exception: cameras append data after its end on purpose (the gain map
     of an Ultra HDR photo, the other pictures of an MPO, the video of a motion photo),
-    so there only markup after the end is refused."""
+    so there only markup after the end is refused (`jpeg_end`: _jpeg_walked)."""
     if fmt in ("JPEG", "MPO"):
-        if MARKUP.search(data, _jpeg_end(data)):
+        if MARKUP.search(data, jpeg_end or 0):
             raise _invalid("the file holds HTML, SVG, script or PHP after the image")
         return
     end = {"PNG": _png_end, "GIF": _gif_end, "WEBP": _webp_end}[fmt](data)
@@ -235,125 +238,23 @@ def _webp_end(data: bytes) -> int:
     return 8 + int.from_bytes(data[4:8], "little")  # RIFF's size counts after itself
 
 
-@dataclass(frozen=True)
-class _Segment:
-    marker: int
-    start: int  # its first 0xFF (fill bytes before the marker included)
-    body: int  # where its bytes after the marker (and the length) begin
-    end: int  # just after it: a scan's entropy-coded data included
-
-
-def _jpeg_segments(data: bytes) -> Iterator[_Segment]:
-    """The segments of the first image of a JPEG, from the one after SOI to its EOI.
-
-    Raises: BadRequest (INVALID_IMAGE: more than MAX_JPEG_SCANS scans, or several
-    whose coefficients take more than MAX_JPEG_COEFFICIENT_BYTES); IndexError or
-    ValueError on a damaged file (INVALID_IMAGE under _decoding)."""
-    pos = 2  # SOI
-    scans = coefficients = 0
-    while True:
-        start = pos
-        if data[pos] != 0xFF:
-            raise _invalid("not a well-formed JPEG")
-        while data[pos] == 0xFF:  # fill bytes
-            pos += 1
-        marker = data[pos]
-        pos += 1
-        body = pos
-        if marker == 0xD9:  # EOI
-            if scans > 1 and coefficients > MAX_JPEG_COEFFICIENT_BYTES:
-                raise _invalid(
-                    "the progressive JPEG is too large to decode (save it as a baseline JPEG, "
-                    "or with 4:2:0 chroma subsampling)"
-                )
-            yield _Segment(marker, start, body, pos)
-            return
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # a frame header
-            coefficients = max(coefficients, _coefficient_bytes(data, pos))
-        if marker != 0x01 and not 0xD0 <= marker <= 0xD7:  # (those have no length)
-            pos += int.from_bytes(data[pos : pos + 2], "big")
-        if marker == 0xDA:  # start of scan: entropy-coded data up to the next marker
-            scans += 1
-            if scans > MAX_JPEG_SCANS:
-                raise _invalid(f"the JPEG has more than {MAX_JPEG_SCANS} scans")
-            pos = _entropy_end(data, pos)
-        yield _Segment(marker, start, body, pos)
-
-
-def _jpeg_end(data: bytes) -> int:
-    """The offset just after the first image's EOI marker (its scans bounded as
-    _jpeg_segments says)."""
-    end = 0
-    for segment in _jpeg_segments(data):
-        end = segment.end
-    return end
-
-
-# Segments an attachment keeps of APP0-APP15 and COM: JFIF, the ICC profile (colours),
-# and Adobe's (how its colours are transformed); the others are metadata (EXIF and its
-# GPS position, XMP, IPTC, MPF, JFXX's thumbnail, maker notes, comments, content
-# credentials), between the scans of a progressive JPEG as well.
-KEPT_SEGMENTS = {0xE0: b"JFIF\x00", 0xE2: b"ICC_PROFILE\x00", 0xEE: b"Adobe"}
-
-
 def without_metadata(data: bytes) -> bytes:
     """A JPEG attachment as it was uploaded, the same pixels bit for bit (its scans are
     not touched), without its metadata segments or anything after the image's end (an
     MPO's other frames, a gain map, a motion photo's video, which carry metadata of
     their own and which only the dropped XMP or MPF pointed at); its EXIF orientation,
-    if any, is kept, alone in a small EXIF segment of our own.
+    if any, is kept, alone in a small EXIF segment of our own. CPU work: run it through
+    run_image_job.
 
-    Raises: BadRequest (INVALID_IMAGE: not a well-formed JPEG)."""
+    Raises: BadRequest (INVALID_IMAGE: not a well-formed JPEG, or beyond the bounds of
+    jpeg.segments)."""
     with _decoding():
-        segments = list(_jpeg_segments(data))  # (the scans bound too)
+        kept = jpeg.strip(data)  # (walked within its bounds before Pillow reads it)
         with Image.open(BytesIO(data), formats=["JPEG", "MPO"]) as opened:
             orientation = opened.getexif().get(ORIENTATION, 1)  # (reads no pixels)
-        kept = [data[:2]]
         if orientation in range(2, 9):
-            kept.append(_exif_orientation(orientation))
-        for seg in segments:
-            metadata = 0xE0 <= seg.marker <= 0xEF or seg.marker == 0xFE
-            prefix = KEPT_SEGMENTS.get(seg.marker)
-            # (a segment's own bytes begin after its two length bytes)
-            if not metadata or (prefix is not None and data.startswith(prefix, seg.body + 2)):
-                kept.append(data[seg.start : seg.end])
-        return b"".join(kept)
-
-
-def _exif_orientation(orientation: int) -> bytes:
-    """An APP1 EXIF segment holding only the orientation tag (big-endian TIFF, one IFD
-    of one SHORT entry)."""
-    tiff = b"MM\x00\x2a\x00\x00\x00\x08" + b"\x00\x01"
-    tiff += b"\x01\x12\x00\x03\x00\x00\x00\x01" + orientation.to_bytes(2, "big") + b"\x00\x00"
-    body = b"Exif\x00\x00" + tiff + b"\x00\x00\x00\x00"  # (no next IFD)
-    return b"\xff\xe1" + (len(body) + 2).to_bytes(2, "big") + body
-
-
-def _coefficient_bytes(data: bytes, at: int) -> int:
-    """What a frame (its header at `at`) takes as coefficients: 64 of 2 bytes for every
-    8x8 block of every component, each component's size set by its sampling factors."""
-    height = int.from_bytes(data[at + 3 : at + 5], "big")
-    width = int.from_bytes(data[at + 5 : at + 7], "big")
-    factors = [(data[at + 9 + 3 * i] >> 4, data[at + 9 + 3 * i] & 15) for i in range(data[at + 7])]
-    most_h, most_v = max(h for h, _ in factors), max(v for _, v in factors)
-    blocks = sum(
-        math.ceil(math.ceil(width * h / most_h) / 8) * math.ceil(math.ceil(height * v / most_v) / 8)
-        for h, v in factors
-    )
-    return blocks * 128
-
-
-# In entropy-coded data, 0xFF is followed by 0x00 (a stuffed byte), a restart marker or
-# more 0xFF (fill): the first 0xFF followed by anything else starts the next marker.
-# (A regular expression: a Python loop over each 0xFF took 0.6 s for 8 MiB of them.)
-ENTROPY_END = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
-
-
-def _entropy_end(data: bytes, pos: int) -> int:
-    found = ENTROPY_END.search(data, pos)
-    if found is None:
-        raise ValueError("the scan has no end")  # (damaged: INVALID_IMAGE)
-    return found.start()
+            kept[2:2] = jpeg.orientation_segment(orientation)
+        return bytes(kept)
 
 
 def _normalized(image: Image.Image) -> Image.Image:

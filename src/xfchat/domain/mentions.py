@@ -23,8 +23,9 @@ async def list_mentions(
     @everyone), newest first, in every channel whose
     history they may read (older than message `before`); and whether more follow.
 
-    Raises: BadRequest (INVALID_PAGE, INVALID_CURSOR: `before` is not a message that
-    mentions the actor where they may read, nor one that named them)."""
+    Raises: BadRequest (INVALID_PAGE, INVALID_CURSOR: `before` is no message that may
+    have been listed: one that names the actor, or, where they may read, one that
+    names @everyone or a role of theirs, or one deleted or edited since)."""
     if not 1 <= limit <= MAX_PAGE:
         raise BadRequest(f"limit is 1 to {MAX_PAGE}", code="INVALID_PAGE", field="limit")
     readable = [
@@ -32,10 +33,15 @@ async def list_mentions(
         for c in (await visible_channels(conn, actor.user_id)).values()
         if c.permissions & Permission.READ_MESSAGE_HISTORY
     ]
+    role_ids = await roles_q.list_user_role_ids(conn, user_id=actor.user_id)
     position = None
     if before is not None:
         position = await q.mention_position(
-            conn, user_id=actor.user_id, message_id=before, channel_ids=readable
+            conn,
+            user_id=actor.user_id,
+            message_id=before,
+            channel_ids=readable,
+            role_ids=role_ids,
         )
         if position is None:  # (an empty page would say "no more", which is not so)
             raise BadRequest(
@@ -46,7 +52,7 @@ async def list_mentions(
     rows = await q.list_mentions(
         conn,
         user_id=actor.user_id,
-        role_ids=await roles_q.list_user_role_ids(conn, user_id=actor.user_id),
+        role_ids=role_ids,
         channel_ids=readable,
         before=position,
         limit=limit + 1,

@@ -2,7 +2,8 @@
 counts them in the sender's quota, and writes the message with them through the same
 batch writer every send uses (domain/messages_send.py: permission, replies,
 idempotency, rate limits, sequence number, event), so a message and its files are
-committed together or not at all. Before that: a JPEG loses its metadata, a repeat (its
+committed together or not at all. Before that: a JPEG loses its metadata (in a thread,
+in a turn of the process's image slots, as a thumbnail is made), a repeat (its
 id or nonce already held) is answered without storing anything, files that cannot fit
 in the quota are refused, and images are looked at (and thumbnailed), in a thread,
 holding no database connection; the transaction then waits for a turn of the
@@ -79,17 +80,18 @@ def file_too_large(max_bytes: int) -> PayloadTooLarge:
     )
 
 
-async def _without_metadata(upload: Upload) -> Upload:
+async def _without_metadata(upload: Upload, slots: asyncio.Semaphore) -> Upload:
     """A JPEG without its metadata (images.without_metadata: EXIF and its GPS position,
     XMP, comments; the pixels untouched), rewritten in its spool; other files as they
-    came.
+    came. It takes one of the image slots, as a thumbnail does: it holds the file and
+    a core too.
 
     Raises: BadRequest (INVALID_IMAGE: a damaged JPEG)."""
     if not upload.head.startswith(b"\xff\xd8\xff"):
         return upload
     upload.file.seek(0)
     data = upload.file.read()
-    clean = await asyncio.to_thread(images.without_metadata, data)
+    clean = await images.run_image_job(slots, images.without_metadata, data)
     if clean == data:  # (nothing to drop)
         return upload
     upload.file.seek(0)
@@ -214,7 +216,7 @@ async def send_with_files(
     check_uploads(req.content, uploads, max_bytes)
     check_nonce(req.nonce)
     # (before the repeat check: a repeat's files are told by the SHA-256 of what we store)
-    uploads = [await _without_metadata(upload) for upload in uploads]
+    uploads = [await _without_metadata(upload, slots) for upload in uploads]
     async with pool.acquire() as conn:
         held = await _held(conn, req)
     if held and (answer := await _answer_held(pool, req, uploads)) is not None:

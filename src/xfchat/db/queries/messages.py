@@ -503,18 +503,32 @@ async def list_mentions(
 
 
 async def mention_position(
-    conn: asyncpg.Connection, *, user_id: UUID, message_id: UUID, channel_ids: list[UUID]
+    conn: asyncpg.Connection,
+    *,
+    user_id: UUID,
+    message_id: UUID,
+    channel_ids: list[UUID],
+    role_ids: list[UUID],
 ) -> tuple[datetime, UUID, int] | None:
-    """Where message `message_id` stands among the user's mentions: in one of these
-    channels, or one that named the user (a conversation they left since, say)."""
+    """Where message `message_id` stands among the user's mentions, if it may have
+    been one: one that names the user (anywhere: a conversation they left since, say),
+    or, in one of these channels, that names @everyone or one of `role_ids` as
+    list_mentions counts them, or that was deleted or edited since (what it said when
+    it was listed is gone)."""
     record = await conn.fetchrow(
         """
         SELECT created_at, channel_id, seq FROM messages
-        WHERE id = $1 AND (channel_id = ANY($3::uuid[]) OR mentions @> ARRAY[$2]::uuid[])
+        WHERE id = $1
+          AND ((mentions <> '{}' AND mentions @> ARRAY[$2]::uuid[])
+               OR (channel_id = ANY($3::uuid[])
+                   AND (deleted_at IS NOT NULL OR edited_at IS NOT NULL
+                        OR (author_id IS DISTINCT FROM $2
+                            AND (mention_everyone OR mention_roles && $4::uuid[])))))
         """,
         message_id,
         user_id,
         channel_ids,
+        role_ids,
     )
     return None if record is None else (record[0], record[1], record[2])
 
