@@ -149,8 +149,9 @@ def _quiet_server_class() -> type:
 
 
 def _limits(settings: Settings) -> dict[str, Any]:
-    """What uvicorn is told of the request limits (api/http_limits.py)."""
-    from xfchat.api.http_limits import AFTER_IDENTIFY, http_protocol, ws_protocol
+    """What uvicorn is told of the request limits (api/http_limits.py, api/ws_limits.py)."""
+    from xfchat.api.http_limits import http_protocol
+    from xfchat.api.ws_limits import AFTER_IDENTIFY, ws_protocol
 
     return {
         "http": http_protocol(

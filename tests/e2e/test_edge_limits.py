@@ -18,7 +18,7 @@ import websockets
 from tests import factories
 from tests.factories import MakeUser
 from tests.support import METRICS_HEADERS, Servers, free_port, reading_nothing
-from xfchat.api.http_limits import CONTROL_BURST, UNIDENTIFIED_BYTES
+from xfchat.api.ws_limits import CONTROL_BURST, UNIDENTIFIED_BYTES
 
 MIB = 1 << 20
 

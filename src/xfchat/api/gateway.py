@@ -34,8 +34,8 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from xfchat.api.deps import REALTIME_BUCKET
 from xfchat.api.gateway_voice import VOICE_OPS, VoiceOps
-from xfchat.api.http_limits import allow_larger_frames, text_sender
 from xfchat.api.streaming import COALESCE, until_either_ends
+from xfchat.api.ws_limits import allow_larger_frames, text_sender
 from xfchat.db.pool import DATABASE_ERRORS
 from xfchat.domain.accounts import Actor, authenticate
 from xfchat.domain.feeds import FeedStart
