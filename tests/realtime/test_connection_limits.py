@@ -14,7 +14,7 @@ from tests import factories
 from tests.factories import MakeUser
 from tests.realtime.clients import GatewayClient, sse, wait_subscribers
 from tests.support import Servers
-from xfchat.api.gateway import FRAME_BURST
+from xfchat.api.ws_limits import FRAME_BURST
 
 
 @contextlib.asynccontextmanager

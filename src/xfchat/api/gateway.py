@@ -15,8 +15,9 @@ Close codes (see CLOSE_CODES): 4001 unknown opcode, 4002 not JSON, 4003 not iden
 4004 authentication failed, 4005 already identified, 4007 invalid seq (malformed, or another user's), 4009 heartbeat
 missed (zombie), 4010 resync required, 4011 slow consumer (resume), 4012 session
 revoked, 4013 server shutting down or its database unavailable (resume), 4008 IDENTIFY/RESUME
-rate limited (or frames: FRAME_BURST at once, then FRAME_RATE a second), 4014 too many
-connections of the user, 4015 token expired (refresh, then resume).
+rate limited, 4014 too many connections of the user, 4015 token expired (refresh, then
+resume). The WebSocket protocol closes a client sending too many frames (4008 too) or
+messages in too many pieces (1008) itself: api/ws_limits.py.
 
 Voice: VOICE_STATE_UPDATE (4) and VOICE_SIGNAL (12), see api/gateway_voice.py.
 """
@@ -86,12 +87,6 @@ CLOSE_FOR_REASON = {
     "unavailable": 4013,
 }
 SEND_TIMEOUT_S = 5.0
-# Frames one identified connection may send at once, then a second (a token bucket): far
-# above heartbeats, and above the voice limits, whose excess is answered (voice.error
-# RATE_LIMITED: 120 signals at once, then 30 a second, per user) before this closes;
-# far below the 10,000s a second a loop of heartbeats sends, each parsed and answered.
-FRAME_BURST = 1000
-FRAME_RATE = 200.0
 
 
 class GatewayClose(Exception):
@@ -241,14 +236,8 @@ async def _write(ws: WebSocket, sub: Subscriber) -> None:
 
 async def _read(ws: WebSocket, interval: float, voice: VoiceOps) -> None:
     deadline = time.monotonic() + interval * 1.5
-    budget, filled = float(FRAME_BURST), time.monotonic()
-    while True:
+    while True:  # (the protocol limits how many frames come: api/ws_limits.py)
         frame = await _receive(ws, max(0.0, deadline - time.monotonic()))
-        now = time.monotonic()
-        budget = min(FRAME_BURST, budget + (now - filled) * FRAME_RATE) - 1
-        filled = now
-        if budget < 0:
-            raise GatewayClose(4008, f"rate limited: over {FRAME_RATE:g} frames a second")
         op = frame["op"]
         if op == HEARTBEAT:
             deadline = time.monotonic() + interval * 1.5

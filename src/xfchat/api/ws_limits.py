@@ -4,6 +4,17 @@ uvicorn's WebSocket protocol takes frames of up to 16 MiB from anyone, identifie
 not, and answers every ping. This subclass adds, per connection:
 - WebSocket pings and pongs: CONTROL_BURST at once, then CONTROL_RATE a second, else
   the connection is closed (anyone could keep a process busy answering pings);
+- data frames (text, binary, and each continuation of a message in pieces):
+  FRAME_BURST at once, then FRAME_RATE a second, else close 4008; a message in at
+  most MAX_PIECES frames, each but its last carrying data, else close 1008. Both are
+  judged as each frame is parsed, before uvicorn keeps it (it kept every piece of an
+  unfinished message: five million empty ones in 20 s grew the process without bound
+  while the app, which counts messages, saw none);
+- what arrives is parsed PARSE_SLICE bytes at a time, and nothing more once the
+  connection is being closed: one read (256 KiB) of 6-byte frames is 43,000 of them,
+  a quarter of a second of parsing, which the refusal of the first would not spare
+  (after a refusal with a close code, what the client sends is read and dropped for
+  DRAIN_S at most, so that the code reaches it: closing with data unread resets);
 - at most UNIDENTIFIED_BYTES from a WebSocket client before it is identified, closed
   unparsed past them (pings are answered inside the parser: parsing them is the work);
 - WebSocket frames of at most BEFORE_IDENTIFY bytes until the app says the client is
@@ -25,8 +36,10 @@ from typing import Any
 
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
+from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.exceptions import InvalidState
+from websockets.frames import Frame
 from websockets.http11 import Response
 
 from xfchat.api.http_limits import SEND_STALL, WRITE_PIECE, cancelled_timer, reset_connection
@@ -36,13 +49,32 @@ from xfchat.api.http_limits import SEND_STALL, WRITE_PIECE, cancelled_timer, res
 BEFORE_IDENTIFY = 4096
 AFTER_IDENTIFY = 65_536
 # WebSocket pings and pongs a connection may send at once, then a second (a token bucket;
-# identified or not: the gateway limits the other frames itself). Clients ping every
+# identified or not; data frames have their own, below). Clients ping every
 # 20 s or so, browsers never; a loop of pings was 350,000 a second, each answered.
 CONTROL_BURST = 60
 CONTROL_RATE = 10.0
 # Bytes a WebSocket client may send before it is identified (IDENTIFY is one frame of at
 # most BEFORE_IDENTIFY): past them the connection is closed before they are parsed.
 UNIDENTIFIED_BYTES = 4 * BEFORE_IDENTIFY
+# Data frames a connection may send at once, then a second (a token bucket; every piece
+# of a message counts). Far above heartbeats, and above the voice limits, whose excess
+# is answered (voice.error RATE_LIMITED: 120 signals at once, then 30 a second, per
+# user) before this closes; far below the 10,000s a second a loop of heartbeats sends,
+# each parsed and answered.
+FRAME_BURST = 1000
+FRAME_RATE = 200.0
+# The frames one message may come in (a client that splits its largest, 64 KiB, into
+# 1 KiB pieces); each but the last must carry data. Browsers send a message whole.
+MAX_PIECES = 64
+# What is parsed at once of what arrives, at most about 700 frames: the limits above are
+# looked at after each, so nothing past a refusal costs more than this.
+PARSE_SLICE = 4096
+# How long a connection closed for breaking these limits is given to close its side
+# (what it sends meanwhile is dropped unparsed).
+DRAIN_S = 1.0
+# Close codes of the refusals here (the gateway's own are 4001-4015).
+RATE_LIMITED = 4008
+POLICY_VIOLATION = 1008
 # The ASGI scope extension by which the gateway lifts the first limit.
 FRAME_LIMIT = "xfchat.frame_limit"
 # The ASGI scope extension that writes several text frames at once.
@@ -71,19 +103,71 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
             return response
 
         self.conn.reject = reject  # type: ignore[method-assign]
-        self._controls, self._filled = float(CONTROL_BURST), self.loop.time()
+        now = self.loop.time()
+        self._controls = _Bucket(CONTROL_BURST, CONTROL_RATE, now)
+        self._frames = _Bucket(FRAME_BURST, FRAME_RATE, now)
+        self._pieces = 0  # frames of the message being received
         self._unidentified = 0  # bytes received while not identified (-1: identified)
+        self._cut = False  # closed by this protocol: the app's sends find it gone
 
     def data_received(self, data: bytes) -> None:
-        if self._unidentified < 0 or not self.handshake_initiated:  # (or the head itself)
-            super().data_received(data)
-            return
-        room = UNIDENTIFIED_BYTES - self._unidentified
-        self._unidentified += len(data)
-        if room > 0:  # (what fits is parsed: a frame too large is still closed 1009)
-            super().data_received(data[:room])
-        if self._unidentified > UNIDENTIFIED_BYTES and not self.transport.is_closing():
+        if self._cut or self.transport.is_closing():
+            return  # (being closed: nothing more is parsed)
+        over = False
+        if self._unidentified >= 0 and self.handshake_initiated:  # (not the head itself)
+            room = max(UNIDENTIFIED_BYTES - self._unidentified, 0)
+            self._unidentified += len(data)
+            over = self._unidentified > UNIDENTIFIED_BYTES
+            data = data[:room]  # (what fits is parsed: a frame too large is still 1009)
+        view = memoryview(data)
+        for start in range(0, len(view), PARSE_SLICE):
+            super().data_received(view[start : start + PARSE_SLICE])  # type: ignore[arg-type]
+            if self._cut or self.transport.is_closing():
+                return
+        if over:
+            self._drop()
+
+    def _drop(self) -> None:
+        """Close the connection without a word (and read nothing more of it)."""
+        self._cut = True
+        if not self.transport.is_closing():
             self.transport.close()
+
+    def _refuse(self, code: int, reason: str) -> None:
+        """Close the connection with `code`; the app is told it is gone, and what it had
+        not read yet is dropped. Nothing more is parsed: what the client sends until it
+        closes its side is read and dropped, for DRAIN_S at most (a socket closed with
+        data unread resets the connection, and the client may never see the code)."""
+        self.frames = []
+        if self._cut or self.close_sent or self.conn.close_sent is not None:
+            self._drop()  # (closing already)
+            return
+        self._cut = True
+        unread = [self.queue.get_nowait() for _ in range(self.queue.qsize())]
+        for message in unread:
+            if message["type"] != "websocket.receive":
+                self.queue.put_nowait(message)
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        self.conn.send_close(code, reason)
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+        self.close_timer = self.loop.call_later(DRAIN_S, self.transport.close)
+
+    def handle_parser_exception(self) -> None:
+        self._cut = True
+        super().handle_parser_exception()
+
+    async def send(self, message: Any) -> None:
+        """Once this protocol has closed the connection, the app finds it gone (uvicorn
+        would raise a RuntimeError for a send after its close)."""
+        if self._cut:
+            raise ClientDisconnected
+        await super().send(message)
 
     def pause_writing(self) -> None:
         super().pause_writing()
@@ -113,11 +197,38 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
             try:
                 data.decode()
             except UnicodeDecodeError:
-                self.frames = []
-                self.conn.send_close(1007, "text frames are UTF-8")
-                self.handle_parser_exception()
+                self._refuse(1007, "text frames are UTF-8")
                 return
         super().send_receive_event_to_app()
+
+    def handle_text(self, event: Frame) -> None:
+        if self._take_frame(event, first=True):
+            super().handle_text(event)
+
+    def handle_bytes(self, event: Frame) -> None:
+        if self._take_frame(event, first=True):
+            super().handle_bytes(event)
+
+    def handle_cont(self, event: Frame) -> None:
+        if self._take_frame(event, first=False):
+            super().handle_cont(event)
+
+    def _take_frame(self, event: Frame, first: bool) -> bool:
+        """Whether a data frame is within the connection's limits; past them the
+        connection is closed (and nothing more of it is parsed). O(1) a frame."""
+        if self._cut or self.transport.is_closing():
+            return False
+        if not self._frames.take(self.loop.time()):
+            self._refuse(RATE_LIMITED, f"rate limited: over {FRAME_RATE:g} frames a second")
+            return False
+        self._pieces = 1 if first else self._pieces + 1
+        if not event.fin and not event.data:
+            self._refuse(POLICY_VIOLATION, "only a message's last frame may be empty")
+            return False
+        if self._pieces > MAX_PIECES:
+            self._refuse(POLICY_VIOLATION, f"a message comes in at most {MAX_PIECES} frames")
+            return False
+        return True
 
     def handle_ping(self) -> None:
         if self._take_control():
@@ -130,13 +241,11 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
     def _take_control(self) -> bool:
         """Whether one more ping or pong is within the connection's budget; past it the
         connection is closed (and nothing more of it is read)."""
-        now = self.loop.time()
-        self._controls = min(CONTROL_BURST, self._controls + (now - self._filled) * CONTROL_RATE)
-        self._controls, self._filled = self._controls - 1, now
-        if self._controls >= 0:
+        if self._cut or self.transport.is_closing():
+            return False
+        if self._controls.take(self.loop.time()):
             return True
-        if not self.transport.is_closing():
-            self.transport.close()
+        self._drop()
         return False
 
     def handle_connect(self, event: Any) -> None:
@@ -171,6 +280,22 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
                 piece = 0
         if piece:
             self.transport.write(b"".join(self.conn.data_to_send()))
+
+
+class _Bucket:
+    """A token bucket: `burst` at once, then `rate` a second."""
+
+    __slots__ = ("burst", "filled", "rate", "tokens")
+
+    def __init__(self, burst: int, rate: float, now: float) -> None:
+        self.burst, self.rate = float(burst), rate
+        self.tokens, self.filled = float(burst), now
+
+    def take(self, now: float) -> bool:
+        """Take one; whether there was one."""
+        self.tokens = min(self.burst, self.tokens + (now - self.filled) * self.rate) - 1
+        self.filled = now
+        return self.tokens >= 0
 
 
 def allow_larger_frames(ws: WebSocket) -> None:
