@@ -290,10 +290,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     async def main() -> int:
         from xfchat.db.startup import prepare_database
         from xfchat.domain.sealed_secrets import seal_at_start
+        from xfchat.file_limit import raise_file_limit
 
         settings = load_settings(require_database=True)
         configure_logging(settings.log_level, settings.log_format)
         say("settings valid")
+        say(raise_file_limit())
         await prepare_database(settings, say)
         say(await seal_at_start(settings))
         if worker_count(args.workers if args.workers is not None else settings.workers) == 1:

@@ -168,6 +168,10 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
         if self._cut:
             raise ClientDisconnected
         await super().send(message)
+        if message["type"] == "websocket.http.response.body" and not message.get("more_body"):
+            # A refused upgrade, answered: uvicorn's protocol does not count it as the
+            # handshake's end, and logged an ERROR for each one.
+            self.handshake_complete = True
 
     def pause_writing(self) -> None:
         super().pause_writing()
