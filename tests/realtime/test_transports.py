@@ -163,6 +163,7 @@ async def test_a_burst_of_large_events_arrives_whole_and_in_order_on_sse_and_the
         ({"op": 2, "d": {"token": "not-a-token"}}, 4004),
         ({"op": 1}, 4003),
         ("not json", 4002),
+        ({"op": True, "d": {}}, 4002),  # (main: 4003, taken for op 1)
     ],
 )
 async def test_gateway_refuses_bad_openings(server: str, first: Any, code: int) -> None:
@@ -176,6 +177,21 @@ async def test_gateway_refuses_bad_openings(server: str, first: Any, code: int) 
         with pytest.raises(websockets.ConnectionClosed) as info:
             await asyncio.wait_for(ws.recv(), 5)
         assert info.value.rcvd is not None and info.value.rcvd.code == code
+
+
+async def test_gateway_refuses_an_op_that_is_a_boolean_once_identified(
+    server: str, make_user: MakeUser
+) -> None:
+    """main: `{"op": true}` was taken as a HEARTBEAT (a bool is an int in Python)."""
+    ben = await make_user("ben")
+    gw = await GatewayClient.connect(server, ben.access_token)
+    try:
+        await gw.next("ready")
+        await gw.ws.send('{"op": true}')
+        assert await gw.closed_with() == 4002
+        assert gw.acks == 0
+    finally:
+        await gw.close()
 
 
 async def test_gateway_resume_from_a_position_the_log_never_had_says_invalid_session(

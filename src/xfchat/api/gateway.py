@@ -70,7 +70,7 @@ DISPATCH, HEARTBEAT, IDENTIFY, RESUME, RECONNECT, INVALID_SESSION, HELLO, HEARTB
 )
 CLOSE_CODES = {
     4001: "unknown opcode",
-    4002: "decode error: frames are JSON objects",
+    4002: "decode error: frames are JSON objects whose op is an integer",
     4003: "not identified: send IDENTIFY or RESUME first",
     4004: "authentication failed",
     4005: "already identified",
@@ -130,7 +130,7 @@ async def _receive(ws: WebSocket, within_s: float, late: str | None = None) -> d
         frame = orjson.loads(text)
     except orjson.JSONDecodeError:
         raise GatewayClose(4002) from None
-    if not isinstance(frame, dict) or not isinstance(frame.get("op"), int):
+    if not isinstance(frame, dict) or type(frame.get("op")) is not int:  # (true is no 1)
         raise GatewayClose(4002)
     return frame
 
