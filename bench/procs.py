@@ -33,6 +33,8 @@ BENCH_ENV = {
     # (every registration holds a place here while it is in flight: 8 are sent at once)
     "XFCHAT_RATE_REGISTER_TAKEN_IP": "1000000/86400",
     "XFCHAT_RATE_LOGIN_IP": "1000000/300",
+    # (every receiver connects from 127.0.0.1, hundreds at once: all waiting to identify)
+    "XFCHAT_GATEWAY_UNIDENTIFIED_IP": "100000",
     "XFCHAT_ARGON2_TIME_COST": "2",
     "XFCHAT_ARGON2_MEMORY_KIB": "19456",
     "XFCHAT_DB_POOL_MAX": "20",

@@ -47,7 +47,7 @@ from xfchat.db.replica import ReadRouter
 from xfchat.domain import rate_limits
 from xfchat.domain.accounts import SessionCache
 from xfchat.domain.health import SharedReadiness, check_ready
-from xfchat.domain.local_limits import LocalLimiter
+from xfchat.domain.local_limits import HeldPerAddress, LocalLimiter
 from xfchat.domain.messages_writer import MessageWriter
 from xfchat.domain.rate_limits import RateLimiter
 from xfchat.domain.retention import prune_event_log, prune_rows
@@ -178,6 +178,8 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
     }
     # What needs no token, counted per address in memory (api/edge.py).
     app.state.anonymous = (LocalLimiter("anonymous"), settings.rate_anonymous_ip)
+    # Gateway connections not yet identified, per address in memory (api/gateway.py).
+    app.state.unidentified = HeldPerAddress(settings.gateway_unidentified_ip)
     app.state.readiness = SharedReadiness(
         lambda: check_ready(app.state.pool, app.state.expected_migrations)
     )

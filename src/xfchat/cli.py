@@ -149,8 +149,9 @@ def _quiet_server_class() -> type:
 
 
 def _limits(settings: Settings) -> dict[str, Any]:
-    """What uvicorn is told of the request limits (api/http_limits.py)."""
-    from xfchat.api.http_limits import AFTER_IDENTIFY, http_protocol, ws_protocol
+    """What uvicorn is told of the request limits (api/http_limits.py, api/ws_limits.py)."""
+    from xfchat.api.http_limits import http_protocol
+    from xfchat.api.ws_limits import AFTER_IDENTIFY, ws_protocol
 
     return {
         "http": http_protocol(
@@ -290,10 +291,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from xfchat.db.startup import prepare_database
         from xfchat.domain.email_keys import rekey_emails_at_start
         from xfchat.domain.sealed_secrets import seal_at_start
+        from xfchat.file_limit import raise_file_limit
 
         settings = load_settings(require_database=True)
         configure_logging(settings.log_level, settings.log_format)
         say("settings valid")
+        say(raise_file_limit())
         await prepare_database(settings, say)
         say(await seal_at_start(settings))
         say(await rekey_emails_at_start(settings))

@@ -118,6 +118,7 @@ def run_dev() -> int:
             from xfchat.domain.demo import DEMO_PASSWORD, DEMO_USERS, is_seeded, seed_demo
             from xfchat.domain.email_keys import rekey_emails_at_start
             from xfchat.domain.sealed_secrets import seal_at_start
+            from xfchat.file_limit import raise_file_limit
 
             if pg is not None:
                 os.environ["DATABASE_URL"] = await _ensure_database(pg)
@@ -126,6 +127,7 @@ def run_dev() -> int:
                 settings = settings.model_copy(update={"cors_origins": own_origins(settings)})
             configure_logging(settings.log_level, settings.log_format)
             say("settings valid")
+            say(raise_file_limit())
             await prepare_database(settings, say)
             say(await seal_at_start(settings))
             say(await rekey_emails_at_start(settings))

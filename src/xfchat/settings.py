@@ -315,6 +315,11 @@ class Settings(DatabaseSettings):
     gateway_heartbeat_s: float = Field(
         default=30.0, ge=1, le=300, validation_alias=_env("XFCHAT_GATEWAY_HEARTBEAT")
     )
+    # Gateway connections not yet identified, per client address and process (each holds
+    # a file descriptor until IDENTIFY or RESUME, or the head's timeout).
+    gateway_unidentified_ip: int = Field(
+        default=50, ge=1, le=100_000, validation_alias=_env("XFCHAT_GATEWAY_UNIDENTIFIED_IP")
+    )
     # Presence: each process shows it is alive every interval; one unseen for the
     # timeout is dead and its users go offline (within timeout + interval).
     presence_interval_s: float = Field(

@@ -18,7 +18,7 @@ import websockets
 from tests import factories
 from tests.factories import MakeUser
 from tests.support import METRICS_HEADERS, Servers, free_port, reading_nothing
-from xfchat.api.http_limits import CONTROL_BURST, UNIDENTIFIED_BYTES
+from xfchat.api.ws_limits import CONTROL_BURST, FRAME_BURST, MAX_PIECES, UNIDENTIFIED_BYTES
 
 MIB = 1 << 20
 
@@ -299,6 +299,125 @@ async def test_a_flood_of_websocket_pings_closes_the_connection(
             for _ in range(CONTROL_BURST * 4):
                 await ws.ping()
         await asyncio.wait_for(ws.wait_closed(), 30)  # (a bound: main answers them all)
+
+
+def client_frame(opcode: int, payload: bytes = b"", fin: bool = True) -> bytes:
+    """A WebSocket frame as a client sends it (masked, with zeros: the payload as is)."""
+    head = bytes([(0x80 if fin else 0) | opcode])
+    if len(payload) < 126:
+        return head + bytes([0x80 | len(payload)]) + b"\0\0\0\0" + payload
+    return head + b"\xfe" + len(payload).to_bytes(2, "big") + b"\0\0\0\0" + payload
+
+
+def server_frames(data: bytes) -> list[tuple[int, bytes]]:
+    """The whole frames (opcode, payload) in what a server wrote (unmasked, as it must)."""
+    frames, at = [], 0
+    while at + 2 <= len(data):
+        opcode, size, at = data[at] & 0x0F, data[at + 1] & 0x7F, at + 2
+        if size == 126:
+            size, at = int.from_bytes(data[at : at + 2], "big"), at + 2
+        elif size == 127:
+            size, at = int.from_bytes(data[at : at + 8], "big"), at + 8
+        if at + size > len(data):
+            break
+        frames.append((opcode, data[at : at + size]))
+        at += size
+    return frames
+
+
+def close_code(data: bytes) -> int | None:
+    """The code of the close frame among what a server wrote, if there is one."""
+    closes = [payload for opcode, payload in server_frames(data) if opcode == 8]
+    return int.from_bytes(closes[0][:2], "big") if closes else None
+
+
+def identified(base: str, token: str) -> socket.socket:
+    """A raw gateway connection that has identified and received its `ready`."""
+    sock = raw_connection(base)
+    sock.sendall(UPGRADE)
+    seen = b""
+    while b"heartbeat_interval" not in seen:
+        seen += sock.recv(65536)
+    identify = json.dumps({"op": 2, "d": {"token": token}}).encode()
+    sock.sendall(client_frame(1, identify))
+    while b'"t":"ready"' not in seen:
+        seen += sock.recv(65536)
+    return sock
+
+
+async def test_a_message_in_endless_empty_pieces_closes_1008_unbuffered(
+    servers: Servers, make_user: MakeUser
+) -> None:
+    """main: a text frame that did not end, then empty continuation frames as fast as the
+    socket took them (five million in 20 s): uvicorn kept every piece, the frame limit
+    counted only whole messages and the size limit only bytes, so the process grew
+    without bound and every other client waited up to 27 s. (A short heartbeat, so that
+    main's answer, 4009 once no heartbeat came, does not keep the test 45 s.)"""
+    proc, base = servers.start(XFCHAT_GATEWAY_HEARTBEAT="4")
+    user = await make_user()
+    sock = identified(base, user.access_token)
+    empty = client_frame(0, fin=False)  # (a million of them, or until cut)
+    send_until_cut(sock, client_frame(1, fin=False), empty * 10_000, 6 * MIB)
+    answer = read_answer(sock)
+    sock.close()
+    assert close_code(answer) == 1008, server_frames(answer)[-1:]
+    async with httpx.AsyncClient(base_url=base) as client:
+        assert (await client.get("/health")).status_code == 200
+    assert "Traceback" not in proc.output, proc.output[-2000:]
+
+
+async def test_a_message_comes_in_at_most_max_pieces_each_but_the_last_with_data(
+    servers: Servers, make_user: MakeUser
+) -> None:
+    """main: a message in 65,536 pieces of a byte each was taken as one, one frame of
+    the connection's budget."""
+    _, base = servers.start()
+    user = await make_user()
+    heartbeat = b'{"op":1,"pad":"' + b"p" * (MAX_PIECES - 17) + b'"}'
+    assert len(heartbeat) == MAX_PIECES
+
+    def in_pieces(message: bytes) -> bytes:
+        pieces = [message[i : i + 1] for i in range(len(message))]
+        last = len(pieces) - 1
+        return b"".join(
+            client_frame(1 if i == 0 else 0, piece, fin=i == last) for i, piece in enumerate(pieces)
+        )
+
+    sock = identified(base, user.access_token)
+    sock.sendall(in_pieces(heartbeat))  # MAX_PIECES pieces: answered
+    seen = b""
+    while not any(p == b'{"op":11}' for _, p in server_frames(seen)):
+        seen += sock.recv(65536)
+    sock.sendall(in_pieces(heartbeat[:-2] + b'p"}'))  # one piece more: closed
+    answer = read_answer(sock)
+    sock.close()
+    assert close_code(answer) == 1008, server_frames(answer)
+    assert not any(p == b'{"op":11}' for _, p in server_frames(answer))
+    sock = identified(base, user.access_token)  # a piece before the last carries data
+    sock.sendall(client_frame(1, b'{"op":', fin=False) + client_frame(0, fin=False))
+    answer = read_answer(sock)
+    sock.close()
+    assert close_code(answer) == 1008, server_frames(answer)
+
+
+async def test_every_piece_of_a_message_counts_in_the_frame_budget(
+    servers: Servers, make_user: MakeUser
+) -> None:
+    """main: the budget counted whole messages, so a message in many pieces was one
+    frame of it however many it took to parse."""
+    _, base = servers.start()
+    user = await make_user()
+    sock = identified(base, user.access_token)
+    pieces = MAX_PIECES - 1
+    heartbeat = client_frame(1, b"{", fin=False)
+    heartbeat += client_frame(0, b" ", fin=False) * (pieces - 2) + client_frame(0, b'"op":1}')
+    messages = 4 * FRAME_BURST // pieces  # four budgets' worth of frames, as heartbeats
+    send_until_cut(sock, b"", heartbeat * messages, len(heartbeat) * messages)
+    answer = read_answer(sock)
+    sock.close()
+    assert close_code(answer) == 4008, server_frames(answer)[-1:]
+    acks = sum(1 for _, p in server_frames(answer) if p == b'{"op":11}')
+    assert acks < 2 * FRAME_BURST // pieces  # (the bucket refills a little meanwhile)
 
 
 REFUSED_BY_THE_PARSER_OR_THE_HANDSHAKE = [

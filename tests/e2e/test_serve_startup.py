@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import resource
 import shutil
 import signal
 import socket
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+import psutil
 import pytest
 
 from tests.conftest import Cluster, new_database, remove_database
@@ -228,6 +230,7 @@ def test_serve_starts_in_order_serves_and_stops_on_sigterm(
     assert rc == 0, server.output
     steps = [
         "settings valid",
+        "open files: at most",
         "connecting to PostgreSQL",
         "answered SELECT 1",
         "migrations applied (0 new",
@@ -240,6 +243,29 @@ def test_serve_starts_in_order_serves_and_stops_on_sigterm(
     startup = [line for line in server.output.splitlines() if line.startswith("[STARTUP]")]
     positions = [next(i for i, line in enumerate(startup) if step in line) for step in steps]
     assert positions == sorted(positions), startup
+
+
+def test_serve_raises_its_open_file_limit_to_the_hard_limit(db_url: str, tmp_path: Path) -> None:
+    """main: a server started with the usual soft limit (1,024) ran out of file
+    descriptors at about a thousand connections, however high the hard limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    low = min(512, soft)
+    assert low < hard, "the test needs a hard limit above 512"
+    env = serve_env(db_url, XFCHAT_WORKERS="2")
+    port = env["XFCHAT_PORT"]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (low, hard))
+    try:  # (the server inherits the lower limit)
+        server = ServerProcess(xfchat("serve"), env, tmp_path / "serve.log")
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    try:
+        server.wait_ready(f"http://127.0.0.1:{port}")
+        parent = psutil.Process(server.proc.pid)
+        for proc in (parent, *parent.children()):  # the workers too
+            assert proc.rlimit(psutil.RLIMIT_NOFILE) == (hard, hard), proc
+    finally:
+        server.stop(signal.SIGTERM)
+    assert f"open files: at most {hard} (raised from {low}" in server.output, server.output
 
 
 def test_every_settings_problem_is_reported_at_once() -> None:

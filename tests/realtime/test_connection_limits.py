@@ -3,18 +3,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
 
 import httpx
+import pytest
 import websockets
 
 from tests import factories
 from tests.factories import MakeUser
 from tests.realtime.clients import GatewayClient, sse, wait_subscribers
 from tests.support import Servers
-from xfchat.api.gateway import FRAME_BURST
+from xfchat.api.ws_limits import FRAME_BURST
 
 
 @contextlib.asynccontextmanager
@@ -109,3 +111,76 @@ async def test_a_flood_of_frames_after_identify_closes_the_connection(
         assert gateway.acks < FRAME_BURST * 2  # (the bucket refills a little meanwhile)
     finally:
         await gateway.close()
+
+
+async def test_a_connection_that_does_not_identify_is_closed_at_the_heads_deadline(
+    servers: Servers,
+) -> None:
+    """main: a gateway connection that read HELLO and sent nothing was held 1.5 heartbeat
+    intervals (45 s), a file descriptor each for anyone; now as long as a request head
+    may take (XFCHAT_HEADER_TIMEOUT)."""
+    _, base = servers.start(XFCHAT_HEADER_TIMEOUT="1")
+    async with websockets.connect(base.replace("http://", "ws://") + "/api/gateway") as ws:
+        assert json.loads(await ws.recv())["op"] == 10
+        async with asyncio.timeout(20):  # (a bound on the test, far past the 1 s deadline)
+            await ws.wait_closed()
+    assert ws.close_code == 4009
+    assert "IDENTIFY" in (ws.close_reason or "")
+
+
+async def test_connections_waiting_to_identify_are_capped_per_address(
+    servers: Servers, make_user: MakeUser
+) -> None:
+    """main: one address opened 1,004 gateway connections that never identified and
+    filled the process's file descriptors; signed-in users' requests then failed."""
+    proc, base = servers.start(
+        XFCHAT_GATEWAY_UNIDENTIFIED_IP="3", XFCHAT_TRUSTED_PROXIES="127.0.0.1"
+    )
+    ann = await make_user("ann")
+    url = base.replace("http://", "ws://") + "/api/gateway"
+
+    async def waiting(address: str = "203.0.113.1") -> websockets.ClientConnection:
+        ws = await websockets.connect(url, additional_headers={"X-Forwarded-For": address})
+        assert json.loads(await ws.recv())["op"] == 10
+        return ws
+
+    async def refusal(address: str = "203.0.113.1") -> websockets.InvalidStatus:
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            await websockets.connect(url, additional_headers={"X-Forwarded-For": address})
+        return refused.value
+
+    first, second, third = [await waiting() for _ in range(3)]
+    try:
+        refused = await refusal()
+        assert refused.response.status_code == 429
+        assert json.loads(refused.response.body or b"")["code"] == "TOO_MANY_CONNECTIONS"
+        assert "retry-after" in refused.response.headers
+        other = await waiting("203.0.113.2")  # another address (as a trusted proxy says)
+        await other.close()
+        await first.send(json.dumps({"op": 2, "d": {"token": ann.access_token}}))
+        assert json.loads(await first.recv())["t"] == "ready"  # identified: no longer waiting
+        fourth = await waiting()
+        await refusal()
+        await second.close()  # gone: no longer waiting either
+        await wait_for_room(url)
+        await fourth.close()
+    finally:
+        for ws in (first, second, third):
+            await ws.close()
+    assert "ERROR" not in proc.output, proc.output[-2000:]  # (uvicorn's, for each refusal)
+
+
+async def wait_for_room(url: str) -> None:
+    """Until one more connection of 203.0.113.1 is taken (the server sees a close a
+    moment after the client)."""
+    async with asyncio.timeout(10):
+        while True:
+            try:
+                ws = await websockets.connect(
+                    url, additional_headers={"X-Forwarded-For": "203.0.113.1"}
+                )
+            except websockets.InvalidStatus:
+                await asyncio.sleep(0.05)
+                continue
+            await ws.close()
+            return

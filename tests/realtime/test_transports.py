@@ -11,7 +11,9 @@ from typing import Any
 
 import asyncpg
 import httpx
+import orjson
 import pytest
+import websockets
 
 from tests import factories
 from tests.factories import MakeUser, pair, say
@@ -163,6 +165,7 @@ async def test_a_burst_of_large_events_arrives_whole_and_in_order_on_sse_and_the
         ({"op": 2, "d": {"token": "not-a-token"}}, 4004),
         ({"op": 1}, 4003),
         ("not json", 4002),
+        ({"op": True, "d": {}}, 4002),  # (main: 4003, taken for op 1)
     ],
 )
 async def test_gateway_refuses_bad_openings(server: str, first: Any, code: int) -> None:
@@ -176,6 +179,21 @@ async def test_gateway_refuses_bad_openings(server: str, first: Any, code: int) 
         with pytest.raises(websockets.ConnectionClosed) as info:
             await asyncio.wait_for(ws.recv(), 5)
         assert info.value.rcvd is not None and info.value.rcvd.code == code
+
+
+async def test_gateway_refuses_an_op_that_is_a_boolean_once_identified(
+    server: str, make_user: MakeUser
+) -> None:
+    """main: `{"op": true}` was taken as a HEARTBEAT (a bool is an int in Python)."""
+    ben = await make_user("ben")
+    gw = await GatewayClient.connect(server, ben.access_token)
+    try:
+        await gw.next("ready")
+        await gw.ws.send('{"op": true}')
+        assert await gw.closed_with() == 4002
+        assert gw.acks == 0
+    finally:
+        await gw.close()
 
 
 async def test_gateway_resume_from_a_position_the_log_never_had_says_invalid_session(
@@ -524,3 +542,43 @@ async def test_sse_keeps_an_idle_stream_alive_and_a_busy_one_without_keep_alives
         if max(b - a for a, b in itertools.pairwise(arrivals)) >= idle * 0.8:
             pytest.skip("the test machine stalled between two sends")
         assert seen == ["event: message.created"] * 12, seen
+
+
+async def test_gateway_reconnects_during_traffic_leave_no_unretrieved_task_exceptions(
+    servers: Servers, make_user: MakeUser
+) -> None:
+    """main: when a client went while its channel was busy, the connection's reader and
+    writer both saw it go; one exception was raised, the other left to asyncio, which
+    logged "Task exception was never retrieved" with a traceback (29 in 150 reconnects)."""
+    proc, base = servers.start(XFCHAT_RATE_REALTIME_USER="1000/60")
+    url = base.replace("http://", "ws://") + "/api/gateway"
+    async with httpx.AsyncClient(base_url=base, timeout=30) as api:
+        ann, ben, dm = await pair(api, make_user)
+        busy = True
+
+        async def talk() -> None:
+            while busy:
+                await say(api, ann, dm, "busy")
+
+        talkers = [asyncio.create_task(talk()) for _ in range(3)]
+        try:
+            for i in range(90):
+                ws = await websockets.connect(url, max_size=None)
+                await ws.recv()  # HELLO
+                await ws.send(orjson.dumps({"op": 2, "d": {"token": ben.access_token}}).decode())
+                for _ in range(2 + i % 4):  # ready, then events as they come
+                    await asyncio.wait_for(ws.recv(), 10)
+                if i % 3 == 0:
+                    ws.transport.abort()  # gone (1006)
+                elif i % 3 == 1:
+                    await ws.close()  # 1000
+                else:
+                    ws.transport.write(b"\x88\x80\0\0\0\0")  # a close without a code (1005)
+                    await asyncio.sleep(0.01)
+                    ws.transport.abort()
+        finally:
+            busy = False
+            await asyncio.gather(*talkers)
+    await wait_subscribers(base, 0, at_most=0)  # every connection's handler has ended
+    assert "never retrieved" not in proc.output, proc.output[-3000:]
+    assert "Traceback" not in proc.output, proc.output[-3000:]

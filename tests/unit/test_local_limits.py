@@ -7,10 +7,11 @@ from __future__ import annotations
 from xfchat.domain.local_limits import (
     OVERFLOW,
     SWEEP_EVERY_S,
+    HeldPerAddress,
     LocalLimiter,
     crowd_of,
 )
-from xfchat.domain.rate_limits import Decision, address_of
+from xfchat.domain.rate_limits import SITE_FACTOR, Decision, address_of
 from xfchat.settings import RateLimit
 
 RULE = RateLimit(2, 10)
@@ -91,3 +92,29 @@ def test_keys_and_crowds_come_from_real_addresses_only() -> None:
     assert crowd_of("::ffff:203.0.113.7") == "203.0.0.0/16"
     assert crowd_of("2001:db8:1:2::1") == "2001:db8::/32"
     assert crowd_of(None) == "(unknown)"
+
+
+def test_what_an_address_holds_is_capped_and_given_back() -> None:
+    table = HeldPerAddress(2)
+    first, second = table.take("192.0.2.1"), table.take("192.0.2.1")
+    assert first is not None and second is not None
+    assert table.take("192.0.2.1") is None
+    assert table.take("192.0.2.2") is not None  # another address
+    first.release()
+    first.release()  # (once only)
+    with table.take("192.0.2.1") as again:  # type: ignore[union-attr]
+        assert table.take("192.0.2.1") is None
+    assert again is not None and table.take("192.0.2.1") is not None
+
+
+def test_an_ipv6_site_holds_its_factor_of_the_limit_and_the_table_empties() -> None:
+    table = HeldPerAddress(1)
+    held = [table.take(f"2001:db8:0:{n:x}::1") for n in range(SITE_FACTOR)]  # one a /64
+    assert all(h is not None for h in held)
+    assert table.take("2001:db8:0:1::2") is None  # its /64 holds one already
+    assert table.take(f"2001:db8:0:{SITE_FACTOR:x}::1") is None  # its /48 holds 16
+    assert table.take("2001:db8:1::1") is not None  # another /48
+    for h in held:
+        assert h is not None
+        h.release()
+    assert len(table) == 2  # (the other /48's two keys)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from uuid import UUID
 
 import orjson
@@ -50,6 +51,8 @@ SUBSCRIPTION_RESPONSE: dict[int | str, dict[str, object]] = {
 
 # Eight quoted message ids with their separators fit many times over.
 MAX_PARENTS_HEADER = 1024
+# A decimal number of seconds and at most one "s" (braid-http sends "30s").
+HEARTBEATS = re.compile(r"(\d+(?:\.\d*)?|\.\d+)s?")
 
 
 def braid_ids(header: str) -> list[str]:
@@ -89,14 +92,14 @@ def update(body: bytes, version: str | None, parents: str | None, patch: bool) -
 
 
 def parse_heartbeats(value: str | None) -> float | None:
+    """`Heartbeats: <n>` or `<n>s`, n a decimal number of seconds (braid-http sends
+    `30s`); anything else (`5ss`, `1e3`, `nan`) is 400 INVALID_HEARTBEATS."""
     if not value:
         return None
-    try:
-        seconds = float(value.strip().rstrip("s"))
-    except ValueError:
-        raise BadRequest(
-            "Heartbeats is a number of seconds, e.g. 30s", code="INVALID_HEARTBEATS"
-        ) from None
+    written = HEARTBEATS.fullmatch(value.strip())
+    if written is None:
+        raise BadRequest("Heartbeats is a number of seconds, e.g. 30s", code="INVALID_HEARTBEATS")
+    seconds = float(written[1])
     if not 0.1 <= seconds <= 3600:
         raise BadRequest("Heartbeats is 0.1 to 3600 seconds", code="INVALID_HEARTBEATS")
     return seconds

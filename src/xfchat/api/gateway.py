@@ -11,12 +11,19 @@ RESUME works on any server process, within the log's retention. A RESUME from a 
 log no longer has (or never had) gets INVALID_SESSION `{"op": 9, "d": {"resumable": false}}` and close 4010: identify again
 and reload state.
 
+Until it has identified, a connection holds a file descriptor for anyone: IDENTIFY or
+RESUME must come within the request head's timeout (XFCHAT_HEADER_TIMEOUT; else close
+4009), and at most XFCHAT_GATEWAY_UNIDENTIFIED_IP connections of one client address wait
+for it at once in a process (one more is answered 429 TOO_MANY_CONNECTIONS, before the
+upgrade).
+
 Close codes (see CLOSE_CODES): 4001 unknown opcode, 4002 not JSON, 4003 not identified,
 4004 authentication failed, 4005 already identified, 4007 invalid seq (malformed, or another user's), 4009 heartbeat
-missed (zombie), 4010 resync required, 4011 slow consumer (resume), 4012 session
+missed (zombie) or no IDENTIFY/RESUME in time, 4010 resync required, 4011 slow consumer (resume), 4012 session
 revoked, 4013 server shutting down or its database unavailable (resume), 4008 IDENTIFY/RESUME
-rate limited (or frames: FRAME_BURST at once, then FRAME_RATE a second), 4014 too many
-connections of the user, 4015 token expired (refresh, then resume).
+rate limited, 4014 too many connections of the user, 4015 token expired (refresh, then
+resume). The WebSocket protocol closes a client sending too many frames (4008 too) or
+messages in too many pieces (1008) itself: api/ws_limits.py.
 
 Voice: VOICE_STATE_UPDATE (4) and VOICE_SIGNAL (12), see api/gateway_voice.py.
 """
@@ -33,12 +40,14 @@ import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from xfchat.api.deps import REALTIME_BUCKET
+from xfchat.api.errors import xfchat_error_response
 from xfchat.api.gateway_voice import VOICE_OPS, VoiceOps
-from xfchat.api.http_limits import allow_larger_frames, text_sender
 from xfchat.api.streaming import COALESCE, until_either_ends
+from xfchat.api.ws_limits import allow_larger_frames, text_sender
 from xfchat.db.pool import DATABASE_ERRORS
 from xfchat.domain.accounts import Actor, authenticate
 from xfchat.domain.feeds import FeedStart
+from xfchat.domain.rate_limits import address_of
 from xfchat.errors import RateLimited, ServiceUnavailable, XFChatError
 from xfchat.realtime.feeds import Refused, check_token, open_user_feed
 from xfchat.realtime.subscriber import Closed, Delivery, Subscriber
@@ -61,7 +70,7 @@ DISPATCH, HEARTBEAT, IDENTIFY, RESUME, RECONNECT, INVALID_SESSION, HELLO, HEARTB
 )
 CLOSE_CODES = {
     4001: "unknown opcode",
-    4002: "decode error: frames are JSON objects",
+    4002: "decode error: frames are JSON objects whose op is an integer",
     4003: "not identified: send IDENTIFY or RESUME first",
     4004: "authentication failed",
     4005: "already identified",
@@ -86,12 +95,6 @@ CLOSE_FOR_REASON = {
     "unavailable": 4013,
 }
 SEND_TIMEOUT_S = 5.0
-# Frames one identified connection may send at once, then a second (a token bucket): far
-# above heartbeats, and above the voice limits, whose excess is answered (voice.error
-# RATE_LIMITED: 120 signals at once, then 30 a second, per user) before this closes;
-# far below the 10,000s a second a loop of heartbeats sends, each parsed and answered.
-FRAME_BURST = 1000
-FRAME_RATE = 200.0
 
 
 class GatewayClose(Exception):
@@ -115,19 +118,19 @@ def delivered(d: Delivery, token: str | None) -> str:
     return head + tail if token is None else head + ',"s":"' + token + '"' + tail
 
 
-async def _receive(ws: WebSocket, within_s: float) -> dict[str, Any]:
+async def _receive(ws: WebSocket, within_s: float, late: str | None = None) -> dict[str, Any]:
     try:
         async with asyncio.timeout(within_s):
             text = await ws.receive_text()
     except TimeoutError:
-        raise GatewayClose(4009) from None
+        raise GatewayClose(4009, late) from None
     except KeyError:  # a binary frame
         raise GatewayClose(4002) from None
     try:
         frame = orjson.loads(text)
     except orjson.JSONDecodeError:
         raise GatewayClose(4002) from None
-    if not isinstance(frame, dict) or not isinstance(frame.get("op"), int):
+    if not isinstance(frame, dict) or type(frame.get("op")) is not int:  # (true is no 1)
         raise GatewayClose(4002)
     return frame
 
@@ -135,13 +138,16 @@ async def _receive(ws: WebSocket, within_s: float) -> dict[str, Any]:
 async def _handshake(
     ws: WebSocket, interval: float
 ) -> tuple[Actor, Subscriber, FeedStart, Refused | None]:
-    frame = await _receive(ws, interval * 1.5)
+    state = ws.app.state
+    # As long as a request head may take (or 1.5 intervals, if less): until then the
+    # connection holds a file descriptor for anyone.
+    within = min(state.settings.header_timeout_s, interval * 1.5)
+    frame = await _receive(ws, within, f"no IDENTIFY or RESUME within {within:g} s")
     op, data = frame["op"], frame.get("d") or {}
     if op not in (IDENTIFY, RESUME):
         raise GatewayClose(4003)
     if not isinstance(data, dict) or not isinstance(data.get("token"), str):
         raise GatewayClose(4004)
-    state = ws.app.state
     try:
         async with state.pool.acquire() as conn:
             actor, _user = await authenticate(conn, state.settings, data["token"])
@@ -173,14 +179,26 @@ async def _handshake(
 
 @router.websocket("/api/gateway")
 async def gateway(ws: WebSocket) -> None:
-    await ws.accept()
-    interval = ws.app.state.settings.gateway_heartbeat_s
+    state = ws.app.state
+    client = ws.scope.get("client")  # (a trusted proxy's client, as everywhere)
+    held = state.unidentified.take(address_of(client[0] if client else None))
+    if held is None:  # refused before the upgrade: 429, and the connection is closed
+        limit = state.unidentified.limit
+        too_many = RateLimited(
+            f"{limit} gateway connections from your address have not identified yet",
+            code="TOO_MANY_CONNECTIONS",
+            retry_after=state.settings.header_timeout_s,
+        )
+        await ws.send_denial_response(xfchat_error_response(too_many))
+        return
+    interval = state.settings.gateway_heartbeat_s
     sub: Subscriber | None = None
     try:
-        await ws.send_text(
-            orjson.dumps({"op": HELLO, "d": {"heartbeat_interval": int(interval * 1000)}}).decode()
-        )
-        actor, sub, start, refused = await _handshake(ws, interval)
+        with held:  # until identified (or refused)
+            await ws.accept()
+            hello = {"op": HELLO, "d": {"heartbeat_interval": int(interval * 1000)}}
+            await ws.send_text(orjson.dumps(hello).decode())
+            actor, sub, start, refused = await _handshake(ws, interval)
         if refused is not None:
             await ws.send_text(
                 orjson.dumps({"op": INVALID_SESSION, "d": {"resumable": False}}).decode()
@@ -241,14 +259,8 @@ async def _write(ws: WebSocket, sub: Subscriber) -> None:
 
 async def _read(ws: WebSocket, interval: float, voice: VoiceOps) -> None:
     deadline = time.monotonic() + interval * 1.5
-    budget, filled = float(FRAME_BURST), time.monotonic()
-    while True:
+    while True:  # (the protocol limits how many frames come: api/ws_limits.py)
         frame = await _receive(ws, max(0.0, deadline - time.monotonic()))
-        now = time.monotonic()
-        budget = min(FRAME_BURST, budget + (now - filled) * FRAME_RATE) - 1
-        filled = now
-        if budget < 0:
-            raise GatewayClose(4008, f"rate limited: over {FRAME_RATE:g} frames a second")
         op = frame["op"]
         if op == HEARTBEAT:
             deadline = time.monotonic() + interval * 1.5

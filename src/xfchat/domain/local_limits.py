@@ -1,8 +1,9 @@
 """Limits kept in one process's memory: for what anyone may ask without a token
 (`/ready`, stored images, the browser client's files, the API document), where a
 counter in PostgreSQL would cost a database write per request, which is what the limit
-is there to spare. Like the connection caps, they are per process: with `--workers N` a
-client gets N times the rule.
+is there to spare; and for what an address holds at once (HeldPerAddress: the gateway's
+connections waiting to identify). Like the connection caps, they are per process: with
+`--workers N` a client gets N times the rule.
 
 Fixed windows, each opened by its key's first hit, as in domain/rate_limits.py; the
 keys are those of domain/rate_limits.address_checks (an IPv6 client also in its /48).
@@ -23,7 +24,7 @@ import ipaddress
 import time
 from collections.abc import Callable
 
-from xfchat.domain.rate_limits import SITE_FACTOR, Decision
+from xfchat.domain.rate_limits import SITE_FACTOR, Decision, address_checks
 from xfchat.settings import RateLimit
 
 MAX_KEYS = 65_536  # about 12 MiB of windows at most, crowds included
@@ -109,3 +110,55 @@ class LocalLimiter:
             return
         self._next_sweep = now + SWEEP_EVERY_S
         self._windows = {k: w for k, w in self._windows.items() if w[0] > now}
+
+
+class HeldPerAddress:
+    """What client addresses hold at once in this process (the gateway's connections not
+    yet identified), at most `limit` for each: its key as for the rate limits (an IPv6
+    client's /64) and, for IPv6, its /48 at SITE_FACTOR times the limit. One entry per
+    key that holds something, so the table is never larger than what is held."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._held: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def take(self, ip: str | None) -> Held | None:
+        """One more for the address `ip`, or None (nothing taken) if it holds its limit."""
+        checks = address_checks("held", ip, RateLimit(self.limit, 1))
+        if any(self._held.get(key, 0) >= rule.limit for _, key, rule in checks):
+            return None
+        keys = [key for _, key, _ in checks]
+        for key in keys:
+            self._held[key] = self._held.get(key, 0) + 1
+        return Held(self, keys)
+
+    def _give_back(self, keys: list[str]) -> None:
+        for key in keys:
+            left = self._held[key] - 1
+            if left:
+                self._held[key] = left
+            else:
+                del self._held[key]
+
+
+class Held:
+    """One thing an address holds (HeldPerAddress.take); given back once, on release or
+    at the end of a `with`."""
+
+    def __init__(self, table: HeldPerAddress, keys: list[str]) -> None:
+        self._table: HeldPerAddress | None = table
+        self._keys = keys
+
+    def release(self) -> None:
+        if self._table is not None:
+            self._table._give_back(self._keys)
+            self._table = None
+
+    def __enter__(self) -> Held:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.release()
