@@ -512,17 +512,16 @@ async def mention_position(
 ) -> tuple[datetime, UUID, int] | None:
     """Where message `message_id` stands among the user's mentions, if it may have
     been one: one that names the user (anywhere: a conversation they left since, say),
-    one deleted since (anywhere too: what it said when it was listed is gone, and its
-    place says nothing but when it was sent), or, in one of these channels, one edited
-    since or that names @everyone or one of `role_ids` as list_mentions counts them."""
+    or, in one of these channels, that names @everyone or one of `role_ids` as
+    list_mentions counts them, or that was deleted or edited since (what it said when
+    it was listed is gone)."""
     record = await conn.fetchrow(
         """
         SELECT created_at, channel_id, seq FROM messages
         WHERE id = $1
           AND ((mentions <> '{}' AND mentions @> ARRAY[$2]::uuid[])
-               OR deleted_at IS NOT NULL
                OR (channel_id = ANY($3::uuid[])
-                   AND (edited_at IS NOT NULL
+                   AND (deleted_at IS NOT NULL OR edited_at IS NOT NULL
                         OR (author_id IS DISTINCT FROM $2
                             AND (mention_everyone OR mention_roles && $4::uuid[])))))
         """,
