@@ -398,8 +398,10 @@ async def test_replaying_the_first_refresh_token_after_several_refreshes_revokes
 
 
 def forged(session_id: UUID, generation: str, chain: str | None = None) -> str:
+    """A token of the issued form, made up: a random chain part and tag."""
     part = base64.urlsafe_b64encode(session_id.bytes).decode().rstrip("=")
-    return f"{part}.{generation}.{chain or secrets.token_urlsafe(32)}"
+    tag = secrets.token_urlsafe(16)
+    return f"{part}.{generation}.{chain or secrets.token_urlsafe(32)}.{tag}"
 
 
 @pytest.mark.parametrize(
@@ -470,6 +472,36 @@ async def test_a_replay_from_beyond_the_walk_limit_is_invalid_and_long_walks_lea
     assert walks == [3]
 
 
+async def test_a_made_up_refresh_token_is_never_walked(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    conn: asyncpg.Connection,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Was: any token of the issued shape naming a live session was walked along the
+    chain to its newest (an account's own session id, generation 1 and 43 random
+    characters: up to 200,000 HMACs, half a second of a core, for each made-up token,
+    nothing revoked, again and again). Its tag is refused first: one HMAC."""
+    walks: list[int] = []
+
+    async def to_thread(fn: Callable[..., bytes], *args: Any) -> bytes:
+        walks.append(args[-1])
+        return fn(*args)
+
+    monkeypatch.setattr(accounts, "WALK_INLINE", 0)  # every walk through to_thread
+    monkeypatch.setattr(accounts, "to_thread", to_thread)
+    user = await make_user()
+    tokens = await refresh_times(client, user.refresh_token, 4)  # the newest is the 5th
+    untagged = forged(user.session_id, "1").rsplit(".", 1)[0]  # (the form before tags)
+    for token in (untagged, forged(user.session_id, "1"), tokens[0][:-22] + tokens[1][-22:]):
+        response = await refresh(client, token)
+        assert response.status_code == 401 and response.json()["code"] == "INVALID_REFRESH_TOKEN"
+    assert walks == []
+    genuine = await refresh(client, tokens[0])  # an earlier one of ours: walked, revoked
+    assert genuine.status_code == 401 and genuine.json()["code"] == "REFRESH_TOKEN_REUSED"
+    assert walks == [4]
+
+
 async def test_a_refresh_token_issued_before_the_self_describing_form_still_works(
     client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
 ) -> None:
@@ -484,7 +516,7 @@ async def test_a_refresh_token_issued_before_the_self_describing_form_still_work
     )
     tokens = await refresh_times(client, old, 4)
     following = tokens[1].split(".")
-    assert len(following) == 3 and following[1] == "2"
+    assert len(following) == 4 and following[1] == "2"
     assert base64.urlsafe_b64decode(following[0] + "==") == user.session_id.bytes
     assert await token_rows(conn, user.session_id) == [1, 4, 5]
     stale = await refresh(client, old)

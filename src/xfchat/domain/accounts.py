@@ -132,7 +132,7 @@ async def start_session(
         ip=client.ip,
         ttl_s=settings.refresh_token_ttl_days * 86400,
     )
-    token, token_hash = new_refresh_token(session.id)
+    token, token_hash = new_refresh_token(settings.secret.get_secret_value(), session.id)
     await sessions_q.insert_refresh_token(
         conn, token_hash=token_hash, session_id=session.id, generation=1
     )
@@ -293,15 +293,17 @@ async def _revoke_for_reuse(conn: asyncpg.Connection, session: sessions_q.Sessio
 
 async def _check_replay(pool: asyncpg.Pool, settings: Settings, token: str) -> NoReturn:
     """A refresh token with no row: a forgery, or an earlier token of a live session
-    whose row was deleted. Walking the chain from it to the session's newest token tells
-    which (a genuine one arrives there; nothing else can without the secret).
+    whose row was deleted. A made-up one is told by its tag, at the cost of one HMAC;
+    one issued here is walked along the chain to the session's newest token (a genuine
+    earlier one arrives there) and revokes the session: one walk per session at most.
 
     Raises:
         Unauthorized: INVALID_REFRESH_TOKEN (nothing changes), SESSION_REVOKED, or
             REFRESH_TOKEN_REUSED (the session is now revoked).
     """
-    parts = parse_refresh_token(token)
-    if parts is None:
+    secret = settings.secret.get_secret_value()
+    parts = parse_refresh_token(secret, token)
+    if parts is None:  # (a made-up token: its tag is not ours)
         raise _invalid_refresh_token()
     async with pool.acquire() as conn:  # (not held while the chain is walked)
         session = await sessions_q.get_session(conn, session_id=parts.session_id)
@@ -312,11 +314,10 @@ async def _check_replay(pool: asyncpg.Pool, settings: Settings, token: str) -> N
     steps = newest.generation - parts.generation if newest is not None else 0
     if newest is None or not 0 < steps <= MAX_REFRESH_WALK:
         raise _invalid_refresh_token()
-    secret = settings.secret.get_secret_value()
     if steps <= WALK_INLINE:
-        reached = walk_refresh_token(secret, token, parts, steps)
+        reached = walk_refresh_token(secret, parts, steps)
     else:
-        reached = await to_thread(walk_refresh_token, secret, token, parts, steps)
+        reached = await to_thread(walk_refresh_token, secret, parts, steps)
     if not hmac.compare_digest(reached, newest.token_hash):
         raise _invalid_refresh_token()
     async with pool.acquire() as conn, conn.transaction():

@@ -82,17 +82,20 @@ def verify_access_token(secret: str, token: str) -> AccessClaims:
         raise Unauthorized("the access token is invalid", code="INVALID_TOKEN") from None
 
 
-# A refresh token is `<session>.<generation>.<chain>`: the session's id (its 16 bytes,
-# base64url), the token's generation (1 for a login's, one more at each refresh) and 43
-# base64url characters (random for generation 1, then HMAC of the token before it).
-# Only the two newest of a live session are stored (hashed); a replay of an older one
-# is told from a forgery by walking the chain forward to the stored newest. Clients
-# treat it as opaque. Tokens issued before this form (43 characters, no dots) still
-# work by their hash; their successors have the new form.
+# A refresh token is `<session>.<generation>.<chain>.<tag>`: the session's id (its 16
+# bytes, base64url), the token's generation (1 for a login's, one more at each refresh),
+# 43 base64url characters (random for generation 1, then the HMAC of the token before
+# it without its tag) and a tag (16 bytes of HMAC, another key, of all before it). Only
+# the two newest of a live session are stored (hashed); a replay of an older one is
+# told from a forgery by walking the chain forward to the stored newest. The tag makes
+# a made-up token cost one HMAC, never a walk: only a genuine earlier token is walked,
+# and that revokes its session. Clients treat it as opaque. Tokens issued before this
+# form (43 characters, no dots) still work by their hash; their successors have it.
 MAX_REFRESH_WALK = 200_000  # generations; a replay from further back is INVALID_REFRESH_TOKEN
 _SESSION_PART = re.compile(r"[A-Za-z0-9_-]{22}")
 _GENERATION_PART = re.compile(r"[1-9][0-9]{0,9}")
 _CHAIN_PART = re.compile(r"[A-Za-z0-9_-]{43}")
+_TAG_PART = re.compile(r"[A-Za-z0-9_-]{22}")
 _MAX_GENERATION = 2**31 - 1  # refresh_tokens.generation is an integer
 
 
@@ -100,20 +103,29 @@ _MAX_GENERATION = 2**31 - 1  # refresh_tokens.generation is an integer
 class RefreshTokenParts:
     session_id: UUID
     generation: int
+    body: str  # the token without its tag: what the next one's chain is made of
 
 
 def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _chain_key(secret: str) -> bytes:
-    return hashlib.sha256(b"xfchat refresh tokens\0" + secret.encode()).digest()
+def _keys(secret: str) -> tuple[bytes, bytes]:
+    """The chain's key and the tag's."""
+    return (
+        hashlib.sha256(b"xfchat refresh tokens\0" + secret.encode()).digest(),
+        hashlib.sha256(b"xfchat refresh token tags\0" + secret.encode()).digest(),
+    )
 
 
-def new_refresh_token(session_id: UUID) -> tuple[str, bytes]:
+def _tagged(tag_key: bytes, body: str) -> str:
+    return f"{body}.{_b64(hmac.digest(tag_key, body.encode(), 'sha256')[:16])}"
+
+
+def new_refresh_token(secret: str, session_id: UUID) -> tuple[str, bytes]:
     """A new session's first refresh token (generation 1) and the hash that is all the
     database keeps."""
-    token = f"{_b64(session_id.bytes)}.1.{secrets.token_urlsafe(32)}"
+    token = _tagged(_keys(secret)[1], f"{_b64(session_id.bytes)}.1.{secrets.token_urlsafe(32)}")
     return token, hash_refresh_token(token)
 
 
@@ -125,43 +137,53 @@ def next_refresh_token(
     not random, so that a repeat of the same refresh within the reuse window can hand
     out the very same pair again, and a replay of a token whose row is gone can be
     recognised, without the database ever holding a usable token."""
-    following = _step(_chain_key(secret), token, _b64(session_id.bytes), generation + 1)
+    chain_key, tag_key = _keys(secret)
+    parts = parse_refresh_token(secret, token)
+    body = _step(chain_key, parts.body if parts else token, _b64(session_id.bytes), generation + 1)
+    following = _tagged(tag_key, body)
     return following, hash_refresh_token(following)
 
 
-def _step(key: bytes, token: str, session_part: str, generation: int) -> str:
-    chain = _b64(hmac.digest(key, token.encode(), "sha256"))
+def _step(key: bytes, body: str, session_part: str, generation: int) -> str:
+    chain = _b64(hmac.digest(key, body.encode(), "sha256"))
     return f"{session_part}.{generation}.{chain}"
 
 
-def parse_refresh_token(token: str) -> RefreshTokenParts | None:
-    """The session and generation a refresh token of the self-describing form names
-    (None for any other string). Says nothing of whether it is genuine."""
+def parse_refresh_token(secret: str, token: str) -> RefreshTokenParts | None:
+    """The session and generation a refresh token of the self-describing form names, if
+    its tag is this server's (None for any other string): it was issued here, though it
+    may be long used."""
     parts = token.split(".")
-    if len(parts) != 3:
+    if len(parts) != 4:
         return None
-    session_part, generation_part, chain_part = parts
+    session_part, generation_part, chain_part, tag_part = parts
     if not (
         _SESSION_PART.fullmatch(session_part)
         and _GENERATION_PART.fullmatch(generation_part)
         and _CHAIN_PART.fullmatch(chain_part)
+        and _TAG_PART.fullmatch(tag_part)
     ):
+        return None
+    body = token[: -len(tag_part) - 1]
+    if not hmac.compare_digest(_tagged(_keys(secret)[1], body), token):
         return None
     raw = base64.urlsafe_b64decode(session_part + "==")
     generation = int(generation_part)
     if _b64(raw) != session_part or generation > _MAX_GENERATION:
         return None  # (not as issuance writes it)
-    return RefreshTokenParts(UUID(bytes=raw), generation)
+    return RefreshTokenParts(UUID(bytes=raw), generation, body)
 
 
-def walk_refresh_token(secret: str, token: str, parts: RefreshTokenParts, steps: int) -> bytes:
-    """The hash of the refresh token issued `steps` refreshes after `token` (whose parts
-    are `parts`), each built as `next_refresh_token` builds it. CPU-bound: a few
-    microseconds a step (MAX_REFRESH_WALK of them, half a second of a core)."""
-    key, session_part = _chain_key(secret), _b64(parts.session_id.bytes)
+def walk_refresh_token(secret: str, parts: RefreshTokenParts, steps: int) -> bytes:
+    """The hash of the refresh token issued `steps` refreshes after the one of `parts`,
+    each built as `next_refresh_token` builds it. CPU-bound: about 2 microseconds a
+    step (MAX_REFRESH_WALK of them, under half a second of a core); reached only by a
+    genuine earlier token (the tag), whose walk revokes its session."""
+    (chain_key, tag_key), session_part = _keys(secret), _b64(parts.session_id.bytes)
+    body = parts.body
     for generation in range(parts.generation + 1, parts.generation + steps + 1):
-        token = _step(key, token, session_part, generation)
-    return hash_refresh_token(token)
+        body = _step(chain_key, body, session_part, generation)
+    return hash_refresh_token(_tagged(tag_key, body))
 
 
 def hash_refresh_token(token: str) -> bytes:
