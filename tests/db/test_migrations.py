@@ -392,6 +392,10 @@ async def test_email_keys_made_before_0032_are_made_exact_where_no_other_account
         assert await login("σας@ex.com") == "user3"
         assert await login("éva@ex.com") == "user4"
         assert await login("ÉVA@ex.com") == "user5"  # (by the old rule, as before)
+        # Only typed exactly as registered: the old rule alone, lower(), found user1 for
+        # this too, and under a UTF-8 locale (lower('İvan@') is 'ivan@') it found for one
+        # account's owner whoever registered the other's lower() since.
+        assert await login("ÉMILE@EX.COM") == "user2"
         with pytest.raises(asyncpg.UniqueViolationError, match="users_email_key"):
             await users_q.insert_user(
                 conn,

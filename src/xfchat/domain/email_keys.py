@@ -8,7 +8,7 @@ not ASCII (or whose key is not its ASCII letters in small: a Turkish locale's lo
 oldest account first. Where the exact key is already another account's (two accounts
 made before 0032 whose emails differ only in a non-ASCII letter's case or form: the one
 whose key it already was, else the older, has it), the other keeps its old key: it still
-logs in by its username, or by its email as the old rule found it
+logs in by its username, or by its email typed exactly as registered
 (users_q.get_user_by_login), and no new account can take the email. Rows with exact keys
 are read and left alone: the pass is one scan of users once nothing is left to do.
 """
@@ -66,6 +66,6 @@ async def rekey_emails_at_start(settings: DatabaseSettings, *, write: bool = Tru
     if done.kept:
         line += (
             f" ({done.kept} kept as before 0032: another account's email is the same "
-            "ignoring case; they log in by username, or by the email as before)"
+            "ignoring case; they log in by username, or by the email typed exactly as registered)"
         )
     return line

@@ -85,13 +85,16 @@ async def get_user_by_login(
 ) -> UserRow | None:
     """By username (ASCII: lower() folds it) or email key, case-insensitively. An account
     whose key is still the old rule's lower(email) (two accounts made before migration
-    0032 whose emails differ only in a non-ASCII letter's case) is found by that rule,
-    before the account holding the exact key."""
+    0032 whose emails differ only in a non-ASCII letter's case) is found by its email
+    typed exactly as it was registered, before the account holding the exact key. (Not
+    by lower() alone: under a UTF-8 locale lower('İvan@') is 'ivan@', the exact key of
+    whoever registers that since, who would be found for the owner of 'İvan@'.)"""
     record = await conn.fetchrow(
         f"""
         SELECT {USER_COLUMNS} FROM users
-        WHERE lower(username) = lower($1) OR email_key = $2 OR email_key = lower($1)
-        ORDER BY email_key = $2
+        WHERE lower(username) = lower($1) OR email_key = $2
+           OR (email_key = lower($1) AND email = $1)
+        ORDER BY email = $1 DESC
         LIMIT 1
         """,
         login,
