@@ -1,5 +1,6 @@
 """What the retention job deletes: rows nothing reads any more, a bounded batch per
-statement, each found by an index (migration 0030)."""
+statement (rows another process's run is deleting are skipped, not waited for, so two
+runs share the work and neither takes a short batch for the end)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ async def delete_ended_sessions(
             DELETE FROM sessions WHERE id IN (
                 SELECT id FROM sessions
                 WHERE coalesce(revoked_at, expires_at) < now() - make_interval(secs => $1)
-                LIMIT $2
+                LIMIT $2 FOR UPDATE SKIP LOCKED
             ) RETURNING 1
         )
         SELECT count(*) FROM gone
@@ -40,7 +41,7 @@ async def delete_answered_friend_requests(
                 SELECT id FROM friend_requests
                 WHERE status <> 'pending'
                   AND responded_at < now() - make_interval(secs => $1)
-                LIMIT $2
+                LIMIT $2 FOR UPDATE SKIP LOCKED
             ) RETURNING 1
         )
         SELECT count(*) FROM gone
@@ -59,7 +60,7 @@ async def delete_usage_days(conn: asyncpg.Connection, *, keep_days: int, limit: 
             DELETE FROM usage_tracking WHERE (user_id, day) IN (
                 SELECT user_id, day FROM usage_tracking
                 WHERE day < (now() AT TIME ZONE 'UTC')::date - $1::int
-                LIMIT $2
+                LIMIT $2 FOR UPDATE SKIP LOCKED
             ) RETURNING 1
         )
         SELECT count(*) FROM gone
@@ -78,7 +79,7 @@ async def delete_audit_entries(conn: asyncpg.Connection, *, older_than_s: float,
             DELETE FROM audit_log WHERE id IN (
                 SELECT id FROM audit_log
                 WHERE created_at < now() - make_interval(secs => $1)
-                LIMIT $2
+                LIMIT $2 FOR UPDATE SKIP LOCKED
             ) RETURNING 1
         )
         SELECT count(*) FROM gone
@@ -103,7 +104,7 @@ async def delete_orphan_streams(conn: asyncpg.Connection, *, limit: int) -> int:
                        AND NOT EXISTS (SELECT 1 FROM servers v WHERE v.id = s.entity_id))
                   AND NOT EXISTS (SELECT 1 FROM event_commits e WHERE e.stream_id = s.id)
                   AND NOT EXISTS (SELECT 1 FROM events e WHERE e.stream_id = s.id)
-                LIMIT $1
+                LIMIT $1 FOR UPDATE SKIP LOCKED
             ) RETURNING 1
         )
         SELECT count(*) FROM gone
