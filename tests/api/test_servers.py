@@ -378,6 +378,35 @@ async def test_a_transfer_ends_the_new_owners_timeout(
     assert sent.status_code == 201, sent.text
 
 
+async def test_a_transfer_to_a_member_whose_timeout_ran_out_audits_no_removal(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    """Was: a timeout already run out counted as one, and the transfer audited and
+    announced its removal though nobody was timed out."""
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await community(client, ann, ben)
+    until = (datetime.now(UTC) + timedelta(minutes=10)).isoformat()
+    timed = await client.patch(
+        srv.url(f"/members/{ben.id}"), headers=ann.headers, json={"timed_out_until": until}
+    )
+    assert timed.status_code == 200
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE server_members SET timed_out_until = now() - interval '1 minute' "
+            "WHERE user_id = $1",
+            ben.id,
+        )
+    handed = await client.post(
+        srv.url("/transfer"), headers=ann.headers, json={"owner_id": str(ben.id)}
+    )
+    assert handed.status_code == 200, handed.text
+    log = await client.get(srv.url("/audit-log?action=member.timed_out"), headers=ben.headers)
+    assert [e["changes"] for e in log.json()] == [{"timed_out_until": until}]
+    async with pool.acquire() as conn:
+        told = await factories.events_of(conn, "server", uuid.UUID(srv.id))
+    assert not [d for t, d in told if t == "member.updated" and d["user"]["id"] == str(ben.id)][1:]
+
+
 async def test_slowmode_holds_members_to_one_message_per_period_except_moderators(
     client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
 ) -> None:

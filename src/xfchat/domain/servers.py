@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -285,10 +286,12 @@ async def transfer_server(
         assert row is not None
         untimed = None
         if member.timed_out_until is not None:
-            untimed = await q.update_member(
+            cleared = await q.update_member(
                 conn, server_id=server_id, user_id=new_owner, clear_timeout=True
             )
-            assert untimed is not None
+            assert cleared is not None
+        if member.timed_out_until is not None and member.timed_out_until > datetime.now(UTC):
+            untimed = cleared  # (one run out already is cleared without a word)
             await audit(
                 conn,
                 access,
