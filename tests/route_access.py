@@ -110,6 +110,27 @@ QUERIES: dict[tuple[str, str], dict[str, str]] = {
 HEADER_VARIANTS: dict[tuple[str, str], list[dict[str, str]]] = {
     ("GET", "/api/channels/{channel_id}/messages"): [{"Subscribe": "true"}],
 }
+# Writes that name a message in their body only (a reply): called with these bodies too
+# by the member who sees the owner's channel without READ_MESSAGE_HISTORY
+# (test_a_member_without_history_cannot_tell_a_message_from_no_message), as every route
+# whose path or body names a message or its file is.
+NAMING_BODIES: dict[tuple[str, str], Any] = {
+    ("POST", "/api/channels/{channel_id}/messages"): {
+        "content": "hello",
+        "reply_to_id": "{message_id}",
+    },
+    ("PUT", "/api/channels/{channel_id}/messages/{message_id}"): {
+        "content": "hello",
+        "reply_to_id": "{message_id}",
+    },
+}
+# Where a route's {message_id} is not a message named but the caller's new one (that
+# test gives it a fresh id each call).
+NEW_MESSAGE_ID = {
+    ("PUT", "/api/channels/{channel_id}/messages/{message_id}"): (
+        "a send's own id: one taken anywhere is 409 MESSAGE_ID_CONFLICT, whoever asks"
+    ),
+}
 REFUSED = {403, 404}
 ERROR_KEYS = {"code", "message", "field", "errors", "missing"}  # an error, nothing else
 FIELD = re.compile(r"\{(\w+)\}")
@@ -179,7 +200,8 @@ def declared_problems() -> list[str]:
         }
         if not required <= QUERIES.get(endpoint.key, {}).keys():
             problems.append(f"{endpoint.method} {endpoint.path}: declare its query {required}")
-    stale = (OPEN.keys() | LAST | BODIES.keys() | QUERIES.keys()) - {e.key for e in endpoints()}
+    declared = OPEN.keys() | LAST | BODIES.keys() | QUERIES.keys() | NAMING_BODIES.keys()
+    stale = (declared | NEW_MESSAGE_ID.keys()) - {e.key for e in endpoints()}
     problems += [f"{m} {p}: declared but no such route" for m, p in sorted(stale)]
     return problems
 

@@ -2,7 +2,8 @@
 conversation with messages, files, a reaction, a pin, a role, an invite and a pending
 friend request; and the people who must learn nothing of it: a stranger (a user of
 another server, in none of the owner's conversations), a member who was kicked, one who
-left, and a participant removed from the group.
+left, and a participant removed from the group. And a member who sees #general, and may
+moderate it, without READ_MESSAGE_HISTORY: they must learn nothing of its messages.
 
 Everything is made through the API, as users would make it, on a real server."""
 
@@ -18,6 +19,7 @@ from PIL import Image
 
 from tests import factories
 from tests.factories import MakeUser, TestUser
+from xfchat.domain.permissions import Permission as P
 from xfchat.settings import Settings
 
 
@@ -46,6 +48,8 @@ class World:
     kicked: TestUser
     left: TestUser
     removed: TestUser
+    # A member with MANAGE_MESSAGES who sees #general without READ_MESSAGE_HISTORY.
+    forgetful: TestUser
     # Path parameter values, one set per place: the owner's server and its #general,
     # and the owner's group conversation.
     places: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -87,12 +91,20 @@ async def build(client: httpx.AsyncClient, make_user: MakeUser) -> World:
     owner, friend = await make_user(f"owner{tag}"), await make_user(f"friend{tag}")
     stranger, kicked = await make_user(f"stranger{tag}"), await make_user(f"kicked{tag}")
     left, removed = await make_user(f"left{tag}"), await make_user(f"removed{tag}")
-    world = World(owner, stranger, kicked, left, removed)
+    forgetful = await make_user(f"forgetful{tag}")
+    world = World(owner, stranger, kicked, left, removed, forgetful)
     h = owner.headers
 
-    srv = await factories.community(client, owner, friend, kicked, left, name=f"hush{tag}")
+    srv = await factories.community(
+        client, owner, friend, kicked, left, forgetful, name=f"hush{tag}"
+    )
     await factories.community(client, stranger, name=f"elsewhere{tag}")
     role = await factories.role(client, srv, owner, f"rank{tag}", 0, friend)
+    await factories.role(client, srv, owner, f"mods{tag}", int(P.MANAGE_MESSAGES), forgetful)
+    history = int(P.READ_MESSAGE_HISTORY)
+    await _ok(
+        await factories.override(client, owner, srv.general, "member", forgetful.id, deny=history)
+    )
     said = await factories.say(client, owner, srv.general, f"whisper{tag} in the server")
     await _ok(
         await client.put(

@@ -15,6 +15,11 @@ needs a token:
 - and whatever they call, with those ids or without, no answer (a stream's `ready` and
   a Braid subscription's handshake included) holds anything of the owner's world.
 
+And a member who sees the owner's #general without READ_MESSAGE_HISTORY (a moderator)
+gets, on every route that names a message or its file (in its path, or in its body, as
+a reply does), the same answer for the owner's message as for an id that exists
+nowhere: a refusal, or a 204 that changed nothing.
+
 Public routes (the account entry points, health, the OpenAPI document and /docs, and
 the media an `<img>` loads) are declared as such and must answer without a token."""
 
@@ -36,6 +41,8 @@ from tests.route_access import (
     ERROR_KEYS,
     HEADER_VARIANTS,
     LAST,
+    NAMING_BODIES,
+    NEW_MESSAGE_ID,
     OPEN,
     OWN_CREDENTIAL,
     PUBLIC,
@@ -69,11 +76,12 @@ async def call(
     values: dict[str, str],
     token: str | None,
     extra: dict[str, str] | None = None,
+    body: Any = None,
 ) -> Answer:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     headers.update(extra or {})
     kwargs: dict[str, Any] = {"params": fill(QUERIES.get(endpoint.key, {}), values)}
-    body = BODIES.get(endpoint.key)
+    body = BODIES.get(endpoint.key) if body is None else body
     if isinstance(body, bytes):
         kwargs["content"] = body
         headers["Content-Type"] = "image/png"
@@ -235,6 +243,36 @@ async def _outsider(
             problems += judge(who, endpoint, place, real, missing)
             judged.append((who, endpoint.path, place))
     return problems
+
+
+async def test_a_member_without_history_cannot_tell_a_message_from_no_message(
+    world_client: tuple[httpx.AsyncClient, World],
+) -> None:
+    client, world = world_client
+    who, server = world.forgetful, world.places["server"]
+    named = {"message_id", "attachment_id"}
+    problems: list[str] = []
+    judged = []
+    for endpoint in endpoints():
+        bodies = [None] if endpoint.fields & named else []
+        bodies += [NAMING_BODIES[endpoint.key]] if endpoint.key in NAMING_BODIES else []
+        if endpoint.key in NEW_MESSAGE_ID:
+            bodies = bodies[1:]  # (its own id is not a message it names)
+            endpoint = Endpoint(endpoint.method, endpoint.path.replace("{message_id}", "{new}"))
+        for body in bodies:
+            values = {**server, **world.words}
+            nowhere = {**values, **{k: v for k, v in unknown(values).items() if k in named}}
+            real = await call(client, endpoint, values, who.access_token, body=body)
+            missing = await call(client, endpoint, nowhere, who.access_token, body=body)
+            judged.append(endpoint.key)
+            where = f"{endpoint.method} {endpoint.path} {body or ''}"
+            if (real.status, real.body()) != (missing.status, missing.body()):
+                problems.append(f"{where}: {real.status} {real.text[:200]} but {missing.text}")
+            if real.status not in REFUSED and (real.status, real.text) != (204, ""):
+                problems.append(f"{where}: {real.status} {real.text[:200]}")
+            problems += leaks("forgetful", endpoint, real, world.secrets)
+    assert problems == [], "\n".join(problems)
+    assert len(judged) >= 15 and len(NAMING_BODIES) == 2, judged
 
 
 async def test_the_gateway_refuses_a_bad_token_and_shows_outsiders_nothing(

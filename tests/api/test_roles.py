@@ -336,6 +336,49 @@ async def test_a_transfer_changes_who_sees_what_at_once(
     assert [c["id"] for d in revealed for c in d["channels"]] == [staff["id"]]
 
 
+async def test_losing_read_message_history_is_told_to_exactly_who_loses_it(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    """Was: nothing told a member they may no longer read a channel's history they
+    still see, so their Braid subscription to it went on (tests/realtime)."""
+    ann, ben, cid = await make_user("ann"), await make_user("ben"), await make_user("cid")
+    srv = await community(client, ann, ben, cid)
+    staff = await server_channel(client, srv, ann, "staff")
+    await override(client, ann, staff["id"], "member", ben.id, deny=int(P.VIEW_CHANNEL))
+    await role(client, srv, ann, "readers", int(P.READ_MESSAGE_HISTORY), cid)
+    roles = (await client.get(srv.url("/roles"), headers=ann.headers)).json()
+    everyone = next(r for r in roles if r["is_default"])
+
+    async def told() -> dict[str, list[tuple[str, list[str]]]]:
+        async with pool.acquire() as conn:
+            return {
+                who.username: [
+                    (t, d["channel_ids"])
+                    for t, d in await factories.events_of(conn, "user", who.id)
+                    if t in ("channel.hidden", "channel.history_hidden")
+                ]
+                for who in (ann, ben, cid)
+            }
+
+    before = await told()
+    changed = await client.patch(
+        srv.url(f"/roles/{everyone['id']}"),
+        headers=ann.headers,
+        json={"permissions": str(int(everyone["permissions"]) & ~P.READ_MESSAGE_HISTORY)},
+    )
+    assert changed.status_code == 200, changed.text
+    after = await told()
+    told_now = {name: after[name][len(before[name]) :] for name in after}
+    # ben still sees #general (not #staff, hidden before); cid reads through his role.
+    assert told_now == {
+        "ann": [],
+        "ben": [("channel.history_hidden", [srv.general])],
+        "cid": [],
+    }
+    refused = await client.get(f"/api/channels/{srv.general}/messages", headers=ben.headers)
+    assert refused.status_code == 403
+
+
 async def test_a_channel_holds_a_bounded_number_of_overrides(
     client: httpx.AsyncClient, make_user: MakeUser, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -12,10 +12,12 @@ import httpx
 
 from tests.factories import MakeUser, community, say
 from tests.realtime.clients import GatewayClient, sse_stream, wait_subscribers
+from tests.support import METRICS_HEADERS
 from xfchat.domain.permissions import Permission
 
 Http = Callable[[str], httpx.AsyncClient]
 VIEW = str(int(Permission.VIEW_CHANNEL))
+HISTORY = str(int(Permission.READ_MESSAGE_HISTORY))
 
 
 async def test_an_override_hides_and_reveals_a_channel_on_every_transport(
@@ -109,6 +111,68 @@ async def test_an_override_hides_and_reveals_a_channel_on_every_transport(
             ] == expected
         finally:
             await gw.close()
+
+
+async def test_losing_read_message_history_ends_a_braid_subscription_there(
+    server: str, http: Http, make_user: MakeUser
+) -> None:
+    """Was: the subscription, a sync of the history, went on after the member lost
+    READ_MESSAGE_HISTORY (only VIEW_CHANNEL kept): every later message came, a reply's
+    and a pin notice's previews quoting old messages, and it ended, if ever, only when a
+    gap made it read the history it was refused. It ends at the change now, counted;
+    the feeds keep the channel's live events (README, "A member without
+    READ_MESSAGE_HISTORY")."""
+    api = http(server)
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await community(api, ann, ben)
+    old = await say(api, ann, srv.general, "an old SECRET")
+    async with (
+        sse_stream(server, ben.access_token) as stream,
+        httpx.AsyncClient(timeout=httpx.Timeout(10, read=None)) as raw,
+        raw.stream(
+            "GET",
+            f"{server}/api/channels/{srv.general}/messages",
+            headers={**ben.headers, "Subscribe": "true"},
+        ) as braid,
+    ):
+        assert braid.status_code == 209
+        chunks: list[str] = []
+
+        async def read_braid() -> None:
+            async for chunk in braid.aiter_text():
+                chunks.append(chunk)
+
+        reader = asyncio.create_task(read_braid())
+        await wait_subscribers(server, 2)
+        seen = await say(api, ann, srv.general, "seen")
+        assert (await stream.next("message.created")).data["id"] == seen["id"]
+        denied = await api.put(
+            f"/api/channels/{srv.general}/overrides/member/{ben.id}",
+            headers=ann.headers,
+            json={"allow": "0", "deny": HISTORY},
+        )
+        assert denied.status_code == 200, denied.text
+        lost = (await stream.next("channel.history_hidden")).data
+        assert lost["channel_ids"] == [srv.general] and lost["reason"] == "permissions"
+        async with asyncio.timeout(10):
+            await reader  # the subscription ended, its response whole
+        reply = await api.post(
+            f"/api/channels/{srv.general}/messages",
+            headers=ann.headers,
+            json={"content": "a reply", "reply_to_id": old["id"]},
+        )
+        assert reply.status_code == 201
+        # The feed still has the channel's live events (a reply's preview too).
+        assert (await stream.next("message.created")).data["id"] == reply.json()["id"]
+    synced = "".join(chunks)
+    assert seen["id"] in synced and reply.json()["id"] not in synced
+    assert synced.count("SECRET") == 1  # in the snapshot, read while he might
+    again = await api.get(
+        f"/api/channels/{srv.general}/messages", headers={**ben.headers, "Subscribe": "true"}
+    )
+    assert again.status_code == 403 and again.json()["missing"] == "READ_MESSAGE_HISTORY"
+    metrics = (await api.get("/metrics", headers=METRICS_HEADERS)).text
+    assert 'xfchat_realtime_subscriptions_ended_total{reason="access_lost"} 1.0' in metrics
 
 
 def _gateway_token(token: str | None) -> str:

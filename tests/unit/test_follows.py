@@ -74,3 +74,20 @@ def test_a_single_channel_follow_ignores_every_other_channel() -> None:
         (AccessChange.REVOKE, Stream.channel(A))
     ]
     assert f.channels == set()
+
+
+def test_losing_a_channels_history_ends_only_a_subscription_to_that_history() -> None:
+    lost = {"server_id": str(C), "reason": "permissions", "channel_ids": [str(A)]}
+    feed = Follows(ME, [A, B])
+    assert feed.apply(MINE, "channel.history_hidden", lost) == (True, [])
+    assert feed.channels == {A, B}  # live events follow VIEW_CHANNEL
+    assert feed.rewind([("channel.history_hidden", lost)]) == set() and feed.channels == {A, B}
+    braid = Follows(ME, [A], only=A)
+    assert braid.apply(MINE, "channel.history_hidden", lost) == (
+        True,
+        [(AccessChange.REVOKE, Stream.channel(A))],
+    )
+    assert braid.channels == set()
+    other = Follows(ME, [B], only=B)
+    assert other.apply(MINE, "channel.history_hidden", lost) == (True, [])
+    assert other.channels == {B}

@@ -9,8 +9,10 @@ previous message's id. `Parents` on the request resumes right after that message
 exactly the missed messages, in order, then live ones. An unknown `Parents` gets 410.
 `Heartbeats: Ns` is echoed and a blank line is written every N seconds while idle.
 Edits, deletions and reactions are not part of this resource: they travel on
-/api/events and the gateway. The subscription ends when the user may no longer see the
-channel.
+/api/events and the gateway. The subscription ends, its response whole, when the user
+may no longer see the channel or read its history (`channel.hidden` or
+`channel.history_hidden` at its place in the log, or a refused read of the history a
+gap needs): a new subscription is then refused as any would be.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from xfchat.realtime.subscriber import Closed
 log = logging.getLogger("xfchat.stream")
 
 PAGE = 100
+ACCESS_LOST = "access_lost"  # (a subscription's end, as /metrics counts it)
 
 
 SUBSCRIPTION_RESPONSE: dict[int | str, dict[str, object]] = {
@@ -169,7 +172,8 @@ async def subscribe(request: Request, actor: Actor, channel_id: UUID) -> Respons
                 if item is None:
                     await write(b"\r\n")  # heartbeat
                     continue
-                if channel_id not in sub.follows.channels:  # no longer allowed to see it
+                if channel_id not in sub.follows.channels:  # no longer allowed to read it
+                    sub.close(ACCESS_LOST)
                     return
                 delivery, _ = item
                 if delivery.type != MESSAGE_CREATED.name or delivery.data["seq"] <= last_seq:
@@ -180,7 +184,8 @@ async def subscribe(request: Request, actor: Actor, channel_id: UUID) -> Respons
                 await write(_patch(delivery.data, last_id))
                 last_seq, last_id = delivery.data["seq"], delivery.data["id"]
         except (NotFound, Forbidden):
-            return  # no longer allowed to read it: the subscription ends
+            sub.close(ACCESS_LOST)  # no longer allowed to read it: the subscription ends
+            return
         except (*DATABASE_ERRORS, ServiceUnavailable) as exc:
             # History cannot be read now: end the body whole (the client resumes with
             # Parents, as after any end), not cut off in the middle of a chunk.

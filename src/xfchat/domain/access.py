@@ -266,15 +266,38 @@ async def server_viewers(
     channel_ids: list[UUID],
     user_ids: list[UUID] | None = None,
 ) -> dict[UUID, set[UUID]]:
-    """Who of the server's members (or of `user_ids`) may see each of these channels.
+    """Who of the server's members (or of `user_ids`) may see each of these channels."""
+    return (await server_audience(conn, server_id, channel_ids, user_ids)).viewers
+
+
+@dataclass(frozen=True)
+class Audience:
+    """Of each channel: who may see it, and who of them may also read its history."""
+
+    viewers: dict[UUID, set[UUID]]
+    readers: dict[UUID, set[UUID]]
+
+
+HISTORY_READ = Permission.VIEW_CHANNEL | Permission.READ_MESSAGE_HISTORY
+
+
+async def server_audience(
+    conn: asyncpg.Connection,
+    server_id: UUID,
+    channel_ids: list[UUID],
+    user_ids: list[UUID] | None = None,
+) -> Audience:
+    """Who of the server's members (or of `user_ids`) may see each of these channels,
+    and who may read its history.
 
     Set by set, so a change in a 10,000-member server costs four statements and one
     `compute_permissions` per channel and distinct set of roles: members holding the
     same roles, with no override of their own, share the same facts. The few with a
     member override in a channel (or its synced category) are decided one by one."""
     out: dict[UUID, set[UUID]] = {c: set() for c in channel_ids}
+    readers: dict[UUID, set[UUID]] = {c: set() for c in channel_ids}
     if not channel_ids or user_ids == []:
-        return out
+        return Audience(out, readers)
     facts = await q.get_server_access_set(
         conn, server_id=server_id, channel_ids=channel_ids, user_ids=user_ids
     )
@@ -306,9 +329,9 @@ async def server_viewers(
         member = by_member.get(channel, {}).get(user, (0, 0)) if user else (0, 0)
         return [ev[0], ev[1], roles_allow, roles_deny, member[0], member[1]]
 
-    def sees(
+    def holds(
         channel: q.ChannelShape, key: tuple[frozenset[UUID], bool, bool], user: UUID | None
-    ) -> bool:
+    ) -> Permission:
         roles, owner, timed_out = key
         base = base_of
         for role in roles:
@@ -325,18 +348,20 @@ async def server_viewers(
             category_roles_allow=cat[2], category_roles_deny=cat[3],
             category_member_allow=cat[4], category_member_deny=cat[5], timed_out=timed_out,
         )  # fmt: skip
-        return bool(compute_permissions(pair) & Permission.VIEW_CHANNEL)
+        return compute_permissions(pair)
 
     for channel in facts.channels:
         parent = channel.parent_id if channel.permissions_synced else None
         own = set(by_member.get(channel.id, {})) | set(by_member.get(parent, {}) if parent else ())
         own &= member_of.keys()
-        seen = out[channel.id]
-        for key, users in groups.items():
-            if sees(channel, key, None):
-                seen |= users - own
-        seen |= {u for u in own if sees(channel, member_of[u], u)}
-    return out
+        held = [(users - own, holds(channel, key, None)) for key, users in groups.items()]
+        held += [({u}, holds(channel, member_of[u], u)) for u in own]
+        for users, perms in held:
+            if perms & Permission.VIEW_CHANNEL:
+                out[channel.id] |= users
+            if HISTORY_READ & perms == HISTORY_READ:
+                readers[channel.id] |= users
+    return Audience(out, readers)
 
 
 async def access_changed(conn: asyncpg.Connection, channel_id: UUID) -> None:

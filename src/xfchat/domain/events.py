@@ -113,6 +113,10 @@ class AccessChange(enum.StrEnum):
 
     GRANT = "grant"
     REVOKE = "revoke"
+    # The channel's history may no longer be read: a subscription to its history (a
+    # Braid subscription) ends; the user's feeds keep following it (live events go to
+    # whoever may see a channel).
+    REVOKE_HISTORY = "revoke_history"
 
 
 P = TypeVar("P", bound=Mapping[str, Any])
@@ -330,6 +334,16 @@ CHANNELS_HIDDEN = EventType(
     access=AccessChange.REVOKE,
     targets=_hidden,
 )
+CHANNELS_HISTORY_HIDDEN = EventType(
+    "channel.history_hidden",
+    U,
+    ChannelsHiddenPayload,
+    "Server channels you still see but whose history you may no longer read (permissions"
+    " changed: READ_MESSAGE_HISTORY lost): their history routes answer 403 and a Braid"
+    " subscription to one ends; their live events still come.",
+    access=AccessChange.REVOKE_HISTORY,
+    targets=_hidden,
+)
 CHANNEL_UPDATED = EventType(
     "channel.updated",
     C,
@@ -434,6 +448,7 @@ EVENT_TYPES: dict[str, EventType[Any]] = {
         SERVER_UPDATED,
         CHANNELS_REVEALED,
         CHANNELS_HIDDEN,
+        CHANNELS_HISTORY_HIDDEN,
         CHANNEL_UPDATED,
         MEMBER_JOINED,
         MEMBER_UPDATED,

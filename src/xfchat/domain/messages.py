@@ -27,6 +27,7 @@ from xfchat.domain.access import (
     ChannelAccess,
     Need,
     access_channel,
+    missing,
     viewers_among,
 )
 from xfchat.domain.accounts import Actor
@@ -164,6 +165,31 @@ def message_not_found() -> NotFound:
     return NotFound("no such message", code="MESSAGE_NOT_FOUND")
 
 
+HISTORY = Permission.READ_MESSAGE_HISTORY
+
+
+def history_needed() -> Forbidden:
+    """The one answer to someone without READ_MESSAGE_HISTORY who names a message that
+    is not their own (to reply, react, edit, delete): the same whether it exists or not,
+    so it tells them nothing of the history they may not read."""
+    return missing(
+        HISTORY, Permission(0), "in this channel to reply to or act on a message not your own"
+    )
+
+
+def without_history(body: MessagePayload) -> MessagePayload:
+    """A message as answered to its author when they may not read the channel's
+    history: without the preview of the message it replies to (`reply_to` null; its
+    `reply_to_id` stays), which would quote that message as it is now."""
+    return body if body["reply_to"] is None else {**body, "reply_to": None}
+
+
+def _own_or_readable(access: ChannelAccess, actor: Actor, row: q.MessageRow | None) -> bool:
+    """Whether the actor may name this message (None: no such message here): anyone who
+    may read the history may name any; someone who may not, only their own."""
+    return access.can(HISTORY) or (row is not None and row.author_id == actor.user_id)
+
+
 def not_a_text_channel() -> BadRequest:
     return BadRequest("this channel does not carry messages", code="NOT_A_TEXT_CHANNEL")
 
@@ -258,20 +284,14 @@ async def get_message(
     return view_json(row)
 
 
-async def _live_message(
-    conn: asyncpg.Connection, channel_id: UUID, message_id: UUID
-) -> q.MessageRow:
-    row = await q.get_message_for_update(conn, channel_id=channel_id, message_id=message_id)
-    if row is None or row.deleted_at is not None:
-        raise message_not_found()
-    return row
-
-
 async def edit_message(
     conn: asyncpg.Connection, actor: Actor, channel_id: UUID, message_id: UUID, content: str
 ) -> MessagePayload:
     """The author replaces the text; the earlier version is kept and readable. Editing
     is writing: it needs SEND_MESSAGES (a blocked direct conversation is read-only).
+
+    Without READ_MESSAGE_HISTORY only one's own message may be named (any other id,
+    existing or not, is MISSING_PERMISSIONS), and the answer shows no reply preview.
 
     Raises: NotFound (CHANNEL_NOT_FOUND, MESSAGE_NOT_FOUND); Forbidden
     (NOT_MESSAGE_AUTHOR, SYSTEM_MESSAGE, MISSING_PERMISSIONS, CANNOT_MESSAGE_USER);
@@ -288,15 +308,20 @@ async def edit_message(
         target = await q.get_reply_to(conn, channel_id=channel_id, message_id=message_id)
         if target is not None and target < message_id:
             await q.lock_message_shared(conn, message_id=target)
-        row = await _live_message(conn, channel_id, message_id)
+        found = await q.get_message_for_update(conn, channel_id=channel_id, message_id=message_id)
+        if not _own_or_readable(access, actor, found):
+            raise history_needed()
+        if found is None or found.deleted_at is not None:
+            raise message_not_found()
+        row = found
         if target is not None and target > message_id:
             await q.lock_message_shared(conn, message_id=target)
+        if row.author_id != actor.user_id:
+            raise Forbidden("only the author edits a message", code="NOT_MESSAGE_AUTHOR")
         if looks_empty(content) and not await attachments_q.has_attachments(
             conn, message_id=message_id
         ):
             check_content(content)  # a message with files may lose its text, no other
-        if row.author_id != actor.user_id:
-            raise Forbidden("only the author edits a message", code="NOT_MESSAGE_AUTHOR")
         if row.kind != "default":
             raise Forbidden("a system message cannot be edited", code="SYSTEM_MESSAGE")
         changed = row.content != content
@@ -328,7 +353,7 @@ async def edit_message(
         body = view_json(view)
         if changed:
             await emit(conn, MESSAGE_UPDATED.to_channel(channel_id, _shared(body)))
-        return body
+        return body if access.can(HISTORY) else without_history(body)
 
 
 def _shared(body: MessagePayload) -> MessagePayload:
@@ -359,17 +384,21 @@ async def delete_message(
     message_id: UUID,
     reason: str | None = None,
 ) -> None:
-    """The author (or, in a server channel, someone with MANAGE_MESSAGES) deletes a
-    message: its content and earlier versions are gone; a tombstone keeps its place.
-    Deleting it again changes nothing. A moderator's deletion is audited (`reason`).
+    """The author (or, in a server channel, someone with MANAGE_MESSAGES and
+    READ_MESSAGE_HISTORY) deletes a message: its content and earlier versions are gone;
+    a tombstone keeps its place. Deleting it again changes nothing. A moderator's
+    deletion is audited (`reason`). Without READ_MESSAGE_HISTORY only one's own message
+    may be named (any other id, existing or not, is MISSING_PERMISSIONS).
 
     Raises: NotFound (CHANNEL_NOT_FOUND, MESSAGE_NOT_FOUND); Forbidden
-    (NOT_MESSAGE_AUTHOR)."""
+    (NOT_MESSAGE_AUTHOR, MISSING_PERMISSIONS)."""
     async with conn.transaction():
         # (a moderator's is audited: the server first, as every change of it takes them)
         await servers_q.key_share_channel_server(conn, channel_id=channel_id)
         access = await message_channel(conn, actor, channel_id, Permission.VIEW_CHANNEL, write=True)
         row = await q.get_message_for_update(conn, channel_id=channel_id, message_id=message_id)
+        if not _own_or_readable(access, actor, row):
+            raise history_needed()  # (a moderator too: one deletes only what one may read)
         if row is None:
             raise message_not_found()
         if row.author_id != actor.user_id and not access.can(Permission.MANAGE_MESSAGES):
@@ -522,16 +551,23 @@ async def react(
     *,
     add: bool,
 ) -> None:
-    """Add (ADD_REACTIONS) or remove the actor's reaction; doing it twice changes
-    nothing. A message carries at most MAX_REACTION_EMOJI different emoji (as Discord's
-    20): every page of history shows them all.
+    """Add (ADD_REACTIONS and READ_MESSAGE_HISTORY, as Discord asks) or remove the
+    actor's reaction; doing it twice changes nothing. Removing needs only VIEW_CHANNEL
+    (one takes back what one gave); without READ_MESSAGE_HISTORY it answers the same for
+    any id, a message's or not. A message carries at most MAX_REACTION_EMOJI different
+    emoji (as Discord's 20): every page of history shows them all.
 
     Raises: BadRequest (INVALID_EMOJI, TOO_MANY_REACTIONS); NotFound; Forbidden."""
     check_emoji(emoji)
-    need = Permission.ADD_REACTIONS if add else Permission.VIEW_CHANNEL
+    need = Permission.ADD_REACTIONS | HISTORY if add else Permission.VIEW_CHANNEL
     async with conn.transaction():
-        await message_channel(conn, actor, channel_id, need, write=True)
-        await _live_message(conn, channel_id, message_id)  # (its row locked: counts hold)
+        access = await message_channel(conn, actor, channel_id, need, write=True)
+        # (its row locked: counts hold)
+        row = await q.get_message_for_update(conn, channel_id=channel_id, message_id=message_id)
+        if row is None or row.deleted_at is not None:
+            if not access.can(HISTORY):
+                return  # (no reaction of theirs is there: the same answer as for any id)
+            raise message_not_found()
         if add and (
             await q.count_other_emoji(conn, message_id=message_id, emoji=emoji)
             >= MAX_REACTION_EMOJI

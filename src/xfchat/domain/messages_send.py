@@ -35,9 +35,12 @@ from xfchat.domain.attachments import AttachmentDraft
 from xfchat.domain.event_payloads import MessagePayload
 from xfchat.domain.events import encode
 from xfchat.domain.messages import (
+    HISTORY,
+    history_needed,
     mentioned_ids,
     mentioned_role_ids,
     view_json,
+    without_history,
 )
 from xfchat.domain.messages_batch import (
     BucketCounts,
@@ -129,7 +132,8 @@ async def write_batch(
     denied = refusals(facts, reqs)
     slow = _Slowmode(state, by_user)
     counts = BucketCounts(state.bucket_hits, state.bucket_ends, state.now)
-    fates = _sort_out(reqs, state, denied)
+    readers = {u for u, f in by_user.items() if facts_permissions(f) & HISTORY}
+    fates = _sort_out(reqs, state, denied, readers)
     outcomes: list[SendResult | XFChatError | None] = [None] * len(reqs)
     inserting: list[int] = []
     decisions: list[list[Decision]] = []
@@ -168,7 +172,10 @@ async def write_batch(
     )
     for i, repeat in repeats.items():
         if repeat.batch_mate is None:
-            outcomes[i] = SendResult(views[repeat.message_id], False, decisions[i])
+            view = views[repeat.message_id]
+            if reqs[i].actor.user_id not in readers:  # (it lost the history since)
+                view = without_history(view)
+            outcomes[i] = SendResult(view, False, decisions[i])
         else:  # the same send twice in this batch: the first one's fate
             first = outcomes[repeat.batch_mate]
             outcomes[i] = (
@@ -223,9 +230,13 @@ def _sort_out(
     reqs: list[SendRequest],
     state: send_q.SendBatchState,
     denied: dict[UUID, XFChatError | None],
+    readers: set[UUID],
 ) -> list[XFChatError | _Repeat | None]:
     """Each request's fate before rate limits: refused (its error), a repeat of a stored
-    or batch-mate send, or None (to be written if its limits allow)."""
+    or batch-mate send, or None (to be written if its limits allow). A reply needs
+    READ_MESSAGE_HISTORY (`readers`: the authors who hold it), asked before whether its
+    target exists: its preview quotes the target, and the answer must not tell someone
+    who may not read the history which messages exist."""
     by_id = {e["id"]: e for e in state.existing}
     by_nonce = {(e["author_id"], e["nonce"]): e for e in state.existing if e["nonce"]}
     replyable = {UUID(p["id"]) for p in state.replyable}
@@ -258,6 +269,8 @@ def _sort_out(
         elif stored_nonce is not None:
             same_body = _same_send(r, stored_nonce)
             fate = _Repeat(stored_nonce["id"]) if same_body else _nonce_conflict(r.nonce or "")
+        elif r.reply_to_id and r.actor.user_id not in readers:
+            fate = history_needed()
         elif r.reply_to_id and r.reply_to_id not in replyable:
             fate = BadRequest(
                 "reply_to_id is not a message of this channel",

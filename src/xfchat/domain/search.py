@@ -32,7 +32,7 @@ from xfchat.domain.access import (
 from xfchat.domain.accounts import Actor
 from xfchat.domain.messages import view_json
 from xfchat.domain.permissions import Permission
-from xfchat.domain.search_cursor import Cursor, read_cursor, write_cursor
+from xfchat.domain.search_cursor import Cursor, channels_digest, read_cursor, write_cursor
 from xfchat.domain.search_snippets import snippet
 from xfchat.domain.search_syntax import Query, Term, invalid, parse
 from xfchat.errors import BadRequest, XFChatError
@@ -229,13 +229,23 @@ async def _search(
     fingerprint: list[str],
 ) -> SearchPage:
     rank = " | ".join(f"({p})" for p in plan.rank) if sort == "relevance" and plan.rank else None
-    window = SEARCH_WINDOW + 1 if sort == "relevance" or after is None else limit + 2
-    upto = None if after is None else after.snapshot if sort == "relevance" else after.last[1:]
-    hits = await _window(conn, plan, channel_ids, filters, upto, window, rank, deadline)
+    searched = channels_digest(channel_ids)
     if after is not None and sort == "recent":
-        hits = [h for h in hits if h.id != after.last[2]]
-        total, capped = after.total, after.capped
+        if after.channels == searched:  # the first page's total holds: read the page only
+            hits = await _window(
+                conn, plan, channel_ids, filters, after.last[1:], limit + 2, None, deadline
+            )
+            hits = [h for h in hits if h.id != after.last[2]]
+            total, capped = after.total, after.capped
+        else:
+            hits, total, capped = await _recount(
+                conn, plan, channel_ids, filters, after, limit, deadline
+            )
     else:
+        upto = None if after is None else after.snapshot
+        hits = await _window(
+            conn, plan, channel_ids, filters, upto, SEARCH_WINDOW + 1, rank, deadline
+        )
         total, capped = min(len(hits), SEARCH_WINDOW), len(hits) > SEARCH_WINDOW
         hits = hits[:SEARCH_WINDOW]
     newest = (hits[0].created_at, hits[0].id) if hits else None
@@ -251,11 +261,37 @@ async def _search(
         snapshot = after.snapshot if after else newest
         assert snapshot is not None
         next_cursor = write_cursor(
-            Cursor(snapshot, (last.rank, last.created_at, last.id), total, capped),
+            Cursor(snapshot, (last.rank, last.created_at, last.id), total, capped, searched),
             cursor_key,
             fingerprint,
         )
     return SearchPage(results, total, capped, next_cursor)
+
+
+async def _recount(
+    conn: asyncpg.Connection,
+    plan: Plan,
+    channel_ids: list[UUID],
+    filters: q.Filters,
+    after: Cursor,
+    limit: int,
+    deadline: float,
+) -> tuple[list[q.Hit], int, bool]:
+    """A later page newest first when the channels the actor may read are no longer
+    those its first page counted in (one hidden, a group left): its matches after the
+    cursor, and the total counted again as of the first page (its newest match), in
+    the one read that finds the page too unless the page lies past the window."""
+    counted = await _window(
+        conn, plan, channel_ids, filters, after.snapshot, SEARCH_WINDOW + 1, None, deadline
+    )
+    total, capped = min(len(counted), SEARCH_WINDOW), len(counted) > SEARCH_WINDOW
+    hits = [h for h in counted if (h.created_at, h.id) < after.last[1:]]
+    if capped and len(hits) <= limit:  # (more may lie past the window)
+        older = await _window(
+            conn, plan, channel_ids, filters, after.last[1:], limit + 2, None, deadline
+        )
+        hits = [h for h in older if h.id != after.last[2]]
+    return hits, total, capped
 
 
 async def _in_channels(

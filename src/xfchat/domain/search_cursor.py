@@ -27,6 +27,14 @@ class Cursor:
     last: tuple[float, datetime, UUID]  # the last result given: rank, time, id
     total: int
     capped: bool
+    # Which channels were searched when `total` was counted (`channels_digest`); None
+    # in a cursor from before it was written (its total is counted again).
+    channels: str | None = None
+
+
+def channels_digest(channel_ids: list[UUID]) -> str:
+    """A short digest of a set of channels: whether a later page searches the same."""
+    return hashlib.sha256(b"".join(c.bytes for c in sorted(channel_ids))).hexdigest()[:16]
 
 
 def _bad() -> BadRequest:
@@ -40,9 +48,15 @@ def _digest(key: bytes, fingerprint: list[str]) -> str:
     return hmac.new(key, message, hashlib.sha256).hexdigest()[:32]
 
 
+def _signed(fingerprint: list[str], rest: list[object]) -> list[str]:
+    """What a cursor's HMAC covers: the search, and (in a cursor that names the channels
+    it counted in) everything the cursor says. A cursor from before that covers the
+    search only (read as one that names no channels: its total is counted again)."""
+    return fingerprint if len(rest) == 7 else [*fingerprint, orjson.dumps(rest).decode()]
+
+
 def write_cursor(cursor: Cursor, key: bytes, fingerprint: list[str]) -> str:
-    body = [
-        _digest(key, fingerprint),
+    rest: list[object] = [
         cursor.snapshot[0].isoformat(),
         str(cursor.snapshot[1]),
         cursor.last[0],
@@ -50,7 +64,9 @@ def write_cursor(cursor: Cursor, key: bytes, fingerprint: list[str]) -> str:
         str(cursor.last[2]),
         cursor.total,
         cursor.capped,
+        *([cursor.channels] if cursor.channels is not None else []),
     ]
+    body = [_digest(key, _signed(fingerprint, rest)), *rest]
     return base64.urlsafe_b64encode(orjson.dumps(body)).decode().rstrip("=")
 
 
@@ -60,9 +76,14 @@ def read_cursor(text: str, key: bytes, fingerprint: list[str]) -> Cursor:
         raise _bad()
     try:
         body = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-        digest, snap_at, snap_id, rank, last_at, last_id, total, capped = body
+        if not isinstance(body, list) or len(body) not in (8, 9):
+            raise ValueError("shape")
+        digest, snap_at, snap_id, rank, last_at, last_id, total, capped = body[:8]
+        channels = body[8] if len(body) == 9 else None
+        if channels is not None and (not isinstance(channels, str) or len(channels) != 16):
+            raise ValueError("channels")
         if not isinstance(digest, str) or not hmac.compare_digest(
-            digest, _digest(key, fingerprint)
+            digest, _digest(key, _signed(fingerprint, body[1:]))
         ):
             raise ValueError("another search")
         if not isinstance(rank, (int, float)) or isinstance(rank, bool) or not math.isfinite(rank):
@@ -75,7 +96,7 @@ def read_cursor(text: str, key: bytes, fingerprint: list[str]) -> Cursor:
         last = (float(rank), _time(last_at), UUID(last_id))
     except (ValueError, TypeError, AttributeError):
         raise _bad() from None
-    return Cursor(snapshot, last, total, capped)
+    return Cursor(snapshot, last, total, capped, channels)
 
 
 def _time(value: object) -> datetime:

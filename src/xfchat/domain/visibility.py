@@ -1,6 +1,7 @@
 """What a change in a server reveals and hides: who saw which of its channels before the
 change and after, turned into `channel.revealed` and `channel.hidden` events for exactly
-the members whose view changed.
+the members whose view changed, and `channel.history_hidden` for those who still see a
+channel but may no longer read its history (their Braid subscriptions to it end there).
 
 Use it inside the change's transaction, after `access_server(..., lock=True)`:
 
@@ -24,10 +25,11 @@ import asyncpg
 
 from xfchat.db.queries import channels as channels_q
 from xfchat.domain import voice
-from xfchat.domain.access import access_changed_many, server_viewers
+from xfchat.domain.access import access_changed_many, server_audience
 from xfchat.domain.events import (
     CHANNEL_UPDATED,
     CHANNELS_HIDDEN,
+    CHANNELS_HISTORY_HIDDEN,
     CHANNELS_REVEALED,
     Event,
     emit_many,
@@ -46,6 +48,7 @@ class Seen:
     channel_ids: list[UUID]
     user_ids: list[UUID] | None  # None: every member
     viewers: dict[UUID, set[UUID]]
+    readers: dict[UUID, set[UUID]]  # those of the viewers who may read the history
 
 
 async def watch(
@@ -61,8 +64,8 @@ async def watch(
         channel_ids = [
             c.id for c in await channels_q.list_server_channels(conn, server_id=server_id)
         ]
-    viewers = await server_viewers(conn, server_id, channel_ids, user_ids)
-    return Seen(server_id, channel_ids, user_ids, viewers)
+    audience = await server_audience(conn, server_id, channel_ids, user_ids)
+    return Seen(server_id, channel_ids, user_ids, audience.viewers, audience.readers)
 
 
 async def settle(
@@ -79,9 +82,11 @@ async def settle(
         for c in await channels_q.list_server_channels(conn, server_id=seen.server_id)
         if c.id in set(seen.channel_ids) | set(new_channel_ids or [])
     }
-    after = await server_viewers(conn, seen.server_id, list(rows), seen.user_ids)
+    audience = await server_audience(conn, seen.server_id, list(rows), seen.user_ids)
+    after = audience.viewers
     gained: dict[UUID, list[UUID]] = {}
     lost: dict[UUID, list[UUID]] = {}
+    unread: dict[UUID, list[UUID]] = {}  # still seen, its history no longer readable
     for channel_id in [*seen.channel_ids, *(new_channel_ids or [])]:
         before = seen.viewers.get(channel_id, set())
         now = after.get(channel_id, set())
@@ -89,20 +94,24 @@ async def settle(
             gained.setdefault(user, []).append(channel_id)
         for user in before - now:
             lost.setdefault(user, []).append(channel_id)
+        read_before = seen.readers.get(channel_id, set())
+        for user in (read_before - audience.readers.get(channel_id, set())) & now:
+            unread.setdefault(user, []).append(channel_id)
     await access_changed_many(conn, [c for c in seen.channel_ids if c in rows])
     # Nobody stays in a voice channel they cannot see.
     events: list[Event] = await voice.end_states_in(conn, lost)
-    for user, ids in sorted(lost.items()):
-        events.append(
-            CHANNELS_HIDDEN.to_user(
-                user,
-                {
-                    "server_id": str(seen.server_id),
-                    "reason": reason,
-                    "channel_ids": [str(c) for c in ids],
-                },
+    for event, who in ((CHANNELS_HIDDEN, lost), (CHANNELS_HISTORY_HIDDEN, unread)):
+        for user, ids in sorted(who.items()):
+            events.append(
+                event.to_user(
+                    user,
+                    {
+                        "server_id": str(seen.server_id),
+                        "reason": reason,
+                        "channel_ids": [str(c) for c in ids],
+                    },
+                )
             )
-        )
     if gained:
         payloads = {c["id"]: c for c in await channels_json(conn, list(rows.values()))}
         sizes = {key: len(encode(payload)) for key, payload in payloads.items()}

@@ -33,7 +33,8 @@ class Follows:
         servers: Iterable[UUID] = (),
     ) -> None:
         self.user = Stream.user(user_id)
-        # Follow this one channel at most (a Braid subscription): no server streams.
+        # Follow this one channel at most (a Braid subscription), as long as its history
+        # may be read: no server streams.
         self.only = only
         self.followed: set[Stream] = {
             Stream.channel(c) for c in channels if only is None or c == only
@@ -50,9 +51,14 @@ class Follows:
 
     def _mine(self, event_type: str, data: Any) -> list[Change]:
         changes = access_changes(event_type, data)
-        if self.only is None:
-            return changes
-        return [c for c in changes if c[1] == Stream.channel(self.only)]
+        if self.only is None:  # (the feeds follow what may be seen, history or not)
+            return [c for c in changes if c[0] is not AccessChange.REVOKE_HISTORY]
+        # A channel's history subscription ends when its history may not be read.
+        return [
+            (AccessChange.REVOKE if kind is AccessChange.REVOKE_HISTORY else kind, target)
+            for kind, target in changes
+            if target == Stream.channel(self.only)
+        ]
 
     def apply(self, stream: Stream, event_type: str, data: Any) -> tuple[bool, list[Change]]:
         """Whether the event at this place is visible, and the changes of followed

@@ -13,9 +13,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import pytest
 
 from tests import factories
-from tests.api.search_attacks.conftest import bulk, search, sql
+from tests.api.search_attacks.conftest import bulk, search, sql, walk
 from tests.factories import MakeUser, TestUser, community, override
 from xfchat.api.search import cursor_key
 from xfchat.domain.permissions import Permission as P
@@ -308,3 +309,60 @@ async def test_hidden_matches_change_nothing_observable(
     await bulk(db_url, srv.general, ann.id, [(f"visible filler {i}", now) for i in range(20000)])
     await sql(db_url, "ANALYZE messages")
     await ask("hiddenhot", "hiddencold", "iddenho")
+
+
+@pytest.mark.parametrize("sort", ["recent", "relevance"])
+async def test_every_page_counts_only_what_may_be_read_now(
+    client: httpx.AsyncClient, raw: httpx.AsyncClient, make_user: MakeUser, sort: str
+) -> None:
+    """Was: with sort=recent every later page repeated the first page's total, matches
+    in a channel since hidden and a group since left included (relevance counted
+    again). Matches sent since the first page are not counted (they wait for a new
+    search), nor are they given."""
+    ann, ben, cid = await make_user("ann"), await make_user("ben"), await make_user("cid")
+    srv = await community(client, ann, ben)
+    other = (await factories.server_channel(client, srv, ann, "other"))["id"]
+    group = (await factories.group(client, ann, ben, cid))["id"]
+    for channel, n in ((srv.general, 4), (other, 6), (group, 3)):
+        for i in range(n):
+            await factories.say(client, ann, channel, f"kiwi {i}")
+    mine = {"kiwi 0", "kiwi 1", "kiwi 2", "kiwi 3"}
+
+    async def lose(page: int) -> None:
+        if page == 1:
+            hid = await override(client, ann, other, "member", ben.id, deny=int(P.VIEW_CHANNEL))
+            assert hid.status_code == 200, hid.text
+            out = await client.delete(
+                f"/api/conversations/{group}/participants/{ben.id}", headers=ann.headers
+            )
+            assert out.status_code == 204, out.text
+            await factories.say(client, ann, srv.general, "kiwi later")
+
+    ids, bodies = await walk(raw, ben, lose, q="kiwi", sort=sort, limit=2)
+    assert bodies[0]["total"] == 13
+    assert [b["total"] for b in bodies[1:]] == [4] * (len(bodies) - 1), bodies
+    assert all(b["total_capped"] is False for b in bodies)
+    later = [r["message"]["content"] for b in bodies[1:] for r in b["results"]]
+    assert later and set(later) <= mine and len(ids) == len(set(ids))
+
+
+async def test_a_cursors_every_field_is_signed_and_an_older_one_is_counted_again(
+    client: httpx.AsyncClient, raw: httpx.AsyncClient, make_user: MakeUser, settings: Settings
+) -> None:
+    """A cursor names the channels its total was counted in, so what it says is signed
+    whole (it was only bound to the search): a total or channels altered is 400. One
+    written before (the search signed, no channels) still pages on, counted again."""
+    ann, ben, dm = await factories.pair(client, make_user)
+    for i in range(5):
+        await factories.say(client, ann, dm, f"plum {i}")
+    good = (await search(raw, ben, q="plum", sort="recent", limit=2)).json()["next_cursor"]
+    body = json.loads(base64.urlsafe_b64decode(good + "=" * (-len(good) % 4)))
+    assert len(body) == 9
+    for i, value in ((6, 999), (7, True), (8, "0" * 16)):
+        altered = b64([*body[:i], value, *body[i + 1 :]])
+        got = await search(raw, ben, q="plum", sort="recent", limit=2, cursor=altered)
+        assert got.status_code == 400 and got.json()["code"] == "INVALID_CURSOR", (i, got.text)
+    key = cursor_key(settings.secret.get_secret_value())
+    older = [_digest(key, [str(ben.id), "plum", "recent", "UTC", "None", "None"]), *body[1:6]]
+    got = await search(raw, ben, q="plum", sort="recent", limit=2, cursor=b64([*older, 77, False]))
+    assert got.status_code == 200 and got.json()["total"] == 5, got.text

@@ -1,0 +1,156 @@
+"""A member who sees a channel without READ_MESSAGE_HISTORY (README, "Without
+READ_MESSAGE_HISTORY"): no write that names a message not their own (a reply, a
+reaction, a pin, an edit, a deletion) reads it or tells whether it exists."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+
+from tests import factories
+from tests.factories import Community, MakeUser, TestUser
+from xfchat.domain.permissions import Permission as P
+
+HISTORY = int(P.READ_MESSAGE_HISTORY)
+PARTY = "%F0%9F%8E%89"
+
+
+async def _forgetful(
+    client: httpx.AsyncClient, make_user: MakeUser, *grants: int
+) -> tuple[TestUser, TestUser, Community, dict[str, Any]]:
+    """ann's server, where ben (holding `grants` through a role) sees #general without
+    READ_MESSAGE_HISTORY, and a message of ann's he may not read."""
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await factories.community(client, ann, ben)
+    if grants:
+        await factories.role(client, srv, ann, "crew", sum(grants), ben)
+    hidden = await factories.say(client, ann, srv.general, "the launch code is 1234")
+    denied = await factories.override(client, ann, srv.general, "member", ben.id, deny=HISTORY)
+    assert denied.status_code == 200, denied.text
+    return ann, ben, srv, hidden
+
+
+def _refused(response: httpx.Response) -> dict[str, Any]:
+    assert response.status_code == 403, response.text
+    body = dict(response.json())
+    assert body["code"] == "MISSING_PERMISSIONS" and body["missing"] == "READ_MESSAGE_HISTORY"
+    return body
+
+
+async def test_a_reply_without_read_message_history_is_403_for_any_id(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """Was: 201, the reply's preview quoting the message he may not read (by POST or by
+    PUT), while an unknown id was 400 INVALID_REPLY."""
+    ann, ben, srv, hidden = await _forgetful(client, make_user)
+    url = f"/api/channels/{srv.general}/messages"
+    answers = []
+    for target in (hidden["id"], str(uuid.uuid4())):
+        body = {"content": "x", "reply_to_id": target}
+        answers.append(_refused(await client.post(url, headers=ben.headers, json=body)))
+        put = await client.put(f"{url}/{uuid.uuid4()}", headers=ben.headers, json=body)
+        answers.append(_refused(put))
+    assert all(a == answers[0] for a in answers), answers
+    plain = await client.post(url, headers=ben.headers, json={"content": "hello"})
+    assert plain.status_code == 201  # sending itself is his
+    history = (await client.get(url, headers=ann.headers)).json()
+    assert [m["content"] for m in history] == ["hello", "the launch code is 1234"]
+
+
+async def test_adding_a_reaction_needs_read_message_history_and_removing_tells_nothing(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """Was: 204 for a real message and 404 for an unknown id, an oracle of which
+    messages exist."""
+    ann, ben, srv, hidden = await _forgetful(client, make_user)
+    url = f"/api/channels/{srv.general}/messages"
+    own = await factories.say(client, ben, srv.general, "mine")
+    adds = [
+        _refused(await client.put(f"{url}/{mid}/reactions/{PARTY}/@me", headers=ben.headers))
+        for mid in (hidden["id"], str(uuid.uuid4()), own["id"])
+    ]
+    assert adds[0] == adds[1] == adds[2]
+    for mid in (hidden["id"], str(uuid.uuid4())):
+        gone = await client.delete(f"{url}/{mid}/reactions/{PARTY}/@me", headers=ben.headers)
+        assert gone.status_code == 204, gone.text
+    reactions = (await client.get(f"{url}/{hidden['id']}", headers=ann.headers)).json()
+    assert reactions["reactions"] == []
+
+
+async def test_a_reaction_given_before_losing_the_history_can_be_taken_back(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await factories.community(client, ann, ben)
+    said = await factories.say(client, ann, srv.general, "hello")
+    mine = f"/api/channels/{srv.general}/messages/{said['id']}/reactions/{PARTY}/@me"
+    assert (await client.put(mine, headers=ben.headers)).status_code == 204
+    await factories.override(client, ann, srv.general, "member", ben.id, deny=HISTORY)
+    assert (await client.delete(mine, headers=ben.headers)).status_code == 204
+    got = await client.get(
+        f"/api/channels/{srv.general}/messages/{said['id']}", headers=ann.headers
+    )
+    assert got.json()["reactions"] == []
+
+
+async def test_editing_or_deleting_another_message_without_the_history_tells_nothing(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """Was: 403 NOT_MESSAGE_AUTHOR (or, for a moderator, a deletion) for a real message
+    and 404 for an unknown id. One's own messages stay one's own."""
+    ann, ben, srv, hidden = await _forgetful(client, make_user, int(P.MANAGE_MESSAGES))
+    url = f"/api/channels/{srv.general}/messages"
+    answers = []
+    for mid in (hidden["id"], str(uuid.uuid4())):
+        edit = await client.patch(f"{url}/{mid}", headers=ben.headers, json={"content": "y"})
+        answers.append(_refused(edit))
+        answers.append(_refused(await client.delete(f"{url}/{mid}", headers=ben.headers)))
+    assert all(a == answers[0] for a in answers), answers
+    got = await client.get(f"{url}/{hidden['id']}", headers=ann.headers)
+    assert got.json()["content"] == "the launch code is 1234"  # not deleted
+    own = await factories.say(client, ben, srv.general, "mine")
+    edited = await client.patch(f"{url}/{own['id']}", headers=ben.headers, json={"content": "m"})
+    assert edited.status_code == 200 and edited.json()["content"] == "m"
+    assert (await client.delete(f"{url}/{own['id']}", headers=ben.headers)).status_code == 204
+
+
+async def test_pinning_without_the_history_is_403_for_any_id(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    _, ben, srv, hidden = await _forgetful(client, make_user, int(P.MANAGE_MESSAGES))
+    answers = [
+        _refused(await call(f"/api/channels/{srv.general}/pins/{mid}", headers=ben.headers))
+        for mid in (hidden["id"], str(uuid.uuid4()))
+        for call in (client.put, client.delete)
+    ]
+    assert all(a == answers[0] for a in answers), answers
+
+
+async def test_answers_to_an_author_without_the_history_quote_no_other_message(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """Was: editing one's own reply (even to the same text), or repeating its send,
+    answered with the preview of the message it answers as that message is now: a read
+    of its current text on demand."""
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await factories.community(client, ann, ben)
+    url = f"/api/channels/{srv.general}/messages"
+    target = await factories.say(client, ann, srv.general, "draft")
+    mid = str(uuid.uuid4())
+    body = {"content": "an answer", "reply_to_id": target["id"]}
+    sent = await client.put(f"{url}/{mid}", headers=ben.headers, json=body)
+    assert sent.status_code == 201 and sent.json()["reply_to"]["content"] == "draft"
+    await factories.override(client, ann, srv.general, "member", ben.id, deny=HISTORY)
+    await client.patch(f"{url}/{target['id']}", headers=ann.headers, json={"content": "SECRET"})
+    again = await client.put(f"{url}/{mid}", headers=ben.headers, json=body)
+    assert again.status_code == 200, again.text
+    edit = await client.patch(f"{url}/{mid}", headers=ben.headers, json={"content": "an answer"})
+    assert edit.status_code == 200, edit.text
+    for answer in (again.json(), edit.json()):
+        assert answer["reply_to_id"] == target["id"] and answer["reply_to"] is None, answer
+        assert "SECRET" not in str(answer)
+    # Whoever may read the history still sees the preview.
+    seen = (await client.get(f"{url}/{mid}", headers=ann.headers)).json()
+    assert seen["reply_to"]["content"] == "SECRET"
