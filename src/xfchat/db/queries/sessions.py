@@ -30,6 +30,10 @@ class SessionRow:
     revoked_reason: str | None
 
 
+REFRESH_ROW_COLUMNS = """token_hash, session_id, generation, issued_at, used_at,
+    extract(epoch FROM now() - used_at)::float8 AS used_ago_s"""
+
+
 @dataclass(frozen=True)
 class RefreshTokenRow:
     token_hash: bytes
@@ -85,10 +89,8 @@ async def get_newest_refresh_token(
 ) -> RefreshTokenRow | None:
     """The session's refresh token of the highest generation (the one to use next)."""
     record = await conn.fetchrow(
-        """
-        SELECT token_hash, session_id, generation, issued_at, used_at,
-               extract(epoch FROM now() - used_at)::float8 AS used_ago_s
-        FROM refresh_tokens WHERE session_id = $1
+        f"""
+        SELECT {REFRESH_ROW_COLUMNS} FROM refresh_tokens WHERE session_id = $1
         ORDER BY generation DESC LIMIT 1
         """,
         session_id,
@@ -123,11 +125,7 @@ async def get_refresh_token_for_update(
 ) -> RefreshTokenRow | None:
     """The token row, locked so that two refreshes with one token cannot both succeed."""
     record = await conn.fetchrow(
-        """
-        SELECT token_hash, session_id, generation, issued_at, used_at,
-               extract(epoch FROM now() - used_at)::float8 AS used_ago_s
-        FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE
-        """,
+        f"SELECT {REFRESH_ROW_COLUMNS} FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE",
         token_hash,
     )
     return maybe(RefreshTokenRow, record)
