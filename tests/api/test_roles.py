@@ -379,6 +379,29 @@ async def test_losing_read_message_history_is_told_to_exactly_who_loses_it(
     assert refused.status_code == 403
 
 
+async def test_only_channels_with_a_history_are_told_as_hidden_history(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    """Was: a category's override denying READ_MESSAGE_HISTORY listed the category
+    itself (and its voice channels) in channel.history_hidden: they have no history."""
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await community(client, ann, ben)
+    category = await server_channel(client, srv, ann, "cat", kind="category")
+    text = await server_channel(client, srv, ann, "inside", parent_id=category["id"])
+    await server_channel(client, srv, ann, "talk", kind="voice", parent_id=category["id"])
+    denied = await override(
+        client, ann, category["id"], "role", srv.everyone_role, deny=int(P.READ_MESSAGE_HISTORY)
+    )
+    assert denied.status_code in (200, 204), denied.text
+    async with pool.acquire() as conn:
+        told = [
+            d["channel_ids"]
+            for t, d in await factories.events_of(conn, "user", ben.id)
+            if t == "channel.history_hidden"
+        ]
+    assert told == [[text["id"]]]
+
+
 async def test_a_channel_holds_a_bounded_number_of_overrides(
     client: httpx.AsyncClient, make_user: MakeUser, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -25,7 +25,7 @@ import asyncpg
 
 from xfchat.db.queries import channels as channels_q
 from xfchat.domain import voice
-from xfchat.domain.access import access_changed_many, server_audience
+from xfchat.domain.access import MESSAGE_KINDS, access_changed_many, server_audience
 from xfchat.domain.events import (
     CHANNEL_UPDATED,
     CHANNELS_HIDDEN,
@@ -94,6 +94,8 @@ async def settle(
             gained.setdefault(user, []).append(channel_id)
         for user in before - now:
             lost.setdefault(user, []).append(channel_id)
+        if channel_id not in rows or rows[channel_id].kind not in MESSAGE_KINDS:
+            continue  # (a category or voice channel has no history to hide)
         read_before = seen.readers.get(channel_id, set())
         for user in (read_before - audience.readers.get(channel_id, set())) & now:
             unread.setdefault(user, []).append(channel_id)
