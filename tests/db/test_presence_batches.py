@@ -9,7 +9,7 @@ import uuid
 import asyncpg
 
 from tests.factories import MakeUser
-from xfchat.domain import presence
+from xfchat.db.queries.locks import advisory_key
 from xfchat.realtime.presence import PresenceTracker
 
 
@@ -48,7 +48,7 @@ async def test_a_user_the_database_keeps_refusing_holds_up_only_themselves(
                 # Another transaction holds the blocked user's presence lock (as a status
                 # change of theirs would).
                 await holder.execute(
-                    "SELECT pg_advisory_xact_lock($1)", presence._lock_key(blocked)
+                    "SELECT pg_advisory_xact_lock($1)", advisory_key(b"presence", blocked)
                 )
                 for user in users:
                     tracker.connected(user)

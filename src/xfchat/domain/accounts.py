@@ -14,7 +14,6 @@ token at once.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 import time
@@ -108,8 +107,7 @@ async def lock_sessions(conn: asyncpg.Connection, user_id: UUID) -> None:
     user's sessions in bulk (a login past MAX_LIVE_SESSIONS, a password change): two
     such updates of the same rows in different orders would deadlock. Taken after any
     lock of the user's row, as both do."""
-    digest = hashlib.sha256(b"sessions" + user_id.bytes).digest()
-    await locks_q.lock_transaction(conn, key=int.from_bytes(digest[:8], "big", signed=True))
+    await locks_q.lock_transaction(conn, key=locks_q.advisory_key(b"sessions", user_id))
 
 
 async def start_session(

@@ -67,8 +67,7 @@ async def store_file(
 
 
 def _quota_lock(user_id: UUID) -> int:
-    digest = hashlib.sha256(b"upload quota" + user_id.bytes).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
+    return locks_q.advisory_key(b"upload quota", user_id)
 
 
 def _over_quota(total: int, quota: int) -> PayloadTooLarge:

@@ -51,13 +51,8 @@ def own(row: q.PresenceRow) -> PresencePayload:
     return {"user_id": str(row.user_id), "status": row.status, "status_text": row.status_text}
 
 
-def _lock_key(user_id: UUID) -> int:
-    digest = hashlib.sha256(b"presence" + user_id.bytes).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
-
-
 async def _lock_user(conn: asyncpg.Connection, user_id: UUID) -> None:
-    await locks_q.lock_transaction(conn, key=_lock_key(user_id))
+    await locks_q.lock_transaction(conn, key=locks_q.advisory_key(b"presence", user_id))
 
 
 async def _presence(conn: asyncpg.Connection, user_id: UUID, timeout_s: float) -> q.PresenceRow:
@@ -120,7 +115,9 @@ async def _lock_users(
     users = sorted(set(user_ids))
     if not users:
         return []
-    await locks_q.lock_transaction_all(conn, keys=[_lock_key(u) for u in users])
+    await locks_q.lock_transaction_all(
+        conn, keys=[locks_q.advisory_key(b"presence", u) for u in users]
+    )
     rows = {r.user_id: r for r in await q.list_presences(conn, user_ids=users, timeout_s=timeout_s)}
     return [rows[u] for u in users if u in rows]
 

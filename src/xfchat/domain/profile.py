@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -200,10 +199,7 @@ async def lock_dm_policies(conn: asyncpg.Connection, user_ids: list[UUID]) -> No
     """Wait for any change of these users' choice of whom they take direct messages
     from (until the transaction ends): an unfriending and such a choice at once then
     come one after the other, so the later sees what the earlier closed."""
-    keys = sorted(
-        int.from_bytes(hashlib.sha256(b"dm-policy" + u.bytes).digest()[:8], "big", signed=True)
-        for u in set(user_ids)
-    )
+    keys = sorted(locks_q.advisory_key(b"dm-policy", u) for u in set(user_ids))
     await locks_q.lock_transaction_all(conn, keys=keys)
 
 

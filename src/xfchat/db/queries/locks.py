@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+from uuid import UUID
+
 import asyncpg
+
+
+def advisory_key(namespace: bytes, entity_id: UUID) -> int:
+    """The advisory lock key of one thing (a user's sessions, presence, upload quota...):
+    the first 8 bytes of SHA-256 of the namespace and the id, as a signed bigint."""
+    digest = hashlib.sha256(namespace + entity_id.bytes).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 async def select_one(conn: asyncpg.Connection) -> int:

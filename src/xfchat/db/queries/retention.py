@@ -7,26 +7,28 @@ from __future__ import annotations
 import asyncpg
 
 
+def _count(status: str) -> int:
+    """How many rows a DELETE's status ("DELETE n") says it removed."""
+    return int(status.split()[-1])
+
+
 async def delete_ended_sessions(
     conn: asyncpg.Connection, *, ended_before_s: float, limit: int
 ) -> int:
     """Sessions revoked or expired more than `ended_before_s` seconds ago (their refresh
     tokens and voice states go with them); how many."""
-    removed = await conn.fetchval(
+    status: str = await conn.execute(
         """
-        WITH gone AS (
-            DELETE FROM sessions WHERE id IN (
-                SELECT id FROM sessions
-                WHERE coalesce(revoked_at, expires_at) < now() - make_interval(secs => $1)
-                LIMIT $2 FOR UPDATE SKIP LOCKED
-            ) RETURNING 1
+        DELETE FROM sessions WHERE id IN (
+            SELECT id FROM sessions
+            WHERE coalesce(revoked_at, expires_at) < now() - make_interval(secs => $1)
+            LIMIT $2 FOR UPDATE SKIP LOCKED
         )
-        SELECT count(*) FROM gone
         """,
         ended_before_s,
         limit,
     )
-    return int(removed)
+    return _count(status)
 
 
 async def delete_answered_friend_requests(
@@ -34,81 +36,69 @@ async def delete_answered_friend_requests(
 ) -> int:
     """Friend requests accepted, declined or cancelled more than `answered_before_s`
     seconds ago; how many."""
-    removed = await conn.fetchval(
+    status: str = await conn.execute(
         """
-        WITH gone AS (
-            DELETE FROM friend_requests WHERE id IN (
-                SELECT id FROM friend_requests
-                WHERE status <> 'pending'
-                  AND responded_at < now() - make_interval(secs => $1)
-                LIMIT $2 FOR UPDATE SKIP LOCKED
-            ) RETURNING 1
+        DELETE FROM friend_requests WHERE id IN (
+            SELECT id FROM friend_requests
+            WHERE status <> 'pending'
+              AND responded_at < now() - make_interval(secs => $1)
+            LIMIT $2 FOR UPDATE SKIP LOCKED
         )
-        SELECT count(*) FROM gone
         """,
         answered_before_s,
         limit,
     )
-    return int(removed)
+    return _count(status)
 
 
 async def delete_usage_days(conn: asyncpg.Connection, *, keep_days: int, limit: int) -> int:
     """Usage rows of UTC days more than `keep_days` days before today; how many."""
-    removed = await conn.fetchval(
+    status: str = await conn.execute(
         """
-        WITH gone AS (
-            DELETE FROM usage_tracking WHERE (user_id, day) IN (
-                SELECT user_id, day FROM usage_tracking
-                WHERE day < (now() AT TIME ZONE 'UTC')::date - $1::int
-                LIMIT $2 FOR UPDATE SKIP LOCKED
-            ) RETURNING 1
+        DELETE FROM usage_tracking WHERE (user_id, day) IN (
+            SELECT user_id, day FROM usage_tracking
+            WHERE day < (now() AT TIME ZONE 'UTC')::date - $1::int
+            LIMIT $2 FOR UPDATE SKIP LOCKED
         )
-        SELECT count(*) FROM gone
         """,
         keep_days,
         limit,
     )
-    return int(removed)
+    return _count(status)
 
 
 async def delete_audit_entries(conn: asyncpg.Connection, *, older_than_s: float, limit: int) -> int:
     """Audit log entries written more than `older_than_s` seconds ago; how many."""
-    removed = await conn.fetchval(
+    status: str = await conn.execute(
         """
-        WITH gone AS (
-            DELETE FROM audit_log WHERE id IN (
-                SELECT id FROM audit_log
-                WHERE created_at < now() - make_interval(secs => $1)
-                LIMIT $2 FOR UPDATE SKIP LOCKED
-            ) RETURNING 1
+        DELETE FROM audit_log WHERE id IN (
+            SELECT id FROM audit_log
+            WHERE created_at < now() - make_interval(secs => $1)
+            LIMIT $2 FOR UPDATE SKIP LOCKED
         )
-        SELECT count(*) FROM gone
         """,
         older_than_s,
         limit,
     )
-    return int(removed)
+    return _count(status)
 
 
 async def delete_orphan_streams(conn: asyncpg.Connection, *, limit: int) -> int:
     """Event streams of deleted channels and servers whose events retention has removed
     (nothing can be resumed from them, nothing writes to them again); how many."""
-    removed = await conn.fetchval(
+    status: str = await conn.execute(
         """
-        WITH gone AS (
-            DELETE FROM event_streams WHERE id IN (
-                SELECT s.id FROM event_streams s
-                WHERE (s.kind = 'channel'
-                       AND NOT EXISTS (SELECT 1 FROM channels c WHERE c.id = s.entity_id)
-                    OR s.kind = 'server'
-                       AND NOT EXISTS (SELECT 1 FROM servers v WHERE v.id = s.entity_id))
-                  AND NOT EXISTS (SELECT 1 FROM event_commits e WHERE e.stream_id = s.id)
-                  AND NOT EXISTS (SELECT 1 FROM events e WHERE e.stream_id = s.id)
-                LIMIT $1 FOR UPDATE SKIP LOCKED
-            ) RETURNING 1
+        DELETE FROM event_streams WHERE id IN (
+            SELECT s.id FROM event_streams s
+            WHERE (s.kind = 'channel'
+                   AND NOT EXISTS (SELECT 1 FROM channels c WHERE c.id = s.entity_id)
+                OR s.kind = 'server'
+                   AND NOT EXISTS (SELECT 1 FROM servers v WHERE v.id = s.entity_id))
+              AND NOT EXISTS (SELECT 1 FROM event_commits e WHERE e.stream_id = s.id)
+              AND NOT EXISTS (SELECT 1 FROM events e WHERE e.stream_id = s.id)
+            LIMIT $1 FOR UPDATE SKIP LOCKED
         )
-        SELECT count(*) FROM gone
         """,
         limit,
     )
-    return int(removed)
+    return _count(status)
