@@ -271,6 +271,12 @@ async def test_a_timed_out_member_reads_but_cannot_send_or_react(
         srv.url(f"/members/{ben.id}"), headers=mod.headers, json={"timed_out_until": too_long}
     )
     assert bad.status_code == 400 and bad.json()["code"] == "INVALID_TIMEOUT"
+    # A number, or digits as text, is not taken as seconds since 1970.
+    for not_a_time in (int(datetime.now(UTC).timestamp()) + 600, "1800000000", True):
+        odd = await client.patch(
+            srv.url(f"/members/{ben.id}"), headers=mod.headers, json={"timed_out_until": not_a_time}
+        )
+        assert odd.status_code == 400 and odd.json()["code"] == "VALIDATION_ERROR", odd.text
     done = await client.patch(
         srv.url(f"/members/{ben.id}"), headers=mod.headers, json={"timed_out_until": until}
     )

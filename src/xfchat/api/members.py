@@ -3,7 +3,6 @@ leaving, kicks and bans."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -11,7 +10,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from xfchat.api.deps import Conn, CurrentActor
-from xfchat.api.models import Text
+from xfchat.api.models import IsoTime, Text
 from xfchat.api.pages import page_of
 from xfchat.api.responses import JSONResponse
 from xfchat.api.servers import AuditReason
@@ -39,7 +38,7 @@ class MemberPatchIn(BaseModel):
     most 28 days ahead, null ends the timeout (MODERATE_MEMBERS)."""
 
     nickname: Text | None = Field(default=None, max_length=256)
-    timed_out_until: datetime | None = None
+    timed_out_until: IsoTime | None = None
 
 
 class BanIn(BaseModel):

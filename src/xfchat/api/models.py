@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, PlainSerializer, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, BeforeValidator, PlainSerializer, WithJsonSchema
 
 from xfchat.db.queries.users import PublicUserRow, UserRow
 
@@ -25,6 +25,22 @@ def _no_nul(value: str) -> str:
 
 Text = Annotated[str, AfterValidator(_no_nul)]
 """Every string a client sends is a Text: valid Unicode without NUL characters."""
+
+
+def _iso_time(value: object) -> object:
+    # Pydantic would also take a number, or a string of digits, as seconds since 1970.
+    if (
+        not isinstance(value, str)
+        or not value[:4].isascii()
+        or not value[:4].isdigit()
+        or value[4:5] != "-"
+    ):
+        raise ValueError("must be a date and time as ISO 8601 text (2026-11-25T10:00:00Z)")
+    return value
+
+
+IsoTime = Annotated[datetime, BeforeValidator(_iso_time)]
+"""A time a client sends in a body: ISO 8601 text only."""
 
 Instant = Annotated[
     datetime,
