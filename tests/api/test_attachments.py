@@ -293,11 +293,11 @@ async def test_a_jpegs_metadata_is_dropped_in_an_image_slot_within_the_bounds(
     flood = b"\xff\xd8" + b"\xff\xfe\x00\x02" * 100_000 + b"\xff\xd9"  # 100,000 segments
     async with pool.acquire() as conn:
         before = await stored(conn)
-    app.state.image_slots = asyncio.Semaphore(0)  # every image slot held (by slow files)
+    app.state.image_slots = images.ImageSlots(0)  # every image slot held (by slow files)
     app.state.writer.deadline_s = 0.5
     waited = await post_files(client, ann, srv.general, [part("f.jpg", flood, "image/jpeg")])
     assert waited.status_code == 503 and waited.json()["code"] == "SEND_TIMEOUT"
-    app.state.image_slots = asyncio.Semaphore(images.IMAGE_JOBS)
+    app.state.image_slots = images.ImageSlots()
     refused = await post_files(client, ann, srv.general, [part("f.jpg", flood, "image/jpeg")])
     assert refused.status_code == 400 and refused.json()["code"] == "INVALID_IMAGE"
     assert "segments" in refused.json()["message"]
@@ -640,7 +640,6 @@ async def test_concurrent_uploads_never_pass_the_quota_together(
     pool: asyncpg.Pool,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import asyncio
 
     monkeypatch.setattr(messages_writer, "FILE_SENDS_USER", 5)
     ann = await make_user("ann")

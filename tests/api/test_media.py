@@ -413,7 +413,7 @@ async def test_an_avatar_not_decoded_in_time_is_503_image_busy(
     app: FastAPI, client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
 ) -> None:
     user = await make_user()
-    app.state.image_slots = asyncio.Semaphore(0)  # every decode slot held (by slow files)
+    app.state.image_slots = images.ImageSlots(0)  # every decode slot held (by slow files)
     app.state.settings = app.state.settings.model_copy(update={"send_timeout_s": 0.3})
     data = encoded(Image.new("RGB", (16, 16)), "PNG")
     busy = await asyncio.wait_for(upload(client, user, data), 10)  # (it used to hang)
@@ -703,6 +703,40 @@ async def test_image_jobs_run_at_most_two_at_once_even_when_abandoned() -> None:
     assert [r.data for r in results] == [b"x"] * 3
     assert peak == 2 and started == 5
     assert all(t.cancelled() for t in tasks[:2])
+
+
+async def test_one_user_holds_at_most_one_image_slot() -> None:
+    """Was: one account's two sends of slow thumbnails held both slots of a process,
+    and everyone else's file sends and avatars waited until they timed out."""
+    slots = images.ImageSlots()
+    gate = threading.Event()
+    started: list[bytes] = []
+
+    def job(data: bytes) -> bytes:
+        started.append(data)
+        gate.wait(10)
+        return data
+
+    ann, ben = UUID(int=1), UUID(int=2)
+    anns = [asyncio.create_task(images.run_image_job(slots.of(ann), job, b"ann")) for _ in "12"]
+    for _ in range(500):
+        if started:
+            break
+        await asyncio.sleep(0.01)
+    # The other slot is free for ben while ann's second job waits for her first.
+    bens = asyncio.create_task(images.run_image_job(slots.of(ben), job, b"ben"))
+    for _ in range(500):
+        if len(started) == 2:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.1)
+    assert sorted(started) == [b"ann", b"ben"]
+    anns[1].cancel()  # (a waiter that gives up takes nothing with it)
+    gate.set()
+    assert await anns[0] == b"ann" and await bens == b"ben"
+    assert anns[1].cancelled() and slots.jobs._value == images.IMAGE_JOBS
+    assert not slots._turns
+    assert await images.run_image_job(slots.of(ann), job, b"again") == b"again"
 
 
 async def test_server_icons_take_the_avatar_path_and_free_what_they_replace(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
@@ -15,7 +14,6 @@ from xfchat.api.deps import (
     Conn,
     CurrentActor,
     Pool,
-    app_slots,
     authenticate_request,
     bearer_token,
     check_limit,
@@ -65,9 +63,13 @@ def upload_routes(settings: Settings) -> list[UploadRoute]:
     ]
 
 
-def image_slots(request: Request) -> asyncio.Semaphore:
-    """The app's bound on image decodes running at once."""
-    return app_slots(request, "image_slots", images.IMAGE_JOBS)
+def image_slots(request: Request, actor: Actor) -> images.Slots:
+    """The app's bound on image decodes running at once, as `actor` takes its slots."""
+    state = request.app.state
+    slots: images.ImageSlots | None = getattr(state, "image_slots", None)
+    if slots is None:  # (on first use: an asyncio primitive belongs to the app's loop)
+        slots = state.image_slots = images.ImageSlots()
+    return slots.of(actor.user_id)
 
 
 def counted_actor(*buckets: str) -> Callable[..., Awaitable[Actor]]:
@@ -113,7 +115,7 @@ async def put_avatar(
         data,
         max_bytes=settings.avatar_max_bytes,
         quota=settings.upload_quota_bytes,
-        slots=image_slots(request),
+        slots=image_slots(request, actor),
         deadline_s=settings.send_timeout_s,
     )
     request.app.state.sessions.forget_user(actor.user_id)
@@ -175,7 +177,7 @@ async def put_server_icon(
         data,
         max_bytes=settings.avatar_max_bytes,
         quota=settings.upload_quota_bytes,
-        slots=image_slots(request),
+        slots=image_slots(request, actor),
         deadline_s=settings.send_timeout_s,
         reason=reason,
     )

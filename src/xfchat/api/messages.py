@@ -160,7 +160,7 @@ async def _send_with_files(
                 form.uploads,
                 max_bytes=settings.attachment_max_bytes,
                 quota=settings.upload_quota_bytes,
-                slots=image_slots(request),
+                slots=image_slots(request, actor),
                 storing=writer.storing,
             ),
         )

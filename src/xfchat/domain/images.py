@@ -22,7 +22,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from io import BytesIO
-from typing import TypeVar
+from typing import Protocol, TypeVar
+from uuid import UUID
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -310,8 +311,69 @@ def _encode(image: Image.Image) -> EncodedImage:
 R = TypeVar("R")
 
 
-async def run_image_job(slots: asyncio.Semaphore, job: Callable[[bytes], R], data: bytes) -> R:
-    """Run `job` in a thread once one of `slots` (IMAGE_JOBS per process) is free. The
+class Slots(Protocol):
+    """Turns for image jobs (an asyncio.Semaphore is one)."""
+
+    async def acquire(self) -> object: ...
+
+    def release(self) -> None: ...
+
+
+class ImageSlots:
+    """A process's image slots: IMAGE_JOBS jobs at once, and at most one of them any one
+    user's, so one account sending files of slow thumbnails (or an avatar with them)
+    cannot hold every slot while others' sends time out behind it."""
+
+    def __init__(self, jobs: int = IMAGE_JOBS) -> None:
+        self.jobs = asyncio.Semaphore(jobs)
+        self._turns: dict[UUID, _Turn] = {}  # users with a job running or waiting
+
+    def of(self, user_id: UUID) -> _UserSlots:
+        return _UserSlots(self, user_id)
+
+
+@dataclass
+class _Turn:
+    lock: asyncio.Lock
+    holders: int = 0  # running or waiting
+
+
+@dataclass(frozen=True)
+class _UserSlots:
+    """One user's way into ImageSlots: their own turn first, then a process slot."""
+
+    slots: ImageSlots
+    user_id: UUID
+
+    async def acquire(self) -> None:
+        turns = self.slots._turns
+        turn = turns.setdefault(self.user_id, _Turn(asyncio.Lock()))
+        turn.holders += 1
+        try:
+            await turn.lock.acquire()
+            try:
+                await self.slots.jobs.acquire()
+            except BaseException:
+                turn.lock.release()
+                raise
+        except BaseException:
+            self._leave(turn)
+            raise
+
+    def release(self) -> None:
+        self.slots.jobs.release()
+        turn = self.slots._turns[self.user_id]
+        turn.lock.release()
+        self._leave(turn)
+
+    def _leave(self, turn: _Turn) -> None:
+        turn.holders -= 1
+        if not turn.holders:
+            del self.slots._turns[self.user_id]
+
+
+async def run_image_job(slots: Slots, job: Callable[[bytes], R], data: bytes) -> R:
+    """Run `job` in a thread once one of `slots` (ImageSlots.of a user) is free. The
     slot is given back when the thread ends, not when the caller stops waiting, so
     abandoned requests cannot make more decodes run at once than the bound."""
     await slots.acquire()
@@ -327,7 +389,7 @@ async def run_image_job(slots: asyncio.Semaphore, job: Callable[[bytes], R], dat
 
 
 async def run_image_job_by(
-    deadline_s: float, slots: asyncio.Semaphore, job: Callable[[bytes], R], data: bytes
+    deadline_s: float, slots: Slots, job: Callable[[bytes], R], data: bytes
 ) -> R:
     """run_image_job, answered within `deadline_s` (waiting for a slot included).
 

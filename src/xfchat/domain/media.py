@@ -7,7 +7,6 @@ random).
 
 from __future__ import annotations
 
-import asyncio
 from uuid import UUID
 
 import asyncpg
@@ -18,7 +17,7 @@ from xfchat.domain import files, profile, servers
 from xfchat.domain.access import access_server
 from xfchat.domain.accounts import Actor
 from xfchat.domain.event_payloads import ServerPayload
-from xfchat.domain.images import EncodedImage, encode_avatar, run_image_job_by
+from xfchat.domain.images import EncodedImage, Slots, encode_avatar, run_image_job_by
 from xfchat.domain.permissions import Permission
 from xfchat.errors import NotFound, PayloadTooLarge
 
@@ -39,7 +38,7 @@ async def set_avatar(
     *,
     max_bytes: int,
     quota: int,
-    slots: asyncio.Semaphore,
+    slots: Slots,
     deadline_s: float,
 ) -> users_q.UserRow:
     """Make an uploaded image the actor's avatar: re-encode it (holding no database
@@ -120,7 +119,7 @@ async def set_server_icon(
     *,
     max_bytes: int,
     quota: int,
-    slots: asyncio.Semaphore,
+    slots: Slots,
     deadline_s: float,
     reason: str | None,
 ) -> ServerPayload:

@@ -11,7 +11,6 @@ process's few that store files."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import uuid
 from collections.abc import Callable
@@ -80,7 +79,7 @@ def file_too_large(max_bytes: int) -> PayloadTooLarge:
     )
 
 
-async def _without_metadata(upload: Upload, slots: asyncio.Semaphore) -> Upload:
+async def _without_metadata(upload: Upload, slots: images.Slots) -> Upload:
     """A JPEG without its metadata (images.without_metadata: EXIF and its GPS position,
     XMP, comments; the pixels untouched), rewritten in its spool; other files as they
     came. It takes one of the image slots, as a thumbnail does: it holds the file and
@@ -105,7 +104,7 @@ async def _without_metadata(upload: Upload, slots: asyncio.Semaphore) -> Upload:
     )
 
 
-async def _look_at(upload: Upload, slots: asyncio.Semaphore) -> images.Thumbnailed | None:
+async def _look_at(upload: Upload, slots: images.Slots) -> images.Thumbnailed | None:
     """An image's facts and thumbnail (None: not an image).
 
     Raises: BadRequest (INVALID_IMAGE: damaged, or a decompression bomb)."""
@@ -202,7 +201,7 @@ async def send_with_files(
     *,
     max_bytes: int,
     quota: int,
-    slots: asyncio.Semaphore,
+    slots: images.Slots,
     storing: Callable[[], AbstractAsyncContextManager[None]],
 ) -> SendResult:
     """Send `req` with `uploads` as its attachments (SEND_MESSAGES and ATTACH_FILES):
