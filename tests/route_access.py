@@ -80,6 +80,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/api/users/@me/two-factor/enable"): {"code": "000000"},
     ("POST", "/api/users/@me/two-factor/disable"): {"password": "not it", "code": "000000"},
     ("POST", "/api/users/@me/two-factor/recovery-codes"): {"password": "not the password"},
+    ("POST", "/api/users/@me/delete"): {"password": "not the password"},
     ("PUT", "/api/users/@me/avatar"): PNG,
     ("PUT", "/api/servers/{server_id}/icon"): PNG,
     ("POST", "/api/users/@me/friend-requests"): {"username": "{owner}"},

@@ -58,6 +58,7 @@ class UserPublic(BaseModel):
     avatar_url: str | None
     status_text: str | None
     created_at: Instant
+    deleted: bool  # the account was deleted: `username` is a placeholder, nothing else shown
 
     @classmethod
     def of(cls, row: PublicUserRow | UserRow) -> UserPublic:
@@ -68,6 +69,7 @@ class UserPublic(BaseModel):
             avatar_url=row.avatar_url,
             status_text=row.status_text,
             created_at=row.created_at,
+            deleted=row.deleted_at is not None,
         )
 
 

@@ -12,7 +12,8 @@ from pydantic import BaseModel, Field
 from xfchat.api.deps import AppSettings, Conn, CurrentActor, Pool, check_limit, password_limit
 from xfchat.api.models import Instant, Text, UserPrivate, UserPublic
 from xfchat.api.responses import JSONResponse
-from xfchat.domain import accounts, presence, profile
+from xfchat.api.two_factor import code_limit
+from xfchat.domain import account_deletion, accounts, presence, profile
 from xfchat.domain.event_payloads import PresencePayload, PublicUserPayload
 from xfchat.domain.feeds import read_state_snapshot
 from xfchat.domain.state import StatePayload
@@ -93,6 +94,38 @@ async def post_password(
     )
     for session_id in revoked:
         request.app.state.sessions.forget_session(session_id)
+    return Response(status_code=204)
+
+
+class DeleteAccountIn(BaseModel):
+    password: Text = Field(max_length=1024)
+    code: Text | None = Field(
+        default=None,
+        max_length=64,
+        description="with two-factor sign-in on: an authenticator code or a recovery code",
+    )
+
+
+@router.post("/@me/delete", status_code=204, response_class=Response)
+async def post_account_deletion(
+    body: DeleteAccountIn, actor: CurrentActor, pool: Pool, settings: AppSettings, request: Request
+) -> Response:
+    """Delete your account, with your password (and a code when two-factor sign-in is
+    on). Refused while you own a server (409 OWNS_SERVERS: transfer or delete it). In one
+    transaction: every session ends, you leave every server and group, friendships,
+    requests and blocks go, your profile is scrubbed to a placeholder; your messages
+    stay. Counted in `account.password` (and a code in `auth.two_factor`). A POST, not a
+    DELETE with a body, which HTTP gives no meaning and some proxies drop."""
+    await password_limit(request, actor)
+    if body.code is not None:
+        await code_limit(request, actor)
+    revoked = await account_deletion.delete_account(
+        pool, settings, actor, password=body.password, code=body.code
+    )
+    cache = request.app.state.sessions
+    for session_id in revoked:
+        cache.forget_session(session_id)
+    cache.forget_user(actor.user_id)
     return Response(status_code=204)
 
 

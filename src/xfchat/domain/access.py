@@ -49,6 +49,12 @@ def cannot_message() -> Forbidden:
     return Forbidden("this user does not take direct messages from you", code="CANNOT_MESSAGE_USER")
 
 
+def user_deleted() -> Forbidden:
+    """The answer to anything sent to a deleted account: a message in a direct
+    conversation, a new one, a friend request, a place in a group."""
+    return Forbidden("that account was deleted", code="USER_DELETED")
+
+
 async def direct_refused(conn: asyncpg.Connection, sender: UUID, recipient: UUID) -> bool:
     """Whether `recipient` takes no direct messages from `sender` (the rule of
     db/queries/access.py's DIRECT_CLOSED_RULE, for a conversation not yet opened)."""
@@ -75,7 +81,7 @@ def refusal(facts: q.AccessFacts, need: Permission) -> XFChatError | None:
     if not lacking:
         return None
     if facts.closed and lacking & CLOSED_DIRECT:
-        return cannot_message()
+        return user_deleted() if facts.peer_deleted else cannot_message()
     if facts.timed_out:
         return timed_out()
     return missing(need, perms, "in this channel")

@@ -30,6 +30,7 @@ from xfchat.domain.access import (
     access_channel,
     cannot_message,
     direct_refused,
+    user_deleted,
     visible_channels,
 )
 from xfchat.domain.accounts import Actor
@@ -148,12 +149,15 @@ async def open_direct(
     Raises:
         BadRequest: CANNOT_MESSAGE_SELF. NotFound: USER_NOT_FOUND.
         Forbidden: CANNOT_MESSAGE_USER (they take no direct messages from the actor: a
-            block either way, or friends only; the same answer for both).
+            block either way, or friends only; the same answer for both), USER_DELETED.
     """
     if user_id == actor.user_id:
         raise BadRequest("you cannot open a conversation with yourself", code="CANNOT_MESSAGE_SELF")
-    if await users_q.get_public_user(conn, user_id=user_id) is None:
+    other = await users_q.get_public_user(conn, user_id=user_id)
+    if other is None:
         raise NotFound("no such user", code="USER_NOT_FOUND")
+    if other.deleted_at is not None:
+        raise user_deleted()
     async with conn.transaction():
         if await direct_refused(conn, actor.user_id, user_id):
             raise cannot_message()
@@ -186,6 +190,8 @@ async def _check_newcomers(
             code="INVALID_PARTICIPANTS",
             field="participant_ids",
         )
+    if any(u.deleted_at for u in await users_q.list_public_users(conn, user_ids=newcomers)):
+        raise user_deleted()
     if await q.strangers_among(conn, user_id=actor.user_id, others=newcomers) or (
         await q.block_between(conn, users=newcomers, others=[*present, *newcomers])
     ):
@@ -204,7 +210,8 @@ async def create_group(
 
     Raises:
         BadRequest: INVALID_CONVERSATION_NAME, INVALID_PARTICIPANTS, TOO_MANY_PARTICIPANTS.
-        Forbidden: CANNOT_ADD_USER (not all of them the actor's friends, or a block among them).
+        Forbidden: CANNOT_ADD_USER (not all of them the actor's friends, or a block among
+            them), USER_DELETED (one of them deleted their account).
     """
     name = _name(name)
     others = sorted({u for u in participant_ids if u != actor.user_id})
@@ -354,7 +361,7 @@ async def add_participant(
 
     Raises:
         Forbidden: NOT_CONVERSATION_OWNER, CANNOT_ADD_USER (not the owner's friend, or a
-            block between them and someone in the group).
+            block between them and someone in the group), USER_DELETED.
         BadRequest: NOT_A_GROUP, TOO_MANY_PARTICIPANTS, INVALID_PARTICIPANTS.
     """
     async with conn.transaction():

@@ -27,6 +27,7 @@ class PublicUserPayload(TypedDict):
     avatar_url: str | None
     status_text: str | None
     created_at: str
+    deleted: bool  # the account was deleted: a placeholder name, nothing else of it
 
 
 class ReplyPreviewPayload(TypedDict):

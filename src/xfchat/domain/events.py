@@ -285,7 +285,8 @@ USER_UPDATED = EventType(
     "user.updated",
     Audience.RELATED,
     PublicUserPayload,
-    "Someone's public profile changed (yours too): update every copy you keep.",
+    "Someone's public profile changed (yours too): update every copy you keep. With"
+    " `deleted: true` the account was deleted (its name is a placeholder from then on).",
 )
 PRESENCE_UPDATED = EventType(
     "presence.updated",
@@ -370,9 +371,9 @@ SESSION_REVOKED = EventType(
     U,
     SessionRevokedPayload,
     "A session of yours ended (its streams close). `reason`: `logout`, `revoked` (from the"
-    " sessions list), `password_changed`, `token_reuse` (a used refresh token came back)"
-    " or `session_limit` (a login past the account's 100 live sessions ended this least"
-    " recently used one).",
+    " sessions list), `password_changed`, `token_reuse` (a used refresh token came back),"
+    " `session_limit` (a login past the account's 100 live sessions ended this least"
+    " recently used one) or `account_deleted` (the account was deleted).",
 )
 PRIVACY_UPDATED = EventType(
     "privacy.updated",

@@ -22,6 +22,7 @@ from xfchat.db.queries import friends as friends_q
 from xfchat.db.queries import locks as locks_q
 from xfchat.db.queries import users as users_q
 from xfchat.domain import voice
+from xfchat.domain.access import user_deleted
 from xfchat.domain.accounts import Actor
 from xfchat.domain.conversations import get_or_create_direct
 from xfchat.domain.event_payloads import (
@@ -61,10 +62,14 @@ class FriendRequestView:
     conversation_id: UUID | None = None
 
 
-async def _lock_pair(conn: asyncpg.Connection, a: UUID, b: UUID) -> None:
+def _pair_key(a: UUID, b: UUID) -> int:
     low, high = sorted((a, b))
     digest = hashlib.sha256(b"pair" + low.bytes + high.bytes).digest()
-    await locks_q.lock_transaction(conn, key=int.from_bytes(digest[:8], "big", signed=True))
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+async def _lock_pair(conn: asyncpg.Connection, a: UUID, b: UUID) -> None:
+    await locks_q.lock_transaction(conn, key=_pair_key(a, b))
 
 
 async def _lock_blocker(conn: asyncpg.Connection, user_id: UUID) -> None:
@@ -121,11 +126,14 @@ async def send_friend_request(
 
     Raises:
         BadRequest: CANNOT_FRIEND_SELF; FRIEND_REQUEST_REFUSED (no such user, or one the
-            actor blocked). Conflict: ALREADY_FRIENDS, FRIEND_REQUEST_EXISTS.
+            actor blocked). Conflict: ALREADY_FRIENDS, FRIEND_REQUEST_EXISTS. Forbidden:
+            USER_DELETED.
     """
     target = await users_q.get_public_user_by_username(conn, username=username.strip())
     if target is None:
         raise BadRequest(REFUSED, code="FRIEND_REQUEST_REFUSED", field="username")
+    if target.deleted_at is not None:
+        raise user_deleted()
     if target.id == actor.user_id:
         raise BadRequest(
             "you cannot send a friend request to yourself",
@@ -374,3 +382,33 @@ async def unblock_user(conn: asyncpg.Connection, actor: Actor, user_id: UUID) ->
         await emit_many(
             conn, [BLOCK_REMOVED.to_user(actor.user_id, {"user_id": str(user_id)}), *events]
         )
+
+
+async def lock_relations(conn: asyncpg.Connection, user_id: UUID) -> None:
+    """Take the pair lock of every pair the user has a friendship, a request or a block
+    in, in one order (for an account deletion: changes of those pairs come wholly
+    before or after it)."""
+    others = await friends_q.list_counterparts(conn, user_id=user_id)
+    keys = sorted(_pair_key(user_id, other) for other in others)
+    await locks_q.lock_transaction_all(conn, keys=keys)
+
+
+async def forget_relations(conn: asyncpg.Connection, gone: users_q.PublicUserRow) -> list[Event]:
+    """A deleted account's friendships, friend requests and blocks go (in the caller's
+    transaction, after lock_relations); the events that tell the other side, each with
+    the account's scrubbed profile: `friend.removed` to its friends,
+    `friend_request.cancelled` to whoever had a pending request from or to it (not to
+    one who never saw it: a recipient who blocked its sender), `block.removed` to those
+    who had blocked it. Its own blocks go unannounced: nobody else knew of them."""
+    profile = public_profile(gone)
+    events: list[Event] = []
+    for friend in await friends_q.delete_friendships_of(conn, user_id=gone.id):
+        events.append(FRIEND_REMOVED.to_user(friend, {"user_id": str(gone.id), "user": profile}))
+    for request in await friends_q.delete_friend_requests_of(conn, user_id=gone.id):
+        other = request.to_user_id if request.from_user_id == gone.id else request.from_user_id
+        if request.to_user_id == other and await _hidden(conn, request):
+            continue
+        events.append(FRIEND_REQUEST_CANCELLED.to_user(other, request_data(request, gone)))
+    for blocker in await blocks_q.delete_blocks_of(conn, user_id=gone.id):
+        events.append(BLOCK_REMOVED.to_user(blocker, {"user_id": str(gone.id), "user": profile}))
+    return events

@@ -44,6 +44,7 @@ def public_profile(user: users_q.UserRow | users_q.PublicUserRow) -> PublicUserP
         "avatar_url": user.avatar_url,
         "status_text": user.status_text,
         "created_at": user.created_at.isoformat(),
+        "deleted": user.deleted_at is not None,
     }
 
 

@@ -97,7 +97,7 @@ def unavailable() -> ServiceUnavailable:
     )
 
 
-async def _confirm_password(
+async def confirm_password(
     pool: asyncpg.Pool, settings: Settings, actor: Actor, password: str
 ) -> users_q.UserRow:
     """The actor's user if `password` is theirs (no connection is held while argon2
@@ -122,7 +122,7 @@ async def start_setup(pool: asyncpg.Pool, settings: Settings, actor: Actor, pass
     """A new authenticator secret, pending until `enable` proves a code of it.
 
     Raises: BadRequest (WRONG_PASSWORD); Conflict (TWO_FACTOR_ENABLED)."""
-    user = await _confirm_password(pool, settings, actor, password)
+    user = await confirm_password(pool, settings, actor, password)
     secret = pyotp.random_base32()
     async with pool.acquire() as conn:
         sealed = keyring(settings).seal(actor.user_id, secret)
@@ -209,7 +209,7 @@ async def disable(
     """Turn two-factor sign-in off (the authenticator and recovery codes are deleted).
 
     Raises: BadRequest (WRONG_PASSWORD, WRONG_TWO_FACTOR_CODE, TWO_FACTOR_NOT_ENABLED)."""
-    await _confirm_password(pool, settings, actor, password)
+    await confirm_password(pool, settings, actor, password)
     async with pool.acquire() as conn, conn.transaction():
         if not (await status(conn, actor)).enabled:
             raise BadRequest("two-factor sign-in is off", code="TWO_FACTOR_NOT_ENABLED")
@@ -225,7 +225,7 @@ async def regenerate_recovery_codes(
     """Ten new recovery codes; the earlier ones stop working.
 
     Raises: BadRequest (WRONG_PASSWORD, TWO_FACTOR_NOT_ENABLED)."""
-    await _confirm_password(pool, settings, actor, password)
+    await confirm_password(pool, settings, actor, password)
     async with pool.acquire() as conn, conn.transaction():
         if not (await status(conn, actor)).enabled:
             raise BadRequest("two-factor sign-in is off", code="TWO_FACTOR_NOT_ENABLED")

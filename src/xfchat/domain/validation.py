@@ -12,6 +12,8 @@ from xfchat.errors import BadRequest
 USERNAME_RE = re.compile(r"[A-Za-z0-9_.]{2,32}")  # (fullmatch: "$" passes a final newline)
 # Names that mean something in mentions or would impersonate the system.
 RESERVED_USERNAMES = frozenset({"everyone", "here", "system", "xfchat", "admin", "root"})
+# A deleted account's placeholder is `deleted_user_<16 hex>`: nobody takes a name like it.
+DELETED_USERNAME_PREFIX = "deleted_user"
 EMAIL_RE = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s.]{2,}")
 MIN_PASSWORD, MAX_PASSWORD = 8, 256
 MAX_DISPLAY_NAME, MAX_STATUS_TEXT, MAX_URL = 64, 128, 2048
@@ -37,7 +39,8 @@ def username(value: str) -> str:
     # Leading and trailing dots and underscores read as punctuation ("@admin." in a
     # sentence): "_admin" and "admin." are admin, "a." is one character.
     core = value.strip("._").lower()
-    if ".." in value or len(core) < 2 or core in RESERVED_USERNAMES:
+    reserved = core in RESERVED_USERNAMES or core.startswith(DELETED_USERNAME_PREFIX)
+    if ".." in value or len(core) < 2 or reserved:
         raise BadRequest("that username is not allowed", code="INVALID_USERNAME", field="username")
     return value
 

@@ -51,6 +51,8 @@ class AccessFacts(NamedTuple):
     category_member_allow: int
     category_member_deny: int
     timed_out: bool  # server channels: the member is timed out right now
+    # A direct conversation whose other person deleted their account (it is `closed`).
+    peer_deleted: bool = False
 
 
 @dataclass(frozen=True)
@@ -88,9 +90,11 @@ _SERVER_FACTS = """
 # THE rule for direct messages: whether {recipient} takes none from {sender} (two SQL
 # expressions of user ids): a block between them either way, or the recipient takes
 # them from friends only (a setting nobody else sees) and the two are not friends. A
-# refusal cannot tell one reason from the other, so it never reveals a block.
+# refusal cannot tell one reason from the other, so it never reveals a block. A deleted
+# account takes none from anyone (that one is public: the facts' `peer_deleted`).
 DIRECT_CLOSED_RULE = """(
-    EXISTS (SELECT 1 FROM blocks b
+    EXISTS (SELECT 1 FROM users d WHERE d.id = {recipient} AND d.deleted_at IS NOT NULL)
+    OR EXISTS (SELECT 1 FROM blocks b
             WHERE (b.blocker_id = {sender} AND b.blocked_id = {recipient})
                OR (b.blocker_id = {recipient} AND b.blocked_id = {sender}))
     OR EXISTS (SELECT 1 FROM users r
@@ -100,10 +104,10 @@ DIRECT_CLOSED_RULE = """(
                                    AND f.user_high = GREATEST({sender}, {recipient})))
 )"""
 # In a direct conversation, for the user of a pair: toward the other participant.
-DIRECT_CLOSED = DIRECT_CLOSED_RULE.format(
-    sender="pr.user_id",
-    recipient="(CASE WHEN ch.dm_user_low = pr.user_id THEN ch.dm_user_high ELSE ch.dm_user_low END)",
+_DIRECT_PEER = (
+    "(CASE WHEN ch.dm_user_low = pr.user_id THEN ch.dm_user_high ELSE ch.dm_user_low END)"
 )
+DIRECT_CLOSED = DIRECT_CLOSED_RULE.format(sender="pr.user_id", recipient=_DIRECT_PEER)
 
 # The facts of each (channel_id, user_id) pair of a relation named `pairs`, which the
 # statement using this defines first.
@@ -126,7 +130,10 @@ FACTS_SELECT = f"""
            COALESCE(crl.deny, 0) AS category_roles_deny,
            COALESCE(cm.allow, 0) AS category_member_allow,
            COALESCE(cm.deny, 0) AS category_member_deny,
-           COALESCE(sm.timed_out_until > now(), false) AS timed_out
+           COALESCE(sm.timed_out_until > now(), false) AS timed_out,
+           (ch.kind = 'direct' AND EXISTS (
+               SELECT 1 FROM users d WHERE d.id = {_DIRECT_PEER} AND d.deleted_at IS NOT NULL
+           )) AS peer_deleted
     FROM pairs pr
     JOIN channels ch ON ch.id = pr.channel_id
     LEFT JOIN servers s ON s.id = ch.server_id

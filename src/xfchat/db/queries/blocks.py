@@ -60,3 +60,16 @@ async def list_blocked(
         limit,
     )
     return [public_user_from(r) for r in records]
+
+
+async def delete_blocks_of(conn: asyncpg.Connection, *, user_id: UUID) -> list[UUID]:
+    """Delete every block the user made or was the target of; those who had blocked
+    the user."""
+    records = await conn.fetch(
+        """
+        DELETE FROM blocks WHERE blocker_id = $1 OR blocked_id = $1
+        RETURNING CASE WHEN blocked_id = $1 THEN blocker_id END AS blocker
+        """,
+        user_id,
+    )
+    return [r["blocker"] for r in records if r["blocker"] is not None]

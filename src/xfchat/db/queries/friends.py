@@ -195,3 +195,50 @@ async def list_friends(conn: asyncpg.Connection, *, user_id: UUID) -> list[Frien
         user_id,
     )
     return [FriendRow(public_user_from(r), r["since"]) for r in records]
+
+
+async def list_counterparts(conn: asyncpg.Connection, *, user_id: UUID) -> list[UUID]:
+    """Everyone the user has a friendship, a friend request (any status) or a block with,
+    either way: the pairs an account deletion locks."""
+    records = await conn.fetch(
+        """
+        SELECT CASE WHEN user_low = $1 THEN user_high ELSE user_low END AS id
+        FROM friendships WHERE user_low = $1 OR user_high = $1
+        UNION
+        SELECT CASE WHEN from_user_id = $1 THEN to_user_id ELSE from_user_id END
+        FROM friend_requests WHERE from_user_id = $1 OR to_user_id = $1
+        UNION
+        SELECT CASE WHEN blocker_id = $1 THEN blocked_id ELSE blocker_id END
+        FROM blocks WHERE blocker_id = $1 OR blocked_id = $1
+        """,
+        user_id,
+    )
+    return [r["id"] for r in records]
+
+
+async def delete_friendships_of(conn: asyncpg.Connection, *, user_id: UUID) -> list[UUID]:
+    """End every friendship of the user; their former friends."""
+    records = await conn.fetch(
+        """
+        DELETE FROM friendships WHERE user_low = $1 OR user_high = $1
+        RETURNING CASE WHEN user_low = $1 THEN user_high ELSE user_low END AS id
+        """,
+        user_id,
+    )
+    return [r["id"] for r in records]
+
+
+async def delete_friend_requests_of(
+    conn: asyncpg.Connection, *, user_id: UUID
+) -> list[FriendRequestRow]:
+    """Delete every friend request from or to the user, answered or not; the pending
+    ones, as they were."""
+    records = await conn.fetch(
+        f"""
+        DELETE FROM friend_requests r WHERE r.from_user_id = $1 OR r.to_user_id = $1
+        RETURNING {FRIEND_REQUEST_COLUMNS_R}
+        """,
+        user_id,
+    )
+    rows = [FriendRequestRow(**dict(r)) for r in records]
+    return [r for r in rows if r.status == "pending"]

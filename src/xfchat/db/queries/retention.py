@@ -102,3 +102,30 @@ async def delete_orphan_streams(conn: asyncpg.Connection, *, limit: int) -> int:
         limit,
     )
     return _count(status)
+
+
+async def delete_deleted_account_leftovers(conn: asyncpg.Connection, *, limit: int) -> int:
+    """Usage days of deleted accounts (a process counts in memory and may write the
+    deletion request's own count after it) and friend requests naming one (a request
+    made while the deletion committed); how many."""
+    removed = await conn.fetchval(
+        """
+        WITH usage AS (
+            DELETE FROM usage_tracking WHERE (user_id, day) IN (
+                SELECT t.user_id, t.day FROM usage_tracking t JOIN users u ON u.id = t.user_id
+                WHERE u.deleted_at IS NOT NULL
+                LIMIT $1 FOR UPDATE OF t SKIP LOCKED
+            ) RETURNING 1
+        ), requests AS (
+            DELETE FROM friend_requests WHERE id IN (
+                SELECT r.id FROM friend_requests r JOIN users u
+                    ON u.id = r.from_user_id OR u.id = r.to_user_id
+                WHERE u.deleted_at IS NOT NULL
+                LIMIT $1 FOR UPDATE OF r SKIP LOCKED
+            ) RETURNING 1
+        )
+        SELECT (SELECT count(*) FROM usage) + (SELECT count(*) FROM requests)
+        """,
+        limit,
+    )
+    return int(removed)

@@ -292,3 +292,19 @@ async def has_familiar_session(
             within_days * 86400,
         )
     )
+
+
+async def forget_session_clients(conn: asyncpg.Connection, *, user_id: UUID) -> None:
+    """Drop where the user's sessions came from (address, device), and the refresh
+    tokens' rows: for a deleted account, whose ended sessions stay only so that their
+    tokens are refused (SESSION_REVOKED) until retention deletes them."""
+    await conn.execute(
+        """
+        WITH tokens AS (
+            DELETE FROM refresh_tokens
+            WHERE session_id IN (SELECT id FROM sessions WHERE user_id = $1)
+        )
+        UPDATE sessions SET ip = NULL, user_agent = NULL WHERE user_id = $1
+        """,
+        user_id,
+    )

@@ -11,7 +11,7 @@ from xfchat.db.queries import many, maybe, one
 
 USER_COLUMNS = (
     "id, username, email, password_hash, display_name, avatar_url, status, status_text, "
-    "created_at, updated_at"
+    "created_at, updated_at, deleted_at"
 )
 
 
@@ -27,6 +27,7 @@ class UserRow:
     status_text: str | None
     created_at: datetime
     updated_at: datetime
+    deleted_at: datetime | None  # the account was deleted (the row stays, scrubbed)
 
 
 async def insert_user(
@@ -92,8 +93,9 @@ async def get_user_by_login(
     record = await conn.fetchrow(
         f"""
         SELECT {USER_COLUMNS} FROM users
-        WHERE lower(username) = lower($1) OR email_key = $2
-           OR (email_key = lower($1) AND email = $1)
+        WHERE (lower(username) = lower($1) OR email_key = $2
+               OR (email_key = lower($1) AND email = $1))
+          AND deleted_at IS NULL
         ORDER BY email = $1 DESC
         LIMIT 1
         """,
@@ -182,7 +184,15 @@ async def update_password_hash(
 
 
 # What anyone may see of another user: never the email or the password hash.
-PUBLIC_USER_FIELDS = ("id", "username", "display_name", "avatar_url", "status_text", "created_at")
+PUBLIC_USER_FIELDS = (
+    "id",
+    "username",
+    "display_name",
+    "avatar_url",
+    "status_text",
+    "created_at",
+    "deleted_at",
+)
 PUBLIC_USER_COLUMNS = ", ".join(PUBLIC_USER_FIELDS)
 # For joins: the user's columns as u_id, u_username, ... from a table aliased `u`.
 PUBLIC_USER_COLUMNS_U = ", ".join(f"u.{f} AS u_{f}" for f in PUBLIC_USER_FIELDS)
@@ -196,6 +206,7 @@ class PublicUserRow:
     avatar_url: str | None
     status_text: str | None
     created_at: datetime
+    deleted_at: datetime | None
 
 
 def public_user_from(record: Any) -> PublicUserRow:
@@ -268,7 +279,7 @@ async def search_users(
         SELECT {PUBLIC_USER_COLUMNS_U}
         FROM matched m JOIN users u ON u.id = m.id
         LEFT JOIN (SELECT id, min(rank) AS rank FROM related GROUP BY id) r ON r.id = u.id
-        WHERE u.id <> $1
+        WHERE u.id <> $1 AND u.deleted_at IS NULL
         ORDER BY COALESCE(r.rank, 2), lower(u.username)
         LIMIT $4
         """,
@@ -288,3 +299,48 @@ async def get_dm_policy(conn: asyncpg.Connection, *, user_id: UUID) -> str | Non
 
 async def update_dm_policy(conn: asyncpg.Connection, *, user_id: UUID, policy: str) -> None:
     await conn.execute("UPDATE users SET dm_policy = $2 WHERE id = $1", user_id, policy)
+
+
+async def count_owned_servers(conn: asyncpg.Connection, *, user_id: UUID) -> int:
+    return int(await conn.fetchval("SELECT count(*) FROM servers WHERE owner_id = $1", user_id))
+
+
+async def scrub_deleted_user(
+    conn: asyncpg.Connection, *, user_id: UUID, username: str, email: str, password_hash: str
+) -> UserRow | None:
+    """Mark the account deleted and keep nothing of its person: the placeholder
+    `username` and `email` (its key alike, so the address may register again), a
+    password hash no password matches, no display name, status text or avatar, the
+    choices reset."""
+    record = await conn.fetchrow(
+        f"""
+        UPDATE users SET
+            username = $2, email = $3, email_key = lower($3), password_hash = $4,
+            display_name = NULL, status_text = NULL, avatar_url = NULL,
+            status = 'invisible', dm_policy = 'everyone',
+            deleted_at = now(), updated_at = now()
+        WHERE id = $1 AND deleted_at IS NULL
+        RETURNING {USER_COLUMNS}
+        """,
+        user_id,
+        username,
+        email,
+        password_hash,
+    )
+    return maybe(UserRow, record)
+
+
+async def delete_personal_rows(conn: asyncpg.Connection, *, user_id: UUID) -> None:
+    """What a deleted account leaves behind that names it and nobody needs: its
+    authenticator and recovery codes, read positions, usage days, kept timeouts of
+    servers it left."""
+    await conn.execute(
+        """
+        WITH totp AS (DELETE FROM user_totp WHERE user_id = $1),
+             codes AS (DELETE FROM recovery_codes WHERE user_id = $1),
+             reads AS (DELETE FROM read_states WHERE user_id = $1),
+             usage AS (DELETE FROM usage_tracking WHERE user_id = $1)
+        DELETE FROM lingering_timeouts WHERE user_id = $1
+        """,
+        user_id,
+    )

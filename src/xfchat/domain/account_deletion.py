@@ -1,0 +1,125 @@
+"""Deleting one's own account (POST /api/users/@me/delete), as Discord does: refused
+while the account owns a server, re-authenticated like a password change (the password,
+and a code when two-factor sign-in is on), and done in one transaction.
+
+The row stays, scrubbed, so that the messages it wrote (they stay, files and all, as
+on Discord) keep an author to show: a reserved placeholder username
+(`deleted_user_<16 hex>`, which nobody can register), a placeholder email (so the
+address may register again), a password hash no password matches, nothing else of the
+person, `deleted_at` set. Everything else that names it goes in the same commit, each
+as its own route would do it: every session is revoked (`session.revoked`, so its
+streams close on every process), it leaves every server and group (`server.left`,
+`member.removed`, voice states ended, roles and own overrides dropped; a group's owner
+rule applies), its friendships, friend requests and blocks, authenticator and recovery
+codes, avatar, read positions, usage days and kept timeouts are deleted. Its direct
+conversations stay readable by the other side, and closed to them (USER_DELETED).
+"""
+
+from __future__ import annotations
+
+import secrets
+from uuid import UUID
+
+import asyncpg
+
+from xfchat.db.queries import media as media_q
+from xfchat.db.queries import sessions as sessions_q
+from xfchat.db.queries import users as users_q
+from xfchat.domain import conversations, friends, members, two_factor, voice
+from xfchat.domain.access import member_servers, visible_channels
+from xfchat.domain.accounts import Actor, lock_sessions, require_live_session, session_revoked
+from xfchat.domain.events import emit_many
+from xfchat.domain.profile import publish_profile
+from xfchat.domain.validation import DELETED_USERNAME_PREFIX
+from xfchat.errors import Conflict
+from xfchat.settings import Settings
+
+# No argon2 hash looks like this, so no password ever matches it.
+UNUSABLE_PASSWORD_HASH = "!deleted"  # noqa: S105 (a marker, not a secret)
+DELETED_EMAIL_DOMAIN = "deleted.invalid"  # (RFC 2606: never a real address)
+
+
+def placeholder_username() -> str:
+    """`deleted_user_` and 16 random hex digits: 29 characters, within the username
+    rule, and of the form validation.username refuses to anyone registering."""
+    return f"{DELETED_USERNAME_PREFIX}_{secrets.token_hex(8)}"
+
+
+def owns_servers(count: int) -> Conflict:
+    return Conflict(
+        f"you own {count} server{'s' if count != 1 else ''}: transfer or delete "
+        f"{'them' if count != 1 else 'it'} first",
+        code="OWNS_SERVERS",
+    )
+
+
+async def delete_account(
+    pool: asyncpg.Pool, settings: Settings, actor: Actor, *, password: str, code: str | None
+) -> list[UUID]:
+    """Delete the actor's account (see the module's docstring). Returns the sessions it
+    revoked (for the caller's cache of live sessions).
+
+    Raises:
+        BadRequest: WRONG_PASSWORD, WRONG_TWO_FACTOR_CODE (two-factor sign-in is on and
+            `code` is missing, not a current code nor an unused recovery code).
+        Conflict: OWNS_SERVERS. Unauthorized: SESSION_REVOKED (deleted meanwhile).
+        ServiceUnavailable: TWO_FACTOR_UNAVAILABLE.
+    """
+    await two_factor.confirm_password(pool, settings, actor, password)
+    async with pool.acquire() as conn, conn.transaction():
+        # Pair locks first (a friend request or block racing this comes wholly before
+        # or after), then the sessions' lock, then the row.
+        await friends.lock_relations(conn, actor.user_id)
+        await lock_sessions(conn, actor.user_id)
+        await users_q.lock_user(conn, user_id=actor.user_id)
+        await require_live_session(conn, actor)
+        owned = await users_q.count_owned_servers(conn, user_id=actor.user_id)
+        if owned:
+            raise owns_servers(owned)
+        if (await two_factor.status(conn, actor)).enabled and not (
+            code is not None and await two_factor.spend_code(conn, settings, actor.user_id, code)
+        ):
+            raise two_factor.wrong_code()
+        return await _erase(conn, actor)
+
+
+async def _erase(conn: asyncpg.Connection, actor: Actor) -> list[UUID]:
+    """Everything of the deletion after its checks, in the caller's transaction."""
+    revoked = await sessions_q.revoke_other_sessions(
+        conn, user_id=actor.user_id, keep=None, reason="account_deleted"
+    )
+    await sessions_q.forget_session_clients(conn, user_id=actor.user_id)
+    # (Its own streams close first: nothing after this reaches the account.)
+    await emit_many(conn, [session_revoked(actor.user_id, s, "account_deleted") for s in revoked])
+    username = placeholder_username()
+    user = await users_q.scrub_deleted_user(
+        conn,
+        user_id=actor.user_id,
+        username=username,
+        email=f"{username}@{DELETED_EMAIL_DOMAIN}",
+        password_hash=UNUSABLE_PASSWORD_HASH,
+    )
+    assert user is not None  # (its row is locked, and was not deleted)
+    await media_q.delete_media_of_owner(conn, owner_id=user.id, purpose="avatar")
+    # Told while it still shares them: every conversation and server it is in.
+    await publish_profile(conn, user)
+    for server_id in sorted(await member_servers(conn, user.id)):
+        await members.leave_server(conn, actor, server_id)
+    dms = []
+    for channel in sorted(
+        (await visible_channels(conn, user.id)).values(), key=lambda c: c.channel_id
+    ):
+        if channel.kind == "group":
+            await conversations.remove_participant(conn, actor, channel.channel_id, user.id)
+        elif channel.kind == "direct":
+            dms.append(channel.channel_id)
+    # Direct conversations close to the other side (sends under way check again) and
+    # their calls end, the account's own included.
+    events = await voice.end_states_in(conn, {user.id: dms})
+    events += await voice.direct_access_changed(conn, dms)
+    gone = await users_q.get_public_user(conn, user_id=user.id)
+    assert gone is not None
+    events += await friends.forget_relations(conn, gone)
+    await emit_many(conn, events)
+    await users_q.delete_personal_rows(conn, user_id=user.id)
+    return revoked
