@@ -261,3 +261,25 @@ async def a_stale_code_step_and_too_many_codes(site: Site, browsers: Browsers) -
     await expect(page.get_by_role("alert")).to_have_text(
         re.compile(r"^Too many tries\. For your safety, wait \d+ minutes before the next one\.$")
     )
+
+
+async def test_a_user_deletes_their_account_after_confirming(
+    site: Site, browsers: Browsers
+) -> None:
+    """A wrong password is said beside the form; the right one, confirmed, deletes the
+    account and leaves the login page; the name no longer logs in."""
+    page = await browsers.logged_in(site.base, "eve")
+    settings = await open_user_settings(page, "Delete account")
+    await settings.get_by_label("Password").fill("not my password")
+    await settings.get_by_role("button", name="Delete account").click()
+    confirm = page.get_by_role("dialog", name="Delete your account?")
+    await confirm.get_by_role("button", name="Delete account").click()
+    await expect(settings.get_by_text("the password is wrong")).to_be_visible()
+    await settings.get_by_label("Password").fill(PASSWORD)
+    await settings.get_by_role("button", name="Delete account").click()
+    await confirm.get_by_role("button", name="Delete account").click()
+    await expect(page.get_by_text("Your account was deleted.")).to_be_visible()
+    await expect(page.get_by_role("button", name="Log in", exact=True)).to_be_visible()
+    async with httpx.AsyncClient(base_url=site.base, timeout=10) as api:
+        login = await api.post("/api/auth/login", json={"login": "eve", "password": PASSWORD})
+        assert login.status_code == 401 and login.json()["code"] == "INVALID_CREDENTIALS"

@@ -143,6 +143,8 @@ export function readableColor(value) {
 // What a refusal means, said for a person (the API's own words are for developers).
 const PLAIN = {
   CANNOT_MESSAGE_USER: "They do not take direct messages from you.",
+  USER_DELETED: "That account was deleted.",
+  OWNS_SERVERS: "You own a server: transfer it to someone or delete it first.",
   CANNOT_ADD_USER: "You can add only your friends, and only people who may be in a conversation with everyone in it.",
   WRONG_TWO_FACTOR_CODE: "That code is not right. Wait for your app's next code and try that (check your phone's clock if none works).",
 };

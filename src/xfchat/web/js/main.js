@@ -11,6 +11,7 @@ const session = new Session();
 function loggedOut(why) {
   if (why === "revoked") toast("Your session ended. Log in again.");
   else if (why === "expired") toast("Your session expired. Log in again.");
+  else if (why === "deleted") toast("Your account was deleted.", "info");
   renderAuth(root, session, loggedIn);
 }
 

@@ -1,6 +1,6 @@
 // User settings: profile (display name, avatar), status and custom status, password,
-// two-factor sign-in, sessions (log out elsewhere) and who may send you direct
-// messages. Each form says its own errors beside it; what the server announces
+// two-factor sign-in, sessions (log out elsewhere), who may send you direct messages,
+// and deleting the account. Each form says its own errors beside it; what the server announces
 // (user.updated, presence.updated) keeps the rest of the client current.
 
 import { h, replace, avatar, displayName, fmtFull, toast, describe, confirmDialog, tabbedDialog, actionForm, formError } from "../dom.js";
@@ -13,6 +13,7 @@ const TABS = [
   ["two-factor", "Two-factor sign-in"],
   ["sessions", "Sessions"],
   ["privacy", "Privacy"],
+  ["delete", "Delete account"],
 ];
 
 const STATUSES = [
@@ -57,7 +58,7 @@ class Account {
   }
 
   render() {
-    const draw = { profile: this.profile, status: this.status, password: this.password, "two-factor": this.twoFactor, sessions: this.sessions, privacy: this.privacy }[this.tab];
+    const draw = { profile: this.profile, status: this.status, password: this.password, "two-factor": this.twoFactor, sessions: this.sessions, privacy: this.privacy, delete: this.deleteAccount }[this.tab];
     if (draw) draw.call(this);
   }
 
@@ -162,6 +163,39 @@ class Account {
       },
     });
     replace(this.panel, h("h3", null, "Password"), form);
+  }
+
+  // Your password (and a code with two-factor sign-in on), then a confirmation. The
+  // server refuses while you own a server, and says so beside the form.
+  deleteAccount() {
+    const form = actionForm({
+      label: "Delete account",
+      danger: true,
+      fields: [
+        h("p", null, "Your messages stay, shown as from a deleted user. You leave every server and group, your friends, requests and blocks go, and nobody can log in to the account again. Transfer or delete the servers you own first."),
+        h("label", { for: "del-password" }, "Password"),
+        h("input", { id: "del-password", name: "password", type: "password", required: true, autocomplete: "current-password", maxlength: 256 }),
+        h("label", { for: "del-code" }, "Two-factor code or recovery code"),
+        h("input", { id: "del-code", name: "code", autocomplete: "one-time-code", maxlength: 64 }),
+        h("p", { class: "hint" }, "Only if two-factor sign-in is on."),
+      ],
+      submitText: "Delete account",
+      run: async (f) => {
+        const data = Object.fromEntries(new FormData(f));
+        const sure = await confirmDialog("Delete your account?", "This cannot be undone.", "Delete account");
+        if (!sure) return;
+        const code = String(data.code || "").trim();
+        // (Its own session.revoked may arrive before the answer: it ends this, as deleted.)
+        this.app.deleting = true;
+        try {
+          await this.call("POST", "/api/users/@me/delete", code ? { password: data.password, code } : { password: data.password });
+        } finally {
+          this.app.deleting = false;
+        }
+        this.app.end("deleted");
+      },
+    });
+    replace(this.panel, h("h3", null, "Delete account"), form);
   }
 
   twoFactor() {

@@ -60,6 +60,7 @@ export class App {
   end(why) {
     if (this.ended) return; // (a failed call and the real-time connection may both end it)
     this.ended = true;
+    if (this.deleting && why === "revoked") why = "deleted";
     this.voice.reset();
     this.rt.stop();
     window.removeEventListener("hashchange", this.hashHandler);
