@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import ssl
 import types
 from collections.abc import Callable
@@ -126,13 +127,28 @@ async def connect(
     return conn
 
 
-def _refuse_at_once(exc: BaseException, target: str) -> None:
+def _tls_required(url: str) -> bool:
+    """Whether the URL (or PGSSLMODE) asks for TLS and nothing less. asyncpg's default,
+    `prefer`, also says "rejected SSL upgrade" when the peer answers the TLS request with
+    anything but PostgreSQL's yes or no (a proxy or middlebox with no PostgreSQL behind
+    it, another service on the port): the database is not there, which is no TLS
+    setting's fault and may mend by itself."""
+    query = parse_qs(urlsplit(url).query)
+    mode = (query.get("sslmode") or [os.environ.get("PGSSLMODE", "")])[0]
+    return mode.lower() in ("require", "verify-ca", "verify-full")
+
+
+def _refuse_at_once(exc: BaseException, url: str, target: str) -> None:
     if isinstance(exc, FileNotFoundError):
         raise DatabaseStartupError(
             f"a file DATABASE_URL names for {target} cannot be read ({exc.strerror}): "
             "check sslrootcert=, sslcert= and sslkey="
         ) from None
-    if isinstance(exc, ConnectionError) and "rejected SSL upgrade" in str(exc):
+    if (
+        isinstance(exc, ConnectionError)
+        and "rejected SSL upgrade" in str(exc)
+        and _tls_required(url)
+    ):
         raise DatabaseStartupError(
             f"PostgreSQL at {target} does not speak TLS, and DATABASE_URL asks for it "
             "(sslmode=): turn ssl on in the server, or change sslmode"
@@ -170,7 +186,7 @@ async def connect_with_retry(settings: DatabaseSettings, log: Log) -> asyncpg.Co
                 "check sslrootcert= and the host name in the URL (sslmode=verify-full)"
             ) from None
         except TRANSIENT_ERRORS as exc:
-            _refuse_at_once(exc, target)  # (OSErrors that waiting would not mend)
+            _refuse_at_once(exc, url, target)  # (OSErrors that waiting would not mend)
             last = _first_line(exc) or type(exc).__name__
             log(f"connect attempt {attempt}/{attempts} to {target} failed: {last}")
             if attempt < attempts:
