@@ -39,6 +39,11 @@ DATABASE_ERRORS = (
 
 Log = Callable[[str], None]
 
+# How much longer than the statement timeout the pool waits for any answer (a COMMIT
+# included) before it cancels: the server's own timeouts, with their clearer errors,
+# come first.
+ANSWER_MARGIN_S = 2.0
+
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     asyncio.TimeoutError,
@@ -82,12 +87,19 @@ def _server_settings(
         # connection to the next: statement_timeout and plan_cache_mode are set on the
         # server side instead (docs/operations.md, "PgBouncer").
         return {"application_name": "xfchat", "timezone": "UTC"}
+    # (the request bound; 0, none, for start-up and command-line work: a migration or
+    # the start's sealing of secrets is no request, and on a large database takes longer
+    # than any request may)
+    bound = str(int(settings.statement_timeout_s * 1000) if requests else 0)
     return {
         "application_name": "xfchat",
-        # (the request bound; 0, none, for start-up and command-line work: a migration or
-        # the start's sealing of secrets is no request, and on a large database takes
-        # longer than any request may)
-        "statement_timeout": str(int(settings.statement_timeout_s * 1000) if requests else 0),
+        "statement_timeout": bound,
+        # PostgreSQL turns statement_timeout off before COMMIT runs the deferred triggers,
+        # and the event log's takes the event_clock row lock there (migration 0008): a
+        # commit queued behind a lock held elsewhere waited as long as that lock was held.
+        # lock_timeout still applies in COMMIT. A statement's own lock waits end at the
+        # statement timeout already, so the same value changes nothing for them.
+        "lock_timeout": bound,
         "timezone": "UTC",
         # Every statement is prepared once per connection and planned once: PostgreSQL's
         # default re-plans a statement for each execution while it guesses a custom
@@ -300,6 +312,11 @@ async def create_pool(
         connection_class=asyncpg.Connection,
         record_class=asyncpg.Record,
         timeout=settings.connect_timeout_s,
+        # The client's own bound on every statement, COMMIT included: what the server's
+        # timeouts do not end (a COMMIT waiting for a synchronous standby, a network that
+        # went silent) is cancelled a little after the statement timeout, and the request
+        # gets a 503, never a success whose commit is unknown.
+        command_timeout=settings.statement_timeout_s + ANSWER_MARGIN_S,
         server_settings=_server_settings(settings, pooled=True),
         statement_cache_size=0 if pooled else 100,
         acquire_timeout=settings.acquire_timeout_s,
