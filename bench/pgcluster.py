@@ -76,9 +76,9 @@ class PgBouncer:
         os.chmod(self.root, 0o755)
         (self.root / "users.txt").write_text('"postgres" ""\n')
         self.port = self.port or _free_port()
-        # statement_timeout and plan_cache_mode are session settings XFChat cannot send
+        # statement_timeout and lock_timeout are session settings XFChat cannot send
         # through a transaction pooler: each server connection gets them on opening.
-        connect_query = "SET statement_timeout = 30000"
+        connect_query = "SET statement_timeout = 30000; SET lock_timeout = 30000"
         (self.root / "pgbouncer.ini").write_text(
             "[databases]\n"
             f"* = host=127.0.0.1 port={self.target_port} connect_query='{connect_query}'\n"

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import shutil
 import signal
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -348,6 +350,33 @@ def test_tls_asked_of_a_plain_server_or_a_missing_ca_is_said_at_once(db_url: str
         result = run_cli("check", env=env)
         assert_refused(result, 3, said)
         assert "connect attempt" not in result.stderr, result.stderr
+
+
+def test_a_peer_that_answers_no_postgresql_is_retried_not_blamed_on_tls() -> None:
+    """Was: with no sslmode (asyncpg's default, prefer), a peer that answers the TLS
+    request with anything but PostgreSQL's yes or no and closes (a proxy or middlebox
+    whose PostgreSQL is not there) was refused at once as "does not speak TLS, and
+    DATABASE_URL asks for it", which it does not."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        port = listener.getsockname()[1]
+        stop = threading.Event()
+
+        def close_each() -> None:
+            while not stop.is_set():
+                with contextlib.suppress(OSError):
+                    peer, _ = listener.accept()
+                    peer.recv(100)
+                    peer.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+                    peer.close()
+
+        threading.Thread(target=close_each, daemon=True).start()
+        env = serve_env(f"postgresql://x@127.0.0.1:{port}/db", XFCHAT_DB_CONNECT_ATTEMPTS="2")
+        result = run_cli("check", env=env)
+        stop.set()
+    assert_refused(result, 3, "unreachable after 2 attempts")
+    assert "connect attempt 2/2" in result.stderr and "TLS" not in result.stderr, result.stderr
 
 
 def test_check_tries_the_pools_url_too(db_url: str) -> None:

@@ -155,7 +155,8 @@ def install_error_handlers(app: FastAPI, on_db_error: Any = None) -> None:
             # let through: the database keeps the rule, the client is told, we are warned
             log.warning("a check the code missed: %s", exc.constraint_name)
             return error_response(400, "INVALID_VALUE", "a value in the request is not allowed")
-        if isinstance(exc, asyncpg.QueryCanceledError):
+        if isinstance(exc, (asyncpg.QueryCanceledError, asyncpg.LockNotAvailableError)):
+            # (the lock timeout: a COMMIT queued behind a lock held elsewhere, db/pool.py)
             return error_response(
                 503,
                 "DATABASE_TIMEOUT",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import ssl
 import types
 from collections.abc import Callable
@@ -37,6 +38,11 @@ DATABASE_ERRORS = (
 )
 
 Log = Callable[[str], None]
+
+# How much longer than the statement timeout the pool waits for any answer (a COMMIT
+# included) before it cancels: the server's own timeouts, with their clearer errors,
+# come first.
+ANSWER_MARGIN_S = 2.0
 
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
@@ -81,12 +87,19 @@ def _server_settings(
         # connection to the next: statement_timeout and plan_cache_mode are set on the
         # server side instead (docs/operations.md, "PgBouncer").
         return {"application_name": "xfchat", "timezone": "UTC"}
+    # (the request bound; 0, none, for start-up and command-line work: a migration or
+    # the start's sealing of secrets is no request, and on a large database takes longer
+    # than any request may)
+    bound = str(int(settings.statement_timeout_s * 1000) if requests else 0)
     return {
         "application_name": "xfchat",
-        # (the request bound; 0, none, for start-up and command-line work: a migration or
-        # the start's sealing of secrets is no request, and on a large database takes
-        # longer than any request may)
-        "statement_timeout": str(int(settings.statement_timeout_s * 1000) if requests else 0),
+        "statement_timeout": bound,
+        # PostgreSQL turns statement_timeout off before COMMIT runs the deferred triggers,
+        # and the event log's takes the event_clock row lock there (migration 0008): a
+        # commit queued behind a lock held elsewhere waited as long as that lock was held.
+        # lock_timeout still applies in COMMIT. A statement's own lock waits end at the
+        # statement timeout already, so the same value changes nothing for them.
+        "lock_timeout": bound,
         "timezone": "UTC",
         # Every statement is prepared once per connection and planned once: PostgreSQL's
         # default re-plans a statement for each execution while it guesses a custom
@@ -126,13 +139,28 @@ async def connect(
     return conn
 
 
-def _refuse_at_once(exc: BaseException, target: str) -> None:
+def _tls_required(url: str) -> bool:
+    """Whether the URL (or PGSSLMODE) asks for TLS and nothing less. asyncpg's default,
+    `prefer`, also says "rejected SSL upgrade" when the peer answers the TLS request with
+    anything but PostgreSQL's yes or no (a proxy or middlebox with no PostgreSQL behind
+    it, another service on the port): the database is not there, which is no TLS
+    setting's fault and may mend by itself."""
+    query = parse_qs(urlsplit(url).query)
+    mode = (query.get("sslmode") or [os.environ.get("PGSSLMODE", "")])[0]
+    return mode.lower() in ("require", "verify-ca", "verify-full")
+
+
+def _refuse_at_once(exc: BaseException, url: str, target: str) -> None:
     if isinstance(exc, FileNotFoundError):
         raise DatabaseStartupError(
             f"a file DATABASE_URL names for {target} cannot be read ({exc.strerror}): "
             "check sslrootcert=, sslcert= and sslkey="
         ) from None
-    if isinstance(exc, ConnectionError) and "rejected SSL upgrade" in str(exc):
+    if (
+        isinstance(exc, ConnectionError)
+        and "rejected SSL upgrade" in str(exc)
+        and _tls_required(url)
+    ):
         raise DatabaseStartupError(
             f"PostgreSQL at {target} does not speak TLS, and DATABASE_URL asks for it "
             "(sslmode=): turn ssl on in the server, or change sslmode"
@@ -170,7 +198,7 @@ async def connect_with_retry(settings: DatabaseSettings, log: Log) -> asyncpg.Co
                 "check sslrootcert= and the host name in the URL (sslmode=verify-full)"
             ) from None
         except TRANSIENT_ERRORS as exc:
-            _refuse_at_once(exc, target)  # (OSErrors that waiting would not mend)
+            _refuse_at_once(exc, url, target)  # (OSErrors that waiting would not mend)
             last = _first_line(exc) or type(exc).__name__
             log(f"connect attempt {attempt}/{attempts} to {target} failed: {last}")
             if attempt < attempts:
@@ -284,6 +312,11 @@ async def create_pool(
         connection_class=asyncpg.Connection,
         record_class=asyncpg.Record,
         timeout=settings.connect_timeout_s,
+        # The client's own bound on every statement, COMMIT included: what the server's
+        # timeouts do not end (a COMMIT waiting for a synchronous standby, a network that
+        # went silent) is cancelled a little after the statement timeout, and the request
+        # gets a 503, never a success whose commit is unknown.
+        command_timeout=settings.statement_timeout_s + ANSWER_MARGIN_S,
         server_settings=_server_settings(settings, pooled=True),
         statement_cache_size=0 if pooled else 100,
         acquire_timeout=settings.acquire_timeout_s,
