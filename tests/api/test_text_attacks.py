@@ -89,6 +89,84 @@ async def test_names_that_show_nothing_are_empty(app_with: AppWith, make_user: M
     assert cleared.status_code == 200 and cleared.json()["nickname"] is None
 
 
+# Each would rewrite the text a page shows around the name: a line break (a made-up line
+# under the author's), an override or embedding left open (the rest of a message that
+# mentions it reversed), a closer of nothing, an isolate closed by another's closer, a tab,
+# a C1 control, the line separator.
+NOT_ONE_LINE = [
+    "Bob\n\nJK: I will NOT pay.",
+    "Bob\u202e",
+    "adm\u202b!",
+    "x\u2069y",
+    "\u2067x\u202c",
+    "a\tb",
+    "a\x85b",
+    "a\u2028b",
+]
+
+
+async def test_names_are_one_line_with_their_bidi_controls_closed(
+    app_with: AppWith, make_user: MakeUser
+) -> None:
+    """Was: a display name with line breaks, a nickname or role name ending in an open
+    U+202E were stored (200), and rewrote other people's messages that mentioned them."""
+    limits = {"rate_presence_user": "1000/60", "rate_register_ip": "1000/3600"}
+    client = await app_with(rate_profile_user="1000/600", **limits)
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await community(client, ann, ben)
+    mods = await role(client, srv, ann, "mods", 0)
+    ann_h, ben_h = ann.headers, ben.headers
+    fields = [
+        ("INVALID_DISPLAY_NAME", "PATCH", "/api/users/@me", ben_h, "display_name", {}),
+        ("INVALID_STATUS_TEXT", "PATCH", "/api/users/@me", ben_h, "status_text", {}),
+        ("INVALID_STATUS_TEXT", "PUT", "/api/users/@me/presence", ben_h, "status_text", {}),
+        ("INVALID_NICKNAME", "PATCH", srv.url(f"/members/{ben.id}"), ben_h, "nickname", {}),
+        ("INVALID_SERVER_NAME", "PATCH", srv.url(), ann_h, "name", {}),
+        ("INVALID_CHANNEL_NAME", "POST", srv.url("/channels"), ann_h, "name", {}),
+        ("INVALID_ROLE_NAME", "PATCH", srv.url(f"/roles/{mods}"), ann_h, "name", {}),
+        (
+            "INVALID_CONVERSATION_NAME",
+            "POST",
+            "/api/conversations",
+            ann_h,
+            "name",
+            {"kind": "group", "participant_ids": []},
+        ),
+    ]
+    for bad in NOT_ONE_LINE:
+        register = {"username": "newbie", "email": "new@example.com", "password": PASSWORD}
+        made = await client.post("/api/auth/register", json={**register, "display_name": bad})
+        assert made.status_code == 400, (repr(bad), made.text)
+        assert made.json()["code"] == "INVALID_DISPLAY_NAME", made.text
+        for code, method, url, headers, field, body in fields:
+            answer = await client.request(method, url, headers=headers, json={**body, field: bad})
+            assert answer.status_code == 400, (code, repr(bad), answer.text)
+            assert answer.json()["code"] == code and answer.json()["field"] == field
+    # Closed in order, they stay within the name; marks open nothing.
+    for good in ["\u2067שלום\u2069", "\u200fשלום", "a\u202eb\u202c\u2066c\u2069", "Bob"]:
+        for code, method, url, headers, field, body in fields:
+            answer = await client.request(method, url, headers=headers, json={**body, field: good})
+            assert answer.status_code in (200, 201), (code, repr(good), answer.text)
+
+
+async def test_a_reaction_of_dots_or_of_nothing_shown_is_refused(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """Was: "." and ".." were stored (a browser's URL to them is another route, so no
+    client could take them back or list them), and so was a lone U+202E."""
+    ann, _, dm = await pair(client, make_user)
+    url = f"/api/channels/{dm}/messages/{(await say(client, ann, dm, 'hi'))['id']}/reactions"
+    for bad in ["%2E", "%2E%2E", "...", "%E2%80%AE", "%E2%80%8B", "a%E2%80%AE", "a%C2%9Fb"]:
+        put = await client.put(f"{url}/{bad}/@me", headers=ann.headers)
+        assert put.status_code == 400 and put.json()["code"] == "INVALID_EMOJI", (bad, put.text)
+        # (taking back or listing one, as stored before the rule, still works)
+        assert (await client.delete(f"{url}/{bad}/@me", headers=ann.headers)).status_code == 204
+        assert (await client.get(f"{url}/{bad}", headers=ann.headers)).json() == []
+    for good in ["%F0%9F%91%8D", "a.b", "%E2%9D%A4%EF%B8%8F"]:  # 👍, a.b, ❤️
+        put = await client.put(f"{url}/{good}/@me", headers=ann.headers)
+        assert put.status_code == 204, (good, put.text)
+
+
 async def test_a_message_that_shows_nothing_is_empty_and_a_family_emoji_is_not(
     client: httpx.AsyncClient, make_user: MakeUser
 ) -> None:

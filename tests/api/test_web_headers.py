@@ -7,8 +7,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import uuid
 
 import httpx
+
+from tests.factories import MakeUser, pair
 
 
 async def test_docs_runs_only_its_own_script_and_cannot_be_framed(
@@ -65,3 +68,28 @@ async def test_the_client_page_enforces_trusted_types(client: httpx.AsyncClient)
     for path in ("/", "/web/js/main.js"):
         csp = (await client.get(path)).headers["content-security-policy"].split("; ")
         assert "require-trusted-types-for 'script'" in csp and "trusted-types 'none'" in csp
+
+
+async def test_json_answers_of_the_api_are_neither_sniffed_nor_stored(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """Was: no nosniff and no Cache-Control on the API's JSON, so a profile (with its
+    email) or a page of history could be kept in a shared computer's disk cache."""
+    ann, _, dm = await pair(client, make_user)
+    sent_id = str(uuid.uuid4())
+    answers = [
+        await client.get("/api/users/@me", headers=ann.headers),  # (a JSONResponse)
+        await client.get("/api/users/@me/friends", headers=ann.headers),  # (a response model)
+        await client.put(  # (the send's hot path)
+            f"/api/channels/{dm}/messages/{sent_id}", headers=ann.headers, json={"content": "x"}
+        ),
+        await client.get(f"/api/channels/{dm}/messages", headers=ann.headers),
+        await client.get("/api/users/@me"),  # (an error)
+        await client.post("/api/auth/login", headers={"Content-Length": "99999999"}),  # (413)
+    ]
+    assert [a.status_code for a in answers] == [200, 200, 201, 200, 401, 413]
+    for answer in answers:
+        assert answer.headers.get_list("x-content-type-options") == ["nosniff"], answer.url
+        assert answer.headers.get_list("cache-control") == ["no-store"], answer.url
+    # (what is not the API's JSON keeps its own caching)
+    assert "no-store" not in (await client.get("/web/js/main.js")).headers.get("cache-control", "")

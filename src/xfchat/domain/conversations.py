@@ -51,7 +51,7 @@ from xfchat.domain.events import (
 )
 from xfchat.domain.messages import view_json
 from xfchat.domain.profile import public_profile
-from xfchat.domain.validation import looks_empty
+from xfchat.domain.validation import check_one_line, looks_empty
 from xfchat.errors import BadRequest, Forbidden, NotFound
 
 MAX_PARTICIPANTS = 25
@@ -176,7 +176,7 @@ def _name(name: str | None) -> str | None:
             code="INVALID_CONVERSATION_NAME",
             field="name",
         )
-    return name
+    return check_one_line(name, field="name", code="INVALID_CONVERSATION_NAME")
 
 
 async def _check_newcomers(

@@ -114,7 +114,7 @@ async def update_member(
     (MISSING_PERMISSIONS, ROLE_HIERARCHY, TIMED_OUT); BadRequest (INVALID_NICKNAME,
     INVALID_TIMEOUT)."""
     nickname = text_field(
-        fields.get("nickname"), "nickname", MAX_NICKNAME, "INVALID_NICKNAME", least=0
+        fields.get("nickname"), "nickname", MAX_NICKNAME, "INVALID_NICKNAME", least=0, name=True
     )
     if nickname and looks_empty(nickname):  # ("" or null clears it: this would not)
         raise BadRequest(

@@ -50,7 +50,7 @@ from xfchat.domain.events import (
     signal,
 )
 from xfchat.domain.permissions import Permission
-from xfchat.domain.validation import looks_empty
+from xfchat.domain.validation import looks_empty, one_line
 from xfchat.errors import BadRequest, Forbidden, Gone, NotFound
 
 MAX_CONTENT = 4000
@@ -529,7 +529,11 @@ async def list_reactors(
 MAX_REACTION_EMOJI = 20
 
 
-def check_emoji(emoji: str) -> str:
+def check_emoji(emoji: str, *, new: bool = False) -> str:
+    """An emoji as a path names it; a `new` reaction's also shows something, on one line
+    (validation.one_line), and is not only dots: a client's path to "." or ".." is
+    collapsed by browsers (and URL libraries) to another route. (A reaction stored
+    before that rule can still be listed and taken back.)"""
     try:
         emoji.encode("utf-8")
     except UnicodeEncodeError:
@@ -538,6 +542,12 @@ def check_emoji(emoji: str) -> str:
     if not 1 <= len(emoji) <= 64 or any(c.isspace() or ord(c) < 32 or c == "\ufffd" for c in emoji):
         raise BadRequest(
             "an emoji is 1 to 64 characters without spaces", code="INVALID_EMOJI", field="emoji"
+        )
+    if new and (looks_empty(emoji) or not emoji.strip(".") or not one_line(emoji)):
+        raise BadRequest(
+            "an emoji shows something, on one line, and is not only dots",
+            code="INVALID_EMOJI",
+            field="emoji",
         )
     return emoji
 
@@ -558,7 +568,7 @@ async def react(
     emoji (as Discord's 20): every page of history shows them all.
 
     Raises: BadRequest (INVALID_EMOJI, TOO_MANY_REACTIONS); NotFound; Forbidden."""
-    check_emoji(emoji)
+    check_emoji(emoji, new=add)
     need = Permission.ADD_REACTIONS | HISTORY if add else Permission.VIEW_CHANNEL
     async with conn.transaction():
         access = await message_channel(conn, actor, channel_id, need, write=True)

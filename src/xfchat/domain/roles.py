@@ -113,7 +113,9 @@ async def _role(conn: asyncpg.Connection, server_id: UUID, role_id: UUID) -> q.R
 def _fields(fields: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if "name" in fields:
-        out["name"] = text_field(fields["name"], "name", MAX_ROLE_NAME, "INVALID_ROLE_NAME")
+        out["name"] = text_field(
+            fields["name"], "name", MAX_ROLE_NAME, "INVALID_ROLE_NAME", name=True
+        )
         if out["name"] is None:
             raise BadRequest("a role needs a name", code="INVALID_ROLE_NAME", field="name")
         if mention_like(out["name"]):

@@ -42,7 +42,7 @@ def _check(kind: str, fields: dict[str, Any]) -> dict[str, Any]:
     """The fields of a create or update, checked (only those present)."""
     out: dict[str, Any] = {}
     if "name" in fields:
-        out["name"] = text_field(fields["name"], "name", 100, "INVALID_CHANNEL_NAME")
+        out["name"] = text_field(fields["name"], "name", 100, "INVALID_CHANNEL_NAME", name=True)
         if out["name"] is None:
             raise BadRequest("a channel needs a name", code="INVALID_CHANNEL_NAME", field="name")
     if "topic" in fields:

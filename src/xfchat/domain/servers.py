@@ -45,7 +45,7 @@ from xfchat.domain.events import (
 )
 from xfchat.domain.permissions import EVERYONE_DEFAULT, Permission
 from xfchat.domain.server_views import joined_json, joined_many, member_json, server_json
-from xfchat.domain.validation import looks_empty
+from xfchat.domain.validation import check_one_line, looks_empty
 from xfchat.domain.visibility import settle, watch
 from xfchat.errors import BadRequest, Forbidden, NotFound
 
@@ -60,18 +60,20 @@ DEFAULT_CHANNEL = "general"
 
 
 def text_field(
-    value: str | None, field: str, most: int, code: str, *, least: int = 1
+    value: str | None, field: str, most: int, code: str, *, least: int = 1, name: bool = False
 ) -> str | None:
+    """Trimmed, `least` to `most` characters (showing something, if any are needed); a
+    name is also one line (validation.one_line)."""
     if value is None:
         return None
     value = value.strip()
     if not least <= len(value) <= most or (least and looks_empty(value)):
         raise BadRequest(f"{field} is {least} to {most} characters", code=code, field=field)
-    return value
+    return check_one_line(value, field=field, code=code) if name else value
 
 
 def server_name(value: str | None) -> str | None:
-    return text_field(value, "name", MAX_NAME, "INVALID_SERVER_NAME")
+    return text_field(value, "name", MAX_NAME, "INVALID_SERVER_NAME", name=True)
 
 
 def audit_reason(value: str | None) -> str | None:

@@ -115,13 +115,54 @@ def looks_empty(text: str) -> bool:
     )
 
 
+# A bidi embedding or override (closed by U+202C) or isolate (closed by U+2069), each
+# with the character that closes it.
+BIDI_OPENERS = {
+    **dict.fromkeys("\u202a\u202b\u202d\u202e", "\u202c"),
+    **dict.fromkeys("\u2066\u2067\u2068", "\u2069"),
+}
+BIDI_CLOSERS = frozenset("\u202c\u2069")
+LINE_BREAKING = frozenset({"Cc", "Zl", "Zp"})  # (controls: line breaks, tabs, C1; U+2028-9)
+
+
+def one_line(text: str) -> bool:
+    """Whether a name keeps to one line and to itself: no control characters (a line
+    break, a tab) or line and paragraph separators, and each bidi embedding, override and
+    isolate it opens closed within it, innermost first. An open one, or a stray closer,
+    would reorder the text a page shows after the name (the rest of a message that
+    mentions it). The marks (U+200E, U+200F, U+061C) open nothing and stay."""
+    closers: list[str] = []
+    for c in text:
+        if c in BIDI_OPENERS:
+            closers.append(BIDI_OPENERS[c])
+        elif c in BIDI_CLOSERS:
+            if not closers or closers.pop() != c:
+                return False
+        elif unicodedata.category(c) in LINE_BREAKING:
+            return False
+    return not closers
+
+
+def check_one_line(value: str, *, field: str, code: str) -> str:
+    if not one_line(value):
+        raise BadRequest(
+            f"{field} is one line: no control characters or line breaks, and every bidi "
+            "embedding, override or isolate in it closed",
+            code=code,
+            field=field,
+        )
+    return value
+
+
 def optional_text(value: str | None, *, field: str, limit: int, code: str) -> str | None:
+    """A one-line text (a display name, a status text): trimmed, 1 to `limit` characters
+    that show something, on one line (one_line)."""
     if value is None:
         return None
     value = value.strip()
     if looks_empty(value) or len(value) > limit:
         raise BadRequest(f"{field} is 1 to {limit} characters", code=code, field=field)
-    return value
+    return check_one_line(value, field=field, code=code)
 
 
 def avatar_url(value: str | None) -> str | None:

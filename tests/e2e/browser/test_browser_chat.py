@@ -54,7 +54,7 @@ async def test_alice_and_bob_chat_live_in_a_server_channel(site: Site, browsers:
     await message(b_log, "Hello from Alice").get_by_role("button", name=re.compile("^🎉 2")).hover()
     await expect(
         message(b_log, "Hello from Alice").get_by_role("button", name=re.compile("^🎉 2"))
-    ).to_have_attribute("title", re.compile("Alice, Bob reacted with 🎉"))
+    ).to_have_attribute("title", re.compile("\u2068Alice\u2069, \u2068Bob\u2069 reacted with 🎉"))
 
     await alice.get_by_role("textbox", name="Message", exact=True).press("ArrowUp")  # edit the last
     editor = alice.get_by_role("textbox", name="Edit message")

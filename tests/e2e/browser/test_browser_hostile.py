@@ -20,6 +20,7 @@ import re
 import time
 from uuid import UUID
 
+import asyncpg
 import jwt
 from playwright.async_api import Page, Route, WebSocketRoute, expect
 
@@ -144,6 +145,108 @@ async def test_hostile_names_topics_statuses_files_and_links_show_as_text(
     await alice.get_by_role("tab", name="All").click()
     await expect(alice.get_by_text(payload("dn")).first).to_be_visible()
     await audit(alice, "friends page and the DM list")
+
+
+# Whether `word`, in a text node under the element, is drawn left to right (its first
+# character left of its last): under an override left open before it, it is not.
+LEFT_TO_RIGHT = """(el, word) => {
+  const walk = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+  for (let n = walk.nextNode(); n; n = walk.nextNode()) {
+    const at = n.data.indexOf(word);
+    if (at < 0) continue;
+    const x = (i) => { const r = document.createRange(); r.setStart(n, i); r.setEnd(n, i + 1); return r.getBoundingClientRect().left; };
+    return x(at) < x(at + word.length - 1);
+  }
+  return null;
+}"""
+# Every text node holding one of the names: not inside a <bdi> of its own, it could
+# reorder (or break the line of) the text around it.
+UNISOLATED = """(names) => {
+  const bad = [];
+  const walk = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let n = walk.nextNode(); n; n = walk.nextNode()) {
+    const found = names.some((name) => n.data.includes(name));
+    if (found && (n.parentElement.tagName !== "BDI" || n.data.includes("\\n"))) bad.push(`${n.parentElement.className}: ${JSON.stringify(n.data)}`);
+  }
+  return bad;
+}"""
+MEMBER_ROLE = "00000000-0000-0000-0000-000000000201"
+
+
+async def test_names_links_and_marks_cannot_rewrite_what_others_see(
+    site: Site, browsers: Browsers
+) -> None:
+    """An outside attacker's spoofs, each failing before its fix: a link whose text read
+    as another address (a bidi override before it, or inside it); a nickname, display
+    name or role name left with an open U+202E or line breaks (stored before the server
+    refused them) reversing, or adding lines to, other people's messages and every line
+    that shows the name (the who-reacted tooltip too); combining marks by the hundred
+    drawn over the whole list."""
+    async with api_as(site.base, "alice") as alice_api, api_as(site.base, "charlie") as charlie:
+        url = f"/api/channels/{GENERAL}/messages"
+        pinned = (await alice_api.post(url, json={"content": "pinme hello"})).json()
+        assert (await alice_api.put(f"/api/channels/{GENERAL}/pins/{pinned['id']}")).is_success
+        mention = f"pay <@{USER_IDS['alice']}> back now <@&{MEMBER_ROLE}> note"
+        said = await charlie.post(url, json={"content": mention, "reply_to_id": pinned["id"]})
+        assert said.status_code == 201, said.text
+        said_id = said.json()["id"]
+        spoofs = [
+            "Official login page: \u202ehttps://evil.example/#/nigol/moc.elgoog.stnuocca//:sptth",
+            "https://evil.example/\u202egpj.tac ok",
+            "zalgo " + ("e" + "\u0301" * 390 + "\u0316" * 390) * 5,
+        ]
+        for text in spoofs:
+            assert (await charlie.post(url, json={"content": text})).status_code == 201
+        assert (await alice_api.put(f"{url}/{said_id}/reactions/%F0%9F%91%8D/@me")).is_success
+    conn = await asyncpg.connect(site.db_url)
+    try:  # (as stored before the server refused them)
+        await conn.execute(
+            "UPDATE server_members SET nickname = 'Ann\u202e' WHERE user_id = $1",
+            UUID(USER_IDS["alice"]),
+        )
+        await conn.execute(
+            "UPDATE users SET display_name = 'Alice\u202e' WHERE id = $1", UUID(USER_IDS["alice"])
+        )
+        await conn.execute(
+            "UPDATE roles SET name = 'adm\n\nJK: I will NOT pay.' WHERE id = $1", UUID(MEMBER_ROLE)
+        )
+    finally:
+        await conn.close()
+
+    bob = await browsers.logged_in(site.base, "bob")
+    log = await open_channel(bob, "general")
+    shown = message(log, "back now")
+    content = shown.locator(".msg-content")
+    assert await content.evaluate(LEFT_TO_RIGHT, "back now") is True
+    await expect(shown.locator(".mention")).to_have_text(["@Ann\u202e", "@adm JK: I will NOT pay."])
+    for text, href in (
+        ("Official login", "https://evil.example/#/nigol/moc.elgoog.stnuocca//:sptth"),
+        ("gpj.tac", "https://evil.example/"),
+    ):
+        link = message(log, text).locator(".msg-content a")
+        await expect(link).to_have_attribute("href", href)
+        await expect(link).to_have_text(href)
+        assert await link.evaluate(LEFT_TO_RIGHT, href) is True
+    zalgo = message(log, "zalgo").locator(".msg-content")
+    assert await zalgo.evaluate("(el) => getComputedStyle(el).overflowY") in ("clip", "hidden")
+
+    async with api_as(site.base, "alice") as alice_api:
+        assert (await alice_api.post(f"/api/channels/{GENERAL}/typing")).status_code == 204
+    await expect(bob.locator(".typing bdi")).to_have_text("Ann\u202e")
+    search = bob.get_by_role("searchbox", name="Search messages")
+    await search.fill("pinme")
+    await search.press("Enter")
+    hits = bob.get_by_role("list", name="Search results").get_by_role("button")
+    await expect(hits.first.locator("strong")).to_have_text("Ann\u202e")
+    # The author line, the pin notice, the reply's preview, the mentions, the typing
+    # line, the search hit, the member list and its role heading: each name isolated.
+    names = ["Ann\u202e", "I will NOT pay"]
+    assert await bob.evaluate(UNISOLATED, names) == []
+    assert await bob.locator("bdi", has_text="Ann\u202e").count() >= 7
+
+    thumbs = shown.locator('button.reaction[data-emoji="👍"]')
+    await thumbs.hover()
+    await expect(thumbs).to_have_attribute("title", "\u2068Alice\u202e\u2069 reacted with 👍")
 
 
 async def _expire_the_access_token(route: Route, secret: str) -> None:

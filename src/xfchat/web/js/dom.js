@@ -62,6 +62,16 @@ export function replace(el, ...children) {
   return el;
 }
 
+// A name among other text (an author, a mention, a member): on one line (a control
+// character, such as a line break, shows as a space: names stored before the server
+// refused them) in a <bdi>, so that its bidi controls and right-to-left letters reorder
+// nothing around it.
+export const oneLine = (text) => String(text).replace(/[\p{Cc}\u2028\u2029]+/gu, " ");
+export const nameEl = (name) => h("bdi", null, oneLine(name));
+// The same in plain text (a tooltip): between FIRST STRONG ISOLATE and POP DIRECTIONAL
+// ISOLATE, which end whatever the name leaves open.
+export const isolated = (name) => `\u2068${oneLine(name)}\u2069`;
+
 export function displayName(user) {
   if (!user) return "Unknown";
   return user.display_name || user.username || "Unknown";

@@ -1,7 +1,7 @@
 // The middle of the screen: a channel's messages (infinite scroll upward, grouped by
 // author and day), the typing line and the composer.
 
-import { h, replace, fmtDay, dayKey, toast, describe, confirmDialog, dialog } from "../dom.js";
+import { h, replace, nameEl, fmtDay, dayKey, toast, describe, confirmDialog, dialog } from "../dom.js";
 import { renderMessage, emojiPicker, whoReacted, USER_MENTION } from "./message.js";
 import { composerMethods } from "./composer.js";
 import { loadMembers } from "./members.js";
@@ -329,9 +329,10 @@ export class ChatView {
   renderTyping() {
     const now = Date.now();
     const map = this.store.typing.get(this.channelId) || new Map();
-    const names = [...map].filter(([, until]) => until > now).map(([id]) => this.store.nameIn(this.server, id));
+    const names = [...map].filter(([, until]) => until > now).map(([id]) => nameEl(this.store.nameIn(this.server, id)));
     if (!names.length) return replace(this.typingLine);
-    const text = names.length === 1 ? `${names[0]} is typing…` : names.length < 4 ? `${names.join(", ")} are typing…` : "Several people are typing…";
+    const listed = names.flatMap((n, i) => (i ? [", ", n] : [n]));
+    const text = names.length === 1 ? [names[0], " is typing…"] : names.length < 4 ? [...listed, " are typing…"] : "Several people are typing…";
     replace(this.typingLine, h("span", { class: "typing-dots", "aria-hidden": "true" }, "•••"), " ", h("strong", null, text));
   }
 

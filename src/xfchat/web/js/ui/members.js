@@ -1,7 +1,7 @@
 // The right side: a server's members grouped by their highest hoisted role (with the
 // role's colour), or a conversation's participants.
 
-import { h, replace, avatar, displayName, readableColor, toast, describe } from "../dom.js";
+import { h, replace, avatar, displayName, nameEl, readableColor, toast, describe } from "../dom.js";
 import { groupActions, participantExtras } from "./groups.js";
 
 // A server's members, loaded once (asked for by several views at once: one load).
@@ -62,7 +62,7 @@ function memberRow(app, user, color, nickname, extras = null, member = null) {
       "button",
       { class: "member-btn", type: "button", onclick: () => app.profile(user) },
       h("span", { class: "dm-avatar" }, avatar(user, "sm"), h("span", { class: `status-dot status-${status}`, "aria-hidden": "true" })),
-      h("span", { class: "member-name", style: color ? `color:${color}` : null }, nickname || displayName(user)),
+      h("span", { class: "member-name", style: color ? `color:${color}` : null }, nameEl(nickname || displayName(user))),
       h("span", { class: "visually-hidden" }, ` (${status})`),
       voiceFlags(member),
     ),
@@ -106,7 +106,7 @@ export function renderServerMembers(app, server, container) {
       h(
         "section",
         { class: "member-group" },
-        h("h3", { class: "category-name" }, `${title} — ${members.length}`),
+        h("h3", { class: "category-name" }, nameEl(title), ` — ${members.length}`),
         h("ul", null, members.sort(byName).map((m) => memberRow(app, m.user, colorFor(m), m.nickname, null, m))),
       ),
     ),

@@ -1,7 +1,7 @@
 // One message on screen: author, time, text with mentions and links, reply preview,
 // reactions, attachments, and its actions. Text is only ever text nodes.
 
-import { h, avatar, displayName, fmtTime, fmtFull, fmtBytes, readableColor, toast, describe } from "../dom.js";
+import { h, avatar, displayName, nameEl, isolated, fmtTime, fmtFull, fmtBytes, readableColor, toast, describe } from "../dom.js";
 
 export const COMMON_EMOJI = ["👍", "👎", "😂", "❤️", "🎉", "😮", "😢", "🔥", "👀", "🙌", "✅", "👋", "🤔", "💯", "🚀", "🙏"];
 
@@ -10,7 +10,28 @@ export const COMMON_EMOJI = ["👍", "👎", "😂", "❤️", "🎉", "😮", "
 export const UUID = "[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}";
 export const USER_MENTION = () => new RegExp(`<@(${UUID})>`, "g");
 
-const TOKEN = new RegExp(`<@&?(${UUID})>|@everyone|@here|\\b(https?:\\/\\/[^\\s<>"']+[^\\s<>"'.,;:!?)\\]])`, "g");
+// A link ends before a space, a quote or angle bracket, and before any control or format
+// character (bidi controls among them: one inside would make its text read as another
+// address than the one it goes to).
+const TOKEN = new RegExp(`<@&?(${UUID})>|@everyone|@here|\\b(https?:\\/\\/[^\\s<>"'\\p{Cc}\\p{Cf}]+[^\\s<>"'.,;:!?)\\]\\p{Cc}\\p{Cf}])`, "gu");
+
+// A link shows the address it goes to, as the browser parsed it (the host in ASCII, an
+// international one as punycode), left to right and isolated (dir="ltr" on an inline
+// element isolates it): no text or bidi control around it can reorder it.
+function link(url) {
+  let href;
+  try {
+    href = new URL(url).href;
+  } catch {
+    return url;
+  }
+  return h("a", { href, dir: "ltr", target: "_blank", rel: "noopener noreferrer nofollow" }, href);
+}
+
+const roleName = (ctx, id) => {
+  const role = ctx.server && ctx.server.roles.find((r) => r.id === id);
+  return role ? role.name : "deleted-role";
+};
 
 // The content as nodes: mentions as highlighted names, http(s) links as links, the rest
 // as text. @everyone and @here ping only when the server said the sender may
@@ -23,13 +44,13 @@ export function renderContent(text, ctx, everyone) {
     const [whole, rawId, url] = match;
     const id = rawId && rawId.toLowerCase();
     if (url) {
-      out.push(h("a", { href: url, target: "_blank", rel: "noopener noreferrer nofollow" }, url));
+      out.push(link(url));
     } else if (whole.startsWith("<@&")) {
       const role = ctx.server && ctx.server.roles.find((r) => r.id === id);
-      out.push(h("span", { class: "mention", style: role && role.color ? `color:${readableColor(role.color)}` : null }, `@${role ? role.name : "deleted-role"}`));
+      out.push(h("span", { class: "mention", style: role && role.color ? `color:${readableColor(role.color)}` : null }, "@", nameEl(roleName(ctx, id))));
     } else if (whole.startsWith("<@")) {
       const mine = id === ctx.store.me.id;
-      out.push(h("span", { class: mine ? "mention mention-me" : "mention" }, `@${ctx.name(id)}`));
+      out.push(h("span", { class: mine ? "mention mention-me" : "mention" }, "@", nameEl(ctx.name(id))));
     } else if (everyone) {
       out.push(h("span", { class: "mention mention-me" }, whole));
     } else {
@@ -41,16 +62,24 @@ export function renderContent(text, ctx, everyone) {
   return out;
 }
 
+const MENTION = () => new RegExp(`<@(&?)(${UUID})>`, "g");
+const mentioned = (ctx, role, rawId) => (role ? roleName(ctx, rawId.toLowerCase()) : ctx.name(rawId.toLowerCase()));
+
 // The content as plain text, mentions as names (`<@id>` is for the API, not people).
 export function mentionText(text, ctx) {
-  return text.replace(new RegExp(`<@(&?)(${UUID})>`, "g"), (whole, role, rawId) => {
-    const id = rawId.toLowerCase();
-    if (role) {
-      const r = ctx.server && ctx.server.roles.find((x) => x.id === id);
-      return `@${r ? r.name : "deleted-role"}`;
-    }
-    return `@${ctx.name(id)}`;
-  });
+  return text.replace(MENTION(), (whole, role, rawId) => `@${mentioned(ctx, role, rawId)}`);
+}
+
+// The same as nodes, each name isolated (nameEl).
+function mentionNodes(text, ctx) {
+  const out = [];
+  let last = 0;
+  for (const match of text.matchAll(MENTION())) {
+    out.push(text.slice(last, match.index), "@", nameEl(mentioned(ctx, match[1], match[2])));
+    last = match.index + match[0].length;
+  }
+  out.push(text.slice(last));
+  return out;
 }
 
 function roleColor(ctx, userId) {
@@ -66,13 +95,14 @@ function replyPreview(m, ctx) {
   const r = m.reply_to;
   if (!r) return null;
   const label = r.deleted ? "Original message was deleted" : mentionText(r.content, ctx) || "Click to see attachment";
+  const shown = r.deleted || !r.content ? label : mentionNodes(r.content, ctx);
   return h(
     "button",
     { class: "reply-preview", type: "button", onclick: () => ctx.jump(r.id), "aria-label": `Replying to ${ctx.name(r.author)}: ${label}` },
     h("span", { class: "reply-arrow", "aria-hidden": "true" }, "↱"),
-    r.author ? h("strong", null, ctx.name(r.author)) : null,
+    r.author ? h("strong", null, nameEl(ctx.name(r.author))) : null,
     " ",
-    h("span", { class: "reply-text" }, label),
+    h("span", { class: "reply-text" }, shown),
   );
 }
 
@@ -147,7 +177,7 @@ export function renderMessage(m, head, ctx) {
       "li",
       { class: "msg msg-system", id: `msg-${m.id}`, dataset: { messageId: m.id, seq: m.seq } },
       h("span", { class: "system-icon", "aria-hidden": "true" }, "📌"),
-      h("span", null, h("strong", null, ctx.name(m.author)), " pinned ", h("button", { class: "link-btn", type: "button", onclick: () => ctx.jump(m.reply_to_id) }, "a message"), " to this channel. "),
+      h("span", null, h("strong", null, nameEl(ctx.name(m.author))), " pinned ", h("button", { class: "link-btn", type: "button", onclick: () => ctx.jump(m.reply_to_id) }, "a message"), " to this channel. "),
       h("button", { class: "link-btn", type: "button", onclick: () => ctx.showPins() }, "See all pins"),
       h("time", { class: "msg-time", datetime: m.created_at, title: fmtFull(m.created_at) }, fmtTime(m.created_at)),
     );
@@ -160,7 +190,7 @@ export function renderMessage(m, head, ctx) {
       ? h(
           "div",
           { class: "msg-head" },
-          h("span", { class: "msg-author", style: roleColor(ctx, m.author.id) ? `color:${roleColor(ctx, m.author.id)}` : null }, ctx.name(m.author)),
+          h("span", { class: "msg-author", style: roleColor(ctx, m.author.id) ? `color:${roleColor(ctx, m.author.id)}` : null }, nameEl(ctx.name(m.author))),
           h("time", { class: "msg-time", datetime: m.created_at, title: fmtFull(m.created_at) }, fmtTime(m.created_at)),
         )
       : null,
@@ -234,7 +264,7 @@ export async function whoReacted(session, cache, m, r) {
     const users = await session.call("GET", `/api/channels/${m.channel_id}/messages/${m.id}/reactions/${encodeURIComponent(r.emoji)}?limit=25`);
     // (the first 25: the rest are counted, not named)
     const rest = r.count - users.length;
-    const names = users.map(displayName).join(", ");
+    const names = users.map((u) => isolated(displayName(u))).join(", ");
     cache.set(key, `${rest > 0 ? `${names} and ${rest} more` : names} reacted with ${r.emoji}`);
     const row = document.getElementById(`msg-${m.id}`);
     for (const btn of row ? row.querySelectorAll(".reaction") : []) {

@@ -2,7 +2,7 @@
 // -negation, before:/after:/during:); results show their snippet segments as text, the
 // hits marked, and jump to the message.
 
-import { h, replace, fmtFull, toast, describe } from "../dom.js";
+import { h, replace, nameEl, fmtFull, toast, describe } from "../dom.js";
 
 export const SYNTAX_HELP = [
   ["from:alice", "messages by a user"],
@@ -76,7 +76,7 @@ function resultItem(app, { message: m, snippet }) {
     h(
       "button",
       { class: "search-hit", type: "button", onclick: () => app.openMessage(m.channel_id, m.id) },
-      h("span", { class: "search-meta" }, h("strong", null, app.store.nameIn(app.store.serverOf(m.channel_id), m.author)), ` in ${isServer ? "#" : ""}${where} · `, h("time", { datetime: m.created_at }, fmtFull(m.created_at))),
+      h("span", { class: "search-meta" }, h("strong", null, nameEl(app.store.nameIn(app.store.serverOf(m.channel_id), m.author))), ` in ${isServer ? "#" : ""}`, nameEl(where), " · ", h("time", { datetime: m.created_at }, fmtFull(m.created_at))),
       h("span", { class: "snippet" }, snippet.map((s) => (s.hit ? h("mark", null, s.text) : s.text))),
     ),
   );
