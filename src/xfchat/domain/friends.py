@@ -62,9 +62,8 @@ class FriendRequestView:
 
 
 async def _lock_pair(conn: asyncpg.Connection, a: UUID, b: UUID) -> None:
-    low, high = sorted((a, b))
-    digest = hashlib.sha256(b"pair" + low.bytes + high.bytes).digest()
-    await locks_q.lock_transaction(conn, key=int.from_bytes(digest[:8], "big", signed=True))
+    # (domain/pairs.py's lock_pairs takes the same keys for the conversations' checks)
+    await locks_q.lock_transaction(conn, key=locks_q.pair_key(a, b))
 
 
 async def _lock_blocker(conn: asyncpg.Connection, user_id: UUID) -> None:
