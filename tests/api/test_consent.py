@@ -14,6 +14,7 @@ import httpx
 from tests import factories
 from tests.db.test_send_gate import prepare
 from tests.factories import MakeUser, TestUser, lock_waiters
+from tests.support import until_one_waits_for_a_lock
 from xfchat.domain import friends, profile
 
 
@@ -97,6 +98,70 @@ async def test_a_third_party_cannot_put_a_blocked_pair_in_one_group(
     refused_to_add(await add(client, cid, with_ann, bad))
     with_bad = (await new_group(client, cid, bad)).json()["id"]
     refused_to_add(await add(client, cid, with_bad, ann))  # whichever way the block goes
+
+
+Change = Callable[[asyncpg.Connection], Awaitable[object]]
+
+
+async def after_a_change_under_way(
+    pool: asyncpg.Pool, change: Change, request: Callable[[], Awaitable[httpx.Response]]
+) -> httpx.Response:
+    """`request`'s answer when it comes while `change` is under way (held open here on
+    a connection of its own): it must wait for the change, then judge after it."""
+    async with pool.acquire() as conn, conn.transaction():
+        await change(conn)
+        answer = asyncio.ensure_future(request())
+        await until_one_waits_for_a_lock(conn, answer)
+        assert not answer.done(), (await answer).text  # main: written before the change
+    return await answer
+
+
+async def test_a_group_takes_nobody_across_a_block_or_an_unfriending_under_way(
+    client: httpx.AsyncClient, pool: asyncpg.Pool, make_user: MakeUser
+) -> None:
+    """Was: a group made or joined while a block or an unfriending was under way did
+    not wait for it, and held a stranger or a blocked pair once both committed. Now its
+    checks take the pairs' locks (newcomer with everyone there, adder included), as
+    those changes do."""
+    own, ann, bad, cid, dee = [await make_user(n) for n in ("own", "ann", "bad", "cid", "dee")]
+    await factories.befriend(own, ann, bad, cid, dee)
+    group = (await new_group(client, own, ann)).json()["id"]
+    cases: list[tuple[Change, Callable[[], Awaitable[httpx.Response]]]] = [
+        # someone already there blocks the newcomer
+        (lambda c: friends.block_user(c, ann.actor, bad.id), lambda: add(client, own, group, bad)),
+        # the newcomer unfriends the adder
+        (
+            lambda c: friends.remove_friend(c, cid.actor, own.id),
+            lambda: new_group(client, own, cid),
+        ),
+        # one newcomer blocks another
+        (
+            lambda c: friends.block_user(c, dee.actor, ann.id),
+            lambda: new_group(client, own, ann, dee),
+        ),
+    ]
+    for change, request in cases:
+        refused_to_add(await after_a_change_under_way(pool, change, request))
+    mine = await client.get("/api/conversations", headers=own.headers)
+    assert [c["id"] for c in mine.json()] == [group]
+
+
+async def test_opening_a_direct_conversation_waits_for_a_block_or_a_choice_under_way(
+    client: httpx.AsyncClient, pool: asyncpg.Pool, make_user: MakeUser
+) -> None:
+    """Was: opened while the other's block (or choice of friends only) was under way,
+    it was created after it (201, the blocker told of a conversation.created)."""
+    ann, bad, dee = await make_user("ann"), await make_user("bad"), await make_user("dee")
+    changes: list[tuple[Change, TestUser]] = [
+        (lambda c: friends.block_user(c, ann.actor, bad.id), ann),
+        (lambda c: profile.set_dm_policy(c, dee.actor, "friends"), dee),
+    ]
+    for change, other in changes:
+        opened = await after_a_change_under_way(
+            pool, change, lambda other=other: open_direct(client, bad, other)
+        )
+        assert opened.status_code == 403 and opened.json()["code"] == "CANNOT_MESSAGE_USER"
+    assert (await client.get("/api/conversations", headers=bad.headers)).json() == []
 
 
 async def test_opening_a_direct_conversation_never_reveals_a_block(

@@ -136,10 +136,11 @@ async def test_a_reply_or_an_edit_racing_its_targets_deletion_keeps_no_text_of_i
 async def test_no_write_lands_between_losing_sight_of_a_channel_and_being_told(
     client: httpx.AsyncClient, make_user: MakeUser, settings: Settings
 ) -> None:
-    """Was: a reaction, an ack, an edit or a deletion judged while a change hiding the
-    channel from its author was under way was written after it, acknowledged and
-    broadcast: the others saw eve act in a channel eve no longer saw. Now each waits
-    for the change (held open here on its own connection) and is then refused."""
+    """Was: a reaction, an ack, an edit, a deletion or typing judged while a change
+    hiding the channel from its author was under way was written (or announced) after
+    it, acknowledged and broadcast: the others saw eve act in a channel eve no longer
+    saw. Now each waits for the change (held open here on its own connection) and is
+    then refused."""
     ann, eve = await make_user("ann"), await make_user("eve")
     srv = await factories.community(client, ann, eve)
     url = f"/api/channels/{srv.general}/messages"
@@ -154,6 +155,8 @@ async def test_no_write_lands_between_losing_sight_of_a_channel_and_being_told(
             f"{url}/{mine['id']}", headers=eve.headers, json={"content": "edited"}
         ),
         "delete": lambda: client.delete(f"{url}/{mine['id']}", headers=eve.headers),
+        # (not stored, but its notification too: main sent it at once, ahead of the change)
+        "typing": lambda: client.post(f"/api/channels/{srv.general}/typing", headers=eve.headers),
     }
     hiding = await asyncpg.connect(settings.database_url)
     try:

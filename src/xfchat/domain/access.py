@@ -38,6 +38,7 @@ class ChannelAccess:
     channel: channels_q.ChannelRow
     permissions: Permission
     closed: bool  # a direct conversation whose other person takes no messages from the actor
+    facts: q.AccessFacts | None = None  # what it was judged from
 
     def can(self, need: Permission) -> bool:
         return need & self.permissions == need
@@ -124,7 +125,7 @@ async def access_channel(
     error = refusal(facts, needed | Permission.VIEW_CHANNEL)
     if error is not None:
         raise error
-    return ChannelAccess(channel, compute_permissions(facts), facts.closed)
+    return ChannelAccess(channel, compute_permissions(facts), facts.closed, facts)
 
 
 def override_bits(rows: list[channels_q.OverrideRow]) -> int:

@@ -50,7 +50,8 @@ from xfchat.domain.events import (
     emit_many,
 )
 from xfchat.domain.messages import view_json
-from xfchat.domain.profile import public_profile
+from xfchat.domain.pairs import lock_pairs, lock_pairs_among
+from xfchat.domain.profile import lock_dm_policies, public_profile
 from xfchat.domain.validation import check_one_line, looks_empty
 from xfchat.errors import BadRequest, Forbidden, NotFound
 
@@ -159,6 +160,10 @@ async def open_direct(
     if other.deleted_at is not None:
         raise user_deleted()
     async with conn.transaction():
+        # A block, an unfriending or the other's choice of friends only under way comes
+        # wholly before (and the opening is refused) or after (and closes it).
+        await lock_pairs(conn, [(actor.user_id, user_id)])
+        await lock_dm_policies(conn, [user_id])
         if await direct_refused(conn, actor.user_id, user_id):
             raise cannot_message()
         channel, created = await get_or_create_direct(conn, actor.user_id, user_id)
@@ -183,13 +188,18 @@ async def _check_newcomers(
     conn: asyncpg.Connection, actor: Actor, newcomers: list[UUID], present: list[UUID]
 ) -> None:
     """Raises unless every newcomer is the actor's friend with no block between them and
-    anyone `present` or another newcomer (see the module's docstring)."""
+    anyone `present` or another newcomer (see the module's docstring). Must run in the
+    caller's transaction, which then holds those pairs' locks (domain/pairs.py) until
+    it commits the newcomers' places."""
     if len(set(await q.existing_user_ids(conn, user_ids=newcomers))) != len(set(newcomers)):
         raise BadRequest(
             "one of the participants does not exist",
             code="INVALID_PARTICIPANTS",
             field="participant_ids",
         )
+    # A block or an unfriending under way between any two of them comes wholly before
+    # (and is seen here) or after (and finds them together).
+    await lock_pairs_among(conn, newcomers, [actor.user_id, *present])
     if any(u.deleted_at for u in await users_q.list_public_users(conn, user_ids=newcomers)):
         raise user_deleted()
     if await q.strangers_among(conn, user_id=actor.user_id, others=newcomers) or (

@@ -525,10 +525,9 @@ async def emit_many(conn: asyncpg.Connection, events: Iterable[Event]) -> None:
         )
 
 
-async def signal(conn: asyncpg.Connection, event: Event) -> None:
-    """Announce an event that is not kept (typing) to whoever follows its stream now."""
+def _signal_payload(event: Event) -> str:
     assert not EVENT_TYPES[event.type].stored, event.type
-    payload = encode(
+    return encode(
         {
             "k": event.stream.kind.value,
             "e": str(event.stream.entity_id),
@@ -536,7 +535,29 @@ async def signal(conn: asyncpg.Connection, event: Event) -> None:
             "d": dict(event.data),
         }
     )
-    await q.notify(conn, channel=EPHEMERAL_CHANNEL, payload=payload)
+
+
+async def signal(conn: asyncpg.Connection, event: Event) -> None:
+    """Announce an event that is not kept (typing) to whoever follows its stream now."""
+    await q.notify(conn, channel=EPHEMERAL_CHANNEL, payload=_signal_payload(event))
+
+
+async def signal_if_facts_hold(
+    conn: asyncpg.Connection, event: Event, facts: Mapping[str, Any]
+) -> bool:
+    """signal(), only if `facts` (one user's access facts in one channel, as
+    access_channel read them without a lock) still hold, in one statement that locks
+    the channel's row as a write's check does: a change of who may write there comes
+    wholly before it (nothing is sent) or after it (the signal goes out first). Whether
+    it was sent; if not, the caller judges again, under the lock."""
+    return await q.notify_if_facts_hold(
+        conn,
+        channel_id=facts["channel_id"],
+        user_id=facts["user_id"],
+        facts=orjson.dumps(facts, default=str).decode(),  # (asyncpg's UUIDs as text)
+        channel=EPHEMERAL_CHANNEL,
+        payload=_signal_payload(event),
+    )
 
 
 async def signal_related(

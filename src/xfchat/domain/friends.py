@@ -62,14 +62,9 @@ class FriendRequestView:
     conversation_id: UUID | None = None
 
 
-def _pair_key(a: UUID, b: UUID) -> int:
-    low, high = sorted((a, b))
-    digest = hashlib.sha256(b"pair" + low.bytes + high.bytes).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
-
-
 async def _lock_pair(conn: asyncpg.Connection, a: UUID, b: UUID) -> None:
-    await locks_q.lock_transaction(conn, key=_pair_key(a, b))
+    # (domain/pairs.py's lock_pairs takes the same keys for the conversations' checks)
+    await locks_q.lock_transaction(conn, key=locks_q.pair_key(a, b))
 
 
 async def _lock_blocker(conn: asyncpg.Connection, user_id: UUID) -> None:
@@ -389,7 +384,7 @@ async def lock_relations(conn: asyncpg.Connection, user_id: UUID) -> None:
     in, in one order (for an account deletion: changes of those pairs come wholly
     before or after it)."""
     others = await friends_q.list_counterparts(conn, user_id=user_id)
-    keys = sorted(_pair_key(user_id, other) for other in others)
+    keys = sorted(locks_q.pair_key(user_id, other) for other in others)
     await locks_q.lock_transaction_all(conn, keys=keys)
 
 

@@ -48,6 +48,7 @@ from xfchat.domain.events import (
     emit,
     emit_many,
     signal,
+    signal_if_facts_hold,
 )
 from xfchat.domain.permissions import Permission
 from xfchat.domain.validation import looks_empty, one_line
@@ -648,19 +649,28 @@ async def read_states(
 
 
 async def start_typing(conn: asyncpg.Connection, actor: Actor, channel_id: UUID) -> None:
-    """Tell the others the actor is typing. Not stored, not resumable: it expires."""
-    await message_channel(conn, actor, channel_id, Permission.SEND_MESSAGES)
-    await signal(
-        conn,
-        TYPING_STARTED.to_channel(
-            channel_id,
-            {
-                "channel_id": str(channel_id),
-                "user_id": str(actor.user_id),
-                "expires_in": TYPING_EXPIRES_S,
-            },
-        ),
+    """Tell the others the actor is typing. Not stored, not resumable: it expires.
+    Judged as a send is, under the channel's share lock: a kick, a ban or a lost
+    SEND_MESSAGES comes wholly before it (it is refused) or after it (the others hear
+    it first). Two round trips, as a check and a notification cost anyway: the check
+    without a lock, then a statement that locks and notifies if what it read still
+    holds. Only if that changed meanwhile, a transaction judges again under the lock.
+
+    Raises: as message_channel."""
+    event = TYPING_STARTED.to_channel(
+        channel_id,
+        {
+            "channel_id": str(channel_id),
+            "user_id": str(actor.user_id),
+            "expires_in": TYPING_EXPIRES_S,
+        },
     )
+    access = await message_channel(conn, actor, channel_id, Permission.SEND_MESSAGES)
+    if access.facts is not None and await signal_if_facts_hold(conn, event, access.facts._asdict()):
+        return
+    async with conn.transaction():
+        await message_channel(conn, actor, channel_id, Permission.SEND_MESSAGES, write=True)
+        await signal(conn, event)
 
 
 async def resume_point(

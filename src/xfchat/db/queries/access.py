@@ -282,6 +282,21 @@ async def get_channel_access(
     return channel, AccessFacts(**row)
 
 
+# One row if the facts ($3, JSON text) of user $2 in channel $1 still hold, judged as a
+# write's check is: the channel's row locked FOR KEY SHARE first. A change of who may
+# write there that committed before the statement shows in the facts; one that committed
+# while it waited for the lock, in the access version (every such change bumps it); one
+# that comes later waits for the statement's transaction. (Typing's notification is sent
+# only on this row: db/queries/event_log.py's notify_if_facts_hold.)
+FACTS_STILL_HOLD = f"""
+    WITH lock AS MATERIALIZED (
+             SELECT id, access_version FROM channels WHERE id = $1 FOR KEY SHARE),
+         pairs AS (SELECT l.id AS channel_id, $2::uuid AS user_id FROM lock l)
+    SELECT 1 FROM ({FACTS_SELECT}) f JOIN channels c ON c.id = f.channel_id
+    WHERE c.access_version = (SELECT access_version FROM lock) AND to_jsonb(f) = $3::text::jsonb
+"""
+
+
 async def list_access_facts(
     conn: asyncpg.Connection, *, channel_id: UUID, user_ids: list[UUID]
 ) -> list[AccessFacts]:

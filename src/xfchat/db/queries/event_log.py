@@ -18,6 +18,7 @@ from uuid import UUID
 import asyncpg
 
 from xfchat.db.queries import many, one
+from xfchat.db.queries.access import FACTS_STILL_HOLD
 
 # The trigger that announces commits writes to this channel (migration 0008).
 NOTIFY_CHANNEL = "xfchat_events"
@@ -114,6 +115,26 @@ async def insert_events_many(
 
 async def notify(conn: asyncpg.Connection, *, channel: str, payload: str) -> None:
     await conn.execute("SELECT pg_notify($1::text, $2::text)", channel, payload)
+
+
+_NOTIFY_IF_FACTS_HOLD = f"SELECT pg_notify($4::text, $5::text) FROM ({FACTS_STILL_HOLD}) held"
+
+
+async def notify_if_facts_hold(
+    conn: asyncpg.Connection,
+    *,
+    channel_id: UUID,
+    user_id: UUID,
+    facts: str,
+    channel: str,
+    payload: str,
+) -> bool:
+    """notify, only if the user's access facts in the channel (`facts`, JSON text) still
+    hold, in one statement (its own transaction, in autocommit) that locks the channel's
+    row first (db/queries/access.py's FACTS_STILL_HOLD). Whether it was sent."""
+    return bool(
+        await conn.fetch(_NOTIFY_IF_FACTS_HOLD, channel_id, user_id, facts, channel, payload)
+    )
 
 
 async def get_log_head(conn: asyncpg.Connection) -> LogHead:

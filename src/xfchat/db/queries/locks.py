@@ -15,6 +15,14 @@ def advisory_key(namespace: bytes, entity_id: UUID) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
+def pair_key(a: UUID, b: UUID) -> int:
+    """The advisory lock key of what stands between two users (a friendship, a request,
+    a block), the same whichever of them comes first."""
+    low, high = sorted((a, b))
+    digest = hashlib.sha256(b"pair" + low.bytes + high.bytes).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
 async def select_one(conn: asyncpg.Connection) -> int:
     return int(await conn.fetchval("SELECT 1"))
 
