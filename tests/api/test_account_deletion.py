@@ -81,7 +81,11 @@ async def test_delete_account_erases_the_person_and_keeps_their_messages(
     kept = await client.get(
         f"/api/channels/{srv.general}/messages/{said['id']}", headers=ben.headers
     )
-    assert kept.json()["author"]["username"] == profile["username"]
+    assert kept.json()["author"] == {
+        **kept.json()["author"],
+        "username": profile["username"],
+        "deleted": True,
+    }
     assert (await client.get(attachment, headers=ben.headers)).status_code == 200
     members = (await client.get(srv.url("/members"), headers=ben.headers)).json()
     assert str(ann.id) not in {m["user"]["id"] for m in members}

@@ -247,7 +247,7 @@ async def test_a_batch_locks_its_reply_targets_in_id_order(
             f"/api/channels/{channel}/messages/{target}", headers=ann.headers, json={"content": "t"}
         )
         assert made.status_code == 201
-    author = author_json(ann.id, ann.username, None, None)
+    author = author_json(ann.id, ann.username, None, None, False)
     assert author is not None
     reqs = [
         SendRequest(ann.actor, author, channel, uuid.uuid4(), f"re {t}", False, reply_to_id=t)

@@ -73,7 +73,9 @@ class EditOut(BaseModel):
 
 def author_of(request: Request, actor: Actor) -> AuthorPayload:
     user = request.state.user
-    author = messages.author_json(actor.user_id, user.username, user.display_name, user.avatar_url)
+    author = messages.author_json(
+        actor.user_id, user.username, user.display_name, user.avatar_url, False
+    )  # (a deleted account sends nothing)
     assert author is not None
     return author
 

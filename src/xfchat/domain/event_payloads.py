@@ -16,6 +16,7 @@ class AuthorPayload(TypedDict):
     username: str | None
     display_name: str | None
     avatar_url: str | None
+    deleted: bool  # the account was deleted since (as its public profile says)
 
 
 class PublicUserPayload(TypedDict):

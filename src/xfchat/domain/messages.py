@@ -65,7 +65,11 @@ MAX_PARENTS = 8  # Braid versions a resume may name (each is one lookup)
 
 
 def author_json(
-    author_id: UUID | None, username: str | None, display_name: str | None, avatar_url: str | None
+    author_id: UUID | None,
+    username: str | None,
+    display_name: str | None,
+    avatar_url: str | None,
+    deleted: bool,
 ) -> AuthorPayload | None:
     if author_id is None:
         return None
@@ -74,6 +78,7 @@ def author_json(
         "username": username,
         "display_name": display_name,
         "avatar_url": avatar_url,
+        "deleted": deleted,
     }
 
 
@@ -110,7 +115,11 @@ def message_json(
 
 def view_json(row: q.MessageViewRow) -> MessagePayload:
     author = author_json(
-        row.author_id, row.author_username, row.author_display_name, row.author_avatar_url
+        row.author_id,
+        row.author_username,
+        row.author_display_name,
+        row.author_avatar_url,
+        row.author_deleted,
     )
     return message_json(row, author, row.reactions, row.reply_to, row.attachments)  # type: ignore[arg-type]
 

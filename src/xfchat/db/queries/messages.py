@@ -31,7 +31,8 @@ REPLY_PREVIEW_OBJECT = f"""
         'id', rm.id,
         'author', CASE WHEN rm.author_id IS NULL THEN NULL ELSE json_build_object(
             'id', rm.author_id, 'username', ru.username,
-            'display_name', ru.display_name, 'avatar_url', ru.avatar_url) END,
+            'display_name', ru.display_name, 'avatar_url', ru.avatar_url,
+            'deleted', ru.deleted_at IS NOT NULL) END,
         'content', left(rm.content, {REPLY_PREVIEW_CHARS}),
         'deleted', rm.deleted_at IS NOT NULL)
 """
@@ -46,7 +47,8 @@ REPLY_PREVIEW = f"""
 MESSAGE_VIEW = f"""
     SELECT {MESSAGE_COLUMNS_M},
            u.username AS author_username, u.display_name AS author_display_name,
-           u.avatar_url AS author_avatar_url, {REPLY_PREVIEW} AS reply_to,
+           u.avatar_url AS author_avatar_url, u.deleted_at IS NOT NULL AS author_deleted,
+           {REPLY_PREVIEW} AS reply_to,
            COALESCE((
                SELECT json_agg(json_build_object('emoji', r.emoji, 'count', r.n, 'me', r.me)
                                ORDER BY r.first)
@@ -83,6 +85,7 @@ class MessageViewRow(MessageRow):
     author_username: str | None
     author_display_name: str | None
     author_avatar_url: str | None
+    author_deleted: bool
     reply_to: dict[str, Any] | None
     reactions: list[dict[str, Any]]
     attachments: list[dict[str, Any]]
