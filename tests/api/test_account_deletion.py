@@ -3,7 +3,10 @@ what is refused before and after."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
+from uuid import UUID, uuid4
 
 import asyncpg
 import httpx
@@ -12,6 +15,11 @@ from tests import factories
 from tests.api.test_two_factor import turn_on
 from tests.factories import MakeUser, TestUser
 from tests.world import PNG
+from xfchat.db.pool import init_connection
+from xfchat.domain.messages import author_json
+from xfchat.domain.messages_batch import SendRequest, SendResult
+from xfchat.domain.messages_send import write_batch
+from xfchat.settings import Settings
 
 DELETE = "/api/users/@me/delete"
 
@@ -188,3 +196,241 @@ async def test_delete_account_is_refused_without_the_password_a_code_or_while_ow
     refused(limited, 429, "RATE_LIMITED")
     assert limited.json()["bucket"] == "account.password"
     assert (await client.get("/api/users/@me", headers=owner.headers)).status_code == 200
+
+
+async def until_blocked_by(holder: asyncpg.Connection, pending: asyncio.Future[Any]) -> None:
+    """Return once some session waits for a lock `holder` holds (or `pending` is done)."""
+    blocked = (
+        "SELECT count(*) FROM pg_stat_activity WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid))"
+    )
+    deadline = time.monotonic() + 10
+    while not pending.done() and time.monotonic() < deadline:
+        if await holder.fetchval(blocked):
+            return
+        await asyncio.sleep(0.01)
+
+
+async def until_waiting(holder: asyncpg.Connection, count: int) -> None:
+    """Return once `count` sessions wait for locks (the deletion and those behind it)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if await holder.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted") >= count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"fewer than {count} waiting")
+
+
+async def held_rows(settings: Settings, sql: str, *args: object) -> asyncpg.Connection:
+    """A connection of its own holding rows locked, as a change under way would."""
+    holder = await asyncpg.connect(settings.database_url)
+    await init_connection(holder)  # (the app's codecs: a send runs on it)
+    await holder.execute("BEGIN")
+    await holder.execute(sql, *args)
+    return holder
+
+
+async def test_nothing_puts_an_account_anywhere_while_its_deletion_is_under_way(
+    client: httpx.AsyncClient, make_user: MakeUser, settings: Settings, pool: asyncpg.Pool
+) -> None:
+    """Was: a server created or joined, a group made or joined, a server handed over,
+    racing the deletion, checked once and wrote after it committed (a deleted account
+    in servers and groups, owning them); and a kick or a removal from a group between
+    the deletion's reads and its locks made it answer 404. Now each such write shares
+    the account's lock first, and is refused after the deletion; and the deletion
+    passes over a place it was taken out of meanwhile."""
+    ann, own, ben, cat, dan = [await make_user(n) for n in ("ann", "own", "ben", "cat", "dan")]
+    one, two = [await factories.community(client, own, ann, name=n) for n in ("one", "two")]
+    first, second = sorted((one, two), key=lambda s: s.id)  # (locked in id order)
+    third = await factories.community(client, own, name="three")
+    await factories.befriend(ann, ben, cat)
+    g1, g2 = sorted([str((await factories.group(client, ben, ann))["id"]) for _ in range(2)])
+    empty = (await factories.group(client, ben, cat))["id"]
+    # The deletion waits for the first server's lock (taken as a kick would), then for
+    # the first group's.
+    servers = await held_rows(
+        settings, "SELECT 1 FROM servers WHERE id = $1 FOR UPDATE", UUID(first.id)
+    )
+    groups = await held_rows(settings, "SELECT 1 FROM channels WHERE id = $1 FOR UPDATE", UUID(g1))
+    try:
+        gone = asyncio.ensure_future(
+            client.post(DELETE, headers=ann.headers, json={"password": ann.password})
+        )
+        await until_blocked_by(servers, gone)
+        racing = {
+            "creates a server": client.post(
+                "/api/servers", headers=ann.headers, json={"name": "x"}
+            ),
+            "joins a server": client.post(f"/api/invites/{third.invite}", headers=ann.headers),
+            "creates a group": client.post(
+                "/api/conversations",
+                headers=ann.headers,
+                json={"kind": "group", "participant_ids": [str(ben.id), str(cat.id)]},
+            ),
+            "is added to a group": client.put(
+                f"/api/conversations/{empty}/participants/{ann.id}", headers=ben.headers
+            ),
+            "is put in a new group": client.post(
+                "/api/conversations",
+                headers=cat.headers,
+                json={"kind": "group", "participant_ids": [str(ann.id)]},
+            ),
+            "is handed a server": client.post(
+                first.url("/transfer"), headers=own.headers, json={"owner_id": str(ann.id)}
+            ),
+            "is asked to be a friend": client.post(
+                "/api/users/@me/friend-requests", headers=dan.headers, json={"username": "ann"}
+            ),
+            "is written to": client.post(
+                "/api/conversations",
+                headers=dan.headers,
+                json={"kind": "direct", "user_id": str(ann.id)},
+            ),
+        }
+        answers = {k: asyncio.ensure_future(v) for k, v in racing.items()}
+        await until_waiting(servers, 1 + len(answers))
+        # Meanwhile she is kicked from the second server: the deletion passes it over.
+        kicked = await client.delete(second.url(f"/members/{ann.id}"), headers=own.headers)
+        assert kicked.status_code == 204, kicked.text
+        await servers.execute("ROLLBACK")
+        await until_blocked_by(groups, gone)
+        # ... and taken out of the second group.
+        removed = await client.delete(
+            f"/api/conversations/{g2}/participants/{ann.id}", headers=ben.headers
+        )
+        assert removed.status_code == 204, removed.text
+        await groups.execute("ROLLBACK")
+        assert (await gone).status_code == 204, (await gone).text
+        for what, answer in answers.items():
+            response = await answer
+            own_act = what in ("creates a server", "joins a server", "creates a group")
+            expected = (401, "SESSION_REVOKED") if own_act else (403, "USER_DELETED")
+            assert (response.status_code, response.json()["code"]) == expected, what
+    finally:
+        await servers.close()
+        await groups.close()
+    async with pool.acquire() as conn:
+        for table, column in (
+            ("server_members", "user_id"),
+            ("servers", "owner_id"),
+            ("conversation_participants p JOIN channels c ON c.id = p.channel_id", "user_id"),
+            ("friend_requests", "to_user_id"),
+        ):
+            where = f"{column} = $1" + (" AND c.kind = 'group'" if " c " in table else "")
+            counted = await conn.fetchval(f"SELECT count(*) FROM {table} WHERE {where}", ann.id)  # noqa: S608
+            assert counted == 0, table
+
+
+async def test_nothing_writes_a_deleted_account_back_or_signs_it_in(
+    client: httpx.AsyncClient, make_user: MakeUser, settings: Settings, pool: asyncpg.Pool
+) -> None:
+    """Was: a profile change, a password change or an avatar waiting for the deletion's
+    row lock wrote onto the scrubbed row after it (200), a two-factor setup kept an
+    authenticator of the deleted account, a login checked before it got a live session,
+    and a send into a direct conversation from another device was written after it.
+    Now each is refused once the deletion commits."""
+    ann, ben = await make_user("ann", display_name="Ann"), await make_user("ben")
+    dm = str((await factories.direct(client, ann, ben))["id"])
+    avatar = await client.put("/api/users/@me/avatar", headers=ann.headers, content=PNG)
+    assert avatar.status_code == 200, avatar.text
+    # The deletion waits to delete her avatar: past every lock of its own, the row's too.
+    held = await held_rows(settings, "SELECT 1 FROM media WHERE owner_id = $1 FOR UPDATE", ann.id)
+    try:
+        gone = asyncio.ensure_future(
+            client.post(DELETE, headers=ann.headers, json={"password": ann.password})
+        )
+        await until_blocked_by(held, gone)
+        racing = {
+            "profile": client.patch(
+                "/api/users/@me",
+                headers=ann.headers,
+                json={"display_name": "Ann Again", "status_text": "back"},
+            ),
+            "avatar": client.put("/api/users/@me/avatar", headers=ann.headers, content=PNG),
+            "password": client.post(
+                "/api/users/@me/password",
+                headers=ann.headers,
+                json={"current_password": ann.password, "new_password": "a new long passphrase"},
+            ),
+            "two-factor": client.post(
+                "/api/users/@me/two-factor/setup",
+                headers=ann.headers,
+                json={"password": ann.password},
+            ),
+            "login": client.post(
+                "/api/auth/login", json={"login": "ann", "password": ann.password}
+            ),
+            "send": factories.send_message(client, ann, dm, "from my phone"),
+        }
+        answers = {k: asyncio.ensure_future(v) for k, v in racing.items()}
+        await until_waiting(held, 1 + len(answers))
+        await held.execute("ROLLBACK")
+        assert (await gone).status_code == 204, (await gone).text
+        codes = {k: ((r := await a).status_code, r.json()["code"]) for k, a in answers.items()}
+    finally:
+        await held.close()
+    revoked = (401, "SESSION_REVOKED")
+    assert codes == {
+        "profile": revoked,
+        "avatar": revoked,
+        "password": revoked,
+        "two-factor": revoked,
+        "login": (401, "INVALID_CREDENTIALS"),
+        "send": (403, "CANNOT_MESSAGE_USER"),
+    }
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow("SELECT * FROM users WHERE id = $1", ann.id)
+        assert (row["display_name"], row["status_text"], row["avatar_url"]) == (None,) * 3
+        assert row["password_hash"] == "!deleted"
+        for table, column in (
+            ("user_totp", "user_id"),
+            ("media", "owner_id"),
+            ("messages", "author_id"),
+        ):
+            sql = f"SELECT count(*) FROM {table} WHERE {column} = $1"  # noqa: S608
+            counted = await conn.fetchval(sql, ann.id)
+            assert counted == 0, table
+        live = "SELECT count(*) FROM sessions WHERE user_id = $1 AND revoked_at IS NULL"
+        assert await conn.fetchval(live, ann.id) == 0
+
+
+async def test_sends_under_way_from_another_device_and_the_deletion_both_go_through(
+    client: httpx.AsyncClient, make_user: MakeUser, settings: Settings, pool: asyncpg.Pool
+) -> None:
+    """Was: 503 DATABASE_CONFLICT, a deadlock: a send holds its channel's lock, then its
+    message's foreign key waits for the author's row, which the deletion held FOR
+    UPDATE while it waited for that channel; and a send's message.created waited for a
+    conversation's stream the deletion had written to before locking it. Now the
+    deletion holds the row FOR NO KEY UPDATE and locks every place before it emits."""
+    ann, own, ben = [await make_user(n) for n in ("ann", "own", "ben")]
+    srv = await factories.community(client, own, ann)
+    dm = UUID(str((await factories.direct(client, ann, ben))["id"]))
+    author = author_json(ann.id, ann.username, None, None, False)
+    assert author is not None
+    senders = []
+    try:
+        for channel in (dm, UUID(srv.general)):  # each as a send's first statement locks it
+            senders.append(
+                await held_rows(
+                    settings, "SELECT 1 FROM channels WHERE id = $1 FOR KEY SHARE", channel
+                )
+            )
+        gone = asyncio.ensure_future(
+            client.post(DELETE, headers=ann.headers, json={"password": ann.password})
+        )
+        await until_blocked_by(senders[0], gone)
+        for sender, channel in zip(senders, (dm, UUID(srv.general)), strict=True):
+            request = SendRequest(ann.actor, author, channel, uuid4(), "still here", False)
+            (sent,) = await asyncio.wait_for(write_batch(sender, channel, [request]), 10)
+            assert isinstance(sent, SendResult), sent
+            await sender.execute("COMMIT")
+        assert (await gone).status_code == 204, (await gone).text
+    finally:
+        for sender in senders:
+            await sender.close()
+    # The messages stay, and their author shows deleted, as her profile does.
+    for channel, reader in ((dm, ben), (UUID(srv.general), own)):
+        (message,) = (
+            await client.get(f"/api/channels/{channel}/messages", headers=reader.headers)
+        ).json()
+        assert message["author"]["deleted"] is True, message
+        assert message["author"]["username"].startswith("deleted_user_")

@@ -18,14 +18,17 @@ conversations stay readable by the other side, and closed to them (USER_DELETED)
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from uuid import UUID
 
 import asyncpg
 
+from xfchat.db.queries import channels as channels_q
 from xfchat.db.queries import media as media_q
+from xfchat.db.queries import servers as servers_q
 from xfchat.db.queries import sessions as sessions_q
 from xfchat.db.queries import users as users_q
-from xfchat.domain import conversations, friends, members, two_factor, voice
+from xfchat.domain import account_lock, conversations, friends, members, two_factor, voice
 from xfchat.domain.access import member_servers, visible_channels
 from xfchat.domain.accounts import Actor, lock_sessions, require_live_session, session_revoked
 from xfchat.domain.events import emit_many
@@ -67,11 +70,7 @@ async def delete_account(
     """
     await two_factor.confirm_password(pool, settings, actor, password)
     async with pool.acquire() as conn, conn.transaction():
-        # Pair locks first (a friend request or block racing this comes wholly before
-        # or after), then the sessions' lock, then the row.
-        await friends.lock_relations(conn, actor.user_id)
-        await lock_sessions(conn, actor.user_id)
-        await users_q.lock_user(conn, user_id=actor.user_id)
+        places = await _lock(conn, actor.user_id)
         await require_live_session(conn, actor)
         owned = await users_q.count_owned_servers(conn, user_id=actor.user_id)
         if owned:
@@ -80,10 +79,53 @@ async def delete_account(
             code is not None and await two_factor.spend_code(conn, settings, actor.user_id, code)
         ):
             raise two_factor.wrong_code()
-        return await _erase(conn, actor)
+        return await _erase(conn, actor, places)
 
 
-async def _erase(conn: asyncpg.Connection, actor: Actor) -> list[UUID]:
+@dataclass(frozen=True)
+class Places:
+    """Where the account is, as read under the deletion's locks (each in id order)."""
+
+    servers: list[UUID]
+    groups: list[UUID]
+    directs: list[UUID]
+
+
+async def _conversations(conn: asyncpg.Connection, user_id: UUID, kind: str) -> list[UUID]:
+    visible = (await visible_channels(conn, user_id)).values()
+    return sorted(c.channel_id for c in visible if c.kind == kind)
+
+
+async def _lock(conn: asyncpg.Connection, user_id: UUID) -> Places:
+    """The deletion's locks, each where every other change takes it, so that none waits
+    in a circle with one: the account's (first: nothing puts the account anywhere
+    meanwhile, domain/account_lock.py); the rows of the servers it is in; its voice
+    lock (after its server's, before any channel's, as a call's changes take it); the
+    rows of those servers' channels and of its groups (before the pairs', as a group's
+    changes take them, domain/pairs.py); the pairs' (a friendship, a request or a block
+    racing this comes wholly before or after); its row (FOR NO KEY UPDATE: a write
+    naming it through a foreign key goes on); the sessions' lock (after the row, as
+    everywhere); its direct conversations' rows (after the pairs', as a block takes
+    them). All before anything is emitted: a send, an acknowledgement, a kick or a ban
+    under way in one of those places, from another device too, may emit to a stream
+    this writes to (the account's, a server's, a conversation's) while holding its
+    place's lock; it comes wholly before this or waits for it, never in a circle."""
+    await account_lock.lock_for_deletion(conn, user_id)
+    servers = sorted(await member_servers(conn, user_id))
+    await servers_q.lock_servers(conn, server_ids=servers)
+    await voice.lock_user(conn, user_id)
+    groups = await _conversations(conn, user_id, "group")
+    await channels_q.lock_channels(conn, channel_ids=groups, server_ids=servers)
+    await friends.lock_relations(conn, user_id)
+    await users_q.lock_user(conn, user_id=user_id)
+    await lock_sessions(conn, user_id)
+    # (read after the pairs' locks: an acceptance of a request opens one)
+    directs = await _conversations(conn, user_id, "direct")
+    await channels_q.lock_channels(conn, channel_ids=directs, server_ids=[])
+    return Places(servers, groups, directs)
+
+
+async def _erase(conn: asyncpg.Connection, actor: Actor, places: Places) -> list[UUID]:
     """Everything of the deletion after its checks, in the caller's transaction."""
     revoked = await sessions_q.revoke_other_sessions(
         conn, user_id=actor.user_id, keep=None, reason="account_deleted"
@@ -103,20 +145,16 @@ async def _erase(conn: asyncpg.Connection, actor: Actor) -> list[UUID]:
     await media_q.delete_media_of_owner(conn, owner_id=user.id, purpose="avatar")
     # Told while it still shares them: every conversation and server it is in.
     await publish_profile(conn, user)
-    for server_id in sorted(await member_servers(conn, user.id)):
-        await members.leave_server(conn, actor, server_id)
-    dms = []
-    for channel in sorted(
-        (await visible_channels(conn, user.id)).values(), key=lambda c: c.channel_id
-    ):
-        if channel.kind == "group":
-            await conversations.remove_participant(conn, actor, channel.channel_id, user.id)
-        elif channel.kind == "direct":
-            dms.append(channel.channel_id)
+    # (A server or group it was kicked, banned or removed from before its lock here is
+    # passed over.)
+    for server_id in places.servers:
+        await members.leave_server(conn, actor, server_id, if_member=True)
+    for group_id in places.groups:
+        await conversations.remove_participant(conn, actor, group_id, user.id, if_present=True)
     # Direct conversations close to the other side (sends under way check again) and
     # their calls end, the account's own included.
-    events = await voice.end_states_in(conn, {user.id: dms})
-    events += await voice.direct_access_changed(conn, dms)
+    events = await voice.end_states_in(conn, {user.id: places.directs})
+    events += await voice.direct_access_changed(conn, places.directs)
     gone = await users_q.get_public_user(conn, user_id=user.id)
     assert gone is not None
     events += await friends.forget_relations(conn, gone)

@@ -118,6 +118,12 @@ async def start_session(
     each with its `session.revoked`), so it has at most that many with the new one."""
     # One login of an account at a time from here on: two at once would each see room.
     await lock_sessions(conn, user.id)
+    # An account deleted since its password was checked gets none: its deletion holds
+    # this lock until it commits (and ends every session it had).
+    if await users_q.list_deleted_user_ids(conn, user_ids=[user.id]):
+        raise Unauthorized(
+            "wrong username, email or password", code="INVALID_CREDENTIALS", token_error=False
+        )
     ended = await sessions_q.revoke_least_recently_used_sessions(
         conn, user_id=user.id, keep=MAX_LIVE_SESSIONS - 1, reason="session_limit"
     )
@@ -405,8 +411,12 @@ async def require_live_session(conn: asyncpg.Connection, actor: Actor) -> users_
         conn, session_id=actor.session_id, user_id=actor.user_id
     )
     if user is None:
-        raise Unauthorized("this session has ended; log in again", code="SESSION_REVOKED")
+        raise session_ended()
     return user
+
+
+def session_ended() -> Unauthorized:
+    return Unauthorized("this session has ended; log in again", code="SESSION_REVOKED")
 
 
 async def authenticate(

@@ -33,6 +33,7 @@ from xfchat.domain.access import (
     user_deleted,
     visible_channels,
 )
+from xfchat.domain.account_lock import hold_accounts
 from xfchat.domain.accounts import Actor
 from xfchat.domain.event_payloads import (
     ConversationPayload,
@@ -160,8 +161,10 @@ async def open_direct(
     if other.deleted_at is not None:
         raise user_deleted()
     async with conn.transaction():
-        # A block, an unfriending or the other's choice of friends only under way comes
-        # wholly before (and the opening is refused) or after (and closes it).
+        # Neither account's deletion is under way (domain/account_lock.py). A block, an
+        # unfriending or the other's choice of friends only under way comes wholly
+        # before (and the opening is refused) or after (and closes it).
+        await hold_accounts(conn, actor, [user_id])
         await lock_pairs(conn, [(actor.user_id, user_id)])
         await lock_dm_policies(conn, [user_id])
         if await direct_refused(conn, actor.user_id, user_id):
@@ -198,10 +201,9 @@ async def _check_newcomers(
             field="participant_ids",
         )
     # A block or an unfriending under way between any two of them comes wholly before
-    # (and is seen here) or after (and finds them together).
+    # (and is seen here) or after (and finds them together). (A deleted newcomer was
+    # refused under the account locks the caller took first.)
     await lock_pairs_among(conn, newcomers, [actor.user_id, *present])
-    if any(u.deleted_at for u in await users_q.list_public_users(conn, user_ids=newcomers)):
-        raise user_deleted()
     if await q.strangers_among(conn, user_id=actor.user_id, others=newcomers) or (
         await q.block_between(conn, users=newcomers, others=[*present, *newcomers])
     ):
@@ -232,6 +234,7 @@ async def create_group(
             field="participant_ids",
         )
     async with conn.transaction():
+        await hold_accounts(conn, actor, others)  # (first: domain/account_lock.py)
         await _check_newcomers(conn, actor, others, [actor.user_id])
         await check_room(conn, [actor.user_id, *others])
         channel = await q.insert_group(conn, name=name, owner_id=actor.user_id)
@@ -375,6 +378,7 @@ async def add_participant(
         BadRequest: NOT_A_GROUP, TOO_MANY_PARTICIPANTS, INVALID_PARTICIPANTS.
     """
     async with conn.transaction():
+        await hold_accounts(conn, None, [user_id])  # (first: domain/account_lock.py)
         channel, people = await _group_of(conn, actor, conversation_id)
         if channel.owner_id != actor.user_id:
             raise Forbidden("only the owner adds people", code="NOT_CONVERSATION_OWNER")
@@ -412,18 +416,29 @@ async def add_participant(
 
 
 async def remove_participant(
-    conn: asyncpg.Connection, actor: Actor, conversation_id: UUID, user_id: UUID
+    conn: asyncpg.Connection,
+    actor: Actor,
+    conversation_id: UUID,
+    user_id: UUID,
+    *,
+    if_present: bool = False,
 ) -> None:
     """The owner removes someone, or anyone leaves (removes themself). When the owner
     leaves, the longest-standing participant becomes the owner; when the last one leaves,
-    the conversation is deleted, its messages and files with it.
+    the conversation is deleted, its messages and files with it. With `if_present`, an
+    actor leaving a group they are no longer in (removed since) leaves it alone.
 
     Raises:
         Forbidden: NOT_CONVERSATION_OWNER. BadRequest: NOT_A_GROUP.
-        NotFound: PARTICIPANT_NOT_FOUND.
+        NotFound: PARTICIPANT_NOT_FOUND, CONVERSATION_NOT_FOUND.
     """
     async with conn.transaction():
-        channel, people = await _group_of(conn, actor, conversation_id)
+        try:
+            channel, people = await _group_of(conn, actor, conversation_id)
+        except NotFound:
+            if if_present and user_id == actor.user_id:
+                return
+            raise
         if user_id != actor.user_id and channel.owner_id != actor.user_id:
             raise Forbidden("only the owner removes others", code="NOT_CONVERSATION_OWNER")
         if user_id not in people:

@@ -23,6 +23,7 @@ from xfchat.db.queries import locks as locks_q
 from xfchat.db.queries import users as users_q
 from xfchat.domain import voice
 from xfchat.domain.access import user_deleted
+from xfchat.domain.account_lock import hold_accounts
 from xfchat.domain.accounts import Actor
 from xfchat.domain.conversations import get_or_create_direct
 from xfchat.domain.event_payloads import (
@@ -122,7 +123,7 @@ async def send_friend_request(
     Raises:
         BadRequest: CANNOT_FRIEND_SELF; FRIEND_REQUEST_REFUSED (no such user, or one the
             actor blocked). Conflict: ALREADY_FRIENDS, FRIEND_REQUEST_EXISTS. Forbidden:
-            USER_DELETED.
+            USER_DELETED. Unauthorized: SESSION_REVOKED (the actor's account deleted).
     """
     target = await users_q.get_public_user_by_username(conn, username=username.strip())
     if target is None:
@@ -136,6 +137,9 @@ async def send_friend_request(
             field="username",
         )
     async with conn.transaction():
+        # Neither account's deletion is under way (domain/account_lock.py): a request
+        # never names a deleted account.
+        await hold_accounts(conn, actor, [target.id])
         await _lock_pair(conn, actor.user_id, target.id)
         if await blocks_q.block_exists(conn, blocker_id=actor.user_id, blocked_id=target.id):
             raise BadRequest(REFUSED, code="FRIEND_REQUEST_REFUSED", field="username")

@@ -14,6 +14,7 @@ from xfchat.db.queries import bans as bans_q
 from xfchat.db.queries import invites as q
 from xfchat.db.queries import servers as servers_q
 from xfchat.domain.access import access_server, missing
+from xfchat.domain.account_lock import hold_accounts
 from xfchat.domain.accounts import Actor
 from xfchat.domain.event_payloads import ServerJoinedPayload
 from xfchat.domain.events import MEMBER_JOINED, SERVER_JOINED, emit
@@ -180,8 +181,10 @@ async def join_by_invite(
     """Join the server an invite leads to (a member already just gets it: False, and
     the invite is not used up).
 
-    Raises: NotFound (INVITE_NOT_FOUND); Forbidden (BANNED, TOO_MANY_SERVERS)."""
+    Raises: NotFound (INVITE_NOT_FOUND); Forbidden (BANNED, TOO_MANY_SERVERS);
+    Unauthorized (SESSION_REVOKED: the account deleted meanwhile)."""
     async with conn.transaction():
+        await hold_accounts(conn, actor)  # (first: domain/account_lock.py)
         row = await q.get_invite(conn, code=code)
         if row is None:
             raise invite_not_found()

@@ -146,8 +146,10 @@ async def log_in(
     if ph.check_needs_rehash(user.password_hash):  # the hashing cost settings went up
         new_hash = await hash_password_async(password, ph)
     async with pool.acquire() as conn, conn.transaction():
-        if new_hash:
-            await users_q.update_password_hash(conn, user_id=user.id, password_hash=new_hash)
+        if new_hash and not await users_q.update_password_hash(
+            conn, user_id=user.id, password_hash=new_hash
+        ):
+            raise invalid_credentials()  # (deleted since)
         totp = await two_factor_q.get_totp(conn, user_id=user.id)
         if totp is not None and totp.confirmed_at is not None:
             left = await two_factor_q.count_unused_recovery_codes(conn, user_id=user.id)

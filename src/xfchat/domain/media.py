@@ -15,7 +15,7 @@ from xfchat.db.queries import media as media_q
 from xfchat.db.queries import users as users_q
 from xfchat.domain import files, profile, servers
 from xfchat.domain.access import access_server
-from xfchat.domain.accounts import Actor
+from xfchat.domain.accounts import Actor, session_ended
 from xfchat.domain.event_payloads import ServerPayload
 from xfchat.domain.images import EncodedImage, Slots, encode_avatar, run_image_job_by
 from xfchat.domain.permissions import Permission
@@ -94,7 +94,7 @@ async def clear_avatar(conn: asyncpg.Connection, actor: Actor) -> users_q.UserRo
     """Remove the actor's avatar (an uploaded one is deleted: its URL answers 404).
 
     Raises:
-        NotFound: USER_NOT_FOUND.
+        NotFound: USER_NOT_FOUND. Unauthorized: SESSION_REVOKED (the account deleted).
     """
     async with conn.transaction():
         # The row lock first: an upload committing meanwhile is then either cleared
@@ -102,6 +102,8 @@ async def clear_avatar(conn: asyncpg.Connection, actor: Actor) -> users_q.UserRo
         user = await users_q.lock_user(conn, user_id=actor.user_id)
         if user is None:
             raise NotFound("no such user", code="USER_NOT_FOUND")
+        if user.deleted_at is not None:  # (its avatar went with it)
+            raise session_ended()
         if user.avatar_url is not None:  # (none to clear: nobody is told)
             user = await profile.set_avatar_url(conn, actor, None)
         await media_q.delete_media_of_owner(conn, owner_id=actor.user_id, purpose="avatar")

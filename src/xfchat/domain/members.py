@@ -226,12 +226,20 @@ async def remove_member(
     return True
 
 
-async def leave_server(conn: asyncpg.Connection, actor: Actor, server_id: UUID) -> None:
-    """Leave a server (its owner hands it over or deletes it instead).
+async def leave_server(
+    conn: asyncpg.Connection, actor: Actor, server_id: UUID, *, if_member: bool = False
+) -> None:
+    """Leave a server (its owner hands it over or deletes it instead). With `if_member`,
+    a server the actor is no longer in (kicked, banned, deleted since) is left alone.
 
     Raises: NotFound (SERVER_NOT_FOUND); BadRequest (OWNER_CANNOT_LEAVE)."""
     async with conn.transaction():
-        access = await access_server(conn, actor, server_id, lock=True)
+        try:
+            access = await access_server(conn, actor, server_id, lock=True)
+        except NotFound:
+            if if_member:
+                return
+            raise
         if access.owner:
             raise BadRequest(
                 "the owner hands the server over or deletes it", code="OWNER_CANNOT_LEAVE"

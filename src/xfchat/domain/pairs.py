@@ -9,7 +9,8 @@ committed.
 Lock order: the pairs' locks come before any user's other locks (the blocker's count,
 the direct-message choices) and before rows of channels not already locked (a group's
 row, locked first by the changes of its people, is the one exception: no change of a
-pair takes it). A transaction that takes several pairs takes them in one statement,
+pair takes it, and an account's deletion, which changes many, takes its groups' rows
+before them). A transaction that takes several pairs takes them in one statement,
 sorted by key, so two such never wait for each other in a circle.
 """
 

@@ -13,7 +13,13 @@ from xfchat.db.queries import sessions as sessions_q
 from xfchat.db.queries import users as users_q
 from xfchat.domain import validation, voice
 from xfchat.domain.access import direct_channels_with_strangers, member_servers, visible_channels
-from xfchat.domain.accounts import Actor, lock_sessions, password_hasher, session_revoked
+from xfchat.domain.accounts import (
+    Actor,
+    lock_sessions,
+    password_hasher,
+    session_ended,
+    session_revoked,
+)
 from xfchat.domain.event_payloads import PublicUserPayload
 from xfchat.domain.events import PRIVACY_UPDATED, USER_UPDATED, emit_many
 from xfchat.domain.passwords import hash_password_async, verify_password_async
@@ -80,6 +86,7 @@ async def update_profile(
 
     Raises:
         BadRequest: a field breaks its rule. Conflict: USERNAME_TAKEN.
+        Unauthorized: SESSION_REVOKED (the account was deleted meanwhile).
     """
     username = validation.username(changes.username) if changes.username is not None else None
     display_name, clear_display = _text_change(
@@ -119,8 +126,8 @@ async def update_profile(
             raise Conflict(
                 "that username is taken", code="USERNAME_TAKEN", field="username"
             ) from None
-        if user is None:
-            raise NotFound("no such user", code="USER_NOT_FOUND")
+        if user is None:  # (deleted since: its scrubbed row is not written again)
+            raise session_ended()
         if avatar_change is not UNSET:  # an uploaded avatar replaced by a URL: free it
             await media_q.delete_media_of_owner(conn, owner_id=user.id, purpose="avatar")
         await publish_profile(conn, user)
@@ -132,12 +139,14 @@ async def set_avatar_url(
 ) -> users_q.UserRow:
     """Point the actor's avatar at `url`, a path this server made (an uploaded avatar,
     domain/media.py), or clear it with None; everyone who sees the user is told. Call
-    inside the caller's transaction."""
+    inside the caller's transaction.
+
+    Raises: Unauthorized (SESSION_REVOKED: the account was deleted meanwhile)."""
     user = await users_q.update_user_profile(
         conn, user_id=actor.user_id, avatar_url=url, clear_avatar_url=url is None
     )
-    if user is None:
-        raise NotFound("no such user", code="USER_NOT_FOUND")
+    if user is None:  # (deleted since: its scrubbed row is not written again)
+        raise session_ended()
     await publish_profile(conn, user)
     return user
 
@@ -163,6 +172,7 @@ async def change_password(
 
     Raises:
         BadRequest: WRONG_PASSWORD (current_password), INVALID_PASSWORD (new_password).
+        Unauthorized: SESSION_REVOKED (the account was deleted meanwhile).
     """
     ph = password_hasher(settings)
     async with pool.acquire() as conn:
@@ -174,7 +184,8 @@ async def change_password(
     validation.password(new, field="new_password", user_name=user.username, user_email=user.email)
     new_hash = await hash_password_async(new, ph)
     async with pool.acquire() as conn, conn.transaction():
-        await users_q.update_password_hash(conn, user_id=user.id, password_hash=new_hash)
+        if not await users_q.update_password_hash(conn, user_id=user.id, password_hash=new_hash):
+            raise session_ended()  # (deleted since)
         await lock_sessions(conn, user.id)
         revoked = await sessions_q.revoke_other_sessions(
             conn, user_id=user.id, keep=actor.session_id, reason="password_changed"

@@ -30,6 +30,7 @@ from xfchat.domain.access import (
     server_viewers,
     visible_channels,
 )
+from xfchat.domain.account_lock import hold_accounts
 from xfchat.domain.accounts import Actor
 from xfchat.domain.event_payloads import (
     ServerJoinedPayload,
@@ -124,11 +125,12 @@ async def create_server(
     channel.
 
     Raises: BadRequest (INVALID_SERVER_NAME, INVALID_DESCRIPTION); Forbidden
-    (TOO_MANY_SERVERS)."""
+    (TOO_MANY_SERVERS); Unauthorized (SESSION_REVOKED: the account deleted meanwhile)."""
     checked = server_name(name)
     assert checked is not None
     about = text_field(description, "description", MAX_DESCRIPTION, "INVALID_DESCRIPTION", least=0)
     async with conn.transaction():
+        await hold_accounts(conn, actor)  # (first: domain/account_lock.py)
         await check_room(conn, actor.user_id)
         server = await q.insert_server(
             conn, name=checked, owner_id=actor.user_id, description=about or None
@@ -274,8 +276,12 @@ async def transfer_server(
     a timeout of the new owner ends, audited and announced as a moderator's removal of
     it is (`member.timed_out`, `member.updated`).
 
-    Raises: NotFound (SERVER_NOT_FOUND, MEMBER_NOT_FOUND); Forbidden (NOT_SERVER_OWNER)."""
+    Raises: NotFound (SERVER_NOT_FOUND, MEMBER_NOT_FOUND); Forbidden (NOT_SERVER_OWNER,
+    USER_DELETED: the new owner's account deleted meanwhile)."""
     async with conn.transaction():
+        # The new owner's account is not being deleted (domain/account_lock.py): its
+        # deletion, refused while it owns a server, comes wholly before or after.
+        await hold_accounts(conn, None, [new_owner])
         access = await access_server(conn, actor, server_id, lock=True)
         if not access.owner:
             raise Forbidden("only the server's owner can do that", code="NOT_SERVER_OWNER")

@@ -24,6 +24,7 @@ import pyotp
 
 from xfchat.db.queries import two_factor as q
 from xfchat.db.queries import users as users_q
+from xfchat.domain.account_lock import hold_accounts
 from xfchat.domain.accounts import Actor, password_hasher
 from xfchat.domain.passwords import verify_password_async
 from xfchat.domain.sealed_secrets import SealError, keyring, seal_again
@@ -121,10 +122,13 @@ async def status(conn: asyncpg.Connection, actor: Actor) -> Status:
 async def start_setup(pool: asyncpg.Pool, settings: Settings, actor: Actor, password: str) -> Setup:
     """A new authenticator secret, pending until `enable` proves a code of it.
 
-    Raises: BadRequest (WRONG_PASSWORD); Conflict (TWO_FACTOR_ENABLED)."""
+    Raises: BadRequest (WRONG_PASSWORD); Conflict (TWO_FACTOR_ENABLED); Unauthorized
+    (SESSION_REVOKED: the account deleted meanwhile)."""
     user = await confirm_password(pool, settings, actor, password)
     secret = pyotp.random_base32()
-    async with pool.acquire() as conn:
+    async with pool.acquire() as conn, conn.transaction():
+        # (after a deletion under way, the account has no authenticator to keep)
+        await hold_accounts(conn, actor)
         sealed = keyring(settings).seal(actor.user_id, secret)
         pending = await q.upsert_pending_totp(conn, user_id=actor.user_id, secret=sealed)
     if not pending:

@@ -91,9 +91,11 @@ _SERVER_FACTS = """
 # expressions of user ids): a block between them either way, or the recipient takes
 # them from friends only (a setting nobody else sees) and the two are not friends. A
 # refusal cannot tell one reason from the other, so it never reveals a block. A deleted
-# account takes none from anyone (that one is public: the facts' `peer_deleted`).
+# account takes none from anyone (that one is public: the facts' `peer_deleted`), and
+# sends none (a send that passed its session's check as the deletion committed).
 DIRECT_CLOSED_RULE = """(
-    EXISTS (SELECT 1 FROM users d WHERE d.id = {recipient} AND d.deleted_at IS NOT NULL)
+    EXISTS (SELECT 1 FROM users d
+            WHERE d.id IN ({recipient}, {sender}) AND d.deleted_at IS NOT NULL)
     OR EXISTS (SELECT 1 FROM blocks b
             WHERE (b.blocker_id = {sender} AND b.blocked_id = {recipient})
                OR (b.blocker_id = {recipient} AND b.blocked_id = {sender}))

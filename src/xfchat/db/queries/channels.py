@@ -83,6 +83,22 @@ async def insert_channel(
     return one(ChannelRow, record)
 
 
+async def lock_channels(
+    conn: asyncpg.Connection, *, channel_ids: list[UUID], server_ids: list[UUID]
+) -> None:
+    """Lock these channels' rows, and those of every channel of these servers, FOR
+    UPDATE, in id order, in one statement, as a change of who may see them does
+    (db/queries/access.py's bump_access_versions)."""
+    await conn.execute(
+        """
+        SELECT 1 FROM channels WHERE id = ANY($1::uuid[]) OR server_id = ANY($2::uuid[])
+        ORDER BY id FOR UPDATE
+        """,
+        channel_ids,
+        server_ids,
+    )
+
+
 async def get_channel(conn: asyncpg.Connection, *, channel_id: UUID) -> ChannelRow | None:
     record = await conn.fetchrow(
         f"SELECT {CHANNEL_COLUMNS} FROM channels WHERE id = $1", channel_id

@@ -46,6 +46,18 @@ async def try_lock_transaction(conn: asyncpg.Connection, *, key: int) -> bool:
     return bool(await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", key))
 
 
+async def lock_transaction_shared_all(conn: asyncpg.Connection, *, keys: list[int]) -> None:
+    """Share each of `keys`' transaction-scoped advisory locks, in their order, in one
+    round trip (others share them too; an exclusive holder waits, and is waited for)."""
+    await conn.execute(
+        """
+        SELECT pg_advisory_xact_lock_shared(k)
+        FROM unnest($1::bigint[]) WITH ORDINALITY AS x(k, i) ORDER BY i
+        """,
+        keys,
+    )
+
+
 async def lock_transaction_all(conn: asyncpg.Connection, *, keys: list[int]) -> None:
     """lock_transaction for each of `keys`, in their order (one round trip: a volatile
     function in the select list runs after the ORDER BY)."""

@@ -314,6 +314,13 @@ async def lock_server(conn: asyncpg.Connection, *, server_id: UUID) -> None:
     await conn.execute("SELECT 1 FROM servers WHERE id = $1 FOR UPDATE", server_id)
 
 
+async def lock_servers(conn: asyncpg.Connection, *, server_ids: list[UUID]) -> None:
+    """lock_server for each of these servers, in id order, in one statement."""
+    await conn.execute(
+        "SELECT 1 FROM servers WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE", server_ids
+    )
+
+
 async def key_share_channel_server(conn: asyncpg.Connection, *, channel_id: UUID) -> None:
     """Lock the server of a channel (none for a conversation) FOR KEY SHARE until the
     transaction ends, as an audit entry's foreign key will: taken before the channel's

@@ -63,11 +63,21 @@ async def get_user(conn: asyncpg.Connection, *, user_id: UUID) -> UserRow | None
 
 
 async def lock_user(conn: asyncpg.Connection, *, user_id: UUID) -> UserRow | None:
-    """The user's row, locked FOR UPDATE until the caller's transaction ends."""
+    """The user's row, locked until the caller's transaction ends as an update of it
+    locks it (FOR NO KEY UPDATE: no update of a user changes a key column, and a write
+    that names the user through a foreign key, which takes FOR KEY SHARE, goes on)."""
     record = await conn.fetchrow(
-        f"SELECT {USER_COLUMNS} FROM users WHERE id = $1 FOR UPDATE", user_id
+        f"SELECT {USER_COLUMNS} FROM users WHERE id = $1 FOR NO KEY UPDATE", user_id
     )
     return maybe(UserRow, record)
+
+
+async def list_deleted_user_ids(conn: asyncpg.Connection, *, user_ids: list[UUID]) -> set[UUID]:
+    """Those of `user_ids` whose account was deleted."""
+    records = await conn.fetch(
+        "SELECT id FROM users WHERE id = ANY($1::uuid[]) AND deleted_at IS NOT NULL", user_ids
+    )
+    return {r["id"] for r in records}
 
 
 async def get_user_by_username(conn: asyncpg.Connection, *, username: str) -> UserRow | None:
@@ -127,8 +137,10 @@ async def list_email_keys_to_check(conn: asyncpg.Connection) -> list[EmailKeyRow
 
 
 async def get_user_by_email_key(conn: asyncpg.Connection, *, email_key: str) -> UUID | None:
-    """The account holding that email key, if any."""
-    value = await conn.fetchval("SELECT id FROM users WHERE email_key = $1", email_key)
+    """The live account holding that email key, if any."""
+    value = await conn.fetchval(
+        "SELECT id FROM users WHERE email_key = $1 AND deleted_at IS NULL", email_key
+    )
     return None if value is None else UUID(str(value))
 
 
@@ -149,7 +161,8 @@ async def update_user_profile(
     avatar_url: str | None = None,
     clear_avatar_url: bool = False,
 ) -> UserRow | None:
-    """Change the given fields; a field left None is kept unless its clear flag is set."""
+    """Change the given fields; a field left None is kept unless its clear flag is set.
+    None if the account was deleted (its scrubbed row is never written again)."""
     record = await conn.fetchrow(
         f"""
         UPDATE users SET
@@ -158,7 +171,7 @@ async def update_user_profile(
             status_text = CASE WHEN $6 THEN NULL ELSE COALESCE($5, status_text) END,
             avatar_url = CASE WHEN $8 THEN NULL ELSE COALESCE($7, avatar_url) END,
             updated_at = now()
-        WHERE id = $1
+        WHERE id = $1 AND deleted_at IS NULL
         RETURNING {USER_COLUMNS}
         """,
         user_id,
@@ -175,12 +188,15 @@ async def update_user_profile(
 
 async def update_password_hash(
     conn: asyncpg.Connection, *, user_id: UUID, password_hash: str
-) -> None:
-    await conn.execute(
-        "UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1",
+) -> bool:
+    """False if the account was deleted (its scrubbed row is never written again)."""
+    status = await conn.execute(
+        "UPDATE users SET password_hash = $2, updated_at = now()"
+        " WHERE id = $1 AND deleted_at IS NULL",
         user_id,
         password_hash,
     )
+    return bool(status != "UPDATE 0")
 
 
 # What anyone may see of another user: never the email or the password hash.
