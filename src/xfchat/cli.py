@@ -87,11 +87,28 @@ class _CutOffStreams(logging.Filter):
         return record.getMessage() != "ASGI callable returned without completing response."
 
 
+class _ClientNoise(logging.Filter):
+    """What any client can make uvicorn warn about, once per request (10,480 lines in 5 s
+    from one client, counted by no rate limit), is a debug line: the refusals are
+    counted in xfchat_http_refused_total instead."""
+
+    NOISE = frozenset({"Invalid HTTP request received.", "Unsupported upgrade request."})
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno <= logging.DEBUG or record.getMessage() not in self.NOISE:
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+
 def configure_logging(level: str, fmt: str = "text") -> None:
     from xfchat.log_format import log_handler
 
     logging.basicConfig(level=level.upper(), handlers=[log_handler(fmt)])  # (it redacts)
-    logging.getLogger("uvicorn.error").addFilter(_CutOffStreams())
+    uvicorn_error = logging.getLogger("uvicorn.error")
+    for kind in (_CutOffStreams, _ClientNoise):
+        if not any(isinstance(f, kind) for f in uvicorn_error.filters):
+            uvicorn_error.addFilter(kind())
 
 
 def bind_socket(host: str, port: int, setting: str = "XFCHAT_PORT") -> socket.socket:
@@ -148,14 +165,18 @@ def _quiet_server_class() -> type:
     return Quiet
 
 
-def _limits(settings: Settings) -> dict[str, Any]:
-    """What uvicorn is told of the request limits (api/http_limits.py, api/ws_limits.py)."""
+def _limits(settings: Settings, app: Any) -> dict[str, Any]:
+    """What uvicorn is told of the request limits (api/http_limits.py, api/ws_limits.py);
+    refusals are counted in `app`'s metrics."""
     from xfchat.api.http_limits import http_protocol
     from xfchat.api.ws_limits import AFTER_IDENTIFY, ws_protocol
 
     return {
         "http": http_protocol(
-            settings.max_header_bytes, settings.max_headers, settings.header_timeout_s
+            settings.max_header_bytes,
+            settings.max_headers,
+            settings.header_timeout_s,
+            app.state.metrics.count_refusal,
         ),
         "ws": ws_protocol(settings.header_timeout_s),
         "ws_max_size": AFTER_IDENTIFY,
@@ -181,7 +202,7 @@ def serve_metrics(
         access_log=False,
         server_header=False,
         proxy_headers=False,
-        **_limits(settings),
+        **_limits(settings, app),
     )
     server = _quiet_server_class()(config)
     return server, asyncio.create_task(server.serve(sockets=[sock]))
@@ -239,7 +260,7 @@ async def serve_http(
         server_header=False,
         proxy_headers=bool(settings.trusted_proxies),
         forwarded_allow_ips=settings.trusted_proxies or None,
-        **_limits(settings),
+        **_limits(settings, app),
     )
     server = _Server(config)
     metrics = serve_metrics(settings, app, metrics_sock)

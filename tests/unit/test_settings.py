@@ -175,6 +175,11 @@ def test_json_log_lines_carry_level_logger_message_and_extras() -> None:
         ("headers: [(b'authorization', b'Bearer SECRET1')]", "authorization"),
         ('< TEXT \'{"op":2,"d":{"token":"...SECRET1"}}\' [90 bytes]', "op"),
         ("a JWT eyJhbGciOi.eyJzdWIiOiJ.SECRET1abc in prose", "in prose"),
+        # What users typed, and invite codes (anyone who read them could join).
+        ('"GET /api/search?server_id=1&q=SECRET1+plans HTTP/1.1" 200', "server_id=1&q="),
+        ('"GET /api/users/search?%71=SECRET1 HTTP/1.1" 200', "HTTP/1.1"),
+        ('"POST /api/invites/SECRET1 HTTP/1.1" 200', "/api/invites/[redacted] HTTP"),
+        ('"DELETE /api/servers/5/invites/SECRET1 HTTP/1.1" 204', "/invites/[redacted] "),
     ],
 )
 def test_every_log_line_is_written_without_its_tokens(line: str, kept: str) -> None:
