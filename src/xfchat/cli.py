@@ -224,10 +224,17 @@ def _url(sock: socket.socket) -> str:
     return f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"  # noqa: S104
 
 
+def bound_address(sock: socket.socket) -> str:
+    """Where `sock` listens, as the kernel says: every interface said in words."""
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return shown + (" (every interface)" if host in ("0.0.0.0", "::") else "")  # noqa: S104
+
+
 async def serve_http(
     settings: Settings,
     *,
-    banner: Callable[[str], None] | None = None,
+    banner: Callable[[str, str], None] | None = None,
     sock: socket.socket | None = None,
     metrics_sock: socket.socket | None = None,
     ready_fd: int | None = None,
@@ -288,7 +295,7 @@ async def serve_http(
             return
         say(f"ready: {_url(sock)}")
         if banner is not None:
-            banner(_url(sock))
+            banner(_url(sock), bound_address(sock))
 
     announcer = asyncio.create_task(announce())
     try:
