@@ -369,6 +369,13 @@ def cmd_migrate(args: argparse.Namespace) -> int:
             settings = load_database_settings()
         except SettingsError as exc:
             refuse_settings(exc, "MIGRATE")
+        if settings.migrations_dir is None:  # (was: into the installed package's own)
+            fatal(
+                "`xfchat migrate add` writes where XFCHAT_MIGRATIONS_DIR says: set it "
+                "(in a checkout: XFCHAT_MIGRATIONS_DIR=src/xfchat/migrations)",
+                EXIT_SETTINGS,
+                tag="MIGRATE",
+            )
         try:
             up, down = add(args.name, settings.migrations_dir)
         except MigrationError as exc:
@@ -400,15 +407,25 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return guarded(main, "MIGRATE")
 
 
-def cmd_seed(_args: argparse.Namespace) -> int:
+def cmd_seed(args: argparse.Namespace) -> int:
     async def main() -> int:
-        from xfchat.domain.demo import AlreadySeeded, seed_demo
+        from xfchat.db.pool import describe_target
+        from xfchat.db.queries import users as users_q
+        from xfchat.domain.demo import AlreadySeeded, is_seeded, seed_demo
 
         settings = load_database_settings()
         conn = await connect_with_retry(settings, say)
         try:
             if await Migrator(conn, settings.migrations_dir).pending():
                 fatal("the schema is not current: run `xfchat migrate run` first", EXIT_MIGRATION)
+            users = 0 if await is_seeded(conn) else await users_q.count_users(conn)
+            if users and not args.with_accounts:  # (as `xfchat dev` refuses)
+                fatal(
+                    f"{describe_target(settings.require_database_url())} holds {users} "
+                    "account(s) and no demo data: the demo accounts have a published "
+                    "password; add --with-accounts to load them anyway",
+                    EXIT_DATABASE,
+                )
             try:
                 summary = await seed_demo(conn)
             except AlreadySeeded as exc:
@@ -464,7 +481,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="server processes on one port (1-64; default XFCHAT_WORKERS, else one per core)",
     )
     sub.add_parser("dev", help="run a local PostgreSQL, the demo data and the server")
-    sub.add_parser("seed", help="load the demo data into DATABASE_URL (refuses to run twice)")
+    seed = sub.add_parser(
+        "seed", help="load the demo data into DATABASE_URL (refuses to run twice)"
+    )
+    seed.add_argument(
+        "--with-accounts",
+        action="store_true",
+        help="load it into a database that already holds accounts (refused without it:"
+        " the demo accounts' password is published)",
+    )
     sub.add_parser("check", help="validate settings, database and schema without serving")
     migrate = sub.add_parser("migrate", help="database migrations")
     actions = migrate.add_subparsers(dest="action", required=True)
@@ -478,7 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     actions.add_parser("info", help="show applied and pending migrations")
     new = actions.add_parser("add", help="create an empty migration pair")
-    new.add_argument("name")
+    new.add_argument("name", type=_migration_name)
     return parser
 
 
@@ -488,6 +513,13 @@ def _workers(text: str) -> int:
     if value > 64:
         raise argparse.ArgumentTypeError(f"{text!r} is more than 64 workers")
     return value
+
+
+def _migration_name(text: str) -> str:
+    """A name, not a path (was: `../../../tmp/x` became 0034_tmp_x, silently)."""
+    if "/" in text or "\\" in text or ".." in text:
+        raise argparse.ArgumentTypeError(f"{text!r} is a path: a migration takes a name")
+    return text
 
 
 def _positive(text: str) -> int:
