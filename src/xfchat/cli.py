@@ -87,11 +87,28 @@ class _CutOffStreams(logging.Filter):
         return record.getMessage() != "ASGI callable returned without completing response."
 
 
+class _ClientNoise(logging.Filter):
+    """What any client can make uvicorn warn about, once per request (10,480 lines in 5 s
+    from one client, counted by no rate limit), is a debug line: the refusals are
+    counted in xfchat_http_refused_total instead."""
+
+    NOISE = frozenset({"Invalid HTTP request received.", "Unsupported upgrade request."})
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno <= logging.DEBUG or record.getMessage() not in self.NOISE:
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+
 def configure_logging(level: str, fmt: str = "text") -> None:
     from xfchat.log_format import log_handler
 
     logging.basicConfig(level=level.upper(), handlers=[log_handler(fmt)])  # (it redacts)
-    logging.getLogger("uvicorn.error").addFilter(_CutOffStreams())
+    uvicorn_error = logging.getLogger("uvicorn.error")
+    for kind in (_CutOffStreams, _ClientNoise):
+        if not any(isinstance(f, kind) for f in uvicorn_error.filters):
+            uvicorn_error.addFilter(kind())
 
 
 def bind_socket(host: str, port: int, setting: str = "XFCHAT_PORT") -> socket.socket:
@@ -148,14 +165,18 @@ def _quiet_server_class() -> type:
     return Quiet
 
 
-def _limits(settings: Settings) -> dict[str, Any]:
-    """What uvicorn is told of the request limits (api/http_limits.py, api/ws_limits.py)."""
+def _limits(settings: Settings, app: Any) -> dict[str, Any]:
+    """What uvicorn is told of the request limits (api/http_limits.py, api/ws_limits.py);
+    refusals are counted in `app`'s metrics."""
     from xfchat.api.http_limits import http_protocol
     from xfchat.api.ws_limits import AFTER_IDENTIFY, ws_protocol
 
     return {
         "http": http_protocol(
-            settings.max_header_bytes, settings.max_headers, settings.header_timeout_s
+            settings.max_header_bytes,
+            settings.max_headers,
+            settings.header_timeout_s,
+            app.state.metrics.count_refusal,
         ),
         "ws": ws_protocol(settings.header_timeout_s),
         "ws_max_size": AFTER_IDENTIFY,
@@ -181,7 +202,7 @@ def serve_metrics(
         access_log=False,
         server_header=False,
         proxy_headers=False,
-        **_limits(settings),
+        **_limits(settings, app),
     )
     server = _quiet_server_class()(config)
     return server, asyncio.create_task(server.serve(sockets=[sock]))
@@ -203,10 +224,17 @@ def _url(sock: socket.socket) -> str:
     return f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"  # noqa: S104
 
 
+def bound_address(sock: socket.socket) -> str:
+    """Where `sock` listens, as the kernel says: every interface said in words."""
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return shown + (" (every interface)" if host in ("0.0.0.0", "::") else "")  # noqa: S104
+
+
 async def serve_http(
     settings: Settings,
     *,
-    banner: Callable[[str], None] | None = None,
+    banner: Callable[[str, str], None] | None = None,
     sock: socket.socket | None = None,
     metrics_sock: socket.socket | None = None,
     ready_fd: int | None = None,
@@ -239,7 +267,7 @@ async def serve_http(
         server_header=False,
         proxy_headers=bool(settings.trusted_proxies),
         forwarded_allow_ips=settings.trusted_proxies or None,
-        **_limits(settings),
+        **_limits(settings, app),
     )
     server = _Server(config)
     metrics = serve_metrics(settings, app, metrics_sock)
@@ -267,7 +295,7 @@ async def serve_http(
             return
         say(f"ready: {_url(sock)}")
         if banner is not None:
-            banner(_url(sock))
+            banner(_url(sock), bound_address(sock))
 
     announcer = asyncio.create_task(announce())
     try:
@@ -341,6 +369,13 @@ def cmd_migrate(args: argparse.Namespace) -> int:
             settings = load_database_settings()
         except SettingsError as exc:
             refuse_settings(exc, "MIGRATE")
+        if settings.migrations_dir is None:  # (was: into the installed package's own)
+            fatal(
+                "`xfchat migrate add` writes where XFCHAT_MIGRATIONS_DIR says: set it "
+                "(in a checkout: XFCHAT_MIGRATIONS_DIR=src/xfchat/migrations)",
+                EXIT_SETTINGS,
+                tag="MIGRATE",
+            )
         try:
             up, down = add(args.name, settings.migrations_dir)
         except MigrationError as exc:
@@ -372,15 +407,25 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return guarded(main, "MIGRATE")
 
 
-def cmd_seed(_args: argparse.Namespace) -> int:
+def cmd_seed(args: argparse.Namespace) -> int:
     async def main() -> int:
-        from xfchat.domain.demo import AlreadySeeded, seed_demo
+        from xfchat.db.pool import describe_target
+        from xfchat.db.queries import users as users_q
+        from xfchat.domain.demo import AlreadySeeded, is_seeded, seed_demo
 
         settings = load_database_settings()
         conn = await connect_with_retry(settings, say)
         try:
             if await Migrator(conn, settings.migrations_dir).pending():
                 fatal("the schema is not current: run `xfchat migrate run` first", EXIT_MIGRATION)
+            users = 0 if await is_seeded(conn) else await users_q.count_users(conn)
+            if users and not args.with_accounts:  # (as `xfchat dev` refuses)
+                fatal(
+                    f"{describe_target(settings.require_database_url())} holds {users} "
+                    "account(s) and no demo data: the demo accounts have a published "
+                    "password; add --with-accounts to load them anyway",
+                    EXIT_DATABASE,
+                )
             try:
                 summary = await seed_demo(conn)
             except AlreadySeeded as exc:
@@ -436,7 +481,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="server processes on one port (1-64; default XFCHAT_WORKERS, else one per core)",
     )
     sub.add_parser("dev", help="run a local PostgreSQL, the demo data and the server")
-    sub.add_parser("seed", help="load the demo data into DATABASE_URL (refuses to run twice)")
+    seed = sub.add_parser(
+        "seed", help="load the demo data into DATABASE_URL (refuses to run twice)"
+    )
+    seed.add_argument(
+        "--with-accounts",
+        action="store_true",
+        help="load it into a database that already holds accounts (refused without it:"
+        " the demo accounts' password is published)",
+    )
     sub.add_parser("check", help="validate settings, database and schema without serving")
     migrate = sub.add_parser("migrate", help="database migrations")
     actions = migrate.add_subparsers(dest="action", required=True)
@@ -450,7 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     actions.add_parser("info", help="show applied and pending migrations")
     new = actions.add_parser("add", help="create an empty migration pair")
-    new.add_argument("name")
+    new.add_argument("name", type=_migration_name)
     return parser
 
 
@@ -460,6 +513,13 @@ def _workers(text: str) -> int:
     if value > 64:
         raise argparse.ArgumentTypeError(f"{text!r} is more than 64 workers")
     return value
+
+
+def _migration_name(text: str) -> str:
+    """A name, not a path (was: `../../../tmp/x` became 0034_tmp_x, silently)."""
+    if "/" in text or "\\" in text or ".." in text:
+        raise argparse.ArgumentTypeError(f"{text!r} is a path: a migration takes a name")
+    return text
 
 
 def _positive(text: str) -> int:

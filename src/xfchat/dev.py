@@ -93,6 +93,15 @@ async def _ensure_database(pg: EmbeddedPostgres) -> str:
     return pg.socket_url_for(DEV_DATABASE)
 
 
+def dev_defaults(root: Path) -> None:
+    """Listen on 127.0.0.1 and use the checkout's secret unless told otherwise; empty is
+    not telling (was: setdefault kept XFCHAT_HOST="", which binds every interface)."""
+    if not os.environ.get("XFCHAT_HOST", "").strip():
+        os.environ["XFCHAT_HOST"] = "127.0.0.1"
+    if not os.environ.get("XFCHAT_SECRET", "").strip():
+        os.environ["XFCHAT_SECRET"] = _dev_secret(root)
+
+
 def own_origins(settings: Settings) -> list[str]:
     return [f"http://{host}:{settings.port}" for host in ("127.0.0.1", "localhost")]
 
@@ -108,8 +117,7 @@ def run_dev() -> int:
                 pg = start_local_postgres(root)
             except EmbeddedPostgresError as exc:
                 fatal(str(exc), EXIT_DATABASE)
-        os.environ.setdefault("XFCHAT_HOST", "127.0.0.1")
-        os.environ.setdefault("XFCHAT_SECRET", _dev_secret(root))
+        dev_defaults(root)
 
         async def main() -> int:
             from xfchat.db.pool import connect, describe_target, without_password
@@ -154,9 +162,9 @@ def run_dev() -> int:
             finally:
                 await conn.close()
 
-            def banner(url: str) -> None:
+            def banner(url: str, bound: str) -> None:
                 print(
-                    f"\n  XFChat is running at {url}\n"
+                    f"\n  XFChat is running at {url} (listening on {bound})\n"
                     f"  Database: {without_password(settings.require_database_url())}\n"
                     f"  Demo logins (password {DEMO_PASSWORD}): {', '.join(DEMO_USERS)}\n\n"
                     f"  open {url} and log in as {DEMO_USERS[0]} / {DEMO_PASSWORD}\n\n"

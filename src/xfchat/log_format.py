@@ -37,6 +37,11 @@ class JsonFormatter(logging.Formatter):
 # A query parameter (`?access_token=`, which EventSource has to use, and the gateway's
 # URL), whatever its name's percent-encoding: the server reads `access%5Ftoken` too.
 _QUERY_PARAM = re.compile(r"((?:^|[?&])([^=&\s?\"']*)=)([^&\s\"']*)")
+# Blanked query values: tokens, and what users typed (`q`: a search, a name's prefix).
+_BLANKED_PARAMS = frozenset({"access_token", "token", "q"})
+# An invite's code in a path (`/api/invites/{code}`, `/api/servers/{id}/invites/{code}`):
+# whoever reads the log could join with it.
+_INVITE_CODE = re.compile(r"(?i)(/invites/)[^/?#\s\"']+")
 # A bearer credential (a header dumped at debug level), a JWT anywhere, and a token in
 # JSON (a gateway frame dumped at debug level, maybe cut to its last characters).
 _SECRETS = (
@@ -48,12 +53,13 @@ _SECRETS = (
 
 def _param(match: re.Match[str]) -> str:
     name = unquote_plus(match[2]).lower()
-    return f"{match[1]}[redacted]" if name in ("access_token", "token") else match[0]
+    return f"{match[1]}[redacted]" if name in _BLANKED_PARAMS else match[0]
 
 
 def redact(text: str) -> str:
-    """`text` with every token in it blanked."""
+    """`text` with every token, search text and invite code in it blanked."""
     text = _QUERY_PARAM.sub(_param, text)
+    text = _INVITE_CODE.sub(r"\1[redacted]", text)
     for pattern, blank in _SECRETS:
         text = pattern.sub(blank, text)
     return text

@@ -26,6 +26,7 @@ from pydantic_settings import SettingsError as PydanticSettingsError
 from xfchat.settings_values import (
     KNOWN_WEAK_SECRETS,
     MIN_TURN_SECRET_LENGTH,
+    WHITESPACE_PROBLEM,
     ListenSetting,
     OriginsSetting,
     ProxiesSetting,
@@ -54,7 +55,9 @@ def _env(*names: str) -> AliasChoices:
 class DatabaseSettings(BaseSettings):
     """What every command that talks to PostgreSQL needs."""
 
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+    # An empty variable is an unset one: its default (was: XFCHAT_MIGRATIONS_DIR="" read
+    # the current directory, XFCHAT_PORT="" refused, each its own way).
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, env_ignore_empty=True)
 
     database_url: str | None = Field(default=None, validation_alias=_env("DATABASE_URL"))
     pool_min: int = Field(default=5, ge=0, le=1000, validation_alias=_env("XFCHAT_DB_POOL_MIN"))
@@ -115,6 +118,15 @@ class DatabaseSettings(BaseSettings):
             parts.port  # noqa: B018 (reading it is the check: a port that is not a number)
         except ValueError as exc:  # (an unclosed [IPv6] too)
             raise ValueError(f"cannot be read as a URL ({exc})") from None
+        return value
+
+    @field_validator("migrations_dir", mode="before")
+    @classmethod
+    def _migrations_dir(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None  # (was: Path(""), the current directory)
+        if value is not None and not Path(str(value)).is_dir():
+            raise ValueError(f"{str(value)!r} is not a directory")
         return value
 
     def require_database_url(self) -> str:
@@ -351,6 +363,17 @@ class Settings(DatabaseSettings):
         default=False, validate_default=True, validation_alias=_env("XFCHAT_VOICE_RELAY_ONLY")
     )
 
+    @field_validator("host", mode="before")
+    @classmethod
+    def _host(cls, value: object) -> object:
+        # Empty is the default (was: "", which binds every interface, while `xfchat dev`
+        # said 127.0.0.1); an address with spaces around it is no address.
+        if isinstance(value, str) and not value.strip():
+            return cls.model_fields["host"].default
+        if isinstance(value, str) and value != value.strip():
+            raise ValueError(f"{value!r} has spaces around it: write the address alone")
+        return value
+
     @field_validator("secret")
     @classmethod
     def _strong_secret(cls, value: SecretStr) -> SecretStr:
@@ -373,6 +396,8 @@ class Settings(DatabaseSettings):
             if info.data.get("turn_urls"):
                 raise ValueError("is required with XFCHAT_TURN_URLS (coturn's static-auth-secret)")
             return None
+        if raw != raw.strip():
+            raise ValueError(WHITESPACE_PROBLEM)
         if raw.strip().lower() in KNOWN_WEAK_SECRETS or len(raw) < MIN_TURN_SECRET_LENGTH:
             raise ValueError(
                 f"must be at least {MIN_TURN_SECRET_LENGTH} characters, not a well-known default"

@@ -111,8 +111,16 @@ TurnUrlsSetting = Annotated[list[str], NoDecode, BeforeValidator(parse_turn_urls
 MIN_TURN_SECRET_LENGTH = 16
 
 
+WHITESPACE_PROBLEM = (
+    "starts or ends with whitespace (a secret file's final newline?): remove it, as every"
+    " process must use the very same characters"
+)
+
+
 def secret_problem(raw: str, min_length: int = MIN_SECRET_LENGTH) -> str | None:
     """What makes `raw` unfit to be a secret (None if nothing)."""
+    if raw != raw.strip():  # (was: taken as it was, never equal to what others compare)
+        return WHITESPACE_PROBLEM
     if raw.strip().lower() in KNOWN_WEAK_SECRETS:
         return "is a well-known default; generate your own"
     if len(raw) < min_length:
@@ -152,9 +160,12 @@ MAX_SEAL_KEYS = 8
 
 
 def parse_secrets(value: object) -> list[SecretStr]:
-    """`new-key,old-key`: secrets (each as XFCHAT_SECRET must be), the first in use."""
+    """`new-key,old-key`: secrets (each as XFCHAT_SECRET must be, no whitespace around
+    it either), the first in use."""
     items = value if isinstance(value, (list, tuple)) else str(value or "").split(",")
-    raw = [i.get_secret_value() if isinstance(i, SecretStr) else str(i).strip() for i in items]
+    raw = [i.get_secret_value() if isinstance(i, SecretStr) else str(i) for i in items]
+    if not any(r.strip() for r in raw):
+        return []
     keys = [SecretStr(r) for r in raw if r]
     if len(keys) > MAX_SEAL_KEYS:
         raise ValueError(f"at most {MAX_SEAL_KEYS} keys")

@@ -31,11 +31,16 @@ async def test_the_access_log_blanks_an_access_token_in_the_url(
     url = f"{base}/api/events?access_token={user.access_token}&since="
     await read_to_ready(url)
     async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+        # Was: written whole: what users search for, and invite codes anyone could join by.
+        await client.get("/api/search?q=wedding+plans&limit=5")
+        await client.get("/api/invites/JoinCode7x")
         await client.get("/health")  # (a later line: the stream's was written before it)
     log = proc.output
     assert '"GET /health HTTP/1.1" 200' in log, log[-2000:]
     assert "/api/events?access_token=[redacted]&since=" in log, log[-2000:]
     assert user.access_token not in log
+    assert "/api/search?q=[redacted]&limit=5" in log and "/api/invites/[redacted]" in log
+    assert "wedding" not in log and "JoinCode7x" not in log, log[-2000:]
 
 
 async def test_no_spelling_of_the_parameter_and_no_logger_lets_a_token_through(

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import asyncpg
+import pytest
 
 from tests.support import clean_env, fatal_lines, random_secret, run_cli
-from xfchat.db.migrate import discover
+from xfchat.cli import main
+from xfchat.db.migrate import DEFAULT_DIR, discover
 
 
 def test_seed_loads_the_demo_once_and_refuses_a_second_time(db_url: str) -> None:
@@ -62,9 +67,12 @@ async def test_revert_takes_only_a_count_of_one_or_more(db_url: str) -> None:
         await conn.close()
 
 
-async def test_dev_adds_no_demo_accounts_to_a_database_with_real_ones(db_url: str) -> None:
+async def test_dev_and_seed_add_no_demo_accounts_to_a_database_with_real_ones(
+    db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Was: with DATABASE_URL exported (a real database), `xfchat dev` added five
-    accounts with the published password, and printed the URL's password."""
+    accounts with the published password, and printed the URL's password; `xfchat seed`
+    still adds them."""
     conn = await asyncpg.connect(db_url)
     try:
         await conn.execute(
@@ -79,11 +87,40 @@ async def test_dev_adds_no_demo_accounts_to_a_database_with_real_ones(db_url: st
     assert refused.returncode == 3, refused
     (line,) = fatal_lines(refused.stderr)
     assert "holds 1 account(s) and no demo data" in line and "not-this-one" not in line
+
+    monkeypatch.setenv("DATABASE_URL", with_password)  # (in this process: quicker)
+    with pytest.raises(SystemExit) as seeding:
+        await asyncio.to_thread(main, ["seed"])
+    (line,) = fatal_lines(capsys.readouterr().err)
+    assert seeding.value.code == 3 and "holds 1 account(s)" in line and "--with-accounts" in line
     conn = await asyncpg.connect(db_url)
     try:
         assert await conn.fetchval("SELECT count(*) FROM users") == 1
+        assert await asyncio.to_thread(main, ["seed", "--with-accounts"]) == 0
+        assert await conn.fetchval("SELECT count(*) FROM users") == 6
     finally:
         await conn.close()
+
+
+def test_migrate_add_writes_only_where_it_is_told_and_takes_a_name_not_a_path(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Was: written into the installed package's migrations (site-packages), and
+    `migrate add ../../../tmp/x` made src/xfchat/migrations/0034_tmp_x.*."""
+    monkeypatch.delenv("XFCHAT_MIGRATIONS_DIR", raising=False)
+    before = sorted(DEFAULT_DIR.iterdir())
+    for argv in (["migrate", "add", "pins"], ["migrate", "add", "../../../tmp/x"]):
+        monkeypatch.delenv("XFCHAT_MIGRATIONS_DIR", raising=False)
+        with pytest.raises(SystemExit) as refused:
+            main(argv)
+        assert refused.value.code == 2
+        monkeypatch.setenv("XFCHAT_MIGRATIONS_DIR", str(tmp_path))
+    err = capsys.readouterr().err
+    assert "[MIGRATE] FATAL: `xfchat migrate add` writes where XFCHAT_MIGRATIONS_DIR" in err
+    assert "'../../../tmp/x' is a path" in err
+    assert sorted(DEFAULT_DIR.iterdir()) == before and list(tmp_path.iterdir()) == []
+    assert main(["migrate", "add", "pins"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["0001_pins.down.sql", "0001_pins.up.sql"]
 
 
 async def test_a_revert_that_destroys_data_needs_destroy_data(db_url: str) -> None:

@@ -1,13 +1,22 @@
 from __future__ import annotations
 
+import logging
+import socket
+from pathlib import Path
+from uuid import uuid4
+
 import pytest
 from pydantic import ValidationError
 
+from xfchat.cli import bound_address, configure_logging
+from xfchat.dev import dev_defaults
+from xfchat.domain.sealed_secrets import Keyring, SealError
 from xfchat.settings import (
     DatabaseSettings,
     Settings,
     SettingsError,
     describe_validation_error,
+    load_database_settings,
     load_settings,
 )
 
@@ -175,6 +184,11 @@ def test_json_log_lines_carry_level_logger_message_and_extras() -> None:
         ("headers: [(b'authorization', b'Bearer SECRET1')]", "authorization"),
         ('< TEXT \'{"op":2,"d":{"token":"...SECRET1"}}\' [90 bytes]', "op"),
         ("a JWT eyJhbGciOi.eyJzdWIiOiJ.SECRET1abc in prose", "in prose"),
+        # What users typed, and invite codes (anyone who read them could join).
+        ('"GET /api/search?server_id=1&q=SECRET1+plans HTTP/1.1" 200', "server_id=1&q="),
+        ('"GET /api/users/search?%71=SECRET1 HTTP/1.1" 200', "HTTP/1.1"),
+        ('"POST /api/invites/SECRET1 HTTP/1.1" 200', "/api/invites/[redacted] HTTP"),
+        ('"DELETE /api/servers/5/invites/SECRET1 HTTP/1.1" 204', "/invites/[redacted] "),
     ],
 )
 def test_every_log_line_is_written_without_its_tokens(line: str, kept: str) -> None:
@@ -217,3 +231,88 @@ def test_the_dev_banner_prints_a_database_url_without_its_password() -> None:
     )
     socket_url = "postgresql://postgres@/xfchat?host=/tmp/x&port=5432"
     assert without_password(socket_url) == socket_url  # (usable as it is)
+
+
+def test_an_empty_setting_is_the_default_and_one_padded_or_naming_nothing_is_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Was: XFCHAT_HOST="" bound every interface (`xfchat dev`'s banner saying
+    127.0.0.1), XFCHAT_MIGRATIONS_DIR="" read the current directory, and a directory
+    that does not exist failed later, as a migration failure (exit 4)."""
+    monkeypatch.setenv("XFCHAT_SECRET", GOOD)
+    for empty in ("", "  "):
+        monkeypatch.setenv("XFCHAT_HOST", empty)
+        monkeypatch.setenv("XFCHAT_MIGRATIONS_DIR", empty)
+        settings = load_settings()
+        assert (settings.host, settings.migrations_dir) == ("0.0.0.0", None)
+    monkeypatch.setenv("XFCHAT_HOST", "")
+    dev_defaults(tmp_path)  # (`xfchat dev`: its own default, 127.0.0.1)
+    assert load_settings().host == "127.0.0.1"
+
+    monkeypatch.setenv("XFCHAT_HOST", " 10.0.0.1")
+    monkeypatch.setenv("XFCHAT_MIGRATIONS_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert sorted(p.split()[0] for p in info.value.problems) == [
+        "XFCHAT_HOST",
+        "XFCHAT_MIGRATIONS_DIR",
+    ]
+    with pytest.raises(SettingsError, match="^XFCHAT_MIGRATIONS_DIR '/"):
+        load_database_settings()  # (`xfchat migrate`: exit 2, one line)
+
+    with socket.socket() as everywhere, socket.socket() as local:
+        everywhere.bind(("", 0))
+        local.bind(("127.0.0.1", 0))
+        assert bound_address(everywhere).endswith(" (every interface)")
+        assert bound_address(local) == f"127.0.0.1:{local.getsockname()[1]}"
+
+
+def test_a_secret_with_whitespace_around_it_is_refused_and_what_it_sealed_opens(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Was: XFCHAT_METRICS_TOKEN with a file's final newline started a server no scrape
+    could ever match, and XFCHAT_SECRET was taken with its newline while the keys of
+    XFCHAT_TOTP_KEYS were stripped: the old secret listed there opened nothing."""
+    monkeypatch.setenv("XFCHAT_SECRET", GOOD + "\n")
+    monkeypatch.setenv("XFCHAT_METRICS_TOKEN", GOOD[::-1] + "\n")
+    monkeypatch.setenv("XFCHAT_TOTP_KEYS", f"{GOOD[::-1]}, {GOOD}")
+    monkeypatch.setenv("XFCHAT_TURN_URLS", "turn:turn.example.com")
+    monkeypatch.setenv("XFCHAT_TURN_SECRET", " a-coturn-static-auth-secret")
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert sorted(p.split()[0] for p in info.value.problems) == [
+        "XFCHAT_METRICS_TOKEN",
+        "XFCHAT_SECRET",
+        "XFCHAT_TOTP_KEYS",
+        "XFCHAT_TURN_SECRET",
+    ]
+    assert all("starts or ends with whitespace" in p for p in info.value.problems)
+
+    # Sealed before, under the secret with its newline: opens under the secret without
+    # it, and is not current (the start seals it again).
+    user, secret = uuid4(), "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+    sealed = Keyring([GOOD + "\n"]).seal(user, secret)
+    keys = Keyring([GOOD])
+    assert keys.open(user, sealed) == secret and not keys.is_current(sealed)
+    with pytest.raises(SealError):
+        Keyring([GOOD[::-1]]).open(user, sealed)
+
+
+def test_what_any_client_can_make_uvicorn_warn_about_is_a_debug_line(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Was: every unreadable request wrote a WARNING line (14 GB a day from one client)."""
+    logger = logging.getLogger("uvicorn.error")
+    monkeypatch.setattr(logger, "filters", [])
+    monkeypatch.setattr(logger, "level", logging.INFO)  # (uvicorn sets it from the setting)
+    configure_logging("info")
+    logger.warning("Invalid HTTP request received.")
+    logger.warning("Unsupported upgrade request.")
+    logger.warning("a warning of the server's own")
+    assert [r.getMessage() for r in caplog.records] == ["a warning of the server's own"]
+    caplog.clear()
+    logger.setLevel(logging.DEBUG)  # (XFCHAT_LOG_LEVEL=debug: shown, as debug)
+    logger.warning("Invalid HTTP request received.")
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("DEBUG", "Invalid HTTP request received.")
+    ]

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -75,10 +76,15 @@ class _Refused(Exception):
     """Raised inside a parser callback: the head broke a limit."""
 
 
+def _uncounted(code: str) -> None:
+    pass
+
+
 class GuardedHttpProtocol(HttpToolsProtocol):
     max_header_bytes = 16_384
     max_headers = 100
     header_timeout_s = 10.0
+    count_refusal: Callable[[str], None] = staticmethod(_uncounted)  # (by code)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -254,6 +260,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._refuse(*self._refusal)
 
     def _refuse(self, status: int, code: str, message: str) -> None:
+        self.count_refusal(code)
         self._refusal = (status, code, message)
         self._disarm()
         cycle = self.cycle
@@ -311,9 +318,13 @@ class _BodyClock:
 
 
 def http_protocol(
-    max_header_bytes: int, max_headers: int, header_timeout_s: float
+    max_header_bytes: int,
+    max_headers: int,
+    header_timeout_s: float,
+    count_refusal: Callable[[str], None] = _uncounted,
 ) -> type[GuardedHttpProtocol]:
-    """The HTTP protocol class for uvicorn's `http=`, with these limits."""
+    """The HTTP protocol class for uvicorn's `http=`, with these limits; each refusal's
+    code is passed to `count_refusal`."""
     return type(
         "XFChatHttpProtocol",
         (GuardedHttpProtocol,),
@@ -321,5 +332,6 @@ def http_protocol(
             "max_header_bytes": max_header_bytes,
             "max_headers": max_headers,
             "header_timeout_s": header_timeout_s,
+            "count_refusal": staticmethod(count_refusal),
         },
     )

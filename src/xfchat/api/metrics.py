@@ -155,6 +155,13 @@ class Metrics:
             ["kind"],
             registry=self.registry,
         )
+        self.refused = Counter(
+            "xfchat_http_refused",
+            "Requests refused before the app saw them (unreadable, head too large or too"
+            " slow), by code; uvicorn's warning for each is logged at debug level",
+            ["code"],
+            registry=self.registry,
+        )
         self.rate_limit_check = Histogram(
             "xfchat_rate_limit_check_seconds",
             "Time one rate-limit check takes (one upsert in PostgreSQL)",
@@ -182,6 +189,9 @@ class Metrics:
 
     def render(self) -> bytes:
         return bytes(generate_latest(self.registry))
+
+    def count_refusal(self, code: str) -> None:
+        self.refused.labels(code).inc()
 
     def count_db_error(self, kind: str) -> None:
         self.db_errors.labels(kind=kind).inc()

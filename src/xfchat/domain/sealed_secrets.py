@@ -68,12 +68,20 @@ def _key_id(key: bytes) -> str:
     return hashlib.sha256(b"xfchat key id\0" + key).hexdigest()[:8]
 
 
+# Settings refuse a secret with whitespace around it, which was once taken as it was:
+# what a secret file's final newline sealed still opens under the key without it (and
+# `seal_at_start` seals it again under the current key).
+LEGACY_ENDINGS = ("\n", "\r\n")
+
+
 class Keyring:
-    """Seals under its first key, opens under any (each given as the text of a setting)."""
+    """Seals under its first key, opens under any (each given as the text of a setting,
+    or that text with a LEGACY_ENDINGS ending)."""
 
     def __init__(self, materials: Sequence[str]) -> None:
-        keys = list(dict.fromkeys(_derive(m) for m in materials))
-        self.current = _key_id(keys[0])
+        variants = [m + end for m in materials for end in ("", *LEGACY_ENDINGS)]
+        keys = list(dict.fromkeys(_derive(m) for m in variants))
+        self.current = _key_id(_derive(materials[0]))
         self.prefix = f"{VERSION}.{self.current}."  # of what it seals
         self._ciphers = {_key_id(k): AESGCM(k) for k in keys}
         if len(self._ciphers) != len(keys):  # (32 bits: as good as never)
