@@ -20,6 +20,8 @@ from uuid import UUID
 
 import asyncpg
 
+from xfchat.db.queries import conversations as conversations_q
+from xfchat.db.queries import friends as friends_q
 from xfchat.db.queries import locks as locks_q
 from xfchat.db.queries import presence as q
 from xfchat.db.queries import servers as servers_q
@@ -158,7 +160,9 @@ async def related_presences(
     fresh or resumed. Bounded by what the user consented to (friends) and by
     MAX_CONVERSATIONS_PER_USER conversations of MAX_PARTICIPANTS; only those connected
     and not invisible come."""
-    rows = await q.list_related_connected_presences(conn, user_id=user_id, timeout_s=timeout_s)
+    related = set(await conversations_q.list_conversation_peers(conn, user_id=user_id))
+    related.update(await friends_q.list_friend_ids(conn, user_id=user_id))
+    rows = await q.list_connected_presences(conn, user_ids=sorted(related), timeout_s=timeout_s)
     return [p for p in (shown(r) for r in rows) if p["status"] != "offline"]
 
 

@@ -90,23 +90,14 @@ async def delete_connections(
     )
 
 
-_PRESENCES_OF = """
+_PRESENCES = """
     SELECT u.id AS user_id, u.status, u.status_text,
            EXISTS (SELECT 1 FROM presence_connections c
                    JOIN presence_processes p ON p.id = c.process_id
                    WHERE c.user_id = u.id
                      AND p.seen_at >= now() - make_interval(secs => $2)) AS connected
-    FROM users u WHERE u.id = ANY({ids})
+    FROM users u WHERE u.id = ANY($1::uuid[])
 """
-_PRESENCES = _PRESENCES_OF.format(ids="$1::uuid[]")
-# The people user $1 shares a conversation with, and their friends.
-_RELATED = """ARRAY(
-    SELECT p2.user_id FROM conversation_participants p1
-    JOIN conversation_participants p2 ON p2.channel_id = p1.channel_id
-    WHERE p1.user_id = $1 AND p2.user_id <> $1
-    UNION
-    SELECT CASE WHEN f.user_low = $1 THEN f.user_high ELSE f.user_low END
-    FROM friendships f WHERE f.user_low = $1 OR f.user_high = $1)"""
 
 
 async def list_presences(
@@ -117,16 +108,13 @@ async def list_presences(
     return many(PresenceRow, await conn.fetch(_PRESENCES, user_ids, timeout_s))
 
 
-async def list_related_connected_presences(
-    conn: asyncpg.Connection, *, user_id: UUID, timeout_s: float
+async def list_connected_presences(
+    conn: asyncpg.Connection, *, user_ids: list[UUID], timeout_s: float
 ) -> list[PresenceRow]:
-    """list_presences of the people the user shares a conversation with (at most 1,000
-    conversations of at most 25 people) and of their friends, only those connected, by
-    user id, in one statement."""
+    """list_presences, only those connected, by user id."""
     records = await conn.fetch(
-        f"SELECT * FROM ({_PRESENCES_OF.format(ids=_RELATED)}) x WHERE x.connected"
-        " ORDER BY x.user_id",
-        user_id,
+        f"SELECT * FROM ({_PRESENCES}) x WHERE x.connected ORDER BY x.user_id",
+        user_ids,
         timeout_s,
     )
     return many(PresenceRow, records)
