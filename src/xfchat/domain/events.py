@@ -38,6 +38,7 @@ from xfchat.domain.event_payloads import (
     MemberRemovedPayload,
     MessageDeletedPayload,
     MessagePayload,
+    MessageUpdatedPayload,
     ParticipantPayload,
     PinPayload,
     PresencePayload,
@@ -208,10 +209,17 @@ U, C = Audience.USER, Audience.CHANNEL
 
 MESSAGE_CREATED = EventType("message.created", C, MessagePayload, "A message was sent.")
 MESSAGE_UPDATED = EventType(
-    "message.updated", C, MessagePayload, "A message was edited (reactions without `me`)."
+    "message.updated",
+    C,
+    MessageUpdatedPayload,
+    "A message was edited (reactions without `me`); `previous_mentions`: whom it mentioned before.",
 )
 MESSAGE_DELETED = EventType(
-    "message.deleted", C, MessageDeletedPayload, "A message was deleted (its tombstone)."
+    "message.deleted",
+    C,
+    MessageDeletedPayload,
+    "A message was deleted (its tombstone), with its author and whom it mentioned: what"
+    " it counted for in the unread and mention counts.",
 )
 REACTION_ADDED = EventType("reaction.added", C, ReactionChangePayload, "Someone reacted.")
 REACTION_REMOVED = EventType(
