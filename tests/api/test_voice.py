@@ -433,3 +433,29 @@ async def test_flags_of_a_state_held_need_only_sight_of_the_channel_not_connect(
     assert [s["self_mute"] for s in got.json()] == [True]
     # Another connection of his taking the state over is a join: it needs CONNECT.
     assert await refused(pool, ben, room) == (403, "MISSING_PERMISSIONS")
+
+
+async def test_a_move_logs_the_leave_before_the_join_whichever_way_it_goes(
+    client: httpx.AsyncClient, pool: asyncpg.Pool, conn: asyncpg.Connection, make_user: MakeUser
+) -> None:
+    # The log used to order a move's two events by the channels' ids (its lock order),
+    # so one way the join came first, and a client dropping the user on the leave lost
+    # them. Both ways, a switch (op 4) and a moderator's move: the leave, then the join.
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await community(client, ann, ben)
+    room, other = await lounge(client, srv, ann, "room"), await lounge(client, srv, ann, "other")
+    await voice_join(pool, ben, room)
+    await voice_join(pool, ben, other)
+    await voice_join(pool, ben, room)
+    url = srv.url(f"/members/{ben.id}/voice")
+    for channel in (other, room):
+        moved = await client.patch(url, headers=ann.headers, json={"channel_id": channel})
+        assert moved.status_code == 200, moved.text
+    rows = await conn.fetch(
+        "SELECT e.data FROM event_commits c JOIN events e ON e.stream_id = c.stream_id"
+        " AND e.pos BETWEEN c.first_pos AND c.last_pos"
+        " WHERE e.type = 'voice.state_updated' ORDER BY c.g, e.pos"
+    )
+    got = [(r["data"]["channel_id"], r["data"]["left"]) for r in rows]
+    hop = {room: [(other, True), (room, False)], other: [(room, True), (other, False)]}
+    assert got == [(room, False), *hop[other], *hop[room], *hop[other], *hop[room]]

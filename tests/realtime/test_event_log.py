@@ -6,10 +6,11 @@ import uuid
 from collections.abc import AsyncIterator
 
 import asyncpg
+import httpx
 import orjson
 import pytest
 
-from tests.factories import lock_waiters
+from tests.factories import MakeUser, direct, events_of, lock_waiters, say
 from xfchat.db.queries.event_log import NOTIFY_CHANNEL
 from xfchat.domain.events import EVENT_TYPES, Event, Stream, emit, emit_many
 
@@ -263,3 +264,34 @@ async def test_a_batch_too_big_for_one_notification_is_spread_over_several_in_or
     assert carried == [*range(20), "(read from the log)", *range(20, 40)]
     assert all(len(orjson.dumps(p)) < 8000 for p in listener.payloads)
     assert {p["g"] for p in listener.payloads} == {1}  # one commit, announced in pieces
+
+
+async def test_a_deletion_and_an_edit_say_whom_the_message_mentioned(
+    client: httpx.AsyncClient, conn: asyncpg.Connection, make_user: MakeUser
+) -> None:
+    # A reader who never loaded the message still tells whether its mention badge
+    # changes: message.updated says whom it mentioned before, message.deleted whom it
+    # mentioned and who wrote it (all encoded once, the same for every reader).
+    ann, ben = await make_user("ann"), await make_user("ben")
+    dm = (await direct(client, ann, ben))["id"]
+    sent = await say(client, ben, dm, f"hey <@{ann.id}>")
+    url = f"/api/channels/{dm}/messages/{sent['id']}"
+    edited = await client.patch(url, headers=ben.headers, json={"content": "hey you"})
+    assert edited.status_code == 200, edited.text
+    assert (await client.delete(url, headers=ben.headers)).status_code == 204
+    logged = {t: d for t, d in await events_of(conn, "channel", uuid.UUID(dm))}
+    assert logged["message.updated"]["mentions"] == []
+    assert logged["message.updated"]["previous_mentions"] == {
+        "mentions": [str(ann.id)],
+        "mention_roles": [],
+        "mention_everyone": False,
+    }
+    assert logged["message.deleted"] == {
+        "id": sent["id"],
+        "channel_id": dm,
+        "seq": sent["seq"],
+        "author_id": str(ben.id),
+        "mentions": [],  # (as it was when deleted: the edit took the mention out)
+        "mention_roles": [],
+        "mention_everyone": False,
+    }

@@ -12,7 +12,7 @@ import httpx
 
 from tests import factories
 from tests.factories import MakeUser
-from tests.realtime.clients import SseClient, sse, sse_stream
+from tests.realtime.clients import GatewayClient, SseClient, sse, sse_stream
 from tests.support import Servers
 
 FAST = {"XFCHAT_PRESENCE_INTERVAL": "0.5", "XFCHAT_PRESENCE_TIMEOUT": "2"}
@@ -187,3 +187,38 @@ async def test_a_burst_of_connections_is_announced_user_by_user_and_so_are_their
             assert gone == ids - {str(members[0].id)}
         finally:
             await asyncio.gather(*(s.close() for s in streams), return_exceptions=True)
+
+
+async def test_a_resumed_ready_carries_the_current_presences_and_ones_own_status(
+    server: str, make_user: MakeUser
+) -> None:
+    # Presence is not in the log: what changed while a connection was away (a status, a
+    # going offline) comes in the resumed ready, on the gateway and on SSE.
+    ann, ben = await make_user("ann"), await make_user("ben")
+    async with httpx.AsyncClient(base_url=server, timeout=10) as api:
+        await factories.direct(api, ann, ben)
+        herself = await sse(server, ann.access_token)
+        try:
+            await api.put("/api/users/@me/presence", headers=ann.headers, json={"status": "dnd"})
+            async with sse_stream(server, ben.access_token) as first:
+                token = first.ready.id
+                dnd = {"user_id": str(ann.id), "status": "dnd", "status_text": None}
+                assert first.ready.data["presences"] == [dnd]
+            await api.put("/api/users/@me/presence", headers=ann.headers, json={"status": "idle"})
+            await api.put("/api/users/@me/presence", headers=ben.headers, json={"status": "dnd"})
+            gateway = await GatewayClient.connect(server, ben.access_token, resume=token)
+            try:
+                ready = (await gateway.next("ready"))["d"]
+            finally:
+                await gateway.close()
+            assert ready["resumed"] is True and ready["status"] == "dnd"
+            assert ready["presences"] == [{**dnd, "status": "idle"}]
+        finally:
+            await herself.close()
+        async with asyncio.timeout(10):  # her last connection's end is recorded
+            while (await api.get("/api/users/@me/state", headers=ben.headers)).json()["presences"]:
+                await asyncio.sleep(0.1)
+    async with sse_stream(server, ben.access_token, last_event_id=token) as resumed:
+        assert resumed.ready.data["resumed"] is True
+        assert resumed.ready.data["presences"] == []  # offline now
+        assert resumed.ready.data["status"] == "dnd"

@@ -177,6 +177,7 @@ ACCESS_TABLE_MANAGERS = {
     },
     "conversations.py": {
         "list_participant_ids",
+        "list_conversation_peers",  # (whose presence ready carries)
         "delete_participant",
         "block_between",
         "users_at_conversation_limit",

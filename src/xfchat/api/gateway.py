@@ -209,7 +209,7 @@ async def gateway(ws: WebSocket) -> None:
             "session_id": str(actor.session_id),
             "resumed": start.state is None,
             "heartbeat_interval": int(interval * 1000),
-            **(start.state or {}),
+            **start.ready,
         }
         await ws.send_text(dispatch("ready", orjson.dumps(ready), sub.token()))
         voice = VoiceOps(ws, actor, sub)

@@ -18,7 +18,7 @@ from starlette.responses import FileResponse, HTMLResponse, Response
 
 from xfchat.api.openapi_links import add_links
 from xfchat.domain.events import EVENT_TYPES
-from xfchat.domain.state import StatePayload
+from xfchat.domain.state import ResumedStatePayload, StatePayload
 from xfchat.errors import NotFound
 
 REF = "#/components/schemas/{model}"
@@ -128,6 +128,7 @@ def _typed_schemas() -> dict[str, Any]:
         return schema
 
     add(StatePayload)
+    add(ResumedStatePayload)
     variants = []
     for name, event in EVENT_TYPES.items():
         payload = add(event.payload)
@@ -142,9 +143,10 @@ def _typed_schemas() -> dict[str, Any]:
             "properties": {"type": {"const": name}, "data": {"$ref": REF.format(model=title)}},
         }
         variants.append({"$ref": REF.format(model=key)})
-    state = TypeAdapter(StatePayload).json_schema(ref_template=REF)
-    state.pop("$defs", None)
-    out.setdefault("StatePayload", state)
+    for kind in (StatePayload, ResumedStatePayload):
+        schema = TypeAdapter(kind).json_schema(ref_template=REF)
+        schema.pop("$defs", None)
+        out.setdefault(kind.__name__, schema)
     out["Event"] = {
         "title": "Event",
         "description": "One real-time event: `type` names it, `data` is its payload. SSE "
@@ -179,13 +181,17 @@ def _sse_schemas(typed: dict[str, Any]) -> dict[str, Any]:
     uuid = {"type": "string", "format": "uuid"}
     ready = {
         "title": "SseReady",
-        "description": "The first event: you, and your whole state (`StatePayload`) unless "
-        "the stream resumed from a token (`resumed: true`).",
+        "description": "The first event: you, and your whole state (`StatePayload`); or, "
+        "when the stream resumed from a token (`resumed: true`), what the log does not "
+        "keep (`ResumedStatePayload`: your status and the current presences).",
         "type": "object",
         "required": ["user_id", "session_id", "resumed"],
         "properties": {"user_id": uuid, "session_id": uuid, "resumed": {"type": "boolean"}},
         "anyOf": [
-            {"properties": {"resumed": {"const": True}}},
+            {
+                "properties": {"resumed": {"const": True}},
+                "allOf": [{"$ref": REF.format(model="ResumedStatePayload")}],
+            },
             {"$ref": REF.format(model="StatePayload")},
         ],
     }

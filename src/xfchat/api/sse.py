@@ -92,7 +92,7 @@ async def get_events(
             "user_id": str(actor.user_id),
             "session_id": str(actor.session_id),
             "resumed": start.state is None,
-            **(start.state or {}),
+            **start.ready,
         }
         await write(frame("ready", orjson.dumps(hello), first))
         if refused is not None:

@@ -85,10 +85,30 @@ class MessagePayload(TypedDict):
     attachments: list[AttachmentPayload]
 
 
+class MentionsPayload(TypedDict):
+    """Whom a message mentioned: by id, by role, `@everyone` (`@here` too)."""
+
+    mentions: list[str]
+    mention_roles: list[str]
+    mention_everyone: bool
+
+
+class MessageUpdatedPayload(MessagePayload):
+    # Whom it mentioned before the edit: with the new `mentions`, `mention_roles` and
+    # `mention_everyone`, a reader tells whether its mention count changes.
+    previous_mentions: MentionsPayload
+
+
 class MessageDeletedPayload(TypedDict):
     id: str
     channel_id: str
     seq: int
+    # What the message counted for, as it was: a reader whose last read is before
+    # `seq` tells from these whether its unread and mention counts drop.
+    author_id: str | None
+    mentions: list[str]
+    mention_roles: list[str]
+    mention_everyone: bool
 
 
 class ReactionChangePayload(TypedDict):

@@ -38,6 +38,7 @@ from xfchat.domain.event_payloads import (
     MemberRemovedPayload,
     MessageDeletedPayload,
     MessagePayload,
+    MessageUpdatedPayload,
     ParticipantPayload,
     PinPayload,
     PresencePayload,
@@ -208,10 +209,17 @@ U, C = Audience.USER, Audience.CHANNEL
 
 MESSAGE_CREATED = EventType("message.created", C, MessagePayload, "A message was sent.")
 MESSAGE_UPDATED = EventType(
-    "message.updated", C, MessagePayload, "A message was edited (reactions without `me`)."
+    "message.updated",
+    C,
+    MessageUpdatedPayload,
+    "A message was edited (reactions without `me`); `previous_mentions`: whom it mentioned before.",
 )
 MESSAGE_DELETED = EventType(
-    "message.deleted", C, MessageDeletedPayload, "A message was deleted (its tombstone)."
+    "message.deleted",
+    C,
+    MessageDeletedPayload,
+    "A message was deleted (its tombstone), with its author and whom it mentioned: what"
+    " it counted for in the unread and mention counts.",
 )
 REACTION_ADDED = EventType("reaction.added", C, ReactionChangePayload, "Someone reacted.")
 REACTION_REMOVED = EventType(
@@ -386,7 +394,8 @@ VOICE_STATE_UPDATED = EventType(
     C,
     VoiceStateUpdatedPayload,
     "Someone joined a voice channel or call, changed their mute or deafen, was moved, or"
-    " left it (`left`).",
+    " left it (`left`: drop the state only if its `channel_id` and `connection_id` are"
+    " those you hold). A move is two: the leave, then the join.",
 )
 VOICE_SIGNAL = EventType(
     "voice.signal",
@@ -516,6 +525,38 @@ async def emit_many(conn: asyncpg.Connection, events: Iterable[Event]) -> None:
             datas=[encode(e.data) for e in ordered],
         )
     elif ordered:
+        await q.insert_events_many(
+            conn,
+            kinds=[e.stream.kind.value for e in ordered],
+            entity_ids=[e.stream.entity_id for e in ordered],
+            types=[e.type for e in ordered],
+            datas=[encode(e.data) for e in ordered],
+        )
+
+
+async def emit_in_order(conn: asyncpg.Connection, events: list[Event]) -> None:
+    """emit_many, with the streams' appends numbered (given their `g`) in the order the
+    streams first come in `events`, not in lock order: the log orders a transaction's
+    appends as they were first written, so the streams are locked first, in lock order
+    (no deadlock with other writers), and written after in the order given. For events
+    whose order a client relies on across streams (a voice move: the leave, then the
+    join). A stream written earlier in the transaction keeps its earlier place."""
+    if not conn.is_in_transaction():
+        raise RuntimeError("emit() must run inside the writer's transaction")
+    for event in events:
+        if not EVENT_TYPES[event.type].stored:
+            raise RuntimeError(f"{event.type} is not stored: use signal()")
+    streams = list(dict.fromkeys(e.stream for e in events))
+    if len(streams) > 1:
+        locked = sorted(streams, key=Stream.lock_order)
+        await q.lock_streams(
+            conn,
+            kinds=[s.kind.value for s in locked],
+            entity_ids=[s.entity_id for s in locked],
+        )
+    rank = {stream: i for i, stream in enumerate(streams)}
+    ordered = sorted(events, key=lambda e: rank[e.stream])  # (stable: a stream's order kept)
+    if ordered:
         await q.insert_events_many(
             conn,
             kinds=[e.stream.kind.value for e in ordered],

@@ -23,7 +23,12 @@ from xfchat.domain.accounts import Actor, require_live_session
 from xfchat.domain.event_payloads import MessagePayload
 from xfchat.domain.events import ACCESS_CHANGES
 from xfchat.domain.permissions import Permission
-from xfchat.domain.state import StatePayload, read_state
+from xfchat.domain.state import (
+    ResumedStatePayload,
+    StatePayload,
+    read_resumed_state,
+    read_state,
+)
 
 MAX_ACCESS_CHANGES = 10_000  # a resume over more changes than this is a resync
 # How far the clock of the process that handed a token out may run behind the
@@ -47,6 +52,17 @@ class FeedStart:
     # The user's state as of `head`, for a connection that does not resume (no
     # position, or a refused one); None for a resume.
     state: StatePayload | None
+    # For a resume: what the log does not keep (presences, your status), as of `head`;
+    # None without one.
+    resumed: ResumedStatePayload | None = None
+
+    @property
+    def ready(self) -> StatePayload | ResumedStatePayload:
+        """What `ready` carries besides who and `resumed`."""
+        if self.state is not None:
+            return self.state
+        assert self.resumed is not None
+        return self.resumed
 
 
 async def read_access_changes(
@@ -109,7 +125,10 @@ async def read_user_feed_start(
                     refused = "expired"
         resumes = since is not None and refused is None
         state = None if resumes else await read_state(conn, actor, presence_timeout_s)
-    return FeedStart(head.g, head.pruned_g, channels, servers, changes or [], refused, state)
+        resumed = await read_resumed_state(conn, actor, presence_timeout_s) if resumes else None
+    return FeedStart(
+        head.g, head.pruned_g, channels, servers, changes or [], refused, state, resumed
+    )
 
 
 async def read_state_snapshot(

@@ -34,7 +34,9 @@ from xfchat.domain.accounts import Actor
 from xfchat.domain.event_payloads import (
     AttachmentPayload,
     AuthorPayload,
+    MentionsPayload,
     MessagePayload,
+    MessageUpdatedPayload,
     ReactionPayload,
     ReplyPreviewPayload,
 )
@@ -362,8 +364,21 @@ async def edit_message(
         assert view is not None
         body = view_json(view)
         if changed:
-            await emit(conn, MESSAGE_UPDATED.to_channel(channel_id, _shared(body)))
+            updated: MessageUpdatedPayload = {
+                **_shared(body),
+                "previous_mentions": _mentions_of(row),
+            }
+            await emit(conn, MESSAGE_UPDATED.to_channel(channel_id, updated))
         return body if access.can(HISTORY) else without_history(body)
+
+
+def _mentions_of(row: q.MessageRow) -> MentionsPayload:
+    """Whom a message mentions, as its payload says it."""
+    return {
+        "mentions": [str(u) for u in row.mentions],
+        "mention_roles": [str(r) for r in row.mention_roles],
+        "mention_everyone": row.mention_everyone,
+    }
 
 
 def _shared(body: MessagePayload) -> MessagePayload:
@@ -496,7 +511,14 @@ async def _delete(
         conn,
         [
             MESSAGE_DELETED.to_channel(
-                channel_id, {"id": str(r.id), "channel_id": str(channel_id), "seq": r.seq}
+                channel_id,
+                {
+                    "id": str(r.id),
+                    "channel_id": str(channel_id),
+                    "seq": r.seq,
+                    "author_id": None if r.author_id is None else str(r.author_id),
+                    **_mentions_of(r),
+                },
             )
             for r in rows
         ],

@@ -20,6 +20,8 @@ from uuid import UUID
 
 import asyncpg
 
+from xfchat.db.queries import conversations as conversations_q
+from xfchat.db.queries import friends as friends_q
 from xfchat.db.queries import locks as locks_q
 from xfchat.db.queries import presence as q
 from xfchat.db.queries import servers as servers_q
@@ -150,11 +152,17 @@ async def sweep(conn: asyncpg.Connection, timeout_s: float, sweeper: UUID | None
         return len(users)
 
 
-async def list_presences(
-    conn: asyncpg.Connection, user_ids: list[UUID], timeout_s: float
+async def related_presences(
+    conn: asyncpg.Connection, user_id: UUID, timeout_s: float
 ) -> list[PresencePayload]:
-    """The presences of those of these users who are not offline, as others see them."""
-    rows = await q.list_connected_presences(conn, user_ids=user_ids, timeout_s=timeout_s)
+    """The presences of the people the user shares a conversation with and of their
+    friends who are not offline, as others see them, by user id: what `ready` carries,
+    fresh or resumed. Bounded by what the user consented to (friends) and by
+    MAX_CONVERSATIONS_PER_USER conversations of MAX_PARTICIPANTS; only those connected
+    and not invisible come."""
+    related = set(await conversations_q.list_conversation_peers(conn, user_id=user_id))
+    related.update(await friends_q.list_friend_ids(conn, user_id=user_id))
+    rows = await q.list_connected_presences(conn, user_ids=sorted(related), timeout_s=timeout_s)
     return [p for p in (shown(r) for r in rows) if p["status"] != "offline"]
 
 

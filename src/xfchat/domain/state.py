@@ -22,7 +22,6 @@ friends.MAX_BLOCKS (a longer list, from before that cap, is cut there: "blocks")
 from __future__ import annotations
 
 from typing import TypeVar
-from uuid import UUID
 
 import asyncpg
 import orjson
@@ -73,13 +72,36 @@ class StatePayload(TypedDict):
     blocks: list[PublicUserPayload]
     # My servers, each with its roles, the channels I may see and me as a member.
     servers: list[ServerJoinedPayload]
-    # Those of the people in `conversations` and `friends` who are not offline.
+    # Those of the people you share a conversation with (all of them, in `conversations`
+    # or not) and your friends who are not offline, by user id.
     presences: list[PresencePayload]
     # Who is in the calls of your conversations (a server's voice channels: in the server).
     voice_states: list[VoiceStatePayload]
     # The sections cut short by their bound ("conversations", "friend_requests",
     # "servers", "blocks").
     truncated: list[str]
+
+
+class ResumedStatePayload(TypedDict):
+    """What a resumed connection's `ready` carries besides who it is: what the log does
+    not keep (presence is not stored), current as of the place the resume ends at."""
+
+    status: str  # the status you chose: online, idle, dnd or invisible
+    # As in StatePayload: those of the people you share a conversation with and your
+    # friends who are not offline (anyone absent is offline).
+    presences: list[PresencePayload]
+
+
+async def read_resumed_state(
+    conn: asyncpg.Connection, actor: Actor, presence_timeout_s: float
+) -> ResumedStatePayload:
+    """The resumed `ready`'s part, read in the caller's transaction (the resume's
+    snapshot)."""
+    own = await presence.own_presence(conn, actor, presence_timeout_s)
+    return {
+        "status": own["status"],
+        "presences": await presence.related_presences(conn, actor.user_id, presence_timeout_s),
+    }
 
 
 def _budgeted(items: list[T], budget: int) -> tuple[list[T], bool]:
@@ -126,9 +148,6 @@ async def read_state(
     blocked = await friends.list_blocked(conn, actor, limit=friends.MAX_BLOCKS + 1)
     if len(blocked) > friends.MAX_BLOCKS:
         truncated.append("blocks")
-    related = {UUID(p["id"]) for c in mine for p in c["participants"]}
-    related |= {f.user.id for f in friendships}
-    related.discard(actor.user_id)
     return {
         "user": {**profile.public_profile(me), "email": me.email, "status": me.status},
         "conversations": mine,
@@ -142,7 +161,7 @@ async def read_state(
         },
         "blocks": [profile.public_profile(u) for u in blocked[: friends.MAX_BLOCKS]],
         "servers": joined,
-        "presences": await presence.list_presences(conn, sorted(related), presence_timeout_s),
+        "presences": await presence.related_presences(conn, actor.user_id, presence_timeout_s),
         "voice_states": await voice.states_in(
             conn, [c for c, v in visible.items() if v.server_id is None]
         ),

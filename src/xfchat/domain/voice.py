@@ -40,7 +40,7 @@ from xfchat.domain.event_payloads import (
 from xfchat.domain.events import (
     VOICE_STATE_UPDATED,
     Event,
-    emit_many,
+    emit_in_order,
 )
 from xfchat.domain.permissions import Permission
 from xfchat.errors import BadRequest, Forbidden
@@ -100,8 +100,10 @@ async def announce(
     left: Iterable[q.VoiceStateRow] = (),
     now: Iterable[q.VoiceStateRow] = (),
 ) -> None:
-    """`updates`, emitted in the caller's transaction (in one statement)."""
-    await emit_many(conn, updates(left, now))
+    """`updates`, emitted in the caller's transaction, in that order: a move's leave
+    always comes before its join in the log (whatever the channels' ids), so a client
+    applying them in order ends with the user in the new channel."""
+    await emit_in_order(conn, updates(left, now))
 
 
 async def lock_user(conn: asyncpg.Connection, user_id: UUID) -> None:

@@ -43,6 +43,20 @@ async def list_participant_ids(conn: asyncpg.Connection, *, channel_id: UUID) ->
     return [r["user_id"] for r in records]
 
 
+async def list_conversation_peers(conn: asyncpg.Connection, *, user_id: UUID) -> list[UUID]:
+    """Everyone the user shares a conversation with (at most MAX_CONVERSATIONS_PER_USER
+    of MAX_PARTICIPANTS each), once each."""
+    records = await conn.fetch(
+        """
+        SELECT DISTINCT p2.user_id FROM conversation_participants p1
+        JOIN conversation_participants p2 ON p2.channel_id = p1.channel_id
+        WHERE p1.user_id = $1 AND p2.user_id <> $1
+        """,
+        user_id,
+    )
+    return [r["user_id"] for r in records]
+
+
 async def delete_participant(conn: asyncpg.Connection, *, channel_id: UUID, user_id: UUID) -> bool:
     return bool(
         await conn.fetchval(

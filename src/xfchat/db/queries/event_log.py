@@ -74,6 +74,26 @@ async def insert_events(
     )
 
 
+async def lock_streams(
+    conn: asyncpg.Connection, *, kinds: list[str], entity_ids: list[UUID]
+) -> None:
+    """Lock the counter rows of these streams (made, empty, if new), in the order given,
+    which must be the log's lock order, until the caller's transaction ends; appends
+    to them may then come in any order. Appends nothing: the commit trigger only fires
+    for a row whose last_pos grew."""
+    await conn.execute(
+        """
+        INSERT INTO event_streams AS es (kind, entity_id, last_pos)
+        SELECT u.kind, u.entity_id, 0
+        FROM unnest($1::text[], $2::uuid[]) WITH ORDINALITY AS u(kind, entity_id, ord)
+        ORDER BY u.ord
+        ON CONFLICT (kind, entity_id) DO UPDATE SET last_pos = es.last_pos
+        """,
+        kinds,
+        entity_ids,
+    )
+
+
 async def insert_events_many(
     conn: asyncpg.Connection,
     *,

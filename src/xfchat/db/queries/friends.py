@@ -197,6 +197,17 @@ async def list_friends(conn: asyncpg.Connection, *, user_id: UUID) -> list[Frien
     return [FriendRow(public_user_from(r), r["since"]) for r in records]
 
 
+async def list_friend_ids(conn: asyncpg.Connection, *, user_id: UUID) -> list[UUID]:
+    records = await conn.fetch(
+        """
+        SELECT CASE WHEN user_low = $1 THEN user_high ELSE user_low END AS id
+        FROM friendships WHERE user_low = $1 OR user_high = $1
+        """,
+        user_id,
+    )
+    return [r["id"] for r in records]
+
+
 async def list_counterparts(conn: asyncpg.Connection, *, user_id: UUID) -> list[UUID]:
     """Everyone the user has a friendship, a friend request (any status) or a block with,
     either way: the pairs an account deletion locks."""

@@ -111,9 +111,11 @@ async def list_presences(
 async def list_connected_presences(
     conn: asyncpg.Connection, *, user_ids: list[UUID], timeout_s: float
 ) -> list[PresenceRow]:
-    """list_presences, only those connected."""
+    """list_presences, only those connected, by user id."""
     records = await conn.fetch(
-        f"SELECT * FROM ({_PRESENCES}) x WHERE x.connected", user_ids, timeout_s
+        f"SELECT * FROM ({_PRESENCES}) x WHERE x.connected ORDER BY x.user_id",
+        user_ids,
+        timeout_s,
     )
     return many(PresenceRow, records)
 

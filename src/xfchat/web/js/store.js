@@ -61,6 +61,17 @@ export class Store {
     this.emit("all");
   }
 
+  // A resumed ready: the log keeps no presence, so it says who is online now (the
+  // people of your conversations and your friends: anyone absent is offline) and the
+  // status you chose. Server members' presences are fetched again (ui/members.js).
+  resume(state) {
+    if (!state.presences || !this.me) return;
+    this.presences = new Map(state.presences.map((p) => [p.user_id, p]));
+    this.me.status = state.status;
+    this.presences.set(this.me.id, { user_id: this.me.id, status: this.me.status, status_text: this.me.status_text });
+    this.emit("presence");
+  }
+
   remember(user) {
     if (user && user.id) this.users.set(user.id, { ...this.users.get(user.id), ...user });
   }

@@ -10,7 +10,7 @@ import { Blobs } from "../blobs.js";
 import { ChatView } from "./chat.js";
 import { FriendsView } from "./friends.js";
 import { renderRail, renderServerSidebar, renderHomeSidebar, renderUserPanel, convTitle, sortedChannels } from "./sidebar.js";
-import { renderServerMembers, renderParticipants } from "./members.js";
+import { renderServerMembers, renderParticipants, loadPresences } from "./members.js";
 import { searchBox, renderSearch } from "./search.js";
 import { openSettings } from "./settings.js";
 import { openAccount } from "./account.js";
@@ -97,7 +97,11 @@ export class App {
       this.store.load(d);
       // After a resync the messages we held may have gaps: reload the open channel.
       if (this.view instanceof ChatView) this.view.loadLatest();
+    } else {
+      this.store.resume(d);
     }
+    // Presence is not in the log: the member lists shown are asked for theirs again.
+    for (const id of this.store.members.keys()) loadPresences(this, id).catch(() => {});
     this.voice.afterReady();
     if (!this.readyOnce) {
       this.readyOnce = true;

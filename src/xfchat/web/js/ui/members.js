@@ -32,13 +32,20 @@ async function fetchMembers(app, serverId) {
     }
     after = page[page.length - 1].user.id;
   }
-  // Who is online: ready's presences cover friends and conversations only.
-  for (const p of await session.call("GET", `/api/servers/${serverId}/presences`)) {
-    if (p.user_id !== store.me.id) store.presences.set(p.user_id, p);
-  }
+  await loadPresences(app, serverId);
   store.members.set(serverId, map);
   store.emit(`members:${serverId}`); // (names in messages: nicknames)
   return map;
+}
+
+// Who is online in a server: ready's presences cover friends and conversations only
+// (asked again after every ready, fresh or resumed: presence is not in the log).
+export async function loadPresences(app, serverId) {
+  const { store, session } = app;
+  for (const p of await session.call("GET", `/api/servers/${serverId}/presences`)) {
+    if (p.user_id !== store.me.id) store.presences.set(p.user_id, p);
+  }
+  store.emit("presence");
 }
 
 function statusOf(store, id) {
