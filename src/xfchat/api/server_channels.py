@@ -88,6 +88,18 @@ async def patch_channels(
     )
 
 
+@router.get(
+    "/api/channels/{channel_id}",
+    response_model=ServerChannelPayload | server_channels.ConversationChannelPayload,
+)
+async def get_channel(channel_id: UUID, actor: CurrentActor, conn: Conn) -> Response:
+    """Any channel you may see, by id (a message, a search hit or a mention names only
+    its channel): a server channel as GET /api/servers/{id} lists it, with its
+    `server_id`; a conversation as GET /api/conversations/{id} shows it, with
+    `server_id` null. 404 CHANNEL_NOT_FOUND for one you may not see, as for none."""
+    return JSONResponse(await server_channels.get_channel(conn, actor, channel_id))
+
+
 @router.patch("/api/channels/{channel_id}", response_model=ServerChannelPayload)
 async def patch_channel(
     channel_id: UUID, body: ChannelFields, actor: CurrentActor, conn: Conn, reason: AuditReason
