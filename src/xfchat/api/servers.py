@@ -17,7 +17,7 @@ from xfchat.api.deps import Conn, CurrentActor, header_bytes_text, without_contr
 from xfchat.api.models import Text
 from xfchat.api.pages import page_of
 from xfchat.api.responses import JSONResponse
-from xfchat.domain import servers
+from xfchat.domain import servers, unchanged
 from xfchat.domain.event_payloads import ServerJoinedPayload, ServerPayload
 from xfchat.errors import BadRequest
 
@@ -97,8 +97,12 @@ async def patch_server(
     server_id: UUID, body: ServerPatchIn, actor: CurrentActor, conn: Conn, reason: AuditReason
 ) -> Response:
     """Rename, describe or set the icon (MANAGE_SERVER). Upload the icon with
-    POST /api/media and pass its URL."""
+    POST /api/media and pass its URL. A change of nothing (no field, or each as it is)
+    answers the server and is neither audited nor told."""
     fields = body.model_dump(exclude_unset=True)
+    same = await unchanged.unchanged_server(conn, actor, server_id, fields)
+    if same is not None:  # (nothing written, audited or told)
+        return JSONResponse(same)
     return JSONResponse(
         await servers.update_server(conn, actor, server_id, fields=fields, reason=reason)
     )

@@ -13,7 +13,7 @@ from xfchat.api.deps import AppSettings, Conn, CurrentActor, Pool, check_limit, 
 from xfchat.api.models import Instant, Text, UserPrivate, UserPublic
 from xfchat.api.responses import JSONResponse
 from xfchat.api.two_factor import code_limit
-from xfchat.domain import account_deletion, accounts, presence, profile
+from xfchat.domain import account_deletion, accounts, presence, profile, unchanged
 from xfchat.domain.event_payloads import PresencePayload, PublicUserPayload
 from xfchat.domain.feeds import read_state_snapshot
 from xfchat.domain.state import StatePayload
@@ -66,8 +66,8 @@ async def patch_me(
 ) -> UserPrivate:
     """Change your username, display name, status text or avatar URL. Each change is
     told to every conversation and server you are in, so it counts in `profile`
-    (XFCHAT_RATE_PROFILE_USER)."""
-    await check_limit(request, "profile", str(actor.user_id), settings.rate_profile_user, conn)
+    (XFCHAT_RATE_PROFILE_USER). A change of nothing (no field, or each as it is) answers
+    you as you are, tells no one and is not counted there."""
     given = body.model_fields_set
     changes = profile.ProfileChanges(
         username=body.username,
@@ -77,6 +77,10 @@ async def patch_me(
             if name in given
         },
     )
+    same = await unchanged.unchanged_profile(conn, actor, changes)
+    if same is not None:
+        return UserPrivate.of_me(same)
+    await check_limit(request, "profile", str(actor.user_id), settings.rate_profile_user, conn)
     user = await profile.update_profile(conn, actor, changes)
     request.app.state.sessions.forget_user(actor.user_id)
     return UserPrivate.of_me(user)

@@ -219,13 +219,16 @@ async def update_channel(
     reason: str | None,
 ) -> ServerChannelPayload:
     """Change a channel's name, topic, position, category, slowmode, voice user limit or
-    whether it follows its category's overrides (MANAGE_CHANNELS in it).
+    whether it follows its category's overrides (MANAGE_CHANNELS in it). A change of
+    nothing (no field, or each as it is) answers the channel and writes and tells nothing.
 
     Raises: NotFound (CHANNEL_NOT_FOUND); Forbidden (MISSING_PERMISSIONS); BadRequest."""
     async with conn.transaction():
         channel, access = await _managed(conn, actor, channel_id)
         assert channel.server_id is not None
         values = _check(channel.kind, fields)
+        if all(getattr(channel, k) == v for k, v in values.items()):
+            return await _payload(conn, channel)  # changes nothing: none written, none told
         if "parent_id" in values:
             await _check_parent(conn, actor, channel.server_id, channel.kind, values["parent_id"])
         moves = "parent_id" in values or "permissions_synced" in values
