@@ -11,7 +11,7 @@ from fastapi import APIRouter, Body, Response
 from pydantic import BaseModel, Field, StrictBool, StrictInt
 
 from xfchat.api.deps import Conn, CurrentActor
-from xfchat.api.models import Text
+from xfchat.api.models import Text, enforced
 from xfchat.api.responses import JSONResponse
 from xfchat.api.servers import AuditReason
 from xfchat.domain import roles, server_channels
@@ -27,8 +27,8 @@ class ChannelFields(BaseModel):
     (text, 0-21600); user_limit: voice, 0-99 or null; parent_id: a category or null;
     permissions_synced: follow the category's overrides."""
 
-    name: Text | None = Field(default=None, max_length=1024)
-    topic: Text | None = Field(default=None, max_length=4096)
+    name: Text | None = Field(default=None, max_length=1024, json_schema_extra=enforced(100, 1))
+    topic: Text | None = Field(default=None, max_length=4096, json_schema_extra=enforced(1024))
     position: StrictInt | None = None
     parent_id: UUID | None = None
     rate_limit_per_user: StrictInt | None = None
@@ -38,7 +38,7 @@ class ChannelFields(BaseModel):
 
 class ChannelIn(ChannelFields):
     kind: Literal["text", "voice", "category"] = "text"
-    name: Text = Field(max_length=1024)
+    name: Text = Field(max_length=1024, json_schema_extra=enforced(100, 1))
 
 
 class PositionIn(BaseModel):
