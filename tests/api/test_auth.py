@@ -10,6 +10,7 @@ from uuid import UUID, uuid4
 
 import asyncpg
 import httpx
+import jwt
 import pytest
 
 from tests import factories
@@ -214,7 +215,9 @@ async def test_malformed_token_is_401(client: httpx.AsyncClient, header: str, co
     response = await client.get("/api/users/@me", headers={"Authorization": header})
     assert response.status_code == 401
     assert response.json()["code"] == code
-    assert response.headers["www-authenticate"].startswith("Bearer")
+    # (RFC 6750 3.1: a token that is no bearer token is no token: no error is named)
+    error = ', error="invalid_token"' if header.startswith("Bearer ") and header[7:] else ""
+    assert response.headers["www-authenticate"] == f'Bearer realm="xfchat"{error}'
 
 
 async def test_expired_access_token_is_401(
@@ -535,3 +538,16 @@ async def test_two_tabs_refreshing_at_once_after_pruning_get_one_pair(
     onward = await refresh(client, first.json()["refresh_token"])
     assert onward.status_code == 200
     assert await token_rows(conn, user.session_id) == [5, 6]
+
+
+async def test_a_refresh_repeated_in_the_window_says_how_long_its_token_has_left(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    user = await make_user()
+    first = (await refresh(client, user.refresh_token)).json()
+    await asyncio.sleep(1.1)
+    again = (await refresh(client, user.refresh_token)).json()
+    assert again["access_token"] == first["access_token"]
+    claims = jwt.decode(again["access_token"], options={"verify_signature": False})
+    assert again["expires_in"] < first["expires_in"] <= 900
+    assert abs(claims["exp"] - time.time() - again["expires_in"]) <= 1

@@ -129,3 +129,32 @@ async def test_voice_channels_carry_no_messages(
             method, f"/api/channels/{lounge}/messages", headers=ann.headers, json={"content": "x"}
         )
         assert response.status_code == 400 and response.json()["code"] == "NOT_A_TEXT_CHANNEL"
+
+
+async def test_get_channel_by_id_as_the_server_or_conversation_shows_it_404_when_hidden(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    ann, ben, eve = await make_user("ann"), await make_user("ben"), await make_user("eve")
+    srv = await factories.community(client, ann, ben)
+    staff = await factories.server_channel(client, srv, ann, "staff")
+    hide = await factories.override(
+        client, ann, staff["id"], "role", srv.everyone_role, deny=int(Permission.VIEW_CHANNEL)
+    )
+    assert hide.status_code == 200
+    listed = (await client.get(srv.url(), headers=ben.headers)).json()["channels"]
+    general = await client.get(f"/api/channels/{srv.general}", headers=ben.headers)
+    assert general.status_code == 200
+    assert general.json() == next(c for c in listed if c["id"] == srv.general)
+    assert general.json()["server_id"] == srv.id
+    dm = await factories.direct(client, ann, ben)
+    as_channel = await client.get(f"/api/channels/{dm['id']}", headers=ben.headers)
+    shown = (await client.get(f"/api/conversations/{dm['id']}", headers=ben.headers)).json()
+    assert as_channel.status_code == 200 and as_channel.json() == {**shown, "server_id": None}
+    unknown = await client.get(f"/api/channels/{uuid.uuid4()}", headers=ben.headers)
+    assert unknown.status_code == 404 and unknown.json()["code"] == "CHANNEL_NOT_FOUND"
+    for who, channel in ((ben, staff["id"]), (eve, srv.general), (eve, dm["id"])):
+        hidden = await client.get(f"/api/channels/{channel}", headers=who.headers)
+        assert (hidden.status_code, hidden.json()) == (404, unknown.json())
+    assert (
+        await client.get(f"/api/channels/{staff['id']}", headers=ann.headers)
+    ).json() == hide.json()

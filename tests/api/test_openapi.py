@@ -6,6 +6,8 @@ can fail."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 
@@ -189,3 +191,40 @@ async def test_an_sse_event_is_described_with_its_payload(spec: Spec) -> None:
     data = variants["message.created"]["properties"]["data"]
     assert data["contentMediaType"] == "application/json"
     assert data["contentSchema"] == {"$ref": "#/components/schemas/MessagePayload"}
+
+
+async def test_the_document_gives_the_real_limits_heads_answer_headers_and_closed_sets(
+    spec: Spec,
+) -> None:
+    doc: Any = spec
+    schemas = doc["components"]["schemas"]
+    send = doc["paths"]["/api/channels/{channel_id}/messages/{message_id}"]["put"]
+    sent = send["requestBody"]["content"]["application/json"]["schema"]["properties"]
+    strings = {k: v["anyOf"][0] for k, v in sent.items() if k in ("content", "nonce")}
+    assert strings["content"]["maxLength"] == 4000 and strings["nonce"]["maxLength"] == 64
+    assert schemas["EditIn"]["properties"]["content"]["maxLength"] == 4000
+    assert schemas["ChannelIn"]["properties"]["name"]["maxLength"] == 100
+    paths = doc["paths"]
+    assert {"get", "head"} <= paths["/api/attachments/{attachment_id}"].keys()
+    assert {"get", "head"} <= paths["/api/attachments/{attachment_id}/thumbnail"].keys()
+
+    def headers(path: str, method: str, status: str) -> set[str]:
+        return set(paths[path][method]["responses"][status].get("headers", {}))
+
+    for path in (
+        "/api/conversations",
+        "/api/servers/{server_id}/members",
+        "/api/users/@me/mentions",
+    ):
+        assert {"Link", "X-Has-More"} <= headers(path, "get", "200")
+    assert "Version" in headers("/api/channels/{channel_id}/messages/{message_id}", "put", "201")
+    assert {"ETag", "Content-Range"} <= headers("/api/attachments/{attachment_id}", "get", "206")
+    assert "Content-Disposition" in headers("/api/attachments/{attachment_id}", "head", "200")
+    assert "Link" not in headers("/api/users/search", "get", "200")
+    assert schemas["MessagePayload"]["properties"]["kind"]["enum"] == ["default", "system", "pin"]
+    assert schemas["ServerChannelPayload"]["properties"]["kind"]["enum"] == [
+        "text",
+        "voice",
+        "category",
+    ]
+    assert "offline" in schemas["PresencePayload"]["properties"]["status"]["enum"]

@@ -566,3 +566,53 @@ async def test_members_bans_and_the_audit_log_say_whether_more_follow(
             assert more == ("link" in page.headers), path
             url = page.headers["link"][1:].split(">")[0] if more else None
         assert len(seen) == total and len({str(s) for s in seen}) == total, (path, seen)
+
+
+async def test_a_patch_that_changes_nothing_answers_the_object_and_writes_and_tells_nothing(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await community(client, ann, ben)
+    mods_id = await role(client, srv, ann, "mods", 0)
+    channel = f"/api/channels/{srv.general}"
+    me = (await client.get("/api/users/@me", headers=ann.headers)).json()
+    server = (await client.get(srv.url(), headers=ann.headers)).json()
+    (mods,) = [r for r in server["roles"] if r["id"] == mods_id]
+    shown = {
+        "/api/users/@me": me,
+        srv.url(): {
+            k: server[k]
+            for k in (await client.get("/api/users/@me/servers", headers=ann.headers)).json()[0]
+        },
+        channel: (await client.get(channel, headers=ann.headers)).json(),
+        srv.url(f"/roles/{mods_id}"): mods,
+    }
+    same = {
+        "/api/users/@me": {"display_name": me["display_name"], "status_text": None},
+        srv.url(): {"name": server["name"], "description": None, "icon_url": None},
+        channel: {"name": "general", "topic": None, "parent_id": None},
+        srv.url(f"/roles/{mods_id}"): {"name": "mods", "permissions": "0", "hoist": False},
+    }
+
+    async def written() -> tuple[int, int]:
+        async with pool.acquire() as conn:
+            events = await conn.fetchval("SELECT count(*) FROM events")
+            audits = await conn.fetchval("SELECT count(*) FROM audit_log")
+        return events, audits
+
+    before = await written()
+    for url, state in shown.items():
+        for body in ({}, same[url]):
+            answer = await client.patch(url, headers=ann.headers, json=body)
+            assert (answer.status_code, answer.json()) == (200, state), (url, body)
+            if url == "/api/users/@me":  # not counted among profile changes
+                assert answer.headers.get("x-ratelimit-bucket") != "profile"
+    assert await written() == before
+    refused = await client.patch(channel, headers=ben.headers, json={})  # still asked
+    assert refused.status_code == 403 and refused.json()["code"] == "MISSING_PERMISSIONS"
+    changed = await client.patch("/api/users/@me", headers=ann.headers, json={"status_text": "x"})
+    assert changed.headers.get("x-ratelimit-bucket") == "profile"
+    topic = await client.patch(channel, headers=ann.headers, json={"topic": "news"})
+    assert topic.json()["topic"] == "news"
+    events, audits = await written()
+    assert events > before[0] and audits == before[1] + 1

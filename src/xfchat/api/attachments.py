@@ -27,7 +27,7 @@ _RESPONSES: dict[int | str, dict[str, object]] = {
 }
 
 
-@router.head("", response_class=Response, include_in_schema=False)
+@router.head("", response_class=Response, responses=_RESPONSES)
 @router.get("", response_class=Response, responses=_RESPONSES)
 async def get_attachment(
     attachment_id: UUID, request: Request, actor: CurrentActor, pool: Pool
@@ -40,7 +40,7 @@ async def get_attachment(
     return _serve(request, pool, found)
 
 
-@router.head("/thumbnail", response_class=Response, include_in_schema=False)
+@router.head("/thumbnail", response_class=Response, responses=_RESPONSES)
 @router.get("/thumbnail", response_class=Response, responses=_RESPONSES)
 async def get_thumbnail(
     attachment_id: UUID, request: Request, actor: CurrentActor, pool: Pool

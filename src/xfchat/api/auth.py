@@ -17,19 +17,22 @@ from xfchat.api.deps import (
     give_back,
     ip_limit,
 )
-from xfchat.api.models import Text, UserPrivate
+from xfchat.api.models import USERNAME, Text, UserPrivate, enforced
 from xfchat.domain import accounts, login
 from xfchat.domain.rate_limits import address_checks
+from xfchat.domain.validation import MAX_DISPLAY_NAME, MAX_PASSWORD, MIN_PASSWORD
 from xfchat.errors import BadRequest, Conflict
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
 
 class RegisterIn(BaseModel):
-    username: Text = Field(max_length=256)
+    username: Text = Field(max_length=256, json_schema_extra=USERNAME)
     email: Text = Field(max_length=1024)
-    password: Text = Field(max_length=1024)
-    display_name: Text | None = Field(default=None, max_length=1024)
+    password: Text = Field(max_length=1024, json_schema_extra=enforced(MAX_PASSWORD, MIN_PASSWORD))
+    display_name: Text | None = Field(
+        default=None, max_length=1024, json_schema_extra=enforced(MAX_DISPLAY_NAME)
+    )
 
 
 class LoginIn(BaseModel):

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from xfchat.api.deps import Conn, CurrentActor
-from xfchat.api.models import Text
+from xfchat.api.models import Text, enforced
 from xfchat.api.pages import page_of
 from xfchat.api.responses import JSONResponse
 from xfchat.domain import conversations
@@ -20,17 +20,20 @@ from xfchat.errors import BadRequest
 router = APIRouter(prefix="/api/conversations", tags=["conversations"])
 
 
+NAME = enforced(conversations.MAX_NAME)
+
+
 class ConversationIn(BaseModel):
     """{"kind": "direct", "user_id": ...} or {"kind": "group", "participant_ids": [...], "name"?}"""
 
     kind: Literal["direct", "group"]
     user_id: UUID | None = None
     participant_ids: list[UUID] = Field(default_factory=list, max_length=100)
-    name: Text | None = Field(default=None, max_length=1024)
+    name: Text | None = Field(default=None, max_length=1024, json_schema_extra=NAME)
 
 
 class RenameIn(BaseModel):
-    name: Text | None = Field(max_length=1024)
+    name: Text | None = Field(max_length=1024, json_schema_extra=NAME)
 
 
 async def _view(

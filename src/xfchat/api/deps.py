@@ -166,7 +166,12 @@ def bearer_token(authorization: str | None) -> str:
         )
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("the Authorization header must be: Bearer <token>", code="INVALID_TOKEN")
+        # (RFC 6750 3.1: another scheme is no token at all, so the challenge names no error)
+        raise Unauthorized(
+            "the Authorization header must be: Bearer <token>",
+            code="INVALID_TOKEN",
+            token_error=False,
+        )
     return token.strip()
 
 

@@ -27,7 +27,7 @@ from xfchat.api.deps import (
 )
 from xfchat.api.errors import declared_not_json, not_json
 from xfchat.api.media import image_slots
-from xfchat.api.models import Instant, Text
+from xfchat.api.models import Instant, Text, enforced
 from xfchat.api.pages import cursor_time, page_headers, page_link, page_response
 from xfchat.api.responses import JSONResponse
 from xfchat.api.servers import AuditReason
@@ -42,13 +42,16 @@ from xfchat.errors import BadRequest
 router = APIRouter(prefix="/api/channels/{channel_id}/messages", tags=["messages"])
 
 
+CONTENT = enforced(messages.MAX_CONTENT, 1)
+
+
 class MessageIn(BaseModel):
     """`content` (braid-http clients may say `text`), optional `reply_to_id` and `nonce`."""
 
-    content: Text | None = Field(default=None, max_length=100_000)
-    text: Text | None = Field(default=None, max_length=100_000)
+    content: Text | None = Field(default=None, max_length=100_000, json_schema_extra=CONTENT)
+    text: Text | None = Field(default=None, max_length=100_000, json_schema_extra=CONTENT)
     reply_to_id: UUID | None = None
-    nonce: Text | None = Field(default=None, max_length=1024)
+    nonce: Text | None = Field(default=None, max_length=1024, json_schema_extra=enforced(64, 1))
 
     @model_validator(mode="after")
     def _has_text(self) -> MessageIn:
@@ -62,7 +65,7 @@ class MessageIn(BaseModel):
 
 
 class EditIn(BaseModel):
-    content: Text = Field(max_length=100_000)
+    content: Text = Field(max_length=100_000, json_schema_extra=CONTENT)
 
 
 class EditOut(BaseModel):
@@ -186,8 +189,8 @@ FILES_FORM = {
     "plain content, nonce and reply_to_id fields), and file parts of any name.",
     "properties": {
         "payload_json": {"type": "string", "contentMediaType": "application/json"},
-        "content": {"type": "string"},
-        "nonce": {"type": "string"},
+        "content": {"type": "string", "maxLength": messages.MAX_CONTENT},
+        "nonce": {"type": "string", "minLength": 1, "maxLength": 64},
         "reply_to_id": {"type": "string", "format": "uuid"},
         "files": {"type": "array", "maxItems": 10, "items": {"type": "string", "format": "binary"}},
     },

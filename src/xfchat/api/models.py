@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, PlainSerializer, WithJsonSchema
@@ -25,6 +26,24 @@ def _no_nul(value: str) -> str:
 
 Text = Annotated[str, AfterValidator(_no_nul)]
 """Every string a client sends is a Text: valid Unicode without NUL characters."""
+
+
+def enforced(most: int, least: int = 0, pattern: str | None = None) -> Callable[[Any], None]:
+    """A `json_schema_extra` documenting the length the domain enforces, with an error
+    code of its own (MESSAGE_TOO_LONG, INVALID_CHANNEL_NAME, ...), where the field's
+    `max_length` only caps what is read (names are measured trimmed)."""
+
+    def document(schema: dict[str, Any]) -> None:
+        for variant in schema.get("anyOf", [schema]):
+            if variant.get("type") == "string":
+                variant["maxLength"] = most
+                variant.update({"minLength": least} if least else {})
+                variant.update({"pattern": pattern} if pattern else {})
+
+    return document
+
+
+USERNAME = enforced(32, 2, "^[A-Za-z0-9_.]+$")  # (validation.USERNAME_RE)
 
 
 def _iso_time(value: object) -> object:

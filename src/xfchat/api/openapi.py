@@ -76,6 +76,60 @@ RETRY_AFTER = {
     "schema": {"type": "string"},
 }
 
+_TEXT = {"type": "string"}
+# What the answers of some operations carry besides the rate limit's headers.
+PAGE_HEADERS = {  # every paged list (api/pages.py): those taking `limit` and a cursor
+    "X-Has-More": {
+        "description": "whether another page follows",
+        "schema": {"type": "string", "enum": ["true", "false"]},
+    },
+    "Link": {
+        "description": 'the next page, `<url>; rel="next"` (RFC 8288), when there is one; '
+        'a page of history `around` a message also gives the newer one, rel="prev"',
+        "schema": _TEXT,
+    },
+}
+PAGE_CURSORS = {"after", "before", "after_at"}
+VERSION_HEADER = {
+    "Version": {
+        "description": "Braid: the quoted id of the message sent, or of the page's newest",
+        "schema": _TEXT,
+    }
+}
+VERSIONED = {
+    ("put", "/api/channels/{channel_id}/messages/{message_id}"),
+    ("post", "/api/channels/{channel_id}/messages"),
+    ("get", "/api/channels/{channel_id}/messages"),
+}
+FILE_HEADERS = {  # api/downloads.py's file_response
+    "ETag": {
+        "description": "the file's strong validator (If-None-Match, If-Range)",
+        "schema": _TEXT,
+    },
+    "Accept-Ranges": {"description": "`bytes`", "schema": _TEXT},
+    "Content-Disposition": {
+        "description": "inline for an image, else attachment, with the file's safe name",
+        "schema": _TEXT,
+    },
+    "Content-Range": {
+        "description": "206: `bytes a-b/size`; 416: `bytes */size`",
+        "schema": _TEXT,
+    },
+}
+FILE_PATHS = ("/api/attachments/", "/api/media/")
+OK = ("200", "201", "206")  # (not a Braid subscription's 209)
+# Closed sets the payloads hold as plain strings: schema -> property -> its values.
+ENUMS = {
+    "MessagePayload": {"kind": ["default", "system", "pin"]},
+    "ServerChannelPayload": {"kind": ["text", "voice", "category"]},
+    "ConversationPayload": {"kind": ["direct", "group"]},
+    "ConversationView": {"kind": ["direct", "group"]},
+    "ConversationChannelPayload": {"kind": ["direct", "group"]},
+    "OverridePayload": {"kind": ["role", "member"]},
+    "PresencePayload": {"status": ["online", "idle", "dnd", "offline"]},
+    "PrivateUserPayload": {"status": ["online", "idle", "dnd", "invisible"]},
+}
+
 SECURITY_SCHEME = {
     "type": "http",
     "scheme": "bearer",
@@ -245,6 +299,25 @@ def _error_statuses(path: str, method: str, operation: dict[str, Any], secured: 
     return sorted(set(statuses))
 
 
+def _answer_headers(path: str, method: str, operation: dict[str, Any]) -> dict[str, Any]:
+    """The headers (besides the rate limit's) of this operation's answers."""
+    query = {p["name"] for p in operation.get("parameters", []) if p.get("in") == "query"}
+    out: dict[str, Any] = {}
+    if "limit" in query and query & PAGE_CURSORS:
+        out.update(PAGE_HEADERS)
+    if (method, path) in VERSIONED:
+        out.update(VERSION_HEADER)
+    if path.startswith(FILE_PATHS) and method in ("get", "head"):
+        out.update(FILE_HEADERS)
+    return out
+
+
+def _enums(schemas: dict[str, Any]) -> None:
+    for name, properties in ENUMS.items():
+        for prop, values in properties.items():
+            schemas[name]["properties"][prop]["enum"] = values
+
+
 def build_openapi(app: FastAPI) -> dict[str, Any]:
     doc = get_openapi(
         title=app.title,
@@ -260,6 +333,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     typed = _typed_schemas()
     for name, schema in {**typed, **_sse_schemas(typed)}.items():
         schemas.setdefault(name, schema)
+    _enums(schemas)
     components["securitySchemes"] = {"bearer": SECURITY_SCHEME}
     error_ref = {"application/json": {"schema": {"$ref": REF.format(model="Error")}}}
     for path, operations in doc.get("paths", {}).items():
@@ -272,6 +346,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
             if secured:
                 operation["security"] = [{"bearer": []}]
             responses = operation.setdefault("responses", {})
+            extra = _answer_headers(path, method, operation)
             if responses.get("422", {}).get("description") == "Validation Error":
                 responses.pop("422")  # FastAPI's: validation errors are 400 here
             for status in _error_statuses(path, method, operation, secured):
@@ -291,6 +366,9 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
                         )
                 if status in ("429", "503"):
                     headers["Retry-After"] = RETRY_AFTER
+                for header, spec in extra.items():
+                    if status in ("206", "416") if header == "Content-Range" else status in OK:
+                        headers.setdefault(header, spec)
     add_links(doc)
     return doc
 

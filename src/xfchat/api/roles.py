@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Response
 from pydantic import BaseModel, Field, StrictBool, StrictInt
 
 from xfchat.api.deps import Conn, CurrentActor
-from xfchat.api.models import Text
+from xfchat.api.models import Text, enforced
 from xfchat.api.responses import JSONResponse
 from xfchat.api.servers import AuditReason
 from xfchat.domain import roles
@@ -22,7 +22,9 @@ class RoleIn(BaseModel):
     """permissions: the bit flags as a decimal string (see the README's table). Only the
     fields present change on PATCH."""
 
-    name: Text | None = Field(default=None, max_length=1024)
+    name: Text | None = Field(
+        default=None, max_length=1024, json_schema_extra=enforced(roles.MAX_ROLE_NAME, 1)
+    )
     permissions: Text | None = Field(default=None, max_length=32)
     color: StrictInt | None = None
     hoist: StrictBool | None = None

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Body, Response
 from pydantic import BaseModel, Field, StrictBool, StrictInt
 
 from xfchat.api.deps import Conn, CurrentActor
-from xfchat.api.models import Text
+from xfchat.api.models import Text, enforced
 from xfchat.api.responses import JSONResponse
 from xfchat.api.servers import AuditReason
 from xfchat.domain import roles, server_channels
@@ -27,8 +27,8 @@ class ChannelFields(BaseModel):
     (text, 0-21600); user_limit: voice, 0-99 or null; parent_id: a category or null;
     permissions_synced: follow the category's overrides."""
 
-    name: Text | None = Field(default=None, max_length=1024)
-    topic: Text | None = Field(default=None, max_length=4096)
+    name: Text | None = Field(default=None, max_length=1024, json_schema_extra=enforced(100, 1))
+    topic: Text | None = Field(default=None, max_length=4096, json_schema_extra=enforced(1024))
     position: StrictInt | None = None
     parent_id: UUID | None = None
     rate_limit_per_user: StrictInt | None = None
@@ -38,7 +38,7 @@ class ChannelFields(BaseModel):
 
 class ChannelIn(ChannelFields):
     kind: Literal["text", "voice", "category"] = "text"
-    name: Text = Field(max_length=1024)
+    name: Text = Field(max_length=1024, json_schema_extra=enforced(100, 1))
 
 
 class PositionIn(BaseModel):
@@ -86,6 +86,18 @@ async def patch_channels(
     return JSONResponse(
         await server_channels.reorder_channels(conn, actor, server_id, positions, reason)
     )
+
+
+@router.get(
+    "/api/channels/{channel_id}",
+    response_model=ServerChannelPayload | server_channels.ConversationChannelPayload,
+)
+async def get_channel(channel_id: UUID, actor: CurrentActor, conn: Conn) -> Response:
+    """Any channel you may see, by id (a message, a search hit or a mention names only
+    its channel): a server channel as GET /api/servers/{id} lists it, with its
+    `server_id`; a conversation as GET /api/conversations/{id} shows it, with
+    `server_id` null. 404 CHANNEL_NOT_FOUND for one you may not see, as for none."""
+    return JSONResponse(await server_channels.get_channel(conn, actor, channel_id))
 
 
 @router.patch("/api/channels/{channel_id}", response_model=ServerChannelPayload)

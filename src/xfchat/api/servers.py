@@ -14,10 +14,10 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from xfchat.api.deps import Conn, CurrentActor, header_bytes_text, without_controls
-from xfchat.api.models import Text
+from xfchat.api.models import Text, enforced
 from xfchat.api.pages import page_of
 from xfchat.api.responses import JSONResponse
-from xfchat.domain import servers
+from xfchat.domain import servers, unchanged
 from xfchat.domain.event_payloads import ServerJoinedPayload, ServerPayload
 from xfchat.errors import BadRequest
 
@@ -45,16 +45,19 @@ def audit_log_reason(
 AuditReason = Annotated[str | None, Depends(audit_log_reason)]
 
 
+NAME, DESCRIPTION = enforced(servers.MAX_NAME, 1), enforced(servers.MAX_DESCRIPTION)
+
+
 class ServerIn(BaseModel):
-    name: Text = Field(max_length=1024)
-    description: Text | None = Field(default=None, max_length=4096)
+    name: Text = Field(max_length=1024, json_schema_extra=NAME)
+    description: Text | None = Field(default=None, max_length=4096, json_schema_extra=DESCRIPTION)
 
 
 class ServerPatchIn(BaseModel):
     """Only the fields present change; null clears description and icon_url."""
 
-    name: Text | None = Field(default=None, max_length=1024)
-    description: Text | None = Field(default=None, max_length=4096)
+    name: Text | None = Field(default=None, max_length=1024, json_schema_extra=NAME)
+    description: Text | None = Field(default=None, max_length=4096, json_schema_extra=DESCRIPTION)
     icon_url: Text | None = Field(default=None, max_length=2048)
     search_language: Text | None = Field(default=None, max_length=64)
 
@@ -97,8 +100,12 @@ async def patch_server(
     server_id: UUID, body: ServerPatchIn, actor: CurrentActor, conn: Conn, reason: AuditReason
 ) -> Response:
     """Rename, describe or set the icon (MANAGE_SERVER). Upload the icon with
-    POST /api/media and pass its URL."""
+    POST /api/media and pass its URL. A change of nothing (no field, or each as it is)
+    answers the server and is neither audited nor told."""
     fields = body.model_dump(exclude_unset=True)
+    same = await unchanged.unchanged_server(conn, actor, server_id, fields)
+    if same is not None:  # (nothing written, audited or told)
+        return JSONResponse(same)
     return JSONResponse(
         await servers.update_server(conn, actor, server_id, fields=fields, reason=reason)
     )

@@ -10,14 +10,15 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from xfchat.api.deps import AppSettings, Conn, CurrentActor, Pool, check_limit, password_limit
-from xfchat.api.models import Instant, Text, UserPrivate, UserPublic
+from xfchat.api.models import USERNAME, Instant, Text, UserPrivate, UserPublic, enforced
 from xfchat.api.responses import JSONResponse
 from xfchat.api.two_factor import code_limit
-from xfchat.domain import account_deletion, accounts, presence, profile
+from xfchat.domain import account_deletion, accounts, presence, profile, unchanged
 from xfchat.domain.event_payloads import PresencePayload, PublicUserPayload
 from xfchat.domain.feeds import read_state_snapshot
 from xfchat.domain.state import StatePayload
 from xfchat.domain.usage import UsageRecorder
+from xfchat.domain.validation import MAX_DISPLAY_NAME, MAX_STATUS_TEXT, MAX_URL
 from xfchat.errors import BadRequest
 from xfchat.realtime.cursor import Position, TokenCodec
 
@@ -27,10 +28,16 @@ router = APIRouter(prefix="/api/users", tags=["users"])
 class PatchMeIn(BaseModel):
     """Only the fields present change; null clears display_name, status_text, avatar_url."""
 
-    username: Text | None = Field(default=None, max_length=256)
-    display_name: Text | None = Field(default=None, max_length=1024)
-    status_text: Text | None = Field(default=None, max_length=1024)
-    avatar_url: Text | None = Field(default=None, max_length=4096)
+    username: Text | None = Field(default=None, max_length=256, json_schema_extra=USERNAME)
+    display_name: Text | None = Field(
+        default=None, max_length=1024, json_schema_extra=enforced(MAX_DISPLAY_NAME)
+    )
+    status_text: Text | None = Field(
+        default=None, max_length=1024, json_schema_extra=enforced(MAX_STATUS_TEXT)
+    )
+    avatar_url: Text | None = Field(
+        default=None, max_length=4096, json_schema_extra=enforced(MAX_URL)
+    )
 
 
 class PasswordIn(BaseModel):
@@ -66,8 +73,8 @@ async def patch_me(
 ) -> UserPrivate:
     """Change your username, display name, status text or avatar URL. Each change is
     told to every conversation and server you are in, so it counts in `profile`
-    (XFCHAT_RATE_PROFILE_USER)."""
-    await check_limit(request, "profile", str(actor.user_id), settings.rate_profile_user, conn)
+    (XFCHAT_RATE_PROFILE_USER). A change of nothing (no field, or each as it is) answers
+    you as you are, tells no one and is not counted there."""
     given = body.model_fields_set
     changes = profile.ProfileChanges(
         username=body.username,
@@ -77,6 +84,10 @@ async def patch_me(
             if name in given
         },
     )
+    same = await unchanged.unchanged_profile(conn, actor, changes)
+    if same is not None:
+        return UserPrivate.of_me(same)
+    await check_limit(request, "profile", str(actor.user_id), settings.rate_profile_user, conn)
     user = await profile.update_profile(conn, actor, changes)
     request.app.state.sessions.forget_user(actor.user_id)
     return UserPrivate.of_me(user)

@@ -157,7 +157,10 @@ def _issue(
         ttl_s=settings.access_token_ttl_s,
         now=now,
     )
-    return IssuedTokens(user, session_id, access, settings.access_token_ttl_s, refresh)
+    ttl = settings.access_token_ttl_s
+    if now is not None:  # signed as of then (a repeat in the reuse window): what is left
+        ttl = max(0, min(ttl, int(int(now) + ttl - time.time())))
+    return IssuedTokens(user, session_id, access, ttl, refresh)
 
 
 async def register(

@@ -209,7 +209,8 @@ async def update_role(
     reason: str | None,
 ) -> RolePayload:
     """Change a role's name, colour, flags or permissions (MANAGE_ROLES, below your
-    highest role; @everyone keeps its name).
+    highest role; @everyone keeps its name). A change of nothing (no field, or each as
+    it is) answers the role and writes and tells nothing.
 
     Raises: NotFound (SERVER_NOT_FOUND, ROLE_NOT_FOUND); Forbidden (MISSING_PERMISSIONS,
     ROLE_HIERARCHY); BadRequest."""
@@ -225,6 +226,8 @@ async def update_role(
             raise BadRequest("@everyone keeps its name", code="INVALID_ROLE_NAME", field="name")
         if "permissions" in values:
             _grantable(access.permissions, values["permissions"] & ~role.permissions)
+        if all(getattr(role, k) == v for k, v in values.items()):
+            return role_json(role)  # changes nothing: none written, none told
         holders = None if role.is_default else await q.list_role_holders(conn, role_id=role_id)
         seen = await watch(conn, server_id, user_ids=holders) if "permissions" in values else None
         row = await q.update_role(conn, role_id=role_id, **values)

@@ -25,12 +25,13 @@ from xfchat.domain.access import (
     server_viewers,
 )
 from xfchat.domain.accounts import Actor
+from xfchat.domain.conversations import ConversationView, get_conversation
 from xfchat.domain.event_payloads import ServerChannelPayload
 from xfchat.domain.permissions import Permission
 from xfchat.domain.server_views import announce_channels, channels_json, visible_server_channels
 from xfchat.domain.servers import audit, text_field
 from xfchat.domain.visibility import settle, watch
-from xfchat.errors import BadRequest, Forbidden
+from xfchat.errors import BadRequest, Forbidden, NotFound
 
 MAX_CHANNELS = 500
 KINDS = ("text", "voice", "category")
@@ -103,6 +104,30 @@ async def _next_position(conn: asyncpg.Connection, actor: Actor, server_id: UUID
 
 async def _payload(conn: asyncpg.Connection, row: q.ChannelRow) -> ServerChannelPayload:
     return (await channels_json(conn, [row]))[0]
+
+
+class ConversationChannelPayload(ConversationView):
+    """A conversation looked up as a channel: its view, and no server."""
+
+    server_id: None
+
+
+async def get_channel(
+    conn: asyncpg.Connection, actor: Actor, channel_id: UUID
+) -> ServerChannelPayload | ConversationChannelPayload:
+    """Any channel the actor may see, by id: a server channel as the server shows it to
+    them, a conversation as its list does (with `server_id` null).
+
+    Raises: NotFound (CHANNEL_NOT_FOUND, as every channel read: for one that does not
+    exist and for one they may not see alike)."""
+    found = await access_channel(conn, actor, channel_id)
+    if found.channel.server_id is not None:
+        return await _payload(conn, found.channel)
+    try:
+        view = await get_conversation(conn, actor, channel_id)
+    except NotFound:  # (left a moment ago)
+        raise channel_not_found() from None
+    return {**view, "server_id": None}
 
 
 async def create_channel(
@@ -194,13 +219,16 @@ async def update_channel(
     reason: str | None,
 ) -> ServerChannelPayload:
     """Change a channel's name, topic, position, category, slowmode, voice user limit or
-    whether it follows its category's overrides (MANAGE_CHANNELS in it).
+    whether it follows its category's overrides (MANAGE_CHANNELS in it). A change of
+    nothing (no field, or each as it is) answers the channel and writes and tells nothing.
 
     Raises: NotFound (CHANNEL_NOT_FOUND); Forbidden (MISSING_PERMISSIONS); BadRequest."""
     async with conn.transaction():
         channel, access = await _managed(conn, actor, channel_id)
         assert channel.server_id is not None
         values = _check(channel.kind, fields)
+        if all(getattr(channel, k) == v for k, v in values.items()):
+            return await _payload(conn, channel)  # changes nothing: none written, none told
         if "parent_id" in values:
             await _check_parent(conn, actor, channel.server_id, channel.kind, values["parent_id"])
         moves = "parent_id" in values or "permissions_synced" in values
