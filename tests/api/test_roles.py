@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import httpx
@@ -474,3 +475,115 @@ async def test_a_category_override_costs_the_same_statements_however_many_channe
         finally:
             app.state.pool = own
     assert counts[0] == counts[1], counts
+
+
+async def test_a_member_is_told_their_permissions_in_a_channel_under_a_hidden_category(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    """Was: a synced channel follows its category's overrides, which those who cannot
+    see the category are never shown; so ben saw the channel but could not tell he may
+    not send there (403), and lifting or restoring the category's deny told him nothing.
+    Now every channel given to him alone carries `permissions`, and each change of his
+    bits in a channel he still sees sends him `channel.permissions`."""
+    ann, ben, cid = await make_user("ann"), await make_user("ben"), await make_user("cid")
+    srv = await community(client, ann, ben, cid)
+    cat = await server_channel(client, srv, ann, "cat", kind="category")
+    child = await server_channel(client, srv, ann, "child", parent_id=cat["id"])
+    ev = srv.everyone_role
+    assert (await override(client, ann, child["id"], "role", ev, allow=P.VIEW_CHANNEL)).is_success
+    deny_both = int(P.VIEW_CHANNEL | P.SEND_MESSAGES)
+    assert (await override(client, ann, cat["id"], "role", ev, deny=deny_both)).is_success
+
+    async def bits(channel: str) -> int:
+        got = await client.get(f"/api/channels/{channel}", headers=ben.headers)
+        assert got.status_code == 200, got.text
+        return int(got.json()["permissions"])
+
+    async def told(who: object, since: int = 0) -> list[dict[str, object]]:
+        async with pool.acquire() as conn:
+            events = await factories.events_of(conn, "user", who.id)  # type: ignore[attr-defined]
+        return [d for t, d in events[since:] if t == "channel.permissions"]
+
+    async def count(who: object) -> int:
+        async with pool.acquire() as conn:
+            return len(await factories.events_of(conn, "user", who.id))  # type: ignore[attr-defined]
+
+    # Everywhere a channel is given to ben alone, it carries his bits: no SEND here.
+    shown = (await client.get(srv.url(), headers=ben.headers)).json()["channels"]
+    assert [c["name"] for c in shown] == ["general", "child"]
+    mine = {c["name"]: int(c["permissions"]) for c in shown}
+    assert mine["child"] == await bits(child["id"])
+    assert mine["child"] & P.VIEW_CHANNEL and not mine["child"] & P.SEND_MESSAGES
+    assert mine["general"] & P.SEND_MESSAGES
+    state = (await client.get("/api/users/@me/state", headers=ben.headers)).json()
+    (in_state,) = [s for s in state["servers"] if s["id"] == srv.id]
+    assert {c["name"]: int(c["permissions"]) for c in in_state["channels"]} == mine
+    listed = (await client.get(srv.url("/channels"), headers=ben.headers)).json()
+    assert {c["name"]: int(c["permissions"]) for c in listed} == mine
+    sent = await client.post(
+        f"/api/channels/{child['id']}/messages", headers=ben.headers, json={"content": "hi"}
+    )
+    assert sent.status_code == 403
+    async with pool.acquire() as conn:
+        joined = [d for t, d in await factories.events_of(conn, "user", ben.id) if t in (
+            "server.joined", "channel.revealed")]  # fmt: skip
+    assert all("permissions" in c for d in joined for c in d["channels"])
+    assert {c["name"] for d in joined for c in d["channels"]} >= {"general", "child"}
+
+    # Lifting the category's SEND deny tells ben (and cid) at once; ann's bits are all.
+    mark = {who.username: await count(who) for who in (ann, ben, cid)}
+    assert (await override(client, ann, cat["id"], "role", ev, deny=P.VIEW_CHANNEL)).is_success
+    now = await bits(child["id"])
+    assert now & P.SEND_MESSAGES
+    expected = {"server_id": srv.id, "channels": [{"id": child["id"], "permissions": str(now)}]}
+    assert await told(ben, mark["ben"]) == [expected]
+    assert await told(cid, mark["cid"]) == [expected]
+    assert await told(ann, mark["ann"]) == []
+    sent = await client.post(
+        f"/api/channels/{child['id']}/messages", headers=ben.headers, json={"content": "hi"}
+    )
+    assert sent.status_code == 201, sent.text
+
+    # Restoring it tells him again; a change of nothing tells nothing.
+    mark["ben"] = await count(ben)
+    for _ in range(2):
+        assert (await override(client, ann, cat["id"], "role", ev, deny=deny_both)).is_success
+    assert await told(ben, mark["ben"]) == [
+        {"server_id": srv.id, "channels": [{"id": child["id"], "permissions": str(mine["child"])}]}
+    ]
+
+    # A role given, then its permissions changed: only its holder is told, of each channel.
+    mark = {who.username: await count(who) for who in (ben, cid)}
+    mods = await role(client, srv, ann, "mods", int(P.MANAGE_MESSAGES), ben)
+    given = await told(ben, mark["ben"])
+    assert [[c["id"] for c in d["channels"]] for d in given] == [[srv.general, child["id"]]]
+    assert int(given[0]["channels"][1]["permissions"]) == mine["child"] | P.MANAGE_MESSAGES  # type: ignore[index]
+    assert int(given[0]["channels"][1]["permissions"]) == await bits(child["id"])  # type: ignore[index]
+    changed = await client.patch(
+        srv.url(f"/roles/{mods}"), headers=ann.headers, json={"permissions": "0"}
+    )
+    assert changed.status_code == 200, changed.text
+    taken = (await told(ben, mark["ben"]))[1:]
+    assert [[(c["id"], int(c["permissions"])) for c in d["channels"]] for d in taken] == [  # type: ignore[attr-defined]
+        [(srv.general, mine["general"]), (child["id"], mine["child"])]
+    ]
+    assert await told(cid, mark["cid"]) == []
+
+    # A timeout leaves ben seeing and reading only: told; lifting it: told again.
+    mark["ben"] = await count(ben)
+    until = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    for value in (until, None):
+        timed = await client.patch(
+            srv.url(f"/members/{ben.id}"), headers=ann.headers, json={"timed_out_until": value}
+        )
+        assert timed.status_code == 200, timed.text
+    out, back = await told(ben, mark["ben"])
+    keeps = int(P.VIEW_CHANNEL | P.READ_MESSAGE_HISTORY)
+    assert {c["id"]: int(c["permissions"]) for c in out["channels"]} == {  # type: ignore[attr-defined]
+        srv.general: keeps,
+        child["id"]: keeps,
+    }
+    assert {c["id"]: int(c["permissions"]) for c in back["channels"]} == {  # type: ignore[attr-defined]
+        srv.general: mine["general"],
+        child["id"]: mine["child"],
+    }
