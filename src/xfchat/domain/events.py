@@ -519,12 +519,9 @@ async def emit(conn: asyncpg.Connection, event: Event) -> None:
 async def emit_many(conn: asyncpg.Connection, events: Iterable[Event]) -> None:
     """Emit several events in one statement, streams taken in lock order (each stream's
     events keep their relative order)."""
-    if not conn.is_in_transaction():
-        raise RuntimeError("emit() must run inside the writer's transaction")
+    events = _storable(conn, events)
     by_stream: dict[Stream, list[Event]] = {}
     for event in events:
-        if not EVENT_TYPES[event.type].stored:
-            raise RuntimeError(f"{event.type} is not stored: use signal()")
         by_stream.setdefault(event.stream, []).append(event)
     ordered = [e for stream in sorted(by_stream, key=Stream.lock_order) for e in by_stream[stream]]
     if len(by_stream) == 1:
@@ -536,7 +533,23 @@ async def emit_many(conn: asyncpg.Connection, events: Iterable[Event]) -> None:
             types=[e.type for e in ordered],
             datas=[encode(e.data) for e in ordered],
         )
-    elif ordered:
+    else:
+        await _insert_many(conn, ordered)
+
+
+def _storable(conn: asyncpg.Connection, events: Iterable[Event]) -> list[Event]:
+    """`events`, checked to be emitted inside the writer's transaction and stored."""
+    if not conn.is_in_transaction():
+        raise RuntimeError("emit() must run inside the writer's transaction")
+    events = list(events)
+    for event in events:
+        if not EVENT_TYPES[event.type].stored:
+            raise RuntimeError(f"{event.type} is not stored: use signal()")
+    return events
+
+
+async def _insert_many(conn: asyncpg.Connection, ordered: list[Event]) -> None:
+    if ordered:
         await q.insert_events_many(
             conn,
             kinds=[e.stream.kind.value for e in ordered],
@@ -553,11 +566,7 @@ async def emit_in_order(conn: asyncpg.Connection, events: list[Event]) -> None:
     (no deadlock with other writers), and written after in the order given. For events
     whose order a client relies on across streams (a voice move: the leave, then the
     join). A stream written earlier in the transaction keeps its earlier place."""
-    if not conn.is_in_transaction():
-        raise RuntimeError("emit() must run inside the writer's transaction")
-    for event in events:
-        if not EVENT_TYPES[event.type].stored:
-            raise RuntimeError(f"{event.type} is not stored: use signal()")
+    events = _storable(conn, events)
     streams = list(dict.fromkeys(e.stream for e in events))
     if len(streams) > 1:
         locked = sorted(streams, key=Stream.lock_order)
@@ -567,15 +576,8 @@ async def emit_in_order(conn: asyncpg.Connection, events: list[Event]) -> None:
             entity_ids=[s.entity_id for s in locked],
         )
     rank = {stream: i for i, stream in enumerate(streams)}
-    ordered = sorted(events, key=lambda e: rank[e.stream])  # (stable: a stream's order kept)
-    if ordered:
-        await q.insert_events_many(
-            conn,
-            kinds=[e.stream.kind.value for e in ordered],
-            entity_ids=[e.stream.entity_id for e in ordered],
-            types=[e.type for e in ordered],
-            datas=[encode(e.data) for e in ordered],
-        )
+    # (stable: a stream's own order kept)
+    await _insert_many(conn, sorted(events, key=lambda e: rank[e.stream]))
 
 
 def _signal_payload(event: Event) -> str:
