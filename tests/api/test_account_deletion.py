@@ -12,13 +12,14 @@ import asyncpg
 import httpx
 
 from tests import factories
-from tests.api.test_two_factor import turn_on
+from tests.api.test_two_factor import code_at, turn_on
 from tests.factories import MakeUser, TestUser
 from tests.world import PNG
 from xfchat.db.pool import init_connection
 from xfchat.domain.messages import author_json
 from xfchat.domain.messages_batch import SendRequest, SendResult
 from xfchat.domain.messages_send import write_batch
+from xfchat.domain.retention import prune_rows
 from xfchat.settings import Settings
 
 DELETE = "/api/users/@me/delete"
@@ -199,15 +200,19 @@ async def test_delete_account_is_refused_without_the_password_a_code_or_while_ow
 
 
 async def until_blocked_by(holder: asyncpg.Connection, pending: asyncio.Future[Any]) -> None:
-    """Return once some session waits for a lock `holder` holds (or `pending` is done)."""
+    """Return once some session waits for a lock `holder` holds; fail if `pending` ends
+    first or none does within 10 s (the race under test did not happen)."""
     blocked = (
         "SELECT count(*) FROM pg_stat_activity WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid))"
     )
     deadline = time.monotonic() + 10
-    while not pending.done() and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
         if await holder.fetchval(blocked):
             return
+        if pending.done():
+            raise AssertionError("it ended without waiting for the lock held")
         await asyncio.sleep(0.01)
+    raise AssertionError("nothing waited for the lock held within 10 s")
 
 
 async def until_waiting(holder: asyncpg.Connection, count: int) -> None:
@@ -417,7 +422,7 @@ async def test_sends_under_way_from_another_device_and_the_deletion_both_go_thro
         gone = asyncio.ensure_future(
             client.post(DELETE, headers=ann.headers, json={"password": ann.password})
         )
-        await until_blocked_by(senders[0], gone)
+        await until_blocked_by(senders[1], gone)  # (a server's channels are locked first)
         for sender, channel in zip(senders, (dm, UUID(srv.general)), strict=True):
             request = SendRequest(ann.actor, author, channel, uuid4(), "still here", False)
             (sent,) = await asyncio.wait_for(write_batch(sender, channel, [request]), 10)
@@ -434,3 +439,138 @@ async def test_sends_under_way_from_another_device_and_the_deletion_both_go_thro
         ).json()
         assert message["author"]["deleted"] is True, message
         assert message["author"]["username"].startswith("deleted_user_")
+
+
+async def test_two_factor_login_and_enable_racing_the_deletion_wait_for_it_and_are_refused(
+    client: httpx.AsyncClient, make_user: MakeUser, settings: Settings, pool: asyncpg.Pool
+) -> None:
+    """Was: 503 DATABASE_CONFLICT, a deadlock: the deletion held the sessions' lock and
+    waited for the authenticator's row, which the login's two-factor step held while it
+    waited for the sessions' lock. And an enable did not wait for the deletion: its
+    recovery codes could outlive the account. Now the deletion locks the authenticator
+    before the sessions, and an enable shares the account's lock first."""
+    ann, ben, cat = [await make_user(n) for n in ("ann", "ben", "cat")]
+    _secret, codes = await turn_on(client, ann)
+    pending = await client.post(
+        "/api/users/@me/two-factor/setup", headers=cat.headers, json={"password": cat.password}
+    )
+    assert pending.status_code == 200, pending.text
+    ticket = (
+        await client.post("/api/auth/login", json={"login": "ann", "password": ann.password})
+    ).json()["ticket"]
+    dms = [UUID(str((await factories.direct(client, u, ben))["id"])) for u in (ann, cat)]
+    for user, dm, racing in (
+        (ann, dms[0], {"ticket": ticket, "code": codes[1]}),
+        (cat, dms[1], {"code": code_at(pending.json()["secret"])}),
+    ):
+        # (a send under way in its direct conversation holds the deletion there)
+        sender = await held_rows(settings, "SELECT 1 FROM channels WHERE id = $1 FOR KEY SHARE", dm)
+        try:
+            code = codes[0] if user is ann else None
+            gone = asyncio.ensure_future(
+                client.post(
+                    DELETE, headers=user.headers, json={"password": user.password, "code": code}
+                )
+            )
+            await until_blocked_by(sender, gone)
+            path = (
+                "/api/auth/login/two-factor" if user is ann else "/api/users/@me/two-factor/enable"
+            )
+            headers = {} if user is ann else user.headers
+            answer = asyncio.ensure_future(client.post(path, headers=headers, json=racing))
+            await until_waiting(sender, 2)
+            await sender.execute("ROLLBACK")
+            assert (await gone).status_code == 204, (await gone).text
+            if user is ann:
+                refused(await answer, 401, "INVALID_TICKET")
+            else:
+                refused(await answer, 401, "SESSION_REVOKED")
+        finally:
+            await sender.close()
+    async with pool.acquire() as conn:
+        for left in (
+            "SELECT count(*) FROM user_totp WHERE user_id = ANY($1::uuid[])",
+            "SELECT count(*) FROM recovery_codes WHERE user_id = ANY($1::uuid[])",
+        ):
+            assert await conn.fetchval(left, [ann.id, cat.id]) == 0, left
+
+
+async def test_a_refresh_under_way_and_the_deletion_both_go_through(
+    client: httpx.AsyncClient, make_user: MakeUser, settings: Settings
+) -> None:
+    """Was: 503 DATABASE_CONFLICT, a deadlock: the deletion revoked the sessions' rows,
+    then waited for a refresh token's row, which a refresh held while it waited for its
+    session's row. Now the deletion locks the tokens' rows first, as a refresh does."""
+    ann = await make_user("ann")
+    # (a second tab refreshing the same token at that moment holds its row)
+    tab = await held_rows(
+        settings,
+        "SELECT 1 FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id"
+        " WHERE s.user_id = $1 FOR UPDATE OF t",
+        ann.id,
+    )
+    try:
+        refresh = asyncio.ensure_future(
+            client.post("/api/auth/refresh", json={"refresh_token": ann.refresh_token})
+        )
+        await until_blocked_by(tab, refresh)
+        gone = asyncio.ensure_future(
+            client.post(DELETE, headers=ann.headers, json={"password": ann.password})
+        )
+        await until_waiting(tab, 2)
+        await tab.execute("ROLLBACK")
+        assert (await refresh).status_code == 200, (await refresh).text
+        assert (await gone).status_code == 204, (await gone).text
+    finally:
+        await tab.close()
+    again = await client.post("/api/auth/refresh", json={"refresh_token": ann.refresh_token})
+    assert again.status_code == 401, again.text
+
+
+async def test_a_read_position_written_behind_the_deletion_is_refused_and_swept(
+    client: httpx.AsyncClient, make_user: MakeUser, settings: Settings, pool: asyncpg.Pool
+) -> None:
+    """Was: another session's acknowledgement in a direct conversation, queued behind
+    the deletion on its row, wrote a read position and read_state.updated for the
+    deleted account after it committed (it stays a participant, and acknowledging needs
+    only to see). Now a write judged under its channel's lock refuses a deleted actor
+    (401 SESSION_REVOKED); and the retention job deletes such rows should one slip by."""
+    ann, ben = await make_user("ann"), await make_user("ben")
+    dm = UUID(str((await factories.direct(client, ann, ben))["id"]))
+    await factories.say(client, ben, str(dm), "hello")
+    login = await client.post("/api/auth/login", json={"login": "ann", "password": ann.password})
+    phone = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    # (a change of who may see it, a block say, under way holds its row)
+    sender = await held_rows(settings, "SELECT 1 FROM channels WHERE id = $1 FOR UPDATE", dm)
+    try:
+        gone = asyncio.ensure_future(
+            client.post(DELETE, headers=ann.headers, json={"password": ann.password})
+        )
+        await until_blocked_by(sender, gone)
+        ack = asyncio.ensure_future(
+            client.put(f"/api/channels/{dm}/ack", headers=phone, json={"seq": 1})
+        )
+        await until_waiting(sender, 2)
+        await sender.execute("ROLLBACK")
+        assert (await gone).status_code == 204, (await gone).text
+        refused(await ack, 401, "SESSION_REVOKED")
+    finally:
+        await sender.close()
+    async with pool.acquire() as conn:
+        mine = "SELECT count(*) FROM read_states WHERE user_id = $1"
+        assert await conn.fetchval(mine, ann.id) == 0
+        # The backstop: rows naming a deleted account, however written, are swept.
+        await conn.execute(
+            "INSERT INTO read_states (user_id, channel_id, last_read_seq) VALUES ($1, $2, 1)",
+            ann.id,
+            dm,
+        )
+        await conn.execute(
+            "INSERT INTO recovery_codes (user_id, code_hash) VALUES ($1, sha256('x'))", ann.id
+        )
+    removed = await prune_rows(pool, settings)
+    assert removed["deleted_accounts"] == 2
+    async with pool.acquire() as conn:
+        assert await conn.fetchval(mine, ann.id) == 0
+        codes = "SELECT count(*) FROM recovery_codes WHERE user_id = $1"
+        assert await conn.fetchval(codes, ann.id) == 0

@@ -652,3 +652,45 @@ async def test_reverting_the_session_limit_keeps_the_sessions_it_ended_as_revoke
         assert await conn.fetchval(flag) == 1
     finally:
         await conn.close()
+
+
+async def test_deleted_emails_index_is_built_while_users_stay_readable_and_writable(
+    empty_db_url: str,
+) -> None:
+    """Was: 0034 dropped and built users_email_key in one transaction, under ACCESS
+    EXCLUSIVE on users: queued behind a long transaction, and then for the whole build,
+    every read of users waited. Now it builds the new index CONCURRENTLY and swaps it
+    in; 0033's CHECK is added NOT VALID and validated apart (both outside a transaction)."""
+    conn = await asyncpg.connect(empty_db_url)
+    await Migrator(conn).run()
+    assert [m.label for m in await Migrator(conn).revert(1)] == ["0034_deleted_emails_unkeyed"]
+    holder, held = await hold_users(empty_db_url)
+    live = await asyncpg.connect(empty_db_url)
+    try:
+        running = asyncio.create_task(Migrator(conn, lock_timeout_s=60).run())
+        await until_one_waits_for_a_lock(live, running)
+        assert not running.done()  # (its build waits for the long transaction)
+        insert = (
+            "INSERT INTO users (username, email, email_key, password_hash)"
+            " VALUES ('ann', 'a@x.org', 'a@x.org', 'h')"
+        )
+        await asyncio.wait_for(live.execute(insert), 3)
+        assert await asyncio.wait_for(live.fetchval("SELECT count(*) FROM users"), 3) == 1
+        await held.rollback()
+        assert [m.version for m in await asyncio.wait_for(running, 20)] == [34]
+        index = await conn.fetchrow(
+            "SELECT i.indisunique, i.indisvalid, pg_get_expr(i.indpred, i.indrelid) AS pred"
+            " FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+            " WHERE c.relname = 'users_email_key'"
+        )
+        assert index is not None and index["indisunique"] and index["indisvalid"]
+        assert index["pred"] == "(deleted_at IS NULL)"
+        assert not await conn.fetchval("SELECT to_regclass('users_email_key_live') IS NOT NULL")
+        validated = "SELECT convalidated FROM pg_constraint WHERE conname = $1"
+        assert await conn.fetchval(validated, "sessions_revoked_reason_known")
+        with pytest.raises(asyncpg.UniqueViolationError, match="users_email_key"):
+            await live.execute(insert.replace("'ann'", "'ann2'"))
+    finally:
+        await holder.close()
+        await live.close()
+        await conn.close()

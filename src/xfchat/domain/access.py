@@ -21,7 +21,7 @@ import asyncpg
 
 from xfchat.db.queries import access as q
 from xfchat.db.queries import channels as channels_q
-from xfchat.domain.accounts import Actor
+from xfchat.domain.accounts import Actor, session_ended
 from xfchat.domain.permissions import (
     CLOSED_DIRECT,
     Permission,
@@ -114,13 +114,18 @@ async def access_channel(
     never between the check and the write).
 
     Raises: NotFound (CHANNEL_NOT_FOUND) if it does not exist or is not visible;
-    Forbidden (MISSING_PERMISSIONS, or CANNOT_MESSAGE_USER in a closed direct conversation)."""
+    Forbidden (MISSING_PERMISSIONS, or CANNOT_MESSAGE_USER in a closed direct conversation);
+    with `share`, Unauthorized (SESSION_REVOKED) if the actor's account was deleted (a
+    write that passed its session's check as the deletion committed: it still takes
+    part in its direct conversations)."""
     found = await q.get_channel_access(
         conn, channel_id=channel_id, user_id=actor.user_id, lock=lock, share=share
     )
     if found is None:
         raise channel_not_found()
     channel, facts = found
+    if share and facts.account_deleted:
+        raise session_ended()
     needed = need(channel) if callable(need) else need
     error = refusal(facts, needed | Permission.VIEW_CHANNEL)
     if error is not None:

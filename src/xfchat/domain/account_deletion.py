@@ -27,6 +27,7 @@ from xfchat.db.queries import channels as channels_q
 from xfchat.db.queries import media as media_q
 from xfchat.db.queries import servers as servers_q
 from xfchat.db.queries import sessions as sessions_q
+from xfchat.db.queries import two_factor as two_factor_q
 from xfchat.db.queries import users as users_q
 from xfchat.domain import account_lock, conversations, friends, members, two_factor, voice
 from xfchat.domain.access import member_servers, visible_channels
@@ -104,8 +105,9 @@ async def _lock(conn: asyncpg.Connection, user_id: UUID) -> Places:
     rows of those servers' channels and of its groups (before the pairs', as a group's
     changes take them, domain/pairs.py); the pairs' (a friendship, a request or a block
     racing this comes wholly before or after); its row (FOR NO KEY UPDATE: a write
-    naming it through a foreign key goes on); the sessions' lock (after the row, as
-    everywhere); its direct conversations' rows (after the pairs', as a block takes
+    naming it through a foreign key goes on); its authenticator's row (before the
+    sessions' lock, as the login's two-factor step takes them, domain/login.py); the
+    sessions' lock (after the row, as everywhere); its direct conversations' rows (after the pairs', as a block takes
     them). All before anything is emitted: a send, an acknowledgement, a kick or a ban
     under way in one of those places, from another device too, may emit to a stream
     this writes to (the account's, a server's, a conversation's) while holding its
@@ -118,6 +120,7 @@ async def _lock(conn: asyncpg.Connection, user_id: UUID) -> Places:
     await channels_q.lock_channels(conn, channel_ids=groups, server_ids=servers)
     await friends.lock_relations(conn, user_id)
     await users_q.lock_user(conn, user_id=user_id)
+    await two_factor_q.lock_totp(conn, user_id=user_id)
     await lock_sessions(conn, user_id)
     # (read after the pairs' locks: an acceptance of a request opens one)
     directs = await _conversations(conn, user_id, "direct")
@@ -127,6 +130,9 @@ async def _lock(conn: asyncpg.Connection, user_id: UUID) -> Places:
 
 async def _erase(conn: asyncpg.Connection, actor: Actor, places: Places) -> list[UUID]:
     """Everything of the deletion after its checks, in the caller's transaction."""
+    # Its refresh tokens' rows before its sessions' rows, as a refresh takes them
+    # (domain/accounts.py): a refresh under way finishes first, or waits for this.
+    await sessions_q.lock_refresh_tokens_of_user(conn, user_id=actor.user_id)
     revoked = await sessions_q.revoke_other_sessions(
         conn, user_id=actor.user_id, keep=None, reason="account_deleted"
     )

@@ -154,8 +154,11 @@ async def enable(
     recovery codes (shown this once).
 
     Raises: BadRequest (TWO_FACTOR_NOT_SET_UP, WRONG_TWO_FACTOR_CODE); Conflict
-    (TWO_FACTOR_ENABLED); ServiceUnavailable (TWO_FACTOR_UNAVAILABLE)."""
+    (TWO_FACTOR_ENABLED); ServiceUnavailable (TWO_FACTOR_UNAVAILABLE); Unauthorized
+    (SESSION_REVOKED: the account deleted meanwhile)."""
     async with conn.transaction():
+        # (as setup: a deletion under way deletes the codes this writes, or refuses it)
+        await hold_accounts(conn, actor)
         totp = await q.get_totp(conn, user_id=actor.user_id)
         if totp is not None and totp.confirmed_at is not None:
             raise Conflict("two-factor sign-in is on already", code="TWO_FACTOR_ENABLED")
@@ -228,9 +231,11 @@ async def regenerate_recovery_codes(
 ) -> list[str]:
     """Ten new recovery codes; the earlier ones stop working.
 
-    Raises: BadRequest (WRONG_PASSWORD, TWO_FACTOR_NOT_ENABLED)."""
+    Raises: BadRequest (WRONG_PASSWORD, TWO_FACTOR_NOT_ENABLED); Unauthorized
+    (SESSION_REVOKED: the account deleted meanwhile)."""
     await confirm_password(pool, settings, actor, password)
     async with pool.acquire() as conn, conn.transaction():
+        await hold_accounts(conn, actor)
         if not (await status(conn, actor)).enabled:
             raise BadRequest("two-factor sign-in is off", code="TWO_FACTOR_NOT_ENABLED")
         return await _new_recovery_codes(conn, actor)

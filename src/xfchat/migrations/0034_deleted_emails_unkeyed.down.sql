@@ -1,11 +1,20 @@
+-- xfchat: no transaction
+-- xfchat: no data lost: an index only.
 -- The whole table's index again: a deleted account's placeholder key taken since by a
 -- live account (someone who registered that placeholder email) is refused here, rather
--- than reverted into a failing CREATE INDEX; change one's email first.
+-- than reverted into a failing CREATE INDEX; change one's email first. Built
+-- CONCURRENTLY under a new name, then put in the partial one's place, as the up.
 DO $$
 BEGIN
     IF EXISTS (SELECT 1 FROM users GROUP BY email_key HAVING count(*) > 1) THEN
         RAISE EXCEPTION 'two accounts have one email_key: see 0034_deleted_emails_unkeyed.down.sql';
     END IF;
 END $$;
-DROP INDEX users_email_key;
-CREATE UNIQUE INDEX users_email_key ON users (email_key);
+-- xfchat: statement break
+DROP INDEX CONCURRENTLY IF EXISTS users_email_key_all;
+-- xfchat: statement break
+CREATE UNIQUE INDEX CONCURRENTLY users_email_key_all ON users (email_key);
+-- xfchat: statement break
+DROP INDEX CONCURRENTLY IF EXISTS users_email_key;
+-- xfchat: statement break
+ALTER INDEX users_email_key_all RENAME TO users_email_key;

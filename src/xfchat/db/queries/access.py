@@ -53,6 +53,9 @@ class AccessFacts(NamedTuple):
     timed_out: bool  # server channels: the member is timed out right now
     # A direct conversation whose other person deleted their account (it is `closed`).
     peer_deleted: bool = False
+    # The user's own account is deleted (a write of theirs that passed its session's
+    # check as the deletion committed is refused under its lock: domain/access.py).
+    account_deleted: bool = False
 
 
 @dataclass(frozen=True)
@@ -135,7 +138,9 @@ FACTS_SELECT = f"""
            COALESCE(sm.timed_out_until > now(), false) AS timed_out,
            (ch.kind = 'direct' AND EXISTS (
                SELECT 1 FROM users d WHERE d.id = {_DIRECT_PEER} AND d.deleted_at IS NOT NULL
-           )) AS peer_deleted
+           )) AS peer_deleted,
+           EXISTS (SELECT 1 FROM users me WHERE me.id = pr.user_id AND me.deleted_at IS NOT NULL)
+               AS account_deleted
     FROM pairs pr
     JOIN channels ch ON ch.id = pr.channel_id
     LEFT JOIN servers s ON s.id = ch.server_id

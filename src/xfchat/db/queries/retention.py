@@ -106,8 +106,10 @@ async def delete_orphan_streams(conn: asyncpg.Connection, *, limit: int) -> int:
 
 async def delete_deleted_account_leftovers(conn: asyncpg.Connection, *, limit: int) -> int:
     """Usage days of deleted accounts (a process counts in memory and may write the
-    deletion request's own count after it) and friend requests naming one (a request
-    made while the deletion committed); how many."""
+    deletion request's own count after it), friend requests naming one (a request
+    made while the deletion committed), and, should a write slip past the deletion's
+    checks, the other rows it deletes (users.delete_personal_rows): read positions,
+    authenticators, recovery codes, kept timeouts; how many."""
     removed = await conn.fetchval(
         """
         WITH usage AS (
@@ -123,8 +125,35 @@ async def delete_deleted_account_leftovers(conn: asyncpg.Connection, *, limit: i
                 WHERE u.deleted_at IS NOT NULL
                 LIMIT $1 FOR UPDATE OF r SKIP LOCKED
             ) RETURNING 1
+        ), reads AS (
+            DELETE FROM read_states WHERE (user_id, channel_id) IN (
+                SELECT t.user_id, t.channel_id FROM read_states t JOIN users u ON u.id = t.user_id
+                WHERE u.deleted_at IS NOT NULL
+                LIMIT $1 FOR UPDATE OF t SKIP LOCKED
+            ) RETURNING 1
+        ), totp AS (
+            DELETE FROM user_totp WHERE user_id IN (
+                SELECT t.user_id FROM user_totp t JOIN users u ON u.id = t.user_id
+                WHERE u.deleted_at IS NOT NULL
+                LIMIT $1 FOR UPDATE OF t SKIP LOCKED
+            ) RETURNING 1
+        ), codes AS (
+            DELETE FROM recovery_codes WHERE (user_id, code_hash) IN (
+                SELECT t.user_id, t.code_hash FROM recovery_codes t JOIN users u ON u.id = t.user_id
+                WHERE u.deleted_at IS NOT NULL
+                LIMIT $1 FOR UPDATE OF t SKIP LOCKED
+            ) RETURNING 1
+        ), timeouts AS (
+            DELETE FROM lingering_timeouts WHERE (server_id, user_id) IN (
+                SELECT t.server_id, t.user_id FROM lingering_timeouts t
+                JOIN users u ON u.id = t.user_id
+                WHERE u.deleted_at IS NOT NULL
+                LIMIT $1 FOR UPDATE OF t SKIP LOCKED
+            ) RETURNING 1
         )
         SELECT (SELECT count(*) FROM usage) + (SELECT count(*) FROM requests)
+             + (SELECT count(*) FROM reads) + (SELECT count(*) FROM totp)
+             + (SELECT count(*) FROM codes) + (SELECT count(*) FROM timeouts)
         """,
         limit,
     )

@@ -294,6 +294,21 @@ async def has_familiar_session(
     )
 
 
+async def lock_refresh_tokens_of_user(conn: asyncpg.Connection, *, user_id: UUID) -> None:
+    """Lock the rows of the user's refresh tokens until the transaction ends: each
+    session's newest first, so never one while waiting for a newer one of its session,
+    which a refresh holds while it deletes the older ones (delete_replaced_refresh_tokens)."""
+    await conn.execute(
+        """
+        SELECT 1 FROM refresh_tokens
+        WHERE session_id IN (SELECT id FROM sessions WHERE user_id = $1)
+        ORDER BY session_id, generation DESC
+        FOR UPDATE
+        """,
+        user_id,
+    )
+
+
 async def forget_session_clients(conn: asyncpg.Connection, *, user_id: UUID) -> None:
     """Drop where the user's sessions came from (address, device), and the refresh
     tokens' rows: for a deleted account, whose ended sessions stay only so that their
