@@ -97,7 +97,8 @@ def session_revoked(user_id: UUID, session_id: UUID, reason: str) -> Event:
 
 
 def _unique_violation(exc: asyncpg.UniqueViolationError) -> Conflict:
-    if exc.constraint_name == "users_email_key":
+    # (users_email_key_live: its name while migration 0034 builds it)
+    if exc.constraint_name in ("users_email_key", "users_email_key_live"):
         return Conflict("that email is already registered", code="EMAIL_TAKEN", field="email")
     return Conflict("that username is taken", code="USERNAME_TAKEN", field="username")
 
