@@ -122,7 +122,6 @@ OK = ("200", "201", "206")  # (not a Braid subscription's 209)
 ENUMS = {
     "MessagePayload": {"kind": ["default", "system", "pin"]},
     "ServerChannelPayload": {"kind": ["text", "voice", "category"]},
-    "MyServerChannelPayload": {"kind": ["text", "voice", "category"]},
     "ConversationPayload": {"kind": ["direct", "group"]},
     "ConversationView": {"kind": ["direct", "group"]},
     "ConversationChannelPayload": {"kind": ["direct", "group"]},

@@ -15,7 +15,7 @@ from xfchat.api.models import Text, enforced
 from xfchat.api.responses import JSONResponse
 from xfchat.api.servers import AuditReason
 from xfchat.domain import roles, server_channels
-from xfchat.domain.event_payloads import MyServerChannelPayload
+from xfchat.domain.event_payloads import ServerChannelPayload
 from xfchat.domain.roles import parse_permissions
 from xfchat.domain.servers import get_server
 
@@ -54,7 +54,7 @@ class OverrideIn(BaseModel):
 
 
 @router.post(
-    "/api/servers/{server_id}/channels", status_code=201, response_model=MyServerChannelPayload
+    "/api/servers/{server_id}/channels", status_code=201, response_model=ServerChannelPayload
 )
 async def post_channel(
     server_id: UUID, body: ChannelIn, actor: CurrentActor, conn: Conn, reason: AuditReason
@@ -67,13 +67,13 @@ async def post_channel(
     return JSONResponse(made, status_code=201)
 
 
-@router.get("/api/servers/{server_id}/channels", response_model=list[MyServerChannelPayload])
+@router.get("/api/servers/{server_id}/channels", response_model=list[ServerChannelPayload])
 async def get_channels(server_id: UUID, actor: CurrentActor, conn: Conn) -> Response:
     """The channels you may see, in display order."""
     return JSONResponse((await get_server(conn, actor, server_id))["channels"])
 
 
-@router.patch("/api/servers/{server_id}/channels", response_model=list[MyServerChannelPayload])
+@router.patch("/api/servers/{server_id}/channels", response_model=list[ServerChannelPayload])
 async def patch_channels(
     server_id: UUID,
     body: Annotated[list[PositionIn], Body(max_length=server_channels.MAX_CHANNELS)],
@@ -90,7 +90,7 @@ async def patch_channels(
 
 @router.get(
     "/api/channels/{channel_id}",
-    response_model=MyServerChannelPayload | server_channels.ConversationChannelPayload,
+    response_model=ServerChannelPayload | server_channels.ConversationChannelPayload,
 )
 async def get_channel(channel_id: UUID, actor: CurrentActor, conn: Conn) -> Response:
     """Any channel you may see, by id (a message, a search hit or a mention names only
@@ -100,7 +100,7 @@ async def get_channel(channel_id: UUID, actor: CurrentActor, conn: Conn) -> Resp
     return JSONResponse(await server_channels.get_channel(conn, actor, channel_id))
 
 
-@router.patch("/api/channels/{channel_id}", response_model=MyServerChannelPayload)
+@router.patch("/api/channels/{channel_id}", response_model=ServerChannelPayload)
 async def patch_channel(
     channel_id: UUID, body: ChannelFields, actor: CurrentActor, conn: Conn, reason: AuditReason
 ) -> Response:
@@ -146,7 +146,7 @@ async def _override(
     )
 
 
-@router.put(OVERRIDE, response_model=MyServerChannelPayload)
+@router.put(OVERRIDE, response_model=ServerChannelPayload)
 async def put_override(
     channel_id: UUID,
     kind: OverrideKind,
@@ -160,7 +160,7 @@ async def put_override(
     return await _override(conn, actor, channel_id, kind, target_id, body, reason)
 
 
-@router.delete(OVERRIDE, response_model=MyServerChannelPayload)
+@router.delete(OVERRIDE, response_model=ServerChannelPayload)
 async def delete_override(
     channel_id: UUID,
     kind: OverrideKind,

@@ -284,20 +284,10 @@ async def server_viewers(
 
 @dataclass(frozen=True)
 class Audience:
-    """Of each channel: who may see it, who of them may also read its history, and
-    their permissions in it (`classes`: the viewers by the bits they hold, a few sets per
-    channel, as they were computed: one per distinct set of roles, not one per member)."""
+    """Of each channel: who may see it, and who of them may also read its history."""
 
     viewers: dict[UUID, set[UUID]]
     readers: dict[UUID, set[UUID]]
-    classes: dict[UUID, dict[Permission, set[UUID]]]
-
-    def permissions(self, channel_id: UUID, user_id: UUID) -> Permission | None:
-        """One viewer's permissions in a channel (None: they do not see it)."""
-        for perms, users in self.classes.get(channel_id, {}).items():
-            if user_id in users:
-                return perms
-        return None
 
 
 HISTORY_READ = Permission.VIEW_CHANNEL | Permission.READ_MESSAGE_HISTORY
@@ -318,9 +308,8 @@ async def server_audience(
     member override in a channel (or its synced category) are decided one by one."""
     out: dict[UUID, set[UUID]] = {c: set() for c in channel_ids}
     readers: dict[UUID, set[UUID]] = {c: set() for c in channel_ids}
-    classes: dict[UUID, dict[Permission, set[UUID]]] = {c: {} for c in channel_ids}
     if not channel_ids or user_ids == []:
-        return Audience(out, readers, classes)
+        return Audience(out, readers)
     facts = await q.get_server_access_set(
         conn, server_id=server_id, channel_ids=channel_ids, user_ids=user_ids
     )
@@ -382,10 +371,9 @@ async def server_audience(
         for users, perms in held:
             if perms & Permission.VIEW_CHANNEL:
                 out[channel.id] |= users
-                classes[channel.id].setdefault(perms, set()).update(users)
             if HISTORY_READ & perms == HISTORY_READ:
                 readers[channel.id] |= users
-    return Audience(out, readers, classes)
+    return Audience(out, readers)
 
 
 async def access_changed(conn: asyncpg.Connection, channel_id: UUID) -> None:

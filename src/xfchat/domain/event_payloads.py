@@ -239,23 +239,6 @@ class ServerChannelPayload(TypedDict):
     created_at: str
 
 
-class MyServerChannelPayload(ServerChannelPayload):
-    """A server channel as given to one member alone (answers, `ready`, `server.joined`,
-    `channel.revealed`): with their permissions in it. Never in events to many."""
-
-    permissions: str  # decimal string: the bits you hold in it, all steps applied
-
-
-class ChannelPermissionPayload(TypedDict):
-    id: str
-    permissions: str  # decimal string
-
-
-class ChannelsPermissionsPayload(TypedDict):
-    server_id: str
-    channels: list[ChannelPermissionPayload]  # those whose bits changed, with the new bits
-
-
 class ServerPayload(TypedDict):
     id: str
     name: str
@@ -327,7 +310,7 @@ class ChannelUnreadPayload(TypedDict):
 
 
 class ServerJoinedPayload(ServerPayload):
-    channels: list[MyServerChannelPayload]  # those you may see
+    channels: list[ServerChannelPayload]  # those you may see
     roles: list[RolePayload]
     member: MemberPayload  # you
     read_states: list[ChannelUnreadPayload]  # yours, in each text channel you may see
@@ -345,9 +328,8 @@ class ChannelsRevealedPayload(TypedDict):
     reason: str  # created, permissions
     channel_ids: list[str]
     # Their payloads; empty when the change revealed too much to repeat them to each
-    # member: each then follows as the channel's `channel.updated` (your permissions in
-    # them then come in a `channel.permissions`).
-    channels: list[MyServerChannelPayload]
+    # member: each then follows as the channel's `channel.updated`.
+    channels: list[ServerChannelPayload]
 
 
 class ChannelsHiddenPayload(TypedDict):

@@ -29,7 +29,6 @@ import orjson
 from xfchat.db.queries import event_log as q
 from xfchat.domain.event_payloads import (
     ChannelsHiddenPayload,
-    ChannelsPermissionsPayload,
     ChannelsRevealedPayload,
     ConversationPayload,
     ConversationRemovedPayload,
@@ -331,9 +330,8 @@ CHANNELS_REVEALED = EventType(
     U,
     ChannelsRevealedPayload,
     "Server channels you may now see (new ones, or permissions changed); their events follow. "
-    "`channels` has their payloads, each with your `permissions` in it, or is empty when a "
-    "change revealed too much to repeat them: each then follows as its `channel.updated`, "
-    "and your permissions in them as a `channel.permissions`.",
+    "`channels` has their payloads, or is empty when a change revealed too much to repeat "
+    "them: each then follows as its `channel.updated`.",
     access=AccessChange.GRANT,
     targets=_revealed,
 )
@@ -354,15 +352,6 @@ CHANNELS_HISTORY_HIDDEN = EventType(
     " subscription to one ends; their live events still come.",
     access=AccessChange.REVOKE_HISTORY,
     targets=_hidden,
-)
-CHANNELS_PERMISSIONS = EventType(
-    "channel.permissions",
-    U,
-    ChannelsPermissionsPayload,
-    "Server channels you still see in which your permissions changed (a role's permissions, a"
-    " role given or taken, an override of the channel or of the category it follows, a"
-    " timeout set or lifted, the owner changed): `channels` has each one's `id` and your"
-    " `permissions` in it now. Also after a `channel.revealed` whose `channels` is empty.",
 )
 CHANNEL_UPDATED = EventType(
     "channel.updated",
@@ -470,7 +459,6 @@ EVENT_TYPES: dict[str, EventType[Any]] = {
         CHANNELS_REVEALED,
         CHANNELS_HIDDEN,
         CHANNELS_HISTORY_HIDDEN,
-        CHANNELS_PERMISSIONS,
         CHANNEL_UPDATED,
         MEMBER_JOINED,
         MEMBER_UPDATED,

@@ -42,7 +42,6 @@ from xfchat.domain.profile import public_profile
 from xfchat.domain.server_views import channel_updates, member_json, members_json
 from xfchat.domain.servers import audit, text_field
 from xfchat.domain.validation import looks_empty
-from xfchat.domain.visibility import settle, watch
 from xfchat.errors import BadRequest, Forbidden, NotFound
 
 MAX_PAGE = 1000
@@ -139,12 +138,6 @@ async def update_member(
             check_outranks(access, target)
         if until is not None:
             await _check_timeout_target(conn, server_id, user_id)
-        # A timeout set or lifted changes the member's permissions in every channel.
-        seen = (
-            await watch(conn, server_id, user_ids=[user_id])
-            if "timed_out_until" in fields
-            else None
-        )
         row = await q.update_member(
             conn,
             server_id=server_id,
@@ -155,10 +148,11 @@ async def update_member(
             clear_timeout="timed_out_until" in fields and until is None,
         )
         assert row is not None
-        if seen is not None:
-            # (which also makes sends and reactions, checking permissions in their own
-            # statements, see the timeout: domain/access.py)
-            await settle(conn, seen, "permissions")
+        if "timed_out_until" in fields:
+            # Sends and reactions check permissions in their own statements: make them
+            # see the timeout (domain/access.py).
+            channels = await channels_q.list_server_channels(conn, server_id=server_id)
+            await access_changed_many(conn, [c.id for c in channels])
         # No voice while timed out.
         ended = await voice.end_member_state(conn, server_id, user_id) if until else []
         changes = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in fields.items()}

@@ -27,8 +27,8 @@ from xfchat.domain.access import (
 )
 from xfchat.domain.accounts import Actor
 from xfchat.domain.event_payloads import (
-    MyServerChannelPayload,
     RolePayload,
+    ServerChannelPayload,
 )
 from xfchat.domain.events import (
     MEMBER_UPDATED,
@@ -40,7 +40,7 @@ from xfchat.domain.events import (
 )
 from xfchat.domain.members import check_outranks, member_not_found
 from xfchat.domain.permissions import ALL, Permission
-from xfchat.domain.server_views import announce_channels, as_mine, member_json, role_json
+from xfchat.domain.server_views import announce_channels, member_json, role_json
 from xfchat.domain.servers import audit, text_field
 from xfchat.domain.validation import looks_empty
 from xfchat.domain.visibility import settle, watch
@@ -392,7 +392,7 @@ async def set_override(
     allow: int | None,
     deny: int | None,
     reason: str | None,
-) -> MyServerChannelPayload:
+) -> ServerChannelPayload:
     """Set (allow and deny given) or remove (both None) a channel's override for a role
     or a member: MANAGE_ROLES in the server, a role below your highest, and MANAGE_ROLES
     and every permission the change sets or lifts held in this channel and, for a
@@ -482,7 +482,7 @@ async def set_override(
             },
             reason=reason,
         )
-        return await as_mine(conn, payload, actor.user_id)
+    return payload
 
 
 async def _synced_with(conn: asyncpg.Connection, channel: channels_q.ChannelRow) -> list[UUID]:

@@ -26,15 +26,9 @@ from xfchat.domain.access import (
 )
 from xfchat.domain.accounts import Actor
 from xfchat.domain.conversations import ConversationView, get_conversation
-from xfchat.domain.event_payloads import MyServerChannelPayload
+from xfchat.domain.event_payloads import ServerChannelPayload
 from xfchat.domain.permissions import Permission
-from xfchat.domain.server_views import (
-    announce_channels,
-    as_mine,
-    channels_json,
-    my_channels_json,
-    visible_server_channels,
-)
+from xfchat.domain.server_views import announce_channels, channels_json, visible_server_channels
 from xfchat.domain.servers import audit, text_field
 from xfchat.domain.visibility import settle, watch
 from xfchat.errors import BadRequest, Forbidden, NotFound
@@ -108,10 +102,8 @@ async def _next_position(conn: asyncpg.Connection, actor: Actor, server_id: UUID
     return max((r.position for r in rows if actor.user_id in seen[r.id]), default=-1) + 1
 
 
-async def _payload(
-    conn: asyncpg.Connection, row: q.ChannelRow, actor: Actor
-) -> MyServerChannelPayload:
-    return await as_mine(conn, (await channels_json(conn, [row]))[0], actor.user_id)
+async def _payload(conn: asyncpg.Connection, row: q.ChannelRow) -> ServerChannelPayload:
+    return (await channels_json(conn, [row]))[0]
 
 
 class ConversationChannelPayload(ConversationView):
@@ -122,15 +114,15 @@ class ConversationChannelPayload(ConversationView):
 
 async def get_channel(
     conn: asyncpg.Connection, actor: Actor, channel_id: UUID
-) -> MyServerChannelPayload | ConversationChannelPayload:
+) -> ServerChannelPayload | ConversationChannelPayload:
     """Any channel the actor may see, by id: a server channel as the server shows it to
-    them (with their `permissions` in it), a conversation as its list does (with `server_id` null).
+    them, a conversation as its list does (with `server_id` null).
 
     Raises: NotFound (CHANNEL_NOT_FOUND, as every channel read: for one that does not
     exist and for one they may not see alike)."""
     found = await access_channel(conn, actor, channel_id)
     if found.channel.server_id is not None:
-        return (await my_channels_json(conn, [(found.channel, found.permissions)]))[0]
+        return await _payload(conn, found.channel)
     try:
         view = await get_conversation(conn, actor, channel_id)
     except NotFound:  # (left a moment ago)
@@ -146,7 +138,7 @@ async def create_channel(
     kind: str,
     fields: dict[str, Any],
     reason: str | None,
-) -> MyServerChannelPayload:
+) -> ServerChannelPayload:
     """A new channel at the end of the list (or at `position`). In a category it follows
     the category's overrides unless `permissions_synced` is false.
 
@@ -197,7 +189,7 @@ async def create_channel(
             changes={"kind": kind, **_plain(values)},
             reason=reason,
         )
-        return await _payload(conn, row, actor)
+        return await _payload(conn, row)
 
 
 def _plain(values: dict[str, Any]) -> dict[str, Any]:
@@ -225,7 +217,7 @@ async def update_channel(
     *,
     fields: dict[str, Any],
     reason: str | None,
-) -> MyServerChannelPayload:
+) -> ServerChannelPayload:
     """Change a channel's name, topic, position, category, slowmode, voice user limit or
     whether it follows its category's overrides (MANAGE_CHANNELS in it). A change of
     nothing (no field, or each as it is) answers the channel and writes and tells nothing.
@@ -236,7 +228,7 @@ async def update_channel(
         assert channel.server_id is not None
         values = _check(channel.kind, fields)
         if all(getattr(channel, k) == v for k, v in values.items()):
-            return await _payload(conn, channel, actor)  # changes nothing: none written, none told
+            return await _payload(conn, channel)  # changes nothing: none written, none told
         if "parent_id" in values:
             await _check_parent(conn, actor, channel.server_id, channel.kind, values["parent_id"])
         moves = "parent_id" in values or "permissions_synced" in values
@@ -280,7 +272,7 @@ async def update_channel(
             changes=_plain(values),
             reason=reason,
         )
-        return await as_mine(conn, payload, actor.user_id)
+        return payload
 
 
 async def delete_channel(
@@ -331,7 +323,7 @@ async def reorder_channels(
     server_id: UUID,
     positions: dict[UUID, int],
     reason: str | None,
-) -> list[MyServerChannelPayload]:
+) -> list[ServerChannelPayload]:
     """Set several channels' positions in one call (MANAGE_CHANNELS). Returns the
     channels the actor sees, in their new order.
 
@@ -340,7 +332,7 @@ async def reorder_channels(
         access = await access_server(
             conn, actor, server_id, need=Permission.MANAGE_CHANNELS, lock=True
         )
-        visible = {c.id for c, _ in await visible_server_channels(conn, server_id, actor.user_id)}
+        visible = {c.id for c in await visible_server_channels(conn, server_id, actor.user_id)}
         for channel_id, position in positions.items():
             if channel_id not in visible:
                 raise channel_not_found()
@@ -360,6 +352,6 @@ async def reorder_channels(
             changes={str(k): v for k, v in positions.items()},
             reason=reason,
         )
-        return await my_channels_json(
+        return await channels_json(
             conn, await visible_server_channels(conn, server_id, actor.user_id)
         )

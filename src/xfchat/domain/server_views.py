@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from uuid import UUID
 
 import asyncpg
@@ -13,10 +12,9 @@ from xfchat.db.queries import roles as roles_q
 from xfchat.db.queries import servers as q
 from xfchat.db.queries import users as users_q
 from xfchat.domain import voice
-from xfchat.domain.access import server_audience
+from xfchat.domain.access import server_viewers
 from xfchat.domain.event_payloads import (
     MemberPayload,
-    MyServerChannelPayload,
     OverridePayload,
     RolePayload,
     ServerChannelPayload,
@@ -28,7 +26,6 @@ from xfchat.domain.events import (
     Event,
     emit_many,
 )
-from xfchat.domain.permissions import Permission
 from xfchat.domain.profile import public_profile
 
 
@@ -89,31 +86,6 @@ def channel_json(
     }
 
 
-def my_channel_json(
-    row: channels_q.ChannelRow, overrides: list[channels_q.OverrideRow], perms: Permission
-) -> MyServerChannelPayload:
-    """A channel as given to one member alone: with their permissions in it."""
-    return {**channel_json(row, overrides), "permissions": str(int(perms))}
-
-
-async def my_channels_json(
-    conn: asyncpg.Connection, rows: list[tuple[channels_q.ChannelRow, Permission]]
-) -> list[MyServerChannelPayload]:
-    overrides = await channels_q.list_overrides(conn, channel_ids=[r.id for r, _ in rows])
-    return [my_channel_json(r, overrides, perms) for r, perms in rows]
-
-
-async def as_mine(
-    conn: asyncpg.Connection, payload: ServerChannelPayload, user_id: UUID
-) -> MyServerChannelPayload:
-    """A channel's payload as answered to one member (the actor of a change of it): with
-    their permissions in it ("0" if the change hid it from them)."""
-    channel_id = UUID(payload["id"])
-    audience = await server_audience(conn, UUID(payload["server_id"]), [channel_id], [user_id])
-    perms = audience.permissions(channel_id, user_id) or Permission(0)
-    return {**payload, "permissions": str(int(perms))}
-
-
 async def channels_json(
     conn: asyncpg.Connection, rows: list[channels_q.ChannelRow]
 ) -> list[ServerChannelPayload]:
@@ -158,30 +130,26 @@ def members_json(row: q.MemberRow, user: users_q.PublicUserRow) -> MemberPayload
 
 async def visible_server_channels(
     conn: asyncpg.Connection, server_id: UUID, user_id: UUID
-) -> list[tuple[channels_q.ChannelRow, Permission]]:
-    """The server's channels this member may see, in display order, with their
-    permissions in each."""
+) -> list[channels_q.ChannelRow]:
+    """The server's channels this member may see, in display order."""
     rows = await channels_q.list_server_channels(conn, server_id=server_id)
-    audience = await server_audience(conn, server_id, [r.id for r in rows], [user_id])
-    return [(r, perms) for r in rows if (perms := audience.permissions(r.id, user_id)) is not None]
+    viewers = await server_viewers(conn, server_id, [r.id for r in rows], [user_id])
+    return [r for r in rows if user_id in viewers[r.id]]
 
 
 async def joined_json(
     conn: asyncpg.Connection, server: q.ServerRow, user_id: UUID
 ) -> ServerJoinedPayload:
     """A server as one member sees it: with its roles and the channels they may see."""
-    visible = {c.id: p for c, p in await visible_server_channels(conn, server.id, user_id)}
+    visible = {c.id for c in await visible_server_channels(conn, server.id, user_id)}
     return (await joined_many(conn, [server], user_id, visible))[0]
 
 
 async def joined_many(
-    conn: asyncpg.Connection,
-    servers: list[q.ServerRow],
-    user_id: UUID,
-    visible: Mapping[UUID, Permission],
+    conn: asyncpg.Connection, servers: list[q.ServerRow], user_id: UUID, visible: set[UUID]
 ) -> list[ServerJoinedPayload]:
     """Several servers as one member sees them, of their channels those in `visible`
-    (with the member's permissions in each, as `visible` has them; read state in each text channel, and who is in each voice
+    (with the member's read state in each text channel, and who is in each voice
     channel): eight statements, whatever the number of servers. A server they are no
     longer a member of is left out."""
     ids = [s.id for s in servers]
@@ -208,7 +176,7 @@ async def joined_many(
             channel_ids=texts,
         )
     }
-    voices = await voice.states_by_server(conn, ids, set(visible))
+    voices = await voice.states_by_server(conn, ids, visible)
     out: list[ServerJoinedPayload] = []
     for server in servers:
         member = members.get(server.id)
@@ -218,9 +186,7 @@ async def joined_many(
         out.append(
             {
                 **server_json(server),
-                "channels": [
-                    my_channel_json(c, overrides.get(c.id, []), visible[c.id]) for c in mine
-                ],
+                "channels": [channel_json(c, overrides.get(c.id, [])) for c in mine],
                 "roles": roles.get(server.id, []),
                 "member": members_json(member, me),
                 "read_states": [

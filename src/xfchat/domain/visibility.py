@@ -1,10 +1,7 @@
 """What a change in a server reveals and hides: who saw which of its channels before the
 change and after, turned into `channel.revealed` and `channel.hidden` events for exactly
-the members whose view changed, `channel.history_hidden` for those who still see a
-channel but may no longer read its history (their Braid subscriptions to it end there),
-and `channel.permissions` for those who still see a channel but hold other permissions
-in it (a client cannot always compute them: a synced channel follows its category's
-overrides, which those who cannot see the category are never shown).
+the members whose view changed, and `channel.history_hidden` for those who still see a
+channel but may no longer read its history (their Braid subscriptions to it end there).
 
 Use it inside the change's transaction, after `access_server(..., lock=True)`:
 
@@ -29,18 +26,15 @@ import asyncpg
 from xfchat.db.queries import channels as channels_q
 from xfchat.domain import voice
 from xfchat.domain.access import MESSAGE_KINDS, access_changed_many, server_audience
-from xfchat.domain.event_payloads import MyServerChannelPayload
 from xfchat.domain.events import (
     CHANNEL_UPDATED,
     CHANNELS_HIDDEN,
     CHANNELS_HISTORY_HIDDEN,
-    CHANNELS_PERMISSIONS,
     CHANNELS_REVEALED,
     Event,
     emit_many,
     encode,
 )
-from xfchat.domain.permissions import Permission
 from xfchat.domain.server_views import channels_json
 
 # How much of channels' payloads a change's `channel.revealed` events may carry in all
@@ -55,7 +49,6 @@ class Seen:
     user_ids: list[UUID] | None  # None: every member
     viewers: dict[UUID, set[UUID]]
     readers: dict[UUID, set[UUID]]  # those of the viewers who may read the history
-    classes: dict[UUID, dict[Permission, set[UUID]]]  # the viewers by their permissions
 
 
 async def watch(
@@ -72,9 +65,7 @@ async def watch(
             c.id for c in await channels_q.list_server_channels(conn, server_id=server_id)
         ]
     audience = await server_audience(conn, server_id, channel_ids, user_ids)
-    return Seen(
-        server_id, channel_ids, user_ids, audience.viewers, audience.readers, audience.classes
-    )
+    return Seen(server_id, channel_ids, user_ids, audience.viewers, audience.readers)
 
 
 async def settle(
@@ -85,8 +76,7 @@ async def settle(
     new_channel_ids: list[UUID] | None = None,
 ) -> None:
     """Tell each member what the change since `watch` revealed or hid (channels created
-    since are `new_channel_ids`; deleted ones count as hidden), and, of the channels they
-    still see, in which their permissions changed (`channel.permissions`)."""
+    since are `new_channel_ids`; deleted ones count as hidden)."""
     rows = {
         c.id: c
         for c in await channels_q.list_server_channels(conn, server_id=seen.server_id)
@@ -94,22 +84,14 @@ async def settle(
     }
     audience = await server_audience(conn, seen.server_id, list(rows), seen.user_ids)
     after = audience.viewers
-    gained: dict[UUID, list[tuple[UUID, Permission]]] = {}
+    gained: dict[UUID, list[UUID]] = {}
     lost: dict[UUID, list[UUID]] = {}
     unread: dict[UUID, list[UUID]] = {}  # still seen, its history no longer readable
-    changed: dict[UUID, list[tuple[UUID, Permission]]] = {}  # still seen, other bits
     for channel_id in [*seen.channel_ids, *(new_channel_ids or [])]:
         before = seen.viewers.get(channel_id, set())
         now = after.get(channel_id, set())
-        # Class by class (a few per channel: one per distinct set of roles), so members
-        # whose bits stay the same cost nothing one by one.
-        for perms, users in audience.classes.get(channel_id, {}).items():
-            for user in users - before:
-                gained.setdefault(user, []).append((channel_id, perms))
-            for old, was in seen.classes.get(channel_id, {}).items():
-                if old != perms:
-                    for user in users & was:
-                        changed.setdefault(user, []).append((channel_id, perms))
+        for user in now - before:
+            gained.setdefault(user, []).append(channel_id)
         for user in before - now:
             lost.setdefault(user, []).append(channel_id)
         if channel_id not in rows or rows[channel_id].kind not in MESSAGE_KINDS:
@@ -133,57 +115,26 @@ async def settle(
                 )
             )
     if gained:
-        events += await _revealed(conn, seen, reason, list(rows.values()), gained, changed)
-    for user, held in sorted(changed.items()):
-        events.append(
-            CHANNELS_PERMISSIONS.to_user(
-                user,
-                {
-                    "server_id": str(seen.server_id),
-                    "channels": [{"id": str(c), "permissions": str(int(p))} for c, p in held],
-                },
+        payloads = {c["id"]: c for c in await channels_json(conn, list(rows.values()))}
+        sizes = {key: len(encode(payload)) for key, payload in payloads.items()}
+        # Each member's event carries the channels it reveals, unless that would repeat
+        # more than REVEAL_INLINE_BYTES across the members: then the payloads follow, once
+        # each, as `channel.updated` of the channel (after the grants, so they reach the
+        # members who gain it), and the events carry only the channel ids.
+        inline = sum(sizes[str(c)] for ids in gained.values() for c in ids) <= REVEAL_INLINE_BYTES
+        for user, ids in sorted(gained.items()):
+            events.append(
+                CHANNELS_REVEALED.to_user(
+                    user,
+                    {
+                        "server_id": str(seen.server_id),
+                        "reason": reason,
+                        "channel_ids": [str(c) for c in ids],
+                        "channels": [payloads[str(c)] for c in ids] if inline else [],
+                    },
+                )
             )
-        )
-    await emit_many(conn, events)
-
-
-async def _revealed(
-    conn: asyncpg.Connection,
-    seen: Seen,
-    reason: str,
-    rows: list[channels_q.ChannelRow],
-    gained: dict[UUID, list[tuple[UUID, Permission]]],
-    changed: dict[UUID, list[tuple[UUID, Permission]]],
-) -> list[Event]:
-    """`channel.revealed` for each member who gained channels, each payload with their
-    permissions in it. Each member's event carries the channels it reveals, unless that
-    would repeat more than REVEAL_INLINE_BYTES across the members: then the payloads
-    follow, once each, as `channel.updated` of the channel (after the grants, so they
-    reach the members who gain it), the events carry only the channel ids, and each
-    member's permissions in them come in their `channel.permissions` (added to
-    `changed`)."""
-    payloads = {c["id"]: c for c in await channels_json(conn, rows)}
-    sizes = {key: len(encode(payload)) for key, payload in payloads.items()}
-    inline = sum(sizes[str(c)] for ids in gained.values() for c, _ in ids) <= REVEAL_INLINE_BYTES
-    events: list[Event] = []
-    for user, held in sorted(gained.items()):
-        mine: list[MyServerChannelPayload] = [
-            {**payloads[str(c)], "permissions": str(int(p))} for c, p in held
-        ]
-        events.append(
-            CHANNELS_REVEALED.to_user(
-                user,
-                {
-                    "server_id": str(seen.server_id),
-                    "reason": reason,
-                    "channel_ids": [str(c) for c, _ in held],
-                    "channels": mine if inline else [],
-                },
-            )
-        )
         if not inline:
-            changed.setdefault(user, []).extend(held)
-    if not inline:
-        revealed = dict.fromkeys(c for held in gained.values() for c, _ in held)
-        events += [CHANNEL_UPDATED.to_channel(c, payloads[str(c)]) for c in revealed]
-    return events
+            revealed = dict.fromkeys(c for ids in gained.values() for c in ids)
+            events += [CHANNEL_UPDATED.to_channel(c, payloads[str(c)]) for c in revealed]
+    await emit_many(conn, events)
