@@ -11,6 +11,16 @@ BEGIN
     END IF;
 END $$;
 -- xfchat: statement break
+DO $$
+BEGIN
+    -- (run again after it stopped part way: as the up's first statement)
+    IF to_regclass('users_email_key') IS NULL
+       AND (SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('users_email_key_all'))
+    THEN
+        ALTER INDEX users_email_key_all RENAME TO users_email_key;
+    END IF;
+END $$;
+-- xfchat: statement break
 DROP INDEX CONCURRENTLY IF EXISTS users_email_key_all;
 -- xfchat: statement break
 CREATE UNIQUE INDEX CONCURRENTLY users_email_key_all ON users (email_key);
