@@ -3,9 +3,8 @@ rate limits."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import asyncpg
 from fastapi import Depends, Header, Query, Request
@@ -37,13 +36,17 @@ async def get_conn(request: Request) -> AsyncIterator[asyncpg.Connection]:
         yield conn
 
 
-def app_slots(request: Request, name: str, size: int) -> asyncio.Semaphore:
-    """The app's bound `name` on jobs running at once: one per app, so one per process,
-    made on first use (an asyncio primitive belongs to the app's loop)."""
+T = TypeVar("T")
+
+
+def app_slots(request: Request, name: str, make: Callable[[], T]) -> T:
+    """The app's `name` (a bound on jobs running at once): one per app, so one per
+    process, made by `make` on first use (an asyncio primitive belongs to the app's
+    loop)."""
     state = request.app.state
-    slots: asyncio.Semaphore | None = getattr(state, name, None)
+    slots: T | None = getattr(state, name, None)
     if slots is None:
-        slots = asyncio.Semaphore(size)
+        slots = make()
         setattr(state, name, slots)
     return slots
 

@@ -14,6 +14,7 @@ from xfchat.api.deps import (
     Conn,
     CurrentActor,
     Pool,
+    app_slots,
     authenticate_request,
     bearer_token,
     check_limit,
@@ -65,11 +66,7 @@ def upload_routes(settings: Settings) -> list[UploadRoute]:
 
 def image_slots(request: Request, actor: Actor) -> images.Slots:
     """The app's bound on image decodes running at once, as `actor` takes its slots."""
-    state = request.app.state
-    slots: images.ImageSlots | None = getattr(state, "image_slots", None)
-    if slots is None:  # (on first use: an asyncio primitive belongs to the app's loop)
-        slots = state.image_slots = images.ImageSlots()
-    return slots.of(actor.user_id)
+    return app_slots(request, "image_slots", images.ImageSlots).of(actor.user_id)
 
 
 def counted_actor(*buckets: str) -> Callable[..., Awaitable[Actor]]:

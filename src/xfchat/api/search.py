@@ -47,7 +47,8 @@ def cursor_key(secret: str) -> bytes:
 
 def search_slots(request: Request) -> asyncio.Semaphore:
     """The app's bound on searches running at once."""
-    return app_slots(request, "search_slots", get_settings(request).search_concurrency)
+    size = get_settings(request).search_concurrency
+    return app_slots(request, "search_slots", lambda: asyncio.Semaphore(size))
 
 
 @router.get(
