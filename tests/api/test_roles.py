@@ -247,6 +247,54 @@ async def test_a_synced_channel_follows_its_categorys_overrides(
     assert own["permissions_synced"] is False
 
 
+async def test_a_synced_channel_shows_the_overrides_of_a_category_one_cannot_see(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    """Was: a synced channel under a category hidden from you showed only its own
+    overrides, so your permissions there could not be computed, and a change of the
+    category's told you nothing (README's "known gap")."""
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await community(client, ann, ben)
+    cat = await server_channel(client, srv, ann, "Staff", kind="category")
+    child = await server_channel(client, srv, ann, "lobby", parent_id=cat["id"])
+    hidden = int(P.VIEW_CHANNEL | P.SEND_MESSAGES)
+    closed = await override(client, ann, cat["id"], "role", srv.everyone_role, deny=hidden)
+    assert closed.status_code == 200, closed.text
+    opened = await override(
+        client, ann, child["id"], "role", srv.everyone_role, allow=int(P.VIEW_CHANNEL)
+    )
+    assert opened.status_code == 200, opened.text
+
+    async def lobby() -> dict[str, object]:
+        seen = (await client.get(srv.url("/channels"), headers=ben.headers)).json()
+        assert [c["name"] for c in seen] == ["general", "lobby"]  # (not the category)
+        return dict(seen[1])
+
+    everyone = {"kind": "role", "id": str(srv.everyone_role)}
+    shown = await lobby()
+    assert shown["category_overrides"] == [{**everyone, "allow": "0", "deny": str(hidden)}]
+    refused = await client.post(
+        f"/api/channels/{child['id']}/messages", headers=ben.headers, json={"content": "hi"}
+    )
+    assert refused.status_code == 403  # (what the shown overrides compute)
+    async with pool.acquire() as conn:
+        before = len(await factories.events_of(conn, "channel", uuid.UUID(child["id"])))
+    lifted = await override(
+        client, ann, cat["id"], "role", srv.everyone_role, deny=int(P.VIEW_CHANNEL)
+    )
+    assert lifted.status_code == 200, lifted.text
+    assert lifted.json()["category_overrides"] == []  # (a category follows none)
+    async with pool.acquire() as conn:
+        told = (await factories.events_of(conn, "channel", uuid.UUID(child["id"])))[before:]
+    now = [{**everyone, "allow": "0", "deny": str(int(P.VIEW_CHANNEL))}]
+    assert [(t, d["category_overrides"]) for t, d in told] == [("channel.updated", now)]
+    assert (await lobby())["category_overrides"] == now
+    sent = await client.post(
+        f"/api/channels/{child['id']}/messages", headers=ben.headers, json={"content": "hi"}
+    )
+    assert sent.status_code == 201, sent.text
+
+
 async def test_what_an_outside_attack_found_stays_fixed(
     client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
 ) -> None:

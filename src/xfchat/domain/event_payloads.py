@@ -236,6 +236,10 @@ class ServerChannelPayload(TypedDict):
     user_limit: int | None  # voice
     permissions_synced: bool
     overrides: list[OverridePayload]
+    # The overrides of the category it follows (step 3 of the permissions: where it is
+    # synced and has one, else empty), shown with the channel: one who sees the channel
+    # but not its category computes their permissions from these.
+    category_overrides: list[OverridePayload]
     created_at: str
 
 

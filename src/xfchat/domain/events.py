@@ -357,7 +357,8 @@ CHANNEL_UPDATED = EventType(
     "channel.updated",
     C,
     ServerChannelPayload,
-    "A server channel's name, topic, position, category, slowmode, limit or overrides changed.",
+    "A server channel's name, topic, position, category, slowmode, limit or overrides changed,"
+    " or those of the category it follows (one event for each channel following it).",
 )
 MEMBER_JOINED = EventType("member.joined", S, MemberPayload, "Someone joined the server.")
 ROLE_CREATED = EventType("role.created", S, RolePayload, "A role was made.")

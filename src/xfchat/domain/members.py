@@ -39,7 +39,7 @@ from xfchat.domain.events import (
 )
 from xfchat.domain.permissions import Permission
 from xfchat.domain.profile import public_profile
-from xfchat.domain.server_views import channel_updates, member_json, members_json
+from xfchat.domain.server_views import member_json, members_json, overrides_changed
 from xfchat.domain.servers import audit, text_field
 from xfchat.domain.validation import looks_empty
 from xfchat.errors import BadRequest, Forbidden, NotFound
@@ -220,7 +220,7 @@ async def remove_member(
             ),
             MEMBER_REMOVED.to_server(server_id, removed),
             *ended,
-            *await channel_updates(conn, [c for c in channels if c.id in overridden]),
+            *await overrides_changed(conn, [c for c in channels if c.id in overridden]),
         ],
     )
     return True

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 import asyncpg
@@ -40,7 +40,7 @@ from xfchat.domain.events import (
 )
 from xfchat.domain.members import check_outranks, member_not_found
 from xfchat.domain.permissions import ALL, Permission
-from xfchat.domain.server_views import announce_channels, member_json, role_json
+from xfchat.domain.server_views import member_json, overrides_changed, role_json
 from xfchat.domain.servers import audit, text_field
 from xfchat.domain.validation import looks_empty
 from xfchat.domain.visibility import settle, watch
@@ -270,7 +270,7 @@ async def delete_role(
             conn,
             ROLE_DELETED.to_server(server_id, {"server_id": str(server_id), "id": str(role_id)}),
         )
-        await announce_channels(conn, overriding)
+        await emit_many(conn, await overrides_changed(conn, overriding))
         await audit(
             conn,
             access,
@@ -467,7 +467,9 @@ async def set_override(
                 deny=deny or 0,
             )
         await settle(conn, seen, "permissions")
-        (payload,) = await announce_channels(conn, [channel.channel])
+        updates = await overrides_changed(conn, [channel.channel])
+        await emit_many(conn, updates)
+        payload = cast(ServerChannelPayload, updates[0].data)
         await audit(
             conn,
             access,

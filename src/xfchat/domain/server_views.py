@@ -66,10 +66,17 @@ def override_json(row: channels_q.OverrideRow) -> OverridePayload:
     }
 
 
+def _follows(row: channels_q.ChannelRow) -> UUID | None:
+    """The category whose overrides apply to this channel, if any."""
+    return row.parent_id if row.permissions_synced else None
+
+
 def channel_json(
     row: channels_q.ChannelRow, overrides: list[channels_q.OverrideRow]
 ) -> ServerChannelPayload:
+    """`overrides`: at least the channel's own and those of the category it follows."""
     assert row.server_id is not None and row.name is not None
+    category = _follows(row)
     return {
         "id": str(row.id),
         "server_id": str(row.server_id),
@@ -82,6 +89,9 @@ def channel_json(
         "user_limit": row.user_limit,
         "permissions_synced": row.permissions_synced,
         "overrides": [override_json(o) for o in overrides if o.channel_id == row.id],
+        "category_overrides": [
+            override_json(o) for o in overrides if category and o.channel_id == category
+        ],
         "created_at": row.created_at.isoformat(),
     }
 
@@ -89,7 +99,8 @@ def channel_json(
 async def channels_json(
     conn: asyncpg.Connection, rows: list[channels_q.ChannelRow]
 ) -> list[ServerChannelPayload]:
-    overrides = await channels_q.list_overrides(conn, channel_ids=[r.id for r in rows])
+    ids = {r.id for r in rows} | {c for r in rows if (c := _follows(r))}
+    overrides = await channels_q.list_overrides(conn, channel_ids=list(ids))
     return [channel_json(r, overrides) for r in rows]
 
 
@@ -108,6 +119,25 @@ async def channel_updates(
 ) -> list[Event]:
     """`channel.updated` for each of these channels, to emit with others."""
     return [CHANNEL_UPDATED.to_channel(UUID(p["id"]), p) for p in await channels_json(conn, rows)]
+
+
+async def overrides_changed(
+    conn: asyncpg.Connection, rows: list[channels_q.ChannelRow]
+) -> list[Event]:
+    """`channel.updated` for channels whose overrides changed, and for the channels
+    following any category among them (their `category_overrides` changed)."""
+    categories = {r.id for r in rows if r.kind == "category"}
+    followers: list[channels_q.ChannelRow] = []
+    if categories:
+        server_ids = {r.server_id for r in rows if r.id in categories}
+        for server_id in server_ids:
+            assert server_id is not None
+            followers += [
+                c
+                for c in await channels_q.list_server_channels(conn, server_id=server_id)
+                if _follows(c) in categories
+            ]
+    return await channel_updates(conn, [*rows, *followers])
 
 
 async def member_json(conn: asyncpg.Connection, row: q.MemberRow) -> MemberPayload:
@@ -158,8 +188,9 @@ async def joined_many(
         for c in await channels_q.list_channels_of_servers(conn, server_ids=ids)
         if c.id in visible
     ]
-    overrides: dict[UUID, list[channels_q.OverrideRow]] = {}
-    for o in await channels_q.list_overrides(conn, channel_ids=[c.id for c in channels]):
+    overrides: dict[UUID | None, list[channels_q.OverrideRow]] = {}  # (None: no category)
+    followed = {c.id for c in channels} | {p for c in channels if (p := _follows(c))}
+    for o in await channels_q.list_overrides(conn, channel_ids=list(followed)):
         overrides.setdefault(o.channel_id, []).append(o)
     roles: dict[UUID, list[RolePayload]] = {}
     for r in await roles_q.list_roles_of_servers(conn, server_ids=ids):
@@ -186,7 +217,10 @@ async def joined_many(
         out.append(
             {
                 **server_json(server),
-                "channels": [channel_json(c, overrides.get(c.id, [])) for c in mine],
+                "channels": [
+                    channel_json(c, [*overrides.get(c.id, []), *overrides.get(_follows(c), [])])
+                    for c in mine
+                ],
                 "roles": roles.get(server.id, []),
                 "member": members_json(member, me),
                 "read_states": [

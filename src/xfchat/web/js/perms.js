@@ -97,8 +97,10 @@ export function channelPermissions(server, channel) {
   if (all) return ALL;
   let perms = basePerms;
   if (channel.permissions_synced && channel.parent_id) {
+    // (its category's overrides come with it: the category may be hidden from us)
     const parent = server.channels.find((c) => c.id === channel.parent_id);
-    if (parent) perms = applyOverrides(perms, parent.overrides, server);
+    const followed = channel.category_overrides || (parent && parent.overrides);
+    if (followed) perms = applyOverrides(perms, followed, server);
   }
   perms = applyOverrides(perms, channel.overrides, server);
   if (timedOut(server.member)) perms &= TIMED_OUT_KEEPS;
