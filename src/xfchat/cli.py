@@ -177,6 +177,7 @@ def _limits(settings: Settings, app: Any) -> dict[str, Any]:
             settings.max_headers,
             settings.header_timeout_s,
             app.state.metrics.count_refusal,
+            settings.body_timeout_s,
         ),
         "ws": ws_protocol(settings.header_timeout_s),
         "ws_max_size": AFTER_IDENTIFY,

@@ -197,6 +197,11 @@ class Settings(DatabaseSettings):
     header_timeout_s: float = Field(
         default=10.0, ge=0.5, le=300, validation_alias=_env("XFCHAT_HEADER_TIMEOUT")
     )
+    # The most a request body may take, however fast it comes (a send with files holds
+    # its spooled files meanwhile).
+    body_timeout_s: float = Field(
+        default=300.0, ge=1, le=3600, validation_alias=_env("XFCHAT_BODY_TIMEOUT")
+    )
 
     # Accounts and tokens
     access_token_ttl_s: int = Field(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import socket
 import time
 
@@ -202,6 +203,68 @@ def test_a_body_trickled_or_never_sent_is_cut_and_a_slow_honest_one_is_served(
     honest.close()
     assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]  # read whole, then answered
     assert b'"code":"MALFORMED_JSON"' in answer
+
+
+def spooled_files(pid: int) -> int:
+    """How many deleted files (a send's spooled attachments) the process holds open."""
+    found = 0
+    for proc in (psutil.Process(pid), *psutil.Process(pid).children(recursive=True)):
+        for fd in os.listdir(f"/proc/{proc.pid}/fd"):
+            with contextlib.suppress(OSError):
+                found += os.readlink(f"/proc/{proc.pid}/fd/{fd}").endswith(" (deleted)")
+    return found
+
+
+async def test_a_body_sent_then_stalled_or_sent_for_too_long_is_cut_and_its_spool_freed(
+    servers: Servers, make_user: MakeUser
+) -> None:
+    """main: a send with files whose bytes came at once and then stopped kept its spooled
+    files (and its connection) a second per KiB received: 22 hours for 80 MiB; and a
+    body sent steadily over 1 KiB/s was never cut, however long it took."""
+    proc, base = servers.start(XFCHAT_HEADER_TIMEOUT="2", XFCHAT_BODY_TIMEOUT="5")
+    pid = proc.proc.pid
+    async with httpx.AsyncClient(base_url=base, timeout=30) as api:
+        ann, ben, dm = await factories.pair(api, make_user)
+    before = spooled_files(pid)
+
+    def send_head(token: str) -> socket.socket:
+        sock = raw_connection(base)
+        sock.sendall(
+            f"POST /api/channels/{dm}/messages HTTP/1.1\r\nHost: x\r\n"
+            f"Authorization: Bearer {token}\r\nContent-Length: {8 * MIB}\r\n"
+            "Content-Type: multipart/form-data; boundary=b\r\n\r\n--b\r\n"
+            'Content-Disposition: form-data; name="f"; filename="a.bin"\r\n\r\n'.encode()
+        )
+        return sock
+
+    stalled, steady = send_head(ann.access_token), send_head(ben.access_token)
+    stalled.sendall(os.urandom(2 * MIB))  # at once, then nothing: on main, 2 + 2048 s
+    for sock in (stalled, steady):
+        sock.setblocking(False)
+    spooled, cut = 0, {stalled: False, steady: False}
+    deadline = time.monotonic() + 20  # a bound on the test, far past the 5 s
+    while not all(cut.values()) and time.monotonic() < deadline:
+        spooled = max(spooled, spooled_files(pid) - before)
+        with contextlib.suppress(BlockingIOError, BrokenPipeError, ConnectionResetError):
+            if not cut[steady]:
+                steady.send(b"s" * 4096)  # 16 KiB a second, a byte every 0.25 s at least
+        for sock in cut:
+            with contextlib.suppress(BlockingIOError):
+                cut[sock] = cut[sock] or bool(sock.recv(4096, socket.MSG_PEEK))
+        await asyncio.sleep(0.25)
+    assert spooled >= 1  # (the 2 MiB were on disk while the client said nothing)
+    answers = []
+    for sock in (stalled, steady):
+        sock.setblocking(True)
+        answers.append(read_answer(sock, 5))
+        sock.close()
+    assert answers[0].startswith(b"HTTP/1.1 408 "), answers[0][:200]
+    assert b"no byte of the request body came for 2 s" in answers[0]
+    assert answers[1].startswith(b"HTTP/1.1 408 "), answers[1][:200]
+    assert b"the request body took over 5 s" in answers[1]
+    while spooled_files(pid) > before and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert spooled_files(pid) == before
 
 
 def test_a_client_that_reads_nothing_of_its_answers_is_cut(edge: tuple[int, str]) -> None:

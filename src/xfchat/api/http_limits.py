@@ -13,11 +13,14 @@ These subclasses add, per connection:
 - a deadline of `header_timeout_s` for the whole head, from the connection's opening
   or from a request's first byte, however slowly the bytes trickle: 408
   `REQUEST_TIMEOUT`, and the connection is closed;
-- a deadline for a request's body: `header_timeout_s` plus one second for every
-  MIN_BODY_RATE bytes received (the body must average that rate after a grace; the
-  time the server itself is not reading, its buffer full or a `100-continue` not yet
-  sent, does not count): else 408 `REQUEST_TIMEOUT`, and the connection is closed (a
-  body trickled a byte at a time held its connection, and its request, forever);
+- deadlines for a request's body, in the client's time (the time the server itself is
+  not reading, its buffer full or a `100-continue` not yet sent, does not count): no
+  `header_timeout_s` without a byte of it; `header_timeout_s` plus one second for
+  every MIN_BODY_RATE bytes received (the body must average that rate after a grace);
+  and `body_timeout_s` in all, however fast it comes. Else 408 `REQUEST_TIMEOUT`, and
+  the connection is closed (a body trickled a byte at a time held its connection, and
+  its request, forever; one of 80 MiB sent at once, then nothing, held its spooled
+  files for 22 hours: its bytes had bought a second a KiB);
 - an answer the client takes none of: when the server has more to send and the
   client has taken nothing for SEND_STALL times `header_timeout_s`, the connection is
   reset (a reset frees the kernel's buffers too; a close would wait on them). A client
@@ -84,6 +87,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     max_header_bytes = 16_384
     max_headers = 100
     header_timeout_s = 10.0
+    body_timeout_s = 300.0
     count_refusal: Callable[[str], None] = staticmethod(_uncounted)  # (by code)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -120,7 +124,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         )
         if has_body and not self.parser.should_upgrade():
             self._body = _BodyClock(self.loop.time())
-            self._deadline = self.loop.call_later(self.header_timeout_s, self._body_due)
+            first_look = min(self.header_timeout_s, self.body_timeout_s)
+            self._deadline = self.loop.call_later(first_look, self._body_due)
 
     def _body_due(self) -> None:
         self._deadline = None
@@ -132,16 +137,12 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             cycle is not None and cycle.waiting_for_100_continue
         )
         body.look(now, server_waits)
-        left = body.left(now, self.header_timeout_s)
+        left, message = body.left(now, self.header_timeout_s, self.body_timeout_s)
         if left > 0:
             next_look = min(left, 1.0) if server_waits else max(left, 0.05)
             self._deadline = self.loop.call_later(next_look, self._body_due)
             return
         self._body = None
-        message = (
-            f"the request body came slower than {MIN_BODY_RATE} bytes a second"
-            f" after its first {self.header_timeout_s:g} s"
-        )
         self._refusal = (408, "REQUEST_TIMEOUT", message)
         if cycle is not None and cycle.response_started:
             self.transport.close()  # (answered already: the client sends on regardless)
@@ -222,7 +223,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def on_body(self, body: bytes) -> None:
         if self._body is not None:
-            self._body.received += len(body)
+            self._body.arrived(self.loop.time(), len(body))
         super().on_body(body)
 
     def on_message_complete(self) -> None:
@@ -302,19 +303,39 @@ class _BodyClock:
     """How much of the client's time a request body has taken, and how much arrived."""
 
     def __init__(self, now: float) -> None:
-        self.started = now  # moved on by the time the server was not reading
+        # Both moved on by the time the server was not reading.
+        self.started = now
+        self.last_byte = now  # (or the head's end, before the first)
         self.looked = now
         self.received = 0
+
+    def arrived(self, now: float, size: int) -> None:
+        self.received += size
+        self.last_byte = now
 
     def look(self, now: float, server_waits: bool) -> None:
         """The time since the last look is the server's if it is not reading now (judged
         at each look, a second apart at most while it is not reading)."""
         if server_waits:
             self.started += now - self.looked
+            self.last_byte += now - self.looked
         self.looked = now
 
-    def left(self, now: float, grace_s: float) -> float:
-        return self.started + grace_s + self.received / MIN_BODY_RATE - now
+    def left(self, now: float, grace_s: float, most_s: float) -> tuple[float, str]:
+        """The seconds left before the first of the body's deadlines, and what passing
+        that one means."""
+        return min(
+            (
+                self.last_byte + grace_s - now,
+                f"no byte of the request body came for {grace_s:g} s",
+            ),
+            (
+                self.started + grace_s + self.received / MIN_BODY_RATE - now,
+                f"the request body came slower than {MIN_BODY_RATE} bytes a second"
+                f" after its first {grace_s:g} s",
+            ),
+            (self.started + most_s - now, f"the request body took over {most_s:g} s"),
+        )
 
 
 def http_protocol(
@@ -322,6 +343,7 @@ def http_protocol(
     max_headers: int,
     header_timeout_s: float,
     count_refusal: Callable[[str], None] = _uncounted,
+    body_timeout_s: float = GuardedHttpProtocol.body_timeout_s,
 ) -> type[GuardedHttpProtocol]:
     """The HTTP protocol class for uvicorn's `http=`, with these limits; each refusal's
     code is passed to `count_refusal`."""
@@ -332,6 +354,7 @@ def http_protocol(
             "max_header_bytes": max_header_bytes,
             "max_headers": max_headers,
             "header_timeout_s": header_timeout_s,
+            "body_timeout_s": body_timeout_s,
             "count_refusal": staticmethod(count_refusal),
         },
     )
