@@ -104,6 +104,7 @@ async def _start(
         app.state.pool,
         queue_limit=settings.send_queue,
         deadline_s=settings.send_timeout_s,
+        file_sends=settings.file_sends,
         on_sent=app.state.usage.count_messages,
     )
     tasks = [

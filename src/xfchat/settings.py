@@ -268,6 +268,9 @@ class Settings(DatabaseSettings):
         le=25 << 20,
         validation_alias=_env("XFCHAT_ATTACHMENT_MAX_BYTES"),
     )
+    # Sends with files a process takes at once, everyone's together (each spools up to
+    # ten files while its body arrives); one more is 503 FILES_BUSY.
+    file_sends: int = Field(default=16, ge=1, le=1024, validation_alias=_env("XFCHAT_FILE_SENDS"))
     upload_quota_bytes: int = Field(
         default=1 << 30, ge=1 << 20, validation_alias=_env("XFCHAT_UPLOAD_QUOTA_BYTES")
     )

@@ -671,6 +671,13 @@ async def test_sends_with_files_are_bounded_per_user_and_per_process(
         assert busy.status_code == 503 and busy.json()["code"] == "FILES_BUSY"
         assert busy.headers["retry-after"] == "1"
         assert (await post_files(client, ben, srv.general, [part("b.bin", b"b")])).is_success
+    # Across authors too (before, one account's two sends each, from many accounts).
+    assert writer.file_sends == app.state.settings.file_sends  # (XFCHAT_FILE_SENDS)
+    writer.file_sends = 1
+    async with writer.sending_files(ben.id):
+        busy = await post_files(client, ann, srv.general, [part("a.bin", b"a")])
+        assert busy.status_code == 503 and busy.json()["code"] == "FILES_BUSY"
+    writer.file_sends = app.state.settings.file_sends
     assert (await post_files(client, ann, srv.general, [part("a.bin", b"a")])).is_success
     async with pool.acquire() as conn:
         before = await stored(conn)

@@ -82,9 +82,11 @@ class MessageWriter:
         max_batch: int = 256,
         queue_limit: int = 10_000,
         deadline_s: float = 10.0,
+        file_sends: int = 16,
         on_sent: Callable[[UUID, int], None] | None = None,
     ) -> None:
         self.pool = pool
+        self.file_sends = file_sends  # sends with files under way at once, all authors
         self.max_batch = max_batch
         self.queue_limit = queue_limit
         self.deadline_s = deadline_s
@@ -190,9 +192,16 @@ class MessageWriter:
     @contextlib.asynccontextmanager
     async def sending_files(self, author_id: UUID) -> AsyncIterator[None]:
         """One of the author's sends with files, from before its body is read until it
-        is answered: at most FILE_SENDS_USER of one author's at once per process.
+        is answered: at most FILE_SENDS_USER of one author's at once per process, and
+        `file_sends` of everyone's (each holds up to ten spooled files meanwhile).
 
         Raises: ServiceUnavailable (FILES_BUSY, with Retry-After)."""
+        if sum(self._file_sends.values()) >= self.file_sends:
+            self.refused += 1
+            raise _unavailable(
+                "this server is taking as many messages with files as it can; retry soon",
+                "FILES_BUSY",
+            )
         under_way = self._file_sends.get(author_id, 0)
         if under_way >= FILE_SENDS_USER:
             self.refused += 1
