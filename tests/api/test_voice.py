@@ -29,6 +29,7 @@ from tests.factories import (
     server_channel,
     voice_join,
 )
+from xfchat.db.queries import audit as audit_q
 from xfchat.domain import voice
 from xfchat.domain.permissions import Permission as P
 from xfchat.errors import XFChatError
@@ -229,8 +230,8 @@ async def test_server_mute_deafen_move_and_disconnect_need_their_permissions(
     log = await client.get(srv.url("/audit-log?action=member.voice_updated"), headers=ann.headers)
     assert [e["changes"] for e in log.json()][::-1] == [
         {"mute": True, "deaf": True},
-        {"channel_id": other},
-        {"mute": False, "channel_id": None},
+        {"channel_id": other, "from_channel_id": room},
+        {"mute": False, "channel_id": None, "from_channel_id": other},
         {"mute": True},
     ]
 
@@ -340,7 +341,7 @@ async def test_moderation_neither_takes_an_empty_change_nor_tells_a_hidden_chann
 ) -> None:
     ann, ben, mod = await make_user("ann"), await make_user("ben"), await make_user("mod")
     srv = await community(client, ann, ben, mod)
-    await role(client, srv, ann, "mods", int(P.MUTE_MEMBERS), mod)
+    await role(client, srv, ann, "mods", int(P.MUTE_MEMBERS | P.VIEW_AUDIT_LOG), mod)
     secret = await lounge(client, srv, ann, "Secret")
     hidden = await override(client, ann, secret, "member", mod.id, deny=int(P.VIEW_CHANNEL))
     assert hidden.status_code in (200, 204), hidden.text
@@ -366,6 +367,35 @@ async def test_moderation_neither_takes_an_empty_change_nor_tells_a_hidden_chann
     assert "Secret" not in moved.text and secret not in moved.text
     seen = await client.patch(url, headers=ann.headers, json={"mute": True})
     assert seen.json()["voice_state"]["channel_id"] == secret
+    # Nor does the audit log: was, a move out of the hidden channel (to one mod sees, or
+    # a disconnect) showed to mod, who reads the log (only the destination was judged).
+    room = await lounge(client, srv, ann, "Room")
+    for to in (room, None, None):
+        await voice_join(pool, ben, secret)
+        assert (await client.patch(url, headers=ann.headers, json={"channel_id": to})).is_success
+    await voice_join(pool, ben, room)
+    assert (await client.patch(url, headers=ann.headers, json={"channel_id": None})).is_success
+    async with pool.acquire() as conn:  # an entry from before the source was recorded
+        await audit_q.insert_audit_entry(
+            conn, server_id=uuid.UUID(srv.id), actor_id=ann.id, action="member.voice_updated",
+            target_type="user", target_id=ben.id, changes={"channel_id": None}, reason=None,
+        )  # fmt: skip
+    query = "/audit-log?action=member.voice_updated"
+    log = await client.get(srv.url(query), headers=mod.headers)
+    assert [e["changes"] for e in log.json()] == [
+        {"channel_id": None, "from_channel_id": room},
+        {"mute": True},
+        {"mute": False},
+        {"mute": True},
+    ]
+    owners = await client.get(srv.url(query), headers=ann.headers)
+    assert [e["changes"].get("from_channel_id", "-") for e in owners.json()][:5] == [
+        "-",  # (the old entry: the owner and administrators read every entry)
+        room,
+        secret,
+        secret,
+        secret,
+    ]
 
 
 async def test_a_choice_of_friends_only_ends_a_strangers_direct_call(

@@ -55,7 +55,8 @@ async def moderate_voice(
     server (`channel_id`, MOVE_MEMBERS in both channels; past the destination's user
     limit too, never past MESH_LIMIT; they must be able to see it) or disconnect them
     (`channel_id` None). The permissions are those in the channel the member is in
-    (overrides count), else the server-wide ones. Audited as `member.voice_updated`.
+    (overrides count), else the server-wide ones. Audited as `member.voice_updated`
+    (a move or disconnect with `from_channel_id`, the channel they were in).
 
     Raises: NotFound (SERVER_NOT_FOUND, MEMBER_NOT_FOUND, CHANNEL_NOT_FOUND); Forbidden
     (MISSING_PERMISSIONS, MEMBER_CANNOT_SEE_CHANNEL, CHANNEL_FULL); BadRequest
@@ -110,6 +111,9 @@ async def moderate_voice(
             assert member is not None
             await emit(conn, MEMBER_UPDATED.to_server(server_id, await member_json(conn, member)))
         changes = {k: (str(v) if isinstance(v, UUID) else v) for k, v in fields.items()}
+        if "channel_id" in fields and here is not None:
+            # Where they were: a reader who cannot see it must not read of the move.
+            changes["from_channel_id"] = str(here.channel_id)
         if fields:
             await audit_q.insert_audit_entry(
                 conn,
