@@ -12,13 +12,21 @@ from typing_extensions import TypedDict
 from xfchat.db.queries import audit as audit_q
 from xfchat.db.queries import servers as servers_q
 from xfchat.db.queries import voice as q
-from xfchat.domain.access import access_channel, access_server, viewers_among
+from xfchat.domain.access import access_channel, access_server, permissions_in
 from xfchat.domain.accounts import Actor
 from xfchat.domain.event_payloads import VoiceStatePayload
 from xfchat.domain.events import MEMBER_UPDATED, emit
 from xfchat.domain.permissions import Permission
 from xfchat.domain.server_views import member_json
-from xfchat.domain.voice import announce, check_room, lock_user, not_in_voice, same, state_json
+from xfchat.domain.voice import (
+    announce,
+    check_room,
+    lock_user,
+    not_in_voice,
+    same,
+    state_json,
+    suppressed,
+)
 from xfchat.errors import BadRequest, Forbidden, NotFound
 
 
@@ -161,7 +169,8 @@ async def _move(
             code="NOT_A_VOICE_CHANNEL",
             field="channel_id",
         )
-    if not await viewers_among(conn, to, [state.user_id]):
+    theirs = await permissions_in(conn, to, state.user_id)
+    if not theirs:
         raise Forbidden(
             "they cannot see that channel", code="MEMBER_CANNOT_SEE_CHANNEL", field="channel_id"
         )
@@ -180,4 +189,5 @@ async def _move(
         self_video=state.self_video,
         server_mute=flags.mute,
         server_deaf=flags.deaf,
+        suppress=suppressed(dest.channel, theirs),
     )
