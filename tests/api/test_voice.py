@@ -29,6 +29,7 @@ from tests.factories import (
     server_channel,
     voice_join,
 )
+from xfchat.db.queries import audit as audit_q
 from xfchat.domain import voice
 from xfchat.domain.permissions import Permission as P
 from xfchat.errors import XFChatError
@@ -229,8 +230,8 @@ async def test_server_mute_deafen_move_and_disconnect_need_their_permissions(
     log = await client.get(srv.url("/audit-log?action=member.voice_updated"), headers=ann.headers)
     assert [e["changes"] for e in log.json()][::-1] == [
         {"mute": True, "deaf": True},
-        {"channel_id": other},
-        {"mute": False, "channel_id": None},
+        {"channel_id": other, "from_channel_id": room},
+        {"mute": False, "channel_id": None, "from_channel_id": other},
         {"mute": True},
     ]
 
@@ -340,7 +341,7 @@ async def test_moderation_neither_takes_an_empty_change_nor_tells_a_hidden_chann
 ) -> None:
     ann, ben, mod = await make_user("ann"), await make_user("ben"), await make_user("mod")
     srv = await community(client, ann, ben, mod)
-    await role(client, srv, ann, "mods", int(P.MUTE_MEMBERS), mod)
+    await role(client, srv, ann, "mods", int(P.MUTE_MEMBERS | P.VIEW_AUDIT_LOG), mod)
     secret = await lounge(client, srv, ann, "Secret")
     hidden = await override(client, ann, secret, "member", mod.id, deny=int(P.VIEW_CHANNEL))
     assert hidden.status_code in (200, 204), hidden.text
@@ -366,6 +367,35 @@ async def test_moderation_neither_takes_an_empty_change_nor_tells_a_hidden_chann
     assert "Secret" not in moved.text and secret not in moved.text
     seen = await client.patch(url, headers=ann.headers, json={"mute": True})
     assert seen.json()["voice_state"]["channel_id"] == secret
+    # Nor does the audit log: was, a move out of the hidden channel (to one mod sees, or
+    # a disconnect) showed to mod, who reads the log (only the destination was judged).
+    room = await lounge(client, srv, ann, "Room")
+    for to in (room, None, None):
+        await voice_join(pool, ben, secret)
+        assert (await client.patch(url, headers=ann.headers, json={"channel_id": to})).is_success
+    await voice_join(pool, ben, room)
+    assert (await client.patch(url, headers=ann.headers, json={"channel_id": None})).is_success
+    async with pool.acquire() as conn:  # an entry from before the source was recorded
+        await audit_q.insert_audit_entry(
+            conn, server_id=uuid.UUID(srv.id), actor_id=ann.id, action="member.voice_updated",
+            target_type="user", target_id=ben.id, changes={"channel_id": None}, reason=None,
+        )  # fmt: skip
+    query = "/audit-log?action=member.voice_updated"
+    log = await client.get(srv.url(query), headers=mod.headers)
+    assert [e["changes"] for e in log.json()] == [
+        {"channel_id": None, "from_channel_id": room},
+        {"mute": True},
+        {"mute": False},
+        {"mute": True},
+    ]
+    owners = await client.get(srv.url(query), headers=ann.headers)
+    assert [e["changes"].get("from_channel_id", "-") for e in owners.json()][:5] == [
+        "-",  # (the old entry: the owner and administrators read every entry)
+        room,
+        secret,
+        secret,
+        secret,
+    ]
 
 
 async def test_a_choice_of_friends_only_ends_a_strangers_direct_call(
@@ -459,3 +489,56 @@ async def test_a_move_logs_the_leave_before_the_join_whichever_way_it_goes(
     got = [(r["data"]["channel_id"], r["data"]["left"]) for r in rows]
     hop = {room: [(other, True), (room, False)], other: [(room, True), (other, False)]}
     assert got == [(room, False), *hop[other], *hop[room], *hop[other], *hop[room]]
+
+
+async def suppressions(conn: asyncpg.Connection, channel: object) -> list[tuple[str, bool]]:
+    """(user_id, suppress) of each state (not leave) announced in a channel, in order."""
+    return [
+        (d["user_id"], d["suppress"])
+        for t, d in await events_of(conn, "channel", uuid.UUID(str(channel)))
+        if t == "voice.state_updated" and not d["left"]
+    ]
+
+
+async def test_a_member_without_speak_is_suppressed_and_a_permission_change_tells_it(
+    client: httpx.AsyncClient, pool: asyncpg.Pool, conn: asyncpg.Connection, make_user: MakeUser
+) -> None:
+    # Was: SPEAK was never read: a member denied it joined like anyone and spoke.
+    ann, ben, cid = [await make_user(n) for n in ("ann", "ben", "cid")]
+    srv = await community(client, ann, ben, cid)
+    room, other = await lounge(client, srv, ann, "room"), await lounge(client, srv, ann, "other")
+    await override(client, ann, room, "member", ben.id, deny=int(P.SPEAK))
+    assert (await voice_join(pool, ben, room)).state["suppress"] is True
+    assert (await voice_join(pool, cid, room)).state["suppress"] is False
+    listed = await client.get(f"/api/channels/{room}/voice-states", headers=ann.headers)
+    assert [s["suppress"] for s in listed.json()] == [True, False]
+    state = (await client.get("/api/users/@me/state", headers=cid.headers)).json()
+    assert [s["suppress"] for s in state["servers"][0]["voice_states"]] == [True, False]
+    # A move computes it in the destination.
+    url = srv.url(f"/members/{ben.id}/voice")
+    moved = await client.patch(url, headers=ann.headers, json={"channel_id": other})
+    assert moved.json()["voice_state"]["suppress"] is False
+    # A change of overrides or roles tells whoever in voice it flips, and nobody else.
+    await override(client, ann, other, "role", srv.everyone_role, deny=int(P.SPEAK))
+    deleted = await client.delete(
+        f"/api/channels/{other}/overrides/role/{srv.everyone_role}", headers=ann.headers
+    )
+    assert deleted.is_success, deleted.text
+    everyone = srv.url(f"/roles/{srv.everyone_role}")
+    perms = (await client.get(srv.url("/roles"), headers=ann.headers)).json()
+    base = int(next(r for r in perms if r["id"] == srv.everyone_role)["permissions"])
+    speechless = await client.patch(
+        everyone, headers=ann.headers, json={"permissions": str(base & ~P.SPEAK)}
+    )
+    assert speechless.status_code == 200, speechless.text
+    assert await suppressions(conn, other) == [
+        (str(ben.id), False),  # moved in
+        (str(ben.id), True),  # @everyone denied SPEAK here
+        (str(ben.id), False),  # ... no longer
+        (str(ben.id), True),  # @everyone's SPEAK taken away
+    ]
+    assert await suppressions(conn, room) == [
+        (str(ben.id), True),
+        (str(cid.id), False),
+        (str(cid.id), True),  # (only the last change touched cid's)
+    ]

@@ -66,27 +66,54 @@ class Bucket:
             return 0.0
         return (1 - self.tokens) / self.per_s
 
+    def refill_s(self, now: float) -> float:
+        """The seconds from `now` until the bucket is full again."""
+        tokens = min(self.burst, self.tokens + (now - self.at) * self.per_s)
+        return (self.burst - tokens) / self.per_s
+
 
 class UserBuckets:
     """Each user's signal and state-update buckets, shared by their connections to this
-    process; a user's entry goes with their last connection (bounded by connections)."""
+    process. A user's buckets outlive their last connection until they would have
+    refilled: closing and reopening a connection gives no fresh burst. Kept only that
+    long (released entries are pruned, oldest first, on each acquire and release), so
+    memory stays bounded by the connections and the last REFILL_S seconds' releases."""
 
     def __init__(self) -> None:
         self.held: dict[UUID, tuple[Bucket, Bucket, int]] = {}
+        # Released users, in order of release: their buckets, and when those are full.
+        self.released: dict[UUID, tuple[Bucket, Bucket, float]] = {}
+
+    def _prune(self, now: float) -> None:
+        while self.released:
+            user_id, (_, _, full_at) = next(iter(self.released.items()))
+            if full_at > now:
+                return
+            del self.released[user_id]
 
     def acquire(self, user_id: UUID) -> tuple[Bucket, Bucket]:
-        signals, updates, users = self.held.get(
-            user_id, (Bucket(SIGNAL_BURST, SIGNAL_PER_S), Bucket(STATE_BURST, STATE_PER_S), 0)
-        )
+        self._prune(time.monotonic())
+        if user_id in self.held:
+            signals, updates, users = self.held[user_id]
+        elif user_id in self.released:
+            signals, updates, _ = self.released.pop(user_id)
+            users = 0
+        else:
+            signals, updates = Bucket(SIGNAL_BURST, SIGNAL_PER_S), Bucket(STATE_BURST, STATE_PER_S)
+            users = 0
         self.held[user_id] = (signals, updates, users + 1)
         return signals, updates
 
     def release(self, user_id: UUID) -> None:
         signals, updates, users = self.held[user_id]
-        if users <= 1:
-            del self.held[user_id]
-        else:
+        if users > 1:
             self.held[user_id] = (signals, updates, users - 1)
+            return
+        del self.held[user_id]
+        now = time.monotonic()
+        full_at = max(now + signals.refill_s(now), now + updates.refill_s(now))
+        self.released[user_id] = (signals, updates, full_at)
+        self._prune(now)
 
 
 def user_buckets(state: Any) -> UserBuckets:

@@ -202,6 +202,32 @@ async def viewers_among(
     return [u for u in user_ids if u in seeing]
 
 
+async def permissions_in(conn: asyncpg.Connection, channel_id: UUID, user_id: UUID) -> Permission:
+    """A user's permissions in a channel (none where they may not see it)."""
+    facts = await q.list_access_facts(conn, channel_id=channel_id, user_ids=[user_id])
+    perms = compute_permissions(facts[0]) if facts else Permission(0)
+    return perms if perms & Permission.VIEW_CHANNEL else Permission(0)
+
+
+@dataclass(frozen=True)
+class InVoice:
+    """Someone in a voice channel of a server: may they speak there, and are they
+    marked as not (their state's `suppress`)?"""
+
+    user_id: UUID
+    channel_id: UUID
+    speaks: bool
+    suppressed: bool
+
+
+async def in_voice_of_server(conn: asyncpg.Connection, server_id: UUID) -> list[InVoice]:
+    """Everyone in the server's voice channels (one statement: only they are read)."""
+    return [
+        InVoice(f.user_id, f.channel_id, Permission.SPEAK in compute_permissions(f), suppressed)
+        for f, suppressed in await q.list_voice_facts(conn, server_id=server_id)
+    ]
+
+
 def facts_permissions(facts: q.AccessFacts) -> Permission:
     """What these facts allow (the send batch reads facts in its own statement)."""
     return compute_permissions(facts)

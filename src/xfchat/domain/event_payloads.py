@@ -277,6 +277,7 @@ class VoiceStatePayload(TypedDict):
     self_video: bool
     server_mute: bool  # by a moderator (MUTE_MEMBERS)
     server_deaf: bool  # by a moderator (DEAFEN_MEMBERS)
+    suppress: bool  # they lack SPEAK in the channel: treat as a server mute
     joined_at: str  # when they joined this channel
 
 

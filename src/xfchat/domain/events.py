@@ -394,8 +394,8 @@ VOICE_STATE_UPDATED = EventType(
     "voice.state_updated",
     C,
     VoiceStateUpdatedPayload,
-    "Someone joined a voice channel or call, changed their mute or deafen, was moved, or"
-    " left it (`left`: drop the state only if its `channel_id` and `connection_id` are"
+    "Someone joined a voice channel or call, changed their mute or deafen, was moved,"
+    " gained or lost SPEAK there (`suppress`), or left it (`left`: drop the state only if its `channel_id` and `connection_id` are"
     " those you hold). A move is two: the leave, then the join.",
 )
 VOICE_SIGNAL = EventType(

@@ -362,7 +362,7 @@ async def _readable(
     conn: asyncpg.Connection, access: ServerAccess, rows: list[audit_q.AuditRow]
 ) -> list[audit_q.AuditRow]:
     """The entries the reader may read: none about a channel they cannot see now (or
-    a message of one), and invite codes only for those who may list invites. (A page
+    a message of one, or a voice move from or to one), and invite codes only for those who may list invites. (A page
     may come out shorter than asked; `before` still pages on.) The owner and
     administrators see everything, deleted channels' entries included."""
     if access.can(Permission.ADMINISTRATOR):
@@ -377,6 +377,12 @@ async def _readable(
         channel = str(r.target_id) if r.target_type == "channel" else r.changes.get("channel_id")
         if channel is not None and channel not in seen:
             continue
+        if r.action == "member.voice_updated" and "channel_id" in r.changes:
+            # A move or disconnect tells of the channel it was from too. Entries written
+            # before they recorded it (no `from_channel_id`) could be from any channel:
+            # left out, as about a channel one cannot see.
+            if r.changes.get("from_channel_id") not in seen:
+                continue
         if r.action == "channel.reordered":
             r = replace(r, changes={k: v for k, v in r.changes.items() if k in seen})
         if r.target_type == "invite" and not access.can(Permission.MANAGE_SERVER):

@@ -100,8 +100,10 @@ async def settle(
         for user in (read_before - audience.readers.get(channel_id, set())) & now:
             unread.setdefault(user, []).append(channel_id)
     await access_changed_many(conn, [c for c in seen.channel_ids if c in rows])
-    # Nobody stays in a voice channel they cannot see.
+    # Nobody stays in a voice channel they cannot see; those who stay are suppressed
+    # where they may no longer speak (and no longer where they may again).
     events: list[Event] = await voice.end_states_in(conn, lost)
+    events += await voice.resuppress(conn, seen.server_id)
     for event, who in ((CHANNELS_HIDDEN, lost), (CHANNELS_HISTORY_HIDDEN, unread)):
         for user, ids in sorted(who.items()):
             events.append(

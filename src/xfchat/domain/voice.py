@@ -15,7 +15,9 @@ SFU would take over past it).
 Every change is `voice.state_updated` on the channel's stream, so exactly those who
 may see the channel hear of it, in order with everything else, live and on a resume.
 Server mute and deafen are the member's (server_members), copied into their state;
-moderators set them, move and disconnect members in domain/voice_moderation.py. The
+`suppress` marks a member who lacks SPEAK in the channel, set on joining and moving and
+again when a change of permissions flips it (`resuppress`, from domain/visibility.py's
+settle); clients treat it as a server mute. Moderators set mute and deafen, move and disconnect members in domain/voice_moderation.py. The
 signalling between the people of a channel is domain/voice_signals.py.
 """
 
@@ -32,7 +34,7 @@ from xfchat.db.queries import channels as channels_q
 from xfchat.db.queries import locks as locks_q
 from xfchat.db.queries import servers as servers_q
 from xfchat.db.queries import voice as q
-from xfchat.domain.access import access_changed_many, access_channel
+from xfchat.domain.access import access_changed_many, access_channel, in_voice_of_server
 from xfchat.domain.accounts import Actor
 from xfchat.domain.event_payloads import (
     VoiceStatePayload,
@@ -76,6 +78,7 @@ def state_json(row: q.VoiceStateRow) -> VoiceStatePayload:
         "self_video": row.self_video,
         "server_mute": row.server_mute,
         "server_deaf": row.server_deaf,
+        "suppress": row.suppress,
         "joined_at": row.joined_at.isoformat(),
     }
 
@@ -129,6 +132,29 @@ def _join_need(channel: channels_q.ChannelRow) -> Permission:
     if channel.kind == "direct":
         return Permission.SEND_MESSAGES  # which a block takes away
     return Permission.VIEW_CHANNEL  # a group's participants; other kinds are refused after
+
+
+def suppressed(channel: channels_q.ChannelRow, permissions: Permission) -> bool:
+    """Whether a state in this channel is suppressed: a server's voice channel where the
+    member lacks SPEAK (a conversation's call has no such permission)."""
+    return channel.server_id is not None and Permission.SPEAK not in permissions
+
+
+async def resuppress(conn: asyncpg.Connection, server_id: UUID) -> list[Event]:
+    """After a change of the server's roles, overrides or channels (in its transaction,
+    under the server's lock): set `suppress` anew for those in its voice channels whose
+    SPEAK there it flipped, and return their `voice.state_updated` for the change to
+    emit. Reads only who is in voice (one statement), whatever the member count."""
+    flipped = [s for s in await in_voice_of_server(conn, server_id) if s.speaks == s.suppressed]
+    if not flipped:
+        return []
+    rows = await q.update_voice_suppress(
+        conn,
+        user_ids=[s.user_id for s in flipped],
+        channel_ids=[s.channel_id for s in flipped],
+        suppress=[not s.speaks for s in flipped],
+    )
+    return updates(now=rows)
 
 
 def _holds(state: q.VoiceStateRow | None, channel_id: UUID, holder: Holder) -> bool:
@@ -237,6 +263,7 @@ async def update_own_voice_state(
             self_video=self_video,
             server_mute=flags.mute,
             server_deaf=flags.deaf,
+            suppress=suppressed(access.channel, access.permissions),
         )
         left = [before] if before is not None and moving else []
         changed = before is None or moving or not same(before, row)

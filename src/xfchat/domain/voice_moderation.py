@@ -12,13 +12,21 @@ from typing_extensions import TypedDict
 from xfchat.db.queries import audit as audit_q
 from xfchat.db.queries import servers as servers_q
 from xfchat.db.queries import voice as q
-from xfchat.domain.access import access_channel, access_server, viewers_among
+from xfchat.domain.access import access_channel, access_server, permissions_in
 from xfchat.domain.accounts import Actor
 from xfchat.domain.event_payloads import VoiceStatePayload
 from xfchat.domain.events import MEMBER_UPDATED, emit
 from xfchat.domain.permissions import Permission
 from xfchat.domain.server_views import member_json
-from xfchat.domain.voice import announce, check_room, lock_user, not_in_voice, same, state_json
+from xfchat.domain.voice import (
+    announce,
+    check_room,
+    lock_user,
+    not_in_voice,
+    same,
+    state_json,
+    suppressed,
+)
 from xfchat.errors import BadRequest, Forbidden, NotFound
 
 
@@ -55,7 +63,8 @@ async def moderate_voice(
     server (`channel_id`, MOVE_MEMBERS in both channels; past the destination's user
     limit too, never past MESH_LIMIT; they must be able to see it) or disconnect them
     (`channel_id` None). The permissions are those in the channel the member is in
-    (overrides count), else the server-wide ones. Audited as `member.voice_updated`.
+    (overrides count), else the server-wide ones. Audited as `member.voice_updated`
+    (a move or disconnect with `from_channel_id`, the channel they were in).
 
     Raises: NotFound (SERVER_NOT_FOUND, MEMBER_NOT_FOUND, CHANNEL_NOT_FOUND); Forbidden
     (MISSING_PERMISSIONS, MEMBER_CANNOT_SEE_CHANNEL, CHANNEL_FULL); BadRequest
@@ -110,6 +119,9 @@ async def moderate_voice(
             assert member is not None
             await emit(conn, MEMBER_UPDATED.to_server(server_id, await member_json(conn, member)))
         changes = {k: (str(v) if isinstance(v, UUID) else v) for k, v in fields.items()}
+        if "channel_id" in fields and here is not None:
+            # Where they were: a reader who cannot see it must not read of the move.
+            changes["from_channel_id"] = str(here.channel_id)
         if fields:
             await audit_q.insert_audit_entry(
                 conn,
@@ -157,7 +169,8 @@ async def _move(
             code="NOT_A_VOICE_CHANNEL",
             field="channel_id",
         )
-    if not await viewers_among(conn, to, [state.user_id]):
+    theirs = await permissions_in(conn, to, state.user_id)
+    if not theirs:
         raise Forbidden(
             "they cannot see that channel", code="MEMBER_CANNOT_SEE_CHANNEL", field="channel_id"
         )
@@ -176,4 +189,5 @@ async def _move(
         self_video=state.self_video,
         server_mute=flags.mute,
         server_deaf=flags.deaf,
+        suppress=suppressed(dest.channel, theirs),
     )

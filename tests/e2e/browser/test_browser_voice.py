@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from playwright.async_api import Page, expect
 
-from tests.e2e.browser.client import USER_IDS, open_channel
+from tests.e2e.browser.client import USER_IDS, api_as, open_channel
 from tests.e2e.browser.conftest import BROWSER_ENV, Browsers, Site
 
 
@@ -58,6 +58,24 @@ async def test_two_pages_in_a_voice_channel_receive_each_others_audio(
     await expect(
         bob.locator(f".voice-member.speaking[data-user-id='{USER_IDS['alice']}']")
     ).to_be_visible()
+
+    # Without SPEAK bob is suppressed: alice no longer plays him, both pages show him
+    # muted; with it back, he is heard again.
+    voice_id = await bob.evaluate("window.xfchatDebug.voiceChannel()")
+    played = f"document.querySelector(\"audio[data-user-id='{USER_IDS['bob']}']\").muted"
+    override = f"/api/channels/{voice_id}/overrides/member/{USER_IDS['bob']}"
+    async with api_as(site.base, "alice") as api:
+        denied = await api.put(override, json={"allow": "0", "deny": "512"})
+        assert denied.is_success, denied.text
+        for page in (alice, bob):
+            muted = page.get_by_role("list", name="Connected").get_by_label("muted")
+            await expect(muted).to_be_visible()
+        assert await alice.evaluate(played) is True
+        assert (await api.delete(override)).is_success
+        await expect(
+            alice.get_by_role("list", name="Connected").get_by_label("muted")
+        ).to_have_count(0)
+        assert await alice.evaluate(played) is False
 
     await bob.get_by_role("button", name="Mute").click()
     await expect(alice.get_by_role("list", name="Connected").get_by_label("muted")).to_be_visible()

@@ -222,6 +222,15 @@ _FACTS_OF_CANDIDATES = f"""
 """
 
 
+# The facts of everyone in a voice channel of server $1, in their channel, with whether
+# their state is suppressed now: one statement, however many members the server has.
+_FACTS_IN_VOICE = f"""
+    WITH pairs AS (SELECT channel_id, user_id FROM voice_states WHERE server_id = $1)
+    SELECT f.*, v.suppress AS suppressed
+    FROM ({FACTS_SELECT}) f JOIN voice_states v ON v.user_id = f.user_id
+"""
+
+
 _DIRECT_REFUSED = "SELECT " + DIRECT_CLOSED_RULE.format(sender="$1::uuid", recipient="$2::uuid")
 
 
@@ -321,6 +330,19 @@ async def list_facts_in_channels(
 async def list_candidate_facts(conn: asyncpg.Connection, *, user_id: UUID) -> list[AccessFacts]:
     """The user's facts in every channel they might see."""
     return many(AccessFacts, await conn.fetch(_FACTS_OF_CANDIDATES, user_id))
+
+
+async def list_voice_facts(
+    conn: asyncpg.Connection, *, server_id: UUID
+) -> list[tuple[AccessFacts, bool]]:
+    """The facts of each member in a voice channel of the server, in that channel, and
+    whether their voice state is suppressed."""
+    out = []
+    for record in await conn.fetch(_FACTS_IN_VOICE, server_id):
+        row = dict(record)
+        suppressed = bool(row.pop("suppressed"))
+        out.append((AccessFacts(**row), suppressed))
+    return out
 
 
 async def get_server_facts(

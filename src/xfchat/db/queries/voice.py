@@ -14,7 +14,7 @@ from xfchat.db.queries.access import DIRECT_CLOSED
 
 VOICE_COLUMNS = (
     "user_id, channel_id, server_id, session_id, process_id, connection_id, self_mute, "
-    "self_deaf, self_video, server_mute, server_deaf, joined_at, updated_at"
+    "self_deaf, self_video, server_mute, server_deaf, suppress, joined_at, updated_at"
 )
 VOICE_COLUMNS_OF_V = ", ".join("v." + c.strip() for c in VOICE_COLUMNS.split(","))
 
@@ -32,6 +32,7 @@ class VoiceStateRow:
     self_video: bool
     server_mute: bool
     server_deaf: bool
+    suppress: bool  # the member lacks SPEAK in the channel
     joined_at: datetime
     updated_at: datetime
 
@@ -109,6 +110,7 @@ async def upsert_voice_state(
     self_video: bool,
     server_mute: bool,
     server_deaf: bool,
+    suppress: bool,
 ) -> VoiceStateRow:
     """Put the user in a channel (or change their state there); `joined_at` is kept
     while the channel stays the same."""
@@ -116,14 +118,15 @@ async def upsert_voice_state(
         f"""
         INSERT INTO voice_states AS v (user_id, channel_id, server_id, session_id, process_id,
                                        connection_id, self_mute, self_deaf, self_video,
-                                       server_mute, server_deaf)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                                       server_mute, server_deaf, suppress)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
         ON CONFLICT (user_id) DO UPDATE SET
             channel_id = EXCLUDED.channel_id, server_id = EXCLUDED.server_id,
             session_id = EXCLUDED.session_id, process_id = EXCLUDED.process_id,
             connection_id = EXCLUDED.connection_id, self_mute = EXCLUDED.self_mute,
             self_deaf = EXCLUDED.self_deaf, self_video = EXCLUDED.self_video,
             server_mute = EXCLUDED.server_mute, server_deaf = EXCLUDED.server_deaf,
+            suppress = EXCLUDED.suppress,
             joined_at = CASE WHEN v.channel_id = EXCLUDED.channel_id THEN v.joined_at
                              ELSE now() END,
             updated_at = now()
@@ -140,9 +143,38 @@ async def upsert_voice_state(
         self_video,
         server_mute,
         server_deaf,
+        suppress,
     )
     assert record is not None
     return VoiceStateRow(**dict(record))
+
+
+async def update_voice_suppress(
+    conn: asyncpg.Connection, *, user_ids: list[UUID], channel_ids: list[UUID], suppress: list[bool]
+) -> list[VoiceStateRow]:
+    """Set the suppress of user_ids[i]'s voice state to suppress[i] if it is still in
+    channel_ids[i] and differs (locked in user order); the states changed."""
+    return many(
+        VoiceStateRow,
+        await conn.fetch(
+            f"""
+            WITH want AS (
+                SELECT v.user_id, p.suppress FROM voice_states v
+                JOIN unnest($1::uuid[], $2::uuid[], $3::boolean[]) AS p(user_id, channel_id,
+                                                                        suppress)
+                  ON v.user_id = p.user_id AND v.channel_id = p.channel_id
+                WHERE v.suppress IS DISTINCT FROM p.suppress
+                ORDER BY v.user_id FOR UPDATE OF v
+            )
+            UPDATE voice_states v SET suppress = want.suppress, updated_at = now()
+            FROM want WHERE v.user_id = want.user_id
+            RETURNING {VOICE_COLUMNS_OF_V}
+            """,
+            user_ids,
+            channel_ids,
+            suppress,
+        ),
+    )
 
 
 async def update_server_voice_flags(

@@ -6,6 +6,12 @@ const VOICE_STATE_UPDATE = 4;
 const VOICE_SIGNAL = 12;
 const SPEAKING_LEVEL = 0.02;
 
+// Server-muted by a moderator, or suppressed (no SPEAK in the channel): the member's
+// microphone is not sent and nobody plays them.
+export function silenced(state) {
+  return Boolean(state && (state.server_mute || state.suppress));
+}
+
 export class Voice {
   constructor(app) {
     this.app = app;
@@ -80,12 +86,11 @@ export class Voice {
 
   applyMute() {
     const state = this.mine();
-    const serverMuted = state && state.server_mute;
+    const serverMuted = silenced(state);
     const serverDeaf = state && state.server_deaf;
     if (this.stream) for (const t of this.stream.getAudioTracks()) t.enabled = !this.muted && !serverMuted;
     for (const [id, peer] of this.peers) {
-      const theirs = this.store.voice.get(id);
-      peer.audio.muted = this.deafened || Boolean(serverDeaf) || Boolean(theirs && theirs.server_mute);
+      peer.audio.muted = this.deafened || Boolean(serverDeaf) || silenced(this.store.voice.get(id));
     }
   }
 
@@ -240,7 +245,7 @@ export class Voice {
       let sum = 0;
       for (const x of m.data) sum += x * x;
       if (Math.sqrt(sum / m.data.length) > SPEAKING_LEVEL) m.loudAt = now;
-      const loud = now - m.loudAt < 500 && !(id === this.store.me.id && this.muted);
+      const loud = now - m.loudAt < 500 && !(id === this.store.me.id && (this.muted || silenced(this.mine())));
       if (loud !== this.speaking.has(id)) {
         changed = true;
         if (loud) this.speaking.add(id);

@@ -54,7 +54,7 @@ export class App {
     });
     s.on(`revoked:${this.session.sessionId}`, () => this.end("revoked"));
     this.rt.start();
-    window.xfchatDebug = { voiceStats: () => this.voice.stats(), transport: () => this.rt.transport };
+    window.xfchatDebug = { voiceStats: () => this.voice.stats(), voiceChannel: () => this.voice.channelId, transport: () => this.rt.transport };
   }
 
   end(why) {

@@ -82,7 +82,7 @@ function voiceMembers(app, channelId) {
         { class: ["voice-member", speaking && "speaking"], dataset: { userId: v.user_id } },
         avatar(u, "xs"),
         h("span", { class: "voice-name" }, displayName(u)),
-        v.self_mute || v.server_mute ? h("span", { class: "voice-flag", title: "Muted", "aria-label": "muted" }, "🔇") : null,
+        v.self_mute || v.server_mute || v.suppress ? h("span", { class: "voice-flag", title: "Muted", "aria-label": "muted" }, "🔇") : null,
         v.self_deaf || v.server_deaf ? h("span", { class: "voice-flag", title: "Deafened", "aria-label": "deafened" }, "🙉") : null,
       );
     }),
