@@ -497,7 +497,8 @@ async def test_a_category_override_costs_the_same_statements_however_many_channe
     client: httpx.AsyncClient, make_user: MakeUser, app: FastAPI, db_url: str
 ) -> None:
     """Judging a category's override in each synced channel read that channel's access
-    on its own (520 statements at 498 channels): one read for them all."""
+    on its own (520 statements at 498 channels): one read for them all (and so for a
+    role's overrides when it is given or taken)."""
     ann = await make_user("ann")
     srv = await community(client, ann)
     made = await client.post(
@@ -506,7 +507,12 @@ async def test_a_category_override_costs_the_same_statements_however_many_channe
     category = made.json()["id"]
     first = await override(client, ann, category, "role", srv.everyone_role, deny=int(P.SPEAK))
     assert first.status_code == 200
-    counts = []
+    # Giving and taking a role judge its overrides in each channel they reach, as well.
+    reacts = await role(client, srv, ann, "reacts", 0)
+    allowed = await override(client, ann, category, "role", reacts, allow=int(P.ADD_REACTIONS))
+    assert allowed.status_code == 200
+    given = srv.url(f"/members/{ann.id}/roles/{reacts}")
+    counts, role_counts = [], []
     async with logged_pool(db_url, size=4) as (pool, seen):
         own, app.state.pool = app.state.pool, pool
         try:
@@ -519,6 +525,10 @@ async def test_a_category_override_costs_the_same_statements_however_many_channe
                 )
                 assert changed.status_code == 200, changed.text
                 counts.append(len(seen.take()))
+                assert (await client.put(given, headers=ann.headers)).status_code == 204
+                assert (await client.delete(given, headers=ann.headers)).status_code == 204
+                role_counts.append(len(seen.take()))
         finally:
             app.state.pool = own
     assert counts[0] == counts[1], counts
+    assert role_counts[0] == role_counts[1], role_counts

@@ -23,6 +23,7 @@ from xfchat.domain.access import (
     ServerAccess,
     access_channel,
     access_server,
+    holds_in_channels,
     may_change_overrides,
 )
 from xfchat.domain.accounts import Actor
@@ -95,6 +96,42 @@ def _grantable(held: Permission, bits: int, field: str = "permissions") -> None:
             code="MISSING_PERMISSIONS",
             field=field,
             extra={"missing": names},
+        )
+
+
+async def _reach(
+    conn: asyncpg.Connection, role: q.RoleRow, channels: list[channels_q.ChannelRow]
+) -> list[tuple[UUID, int, int, bool]]:
+    """Where the role's overrides apply, as (channel, allow, deny, its own override):
+    the `channels` holding one, and the channels synced with any category among them.
+    Three reads however many channels."""
+    if not channels:
+        return []
+    rows = await channels_q.list_overrides(conn, channel_ids=[c.id for c in channels])
+    own = {o.channel_id: (o.allow, o.deny) for o in rows if o.role_id == role.id}
+    reach = [(c, allow, deny, True) for c, (allow, deny) in own.items()]
+    if any(c.kind == "category" for c in channels):
+        for row in await channels_q.list_server_channels(conn, server_id=role.server_id):
+            if row.permissions_synced and row.parent_id in own:
+                reach.append((row.id, *own[row.parent_id], False))
+    return reach
+
+
+async def _may_grant_through_overrides(
+    conn: asyncpg.Connection, actor: Actor, role: q.RoleRow, *, held: bool
+) -> None:
+    """Giving a role grants what its overrides allow, taking it what they deny (a deny
+    lifted): each held by the actor in every channel it reaches (as the override routes
+    ask)."""
+    channels = await channels_q.list_channels_overriding_role(conn, role_id=role.id)
+    needs: dict[UUID, Permission] = {}
+    for channel_id, allow, deny, _ in await _reach(conn, role, channels):
+        bits = allow if held else deny
+        if bits:
+            needs[channel_id] = needs.get(channel_id, Permission(0)) | Permission(bits)
+    if needs:
+        await holds_in_channels(
+            conn, actor, needs, "in every channel the role's overrides apply to"
         )
 
 
@@ -341,10 +378,14 @@ async def set_member_role(
     held: bool,
     reason: str | None,
 ) -> None:
-    """Give (`held`) or take a role (MANAGE_ROLES, the role below your highest). Doing
-    it again changes nothing.
+    """Give (`held`) or take a role (MANAGE_ROLES, the role below your highest). Giving
+    it needs its permissions held server-wide, and what its overrides allow held in each
+    channel they apply to (a category's: in each channel synced with it too); taking it
+    needs what they deny held there (a deny lifted grants). Doing it again changes
+    nothing.
 
-    Raises: NotFound (SERVER_NOT_FOUND, MEMBER_NOT_FOUND, ROLE_NOT_FOUND); Forbidden."""
+    Raises: NotFound (SERVER_NOT_FOUND, MEMBER_NOT_FOUND, ROLE_NOT_FOUND); Forbidden
+    (MISSING_PERMISSIONS, ROLE_HIERARCHY); BadRequest (CANNOT_ASSIGN_EVERYONE)."""
     async with conn.transaction():
         access = await access_server(
             conn, actor, server_id, need=Permission.MANAGE_ROLES, lock=True
@@ -355,6 +396,7 @@ async def set_member_role(
         _manageable(access, role)
         if held:  # giving a role grants its permissions: only those you hold yourself
             _grantable(access.permissions, role.permissions)
+        await _may_grant_through_overrides(conn, actor, role, held=held)
         member = await servers_q.get_member(conn, server_id=server_id, user_id=user_id)
         if member is None:
             raise member_not_found()
