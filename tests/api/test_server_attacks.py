@@ -751,3 +751,25 @@ async def test_giving_or_taking_a_role_asks_what_its_overrides_grant_in_each_cha
     await client.delete(srv.url(f"/members/{mod.id}/roles/{quiet}"), headers=ann.headers)
     taken = await client.delete(srv.url(f"/members/{ben.id}/roles/{quiet}"), headers=mod.headers)
     assert taken.status_code == 204  # mod sees #news now: it is his to open
+
+
+async def test_deleting_a_role_asks_what_lifting_its_overrides_grants(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """Was: a member with MANAGE_ROLES deleted a role of theirs denying them a channel,
+    and so saw it (the override route refused lifting that deny)."""
+    ann, mod = await make_user("ann"), await make_user("mod")
+    srv = await community(client, ann, mod)
+    quiet = await role(client, srv, ann, "quiet", 0, mod)
+    mods = await role(client, srv, ann, "mods", int(P.MANAGE_ROLES), mod)
+    raised = [{"id": mods, "position": 9}]
+    assert (await client.patch(srv.url("/roles"), headers=ann.headers, json=raised)).is_success
+    news = (await server_channel(client, srv, ann, "news"))["id"]
+    denied = int(P.VIEW_CHANNEL | P.SEND_MESSAGES)
+    assert (await override(client, ann, news, "role", quiet, deny=denied)).is_success
+    gone = await client.delete(srv.url(f"/roles/{quiet}"), headers=mod.headers)
+    assert gone.status_code == 403 and gone.json()["code"] == "MISSING_PERMISSIONS"
+    assert news not in gone.text
+    assert (await client.get(f"/api/channels/{news}", headers=mod.headers)).status_code == 404
+    assert (await client.delete(srv.url(f"/roles/{quiet}"), headers=ann.headers)).status_code == 204
+    assert (await client.get(f"/api/channels/{news}", headers=mod.headers)).status_code == 200

@@ -135,6 +135,26 @@ async def _may_grant_through_overrides(
         )
 
 
+async def _may_remove_overrides(
+    conn: asyncpg.Connection,
+    actor: Actor,
+    role: q.RoleRow,
+    channels: list[channels_q.ChannelRow],
+) -> None:
+    """Removing all the role's overrides at once (its deletion) asks what removing
+    each would of the override route: MANAGE_ROLES and its bits in its channel, its
+    bits (if any) in the channels synced with it."""
+    needs: dict[UUID, Permission] = {}
+    for channel_id, allow, deny, own in await _reach(conn, role, channels):
+        if own or allow | deny:
+            need = Permission.MANAGE_ROLES | Permission(allow | deny)
+            needs[channel_id] = needs.get(channel_id, Permission(0)) | need
+    if needs:
+        await holds_in_channels(
+            conn, actor, needs, "in every channel the role's overrides apply to"
+        )
+
+
 def _manageable(access: ServerAccess, role: q.RoleRow) -> None:
     if not access.outranks(role.position):
         raise Forbidden("that role is at or above your highest role", code="ROLE_HIERARCHY")
@@ -288,7 +308,12 @@ async def update_role(
 async def delete_role(
     conn: asyncpg.Connection, actor: Actor, server_id: UUID, role_id: UUID, reason: str | None
 ) -> None:
-    """Raises: NotFound (SERVER_NOT_FOUND, ROLE_NOT_FOUND); Forbidden
+    """Delete a role (MANAGE_ROLES, below your highest) and its overrides: removing
+    them asks what removing each would (`may_change_overrides`): MANAGE_ROLES and what
+    it allows or denies, held in its channel and, for a category's, in each channel
+    synced with it.
+
+    Raises: NotFound (SERVER_NOT_FOUND, ROLE_NOT_FOUND); Forbidden
     (MISSING_PERMISSIONS, ROLE_HIERARCHY); BadRequest (CANNOT_DELETE_EVERYONE)."""
     async with conn.transaction():
         access = await access_server(
@@ -298,9 +323,10 @@ async def delete_role(
         if role.is_default:
             raise BadRequest("@everyone cannot be deleted", code="CANNOT_DELETE_EVERYONE")
         _manageable(access, role)
+        overriding = await channels_q.list_channels_overriding_role(conn, role_id=role_id)
+        await _may_remove_overrides(conn, actor, role, overriding)
         holders = await q.list_role_holders(conn, role_id=role_id)
         seen = await watch(conn, server_id, user_ids=holders)
-        overriding = await channels_q.list_channels_overriding_role(conn, role_id=role_id)
         await q.delete_role(conn, role_id=role_id)  # its overrides go with it
         await settle(conn, seen, "permissions")
         await emit(
