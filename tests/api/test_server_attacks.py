@@ -773,3 +773,34 @@ async def test_deleting_a_role_asks_what_lifting_its_overrides_grants(
     assert (await client.get(f"/api/channels/{news}", headers=mod.headers)).status_code == 404
     assert (await client.delete(srv.url(f"/roles/{quiet}"), headers=ann.headers)).status_code == 204
     assert (await client.get(f"/api/channels/{news}", headers=mod.headers)).status_code == 200
+
+
+async def test_an_override_change_of_nothing_writes_audits_and_tells_nothing(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    """Was: putting an override as it is, or removing one that does not exist (of any
+    random id), answered 200 and wrote an audit entry and told every viewer."""
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await community(client, ann, ben)
+    quiet = await role(client, srv, ann, "quiet", 0)
+    general = srv.general
+    assert (await override(client, ann, general, "role", quiet, deny=int(P.SPEAK))).is_success
+    async with pool.acquire() as conn:
+        told = len(await factories.events_of(conn, "channel", uuid.UUID(general)))
+    logged = len((await client.get(srv.url("/audit-log"), headers=ann.headers)).json())
+    for attempt in (
+        override(client, ann, general, "role", quiet, deny=int(P.SPEAK)),
+        client.delete(
+            f"/api/channels/{general}/overrides/member/{uuid.uuid4()}", headers=ann.headers
+        ),
+        client.delete(f"/api/channels/{general}/overrides/member/{ben.id}", headers=ann.headers),
+        client.delete(
+            f"/api/channels/{general}/overrides/role/{srv.everyone_role}", headers=ann.headers
+        ),
+    ):
+        same = await attempt
+        assert same.status_code == 200 and same.json()["id"] == general, same.text
+        assert [o["id"] for o in same.json()["overrides"]] == [quiet]
+    async with pool.acquire() as conn:
+        assert len(await factories.events_of(conn, "channel", uuid.UUID(general))) == told
+    assert len((await client.get(srv.url("/audit-log"), headers=ann.headers)).json()) == logged

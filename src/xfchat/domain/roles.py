@@ -41,7 +41,7 @@ from xfchat.domain.events import (
 )
 from xfchat.domain.members import check_outranks, member_not_found
 from xfchat.domain.permissions import ALL, Permission
-from xfchat.domain.server_views import member_json, overrides_changed, role_json
+from xfchat.domain.server_views import channels_json, member_json, overrides_changed, role_json
 from xfchat.domain.servers import audit, text_field
 from xfchat.domain.validation import looks_empty
 from xfchat.domain.visibility import settle, watch
@@ -464,7 +464,9 @@ async def set_override(
     """Set (allow and deny given) or remove (both None) a channel's override for a role
     or a member: MANAGE_ROLES in the server, a role below your highest, and MANAGE_ROLES
     and every permission the change sets or lifts held in this channel and, for a
-    category, in each channel following it (`may_change_overrides`).
+    category, in each channel following it (`may_change_overrides`). A change of
+    nothing (the override as it is, or none to remove) answers the channel and writes,
+    audits and tells nothing.
 
     Raises: NotFound (CHANNEL_NOT_FOUND, ROLE_NOT_FOUND, MEMBER_NOT_FOUND); Forbidden
     (TOO_MANY_OVERRIDES and others); BadRequest (INVALID_PERMISSIONS, OVERRIDE_CONFLICT,
@@ -481,11 +483,11 @@ async def set_override(
         access = await access_server(
             conn, actor, server_id, need=Permission.MANAGE_ROLES, lock=True
         )
+        removing = allow is None and deny is None
         if kind == "role":
             _manageable(access, await _role(conn, server_id, target_id))
         else:
             member = await servers_q.get_member(conn, server_id=server_id, user_id=target_id)
-            removing = allow is None and deny is None
             if member is None and not removing:  # (one left over may always be removed)
                 raise member_not_found()
             if member is not None and member.user_id == actor.user_id:
@@ -501,7 +503,7 @@ async def set_override(
         mine = [
             (o.allow, o.deny) for o in overrides if (o.role_id, o.user_id) == (role_id, user_id)
         ]
-        if not mine and (allow, deny) != (None, None):  # (exact: the server's row is locked)
+        if not mine and not removing:  # (exact: the server's row is locked)
             if len(overrides) >= MAX_OVERRIDES:
                 raise Forbidden(
                     f"a channel has at most {MAX_OVERRIDES} overrides", code="TOO_MANY_OVERRIDES"
@@ -518,10 +520,13 @@ async def set_override(
         changed = (old[0] ^ (allow or 0)) | (old[1] ^ (deny or 0))
         # (a change of nothing asks only of this channel: its synced ones keep all)
         await may_change_overrides(conn, actor, touched if changed else [channel_id], changed)
+        unchanged = not mine if removing else mine == [(allow or 0, deny or 0)]
+        if unchanged:  # (as it is, or none to remove): none written, audited or told
+            return (await channels_json(conn, [channel.channel]))[0]
         seen = await watch(
             conn, server_id, channel_ids=touched, user_ids=[target_id] if kind == "member" else None
         )
-        if allow is None and deny is None:
+        if removing:
             await channels_q.delete_permission_override(
                 conn, channel_id=channel_id, role_id=role_id, user_id=user_id
             )
