@@ -105,6 +105,27 @@ async def test_roles_are_made_changed_reordered_and_deleted_within_the_hierarchy
     assert peer.status_code == 403 and peer.json()["code"] == "ROLE_HIERARCHY"
 
 
+async def test_a_new_role_keeps_every_position_within_1_to_10000(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """Was: a new role moved the others up one, a role at 10000 to 10001."""
+    ann = await make_user("ann")
+    srv = await community(client, ann)
+    low, mid, top = [await role(client, srv, ann, n, 0) for n in ("low", "mid", "top")]
+    placed = [
+        {"id": top, "position": 10_000},
+        {"id": mid, "position": 40},
+        {"id": low, "position": 40},
+    ]
+    assert (await client.patch(srv.url("/roles"), headers=ann.headers, json=placed)).is_success
+    await role(client, srv, ann, "new", 0)
+    roles = (await client.get(srv.url("/roles"), headers=ann.headers)).json()
+    # renumbered in their order (equal positions stay equal), the new one just above @everyone
+    assert {r["name"]: r["position"] for r in roles} == {
+        "top": 3, "mid": 2, "low": 2, "new": 1, "@everyone": 0
+    }  # fmt: skip
+
+
 async def test_a_channel_hidden_by_an_override_is_404_and_absent_everywhere(
     client: httpx.AsyncClient, make_user: MakeUser
 ) -> None:

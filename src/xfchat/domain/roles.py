@@ -49,6 +49,7 @@ from xfchat.errors import BadRequest, Forbidden, NotFound
 
 MAX_ROLES = 250
 MAX_ROLE_NAME = 100
+MAX_POSITION = 10_000  # roles but @everyone (0) take 1 to this
 MAX_OVERRIDES = 100  # a channel's overrides, roles' and members' together
 # A server's overrides, all its channels' together: what a server's payload (its GET,
 # `ready`, `server.joined`) carries stays near 1 MiB at 500 channels (5 an average).
@@ -208,7 +209,8 @@ async def create_role(
     fields: dict[str, Any],
     reason: str | None,
 ) -> RolePayload:
-    """A new role (MANAGE_ROLES), placed just above @everyone (the others move up one).
+    """A new role (MANAGE_ROLES), placed just above @everyone (the others move up one;
+    see `_up_one`).
 
     Raises: NotFound (SERVER_NOT_FOUND); Forbidden (MISSING_PERMISSIONS, TOO_MANY_ROLES);
     BadRequest (INVALID_ROLE_NAME, INVALID_PERMISSIONS, INVALID_COLOR)."""
@@ -222,10 +224,7 @@ async def create_role(
             raise Forbidden(f"a server has at most {MAX_ROLES} roles", code="TOO_MANY_ROLES")
         others = [r for r in await q.list_roles(conn, server_id=server_id) if not r.is_default]
         moved = await q.update_role_positions(
-            conn,
-            server_id=server_id,
-            role_ids=[r.id for r in others],
-            positions=[r.position + 1 for r in others],
+            conn, server_id=server_id, role_ids=[r.id for r in others], positions=_up_one(others)
         )
         row = await q.insert_role(
             conn,
@@ -250,6 +249,16 @@ async def create_role(
             reason=reason,
         )
     return payload
+
+
+def _up_one(roles: list[q.RoleRow]) -> list[int]:
+    """The roles' positions one up, to make room at 1. Where one would pass
+    MAX_POSITION, they are first renumbered 1, 2, 3... in their order (equal positions
+    staying equal): the hierarchy, which compares positions alone, is as it was."""
+    if all(r.position < MAX_POSITION for r in roles):
+        return [r.position + 1 for r in roles]
+    rank = {p: n for n, p in enumerate(sorted({r.position for r in roles}), start=2)}
+    return [rank[r.position] for r in roles]
 
 
 def _audited(values: dict[str, Any]) -> dict[str, Any]:
@@ -367,7 +376,7 @@ async def reorder_roles(
             role = roles.get(role_id)
             if role is None:
                 raise role_not_found()
-            if role.is_default or not 1 <= position <= 10_000:
+            if role.is_default or not 1 <= position <= MAX_POSITION:
                 raise BadRequest(
                     "roles other than @everyone take positions 1 to 10000",
                     code="INVALID_POSITION",
