@@ -66,6 +66,11 @@ async def test_roles_are_made_changed_reordered_and_deleted_within_the_hierarchy
         ({"permissions": str(1 << 63)}, "INVALID_PERMISSIONS"),
         ({"color": 1 << 24}, "INVALID_COLOR"),
         ({"name": ""}, "INVALID_ROLE_NAME"),
+        # Was accepted: they read as mentions of everyone (a Cyrillic e, Greek capital
+        # eta and epsilon, a combining accent), where full-width forms were refused.
+        ({"name": "@\u0435veryone"}, "INVALID_ROLE_NAME"),
+        ({"name": "@\u0397\u0395R\u0395"}, "INVALID_ROLE_NAME"),
+        ({"name": "@everyone\u0301"}, "INVALID_ROLE_NAME"),
     ):
         bad = await client.patch(srv.url(f"/roles/{helper}"), headers=mod.headers, json=body)
         assert bad.status_code == 400 and bad.json()["code"] == code, body

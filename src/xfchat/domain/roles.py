@@ -60,11 +60,22 @@ def role_not_found() -> NotFound:
     return NotFound("no such role", code="ROLE_NOT_FOUND")
 
 
+# Cyrillic and Greek letters that read as Latin ones (not the whole of Unicode's
+# confusables: enough for the letters of "everyone" and "here" and their neighbours).
+LOOKALIKES = str.maketrans(
+    "аеорсухіјѕһԁԛԝѵүгпАВЕКМНОРСТУХІЈЅҺҮѴαεηικνορτυγχΑΒΕΗΙΚΜΝΟΡΤΥΧΖ",
+    "aeopcyxijshdqwvyrnABEKMHOPCTYXIJSHYVaenikvoptvyxABEHIKMNOPTYXZ",
+)
+
+
 def mention_like(name: str) -> bool:
     """A name that reads as @everyone or @here: in any case, in full-width forms, with
-    characters that show nothing in it (and so would pass as the default role)."""
+    characters that show nothing in it (and so would pass as the default role), with
+    accents or other combining marks, or with Cyrillic or Greek lookalike letters."""
     shown = "".join(c for c in name if c.isspace() or not looks_empty(c))
-    return unicodedata.normalize("NFKC", shown).casefold() in ("@everyone", "@here")
+    decomposed = unicodedata.normalize("NFKD", shown)
+    skeleton = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return skeleton.translate(LOOKALIKES).casefold() in ("@everyone", "@here")
 
 
 # ASCII digits only: int() also reads full-width and Arabic-Indic digits, "1_0", " 8 ", "+8".
