@@ -66,6 +66,11 @@ async def test_roles_are_made_changed_reordered_and_deleted_within_the_hierarchy
         ({"permissions": str(1 << 63)}, "INVALID_PERMISSIONS"),
         ({"color": 1 << 24}, "INVALID_COLOR"),
         ({"name": ""}, "INVALID_ROLE_NAME"),
+        # Was accepted: they read as mentions of everyone (a Cyrillic e, Greek capital
+        # eta and epsilon, a combining accent), where full-width forms were refused.
+        ({"name": "@\u0435veryone"}, "INVALID_ROLE_NAME"),
+        ({"name": "@\u0397\u0395R\u0395"}, "INVALID_ROLE_NAME"),
+        ({"name": "@everyone\u0301"}, "INVALID_ROLE_NAME"),
     ):
         bad = await client.patch(srv.url(f"/roles/{helper}"), headers=mod.headers, json=body)
         assert bad.status_code == 400 and bad.json()["code"] == code, body
@@ -103,6 +108,27 @@ async def test_roles_are_made_changed_reordered_and_deleted_within_the_hierarchy
     await client.put(srv.url(f"/members/{ben.id}/roles/{admin_role}"), headers=ann.headers)
     peer = await client.delete(srv.url(f"/members/{ben.id}"), headers=mod.headers)
     assert peer.status_code == 403 and peer.json()["code"] == "ROLE_HIERARCHY"
+
+
+async def test_a_new_role_keeps_every_position_within_1_to_10000(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """Was: a new role moved the others up one, a role at 10000 to 10001."""
+    ann = await make_user("ann")
+    srv = await community(client, ann)
+    low, mid, top = [await role(client, srv, ann, n, 0) for n in ("low", "mid", "top")]
+    placed = [
+        {"id": top, "position": 10_000},
+        {"id": mid, "position": 40},
+        {"id": low, "position": 40},
+    ]
+    assert (await client.patch(srv.url("/roles"), headers=ann.headers, json=placed)).is_success
+    await role(client, srv, ann, "new", 0)
+    roles = (await client.get(srv.url("/roles"), headers=ann.headers)).json()
+    # renumbered in their order (equal positions stay equal), the new one just above @everyone
+    assert {r["name"]: r["position"] for r in roles} == {
+        "top": 3, "mid": 2, "low": 2, "new": 1, "@everyone": 0
+    }  # fmt: skip
 
 
 async def test_a_channel_hidden_by_an_override_is_404_and_absent_everywhere(
@@ -497,7 +523,8 @@ async def test_a_category_override_costs_the_same_statements_however_many_channe
     client: httpx.AsyncClient, make_user: MakeUser, app: FastAPI, db_url: str
 ) -> None:
     """Judging a category's override in each synced channel read that channel's access
-    on its own (520 statements at 498 channels): one read for them all."""
+    on its own (520 statements at 498 channels): one read for them all (and so for a
+    role's overrides when it is given or taken)."""
     ann = await make_user("ann")
     srv = await community(client, ann)
     made = await client.post(
@@ -506,7 +533,12 @@ async def test_a_category_override_costs_the_same_statements_however_many_channe
     category = made.json()["id"]
     first = await override(client, ann, category, "role", srv.everyone_role, deny=int(P.SPEAK))
     assert first.status_code == 200
-    counts = []
+    # Giving and taking a role judge its overrides in each channel they reach, as well.
+    reacts = await role(client, srv, ann, "reacts", 0)
+    allowed = await override(client, ann, category, "role", reacts, allow=int(P.ADD_REACTIONS))
+    assert allowed.status_code == 200
+    given = srv.url(f"/members/{ann.id}/roles/{reacts}")
+    counts, role_counts = [], []
     async with logged_pool(db_url, size=4) as (pool, seen):
         own, app.state.pool = app.state.pool, pool
         try:
@@ -519,6 +551,10 @@ async def test_a_category_override_costs_the_same_statements_however_many_channe
                 )
                 assert changed.status_code == 200, changed.text
                 counts.append(len(seen.take()))
+                assert (await client.put(given, headers=ann.headers)).status_code == 204
+                assert (await client.delete(given, headers=ann.headers)).status_code == 204
+                role_counts.append(len(seen.take()))
         finally:
             app.state.pool = own
     assert counts[0] == counts[1], counts
+    assert role_counts[0] == role_counts[1], role_counts

@@ -699,3 +699,108 @@ async def test_a_kicked_members_own_overrides_go_with_them(
     assert back.status_code == 201
     sees = [c["name"] for c in back.json()["channels"]]
     assert revoke.status_code == 200 and "staff" not in sees, (revoke.json(), sees)
+
+
+# ------------------------------------------------- FINDING: what a role's overrides grant
+
+
+async def test_giving_or_taking_a_role_asks_what_its_overrides_grant_in_each_channel(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """Was: giving a role judged only its server-wide permissions: a MANAGE_ROLES member
+    gave himself a role of none whose override opened a channel hidden from him (with
+    MANAGE_MESSAGES and MANAGE_ROLES there), and taking one lifted its denies, where
+    the override routes refused the same change."""
+    ann, mod, ben = [await make_user(n) for n in ("ann", "mod", "ben")]
+    srv = await community(client, ann, mod, ben)
+    staff = await role(client, srv, ann, "staff", 0)
+    quiet = await role(client, srv, ann, "quiet", 0, mod, ben)
+    helpers = await role(client, srv, ann, "helpers", 0)
+    mods = await role(client, srv, ann, "mods", int(P.MANAGE_ROLES), mod)
+    raised = [{"id": mods, "position": 9}]
+    assert (await client.patch(srv.url("/roles"), headers=ann.headers, json=raised)).is_success
+    secret = (await server_channel(client, srv, ann, "secret"))["id"]
+    await override(client, ann, secret, "role", srv.everyone_role, deny=int(P.VIEW_CHANNEL))
+    grant = P.VIEW_CHANNEL | P.READ_MESSAGE_HISTORY | P.MANAGE_MESSAGES | P.MANAGE_ROLES
+    assert (await override(client, ann, secret, "role", staff, allow=int(grant))).is_success
+    for who in (mod, ben):
+        given = await client.put(srv.url(f"/members/{who.id}/roles/{staff}"), headers=mod.headers)
+        assert given.status_code == 403 and given.json()["code"] == "MISSING_PERMISSIONS"
+        assert secret not in given.text  # (nor which channel)
+    seen = await client.get(f"/api/channels/{secret}/messages", headers=mod.headers)
+    assert seen.status_code == 404
+    # A category's override reaches the channels synced with it: one hidden from mod.
+    cat = (await server_channel(client, srv, ann, "cat", kind="category"))["id"]
+    inner = (await server_channel(client, srv, ann, "inner", parent_id=cat))["id"]
+    await override(client, ann, inner, "member", mod.id, deny=int(P.VIEW_CHANNEL))
+    await override(client, ann, cat, "role", helpers, allow=int(P.ADD_REACTIONS))
+    url = srv.url(f"/members/{ben.id}/roles/{helpers}")
+    assert (await client.put(url, headers=mod.headers)).status_code == 403
+    unsync = {"permissions_synced": False}
+    await client.patch(f"/api/channels/{inner}", headers=ann.headers, json=unsync)
+    assert (await client.put(url, headers=mod.headers)).status_code == 204
+    # Taking a role lifts its denies: mod (quiet) cannot see #news, so neither.
+    news = (await server_channel(client, srv, ann, "news"))["id"]
+    await override(client, ann, news, "role", quiet, deny=int(P.VIEW_CHANNEL))
+    for who in (mod, ben):
+        taken = await client.delete(
+            srv.url(f"/members/{who.id}/roles/{quiet}"), headers=mod.headers
+        )
+        assert taken.status_code == 403 and taken.json()["code"] == "MISSING_PERMISSIONS"
+    assert (await client.get(f"/api/channels/{news}", headers=ben.headers)).status_code == 404
+    await client.delete(srv.url(f"/members/{mod.id}/roles/{quiet}"), headers=ann.headers)
+    taken = await client.delete(srv.url(f"/members/{ben.id}/roles/{quiet}"), headers=mod.headers)
+    assert taken.status_code == 204  # mod sees #news now: it is his to open
+
+
+async def test_deleting_a_role_asks_what_lifting_its_overrides_grants(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """Was: a member with MANAGE_ROLES deleted a role of theirs denying them a channel,
+    and so saw it (the override route refused lifting that deny)."""
+    ann, mod = await make_user("ann"), await make_user("mod")
+    srv = await community(client, ann, mod)
+    quiet = await role(client, srv, ann, "quiet", 0, mod)
+    mods = await role(client, srv, ann, "mods", int(P.MANAGE_ROLES), mod)
+    raised = [{"id": mods, "position": 9}]
+    assert (await client.patch(srv.url("/roles"), headers=ann.headers, json=raised)).is_success
+    news = (await server_channel(client, srv, ann, "news"))["id"]
+    denied = int(P.VIEW_CHANNEL | P.SEND_MESSAGES)
+    assert (await override(client, ann, news, "role", quiet, deny=denied)).is_success
+    gone = await client.delete(srv.url(f"/roles/{quiet}"), headers=mod.headers)
+    assert gone.status_code == 403 and gone.json()["code"] == "MISSING_PERMISSIONS"
+    assert news not in gone.text
+    assert (await client.get(f"/api/channels/{news}", headers=mod.headers)).status_code == 404
+    assert (await client.delete(srv.url(f"/roles/{quiet}"), headers=ann.headers)).status_code == 204
+    assert (await client.get(f"/api/channels/{news}", headers=mod.headers)).status_code == 200
+
+
+async def test_an_override_change_of_nothing_writes_audits_and_tells_nothing(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    """Was: putting an override as it is, or removing one that does not exist (of any
+    random id), answered 200 and wrote an audit entry and told every viewer."""
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await community(client, ann, ben)
+    quiet = await role(client, srv, ann, "quiet", 0)
+    general = srv.general
+    assert (await override(client, ann, general, "role", quiet, deny=int(P.SPEAK))).is_success
+    async with pool.acquire() as conn:
+        told = len(await factories.events_of(conn, "channel", uuid.UUID(general)))
+    logged = len((await client.get(srv.url("/audit-log"), headers=ann.headers)).json())
+    for attempt in (
+        override(client, ann, general, "role", quiet, deny=int(P.SPEAK)),
+        client.delete(
+            f"/api/channels/{general}/overrides/member/{uuid.uuid4()}", headers=ann.headers
+        ),
+        client.delete(f"/api/channels/{general}/overrides/member/{ben.id}", headers=ann.headers),
+        client.delete(
+            f"/api/channels/{general}/overrides/role/{srv.everyone_role}", headers=ann.headers
+        ),
+    ):
+        same = await attempt
+        assert same.status_code == 200 and same.json()["id"] == general, same.text
+        assert [o["id"] for o in same.json()["overrides"]] == [quiet]
+    async with pool.acquire() as conn:
+        assert len(await factories.events_of(conn, "channel", uuid.UUID(general))) == told
+    assert len((await client.get(srv.url("/audit-log"), headers=ann.headers)).json()) == logged

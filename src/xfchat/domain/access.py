@@ -151,19 +151,32 @@ async def may_change_overrides(
 
     Raises: Forbidden (MISSING_PERMISSIONS, with `missing`)."""
     need = Permission.MANAGE_ROLES | Permission(bits)
+    await holds_in_channels(
+        conn, actor, dict.fromkeys(channel_ids, need), "in every channel the change applies to"
+    )
+
+
+async def holds_in_channels(
+    conn: asyncpg.Connection, actor: Actor, needs: dict[UUID, Permission], where: str
+) -> None:
+    """The actor holds, in each of these channels, what `needs` asks there; a channel
+    they cannot see holds nothing (the refusal names what is missing, `where`, never
+    the channel). One read for them all.
+
+    Raises: Forbidden (MISSING_PERMISSIONS, with `missing`)."""
     facts = {
         f.channel_id: f
         for f in await q.list_facts_in_channels(
-            conn, channel_ids=channel_ids, user_id=actor.user_id
+            conn, channel_ids=list(needs), user_id=actor.user_id
         )
     }
-    for channel_id in channel_ids:
+    for channel_id, need in needs.items():
         found = facts.get(channel_id)
         held = compute_permissions(found) if found is not None else Permission(0)
         if Permission.VIEW_CHANNEL not in held:
             held = Permission(0)
         if need & ~held:
-            raise missing(need, held, "in every channel the change applies to")
+            raise missing(need, held, where)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from xfchat.domain.access import (
     ServerAccess,
     access_channel,
     access_server,
+    holds_in_channels,
     may_change_overrides,
 )
 from xfchat.domain.accounts import Actor
@@ -40,7 +41,7 @@ from xfchat.domain.events import (
 )
 from xfchat.domain.members import check_outranks, member_not_found
 from xfchat.domain.permissions import ALL, Permission
-from xfchat.domain.server_views import member_json, overrides_changed, role_json
+from xfchat.domain.server_views import channels_json, member_json, overrides_changed, role_json
 from xfchat.domain.servers import audit, text_field
 from xfchat.domain.validation import looks_empty
 from xfchat.domain.visibility import settle, watch
@@ -48,6 +49,7 @@ from xfchat.errors import BadRequest, Forbidden, NotFound
 
 MAX_ROLES = 250
 MAX_ROLE_NAME = 100
+MAX_POSITION = 10_000  # roles but @everyone (0) take 1 to this
 MAX_OVERRIDES = 100  # a channel's overrides, roles' and members' together
 # A server's overrides, all its channels' together: what a server's payload (its GET,
 # `ready`, `server.joined`) carries stays near 1 MiB at 500 channels (5 an average).
@@ -58,11 +60,22 @@ def role_not_found() -> NotFound:
     return NotFound("no such role", code="ROLE_NOT_FOUND")
 
 
+# Cyrillic and Greek letters that read as Latin ones (not the whole of Unicode's
+# confusables: enough for the letters of "everyone" and "here" and their neighbours).
+LOOKALIKES = str.maketrans(
+    "аеорсухіјѕһԁԛԝѵүгпАВЕКМНОРСТУХІЈЅҺҮѴαεηικνορτυγχΑΒΕΗΙΚΜΝΟΡΤΥΧΖ",
+    "aeopcyxijshdqwvyrnABEKMHOPCTYXIJSHYVaenikvoptvyxABEHIKMNOPTYXZ",
+)
+
+
 def mention_like(name: str) -> bool:
     """A name that reads as @everyone or @here: in any case, in full-width forms, with
-    characters that show nothing in it (and so would pass as the default role)."""
+    characters that show nothing in it (and so would pass as the default role), with
+    accents or other combining marks, or with Cyrillic or Greek lookalike letters."""
     shown = "".join(c for c in name if c.isspace() or not looks_empty(c))
-    return unicodedata.normalize("NFKC", shown).casefold() in ("@everyone", "@here")
+    decomposed = unicodedata.normalize("NFKD", shown)
+    skeleton = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return skeleton.translate(LOOKALIKES).casefold() in ("@everyone", "@here")
 
 
 # ASCII digits only: int() also reads full-width and Arabic-Indic digits, "1_0", " 8 ", "+8".
@@ -95,6 +108,62 @@ def _grantable(held: Permission, bits: int, field: str = "permissions") -> None:
             code="MISSING_PERMISSIONS",
             field=field,
             extra={"missing": names},
+        )
+
+
+async def _reach(
+    conn: asyncpg.Connection, role: q.RoleRow, channels: list[channels_q.ChannelRow]
+) -> list[tuple[UUID, int, int, bool]]:
+    """Where the role's overrides apply, as (channel, allow, deny, its own override):
+    the `channels` holding one, and the channels synced with any category among them.
+    Three reads however many channels."""
+    if not channels:
+        return []
+    rows = await channels_q.list_overrides(conn, channel_ids=[c.id for c in channels])
+    own = {o.channel_id: (o.allow, o.deny) for o in rows if o.role_id == role.id}
+    reach = [(c, allow, deny, True) for c, (allow, deny) in own.items()]
+    if any(c.kind == "category" for c in channels):
+        for row in await channels_q.list_server_channels(conn, server_id=role.server_id):
+            if row.permissions_synced and row.parent_id in own:
+                reach.append((row.id, *own[row.parent_id], False))
+    return reach
+
+
+async def _may_grant_through_overrides(
+    conn: asyncpg.Connection, actor: Actor, role: q.RoleRow, *, held: bool
+) -> None:
+    """Giving a role grants what its overrides allow, taking it what they deny (a deny
+    lifted): each held by the actor in every channel it reaches (as the override routes
+    ask)."""
+    channels = await channels_q.list_channels_overriding_role(conn, role_id=role.id)
+    needs: dict[UUID, Permission] = {}
+    for channel_id, allow, deny, _ in await _reach(conn, role, channels):
+        bits = allow if held else deny
+        if bits:
+            needs[channel_id] = needs.get(channel_id, Permission(0)) | Permission(bits)
+    if needs:
+        await holds_in_channels(
+            conn, actor, needs, "in every channel the role's overrides apply to"
+        )
+
+
+async def _may_remove_overrides(
+    conn: asyncpg.Connection,
+    actor: Actor,
+    role: q.RoleRow,
+    channels: list[channels_q.ChannelRow],
+) -> None:
+    """Removing all the role's overrides at once (its deletion) asks what removing
+    each would of the override route: MANAGE_ROLES and its bits in its channel, its
+    bits (if any) in the channels synced with it."""
+    needs: dict[UUID, Permission] = {}
+    for channel_id, allow, deny, own in await _reach(conn, role, channels):
+        if own or allow | deny:
+            need = Permission.MANAGE_ROLES | Permission(allow | deny)
+            needs[channel_id] = needs.get(channel_id, Permission(0)) | need
+    if needs:
+        await holds_in_channels(
+            conn, actor, needs, "in every channel the role's overrides apply to"
         )
 
 
@@ -151,7 +220,8 @@ async def create_role(
     fields: dict[str, Any],
     reason: str | None,
 ) -> RolePayload:
-    """A new role (MANAGE_ROLES), placed just above @everyone (the others move up one).
+    """A new role (MANAGE_ROLES), placed just above @everyone (the others move up one;
+    see `_up_one`).
 
     Raises: NotFound (SERVER_NOT_FOUND); Forbidden (MISSING_PERMISSIONS, TOO_MANY_ROLES);
     BadRequest (INVALID_ROLE_NAME, INVALID_PERMISSIONS, INVALID_COLOR)."""
@@ -165,10 +235,7 @@ async def create_role(
             raise Forbidden(f"a server has at most {MAX_ROLES} roles", code="TOO_MANY_ROLES")
         others = [r for r in await q.list_roles(conn, server_id=server_id) if not r.is_default]
         moved = await q.update_role_positions(
-            conn,
-            server_id=server_id,
-            role_ids=[r.id for r in others],
-            positions=[r.position + 1 for r in others],
+            conn, server_id=server_id, role_ids=[r.id for r in others], positions=_up_one(others)
         )
         row = await q.insert_role(
             conn,
@@ -193,6 +260,16 @@ async def create_role(
             reason=reason,
         )
     return payload
+
+
+def _up_one(roles: list[q.RoleRow]) -> list[int]:
+    """The roles' positions one up, to make room at 1. Where one would pass
+    MAX_POSITION, they are first renumbered 1, 2, 3... in their order (equal positions
+    staying equal): the hierarchy, which compares positions alone, is as it was."""
+    if all(r.position < MAX_POSITION for r in roles):
+        return [r.position + 1 for r in roles]
+    rank = {p: n for n, p in enumerate(sorted({r.position for r in roles}), start=2)}
+    return [rank[r.position] for r in roles]
 
 
 def _audited(values: dict[str, Any]) -> dict[str, Any]:
@@ -251,7 +328,12 @@ async def update_role(
 async def delete_role(
     conn: asyncpg.Connection, actor: Actor, server_id: UUID, role_id: UUID, reason: str | None
 ) -> None:
-    """Raises: NotFound (SERVER_NOT_FOUND, ROLE_NOT_FOUND); Forbidden
+    """Delete a role (MANAGE_ROLES, below your highest) and its overrides: removing
+    them asks what removing each would (`may_change_overrides`): MANAGE_ROLES and what
+    it allows or denies, held in its channel and, for a category's, in each channel
+    synced with it.
+
+    Raises: NotFound (SERVER_NOT_FOUND, ROLE_NOT_FOUND); Forbidden
     (MISSING_PERMISSIONS, ROLE_HIERARCHY); BadRequest (CANNOT_DELETE_EVERYONE)."""
     async with conn.transaction():
         access = await access_server(
@@ -261,9 +343,10 @@ async def delete_role(
         if role.is_default:
             raise BadRequest("@everyone cannot be deleted", code="CANNOT_DELETE_EVERYONE")
         _manageable(access, role)
+        overriding = await channels_q.list_channels_overriding_role(conn, role_id=role_id)
+        await _may_remove_overrides(conn, actor, role, overriding)
         holders = await q.list_role_holders(conn, role_id=role_id)
         seen = await watch(conn, server_id, user_ids=holders)
-        overriding = await channels_q.list_channels_overriding_role(conn, role_id=role_id)
         await q.delete_role(conn, role_id=role_id)  # its overrides go with it
         await settle(conn, seen, "permissions")
         await emit(
@@ -304,7 +387,7 @@ async def reorder_roles(
             role = roles.get(role_id)
             if role is None:
                 raise role_not_found()
-            if role.is_default or not 1 <= position <= 10_000:
+            if role.is_default or not 1 <= position <= MAX_POSITION:
                 raise BadRequest(
                     "roles other than @everyone take positions 1 to 10000",
                     code="INVALID_POSITION",
@@ -341,10 +424,14 @@ async def set_member_role(
     held: bool,
     reason: str | None,
 ) -> None:
-    """Give (`held`) or take a role (MANAGE_ROLES, the role below your highest). Doing
-    it again changes nothing.
+    """Give (`held`) or take a role (MANAGE_ROLES, the role below your highest). Giving
+    it needs its permissions held server-wide, and what its overrides allow held in each
+    channel they apply to (a category's: in each channel synced with it too); taking it
+    needs what they deny held there (a deny lifted grants). Doing it again changes
+    nothing.
 
-    Raises: NotFound (SERVER_NOT_FOUND, MEMBER_NOT_FOUND, ROLE_NOT_FOUND); Forbidden."""
+    Raises: NotFound (SERVER_NOT_FOUND, MEMBER_NOT_FOUND, ROLE_NOT_FOUND); Forbidden
+    (MISSING_PERMISSIONS, ROLE_HIERARCHY); BadRequest (CANNOT_ASSIGN_EVERYONE)."""
     async with conn.transaction():
         access = await access_server(
             conn, actor, server_id, need=Permission.MANAGE_ROLES, lock=True
@@ -355,6 +442,7 @@ async def set_member_role(
         _manageable(access, role)
         if held:  # giving a role grants its permissions: only those you hold yourself
             _grantable(access.permissions, role.permissions)
+        await _may_grant_through_overrides(conn, actor, role, held=held)
         member = await servers_q.get_member(conn, server_id=server_id, user_id=user_id)
         if member is None:
             raise member_not_found()
@@ -396,7 +484,9 @@ async def set_override(
     """Set (allow and deny given) or remove (both None) a channel's override for a role
     or a member: MANAGE_ROLES in the server, a role below your highest, and MANAGE_ROLES
     and every permission the change sets or lifts held in this channel and, for a
-    category, in each channel following it (`may_change_overrides`).
+    category, in each channel following it (`may_change_overrides`). A change of
+    nothing (the override as it is, or none to remove) answers the channel and writes,
+    audits and tells nothing.
 
     Raises: NotFound (CHANNEL_NOT_FOUND, ROLE_NOT_FOUND, MEMBER_NOT_FOUND); Forbidden
     (TOO_MANY_OVERRIDES and others); BadRequest (INVALID_PERMISSIONS, OVERRIDE_CONFLICT,
@@ -413,11 +503,11 @@ async def set_override(
         access = await access_server(
             conn, actor, server_id, need=Permission.MANAGE_ROLES, lock=True
         )
+        removing = allow is None and deny is None
         if kind == "role":
             _manageable(access, await _role(conn, server_id, target_id))
         else:
             member = await servers_q.get_member(conn, server_id=server_id, user_id=target_id)
-            removing = allow is None and deny is None
             if member is None and not removing:  # (one left over may always be removed)
                 raise member_not_found()
             if member is not None and member.user_id == actor.user_id:
@@ -433,7 +523,7 @@ async def set_override(
         mine = [
             (o.allow, o.deny) for o in overrides if (o.role_id, o.user_id) == (role_id, user_id)
         ]
-        if not mine and (allow, deny) != (None, None):  # (exact: the server's row is locked)
+        if not mine and not removing:  # (exact: the server's row is locked)
             if len(overrides) >= MAX_OVERRIDES:
                 raise Forbidden(
                     f"a channel has at most {MAX_OVERRIDES} overrides", code="TOO_MANY_OVERRIDES"
@@ -450,10 +540,13 @@ async def set_override(
         changed = (old[0] ^ (allow or 0)) | (old[1] ^ (deny or 0))
         # (a change of nothing asks only of this channel: its synced ones keep all)
         await may_change_overrides(conn, actor, touched if changed else [channel_id], changed)
+        unchanged = not mine if removing else mine == [(allow or 0, deny or 0)]
+        if unchanged:  # (as it is, or none to remove): none written, audited or told
+            return (await channels_json(conn, [channel.channel]))[0]
         seen = await watch(
             conn, server_id, channel_ids=touched, user_ids=[target_id] if kind == "member" else None
         )
-        if allow is None and deny is None:
+        if removing:
             await channels_q.delete_permission_override(
                 conn, channel_id=channel_id, role_id=role_id, user_id=user_id
             )
