@@ -100,6 +100,7 @@ CORPUS = [
     "École fermée",
     "une ecole ouverte",
     "the quick brown fox",
+    "go up: cd .. and ls",
     "tab\tseparated\nlines  here",
 ]
 
@@ -137,6 +138,9 @@ EXPECTED = {
     "ecole": {"École fermée", "une ecole ouverte"},
     "ÉCOLE": {"École fermée", "une ecole ouverte"},
     "FERMEE": {"École fermée"},
+    # punctuation too short to find can still be excluded
+    "ls": {"go up: cd .. and ls"},
+    "ls -..": set(),
     # two words: both
     "postgres beats": {"postgres beats mysql"},
     "nothingmatcheshere": set(),
@@ -353,6 +357,9 @@ async def test_ranking_paging_and_capped_total(
         ("from:", 5),
         ("-", 0),
         ("ok !!", 3),
+        ("..", 0),  # (the parser's "file" token; punctuation alone, however it parses)
+        ('ok "’’"', 3),
+        ("ok ..*", 3),
         ("", 0),
         ("   ", 0),
         (" ".join(["w"] * 17), 32),
