@@ -663,7 +663,7 @@ async def test_deleted_emails_index_is_built_while_users_stay_readable_and_writa
     in; 0033's CHECK is added NOT VALID and validated apart (both outside a transaction)."""
     conn = await asyncpg.connect(empty_db_url)
     await Migrator(conn).run()
-    assert [m.version for m in await Migrator(conn).revert(2)] == [35, 34]
+    assert [m.label for m in await Migrator(conn).revert(1)] == ["0034_deleted_emails_unkeyed"]
     holder, held = await hold_users(empty_db_url)
     live = await asyncpg.connect(empty_db_url)
     try:
@@ -677,7 +677,7 @@ async def test_deleted_emails_index_is_built_while_users_stay_readable_and_writa
         await asyncio.wait_for(live.execute(insert), 3)
         assert await asyncio.wait_for(live.fetchval("SELECT count(*) FROM users"), 3) == 1
         await held.rollback()
-        assert [m.version for m in await asyncio.wait_for(running, 20)] == [34, 35]
+        assert [m.version for m in await asyncio.wait_for(running, 20)] == [34]
         index = await conn.fetchrow(
             "SELECT i.indisunique, i.indisvalid, pg_get_expr(i.indpred, i.indrelid) AS pred"
             " FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"

@@ -63,7 +63,7 @@ def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
 
 
 def _in_nfc(content: str, spans: Callable[[str], list[Span]]) -> list[Span]:
-    """`spans` of the text in NFC, as the database compares it (migration 0035), placed
+    """`spans` of the text in NFC, as the database compares it (migration 0036), placed
     in `content`. NFC never joins characters across a space, so each run of spaces and
     each run between them is normalised on its own: a span inside a run NFC left as it
     was keeps its characters; one inside a run it changed widens to the whole run."""

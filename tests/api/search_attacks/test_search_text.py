@@ -246,17 +246,17 @@ async def test_a_query_too_long_is_invalid_query_with_its_position(
         assert body.get("code") == "INVALID_QUERY" and body.get("position") == 512, body
 
 
-async def test_messages_stored_decomposed_before_0035_are_found_after_it(
+async def test_messages_stored_decomposed_before_0036_are_found_after_it(
     client: httpx.AsyncClient, raw: httpx.AsyncClient, make_user: MakeUser, db_url: str
 ) -> None:
-    """0035 computes again the stored vectors of messages not in NFC (and its down puts
+    """0036 computes again the stored vectors of messages not in NFC (and its down puts
     back those it made), so an upgrade finds what was sent before it."""
     ann, ben, dm = await factories.pair(client, make_user)
     conn = await asyncpg.connect(db_url)
     try:
         migrator = Migrator(conn)
-        assert [m.label for m in await migrator.revert(1)] == ["0035_search_nfc"]
-        await factories.say(client, ann, dm, "une e\u0301cole")  # indexed as before 0035
+        assert [m.label for m in await migrator.revert(1)] == ["0036_search_nfc"]
+        await factories.say(client, ann, dm, "une e\u0301cole")  # indexed as before 0036
         await factories.say(client, ann, dm, "une école")
         stale = (
             "SELECT count(*) FROM messages WHERE search <> xf_search_vector(search_config, content)"

@@ -1,6 +1,6 @@
 """Message search: the statements that read the search index (migrations 0021, 0023).
 
-Text is compared in NFC, folded (`xf_fold(xf_nfc(...))`, migration 0035): a decomposed
+Text is compared in NFC, folded (`xf_fold(xf_nfc(...))`, migration 0036): a decomposed
 accent is the composed one, in the messages' stored vectors and here alike.
 
 A search runs in a few statements. `compile_terms` turns each term of the query into

@@ -1,5 +1,5 @@
 -- xfchat: no transaction
--- xfchat: no data lost: only the stored search vectors of messages not in NFC are computed again (from their text, as before 0035)
+-- xfchat: no data lost: only the stored search vectors of messages not in NFC are computed again (from their text, as before 0036)
 CREATE OR REPLACE FUNCTION xf_search_vector(cfg regconfig, content text) RETURNS tsvector
 LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path FROM CURRENT
