@@ -99,7 +99,9 @@ CORPUS = [
     "今日は東京タワーに行った",
     "École fermée",
     "une ecole ouverte",
+    "une e\u0301cole de\u0301compose\u0301e",  # (accents decomposed: NFD)
     "the quick brown fox",
+    "go up: cd .. and ls",
     "tab\tseparated\nlines  here",
 ]
 
@@ -134,9 +136,14 @@ EXPECTED = {
     "東京": {"今日は東京タワーに行った"},
     "タワー": {"今日は東京タワーに行った"},
     # case and accents
-    "ecole": {"École fermée", "une ecole ouverte"},
-    "ÉCOLE": {"École fermée", "une ecole ouverte"},
+    "ecole": {"École fermée", "une ecole ouverte", "une e\u0301cole de\u0301compose\u0301e"},
+    "ÉCOLE": {"École fermée", "une ecole ouverte", "une e\u0301cole de\u0301compose\u0301e"},
+    "e\u0301cole": {"École fermée", "une ecole ouverte", "une e\u0301cole de\u0301compose\u0301e"},
+    "décomposée": {"une e\u0301cole de\u0301compose\u0301e"},
     "FERMEE": {"École fermée"},
+    # punctuation too short to find can still be excluded
+    "ls": {"go up: cd .. and ls"},
+    "ls -..": set(),
     # two words: both
     "postgres beats": {"postgres beats mysql"},
     "nothingmatcheshere": set(),
@@ -170,6 +177,13 @@ async def test_snippets_mark_matches_as_segments_never_markup(
     assert segments[0] == {"text": "…", "hit": False} and segments[-1]["text"] == "…"
     assert [s["text"] for s in segments if s["hit"]] == ["needle"]
     assert sum(len(s["text"]) for s in segments) < 210
+    # a decomposed accent (NFD) is matched, and quoted, as written
+    await factories.say(client, ann, dm, "une e\u0301cole de\u0301compose\u0301e")
+    response = await client.get("/api/search", params={"q": "ecole"}, headers=ben.headers)
+    (result,) = response.json()["results"]
+    segments = result["snippet"]
+    assert "".join(s["text"] for s in segments) == result["message"]["content"]
+    assert [s["text"] for s in segments if s["hit"]] == ["e\u0301cole"]
 
 
 async def test_found_as_soon_as_sent_and_never_after_deletion_or_edit(
@@ -353,6 +367,9 @@ async def test_ranking_paging_and_capped_total(
         ("from:", 5),
         ("-", 0),
         ("ok !!", 3),
+        ("..", 0),  # (the parser's "file" token; punctuation alone, however it parses)
+        ('ok "’’"', 3),
+        ("ok ..*", 3),
         ("", 0),
         ("   ", 0),
         (" ".join(["w"] * 17), 32),

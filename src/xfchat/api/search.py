@@ -12,7 +12,9 @@ from pydantic import BaseModel
 
 from xfchat.api.deps import app_slots, authenticate_request, bearer_token, get_settings
 from xfchat.domain import search
+from xfchat.domain.accounts import Actor
 from xfchat.domain.event_payloads import MessagePayload
+from xfchat.domain.images import ImageSlots, Slots
 from xfchat.errors import BadRequest, XFChatError
 
 router = APIRouter(prefix="/api", tags=["search"])
@@ -45,10 +47,13 @@ def cursor_key(secret: str) -> bytes:
     return hashlib.sha256(b"xfchat search cursor\x00" + secret.encode()).digest()
 
 
-def search_slots(request: Request) -> asyncio.Semaphore:
-    """The app's bound on searches running at once."""
+def search_slots(request: Request, actor: Actor) -> Slots:
+    """The actor's way into the app's search slots: XFCHAT_SEARCH_CONCURRENCY searches at
+    once, at most one of them any one user's (their own turn first, then a process slot,
+    as image jobs take theirs: ImageSlots is per-user fair slots of any kind), so one
+    account's slow searches cannot hold every slot while everyone else's wait."""
     size = get_settings(request).search_concurrency
-    return app_slots(request, "search_slots", lambda: asyncio.Semaphore(size))
+    return app_slots(request, "search_slots", lambda: ImageSlots(size)).of(actor.user_id)
 
 
 @router.get(
@@ -84,11 +89,13 @@ async def get_search(
             "search one server, channel or conversation at a time", code="INVALID_SCOPE"
         )
     budget = settings.search_budget_ms
-    slots = search_slots(request)
+    slots = search_slots(request, actor)
     try:
         await asyncio.wait_for(slots.acquire(), budget / 1000)
     except TimeoutError:
-        raise SearchBusy("too many searches are running; try again", retry_after=1) from None
+        raise SearchBusy(
+            "too many searches are running (or another of yours is); try again", retry_after=1
+        ) from None
     try:
         async with request.app.state.reads.reading() as conn:  # the replica, if any
             page = await search.search_messages(

@@ -411,7 +411,7 @@ def _term_plan(term: Term, c: q.CompiledTerm) -> tuple[q.Check, Need | None]:
     """How a term is confirmed, and how the index finds its candidates."""
     grams = tuple(tuple(token) for token in c.grams)
     if term.kind == "prefix":
-        if len(c.folded) < 2 or " " in c.folded:
+        if len(c.folded) < 2 or " " in c.folded or not _lettered(c.folded):
             raise invalid("a prefix is one word of at least 2 characters", term.position)
         prefix = _quote(c.folded) + ":*"
         check = q.Check("prefix", c.folded, prefix, term.negated)
@@ -426,9 +426,16 @@ def _term_plan(term: Term, c: q.CompiledTerm) -> tuple[q.Check, Need | None]:
     check = q.Check("literal", c.folded, "", term.negated)
     if grams:
         return check, Need(all_of=grams)
-    if c.plain:
+    if c.plain and _lettered(c.folded):
         return check, Need(all_of=(tuple(_lexemes(c.plain)),), text=c.plain)
     return check, None
+
+
+def _lettered(folded: str) -> bool:
+    """Whether text has a letter or digit. Punctuation too short for grams is found by
+    nothing, whatever lexemes the parser makes of it (`..` is its "file" token, and under
+    the C locale every non-ASCII character is a letter to it: `€`, `«`, a curly quote)."""
+    return any(ch.isalnum() for ch in folded)
 
 
 def _lexemes(tsquery: str | None) -> list[str]:

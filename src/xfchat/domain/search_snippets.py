@@ -5,6 +5,8 @@ segment's text as text and marks the hits however it likes."""
 from __future__ import annotations
 
 import re
+import unicodedata
+from collections.abc import Callable
 from typing import Any
 
 from xfchat.db.queries.search import Check
@@ -14,6 +16,8 @@ SNIPPET_CHARS = 200
 LEAD_CHARS = 60  # shown before the first match
 ELLIPSIS = "…"
 _WORD = re.compile(r"\w+")
+_RUN = re.compile(r"\s+|\S+")
+Span = tuple[int, int]
 
 
 def _word_spans(folded: str, marked: str | None) -> list[tuple[int, int]]:
@@ -58,14 +62,44 @@ def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return out
 
 
+def _in_nfc(content: str, spans: Callable[[str], list[Span]]) -> list[Span]:
+    """`spans` of the text in NFC, as the database compares it (migration 0036), placed
+    in `content`. NFC never joins characters across a space, so each run of spaces and
+    each run between them is normalised on its own: a span inside a run NFC left as it
+    was keeps its characters; one inside a run it changed widens to the whole run."""
+    if unicodedata.is_normalized("NFC", content):
+        return spans(content)
+    runs = [(m.start(), m.end()) for m in _RUN.finditer(content)]
+    normal = [unicodedata.normalize("NFC", content[a:b]) for a, b in runs]
+    text = "".join(normal)
+    if text != unicodedata.normalize("NFC", content):  # (never, but then: no hits)
+        return []
+    at, places = 0, []  # (start, end) in `text`, (start, end) in `content`, unchanged
+    for (a, b), n in zip(runs, normal, strict=True):
+        places.append((at, at + len(n), a, b, n == content[a:b]))
+        at += len(n)
+
+    def place(i: int, end: bool) -> int:
+        for start, stop, a, b, same in places:
+            if start <= i < stop or (end and start < i <= stop):
+                return a + (i - start) if same else (b if end else a)
+        return len(content)
+
+    return [(place(s, False), place(e, True)) for s, e in spans(text)]
+
+
 def snippet(content: str, checks: list[Check], marked: str | None) -> list[dict[str, Any]]:
     """Segments of `content` around its first match of `checks` (the positive terms);
-    `marked` is its folded text with the word matches marked by the database."""
-    folded = fold(content)
-    spans = _word_spans(folded, marked)
-    for check in checks:
-        spans += _term_spans(folded, check)
-    spans = _merge(spans)
+    `marked` is its folded text (in NFC) with the word matches marked by the database."""
+
+    def found(text: str) -> list[Span]:
+        folded = fold(text)
+        spans = _word_spans(folded, marked)
+        for check in checks:
+            spans += _term_spans(folded, check)
+        return spans
+
+    spans = _merge(_in_nfc(content, found))
     first = spans[0][0] if spans else 0
     begin = max(0, first - LEAD_CHARS) if len(content) > SNIPPET_CHARS else 0
     end = min(len(content), begin + SNIPPET_CHARS)

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import httpx
 import pytest
 
 from tests import factories
 from tests.api.search_attacks.conftest import bulk, search, sql
 from tests.factories import MakeUser
+from xfchat.db.migrate import Migrator
 
 HOSTILE = [
     # lengths and counts
@@ -242,3 +244,29 @@ async def test_a_query_too_long_is_invalid_query_with_its_position(
     for q in ("x" * 513, " ".join(["w"] * 1000)):
         body = (await search(raw, ann, q=q)).json()
         assert body.get("code") == "INVALID_QUERY" and body.get("position") == 512, body
+
+
+async def test_messages_stored_decomposed_before_0036_are_found_after_it(
+    client: httpx.AsyncClient, raw: httpx.AsyncClient, make_user: MakeUser, db_url: str
+) -> None:
+    """0036 computes again the stored vectors of messages not in NFC (and its down puts
+    back those it made), so an upgrade finds what was sent before it."""
+    ann, ben, dm = await factories.pair(client, make_user)
+    conn = await asyncpg.connect(db_url)
+    try:
+        migrator = Migrator(conn)
+        assert [m.label for m in await migrator.revert(1)] == ["0036_search_nfc"]
+        await factories.say(client, ann, dm, "une e\u0301cole")  # indexed as before 0036
+        await factories.say(client, ann, dm, "une école")
+        stale = (
+            "SELECT count(*) FROM messages WHERE search <> xf_search_vector(search_config, content)"
+        )
+        await migrator.run()
+        assert await conn.fetchval(stale) == 0
+        found = (await search(raw, ben, q="ecole")).json()["results"]
+        assert sorted(r["message"]["content"] for r in found) == ["une e\u0301cole", "une école"]
+        await migrator.revert(1)
+        assert await conn.fetchval(stale) == 0
+        await migrator.run()
+    finally:
+        await conn.close()

@@ -1,5 +1,8 @@
 """Message search: the statements that read the search index (migrations 0021, 0023).
 
+Text is compared in NFC, folded (`xf_fold(xf_nfc(...))`, migration 0036): a decomposed
+accent is the composed one, in the messages' stored vectors and here alike.
+
 A search runs in a few statements. `compile_terms` turns each term of the query into
 tsquery text with the database's own fold, grams and parsers (so a term and the
 messages it should find are always cut up the same way). `search_window` then reads
@@ -43,7 +46,7 @@ _COMPILE_TERMS = rf"""
               SELECT 'english'::regconfig
               WHERE $3::bool OR NOT EXISTS (SELECT 1 FROM servers WHERE id = ANY($2::uuid[]))) l
     ), t AS (
-        SELECT u.ord, btrim(regexp_replace(xf_fold(u.raw), '{_WHITESPACE}', ' ', 'g')) AS f
+        SELECT u.ord, btrim(regexp_replace(xf_fold(xf_nfc(u.raw)), '{_WHITESPACE}', ' ', 'g')) AS f
         FROM unnest($1::text[]) WITH ORDINALITY AS u(raw, ord)
     )
     SELECT t.ord, t.f AS folded,
@@ -112,11 +115,11 @@ _TERMS_HOLD = rf"""
         SELECT 1 FROM terms t
         WHERE (CASE t.kind
                  WHEN 'word' THEN m.search @@ t.q OR strpos(m.content, t.f) > 0
-                     OR strpos(xf_fold(m.content), t.f) > 0
+                     OR strpos(xf_fold(xf_nfc(m.content)), t.f) > 0
                  WHEN 'literal' THEN strpos(m.content, t.f) > 0
-                     OR strpos(xf_fold(m.content), t.f) > 0
+                     OR strpos(xf_fold(xf_nfc(m.content)), t.f) > 0
                      OR (strpos(t.f, ' ') > 0 AND m.content ~ '[^\x20-\x7E]|  '
-                         AND strpos(regexp_replace(xf_fold(m.content), '{_WHITESPACE}', ' ', 'g'),
+                         AND strpos(regexp_replace(xf_fold(xf_nfc(m.content)), '{_WHITESPACE}', ' ', 'g'),
                                     t.f) > 0)
                  ELSE m.search @@ t.q
                END) = t.neg)
@@ -270,7 +273,7 @@ async def list_word_highlights(
     so they are unambiguous)."""
     records = await conn.fetch(
         r"""
-        SELECT m.id, ts_headline(m.search_config, xf_fold(m.content), $2::tsquery,
+        SELECT m.id, ts_headline(m.search_config, xf_fold(xf_nfc(m.content)), $2::tsquery,
                                  'HighlightAll=true, StartSel=' || chr(1) || ', StopSel=' || chr(2))
                      AS marked
         FROM messages m WHERE m.id = ANY($1::uuid[])
