@@ -16,7 +16,9 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from types import FrameType
 from typing import Any, NoReturn
 
 import asyncpg
@@ -137,7 +139,32 @@ def _server_class() -> type:
 
     class Server(uvicorn.Server):
         """uvicorn re-raises SIGINT/SIGTERM after its graceful shutdown, which turns a clean
-        stop into death by signal; handle them on the loop and return normally instead."""
+        stop into death by signal; handle them on the loop and return normally instead.
+
+        And before uvicorn's shutdown (which closes a WebSocket with 1012 at once, and
+        waits for endless responses until the grace is over, then cancels them with an
+        ERROR), the live streams are told to resume (`end_streams`: SSE's `closed`
+        event, the gateway's 4013), within the grace; uvicorn gets what is left of it."""
+
+        end_streams: Callable[[float], Awaitable[object]] | None = None
+        _ending: asyncio.Task[None] | None = None
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            if self.end_streams is None or self.should_exit or self._ending is not None:
+                super().handle_exit(sig, frame)  # (a second signal: uvicorn's stop at once)
+                return
+            self._ending = asyncio.get_running_loop().create_task(self._end_then_exit(sig))
+
+        async def _end_then_exit(self, sig: int) -> None:
+            assert self.end_streams is not None
+            grace = self.config.timeout_graceful_shutdown or 0.0
+            started = time.monotonic()
+            try:
+                await self.end_streams(grace)
+            finally:
+                left = max(0.0, grace - (time.monotonic() - started))
+                self.config.timeout_graceful_shutdown = left  # type: ignore[assignment]
+                super().handle_exit(sig, None)
 
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
@@ -151,6 +178,14 @@ def _server_class() -> type:
                     loop.remove_signal_handler(sig)
 
     return Server
+
+
+async def _end_streams(app: Any, within_s: float) -> None:
+    hub = getattr(app.state, "hub", None)  # (none before the lifespan started it)
+    if hub is not None and not await hub.end_streams(within_s):
+        logging.getLogger("xfchat.app").warning(
+            "%d live stream(s) still open at the end of the shutdown grace", len(hub.held)
+        )
 
 
 def _quiet_server_class() -> type:
@@ -270,6 +305,7 @@ async def serve_http(
         **_limits(settings, app),
     )
     server = _Server(config)
+    server.end_streams = lambda within_s: _end_streams(app, within_s)
     metrics = serve_metrics(settings, app, metrics_sock)
 
     async def announce() -> None:

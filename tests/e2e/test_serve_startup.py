@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import resource
 import shutil
@@ -17,6 +18,7 @@ import psutil
 import pytest
 
 from tests.conftest import Cluster, new_database, remove_database
+from tests.realtime.clients import GatewayClient, sse
 from tests.support import (
     ServerProcess,
     clean_env,
@@ -217,19 +219,58 @@ async def test_a_two_factor_secret_under_a_key_not_given_is_refused(
     assert resealed.startswith(f"v1.{current}.")
 
 
+GRACE_S = 8  # (the streams must not need it: the test fails if the stop takes half)
+
+
+async def _stop_with_streams_open(server: ServerProcess, base: str) -> tuple[int, float]:
+    """SIGTERM to `server` with an SSE stream and a gateway connection open: both are
+    told to resume (SSE's `closed` event, the gateway's 4013). The exit code and how
+    long the stop took."""
+    async with httpx.AsyncClient(base_url=base) as client:
+        made = await client.post(
+            "/api/auth/register",
+            json={"username": "ann", "email": "a@x.org", "password": "a long pass phrase"},
+        )
+    token = made.json()["access_token"]
+    stream = await sse(base, token)
+    gateway = await GatewayClient.connect(base, token)
+    try:
+        await gateway.next("ready")
+        started = time.monotonic()
+        rc = await asyncio.to_thread(server.stop, signal.SIGTERM, GRACE_S * 2)
+        took = time.monotonic() - started
+        closed = await stream.next("closed", timeout=1)
+        with pytest.raises(EOFError):
+            await gateway.next(timeout=1)
+    finally:
+        await stream.close()
+        await gateway.ws.close()
+    assert closed.data["reason"] == "shutdown" and closed.data["resume"], closed
+    assert (gateway.ws.close_code, gateway.ws.close_reason) == (
+        4013,
+        "server shutting down or its database unavailable: resume",
+    )
+    return rc, took
+
+
 @pytest.mark.parametrize("workers", ["1", "2"])
-def test_serve_starts_in_order_serves_and_stops_on_sigterm(
+async def test_serve_starts_in_order_serves_and_stops_on_sigterm(
     db_url: str, tmp_path: Path, workers: str
 ) -> None:
-    env = serve_env(db_url, XFCHAT_WORKERS=workers)
+    """And on SIGTERM tells its live streams to resume, then stops well within the
+    grace, with no error in its log (was: they were cut when the grace ended, the
+    gateway with 1012, and uvicorn logged an ERROR and two tracebacks)."""
+    env = serve_env(db_url, XFCHAT_WORKERS=workers, XFCHAT_SHUTDOWN_GRACE=str(GRACE_S))
     port = env["XFCHAT_PORT"]
     server = ServerProcess(xfchat("serve"), env, tmp_path / "serve.log")
     try:
         server.wait_ready(f"http://127.0.0.1:{port}")
         server.wait_for_line(r"\[STARTUP\] ready: ")
+        rc, took = await _stop_with_streams_open(server, f"http://127.0.0.1:{port}")
     finally:
-        rc = server.stop(signal.SIGTERM)
-    assert rc == 0, server.output
+        server.kill()
+    assert rc == 0 and took < GRACE_S / 2, (rc, took, server.output)
+    assert "Traceback" not in server.output and " ERROR " not in server.output, server.output
     steps = [
         "settings valid",
         "open files: at most",
