@@ -119,7 +119,7 @@ def bind_socket(host: str, port: int, setting: str = "XFCHAT_PORT") -> socket.so
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
-    except (OSError, OverflowError) as exc:  # (OverflowError: a port past 65535)
+    except (OSError, OverflowError, TypeError) as exc:  # (a port past 65535; a host IDNA refuses)
         sock.close()
         if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
             why = f"is another server using the port? (set {setting})"
@@ -132,6 +132,26 @@ def bind_socket(host: str, port: int, setting: str = "XFCHAT_PORT") -> socket.so
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
+
+
+def check_bindable(host: str, setting: str) -> None:
+    """`xfchat check`: whether `serve` could bind `host` (the name resolved, an address of
+    this machine), tried on a free port: a server running on the configured one is no
+    problem then."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            address = str(sock.getsockname()[0])
+    except (OSError, TypeError) as exc:
+        why = getattr(exc, "strerror", None) or str(exc)
+        fatal(
+            f"{setting} {host!r} cannot be bound ({why}): `xfchat serve` would exit "
+            f"{EXIT_BIND}; set it to an address or a name of this machine",
+            EXIT_BIND,
+        )
+    shown = "every interface" if address in ("0.0.0.0", "::") else address  # noqa: S104
+    say(f"{setting} {host} can be bound" + ("" if shown == host else f" ({shown})"))
 
 
 def _server_class() -> type:
@@ -487,6 +507,9 @@ def cmd_check(_args: argparse.Namespace) -> int:
 
         settings = load_settings(require_database=True)
         say("settings valid")
+        check_bindable(settings.host, "XFCHAT_HOST")
+        if settings.metrics_addr is not None:
+            check_bindable(settings.metrics_addr.host, "XFCHAT_METRICS_ADDR")
         await prepare_database(settings, say, apply=False)
         if settings.listen_url:  # (that was the direct URL: DATABASE_URL is the pooler's)
             pool = await create_pool(settings, min_size=1)

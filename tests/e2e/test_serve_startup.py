@@ -424,7 +424,17 @@ def test_check_tries_the_pools_url_too(db_url: str) -> None:
     """Was: with XFCHAT_LISTEN_URL (a transaction pooler in front), `xfchat check`
     connected only there and said ok, though DATABASE_URL, the pool's, did not work."""
     direct = serve_env(db_url, XFCHAT_LISTEN_URL=db_url)
-    assert run_cli("check", env=direct).returncode == 0
+    checked = run_cli("check", env=direct)
+    assert checked.returncode == 0, checked.stderr
+    assert "[STARTUP] XFCHAT_HOST 127.0.0.1 can be bound\n" in checked.stderr, checked.stderr
     user, rest = db_url.split("://", 1)[1].split("@", 1)
     broken = {**direct, "DATABASE_URL": f"postgresql://{user}@{rest.split('/')[0]}/nosuchdb"}
     assert_refused(run_cli("check", env=broken), 3, "cannot open the pool's")
+
+
+@pytest.mark.parametrize("host", ["maybe", ":9100", "10/0"])
+def test_check_refuses_a_host_serve_could_not_bind(host: str) -> None:
+    """Was: `xfchat check` said ok, then `xfchat serve` exited 5, cannot bind. (Refused
+    before the database is asked: none is needed here.)"""
+    env = serve_env("postgresql://nobody@127.0.0.1:1/none", XFCHAT_HOST=host)
+    assert_refused(run_cli("check", env=env), 5, f"XFCHAT_HOST {host!r} cannot be bound")
