@@ -16,7 +16,9 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from types import FrameType
 from typing import Any, NoReturn
 
 import asyncpg
@@ -117,7 +119,7 @@ def bind_socket(host: str, port: int, setting: str = "XFCHAT_PORT") -> socket.so
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
-    except (OSError, OverflowError) as exc:  # (OverflowError: a port past 65535)
+    except (OSError, OverflowError, TypeError) as exc:  # (a port past 65535; a host IDNA refuses)
         sock.close()
         if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
             why = f"is another server using the port? (set {setting})"
@@ -132,12 +134,57 @@ def bind_socket(host: str, port: int, setting: str = "XFCHAT_PORT") -> socket.so
     return sock
 
 
+def check_bindable(host: str, setting: str) -> None:
+    """`xfchat check`: whether `serve` could bind `host` (the name resolved, an address of
+    this machine), tried on a free port: a server running on the configured one is no
+    problem then."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            address = str(sock.getsockname()[0])
+    except (OSError, TypeError) as exc:
+        why = getattr(exc, "strerror", None) or str(exc)
+        fatal(
+            f"{setting} {host!r} cannot be bound ({why}): `xfchat serve` would exit "
+            f"{EXIT_BIND}; set it to an address or a name of this machine",
+            EXIT_BIND,
+        )
+    shown = "every interface" if address in ("0.0.0.0", "::") else address  # noqa: S104
+    say(f"{setting} {host} can be bound" + ("" if shown == host else f" ({shown})"))
+
+
 def _server_class() -> type:
     import uvicorn
 
     class Server(uvicorn.Server):
         """uvicorn re-raises SIGINT/SIGTERM after its graceful shutdown, which turns a clean
-        stop into death by signal; handle them on the loop and return normally instead."""
+        stop into death by signal; handle them on the loop and return normally instead.
+
+        And before uvicorn's shutdown (which closes a WebSocket with 1012 at once, and
+        waits for endless responses until the grace is over, then cancels them with an
+        ERROR), the live streams are told to resume (`end_streams`: SSE's `closed`
+        event, the gateway's 4013), within the grace; uvicorn gets what is left of it."""
+
+        end_streams: Callable[[float], Awaitable[object]] | None = None
+        _ending: asyncio.Task[None] | None = None
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            if self.end_streams is None or self.should_exit or self._ending is not None:
+                super().handle_exit(sig, frame)  # (a second signal: uvicorn's stop at once)
+                return
+            self._ending = asyncio.get_running_loop().create_task(self._end_then_exit(sig))
+
+        async def _end_then_exit(self, sig: int) -> None:
+            assert self.end_streams is not None
+            grace = self.config.timeout_graceful_shutdown or 0.0
+            started = time.monotonic()
+            try:
+                await self.end_streams(grace)
+            finally:
+                left = max(0.0, grace - (time.monotonic() - started))
+                self.config.timeout_graceful_shutdown = left  # type: ignore[assignment]
+                super().handle_exit(sig, None)
 
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
@@ -151,6 +198,14 @@ def _server_class() -> type:
                     loop.remove_signal_handler(sig)
 
     return Server
+
+
+async def _end_streams(app: Any, within_s: float) -> None:
+    hub = getattr(app.state, "hub", None)  # (none before the lifespan started it)
+    if hub is not None and not await hub.end_streams(within_s):
+        logging.getLogger("xfchat.app").warning(
+            "%d live stream(s) still open at the end of the shutdown grace", len(hub.held)
+        )
 
 
 def _quiet_server_class() -> type:
@@ -271,6 +326,7 @@ async def serve_http(
         **_limits(settings, app),
     )
     server = _Server(config)
+    server.end_streams = lambda within_s: _end_streams(app, within_s)
     metrics = serve_metrics(settings, app, metrics_sock)
 
     async def announce() -> None:
@@ -452,6 +508,9 @@ def cmd_check(_args: argparse.Namespace) -> int:
 
         settings = load_settings(require_database=True)
         say("settings valid")
+        check_bindable(settings.host, "XFCHAT_HOST")
+        if settings.metrics_addr is not None:
+            check_bindable(settings.metrics_addr.host, "XFCHAT_METRICS_ADDR")
         await prepare_database(settings, say, apply=False)
         if settings.listen_url:  # (that was the direct URL: DATABASE_URL is the pooler's)
             pool = await create_pool(settings, min_size=1)

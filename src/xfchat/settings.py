@@ -152,8 +152,8 @@ class Settings(DatabaseSettings):
     totp_keys: SecretsSetting = Field(
         default_factory=list, validation_alias=_env("XFCHAT_TOTP_KEYS")
     )
-    event_retention_days: float = Field(
-        default=7.0, gt=0, le=3650, validation_alias=_env("XFCHAT_EVENT_RETENTION_DAYS")
+    event_retention_days: float = Field(  # (an hour at least: a client away resumes)
+        default=7.0, ge=0.0417, le=3650, validation_alias=_env("XFCHAT_EVENT_RETENTION_DAYS")
     )
     # A server's audit log: entries older than this are deleted (0: kept for ever).
     audit_retention_days: float = Field(
@@ -207,8 +207,8 @@ class Settings(DatabaseSettings):
     access_token_ttl_s: int = Field(
         default=900, ge=60, le=3600, validation_alias=_env("XFCHAT_ACCESS_TOKEN_TTL")
     )
-    refresh_token_ttl_days: float = Field(
-        default=30, gt=0, le=365, validation_alias=_env("XFCHAT_REFRESH_TOKEN_TTL_DAYS")
+    refresh_token_ttl_days: float = Field(  # (an hour at least: an access token's longest)
+        default=30, ge=0.0417, le=365, validation_alias=_env("XFCHAT_REFRESH_TOKEN_TTL_DAYS")
     )
     refresh_reuse_window_s: float = Field(
         default=10, ge=0, le=60, validation_alias=_env("XFCHAT_REFRESH_REUSE_WINDOW")
@@ -308,8 +308,8 @@ class Settings(DatabaseSettings):
     send_queue: int = Field(
         default=10_000, ge=1, le=1_000_000, validation_alias=_env("XFCHAT_SEND_QUEUE")
     )
-    send_timeout_s: float = Field(
-        default=10.0, gt=0, le=300, validation_alias=_env("XFCHAT_SEND_TIMEOUT")
+    send_timeout_s: float = Field(  # (1e-9 refused every send; 0.1 s is one write's time)
+        default=10.0, ge=0.1, le=300, validation_alias=_env("XFCHAT_SEND_TIMEOUT")
     )
     realtime_connections_user: int = Field(
         default=20, ge=1, le=10_000, validation_alias=_env("XFCHAT_REALTIME_CONNECTIONS_USER")
@@ -324,8 +324,8 @@ class Settings(DatabaseSettings):
     realtime_queue: int = Field(
         default=1000, ge=10, le=1_000_000, validation_alias=_env("XFCHAT_REALTIME_QUEUE")
     )
-    sse_keepalive_s: float = Field(
-        default=15.0, gt=0, le=300, validation_alias=_env("XFCHAT_SSE_KEEPALIVE")
+    sse_keepalive_s: float = Field(  # (1e-9 sent 880 KB/s to each idle stream)
+        default=15.0, ge=1, le=300, validation_alias=_env("XFCHAT_SSE_KEEPALIVE")
     )
     # permessage-deflate on the gateway: off by default (as Discord's gateway), since
     # it compresses every frame once per connection (bench/README.md, "Sixth round").
@@ -348,8 +348,8 @@ class Settings(DatabaseSettings):
     presence_timeout_s: float = Field(
         default=30.0, ge=0.5, le=3600, validation_alias=_env("XFCHAT_PRESENCE_TIMEOUT")
     )
-    usage_flush_interval_s: float = Field(
-        default=5.0, gt=0, le=3600, validation_alias=_env("XFCHAT_USAGE_FLUSH_INTERVAL")
+    usage_flush_interval_s: float = Field(  # (1e-9 kept a core busy on an idle server)
+        default=5.0, ge=0.1, le=3600, validation_alias=_env("XFCHAT_USAGE_FLUSH_INTERVAL")
     )
 
     # Voice: the ICE servers WebRTC clients are given (media never passes through XFChat).

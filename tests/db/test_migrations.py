@@ -502,6 +502,43 @@ async def test_a_process_waiting_for_the_migration_lock_holds_no_snapshot(
         await waiter.close()
 
 
+async def test_a_current_schema_does_not_wait_for_the_migration_lock(db_url: str) -> None:
+    """Was: `xfchat serve` waited, silently and for ever, for a lock held by another
+    session even with nothing to apply. Checksums are still checked without it."""
+    holder, conn = await asyncpg.connect(db_url), await asyncpg.connect(db_url)
+    try:
+        await holder.execute(f"SELECT pg_advisory_lock({LOCK_KEY})")  # as a running migrate
+        assert await asyncio.wait_for(Migrator(conn).run(), 5) == []
+        await conn.execute("UPDATE schema_migrations SET checksum = 'x' WHERE version = 1")
+        with pytest.raises(MigrationError, match="edited after it was applied"):
+            await asyncio.wait_for(Migrator(conn).run(), 5)
+    finally:
+        await holder.close()
+        await conn.close()
+
+
+async def test_a_wait_for_the_migration_lock_names_its_holder_and_ends(
+    empty_db_url: str,
+) -> None:
+    holder = await asyncpg.connect(empty_db_url, server_settings={"application_name": "mig-x"})
+    conn = await asyncpg.connect(empty_db_url)
+    named = f"pid {holder.get_server_pid()} (application_name 'mig-x'"
+    lines: list[str] = []
+    try:
+        await holder.execute(f"SELECT pg_advisory_lock({LOCK_KEY})")
+        migrator = Migrator(conn, log=lines.append, lock_wait_s=0.7, lock_report_s=0.3)
+        with pytest.raises(MigrationError) as refused:
+            await asyncio.wait_for(migrator.run(), 5)
+    finally:
+        await holder.close()
+        await conn.close()
+    assert 2 <= len(lines) <= 4 and all(named in line for line in lines), lines
+    assert lines[0].startswith("waiting for the migration lock, held by " + named), lines
+    assert " s waiting for the migration lock" in lines[1], lines
+    message = str(refused.value)
+    assert "gave up waiting 0.7 s for the migration lock" in message and named in message
+
+
 def with_migration(tmp_path: Path, up: str, down: str = "SELECT 1;\n") -> Path:
     directory = tmp_path / "migrations"
     shutil.copytree(DEFAULT_DIR, directory)

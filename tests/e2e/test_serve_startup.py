@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import resource
 import shutil
@@ -17,6 +18,7 @@ import psutil
 import pytest
 
 from tests.conftest import Cluster, new_database, remove_database
+from tests.realtime.clients import GatewayClient, sse
 from tests.support import (
     ServerProcess,
     clean_env,
@@ -217,19 +219,78 @@ async def test_a_two_factor_secret_under_a_key_not_given_is_refused(
     assert resealed.startswith(f"v1.{current}.")
 
 
+GRACE_S = 8  # (the streams must not need it: the test fails if the stop takes half)
+
+
+async def _braid_to_its_end(base: str, token: str, opened: asyncio.Event) -> int:
+    """A Braid subscription to a new server's first channel, read to its end (an
+    incomplete response raises); how many bytes it brought."""
+    auth = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=base, timeout=httpx.Timeout(5, read=None)) as client:
+        made = await client.post("/api/servers", json={"name": "S"}, headers=auth)
+        channel = made.json()["channels"][0]["id"]
+        url = f"/api/channels/{channel}/messages"
+        async with client.stream("GET", url, headers={**auth, "Subscribe": "true"}) as response:
+            assert response.status_code == 209
+            opened.set()
+            return sum([len(chunk) async for chunk in response.aiter_bytes()])
+
+
+async def _stop_with_streams_open(server: ServerProcess, base: str) -> tuple[int, float]:
+    """SIGTERM to `server` with an SSE stream, a gateway connection and a Braid
+    subscription open: they are told to resume (SSE's `closed` event, the gateway's
+    4013, the Braid response ended whole). The exit code and how long the stop took."""
+    async with httpx.AsyncClient(base_url=base) as client:
+        made = await client.post(
+            "/api/auth/register",
+            json={"username": "ann", "email": "a@x.org", "password": "a long pass phrase"},
+        )
+    token = made.json()["access_token"]
+    stream = await sse(base, token)
+    gateway = await GatewayClient.connect(base, token)
+    opened = asyncio.Event()
+    braid = asyncio.create_task(_braid_to_its_end(base, token, opened))
+    try:
+        await gateway.next("ready")
+        await asyncio.wait_for(opened.wait(), 10)
+        started = time.monotonic()
+        rc = await asyncio.to_thread(server.stop, signal.SIGTERM, GRACE_S * 2)
+        took = time.monotonic() - started
+        closed = await stream.next("closed", timeout=1)
+        with pytest.raises(EOFError):  # (after the events of the Braid's new server)
+            while True:
+                await gateway.next(timeout=1)
+        assert await asyncio.wait_for(braid, 1) > 0
+    finally:
+        braid.cancel()
+        await stream.close()
+        await gateway.ws.close()
+    assert closed.data["reason"] == "shutdown" and closed.data["resume"], closed
+    assert (gateway.ws.close_code, gateway.ws.close_reason) == (
+        4013,
+        "server shutting down or its database unavailable: resume",
+    )
+    return rc, took
+
+
 @pytest.mark.parametrize("workers", ["1", "2"])
-def test_serve_starts_in_order_serves_and_stops_on_sigterm(
+async def test_serve_starts_in_order_serves_and_stops_on_sigterm(
     db_url: str, tmp_path: Path, workers: str
 ) -> None:
-    env = serve_env(db_url, XFCHAT_WORKERS=workers)
+    """And on SIGTERM tells its live streams to resume, then stops well within the
+    grace, with no error in its log (was: they were cut when the grace ended, the
+    gateway with 1012, and uvicorn logged an ERROR and two tracebacks)."""
+    env = serve_env(db_url, XFCHAT_WORKERS=workers, XFCHAT_SHUTDOWN_GRACE=str(GRACE_S))
     port = env["XFCHAT_PORT"]
     server = ServerProcess(xfchat("serve"), env, tmp_path / "serve.log")
     try:
         server.wait_ready(f"http://127.0.0.1:{port}")
         server.wait_for_line(r"\[STARTUP\] ready: ")
+        rc, took = await _stop_with_streams_open(server, f"http://127.0.0.1:{port}")
     finally:
-        rc = server.stop(signal.SIGTERM)
-    assert rc == 0, server.output
+        server.kill()
+    assert rc == 0 and took < GRACE_S / 2, (rc, took, server.output)
+    assert "Traceback" not in server.output and " ERROR " not in server.output, server.output
     steps = [
         "settings valid",
         "open files: at most",
@@ -383,7 +444,17 @@ def test_check_tries_the_pools_url_too(db_url: str) -> None:
     """Was: with XFCHAT_LISTEN_URL (a transaction pooler in front), `xfchat check`
     connected only there and said ok, though DATABASE_URL, the pool's, did not work."""
     direct = serve_env(db_url, XFCHAT_LISTEN_URL=db_url)
-    assert run_cli("check", env=direct).returncode == 0
+    checked = run_cli("check", env=direct)
+    assert checked.returncode == 0, checked.stderr
+    assert "[STARTUP] XFCHAT_HOST 127.0.0.1 can be bound\n" in checked.stderr, checked.stderr
     user, rest = db_url.split("://", 1)[1].split("@", 1)
     broken = {**direct, "DATABASE_URL": f"postgresql://{user}@{rest.split('/')[0]}/nosuchdb"}
     assert_refused(run_cli("check", env=broken), 3, "cannot open the pool's")
+
+
+@pytest.mark.parametrize("host", ["maybe", ":9100", "10/0"])
+def test_check_refuses_a_host_serve_could_not_bind(host: str) -> None:
+    """Was: `xfchat check` said ok, then `xfchat serve` exited 5, cannot bind. (Refused
+    before the database is asked: none is needed here.)"""
+    env = serve_env("postgresql://nobody@127.0.0.1:1/none", XFCHAT_HOST=host)
+    assert_refused(run_cli("check", env=env), 5, f"XFCHAT_HOST {host!r} cannot be bound")

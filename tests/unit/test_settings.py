@@ -112,6 +112,17 @@ def test_a_bad_number_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> Non
         ),
         # Was: sent as "0" (whole ms), which PostgreSQL reads as no timeout at all.
         ({"XFCHAT_DB_STATEMENT_TIMEOUT": "0.0009"}, "XFCHAT_DB_STATEMENT_TIMEOUT "),
+        # Were taken: an idle server busy flushing, 880 KB/s of keep-alives per stream...
+        *(
+            ({name: "1e-9"}, f"{name} Input should be greater than or equal to {least}")
+            for name, least in (
+                ("XFCHAT_USAGE_FLUSH_INTERVAL", "0.1"),
+                ("XFCHAT_SSE_KEEPALIVE", "1"),
+                ("XFCHAT_SEND_TIMEOUT", "0.1"),
+                ("XFCHAT_EVENT_RETENTION_DAYS", "0.0417"),
+                ("XFCHAT_REFRESH_TOKEN_TTL_DAYS", "0.0417"),
+            )
+        ),
     ],
 )
 def test_settings_that_would_be_taken_wrongly_are_refused_at_start(

@@ -225,7 +225,7 @@ async def gateway(ws: WebSocket) -> None:
         pass
     finally:
         if sub is not None:
-            sub.close("disconnected")
+            sub.release()
 
 
 async def _serve(ws: WebSocket, sub: Subscriber, interval: float, voice: VoiceOps) -> None:

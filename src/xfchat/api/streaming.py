@@ -75,7 +75,7 @@ class LiveStream(Response):
             if finished and gone not in done:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
-            self.sub.close("disconnected")
+            self.sub.release()
 
 
 async def until_either_ends(

@@ -43,6 +43,11 @@ DEFAULT_DIR = Path(__file__).resolve().parent.parent / "migrations"
 # pg_advisory_lock key: "xfchat migrate" folded into 63 bits.
 LOCK_KEY = int.from_bytes(hashlib.sha256(b"xfchat migrate").digest()[:8], "big") >> 1
 LOCK_POLL_S = 0.2  # how often a process that waits for another's migrations asks again
+# ... saying so (and who holds the lock) when it starts waiting and every LOCK_REPORT_S,
+# and giving up after LOCK_WAIT_S (README: the longest another's migrations may hold a
+# start; an orchestrator starts it again).
+LOCK_REPORT_S = 10.0
+LOCK_WAIT_S = 600.0
 # A migration's transaction waits at most LOCK_TIMEOUT_S for each lock; it is rolled
 # back and tried again after LOCK_PAUSE_S (live traffic queued behind its request runs
 # meanwhile), LOCK_ATTEMPTS times in all, before the migration fails.
@@ -140,6 +145,8 @@ class Migrator:
         lock_timeout_s: float = LOCK_TIMEOUT_S,
         lock_attempts: int = LOCK_ATTEMPTS,
         lock_pause_s: float = LOCK_PAUSE_S,
+        lock_wait_s: float = LOCK_WAIT_S,
+        lock_report_s: float = LOCK_REPORT_S,
     ) -> None:
         self.conn = conn
         self.migrations = discover(directory)
@@ -147,17 +154,45 @@ class Migrator:
         self.lock_timeout_s = lock_timeout_s
         self.lock_attempts = max(1, lock_attempts)
         self.lock_pause_s = lock_pause_s
+        self.lock_wait_s = lock_wait_s
+        self.lock_report_s = lock_report_s
 
     async def _locked(self) -> None:
         # Lock first: two processes racing CREATE TABLE IF NOT EXISTS can collide. Wait
         # for it between statements, never in one: a statement waiting would hold a
         # snapshot, which a CREATE INDEX CONCURRENTLY of the process holding the lock
         # waits for (a deadlock).
-        while True:
-            if await locks.try_lock_session(self.conn, key=LOCK_KEY):
-                break
+        started = time.monotonic()
+        report_at: float | None = None
+        while not await locks.try_lock_session(self.conn, key=LOCK_KEY):
+            now = time.monotonic()
+            if now - started >= self.lock_wait_s:
+                raise MigrationError(
+                    f"gave up waiting {self.lock_wait_s:g} s for the migration lock, held by "
+                    f"{await self._lock_holder()}: let its migrations finish (or end that "
+                    "session), then start again"
+                )
+            if report_at is None or now >= report_at:
+                waited = "waiting" if report_at is None else f"{now - started:.0f} s waiting"
+                self.log(
+                    f"{waited} for the migration lock, held by {await self._lock_holder()}"
+                    f" (another process migrating?); giving up at {self.lock_wait_s:g} s"
+                )
+                report_at = now + self.lock_report_s
             await asyncio.sleep(LOCK_POLL_S)
         await q.create_schema_migrations(self.conn)
+
+    async def _lock_holder(self) -> str:
+        h = await q.get_advisory_lock_holder(self.conn, key=LOCK_KEY)
+        if h is None:  # (released meanwhile)
+            return "a session that has just let it go"
+        if h.application_name is None:  # (another role's, without pg_read_all_stats)
+            return f"pid {h.pid} (a session this role may not look into)"
+        since = h.backend_start.isoformat(timespec="seconds") if h.backend_start else "?"
+        return (
+            f"pid {h.pid} (application_name {h.application_name!r}, "
+            f"{h.state or 'state unknown'}, connected since {since})"
+        )
 
     async def _unlock(self) -> None:
         await locks.unlock_session(self.conn, key=LOCK_KEY)
@@ -204,7 +239,12 @@ class Migrator:
 
     async def run(self) -> list[Migration]:
         """Apply every pending migration in order, each in its own transaction (or
-        statement by statement: NO_TRANSACTION)."""
+        statement by statement: NO_TRANSACTION). With nothing pending (the usual start)
+        it takes no lock: a migration of another process's, or a session that holds the
+        lock, does not hold it up (an edited or unknown migration is refused all the
+        same)."""
+        if not await self.pending():
+            return []
         await self._locked()
         try:
             done = []

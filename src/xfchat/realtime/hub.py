@@ -116,6 +116,11 @@ class Hub:
         self._listener_busy = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self.closing = False  # shutting down: every subscription ends, new ones at once
+        # The subscriptions whose transport still serves them (until Subscriber.release):
+        # a shutdown waits for these to say goodbye.
+        self.held: set[Subscriber] = set()
+        self._released = asyncio.Event()
         # Told of every user-feed connection that opens and closes (presence).
         self.presence: PresenceTracker | None = None
 
@@ -129,6 +134,27 @@ class Hub:
         for sub in list(self.subscribers):
             sub.close("shutdown")
         await stop(self._task, self._filling)
+
+    async def end_streams(self, within_s: float) -> bool:
+        """Shutting down: close every subscription ("shutdown": its client resumes, here
+        later or on another process), and any opened from now on at once; wait at most
+        `within_s` for their transports to have said so. True if they all did."""
+        self.closing = True
+        for sub in list(self.subscribers):
+            sub.close("shutdown")
+        try:
+            async with asyncio.timeout(within_s):
+                while self.held:
+                    self._released.clear()
+                    await self._released.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def released(self, sub: Subscriber) -> None:
+        """`sub`'s transport is done with it (Subscriber.release)."""
+        self.held.discard(sub)
+        self._released.set()
 
     async def wait_listening(self, seconds: float) -> bool:
         try:
@@ -159,6 +185,9 @@ class Hub:
         )
         self.subscribers.add(sub)
         self.connections[sub.id] = sub
+        self.held.add(sub)
+        if self.closing:  # (its transport says goodbye at once)
+            sub.close("shutdown")
         return sub
 
     def go_live(self, sub: Subscriber) -> bool:

@@ -191,6 +191,12 @@ class Subscriber:
         self._wake()
         self.ended.set()
 
+    def release(self) -> None:
+        """Its transport is done with it (the connection ended): closed, if it was not,
+        and no longer waited for by a shutdown (Hub.end_streams)."""
+        self.close("disconnected")
+        self.hub.released(self)
+
     def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():

@@ -105,3 +105,31 @@ async def list_lock_holders(conn: asyncpg.Connection, *, held_s: float) -> list[
         held_s,
     )
     return [LockHolder(**dict(r)) for r in rows]
+
+
+@dataclass(frozen=True)
+class SessionLockHolder:
+    pid: int
+    application_name: str | None  # (None: a session of a role this one may not see)
+    state: str | None
+    backend_start: datetime | None
+
+
+async def get_advisory_lock_holder(
+    conn: asyncpg.Connection, *, key: int
+) -> SessionLockHolder | None:
+    """The session of this database holding the advisory lock `key` (a bigint key is
+    split in pg_locks: its high half in classid, its low half in objid), if any."""
+    row = await conn.fetchrow(
+        """
+        SELECT l.pid, a.application_name, a.state, a.backend_start
+        FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+        WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+          AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+          AND l.classid::bigint = ($1::bigint >> 32)
+          AND l.objid::bigint = ($1::bigint & 4294967295)
+        LIMIT 1
+        """,
+        key,
+    )
+    return None if row is None else SessionLockHolder(**dict(row))
