@@ -19,6 +19,7 @@ from tests.factories import (
 )
 from tests.support import logged_pool
 from xfchat.domain import roles as roles_domain
+from xfchat.domain import server_views
 from xfchat.domain.permissions import Permission as P
 
 
@@ -517,6 +518,50 @@ async def test_a_server_holds_a_bounded_number_of_overrides(
     assert full.status_code == 403 and full.json()["code"] == "TOO_MANY_OVERRIDES"
     again = await override(client, ann, other["id"], "role", roles[1], allow=int(P.ATTACH_FILES))
     assert again.status_code == 200  # (one it holds may still change)
+
+
+async def test_a_categorys_overrides_count_again_in_each_channel_following_it(
+    client: httpx.AsyncClient, make_user: MakeUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each synced channel shows its category's overrides (`category_overrides`): 100 of
+    them over 200 followers made a server's payload 1.78 MB and one change of them 201
+    events of 1.9 MB (review). They count in what a server may show: setting one there,
+    making a channel follow, or moving one in, past the bound is TOO_MANY_OVERRIDES."""
+    ann = await make_user("ann")
+    srv = await community(client, ann)
+    cat = await server_channel(client, srv, ann, "cat", kind="category")
+    await server_channel(client, srv, ann, "a", parent_id=cat["id"])
+    loose = await server_channel(client, srv, ann, "b")
+    monkeypatch.setattr(server_views, "MAX_SHOWN_OVERRIDES", 4)
+    deny = int(P.SEND_MESSAGES)
+    set_ = await override(client, ann, cat["id"], "role", srv.everyone_role, deny=deny)
+    assert set_.status_code == 200, set_.text  # shows 2 (the category's, and a's copy)
+    refused = [
+        await override(client, ann, srv.general, "role", srv.everyone_role, deny=deny),
+        await client.post(  # 2 + 1 + 1 more: fine; the third follower's copy is too many
+            srv.url("/channels"), headers=ann.headers, json={"name": "c", "parent_id": cat["id"]}
+        ),
+    ]
+    assert [r.status_code for r in refused] == [200, 201], [r.text for r in refused]
+    for attempt in (
+        client.post(
+            srv.url("/channels"), headers=ann.headers, json={"name": "d", "parent_id": cat["id"]}
+        ),
+        client.patch(
+            f"/api/channels/{loose['id']}",
+            headers=ann.headers,
+            json={"parent_id": cat["id"], "permissions_synced": True},
+        ),
+        override(client, ann, cat["id"], "member", ann.id, allow=int(P.ATTACH_FILES)),
+    ):
+        answer = await attempt
+        assert answer.status_code == 403 and answer.json()["code"] == "TOO_MANY_OVERRIDES"
+    unsynced = await client.post(  # (a channel not following shows none of them)
+        srv.url("/channels"),
+        headers=ann.headers,
+        json={"name": "e", "parent_id": cat["id"], "permissions_synced": False},
+    )
+    assert unsynced.status_code == 201, unsynced.text
 
 
 async def test_a_category_override_costs_the_same_statements_however_many_channels_follow(

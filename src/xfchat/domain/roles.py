@@ -41,7 +41,13 @@ from xfchat.domain.events import (
 )
 from xfchat.domain.members import check_outranks, member_not_found
 from xfchat.domain.permissions import ALL, Permission
-from xfchat.domain.server_views import channels_json, member_json, overrides_changed, role_json
+from xfchat.domain.server_views import (
+    channels_json,
+    check_shown_overrides,
+    member_json,
+    overrides_changed,
+    role_json,
+)
 from xfchat.domain.servers import audit, text_field
 from xfchat.domain.validation import looks_empty
 from xfchat.domain.visibility import settle, watch
@@ -535,6 +541,7 @@ async def set_override(
                     f"a server's channels have at most {MAX_SERVER_OVERRIDES} overrides",
                     code="TOO_MANY_OVERRIDES",
                 )
+            await check_shown_overrides(conn, server_id, len(touched))  # (it, and followers)
         old = mine[0] if mine else (0, 0)
         # what changes: set, lifted or both (removing a deny grants as much as an allow)
         changed = (old[0] ^ (allow or 0)) | (old[1] ^ (deny or 0))

@@ -28,7 +28,12 @@ from xfchat.domain.accounts import Actor
 from xfchat.domain.conversations import ConversationView, get_conversation
 from xfchat.domain.event_payloads import ServerChannelPayload
 from xfchat.domain.permissions import Permission
-from xfchat.domain.server_views import announce_channels, channels_json, visible_server_channels
+from xfchat.domain.server_views import (
+    announce_channels,
+    channels_json,
+    check_shown_overrides,
+    visible_server_channels,
+)
 from xfchat.domain.servers import audit, text_field
 from xfchat.domain.visibility import settle, watch
 from xfchat.errors import BadRequest, Forbidden, NotFound
@@ -143,7 +148,7 @@ async def create_channel(
     the category's overrides unless `permissions_synced` is false.
 
     Raises: NotFound (SERVER_NOT_FOUND); Forbidden (MISSING_PERMISSIONS,
-    TOO_MANY_CHANNELS); BadRequest (INVALID_CHANNEL_KIND, INVALID_CHANNEL_NAME,
+    TOO_MANY_CHANNELS, TOO_MANY_OVERRIDES); BadRequest (INVALID_CHANNEL_KIND, INVALID_CHANNEL_NAME,
     INVALID_PARENT, VALIDATION_ERROR)."""
     if kind not in KINDS:
         raise BadRequest(
@@ -176,6 +181,8 @@ async def create_channel(
             user_limit=values.get("user_limit"),
         )
         if parent is not None and values.get("permissions_synced", True):
+            shown = len(await q.list_overrides(conn, channel_ids=[parent]))
+            await check_shown_overrides(conn, server_id, shown)  # (the category's, again)
             updated = await q.update_channel(conn, channel_id=row.id, permissions_synced=True)
             assert updated is not None
             row = updated
@@ -222,7 +229,7 @@ async def update_channel(
     whether it follows its category's overrides (MANAGE_CHANNELS in it). A change of
     nothing (no field, or each as it is) answers the channel and writes and tells nothing.
 
-    Raises: NotFound (CHANNEL_NOT_FOUND); Forbidden (MISSING_PERMISSIONS); BadRequest."""
+    Raises: NotFound (CHANNEL_NOT_FOUND); Forbidden (MISSING_PERMISSIONS, TOO_MANY_OVERRIDES); BadRequest."""
     async with conn.transaction():
         channel, access = await _managed(conn, actor, channel_id)
         assert channel.server_id is not None
@@ -240,8 +247,10 @@ async def update_channel(
             before = channel.parent_id if channel.permissions_synced else None
             after = parent if synced else None
             layers = [] if before == after else [c for c in (before, after) if c is not None]
-            bits = override_bits(await q.list_overrides(conn, channel_ids=layers))
-            await may_change_overrides(conn, actor, [channel_id], bits)
+            layered = await q.list_overrides(conn, channel_ids=layers)
+            await may_change_overrides(conn, actor, [channel_id], override_bits(layered))
+            gained = sum(o.channel_id == after for o in layered)
+            await check_shown_overrides(conn, channel.server_id, gained - (len(layered) - gained))
         seen = await watch(conn, channel.server_id, channel_ids=[channel_id]) if moves else None
         row = await q.update_channel(
             conn,

@@ -27,6 +27,12 @@ from xfchat.domain.events import (
     emit_many,
 )
 from xfchat.domain.profile import public_profile
+from xfchat.errors import Forbidden
+
+# The overrides a server's channels show, a category's counted again in each channel
+# following it (shown there as `category_overrides`): what a server's payload (its GET,
+# `ready`, `server.joined`) and a category's override change carry stays near 1 MiB.
+MAX_SHOWN_OVERRIDES = 10_000
 
 
 def server_json(row: q.ServerRow) -> ServerPayload:
@@ -64,6 +70,22 @@ def override_json(row: channels_q.OverrideRow) -> OverridePayload:
         "allow": str(row.allow),
         "deny": str(row.deny),
     }
+
+
+async def check_shown_overrides(conn: asyncpg.Connection, server_id: UUID, more: int) -> None:
+    """Refuse a change that makes the server's channels show `more` overrides, past
+    MAX_SHOWN_OVERRIDES (in the transaction that holds the server's lock).
+
+    Raises: Forbidden (TOO_MANY_OVERRIDES)."""
+    if more <= 0:
+        return
+    shown = await channels_q.count_shown_overrides(conn, server_id=server_id)
+    if shown + more > MAX_SHOWN_OVERRIDES:
+        raise Forbidden(
+            f"a server's channels show at most {MAX_SHOWN_OVERRIDES} overrides, a category's"
+            " counted again in each channel following it",
+            code="TOO_MANY_OVERRIDES",
+        )
 
 
 def _follows(row: channels_q.ChannelRow) -> UUID | None:

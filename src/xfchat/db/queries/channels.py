@@ -290,6 +290,23 @@ async def list_overrides(conn: asyncpg.Connection, *, channel_ids: list[UUID]) -
     return many(OverrideRow, records)
 
 
+async def count_shown_overrides(conn: asyncpg.Connection, *, server_id: UUID) -> int:
+    """How many overrides the server's channels show: each its own, and each channel
+    following a category that category's again (its `category_overrides`)."""
+    return int(
+        await conn.fetchval(
+            """
+            SELECT (SELECT count(*) FROM channel_permission_overrides o
+                    JOIN channels c ON c.id = o.channel_id WHERE c.server_id = $1)
+                 + (SELECT count(*) FROM channels f
+                    JOIN channel_permission_overrides o ON o.channel_id = f.parent_id
+                    WHERE f.server_id = $1 AND f.permissions_synced)
+            """,
+            server_id,
+        )
+    )
+
+
 async def count_server_overrides(conn: asyncpg.Connection, *, server_id: UUID) -> int:
     """How many overrides the server's channels hold, all together."""
     return int(
