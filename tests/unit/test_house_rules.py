@@ -172,6 +172,7 @@ ACCESS_TABLE_MANAGERS = {
         "insert_conversation_participants",
         "list_overrides",
         "count_server_overrides",
+        "count_shown_overrides",
         "delete_permission_override",
         "list_channels_overriding_role",
     },
