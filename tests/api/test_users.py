@@ -323,13 +323,15 @@ async def test_presence_changes_are_limited_per_user_by_default(
     client: httpx.AsyncClient, make_user: MakeUser
 ) -> None:
     """A presence change is announced to the same people as a profile change: 5 a
-    minute (XFCHAT_RATE_PRESENCE_USER)."""
+    minute (XFCHAT_RATE_PRESENCE_USER). Each answer is your own presence, as the API
+    document says (invisible included: only others see you offline)."""
     ann = await make_user("ann")
-    for status in ("idle", "online", "dnd", "online", "idle"):
+    for status in ("idle", "online", "dnd", "invisible", "idle"):
         put = await client.put(
             "/api/users/@me/presence", headers=ann.headers, json={"status": status}
         )
         assert put.status_code == 200, put.text
+        assert put.json()["status"] == status
     refused = await client.put(
         "/api/users/@me/presence", headers=ann.headers, json={"status": "online"}
     )

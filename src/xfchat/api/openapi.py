@@ -126,7 +126,9 @@ ENUMS = {
     "ConversationView": {"kind": ["direct", "group"]},
     "ConversationChannelPayload": {"kind": ["direct", "group"]},
     "OverridePayload": {"kind": ["role", "member"]},
-    "PresencePayload": {"status": ["online", "idle", "dnd", "offline"]},
+    # (invisible: only your own, as PUT /api/users/@me/presence and your own
+    # connections' presence.updated show it; others see offline)
+    "PresencePayload": {"status": ["online", "idle", "dnd", "invisible", "offline"]},
     "PrivateUserPayload": {"status": ["online", "idle", "dnd", "invisible"]},
 }
 
