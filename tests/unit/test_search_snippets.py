@@ -1,0 +1,66 @@
+"""Snippets of text not in NFC (domain/search_snippets.py): the hits are placed in the
+text as written in work linear in its length. Measured in lines the module executes,
+not in seconds: the count does not depend on the machine."""
+
+from __future__ import annotations
+
+import sys
+from types import FrameType
+from typing import Any
+
+from xfchat.db.queries.search import Check
+from xfchat.domain import search_snippets
+from xfchat.domain.search_snippets import snippet
+
+
+class TooMuchWork(Exception):
+    pass
+
+
+def lines_run(limit: int, call: Any) -> int:
+    """The lines of domain/search_snippets.py that `call()` executes (TooMuchWork past
+    `limit`: a quadratic run is not traced to its end)."""
+    count = 0
+
+    def local(frame: FrameType, event: str, arg: object) -> Any:
+        nonlocal count
+        if event == "line":
+            count += 1
+            if count > limit:
+                raise TooMuchWork(count)
+        return local
+
+    def tracer(frame: FrameType, event: str, arg: object) -> Any:
+        return local if frame.f_code.co_filename == search_snippets.__file__ else None
+
+    sys.settrace(tracer)
+    try:
+        call()
+    finally:
+        sys.settrace(None)
+    return count
+
+
+LITERAL_A = Check(kind="literal", folded="a", query="", negated=False)
+
+
+def test_a_long_decomposed_message_of_many_hits_is_placed_in_linear_work() -> None:
+    """One decomposed accent makes a 4,000-character message of 2,000 runs and hits go
+    through the NFC placement: it was a scan of every run for each hit (0.3 s of the
+    event loop per message, a search page of 100 such held it half a minute)."""
+    decomposed = "e\u0301" + " a" * 1999
+    composed = "\u00e9" + " a" * 1999
+    base = lines_run(10**6, lambda: snippet(composed, [LITERAL_A], None))
+    work = lines_run(4 * base, lambda: snippet(decomposed, [LITERAL_A], None))
+    assert work <= 4 * base  # (quadratic: TooMuchWork above)
+    segments = snippet(decomposed, [LITERAL_A], None)
+    assert segments[0] == {"text": "e\u0301 ", "hit": False}
+    assert [s["text"] for s in segments if s["hit"]][:3] == ["a", "a", "a"]
+
+
+def test_hits_in_runs_nfc_changes_widen_to_the_run_and_others_stay() -> None:
+    content = "une e\u0301cole de\u0301compose\u0301e a"
+    check = Check(kind="literal", folded="ecole", query="", negated=False)
+    segments = snippet(content, [check, LITERAL_A], None)
+    assert "".join(s["text"] for s in segments) == content
+    assert [s["text"] for s in segments if s["hit"]] == ["e\u0301cole", "a"]
