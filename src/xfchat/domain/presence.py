@@ -57,6 +57,11 @@ async def _lock_user(conn: asyncpg.Connection, user_id: UUID) -> None:
     await locks_q.lock_transaction(conn, key=locks_q.advisory_key(b"presence", user_id))
 
 
+async def shown_now(conn: asyncpg.Connection, user_id: UUID, timeout_s: float) -> PresencePayload:
+    """The user's presence as others see it now (what `announce` compares with)."""
+    return shown(await _presence(conn, user_id, timeout_s))
+
+
 async def _presence(conn: asyncpg.Connection, user_id: UUID, timeout_s: float) -> q.PresenceRow:
     (row,) = await q.list_presences(conn, user_ids=[user_id], timeout_s=timeout_s)
     return row
