@@ -331,9 +331,13 @@ async def test_nothing_writes_a_deleted_account_back_or_signs_it_in(
     """Was: a profile change, a password change or an avatar waiting for the deletion's
     row lock wrote onto the scrubbed row after it (200), a two-factor setup kept an
     authenticator of the deleted account, a login checked before it got a live session,
-    and a send into a direct conversation from another device was written after it.
-    Now each is refused once the deletion commits."""
+    and a send into a direct conversation from another device was written after it;
+    later, a status (with its text, told to the direct conversation's other side as
+    `user.updated`) or a choice of whom to take direct messages from was still written
+    onto the scrubbed row (200), and a block of someone new was made by the deleted
+    account (204, kept). Now each is refused once the deletion commits."""
     ann, ben = await make_user("ann", display_name="Ann"), await make_user("ben")
+    cat = await make_user("cat")
     dm = str((await factories.direct(client, ann, ben))["id"])
     avatar = await client.put("/api/users/@me/avatar", headers=ann.headers, content=PNG)
     assert avatar.status_code == 200, avatar.text
@@ -365,12 +369,24 @@ async def test_nothing_writes_a_deleted_account_back_or_signs_it_in(
                 "/api/auth/login", json={"login": "ann", "password": ann.password}
             ),
             "send": factories.send_message(client, ann, dm, "from my phone"),
+            "presence": client.put(
+                "/api/users/@me/presence",
+                headers=ann.headers,
+                json={"status": "online", "status_text": "still around"},
+            ),
+            "privacy": client.put(
+                "/api/users/@me/privacy", headers=ann.headers, json={"direct_messages": "friends"}
+            ),
+            "block": client.put(f"/api/users/@me/blocks/{cat.id}", headers=ann.headers),
         }
         answers = {k: asyncio.ensure_future(v) for k, v in racing.items()}
         await until_waiting(held, 1 + len(answers))
         await held.execute("ROLLBACK")
         assert (await gone).status_code == 204, (await gone).text
-        codes = {k: ((r := await a).status_code, r.json()["code"]) for k, a in answers.items()}
+        codes = {
+            k: ((r := await a).status_code, r.json().get("code") if r.content else None)
+            for k, a in answers.items()
+        }
     finally:
         await held.close()
     revoked = (401, "SESSION_REVOKED")
@@ -381,15 +397,20 @@ async def test_nothing_writes_a_deleted_account_back_or_signs_it_in(
         "two-factor": revoked,
         "login": (401, "INVALID_CREDENTIALS"),
         "send": (403, "CANNOT_MESSAGE_USER"),
+        "presence": revoked,
+        "privacy": revoked,
+        "block": revoked,
     }
     async with pool.acquire() as conn:
         row = await conn.fetchrow("SELECT * FROM users WHERE id = $1", ann.id)
         assert (row["display_name"], row["status_text"], row["avatar_url"]) == (None,) * 3
+        assert (row["status"], row["dm_policy"]) == ("invisible", "everyone")
         assert row["password_hash"] == "!deleted"
         for table, column in (
             ("user_totp", "user_id"),
             ("media", "owner_id"),
             ("messages", "author_id"),
+            ("blocks", "blocker_id"),
         ):
             sql = f"SELECT count(*) FROM {table} WHERE {column} = $1"  # noqa: S608
             counted = await conn.fetchval(sql, ann.id)

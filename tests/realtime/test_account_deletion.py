@@ -10,6 +10,7 @@ import httpx
 from tests import factories
 from tests.factories import MakeUser
 from tests.realtime.clients import GatewayClient, sse_stream
+from tests.realtime.test_presence import presence_of
 
 Http = Callable[[str], httpx.AsyncClient]
 
@@ -44,3 +45,22 @@ async def test_a_deletion_reaches_the_friends_streams_and_closes_its_own(
     assert await again.closed_with() == 4012
     history = await api.get(f"/api/channels/{dm}/messages", headers=ben.headers)
     assert history.status_code == 200
+
+
+async def test_a_deleted_account_shows_offline_to_those_who_saw_it_online(
+    server: str, http: Http, make_user: MakeUser
+) -> None:
+    api = http(server)
+    ann, ben, _dm = await factories.pair(api, make_user)
+    async with sse_stream(server, ben.access_token) as watcher:
+        gw = await GatewayClient.connect(server, ann.access_token)
+        await gw.next("ready")
+        online = await presence_of(watcher, str(ann.id))
+        assert online["status"] == "online"
+        gone = await api.post(
+            "/api/users/@me/delete", headers=ann.headers, json={"password": ann.password}
+        )
+        assert gone.status_code == 204, gone.text
+        assert await gw.closed_with() == 4012
+        offline = await presence_of(watcher, str(ann.id))
+        assert offline == {"user_id": str(ann.id), "status": "offline", "status_text": None}

@@ -29,7 +29,15 @@ from xfchat.db.queries import servers as servers_q
 from xfchat.db.queries import sessions as sessions_q
 from xfchat.db.queries import two_factor as two_factor_q
 from xfchat.db.queries import users as users_q
-from xfchat.domain import account_lock, conversations, friends, members, two_factor, voice
+from xfchat.domain import (
+    account_lock,
+    conversations,
+    friends,
+    members,
+    presence,
+    two_factor,
+    voice,
+)
 from xfchat.domain.access import member_servers, visible_channels
 from xfchat.domain.accounts import Actor, lock_sessions, require_live_session, session_revoked
 from xfchat.domain.events import emit_many
@@ -80,7 +88,7 @@ async def delete_account(
             code is not None and await two_factor.spend_code(conn, settings, actor.user_id, code)
         ):
             raise two_factor.wrong_code()
-        return await _erase(conn, actor, places)
+        return await _erase(conn, actor, places, settings.presence_timeout_s)
 
 
 @dataclass(frozen=True)
@@ -128,8 +136,11 @@ async def _lock(conn: asyncpg.Connection, user_id: UUID) -> Places:
     return Places(servers, groups, directs)
 
 
-async def _erase(conn: asyncpg.Connection, actor: Actor, places: Places) -> list[UUID]:
+async def _erase(
+    conn: asyncpg.Connection, actor: Actor, places: Places, presence_timeout_s: float
+) -> list[UUID]:
     """Everything of the deletion after its checks, in the caller's transaction."""
+    seen = await presence.shown_now(conn, actor.user_id, presence_timeout_s)
     # Its refresh tokens' rows before its sessions' rows, as a refresh takes them
     # (domain/accounts.py): a refresh under way finishes first, or waits for this.
     await sessions_q.lock_refresh_tokens_of_user(conn, user_id=actor.user_id)
@@ -151,6 +162,11 @@ async def _erase(conn: asyncpg.Connection, actor: Actor, places: Places) -> list
     await media_q.delete_media_of_owner(conn, owner_id=user.id, purpose="avatar")
     # Told while it still shares them: every conversation and server it is in.
     await publish_profile(conn, user)
+    # ... and that it went offline (its status is invisible now): its connections' end
+    # after the commit changes nothing others see, so it would never be told. (Without
+    # the presence lock: a status chosen takes it before the user's row, which this
+    # holds, and a process's stop after its servers' rows, which this takes first.)
+    await presence.announce(conn, user.id, presence_timeout_s, seen)
     # (A server or group it was kicked, banned or removed from before its lock here is
     # passed over.)
     for server_id in places.servers:

@@ -1,6 +1,7 @@
 """The lock that keeps an account's deletion apart from every write that puts the
 account somewhere: a server it creates or joins, a group it starts or is added to, a
-server handed to it, a direct conversation or a friend request with it.
+server handed to it, a direct conversation or a friend request with it, a block it
+makes.
 
 Each user has a transaction-scoped advisory lock (the "account" namespace). The
 deletion (domain/account_deletion.py) takes it exclusive; those writes take it shared,

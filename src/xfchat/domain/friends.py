@@ -327,13 +327,18 @@ async def block_user(conn: asyncpg.Connection, actor: Actor, user_id: UUID) -> N
 
     Raises:
         BadRequest: CANNOT_BLOCK_SELF, TOO_MANY_BLOCKS (MAX_BLOCKS already).
-        NotFound: USER_NOT_FOUND.
+        NotFound: USER_NOT_FOUND. Unauthorized: SESSION_REVOKED (the actor's account
+            deleted meanwhile).
     """
     if user_id == actor.user_id:
         raise BadRequest("you cannot block yourself", code="CANNOT_BLOCK_SELF")
     if await users_q.get_public_user(conn, user_id=user_id) is None:
         raise NotFound("no such user", code="USER_NOT_FOUND")
     async with conn.transaction():
+        # The actor's deletion is not under way (domain/account_lock.py): it deletes the
+        # blocks it makes, but only those it finds, and a block of someone new takes no
+        # lock the deletion holds.
+        await hold_accounts(conn, actor)
         await _lock_pair(conn, actor.user_id, user_id)
         if await blocks_q.block_exists(conn, blocker_id=actor.user_id, blocked_id=user_id):
             return

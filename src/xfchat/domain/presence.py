@@ -28,7 +28,7 @@ from xfchat.db.queries import servers as servers_q
 from xfchat.db.queries import users as users_q
 from xfchat.domain import validation, voice
 from xfchat.domain.access import access_server, visible_channels
-from xfchat.domain.accounts import Actor
+from xfchat.domain.accounts import Actor, session_ended
 from xfchat.domain.event_payloads import PresencePayload
 from xfchat.domain.events import PRESENCE_UPDATED, signal_related
 from xfchat.domain.profile import publish_profile
@@ -55,6 +55,11 @@ def own(row: q.PresenceRow) -> PresencePayload:
 
 async def _lock_user(conn: asyncpg.Connection, user_id: UUID) -> None:
     await locks_q.lock_transaction(conn, key=locks_q.advisory_key(b"presence", user_id))
+
+
+async def shown_now(conn: asyncpg.Connection, user_id: UUID, timeout_s: float) -> PresencePayload:
+    """The user's presence as others see it now (what `announce` compares with)."""
+    return shown(await _presence(conn, user_id, timeout_s))
 
 
 async def _presence(conn: asyncpg.Connection, user_id: UUID, timeout_s: float) -> q.PresenceRow:
@@ -200,7 +205,8 @@ async def set_presence(
     """Choose a status (online, idle, dnd, invisible) and/or a custom status text; the
     change is announced at once (a new status text is also a profile change).
 
-    Raises: BadRequest (INVALID_STATUS, INVALID_STATUS_TEXT)."""
+    Raises: BadRequest (INVALID_STATUS, INVALID_STATUS_TEXT); Unauthorized
+    (SESSION_REVOKED: the account deleted meanwhile)."""
     if status is not None and status not in STATUSES:
         raise BadRequest(
             f"status is one of {', '.join(STATUSES)}", code="INVALID_STATUS", field="status"
@@ -218,13 +224,14 @@ async def set_presence(
         before = await users_q.get_user(conn, user_id=actor.user_id)
         if before is None:
             raise NotFound("no such user", code="USER_NOT_FOUND")
-        await q.update_status(
+        if not await q.update_status(
             conn,
             user_id=actor.user_id,
             status=status,
             status_text=status_text,
             clear_status_text=clear_status_text,
-        )
+        ):
+            raise session_ended()  # (deleted since its session was checked)
         after = await users_q.get_user(conn, user_id=actor.user_id)
         assert after is not None
         if after.status_text != before.status_text:

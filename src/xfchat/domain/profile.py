@@ -220,7 +220,8 @@ async def set_dm_policy(conn: asyncpg.Connection, actor: Actor, policy: str) -> 
     conversations open already too (those with others stay readable, not writable, and
     their calls end for the others: domain/voice.py's direct_access_changed).
 
-    Raises: BadRequest (VALIDATION_ERROR)."""
+    Raises: BadRequest (VALIDATION_ERROR); Unauthorized (SESSION_REVOKED: the account
+    deleted meanwhile)."""
     if policy not in DM_POLICIES:
         raise BadRequest(
             "direct_messages is everyone or friends",
@@ -230,7 +231,8 @@ async def set_dm_policy(conn: asyncpg.Connection, actor: Actor, policy: str) -> 
     async with conn.transaction():  # (your other sessions are told)
         await lock_dm_policies(conn, [actor.user_id])
         before = await users_q.get_dm_policy(conn, user_id=actor.user_id)
-        await users_q.update_dm_policy(conn, user_id=actor.user_id, policy=policy)
+        if not await users_q.update_dm_policy(conn, user_id=actor.user_id, policy=policy):
+            raise session_ended()  # (deleted since its session was checked)
         events = [PRIVACY_UPDATED.to_user(actor.user_id, {"direct_messages": policy})]
         if before != policy:  # the conversations with non-friends open or close
             strangers = await direct_channels_with_strangers(conn, actor.user_id)

@@ -127,16 +127,18 @@ async def update_status(
     status: str | None,
     status_text: str | None,
     clear_status_text: bool,
-) -> None:
-    await conn.execute(
+) -> bool:
+    """False if the account was deleted (its scrubbed row is never written again)."""
+    updated = await conn.execute(
         """
         UPDATE users SET status = COALESCE($2, status),
                status_text = CASE WHEN $4 THEN NULL ELSE COALESCE($3, status_text) END,
                updated_at = now()
-        WHERE id = $1
+        WHERE id = $1 AND deleted_at IS NULL
         """,
         user_id,
         status,
         status_text,
         clear_status_text,
     )
+    return bool(updated != "UPDATE 0")

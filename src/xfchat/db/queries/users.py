@@ -313,8 +313,12 @@ async def get_dm_policy(conn: asyncpg.Connection, *, user_id: UUID) -> str | Non
     return None if value is None else str(value)
 
 
-async def update_dm_policy(conn: asyncpg.Connection, *, user_id: UUID, policy: str) -> None:
-    await conn.execute("UPDATE users SET dm_policy = $2 WHERE id = $1", user_id, policy)
+async def update_dm_policy(conn: asyncpg.Connection, *, user_id: UUID, policy: str) -> bool:
+    """False if the account was deleted (its scrubbed row is never written again)."""
+    status = await conn.execute(
+        "UPDATE users SET dm_policy = $2 WHERE id = $1 AND deleted_at IS NULL", user_id, policy
+    )
+    return bool(status != "UPDATE 0")
 
 
 async def count_owned_servers(conn: asyncpg.Connection, *, user_id: UUID) -> int:
