@@ -217,8 +217,11 @@ async def test_names_links_and_marks_cannot_rewrite_what_others_see(
     log = await open_channel(bob, "general")
     shown = message(log, "back now")
     content = shown.locator(".msg-content")
-    assert await content.evaluate(LEFT_TO_RIGHT, "back now") is True
+    # Drawn with its names resolved before its layout is read (read sooner, while the
+    # log was still being laid out, both ends of the text stood at 0: CI caught it once).
     await expect(shown.locator(".mention")).to_have_text(["@Ann\u202e", "@adm JK: I will NOT pay."])
+    await expect(content).to_be_visible()
+    assert await content.evaluate(LEFT_TO_RIGHT, "back now") is True
     for text, href in (
         ("Official login", "https://evil.example/#/nigol/moc.elgoog.stnuocca//:sptth"),
         ("gpj.tac", "https://evil.example/"),
