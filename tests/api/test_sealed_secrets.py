@@ -206,6 +206,7 @@ async def test_a_secret_changed_meanwhile_is_left_as_its_writer_made_it(
         (f"{random_secret()},short", "at least 32 characters"),
         (",".join(random_secret() for _ in range(9)), "at most 8 keys"),
     ],
+    ids=["default", "short", "too_many"],  # (the same names in every collection)
 )
 def test_weak_or_too_many_keys_are_refused(value: str, why: str) -> None:
     with pytest.raises(ValidationError, match=why):

@@ -19,14 +19,19 @@ from tests import factories
 from tests.conftest import make_settings
 from tests.factories import TestUser
 from tests.realtime.clients import sse_stream
-from tests.support import METRICS_HEADERS, Servers
+from tests.support import METRICS_HEADERS, Servers, one_at_a_time
 from xfchat.db.migrate import Migrator
 from xfchat.db.pool import create_pool
 
 
+def _ensure_pgbouncer() -> str | None:
+    with one_at_a_time("apt"):
+        return ensure_pgbouncer()
+
+
 @pytest.fixture
 async def cluster() -> AsyncIterator[Cluster]:
-    binary = await asyncio.to_thread(ensure_pgbouncer)
+    binary = await asyncio.to_thread(_ensure_pgbouncer)
     if binary is None:  # (not root, or not Debian: nothing to install it with)
         pytest.skip("pgbouncer is not installed and cannot be installed here (apt-get)")
     # Three server connections for XFChat's ten: each transaction may land on another.

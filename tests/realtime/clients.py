@@ -16,7 +16,7 @@ import httpx
 import orjson
 import websockets
 
-from tests.support import METRICS_HEADERS, ROOT
+from tests.support import METRICS_HEADERS, ROOT, one_at_a_time
 
 JS = ROOT / "tests" / "js"
 
@@ -216,14 +216,15 @@ def node_available() -> bool:
 
 
 def ensure_braid_client() -> None:
-    if not (JS / "node_modules" / "braid-http").is_dir():
-        subprocess.run(
-            ["npm", "install", "--no-package-lock", "--no-audit", "--no-fund"],
-            cwd=JS,
-            check=True,
-            capture_output=True,
-            timeout=300,
-        )
+    with one_at_a_time("npm"):
+        if not (JS / "node_modules" / "braid-http").is_dir():
+            subprocess.run(
+                ["npm", "install", "--no-package-lock", "--no-audit", "--no-fund"],
+                cwd=JS,
+                check=True,
+                capture_output=True,
+                timeout=300,
+            )
 
 
 async def braid(*args: str, timeout: float = 30) -> tuple[int, list[dict[str, Any]]]:

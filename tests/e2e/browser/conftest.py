@@ -18,7 +18,15 @@ import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
 from tests.conftest import Cluster, new_database, remove_database
-from tests.support import ROOT, ServerProcess, Servers, clean_env, random_secret, run_cli
+from tests.support import (
+    ROOT,
+    ServerProcess,
+    Servers,
+    clean_env,
+    one_at_a_time,
+    random_secret,
+    run_cli,
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 EMOJI_FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
@@ -70,11 +78,14 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     the minute it takes on a fresh machine counts against no test's timeout."""
     here = Path(__file__).parent
     wanted = any(Path(str(item.path)).is_relative_to(here) for item in session.items)
-    if wanted and not (CHROMIUM.exists() and EMOJI_FONT.exists()):
-        try:
-            install_chromium()
-        except pytest.fail.Exception as exc:
-            _install_failure.append(str(exc))
+    if not wanted:
+        return
+    with one_at_a_time("apt"):
+        if not (CHROMIUM.exists() and EMOJI_FONT.exists()):
+            try:
+                install_chromium()
+            except pytest.fail.Exception as exc:
+                _install_failure.append(str(exc))
 
 
 @pytest.fixture(scope="session")
@@ -89,9 +100,10 @@ def chromium() -> str:
 
 @pytest.fixture(scope="session")
 def axe_source() -> Iterator[str]:
-    if not AXE.exists():
-        done = _run("npm", "install", "--prefix", str(AXE.parents[2]), "--no-package-lock")
-        assert done.returncode == 0, f"npm install (tests/js) failed:\n{done.stderr[-2000:]}"
+    with one_at_a_time("npm"):
+        if not AXE.exists():
+            done = _run("npm", "install", "--prefix", str(AXE.parents[2]), "--no-package-lock")
+            assert done.returncode == 0, f"npm install (tests/js) failed:\n{done.stderr[-2000:]}"
     yield AXE.read_text()
 
 
