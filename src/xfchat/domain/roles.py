@@ -44,6 +44,7 @@ from xfchat.domain.permissions import ALL, Permission
 from xfchat.domain.server_views import (
     channels_json,
     check_shown_overrides,
+    followers_of,
     member_json,
     overrides_changed,
     role_json,
@@ -128,10 +129,9 @@ async def _reach(
     rows = await channels_q.list_overrides(conn, channel_ids=[c.id for c in channels])
     own = {o.channel_id: (o.allow, o.deny) for o in rows if o.role_id == role.id}
     reach = [(c, allow, deny, True) for c, (allow, deny) in own.items()]
-    if any(c.kind == "category" for c in channels):
-        for row in await channels_q.list_server_channels(conn, server_id=role.server_id):
-            if row.permissions_synced and row.parent_id in own:
-                reach.append((row.id, *own[row.parent_id], False))
+    for row in await followers_of(conn, channels):
+        if row.parent_id in own:
+            reach.append((row.id, *own[row.parent_id], False))
     return reach
 
 
@@ -523,7 +523,8 @@ async def set_override(
                     )
             elif member is not None:
                 check_outranks(access, member)
-        touched = await _synced_with(conn, channel.channel)
+        followers = await followers_of(conn, [channel.channel])
+        touched = [channel_id, *(f.id for f in followers)]
         role_id, user_id = (target_id, None) if kind == "role" else (None, target_id)
         overrides = await channels_q.list_overrides(conn, channel_ids=[channel_id])
         mine = [
@@ -567,7 +568,7 @@ async def set_override(
                 deny=deny or 0,
             )
         await settle(conn, seen, "permissions")
-        updates = await overrides_changed(conn, [channel.channel])
+        updates = await overrides_changed(conn, [channel.channel], followers)
         await emit_many(conn, updates)
         payload = cast(ServerChannelPayload, updates[0].data)
         await audit(
@@ -585,11 +586,3 @@ async def set_override(
             reason=reason,
         )
     return payload
-
-
-async def _synced_with(conn: asyncpg.Connection, channel: channels_q.ChannelRow) -> list[UUID]:
-    """The channel, and if it is a category, the channels synced with it."""
-    if channel.kind != "category" or channel.server_id is None:
-        return [channel.id]
-    rows = await channels_q.list_server_channels(conn, server_id=channel.server_id)
-    return [channel.id, *(r.id for r in rows if r.parent_id == channel.id and r.permissions_synced)]

@@ -143,22 +143,33 @@ async def channel_updates(
     return [CHANNEL_UPDATED.to_channel(UUID(p["id"]), p) for p in await channels_json(conn, rows)]
 
 
-async def overrides_changed(
+async def followers_of(
     conn: asyncpg.Connection, rows: list[channels_q.ChannelRow]
-) -> list[Event]:
-    """`channel.updated` for channels whose overrides changed, and for the channels
-    following any category among them (their `category_overrides` changed)."""
+) -> list[channels_q.ChannelRow]:
+    """The channels following (synced with) any category among `rows`: one read of
+    each of their servers' channels, none without a category."""
     categories = {r.id for r in rows if r.kind == "category"}
     followers: list[channels_q.ChannelRow] = []
-    if categories:
-        server_ids = {r.server_id for r in rows if r.id in categories}
-        for server_id in server_ids:
-            assert server_id is not None
-            followers += [
-                c
-                for c in await channels_q.list_server_channels(conn, server_id=server_id)
-                if _follows(c) in categories
-            ]
+    for server_id in {r.server_id for r in rows if r.id in categories}:
+        assert server_id is not None
+        followers += [
+            c
+            for c in await channels_q.list_server_channels(conn, server_id=server_id)
+            if _follows(c) in categories
+        ]
+    return followers
+
+
+async def overrides_changed(
+    conn: asyncpg.Connection,
+    rows: list[channels_q.ChannelRow],
+    followers: list[channels_q.ChannelRow] | None = None,
+) -> list[Event]:
+    """`channel.updated` for channels whose overrides changed, and for the channels
+    following any category among them (their `category_overrides` changed; read here
+    unless the caller has them: `followers_of`)."""
+    if followers is None:
+        followers = await followers_of(conn, rows)
     return await channel_updates(conn, [*rows, *followers])
 
 
