@@ -76,6 +76,9 @@ async def test_friends_search_and_jump(site: Site, browsers: Browsers, axe_sourc
     # Keyboard focus in the channel list survives a redraw of the chrome (a topic
     # change redraws the head and the lists, as any event does).
     general = alice.get_by_role("navigation", name="Channels").get_by_role("link", name="general")
+    # (Eve's page, used last, may hold the browser's focus: then no element of Alice's
+    # counts as focused, "inactive", whatever the client does. A suite run caught it.)
+    await alice.bring_to_front()
     await general.focus()
     await redraw_with_topic(site, alice, "focus stays")
     await expect(general).to_be_focused()
