@@ -10,6 +10,7 @@ from playwright.async_api import WebSocketRoute, expect
 
 from tests.e2e.browser.client import (
     GENERAL,
+    USER_IDS,
     api_as,
     message,
     open_channel,
@@ -151,3 +152,23 @@ async def test_a_large_reveal_shows_its_channels_live(site: Site, browsers: Brow
         await expect(channels.get_by_role("link", name="vault-79")).to_be_visible()
         await expect(channels.get_by_role("link", name="vault-00")).to_be_visible()
     assert frames and all('"channels":[]' in f.replace(" ", "") for f in frames), frames[:1]
+
+
+async def test_a_click_across_a_redraw_still_lands(site: Site, browsers: Browsers) -> None:
+    """The server rail is drawn again at every event that changes it (here a mention's
+    badge): a click pressed before the redraw and released after it still opens what was
+    pressed (a rail drawn anew would have lost it: the press and the release on two
+    different elements make no click)."""
+    alice = await browsers.logged_in(site.base, "alice")
+    rail = alice.get_by_role("navigation", name="Servers")
+    box = await rail.get_by_role("link", name="Gaming Squad").bounding_box()
+    assert box is not None
+    await alice.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    await alice.mouse.down()
+    async with api_as(site.base, "bob") as bob:
+        mention = {"content": f"<@{USER_IDS['alice']}> over here"}
+        sent = await bob.post(f"/api/channels/{GENERAL}/messages", json=mention)
+        assert sent.status_code == 201, sent.text
+    await expect(rail.get_by_role("link", name="Gaming Squad, 1 mentions")).to_be_visible()
+    await alice.mouse.up()
+    await expect(alice.get_by_role("heading", level=1, name="general", exact=True)).to_be_visible()

@@ -10,7 +10,7 @@ export function h(tag, attrs, ...children) {
       if (key.startsWith("on")) {
         // Only a function: a string here would be an inline handler, script from text,
         // so it is left out.
-        if (typeof value === "function") el.addEventListener(key.slice(2).toLowerCase(), value);
+        if (typeof value === "function") listen(el, key.slice(2).toLowerCase(), value);
       } else if ((key === "href" || key === "src") && !safeUrl(value)) {
         // A javascript: (or data:, vbscript:...) URL is script from text: left out.
         continue;
@@ -60,6 +60,72 @@ export function replace(el, ...children) {
   el.replaceChildren();
   append(el, children);
   return el;
+}
+
+// An element's handlers from h(): one map per element, read by one listener per event
+// type, so that morph() can give a kept element the handlers of the one drawn in its place.
+const HANDLERS = new WeakMap();
+
+function dispatch(ev) {
+  const on = HANDLERS.get(this);
+  const fn = on && on[ev.type];
+  if (fn) fn.call(this, ev);
+}
+
+function listen(el, type, fn) {
+  let on = HANDLERS.get(el);
+  if (!on) HANDLERS.set(el, (on = Object.create(null)));
+  on[type] = fn;
+  el.addEventListener(type, dispatch); // (the same listener twice is one)
+}
+
+// replace(), keeping every element that is drawn again the same (same tag, same link):
+// the parts of the page redrawn on every event (the server rail, the channel list, the
+// members) change in place, so a click whose press and release straddle a redraw still
+// lands, and focus and hover stay where they were.
+export function morph(el, ...children) {
+  const drawn = document.createDocumentFragment();
+  append(drawn, children);
+  patchChildren(el, [...drawn.childNodes]);
+  return el;
+}
+
+function patchChildren(parent, nodes) {
+  nodes.forEach((node, i) => {
+    const old = parent.childNodes[i];
+    if (!old) parent.appendChild(node);
+    else if (sameKind(old, node)) patch(old, node);
+    else parent.replaceChild(node, old);
+  });
+  while (parent.childNodes.length > nodes.length) parent.lastChild.remove();
+}
+
+function sameKind(a, b) {
+  if (a.nodeType !== b.nodeType || a.nodeName !== b.nodeName) return false;
+  if (a.nodeType !== Node.ELEMENT_NODE) return true;
+  return ["href", "type", "id"].every((name) => a.getAttribute(name) === b.getAttribute(name));
+}
+
+function patch(old, node) {
+  if (old.nodeType !== Node.ELEMENT_NODE) {
+    if (old.data !== node.data) old.data = node.data;
+    return;
+  }
+  for (const name of old.getAttributeNames()) if (!node.hasAttribute(name)) old.removeAttribute(name);
+  for (const name of node.getAttributeNames()) {
+    if (name === "style") {
+      // Through the CSSOM, as h() sets it (the CSP refuses a style attribute).
+      if (old.style.cssText !== node.style.cssText) old.style.cssText = node.style.cssText;
+    } else if (old.getAttribute(name) !== node.getAttribute(name)) {
+      old.setAttribute(name, node.getAttribute(name));
+    }
+  }
+  for (const prop of ["disabled", "checked", "selected"]) if (prop in node && old[prop] !== node[prop]) old[prop] = node[prop];
+  if (node instanceof HTMLInputElement && old !== document.activeElement && old.value !== node.value) old.value = node.value;
+  const on = HANDLERS.get(node);
+  if (on) for (const type of Object.keys(on)) old.addEventListener(type, dispatch);
+  HANDLERS.set(old, on || Object.create(null));
+  patchChildren(old, [...node.childNodes]);
 }
 
 // A name among other text (an author, a mention, a member): on one line (a control

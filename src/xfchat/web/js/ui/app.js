@@ -1,7 +1,7 @@
 // The logged-in client: layout, routes (#/friends, #/dm/<id>, #/s/<server>/<channel>),
 // the real-time connection, and the panels around the chat.
 
-import { h, replace, avatar, displayName, toast, describe, dialog, confirmDialog } from "../dom.js";
+import { h, replace, morph, avatar, displayName, toast, describe, dialog, confirmDialog } from "../dom.js";
 import { Store } from "../store.js";
 import { Realtime } from "../realtime.js";
 import { ApiError, retryDelay } from "../session.js";
@@ -233,10 +233,10 @@ export class App {
   refreshChrome() {
     if (!this.store.me) return;
     const focus = this.chromeFocus();
-    replace(this.rail, renderRail(this));
+    morph(this.rail, renderRail(this));
     const server = this.route.view === "server" ? this.store.servers.get(this.route.serverId) : null;
-    replace(this.sideList, server ? renderServerSidebar(this, server) : renderHomeSidebar(this));
-    replace(this.userPanel, renderUserPanel(this));
+    morph(this.sideList, server ? renderServerSidebar(this, server) : renderHomeSidebar(this));
+    morph(this.userPanel, renderUserPanel(this));
     this.renderHead();
     if (this.panel === "members") this.renderMembers();
     this.root.classList.toggle("show-aside", this.panel !== "none" && this.route.view !== "friends");
