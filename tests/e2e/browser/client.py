@@ -11,6 +11,7 @@ from playwright.async_api import Locator, Page, expect
 
 from tests.e2e.browser.conftest import PASSWORD
 
+SERVER = "00000000-0000-0000-0000-000000000100"  # Gaming Squad
 GENERAL = "00000000-0000-0000-0000-000000000101"
 GAMING = "00000000-0000-0000-0000-000000000103"
 USER_IDS = {

@@ -26,6 +26,7 @@ from playwright.async_api import Page, Route, WebSocketRoute, expect
 
 from tests.e2e.browser.client import (
     GENERAL,
+    SERVER,
     USER_IDS,
     act,
     api_as,
@@ -37,8 +38,6 @@ from tests.e2e.browser.client import (
 from tests.e2e.browser.conftest import Browsers, Site, log_in
 from tests.e2e.browser.test_browser_chat import png
 from xfchat.domain.tokens import issue_access_token
-
-SERVER = "00000000-0000-0000-0000-000000000100"
 
 
 def payload(tag: str) -> str:

@@ -7,10 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 from playwright.async_api import expect
 
-from tests.e2e.browser.client import USER_IDS, api_as, open_channel
+from tests.e2e.browser.client import SERVER, USER_IDS, api_as, open_channel
 from tests.e2e.browser.conftest import Browsers, Site
-
-SERVER = "00000000-0000-0000-0000-000000000100"
 
 
 async def test_a_timeout_is_named_and_ends_on_time_without_a_redraw(

@@ -9,10 +9,9 @@ import re
 import httpx
 from playwright.async_api import expect
 
-from tests.e2e.browser.client import GENERAL, USER_IDS, api_as, message, open_channel, say
+from tests.e2e.browser.client import GENERAL, SERVER, USER_IDS, api_as, message, open_channel, say
 from tests.e2e.browser.conftest import DESKTOP, PHONE, Browsers, Site
 
-SERVER = "00000000-0000-0000-0000-000000000100"
 PASSWORD = "a long enough passphrase 7"
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from playwright.async_api import expect
 
-from tests.e2e.browser.client import open_channel, open_settings
+from tests.e2e.browser.client import SERVER, api_as, open_channel, open_settings
 from tests.e2e.browser.conftest import Browsers, Site
 
 
@@ -70,3 +70,25 @@ async def test_owner_manages_roles_members_invites_bans_and_reads_the_audit_log(
         "invite.created",
     ):
         await expect(log.get_by_text(action, exact=True)).to_be_visible()
+
+
+async def test_an_event_while_editing_keeps_what_was_typed(site: Site, browsers: Browsers) -> None:
+    """The settings redraw at every event of the server; a form the owner has changed
+    keeps their changes through it (here: a role created by someone else while the
+    owner renames theirs), and shows the server's state again once saved."""
+    alice = await browsers.logged_in(site.base, "alice")
+    settings = await open_settings(alice)
+    await settings.get_by_role("tab", name="Roles").click()
+    await settings.get_by_role("button", name="Create role").click()
+    await expect(settings.get_by_role("heading", name="Edit new role")).to_be_visible()
+    await settings.get_by_label("Name", exact=True).fill("Raiders")
+    await settings.get_by_label("Kick members").check()
+    async with api_as(site.base, "alice") as api:  # (another of her sessions)
+        made = await api.post(f"/api/servers/{SERVER}/roles", json={"name": "Elsewhere"})
+        assert made.status_code == 201, made.text
+    await expect(settings.get_by_role("button", name="Elsewhere", exact=True)).to_be_visible()
+    await expect(settings.get_by_label("Name", exact=True)).to_have_value("Raiders")
+    await expect(settings.get_by_label("Kick members")).to_be_checked()
+    await settings.get_by_role("button", name="Save role").click()
+    await expect(settings.get_by_role("button", name="Raiders", exact=True)).to_be_visible()
+    await expect(settings.get_by_role("heading", name="Edit Raiders")).to_be_visible()

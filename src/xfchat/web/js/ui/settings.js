@@ -38,6 +38,35 @@ class Settings {
     this.tab = null;
     this.channelId = null;
     this.roleId = null;
+    this.forms = new Map(); // key -> {el, dirty}: see form()
+  }
+
+  // A form the user has changed keeps their changes when an event redraws its tab (a
+  // role created, someone joining, another admin's edit): it is drawn anew from the
+  // server's state only once it is saved (saved(key)) or the dialog is closed.
+  form(key, build) {
+    const held = this.forms.get(key);
+    if (held && held.dirty) return held.el;
+    const entry = { el: build(), dirty: false };
+    const touched = () => (entry.dirty = true);
+    entry.el.addEventListener("input", touched);
+    entry.el.addEventListener("change", touched);
+    this.forms.set(key, entry);
+    return entry.el;
+  }
+
+  async save(key, fn, done) {
+    let saved = false;
+    const out = await this.act(async () => {
+      const answer = await fn();
+      saved = true;
+      return answer;
+    }, done);
+    if (saved) {
+      this.forms.delete(key);
+      this.render(); // (the server's state: its event may have come while the form was held)
+    }
+    return out;
   }
 
   get s() {
@@ -66,18 +95,20 @@ class Settings {
 
   overview() {
     const s = this.s;
-    const name = h("input", { id: "srv-name", value: s.name, maxlength: 100, required: true });
-    const desc = h("textarea", { id: "srv-desc", maxlength: 1024, rows: 3, value: s.description || "" });
     replace(
       this.panel,
       h("h3", null, "Overview"),
-      h(
-        "form",
-        { class: "stack", onsubmit: (ev) => { ev.preventDefault(); this.act(() => this.call("PATCH", `/api/servers/${s.id}`, { name: name.value, description: desc.value || null }), "Saved"); } },
-        h("label", { for: "srv-name" }, "Server name"), name,
-        h("label", { for: "srv-desc" }, "Description"), desc,
-        h("div", { class: "row-end" }, h("button", { class: "btn btn-primary", type: "submit" }, "Save")),
-      ),
+      this.form("overview", () => {
+        const name = h("input", { id: "srv-name", value: s.name, maxlength: 100, required: true });
+        const desc = h("textarea", { id: "srv-desc", maxlength: 1024, rows: 3, value: s.description || "" });
+        return h(
+          "form",
+          { class: "stack", onsubmit: (ev) => { ev.preventDefault(); this.save("overview", () => this.call("PATCH", `/api/servers/${s.id}`, { name: name.value, description: desc.value || null }), "Saved"); } },
+          h("label", { for: "srv-name" }, "Server name"), name,
+          h("label", { for: "srv-desc" }, "Description"), desc,
+          h("div", { class: "row-end" }, h("button", { class: "btn btn-primary", type: "submit" }, "Save")),
+        );
+      }),
       s.owner_id === this.app.store.me.id
         ? h("div", { class: "danger-zone" }, h("button", { class: "btn btn-danger", type: "button", onclick: async () => {
             if (await confirmDialog("Delete server", `Delete ${s.name} and everything in it?`)) this.act(() => this.call("DELETE", `/api/servers/${s.id}`));
@@ -88,21 +119,23 @@ class Settings {
 
   channels() {
     const s = this.s;
-    const name = h("input", { id: "new-ch-name", maxlength: 100, required: true, placeholder: "new-channel" });
-    const kind = h("select", { id: "new-ch-kind" }, ["text", "voice", "category"].map((k) => h("option", { value: k }, k)));
-    const cats = s.channels.filter((c) => c.kind === "category");
-    const parent = h("select", { id: "new-ch-parent" }, h("option", { value: "" }, "No category"), cats.map((c) => h("option", { value: c.id }, c.name)));
     const list = sortedChannels(s).flatMap(({ category, channels }) => (category ? [category, ...channels] : channels));
     const selected = s.channels.find((c) => c.id === this.channelId);
     replace(
       this.panel,
       h("h3", null, "Channels"),
-      h(
-        "form",
-        { class: "inline-form", onsubmit: (ev) => { ev.preventDefault(); this.act(() => this.call("POST", `/api/servers/${s.id}/channels`, { name: name.value, kind: kind.value, ...(parent.value && kind.value !== "category" ? { parent_id: parent.value } : {}) }), "Channel created"); } },
-        h("label", { for: "new-ch-name" }, "Name"), name, h("label", { for: "new-ch-kind" }, "Kind"), kind, h("label", { for: "new-ch-parent" }, "Category"), parent,
-        h("button", { class: "btn btn-primary", type: "submit" }, "Create"),
-      ),
+      this.form("new-channel", () => {
+        const name = h("input", { id: "new-ch-name", maxlength: 100, required: true, placeholder: "new-channel" });
+        const kind = h("select", { id: "new-ch-kind" }, ["text", "voice", "category"].map((k) => h("option", { value: k }, k)));
+        const cats = s.channels.filter((c) => c.kind === "category");
+        const parent = h("select", { id: "new-ch-parent" }, h("option", { value: "" }, "No category"), cats.map((c) => h("option", { value: c.id }, c.name)));
+        return h(
+          "form",
+          { class: "inline-form", onsubmit: (ev) => { ev.preventDefault(); this.save("new-channel", () => this.call("POST", `/api/servers/${s.id}/channels`, { name: name.value, kind: kind.value, ...(parent.value && kind.value !== "category" ? { parent_id: parent.value } : {}) }), "Channel created"); } },
+          h("label", { for: "new-ch-name" }, "Name"), name, h("label", { for: "new-ch-kind" }, "Kind"), kind, h("label", { for: "new-ch-parent" }, "Category"), parent,
+          h("button", { class: "btn btn-primary", type: "submit" }, "Create"),
+        );
+      }),
       h("ul", { class: "settings-list" }, list.map((c) =>
         h("li", { class: c.id === this.channelId ? "selected" : null },
           h("button", { class: "link-btn", type: "button", onclick: () => { this.channelId = c.id; this.render(); } }, `${c.kind === "category" ? "▾ " : c.kind === "voice" ? "🔊 " : "# "}${c.name}`),
@@ -111,7 +144,7 @@ class Settings {
           } }, "Delete"),
         ),
       )),
-      selected ? this.channelEditor(selected) : h("p", { class: "muted" }, "Choose a channel to edit it and its permission overrides."),
+      selected ? this.form(`channel:${selected.id}`, () => this.channelEditor(selected)) : h("p", { class: "muted" }, "Choose a channel to edit it and its permission overrides."),
     );
   }
 
@@ -142,7 +175,7 @@ class Settings {
           if (state[n] === "deny") deny |= P[n];
         }
         const path = `/api/channels/${c.id}/overrides/${kind}/${id}`;
-        await this.act(() => (allow || deny ? this.call("PUT", path, { allow: String(allow), deny: String(deny) }) : this.call("DELETE", path).catch((e) => { if (e.status !== 404) throw e; })), "Permissions saved");
+        await this.save(`channel:${c.id}`, () => (allow || deny ? this.call("PUT", path, { allow: String(allow), deny: String(deny) }) : this.call("DELETE", path).catch((e) => { if (e.status !== 404) throw e; })), "Permissions saved");
       };
     };
     pick.addEventListener("change", drawGrid);
@@ -152,7 +185,7 @@ class Settings {
       "section",
       { class: "editor-box" },
       h("h4", null, `Edit ${c.name}`),
-      h("form", { class: "stack", onsubmit: (ev) => { ev.preventDefault(); this.act(() => this.call("PATCH", `/api/channels/${c.id}`, { name: name.value, ...(c.kind === "text" ? { topic: topic.value || null } : {}) }), "Saved"); } },
+      h("form", { class: "stack", onsubmit: (ev) => { ev.preventDefault(); this.save(`channel:${c.id}`, () => this.call("PATCH", `/api/channels/${c.id}`, { name: name.value, ...(c.kind === "text" ? { topic: topic.value || null } : {}) }), "Saved"); } },
         h("label", { for: "ch-name" }, "Name"), name,
         c.kind === "text" ? [h("label", { for: "ch-topic" }, "Topic"), topic] : null,
         h("div", { class: "row-end" }, h("button", { class: "btn btn-primary", type: "submit" }, "Save"))),
@@ -179,7 +212,7 @@ class Settings {
           } }, "Delete"),
         ),
       )),
-      selected ? this.roleEditor(selected) : null,
+      selected ? this.form(`role:${selected.id}`, () => this.roleEditor(selected)) : null,
     );
   }
 
@@ -197,7 +230,7 @@ class Settings {
         const bits = boxes.filter((b) => b.checked).reduce((acc, b) => acc | P[b.value], 0n);
         const body = { permissions: String(bits), color: parseInt(color.value.slice(1), 16), hoist: hoist.checked, mentionable: mentionable.checked };
         if (!r.is_default) body.name = name.value;
-        this.act(() => this.call("PATCH", `/api/servers/${this.s.id}/roles/${r.id}`, body), "Role saved");
+        this.save(`role:${r.id}`, () => this.call("PATCH", `/api/servers/${this.s.id}/roles/${r.id}`, body), "Role saved");
       } },
       h("h4", null, `Edit ${r.name}`),
       h("label", { for: "role-name" }, "Name"), name,
