@@ -10,6 +10,7 @@ from playwright.async_api import WebSocketRoute, expect
 
 from tests.e2e.browser.client import (
     GENERAL,
+    SERVER,
     USER_IDS,
     api_as,
     message,
@@ -172,3 +173,24 @@ async def test_a_click_across_a_redraw_still_lands(site: Site, browsers: Browser
     await expect(rail.get_by_role("link", name="Gaming Squad, 1 mentions")).to_be_visible()
     await alice.mouse.up()
     await expect(alice.get_by_role("heading", level=1, name="general", exact=True)).to_be_visible()
+
+
+async def test_a_click_on_a_member_across_a_redraw_still_lands(
+    site: Site, browsers: Browsers
+) -> None:
+    """The member list is drawn again at every change of a member (here Eve's nickname):
+    a click on Diana pressed before it and released after it opens Diana's profile."""
+    alice = await browsers.logged_in(site.base, "alice")
+    await open_channel(alice, "general")
+    members = alice.get_by_role("complementary", name="Details")
+    box = await members.get_by_role("button", name="Diana (offline)").bounding_box()
+    assert box is not None
+    await alice.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    await alice.mouse.down()
+    async with api_as(site.base, "alice") as api:
+        eve = "00000000-0000-0000-0000-000000000005"
+        got = await api.patch(f"/api/servers/{SERVER}/members/{eve}", json={"nickname": "Evie"})
+        assert got.status_code == 200, got.text
+    await expect(members.get_by_role("button", name="Evie (offline)")).to_be_visible()
+    await alice.mouse.up()
+    await expect(alice.get_by_role("dialog", name="Diana")).to_be_visible()

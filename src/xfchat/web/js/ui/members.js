@@ -1,7 +1,7 @@
 // The right side: a server's members grouped by their highest hoisted role (with the
 // role's colour), or a conversation's participants.
 
-import { h, replace, avatar, displayName, nameEl, readableColor, toast, describe } from "../dom.js";
+import { h, replace, morph, avatar, displayName, nameEl, readableColor, toast, describe } from "../dom.js";
 import { groupActions, participantExtras } from "./groups.js";
 
 // A server's members, loaded once (asked for by several views at once: one load).
@@ -77,6 +77,14 @@ function memberRow(app, user, color, nickname, extras = null, member = null) {
   );
 }
 
+// The member list is redrawn at every presence or role change: in place (morph) when it
+// is what the panel shows, so that a click across a redraw still lands; drawn anew over
+// anything else the panel held (search results, pins: elements with handlers of their own).
+function drawList(container, ...children) {
+  const shown = container.firstElementChild && container.firstElementChild.dataset.panel === "members";
+  return (shown ? morph : replace)(container, ...children);
+}
+
 export function renderServerMembers(app, server, container) {
   const { store } = app;
   const list = store.members.get(server.id);
@@ -106,9 +114,9 @@ export function renderServerMembers(app, server, container) {
     if (members.length) sections.push([r.name, members]);
   }
   if (rest.length) sections.push(["Members", rest]);
-  replace(
+  drawList(
     container,
-    h("h2", { class: "visually-hidden" }, "Members"),
+    h("h2", { class: "visually-hidden", "data-panel": "members" }, "Members"),
     sections.map(([title, members]) =>
       h(
         "section",
@@ -122,9 +130,9 @@ export function renderServerMembers(app, server, container) {
 
 export function renderParticipants(app, conv, container) {
   const group = conv.kind === "group";
-  replace(
+  drawList(
     container,
-    h("h2", { class: "visually-hidden" }, "Members"),
+    h("h2", { class: "visually-hidden", "data-panel": "members" }, "Members"),
     h(
       "section",
       { class: "member-group" },
