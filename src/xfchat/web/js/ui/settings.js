@@ -41,13 +41,16 @@ class Settings {
     this.forms = new Map(); // key -> {el, dirty}: see form()
   }
 
-  // A form the user has changed keeps their changes when an event redraws its tab (a
-  // role created, someone joining, another admin's edit): it is drawn anew from the
-  // server's state only once it is saved (saved(key)) or the dialog is closed.
-  form(key, build) {
+  // A form stays the same element while what it shows (`shows`, any JSON) is unchanged,
+  // so an event that redraws its tab for something else (someone joining) does not pull
+  // it from under the user's typing; and once the user has changed it, it keeps their
+  // changes through every redraw (a role created, another admin's edit), drawn anew from
+  // the server's state only once saved (save(key)) or when the dialog is closed.
+  form(key, shows, build) {
+    const sig = JSON.stringify(shows);
     const held = this.forms.get(key);
-    if (held && held.dirty) return held.el;
-    const entry = { el: build(), dirty: false };
+    if (held && (held.dirty || held.sig === sig)) return held.el;
+    const entry = { el: build(), dirty: false, sig };
     const touched = () => (entry.dirty = true);
     entry.el.addEventListener("input", touched);
     entry.el.addEventListener("change", touched);
@@ -98,7 +101,7 @@ class Settings {
     replace(
       this.panel,
       h("h3", null, "Overview"),
-      this.form("overview", () => {
+      this.form("overview", [s.name, s.description], () => {
         const name = h("input", { id: "srv-name", value: s.name, maxlength: 100, required: true });
         const desc = h("textarea", { id: "srv-desc", maxlength: 1024, rows: 3, value: s.description || "" });
         return h(
@@ -124,7 +127,7 @@ class Settings {
     replace(
       this.panel,
       h("h3", null, "Channels"),
-      this.form("new-channel", () => {
+      this.form("new-channel", s.channels.filter((c) => c.kind === "category").map((c) => [c.id, c.name]), () => {
         const name = h("input", { id: "new-ch-name", maxlength: 100, required: true, placeholder: "new-channel" });
         const kind = h("select", { id: "new-ch-kind" }, ["text", "voice", "category"].map((k) => h("option", { value: k }, k)));
         const cats = s.channels.filter((c) => c.kind === "category");
@@ -144,7 +147,7 @@ class Settings {
           } }, "Delete"),
         ),
       )),
-      selected ? this.form(`channel:${selected.id}`, () => this.channelEditor(selected)) : h("p", { class: "muted" }, "Choose a channel to edit it and its permission overrides."),
+      selected ? this.form(`channel:${selected.id}`, [selected.name, selected.topic, selected.kind, selected.overrides, s.roles.map((r) => [r.id, r.name]), [...(this.app.store.members.get(s.id) || new Map()).keys()]], () => this.channelEditor(selected)) : h("p", { class: "muted" }, "Choose a channel to edit it and its permission overrides."),
     );
   }
 
@@ -212,7 +215,7 @@ class Settings {
           } }, "Delete"),
         ),
       )),
-      selected ? this.form(`role:${selected.id}`, () => this.roleEditor(selected)) : null,
+      selected ? this.form(`role:${selected.id}`, ["name", "color", "hoist", "mentionable", "permissions", "is_default"].map((k) => selected[k]), () => this.roleEditor(selected)) : null,
     );
   }
 
