@@ -194,3 +194,46 @@ async def test_a_click_on_a_member_across_a_redraw_still_lands(
     await expect(members.get_by_role("button", name="Evie (offline)")).to_be_visible()
     await alice.mouse.up()
     await expect(alice.get_by_role("dialog", name="Diana")).to_be_visible()
+
+
+async def test_morph_keeps_the_same_control_only(site: Site, browsers: Browsers) -> None:
+    """dom.morph, which the redraws use: an element drawn again as the same control (same
+    tag and label) is kept and answers with its new handler; one drawn in its place for
+    another action is a new element, so a press or the focus on the old one never goes
+    to it; what the new drawing lacks is gone."""
+    page = await browsers.browser.new_page(base_url=site.base)
+    try:
+        await page.goto(site.base)
+        got = await page.evaluate(
+            """async () => {
+              const { h, morph } = await import("/web/js/dom.js");
+              const box = h("div");
+              const calls = [];
+              const draw = (tag, labels) => morph(box, labels.map((l) =>
+                h("button", { "aria-label": l, class: tag, onclick: () => calls.push(`${tag} ${l}`) }, l)));
+              draw("old", ["Settings", "Leave"]);
+              const [settings, leave] = box.children;
+              draw("new", ["Leave"]);
+              const keptLeave = box.children[0] === leave;
+              const firstIsNew = box.children[0] !== settings;
+              draw("newer", ["Settings", "Leave"]);
+              const keptSettings = box.children[0] === settings;
+              const drawn = box.children[0];
+              draw("again", ["Settings", "Leave"]);
+              const keptSame = box.children[0] === drawn;
+              box.children[0].click();
+              return { keptLeave, firstIsNew, keptSettings, keptSame, calls,
+                       count: box.children.length, cls: box.children[0].className };
+            }"""
+        )
+    finally:
+        await page.close()
+    assert got == {
+        "keptLeave": False,  # (drawn where Settings was: not the same control)
+        "firstIsNew": True,
+        "keptSettings": False,  # (Settings was replaced by Leave, then drawn anew)
+        "keptSame": True,  # (the same control again: kept, with the new handler)
+        "calls": ["again Settings"],
+        "count": 2,
+        "cls": "again",
+    }

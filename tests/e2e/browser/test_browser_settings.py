@@ -8,6 +8,7 @@ from playwright.async_api import expect
 
 from tests.e2e.browser.client import SERVER, api_as, open_channel, open_settings
 from tests.e2e.browser.conftest import Browsers, Site
+from xfchat.domain.permissions import Permission
 
 
 async def test_owner_manages_roles_members_invites_bans_and_reads_the_audit_log(
@@ -94,9 +95,21 @@ async def test_an_event_while_editing_keeps_what_was_typed(site: Site, browsers:
         await settings.get_by_label("Kick members").check()
         made = await api.post(f"/api/servers/{SERVER}/roles", json={"name": "Later"})
         assert made.status_code == 201, made.text
-    await expect(settings.get_by_role("button", name="Later", exact=True)).to_be_visible()
-    await expect(settings.get_by_label("Name", exact=True)).to_have_value("Raiders")
-    await expect(settings.get_by_label("Kick members")).to_be_checked()
-    await settings.get_by_role("button", name="Save role").click()
-    await expect(settings.get_by_role("button", name="Raiders", exact=True)).to_be_visible()
-    await expect(settings.get_by_role("heading", name="Edit Raiders")).to_be_visible()
+        # Another admin gives the role a permission meanwhile: the save keeps it.
+        roles = (await api.get(f"/api/servers/{SERVER}/roles")).json()
+        role = next(r for r in roles if r["name"] == "new role")
+        bits = str(int(role["permissions"]) | Permission.MANAGE_MESSAGES)
+        path = f"/api/servers/{SERVER}/roles/{role['id']}"
+        assert (await api.patch(path, json={"permissions": bits})).status_code == 200
+        await expect(settings.get_by_role("button", name="Later", exact=True)).to_be_visible()
+        await expect(settings.get_by_label("Name", exact=True)).to_have_value("Raiders")
+        await expect(settings.get_by_label("Kick members")).to_be_checked()
+        await settings.get_by_role("button", name="Save role").click()
+        await expect(settings.get_by_role("button", name="Raiders", exact=True)).to_be_visible()
+        await expect(settings.get_by_role("heading", name="Edit Raiders")).to_be_visible()
+        await expect(settings.get_by_label("Manage messages")).to_be_checked()
+        roles = (await api.get(f"/api/servers/{SERVER}/roles")).json()
+        saved = next(r for r in roles if r["id"] == role["id"])
+    wanted = Permission.MANAGE_MESSAGES | Permission.KICK_MEMBERS
+    assert int(saved["permissions"]) & wanted == wanted
+    assert saved["name"] == "Raiders"

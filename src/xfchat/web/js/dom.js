@@ -91,19 +91,25 @@ export function morph(el, ...children) {
 }
 
 function patchChildren(parent, nodes) {
+  const olds = [...parent.childNodes];
   nodes.forEach((node, i) => {
-    const old = parent.childNodes[i];
+    const old = olds[i];
     if (!old) parent.appendChild(node);
     else if (sameKind(old, node)) patch(old, node);
     else parent.replaceChild(node, old);
   });
-  while (parent.childNodes.length > nodes.length) parent.lastChild.remove();
+  for (const old of olds.slice(nodes.length)) old.remove();
 }
+
+// Kept only as the same control: a link to the same place, a button of the same action
+// (its label, or a data-key where neither says whom it is for, as a member's row), so a
+// press or the focus never moves to a neighbour that a redraw put in its place.
+const IDENTITY = ["href", "type", "id", "aria-label", "title", "data-key"];
 
 function sameKind(a, b) {
   if (a.nodeType !== b.nodeType || a.nodeName !== b.nodeName) return false;
   if (a.nodeType !== Node.ELEMENT_NODE) return true;
-  return ["href", "type", "id"].every((name) => a.getAttribute(name) === b.getAttribute(name));
+  return IDENTITY.every((name) => a.getAttribute(name) === b.getAttribute(name));
 }
 
 function patch(old, node) {

@@ -255,7 +255,7 @@ export class App {
     const key = (el) => `${el.tagName}|${el.getAttribute("href") || ""}|${el.getAttribute("aria-label") || el.textContent.trim()}`;
     const was = key(active);
     return () => {
-      if (area.contains(active)) return; // (kept, as the search box is)
+      if (area.contains(active) && key(active) === was) return; // (kept: the search box, or a control morph() kept)
       const again = [...area.querySelectorAll("a, button")].find((el) => key(el) === was);
       if (again) again.focus({ preventScroll: true });
     };

@@ -124,9 +124,9 @@ export function groupActions(app, conv) {
   return h(
     "div",
     { class: "group-actions" },
-    owner ? h("button", { class: "btn btn-small btn-primary", type: "button", onclick: () => addPeopleDialog(app, conv) }, "Add people") : null,
-    h("button", { class: "btn btn-small", type: "button", onclick: () => renameGroupDialog(app, conv) }, "Rename"),
-    h("button", { class: "btn btn-small btn-danger", type: "button", onclick: () => leaveGroup(app, conv) }, "Leave group"),
+    owner ? h("button", { class: "btn btn-small btn-primary", type: "button", "data-key": "add", onclick: () => addPeopleDialog(app, conv) }, "Add people") : null,
+    h("button", { class: "btn btn-small", type: "button", "data-key": "rename", onclick: () => renameGroupDialog(app, conv) }, "Rename"),
+    h("button", { class: "btn btn-small btn-danger", type: "button", "data-key": "leave", onclick: () => leaveGroup(app, conv) }, "Leave group"),
   );
 }
 

@@ -67,7 +67,7 @@ function memberRow(app, user, color, nickname, extras = null, member = null) {
     { class: ["member", status === "offline" && "member-offline"] },
     h(
       "button",
-      { class: "member-btn", type: "button", onclick: () => app.profile(user) },
+      { class: "member-btn", type: "button", "data-key": user.id, onclick: () => app.profile(user) },
       h("span", { class: "dm-avatar" }, avatar(user, "sm"), h("span", { class: `status-dot status-${status}`, "aria-hidden": "true" })),
       h("span", { class: "member-name", style: color ? `color:${color}` : null }, nameEl(nickname || displayName(user))),
       h("span", { class: "visually-hidden" }, ` (${status})`),

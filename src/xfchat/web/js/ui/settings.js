@@ -43,33 +43,43 @@ class Settings {
 
   // A form stays the same element while what it shows (`shows`, any JSON) is unchanged,
   // so an event that redraws its tab for something else (someone joining) does not pull
-  // it from under the user's typing; and once the user has changed it, it keeps their
-  // changes through every redraw (a role created, another admin's edit), drawn anew from
-  // the server's state only once saved (save(key)) or when the dialog is closed.
+  // it from under the user's typing; and once the user has changed it (a control not
+  // marked data-pick, which only chooses what is shown), it keeps their changes through
+  // every redraw (a role created, another admin's edit) until it is saved or the dialog
+  // closed. Saves send only what the user changed (see roleEditor, overridesEditor), so
+  // a form held through another admin's edit does not undo it.
   form(key, shows, build) {
     const sig = JSON.stringify(shows);
     const held = this.forms.get(key);
+    if (held) held.now = sig; // (what the server's state would show now)
     if (held && (held.dirty || held.sig === sig)) return held.el;
-    const entry = { el: build(), dirty: false, sig };
-    const touched = () => (entry.dirty = true);
+    const entry = { el: build(), dirty: false, sig, now: sig };
+    const touched = (ev) => {
+      if (!ev.target.hasAttribute("data-pick")) entry.dirty = true;
+    };
     entry.el.addEventListener("input", touched);
     entry.el.addEventListener("change", touched);
     this.forms.set(key, entry);
     return entry.el;
   }
 
+  // Saved: the form shows what was saved until it is drawn anew from the server's state:
+  // now if the save's event came while the form was held, else at that event's redraw
+  // (not before it, which would show the old values for a moment).
   async save(key, fn, done) {
     let saved = false;
-    const out = await this.act(async () => {
-      const answer = await fn();
+    await this.act(async () => {
+      await fn();
       saved = true;
-      return answer;
     }, done);
-    if (saved) {
-      this.forms.delete(key);
-      this.render(); // (the server's state: its event may have come while the form was held)
+    const held = this.forms.get(key);
+    if (saved && held) {
+      const moved = held.now !== held.sig;
+      held.dirty = false;
+      held.sig = null;
+      if (moved) this.render();
     }
-    return out;
+    return saved;
   }
 
   get s() {
@@ -93,7 +103,17 @@ class Settings {
 
   render() {
     const fn = { overview: this.overview, channels: this.channels, roles: this.roles, members: this.members, invites: this.invites, bans: this.bans, audit: this.audit }[this.tab];
-    if (fn) fn.call(this);
+    if (!fn) return;
+    // A redraw of the same tab (an event) leaves the focus, caret and scroll where they
+    // were: a held form is taken out and put back, which would drop them.
+    const again = this.drawn === this.tab && this.panel;
+    const active = again && this.panel.contains(document.activeElement) ? document.activeElement : null;
+    const top = again ? this.panel.scrollTop : 0;
+    this.drawn = this.tab;
+    fn.call(this);
+    if (!again) return;
+    if (active && active.isConnected && document.activeElement !== active) active.focus({ preventScroll: true });
+    this.panel.scrollTop = top;
   }
 
   overview() {
@@ -134,7 +154,7 @@ class Settings {
         const parent = h("select", { id: "new-ch-parent" }, h("option", { value: "" }, "No category"), cats.map((c) => h("option", { value: c.id }, c.name)));
         return h(
           "form",
-          { class: "inline-form", onsubmit: (ev) => { ev.preventDefault(); this.save("new-channel", () => this.call("POST", `/api/servers/${s.id}/channels`, { name: name.value, kind: kind.value, ...(parent.value && kind.value !== "category" ? { parent_id: parent.value } : {}) }), "Channel created"); } },
+          { class: "inline-form", onsubmit: (ev) => { ev.preventDefault(); this.save("new-channel", () => this.call("POST", `/api/servers/${s.id}/channels`, { name: name.value, kind: kind.value, ...(parent.value && kind.value !== "category" ? { parent_id: parent.value } : {}) }), "Channel created").then((saved) => { if (saved) { this.forms.delete("new-channel"); this.render(); } }); } },
           h("label", { for: "new-ch-name" }, "Name"), name, h("label", { for: "new-ch-kind" }, "Kind"), kind, h("label", { for: "new-ch-parent" }, "Category"), parent,
           h("button", { class: "btn btn-primary", type: "submit" }, "Create"),
         );
@@ -147,52 +167,79 @@ class Settings {
           } }, "Delete"),
         ),
       )),
-      selected ? this.form(`channel:${selected.id}`, [selected.name, selected.topic, selected.kind, selected.overrides, s.roles.map((r) => [r.id, r.name]), [...(this.app.store.members.get(s.id) || new Map()).keys()]], () => this.channelEditor(selected)) : h("p", { class: "muted" }, "Choose a channel to edit it and its permission overrides."),
+      selected ? this.channelEditor(selected) : h("p", { class: "muted" }, "Choose a channel to edit it and its permission overrides."),
     );
   }
 
   channelEditor(c) {
     const s = this.s;
-    const name = h("input", { id: "ch-name", value: c.name, maxlength: 100 });
-    const topic = h("input", { id: "ch-topic", value: c.topic || "", maxlength: 1024 });
-    const targets = [...s.roles.map((r) => ({ kind: "role", id: r.id, name: r.name })), ...[...(this.app.store.members.get(s.id) || new Map()).values()].map((m) => ({ kind: "member", id: m.user.id, name: `@${displayName(m.user)}` }))];
-    const pick = h("select", { id: "ov-target" }, targets.map((t) => h("option", { value: `${t.kind}:${t.id}` }, t.name)));
-    const shown = ["VIEW_CHANNEL", "SEND_MESSAGES", "READ_MESSAGE_HISTORY", "ADD_REACTIONS", "ATTACH_FILES", "MANAGE_MESSAGES", "CONNECT", "SPEAK"];
-    const grid = h("div", { class: "override-grid" });
-    const drawGrid = () => {
-      const [kind, id] = pick.value.split(":");
-      const ov = c.overrides.find((o) => o.kind === kind && o.id === id) || { allow: "0", deny: "0" };
-      const state = Object.fromEntries(shown.map((n) => [n, (BigInt(ov.allow) & P[n]) ? "allow" : (BigInt(ov.deny) & P[n]) ? "deny" : "inherit"]));
-      replace(grid, shown.map((n) =>
-        h("fieldset", { class: "tri" }, h("legend", null, label(n)), ["deny", "inherit", "allow"].map((v) =>
-          h("label", { class: `tri-${v}` }, h("input", { type: "radio", name: `ov-${n}`, value: v, checked: state[n] === v, onchange: () => (state[n] = v) }), v === "inherit" ? "/" : v === "allow" ? "✓" : "✕", h("span", { class: "visually-hidden" }, ` ${v}`)),
-        )),
-      ));
-      grid.save = async () => {
-        let allow = BigInt(ov.allow);
-        let deny = BigInt(ov.deny);
-        for (const n of shown) {
-          allow &= ~P[n];
-          deny &= ~P[n];
-          if (state[n] === "allow") allow |= P[n];
-          if (state[n] === "deny") deny |= P[n];
-        }
-        const path = `/api/channels/${c.id}/overrides/${kind}/${id}`;
-        await this.save(`channel:${c.id}`, () => (allow || deny ? this.call("PUT", path, { allow: String(allow), deny: String(deny) }) : this.call("DELETE", path).catch((e) => { if (e.status !== 404) throw e; })), "Permissions saved");
-      };
-    };
-    pick.addEventListener("change", drawGrid);
-    drawGrid();
-    loadMembers(this.app, s.id).then(() => { if (pick.options.length !== targets.length && this.tab === "channels") this.render(); }).catch(() => {});
+    const members = [...(this.app.store.members.get(s.id) || new Map()).values()];
+    loadMembers(this.app, s.id).then((loaded) => { if (loaded.size !== members.length && this.tab === "channels") this.render(); }).catch(() => {});
     return h(
       "section",
       { class: "editor-box" },
       h("h4", null, `Edit ${c.name}`),
-      h("form", { class: "stack", onsubmit: (ev) => { ev.preventDefault(); this.save(`channel:${c.id}`, () => this.call("PATCH", `/api/channels/${c.id}`, { name: name.value, ...(c.kind === "text" ? { topic: topic.value || null } : {}) }), "Saved"); } },
-        h("label", { for: "ch-name" }, "Name"), name,
-        c.kind === "text" ? [h("label", { for: "ch-topic" }, "Topic"), topic] : null,
-        h("div", { class: "row-end" }, h("button", { class: "btn btn-primary", type: "submit" }, "Save"))),
+      this.form(`channel:${c.id}`, [c.name, c.topic, c.kind], () => this.channelForm(c)),
       h("h4", null, "Permission overrides"),
+      this.form(`overrides:${c.id}`, [c.overrides, s.roles.map((r) => [r.id, r.name]), members.map((m) => [m.user.id, displayName(m.user)])], () => this.overridesEditor(c, members)),
+    );
+  }
+
+  channelForm(c) {
+    const name = h("input", { id: "ch-name", value: c.name, maxlength: 100 });
+    const topic = h("input", { id: "ch-topic", value: c.topic || "", maxlength: 1024 });
+    return h("form", { class: "stack", onsubmit: (ev) => {
+      ev.preventDefault();
+      const body = {};
+      if (name.value !== c.name) body.name = name.value;
+      if (c.kind === "text" && topic.value !== (c.topic || "")) body.topic = topic.value || null;
+      this.save(`channel:${c.id}`, () => (Object.keys(body).length ? this.call("PATCH", `/api/channels/${c.id}`, body) : null), "Saved");
+    } },
+      h("label", { for: "ch-name" }, "Name"), name,
+      c.kind === "text" ? [h("label", { for: "ch-topic" }, "Topic"), topic] : null,
+      h("div", { class: "row-end" }, h("button", { class: "btn btn-primary", type: "submit" }, "Save")));
+  }
+
+  overridesEditor(c, members) {
+    const s = this.s;
+    const targets = [...s.roles.map((r) => ({ kind: "role", id: r.id, name: r.name })), ...members.map((m) => ({ kind: "member", id: m.user.id, name: `@${displayName(m.user)}` }))];
+    const pick = h("select", { id: "ov-target", "data-pick": true }, targets.map((t) => h("option", { value: `${t.kind}:${t.id}`, selected: `${t.kind}:${t.id}` === this.ovTarget }, t.name)));
+    const shown = ["VIEW_CHANNEL", "SEND_MESSAGES", "READ_MESSAGE_HISTORY", "ADD_REACTIONS", "ATTACH_FILES", "MANAGE_MESSAGES", "CONNECT", "SPEAK"];
+    const grid = h("div", { class: "override-grid" });
+    // The override as it is now (another admin may have changed it since this was drawn).
+    const current = (kind, id) => {
+      const ch = this.s.channels.find((x) => x.id === c.id) || c;
+      return ch.overrides.find((o) => o.kind === kind && o.id === id) || { allow: "0", deny: "0" };
+    };
+    const stateOf = (ov, n) => ((BigInt(ov.allow) & P[n]) ? "allow" : (BigInt(ov.deny) & P[n]) ? "deny" : "inherit");
+    const drawGrid = () => {
+      this.ovTarget = pick.value;
+      const [kind, id] = pick.value.split(":");
+      const changed = new Map(); // permission -> the user's choice
+      const ov = current(kind, id);
+      replace(grid, shown.map((n) =>
+        h("fieldset", { class: "tri" }, h("legend", null, label(n)), ["deny", "inherit", "allow"].map((v) =>
+          h("label", { class: `tri-${v}` }, h("input", { type: "radio", name: `ov-${n}`, value: v, checked: stateOf(ov, n) === v, onchange: () => changed.set(n, v) }), v === "inherit" ? "/" : v === "allow" ? "✓" : "✕", h("span", { class: "visually-hidden" }, ` ${v}`)),
+        )),
+      ));
+      grid.save = async () => {
+        // Only the user's choices, over the override as it is now.
+        const now = current(kind, id);
+        let allow = BigInt(now.allow);
+        let deny = BigInt(now.deny);
+        for (const [n, v] of changed) {
+          allow &= ~P[n];
+          deny &= ~P[n];
+          if (v === "allow") allow |= P[n];
+          if (v === "deny") deny |= P[n];
+        }
+        const path = `/api/channels/${c.id}/overrides/${kind}/${id}`;
+        await this.save(`overrides:${c.id}`, () => (allow || deny ? this.call("PUT", path, { allow: String(allow), deny: String(deny) }) : this.call("DELETE", path).catch((e) => { if (e.status !== 404) throw e; })), "Permissions saved");
+      };
+    };
+    pick.addEventListener("change", drawGrid);
+    drawGrid();
+    return h("div", { class: "stack" },
       h("label", { for: "ov-target" }, "For role or member"), pick, grid,
       h("div", { class: "row-end" }, h("button", { class: "btn btn-primary", type: "button", onclick: () => grid.save() }, "Save permissions")),
     );
@@ -230,10 +277,20 @@ class Settings {
       "form",
       { class: "editor-box stack", onsubmit: (ev) => {
         ev.preventDefault();
-        const bits = boxes.filter((b) => b.checked).reduce((acc, b) => acc | P[b.value], 0n);
-        const body = { permissions: String(bits), color: parseInt(color.value.slice(1), 16), hoist: hoist.checked, mentionable: mentionable.checked };
-        if (!r.is_default) body.name = name.value;
-        this.save(`role:${r.id}`, () => this.call("PATCH", `/api/servers/${this.s.id}/roles/${r.id}`, body), "Role saved");
+        // Only what the user changed, over the role as it is now.
+        const now = this.s.roles.find((x) => x.id === r.id) || r;
+        const body = {};
+        const flipped = boxes.filter((b) => b.checked !== ((perms & P[b.value]) !== 0n));
+        if (flipped.length) {
+          const mask = flipped.reduce((acc, b) => acc | P[b.value], 0n);
+          const set = flipped.filter((b) => b.checked).reduce((acc, b) => acc | P[b.value], 0n);
+          body.permissions = String((BigInt(now.permissions) & ~mask) | set);
+        }
+        if (color.value !== (colorOf(r.color) || "#99aab5")) body.color = parseInt(color.value.slice(1), 16);
+        if (hoist.checked !== r.hoist) body.hoist = hoist.checked;
+        if (mentionable.checked !== r.mentionable) body.mentionable = mentionable.checked;
+        if (!r.is_default && name.value !== r.name) body.name = name.value;
+        this.save(`role:${r.id}`, () => (Object.keys(body).length ? this.call("PATCH", `/api/servers/${this.s.id}/roles/${r.id}`, body) : null), "Role saved");
       } },
       h("h4", null, `Edit ${r.name}`),
       h("label", { for: "role-name" }, "Name"), name,
