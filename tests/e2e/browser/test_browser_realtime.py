@@ -6,7 +6,7 @@ from __future__ import annotations
 import signal
 from urllib.parse import urlsplit
 
-from playwright.async_api import WebSocketRoute, expect
+from playwright.async_api import Locator, WebSocketRoute, expect
 
 from tests.e2e.browser.client import (
     GENERAL,
@@ -155,6 +155,14 @@ async def test_a_large_reveal_shows_its_channels_live(site: Site, browsers: Brow
     assert frames and all('"channels":[]' in f.replace(" ", "") for f in frames), frames[:1]
 
 
+async def press(target: Locator) -> None:
+    """The mouse button down at the middle of `target`, and held."""
+    box = await target.bounding_box()
+    assert box is not None
+    await target.page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    await target.page.mouse.down()
+
+
 async def test_a_click_across_a_redraw_still_lands(site: Site, browsers: Browsers) -> None:
     """The server rail is drawn again at every event that changes it (here a mention's
     badge): a click pressed before the redraw and released after it still opens what was
@@ -162,10 +170,7 @@ async def test_a_click_across_a_redraw_still_lands(site: Site, browsers: Browser
     different elements make no click)."""
     alice = await browsers.logged_in(site.base, "alice")
     rail = alice.get_by_role("navigation", name="Servers")
-    box = await rail.get_by_role("link", name="Gaming Squad").bounding_box()
-    assert box is not None
-    await alice.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-    await alice.mouse.down()
+    await press(rail.get_by_role("link", name="Gaming Squad"))
     async with api_as(site.base, "bob") as bob:
         mention = {"content": f"<@{USER_IDS['alice']}> over here"}
         sent = await bob.post(f"/api/channels/{GENERAL}/messages", json=mention)
@@ -183,10 +188,7 @@ async def test_a_click_on_a_member_across_a_redraw_still_lands(
     alice = await browsers.logged_in(site.base, "alice")
     await open_channel(alice, "general")
     members = alice.get_by_role("complementary", name="Details")
-    box = await members.get_by_role("button", name="Diana (offline)").bounding_box()
-    assert box is not None
-    await alice.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-    await alice.mouse.down()
+    await press(members.get_by_role("button", name="Diana (offline)"))
     async with api_as(site.base, "alice") as api:
         eve = "00000000-0000-0000-0000-000000000005"
         got = await api.patch(f"/api/servers/{SERVER}/members/{eve}", json={"nickname": "Evie"})
