@@ -435,6 +435,7 @@ export class App {
       if (this.panel !== "pins") return off();
       try {
         const pins = await this.session.call("GET", `/api/channels/${channelId}/pins`);
+        if (this.panel !== "pins") return off(); // (closed, or another channel, while they came)
         const server = this.store.serverOf(channelId);
         const ctx = { store: this.store, server, name: (user) => this.store.nameIn(server, user), can: {}, reactors: new Map(), whoReacted: () => {}, jump: () => {}, loadImage: (u, img) => this.blobs.show(u, img), openImage: () => {}, download: (a) => this.blobs.download(a), showPins: () => {} };
         replace(
