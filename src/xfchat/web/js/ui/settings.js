@@ -82,6 +82,11 @@ class Settings {
     return saved;
   }
 
+  // What the user changed, as a PATCH (nothing changed: saved as it is, nothing sent).
+  patch(key, path, body, done) {
+    return this.save(key, () => (Object.keys(body).length ? this.call("PATCH", path, body) : null), done);
+  }
+
   get s() {
     return this.app.store.servers.get(this.server.id) || this.server;
   }
@@ -154,7 +159,14 @@ class Settings {
         const parent = h("select", { id: "new-ch-parent" }, h("option", { value: "" }, "No category"), cats.map((c) => h("option", { value: c.id }, c.name)));
         return h(
           "form",
-          { class: "inline-form", onsubmit: (ev) => { ev.preventDefault(); this.save("new-channel", () => this.call("POST", `/api/servers/${s.id}/channels`, { name: name.value, kind: kind.value, ...(parent.value && kind.value !== "category" ? { parent_id: parent.value } : {}) }), "Channel created").then((saved) => { if (saved) { this.forms.delete("new-channel"); this.render(); } }); } },
+          { class: "inline-form", onsubmit: async (ev) => {
+            ev.preventDefault();
+            const body = { name: name.value, kind: kind.value, ...(parent.value && kind.value !== "category" ? { parent_id: parent.value } : {}) };
+            if (await this.save("new-channel", () => this.call("POST", `/api/servers/${s.id}/channels`, body), "Channel created")) {
+              this.forms.delete("new-channel"); // (an empty form for the next one)
+              this.render();
+            }
+          } },
           h("label", { for: "new-ch-name" }, "Name"), name, h("label", { for: "new-ch-kind" }, "Kind"), kind, h("label", { for: "new-ch-parent" }, "Category"), parent,
           h("button", { class: "btn btn-primary", type: "submit" }, "Create"),
         );
@@ -193,7 +205,7 @@ class Settings {
       const body = {};
       if (name.value !== c.name) body.name = name.value;
       if (c.kind === "text" && topic.value !== (c.topic || "")) body.topic = topic.value || null;
-      this.save(`channel:${c.id}`, () => (Object.keys(body).length ? this.call("PATCH", `/api/channels/${c.id}`, body) : null), "Saved");
+      this.patch(`channel:${c.id}`, `/api/channels/${c.id}`, body, "Saved");
     } },
       h("label", { for: "ch-name" }, "Name"), name,
       c.kind === "text" ? [h("label", { for: "ch-topic" }, "Topic"), topic] : null,
@@ -290,7 +302,7 @@ class Settings {
         if (hoist.checked !== r.hoist) body.hoist = hoist.checked;
         if (mentionable.checked !== r.mentionable) body.mentionable = mentionable.checked;
         if (!r.is_default && name.value !== r.name) body.name = name.value;
-        this.save(`role:${r.id}`, () => (Object.keys(body).length ? this.call("PATCH", `/api/servers/${this.s.id}/roles/${r.id}`, body) : null), "Role saved");
+        this.patch(`role:${r.id}`, `/api/servers/${this.s.id}/roles/${r.id}`, body, "Role saved");
       } },
       h("h4", null, `Edit ${r.name}`),
       h("label", { for: "role-name" }, "Name"), name,
