@@ -3,6 +3,7 @@ refuses WebSockets, and permissions changing while they look."""
 
 from __future__ import annotations
 
+import re
 import signal
 from urllib.parse import urlsplit
 
@@ -12,6 +13,7 @@ from tests.e2e.browser.client import (
     GENERAL,
     SERVER,
     USER_IDS,
+    act,
     api_as,
     message,
     open_channel,
@@ -198,6 +200,111 @@ async def test_a_click_on_a_member_across_a_redraw_still_lands(
     await expect(alice.get_by_role("dialog", name="Diana")).to_be_visible()
 
 
+async def test_a_click_on_a_message_across_a_new_message_still_lands(
+    site: Site, browsers: Browsers
+) -> None:
+    """In a busy channel, read at its newest: a Reply pressed on a message before
+    another message arrives, and released after, still starts the reply. The history
+    neither is drawn anew nor scrolls to the newcomer while the button is held (either
+    would take the click away from what was pressed); it follows once it is released."""
+    async with api_as(site.base, "bob") as bob:
+        for n in range(30):  # (a history taller than the view)
+            sent = await bob.post(
+                f"/api/channels/{GENERAL}/messages", json={"content": f"busy {n:02}"}
+            )
+            assert sent.status_code == 201, sent.text
+        alice = await browsers.logged_in(site.base, "alice")
+        log = await open_channel(alice, "general")
+        target = message(log, "busy 29")
+        await target.hover()
+        actions = target.get_by_role("toolbar", name="Message actions")
+        await press(actions.get_by_role("button", name="Reply"))
+        sent = await bob.post(f"/api/channels/{GENERAL}/messages", json={"content": "meanwhile"})
+        assert sent.status_code == 201, sent.text
+    newcomer = message(log, "meanwhile")
+    await expect(newcomer).to_have_count(1)
+    await alice.mouse.up()
+    await expect(alice.get_by_role("button", name="Cancel reply")).to_be_visible()
+    await expect(newcomer).to_be_in_viewport()
+
+
+async def test_a_click_on_a_message_across_another_messages_change_still_lands(
+    site: Site, browsers: Browsers
+) -> None:
+    """In a busy channel the history changes under the pointer: a Reply pressed on one
+    message before another message is edited, and released after, still starts the
+    reply (a history drawn anew at every change would have lost it). The edited message
+    is above the pressed one, which so stays where it is."""
+    alice = await browsers.logged_in(site.base, "alice")
+    log = await open_channel(alice, "general")
+    target = message(log, DEMO_GENERAL[2])
+    await target.hover()
+    actions = target.get_by_role("toolbar", name="Message actions")
+    await press(actions.get_by_role("button", name="Reply"))
+    async with api_as(site.base, "bob") as bob:
+        page = await bob.get(f"/api/channels/{GENERAL}/messages?limit=50")
+        his = next(m["id"] for m in page.json() if m["content"] == DEMO_GENERAL[1])
+        got = await bob.patch(
+            f"/api/channels/{GENERAL}/messages/{his}",
+            json={"content": "Hey everyone! Who's up for a game today?"},
+        )
+        assert got.status_code == 200, got.text
+    await expect(message(log, "a game today?")).to_contain_text("(edited)")
+    await alice.mouse.up()
+    await expect(alice.get_by_role("button", name="Cancel reply")).to_be_visible()
+
+
+async def test_an_edit_keeps_what_was_typed_while_the_channel_moves(
+    site: Site, browsers: Browsers
+) -> None:
+    """A message being edited keeps the text typed so far, and the focus, when other
+    messages arrive and when the edited message itself is redrawn (a reaction to it)."""
+    alice = await browsers.logged_in(site.base, "alice")
+    log = await open_channel(alice, "general")
+    async with api_as(site.base, "alice") as api:
+        sent = await api.post(f"/api/channels/{GENERAL}/messages", json={"content": "first draft"})
+        assert sent.status_code == 201, sent.text
+        mine = sent.json()["id"]
+    await act(message(log, "first draft"), "Edit")
+    box = alice.get_by_role("textbox", name="Edit message")
+    await box.fill("second dr")
+    async with api_as(site.base, "bob") as bob:
+        got = await bob.post(f"/api/channels/{GENERAL}/messages", json={"content": "meanwhile"})
+        assert got.status_code == 201, got.text
+        await expect(message(log, "meanwhile")).to_have_count(1)
+        got = await bob.put(f"/api/channels/{GENERAL}/messages/{mine}/reactions/%F0%9F%8E%89/@me")
+        assert got.status_code == 204, got.text
+    edited = log.locator(f"#msg-{mine}")
+    await expect(edited.get_by_role("button", name=re.compile("^🎉 1 reaction"))).to_be_visible()
+    await expect(box).to_have_value("second dr")
+    await expect(box).to_be_focused()
+    await box.press_sequentially("aft")
+    await box.press("Enter")
+    await expect(message(log, "second draft")).to_contain_text("(edited)")
+
+
+async def test_a_name_half_typed_in_add_friend_survives_a_redraw(
+    site: Site, browsers: Browsers
+) -> None:
+    """The friends page is drawn again at every friend event and every presence: a name
+    half typed into "Add friend" keeps its text and the focus across one (here Diana's
+    request, which moves the Pending badge), and Enter sends what was typed."""
+    alice = await browsers.logged_in(site.base, "alice")
+    await alice.get_by_role("tab", name="Add friend").click()
+    box = alice.get_by_role("textbox", name="Add a friend by their username")
+    await box.fill("dia")
+    async with api_as(site.base, "diana") as diana:
+        got = await diana.post("/api/users/@me/friend-requests", json={"username": "alice"})
+        assert got.status_code in (200, 201), got.text
+    await expect(alice.get_by_role("tab", name="Pending")).to_have_text("Pending2")
+    await expect(box).to_have_value("dia")
+    await expect(box).to_be_focused()
+    await box.press_sequentially("na")
+    await box.press("Enter")
+    await expect(alice.get_by_text("Friend request sent to diana")).to_be_visible()
+    await expect(box).to_have_value("")
+
+
 async def test_morph_keeps_the_same_control_only(site: Site, browsers: Browsers) -> None:
     """dom.morph, which the redraws use: an element drawn again as the same control (same
     tag and label) is kept and answers with its new handler; one drawn in its place for
@@ -239,3 +346,33 @@ async def test_morph_keeps_the_same_control_only(site: Site, browsers: Browsers)
         "count": 2,
         "cls": "again",
     }
+
+
+async def test_place_moves_no_element_it_keeps(site: Site, browsers: Browsers) -> None:
+    """dom.place, which the history uses: elements kept from before stay where they are
+    (none is taken out and put back, which would lose a press on it) when new ones come
+    at either end or one between them goes; the children end as asked, in order."""
+    page = await browsers.browser.new_page(base_url=site.base)
+    try:
+        await page.goto(site.base)
+        got = await page.evaluate(
+            """async () => {
+              const { h, place } = await import("/web/js/dom.js");
+              const box = h("ol");
+              const [a, b, c, d, e] = ["a", "b", "c", "d", "e"].map((x) => h("li", null, x));
+              place(box, [b, c, d]);
+              const removed = [];
+              const watch = new MutationObserver((records) => {
+                for (const r of records) removed.push(...[...r.removedNodes].map((n) => n.textContent));
+              });
+              watch.observe(box, { childList: true });
+              place(box, [a, b, c, d, e]);  // one more at each end
+              place(box, [a, b, d, e]);  // one from the middle
+              await Promise.resolve();
+              watch.disconnect();
+              return { removed, order: [...box.children].map((n) => n.textContent).join("") };
+            }"""
+        )
+    finally:
+        await page.close()
+    assert got == {"removed": ["c"], "order": "abde"}

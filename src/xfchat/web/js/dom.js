@@ -62,6 +62,22 @@ export function replace(el, ...children) {
   return el;
 }
 
+// Make `nodes` the children of `parent`, in order, moving as little as it can: what is
+// no longer drawn goes first, then each node is put in its place only if it is not
+// there already (a list redrawn with its old elements, plus new ones at either end,
+// moves none of the old). Kept elements keep what happened to them: a press, the focus,
+// text being typed, an image that has loaded.
+export function place(parent, nodes) {
+  const wanted = new Set(nodes);
+  for (const old of [...parent.childNodes]) if (!wanted.has(old)) old.remove();
+  let at = parent.firstChild;
+  for (const node of nodes) {
+    if (node === at) at = at.nextSibling;
+    else parent.insertBefore(node, at);
+  }
+  return parent;
+}
+
 // An element's handlers from h(): one map per element, read by one listener per event
 // type, so that morph() can give a kept element the handlers of the one drawn in its place.
 const HANDLERS = new WeakMap();

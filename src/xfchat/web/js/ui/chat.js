@@ -1,8 +1,8 @@
 // The middle of the screen: a channel's messages (infinite scroll upward, grouped by
 // author and day), the typing line and the composer.
 
-import { h, replace, nameEl, fmtDay, dayKey, toast, describe, confirmDialog, dialog } from "../dom.js";
-import { renderMessage, emojiPicker, whoReacted, USER_MENTION } from "./message.js";
+import { h, replace, place, nameEl, fmtDay, dayKey, toast, describe, confirmDialog, dialog } from "../dom.js";
+import { renderMessage, messageSig, emojiPicker, whoReacted, USER_MENTION } from "./message.js";
 import { composerMethods } from "./composer.js";
 import { loadMembers } from "./members.js";
 import { P, has, channelPermissions } from "../perms.js";
@@ -82,6 +82,19 @@ export class ChatView {
     this.list = h("ol", { class: "messages" });
     this.scroller = h("div", { class: "scroller", tabindex: "0", role: "log", "aria-label": "Messages" }, this.list);
     this.scroller.addEventListener("scroll", () => this.onScroll());
+    // While a button is held down on the history, the newest messages do not scroll it
+    // (what was pressed would move away from under the pointer, and the click with it):
+    // it follows them again once the button is released.
+    this.scroller.addEventListener("pointerdown", () => (this.pressing = true));
+    this.released = () => {
+      if (!this.pressing) return;
+      this.pressing = false;
+      setTimeout(() => {
+        if (this.followLater) this.follow();
+      });
+    };
+    window.addEventListener("pointerup", this.released);
+    window.addEventListener("pointercancel", this.released);
     this.scroller.addEventListener("keydown", (ev) => this.onListKey(ev));
     this.typingLine = h("div", { class: "typing", "aria-live": "polite" });
     this.jumpBar = h("div", { class: "jump-bar", hidden: true }, h("button", { class: "btn btn-small", type: "button", onclick: () => this.loadLatest() }, "Jump to present"));
@@ -148,6 +161,8 @@ export class ChatView {
     clearTimeout(this.ackTimer);
     clearTimeout(this.timeoutTimer);
     window.removeEventListener("focus", this.focusHandler);
+    window.removeEventListener("pointerup", this.released);
+    window.removeEventListener("pointercancel", this.released);
   }
 
   focusComposer() {
@@ -258,6 +273,12 @@ export class ChatView {
     el.focus();
   }
 
+  follow() {
+    this.followLater = false;
+    this.scroller.scrollTop = this.scroller.scrollHeight;
+    this.maybeAck();
+  }
+
   atBottom() {
     const s = this.scroller;
     return s.scrollHeight - s.scrollTop - s.clientHeight < 60;
@@ -269,32 +290,58 @@ export class ChatView {
     replace(this.list, h("li", { class: "empty-note" }, `Could not load messages: ${describe(err)}`));
   }
 
+  // Drawn from the timeline at every change, keeping the element of every message whose
+  // drawing is the same as before (messageSig): in a busy channel a new message adds one
+  // element and leaves the others alone, so a click on a message's action, its focus and
+  // an edit being typed survive the messages that arrive meanwhile.
   render(toBottom = false) {
     if (!this.list) return;
     const t = this.store.timeline(this.channelId);
     if (!t.loaded) return;
     const stick = toBottom || this.atBottom();
-    const focusedId = document.activeElement && this.list.contains(document.activeElement) ? document.activeElement.closest(".msg")?.id : null;
+    const focused = this.list.contains(document.activeElement) ? document.activeElement : null;
+    const focusedId = focused && focused.closest(".msg")?.id;
     const ctx = this.ctx;
+    const before = this.drawn || new Map();
+    const drawn = new Map();
+    // (and of the same message object: a kept element's actions act on the object it
+    // was drawn from, which a reloaded page of history replaces)
+    const keep = (key, sig, build, of = null) => {
+      const old = before.get(key);
+      const el = old && old.sig === sig && old.of === of ? old.el : build();
+      drawn.set(key, { sig, el, of });
+      return el;
+    };
     const items = [];
-    if (!t.hasOlder) items.push(this.intro());
+    if (!t.hasOlder) {
+      const ch = this.channel;
+      items.push(keep("intro", JSON.stringify([Boolean(this.server), this.app.channelTitle(this.channelId), ch && ch.topic]), () => this.intro()));
+    }
     let prev = null;
     const shown = [...t.list.filter((m) => !m.deleted), ...this.pending.filter((p) => !t.list.some((m) => m.nonce && m.nonce === p.nonce && m.author.id === this.store.me.id))];
     for (const m of shown) {
       if (!prev || dayKey(prev.created_at) !== dayKey(m.created_at)) {
-        items.push(h("li", { class: "day-divider" }, h("span", null, fmtDay(m.created_at))));
+        const day = fmtDay(m.created_at);
+        items.push(keep(`day ${m.id}`, day, () => h("li", { class: "day-divider" }, h("span", null, day))));
         prev = null;
       }
       const head =
         !prev || prev.author.id !== m.author.id || m.reply_to || m.kind !== "default" || prev.kind !== "default" ||
         new Date(m.created_at) - new Date(prev.created_at) > GROUP_GAP_MS;
-      items.push(renderMessage(m, head, ctx));
+      items.push(keep(`msg ${m.id}`, messageSig(m, head, ctx), () => renderMessage(m, head, ctx), m));
       prev = m;
     }
-    replace(this.list, items);
+    this.drawn = drawn;
+    place(this.list, items);
     this.jumpBar.hidden = t.atEnd;
-    if (focusedId) document.getElementById(focusedId)?.focus({ preventScroll: true });
-    if (stick) this.scroller.scrollTop = this.scroller.scrollHeight;
+    // (a kept element that moved lost the focus; one drawn anew gives it to its message)
+    if (focused && focused.isConnected) {
+      if (document.activeElement !== focused) focused.focus({ preventScroll: true });
+    } else if (focusedId) {
+      document.getElementById(focusedId)?.focus({ preventScroll: true });
+    }
+    if (stick && this.pressing) this.followLater = true;
+    else if (stick) this.follow();
     if (!this.scroller.clientHeight) this.stickOnShow = this.stickOnShow || stick;
     this.updateComposer();
     this.maybeAck();
@@ -406,7 +453,10 @@ export class ChatView {
     }
   }
 
+  // The message's editor, the same one while it stays open (a message redrawn while
+  // edited, for a reaction or a new name, keeps what was typed).
   editor(m) {
+    if (this.editing && this.editing.id === m.id) return this.editing.el;
     // Mentions as the composer takes them (@username), not as the API keeps them.
     // The names so written are remembered with their ids: on save each becomes the same
     // mention again (whether that person is still here or not); only names typed anew
@@ -424,6 +474,7 @@ export class ChatView {
     const box = h("textarea", { class: "edit-box", "aria-label": "Edit message", rows: 2, value: editable });
     const done = () => {
       m.editing = false;
+      this.editing = null;
       this.render();
       this.input.focus();
     };
@@ -454,7 +505,9 @@ export class ChatView {
         done();
       }
     });
-    return h("div", { class: "editor" }, box, h("p", { class: "hint" }, "Enter to save · Escape to cancel"));
+    const el = h("div", { class: "editor" }, box, h("p", { class: "hint" }, "Enter to save · Escape to cancel"));
+    this.editing = { id: m.id, el };
+    return el;
   }
 
   async openImage(a) {

@@ -1,7 +1,7 @@
 // The friends page: friends, requests in and out (accept, decline, cancel), blocks,
 // adding a friend, and starting a direct message.
 
-import { h, replace, avatar, displayName, toast, describe, confirmDialog } from "../dom.js";
+import { h, replace, morph, avatar, displayName, toast, describe, confirmDialog } from "../dom.js";
 
 const TABS = [
   ["all", "All"],
@@ -37,11 +37,11 @@ export class FriendsView {
     }
   }
 
-  row(user, ...buttons) {
+  row(key, user, ...buttons) {
     const p = this.app.store.presences.get(user.id);
     return h(
       "li",
-      { class: "friend-row" },
+      { class: "friend-row", "data-key": key },
       avatar(user),
       h("span", { class: "friend-names" }, h("strong", null, displayName(user)), h("span", { class: "muted" }, `@${user.username}${p && p.status !== "offline" ? ` · ${p.status}` : ""}`)),
       h("span", { class: "row-actions" }, buttons),
@@ -74,6 +74,7 @@ export class FriendsView {
       body = friends.length
         ? h("ul", { class: "friend-list", "aria-label": "Friends" }, friends.map(({ user }) =>
             this.row(
+              user.id,
               user,
               this.button("Message", () => this.app.openDirect(user.id), "btn-primary"),
               this.button("Remove", async () => {
@@ -90,6 +91,7 @@ export class FriendsView {
         h("h2", { class: "category-name" }, `Incoming — ${incoming.length}`),
         h("ul", { class: "friend-list", "aria-label": "Incoming requests" }, incoming.map((r) =>
           this.row(
+            r.id,
             r.user,
             this.button("Accept", () => this.act(() => call("POST", `/api/users/@me/friend-requests/${r.id}/accept`), "Friend added"), "btn-primary"),
             this.button("Decline", () => this.act(() => call("POST", `/api/users/@me/friend-requests/${r.id}/decline`))),
@@ -98,26 +100,29 @@ export class FriendsView {
         )),
         h("h2", { class: "category-name" }, `Outgoing — ${outgoing.length}`),
         h("ul", { class: "friend-list", "aria-label": "Outgoing requests" }, outgoing.map((r) =>
-          this.row(r.user, this.button("Cancel", () => this.act(() => call("DELETE", `/api/users/@me/friend-requests/${r.id}`)))),
+          this.row(r.id, r.user, this.button("Cancel", () => this.act(() => call("DELETE", `/api/users/@me/friend-requests/${r.id}`)))),
         )),
       ];
     } else if (this.tab === "blocked") {
       const blocks = [...store.blocks.values()];
       body = blocks.length
-        ? h("ul", { class: "friend-list", "aria-label": "Blocked" }, blocks.map((u) => this.row(u, this.button("Unblock", () => this.act(() => call("DELETE", `/api/users/@me/blocks/${u.id}`))))))
+        ? h("ul", { class: "friend-list", "aria-label": "Blocked" }, blocks.map((u) => this.row(u.id, u, this.button("Unblock", () => this.act(() => call("DELETE", `/api/users/@me/blocks/${u.id}`))))))
         : h("p", { class: "empty-note" }, "You have blocked nobody.");
     } else {
-      const input = h("input", { id: "add-friend", name: "username", autocomplete: "off", required: true, maxlength: 32, placeholder: "Username" });
+      // (what is typed is kept in this.draft: a redraw, at every friend's presence,
+      // draws the box with it)
+      const input = h("input", { id: "add-friend", name: "username", autocomplete: "off", required: true, maxlength: 32, placeholder: "Username", value: this.draft || "", oninput: (ev) => (this.draft = ev.currentTarget.value) });
       body = h(
         "form",
         {
           class: "add-friend",
           onsubmit: (ev) => {
             ev.preventDefault();
-            const username = input.value.trim();
+            const box = ev.currentTarget.elements.username;
+            const username = box.value.trim();
             this.act(async () => {
               await call("POST", "/api/users/@me/friend-requests", { username });
-              input.value = "";
+              this.draft = box.value = "";
             }, `Friend request sent to ${username}`);
           },
         },
@@ -125,7 +130,7 @@ export class FriendsView {
         h("div", { class: "composer-row" }, input, h("button", { class: "btn btn-primary", type: "submit" }, "Send request")),
       );
     }
-    replace(this.root, h("header", { class: "main-head" }, h("h1", { class: "main-title" }, "Friends"), tabs), h("div", { class: "friends-body" }, body));
+    morph(this.root, h("header", { class: "main-head" }, h("h1", { class: "main-title" }, "Friends"), tabs), h("div", { class: "friends-body" }, body));
   }
 }
 

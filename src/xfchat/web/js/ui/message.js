@@ -171,6 +171,21 @@ function actions(m, ctx) {
   );
 }
 
+// Everything a message's drawing depends on, as one string: the same string, the same
+// drawing (ui/chat.js then keeps the element it drew before). Names, colours and
+// permissions come from outside the message, so they are in it too.
+export function messageSig(m, head, ctx) {
+  const outside = [ctx.name(m.author), roleColor(ctx, m.author.id), ctx.store.mentionsMe(m)];
+  if (m.reply_to) outside.push(ctx.name(m.reply_to.author));
+  for (const text of [m.content, m.reply_to && m.reply_to.content]) {
+    for (const match of (text || "").matchAll(MENTION())) {
+      const role = match[1] && ctx.server && ctx.server.roles.find((r) => r.id === match[2].toLowerCase());
+      outside.push(mentioned(ctx, match[1], match[2]), role ? role.color : null);
+    }
+  }
+  return JSON.stringify([m, head, ctx.can, outside]);
+}
+
 export function renderMessage(m, head, ctx) {
   if (m.kind === "pin") {
     return h(
