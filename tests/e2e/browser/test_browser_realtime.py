@@ -206,7 +206,9 @@ async def test_a_click_on_a_message_across_a_new_message_still_lands(
     """In a busy channel, read at its newest: a Reply pressed on a message before
     another message arrives, and released after, still starts the reply. The history
     neither is drawn anew nor scrolls to the newcomer while the button is held (either
-    would take the click away from what was pressed); it follows once it is released."""
+    would take the click away from what was pressed); it follows once it is released.
+    The composer is drawn again at every message too: Cancel reply, pressed across one,
+    still cancels."""
     async with api_as(site.base, "bob") as bob:
         for n in range(30):  # (a history taller than the view)
             sent = await bob.post(
@@ -221,11 +223,19 @@ async def test_a_click_on_a_message_across_a_new_message_still_lands(
         await press(actions.get_by_role("button", name="Reply"))
         sent = await bob.post(f"/api/channels/{GENERAL}/messages", json={"content": "meanwhile"})
         assert sent.status_code == 201, sent.text
-    newcomer = message(log, "meanwhile")
-    await expect(newcomer).to_have_count(1)
-    await alice.mouse.up()
-    await expect(alice.get_by_role("button", name="Cancel reply")).to_be_visible()
-    await expect(newcomer).to_be_in_viewport()
+        newcomer = message(log, "meanwhile")
+        await expect(newcomer).to_have_count(1)
+        await alice.mouse.up()
+        cancel = alice.get_by_role("button", name="Cancel reply")
+        await expect(cancel).to_be_visible()
+        await expect(newcomer).to_be_in_viewport()
+
+        await press(cancel)
+        sent = await bob.post(f"/api/channels/{GENERAL}/messages", json={"content": "and more"})
+        assert sent.status_code == 201, sent.text
+        await expect(message(log, "and more")).to_have_count(1)
+        await alice.mouse.up()
+        await expect(cancel).to_have_count(0)
 
 
 async def test_a_click_on_a_message_across_another_messages_change_still_lands(

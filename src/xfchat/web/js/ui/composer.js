@@ -2,7 +2,7 @@
 // sent, the note of a refusal, and the send itself. Its methods are installed on
 // ChatView, whose state they share (the view's channel, store, session, pending list).
 
-import { h, replace, toast, describe, fmtBytes, fmtFull } from "../dom.js";
+import { h, morph, toast, describe, fmtBytes, fmtFull } from "../dom.js";
 import { P, has, timedOutUntil } from "../perms.js";
 
 export const composerMethods = {
@@ -62,14 +62,16 @@ export const composerMethods = {
     this.attachBtn.disabled = !(can.send && has(this.perms, P.ATTACH_FILES));
     if (this.replyTo) {
       this.replyBar.hidden = false;
-      replace(
+      morph(
         this.replyBar,
         h("span", null, "Replying to ", h("strong", null, this.store.nameIn(this.server, this.replyTo.author))),
         h("button", { class: "icon-btn", type: "button", "aria-label": "Cancel reply", onclick: () => { this.replyTo = null; this.updateComposer(); } }, "✕"),
       );
     } else this.replyBar.hidden = true;
     this.fileBar.hidden = !this.files.length;
-    replace(
+    // (patched in place, as the history is kept: the composer is drawn again at every
+    // message, and a press on Cancel reply or on a file's ✕ must survive it)
+    morph(
       this.fileBar,
       this.files.map((f, i) =>
         h("li", { class: "file-chip" }, `${f.name} (${fmtBytes(f.size)})`, h("button", { class: "icon-btn", type: "button", "aria-label": `Remove ${f.name}`, onclick: () => { this.files.splice(i, 1); this.updateComposer(); } }, "✕")),
