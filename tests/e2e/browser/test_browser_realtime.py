@@ -238,6 +238,23 @@ async def test_a_click_on_a_message_across_a_new_message_still_lands(
         await expect(cancel).to_have_count(0)
 
 
+async def test_a_click_on_the_head_across_a_new_message_still_lands(
+    site: Site, browsers: Browsers
+) -> None:
+    """The head (title, Pinned messages, Member list) is drawn again with the rest of the
+    chrome at every new message: Pinned messages pressed across one still opens the pins."""
+    alice = await browsers.logged_in(site.base, "alice")
+    log = await open_channel(alice, "general")
+    await press(alice.get_by_role("button", name="Pinned messages"))
+    async with api_as(site.base, "bob") as bob:
+        sent = await bob.post(f"/api/channels/{GENERAL}/messages", json={"content": "meanwhile"})
+        assert sent.status_code == 201, sent.text
+    await expect(message(log, "meanwhile")).to_have_count(1)
+    await alice.mouse.up()
+    details = alice.get_by_role("complementary", name="Details")
+    await expect(details.get_by_role("heading", name="Pinned messages")).to_be_visible()
+
+
 async def test_a_click_on_a_message_across_another_messages_change_still_lands(
     site: Site, browsers: Browsers
 ) -> None:

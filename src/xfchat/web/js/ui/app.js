@@ -205,8 +205,12 @@ export class App {
     this.sidebar = h("nav", { class: "sidebar", "aria-label": "Channels", onclick: pick }, this.sideList, this.userPanel);
     this.searchForm = searchBox(this);
     this.searchInput = this.searchForm.querySelector("input");
-    this.headActions = h("div", { class: "head-actions", hidden: true }, this.searchForm);
-    this.mainHead = h("header", { class: "main-head" }, this.headActions);
+    // (the head's buttons and title are patched in place, beside the search box that is
+    // never redrawn: see renderHead)
+    this.headButtons = h("span", { class: "head-buttons" });
+    this.headTitle = h("span", { class: "head-title" });
+    this.headActions = h("div", { class: "head-actions", hidden: true }, this.headButtons, this.searchForm);
+    this.mainHead = h("header", { class: "main-head" }, this.headTitle, this.headActions);
     this.mainBody = h("div", { class: "main-body" });
     this.main = h("main", { class: "main", id: "main" }, this.mainHead, this.mainBody);
     this.aside = h("aside", { class: "aside", "aria-label": "Details" });
@@ -346,14 +350,11 @@ export class App {
 
   // --- the main header and the right side --------------------------------------------
 
-  // The head is rebuilt around its actions box, which, like the search box in it, stays
-  // in the document: see searchBox.
+  // The head's title and buttons are patched in place (morph: a press on one survives
+  // the redraw that every new message's unread mark brings); the search box beside them
+  // stays in the document as it is: see searchBox.
   renderHead() {
     const r = this.route;
-    const keep = (parent, kept, ...children) => {
-      for (const el of [...parent.children]) if (el !== kept) el.remove();
-      for (const el of children) if (el) parent.insertBefore(el, kept);
-    };
     const navToggle = h("button", { class: "icon-btn nav-toggle", type: "button", "aria-label": "Open navigation", onclick: () => this.root.classList.toggle("nav-open") }, "☰");
     // Friends, and before the first route: no channel, so only ☰ (a phone still shows
     // the hidden head for it).
@@ -367,23 +368,22 @@ export class App {
     this.searchScopeKey = scopeKey;
     this.searchShown = this.panel === "search";
     if (bare) {
-      keep(this.mainHead, this.headActions, navToggle);
+      morph(this.headTitle, navToggle);
+      morph(this.headButtons);
       return;
     }
     const ch = this.store.channels.get(r.channelId);
     const conv = this.store.conversations.get(r.channelId);
     const toggle = (panel, labelText, icon) =>
       h("button", { class: ["icon-btn", this.panel === panel && "on"], type: "button", "aria-pressed": String(this.panel === panel), "aria-label": labelText, title: labelText, onclick: () => this.togglePanel(panel) }, icon);
-    keep(
-      this.headActions,
-      this.searchForm,
+    morph(
+      this.headButtons,
       conv ? h("button", { class: "icon-btn", type: "button", "aria-label": "Start a voice call", title: "Start a voice call", onclick: () => this.joinVoice(conv.id) }, "📞") : null,
       toggle("pins", "Pinned messages", "📌"),
       toggle("members", "Member list", "👥"),
     );
-    keep(
-      this.mainHead,
-      this.headActions,
+    morph(
+      this.headTitle,
       navToggle,
       h("h1", { class: "main-title" }, h("span", { class: "channel-icon", "aria-hidden": "true" }, ch ? "#" : conv && conv.kind === "group" ? "👥" : "@"), this.channelTitle(r.channelId)),
       ch && ch.topic ? h("span", { class: "topic" }, ch.topic) : null,
