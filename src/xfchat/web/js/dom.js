@@ -122,10 +122,21 @@ function patchChildren(parent, nodes) {
 // press or the focus never moves to a neighbour that a redraw put in its place.
 const IDENTITY = ["href", "type", "id", "aria-label", "title", "data-key"];
 
+// A data-key, where one is given, says whom or what the control is for on its own (a
+// member's row whose status changed, a reaction whose count did): then it alone decides.
 function sameKind(a, b) {
   if (a.nodeType !== b.nodeType || a.nodeName !== b.nodeName) return false;
   if (a.nodeType !== Node.ELEMENT_NODE) return true;
+  if (a.hasAttribute("data-key") || b.hasAttribute("data-key")) return a.getAttribute("data-key") === b.getAttribute("data-key");
   return IDENTITY.every((name) => a.getAttribute(name) === b.getAttribute(name));
+}
+
+// `old` made to look and act as `node`, drawn in its place, if it is the same kind of
+// element (see sameKind); returns the one to show.
+export function repaint(old, node) {
+  if (!sameKind(old, node)) return node;
+  patch(old, node);
+  return old;
 }
 
 function patch(old, node) {

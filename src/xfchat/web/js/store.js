@@ -26,6 +26,7 @@ export class Store {
     this.messages = new Map(); // channel id -> Timeline
     this.typing = new Map(); // channel id -> Map(user id -> expiry ms)
     this.viewing = null; // the channel on screen
+    this.atNewest = false; // whether its newest messages are on screen (ui/chat.js)
   }
 
   on(topic, fn) {
@@ -165,7 +166,7 @@ export class Store {
       read.last_read_seq = Math.max(read.last_read_seq, m.seq);
       read.unread = 0;
       read.mention_count = 0;
-    } else if (m.seq > read.last_read_seq && !(this.viewing === m.channel_id && document.hasFocus())) {
+    } else if (m.seq > read.last_read_seq && !(this.viewing === m.channel_id && this.atNewest && document.hasFocus())) {
       read.unread += 1;
       if (this.mentionsMe(m)) read.mention_count += 1;
     } else if (m.seq > read.last_read_seq) {
@@ -189,7 +190,7 @@ export class Store {
 
   patchMessage(channelId, id, fn) {
     const t = this.messages.get(channelId);
-    const m = t && t.byId.get(id);
+    const m = t && t.find(id);
     if (m) {
       fn(m);
       this.emit(`channel:${channelId}`);
@@ -221,6 +222,9 @@ export class Store {
 }
 
 // A channel's loaded messages: one contiguous window of seqs, oldest first.
+// The live messages a timeline keeps whatever its window shows (see Timeline.recent).
+const RECENT = 1000;
+
 export class Timeline {
   constructor() {
     this.list = [];
@@ -228,6 +232,11 @@ export class Timeline {
     this.hasOlder = true;
     this.atEnd = false; // the window reaches the newest message
     this.loaded = false;
+    // Every message that arrived live, the newest RECENT of them, kept even while the
+    // window is not at the end (not loaded yet, or scrolled into the past): a page of
+    // the newest messages was cut when it was read, and those that came after its cut
+    // and before it arrived are here, not in it (see reachEnd).
+    this.recent = new Map();
   }
 
   set(messages, { hasOlder, atEnd }) {
@@ -235,8 +244,21 @@ export class Timeline {
     this.byId.clear();
     for (const m of messages) this.put(m);
     this.hasOlder = hasOlder;
-    this.atEnd = atEnd;
+    this.atEnd = false;
     this.loaded = true;
+    if (atEnd) this.reachEnd();
+  }
+
+  // The window now reaches the newest message: the live ones past its newest join it.
+  reachEnd() {
+    const edge = this.newest;
+    for (const m of this.recent.values()) if (m.seq > edge) this.put(m);
+    this.atEnd = true;
+  }
+
+  // A message of this channel the page holds: in the window, or among the recent.
+  find(id) {
+    return this.byId.get(id) || this.recent.get(id);
   }
 
   put(m) {
@@ -260,6 +282,8 @@ export class Timeline {
   }
 
   insertLive(m) {
+    this.recent.set(m.id, m);
+    if (this.recent.size > RECENT) this.recent.delete(this.recent.keys().next().value);
     if (this.loaded && this.atEnd) this.put(m);
   }
 
@@ -332,7 +356,7 @@ const HANDLERS = {
   "message.deleted": (s, d) => {
     const t = s.messages.get(d.channel_id);
     let changed = false;
-    const m = t && t.byId.get(d.id);
+    const m = t && t.find(d.id);
     if (m) {
       // An unread message gone is unread no more (and its mention with it).
       const read = s.reads.get(d.channel_id);

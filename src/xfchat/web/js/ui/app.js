@@ -110,7 +110,7 @@ export class App {
   }
 
   onEvent(type, d) {
-    const unseen = type === "message.deleted" && !this.store.messages.get(d.channel_id)?.byId.has(d.id);
+    const unseen = type === "message.deleted" && !this.store.messages.get(d.channel_id)?.find(d.id);
     // (names taken before the event drops what they name)
     const serverName = type === "server.left" ? this.store.servers.get(d.id)?.name : null;
     const hidden = type === "channel.hidden" && d.channel_ids.includes(this.route.channelId) ? this.channelTitle(this.route.channelId) : null;

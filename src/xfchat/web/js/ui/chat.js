@@ -1,7 +1,7 @@
 // The middle of the screen: a channel's messages (infinite scroll upward, grouped by
 // author and day), the typing line and the composer.
 
-import { h, replace, place, nameEl, fmtDay, dayKey, toast, describe, confirmDialog, dialog } from "../dom.js";
+import { h, replace, place, repaint, nameEl, fmtDay, dayKey, toast, describe, confirmDialog, dialog } from "../dom.js";
 import { renderMessage, messageSig, emojiPicker, whoReacted, USER_MENTION } from "./message.js";
 import { composerMethods } from "./composer.js";
 import { loadMembers } from "./members.js";
@@ -79,25 +79,31 @@ export class ChatView {
   // --- mounting ----------------------------------------------------------------------
 
   mount(container) {
+    this.store.atNewest = false;
     this.list = h("ol", { class: "messages" });
     this.scroller = h("div", { class: "scroller", tabindex: "0", role: "log", "aria-label": "Messages" }, this.list);
     this.scroller.addEventListener("scroll", () => this.onScroll());
     // While a button is held down on the history, the newest messages do not scroll it
     // (what was pressed would move away from under the pointer, and the click with it):
-    // it follows them again once the button is released.
-    this.scroller.addEventListener("pointerdown", () => (this.pressing = true));
+    // it follows them again once the button is released, unless the press scrolled it
+    // up (a drag of the scrollbar to read back).
+    this.scroller.addEventListener("pointerdown", () => {
+      this.pressing = true;
+      this.pressTop = this.scroller.scrollTop;
+    });
     this.released = () => {
       if (!this.pressing) return;
       this.pressing = false;
       setTimeout(() => {
-        if (this.followLater) this.follow();
+        if (this.followLater && this.scroller.scrollTop >= this.pressTop - 2) this.follow();
+        this.followLater = false;
       });
     };
     window.addEventListener("pointerup", this.released);
     window.addEventListener("pointercancel", this.released);
     this.scroller.addEventListener("keydown", (ev) => this.onListKey(ev));
     this.typingLine = h("div", { class: "typing", "aria-live": "polite" });
-    this.jumpBar = h("div", { class: "jump-bar", hidden: true }, h("button", { class: "btn btn-small", type: "button", onclick: () => this.loadLatest() }, "Jump to present"));
+    this.jumpBar = h("div", { class: "jump-bar", hidden: true }, h("button", { class: "btn btn-small", type: "button", onclick: () => (this.store.timeline(this.channelId).atEnd ? this.follow() : this.loadLatest()) }, "Jump to present"));
     this.composer = this.buildComposer();
     this.root = h("section", { class: "chat", "aria-label": "Conversation" }, this.scroller, this.jumpBar, this.typingLine, this.composer);
     this.root.addEventListener("dragover", (ev) => {
@@ -122,6 +128,9 @@ export class ChatView {
       this.store.on("all", () => this.render()),
       this.store.on(`members:${this.server && this.server.id}`, () => this.render()),
       this.store.on("users", () => this.render()),
+      // (what one may do here: roles, overrides, a timeout, the channel itself)
+      this.store.on(`server:${this.server && this.server.id}`, () => this.render()),
+      this.store.on(`channel-meta:${id}`, () => this.render()),
     );
     // Names in messages (nicknames, mentions) come from the server's members: loaded
     // here too, not only by the member list (closed on a phone).
@@ -192,13 +201,16 @@ export class ChatView {
     const t = this.store.timeline(this.channelId);
     if (this.loadingOlder || !t.hasOlder || !t.loaded || t.oldest === null) return;
     this.loadingOlder = true;
-    const before = this.scroller.scrollHeight - this.scroller.scrollTop;
+    // The view kept still by the first message shown before: where it is on screen
+    // (messages that arrive below meanwhile move nothing above them).
+    const anchor = this.list.querySelector("li.msg");
+    const top = anchor && anchor.getBoundingClientRect().top;
     try {
       const { data, more } = await this.page(`limit=${PAGE}&before=${t.oldest}`);
       for (const m of data) t.put(m);
       t.hasOlder = more;
       this.render();
-      this.scroller.scrollTop = this.scroller.scrollHeight - before; // keep the view still
+      if (anchor && anchor.isConnected) this.scroller.scrollTop += anchor.getBoundingClientRect().top - top;
     } catch (err) {
       toast(describe(err));
     } finally {
@@ -213,7 +225,7 @@ export class ChatView {
     try {
       const { data, more } = await this.page(`limit=${PAGE}&after=${t.newest}`);
       for (const m of data) t.put(m);
-      t.atEnd = !more;
+      if (!more) t.reachEnd();
       this.render();
     } catch (err) {
       toast(describe(err));
@@ -254,7 +266,19 @@ export class ChatView {
     const s = this.scroller;
     if (s.scrollTop < 300) this.loadOlder();
     if (s.scrollHeight - s.scrollTop - s.clientHeight < 300) this.loadNewer();
+    this.sawNewest();
     this.maybeAck();
+  }
+
+  // Whether the newest messages are on screen (store.atNewest): a message that comes
+  // while they are is seen as it comes; one that comes while the view is scrolled up
+  // counts as unread, and the jump bar says there is more below.
+  sawNewest() {
+    const t = this.store.timeline(this.channelId);
+    const at = Boolean(t.atEnd && this.scroller.clientHeight && this.atBottom());
+    if (this.store.viewing === this.channelId) this.store.atNewest = at;
+    const read = this.store.reads.get(this.channelId);
+    this.jumpBar.hidden = t.atEnd && (at || !(read && read.unread));
   }
 
   // The keyboard: from the history (or any message), Up and Down move between messages,
@@ -276,6 +300,7 @@ export class ChatView {
   follow() {
     this.followLater = false;
     this.scroller.scrollTop = this.scroller.scrollHeight;
+    this.sawNewest();
     this.maybeAck();
   }
 
@@ -306,10 +331,20 @@ export class ChatView {
     const drawn = new Map();
     // (and of the same message object: a kept element's actions act on the object it
     // was drawn from, which a reloaded page of history replaces)
+    // A message whose drawing changed (a reaction, an edit) is patched in place
+    // (repaint): its controls stay the same elements, so a press on one survives that
+    // too; not while it is or was being edited (its editor is an element of its own).
     const keep = (key, sig, build, of = null) => {
       const old = before.get(key);
-      const el = old && old.sig === sig && old.of === of ? old.el : build();
-      drawn.set(key, { sig, el, of });
+      const editing = Boolean(of && of.editing);
+      let el;
+      if (old && old.sig === sig && old.of === of) el = old.el;
+      else if (old && old.of === of && of && !editing && !old.editing) {
+        el = repaint(old.el, build());
+        // (a reaction under the pointer or the focus whose count moved: who reacted now)
+        for (const r of el.querySelectorAll(".reaction:hover, .reaction:focus")) r.dispatchEvent(new Event("mouseenter"));
+      } else el = build();
+      drawn.set(key, { sig, el, of, editing });
       return el;
     };
     const items = [];
@@ -318,6 +353,9 @@ export class ChatView {
       items.push(keep("intro", JSON.stringify([Boolean(this.server), this.app.channelTitle(this.channelId), ch && ch.topic]), () => this.intro()));
     }
     let prev = null;
+    // (an edit open when the history was loaded again goes on, on the new copy)
+    const edited = this.editing && t.byId.get(this.editing.id);
+    if (edited && edited !== this.editing.m && !edited.deleted) edited.editing = true;
     const shown = [...t.list.filter((m) => !m.deleted), ...this.pending.filter((p) => !t.list.some((m) => m.nonce && m.nonce === p.nonce && m.author.id === this.store.me.id))];
     for (const m of shown) {
       if (!prev || dayKey(prev.created_at) !== dayKey(m.created_at)) {
@@ -333,7 +371,6 @@ export class ChatView {
     }
     this.drawn = drawn;
     place(this.list, items);
-    this.jumpBar.hidden = t.atEnd;
     // (a kept element that moved lost the focus; one drawn anew gives it to its message)
     if (focused && focused.isConnected) {
       if (document.activeElement !== focused) focused.focus({ preventScroll: true });
@@ -343,6 +380,7 @@ export class ChatView {
     if (stick && this.pressing) this.followLater = true;
     else if (stick) this.follow();
     if (!this.scroller.clientHeight) this.stickOnShow = this.stickOnShow || stick;
+    this.sawNewest();
     this.updateComposer();
     this.maybeAck();
     this.resolveNames(shown);
@@ -385,24 +423,33 @@ export class ChatView {
 
   // --- reading -----------------------------------------------------------------------
 
+  // The newest messages on screen in a focused window are read: acked at most every
+  // 300 ms, with what is newest when the timer fires (a timer already running is left to
+  // run: restarted at every message, it never fired while a channel stayed busy).
   maybeAck() {
-    const t = this.store.timeline(this.channelId);
-    const read = this.store.reads.get(this.channelId);
-    // (not while hidden: a view nobody sees reads nothing)
-    if (!t.atEnd || !document.hasFocus() || !this.scroller.clientHeight || !this.atBottom() || !t.newest) return;
-    if (read && read.last_read_seq >= t.newest && !read.unread) return;
-    clearTimeout(this.ackTimer);
+    if (this.ackTimer || !this.unreadShown()) return;
     this.ackTimer = setTimeout(async () => {
-      const seq = t.newest;
+      this.ackTimer = null;
+      if (!this.unreadShown()) return;
+      const seq = this.store.timeline(this.channelId).newest;
       const r = this.store.reads.get(this.channelId) || {};
       this.store.reads.set(this.channelId, { ...r, last_read_seq: Math.max(r.last_read_seq || 0, seq), unread: 0, mention_count: 0 });
       this.store.emit("reads");
+      this.sawNewest();
       try {
         await this.session.call("PUT", `/api/channels/${this.channelId}/ack`, { seq });
       } catch {
         // (read positions are a nicety; the next view acks again)
       }
     }, 300);
+  }
+
+  // (not while hidden: a view nobody sees reads nothing)
+  unreadShown() {
+    const t = this.store.timeline(this.channelId);
+    const read = this.store.reads.get(this.channelId);
+    if (!t.atEnd || !document.hasFocus() || !this.scroller.clientHeight || !this.atBottom() || !t.newest) return false;
+    return !(read && read.last_read_seq >= t.newest && !read.unread);
   }
 
   // --- actions -----------------------------------------------------------------------
@@ -443,6 +490,7 @@ export class ChatView {
   }
 
   startEdit(m) {
+    this.editing = null;
     for (const other of this.store.timeline(this.channelId).list) other.editing = false;
     m.editing = true;
     this.render();
@@ -456,7 +504,8 @@ export class ChatView {
   // The message's editor, the same one while it stays open (a message redrawn while
   // edited, for a reaction or a new name, keeps what was typed).
   editor(m) {
-    if (this.editing && this.editing.id === m.id) return this.editing.el;
+    if (this.editing && this.editing.m === m) return this.editing.el;
+    const draft = this.editing && this.editing.id === m.id ? this.editing.box.value : null;
     // Mentions as the composer takes them (@username), not as the API keeps them.
     // The names so written are remembered with their ids: on save each becomes the same
     // mention again (whether that person is still here or not); only names typed anew
@@ -471,7 +520,7 @@ export class ChatView {
       kept.set(name, id);
       return `@${u.username}`;
     });
-    const box = h("textarea", { class: "edit-box", "aria-label": "Edit message", rows: 2, value: editable });
+    const box = h("textarea", { class: "edit-box", "aria-label": "Edit message", rows: 2, value: draft ?? editable });
     const done = () => {
       m.editing = false;
       this.editing = null;
@@ -506,7 +555,7 @@ export class ChatView {
       }
     });
     const el = h("div", { class: "editor" }, box, h("p", { class: "hint" }, "Enter to save · Escape to cancel"));
-    this.editing = { id: m.id, el };
+    this.editing = { id: m.id, m, el, box };
     return el;
   }
 

@@ -38,6 +38,12 @@ export const composerMethods = {
   },
 
   updateComposer() {
+    // A reply to a message deleted meanwhile could not be sent: the reply ends, said.
+    const replied = this.replyTo && (this.store.timeline(this.channelId).find(this.replyTo.id) || this.replyTo);
+    if (replied && replied.deleted) {
+      this.replyTo = null;
+      toast("The message you were replying to was deleted.", "info");
+    }
     const can = this.ctx.can;
     const name = this.app.channelTitle(this.channelId);
     this.input.disabled = !can.send;

@@ -111,26 +111,26 @@ function reactionsRow(m, ctx) {
   return h(
     "div",
     { class: "reactions" },
-    m.reactions.map((r) => {
-      const btn = h(
+    m.reactions.map((r) =>
+      h(
         "button",
         {
           class: r.me ? "reaction reaction-me" : "reaction",
           type: "button",
           "aria-pressed": r.me ? "true" : "false",
           "aria-label": `${r.emoji} ${r.count} reaction${r.count === 1 ? "" : "s"}${r.me ? ", including you" : ""}`,
-          title: ctx.reactors.get(reactorsKey(m, r)),
+          title: ctx.reactors.get(reactorsKey(m, r)) || null,
+          // (the same button while its count moves: a press on it survives others' reactions)
+          "data-key": `reaction ${r.emoji}`,
           dataset: { emoji: r.emoji },
           onclick: () => ctx.toggleReaction(m, r.emoji, !r.me),
+          onmouseenter: () => ctx.whoReacted(m, r),
+          onfocus: () => ctx.whoReacted(m, r),
         },
         h("span", { class: "reaction-emoji" }, r.emoji),
         h("span", { class: "reaction-count" }, String(r.count)),
-      );
-      const who = () => ctx.whoReacted(m, r);
-      btn.addEventListener("mouseenter", who, { once: true });
-      btn.addEventListener("focus", who, { once: true });
-      return btn;
-    }),
+      ),
+    ),
   );
 }
 
@@ -274,7 +274,8 @@ export const reactorsKey = (m, r) => `${m.id} ${r.emoji} ${r.count}`;
 // keeps it), and shown on the reaction's button as it is now.
 export async function whoReacted(session, cache, m, r) {
   const key = reactorsKey(m, r);
-  if (cache.has(key)) return;
+  if (cache.has(key)) return; // (asked already, or being asked)
+  cache.set(key, "");
   try {
     const users = await session.call("GET", `/api/channels/${m.channel_id}/messages/${m.id}/reactions/${encodeURIComponent(r.emoji)}?limit=25`);
     // (the first 25: the rest are counted, not named)
@@ -286,6 +287,7 @@ export async function whoReacted(session, cache, m, r) {
       if (btn.dataset.emoji === r.emoji) btn.title = cache.get(key);
     }
   } catch (err) {
+    cache.delete(key);
     toast(describe(err));
   }
 }

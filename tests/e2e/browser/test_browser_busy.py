@@ -1,0 +1,244 @@
+"""A busy channel, as the person reading it lives it: messages keep arriving while a page
+of history loads, while they read back, while they press a reaction or reply, and while
+they drag the view up; what they saw is marked read as they watch."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import AsyncIterator
+
+import httpx
+from playwright.async_api import Page, Request, Route, expect
+
+from tests.e2e.browser.client import GENERAL, USER_IDS, act, api_as, message, open_channel
+from tests.e2e.browser.conftest import Browsers, Site
+
+URL = f"/api/channels/{GENERAL}/messages"
+
+
+async def say(api: httpx.AsyncClient, text: str) -> dict[str, object]:
+    sent = await api.post(URL, json={"content": text})
+    assert sent.status_code == 201, sent.text
+    return dict(sent.json())
+
+
+@contextlib.asynccontextmanager
+async def flood(api: httpx.AsyncClient, prefix: str, rate: float = 12) -> AsyncIterator[list[str]]:
+    """`prefix 1`, `prefix 2`... sent at about `rate` a second while the block runs; the
+    texts sent (each acknowledged) are in the list it gives."""
+    sent: list[str] = []
+
+    async def run() -> None:
+        while True:
+            text = f"{prefix} {len(sent) + 1}"
+            await say(api, text)
+            sent.append(text)
+            await asyncio.sleep(1 / rate)
+
+    task = asyncio.create_task(run())
+    try:
+        yield sent
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def from_bottom(page: Page) -> float:
+    return float(
+        await page.evaluate(
+            "() => { const s = document.querySelector('.scroller');"
+            " return s.scrollHeight - s.scrollTop - s.clientHeight; }"
+        )
+    )
+
+
+async def test_messages_that_arrive_while_a_page_loads_are_all_shown(
+    site: Site, browsers: Browsers
+) -> None:
+    """The channel is opened while messages pour in, its first page slowed (a slow link):
+    the messages that came after the page was read and before it arrived are shown too,
+    each once and in order (they were dropped: the page, cut before them, never had them)."""
+    alice = await browsers.logged_in(site.base, "alice")
+
+    async def slow(route: Route) -> None:
+        answer = await route.fetch()  # (read now: the page is cut here)
+        await asyncio.sleep(0.8)
+        await route.fulfill(response=answer)
+
+    await alice.route(f"**{URL}?*", slow)
+    async with api_as(site.base, "bob") as bob:
+        async with flood(bob, "pour") as sent:
+            log = await open_channel(alice, "general")
+            await asyncio.sleep(1.5)
+        await expect(message(log, sent[-1])).to_have_count(1)
+    shown = await log.locator("li.msg .msg-content").all_inner_texts()
+    poured = [t.strip() for t in shown if t.startswith("pour ")]
+    assert poured == sent
+
+
+async def test_a_busy_channel_is_marked_read_while_it_is_watched(
+    site: Site, browsers: Browsers
+) -> None:
+    """Watched at its newest in a focused window, a channel that never stops is acked as
+    it goes (the ack waited for a quiet 300 ms, which a busy channel never has)."""
+    alice = await browsers.logged_in(site.base, "alice")
+    log = await open_channel(alice, "general")
+    await alice.bring_to_front()
+    acks: list[Request] = []
+    alice.on(
+        "request",
+        lambda r: acks.append(r) if r.method == "PUT" and r.url.endswith("/ack") else None,
+    )
+    async with api_as(site.base, "bob") as bob:
+        async with flood(bob, "steady", rate=10) as sent:
+            await asyncio.sleep(3)
+            during = len(acks)
+        await expect(message(log, sent[-1])).to_have_count(1)
+    assert during >= 3, during
+
+
+async def test_what_arrives_below_a_view_read_back_is_unread_until_seen(
+    site: Site, browsers: Browsers
+) -> None:
+    """Scrolled up to read back, the messages that arrive below are not seen: the channel
+    shows them unread (a mention counted), the jump bar offers the present, and going
+    there reads them."""
+    async with api_as(site.base, "bob") as bob:
+        for n in range(30):
+            await say(bob, f"back {n:02}")
+        alice = await browsers.logged_in(site.base, "alice")
+        log = await open_channel(alice, "general")
+        await alice.bring_to_front()
+        await expect(message(log, "back 29")).to_be_in_viewport()
+        await alice.locator(".scroller").evaluate("s => { s.scrollTop = 0; }")
+        await say(bob, "below one")
+        await say(bob, f"below two <@{USER_IDS['alice']}>")
+    channels = alice.get_by_role("navigation", name="Channels")
+    general = channels.get_by_role("link", name=re.compile("^general"))
+    await expect(general).to_have_accessible_name("general, unread, 1 mentions")
+    await alice.get_by_role("button", name="Jump to present").click()
+    await expect(message(log, "below two")).to_be_in_viewport()
+    await expect(general).to_have_accessible_name("general")
+    await expect(alice.get_by_role("button", name="Jump to present")).to_be_hidden()
+
+
+async def test_a_press_on_a_reaction_survives_its_count_moving(
+    site: Site, browsers: Browsers
+) -> None:
+    """A reaction pressed while someone else adds the same one (its count, and so its
+    label, change between the press and the release) still adds yours."""
+    alice = await browsers.logged_in(site.base, "alice")
+    log = await open_channel(alice, "general")
+    async with api_as(site.base, "bob") as bob, api_as(site.base, "charlie") as charlie:
+        said = await say(bob, "react to this")
+        react = f"{URL}/{said['id']}/reactions/%F0%9F%8E%89/@me"
+        assert (await bob.put(react)).status_code == 204
+        pill = message(log, "react to this").get_by_role(
+            "button", name=re.compile("^🎉 1 reaction")
+        )
+        box = await pill.bounding_box()
+        assert box is not None
+        await alice.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        await alice.mouse.down()
+        assert (await charlie.put(react)).status_code == 204
+        row = message(log, "react to this")
+        await expect(row.get_by_role("button", name="🎉 2 reactions", exact=True)).to_be_visible()
+        await alice.mouse.up()
+        await expect(
+            row.get_by_role("button", name="🎉 3 reactions, including you")
+        ).to_be_visible()
+
+
+async def test_a_reply_to_a_message_deleted_meanwhile_ends_and_says_so(
+    site: Site, browsers: Browsers
+) -> None:
+    alice = await browsers.logged_in(site.base, "alice")
+    log = await open_channel(alice, "general")
+    async with api_as(site.base, "bob") as bob:
+        said = await say(bob, "soon gone")
+        await act(message(log, "soon gone"), "Reply")
+        await expect(alice.get_by_role("button", name="Cancel reply")).to_be_visible()
+        assert (await bob.delete(f"{URL}/{said['id']}")).status_code == 204
+    await expect(alice.get_by_text("The message you were replying to was deleted.")).to_be_visible()
+    await expect(alice.get_by_role("button", name="Cancel reply")).to_have_count(0)
+
+
+async def test_a_drag_up_while_messages_arrive_is_not_undone(
+    site: Site, browsers: Browsers
+) -> None:
+    """A message arrives while a press on the history (a drag of the scrollbar, here the
+    wheel with the button held) then scrolls it up: the release leaves the view where it
+    was taken, not back at the newest it would have followed."""
+    async with api_as(site.base, "bob") as bob:
+        for n in range(30):
+            await say(bob, f"drag {n:02}")
+        alice = await browsers.logged_in(site.base, "alice")
+        log = await open_channel(alice, "general")
+        await expect(message(log, "drag 29")).to_be_in_viewport()
+        box = await message(log, "drag 29").bounding_box()
+        assert box is not None
+        await alice.mouse.move(box["x"] + 40, box["y"] + box["height"] / 2)
+        await alice.mouse.down()
+        await say(bob, "while dragging")  # (at the newest: to be followed on release)
+        await expect(message(log, "while dragging")).to_have_count(1)
+        await alice.mouse.wheel(0, -600)
+        for _ in range(50):
+            if await from_bottom(alice) > 300:
+                break
+            await asyncio.sleep(0.05)
+        assert await from_bottom(alice) > 300
+        await alice.mouse.up()
+    await asyncio.sleep(0.3)  # (the release's follow, if any, runs at the next task)
+    assert await from_bottom(alice) > 300
+
+
+async def test_a_change_above_moves_nothing_being_read(site: Site, browsers: Browsers) -> None:
+    """Read back in the middle of the history, a message above grows (a reaction): what
+    is on screen stays where it is (the browser's scroll anchoring, now that the history
+    keeps its elements)."""
+    async with api_as(site.base, "bob") as bob:
+        ids = [str((await say(bob, f"still {n:02}"))["id"]) for n in range(40)]
+        alice = await browsers.logged_in(site.base, "alice")
+        log = await open_channel(alice, "general")
+        await expect(message(log, "still 39")).to_be_in_viewport()
+        read = message(log, "still 25")
+        await read.scroll_into_view_if_needed()
+        await alice.locator(".scroller").evaluate("s => { s.scrollTop -= s.clientHeight / 3; }")
+        await expect(read).to_be_in_viewport()
+        before = await read.bounding_box()
+        assert (await bob.put(f"{URL}/{ids[5]}/reactions/%F0%9F%8E%89/@me")).status_code == 204
+        await expect(
+            message(log, "still 05").get_by_role("button", name=re.compile("^🎉"))
+        ).to_have_count(1)
+    after = await read.bounding_box()
+    assert before is not None and after is not None
+    assert abs(after["y"] - before["y"]) < 2, (before, after)
+
+
+async def test_an_edit_goes_on_across_the_history_loaded_again(
+    site: Site, browsers: Browsers
+) -> None:
+    """An edit open while the history is loaded again (a jump to an old message, then to
+    the present) is open again after it with what was typed, and Escape closes it."""
+    async with api_as(site.base, "bob") as bob, api_as(site.base, "alice") as mine:
+        old = await say(bob, "the very old original")
+        for n in range(60):
+            await say(bob, f"filler {n:02}")
+        await say(mine, "mine to edit")
+        reply = await bob.post(URL, json={"content": "about that", "reply_to_id": old["id"]})
+        assert reply.status_code == 201, reply.text
+    alice = await browsers.logged_in(site.base, "alice")
+    log = await open_channel(alice, "general")
+    await act(message(log, "mine to edit"), "Edit")
+    box = alice.get_by_role("textbox", name="Edit message")
+    await box.press_sequentially(" DRAFT")
+    await log.locator(".reply-preview", has_text="the very old original").click()
+    await expect(message(log, "the very old original")).to_be_in_viewport()
+    await alice.get_by_role("button", name="Jump to present").click()
+    await expect(box).to_have_value("mine to edit DRAFT")
+    await box.press("Escape")
+    await expect(alice.locator(".edit-box")).to_have_count(0)
+    await expect(message(log, "mine to edit")).to_have_count(1)
