@@ -106,15 +106,35 @@ export function morph(el, ...children) {
   return el;
 }
 
+// Children with a data-key are matched by it, not by where they stand: the keyed ones no
+// longer drawn go first, and a kept one that a new one comes before stays (the new one
+// is put before it), so a press on a reaction survives one before it going or coming.
+const keyOf = (node) => (node.nodeType === Node.ELEMENT_NODE ? node.getAttribute("data-key") : null);
+
 function patchChildren(parent, nodes) {
-  const olds = [...parent.childNodes];
-  nodes.forEach((node, i) => {
-    const old = olds[i];
-    if (!old) parent.appendChild(node);
-    else if (sameKind(old, node)) patch(old, node);
-    else parent.replaceChild(node, old);
-  });
-  for (const old of olds.slice(nodes.length)) old.remove();
+  const keys = new Set(nodes.map(keyOf).filter((k) => k !== null));
+  for (const old of [...parent.childNodes]) {
+    const key = keyOf(old);
+    if (key !== null && !keys.has(key)) old.remove();
+  }
+  let at = parent.firstChild;
+  for (const node of nodes) {
+    if (!at) parent.appendChild(node);
+    else if (sameKind(at, node)) {
+      patch(at, node);
+      at = at.nextSibling;
+    } else if (keys.has(keyOf(at))) parent.insertBefore(node, at);
+    else {
+      const next = at.nextSibling;
+      parent.replaceChild(node, at);
+      at = next;
+    }
+  }
+  while (at) {
+    const next = at.nextSibling;
+    at.remove();
+    at = next;
+  }
 }
 
 // Kept only as the same control: a link to the same place, a button of the same action

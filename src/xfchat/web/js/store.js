@@ -190,6 +190,7 @@ export class Store {
 
   patchMessage(channelId, id, fn) {
     const t = this.messages.get(channelId);
+    if (t && t.loading) t.missed = true;
     const m = t && t.find(id);
     if (m) {
       fn(m);
@@ -237,6 +238,10 @@ export class Timeline {
     // the newest messages was cut when it was read, and those that came after its cut
     // and before it arrived are here, not in it (see reachEnd).
     this.recent = new Map();
+    // Pages being fetched, and whether a change to a message came meanwhile (the page,
+    // read before it, may show that message as it was: ui/chat.js loads it again).
+    this.loading = 0;
+    this.missed = false;
   }
 
   set(messages, { hasOlder, atEnd }) {
@@ -356,6 +361,7 @@ const HANDLERS = {
   "message.deleted": (s, d) => {
     const t = s.messages.get(d.channel_id);
     let changed = false;
+    if (t && t.loading) t.missed = true;
     const m = t && t.find(d.id);
     if (m) {
       // An unread message gone is unread no more (and its mention with it).
@@ -388,7 +394,9 @@ const HANDLERS = {
     read.last_read_seq = d.last_read_seq;
     const t = s.messages.get(d.channel_id);
     if (t && t.atEnd) {
-      const after = t.list.filter((m) => m.seq > d.last_read_seq && m.author.id !== s.me.id && !m.deleted);
+      // (not those seen here as they came: an ack's echo names the newest when it was
+      // sent, and more may have come, watched, since)
+      const after = t.list.filter((m) => m.seq > d.last_read_seq && m.author.id !== s.me.id && !m.deleted && !m.uncounted);
       read.unread = after.length;
       read.mention_count = after.filter((m) => s.mentionsMe(m)).length;
     } else {

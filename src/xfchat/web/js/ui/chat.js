@@ -167,7 +167,7 @@ export class ChatView {
     for (const u of this.unsubs) u();
     this.resizer.disconnect();
     clearInterval(this.typingTimer);
-    clearTimeout(this.ackTimer);
+    if (this.ackTimer) this.ackNow();
     clearTimeout(this.timeoutTimer);
     window.removeEventListener("focus", this.focusHandler);
     window.removeEventListener("pointerup", this.released);
@@ -181,17 +181,27 @@ export class ChatView {
   // --- loading -----------------------------------------------------------------------
 
   async page(query) {
-    const { data, headers } = await this.session.call("GET", `/api/channels/${this.channelId}/messages?${query}`, null, { raw: true });
-    for (const m of data) this.store.remember(m.author);
-    return { data, more: headers.get("X-Has-More") === "true" };
+    const t = this.store.timeline(this.channelId);
+    t.loading += 1;
+    try {
+      const { data, headers } = await this.session.call("GET", `/api/channels/${this.channelId}/messages?${query}`, null, { raw: true });
+      for (const m of data) this.store.remember(m.author);
+      return { data, more: headers.get("X-Has-More") === "true" };
+    } finally {
+      t.loading -= 1;
+    }
   }
 
-  async loadLatest() {
+  // The newest page; again (twice at most) if a message was edited, reacted to or
+  // deleted while it came (the page may show it as it was).
+  async loadLatest(again = 2) {
     try {
-      const { data, more } = await this.page(`limit=${PAGE}`);
       const t = this.store.timeline(this.channelId);
+      t.missed = false;
+      const { data, more } = await this.page(`limit=${PAGE}`);
       t.set(data.reverse(), { hasOlder: more, atEnd: true });
       this.render(true);
+      if (t.missed && !t.loading && again > 0) return this.loadLatest(again - 1);
     } catch (err) {
       this.showError(err);
     }
@@ -285,6 +295,7 @@ export class ChatView {
   // Home and End to the first and last; Tab then reaches the focused message's actions.
   onListKey(ev) {
     if (!["ArrowUp", "ArrowDown", "Home", "End"].includes(ev.key)) return;
+    if (ev.target.closest && ev.target.closest("textarea, input")) return; // (the caret's, in an edit)
     const items = [...this.list.querySelectorAll("li.msg")];
     if (!items.length) return;
     const at = items.indexOf(ev.target.closest && ev.target.closest("li.msg"));
@@ -428,20 +439,26 @@ export class ChatView {
   // run: restarted at every message, it never fired while a channel stayed busy).
   maybeAck() {
     if (this.ackTimer || !this.unreadShown()) return;
-    this.ackTimer = setTimeout(async () => {
+    this.ackTimer = setTimeout(() => {
       this.ackTimer = null;
-      if (!this.unreadShown()) return;
-      const seq = this.store.timeline(this.channelId).newest;
-      const r = this.store.reads.get(this.channelId) || {};
-      this.store.reads.set(this.channelId, { ...r, last_read_seq: Math.max(r.last_read_seq || 0, seq), unread: 0, mention_count: 0 });
-      this.store.emit("reads");
-      this.sawNewest();
-      try {
-        await this.session.call("PUT", `/api/channels/${this.channelId}/ack`, { seq });
-      } catch {
-        // (read positions are a nicety; the next view acks again)
-      }
+      if (this.unreadShown()) this.ackNow();
     }, 300);
+  }
+
+  // (also when the view closes with an ack due: what was seen then is read)
+  async ackNow() {
+    clearTimeout(this.ackTimer);
+    this.ackTimer = null;
+    const seq = this.store.timeline(this.channelId).newest;
+    const r = this.store.reads.get(this.channelId) || {};
+    this.store.reads.set(this.channelId, { ...r, last_read_seq: Math.max(r.last_read_seq || 0, seq), unread: 0, mention_count: 0 });
+    this.store.emit("reads");
+    this.sawNewest();
+    try {
+      await this.session.call("PUT", `/api/channels/${this.channelId}/ack`, { seq });
+    } catch {
+      // (read positions are a nicety; the next view acks again)
+    }
   }
 
   // (not while hidden: a view nobody sees reads nothing)
