@@ -242,9 +242,11 @@ export class Timeline {
     // read before it, may show that message as it was: ui/chat.js loads it again).
     this.loading = 0;
     this.missed = false;
+    this.epoch = 0;
   }
 
   set(messages, { hasOlder, atEnd }) {
+    this.epoch += 1; // (a page asked for before this one no longer joins the window)
     this.list = [];
     this.byId.clear();
     for (const m of messages) this.put(m);

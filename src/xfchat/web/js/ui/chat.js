@@ -198,7 +198,9 @@ export class ChatView {
     try {
       const t = this.store.timeline(this.channelId);
       t.missed = false;
+      const mine = (this.loads = (this.loads || 0) + 1);
       const { data, more } = await this.page(`limit=${PAGE}`);
+      if (mine !== this.loads) return; // (a later load, or jump, is the one to show)
       t.set(data.reverse(), { hasOlder: more, atEnd: true });
       this.render(true);
       if (t.missed && !t.loading && again > 0) return this.loadLatest(again - 1);
@@ -211,12 +213,17 @@ export class ChatView {
     const t = this.store.timeline(this.channelId);
     if (this.loadingOlder || !t.hasOlder || !t.loaded || t.oldest === null) return;
     this.loadingOlder = true;
-    // The view kept still by the first message shown before: where it is on screen
-    // (messages that arrive below meanwhile move nothing above them).
-    const anchor = this.list.querySelector("li.msg");
+    // The view kept still by a message on screen: where it is (messages that arrive
+    // below meanwhile move nothing above them). Not the oldest loaded, whose author line
+    // goes when an older message of the same author comes above it.
+    const edge = this.scroller.getBoundingClientRect().top;
+    const shown = [...this.list.querySelectorAll("li.msg")];
+    const anchor = shown.slice(1).find((li) => li.getBoundingClientRect().bottom > edge) || shown[0];
     const top = anchor && anchor.getBoundingClientRect().top;
+    const epoch = t.epoch;
     try {
       const { data, more } = await this.page(`limit=${PAGE}&before=${t.oldest}`);
+      if (t.epoch !== epoch) return; // (the window was loaded again meanwhile)
       for (const m of data) t.put(m);
       t.hasOlder = more;
       this.render();
@@ -233,7 +240,9 @@ export class ChatView {
     if (this.loadingNewer || t.atEnd || !t.loaded) return;
     this.loadingNewer = true;
     try {
+      const epoch = t.epoch;
       const { data, more } = await this.page(`limit=${PAGE}&after=${t.newest}`);
+      if (t.epoch !== epoch) return; // (the window was loaded again meanwhile)
       for (const m of data) t.put(m);
       if (!more) t.reachEnd();
       this.render();
@@ -248,11 +257,13 @@ export class ChatView {
     const t = this.store.timeline(this.channelId);
     let m = t.byId.get(messageId);
     if (!m) {
+      const mine = (this.loads = (this.loads || 0) + 1);
       try {
         m = await this.session.call("GET", `/api/channels/${this.channelId}/messages/${messageId}`);
         if (!m.deleted) {
           // The page centred on it: older ones above, newer below.
           const { data, headers } = await this.session.call("GET", `/api/channels/${this.channelId}/messages?around=${m.seq}&limit=${PAGE}`, null, { raw: true });
+          if (mine !== this.loads) return; // (a later load, or jump, is the one to show)
           const link = headers.get("Link") || "";
           for (const x of data) this.store.remember(x.author);
           t.set(data.reverse(), { hasOlder: headers.get("X-Has-More") === "true" || /rel="next"/.test(link), atEnd: !/rel="prev"/.test(link) });
