@@ -326,3 +326,33 @@ async def test_a_change_while_the_page_loads_shows(site: Site, browsers: Browser
         log = await opening
     await expect(message(log, "changed meanwhile")).to_contain_text("(edited)")
     await expect(message(log, "about to go")).to_have_count(0)
+
+
+async def test_the_later_of_two_jumps_is_the_one_shown(site: Site, browsers: Browsers) -> None:
+    """Two reply previews clicked one after the other, the first one's page slow to come:
+    the view shows the second's original, and the first page, landing last, changes
+    nothing (it replaced the window and pulled the view back)."""
+    async with api_as(site.base, "bob") as bob:
+        first = await say(bob, "first original")
+        for n in range(60):
+            await say(bob, f"gap a {n:02}")
+        second = await say(bob, "second original")
+        for n in range(60):
+            await say(bob, f"gap b {n:02}")
+        for target, text in ((first, "about the first"), (second, "about the second")):
+            got = await bob.post(URL, json={"content": text, "reply_to_id": target["id"]})
+            assert got.status_code == 201, got.text
+    alice = await browsers.logged_in(site.base, "alice")
+
+    async def slow(route: Route) -> None:
+        await asyncio.sleep(2.0)
+        await route.continue_()
+
+    await alice.route(f"**{URL}?around={first['seq']}*", slow)
+    log = await open_channel(alice, "general")
+    await log.locator(".reply-preview", has_text="first original").click()
+    await log.locator(".reply-preview", has_text="second original").click()
+    await expect(message(log, "second original")).to_be_in_viewport()
+    await asyncio.sleep(2.5)  # (the first page has landed: the route let it go at 2 s)
+    await expect(message(log, "second original")).to_be_in_viewport()
+    await expect(message(log, "first original")).to_have_count(0)
