@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import signal
+from typing import Any
 from urllib.parse import urlsplit
 
 from playwright.async_api import Locator, WebSocketRoute, expect
@@ -155,6 +156,16 @@ async def test_a_large_reveal_shows_its_channels_live(site: Site, browsers: Brow
         await expect(channels.get_by_role("link", name="vault-79")).to_be_visible()
         await expect(channels.get_by_role("link", name="vault-00")).to_be_visible()
     assert frames and all('"channels":[]' in f.replace(" ", "") for f in frames), frames[:1]
+
+
+async def in_client(site: Site, browsers: Browsers, script: str) -> Any:
+    """What `script` (an async function, as text) returns, run in a page of the client."""
+    page = await browsers.browser.new_page(base_url=site.base)
+    try:
+        await page.goto(site.base)
+        return await page.evaluate(script)
+    finally:
+        await page.close()
 
 
 async def press(target: Locator) -> None:
@@ -337,33 +348,30 @@ async def test_morph_keeps_the_same_control_only(site: Site, browsers: Browsers)
     tag and label) is kept and answers with its new handler; one drawn in its place for
     another action is a new element, so a press or the focus on the old one never goes
     to it; what the new drawing lacks is gone."""
-    page = await browsers.browser.new_page(base_url=site.base)
-    try:
-        await page.goto(site.base)
-        got = await page.evaluate(
-            """async () => {
-              const { h, morph } = await import("/web/js/dom.js");
-              const box = h("div");
-              const calls = [];
-              const draw = (tag, labels) => morph(box, labels.map((l) =>
-                h("button", { "aria-label": l, class: tag, onclick: () => calls.push(`${tag} ${l}`) }, l)));
-              draw("old", ["Settings", "Leave"]);
-              const [settings, leave] = box.children;
-              draw("new", ["Leave"]);
-              const keptLeave = box.children[0] === leave;
-              const firstIsNew = box.children[0] !== settings;
-              draw("newer", ["Settings", "Leave"]);
-              const keptSettings = box.children[0] === settings;
-              const drawn = box.children[0];
-              draw("again", ["Settings", "Leave"]);
-              const keptSame = box.children[0] === drawn;
-              box.children[0].click();
-              return { keptLeave, firstIsNew, keptSettings, keptSame, calls,
-                       count: box.children.length, cls: box.children[0].className };
-            }"""
-        )
-    finally:
-        await page.close()
+    got = await in_client(
+        site,
+        browsers,
+        """async () => {
+          const { h, morph } = await import("/web/js/dom.js");
+          const box = h("div");
+          const calls = [];
+          const draw = (tag, labels) => morph(box, labels.map((l) =>
+            h("button", { "aria-label": l, class: tag, onclick: () => calls.push(`${tag} ${l}`) }, l)));
+          draw("old", ["Settings", "Leave"]);
+          const [settings, leave] = box.children;
+          draw("new", ["Leave"]);
+          const keptLeave = box.children[0] === leave;
+          const firstIsNew = box.children[0] !== settings;
+          draw("newer", ["Settings", "Leave"]);
+          const keptSettings = box.children[0] === settings;
+          const drawn = box.children[0];
+          draw("again", ["Settings", "Leave"]);
+          const keptSame = box.children[0] === drawn;
+          box.children[0].click();
+          return { keptLeave, firstIsNew, keptSettings, keptSame, calls,
+                   count: box.children.length, cls: box.children[0].className };
+        }""",
+    )
     assert got == {
         "keptLeave": False,  # (drawn where Settings was: not the same control)
         "firstIsNew": True,
@@ -379,27 +387,24 @@ async def test_place_moves_no_element_it_keeps(site: Site, browsers: Browsers) -
     """dom.place, which the history uses: elements kept from before stay where they are
     (none is taken out and put back, which would lose a press on it) when new ones come
     at either end or one between them goes; the children end as asked, in order."""
-    page = await browsers.browser.new_page(base_url=site.base)
-    try:
-        await page.goto(site.base)
-        got = await page.evaluate(
-            """async () => {
-              const { h, place } = await import("/web/js/dom.js");
-              const box = h("ol");
-              const [a, b, c, d, e] = ["a", "b", "c", "d", "e"].map((x) => h("li", null, x));
-              place(box, [b, c, d]);
-              const removed = [];
-              const watch = new MutationObserver((records) => {
-                for (const r of records) removed.push(...[...r.removedNodes].map((n) => n.textContent));
-              });
-              watch.observe(box, { childList: true });
-              place(box, [a, b, c, d, e]);  // one more at each end
-              place(box, [a, b, d, e]);  // one from the middle
-              await Promise.resolve();
-              watch.disconnect();
-              return { removed, order: [...box.children].map((n) => n.textContent).join("") };
-            }"""
-        )
-    finally:
-        await page.close()
+    got = await in_client(
+        site,
+        browsers,
+        """async () => {
+          const { h, place } = await import("/web/js/dom.js");
+          const box = h("ol");
+          const [a, b, c, d, e] = ["a", "b", "c", "d", "e"].map((x) => h("li", null, x));
+          place(box, [b, c, d]);
+          const removed = [];
+          const watch = new MutationObserver((records) => {
+            for (const r of records) removed.push(...[...r.removedNodes].map((n) => n.textContent));
+          });
+          watch.observe(box, { childList: true });
+          place(box, [a, b, c, d, e]);  // one more at each end
+          place(box, [a, b, d, e]);  // one from the middle
+          await Promise.resolve();
+          watch.disconnect();
+          return { removed, order: [...box.children].map((n) => n.textContent).join("") };
+        }""",
+    )
     assert got == {"removed": ["c"], "order": "abde"}

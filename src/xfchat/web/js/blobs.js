@@ -5,20 +5,17 @@ import { h, toast, describe } from "./dom.js";
 export class Blobs {
   constructor(session) {
     this.session = session;
-    this.urls = new Map();
-    this.ready = new Map(); // path -> its blob: URL, once made
+    this.urls = new Map(); // path -> the promise of its blob: URL, then the URL once made
   }
 
   async url(path) {
     if (!this.urls.has(path)) {
-      this.urls.set(
-        path,
-        this.session.blob(path).then((b) => {
-          const u = URL.createObjectURL(b);
-          this.ready.set(path, u);
-          return u;
-        }),
-      );
+      const made = this.session.blob(path).then((b) => {
+        const u = URL.createObjectURL(b);
+        if (this.urls.get(path) === made) this.urls.set(path, u); // (not after releaseAll)
+        return u;
+      });
+      this.urls.set(path, made);
     }
     try {
       return await this.urls.get(path);
@@ -30,16 +27,15 @@ export class Blobs {
 
   // Every URL made, released (at the end of a session: nothing of it stays reachable).
   releaseAll() {
-    for (const made of this.urls.values()) made.then((u) => URL.revokeObjectURL(u)).catch(() => {});
+    for (const made of this.urls.values()) Promise.resolve(made).then((u) => URL.revokeObjectURL(u)).catch(() => {});
     this.urls.clear();
-    this.ready.clear();
   }
 
   // An image already fetched is shown at once (a message drawn again keeps its picture
   // instead of blinking: ui/chat.js patches the old drawing with the new one).
   show(path, img) {
-    const ready = this.ready.get(path);
-    if (ready) img.src = ready;
+    const made = this.urls.get(path);
+    if (typeof made === "string") img.src = made;
     else this.url(path).then((u) => (img.src = u)).catch(() => img.classList.add("broken"));
   }
 

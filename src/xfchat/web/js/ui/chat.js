@@ -198,9 +198,9 @@ export class ChatView {
     try {
       const t = this.store.timeline(this.channelId);
       t.missed = false;
-      const mine = (this.loads = (this.loads || 0) + 1);
+      const epoch = t.epoch;
       const { data, more } = await this.page(`limit=${PAGE}`);
-      if (mine !== this.loads) return; // (a later load, or jump, is the one to show)
+      if (t.epoch !== epoch) return; // (a later load, or jump, landed first: it is the one to show)
       t.set(data.reverse(), { hasOlder: more, atEnd: true });
       this.render(true);
       if (t.missed && !t.loading && again > 0) return this.loadLatest(again - 1);
@@ -257,13 +257,13 @@ export class ChatView {
     const t = this.store.timeline(this.channelId);
     let m = t.byId.get(messageId);
     if (!m) {
-      const mine = (this.loads = (this.loads || 0) + 1);
+      const epoch = t.epoch;
       try {
         m = await this.session.call("GET", `/api/channels/${this.channelId}/messages/${messageId}`);
         if (!m.deleted) {
           // The page centred on it: older ones above, newer below.
           const { data, headers } = await this.session.call("GET", `/api/channels/${this.channelId}/messages?around=${m.seq}&limit=${PAGE}`, null, { raw: true });
-          if (mine !== this.loads) return; // (a later load, or jump, is the one to show)
+          if (t.epoch !== epoch) return; // (a later load, or jump, landed first: it is the one to show)
           const link = headers.get("Link") || "";
           for (const x of data) this.store.remember(x.author);
           t.set(data.reverse(), { hasOlder: headers.get("X-Has-More") === "true" || /rel="next"/.test(link), atEnd: !/rel="prev"/.test(link) });
@@ -351,11 +351,11 @@ export class ChatView {
     const ctx = this.ctx;
     const before = this.drawn || new Map();
     const drawn = new Map();
-    // (and of the same message object: a kept element's actions act on the object it
-    // was drawn from, which a reloaded page of history replaces)
-    // A message whose drawing changed (a reaction, an edit) is patched in place
-    // (repaint): its controls stay the same elements, so a press on one survives that
-    // too; not while it is or was being edited (its editor is an element of its own).
+    // An element is kept for the same message object (its actions act on the object it
+    // was drawn from, which a reloaded page of history replaces): as it is when its
+    // drawing is the same, else patched in place (repaint: a reaction, an edit), so its
+    // controls stay the same elements and a press on one survives the change; not while
+    // it is or was being edited (its editor is an element of its own).
     const keep = (key, sig, build, of = null) => {
       const old = before.get(key);
       const editing = Boolean(of && of.editing);
