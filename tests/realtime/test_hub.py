@@ -78,6 +78,49 @@ async def test_a_listener_reconnect_with_200_subscribers_reads_the_gap_once(
             s.close("test")
 
 
+async def test_commits_read_after_a_listener_reconnect_do_not_overflow_a_reader_that_keeps_up(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    pool: asyncpg.Pool,
+    conn: asyncpg.Connection,
+) -> None:
+    """The missed commits come from the log a page at a time; a page handed over at once
+    overflowed the queue of a connection that reads everything as it comes (it was cut
+    off as a slow consumer, and so was every other one on the process)."""
+    hub: Hub = app.state.hub
+    ann, ben = await make_user("ann"), await make_user("ben")
+    dm = (await factories.direct(client, ann, ben))["id"]
+    hub.queue_limit = 8
+    sub, _, _ = await open_user_feed(hub, pool, ben.actor, None)
+    try:
+        await drain(sub)
+        assert sub.live
+        async with pool.acquire() as admin:
+            await admin.execute("SELECT pg_terminate_backend($1)", hub.listener_pid)
+        async with asyncio.timeout(10):
+            while hub.listening.is_set():
+                await asyncio.sleep(0.01)
+        sent = [f"m{i}" for i in range(40)]
+        for mid in sent:  # forty commits, of one event each
+            await event_log.insert_events(
+                conn,
+                kind="channel",
+                entity_id=uuid.UUID(dm),
+                types=["message.created"],
+                datas=[orjson.dumps({"id": mid}).decode()],
+            )
+        got: list[str] = []
+        async with asyncio.timeout(20):
+            while len(got) < len(sent):
+                item = await next_not_presence(sub)  # raises Closed if it was cut off
+                assert item is not None
+                got.append(item[0].data["id"])
+        assert got == sent
+    finally:
+        sub.close("test")
+
+
 async def test_a_resume_inside_the_newest_commit_delivers_the_rest_of_it(
     app: FastAPI,
     client: httpx.AsyncClient,

@@ -363,18 +363,23 @@ class Hub:
         self._advance()
 
     def _advance(self) -> None:
-        """Hand over every commit that is next and complete; start a read of the log if
-        something after a gap (or a commit without its events) is waiting."""
+        """Hand over the commits that are next and complete (as many as a connection's
+        queue takes at once); start a read of the log if something after a gap (or a
+        commit without its events) is waiting, or a task to hand over the rest."""
         if not self.known.is_set():
             return
-        self._advance_only()
-        if self._filling is None and self._gap():
+        self._advance_only(self.queue_limit // 4)
+        if self._filling is None and (self._gap() or self._next_ready()):
             self._filling = asyncio.get_running_loop().create_task(self._fill(), name="hub-fill")
 
     def _take(self, g: int) -> None:
         commit = self._pending.pop(g, None)
         if commit is not None:
             self._pending_events -= len(commit.events)
+
+    def _next_ready(self) -> bool:
+        nxt = self._pending.get(self.last_g + 1)
+        return nxt is not None and nxt.complete and not nxt.bodiless
 
     def _gap(self) -> bool:
         if self._fill_to > self.last_g:
@@ -384,11 +389,26 @@ class Hub:
             return True
         return any(g > self.last_g + 1 for g in self._pending)
 
+    async def _pace(self, handed: int) -> int:
+        """Let the connections write what they were handed before handing more (a page of
+        commits at once would overflow the queue of a client that keeps up and cut it off
+        as a slow consumer): a turn of the event loop once a quarter of a queue went."""
+        if handed < self.queue_limit // 4:
+            return handed
+        await asyncio.sleep(0)
+        return 0
+
     async def _fill(self) -> None:
-        """Read what is missing from the log, a page of commits at a time, in order."""
+        """Read what is missing from the log, a page of commits at a time, in order, and
+        hand over what is next, paced."""
         delay = 0.1
         try:
-            while not self._stopping and self._gap():
+            while not self._stopping:
+                handed = 0
+                while self._next_ready() and not self._stopping:
+                    handed = await self._pace(handed + self._advance_only(1))
+                if not self._gap():
+                    break
                 target = max([self._fill_to, self.last_g, *self._pending])
                 upto = min(target, self.last_g + FILL_PAGE)
                 try:
@@ -399,7 +419,9 @@ class Hub:
                     delay = min(delay * 2, 2.0)
                     continue
                 self.fill_reads += 1
+                handed = 0
                 for g, group in groupby(rows, key=lambda r: r.g):
+                    handed = await self._pace(handed)
                     if g <= self.last_g:
                         continue
                     if g != self.last_g + 1:
@@ -408,26 +430,30 @@ class Hub:
                     self._take(g)
                     stream = Stream(StreamKind(items[0].kind), items[0].entity_id)
                     self._dispatch(g, stream, [(r.pos, r.type, r.data) for r in items])
+                    handed += len(items)
                 if self.last_g < upto:
                     self._lost(self.last_g + 1, upto)
                     self.last_g = upto
                 for g in [g for g in self._pending if g <= self.last_g]:
                     self._take(g)
-                self._advance_only()
         finally:
             self._filling = None
         if not self._stopping:
             self._advance()
 
-    def _advance_only(self) -> None:
-        while True:
+    def _advance_only(self, budget: int) -> int:
+        """Hand over the commits that are next and complete, until `budget` events went
+        (at least one commit, if one is ready); how many went."""
+        handed = 0
+        while handed < budget or handed == 0:
             commit = self._pending.get(self.last_g + 1)
             if commit is None or not commit.complete or commit.bodiless:
-                return
+                break
             self._take(commit.g)
-            self._dispatch(
-                commit.g, commit.stream, [(p, *e) for p, e in sorted(commit.events.items())]
-            )
+            events = [(p, *e) for p, e in sorted(commit.events.items())]
+            self._dispatch(commit.g, commit.stream, events)
+            handed += len(events)
+        return handed
 
     def _lost(self, first: int, last: int) -> None:
         """Commits that are gone from the log (retention removed them before this
