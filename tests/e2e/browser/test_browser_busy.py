@@ -14,6 +14,7 @@ from playwright.async_api import Page, Request, Route, expect
 
 from tests.e2e.browser.client import GENERAL, USER_IDS, act, api_as, message, open_channel
 from tests.e2e.browser.conftest import Browsers, Site
+from tests.e2e.browser.test_browser_chat import png
 
 URL = f"/api/channels/{GENERAL}/messages"
 
@@ -356,3 +357,42 @@ async def test_the_later_of_two_jumps_is_the_one_shown(site: Site, browsers: Bro
     await asyncio.sleep(2.5)  # (the first page has landed: the route let it go at 2 s)
     await expect(message(log, "second original")).to_be_in_viewport()
     await expect(message(log, "first original")).to_have_count(0)
+
+
+async def test_an_image_that_could_not_be_fetched_stays_marked_broken(
+    site: Site, browsers: Browsers
+) -> None:
+    """A thumbnail whose fetch failed is marked broken, and stays so when its message is
+    drawn again (a reaction); once the file can be fetched, the next drawing after a
+    while shows it (the kept drawing gets the picture, not a copy that was thrown away)."""
+    alice = await browsers.logged_in(site.base, "alice")
+    log = await open_channel(alice, "general")
+    refused: list[str] = []
+
+    async def refuse(route: Route) -> None:
+        refused.append(route.request.url)
+        await route.fulfill(status=503, json={"code": "UNAVAILABLE", "message": "try later"})
+
+    await alice.route("**/api/attachments/*/thumbnail", refuse)
+    async with api_as(site.base, "bob") as bob:
+        data = {"payload_json": '{"content": "a picture"}'}
+        files = [("files", ("pic.png", png(), "image/png"))]
+        sent = await bob.post(URL, data=data, files=files)
+        assert sent.status_code == 201, sent.text
+        row = message(log, "a picture")
+        image = row.get_by_role("img", name="pic.png")
+        await expect(image).to_have_class(re.compile(r"\bbroken\b"))
+        react = f"{URL}/{sent.json()['id']}/reactions/%F0%9F%8E%89/@me"
+        assert (await bob.put(react)).status_code == 204
+        await expect(row.get_by_role("button", name=re.compile("^🎉 1 reaction"))).to_be_visible()
+        await expect(image).to_have_class(re.compile(r"\bbroken\b"))
+        assert len(refused) == 1  # not fetched again at once
+
+        await alice.unroute("**/api/attachments/*/thumbnail")
+        await alice.evaluate("() => { const now = Date.now(); Date.now = () => now + 60_000; }")
+        assert (await bob.delete(react)).status_code == 204
+        await expect(image).to_have_attribute("src", re.compile("^blob:"))
+        await expect(image).not_to_have_class(re.compile(r"\bbroken\b"))
+        await alice.wait_for_function(
+            "img => img.complete && img.naturalWidth > 0", arg=await image.element_handle()
+        )
