@@ -408,3 +408,51 @@ async def test_place_moves_no_element_it_keeps(site: Site, browsers: Browsers) -
         }""",
     )
     assert got == {"removed": ["c"], "order": "abde"}
+
+
+async def test_a_channel_left_behind_holds_a_page_not_all_that_was_said(
+    site: Site, browsers: Browsers
+) -> None:
+    """A tab left open in a busy server: the channels not on screen keep their newest page
+    (50) and nothing more, however much arrives; the one on screen keeps all it loaded,
+    and so does one whose page is still loading (what arrives meanwhile joins it)."""
+    got = await in_client(
+        site,
+        browsers,
+        """async () => {
+          const { Store } = await import("/web/js/store.js");
+          const s = new Store();
+          s.me = { id: "me" };
+          const author = { id: "bob", username: "bob" };
+          const msg = (ch, seq) => ({ id: `${ch}-${seq}`, channel_id: ch, seq, author,
+                                      content: "hi", reactions: [], attachments: [],
+                                      mentions: [], mention_roles: [] });
+          const page = (ch, from, to) => {
+            const list = [];
+            for (let q = from; q <= to; q++) list.push(msg(ch, q));
+            return list;
+          };
+          for (const ch of ["seen", "away", "loading"]) {
+            s.timeline(ch).set(page(ch, 1, 50), { hasOlder: false, atEnd: true });
+          }
+          s.viewing = "seen";
+          s.timeline("loading").loading = 1;
+          for (let q = 51; q <= 1500; q++) {
+            for (const ch of ["seen", "away", "loading"]) s.messageArrived(msg(ch, q));
+          }
+          const away = s.timeline("away");
+          const loading = s.timeline("loading");
+          loading.loading = 0;
+          const sizes = (t) => [t.list.length, t.recent.size, t.list[0].seq, t.newest, t.hasOlder];
+          const out = { seen: sizes(s.timeline("seen")), away: sizes(away), loading: sizes(loading) };
+          s.messageArrived(msg("loading", 1501));
+          out.loadedThenAway = sizes(loading);
+          return out;
+        }""",
+    )
+    assert got == {
+        "seen": [1500, 1000, 1, 1500, False],
+        "away": [50, 0, 1451, 1500, True],
+        "loading": [1500, 1000, 1, 1500, False],
+        "loadedThenAway": [50, 0, 1452, 1501, True],
+    }

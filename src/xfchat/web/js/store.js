@@ -155,7 +155,10 @@ export class Store {
   messageArrived(m) {
     this.remember(m.author);
     const t = this.messages.get(m.channel_id);
-    if (t) t.insertLive(m);
+    if (t) {
+      t.insertLive(m);
+      if (this.viewing !== m.channel_id) t.leftBehind();
+    }
     const conv = this.conversations.get(m.channel_id);
     if (conv) {
       conv.last_message = m;
@@ -225,6 +228,7 @@ export class Store {
 // A channel's loaded messages: one contiguous window of seqs, oldest first.
 // The live messages a timeline keeps whatever its window shows (see Timeline.recent).
 const RECENT = 1000;
+const KEPT = 50; // (a page, as ui/chat.js reads them)
 
 export class Timeline {
   constructor() {
@@ -281,10 +285,15 @@ export class Timeline {
     return true;
   }
 
-  // Keep only the newest `n` (a channel left behind need not hold all it scrolled).
-  trim(n) {
-    if (!this.atEnd || this.list.length <= n) return;
-    for (const m of this.list.splice(0, this.list.length - n)) this.byId.delete(m.id);
+  // A channel not on screen keeps the newest KEPT messages of its window (what it
+  // scrolled through is read again if wanted), and none of `recent` once no page of it
+  // is loading (the next page read is the newest): a tab left open in a busy server
+  // holds a page a channel, not all that was ever said.
+  leftBehind() {
+    if (this.loading) return;
+    this.recent.clear();
+    if (!this.atEnd || this.list.length <= KEPT) return;
+    for (const m of this.list.splice(0, this.list.length - KEPT)) this.byId.delete(m.id);
     this.hasOlder = true;
   }
 

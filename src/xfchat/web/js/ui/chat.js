@@ -163,7 +163,7 @@ export class ChatView {
   }
 
   destroy() {
-    this.store.timeline(this.channelId).trim(PAGE);
+    this.store.timeline(this.channelId).leftBehind();
     for (const u of this.unsubs) u();
     this.resizer.disconnect();
     clearInterval(this.typingTimer);
