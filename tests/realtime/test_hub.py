@@ -38,6 +38,15 @@ async def next_not_presence(sub: Subscriber) -> tuple[Delivery, str | None] | No
     return got
 
 
+async def listener_down(hub: Hub, pool: asyncpg.Pool) -> None:
+    """The hub's LISTEN connection cut (it reconnects by itself, reading what it missed)."""
+    async with pool.acquire() as conn:
+        await conn.execute("SELECT pg_terminate_backend($1)", hub.listener_pid)
+    async with asyncio.timeout(10):
+        while hub.listening.is_set():
+            await asyncio.sleep(0.01)
+
+
 async def test_a_listener_reconnect_with_200_subscribers_reads_the_gap_once(
     app: FastAPI, client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
 ) -> None:
@@ -56,11 +65,7 @@ async def test_a_listener_reconnect_with_200_subscribers_reads_the_gap_once(
         assert all(s.live for s in subs) and len(subs) == 200
         fills, replays = hub.fill_reads, hub.replay_reads
 
-        async with pool.acquire() as conn:
-            await conn.execute("SELECT pg_terminate_backend($1)", hub.listener_pid)
-        async with asyncio.timeout(10):
-            while hub.listening.is_set():
-                await asyncio.sleep(0.01)
+        await listener_down(hub, pool)
         sent = [await say(client, ann, g, f"while the listener was down {g}") for g in groups]
         async with asyncio.timeout(10):
             await hub.listening.wait()
@@ -96,11 +101,7 @@ async def test_commits_read_after_a_listener_reconnect_do_not_overflow_a_reader_
     try:
         await drain(sub)
         assert sub.live
-        async with pool.acquire() as admin:
-            await admin.execute("SELECT pg_terminate_backend($1)", hub.listener_pid)
-        async with asyncio.timeout(10):
-            while hub.listening.is_set():
-                await asyncio.sleep(0.01)
+        await listener_down(hub, pool)
         sent = [f"m{i}" for i in range(40)]
         for mid in sent:  # forty commits, of one event each
             await event_log.insert_events(
