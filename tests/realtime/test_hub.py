@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import threading
+import time
 import uuid
 
 import asyncpg
@@ -117,6 +119,87 @@ async def test_commits_read_after_a_listener_reconnect_do_not_overflow_a_reader_
                 item = await next_not_presence(sub)  # raises Closed if it was cut off
                 assert item is not None
                 got.append(item[0].data["id"])
+        assert got == sent
+    finally:
+        sub.close("test")
+
+
+def commit_elsewhere_while_blocked(db_url: str, streams: int) -> None:
+    """One commit of an event on each of `streams` streams nobody here follows, made from
+    another thread while this event loop waits: their notifications reach the listener
+    together and are handled in one turn of the loop."""
+
+    async def commit() -> None:
+        other = await asyncpg.connect(db_url)
+        try:
+            async with other.transaction():
+                await event_log.insert_events_many(
+                    other,
+                    kinds=["channel"] * streams,
+                    entity_ids=[uuid.uuid4() for _ in range(streams)],
+                    types=["x.other"] * streams,
+                    datas=['{"n": 1}'] * streams,
+                )
+        finally:
+            await other.close()
+
+    done = threading.Thread(target=lambda: asyncio.run(commit()))
+    done.start()
+    done.join()
+    time.sleep(0.2)  # (their notifications reach the listener's socket)
+
+
+async def test_notifications_while_a_backlog_is_handed_over_share_its_pace(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    pool: asyncpg.Pool,
+    conn: asyncpg.Connection,
+    db_url: str,
+) -> None:
+    """Commits held behind a gap are handed over a quarter of a queue a turn of the event
+    loop; ten notifications of other streams handled in one turn each handed over another
+    quarter of that backlog (and cut off the reader that keeps up, found by an outside
+    review): the turn's share is one, whichever path hands commits over."""
+    hub: Hub = app.state.hub
+    ann, ben = await make_user("ann"), await make_user("ben")
+    dm = uuid.UUID((await factories.direct(client, ann, ben))["id"])
+    hub.queue_limit = 8
+    sub, _, _ = await open_user_feed(hub, pool, ben.actor, None)
+
+    async def commit(mid: str, content: str = "") -> None:
+        data = orjson.dumps({"id": mid, "content": content}).decode()
+        await event_log.insert_events(
+            conn, kind="channel", entity_id=dm, types=["message.created"], datas=[data]
+        )
+
+    try:
+        await drain(sub)
+        await hub._listener_busy.acquire()  # the read of the gap waits: commits pile up
+        sent = ["big"] + [f"m{i}" for i in range(60)]
+        await commit("big", "x" * 20_000)  # (too large for its notification: a gap)
+        for mid in sent[1:]:
+            await commit(mid)
+        async with asyncio.timeout(5):
+            while len(hub._pending) < len(sent):
+                await asyncio.sleep(0.01)
+        first = min(hub._pending)
+        hub._listener_busy.release()
+        got: list[str] = []
+
+        async def read() -> None:
+            async with asyncio.timeout(20):
+                while len(got) < len(sent):
+                    item = await next_not_presence(sub)  # raises Closed if it was cut off
+                    assert item is not None
+                    got.append(item[0].data["id"])
+
+        reader = asyncio.create_task(read())
+        async with asyncio.timeout(5):
+            while hub.last_g < first + 2:  # the backlog is being handed over
+                await asyncio.sleep(0)
+        commit_elsewhere_while_blocked(db_url, 10)
+        await reader
         assert got == sent
     finally:
         sub.close("test")

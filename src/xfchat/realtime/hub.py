@@ -109,6 +109,8 @@ class Hub:
         self._pending_events = 0
         self._fill_to = 0  # commits up to here exist and must be read from the log
         self._filling: asyncio.Task[None] | None = None
+        self._turn_handed = 0  # events handed over in this turn of the event loop (_room)
+        self._turn_reset: asyncio.Handle | None = None
         self.listening = asyncio.Event()
         # The LISTEN connection, while it is up: the commits missing from notifications are
         # read on it (one query at a time), so delivery never waits for the request pool.
@@ -297,6 +299,7 @@ class Hub:
 
     def _dispatch(self, g: int, stream: Stream, events: list[tuple[int, str, Any]]) -> None:
         self.last_g = g
+        self._spent(len(events))
         deliveries = [Delivery(g, stream, pos, t, d) for pos, t, d in events]
         if stream.kind is StreamKind.USER:
             for d in deliveries:
@@ -363,12 +366,13 @@ class Hub:
         self._advance()
 
     def _advance(self) -> None:
-        """Hand over the commits that are next and complete (as many as a connection's
-        queue takes at once); start a read of the log if something after a gap (or a
-        commit without its events) is waiting, or a task to hand over the rest."""
+        """Hand over the commits that are next and complete (what is left of this turn's
+        share); start a read of the log if something after a gap (or a commit without its
+        events) is waiting, or a task to hand over the rest."""
         if not self.known.is_set():
             return
-        self._advance_only(self.queue_limit // 4)
+        if self._room() > 0:
+            self._advance_only(self._room())
         if self._filling is None and (self._gap() or self._next_ready()):
             self._filling = asyncio.get_running_loop().create_task(self._fill(), name="hub-fill")
 
@@ -389,14 +393,28 @@ class Hub:
             return True
         return any(g > self.last_g + 1 for g in self._pending)
 
-    async def _pace(self, handed: int) -> int:
-        """Let the connections write what they were handed before handing more (a page of
-        commits at once would overflow the queue of a client that keeps up and cut it off
-        as a slow consumer): a turn of the event loop once a quarter of a queue went."""
-        if handed < self.queue_limit // 4:
-            return handed
-        await asyncio.sleep(0)
-        return 0
+    # Pacing. The connections write what they were handed before more is handed over: at
+    # most a quarter of a queue of events a turn of the event loop, whichever path hands
+    # them over (a notification, or the task reading the log). A page of commits handed
+    # at once, or a notification's share after another's in one turn, would overflow the
+    # queue of a client that keeps up and cut it off as a slow consumer.
+
+    def _room(self) -> int:
+        return max(1, self.queue_limit // 4) - self._turn_handed
+
+    def _spent(self, events: int) -> None:
+        self._turn_handed += events
+        if self._turn_reset is None:
+            self._turn_reset = asyncio.get_running_loop().call_soon(self._new_turn)
+
+    def _new_turn(self) -> None:
+        self._turn_handed = 0
+        self._turn_reset = None
+
+    async def _next_turn(self) -> None:
+        """Return when this turn has room for more (at once, if it has)."""
+        while self._room() <= 0:
+            await asyncio.sleep(0)
 
     async def _fill(self) -> None:
         """Read what is missing from the log, a page of commits at a time, in order, and
@@ -404,9 +422,11 @@ class Hub:
         delay = 0.1
         try:
             while not self._stopping:
-                handed = 0
-                while self._next_ready() and not self._stopping:
-                    handed = await self._pace(handed + self._advance_only(1))
+                while self._next_ready():
+                    await self._next_turn()
+                    if self._stopping:
+                        return
+                    self._advance_only(self._room())
                 if not self._gap():
                     break
                 target = max([self._fill_to, self.last_g, *self._pending])
@@ -419,9 +439,10 @@ class Hub:
                     delay = min(delay * 2, 2.0)
                     continue
                 self.fill_reads += 1
-                handed = 0
                 for g, group in groupby(rows, key=lambda r: r.g):
-                    handed = await self._pace(handed)
+                    await self._next_turn()
+                    if self._stopping:
+                        return
                     if g <= self.last_g:
                         continue
                     if g != self.last_g + 1:
@@ -430,7 +451,6 @@ class Hub:
                     self._take(g)
                     stream = Stream(StreamKind(items[0].kind), items[0].entity_id)
                     self._dispatch(g, stream, [(r.pos, r.type, r.data) for r in items])
-                    handed += len(items)
                 if self.last_g < upto:
                     self._lost(self.last_g + 1, upto)
                     self.last_g = upto
