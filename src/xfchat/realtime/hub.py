@@ -461,19 +461,18 @@ class Hub:
         if not self._stopping:
             self._advance()
 
-    def _advance_only(self, budget: int) -> int:
+    def _advance_only(self, budget: int) -> None:
         """Hand over the commits that are next and complete, until `budget` events went
-        (at least one commit, if one is ready); how many went."""
+        (at least one commit, if one is ready)."""
         handed = 0
         while handed < budget or handed == 0:
             commit = self._pending.get(self.last_g + 1)
             if commit is None or not commit.complete or commit.bodiless:
-                break
+                return
             self._take(commit.g)
             events = [(p, *e) for p, e in sorted(commit.events.items())]
             self._dispatch(commit.g, commit.stream, events)
             handed += len(events)
-        return handed
 
     def _lost(self, first: int, last: int) -> None:
         """Commits that are gone from the log (retention removed them before this
