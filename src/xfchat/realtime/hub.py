@@ -412,8 +412,10 @@ class Hub:
         self._turn_reset = None
 
     async def _next_turn(self) -> None:
-        """Return when this turn has room for more (at once, if it has)."""
-        while self._room() <= 0:
+        """Return when this turn has room for more (at once, if it has). The wait is a
+        turn, not an event: the count starts again before this task resumes (_spent), but
+        notifications handled in that turn may spend its share first."""
+        while self._room() <= 0:  # noqa: ASYNC110
             await asyncio.sleep(0)
 
     async def _fill(self) -> None:
