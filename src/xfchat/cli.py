@@ -168,14 +168,20 @@ def _server_class() -> type:
 
         end_streams: Callable[[float], Awaitable[object]] | None = None
         _ending: asyncio.Task[None] | None = None
+        _interrupts = 0  # SIGINTs received
 
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-            if self.end_streams is None or self.should_exit or self._ending is not None:
-                super().handle_exit(sig, frame)  # (a second signal: uvicorn's stop at once)
-                return
-            self._ending = asyncio.get_running_loop().create_task(self._end_then_exit(sig))
+            self._interrupts += sig == signal.SIGINT
+            if self.end_streams is None:
+                super().handle_exit(sig, frame)
+            elif self._ending is None and not self.should_exit:
+                self._ending = asyncio.get_running_loop().create_task(self._end_then_exit())
+            elif self._interrupts > 1:  # a second Ctrl-C: uvicorn's stop at once
+                self.should_exit = self.force_exit = True
+            # (Else stopping already, gracefully. A terminal's Ctrl-C reaches each worker
+            # along with the supervisor's SIGTERM, in either order: xfchat/workers.py.)
 
-        async def _end_then_exit(self, sig: int) -> None:
+        async def _end_then_exit(self) -> None:
             assert self.end_streams is not None
             grace = self.config.timeout_graceful_shutdown or 0.0
             started = time.monotonic()
@@ -184,7 +190,7 @@ def _server_class() -> type:
             finally:
                 left = max(0.0, grace - (time.monotonic() - started))
                 self.config.timeout_graceful_shutdown = left  # type: ignore[assignment]
-                super().handle_exit(sig, None)
+                self.should_exit = True
 
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
@@ -250,12 +256,17 @@ def serve_metrics(
 
     from xfchat.api.metrics import metrics_listener
 
-    config = uvicorn.Config(
+    class LeavesTheLogs(uvicorn.Config):
+        # (uvicorn's loggers are the process's: set by the server's own configuration,
+        # the access log and the level of XFCHAT_ACCESS_LOG and XFCHAT_LOG_LEVEL; with
+        # the access log on, the scrapes are in it too, as every request is)
+        def configure_logging(self) -> None:
+            pass
+
+    config = LeavesTheLogs(
         metrics_listener(app.state.metrics),
         lifespan="off",
         log_config=None,
-        log_level="warning",
-        access_log=False,
         server_header=False,
         proxy_headers=False,
         **_limits(settings, app),
@@ -474,7 +485,7 @@ def cmd_seed(args: argparse.Namespace) -> int:
         conn = await connect_with_retry(settings, say)
         try:
             if await Migrator(conn, settings.migrations_dir).pending():
-                fatal("the schema is not current: run `xfchat migrate run` first", EXIT_MIGRATION)
+                fatal("the schema is not current: run `xfchat migrate run` first", EXIT_DATABASE)
             users = 0 if await is_seeded(conn) else await users_q.count_users(conn)
             if users and not args.with_accounts:  # (as `xfchat dev` refuses)
                 fatal(

@@ -6,8 +6,8 @@ port once, then forks the workers. Each worker is a whole XFChat process of its 
 separately started processes on one database are: everything they share goes through
 PostgreSQL. The kernel hands each new connection to one of them.
 
-The parent forwards SIGTERM and SIGINT to the workers and returns when they have all
-stopped; it says `ready` once every worker is. A worker that dies is started again
+On SIGTERM or SIGINT the parent stops the workers gracefully (SIGTERM: see _forward)
+and returns when they have all stopped; it says `ready` once every worker is. A worker that dies is started again
 (its clients reconnect and resume, like after any lost process), unless it died before
 it was ever ready: then the start failed and the parent stops the others and exits
 with that worker's status. Workers die with the parent (PR_SET_PDEATHSIG).
@@ -87,11 +87,14 @@ class Supervisor:
                 os._exit(code)
         self.children[pid] = index
 
-    def _forward(self, sig: int, _frame: FrameType | None) -> None:
+    def _forward(self, _sig: int, _frame: FrameType | None) -> None:
+        """Stop the workers, gracefully: SIGTERM, whichever signal came. A terminal's
+        Ctrl-C sends SIGINT to the workers too (one process group), and a second SIGINT
+        is uvicorn's "stop now" (as a second Ctrl-C still is)."""
         self.stopping = True
         for pid in list(self.children):
             try:
-                os.kill(pid, sig)
+                os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
 

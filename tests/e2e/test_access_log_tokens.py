@@ -61,3 +61,16 @@ async def test_no_spelling_of_the_parameter_and_no_logger_lets_a_token_through(
     log = proc.output
     assert '"GET /health HTTP/1.1" 200' in log and "/api/gateway" in log, log[-2000:]
     assert user.access_token not in log, log[-3000:]
+
+
+async def test_a_metrics_listener_leaves_the_logs_as_they_were_set(servers: Servers) -> None:
+    """Was: the metrics listener's uvicorn configuration (XFCHAT_METRICS_ADDR) set uvicorn's
+    loggers anew, after the server's: the access log went silent, and so did uvicorn's
+    start-up lines, whatever XFCHAT_ACCESS_LOG and XFCHAT_LOG_LEVEL said."""
+    proc, base = servers.start(XFCHAT_ACCESS_LOG="true", XFCHAT_METRICS_ADDR="127.0.0.1:0")
+    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+        assert (await client.get("/health")).status_code == 200
+    log = proc.output
+    assert "metrics bound to" in log, log[-2000:]
+    assert '"GET /health HTTP/1.1" 200' in log, log[-2000:]
+    assert "Application startup complete" in log, log[-2000:]

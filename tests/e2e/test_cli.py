@@ -27,7 +27,7 @@ def test_seed_loads_the_demo_once_and_refuses_a_second_time(db_url: str) -> None
 
 async def test_seed_refuses_a_database_without_the_schema(empty_db_url: str) -> None:
     result = run_cli("seed", env=clean_env(DATABASE_URL=empty_db_url))
-    assert result.returncode == 4 and "migrate run" in result.stderr
+    assert result.returncode == 3 and "migrate run" in result.stderr
     conn = await asyncpg.connect(empty_db_url)
     assert await conn.fetchval("SELECT to_regclass('users')") is None
     await conn.close()

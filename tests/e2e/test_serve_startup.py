@@ -103,7 +103,7 @@ async def test_wrong_password_is_refused_at_once(pg_cluster: Cluster, db_url: st
         await conn.close()
     url = db_url.replace("postgres@", f"{role}:wrong-password@")
     result = run_cli("serve", env=serve_env(url))
-    line = assert_refused(result, 3, "rejected the password", role)
+    line = assert_refused(result, 3, "rejected the login", role)
     assert "connect attempt" not in result.stderr  # not retried: waiting cannot fix it
     assert "wrong-password" not in line
 

@@ -3,6 +3,7 @@ gone with the parent."""
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import time
@@ -74,3 +75,16 @@ def test_the_workers_die_with_their_parent(servers: Servers) -> None:
     proc.kill()
     _, alive = psutil.wait_procs(workers, timeout=15)
     assert alive == [], [w.pid for w in alive]
+
+
+def test_ctrl_c_in_a_terminal_stops_the_workers_gracefully(servers: Servers) -> None:
+    """A terminal's Ctrl-C sends SIGINT to the parent and its workers at once. The parent
+    passed its SIGINT on too: a worker's second SIGINT is uvicorn's "stop now", and the
+    shutdown was cut short (CancelledError tracebacks, presence not retracted)."""
+    for _ in range(2):
+        proc, _ = servers.start(XFCHAT_WORKERS="2")
+        _workers(psutil.Process(proc.proc.pid), 2)
+        os.killpg(proc.proc.pid, signal.SIGINT)  # (its own process group, as in a terminal)
+        assert proc.proc.wait(30) == 0, proc.output
+        assert "Traceback" not in proc.output and " ERROR " not in proc.output, proc.output
+        assert "could not retract" not in proc.output, proc.output

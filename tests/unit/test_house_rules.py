@@ -318,3 +318,19 @@ def test_every_down_that_drops_or_deletes_rows_says_what_it_destroys() -> None:
             misplaced.append(mig.down_path.name)  # (a mark below the header is not read)
     assert unmarked == [], f"say what reverting these destroys: {unmarked}"
     assert misplaced == [], misplaced
+
+
+def test_every_down_that_destroys_data_is_in_the_operations_table() -> None:
+    """docs/operations.md lists the downs that destroy data, for whoever plans a rollback
+    (0033's was missing: found by a self-hoster following the doc)."""
+    from xfchat.db.migrate import DEFAULT_DIR, discover
+
+    doc = (ROOT / "docs" / "operations.md").read_text()
+    listed = set(re.findall(r"^\| `(\d{4}_\w+)` \|", doc, flags=re.MULTILINE))
+    destroying = {
+        mig.down_path.name.removesuffix(".down.sql")
+        for mig in discover(DEFAULT_DIR)
+        if mig.destroys is not None
+    }
+    assert destroying - listed == set(), "add these to the table of downs that destroy data"
+    assert listed - destroying == set(), "these downs destroy nothing (or are gone)"

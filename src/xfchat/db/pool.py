@@ -180,8 +180,8 @@ async def connect_with_retry(settings: DatabaseSettings, log: Log) -> asyncpg.Co
             return await connect(settings, url, requests=False)
         except asyncpg.InvalidPasswordError:
             raise DatabaseStartupError(
-                f"PostgreSQL rejected the password for {target}: check the user and password "
-                "in DATABASE_URL"
+                f"PostgreSQL rejected the login of {target} (a wrong password, or no such "
+                "user: it does not say which): check the user and password in DATABASE_URL"
             ) from None
         except asyncpg.InvalidAuthorizationSpecificationError as exc:
             raise DatabaseStartupError(
