@@ -247,6 +247,27 @@ export class Timeline {
     this.loading = 0;
     this.missed = false;
     this.epoch = 0;
+    // Loads of the whole window (the newest page, a jump's page): numbered as they are
+    // asked for; one lands only if none asked for after it landed first (`take`).
+    this.claims = 0;
+    this.shown = 0;
+  }
+
+  claim() {
+    this.claims += 1;
+    return this.claims;
+  }
+
+  // Whether the window load numbered `claim` may replace the window (and then it has).
+  take(claim) {
+    if (claim <= this.shown) return false;
+    this.shown = claim;
+    return true;
+  }
+
+  // Whether the window holds every message after `seq` (so counts after it are exact).
+  holdsAfter(seq) {
+    return this.loaded && this.atEnd && (!this.hasOlder || (this.list.length > 0 && this.list[0].seq <= seq + 1));
   }
 
   set(messages, { hasOlder, atEnd }) {
@@ -404,16 +425,14 @@ const HANDLERS = {
     const read = s.reads.get(d.channel_id) || { unread: 0, mention_count: 0 };
     read.last_read_seq = d.last_read_seq;
     const t = s.messages.get(d.channel_id);
-    if (t && t.atEnd) {
+    if (t && t.holdsAfter(d.last_read_seq)) {
       // (not those seen here as they came: an ack's echo names the newest when it was
       // sent, and more may have come, watched, since)
       const after = t.list.filter((m) => m.seq > d.last_read_seq && m.author.id !== s.me.id && !m.deleted && !m.uncounted);
       read.unread = after.length;
       read.mention_count = after.filter((m) => s.mentionsMe(m)).length;
-    } else {
-      read.unread = 0;
-      read.mention_count = 0;
     }
+    // (else the counts stay until ui/app.js has counted again what is unread now)
     s.reads.set(d.channel_id, read);
     s.emit("reads");
   },

@@ -116,9 +116,14 @@ export class App {
     const hidden = type === "channel.hidden" && d.channel_ids.includes(this.route.channelId) ? this.channelTitle(this.route.channelId) : null;
     const recount = type === "message.created" && this.recounts?.get(d.channel_id);
     const before = recount && recount.running ? this.store.reads.get(d.channel_id)?.unread : null;
+    // Your read position moved (another device of yours) in a channel whose unread
+    // messages this page does not all hold (never opened, or only its newest page kept):
+    // the store cannot count them, so they are counted again here.
+    const readFrom = type === "read_state.updated" && d.user_id === this.store.me?.id && !this.store.messages.get(d.channel_id)?.holdsAfter(d.last_read_seq) ? this.store.reads.get(d.channel_id)?.last_read_seq || 0 : null;
     this.store.apply(type, d);
     if (before != null && this.store.reads.get(d.channel_id)?.unread > before) recount.arrived.push({ id: d.id, mention: this.store.mentionsMe(d) });
     if (unseen) this.recountUnread(d.channel_id, d.seq);
+    if (readFrom !== null) this.recountRead(d.channel_id, readFrom);
     // Being moved away is said, with why (a moderator's act, or a deletion).
     if (serverName && d.reason !== "left") {
       const why = { kicked: `You were kicked from ${serverName}.`, banned: `You were banned from ${serverName}.`, deleted: `${serverName} was deleted.` };
@@ -140,6 +145,18 @@ export class App {
   recountUnread(channelId, seq) {
     const read = this.store.reads.get(channelId);
     if (!read || seq <= read.last_read_seq || !(read.unread || read.mention_count)) return;
+    this.scheduleRecount(channelId);
+  }
+
+  // The read position moved from `from`: forward, the counts can only fall (none to
+  // count at 0); back (marked unread), they may rise.
+  recountRead(channelId, from) {
+    const read = this.store.reads.get(channelId);
+    if (!read || (read.last_read_seq >= from && !(read.unread || read.mention_count))) return;
+    this.scheduleRecount(channelId);
+  }
+
+  scheduleRecount(channelId) {
     this.recounts = this.recounts || new Map(); // channel id -> {timer, running, again}
     let r = this.recounts.get(channelId);
     if (!r) this.recounts.set(channelId, (r = { timer: null, running: false, again: false, arrived: [] }));

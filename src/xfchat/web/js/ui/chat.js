@@ -186,7 +186,7 @@ export class ChatView {
     try {
       const { data, headers } = await this.session.call("GET", `/api/channels/${this.channelId}/messages?${query}`, null, { raw: true });
       for (const m of data) this.store.remember(m.author);
-      return { data, more: headers.get("X-Has-More") === "true" };
+      return { data, headers, more: headers.get("X-Has-More") === "true" };
     } finally {
       t.loading -= 1;
     }
@@ -198,9 +198,9 @@ export class ChatView {
     try {
       const t = this.store.timeline(this.channelId);
       t.missed = false;
-      const epoch = t.epoch;
+      const claim = t.claim();
       const { data, more } = await this.page(`limit=${PAGE}`);
-      if (t.epoch !== epoch) return; // (a later load, or jump, landed first: it is the one to show)
+      if (!t.take(claim)) return; // (a load or jump asked for later landed first: it is the one to show)
       t.set(data.reverse(), { hasOlder: more, atEnd: true });
       this.render(true);
       if (t.missed && !t.loading && again > 0) return this.loadLatest(again - 1);
@@ -257,15 +257,15 @@ export class ChatView {
     const t = this.store.timeline(this.channelId);
     let m = t.byId.get(messageId);
     if (!m) {
-      const epoch = t.epoch;
+      // (asked for after the newest page a channel opened with: shown whichever lands first)
+      const claim = t.claim();
       try {
         m = await this.session.call("GET", `/api/channels/${this.channelId}/messages/${messageId}`);
         if (!m.deleted) {
           // The page centred on it: older ones above, newer below.
-          const { data, headers } = await this.session.call("GET", `/api/channels/${this.channelId}/messages?around=${m.seq}&limit=${PAGE}`, null, { raw: true });
-          if (t.epoch !== epoch) return; // (a later load, or jump, landed first: it is the one to show)
+          const { data, headers } = await this.page(`around=${m.seq}&limit=${PAGE}`);
+          if (!t.take(claim)) return; // (a load or jump asked for later landed first: it is the one to show)
           const link = headers.get("Link") || "";
-          for (const x of data) this.store.remember(x.author);
           t.set(data.reverse(), { hasOlder: headers.get("X-Has-More") === "true" || /rel="next"/.test(link), atEnd: !/rel="prev"/.test(link) });
           this.render();
         }
