@@ -85,6 +85,40 @@ async def test_a_listener_reconnect_with_200_subscribers_reads_the_gap_once(
             s.close("test")
 
 
+async def commit_message(
+    conn: asyncpg.Connection, channel: str, mid: str, content: str = ""
+) -> None:
+    """A commit of one message.created event (its id `mid`) in `channel`."""
+    data = orjson.dumps({"id": mid, "content": content}).decode()
+    await event_log.insert_events(
+        conn, kind="channel", entity_id=uuid.UUID(channel), types=["message.created"], datas=[data]
+    )
+
+
+async def read_ids(sub: Subscriber, count: int) -> list[str]:
+    """The ids of the next `count` messages the subscriber gets (Closed if it is cut off)."""
+    got: list[str] = []
+    async with asyncio.timeout(20):
+        while len(got) < count:
+            item = await next_not_presence(sub)
+            assert item is not None
+            got.append(item[0].data["id"])
+    return got
+
+
+async def reader_of_a_small_queue(
+    app: FastAPI, client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> tuple[Hub, str, Subscriber]:
+    """Ben's live feed with a queue of 8 events, and his direct conversation with Ann."""
+    hub: Hub = app.state.hub
+    ann, ben = await make_user("ann"), await make_user("ben")
+    dm = (await factories.direct(client, ann, ben))["id"]
+    hub.queue_limit = 8
+    sub, _, _ = await open_user_feed(hub, pool, ben.actor, None)
+    await drain(sub)
+    return hub, dm, sub
+
+
 async def test_commits_read_after_a_listener_reconnect_do_not_overflow_a_reader_that_keeps_up(
     app: FastAPI,
     client: httpx.AsyncClient,
@@ -95,31 +129,14 @@ async def test_commits_read_after_a_listener_reconnect_do_not_overflow_a_reader_
     """The missed commits come from the log a page at a time; a page handed over at once
     overflowed the queue of a connection that reads everything as it comes (it was cut
     off as a slow consumer, and so was every other one on the process)."""
-    hub: Hub = app.state.hub
-    ann, ben = await make_user("ann"), await make_user("ben")
-    dm = (await factories.direct(client, ann, ben))["id"]
-    hub.queue_limit = 8
-    sub, _, _ = await open_user_feed(hub, pool, ben.actor, None)
+    hub, dm, sub = await reader_of_a_small_queue(app, client, make_user, pool)
     try:
-        await drain(sub)
         assert sub.live
         await listener_down(hub, pool)
         sent = [f"m{i}" for i in range(40)]
         for mid in sent:  # forty commits, of one event each
-            await event_log.insert_events(
-                conn,
-                kind="channel",
-                entity_id=uuid.UUID(dm),
-                types=["message.created"],
-                datas=[orjson.dumps({"id": mid}).decode()],
-            )
-        got: list[str] = []
-        async with asyncio.timeout(20):
-            while len(got) < len(sent):
-                item = await next_not_presence(sub)  # raises Closed if it was cut off
-                assert item is not None
-                got.append(item[0].data["id"])
-        assert got == sent
+            await commit_message(conn, dm, mid)
+        assert await read_ids(sub, len(sent)) == sent
     finally:
         sub.close("test")
 
@@ -161,46 +178,24 @@ async def test_notifications_while_a_backlog_is_handed_over_share_its_pace(
     loop; ten notifications of other streams handled in one turn each handed over another
     quarter of that backlog (and cut off the reader that keeps up, found by an outside
     review): the turn's share is one, whichever path hands commits over."""
-    hub: Hub = app.state.hub
-    ann, ben = await make_user("ann"), await make_user("ben")
-    dm = uuid.UUID((await factories.direct(client, ann, ben))["id"])
-    hub.queue_limit = 8
-    sub, _, _ = await open_user_feed(hub, pool, ben.actor, None)
-
-    async def commit(mid: str, content: str = "") -> None:
-        data = orjson.dumps({"id": mid, "content": content}).decode()
-        await event_log.insert_events(
-            conn, kind="channel", entity_id=dm, types=["message.created"], datas=[data]
-        )
-
+    hub, dm, sub = await reader_of_a_small_queue(app, client, make_user, pool)
     try:
-        await drain(sub)
         await hub._listener_busy.acquire()  # the read of the gap waits: commits pile up
         sent = ["big"] + [f"m{i}" for i in range(60)]
-        await commit("big", "x" * 20_000)  # (too large for its notification: a gap)
+        await commit_message(conn, dm, "big", "x" * 20_000)  # (too large to notify: a gap)
         for mid in sent[1:]:
-            await commit(mid)
+            await commit_message(conn, dm, mid)
         async with asyncio.timeout(5):
             while len(hub._pending) < len(sent):
                 await asyncio.sleep(0.01)
         first = min(hub._pending)
         hub._listener_busy.release()
-        got: list[str] = []
-
-        async def read() -> None:
-            async with asyncio.timeout(20):
-                while len(got) < len(sent):
-                    item = await next_not_presence(sub)  # raises Closed if it was cut off
-                    assert item is not None
-                    got.append(item[0].data["id"])
-
-        reader = asyncio.create_task(read())
+        reader = asyncio.create_task(read_ids(sub, len(sent)))
         async with asyncio.timeout(5):
             while hub.last_g < first + 2:  # the backlog is being handed over
                 await asyncio.sleep(0)
         commit_elsewhere_while_blocked(db_url, 10)
-        await reader
-        assert got == sent
+        assert await reader == sent
     finally:
         sub.close("test")
 
