@@ -246,9 +246,10 @@ export class Timeline {
     // read before it, may show that message as it was: ui/chat.js loads it again).
     this.loading = 0;
     this.missed = false;
-    this.epoch = 0;
     // Loads of the whole window (the newest page, a jump's page): numbered as they are
-    // asked for; one lands only if none asked for after it landed first (`take`).
+    // asked for; one lands only if none asked for after it landed first (`take`), and
+    // `shown` is the one that did (a page of older or newer messages asked for before it
+    // no longer joins the window).
     this.claims = 0;
     this.shown = 0;
   }
@@ -271,7 +272,6 @@ export class Timeline {
   }
 
   set(messages, { hasOlder, atEnd }) {
-    this.epoch += 1; // (a page asked for before this one no longer joins the window)
     this.list = [];
     this.byId.clear();
     for (const m of messages) this.put(m);

@@ -220,10 +220,10 @@ export class ChatView {
     const shown = [...this.list.querySelectorAll("li.msg")];
     const anchor = shown.slice(1).find((li) => li.getBoundingClientRect().bottom > edge) || shown[0];
     const top = anchor && anchor.getBoundingClientRect().top;
-    const epoch = t.epoch;
+    const windowAt = t.shown;
     try {
       const { data, more } = await this.page(`limit=${PAGE}&before=${t.oldest}`);
-      if (t.epoch !== epoch) return; // (the window was loaded again meanwhile)
+      if (t.shown !== windowAt) return; // (the window was loaded again meanwhile)
       for (const m of data) t.put(m);
       t.hasOlder = more;
       this.render();
@@ -240,9 +240,9 @@ export class ChatView {
     if (this.loadingNewer || t.atEnd || !t.loaded) return;
     this.loadingNewer = true;
     try {
-      const epoch = t.epoch;
+      const windowAt = t.shown;
       const { data, more } = await this.page(`limit=${PAGE}&after=${t.newest}`);
-      if (t.epoch !== epoch) return; // (the window was loaded again meanwhile)
+      if (t.shown !== windowAt) return; // (the window was loaded again meanwhile)
       for (const m of data) t.put(m);
       if (!more) t.reachEnd();
       this.render();
