@@ -241,6 +241,7 @@ def _limits(settings: Settings, app: Any) -> dict[str, Any]:
             settings.body_timeout_s,
         ),
         "ws": ws_protocol(settings.header_timeout_s),
+        "timeout_keep_alive": settings.keep_alive_s,
         "ws_max_size": AFTER_IDENTIFY,
         "ws_per_message_deflate": settings.gateway_compression,
     }

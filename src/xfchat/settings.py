@@ -197,6 +197,13 @@ class Settings(DatabaseSettings):
     header_timeout_s: float = Field(
         default=10.0, ge=0.5, le=300, validation_alias=_env("XFCHAT_HEADER_TIMEOUT")
     )
+    # How long a connection may wait idle between requests: longer than a reverse
+    # proxy's or a load balancer's own idle timeout (nginx's upstream 60 s), so the proxy
+    # closes first and never sends a request down a connection XFChat is closing (it
+    # would answer 502: a POST is not retried). uvicorn's 5 s lost that race.
+    keep_alive_s: float = Field(
+        default=75.0, ge=1, le=3600, validation_alias=_env("XFCHAT_KEEP_ALIVE")
+    )
     # The most a request body may take, however fast it comes (a send with files holds
     # its spooled files meanwhile).
     body_timeout_s: float = Field(

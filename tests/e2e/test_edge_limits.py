@@ -166,6 +166,37 @@ def test_a_slowloris_head_is_cut_at_the_deadline_and_so_is_a_silent_connection(
     assert httpx.get(f"{base}/health").status_code == 200  # nobody else was held up
 
 
+def health_on(sock: socket.socket) -> bytes:
+    """GET /health on an open connection: the answer's status line (b"" if the server had
+    closed the connection)."""
+    sock.settimeout(10)
+    try:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = sock.recv(65536)
+    except (BrokenPipeError, ConnectionResetError):
+        return b""
+    return answer.split(b"\r\n", 1)[0]
+
+
+def test_an_idle_connection_is_kept_past_a_proxys_idle_timeout_and_then_closed(
+    servers: Servers,
+) -> None:
+    # A proxy or client that keeps an idle connection for 5 s (httpx's, or a proxy set
+    # near uvicorn's own 5 s) sent a request down a connection the server was closing
+    # at that instant: a POST answered ReadError, or 502 from the proxy.
+    _, base = servers.start()
+    kept = raw_connection(base)
+    assert health_on(kept) == b"HTTP/1.1 200 OK"
+    time.sleep(6)
+    assert health_on(kept) == b"HTTP/1.1 200 OK"  # the same connection, 6 s idle
+    kept.close()
+    _, short = servers.start(XFCHAT_KEEP_ALIVE="1")
+    idle = raw_connection(short)
+    assert health_on(idle) == b"HTTP/1.1 200 OK"
+    assert read_answer(idle, limit_s=5) == b""  # closed once idle for the setting's 1 s
+    idle.close()
+
+
 def test_a_body_trickled_or_never_sent_is_cut_and_a_slow_honest_one_is_served(
     edge: tuple[int, str],
 ) -> None:
