@@ -154,6 +154,11 @@ def check_bindable(host: str, setting: str) -> None:
     say(f"{setting} {host} can be bound" + ("" if shown == host else f" ({shown})"))
 
 
+# SIGTERM and SIGINT stop gracefully (a second SIGINT at once); SIGQUIT at once, as
+# gunicorn's quick shutdown.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT)
+
+
 def _server_class() -> type:
     import uvicorn
 
@@ -172,7 +177,9 @@ def _server_class() -> type:
 
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
             self._interrupts += sig == signal.SIGINT
-            if self.end_streams is None:
+            if sig == signal.SIGQUIT:  # (a worker's parent, on its second SIGINT)
+                self.should_exit = self.force_exit = True
+            elif self.end_streams is None:
                 super().handle_exit(sig, frame)
             elif self._ending is None and not self.should_exit:
                 self._ending = asyncio.get_running_loop().create_task(self._end_then_exit())
@@ -195,12 +202,12 @@ def _server_class() -> type:
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
             loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in STOP_SIGNALS:
                 loop.add_signal_handler(sig, self.handle_exit, sig, None)
             try:
                 yield
             finally:
-                for sig in (signal.SIGINT, signal.SIGTERM):
+                for sig in STOP_SIGNALS:
                     loop.remove_signal_handler(sig)
 
     return Server

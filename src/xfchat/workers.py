@@ -63,6 +63,7 @@ class Supervisor:
         self.announced = False
         self.restarted: set[int] = set()  # started again, not yet serving
         self.stopping = False
+        self.interrupts = 0  # SIGINTs received
         self.status = 0
         self._read, self._write = os.pipe()
 
@@ -87,14 +88,18 @@ class Supervisor:
                 os._exit(code)
         self.children[pid] = index
 
-    def _forward(self, _sig: int, _frame: FrameType | None) -> None:
+    def _forward(self, sig: int, _frame: FrameType | None) -> None:
         """Stop the workers, gracefully: SIGTERM, whichever signal came. A terminal's
         Ctrl-C sends SIGINT to the workers too (one process group), and a second SIGINT
-        is uvicorn's "stop now" (as a second Ctrl-C still is)."""
+        is uvicorn's "stop now" (as a second Ctrl-C still is). A second SIGINT to this
+        process is that too: SIGQUIT, a worker's "stop now" whatever it got before (the
+        Ctrl-C of `docker run` without -t reaches this process alone)."""
+        self.interrupts += sig == signal.SIGINT
         self.stopping = True
+        told = signal.SIGQUIT if self.interrupts > 1 else signal.SIGTERM
         for pid in list(self.children):
             try:
-                os.kill(pid, signal.SIGTERM)
+                os.kill(pid, told)
             except ProcessLookupError:
                 pass
 
@@ -130,7 +135,7 @@ class Supervisor:
         index = self.children.pop(pid)
         if self.stopping:
             # (one still starting when told to stop dies by the signal: a stop all the same)
-            stopped = code in (-signal.SIGTERM, -signal.SIGINT)
+            stopped = code in (-signal.SIGTERM, -signal.SIGINT, -signal.SIGQUIT)
             self.status = self.status or (0 if stopped else code)
             return
         if index not in self.ready:

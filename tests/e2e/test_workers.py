@@ -88,3 +88,40 @@ def test_ctrl_c_in_a_terminal_stops_the_workers_gracefully(servers: Servers) -> 
         assert proc.proc.wait(30) == 0, proc.output
         assert "Traceback" not in proc.output and " ERROR " not in proc.output, proc.output
         assert "could not retract" not in proc.output, proc.output
+
+
+def test_a_second_sigint_to_the_parent_alone_stops_the_workers_at_once(
+    servers: Servers,
+) -> None:
+    """`docker run` without -t passes a Ctrl-C to the parent alone. The first stops the
+    workers gracefully, and a request that holds the shutdown is waited for (its body
+    due within the head's minute); a second stops them at once, as it does one process.
+    The workers got only SIGTERM from the parent before, and waited the whole grace."""
+    proc, base = servers.start(
+        XFCHAT_WORKERS="2", XFCHAT_SHUTDOWN_GRACE="60", XFCHAT_HEADER_TIMEOUT="60"
+    )
+    workers = _workers(psutil.Process(proc.proc.pid), 2)
+    port = int(base.rsplit(":", 1)[1])
+    held = []
+    for _ in range(40):  # a request waiting for its body, in each worker
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(
+            b"POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: "
+            b"application/json\r\nContent-Length: 100\r\n\r\n{"
+        )
+        held.append(s)
+        if len(_serving(workers, port)) == 2:
+            break
+    try:
+        proc.proc.send_signal(signal.SIGINT)
+        time.sleep(2)
+        assert proc.proc.poll() is None, proc.output  # waiting for the requests, gracefully
+        started = time.monotonic()
+        proc.proc.send_signal(signal.SIGINT)
+        assert proc.proc.wait(20) == 0, proc.output  # (a stop asked for, not a failure)
+        assert time.monotonic() - started < 20
+        _, alive = psutil.wait_procs(workers, timeout=5)
+        assert alive == [], [w.pid for w in alive]
+    finally:
+        for s in held:
+            s.close()
