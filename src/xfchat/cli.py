@@ -280,7 +280,24 @@ def serve_metrics(
         **_limits(settings, app),
     )
     server = _quiet_server_class()(config)
-    return server, asyncio.create_task(server.serve(sockets=[sock]))
+    task = asyncio.create_task(server.serve(sockets=[sock]), name=METRICS_TASK)
+    logging.getLogger("uvicorn.error").addFilter(_not_the_metrics_listeners)
+    return server, task
+
+
+METRICS_TASK = "metrics listener"
+
+
+def _not_the_metrics_listeners(record: logging.LogRecord) -> bool:
+    """uvicorn's "Started server process" and "Finished server process" once, the main
+    server's: the metrics listener's are the same lines again."""
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # (no loop in this thread)
+        return True
+    return (
+        task is None or task.get_name() != METRICS_TASK or "server process" not in str(record.msg)
+    )
 
 
 def bind_metrics(settings: Settings, port_offset: int = 0) -> socket.socket | None:

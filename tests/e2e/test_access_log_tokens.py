@@ -74,3 +74,4 @@ async def test_a_metrics_listener_leaves_the_logs_as_they_were_set(servers: Serv
     assert "metrics bound to" in log, log[-2000:]
     assert '"GET /health HTTP/1.1" 200' in log, log[-2000:]
     assert "Application startup complete" in log, log[-2000:]
+    assert log.count("Started server process") == 1, log[-2000:]  # (not the listener's too)
