@@ -23,17 +23,22 @@ def code_at(secret: str, offset_steps: int = 0) -> str:
 
 async def turn_on(client: httpx.AsyncClient, user: TestUser) -> tuple[str, list[str]]:
     """Set up and enable an authenticator for `user`: its secret and recovery codes."""
+    secret, codes, _ = await turned_on(client, user)
+    return secret, codes
+
+
+async def turned_on(client: httpx.AsyncClient, user: TestUser) -> tuple[str, list[str], str]:
+    """turn_on's, and the code enable took."""
     setup = await client.post(
         f"{BASE}/setup", headers=user.headers, json={"password": user.password}
     )
     assert setup.status_code == 200, setup.text
     secret = setup.json()["secret"]
     assert setup.json()["otpauth_uri"].startswith("otpauth://totp/XFChat:")
-    enabled = await client.post(
-        f"{BASE}/enable", headers=user.headers, json={"code": code_at(secret)}
-    )
+    taken = code_at(secret)
+    enabled = await client.post(f"{BASE}/enable", headers=user.headers, json={"code": taken})
     assert enabled.status_code == 200, enabled.text
-    return secret, enabled.json()["recovery_codes"]
+    return secret, enabled.json()["recovery_codes"], taken
 
 
 async def password_step(client: httpx.AsyncClient, user: TestUser) -> str:
@@ -99,7 +104,7 @@ async def test_no_session_is_created_without_the_second_factor(
     client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
 ) -> None:
     user = await make_user()
-    secret, _ = await turn_on(client, user)
+    secret, _, taken = await turned_on(client, user)
     sessions = await conn.fetchval("SELECT count(*) FROM sessions")
     ticket = await password_step(client, user)
     assert await conn.fetchval("SELECT count(*) FROM sessions") == sessions
@@ -108,7 +113,8 @@ async def test_no_session_is_created_without_the_second_factor(
     assert me.status_code == 401
     wrong = await second_step(client, ticket, code_at(secret, 7))
     assert wrong.status_code == 401 and wrong.json()["code"] == "INVALID_TWO_FACTOR_CODE"
-    replay = await second_step(client, ticket, code_at(secret))  # the code enable took
+    # The code enable took (computed again, it was the next step's across a step's end).
+    replay = await second_step(client, ticket, taken)
     assert replay.status_code == 401 and replay.json()["code"] == "INVALID_TWO_FACTOR_CODE"
     ok = await second_step(client, ticket, code_at(secret, 1))
     assert ok.status_code == 200, ok.text

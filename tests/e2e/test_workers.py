@@ -43,22 +43,29 @@ def _serving(workers: list[psutil.Process], port: int) -> set[int]:
     }
 
 
+def _held_by_each(
+    workers: list[psutil.Process], port: int, request: bytes = b""
+) -> list[socket.socket]:
+    """Connections to `port` (each sent `request`) until every worker holds one. The
+    kernel hands each to whichever worker accepts first: on a busy box, one took 23 in a
+    row, so this is bounded in time, not in count."""
+    held: list[socket.socket] = []
+    deadline = time.monotonic() + 20
+    while len(_serving(workers, port)) < len(workers) and time.monotonic() < deadline:
+        held.append(socket.create_connection(("127.0.0.1", port)))
+        held[-1].sendall(request)
+        time.sleep(0.02)
+    assert _serving(workers, port) == {w.pid for w in workers}
+    return held
+
+
 def test_workers_share_the_port_and_one_that_dies_is_started_again(servers: Servers) -> None:
     proc, base = servers.start(XFCHAT_WORKERS="2")
     parent = psutil.Process(proc.proc.pid)
     workers = _workers(parent, 2)
     port = int(base.rsplit(":", 1)[1])
-    held = []
-    try:
-        for _ in range(40):  # the kernel hands connections to whichever worker accepts
-            s = socket.create_connection(("127.0.0.1", port))
-            held.append(s)
-            if len(_serving(workers, port)) == 2:
-                break
-        assert _serving(workers, port) == {w.pid for w in workers}
-    finally:
-        for s in held:
-            s.close()
+    for s in _held_by_each(workers, port):
+        s.close()
     workers[0].kill()
     again = _workers(parent, 2, without=workers[0].pid)
     proc.wait_for_line(r"\[STARTUP\] worker 0 ready again")
@@ -102,16 +109,12 @@ def test_a_second_sigint_to_the_parent_alone_stops_the_workers_at_once(
     )
     workers = _workers(psutil.Process(proc.proc.pid), 2)
     port = int(base.rsplit(":", 1)[1])
-    held = []
-    for _ in range(40):  # a request waiting for its body, in each worker
-        s = socket.create_connection(("127.0.0.1", port))
-        s.sendall(
-            b"POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: "
-            b"application/json\r\nContent-Length: 100\r\n\r\n{"
-        )
-        held.append(s)
-        if len(_serving(workers, port)) == 2:
-            break
+    held = _held_by_each(  # a request waiting for its body, in each worker
+        workers,
+        port,
+        b"POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 100\r\n\r\n{",
+    )
     try:
         proc.proc.send_signal(signal.SIGINT)
         time.sleep(2)

@@ -23,11 +23,14 @@ from xfchat.realtime.hub import Hub
 from xfchat.realtime.subscriber import Delivery, Subscriber
 
 
-async def drain(sub: Subscriber, idle_s: float = 0.2) -> list[Delivery]:
-    """What the subscriber has (catching up and going live on the way)."""
+async def drain(sub: Subscriber, idle_s: float = 0.2, first_s: float = 0.2) -> list[Delivery]:
+    """What the subscriber has (catching up and going live on the way): all that comes
+    until `idle_s` of nothing, the first waited for `first_s`."""
     got = []
-    while (item := await sub.next(idle_s=idle_s)) is not None:
+    wait = first_s
+    while (item := await sub.next(idle_s=wait)) is not None:
         got.append(item[0])
+        wait = idle_s
     return got
 
 
@@ -72,7 +75,7 @@ async def test_a_listener_reconnect_with_200_subscribers_reads_the_gap_once(
         async with asyncio.timeout(10):
             await hub.listening.wait()
 
-        got = await asyncio.gather(*(drain(s, idle_s=1.0) for s in subs))
+        got = await asyncio.gather(*(drain(s, idle_s=1.0, first_s=10) for s in subs))
         for i, deliveries in enumerate(got):
             k = i // 10 // 2  # the group of this subscriber's user
             assert [(d.type, d.data["id"]) for d in deliveries] == [
@@ -231,7 +234,9 @@ async def test_a_resume_inside_the_newest_commit_delivers_the_rest_of_it(
     try:
         assert refused is None
         # (ben's own presence, announced as his connections come and go, may be there too)
-        got = [d.data["id"] for d in await drain(resumed) if d.type == "message.created"]
+        got = [
+            d.data["id"] for d in await drain(resumed, first_s=10) if d.type == "message.created"
+        ]
         assert got == ["m1", "m2"]
     finally:
         resumed.close("test")

@@ -8,6 +8,7 @@ import asyncio
 import signal
 import time
 
+import asyncpg
 import httpx
 
 from tests import factories
@@ -16,6 +17,7 @@ from tests.realtime.clients import GatewayClient, SseClient, sse, sse_stream
 from tests.support import Servers
 
 FAST = {"XFCHAT_PRESENCE_INTERVAL": "0.5", "XFCHAT_PRESENCE_TIMEOUT": "2"}
+CONNECTIONS_OF = "SELECT count(*) FROM presence_connections WHERE user_id = $1"
 BOUND_S = 2.5  # timeout + interval: the documented bound for a crashed process
 
 
@@ -55,7 +57,7 @@ async def test_presence_across_processes_and_offline_within_the_bound_after_sigk
             offline = await presence_of(watcher, str(ann.id), timeout=BOUND_S + 5)
             took = time.monotonic() - killed
             assert offline["status"] == "offline"
-            assert took <= BOUND_S + 1.5, took  # the bound, with room for a busy machine
+            assert took <= BOUND_S + 3, took  # the bound, with room for a busy machine
         finally:
             await annie.close()
 
@@ -105,7 +107,7 @@ async def test_chosen_status_invisible_and_custom_status(server: str, make_user:
 
 
 async def test_an_invisible_users_connections_coming_and_going_show_nothing(
-    server: str, make_user: MakeUser
+    server: str, make_user: MakeUser, conn: asyncpg.Connection
 ) -> None:
     ann, ben = await make_user("ann"), await make_user("ben")
     async with httpx.AsyncClient(base_url=server, timeout=10) as api:
@@ -118,7 +120,11 @@ async def test_an_invisible_users_connections_coming_and_going_show_nothing(
         async with sse_stream(server, ben.access_token) as partner:
             async with sse_stream(server, ann.access_token) as herself:
                 assert (await presence_of(herself, str(ann.id)))["status"] == "invisible"
-            await asyncio.sleep(0.5)  # her disconnect is announced (to herself only)
+            # Her disconnect is written (and announced to herself only) before she
+            # changes her status: connected still, her dnd would be shown to ben.
+            async with asyncio.timeout(10):
+                while await conn.fetchval(CONNECTIONS_OF, ann.id):
+                    await asyncio.sleep(0.02)
             await api.put("/api/users/@me/presence", headers=ann.headers, json={"status": "dnd"})
             await api.put("/api/users/@me/presence", headers=ann.headers, json={"status": "online"})
             # Offline (not connected) all along for ben: the first news of her he gets

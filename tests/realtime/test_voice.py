@@ -265,7 +265,7 @@ async def test_a_voice_state_ends_after_its_process_is_killed(
         killed = time.monotonic()
         await watcher.until("voice.state_updated", about(ann, True, room), timeout=BOUND_S + 5)
         took = time.monotonic() - killed
-        assert took <= BOUND_S + 1.5, took  # the presence bound, with room for a busy box
+        assert took <= BOUND_S + 3, took  # the presence bound, with room for a busy box
         assert (
             await api.get(f"/api/channels/{room}/voice-states", headers=ben.headers)
         ).json() == []

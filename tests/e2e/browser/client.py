@@ -3,10 +3,13 @@ beside it."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 
 import httpx
+from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Locator, Page, expect
 
 from tests.e2e.browser.conftest import PASSWORD
@@ -18,6 +21,19 @@ USER_IDS = {
     "alice": "00000000-0000-0000-0000-000000000001",
     "bob": "00000000-0000-0000-0000-000000000002",
 }
+
+
+async def expect_focused(locator: Locator, within_s: float = 15) -> None:
+    """`locator` becomes its page's active element. Not Playwright's to_be_focused, which
+    also needs the page to hold the browser's own focus: with a second page open in a
+    suite run, that focus was elsewhere now and then, whatever the client did."""
+    deadline = time.monotonic() + within_s
+    while True:
+        with contextlib.suppress(PlaywrightError):  # (not there yet, or two of it)
+            if await locator.evaluate("el => el === document.activeElement", timeout=1000):
+                return
+        assert time.monotonic() < deadline, f"{locator} never had the focus"
+        await asyncio.sleep(0.05)
 
 
 async def open_channel(page: Page, name: str) -> Locator:

@@ -17,7 +17,7 @@ import zxingcpp
 from PIL import Image
 from playwright.async_api import Locator, Page, expect
 
-from tests.e2e.browser.client import assert_accessible
+from tests.e2e.browser.client import assert_accessible, expect_focused
 from tests.e2e.browser.conftest import PASSWORD, Browsers, Site, log_in
 
 NEW_PASSWORD = "a much longer password"
@@ -150,7 +150,7 @@ async def password_change_ends_a_pending_login(
     the page says so and starts again; then it logs in with a code."""
     other = await browsers.page(site.base)
     await password_step(other, "diana", PASSWORD)
-    await expect(other.get_by_label("Authentication code")).to_be_focused()
+    await expect_focused(other.get_by_label("Authentication code"))
     await assert_accessible(other, axe_source, "code step")
     await settings.get_by_role("tab", name="Password").click()
     await settings.get_by_label("Current password").fill(PASSWORD)

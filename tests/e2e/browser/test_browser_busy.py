@@ -18,6 +18,7 @@ from tests.e2e.browser.client import (
     USER_IDS,
     act,
     api_as,
+    expect_focused,
     message,
     open_channel,
 )
@@ -282,9 +283,9 @@ async def test_a_focused_reaction_keeps_the_focus_when_one_before_it_goes(
         await pill.focus()
         assert (await charlie.delete(thumbs)).status_code == 204
         await expect(row.get_by_role("button", name=re.compile("^👍"))).to_have_count(0)
-    await expect(pill).to_be_focused()
+    await expect_focused(pill)
     await alice.keyboard.press("Enter")
-    await expect(row.get_by_role("button", name="🎉 2 reactions, including you")).to_be_focused()
+    await expect_focused(row.get_by_role("button", name="🎉 2 reactions, including you"))
 
 
 async def test_a_message_seen_just_before_leaving_is_read(site: Site, browsers: Browsers) -> None:
@@ -352,17 +353,22 @@ async def test_the_later_of_two_jumps_is_the_one_shown(site: Site, browsers: Bro
             got = await bob.post(URL, json={"content": text, "reply_to_id": target["id"]})
             assert got.status_code == 201, got.text
     alice = await browsers.logged_in(site.base, "alice")
+    go = asyncio.Event()
 
     async def slow(route: Route) -> None:
-        await asyncio.sleep(2.0)
+        await go.wait()  # (the first page comes once the second is shown)
         await route.continue_()
 
-    await alice.route(f"**{URL}?around={first['seq']}*", slow)
+    around_first = f"{URL}?around={first['seq']}"
+    await alice.route(f"**{around_first}*", slow)
     log = await open_channel(alice, "general")
     await log.locator(".reply-preview", has_text="first original").click()
     await log.locator(".reply-preview", has_text="second original").click()
     await expect(message(log, "second original")).to_be_in_viewport()
-    await asyncio.sleep(2.5)  # (the first page has landed: the route let it go at 2 s)
+    async with alice.expect_response(lambda r: around_first in r.url) as landing:
+        go.set()
+    await (await landing.value).finished()
+    await alice.evaluate("new Promise(r => requestAnimationFrame(() => setTimeout(r, 200)))")
     await expect(message(log, "second original")).to_be_in_viewport()
     await expect(message(log, "first original")).to_have_count(0)
 
@@ -420,8 +426,10 @@ async def test_a_jump_into_another_channel_shows_its_message(
     alice = await browsers.logged_in(site.base, "alice")
     await open_channel(alice, "general")
 
+    newest_shown = asyncio.Event()
+
     async def slow(route: Route) -> None:
-        await asyncio.sleep(1.5)
+        await newest_shown.wait()  # (the jump's page comes after the newest page)
         await route.continue_()
 
     await alice.route(f"**{gaming}?around=*", slow)
@@ -432,9 +440,10 @@ async def test_a_jump_into_another_channel_shows_its_message(
     await hit.filter(has_text="zeppelins").click()
     log = alice.get_by_role("log", name="Messages")
     await expect(message(log, "later 59")).to_be_attached()  # (the newest page, first)
+    newest_shown.set()
     target = message(log, "an old remark about zeppelins")
     await expect(target).to_be_in_viewport()
-    await expect(target).to_be_focused()
+    await expect_focused(target)
 
 
 async def test_a_partial_read_elsewhere_leaves_the_counts_of_what_is_still_unread(

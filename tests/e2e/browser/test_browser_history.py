@@ -4,6 +4,8 @@ original far above."""
 
 from __future__ import annotations
 
+import asyncio
+
 from playwright.async_api import expect
 
 from tests.e2e.browser.client import (
@@ -11,6 +13,7 @@ from tests.e2e.browser.client import (
     GENERAL,
     USER_IDS,
     api_as,
+    expect_focused,
     message,
     open_channel,
     shown_texts,
@@ -60,7 +63,7 @@ async def test_scrolling_up_loads_history_once_in_order_and_badges_count(
         .get_by_role("button", name="Replying to Charlie: history 001")
         .click()
     )
-    await expect(message(log, "history 001")).to_be_focused()
+    await expect_focused(message(log, "history 001"))
 
 
 async def test_a_phone_opens_a_server_at_its_newest_messages(
@@ -84,8 +87,9 @@ async def test_a_phone_opens_a_server_at_its_newest_messages(
     log = await open_channel(bob, "general")
     await expect(message(log, "phone 040")).to_be_in_viewport()
     await expect(message(log, "phone 001")).not_to_be_in_viewport()
-    await bob.wait_for_timeout(1000)  # (an ack waits 300 ms)
-    assert any(GENERAL in url for url in acks), acks
+    async with asyncio.timeout(10):  # (an ack waits 300 ms)
+        while not any(GENERAL in url for url in acks):
+            await asyncio.sleep(0.05)
 
 
 async def test_a_deleted_mention_takes_its_badge_with_it(site: Site, browsers: Browsers) -> None:

@@ -10,7 +10,14 @@ from pathlib import Path
 from PIL import Image
 from playwright.async_api import Page, expect
 
-from tests.e2e.browser.client import GENERAL, api_as, assert_accessible, message, open_channel
+from tests.e2e.browser.client import (
+    GENERAL,
+    api_as,
+    assert_accessible,
+    expect_focused,
+    message,
+    open_channel,
+)
 from tests.e2e.browser.conftest import DESKTOP, PHONE, Browsers, Site, log_in
 from tests.support import ROOT
 
@@ -96,27 +103,27 @@ async def test_friends_search_and_jump(site: Site, browsers: Browsers, axe_sourc
     # text and the focus, and Enter (to whatever has the focus) searches.
     await redraw_with_topic(site, alice, "tonight's game")
     await expect(search).to_have_value("from:bob game")
-    await expect(search).to_be_focused()
+    await expect_focused(search)
     await alice.keyboard.press("Enter")
     results = alice.get_by_role("list", name="Search results")
     hit = results.get_by_role("button").filter(has_text="Who's up for a")
     await expect(hit.locator("mark")).to_have_text("game")  # the hit, as marked text
     await hit.click()
     target = message(alice.get_by_role("log", name="Messages"), "Who's up for a game tonight?")
-    await expect(target).to_be_focused()
+    await expect_focused(target)
     await expect(target).to_have_class("msg msg-head-row msg-highlight")
 
     # On from there by keyboard alone: Down to the next message, Tab to its actions (with
     # a visible focus ring), Enter for the picker, Enter for its first emoji.
     await alice.keyboard.press("ArrowDown")
     next_one = message(alice.get_by_role("log", name="Messages"), "I'm in. What are we playing?")
-    await expect(next_one).to_be_focused()
+    await expect_focused(next_one)
     await alice.keyboard.press("Tab")
-    await expect(next_one.get_by_role("button", name="Add reaction")).to_be_focused()
+    await expect_focused(next_one.get_by_role("button", name="Add reaction"))
     ring = await alice.evaluate("getComputedStyle(document.activeElement).outlineStyle")
     assert ring != "none"
     await alice.keyboard.press("Enter")
-    await expect(alice.get_by_role("button", name="React with 👍")).to_be_focused()
+    await expect_focused(alice.get_by_role("button", name="React with 👍"))
     await alice.keyboard.press("Enter")
     await expect(
         next_one.get_by_role("button", name="👍 1 reaction, including you")

@@ -16,6 +16,7 @@ from tests.e2e.browser.client import (
     USER_IDS,
     act,
     api_as,
+    expect_focused,
     message,
     open_channel,
     open_settings,
@@ -315,7 +316,7 @@ async def test_an_edit_keeps_what_was_typed_while_the_channel_moves(
     edited = log.locator(f"#msg-{mine}")
     await expect(edited.get_by_role("button", name=re.compile("^🎉 1 reaction"))).to_be_visible()
     await expect(box).to_have_value("second dr")
-    await expect(box).to_be_focused()
+    await expect_focused(box)
     await box.press_sequentially("aft")
     await box.press("Enter")
     await expect(message(log, "second draft")).to_contain_text("(edited)")
@@ -336,7 +337,7 @@ async def test_a_name_half_typed_in_add_friend_survives_a_redraw(
         assert got.status_code in (200, 201), got.text
     await expect(alice.get_by_role("tab", name="Pending")).to_have_text("Pending2")
     await expect(box).to_have_value("dia")
-    await expect(box).to_be_focused()
+    await expect_focused(box)
     await box.press_sequentially("na")
     await box.press("Enter")
     await expect(alice.get_by_text("Friend request sent to diana")).to_be_visible()

@@ -5,7 +5,16 @@ from __future__ import annotations
 
 from playwright.async_api import expect
 
-from tests.e2e.browser.client import GENERAL, USER_IDS, act, api_as, message, open_channel, say
+from tests.e2e.browser.client import (
+    GENERAL,
+    USER_IDS,
+    act,
+    api_as,
+    expect_focused,
+    message,
+    open_channel,
+    say,
+)
 from tests.e2e.browser.conftest import Browsers, Site
 
 BOB = USER_IDS["bob"]
@@ -61,7 +70,7 @@ async def test_an_edit_to_nothing_offers_to_delete(site: Site, browsers: Browser
     await box.press("Enter")
     confirm = alice.get_by_role("dialog", name="Delete message")
     await confirm.get_by_role("button", name="Cancel").click()
-    await expect(box).to_be_focused()  # still editing
+    await expect_focused(box)  # still editing
     await box.press("Enter")
     await confirm.get_by_role("button", name="Delete").click()
     await expect(message(log, "soon nothing")).to_have_count(0)
