@@ -35,6 +35,7 @@ BENCH_ENV = {
     "XFCHAT_RATE_LOGIN_IP": "1000000/300",
     # (every receiver connects from 127.0.0.1, hundreds at once: all waiting to identify)
     "XFCHAT_GATEWAY_UNIDENTIFIED_IP": "100000",
+    "XFCHAT_CONNECTIONS_IP": "1000000",  # (and bench.connections holds thousands)
     "XFCHAT_ARGON2_TIME_COST": "2",
     "XFCHAT_ARGON2_MEMORY_KIB": "19456",
     "XFCHAT_DB_POOL_MAX": "20",

@@ -238,6 +238,8 @@ def _limits(settings: Settings, app: Any) -> dict[str, Any]:
     refusals are counted in `app`'s metrics."""
     from xfchat.api.http_limits import http_protocol
     from xfchat.api.ws_limits import AFTER_IDENTIFY, ws_protocol
+    from xfchat.domain.local_limits import HeldPerAddress
+    from xfchat.domain.rate_limits import proxy_test
 
     return {
         "http": http_protocol(
@@ -246,6 +248,8 @@ def _limits(settings: Settings, app: Any) -> dict[str, Any]:
             settings.header_timeout_s,
             app.state.metrics.count_refusal,
             settings.body_timeout_s,
+            HeldPerAddress(settings.connections_ip),
+            proxy_test(settings.trusted_proxies),
         ),
         "ws": ws_protocol(settings.header_timeout_s),
         "timeout_keep_alive": settings.keep_alive_s,
@@ -338,9 +342,10 @@ async def serve_http(
     import uvicorn
 
     from xfchat.app import create_app
+    from xfchat.db.pool import create_pool
+    from xfchat.domain.rate_limits import proxy_networks
 
     _Server = _server_class()
-    from xfchat.db.pool import create_pool
 
     if sock is None:
         sock = bind_socket(settings.host, settings.port)
@@ -358,7 +363,7 @@ async def serve_http(
         timeout_graceful_shutdown=settings.shutdown_grace_s,  # type: ignore[arg-type]
         server_header=False,
         proxy_headers=bool(settings.trusted_proxies),
-        forwarded_allow_ips=settings.trusted_proxies or None,
+        forwarded_allow_ips=proxy_networks(settings.trusted_proxies) or None,
         **_limits(settings, app),
     )
     server = _Server(config)

@@ -342,6 +342,12 @@ class Settings(DatabaseSettings):
     gateway_heartbeat_s: float = Field(
         default=30.0, ge=1, le=300, validation_alias=_env("XFCHAT_GATEWAY_HEARTBEAT")
     )
+    # Connections open at once, per client address and process (a trusted proxy's own
+    # address is not limited: its connections are its clients'). Each holds a file
+    # descriptor and about 12 KB, however long its client keeps it open.
+    connections_ip: int = Field(
+        default=1000, ge=1, le=1_000_000, validation_alias=_env("XFCHAT_CONNECTIONS_IP")
+    )
     # Gateway connections not yet identified, per client address and process (each holds
     # a file descriptor until IDENTIFY or RESUME, or the head's timeout).
     gateway_unidentified_ip: int = Field(

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import socket
 import time
 
@@ -170,9 +171,15 @@ def health_on(sock: socket.socket) -> bytes:
     """GET /health on an open connection: the answer's status line (b"" if the server had
     closed the connection)."""
     sock.settimeout(10)
+    answer = b""
     try:
         sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
-        answer = sock.recv(65536)
+        while b"\r\n\r\n" not in answer and (chunk := sock.recv(65536)):
+            answer += chunk
+        head, _, body = answer.partition(b"\r\n\r\n")
+        length = re.search(rb"(?i)content-length: *(\d+)", head)
+        while length and len(body) < int(length[1]) and (chunk := sock.recv(65536)):
+            body += chunk  # (the whole answer read: the next one starts clean)
     except (BrokenPipeError, ConnectionResetError):
         return b""
     return answer.split(b"\r\n", 1)[0]
@@ -671,3 +678,42 @@ async def test_the_gateway_compresses_frames_only_when_configured(
             agreed.append(ws.response.headers.get("Sec-WebSocket-Extensions", ""))
     assert agreed[0] == ""
     assert agreed[1].startswith("permessage-deflate")
+
+
+async def test_one_address_holds_at_most_its_connections_and_a_proxy_is_not_limited(
+    servers: Servers,
+) -> None:
+    """Was: one address could open connections until the process ran out of file
+    descriptors (about 12 KB each, kept with a request every XFCHAT_KEEP_ALIVE), and
+    nobody else could connect. Now the next one is refused at once, and each gives its
+    place back when it ends, a WebSocket's too."""
+    proc, base = servers.start(XFCHAT_CONNECTIONS_IP="4")
+    url = base.replace("http://", "ws://") + "/api/gateway"
+    async with websockets.connect(url) as ws:
+        assert json.loads(await ws.recv())["op"] == 10
+        held = [raw_connection(base) for _ in range(3)]
+        assert health_on(held[0]) == b"HTTP/1.1 200 OK"
+        refused = read_answer(raw_connection(base), limit_s=10)
+        assert refused.startswith(b"HTTP/1.1 429 "), refused[:200]
+        assert b'"code":"TOO_MANY_CONNECTIONS"' in refused and b"retry-after: 10" in refused
+    held[0].close()
+    again = []  # the two places given back (once the server has seen both ends)
+    deadline = time.monotonic() + 10
+    while len(again) < 2 and time.monotonic() < deadline:
+        sock = raw_connection(base)
+        if health_on(sock) == b"HTTP/1.1 200 OK":
+            again.append(sock)
+        else:
+            sock.close()
+            await asyncio.sleep(0.05)
+    assert len(again) == 2
+    assert health_on(raw_connection(base)) != b"HTTP/1.1 200 OK"  # and no more
+    # Said in the log once a minute at most, with what to set behind a proxy.
+    assert proc.output.count("XFCHAT_TRUSTED_PROXIES to its address") == 1, proc.output[-2000:]
+    for s in held[1:] + again:
+        s.close()
+    _, behind = servers.start(XFCHAT_CONNECTIONS_IP="2", XFCHAT_TRUSTED_PROXIES="127.0.0.1")
+    many = [raw_connection(behind) for _ in range(6)]  # a proxy's, for its clients
+    assert [health_on(s) for s in many] == [b"HTTP/1.1 200 OK"] * 6
+    for s in many:
+        s.close()

@@ -11,7 +11,7 @@ from xfchat.domain.local_limits import (
     LocalLimiter,
     crowd_of,
 )
-from xfchat.domain.rate_limits import SITE_FACTOR, Decision, address_of
+from xfchat.domain.rate_limits import SITE_FACTOR, Decision, address_of, proxy_test
 from xfchat.settings import RateLimit
 
 RULE = RateLimit(2, 10)
@@ -118,3 +118,15 @@ def test_an_ipv6_site_holds_its_factor_of_the_limit_and_the_table_empties() -> N
         assert h is not None
         h.release()
     assert len(table) == 2  # (the other /48's two keys)
+
+
+def test_a_trusted_proxy_is_known_in_either_form_of_its_address() -> None:
+    """A dual-stack listener's peers are ::ffff:a.b.c.d: a proxy written as the access
+    log shows it (::ffff:127.0.0.1) was capped as any client, so that all its visitors
+    shared one address's connections."""
+    is_proxy = proxy_test(["10.0.0.0/8", "::ffff:127.0.0.1", "fd00::/8"])
+    assert [is_proxy(ip) for ip in ("10.1.2.3", "::ffff:10.1.2.3")] == [True, True]
+    assert [is_proxy(ip) for ip in ("127.0.0.1", "::ffff:127.0.0.1")] == [True, True]
+    assert is_proxy("fd00::1") and not is_proxy("::ffff:11.0.0.1")
+    assert not any(is_proxy(ip) for ip in ("::1", "127.0.0.2", "11.0.0.1", None, "junk"))
+    assert proxy_test(["*"])("198.51.100.7") and not proxy_test([])("127.0.0.1")

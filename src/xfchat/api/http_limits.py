@@ -28,12 +28,18 @@ These subclasses add, per connection:
 - a request the parser cannot read: 400 `MALFORMED_REQUEST` in JSON, as every error
   (uvicorn's is text/plain), and the connection is closed.
 
+And per client address (the peer's, not a forwarded one), at most `connections_ip`
+connections open at once in the process, kept however long they are open, upgraded
+to a WebSocket or not (its protocol gives the place back): one more is answered 429
+`TOO_MANY_CONNECTIONS` at once and closed. A trusted proxy's address is not limited.
+
 The WebSocket protocol's limits are in api/ws_limits.py.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import struct
 from collections.abc import Callable
@@ -41,6 +47,8 @@ from typing import Any
 
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from xfchat.domain.local_limits import Held, HeldPerAddress
 
 # Bytes a second a request body must average once its grace (the head's timeout) is over.
 MIN_BODY_RATE = 1024
@@ -56,7 +64,12 @@ WRITE_PIECE = 65_536
 # is a coroutine call per chunk). uvicorn builds the scope: a client cannot set it.
 RAW_CYCLE = "xfchat.cycle"
 
-_PHRASES = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+_PHRASES = {
+    400: b"Bad Request",
+    408: b"Request Timeout",
+    429: b"Too Many Requests",
+    431: b"Request Header Fields Too Large",
+}
 
 
 def cancelled_timer(timer: asyncio.TimerHandle | None) -> asyncio.TimerHandle | None:
@@ -79,8 +92,16 @@ class _Refused(Exception):
     """Raised inside a parser callback: the head broke a limit."""
 
 
+log = logging.getLogger("xfchat.http")
+_WARN_AGAIN = [0.0]  # when a refused connection is worth a warning again (loop time)
+
+
 def _uncounted(code: str) -> None:
     pass
+
+
+def _no_proxy(_ip: str | None) -> bool:
+    return False
 
 
 class GuardedHttpProtocol(HttpToolsProtocol):
@@ -89,6 +110,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     header_timeout_s = 10.0
     body_timeout_s = 300.0
     count_refusal: Callable[[str], None] = staticmethod(_uncounted)  # (by code)
+    open_per_address: HeldPerAddress | None = None  # (None: not limited)
+    is_proxy: Callable[[str | None], bool] = staticmethod(_no_proxy)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -101,6 +124,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._body: _BodyClock | None = None  # while a request body is arriving
         self._stall: asyncio.TimerHandle | None = None  # while the client takes nothing
         self._running: Any = None  # the request whose answer the app is writing
+        self._place: Held | None = None  # the connection's, among its address's
 
     # -- the deadline
 
@@ -154,11 +178,35 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm()  # a connection that sends nothing is cut too
+        table = self.open_per_address
+        peer = self.client[0] if self.client else None
+        if table is None or self.is_proxy(peer):
+            return
+        self._place = table.take(peer)
+        if self._place is None:
+            message = f"{table.limit} connections from your address are open already"
+            self._refuse(429, "TOO_MANY_CONNECTIONS", message)
+            if self.loop.time() >= _WARN_AGAIN[0]:  # (once a minute at most)
+                _WARN_AGAIN[0] = self.loop.time() + 60
+                log.warning(
+                    "refused a connection from %s: %d open already (XFCHAT_CONNECTIONS_IP);"
+                    " behind a reverse proxy, set XFCHAT_TRUSTED_PROXIES to its address",
+                    peer,
+                    table.limit,
+                )
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         self._unstall()
+        if self._place is not None:
+            self._place.release()
         super().connection_lost(exc)
+
+    def handle_websocket_upgrade(self) -> None:
+        super().handle_websocket_upgrade()
+        # (the WebSocket protocol has the connection now, and gives its place back;
+        # release is once, whichever protocol is told of the connection's end)
+        self.transport.get_protocol().held_place = self._place  # type: ignore[attr-defined]
 
     def pause_writing(self) -> None:
         """The transport's buffer is full: the client is not taking what is sent."""
@@ -295,6 +343,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         body = orjson.dumps({"code": code, "message": message})
         head = b"HTTP/1.1 %d %s\r\n" % (status, _PHRASES[status])
         head += b"content-type: application/json\r\ncontent-length: %d\r\n" % len(body)
+        if status == 429:
+            head += b"retry-after: %d\r\n" % max(1, round(self.header_timeout_s))
         self.transport.write(head + b"connection: close\r\n\r\n" + body)
         self.transport.close()
 
@@ -344,6 +394,8 @@ def http_protocol(
     header_timeout_s: float,
     count_refusal: Callable[[str], None] = _uncounted,
     body_timeout_s: float = GuardedHttpProtocol.body_timeout_s,
+    open_per_address: HeldPerAddress | None = None,
+    is_proxy: Callable[[str | None], bool] = _no_proxy,
 ) -> type[GuardedHttpProtocol]:
     """The HTTP protocol class for uvicorn's `http=`, with these limits; each refusal's
     code is passed to `count_refusal`."""
@@ -356,5 +408,7 @@ def http_protocol(
             "header_timeout_s": header_timeout_s,
             "body_timeout_s": body_timeout_s,
             "count_refusal": staticmethod(count_refusal),
+            "open_per_address": open_per_address,
+            "is_proxy": staticmethod(is_proxy),
         },
     )

@@ -158,7 +158,8 @@ class Metrics:
         self.refused = Counter(
             "xfchat_http_refused",
             "Requests refused before the app saw them (unreadable, head too large or too"
-            " slow), by code; uvicorn's warning for each is logged at debug level",
+            " slow, body too slow, an address's connections over its limit), by code;"
+            " uvicorn's warning for each is logged at debug level",
             ["code"],
             registry=self.registry,
         )

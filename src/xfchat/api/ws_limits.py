@@ -43,6 +43,7 @@ from websockets.frames import Frame
 from websockets.http11 import Response
 
 from xfchat.api.http_limits import SEND_STALL, WRITE_PIECE, cancelled_timer, reset_connection
+from xfchat.domain.local_limits import Held
 
 # Frames a client may send before IDENTIFY or RESUME (a token is a few hundred bytes),
 # and after it (a voice signal carries up to 16 KiB of JSON).
@@ -109,6 +110,9 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
         self._pieces = 0  # frames of the message being received
         self._unidentified = 0  # bytes received while not identified (-1: identified)
         self._cut = False  # closed by this protocol: the app's sends find it gone
+        # The connection's place among its address's (api/http_limits.py hands it over
+        # at the upgrade), given back when it ends.
+        self.held_place: Held | None = None
 
     def data_received(self, data: bytes) -> None:
         if self._cut or self.transport.is_closing():
@@ -184,6 +188,8 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._unstall()
+        if self.held_place is not None:
+            self.held_place.release()
         super().connection_lost(exc)
 
     def _unstall(self) -> None:

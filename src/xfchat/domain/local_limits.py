@@ -1,8 +1,8 @@
 """Limits kept in one process's memory: for what anyone may ask without a token
 (`/ready`, stored images, the browser client's files, the API document), where a
 counter in PostgreSQL would cost a database write per request, which is what the limit
-is there to spare; and for what an address holds at once (HeldPerAddress: the gateway's
-connections waiting to identify). Like the connection caps, they are per process: with
+is there to spare; and for what an address holds at once (HeldPerAddress: its open
+connections, and its gateway connections waiting to identify). Like the connection caps, they are per process: with
 `--workers N` a client gets N times the rule.
 
 Fixed windows, each opened by its key's first hit, as in domain/rate_limits.py; the
@@ -113,8 +113,8 @@ class LocalLimiter:
 
 
 class HeldPerAddress:
-    """What client addresses hold at once in this process (the gateway's connections not
-    yet identified), at most `limit` for each: its key as for the rate limits (an IPv6
+    """What client addresses hold at once in this process (open connections, gateway
+    connections not yet identified), at most `limit` for each: its key as for the rate limits (an IPv6
     client's /64) and, for IPv6, its /48 at SITE_FACTOR times the limit. One entry per
     key that holds something, so the table is never larger than what is held."""
 

@@ -58,6 +58,40 @@ def address_of(host: str | None) -> str | None:
         return None
 
 
+def proxy_networks(proxies: list[str]) -> list[str]:
+    """XFCHAT_TRUSTED_PROXIES in both the forms a peer's address may take: an IPv4
+    network also as IPv4-mapped IPv6 (a dual-stack listener's peers are ::ffff:a.b.c.d),
+    and such a network also as IPv4; `*` as it is."""
+    if proxies == ["*"]:
+        return proxies
+    forms = []
+    for proxy in proxies:
+        network = ipaddress.ip_network(proxy, strict=False)
+        forms.append(str(network))
+        if isinstance(network, ipaddress.IPv4Network):
+            forms.append(f"::ffff:{network.network_address}/{96 + network.prefixlen}")
+        elif network.network_address.ipv4_mapped is not None and network.prefixlen >= 96:
+            forms.append(f"{network.network_address.ipv4_mapped}/{network.prefixlen - 96}")
+    return forms
+
+
+def proxy_test(proxies: list[str]) -> Callable[[str | None], bool]:
+    """Whether a peer's address is one of XFCHAT_TRUSTED_PROXIES (addresses or networks,
+    in either form of proxy_networks, or `*` for any)."""
+    if proxies == ["*"]:
+        return lambda _ip: True
+    networks = [ipaddress.ip_network(form) for form in proxy_networks(proxies)]
+
+    def is_proxy(ip: str | None) -> bool:
+        try:
+            address = ipaddress.ip_address(ip or "")
+        except ValueError:
+            return False
+        return any(address.version == n.version and address in n for n in networks)
+
+    return is_proxy
+
+
 def ip_key(ip: str | None) -> str:
     """The rate-limit key of a client address: an IPv6 address by its /64 (one
     subscriber's network, where every address is theirs to use), an IPv4 one whole."""

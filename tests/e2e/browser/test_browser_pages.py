@@ -180,3 +180,21 @@ async def test_desktop_and_phone_screenshots_are_accessible(
             await page.get_by_role("button", name="Server settings").click()
             await expect(page.get_by_role("dialog")).to_be_visible()
             await assert_accessible(page, axe_source, "settings")
+
+
+async def test_focus_on_a_channel_link_stays_when_its_label_changes(
+    site: Site, browsers: Browsers
+) -> None:
+    """A keyboard user on #general's link while a message comes in there: the link is
+    drawn again as "general, unread", and the focus stays on it (it was matched by its
+    label, found none, and fell to the page)."""
+    alice = await browsers.logged_in(site.base, "alice")
+    await open_channel(alice, "gaming")
+    channels = alice.get_by_role("navigation", name="Channels")
+    general = channels.locator(f'a[href$="/{GENERAL}"]')
+    await general.focus()
+    async with api_as(site.base, "bob") as bob:
+        sent = await bob.post(f"/api/channels/{GENERAL}/messages", json={"content": "psst"})
+        assert sent.status_code == 201, sent.text
+    await expect(general).to_have_attribute("aria-label", "general, unread")
+    await expect_focused(general)

@@ -266,14 +266,16 @@ export class App {
 
   // The chrome is redrawn on every store event (a presence change, a new message's
   // unread mark): a keyboard user's focus on a link or button there would fall back to
-  // the page at each. Returns what puts it on the element drawn in its place (the same
-  // kind, link target and label), if it is in the chrome.
+  // the page at each. Returns what puts it on the element drawn in its place (a link to
+  // the same place, whatever its label now says: "general" became "general, unread" as
+  // a message came in; else the same kind of control with the same label), if it is in
+  // the chrome.
   chromeFocus() {
     const active = document.activeElement;
     const areas = [this.rail, this.sideList, this.userPanel, this.mainHead, this.aside];
     const area = active && active !== document.body ? areas.find((a) => a.contains(active)) : null;
     if (!area) return null;
-    const key = (el) => `${el.tagName}|${el.getAttribute("href") || ""}|${el.getAttribute("aria-label") || el.textContent.trim()}`;
+    const key = (el) => el.getAttribute("href") ? `${el.tagName}|${el.getAttribute("href")}` : `${el.tagName}||${el.getAttribute("aria-label") || el.textContent.trim()}`;
     const was = key(active);
     return () => {
       if (area.contains(active) && key(active) === was) return; // (kept: the search box, or a control morph() kept)
