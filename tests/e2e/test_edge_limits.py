@@ -11,6 +11,7 @@ import os
 import re
 import socket
 import time
+from pathlib import Path
 
 import httpx
 import psutil
@@ -717,3 +718,61 @@ async def test_one_address_holds_at_most_its_connections_and_a_proxy_is_not_limi
     assert [health_on(s) for s in many] == [b"HTTP/1.1 200 OK"] * 6
     for s in many:
         s.close()
+
+
+def _send_queue(local_port: int, peer_port: int) -> int | None:
+    """The bytes the kernel holds to send on the connection from 127.0.0.1:`local_port`
+    to `peer_port` (/proc/net/tcp's tx_queue), or None once it is not established."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote, state = fields[1], fields[2], fields[3]
+        ours = int(local.split(":")[1], 16) == local_port
+        if ours and int(remote.split(":")[1], 16) == peer_port and state == "01":
+            return int(fields[4].split(":")[0], 16)
+    return None
+
+
+def _settled_queue(local_port: int, peer_port: int) -> int:
+    """_send_queue once it has not changed for 0.2 s (10 s at most)."""
+    seen = [-1, -2, -3, -4]
+    deadline = time.monotonic() + 10
+    while len(set(seen[-4:])) > 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        seen.append(_send_queue(local_port, peer_port) or 0)
+    return seen[-1]
+
+
+def test_a_client_that_stops_reading_below_the_buffers_mark_is_cut_too(
+    servers: Servers,
+) -> None:
+    """Was: answers pipelined to a client that reads nothing filled the kernel's buffer
+    (megabytes) and left a little in the server's, below the mark that stops the
+    writes; the keep-alive's close then waited for that little to go, for ever, and the
+    connection held the kernel's megabytes and a place of its address's."""
+    _, base = servers.start(XFCHAT_KEEP_ALIVE="1", XFCHAT_HEADER_TIMEOUT="1")
+    port = int(base.rsplit(":", 1)[1])
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    mine = sock.getsockname()[1]
+    # The stylesheet, 25 KB an answer (read by nobody): ten at a time while the kernel
+    # takes them whole (it holds about 3 MB here), then one at a time until it takes no
+    # more, so that the server's buffer holds less than two of them, below the mark
+    # where the writes stop (at that mark the client was cut already).
+    css = b"GET /web/app.css HTTP/1.1\r\nHost: x\r\n\r\n"
+    answer = len(httpx.get(f"{base}/web/app.css").content)
+    assert 16_384 < answer < 32_768, answer
+    deadline = time.monotonic() + 60
+    sizes = [0]
+    while time.monotonic() < deadline:
+        at_once = 10 if sizes[-1] < 1.5 * MIB else 1
+        sock.sendall(css * at_once)
+        sizes.append(_settled_queue(port, mine))  # (all answered, on a busy box too)
+        if sizes[-1] - sizes[-2] < 1024:  # (the kernel took none of it)
+            break
+    assert sizes[-1] > MIB, sizes[-5:]  # the kernel holds what the client did not take
+    deadline = time.monotonic() + 20  # (the keep-alive's 1 s, then three heads' time)
+    while _send_queue(port, mine) is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _send_queue(port, mine) is None  # reset, the kernel's buffers freed
+    sock.close()

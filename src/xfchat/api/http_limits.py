@@ -24,7 +24,9 @@ These subclasses add, per connection:
 - an answer the client takes none of: when the server has more to send and the
   client has taken nothing for SEND_STALL times `header_timeout_s`, the connection is
   reset (a reset frees the kernel's buffers too; a close would wait on them). A client
-  that asked for big answers and read none held them, and its connection, forever;
+  that asked for big answers and read none held them, and its connection, forever; so
+  did one that asked for small ones until the kernel's buffer was full and a little
+  was left in the server's, and the keep-alive's close then waited on it;
 - a request the parser cannot read: 400 `MALFORMED_REQUEST` in JSON, as every error
   (uvicorn's is text/plain), and the connection is closed.
 
@@ -226,6 +228,33 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._stall = None
         self._drop()
         reset_connection(self.transport)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._watch_unsent()
+
+    def timeout_keep_alive_handler(self) -> None:
+        super().timeout_keep_alive_handler()
+        self._watch_unsent()
+
+    def _watch_unsent(self) -> None:
+        """What the transport still holds of answers written whole, below the mark where
+        pause_writing comes (the kernel's buffer is full already: a client that takes
+        nothing), gets as long as at the mark to go, and more while it goes; else the
+        connection is reset. A close waited for it for ever, and the kernel's buffer,
+        megabytes, was held as long."""
+        left = self.transport.get_write_buffer_size()
+        if self._stall is None and left:
+            seconds = self.header_timeout_s * SEND_STALL
+            self._stall = self.loop.call_later(seconds, self._unsent_due, left)
+
+    def _unsent_due(self, before: int) -> None:
+        self._stall = None
+        left = self.transport.get_write_buffer_size()
+        if 0 < left < before:  # (taken slowly: watched on)
+            self._watch_unsent()
+        elif left:
+            self._stalled()
 
     def data_received(self, data: bytes) -> None:
         if self._refusal is not None:
