@@ -89,11 +89,11 @@ class Supervisor:
         self.children[pid] = index
 
     def _forward(self, sig: int, _frame: FrameType | None) -> None:
-        """Stop the workers, gracefully: SIGTERM, whichever signal came. A terminal's
-        Ctrl-C sends SIGINT to the workers too (one process group), and a second SIGINT
-        is uvicorn's "stop now" (as a second Ctrl-C still is). A second SIGINT to this
-        process is that too: SIGQUIT, a worker's "stop now" whatever it got before (the
-        Ctrl-C of `docker run` without -t reaches this process alone)."""
+        """Stop the workers: gracefully with SIGTERM, whichever signal came (a terminal's
+        Ctrl-C sends SIGINT to the workers too, one process group, and a second SIGINT
+        is uvicorn's "stop now", as a second Ctrl-C still is); at once with SIGQUIT on
+        this process's second SIGINT (the Ctrl-C of `docker run` without -t reaches this
+        process alone)."""
         self.interrupts += sig == signal.SIGINT
         self.stopping = True
         told = signal.SIGQUIT if self.interrupts > 1 else signal.SIGTERM

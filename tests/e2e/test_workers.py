@@ -119,10 +119,8 @@ def test_a_second_sigint_to_the_parent_alone_stops_the_workers_at_once(
         proc.proc.send_signal(signal.SIGINT)
         time.sleep(2)
         assert proc.proc.poll() is None, proc.output  # waiting for the requests, gracefully
-        started = time.monotonic()
         proc.proc.send_signal(signal.SIGINT)
         assert proc.proc.wait(20) == 0, proc.output  # (a stop asked for, not a failure)
-        assert time.monotonic() - started < 20
         _, alive = psutil.wait_procs(workers, timeout=5)
         assert alive == [], [w.pid for w in alive]
     finally:

@@ -2,8 +2,8 @@
 (`/ready`, stored images, the browser client's files, the API document), where a
 counter in PostgreSQL would cost a database write per request, which is what the limit
 is there to spare; and for what an address holds at once (HeldPerAddress: its open
-connections, and its gateway connections waiting to identify). Like the connection caps, they are per process: with
-`--workers N` a client gets N times the rule.
+connections, and its gateway connections waiting to identify). Like the connection
+caps, they are per process: with `--workers N` a client gets N times the rule.
 
 Fixed windows, each opened by its key's first hit, as in domain/rate_limits.py; the
 keys are those of domain/rate_limits.address_checks (an IPv6 client also in its /48).
@@ -114,8 +114,8 @@ class LocalLimiter:
 
 class HeldPerAddress:
     """What client addresses hold at once in this process (open connections, gateway
-    connections not yet identified), at most `limit` for each: its key as for the rate limits (an IPv6
-    client's /64) and, for IPv6, its /48 at SITE_FACTOR times the limit. One entry per
+    connections not yet identified), at most `limit` for each: its key as for the rate
+    limits (an IPv6 client's /64) and, for IPv6, its /48 at SITE_FACTOR times the limit. One entry per
     key that holds something, so the table is never larger than what is held."""
 
     def __init__(self, limit: int) -> None:
