@@ -17,8 +17,10 @@ kept); POST /api/conversations (group); POST /api/servers
 (one text channel), POST /api/servers/{id}/invites, POST /api/invites/{code}; PUT
 /api/channels/{id}/messages/{message id} (201, idempotent by id); GET /api/events (SSE:
 ready, then message.created); the WebSocket gateway at /api/gateway (HELLO, IDENTIFY,
-ready, message.created). Each event is encoded once and its bytes queued for every
-connection of every member, as a lean server would.
+ready, message.created). A message is answered and delivered as XFChat shows it (the
+same fields, its author's public ones among them), so both servers and the generator
+move and parse the same bytes. Each event is encoded once and its bytes queued for
+every connection of every member, as a lean server would.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 TOKENS: dict[str, str] = {}  # access token -> user id
+AUTHORS: dict[str, dict[str, Any]] = {}  # user id -> the author object messages show
 CHANNELS: dict[str, set[str]] = {}  # channel id -> member ids
 SEQS: dict[str, int] = {}  # channel id -> last seq
 MESSAGES: dict[str, bytes] = {}  # message id -> its JSON (replays answer it again)
@@ -102,15 +105,30 @@ async def _put_message(send: Send, receive: Receive, user: str, path: list[str])
 
 
 def _store(channel: str, mid: str, user: str, content: str) -> bytes:
+    """The message as XFChat answers and delivers it: the same fields (the author's
+    public ones among them), so that both send and parse the same bytes."""
     seq = SEQS[channel] = SEQS[channel] + 1
     data = orjson.dumps(
         {
-            "id": mid,
+            "id": mid,  # (first: the generator reads it at a fixed place)
             "channel_id": channel,
             "seq": seq,
-            "author_id": user,
+            "kind": "default",
+            "author": AUTHORS[user],
             "content": content,
             "created_at": datetime.now(UTC).isoformat(),
+            "edited_at": None,
+            "deleted": False,
+            "deleted_at": None,
+            "reply_to_id": None,
+            "reply_to": None,
+            "mentions": [],
+            "mention_roles": [],
+            "mention_everyone": False,
+            "nonce": None,
+            "pinned": False,
+            "reactions": [],
+            "attachments": [],
         }
     )
     MESSAGES[mid] = data
@@ -198,6 +216,13 @@ async def _post(send: Send, receive: Receive, user: str | None, path: list[str])
     if path[:3] == ["", "api", "auth"]:  # register
         new, token = str(uuid.uuid4()), secrets.token_urlsafe(24)
         TOKENS[token] = new
+        AUTHORS[new] = {
+            "id": new,
+            "username": body.get("username", ""),
+            "display_name": None,
+            "avatar_url": None,
+            "deleted": False,
+        }
         return await _answer(send, 201, {"user": {"id": new}, "access_token": token})
     if user is None:
         return await _answer(send, 401, {"code": "UNAUTHORIZED", "message": "log in"})

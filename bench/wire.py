@@ -89,9 +89,10 @@ async def sse_events(
             if size == 0:
                 return
             now = time.perf_counter()
-            buffer += chunk[:-2]
-            while (end := buffer.find(b"\n\n")) >= 0:
-                block, buffer = buffer[:end], buffer[end + 2 :]
+            # Split once per chunk (slicing the rest off after each event would copy a
+            # chunk of n events n times over).
+            *blocks, buffer = (buffer + chunk[:-2]).split(b"\n\n")
+            for block in blocks:
                 event = data = b""
                 for line in block.split(b"\n"):
                     if line.startswith(b"event: "):
