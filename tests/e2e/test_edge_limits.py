@@ -375,6 +375,57 @@ async def test_a_gateway_client_that_reads_nothing_is_reset(
         sock.close()
 
 
+async def test_a_gateway_client_that_stops_reading_below_the_buffers_mark_is_cut_at_the_close(
+    servers: Servers, make_user: MakeUser
+) -> None:
+    """Was: a gateway client that read nothing, sent a little less than fills the
+    server's buffer to the mark that stops the writes, kept its connection for ever
+    once the gateway closed it (a missed heartbeat): the close waited for those few KB
+    to go, and the kernel's megabytes and a place of its address's were held as long."""
+    _, base = servers.start(XFCHAT_HEADER_TIMEOUT="1", XFCHAT_GATEWAY_HEARTBEAT="3")
+    port = int(base.rsplit(":", 1)[1])
+    async with httpx.AsyncClient(base_url=base, timeout=30) as api:
+        ann, ben, dm = await factories.pair(api, make_user)
+        sock = reading_nothing(base, UPGRADE)
+        sock.settimeout(10)
+        hello = b""
+        while b"heartbeat_interval" not in hello:
+            hello += sock.recv(4096)
+        identify = json.dumps({"op": 2, "d": {"token": ben.access_token}}).encode()
+        sock.sendall(client_frame(1, identify))
+        mine = sock.getsockname()[1]
+
+        async def say(n: int) -> None:  # an event of about 8 KB
+            sent = await api.post(
+                f"/api/channels/{dm}/messages",
+                headers=ann.headers,
+                json={"content": f"{n} " + "ø" * 3990},
+            )
+            assert sent.status_code == 201, sent.text
+
+        # Sixteen at a time while the kernel takes them whole, then three at a time until
+        # it takes no more: the server's buffer holds less than six, below the mark
+        # where the writes stop (64 KB; at that mark the client was cut already).
+        sizes, said = [0], 0
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            sock.sendall(client_frame(1, b'{"op":1}'))  # (a heartbeat: not closed yet)
+            at_once = 16 if sizes[-1] < 2 * MIB else 3
+            await asyncio.gather(*(say(said + i) for i in range(at_once)))
+            said += at_once
+            sizes.append(await asyncio.to_thread(_settled_queue, port, mine))
+            if sizes[-1] - sizes[-2] < 1024:  # (the kernel took none of it)
+                break
+        assert sizes[-1] > MIB, sizes[-5:]
+        # No more heartbeats: the gateway closes it 4.5 s on (4009), and then three
+        # heads' time (3 s) later, with what the server holds unsent, it is reset.
+        deadline = time.monotonic() + 30
+        while _send_queue(port, mine) is not None and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert _send_queue(port, mine) is None
+        sock.close()
+
+
 async def test_a_flood_of_websocket_pings_closes_the_connection(
     edge: tuple[int, str], make_user: MakeUser
 ) -> None:

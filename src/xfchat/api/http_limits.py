@@ -90,6 +90,55 @@ def reset_connection(transport: asyncio.Transport) -> None:
     transport.abort()
 
 
+class SendWatch:
+    """How a connection's protocol (HTTP or WebSocket, mixed in before uvicorn's) cuts a
+    client that takes nothing of what is sent to it: when the transport's buffer is full
+    (pause_writing: the kernel's is already) and stays so for `stall_s`; and when what is
+    left unsent, below that mark, does not go within `stall_s` (and on while it goes)
+    once the answers are written or the connection is being closed, for a close waits
+    for it to go, for ever from such a client. Then the connection is reset (`_stalled`),
+    which frees the kernel's buffers too."""
+
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
+    _stall: asyncio.TimerHandle | None = None
+
+    @property
+    def stall_s(self) -> float:
+        raise NotImplementedError
+
+    def _stalled(self) -> None:
+        self._stall = None
+        reset_connection(self.transport)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()  # type: ignore[misc]
+        if self._stall is None:
+            self._stall = self.loop.call_later(self.stall_s, self._stalled)
+
+    def resume_writing(self) -> None:
+        self._unstall()
+        super().resume_writing()  # type: ignore[misc]
+        if self.transport.is_closing():
+            self._watch_unsent()
+
+    def _unstall(self) -> None:
+        self._stall = cancelled_timer(self._stall)
+
+    def _watch_unsent(self) -> None:
+        left = self.transport.get_write_buffer_size()
+        if self._stall is None and left:
+            self._stall = self.loop.call_later(self.stall_s, self._unsent_due, left)
+
+    def _unsent_due(self, before: int) -> None:
+        self._stall = None
+        left = self.transport.get_write_buffer_size()
+        if 0 < left < before:  # (taken slowly: watched on)
+            self._watch_unsent()
+        elif left:
+            self._stalled()
+
+
 class _Refused(Exception):
     """Raised inside a parser callback: the head broke a limit."""
 
@@ -106,7 +155,7 @@ def _no_proxy(_ip: str | None) -> bool:
     return False
 
 
-class GuardedHttpProtocol(HttpToolsProtocol):
+class GuardedHttpProtocol(SendWatch, HttpToolsProtocol):
     max_header_bytes = 16_384
     max_headers = 100
     header_timeout_s = 10.0
@@ -124,7 +173,6 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._deadline: asyncio.TimerHandle | None = None
         self._refusal: tuple[int, str, str] | None = None
         self._body: _BodyClock | None = None  # while a request body is arriving
-        self._stall: asyncio.TimerHandle | None = None  # while the client takes nothing
         self._running: Any = None  # the request whose answer the app is writing
         self._place: Held | None = None  # the connection's, among its address's
 
@@ -210,24 +258,13 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         # release is once, whichever protocol is told of the connection's end)
         self.transport.get_protocol().held_place = self._place  # type: ignore[attr-defined]
 
-    def pause_writing(self) -> None:
-        """The transport's buffer is full: the client is not taking what is sent."""
-        super().pause_writing()
-        if self._stall is None:
-            seconds = self.header_timeout_s * SEND_STALL
-            self._stall = self.loop.call_later(seconds, self._stalled)
-
-    def resume_writing(self) -> None:
-        self._unstall()
-        super().resume_writing()
-
-    def _unstall(self) -> None:
-        self._stall = cancelled_timer(self._stall)
+    @property
+    def stall_s(self) -> float:
+        return self.header_timeout_s * SEND_STALL
 
     def _stalled(self) -> None:
-        self._stall = None
         self._drop()
-        reset_connection(self.transport)
+        super()._stalled()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -236,25 +273,6 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def timeout_keep_alive_handler(self) -> None:
         super().timeout_keep_alive_handler()
         self._watch_unsent()
-
-    def _watch_unsent(self) -> None:
-        """What the transport still holds of answers written whole, below the mark where
-        pause_writing comes (the kernel's buffer is full already: a client that takes
-        nothing), gets as long as at the mark to go, and more while it goes; else the
-        connection is reset. A close waited for it for ever, and the kernel's buffer,
-        megabytes, was held as long."""
-        left = self.transport.get_write_buffer_size()
-        if self._stall is None and left:
-            seconds = self.header_timeout_s * SEND_STALL
-            self._stall = self.loop.call_later(seconds, self._unsent_due, left)
-
-    def _unsent_due(self, before: int) -> None:
-        self._stall = None
-        left = self.transport.get_write_buffer_size()
-        if 0 < left < before:  # (taken slowly: watched on)
-            self._watch_unsent()
-        elif left:
-            self._stalled()
 
     def data_received(self, data: bytes) -> None:
         if self._refusal is not None:

@@ -21,7 +21,8 @@ not, and answers every ping. This subclass adds, per connection:
   identified (`allow_larger_frames`), then at most `ws_max_size`: a larger frame
   closes the connection with 1009 before its payload is read;
 - a client that takes nothing of what is sent to it is reset (as an HTTP one is, see
-  api/http_limits.py);
+  api/http_limits.py), and so is one that takes nothing of what is left unsent when the
+  connection is closed (a close waits for that to go: for ever, from such a client);
 - a text frame that is not UTF-8 is closed 1007 quietly.
 
 And one thing more than uvicorn's: several text frames written at once (`text_sender`),
@@ -42,7 +43,7 @@ from websockets.exceptions import InvalidState
 from websockets.frames import Frame
 from websockets.http11 import Response
 
-from xfchat.api.http_limits import SEND_STALL, WRITE_PIECE, cancelled_timer, reset_connection
+from xfchat.api.http_limits import SEND_STALL, WRITE_PIECE, SendWatch
 from xfchat.domain.local_limits import Held
 
 # Frames a client may send before IDENTIFY or RESUME (a token is a few hundred bytes),
@@ -82,14 +83,13 @@ FRAME_LIMIT = "xfchat.frame_limit"
 SEND_TEXTS = "xfchat.send_texts"
 
 
-class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
+class GuardedWebSocketProtocol(SendWatch, WebSocketsSansIOProtocol):
     # A client that takes nothing for this long is reset, as an HTTP one is (SEND_STALL
     # times the head's deadline): closing leaves the kernel sending it what it holds.
     stall_s = 30.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._stall: asyncio.TimerHandle | None = None
         self.conn.max_message_size = BEFORE_IDENTIFY
         plain_reject = self.conn.reject
 
@@ -113,6 +113,9 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
         # The connection's place among its address's (api/http_limits.py hands it over
         # at the upgrade), given back when it ends.
         self.held_place: Held | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(_WatchedClose(transport, self._watch_unsent))  # type: ignore[arg-type]
 
     def data_received(self, data: bytes) -> None:
         if self._cut or self.transport.is_closing():
@@ -177,27 +180,11 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
             # handshake's end, and logged an ERROR for each one.
             self.handshake_complete = True
 
-    def pause_writing(self) -> None:
-        super().pause_writing()
-        if self._stall is None:
-            self._stall = self.loop.call_later(self.stall_s, self._stalled)
-
-    def resume_writing(self) -> None:
-        self._unstall()
-        super().resume_writing()
-
     def connection_lost(self, exc: Exception | None) -> None:
         self._unstall()
         if self.held_place is not None:
             self.held_place.release()
         super().connection_lost(exc)
-
-    def _unstall(self) -> None:
-        self._stall = cancelled_timer(self._stall)
-
-    def _stalled(self) -> None:
-        self._stall = None
-        reset_connection(self.transport)
 
     def send_receive_event_to_app(self) -> None:
         """A text message that is not UTF-8 is closed 1007 quietly: uvicorn's own path
@@ -290,6 +277,24 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
                 piece = 0
         if piece:
             self.transport.write(b"".join(self.conn.data_to_send()))
+
+
+class _WatchedClose:
+    """A WebSocket connection's transport whose close() also has the protocol watch
+    what is left unsent (uvicorn's protocol closes it in eight places)."""
+
+    __slots__ = ("_on_close", "_transport")
+
+    def __init__(self, transport: asyncio.BaseTransport, on_close: Callable[[], None]) -> None:
+        self._transport = transport
+        self._on_close = on_close
+
+    def close(self) -> None:
+        self._transport.close()
+        self._on_close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 class _Bucket:
