@@ -41,9 +41,11 @@ The WebSocket protocol's limits are in api/ws_limits.py.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import socket
 import struct
+import termios
 from collections.abc import Callable
 from typing import Any
 
@@ -90,18 +92,32 @@ def reset_connection(transport: asyncio.Transport) -> None:
     transport.abort()
 
 
+def kernel_unsent(transport: asyncio.BaseTransport) -> int:
+    """The bytes the kernel holds unsent (or unacknowledged) on the connection (Linux's
+    SIOCOUTQ); 0 where that cannot be asked."""
+    sock = transport.get_extra_info("socket")
+    try:
+        held = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+    except (AttributeError, OSError, ValueError):
+        return 0
+    return int(struct.unpack("i", held)[0])
+
+
 class SendWatch:
     """How a connection's protocol (HTTP or WebSocket, mixed in before uvicorn's) cuts a
     client that takes nothing of what is sent to it: when the transport's buffer is full
-    (pause_writing: the kernel's is already) and stays so for `stall_s`; and when what is
-    left unsent, below that mark, does not go within `stall_s` (and on while it goes)
-    once the answers are written or the connection is being closed, for a close waits
-    for it to go, for ever from such a client. Then the connection is reset (`_stalled`),
+    (pause_writing: the kernel's is already), and when what is left in it below that
+    mark does not go once the answers are written or the connection is being closed (a
+    close waits for it to go, for ever from such a client). Either way the client gets
+    `stall_s`, and as long again each time some of what the server and the kernel hold
+    for it went meanwhile (a slow reader is not cut: the kernel wakes the writer only
+    when a third of its megabytes have gone); then the connection is reset (`_stalled`),
     which frees the kernel's buffers too."""
 
     loop: asyncio.AbstractEventLoop
     transport: asyncio.Transport
     _stall: asyncio.TimerHandle | None = None
+    _lost = False
 
     @property
     def stall_s(self) -> float:
@@ -113,8 +129,7 @@ class SendWatch:
 
     def pause_writing(self) -> None:
         super().pause_writing()  # type: ignore[misc]
-        if self._stall is None:
-            self._stall = self.loop.call_later(self.stall_s, self._stalled)
+        self._watch_unsent()
 
     def resume_writing(self) -> None:
         self._unstall()
@@ -122,20 +137,28 @@ class SendWatch:
         if self.transport.is_closing():
             self._watch_unsent()
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True  # (uvicorn's closes the transport again: nothing is watched)
+        self._unstall()
+        super().connection_lost(exc)  # type: ignore[misc]
+
     def _unstall(self) -> None:
         self._stall = cancelled_timer(self._stall)
 
+    def _unsent(self) -> int:
+        return self.transport.get_write_buffer_size() + kernel_unsent(self.transport)
+
     def _watch_unsent(self) -> None:
-        left = self.transport.get_write_buffer_size()
-        if self._stall is None and left:
-            self._stall = self.loop.call_later(self.stall_s, self._unsent_due, left)
+        if self._stall is None and not self._lost and self.transport.get_write_buffer_size():
+            self._stall = self.loop.call_later(self.stall_s, self._unsent_due, self._unsent())
 
     def _unsent_due(self, before: int) -> None:
         self._stall = None
-        left = self.transport.get_write_buffer_size()
-        if 0 < left < before:  # (taken slowly: watched on)
+        if not self.transport.get_write_buffer_size():
+            return  # (all of it is the kernel's)
+        if self._unsent() < before:  # (taken slowly: watched on)
             self._watch_unsent()
-        elif left:
+        else:
             self._stalled()
 
 
@@ -247,13 +270,16 @@ class GuardedHttpProtocol(SendWatch, HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
-        self._unstall()
         if self._place is not None:
             self._place.release()
         super().connection_lost(exc)
 
     def handle_websocket_upgrade(self) -> None:
         super().handle_websocket_upgrade()
+        # (this protocol's timers would outlive it: the transport now tells the
+        # WebSocket protocol when its buffer empties, or the connection ends)
+        self._disarm()
+        self._unstall()
         # (the WebSocket protocol has the connection now, and gives its place back;
         # release is once, whichever protocol is told of the connection's end)
         self.transport.get_protocol().held_place = self._place  # type: ignore[attr-defined]

@@ -1,0 +1,181 @@
+"""The connection protocols' watch on a client that takes nothing (api/http_limits.py's
+SendWatch), with uvicorn on uvloop (as `xfchat serve` runs) and a bare ASGI app in this
+process: what is judged is the transport, not the app (the e2e tests in
+tests/e2e/test_edge_limits.py drive the whole server)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+import pytest
+import uvicorn
+import uvloop
+
+from xfchat.api.http_limits import http_protocol
+from xfchat.api.ws_limits import GuardedWebSocketProtocol, ws_protocol
+
+HEAD_S = 0.5  # the head's deadline: a client that takes nothing is cut 1.5 s on
+UPGRADE = (
+    b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+)
+BIG = 8_000_000  # an HTTP answer far above what the kernel holds for a client
+
+
+class Recorded(ws_protocol(HEAD_S)):  # type: ignore[misc,valid-type]
+    """The WebSocket protocol, each connection kept where the app can see its buffer,
+    and the client's close frame waited for 1 s (uvicorn's 10 s), after which the
+    transport is closed."""
+
+    live: ClassVar[list[GuardedWebSocketProtocol]] = []
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.close_timeout = 1.0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.live.append(self)
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """HTTP: BIG bytes. WebSocket: frames of 8 KB until what the kernel does not take
+    (20 KB of it, below the mark where the writes stop) waits in the transport, then a
+    close; or, at /ticks, a small frame every 0.1 s."""
+    if scope["type"] == "http":
+        await receive()
+        head = [(b"content-length", str(BIG).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": head})
+        await send({"type": "http.response.body", "body": b"x" * BIG})
+        return
+    await receive()
+    await send({"type": "websocket.accept"})
+    if scope["path"] == "/ticks":
+        for i in range(100):
+            await send({"type": "websocket.send", "text": f"tick {i}"})
+            await asyncio.sleep(0.1)
+        return
+    for _ in range(2000):
+        await send({"type": "websocket.send", "text": "x" * 8000})
+        await asyncio.sleep(0.005)
+        if Recorded.live[-1].transport.get_write_buffer_size() > 20_000:
+            break
+    await send({"type": "websocket.close", "code": 4009})
+
+
+@contextlib.asynccontextmanager
+async def serving() -> AsyncIterator[int]:
+    Recorded.live.clear()
+    config = uvicorn.Config(
+        app,
+        http=http_protocol(16_384, 100, HEAD_S),
+        ws=Recorded,
+        lifespan="off",
+        log_level="warning",
+    )
+    server = uvicorn.Server(config)
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    task = asyncio.create_task(server.serve(sockets=[listening]))
+    try:
+        while not server.started:
+            await asyncio.sleep(0.02)
+        yield listening.getsockname()[1]
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
+
+
+def small_window(port: int) -> socket.socket:
+    """A client with a receive buffer as small as the kernel allows."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    sock.setblocking(False)
+    return sock
+
+
+async def read_for(sock: socket.socket, seconds: float, rate: int | None = None) -> int:
+    """Read for `seconds` (at most `rate` bytes a second, or all that comes); the bytes
+    read. Raises ConnectionResetError if the server resets the connection."""
+    got, end = 0, time.monotonic() + seconds
+    while time.monotonic() < end:
+        await asyncio.sleep(0.05 if rate else 0.001)
+        with contextlib.suppress(BlockingIOError):
+            data = sock.recv(rate // 20 if rate else 1 << 20)
+            if not data:
+                break
+            got += len(data)
+    return got
+
+
+def test_a_slow_reader_is_not_cut_while_what_the_kernel_holds_for_it_goes() -> None:
+    uvloop.run(_a_slow_reader())
+
+
+async def _a_slow_reader() -> None:
+    """Was: once closed with 20 KB left in the server's buffer, the connection of a
+    client reading 80 KB a second was reset after three head timeouts: the buffer had
+    not moved, because the kernel wakes the writer only when a third of its megabytes
+    have gone. What the kernel holds counts too now."""
+    async with serving() as port:
+        sock = small_window(port)
+        sock.sendall(UPGRADE)
+        deadline = time.monotonic() + 30
+        while not (Recorded.live and Recorded.live[0].close_sent):  # (the app fills the
+            assert time.monotonic() < deadline  # kernel, then closes)
+            await asyncio.sleep(0.05)
+        assert 0 < Recorded.live[0].transport.get_write_buffer_size() < 65_536
+        # The transport is closed 1 s on, and watched from then: read past four stalls.
+        got = await read_for(sock, 1 + 4 * HEAD_S * 3, rate=80_000)
+        assert got > 400_000
+        sock.close()
+
+
+def test_a_websocket_upgraded_after_a_large_answer_keeps_its_connection() -> None:
+    uvloop.run(_upgraded_after_a_large_answer())
+
+
+async def _upgraded_after_a_large_answer() -> None:
+    """Was: the HTTP protocol's stall timer, armed while the answer filled the buffer,
+    outlived the upgrade (the transport tells the WebSocket protocol when its buffer
+    empties), and reset a connection that had read all of it."""
+    async with serving() as port:
+        sock = small_window(port)
+        sock.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+        await asyncio.sleep(0.5)  # (the answer fills the kernel and the transport)
+        sock.sendall(UPGRADE.replace(b"GET / ", b"GET /ticks "))
+        got = await read_for(sock, 4 * HEAD_S * 3)  # (four times its stall)
+        assert got > BIG  # the answer, the upgrade's, and the ticks since
+        sock.close()
+
+
+def test_a_client_that_takes_nothing_of_the_close_is_reset_and_nothing_stays_armed() -> None:
+    uvloop.run(_takes_nothing_of_the_close())
+
+
+async def _takes_nothing_of_the_close() -> None:
+    """What the transport holds at the close does not go: reset three head timeouts
+    after the transport was closed. And once the connection is lost no timer is left
+    (uvicorn closes the transport again then, which armed a new one)."""
+    async with serving() as port:
+        sock = small_window(port)
+        sock.sendall(UPGRADE)
+        deadline = time.monotonic() + 30
+        while not (Recorded.live and Recorded.live[0].close_sent):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        closed = Recorded.live[0]
+        while not closed.disconnected:  # (1 s, then 1.5 s)
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        with pytest.raises(ConnectionResetError):
+            while sock.recv(1 << 20):  # (what its own small buffer held, then the reset)
+                pass
+        assert closed._stall is None
+        sock.close()
