@@ -39,7 +39,8 @@ class XFChatError(Exception):
         if self.field is not None:
             out["field"] = self.field
         if self.code == "VALIDATION_ERROR":  # one shape with the validator's (api/errors.py)
-            out["errors"] = [{"field": self.field or "body", "message": self.message}]
+            out["field"] = self.field or "body"  # (what the whole body did not say)
+            out["errors"] = [{"field": out["field"], "message": self.message}]
         out.update(self.extra)
         return out
 

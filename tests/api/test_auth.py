@@ -153,6 +153,16 @@ async def test_login_by_username_or_email(
     assert response.json()["session_id"] != str(user.session_id)  # a new session
 
 
+async def test_login_takes_one_name_not_two(client: httpx.AsyncClient, make_user: MakeUser) -> None:
+    """Was: `login` won over `username` silently, whichever the client meant."""
+    ann, ben = await make_user("ann"), await make_user("ben")
+    both = await client.post(
+        "/api/auth/login",
+        json={"login": ann.username, "username": ben.username, "password": ann.password},
+    )
+    assert both.status_code == 400 and both.json()["code"] == "VALIDATION_ERROR", both.text
+
+
 async def test_wrong_password_and_unknown_user_get_the_same_401(
     client: httpx.AsyncClient, make_user: MakeUser
 ) -> None:

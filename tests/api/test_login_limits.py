@@ -253,3 +253,26 @@ async def test_an_ipv6_site_cannot_multiply_the_limits_by_its_64_networks(
         json={"username": "next", "email": "next@example.com", "password": PASSWORD},
     )
     assert fresh.status_code == 201
+
+
+async def test_registrations_refused_as_invalid_input_do_not_use_up_the_address(
+    app_with: AppWith,
+) -> None:
+    """A sign-up form's typos (a short password, a username of the wrong form, a common
+    password) used up the address's registrations for the hour, each counted before
+    the body was even read; now only a well-formed registration counts."""
+    client = await app_with(rate_register_ip="2/300")
+
+    async def register(name: str, password: str = PASSWORD) -> httpx.Response:
+        body = {"username": name, "email": f"{name}@example.com", "password": password}
+        return await client.post("/api/auth/register", json=body)
+
+    typos = [await register("a"), await register("ok.", "short"), await register("fine", "")]
+    typos.append(await register("fine", "password123"))
+    assert [t.status_code for t in typos] == [400] * 4, [t.text for t in typos]
+    assert (await client.post("/api/auth/register", content=b"{")).status_code == 400
+    first = await register("first")
+    assert first.status_code == 201, first.text
+    assert first.headers["x-ratelimit-remaining"] == "1"
+    assert (await register("second")).status_code == 201
+    assert_limited(await register("third"), 2, "auth.register")

@@ -118,6 +118,9 @@ async def test_every_event_type_and_the_ready_state_are_components(spec: Spec) -
         payload = envelope["properties"]["data"]["$ref"].rsplit("/", 1)[1]
         assert payload == event.payload.__name__ and payload in schemas
     assert {"StatePayload", "MessagePayload", "ConversationPayload"} <= set(schemas)
+    gateway = schemas["GatewayReady"]["allOf"]  # (the gateway's ready adds its interval)
+    assert gateway[0] == {"$ref": "#/components/schemas/SseReady"}
+    assert gateway[1]["required"] == ["heartbeat_interval"]
     message = schemas["MessagePayload"]
     assert {"id", "seq", "author", "content", "reply_to"} <= set(message["required"])
 
@@ -221,7 +224,7 @@ async def test_the_document_gives_the_real_limits_heads_answer_headers_and_close
     assert {"ETag", "Content-Range"} <= headers("/api/attachments/{attachment_id}", "get", "206")
     assert "Content-Disposition" in headers("/api/attachments/{attachment_id}", "head", "200")
     assert "Link" not in headers("/api/users/search", "get", "200")
-    assert schemas["MessagePayload"]["properties"]["kind"]["enum"] == ["default", "system", "pin"]
+    assert schemas["MessagePayload"]["properties"]["kind"]["enum"] == ["default", "pin"]
     assert schemas["ServerChannelPayload"]["properties"]["kind"]["enum"] == [
         "text",
         "voice",

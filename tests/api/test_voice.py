@@ -223,6 +223,9 @@ async def test_server_mute_deafen_move_and_disconnect_need_their_permissions(
     # Out of voice, a mute is still set (server-wide permission).
     later = await client.patch(url, headers=mod.headers, json={"mute": True})
     assert later.status_code == 200 and later.json()["voice_state"] is None
+    empty = await client.patch(url, headers=mod.headers, json={})
+    assert empty.status_code == 400 and empty.json()["code"] == "VALIDATION_ERROR"
+    assert empty.json()["field"] == "body"  # (as every VALIDATION_ERROR names one)
     nobody = await client.patch(
         srv.url(f"/members/{uuid.uuid4()}/voice"), headers=ann.headers, json={"mute": True}
     )

@@ -163,7 +163,7 @@ async def test_a_burst_of_large_events_arrives_whole_and_in_order_on_sse_and_the
     ("first", "code"),
     [
         ({"op": 2, "d": {"token": "not-a-token"}}, 4004),
-        ({"op": 1}, 4003),
+        ({"op": 4, "d": {"channel_id": None}}, 4003),
         ("not json", 4002),
         ({"op": True, "d": {}}, 4002),  # (main: 4003, taken for op 1)
     ],
@@ -179,6 +179,26 @@ async def test_gateway_refuses_bad_openings(server: str, first: Any, code: int) 
         with pytest.raises(websockets.ConnectionClosed) as info:
             await asyncio.wait_for(ws.recv(), 5)
         assert info.value.rcvd is not None and info.value.rcvd.code == code
+
+
+async def test_gateway_answers_heartbeats_sent_before_identify(
+    server: str, make_user: MakeUser
+) -> None:
+    """Discord's libraries start their heartbeats at HELLO, and one that waits for a
+    fresh token before it identifies sends some first: they were closed 4003."""
+    import json
+
+    import websockets
+
+    ben = await make_user("ben")
+    async with websockets.connect(server.replace("http", "ws") + "/api/gateway") as ws:
+        assert json.loads(await ws.recv())["op"] == 10
+        for _ in range(3):
+            await ws.send('{"op": 1, "d": null}')
+            assert json.loads(await asyncio.wait_for(ws.recv(), 5)) == {"op": 11}
+        await ws.send(json.dumps({"op": 2, "d": {"token": ben.access_token}}))
+        ready = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert ready["t"] == "ready" and ready["d"]["user"]["id"] == str(ben.id)
 
 
 async def test_gateway_refuses_an_op_that_is_a_boolean_once_identified(

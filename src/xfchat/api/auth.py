@@ -16,6 +16,7 @@ from xfchat.api.deps import (
     check_limits,
     give_back,
     ip_limit,
+    record_decision,
 )
 from xfchat.api.models import USERNAME, Text, UserPrivate, enforced
 from xfchat.domain import accounts, login
@@ -36,7 +37,7 @@ class RegisterIn(BaseModel):
 
 
 class LoginIn(BaseModel):
-    """Give `login` (a username or an email), or `username`, or `email`."""
+    """Give one of `login` (a username or an email), `username` and `email`."""
 
     login: Text | None = Field(default=None, max_length=1024)
     username: Text | None = Field(default=None, max_length=1024)
@@ -45,8 +46,11 @@ class LoginIn(BaseModel):
 
     @model_validator(mode="after")
     def _one_identifier(self) -> LoginIn:
-        if not (self.login or self.username or self.email):
+        given = [v for v in (self.login, self.username, self.email) if v is not None]
+        if not any(given):
             raise ValueError("give login (a username or an email)")
+        if len(given) > 1:  # (which one was meant? none is taken over another)
+            raise ValueError("give one of login, username and email")
         return self
 
     @property
@@ -100,21 +104,26 @@ def _started(request: Request, issued: accounts.IssuedTokens) -> TokensOut:
     return TokensOut.of(issued)
 
 
-@router.post(
-    "/register", status_code=201, dependencies=[ip_limit("auth.register", "rate_register_ip")]
-)
+@router.post("/register", status_code=201)
 async def post_register(
     body: RegisterIn, request: Request, pool: Pool, settings: AppSettings, client: Client
 ) -> TokensOut:
-    """Create an account; answers with tokens for a new session. An address that was
-    told `EMAIL_TAKEN` its share of times waits (429) whatever it sends next, so emails
-    cannot be tried one after another. Every registration counts in that bucket up front
-    (registrations sent at once cannot all pass a check made before their answers) and
-    gives its hit back unless it is answered `EMAIL_TAKEN` (refused ones too), so the
-    bucket holds the address's `EMAIL_TAKEN` answers and the registrations in flight."""
+    """Create an account; answers with tokens for a new session.
+
+    Counted per address (`auth.register`): each registration of a well-formed body, the
+    one refused as invalid input (400: a short password, a username of the wrong form)
+    given back, so that a sign-up form's typos do not use up the hour's few. An address
+    that was told `EMAIL_TAKEN` its share of times waits (429) whatever it sends next,
+    so emails cannot be tried one after another. Every registration counts in that
+    bucket up front (registrations sent at once cannot all pass a check made before
+    their answers) and gives its hit back unless it is answered `EMAIL_TAKEN` (refused
+    ones too), so the bucket holds the address's `EMAIL_TAKEN` answers and the
+    registrations in flight."""
+    tried = address_checks("auth.register", client.ip, settings.rate_register_ip)
+    counted = await check_limits(request, tried, record=False)
     taken = address_checks("auth.register.taken", client.ip, settings.rate_register_taken_ip)
     decisions = await check_limits(request, taken, enforce=False, record=False)
-    email_taken = False
+    email_taken = invalid = False
     try:
         for decision in decisions:
             decision.enforce()
@@ -130,9 +139,17 @@ async def post_register(
     except Conflict as exc:
         email_taken = exc.code == "EMAIL_TAKEN"  # counted; this answer stands
         raise
+    except BadRequest:
+        invalid = True
+        raise
     finally:
         if not email_taken:
             await give_back(request, taken)
+        if invalid:
+            await give_back(request, tried)
+        else:
+            for decision in counted:
+                record_decision(request, decision)
     return _started(request, issued)
 
 

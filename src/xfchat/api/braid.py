@@ -41,19 +41,52 @@ from xfchat.realtime.subscriber import Closed
 log = logging.getLogger("xfchat.stream")
 
 PAGE = 100
+# Eight quoted message ids with their separators fit many times over.
+MAX_PARENTS_HEADER = 1024
 ACCESS_LOST = "access_lost"  # (a subscription's end, as /metrics counts it)
+
+
+HTTP_HISTORY = "application/http-history"
+
+
+def _header(name: str, description: str) -> dict[str, object]:
+    return {"name": name, "in": "header", "schema": {"type": "string"}, "description": description}
 
 
 SUBSCRIPTION_RESPONSE: dict[int | str, dict[str, object]] = {
     209: {
-        "description": "With a `Subscribe` header: a Braid-HTTP subscription (a snapshot, "
-        "then one append patch per message; see the README)",
-        "content": {"application/json": {"schema": {"type": "string"}}},
+        "description": "With a `Subscribe` header: a Braid-HTTP subscription, an endless "
+        "body of updates in Braid's own framing (each a status line, headers and a body, "
+        "not one JSON value): a snapshot of the newest messages, then one append patch "
+        "per message (`Content-Range: json [-0:-0]`, the message as its body); see the "
+        "README",
+        "content": {HTTP_HISTORY: {"schema": {"type": "string"}}},
+        "headers": {
+            "Subscribe": {"schema": {"type": "string"}, "description": "Echoed"},
+            "Current-Version": {
+                "schema": {"type": "string"},
+                "description": "The newest message's id, quoted",
+            },
+            "Heartbeats": {
+                "schema": {"type": "string"},
+                "description": "Echoed when asked for: a blank line every so often while idle",
+            },
+        },
     }
 }
+# The request headers of a subscription, which the route reads from the request itself.
+SUBSCRIPTION_HEADERS = {
+    "parameters": [
+        _header("Subscribe", "Any value: a subscription (209) instead of a page"),
+        _header(
+            "Parents",
+            'Resume after these messages: their ids as JSON strings, e.g. "<id>" '
+            f"(at most {MAX_PARENTS_HEADER} characters)",
+        ),
+        _header("Heartbeats", "Seconds between blank lines while idle, e.g. 30s (0.1-3600)"),
+    ]
+}
 
-# Eight quoted message ids with their separators fit many times over.
-MAX_PARENTS_HEADER = 1024
 # A decimal number of seconds and at most one "s" (braid-http sends "30s").
 HEARTBEATS = re.compile(r"(\d+(?:\.\d*)?|\.\d+)s?")
 
@@ -127,6 +160,8 @@ async def subscribe(request: Request, actor: Actor, channel_id: UUID) -> Respons
     snapshot = list(reversed(newest)) if resume is None else []
     headers = {
         "Subscribe": request.headers.get("subscribe") or "true",
+        # (the multiresponse draft's media type, as braid-http's own server sends it)
+        "Content-Type": HTTP_HISTORY,
         "Cache-Control": "no-cache, no-transform, no-store",
         "X-Accel-Buffering": "no",
     }

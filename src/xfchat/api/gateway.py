@@ -142,7 +142,15 @@ async def _handshake(
     # As long as a request head may take (or 1.5 intervals, if less): until then the
     # connection holds a file descriptor for anyone.
     within = min(state.settings.header_timeout_s, interval * 1.5)
-    frame = await _receive(ws, within, f"no IDENTIFY or RESUME within {within:g} s")
+    deadline = time.monotonic() + within
+    while True:
+        left = max(0.0, deadline - time.monotonic())
+        frame = await _receive(ws, left, f"no IDENTIFY or RESUME within {within:g} s")
+        if frame["op"] != HEARTBEAT:
+            break
+        # A client that starts its heartbeats at HELLO, as Discord's libraries do, is
+        # answered (the protocol bounds what an unidentified client may send).
+        await ws.send_text('{"op":11}')
     op, data = frame["op"], frame.get("d") or {}
     if op not in (IDENTIFY, RESUME):
         raise GatewayClose(4003)

@@ -210,7 +210,12 @@ REPEAT: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.get("", response_model=list[MessagePayload], responses=braid.SUBSCRIPTION_RESPONSE)
+@router.get(
+    "",
+    response_model=list[MessagePayload],
+    responses=braid.SUBSCRIPTION_RESPONSE,
+    openapi_extra=braid.SUBSCRIPTION_HEADERS,
+)
 async def get_messages(
     request: Request,
     channel_id: UUID,

@@ -28,7 +28,8 @@ ERROR_SCHEMA: dict[str, Any] = {
     "description": "Every error, whatever its status. `code` is stable (see the README's "
     "error codes); `field` names the input at fault; `errors` lists every invalid field "
     "of a 400 VALIDATION_ERROR; a 429 adds `bucket` and `retry_after` (seconds); a 403 "
-    "MISSING_PERMISSIONS adds `missing`.",
+    "MISSING_PERMISSIONS adds `missing`; a 400 INVALID_QUERY (search) adds `position` "
+    "(the character of the query at fault, from 0).",
     "type": "object",
     "required": ["code", "message"],
     "properties": {
@@ -46,6 +47,7 @@ ERROR_SCHEMA: dict[str, Any] = {
         "bucket": {"type": "string"},
         "retry_after": {"type": "number"},
         "missing": {"type": "string"},
+        "position": {"type": "integer", "minimum": 0},
     },
 }
 
@@ -120,7 +122,7 @@ FILE_PATHS = ("/api/attachments/", "/api/media/")
 OK = ("200", "201", "206")  # (not a Braid subscription's 209)
 # Closed sets the payloads hold as plain strings: schema -> property -> its values.
 ENUMS = {
-    "MessagePayload": {"kind": ["default", "system", "pin"]},
+    "MessagePayload": {"kind": ["default", "pin"]},
     "ServerChannelPayload": {"kind": ["text", "voice", "category"]},
     "ConversationPayload": {"kind": ["direct", "group"]},
     "ConversationView": {"kind": ["direct", "group"]},
@@ -273,7 +275,24 @@ def _sse_schemas(typed: dict[str, Any]) -> dict[str, Any]:
     ]
     for name in EVENT_TYPES:
         variants.append(_sse_event(name, typed[f"Event.{name}"]["properties"]["data"]))
-    return {"SseReady": ready, "SseEvent": {"title": "SseEvent", "oneOf": variants}}
+    gateway_ready = {
+        "title": "GatewayReady",
+        "description": "The `d` of the WebSocket gateway's first dispatch (`t: ready`): what "
+        "`SseReady` holds, and `heartbeat_interval` (ms, as HELLO said).",
+        "allOf": [
+            {"$ref": REF.format(model="SseReady")},
+            {
+                "type": "object",
+                "required": ["heartbeat_interval"],
+                "properties": {"heartbeat_interval": {"type": "integer", "minimum": 1000}},
+            },
+        ],
+    }
+    return {
+        "SseReady": ready,
+        "GatewayReady": gateway_ready,
+        "SseEvent": {"title": "SseEvent", "oneOf": variants},
+    }
 
 
 # The one route a 410 comes from: a Braid subscription's unknown `Parents`.
