@@ -16,7 +16,7 @@ import pytest
 import uvicorn
 import uvloop
 
-from xfchat.api.http_limits import http_protocol
+from xfchat.api.http_limits import MIN_SEND_RATE, SEND_STALL, http_protocol
 from xfchat.api.ws_limits import GuardedWebSocketProtocol, ws_protocol
 
 HEAD_S = 0.5  # the head's deadline: a client that takes nothing is cut 1.5 s on
@@ -69,12 +69,12 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 @contextlib.asynccontextmanager
-async def serving() -> AsyncIterator[int]:
+async def serving(head_s: float = HEAD_S) -> AsyncIterator[int]:
     Recorded.live.clear()
     config = uvicorn.Config(
         app,
-        http=http_protocol(16_384, 100, HEAD_S),
-        ws=Recorded,
+        http=http_protocol(16_384, 100, head_s),
+        ws=type("Timed", (Recorded,), {"stall_s": head_s * SEND_STALL}),
         lifespan="off",
         log_level="warning",
     )
@@ -152,6 +152,40 @@ async def _upgraded_after_a_large_answer() -> None:
         sock.sendall(UPGRADE.replace(b"GET / ", b"GET /ticks "))
         got = await read_for(sock, 4 * HEAD_S * 3)  # (four times its stall)
         assert got > BIG  # the answer, the upgrade's, and the ticks since
+        sock.close()
+
+
+def test_a_client_that_takes_a_trickle_is_cut_as_one_that_takes_nothing() -> None:
+    uvloop.run(_a_trickle())
+
+
+async def _a_trickle() -> None:
+    """A client taking 6 KB every 8 s kept megabytes of buffers for as long as it liked
+    (some of them went in every period); it must take MIN_SEND_RATE (1 KiB/s) on
+    average over each period (9 s here). (The kernel gives a client that reads little
+    room by the 6 KB: what it reads moves nothing before then.)"""
+    head_s = 3.0
+    async with serving(head_s) as port:
+        sock = small_window(port)
+        sock.sendall(UPGRADE)
+        deadline = time.monotonic() + 30
+        while not (Recorded.live and Recorded.live[0].close_sent):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        trickled = Recorded.live[0]
+        stall = head_s * SEND_STALL
+        assert 6144 / 8 < MIN_SEND_RATE and 6144 < stall * MIN_SEND_RATE
+        # The transport is closed 1 s on and watched from then: one read of the two at
+        # 0 and 8 s falls in its first period.
+        deadline = time.monotonic() + 1 + 2 * stall
+        while not trickled.disconnected:
+            assert time.monotonic() < deadline
+            with contextlib.suppress(BlockingIOError):
+                sock.recv(6144)
+            for _ in range(80):  # (8 s)
+                if trickled.disconnected:
+                    break
+                await asyncio.sleep(0.1)
         sock.close()
 
 

@@ -58,6 +58,10 @@ from xfchat.domain.local_limits import Held, HeldPerAddress
 MIN_BODY_RATE = 1024
 # How many times the head's timeout a client may take nothing of an answer being sent.
 SEND_STALL = 3
+# Bytes a second a client must take, on average over each of those periods, of what the
+# server and the kernel hold for it (as MIN_BODY_RATE for what it sends): one reading a
+# byte now and then would keep megabytes of buffers for as long as it liked.
+MIN_SEND_RATE = 1024
 # The most a stream writes at once: more waits until the client has taken enough of the
 # last (the transport's flow control), so a batch of large events is never copied
 # whole into a connection's buffer.
@@ -109,10 +113,10 @@ class SendWatch:
     (pause_writing: the kernel's is already), and when what is left in it below that
     mark does not go once the answers are written or the connection is being closed (a
     close waits for it to go, for ever from such a client). Either way the client gets
-    `stall_s`, and as long again each time some of what the server and the kernel hold
-    for it went meanwhile (a slow reader is not cut: the kernel wakes the writer only
-    when a third of its megabytes have gone); then the connection is reset (`_stalled`),
-    which frees the kernel's buffers too."""
+    `stall_s`, and as long again each time it took MIN_SEND_RATE a second meanwhile of
+    what the server and the kernel hold for it (a slow reader is not cut: the kernel
+    wakes the writer only when a third of its megabytes have gone); else the connection
+    is reset (`_stalled`), which frees the kernel's buffers too."""
 
     loop: asyncio.AbstractEventLoop
     transport: asyncio.Transport
@@ -156,7 +160,7 @@ class SendWatch:
         self._stall = None
         if not self.transport.get_write_buffer_size():
             return  # (all of it is the kernel's)
-        if self._unsent() < before:  # (taken slowly: watched on)
+        if before - self._unsent() >= self.stall_s * MIN_SEND_RATE:  # (slowly: watched on)
             self._watch_unsent()
         else:
             self._stalled()
