@@ -26,10 +26,29 @@ ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "src"
 
 
+# Ports the tests hand out: below the kernel's ephemeral range (32768 up by default),
+# which bind(0) and every outgoing connection take from, in a band of their own per
+# pytest-xdist worker. A port that bind(0) gave, closed and handed to a server could be
+# taken meanwhile by the other worker's server, whose /ready then answered for it.
+_BAND, _BANDS = 1500, 8
+_next_port = [secrets.randbelow(_BAND)]
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port free now, and one no other test process and no earlier call here hands out
+    (the band's ports are taken in turn)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    low = 20_000 + (int(worker) % _BANDS if worker.isdigit() else 0) * _BAND
+    for _ in range(_BAND):
+        port = low + _next_port[0] % _BAND
+        _next_port[0] += 1
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {low}-{low + _BAND - 1}")
 
 
 def with_database(url: str, database: str) -> str:
