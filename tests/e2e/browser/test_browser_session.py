@@ -4,11 +4,12 @@ session: only a 401 from the refresh (or the gateway's 4012) ends it."""
 from __future__ import annotations
 
 import asyncio
+import re
 
 import pytest
 from playwright.async_api import Page, Route, WebSocketRoute, expect
 
-from tests.e2e.browser.client import GENERAL, api_as, message, open_channel
+from tests.e2e.browser.client import GENERAL, api_as, message, open_channel, say
 from tests.e2e.browser.conftest import Browsers, Site, log_in
 
 EXPIRED = {"code": "TOKEN_EXPIRED", "message": "the access token has expired"}
@@ -71,15 +72,54 @@ async def test_a_send_whose_refresh_fails_keeps_the_session_and_the_text(
     await box.fill("typed while the server was away")
     await box.press("Enter")
 
-    await expect(alice.get_by_text("Not sent:")).to_be_visible()
-    await expect(box).to_have_value("typed while the server was away")
+    # Sent by itself once the server is back: the send is tried again (as the refresh).
+    await expect(message(log, "typed while the server was away")).to_have_count(1)
+    await until_answered(answered, [200])
+    await expect(alice.get_by_text("Not sent:")).to_have_count(0)
+    await expect(box).to_have_value("")
     await expect(alice.get_by_text("Your session expired")).to_have_count(0)
     assert await alice.evaluate("localStorage.getItem('xfchat.session')") is not None
-    # The refresh is tried again by itself, after a back-off (or the Retry-After).
-    await until_answered(answered, [200])
-    await box.press("Enter")
-    await expect(message(log, "typed while the server was away")).to_have_count(1)
     await expect(alice.get_by_label("Username or email")).to_have_count(0)
+
+
+async def test_sends_held_back_by_the_rate_limit_all_go_in_the_order_typed(
+    site: Site, browsers: Browsers
+) -> None:
+    """Was: of a burst past the channel's limit (10 in 10 s), the refused sends came
+    back to the box only while it was empty: the first did, the others were lost. Now a
+    refused send waits as long as the 429 says and goes again, and the ones typed after
+    it wait behind it."""
+    alice = await browsers.logged_in(site.base, "alice")
+    log = await open_channel(alice, "general")
+    refused: list[str] = []
+
+    async def limit(route: Route) -> None:  # the 4th to 6th sends are over the limit once
+        body = route.request.post_data or ""
+        over = [t for t in ("burst 03", "burst 04", "burst 05") if f'"{t}"' in body]
+        if route.request.method == "POST" and over and over[0] not in refused:
+            refused.append(over[0])
+            await route.fulfill(
+                status=429,
+                headers={"Retry-After": "1"},
+                json={"code": "RATE_LIMITED", "message": "slow down", "retry_after": 1},
+            )
+            return
+        await route.continue_()
+
+    await alice.route(f"**/api/channels/{GENERAL}/messages", limit)
+    box = alice.get_by_role("textbox", name="Message", exact=True)
+    typed = [f"burst {i:02d}" for i in range(8)]
+    for text in typed:
+        await box.fill(text)
+        await box.press("Enter")
+    for text in typed:  # (sent: a pending one is drawn too, greyed)
+        await expect(message(log, text)).to_have_count(1)
+        await expect(message(log, text)).not_to_have_class(re.compile("msg-pending"))
+    shown = await log.locator("li.msg .msg-content").all_inner_texts()
+    assert [t.strip() for t in shown if t.startswith("burst ")] == typed
+    assert refused == ["burst 03", "burst 04", "burst 05"]
+    await expect(alice.get_by_text("Not sent:")).to_have_count(0)
+    await expect(box).to_have_value("")
 
 
 async def test_a_gateway_token_expiry_whose_refresh_fails_reconnects_later(
@@ -109,3 +149,36 @@ async def test_a_gateway_token_expiry_whose_refresh_fails_reconnects_later(
     await expect(message(log, "still live")).to_have_count(1)
     await expect(page.get_by_text("Your session expired")).to_have_count(0)
     assert await page.evaluate("localStorage.getItem('xfchat.session')") is not None
+
+
+async def test_a_login_as_another_account_in_another_tab_is_this_tabs_too(
+    site: Site, browsers: Browsers
+) -> None:
+    """Was: tabs share the stored session, and a tab that showed Bob, after Alice logged
+    in in another tab, sent its messages with Alice's tokens at its next refresh (drawn
+    under Alice's name) and forgot Bob. Now it starts over as the account logged in."""
+    bob = await browsers.logged_in(site.base, "bob")
+    await expect(bob.locator(".user-panel")).to_contain_text("Bob")
+    other = await bob.context.new_page()
+    await other.goto(site.base)
+    await expect(other.locator(".user-panel")).to_contain_text("Bob")  # (the shared session)
+    # Alice logs in there, her tokens stored as the login form stores them.
+    await other.evaluate(
+        """async () => {
+            const r = await fetch("/api/auth/login", {method: "POST",
+                headers: {"Content-Type": "application/json"},
+                body: JSON.stringify({login: "alice", password: "password123"})});
+            const t = await r.json();
+            localStorage.setItem("xfchat.session",
+                JSON.stringify({refresh_token: t.refresh_token, user_id: t.user.id}));
+        }"""
+    )
+    await expect(bob.locator(".user-panel")).to_contain_text("Alice")
+    log = await open_channel(bob, "general")
+    await say(bob, "from the first tab")
+    sent = message(log, "from the first tab")
+    await expect(sent).to_contain_text("Alice")
+    async with api_as(site.base, "bob") as api:
+        held = (await api.get(f"/api/channels/{GENERAL}/messages?limit=5")).json()
+    mine = [m for m in held if m["content"] == "from the first tab"]
+    assert [m["author"]["username"] for m in mine] == ["alice"]

@@ -1,6 +1,6 @@
 // Boot: carry on a stored session (a reload), or show the login.
 
-import { Session, retryDelay } from "./session.js";
+import { STORE, Session, retryDelay } from "./session.js";
 import { App } from "./ui/app.js";
 import { renderAuth } from "./ui/auth.js";
 import { h, replace, toast } from "./dom.js";
@@ -34,5 +34,14 @@ async function boot() {
     setTimeout(boot, retryDelay(err, bootFailures));
   }
 }
+
+// Tabs share the stored session. A login in another tab, as another account or from
+// the login form here, is this tab's too: it starts over with it (as Discord's tabs
+// do), rather than showing one account and sending with the other's tokens.
+session.onSwitch = () => location.reload();
+window.addEventListener("storage", (event) => {
+  if (event.key !== STORE && event.key !== null) return;
+  if (session.switched || (!session.user && session.stored)) location.reload();
+});
 
 boot();

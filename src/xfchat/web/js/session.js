@@ -5,7 +5,7 @@
 // never inserts received text as HTML are what keep it there. Tabs share one store and
 // refresh one at a time (Web Locks), as the README asks of a browser client.
 
-const STORE = "xfchat.session";
+export const STORE = "xfchat.session";
 const LOCK = "xfchat.refresh";
 
 export class ApiError extends Error {
@@ -43,6 +43,15 @@ export class Session {
     this.onEnd = () => {};
     this.refreshing = null;
     this.refreshFailures = 0;
+    // The stored session became another account's (a login in another tab, which the
+    // tabs share): this tab's account is not the one its tokens would now be.
+    this.onSwitch = () => {};
+  }
+
+  // The stored session is another account's than the one this tab shows.
+  get switched() {
+    const held = this.stored;
+    return Boolean(this.user && held && held.user_id !== this.user.id);
   }
 
   get stored() {
@@ -113,6 +122,11 @@ export class Session {
       const run = async () => {
         const held = this.stored;
         if (!held) throw new ApiError(401, { code: "SESSION_REVOKED", message: "logged out" });
+        if (this.switched) {
+          // Never the other account's tokens under this one's name: the tab starts over.
+          this.onSwitch();
+          throw new ApiError(401, { code: "SESSION_SWITCHED", message: "another account logged in" });
+        }
         try {
           this.adopt(await request("POST", "/api/auth/refresh", null, { refresh_token: held.refresh_token }));
         } catch (err) {
@@ -140,8 +154,9 @@ export class Session {
 
   forget() {
     clearTimeout(this.timer);
-    localStorage.removeItem(STORE);
+    if (!this.switched) localStorage.removeItem(STORE); // (never the other account's)
     this.access = null;
+    this.user = null;
   }
 
   // Ends the session on the server, not only here: an expired access token (a laptop

@@ -4,6 +4,11 @@
 
 import { h, morph, toast, describe, fmtBytes, fmtFull } from "../dom.js";
 import { P, has, timedOutUntil } from "../perms.js";
+import { retryable, retryDelay } from "../session.js";
+
+// How long a send is tried again when it is rate limited, the server busy or not
+// reached, before what was typed comes back to the box.
+const SEND_PATIENCE_MS = 60000;
 
 export const composerMethods = {
   buildComposer() {
@@ -195,14 +200,34 @@ export const composerMethods = {
     this.files = [];
     this.lastTyping = 0;
     this.render(true);
-    try {
-      let payload = body;
-      if (files.length) {
-        payload = new FormData();
-        payload.append("payload_json", JSON.stringify(body));
-        files.forEach((f, i) => payload.append(`file${i}`, f, f.name));
+    let payload = body;
+    if (files.length) {
+      payload = new FormData();
+      payload.append("payload_json", JSON.stringify(body));
+      files.forEach((f, i) => payload.append(`file${i}`, f, f.name));
+    }
+    const url = `/api/channels/${this.channelId}/messages`;
+    const post = async () => {
+      // Rate limited (a burst past the channel's limit), the server busy or not reached:
+      // the same send again after what the server asks (its nonce makes a repeat
+      // harmless), for a minute at most, the pending message shown meanwhile.
+      for (let attempt = 1, waited = 0; ; attempt += 1) {
+        try {
+          return await this.session.call("POST", url, payload);
+        } catch (err) {
+          const wait = retryDelay(err, attempt);
+          if (!retryable(err) || waited + wait > SEND_PATIENCE_MS) throw err;
+          waited += wait;
+          await new Promise((resolve) => setTimeout(resolve, wait));
+        }
       }
-      const m = await this.session.call("POST", `/api/channels/${this.channelId}/messages`, payload);
+    };
+    // One send at a time, in the order typed: one held back by the rate limit holds the
+    // next behind it, so none overtakes another.
+    const turn = (this.sendQueue || Promise.resolve()).then(post);
+    this.sendQueue = turn.catch(() => {});
+    try {
+      const m = await turn;
       this.store.messageArrived(m);
       this.refused = false;
     } catch (err) {
@@ -213,7 +238,8 @@ export const composerMethods = {
       toast(refused ? `Not sent: ${this.app.channelTitle(this.channelId)} does not take direct messages from you.` : `Not sent: ${describe(err)}`);
       // What was being sent comes back to the composer (unless more was typed or
       // chosen meanwhile), to send again.
-      if (!this.input.value) this.input.value = typed;
+      // (after what a send refused before it put back: nothing typed is lost)
+      this.input.value = this.input.value ? `${this.input.value}\n${typed}` : typed;
       if (!this.files.length) this.files = files;
       if (!this.replyTo) this.replyTo = reply;
     } finally {
