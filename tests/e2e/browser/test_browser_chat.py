@@ -3,13 +3,14 @@ live: messages, typing, replies, reactions, edits, pins, deletions, files, and a
 
 from __future__ import annotations
 
+import asyncio
 import io
 import re
 
 from PIL import Image
 from playwright.async_api import Page, expect
 
-from tests.e2e.browser.client import act, message, open_channel, say
+from tests.e2e.browser.client import GENERAL, act, api_as, message, open_channel, say
 from tests.e2e.browser.conftest import Browsers, Site
 
 
@@ -164,3 +165,56 @@ async def test_everyone_pings_only_from_who_may_ping_everyone(
     plain = message(a_log, "me too")
     await expect(plain.locator(".msg-content")).to_have_text("@everyone me too")
     await expect(plain.locator(".mention")).to_have_count(0)
+
+
+async def test_a_double_click_on_a_reaction_adds_and_removes_it(
+    site: Site, browsers: Browsers
+) -> None:
+    """Was: both presses of a double click asked to add (the pill changes only when the
+    server's event comes back), and the reaction stayed on."""
+    alice = await browsers.logged_in(site.base, "alice")
+    log = await open_channel(alice, "general")
+    async with api_as(site.base, "eve") as eve:
+        sent = await eve.post(f"/api/channels/{GENERAL}/messages", json={"content": "react twice"})
+        mid = sent.json()["id"]
+        await eve.put(f"/api/channels/{GENERAL}/messages/{mid}/reactions/%F0%9F%91%8D/@me")
+        pill = message(log, "react twice").get_by_role("button", name=re.compile("^👍 1 reaction"))
+        await pill.dblclick()
+        await expect(
+            message(log, "react twice").get_by_role("button", name=re.compile("^👍 1 reaction"))
+        ).to_have_attribute("aria-pressed", "false")
+        for _ in range(50):  # (the second press's answer, after the first's)
+            held = (await eve.get(f"/api/channels/{GENERAL}/messages/{mid}")).json()
+            if [r["count"] for r in held["reactions"]] == [1]:
+                break
+            await asyncio.sleep(0.1)
+        assert [(r["emoji"], r["count"]) for r in held["reactions"]] == [("👍", 1)]
+
+
+async def test_the_pins_panel_shows_a_pinned_messages_reactions_and_images_as_copies(
+    site: Site, browsers: Browsers
+) -> None:
+    """Was: a reaction pressed in the pins panel threw (`ctx.toggleReaction is not a
+    function`), an image there opened nothing, and the panel's copy took the channel's
+    message's element id."""
+    alice = await browsers.logged_in(site.base, "alice")
+    log = await open_channel(alice, "general")
+    async with api_as(site.base, "alice") as api:
+        form = {"payload_json": '{"content": "pinned with a picture"}'}
+        sent = await api.post(
+            f"/api/channels/{GENERAL}/messages",
+            data=form,
+            files={"file0": ("dot.png", png(), "image/png")},
+        )
+        mid = sent.json()["id"]
+        await api.put(f"/api/channels/{GENERAL}/messages/{mid}/reactions/%F0%9F%8E%89/@me")
+        await api.put(f"/api/channels/{GENERAL}/pins/{mid}")
+    await expect(message(log, "pinned with a picture")).to_be_visible()
+    await alice.get_by_role("button", name="Pinned messages").click()
+    pins = alice.get_by_role("complementary", name="Details")
+    copy = pins.locator("li.msg", has_text="pinned with a picture")
+    await expect(copy.get_by_role("img", name=re.compile("^🎉 1 reaction"))).to_be_visible()
+    await expect(copy.get_by_role("button", name=re.compile("^🎉"))).to_have_count(0)
+    assert await alice.evaluate(f"document.querySelectorAll('#msg-{mid}').length") == 1
+    await copy.get_by_role("button", name="Open image dot.png").click()
+    await expect(alice.get_by_role("dialog", name="dot.png")).to_be_visible()

@@ -7,7 +7,7 @@ import { Realtime } from "../realtime.js";
 import { ApiError, retryDelay } from "../session.js";
 import { Voice } from "../voice.js";
 import { Blobs } from "../blobs.js";
-import { ChatView } from "./chat.js";
+import { ChatView, showImage } from "./chat.js";
 import { FriendsView } from "./friends.js";
 import { renderRail, renderServerSidebar, renderHomeSidebar, renderUserPanel, convTitle, sortedChannels } from "./sidebar.js";
 import { renderServerMembers, renderParticipants, loadPresences } from "./members.js";
@@ -456,7 +456,7 @@ export class App {
         const pins = await this.session.call("GET", `/api/channels/${channelId}/pins`);
         if (this.panel !== "pins") return off(); // (closed, or another channel, while they came)
         const server = this.store.serverOf(channelId);
-        const ctx = { store: this.store, server, name: (user) => this.store.nameIn(server, user), can: {}, reactors: new Map(), whoReacted: () => {}, jump: () => {}, loadImage: (u, img) => this.blobs.show(u, img), openImage: () => {}, download: (a) => this.blobs.download(a), showPins: () => {} };
+        const ctx = { store: this.store, server, name: (user) => this.store.nameIn(server, user), can: {}, reactors: new Map(), whoReacted: () => {}, jump: () => {}, loadImage: (u, img) => this.blobs.show(u, img), openImage: (a) => showImage(this.blobs, a), download: (a) => this.blobs.download(a), showPins: () => {}, panel: true };
         replace(
           this.aside,
           h("header", { class: "panel-head" }, h("h2", null, "Pinned messages"), h("button", { class: "icon-btn", type: "button", "aria-label": "Close pins", onclick: () => this.closePanel() }, "✕")),

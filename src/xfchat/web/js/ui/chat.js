@@ -25,6 +25,7 @@ export class ChatView {
     this.unsubs = [];
     this.ackTimer = null;
     this.reactors = new Map(); // "message emoji count" -> who reacted
+    this.reactAsked = new Map(); // "message emoji" -> {on, turn}: the last press not yet answered
   }
 
   get server() {
@@ -482,12 +483,23 @@ export class ChatView {
 
   // --- actions -----------------------------------------------------------------------
 
-  async react(m, emoji, on) {
-    try {
-      await this.session.call(on ? "PUT" : "DELETE", `/api/channels/${m.channel_id}/messages/${m.id}/reactions/${encodeURIComponent(emoji)}/@me`);
-    } catch (err) {
-      toast(describe(err));
-    }
+  // A press asks for the opposite of what the last press asked (the pill changes only
+  // when the server's event comes back: a double click asked to add twice), and a
+  // message's reaction is asked for one request at a time, in order (an add and a
+  // remove sent at once could be done the other way round).
+  react(m, emoji, on) {
+    const key = `${m.id} ${emoji}`;
+    const asked = this.reactAsked.get(key);
+    if (asked !== undefined) on = !asked.on;
+    const path = `/api/channels/${m.channel_id}/messages/${m.id}/reactions/${encodeURIComponent(emoji)}/@me`;
+    const turn = (asked ? asked.turn : Promise.resolve()).then(() =>
+      this.session.call(on ? "PUT" : "DELETE", path).catch((err) => toast(describe(err))),
+    );
+    const mine = { on, turn };
+    this.reactAsked.set(key, mine);
+    return turn.finally(() => {
+      if (this.reactAsked.get(key) === mine) this.reactAsked.delete(key);
+    });
   }
 
   async pin(m, on) {
@@ -587,11 +599,16 @@ export class ChatView {
     return el;
   }
 
-  async openImage(a) {
-    const img = h("img", { class: "lightbox-img", alt: a.filename });
-    dialog(a.filename, [img, h("div", { class: "row-end" }, h("button", { class: "btn", type: "button", onclick: () => this.blobs.download(a) }, "Download"))], { wide: true });
-    this.blobs.show(a.url, img);
+  openImage(a) {
+    showImage(this.blobs, a);
   }
+}
+
+// An image attachment at its size, in a dialog with its download.
+export function showImage(blobs, a) {
+  const img = h("img", { class: "lightbox-img", alt: a.filename });
+  dialog(a.filename, [img, h("div", { class: "row-end" }, h("button", { class: "btn", type: "button", onclick: () => blobs.download(a) }, "Download"))], { wide: true });
+  blobs.show(a.url, img);
 }
 
 // The composer's methods (ui/composer.js) are the view's own.

@@ -108,6 +108,11 @@ function replyPreview(m, ctx) {
 
 function reactionsRow(m, ctx) {
   if (!m.reactions.length) return null;
+  const label = (r) => `${r.emoji} ${r.count} reaction${r.count === 1 ? "" : "s"}${r.me ? ", including you" : ""}`;
+  if (ctx.panel) {
+    // (a copy, in the pins panel: the counts, to react to in the channel itself)
+    return h("div", { class: "reactions" }, m.reactions.map((r) => h("span", { class: r.me ? "reaction reaction-me" : "reaction", role: "img", "aria-label": label(r) }, h("span", { class: "reaction-emoji" }, r.emoji), h("span", { class: "reaction-count" }, String(r.count)))));
+  }
   return h(
     "div",
     { class: "reactions" },
@@ -118,7 +123,7 @@ function reactionsRow(m, ctx) {
           class: r.me ? "reaction reaction-me" : "reaction",
           type: "button",
           "aria-pressed": r.me ? "true" : "false",
-          "aria-label": `${r.emoji} ${r.count} reaction${r.count === 1 ? "" : "s"}${r.me ? ", including you" : ""}`,
+          "aria-label": label(r),
           title: ctx.reactors.get(reactorsKey(m, r)) || null,
           // (the same button while its count moves: a press on it survives others' reactions)
           "data-key": `reaction ${r.emoji}`,
@@ -190,7 +195,7 @@ export function renderMessage(m, head, ctx) {
   if (m.kind === "pin") {
     return h(
       "li",
-      { class: "msg msg-system", id: `msg-${m.id}`, dataset: { messageId: m.id, seq: m.seq } },
+      { class: "msg msg-system", id: ctx.panel ? null : `msg-${m.id}`, dataset: { messageId: m.id, seq: m.seq } },
       h("span", { class: "system-icon", "aria-hidden": "true" }, "📌"),
       h("span", null, h("strong", null, nameEl(ctx.name(m.author))), " pinned ", h("button", { class: "link-btn", type: "button", onclick: () => ctx.jump(m.reply_to_id) }, "a message"), " to this channel. "),
       h("button", { class: "link-btn", type: "button", onclick: () => ctx.showPins() }, "See all pins"),
@@ -224,7 +229,7 @@ export function renderMessage(m, head, ctx) {
     "li",
     {
       class: ["msg", head ? "msg-head-row" : "msg-cont", mentioned && "msg-mentioned", m.pending && "msg-pending", m.pinned && "msg-pinned"],
-      id: `msg-${m.id}`,
+      id: ctx.panel ? null : `msg-${m.id}`, // (one element of that id: the channel's)
       tabindex: "-1",
       dataset: { messageId: m.id, seq: m.seq || "" },
     },
