@@ -10,7 +10,15 @@ import re
 from PIL import Image
 from playwright.async_api import Page, expect
 
-from tests.e2e.browser.client import GENERAL, act, api_as, message, open_channel, say
+from tests.e2e.browser.client import (
+    GENERAL,
+    act,
+    api_as,
+    expect_focused,
+    message,
+    open_channel,
+    say,
+)
 from tests.e2e.browser.conftest import Browsers, Site
 
 
@@ -218,3 +226,62 @@ async def test_the_pins_panel_shows_a_pinned_messages_reactions_and_images_as_co
     assert await alice.evaluate(f"document.querySelectorAll('#msg-{mid}').length") == 1
     await copy.get_by_role("button", name="Open image dot.png").click()
     await expect(alice.get_by_role("dialog", name="dot.png")).to_be_visible()
+
+
+async def test_a_long_channel_name_gives_way_to_the_head_buttons(
+    site: Site, browsers: Browsers
+) -> None:
+    """Was: a long name pushed Pinned messages, Member list and the search out of the
+    head (off a phone's screen, under the member list on a desktop)."""
+    alice = await browsers.logged_in(site.base, "alice")
+    name = "weekly-announcements-and-patch-notes-for-everyone-in-the-squad-and-friends"
+    async with api_as(site.base, "alice") as api:
+        server_id = (await api.get(f"/api/channels/{GENERAL}")).json()["server_id"]
+        made = await api.post(f"/api/servers/{server_id}/channels", json={"name": name})
+        assert made.status_code == 201, made.text
+    await open_channel(alice, name)
+    for viewport in ({"width": 390, "height": 844}, {"width": 1280, "height": 800}):
+        await alice.set_viewport_size(viewport)
+        head = await alice.locator(".main-head").bounding_box()
+        assert head is not None
+        for control in (
+            alice.get_by_role("button", name="Pinned messages"),
+            alice.get_by_role("button", name="Member list"),
+            alice.get_by_role("searchbox", name="Search messages"),
+        ):
+            box = await control.bounding_box()
+            assert box is not None
+            assert head["x"] <= box["x"] and box["x"] + box["width"] <= head["x"] + head["width"], (
+                viewport,
+                box,
+                head,
+            )
+
+
+async def test_send_keeps_the_box_focused_and_a_blank_friend_name_is_not_sent(
+    site: Site, browsers: Browsers
+) -> None:
+    """Was: a press on Send left the focus on it (a phone's keyboard went down after
+    every message), and a friend request of spaces was sent, and refused."""
+    bob = await browsers.logged_in(site.base, "bob")
+    log = await open_channel(bob, "general")
+    box = bob.get_by_role("textbox", name="Message", exact=True)
+    await box.fill("sent with the button")
+    await bob.get_by_role("button", name="Send", exact=True).click()
+    await expect(message(log, "sent with the button")).to_have_count(1)
+    await expect_focused(box)
+    asked: list[str] = []
+    bob.on("request", lambda r: asked.append(r.url) if "friend-requests" in r.url else None)
+    await (
+        bob.get_by_role("navigation", name="Servers")
+        .get_by_role("link", name="Direct messages")
+        .click()
+    )
+    await bob.get_by_role("tab", name="Add friend").click()
+    await bob.get_by_label("Add a friend by their username").fill("   ")
+    await bob.get_by_role("button", name="Send request").click()
+    await expect(bob.get_by_label("Add a friend by their username")).to_have_value("")
+    assert await bob.get_by_label("Add a friend by their username").evaluate(
+        "e => !e.validity.valid"
+    )
+    assert asked == []

@@ -404,7 +404,7 @@ export class App {
     morph(
       this.headTitle,
       navToggle,
-      h("h1", { class: "main-title" }, h("span", { class: "channel-icon", "aria-hidden": "true" }, ch ? "#" : conv && conv.kind === "group" ? "👥" : "@"), this.channelTitle(r.channelId)),
+      h("h1", { class: "main-title" }, h("span", { class: "channel-icon", "aria-hidden": "true" }, ch ? "#" : conv && conv.kind === "group" ? "👥" : "@"), h("span", { class: "title-text" }, this.channelTitle(r.channelId))),
       ch && ch.topic ? h("span", { class: "topic" }, ch.topic) : null,
     );
   }

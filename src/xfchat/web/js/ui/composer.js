@@ -34,7 +34,8 @@ export const composerMethods = {
     });
     return h(
       "form",
-      { class: "composer", onsubmit: (ev) => { ev.preventDefault(); this.send(); } },
+      // (the box keeps the focus, a press on Send too: a phone's keyboard stays up)
+      { class: "composer", onsubmit: (ev) => { ev.preventDefault(); this.input.focus({ preventScroll: true }); this.send(); } },
       this.refusedNote,
       this.replyBar,
       this.fileBar,

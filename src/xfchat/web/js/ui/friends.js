@@ -120,6 +120,11 @@ export class FriendsView {
             ev.preventDefault();
             const box = ev.currentTarget.elements.username;
             const username = box.value.trim();
+            if (!username) {
+              box.value = ""; // (spaces only: the box says a name is needed)
+              box.reportValidity();
+              return;
+            }
             this.act(async () => {
               await call("POST", "/api/users/@me/friend-requests", { username });
               this.draft = box.value = "";
