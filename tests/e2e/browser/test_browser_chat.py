@@ -8,7 +8,7 @@ import io
 import re
 
 from PIL import Image
-from playwright.async_api import Page, expect
+from playwright.async_api import Locator, Page, expect
 
 from tests.e2e.browser.client import (
     GENERAL,
@@ -285,3 +285,34 @@ async def test_send_keeps_the_box_focused_and_a_blank_friend_name_is_not_sent(
         "e => !e.validity.valid"
     )
     assert asked == []
+
+
+async def test_the_focus_comes_back_to_the_message_from_the_picker_and_the_delete(
+    site: Site, browsers: Browsers
+) -> None:
+    """Was: closing the reaction picker, or confirming a deletion, sent the focus to the
+    page itself (the buttons they came from show only on a hovered or focused message),
+    and the next Tab started over at the top."""
+    alice = await browsers.logged_in(site.base, "alice")
+    log = await open_channel(alice, "general")
+    await say(alice, "first of two")
+    await say(alice, "second of two")
+    first, second = message(log, "first of two"), message(log, "second of two")
+
+    async def focus_within(msg: Locator) -> bool:
+        return bool(await msg.evaluate("el => el.contains(document.activeElement)"))
+
+    await act(first, "Add reaction")
+    await expect(alice.get_by_role("dialog", name="Pick a reaction")).to_be_visible()
+    await alice.mouse.move(5, 5)  # (away: the message's buttons hide)
+    await alice.keyboard.press("Escape")
+    await expect(alice.get_by_role("dialog", name="Pick a reaction")).to_have_count(0)
+    assert await focus_within(first)
+    await act(first, "Delete")
+    await alice.get_by_role("dialog").get_by_role("button", name="Delete").click()
+    await expect(first).to_have_count(0)
+    for _ in range(50):
+        if await focus_within(second):
+            break
+        await asyncio.sleep(0.1)
+    assert await focus_within(second)

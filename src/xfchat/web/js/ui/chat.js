@@ -512,13 +512,26 @@ export class ChatView {
   }
 
   // True once it is deleted.
+  // The focus comes back to the message (kept), or to the one after it (deleted): the
+  // Delete button it came from shows only while its message is hovered or focused.
   async remove(m) {
-    if (!(await confirmDialog("Delete message", "Delete this message? This cannot be undone."))) return false;
+    const row = document.getElementById(`msg-${m.id}`);
+    let next = row && row.nextElementSibling;
+    while (next && !next.matches("li.msg")) next = next.nextElementSibling;
+    let before = row && row.previousElementSibling;
+    while (before && !before.matches("li.msg")) before = before.previousElementSibling;
+    const focus = (...els) => (els.find((el) => el && el.isConnected) || this.scroller).focus({ preventScroll: true });
+    if (!(await confirmDialog("Delete message", "Delete this message? This cannot be undone."))) {
+      focus(row);
+      return false;
+    }
     try {
       await this.session.call("DELETE", `/api/channels/${m.channel_id}/messages/${m.id}`);
+      focus(next, before);
       return true;
     } catch (err) {
       toast(describe(err));
+      focus(row);
       return false;
     }
   }

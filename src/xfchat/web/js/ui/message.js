@@ -247,10 +247,14 @@ export function renderMessage(m, head, ctx) {
 // The emoji picker: a small popover of common emoji, keyboard reachable.
 export function emojiPicker(anchor, choose) {
   document.querySelectorAll(".emoji-picker").forEach((p) => p.remove());
+  const row = anchor.closest("li.msg");
   const close = () => {
     picker.remove();
     document.removeEventListener("mousedown", outside, true);
     anchor.focus();
+    // (the button shows only while its message is hovered or focused: when it cannot
+    // take the focus back, its message does, not the page)
+    if (document.activeElement !== anchor && row && row.isConnected) row.focus({ preventScroll: true });
   };
   const outside = (ev) => {
     if (!picker.contains(ev.target)) close();
