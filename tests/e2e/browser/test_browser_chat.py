@@ -316,3 +316,31 @@ async def test_the_focus_comes_back_to_the_message_from_the_picker_and_the_delet
             break
         await asyncio.sleep(0.1)
     assert await focus_within(second)
+
+
+async def test_the_direct_messages_button_counts_what_waits_there_seen_from_a_server(
+    site: Site, browsers: Browsers
+) -> None:
+    """Was: messages in a conversation showed nowhere while a server was open (only in
+    the Direct messages list, behind the ✉ button)."""
+    alice = await browsers.logged_in(site.base, "alice")
+    await open_channel(alice, "general")
+    home = alice.get_by_role("navigation", name="Servers").locator(
+        "li", has=alice.get_by_role("link", name=re.compile("^Direct messages"))
+    )
+    badge = home.locator(".rail-badge")
+    before = int(await badge.inner_text()) if await badge.count() else 0
+    async with api_as(site.base, "bob") as bob:
+        convs = (await bob.get("/api/conversations")).json()
+        dm = next(
+            c["id"]
+            for c in convs
+            if c["kind"] == "direct" and any(p["username"] == "alice" for p in c["participants"])
+        )
+        for text in ("are you there?", "ping"):
+            sent = await bob.post(f"/api/channels/{dm}/messages", json={"content": text})
+            assert sent.status_code == 201, sent.text
+    await expect(badge).to_have_text(str(before + 2))
+    await expect(
+        alice.get_by_role("link", name=re.compile(f"^Direct messages, {before + 2} unread"))
+    ).to_be_visible()

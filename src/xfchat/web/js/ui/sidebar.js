@@ -35,11 +35,19 @@ function statusDot(store, userId) {
 export function renderRail(app) {
   const { store, route } = app;
   const home = route.view !== "server";
+  // What waits in the conversations, seen from a server too (everything there is for
+  // you, as a channel's mentions are): the open one's is being read.
+  let waiting = 0;
+  for (const c of store.conversations.values()) {
+    if (route.view === "dm" && route.channelId === c.id) continue;
+    waiting += (store.reads.get(c.id) || {}).unread || 0;
+  }
   const items = [
     h(
       "li",
-      null,
-      h("a", { class: ["rail-item", home && "active"], href: "#/friends", "aria-current": home ? "page" : null, title: "Direct messages" }, h("span", { "aria-hidden": "true" }, "✉"), h("span", { class: "visually-hidden" }, "Direct messages")),
+      { class: waiting ? "has-unread" : null },
+      h("a", { class: ["rail-item", home && "active"], href: "#/friends", "aria-current": home ? "page" : null, title: "Direct messages" }, h("span", { "aria-hidden": "true" }, "✉"), h("span", { class: "visually-hidden" }, `Direct messages${waiting ? `, ${waiting} unread` : ""}`)),
+      waiting ? h("span", { class: "badge rail-badge", "aria-hidden": "true" }, waiting > 99 ? "99+" : String(waiting)) : null,
     ),
     h("li", { class: "rail-sep", "aria-hidden": "true" }),
   ];
