@@ -198,3 +198,27 @@ async def test_focus_on_a_channel_link_stays_when_its_label_changes(
         assert sent.status_code == 201, sent.text
     await expect(general).to_have_attribute("aria-label", "general, unread")
     await expect_focused(general)
+
+
+async def test_on_a_phone_a_search_hit_opens_in_front_of_the_results(
+    site: Site, browsers: Browsers
+) -> None:
+    """Was: at phone width a hit in the channel on screen was scrolled to and marked
+    behind the results, which covered it until search was closed."""
+    alice = await browsers.logged_in(site.base, "alice")
+    log = await open_channel(alice, "general")
+    await alice.set_viewport_size({"width": 390, "height": 844})
+    search = alice.get_by_role("searchbox", name="Search messages")
+    await search.fill("from:bob game")
+    await search.press("Enter")
+    hit = (
+        alice.get_by_role("list", name="Search results")
+        .get_by_role("button")
+        .filter(has_text="Who's up for a")
+    )
+    await hit.click()
+    target = message(log, "Who's up for a game tonight?")
+    await expect_focused(target)
+    await expect(alice.get_by_role("list", name="Search results")).to_be_hidden()
+    box = await target.bounding_box()
+    assert box is not None and 0 <= box["x"] < 390

@@ -357,6 +357,8 @@ export class App {
   }
 
   openMessage(channelId, messageId) {
+    // (on a phone the panel a result or a pin was picked in covers the message)
+    if (this.narrow.matches && this.panel !== "none") this.closePanel();
     const ch = this.store.channels.get(channelId);
     const hash = ch ? `#/s/${ch.server_id}/${channelId}` : `#/dm/${channelId}`;
     if (this.route.channelId === channelId && this.view instanceof ChatView) {
