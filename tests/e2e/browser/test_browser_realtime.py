@@ -457,3 +457,19 @@ async def test_a_channel_left_behind_holds_a_page_not_all_that_was_said(
         "loading": [1500, 1000, 1, 1500, False],
         "loadedThenAway": [50, 0, 1452, 1501, True],
     }
+
+
+async def test_a_channel_deleted_while_read_says_it_was_deleted(
+    site: Site, browsers: Browsers
+) -> None:
+    """Was: "You can no longer see #temp-room." for a channel that no longer is."""
+    bob = await browsers.logged_in(site.base, "bob")
+    async with api_as(site.base, "alice") as api:
+        server_id = (await api.get(f"/api/channels/{GENERAL}")).json()["server_id"]
+        made = await api.post(f"/api/servers/{server_id}/channels", json={"name": "temp-room"})
+        assert made.status_code == 201, made.text
+        await open_channel(bob, "temp-room")
+        gone = await api.delete(f"/api/channels/{made.json()['id']}")
+        assert gone.status_code == 204, gone.text
+    await expect(bob.get_by_text("#temp-room was deleted.")).to_be_visible()
+    await expect(bob.get_by_role("heading", level=1, name="temp-room", exact=True)).to_have_count(0)

@@ -282,6 +282,8 @@ const PLAIN = {
 export function describe(err) {
   if (err && err.code === "RATE_LIMITED") return `Too many tries. Wait ${waitText(err)} and try again.`;
   if (err && err.code) return PLAIN[err.code] || err.message || err.code;
+  // (fetch's own failure, "Failed to fetch" in Chromium: no answer came)
+  if (err instanceof TypeError) return "XFChat could not be reached. Check your connection and try again.";
   return err && err.message ? err.message : String(err);
 }
 

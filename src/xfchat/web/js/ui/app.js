@@ -130,7 +130,7 @@ export class App {
       toast(why[d.reason] || `You are no longer in ${serverName}.`, "info");
     }
     if (hidden) {
-      toast(`You can no longer see #${hidden}.`, "info");
+      toast(d.reason === "deleted" ? `#${hidden} was deleted.` : `You can no longer see #${hidden}.`, "info");
       location.hash = `#/s/${d.server_id}`; // the server's first channel still visible
     } else if ((type === "server.left" && d.id === this.route.serverId) || (type === "conversation.removed" && d.id === this.route.channelId)) {
       location.hash = "#/friends";
