@@ -113,3 +113,23 @@ async def test_an_event_while_editing_keeps_what_was_typed(site: Site, browsers:
     wanted = Permission.MANAGE_MESSAGES | Permission.KICK_MEMBERS
     assert int(saved["permissions"]) & wanted == wanted
     assert saved["name"] == "Raiders"
+
+
+async def test_the_settings_tabs_stay_put_from_tab_to_tab(site: Site, browsers: Browsers) -> None:
+    """Was: the dialog was centred, so its tabs moved with each tab's height (87 px on
+    a phone from Overview to Channels), and a quick second press landed elsewhere."""
+    for viewport in ({"width": 1280, "height": 800}, {"width": 390, "height": 844}):
+        alice = await browsers.logged_in(site.base, "alice")
+        settings = await open_settings(alice)
+        await alice.set_viewport_size(viewport)
+        tabs = settings.get_by_role("tablist")
+        places = []
+        for tab in ("Overview", "Channels", "Roles", "Overview"):
+            await settings.get_by_role("tab", name=tab).click()
+            await expect(settings.get_by_role("tab", name=tab)).to_have_attribute(
+                "aria-selected", "true"
+            )
+            box = await tabs.bounding_box()
+            assert box is not None
+            places.append(round(box["y"]))
+        assert len(set(places)) == 1, (viewport, places)
