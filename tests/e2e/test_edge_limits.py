@@ -440,6 +440,51 @@ async def test_a_gateway_client_that_stops_reading_below_the_buffers_mark_is_cut
         sock.close()
 
 
+async def test_an_upgrade_pipelined_behind_unanswered_requests_is_cut_holding_nothing(
+    servers: Servers, make_user: MakeUser
+) -> None:
+    """Was: uvicorn handed the connection over to the WebSocket protocol with the
+    requests before the upgrade still being answered; they were never told of its end,
+    and each kept its task and its database connection for ever (26 such connections
+    took the whole pool, and every request got 503 until a restart)."""
+    _, base = servers.start(XFCHAT_HEADER_TIMEOUT="1")
+    port = int(base.rsplit(":", 1)[1])
+    ann = await make_user("ann")
+
+    def in_use() -> float:
+        text = httpx.get(f"{base}/metrics", headers=METRICS_HEADERS, timeout=5).text
+        line = next(x for x in text.splitlines() if x.startswith("xfchat_db_pool_in_use "))
+        return float(line.split()[1])
+
+    before = in_use()
+    asked = (
+        b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"GET /api/users/@me/friends HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+        + ann.access_token.encode()
+        + b"\r\n\r\n"
+    )
+    cut = []
+    for _ in range(3):
+        sock = reading_nothing(base, asked * 6)  # (answers the client does not take)
+        await asyncio.sleep(1)
+        sock.sendall(UPGRADE)
+        sock.settimeout(10)
+        try:
+            while sock.recv(1 << 20):
+                pass
+            cut.append("closed")
+        except ConnectionResetError:
+            cut.append("reset")
+        sock.close()
+    assert cut == ["reset"] * 3
+    deadline = time.monotonic() + 10
+    while in_use() > before and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    assert in_use() <= before
+    ready = await asyncio.to_thread(httpx.get, f"http://127.0.0.1:{port}/ready", timeout=5)
+    assert ready.status_code == 200
+
+
 async def test_a_flood_of_websocket_pings_closes_the_connection(
     edge: tuple[int, str], make_user: MakeUser
 ) -> None:
@@ -783,6 +828,29 @@ async def test_one_address_holds_at_most_its_connections_and_a_proxy_is_not_limi
     assert [health_on(s) for s in many] == [b"HTTP/1.1 200 OK"] * 6
     for s in many:
         s.close()
+
+
+def test_what_the_kernel_holds_for_a_client_after_the_close_is_dropped_too(
+    servers: Servers,
+) -> None:
+    """Was: answers the server had handed whole to the kernel before closing (the last
+    asked for `Connection: close`) were the kernel's to keep for a client that read
+    nothing, megabytes each, for five to six minutes (FIN_WAIT1), outside every count of
+    the process's: 60 such connections held 183 MB. Now the kernel drops a connection
+    whose data stays unacknowledged for three head timeouts (TCP_USER_TIMEOUT)."""
+    _, base = servers.start(XFCHAT_HEADER_TIMEOUT="1")
+    port = int(base.rsplit(":", 1)[1])
+    answer = b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n"
+    last = b"GET /openapi.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    sock = reading_nothing(base, answer * 3 + last)
+    mine = sock.getsockname()[1]
+    time.sleep(1)
+    assert _states(port, mine), "the connection went before the test could look"
+    deadline = time.monotonic() + 30  # (3 s without an acknowledgement; main: minutes)
+    while _states(port, mine) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _states(port, mine) == []
+    sock.close()
 
 
 def _states(local_port: int, peer_port: int) -> list[str]:

@@ -44,14 +44,15 @@ class Recorded(ws_protocol(HEAD_S)):  # type: ignore[misc,valid-type]
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """HTTP: BIG bytes. WebSocket: frames of 8 KB until what the kernel does not take
+    """HTTP: BIG bytes (600 KB at /mid). WebSocket: frames of 8 KB until what the kernel does not take
     (20 KB of it, below the mark where the writes stop) waits in the transport, then a
     close; or, at /ticks, a small frame every 0.1 s."""
     if scope["type"] == "http":
         await receive()
-        head = [(b"content-length", str(BIG).encode())]
+        size = 600_000 if scope["path"] == "/mid" else BIG
+        head = [(b"content-length", str(size).encode())]
         await send({"type": "http.response.start", "status": 200, "headers": head})
-        await send({"type": "http.response.body", "body": b"x" * BIG})
+        await send({"type": "http.response.body", "body": b"x" * size})
         return
     await receive()
     await send({"type": "websocket.accept"})
@@ -142,16 +143,18 @@ def test_a_websocket_upgraded_after_a_large_answer_keeps_its_connection() -> Non
 
 
 async def _upgraded_after_a_large_answer() -> None:
-    """Was: the HTTP protocol's stall timer, armed while the answer filled the buffer,
-    outlived the upgrade (the transport tells the WebSocket protocol when its buffer
-    empties), and reset a connection that had read all of it."""
+    """A WebSocket upgrade on a connection that was sent a large answer first keeps its
+    connection (the HTTP protocol's timers end at the upgrade). One pipelined behind an
+    answer still being sent is cut (tests/e2e/test_edge_limits.py)."""
     async with serving() as port:
         sock = small_window(port)
         sock.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
-        await asyncio.sleep(0.5)  # (the answer fills the kernel and the transport)
+        got = 0
+        while got < BIG:  # (the whole answer, head and all, then the upgrade)
+            got += await read_for(sock, 0.05)
         sock.sendall(UPGRADE.replace(b"GET / ", b"GET /ticks "))
-        got = await read_for(sock, 4 * HEAD_S * 3)  # (four times its stall)
-        assert got > BIG  # the answer, the upgrade's, and the ticks since
+        ticks = await read_for(sock, 4 * HEAD_S * 3)  # (four times its stall)
+        assert ticks > 100  # the upgrade's answer and the ticks since
         sock.close()
 
 
@@ -212,4 +215,21 @@ async def _takes_nothing_of_the_close() -> None:
             while sock.recv(1 << 20):  # (what its own small buffer held, then the reset)
                 pass
         assert closed._stall is None
+        sock.close()
+
+
+def test_a_slow_reader_of_pipelined_answers_is_judged_by_what_it_takes() -> None:
+    uvloop.run(_pipelined())
+
+
+async def _pipelined() -> None:
+    """Was: the watch, armed as one answer ended, took the next pipelined answer's bytes,
+    written meanwhile, for the client taking nothing, and could cut one reading above
+    MIN_SEND_RATE. What the client acknowledged is what counts now. (On loopback the
+    window opens by 6 KB at a time: 6 KB a second gives each 1.5 s period some.)"""
+    async with serving() as port:
+        sock = small_window(port)
+        sock.sendall(b"GET /mid HTTP/1.1\r\nHost: x\r\n\r\n" * 8)
+        got = await read_for(sock, 1 + 4 * HEAD_S * SEND_STALL, rate=6000)
+        assert got > 10_000
         sock.close()

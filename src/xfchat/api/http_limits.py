@@ -41,6 +41,7 @@ The WebSocket protocol's limits are in api/ws_limits.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import logging
 import socket
@@ -96,6 +97,32 @@ def reset_connection(transport: asyncio.Transport) -> None:
     transport.abort()
 
 
+def bytes_taken(transport: asyncio.BaseTransport) -> int | None:
+    """The bytes of the connection the client has acknowledged (Linux's TCP_INFO
+    tcpi_bytes_acked): what it took, whatever was written since; None where that cannot
+    be asked."""
+    sock = transport.get_extra_info("socket")
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+    except (AttributeError, OSError, ValueError):
+        return None
+    return int(struct.unpack_from("Q", info, 120)[0]) if len(info) >= 128 else None
+
+
+def limit_unacknowledged(transport: asyncio.BaseTransport, seconds: float) -> None:
+    """Have the kernel drop the connection when what it sent stays unacknowledged (a
+    window kept shut included) for `seconds` (TCP_USER_TIMEOUT), set as the connection
+    is closed (or half-closed by the client): after the server let go of it, its
+    megabytes for a client that reads nothing were the kernel's to keep, for minutes,
+    outside every count of the process's."""
+    sock = transport.get_extra_info("socket")
+    option = getattr(socket, "TCP_USER_TIMEOUT", None)
+    if sock is None or option is None:
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, option, max(1, int(seconds * 1000)))
+
+
 def kernel_unsent(transport: asyncio.BaseTransport) -> int:
     """The bytes the kernel holds unsent (or unacknowledged) on the connection (Linux's
     SIOCOUTQ); 0 where that cannot be asked."""
@@ -149,18 +176,32 @@ class SendWatch:
     def _unstall(self) -> None:
         self._stall = cancelled_timer(self._stall)
 
-    def _unsent(self) -> int:
-        return self.transport.get_write_buffer_size() + kernel_unsent(self.transport)
+    def _taken(self) -> int:
+        """A count that grows by what the client takes: the bytes it acknowledged (what
+        is written meanwhile, pipelined answers, does not count against it), or, where
+        that cannot be asked, less what the server and the kernel still hold."""
+        taken = bytes_taken(self.transport)
+        if taken is not None:
+            return taken
+        return -(self.transport.get_write_buffer_size() + kernel_unsent(self.transport))
+
+    def eof_received(self) -> None:
+        # (the client's half-close: the transport closes, what the kernel holds stays)
+        limit_unacknowledged(self.transport, self.stall_s)
+        super().eof_received()  # type: ignore[misc]
 
     def _watch_unsent(self) -> None:
+        if self.transport.is_closing() and not self._lost:
+            # What the kernel keeps once the process lets go is bounded too.
+            limit_unacknowledged(self.transport, self.stall_s)
         if self._stall is None and not self._lost and self.transport.get_write_buffer_size():
-            self._stall = self.loop.call_later(self.stall_s, self._unsent_due, self._unsent())
+            self._stall = self.loop.call_later(self.stall_s, self._unsent_due, self._taken())
 
     def _unsent_due(self, before: int) -> None:
         self._stall = None
         if not self.transport.get_write_buffer_size():
-            return  # (all of it is the kernel's)
-        if before - self._unsent() >= self.stall_s * MIN_SEND_RATE:  # (slowly: watched on)
+            return  # (all of it is the kernel's: limit_unacknowledged bounds that)
+        if self._taken() - before >= self.stall_s * MIN_SEND_RATE:  # (slowly: watched on)
             self._watch_unsent()
         else:
             self._stalled()
@@ -279,6 +320,20 @@ class GuardedHttpProtocol(SendWatch, HttpToolsProtocol):
         super().connection_lost(exc)
 
     def handle_websocket_upgrade(self) -> None:
+        cycle = self.cycle
+        if (
+            (cycle is not None and not cycle.response_complete)
+            or self.pipeline
+            or self.flow.write_paused
+        ):
+            # An upgrade pipelined behind requests not yet answered whole: uvicorn would
+            # hand the connection over with them still running, never to be told of its
+            # end (their tasks, and the database connections they held, kept for ever),
+            # and the WebSocket protocol would take a paused transport unknowing. No
+            # client does this: the connection is cut, those requests with it.
+            self._drop()
+            reset_connection(self.transport)
+            return
         super().handle_websocket_upgrade()
         # (this protocol's timers would outlive it: the transport now tells the
         # WebSocket protocol when its buffer empties, or the connection ends)
