@@ -276,3 +276,26 @@ async def test_registrations_refused_as_invalid_input_do_not_use_up_the_address(
     assert first.headers["x-ratelimit-remaining"] == "1"
     assert (await register("second")).status_code == 201
     assert_limited(await register("third"), 2, "auth.register")
+
+
+async def test_a_registration_held_back_by_the_taken_bucket_is_not_counted_as_tried(
+    app_with: AppWith, make_user: MakeUser
+) -> None:
+    """Was: a registration refused for the address's EMAIL_TAKEN answers (nothing tried)
+    used up one of its registrations too."""
+    await make_user("known", email="known@example.com")
+    client = await app_with(rate_register_ip="3/300", rate_register_taken_ip="1/2")
+
+    async def register(name: str, email: str) -> httpx.Response:
+        return await client.post(
+            "/api/auth/register", json={"username": name, "email": email, "password": PASSWORD}
+        )
+
+    assert (await register("probe", "known@example.com")).json()["code"] == "EMAIL_TAKEN"
+    for i in range(3):  # held back: the address was told an email is taken
+        held = await register(f"held{i}", f"held{i}@example.com")
+        assert held.status_code == 429 and held.json()["bucket"] == "auth.register.taken"
+    await asyncio.sleep(2.1)  # (the taken bucket's window ends)
+    first = await register("fresh", "fresh@example.com")
+    assert first.status_code == 201, first.text  # main: 429, the three held back counted
+    assert first.headers["x-ratelimit-remaining"] == "1"

@@ -22,7 +22,7 @@ from xfchat.api.models import USERNAME, Text, UserPrivate, enforced
 from xfchat.domain import accounts, login
 from xfchat.domain.rate_limits import address_checks
 from xfchat.domain.validation import MAX_DISPLAY_NAME, MAX_PASSWORD, MIN_PASSWORD
-from xfchat.errors import BadRequest, Conflict
+from xfchat.errors import BadRequest, Conflict, RateLimited
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
@@ -123,7 +123,7 @@ async def post_register(
     counted = await check_limits(request, tried, record=False)
     taken = address_checks("auth.register.taken", client.ip, settings.rate_register_taken_ip)
     decisions = await check_limits(request, taken, enforce=False, record=False)
-    email_taken = invalid = False
+    email_taken = untried = False
     try:
         for decision in decisions:
             decision.enforce()
@@ -139,13 +139,14 @@ async def post_register(
     except Conflict as exc:
         email_taken = exc.code == "EMAIL_TAKEN"  # counted; this answer stands
         raise
-    except BadRequest:
-        invalid = True
+    except (BadRequest, RateLimited):
+        # (invalid input; or the EMAIL_TAKEN bucket's wait, before anything was tried)
+        untried = True
         raise
     finally:
         if not email_taken:
             await give_back(request, taken)
-        if invalid:
+        if untried:
             await give_back(request, tried)
         else:
             for decision in counted:
