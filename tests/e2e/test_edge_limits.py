@@ -341,13 +341,7 @@ async def test_a_gateway_client_that_reads_nothing_is_reset(
     async with httpx.AsyncClient(base_url=base, timeout=30) as api:
         ann, ben, dm = await factories.pair(api, make_user)
         port = base.rsplit(":", 1)[1]
-        sock = reading_nothing(base, UPGRADE)
-        sock.settimeout(10)
-        hello = b""
-        while b"heartbeat_interval" not in hello:
-            hello += sock.recv(4096)
-        identify = json.dumps({"op": 2, "d": {"token": ben.access_token}}).encode()
-        sock.sendall(b"\x81\xfe" + len(identify).to_bytes(2, "big") + b"\0\0\0\0" + identify)
+        sock = identifying_and_reading_nothing(base, ben.access_token)
         mine = sock.getsockname()[1]
 
         def held() -> bool:  # the server still has this connection
@@ -386,13 +380,7 @@ async def test_a_gateway_client_that_stops_reading_below_the_buffers_mark_is_cut
     port = int(base.rsplit(":", 1)[1])
     async with httpx.AsyncClient(base_url=base, timeout=30) as api:
         ann, ben, dm = await factories.pair(api, make_user)
-        sock = reading_nothing(base, UPGRADE)
-        sock.settimeout(10)
-        hello = b""
-        while b"heartbeat_interval" not in hello:
-            hello += sock.recv(4096)
-        identify = json.dumps({"op": 2, "d": {"token": ben.access_token}}).encode()
-        sock.sendall(client_frame(1, identify))
+        sock = identifying_and_reading_nothing(base, ben.access_token)
         mine = sock.getsockname()[1]
         event = 8 * 1024  # about (each "ø" is two bytes)
 
@@ -554,6 +542,18 @@ def identified(base: str, token: str) -> socket.socket:
     sock.sendall(client_frame(1, identify))
     while b'"t":"ready"' not in seen:
         seen += sock.recv(65536)
+    return sock
+
+
+def identifying_and_reading_nothing(base: str, token: str) -> socket.socket:
+    """A raw gateway connection that read its HELLO, sent IDENTIFY, and will read
+    nothing more (reading_nothing: the server's buffers fill at once)."""
+    sock = reading_nothing(base, UPGRADE)
+    sock.settimeout(10)
+    hello = b""
+    while b"heartbeat_interval" not in hello:
+        hello += sock.recv(4096)
+    sock.sendall(client_frame(1, json.dumps({"op": 2, "d": {"token": token}}).encode()))
     return sock
 
 

@@ -92,6 +92,16 @@ async def serving(head_s: float = HEAD_S) -> AsyncIterator[int]:
         await asyncio.wait_for(task, 10)
 
 
+async def closed_by_app() -> GuardedWebSocketProtocol:
+    """The first connection, once the app has filled what the kernel takes and sent its
+    close (30 s at most)."""
+    deadline = time.monotonic() + 30
+    while not (Recorded.live and Recorded.live[0].close_sent):
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    return Recorded.live[0]
+
+
 def small_window(port: int) -> socket.socket:
     """A client with a receive buffer as small as the kernel allows."""
     sock = socket.socket()
@@ -127,11 +137,8 @@ async def _a_slow_reader() -> None:
     async with serving() as port:
         sock = small_window(port)
         sock.sendall(UPGRADE)
-        deadline = time.monotonic() + 30
-        while not (Recorded.live and Recorded.live[0].close_sent):  # (the app fills the
-            assert time.monotonic() < deadline  # kernel, then closes)
-            await asyncio.sleep(0.05)
-        assert 0 < Recorded.live[0].transport.get_write_buffer_size() < 65_536
+        closed = await closed_by_app()
+        assert 0 < closed.transport.get_write_buffer_size() < 65_536
         # The transport is closed 1 s on, and watched from then: read past four stalls.
         got = await read_for(sock, 1 + 4 * HEAD_S * 3, rate=80_000)
         assert got > 400_000
@@ -171,11 +178,7 @@ async def _a_trickle() -> None:
     async with serving(head_s) as port:
         sock = small_window(port)
         sock.sendall(UPGRADE)
-        deadline = time.monotonic() + 30
-        while not (Recorded.live and Recorded.live[0].close_sent):
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.05)
-        trickled = Recorded.live[0]
+        trickled = await closed_by_app()
         stall = head_s * SEND_STALL
         assert 6144 / 8 < MIN_SEND_RATE and 6144 < stall * MIN_SEND_RATE
         # The transport is closed 1 s on and watched from then: one read of the two at
@@ -203,11 +206,8 @@ async def _takes_nothing_of_the_close() -> None:
     async with serving() as port:
         sock = small_window(port)
         sock.sendall(UPGRADE)
-        deadline = time.monotonic() + 30
-        while not (Recorded.live and Recorded.live[0].close_sent):
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.05)
-        closed = Recorded.live[0]
+        closed = await closed_by_app()
+        deadline = time.monotonic() + 10
         while not closed.disconnected:  # (1 s, then 1.5 s)
             assert time.monotonic() < deadline
             await asyncio.sleep(0.05)

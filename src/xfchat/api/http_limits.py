@@ -140,10 +140,11 @@ class SendWatch:
     (pause_writing: the kernel's is already), and when what is left in it below that
     mark does not go once the answers are written or the connection is being closed (a
     close waits for it to go, for ever from such a client). Either way the client gets
-    `stall_s`, and as long again each time it took MIN_SEND_RATE a second meanwhile of
-    what the server and the kernel hold for it (a slow reader is not cut: the kernel
-    wakes the writer only when a third of its megabytes have gone); else the connection
-    is reset (`_stalled`), which frees the kernel's buffers too."""
+    `stall_s`, and as long again each time it acknowledged MIN_SEND_RATE a second
+    meanwhile (`_taken`: a slow reader is not cut, though the kernel wakes the writer
+    only when a third of its megabytes have gone); else the connection is reset
+    (`_stalled`), which frees the kernel's buffers too. What the kernel keeps once the
+    connection is closed is bounded by `limit_unacknowledged`."""
 
     loop: asyncio.AbstractEventLoop
     transport: asyncio.Transport
