@@ -228,3 +228,33 @@ async def test_a_resumed_ready_carries_the_current_presences_and_ones_own_status
         assert resumed.ready.data["resumed"] is True
         assert resumed.ready.data["presences"] == []  # offline now
         assert resumed.ready.data["status"] == "dnd"
+
+
+async def test_a_new_peers_presence_is_asked_for_and_their_changes_follow(
+    server: str, make_user: MakeUser
+) -> None:
+    """A group brings Ann together with Zed, whom she shared nothing with: no
+    `presence.updated` told her he is online (he connected before), so she asks for
+    the presences `ready` would carry now, and his next change reaches her."""
+    ann, ben, zed = await make_user("ann"), await make_user("ben"), await make_user("zed")
+    async with (
+        httpx.AsyncClient(base_url=server, timeout=10) as api,
+        sse_stream(server, zed.access_token),
+        sse_stream(server, ann.access_token) as watcher,
+    ):
+        assert watcher.ready.data["presences"] == []  # (he is a stranger to her)
+        before = await api.get("/api/users/@me/presences", headers=ann.headers)
+        assert before.status_code == 200 and before.json() == []
+        crew = await factories.group(api, ben, ann, zed)
+        assert (await watcher.next("conversation.created")).data["id"] == crew["id"]
+        now = await api.get("/api/users/@me/presences", headers=ann.headers)
+        zed_online = {"user_id": str(zed.id), "status": "online", "status_text": None}
+        assert zed_online in now.json()
+        assert [p["user_id"] for p in now.json()] == sorted(p["user_id"] for p in now.json())
+        await api.put("/api/users/@me/presence", headers=zed.headers, json={"status": "dnd"})
+        assert (await presence_of(watcher, str(zed.id)))["status"] == "dnd"
+        await api.put("/api/users/@me/presence", headers=zed.headers, json={"status": "invisible"})
+        assert (await presence_of(watcher, str(zed.id)))["status"] == "offline"
+        hidden = await api.get("/api/users/@me/presences", headers=ann.headers)
+        assert str(zed.id) not in [p["user_id"] for p in hidden.json()]  # invisible: offline
+        assert (await api.get("/api/users/@me/presences")).status_code == 401

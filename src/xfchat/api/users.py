@@ -233,6 +233,18 @@ class PresenceIn(BaseModel):
     status_text: Text | None = Field(default=None, max_length=1024)
 
 
+@router.get("/@me/presences", response_model=list[PresencePayload])
+async def get_presences(actor: CurrentActor, conn: Conn, settings: AppSettings) -> Response:
+    """The presences `ready` carries, as they are now: your friends and the people you
+    share a conversation with who are not offline (anyone absent is offline), by user
+    id. What to ask when a conversation brings you someone new (`conversation.created`,
+    `participant.added`): their changes reach you from then on, their state before
+    does not."""
+    return JSONResponse(
+        await presence.related_presences(conn, actor.user_id, settings.presence_timeout_s)
+    )
+
+
 @router.put("/@me/presence", response_model=PresencePayload)
 async def put_presence(
     body: PresenceIn, actor: CurrentActor, conn: Conn, settings: AppSettings, request: Request

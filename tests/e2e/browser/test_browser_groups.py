@@ -66,6 +66,13 @@ async def group_from_friends_refuses_a_stranger(
     await expect(alice.get_by_role("heading", level=1, name="Raid night")).to_be_visible()
     await expect(dm_link(bob, "Raid night")).to_be_visible()  # live, for both
     await expect(dm_link(charlie, "Raid night")).to_be_visible()
+    # Bob and Charlie shared nothing before (no conversation, not friends: only a server
+    # whose members neither page has listed), so no presence.updated told either that
+    # the other is online: the pages ask, and each shows the other online, no reload.
+    for page, other in ((charlie, "Bob"), (bob, "Charlie")):
+        await dm_link(page, "Raid night").click()
+        details = page.get_by_role("complementary", name="Details")
+        await expect(details.get_by_role("button", name=f"{other} (online)")).to_be_visible()
 
     people = alice.get_by_role("complementary", name="Details")
     await people.get_by_role("button", name="Add people").click()

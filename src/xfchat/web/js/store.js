@@ -20,6 +20,11 @@ export class Store {
     this.blocks = new Map();
     this.privacy = null; // {direct_messages}, once asked for (or changed elsewhere)
     this.presences = new Map();
+    // Presences applied, counted (never reset): a ready's whole set, or one user's
+    // presence.updated. What ui/app.js askPresences compares its answer's age with.
+    this.presenceTick = (this.presenceTick || 0) + 1;
+    this.presencesFrom = this.presenceTick; // the tick of the latest ready
+    this.presenceAt = new Map(); // user id -> the tick of their latest presence.updated
     this.voice = new Map(); // user id -> voice state (one channel each)
     this.users = new Map();
     this.members = new Map(); // server id -> Map(user id -> member), loaded on demand
@@ -68,6 +73,7 @@ export class Store {
   resume(state) {
     if (!state.presences || !this.me) return;
     this.presences = new Map(state.presences.map((p) => [p.user_id, p]));
+    this.presencesFrom = ++this.presenceTick;
     this.me.status = state.status;
     this.presences.set(this.me.id, { user_id: this.me.id, status: this.me.status, status_text: this.me.status_text });
     this.emit("presence");
@@ -522,6 +528,7 @@ const HANDLERS = {
   },
   "presence.updated": (s, d) => {
     s.presences.set(d.user_id, d);
+    s.presenceAt.set(d.user_id, ++s.presenceTick);
     s.emit("presence");
   },
   "session.revoked": (s, d) => s.emit(`revoked:${d.session_id}`),

@@ -120,7 +120,9 @@ export class App {
     // messages this page does not all hold (never opened, or only its newest page kept):
     // the store cannot count them, so they are counted again here.
     const readFrom = type === "read_state.updated" && d.user_id === this.store.me?.id && !this.store.messages.get(d.channel_id)?.holdsAfter(d.last_read_seq) ? this.store.reads.get(d.channel_id)?.last_read_seq || 0 : null;
+    const strangers = this.strangersIn(type, d);
     this.store.apply(type, d);
+    if (strangers) this.askPresences();
     if (before != null && this.store.reads.get(d.channel_id)?.unread > before) recount.arrived.push({ id: d.id, mention: this.store.mentionsMe(d) });
     if (unseen) this.recountUnread(d.channel_id, d.seq);
     if (readFrom !== null) this.recountRead(d.channel_id, readFrom);
@@ -136,6 +138,46 @@ export class App {
       location.hash = "#/friends";
     }
     if (type === "member.updated" || type === "role.updated" || type === "channel.updated") this.scheduleChrome();
+  }
+
+  // A conversation that brings you someone you shared nothing with (no conversation,
+  // not a friend): no presence.updated said whether they are online, so the presences
+  // ready would carry are asked for (their changes reach you from then on).
+  strangersIn(type, d) {
+    const s = this.store;
+    let ids = [];
+    if (type === "conversation.created" || type === "conversation.added") ids = d.participant_ids || [];
+    else if (type === "participant.added" && s.conversations.has(d.channel_id)) ids = [d.user_id];
+    if (!ids.length || !s.me) return false;
+    const known = new Set([s.me.id, ...s.friends.keys(), ...s.presences.keys()]);
+    for (const c of s.conversations.values()) for (const id of c.participant_ids || []) known.add(id);
+    return ids.some((id) => !known.has(id));
+  }
+
+  // One request at a time; asked again once it ends if more strangers came meanwhile.
+  // A presence.updated that arrives while it runs is newer than its answer and wins.
+  async askPresences() {
+    if (this.presencesAsked) {
+      this.presencesAgain = true;
+      return;
+    }
+    this.presencesAsked = true;
+    try {
+      do {
+        this.presencesAgain = false;
+        const since = this.store.presenceTick;
+        const now = await this.session.call("GET", "/api/users/@me/presences");
+        if (this.ended || this.store.presencesFrom > since) return; // (a ready's are newer)
+        for (const p of now) {
+          if (p.user_id !== this.store.me.id && !(this.store.presenceAt.get(p.user_id) > since)) this.store.presences.set(p.user_id, p);
+        }
+        this.store.emit("presence");
+      } while (this.presencesAgain);
+    } catch {
+      // (shown offline until their next change or the next ready)
+    } finally {
+      this.presencesAsked = false;
+    }
   }
 
   // A message this page never loaded was deleted: if it was unread, the channel's
