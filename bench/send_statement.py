@@ -22,6 +22,13 @@ other (each in addition to the ones before; a throwaway database, never yours):
 Rounds alternate nothing (a change cannot be undone cheaply), so each step's figure is
 taken right after the one before it; R rounds (default 2) of the baseline come first.
 Nothing here is asserted: these are measurements.
+
+    uv run python -m bench.send_statement --sizes 1,2,5,10
+
+instead measures the statement as shipped with batches of each size (one message per
+author, as many authors), the sizes alternating round by round, and splits a batch's
+cost into what it costs whatever its size (the fixed part) and what each message adds,
+by a least-squares line through the sizes' medians.
 """
 
 from __future__ import annotations
@@ -169,20 +176,59 @@ def show(label: str, runs: list[tuple[float, float]], base: float | None) -> flo
     return cpu
 
 
+async def by_size(
+    conn: asyncpg.Connection,
+    channel: uuid.UUID,
+    authors: Sequence[uuid.UUID],
+    sizes: Sequence[int],
+    n: int,
+    rounds: int,
+) -> None:
+    """The shipped statement at each batch size, and the fixed and per-message parts."""
+    print(f"The send statement as shipped, {n} batches a round, sizes alternating:")
+    await twin(conn, [])
+    await batches(conn, channel, authors[: max(sizes)], 200)  # (warm-up)
+    runs: dict[int, list[tuple[float, float]]] = {k: [] for k in sizes}
+    for _ in range(rounds):
+        for k in sizes:
+            runs[k].append(await batches(conn, channel, authors[:k], n))
+    cpus = {k: statistics.median(r[0] for r in runs[k]) for k in sizes}
+    for k in sizes:
+        wall = statistics.median(r[1] for r in runs[k])
+        print(
+            f"  {k:3} a batch: backend CPU {cpus[k]:6.0f} µs a batch ({cpus[k] / k:4.0f} a"
+            f" message), round trip {wall:6.0f} µs",
+            flush=True,
+        )
+    if len(sizes) > 1:
+        slope, fixed = statistics.linear_regression(list(sizes), [cpus[k] for k in sizes])
+        print(f"  fixed part {fixed:.0f} µs a batch, {slope:.0f} µs each message adds")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batches", type=int, default=1000, help="per round (default 1000)")
     parser.add_argument("--rounds", type=int, default=2, help="per step (default 2)")
+    parser.add_argument(
+        "--sizes", help="comma-separated batch sizes: the fixed and per-message parts instead"
+    )
     args = parser.parse_args()
+    sizes = sorted({int(k) for k in args.sizes.split(",")}) if args.sizes else []
+    if any(k < 1 for k in sizes):
+        parser.error("--sizes: each size is at least 1")
     async with local_server() as (base, _proc, pg):
         async with httpx.AsyncClient(base_url=base, timeout=60) as client:
-            users = await register(client, BATCH)
+            users = await register(client, max([BATCH, *sizes]))
             channel = uuid.UUID(await make_group(client, users))
         authors = [uuid.UUID(u.id) for u in users]
         conn = await asyncpg.connect(pg.url)
         try:
+            if sizes:
+                await by_size(conn, channel, authors, sizes, args.batches, args.rounds)
+                return
             print(f"A send batch of {BATCH} messages, {args.batches} batches a round:")
             await twin(conn, [])
+            authors = authors[:BATCH]
             await batches(conn, channel, authors, 200)  # (warm-up)
             runs = [await batches(conn, channel, authors, args.batches) for _ in range(args.rounds)]
             first = show("as shipped", runs, None)
