@@ -170,6 +170,29 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
         # 415 (api/errors.declared_not_json, FastAPI's own rule).
         strict_content_type=False,
     )
+    metrics = _init_state(app, settings, pool)
+    install_error_handlers(app, on_db_error=metrics.count_db_error)
+    _include_routers(app)
+    app.include_router(web.make_router())  # the browser client, at /
+    install_openapi(app)
+    app.add_middleware(
+        EdgeMiddleware,
+        metrics=metrics,
+        max_body_bytes=settings.max_body_bytes,
+        upload_routes=media.upload_routes(settings),
+        anonymous=app.state.anonymous,
+    )
+    if settings.cors_origins:  # outermost: errors from the edge carry CORS headers too
+        app.add_middleware(Cors, origins=settings.cors_origins)
+    # The send's route in front of FastAPI's layers (api/hot_path.py).
+    stack = app.build_middleware_stack
+    app.build_middleware_stack = lambda: hot_path(app, stack())  # type: ignore[method-assign]
+    return app
+
+
+def _init_state(app: FastAPI, settings: Settings, pool: asyncpg.Pool | None) -> Metrics:
+    """What the app holds before its lifespan starts (the pool, when given; the limits
+    counted in memory; the metrics), and its metrics."""
     app.state.settings = settings
     app.state.pool = pool
     app.state.hub = None
@@ -194,8 +217,11 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
     metrics.registry.register(ReplicaCollector(lambda: getattr(app.state, "reads", None)))
     app.state.metrics = metrics
     app.state.limiter = RateLimiter(observe=metrics.rate_limit_check.observe)
-    install_error_handlers(app, on_db_error=metrics.count_db_error)
-    # The busiest routes first: FastAPI tries them in order.
+    return metrics
+
+
+def _include_routers(app: FastAPI) -> None:
+    """The API's routers, the busiest first: FastAPI tries them in order."""
     for router in (
         messages.router,
         sse.router,
@@ -220,18 +246,3 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
         search.router,
     ):
         app.include_router(router)
-    app.include_router(web.make_router())  # the browser client, at /
-    install_openapi(app)
-    app.add_middleware(
-        EdgeMiddleware,
-        metrics=metrics,
-        max_body_bytes=settings.max_body_bytes,
-        upload_routes=media.upload_routes(settings),
-        anonymous=app.state.anonymous,
-    )
-    if settings.cors_origins:  # outermost: errors from the edge carry CORS headers too
-        app.add_middleware(Cors, origins=settings.cors_origins)
-    # The send's route in front of FastAPI's layers (api/hot_path.py).
-    stack = app.build_middleware_stack
-    app.build_middleware_stack = lambda: hot_path(app, stack())  # type: ignore[method-assign]
-    return app

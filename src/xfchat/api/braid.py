@@ -22,6 +22,7 @@ import logging
 import re
 from uuid import UUID
 
+import asyncpg
 import orjson
 from fastapi import Request
 from starlette.responses import Response
@@ -36,7 +37,7 @@ from xfchat.domain.events import MESSAGE_CREATED
 from xfchat.domain.messages import MAX_PARENTS
 from xfchat.errors import BadRequest, Forbidden, NotFound, ServiceUnavailable
 from xfchat.realtime.feeds import open_channel_feed
-from xfchat.realtime.subscriber import Closed
+from xfchat.realtime.subscriber import Closed, Subscriber
 
 log = logging.getLogger("xfchat.stream")
 
@@ -156,8 +157,6 @@ async def subscribe(request: Request, actor: Actor, channel_id: UUID) -> Respons
     sub, start = await open_channel_feed(
         state.hub, state.pool, actor, channel_id, braid_ids(parents) if parents else None
     )
-    resume, newest = start.resume, start.newest
-    snapshot = list(reversed(newest)) if resume is None else []
     headers = {
         "Subscribe": request.headers.get("subscribe") or "true",
         # (the multiresponse draft's media type, as braid-http's own server sends it)
@@ -165,66 +164,86 @@ async def subscribe(request: Request, actor: Actor, channel_id: UUID) -> Respons
         "Cache-Control": "no-cache, no-transform, no-store",
         "X-Accel-Buffering": "no",
     }
-    if newest:
-        headers["Current-Version"] = quoted(newest[0]["id"])
+    if start.newest:
+        headers["Current-Version"] = quoted(start.newest[0]["id"])
     if heartbeats is not None:
         headers["Heartbeats"] = f"{heartbeats:g}s"
+    body = _Body(state.pool, actor, channel_id, sub, heartbeats, start.resume, start.newest)
+    return LiveStream(209, headers, sub, body.produce)
 
-    async def history(after_seq: int) -> list[MessagePayload]:
-        async with state.pool.acquire() as conn:
-            page, _ = await messages.list_messages(
-                conn, actor, channel_id, limit=PAGE, before=None, after=after_seq
-            )
-            return page
 
-    async def produce(write: Write) -> None:
-        last_seq, last_id = resume if resume is not None else (0, None)
-        if resume is None:
-            if snapshot:
-                last_seq, last_id = snapshot[-1]["seq"], snapshot[-1]["id"]
-            await write(update(orjson.dumps(snapshot), last_id, None, patch=False))
+class _Body:
+    """A subscription's body: the snapshot (the newest messages as one version) or, on a
+    resume, the history after the client's version; then each new message as a patch
+    on the one before, the gaps filled from the history, until access ends."""
 
-        async def catch_up(upto: int | None) -> None:
-            nonlocal last_seq, last_id
-            while True:
-                page = await history(last_seq)
-                for message in page:
-                    if upto is not None and message["seq"] > upto:
-                        return
-                    await write(_patch(message, last_id))
-                    last_seq, last_id = message["seq"], message["id"]
-                if len(page) < PAGE:
-                    return
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        actor: Actor,
+        channel_id: UUID,
+        sub: Subscriber,
+        heartbeats: float | None,
+        resume: tuple[int, str] | None,
+        newest: list[MessagePayload],
+    ) -> None:
+        self.pool, self.actor, self.channel_id, self.sub = pool, actor, channel_id, sub
+        self.heartbeats = heartbeats
+        self.resume = resume
+        self.snapshot = list(reversed(newest)) if resume is None else []
+        self.last_seq: int = resume[0] if resume is not None else 0
+        self.last_id: str | None = resume[1] if resume is not None else None
 
+    async def produce(self, write: Write) -> None:
+        if self.resume is None:
+            if self.snapshot:
+                self.last_seq, self.last_id = self.snapshot[-1]["seq"], self.snapshot[-1]["id"]
+            await write(update(orjson.dumps(self.snapshot), self.last_id, None, patch=False))
         try:
-            if resume is not None:
-                await catch_up(None)
-            while True:
-                try:
-                    item = await sub.next(idle_s=heartbeats)
-                except Closed:
-                    return
-                if item is None:
-                    await write(b"\r\n")  # heartbeat
-                    continue
-                if channel_id not in sub.follows.channels:  # no longer allowed to read it
-                    sub.close(ACCESS_LOST)
-                    return
-                delivery, _ = item
-                if delivery.type != MESSAGE_CREATED.name or delivery.data["seq"] <= last_seq:
-                    continue
-                if delivery.data["seq"] > last_seq + 1:
-                    await catch_up(delivery.data["seq"])
-                    continue
-                await write(_patch(delivery.data, last_id))
-                last_seq, last_id = delivery.data["seq"], delivery.data["id"]
+            if self.resume is not None:
+                await self._catch_up(write, None)
+            await self._follow(write)
         except (NotFound, Forbidden):
-            sub.close(ACCESS_LOST)  # no longer allowed to read it: the subscription ends
-            return
+            self.sub.close(ACCESS_LOST)  # no longer allowed to read it: the subscription ends
         except (*DATABASE_ERRORS, ServiceUnavailable) as exc:
             # History cannot be read now: end the body whole (the client resumes with
             # Parents, as after any end), not cut off in the middle of a chunk.
             log.warning("a Braid subscription ended: its history cannot be read: %s", exc)
-            return
 
-    return LiveStream(209, headers, sub, produce)
+    async def _follow(self, write: Write) -> None:
+        while True:
+            try:
+                item = await self.sub.next(idle_s=self.heartbeats)
+            except Closed:
+                return
+            if item is None:
+                await write(b"\r\n")  # heartbeat
+                continue
+            if self.channel_id not in self.sub.follows.channels:  # no longer allowed to read it
+                self.sub.close(ACCESS_LOST)
+                return
+            delivery, _ = item
+            if delivery.type != MESSAGE_CREATED.name or delivery.data["seq"] <= self.last_seq:
+                continue
+            if delivery.data["seq"] > self.last_seq + 1:
+                await self._catch_up(write, delivery.data["seq"])
+                continue
+            await self._write(write, delivery.data)
+
+    async def _catch_up(self, write: Write, upto: int | None) -> None:
+        """The history after the last message written, up to `upto` (None: all)."""
+        while True:
+            async with self.pool.acquire() as conn:
+                page, _ = await messages.list_messages(
+                    conn, self.actor, self.channel_id, limit=PAGE, before=None, after=self.last_seq
+                )
+            for message in page:
+                if upto is not None and message["seq"] > upto:
+                    return
+                await self._write(write, message)
+            if len(page) < PAGE:
+                return
+
+    async def _write(self, write: Write, message: MessagePayload) -> None:
+        await write(_patch(message, self.last_id))
+        self.last_seq, self.last_id = message["seq"], message["id"]

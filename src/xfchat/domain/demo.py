@@ -89,6 +89,23 @@ async def _insert_all(conn: asyncpg.Connection, hashes: list[str]) -> DemoSummar
     )
     for name in DEMO_USERS:
         await servers_q.insert_server_member(conn, server_id=sid, user_id=u[name])
+    role_ids = await _insert_roles(conn, sid)
+    channel_ids = await _insert_channels(conn, sid, role_ids)
+    said = await _insert_general_chat(conn, channel_ids["general"])
+    said += await _insert_direct_chat(conn)
+    await friends_q.insert_friendship(conn, user_a=u["alice"], user_b=u["bob"])
+    await friends_q.insert_friendship(conn, user_a=u["alice"], user_b=u["charlie"])
+    await friends_q.insert_friend_request(conn, from_user_id=u["eve"], to_user_id=u["alice"])
+    return DemoSummary(
+        users=len(DEMO_USERS),
+        channels=len(channel_ids) + 1,  # (and the direct conversation)
+        roles=len(role_ids),
+        messages=said,
+    )
+
+
+async def _insert_roles(conn: asyncpg.Connection, sid: UUID) -> dict[str, UUID]:
+    """The server's roles, and each demo user's: role ids by name."""
     roles = [
         ("@everyone", EVERYONE_DEFAULT, 0, 0, True),
         ("Member", EVERYONE_DEFAULT, 1, 0x2ECC71, False),
@@ -117,18 +134,23 @@ async def _insert_all(conn: asyncpg.Connection, hashes: list[str]) -> DemoSummar
         ("eve", "Member"),
     ]:
         await roles_q.insert_member_role(
-            conn, server_id=sid, user_id=u[user], role_id=role_ids[role_name]
+            conn, server_id=sid, user_id=USER_IDS[user], role_id=role_ids[role_name]
         )
+    return role_ids
 
+
+async def _insert_channels(
+    conn: asyncpg.Connection, sid: UUID, role_ids: dict[str, UUID]
+) -> dict[str, UUID]:
+    """The server's categories and channels, with their overrides: ids by name."""
     text = ["general", "announcements", "gaming", "mod-lounge"]
     voice = ["General Voice", "Gaming Voice", "AFK"]
     channel_ids = {}
-    categories = {}
     for i, name in enumerate(("Text Channels", "Voice Channels")):
         cat = await channels_q.insert_channel(
             conn, channel_id=_uid(121 + i), server_id=sid, kind="category", name=name, position=i
         )
-        categories[name] = cat.id
+        channel_ids[name] = cat.id
     for kind, names, category, first_id in (
         ("text", text, "Text Channels", 101),
         ("voice", voice, "Voice Channels", 111),
@@ -141,7 +163,7 @@ async def _insert_all(conn: asyncpg.Connection, hashes: list[str]) -> DemoSummar
                 kind=kind,
                 name=name,
                 position=i,
-                parent_id=categories[category],
+                parent_id=channel_ids[category],
             )
             channel_ids[name] = ch.id
     # Moderators (and the owner and admins) only; announcements are read-only for the
@@ -160,8 +182,11 @@ async def _insert_all(conn: asyncpg.Connection, hashes: list[str]) -> DemoSummar
             allow=allow,
             deny=deny,
         )
+    return channel_ids
 
-    general = channel_ids["general"]
+
+async def _insert_general_chat(conn: asyncpg.Connection, general: UUID) -> int:
+    """#general's first lines and their reactions: how many messages."""
     lines = [
         ("alice", "Welcome to Gaming Squad! Say hi 👋"),
         ("bob", "Hey everyone! Who's up for a game tonight?"),
@@ -176,7 +201,7 @@ async def _insert_all(conn: asyncpg.Connection, hashes: list[str]) -> DemoSummar
             conn,
             message_id=_uid(1001 + i),
             channel_id=general,
-            author_id=u[author],
+            author_id=USER_IDS[author],
             content=content,
         )
         msg_ids.append(msg.id)
@@ -188,27 +213,22 @@ async def _insert_all(conn: asyncpg.Connection, hashes: list[str]) -> DemoSummar
         (5, "alice", "🎉"),
     ]:
         await messages_q.insert_reaction(
-            conn, message_id=msg_ids[index], user_id=u[user], emoji=emoji
+            conn, message_id=msg_ids[index], user_id=USER_IDS[user], emoji=emoji
         )
+    return len(lines)
 
+
+async def _insert_direct_chat(conn: asyncpg.Connection) -> int:
+    """Alice and Bob's direct conversation: how many messages."""
+    u = USER_IDS
     dm = await channels_q.insert_channel(
         conn, channel_id=_uid(301), kind="direct", dm_pair=(u["alice"], u["bob"])
     )
     for name in ("alice", "bob"):
         await channels_q.insert_conversation_participant(conn, channel_id=dm.id, user_id=u[name])
-    for i, (author, content) in enumerate(
-        [("alice", "Hey Bob, ready for tonight?"), ("bob", "Always. I'll bring snacks.")]
-    ):
+    lines = [("alice", "Hey Bob, ready for tonight?"), ("bob", "Always. I'll bring snacks.")]
+    for i, (author, content) in enumerate(lines):
         await messages_q.insert_message(
             conn, message_id=_uid(2001 + i), channel_id=dm.id, author_id=u[author], content=content
         )
-
-    await friends_q.insert_friendship(conn, user_a=u["alice"], user_b=u["bob"])
-    await friends_q.insert_friendship(conn, user_a=u["alice"], user_b=u["charlie"])
-    await friends_q.insert_friend_request(conn, from_user_id=u["eve"], to_user_id=u["alice"])
-    return DemoSummary(
-        users=len(DEMO_USERS),
-        channels=len(text) + len(voice) + len(categories) + 1,
-        roles=len(roles),
-        messages=len(lines) + 2,
-    )
+    return len(lines)
