@@ -258,6 +258,37 @@ async def test_a_long_channel_name_gives_way_to_the_head_buttons(
             )
 
 
+async def test_a_members_server_head_keeps_its_buttons_on_one_line(
+    site: Site, browsers: Browsers
+) -> None:
+    """Was: for a member who is not the owner (Invite people, Server settings and Leave
+    server beside the server's name), the buttons shrank before the name did, and at
+    1280 px Invite people's "👤+" broke onto a second line."""
+    bob = await browsers.logged_in(site.base, "bob")
+    await open_channel(bob, "general")
+    channels = bob.get_by_role("navigation", name="Channels")
+    title = channels.get_by_role("heading", level=1, name="Gaming Squad")
+    buttons = [
+        channels.get_by_role("button", name=name)
+        for name in ("Invite people", "Server settings", "Leave server")
+    ]
+    boxes = []
+    for button in buttons:
+        box = await button.bounding_box()
+        assert box is not None
+        boxes.append(box)
+    # One line: the same top and height for each (a wrapped "👤+" made its button taller),
+    # and each icon whole in its button.
+    assert len({(round(b["y"]), round(b["height"])) for b in boxes}) == 1, boxes
+    for button in buttons:
+        assert await button.evaluate("b => b.scrollWidth <= b.clientWidth")
+    head = await title.evaluate(
+        "t => [t.getBoundingClientRect().right, t.scrollWidth > t.clientWidth]"
+    )
+    assert head[0] <= boxes[0]["x"], (head, boxes[0])
+    assert head[1], "the name gives way (ellipsized), not the buttons"
+
+
 async def test_send_keeps_the_box_focused_and_a_blank_friend_name_is_not_sent(
     site: Site, browsers: Browsers
 ) -> None:

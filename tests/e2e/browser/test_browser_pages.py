@@ -222,3 +222,39 @@ async def test_on_a_phone_a_search_hit_opens_in_front_of_the_results(
     await expect(alice.get_by_role("list", name="Search results")).to_be_hidden()
     box = await target.bounding_box()
     assert box is not None and 0 <= box["x"] < 390
+
+
+async def test_the_friends_tabs_fit_a_phone(site: Site, browsers: Browsers) -> None:
+    """Was: at 390 px the tabs wrapped inside the 48 px head, so All, Pending and Blocked
+    stuck out over its top and Add friend over the list below it."""
+    alice = await browsers.logged_in(site.base, "alice", PHONE)
+    tablist = alice.get_by_role("tablist", name="Friends")
+    await expect(tablist.get_by_role("tab", name="Add friend")).to_be_visible()
+    head = await alice.locator(".friends .main-head").bounding_box()
+    title = await alice.get_by_role("heading", level=1, name="Friends", exact=True).bounding_box()
+    friends = await alice.get_by_role("list", name="Friends").bounding_box()
+    assert head is not None and title is not None and friends is not None
+    boxes = []
+    for tab in await tablist.get_by_role("tab").all():
+        box = await tab.bounding_box()
+        assert box is not None
+        assert await tab.evaluate("t => t.scrollWidth <= t.clientWidth"), box  # (no text cut)
+        assert 0 <= box["x"] and box["x"] + box["width"] <= PHONE["width"], box
+        assert head["y"] <= box["y"] and box["y"] + box["height"] <= head["y"] + head["height"], (
+            box,
+            head,
+        )
+        boxes.append(box)
+    assert friends["y"] >= head["y"] + head["height"], (friends, head)
+
+    def apart(a: dict[str, float], b: dict[str, float]) -> bool:
+        return (
+            a["x"] + a["width"] <= b["x"]
+            or b["x"] + b["width"] <= a["x"]
+            or a["y"] + a["height"] <= b["y"]
+            or b["y"] + b["height"] <= a["y"]
+        )
+
+    for i, box in enumerate(boxes):
+        assert apart(box, title), (box, title)
+        assert all(apart(box, other) for other in boxes[i + 1 :]), boxes

@@ -133,3 +133,35 @@ async def test_the_settings_tabs_stay_put_from_tab_to_tab(site: Site, browsers: 
             assert box is not None
             places.append(round(box["y"]))
         assert len(set(places)) == 1, (viewport, places)
+
+
+async def test_each_new_channel_label_sits_beside_its_field(site: Site, browsers: Browsers) -> None:
+    """Was: the new channel's labels and fields flowed as one line, so on a phone Kind
+    ended the Name line, its select on the line below, and Category the Kind line (at
+    900 px, Category ended the first line)."""
+    alice = await browsers.logged_in(site.base, "alice")
+    settings = await open_settings(alice)
+    await settings.get_by_role("tab", name="Channels").click()
+    for viewport in (
+        {"width": 1280, "height": 800},
+        {"width": 900, "height": 800},
+        {"width": 390, "height": 844},
+    ):
+        await alice.set_viewport_size(viewport)
+        fields = {
+            name: settings.get_by_label(name, exact=True) for name in ("Name", "Kind", "Category")
+        }
+        await expect(fields["Kind"]).to_be_visible()
+        boxes = {}
+        for name, field in fields.items():
+            label = await settings.get_by_text(name, exact=True).bounding_box()
+            box = await field.bounding_box()
+            assert label is not None and box is not None
+            middle = label["y"] + label["height"] / 2
+            # On the field's line, and just before it.
+            assert box["y"] <= middle <= box["y"] + box["height"], (viewport, name, label, box)
+            assert label["x"] + label["width"] <= box["x"], (viewport, name, label, box)
+            assert box["x"] + box["width"] <= viewport["width"], (viewport, name, box)
+            boxes[name] = (label, box)
+        lines = [round(box["y"]) for _, box in boxes.values()]
+        assert lines == sorted(lines), (viewport, boxes)  # (in their order)

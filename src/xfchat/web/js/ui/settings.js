@@ -167,7 +167,10 @@ class Settings {
               this.render();
             }
           } },
-          h("label", { for: "new-ch-name" }, "Name"), name, h("label", { for: "new-ch-kind" }, "Kind"), kind, h("label", { for: "new-ch-parent" }, "Category"), parent,
+          // (each label and its field in one box: they wrap together)
+          h("span", { class: "field" }, h("label", { for: "new-ch-name" }, "Name"), name),
+          h("span", { class: "field" }, h("label", { for: "new-ch-kind" }, "Kind"), kind),
+          h("span", { class: "field" }, h("label", { for: "new-ch-parent" }, "Category"), parent),
           h("button", { class: "btn btn-primary", type: "submit" }, "Create"),
         );
       }),
