@@ -5,14 +5,15 @@ the reveal on, and a resume across both yields exactly that."""
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 
-from tests.factories import MakeUser, community, say
+from tests.factories import MakeUser, community, group, say
 from tests.realtime.clients import GatewayClient, sse_stream, wait_subscribers
-from tests.support import METRICS_HEADERS
+from tests.support import METRICS_HEADERS, Servers
 from xfchat.domain.permissions import Permission
 
 Http = Callable[[str], httpx.AsyncClient]
@@ -265,3 +266,51 @@ async def test_a_large_reveal_names_the_channels_and_sends_each_payload_once(
             replayed.add((await again.next("channel.updated")).data["id"])
         assert replayed >= set(hidden)
         assert (await again.next("message.created")).data["id"] == said["id"]
+
+
+async def test_a_braid_subscription_ends_at_a_removal_even_when_the_re_adding_came_first(
+    servers: Servers, make_user: MakeUser
+) -> None:
+    """Was (a chaos run found it): the subscription judged access by what the hub had
+    applied last, which runs ahead of what it writes. A process stalled while Ben was
+    removed from the group and added back, and its subscription then sent what was said
+    while he was out, and went on; and one whose channel was taken away for good ended
+    without what came before the change. It ends at the removal now, after all that
+    came before it."""
+    stalled, here = servers.start()
+    _, there = servers.start()
+    ann, ben, cat = await make_user("ann"), await make_user("ben"), await make_user("cat")
+    async with (
+        httpx.AsyncClient(base_url=there, timeout=10) as api,
+        httpx.AsyncClient(timeout=httpx.Timeout(10, read=None)) as raw,
+    ):
+        crew = await group(api, ann, ben, cat)
+        async with raw.stream(
+            "GET",
+            f"{here}/api/channels/{crew['id']}/messages",
+            headers={**ben.headers, "Subscribe": "true"},
+        ) as braid:
+            assert braid.status_code == 209
+            chunks: list[str] = []
+
+            async def read_braid() -> None:
+                async for chunk in braid.aiter_text():
+                    chunks.append(chunk)
+
+            reader = asyncio.create_task(read_braid())
+            await wait_subscribers(here, 1)
+            member = f"/api/conversations/{crew['id']}/participants/{ben.id}"
+            stalled.proc.send_signal(signal.SIGSTOP)
+            try:
+                before = await say(api, cat, crew["id"], "before")
+                assert (await api.delete(member, headers=ann.headers)).status_code == 204
+                away = await say(api, cat, crew["id"], "while Ben was out")
+                assert (await api.put(member, headers=ann.headers)).status_code in (200, 204)
+                after = await say(api, cat, crew["id"], "after")
+            finally:
+                stalled.proc.send_signal(signal.SIGCONT)
+            async with asyncio.timeout(10):
+                await reader  # the subscription ended, its response whole
+    synced = "".join(chunks)
+    assert before["id"] in synced
+    assert away["id"] not in synced and after["id"] not in synced

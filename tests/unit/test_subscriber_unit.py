@@ -91,3 +91,39 @@ async def test_a_batch_goes_out_framed_with_each_events_token_and_moves_the_plac
     sub.offer_all(ending)
     assert await sub.next_batch(3) == ending
     assert sub.position == Position(10, 4)
+
+
+async def test_a_one_channel_subscription_ends_where_its_channel_is_taken_away() -> None:
+    """A Braid subscription (one channel) whose user leaves the group and is added back
+    before its writer has taken the leaving from its queue (a chaos run found it: a
+    process stalled across the two sent what was said in between). It ends at the
+    removal: what came before stays queued for the writer, nothing of the channel after
+    it is queued, and the grant after it does not bring the channel back."""
+    hub = Hub(cast(Any, None), cast(Any, None), CODEC)
+    user, channel = uuid.uuid4(), uuid.uuid4()
+    sub = hub.subscribe(user, None, Follows(user, [channel], only=channel))
+    sub.start(Position(1, 0), 0, set())
+    hub.known.set()
+    assert hub.go_live(sub)
+    own, room = Stream.user(user), Stream.channel(channel)
+    hub._dispatch(1, room, [(1, "message.created", {"seq": 1})])
+    hub._dispatch(2, own, [(1, "conversation.removed", {"id": str(channel)})])
+    hub._dispatch(3, room, [(2, "message.created", {"seq": 2})])  # (said while away)
+    hub._dispatch(4, own, [(2, "conversation.added", {"id": str(channel)})])
+    hub._dispatch(5, room, [(3, "message.created", {"seq": 3})])
+    assert [(d.g, d.type) for d in sub.queue] == [
+        (1, "message.created"),
+        (2, "conversation.removed"),
+    ]
+    assert sub.closed == "access_lost" and hub.ended == {"access_lost": 1}
+    assert sub.follows.channels == set()
+
+    # A user-wide feed follows the same changes both ways and goes on.
+    feed = hub.subscribe(user, None, Follows(user, [channel]))
+    feed.start(Position(6, 0), 5, set())
+    assert hub.go_live(feed)
+    hub._dispatch(6, own, [(3, "conversation.removed", {"id": str(channel)})])
+    hub._dispatch(7, room, [(4, "message.created", {"seq": 4})])
+    hub._dispatch(8, own, [(4, "conversation.added", {"id": str(channel)})])
+    hub._dispatch(9, room, [(5, "message.created", {"seq": 5})])
+    assert [d.g for d in feed.queue] == [6, 8, 9] and feed.closed is None

@@ -37,14 +37,13 @@ from xfchat.domain.events import MESSAGE_CREATED
 from xfchat.domain.messages import MAX_PARENTS
 from xfchat.errors import BadRequest, Forbidden, NotFound, ServiceUnavailable
 from xfchat.realtime.feeds import open_channel_feed
-from xfchat.realtime.subscriber import Closed, Subscriber
+from xfchat.realtime.subscriber import ACCESS_LOST, Closed, Subscriber
 
 log = logging.getLogger("xfchat.stream")
 
 PAGE = 100
 # Eight quoted message ids with their separators fit many times over.
 MAX_PARENTS_HEADER = 1024
-ACCESS_LOST = "access_lost"  # (a subscription's end, as /metrics counts it)
 
 
 HTTP_HISTORY = "application/http-history"
@@ -219,9 +218,6 @@ class _Body:
             if item is None:
                 await write(b"\r\n")  # heartbeat
                 continue
-            if self.channel_id not in self.sub.follows.channels:  # no longer allowed to read it
-                self.sub.close(ACCESS_LOST)
-                return
             delivery, _ = item
             if delivery.type != MESSAGE_CREATED.name or delivery.data["seq"] <= self.last_seq:
                 continue

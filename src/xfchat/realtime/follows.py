@@ -41,6 +41,10 @@ class Follows:
         }
         if only is None:
             self.followed.update(Stream.server(s) for s in servers)
+        # The one channel was taken away (`only`): the subscription ends at that place,
+        # and a grant after it does not bring the channel back (what was said meanwhile,
+        # while the user could not see it, must not follow).
+        self.lost = False
 
     @property
     def channels(self) -> set[UUID]:
@@ -68,12 +72,13 @@ class Follows:
         made: list[Change] = []
         for kind, target in self._mine(event_type, data):
             if kind is AccessChange.GRANT:
-                if target not in self.followed:
+                if target not in self.followed and not self.lost:
                     self.followed.add(target)
                     made.append((kind, target))
             elif target in self.followed:
                 self.followed.discard(target)
                 made.append((kind, target))
+                self.lost = self.only is not None
         return True, made
 
     def granted_by(self, changes: Iterable[tuple[str, Any]]) -> set[Stream]:

@@ -44,7 +44,7 @@ from xfchat.errors import RateLimited
 from xfchat.realtime.cursor import Position, TokenCodec
 from xfchat.realtime.follows import Follows
 from xfchat.realtime.presence import PresenceTracker
-from xfchat.realtime.subscriber import Delivery, Subscriber
+from xfchat.realtime.subscriber import ACCESS_LOST, Delivery, Subscriber
 from xfchat.tasks import stop
 
 log = logging.getLogger("xfchat.hub")
@@ -331,6 +331,9 @@ class Hub:
                 if visible:
                     sub.offer(d)
                     self.offered += 1
+                if sub.follows.lost:  # a one-channel subscription ends right there
+                    sub.close(ACCESS_LOST)
+                    break
 
     def _on_event(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         try:

@@ -103,6 +103,9 @@ class Delivery:
         return self.g > 0
 
 
+ACCESS_LOST = "access_lost"  # (a one-channel subscription's end, as /metrics counts it)
+
+
 class Closed(Exception):
     """The subscription ended; `reason` tells the transport what to tell its client."""
 
@@ -321,6 +324,9 @@ class Subscriber:
             self.cursor = Position(row.g, row.pos)
             if visible:
                 self.queue.append(Delivery(row.g, stream, row.pos, row.type, row.data))
+            if self.follows.lost:
+                self.close(ACCESS_LOST)  # (after the event that took the channel away)
+                return
             if row.type == SESSION_REVOKED.name and row.data.get("session_id") == str(
                 self.session_id
             ):
