@@ -327,3 +327,26 @@ def test_what_any_client_can_make_uvicorn_warn_about_is_a_debug_line(
     assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
         ("DEBUG", "Invalid HTTP request received.")
     ]
+
+
+def test_the_pools_retries_while_the_database_is_away_are_one_line_each(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Was: each of asyncpg's retries to open its minimum of connections logged a
+    traceback of asyncpg's own internals (26-34 in a chaos run's three minutes of
+    outages); the cause is kept on the line."""
+    logger = logging.getLogger("asyncpg.pool")
+    monkeypatch.setattr(logger, "filters", [])
+    configure_logging("info")
+    try:
+        raise ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 5432)")
+    except ConnectionRefusedError:
+        logger.warning("Failed to restore the pool connection floor; retrying", exc_info=True)
+        logger.warning("another warning of the pool's", exc_info=True)
+    floor, other = caplog.records
+    assert floor.levelname == "WARNING" and floor.exc_info is None
+    assert floor.getMessage() == (
+        "Failed to restore the pool connection floor; retrying (ConnectionRefusedError:"
+        " [Errno 111] Connect call failed ('127.0.0.1', 5432))"
+    )
+    assert other.exc_info is not None  # (anything else keeps its traceback)
