@@ -239,6 +239,12 @@ export function fmtDay(iso) {
 }
 export const dayKey = (iso) => new Date(iso).toDateString();
 
+// A number of seconds in words: "30 seconds", "1 minute", "6 hours".
+export function duration(seconds) {
+  const [n, unit] = seconds % 3600 === 0 ? [seconds / 3600, "hour"] : seconds % 60 === 0 ? [seconds / 60, "minute"] : [seconds, "second"];
+  return `${n} ${unit}${n === 1 ? "" : "s"}`;
+}
+
 export function fmtBytes(n) {
   if (n < 1024) return `${n} B`;
   if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
@@ -281,6 +287,11 @@ const PLAIN = {
 // A short message for the person, from an API error or anything thrown.
 export function describe(err) {
   if (err && err.code === "RATE_LIMITED") return `Too many tries. Wait ${waitText(err)} and try again.`;
+  if (err && err.code === "MISSING_PERMISSIONS" && err.body && typeof err.body.missing === "string" && err.body.missing) {
+    // (the API names the bits, BAN_MEMBERS: said as the settings show them)
+    const names = err.body.missing.split(",").map((n) => n.trim().toLowerCase().replace(/_/g, " ").replace(/^./, (c) => c.toUpperCase()));
+    return `You need the ${names.join(", ")} permission${names.length === 1 ? "" : "s"} for that.`;
+  }
   if (err && err.code) return PLAIN[err.code] || err.message || err.code;
   // (fetch's own failure, "Failed to fetch" in Chromium: no answer came)
   if (err instanceof TypeError) return "XFChat could not be reached. Check your connection and try again.";
@@ -374,18 +385,35 @@ export function dialog(title, body, { onClose, wide } = {}) {
 }
 
 // A dialog of tabs down the side (settings): `draw(key, panel)` fills the panel for the
-// tab chosen. Tab ids are `tab-<key>`.
+// tab chosen. Tab ids are `tab-<key>`. The tabs are one stop for Tab (the selected one);
+// the arrow keys, Home and End move among them and show the one they reach (WAI-ARIA's
+// tabs pattern).
 export function tabbedDialog(title, tabs, draw, { onClose } = {}) {
   const panel = h("div", { class: "settings-panel", role: "tabpanel", tabindex: "0" });
   const buttons = tabs.map(([key, text]) =>
-    h("button", { class: "tab", role: "tab", type: "button", id: `tab-${key}`, "aria-selected": "false", onclick: () => show(key) }, text),
+    h("button", { class: "tab", role: "tab", type: "button", id: `tab-${key}`, "aria-selected": "false", tabindex: "-1", onclick: () => show(key) }, text),
   );
   const show = (key) => {
-    for (const b of buttons) b.setAttribute("aria-selected", String(b.id === `tab-${key}`));
+    for (const b of buttons) {
+      const on = b.id === `tab-${key}`;
+      b.setAttribute("aria-selected", String(on));
+      b.tabIndex = on ? 0 : -1;
+    }
     panel.setAttribute("aria-labelledby", `tab-${key}`);
     draw(key, panel);
   };
-  const d = dialog(title, h("div", { class: "settings" }, h("div", { class: "tabs tabs-vertical", role: "tablist", "aria-orientation": "vertical" }, buttons), panel), { wide: true, onClose });
+  const onKey = (ev) => {
+    const at = buttons.indexOf(document.activeElement);
+    if (at < 0) return;
+    const n = buttons.length;
+    const to = { ArrowDown: at + 1, ArrowRight: at + 1, ArrowUp: at - 1, ArrowLeft: at - 1, Home: 0, End: n - 1 }[ev.key];
+    if (to === undefined) return;
+    ev.preventDefault();
+    const [key] = tabs[(to + n) % n];
+    buttons[(to + n) % n].focus();
+    show(key);
+  };
+  const d = dialog(title, h("div", { class: "settings" }, h("div", { class: "tabs tabs-vertical", role: "tablist", "aria-orientation": "vertical", onkeydown: onKey }, buttons), panel), { wide: true, onClose });
   if (tabs.length) show(tabs[0][0]);
   return d;
 }

@@ -2,7 +2,7 @@
 // sent, the note of a refusal, and the send itself. Its methods are installed on
 // ChatView, whose state they share (the view's channel, store, session, pending list).
 
-import { h, morph, toast, describe, fmtBytes, fmtFull } from "../dom.js";
+import { h, morph, toast, describe, fmtBytes, fmtFull, duration } from "../dom.js";
 import { P, has, timedOutUntil } from "../perms.js";
 import { retryable, retryDelay } from "../session.js";
 
@@ -21,7 +21,9 @@ export const composerMethods = {
     this.attachBtn = h("button", { class: "icon-btn attach-btn", type: "button", "aria-label": "Attach files", title: "Attach files", onclick: () => this.fileInput.click() }, "+");
     this.replyBar = h("div", { class: "reply-bar", hidden: true });
     // Why the last send here was refused, until one goes through (a refusal is the other
-    // side's choice, which may change unseen: the composer stays open to try again).
+    // side's choice, which may change unseen: the composer stays open to try again); or
+    // why the box is shut (a timeout: the placeholder that says so is hidden by a draft),
+    // or slow (slowmode).
     this.refusedNote = h("p", { class: "reply-bar", role: "status", hidden: true });
     this.fileBar = h("ul", { class: "file-bar", "aria-label": "Files to send", hidden: true });
     this.input.addEventListener("keydown", (ev) => this.onKey(ev));
@@ -39,7 +41,7 @@ export const composerMethods = {
       this.refusedNote,
       this.replyBar,
       this.fileBar,
-      h("div", { class: "composer-row" }, this.attachBtn, this.fileInput, this.input, h("button", { class: "btn btn-primary send-btn", type: "submit" }, "Send")),
+      h("div", { class: "composer-row" }, this.attachBtn, this.fileInput, this.input, (this.sendBtn = h("button", { class: "btn btn-primary send-btn", type: "submit" }, "Send"))),
     );
   },
 
@@ -53,6 +55,7 @@ export const composerMethods = {
     const can = this.ctx.can;
     const name = this.app.channelTitle(this.channelId);
     this.input.disabled = !can.send;
+    this.sendBtn.disabled = !can.send;
     // A timeout ends with no event: the view is drawn again when it does.
     const until = timedOutUntil(this.server);
     clearTimeout(this.timeoutTimer);
@@ -63,7 +66,13 @@ export const composerMethods = {
         this.app.scheduleChrome();
       }, wait);
     }
-    const note = this.refused ? `${name} does not take direct messages from you, so what you send here is refused. You can try again if that changes.` : "";
+    // Slowmode holds those it does not let by (MANAGE_MESSAGES or MANAGE_CHANNELS does).
+    const slow = this.server && this.channel ? this.channel.rate_limit_per_user || 0 : 0;
+    const held = slow > 0 && can.send && !has(this.perms, P.MANAGE_MESSAGES) && !has(this.perms, P.MANAGE_CHANNELS);
+    const note = this.refused ? `${name} does not take direct messages from you, so what you send here is refused. You can try again if that changes.`
+      : !can.send && until ? `You are timed out until ${fmtFull(until.toISOString())}: you can read, not send.`
+      : held ? `Slowmode is on: one message every ${duration(slow)}.`
+      : "";
     this.refusedNote.hidden = !note;
     if (this.refusedNote.textContent !== note) this.refusedNote.textContent = note; // (a live region: said once)
     this.input.placeholder = this.refused

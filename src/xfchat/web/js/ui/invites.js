@@ -106,9 +106,28 @@ export async function invitePreview(app, code) {
   button.focus();
 }
 
+// The invite this page made for `server`, again while it still works (it lives a day):
+// a new one at every opening would use up the 20 live invites a member may hold, and
+// fill the server's list and audit log.
+async function ourInvite(app, server) {
+  app.invites = app.invites || new Map(); // server id -> the invite made here
+  const held = app.invites.get(server.id);
+  if (held && (!held.expires_at || new Date(held.expires_at) - Date.now() > 3600000)) {
+    try {
+      await app.session.call("GET", `/api/invites/${encodeURIComponent(held.code)}`);
+      return held;
+    } catch (err) {
+      if (err.code !== "INVITE_NOT_FOUND") throw err; // (revoked or used up: a new one)
+    }
+  }
+  const inv = await app.session.call("POST", `/api/servers/${server.id}/invites`, {});
+  app.invites.set(server.id, inv);
+  return inv;
+}
+
 export async function inviteDialog(app, server) {
   try {
-    const inv = await app.session.call("POST", `/api/servers/${server.id}/invites`, {});
+    const inv = await ourInvite(app, server);
     const link = inviteLink(inv.code);
     const copy = (text) => navigator.clipboard.writeText(text).then(() => toast("Copied", "info"), () => toast("Could not copy: select it and copy by hand"));
     const linkField = h("input", { id: "invite-link", readonly: true, value: link });

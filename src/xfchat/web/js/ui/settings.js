@@ -3,7 +3,7 @@
 // ban), invites, bans and the audit log. Each tab calls the documented routes; the
 // server's events keep the rest of the client current.
 
-import { h, replace, tabbedDialog, displayName, fmtFull, toast, describe, confirmDialog, colorOf } from "../dom.js";
+import { h, replace, morph, tabbedDialog, displayName, nameEl, fmtFull, duration, toast, describe, confirmDialog, colorOf } from "../dom.js";
 import { P, PERMISSION_NAMES, label, has, serverPermissions } from "../perms.js";
 import { loadMembers } from "./members.js";
 import { sortedChannels } from "./sidebar.js";
@@ -18,16 +18,36 @@ const TABS = [
   ["audit", "Audit log", P.VIEW_AUDIT_LOG],
 ];
 
+// The tabs `server` (as the store holds it now) lets you use: none once it is gone.
+function allowedTabs(app, server) {
+  const now = app.store.servers.get(server.id);
+  if (!now) return [];
+  const perms = serverPermissions(now);
+  return TABS.filter(([, , need]) => PERMISSION_NAMES.some((n) => (need & P[n]) && has(perms, P[n])));
+}
+
 export function openSettings(app, server) {
-  const perms = serverPermissions(server);
-  const tabs = TABS.filter(([, , need]) => PERMISSION_NAMES.some((n) => (need & P[n]) && has(perms, P[n])));
   const s = new Settings(app, server);
-  const off = app.store.on(`server:${server.id}`, () => s.render());
-  tabbedDialog(`${server.name} settings`, tabs, (key, panel) => {
+  // The settings go with the server (deleted, or you were kicked, banned or left) and
+  // with the last permission that opened them (a role taken away).
+  const onChange = () => {
+    if (allowedTabs(app, server).length) {
+      const title = `${s.s.name} settings`; // (renamed, here or elsewhere)
+      const heading = d.dlg.querySelector(".modal-head h2");
+      if (heading.textContent !== title) heading.textContent = title;
+      s.render();
+    } else {
+      d.close();
+      toast(`You can no longer change the settings of ${server.name}.`, "info");
+    }
+  };
+  const offs = [app.store.on(`server:${server.id}`, onChange), app.store.on(`gone:${server.id}`, () => d.close())];
+  const d = tabbedDialog(`${server.name} settings`, allowedTabs(app, server), (key, panel) => {
     s.panel = panel;
     s.tab = key;
+    s.drawn = null; // (a tab chosen is drawn afresh; an event redraws what is shown)
     s.render();
-  }, { onClose: off });
+  }, { onClose: () => offs.forEach((off) => off()) });
 }
 
 class Settings {
@@ -112,13 +132,35 @@ class Settings {
     // A redraw of the same tab (an event) leaves the focus, caret and scroll where they
     // were: a held form is taken out and put back, which would drop them.
     const again = this.drawn === this.tab && this.panel;
+    // (the audit log is read page by page: an event does not take it back to the first)
+    if (again && this.tab === "audit") return;
+    this.again = Boolean(again);
     const active = again && this.panel.contains(document.activeElement) ? document.activeElement : null;
     const top = again ? this.panel.scrollTop : 0;
     this.drawn = this.tab;
     fn.call(this);
     if (!again) return;
-    if (active && active.isConnected && document.activeElement !== active) active.focus({ preventScroll: true });
+    this.keepFocus(active);
     this.panel.scrollTop = top;
+  }
+
+  // The focus back where it was, or, if what held it is gone (a channel or role deleted,
+  // from its own button), on the panel: never on the page under the dialog.
+  keepFocus(active) {
+    if (!active) return;
+    if (active.isConnected) {
+      if (document.activeElement !== active) active.focus({ preventScroll: true });
+    } else if (!this.panel.contains(document.activeElement)) {
+      this.panel.focus({ preventScroll: true });
+    }
+  }
+
+  // A tab drawn after a request (members, invites, bans), the focus kept: in place
+  // (morph) when it redraws itself, so a button pressed keeps the focus.
+  draw(...children) {
+    const active = this.panel.contains(document.activeElement) ? document.activeElement : null;
+    (this.again ? morph : replace)(this.panel, ...children);
+    this.keepFocus(active);
   }
 
   overview() {
@@ -138,11 +180,40 @@ class Settings {
         );
       }),
       s.owner_id === this.app.store.me.id
-        ? h("div", { class: "danger-zone" }, h("button", { class: "btn btn-danger", type: "button", onclick: async () => {
-            if (await confirmDialog("Delete server", `Delete ${s.name} and everything in it?`)) this.act(() => this.call("DELETE", `/api/servers/${s.id}`));
-          } }, "Delete server"))
+        ? h("div", { class: "danger-zone" },
+            this.transferForm(),
+            h("h4", null, "Delete server"),
+            h("button", { class: "btn btn-danger", type: "button", onclick: async () => {
+              if (await confirmDialog("Delete server", `Delete ${s.name} and everything in it?`)) this.act(() => this.call("DELETE", `/api/servers/${s.id}`));
+            } }, "Delete server"))
         : null,
     );
+  }
+
+  // The owner hands the server to a member (the API's POST .../transfer).
+  transferForm() {
+    const s = this.s;
+    const me = this.app.store.me.id;
+    const loaded = this.app.store.members.get(s.id);
+    if (!loaded) loadMembers(this.app, s.id).then(() => this.tab === "overview" && this.render()).catch(() => {});
+    const others = [...(loaded || new Map()).values()].filter((m) => m.user.id !== me).sort((a, b) => displayName(a.user).localeCompare(displayName(b.user)));
+    return this.form("transfer", others.map((m) => [m.user.id, displayName(m.user), m.user.username]), () => {
+      const pick = h("select", { id: "srv-owner" }, h("option", { value: "" }, "Choose a member"), others.map((m) => h("option", { value: m.user.id }, `${displayName(m.user)} (@${m.user.username})`)));
+      return h("form", { class: "stack", onsubmit: async (ev) => {
+        ev.preventDefault();
+        const chosen = others.find((m) => m.user.id === pick.value);
+        if (!chosen) return toast("Choose the member who will own the server.");
+        const who = displayName(chosen.user);
+        if (!(await confirmDialog("Transfer ownership", `Make ${who} the owner of ${s.name}? You will no longer own it: only they can give it back.`, "Transfer"))) return;
+        if (await this.save("transfer", () => this.call("POST", `/api/servers/${s.id}/transfer`, { owner_id: chosen.user.id }), `${who} owns ${s.name} now`)) {
+          this.forms.delete("transfer");
+          this.render();
+        }
+      } },
+        h("h4", null, "Transfer ownership"),
+        h("label", { for: "srv-owner" }, "New owner"), pick,
+        h("div", { class: "row-end" }, h("button", { class: "btn btn-danger", type: "submit" }, "Transfer ownership")));
+    });
   }
 
   channels() {
@@ -165,6 +236,7 @@ class Settings {
             if (await this.save("new-channel", () => this.call("POST", `/api/servers/${s.id}/channels`, body), "Channel created")) {
               this.forms.delete("new-channel"); // (an empty form for the next one)
               this.render();
+              if (this.tab === "channels") this.panel.querySelector("#new-ch-name")?.focus();
             }
           } },
           // (each label and its field in one box: they wrap together)
@@ -178,7 +250,7 @@ class Settings {
         h("li", { class: c.id === this.channelId ? "selected" : null },
           h("button", { class: "link-btn", type: "button", onclick: () => { this.channelId = c.id; this.render(); } }, `${c.kind === "category" ? "▾ " : c.kind === "voice" ? "🔊 " : "# "}${c.name}`),
           h("button", { class: "btn btn-small btn-danger", type: "button", "aria-label": `Delete ${c.name}`, onclick: async () => {
-            if (await confirmDialog("Delete channel", `Delete ${c.name}${c.kind === "text" ? " and its messages" : ""}?`)) this.act(() => this.call("DELETE", `/api/channels/${c.id}`), "Channel deleted");
+            if (await confirmDialog("Delete channel", deleteQuestion(s, c))) this.act(() => this.call("DELETE", `/api/channels/${c.id}`), "Channel deleted");
           } }, "Delete"),
         ),
       )),
@@ -194,7 +266,7 @@ class Settings {
       "section",
       { class: "editor-box" },
       h("h4", null, `Edit ${c.name}`),
-      this.form(`channel:${c.id}`, [c.name, c.topic, c.kind], () => this.channelForm(c)),
+      this.form(`channel:${c.id}`, [c.name, c.topic, c.kind, c.rate_limit_per_user], () => this.channelForm(c)),
       h("h4", null, "Permission overrides"),
       this.form(`overrides:${c.id}`, [c.overrides, s.roles.map((r) => [r.id, r.name]), members.map((m) => [m.user.id, displayName(m.user)])], () => this.overridesEditor(c, members)),
     );
@@ -203,15 +275,19 @@ class Settings {
   channelForm(c) {
     const name = h("input", { id: "ch-name", value: c.name, maxlength: 100 });
     const topic = h("input", { id: "ch-topic", value: c.topic || "", maxlength: 1024 });
+    const now = c.rate_limit_per_user || 0;
+    const steps = SLOWMODE.includes(now) ? SLOWMODE : [...SLOWMODE, now].sort((a, b) => a - b);
+    const slow = h("select", { id: "ch-slowmode" }, steps.map((n) => h("option", { value: String(n), selected: n === now }, n ? duration(n) : "Off")));
     return h("form", { class: "stack", onsubmit: (ev) => {
       ev.preventDefault();
       const body = {};
       if (name.value !== c.name) body.name = name.value;
       if (c.kind === "text" && topic.value !== (c.topic || "")) body.topic = topic.value || null;
+      if (c.kind === "text" && Number(slow.value) !== now) body.rate_limit_per_user = Number(slow.value);
       this.patch(`channel:${c.id}`, `/api/channels/${c.id}`, body, "Saved");
     } },
       h("label", { for: "ch-name" }, "Name"), name,
-      c.kind === "text" ? [h("label", { for: "ch-topic" }, "Topic"), topic] : null,
+      c.kind === "text" ? [h("label", { for: "ch-topic" }, "Topic"), topic, h("label", { for: "ch-slowmode" }, "Slowmode"), slow] : null,
       h("div", { class: "row-end" }, h("button", { class: "btn btn-primary", type: "submit" }, "Save")));
   }
 
@@ -267,7 +343,14 @@ class Settings {
     replace(
       this.panel,
       h("h3", null, "Roles"),
-      h("button", { class: "btn btn-primary", type: "button", onclick: async () => { const r = await this.act(() => this.call("POST", `/api/servers/${s.id}/roles`, { name: "new role" })); if (r) { this.roleId = r.id; upsert(s, r); this.render(); } } }, "Create role"),
+      h("button", { class: "btn btn-primary", type: "button", onclick: async () => {
+        const r = await this.act(() => this.call("POST", `/api/servers/${s.id}/roles`, { name: "new role" }));
+        if (!r) return;
+        this.roleId = r.id;
+        upsert(s, r);
+        this.render();
+        if (this.tab === "roles") this.panel.querySelector("#role-name")?.focus(); // (to name it)
+      } }, "Create role"),
       h("ul", { class: "settings-list" }, roles.map((r) =>
         h("li", { class: r.id === this.roleId ? "selected" : null },
           h("span", { class: "role-swatch", style: `background:${colorOf(r.color) || "#99aab5"}`, "aria-hidden": "true" }),
@@ -317,29 +400,46 @@ class Settings {
     );
   }
 
+  // Each member's roles (toggles for those you may give or take) and what you may do to
+  // them: nothing to the owner, nor to anyone whose highest role is at or above yours
+  // (unless you own the server), and each act only with its permission.
   async members() {
     const s = this.s;
-    replace(this.panel, h("h3", null, "Members"), h("p", { class: "muted" }, "Loading…"));
-    const members = await this.act(() => loadMembers(this.app, s.id));
-    if (!members || this.tab !== "members") return;
+    let members = this.app.store.members.get(s.id);
+    if (!members) {
+      replace(this.panel, h("h3", null, "Members"), h("p", { class: "muted" }, "Loading…"));
+      members = await this.act(() => loadMembers(this.app, s.id));
+      if (!members || this.tab !== "members") return;
+    }
+    const me = this.app.store.me.id;
+    const perms = serverPermissions(s);
+    const owner = s.owner_id === me;
+    const rolesOf = (m) => s.roles.filter((r) => r.is_default || m.role_ids.includes(r.id));
+    const top = (m) => Math.max(0, ...rolesOf(m).map((r) => r.position));
+    const mine = s.member ? top(s.member) : 0;
+    const above = (position) => owner || position < mine;
+    const manageRoles = has(perms, P.MANAGE_ROLES);
     const roles = s.roles.filter((r) => !r.is_default).sort((a, b) => b.position - a.position);
-    replace(
-      this.panel,
+    this.draw(
       h("h3", null, "Members"),
       h("ul", { class: "settings-list members-admin" }, [...members.values()].map((m) => {
         const u = m.user;
         const timedOut = m.timed_out_until && new Date(m.timed_out_until) > new Date();
-        return h("li", null,
-          h("strong", null, displayName(u)), h("span", { class: "muted" }, ` @${u.username}`), timedOut ? h("span", { class: "pill" }, `timed out until ${fmtFull(m.timed_out_until)}`) : null,
-          h("div", { class: "role-toggles" }, roles.map((r) => {
+        const actionable = u.id !== me && u.id !== s.owner_id && above(top(m));
+        const admin = rolesOf(m).some((r) => BigInt(r.permissions) & P.ADMINISTRATOR);
+        const actions = actionable ? [
+          has(perms, P.MODERATE_MEMBERS) && (timedOut || !admin) ? h("button", { class: "btn btn-small", type: "button", "data-key": "timeout", onclick: () => this.act(() => this.call("PATCH", `/api/servers/${s.id}/members/${u.id}`, { timed_out_until: timedOut ? null : new Date(Date.now() + 10 * 60000).toISOString() }), timedOut ? "Timeout lifted" : "Timed out for 10 minutes") }, timedOut ? "End timeout" : "Timeout 10 min") : null,
+          has(perms, P.KICK_MEMBERS) ? h("button", { class: "btn btn-small btn-danger", type: "button", "data-key": "kick", onclick: async () => { if (await confirmDialog("Kick", `Kick ${displayName(u)}?`, "Kick")) this.act(() => this.call("DELETE", `/api/servers/${s.id}/members/${u.id}`), "Kicked"); } }, "Kick") : null,
+          has(perms, P.BAN_MEMBERS) ? h("button", { class: "btn btn-small btn-danger", type: "button", "data-key": "ban", onclick: async () => { if (await confirmDialog("Ban", `Ban ${displayName(u)}?`, "Ban")) this.act(() => this.call("PUT", `/api/servers/${s.id}/bans/${u.id}`, {}), "Banned"); } }, "Ban") : null,
+        ].filter(Boolean) : [];
+        // (keyed, so a redraw keeps each button, and the focus on it, whatever comes or goes)
+        return h("li", { "data-key": u.id },
+          h("strong", null, displayName(u)), h("span", { class: "muted" }, ` @${u.username}`), timedOut ? h("span", { class: "pill", "data-key": "until" }, `timed out until ${fmtFull(m.timed_out_until)}`) : null,
+          h("div", { class: "role-toggles", "data-key": "roles" }, roles.map((r) => {
             const on = m.role_ids.includes(r.id);
-            return h("button", { class: ["pill", on && "pill-on"], type: "button", "aria-pressed": String(on), "aria-label": `${r.name} role for ${displayName(u)}`, onclick: () => this.act(() => this.call(on ? "DELETE" : "PUT", `/api/servers/${s.id}/members/${u.id}/roles/${r.id}`)) }, r.name);
+            return h("button", { class: ["pill", on && "pill-on"], type: "button", disabled: !(manageRoles && above(r.position)), "aria-pressed": String(on), "aria-label": `${r.name} role for ${displayName(u)}`, onclick: () => this.act(() => this.call(on ? "DELETE" : "PUT", `/api/servers/${s.id}/members/${u.id}/roles/${r.id}`)) }, r.name);
           })),
-          u.id === this.app.store.me.id ? null : h("div", { class: "row-actions" },
-            h("button", { class: "btn btn-small", type: "button", onclick: () => this.act(() => this.call("PATCH", `/api/servers/${s.id}/members/${u.id}`, { timed_out_until: timedOut ? null : new Date(Date.now() + 10 * 60000).toISOString() }), timedOut ? "Timeout lifted" : "Timed out for 10 minutes") }, timedOut ? "End timeout" : "Timeout 10 min"),
-            h("button", { class: "btn btn-small btn-danger", type: "button", onclick: async () => { if (await confirmDialog("Kick", `Kick ${displayName(u)}?`, "Kick")) this.act(() => this.call("DELETE", `/api/servers/${s.id}/members/${u.id}`), "Kicked"); } }, "Kick"),
-            h("button", { class: "btn btn-small btn-danger", type: "button", onclick: async () => { if (await confirmDialog("Ban", `Ban ${displayName(u)}?`, "Ban")) this.act(() => this.call("PUT", `/api/servers/${s.id}/bans/${u.id}`, {}), "Banned"); } }, "Ban"),
-          ),
+          actions.length ? h("div", { class: "row-actions", "data-key": "actions" }, actions) : null,
         );
       })),
     );
@@ -349,13 +449,26 @@ class Settings {
     const s = this.s;
     const list = (await this.act(() => this.call("GET", `/api/servers/${s.id}/invites`))) || [];
     if (this.tab !== "invites") return;
-    replace(
-      this.panel,
+    const uses = (i) => (i.max_uses ? `${i.uses}/${i.max_uses} uses` : `${i.uses} use${i.uses === 1 ? "" : "s"}`);
+    this.draw(
       h("h3", null, "Invites"),
-      h("button", { class: "btn btn-primary", type: "button", onclick: async () => { await this.act(() => this.call("POST", `/api/servers/${s.id}/invites`, {}), "Invite created"); this.render(); } }, "Create invite"),
-      h("ul", { class: "settings-list" }, list.map((i) => h("li", null,
-        h("code", null, i.code), h("span", { class: "muted" }, ` ${i.uses}${i.max_uses ? `/${i.max_uses}` : ""} uses · ${i.expires_at ? `expires ${fmtFull(i.expires_at)}` : "never expires"}`),
-        h("button", { class: "btn btn-small btn-danger", type: "button", onclick: async () => { await this.act(() => this.call("DELETE", `/api/servers/${s.id}/invites/${i.code}`), "Invite revoked"); this.render(); } }, "Revoke"),
+      // (the same form through every redraw: what was chosen stays chosen)
+      this.form("new-invite", [], () => {
+        const age = h("select", { id: "inv-age" }, INVITE_AGES.map(([secs, text]) => h("option", { value: String(secs ?? ""), selected: secs === 86400 }, text)));
+        const max = h("select", { id: "inv-uses" }, INVITE_USES.map((n) => h("option", { value: String(n ?? "") }, n ? `${n} use${n === 1 ? "" : "s"}` : "No limit")));
+        return h("form", { class: "inline-form", onsubmit: async (ev) => {
+          ev.preventDefault();
+          const body = { max_age_s: age.value ? Number(age.value) : null, max_uses: max.value ? Number(max.value) : null };
+          await this.act(() => this.call("POST", `/api/servers/${s.id}/invites`, body), "Invite created");
+          this.render();
+        } },
+          h("span", { class: "field" }, h("label", { for: "inv-age" }, "Expire after"), age),
+          h("span", { class: "field" }, h("label", { for: "inv-uses" }, "Max uses"), max),
+          h("button", { class: "btn btn-primary", type: "submit" }, "Create invite"));
+      }),
+      h("ul", { class: "settings-list" }, list.map((i) => h("li", { "data-key": i.code },
+        h("code", null, i.code), h("span", { class: "muted" }, ` ${uses(i)} · ${i.expires_at ? `expires ${fmtFull(i.expires_at)}` : "never expires"}`),
+        h("button", { class: "btn btn-small btn-danger", type: "button", "aria-label": `Revoke ${i.code}`, onclick: async () => { await this.act(() => this.call("DELETE", `/api/servers/${s.id}/invites/${i.code}`), "Invite revoked"); this.render(); } }, "Revoke"),
       ))),
     );
   }
@@ -364,10 +477,9 @@ class Settings {
     const s = this.s;
     const list = (await this.act(() => this.call("GET", `/api/servers/${s.id}/bans?limit=1000`))) || [];
     if (this.tab !== "bans") return;
-    replace(
-      this.panel,
+    this.draw(
       h("h3", null, "Bans"),
-      list.length ? h("ul", { class: "settings-list" }, list.map((b) => h("li", null,
+      list.length ? h("ul", { class: "settings-list" }, list.map((b) => h("li", { "data-key": b.user.id },
         h("strong", null, displayName(b.user)), b.reason ? h("span", { class: "muted" }, ` — ${b.reason}`) : null,
         h("button", { class: "btn btn-small", type: "button", onclick: async () => { await this.act(() => this.call("DELETE", `/api/servers/${s.id}/bans/${b.user.id}`), "Unbanned"); this.render(); } }, "Unban"),
       ))) : h("p", { class: "muted" }, "Nobody is banned."),
@@ -375,6 +487,9 @@ class Settings {
   }
 
   // The newest 100 entries, and "Load more" for each older page while there are more.
+  // Each says whom or what it is about: a member (by name, asked for if the page has
+  // not met them: someone banned, say), a role, a channel (as it was named when it went,
+  // for one deleted since), an invite's code.
   async audit() {
     const s = this.s;
     const store = this.app.store;
@@ -382,16 +497,49 @@ class Settings {
     const empty = h("p", { class: "muted", hidden: true }, "Nothing yet.");
     const more = h("button", { class: "btn btn-small", type: "button", hidden: true }, "Load more");
     let last = null;
+    const roleName = (id, was) => s.roles.find((r) => r.id === id)?.name || was || "a deleted role";
+    const channelName = (id, was) => {
+      const ch = store.channels.get(id);
+      return ch ? `#${ch.name}` : was ? `#${was} (deleted)` : "a deleted channel";
+    };
+    const about = (e) => {
+      const c = e.changes || {};
+      if (e.target_type === "user") return [displayName(store.user(e.target_id)), c.role_id ? roleName(c.role_id) : null].filter(Boolean).join(" · ");
+      if (e.target_type === "role") return roleName(e.target_id, c.name);
+      if (e.target_type === "channel") {
+        const target = c.kind === "role" && c.id ? roleName(c.id) : c.kind === "member" && c.id ? displayName(store.user(c.id)) : null;
+        return [channelName(e.target_id, c.name), target].filter(Boolean).join(" · ");
+      }
+      if (e.target_type === "invite") return c.code || null;
+      return null;
+    };
+    const unknownUsers = async (entries) => {
+      const ids = new Set();
+      for (const e of entries) {
+        ids.add(e.actor_id);
+        if (e.target_type === "user") ids.add(e.target_id);
+        if (e.changes && e.changes.kind === "member" && e.changes.id) ids.add(e.changes.id);
+      }
+      const want = [...ids].filter((id) => id && !store.users.has(id));
+      for (let i = 0; i < want.length; i += 100) {
+        const users = await this.call("GET", `/api/users?ids=${want.slice(i, i + 100).join(",")}`).catch(() => []);
+        for (const u of users) store.remember(u);
+      }
+    };
     const load = async () => {
       more.disabled = true;
       const path = `/api/servers/${s.id}/audit-log?limit=100${last ? `&before=${last}` : ""}`;
       const page = await this.act(() => this.app.session.call("GET", path, null, { raw: true }));
+      if (page) await unknownUsers(page.data);
       more.disabled = false;
       if (!page || this.tab !== "audit") return false;
-      list.append(...page.data.map((e) => h("li", null,
-        h("strong", null, displayName(store.user(e.actor_id))), " ", h("code", null, e.action), e.reason ? h("span", { class: "muted" }, ` — ${e.reason}`) : null,
-        h("time", { class: "muted", datetime: e.created_at }, ` ${fmtFull(e.created_at)}`),
-      )));
+      list.append(...page.data.map((e) => {
+        const target = about(e);
+        return h("li", null,
+          h("strong", null, nameEl(displayName(store.user(e.actor_id)))), " ", h("code", null, e.action), target ? h("span", { class: "audit-target" }, " → ", nameEl(target)) : null, e.reason ? h("span", { class: "muted" }, ` — ${e.reason}`) : null,
+          h("time", { class: "muted", datetime: e.created_at }, ` ${fmtFull(e.created_at)}`),
+        );
+      }));
       if (page.data.length) last = page.data[page.data.length - 1].id;
       more.hidden = page.headers.get("X-Has-More") !== "true";
       empty.hidden = list.children.length > 0;
@@ -400,6 +548,20 @@ class Settings {
     more.addEventListener("click", load);
     if (await load()) replace(this.panel, h("h3", null, "Audit log"), list, empty, more);
   }
+}
+
+// Slowmode's choices (seconds; the API takes 0-21600), and an invite's.
+const SLOWMODE = [0, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600];
+const INVITE_AGES = [[1800, "30 minutes"], [3600, "1 hour"], [21600, "6 hours"], [43200, "12 hours"], [86400, "1 day"], [604800, "7 days"], [2592000, "30 days"], [null, "Never"]];
+const INVITE_USES = [null, 1, 5, 10, 25, 50, 100];
+
+// What deleting `c` does, said before it is done. A category's channels stay, and
+// those that follow it lose its overrides: one it kept private opens to the server.
+function deleteQuestion(server, c) {
+  if (c.kind !== "category") return `Delete ${c.name}${c.kind === "text" ? " and its messages" : ""}?`;
+  const following = server.channels.filter((x) => x.parent_id === c.id && x.permissions_synced);
+  if (!c.overrides.length || !following.length) return `Delete the category ${c.name}? Its channels stay, without a category.`;
+  return `Delete the category ${c.name}? Its channels stay, without a category, and ${following.map((x) => x.name).join(", ")} will no longer follow its permission overrides: whoever they keep out will see ${following.length === 1 ? "it" : "them"}, unless ${following.length === 1 ? "it has" : "they have"} overrides of ${following.length === 1 ? "its" : "their"} own.`;
 }
 
 function upsert(server, role) {
