@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 import asyncpg
 
 from xfchat.db.migrate import MigrationError, Migrator, add
-from xfchat.db.pool import DatabaseStartupError, connect_with_retry
+from xfchat.db.pool import DATABASE_ERRORS, DatabaseStartupError, connect_with_retry
 from xfchat.settings import Settings, SettingsError, load_database_settings, load_settings
 from xfchat.workers import Supervisor, worker_count
 
@@ -111,8 +111,9 @@ class _PoolFloorNoise(logging.Filter):
     MESSAGE = "Failed to restore the pool connection floor; retrying"
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and record.exc_info[1] is not None and record.msg == self.MESSAGE:
-            exc = record.exc_info[1]
+        exc = record.exc_info[1] if record.exc_info else None
+        # (the database away, only: anything else keeps its traceback)
+        if isinstance(exc, DATABASE_ERRORS) and record.msg == self.MESSAGE:
             record.msg, record.args = f"{self.MESSAGE} ({type(exc).__name__}: %s)", (exc,)
             record.exc_info = record.exc_text = None
         return True

@@ -6,15 +6,21 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
 from tests.factories import MakeUser, community, group, say
 from tests.realtime.clients import GatewayClient, sse_stream, wait_subscribers
 from tests.support import METRICS_HEADERS, Servers
+from xfchat.api.braid import _Body
+from xfchat.domain.events import Stream
 from xfchat.domain.permissions import Permission
+from xfchat.realtime.cursor import Position, TokenCodec
+from xfchat.realtime.follows import Follows
+from xfchat.realtime.hub import Hub
 
 Http = Callable[[str], httpx.AsyncClient]
 VIEW = str(int(Permission.VIEW_CHANNEL))
@@ -314,3 +320,45 @@ async def test_a_braid_subscription_ends_at_a_removal_even_when_the_re_adding_ca
     synced = "".join(chunks)
     assert before["id"] in synced
     assert away["id"] not in synced and after["id"] not in synced
+
+
+async def test_a_braid_resumes_catch_up_stops_where_the_subscription_started(
+    server: str, make_user: MakeUser
+) -> None:
+    """Was (an outside review): a resume's catch-up read the history with no end, with
+    the access of the moment it read, so it went past where the subscription started
+    and past a removal the hub had judged already: Ben, removed and added back before
+    his subscription's writer first read the history, got what was said while he was
+    out. It reads up to the newest message at the start (the hub's queue has the rest,
+    in order), here with the history as PostgreSQL holds it after the re-adding."""
+    ann, ben, cat = await make_user("ann"), await make_user("ben"), await make_user("cat")
+    assert ben.pool is not None
+    async with httpx.AsyncClient(base_url=server, timeout=10) as api:
+        crew = await group(api, ann, ben, cat)
+        channel = uuid.UUID(crew["id"])
+        one = await say(api, cat, crew["id"], "one")
+        two = await say(api, cat, crew["id"], "two")
+        # His subscription starts here, resumed after "one" (the newest then: "two"),
+        hub = Hub(
+            cast(Any, None), cast(Any, None), TokenCodec("a secret long enough to be a secret")
+        )
+        sub = hub.subscribe(ben.id, None, Follows(ben.id, [channel], only=channel))
+        sub.start(Position(1, 0), 0, set())
+        hub.known.set()
+        assert hub.go_live(sub)
+        # ... and before its writer reads the history he is removed, Cat speaks, and he
+        # is added back: the hub queues the removal (and ends the subscription there).
+        member = f"/api/conversations/{crew['id']}/participants/{ben.id}"
+        assert (await api.delete(member, headers=ann.headers)).status_code == 204
+        away = await say(api, cat, crew["id"], "while Ben was out")
+        assert (await api.put(member, headers=ann.headers)).status_code in (200, 204)
+    hub._dispatch(1, Stream.user(ben.id), [(1, "conversation.removed", {"id": crew["id"]})])
+    body = _Body(ben.pool, ben.actor, channel, sub, None, (one["seq"], one["id"]), [two])
+    written: list[bytes] = []
+
+    async def write(chunk: bytes) -> None:
+        written.append(chunk)
+
+    await body.produce(write)
+    synced = b"".join(written).decode()
+    assert two["id"] in synced and away["id"] not in synced

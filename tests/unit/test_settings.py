@@ -343,7 +343,12 @@ def test_the_pools_retries_while_the_database_is_away_are_one_line_each(
     except ConnectionRefusedError:
         logger.warning("Failed to restore the pool connection floor; retrying", exc_info=True)
         logger.warning("another warning of the pool's", exc_info=True)
-    floor, other = caplog.records
+    try:
+        raise TypeError("a defect, not the database away")
+    except TypeError:
+        logger.warning("Failed to restore the pool connection floor; retrying", exc_info=True)
+    floor, other, defect = caplog.records
+    assert defect.exc_info is not None  # (a defect keeps its traceback)
     assert floor.levelname == "WARNING" and floor.exc_info is None
     assert floor.getMessage() == (
         "Failed to restore the pool connection floor; retrying (ConnectionRefusedError:"

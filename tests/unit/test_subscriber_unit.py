@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any, cast
 
 import pytest
 
+from xfchat.api.braid import _Body
 from xfchat.api.sse import frame, frames
+from xfchat.api.streaming import LiveStream
 from xfchat.domain.events import Stream
 from xfchat.realtime import cursor
 from xfchat.realtime.cursor import Position, TokenCodec
@@ -127,3 +130,44 @@ async def test_a_one_channel_subscription_ends_where_its_channel_is_taken_away()
     hub._dispatch(8, own, [(4, "conversation.added", {"id": str(channel)})])
     hub._dispatch(9, room, [(5, "message.created", {"seq": 5})])
     assert [d.g for d in feed.queue] == [6, 8, 9] and feed.closed is None
+
+
+async def test_a_slow_reader_gets_all_that_came_before_its_channel_was_taken_away() -> None:
+    """Was (an outside review): the close at the removal started the stream's grace for
+    a writer stuck on a client that stopped reading (STALL_GRACE_S), and a client that
+    read, slowly, was cut off before what was queued from before the change was written
+    (and its resume is refused: a Braid-only client never got it). The subscription
+    ends for its transport once that is handed over."""
+    hub = Hub(cast(Any, None), cast(Any, None), CODEC)
+    user, channel = uuid.uuid4(), uuid.uuid4()
+    sub = hub.subscribe(user, None, Follows(user, [channel], only=channel))
+    sub.start(Position(1, 0), 0, set())
+    hub.known.set()
+    assert hub.go_live(sub)
+    own, room = Stream.user(user), Stream.channel(channel)
+    n = 40
+    for seq in range(1, n + 1):
+        hub._dispatch(seq, room, [(1, "message.created", {"id": f"m{seq}", "seq": seq})])
+        hub._new_turn()
+    body = _Body(cast(Any, None), cast(Any, None), channel, sub, None, None, [])
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body" and message.get("body"):
+            await asyncio.sleep(0.05)  # a client that reads, 20 updates a second: 2 s
+        sent.append(message)
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.Event().wait()
+        return {}
+
+    stream = LiveStream(209, {}, sub, body.produce)
+    task = asyncio.create_task(stream({"type": "http"}, receive, send))
+    await asyncio.sleep(0.1)
+    hub._dispatch(n + 1, own, [(1, "conversation.removed", {"id": str(channel)})])
+    assert sub.closed == "access_lost" and not sub.ended.is_set()
+    await asyncio.wait_for(task, 10)
+    written = b"".join(m.get("body", b"") for m in sent)
+    assert all(f'"m{seq}"'.encode() in written for seq in range(1, n + 1))
+    assert sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
+    assert sub.ended.is_set()

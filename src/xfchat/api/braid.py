@@ -190,6 +190,11 @@ class _Body:
         self.heartbeats = heartbeats
         self.resume = resume
         self.snapshot = list(reversed(newest)) if resume is None else []
+        # Where the subscription started (the newest message then): a resume's catch-up
+        # reads the history up to it and no further, since the history is read with the
+        # access of the moment and what came after is the hub's, judged in order (a
+        # removal and a re-adding meanwhile end the subscription at the removal).
+        self.start_seq = newest[0]["seq"] if newest else (resume[0] if resume else 0)
         self.last_seq: int = resume[0] if resume is not None else 0
         self.last_id: str | None = resume[1] if resume is not None else None
 
@@ -200,7 +205,7 @@ class _Body:
             await write(update(orjson.dumps(self.snapshot), self.last_id, None, patch=False))
         try:
             if self.resume is not None:
-                await self._catch_up(write, None)
+                await self._catch_up(write, self.start_seq)
             await self._follow(write)
         except (NotFound, Forbidden):
             self.sub.close(ACCESS_LOST)  # no longer allowed to read it: the subscription ends
@@ -226,15 +231,15 @@ class _Body:
                 continue
             await self._write(write, delivery.data)
 
-    async def _catch_up(self, write: Write, upto: int | None) -> None:
-        """The history after the last message written, up to `upto` (None: all)."""
+    async def _catch_up(self, write: Write, upto: int) -> None:
+        """The history after the last message written, up to `upto`."""
         while True:
             async with self.pool.acquire() as conn:
                 page, _ = await messages.list_messages(
                     conn, self.actor, self.channel_id, limit=PAGE, before=None, after=self.last_seq
                 )
             for message in page:
-                if upto is not None and message["seq"] > upto:
+                if message["seq"] > upto:
                     return
                 await self._write(write, message)
             if len(page) < PAGE:

@@ -192,7 +192,11 @@ class Subscriber:
                 self._idle_timer.cancel()
                 self._idle_timer = None
         self._wake()
-        self.ended.set()
+        # A subscription whose channel was taken away writes what came before the
+        # change first: it ends for its transport (which otherwise gives a writer that
+        # is still busy STALL_GRACE_S, then cuts it off) once that is handed over.
+        if reason != ACCESS_LOST or not self.queue:
+            self.ended.set()
 
     def release(self) -> None:
         """Its transport is done with it (the connection ended): closed, if it was not,
@@ -250,6 +254,7 @@ class Subscriber:
             if self.queue:
                 return True
             if self.closed is not None:
+                self.ended.set()  # (everything handed over)
                 raise Closed(self.closed)
             if not self.live:
                 try:

@@ -142,41 +142,45 @@ export class App {
 
   // A conversation that brings you someone you shared nothing with (no conversation,
   // not a friend): no presence.updated said whether they are online, so the presences
-  // ready would carry are asked for (their changes reach you from then on).
+  // ready would carry are asked for (their changes reach you from then on). A presence
+  // held from before does not count: nothing kept it current once you shared nothing.
   strangersIn(type, d) {
     const s = this.store;
     let ids = [];
     if (type === "conversation.created" || type === "conversation.added") ids = d.participant_ids || [];
     else if (type === "participant.added" && s.conversations.has(d.channel_id)) ids = [d.user_id];
     if (!ids.length || !s.me) return false;
-    const known = new Set([s.me.id, ...s.friends.keys(), ...s.presences.keys()]);
+    const known = new Set([s.me.id, ...s.friends.keys()]);
     for (const c of s.conversations.values()) for (const id of c.participant_ids || []) known.add(id);
     return ids.some((id) => !known.has(id));
   }
 
-  // One request at a time; asked again once it ends if more strangers came meanwhile.
-  // A presence.updated that arrives while it runs is newer than its answer and wins.
-  async askPresences() {
-    if (this.presencesAsked) {
-      this.presencesAgain = true;
-      return;
-    }
+  // After a quiet spell (0.5-2 s, with jitter: a group's change reaches all its members
+  // at once, and several changes are one request), one request at a time, asked again
+  // when more strangers came meanwhile. A presence.updated or a ready that arrives
+  // while it runs is newer than its answer and wins.
+  askPresences() {
+    this.presencesAgain = true;
+    if (this.presencesAsked) return;
     this.presencesAsked = true;
-    try {
-      do {
-        this.presencesAgain = false;
-        const since = this.store.presenceTick;
-        const now = await this.session.call("GET", "/api/users/@me/presences");
-        if (this.ended || this.store.presencesFrom > since) return; // (a ready's are newer)
-        for (const p of now) {
-          if (p.user_id !== this.store.me.id && !(this.store.presenceAt.get(p.user_id) > since)) this.store.presences.set(p.user_id, p);
-        }
-        this.store.emit("presence");
-      } while (this.presencesAgain);
-    } catch {
-      // (shown offline until their next change or the next ready)
-    } finally {
-      this.presencesAsked = false;
+    setTimeout(() => this.askPresencesNow().finally(() => (this.presencesAsked = false)), 500 + Math.random() * 1500);
+  }
+
+  async askPresencesNow() {
+    while (this.presencesAgain && !this.ended) {
+      this.presencesAgain = false;
+      const since = this.store.presenceTick;
+      let now;
+      try {
+        now = await this.session.call("GET", "/api/users/@me/presences");
+      } catch {
+        continue; // (shown offline until their next change or the next ready)
+      }
+      if (this.ended || this.store.presencesFrom > since) continue; // (a ready's are newer)
+      for (const p of now) {
+        if (p.user_id !== this.store.me.id && !(this.store.presenceAt.get(p.user_id) > since)) this.store.presences.set(p.user_id, p);
+      }
+      this.store.emit("presence");
     }
   }
 
