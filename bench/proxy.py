@@ -65,6 +65,7 @@ def nginx_conf(root: Path, listen: int, upstream: int) -> Path:
         ("listen 443 ", f"listen 127.0.0.1:{listen} "),
         ("/etc/ssl/chat.example.com.pem", str(cert)),
         ("/etc/ssl/chat.example.com.key", str(key)),
+        ("/var/log/nginx/xfchat.access.log", str(root / "xfchat.access.log")),
     ):
         assert old in site, old  # (the documented file changed: change this too)
         site = site.replace(old, new)

@@ -505,7 +505,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         settings = load_database_settings()
         conn = await connect_with_retry(settings, lambda line: say(line, "MIGRATE"))
         try:
-            migrator = Migrator(conn, settings.migrations_dir, log=print)
+            # (each line as it happens: a deploy's log is not a terminal, and a timeout
+            # that kills the command would lose what was buffered)
+            migrator = Migrator(conn, settings.migrations_dir, log=lambda m: print(m, flush=True))
             if args.action == "run":
                 done = await migrator.run()
                 print(f"{len(done)} migration(s) applied")

@@ -120,7 +120,7 @@ def run_dev() -> int:
         dev_defaults(root)
 
         async def main() -> int:
-            from xfchat.db.pool import connect, describe_target, without_password
+            from xfchat.db.pool import connect, without_password
             from xfchat.db.queries import users as users_q
             from xfchat.db.startup import prepare_database
             from xfchat.domain.demo import DEMO_PASSWORD, DEMO_USERS, is_seeded, seed_demo
@@ -136,6 +136,7 @@ def run_dev() -> int:
             configure_logging(settings.log_level, settings.log_format)
             say("settings valid")
             say(raise_file_limit())
+            await _refuse_real_accounts(settings)  # (before migrating: it is not ours)
             await prepare_database(settings, say)
             say(await seal_at_start(settings))
             say(await rekey_emails_at_start(settings))
@@ -144,15 +145,7 @@ def run_dev() -> int:
                 if await is_seeded(conn):
                     say("demo data present (reusing it)")
                 elif users := await users_q.count_users(conn):
-                    # (an exported DATABASE_URL of a real database: five accounts with a
-                    # published password must never be added to it)
-                    fatal(
-                        f"{describe_target(settings.require_database_url())} holds {users} "
-                        "account(s) and no demo data: `xfchat dev` adds demo accounts with "
-                        "a known password, so it runs only on its own database or an empty "
-                        "one (unset DATABASE_URL, or use `xfchat serve`)",
-                        EXIT_DATABASE,
-                    )
+                    _refuse(settings, users)
                 else:
                     summary = await seed_demo(conn)
                     say(
@@ -183,3 +176,43 @@ def run_dev() -> int:
         if pg is not None:
             pg.stop()
             say("local PostgreSQL stopped")
+
+
+def _refuse(settings: Settings, users: int) -> None:
+    """An exported DATABASE_URL of a real database: five accounts with a published
+    password must never be added to it."""
+    from xfchat.db.pool import describe_target
+
+    fatal(
+        f"{describe_target(settings.require_database_url())} holds {users} "
+        "account(s) and no demo data: `xfchat dev` adds demo accounts with "
+        "a known password, so it runs only on its own database or an empty "
+        "one (unset DATABASE_URL, or use `xfchat serve`)",
+        EXIT_DATABASE,
+    )
+
+
+async def _refuse_real_accounts(settings: Settings) -> None:
+    """The refusal above before anything is written, migrations included (was: a real
+    database of an older release was migrated under it, then refused). A database that
+    cannot be reached, or has no tables yet, is left to the start's own checks."""
+    import asyncpg
+
+    from xfchat.db.pool import DATABASE_ERRORS, connect
+    from xfchat.db.queries import servers as servers_q
+    from xfchat.db.queries import users as users_q
+    from xfchat.domain.demo import DEMO_SERVER_ID
+
+    try:
+        conn = await connect(settings, requests=False)
+    except DATABASE_ERRORS:
+        return
+    try:
+        users = await users_q.count_users(conn)
+        seeded = users and await servers_q.server_exists(conn, server_id=DEMO_SERVER_ID)
+    except asyncpg.UndefinedTableError:
+        return
+    finally:
+        await conn.close()
+    if users and not seeded:
+        _refuse(settings, users)

@@ -37,8 +37,10 @@ class JsonFormatter(logging.Formatter):
 # A query parameter (`?access_token=`, which EventSource has to use, and the gateway's
 # URL), whatever its name's percent-encoding: the server reads `access%5Ftoken` too.
 _QUERY_PARAM = re.compile(r"((?:^|[?&])([^=&\s?\"']*)=)([^&\s\"']*)")
-# Blanked query values: tokens, and what users typed (`q`: a search, a name's prefix).
-_BLANKED_PARAMS = frozenset({"access_token", "token", "q"})
+# Blanked query values: tokens (a refresh token or a login's two-factor ticket, which
+# no route reads from a URL, blanked all the same if a client puts one there), and what
+# users typed (`q`: a search, a name's prefix).
+_BLANKED_PARAMS = frozenset({"access_token", "refresh_token", "ticket", "token", "q"})
 # An invite's code in a path (`/api/invites/{code}`, `/api/servers/{id}/invites/{code}`):
 # whoever reads the log could join with it.
 _INVITE_CODE = re.compile(r"(?i)(/invites/)[^/?#\s\"']+")

@@ -83,10 +83,21 @@ async def test_dev_and_seed_add_no_demo_accounts_to_a_database_with_real_ones(
         await conn.close()
     user, rest = db_url.split("://", 1)[1].split("@", 1)
     with_password = f"postgresql://{user}:not-this-one@{rest}"  # (trusted: any is taken)
-    refused = run_cli("dev", env=clean_env(DATABASE_URL=with_password, XFCHAT_PORT="0"))
-    assert refused.returncode == 3, refused
-    (line,) = fatal_lines(refused.stderr)
-    assert "holds 1 account(s) and no demo data" in line and "not-this-one" not in line
+    # Its schema one release behind: refused before it is migrated (was: migrated, then
+    # refused, under the release still running on it).
+    assert run_cli("migrate", "revert", "1", env=clean_env(DATABASE_URL=db_url)).returncode == 0
+    conn = await asyncpg.connect(db_url)
+    try:
+        behind = await conn.fetchval("SELECT max(version) FROM schema_migrations")
+        refused = run_cli("dev", env=clean_env(DATABASE_URL=with_password, XFCHAT_PORT="0"))
+        assert refused.returncode == 3, refused
+        (line,) = fatal_lines(refused.stderr)
+        assert "holds 1 account(s) and no demo data" in line and "not-this-one" not in line
+        assert "applied" not in refused.stdout + refused.stderr
+        assert await conn.fetchval("SELECT max(version) FROM schema_migrations") == behind
+    finally:
+        await conn.close()
+    assert run_cli("migrate", "run", env=clean_env(DATABASE_URL=db_url)).returncode == 0
 
     monkeypatch.setenv("DATABASE_URL", with_password)  # (in this process: quicker)
     with pytest.raises(SystemExit) as seeding:

@@ -191,6 +191,9 @@ def test_json_log_lines_carry_level_logger_message_and_extras() -> None:
     ("line", "kept"),
     [
         ("GET /api/events?access%5Ftoken=SECRET1&since=5 HTTP/1.1", "since=5"),
+        # (no route reads these from a URL; a client that puts them there is not logged)
+        ("GET /api/events?refresh_token=SECRET1&since=5 HTTP/1.1", "since=5"),
+        ("GET /api/x?ticket=SECRET1 HTTP/1.1", "ticket="),
         ('"WebSocket /api/gateway?token=SECRET1" [accepted]', "[accepted]"),
         ("headers: [(b'authorization', b'Bearer SECRET1')]", "authorization"),
         ('< TEXT \'{"op":2,"d":{"token":"...SECRET1"}}\' [90 bytes]', "op"),

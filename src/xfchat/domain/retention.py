@@ -24,9 +24,12 @@ async def prune_event_log(pool: asyncpg.Pool, retention_days: float) -> int:
     a bounded batch per statement; resuming from before what was removed then gets a
     resync instead of a silent gap."""
     older_than_s = retention_days * DAY_S
-    return await _in_batches(
+    removed = await _in_batches(
         pool, lambda c: log_q.prune_commits(c, older_than_s=older_than_s, limit=BATCH)
     )
+    if removed:
+        log.info("retention removed %s commit(s) of the event log", removed)
+    return removed
 
 
 async def prune_rows(pool: asyncpg.Pool, settings: Settings) -> dict[str, int]:

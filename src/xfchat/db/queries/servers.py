@@ -82,6 +82,13 @@ async def insert_server(
     return one(ServerRow, record)
 
 
+async def server_exists(conn: asyncpg.Connection, *, server_id: UUID) -> bool:
+    """(Only its id: true at any schema version, before migrations too.)"""
+    return bool(
+        await conn.fetchval("SELECT EXISTS (SELECT 1 FROM servers WHERE id = $1)", server_id)
+    )
+
+
 async def get_server(conn: asyncpg.Connection, *, server_id: UUID) -> ServerRow | None:
     record = await conn.fetchrow(_SERVER_SELECT + " WHERE s.id = $1", server_id)
     return maybe(ServerRow, record)
