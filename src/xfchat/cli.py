@@ -103,6 +103,19 @@ class _ClientNoise(logging.Filter):
         return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
 
 
+class _GraceEnded(logging.Filter):
+    """uvicorn says ERROR when the shutdown's grace (XFCHAT_SHUTDOWN_GRACE) ends with
+    tasks left: the documented end of a stop with a stalled client (and a warning of
+    XFChat's own says how many streams), not an error to alert on. A WARNING."""
+
+    MESSAGE = "Cancel %s running task(s), timeout graceful shutdown exceeded"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == self.MESSAGE and record.levelno > logging.WARNING:
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 class _PoolFloorNoise(logging.Filter):
     """While the database is away, asyncpg's pool warns once a try that it could not
     open its minimum of connections, with a traceback of its own internals each time
@@ -124,7 +137,7 @@ def configure_logging(level: str, fmt: str = "text") -> None:
 
     logging.basicConfig(level=level.upper(), handlers=[log_handler(fmt)])  # (it redacts)
     for name, kinds in (
-        ("uvicorn.error", (_CutOffStreams, _ClientNoise)),
+        ("uvicorn.error", (_CutOffStreams, _ClientNoise, _GraceEnded)),
         ("asyncpg.pool", (_PoolFloorNoise,)),
     ):
         logger = logging.getLogger(name)
