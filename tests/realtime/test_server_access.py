@@ -27,6 +27,18 @@ VIEW = str(int(Permission.VIEW_CHANNEL))
 HISTORY = str(int(Permission.READ_MESSAGE_HISTORY))
 
 
+def read_in_background(braid: httpx.Response) -> tuple[list[str], asyncio.Task[None]]:
+    """A Braid subscription's body as it comes, and the task reading it (it ends with the
+    response)."""
+    chunks: list[str] = []
+
+    async def read() -> None:
+        async for chunk in braid.aiter_text():
+            chunks.append(chunk)
+
+    return chunks, asyncio.create_task(read())
+
+
 async def test_an_override_hides_and_reveals_a_channel_on_every_transport(
     server: str, http: Http, make_user: MakeUser
 ) -> None:
@@ -47,13 +59,7 @@ async def test_an_override_hides_and_reveals_a_channel_on_every_transport(
         ) as braid,
     ):
         assert braid.status_code == 209
-        braid_chunks: list[str] = []
-
-        async def read_braid() -> None:
-            async for chunk in braid.aiter_text():
-                braid_chunks.append(chunk)
-
-        braid_reader = asyncio.create_task(read_braid())
+        braid_chunks, braid_reader = read_in_background(braid)
         gw = await GatewayClient.connect(server, ben.access_token)
         try:
             await gw.next("ready")
@@ -143,13 +149,7 @@ async def test_losing_read_message_history_ends_a_braid_subscription_there(
         ) as braid,
     ):
         assert braid.status_code == 209
-        chunks: list[str] = []
-
-        async def read_braid() -> None:
-            async for chunk in braid.aiter_text():
-                chunks.append(chunk)
-
-        reader = asyncio.create_task(read_braid())
+        chunks, reader = read_in_background(braid)
         await wait_subscribers(server, 2)
         seen = await say(api, ann, srv.general, "seen")
         assert (await stream.next("message.created")).data["id"] == seen["id"]
@@ -297,13 +297,7 @@ async def test_a_braid_subscription_ends_at_a_removal_even_when_the_re_adding_ca
             headers={**ben.headers, "Subscribe": "true"},
         ) as braid:
             assert braid.status_code == 209
-            chunks: list[str] = []
-
-            async def read_braid() -> None:
-                async for chunk in braid.aiter_text():
-                    chunks.append(chunk)
-
-            reader = asyncio.create_task(read_braid())
+            chunks, reader = read_in_background(braid)
             await wait_subscribers(here, 1)
             member = f"/api/conversations/{crew['id']}/participants/{ben.id}"
             stalled.proc.send_signal(signal.SIGSTOP)

@@ -96,6 +96,15 @@ async def test_a_batch_goes_out_framed_with_each_events_token_and_moves_the_plac
     assert sub.position == Position(10, 4)
 
 
+def live_channel_subscription(hub: Hub, user: uuid.UUID, channel: uuid.UUID) -> Subscriber:
+    """A one-channel subscription (a Braid one's), live on a hub with no database."""
+    sub = hub.subscribe(user, None, Follows(user, [channel], only=channel))
+    sub.start(Position(1, 0), 0, set())
+    hub.known.set()
+    assert hub.go_live(sub)
+    return sub
+
+
 async def test_a_one_channel_subscription_ends_where_its_channel_is_taken_away() -> None:
     """A Braid subscription (one channel) whose user leaves the group and is added back
     before its writer has taken the leaving from its queue (a chaos run found it: a
@@ -104,10 +113,7 @@ async def test_a_one_channel_subscription_ends_where_its_channel_is_taken_away()
     it is queued, and the grant after it does not bring the channel back."""
     hub = Hub(cast(Any, None), cast(Any, None), CODEC)
     user, channel = uuid.uuid4(), uuid.uuid4()
-    sub = hub.subscribe(user, None, Follows(user, [channel], only=channel))
-    sub.start(Position(1, 0), 0, set())
-    hub.known.set()
-    assert hub.go_live(sub)
+    sub = live_channel_subscription(hub, user, channel)
     own, room = Stream.user(user), Stream.channel(channel)
     hub._dispatch(1, room, [(1, "message.created", {"seq": 1})])
     hub._dispatch(2, own, [(1, "conversation.removed", {"id": str(channel)})])
@@ -140,10 +146,7 @@ async def test_a_slow_reader_gets_all_that_came_before_its_channel_was_taken_awa
     ends for its transport once that is handed over."""
     hub = Hub(cast(Any, None), cast(Any, None), CODEC)
     user, channel = uuid.uuid4(), uuid.uuid4()
-    sub = hub.subscribe(user, None, Follows(user, [channel], only=channel))
-    sub.start(Position(1, 0), 0, set())
-    hub.known.set()
-    assert hub.go_live(sub)
+    sub = live_channel_subscription(hub, user, channel)
     own, room = Stream.user(user), Stream.channel(channel)
     n = 40
     for seq in range(1, n + 1):
