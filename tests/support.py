@@ -22,6 +22,8 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import httpx
 
+from tests.zygote import Forked, fork_server
+
 ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "src"
 
@@ -128,9 +130,16 @@ class ServerProcess:
         log_path: Path,
         cwd: Path | None = None,
         user: int | None = None,
+        forked: bool = False,
     ) -> None:
+        """`forked`: `args` (`xfchat(...)`) forked from the test zygote (tests/zygote.py),
+        without the imports' 3 s of CPU."""
         self.log_path = log_path
         self._log = open(log_path, "wb")
+        if forked:
+            assert args[:3] == xfchat() and user is None, args
+            self.proc: subprocess.Popen[bytes] | Forked = fork_server(args[3:], env, log_path, cwd)
+            return
         extra: dict[str, object] = {}
         if user is not None:
             extra = {"user": user, "group": user, "extra_groups": []}
@@ -235,7 +244,8 @@ class Servers:
             **SERVE_ENV,
         )
         full.update(env)
-        proc = ServerProcess(xfchat("serve"), full, self.tmp_path / f"serve-{len(self.procs)}.log")
+        log = self.tmp_path / f"serve-{len(self.procs)}.log"
+        proc = ServerProcess(xfchat("serve"), full, log, forked=True)
         self.procs.append(proc)  # before waiting: a process that fails to start is stopped too
         base = f"http://127.0.0.1:{port}"
         self.bases.append(base)

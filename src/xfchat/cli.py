@@ -32,15 +32,28 @@ EXIT_OTHER, EXIT_SETTINGS, EXIT_DATABASE, EXIT_MIGRATION, EXIT_BIND = 1, 2, 3, 4
 GC_YOUNG = 10_000  # (the collector's threshold for its youngest generation; see announce)
 
 
+def _line(tag: str, line: str, fatal: bool = False) -> None:
+    """`[<tag>] <line>` on stderr, or under XFCHAT_LOG_FORMAT=json (read as it is: this
+    says why the settings are refused too) a JSON line as the log's, of the logger
+    `xfchat.<tag>`, level info or critical."""
+    if os.environ.get("XFCHAT_LOG_FORMAT", "").strip() == "json":
+        from xfchat.log_format import json_line, redact
+
+        text = json_line("critical" if fatal else "info", f"xfchat.{tag.lower()}", redact(line))
+    else:
+        text = f"[{tag}] {'FATAL: ' if fatal else ''}{line}"
+    print(text, file=sys.stderr, flush=True)
+
+
 def say(line: str, tag: str = "STARTUP") -> None:
-    print(f"[{tag}] {line}", file=sys.stderr, flush=True)
+    _line(tag, line)
 
 
 def fatal(line: str, code: int, *more: str, tag: str = "STARTUP") -> NoReturn:
     """One `[<tag>] FATAL:` line each (the tag names the command's work: STARTUP for
     serve, dev, seed and check; MIGRATE for `xfchat migrate`), then exit with `code`."""
     for each in (line, *more):
-        print(f"[{tag}] FATAL: {each}", file=sys.stderr, flush=True)
+        _line(tag, each, fatal=True)
     raise SystemExit(code)
 
 
@@ -103,6 +116,19 @@ class _ClientNoise(logging.Filter):
         return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
 
 
+class _CutByTheStop(logging.Filter):
+    """A request task cancelled by the server's stop (a forced one, or a grace that
+    ended) is logged by uvicorn as an error with a CancelledError traceback; the stop
+    says how many it cut (_cut_short, _GraceEnded). A DEBUG line each."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, asyncio.CancelledError) and record.levelno > logging.DEBUG:
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
 class _GraceEnded(logging.Filter):
     """uvicorn says ERROR when the shutdown's grace (XFCHAT_SHUTDOWN_GRACE) ends with
     tasks left: the documented end of a stop with a stalled client (and a warning of
@@ -137,7 +163,7 @@ def configure_logging(level: str, fmt: str = "text") -> None:
 
     logging.basicConfig(level=level.upper(), handlers=[log_handler(fmt)])  # (it redacts)
     for name, kinds in (
-        ("uvicorn.error", (_CutOffStreams, _ClientNoise, _GraceEnded)),
+        ("uvicorn.error", (_CutOffStreams, _ClientNoise, _GraceEnded, _CutByTheStop)),
         ("asyncpg.pool", (_PoolFloorNoise,)),
     ):
         logger = logging.getLogger(name)
@@ -187,9 +213,9 @@ def check_bindable(host: str, setting: str) -> None:
     say(f"{setting} {host} can be bound" + ("" if shown == host else f" ({shown})"))
 
 
-# SIGTERM and SIGINT stop gracefully (a second SIGINT at once); SIGQUIT at once, as
-# gunicorn's quick shutdown.
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT)
+# SIGTERM, SIGINT and SIGHUP (the terminal closed; it killed the process outright) stop
+# gracefully (a second SIGINT at once); SIGQUIT at once, as gunicorn's quick shutdown.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
 
 def _server_class() -> type:
@@ -244,6 +270,29 @@ def _server_class() -> type:
                     loop.remove_signal_handler(sig)
 
     return Server
+
+
+CUT_SHORT_S = 2.0  # (what a forced stop gives the app's own shutdown)
+
+
+async def _cut_short(server: Any) -> None:
+    """After a forced stop (SIGQUIT, a second SIGINT), which uvicorn ends without waiting
+    for the requests or running the app's shutdown: cut the requests still running, then
+    run that shutdown (the hub, this process's presence, the usage counts) for at most
+    CUT_SHORT_S, before the pool closes. (Left to the loop's close, the requests were
+    cancelled after the pool closed, each with an ERROR traceback, and the shutdown never
+    ran: presence left to expire, usage counts lost.)"""
+    log = logging.getLogger("xfchat.app")
+    tasks = [t for t in server.server_state.tasks if not t.done()]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=CUT_SHORT_S)
+        log.warning("forced stop: %d request(s) and stream(s) cut off", len(tasks))
+    try:
+        await asyncio.wait_for(server.lifespan.shutdown(), CUT_SHORT_S)
+    except TimeoutError:
+        log.warning("forced stop: the app's shutdown took more than %g s; left", CUT_SHORT_S)
 
 
 async def _end_streams(app: Any, within_s: float) -> None:
@@ -433,6 +482,8 @@ async def serve_http(
         await server.serve(sockets=[sock])
     finally:
         announcer.cancel()
+        if server.force_exit and server.started:
+            await _cut_short(server)
         if metrics is not None:
             metrics[0].should_exit = True
             await metrics[1]

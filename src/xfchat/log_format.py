@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import time
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_plus
@@ -16,22 +17,32 @@ import orjson
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
 
+# uvicorn's copy of a message with terminal colours in it, for its own formatter.
+_DROPPED = frozenset({"color_message"})
+
+
+def json_line(level: str, logger: str, message: str, created: float | None = None) -> str:
+    """One log line as JSON: what JsonFormatter writes, and the `[STARTUP]` lines of the
+    CLI under XFCHAT_LOG_FORMAT=json (xfchat/cli.py's say)."""
+    when = datetime.fromtimestamp(time.time() if created is None else created, UTC)
+    out = {"time": when.isoformat(timespec="milliseconds"), "level": level}
+    return orjson.dumps({**out, "logger": logger, "message": message}).decode()
+
+
 class JsonFormatter(logging.Formatter):
     """{"time", "level", "logger", "message"}, plus "exception" and any `extra` fields."""
 
     def format(self, record: logging.LogRecord) -> str:
-        out: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
+        line = json_line(record.levelname.lower(), record.name, record.getMessage(), record.created)
+        out: dict[str, Any] = {}
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
         for key, value in vars(record).items():
-            if key not in _STANDARD and key not in out:
+            if key not in _STANDARD and key not in _DROPPED and key not in out:
                 out[key] = value
-        return orjson.dumps(out, default=str).decode()
+        if not out:
+            return line
+        return line[:-1] + "," + orjson.dumps(out, default=str).decode()[1:]
 
 
 # A query parameter (`?access_token=`, which EventSource has to use, and the gateway's

@@ -6,7 +6,7 @@ port once, then forks the workers. Each worker is a whole XFChat process of its 
 separately started processes on one database are: everything they share goes through
 PostgreSQL. The kernel hands each new connection to one of them.
 
-On SIGTERM or SIGINT the parent stops the workers gracefully (SIGTERM: see _forward)
+On SIGTERM, SIGINT or SIGHUP the parent stops the workers gracefully (SIGTERM: see _forward)
 and returns when they have all stopped; it says `ready` once every worker is. A worker that dies is started again
 (its clients reconnect and resume, like after any lost process), unless it died before
 it was ever ready: then the start failed and the parent stops the others and exits
@@ -30,6 +30,7 @@ Serve = Callable[[int, socket.socket, "socket.socket | None", int], int]
 is stopped; write a byte to the file descriptor once it serves. Its exit status."""
 
 POLL_S = 0.2
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)  # (see _forward)
 
 
 def _die_with_parent() -> None:
@@ -73,8 +74,8 @@ class Supervisor:
             code = 1
             try:
                 os.close(self._read)
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                for sig in STOP_SIGNALS:
+                    signal.signal(sig, signal.SIG_DFL)
                 _die_with_parent()
                 metrics = self.metrics[index] if self.metrics else None
                 code = self.serve(index, self.sock, metrics, self._write)
@@ -96,6 +97,10 @@ class Supervisor:
         process alone)."""
         self.interrupts += sig == signal.SIGINT
         self.stopping = True
+        # This process's copy of the listening socket closed: once the workers' are too,
+        # a new connection is refused at once (and one queued is reset) instead of
+        # waiting in the kernel's queue for the whole grace, for no worker, then reset.
+        self.sock.close()
         told = signal.SIGQUIT if self.interrupts > 1 else signal.SIGTERM
         for pid in list(self.children):
             try:
@@ -104,7 +109,7 @@ class Supervisor:
                 pass
 
     def run(self) -> int:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in STOP_SIGNALS:
             signal.signal(sig, self._forward)
         for index in range(self.count):
             self._spawn(index)
@@ -135,7 +140,7 @@ class Supervisor:
         index = self.children.pop(pid)
         if self.stopping:
             # (one still starting when told to stop dies by the signal: a stop all the same)
-            stopped = code in (-signal.SIGTERM, -signal.SIGINT, -signal.SIGQUIT)
+            stopped = -code in (*STOP_SIGNALS, signal.SIGQUIT)
             self.status = self.status or (0 if stopped else code)
             return
         if index not in self.ready:

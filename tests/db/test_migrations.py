@@ -4,7 +4,9 @@ import asyncio
 import hashlib
 import os
 import shutil
+import uuid
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -610,6 +612,49 @@ async def test_a_migration_that_cannot_get_its_lock_gives_up_and_names_the_holde
         assert await conn.fetchval(recorded) == 0
     finally:
         await holder.close()
+        await conn.close()
+
+
+def as_role(url: str, role: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=f"{role}:pw@{parts.hostname}:{parts.port}"))
+
+
+async def test_a_lock_held_by_another_roles_session_is_named_too(
+    empty_db_url: str, tmp_path: Path
+) -> None:
+    """Was: a role that may not see other roles' activity (no pg_read_all_stats: the
+    usual owner of an application's database) read no transaction start for the
+    session holding the lock, and named nobody."""
+    conn = await asyncpg.connect(empty_db_url)
+    await Migrator(conn).run()
+    app, report = (f"app_{uuid.uuid4().hex[:8]}", f"report_{uuid.uuid4().hex[:8]}")
+    for role in (app, report):
+        await conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'pw'")
+    await conn.execute(f"GRANT USAGE ON SCHEMA public TO {app}, {report}")
+    await conn.execute(f"GRANT CREATE ON SCHEMA public TO {app}")
+    await conn.execute(f"GRANT SELECT ON users TO {report}")
+    await conn.execute(f"GRANT SELECT, INSERT ON schema_migrations TO {app}")
+    await conn.execute(f"GRANT SELECT, UPDATE ON users TO {app}")  # (to LOCK it)
+    holder = await asyncpg.connect(as_role(empty_db_url, report))
+    migrating = await asyncpg.connect(as_role(empty_db_url, app))
+    try:
+        held = holder.transaction()
+        await held.start()
+        await holder.fetchval("SELECT count(*) FROM users")
+        directory = with_migration(tmp_path, "LOCK TABLE users IN ACCESS EXCLUSIVE MODE;\n")
+        migrator = Migrator(migrating, directory, lock_timeout_s=0.2, lock_attempts=1)
+        with pytest.raises(MigrationError) as refused:
+            await asyncio.wait_for(migrator.run(), 20)
+        message = str(refused.value)
+        assert f"pid {holder.get_server_pid()} (application_name '', role '{report}';" in message
+        assert "hidden from this role" in message, message
+    finally:
+        await holder.close()
+        await migrating.close()
+        for role in (app, report):
+            await conn.execute(f"DROP OWNED BY {role}")
+            await conn.execute(f"DROP ROLE {role}")
         await conn.close()
 
 

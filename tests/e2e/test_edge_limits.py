@@ -880,10 +880,12 @@ def _send_queue(local_port: int, peer_port: int) -> int | None:
 
 
 def _settled_queue(local_port: int, peer_port: int) -> int:
-    """_send_queue once it has not changed for 0.2 s (10 s at most)."""
+    """_send_queue once it has not changed for 0.2 s (10 s at most), and is not empty:
+    the tests' clients read nothing, and an empty queue is only a server that has not
+    answered yet (a busy box's, for more than 0.2 s)."""
     seen = [-1, -2, -3, -4]
     deadline = time.monotonic() + 10
-    while len(set(seen[-4:])) > 1 and time.monotonic() < deadline:
+    while (len(set(seen[-4:])) > 1 or seen[-1] == 0) and time.monotonic() < deadline:
         time.sleep(0.05)
         seen.append(_send_queue(local_port, peer_port) or 0)
     return seen[-1]

@@ -10,6 +10,7 @@ import time
 
 import httpx
 import psutil
+import pytest
 
 from tests.support import Servers
 
@@ -87,11 +88,12 @@ def test_the_workers_die_with_their_parent(servers: Servers) -> None:
 def test_ctrl_c_in_a_terminal_stops_the_workers_gracefully(servers: Servers) -> None:
     """A terminal's Ctrl-C sends SIGINT to the parent and its workers at once. The parent
     passed its SIGINT on too: a worker's second SIGINT is uvicorn's "stop now", and the
-    shutdown was cut short (CancelledError tracebacks, presence not retracted)."""
-    for _ in range(2):
+    shutdown was cut short (CancelledError tracebacks, presence not retracted). The
+    terminal closed sends them all SIGHUP: a graceful stop too (was: killed at once)."""
+    for sig in (signal.SIGINT, signal.SIGINT, signal.SIGHUP):
         proc, _ = servers.start(XFCHAT_WORKERS="2")
         _workers(psutil.Process(proc.proc.pid), 2)
-        os.killpg(proc.proc.pid, signal.SIGINT)  # (its own process group, as in a terminal)
+        os.killpg(proc.proc.pid, sig)  # (its own process group, as in a terminal)
         assert proc.proc.wait(30) == 0, proc.output
         assert "Traceback" not in proc.output and " ERROR " not in proc.output, proc.output
         assert "could not retract" not in proc.output, proc.output
@@ -119,6 +121,10 @@ def test_a_second_sigint_to_the_parent_alone_stops_the_workers_at_once(
         proc.proc.send_signal(signal.SIGINT)
         time.sleep(2)
         assert proc.proc.poll() is None, proc.output  # waiting for the requests, gracefully
+        # and refusing new connections meanwhile (was: the parent's copy of the socket
+        # kept taking them into the kernel's queue, for no worker, until it reset them)
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
         proc.proc.send_signal(signal.SIGINT)
         assert proc.proc.wait(20) == 0, proc.output  # (a stop asked for, not a failure)
         _, alive = psutil.wait_procs(workers, timeout=5)

@@ -181,3 +181,27 @@ async def test_a_stalled_client_does_not_hold_up_the_others(
             received += len(chunk)  # has hung up (recv returns b"")
         stalled.close()
         assert received < count * len(text)
+
+
+async def test_a_forced_stop_cuts_the_streams_and_still_shuts_the_app_down(
+    servers: Servers, make_user: MakeUser, db_url: str
+) -> None:
+    """Was: SIGQUIT (or a second SIGINT) closed the pool under the open streams, then
+    the loop's close cancelled them and the lifespan, each with an ERROR traceback, and
+    the app's shutdown never ran: the process's presence was left to expire."""
+    proc, base = servers.start(XFCHAT_SHUTDOWN_GRACE="5")
+    async with httpx.AsyncClient(base_url=base, timeout=10) as api:
+        ann, _ben, _dm = await factories.pair(api, make_user)
+    async with sse_stream(base, ann.access_token):
+        conn = await asyncpg.connect(db_url)
+        try:
+            assert await conn.fetchval("SELECT count(*) FROM presence_processes") == 1
+            proc.proc.send_signal(signal.SIGQUIT)
+            assert await asyncio.to_thread(proc.proc.wait, 10) == 0
+            assert await conn.fetchval("SELECT count(*) FROM presence_processes") == 0
+        finally:
+            await conn.close()
+    out = proc.output
+    assert "forced stop: 1 request(s) and stream(s) cut off" in out, out
+    assert "Application shutdown complete" in out, out
+    assert "Traceback" not in out and " ERROR " not in out, out

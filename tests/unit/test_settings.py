@@ -187,6 +187,46 @@ def test_json_log_lines_carry_level_logger_message_and_extras() -> None:
     assert "ValueError: boom" in line["exception"] and line["time"].endswith("+00:00")
 
 
+def test_json_log_lines_leave_out_uvicorns_coloured_copy() -> None:
+    """Was: uvicorn's `color_message` extra (the message again, with terminal escapes)
+    was a field of every such JSON line."""
+    import json
+    import logging
+
+    from xfchat.log_format import JsonFormatter
+
+    record = logging.LogRecord("uvicorn.error", logging.INFO, "f", 1, "Started %d", (7,), None)
+    record.color_message = "Started \x1b[36m%d\x1b[0m"
+    line = json.loads(JsonFormatter().format(record))
+    assert sorted(line) == ["level", "logger", "message", "time"]
+    assert line["message"] == "Started 7"
+
+
+def test_the_cli_lines_are_json_lines_too_under_the_json_format(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Was: `[STARTUP] ...` lines (the start's steps, the workers' supervisor, a refusal)
+    in plain text among the JSON lines of XFCHAT_LOG_FORMAT=json."""
+    import json
+
+    from xfchat.cli import fatal, say
+
+    monkeypatch.setenv("XFCHAT_LOG_FORMAT", "json")
+    say("ready: http://127.0.0.1:8080?access_token=SECRET1")
+    with pytest.raises(SystemExit) as stopped:
+        fatal("no database", 3, "and no luck", tag="MIGRATE")
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert [(x["level"], x["logger"], x["message"]) for x in lines] == [
+        ("info", "xfchat.startup", "ready: http://127.0.0.1:8080?access_token=[redacted]"),
+        ("critical", "xfchat.migrate", "no database"),
+        ("critical", "xfchat.migrate", "and no luck"),
+    ]
+    assert stopped.value.code == 3
+    monkeypatch.setenv("XFCHAT_LOG_FORMAT", "text")
+    say("ready")
+    assert capsys.readouterr().err == "[STARTUP] ready\n"
+
+
 @pytest.mark.parametrize(
     ("line", "kept"),
     [

@@ -411,9 +411,15 @@ def _statements(sql: str) -> list[str] | None:
 
 
 def _holder(h: q.LockHolder) -> str:
+    if h.state is None:  # (another role's session: see list_lock_holders)
+        return (
+            f"pid {h.pid} (application_name {h.application_name!r}, role {h.role!r}; how"
+            " long its transaction has been open is hidden from this role, which"
+            " pg_read_all_stats would show)"
+        )
     since = h.xact_start.isoformat(timespec="seconds") if h.xact_start else "?"
     return (
-        f"pid {h.pid} (application_name {h.application_name!r}, {h.state or 'state unknown'},"
+        f"pid {h.pid} (application_name {h.application_name!r}, role {h.role!r}, {h.state},"
         f" transaction open since {since})"
     )
 

@@ -80,26 +80,29 @@ async def set_local_migration_timeouts(conn: asyncpg.Connection, *, lock_timeout
 class LockHolder:
     pid: int
     application_name: str
-    state: str | None
-    xact_start: datetime | None
+    role: str | None
+    state: str | None  # (None, and xact_start too: a session of a role this one may
+    xact_start: datetime | None  # not see the activity of, without pg_read_all_stats)
 
 
 async def list_lock_holders(conn: asyncpg.Connection, *, held_s: float) -> list[LockHolder]:
     """Other sessions of this database that hold a lock on a table and whose transaction
     has been open for `held_s` seconds or more (what a migration's lock waited for),
-    oldest first. (The waiter's own pg_blocking_pids is gone once its wait timed out.)"""
+    oldest first; and those of other roles, whose transaction's age this role may not
+    see, last. (The waiter's own pg_blocking_pids is gone once its wait timed out.)"""
     rows = await conn.fetch(
         """
-        SELECT a.pid, a.application_name, a.state, a.xact_start
+        SELECT a.pid, a.application_name, a.usename AS role, a.state, a.xact_start
         FROM pg_stat_activity a
         WHERE a.pid <> pg_backend_pid()
           AND a.datname = current_database()
-          AND a.xact_start <= now() - make_interval(secs => $1)
+          AND (a.xact_start <= now() - make_interval(secs => $1)
+               OR a.state IS NULL)
           AND EXISTS (SELECT 1 FROM pg_locks l
                       WHERE l.pid = a.pid AND l.granted AND l.locktype = 'relation'
                         AND l.database = (SELECT oid FROM pg_database
                                           WHERE datname = current_database()))
-        ORDER BY a.xact_start
+        ORDER BY a.xact_start NULLS LAST
         LIMIT 5
         """,
         held_s,
