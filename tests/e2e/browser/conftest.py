@@ -8,6 +8,7 @@ when it is missing, once per session; Playwright's own browser download is never
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 from collections.abc import AsyncIterator, Iterator
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
 from tests.conftest import Cluster, new_database, remove_database
@@ -198,8 +200,20 @@ async def log_in(page: Page, username: str, password: str = PASSWORD) -> None:
     await expect(page.locator("nav.rail")).to_be_attached()  # (a phone hides it in a drawer)
 
 
-@pytest.fixture
-async def browsers(chromium: str) -> AsyncIterator[Browsers]:
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The browser tests run on the test process's one event loop, where its one
+    Chromium lives (`chromium_browser`): starting Playwright's driver and Chromium for
+    each test took a second or two of the box's CPU each time."""
+    here = Path(__file__).parent
+    for item in items:
+        if Path(str(item.path)).is_relative_to(here):
+            item.add_marker(pytest.mark.asyncio(loop_scope="session"), append=False)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def chromium_browser(chromium: str) -> AsyncIterator[Browser]:
+    """One Chromium per test process; each test's pages are in contexts of their own
+    (no cookie, storage or cache shared), closed at its end."""
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(
             executable_path=chromium,
@@ -210,9 +224,19 @@ async def browsers(chromium: str) -> AsyncIterator[Browsers]:
                 "--autoplay-policy=no-user-gesture-required",
             ],
         )
-        held = Browsers(browser)
         try:
-            yield held
+            yield browser
         finally:
             await browser.close()
-        assert not held.problems, "\n".join(held.problems)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def browsers(chromium_browser: Browser) -> AsyncIterator[Browsers]:
+    held = Browsers(chromium_browser)
+    try:
+        yield held
+    finally:
+        for context in held.contexts:
+            with contextlib.suppress(Exception):  # (one a test closed already)
+                await context.close()
+    assert not held.problems, "\n".join(held.problems)
