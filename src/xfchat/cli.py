@@ -25,23 +25,32 @@ import asyncpg
 
 from xfchat.db.migrate import MigrationError, Migrator, add
 from xfchat.db.pool import DATABASE_ERRORS, DatabaseStartupError, connect_with_retry
-from xfchat.settings import Settings, SettingsError, load_database_settings, load_settings
+from xfchat.settings import (
+    Settings,
+    SettingsError,
+    load_database_settings,
+    load_settings,
+    unknown_variables,
+)
 from xfchat.workers import Supervisor, worker_count
 
 EXIT_OTHER, EXIT_SETTINGS, EXIT_DATABASE, EXIT_MIGRATION, EXIT_BIND = 1, 2, 3, 4, 5
 GC_YOUNG = 10_000  # (the collector's threshold for its youngest generation; see announce)
 
 
-def _line(tag: str, line: str, fatal: bool = False) -> None:
+_PREFIX = {"info": "", "warning": "WARNING: ", "critical": "FATAL: "}
+
+
+def _line(tag: str, line: str, level: str = "info") -> None:
     """`[<tag>] <line>` on stderr, or under XFCHAT_LOG_FORMAT=json (read as it is: this
     says why the settings are refused too) a JSON line as the log's, of the logger
-    `xfchat.<tag>`, level info or critical."""
+    `xfchat.<tag>`, level info, warning or critical."""
     if os.environ.get("XFCHAT_LOG_FORMAT", "").strip() == "json":
         from xfchat.log_format import json_line, redact
 
-        text = json_line("critical" if fatal else "info", f"xfchat.{tag.lower()}", redact(line))
+        text = json_line(level, f"xfchat.{tag.lower()}", redact(line))
     else:
-        text = f"[{tag}] {'FATAL: ' if fatal else ''}{line}"
+        text = f"[{tag}] {_PREFIX[level]}{line}"
     print(text, file=sys.stderr, flush=True)
 
 
@@ -49,11 +58,15 @@ def say(line: str, tag: str = "STARTUP") -> None:
     _line(tag, line)
 
 
+def warn(line: str, tag: str = "STARTUP") -> None:
+    _line(tag, line, "warning")
+
+
 def fatal(line: str, code: int, *more: str, tag: str = "STARTUP") -> NoReturn:
     """One `[<tag>] FATAL:` line each (the tag names the command's work: STARTUP for
     serve, dev, seed and check; MIGRATE for `xfchat migrate`), then exit with `code`."""
     for each in (line, *more):
-        _line(tag, each, fatal=True)
+        _line(tag, each, "critical")
     raise SystemExit(code)
 
 
@@ -506,6 +519,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings = load_settings(require_database=True)
         configure_logging(settings.log_level, settings.log_format)
         say("settings valid")
+        for line in unknown_variables():
+            warn(line)
         say(raise_file_limit())
         await prepare_database(settings, say)
         say(await seal_at_start(settings))

@@ -7,7 +7,9 @@ HTTP server needs (and refuses a missing or weak secret).
 
 from __future__ import annotations
 
+import difflib
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal, TypeVar
 from urllib.parse import urlsplit
@@ -470,6 +472,36 @@ _ENV_NAMES = {
 }
 
 SECRET_HINT = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))'"  # noqa: S105
+
+
+# The variables read outside Settings: `xfchat dev`'s data directory, and how it finds
+# and runs its PostgreSQL (xfchat/db/embedded.py).
+OTHER_VARIABLES = frozenset(
+    {"XFCHAT_DATA_DIR", "XFCHAT_PG_BINDIR", "XFCHAT_PG_OS_USER", "XFCHAT_PG_SOURCE"}
+)
+KNOWN_VARIABLES = OTHER_VARIABLES | {
+    choice
+    for field in Settings.model_fields.values()
+    if isinstance(field.validation_alias, AliasChoices)
+    for choice in field.validation_alias.choices
+    if isinstance(choice, str)
+}
+
+
+def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """A line for each XFCHAT_ variable set that XFChat does not read, with the known
+    name nearest to it: a misspelt setting is otherwise silently its default."""
+    found = sorted(
+        n for n in (os.environ if environ is None else environ) if n.startswith("XFCHAT_")
+    )
+    lines = []
+    for name in (n for n in found if n not in KNOWN_VARIABLES):
+        near = difflib.get_close_matches(name, KNOWN_VARIABLES, n=1, cutoff=0.8)
+        lines.append(
+            f"{name} is no setting of XFChat's and is ignored"
+            + (f" (did you mean {near[0]}?)" if near else "")
+        )
+    return lines
 
 
 def describe_validation_error(exc: ValidationError) -> str:

@@ -83,6 +83,9 @@ async def test_migrations_apply_revert_all_and_apply_again(empty_db_url: str) ->
         assert await tables(conn) == EXPECTED_TABLES | {"schema_migrations"}
         assert await migrator.is_current()
 
+        with pytest.raises(MigrationError, match=f"{len(applied)} migration.s. applied, not"):
+            await migrator.revert(len(applied) + 4, destroy_data=True)  # (was: all, silently)
+        assert await migrator.is_current()
         reverted = await migrator.revert(len(applied), destroy_data=True)
         assert [m.version for m in reverted] == sorted((m.version for m in applied), reverse=True)
         assert await tables(conn) == {"schema_migrations"}
@@ -97,6 +100,8 @@ async def test_migrations_apply_revert_all_and_apply_again(empty_db_url: str) ->
         )
         assert leftovers == 0
 
+        with pytest.raises(MigrationError, match="no migration is applied"):
+            await migrator.revert(1)
         again = await migrator.run()
         assert len(again) == len(applied)
         assert await tables(conn) == EXPECTED_TABLES | {"schema_migrations"}

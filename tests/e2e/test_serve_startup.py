@@ -281,6 +281,7 @@ async def test_serve_starts_in_order_serves_and_stops_on_sigterm(
     grace, with no error in its log (was: they were cut when the grace ended, the
     gateway with 1012, and uvicorn logged an ERROR and two tracebacks)."""
     env = serve_env(db_url, XFCHAT_WORKERS=workers, XFCHAT_SHUTDOWN_GRACE=str(GRACE_S))
+    env["XFCHAT_SHUTDOWN_GRCE"] = "60"  # (misspelt: said, and ignored)
     port = env["XFCHAT_PORT"]
     server = ServerProcess(xfchat("serve"), env, tmp_path / "serve.log")
     try:
@@ -293,6 +294,8 @@ async def test_serve_starts_in_order_serves_and_stops_on_sigterm(
     assert "Traceback" not in server.output and " ERROR " not in server.output, server.output
     steps = [
         "settings valid",
+        "WARNING: XFCHAT_SHUTDOWN_GRCE is no setting of XFChat's and is ignored (did you"
+        " mean XFCHAT_SHUTDOWN_GRACE?)",
         "open files: at most",
         "connecting to PostgreSQL",
         "answered SELECT 1",

@@ -405,3 +405,21 @@ def test_the_pools_retries_while_the_database_is_away_are_one_line_each(
         " [Errno 111] Connect call failed ('127.0.0.1', 5432))"
     )
     assert other.exc_info is not None  # (anything else keeps its traceback)
+
+
+def test_an_xfchat_variable_that_is_no_setting_is_named_with_the_nearest() -> None:
+    """Was: a misspelt setting (XFCHAT_SHUTDOWN_GRCE) was silently its default."""
+    from xfchat.settings import unknown_variables
+
+    environ = {
+        "XFCHAT_PORT": "1",
+        "XFCHAT_PG_SOURCE": "wheel",  # (read by xfchat dev's PostgreSQL, not Settings)
+        "XFCHAT_SHUTDOWN_GRCE": "60",
+        "XFCHAT_ZZZ": "1",
+        "PATH": "/bin",
+    }
+    assert unknown_variables(environ) == [
+        "XFCHAT_SHUTDOWN_GRCE is no setting of XFChat's and is ignored"
+        " (did you mean XFCHAT_SHUTDOWN_GRACE?)",
+        "XFCHAT_ZZZ is no setting of XFChat's and is ignored",
+    ]

@@ -266,6 +266,13 @@ class Migrator:
         try:
             states = await self.check_consistent()
             applied = [s.version for s in states if s.status == "applied"]
+            if count > len(applied):  # (was: all of them, without a word)
+                raise MigrationError(
+                    f"nothing reverted: {len(applied)} migration(s) applied, not {count};"
+                    f" revert {len(applied)} to undo them all"
+                    if applied
+                    else "nothing reverted: no migration is applied"
+                )
             by_version = {m.version: m for m in self.migrations}
             todo = [by_version[v] for v in sorted(applied, reverse=True)[:count]]
             destroying = [f"{m.label} destroys {m.destroys}" for m in todo if m.destroys]
