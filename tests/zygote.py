@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 PR_SET_PDEATHSIG = 1
 _zygote: list[subprocess.Popen[bytes]] = []
@@ -163,9 +163,6 @@ class Forked:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, sig)
 
-    def terminate(self) -> None:
-        self.send_signal(signal.SIGTERM)
-
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)
 
@@ -189,12 +186,7 @@ def fork_server(args: list[str], env: dict[str, str], log: Path, cwd: Path | Non
     request = {"args": args, "env": env, "log": str(log), "cwd": str(cwd) if cwd else None}
     stdin.write(json.dumps(request).encode() + b"\n")
     stdin.flush()
-    answer = _read_line(stdout, zygote)
-    return Forked(["xfchat", *args], int(json.loads(answer)["pid"]), log)
-
-
-def _read_line(stream: IO[bytes], zygote: subprocess.Popen[bytes]) -> bytes:
-    line = stream.readline()
-    if not line:
+    answer = stdout.readline()
+    if not answer:
         raise RuntimeError(f"the test zygote ended (status {zygote.wait()})")
-    return line
+    return Forked(["xfchat", *args], int(json.loads(answer)["pid"]), log)

@@ -21,28 +21,29 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"messa
 _DROPPED = frozenset({"color_message"})
 
 
-def json_line(level: str, logger: str, message: str, created: float | None = None) -> str:
-    """One log line as JSON: what JsonFormatter writes, and the `[STARTUP]` lines of the
+def _fields(level: str, logger: str, message: str, created: float) -> dict[str, Any]:
+    when = datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
+    return {"time": when, "level": level, "logger": logger, "message": message}
+
+
+def json_line(level: str, logger: str, message: str) -> str:
+    """One log line as JSON, as JsonFormatter writes them: the `[STARTUP]` lines of the
     CLI under XFCHAT_LOG_FORMAT=json (xfchat/cli.py's say)."""
-    when = datetime.fromtimestamp(time.time() if created is None else created, UTC)
-    out = {"time": when.isoformat(timespec="milliseconds"), "level": level}
-    return orjson.dumps({**out, "logger": logger, "message": message}).decode()
+    return orjson.dumps(_fields(level, logger, message, time.time())).decode()
 
 
 class JsonFormatter(logging.Formatter):
     """{"time", "level", "logger", "message"}, plus "exception" and any `extra` fields."""
 
     def format(self, record: logging.LogRecord) -> str:
-        line = json_line(record.levelname.lower(), record.name, record.getMessage(), record.created)
-        out: dict[str, Any] = {}
+        level = record.levelname.lower()
+        out = _fields(level, record.name, record.getMessage(), record.created)
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
         for key, value in vars(record).items():
             if key not in _STANDARD and key not in _DROPPED and key not in out:
                 out[key] = value
-        if not out:
-            return line
-        return line[:-1] + "," + orjson.dumps(out, default=str).decode()[1:]
+        return orjson.dumps(out, default=str).decode()
 
 
 # A query parameter (`?access_token=`, which EventSource has to use, and the gateway's

@@ -491,11 +491,9 @@ KNOWN_VARIABLES = OTHER_VARIABLES | {
 def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
     """A line for each XFCHAT_ variable set that XFChat does not read, with the known
     name nearest to it: a misspelt setting is otherwise silently its default."""
-    found = sorted(
-        n for n in (os.environ if environ is None else environ) if n.startswith("XFCHAT_")
-    )
+    names = os.environ if environ is None else environ
     lines = []
-    for name in (n for n in found if n not in KNOWN_VARIABLES):
+    for name in sorted(n for n in names if n.startswith("XFCHAT_") and n not in KNOWN_VARIABLES):
         near = difflib.get_close_matches(name, KNOWN_VARIABLES, n=1, cutoff=0.8)
         lines.append(
             f"{name} is no setting of XFChat's and is ignored"
