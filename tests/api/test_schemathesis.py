@@ -28,8 +28,8 @@ from tests.openapi_check import check_responses
 from tests.support import Servers
 from tests.world import LIMITS, build
 
-EXAMPLES_PER_OPERATION = 5  # fuzzing; the coverage phase's cases come on top
-SCENARIOS, STEPS = 60, 10  # stateful: scenarios of at most this many linked calls
+EXAMPLES_PER_OPERATION = 3  # fuzzing; the coverage phase's cases come on top
+SCENARIOS, STEPS = 30, 10  # stateful: scenarios of at most this many linked calls
 CHECKS = (
     "not_a_server_error",
     "status_code_conformance",
@@ -112,6 +112,6 @@ async def test_schemathesis_finds_no_5xx_and_no_schema_break(
     failures, calls = await asyncio.to_thread(run, base, world.owner.email)
     assert failures == [], "\n\n".join(failures)
     # It did run: every phase called the server, the stateful one along the links.
-    assert calls.get("coverage", 0) > 1000 and calls.get("fuzzing", 0) > 300, calls
+    assert calls.get("coverage", 0) > 1000 and calls.get("fuzzing", 0) > 200, calls
     assert calls.get("stateful", 0) > SCENARIOS, calls
     assert all(calls.get(check, 0) > 1000 for check in CHECKS), calls

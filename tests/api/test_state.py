@@ -166,10 +166,16 @@ async def test_servers_in_state_cost_the_same_statements_for_one_or_many(
     ):
 
         async def cost() -> int:
-            statements.clear()
-            got = await counting.get("/api/users/@me/state", headers=ann.headers)
-            assert got.status_code == 200
-            return len(statements)
+            """The fewest statements of three reads: the pool's connections also carry
+            the app's background work (a flush now and then), which logs statements of
+            its own into a read's count."""
+            counts = []
+            for _ in range(3):
+                statements.clear()
+                got = await counting.get("/api/users/@me/state", headers=ann.headers)
+                assert got.status_code == 200
+                counts.append(len(statements))
+            return min(counts)
 
         await community(client, ben, ann, name="first")
         await cost()  # (the first request of a process prepares its statements)

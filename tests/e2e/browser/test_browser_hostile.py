@@ -296,7 +296,8 @@ async def test_docs_renders_under_its_csp(site: Site, browsers: Browsers) -> Non
     and no violation is reported (the `browsers` fixture fails the test on one)."""
     page = await browsers.page(site.base)
     await page.goto(site.base + "/docs")
-    await expect(page.get_by_text("/api/auth/login").first).to_be_visible()
+    # (Swagger UI lays out a hundred operations: on a busy box, longer than 15 s)
+    await expect(page.get_by_text("/api/auth/login").first).to_be_visible(timeout=60_000)
 
 
 async def test_neither_the_client_nor_docs_can_be_framed(site: Site, browsers: Browsers) -> None:
