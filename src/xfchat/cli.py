@@ -107,6 +107,12 @@ def guarded(main: Callable[[], Awaitable[int]], tag: str = "STARTUP") -> int:
     return run_async(wrapper())
 
 
+def _as_debug(record: logging.LogRecord) -> bool:
+    """Make `record` a DEBUG line; kept only if its logger shows DEBUG lines."""
+    record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+    return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+
 class _CutOffStreams(logging.Filter):
     """A live stream abandoned on purpose (a stalled client) makes uvicorn log an error;
     xfchat.stream already logs it as what it is."""
@@ -125,8 +131,7 @@ class _ClientNoise(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno <= logging.DEBUG or record.getMessage() not in self.NOISE:
             return True
-        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
-        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return _as_debug(record)
 
 
 class _CutByTheStop(logging.Filter):
@@ -137,8 +142,7 @@ class _CutByTheStop(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, asyncio.CancelledError) and record.levelno > logging.DEBUG:
-            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
-            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+            return _as_debug(record)
         return True
 
 
@@ -171,14 +175,39 @@ class _PoolFloorNoise(logging.Filter):
         return True
 
 
-def configure_logging(level: str, fmt: str = "text") -> None:
+class _WebSocketAccessLines(logging.Filter):
+    """uvicorn writes three lines for each WebSocket connection (its upgrade's answer,
+    "connection open", "connection closed") on its error logger, not its access log:
+    with XFCHAT_ACCESS_LOG off, one client reconnecting in a loop filled the log all the
+    same. DEBUG lines then; with the access log on they stay what they are, its
+    WebSocket lines."""
+
+    MESSAGES = frozenset(
+        {
+            '%s - "WebSocket %s" [accepted]',
+            '%s - "WebSocket %s" 403',
+            '%s - "WebSocket %s" %d',
+            "connection open",
+            "connection closed",
+        }
+    )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno <= logging.DEBUG or record.msg not in self.MESSAGES:
+            return True
+        return _as_debug(record)
+
+
+def configure_logging(level: str, fmt: str = "text", access_log: bool = True) -> None:
     from xfchat.log_format import log_handler
 
     logging.basicConfig(level=level.upper(), handlers=[log_handler(fmt)])  # (it redacts)
-    for name, kinds in (
-        ("uvicorn.error", (_CutOffStreams, _ClientNoise, _GraceEnded, _CutByTheStop)),
-        ("asyncpg.pool", (_PoolFloorNoise,)),
-    ):
+    quiet: tuple[type[logging.Filter], ...] = () if access_log else (_WebSocketAccessLines,)
+    filters: dict[str, tuple[type[logging.Filter], ...]] = {
+        "uvicorn.error": (_CutOffStreams, _ClientNoise, _GraceEnded, _CutByTheStop, *quiet),
+        "asyncpg.pool": (_PoolFloorNoise,),
+    }
+    for name, kinds in filters.items():
         logger = logging.getLogger(name)
         for kind in kinds:
             if not any(isinstance(f, kind) for f in logger.filters):
@@ -517,7 +546,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from xfchat.file_limit import raise_file_limit
 
         settings = load_settings(require_database=True)
-        configure_logging(settings.log_level, settings.log_format)
+        configure_logging(settings.log_level, settings.log_format, settings.access_log)
         say("settings valid")
         for line in unknown_variables():
             warn(line)

@@ -133,7 +133,7 @@ def run_dev() -> int:
             settings = load_settings()
             if not settings.cors_origins:  # the client served here, however it is reached
                 settings = settings.model_copy(update={"cors_origins": own_origins(settings)})
-            configure_logging(settings.log_level, settings.log_format)
+            configure_logging(settings.log_level, settings.log_format, settings.access_log)
             say("settings valid")
             say(raise_file_limit())
             await _refuse_real_accounts(settings)  # (before migrating: it is not ours)

@@ -11,7 +11,7 @@ import difflib
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -405,10 +405,11 @@ class Settings(DatabaseSettings):
 
     @field_validator("metrics_token")
     @classmethod
-    def _metrics_token(cls, value: SecretStr | None) -> SecretStr | None:
+    def _metrics_token(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
         if value is None or not value.get_secret_value():
             return None
         check_secret(value)
+        _not_the_secret(value.get_secret_value(), info, "whatever scrapes /metrics")
         return value
 
     @field_validator("turn_secret")
@@ -425,6 +426,7 @@ class Settings(DatabaseSettings):
             raise ValueError(
                 f"must be at least {MIN_TURN_SECRET_LENGTH} characters, not a well-known default"
             )
+        _not_the_secret(raw, info, "the TURN server (and whoever reads its configuration)")
         return value
 
     @field_validator("voice_relay_only")
@@ -451,6 +453,17 @@ class Settings(DatabaseSettings):
         if value not in {"critical", "error", "warning", "info", "debug"}:
             raise ValueError("must be one of critical, error, warning, info, debug")
         return value
+
+
+def _not_the_secret(value: str, info: ValidationInfo, holder: str) -> None:
+    """A credential handed to another party must not be XFCHAT_SECRET: that party would
+    then hold the key that signs every session's tokens."""
+    secret = info.data.get("secret")
+    if secret is not None and value == secret.get_secret_value():
+        raise ValueError(
+            f"must not be XFCHAT_SECRET: {holder} would hold the key that signs every"
+            " session's tokens; generate another"
+        )
 
 
 class SettingsError(Exception):
@@ -507,17 +520,46 @@ def describe_validation_error(exc: ValidationError) -> str:
     return "; ".join(validation_problems(exc))
 
 
+# pydantic's own wording ("Input should be a valid integer, unable to parse string as an
+# integer") said in the operator's terms, with the value given (these kinds of value are
+# numbers, switches and choices: never a secret). Others keep pydantic's message.
+_PLAIN = {
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_parsing": "must be a number",
+    "finite_number": "must be a finite number",
+    "bool_parsing": "must be true or false (or 1/0, yes/no, on/off)",
+    "greater_than_equal": "must be at least {ge}",
+    "greater_than": "must be more than {gt}",
+    "less_than_equal": "must be at most {le}",
+    "less_than": "must be less than {lt}",
+    "literal_error": "must be {expected}",
+}
+
+
+def _problem(err: Any) -> str:
+    if err["type"] == "missing":
+        return "is required"
+    plain = _PLAIN.get(err["type"])
+    if plain is None:
+        return str(err["msg"]).removeprefix("Value error, ")
+    given = str(err.get("input", ""))
+    given = given if len(given) <= 40 else given[:40] + "..."
+    bounds = {
+        name: f"{value:g}" if isinstance(value, int | float) else value
+        for name, value in err.get("ctx", {}).items()
+    }
+    return plain.format(**bounds) + f", not {given!r}"
+
+
 def validation_problems(exc: ValidationError) -> list[str]:
     """Each problem: the environment variable and what is wrong with it."""
     parts = []
     for err in exc.errors():
         loc = str(err["loc"][0]) if err["loc"] else "?"
         env = _ENV_NAMES.get(loc, loc)
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        if err["type"] == "missing":
-            msg = "is required"
         hint = f" ({SECRET_HINT})" if env == "XFCHAT_SECRET" else ""
-        parts.append(f"{env} {msg}{hint}")
+        parts.append(f"{env} {_problem(err)}{hint}")
     return parts
 
 

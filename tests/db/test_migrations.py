@@ -630,7 +630,8 @@ async def test_a_lock_held_by_another_roles_session_is_named_too(
 ) -> None:
     """Was: a role that may not see other roles' activity (no pg_read_all_stats: the
     usual owner of an application's database) read no transaction start for the
-    session holding the lock, and named nobody."""
+    session holding the lock, and named nobody; a wait for the migration lock named
+    neither its role nor that its state was hidden."""
     conn = await asyncpg.connect(empty_db_url)
     await Migrator(conn).run()
     app, report = (f"app_{uuid.uuid4().hex[:8]}", f"report_{uuid.uuid4().hex[:8]}")
@@ -654,6 +655,16 @@ async def test_a_lock_held_by_another_roles_session_is_named_too(
         message = str(refused.value)
         assert f"pid {holder.get_server_pid()} (application_name '', role '{report}';" in message
         assert "hidden from this role" in message, message
+        # The migration lock held by that role's session is named the same way (was: "state
+        # unknown, connected since ?", the role not said).
+        await held.rollback()
+        await holder.execute(f"SELECT pg_advisory_lock({LOCK_KEY})")
+        lines: list[str] = []
+        waiting = Migrator(migrating, directory, lines.append, lock_wait_s=0.6, lock_report_s=5)
+        with pytest.raises(MigrationError) as refused:
+            await asyncio.wait_for(waiting.run(), 20)
+        named = f"pid {holder.get_server_pid()} (application_name '', role '{report}'; its state"
+        assert named in str(refused.value) and named in lines[0], (refused.value, lines)
     finally:
         await holder.close()
         await migrating.close()

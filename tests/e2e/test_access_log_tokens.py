@@ -75,3 +75,19 @@ async def test_a_metrics_listener_leaves_the_logs_as_they_were_set(servers: Serv
     assert '"GET /health HTTP/1.1" 200' in log, log[-2000:]
     assert "Application startup complete" in log, log[-2000:]
     assert log.count("Started server process") == 1, log[-2000:]  # (not the listener's too)
+
+
+async def test_with_the_access_log_off_a_websocket_writes_no_line(servers: Servers) -> None:
+    """Was: uvicorn wrote three lines a WebSocket connection (its upgrade's answer,
+    "connection open", "connection closed") on its error logger whatever
+    XFCHAT_ACCESS_LOG said: a client reconnecting in a loop filled the log. With the
+    access log on they are written (the test above reads the gateway's)."""
+    proc, base = servers.start()  # (XFCHAT_ACCESS_LOG off: the default)
+    for _ in range(3):
+        async with websockets.connect(base.replace("http", "ws") + "/api/gateway") as ws:
+            await ws.recv()  # (hello: the upgrade was accepted)
+    assert proc.stop() == 0  # (every connection's lines written by then)
+    log = proc.output
+    assert "Application startup complete" in log, log[-2000:]
+    for line in ('"WebSocket /api/gateway"', "connection open", "connection closed"):
+        assert line not in log, log[-2000:]

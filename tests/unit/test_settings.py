@@ -80,11 +80,31 @@ def test_database_url_must_be_postgresql() -> None:
         assert describe_validation_error(info.value).startswith("DATABASE_URL cannot be read")
 
 
-def test_a_bad_number_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_bad_value_names_the_variable_and_says_what_it_must_be(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Was: pydantic's words ("XFCHAT_DB_POOL_MAX Input should be a valid integer, unable to
+    parse string as an integer"), without the value given."""
     monkeypatch.setenv("XFCHAT_SECRET", GOOD)
-    monkeypatch.setenv("XFCHAT_DB_POOL_MAX", "lots")
-    with pytest.raises(SettingsError, match="^XFCHAT_DB_POOL_MAX "):
+    for name, value in {
+        "XFCHAT_DB_POOL_MAX": "lots",
+        "XFCHAT_PORT": "99999",
+        "XFCHAT_LOG_FORMAT": "xml",
+        "XFCHAT_ACCESS_LOG": "maybe",
+        "XFCHAT_SHUTDOWN_GRACE": "-1",
+        "XFCHAT_SSE_KEEPALIVE": "soon",
+    }.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as info:
         load_settings()
+    assert sorted(info.value.problems) == [
+        "XFCHAT_ACCESS_LOG must be true or false (or 1/0, yes/no, on/off), not 'maybe'",
+        "XFCHAT_DB_POOL_MAX must be a whole number, not 'lots'",
+        "XFCHAT_LOG_FORMAT must be 'text' or 'json', not 'xml'",
+        "XFCHAT_PORT must be at most 65535, not '99999'",
+        "XFCHAT_SHUTDOWN_GRACE must be at least 0, not '-1'",
+        "XFCHAT_SSE_KEEPALIVE must be a number, not 'soon'",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -114,7 +134,7 @@ def test_a_bad_number_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> Non
         ({"XFCHAT_DB_STATEMENT_TIMEOUT": "0.0009"}, "XFCHAT_DB_STATEMENT_TIMEOUT "),
         # Were taken: an idle server busy flushing, 880 KB/s of keep-alives per stream...
         *(
-            ({name: "1e-9"}, f"{name} Input should be greater than or equal to {least}")
+            ({name: "1e-9"}, f"{name} must be at least {least}, not '1e-9'")
             for name, least in (
                 ("XFCHAT_USAGE_FLUSH_INTERVAL", "0.1"),
                 ("XFCHAT_SSE_KEEPALIVE", "1"),
@@ -350,6 +370,28 @@ def test_a_secret_with_whitespace_around_it_is_refused_and_what_it_sealed_opens(
     assert keys.open(user, sealed) == secret and not keys.is_current(sealed)
     with pytest.raises(SealError):
         Keyring([GOOD[::-1]]).open(user, sealed)
+
+
+def test_a_credential_handed_to_another_party_may_not_be_the_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Was: XFCHAT_METRICS_TOKEN (given to whatever scrapes /metrics) or XFCHAT_TURN_SECRET
+    (written into coturn's configuration) could be XFCHAT_SECRET itself, and whoever held
+    either could sign session tokens."""
+    monkeypatch.setenv("XFCHAT_SECRET", GOOD)
+    monkeypatch.setenv("XFCHAT_METRICS_TOKEN", GOOD)
+    monkeypatch.setenv("XFCHAT_TURN_URLS", "turn:turn.example.com")
+    monkeypatch.setenv("XFCHAT_TURN_SECRET", GOOD)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert sorted(p.split()[0] for p in info.value.problems) == [
+        "XFCHAT_METRICS_TOKEN",
+        "XFCHAT_TURN_SECRET",
+    ]
+    assert all("must not be XFCHAT_SECRET" in p for p in info.value.problems)
+    monkeypatch.setenv("XFCHAT_METRICS_TOKEN", GOOD[::-1])
+    monkeypatch.setenv("XFCHAT_TURN_SECRET", GOOD[::-1])
+    assert load_settings().metrics_token is not None
 
 
 def test_what_any_client_can_make_uvicorn_warn_about_is_a_debug_line(

@@ -186,12 +186,18 @@ class Migrator:
         h = await q.get_advisory_lock_holder(self.conn, key=LOCK_KEY)
         if h is None:  # (released meanwhile)
             return "a session that has just let it go"
-        if h.application_name is None:  # (another role's, without pg_read_all_stats)
-            return f"pid {h.pid} (a session this role may not look into)"
+        if h.application_name is None:  # (its session ended meanwhile)
+            return f"pid {h.pid} (a session that has just ended)"
+        if h.state is None:  # (another role's session: see list_lock_holders)
+            return (
+                f"pid {h.pid} (application_name {h.application_name!r}, role {h.role!r};"
+                " its state and start are hidden from this role, which pg_read_all_stats"
+                " would show)"
+            )
         since = h.backend_start.isoformat(timespec="seconds") if h.backend_start else "?"
         return (
-            f"pid {h.pid} (application_name {h.application_name!r}, "
-            f"{h.state or 'state unknown'}, connected since {since})"
+            f"pid {h.pid} (application_name {h.application_name!r}, role {h.role!r}, "
+            f"{h.state}, connected since {since})"
         )
 
     async def _unlock(self) -> None:

@@ -113,9 +113,10 @@ async def list_lock_holders(conn: asyncpg.Connection, *, held_s: float) -> list[
 @dataclass(frozen=True)
 class SessionLockHolder:
     pid: int
-    application_name: str | None  # (None: a session of a role this one may not see)
-    state: str | None
-    backend_start: datetime | None
+    application_name: str | None  # (None: gone from pg_stat_activity meanwhile)
+    role: str | None
+    state: str | None  # (None, and backend_start too: a session of a role this one may
+    backend_start: datetime | None  # not see the activity of, without pg_read_all_stats)
 
 
 async def get_advisory_lock_holder(
@@ -125,7 +126,7 @@ async def get_advisory_lock_holder(
     split in pg_locks: its high half in classid, its low half in objid), if any."""
     row = await conn.fetchrow(
         """
-        SELECT l.pid, a.application_name, a.state, a.backend_start
+        SELECT l.pid, a.application_name, a.usename AS role, a.state, a.backend_start
         FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
         WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
