@@ -41,6 +41,7 @@ from xfchat.api.errors import install_error_handlers
 from xfchat.api.hot_path import hot_path
 from xfchat.api.metrics import Metrics, ReplicaCollector
 from xfchat.api.openapi import install_openapi
+from xfchat.api.routing import add_routes
 from xfchat.db.migrate import discover
 from xfchat.db.pool import connect, create_pool, pool_stats
 from xfchat.db.replica import ReadRouter
@@ -164,11 +165,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
         docs_url=None,
         redoc_url=None,
         redirect_slashes=False,  # (a bare 307 to another URL: a wrong one is 404, as any)
-        # A body with no Content-Type is JSON, as the README says (FastAPI's strict
-        # default refuses it against CSRF by cookies; XFChat's credentials are bearer
-        # tokens a cross-site request cannot carry). Any other type that is not JSON is
-        # 415 (api/errors.declared_not_json, FastAPI's own rule).
-        strict_content_type=False,
+        strict_content_type=False,  # (as each API router: api/routing.api_router)
     )
     metrics = _init_state(app, settings, pool)
     install_error_handlers(app, on_db_error=metrics.count_db_error)
@@ -221,7 +218,7 @@ def _init_state(app: FastAPI, settings: Settings, pool: asyncpg.Pool | None) -> 
 
 
 def _include_routers(app: FastAPI) -> None:
-    """The API's routers, the busiest first: FastAPI tries them in order."""
+    """The API's routes, the busiest router's first: FastAPI tries them in order."""
     for router in (
         messages.router,
         sse.router,
@@ -245,4 +242,4 @@ def _include_routers(app: FastAPI) -> None:
         voice.router,
         search.router,
     ):
-        app.include_router(router)
+        add_routes(app, router)  # (not include_router: api/routing.py says why)

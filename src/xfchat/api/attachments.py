@@ -6,14 +6,15 @@ from __future__ import annotations
 from uuid import UUID
 
 import asyncpg
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 
 from xfchat.api.deps import CurrentActor, Pool
 from xfchat.api.downloads import BYTES, file_response
+from xfchat.api.routing import api_router
 from xfchat.db.queries.attachments import AttachmentFile
 from xfchat.domain import attachments
 
-router = APIRouter(prefix="/api/attachments/{attachment_id}", tags=["attachments"])
+router = api_router(prefix="/api/attachments/{attachment_id}", tags=["attachments"])
 
 _FILE = {"*/*": BYTES}  # any type: the stored file's
 _RESPONSES: dict[int | str, dict[str, object]] = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from pydantic import BaseModel, Field, model_validator
 
 from xfchat.api.deps import (
@@ -19,12 +19,13 @@ from xfchat.api.deps import (
     record_decision,
 )
 from xfchat.api.models import USERNAME, Text, UserPrivate, enforced
+from xfchat.api.routing import api_router
 from xfchat.domain import accounts, login
 from xfchat.domain.rate_limits import address_checks
 from xfchat.domain.validation import MAX_DISPLAY_NAME, MAX_PASSWORD, MIN_PASSWORD
 from xfchat.errors import BadRequest, Conflict, RateLimited
 
-router = APIRouter(prefix="/api/auth", tags=["auth"])
+router = api_router(prefix="/api/auth", tags=["auth"])
 
 
 class RegisterIn(BaseModel):

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from fastapi import APIRouter, Response
+from fastapi import Response
 from pydantic import BaseModel, Field, StrictInt
 
 from xfchat.api.deps import Conn, CurrentActor
 from xfchat.api.models import Instant
+from xfchat.api.routing import api_router
 from xfchat.domain import messages
 
-router = APIRouter(prefix="/api/channels/{channel_id}", tags=["channels"])
+router = api_router(prefix="/api/channels/{channel_id}", tags=["channels"])
 
 
 class AckIn(BaseModel):

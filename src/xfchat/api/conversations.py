@@ -6,18 +6,19 @@ from __future__ import annotations
 from typing import Annotated, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import Query, Request, Response
 from pydantic import BaseModel, Field
 
 from xfchat.api.deps import Conn, CurrentActor
 from xfchat.api.models import Text, enforced
 from xfchat.api.pages import page_of
 from xfchat.api.responses import JSONResponse
+from xfchat.api.routing import api_router
 from xfchat.domain import conversations
 from xfchat.domain.conversations import ConversationView
 from xfchat.errors import BadRequest
 
-router = APIRouter(prefix="/api/conversations", tags=["conversations"])
+router = api_router(prefix="/api/conversations", tags=["conversations"])
 
 
 NAME = enforced(conversations.MAX_NAME)

@@ -6,18 +6,19 @@ from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import Query, Request, Response
 from pydantic import BaseModel, Field
 
 from xfchat.api.deps import Conn, CurrentActor, check_limit, get_settings
 from xfchat.api.models import Instant, Text, UserPublic
 from xfchat.api.pages import cursor_time, page_headers, page_of
 from xfchat.api.responses import JSONResponse
+from xfchat.api.routing import api_router
 from xfchat.domain import friends
 from xfchat.domain.profile import public_profile
 from xfchat.errors import BadRequest
 
-router = APIRouter(prefix="/api/users/@me", tags=["friends"])
+router = api_router(prefix="/api/users/@me", tags=["friends"])
 
 
 class FriendRequestIn(BaseModel):

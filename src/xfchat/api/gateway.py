@@ -37,11 +37,12 @@ import time
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi import WebSocket, WebSocketDisconnect
 
 from xfchat.api.deps import REALTIME_BUCKET
 from xfchat.api.errors import xfchat_error_response
 from xfchat.api.gateway_voice import VOICE_OPS, VoiceOps
+from xfchat.api.routing import api_router
 from xfchat.api.streaming import COALESCE, until_either_ends
 from xfchat.api.ws_limits import allow_larger_frames, text_sender
 from xfchat.db.pool import DATABASE_ERRORS
@@ -56,7 +57,7 @@ from xfchat.tasks import stop
 # The database is down or too busy for now: the client resumes later, as at shutdown.
 UNAVAILABLE = (ServiceUnavailable, *DATABASE_ERRORS)
 
-router = APIRouter(tags=["realtime"])
+router = api_router(tags=["realtime"])
 
 DISPATCH, HEARTBEAT, IDENTIFY, RESUME, RECONNECT, INVALID_SESSION, HELLO, HEARTBEAT_ACK = (
     0,

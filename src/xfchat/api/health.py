@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import hmac
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from pydantic import BaseModel
 
 from xfchat.api.errors import error_response
 from xfchat.api.responses import JSONResponse
+from xfchat.api.routing import api_router
 from xfchat.errors import NotFound, Unauthorized
 from xfchat.settings import Settings
 
-router = APIRouter(tags=["operations"])
+router = api_router(tags=["operations"])
 
 
 class Status(BaseModel):

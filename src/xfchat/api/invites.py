@@ -5,17 +5,18 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Path, Response
+from fastapi import Path, Response
 from pydantic import BaseModel, StrictInt
 
 from xfchat.api.deps import Conn, CurrentActor
 from xfchat.api.responses import JSONResponse
+from xfchat.api.routing import api_router
 from xfchat.api.servers import AuditReason
 from xfchat.domain import invites
 from xfchat.domain.event_payloads import ServerJoinedPayload
 from xfchat.domain.invites import InvitePayload, InvitePreview
 
-router = APIRouter(tags=["invites"])
+router = api_router(tags=["invites"])
 Code = Annotated[str, Path(pattern=r"^[A-Za-z0-9]{6,32}$")]
 
 

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import Depends, Header, Request, Response
 
 from xfchat.api.deps import (
     AppSettings,
@@ -24,6 +24,7 @@ from xfchat.api.downloads import BYTES, file_response
 from xfchat.api.edge import UploadRoute
 from xfchat.api.models import UserPrivate
 from xfchat.api.responses import JSONResponse
+from xfchat.api.routing import api_router
 from xfchat.api.servers import AuditReason
 from xfchat.domain import images, media, servers
 from xfchat.domain.accounts import Actor
@@ -32,7 +33,7 @@ from xfchat.domain.event_payloads import ServerPayload
 from xfchat.settings import Settings
 from xfchat.settings_values import RateLimit
 
-router = APIRouter(tags=["media"])
+router = api_router(tags=["media"])
 
 AVATAR_PATH = "/api/users/@me/avatar"
 ICON_PATH = "/api/servers/{server_id}/icon"

@@ -6,20 +6,21 @@ from __future__ import annotations
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from xfchat.api.deps import Conn, CurrentActor
 from xfchat.api.models import IsoTime, Text
 from xfchat.api.pages import page_of
 from xfchat.api.responses import JSONResponse
+from xfchat.api.routing import api_router
 from xfchat.api.servers import AuditReason
 from xfchat.domain import members, presence, roles
 from xfchat.domain.accounts import Actor
 from xfchat.domain.event_payloads import MemberPayload, PresencePayload, PublicUserPayload
 from xfchat.errors import BadRequest
 
-router = APIRouter(prefix="/api/servers/{server_id}", tags=["members"])
+router = api_router(prefix="/api/servers/{server_id}", tags=["members"])
 UserRef = Annotated[str, Path(description="a user id, or @me")]
 
 

@@ -5,15 +5,16 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Request
+from fastapi import Query, Request
 from starlette.responses import Response
 
 from xfchat.api.deps import AppSettings, Conn, CurrentActor, check_limit
 from xfchat.api.pages import page_response
+from xfchat.api.routing import api_router
 from xfchat.domain import mentions
 from xfchat.domain.event_payloads import MessagePayload
 
-router = APIRouter(prefix="/api/users/@me", tags=["messages"])
+router = api_router(prefix="/api/users/@me", tags=["messages"])
 
 
 @router.get("/mentions", response_model=list[MessagePayload])

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import orjson
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field, ValidationError, model_validator
@@ -30,6 +30,7 @@ from xfchat.api.media import image_slots
 from xfchat.api.models import Instant, Text, enforced
 from xfchat.api.pages import cursor_time, page_headers, page_link, page_response
 from xfchat.api.responses import JSONResponse
+from xfchat.api.routing import api_router
 from xfchat.api.servers import AuditReason
 from xfchat.api.uploads import is_multipart, read_form
 from xfchat.domain import messages, messages_upload
@@ -39,7 +40,7 @@ from xfchat.domain.messages_batch import SendRequest, SendResult
 from xfchat.domain.profile import public_profile
 from xfchat.errors import BadRequest
 
-router = APIRouter(prefix="/api/channels/{channel_id}/messages", tags=["messages"])
+router = api_router(prefix="/api/channels/{channel_id}/messages", tags=["messages"])
 
 
 CONTENT = enforced(messages.MAX_CONTENT, 1)

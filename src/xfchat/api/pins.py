@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from fastapi import APIRouter, Response
+from fastapi import Response
 
 from xfchat.api.deps import Conn, CurrentActor
 from xfchat.api.responses import JSONResponse
+from xfchat.api.routing import api_router
 from xfchat.domain import pins
 from xfchat.domain.event_payloads import MessagePayload
 
-router = APIRouter(prefix="/api/channels/{channel_id}/pins", tags=["messages"])
+router = api_router(prefix="/api/channels/{channel_id}/pins", tags=["messages"])
 
 
 @router.get("", response_model=list[MessagePayload])

@@ -5,17 +5,18 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Body, Response
+from fastapi import Body, Response
 from pydantic import BaseModel, Field, StrictBool, StrictInt
 
 from xfchat.api.deps import Conn, CurrentActor
 from xfchat.api.models import Text, enforced
 from xfchat.api.responses import JSONResponse
+from xfchat.api.routing import api_router
 from xfchat.api.servers import AuditReason
 from xfchat.domain import roles
 from xfchat.domain.event_payloads import RolePayload
 
-router = APIRouter(prefix="/api/servers/{server_id}/roles", tags=["roles"])
+router = api_router(prefix="/api/servers/{server_id}/roles", tags=["roles"])
 
 
 class RoleIn(BaseModel):

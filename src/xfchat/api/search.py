@@ -7,17 +7,18 @@ import hashlib
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import Header, Query, Request
 from pydantic import BaseModel
 
 from xfchat.api.deps import app_slots, authenticate_request, bearer_token, get_settings
+from xfchat.api.routing import api_router
 from xfchat.domain import search
 from xfchat.domain.accounts import Actor
 from xfchat.domain.event_payloads import MessagePayload
 from xfchat.domain.images import ImageSlots, Slots
 from xfchat.errors import BadRequest, XFChatError
 
-router = APIRouter(prefix="/api", tags=["search"])
+router = api_router(prefix="/api", tags=["search"])
 
 
 class SearchBusy(XFChatError):

@@ -7,19 +7,20 @@ from __future__ import annotations
 from typing import Annotated, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Body, Response
+from fastapi import Body, Response
 from pydantic import BaseModel, Field, StrictBool, StrictInt
 
 from xfchat.api.deps import Conn, CurrentActor
 from xfchat.api.models import Text, enforced
 from xfchat.api.responses import JSONResponse
+from xfchat.api.routing import api_router
 from xfchat.api.servers import AuditReason
 from xfchat.domain import roles, server_channels
 from xfchat.domain.event_payloads import ServerChannelPayload
 from xfchat.domain.roles import parse_permissions
 from xfchat.domain.servers import get_server
 
-router = APIRouter(tags=["channels"])
+router = api_router(tags=["channels"])
 
 
 class ChannelFields(BaseModel):

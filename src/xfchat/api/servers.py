@@ -10,18 +10,19 @@ from typing import Annotated, Any
 from urllib.parse import unquote
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import Depends, Header, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from xfchat.api.deps import Conn, CurrentActor, header_bytes_text, without_controls
 from xfchat.api.models import Text, enforced
 from xfchat.api.pages import page_of
 from xfchat.api.responses import JSONResponse
+from xfchat.api.routing import api_router
 from xfchat.domain import servers, unchanged
 from xfchat.domain.event_payloads import ServerJoinedPayload, ServerPayload
 from xfchat.errors import BadRequest
 
-router = APIRouter(tags=["servers"])
+router = api_router(tags=["servers"])
 
 
 def audit_log_reason(

@@ -12,16 +12,17 @@ from __future__ import annotations
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import Header, Query, Request
 from starlette.responses import Response
 
 from xfchat.api.deps import StreamActor
+from xfchat.api.routing import api_router
 from xfchat.api.streaming import COALESCE, LiveStream, Write
 from xfchat.realtime.cursor import MAX_TOKEN_LENGTH
 from xfchat.realtime.feeds import open_user_feed
 from xfchat.realtime.subscriber import Closed, Delivery, Subscriber
 
-router = APIRouter(prefix="/api", tags=["realtime"])
+router = api_router(prefix="/api", tags=["realtime"])
 
 SSE_EVENT = "#/components/schemas/SseEvent"  # one event (xfchat.api.openapi)
 HEADERS = {

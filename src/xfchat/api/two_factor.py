@@ -4,15 +4,16 @@ code, turn it off, new recovery codes. (Logging in with it: api/auth.py.)"""
 from __future__ import annotations
 
 import asyncpg
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from pydantic import BaseModel, Field
 
 from xfchat.api.deps import AppSettings, Conn, CurrentActor, Pool, check_limit, password_limit
 from xfchat.api.models import Text
+from xfchat.api.routing import api_router
 from xfchat.domain import two_factor
 from xfchat.domain.accounts import Actor
 
-router = APIRouter(prefix="/api/users/@me/two-factor", tags=["two-factor"])
+router = api_router(prefix="/api/users/@me/two-factor", tags=["two-factor"])
 
 
 class PasswordIn(BaseModel):

@@ -6,12 +6,13 @@ from datetime import date
 from typing import Annotated, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import Query, Request, Response
 from pydantic import BaseModel, Field
 
 from xfchat.api.deps import AppSettings, Conn, CurrentActor, Pool, check_limit, password_limit
 from xfchat.api.models import USERNAME, Instant, Text, UserPrivate, UserPublic, enforced
 from xfchat.api.responses import JSONResponse
+from xfchat.api.routing import api_router
 from xfchat.api.two_factor import code_limit
 from xfchat.domain import account_deletion, accounts, presence, profile, unchanged
 from xfchat.domain.event_payloads import PresencePayload, PublicUserPayload
@@ -22,7 +23,7 @@ from xfchat.domain.validation import MAX_DISPLAY_NAME, MAX_STATUS_TEXT, MAX_URL
 from xfchat.errors import BadRequest
 from xfchat.realtime.cursor import Position, TokenCodec
 
-router = APIRouter(prefix="/api/users", tags=["users"])
+router = api_router(prefix="/api/users", tags=["users"])
 
 
 class PatchMeIn(BaseModel):

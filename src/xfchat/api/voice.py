@@ -6,18 +6,19 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from fastapi import APIRouter, Response
+from fastapi import Response
 from pydantic import BaseModel, StrictBool
 
 from xfchat.api.deps import AppSettings, Conn, CurrentActor
 from xfchat.api.members import UserRef, _user
 from xfchat.api.responses import JSONResponse
+from xfchat.api.routing import api_router
 from xfchat.api.servers import AuditReason
 from xfchat.domain import voice, voice_moderation
 from xfchat.domain.event_payloads import VoiceStatePayload
 from xfchat.domain.ice import IceServersPayload, ice_servers
 
-router = APIRouter(tags=["voice"])
+router = api_router(tags=["voice"])
 
 
 class MemberVoiceIn(BaseModel):
