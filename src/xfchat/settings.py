@@ -11,7 +11,7 @@ import difflib
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Literal, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -22,6 +22,7 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as PydanticSettingsError
 
@@ -537,7 +538,7 @@ _PLAIN = {
 }
 
 
-def _problem(err: Any) -> str:
+def _problem(err: ErrorDetails) -> str:
     if err["type"] == "missing":
         return "is required"
     plain = _PLAIN.get(err["type"])
@@ -545,8 +546,9 @@ def _problem(err: Any) -> str:
         return str(err["msg"]).removeprefix("Value error, ")
     given = str(err.get("input", ""))
     given = given if len(given) <= 40 else given[:40] + "..."
+    # (a float bound as 0.1, not 0.1000...; a whole one as it is: 1073741824, not 1.07374e+09)
     bounds = {
-        name: f"{value:g}" if isinstance(value, int | float) else value
+        name: f"{value:g}" if isinstance(value, float) else value
         for name, value in err.get("ctx", {}).items()
     }
     return plain.format(**bounds) + f", not {given!r}"

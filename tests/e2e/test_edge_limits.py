@@ -381,9 +381,7 @@ async def test_a_gateway_client_that_stops_reading_below_the_buffers_mark_is_cut
     server's buffer to the mark that stops the writes, kept its connection for ever
     once the gateway closed it (a missed heartbeat): the close waited for those few KB
     to go, and the kernel's megabytes and a place of its address's were held as long."""
-    # (a heartbeat every 8 s, waited for 12: a round of the filling below takes seconds
-    # on a busy box, and a heartbeat missed there cut the client before its time)
-    _, base = servers.start(XFCHAT_HEADER_TIMEOUT="1", XFCHAT_GATEWAY_HEARTBEAT="8")
+    _, base = servers.start(XFCHAT_HEADER_TIMEOUT="1", XFCHAT_GATEWAY_HEARTBEAT="3")
     port = int(base.rsplit(":", 1)[1])
     async with httpx.AsyncClient(base_url=base, timeout=30) as api:
         ann, ben, dm = await factories.pair(api, make_user)
@@ -409,7 +407,7 @@ async def test_a_gateway_client_that_stops_reading_below_the_buffers_mark_is_cut
         sizes, said = [0], 0
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
-            heartbeat()  # (the gateway waits 12 s for one)
+            heartbeat()  # (the gateway waits 4.5 s for one)
             await asyncio.gather(*(say(said + i) for i in range(6)))
             said += 6
             sizes.append(await asyncio.to_thread(_settled_queue, port, mine))
@@ -421,7 +419,7 @@ async def test_a_gateway_client_that_stops_reading_below_the_buffers_mark_is_cut
                 if sizes[-1] - sizes[-2] < 1024:
                     break
         assert max(sizes) > MIB, sizes[-5:]  # the kernel held what the client did not take
-        # Below the mark the client is cut only at the close: the gateway's, 12 s after
+        # Below the mark the client is cut only at the close: the gateway's, 4.5 s after
         # the last heartbeat (4009); uvicorn waits 10 s for the client's close frame,
         # and with what the server holds unsent three heads' time (3 s) later, it is
         # reset: gone, in no state (a close that had handed everything to the kernel

@@ -93,6 +93,7 @@ def test_a_bad_value_names_the_variable_and_says_what_it_must_be(
         "XFCHAT_ACCESS_LOG": "maybe",
         "XFCHAT_SHUTDOWN_GRACE": "-1",
         "XFCHAT_SSE_KEEPALIVE": "soon",
+        "XFCHAT_MAX_BODY_BYTES": "99999999999",
     }.items():
         monkeypatch.setenv(name, value)
     with pytest.raises(SettingsError) as info:
@@ -101,6 +102,7 @@ def test_a_bad_value_names_the_variable_and_says_what_it_must_be(
         "XFCHAT_ACCESS_LOG must be true or false (or 1/0, yes/no, on/off), not 'maybe'",
         "XFCHAT_DB_POOL_MAX must be a whole number, not 'lots'",
         "XFCHAT_LOG_FORMAT must be 'text' or 'json', not 'xml'",
+        "XFCHAT_MAX_BODY_BYTES must be at most 1073741824, not '99999999999'",
         "XFCHAT_PORT must be at most 65535, not '99999'",
         "XFCHAT_SHUTDOWN_GRACE must be at least 0, not '-1'",
         "XFCHAT_SSE_KEEPALIVE must be a number, not 'soon'",
