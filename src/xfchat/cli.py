@@ -536,6 +536,23 @@ async def serve_http(
 # ------------------------------------------------------------------------ commands
 
 
+def _name_unknown_variables() -> None:
+    """A WARNING line for each XFCHAT_ variable set that is no setting (misspelt)."""
+    for line in unknown_variables():
+        warn(line)
+
+
+def _serving_settings() -> Settings:
+    """`serve`'s and `check`'s settings. Refused, the misspelt variables are named first
+    all the same: a misspelt XFCHAT_SECRET is refused as missing, and the line naming
+    the misspelling is the one that says why."""
+    try:
+        return load_settings(require_database=True)
+    except SettingsError:
+        _name_unknown_variables()
+        raise
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     prepared: list[Settings] = []
 
@@ -545,11 +562,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from xfchat.domain.sealed_secrets import seal_at_start
         from xfchat.file_limit import raise_file_limit
 
-        settings = load_settings(require_database=True)
+        settings = _serving_settings()
         configure_logging(settings.log_level, settings.log_format, settings.access_log)
         say("settings valid")
-        for line in unknown_variables():
-            warn(line)
+        _name_unknown_variables()
         say(raise_file_limit())
         await prepare_database(settings, say)
         say(await seal_at_start(settings))
@@ -677,8 +693,9 @@ def cmd_check(_args: argparse.Namespace) -> int:
         from xfchat.domain.email_keys import rekey_emails_at_start
         from xfchat.domain.sealed_secrets import seal_at_start
 
-        settings = load_settings(require_database=True)
+        settings = _serving_settings()
         say("settings valid")
+        _name_unknown_variables()
         check_bindable(settings.host, "XFCHAT_HOST")
         if settings.metrics_addr is not None:
             check_bindable(settings.metrics_addr.host, "XFCHAT_METRICS_ADDR")

@@ -461,3 +461,27 @@ def test_check_refuses_a_host_serve_could_not_bind(host: str) -> None:
     before the database is asked: none is needed here.)"""
     env = serve_env("postgresql://nobody@127.0.0.1:1/none", XFCHAT_HOST=host)
     assert_refused(run_cli("check", env=env), 5, f"XFCHAT_HOST {host!r} cannot be bound")
+
+
+@pytest.mark.parametrize("command", ["serve", "check"])
+def test_a_misspelt_variable_is_named_when_the_start_is_refused_too(
+    db_url: str, command: str
+) -> None:
+    """Was: the line naming an XFCHAT_ variable that is no setting came only once the
+    settings were valid, so a misspelt XFCHAT_SECRET was refused as missing without it
+    (the one case where it says why); and `xfchat check`, the settings' check before a
+    deploy, never said it."""
+    env = serve_env(db_url, XFCHAT_SHUTDOWN_GRCE="60")
+    env["XFCHAT_SECERT"] = env.pop("XFCHAT_SECRET")
+    result = run_cli(command, env=env)
+    assert_refused(result, 2, "XFCHAT_SECRET is required")
+    assert (
+        "[STARTUP] WARNING: XFCHAT_SECERT is no setting of XFChat's and is ignored"
+        " (did you mean XFCHAT_SECRET?)\n"
+    ) in result.stderr, result.stderr
+    assert "did you mean XFCHAT_SHUTDOWN_GRACE?" in result.stderr, result.stderr
+    env["XFCHAT_SECRET"] = env.pop("XFCHAT_SECERT")  # (valid settings: `check` says it too)
+    if command == "check":
+        checked = run_cli("check", env=env)
+        assert checked.returncode == 0, checked.stderr
+        assert "did you mean XFCHAT_SHUTDOWN_GRACE?" in checked.stderr, checked.stderr

@@ -6,7 +6,12 @@ about 0.45 s of CPU on the 2-core box, paid by each `xfchat serve` process (each
 too) on its first request, and by each test's app. The API's routes are put in the app
 as they are instead, built once when their module is imported (`add_routes`); what the
 app would have given them at the include, each router is given when it is made
-(`api_router`)."""
+(`api_router`).
+
+One thing the include gave cannot be given so: the app as the routes' provider of
+`dependency_overrides` (a route, built once, is shared by every app made in the
+process). `app.dependency_overrides` does not reach the API's routes: a test that
+needs another dependency builds the app with what it needs instead."""
 
 from __future__ import annotations
 
