@@ -22,7 +22,8 @@ import signal
 import socket
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import FrameType
 
 Serve = Callable[[int, socket.socket, "socket.socket | None", int], int]
@@ -76,6 +77,7 @@ class Supervisor:
                 os.close(self._read)
                 for sig in STOP_SIGNALS:
                     signal.signal(sig, signal.SIG_DFL)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # (see _stops_held)
                 _die_with_parent()
                 metrics = self.metrics[index] if self.metrics else None
                 code = self.serve(index, self.sock, metrics, self._write)
@@ -111,8 +113,9 @@ class Supervisor:
     def run(self) -> int:
         for sig in STOP_SIGNALS:
             signal.signal(sig, self._forward)
-        for index in range(self.count):
-            self._spawn(index)
+        with _stops_held():
+            for index in range(self.count):
+                self._spawn(index)
         while self.children:
             self._take_ready()
             try:
@@ -120,7 +123,8 @@ class Supervisor:
             except ChildProcessError:
                 break
             if pid:
-                self._ended(pid, _status(status))
+                with _stops_held():
+                    self._ended(pid, _status(status))
         return self.status
 
     def _take_ready(self) -> None:
@@ -151,6 +155,19 @@ class Supervisor:
         self.say(f"worker {index} ended (status {code}); starting it again")
         self.restarted.add(index)
         self._spawn(index)
+
+
+@contextmanager
+def _stops_held() -> Iterator[None]:
+    """A stop signal waits while workers are started: taken between `_ended`'s check of
+    `stopping` and the fork, it closed the socket first, and the worker started on a
+    closed one, never told to stop. (One taken before is handled as the mask is set,
+    at the call's return; a worker unblocks them for itself.)"""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def worker_count(asked: int) -> int:
