@@ -536,7 +536,7 @@ async def serve_http(
 # ------------------------------------------------------------------------ commands
 
 
-def _name_unknown_variables() -> None:
+def name_unknown_variables() -> None:
     """A WARNING line for each XFCHAT_ variable set that is no setting (misspelt)."""
     for line in unknown_variables():
         warn(line)
@@ -549,7 +549,7 @@ def _serving_settings() -> Settings:
     try:
         return load_settings(require_database=True)
     except SettingsError:
-        _name_unknown_variables()
+        name_unknown_variables()
         raise
 
 
@@ -565,7 +565,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings = _serving_settings()
         configure_logging(settings.log_level, settings.log_format, settings.access_log)
         say("settings valid")
-        _name_unknown_variables()
+        name_unknown_variables()
         say(raise_file_limit())
         await prepare_database(settings, say)
         say(await seal_at_start(settings))
@@ -695,7 +695,7 @@ def cmd_check(_args: argparse.Namespace) -> int:
 
         settings = _serving_settings()
         say("settings valid")
-        _name_unknown_variables()
+        name_unknown_variables()
         check_bindable(settings.host, "XFCHAT_HOST")
         if settings.metrics_addr is not None:
             check_bindable(settings.metrics_addr.host, "XFCHAT_METRICS_ADDR")

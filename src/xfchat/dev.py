@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import signal
 import tempfile
 from pathlib import Path
 
@@ -20,8 +21,10 @@ from xfchat.cli import (
     configure_logging,
     fatal,
     guarded,
+    name_unknown_variables,
     say,
     serve_http,
+    warn,
 )
 from xfchat.db.embedded import (
     EmbeddedPostgres,
@@ -74,6 +77,15 @@ def start_local_postgres(root: Path) -> EmbeddedPostgres:
         f"{'reusing' if reused else 'creating'} local PostgreSQL {binaries.major} "
         f"({binaries.source} binaries {binaries.bindir}) in {data_dir}"
     )
+    if not reused:  # (the binaries found changed: a system PostgreSQL installed, say)
+        for other in sorted(data_dir.parent.glob("pg[0-9]*/PG_VERSION")):
+            source = {"system": "wheel", "wheel": "system"}.get(binaries.source, "system|wheel")
+            warn(
+                f"{other.parent} holds an earlier run's data (PostgreSQL "
+                f"{other.read_text().strip()}), which this run does not use: it starts an "
+                f"empty database; XFCHAT_PG_SOURCE={source} (or XFCHAT_PG_BINDIR) runs "
+                "the earlier one"
+            )
     pg.start()
     say(f"local PostgreSQL listening on 127.0.0.1:{pg.port} (pid {pg.pid})")
     return pg
@@ -135,6 +147,7 @@ def run_dev() -> int:
                 settings = settings.model_copy(update={"cors_origins": own_origins(settings)})
             configure_logging(settings.log_level, settings.log_format, settings.access_log)
             say("settings valid")
+            name_unknown_variables()
             say(raise_file_limit())
             await _refuse_real_accounts(settings)  # (before migrating: it is not ours)
             await prepare_database(settings, say)
@@ -174,6 +187,10 @@ def run_dev() -> int:
         fatal(str(exc), EXIT_OTHER)
     finally:
         if pg is not None:
+            # A second SIGINT (Ctrl-C twice, or one sent to the process group, which uv
+            # forwards again) must not abandon the database half stopped: the postmaster
+            # would get PR_SET_PDEATHSIG's SIGQUIT and the socket directory would stay.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
             pg.stop()
             say("local PostgreSQL stopped")
 

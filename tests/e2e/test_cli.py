@@ -53,6 +53,18 @@ def test_check_passes_on_a_current_schema_and_fails_on_a_pending_one(
     assert pending.returncode == 3 and "migration(s) pending" in pending.stderr
 
 
+def test_check_names_a_misspelt_variable_as_serve_does(db_url: str) -> None:
+    """Was: `xfchat check`, the command meant to validate settings, said nothing of a
+    misspelt XFCHAT_ variable (only `serve` did)."""
+    env = clean_env(DATABASE_URL=db_url, XFCHAT_SECRET=random_secret(), XFCHAT_PORTT="3009")
+    result = run_cli("check", env=env)
+    assert result.returncode == 0, result.stderr
+    assert (
+        "[STARTUP] WARNING: XFCHAT_PORTT is no setting of XFChat's and is ignored"
+        " (did you mean XFCHAT_PORT?)"
+    ) in result.stdout + result.stderr
+
+
 async def test_revert_takes_only_a_count_of_one_or_more(db_url: str) -> None:
     """Was: `migrate revert -1` sliced [:-1] and reverted every migration but the first,
     dropping the messages with their tables, and said so with exit 0."""

@@ -141,11 +141,21 @@ async def test_dev_serves_the_demo_reuses_its_data_and_leaves_no_postgres(
 
 async def test_killing_dev_with_sigkill_takes_postgres_down_too(project_dir: Path) -> None:
     env = clean_env(XFCHAT_PORT=str(free_port()))
-    proc, _ = start_dev(project_dir, env, "killed")
+    # (and, on the way: an earlier run's data of other binaries is named, not passed over
+    # in silence as the new run starts an empty database beside it)
+    (project_dir / ".xfchat" / "pg99").mkdir(parents=True)
+    (project_dir / ".xfchat" / "pg99" / "PG_VERSION").write_text("99\n")
+    proc, url = start_dev(project_dir, env, "killed")
+    proc.wait_for_line(r"WARNING: \S+/pg99 holds an earlier run's data \(PostgreSQL 99\)")
     pid = postmaster_pid(proc)
     proc.proc.send_signal(signal.SIGKILL)
     proc.stop()
     assert wait_gone(pid, timeout=10), "the postmaster must die with its parent (PDEATHSIG)"
+    # Nobody is left to remove the cluster's socket directory (was: one empty
+    # /tmp/xfpgs-* left by every run of the suite).
+    socket_dir = Path(re.search(r"host=([^&]+)", url).group(1))  # type: ignore[union-attr]
+    assert socket_dir.name.startswith("xfpgs-"), url
+    shutil.rmtree(socket_dir, ignore_errors=True)
 
 
 def _interpreter_for(user: OsUser) -> list[str] | None:
