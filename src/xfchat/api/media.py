@@ -26,6 +26,7 @@ from xfchat.api.models import UserPrivate
 from xfchat.api.responses import JSONResponse
 from xfchat.api.routing import api_router
 from xfchat.api.servers import AuditReason
+from xfchat.api.uploads import whole_body
 from xfchat.domain import images, media, servers
 from xfchat.domain.accounts import Actor
 from xfchat.domain.attachments import MAX_FILES
@@ -106,7 +107,7 @@ async def put_avatar(
     """Upload a new avatar (PNG, JPEG, GIF or WebP). It is stored re-encoded and
     `avatar_url` points at it; the previous one is deleted. Counted in `uploads` and,
     as a profile change, in `profile`."""
-    data = await request.body()
+    data = await whole_body(request)
     user = await media.set_avatar(
         pool,
         actor,
@@ -167,7 +168,7 @@ async def put_server_icon(
     """Upload a server's icon (MANAGE_SERVER; PNG, JPEG, GIF or WebP, the avatar's
     limits). It is stored re-encoded and `icon_url` points at it; a previously uploaded
     icon is deleted."""
-    data = await request.body()
+    data = await whole_body(request)
     server = await media.set_server_icon(
         pool,
         actor,

@@ -32,7 +32,7 @@ from xfchat.api.pages import cursor_time, page_headers, page_link, page_response
 from xfchat.api.responses import JSONResponse
 from xfchat.api.routing import api_router
 from xfchat.api.servers import AuditReason
-from xfchat.api.uploads import is_multipart, read_form
+from xfchat.api.uploads import is_multipart, read_form, whole_body
 from xfchat.domain import messages, messages_upload
 from xfchat.domain.accounts import Actor
 from xfchat.domain.event_payloads import AuthorPayload, MessagePayload, PublicUserPayload
@@ -97,7 +97,7 @@ async def _send(
     actor = await identify(request)
     if declared_not_json(request):
         raise not_json()
-    body = _message_in(await request.body())
+    body = _message_in(await whole_body(request))
     state = request.app.state
     settings = state.settings
     send = _request(request, actor, channel_id, body, message_id, client_chose_id)

@@ -57,12 +57,15 @@ ERRORS = {
     401: "No access token, or one that is invalid, expired or revoked",
     403: "Not allowed",
     404: "No such thing, or one you may not see",
+    408: "The request head or body came too slowly (REQUEST_TIMEOUT); the connection is closed",
     409: "In conflict with what exists (a taken name, a reused id or nonce with another body)",
     410: "No longer usable",
     413: "The body is larger than the documented limit",
     415: "A body of a kind this route does not take",
     416: "The range asked for holds no byte of the file (Content-Range says the size)",
     429: "Rate limited: wait `Retry-After` seconds",
+    431: "The request line and headers are too large, or too many (HEADERS_TOO_LARGE, "
+    "TOO_MANY_HEADERS); the connection is closed",
     503: "Overloaded or the database is unavailable: try again after `Retry-After` seconds",
 }
 
@@ -302,7 +305,11 @@ GONE_ROUTE = ("get", "/api/channels/{channel_id}/messages")
 def _error_statuses(path: str, method: str, operation: dict[str, Any], secured: bool) -> list[int]:
     has_input = bool(operation.get("parameters")) or "requestBody" in operation
     path_params = any(p.get("in") == "path" for p in operation.get("parameters", []))
-    statuses = [503, 429]
+    # What the edge answers on every route, before the route sees the request: a head
+    # too large (431 HEADERS_TOO_LARGE, TOO_MANY_HEADERS: a long query string is enough)
+    # or too slow, a body too slow (408 REQUEST_TIMEOUT), or a body over the limit
+    # (413 PAYLOAD_TOO_LARGE, whatever the method: a GET with a large body too).
+    statuses = [503, 429, 431, 408, 413]
     if has_input or secured:
         statuses.append(400)
     if secured or operation.get("tags") == ["auth"]:
@@ -314,7 +321,7 @@ def _error_statuses(path: str, method: str, operation: dict[str, Any], secured: 
     if method in ("put", "post", "patch", "delete"):
         statuses.append(409)
     if "requestBody" in operation:
-        statuses += [413, 415]
+        statuses.append(415)
     if (method, path) == GONE_ROUTE:
         statuses.append(410)
     return sorted(set(statuses))

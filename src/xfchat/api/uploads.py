@@ -45,6 +45,21 @@ def invalid_form(message: str) -> BadRequest:
     return BadRequest(message, code="INVALID_FORM")
 
 
+async def whole_body(request: Request) -> bytes:
+    """A body read whole (a JSON send, an avatar or icon). One that ends early (the client
+    went away, or its chunked framing broke and the protocol has answered 400 already) is
+    a 400, as FastAPI's own routes make it: not an unhandled error, logged with its
+    traceback and counted as a 500. (Past the edge's limit, the edge answers 413.)
+
+    Raises: BadRequest (MALFORMED_REQUEST)."""
+    try:
+        return await request.body()
+    except ClientDisconnect:
+        raise BadRequest(
+            "the body ended early: the client went away", code="MALFORMED_REQUEST"
+        ) from None
+
+
 def is_multipart(request: Request) -> bool:
     return request.headers.get("content-type", "").lower().startswith("multipart/form-data")
 

@@ -729,6 +729,9 @@ async def resume_point(
                 code="VERSION_UNKNOWN",
             )
         if best is None or seq > best[0]:
-            best = (seq, version)
+            # (the id as the server writes versions, not as the client spelt it: upper
+            # case, braces and `urn:uuid:` name the same message, and the first patch's
+            # Parents must be a Version this server handed out)
+            best = (seq, str(message_id))
     assert best is not None
     return best
