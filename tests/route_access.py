@@ -39,6 +39,7 @@ PUBLIC = {
     ("HEAD", "/api/media/{media_id}"),
     ("GET", "/"),  # the browser client's page and files (branch `client`)
     ("GET", "/web/{path:path}"),
+    ("GET", "/api/gateway"),  # without the WebSocket handshake: 426, telling nothing else
 }
 # Public, but they check a credential of their own (not a user's token): a caller
 # without it is refused with 401, as a user's token is.

@@ -93,6 +93,11 @@ class UnsupportedMediaType(XFChatError):
     default_code = "UNSUPPORTED_MEDIA_TYPE"
 
 
+class UpgradeRequired(XFChatError):
+    status = 426
+    default_code = "UPGRADE_REQUIRED"
+
+
 class RangeNotSatisfiable(XFChatError):
     status = 416
     default_code = "RANGE_NOT_SATISFIABLE"

@@ -659,6 +659,16 @@ REFUSED_BY_THE_PARSER_OR_THE_HANDSHAKE = [
 ]
 
 
+def test_a_plain_get_of_the_gateway_is_told_to_upgrade(edge: tuple[int, str]) -> None:
+    """Was: 404 NOT_FOUND, as if there were no gateway (a client that forgot the
+    handshake, or a proxy that dropped its Upgrade headers, was told nothing of it)."""
+    _, base = edge
+    answer = httpx.get(f"{base}/api/gateway")
+    assert answer.status_code == 426, answer.text
+    assert answer.json()["code"] == "UPGRADE_REQUIRED"
+    assert answer.headers["upgrade"] == "websocket"
+
+
 def test_what_the_parser_or_the_handshake_refuses_is_answered_in_json(
     edge: tuple[int, str], servers: Servers
 ) -> None:

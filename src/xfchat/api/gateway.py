@@ -49,7 +49,7 @@ from xfchat.db.pool import DATABASE_ERRORS
 from xfchat.domain.accounts import Actor, authenticate
 from xfchat.domain.feeds import FeedStart
 from xfchat.domain.rate_limits import address_of
-from xfchat.errors import RateLimited, ServiceUnavailable, XFChatError
+from xfchat.errors import RateLimited, ServiceUnavailable, UpgradeRequired, XFChatError
 from xfchat.realtime.feeds import Refused, check_token, open_user_feed
 from xfchat.realtime.subscriber import Closed, Delivery, Subscriber
 from xfchat.tasks import stop
@@ -184,6 +184,16 @@ async def _handshake(
         raise GatewayClose(4012) from None
     allow_larger_frames(ws)
     return actor, sub, start, refused
+
+
+@router.get("/api/gateway", include_in_schema=False)
+async def gateway_without_upgrade() -> None:
+    """A plain GET of the gateway (a client that forgot the upgrade, or a proxy that
+    drops its headers): told so, not 404 as if there were nothing here."""
+    raise UpgradeRequired(
+        "the gateway is a WebSocket: open it with an Upgrade: websocket handshake",
+        headers={"Upgrade": "websocket", "Connection": "Upgrade"},
+    )
 
 
 @router.websocket("/api/gateway")
