@@ -22,7 +22,7 @@ from PIL import ExifTags, Image
 from tests import factories
 from tests.factories import MakeUser, TestUser, community, override
 from xfchat.api.downloads import requested_range
-from xfchat.api.uploads import MAX_PARTS
+from xfchat.api.uploads import MAX_PART_HEADER_LINES, MAX_PART_HEADERS, MAX_PARTS
 from xfchat.db.queries.files import CHUNK
 from xfchat.domain import images, messages_writer
 from xfchat.domain.permissions import Permission as P
@@ -483,6 +483,40 @@ async def test_malformed_forms_are_400(client: httpx.AsyncClient, make_user: Mak
         files=[part("a.txt", b"a", "text/plain")],
     )
     assert plain.status_code == 201 and plain.json()["content"] == "via curl -F"
+
+
+async def test_a_parts_headers_are_refused_past_the_documented_bounds(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """Was: one header line over about 4 KiB (the multipart parser's own default) was
+    refused as "malformed", where the documented bound is 8 KiB of a part's headers
+    together; and past eight lines, the same."""
+    ann = await make_user("ann")
+    srv = await community(client, ann)
+    url = f"/api/channels/{srv.general}/messages"
+    headers = {**ann.headers, "Content-Type": "multipart/form-data; boundary=b"}
+
+    def form(part_headers: bytes) -> bytes:
+        return (
+            b'--b\r\nContent-Disposition: form-data; name="content"\r\n'
+            + part_headers
+            + b"\r\nhi\r\n--b--\r\n"
+        )
+
+    def line(n: int) -> bytes:  # a header line of n bytes in all, with its CRLF
+        return b"X-Pad: " + b"x" * (n - 9) + b"\r\n"
+
+    long_line = await client.post(url, headers=headers, content=form(line(6000)))
+    assert long_line.status_code == 201, long_line.text
+    too_long = await client.post(url, headers=headers, content=form(line(MAX_PART_HEADERS)))
+    assert too_long.status_code == 400, too_long.text
+    assert too_long.json()["message"] == f"a part's headers take at most {MAX_PART_HEADERS} bytes"
+    lines = MAX_PART_HEADER_LINES - 1  # (and the Content-Disposition)
+    most = await client.post(url, headers=headers, content=form(line(20) * lines))
+    assert most.status_code == 201, most.text
+    more = await client.post(url, headers=headers, content=form(line(20) * (lines + 1)))
+    assert more.status_code == 400, more.text
+    assert more.json()["message"] == f"a part has at most {MAX_PART_HEADER_LINES} headers"
 
 
 async def test_forms_as_clients_send_them_an_empty_input_a_preamble_and_filename_star(

@@ -32,6 +32,7 @@ from xfchat.errors import BadRequest
 SPOOL = 256 * 1024  # bytes of a file held in memory before it goes to a temporary file
 MAX_FIELD = 64 * 1024  # payload_json, or any other field
 MAX_PART_HEADERS = 8 * 1024  # the headers of one part, together
+MAX_PART_HEADER_LINES = 8  # (a browser sends two: Content-Disposition, Content-Type)
 HEAD = 16  # first bytes kept, to tell images by
 # Parts of any kind, a browser's empty file inputs included (each holds a spool until the
 # request ends): the four fields, ten files and room for empty inputs.
@@ -68,6 +69,7 @@ def is_multipart(request: Request) -> bool:
 class _Part:
     headers: dict[bytes, bytes] = field(default_factory=dict)
     header_bytes: int = 0
+    header_lines: int = 0
     name: str = ""
     filename: str | None = None
     content_type: str | None = None
@@ -116,6 +118,9 @@ class _Reader:
             raise invalid_form(f"a part's headers take at most {MAX_PART_HEADERS} bytes")
 
     def on_header_end(self) -> None:
+        self.part.header_lines += 1
+        if self.part.header_lines > MAX_PART_HEADER_LINES:
+            raise invalid_form(f"a part has at most {MAX_PART_HEADER_LINES} headers")
         self.part.headers[self.field_name.lower()] = self.field_value
         self.field_name, self.field_value = b"", b""
 
@@ -263,7 +268,14 @@ async def read_form(request: Request, *, max_bytes: int) -> AsyncIterator[Form]:
         )
     }
     try:
-        parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
+        # (the parser's own bounds past ours, so that ours are what a client is told:
+        # its defaults refused one header over 4 KiB as "malformed")
+        parser = MultipartParser(
+            boundary,
+            callbacks,  # type: ignore[arg-type]
+            max_header_count=2 * MAX_PART_HEADER_LINES,
+            max_header_size=2 * MAX_PART_HEADERS,
+        )
         preamble: bytearray | None = bytearray()  # (None once the first boundary came)
         try:
             async for chunk in request.stream():
