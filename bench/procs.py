@@ -57,16 +57,20 @@ class XFChat:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = log
-        full = {
+        self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("XFCHAT_")},
             **BENCH_ENV,
             "XFCHAT_HOST": "127.0.0.1",
             "XFCHAT_PORT": str(self.port),
             **env,
         }
-        with open(log, "wb") as out:
+        self.start()
+
+    def start(self) -> None:
+        """Start the process; again once it has ended: the same port, settings and log."""
+        with open(self.log, "ab") as out:
             self.proc = psutil.Popen(
-                [sys.executable, "-m", "xfchat", "serve"], env=full, stdout=out, stderr=out
+                [sys.executable, "-m", "xfchat", "serve"], env=self.env, stdout=out, stderr=out
             )
 
     def tail(self, lines: int = 30) -> str:
