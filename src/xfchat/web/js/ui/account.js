@@ -3,7 +3,7 @@
 // and deleting the account. Each form says its own errors beside it; what the server announces
 // (user.updated, presence.updated) keeps the rest of the client current.
 
-import { h, replace, avatar, displayName, fmtFull, toast, describe, confirmDialog, tabbedDialog, actionForm, formError } from "../dom.js";
+import { h, replace, avatar, displayName, fmtFull, toast, describe, confirmDialog, tabbedDialog, actionForm, formError, focusLike } from "../dom.js";
 import { twoFactorTab } from "./two_factor.js";
 
 const TABS = [
@@ -59,7 +59,12 @@ class Account {
 
   render() {
     const draw = { profile: this.profile, status: this.status, password: this.password, "two-factor": this.twoFactor, sessions: this.sessions, privacy: this.privacy, delete: this.deleteAccount }[this.tab];
-    if (draw) draw.call(this);
+    if (!draw) return;
+    // (a tab is drawn anew after a save, or a change from another session: the focus
+    // stays on the control it was on, as drawn again, not on the page)
+    const active = this.panel && this.panel.contains(document.activeElement) ? document.activeElement : null;
+    draw.call(this);
+    if (active && !active.isConnected) focusLike(this.panel, active);
   }
 
   // Keep the client's copy of me current at once (the event follows, and changes nothing).

@@ -264,7 +264,14 @@ export class App {
     this.rail = h("nav", { class: "rail", "aria-label": "Servers", onclick: () => (this.keepNav = true) });
     this.sideList = h("div", { class: "side-list" });
     this.userPanel = h("div", { class: "user-area" });
-    const pick = (ev) => ev.target.closest("a") && this.root.classList.remove("nav-open");
+    const pick = (ev) => {
+      const link = ev.target.closest("a");
+      if (!link || !this.root.classList.contains("nav-open")) return;
+      // (a phone: the drawer goes, and the focus with it; it is given to the page picked)
+      this.root.classList.remove("nav-open");
+      if (link.getAttribute("href") === location.hash) this.focusMain();
+      else this.focusAfterNav = true;
+    };
     this.sidebar = h("nav", { class: "sidebar", "aria-label": "Channels", onclick: pick }, this.sideList, this.userPanel);
     this.searchForm = searchBox(this);
     this.searchInput = this.searchForm.querySelector("input");
@@ -286,6 +293,36 @@ export class App {
       h("div", { class: "layout" }, this.rail, this.sidebar, this.main, this.aside),
     );
     replace(this.mainBody, h("p", { class: "empty-note" }, "Connecting…"));
+    this.root.addEventListener("keydown", (ev) => {
+      if (ev.key === "Escape" && !ev.defaultPrevented && this.root.classList.contains("nav-open")) {
+        ev.preventDefault();
+        this.closeNav();
+      }
+    });
+  }
+
+  // A phone's drawer of servers and channels (☰). The button is under it while it is
+  // open, so the focus goes in with it (to the channel or server shown), and comes back
+  // out when it closes (Escape: to ☰; a pick: to the heading of the page picked, which a
+  // screen reader then says; not the message box, whose focus would bring a phone's
+  // keyboard up over the messages).
+  openNav() {
+    this.focusAfterNav = false;
+    this.root.classList.add("nav-open");
+    const current = this.sidebar.querySelector('[aria-current="page"]') || this.rail.querySelector('[aria-current="page"]');
+    const to = current || this.sidebar.querySelector("a, button") || this.rail.querySelector("a, button");
+    if (to) to.focus();
+  }
+
+  closeNav() {
+    this.root.classList.remove("nav-open");
+    const toggle = this.mainHead.querySelector(".nav-toggle");
+    if (toggle) toggle.focus();
+  }
+
+  focusMain() {
+    const title = this.main.querySelector("h1");
+    if (title) title.focus();
   }
 
   scheduleChrome() {
@@ -388,6 +425,10 @@ export class App {
       }
     }
     this.refreshChrome();
+    if (this.focusAfterNav) {
+      this.focusAfterNav = false;
+      this.focusMain();
+    }
   }
 
   hashOf(route) {
@@ -422,7 +463,7 @@ export class App {
   // stays in the document as it is: see searchBox.
   renderHead() {
     const r = this.route;
-    const navToggle = h("button", { class: "icon-btn nav-toggle", type: "button", "aria-label": "Open navigation", onclick: () => this.root.classList.toggle("nav-open") }, "☰");
+    const navToggle = h("button", { class: "icon-btn nav-toggle", type: "button", "aria-label": "Open navigation", "aria-expanded": "false", onclick: () => this.openNav() }, "☰");
     // Friends, and before the first route: no channel, so only ☰ (a phone still shows
     // the hidden head for it).
     const bare = r.view === "friends" || r.view === "loading";
@@ -452,7 +493,7 @@ export class App {
     morph(
       this.headTitle,
       navToggle,
-      h("h1", { class: "main-title" }, h("span", { class: "channel-icon", "aria-hidden": "true" }, ch ? "#" : conv && conv.kind === "group" ? "👥" : "@"), h("span", { class: "title-text" }, this.channelTitle(r.channelId))),
+      h("h1", { class: "main-title", tabindex: "-1" }, h("span", { class: "channel-icon", "aria-hidden": "true" }, ch ? "#" : conv && conv.kind === "group" ? "👥" : "@"), h("span", { class: "title-text" }, this.channelTitle(r.channelId))),
       ch && ch.topic ? h("span", { class: "topic" }, ch.topic) : null,
     );
   }

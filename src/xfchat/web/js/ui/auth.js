@@ -1,6 +1,6 @@
 // Log in (with the two-factor step when the account has it) and register.
 
-import { h, replace, describe, waitText } from "../dom.js";
+import { h, replace, describe, waitText, hold, held } from "../dom.js";
 
 function field(id, text, attrs) {
   return [h("label", { for: id }, text), h("input", { id, name: id, required: true, ...attrs })];
@@ -18,14 +18,15 @@ function card(root, { title, intro, fields, submitText, onSubmit, note = "", aft
       "aria-labelledby": "auth-title",
       onsubmit: async (ev) => {
         ev.preventDefault();
-        submit.disabled = true;
+        if (held(submit)) return; // (a request on its way: see dom.js hold)
+        hold(submit, true);
         error.textContent = "";
         try {
           await onSubmit(Object.fromEntries(new FormData(form)), error);
         } catch (err) {
           error.textContent = describe(err);
         } finally {
-          submit.disabled = false;
+          hold(submit, false);
         }
       },
     },

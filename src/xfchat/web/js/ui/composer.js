@@ -85,10 +85,16 @@ export const composerMethods = {
       this.replyBar.hidden = false;
       morph(
         this.replyBar,
-        h("span", null, "Replying to ", h("strong", null, this.store.nameIn(this.server, this.replyTo.author))),
+        h("span", { id: "composer-reply" }, "Replying to ", h("strong", null, this.store.nameIn(this.server, this.replyTo.author))),
         h("button", { class: "icon-btn", type: "button", "aria-label": "Cancel reply", onclick: () => { this.replyTo = null; this.updateComposer(); } }, "✕"),
       );
-    } else this.replyBar.hidden = true;
+      // (said with the box: Reply puts the focus there, and a screen reader says only
+      // the box's name, "Message", where the eye sees whom the reply is to)
+      this.input.setAttribute("aria-describedby", "composer-reply");
+    } else {
+      this.replyBar.hidden = true;
+      this.input.removeAttribute("aria-describedby");
+    }
     this.fileBar.hidden = !this.files.length;
     // (patched in place, as the history is kept: the composer is drawn again at every
     // message, and a press on Cancel reply or on a file's ✕ must survive it)

@@ -55,14 +55,30 @@ export class FriendsView {
   render() {
     const { store, session } = this.app;
     const call = (method, path, body) => session.call(method, path, body);
+    // WAI-ARIA's tabs, as the settings' (dom.js tabbedDialog): one stop for Tab, the
+    // selected tab; the arrow keys, Home and End move among them and show the one they reach.
+    const pick = (key) => {
+      this.tab = key;
+      this.render();
+      this.root.querySelector(`#friends-tab-${key}`)?.focus();
+    };
+    const onKey = (ev) => {
+      const at = TABS.findIndex(([key]) => key === this.tab);
+      const n = TABS.length;
+      const to = { ArrowRight: at + 1, ArrowDown: at + 1, ArrowLeft: at - 1, ArrowUp: at - 1, Home: 0, End: n - 1 }[ev.key];
+      if (to === undefined) return;
+      ev.preventDefault();
+      pick(TABS[(to + n) % n][0]);
+    };
     const tabs = h(
       "div",
-      { class: "tabs", role: "tablist", "aria-label": "Friends" },
+      { class: "tabs", role: "tablist", "aria-label": "Friends", onkeydown: onKey },
       TABS.map(([key, label]) => {
         const count = key === "pending" ? store.incoming.size : 0;
+        const on = this.tab === key;
         return h(
           "button",
-          { class: ["tab", this.tab === key && "active"], role: "tab", type: "button", "aria-selected": this.tab === key ? "true" : "false", onclick: () => { this.tab = key; this.render(); } },
+          { class: ["tab", on && "active"], role: "tab", type: "button", id: `friends-tab-${key}`, "aria-selected": on ? "true" : "false", "aria-controls": "friends-panel", tabindex: on ? "0" : "-1", onclick: () => pick(key) },
           label,
           count ? h("span", { class: "badge" }, String(count)) : null,
         );
@@ -135,7 +151,7 @@ export class FriendsView {
         h("div", { class: "composer-row" }, input, h("button", { class: "btn btn-primary", type: "submit" }, "Send request")),
       );
     }
-    morph(this.root, h("header", { class: "main-head" }, h("h1", { class: "main-title" }, "Friends"), tabs), h("div", { class: "friends-body" }, body));
+    morph(this.root, h("header", { class: "main-head" }, h("h1", { class: "main-title", tabindex: "-1" }, "Friends"), tabs), h("div", { class: "friends-body", id: "friends-panel", role: "tabpanel", "aria-labelledby": `friends-tab-${this.tab}` }, body));
   }
 }
 

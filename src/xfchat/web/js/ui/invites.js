@@ -2,7 +2,7 @@
 // or link), an invite link opened (#/invite/<code>: where it leads, then Join), and
 // inviting people (a code and a link to share).
 
-import { h, replace, dialog, toast, describe, fmtFull, actionForm, formError } from "../dom.js";
+import { h, replace, dialog, toast, describe, fmtFull, actionForm, formError, hold, held } from "../dom.js";
 
 const CODE = /^[A-Za-z0-9]{6,32}$/; // (the API's own pattern)
 
@@ -85,13 +85,14 @@ export async function invitePreview(app, code) {
   const member = app.store.servers.has(s.id);
   const button = h("button", { class: "btn btn-primary", type: "button" }, member ? `Open ${s.name}` : `Join ${s.name}`);
   button.addEventListener("click", async () => {
-    button.disabled = true;
+    if (held(button)) return;
+    hold(button, true);
     try {
       await join(app, code);
       d.close();
     } catch (err) {
       error.textContent = notFound(err);
-      button.disabled = false;
+      hold(button, false);
     }
   });
   replace(

@@ -1,7 +1,7 @@
 // One message on screen: author, time, text with mentions and links, reply preview,
 // reactions, attachments, and its actions. Text is only ever text nodes.
 
-import { h, avatar, displayName, nameEl, isolated, fmtTime, fmtFull, fmtBytes, readableColor, toast, describe } from "../dom.js";
+import { h, avatar, displayName, nameEl, isolated, fmtTime, fmtFull, fmtBytes, readableColor, ON_MENTION, toast, describe } from "../dom.js";
 
 export const COMMON_EMOJI = ["👍", "👎", "😂", "❤️", "🎉", "😮", "😢", "🔥", "👀", "🙌", "✅", "👋", "🤔", "💯", "🚀", "🙏"];
 
@@ -47,7 +47,7 @@ export function renderContent(text, ctx, everyone) {
       out.push(link(url));
     } else if (whole.startsWith("<@&")) {
       const role = ctx.server && ctx.server.roles.find((r) => r.id === id);
-      out.push(h("span", { class: "mention", style: role && role.color ? `color:${readableColor(role.color)}` : null }, "@", nameEl(roleName(ctx, id))));
+      out.push(h("span", { class: "mention", style: role && role.color ? `color:${readableColor(role.color, ON_MENTION)}` : null }, "@", nameEl(roleName(ctx, id))));
     } else if (whole.startsWith("<@")) {
       const mine = id === ctx.store.me.id;
       out.push(h("span", { class: mine ? "mention mention-me" : "mention" }, "@", nameEl(ctx.name(id))));
@@ -213,7 +213,9 @@ export function renderMessage(m, head, ctx) {
           h("span", { class: "msg-author", style: roleColor(ctx, m.author.id) ? `color:${roleColor(ctx, m.author.id)}` : null }, nameEl(ctx.name(m.author))),
           h("time", { class: "msg-time", datetime: m.created_at, title: fmtFull(m.created_at) }, fmtTime(m.created_at)),
         )
-      : null,
+      : // (a message under others of its author's shows no name: a screen reader, reaching
+        // it alone, by the arrow keys, a search hit or as it comes, still says whose it is)
+        h("span", { class: "visually-hidden" }, nameEl(ctx.name(m.author)), ": "),
     m.editing
       ? ctx.editor(m)
       : h(
@@ -266,8 +268,25 @@ export function emojiPicker(anchor, choose) {
       h("button", { class: "emoji-btn", type: "button", "aria-label": `React with ${e}`, onclick: () => { close(); choose(e); } }, e),
     ),
   );
+  // The focus stays in the picker until it closes: Tab and Shift+Tab go round its
+  // emoji (past the last it went to the end of the page, the picker left open over the
+  // messages), and the arrow keys move across its rows and columns, Home and End to the
+  // first and last.
   picker.addEventListener("keydown", (ev) => {
-    if (ev.key === "Escape") close();
+    if (ev.key === "Escape") return close();
+    const buttons = [...picker.querySelectorAll("button")];
+    const at = buttons.indexOf(document.activeElement);
+    const n = buttons.length;
+    const cols = Math.max(1, getComputedStyle(picker).gridTemplateColumns.split(" ").length);
+    const step = { Tab: ev.shiftKey ? -1 : 1, ArrowRight: 1, ArrowLeft: -1, ArrowDown: cols, ArrowUp: -cols }[ev.key];
+    let to;
+    if (ev.key === "Home") to = 0;
+    else if (ev.key === "End") to = n - 1;
+    else if (step === undefined) return;
+    else if (ev.key === "Tab") to = (at + step + n) % n;
+    else to = Math.max(0, Math.min(n - 1, at + step));
+    ev.preventDefault();
+    buttons[to].focus();
   });
   const rect = anchor.getBoundingClientRect();
   picker.style.top = `${Math.max(8, Math.min(window.innerHeight - 180, rect.bottom + 4))}px`;

@@ -3,7 +3,7 @@
 // ban), invites, bans and the audit log. Each tab calls the documented routes; the
 // server's events keep the rest of the client current.
 
-import { h, replace, morph, tabbedDialog, displayName, nameEl, fmtFull, duration, toast, describe, confirmDialog, colorOf } from "../dom.js";
+import { h, replace, morph, tabbedDialog, displayName, nameEl, fmtFull, duration, toast, describe, confirmDialog, colorOf, hold, held as isHeld } from "../dom.js";
 import { P, PERMISSION_NAMES, label, has, serverPermissions } from "../perms.js";
 import { loadMembers } from "./members.js";
 import { sortedChannels } from "./sidebar.js";
@@ -527,11 +527,12 @@ class Settings {
       }
     };
     const load = async () => {
-      more.disabled = true;
+      if (isHeld(more)) return false;
+      hold(more, true);
       const path = `/api/servers/${s.id}/audit-log?limit=100${last ? `&before=${last}` : ""}`;
       const page = await this.act(() => this.app.session.call("GET", path, null, { raw: true }));
       if (page) await unknownUsers(page.data);
-      more.disabled = false;
+      hold(more, false);
       if (!page || this.tab !== "audit") return false;
       list.append(...page.data.map((e) => {
         const target = about(e);
