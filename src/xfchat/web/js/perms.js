@@ -107,4 +107,6 @@ export function channelPermissions(server, channel) {
   return perms & P.VIEW_CHANNEL ? perms : 0n;
 }
 
-export const has = (perms, bit) => (perms & P.ADMINISTRATOR) !== 0n || (perms & bit) === bit;
+// (The owner and ADMINISTRATOR get ALL from base(), as the server computes it: an
+// ADMINISTRATOR bit allowed by a channel override grants nothing, there as here.)
+export const has = (perms, bit) => (perms & bit) === bit;

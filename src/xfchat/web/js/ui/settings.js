@@ -437,7 +437,7 @@ class Settings {
           h("strong", null, displayName(u)), h("span", { class: "muted" }, ` @${u.username}`), timedOut ? h("span", { class: "pill", "data-key": "until" }, `timed out until ${fmtFull(m.timed_out_until)}`) : null,
           h("div", { class: "role-toggles", "data-key": "roles" }, roles.map((r) => {
             const on = m.role_ids.includes(r.id);
-            return h("button", { class: ["pill", on && "pill-on"], type: "button", disabled: !(manageRoles && above(r.position)), "aria-pressed": String(on), "aria-label": `${r.name} role for ${displayName(u)}`, onclick: () => this.act(() => this.call(on ? "DELETE" : "PUT", `/api/servers/${s.id}/members/${u.id}/roles/${r.id}`)) }, r.name);
+            return h("button", { class: ["pill", on && "pill-on"], type: "button", disabled: !(manageRoles && above(r.position) && (u.id === me || actionable)), "aria-pressed": String(on), "aria-label": `${r.name} role for ${displayName(u)}`, onclick: () => this.act(() => this.call(on ? "DELETE" : "PUT", `/api/servers/${s.id}/members/${u.id}/roles/${r.id}`)) }, r.name);
           })),
           actions.length ? h("div", { class: "row-actions", "data-key": "actions" }, actions) : null,
         );
