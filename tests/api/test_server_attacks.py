@@ -701,6 +701,34 @@ async def test_a_kicked_members_own_overrides_go_with_them(
     assert revoke.status_code == 200 and "staff" not in sees, (revoke.json(), sees)
 
 
+async def test_what_a_members_own_override_denies_outlasts_a_leave_and_a_rejoin(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """Was: a member's own overrides were deleted when they left, so a member a
+    moderator had kept out of a channel (or from sending in it) by a member override
+    left, came back by an invite, and had it all again. What the override denies
+    lingers for the rejoin, as a timeout does; what it allows goes with them."""
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await community(client, ann, ben)
+    made = await client.post(srv.url("/channels"), headers=ann.headers, json={"name": "rules"})
+    rules = made.json()["id"]
+    allow, deny = int(P.ADD_REACTIONS), int(P.VIEW_CHANNEL)
+    assert (await override(client, ann, rules, "member", ben.id, allow=allow, deny=deny)).is_success
+    shown = await client.get(f"/api/channels/{rules}/messages", headers=ben.headers)
+    assert shown.status_code == 404
+    left = await client.delete(srv.url(f"/members/{ben.id}"), headers=ben.headers)
+    assert left.status_code == 204
+    back = await client.post(f"/api/invites/{srv.invite}", headers=ben.headers)
+    assert back.status_code == 201
+    assert "rules" not in [c["name"] for c in back.json()["channels"]]
+    again = await client.get(f"/api/channels/{rules}/messages", headers=ben.headers)
+    assert again.status_code == 404, again.text
+    server = (await client.get(srv.url(), headers=ann.headers)).json()
+    [channel] = [c for c in server["channels"] if c["id"] == rules]
+    mine = [o for o in channel["overrides"] if o["kind"] == "member" and o["id"] == str(ben.id)]
+    assert mine == [{"kind": "member", "id": str(ben.id), "allow": "0", "deny": str(deny)}], mine
+
+
 # ------------------------------------------------- FINDING: what a role's overrides grant
 
 

@@ -170,7 +170,7 @@ async def _erase(
     # (A server or group it was kicked, banned or removed from before its lock here is
     # passed over.)
     for server_id in places.servers:
-        await members.leave_server(conn, actor, server_id, if_member=True)
+        await members.leave_server(conn, actor, server_id, if_member=True, rejoins=False)
     for group_id in places.groups:
         await conversations.remove_participant(conn, actor, group_id, user.id, if_present=True)
     # Direct conversations close to the other side (sends under way check again) and

@@ -194,16 +194,23 @@ async def _check_timeout_target(conn: asyncpg.Connection, server_id: UUID, user_
 
 
 async def remove_member(
-    conn: asyncpg.Connection, server_id: UUID, user_id: UUID, reason: str
+    conn: asyncpg.Connection, server_id: UUID, user_id: UUID, reason: str, *, rejoins: bool = True
 ) -> bool:
     """Take a member out of the server (in the caller's transaction, which holds the
-    server's lock): they are told which channels go, the others that they left."""
+    server's lock): they are told which channels go, the others that they left. What
+    their own overrides deny lingers, as a timeout does, for a rejoin (but not for an
+    account that `rejoins` never: a deleted one); what they allow goes."""
     channels = await channels_q.list_server_channels(conn, server_id=server_id)
     viewers = await server_viewers(conn, server_id, [c.id for c in channels], [user_id])
     if not await q.delete_server_member(conn, server_id=server_id, user_id=user_id):
         return False
-    # Their own overrides go with them (a rejoin starts from the roles alone).
-    overridden = set(await q.delete_member_overrides(conn, server_id=server_id, user_id=user_id))
+    # What their own overrides allow goes with them; what they deny waits for a rejoin
+    # (leaving and coming back by an invite undid a moderator's member override).
+    overridden = set(
+        await q.drop_member_overrides(
+            conn, server_id=server_id, user_id=user_id, keep_denies=rejoins
+        )
+    )
     await access_changed_many(conn, [c.id for c in channels])
     ended = await voice.end_member_state(conn, server_id, user_id)
     channel_ids = [str(c.id) for c in channels if user_id in viewers[c.id]]
@@ -227,10 +234,16 @@ async def remove_member(
 
 
 async def leave_server(
-    conn: asyncpg.Connection, actor: Actor, server_id: UUID, *, if_member: bool = False
+    conn: asyncpg.Connection,
+    actor: Actor,
+    server_id: UUID,
+    *,
+    if_member: bool = False,
+    rejoins: bool = True,
 ) -> None:
     """Leave a server (its owner hands it over or deletes it instead). With `if_member`,
-    a server the actor is no longer in (kicked, banned, deleted since) is left alone.
+    a server the actor is no longer in (kicked, banned, deleted since) is left alone;
+    `rejoins` false for an account being deleted (see remove_member).
 
     Raises: NotFound (SERVER_NOT_FOUND); BadRequest (OWNER_CANNOT_LEAVE)."""
     async with conn.transaction():
@@ -244,7 +257,7 @@ async def leave_server(
             raise BadRequest(
                 "the owner hands the server over or deletes it", code="OWNER_CANNOT_LEAVE"
             )
-        await remove_member(conn, server_id, actor.user_id, "left")
+        await remove_member(conn, server_id, actor.user_id, "left", rejoins=rejoins)
 
 
 async def kick_member(

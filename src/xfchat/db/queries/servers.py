@@ -206,19 +206,32 @@ async def delete_server_member(conn: asyncpg.Connection, *, server_id: UUID, use
     )
 
 
-async def delete_member_overrides(
-    conn: asyncpg.Connection, *, server_id: UUID, user_id: UUID
+async def drop_member_overrides(
+    conn: asyncpg.Connection, *, server_id: UUID, user_id: UUID, keep_denies: bool
 ) -> list[UUID]:
-    """Delete the user's own overrides in the server's channels; the channels they
-    were in."""
+    """The user's own overrides in the server's channels lose what they allow, and
+    those that deny nothing go (with `keep_denies` false, all go); the channels whose
+    overrides changed."""
     records = await conn.fetch(
         """
-        DELETE FROM channel_permission_overrides
-        WHERE user_id = $2 AND channel_id IN (SELECT id FROM channels WHERE server_id = $1)
-        RETURNING channel_id
+        WITH mine AS (
+            SELECT o.id, o.deny FROM channel_permission_overrides o
+            JOIN channels c ON c.id = o.channel_id
+            WHERE o.user_id = $2 AND c.server_id = $1
+        ), gone AS (
+            DELETE FROM channel_permission_overrides o USING mine
+            WHERE o.id = mine.id AND (mine.deny = 0 OR NOT $3)
+            RETURNING o.channel_id
+        ), kept AS (
+            UPDATE channel_permission_overrides o SET allow = 0 FROM mine
+            WHERE o.id = mine.id AND mine.deny <> 0 AND $3 AND o.allow <> 0
+            RETURNING o.channel_id
+        )
+        SELECT channel_id FROM gone UNION SELECT channel_id FROM kept
         """,
         server_id,
         user_id,
+        keep_denies,
     )
     return sorted({r["channel_id"] for r in records})
 
