@@ -112,16 +112,29 @@ async def lock_sessions(conn: asyncpg.Connection, user_id: UUID) -> None:
 
 
 async def start_session(
-    conn: asyncpg.Connection, settings: Settings, user: users_q.UserRow, client: ClientInfo
+    conn: asyncpg.Connection,
+    settings: Settings,
+    user: users_q.UserRow,
+    client: ClientInfo,
+    *,
+    password_hash: str | None = None,
 ) -> IssuedTokens:
     """A new session for `user`, in the caller's transaction. If the account already
     has MAX_LIVE_SESSIONS live, the least recently used are revoked ('session_limit',
-    each with its `session.revoked`), so it has at most that many with the new one."""
+    each with its `session.revoked`), so it has at most that many with the new one.
+    `password_hash`: the hash a login checked its password against; if the password
+    changed since, the login gets no session (INVALID_CREDENTIALS)."""
     # One login of an account at a time from here on: two at once would each see room.
     await lock_sessions(conn, user.id)
     # An account deleted since its password was checked gets none: its deletion holds
-    # this lock until it commits (and ends every session it had).
-    if await users_q.list_deleted_user_ids(conn, user_ids=[user.id]):
+    # this lock until it commits (and ends every session it had). Nor does a login with
+    # a password changed since: a change holds this lock too until it commits (having
+    # revoked every other session), so one read after taking it sees the change, or
+    # the change comes after and revokes this session with the others.
+    if await users_q.list_deleted_user_ids(conn, user_ids=[user.id]) or (
+        password_hash is not None
+        and await users_q.get_password_hash(conn, user_id=user.id) != password_hash
+    ):
         raise Unauthorized(
             "wrong username, email or password", code="INVALID_CREDENTIALS", token_error=False
         )

@@ -146,10 +146,11 @@ async def log_in(
     if ph.check_needs_rehash(user.password_hash):  # the hashing cost settings went up
         new_hash = await hash_password_async(password, ph)
     async with pool.acquire() as conn, conn.transaction():
-        if new_hash and not await users_q.update_password_hash(
-            conn, user_id=user.id, password_hash=new_hash
+        # (only over the hash just checked: a password changed meanwhile stays changed)
+        if new_hash and not await users_q.replace_password_hash(
+            conn, user_id=user.id, old_hash=user.password_hash, new_hash=new_hash
         ):
-            raise invalid_credentials()  # (deleted since)
+            raise invalid_credentials()  # (deleted or its password changed since)
         totp = await two_factor_q.get_totp(conn, user_id=user.id)
         if totp is not None and totp.confirmed_at is not None:
             left = await two_factor_q.count_unused_recovery_codes(conn, user_id=user.id)
@@ -159,7 +160,9 @@ async def log_in(
                 stamp=ticket_stamp(new_hash or user.password_hash, totp.last_step, left),
             )
             return TwoFactorRequired(ticket, TICKET_TTL_S)
-        return await start_session(conn, settings, user, client)
+        return await start_session(
+            conn, settings, user, client, password_hash=new_hash or user.password_hash
+        )
 
 
 def read_ticket(settings: Settings, ticket: str) -> TicketClaims:
@@ -202,4 +205,4 @@ async def complete_two_factor(
                 code="INVALID_TWO_FACTOR_CODE",
                 token_error=False,
             )
-        return await start_session(conn, settings, user, client)
+        return await start_session(conn, settings, user, client, password_hash=user.password_hash)

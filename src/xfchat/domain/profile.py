@@ -184,8 +184,16 @@ async def change_password(
     validation.password(new, field="new_password", user_name=user.username, user_email=user.email)
     new_hash = await hash_password_async(new, ph)
     async with pool.acquire() as conn, conn.transaction():
-        if not await users_q.update_password_hash(conn, user_id=user.id, password_hash=new_hash):
-            raise session_ended()  # (deleted since)
+        # Only over the hash the current password was checked against: a change that
+        # committed meanwhile (which revoked this session if it was another's) stands.
+        if not await users_q.replace_password_hash(
+            conn, user_id=user.id, old_hash=user.password_hash, new_hash=new_hash
+        ):
+            if await users_q.get_password_hash(conn, user_id=user.id) is None:
+                raise session_ended()  # (deleted since)
+            raise BadRequest(
+                "the current password is wrong", code="WRONG_PASSWORD", field="current_password"
+            )
         await lock_sessions(conn, user.id)
         revoked = await sessions_q.revoke_other_sessions(
             conn, user_id=user.id, keep=actor.session_id, reason="password_changed"

@@ -78,7 +78,7 @@ def verify_access_token(secret: str, token: str) -> AccessClaims:
         raise Unauthorized("the access token is invalid", code="INVALID_TOKEN") from None
     try:
         return AccessClaims(UUID(claims["sub"]), UUID(claims["sid"]), int(claims["exp"]))
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, AttributeError):  # (UUID() of a list or a dict: AttributeError)
         raise Unauthorized("the access token is invalid", code="INVALID_TOKEN") from None
 
 

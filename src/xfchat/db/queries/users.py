@@ -186,17 +186,27 @@ async def update_user_profile(
     return maybe(UserRow, record)
 
 
-async def update_password_hash(
-    conn: asyncpg.Connection, *, user_id: UUID, password_hash: str
+async def replace_password_hash(
+    conn: asyncpg.Connection, *, user_id: UUID, old_hash: str, new_hash: str
 ) -> bool:
-    """False if the account was deleted (its scrubbed row is never written again)."""
+    """Set `new_hash` only where the password hash is still `old_hash` (a rehash of the
+    same password): False if the account was deleted or its password changed since."""
     status = await conn.execute(
-        "UPDATE users SET password_hash = $2, updated_at = now()"
-        " WHERE id = $1 AND deleted_at IS NULL",
+        "UPDATE users SET password_hash = $3, updated_at = now()"
+        " WHERE id = $1 AND password_hash = $2 AND deleted_at IS NULL",
         user_id,
-        password_hash,
+        old_hash,
+        new_hash,
     )
     return bool(status != "UPDATE 0")
+
+
+async def get_password_hash(conn: asyncpg.Connection, *, user_id: UUID) -> str | None:
+    """The password hash of a live (not deleted) account."""
+    found: str | None = await conn.fetchval(
+        "SELECT password_hash FROM users WHERE id = $1 AND deleted_at IS NULL", user_id
+    )
+    return found
 
 
 # What anyone may see of another user: never the email or the password hash.

@@ -1,0 +1,154 @@
+"""A login checks the password it was given against the hash it read before argon2
+worked; a password change committing meanwhile must still win: the login with the old
+password gets no session (README: a password change revokes every other session), and
+it never writes the old password back (a rehash after the hashing cost went up)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import httpx
+
+from tests.factories import PASSWORD, MakeUser
+from tests.support import Servers, until_one_waits_for_a_lock
+
+NEW_PASSWORD = "a brand new passphrase 42"
+
+
+async def test_a_login_with_the_old_password_racing_a_change_gets_no_session(
+    servers: Servers, make_user: MakeUser, db_url: str
+) -> None:
+    owner = await make_user()
+    _, base = servers.start()
+    holder = await asyncpg.connect(db_url)
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+            tx = holder.transaction()
+            await tx.start()
+            # Hold the login after its argon2 check, before it writes its session (its
+            # transaction's first read is of the account's authenticator).
+            await holder.execute("LOCK TABLE user_totp IN ACCESS EXCLUSIVE MODE")
+            login = asyncio.ensure_future(
+                client.post("/api/auth/login", json={"login": owner.username, "password": PASSWORD})
+            )
+            await until_one_waits_for_a_lock(holder, login)
+            assert not login.done()
+            changed = await client.post(
+                "/api/users/@me/password",
+                headers={"Authorization": f"Bearer {owner.access_token}"},
+                json={"current_password": PASSWORD, "new_password": NEW_PASSWORD},
+            )
+            assert changed.status_code == 204, changed.text
+            await tx.rollback()
+            answer = await login
+            # Was: 200 with a session made after the change, which nothing revoked.
+            assert answer.status_code == 401, answer.text
+            assert answer.json()["code"] == "INVALID_CREDENTIALS"
+            sessions = await client.get(
+                "/api/users/@me/sessions",
+                headers={"Authorization": f"Bearer {owner.access_token}"},
+            )
+            assert [s["current"] for s in sessions.json()] == [True]
+    finally:
+        await holder.close()
+
+
+async def test_a_rehashing_login_racing_a_change_does_not_restore_the_old_password(
+    servers: Servers, make_user: MakeUser, db_url: str
+) -> None:
+    owner = await make_user()  # hashed at the tests' cost (time 2)
+    # A server whose hashing cost went up: a login rehashes the password it checked.
+    _, base = servers.start(XFCHAT_ARGON2_TIME_COST="3")
+    holder = await asyncpg.connect(db_url)
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+            tx = holder.transaction()
+            await tx.start()
+            await holder.execute("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", owner.id)
+            change = asyncio.ensure_future(
+                client.post(
+                    "/api/users/@me/password",
+                    headers={"Authorization": f"Bearer {owner.access_token}"},
+                    json={"current_password": PASSWORD, "new_password": NEW_PASSWORD},
+                )
+            )
+            await until_one_waits_for_a_lock(holder, change)
+            login = asyncio.ensure_future(
+                client.post("/api/auth/login", json={"login": owner.username, "password": PASSWORD})
+            )
+            for _ in range(1000):  # (the login waits behind the change for the row)
+                waiting = await holder.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted")
+                if waiting >= 2 or login.done():
+                    break
+                await asyncio.sleep(0.01)
+            await tx.rollback()
+            assert (await change).status_code == 204
+            answer = await login
+            assert answer.status_code == 401, answer.text
+            old = await client.post(
+                "/api/auth/login", json={"login": owner.username, "password": PASSWORD}
+            )
+            # Was: 200: the login's rehash of the old password overwrote the new one.
+            assert old.status_code == 401, old.text
+            new = await client.post(
+                "/api/auth/login", json={"login": owner.username, "password": NEW_PASSWORD}
+            )
+            assert new.status_code == 200, new.text
+    finally:
+        await holder.close()
+
+
+async def test_two_password_changes_at_once_the_later_one_checked_the_old_password(
+    servers: Servers, make_user: MakeUser, db_url: str
+) -> None:
+    """The owner changes the password while someone holding another session and the old
+    password changes it too: the owner's change revokes that session, and the other
+    change, whose current password was checked against the hash from before, must not
+    then set its own password (and revoke the owner's session)."""
+    owner = await make_user()
+    _, base = servers.start()
+    holder = await asyncpg.connect(db_url)
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+            other = await client.post(
+                "/api/auth/login", json={"login": owner.username, "password": PASSWORD}
+            )
+            thief = other.json()["access_token"]
+            tx = holder.transaction()
+            await tx.start()
+            await holder.execute("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", owner.id)
+            mine = asyncio.ensure_future(
+                client.post(
+                    "/api/users/@me/password",
+                    headers={"Authorization": f"Bearer {owner.access_token}"},
+                    json={"current_password": PASSWORD, "new_password": NEW_PASSWORD},
+                )
+            )
+            await until_one_waits_for_a_lock(holder, mine)
+            theirs = asyncio.ensure_future(
+                client.post(
+                    "/api/users/@me/password",
+                    headers={"Authorization": f"Bearer {thief}"},
+                    json={"current_password": PASSWORD, "new_password": "the thief's own pass 7"},
+                )
+            )
+            for _ in range(1000):  # (it waits behind the owner's change for the row)
+                waiting = await holder.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted")
+                if waiting >= 2 or theirs.done():
+                    break
+                await asyncio.sleep(0.01)
+            await tx.rollback()
+            assert (await mine).status_code == 204
+            # Was: 204: the thief's password replaced the owner's, the owner's session revoked.
+            assert (await theirs).status_code == 400
+            me = await client.get(
+                "/api/users/@me", headers={"Authorization": f"Bearer {owner.access_token}"}
+            )
+            assert me.status_code == 200, me.text
+            new = await client.post(
+                "/api/auth/login", json={"login": owner.username, "password": NEW_PASSWORD}
+            )
+            assert new.status_code == 200, new.text
+    finally:
+        await holder.close()
