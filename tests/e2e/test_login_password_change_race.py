@@ -10,6 +10,7 @@ import asyncio
 import asyncpg
 import httpx
 
+from tests.api.test_two_factor import BASE, password_step, second_step, turned_on
 from tests.factories import PASSWORD, MakeUser
 from tests.support import Servers, until_one_waits_for_a_lock
 
@@ -150,5 +151,49 @@ async def test_two_password_changes_at_once_the_later_one_checked_the_old_passwo
                 "/api/auth/login", json={"login": owner.username, "password": NEW_PASSWORD}
             )
             assert new.status_code == 200, new.text
+    finally:
+        await holder.close()
+
+
+async def test_turning_two_factor_off_racing_a_password_change_is_refused(
+    servers: Servers, make_user: MakeUser, db_url: str
+) -> None:
+    """Was: a session with the password and a code (a thief's, say) turned two-factor
+    sign-in off after the owner's password change had committed and revoked it: the
+    password was checked before the change, and the authenticator deleted after it."""
+    owner = await make_user()
+    _, base = servers.start()
+    holder = await asyncpg.connect(db_url)
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+            _, codes, _ = await turned_on(client, owner)
+            second = await second_step(client, await password_step(client, owner), codes[0])
+            assert second.status_code == 200, second.text
+            other = {"Authorization": f"Bearer {second.json()['access_token']}"}
+            tx = holder.transaction()
+            await tx.start()
+            # Hold the disable after its password check, at its read of the authenticator.
+            await holder.execute("LOCK TABLE user_totp IN ACCESS EXCLUSIVE MODE")
+            off = asyncio.ensure_future(
+                client.post(
+                    f"{BASE}/disable",
+                    headers=other,
+                    json={"password": PASSWORD, "code": codes[1]},
+                )
+            )
+            await until_one_waits_for_a_lock(holder, off)
+            assert not off.done()
+            changed = await client.post(
+                "/api/users/@me/password",
+                headers={"Authorization": f"Bearer {owner.access_token}"},
+                json={"current_password": PASSWORD, "new_password": NEW_PASSWORD},
+            )
+            assert changed.status_code == 204, changed.text
+            await tx.rollback()
+            answer = await off
+            assert answer.status_code == 400, answer.text  # (was: 204, and it was off)
+            assert answer.json()["code"] == "WRONG_PASSWORD"
+            still = await client.get(BASE, headers=owner.headers)
+            assert still.json()["enabled"] is True, still.text
     finally:
         await holder.close()

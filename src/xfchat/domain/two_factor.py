@@ -25,7 +25,7 @@ import pyotp
 from xfchat.db.queries import two_factor as q
 from xfchat.db.queries import users as users_q
 from xfchat.domain.account_lock import hold_accounts
-from xfchat.domain.accounts import Actor, password_hasher
+from xfchat.domain.accounts import Actor, lock_sessions, password_hasher
 from xfchat.domain.passwords import verify_password_async
 from xfchat.domain.sealed_secrets import SealError, keyring, seal_again
 from xfchat.errors import BadRequest, Conflict, NotFound, ServiceUnavailable
@@ -110,6 +110,17 @@ async def confirm_password(
     if not await verify_password_async(user.password_hash, password, password_hasher(settings)):
         raise BadRequest("the password is wrong", code="WRONG_PASSWORD", field="password")
     return user
+
+
+async def password_unchanged(conn: asyncpg.Connection, user: users_q.UserRow) -> None:
+    """Refuse, in the caller's transaction, if the password `confirm_password` checked
+    has changed since: a change holds the sessions lock until it commits (having
+    revoked every other session), so it is seen here, or comes after and revokes.
+
+    Raises: BadRequest (WRONG_PASSWORD)."""
+    await lock_sessions(conn, user.id)
+    if await users_q.get_password_hash(conn, user_id=user.id) != user.password_hash:
+        raise BadRequest("the password is wrong", code="WRONG_PASSWORD", field="password")
 
 
 async def status(conn: asyncpg.Connection, actor: Actor) -> Status:
@@ -216,10 +227,11 @@ async def disable(
     """Turn two-factor sign-in off (the authenticator and recovery codes are deleted).
 
     Raises: BadRequest (WRONG_PASSWORD, WRONG_TWO_FACTOR_CODE, TWO_FACTOR_NOT_ENABLED)."""
-    await confirm_password(pool, settings, actor, password)
+    user = await confirm_password(pool, settings, actor, password)
     async with pool.acquire() as conn, conn.transaction():
         if not (await status(conn, actor)).enabled:
             raise BadRequest("two-factor sign-in is off", code="TWO_FACTOR_NOT_ENABLED")
+        await password_unchanged(conn, user)  # (a change meanwhile ended this session)
         if not await spend_code(conn, settings, actor.user_id, code):
             raise wrong_code()
         await q.delete_totp(conn, user_id=actor.user_id)
@@ -233,9 +245,10 @@ async def regenerate_recovery_codes(
 
     Raises: BadRequest (WRONG_PASSWORD, TWO_FACTOR_NOT_ENABLED); Unauthorized
     (SESSION_REVOKED: the account deleted meanwhile)."""
-    await confirm_password(pool, settings, actor, password)
+    user = await confirm_password(pool, settings, actor, password)
     async with pool.acquire() as conn, conn.transaction():
         await hold_accounts(conn, actor)
         if not (await status(conn, actor)).enabled:
             raise BadRequest("two-factor sign-in is off", code="TWO_FACTOR_NOT_ENABLED")
+        await password_unchanged(conn, user)
         return await _new_recovery_codes(conn, actor)
