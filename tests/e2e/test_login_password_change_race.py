@@ -6,6 +6,8 @@ it never writes the old password back (a rehash after the hashing cost went up).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
+from typing import Any
 
 import asyncpg
 import httpx
@@ -15,6 +17,17 @@ from tests.factories import PASSWORD, MakeUser
 from tests.support import Servers, until_one_waits_for_a_lock
 
 NEW_PASSWORD = "a brand new passphrase 42"
+
+
+def change_password(
+    client: httpx.AsyncClient, token: str, new: str = NEW_PASSWORD
+) -> Coroutine[Any, Any, httpx.Response]:
+    """The password change of the session of `token`, from PASSWORD to `new`."""
+    return client.post(
+        "/api/users/@me/password",
+        headers={"Authorization": f"Bearer {token}"},
+        json={"current_password": PASSWORD, "new_password": new},
+    )
 
 
 async def test_a_login_with_the_old_password_racing_a_change_gets_no_session(
@@ -35,11 +48,7 @@ async def test_a_login_with_the_old_password_racing_a_change_gets_no_session(
             )
             await until_one_waits_for_a_lock(holder, login)
             assert not login.done()
-            changed = await client.post(
-                "/api/users/@me/password",
-                headers={"Authorization": f"Bearer {owner.access_token}"},
-                json={"current_password": PASSWORD, "new_password": NEW_PASSWORD},
-            )
+            changed = await change_password(client, owner.access_token)
             assert changed.status_code == 204, changed.text
             await tx.rollback()
             answer = await login
@@ -67,13 +76,7 @@ async def test_a_rehashing_login_racing_a_change_does_not_restore_the_old_passwo
             tx = holder.transaction()
             await tx.start()
             await holder.execute("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", owner.id)
-            change = asyncio.ensure_future(
-                client.post(
-                    "/api/users/@me/password",
-                    headers={"Authorization": f"Bearer {owner.access_token}"},
-                    json={"current_password": PASSWORD, "new_password": NEW_PASSWORD},
-                )
-            )
+            change = asyncio.ensure_future(change_password(client, owner.access_token))
             await until_one_waits_for_a_lock(holder, change)
             login = asyncio.ensure_future(
                 client.post("/api/auth/login", json={"login": owner.username, "password": PASSWORD})
@@ -119,21 +122,9 @@ async def test_two_password_changes_at_once_the_later_one_checked_the_old_passwo
             tx = holder.transaction()
             await tx.start()
             await holder.execute("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", owner.id)
-            mine = asyncio.ensure_future(
-                client.post(
-                    "/api/users/@me/password",
-                    headers={"Authorization": f"Bearer {owner.access_token}"},
-                    json={"current_password": PASSWORD, "new_password": NEW_PASSWORD},
-                )
-            )
+            mine = asyncio.ensure_future(change_password(client, owner.access_token))
             await until_one_waits_for_a_lock(holder, mine)
-            theirs = asyncio.ensure_future(
-                client.post(
-                    "/api/users/@me/password",
-                    headers={"Authorization": f"Bearer {thief}"},
-                    json={"current_password": PASSWORD, "new_password": "the thief's own pass 7"},
-                )
-            )
+            theirs = asyncio.ensure_future(change_password(client, thief, "the thief's own pass 7"))
             for _ in range(1000):  # (it waits behind the owner's change for the row)
                 waiting = await holder.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted")
                 if waiting >= 2 or theirs.done():
@@ -183,11 +174,7 @@ async def test_turning_two_factor_off_racing_a_password_change_is_refused(
             )
             await until_one_waits_for_a_lock(holder, off)
             assert not off.done()
-            changed = await client.post(
-                "/api/users/@me/password",
-                headers={"Authorization": f"Bearer {owner.access_token}"},
-                json={"current_password": PASSWORD, "new_password": NEW_PASSWORD},
-            )
+            changed = await change_password(client, owner.access_token)
             assert changed.status_code == 204, changed.text
             await tx.rollback()
             answer = await off
