@@ -5,7 +5,9 @@ background they are drawn on (WCAG 2.2 AA)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 
 from playwright.async_api import Page, expect
 
@@ -35,7 +37,14 @@ async def test_a_message_under_its_authors_others_names_its_author(
     await say(alice, "and one more")
     second = message(log, "and one more")
     await expect(second).to_have_class(re.compile(r"\bmsg-cont\b"))
-    assert "Alice" in await second.aria_snapshot()
+    # (read again while the row is drawn anew, as the send's answer replaces it: a
+    # snapshot taken in between was empty on a busy box)
+    deadline = time.monotonic() + 10
+    while "Alice" not in (said := await second.aria_snapshot()):
+        if time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.1)
+    assert "Alice" in said, said
     # (the name shown once: the eye sees the message as before)
     await expect(second.locator(".msg-author")).to_have_count(0)
     await expect(message(log, "the first of mine").get_by_text("Alice", exact=True)).to_be_visible()
