@@ -78,8 +78,8 @@ def start_local_postgres(root: Path) -> EmbeddedPostgres:
         f"({binaries.source} binaries {binaries.bindir}) in {data_dir}"
     )
     if not reused:  # (the binaries found changed: a system PostgreSQL installed, say)
+        source = {"system": "wheel", "wheel": "system"}.get(binaries.source, "system|wheel")
         for other in sorted(data_dir.parent.glob("pg[0-9]*/PG_VERSION")):
-            source = {"system": "wheel", "wheel": "system"}.get(binaries.source, "system|wheel")
             warn(
                 f"{other.parent} holds an earlier run's data (PostgreSQL "
                 f"{other.read_text().strip()}), which this run does not use: it starts an "

@@ -111,6 +111,16 @@ async def lock_sessions(conn: asyncpg.Connection, user_id: UUID) -> None:
     await locks_q.lock_transaction(conn, key=locks_q.advisory_key(b"sessions", user_id))
 
 
+async def password_moved(conn: asyncpg.Connection, user_id: UUID, checked: str) -> bool:
+    """Whether the account's password is no longer the one whose hash `checked` was
+    checked, or the account was deleted, asked under the sessions lock (taken here,
+    until the caller's transaction ends): a password change and a deletion hold it
+    until they commit, having ended every other session, so either it is seen here, or
+    it comes after and ends what the caller makes."""
+    await lock_sessions(conn, user_id)
+    return await users_q.get_password_hash(conn, user_id=user_id) != checked
+
+
 async def start_session(
     conn: asyncpg.Connection,
     settings: Settings,
@@ -122,19 +132,13 @@ async def start_session(
     """A new session for `user`, in the caller's transaction. If the account already
     has MAX_LIVE_SESSIONS live, the least recently used are revoked ('session_limit',
     each with its `session.revoked`), so it has at most that many with the new one.
-    `password_hash`: the hash a login checked its password against; if the password
-    changed since, the login gets no session (INVALID_CREDENTIALS)."""
-    # One login of an account at a time from here on: two at once would each see room.
-    await lock_sessions(conn, user.id)
-    # An account deleted since its password was checked gets none: its deletion holds
-    # this lock until it commits (and ends every session it had). Nor does a login with
-    # a password changed since: a change holds this lock too until it commits (having
-    # revoked every other session), so one read after taking it sees the change, or
-    # the change comes after and revokes this session with the others.
-    if await users_q.list_deleted_user_ids(conn, user_ids=[user.id]) or (
-        password_hash is not None
-        and await users_q.get_password_hash(conn, user_id=user.id) != password_hash
-    ):
+    `password_hash`: the hash the password was checked against (default: the user's as
+    read); an account deleted or whose password changed since gets none
+    (INVALID_CREDENTIALS).
+
+    From here on one login of an account at a time (`password_moved` takes the
+    sessions lock): two at once would each see room."""
+    if await password_moved(conn, user.id, password_hash or user.password_hash):
         raise Unauthorized(
             "wrong username, email or password", code="INVALID_CREDENTIALS", token_error=False
         )

@@ -205,4 +205,4 @@ async def complete_two_factor(
                 code="INVALID_TWO_FACTOR_CODE",
                 token_error=False,
             )
-        return await start_session(conn, settings, user, client, password_hash=user.password_hash)
+        return await start_session(conn, settings, user, client)

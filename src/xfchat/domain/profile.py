@@ -164,6 +164,12 @@ async def publish_profile(conn: asyncpg.Connection, user: users_q.UserRow) -> No
     )
 
 
+def _wrong_current_password() -> BadRequest:
+    return BadRequest(
+        "the current password is wrong", code="WRONG_PASSWORD", field="current_password"
+    )
+
+
 async def change_password(
     pool: asyncpg.Pool, settings: Settings, actor: Actor, *, current: str, new: str
 ) -> list[UUID]:
@@ -178,9 +184,7 @@ async def change_password(
     async with pool.acquire() as conn:
         user = await get_me(conn, actor)
     if not await verify_password_async(user.password_hash, current, ph):
-        raise BadRequest(
-            "the current password is wrong", code="WRONG_PASSWORD", field="current_password"
-        )
+        raise _wrong_current_password()
     validation.password(new, field="new_password", user_name=user.username, user_email=user.email)
     new_hash = await hash_password_async(new, ph)
     async with pool.acquire() as conn, conn.transaction():
@@ -191,9 +195,7 @@ async def change_password(
         ):
             if await users_q.get_password_hash(conn, user_id=user.id) is None:
                 raise session_ended()  # (deleted since)
-            raise BadRequest(
-                "the current password is wrong", code="WRONG_PASSWORD", field="current_password"
-            )
+            raise _wrong_current_password()
         await lock_sessions(conn, user.id)
         revoked = await sessions_q.revoke_other_sessions(
             conn, user_id=user.id, keep=actor.session_id, reason="password_changed"

@@ -25,7 +25,7 @@ import pyotp
 from xfchat.db.queries import two_factor as q
 from xfchat.db.queries import users as users_q
 from xfchat.domain.account_lock import hold_accounts
-from xfchat.domain.accounts import Actor, lock_sessions, password_hasher
+from xfchat.domain.accounts import Actor, password_hasher, password_moved
 from xfchat.domain.passwords import verify_password_async
 from xfchat.domain.sealed_secrets import SealError, keyring, seal_again
 from xfchat.errors import BadRequest, Conflict, NotFound, ServiceUnavailable
@@ -108,19 +108,21 @@ async def confirm_password(
     if user is None:
         raise NotFound("no such user", code="USER_NOT_FOUND")
     if not await verify_password_async(user.password_hash, password, password_hasher(settings)):
-        raise BadRequest("the password is wrong", code="WRONG_PASSWORD", field="password")
+        raise _wrong_password()
     return user
 
 
 async def password_unchanged(conn: asyncpg.Connection, user: users_q.UserRow) -> None:
     """Refuse, in the caller's transaction, if the password `confirm_password` checked
-    has changed since: a change holds the sessions lock until it commits (having
-    revoked every other session), so it is seen here, or comes after and revokes.
+    has changed since (`password_moved`).
 
     Raises: BadRequest (WRONG_PASSWORD)."""
-    await lock_sessions(conn, user.id)
-    if await users_q.get_password_hash(conn, user_id=user.id) != user.password_hash:
-        raise BadRequest("the password is wrong", code="WRONG_PASSWORD", field="password")
+    if await password_moved(conn, user.id, user.password_hash):
+        raise _wrong_password()
+
+
+def _wrong_password() -> BadRequest:
+    return BadRequest("the password is wrong", code="WRONG_PASSWORD", field="password")
 
 
 async def status(conn: asyncpg.Connection, actor: Actor) -> Status:
