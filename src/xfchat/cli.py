@@ -459,10 +459,12 @@ async def serve_http(
     metrics_sock: socket.socket | None = None,
     ready_fd: int | None = None,
     worker: int = 0,
+    settle: Callable[[Settings], Settings] | None = None,
 ) -> int:
     """Bind (unless given the sockets: a worker of `serve_workers`), build the app, serve
     until a signal; print `ready` (a worker: write its byte to `ready_fd`) once requests
-    are served."""
+    are served. `settle` gets the settings once the port is known (XFCHAT_PORT=0: the one
+    the system chose) and returns those the app is built with."""
     import uvicorn
 
     from xfchat.app import create_app
@@ -475,6 +477,10 @@ async def serve_http(
         sock = bind_socket(settings.host, settings.port)
         say("bound to {}:{}".format(*sock.getsockname()[:2]))
         metrics_sock = bind_metrics(settings)
+    if settings.port == 0:
+        settings = settings.model_copy(update={"port": sock.getsockname()[1]})
+    if settle is not None:
+        settings = settle(settings)
     pool = await create_pool(settings)
     app = create_app(settings, pool=pool)
     config = uvicorn.Config(

@@ -118,6 +118,15 @@ def own_origins(settings: Settings) -> list[str]:
     return [f"http://{host}:{settings.port}" for host in ("127.0.0.1", "localhost")]
 
 
+def with_own_origins(settings: Settings) -> Settings:
+    """Unless XFCHAT_CORS_ORIGINS says otherwise, the client served here is allowed however
+    it is reached (127.0.0.1 or localhost), on the port bound (XFCHAT_PORT=0: the one the
+    system chose, which is why this runs after binding)."""
+    if settings.cors_origins:
+        return settings
+    return settings.model_copy(update={"cors_origins": own_origins(settings)})
+
+
 def run_dev() -> int:
     root = data_root()
     root.mkdir(parents=True, exist_ok=True)
@@ -143,8 +152,6 @@ def run_dev() -> int:
             if pg is not None:
                 os.environ["DATABASE_URL"] = await _ensure_database(pg)
             settings = load_settings()
-            if not settings.cors_origins:  # the client served here, however it is reached
-                settings = settings.model_copy(update={"cors_origins": own_origins(settings)})
             configure_logging(settings.log_level, settings.log_format, settings.access_log)
             say("settings valid")
             name_unknown_variables()
@@ -178,7 +185,7 @@ def run_dev() -> int:
                     flush=True,
                 )
 
-            return await serve_http(settings, banner=banner)
+            return await serve_http(settings, banner=banner, settle=with_own_origins)
 
         return guarded(main)
     except KeyboardInterrupt:

@@ -48,8 +48,10 @@ def start_dev(
     command: list[str] | None = None,
     user: int | None = None,
 ) -> tuple[ServerProcess, str]:
-    port = env["XFCHAT_PORT"]
     proc = ServerProcess(command or xfchat("dev"), env, cwd / f"{name}.log", cwd=cwd, user=user)
+    port = env["XFCHAT_PORT"]
+    if port == "0":  # the system's choice, as the start-up names it
+        port = proc.wait_for_line(r"bound to 127\.0\.0\.1:(\d+)", timeout=READY_WITHIN_S)[1]
     proc.wait_ready(f"http://127.0.0.1:{port}", timeout=READY_WITHIN_S)  # fails past it
     proc.wait_for_line(r"Demo logins \(password password123\): alice, bob, charlie, diana, eve")
     proc.wait_for_line(rf"open http://127\.0\.0\.1:{port} and log in as alice / password123")
@@ -140,13 +142,25 @@ async def test_dev_serves_the_demo_reuses_its_data_and_leaves_no_postgres(
 
 
 async def test_killing_dev_with_sigkill_takes_postgres_down_too(project_dir: Path) -> None:
-    env = clean_env(XFCHAT_PORT=str(free_port()))
+    env = clean_env(XFCHAT_PORT="0")
     # (and, on the way: an earlier run's data of other binaries is named, not passed over
     # in silence as the new run starts an empty database beside it)
     (project_dir / ".xfchat" / "pg99").mkdir(parents=True)
     (project_dir / ".xfchat" / "pg99" / "PG_VERSION").write_text("99\n")
     proc, url = start_dev(project_dir, env, "killed")
     proc.wait_for_line(r"WARNING: \S+/pg99 holds an earlier run's data \(PostgreSQL 99\)")
+    # (and: on the port the system chose, the client is allowed from localhost as from
+    # 127.0.0.1; was: the origins named port 0, so a page at localhost:<port> was refused)
+    port = proc.wait_for_line(r"bound to 127\.0\.0\.1:(\d+)")[1]
+    async with httpx.AsyncClient(timeout=5) as web:
+        preflight = await web.options(
+            f"http://127.0.0.1:{port}/api/auth/login",
+            headers={
+                "Origin": f"http://localhost:{port}",
+                "Access-Control-Request-Method": "POST",
+            },
+        )
+    assert preflight.headers.get("access-control-allow-origin") == f"http://localhost:{port}"
     pid = postmaster_pid(proc)
     proc.proc.send_signal(signal.SIGKILL)
     proc.stop()
