@@ -181,13 +181,45 @@ async def test_codes_have_their_own_rate_limit_per_account(
 ) -> None:
     user = await make_user()
     client = await app_with(rate_two_factor_account="3/300")
-    _, codes = await turn_on(client, user)  # (enabling counted one)
+    _, codes = await turn_on(client, user)  # (enabling counted in auth.two_factor.signed_in)
     ticket = await password_step(client, user)
     away = await app_with(ip="10.2.2.2", rate_two_factor_account="3/300")
-    for guess in ("000000", "111111"):
+    for guess in ("000000", "111111", "222222"):
         assert (await second_step(away, ticket, guess)).status_code == 401
     elsewhere = await app_with(ip="10.3.3.3", rate_two_factor_account="3/300")
     assert_limited(await second_step(elsewhere, ticket, codes[0]), 3, "auth.two_factor")
+
+
+async def test_guesses_with_the_password_alone_never_keep_the_owner_from_turning_it_off(
+    app_with: AppWith, make_user: MakeUser
+) -> None:
+    """main: the signed-in routes counted their codes in `auth.two_factor`, the bucket the
+    login's codes from unfamiliar addresses spend; so whoever had the password could keep
+    the owner from turning two-factor sign-in off (or deleting the account) by guessing
+    codes every 15 minutes. The signed-in routes have their own bucket, limited too."""
+    owner = await make_user("owner")
+    rule = {"rate_two_factor_account": "2/300"}
+    home = await app_with(**rule)
+    _, codes = await turn_on(home, owner)  # (1 of the signed-in 2)
+    thief = await app_with(ip="198.51.100.9", **rule)
+    stolen = await password_step(thief, owner)
+    for guess in ("000000", "111111"):
+        assert (await second_step(thief, stolen, guess)).status_code == 401
+    thief_too = await app_with(ip="198.51.100.10", **rule)
+    assert_limited(await second_step(thief_too, stolen, "222222"), 2, "auth.two_factor")
+    off = {"password": owner.password, "code": "999999"}
+    wrong = await home.post(f"{BASE}/disable", headers=owner.headers, json=off)
+    assert wrong.status_code == 400 and wrong.json()["code"] == "WRONG_TWO_FACTOR_CODE"
+    off["code"] = codes[0]
+    limited = await home.post(f"{BASE}/disable", headers=owner.headers, json=off)
+    assert_limited(limited, 2, "auth.two_factor.signed_in")  # (guessing stays bounded)
+    fresh = await make_user("fresh")
+    _, fresh_codes = await turn_on(home, fresh)
+    stolen = await password_step(thief, fresh)
+    for guess in ("000000", "111111"):
+        assert (await second_step(thief, stolen, guess)).status_code == 401
+    off = {"password": fresh.password, "code": fresh_codes[0]}
+    assert (await home.post(f"{BASE}/disable", headers=fresh.headers, json=off)).status_code == 204
 
 
 async def test_turning_it_off_needs_the_password_and_a_code(

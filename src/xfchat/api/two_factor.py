@@ -46,10 +46,13 @@ class RecoveryCodesOut(BaseModel):
 async def code_limit(
     request: Request, actor: Actor, conn: asyncpg.Connection | None = None
 ) -> None:
-    """Codes are guessable: every one tried counts in the account's `auth.two_factor`
-    bucket, the same one the login's second step counts in."""
+    """Codes are guessable: every one tried by a signed-in user counts in the account's
+    `auth.two_factor.signed_in` bucket (the same rule as the login's second step). Not
+    in `auth.two_factor`, which the login's codes from unfamiliar addresses spend: someone
+    with the password alone (what two-factor sign-in is for) could then keep the owner
+    from turning it off or deleting the account; this bucket they cannot reach."""
     rule = request.app.state.settings.rate_two_factor_account
-    await check_limit(request, "auth.two_factor", str(actor.user_id), rule, conn)
+    await check_limit(request, "auth.two_factor.signed_in", str(actor.user_id), rule, conn)
 
 
 @router.get("")

@@ -126,7 +126,7 @@ async def post_account_deletion(
     on). Refused while you own a server (409 OWNS_SERVERS: transfer or delete it). In one
     transaction: every session ends, you leave every server and group, friendships,
     requests and blocks go, your profile is scrubbed to a placeholder; your messages
-    stay. Counted in `account.password` (and a code in `auth.two_factor`). A POST, not a
+    stay. Counted in `account.password` (and a code in `auth.two_factor.signed_in`). A POST, not a
     DELETE with a body, which HTTP gives no meaning and some proxies drop."""
     await password_limit(request, actor)
     if body.code is not None:

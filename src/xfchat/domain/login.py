@@ -104,9 +104,9 @@ async def two_factor_limits(
     pool: asyncpg.Pool, settings: Settings, user_id: UUID, ip: str | None
 ) -> list[tuple[str, str, RateLimit]]:
     """The buckets a code tried at the login's second step counts in: per account and
-    address, and per account from every address (`auth.two_factor`, where the routes of
-    a logged-in user count their codes too) except the account's familiar ones, as for
-    the password. So someone who has the password cannot spend the owner's codes."""
+    address, and per account from every address (`auth.two_factor`) except the account's
+    familiar ones, as for the password. So someone who has the password cannot spend the
+    owner's codes (nor those of the signed-in routes: `auth.two_factor.signed_in`)."""
     async with pool.acquire() as conn:
         familiar = await _familiar(conn, settings, user_id, ip)
     rule = settings.rate_two_factor_account
