@@ -414,3 +414,31 @@ async def test_deleting_a_private_category_warns_that_its_channels_open(
     await settings.get_by_role("button", name="Delete Staff", exact=True).click()
     confirm = alice.get_by_role("dialog", name="Delete channel")
     await expect(confirm).to_contain_text("staff-chat will no longer follow its permission")
+
+
+async def test_a_kicked_members_deny_is_listed_to_be_lifted(site: Site, browsers: Browsers) -> None:
+    """Was: a member's deny outlives their kick (it holds again if they come back), but
+    the override editor listed only members, so it could be neither seen nor lifted
+    there. It is listed under their name, "not a member now", and can be set back."""
+    gaming = "00000000-0000-0000-0000-000000000103"
+    async with api_as(site.base, "alice") as api:
+        denied = await api.put(
+            f"/api/channels/{gaming}/overrides/member/{EVE}", json={"allow": "0", "deny": "1"}
+        )
+        assert denied.status_code == 200, denied.text
+        assert (await api.delete(f"/api/servers/{SERVER}/members/{EVE}")).status_code == 204
+    alice = await browsers.logged_in(site.base, "alice")
+    settings = await open_settings(alice)
+    await settings.get_by_role("tab", name="Channels").click()
+    await settings.get_by_role("button", name="# gaming").click()
+    pick = settings.get_by_label("For role or member")
+    await expect(pick.get_by_role("option", name="@Eve (not a member now)")).to_be_attached()
+    await pick.select_option(label="@Eve (not a member now)")
+    view = settings.get_by_role("group", name="View channel")
+    await expect(view.get_by_role("radio", name="deny")).to_be_checked()
+    await view.get_by_role("radio", name="inherit").check()
+    await settings.get_by_role("button", name="Save permissions").click()
+    await expect(pick.get_by_role("option", name="@Eve (not a member now)")).to_have_count(0)
+    async with api_as(site.base, "alice") as api:
+        channel = (await api.get(f"/api/channels/{gaming}")).json()
+    assert not [o for o in channel["overrides"] if o["id"] == EVE], channel["overrides"]

@@ -41,7 +41,11 @@ export function openSettings(app, server) {
       toast(`You can no longer change the settings of ${server.name}.`, "info");
     }
   };
-  const offs = [app.store.on(`server:${server.id}`, onChange), app.store.on(`gone:${server.id}`, () => d.close())];
+  const offs = [
+    app.store.on(`server:${server.id}`, onChange),
+    app.store.on(`gone:${server.id}`, () => d.close()),
+    app.store.on("users", () => { if (s.tab === "channels") s.render(); }), // (former members' names)
+  ];
   const d = tabbedDialog(`${server.name} settings`, allowedTabs(app, server), (key, panel) => {
     s.panel = panel;
     s.tab = key;
@@ -260,15 +264,20 @@ class Settings {
 
   channelEditor(c) {
     const s = this.s;
-    const members = [...(this.app.store.members.get(s.id) || new Map()).values()];
-    loadMembers(this.app, s.id).then((loaded) => { if (loaded.size !== members.length && this.tab === "channels") this.render(); }).catch(() => {});
+    const loaded = this.app.store.members.get(s.id) || new Map();
+    const members = [...loaded.values()];
+    loadMembers(this.app, s.id).then((all) => { if (all.size !== members.length && this.tab === "channels") this.render(); }).catch(() => {});
+    // Denies kept for someone who left, was kicked or banned (they hold again if that
+    // member comes back): listed to be seen and lifted, once every member is known.
+    const formers = loaded.complete ? c.overrides.filter((o) => o.kind === "member" && !loaded.has(o.id)).map((o) => o.id) : [];
+    if (formers.length) this.app.lookupUsers(formers);
     return h(
       "section",
       { class: "editor-box" },
       h("h4", null, `Edit ${c.name}`),
       this.form(`channel:${c.id}`, [c.name, c.topic, c.kind, c.rate_limit_per_user], () => this.channelForm(c)),
       h("h4", null, "Permission overrides"),
-      this.form(`overrides:${c.id}`, [c.overrides, s.roles.map((r) => [r.id, r.name]), members.map((m) => [m.user.id, displayName(m.user)])], () => this.overridesEditor(c, members)),
+      this.form(`overrides:${c.id}`, [c.overrides, s.roles.map((r) => [r.id, r.name]), members.map((m) => [m.user.id, displayName(m.user)]), formers.map((id) => displayName(this.app.store.user(id)))], () => this.overridesEditor(c, members, formers)),
     );
   }
 
@@ -291,9 +300,13 @@ class Settings {
       h("div", { class: "row-end" }, h("button", { class: "btn btn-primary", type: "submit" }, "Save")));
   }
 
-  overridesEditor(c, members) {
+  overridesEditor(c, members, formers) {
     const s = this.s;
-    const targets = [...s.roles.map((r) => ({ kind: "role", id: r.id, name: r.name })), ...members.map((m) => ({ kind: "member", id: m.user.id, name: `@${displayName(m.user)}` }))];
+    const targets = [
+      ...s.roles.map((r) => ({ kind: "role", id: r.id, name: r.name })),
+      ...members.map((m) => ({ kind: "member", id: m.user.id, name: `@${displayName(m.user)}` })),
+      ...formers.map((id) => ({ kind: "member", id, name: `@${displayName(this.app.store.user(id))} (not a member now)` })),
+    ];
     const pick = h("select", { id: "ov-target", "data-pick": true }, targets.map((t) => h("option", { value: `${t.kind}:${t.id}`, selected: `${t.kind}:${t.id}` === this.ovTarget }, t.name)));
     const shown = ["VIEW_CHANNEL", "SEND_MESSAGES", "READ_MESSAGE_HISTORY", "ADD_REACTIONS", "ATTACH_FILES", "MANAGE_MESSAGES", "CONNECT", "SPEAK"];
     const grid = h("div", { class: "override-grid" });
