@@ -35,7 +35,7 @@ from xfchat.settings import (
 from xfchat.workers import Supervisor, worker_count
 
 EXIT_OTHER, EXIT_SETTINGS, EXIT_DATABASE, EXIT_MIGRATION, EXIT_BIND = 1, 2, 3, 4, 5
-GC_YOUNG = 10_000  # (the collector's threshold for its youngest generation; see announce)
+GC_YOUNG = 10_000  # (the collector's threshold for its youngest generation; see _tune_collector)
 
 
 _PREFIX = {"info": "", "warning": "WARNING: ", "critical": "FATAL: "}
@@ -451,6 +451,41 @@ def bound_address(sock: socket.socket) -> str:
     return shown + (" (every interface)" if host in ("0.0.0.0", "::") else "")  # noqa: S104
 
 
+def _uvicorn_config(settings: Settings, app: Any) -> Any:  # (a uvicorn.Config)
+    import uvicorn
+
+    from xfchat.domain.rate_limits import proxy_networks
+
+    return uvicorn.Config(
+        app,
+        lifespan="on",
+        log_config=None,
+        log_level=settings.log_level,
+        access_log=settings.access_log,
+        # (asyncio.wait_for's timeout: a float works, 0 too; int() made 0.5 "no limit")
+        timeout_graceful_shutdown=settings.shutdown_grace_s,  # type: ignore[arg-type]
+        server_header=False,
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=proxy_networks(settings.trusted_proxies) or None,
+        **_limits(settings, app),
+    )
+
+
+def _tune_collector() -> None:
+    """Once serving: everything made at start-up (modules, the app, the pool) lives as
+    long as the process, so it is set aside from the cyclic garbage collector, whose full
+    passes would otherwise walk it all again (80-130 ms pauses on a 2-core box, the p99
+    of every request kind in bench.search). And the young generation is collected every
+    GC_YOUNG container allocations instead of every 700: at 700, the objects of requests
+    and deliveries still in flight were collected again and again and promoted to the
+    older generations, whose passes then walked them too (1.2 s of collection in two
+    server-channel points of bench.load). Short-lived objects now die by reference count
+    before the first pass; what is garbage in cycles is still found within that many (the
+    server's RSS at that point stayed at 305 MiB, against 285-323 before)."""
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG, 10, 10)
+
+
 async def serve_http(
     settings: Settings,
     *,
@@ -465,11 +500,8 @@ async def serve_http(
     until a signal; print `ready` (a worker: write its byte to `ready_fd`) once requests
     are served. `settle` gets the settings once the port is known (XFCHAT_PORT=0: the one
     the system chose) and returns those the app is built with."""
-    import uvicorn
-
     from xfchat.app import create_app
     from xfchat.db.pool import create_pool
-    from xfchat.domain.rate_limits import proxy_networks
 
     _Server = _server_class()
 
@@ -483,20 +515,7 @@ async def serve_http(
         settings = settle(settings)
     pool = await create_pool(settings)
     app = create_app(settings, pool=pool)
-    config = uvicorn.Config(
-        app,
-        lifespan="on",
-        log_config=None,
-        log_level=settings.log_level,
-        access_log=settings.access_log,
-        # (asyncio.wait_for's timeout: a float works, 0 too; int() made 0.5 "no limit")
-        timeout_graceful_shutdown=settings.shutdown_grace_s,  # type: ignore[arg-type]
-        server_header=False,
-        proxy_headers=bool(settings.trusted_proxies),
-        forwarded_allow_ips=proxy_networks(settings.trusted_proxies) or None,
-        **_limits(settings, app),
-    )
-    server = _Server(config)
+    server = _Server(_uvicorn_config(settings, app))
     server.end_streams = lambda within_s: _end_streams(app, within_s)
     metrics = serve_metrics(settings, app, metrics_sock)
 
@@ -505,19 +524,7 @@ async def serve_http(
             if server.should_exit:
                 return
             await asyncio.sleep(0.02)
-        # Everything made at start-up (modules, the app, the pool) lives as long as the
-        # process: set it aside from the cyclic garbage collector, whose full passes
-        # would otherwise walk it all again (80-130 ms pauses on a 2-core box, the p99
-        # of every request kind in bench.search).
-        gc.freeze()
-        # And collect the young generation every GC_YOUNG container allocations instead
-        # of every 700: at 700, the objects of requests and deliveries still in flight
-        # were collected again and again and promoted to the older generations, whose
-        # passes then walked them too (1.2 s of collection in two server-channel points
-        # of bench.load). Short-lived objects now die by reference count before the
-        # first pass; what is garbage in cycles is still found within that many (the
-        # server's RSS at that point stayed at 305 MiB, against 285-323 before).
-        gc.set_threshold(GC_YOUNG, 10, 10)
+        _tune_collector()
         if ready_fd is not None:
             os.write(ready_fd, bytes([worker]))
             return
