@@ -141,10 +141,9 @@ def run_dev() -> int:
         dev_defaults(root)
 
         async def main() -> int:
-            from xfchat.db.pool import connect, without_password
-            from xfchat.db.queries import users as users_q
+            from xfchat.db.pool import without_password
             from xfchat.db.startup import prepare_database
-            from xfchat.domain.demo import DEMO_PASSWORD, DEMO_USERS, is_seeded, seed_demo
+            from xfchat.domain.demo import DEMO_PASSWORD, DEMO_USERS
             from xfchat.domain.email_keys import rekey_emails_at_start
             from xfchat.domain.sealed_secrets import seal_at_start
             from xfchat.file_limit import raise_file_limit
@@ -160,20 +159,7 @@ def run_dev() -> int:
             await prepare_database(settings, say)
             say(await seal_at_start(settings))
             say(await rekey_emails_at_start(settings))
-            conn = await connect(settings)
-            try:
-                if await is_seeded(conn):
-                    say("demo data present (reusing it)")
-                elif users := await users_q.count_users(conn):
-                    _refuse(settings, users)
-                else:
-                    summary = await seed_demo(conn)
-                    say(
-                        f"demo data loaded: {summary.users} users, {summary.channels} channels, "
-                        f"{summary.messages} messages"
-                    )
-            finally:
-                await conn.close()
+            await _seed_once(settings)
 
             def banner(url: str, bound: str) -> None:
                 print(
@@ -200,6 +186,29 @@ def run_dev() -> int:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             pg.stop()
             say("local PostgreSQL stopped")
+
+
+async def _seed_once(settings: Settings) -> None:
+    """The demo data, unless the database has it already; a database with accounts of
+    its own is refused (see _refuse)."""
+    from xfchat.db.pool import connect
+    from xfchat.db.queries import users as users_q
+    from xfchat.domain.demo import is_seeded, seed_demo
+
+    conn = await connect(settings)
+    try:
+        if await is_seeded(conn):
+            say("demo data present (reusing it)")
+        elif users := await users_q.count_users(conn):
+            _refuse(settings, users)
+        else:
+            summary = await seed_demo(conn)
+            say(
+                f"demo data loaded: {summary.users} users, {summary.channels} channels, "
+                f"{summary.messages} messages"
+            )
+    finally:
+        await conn.close()
 
 
 def _refuse(settings: Settings, users: int) -> None:
