@@ -154,3 +154,49 @@ async def test_answers_to_an_author_without_the_history_quote_no_other_message(
     # Whoever may read the history still sees the preview.
     seen = (await client.get(f"{url}/{mid}", headers=ann.headers)).json()
     assert seen["reply_to"]["content"] == "SECRET"
+
+
+async def test_unread_counts_without_the_history_tell_nothing_of_messages_before_joining(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """Was: a newcomer who sees #general without READ_MESSAGE_HISTORY got `unread` and
+    `mention_count` over the whole history; by acknowledging each seq in turn he read,
+    message by message, which of the older ones were deleted and which mentioned
+    @everyone, though every read of them is refused."""
+    ann, ben, cid = await make_user("ann"), await make_user("ben"), await make_user("cid")
+    srv = await factories.community(client, ann, cid)
+    denied = await factories.override(
+        client, ann, srv.general, "role", srv.everyone_role, deny=HISTORY
+    )
+    assert denied.status_code == 200, denied.text
+    await factories.role(client, srv, ann, "readers", HISTORY, cid)
+    sent = [await factories.say(client, ann, srv.general, f"old {i}") for i in range(4)]
+    await factories.say(client, ann, srv.general, "@everyone all hands")
+    gone = await client.delete(
+        f"/api/channels/{srv.general}/messages/{sent[1]['id']}", headers=ann.headers
+    )
+    assert gone.status_code == 204, gone.text
+    joined = await client.post(f"/api/invites/{srv.invite}", headers=ben.headers)
+    assert joined.status_code == 201, joined.text
+
+    async def counts(who: TestUser) -> tuple[int, int]:
+        state = (await client.get("/api/users/@me/state", headers=who.headers)).json()
+        (mine,) = [r for s in state["servers"] for r in s["read_states"]]
+        return mine["unread"], mine["mention_count"]
+
+    (first,) = joined.json()["read_states"]
+    assert (first["unread"], first["mention_count"]) == (0, 0)
+    seen = []
+    for seq in range(6):
+        acked = await client.put(
+            f"/api/channels/{srv.general}/ack", headers=ben.headers, json={"seq": seq}
+        )
+        assert acked.status_code == 200, acked.text
+        seen.append(await counts(ben))
+    assert seen == [(0, 0)] * 6
+    # What arrives after he joined is his (he receives it live), and counts.
+    await client.put(f"/api/channels/{srv.general}/ack", headers=ben.headers, json={"seq": 0})
+    await factories.say(client, ann, srv.general, "@everyone welcome")
+    assert await counts(ben) == (1, 1)
+    # A member who may read the history counts all of it, as before.
+    assert await counts(cid) == (5, 2)

@@ -179,6 +179,19 @@ async def holds_in_channels(
             raise missing(need, held, where)
 
 
+async def permissions_in_channels(
+    conn: asyncpg.Connection, user_id: UUID, channel_ids: list[UUID]
+) -> dict[UUID, Permission]:
+    """A user's permissions in each of these channels that they may see (one read);
+    channels they may not see are left out."""
+    out: dict[UUID, Permission] = {}
+    for facts in await q.list_facts_in_channels(conn, channel_ids=channel_ids, user_id=user_id):
+        perms = compute_permissions(facts)
+        if perms & Permission.VIEW_CHANNEL:
+            out[facts.channel_id] = perms
+    return out
+
+
 @dataclass(frozen=True)
 class VisibleChannel:
     channel_id: UUID

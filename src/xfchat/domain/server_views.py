@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from uuid import UUID
 
 import asyncpg
@@ -12,7 +14,7 @@ from xfchat.db.queries import roles as roles_q
 from xfchat.db.queries import servers as q
 from xfchat.db.queries import users as users_q
 from xfchat.domain import voice
-from xfchat.domain.access import server_viewers
+from xfchat.domain.access import permissions_in_channels, server_viewers
 from xfchat.domain.event_payloads import (
     MemberPayload,
     OverridePayload,
@@ -26,6 +28,7 @@ from xfchat.domain.events import (
     Event,
     emit_many,
 )
+from xfchat.domain.permissions import Permission
 from xfchat.domain.profile import public_profile
 from xfchat.errors import Forbidden
 
@@ -200,21 +203,41 @@ async def visible_server_channels(
     return [r for r in rows if user_id in viewers[r.id]]
 
 
+def _history_since(
+    channel: channels_q.ChannelRow,
+    visible: Mapping[UUID, Permission],
+    members: Mapping[UUID, q.MemberRow],
+) -> datetime | None:
+    """From when a text channel's messages count as unread for the member: all of them
+    where they may read its history (None), else only those since they joined the
+    server (what they received live: older ones are history they may not read)."""
+    if Permission.READ_MESSAGE_HISTORY in visible.get(channel.id, Permission(0)):
+        return None
+    member = members.get(channel.server_id) if channel.server_id is not None else None
+    return member.joined_at if member is not None else datetime.max.replace(tzinfo=UTC)
+
+
 async def joined_json(
     conn: asyncpg.Connection, server: q.ServerRow, user_id: UUID
 ) -> ServerJoinedPayload:
     """A server as one member sees it: with its roles and the channels they may see."""
-    visible = {c.id for c in await visible_server_channels(conn, server.id, user_id)}
+    rows = await channels_q.list_server_channels(conn, server_id=server.id)
+    visible = await permissions_in_channels(conn, user_id, [r.id for r in rows])
     return (await joined_many(conn, [server], user_id, visible))[0]
 
 
 async def joined_many(
-    conn: asyncpg.Connection, servers: list[q.ServerRow], user_id: UUID, visible: set[UUID]
+    conn: asyncpg.Connection,
+    servers: list[q.ServerRow],
+    user_id: UUID,
+    visible: Mapping[UUID, Permission],
 ) -> list[ServerJoinedPayload]:
     """Several servers as one member sees them, of their channels those in `visible`
-    (with the member's read state in each text channel, and who is in each voice
-    channel): eight statements, whatever the number of servers. A server they are no
-    longer a member of is left out."""
+    (the member's permissions in each channel they may see), with the member's read
+    state in each text channel (where they may not read the history, counting only
+    what was written since they joined: what they received live), and who is in each
+    voice channel: eight statements, whatever the number of servers. A server they
+    are no longer a member of is left out."""
     ids = [s.id for s in servers]
     channels = [
         c
@@ -230,17 +253,18 @@ async def joined_many(
         roles.setdefault(r.server_id, []).append(role_json(r))
     members = {m.server_id: m for m in await q.list_memberships(conn, user_id=user_id)}
     (me,) = await users_q.list_public_users(conn, user_ids=[user_id])
-    texts = [c.id for c in channels if c.kind == "text"]
+    texts = [c for c in channels if c.kind == "text"]
     unreads = {
         u.channel_id: u
         for u in await messages_q.list_unreads(
             conn,
             user_id=user_id,
             role_ids=[r for m in members.values() for r in m.role_ids],
-            channel_ids=texts,
+            channel_ids=[c.id for c in texts],
+            since=[_history_since(c, visible, members) for c in texts],
         )
     }
-    voices = await voice.states_by_server(conn, ids, visible)
+    voices = await voice.states_by_server(conn, ids, set(visible))
     out: list[ServerJoinedPayload] = []
     for server in servers:
         member = members.get(server.id)

@@ -180,7 +180,8 @@ async def list_joined(
         return []
     if visible is None:
         visible = await visible_channels(conn, actor.user_id)
-    return await joined_many(conn, rows, actor.user_id, set(visible))
+    permissions = {c: v.permissions for c, v in visible.items()}
+    return await joined_many(conn, rows, actor.user_id, permissions)
 
 
 async def list_servers(conn: asyncpg.Connection, actor: Actor) -> list[ServerPayload]:

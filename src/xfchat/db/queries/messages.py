@@ -545,10 +545,18 @@ class UnreadRow:
 
 
 async def list_unreads(
-    conn: asyncpg.Connection, *, user_id: UUID, role_ids: list[UUID], channel_ids: list[UUID]
+    conn: asyncpg.Connection,
+    *,
+    user_id: UUID,
+    role_ids: list[UUID],
+    channel_ids: list[UUID],
+    since: list[datetime | None] | None = None,
 ) -> list[UnreadRow]:
     """The user's read position in each of these channels, with what is unread after
-    it (both counts capped at UNREAD_CAP; each walks at most that many rows)."""
+    it (both counts capped at UNREAD_CAP; each walks at most that many rows). Where
+    `since[i]` is given (a channel whose history the user may not read), only messages
+    written from then on count: the user received those live; older ones are history
+    they may not read, whose existence, deletion or mentions the counts must not tell."""
     records = await conn.fetch(
         f"""
         SELECT c.id AS channel_id, COALESCE(rs.last_read_seq, 0) AS last_read_seq,
@@ -556,22 +564,25 @@ async def list_unreads(
                     SELECT 1 FROM messages m
                     WHERE m.channel_id = c.id AND m.seq > COALESCE(rs.last_read_seq, 0)
                       AND m.author_id IS DISTINCT FROM $1 AND m.deleted_at IS NULL
+                      AND (w.since IS NULL OR m.created_at >= w.since)
                     LIMIT {UNREAD_CAP}) x) AS unread,
                (SELECT count(*) FROM (
                     SELECT 1 FROM messages m
                     WHERE m.channel_id = c.id AND m.seq > COALESCE(rs.last_read_seq, 0)
                       AND m.author_id IS DISTINCT FROM $1 AND m.deleted_at IS NULL
+                      AND (w.since IS NULL OR m.created_at >= w.since)
                       AND ((m.mentions <> '{{}}' AND m.mentions @> ARRAY[$1]::uuid[])
                            OR m.mention_everyone
                            OR (m.mention_roles <> '{{}}' AND m.mention_roles && $3::uuid[]))
                     LIMIT {UNREAD_CAP}) x) AS mention_count
-        FROM channels c
+        FROM unnest($2::uuid[], $4::timestamptz[]) AS w(id, since)
+        JOIN channels c ON c.id = w.id
         LEFT JOIN read_states rs ON rs.user_id = $1 AND rs.channel_id = c.id
-        WHERE c.id = ANY($2::uuid[])
         """,
         user_id,
         channel_ids,
         role_ids,
+        since if since is not None else [None] * len(channel_ids),
     )
     return many(UnreadRow, records)
 
