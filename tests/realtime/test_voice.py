@@ -156,6 +156,10 @@ async def test_two_in_a_voice_channel_exchange_offer_answer_and_candidates_and_n
         ):
             await ben_voice.send(VOICE_SIGNAL, bad)
             assert (await error(ben_voice, frames["ben"]))["code"] == "INVALID_SIGNAL"
+        # A `to` that is no user id is not sent back whole (was: up to a frame's 64 KiB).
+        await ben_voice.send(VOICE_SIGNAL, {"to": "x" * 60_000, "kind": "offer", "data": {}})
+        refused = await error(ben_voice, frames["ben"])
+        assert refused["code"] == "INVALID_SIGNAL" and "to" not in refused
         await ben_voice.send(VOICE_STATE_UPDATE, {"channel_id": "lounge"})
         assert (await error(ben_voice, frames["ben"]))["code"] == "INVALID_VOICE_STATE"
 

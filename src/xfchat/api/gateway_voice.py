@@ -14,7 +14,8 @@ VOICE_SIGNAL (12), client -> server: `{"to": "<user id>", "kind": "offer" | "ans
 `{channel_id, from, kind, data}`, only while both of you are in the same channel.
 
 A refused or failed op is answered with the dispatch `voice.error` `{op, code, message}`
-(and `to` for a signal, `retry_after` when rate limited); the connection stays open.
+(and `to` for a signal whose `to` is at most 38 characters, `retry_after` when rate
+limited); the connection stays open.
 Neither dispatch carries a resume token: they are not events of the log.
 """
 
@@ -41,6 +42,9 @@ log = logging.getLogger("xfchat.gateway")
 VOICE_STATE_UPDATE, VOICE_SIGNAL = 4, 12
 VOICE_OPS = (VOICE_STATE_UPDATE, VOICE_SIGNAL)
 OP_TIMEOUT_S = 10.0
+# A refused signal's error names its `to` when it is no longer than a user id written
+# with braces (38): the error is for matching it with the signal, not an echo of a frame.
+TO_ECHOED = 38
 # Per user (all their connections to this process together: a user cannot multiply
 # them by opening tabs): a burst, then a steady rate (a mesh of 8 sends ~80 signals on
 # joining).
@@ -145,8 +149,9 @@ class VoiceOps:
 
     async def handle(self, op: int, d: Any) -> None:
         extra: dict[str, Any] = {}
-        if op == VOICE_SIGNAL and isinstance(d, dict) and isinstance(d.get("to"), str):
-            extra["to"] = d["to"]
+        to = d.get("to") if op == VOICE_SIGNAL and isinstance(d, dict) else None
+        if isinstance(to, str) and len(to) <= TO_ECHOED:  # (a user id; never a frame back)
+            extra["to"] = to
         wait = (self.signals if op == VOICE_SIGNAL else self.updates).take()
         if wait:
             self._error(op, "RATE_LIMITED", "too many voice ops", retry_after=wait, **extra)
