@@ -772,6 +772,43 @@ async def test_deleting_a_message_empties_it_in_the_event_log(
     assert any(d.get("content") == "kept" for _, d in events)
 
 
+async def test_deleting_a_message_empties_its_reactions_in_the_event_log(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    """Was: a resume replayed a deleted message's reactions, whose emoji is text of up to
+    64 characters, in its `reaction.added`/`reaction.removed` events and in the
+    `reactions` (and `pinned`) of its `message.updated`, though the README says its
+    reactions leave the event log with its text."""
+    ann, _, dm = await pair(client, make_user)
+    message = await factories.say(client, ann, dm, "regrettable")
+    url = f"/api/channels/{dm}/messages/{message['id']}"
+    for emoji in ("leakedword", "takenback"):
+        added = await client.put(f"{url}/reactions/{emoji}/@me", headers=ann.headers)
+        assert added.status_code == 204, added.text
+    await client.delete(f"{url}/reactions/takenback/@me", headers=ann.headers)
+    await client.put(f"/api/channels/{dm}/pins/{message['id']}", headers=ann.headers)
+    await client.patch(url, headers=ann.headers, json={"content": "edited"})
+    kept = await factories.say(client, ann, dm, "kept")
+    await client.put(
+        f"/api/channels/{dm}/messages/{kept['id']}/reactions/keptword/@me", headers=ann.headers
+    )
+    assert "leakedword" in str(await factories.events_of(conn, "channel", UUID(dm)))
+    await client.delete(url, headers=ann.headers)
+    events = await factories.events_of(conn, "channel", UUID(dm))
+    assert "leakedword" not in str(events) and "takenback" not in str(events)
+    reacted = [
+        d for t, d in events if t.startswith("reaction.") and d["message_id"] == message["id"]
+    ]
+    assert len(reacted) == 3 and {d["emoji"] for d in reacted} == {""}  # (their places stay)
+    tomb = (await client.get(url, headers=ann.headers)).json()
+    for t, d in events:
+        if t in ("message.created", "message.updated") and d["id"] == message["id"]:
+            assert (
+                (d["reactions"], d["pinned"]) == (tomb["reactions"], tomb["pinned"]) == ([], False)
+            )
+    assert any(d.get("emoji") == "keptword" for _, d in events)  # another message's stay
+
+
 async def test_repeated_parents_headers_count_together_against_the_limit(
     client: httpx.AsyncClient, make_user: MakeUser
 ) -> None:

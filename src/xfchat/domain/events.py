@@ -221,9 +221,17 @@ MESSAGE_DELETED = EventType(
     "A message was deleted (its tombstone), with its author and whom it mentioned: what"
     " it counted for in the unread and mention counts.",
 )
-REACTION_ADDED = EventType("reaction.added", C, ReactionChangePayload, "Someone reacted.")
+REACTION_ADDED = EventType(
+    "reaction.added",
+    C,
+    ReactionChangePayload,
+    "Someone reacted. Replayed after the message was deleted, `emoji` is empty.",
+)
 REACTION_REMOVED = EventType(
-    "reaction.removed", C, ReactionChangePayload, "Someone took a reaction back."
+    "reaction.removed",
+    C,
+    ReactionChangePayload,
+    "Someone took a reaction back. Replayed after the message was deleted, `emoji` is empty.",
 )
 MESSAGE_PINNED = EventType("message.pinned", C, PinPayload, "A message was pinned.")
 MESSAGE_UNPINNED = EventType(

@@ -268,15 +268,19 @@ async def prune_commits(conn: asyncpg.Connection, *, older_than_s: float, limit:
 async def scrub_message_events(
     conn: asyncpg.Connection, *, channel_id: UUID, message_ids: list[UUID], deleted_at: str
 ) -> int:
-    """Empty the text (and the files) of deleted messages in the events that carried it, which then
-    look as the messages do in history (deleted, with their time), and in the previews
-    of them that replies (and pin notices) carry; how many events changed."""
+    """Empty the text (and the files and reactions) of deleted messages in the events that
+    carried it, which then look as the messages do in history (deleted, with their time,
+    no reactions, unpinned), in the previews of them that replies (and pin notices)
+    carry, and in their reactions' own events (an emoji is text of up to 64 characters:
+    the event keeps its place and who reacted, as a Matrix redaction keeps a redacted
+    reaction's sender, with an empty `emoji`); how many events changed."""
     ids = [str(m) for m in message_ids]
     own = await conn.execute(
         """
         UPDATE events e
         SET data = e.data || jsonb_build_object('content', '', 'deleted', true, 'deleted_at', $3::text,
-                                                'attachments', '[]'::jsonb)
+                                                'attachments', '[]'::jsonb,
+                                                'reactions', '[]'::jsonb, 'pinned', false)
         FROM event_streams s
         WHERE s.id = e.stream_id AND s.kind = 'channel' AND s.entity_id = $1
           AND e.type IN ('message.created', 'message.updated')
@@ -299,4 +303,16 @@ async def scrub_message_events(
         channel_id,
         ids,
     )
-    return int(own.split()[-1]) + int(previews.split()[-1])
+    reactions = await conn.execute(
+        """
+        UPDATE events e
+        SET data = e.data || '{"emoji": ""}'::jsonb
+        FROM event_streams s
+        WHERE s.id = e.stream_id AND s.kind = 'channel' AND s.entity_id = $1
+          AND e.type IN ('reaction.added', 'reaction.removed')
+          AND e.data ->> 'message_id' = ANY($2::text[])
+        """,
+        channel_id,
+        ids,
+    )
+    return sum(int(done.split()[-1]) for done in (own, previews, reactions))

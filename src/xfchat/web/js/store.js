@@ -345,6 +345,7 @@ function reactionsWithMe(old, fresh) {
 }
 
 function react(store, d, delta) {
+  if (!d.emoji) return; // (a deleted message's reaction, its emoji scrubbed from the log)
   store.patchMessage(d.channel_id, d.message_id, (m) => {
     const r = m.reactions.find((x) => x.emoji === d.emoji);
     const mine = d.user_id === store.me.id;
