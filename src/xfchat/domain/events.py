@@ -427,8 +427,9 @@ VOICE_ERROR = EventType(
     "voice.error",
     Audience.CONNECTION,
     VoiceErrorPayload,
-    "A voice op (4 or 12) was refused or failed, with the HTTP API's error body; the"
-    " connection stays. To that connection only; not stored.",
+    "A voice op (4 or 12) was refused or failed, with the HTTP API's error body (`to`:"
+    " the signal's, when it is at most 38 characters); the connection stays. To that"
+    " connection only; not stored.",
     stored=False,
 )
 
