@@ -187,6 +187,12 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
     return app
 
 
+def _listening(app: FastAPI) -> Callable[[], bool] | None:
+    """Whether the hub's LISTEN connection is up; None before the lifespan made a hub."""
+    hub = app.state.hub
+    return None if hub is None else hub.listening.is_set
+
+
 def _init_state(app: FastAPI, settings: Settings, pool: asyncpg.Pool | None) -> Metrics:
     """What the app holds before its lifespan starts (the pool, when given; the limits
     counted in memory; the metrics), and its metrics."""
@@ -202,7 +208,7 @@ def _init_state(app: FastAPI, settings: Settings, pool: asyncpg.Pool | None) -> 
     # Gateway connections not yet identified, per address in memory (api/gateway.py).
     app.state.unidentified = HeldPerAddress(settings.gateway_unidentified_ip)
     app.state.readiness = SharedReadiness(
-        lambda: check_ready(app.state.pool, app.state.expected_migrations)
+        lambda: check_ready(app.state.pool, app.state.expected_migrations, _listening(app))
     )
 
     def stats() -> dict[str, Any] | None:

@@ -765,6 +765,9 @@ def build_parser() -> argparse.ArgumentParser:
     actions.add_parser("info", help="show applied and pending migrations")
     new = actions.add_parser("add", help="create an empty migration pair")
     new.add_argument("name", type=_migration_name)
+    from xfchat.cli_admin import add_parser as add_admin_parser
+
+    add_admin_parser(sub)
     return parser
 
 
@@ -794,12 +797,19 @@ def _positive(text: str) -> int:
     return value
 
 
+def cmd_admin(args: argparse.Namespace) -> int:
+    from xfchat.cli_admin import cmd_admin as run_admin
+
+    return run_admin(args)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "serve": cmd_serve,
     "dev": cmd_dev,
     "migrate": cmd_migrate,
     "seed": cmd_seed,
     "check": cmd_check,
+    "admin": cmd_admin,
 }
 
 

@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import uuid
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
@@ -41,6 +43,67 @@ async def test_ready_is_503_when_a_migration_is_missing(
         "code": "NOT_READY",
         "message": "the database schema does not match this code's migrations",
     }
+
+
+async def test_ready_stays_200_when_a_newer_release_applied_its_migration(
+    client: httpx.AsyncClient, conn: asyncpg.Connection
+) -> None:
+    # A rolling upgrade: the new release's first process migrated; this older one
+    # still serves, and must not be taken out of the balancer with every other old one.
+    await conn.execute(
+        "INSERT INTO schema_migrations (version, name, checksum)"
+        " SELECT max(version) + 1, 'from_a_newer_release', 'x' FROM schema_migrations"
+    )
+    response = await client.get("/ready")
+    assert response.status_code == 200 and response.json() == {"status": "ready"}
+
+
+async def test_ready_is_503_for_an_unknown_migration_below_this_codes_last(
+    client: httpx.AsyncClient, conn: asyncpg.Connection
+) -> None:
+    # (a database of another lineage, not a newer release of this one)
+    await conn.execute(
+        "INSERT INTO schema_migrations (version, name, checksum) VALUES (0, 'elsewhere', 'x')"
+    )
+    response = await client.get("/ready")
+    assert response.status_code == 503 and response.json()["code"] == "NOT_READY"
+
+
+async def test_ready_is_503_while_the_listener_is_down_and_200_when_back(
+    app_with: AppWith, conn: asyncpg.Connection, db_url: str
+) -> None:
+    # The LISTEN connection goes through a role of its own (as XFCHAT_LISTEN_URL may),
+    # which then may not log in: requests still work, real-time delivery does not.
+    role = f"xfchat_listen_{uuid.uuid4().hex[:8]}"
+    await conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'listen-password'")
+    await conn.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
+    parts = urlsplit(db_url)
+    netloc = f"{role}:listen-password@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    try:
+        client = await app_with(listen_url=urlunsplit(parts._replace(netloc=netloc)))
+        assert (await client.get("/ready")).status_code == 200
+        await conn.execute(f"ALTER ROLE {role} NOLOGIN")
+        await conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", role
+        )
+        async with asyncio.timeout(10):
+            while (response := await client.get("/ready")).status_code == 200:
+                await asyncio.sleep(0.1)
+        assert response.status_code == 503 and response.json() == {
+            "code": "NOT_READY",
+            "message": "the real-time listener is not connected to the database",
+        }
+        assert (await client.get("/health")).status_code == 200
+        await conn.execute(f"ALTER ROLE {role} LOGIN")
+        async with asyncio.timeout(20):  # the hub reconnects by itself
+            while (await client.get("/ready")).status_code != 200:
+                await asyncio.sleep(0.1)
+    finally:
+        await conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", role
+        )
+        await conn.execute(f"DROP OWNED BY {role}")
+        await conn.execute(f"DROP ROLE {role}")
 
 
 async def test_metrics_count_requests_per_route_and_show_the_pool(

@@ -21,9 +21,18 @@ class Readiness:
     reason: str
 
 
-async def check_ready(pool: asyncpg.Pool, expected: dict[int, str]) -> Readiness:
-    """Ready when the database answers `SELECT 1` within 2 s and its applied migrations
-    are exactly the ones this code ships (same versions, same checksums)."""
+async def check_ready(
+    pool: asyncpg.Pool, expected: dict[int, str], listening: Callable[[], bool] | None = None
+) -> Readiness:
+    """Ready when the database answers `SELECT 1` within 2 s, every migration this code
+    ships is applied as it ships it (same checksum), and the real-time listener is
+    connected (`listening`, when given).
+
+    Migrations newer than this code's last are no reason to be unready: during a rolling
+    upgrade the first new process applies them while the old ones still serve, and a
+    readiness probe failing on every old process at that instant would take them all out
+    of the balancer at once. (An unknown migration below this code's last is: the
+    database is of another lineage.)"""
     try:
         async with asyncio.timeout(READY_TIMEOUT_S):
             async with pool.acquire() as conn:
@@ -35,9 +44,20 @@ async def check_ready(pool: asyncpg.Pool, expected: dict[int, str]) -> Readiness
         return Readiness(False, "every database connection is busy")
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         return Readiness(False, f"the database is unavailable: {type(exc).__name__}")
-    if {m.version: m.checksum for m in applied} != expected:
+    if not schema_serves(expected, {m.version: m.checksum for m in applied}):
         return Readiness(False, "the database schema does not match this code's migrations")
+    if listening is not None and not listening():
+        return Readiness(False, "the real-time listener is not connected to the database")
     return Readiness(True, "ok")
+
+
+def schema_serves(expected: dict[int, str], applied: dict[int, str]) -> bool:
+    """Whether a database with `applied` migrations (version -> checksum) has the schema
+    this code's `expected` ones make, newer additions aside."""
+    newest = max(expected, default=0)
+    return all(applied.get(v) == c for v, c in expected.items()) and all(
+        v in expected for v in applied if v <= newest
+    )
 
 
 class SharedReadiness:

@@ -442,7 +442,7 @@ async def delete_message(
                 changes={"channel_id": str(channel_id), "author_id": str(row.author_id)},
                 reason=reason,
             )
-        await _delete(conn, actor, channel_id, [row])
+        await delete_rows(conn, actor.user_id, channel_id, [row])
 
 
 async def bulk_delete(
@@ -494,15 +494,18 @@ async def bulk_delete(
                 changes={"count": len(rows), "message_ids": [str(r.id) for r in rows]},
                 reason=reason,
             )
-        await _delete(conn, actor, channel_id, rows)
+        await delete_rows(conn, actor.user_id, channel_id, rows)
         return [str(r.id) for r in rows]
 
 
-async def _delete(
-    conn: asyncpg.Connection, actor: Actor, channel_id: UUID, rows: list[q.MessageRow]
+async def delete_rows(
+    conn: asyncpg.Connection, deleted_by: UUID, channel_id: UUID, rows: list[q.MessageRow]
 ) -> None:
+    """Delete the locked, live `rows` of the channel (its caller checked who may), in
+    the caller's transaction: tombstones, the text scrubbed from the event log, and a
+    `message.deleted` each."""
     ids = [r.id for r in rows]
-    deleted_at = await q.soft_delete_messages(conn, message_ids=ids, deleted_by=actor.user_id)
+    deleted_at = await q.soft_delete_messages(conn, message_ids=ids, deleted_by=deleted_by)
     # The text also leaves the event log, so a resume cannot replay it.
     await events_q.scrub_message_events(
         conn, channel_id=channel_id, message_ids=ids, deleted_at=deleted_at.isoformat()

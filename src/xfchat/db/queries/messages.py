@@ -639,3 +639,23 @@ async def list_pins(
         channel_id,
     )
     return many(MessageViewRow, records)
+
+
+async def list_live_messages_by_author(
+    conn: asyncpg.Connection, *, author_id: UUID, since: datetime | None, limit: int
+) -> list[tuple[UUID, UUID]]:
+    """(channel id, message id) of the author's live messages sent at `since` or later
+    (all, if None), oldest first, at most `limit` (found by messages_author_idx)."""
+    records = await conn.fetch(
+        """
+        SELECT channel_id, id FROM messages
+        WHERE author_id = $1 AND deleted_at IS NULL
+          AND ($2::timestamptz IS NULL OR created_at >= $2)
+        ORDER BY created_at
+        LIMIT $3
+        """,
+        author_id,
+        since,
+        limit,
+    )
+    return [(r["channel_id"], r["id"]) for r in records]

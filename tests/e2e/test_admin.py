@@ -1,0 +1,149 @@
+"""`xfchat admin`: an operator ends an account's sessions, locks it out or sets its
+password while a server runs, and the server's open connections see it at once."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from datetime import UTC, datetime
+
+import httpx
+
+from tests import factories
+from tests.api.test_two_factor import turn_on
+from tests.factories import MakeUser, TestUser
+from tests.realtime.clients import GatewayClient, sse_stream
+from tests.support import Servers, clean_env, fatal_lines, xfchat
+
+NEW_PASSWORD = "a new passphrase for ann"
+
+
+def admin(servers: Servers, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    env = clean_env(DATABASE_URL=servers.database_url, XFCHAT_SECRET=servers.secret)
+    return subprocess.run(
+        xfchat("admin", *args),
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+async def login(api: httpx.AsyncClient, who: TestUser, password: str) -> int:
+    r = await api.post("/api/auth/login", json={"login": who.username, "password": password})
+    return r.status_code
+
+
+async def test_admin_revoke_sessions_closes_the_accounts_streams_at_once(
+    servers: Servers, make_user: MakeUser
+) -> None:
+    _, base = servers.start()
+    ann, ben = await make_user("ann"), await make_user("ben")
+    gw = await GatewayClient.connect(base, ann.access_token)
+    await gw.next("ready")
+    async with sse_stream(base, ann.access_token) as own, sse_stream(base, ben.access_token):
+        done = admin(servers, "revoke-sessions", "ann")
+        assert done.returncode == 0, done.stderr
+        assert f"ann ({ann.id}): sessions ended; 1 session(s) ended" in done.stdout
+        # (an UPDATE of sessions typed by hand leaves these open: nobody is told)
+        closed = await own.next("closed")
+        assert closed.data["reason"] == "session_revoked"
+        assert await gw.closed_with() == 4012
+    async with httpx.AsyncClient(base_url=base, timeout=30) as api:
+        me = await api.get("/api/users/@me", headers=ann.headers)
+        assert me.status_code == 401 and me.json()["code"] == "SESSION_REVOKED"
+        refreshed = await api.post("/api/auth/refresh", json={"refresh_token": ann.refresh_token})
+        assert refreshed.status_code == 401
+        assert (await api.get("/api/users/@me", headers=ben.headers)).status_code == 200
+        assert await login(api, ann, ann.password) == 200  # the password still works
+
+
+async def test_admin_lock_refuses_every_password_until_set_password(
+    servers: Servers, make_user: MakeUser
+) -> None:
+    _, base = servers.start()
+    ann = await make_user("ann")
+    async with sse_stream(base, ann.access_token) as own:
+        locked = admin(servers, "lock", ann.email)  # (by email, as a login finds it)
+        assert locked.returncode == 0, locked.stderr
+        assert (await own.next("closed")).data["reason"] == "session_revoked"
+    async with httpx.AsyncClient(base_url=base, timeout=30) as api:
+        assert await login(api, ann, ann.password) == 401
+        assert (await api.get("/api/users/@me", headers=ann.headers)).status_code == 401
+        reset = admin(servers, "set-password", str(ann.id), stdin=NEW_PASSWORD + "\n")
+        assert reset.returncode == 0, reset.stderr
+        assert "password set; 0 session(s) ended" in reset.stdout
+        assert await login(api, ann, ann.password) == 401
+        assert await login(api, ann, NEW_PASSWORD) == 200
+
+
+async def test_admin_set_password_ends_the_sessions_and_refuses_a_weak_one(
+    servers: Servers, make_user: MakeUser
+) -> None:
+    _, base = servers.start()
+    ann = await make_user("ann")
+    weak = admin(servers, "set-password", "ann", stdin="password\n")
+    assert weak.returncode == 1
+    assert fatal_lines(weak.stderr)[0].startswith("[ADMIN] FATAL: INVALID_PASSWORD: ")
+    unknown = admin(servers, "lock", "nobody")
+    assert unknown.returncode == 1
+    assert fatal_lines(unknown.stderr) == ["[ADMIN] FATAL: USER_NOT_FOUND: no account 'nobody'"]
+    async with httpx.AsyncClient(base_url=base, timeout=30) as api:
+        assert (await api.get("/api/users/@me", headers=ann.headers)).status_code == 200
+        reset = admin(servers, "set-password", "ANN", stdin=NEW_PASSWORD + "\n")
+        assert reset.returncode == 0, reset.stderr
+        assert "1 session(s) ended" in reset.stdout
+        gone = await api.get("/api/users/@me", headers=ann.headers)
+        assert gone.status_code == 401 and gone.json()["code"] == "SESSION_REVOKED"
+        assert await login(api, ann, ann.password) == 401
+        assert await login(api, ann, NEW_PASSWORD) == 200
+
+
+async def test_admin_set_password_turns_two_factor_off_only_when_asked(
+    servers: Servers, make_user: MakeUser
+) -> None:
+    _, base = servers.start()
+    ann = await make_user("ann")
+    async with httpx.AsyncClient(base_url=base, timeout=30) as api:
+        await turn_on(api, ann)
+        kept = admin(servers, "set-password", "ann", stdin=NEW_PASSWORD + "\n")
+        assert kept.returncode == 0 and "two-factor" not in kept.stdout, kept.stderr
+        step = await api.post("/api/auth/login", json={"login": "ann", "password": NEW_PASSWORD})
+        assert step.status_code == 200 and step.json()["two_factor_required"] is True
+        off = admin(
+            servers, "set-password", "ann", "--turn-off-two-factor", stdin=NEW_PASSWORD + "!\n"
+        )
+        assert off.returncode == 0, off.stderr
+        assert off.stdout.rstrip().endswith("; two-factor sign-in turned off")
+        signed_in = await api.post(
+            "/api/auth/login", json={"login": "ann", "password": NEW_PASSWORD + "!"}
+        )
+        assert signed_in.status_code == 200 and "access_token" in signed_in.json()
+
+
+async def test_admin_delete_messages_removes_a_spammers_messages_everywhere(
+    servers: Servers, make_user: MakeUser
+) -> None:
+    _, base = servers.start()
+    async with httpx.AsyncClient(base_url=base, timeout=30) as api:
+        ann, ben, dm = await factories.pair(api, make_user)
+        srv = await factories.community(api, ann, ben)
+        kept = await factories.say(api, ben, dm, "an old message, before the spam")
+        await asyncio.sleep(1.1)  # (--since takes what was sent at that second or later)
+        moment = datetime.now(UTC).replace(microsecond=0).isoformat()
+        spam = [await factories.say(api, ben, c, "buy now") for c in (dm, srv.general) * 2]
+        own = await factories.say(api, ann, srv.general, "ann's own")
+        async with sse_stream(base, ann.access_token) as watcher:
+            done = admin(servers, "delete-messages", "ben", "--since", moment)
+            assert done.returncode == 0, done.stderr
+            assert done.stdout.endswith("4 message(s) deleted in 2 channel(s)\n")
+            gone = await watcher.collect("message.deleted", 4)
+            assert {e.data["id"] for e in gone} == {m["id"] for m in spam}
+        for channel in (dm, srv.general):
+            page = await api.get(f"/api/channels/{channel}/messages", headers=ann.headers)
+            live = {m["id"] for m in page.json() if not m["deleted"]}
+            assert live == ({kept["id"]} if channel == dm else {own["id"]})
+        again = admin(servers, "delete-messages", "ben")
+        assert again.stdout.endswith("1 message(s) deleted in 1 channel(s)\n"), again.stderr
