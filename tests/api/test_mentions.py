@@ -237,3 +237,44 @@ async def test_my_mentions_count_as_searches(
     assert asked == [200, 200, 429]
     searched = await limited.get("/api/search", params={"q": "x"}, headers=ann.headers)
     assert searched.status_code == 429  # (one bucket for both)
+
+
+async def test_mentions_from_someone_i_blocked_do_not_ping_me(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """As on Discord, someone you blocked no longer pings you where you still meet (a
+    server, a group made before the block): their mentions leave "my mentions" and the
+    mention counts (the unread count keeps their messages), and come back with an
+    unblock. Nothing of it shows to them."""
+    ann, ben, zed = await make_user("ann"), await make_user("ben"), await make_user("zed")
+    srv = await community(client, ann, zed)
+    crew = (await factories.group(client, ben, ann, zed))["id"]
+    in_server = await factories.say(client, zed, str(srv.general), f"<@{ann.id}> look")
+    in_group = await factories.say(client, zed, crew, f"<@{ann.id}> look")
+    url = "/api/users/@me/mentions"
+
+    async def counts() -> tuple[list[str], dict[str, tuple[int, int]]]:
+        mine = await client.get(url, headers=ann.headers)
+        state = (await client.get("/api/users/@me/state", headers=ann.headers)).json()
+        reads = {c["id"]: (c["unread"], c["mention_count"]) for c in state["conversations"]}
+        for s in state["servers"]:
+            for r in s["read_states"]:
+                reads[r["channel_id"]] = (r["unread"], r["mention_count"])
+        group = (await client.get(f"/api/conversations/{crew}", headers=ann.headers)).json()
+        assert (group["unread"], group["mention_count"]) == reads[crew]
+        return [m["id"] for m in mine.json()], reads
+
+    listed, reads = await counts()
+    assert listed == [in_group["id"], in_server["id"]]
+    assert reads[crew] == (1, 1) and reads[str(srv.general)] == (1, 1)
+    blocked = await client.put(f"/api/users/@me/blocks/{zed.id}", headers=ann.headers)
+    assert blocked.status_code == 204
+    listed, reads = await counts()
+    assert listed == []
+    assert reads[crew] == (1, 0) and reads[str(srv.general)] == (1, 0)
+    # Zed's own view of the message is as it was: the block is not told.
+    his = await client.get(f"/api/channels/{crew}/messages/{in_group['id']}", headers=zed.headers)
+    assert his.json()["mentions"] == [str(ann.id)]
+    await client.delete(f"/api/users/@me/blocks/{zed.id}", headers=ann.headers)
+    listed, reads = await counts()
+    assert listed == [in_group["id"], in_server["id"]] and reads[crew] == (1, 1)

@@ -52,6 +52,7 @@ async def test_a_deleted_account_shows_offline_to_those_who_saw_it_online(
 ) -> None:
     api = http(server)
     ann, ben, _dm = await factories.pair(api, make_user)
+    await factories.befriend(ann, ben)  # (a direct conversation alone shows no presence)
     async with sse_stream(server, ben.access_token) as watcher:
         gw = await GatewayClient.connect(server, ann.access_token)
         await gw.next("ready")

@@ -1,6 +1,6 @@
 """Presence across server processes: derived from live connections, announced to the
-people who share a conversation with the user, and offline within a bound after a
-crash."""
+user's friends and the people who share a group or a server with them (never through
+a direct conversation alone), and offline within a bound after a crash."""
 
 from __future__ import annotations
 
@@ -66,6 +66,7 @@ async def test_chosen_status_invisible_and_custom_status(server: str, make_user:
     ann, ben = await make_user("ann"), await make_user("ben")
     stranger = await make_user("zed")
     async with httpx.AsyncClient(base_url=server, timeout=10) as api:
+        await factories.befriend(ann, ben)  # (a direct conversation alone shows nothing)
         await factories.direct(api, ann, ben)
         async with (
             sse_stream(server, ben.access_token) as partner,
@@ -111,6 +112,7 @@ async def test_an_invisible_users_connections_coming_and_going_show_nothing(
 ) -> None:
     ann, ben = await make_user("ann"), await make_user("ben")
     async with httpx.AsyncClient(base_url=server, timeout=10) as api:
+        await factories.befriend(ann, ben)  # (a direct conversation alone shows nothing)
         await factories.direct(api, ann, ben)
         hidden = await api.put(
             "/api/users/@me/presence", headers=ann.headers, json={"status": "invisible"}
@@ -202,6 +204,7 @@ async def test_a_resumed_ready_carries_the_current_presences_and_ones_own_status
     # going offline) comes in the resumed ready, on the gateway and on SSE.
     ann, ben = await make_user("ann"), await make_user("ben")
     async with httpx.AsyncClient(base_url=server, timeout=10) as api:
+        await factories.befriend(ann, ben)  # (a direct conversation alone shows nothing)
         await factories.direct(api, ann, ben)
         herself = await sse(server, ann.access_token)
         try:
@@ -258,3 +261,55 @@ async def test_a_new_peers_presence_is_asked_for_and_their_changes_follow(
         hidden = await api.get("/api/users/@me/presences", headers=ann.headers)
         assert str(zed.id) not in [p["user_id"] for p in hidden.json()]  # invisible: offline
         assert (await api.get("/api/users/@me/presences")).status_code == 401
+
+
+async def presences_until(stream: SseClient, marker: str, status: str) -> list[dict]:
+    """The presences a stream hears until `marker`'s shows `status` (a marker sent after
+    what is asserted: the stream hears the commits in order)."""
+    heard = []
+    async with asyncio.timeout(10):
+        while True:
+            event = await stream.next("presence.updated", 10)
+            if event.data["user_id"] == marker and event.data["status"] == status:
+                return heard
+            heard.append(dict(event.data))
+
+
+async def test_a_direct_conversation_alone_shows_no_presence(
+    server: str, make_user: MakeUser
+) -> None:
+    """Anyone may open a direct conversation with anyone (and it stays after an
+    unfriending or a block): it must not let a stranger follow someone's presence and
+    custom status. A friend sees it; once the friendship ends, nothing more of it
+    reaches them, live or asked for."""
+    ann, ben, zed = await make_user("ann"), await make_user("ben"), await make_user("zed")
+    async with httpx.AsyncClient(base_url=server, timeout=10) as api:
+        await factories.befriend(ann, ben)
+        await factories.direct(api, ben, ann)
+        await factories.direct(api, zed, ann)  # the stranger opens one, and says nothing
+        async with (
+            sse_stream(server, ben.access_token) as friend,
+            sse_stream(server, zed.access_token) as stranger,
+            sse_stream(server, ann.access_token),
+        ):
+            assert (await presence_of(friend, str(ann.id)))["status"] == "online"
+            dnd = {"status": "dnd", "status_text": "at the clinic"}
+            await api.put("/api/users/@me/presence", headers=ann.headers, json=dnd)
+            assert (await presence_of(friend, str(ann.id)))["status_text"] == "at the clinic"
+            for asked_by in (zed, ben):
+                asked = await api.get("/api/users/@me/presences", headers=asked_by.headers)
+                state = await api.get("/api/users/@me/state", headers=asked_by.headers)
+                shown = [p["user_id"] for p in asked.json() + state.json()["presences"]]
+                assert (str(ann.id) in shown) == (asked_by is ben), shown
+            await api.put("/api/users/@me/presence", headers=zed.headers, json={"status": "dnd"})
+            heard = await presences_until(stranger, str(zed.id), "dnd")
+            assert [p for p in heard if p["user_id"] == str(ann.id)] == []
+            # Ben unfriends her: the direct conversation is all they share now.
+            gone = await api.delete(f"/api/users/@me/friends/{ann.id}", headers=ben.headers)
+            assert gone.status_code == 204
+            await api.put("/api/users/@me/presence", headers=ann.headers, json={"status": "idle"})
+            await api.put("/api/users/@me/presence", headers=ben.headers, json={"status": "dnd"})
+            heard = await presences_until(friend, str(ben.id), "dnd")
+            assert [p for p in heard if p["user_id"] == str(ann.id)] == []
+            asked = await api.get("/api/users/@me/presences", headers=ben.headers)
+            assert asked.json() == []

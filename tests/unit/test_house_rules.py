@@ -177,6 +177,7 @@ ACCESS_TABLE_MANAGERS = {
         "list_channels_overriding_role",
     },
     "conversations.py": {
+        "NOT_FROM_BLOCKED",  # (a blocked author's mentions count for nothing)
         "list_participant_ids",
         "list_conversation_peers",  # (whose presence ready carries)
         "delete_participant",

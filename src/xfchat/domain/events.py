@@ -308,8 +308,8 @@ PRESENCE_UPDATED = EventType(
     "presence.updated",
     Audience.RELATED,
     PresencePayload,
-    "Someone came online, went offline or changed status. Not stored: `ready` carries"
-    " the current presences.",
+    "Someone came online, went offline or changed status (of a direct conversation's"
+    " people, only friends hear it). Not stored: `ready` carries the current presences.",
     stored=False,
 )
 S = Audience.SERVER

@@ -8,8 +8,9 @@ shows the status they chose (`users.status`): online, idle or dnd; invisible sho
 offline to everyone else.
 
 Changes are announced as `presence.updated` signals (not stored: the state on connect
-carries the current presences) to the user's own connections and to everyone who
-shares a conversation with them.
+carries the current presences) to the user's own connections, their friends and
+everyone who shares a group conversation or a server channel with them; a direct
+conversation with someone who is not a friend carries none (anyone may open one).
 """
 
 from __future__ import annotations
@@ -27,7 +28,11 @@ from xfchat.db.queries import presence as q
 from xfchat.db.queries import servers as servers_q
 from xfchat.db.queries import users as users_q
 from xfchat.domain import validation, voice
-from xfchat.domain.access import access_server, visible_channels
+from xfchat.domain.access import (
+    access_server,
+    direct_channels_with_strangers,
+    visible_channels,
+)
 from xfchat.domain.accounts import Actor, session_ended
 from xfchat.domain.event_payloads import PresencePayload
 from xfchat.domain.events import PRESENCE_UPDATED, signal_related
@@ -76,9 +81,14 @@ async def announce(
     commit."""
     row = await _presence(conn, user_id, timeout_s)
     now = shown(row)
-    shared = []
+    shared: list[UUID] = []
     if now != before:
-        shared = sorted(c.channel_id for c in (await visible_channels(conn, user_id)).values())
+        # A direct conversation carries presence only between friends: anyone may open
+        # one with anyone (and it stays open after an unfriending or a block), so
+        # through it a stranger could follow whoever they like.
+        strangers = set(await direct_channels_with_strangers(conn, user_id))
+        visible = (await visible_channels(conn, user_id)).values()
+        shared = sorted(c.channel_id for c in visible if c.channel_id not in strangers)
     await signal_related(conn, PRESENCE_UPDATED, user_id, shared, now, own(row))
 
 
@@ -160,11 +170,12 @@ async def sweep(conn: asyncpg.Connection, timeout_s: float, sweeper: UUID | None
 async def related_presences(
     conn: asyncpg.Connection, user_id: UUID, timeout_s: float
 ) -> list[PresencePayload]:
-    """The presences of the people the user shares a conversation with and of their
-    friends who are not offline, as others see them, by user id: what `ready` carries,
-    fresh or resumed. Bounded by what the user consented to (friends) and by
-    MAX_CONVERSATIONS_PER_USER conversations of MAX_PARTICIPANTS; only those connected
-    and not invisible come."""
+    """The presences of the user's friends and of the people they share a group
+    conversation with who are not offline, as others see them, by user id: what
+    `ready` carries, fresh or resumed (a direct conversation with someone who is not a
+    friend shows nothing: see `announce`). Bounded by what the user consented to
+    (friends) and by MAX_CONVERSATIONS_PER_USER conversations of MAX_PARTICIPANTS;
+    only those connected and not invisible come."""
     related = set(await conversations_q.list_conversation_peers(conn, user_id=user_id))
     related.update(await friends_q.list_friend_ids(conn, user_id=user_id))
     rows = await q.list_connected_presences(conn, user_ids=sorted(related), timeout_s=timeout_s)

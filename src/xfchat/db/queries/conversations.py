@@ -44,11 +44,13 @@ async def list_participant_ids(conn: asyncpg.Connection, *, channel_id: UUID) ->
 
 
 async def list_conversation_peers(conn: asyncpg.Connection, *, user_id: UUID) -> list[UUID]:
-    """Everyone the user shares a conversation with (at most MAX_CONVERSATIONS_PER_USER
-    of MAX_PARTICIPANTS each), once each."""
+    """Everyone the user shares a group conversation with (at most
+    MAX_CONVERSATIONS_PER_USER of MAX_PARTICIPANTS each), once each. A direct
+    conversation alone makes nobody a peer: anyone may open one with anyone."""
     records = await conn.fetch(
         """
         SELECT DISTINCT p2.user_id FROM conversation_participants p1
+        JOIN channels c ON c.id = p1.channel_id AND c.kind = 'group'
         JOIN conversation_participants p2 ON p2.channel_id = p1.channel_id
         WHERE p1.user_id = $1 AND p2.user_id <> $1
         """,
@@ -83,6 +85,12 @@ async def update_group(
 
 
 UNREAD_CAP = 100
+# A message `m` whose author the user ($1) blocked pings them no more than it would on
+# Discord: it is no mention of theirs (in counts and in "my mentions"). Only the
+# reader's own blocks count, so nothing here tells the author of a block.
+NOT_FROM_BLOCKED = (
+    "NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker_id = $1 AND b.blocked_id = m.author_id)"
+)
 
 
 # Each conversation of a list, with its participants, the user's read position, unread
@@ -104,6 +112,7 @@ _LIST_SELECT = f"""
                 WHERE m.mentions <> '{{}}' AND m.mentions @> ARRAY[$1]::uuid[]
                   AND m.channel_id = c.id AND m.seq > COALESCE(rs.last_read_seq, 0)
                   AND m.author_id IS DISTINCT FROM $1 AND m.deleted_at IS NULL
+                  AND {NOT_FROM_BLOCKED}
                 LIMIT {UNREAD_CAP}) x) AS mention_count,
            last.id AS last_message_id
     FROM channels c

@@ -9,7 +9,7 @@ import asyncpg
 
 from xfchat.db.queries import many, maybe, one
 from xfchat.db.queries.attachments import ATTACHMENTS_JSON
-from xfchat.db.queries.conversations import UNREAD_CAP
+from xfchat.db.queries.conversations import NOT_FROM_BLOCKED, UNREAD_CAP
 from xfchat.db.queries.users import PUBLIC_USER_COLUMNS_U, PublicUserRow, public_user_from
 
 MESSAGE_COLUMNS = (
@@ -478,13 +478,17 @@ async def list_mentions(
     limit: int,
 ) -> list[MessageViewRow]:
     """Live messages of these channels that mention the user (by name, or, from
-    someone else, @everyone or one of `role_ids`), newest first (by time, then channel,
+    someone else, @everyone or one of `role_ids`), but none from someone the user
+    blocked, newest first (by time, then channel,
     then sequence number: a batch's messages share a time), after `before` (a
     `mention_position`), as the user sees them. Each kind walks its own index."""
     records = await conn.fetch(
         MESSAGE_VIEW
         + """
         WHERE m.channel_id = ANY($2::uuid[]) AND m.deleted_at IS NULL
+          AND """
+        + NOT_FROM_BLOCKED
+        + """
           AND ((m.mentions <> '{}' AND m.mentions @> ARRAY[$1]::uuid[])
                OR (m.mention_everyone AND m.deleted_at IS NULL
                    AND m.author_id IS DISTINCT FROM $1)
@@ -541,7 +545,8 @@ class UnreadRow:
     channel_id: UUID
     last_read_seq: int
     unread: int  # others' live messages after last_read_seq, counted up to UNREAD_CAP
-    mention_count: int  # ... of them, those that mention the user (by name, role, @everyone)
+    mention_count: int  # ... of them, those that mention the user (by name, role, @everyone),
+    # but not those from someone the user blocked
 
 
 async def list_unreads(
@@ -571,6 +576,7 @@ async def list_unreads(
                     WHERE m.channel_id = c.id AND m.seq > COALESCE(rs.last_read_seq, 0)
                       AND m.author_id IS DISTINCT FROM $1 AND m.deleted_at IS NULL
                       AND (w.since IS NULL OR m.created_at >= w.since)
+                      AND {NOT_FROM_BLOCKED}
                       AND ((m.mentions <> '{{}}' AND m.mentions @> ARRAY[$1]::uuid[])
                            OR m.mention_everyone
                            OR (m.mention_roles <> '{{}}' AND m.mention_roles && $3::uuid[]))

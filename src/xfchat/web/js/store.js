@@ -192,6 +192,7 @@ export class Store {
   }
 
   mentionsMe(m) {
+    if (this.blocks.has(m.author ? m.author.id : m.author_id)) return false; // (as the server counts)
     if (m.mentions.includes(this.me.id) || m.mention_everyone) return true;
     const server = this.serverOf(m.channel_id);
     return Boolean(server && server.member && m.mention_roles.some((r) => server.member.role_ids.includes(r)));
@@ -495,6 +496,9 @@ const HANDLERS = {
   },
   "friend.removed": (s, d) => {
     s.friends.delete(d.user_id);
+    // Their presence came through the friendship (or a group, which goes on telling it);
+    // shown offline until a group or a server's member list says otherwise.
+    if (![...s.conversations.values()].some((c) => c.kind === "group" && (c.participant_ids || []).includes(d.user_id))) s.presences.delete(d.user_id);
     s.emit("friends");
   },
   "block.added": (s, d) => {

@@ -140,18 +140,20 @@ export class App {
     if (type === "member.updated" || type === "role.updated" || type === "channel.updated") this.scheduleChrome();
   }
 
-  // A conversation that brings you someone you shared nothing with (no conversation,
-  // not a friend): no presence.updated said whether they are online, so the presences
-  // ready would carry are asked for (their changes reach you from then on). A presence
-  // held from before does not count: nothing kept it current once you shared nothing.
+  // A group or a friendship that brings you someone whose presence you did not see (no
+  // group with them, not a friend; a direct conversation alone shows no presence): no
+  // presence.updated said whether they are online, so the presences ready would carry
+  // are asked for (their changes reach you from then on). A presence held from before
+  // does not count: nothing kept it current once you shared nothing.
   strangersIn(type, d) {
     const s = this.store;
     let ids = [];
-    if (type === "conversation.created" || type === "conversation.added") ids = d.participant_ids || [];
+    if (type === "conversation.created" || type === "conversation.added") ids = d.kind === "group" ? d.participant_ids || [] : [];
     else if (type === "participant.added" && s.conversations.has(d.channel_id)) ids = [d.user_id];
+    else if (type === "friend.added") ids = [d.user_id];
     if (!ids.length || !s.me) return false;
     const known = new Set([s.me.id, ...s.friends.keys()]);
-    for (const c of s.conversations.values()) for (const id of c.participant_ids || []) known.add(id);
+    for (const c of s.conversations.values()) if (c.kind === "group") for (const id of c.participant_ids || []) known.add(id);
     return ids.some((id) => !known.has(id));
   }
 
