@@ -40,8 +40,37 @@ async def test_members_use_a_server_channel_like_a_conversation(
     ).status_code == 200
     states = (await client.get(f"{base}/read-states", headers=ann.headers)).json()
     # (ann's own message moved her read position to it)
-    assert {s["user_id"]: s["last_read_seq"] for s in states} == {str(ben.id): 2, str(ann.id): 1}
+    assert {s["user_id"]: s["last_read_seq"] for s in states} == {str(ann.id): 1}
     assert (await client.post(f"{base}/typing", headers=ann.headers)).status_code == 204
+
+
+async def test_a_members_reading_in_a_server_channel_is_their_own(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool, conn: asyncpg.Connection
+) -> None:
+    """Was: every member's read position (and when they moved it) went to every member as
+    a read receipt, an invisible member's too: when they were reading, for anyone in the
+    server to follow. In a server channel a receipt is now the reader's own (Discord
+    shows none); in a conversation the others still see it."""
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await factories.server(pool, ann, ben)
+    general = str(srv.channels["general"])
+    await say(client, ann, general, "hello")
+    acked = await client.put(f"/api/channels/{general}/ack", headers=ben.headers, json={"seq": 1})
+    assert acked.status_code == 200, acked.text
+    for who, own in ((ann, 1), (ben, 1)):
+        states = await client.get(f"/api/channels/{general}/read-states", headers=who.headers)
+        assert [(s["user_id"], s["last_read_seq"]) for s in states.json()] == [(str(who.id), own)]
+    channel_events = await factories.events_of(conn, "channel", uuid.UUID(general))
+    assert "read_state.updated" not in [t for t, _ in channel_events]
+    bens = [
+        d for t, d in await factories.events_of(conn, "user", ben.id) if t == "read_state.updated"
+    ]
+    assert bens == [{"channel_id": general, "user_id": str(ben.id), "last_read_seq": 1}]
+    dm = (await factories.direct(client, ann, ben))["id"]
+    await say(client, ann, dm, "in private")
+    await client.put(f"/api/channels/{dm}/ack", headers=ben.headers, json={"seq": 1})
+    states = (await client.get(f"/api/channels/{dm}/read-states", headers=ann.headers)).json()
+    assert {s["user_id"]: s["last_read_seq"] for s in states} == {str(ben.id): 1, str(ann.id): 1}
 
 
 async def test_a_non_member_cannot_see_a_server_channel(

@@ -144,11 +144,14 @@ class EventType(Generic[P]):
     doc: str
     access: AccessChange | None = None
     stored: bool = True  # False: announced to whoever follows now, never kept or resumed
+    # A channel event that in a server channel goes to its user alone (`to_user`): a
+    # read receipt, which in a conversation the others see.
+    own_in_servers: bool = False
     # The streams an access change grants or revokes, read from its payload.
     targets: Callable[[Mapping[str, Any]], list[Stream]] = _the_channel
 
     def to_user(self, user_id: UUID, payload: P) -> Event:
-        assert self.audience is Audience.USER, self.name
+        assert self.audience is Audience.USER or self.own_in_servers, self.name
         return Event(self.name, Stream.user(user_id), payload)
 
     def to_channel(self, channel_id: UUID, payload: P) -> Event:
@@ -242,7 +245,11 @@ MESSAGE_UNPINNED = EventType(
     " a pinned message is only `message.deleted` (it leaves the pins with it).",
 )
 READ_STATE_UPDATED = EventType(
-    "read_state.updated", C, ReadStatePayload, "Someone has read up to `last_read_seq`."
+    "read_state.updated",
+    C,
+    ReadStatePayload,
+    "Someone has read up to `last_read_seq`.",
+    own_in_servers=True,
 )
 TYPING_STARTED = EventType(
     "typing.started",
@@ -692,7 +699,8 @@ def markdown_table() -> str:
     }
     rows = ["| event | to | payload | meaning |", "|---|---|---|---|"]
     for t in EVENT_TYPES.values():
-        rows.append(f"| `{t.name}` | {audiences[t.audience]} | {_fields(t.payload)} | {t.doc} |")
+        to = audiences[t.audience] + ("; in a server channel, you" if t.own_in_servers else "")
+        rows.append(f"| `{t.name}` | {to} | {_fields(t.payload)} | {t.doc} |")
     return "\n".join(rows)
 
 

@@ -38,6 +38,7 @@ from xfchat.domain.event_payloads import (
     MessagePayload,
     MessageUpdatedPayload,
     ReactionPayload,
+    ReadStatePayload,
     ReplyPreviewPayload,
 )
 from xfchat.domain.events import (
@@ -643,28 +644,28 @@ async def acknowledge(
     conn: asyncpg.Connection, actor: Actor, channel_id: UUID, seq: int
 ) -> q.ReadStateRow:
     """Record that the actor has read up to `seq` (lower values mark messages unread
-    again); the others see it as a read receipt.
+    again); the others in a conversation see it as a read receipt, in a server channel
+    only the actor's own connections hear of it (as on Discord, which has no receipts:
+    a member's reading, invisible or not, is nobody else's business).
 
     Raises: BadRequest (INVALID_SEQ)."""
     async with conn.transaction():
-        await message_channel(conn, actor, channel_id, Permission.VIEW_CHANNEL, write=True)
+        access = await message_channel(conn, actor, channel_id, Permission.VIEW_CHANNEL, write=True)
         last = await q.get_last_seq(conn, channel_id=channel_id)
         if not 0 <= seq <= last:
             raise BadRequest(f"seq must be between 0 and {last}", code="INVALID_SEQ", field="seq")
         state = await q.upsert_read_state(
             conn, user_id=actor.user_id, channel_id=channel_id, seq=seq
         )
-        await emit(
-            conn,
-            READ_STATE_UPDATED.to_channel(
-                channel_id,
-                {
-                    "channel_id": str(channel_id),
-                    "user_id": str(actor.user_id),
-                    "last_read_seq": seq,
-                },
-            ),
-        )
+        receipt: ReadStatePayload = {
+            "channel_id": str(channel_id),
+            "user_id": str(actor.user_id),
+            "last_read_seq": seq,
+        }
+        if access.channel.server_id is None:
+            await emit(conn, READ_STATE_UPDATED.to_channel(channel_id, receipt))
+        else:
+            await emit(conn, READ_STATE_UPDATED.to_user(actor.user_id, receipt))
         return state
 
 
@@ -675,8 +676,11 @@ async def read_states(
     conn: asyncpg.Connection, actor: Actor, channel_id: UUID
 ) -> list[q.ReadStateRow]:
     """Who of those who may see the channel has read up to where (read receipts; the
-    most recent READ_STATES_SHOWN)."""
-    await message_channel(conn, actor, channel_id, Permission.VIEW_CHANNEL)
+    most recent READ_STATES_SHOWN); in a server channel, the actor's own alone (see
+    `acknowledge`)."""
+    access = await message_channel(conn, actor, channel_id, Permission.VIEW_CHANNEL)
+    if access.channel.server_id is not None:
+        return await q.list_read_states(conn, channel_id=channel_id, limit=1, user_id=actor.user_id)
     states = await q.list_read_states(conn, channel_id=channel_id, limit=READ_STATES_SHOWN)
     seeing = set(await viewers_among(conn, channel_id, [s.user_id for s in states]))
     return [s for s in states if s.user_id in seeing]

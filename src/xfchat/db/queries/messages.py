@@ -418,19 +418,21 @@ async def advance_read_state(
 
 
 async def list_read_states(
-    conn: asyncpg.Connection, *, channel_id: UUID, limit: int
+    conn: asyncpg.Connection, *, channel_id: UUID, limit: int, user_id: UUID | None = None
 ) -> list[ReadStateRow]:
     """A channel's read states, the most recently updated first (at most `limit`), in
-    user order."""
+    user order; only `user_id`'s, when given."""
     records = await conn.fetch(
         """
         SELECT * FROM (
             SELECT user_id, last_read_seq, updated_at FROM read_states
-            WHERE channel_id = $1 ORDER BY updated_at DESC LIMIT $2
+            WHERE channel_id = $1 AND ($3::uuid IS NULL OR user_id = $3)
+            ORDER BY updated_at DESC LIMIT $2
         ) r ORDER BY user_id
         """,
         channel_id,
         limit,
+        user_id,
     )
     return many(ReadStateRow, records)
 
