@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 from typing import Literal
+from uuid import UUID
 
 import asyncpg
 import httpx
@@ -106,7 +107,9 @@ async def test_a_request_back_to_a_pending_sender_accepts_theirs(
     assert await friends_of(client, ann) == ["ben"]
 
 
-async def test_decline_and_cancel(client: httpx.AsyncClient, make_user: MakeUser) -> None:
+async def test_decline_and_cancel(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
     ann, ben = await make_user("ann"), await make_user("ben")
     declined = (await send(client, ann, "ben")).json()
     by_sender = await act(client, ann, declined["id"], "decline")  # only the recipient declines
@@ -116,7 +119,18 @@ async def test_decline_and_cancel(client: httpx.AsyncClient, make_user: MakeUser
     again = await act(client, ben, declined["id"], "accept")
     assert again.status_code == 409 and again.json()["code"] == "FRIEND_REQUEST_NOT_PENDING"
 
-    cancelled = (await send(client, ann, "ben")).json()  # a new request after a decline is fine
+    # Asked again at once, after a decline: refused for a day (was: 201, and ben told
+    # again, up to 20 times an hour).
+    pressed = await send(client, ann, "ben")
+    assert pressed.status_code == 409 and pressed.json()["code"] == "FRIEND_REQUEST_DECLINED"
+    assert 23 * 3600 < pressed.json()["retry_after"] <= 24 * 3600
+    assert 23 * 3600 < int(pressed.headers["Retry-After"]) <= 24 * 3600
+    assert (await client.get(REQUESTS, headers=ben.headers)).json()["incoming"] == []
+    await conn.execute(
+        "UPDATE friend_requests SET responded_at = now() - interval '25 hours' WHERE id = $1",
+        UUID(declined["id"]),
+    )
+    cancelled = (await send(client, ann, "ben")).json()  # a day after a decline, it is fine
     by_recipient = await act(client, ben, cancelled["id"], "cancel")  # only the sender cancels
     assert by_recipient.status_code == 404
     assert by_recipient.json()["code"] == "FRIEND_REQUEST_NOT_FOUND"

@@ -9,6 +9,7 @@ username.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -51,6 +52,7 @@ REFUSED = "could not send a friend request to that user"
 # while a script at the API's rate would otherwise add some 36,000 an hour.
 MAX_BLOCKS = 1000
 CLOSED = {"declined": FRIEND_REQUEST_DECLINED, "cancelled": FRIEND_REQUEST_CANCELLED}
+DECLINE_COOLDOWN_S = 24 * 3600  # (a declined request is not sent again sooner)
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,7 @@ async def send_friend_request(
                 )
             accepted, conversation_id = await _accept(conn, pending)
             return FriendRequestView(accepted, target, conversation_id)
+        await _not_declined_lately(conn, actor.user_id, target.id)
         request = await friends_q.insert_friend_request(
             conn, from_user_id=actor.user_id, to_user_id=target.id
         )
@@ -163,6 +166,25 @@ async def send_friend_request(
         events = _to_both(FRIEND_REQUEST_CREATED, request, profiles)
         await emit_many(conn, events[:1] if hidden else events)  # (the sender's first)
         return FriendRequestView(request, target)
+
+
+async def _not_declined_lately(conn: asyncpg.Connection, sender: UUID, target: UUID) -> None:
+    """A declined request may not be sent again for DECLINE_COOLDOWN_S (each would notify
+    its target again: asking over and over is how a no is worn down). Asked by the other,
+    or after that, it may.
+
+    Raises: Conflict (FRIEND_REQUEST_DECLINED, with retry_after)."""
+    left = await friends_q.declined_for(
+        conn, from_user_id=sender, to_user_id=target, within_s=DECLINE_COOLDOWN_S
+    )
+    if left is not None:
+        raise Conflict(
+            "this user declined your request lately: you may ask again in "
+            f"{math.ceil(left / 3600)} hour(s)",
+            code="FRIEND_REQUEST_DECLINED",
+            retry_after=math.ceil(left),
+            extra={"retry_after": math.ceil(left)},
+        )
 
 
 async def _accept(

@@ -84,6 +84,25 @@ async def get_pending_request_between(
     return maybe(FriendRequestRow, record)
 
 
+async def declined_for(
+    conn: asyncpg.Connection, *, from_user_id: UUID, to_user_id: UUID, within_s: float
+) -> float | None:
+    """Seconds left of `within_s` since `to_user_id` last declined a request from
+    `from_user_id` (None: no such decline that recent)."""
+    left = await conn.fetchval(
+        """
+        SELECT extract(epoch FROM max(responded_at) + make_interval(secs => $3) - now())
+        FROM friend_requests
+        WHERE from_user_id = $1 AND to_user_id = $2 AND status = 'declined'
+          AND responded_at > now() - make_interval(secs => $3)
+        """,
+        from_user_id,
+        to_user_id,
+        within_s,
+    )
+    return None if left is None else max(1.0, float(left))
+
+
 async def set_friend_request_status(
     conn: asyncpg.Connection, *, request_id: UUID, status: str
 ) -> FriendRequestRow:
