@@ -273,46 +273,39 @@ async def scrub_message_events(
     no reactions, unpinned), in the previews of them that replies (and pin notices)
     carry, and in their reactions' own events (an emoji is text of up to 64 characters:
     the event keeps its place and who reacted, as a Matrix redaction keeps a redacted
-    reaction's sender, with an empty `emoji`); how many events changed."""
-    ids = [str(m) for m in message_ids]
-    own = await conn.execute(
+    reaction's sender, with an empty `emoji`); how many events changed. One pass over
+    the channel's events."""
+    tombstone = {
+        "content": "",
+        "deleted": True,
+        "deleted_at": deleted_at,
+        "attachments": [],
+        "reactions": [],
+        "pinned": False,
+    }
+    done = await conn.execute(
         """
         UPDATE events e
-        SET data = e.data || jsonb_build_object('content', '', 'deleted', true, 'deleted_at', $3::text,
-                                                'attachments', '[]'::jsonb,
-                                                'reactions', '[]'::jsonb, 'pinned', false)
+        SET data = CASE
+            WHEN e.type IN ('reaction.added', 'reaction.removed')
+                THEN e.data || '{"emoji": ""}'::jsonb
+            WHEN (e.data -> 'reply_to' ->> 'id') = ANY($2::text[])
+                THEN jsonb_set(
+                    CASE WHEN e.data ->> 'id' = ANY($2::text[]) THEN e.data || $3::jsonb
+                         ELSE e.data END,
+                    '{reply_to}', e.data -> 'reply_to' || '{"content": "", "deleted": true}'::jsonb)
+            ELSE e.data || $3::jsonb
+        END
         FROM event_streams s
         WHERE s.id = e.stream_id AND s.kind = 'channel' AND s.entity_id = $1
-          AND e.type IN ('message.created', 'message.updated')
-          AND e.data ->> 'id' = ANY($2::text[])
+          AND ((e.type IN ('message.created', 'message.updated')
+                AND (e.data ->> 'id' = ANY($2::text[])
+                     OR (e.data -> 'reply_to' ->> 'id') = ANY($2::text[])))
+               OR (e.type IN ('reaction.added', 'reaction.removed')
+                   AND e.data ->> 'message_id' = ANY($2::text[])))
         """,
         channel_id,
-        ids,
-        deleted_at,
+        [str(m) for m in message_ids],
+        tombstone,
     )
-    previews = await conn.execute(
-        """
-        UPDATE events e
-        SET data = jsonb_set(e.data, '{reply_to}',
-                             e.data -> 'reply_to' || '{"content": "", "deleted": true}'::jsonb)
-        FROM event_streams s
-        WHERE s.id = e.stream_id AND s.kind = 'channel' AND s.entity_id = $1
-          AND e.type IN ('message.created', 'message.updated')
-          AND (e.data -> 'reply_to' ->> 'id') = ANY($2::text[])
-        """,
-        channel_id,
-        ids,
-    )
-    reactions = await conn.execute(
-        """
-        UPDATE events e
-        SET data = e.data || '{"emoji": ""}'::jsonb
-        FROM event_streams s
-        WHERE s.id = e.stream_id AND s.kind = 'channel' AND s.entity_id = $1
-          AND e.type IN ('reaction.added', 'reaction.removed')
-          AND e.data ->> 'message_id' = ANY($2::text[])
-        """,
-        channel_id,
-        ids,
-    )
-    return sum(int(done.split()[-1]) for done in (own, previews, reactions))
+    return int(done.split()[-1])
