@@ -125,6 +125,19 @@ async def test_every_event_type_and_the_ready_state_are_components(spec: Spec) -
     assert {"id", "seq", "author", "content", "reply_to"} <= set(message["required"])
 
 
+async def test_the_custom_status_is_documented_in_presence_and_your_account_only(
+    spec: Spec,
+) -> None:
+    """Was: `status_text` in every public profile, which anyone may read."""
+    schemas = spec["components"]["schemas"]  # type: ignore[index]
+    for public in ("UserPublic", "PublicUserPayload", "AuthorPayload"):
+        assert "status_text" not in schemas[public]["properties"], public
+    for own in ("UserPrivate", "PrivateUserPayload", "ResumedStatePayload", "PresencePayload"):
+        assert "status_text" in schemas[own]["required"], own
+    users = spec["paths"]["/api/users/{user_id}"]["get"]["responses"]["200"]  # type: ignore[index]
+    assert users["content"]["application/json"]["schema"]["$ref"].endswith("/UserPublic")
+
+
 async def test_the_response_check_fails_on_what_the_document_does_not_say() -> None:
     # The hook on every test client is only worth something if it can fail.
     request = httpx.Request("GET", "http://test/api/users/@me")

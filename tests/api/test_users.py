@@ -62,9 +62,11 @@ async def test_patch_me_changes_and_clears_fields(
     assert changed.json()["username"] == "zed_01" and changed.json()["status_text"] == "afk"
     cleared = await client.patch("/api/users/@me", headers=user.headers, json={"status_text": None})
     assert cleared.json()["status_text"] is None and cleared.json()["display_name"] == "Zed"
+    # The custom status is presence, not profile: its change alone is no user.updated
+    # (and the one of the profile does not carry it).
     events = await factories.events_of(conn, "user", user.id)
-    assert [t for t, _ in events] == ["user.updated", "user.updated"]
-    assert events[-1][1]["status_text"] is None
+    assert [t for t, _ in events] == ["user.updated"]
+    assert events[0][1]["display_name"] == "Zed" and "status_text" not in events[0][1]
 
 
 @pytest.mark.parametrize(
@@ -382,3 +384,64 @@ async def test_user_search_with_a_nul_is_invalid_query(
     found = await client.get("/api/users/search", params={"q": "a\x00"}, headers=me.headers)
     assert found.status_code == 400 and found.json()["code"] == "INVALID_QUERY", found.text
     assert found.json()["field"] == "q"
+
+
+async def test_a_custom_status_is_in_no_profile_that_others_read(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """The custom status is presence, not profile: a stranger who shares a server and a
+    direct conversation with ann, asked for her friendship, reads her reactions and
+    blocked her, and a friend of hers, read her profile everywhere it is shown, and her
+    custom status nowhere (they see it only in her presence, while she is visible).
+    She reads her own. (Was: in every public profile, readable by anyone.)"""
+    ann, ben, zed = await make_user("ann"), await make_user("ben"), await make_user("zed")
+    secret = "at the clinic until 5"
+    await factories.befriend(ann, ben)
+    srv = await factories.community(client, ann, zed)
+    dm = await factories.direct(client, zed, ann)
+    said = await factories.say(client, zed, srv.general, "hello")
+    reacted = f"/api/channels/{srv.general}/messages/{said['id']}/reactions/%F0%9F%91%8D"
+    assert (await client.put(f"{reacted}/@me", headers=ann.headers)).status_code == 204
+    asked = await client.post(
+        "/api/users/@me/friend-requests", headers=zed.headers, json={"username": "ann"}
+    )
+    assert asked.status_code == 201, asked.text
+    put = await client.put(
+        "/api/users/@me/presence", headers=ann.headers, json={"status_text": secret}
+    )
+    assert put.status_code == 200 and put.json()["status_text"] == secret
+    patched = await client.patch(
+        "/api/users/@me", headers=ann.headers, json={"display_name": "Ann", "status_text": secret}
+    )
+    assert patched.status_code == 200 and patched.json()["status_text"] == secret
+
+    profiles = [
+        f"/api/users/{ann.id}",
+        f"/api/users?ids={ann.id},{zed.id}",
+        "/api/users/search?q=ann",
+    ]
+    embedded = [
+        f"/api/conversations/{dm['id']}",
+        "/api/conversations",
+        "/api/users/@me/friend-requests",
+        f"/api/servers/{srv.id}/members",
+        f"/api/servers/{srv.id}/members/{ann.id}",
+        reacted,
+        "/api/users/@me/state",
+    ]
+    for who, urls in ((zed, profiles + embedded), (ben, [*profiles, "/api/users/@me/friends"])):
+        for url in urls:
+            answer = await client.get(url, headers=who.headers)
+            assert answer.status_code == 200, (url, answer.text)
+            assert "Ann" in answer.text or str(ann.id) in answer.text, url  # she is there
+            assert secret not in answer.text, (who.username, url)
+    shown = (await client.get(f"/api/users/{ann.id}", headers=zed.headers)).json()
+    assert "status_text" not in shown and shown["display_name"] == "Ann"
+    assert (await client.put(f"/api/users/@me/blocks/{ann.id}", headers=zed.headers)).is_success
+    blocks = await client.get("/api/users/@me/blocks", headers=zed.headers)
+    assert str(ann.id) in blocks.text and secret not in blocks.text
+    # Her own account says it.
+    mine = await client.get("/api/users/@me", headers=ann.headers)
+    assert mine.json()["status_text"] == secret
+    state = (await client.get("/api/users/@me/state", headers=ann.headers)).json()
+    assert state["user"]["status_text"] == secret

@@ -62,7 +62,9 @@ async def test_presence_across_processes_and_offline_within_the_bound_after_sigk
             await annie.close()
 
 
-async def test_chosen_status_invisible_and_custom_status(server: str, make_user: MakeUser) -> None:
+async def test_chosen_status_invisible_and_custom_status(
+    server: str, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
     ann, ben = await make_user("ann"), await make_user("ben")
     stranger = await make_user("zed")
     async with httpx.AsyncClient(base_url=server, timeout=10) as api:
@@ -83,8 +85,6 @@ async def test_chosen_status_invisible_and_custom_status(server: str, make_user:
             assert dnd.status_code == 200 and dnd.json()["status"] == "dnd"
             seen = await presence_of(partner, str(ann.id))
             assert seen == {"user_id": str(ann.id), "status": "dnd", "status_text": "in a meeting"}
-            profile = await partner.next("user.updated")  # a custom status is public
-            assert profile.data["status_text"] == "in a meeting"
             hidden = await api.put(
                 "/api/users/@me/presence", headers=ann.headers, json={"status": "invisible"}
             )
@@ -105,6 +105,10 @@ async def test_chosen_status_invisible_and_custom_status(server: str, make_user:
                 "/api/users/@me/presence", headers=ann.headers, json={"status": "away"}
             )
             assert bad.status_code == 400 and bad.json()["field"] == "status"
+    # A custom status is presence, not profile: no user.updated told it (was: to
+    # everyone who shares a conversation or a server with her, invisible or not).
+    told = await factories.events_of(conn, "user", ann.id)
+    assert [d for t, d in told if t == "user.updated"] == []
 
 
 async def test_an_invisible_users_connections_coming_and_going_show_nothing(
@@ -313,3 +317,80 @@ async def test_a_direct_conversation_alone_shows_no_presence(
             assert [p for p in heard if p["user_id"] == str(ann.id)] == []
             asked = await api.get("/api/users/@me/presences", headers=ben.headers)
             assert asked.json() == []
+
+
+async def events_until_named(stream: SseClient, user_id: str, name: str) -> list[dict]:
+    """Every event the stream hears until the user.updated that names `user_id`
+    `name` (a marker), as {event, data}."""
+    heard = []
+    async with asyncio.timeout(10):
+        while True:
+            event = await stream.next(None, 10)
+            if event.event == "user.updated" and event.data["id"] == user_id:
+                if event.data["display_name"] == name:
+                    return heard
+            heard.append({"event": event.event, "data": event.data})
+
+
+async def test_a_custom_status_reaches_only_those_who_see_the_presence(
+    server: str, make_user: MakeUser
+) -> None:
+    """Changed by PATCH /api/users/@me as by PUT .../presence, a custom status is told
+    as presence: to a friend and a server co-member while she is visible, to nobody else
+    while she is invisible (her own connections excepted), and never in user.updated,
+    which goes to everyone she shares a conversation with: here a stranger's direct one.
+    (Was: in her public profile, so every user.updated told it to all of them, the
+    stranger and her invisible status included, and a PATCH told no presence.)"""
+    ann, ben, cat = await make_user("ann"), await make_user("ben"), await make_user("cat")
+    zed = await make_user("zed")
+    me = str(ann.id)
+    async with httpx.AsyncClient(base_url=server, timeout=10) as api:
+        await factories.befriend(ann, ben)
+        await factories.direct(api, ben, ann)
+        await factories.community(api, ann, cat)
+        await factories.direct(api, zed, ann)  # the stranger opens one
+        async with (
+            sse_stream(server, ben.access_token) as friend,
+            sse_stream(server, cat.access_token) as member,
+            sse_stream(server, zed.access_token) as stranger,
+            sse_stream(server, ann.access_token) as herself,
+        ):
+            for watcher in (friend, member, herself):
+                assert (await presence_of(watcher, me))["status"] == "online"
+
+            patched = await api.patch(
+                "/api/users/@me", headers=ann.headers, json={"status_text": "gone fishing"}
+            )
+            assert patched.status_code == 200 and patched.json()["status_text"] == "gone fishing"
+            shown = {"user_id": me, "status": "online", "status_text": "gone fishing"}
+            for watcher in (friend, member, herself):
+                assert await presence_of(watcher, me) == shown
+
+            hidden = {"status": "invisible"}
+            await api.put("/api/users/@me/presence", headers=ann.headers, json=hidden)
+            assert (await presence_of(herself, me))["status"] == "invisible"
+            for watcher in (friend, member):
+                assert await presence_of(watcher, me) == {
+                    **shown,
+                    "status": "offline",
+                    "status_text": None,
+                }
+            body = {"status_text": "at the clinic", "display_name": "Annie"}
+            assert (await api.patch("/api/users/@me", headers=ann.headers, json=body)).is_success
+            own = await presence_of(herself, me)
+            assert own == {"user_id": me, "status": "invisible", "status_text": "at the clinic"}
+            for watcher in (friend, member, stranger):  # (each shares a stream with her)
+                heard = await events_until_named(watcher, me, "Annie")
+                assert "clinic" not in str(heard) and "fishing" not in str(heard), heard
+            for asked_by in (ben, cat, zed):
+                state = await api.get("/api/users/@me/state", headers=asked_by.headers)
+                assert "clinic" not in state.text
+            # Visible again: those who see her presence see it, the stranger still not.
+            await api.put("/api/users/@me/presence", headers=ann.headers, json={"status": "dnd"})
+            back = {"user_id": me, "status": "dnd", "status_text": "at the clinic"}
+            for watcher in (friend, member):
+                assert await presence_of(watcher, me) == back
+            assert (await api.get("/api/users/@me/presences", headers=ben.headers)).json() == [back]
+            await api.patch("/api/users/@me", headers=ann.headers, json={"display_name": "Ann"})
+            heard = await events_until_named(stranger, me, "Ann")
+            assert "clinic" not in str(heard), heard

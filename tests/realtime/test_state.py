@@ -160,11 +160,22 @@ async def test_a_profile_change_reaches_a_conversation_partner_live_and_on_resum
     gw = await GatewayClient.connect(server, ann.access_token)
     try:
         await gw.next("ready")
-        await api.patch("/api/users/@me", headers=ann.headers, json={"status_text": "busy"})
-        own = await gw.next("user.updated")  # the user's own other devices hear it too
-        assert own["d"]["status_text"] == "busy"
+        body = {"display_name": "Annie B", "status_text": "busy"}
+        await api.patch("/api/users/@me", headers=ann.headers, json=body)
+        # The user's own other devices hear it too: the profile as user.updated, the
+        # custom status (presence, not profile) as their own presence.updated.
+        own: dict[str, Any] = {}
+        mine: dict[str, Any] = {}
+        while not own or mine.get("status_text") != "busy":
+            frame = await gw.next()
+            if frame["t"] == "user.updated":
+                own = frame["d"]
+            elif frame["t"] == "presence.updated":
+                mine = frame["d"]
+        assert own["display_name"] == "Annie B" and "status_text" not in own
+        assert mine == {"user_id": str(ann.id), "status": "online", "status_text": "busy"}
     finally:
         await gw.close()
     async with sse_stream(server, ben.access_token, last_event_id=token) as back:
         missed = await back.next("user.updated")
-        assert missed.data["status_text"] == "busy" and missed.data["display_name"] == "Annie"
+        assert missed.data["display_name"] == "Annie B" and "status_text" not in missed.data

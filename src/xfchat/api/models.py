@@ -71,11 +71,13 @@ Instant = Annotated[
 
 
 class UserPublic(BaseModel):
+    """What anyone may see of a user: never the email, nor the custom status (presence
+    carries it, to those who see the user's presence)."""
+
     id: UUID
     username: str
     display_name: str | None
     avatar_url: str | None
-    status_text: str | None
     created_at: Instant
     deleted: bool  # the account was deleted: `username` is a placeholder, nothing else shown
 
@@ -86,15 +88,17 @@ class UserPublic(BaseModel):
             username=row.username,
             display_name=row.display_name,
             avatar_url=row.avatar_url,
-            status_text=row.status_text,
             created_at=row.created_at,
             deleted=row.deleted_at is not None,
         )
 
 
 class UserPrivate(UserPublic):
+    """Your own account."""
+
     email: str
+    status_text: str | None  # your custom status (others see it only in your presence)
 
     @classmethod
     def of_me(cls, row: UserRow) -> UserPrivate:
-        return cls(**UserPublic.of(row).model_dump(), email=row.email)
+        return cls(**UserPublic.of(row).model_dump(), email=row.email, status_text=row.status_text)

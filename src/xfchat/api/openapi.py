@@ -244,7 +244,8 @@ def _sse_schemas(typed: dict[str, Any]) -> dict[str, Any]:
         "title": "SseReady",
         "description": "The first event: you, and your whole state (`StatePayload`); or, "
         "when the stream resumed from a token (`resumed: true`), what the log does not "
-        "keep (`ResumedStatePayload`: your status and the current presences).",
+        "keep (`ResumedStatePayload`: your status, your custom status and the current "
+        "presences).",
         "type": "object",
         "required": ["user_id", "session_id", "resumed"],
         "properties": {"user_id": uuid, "session_id": uuid, "resumed": {"type": "boolean"}},

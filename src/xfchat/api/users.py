@@ -73,9 +73,11 @@ async def patch_me(
     body: PatchMeIn, actor: CurrentActor, conn: Conn, settings: AppSettings, request: Request
 ) -> UserPrivate:
     """Change your username, display name, status text or avatar URL. Each change is
-    told to every conversation and server you are in, so it counts in `profile`
-    (XFCHAT_RATE_PROFILE_USER). A change of nothing (no field, or each as it is) answers
-    you as you are, tells no one and is not counted there."""
+    told to every conversation and server you are in (a change of the status text, your
+    custom status, as presence: only to those who see your presence, and to nobody while
+    you are invisible or offline), so it counts in `profile` (XFCHAT_RATE_PROFILE_USER).
+    A change of nothing (no field, or each as it is) answers you as you are, tells no
+    one and is not counted there."""
     given = body.model_fields_set
     changes = profile.ProfileChanges(
         username=body.username,
@@ -89,7 +91,7 @@ async def patch_me(
     if same is not None:
         return UserPrivate.of_me(same)
     await check_limit(request, "profile", str(actor.user_id), settings.rate_profile_user, conn)
-    user = await profile.update_profile(conn, actor, changes)
+    user = await profile.update_profile(conn, actor, changes, settings.presence_timeout_s)
     request.app.state.sessions.forget_user(actor.user_id)
     return UserPrivate.of_me(user)
 
@@ -251,8 +253,9 @@ async def put_presence(
     body: PresenceIn, actor: CurrentActor, conn: Conn, settings: AppSettings, request: Request
 ) -> Response:
     """Choose how others see you while you are connected (invisible: offline to them)
-    and your custom status; announced at once to your friends and the people you share
-    a conversation with, so it counts in `presence` (XFCHAT_RATE_PRESENCE_USER)."""
+    and your custom status (shown only in your presence, never in your profile);
+    announced at once to your friends and the people you share a group or a server
+    with, so it counts in `presence` (XFCHAT_RATE_PRESENCE_USER)."""
     await check_limit(request, "presence", str(actor.user_id), settings.rate_presence_user, conn)
     given = body.model_fields_set
     own = await presence.set_presence(
@@ -297,5 +300,6 @@ async def get_user_search(
 
 @router.get("/{user_id}")
 async def get_user(user_id: UUID, _actor: CurrentActor, conn: Conn) -> UserPublic:
-    """Another user's public profile (never their email)."""
+    """Another user's public profile (never their email, nor their custom status: that
+    is in their presence)."""
     return UserPublic.of(await profile.get_public_profile(conn, user_id))

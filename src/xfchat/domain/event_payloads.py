@@ -20,13 +20,13 @@ class AuthorPayload(TypedDict):
 
 
 class PublicUserPayload(TypedDict):
-    """What anyone may see of a user (never the email)."""
+    """What anyone may see of a user (never the email; nor the custom status, which is
+    presence: PresencePayload)."""
 
     id: str
     username: str
     display_name: str | None
     avatar_url: str | None
-    status_text: str | None
     created_at: str
     deleted: bool  # the account was deleted: a placeholder name, nothing else of it
 
@@ -193,7 +193,8 @@ class UserRefPayload(_UserRef, total=False):
 class PresencePayload(TypedDict):
     user_id: str
     status: str  # online, idle, dnd, offline (invisible shows as offline to others)
-    status_text: str | None  # the custom status (none while offline)
+    # The custom status: only here, never in a profile (none while offline or invisible).
+    status_text: str | None
 
 
 class PrivacyPayload(TypedDict):

@@ -309,14 +309,16 @@ USER_UPDATED = EventType(
     Audience.RELATED,
     PublicUserPayload,
     "Someone's public profile changed (yours too): update every copy you keep. With"
-    " `deleted: true` the account was deleted (its name is a placeholder from then on).",
+    " `deleted: true` the account was deleted (its name is a placeholder from then on)."
+    " Never the custom status: that is presence (`presence.updated`).",
 )
 PRESENCE_UPDATED = EventType(
     "presence.updated",
     Audience.RELATED,
     PresencePayload,
-    "Someone came online, went offline or changed status (of a direct conversation's"
-    " people, only friends hear it). Not stored: `ready` carries the current presences.",
+    "Someone came online, went offline or changed status or custom status (of a direct"
+    " conversation's people, only friends hear it; `status_text` is null while offline or"
+    " invisible, except to yourself). Not stored: `ready` carries the current presences.",
     stored=False,
 )
 S = Audience.SERVER

@@ -1,5 +1,9 @@
 """Presence: online, idle, do-not-disturb or offline, and a custom status.
 
+The custom status (`users.status_text`) is presence, not profile: only those who see
+the user's presence see it, and nobody while the user is invisible or offline (the
+public profile never carries it).
+
 A user is connected while some live server process holds one of their real-time
 connections (SSE or the gateway): each process registers its connected users in
 PostgreSQL and touches its own row every few seconds (realtime/presence.py); a process
@@ -26,7 +30,6 @@ from xfchat.db.queries import friends as friends_q
 from xfchat.db.queries import locks as locks_q
 from xfchat.db.queries import presence as q
 from xfchat.db.queries import servers as servers_q
-from xfchat.db.queries import users as users_q
 from xfchat.domain import validation, voice
 from xfchat.domain.access import (
     access_server,
@@ -36,8 +39,7 @@ from xfchat.domain.access import (
 from xfchat.domain.accounts import Actor, session_ended
 from xfchat.domain.event_payloads import PresencePayload
 from xfchat.domain.events import PRESENCE_UPDATED, signal_related
-from xfchat.domain.profile import publish_profile
-from xfchat.errors import BadRequest, NotFound
+from xfchat.errors import BadRequest
 
 STATUSES = ("online", "idle", "dnd", "invisible")
 SWEEP_LOCK = int.from_bytes(
@@ -65,6 +67,14 @@ async def _lock_user(conn: asyncpg.Connection, user_id: UUID) -> None:
 async def shown_now(conn: asyncpg.Connection, user_id: UUID, timeout_s: float) -> PresencePayload:
     """The user's presence as others see it now (what `announce` compares with)."""
     return shown(await _presence(conn, user_id, timeout_s))
+
+
+async def lock_shown(conn: asyncpg.Connection, user_id: UUID, timeout_s: float) -> PresencePayload:
+    """Lock the user's presence until the transaction ends, and read it as others see
+    it: what `announce` compares with after the caller changes the user's status or
+    custom status (set_presence here, profile.update_profile)."""
+    await _lock_user(conn, user_id)
+    return await shown_now(conn, user_id, timeout_s)
 
 
 async def _presence(conn: asyncpg.Connection, user_id: UUID, timeout_s: float) -> q.PresenceRow:
@@ -214,7 +224,8 @@ async def set_presence(
     clear_status_text: bool,
 ) -> PresencePayload:
     """Choose a status (online, idle, dnd, invisible) and/or a custom status text; the
-    change is announced at once (a new status text is also a profile change).
+    change is announced at once, as presence only (the custom status is not in the
+    profile: no user.updated).
 
     Raises: BadRequest (INVALID_STATUS, INVALID_STATUS_TEXT); Unauthorized
     (SESSION_REVOKED: the account deleted meanwhile)."""
@@ -230,11 +241,7 @@ async def set_presence(
             code="INVALID_STATUS_TEXT",
         )
     async with conn.transaction():
-        await _lock_user(conn, actor.user_id)
-        seen = shown(await _presence(conn, actor.user_id, timeout_s))
-        before = await users_q.get_user(conn, user_id=actor.user_id)
-        if before is None:
-            raise NotFound("no such user", code="USER_NOT_FOUND")
+        seen = await lock_shown(conn, actor.user_id, timeout_s)
         if not await q.update_status(
             conn,
             user_id=actor.user_id,
@@ -243,9 +250,5 @@ async def set_presence(
             clear_status_text=clear_status_text,
         ):
             raise session_ended()  # (deleted since its session was checked)
-        after = await users_q.get_user(conn, user_id=actor.user_id)
-        assert after is not None
-        if after.status_text != before.status_text:
-            await publish_profile(conn, after)
         await announce(conn, actor.user_id, timeout_s, seen)
         return own(await _presence(conn, actor.user_id, timeout_s))

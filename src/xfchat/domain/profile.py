@@ -11,7 +11,7 @@ from xfchat.db.queries import locks as locks_q
 from xfchat.db.queries import media as media_q
 from xfchat.db.queries import sessions as sessions_q
 from xfchat.db.queries import users as users_q
-from xfchat.domain import validation, voice
+from xfchat.domain import presence, validation, voice
 from xfchat.domain.access import direct_channels_with_strangers, member_servers, visible_channels
 from xfchat.domain.accounts import (
     Actor,
@@ -42,13 +42,13 @@ class ProfileChanges:
 
 def public_profile(user: users_q.UserRow | users_q.PublicUserRow) -> PublicUserPayload:
     """What anyone may see of a user: the body of user.updated, and every user object
-    embedded in conversations, friend requests and friends."""
+    embedded in conversations, friend requests and friends. Never the custom status:
+    that is presence (domain/presence.py), shown only to those who see it."""
     return {
         "id": str(user.id),
         "username": user.username,
         "display_name": user.display_name,
         "avatar_url": user.avatar_url,
-        "status_text": user.status_text,
         "created_at": user.created_at.isoformat(),
         "deleted": user.deleted_at is not None,
     }
@@ -80,9 +80,11 @@ def _text_change(value: object, *, field: str, limit: int, code: str) -> tuple[s
 
 
 async def update_profile(
-    conn: asyncpg.Connection, actor: Actor, changes: ProfileChanges
+    conn: asyncpg.Connection, actor: Actor, changes: ProfileChanges, presence_timeout_s: float
 ) -> users_q.UserRow:
-    """Change username, display name, status text or avatar URL.
+    """Change username, display name, status text or avatar URL. A change of the public
+    profile is told as user.updated; a change of the status text (the custom status,
+    not in the profile) as presence, as set_presence tells it.
 
     Raises:
         BadRequest: a field breaks its rule. Conflict: USERNAME_TAKEN.
@@ -102,6 +104,9 @@ async def update_profile(
         code="INVALID_STATUS_TEXT",
     )
     async with conn.transaction():
+        seen = None
+        if changes.status_text is not UNSET:  # (locked first, as set_presence does)
+            seen = await presence.lock_shown(conn, actor.user_id, presence_timeout_s)
         current = await get_me(conn, actor)
         avatar_change = changes.avatar_url
         if avatar_change == current.avatar_url:
@@ -130,7 +135,10 @@ async def update_profile(
             raise session_ended()
         if avatar_change is not UNSET:  # an uploaded avatar replaced by a URL: free it
             await media_q.delete_media_of_owner(conn, owner_id=user.id, purpose="avatar")
-        await publish_profile(conn, user)
+        if public_profile(user) != public_profile(current):
+            await publish_profile(conn, user)
+        if seen is not None and user.status_text != current.status_text:
+            await presence.announce(conn, user.id, presence_timeout_s, seen)
         return user
 
 

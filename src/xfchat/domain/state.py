@@ -47,6 +47,7 @@ class PrivateUserPayload(PublicUserPayload):
 
     email: str
     status: str  # the status chosen: online, idle, dnd or invisible
+    status_text: str | None  # your custom status (others see it only in your presence)
 
 
 class FriendView(TypedDict):
@@ -87,6 +88,7 @@ class ResumedStatePayload(TypedDict):
     not keep (presence is not stored), current as of the place the resume ends at."""
 
     status: str  # the status you chose: online, idle, dnd or invisible
+    status_text: str | None  # your custom status (a presence: not in the log either)
     # As in StatePayload: those of the people you share a conversation with and your
     # friends who are not offline (anyone absent is offline).
     presences: list[PresencePayload]
@@ -100,6 +102,7 @@ async def read_resumed_state(
     own = await presence.own_presence(conn, actor, presence_timeout_s)
     return {
         "status": own["status"],
+        "status_text": own["status_text"],
         "presences": await presence.related_presences(conn, actor.user_id, presence_timeout_s),
     }
 
@@ -149,7 +152,12 @@ async def read_state(
     if len(blocked) > friends.MAX_BLOCKS:
         truncated.append("blocks")
     return {
-        "user": {**profile.public_profile(me), "email": me.email, "status": me.status},
+        "user": {
+            **profile.public_profile(me),
+            "email": me.email,
+            "status": me.status,
+            "status_text": me.status_text,
+        },
         "conversations": mine,
         "friends": [
             {"user": profile.public_profile(f.user), "since": f.since.isoformat()}

@@ -108,6 +108,8 @@ async def test_hostile_names_topics_statuses_files_and_links_show_as_text(
         )
         assert sent.status_code == 201, sent.text
 
+    # Connected, so that his custom status shows: it is in his presence, not his profile.
+    await browsers.logged_in(site.base, "bob")
     alice = await browsers.logged_in(site.base, "alice")
     log = await open_channel(alice, "general")
     shown = message(log, "pwnword")

@@ -209,13 +209,14 @@ async def get_password_hash(conn: asyncpg.Connection, *, user_id: UUID) -> str |
     return found
 
 
-# What anyone may see of another user: never the email or the password hash.
+# What anyone may see of another user: never the email or the password hash, nor the
+# custom status (status_text), which is presence: shown only to those who see the
+# user's presence, and to nobody while they are invisible or offline (domain/presence.py).
 PUBLIC_USER_FIELDS = (
     "id",
     "username",
     "display_name",
     "avatar_url",
-    "status_text",
     "created_at",
     "deleted_at",
 )
@@ -230,7 +231,6 @@ class PublicUserRow:
     username: str
     display_name: str | None
     avatar_url: str | None
-    status_text: str | None
     created_at: datetime
     deleted_at: datetime | None
 

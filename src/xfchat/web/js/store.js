@@ -69,12 +69,13 @@ export class Store {
 
   // A resumed ready: the log keeps no presence, so it says who is online now (the
   // people of your conversations and your friends: anyone absent is offline) and the
-  // status you chose. Server members' presences are fetched again (ui/members.js).
+  // status and custom status you chose. Server members' presences are fetched again (ui/members.js).
   resume(state) {
     if (!state.presences || !this.me) return;
     this.presences = new Map(state.presences.map((p) => [p.user_id, p]));
     this.presencesFrom = ++this.presenceTick;
     this.me.status = state.status;
+    if (state.status_text !== undefined) this.me.status_text = state.status_text;
     this.presences.set(this.me.id, { user_id: this.me.id, status: this.me.status, status_text: this.me.status_text });
     this.emit("presence");
   }
@@ -533,6 +534,9 @@ const HANDLERS = {
   },
   "presence.updated": (s, d) => {
     s.presences.set(d.user_id, d);
+    // Your own: the status and custom status you chose (no user.updated tells the
+    // custom status: it is presence, not profile).
+    if (s.me && d.user_id === s.me.id) Object.assign(s.me, { status: d.status, status_text: d.status_text });
     s.presenceAt.set(d.user_id, ++s.presenceTick);
     s.emit("presence");
   },

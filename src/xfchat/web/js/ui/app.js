@@ -593,9 +593,12 @@ export class App {
 
   profile(user) {
     const me = user.id === this.store.me.id;
+    // The custom status is presence, not profile: it comes with the presence held
+    // (none while they are offline or invisible; your own always).
     const p = this.store.presences.get(user.id);
+    const text = p ? p.status_text : null;
     const d = dialog(displayName(user), [
-      h("div", { class: "profile" }, avatar(user, "lg"), h("div", null, h("strong", null, displayName(user)), h("p", { class: "muted" }, `@${user.username}`), user.status_text ? h("p", null, user.status_text) : null, h("p", { class: "muted" }, p ? p.status : "offline"))),
+      h("div", { class: "profile" }, avatar(user, "lg"), h("div", null, h("strong", null, displayName(user)), h("p", { class: "muted" }, `@${user.username}`), text ? h("p", { class: "custom-status" }, text) : null, h("p", { class: "muted" }, p ? p.status : "offline"))),
       me ? null : h("div", { class: "row-end" }, h("button", { class: "btn btn-primary", type: "button", onclick: () => { d.close(); this.openDirect(user.id); } }, "Message")),
     ]);
   }
