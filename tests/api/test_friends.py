@@ -390,3 +390,22 @@ async def test_friend_requests_come_a_page_at_a_time_newest_first(
     assert half.status_code == 400 and half.json()["code"] == "INVALID_PAGE"
     too_many = await client.get(f"{REQUESTS}?limit=101", headers=ann.headers)
     assert too_many.status_code == 400
+
+
+async def test_a_decline_withdrawn_by_asking_back_does_not_hold_the_other_off(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """Ben declines Ann, then asks her himself and she accepts; they part the same day.
+    His no is long withdrawn: Ann may ask again at once (was: 409 FRIEND_REQUEST_DECLINED,
+    "this user declined your request lately", for the rest of the day)."""
+    ann, ben = await make_user("ann"), await make_user("ben")
+    first = (await send(client, ann, "ben")).json()
+    assert (await act(client, ben, first["id"], "decline")).status_code == 204
+    back = await send(client, ben, "ann")
+    assert back.status_code == 201, back.text
+    assert (await act(client, ann, back.json()["id"], "accept")).status_code == 200
+    assert await friends_of(client, ann) == ["ben"]
+    parted = await client.delete(f"/api/users/@me/friends/{ben.id}", headers=ann.headers)
+    assert parted.status_code == 204
+    again = await send(client, ann, "ben")
+    assert again.status_code == 201, again.text

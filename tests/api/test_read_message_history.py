@@ -7,10 +7,15 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import asyncpg
 import httpx
+import orjson
 
 from tests import factories
 from tests.factories import Community, MakeUser, TestUser
+from xfchat.db.queries import messages as messages_q
+from xfchat.db.queries import servers as servers_q
+from xfchat.db.queries.conversations import UNREAD_CAP
 from xfchat.domain.permissions import Permission as P
 
 HISTORY = int(P.READ_MESSAGE_HISTORY)
@@ -200,3 +205,71 @@ async def test_unread_counts_without_the_history_tell_nothing_of_messages_before
     assert await counts(ben) == (1, 1)
     # A member who may read the history counts all of it, as before.
     assert await counts(cid) == (5, 2)
+
+
+def _rows_walked(plan: Any) -> int:
+    """The rows an EXPLAIN ANALYZE plan (JSON) read from `messages`: those it kept and
+    those its filters removed, over every loop."""
+    walked = 0
+    if plan.get("Relation Name") == "messages":
+        loops = plan.get("Actual Loops", 1)
+        kept = plan.get("Actual Rows", 0) + plan.get("Rows Removed by Filter", 0)
+        walked += kept * loops
+    for child in plan.get("Plans", []):
+        walked += _rows_walked(child)
+    return walked
+
+
+async def test_unread_counts_without_the_history_never_walk_the_history_before_joining(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    """Was: a newcomer's read position is 0, and the count of what they may count (what
+    was written since they joined) walked every older message of the channel to pass
+    over it, on every `ready` and every join: the whole history, where it should read
+    at most UNREAD_CAP rows a count. (The plan as a channel among many gets it: by the
+    channel's indexes, never a whole-table scan.)"""
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await factories.community(client, ann)
+    denied = await factories.override(
+        client, ann, srv.general, "role", srv.everyone_role, deny=HISTORY
+    )
+    assert denied.status_code == 200, denied.text
+    general = uuid.UUID(srv.general)
+    async with pool.acquire() as conn:
+        for i in range(3 * UNREAD_CAP):
+            await messages_q.insert_message(
+                conn, message_id=uuid.uuid4(), channel_id=general, author_id=ann.id,
+                content=f"old {i}",
+            )  # fmt: skip
+    joined = await client.post(f"/api/invites/{srv.invite}", headers=ben.headers)
+    assert joined.status_code == 201, joined.text
+    assert joined.json()["read_states"][0]["unread"] == 0
+    await factories.say(client, ann, srv.general, "welcome, ben")
+    captured: list[tuple[str, tuple[object, ...]]] = []
+
+    class Capture:
+        async def fetch(self, sql: str, *args: object) -> list[object]:
+            captured.append((sql, args))
+            return []
+
+    async with pool.acquire() as conn:
+        (membership,) = await servers_q.list_memberships(conn, user_id=ben.id)
+        since = [membership.joined_at]
+        counted = await messages_q.list_unreads(
+            conn, user_id=ben.id, role_ids=[], channel_ids=[general], since=since
+        )
+        assert [(r.unread, r.mention_count) for r in counted] == [(1, 0)]
+        await messages_q.list_unreads(
+            Capture(),  # type: ignore[arg-type]
+            user_id=ben.id, role_ids=[], channel_ids=[general], since=since,
+        )  # fmt: skip
+        ((sql, args),) = captured
+        async with conn.transaction():
+            await conn.execute("SET LOCAL enable_seqscan = off")
+            explained = await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", *args)
+    plans = orjson.loads(explained) if isinstance(explained, str | bytes) else explained
+    # The unread count's subplan, the first of the select list (the mention count's
+    # walks the mention indexes).
+    unread = next(p for p in plans[0]["Plan"]["Plans"] if p["Parent Relationship"] == "SubPlan")
+    walked = _rows_walked(unread)
+    assert walked <= 2 * UNREAD_CAP, walked  # (the first after joining; then the walk)

@@ -6,6 +6,7 @@ import asyncpg
 import pytest
 
 from xfchat.db.queries import channels as channels_q
+from xfchat.db.queries import event_log as event_log_q
 from xfchat.db.queries import friends as friends_q
 from xfchat.db.queries import messages as messages_q
 from xfchat.db.queries import roles as roles_q
@@ -227,3 +228,26 @@ async def test_user_search_by_display_name_is_served_by_its_index(
         "EXPLAIN EXECUTE search_users('00000000-0000-0000-0000-000000000000', 'e', 'f', 10)"
     )
     assert "users_display_name_fold_idx" in "\n".join(r[0] for r in plan)
+
+
+async def test_a_deletions_scrub_of_its_events_is_served_by_indexes(
+    conn: asyncpg.Connection,
+) -> None:
+    """Deleting a message empties it in the event log: its own events, the previews of it
+    in replies and its reactions' emoji. Each statement finds its events by an index of
+    what they name (migration 0037 for the reactions'), never by reading every event of
+    the channel in the log (a week of a busy channel's, on every deletion): planned as
+    the pool plans them, generic."""
+    await conn.execute("SET enable_seqscan = off")
+    await conn.execute("SET plan_cache_mode = force_generic_plan")
+    for n, (sql, types, args, index) in enumerate(
+        [
+            (event_log_q.SCRUB_OWN, "uuid, text[], jsonb", "'{}'", "events_message_idx"),
+            (event_log_q.SCRUB_PREVIEWS, "uuid, text[]", None, "events_reply_to_idx"),
+            (event_log_q.SCRUB_REACTIONS, "uuid, text[]", None, "events_reaction_message_idx"),
+        ]
+    ):
+        await conn.execute(f"PREPARE scrub_{n}({types}) AS {sql}")
+        given = "'00000000-0000-0000-0000-000000000000', '{x}'" + (f", {args}" if args else "")
+        plan = "\n".join(r[0] for r in await conn.fetch(f"EXPLAIN EXECUTE scrub_{n}({given})"))
+        assert index in plan, plan

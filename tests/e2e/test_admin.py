@@ -147,3 +147,30 @@ async def test_admin_delete_messages_removes_a_spammers_messages_everywhere(
             assert live == ({kept["id"]} if channel == dm else {own["id"]})
         again = admin(servers, "delete-messages", "ben")
         assert again.stdout.endswith("1 message(s) deleted in 1 channel(s)\n"), again.stderr
+
+
+async def test_admin_delete_messages_purges_an_account_deleted_after_its_spam(
+    servers: Servers, make_user: MakeUser
+) -> None:
+    """A spammer who deletes the account after the spam leaves the messages behind (they
+    stay, as every deleted account's do): the operator names it by its id, the one name
+    it keeps. Was: USER_NOT_FOUND, and the spam stayed in conversations no moderator
+    can reach."""
+    _, base = servers.start()
+    async with httpx.AsyncClient(base_url=base, timeout=30) as api:
+        ann, ben, dm = await factories.pair(api, make_user)
+        spam = await factories.say(api, ben, dm, "buy now")
+        gone = await api.post(
+            "/api/users/@me/delete", headers=ben.headers, json={"password": ben.password}
+        )
+        assert gone.status_code == 204, gone.text
+        by_name = admin(servers, "delete-messages", "ben")
+        assert by_name.returncode == 1  # (the name is a placeholder's now)
+        done = admin(servers, "delete-messages", str(ben.id))
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.endswith("1 message(s) deleted in 1 channel(s)\n"), done.stdout
+        page = await api.get(f"/api/channels/{dm}/messages", headers=ann.headers)
+        (shown,) = [m for m in page.json() if m["id"] == spam["id"]]
+        assert shown["deleted"] and shown["content"] == ""
+        # The other commands still refuse a deleted account.
+        assert admin(servers, "revoke-sessions", str(ben.id)).returncode == 1

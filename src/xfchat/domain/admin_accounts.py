@@ -37,8 +37,12 @@ class Ended:
     two_factor_off: bool = False
 
 
-async def find_account(conn: asyncpg.Connection, who: str) -> users_q.UserRow:
-    """A live account by its id, username or email (as a login finds it).
+async def find_account(
+    conn: asyncpg.Connection, who: str, *, deleted_too: bool = False
+) -> users_q.UserRow:
+    """A live account by its id, username or email (as a login finds it); with
+    `deleted_too`, also a deleted one named by its id (its username and email are
+    placeholders now; its messages stay, and an operator may still purge them).
 
     Raises:
         NotFound: USER_NOT_FOUND (none, or deleted).
@@ -47,7 +51,7 @@ async def find_account(conn: asyncpg.Connection, who: str) -> users_q.UserRow:
         user = await users_q.get_user(conn, user_id=UUID(who))
     except ValueError:
         user = await users_q.get_user_by_login(conn, login=who, email_key=validation.email_key(who))
-    if user is None or user.deleted_at is not None:
+    if user is None or (user.deleted_at is not None and not deleted_too):
         raise NotFound(f"no account {who!r}", code="USER_NOT_FOUND")
     return user
 

@@ -29,14 +29,15 @@ class Purged:
 
 
 async def delete_messages_of(pool: asyncpg.Pool, who: str, since: datetime | None) -> Purged:
-    """Delete every live message of the account (id, username or email) sent at `since`
-    or later (every one, if None).
+    """Delete every live message of the account (id, username or email; a deleted
+    account by its id: its messages stayed when it went, as a spammer's do who deletes
+    it after the spam) sent at `since` or later (every one, if None).
 
     Raises:
         NotFound: USER_NOT_FOUND.
     """
     async with pool.acquire() as conn:
-        user = await find_account(conn, who)
+        user = await find_account(conn, who, deleted_too=True)
     deleted = 0
     channels: set[UUID] = set()
     while True:

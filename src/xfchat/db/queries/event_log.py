@@ -265,6 +265,36 @@ async def prune_commits(conn: asyncpg.Connection, *, older_than_s: float, limit:
     return int(removed)
 
 
+# A deleted message's events, each kind found by the index of what it names (three
+# statements: one whose WHERE ORs them was planned as a walk of the channel's whole
+# stream). Its own events (events_message_idx):
+SCRUB_OWN = """
+    UPDATE events e SET data = e.data || $3::jsonb
+    FROM event_streams s
+    WHERE s.id = e.stream_id AND s.kind = 'channel' AND s.entity_id = $1
+      AND e.type IN ('message.created', 'message.updated')
+      AND e.data ->> 'id' = ANY($2::text[])
+"""
+# ... the previews of it that replies and pin notices carry (events_reply_to_idx):
+SCRUB_PREVIEWS = """
+    UPDATE events e
+    SET data = jsonb_set(e.data, '{reply_to}',
+                         e.data -> 'reply_to' || '{"content": "", "deleted": true}'::jsonb)
+    FROM event_streams s
+    WHERE s.id = e.stream_id AND s.kind = 'channel' AND s.entity_id = $1
+      AND e.type IN ('message.created', 'message.updated')
+      AND (e.data -> 'reply_to' ->> 'id') = ANY($2::text[])
+"""
+# ... and its reactions' events, which keep their place (events_reaction_message_idx):
+SCRUB_REACTIONS = """
+    UPDATE events e SET data = e.data || '{"emoji": ""}'::jsonb
+    FROM event_streams s
+    WHERE s.id = e.stream_id AND s.kind = 'channel' AND s.entity_id = $1
+      AND e.type IN ('reaction.added', 'reaction.removed')
+      AND e.data ->> 'message_id' = ANY($2::text[])
+"""
+
+
 async def scrub_message_events(
     conn: asyncpg.Connection, *, channel_id: UUID, message_ids: list[UUID], deleted_at: str
 ) -> int:
@@ -273,8 +303,7 @@ async def scrub_message_events(
     no reactions, unpinned), in the previews of them that replies (and pin notices)
     carry, and in their reactions' own events (an emoji is text of up to 64 characters:
     the event keeps its place and who reacted, as a Matrix redaction keeps a redacted
-    reaction's sender, with an empty `emoji`); how many events changed. One pass over
-    the channel's events."""
+    reaction's sender, with an empty `emoji`); how many events changed."""
     tombstone = {
         "content": "",
         "deleted": True,
@@ -283,29 +312,12 @@ async def scrub_message_events(
         "reactions": [],
         "pinned": False,
     }
-    done = await conn.execute(
-        """
-        UPDATE events e
-        SET data = CASE
-            WHEN e.type IN ('reaction.added', 'reaction.removed')
-                THEN e.data || '{"emoji": ""}'::jsonb
-            WHEN (e.data -> 'reply_to' ->> 'id') = ANY($2::text[])
-                THEN jsonb_set(
-                    CASE WHEN e.data ->> 'id' = ANY($2::text[]) THEN e.data || $3::jsonb
-                         ELSE e.data END,
-                    '{reply_to}', e.data -> 'reply_to' || '{"content": "", "deleted": true}'::jsonb)
-            ELSE e.data || $3::jsonb
-        END
-        FROM event_streams s
-        WHERE s.id = e.stream_id AND s.kind = 'channel' AND s.entity_id = $1
-          AND ((e.type IN ('message.created', 'message.updated')
-                AND (e.data ->> 'id' = ANY($2::text[])
-                     OR (e.data -> 'reply_to' ->> 'id') = ANY($2::text[])))
-               OR (e.type IN ('reaction.added', 'reaction.removed')
-                   AND e.data ->> 'message_id' = ANY($2::text[])))
-        """,
-        channel_id,
-        [str(m) for m in message_ids],
-        tombstone,
-    )
-    return int(done.split()[-1])
+    ids = [str(m) for m in message_ids]
+    changed = 0
+    for sql, args in (
+        (SCRUB_OWN, (channel_id, ids, tombstone)),
+        (SCRUB_PREVIEWS, (channel_id, ids)),
+        (SCRUB_REACTIONS, (channel_id, ids)),
+    ):
+        changed += int((await conn.execute(sql, *args)).split()[-1])
+    return changed

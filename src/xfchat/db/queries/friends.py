@@ -88,13 +88,17 @@ async def declined_for(
     conn: asyncpg.Connection, *, from_user_id: UUID, to_user_id: UUID, within_s: float
 ) -> float | None:
     """Seconds left of `within_s` since `to_user_id` last declined a request from
-    `from_user_id` (None: no such decline that recent)."""
+    `from_user_id` (None: no such decline that recent, or `to_user_id` has asked
+    `from_user_id` since: their no is withdrawn, whatever came of their request)."""
     left = await conn.fetchval(
         """
-        SELECT extract(epoch FROM max(responded_at) + make_interval(secs => $3) - now())
-        FROM friend_requests
-        WHERE from_user_id = $1 AND to_user_id = $2 AND status = 'declined'
-          AND responded_at > now() - make_interval(secs => $3)
+        SELECT extract(epoch FROM max(d.responded_at) + make_interval(secs => $3) - now())
+        FROM friend_requests d
+        WHERE d.from_user_id = $1 AND d.to_user_id = $2 AND d.status = 'declined'
+          AND d.responded_at > now() - make_interval(secs => $3)
+          AND NOT EXISTS (SELECT 1 FROM friend_requests r
+                          WHERE r.from_user_id = $2 AND r.to_user_id = $1
+                            AND r.created_at >= d.responded_at)
         """,
         from_user_id,
         to_user_id,

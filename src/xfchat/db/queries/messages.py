@@ -563,19 +563,25 @@ async def list_unreads(
     it (both counts capped at UNREAD_CAP; each walks at most that many rows). Where
     `since[i]` is given (a channel whose history the user may not read), only messages
     written from then on count: the user received those live; older ones are history
-    they may not read, whose existence, deletion or mentions the counts must not tell."""
+    they may not read, whose existence, deletion or mentions the counts must not tell.
+
+    The walk starts after the later of the read position and the last message before
+    `since` (found by the channel's time index, among the first UNREAD_CAP written from
+    then on: sequence numbers follow times but for sends that overlapped), never at the
+    read position alone: a newcomer's is 0, and the walk would then pass over the whole
+    history before they joined, on every `ready`."""
     records = await conn.fetch(
         f"""
         SELECT c.id AS channel_id, COALESCE(rs.last_read_seq, 0) AS last_read_seq,
                (SELECT count(*) FROM (
                     SELECT 1 FROM messages m
-                    WHERE m.channel_id = c.id AND m.seq > COALESCE(rs.last_read_seq, 0)
+                    WHERE m.channel_id = c.id AND m.seq > b.after_seq
                       AND m.author_id IS DISTINCT FROM $1 AND m.deleted_at IS NULL
                       AND (w.since IS NULL OR m.created_at >= w.since)
-                    LIMIT {UNREAD_CAP}) x) AS unread,
+                    ORDER BY m.seq LIMIT {UNREAD_CAP}) x) AS unread,
                (SELECT count(*) FROM (
                     SELECT 1 FROM messages m
-                    WHERE m.channel_id = c.id AND m.seq > COALESCE(rs.last_read_seq, 0)
+                    WHERE m.channel_id = c.id AND m.seq > b.after_seq
                       AND m.author_id IS DISTINCT FROM $1 AND m.deleted_at IS NULL
                       AND (w.since IS NULL OR m.created_at >= w.since)
                       AND {NOT_FROM_BLOCKED}
@@ -586,6 +592,14 @@ async def list_unreads(
         FROM unnest($2::uuid[], $4::timestamptz[]) AS w(id, since)
         JOIN channels c ON c.id = w.id
         LEFT JOIN read_states rs ON rs.user_id = $1 AND rs.channel_id = c.id
+        CROSS JOIN LATERAL (
+            SELECT GREATEST(COALESCE(rs.last_read_seq, 0), CASE WHEN w.since IS NULL THEN 0
+                   ELSE COALESCE((SELECT min(f.seq) - 1 FROM (
+                                      SELECT seq FROM messages
+                                      WHERE channel_id = c.id AND created_at >= w.since
+                                      ORDER BY created_at LIMIT {UNREAD_CAP}) f),
+                                 c.last_seq) END) AS after_seq
+        ) b
         """,
         user_id,
         channel_ids,
