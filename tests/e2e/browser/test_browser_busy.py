@@ -132,7 +132,7 @@ async def test_what_arrives_below_a_view_read_back_is_unread_until_seen(
         await say(bob, f"below two <@{USER_IDS['alice']}>")
     channels = alice.get_by_role("navigation", name="Channels")
     general = channels.get_by_role("link", name=re.compile("^general"))
-    await expect(general).to_have_accessible_name("general, unread, 1 mentions")
+    await expect(general).to_have_accessible_name("general, unread, 1 mention")
     await alice.get_by_role("button", name="Jump to present").click()
     await expect(message(log, "below two")).to_be_in_viewport()
     await expect(general).to_have_accessible_name("general")
@@ -461,12 +461,12 @@ async def test_a_partial_read_elsewhere_leaves_the_counts_of_what_is_still_unrea
         sent += [await say(bob, f"busy {n:02}") for n in range(11, 70)]
         channels = alice.get_by_role("navigation", name="Channels")
         await expect(
-            channels.get_by_role("link", name="general, unread, 1 mentions")
+            channels.get_by_role("link", name="general, unread, 1 mention")
         ).to_be_visible()
         ack = await phone.put(f"/api/channels/{GENERAL}/ack", json={"seq": sent[4]["seq"]})
         assert ack.status_code in (200, 204), ack.text
         # 65 unread on: the mention (busy 10) among them, though not on the page held
         await asyncio.sleep(3)  # (a recount comes after a quiet spell: 0.5-2 s)
         await expect(
-            channels.get_by_role("link", name="general, unread, 1 mentions")
+            channels.get_by_role("link", name="general, unread, 1 mention")
         ).to_be_visible()

@@ -189,7 +189,7 @@ async def test_a_click_across_a_redraw_still_lands(site: Site, browsers: Browser
         mention = {"content": f"<@{USER_IDS['alice']}> over here"}
         sent = await bob.post(f"/api/channels/{GENERAL}/messages", json=mention)
         assert sent.status_code == 201, sent.text
-    await expect(rail.get_by_role("link", name="Gaming Squad, 1 mentions")).to_be_visible()
+    await expect(rail.get_by_role("link", name="Gaming Squad, 1 mention")).to_be_visible()
     await alice.mouse.up()
     await expect(alice.get_by_role("heading", level=1, name="general", exact=True)).to_be_visible()
 

@@ -290,12 +290,15 @@ const PLAIN = {
   USER_DELETED: "That account was deleted.",
   OWNS_SERVERS: "You own a server: transfer it to someone or delete it first.",
   CANNOT_ADD_USER: "You can add only your friends, and only people who may be in a conversation with everyone in it.",
+  MEMBER_NOT_FOUND: "They are not a member of this server now.",
   WRONG_TWO_FACTOR_CODE: "That code is not right. Wait for your app's next code and try that (check your phone's clock if none works).",
 };
 
 // A short message for the person, from an API error or anything thrown.
 export function describe(err) {
   if (err && err.code === "RATE_LIMITED") return `Too many tries. Wait ${waitText(err)} and try again.`;
+  // (the server's words: "declined your request lately: you may ask again in 24 hour(s)")
+  if (err && err.code === "FRIEND_REQUEST_DECLINED") return `They declined your last friend request. You can ask again in ${waitText(err)}.`;
   if (err && err.code === "MISSING_PERMISSIONS" && err.body && typeof err.body.missing === "string" && err.body.missing) {
     // (the API names the bits, BAN_MEMBERS: said as the settings show them)
     const names = err.body.missing.split(",").map((n) => n.trim().toLowerCase().replace(/_/g, " ").replace(/^./, (c) => c.toUpperCase()));
@@ -310,7 +313,8 @@ export function describe(err) {
 // How long a 429 asks to wait, in words.
 export function waitText(err) {
   const s = Math.max(1, Math.ceil(Number(err && err.body && err.body.retry_after) || 60));
-  return s < 120 ? `${s} seconds` : `${Math.ceil(s / 60)} minutes`;
+  if (s < 120) return `${s} seconds`;
+  return s < 2 * 3600 ? `${Math.ceil(s / 60)} minutes` : `${Math.ceil(s / 3600)} hours`;
 }
 
 // A button shut while what it started runs (pressed again, it would send twice). Not

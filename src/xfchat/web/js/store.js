@@ -192,6 +192,30 @@ export class Store {
     this.emit(`channel:${m.channel_id}`, "reads", "message");
   }
 
+  // Whether someone's presence.updated still reaches this page: yours, a friend's, a
+  // group's, or a member's of a server whose member list is loaded (a server tells its
+  // members' changes too, but one whose list is not loaded cannot say who is in it).
+  presenceReaches(id) {
+    if (!this.me || id === this.me.id || this.friends.has(id)) return true;
+    for (const c of this.conversations.values()) if (c.kind === "group" && (c.participant_ids || []).includes(id)) return true;
+    for (const [serverId, list] of this.members) if (this.servers.has(serverId) && list.has(id)) return true;
+    return false;
+  }
+
+  // The presences of `ids` that nothing keeps current any more (a friendship, a group or a
+  // server they came through ended): dropped, so they show offline rather than stay as
+  // they were last told (a direct conversation alone carries none).
+  dropPresences(ids) {
+    let any = false;
+    for (const id of ids) {
+      if (this.presences.has(id) && !this.presenceReaches(id)) {
+        this.presences.delete(id);
+        any = true;
+      }
+    }
+    if (any) this.emit("presence");
+  }
+
   mentionsMe(m) {
     if (this.blocks.has(m.author ? m.author.id : m.author_id)) return false; // (as the server counts)
     if (m.mentions.includes(this.me.id) || m.mention_everyone) return true;
@@ -464,9 +488,11 @@ const HANDLERS = {
     s.emit("conversations", `channel-meta:${d.id}`);
   },
   "conversation.removed": (s, d) => {
+    const gone = s.conversations.get(d.id);
     s.conversations.delete(d.id);
     s.messages.delete(d.id);
     s.emit("conversations", `gone:${d.id}`);
+    if (gone) s.dropPresences(gone.participant_ids || []);
   },
   "participant.added": (s, d) => {
     const c = s.conversations.get(d.channel_id);
@@ -479,9 +505,11 @@ const HANDLERS = {
   "participant.removed": (s, d) => {
     const c = s.conversations.get(d.channel_id);
     if (!c) return;
+    const left = d.user_id === s.me.id ? c.participant_ids : [d.user_id];
     c.participant_ids = c.participant_ids.filter((id) => id !== d.user_id);
     c.participants = c.participants.filter((p) => p.id !== d.user_id);
     s.emit("conversations", `channel-meta:${c.id}`);
+    s.dropPresences(left);
   },
   "friend_request.created": (s, d) => {
     s.remember(d.user);
@@ -497,9 +525,9 @@ const HANDLERS = {
   },
   "friend.removed": (s, d) => {
     s.friends.delete(d.user_id);
-    // Their presence came through the friendship (or a group, which goes on telling it);
-    // shown offline until a group or a server's member list says otherwise.
-    if (![...s.conversations.values()].some((c) => c.kind === "group" && (c.participant_ids || []).includes(d.user_id))) s.presences.delete(d.user_id);
+    // Their presence came through the friendship, unless a group or a server (whose
+    // member list is loaded) goes on telling it; else shown offline from now.
+    s.dropPresences([d.user_id]);
     s.emit("friends");
   },
   "block.added": (s, d) => {
@@ -548,9 +576,14 @@ const HANDLERS = {
   "server.left": (s, d) => {
     const server = s.servers.get(d.id);
     if (server) s.dropServerChannels(server, server.channels.map((c) => c.id));
+    const list = s.members.get(d.id);
     s.servers.delete(d.id);
     s.members.delete(d.id);
     s.emit("servers", `gone:${d.id}`);
+    // Its members' presences no longer come through it: those of its members (every
+    // presence held, when its member list was not loaded: any may have come through it)
+    // that nothing else tells are dropped.
+    s.dropPresences(list ? [...list.keys()] : [...s.presences.keys()]);
   },
   "server.updated": (s, d) => updateServer(s, d.id, (server) => Object.assign(server, d)),
   // (`channels` is empty when a change revealed many: each comes as its channel.updated)
@@ -577,6 +610,7 @@ const HANDLERS = {
     const list = s.members.get(d.server_id);
     if (list) list.delete(d.user_id);
     s.emit(`members:${d.server_id}`);
+    s.dropPresences([d.user_id]);
   },
   "role.created": (s, d) => updateServer(s, d.server_id, (server) => upsertRole(server, d)),
   "role.updated": (s, d) => updateServer(s, d.server_id, (server) => upsertRole(server, d)),

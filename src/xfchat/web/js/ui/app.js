@@ -126,6 +126,11 @@ export class App {
     if (before != null && this.store.reads.get(d.channel_id)?.unread > before) recount.arrived.push({ id: d.id, mention: this.store.mentionsMe(d) });
     if (unseen) this.recountUnread(d.channel_id, d.seq);
     if (readFrom !== null) this.recountRead(d.channel_id, readFrom);
+    // Mentions by someone you block do not count (the server's counts say so at the next
+    // ready): the channels whose count a block or an unblock may change are counted again.
+    if (type === "block.added" || type === "block.removed") {
+      for (const [channelId, read] of this.store.reads) if (type === "block.added" ? read.mention_count : read.unread) this.scheduleRecount(channelId);
+    }
     // Being moved away is said, with why (a moderator's act, or a deletion).
     if (serverName && d.reason !== "left") {
       const why = { kicked: `You were kicked from ${serverName}.`, banned: `You were banned from ${serverName}.`, deleted: `${serverName} was deleted.` };

@@ -1,7 +1,8 @@
 // The friends page: friends, requests in and out (accept, decline, cancel), blocks,
 // adding a friend, and starting a direct message.
 
-import { h, replace, morph, avatar, displayName, toast, describe, confirmDialog } from "../dom.js";
+import { h, replace, morph, avatar, displayName, toast, describe, confirmDialog, waitText } from "../dom.js";
+import { customStatus } from "./members.js";
 
 const TABS = [
   ["all", "All"],
@@ -43,7 +44,7 @@ export class FriendsView {
       "li",
       { class: "friend-row", "data-key": key },
       avatar(user),
-      h("span", { class: "friend-names" }, h("strong", null, displayName(user)), h("span", { class: "muted" }, `@${user.username}${p && p.status !== "offline" ? ` · ${p.status}` : ""}`)),
+      h("span", { class: "friend-names" }, h("strong", null, displayName(user)), h("span", { class: "muted" }, `@${user.username}${p && p.status !== "offline" ? ` · ${p.status}` : ""}`), customStatus(this.app.store, user.id) ? h("span", { class: "member-status-text" }, customStatus(this.app.store, user.id)) : null),
       h("span", { class: "row-actions" }, buttons),
     );
   }
@@ -142,7 +143,13 @@ export class FriendsView {
               return;
             }
             this.act(async () => {
-              await call("POST", "/api/users/@me/friend-requests", { username });
+              try {
+                await call("POST", "/api/users/@me/friend-requests", { username });
+              } catch (err) {
+                // (said with their name: the server's own words are for developers)
+                if (err.code === "FRIEND_REQUEST_DECLINED") throw new Error(`${username} declined your last friend request. You can ask again in ${waitText(err)}.`);
+                throw err;
+              }
               this.draft = box.value = "";
             }, `Friend request sent to ${username}`);
           },

@@ -60,8 +60,15 @@ function voiceFlags(member) {
   return flags.map(([icon, text]) => h("span", { class: "member-flag", title: text }, h("span", { "aria-hidden": "true" }, icon), h("span", { class: "visually-hidden" }, ` (${text})`)));
 }
 
+// The custom status, from the presence (none while they are offline or invisible).
+export function customStatus(store, id) {
+  const p = store.presences.get(id);
+  return p && p.status !== "offline" && p.status !== "invisible" && p.status_text ? p.status_text : null;
+}
+
 function memberRow(app, user, color, nickname, extras = null, member = null) {
   const status = statusOf(app.store, user.id);
+  const text = customStatus(app.store, user.id);
   return h(
     "li",
     { class: ["member", status === "offline" && "member-offline"] },
@@ -69,8 +76,8 @@ function memberRow(app, user, color, nickname, extras = null, member = null) {
       "button",
       { class: "member-btn", type: "button", "data-key": user.id, onclick: () => app.profile(user) },
       h("span", { class: "dm-avatar" }, avatar(user, "sm"), h("span", { class: `status-dot status-${status}`, "aria-hidden": "true" })),
-      h("span", { class: "member-name", style: color ? `color:${color}` : null }, nameEl(nickname || displayName(user))),
-      h("span", { class: "visually-hidden" }, ` (${status})`),
+      // (said as "Name (online) custom status")
+      h("span", { class: "member-names" }, h("span", { class: "member-name", style: color ? `color:${color}` : null }, nameEl(nickname || displayName(user))), h("span", { class: "visually-hidden" }, ` (${status})`), text ? h("span", { class: "member-status-text" }, ` ${text}`) : null),
       voiceFlags(member),
     ),
     extras,

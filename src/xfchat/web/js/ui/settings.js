@@ -316,11 +316,23 @@ class Settings {
       return ch.overrides.find((o) => o.kind === kind && o.id === id) || { allow: "0", deny: "0" };
     };
     const stateOf = (ov, n) => ((BigInt(ov.allow) & P[n]) ? "allow" : (BigInt(ov.deny) & P[n]) ? "deny" : "inherit");
+    const saveButton = h("button", { class: "btn btn-primary", type: "button", onclick: () => grid.save() }, "Save permissions");
     const drawGrid = () => {
       this.ovTarget = pick.value;
       const [kind, id] = pick.value.split(":");
       const changed = new Map(); // permission -> the user's choice
       const ov = current(kind, id);
+      const path = `/api/channels/${c.id}/overrides/${kind}/${id}`;
+      if (kind === "member" && formers.includes(id)) {
+        // Someone who is not a member now: the server sets no override for them (404
+        // MEMBER_NOT_FOUND), so what lingers is shown, and lifted as a whole.
+        const denied = PERMISSION_NAMES.filter((n) => BigInt(ov.deny) & P[n]).map(label);
+        replace(grid, h("p", { class: "hint" }, `${displayName(this.app.store.user(id))} is not a member now. What they are denied here holds again if they come back: ${denied.join(", ") || "nothing"}. It can only be lifted as a whole.`));
+        saveButton.textContent = "Lift their denies";
+        grid.save = () => this.save(`overrides:${c.id}`, () => this.call("DELETE", path).catch((e) => { if (e.status !== 404) throw e; }), "Denies lifted");
+        return;
+      }
+      saveButton.textContent = "Save permissions";
       replace(grid, shown.map((n) =>
         h("fieldset", { class: "tri" }, h("legend", null, label(n)), ["deny", "inherit", "allow"].map((v) =>
           h("label", { class: `tri-${v}` }, h("input", { type: "radio", name: `ov-${n}`, value: v, checked: stateOf(ov, n) === v, onchange: () => changed.set(n, v) }), v === "inherit" ? "/" : v === "allow" ? "✓" : "✕", h("span", { class: "visually-hidden" }, ` ${v}`)),
@@ -337,7 +349,6 @@ class Settings {
           if (v === "allow") allow |= P[n];
           if (v === "deny") deny |= P[n];
         }
-        const path = `/api/channels/${c.id}/overrides/${kind}/${id}`;
         await this.save(`overrides:${c.id}`, () => (allow || deny ? this.call("PUT", path, { allow: String(allow), deny: String(deny) }) : this.call("DELETE", path).catch((e) => { if (e.status !== 404) throw e; })), "Permissions saved");
       };
     };
@@ -345,7 +356,7 @@ class Settings {
     drawGrid();
     return h("div", { class: "stack" },
       h("label", { for: "ov-target" }, "For role or member"), pick, grid,
-      h("div", { class: "row-end" }, h("button", { class: "btn btn-primary", type: "button", onclick: () => grid.save() }, "Save permissions")),
+      h("div", { class: "row-end" }, saveButton),
     );
   }
 

@@ -65,7 +65,7 @@ export function renderRail(app) {
           "a",
           { class: ["rail-item", active && "active"], href: first ? `#/s/${server.id}/${first.id}` : `#/s/${server.id}`, "aria-current": active ? "page" : null, title: server.name },
           icon,
-          h("span", { class: "visually-hidden" }, `${server.name}${mentions ? `, ${mentions} mentions` : unread ? ", unread messages" : ""}`),
+          h("span", { class: "visually-hidden" }, `${server.name}${mentions ? `, ${mentions} mention${mentions === 1 ? "" : "s"}` : unread ? ", unread messages" : ""}`),
         ),
         mentions ? h("span", { class: "badge rail-badge", "aria-hidden": "true" }, mentions > 99 ? "99+" : String(mentions)) : null,
       ),
@@ -122,7 +122,7 @@ function channelItem(app, server, ch) {
     { class: "channel-li" },
     h(
       "a",
-      { class: ["channel", unread && "unread", active && "active"], href: `#/s/${server.id}/${ch.id}`, "aria-current": active ? "page" : null, "aria-label": `${ch.name}${unread ? ", unread" : ""}${read && read.mention_count ? `, ${read.mention_count} mentions` : ""}` },
+      { class: ["channel", unread && "unread", active && "active"], href: `#/s/${server.id}/${ch.id}`, "aria-current": active ? "page" : null, "aria-label": `${ch.name}${unread ? ", unread" : ""}${read && read.mention_count ? `, ${read.mention_count} mention${read.mention_count === 1 ? "" : "s"}` : ""}` },
       h("span", { class: "channel-icon", "aria-hidden": "true" }, "#"),
       h("span", { class: "channel-name" }, ch.name),
       badge(read),

@@ -1,0 +1,165 @@
+"""What the client shows as relations between people change under it: a presence that
+nothing keeps current any more (a group left, a server left) shown offline, not as it
+was last told; one a server still carries kept through an unfriending; a friend request
+to someone who declined it lately refused in plain words; mention badges counted again
+when a block or an unblock changes what counts; a former member's lingering denies
+lifted from the override editor."""
+
+from __future__ import annotations
+
+import httpx
+from playwright.async_api import Locator, Page, expect
+
+from tests.e2e.browser.client import GAMING, GENERAL, SERVER, api_as, message, open_channel
+from tests.e2e.browser.conftest import Browsers, Site
+
+IDS = {
+    name: f"00000000-0000-0000-0000-{n:012d}"
+    for n, name in enumerate(("alice", "bob", "charlie", "diana", "eve"), 1)
+}
+
+
+def dm_status(page: Page, name: str) -> Locator:
+    """The status dot of the direct conversation with `name`, in the home sidebar."""
+    nav = page.get_by_role("navigation", name="Channels")
+    return nav.locator("a.channel.dm", has_text=name).get_by_role("img")
+
+
+async def ok(response: httpx.Response) -> None:
+    assert response.status_code < 300, response.text
+
+
+async def test_a_presence_no_group_or_server_carries_any_more_is_not_kept(
+    site: Site, browsers: Browsers
+) -> None:
+    """Charlie shares no server with bob, and no friendship: only alice's group told bob
+    his presence. Once he leaves it, nothing tells bob of his changes (a direct
+    conversation carries none), so bob's page shows him offline from then on, not
+    online for ever after he is gone."""
+    async with (
+        api_as(site.base, "alice") as alice,
+        api_as(site.base, "bob") as bob,
+        api_as(site.base, "charlie") as charlie,
+    ):
+        await ok(await charlie.delete(f"/api/servers/{SERVER}/members/@me"))
+        group = {"kind": "group", "participant_ids": [IDS["bob"], IDS["charlie"]]}
+        made = await alice.post("/api/conversations", json=group)
+        await ok(made)
+        await ok(
+            await bob.post("/api/conversations", json={"kind": "direct", "user_id": IDS["charlie"]})
+        )
+        bob_page = await browsers.logged_in(site.base, "bob")
+        charlie_page = await browsers.logged_in(site.base, "charlie")
+        await expect(dm_status(bob_page, "Charlie")).to_have_attribute("aria-label", "online")
+        await ok(await charlie.delete(f"/api/conversations/{made.json()['id']}/participants/@me"))
+        await charlie_page.context.close()  # (he goes offline: nobody tells bob now)
+        await expect(dm_status(bob_page, "Charlie")).to_have_attribute("aria-label", "offline")
+
+
+async def test_unfriending_a_member_of_a_shown_server_keeps_their_presence(
+    site: Site, browsers: Browsers
+) -> None:
+    """Charlie is in Gaming Squad with alice: the server goes on telling her of his
+    changes after their friendship ends, so its member list still shows him online."""
+    alice_page = await browsers.logged_in(site.base, "alice")
+    await browsers.logged_in(site.base, "charlie")
+    log = await open_channel(alice_page, "general")
+    members = alice_page.get_by_role("complementary", name="Details")
+    await expect(members.get_by_role("button", name="Charlie (online)")).to_be_visible()
+    async with api_as(site.base, "alice") as alice, api_as(site.base, "bob") as bob:
+        await ok(await alice.delete(f"/api/users/@me/friends/{IDS['charlie']}"))
+        # (a message after it: once it is shown, the friend.removed came before it)
+        await ok(await bob.post(f"/api/channels/{GENERAL}/messages", json={"content": "after"}))
+    await expect(message(log, "after")).to_be_visible()
+    await expect(members.get_by_role("button", name="Charlie (online)")).to_be_visible()
+
+
+async def test_a_request_to_someone_who_declined_lately_is_refused_in_plain_words(
+    site: Site, browsers: Browsers
+) -> None:
+    async with api_as(site.base, "eve") as eve, api_as(site.base, "diana") as diana:
+        sent = await eve.post("/api/users/@me/friend-requests", json={"username": "diana"})
+        await ok(sent)
+        await ok(await diana.post(f"/api/users/@me/friend-requests/{sent.json()['id']}/decline"))
+    page = await browsers.logged_in(site.base, "eve")
+    await page.get_by_role("tab", name="Add friend").click()
+    await page.get_by_label("Add a friend by their username").fill("diana")
+    await page.get_by_role("button", name="Send request").click()
+    await expect(page.locator(".toast")).to_have_text(
+        "diana declined your last friend request. You can ask again in 24 hours."
+    )
+
+
+async def test_a_block_and_an_unblock_count_the_mention_badges_again(
+    site: Site, browsers: Browsers
+) -> None:
+    """A mention by someone you block counts for nothing (as the server counts): the
+    badge goes at the block and comes back at the unblock, without a reload."""
+    page = await browsers.logged_in(site.base, "alice")
+    await open_channel(page, "general")
+    channels = page.get_by_role("navigation", name="Channels")
+    async with api_as(site.base, "eve") as eve, api_as(site.base, "alice") as alice:
+        said = {"content": f"look <@{IDS['alice']}>"}
+        await ok(await eve.post(f"/api/channels/{GAMING}/messages", json=said))
+        await expect(channels.get_by_role("link", name="gaming, unread, 1 mention")).to_be_visible()
+        await ok(await alice.put(f"/api/users/@me/blocks/{IDS['eve']}"))
+        await expect(
+            channels.get_by_role("link", name="gaming, unread", exact=True)
+        ).to_be_visible()
+        await ok(await alice.delete(f"/api/users/@me/blocks/{IDS['eve']}"))
+        await expect(channels.get_by_role("link", name="gaming, unread, 1 mention")).to_be_visible()
+
+
+async def test_a_former_members_lingering_denies_are_lifted_as_a_whole(
+    site: Site, browsers: Browsers
+) -> None:
+    """The server sets no override for someone who is not a member (404
+    MEMBER_NOT_FOUND): lifting one of their denies failed with "no such member". The
+    editor shows what they are denied and lifts it all."""
+    async with api_as(site.base, "alice") as alice, api_as(site.base, "eve") as eve:
+        deny = {"allow": "0", "deny": "3"}  # (VIEW_CHANNEL, SEND_MESSAGES)
+        await ok(
+            await alice.put(f"/api/channels/{GAMING}/overrides/member/{IDS['eve']}", json=deny)
+        )
+        await ok(await eve.delete(f"/api/servers/{SERVER}/members/@me"))
+        page = await browsers.logged_in(site.base, "alice")
+        await open_channel(page, "general")
+        await page.get_by_role("button", name="Server settings").click()
+        settings = page.get_by_role("dialog", name="Gaming Squad settings")
+        await settings.get_by_role("tab", name="Channels").click()
+        await settings.get_by_role("button", name="# gaming").click()
+        target = settings.get_by_label("For role or member")
+        await target.select_option(label="@Eve (not a member now)")
+        await expect(settings.get_by_text("Eve is not a member now.")).to_contain_text(
+            "View channel, Send messages"
+        )
+        await settings.get_by_role("button", name="Lift their denies").click()
+        await expect(target.locator("option", has_text="not a member now")).to_have_count(0)
+        channel = (await alice.get(f"/api/channels/{GAMING}")).json()
+        assert [o for o in channel["overrides"] if o["kind"] == "member"] == []
+
+
+async def test_a_custom_status_shows_in_the_member_list_and_the_friends_page(
+    site: Site, browsers: Browsers
+) -> None:
+    """The custom status comes with the presence: shown under the name where the
+    presence is (as Discord shows it), gone while its owner is invisible."""
+    await browsers.logged_in(site.base, "alice")  # (online: else no status shows)
+    bob_page = await browsers.logged_in(site.base, "bob")
+    friends = bob_page.get_by_role("list", name="Friends")
+    await expect(friends.get_by_text("@alice · online")).to_be_visible()
+    async with api_as(site.base, "alice") as alice:
+        await ok(
+            await alice.put("/api/users/@me/presence", json={"status_text": "Raiding tonight"})
+        )
+        await expect(friends.get_by_text("Raiding tonight")).to_be_visible()
+        await open_channel(bob_page, "general")
+        members = bob_page.get_by_role("complementary", name="Details")
+        shown = members.get_by_role("button", name="Alice (online) Raiding tonight")
+        await expect(shown).to_be_visible()
+        await ok(await alice.put("/api/users/@me/presence", json={"status": "invisible"}))
+        await expect(
+            members.get_by_role("button", name="Alice (offline)", exact=True)
+        ).to_be_visible()
+        await ok(await alice.put("/api/users/@me/presence", json={"status": "online"}))
+        await expect(shown).to_be_visible()
