@@ -60,6 +60,18 @@ async def test_admin_revoke_sessions_closes_the_accounts_streams_at_once(
         assert await login(api, ann, ann.password) == 200  # the password still works
 
 
+async def only_the_new_password_works(
+    servers: Servers, api: httpx.AsyncClient, who: str, user: TestUser
+) -> str:
+    """`xfchat admin set-password who` to NEW_PASSWORD: what it printed, once only the
+    new password logs `user` in."""
+    reset = admin(servers, "set-password", who, stdin=NEW_PASSWORD + "\n")
+    assert reset.returncode == 0, reset.stderr
+    assert await login(api, user, user.password) == 401
+    assert await login(api, user, NEW_PASSWORD) == 200
+    return reset.stdout
+
+
 async def test_admin_lock_refuses_every_password_until_set_password(
     servers: Servers, make_user: MakeUser
 ) -> None:
@@ -72,11 +84,8 @@ async def test_admin_lock_refuses_every_password_until_set_password(
     async with httpx.AsyncClient(base_url=base, timeout=30) as api:
         assert await login(api, ann, ann.password) == 401
         assert (await api.get("/api/users/@me", headers=ann.headers)).status_code == 401
-        reset = admin(servers, "set-password", str(ann.id), stdin=NEW_PASSWORD + "\n")
-        assert reset.returncode == 0, reset.stderr
-        assert "password set; 0 session(s) ended" in reset.stdout
-        assert await login(api, ann, ann.password) == 401
-        assert await login(api, ann, NEW_PASSWORD) == 200
+        reset = await only_the_new_password_works(servers, api, str(ann.id), ann)
+        assert "password set; 0 session(s) ended" in reset
 
 
 async def test_admin_set_password_ends_the_sessions_and_refuses_a_weak_one(
@@ -92,13 +101,10 @@ async def test_admin_set_password_ends_the_sessions_and_refuses_a_weak_one(
     assert fatal_lines(unknown.stderr) == ["[ADMIN] FATAL: USER_NOT_FOUND: no account 'nobody'"]
     async with httpx.AsyncClient(base_url=base, timeout=30) as api:
         assert (await api.get("/api/users/@me", headers=ann.headers)).status_code == 200
-        reset = admin(servers, "set-password", "ANN", stdin=NEW_PASSWORD + "\n")
-        assert reset.returncode == 0, reset.stderr
-        assert "1 session(s) ended" in reset.stdout
+        reset = await only_the_new_password_works(servers, api, "ANN", ann)
+        assert "1 session(s) ended" in reset
         gone = await api.get("/api/users/@me", headers=ann.headers)
         assert gone.status_code == 401 and gone.json()["code"] == "SESSION_REVOKED"
-        assert await login(api, ann, ann.password) == 401
-        assert await login(api, ann, NEW_PASSWORD) == 200
 
 
 async def test_admin_set_password_turns_two_factor_off_only_when_asked(
