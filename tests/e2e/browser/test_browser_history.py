@@ -39,7 +39,7 @@ async def test_scrolling_up_loads_history_once_in_order_and_badges_count(
         assert (await charlie.post(f"/api/channels/{GAMING}/messages", json=reply)).is_success
 
     gaming = bob.get_by_role("navigation", name="Channels").get_by_role("link", name="gaming")
-    await expect(gaming).to_have_accessible_name("gaming, unread, 1 mentions")
+    await expect(gaming).to_have_accessible_name("gaming, unread, 1 mention")
     await expect(gaming.locator(".badge")).to_have_text("1")
 
     log = await open_channel(bob, "gaming")

@@ -123,8 +123,10 @@ async def test_hostile_names_topics_statuses_files_and_links_show_as_text(
     await expect(links).to_have_attribute("href", "https://example.com/")
     await expect(alice.locator(".topic")).to_contain_text(payload("topic"))
     members = alice.get_by_role("complementary", name="Details")
+    await expect(members.get_by_text(payload("status"), exact=True)).to_be_visible()
     await members.get_by_role("button", name=payload("dn")).click()
-    await expect(alice.get_by_text(payload("status"), exact=True)).to_be_visible()
+    profile = alice.get_by_role("dialog")
+    await expect(profile.get_by_text(payload("status"), exact=True)).to_be_visible()
     await audit(alice, "channel view, member list and bob's profile")
     await alice.keyboard.press("Escape")
 
