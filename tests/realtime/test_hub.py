@@ -12,6 +12,7 @@ import uuid
 import asyncpg
 import httpx
 import orjson
+import pytest
 from fastapi import FastAPI
 
 from tests import factories
@@ -53,7 +54,11 @@ async def listener_down(hub: Hub, pool: asyncpg.Pool) -> None:
 
 
 async def test_a_listener_reconnect_with_200_subscribers_reads_the_gap_once(
-    app: FastAPI, client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    pool: asyncpg.Pool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     hub: Hub = app.state.hub
     ann = await make_user("ann")
@@ -70,8 +75,20 @@ async def test_a_listener_reconnect_with_200_subscribers_reads_the_gap_once(
         assert all(s.live for s in subs) and len(subs) == 200
         fills, replays = hub.fill_reads, hub.replay_reads
 
+        # The listener comes back (a real connection) once every message is committed:
+        # its own back-off is 0.1 s, less than ten sends take on a busy box (was: it
+        # came back before the first, and there was no gap to read).
+        sent_all = asyncio.Event()
+        connect = hub._connect
+
+        async def after_the_sends() -> asyncpg.Connection:
+            await sent_all.wait()
+            return await connect()
+
+        monkeypatch.setattr(hub, "_connect", after_the_sends)
         await listener_down(hub, pool)
         sent = [await say(client, ann, g, f"while the listener was down {g}") for g in groups]
+        sent_all.set()
         async with asyncio.timeout(10):
             await hub.listening.wait()
 
