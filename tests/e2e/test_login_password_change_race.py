@@ -30,6 +30,23 @@ def change_password(
     )
 
 
+async def changed_while_it_waits(
+    holder: asyncpg.Connection,
+    tx: Any,
+    client: httpx.AsyncClient,
+    token: str,
+    pending: asyncio.Future[httpx.Response],
+) -> httpx.Response:
+    """Once `pending` waits for `holder`'s lock: the password changed (committed), the
+    lock let go; `pending`'s answer."""
+    await until_one_waits_for_a_lock(holder, pending)
+    assert not pending.done()
+    changed = await change_password(client, token)
+    assert changed.status_code == 204, changed.text
+    await tx.rollback()
+    return await pending
+
+
 async def test_a_login_with_the_old_password_racing_a_change_gets_no_session(
     servers: Servers, make_user: MakeUser, db_url: str
 ) -> None:
@@ -46,12 +63,7 @@ async def test_a_login_with_the_old_password_racing_a_change_gets_no_session(
             login = asyncio.ensure_future(
                 client.post("/api/auth/login", json={"login": owner.username, "password": PASSWORD})
             )
-            await until_one_waits_for_a_lock(holder, login)
-            assert not login.done()
-            changed = await change_password(client, owner.access_token)
-            assert changed.status_code == 204, changed.text
-            await tx.rollback()
-            answer = await login
+            answer = await changed_while_it_waits(holder, tx, client, owner.access_token, login)
             # Was: 200 with a session made after the change, which nothing revoked.
             assert answer.status_code == 401, answer.text
             assert answer.json()["code"] == "INVALID_CREDENTIALS"
@@ -172,12 +184,7 @@ async def test_turning_two_factor_off_racing_a_password_change_is_refused(
                     json={"password": PASSWORD, "code": codes[1]},
                 )
             )
-            await until_one_waits_for_a_lock(holder, off)
-            assert not off.done()
-            changed = await change_password(client, owner.access_token)
-            assert changed.status_code == 204, changed.text
-            await tx.rollback()
-            answer = await off
+            answer = await changed_while_it_waits(holder, tx, client, owner.access_token, off)
             assert answer.status_code == 400, answer.text  # (was: 204, and it was off)
             assert answer.json()["code"] == "WRONG_PASSWORD"
             still = await client.get(BASE, headers=owner.headers)
