@@ -652,17 +652,33 @@ async def test_a_send_over_the_quota_or_a_repeat_writes_none_of_its_bytes(
     limits(app, attachment_max_bytes=4 * MiB, upload_quota_bytes=3 * MiB)  # full now
     async with pool.acquire() as conn:
         before_rows = await stored(conn)
-    before = await wal_written(pool)
-    again = await client.put(url, headers=ann.headers, data=form, files=[part("a.bin", data)])
-    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
-    by_nonce = await post_files(client, ann, srv.general, [part("a.bin", data)], "big", nonce="n")
-    assert by_nonce.status_code == 200 and by_nonce.json()["id"] == first.json()["id"]
-    conflict = await client.put(url, headers=ann.headers, data=form, files=[part("b", data[1:])])
-    assert conflict.status_code == 409 and conflict.json()["code"] == "MESSAGE_ID_CONFLICT"
-    over = await post_files(client, ann, srv.general, [part("b.bin", data)])
-    assert over.status_code == 413 and over.json()["code"] == "QUOTA_EXCEEDED"
-    # Before, each of these stored its 3 MiB (COPY) and then rolled it back: 12 MiB.
-    assert await wal_written(pool) - before < MiB
+
+    async def turned_away() -> int:
+        """The WAL the cluster wrote while the four sends were turned away."""
+        before = await wal_written(pool)
+        again = await client.put(url, headers=ann.headers, data=form, files=[part("a.bin", data)])
+        assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+        by_nonce = await post_files(
+            client, ann, srv.general, [part("a.bin", data)], "big", nonce="n"
+        )
+        assert by_nonce.status_code == 200 and by_nonce.json()["id"] == first.json()["id"]
+        conflict = await client.put(
+            url, headers=ann.headers, data=form, files=[part("b", data[1:])]
+        )
+        assert conflict.status_code == 409 and conflict.json()["code"] == "MESSAGE_ID_CONFLICT"
+        over = await post_files(client, ann, srv.general, [part("b.bin", data)])
+        assert over.status_code == 413 and over.json()["code"] == "QUOTA_EXCEEDED"
+        return await wal_written(pool) - before
+
+    # Before, each of these stored its 3 MiB (COPY) and then rolled it back: 12 MiB, every
+    # time. The WAL position is the cluster's, and the other test processes write too (2 MiB
+    # in one CI run): the least of three tries is what these sends wrote, at most.
+    least = await turned_away()
+    for _ in range(2):
+        if least < MiB:
+            break
+        least = min(least, await turned_away())
+    assert least < MiB
     async with pool.acquire() as conn:
         assert await stored(conn) == before_rows
 
