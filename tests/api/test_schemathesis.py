@@ -20,6 +20,7 @@ import asyncio
 from typing import Any
 
 import httpx
+import pytest
 import schemathesis
 from schemathesis.engine import events, from_schema
 
@@ -103,15 +104,30 @@ def _failures(event: events.ScenarioFinished) -> list[str]:
     return found
 
 
+# 100 s alone here; beside three other test processes on two cores it may pass the
+# default 180 s, and a timeout's report while schemathesis' thread runs meets the bug below.
+@pytest.mark.timeout(480)
 async def test_schemathesis_finds_no_5xx_and_no_schema_break(
     servers: Servers, make_user: MakeUser
 ) -> None:
     _, base = servers.start(**LIMITS)
     async with httpx.AsyncClient(base_url=base, timeout=30) as client:
         world = await build(check_responses(client), make_user)
-    failures, calls = await asyncio.to_thread(run, base, world.owner.email)
-    assert failures == [], "\n\n".join(failures)
+    # Whatever goes wrong is reported as text alone: pytest's report of a failure parses
+    # this file's source, which under CPython 3.11.7 once raised SystemError ("AST
+    # constructor recursion depth mismatch", CPython gh-106905, pytest #10874) after
+    # schemathesis' run (its thread still running) and took the test process down
+    # with the failure unseen.
+    try:
+        failures, calls = await asyncio.to_thread(run, base, world.owner.email)
+    except Exception as exc:
+        pytest.fail(f"schemathesis stopped: {type(exc).__name__}: {exc}", pytrace=False)
     # It did run: every phase called the server, the stateful one along the links.
-    assert calls.get("coverage", 0) > 1000 and calls.get("fuzzing", 0) > 200, calls
-    assert calls.get("stateful", 0) > SCENARIOS, calls
-    assert all(calls.get(check, 0) > 1000 for check in CHECKS), calls
+    if not (calls.get("coverage", 0) > 1000 and calls.get("fuzzing", 0) > 200):
+        failures.append(f"too few calls: {calls}")
+    if not calls.get("stateful", 0) > SCENARIOS:
+        failures.append(f"too few stateful calls: {calls}")
+    if not all(calls.get(check, 0) > 1000 for check in CHECKS):
+        failures.append(f"a check ran too seldom: {calls}")
+    if failures:
+        pytest.fail("\n\n".join(failures), pytrace=False)
