@@ -1,10 +1,11 @@
 """A long channel: the newest page first, older ones loaded as you scroll up (each
-message once, in order), unread and mention badges, and a reply that jumps to an
-original far above."""
+message once, in order), unread and mention badges, the "New" divider above what was
+unread when a channel was opened, and a reply that jumps to an original far above."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 
 from playwright.async_api import expect
 
@@ -13,9 +14,11 @@ from tests.e2e.browser.client import (
     GENERAL,
     USER_IDS,
     api_as,
+    assert_accessible,
     expect_focused,
     message,
     open_channel,
+    say,
     shown_texts,
 )
 from tests.e2e.browser.conftest import PHONE, Browsers, Site
@@ -108,3 +111,61 @@ async def test_a_deleted_mention_takes_its_badge_with_it(site: Site, browsers: B
             assert (await charlie.delete(f"{url}/{sent.json()['id']}")).status_code == 204
             await expect(gaming.locator(".badge")).to_have_count(0)
             await expect(gaming).to_have_accessible_name("gaming")
+
+
+async def test_a_new_divider_marks_what_was_unread_when_the_channel_was_opened(
+    site: Site, browsers: Browsers, axe_source: str
+) -> None:
+    """Opened with unread messages, a channel draws a "New messages" separator just
+    above the first of them. It stays there once they are read (the ack moves the read
+    position, not the divider) and as more arrive live; back in the channel with nothing
+    unread there is none, and neither a message arriving live nor one's own makes one;
+    back after messages came meanwhile, it is above the first of those."""
+    url = f"/api/channels/{GENERAL}/messages"
+    async with api_as(site.base, "alice") as alice, api_as(site.base, "bob") as bob:
+        seen = await bob.post(url, json={"content": "already read"})
+        assert seen.status_code == 201, seen.text
+        read = await alice.put(f"/api/channels/{GENERAL}/ack", json={"seq": seen.json()["seq"]})
+        assert read.is_success, read.text
+        for text in ("unread one", "unread two", "unread three"):
+            assert (await bob.post(url, json={"content": text})).status_code == 201
+
+        page = await browsers.logged_in(site.base, "alice")
+        async with page.expect_request(
+            lambda r: r.method == "PUT" and r.url.endswith(f"{GENERAL}/ack")
+        ) as acked:
+            log = await open_channel(page, "general")
+            await page.bring_to_front()
+        divider = log.get_by_role("separator", name="New messages")
+        under = log.locator("li:has(> [role=separator]) + li.msg")
+        await expect(divider).to_have_count(1)
+        await expect(divider).to_be_visible()
+        await expect(under).to_contain_text("unread one")
+        # (the first unread message begins a group of its own below it, author and all)
+        await expect(message(log, "unread one").locator(".msg-author")).to_have_count(1)
+        assert await (await acked.value).response()  # (read: the server's echo is on its way)
+        assert (await bob.post(url, json={"content": "live one"})).status_code == 201
+        await expect(message(log, "live one")).to_be_visible()  # (after the ack's echo)
+        await expect(divider).to_have_count(1)
+        await expect(under).to_contain_text("unread one")
+        await assert_accessible(page, axe_source, "a channel with its New divider")
+
+        channels = page.get_by_role("navigation", name="Channels")
+        general = channels.get_by_role("link", name=re.compile("^general"))
+        await expect(general).to_have_accessible_name("general")
+        await open_channel(page, "gaming")
+        await open_channel(page, "general")
+        await expect(message(log, "live one")).to_be_visible()
+        await expect(divider).to_have_count(0)
+        assert (await bob.post(url, json={"content": "live two"})).status_code == 201
+        await expect(message(log, "live two")).to_be_visible()
+        await say(page, "my own")
+        await expect(message(log, "my own")).to_be_visible()
+        await expect(divider).to_have_count(0)
+
+        await open_channel(page, "gaming")
+        assert (await bob.post(url, json={"content": "while away"})).status_code == 201
+        await expect(general).to_have_accessible_name("general, unread")
+        await open_channel(page, "general")
+        await expect(divider).to_have_count(1)
+        await expect(under).to_contain_text("while away")

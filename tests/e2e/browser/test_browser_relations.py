@@ -1,6 +1,7 @@
 """What the client shows as relations between people change under it: a presence that
 nothing keeps current any more (a group left, a server left) shown offline, not as it
-was last told; one a server still carries kept through an unfriending; a friend request
+was last told; one a server still carries kept through an unfriending, and through
+leaving another server whose members were never listed; a friend request
 to someone who declined it lately refused in plain words; mention badges counted again
 when a block or an unblock changes what counts; a former member's lingering denies
 lifted from the override editor."""
@@ -72,6 +73,45 @@ async def test_unfriending_a_member_of_a_shown_server_keeps_their_presence(
         await ok(await bob.post(f"/api/channels/{GENERAL}/messages", json={"content": "after"}))
     await expect(message(log, "after")).to_be_visible()
     await expect(members.get_by_role("button", name="Charlie (online)")).to_be_visible()
+
+
+async def test_leaving_a_server_keeps_the_presences_another_server_still_carries(
+    site: Site, browsers: Browsers
+) -> None:
+    """Bob is in Gaming Squad and in Diana's Den, and has listed the members of neither;
+    he is friends with neither Diana nor Charlie, so only those servers tell him of
+    their changes (their direct conversations carry none). He leaves the Den: Charlie,
+    who left Gaming Squad, is in nothing bob shares now and shows offline, while Diana,
+    still in Gaming Squad with him, stays online (she showed offline until her next
+    change: every presence no loaded member list held was dropped)."""
+    async with (
+        api_as(site.base, "bob") as bob,
+        api_as(site.base, "charlie") as charlie,
+        api_as(site.base, "diana") as diana,
+    ):
+        await ok(await charlie.delete(f"/api/servers/{SERVER}/members/@me"))
+        den = await diana.post("/api/servers", json={"name": "Diana's Den"})
+        await ok(den)
+        invite = await diana.post(f"/api/servers/{den.json()['id']}/invites", json={})
+        await ok(invite)
+        for joining in (bob, charlie):
+            await ok(await joining.post(f"/api/invites/{invite.json()['code']}"))
+        for other in ("charlie", "diana"):
+            opened = {"kind": "direct", "user_id": IDS[other]}
+            await ok(await bob.post("/api/conversations", json=opened))
+        bob_page = await browsers.logged_in(site.base, "bob")
+        # (his ready is in: what comes online after it is told to him live)
+        await expect(dm_status(bob_page, "Diana")).to_have_attribute("aria-label", "offline")
+        for other in ("charlie", "diana"):
+            await browsers.logged_in(site.base, other)
+        await expect(dm_status(bob_page, "Charlie")).to_have_attribute("aria-label", "online")
+        await expect(dm_status(bob_page, "Diana")).to_have_attribute("aria-label", "online")
+        await ok(await bob.delete(f"/api/servers/{den.json()['id']}/members/@me"))
+        rail = bob_page.get_by_role("navigation", name="Servers")
+        await expect(rail.get_by_role("link", name="Diana's Den")).to_have_count(0)
+        # (decided together: once Charlie shows offline, Diana's presence was judged too)
+        await expect(dm_status(bob_page, "Charlie")).to_have_attribute("aria-label", "offline")
+        await expect(dm_status(bob_page, "Diana")).to_have_attribute("aria-label", "online")
 
 
 async def test_a_request_to_someone_who_declined_lately_is_refused_in_plain_words(

@@ -25,6 +25,9 @@ export class Store {
     this.presenceTick = (this.presenceTick || 0) + 1;
     this.presencesFrom = this.presenceTick; // the tick of the latest ready
     this.presenceAt = new Map(); // user id -> the tick of their latest presence.updated
+    // Presences that may no longer reach the page, or may still come through a server
+    // whose member list is not loaded (see dropPresences): ui/app.js checkPresences asks.
+    this.presencesInDoubt = new Set();
     this.voice = new Map(); // user id -> voice state (one channel each)
     this.users = new Map();
     this.members = new Map(); // server id -> Map(user id -> member), loaded on demand
@@ -32,6 +35,10 @@ export class Store {
     this.typing = new Map(); // channel id -> Map(user id -> expiry ms)
     this.viewing = null; // the channel on screen
     this.atNewest = false; // whether its newest messages are on screen (ui/chat.js)
+    // Its read position as it was when it was opened, if anything was unread then (else
+    // null): the "New" divider goes above the first unread message after it, for the
+    // whole visit (the reads acked meanwhile move the read position, not the divider).
+    this.readWhenOpened = null;
   }
 
   on(topic, fn) {
@@ -47,10 +54,11 @@ export class Store {
   // --- the state on connect ----------------------------------------------------------
 
   load(state) {
-    const viewing = this.viewing;
+    const { viewing, readWhenOpened } = this;
     const members = this.members;
     this.reset();
     this.viewing = viewing;
+    this.readWhenOpened = readWhenOpened;
     this.members = members;
     this.me = state.user;
     this.remember(state.user);
@@ -74,10 +82,20 @@ export class Store {
     if (!state.presences || !this.me) return;
     this.presences = new Map(state.presences.map((p) => [p.user_id, p]));
     this.presencesFrom = ++this.presenceTick;
+    this.presencesInDoubt.clear(); // (those held are replaced)
     this.me.status = state.status;
     if (state.status_text !== undefined) this.me.status_text = state.status_text;
     this.presences.set(this.me.id, { user_id: this.me.id, status: this.me.status, status_text: this.me.status_text });
     this.emit("presence");
+  }
+
+  // The channel on screen is now `channelId` (null: none): a visit begins, and where its
+  // unread messages began is kept for it (see readWhenOpened).
+  view(channelId) {
+    if (channelId === this.viewing) return;
+    this.viewing = channelId;
+    const read = channelId ? this.reads.get(channelId) : null;
+    this.readWhenOpened = read && read.unread > 0 ? read.last_read_seq : null;
   }
 
   remember(user) {
@@ -192,23 +210,47 @@ export class Store {
     this.emit(`channel:${m.channel_id}`, "reads", "message");
   }
 
-  // Whether someone's presence.updated still reaches this page: yours, a friend's, a
-  // group's, or a member's of a server whose member list is loaded (a server tells its
-  // members' changes too, but one whose list is not loaded cannot say who is in it).
+  // Whether someone's presence.updated still reaches this page: true for yours, a
+  // friend's, a group's, or a member's of a server whose member list is loaded; false
+  // when none of those is theirs and every server's whole member list is loaded; null
+  // when a server whose list is not loaded (or not whole) may be theirs: a server tells
+  // its members' changes too, but such a one cannot say who is in it.
   presenceReaches(id) {
     if (!this.me || id === this.me.id || this.friends.has(id)) return true;
     for (const c of this.conversations.values()) if (c.kind === "group" && (c.participant_ids || []).includes(id)) return true;
-    for (const [serverId, list] of this.members) if (this.servers.has(serverId) && list.has(id)) return true;
-    return false;
+    let unknown = false;
+    for (const serverId of this.servers.keys()) {
+      const list = this.members.get(serverId);
+      if (list && list.has(id)) return true;
+      if (!list || !list.complete) unknown = true;
+    }
+    return unknown ? null : false;
+  }
+
+  // The servers whose members this page cannot list (their member list not loaded, or
+  // not whole).
+  serversUnlisted() {
+    return [...this.servers.keys()].filter((id) => !(this.members.get(id) || {}).complete);
   }
 
   // The presences of `ids` that nothing keeps current any more (a friendship, a group or a
   // server they came through ended): dropped, so they show offline rather than stay as
-  // they were last told (a direct conversation alone carries none).
+  // they were last told (a direct conversation alone carries none). Not one that a
+  // server whose members are not listed here may still carry (a co-member of another
+  // server, a direct conversation's other person among them): dropping that one would
+  // show someone online offline until their next change. Such a presence is kept, as it
+  // is, and put in doubt: ui/app.js asks those servers who of their members is online,
+  // and drops it only if none says so. (An offline presence goes at once: shown
+  // offline either way.)
   dropPresences(ids) {
     let any = false;
     for (const id of ids) {
-      if (this.presences.has(id) && !this.presenceReaches(id)) {
+      const p = this.presences.get(id);
+      const reaches = p ? this.presenceReaches(id) : true;
+      if (reaches) continue;
+      if (reaches === null && p.status !== "offline") {
+        this.presencesInDoubt.add(id);
+      } else {
         this.presences.delete(id);
         any = true;
       }
@@ -296,6 +338,15 @@ export class Timeline {
     if (claim <= this.shown) return false;
     this.shown = claim;
     return true;
+  }
+
+  // The first message after `seq` that counts as unread (someone else's, not deleted),
+  // when the window holds what follows `seq` up to it; null when there is none, or it is
+  // older than the window (not loaded yet: its page comes as the view is scrolled up).
+  firstUnreadAfter(seq, me) {
+    const i = this.list.findIndex((m) => m.seq > seq);
+    if (i < 0 || (i === 0 && this.hasOlder && this.list[0].seq > seq + 1)) return null;
+    return this.list.slice(i).find((m) => !m.deleted && m.author.id !== me) || null;
   }
 
   // Whether the window holds every message after `seq` (so counts after it are exact).
@@ -525,8 +576,8 @@ const HANDLERS = {
   },
   "friend.removed": (s, d) => {
     s.friends.delete(d.user_id);
-    // Their presence came through the friendship, unless a group or a server (whose
-    // member list is loaded) goes on telling it; else shown offline from now.
+    // Their presence came through the friendship, unless a group or a server goes on
+    // telling it; else shown offline from now (see dropPresences).
     s.dropPresences([d.user_id]);
     s.emit("friends");
   },
@@ -582,7 +633,8 @@ const HANDLERS = {
     s.emit("servers", `gone:${d.id}`);
     // Its members' presences no longer come through it: those of its members (every
     // presence held, when its member list was not loaded: any may have come through it)
-    // that nothing else tells are dropped.
+    // that nothing else tells are dropped; those another server may tell (one whose
+    // members are not listed here) are kept until it is asked (see dropPresences).
     s.dropPresences(list ? [...list.keys()] : [...s.presences.keys()]);
   },
   "server.updated": (s, d) => updateServer(s, d.id, (server) => Object.assign(server, d)),

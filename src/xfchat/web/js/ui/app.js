@@ -19,6 +19,8 @@ import { addServerDialog, inviteDialog, invitePreview } from "./invites.js";
 import { renderMessage } from "./message.js";
 import { P, has, channelPermissions } from "../perms.js";
 
+const SERVER_PRESENCES = 1000; // (GET /api/servers/{id}/presences answers at most this many)
+
 export class App {
   constructor(root, session, onLogout) {
     this.root = root;
@@ -123,6 +125,7 @@ export class App {
     const strangers = this.strangersIn(type, d);
     this.store.apply(type, d);
     if (strangers) this.askPresences();
+    if (this.store.presencesInDoubt.size) this.checkPresences();
     if (before != null && this.store.reads.get(d.channel_id)?.unread > before) recount.arrived.push({ id: d.id, mention: this.store.mentionsMe(d) });
     if (unseen) this.recountUnread(d.channel_id, d.seq);
     if (readFrom !== null) this.recountRead(d.channel_id, readFrom);
@@ -188,6 +191,68 @@ export class App {
         if (p.user_id !== this.store.me.id && !(this.store.presenceAt.get(p.user_id) > since)) this.store.presences.set(p.user_id, p);
       }
       this.store.emit("presence");
+    }
+  }
+
+  // Presences the store put in doubt (store.dropPresences): someone a friendship, a group
+  // or a server no longer brings, who may still share a server whose members this page
+  // has not listed. What a person expects is the truth: online if they are online and
+  // still reach this page, not offline until their next change because a server they
+  // share was never opened here. So those servers are asked who of their members is
+  // online (one request a server, after a quiet spell of 0.5-2 s with jitter: a member
+  // leaving reaches every member at once); someone one lists keeps their presence (as
+  // it says it now), someone none lists is dropped (not a member, or offline: shown
+  // offline either way). When a server could not say (an error, or an answer at its
+  // cap of SERVER_PRESENCES), the presence is kept as last told rather than shown
+  // wrongly offline. A presence.updated or a ready that comes meanwhile is newer and wins.
+  checkPresences() {
+    if (this.presencesChecked) return; // (the check under way takes up those that came meanwhile)
+    this.presencesChecked = true;
+    setTimeout(() => this.checkPresencesNow().finally(() => (this.presencesChecked = false)), 500 + Math.random() * 1500);
+  }
+
+  async checkPresencesNow() {
+    const s = this.store;
+    while (s.presencesInDoubt.size && !this.ended) {
+      const doubted = new Set(s.presencesInDoubt);
+      s.presencesInDoubt.clear();
+      const since = s.presenceTick;
+      const asked = new Set();
+      const found = new Map(); // user id -> their presence, as a server said it
+      let sure = true; // (every server asked said all its members who are online)
+      for (const serverId of s.serversUnlisted()) {
+        if ([...doubted].every((id) => found.has(id))) break;
+        asked.add(serverId);
+        try {
+          const online = await this.session.call("GET", `/api/servers/${serverId}/presences`);
+          for (const p of online) if (doubted.has(p.user_id)) found.set(p.user_id, p);
+          if (online.length >= SERVER_PRESENCES) sure = false;
+        } catch {
+          sure = false;
+        }
+        if (this.ended) return;
+      }
+      if (s.presencesFrom > since) continue; // (a ready replaced every presence meanwhile)
+      // (a server joined meanwhile, not asked, may carry those no server listed)
+      const unasked = s.serversUnlisted().some((id) => !asked.has(id));
+      let any = false;
+      for (const id of doubted) {
+        if (!s.presences.has(id) || s.presenceAt.get(id) > since) continue; // (newer news of them)
+        const reaches = s.presenceReaches(id);
+        if (reaches === false) {
+          s.presences.delete(id); // (nothing carries it now: a friendship or a group ended meanwhile, a list loaded)
+          any = true;
+        } else if (found.has(id)) {
+          s.presences.set(id, found.get(id));
+          any = true;
+        } else if (reaches === null && sure && !unasked) {
+          s.presences.delete(id);
+          any = true;
+        } else if (reaches === null && sure) {
+          s.presencesInDoubt.add(id); // (asked again, the new server with the rest)
+        }
+      }
+      if (any) s.emit("presence");
     }
   }
 
@@ -409,7 +474,7 @@ export class App {
     }
     const same = this.route.view === route.view && this.route.channelId === route.channelId && this.view;
     this.route = route;
-    this.store.viewing = route.channelId || null;
+    this.store.view(route.channelId || null);
     if (!this.keepNav) this.root.classList.remove("nav-open"); // (a phone's drawer)
     this.keepNav = false;
     if (!same) {

@@ -380,11 +380,19 @@ export class ChatView {
     const edited = this.editing && t.byId.get(this.editing.id);
     if (edited && edited !== this.editing.m && !edited.deleted) edited.editing = true;
     const shown = [...t.list.filter((m) => !m.deleted), ...this.pending.filter((p) => !t.list.some((m) => m.nonce && m.nonce === p.nonce && m.author.id === this.store.me.id))];
+    // What was unread when the channel was opened begins below a "New" divider, which
+    // stays there for the visit (store.readWhenOpened).
+    const opened = this.store.viewing === this.channelId ? this.store.readWhenOpened : null;
+    const firstNew = opened === null ? null : t.firstUnreadAfter(opened, this.store.me.id);
     for (const m of shown) {
       if (!prev || dayKey(prev.created_at) !== dayKey(m.created_at)) {
         const day = fmtDay(m.created_at);
         items.push(keep(`day ${m.id}`, day, () => h("li", { class: "day-divider" }, h("span", null, day))));
         prev = null;
+      }
+      if (m === firstNew) {
+        items.push(keep("new", "new", () => newDivider()));
+        prev = null; // (the first unread message shows its author)
       }
       const head =
         !prev || prev.author.id !== m.author.id || m.reply_to || m.kind !== "default" || prev.kind !== "default" ||
@@ -615,6 +623,13 @@ export class ChatView {
   openImage(a) {
     showImage(this.blobs, a);
   }
+}
+
+// The line above the first message that was unread when the channel was opened: a
+// separator named for screen readers ("New messages"), and a visible word besides its
+// colour. (The list item around it keeps the message list a list of items.)
+function newDivider() {
+  return h("li", { class: "new-divider" }, h("div", { class: "new-divider-line", role: "separator", "aria-label": "New messages" }, h("span", { "aria-hidden": "true" }, "New")));
 }
 
 // An image attachment at its size, in a dialog with its download.
