@@ -286,10 +286,12 @@ async def test_a_deletion_and_an_edit_say_whom_the_message_mentioned(
         "mention_roles": [],
         "mention_everyone": False,
     }
+    tombstone = (await client.get(url, headers=ann.headers)).json()
     assert logged["message.deleted"] == {
         "id": sent["id"],
         "channel_id": dm,
         "seq": sent["seq"],
+        "deleted_at": tombstone["deleted_at"],  # (as history shows it from then on)
         "author_id": str(ben.id),
         "mentions": [],  # (as it was when deleted: the edit took the mention out)
         "mention_roles": [],

@@ -103,6 +103,7 @@ class MessageDeletedPayload(TypedDict):
     id: str
     channel_id: str
     seq: int
+    deleted_at: str  # as its tombstone shows it from then on
     # What the message counted for, as it was: a reader whose last read is before
     # `seq` tells from these whether its unread and mention counts drop.
     author_id: str | None
@@ -336,6 +337,8 @@ class ChannelsRevealedPayload(TypedDict):
     # Their payloads; empty when the change revealed too much to repeat them to each
     # member: each then follows as the channel's `channel.updated`.
     channels: list[ServerChannelPayload]
+    # Yours in each text channel among them, as `ready` counts it; empty with `channels`.
+    read_states: list[ChannelUnreadPayload]
 
 
 class ChannelsHiddenPayload(TypedDict):

@@ -221,8 +221,9 @@ MESSAGE_DELETED = EventType(
     "message.deleted",
     C,
     MessageDeletedPayload,
-    "A message was deleted (its tombstone), with its author and whom it mentioned: what"
-    " it counted for in the unread and mention counts.",
+    "A message was deleted: from now on history shows its tombstone (`deleted`, this"
+    " `deleted_at`, its `content`, mentions, reactions and files emptied, unpinned). With its"
+    " author and whom it mentioned: what it counted for in the unread and mention counts.",
 )
 REACTION_ADDED = EventType(
     "reaction.added",
@@ -348,7 +349,9 @@ CHANNELS_REVEALED = EventType(
     ChannelsRevealedPayload,
     "Server channels you may now see (new ones, or permissions changed); their events follow. "
     "`channels` has their payloads, or is empty when a change revealed too much to repeat "
-    "them: each then follows as its `channel.updated`.",
+    "them: each then follows as its `channel.updated`. `read_states`: yours in each text "
+    "channel among them, as `ready` counts it (messages sent while you could not see it "
+    "included); empty with `channels`: then ask `GET /api/users/@me/state`.",
     access=AccessChange.GRANT,
     targets=_revealed,
 )

@@ -520,6 +520,7 @@ async def delete_rows(
                     "id": str(r.id),
                     "channel_id": str(channel_id),
                     "seq": r.seq,
+                    "deleted_at": deleted_at.isoformat(),
                     "author_id": None if r.author_id is None else str(r.author_id),
                     **_mentions_of(r),
                 },

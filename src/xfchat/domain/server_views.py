@@ -16,6 +16,7 @@ from xfchat.db.queries import users as users_q
 from xfchat.domain import voice
 from xfchat.domain.access import permissions_in_channels, server_viewers
 from xfchat.domain.event_payloads import (
+    ChannelUnreadPayload,
     MemberPayload,
     OverridePayload,
     RolePayload,
@@ -215,6 +216,47 @@ def _history_since(
         return None
     member = members.get(channel.server_id) if channel.server_id is not None else None
     return member.joined_at if member is not None else datetime.max.replace(tzinfo=UTC)
+
+
+async def revealed_read_states(
+    conn: asyncpg.Connection,
+    server_id: UUID,
+    revealed: Mapping[UUID, list[channels_q.ChannelRow]],
+    readers: Mapping[UUID, set[UUID]],
+) -> dict[UUID, list[ChannelUnreadPayload]]:
+    """Each member's read state in the text channels just revealed to them (`revealed`:
+    by member; `readers`: who may read each channel's history now), counted as their
+    `ready` would count it: one statement, however many members."""
+    pairs = [(u, c) for u, rows in revealed.items() for c in rows if c.kind == "text"]
+    if not pairs:
+        return {}
+    members = {
+        m.user_id: m
+        for m in await q.list_members_of(
+            conn, server_id=server_id, user_ids=sorted({u for u, _ in pairs})
+        )
+    }
+    pairs = [(u, c) for u, c in pairs if u in members]
+    rows = await messages_q.list_unreads_of_pairs(
+        conn,
+        user_ids=[u for u, _ in pairs],
+        channel_ids=[c.id for _, c in pairs],
+        since=[None if u in readers.get(c.id, ()) else members[u].joined_at for u, c in pairs],
+        role_ids=[members[u].role_ids for u, _ in pairs],
+    )
+    found = {(r.user_id, r.channel_id): r for r in rows}
+    out: dict[UUID, list[ChannelUnreadPayload]] = {}
+    for u, c in pairs:
+        if (r := found.get((u, c.id))) is not None:
+            out.setdefault(u, []).append(
+                {
+                    "channel_id": str(c.id),
+                    "last_read_seq": r.last_read_seq,
+                    "unread": r.unread,
+                    "mention_count": r.mention_count,
+                }
+            )
+    return out
 
 
 async def joined_json(

@@ -294,13 +294,14 @@ async def transfer_server(
         row = await q.update_server(conn, server_id=server_id, owner_id=new_owner)
         assert row is not None
         untimed = None
-        if member.timed_out_until is not None:
-            cleared = await q.update_member(
+        # Only a running timeout ends (audited and announced); one run out already is
+        # no timeout, and is left as it is: clearing it without a word would change the
+        # member that REST shows and not the one members keep from the events.
+        if member.timed_out_until is not None and member.timed_out_until > datetime.now(UTC):
+            untimed = await q.update_member(
                 conn, server_id=server_id, user_id=new_owner, clear_timeout=True
             )
-            assert cleared is not None
-        if member.timed_out_until is not None and member.timed_out_until > datetime.now(UTC):
-            untimed = cleared  # (one run out already is cleared without a word)
+            assert untimed is not None
             await audit(
                 conn,
                 access,

@@ -560,53 +560,87 @@ async def list_unreads(
     since: list[datetime | None] | None = None,
 ) -> list[UnreadRow]:
     """The user's read position in each of these channels, with what is unread after
-    it (both counts capped at UNREAD_CAP; each walks at most that many rows). Where
-    `since[i]` is given (a channel whose history the user may not read), only messages
-    written from then on count: the user received those live; older ones are history
-    they may not read, whose existence, deletion or mentions the counts must not tell.
+    it (list_unreads_of_pairs, for one reader)."""
+    n = len(channel_ids)
+    rows = await list_unreads_of_pairs(
+        conn,
+        user_ids=[user_id] * n,
+        channel_ids=channel_ids,
+        since=since if since is not None else [None] * n,
+        role_ids=[role_ids] * n,
+    )
+    return [UnreadRow(r.channel_id, r.last_read_seq, r.unread, r.mention_count) for r in rows]
+
+
+@dataclass(frozen=True)
+class MemberUnreadRow:
+    user_id: UUID
+    channel_id: UUID
+    last_read_seq: int
+    unread: int
+    mention_count: int
+
+
+_NOT_FROM_BLOCKED_BY_W = NOT_FROM_BLOCKED.replace("$1", "w.user_id")
+# Read positions and counts for pairs (w.user_id, w.id) of reader and channel, each with
+# the reader's roles (w.roles) and, where they may not read the history, its `since`.
+_LIST_UNREADS_OF_PAIRS = f"""
+    SELECT w.user_id, c.id AS channel_id, COALESCE(rs.last_read_seq, 0) AS last_read_seq,
+           (SELECT count(*) FROM (
+                SELECT 1 FROM messages m
+                WHERE m.channel_id = c.id AND m.seq > b.after_seq
+                  AND m.author_id IS DISTINCT FROM w.user_id AND m.deleted_at IS NULL
+                  AND (w.since IS NULL OR m.created_at >= w.since)
+                ORDER BY m.seq LIMIT {UNREAD_CAP}) x) AS unread,
+           (SELECT count(*) FROM (
+                SELECT 1 FROM messages m
+                WHERE m.channel_id = c.id AND m.seq > b.after_seq
+                  AND m.author_id IS DISTINCT FROM w.user_id AND m.deleted_at IS NULL
+                  AND (w.since IS NULL OR m.created_at >= w.since)
+                  AND {_NOT_FROM_BLOCKED_BY_W}
+                  AND ((m.mentions <> '{{}}' AND m.mentions @> ARRAY[w.user_id]::uuid[])
+                       OR m.mention_everyone
+                       OR (m.mention_roles <> '{{}}' AND m.mention_roles && w.roles::uuid[]))
+                LIMIT {UNREAD_CAP}) x) AS mention_count
+    FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[])
+        AS w(user_id, id, since, roles)
+    JOIN channels c ON c.id = w.id
+    LEFT JOIN read_states rs ON rs.user_id = w.user_id AND rs.channel_id = c.id
+    CROSS JOIN LATERAL (
+        SELECT GREATEST(COALESCE(rs.last_read_seq, 0), CASE WHEN w.since IS NULL THEN 0
+               ELSE COALESCE((SELECT min(f.seq) - 1 FROM (
+                                  SELECT seq FROM messages
+                                  WHERE channel_id = c.id AND created_at >= w.since
+                                  ORDER BY created_at LIMIT {UNREAD_CAP}) f),
+                             c.last_seq) END) AS after_seq
+    ) b
+"""
+
+
+async def list_unreads_of_pairs(
+    conn: asyncpg.Connection,
+    *,
+    user_ids: list[UUID],
+    channel_ids: list[UUID],
+    since: list[datetime | None],
+    role_ids: list[list[UUID]],
+) -> list[MemberUnreadRow]:
+    """For each pair (user_ids[i], channel_ids[i]), in one statement however many: that
+    reader's read position there, with what is unread after it (both counts capped at
+    UNREAD_CAP; each walks at most that many rows), mentions counted for `role_ids[i]`.
+    Where `since[i]` is given (a channel whose history the reader may not read), only
+    messages written from then on count: the reader received those live; older ones are
+    history they may not read, whose existence, deletion or mentions the counts must not
+    tell.
 
     The walk starts after the later of the read position and the last message before
     `since` (found by the channel's time index, among the first UNREAD_CAP written from
     then on: sequence numbers follow times but for sends that overlapped), never at the
     read position alone: a newcomer's is 0, and the walk would then pass over the whole
     history before they joined, on every `ready`."""
-    records = await conn.fetch(
-        f"""
-        SELECT c.id AS channel_id, COALESCE(rs.last_read_seq, 0) AS last_read_seq,
-               (SELECT count(*) FROM (
-                    SELECT 1 FROM messages m
-                    WHERE m.channel_id = c.id AND m.seq > b.after_seq
-                      AND m.author_id IS DISTINCT FROM $1 AND m.deleted_at IS NULL
-                      AND (w.since IS NULL OR m.created_at >= w.since)
-                    ORDER BY m.seq LIMIT {UNREAD_CAP}) x) AS unread,
-               (SELECT count(*) FROM (
-                    SELECT 1 FROM messages m
-                    WHERE m.channel_id = c.id AND m.seq > b.after_seq
-                      AND m.author_id IS DISTINCT FROM $1 AND m.deleted_at IS NULL
-                      AND (w.since IS NULL OR m.created_at >= w.since)
-                      AND {NOT_FROM_BLOCKED}
-                      AND ((m.mentions <> '{{}}' AND m.mentions @> ARRAY[$1]::uuid[])
-                           OR m.mention_everyone
-                           OR (m.mention_roles <> '{{}}' AND m.mention_roles && $3::uuid[]))
-                    LIMIT {UNREAD_CAP}) x) AS mention_count
-        FROM unnest($2::uuid[], $4::timestamptz[]) AS w(id, since)
-        JOIN channels c ON c.id = w.id
-        LEFT JOIN read_states rs ON rs.user_id = $1 AND rs.channel_id = c.id
-        CROSS JOIN LATERAL (
-            SELECT GREATEST(COALESCE(rs.last_read_seq, 0), CASE WHEN w.since IS NULL THEN 0
-                   ELSE COALESCE((SELECT min(f.seq) - 1 FROM (
-                                      SELECT seq FROM messages
-                                      WHERE channel_id = c.id AND created_at >= w.since
-                                      ORDER BY created_at LIMIT {UNREAD_CAP}) f),
-                                 c.last_seq) END) AS after_seq
-        ) b
-        """,
-        user_id,
-        channel_ids,
-        role_ids,
-        since if since is not None else [None] * len(channel_ids),
-    )
-    return many(UnreadRow, records)
+    roles = ["{" + ",".join(str(r) for r in ids) + "}" for ids in role_ids]
+    records = await conn.fetch(_LIST_UNREADS_OF_PAIRS, user_ids, channel_ids, since, roles)
+    return many(MemberUnreadRow, records)
 
 
 async def lock_message_shared(conn: asyncpg.Connection, *, message_id: UUID) -> None:

@@ -267,6 +267,19 @@ async def list_members(
     return many(MemberRow, records)
 
 
+async def list_members_of(
+    conn: asyncpg.Connection, *, server_id: UUID, user_ids: list[UUID]
+) -> list[MemberRow]:
+    """These users as members of the server (those who are), by user id."""
+    records = await conn.fetch(
+        MEMBER_SELECT
+        + " WHERE m.server_id = $1 AND m.user_id = ANY($2::uuid[]) ORDER BY m.user_id",
+        server_id,
+        user_ids,
+    )
+    return many(MemberRow, records)
+
+
 async def list_member_ids(conn: asyncpg.Connection, *, server_id: UUID) -> list[UUID]:
     rows = await conn.fetch(
         "SELECT user_id FROM server_members WHERE server_id = $1 ORDER BY user_id", server_id

@@ -487,7 +487,7 @@ const HANDLERS = {
         if (s.mentionsMe(m)) read.mention_count = Math.max(0, read.mention_count - 1);
         s.emit("reads");
       }
-      Object.assign(m, { deleted: true, content: "", attachments: [], reactions: [] });
+      Object.assign(m, { deleted: true, deleted_at: d.deleted_at, content: "", attachments: [], reactions: [], pinned: false });
       changed = true;
     }
     // Replies and pin notices say it is gone, whether it is loaded or not.
@@ -639,10 +639,14 @@ const HANDLERS = {
   },
   "server.updated": (s, d) => updateServer(s, d.id, (server) => Object.assign(server, d)),
   // (`channels` is empty when a change revealed many: each comes as its channel.updated)
-  "channel.revealed": (s, d) =>
+  // (`read_states`: how far you read each, and what came while you could not see it)
+  "channel.revealed": (s, d) => {
     updateServer(s, d.server_id, (server) => {
+      for (const r of d.read_states || []) s.reads.set(r.channel_id, r);
       for (const ch of d.channels) putChannel(s, server, ch);
-    }),
+    });
+    s.emit("reads");
+  },
   "channel.hidden": (s, d) => {
     updateServer(s, d.server_id, (server) => s.dropServerChannels(server, d.channel_ids));
     for (const id of d.channel_ids) s.emit(`gone:${id}`);
