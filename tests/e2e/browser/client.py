@@ -74,6 +74,38 @@ async def act(msg: Locator, action: str) -> None:
     )
 
 
+# Playwright's pages all count as visible and focused (it emulates focus for each), and
+# it has no way to hide one or take its focus: the page is told so as a browser would
+# tell it, by what document.visibilityState and document.hasFocus() say and the events
+# that announce a change.
+_AWAY = """hidden => {
+    Object.defineProperty(document, "hasFocus", {configurable: true, value: () => false});
+    if (hidden) {
+        Object.defineProperty(document, "visibilityState", {configurable: true, get: () => "hidden"});
+        Object.defineProperty(document, "hidden", {configurable: true, get: () => true});
+        document.dispatchEvent(new Event("visibilitychange"));
+    }
+    window.dispatchEvent(new FocusEvent("blur"));
+}"""
+_BACK = """() => {
+    const hidden = Object.hasOwn(document, "visibilityState");
+    for (const key of ["hasFocus", "visibilityState", "hidden"]) delete document[key];
+    if (hidden) document.dispatchEvent(new Event("visibilitychange"));
+    window.dispatchEvent(new FocusEvent("focus"));
+}"""
+
+
+async def go_away(page: Page, *, hidden: bool) -> None:
+    """The person leaves the page: to another tab (`hidden`), or to another window with
+    this one still in sight (its window loses the focus)."""
+    await page.evaluate(_AWAY, hidden)
+
+
+async def come_back(page: Page) -> None:
+    """The person is back on the page: shown, its window focused."""
+    await page.evaluate(_BACK)
+
+
 @contextlib.asynccontextmanager
 async def api_as(
     base: str, username: str, password: str = PASSWORD

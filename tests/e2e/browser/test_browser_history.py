@@ -1,27 +1,32 @@
 """A long channel: the newest page first, older ones loaded as you scroll up (each
 message once, in order), unread and mention badges, the "New" divider above what was
-unread when a channel was opened, and a reply that jumps to an original far above."""
+unread when a channel was opened or arrived while the page was away, and a reply that
+jumps to an original far above."""
 
 from __future__ import annotations
 
 import asyncio
 import re
 
+import httpx
 from playwright.async_api import expect
 
 from tests.e2e.browser.client import (
     GAMING,
     GENERAL,
+    SERVER,
     USER_IDS,
     api_as,
     assert_accessible,
+    come_back,
     expect_focused,
+    go_away,
     message,
     open_channel,
     say,
     shown_texts,
 )
-from tests.e2e.browser.conftest import PHONE, Browsers, Site
+from tests.e2e.browser.conftest import PHONE, Browsers, Site, log_in
 
 BOB = USER_IDS["bob"]
 
@@ -169,3 +174,86 @@ async def test_a_new_divider_marks_what_was_unread_when_the_channel_was_opened(
         await open_channel(page, "general")
         await expect(divider).to_have_count(1)
         await expect(under).to_contain_text("while away")
+
+
+async def test_a_new_divider_marks_what_arrived_while_the_page_was_away(
+    site: Site, browsers: Browsers, axe_source: str
+) -> None:
+    """As Discord draws it: what others say in the open channel while the page is away
+    (hidden behind another tab, or its window not focused) is unread, and back on the
+    page the "New messages" separator stands above the first of it. One divider: while
+    the one drawn when the channel was opened still marks unread messages (a channel
+    opened in a background tab), it stays there; once they are read, the next absence
+    moves it to the first message that came during it. Never for what came while the
+    page was watched, nor for one's own (sent from elsewhere while away)."""
+    url = f"/api/channels/{GENERAL}/messages"
+
+    async def post(as_: httpx.AsyncClient, text: str) -> None:
+        sent = await as_.post(url, json={"content": text})
+        assert sent.status_code == 201, sent.text
+
+    async with api_as(site.base, "alice") as alice, api_as(site.base, "bob") as bob:
+        seen = await bob.post(url, json={"content": "already read"})
+        assert seen.status_code == 201, seen.text
+        read = await alice.put(f"/api/channels/{GENERAL}/ack", json={"seq": seen.json()["seq"]})
+        assert read.is_success, read.text
+        await post(bob, "unread one")
+
+        # Opened in a tab in the background: its divider stays above what was unread
+        # then, through what comes before the tab is looked at.
+        page = await browsers.page(site.base)
+        await page.evaluate(f"location.hash = '#/s/{SERVER}/{GENERAL}'")
+        await go_away(page, hidden=True)
+        await log_in(page, "alice")
+        log = page.get_by_role("log", name="Messages")
+        divider = log.get_by_role("separator", name="New messages")
+        under = log.locator("li:has(> [role=separator]) + li.msg")
+        general = page.get_by_role("navigation", name="Channels").get_by_role(
+            "link", name=re.compile("^general")
+        )
+        await expect(under).to_contain_text("unread one")
+        await post(bob, "later one")
+        await expect(message(log, "later one")).to_be_visible()
+        await expect(general).to_have_accessible_name("general, unread")
+        await come_back(page)
+        await page.bring_to_front()
+        await expect(general).to_have_accessible_name("general")  # (read once looked at)
+        await expect(divider).to_have_count(1)
+        await expect(under).to_contain_text("unread one")
+
+        # Watched: no divider moves for what comes.
+        await post(bob, "watched one")
+        await expect(message(log, "watched one")).to_be_visible()
+        await expect(general).to_have_accessible_name("general")
+        await expect(divider).to_have_count(1)
+        await expect(under).to_contain_text("unread one")
+
+        # Another tab in front: back, the divider is above what came meanwhile.
+        await go_away(page, hidden=True)
+        await post(bob, "away one")
+        await post(bob, "away two")
+        await expect(message(log, "away two")).to_be_visible()
+        await expect(general).to_have_accessible_name("general, unread")
+        await come_back(page)
+        await expect(general).to_have_accessible_name("general")
+        await expect(divider).to_have_count(1)
+        await expect(under).to_contain_text("away one")
+        await post(bob, "watched two")
+        await expect(message(log, "watched two")).to_be_visible()
+        await expect(under).to_contain_text("away one")
+
+        # Another window focused, this one in sight: one's own message sent from
+        # elsewhere is no new one (and reads what came before it); bob's after it is.
+        await go_away(page, hidden=False)
+        await post(alice, "mine from elsewhere")
+        await expect(message(log, "mine from elsewhere")).to_be_visible()
+        await expect(divider).to_have_count(1)
+        await expect(under).to_contain_text("away one")
+        await post(bob, "unfocused one")
+        await expect(message(log, "unfocused one")).to_be_visible()
+        await expect(general).to_have_accessible_name("general, unread")
+        await come_back(page)
+        await expect(general).to_have_accessible_name("general")
+        await expect(divider).to_have_count(1)
+        await expect(under).to_contain_text("unfocused one")
+        await assert_accessible(page, axe_source, "the New divider of an absence")

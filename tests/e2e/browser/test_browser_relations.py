@@ -1,18 +1,24 @@
 """What the client shows as relations between people change under it: a presence that
 nothing keeps current any more (a group left, a server left) shown offline, not as it
-was last told; one a server still carries kept through an unfriending, and through
-leaving another server whose members were never listed; a friend request
+was last told; one a server still carries kept through an unfriending, through
+leaving another server whose members were never listed, and through a reconnection
+(whose resumed `ready` carries only friends' and groups' presences); a friend request
 to someone who declined it lately refused in plain words; mention badges counted again
 when a block or an unblock changes what counts; a former member's lingering denies
 lifted from the override editor."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import time
+from typing import Any
+
 import httpx
-from playwright.async_api import Locator, Page, expect
+from playwright.async_api import Locator, Page, Request, WebSocketRoute, expect
 
 from tests.e2e.browser.client import GAMING, GENERAL, SERVER, api_as, message, open_channel
-from tests.e2e.browser.conftest import Browsers, Site
+from tests.e2e.browser.conftest import Browsers, Site, log_in
 
 IDS = {
     name: f"00000000-0000-0000-0000-{n:012d}"
@@ -112,6 +118,82 @@ async def test_leaving_a_server_keeps_the_presences_another_server_still_carries
         # (decided together: once Charlie shows offline, Diana's presence was judged too)
         await expect(dm_status(bob_page, "Charlie")).to_have_attribute("aria-label", "offline")
         await expect(dm_status(bob_page, "Diana")).to_have_attribute("aria-label", "online")
+
+
+async def test_a_reconnection_keeps_the_presences_a_server_still_carries(
+    site: Site, browsers: Browsers
+) -> None:
+    """Bob shares only Gaming Squad with Charlie and Diana (friends with neither, no
+    group together), and has not listed its members: the server told him live that they
+    came online. His connection drops; while it is down Charlie goes offline; it
+    resumes, and the resumed `ready` carries friends' and groups' presences only. Diana,
+    still online, stays online (she showed offline until her next change: the resumed
+    ready replaced every presence), and Charlie, whose going offline nobody told bob,
+    shows offline: the server was asked, once, who of its members is online."""
+    async with (
+        api_as(site.base, "alice") as alice,
+        api_as(site.base, "bob") as bob,
+    ):
+        for other in ("charlie", "diana"):
+            opened = {"kind": "direct", "user_id": IDS[other]}
+            await ok(await bob.post("/api/conversations", json=opened))
+
+        bob_page = await browsers.page(site.base)
+        up = asyncio.Event()  # (cleared: a reconnection waits)
+        up.set()
+        routes: list[tuple[WebSocketRoute, WebSocketRoute]] = []
+        frames: list[dict[str, Any]] = []
+
+        async def through(ws: WebSocketRoute) -> None:
+            await up.wait()
+            server = ws.connect_to_server()
+            routes.append((ws, server))
+
+            def down(text: str | bytes) -> None:
+                frames.append(json.loads(text))
+                ws.send(text)
+
+            server.on_message(down)
+
+        await bob_page.route_web_socket("**/api/gateway", through)
+        await log_in(bob_page, "bob")
+        # (his ready is in: what comes online after it is told to him live)
+        await expect(dm_status(bob_page, "Diana")).to_have_attribute("aria-label", "offline")
+        charlie_page = await browsers.logged_in(site.base, "charlie")
+        await browsers.logged_in(site.base, "diana")
+        await expect(dm_status(bob_page, "Charlie")).to_have_attribute("aria-label", "online")
+        await expect(dm_status(bob_page, "Diana")).to_have_attribute("aria-label", "online")
+
+        asked: list[Request] = []
+        bob_page.on(
+            "request",
+            lambda r: asked.append(r) if r.url.endswith(f"/servers/{SERVER}/presences") else None,
+        )
+        up.clear()
+        page_side, server_side = routes[-1]
+        await server_side.close(code=1001, reason="gone")
+        await page_side.close(code=1001, reason="gone")
+        await charlie_page.context.close()
+        deadline = time.monotonic() + 15
+        while True:  # (Charlie is offline before bob is back: nobody told bob)
+            online = (await alice.get(f"/api/servers/{SERVER}/presences")).json()
+            if IDS["charlie"] not in {p["user_id"] for p in online}:
+                break
+            assert time.monotonic() < deadline, "Charlie never went offline"
+            await asyncio.sleep(0.1)
+        up.set()
+
+        def resumed() -> bool:
+            return any(f.get("t") == "ready" and f["d"].get("resumed") for f in frames)
+
+        deadline = time.monotonic() + 15
+        while not resumed():
+            assert time.monotonic() < deadline, "bob's page never resumed"
+            await asyncio.sleep(0.1)
+        # (decided together: once Charlie shows offline, Diana's presence was judged too)
+        await expect(dm_status(bob_page, "Charlie")).to_have_attribute("aria-label", "offline")
+        await expect(dm_status(bob_page, "Diana")).to_have_attribute("aria-label", "online")
+        assert len(asked) == 1, [r.url for r in asked]  # (one request for the server)
 
 
 async def test_a_request_to_someone_who_declined_lately_is_refused_in_plain_words(

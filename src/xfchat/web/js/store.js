@@ -2,6 +2,13 @@
 // every event in order. Views subscribe to topics ("servers", "channel:<id>", ...) and
 // redraw what changed.
 
+// Whether the person is away from the page: it is hidden (another tab in front, the
+// window minimised) or its window does not have the focus. What comes meanwhile is not
+// seen (not read, and under a "New" divider when they are back).
+export function away() {
+  return document.visibilityState === "hidden" || !document.hasFocus();
+}
+
 export class Store {
   constructor() {
     this.listeners = new Map();
@@ -26,7 +33,8 @@ export class Store {
     this.presencesFrom = this.presenceTick; // the tick of the latest ready
     this.presenceAt = new Map(); // user id -> the tick of their latest presence.updated
     // Presences that may no longer reach the page, or may still come through a server
-    // whose member list is not loaded (see dropPresences): ui/app.js checkPresences asks.
+    // whose member list is not loaded (see dropPresences, keepServersPresences):
+    // ui/app.js checkPresences asks.
     this.presencesInDoubt = new Set();
     this.voice = new Map(); // user id -> voice state (one channel each)
     this.users = new Map();
@@ -35,10 +43,11 @@ export class Store {
     this.typing = new Map(); // channel id -> Map(user id -> expiry ms)
     this.viewing = null; // the channel on screen
     this.atNewest = false; // whether its newest messages are on screen (ui/chat.js)
-    // Its read position as it was when it was opened, if anything was unread then (else
-    // null): the "New" divider goes above the first unread message after it, for the
-    // whole visit (the reads acked meanwhile move the read position, not the divider).
-    this.readWhenOpened = null;
+    // Where the "New" divider of this visit stands: above the first unread message after
+    // this seq (null: none). Set when the channel is opened with something unread (its
+    // read position then), or when others' messages come while the person is away (see
+    // arrivedWhileAway); the reads acked meanwhile move the read position, not the divider.
+    this.newAfter = null;
   }
 
   on(topic, fn) {
@@ -54,11 +63,11 @@ export class Store {
   // --- the state on connect ----------------------------------------------------------
 
   load(state) {
-    const { viewing, readWhenOpened } = this;
+    const { viewing, newAfter, presences } = this;
     const members = this.members;
     this.reset();
     this.viewing = viewing;
-    this.readWhenOpened = readWhenOpened;
+    this.newAfter = newAfter;
     this.members = members;
     this.me = state.user;
     this.remember(state.user);
@@ -72,30 +81,62 @@ export class Store {
     this.presences.set(this.me.id, { user_id: this.me.id, status: this.me.status, status_text: this.me.status_text });
     for (const v of state.voice_states) this.voice.set(v.user_id, v);
     for (const s of state.servers) this.addServer(s);
+    this.keepServersPresences(presences);
     this.emit("all");
   }
 
   // A resumed ready: the log keeps no presence, so it says who is online now (the
   // people of your conversations and your friends: anyone absent is offline) and the
-  // status and custom status you chose. Server members' presences are fetched again (ui/members.js).
+  // status and custom status you chose. The presences of the members of the lists shown
+  // are fetched again (ui/members.js loadPresences); those of servers not listed here
+  // are kept in doubt and asked (keepServersPresences).
   resume(state) {
     if (!state.presences || !this.me) return;
+    const held = this.presences;
     this.presences = new Map(state.presences.map((p) => [p.user_id, p]));
     this.presencesFrom = ++this.presenceTick;
     this.presencesInDoubt.clear(); // (those held are replaced)
     this.me.status = state.status;
     if (state.status_text !== undefined) this.me.status_text = state.status_text;
     this.presences.set(this.me.id, { user_id: this.me.id, status: this.me.status, status_text: this.me.status_text });
+    this.keepServersPresences(held);
     this.emit("presence");
   }
 
+  // A ready (resumed, or fresh after a resync) carries your friends' and groups'
+  // presences only; those `held` before it that a server whose members are not listed
+  // here may carry (a co-member's, told by presence.updated through that server) it
+  // leaves out, though the person may well be online still: replaced, they would show
+  // offline until their next change. So each is kept as it was and put in doubt, as
+  // when a server is left (dropPresences): ui/app.js asks those servers who of their
+  // members is online, and keeps it only if one says so. (One shown offline needs
+  // nothing: offline either way. Someone of a listed server is asked again with the
+  // list's presences; a friend's or a group member's absence from ready says offline.)
+  keepServersPresences(held) {
+    for (const [id, p] of held) {
+      if (this.presences.has(id) || p.status === "offline" || this.presenceReaches(id) !== null) continue;
+      this.presences.set(id, p);
+      this.presencesInDoubt.add(id);
+    }
+  }
+
   // The channel on screen is now `channelId` (null: none): a visit begins, and where its
-  // unread messages began is kept for it (see readWhenOpened).
+  // unread messages began is kept for it (see newAfter).
   view(channelId) {
     if (channelId === this.viewing) return;
     this.viewing = channelId;
     const read = channelId ? this.reads.get(channelId) : null;
-    this.readWhenOpened = read && read.unread > 0 ? read.last_read_seq : null;
+    this.newAfter = read && read.unread > 0 ? read.last_read_seq : null;
+  }
+
+  // Someone else's message `m` came into the channel on screen while the person was away
+  // (`read`: its read state before it is counted): the "New" divider goes above it when
+  // they are back (as Discord draws it), unless this visit's divider still marks
+  // messages unread above it (one divider: at the first message unread since they left
+  // or, when they had not read all of it, since the channel was opened).
+  arrivedWhileAway(m, read) {
+    const marking = this.newAfter !== null && read.last_read_seq <= this.newAfter && read.unread > 0;
+    if (!marking) this.newAfter = m.seq - 1;
   }
 
   remember(user) {
@@ -194,7 +235,8 @@ export class Store {
       read.last_read_seq = Math.max(read.last_read_seq, m.seq);
       read.unread = 0;
       read.mention_count = 0;
-    } else if (m.seq > read.last_read_seq && !(this.viewing === m.channel_id && this.atNewest && document.hasFocus())) {
+    } else if (m.seq > read.last_read_seq && !(this.viewing === m.channel_id && this.atNewest && !away())) {
+      if (this.viewing === m.channel_id && away()) this.arrivedWhileAway(m, read);
       read.unread += 1;
       if (this.mentionsMe(m)) read.mention_count += 1;
     } else if (m.seq > read.last_read_seq) {

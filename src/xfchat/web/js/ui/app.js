@@ -102,8 +102,11 @@ export class App {
     } else {
       this.store.resume(d);
     }
-    // Presence is not in the log: the member lists shown are asked for theirs again.
+    // Presence is not in the log: the member lists shown are asked for theirs again, and
+    // the servers not listed here for the presences the ready left in doubt (a
+    // co-member's: store.keepServersPresences).
     for (const id of this.store.members.keys()) loadPresences(this, id).catch(() => {});
+    if (this.store.presencesInDoubt.size) this.checkPresences();
     this.voice.afterReady();
     if (!this.readyOnce) {
       this.readyOnce = true;
@@ -194,17 +197,19 @@ export class App {
     }
   }
 
-  // Presences the store put in doubt (store.dropPresences): someone a friendship, a group
-  // or a server no longer brings, who may still share a server whose members this page
-  // has not listed. What a person expects is the truth: online if they are online and
-  // still reach this page, not offline until their next change because a server they
-  // share was never opened here. So those servers are asked who of their members is
-  // online (one request a server, after a quiet spell of 0.5-2 s with jitter: a member
-  // leaving reaches every member at once); someone one lists keeps their presence (as
-  // it says it now), someone none lists is dropped (not a member, or offline: shown
-  // offline either way). When a server could not say (an error, or an answer at its
-  // cap of SERVER_PRESENCES), the presence is kept as last told rather than shown
-  // wrongly offline. A presence.updated or a ready that comes meanwhile is newer and wins.
+  // Presences the store put in doubt (store.dropPresences, store.keepServersPresences):
+  // someone a friendship, a group or a server no longer brings, or whom a ready left
+  // out, who may still share a server whose members this page has not listed. What a
+  // person expects is the truth: online if they are online and still reach this page,
+  // not offline until their next change because a server they share was never opened
+  // here. So those servers are asked who of their members is online (one request a
+  // server, after a quiet spell of 0.5-2 s with jitter: a member leaving reaches every
+  // member at once, and a restarted server sees every page resume at once); someone one
+  // lists keeps their presence (as it says it now), someone none lists is dropped (not a
+  // member, or offline: shown offline either way). When a server could not say (an
+  // error, or an answer at its cap of SERVER_PRESENCES), the presence is kept as last
+  // told rather than shown wrongly offline. A presence.updated or a ready that comes
+  // meanwhile is newer and wins.
   checkPresences() {
     if (this.presencesChecked) return; // (the check under way takes up those that came meanwhile)
     this.presencesChecked = true;

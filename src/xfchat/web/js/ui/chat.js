@@ -6,6 +6,7 @@ import { renderMessage, messageSig, emojiPicker, whoReacted, USER_MENTION } from
 import { composerMethods } from "./composer.js";
 import { loadMembers } from "./members.js";
 import { P, has, channelPermissions } from "../perms.js";
+import { away } from "../store.js";
 
 const PAGE = 50;
 const GROUP_GAP_MS = 7 * 60 * 1000;
@@ -156,8 +157,10 @@ export class ChatView {
     });
     this.resizer.observe(this.scroller);
     this.typingTimer = setInterval(() => this.renderTyping(), 1000);
+    // (back on the page: what came meanwhile is read once it is in sight)
     this.focusHandler = () => this.maybeAck();
     window.addEventListener("focus", this.focusHandler);
+    document.addEventListener("visibilitychange", this.focusHandler);
     const t = this.store.timeline(id);
     if (t.loaded && t.atEnd) this.render(true);
     else this.loadLatest();
@@ -171,6 +174,7 @@ export class ChatView {
     if (this.ackTimer) this.ackNow();
     clearTimeout(this.timeoutTimer);
     window.removeEventListener("focus", this.focusHandler);
+    document.removeEventListener("visibilitychange", this.focusHandler);
     window.removeEventListener("pointerup", this.released);
     window.removeEventListener("pointercancel", this.released);
   }
@@ -380,10 +384,11 @@ export class ChatView {
     const edited = this.editing && t.byId.get(this.editing.id);
     if (edited && edited !== this.editing.m && !edited.deleted) edited.editing = true;
     const shown = [...t.list.filter((m) => !m.deleted), ...this.pending.filter((p) => !t.list.some((m) => m.nonce && m.nonce === p.nonce && m.author.id === this.store.me.id))];
-    // What was unread when the channel was opened begins below a "New" divider, which
-    // stays there for the visit (store.readWhenOpened).
-    const opened = this.store.viewing === this.channelId ? this.store.readWhenOpened : null;
-    const firstNew = opened === null ? null : t.firstUnreadAfter(opened, this.store.me.id);
+    // What was unread when the channel was opened, or what others said while the person
+    // was away from the page, begins below a "New" divider (store.newAfter), which
+    // stays there for the visit or until the next absence.
+    const after = this.store.viewing === this.channelId ? this.store.newAfter : null;
+    const firstNew = after === null ? null : t.firstUnreadAfter(after, this.store.me.id);
     for (const m of shown) {
       if (!prev || dayKey(prev.created_at) !== dayKey(m.created_at)) {
         const day = fmtDay(m.created_at);
@@ -454,9 +459,9 @@ export class ChatView {
 
   // --- reading -----------------------------------------------------------------------
 
-  // The newest messages on screen in a focused window are read: acked at most every
-  // 300 ms, with what is newest when the timer fires (a timer already running is left to
-  // run: restarted at every message, it never fired while a channel stayed busy).
+  // The newest messages on screen in a focused, visible window are read: acked at most
+  // every 300 ms, with what is newest when the timer fires (a timer already running is
+  // left to run: restarted at every message, it never fired while a channel stayed busy).
   maybeAck() {
     if (this.ackTimer || !this.unreadShown()) return;
     this.ackTimer = setTimeout(() => {
@@ -481,11 +486,12 @@ export class ChatView {
     }
   }
 
-  // (not while hidden: a view nobody sees reads nothing)
+  // (not while hidden, or while the person is away from the page: a view nobody sees
+  // reads nothing)
   unreadShown() {
     const t = this.store.timeline(this.channelId);
     const read = this.store.reads.get(this.channelId);
-    if (!t.atEnd || !document.hasFocus() || !this.scroller.clientHeight || !this.atBottom() || !t.newest) return false;
+    if (!t.atEnd || away() || !this.scroller.clientHeight || !this.atBottom() || !t.newest) return false;
     return !(read && read.last_read_seq >= t.newest && !read.unread);
   }
 
@@ -625,9 +631,10 @@ export class ChatView {
   }
 }
 
-// The line above the first message that was unread when the channel was opened: a
-// separator named for screen readers ("New messages"), and a visible word besides its
-// colour. (The list item around it keeps the message list a list of items.)
+// The line above the first message that was unread when the channel was opened, or
+// that came while the person was away (store.newAfter): a separator named for screen
+// readers ("New messages"), and a visible word besides its colour. (The list item
+// around it keeps the message list a list of items.)
 function newDivider() {
   return h("li", { class: "new-divider" }, h("div", { class: "new-divider-line", role: "separator", "aria-label": "New messages" }, h("span", { "aria-hidden": "true" }, "New")));
 }
