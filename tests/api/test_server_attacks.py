@@ -729,6 +729,37 @@ async def test_what_a_members_own_override_denies_outlasts_a_leave_and_a_rejoin(
     assert mine == [{"kind": "member", "id": str(ben.id), "allow": "0", "deny": str(deny)}], mine
 
 
+async def test_a_former_members_lingering_denies_go_with_their_deleted_account(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    """Was: the denies of a member who had left lingered after they deleted their
+    account (the README says they go with it): a rejoin that can never come, and a
+    deleted account's id kept in the channel's overrides for every member to see."""
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await community(client, ann, ben)
+    made = await client.post(srv.url("/channels"), headers=ann.headers, json={"name": "rules"})
+    rules = made.json()["id"]
+    deny = int(P.VIEW_CHANNEL)
+    assert (await override(client, ann, rules, "member", ben.id, deny=deny)).is_success
+    left = await client.delete(srv.url(f"/members/{ben.id}"), headers=ben.headers)
+    assert left.status_code == 204
+
+    def bens(server: dict[str, Any]) -> list[Any]:
+        [channel] = [c for c in server["channels"] if c["id"] == rules]
+        return [o for o in channel["overrides"] if o["id"] == str(ben.id)]
+
+    assert bens((await client.get(srv.url(), headers=ann.headers)).json()) != []
+    gone = await client.post(
+        "/api/users/@me/delete", headers=ben.headers, json={"password": ben.password}
+    )
+    assert gone.status_code == 204, gone.text
+    assert bens((await client.get(srv.url(), headers=ann.headers)).json()) == []
+    # ... and the channel's members are told (what their clients hold of it changes).
+    told = await factories.events_of(conn, "channel", uuid.UUID(rules))
+    assert told[-1][0] == "channel.updated"
+    assert not any(o["id"] == str(ben.id) for o in told[-1][1]["overrides"])
+
+
 # ------------------------------------------------- FINDING: what a role's overrides grant
 
 

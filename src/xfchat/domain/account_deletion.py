@@ -11,7 +11,8 @@ as its own route would do it: every session is revoked (`session.revoked`, so it
 streams close on every process), it leaves every server and group (`server.left`,
 `member.removed`, voice states ended, roles and own overrides dropped; a group's owner
 rule applies), its friendships, friend requests and blocks, authenticator and recovery
-codes, avatar, read positions, usage days and kept timeouts are deleted. Its direct
+codes, avatar, read positions, usage days, kept timeouts and the denies that lingered
+in servers it had left are deleted. Its direct
 conversations stay readable by the other side, and closed to them (USER_DELETED).
 """
 
@@ -95,7 +96,7 @@ async def delete_account(
 class Places:
     """Where the account is, as read under the deletion's locks (each in id order)."""
 
-    servers: list[UUID]
+    servers: list[UUID]  # those it is in, and those it left where its denies linger
     groups: list[UUID]
     directs: list[UUID]
 
@@ -108,20 +109,26 @@ async def _conversations(conn: asyncpg.Connection, user_id: UUID, kind: str) -> 
 async def _lock(conn: asyncpg.Connection, user_id: UUID) -> Places:
     """The deletion's locks, each where every other change takes it, so that none waits
     in a circle with one: the account's (first: nothing puts the account anywhere
-    meanwhile, domain/account_lock.py); the rows of the servers it is in; its voice
-    lock (after its server's, before any channel's, as a call's changes take it); the
-    rows of those servers' channels and of its groups (before the pairs', as a group's
-    changes take them, domain/pairs.py); the pairs' (a friendship, a request or a block
-    racing this comes wholly before or after); its row (FOR NO KEY UPDATE: a write
-    naming it through a foreign key goes on); its authenticator's row (before the
-    sessions' lock, as the login's two-factor step takes them, domain/login.py); the
-    sessions' lock (after the row, as everywhere); its direct conversations' rows (after the pairs', as a block takes
-    them). All before anything is emitted: a send, an acknowledgement, a kick or a ban
-    under way in one of those places, from another device too, may emit to a stream
-    this writes to (the account's, a server's, a conversation's) while holding its
-    place's lock; it comes wholly before this or waits for it, never in a circle."""
+    meanwhile, domain/account_lock.py); the rows of the servers it is in (or left, its
+    denies lingering); its voice lock (after its server's, before any channel's, as a
+    call's changes take it); the rows of those servers' channels and of its groups
+    (before the pairs', as a group's changes take them, domain/pairs.py); the pairs' (a
+    friendship, a request or a block racing this comes wholly before or after); its row
+    (FOR NO KEY UPDATE: a write naming it through a foreign key goes on); its
+    authenticator's row (before the sessions' lock, as the login's two-factor step takes
+    them, domain/login.py); the sessions' lock (after the row, as everywhere); its
+    direct conversations' rows (after the pairs', as a block takes them). All before
+    anything is emitted: a send, an acknowledgement, a kick or a ban under way in one of
+    those places, from another device too, may emit to a stream this writes to (the
+    account's, a server's, a conversation's) while holding its place's lock; it comes
+    wholly before this or waits for it, never in a circle."""
     await account_lock.lock_for_deletion(conn, user_id)
-    servers = sorted(await member_servers(conn, user_id))
+    servers = sorted(
+        {
+            *await member_servers(conn, user_id),
+            *await servers_q.list_servers_with_member_overrides(conn, user_id=user_id),
+        }
+    )
     await servers_q.lock_servers(conn, server_ids=servers)
     await voice.lock_user(conn, user_id)
     groups = await _conversations(conn, user_id, "group")
@@ -171,6 +178,8 @@ async def _erase(
     # passed over.)
     for server_id in places.servers:
         await members.leave_server(conn, actor, server_id, if_member=True, rejoins=False)
+        # (in one it had left, the denies that lingered for its rejoin)
+        await emit_many(conn, await members.forget_lingering_overrides(conn, server_id, user.id))
     for group_id in places.groups:
         await conversations.remove_participant(conn, actor, group_id, user.id, if_present=True)
     # Direct conversations close to the other side (sends under way check again) and

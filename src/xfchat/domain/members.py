@@ -35,6 +35,7 @@ from xfchat.domain.events import (
     MEMBER_REMOVED,
     MEMBER_UPDATED,
     SERVER_LEFT,
+    Event,
     emit_many,
 )
 from xfchat.domain.permissions import Permission
@@ -231,6 +232,21 @@ async def remove_member(
         ],
     )
     return True
+
+
+async def forget_lingering_overrides(
+    conn: asyncpg.Connection, server_id: UUID, user_id: UUID
+) -> list[Event]:
+    """A deleted account's denies that lingered in a server it had left (remove_member)
+    go: the rejoin they waited for never comes. What the channels' members are told (in
+    the caller's transaction, which holds the server's lock)."""
+    overridden = set(
+        await q.drop_member_overrides(conn, server_id=server_id, user_id=user_id, keep_denies=False)
+    )
+    if not overridden:
+        return []
+    channels = await channels_q.list_server_channels(conn, server_id=server_id)
+    return await overrides_changed(conn, [c for c in channels if c.id in overridden])
 
 
 async def leave_server(

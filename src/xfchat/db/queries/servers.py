@@ -236,6 +236,23 @@ async def drop_member_overrides(
     return sorted({r["channel_id"] for r in records})
 
 
+async def list_servers_with_member_overrides(
+    conn: asyncpg.Connection, *, user_id: UUID
+) -> list[UUID]:
+    """The servers in whose channels the user has overrides of their own (a member's, or
+    a former member's lingering denies), in id order."""
+    rows = await conn.fetch(
+        """
+        SELECT DISTINCT c.server_id FROM channel_permission_overrides o
+        JOIN channels c ON c.id = o.channel_id
+        WHERE o.user_id = $1 AND c.server_id IS NOT NULL
+        ORDER BY c.server_id
+        """,
+        user_id,
+    )
+    return [r["server_id"] for r in rows]
+
+
 async def get_member(
     conn: asyncpg.Connection, *, server_id: UUID, user_id: UUID
 ) -> MemberRow | None:
