@@ -273,3 +273,43 @@ def servers(db_url: str, settings: Settings, tmp_path: Path) -> Iterator[Servers
     s = Servers(db_url, settings.secret.get_secret_value(), tmp_path)
     yield s
     s.stop_all()
+
+
+# The tests that take a minute or more in a full run (--durations), slowest first. Run in
+# collection order, the realtime and unit ones among them came last and were the run's
+# tail, with three test processes idle (.ci/run has 20 minutes).
+SLOW_FIRST = (
+    "tests/api/test_schemathesis.py::",
+    "tests/realtime/test_resume_property.py::",
+    "tests/api/search_attacks/test_search_dates.py::test_dates_in_any_zone_with_the_span_",
+    "tests/e2e/test_edge_limits.py::test_a_gateway_client_that_reads_nothing_is_reset",
+    "tests/e2e/test_edge_limits.py::test_a_gateway_client_that_stops_reading_below_the_",
+    "tests/unit/test_lint.py::test_mypy_strict_is_clean",
+    "tests/e2e/test_serve_startup.py::test_no_migrations_and_a_pool_too_big_are_one_line_",
+    "tests/api/test_fuzz.py::test_fuzz_conversations_and_messages",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist, SLOW_FIRST start first, one after the other on each process:
+    its scheduler hands each process a first run of consecutive tests (a quarter of its
+    share) and the rest as they finish, so the k-th slow test goes at the head of process
+    k's first run. Every process collects the same order (it is computed from names)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers < 2:
+        return
+
+    def rank(item: pytest.Item) -> int:
+        return next((i for i, p in enumerate(SLOW_FIRST) if item.nodeid.startswith(p)), -1)
+
+    slow = sorted((i for i in items if rank(i) >= 0), key=rank)
+    rest = [i for i in items if rank(i) < 0]
+    first_run = max(len(items) // workers // 4, 2)  # (xdist's LoadScheduling)
+    heads: list[list[pytest.Item]] = [slow[k::workers] for k in range(workers)]
+    ordered: list[pytest.Item] = []
+    for head in heads:
+        ordered += head
+        take = max(first_run - len(head), 0)
+        ordered += rest[:take]
+        rest = rest[take:]
+    items[:] = ordered + rest
