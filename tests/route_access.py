@@ -76,6 +76,8 @@ BODIES: dict[tuple[str, str], Any] = {
     },
     ("PUT", "/api/users/@me/presence"): {"status": "online"},
     ("PUT", "/api/users/@me/privacy"): {"direct_messages": "everyone"},
+    ("PUT", "/api/users/@me/mutes/channel/{channel_id}"): {"until": None},
+    ("PUT", "/api/users/@me/mutes/server/{server_id}"): {"until": None},
     ("POST", "/api/auth/login/two-factor"): {"ticket": "not a ticket", "code": "000000"},
     ("POST", "/api/users/@me/two-factor/setup"): {"password": "not the password"},
     ("POST", "/api/users/@me/two-factor/enable"): {"code": "000000"},

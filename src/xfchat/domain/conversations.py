@@ -23,7 +23,7 @@ from xfchat.db.queries import channels as channels_q
 from xfchat.db.queries import conversations as q
 from xfchat.db.queries import messages as messages_q
 from xfchat.db.queries import users as users_q
-from xfchat.domain import voice
+from xfchat.domain import mutes, voice
 from xfchat.domain.access import (
     VisibleChannel,
     access_changed,
@@ -444,6 +444,7 @@ async def remove_participant(
         if user_id not in people:
             raise NotFound("that user is not in this conversation", code="PARTICIPANT_NOT_FOUND")
         await q.delete_participant(conn, channel_id=channel.id, user_id=user_id)
+        await mutes.forget_channel(conn, user_id, channel.id)
         await access_changed(conn, channel.id)
         ended = await voice.end_states_in(conn, {user_id: [channel.id]})  # their call ends
         people = [p for p in people if p != user_id]

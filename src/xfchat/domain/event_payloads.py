@@ -202,6 +202,21 @@ class PrivacyPayload(TypedDict):
     direct_messages: str  # everyone, friends
 
 
+class MuteTargetPayload(TypedDict):
+    """What a mute is of: a channel (a server's text channel, or a conversation: its
+    id is its channel's) or a whole server."""
+
+    kind: Literal["channel", "server"]
+    id: str
+
+
+class MutePayload(MuteTargetPayload):
+    """One of your mutes: the target's unread messages are not shown as unread (its
+    mentions of you still are), until `until` (null: until you unmute it)."""
+
+    until: str | None
+
+
 class SessionRevokedPayload(TypedDict):
     session_id: str
     reason: str

@@ -39,6 +39,8 @@ from xfchat.domain.event_payloads import (
     MessageDeletedPayload,
     MessagePayload,
     MessageUpdatedPayload,
+    MutePayload,
+    MuteTargetPayload,
     ParticipantPayload,
     PinPayload,
     PresencePayload,
@@ -410,6 +412,22 @@ PRIVACY_UPDATED = EventType(
     PrivacyPayload,
     "You changed whom you take direct messages from (`PUT /api/users/@me/privacy`).",
 )
+MUTE_UPDATED = EventType(
+    "mute.updated",
+    U,
+    MutePayload,
+    "You muted a channel, conversation or server, or changed until when"
+    " (`PUT /api/users/@me/mutes/{kind}/{id}`): show its unread messages as read, not its"
+    " mentions of you, until `until` (null: until unmuted; past it, drop the mute).",
+)
+MUTE_REMOVED = EventType(
+    "mute.removed",
+    U,
+    MuteTargetPayload,
+    "You unmuted it (`DELETE /api/users/@me/mutes/{kind}/{id}`). Leaving a server or a"
+    " conversation drops your mutes of it and its channels with no event of this kind:"
+    " `server.left` and `conversation.removed` say it.",
+)
 VOICE_STATE_UPDATED = EventType(
     "voice.state_updated",
     C,
@@ -475,6 +493,8 @@ EVENT_TYPES: dict[str, EventType[Any]] = {
         PRESENCE_UPDATED,
         SESSION_REVOKED,
         PRIVACY_UPDATED,
+        MUTE_UPDATED,
+        MUTE_REMOVED,
         SERVER_JOINED,
         SERVER_LEFT,
         SERVER_UPDATED,

@@ -18,7 +18,7 @@ from xfchat.db.queries import bans as bans_q
 from xfchat.db.queries import channels as channels_q
 from xfchat.db.queries import servers as q
 from xfchat.db.queries import users as users_q
-from xfchat.domain import voice
+from xfchat.domain import mutes, voice
 from xfchat.domain.access import (
     ServerAccess,
     access_changed_many,
@@ -200,7 +200,8 @@ async def remove_member(
     """Take a member out of the server (in the caller's transaction, which holds the
     server's lock): they are told which channels go, the others that they left. What
     their own overrides deny lingers, as a timeout does, for a rejoin (but not for an
-    account that `rejoins` never: a deleted one); what they allow goes."""
+    account that `rejoins` never: a deleted one); what they allow goes, and so do their
+    mutes of the server and its channels."""
     channels = await channels_q.list_server_channels(conn, server_id=server_id)
     viewers = await server_viewers(conn, server_id, [c.id for c in channels], [user_id])
     if not await q.delete_server_member(conn, server_id=server_id, user_id=user_id):
@@ -213,6 +214,7 @@ async def remove_member(
         )
     )
     await access_changed_many(conn, [c.id for c in channels])
+    await mutes.forget_server(conn, user_id, server_id)
     ended = await voice.end_member_state(conn, server_id, user_id)
     channel_ids = [str(c.id) for c in channels if user_id in viewers[c.id]]
     removed: MemberRemovedPayload = {

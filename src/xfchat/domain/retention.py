@@ -38,8 +38,9 @@ async def prune_rows(pool: asyncpg.Pool, settings: Settings) -> dict[str, int]:
     address" looks further back), answered friend requests after 30 days, usage days
     past what the usage route shows, the audit log past XFCHAT_AUDIT_RETENTION_DAYS
     (0: kept), the event streams of deleted channels and servers once their events
-    are gone, and what names a deleted account after its deletion (usage counted
-    after it, a friend request made as it committed). How many rows of each."""
+    are gone, mutes whose time has passed, and what names a deleted account after its
+    deletion (usage counted after it, a friend request made as it committed). How many
+    rows of each."""
     ttl_s = settings.refresh_token_ttl_days * DAY_S
     jobs: dict[str, Callable[[asyncpg.Connection], Awaitable[int]]] = {
         "sessions": lambda c: retention_q.delete_ended_sessions(
@@ -50,6 +51,7 @@ async def prune_rows(pool: asyncpg.Pool, settings: Settings) -> dict[str, int]:
         ),
         "usage": lambda c: retention_q.delete_usage_days(c, keep_days=USAGE_DAYS, limit=BATCH),
         "event_streams": lambda c: retention_q.delete_orphan_streams(c, limit=BATCH),
+        "mutes": lambda c: retention_q.delete_ended_mutes(c, limit=BATCH),
         "deleted_accounts": lambda c: retention_q.delete_deleted_account_leftovers(c, limit=BATCH),
     }
     if settings.audit_retention_days:

@@ -16,7 +16,8 @@ cut short is named in `truncated` (its rest is a request away: `GET
 /api/conversations`, `GET /api/users/@me/friend-requests`, `GET /api/users/@me/servers`
 and `GET /api/servers/{id}`).
 Friends and blocks need your own consent, one small object per person; blocks stop at
-friends.MAX_BLOCKS (a longer list, from before that cap, is cut there: "blocks").
+friends.MAX_BLOCKS (a longer list, from before that cap, is cut there: "blocks"), and
+mutes at mutes.MAX_MUTES.
 """
 
 from __future__ import annotations
@@ -27,12 +28,13 @@ import asyncpg
 import orjson
 from typing_extensions import TypedDict
 
-from xfchat.domain import conversations, friends, presence, profile, servers, voice
+from xfchat.domain import conversations, friends, mutes, presence, profile, servers, voice
 from xfchat.domain.access import visible_channels
 from xfchat.domain.accounts import Actor
 from xfchat.domain.conversations import ConversationView
 from xfchat.domain.event_payloads import (
     FriendRequestPayload,
+    MutePayload,
     PresencePayload,
     PublicUserPayload,
     ServerJoinedPayload,
@@ -78,6 +80,9 @@ class StatePayload(TypedDict):
     presences: list[PresencePayload]
     # Who is in the calls of your conversations (a server's voice channels: in the server).
     voice_states: list[VoiceStatePayload]
+    # Your mutes in force (at most mutes.MAX_MUTES): show those targets' unread messages
+    # as read, not their mentions of you.
+    mutes: list[MutePayload]
     # The sections cut short by their bound ("conversations", "friend_requests",
     # "servers", "blocks").
     truncated: list[str]
@@ -173,5 +178,6 @@ async def read_state(
         "voice_states": await voice.states_in(
             conn, [c for c, v in visible.items() if v.server_id is None]
         ),
+        "mutes": await mutes.list_mutes(conn, actor),
         "truncated": truncated,
     }

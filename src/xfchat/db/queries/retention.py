@@ -104,12 +104,26 @@ async def delete_orphan_streams(conn: asyncpg.Connection, *, limit: int) -> int:
     return _count(status)
 
 
+async def delete_ended_mutes(conn: asyncpg.Connection, *, limit: int) -> int:
+    """Mutes whose time has passed (readers skip them already); how many."""
+    status: str = await conn.execute(
+        """
+        DELETE FROM mutes WHERE (user_id, target_id) IN (
+            SELECT user_id, target_id FROM mutes WHERE muted_until <= now()
+            LIMIT $1 FOR UPDATE SKIP LOCKED
+        )
+        """,
+        limit,
+    )
+    return _count(status)
+
+
 async def delete_deleted_account_leftovers(conn: asyncpg.Connection, *, limit: int) -> int:
     """Usage days of deleted accounts (a process counts in memory and may write the
     deletion request's own count after it), friend requests naming one (a request
     made while the deletion committed), and, should a write slip past the deletion's
     checks, the other rows it deletes (users.delete_personal_rows): read positions,
-    authenticators, recovery codes, kept timeouts; how many."""
+    authenticators, recovery codes, mutes, kept timeouts; how many."""
     removed = await conn.fetchval(
         """
         WITH usage AS (
@@ -143,6 +157,12 @@ async def delete_deleted_account_leftovers(conn: asyncpg.Connection, *, limit: i
                 WHERE u.deleted_at IS NOT NULL
                 LIMIT $1 FOR UPDATE OF t SKIP LOCKED
             ) RETURNING 1
+        ), mutes AS (
+            DELETE FROM mutes WHERE (user_id, target_id) IN (
+                SELECT t.user_id, t.target_id FROM mutes t JOIN users u ON u.id = t.user_id
+                WHERE u.deleted_at IS NOT NULL
+                LIMIT $1 FOR UPDATE OF t SKIP LOCKED
+            ) RETURNING 1
         ), timeouts AS (
             DELETE FROM lingering_timeouts WHERE (server_id, user_id) IN (
                 SELECT t.server_id, t.user_id FROM lingering_timeouts t
@@ -154,6 +174,7 @@ async def delete_deleted_account_leftovers(conn: asyncpg.Connection, *, limit: i
         SELECT (SELECT count(*) FROM usage) + (SELECT count(*) FROM requests)
              + (SELECT count(*) FROM reads) + (SELECT count(*) FROM totp)
              + (SELECT count(*) FROM codes) + (SELECT count(*) FROM timeouts)
+             + (SELECT count(*) FROM mutes)
         """,
         limit,
     )

@@ -26,6 +26,7 @@ export class Store {
     this.outgoing = new Map();
     this.blocks = new Map();
     this.privacy = null; // {direct_messages}, once asked for (or changed elsewhere)
+    this.mutes = new Map(); // channel or server id -> {kind, id, until} (see muted())
     this.presences = new Map();
     // Presences applied, counted (never reset): a ready's whole set, or one user's
     // presence.updated. What ui/app.js askPresences compares its answer's age with.
@@ -80,6 +81,7 @@ export class Store {
     for (const p of state.presences) this.presences.set(p.user_id, p);
     this.presences.set(this.me.id, { user_id: this.me.id, status: this.me.status, status_text: this.me.status_text });
     for (const v of state.voice_states) this.voice.set(v.user_id, v);
+    for (const m of state.mutes || []) this.mutes.set(m.id, m);
     for (const s of state.servers) this.addServer(s);
     this.keepServersPresences(presences);
     this.emit("all");
@@ -207,6 +209,30 @@ export class Store {
   timeline(channelId) {
     if (!this.messages.has(channelId)) this.messages.set(channelId, new Timeline());
     return this.messages.get(channelId);
+  }
+
+  // --- mutes -------------------------------------------------------------------------
+
+  // The mute of this channel, conversation or server in force now (null: none): one
+  // whose `until` has passed is no mute (ui/app.js redraws when the next one ends).
+  muteOf(id, now = Date.now()) {
+    const m = id ? this.mutes.get(id) : null;
+    return m && (m.until === null || Date.parse(m.until) > now) ? m : null;
+  }
+
+  // Whether a channel's unread messages are not shown: it is muted, or its server is.
+  muted(channelId, serverId = null) {
+    return Boolean(this.muteOf(channelId) || (serverId && this.muteOf(serverId)));
+  }
+
+  // When the next mute in force ends (ms since 1970), or null.
+  nextMuteEnd(now = Date.now()) {
+    let next = null;
+    for (const m of this.mutes.values()) {
+      const at = m.until === null ? NaN : Date.parse(m.until);
+      if (at > now && (next === null || at < next)) next = at;
+    }
+    return next;
   }
 
   // --- events ------------------------------------------------------------------------
@@ -584,6 +610,7 @@ const HANDLERS = {
     const gone = s.conversations.get(d.id);
     s.conversations.delete(d.id);
     s.messages.delete(d.id);
+    s.mutes.delete(d.id); // (leaving drops it: no mute.removed follows)
     s.emit("conversations", `gone:${d.id}`);
     if (gone) s.dropPresences(gone.participant_ids || []);
   },
@@ -653,6 +680,14 @@ const HANDLERS = {
     s.privacy = { direct_messages: d.direct_messages };
     s.emit("privacy");
   },
+  "mute.updated": (s, d) => {
+    s.mutes.set(d.id, d);
+    s.emit("mutes");
+  },
+  "mute.removed": (s, d) => {
+    s.mutes.delete(d.id);
+    s.emit("mutes");
+  },
   "presence.updated": (s, d) => {
     s.presences.set(d.user_id, d);
     // Your own: the status and custom status you chose (no user.updated tells the
@@ -669,6 +704,8 @@ const HANDLERS = {
   "server.left": (s, d) => {
     const server = s.servers.get(d.id);
     if (server) s.dropServerChannels(server, server.channels.map((c) => c.id));
+    // (leaving drops its mutes and its channels': no mute.removed follows)
+    for (const id of [d.id, ...(d.channel_ids || []), ...(server ? server.channels.map((c) => c.id) : [])]) s.mutes.delete(id);
     const list = s.members.get(d.id);
     s.servers.delete(d.id);
     s.members.delete(d.id);

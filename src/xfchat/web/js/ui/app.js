@@ -54,6 +54,9 @@ export class App {
       this.voice.onStates();
       this.scheduleChrome();
     });
+    // A mute changed (or the state came): redraw, and again when the next one ends.
+    s.on("mutes", () => this.mutesChanged());
+    s.on("all", () => this.armMuteTimer());
     s.on(`revoked:${this.session.sessionId}`, () => this.end("revoked"));
     this.rt.start();
     window.xfchatDebug = { voiceStats: () => this.voice.stats(), voiceChannel: () => this.voice.channelId, transport: () => this.rt.transport };
@@ -62,6 +65,7 @@ export class App {
   end(why) {
     if (this.ended) return; // (a failed call and the real-time connection may both end it)
     this.ended = true;
+    clearTimeout(this.muteTimer);
     if (this.deleting && why === "revoked") why = "deleted";
     this.voice.reset();
     this.rt.stop();
@@ -563,6 +567,7 @@ export class App {
       h("button", { class: ["icon-btn", this.panel === panel && "on"], type: "button", "aria-pressed": String(this.panel === panel), "aria-label": labelText, title: labelText, onclick: () => this.togglePanel(panel) }, icon);
     morph(
       this.headButtons,
+      ch || conv ? this.muteButton("channel", r.channelId, ch ? "channel" : "conversation") : null,
       conv ? h("button", { class: "icon-btn", type: "button", "aria-label": "Start a voice call", title: "Start a voice call", onclick: () => this.joinVoice(conv.id) }, "📞") : null,
       toggle("pins", "Pinned messages", "📌"),
       toggle("members", "Member list", "👥"),
@@ -707,6 +712,63 @@ export class App {
 
   inviteDialog(server) {
     inviteDialog(this, server);
+  }
+
+  // --- mutes: a muted channel, conversation or server shows no unread (its mentions
+  // still count); only this account's clients change (the server counts as ever).
+
+  mutesChanged() {
+    this.armMuteTimer();
+    this.scheduleChrome();
+  }
+
+  // Redraw when the next mute ends (timers of at most an hour: a long one re-arms).
+  armMuteTimer() {
+    clearTimeout(this.muteTimer);
+    const next = this.store.nextMuteEnd();
+    if (next === null || this.ended) return;
+    const wait = Math.min(Math.max(next - Date.now(), 0) + 50, 3600 * 1000);
+    this.muteTimer = setTimeout(() => this.mutesChanged(), wait);
+  }
+
+  // The head's (or the server's) mute button: unmute at once, or choose for how long.
+  muteButton(kind, id, noun) {
+    const on = Boolean(this.store.muteOf(id));
+    const label = `${on ? "Unmute" : "Mute"} ${noun}`;
+    return h("button", { class: ["icon-btn", on && "on"], type: "button", "aria-pressed": String(on), "aria-label": label, title: label, onclick: () => (on ? this.unmute(kind, id) : this.muteDialog(kind, id, noun)) }, on ? "🔕" : "🔔");
+  }
+
+  muteDialog(kind, id, noun) {
+    const choices = [
+      ["For 15 minutes", 15 * 60],
+      ["For 1 hour", 3600],
+      ["For 8 hours", 8 * 3600],
+      ["For 24 hours", 24 * 3600],
+      ["Until I turn it back on", null],
+    ];
+    const pick = async (seconds, button) => {
+      const until = seconds === null ? null : new Date(Date.now() + seconds * 1000).toISOString();
+      button.disabled = true;
+      try {
+        this.store.apply("mute.updated", await this.session.call("PUT", `/api/users/@me/mutes/${kind}/${id}`, { until }));
+        d.close();
+      } catch (err) {
+        button.disabled = false;
+        toast(describe(err));
+      }
+    };
+    const list = h("ul", { class: "mute-choices" }, choices.map(([text, seconds]) => h("li", null, h("button", { class: "btn", type: "button", onclick: (ev) => pick(seconds, ev.currentTarget) }, text))));
+    const d = dialog(`Mute ${noun}`, [h("p", { class: "muted" }, "Its unread messages are not shown; mentions of you still are."), list]);
+    list.querySelector("button").focus();
+  }
+
+  async unmute(kind, id) {
+    try {
+      await this.session.call("DELETE", `/api/users/@me/mutes/${kind}/${id}`);
+      this.store.apply("mute.removed", { kind, id });
+    } catch (err) {
+      toast(describe(err));
+    }
   }
 
   async leaveServer(server) {

@@ -26,6 +26,12 @@ function badge(read, what = "mention_count") {
   return h("span", { class: "badge", "aria-label": `${n} ${noun}${count === 1 ? "" : "s"}` }, n);
 }
 
+// A muted channel, conversation or server: drawn dimmed, never bold for unread (its
+// mentions still show their badge).
+function mutedMark() {
+  return h("span", { class: "muted-mark", role: "img", "aria-label": "muted", title: "Muted" }, "🔕");
+}
+
 function statusDot(store, userId) {
   const p = store.presences.get(userId);
   const status = p ? p.status : "offline";
@@ -40,7 +46,8 @@ export function renderRail(app) {
   let waiting = 0;
   for (const c of store.conversations.values()) {
     if (route.view === "dm" && route.channelId === c.id) continue;
-    waiting += (store.reads.get(c.id) || {}).unread || 0;
+    const read = store.reads.get(c.id) || {};
+    waiting += (store.muted(c.id) ? read.mention_count : read.unread) || 0;
   }
   const items = [
     h(
@@ -53,19 +60,20 @@ export function renderRail(app) {
   ];
   for (const server of store.servers.values()) {
     const active = route.view === "server" && route.serverId === server.id;
-    const unread = server.channels.some((c) => (store.reads.get(c.id) || {}).unread > 0);
+    const muted = Boolean(store.muteOf(server.id));
+    const unread = server.channels.some((c) => (store.reads.get(c.id) || {}).unread > 0 && !store.muted(c.id, server.id));
     const mentions = server.channels.reduce((n, c) => n + ((store.reads.get(c.id) || {}).mention_count || 0), 0);
     const first = app.firstChannel(server);
     const icon = server.icon_url && /^\/api\/media\//.test(server.icon_url) ? h("img", { src: server.icon_url, alt: "" }) : h("span", { "aria-hidden": "true" }, server.name.split(/\s+/).map((w) => Array.from(w)[0]).join("").slice(0, 3));
     items.push(
       h(
         "li",
-        { class: unread ? "has-unread" : null },
+        { class: [unread && "has-unread", muted && "is-muted"] },
         h(
           "a",
           { class: ["rail-item", active && "active"], href: first ? `#/s/${server.id}/${first.id}` : `#/s/${server.id}`, "aria-current": active ? "page" : null, title: server.name },
           icon,
-          h("span", { class: "visually-hidden" }, `${server.name}${mentions ? `, ${mentions} mention${mentions === 1 ? "" : "s"}` : unread ? ", unread messages" : ""}`),
+          h("span", { class: "visually-hidden" }, `${server.name}${muted ? ", muted" : ""}${mentions ? `, ${mentions} mention${mentions === 1 ? "" : "s"}` : unread ? ", unread messages" : ""}`),
         ),
         mentions ? h("span", { class: "badge rail-badge", "aria-hidden": "true" }, mentions > 99 ? "99+" : String(mentions)) : null,
       ),
@@ -100,7 +108,8 @@ function voiceMembers(app, channelId) {
 function channelItem(app, server, ch) {
   const { store, route } = app;
   const read = store.reads.get(ch.id);
-  const unread = read && read.unread > 0;
+  const muted = store.muted(ch.id, server.id);
+  const unread = read && read.unread > 0 && !muted;
   const active = route.channelId === ch.id;
   if (ch.kind === "voice") {
     const here = app.voice && app.voice.channelId === ch.id;
@@ -122,9 +131,10 @@ function channelItem(app, server, ch) {
     { class: "channel-li" },
     h(
       "a",
-      { class: ["channel", unread && "unread", active && "active"], href: `#/s/${server.id}/${ch.id}`, "aria-current": active ? "page" : null, "aria-label": `${ch.name}${unread ? ", unread" : ""}${read && read.mention_count ? `, ${read.mention_count} mention${read.mention_count === 1 ? "" : "s"}` : ""}` },
+      { class: ["channel", unread && "unread", muted && "muted-channel", active && "active"], href: `#/s/${server.id}/${ch.id}`, "aria-current": active ? "page" : null, "aria-label": `${ch.name}${muted ? ", muted" : ""}${unread ? ", unread" : ""}${read && read.mention_count ? `, ${read.mention_count} mention${read.mention_count === 1 ? "" : "s"}` : ""}` },
       h("span", { class: "channel-icon", "aria-hidden": "true" }, "#"),
       h("span", { class: "channel-name" }, ch.name),
+      muted ? mutedMark() : null,
       badge(read),
     ),
   );
@@ -142,6 +152,7 @@ export function renderServerSidebar(app, server) {
       { class: "head-actions" },
       has(perms, P.CREATE_INVITE) ? h("button", { class: "icon-btn", type: "button", "aria-label": "Invite people", title: "Invite people", onclick: () => app.inviteDialog(server) }, "👤+") : null,
       canSettings ? h("button", { class: "icon-btn", type: "button", "aria-label": "Server settings", title: "Server settings", onclick: () => app.openSettings(server) }, "⚙") : null,
+      app.muteButton("server", server.id, "server"),
       server.owner_id !== app.store.me.id ? h("button", { class: "icon-btn", type: "button", "aria-label": "Leave server", title: "Leave server", onclick: () => app.leaveServer(server) }, "⎋") : null,
     ),
   );
@@ -182,6 +193,7 @@ export function renderHomeSidebar(app) {
         { "aria-labelledby": "dm-heading" },
         convs.map((c) => {
           const read = store.reads.get(c.id);
+          const muted = store.muted(c.id);
           const active = route.channelId === c.id;
           const other = c.kind === "direct" ? c.participants.find((p) => p.id !== store.me.id) : null;
           return h(
@@ -189,10 +201,11 @@ export function renderHomeSidebar(app) {
             { class: "channel-li" },
             h(
               "a",
-              { class: ["channel dm", read && read.unread && "unread", active && "active"], href: `#/dm/${c.id}`, "aria-current": active ? "page" : null },
+              { class: ["channel dm", read && read.unread && !muted && "unread", muted && "muted-channel", active && "active"], href: `#/dm/${c.id}`, "aria-current": active ? "page" : null },
               h("span", { class: "dm-avatar" }, other ? avatar(other, "sm") : h("span", { class: "avatar avatar-sm group-avatar", "aria-hidden": "true" }, "👥"), other ? statusDot(store, other.id) : null),
               h("span", { class: "channel-name" }, convTitle(store, c)),
-              active ? null : badge(read, "unread"),
+              muted ? mutedMark() : null,
+              active ? null : badge(read, muted ? "mention_count" : "unread"),
             ),
             voiceMembers(app, c.id),
           );
