@@ -237,12 +237,14 @@ async def revealed_read_states(
         )
     }
     pairs = [(u, c) for u, c in pairs if u in members]
+    place = {u: i for i, u in enumerate(members)}  # (each member's roles sent once)
     rows = await messages_q.list_unreads_of_pairs(
         conn,
         user_ids=[u for u, _ in pairs],
         channel_ids=[c.id for _, c in pairs],
         since=[None if u in readers.get(c.id, ()) else members[u].joined_at for u, c in pairs],
-        role_ids=[members[u].role_ids for u, _ in pairs],
+        role_sets=[m.role_ids for m in members.values()],
+        role_set=[place[u] for u, _ in pairs],
     )
     found = {(r.user_id, r.channel_id): r for r in rows}
     out: dict[UUID, list[ChannelUnreadPayload]] = {}

@@ -94,7 +94,8 @@ NOT_FROM_BLOCKED = (
 
 
 # Each conversation of a list, with its participants, the user's read position, unread
-# and mention counts and the id of its last message ($1: the user).
+# and mention counts and the id of its last message ($1: the user). (The author test is
+# written as in messages._LIST_UNREADS_OF_PAIRS, for the planner's estimate.)
 _LIST_SELECT = f"""
     SELECT {CHANNEL_COLUMNS_C},
            ARRAY(SELECT p2.user_id FROM conversation_participants p2
@@ -103,7 +104,7 @@ _LIST_SELECT = f"""
            (SELECT count(*) FROM (
                 SELECT 1 FROM messages m
                 WHERE m.channel_id = c.id AND m.seq > COALESCE(rs.last_read_seq, 0)
-                  AND m.author_id IS DISTINCT FROM $1 AND m.deleted_at IS NULL
+                  AND coalesce(m.author_id <> $1, true) AND m.deleted_at IS NULL
                 LIMIT {UNREAD_CAP}) x) AS unread,
            -- Walks the messages that mention the user (the GIN index), not the
            -- unread; capped like `unread`, so never more than it.
@@ -111,7 +112,7 @@ _LIST_SELECT = f"""
                 SELECT 1 FROM messages m
                 WHERE m.mentions <> '{{}}' AND m.mentions @> ARRAY[$1]::uuid[]
                   AND m.channel_id = c.id AND m.seq > COALESCE(rs.last_read_seq, 0)
-                  AND m.author_id IS DISTINCT FROM $1 AND m.deleted_at IS NULL
+                  AND coalesce(m.author_id <> $1, true) AND m.deleted_at IS NULL
                   AND {NOT_FROM_BLOCKED}
                 LIMIT {UNREAD_CAP}) x) AS mention_count,
            last.id AS last_message_id

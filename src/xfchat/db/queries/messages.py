@@ -567,7 +567,8 @@ async def list_unreads(
         user_ids=[user_id] * n,
         channel_ids=channel_ids,
         since=since if since is not None else [None] * n,
-        role_ids=[role_ids] * n,
+        role_sets=[role_ids],
+        role_set=[0] * n,
     )
     return [UnreadRow(r.channel_id, r.last_read_seq, r.unread, r.mention_count) for r in rows]
 
@@ -582,28 +583,39 @@ class MemberUnreadRow:
 
 
 _NOT_FROM_BLOCKED_BY_W = NOT_FROM_BLOCKED.replace("$1", "w.user_id")
+# (`coalesce(m.author_id <> reader, true)` is `m.author_id IS DISTINCT FROM reader`, which
+# the planner estimates from the column's statistics: in a channel with one author, a bot's
+# announcements, it expected no row to pass and read and sorted the whole history after the
+# read position rather than walk the first hundred in order.)
 # Read positions and counts for pairs (w.user_id, w.id) of reader and channel, each with
-# the reader's roles (w.roles) and, where they may not read the history, its `since`.
+# the reader's roles (r.roles: the w.role_set-th of the role lists $5, each parsed once,
+# not once a message walked) and, where they may not read the history, its `since`.
 _LIST_UNREADS_OF_PAIRS = f"""
+    WITH role_sets AS MATERIALIZED (
+        SELECT i::int AS i, s::uuid[] AS roles
+        FROM unnest($5::text[]) WITH ORDINALITY AS t(s, i)
+    )
     SELECT w.user_id, c.id AS channel_id, COALESCE(rs.last_read_seq, 0) AS last_read_seq,
            (SELECT count(*) FROM (
                 SELECT 1 FROM messages m
                 WHERE m.channel_id = c.id AND m.seq > b.after_seq
-                  AND m.author_id IS DISTINCT FROM w.user_id AND m.deleted_at IS NULL
+                  AND coalesce(m.author_id <> w.user_id, true) AND m.deleted_at IS NULL
                   AND (w.since IS NULL OR m.created_at >= w.since)
                 ORDER BY m.seq LIMIT {UNREAD_CAP}) x) AS unread,
            (SELECT count(*) FROM (
                 SELECT 1 FROM messages m
                 WHERE m.channel_id = c.id AND m.seq > b.after_seq
-                  AND m.author_id IS DISTINCT FROM w.user_id AND m.deleted_at IS NULL
+                  AND coalesce(m.author_id <> w.user_id, true) AND m.deleted_at IS NULL
                   AND (w.since IS NULL OR m.created_at >= w.since)
                   AND {_NOT_FROM_BLOCKED_BY_W}
+                  AND (m.mention_everyone OR m.mentions <> '{{}}' OR m.mention_roles <> '{{}}')
                   AND ((m.mentions <> '{{}}' AND m.mentions @> ARRAY[w.user_id]::uuid[])
                        OR m.mention_everyone
-                       OR (m.mention_roles <> '{{}}' AND m.mention_roles && w.roles::uuid[]))
+                       OR (m.mention_roles <> '{{}}' AND m.mention_roles && r.roles))
                 LIMIT {UNREAD_CAP}) x) AS mention_count
-    FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[])
-        AS w(user_id, id, since, roles)
+    FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::int[])
+        AS w(user_id, id, since, role_set)
+    JOIN role_sets r ON r.i = w.role_set
     JOIN channels c ON c.id = w.id
     LEFT JOIN read_states rs ON rs.user_id = w.user_id AND rs.channel_id = c.id
     CROSS JOIN LATERAL (
@@ -623,11 +635,14 @@ async def list_unreads_of_pairs(
     user_ids: list[UUID],
     channel_ids: list[UUID],
     since: list[datetime | None],
-    role_ids: list[list[UUID]],
+    role_sets: list[list[UUID]],
+    role_set: list[int],
 ) -> list[MemberUnreadRow]:
     """For each pair (user_ids[i], channel_ids[i]), in one statement however many: that
     reader's read position there, with what is unread after it (both counts capped at
-    UNREAD_CAP; each walks at most that many rows), mentions counted for `role_ids[i]`.
+    UNREAD_CAP; the unread count walks at most that many rows, the mention count the
+    messages that mention anyone, by their index, migration 0039), mentions counted for
+    the roles `role_sets[role_set[i]]`.
     Where `since[i]` is given (a channel whose history the reader may not read), only
     messages written from then on count: the reader received those live; older ones are
     history they may not read, whose existence, deletion or mentions the counts must not
@@ -638,8 +653,13 @@ async def list_unreads_of_pairs(
     then on: sequence numbers follow times but for sends that overlapped), never at the
     read position alone: a newcomer's is 0, and the walk would then pass over the whole
     history before they joined, on every `ready`."""
-    roles = ["{" + ",".join(str(r) for r in ids) + "}" for ids in role_ids]
-    records = await conn.fetch(_LIST_UNREADS_OF_PAIRS, user_ids, channel_ids, since, roles)
+    # Each list of roles goes once, however many pairs name it (sent once a pair, a
+    # `ready` in a server of 250 roles and 300 channels sent 2.8 MB, and the roles were
+    # parsed at every message walked).
+    roles = ["{" + ",".join(str(r) for r in ids) + "}" for ids in role_sets]
+    records = await conn.fetch(
+        _LIST_UNREADS_OF_PAIRS, user_ids, channel_ids, since, [i + 1 for i in role_set], roles
+    )
     return many(MemberUnreadRow, records)
 
 
