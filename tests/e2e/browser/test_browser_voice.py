@@ -89,7 +89,7 @@ async def test_two_pages_in_a_voice_channel_receive_each_others_audio(
         ).to_have_count(0)
         assert await alice.evaluate(played) is False
 
-    await bob.get_by_role("button", name="Mute").click()
+    await bob.get_by_role("button", name="Mute", exact=True).click()
     await expect(alice.get_by_role("list", name="Connected").get_by_label("muted")).to_be_visible()
     await bob.get_by_role("button", name="Disconnect from voice").click()
     await expect(alice.get_by_role("list", name="Connected").get_by_text("Bob")).to_have_count(0)
