@@ -352,3 +352,16 @@ async def logged_pool(db_url: str, size: int = 1) -> AsyncIterator[tuple[asyncpg
         yield pool, seen
     finally:
         await pool.close()
+
+
+def rows_walked(plan: Any) -> int:
+    """The rows an EXPLAIN ANALYZE plan (JSON) read from `messages`: those it kept and
+    those its filters removed, over every loop."""
+    walked = 0
+    if plan.get("Relation Name") == "messages":
+        loops = plan.get("Actual Loops", 1)
+        kept = plan.get("Actual Rows", 0) + plan.get("Rows Removed by Filter", 0)
+        walked += kept * loops
+    for child in plan.get("Plans", []):
+        walked += rows_walked(child)
+    return walked

@@ -13,6 +13,7 @@ import orjson
 
 from tests import factories
 from tests.factories import Community, MakeUser, TestUser
+from tests.support import rows_walked
 from xfchat.db.queries import messages as messages_q
 from xfchat.db.queries import servers as servers_q
 from xfchat.db.queries.conversations import UNREAD_CAP
@@ -207,19 +208,6 @@ async def test_unread_counts_without_the_history_tell_nothing_of_messages_before
     assert await counts(cid) == (5, 2)
 
 
-def _rows_walked(plan: Any) -> int:
-    """The rows an EXPLAIN ANALYZE plan (JSON) read from `messages`: those it kept and
-    those its filters removed, over every loop."""
-    walked = 0
-    if plan.get("Relation Name") == "messages":
-        loops = plan.get("Actual Loops", 1)
-        kept = plan.get("Actual Rows", 0) + plan.get("Rows Removed by Filter", 0)
-        walked += kept * loops
-    for child in plan.get("Plans", []):
-        walked += _rows_walked(child)
-    return walked
-
-
 async def test_unread_counts_without_the_history_never_walk_the_history_before_joining(
     client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
 ) -> None:
@@ -271,5 +259,5 @@ async def test_unread_counts_without_the_history_never_walk_the_history_before_j
     # The unread count's subplan, the first of the select list (the mention count's
     # walks the mention indexes).
     unread = next(p for p in plans[0]["Plan"]["Plans"] if p["Parent Relationship"] == "SubPlan")
-    walked = _rows_walked(unread)
+    walked = rows_walked(unread)
     assert walked <= 2 * UNREAD_CAP, walked  # (the first after joining; then the walk)

@@ -6,28 +6,17 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import Any
 
 import asyncpg
 import httpx
 
 from tests.factories import MakeUser, community, override, server_channel
+from tests.support import rows_walked
 from xfchat.db.queries import messages as messages_q
 from xfchat.db.queries.conversations import UNREAD_CAP
 from xfchat.domain.permissions import Permission
 
 HISTORY = 20_000
-
-
-def _walked(plan: dict[str, Any]) -> int:
-    """Rows every scan of `messages` in the plan read (returned or filtered out)."""
-    n = 0
-    if plan.get("Relation Name") == "messages":
-        loops = plan.get("Actual Loops", 1)
-        n += (plan.get("Actual Rows", 0) + plan.get("Rows Removed by Filter", 0)) * loops
-    for sub in plan.get("Plans", []):
-        n += _walked(sub)
-    return n
 
 
 async def test_counting_a_revealed_channel_walks_at_most_the_cap(
@@ -81,6 +70,6 @@ async def test_counting_a_revealed_channel_walks_at_most_the_cap(
     )
     took = time.monotonic() - t0
     assert rows[0].unread == UNREAD_CAP and rows[0].mention_count == 0
-    walked = _walked(plan)
+    walked = rows_walked(plan)
     # "both counts capped at UNREAD_CAP; each walks at most that many rows"
     assert walked <= 4 * UNREAD_CAP, (walked, took)
