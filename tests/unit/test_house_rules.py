@@ -178,6 +178,7 @@ ACCESS_TABLE_MANAGERS = {
     },
     "conversations.py": {
         "NOT_FROM_BLOCKED",  # (a blocked author's mentions count for nothing)
+        "NOT_FROM_BLOCKED_W",
         "list_participant_ids",
         "list_conversation_peers",  # (whose presence ready carries)
         "delete_participant",

@@ -85,17 +85,28 @@ async def update_group(
 
 
 UNREAD_CAP = 100
-# A message `m` whose author the user ($1) blocked pings them no more than it would on
-# Discord: it is no mention of theirs (in counts and in "my mentions"). Only the
-# reader's own blocks count, so nothing here tells the author of a block.
+# A message `m` whose author the reader ($1; `w.user_id` in a statement of many
+# readers) blocked pings them no more than it would on Discord: it is no mention of
+# theirs (in counts and in "my mentions"). Only the reader's own blocks count, so nothing
+# here tells the author of a block.
 NOT_FROM_BLOCKED = (
     "NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker_id = $1 AND b.blocked_id = m.author_id)"
 )
+NOT_FROM_BLOCKED_W = (
+    "NOT EXISTS (SELECT 1 FROM blocks b"
+    " WHERE b.blocker_id = w.user_id AND b.blocked_id = m.author_id)"
+)
+# A message `m` the unread counts count for the reader: someone else's, not deleted.
+# (`coalesce(m.author_id <> reader, true)` is `m.author_id IS DISTINCT FROM reader`, which
+# the planner estimates from the column's statistics: in a channel of one author, a bot's
+# announcements, it expected no row to pass, and read and sorted the whole history after
+# the read position rather than walk the first hundred in order.)
+OTHERS_LIVE = "coalesce(m.author_id <> $1, true) AND m.deleted_at IS NULL"
+OTHERS_LIVE_W = "coalesce(m.author_id <> w.user_id, true) AND m.deleted_at IS NULL"
 
 
 # Each conversation of a list, with its participants, the user's read position, unread
-# and mention counts and the id of its last message ($1: the user). (The author test is
-# written as in messages._LIST_UNREADS_OF_PAIRS, for the planner's estimate.)
+# and mention counts and the id of its last message ($1: the user).
 _LIST_SELECT = f"""
     SELECT {CHANNEL_COLUMNS_C},
            ARRAY(SELECT p2.user_id FROM conversation_participants p2
@@ -104,7 +115,7 @@ _LIST_SELECT = f"""
            (SELECT count(*) FROM (
                 SELECT 1 FROM messages m
                 WHERE m.channel_id = c.id AND m.seq > COALESCE(rs.last_read_seq, 0)
-                  AND coalesce(m.author_id <> $1, true) AND m.deleted_at IS NULL
+                  AND {OTHERS_LIVE}
                 LIMIT {UNREAD_CAP}) x) AS unread,
            -- Walks the messages that mention the user (the GIN index), not the
            -- unread; capped like `unread`, so never more than it.
@@ -112,7 +123,7 @@ _LIST_SELECT = f"""
                 SELECT 1 FROM messages m
                 WHERE m.mentions <> '{{}}' AND m.mentions @> ARRAY[$1]::uuid[]
                   AND m.channel_id = c.id AND m.seq > COALESCE(rs.last_read_seq, 0)
-                  AND coalesce(m.author_id <> $1, true) AND m.deleted_at IS NULL
+                  AND {OTHERS_LIVE}
                   AND {NOT_FROM_BLOCKED}
                 LIMIT {UNREAD_CAP}) x) AS mention_count,
            last.id AS last_message_id

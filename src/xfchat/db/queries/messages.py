@@ -9,7 +9,12 @@ import asyncpg
 
 from xfchat.db.queries import many, maybe, one
 from xfchat.db.queries.attachments import ATTACHMENTS_JSON
-from xfchat.db.queries.conversations import NOT_FROM_BLOCKED, UNREAD_CAP
+from xfchat.db.queries.conversations import (
+    NOT_FROM_BLOCKED,
+    NOT_FROM_BLOCKED_W,
+    OTHERS_LIVE_W,
+    UNREAD_CAP,
+)
 from xfchat.db.queries.users import PUBLIC_USER_COLUMNS_U, PublicUserRow, public_user_from
 
 MESSAGE_COLUMNS = (
@@ -582,11 +587,6 @@ class MemberUnreadRow:
     mention_count: int
 
 
-_NOT_FROM_BLOCKED_BY_W = NOT_FROM_BLOCKED.replace("$1", "w.user_id")
-# (`coalesce(m.author_id <> reader, true)` is `m.author_id IS DISTINCT FROM reader`, which
-# the planner estimates from the column's statistics: in a channel with one author, a bot's
-# announcements, it expected no row to pass and read and sorted the whole history after the
-# read position rather than walk the first hundred in order.)
 # Read positions and counts for pairs (w.user_id, w.id) of reader and channel, each with
 # the reader's roles (r.roles: the w.role_set-th of the role lists $5, each parsed once,
 # not once a message walked) and, where they may not read the history, its `since`.
@@ -599,15 +599,15 @@ _LIST_UNREADS_OF_PAIRS = f"""
            (SELECT count(*) FROM (
                 SELECT 1 FROM messages m
                 WHERE m.channel_id = c.id AND m.seq > b.after_seq
-                  AND coalesce(m.author_id <> w.user_id, true) AND m.deleted_at IS NULL
+                  AND {OTHERS_LIVE_W}
                   AND (w.since IS NULL OR m.created_at >= w.since)
                 ORDER BY m.seq LIMIT {UNREAD_CAP}) x) AS unread,
            (SELECT count(*) FROM (
                 SELECT 1 FROM messages m
                 WHERE m.channel_id = c.id AND m.seq > b.after_seq
-                  AND coalesce(m.author_id <> w.user_id, true) AND m.deleted_at IS NULL
+                  AND {OTHERS_LIVE_W}
                   AND (w.since IS NULL OR m.created_at >= w.since)
-                  AND {_NOT_FROM_BLOCKED_BY_W}
+                  AND {NOT_FROM_BLOCKED_W}
                   AND (m.mention_everyone OR m.mentions <> '{{}}' OR m.mention_roles <> '{{}}')
                   AND ((m.mentions <> '{{}}' AND m.mentions @> ARRAY[w.user_id]::uuid[])
                        OR m.mention_everyone
