@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import signal
+import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -117,7 +118,8 @@ async def test_a_permission_change_hides_a_channel_from_bob_live(
 async def test_a_large_reveal_shows_its_channels_live(site: Site, browsers: Browsers) -> None:
     """An override change that reveals more than the event repeats (256 KiB over the
     members): `channel.revealed` names them with `channels: []`, and each comes as its
-    `channel.updated`; the sidebar shows them all, live."""
+    `channel.updated`; the sidebar shows them all, live, and what was said in them
+    while hidden as unread (counted by the server when the page asks)."""
     server = "00000000-0000-0000-0000-000000000100"
     async with api_as(site.base, "alice") as alice:
         roles = (await alice.get(f"/api/servers/{server}")).json()["roles"]
@@ -134,6 +136,12 @@ async def test_a_large_reveal_shows_its_channels_live(site: Site, browsers: Brow
             body = {"name": f"vault-{i:02}", "parent_id": vault, "topic": "t" * 1000}
             got = await alice.post(f"/api/servers/{server}/channels", json=body)
             assert got.status_code == 201, got.text
+            if i == 3:
+                sent = await alice.put(
+                    f"/api/channels/{got.json()['id']}/messages/{uuid.uuid4()}",
+                    json={"content": "said while you could not see it"},
+                )
+                assert sent.status_code == 201, sent.text
 
         bob = await browsers.logged_in(site.base, "bob")
         await open_channel(bob, "general")
@@ -156,6 +164,10 @@ async def test_a_large_reveal_shows_its_channels_live(site: Site, browsers: Brow
         assert got.status_code == 200, got.text
         await expect(channels.get_by_role("link", name="vault-79")).to_be_visible()
         await expect(channels.get_by_role("link", name="vault-00")).to_be_visible()
+        # The events carry no read states: the page asks the server to count them.
+        unread = channels.get_by_role("link", name="vault-03, unread", exact=True)
+        await expect(unread).to_be_visible(timeout=20_000)
+        await expect(channels.get_by_role("link", name="vault-04", exact=True)).to_be_visible()
     assert frames and all('"channels":[]' in f.replace(" ", "") for f in frames), frames[:1]
 
 

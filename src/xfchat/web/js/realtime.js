@@ -14,7 +14,7 @@ const SSE_TYPES = [
   "friend.added", "friend.removed", "block.added", "block.removed",
   "user.updated", "presence.updated", "privacy.updated", "session.revoked",
   "mute.updated", "mute.removed",
-  "server.joined", "server.left", "server.updated", "channel.revealed", "channel.hidden", "channel.updated",
+  "server.joined", "server.left", "server.updated", "channel.revealed", "channel.hidden", "channel.history_hidden", "channel.updated",
   "member.joined", "member.updated", "member.removed", "role.created", "role.updated", "role.deleted",
   "voice.state_updated",
 ];

@@ -41,6 +41,8 @@ export class App {
     });
     this.voice = new Voice(this);
     this.readyOnce = false;
+    this.countsInDoubt = new Set(); // server ids whose channels' counts the server counts again
+    this.counted = 0; // (how many times every count came whole: a full ready)
   }
 
   start() {
@@ -101,6 +103,8 @@ export class App {
   onReady(d) {
     if (!d.resumed) {
       this.store.load(d);
+      this.countsInDoubt.clear(); // (counted now)
+      this.counted += 1;
       // After a resync the messages we held may have gaps: reload the open channel.
       if (this.view instanceof ChatView) this.view.loadLatest();
     } else {
@@ -130,10 +134,13 @@ export class App {
     // the store cannot count them, so they are counted again here.
     const readFrom = type === "read_state.updated" && d.user_id === this.store.me?.id && !this.store.messages.get(d.channel_id)?.holdsAfter(d.last_read_seq) ? this.store.reads.get(d.channel_id)?.last_read_seq || 0 : null;
     const strangers = this.strangersIn(type, d);
+    const counting = this.countsBefore(type, d);
     this.store.apply(type, d);
+    if (counting) this.countsAfter(type, d, counting);
     if (strangers) this.askPresences();
     if (this.store.presencesInDoubt.size) this.checkPresences();
     if (before != null && this.store.reads.get(d.channel_id)?.unread > before) recount.arrived.push({ id: d.id, mention: this.store.mentionsMe(d) });
+    if (type === "message.created" || type === "message.deleted" || type === "message.updated" || type === "read_state.updated") this.countsMove(type, d);
     if (unseen) this.recountUnread(d.channel_id, d.seq);
     if (readFrom !== null) this.recountRead(d.channel_id, readFrom);
     // Mentions by someone you block do not count (the server's counts say so at the next
@@ -263,6 +270,97 @@ export class App {
       }
       if (any) s.emit("presence");
     }
+  }
+
+  // --- counts no event moves ------------------------------------------------------------
+  // Some changes move a server's unread and mention counts with no message to count
+  // (README, unread counts): a reveal too large to carry read states (`channels` and
+  // `read_states` empty), a role of yours given, taken or deleted (a role's mentions
+  // count for whoever holds it), and a text channel whose history you may no longer
+  // read (`channel.history_hidden`) or may read again (no event says so: a role's, an
+  // override's or your member's change, judged here by perms.js before and after it).
+  // The server counts them again (countServersAgain).
+  countsBefore(type, d) {
+    const s = this.store;
+    if (type === "channel.revealed" && d.channel_ids?.length && !d.channels?.length) return { doubt: d.server_id };
+    if (type === "channel.history_hidden") return { doubt: d.server_id };
+    let serverId = null;
+    if (type === "member.updated") serverId = d.user?.id === s.me?.id ? d.server_id : null;
+    else if (type === "role.updated" || type === "role.deleted" || type === "channel.updated") serverId = d.server_id;
+    else if (type === "server.updated") serverId = d.id; // (a new owner)
+    const server = serverId && s.servers.get(serverId);
+    if (!server || !server.member) return null;
+    // (a channel's change is its own: a category's children each come as theirs)
+    const only = type === "channel.updated" ? d.id : null;
+    return { server: serverId, only, roles: [...server.member.role_ids].sort().join(), history: this.historyReadable(server, only) };
+  }
+
+  countsAfter(type, d, before) {
+    if (before.doubt) return this.countServersAgain(before.doubt);
+    const server = this.store.servers.get(before.server);
+    if (!server || !server.member) return;
+    const roles = [...server.member.role_ids].sort().join();
+    if (roles !== before.roles || this.historyReadable(server, before.only) !== before.history) this.countServersAgain(before.server);
+  }
+
+  // Which of a server's text channels (or only the one named) you may read the history
+  // of, as one string.
+  historyReadable(server, only) {
+    return server.channels
+      .filter((c) => c.kind === "text" && (!only || c.id === only))
+      .map((c) => (has(channelPermissions(server, c), P.READ_MESSAGE_HISTORY) ? c.id : ""))
+      .join();
+  }
+
+  // One GET /api/users/@me/state after a quiet spell of 1-6 s with jitter (a role change
+  // reaches every member holding it at once, and several changes are one request); its
+  // read states replace those of the servers in doubt. A message of one of those
+  // servers that comes while it is asked may or may not be counted in its answer, so
+  // then it is asked again, at most three times in a row (the last answer is kept). A
+  // server the answer leaves out (past its 4 MiB of servers) keeps its counts; a full
+  // ready meanwhile counted everything.
+  countServersAgain(serverId) {
+    this.countsInDoubt.add(serverId);
+    if (this.countsAsked) return;
+    this.countsAsked = true;
+    setTimeout(() => this.countServersNow().finally(() => (this.countsAsked = false)), 1000 + Math.random() * 5000);
+  }
+
+  async countServersNow() {
+    const s = this.store;
+    for (let tries = 1; this.countsInDoubt.size && !this.ended; tries++) {
+      const doubted = new Set(this.countsInDoubt);
+      this.countsInDoubt.clear();
+      const counted = this.counted;
+      this.countsMoved = false; // (set by a message of a doubted server: see countsMove)
+      this.countsDoubted = doubted;
+      let state;
+      try {
+        state = await this.session.call("GET", "/api/users/@me/state");
+      } catch {
+        return; // (a badge is a nicety: the next ready counts it again)
+      } finally {
+        this.countsDoubted = null;
+      }
+      if (this.ended || this.counted !== counted) continue;
+      if (this.countsMoved && tries < 3) {
+        for (const id of doubted) this.countsInDoubt.add(id);
+        continue;
+      }
+      for (const server of state.servers || []) {
+        const mine = doubted.has(server.id) && s.servers.get(server.id);
+        if (!mine) continue;
+        const known = new Set(mine.channels.map((c) => c.id));
+        for (const r of server.read_states || []) if (known.has(r.channel_id)) s.reads.set(r.channel_id, r);
+      }
+      s.emit("reads");
+    }
+  }
+
+  // A message came, went or was read in a channel of a server being counted again.
+  countsMove(type, d) {
+    if (!this.countsDoubted || !d.channel_id) return;
+    for (const id of this.countsDoubted) if (this.store.servers.get(id)?.channels.some((c) => c.id === d.channel_id)) this.countsMoved = true;
   }
 
   // A message this page never loaded was deleted: if it was unread, the channel's
