@@ -5,7 +5,10 @@ the server to count them again (ui/app.js, countServersAgain)."""
 
 from __future__ import annotations
 
-from playwright.async_api import expect
+from collections.abc import Awaitable
+
+import httpx
+from playwright.async_api import Locator, expect
 
 from tests.e2e.browser.client import GAMING, SERVER, USER_IDS, api_as, open_channel
 from tests.e2e.browser.conftest import Browsers, Site
@@ -30,27 +33,15 @@ async def test_a_role_given_and_taken_moves_its_mentions(site: Site, browsers: B
         )
         assert sent.status_code == 201, sent.text
         assert sent.json()["mention_roles"] == [role]
-        await expect(
-            channels.get_by_role("link", name="gaming, unread", exact=True)
-        ).to_be_visible()
-
-        given = await alice.put(f"/api/servers/{SERVER}/members/{USER_IDS['bob']}/roles/{role}")
-        assert given.status_code == 204, given.text
+        member_role = f"/api/servers/{SERVER}/members/{USER_IDS['bob']}/roles/{role}"
         mentioned = channels.get_by_role("link", name="gaming, unread, 1 mention", exact=True)
-        await expect(mentioned).to_be_visible(timeout=WITHIN_MS)
-
-        taken = await alice.delete(f"/api/servers/{SERVER}/members/{USER_IDS['bob']}/roles/{role}")
-        assert taken.status_code == 204, taken.text
         unmentioned = channels.get_by_role("link", name="gaming, unread", exact=True)
-        await expect(unmentioned).to_be_visible(timeout=WITHIN_MS)
-
+        await expect(unmentioned).to_be_visible()
+        await then_shown(alice.put(member_role), 204, mentioned)
+        await then_shown(alice.delete(member_role), 204, unmentioned)
         # Given again, then the role deleted: its mentions go with it.
-        given = await alice.put(f"/api/servers/{SERVER}/members/{USER_IDS['bob']}/roles/{role}")
-        assert given.status_code == 204, given.text
-        await expect(mentioned).to_be_visible(timeout=WITHIN_MS)
-        gone = await alice.delete(f"/api/servers/{SERVER}/roles/{role}")
-        assert gone.status_code == 204, gone.text
-        await expect(unmentioned).to_be_visible(timeout=WITHIN_MS)
+        await then_shown(alice.put(member_role), 204, mentioned)
+        await then_shown(alice.delete(f"/api/servers/{SERVER}/roles/{role}"), 204, unmentioned)
 
 
 async def test_a_history_hidden_and_shown_again_recounts(site: Site, browsers: Browsers) -> None:
@@ -80,11 +71,14 @@ async def test_a_history_hidden_and_shown_again_recounts(site: Site, browsers: B
         await expect(unread).to_be_visible()
 
         deny = {"allow": "0", "deny": str(READ_MESSAGE_HISTORY)}
-        hidden = await alice.put(f"/api/channels/{general}/overrides/role/{everyone}", json=deny)
-        assert hidden.status_code == 200, hidden.text
+        override = f"/api/channels/{general}/overrides/role/{everyone}"
         read = rail.get_by_role("link", name="Raid Club", exact=True)
-        await expect(read).to_be_visible(timeout=WITHIN_MS)
+        await then_shown(alice.put(override, json=deny), 200, read)
+        await then_shown(alice.delete(override), 200, unread)
 
-        shown = await alice.delete(f"/api/channels/{general}/overrides/role/{everyone}")
-        assert shown.status_code == 200, shown.text
-        await expect(unread).to_be_visible(timeout=WITHIN_MS)
+
+async def then_shown(call: Awaitable[httpx.Response], status: int, shown: Locator) -> None:
+    """`call` answers `status`, and the page then shows `shown` (once it asked again)."""
+    got = await call
+    assert got.status_code == status, got.text
+    await expect(shown).to_be_visible(timeout=WITHIN_MS)
