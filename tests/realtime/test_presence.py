@@ -5,8 +5,10 @@ a direct conversation alone), and offline within a bound after a crash."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
+import uuid
 
 import asyncpg
 import httpx
@@ -265,6 +267,46 @@ async def test_a_new_peers_presence_is_asked_for_and_their_changes_follow(
         hidden = await api.get("/api/users/@me/presences", headers=ann.headers)
         assert str(zed.id) not in [p["user_id"] for p in hidden.json()]  # invisible: offline
         assert (await api.get("/api/users/@me/presences")).status_code == 401
+
+
+async def test_presences_asked_by_id_are_those_you_may_see(
+    server: str, make_user: MakeUser
+) -> None:
+    """`?user_ids=`: one answer for people a server, a group or a friendship shares with
+    you (what the browser client asks when one of them may have stopped sharing), and
+    nothing of a stranger, an invisible peer, yourself, or someone no longer in the only
+    server you shared."""
+    names = ("ann", "ben", "cat", "dan", "eve", "fay")
+    ann, ben, cat, dan, eve, fay = [await make_user(n) for n in names]
+    async with contextlib.AsyncExitStack() as stack:
+        api = await stack.enter_async_context(httpx.AsyncClient(base_url=server, timeout=10))
+        for who in (ann, ben, cat, dan, eve, fay):
+            await stack.enter_async_context(sse_stream(server, who.access_token))
+        await factories.befriend(ann, ben)
+        await factories.group(api, ann, cat, fay)
+        club = await factories.community(api, ann, dan)
+        await api.put("/api/users/@me/presence", headers=fay.headers, json={"status": "invisible"})
+        everyone = [str(u.id) for u in (ann, ben, cat, dan, eve, fay)]
+        url = "/api/users/@me/presences?user_ids=" + ",".join(everyone)
+
+        async def asked() -> list[str]:
+            got = await api.get(url, headers=ann.headers)
+            assert got.status_code == 200, got.text
+            return [p["user_id"] for p in got.json()]
+
+        assert await asked() == sorted(str(u.id) for u in (ben, cat, dan))
+        kicked = await api.delete(f"/api/servers/{club.id}/members/{dan.id}", headers=ann.headers)
+        assert kicked.status_code == 204, kicked.text
+        assert await asked() == sorted(str(u.id) for u in (ben, cat))
+
+        many = ",".join(str(uuid.uuid4()) for _ in range(101))
+        too_many = await api.get(f"/api/users/@me/presences?user_ids={many}", headers=ann.headers)
+        assert too_many.status_code == 400
+        assert too_many.json()["code"] == "TOO_MANY_IDS"
+        bad = await api.get("/api/users/@me/presences?user_ids=ben", headers=ann.headers)
+        assert bad.status_code == 400 and bad.json()["code"] == "VALIDATION_ERROR"
+        none = await api.get("/api/users/@me/presences?user_ids=", headers=ann.headers)
+        assert none.status_code == 200 and none.json() == []
 
 
 async def presences_until(stream: SseClient, marker: str, status: str) -> list[dict]:

@@ -236,16 +236,39 @@ class PresenceIn(BaseModel):
     status_text: Text | None = Field(default=None, max_length=1024)
 
 
+def user_ids(text: str, field: str) -> list[UUID]:
+    """Comma-separated user ids (empty parts skipped).
+
+    Raises: BadRequest (VALIDATION_ERROR)."""
+    try:
+        return [UUID(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise BadRequest(
+            f"{field} are user ids separated by commas", code="VALIDATION_ERROR", field=field
+        ) from None
+
+
 @router.get("/@me/presences", response_model=list[PresencePayload])
-async def get_presences(actor: CurrentActor, conn: Conn, settings: AppSettings) -> Response:
+async def get_presences(
+    actor: CurrentActor,
+    conn: Conn,
+    settings: AppSettings,
+    ids: Annotated[
+        str | None,
+        Query(alias="user_ids", max_length=4000, description="user ids, comma-separated"),
+    ] = None,
+) -> Response:
     """The presences `ready` carries, as they are now: your friends and the people you
     share a conversation with who are not offline (anyone absent is offline), by user
     id. What to ask when a conversation brings you someone new (`conversation.created`,
     `participant.added`): their changes reach you from then on, their state before
-    does not."""
-    return JSONResponse(
-        await presence.related_presences(conn, actor.user_id, settings.presence_timeout_s)
-    )
+    does not. With `user_ids` (at most 100): those of them whose presence you may see
+    (friends, group peers, members of a server you are in) who are not offline."""
+    timeout_s = settings.presence_timeout_s
+    if ids is not None:
+        among = user_ids(ids, "user_ids")
+        return JSONResponse(await presence.presences_among(conn, actor.user_id, among, timeout_s))
+    return JSONResponse(await presence.related_presences(conn, actor.user_id, timeout_s))
 
 
 @router.put("/@me/presence", response_model=PresencePayload)
@@ -277,13 +300,7 @@ async def get_users(
 ) -> Response:
     """Public profiles of up to 100 users at once, in the order asked (unknown ids are
     left out)."""
-    try:
-        wanted = [UUID(part) for part in ids.split(",") if part.strip()]
-    except ValueError:
-        raise BadRequest(
-            "ids are user ids separated by commas", code="VALIDATION_ERROR", field="ids"
-        ) from None
-    return JSONResponse(await profile.list_profiles(conn, wanted))
+    return JSONResponse(await profile.list_profiles(conn, user_ids(ids, "ids")))
 
 
 @router.get("/search", response_model=list[PublicUserPayload])

@@ -192,6 +192,34 @@ async def related_presences(
     return [p for p in (shown(r) for r in rows) if p["status"] != "offline"]
 
 
+MAX_ASKED = 100
+
+
+async def presences_among(
+    conn: asyncpg.Connection, user_id: UUID, among: list[UUID], timeout_s: float
+) -> list[PresencePayload]:
+    """Those of `among` (at most MAX_ASKED) whose presence the user may see, who are not
+    offline, by user id: friends, people they share a group with, and members of a
+    server they are in (as that server's member list shows them). Anyone else left out
+    is offline, or not the user's to see: one answer where asking each server the user
+    shares would take a request a server.
+
+    Raises: BadRequest (TOO_MANY_IDS)."""
+    if len(among) > MAX_ASKED:
+        raise BadRequest(
+            f"ask for at most {MAX_ASKED} users at once", code="TOO_MANY_IDS", field="user_ids"
+        )
+    asked = set(among) - {user_id}
+    seen = asked & set(await conversations_q.list_conversation_peers(conn, user_id=user_id))
+    seen |= asked & set(await friends_q.list_friend_ids(conn, user_id=user_id))
+    if asked - seen:
+        seen.update(
+            await servers_q.list_co_members(conn, user_id=user_id, among=sorted(asked - seen))
+        )
+    rows = await q.list_connected_presences(conn, user_ids=sorted(seen), timeout_s=timeout_s)
+    return [p for p in (shown(r) for r in rows) if p["status"] != "offline"]
+
+
 SERVER_PRESENCES = 1000
 
 

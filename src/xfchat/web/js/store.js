@@ -295,20 +295,14 @@ export class Store {
     return unknown ? null : false;
   }
 
-  // The servers whose members this page cannot list (their member list not loaded, or
-  // not whole).
-  serversUnlisted() {
-    return [...this.servers.keys()].filter((id) => !(this.members.get(id) || {}).complete);
-  }
-
   // The presences of `ids` that nothing keeps current any more (a friendship, a group or a
   // server they came through ended): dropped, so they show offline rather than stay as
   // they were last told (a direct conversation alone carries none). Not one that a
   // server whose members are not listed here may still carry (a co-member of another
   // server, a direct conversation's other person among them): dropping that one would
   // show someone online offline until their next change. Such a presence is kept, as it
-  // is, and put in doubt: ui/app.js asks those servers who of their members is online,
-  // and drops it only if none says so. (An offline presence goes at once: shown
+  // is, and put in doubt: ui/app.js asks the server whether it would still show it,
+  // and drops it only if not. (An offline presence goes at once: shown
   // offline either way.)
   dropPresences(ids) {
     let any = false;

@@ -19,7 +19,7 @@ import { addServerDialog, inviteDialog, invitePreview } from "./invites.js";
 import { renderMessage } from "./message.js";
 import { P, has, channelPermissions } from "../perms.js";
 
-const SERVER_PRESENCES = 1000; // (GET /api/servers/{id}/presences answers at most this many)
+const PRESENCES_ASKED = 100; // (GET /api/users/@me/presences?user_ids= answers for at most this many)
 
 export class App {
   constructor(root, session, onLogout) {
@@ -213,14 +213,14 @@ export class App {
   // out, who may still share a server whose members this page has not listed. What a
   // person expects is the truth: online if they are online and still reach this page,
   // not offline until their next change because a server they share was never opened
-  // here. So those servers are asked who of their members is online (one request a
-  // server, after a quiet spell of 0.5-2 s with jitter: a member leaving reaches every
-  // member at once, and a restarted server sees every page resume at once); someone one
-  // lists keeps their presence (as it says it now), someone none lists is dropped (not a
-  // member, or offline: shown offline either way). When a server could not say (an
-  // error, or an answer at its cap of SERVER_PRESENCES), the presence is kept as last
-  // told rather than shown wrongly offline. A presence.updated or a ready that comes
-  // meanwhile is newer and wins.
+  // here. So the server is asked who of them it would show (`GET
+  // /api/users/@me/presences?user_ids=`, a hundred a request, after a quiet spell of
+  // 0.5-2 s with jitter: a member leaving reaches every member at once, and a restarted
+  // server sees every page resume at once); someone it lists keeps their presence (as
+  // it says it now), someone it leaves out is dropped (sharing nothing now, or offline:
+  // shown offline either way). When it could not say (an error), the presence is kept
+  // as last told rather than shown wrongly offline. A presence.updated or a ready that
+  // comes meanwhile is newer and wins.
   checkPresences() {
     if (this.presencesChecked) return; // (the check under way takes up those that came meanwhile)
     this.presencesChecked = true;
@@ -230,43 +230,24 @@ export class App {
   async checkPresencesNow() {
     const s = this.store;
     while (s.presencesInDoubt.size && !this.ended) {
-      const doubted = new Set(s.presencesInDoubt);
-      s.presencesInDoubt.clear();
+      const doubted = [...s.presencesInDoubt].sort().slice(0, PRESENCES_ASKED);
+      for (const id of doubted) s.presencesInDoubt.delete(id);
       const since = s.presenceTick;
-      const asked = new Set();
-      const found = new Map(); // user id -> their presence, as a server said it
-      let sure = true; // (every server asked said all its members who are online)
-      for (const serverId of s.serversUnlisted()) {
-        if ([...doubted].every((id) => found.has(id))) break;
-        asked.add(serverId);
-        try {
-          const online = await this.session.call("GET", `/api/servers/${serverId}/presences`);
-          for (const p of online) if (doubted.has(p.user_id)) found.set(p.user_id, p);
-          if (online.length >= SERVER_PRESENCES) sure = false;
-        } catch {
-          sure = false;
-        }
-        if (this.ended) return;
+      let shown;
+      try {
+        shown = await this.session.call("GET", `/api/users/@me/presences?user_ids=${doubted.join(",")}`);
+      } catch {
+        continue; // (kept as last told)
       }
+      if (this.ended) return;
       if (s.presencesFrom > since) continue; // (a ready replaced every presence meanwhile)
-      // (a server joined meanwhile, not asked, may carry those no server listed)
-      const unasked = s.serversUnlisted().some((id) => !asked.has(id));
+      const found = new Map(shown.map((p) => [p.user_id, p]));
       let any = false;
       for (const id of doubted) {
         if (!s.presences.has(id) || s.presenceAt.get(id) > since) continue; // (newer news of them)
-        const reaches = s.presenceReaches(id);
-        if (reaches === false) {
-          s.presences.delete(id); // (nothing carries it now: a friendship or a group ended meanwhile, a list loaded)
-          any = true;
-        } else if (found.has(id)) {
-          s.presences.set(id, found.get(id));
-          any = true;
-        } else if (reaches === null && sure && !unasked) {
-          s.presences.delete(id);
-          any = true;
-        } else if (reaches === null && sure) {
-          s.presencesInDoubt.add(id); // (asked again, the new server with the rest)
-        }
+        if (found.has(id)) s.presences.set(id, found.get(id));
+        else s.presences.delete(id);
+        any = true;
       }
       if (any) s.emit("presence");
     }
