@@ -82,3 +82,45 @@ async def then_shown(call: Awaitable[httpx.Response], status: int, shown: Locato
     got = await call
     assert got.status_code == status, got.text
     await expect(shown).to_be_visible(timeout=WITHIN_MS)
+
+
+async def test_a_channel_whose_history_you_may_not_read_shows_what_comes(
+    site: Site, browsers: Browsers
+) -> None:
+    """Without READ_MESSAGE_HISTORY (Discord's "Read Message History" off) the history
+    is not an error: the channel says so and shows its messages as they come; given
+    back while open, the history loads; taken while open, the channel says so again and
+    shows what it showed as it came."""
+    async with api_as(site.base, "alice") as alice:
+        roles = (await alice.get(f"/api/servers/{SERVER}/roles")).json()
+        everyone = next(r["id"] for r in roles if r["is_default"])
+        override = f"/api/channels/{GAMING}/overrides/role/{everyone}"
+        deny = {"allow": "0", "deny": str(READ_MESSAGE_HISTORY)}
+        before = await alice.put(
+            f"/api/channels/{GAMING}/messages/00000000-0000-4000-8000-0000000f1e56",
+            json={"content": "said before it was hidden"},
+        )
+        assert before.status_code == 201, before.text
+        assert (await alice.put(override, json=deny)).status_code == 200
+        bob = await browsers.logged_in(site.base, "bob")
+        log = await open_channel(bob, "gaming")
+        notice = log.get_by_text("You cannot read the history of #gaming")
+        await expect(notice).to_be_visible()
+        await expect(log.get_by_text("Could not load messages")).to_have_count(0)
+        await expect(log.locator("li.msg")).to_have_count(0)
+        sent = await alice.put(
+            f"/api/channels/{GAMING}/messages/00000000-0000-4000-8000-0000000f1e57",
+            json={"content": "fresh from the raid"},
+        )
+        assert sent.status_code == 201, sent.text
+        await expect(log.locator("li.msg")).to_have_count(1)
+        await expect(log.get_by_text("fresh from the raid")).to_be_visible()
+
+        await then_shown(alice.delete(override), 200, log.get_by_text("Welcome to #gaming!"))
+        await expect(notice).to_have_count(0)
+        await expect(log.locator("li.msg")).to_have_count(2)  # (the history before it too)
+        await expect(log.get_by_text("said before it was hidden")).to_be_visible()
+        await then_shown(alice.put(override, json=deny), 200, notice)
+        # (what came live while the page was open stays: it was shown as it came)
+        await expect(log.get_by_text("said before it was hidden")).to_have_count(0)
+        await expect(log.locator("li.msg")).to_have_count(1)

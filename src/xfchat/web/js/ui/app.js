@@ -277,19 +277,31 @@ export class App {
   }
 
   countsAfter(type, d, before) {
-    if (before.doubt) return this.countServersAgain(before.doubt);
+    const open = this.view instanceof ChatView ? this.view.channelId : null;
+    if (before.doubt) {
+      // (the open channel's history, hidden now: shown as it is without it)
+      if (type === "channel.history_hidden" && d.channel_ids.includes(open)) this.view.loadLatest();
+      return this.countServersAgain(before.doubt);
+    }
     const server = this.store.servers.get(before.server);
     if (!server || !server.member) return;
     const roles = [...server.member.role_ids].sort().join();
-    if (roles !== before.roles || this.historyReadable(server, before.only) !== before.history) this.countServersAgain(before.server);
+    const history = this.historyReadable(server, before.only);
+    if (roles !== before.roles || history !== before.history) this.countServersAgain(before.server);
+    // (the open channel's history, readable again, or no longer: loaded as it is now; a
+    // channel no longer seen is left to its channel.hidden)
+    const of = (text) => text.split(",").find((c) => c.startsWith(`${open}:`));
+    const now = open && of(history);
+    if (now && !now.endsWith(":") && now !== of(before.history)) this.view.loadLatest();
   }
 
   // Which of a server's text channels (or only the one named) you may read the history
-  // of, as one string.
+  // of ("id:read"), or see only ("id:seen"), as one string.
   historyReadable(server, only) {
+    const state = (perms) => (has(perms, P.READ_MESSAGE_HISTORY) ? "read" : has(perms, P.VIEW_CHANNEL) ? "seen" : "");
     return server.channels
       .filter((c) => c.kind === "text" && (!only || c.id === only))
-      .map((c) => (has(channelPermissions(server, c), P.READ_MESSAGE_HISTORY) ? c.id : ""))
+      .map((c) => `${c.id}:${state(channelPermissions(server, c))}`)
       .join();
   }
 

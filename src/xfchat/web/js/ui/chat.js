@@ -7,6 +7,7 @@ import { composerMethods } from "./composer.js";
 import { loadMembers } from "./members.js";
 import { P, has, channelPermissions } from "../perms.js";
 import { away } from "../store.js";
+import { ApiError } from "../session.js";
 
 const PAGE = 50;
 const GROUP_GAP_MS = 7 * 60 * 1000;
@@ -199,24 +200,29 @@ export class ChatView {
 
   // The newest page; again (twice at most) if a message was edited, reacted to or
   // deleted while it came (the page may show it as it was).
+  // A member without READ_MESSAGE_HISTORY (as Discord lets one be) reads no page of it:
+  // the channel shows that, and its messages from now on as they come.
   async loadLatest(again = 2) {
+    const t = this.store.timeline(this.channelId);
+    t.missed = false;
+    const claim = t.claim();
+    let page;
     try {
-      const t = this.store.timeline(this.channelId);
-      t.missed = false;
-      const claim = t.claim();
-      const { data, more } = await this.page(`limit=${PAGE}`);
-      if (!t.take(claim)) return; // (a load or jump asked for later landed first: it is the one to show)
-      t.set(data.reverse(), { hasOlder: more, atEnd: true });
-      this.render(true);
-      if (t.missed && !t.loading && again > 0) return this.loadLatest(again - 1);
+      page = await this.page(`limit=${PAGE}`);
     } catch (err) {
-      this.showError(err);
+      if (!(err instanceof ApiError && err.status === 403 && err.body.missing === "READ_MESSAGE_HISTORY")) return this.showError(err);
+      page = null;
     }
+    if (!t.take(claim)) return; // (a load or jump asked for later landed first: it is the one to show)
+    t.historyHidden = !page;
+    t.set(page ? page.data.reverse() : [], { hasOlder: Boolean(page && page.more), atEnd: true });
+    this.render(true);
+    if (page && t.missed && !t.loading && again > 0) return this.loadLatest(again - 1);
   }
 
   async loadOlder() {
     const t = this.store.timeline(this.channelId);
-    if (this.loadingOlder || !t.hasOlder || !t.loaded || t.oldest === null) return;
+    if (this.loadingOlder || !t.hasOlder || !t.loaded || t.oldest === null || t.historyHidden) return;
     this.loadingOlder = true;
     // The view kept still by a message on screen: where it is (messages that arrive
     // below meanwhile move nothing above them). Not the oldest loaded, whose author line
@@ -377,7 +383,7 @@ export class ChatView {
     const items = [];
     if (!t.hasOlder) {
       const ch = this.channel;
-      items.push(keep("intro", JSON.stringify([Boolean(this.server), this.app.channelTitle(this.channelId), ch && ch.topic]), () => this.intro()));
+      items.push(keep("intro", JSON.stringify([Boolean(this.server), this.app.channelTitle(this.channelId), ch && ch.topic, Boolean(t.historyHidden)]), () => this.intro(t.historyHidden)));
     }
     let prev = null;
     // (an edit open when the history was loaded again goes on, on the new copy)
@@ -436,14 +442,18 @@ export class ChatView {
     this.app.lookupUsers(ids);
   }
 
-  intro() {
+  intro(historyHidden) {
     const ch = this.channel;
     const name = this.app.channelTitle(this.channelId);
+    const topic = ch && ch.topic ? " " + ch.topic : "";
+    if (historyHidden) {
+      return h("li", { class: "channel-intro" }, h("h2", null, `#${name}`), h("p", null, `You cannot read the history of #${name}: its messages show here as they come.${topic}`));
+    }
     return h(
       "li",
       { class: "channel-intro" },
       h("h2", null, this.server ? `Welcome to #${name}!` : name),
-      h("p", null, this.server ? `This is the start of the #${name} channel.${ch && ch.topic ? " " + ch.topic : ""}` : "This is the beginning of your conversation."),
+      h("p", null, this.server ? `This is the start of the #${name} channel.${topic}` : "This is the beginning of your conversation."),
     );
   }
 
