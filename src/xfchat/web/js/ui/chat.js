@@ -56,11 +56,14 @@ export class ChatView {
       store: this.store,
       server,
       name: (user) => this.store.nameIn(server, user),
+      // (without READ_MESSAGE_HISTORY, what names another's message is refused: a reply,
+      // a reaction added, a pin, a moderator's deletion; your own stay yours)
       can: {
         send: has(perms, P.SEND_MESSAGES),
-        react: has(perms, P.ADD_REACTIONS),
-        manage: server ? has(perms, P.MANAGE_MESSAGES) : false,
-        pin: server ? has(perms, P.MANAGE_MESSAGES) : has(perms, P.SEND_MESSAGES),
+        reply: has(perms, P.SEND_MESSAGES | P.READ_MESSAGE_HISTORY),
+        react: has(perms, P.ADD_REACTIONS | P.READ_MESSAGE_HISTORY),
+        manage: server ? has(perms, P.MANAGE_MESSAGES | P.READ_MESSAGE_HISTORY) : false,
+        pin: has(perms, (server ? P.MANAGE_MESSAGES : P.SEND_MESSAGES) | P.READ_MESSAGE_HISTORY),
       },
       jump: (id) => this.jumpTo(id),
       toggleReaction: (m, emoji, on) => this.react(m, emoji, on),

@@ -124,6 +124,7 @@ function reactionsRow(m, ctx) {
           type: "button",
           "aria-pressed": r.me ? "true" : "false",
           "aria-label": label(r),
+          disabled: !r.me && !ctx.can.react, // (yours may still be taken back)
           title: ctx.reactors.get(reactorsKey(m, r)) || null,
           // (the same button while its count moves: a press on it survives others' reactions)
           "data-key": `reaction ${r.emoji}`,
@@ -165,7 +166,7 @@ function actions(m, ctx) {
   const mine = m.author.id === ctx.store.me.id;
   const buttons = [];
   if (ctx.can.react) buttons.push(["Add reaction", "☺", (ev) => ctx.pickReaction(m, ev.currentTarget)]);
-  if (ctx.can.send) buttons.push(["Reply", "↩", () => ctx.reply(m)]);
+  if (ctx.can.reply) buttons.push(["Reply", "↩", () => ctx.reply(m)]);
   if (mine && m.kind === "default") buttons.push(["Edit", "✎", () => ctx.edit(m)]);
   if (ctx.can.pin && m.kind === "default") buttons.push([m.pinned ? "Unpin" : "Pin", "📌", () => ctx.pin(m, !m.pinned)]);
   if (mine || ctx.can.manage) buttons.push(["Delete", "🗑", () => ctx.remove(m)]);
