@@ -305,8 +305,10 @@ export class App {
       .join();
   }
 
-  // One GET /api/users/@me/state after a quiet spell of 1-6 s with jitter (a role change
-  // reaches every member holding it at once, and several changes are one request); its
+  // One GET /api/users/@me/state after a quiet spell of 1 s and a random share of 5 s,
+  // or of 5 ms a member of the server up to a minute (a role change reaches every member
+  // holding it at once: ten thousand pages ask over 50 s, not at once; several changes
+  // are one request); its
   // read states replace those of the servers in doubt. A message of one of those
   // servers that comes while it is asked may or may not be counted in its answer, so
   // then it is asked again, at most three times in a row (the last answer is kept). A
@@ -316,7 +318,9 @@ export class App {
     this.countsInDoubt.add(serverId);
     if (this.countsAsked) return;
     this.countsAsked = true;
-    setTimeout(() => this.countServersNow().finally(() => (this.countsAsked = false)), 1000 + Math.random() * 5000);
+    const members = this.store.servers.get(serverId)?.member_count || 0;
+    const spread = Math.min(60000, Math.max(5000, 5 * members));
+    setTimeout(() => this.countServersNow().finally(() => (this.countsAsked = false)), 1000 + Math.random() * spread);
   }
 
   async countServersNow() {
