@@ -49,7 +49,9 @@ async def put_channel_mute(
 @router.delete("/channel/{channel_id}", status_code=204, response_class=Response)
 async def delete_channel_mute(channel_id: UUID, actor: CurrentActor, conn: Conn) -> Response:
     """Unmute a channel or conversation (204 also when it was not muted); your other
-    sessions are told (`mute.removed`)."""
+    sessions are told (`mute.removed`). One neither muted nor visible is 404
+    `CHANNEL_NOT_FOUND`, a voice channel or a category 400 `CANNOT_MUTE_CHANNEL`, as for
+    the PUT."""
     await mutes.unmute(conn, actor, "channel", channel_id)
     return Response(status_code=204)
 

@@ -1,0 +1,206 @@
+"""What a hostile member can make another member's unread counts walk (the counts of
+`ready`, `GET /api/users/@me/state` and `channel.revealed`): deleted messages after their
+read position, mentions of them long read, mentions of someone else. Measured as
+test_unreads_mention_walk.py measures it: the rows of `messages` a generic plan read."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from tests.factories import MakeUser, community, pair
+from tests.support import rows_walked
+from xfchat.db.queries import messages as messages_q
+from xfchat.db.queries.conversations import UNREAD_CAP
+
+HISTORY = 5_000  # (past the bound of 4 x UNREAD_CAP many times over; cheap to write)
+LONG = 600  # (s: the bulk writes and plans, on a loaded box)
+
+
+async def _history(
+    conn: asyncpg.Connection,
+    channel: str,
+    author: uuid.UUID,
+    *,
+    mentions: list[uuid.UUID],
+    deleted: bool,
+) -> None:
+    """HISTORY messages by `author` in `channel` (as many sends would leave them), each
+    naming `mentions`, deleted or not. (This connection is the test's own: no statement
+    timeout for the bulk writes, on a loaded box.)"""
+    await conn.execute("SET statement_timeout = 0")
+    await conn.execute(
+        """
+        INSERT INTO messages (id, channel_id, seq, author_id, content, mentions, created_at,
+                              deleted_at)
+        SELECT gen_random_uuid(), $1, i, $2, CASE WHEN $5 THEN '' ELSE 'm ' || i END,
+               $4::uuid[], now() - interval '1 day', CASE WHEN $5 THEN now() END
+        FROM generate_series(1, $3::int) AS i
+        """,
+        uuid.UUID(channel),
+        author,
+        HISTORY,
+        mentions,
+        deleted,
+        timeout=LONG,
+    )
+    await conn.execute(
+        "UPDATE channels SET last_seq = $2 WHERE id = $1", uuid.UUID(channel), HISTORY
+    )
+    # and, as any real database holds, live messages elsewhere (another server's channel)
+    elsewhere = await conn.fetchval(
+        "INSERT INTO servers (name, owner_id) VALUES ('busy', $1) RETURNING id", author
+    )
+    other = await conn.fetchval(
+        "INSERT INTO channels (server_id, kind, name, position) VALUES ($1, 'text', 'busy', 0)"
+        " RETURNING id",
+        elsewhere,
+    )
+    await conn.execute(
+        """
+        INSERT INTO messages (id, channel_id, seq, author_id, content, created_at)
+        SELECT gen_random_uuid(), $1, i, $2, '', now() - interval '2 days'
+        FROM generate_series(1, $3::int) AS i
+        """,
+        other,
+        author,
+        3 * HISTORY,
+        timeout=LONG,
+    )
+    await conn.execute("ANALYZE messages", timeout=LONG)
+
+
+async def _pairs_plan(conn: asyncpg.Connection, reader: uuid.UUID, channel: str) -> Any:
+    await conn.execute("SET plan_cache_mode = force_generic_plan")
+    await conn.execute(
+        "PREPARE unreads(uuid[], uuid[], timestamptz[], int[], text[]) AS "
+        + messages_q._LIST_UNREADS_OF_PAIRS
+    )
+    raw = await conn.fetchval(
+        "EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE unreads("
+        f"'{{{reader}}}', '{{{channel}}}', '{{NULL}}', '{{1}}', ARRAY['{{}}'])",
+        timeout=LONG,
+    )
+    return (json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]
+
+
+async def test_mentions_of_someone_else_do_not_make_the_mention_walk_long(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    """Holds: the mention count finds the reader's mentions by the GIN indexes, and the
+    messages that name someone else are not walked."""
+    ann, ben, cid = [await make_user(n) for n in ("ann", "ben", "cid")]
+    srv = await community(client, ann, ben, cid)
+    # ann (any member who may write) names cid in every message; ben never read #general.
+    await _history(conn, srv.general, ann.id, mentions=[cid.id], deleted=False)
+    plan = await _pairs_plan(conn, ben.id, srv.general)
+    rows = await messages_q.list_unreads_of_pairs(
+        conn,
+        user_ids=[ben.id],
+        channel_ids=[uuid.UUID(srv.general)],
+        since=[None],
+        role_sets=[[]],
+        role_set=[0],
+    )
+    assert (rows[0].unread, rows[0].mention_count) == (UNREAD_CAP, 0)
+    walked = rows_walked(plan)
+    assert walked <= 4 * UNREAD_CAP, (walked, plan["Actual Total Time"])
+
+
+async def test_deleted_messages_do_not_make_the_unread_walk_long(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await community(client, ann, ben)
+    await _history(conn, srv.general, ann.id, mentions=[], deleted=True)
+    plan = await _pairs_plan(conn, ben.id, srv.general)
+    rows = await messages_q.list_unreads_of_pairs(
+        conn,
+        user_ids=[ben.id],
+        channel_ids=[uuid.UUID(srv.general)],
+        since=[None],
+        role_sets=[[]],
+        role_set=[0],
+    )
+    assert (rows[0].unread, rows[0].mention_count) == (0, 0)
+    walked = rows_walked(plan)
+    assert walked <= 4 * UNREAD_CAP, (walked, plan["Actual Total Time"])
+
+
+async def test_deleted_messages_do_not_make_a_conversations_walk_long(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    from xfchat.db.queries import conversations as conversations_q
+
+    ann, ben, chat = await pair(client, make_user)
+    await _history(conn, chat, ann.id, mentions=[], deleted=True)
+    await conn.execute("SET plan_cache_mode = force_generic_plan")
+    await conn.execute(
+        "PREPARE convs(uuid, uuid[]) AS "
+        + conversations_q._LIST_SELECT
+        + " WHERE c.id = ANY($2::uuid[]) AND c.server_id IS NULL"
+    )
+    raw = await conn.fetchval(
+        f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE convs('{ben.id}', '{{{chat}}}')",
+        timeout=LONG,
+    )
+    plan = (json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]
+    state = (await client.get("/api/users/@me/state", headers=ben.headers)).json()
+    assert [(c["unread"], c["mention_count"]) for c in state["conversations"]] == [(0, 0)]
+    walked = rows_walked(plan)
+    assert walked <= 4 * UNREAD_CAP, (walked, plan["Actual Total Time"])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the mention count of each (reader, channel) pair is planned as a BitmapOr of the"
+    " GIN indexes on mentions and mention_roles, which are not by channel: it reads every"
+    " message that ever named the reader (or any role of theirs), in any channel, read or"
+    " not, once for each text channel counted (HISTORY x 4 here)",
+)
+async def test_mentions_long_read_do_not_make_every_channels_walk_long(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    """A member named HISTORY times (by a hostile member, or a popular one over years),
+    all of it read, is counted in each of their channels by reading those rows
+    again: on every `ready` and `GET /api/users/@me/state`, for each text channel of
+    each server (and so does each conversation's count, conversations._LIST_SELECT)."""
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await community(client, ann, ben)
+    others = []
+    for i in range(3):
+        made = await client.post(
+            srv.url("/channels"), headers=ann.headers, json={"name": f"quiet{i}"}
+        )
+        assert made.status_code == 201, made.text
+        others.append(made.json()["id"])
+    # ann named ben HISTORY times in #general, long ago; ben read it all.
+    await _history(conn, srv.general, ann.id, mentions=[ben.id], deleted=False)
+    await conn.execute(
+        "INSERT INTO read_states (user_id, channel_id, last_read_seq) VALUES ($1, $2, $3)",
+        ben.id,
+        uuid.UUID(srv.general),
+        HISTORY,
+    )
+    await conn.execute("ANALYZE read_states")
+    channels = [srv.general, *others]
+    await conn.execute("SET plan_cache_mode = force_generic_plan")
+    await conn.execute(
+        "PREPARE unreads(uuid[], uuid[], timestamptz[], int[], text[]) AS "
+        + messages_q._LIST_UNREADS_OF_PAIRS
+    )
+    readers = ",".join([str(ben.id)] * len(channels))
+    raw = await conn.fetchval(
+        "EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE unreads("
+        f"'{{{readers}}}', '{{{','.join(channels)}}}', '{{{','.join(['NULL'] * len(channels))}}}',"
+        f" '{{{','.join(['1'] * len(channels))}}}', ARRAY['{{}}'])",
+        timeout=LONG,
+    )
+    plan = (json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]
+    walked = rows_walked(plan)
+    assert walked <= 4 * UNREAD_CAP * len(channels), (walked, plan["Actual Total Time"])
