@@ -129,3 +129,11 @@ async def test_a_channel_whose_history_you_may_not_read_shows_what_comes(
         # (what came live while the page was open stays: it was shown as it came)
         await expect(log.get_by_text("said before it was hidden")).to_have_count(0)
         await expect(log.locator("li.msg")).to_have_count(1)
+
+        # Given back while another channel is open: #gaming is not shown as it was kept.
+        await open_channel(bob, "general")
+        assert (await alice.delete(override)).status_code == 200
+        await bob.wait_for_timeout(500)  # (the change reaches the page)
+        log = await open_channel(bob, "gaming")
+        await expect(log.get_by_text("said before it was hidden")).to_be_visible()
+        await expect(notice).to_have_count(0)

@@ -110,8 +110,8 @@ export class Store {
   // here may carry (a co-member's, told by presence.updated through that server) it
   // leaves out, though the person may well be online still: replaced, they would show
   // offline until their next change. So each is kept as it was and put in doubt, as
-  // when a server is left (dropPresences): ui/app.js asks those servers who of their
-  // members is online, and keeps it only if one says so. (One shown offline needs
+  // when a server is left (dropPresences): ui/app.js asks the server whether it would
+  // still show it (GET /api/users/@me/presences?user_ids=), and keeps it only if so. (One shown offline needs
   // nothing: offline either way. Someone of a listed server is asked again with the
   // list's presences; a friend's or a group member's absence from ready says offline.)
   keepServersPresences(held) {
@@ -276,6 +276,18 @@ export class Store {
     const typing = this.typing.get(m.channel_id);
     if (typing && typing.delete(m.author.id)) this.emit(`typing:${m.channel_id}`);
     this.emit(`channel:${m.channel_id}`, "reads", "message");
+  }
+
+  // A presence an answer told, asked for at tick `since`: taken unless a presence.updated
+  // (or another answer) told of them after it was asked, and stamped, so that an answer
+  // asked for before this one and arriving after it does not undo it. `p` null: the
+  // answer said they are offline (or not this page's to see): dropped, stamped too.
+  tellPresence(id, p, since) {
+    if (!this.me || id === this.me.id || this.presenceAt.get(id) > since) return false;
+    if (p) this.presences.set(id, p);
+    else this.presences.delete(id);
+    this.presenceAt.set(id, ++this.presenceTick);
+    return true;
   }
 
   // Whether someone's presence.updated still reaches this page: true for yours, a

@@ -201,9 +201,7 @@ export class App {
         continue; // (shown offline until their next change or the next ready)
       }
       if (this.ended || this.store.presencesFrom > since) continue; // (a ready's are newer)
-      for (const p of now) {
-        if (p.user_id !== this.store.me.id && !(this.store.presenceAt.get(p.user_id) > since)) this.store.presences.set(p.user_id, p);
-      }
+      for (const p of now) this.store.tellPresence(p.user_id, p, since);
       this.store.emit("presence");
     }
   }
@@ -243,12 +241,7 @@ export class App {
       if (s.presencesFrom > since) continue; // (a ready replaced every presence meanwhile)
       const found = new Map(shown.map((p) => [p.user_id, p]));
       let any = false;
-      for (const id of doubted) {
-        if (!s.presences.has(id) || s.presenceAt.get(id) > since) continue; // (newer news of them)
-        if (found.has(id)) s.presences.set(id, found.get(id));
-        else s.presences.delete(id);
-        any = true;
-      }
+      for (const id of doubted) if (s.presences.has(id) && s.tellPresence(id, found.get(id) || null, since)) any = true;
       if (any) s.emit("presence");
     }
   }
@@ -281,6 +274,7 @@ export class App {
     if (before.doubt) {
       // (the open channel's history, hidden now: shown as it is without it)
       if (type === "channel.history_hidden" && d.channel_ids.includes(open)) this.view.loadLatest();
+      if (type === "channel.history_hidden") this.forgetTimelines(d.channel_ids, open);
       return this.countServersAgain(before.doubt);
     }
     const server = this.store.servers.get(before.server);
@@ -293,6 +287,19 @@ export class App {
     const of = (text) => text.split(",").find((c) => c.startsWith(`${open}:`));
     const now = open && of(history);
     if (now && !now.endsWith(":") && now !== of(before.history)) this.view.loadLatest();
+    // (another channel's, readable again or no longer: its window, kept from an earlier
+    // visit, is loaded anew on the next one, not shown as it was)
+    const was = new Map(before.history.split(",").map((c) => c.split(":")));
+    const moved = history.split(",").map((c) => c.split(":")).filter(([id, st]) => st && was.get(id) && (st === "read") !== (was.get(id) === "read"));
+    this.forgetTimelines(moved.map(([id]) => id), open);
+  }
+
+  // The windows kept of channels not on screen whose history became readable or not:
+  // dropped (as store.dropServerChannels does), so that opening one loads it as it is
+  // now (a window held while the history was hidden would show the notice and no
+  // history; one held from before would offer older pages the server now refuses).
+  forgetTimelines(ids, open) {
+    for (const id of ids) if (id !== open) this.store.messages.delete(id);
   }
 
   // Which of a server's text channels (or only the one named) you may read the history
@@ -320,7 +327,13 @@ export class App {
     this.countsAsked = true;
     const members = this.store.servers.get(serverId)?.member_count || 0;
     const spread = Math.min(60000, Math.max(5000, 5 * members));
-    setTimeout(() => this.countServersNow().finally(() => (this.countsAsked = false)), 1000 + Math.random() * spread);
+    // (a request that failed leaves the servers doubted while it ran: asked after a spell of their own)
+    const next = () => {
+      this.countsAsked = false;
+      const left = this.countsInDoubt.values().next();
+      if (!left.done && !this.ended) this.countServersAgain(left.value);
+    };
+    setTimeout(() => this.countServersNow().finally(next), 1000 + Math.random() * spread);
   }
 
   async countServersNow() {
@@ -342,6 +355,7 @@ export class App {
       if (this.ended || this.counted !== counted) continue;
       if (this.countsMoved && tries < 3) {
         for (const id of doubted) this.countsInDoubt.add(id);
+        await new Promise((done) => setTimeout(done, 1000 + Math.random() * 2000)); // (not at once: a busy server's pages would all ask again together)
         continue;
       }
       for (const server of state.servers || []) {

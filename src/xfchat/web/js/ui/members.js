@@ -42,9 +42,8 @@ async function fetchMembers(app, serverId) {
 // (asked again after every ready, fresh or resumed: presence is not in the log).
 export async function loadPresences(app, serverId) {
   const { store, session } = app;
-  for (const p of await session.call("GET", `/api/servers/${serverId}/presences`)) {
-    if (p.user_id !== store.me.id) store.presences.set(p.user_id, p);
-  }
+  const since = store.presenceTick;
+  for (const p of await session.call("GET", `/api/servers/${serverId}/presences`)) store.tellPresence(p.user_id, p, since);
   store.emit("presence");
 }
 
