@@ -400,6 +400,7 @@ export class Timeline {
     // no longer joins the window).
     this.claims = 0;
     this.shown = 0;
+    this.historyHidden = false; // (the history may not be read: ui/chat.js, loadLatest)
   }
 
   claim() {
@@ -472,7 +473,7 @@ export class Timeline {
     this.recent.clear();
     if (!this.atEnd || this.list.length <= KEPT) return;
     for (const m of this.list.splice(0, this.list.length - KEPT)) this.byId.delete(m.id);
-    this.hasOlder = true;
+    this.hasOlder = !this.historyHidden; // (a history not to be read has nothing older to load)
   }
 
   insertLive(m) {
