@@ -55,6 +55,7 @@ EXPECTED_TABLES = {
     "bans",
     "audit_log",
     "messages",
+    "message_mentions",
     "message_edits",
     "reactions",
     "attachments",

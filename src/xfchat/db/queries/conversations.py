@@ -119,12 +119,14 @@ _LIST_SELECT = f"""
                 -- (in order: by the live messages' index, migration 0040, never a scan
                 -- of the table that a generic plan may take for cheaper with a LIMIT)
                 ORDER BY m.seq LIMIT {UNREAD_CAP}) x) AS unread,
-           -- Walks the messages that mention the user (the GIN index), not the
-           -- unread; capped like `unread`, so never more than it.
+           -- Walks the user's mentions in this conversation after the read position
+           -- (message_mentions, migration 0041), not the unread; capped like `unread`,
+           -- so never more than it.
            (SELECT count(*) FROM (
-                SELECT 1 FROM messages m
-                WHERE m.mentions <> '{{}}' AND m.mentions @> ARRAY[$1]::uuid[]
-                  AND m.channel_id = c.id AND m.seq > COALESCE(rs.last_read_seq, 0)
+                SELECT 1 FROM message_mentions mm
+                JOIN messages m ON m.channel_id = mm.channel_id AND m.seq = mm.seq
+                WHERE mm.target_id = $1 AND mm.channel_id = c.id
+                  AND mm.seq > COALESCE(rs.last_read_seq, 0)
                   AND {OTHERS_LIVE}
                   AND {NOT_FROM_BLOCKED}
                 LIMIT {UNREAD_CAP}) x) AS mention_count,

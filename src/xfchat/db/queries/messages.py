@@ -602,16 +602,23 @@ _LIST_UNREADS_OF_PAIRS = f"""
                   AND {OTHERS_LIVE_W}
                   AND (w.since IS NULL OR m.created_at >= w.since)
                 ORDER BY m.seq LIMIT {UNREAD_CAP}) x) AS unread,
+           -- The messages after the read position that name the reader or a role of
+           -- theirs (message_mentions, migration 0041) or everyone (its own index):
+           -- never the mentions of anyone else, nor those of other channels.
            (SELECT count(*) FROM (
                 SELECT 1 FROM messages m
-                WHERE m.channel_id = c.id AND m.seq > b.after_seq
+                WHERE m.channel_id = c.id
+                  AND m.seq IN (
+                      SELECT mm.seq FROM message_mentions mm
+                      WHERE mm.target_id = ANY(w.user_id || r.roles)
+                        AND mm.channel_id = c.id AND mm.seq > b.after_seq
+                      UNION
+                      SELECT e.seq FROM messages e
+                      WHERE e.channel_id = c.id AND e.seq > b.after_seq
+                        AND e.mention_everyone AND e.deleted_at IS NULL)
                   AND {OTHERS_LIVE_W}
                   AND (w.since IS NULL OR m.created_at >= w.since)
                   AND {NOT_FROM_BLOCKED_W}
-                  AND (m.mention_everyone OR m.mentions <> '{{}}' OR m.mention_roles <> '{{}}')
-                  AND ((m.mentions <> '{{}}' AND m.mentions @> ARRAY[w.user_id]::uuid[])
-                       OR m.mention_everyone
-                       OR (m.mention_roles <> '{{}}' AND m.mention_roles && r.roles))
                 LIMIT {UNREAD_CAP}) x) AS mention_count
     FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::int[])
         AS w(user_id, id, since, role_set)
@@ -640,9 +647,9 @@ async def list_unreads_of_pairs(
 ) -> list[MemberUnreadRow]:
     """For each pair (user_ids[i], channel_ids[i]), in one statement however many: that
     reader's read position there, with what is unread after it (both counts capped at
-    UNREAD_CAP; the unread count walks at most that many rows, the mention count the
-    messages that mention anyone, by their index, migration 0039), mentions counted for
-    the roles `role_sets[role_set[i]]`.
+    UNREAD_CAP; the unread count walks at most that many rows of live messages, migration
+    0040, the mention count the reader's own mentions there and those of everyone,
+    migration 0041), mentions counted for the roles `role_sets[role_set[i]]`.
     Where `since[i]` is given (a channel whose history the reader may not read), only
     messages written from then on count: the reader received those live; older ones are
     history they may not read, whose existence, deletion or mentions the counts must not
