@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import json
 import os
 import re
 import secrets
@@ -352,6 +353,44 @@ async def logged_pool(db_url: str, size: int = 1) -> AsyncIterator[tuple[asyncpg
         yield pool, seen
     finally:
         await pool.close()
+
+
+async def pairs_plan(
+    conn: asyncpg.Connection, reader: Any, channel: Any, timeout: float | None = None
+) -> Any:
+    """The plan (EXPLAIN ANALYZE, JSON) of the unread counts of one (reader, channel) pair
+    (db/queries/messages.py, list_unreads_of_pairs; no roles, history readable), planned
+    as the pool plans it: generic, once per connection."""
+    from xfchat.db.queries import messages as messages_q
+
+    await conn.execute("SET plan_cache_mode = force_generic_plan")
+    await conn.execute(
+        "PREPARE unreads(uuid[], uuid[], timestamptz[], int[], text[]) AS "
+        + messages_q._LIST_UNREADS_OF_PAIRS
+    )
+    raw = await conn.fetchval(
+        "EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE unreads("
+        f"'{{{reader}}}', '{{{channel}}}', '{{NULL}}', '{{1}}', ARRAY['{{}}'])",
+        timeout=timeout,
+    )
+    return (json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]
+
+
+async def pair_counts(conn: asyncpg.Connection, reader: Any, channel: Any) -> tuple[int, int]:
+    """(unread, mention_count) of one reader in one channel, as a `ready` counts them."""
+    from uuid import UUID
+
+    from xfchat.db.queries import messages as messages_q
+
+    (row,) = await messages_q.list_unreads_of_pairs(
+        conn,
+        user_ids=[reader],
+        channel_ids=[UUID(str(channel))],
+        since=[None],
+        role_sets=[[]],
+        role_set=[0],
+    )
+    return row.unread, row.mention_count
 
 
 def rows_walked(plan: Any) -> int:

@@ -14,29 +14,17 @@ import httpx
 import pytest
 
 from tests import factories
-from tests.factories import MakeUser, TestUser
+from tests.api.test_mutes import MUTES, listed, put_mute
+from tests.factories import MakeUser
 from tests.support import ROOT
 from xfchat.domain import mutes
 from xfchat.domain.permissions import Permission
 
-MUTES = "/api/users/@me/mutes"
 NOWHERE = "00000000-0000-4000-8000-000000000000"
 
 
 def later(**delta: float) -> datetime:
     return datetime.now(UTC) + timedelta(**delta)
-
-
-async def put_mute(
-    client: httpx.AsyncClient, who: TestUser, kind: str, target: object, until: Any = None
-) -> httpx.Response:
-    return await client.put(f"{MUTES}/{kind}/{target}", headers=who.headers, json={"until": until})
-
-
-async def listed(client: httpx.AsyncClient, who: TestUser) -> list[dict[str, Any]]:
-    got = await client.get(MUTES, headers=who.headers)
-    assert got.status_code == 200, got.text
-    return list(got.json())
 
 
 async def test_hostile_untils_are_400_with_a_code_never_a_500(

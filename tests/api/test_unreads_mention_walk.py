@@ -3,7 +3,6 @@ reveals a channel with a long history to members who never read it)."""
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 
@@ -11,7 +10,7 @@ import asyncpg
 import httpx
 
 from tests.factories import MakeUser, community, override, server_channel
-from tests.support import rows_walked
+from tests.support import pairs_plan, rows_walked
 from xfchat.db.queries import messages as messages_q
 from xfchat.db.queries.conversations import UNREAD_CAP
 from xfchat.domain.permissions import Permission
@@ -48,17 +47,7 @@ async def test_counting_a_revealed_channel_walks_at_most_the_cap(
     )
     await conn.execute("ANALYZE messages")
     # What settle asks for ben once a role lets him see it (he reads its history).
-    # (planned as the pool plans it: generic, planned once per connection)
-    await conn.execute("SET plan_cache_mode = force_generic_plan")
-    await conn.execute(
-        "PREPARE unreads(uuid[], uuid[], timestamptz[], int[], text[]) AS "
-        + messages_q._LIST_UNREADS_OF_PAIRS
-    )
-    raw = await conn.fetchval(
-        "EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE unreads("
-        f"'{{{ben.id}}}', '{{{secret}}}', '{{NULL}}', '{{1}}', ARRAY['{{}}'])"
-    )
-    plan = (json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]
+    plan = await pairs_plan(conn, ben.id, secret)
     t0 = time.monotonic()
     rows = await messages_q.list_unreads_of_pairs(
         conn,

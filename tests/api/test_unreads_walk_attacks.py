@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any
 
 import asyncpg
 import httpx
 
 from tests.factories import MakeUser, community, pair, role, say
-from tests.support import rows_walked
+from tests.support import pair_counts, pairs_plan, rows_walked
 from xfchat.db.queries import messages as messages_q
 from xfchat.db.queries.conversations import UNREAD_CAP
 
@@ -74,20 +73,6 @@ async def _history(
     await conn.execute("ANALYZE messages", timeout=LONG)
 
 
-async def _pairs_plan(conn: asyncpg.Connection, reader: uuid.UUID, channel: str) -> Any:
-    await conn.execute("SET plan_cache_mode = force_generic_plan")
-    await conn.execute(
-        "PREPARE unreads(uuid[], uuid[], timestamptz[], int[], text[]) AS "
-        + messages_q._LIST_UNREADS_OF_PAIRS
-    )
-    raw = await conn.fetchval(
-        "EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE unreads("
-        f"'{{{reader}}}', '{{{channel}}}', '{{NULL}}', '{{1}}', ARRAY['{{}}'])",
-        timeout=LONG,
-    )
-    return (json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]
-
-
 async def test_mentions_of_someone_else_do_not_make_the_mention_walk_long(
     client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
 ) -> None:
@@ -97,16 +82,8 @@ async def test_mentions_of_someone_else_do_not_make_the_mention_walk_long(
     srv = await community(client, ann, ben, cid)
     # ann (any member who may write) names cid in every message; ben never read #general.
     await _history(conn, srv.general, ann.id, mentions=[cid.id], deleted=False)
-    plan = await _pairs_plan(conn, ben.id, srv.general)
-    rows = await messages_q.list_unreads_of_pairs(
-        conn,
-        user_ids=[ben.id],
-        channel_ids=[uuid.UUID(srv.general)],
-        since=[None],
-        role_sets=[[]],
-        role_set=[0],
-    )
-    assert (rows[0].unread, rows[0].mention_count) == (UNREAD_CAP, 0)
+    plan = await pairs_plan(conn, ben.id, srv.general, LONG)
+    assert await pair_counts(conn, ben.id, srv.general) == (UNREAD_CAP, 0)
     walked = rows_walked(plan)
     assert walked <= 4 * UNREAD_CAP, (walked, plan["Actual Total Time"])
 
@@ -117,16 +94,8 @@ async def test_deleted_messages_do_not_make_the_unread_walk_long(
     ann, ben = await make_user("ann"), await make_user("ben")
     srv = await community(client, ann, ben)
     await _history(conn, srv.general, ann.id, mentions=[], deleted=True)
-    plan = await _pairs_plan(conn, ben.id, srv.general)
-    rows = await messages_q.list_unreads_of_pairs(
-        conn,
-        user_ids=[ben.id],
-        channel_ids=[uuid.UUID(srv.general)],
-        since=[None],
-        role_sets=[[]],
-        role_set=[0],
-    )
-    assert (rows[0].unread, rows[0].mention_count) == (0, 0)
+    plan = await pairs_plan(conn, ben.id, srv.general, LONG)
+    assert await pair_counts(conn, ben.id, srv.general) == (0, 0)
     walked = rows_walked(plan)
     assert walked <= 4 * UNREAD_CAP, (walked, plan["Actual Total Time"])
 
