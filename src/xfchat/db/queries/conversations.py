@@ -124,12 +124,14 @@ _LIST_SELECT = f"""
            -- so never more than it.
            (SELECT count(*) FROM (
                 SELECT 1 FROM message_mentions mm
-                JOIN messages m ON m.channel_id = mm.channel_id AND m.seq = mm.seq
+                CROSS JOIN LATERAL (  -- (each looked up by its key)
+                    SELECT m.author_id, m.deleted_at FROM messages m
+                    WHERE m.channel_id = c.id AND m.seq = mm.seq OFFSET 0) m
                 WHERE mm.target_id = $1 AND mm.channel_id = c.id
                   AND mm.seq > COALESCE(rs.last_read_seq, 0)
                   AND {OTHERS_LIVE}
                   AND {NOT_FROM_BLOCKED}
-                LIMIT {UNREAD_CAP}) x) AS mention_count,
+                ORDER BY mm.seq LIMIT {UNREAD_CAP}) x) AS mention_count,
            last.id AS last_message_id
     FROM channels c
     LEFT JOIN read_states rs ON rs.user_id = $1 AND rs.channel_id = c.id

@@ -605,18 +605,24 @@ _LIST_UNREADS_OF_PAIRS = f"""
            -- The messages after the read position that name the reader or a role of
            -- theirs (message_mentions, migration 0041) or everyone (its own index):
            -- never the mentions of anyone else, nor those of other channels.
+           -- (each name walked by its own key, each message looked up by its own: no
+           -- plan may read the channel's messages, or its mentions of others, instead;
+           -- OFFSET 0 keeps the planner from flattening either into a join that would)
            (SELECT count(*) FROM (
-                SELECT 1 FROM messages m
-                WHERE m.channel_id = c.id
-                  AND m.seq IN (
-                      SELECT mm.seq FROM message_mentions mm
-                      WHERE mm.target_id = ANY(w.user_id || r.roles)
-                        AND mm.channel_id = c.id AND mm.seq > b.after_seq
-                      UNION
-                      SELECT e.seq FROM messages e
-                      WHERE e.channel_id = c.id AND e.seq > b.after_seq
-                        AND e.mention_everyone AND e.deleted_at IS NULL)
-                  AND {OTHERS_LIVE_W}
+                SELECT 1 FROM (
+                    SELECT mm.seq FROM unnest(w.user_id || r.roles) AS t(id)
+                    CROSS JOIN LATERAL (
+                        SELECT mm.seq FROM message_mentions mm
+                        WHERE mm.target_id = t.id AND mm.channel_id = c.id
+                          AND mm.seq > b.after_seq OFFSET 0) mm
+                    UNION
+                    SELECT e.seq FROM messages e
+                    WHERE e.channel_id = c.id AND e.seq > b.after_seq
+                      AND e.mention_everyone AND e.deleted_at IS NULL) s
+                CROSS JOIN LATERAL (
+                    SELECT m.author_id, m.deleted_at, m.created_at FROM messages m
+                    WHERE m.channel_id = c.id AND m.seq = s.seq OFFSET 0) m
+                WHERE {OTHERS_LIVE_W}
                   AND (w.since IS NULL OR m.created_at >= w.since)
                   AND {NOT_FROM_BLOCKED_W}
                 LIMIT {UNREAD_CAP}) x) AS mention_count
