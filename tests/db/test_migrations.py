@@ -804,3 +804,45 @@ async def test_deleted_emails_index_is_built_while_users_stay_readable_and_writa
         await holder.close()
         await live.close()
         await conn.close()
+
+
+async def test_mentions_made_before_0041_are_kept_by_whom_they_name(empty_db_url: str) -> None:
+    """0041 writes the rows of the live messages already there that name someone or a
+    role (once each), none of a deleted one's, and its triggers keep them from then on."""
+    conn = await asyncpg.connect(empty_db_url)
+    try:
+        migrator = Migrator(conn)
+        await migrator.run()
+        await migrator.revert(len([m for m in discover() if m.version >= 41]), destroy_data=True)
+        user = await conn.fetchval(
+            "INSERT INTO users (username, email, email_key, password_hash) "
+            "VALUES ('ann', 'a@x.org', 'a@x.org', 'h') RETURNING id"
+        )
+        channel = await conn.fetchval(
+            "INSERT INTO channels (kind, name) VALUES ('group', 'g') RETURNING id"
+        )
+        named, role = uuid.uuid4(), uuid.uuid4()
+        await conn.execute(
+            """
+            INSERT INTO messages (id, channel_id, seq, author_id, content, mentions,
+                                  mention_roles, deleted_at)
+            VALUES (gen_random_uuid(), $1, 1, $2, 'a', ARRAY[$3, $3]::uuid[], ARRAY[$4]::uuid[], NULL),
+                   (gen_random_uuid(), $1, 2, $2, '', ARRAY[$3]::uuid[], '{}', now()),
+                   (gen_random_uuid(), $1, 3, $2, 'c', '{}', '{}', NULL)
+            """,
+            channel,
+            user,
+            named,
+            role,
+        )
+        await migrator.run()
+        rows = await conn.fetch("SELECT target_id, seq FROM message_mentions ORDER BY seq")
+        assert sorted((r["target_id"], r["seq"]) for r in rows) == sorted([(named, 1), (role, 1)])
+        await conn.execute(
+            "UPDATE messages SET mentions = ARRAY[$2]::uuid[] WHERE channel_id = $1 AND seq = 3",
+            channel,
+            named,
+        )
+        assert await conn.fetchval("SELECT count(*) FROM message_mentions WHERE seq = 3") == 1
+    finally:
+        await conn.close()

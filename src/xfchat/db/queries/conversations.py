@@ -85,6 +85,9 @@ async def update_group(
 
 
 UNREAD_CAP = 100
+# The greatest sequence number (bigint): the upper bound of a walk of one target's mentions
+# in one channel by message_mentions' key.
+MAX_SEQ = 9223372036854775807
 # A message `m` whose author the reader ($1; `w.user_id` in a statement of many
 # readers) blocked pings them no more than it would on Discord: it is no mention of
 # theirs (in counts and in "my mentions"). Only the reader's own blocks count, so nothing
@@ -121,17 +124,24 @@ _LIST_SELECT = f"""
                 ORDER BY m.seq LIMIT {UNREAD_CAP}) x) AS unread,
            -- Walks the user's mentions in this conversation after the read position
            -- (message_mentions, migration 0041), not the unread; capped like `unread`,
-           -- so never more than it.
+           -- so never more than it. In order, by the key (target, channel, seq), each
+           -- message looked up by its own (OFFSET 0: a generic plan otherwise merges
+           -- in the conversation's history, and the mentions of everyone there).
            (SELECT count(*) FROM (
                 SELECT 1 FROM message_mentions mm
-                CROSS JOIN LATERAL (  -- (each looked up by its key)
-                    SELECT m.author_id, m.deleted_at FROM messages m
-                    WHERE m.channel_id = c.id AND m.seq = mm.seq OFFSET 0) m
-                WHERE mm.target_id = $1 AND mm.channel_id = c.id
-                  AND mm.seq > COALESCE(rs.last_read_seq, 0)
-                  AND {OTHERS_LIVE}
-                  AND {NOT_FROM_BLOCKED}
-                ORDER BY mm.seq LIMIT {UNREAD_CAP}) x) AS mention_count,
+                CROSS JOIN LATERAL (
+                    SELECT 1 FROM messages m
+                    WHERE m.channel_id = mm.channel_id AND m.seq = mm.seq
+                      AND {OTHERS_LIVE}
+                      AND {NOT_FROM_BLOCKED}
+                    OFFSET 0) ok
+                -- (bounds only the key can take: by the channel's index a generic
+                -- plan may walk everyone's mentions there, filtering for the user's)
+                WHERE (mm.target_id, mm.channel_id, mm.seq)
+                      > ($1, c.id, COALESCE(rs.last_read_seq, 0))
+                  AND (mm.target_id, mm.channel_id, mm.seq) <= ($1, c.id, {MAX_SEQ})
+                ORDER BY mm.target_id, mm.channel_id, mm.seq
+                LIMIT {UNREAD_CAP}) x) AS mention_count,
            last.id AS last_message_id
     FROM channels c
     LEFT JOIN read_states rs ON rs.user_id = $1 AND rs.channel_id = c.id

@@ -10,6 +10,7 @@ import asyncpg
 from xfchat.db.queries import many, maybe, one
 from xfchat.db.queries.attachments import ATTACHMENTS_JSON
 from xfchat.db.queries.conversations import (
+    MAX_SEQ,
     NOT_FROM_BLOCKED,
     NOT_FROM_BLOCKED_W,
     OTHERS_LIVE_W,
@@ -604,27 +605,44 @@ _LIST_UNREADS_OF_PAIRS = f"""
                 ORDER BY m.seq LIMIT {UNREAD_CAP}) x) AS unread,
            -- The messages after the read position that name the reader or a role of
            -- theirs (message_mentions, migration 0041) or everyone (its own index):
-           -- never the mentions of anyone else, nor those of other channels.
-           -- (each name walked by its own key, each message looked up by its own: no
-           -- plan may read the channel's messages, or its mentions of others, instead;
-           -- OFFSET 0 keeps the planner from flattening either into a join that would)
+           -- never the mentions of anyone else, nor those of other channels. Each of
+           -- whom the reader is (them, each role) is walked on its own, in order, and
+           -- stops at the cap, as @everyone's is: the first UNREAD_CAP of each, together,
+           -- hold the first UNREAD_CAP of all. (One set of them all, `m.seq IN (...)`,
+           -- was planned generic as a hash of every mention there after the read
+           -- position, anyone's, joined to a scan of the whole table.)
            (SELECT count(*) FROM (
-                SELECT 1 FROM (
-                    SELECT mm.seq FROM unnest(w.user_id || r.roles) AS t(id)
+                SELECT DISTINCT n.seq FROM (
+                    SELECT t.seq
+                    FROM unnest(w.user_id || r.roles) AS g(id)
                     CROSS JOIN LATERAL (
                         SELECT mm.seq FROM message_mentions mm
-                        WHERE mm.target_id = t.id AND mm.channel_id = c.id
-                          AND mm.seq > b.after_seq OFFSET 0) mm
-                    UNION
-                    SELECT e.seq FROM messages e
-                    WHERE e.channel_id = c.id AND e.seq > b.after_seq
-                      AND e.mention_everyone AND e.deleted_at IS NULL) s
-                CROSS JOIN LATERAL (
-                    SELECT m.author_id, m.deleted_at, m.created_at FROM messages m
-                    WHERE m.channel_id = c.id AND m.seq = s.seq OFFSET 0) m
-                WHERE {OTHERS_LIVE_W}
-                  AND (w.since IS NULL OR m.created_at >= w.since)
-                  AND {NOT_FROM_BLOCKED_W}
+                        -- (each message looked up by its key: OFFSET 0 keeps a generic
+                        -- plan from merging the channel's whole history in instead)
+                        CROSS JOIN LATERAL (
+                            SELECT 1 FROM messages m
+                            WHERE m.channel_id = mm.channel_id AND m.seq = mm.seq
+                              AND {OTHERS_LIVE_W}
+                              AND (w.since IS NULL OR m.created_at >= w.since)
+                              AND {NOT_FROM_BLOCKED_W}
+                            OFFSET 0) ok
+                        -- (target, channel, seq) in the key's order, as bounds only
+                        -- the key can take: by the channel's index a generic plan may
+                        -- walk everyone's mentions there, filtering for this one's)
+                        WHERE (mm.target_id, mm.channel_id, mm.seq) > (g.id, c.id, b.after_seq)
+                          AND (mm.target_id, mm.channel_id, mm.seq)
+                              <= (g.id, c.id, {MAX_SEQ})
+                        ORDER BY mm.target_id, mm.channel_id, mm.seq
+                        LIMIT {UNREAD_CAP}) t
+                    UNION ALL
+                    (SELECT m.seq FROM messages m
+                     WHERE m.channel_id = c.id AND m.seq > b.after_seq
+                       AND m.mention_everyone AND m.deleted_at IS NULL
+                       AND {OTHERS_LIVE_W}
+                       AND (w.since IS NULL OR m.created_at >= w.since)
+                       AND {NOT_FROM_BLOCKED_W}
+                     ORDER BY m.seq LIMIT {UNREAD_CAP})
+                ) n
                 LIMIT {UNREAD_CAP}) x) AS mention_count
     FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::int[])
         AS w(user_id, id, since, role_set)
