@@ -356,11 +356,15 @@ async def logged_pool(db_url: str, size: int = 1) -> AsyncIterator[tuple[asyncpg
 
 
 async def pairs_plan(
-    conn: asyncpg.Connection, reader: Any, channel: Any, timeout: float | None = None
+    conn: asyncpg.Connection,
+    reader: Any,
+    channel: Any,
+    timeout: float | None = None,
+    roles: tuple[Any, ...] = (),
 ) -> Any:
     """The plan (EXPLAIN ANALYZE, JSON) of the unread counts of one (reader, channel) pair
-    (db/queries/messages.py, list_unreads_of_pairs; no roles, history readable), planned
-    as the pool plans it: generic, once per connection."""
+    (db/queries/messages.py, list_unreads_of_pairs; the reader holding `roles`, history
+    readable), planned as the pool plans it: generic, once per connection."""
     from xfchat.db.queries import messages as messages_q
 
     await conn.execute("SET plan_cache_mode = force_generic_plan")
@@ -368,11 +372,33 @@ async def pairs_plan(
         "PREPARE unreads(uuid[], uuid[], timestamptz[], int[], text[]) AS "
         + messages_q._LIST_UNREADS_OF_PAIRS
     )
-    raw = await conn.fetchval(
-        "EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE unreads("
-        f"'{{{reader}}}', '{{{channel}}}', '{{NULL}}', '{{1}}', ARRAY['{{}}'])",
-        timeout=timeout,
+    held = ",".join(str(r) for r in roles)
+    return await _plan(
+        conn,
+        "EXECUTE unreads("
+        f"'{{{reader}}}', '{{{channel}}}', '{{NULL}}', '{{1}}', ARRAY['{{{held}}}'])",
+        timeout,
     )
+
+
+async def conversations_plan(
+    conn: asyncpg.Connection, reader: Any, channel: Any, timeout: float | None = None
+) -> Any:
+    """The plan of one conversation's row in the reader's list (its counts and last
+    message: db/queries/conversations.py, _LIST_SELECT), generic as the pool plans it."""
+    from xfchat.db.queries import conversations as conversations_q
+
+    await conn.execute("SET plan_cache_mode = force_generic_plan")
+    await conn.execute(
+        "PREPARE convs(uuid, uuid[]) AS "
+        + conversations_q._LIST_SELECT
+        + " WHERE c.id = ANY($2::uuid[]) AND c.server_id IS NULL"
+    )
+    return await _plan(conn, f"EXECUTE convs('{reader}', '{{{channel}}}')", timeout)
+
+
+async def _plan(conn: asyncpg.Connection, statement: str, timeout: float | None) -> Any:
+    raw = await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}", timeout=timeout)
     return (json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]
 
 
@@ -394,12 +420,17 @@ async def pair_counts(conn: asyncpg.Connection, reader: Any, channel: Any) -> tu
 
 
 def rows_walked(plan: Any) -> int:
-    """The rows an EXPLAIN ANALYZE plan (JSON) read from `messages`: those it kept and
-    those its filters removed, over every loop."""
+    """The rows an EXPLAIN ANALYZE plan (JSON) read from `messages` and
+    `message_mentions`: those it kept and those its filters (and rechecks) removed, over
+    every loop."""
     walked = 0
-    if plan.get("Relation Name") == "messages":
+    if plan.get("Relation Name") in ("messages", "message_mentions"):
         loops = plan.get("Actual Loops", 1)
-        kept = plan.get("Actual Rows", 0) + plan.get("Rows Removed by Filter", 0)
+        kept = (
+            plan.get("Actual Rows", 0)
+            + plan.get("Rows Removed by Filter", 0)
+            + plan.get("Rows Removed by Index Recheck", 0)
+        )
         walked += kept * loops
     for child in plan.get("Plans", []):
         walked += rows_walked(child)

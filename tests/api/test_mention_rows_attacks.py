@@ -6,66 +6,22 @@ rows of `messages` and of `message_mentions` a plan read (kept, or removed by a 
 
 from __future__ import annotations
 
-import json
 import uuid
-from typing import Any
 
 import asyncpg
 import httpx
 
-from tests.api.test_unreads_walk_attacks import HISTORY, LONG, _history
+from tests.api.test_unreads_walk_attacks import (
+    HISTORY,
+    LONG,
+    _history,
+    counted_within_the_cap,
+    name,
+)
 from tests.factories import MakeUser, community, group, role, say
-from tests.support import pair_counts, pairs_plan
-from xfchat.db.queries import conversations as conversations_q
+from tests.support import conversations_plan, pairs_plan, rows_walked
 from xfchat.db.queries import messages as messages_q
 from xfchat.db.queries.conversations import UNREAD_CAP
-
-
-def _rows_read(plan: Any) -> int:
-    """The rows of messages and message_mentions an EXPLAIN ANALYZE plan read."""
-    read = 0
-    if plan.get("Relation Name") in ("messages", "message_mentions"):
-        seen = (
-            plan.get("Actual Rows", 0)
-            + plan.get("Rows Removed by Filter", 0)
-            + plan.get("Rows Removed by Index Recheck", 0)
-        )
-        read += seen * plan.get("Actual Loops", 1)
-    for child in plan.get("Plans", []):
-        read += _rows_read(child)
-    return read
-
-
-async def _name(
-    conn: asyncpg.Connection, channel: str, author: uuid.UUID, named: list[uuid.UUID]
-) -> None:
-    """One more message by `author` in `channel`, naming `named`."""
-    await conn.execute(
-        "WITH c AS (UPDATE channels SET last_seq = last_seq + 1 WHERE id = $1"
-        " RETURNING last_seq)"
-        " INSERT INTO messages (id, channel_id, seq, author_id, content, mentions)"
-        " SELECT gen_random_uuid(), $1, c.last_seq, $2, 'hey', $3 FROM c",
-        uuid.UUID(channel),
-        author,
-        named,
-    )
-    await conn.execute("ANALYZE message_mentions")
-
-
-async def test_one_mention_among_someone_elses_does_not_walk_every_message(
-    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
-) -> None:
-    """ann names cid HISTORY times, then ben once. Ben's count found his mention by a
-    hash of every mention after his read position (cid's too, by the channel's index),
-    joined to a sequential scan of all of `messages` (every channel)."""
-    ann, ben, cid = [await make_user(n) for n in ("ann", "ben", "cid")]
-    srv = await community(client, ann, ben, cid)
-    await _history(conn, srv.general, ann.id, mentions=[cid.id], deleted=False)
-    await _name(conn, srv.general, ann.id, [ben.id])
-    plan = await pairs_plan(conn, ben.id, srv.general, LONG)
-    assert await pair_counts(conn, ben.id, srv.general) == (UNREAD_CAP, 1)
-    read = _rows_read(plan)
-    assert read <= 4 * UNREAD_CAP, (read, plan["Actual Total Time"])
 
 
 async def test_many_unread_mentions_of_the_reader_stop_at_the_cap(
@@ -77,10 +33,7 @@ async def test_many_unread_mentions_of_the_reader_stop_at_the_cap(
     srv = await community(client, ann, ben)
     await _history(conn, srv.general, ann.id, mentions=[ben.id], deleted=False)
     await conn.execute("ANALYZE message_mentions")
-    plan = await pairs_plan(conn, ben.id, srv.general, LONG)
-    assert await pair_counts(conn, ben.id, srv.general) == (UNREAD_CAP, UNREAD_CAP)
-    read = _rows_read(plan)
-    assert read <= 4 * UNREAD_CAP, (read, plan["Actual Total Time"])
+    await counted_within_the_cap(conn, ben.id, srv.general, (UNREAD_CAP, UNREAD_CAP))
 
 
 async def test_a_groups_mention_count_does_not_walk_someone_elses_mentions(
@@ -91,21 +44,11 @@ async def test_a_groups_mention_count_does_not_walk_someone_elses_mentions(
     ann, ben, cid = [await make_user(n) for n in ("ann", "ben", "cid")]
     chat = str((await group(client, ann, ben, cid))["id"])
     await _history(conn, chat, ann.id, mentions=[cid.id], deleted=False)
-    await _name(conn, chat, ann.id, [ben.id])
-    await conn.execute("SET plan_cache_mode = force_generic_plan")
-    await conn.execute(
-        "PREPARE convs(uuid, uuid[]) AS "
-        + conversations_q._LIST_SELECT
-        + " WHERE c.id = ANY($2::uuid[]) AND c.server_id IS NULL"
-    )
-    raw = await conn.fetchval(
-        f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE convs('{ben.id}', '{{{chat}}}')",
-        timeout=LONG,
-    )
-    plan = (json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]
+    await name(conn, chat, ann.id, [ben.id])
+    plan = await conversations_plan(conn, ben.id, chat, LONG)
     state = (await client.get("/api/users/@me/state", headers=ben.headers)).json()
     assert [(c["unread"], c["mention_count"]) for c in state["conversations"]] == [(UNREAD_CAP, 1)]
-    read = _rows_read(plan)
+    read = rows_walked(plan)
     assert read <= 4 * UNREAD_CAP, (read, plan["Actual Total Time"], HISTORY)
 
 
@@ -158,17 +101,7 @@ async def test_a_role_named_many_times_stops_at_the_cap(
     )
     await conn.execute("ANALYZE messages", timeout=LONG)
     await conn.execute("ANALYZE message_mentions")
-    await conn.execute("SET plan_cache_mode = force_generic_plan")
-    await conn.execute(
-        "PREPARE unreads(uuid[], uuid[], timestamptz[], int[], text[]) AS "
-        + messages_q._LIST_UNREADS_OF_PAIRS
-    )
-    raw = await conn.fetchval(
-        "EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE unreads("
-        f"'{{{ben.id}}}', '{{{srv.general}}}', '{{NULL}}', '{{1}}', ARRAY['{{{crew}}}'])",
-        timeout=LONG,
-    )
-    plan = (json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]
+    plan = await pairs_plan(conn, ben.id, srv.general, LONG, roles=(crew,))
     (row,) = await messages_q.list_unreads_of_pairs(
         conn,
         user_ids=[ben.id],
@@ -178,5 +111,5 @@ async def test_a_role_named_many_times_stops_at_the_cap(
         role_set=[0],
     )
     assert (row.unread, row.mention_count) == (UNREAD_CAP, UNREAD_CAP)
-    read = _rows_read(plan)
+    read = rows_walked(plan)
     assert read <= 4 * UNREAD_CAP, (read, plan["Actual Total Time"])
