@@ -68,6 +68,14 @@ async def direct_channels_with_strangers(conn: asyncpg.Connection, user_id: UUID
     return await q.list_direct_channels_with_strangers(conn, user_id=user_id)
 
 
+async def presence_peers_among(
+    conn: asyncpg.Connection, user_id: UUID, among: list[UUID]
+) -> list[UUID]:
+    """Those of `among` whose presence the user may see: friends, group peers, members
+    of a server the user is in (as that server's member list shows them)."""
+    return await q.list_presence_peers_among(conn, user_id=user_id, among=among)
+
+
 def channel_not_found() -> NotFound:
     return NotFound("no such channel", code="CHANNEL_NOT_FOUND")
 

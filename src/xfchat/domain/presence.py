@@ -34,6 +34,7 @@ from xfchat.domain import validation, voice
 from xfchat.domain.access import (
     access_server,
     direct_channels_with_strangers,
+    presence_peers_among,
     visible_channels,
 )
 from xfchat.domain.accounts import Actor, session_ended
@@ -209,13 +210,7 @@ async def presences_among(
         raise BadRequest(
             f"ask for at most {MAX_ASKED} users at once", code="TOO_MANY_IDS", field="user_ids"
         )
-    asked = set(among) - {user_id}
-    seen = asked & set(await conversations_q.list_conversation_peers(conn, user_id=user_id))
-    seen |= asked & set(await friends_q.list_friend_ids(conn, user_id=user_id))
-    if asked - seen:
-        seen.update(
-            await servers_q.list_co_members(conn, user_id=user_id, among=sorted(asked - seen))
-        )
+    seen = await presence_peers_among(conn, user_id, sorted(set(among)))
     rows = await q.list_connected_presences(conn, user_ids=sorted(seen), timeout_s=timeout_s)
     return [p for p in (shown(r) for r in rows) if p["status"] != "offline"]
 

@@ -93,14 +93,16 @@ async def test_an_event_while_editing_keeps_what_was_typed(site: Site, browsers:
         assert await name.evaluate("el => el.marked === true")
         await name.fill("Raiders")
         await settings.get_by_label("Kick members").check()
-        made = await api.post(f"/api/servers/{SERVER}/roles", json={"name": "Later"})
-        assert made.status_code == 201, made.text
         # Another admin gives the role a permission meanwhile: the save keeps it.
         roles = (await api.get(f"/api/servers/{SERVER}/roles")).json()
         role = next(r for r in roles if r["name"] == "new role")
         bits = str(int(role["permissions"]) | Permission.MANAGE_MESSAGES)
         path = f"/api/servers/{SERVER}/roles/{role['id']}"
         assert (await api.patch(path, json={"permissions": bits})).status_code == 200
+        # (a role made after it: once the page shows it, it has the change too, as
+        # events come in order; the page's save must not race the change)
+        made = await api.post(f"/api/servers/{SERVER}/roles", json={"name": "Later"})
+        assert made.status_code == 201, made.text
         await expect(settings.get_by_role("button", name="Later", exact=True)).to_be_visible()
         await expect(settings.get_by_label("Name", exact=True)).to_have_value("Raiders")
         await expect(settings.get_by_label("Kick members")).to_be_checked()

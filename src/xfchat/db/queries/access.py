@@ -471,6 +471,32 @@ async def get_server_access_set(
     return ServerAccessSet(roles, channels, overrides, many(MemberRoles, records))
 
 
+async def list_presence_peers_among(
+    conn: asyncpg.Connection, *, user_id: UUID, among: list[UUID]
+) -> list[UUID]:
+    """Those of `among` (not the user) whose presence the user may see: a friend,
+    someone they share a group conversation with, or a member of a server they are in.
+    One statement, each of `among` judged by keys."""
+    records = await conn.fetch(
+        """
+        SELECT x.id FROM unnest($2::uuid[]) AS x(id)
+        WHERE x.id <> $1 AND (
+            EXISTS (SELECT 1 FROM friendships f
+                    WHERE f.user_low = LEAST(x.id, $1) AND f.user_high = GREATEST(x.id, $1))
+            OR EXISTS (SELECT 1 FROM conversation_participants a
+                       JOIN channels c ON c.id = a.channel_id AND c.kind = 'group'
+                       JOIN conversation_participants b ON b.channel_id = a.channel_id
+                       WHERE a.user_id = x.id AND b.user_id = $1)
+            OR EXISTS (SELECT 1 FROM server_members a
+                       JOIN server_members b ON b.server_id = a.server_id
+                       WHERE a.user_id = x.id AND b.user_id = $1))
+        """,
+        user_id,
+        among,
+    )
+    return [r["id"] for r in records]
+
+
 async def list_member_servers(conn: asyncpg.Connection, *, user_id: UUID) -> list[UUID]:
     rows = await conn.fetch("SELECT server_id FROM server_members WHERE user_id = $1", user_id)
     return [r["server_id"] for r in rows]

@@ -457,20 +457,3 @@ async def list_connected_members(
     """The server's members who are connected (on a live process) and not invisible,
     by user id: their presence rows."""
     return many(PresenceRow, await conn.fetch(_CONNECTED_MEMBERS, server_id, timeout_s, limit))
-
-
-async def list_co_members(
-    conn: asyncpg.Connection, *, user_id: UUID, among: list[UUID]
-) -> list[UUID]:
-    """Those of `among` who are members of a server the user is a member of."""
-    records = await conn.fetch(
-        """
-        SELECT DISTINCT b.user_id FROM server_members b
-        WHERE b.user_id = ANY($2::uuid[])
-          AND EXISTS (SELECT 1 FROM server_members a
-                      WHERE a.server_id = b.server_id AND a.user_id = $1)
-        """,
-        user_id,
-        among,
-    )
-    return [r["user_id"] for r in records]

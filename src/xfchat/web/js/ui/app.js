@@ -19,6 +19,8 @@ import { addServerDialog, inviteDialog, invitePreview } from "./invites.js";
 import { renderMessage } from "./message.js";
 import { P, has, channelPermissions } from "../perms.js";
 
+// (the events that move a channel's counts: see countsMove)
+const COUNTED = new Set(["message.created", "message.updated", "message.deleted", "read_state.updated"]);
 const PRESENCES_ASKED = 100; // (GET /api/users/@me/presences?user_ids= answers for at most this many)
 
 export class App {
@@ -140,7 +142,7 @@ export class App {
     if (strangers) this.askPresences();
     if (this.store.presencesInDoubt.size) this.checkPresences();
     if (before != null && this.store.reads.get(d.channel_id)?.unread > before) recount.arrived.push({ id: d.id, mention: this.store.mentionsMe(d) });
-    if (type === "message.created" || type === "message.deleted" || type === "message.updated" || type === "read_state.updated") this.countsMove(type, d);
+    this.countsMove(type, d);
     if (unseen) this.recountUnread(d.channel_id, d.seq);
     if (readFrom !== null) this.recountRead(d.channel_id, readFrom);
     // Mentions by someone you block do not count (the server's counts say so at the next
@@ -266,50 +268,43 @@ export class App {
     if (!server || !server.member) return null;
     // (a channel's change is its own: a category's children each come as theirs)
     const only = type === "channel.updated" ? d.id : null;
-    return { server: serverId, only, roles: [...server.member.role_ids].sort().join(), history: this.historyReadable(server, only) };
+    return { server: serverId, only, roles: [...server.member.role_ids].sort().join(), history: this.historyStates(server, only) };
   }
 
   countsAfter(type, d, before) {
-    const open = this.view instanceof ChatView ? this.view.channelId : null;
     if (before.doubt) {
-      // (the open channel's history, hidden now: shown as it is without it)
-      if (type === "channel.history_hidden" && d.channel_ids.includes(open)) this.view.loadLatest();
-      if (type === "channel.history_hidden") this.forgetTimelines(d.channel_ids, open);
+      if (type === "channel.history_hidden") this.historyMoved(d.channel_ids);
       return this.countServersAgain(before.doubt);
     }
     const server = this.store.servers.get(before.server);
     if (!server || !server.member) return;
-    const roles = [...server.member.role_ids].sort().join();
-    const history = this.historyReadable(server, before.only);
-    if (roles !== before.roles || history !== before.history) this.countServersAgain(before.server);
-    // (the open channel's history, readable again, or no longer: loaded as it is now; a
-    // channel no longer seen is left to its channel.hidden)
-    const of = (text) => text.split(",").find((c) => c.startsWith(`${open}:`));
-    const now = open && of(history);
-    if (now && !now.endsWith(":") && now !== of(before.history)) this.view.loadLatest();
-    // (another channel's, readable again or no longer: its window, kept from an earlier
-    // visit, is loaded anew on the next one, not shown as it was)
-    const was = new Map(before.history.split(",").map((c) => c.split(":")));
-    const moved = history.split(",").map((c) => c.split(":")).filter(([id, st]) => st && was.get(id) && (st === "read") !== (was.get(id) === "read"));
-    this.forgetTimelines(moved.map(([id]) => id), open);
+    const history = this.historyStates(server, before.only);
+    const changed = [...history].filter(([id, state]) => state !== before.history.get(id));
+    if ([...server.member.role_ids].sort().join() !== before.roles || changed.length) this.countServersAgain(before.server);
+    // (readable again, or no longer, and still seen: a channel no longer seen is left to
+    // its channel.hidden)
+    const was = (id) => before.history.get(id);
+    this.historyMoved(changed.filter(([id, state]) => state && was(id) && (state === "read") !== (was(id) === "read")).map(([id]) => id));
   }
 
-  // The windows kept of channels not on screen whose history became readable or not:
-  // dropped (as store.dropServerChannels does), so that opening one loads it as it is
-  // now (a window held while the history was hidden would show the notice and no
-  // history; one held from before would offer older pages the server now refuses).
-  forgetTimelines(ids, open) {
-    for (const id of ids) if (id !== open) this.store.messages.delete(id);
+  // Channels whose history became readable or not: the open one is loaded as it is now;
+  // the others' windows, kept from an earlier visit, are dropped (as
+  // store.dropServerChannels does), so that opening one loads it anew (a window held
+  // while the history was hidden would show the notice and no history; one held from
+  // before would offer older pages the server now refuses).
+  historyMoved(ids) {
+    const open = this.view instanceof ChatView ? this.view.channelId : null;
+    for (const id of ids) {
+      if (id === open) this.view.loadLatest();
+      else this.store.messages.delete(id);
+    }
   }
 
-  // Which of a server's text channels (or only the one named) you may read the history
-  // of ("id:read"), or see only ("id:seen"), as one string.
-  historyReadable(server, only) {
+  // Of a server's text channels (or only the one named): id -> "read" (you may read its
+  // history), "seen" (you see it only) or "" (you do not see it).
+  historyStates(server, only) {
     const state = (perms) => (has(perms, P.READ_MESSAGE_HISTORY) ? "read" : has(perms, P.VIEW_CHANNEL) ? "seen" : "");
-    return server.channels
-      .filter((c) => c.kind === "text" && (!only || c.id === only))
-      .map((c) => `${c.id}:${state(channelPermissions(server, c))}`)
-      .join();
+    return new Map(server.channels.filter((c) => c.kind === "text" && (!only || c.id === only)).map((c) => [c.id, state(channelPermissions(server, c))]));
   }
 
   // One GET /api/users/@me/state after a quiet spell of 1 s and a random share of 5 s,
@@ -368,10 +363,12 @@ export class App {
     }
   }
 
-  // A message came, went or was read in a channel of a server being counted again.
+  // A message came, changed, went or was read in a channel of a server being counted
+  // again.
   countsMove(type, d) {
-    if (!this.countsDoubted || !d.channel_id) return;
-    for (const id of this.countsDoubted) if (this.store.servers.get(id)?.channels.some((c) => c.id === d.channel_id)) this.countsMoved = true;
+    if (!this.countsDoubted || !COUNTED.has(type)) return;
+    const server = this.store.serverOf(d.channel_id);
+    if (server && this.countsDoubted.has(server.id)) this.countsMoved = true;
   }
 
   // A message this page never loaded was deleted: if it was unread, the channel's
