@@ -17,12 +17,21 @@ from xfchat.errors import BadRequest
 
 def cursor_time(value: datetime | None, field: str) -> datetime | None:
     """A page cursor's time from the query, as given, once it is known to be a time the
-    database can be sent: in UTC it must fall within years 1 to 9999 (9999-12-31T23:59
-    -23:00 is in year 10000, and the driver's failure was a 400 INVALID_VALUE).
+    database can be sent: with its zone (the driver reads a time without one in the
+    server process's own zone, so a cursor stripped of its `+00:00`, or a bare date, went
+    hours off and skipped or repeated what it passed over), and in UTC within years 1 to
+    9999 (9999-12-31T23:59-23:00 is in year 10000, and the driver's failure was a 400
+    INVALID_VALUE).
 
     Raises: BadRequest (INVALID_PAGE)."""
     if value is None:
         return None
+    if value.utcoffset() is None:
+        raise BadRequest(
+            f"{field} is a time with its zone, as the Link gives it",
+            code="INVALID_PAGE",
+            field=field,
+        )
     try:
         value.astimezone(UTC)  # (what the driver does with it)
     except (OverflowError, ValueError):
@@ -46,7 +55,10 @@ def page_link(
     """A `Link` to this list with the request's parameters but `drop`, and `cursor`'s."""
     params = {k: v for k, v in request.query_params.items() if k not in cursor and k not in drop}
     params.update({k: str(v) for k, v in cursor.items()})
-    path = quote(request.url.path, safe="/@:")  # (an emoji in the path is percent-encoded)
+    # The path as decoded (an emoji in it is percent-encoded again here): not
+    # `request.url.path`, where Starlette leaves `?`, `#` and `\` encoded (and this encoded
+    # them twice: a reactions page's Link then named another emoji, and gave `[]`).
+    path = quote(request.scope["path"], safe="/@:")
     return f'<{path}?{urlencode(params)}>; rel="{rel}"'
 
 

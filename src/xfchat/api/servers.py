@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from xfchat.api.deps import Conn, CurrentActor, header_bytes_text, without_controls
 from xfchat.api.models import Text, enforced
-from xfchat.api.pages import page_of
+from xfchat.api.pages import page_response
 from xfchat.api.responses import JSONResponse
 from xfchat.api.routing import api_router
 from xfchat.domain import servers, unchanged
@@ -142,7 +142,8 @@ async def get_audit_log(
 ) -> Response:
     """Newest first (VIEW_AUDIT_LOG); filter by the acting `user_id` and `action`; page
     with `before` (the last entry's id; the `Link` header does)."""
-    page = await servers.list_audit_log(
-        conn, actor, server_id, actor_id=user_id, action=action, before=before, limit=limit + 1
+    page, next_before = await servers.list_audit_log(
+        conn, actor, server_id, actor_id=user_id, action=action, before=before, limit=limit
     )
-    return page_of(request, page, limit, lambda last: {"before": last["id"]})
+    more = next_before is not None
+    return page_response(request, page, more, {"before": next_before} if more else {})

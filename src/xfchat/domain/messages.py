@@ -542,16 +542,31 @@ async def list_reactors(
     limit: int,
 ) -> tuple[list[tuple[users_q.PublicUserRow, datetime]], bool]:
     """Who reacted to a message with `emoji`, in the order they did, and when, a page at
-    a time (after `after_user`'s reaction, made at `after_at`); and whether more follow.
+    a time (after `after_user`'s reaction, made at `after_at`: without it, at the time
+    their reaction has); and whether more follow.
 
     Raises: NotFound (CHANNEL_NOT_FOUND, MESSAGE_NOT_FOUND); BadRequest (INVALID_EMOJI,
-    INVALID_PAGE)."""
+    INVALID_PAGE: `after_at` without `after`; INVALID_CURSOR: `after` without `after_at`
+    naming no reaction there)."""
     check_emoji(emoji)
     if not 1 <= limit <= MAX_PAGE:
         raise BadRequest(f"limit is 1 to {MAX_PAGE}", code="INVALID_PAGE", field="limit")
+    if after_at is not None and after_user is None:  # (was: ignored, the first page again)
+        raise BadRequest("after_at goes with after", code="INVALID_PAGE", field="after_at")
     await message_channel(conn, actor, channel_id)
     if await q.get_message_seq(conn, channel_id=channel_id, message_id=message_id) is None:
         raise message_not_found()
+    if after_user is not None and after_at is None:
+        after_at = await q.get_reaction_time(
+            conn, message_id=message_id, emoji=emoji, user_id=after_user
+        )
+        if after_at is None:  # (was: an empty page, "no more", when others followed it)
+            raise BadRequest(
+                "that user's reaction is not there (taken back?): follow the page's Link,"
+                " which has after_at, or start again without after",
+                code="INVALID_CURSOR",
+                field="after",
+            )
     rows = await q.list_reactors(
         conn,
         message_id=message_id,

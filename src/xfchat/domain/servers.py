@@ -411,9 +411,13 @@ async def list_audit_log(
     action: str | None,
     before: int | None,
     limit: int,
-) -> list[dict[str, Any]]:
-    """The server's audit log, newest first (VIEW_AUDIT_LOG), of one actor or action if
-    given, before the entry `before`.
+) -> tuple[list[dict[str, Any]], int | None]:
+    """A page of the server's audit log, newest first (VIEW_AUDIT_LOG), of one actor or
+    action if given, before the entry `before`: the readable ones among the `limit`
+    entries read, and the `before` of the next page (None at the end). An entry left out
+    still counts as read, so the page may be short, even empty, with more to come; the
+    next page starts after the last one shown (else after the last one read: a page of
+    hidden entries only), so no id of a hidden entry is handed out while one shown will do.
 
     Raises: NotFound (SERVER_NOT_FOUND); Forbidden (MISSING_PERMISSIONS); BadRequest
     (INVALID_AUDIT_ACTION)."""
@@ -424,10 +428,15 @@ async def list_audit_log(
             field="action",
         )
     access = await access_server(conn, actor, server_id, need=Permission.VIEW_AUDIT_LOG)
-    rows = await audit_q.list_audit_entries(
-        conn, server_id=server_id, before=before, limit=limit, actor_id=actor_id, action=action
+    read = await audit_q.list_audit_entries(
+        conn, server_id=server_id, before=before, limit=limit + 1, actor_id=actor_id, action=action
     )
-    rows = await _readable(conn, access, rows)
+    rows = await _readable(conn, access, read[:limit])
+    # Whether more follow is the read's to say, not the page's (was: a page shortened
+    # by one hidden entry said there was no more, and the older entries were lost).
+    next_before = None
+    if len(read) > limit:
+        next_before = rows[-1].id if rows else read[limit - 1].id
     return [
         {
             "id": str(r.id),
@@ -440,4 +449,4 @@ async def list_audit_log(
             "created_at": r.created_at.isoformat(),
         }
         for r in rows
-    ]
+    ], next_before

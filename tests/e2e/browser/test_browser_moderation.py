@@ -9,6 +9,7 @@ from playwright.async_api import expect
 
 from tests.e2e.browser.client import SERVER, USER_IDS, api_as, open_channel
 from tests.e2e.browser.conftest import Browsers, Site
+from xfchat.domain.permissions import Permission
 
 
 async def test_a_timeout_is_named_and_ends_on_time_without_a_redraw(
@@ -111,3 +112,35 @@ async def test_the_audit_log_loads_more_than_its_newest_page(
     await settings.get_by_role("button", name="Load more").click()
     await expect(entries).to_have_count(105)
     await expect(settings.get_by_role("button", name="Load more")).to_be_hidden()
+
+
+async def test_the_audit_log_reads_past_a_page_of_entries_one_may_not_see(
+    site: Site, browsers: Browsers
+) -> None:
+    """Bob (a Moderator: the audit log) cannot see #staff, about which the 100 newest
+    entries are: its page holds none of them. Was: that page said "no more", and Bob's
+    log read "Nothing yet." over the older entries he may read."""
+    async with api_as(site.base, "alice") as api:
+        for i in range(3):
+            got = await api.patch(f"/api/servers/{SERVER}", json={"description": f"take {i}"})
+            assert got.status_code == 200, got.text
+        staff = await api.post(f"/api/servers/{SERVER}/channels", json={"name": "staff"})
+        assert staff.status_code == 201, staff.text
+        hidden = staff.json()["id"]
+        denied = await api.put(
+            f"/api/channels/{hidden}/overrides/member/{USER_IDS['bob']}",
+            json={"allow": "0", "deny": str(int(Permission.VIEW_CHANNEL))},
+        )
+        assert denied.is_success, denied.text
+        for i in range(100):
+            got = await api.patch(f"/api/channels/{hidden}", json={"topic": f"t{i}"})
+            assert got.status_code == 200, got.text
+    bob = await browsers.logged_in(site.base, "bob")
+    await open_channel(bob, "general")
+    await bob.get_by_role("button", name="Server settings").click()
+    settings = bob.get_by_role("dialog", name="Gaming Squad settings")
+    await settings.get_by_role("tab", name="Audit log").click()
+    entries = settings.locator("ol.audit > li")
+    await expect(entries).to_have_count(3)
+    await expect(entries.first).to_contain_text("server.updated")
+    await expect(settings.get_by_text("Nothing yet.")).to_be_hidden()

@@ -350,6 +350,19 @@ async def count_other_emoji(conn: asyncpg.Connection, *, message_id: UUID, emoji
     )
 
 
+async def get_reaction_time(
+    conn: asyncpg.Connection, *, message_id: UUID, emoji: str, user_id: UUID
+) -> datetime | None:
+    """When the user reacted to the message with `emoji` (None: they have not)."""
+    reacted_at: datetime | None = await conn.fetchval(
+        "SELECT created_at FROM reactions WHERE message_id = $1 AND emoji = $2 AND user_id = $3",
+        message_id,
+        emoji,
+        user_id,
+    )
+    return reacted_at
+
+
 async def insert_reaction(
     conn: asyncpg.Connection, *, message_id: UUID, user_id: UUID, emoji: str
 ) -> bool:
@@ -452,18 +465,14 @@ async def list_reactors(
     after_at: datetime | None,
     limit: int,
 ) -> list[tuple[PublicUserRow, datetime]]:
-    """Who reacted with `emoji`, in the order they did, with when: after `after_user`'s
-    reaction (made at `after_at`; if that is not given, at the time their reaction has,
-    and nothing follows a reaction not there)."""
+    """Who reacted with `emoji`, in the order they did (by time, then user id), with
+    when: after `after_user`'s reaction made at `after_at` (both or neither)."""
     records = await conn.fetch(
         f"""
         SELECT {PUBLIC_USER_COLUMNS_U}, r.created_at AS reacted_at
         FROM reactions r JOIN users u ON u.id = r.user_id
         WHERE r.message_id = $1 AND r.emoji = $2
-          AND ($3::uuid IS NULL OR (r.created_at, r.user_id) > (
-                COALESCE($5, (SELECT a.created_at FROM reactions a
-                              WHERE a.message_id = $1 AND a.emoji = $2 AND a.user_id = $3)),
-                $3))
+          AND ($3::uuid IS NULL OR (r.created_at, r.user_id) > ($5::timestamptz, $3))
         ORDER BY r.created_at, r.user_id
         LIMIT $4
         """,

@@ -553,19 +553,30 @@ class Settings {
     const load = async () => {
       if (isHeld(more)) return false;
       hold(more, true);
-      const path = `/api/servers/${s.id}/audit-log?limit=100${last ? `&before=${last}` : ""}`;
-      const page = await this.act(() => this.app.session.call("GET", path, null, { raw: true }));
-      if (page) await unknownUsers(page.data);
+      // Entries about channels one cannot see are left out of a page, which may then be
+      // short, or empty, with more after it: the next starts where its Link says, and
+      // an empty one is read past (a few at most per click) to show something.
+      const pages = [];
+      do {
+        const path = `/api/servers/${s.id}/audit-log?limit=100${last ? `&before=${last}` : ""}`;
+        const got = await this.act(() => this.app.session.call("GET", path, null, { raw: true }));
+        if (!got) break;
+        pages.push(got);
+        const next = /[?&]before=(\d+)/.exec(got.headers.get("Link") || "");
+        if (next) last = next[1];
+      } while (pages.length < 10 && !pages.some((p) => p.data.length) && pages[pages.length - 1].headers.get("X-Has-More") === "true");
+      const page = pages[pages.length - 1];
+      const shown = pages.flatMap((p) => p.data);
+      if (page) await unknownUsers(shown);
       hold(more, false);
       if (!page || this.tab !== "audit") return false;
-      list.append(...page.data.map((e) => {
+      list.append(...shown.map((e) => {
         const target = about(e);
         return h("li", null,
           h("strong", null, nameEl(displayName(store.user(e.actor_id)))), " ", h("code", null, e.action), target ? h("span", { class: "audit-target" }, " → ", nameEl(target)) : null, e.reason ? h("span", { class: "muted" }, ` — ${e.reason}`) : null,
           h("time", { class: "muted", datetime: e.created_at }, ` ${fmtFull(e.created_at)}`),
         );
       }));
-      if (page.data.length) last = page.data[page.data.length - 1].id;
       more.hidden = page.headers.get("X-Has-More") !== "true";
       empty.hidden = list.children.length > 0;
       return true;
