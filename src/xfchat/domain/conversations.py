@@ -21,6 +21,7 @@ import orjson
 
 from xfchat.db.queries import channels as channels_q
 from xfchat.db.queries import conversations as q
+from xfchat.db.queries import locks as locks_q
 from xfchat.db.queries import messages as messages_q
 from xfchat.db.queries import users as users_q
 from xfchat.domain import mutes, voice
@@ -61,6 +62,7 @@ MAX_PARTICIPANTS = 25
 # what a connection's follow set and a replay's channel list hold.
 MAX_CONVERSATIONS_PER_USER = 1000
 MAX_NAME = 100
+ROOM_NAMESPACE = b"conversation-room"  # (the advisory lock of one person's count)
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,14 @@ async def conversation_of(
 
 
 async def check_room(conn: asyncpg.Connection, users: list[UUID]) -> None:
-    """Raises Forbidden (TOO_MANY_CONVERSATIONS) if one of them is at the limit."""
+    """Raises Forbidden (TOO_MANY_CONVERSATIONS) if one of them is at the limit. Each
+    one's count is taken under their lock (held until the caller's transaction ends,
+    which then adds them): two groups, or a group and a direct conversation, made at
+    once by different people with the same person cannot both take their last place.
+    The locks come last of the caller's locks but its new rows (after the pairs' and
+    a group's row: domain/pairs.py), all in one statement, sorted."""
+    keys = sorted({locks_q.advisory_key(ROOM_NAMESPACE, u) for u in users})
+    await locks_q.lock_transaction_all(conn, keys=keys)
     if await q.users_at_conversation_limit(conn, user_ids=users, limit=MAX_CONVERSATIONS_PER_USER):
         raise Forbidden(
             f"someone here already takes part in {MAX_CONVERSATIONS_PER_USER} conversations",

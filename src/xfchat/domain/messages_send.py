@@ -24,6 +24,7 @@ from uuid import UUID
 import asyncpg
 
 from xfchat.db.queries import attachments as attachments_q
+from xfchat.db.queries import locks as locks_q
 from xfchat.db.queries import messages as q
 from xfchat.db.queries import messages_send as send_q
 from xfchat.db.queries.access import AccessFacts, facts_from_json
@@ -131,6 +132,7 @@ async def write_batch(
     by_user = {f.user_id: f for f in facts}
     denied = refusals(facts, reqs)
     slow = _Slowmode(state, by_user)
+    await slow.read_held(conn, channel_id, authors)
     counts = BucketCounts(state.bucket_hits, state.bucket_ends, state.now)
     readers = {u for u, f in by_user.items() if facts_permissions(f) & HISTORY}
     fates = _sort_out(reqs, state, denied, readers)
@@ -187,6 +189,7 @@ async def write_batch(
 
 
 SLOWMODE_BYPASS = Permission.MANAGE_MESSAGES | Permission.MANAGE_CHANNELS
+SLOWMODE_NAMESPACE = b"slowmode"  # (+ the channel's id: the lock of one author's sends there)
 
 
 class _Slowmode:
@@ -199,11 +202,38 @@ class _Slowmode:
         self.facts = facts
         self.last = {UUID(r["user_id"]): datetime.fromisoformat(r["at"]) for r in state.last_sent}
 
+    def applies(self, author: UUID) -> bool:
+        return bool(self.seconds) and not facts_permissions(self.facts[author]) & SLOWMODE_BYPASS
+
+    async def read_held(
+        self, conn: asyncpg.Connection, channel_id: UUID, authors: list[UUID]
+    ) -> None:
+        """Take the slowmode lock of each author it applies to (until the transaction
+        ends) and read their last sends again, after it. The first statement read them
+        from its snapshot, taken before it waited for any lock: a send of theirs in
+        another batch (another process's writer, or a send with files) committed
+        meanwhile was not in it, and both would pass. Now the later of two such sends
+        waits for the earlier's commit, and sees it."""
+        held = sorted(a for a in set(authors) if self.applies(a))
+        if not held:
+            return
+        keys = sorted(
+            {locks_q.advisory_key(SLOWMODE_NAMESPACE + channel_id.bytes, a) for a in held}
+        )
+        await locks_q.lock_transaction_all(conn, keys=keys)
+        self.last.update(await send_q.list_last_sent(conn, channel_id=channel_id, user_ids=held))
+
     def refusal(self, author: UUID) -> RateLimited | None:
-        if not self.seconds or facts_permissions(self.facts[author]) & SLOWMODE_BYPASS:
+        if not self.applies(author):
             return None
         last = self.last.get(author)
-        wait = 0.0 if last is None else self.seconds - (self.now - last).total_seconds()
+        # (at most the period: a send committed after this transaction began is later
+        # than its `now`)
+        wait = (
+            0.0
+            if last is None
+            else min(self.seconds, self.seconds - (self.now - last).total_seconds())
+        )
         if wait <= 0:
             return None
         return RateLimited(

@@ -172,7 +172,10 @@ async def enable(
     async with conn.transaction():
         # (as setup: a deletion under way deletes the codes this writes, or refuses it)
         await hold_accounts(conn, actor)
-        totp = await q.get_totp(conn, user_id=actor.user_id)
+        # Locked: a setup under way (which replaces the pending secret) comes wholly
+        # before, and the code is judged against its secret, or after, and is refused;
+        # never the code of one secret turning on another.
+        totp = await q.lock_totp(conn, user_id=actor.user_id)
         if totp is not None and totp.confirmed_at is not None:
             raise Conflict("two-factor sign-in is on already", code="TWO_FACTOR_ENABLED")
         if totp is None:

@@ -150,6 +150,23 @@ async def prepare_send_batch(
     return maybe(SendBatchState, record)
 
 
+async def list_last_sent(
+    conn: asyncpg.Connection, *, channel_id: UUID, user_ids: list[UUID]
+) -> dict[UUID, datetime]:
+    """When each of `user_ids` last sent a message in the channel (those who never did
+    are left out), as committed now: read in a statement of its own, after the caller
+    waited for the locks of those users' sends under way (slowmode)."""
+    records = await conn.fetch(
+        """
+        SELECT user_id, last_sent_at FROM read_states
+        WHERE channel_id = $1 AND user_id = ANY($2::uuid[]) AND last_sent_at IS NOT NULL
+        """,
+        channel_id,
+        user_ids,
+    )
+    return {r["user_id"]: r["last_sent_at"] for r in records}
+
+
 # A message's event body is built before its seq is known, with "seq":0 as a
 # placeholder for the statement to fill in (and, on the fast path, before its time is
 # known: "created_at":"@now"). Only the key can match the pattern: inside a JSON string
