@@ -20,7 +20,10 @@ import pytest
 from tests.support import SRC, ServerProcess, clean_env, free_port, wait_gone, xfchat
 from xfchat.db.embedded import EmbeddedPostgresError, OsUser, can_reach, find_binaries
 
-READY_WITHIN_S = 30
+# A bound against a hang, not a claim of speed (bench/ measures that): a fresh cluster's
+# initdb, the migrations and the demo took more than 30 s once, with the box's two cores
+# busy with the rest of the suite and another run beside it.
+READY_WITHIN_S = 90
 
 
 def source_available(source: str) -> bool:
