@@ -75,6 +75,24 @@ def codes(answers: Sequence[httpx.Response]) -> list[str]:
     return sorted(a.json().get("code", "") if a.is_error else "" for a in answers)
 
 
+async def one_takes_the_place(
+    pool: asyncpg.Pool,
+    conn: asyncpg.Connection,
+    user: TestUser,
+    requests: Sequence[Awaitable[httpx.Response]],
+    *,
+    places: int,
+) -> None:
+    """Each of `requests` would put `user` in one more conversation, with one place left:
+    sent at once, one succeeds, the others are TOO_MANY_CONVERSATIONS, and `user` is in
+    `places` conversations."""
+    answers = await all_at_once(pool, user, requests)
+    texts = [a.text for a in answers]
+    assert {a.status_code for a in answers} <= {200, 201, 403}, texts
+    assert codes(answers) == ["", *["TOO_MANY_CONVERSATIONS"] * (len(answers) - 1)], texts
+    assert await conversation_count(conn, user) == places
+
+
 async def test_groups_made_at_once_never_pass_a_persons_conversation_bound(
     client: httpx.AsyncClient,
     make_user: MakeUser,
@@ -91,8 +109,9 @@ async def test_groups_made_at_once_never_pass_a_persons_conversation_bound(
     assert first["id"]
     for owner in owners:
         await factories.befriend(owner, zoe)
-    answers = await all_at_once(
+    await one_takes_the_place(
         pool,
+        conn,
         zoe,
         [
             client.post(
@@ -102,10 +121,8 @@ async def test_groups_made_at_once_never_pass_a_persons_conversation_bound(
             )
             for owner in owners
         ],
+        places=2,
     )
-    assert {a.status_code for a in answers} <= {201, 403}, [a.text for a in answers]
-    assert codes(answers) == ["", *["TOO_MANY_CONVERSATIONS"] * 3]
-    assert await conversation_count(conn, zoe) == 2
 
 
 async def test_direct_conversations_opened_at_once_never_pass_the_bound(
@@ -121,8 +138,9 @@ async def test_direct_conversations_opened_at_once_never_pass_the_bound(
     zoe = await make_user("zoe")
     others = [await make_user(f"dm{i}") for i in range(4)]
     await factories.direct(client, others[0], zoe)
-    answers = await all_at_once(
+    await one_takes_the_place(
         pool,
+        conn,
         zoe,
         [
             client.post(
@@ -132,10 +150,8 @@ async def test_direct_conversations_opened_at_once_never_pass_the_bound(
             )
             for other in others[1:]
         ],
+        places=2,
     )
-    assert {a.status_code for a in answers} <= {201, 403}, [a.text for a in answers]
-    assert codes(answers) == ["", *["TOO_MANY_CONVERSATIONS"] * 2]
-    assert await conversation_count(conn, zoe) == 2
 
 
 async def test_adds_to_groups_at_once_never_pass_a_persons_conversation_bound(
@@ -157,17 +173,16 @@ async def test_adds_to_groups_at_once_never_pass_a_persons_conversation_bound(
     await factories.direct(client, owners[0], zoe)
     await factories.group(client, owners[1], zoe)
     assert await conversation_count(conn, zoe) == 2
-    answers = await all_at_once(
+    await one_takes_the_place(
         pool,
+        conn,
         zoe,
         [
             client.put(f"/api/conversations/{gid}/participants/{zoe.id}", headers=owner.headers)
             for owner, gid in zip(owners, groups, strict=True)
         ],
+        places=3,
     )
-    assert {a.status_code for a in answers} <= {200, 403}, [a.text for a in answers]
-    assert codes(answers) == ["", *["TOO_MANY_CONVERSATIONS"] * 2]
-    assert await conversation_count(conn, zoe) == 3
 
 
 async def test_every_way_into_a_conversation_at_once_takes_the_last_place_once(
@@ -191,8 +206,9 @@ async def test_every_way_into_a_conversation_at_once_takes_the_last_place_once(
         "/api/users/@me/friend-requests", headers=asker.headers, json={"username": "zoe"}
     )
     assert asked.status_code == 201, asked.text
-    answers = await all_at_once(
+    await one_takes_the_place(
         pool,
+        conn,
         zoe,
         [
             client.put(f"/api/conversations/{gid}/participants/{zoe.id}", headers=adder.headers),
@@ -210,10 +226,8 @@ async def test_every_way_into_a_conversation_at_once_takes_the_last_place_once(
                 "/api/users/@me/friend-requests", headers=zoe.headers, json={"username": "asker"}
             ),
         ],
+        places=2,
     )
-    assert {a.status_code for a in answers} <= {200, 201, 403}, [a.text for a in answers]
-    assert codes(answers) == ["", *["TOO_MANY_CONVERSATIONS"] * 3], [a.text for a in answers]
-    assert await conversation_count(conn, zoe) == 2
 
 
 @asynccontextmanager

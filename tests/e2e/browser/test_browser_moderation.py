@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-from playwright.async_api import expect
+from playwright.async_api import Locator, Page, expect
 
 from tests.e2e.browser.client import SERVER, USER_IDS, api_as, open_channel
 from tests.e2e.browser.conftest import Browsers, Site
@@ -95,6 +95,15 @@ async def test_the_member_list_shows_server_mute_and_deafen(site: Site, browsers
     await expect(bob).to_have_accessible_name(re.compile(r"\(server muted\) \(server deafened\)$"))
 
 
+async def audit_log(page: Page) -> tuple[Locator, Locator]:
+    """The server settings' audit log tab, opened from #general: the dialog, its entries."""
+    await open_channel(page, "general")
+    await page.get_by_role("button", name="Server settings").click()
+    settings = page.get_by_role("dialog", name="Gaming Squad settings")
+    await settings.get_by_role("tab", name="Audit log").click()
+    return settings, settings.locator("ol.audit > li")
+
+
 async def test_the_audit_log_loads_more_than_its_newest_page(
     site: Site, browsers: Browsers
 ) -> None:
@@ -102,12 +111,7 @@ async def test_the_audit_log_loads_more_than_its_newest_page(
         for i in range(105):
             got = await api.patch(f"/api/servers/{SERVER}", json={"description": f"take {i}"})
             assert got.status_code == 200, got.text
-    alice = await browsers.logged_in(site.base, "alice")
-    await open_channel(alice, "general")
-    await alice.get_by_role("button", name="Server settings").click()
-    settings = alice.get_by_role("dialog", name="Gaming Squad settings")
-    await settings.get_by_role("tab", name="Audit log").click()
-    entries = settings.locator("ol.audit > li")
+    settings, entries = await audit_log(await browsers.logged_in(site.base, "alice"))
     await expect(entries).to_have_count(100)
     await settings.get_by_role("button", name="Load more").click()
     await expect(entries).to_have_count(105)
@@ -135,12 +139,7 @@ async def test_the_audit_log_reads_past_a_page_of_entries_one_may_not_see(
         for i in range(100):
             got = await api.patch(f"/api/channels/{hidden}", json={"topic": f"t{i}"})
             assert got.status_code == 200, got.text
-    bob = await browsers.logged_in(site.base, "bob")
-    await open_channel(bob, "general")
-    await bob.get_by_role("button", name="Server settings").click()
-    settings = bob.get_by_role("dialog", name="Gaming Squad settings")
-    await settings.get_by_role("tab", name="Audit log").click()
-    entries = settings.locator("ol.audit > li")
+    settings, entries = await audit_log(await browsers.logged_in(site.base, "bob"))
     await expect(entries).to_have_count(3)
     await expect(entries.first).to_contain_text("server.updated")
     await expect(settings.get_by_text("Nothing yet.")).to_be_hidden()
