@@ -75,6 +75,19 @@ def codes(answers: Sequence[httpx.Response]) -> list[str]:
     return sorted(a.json().get("code", "") if a.is_error else "" for a in answers)
 
 
+def new_conversation(
+    client: httpx.AsyncClient, opener: TestUser, kind: str, other: TestUser
+) -> Awaitable[httpx.Response]:
+    """`opener` starts a group with `other`, or opens their direct conversation."""
+    other_id = str(other.id)
+    body = (
+        {"kind": "group", "participant_ids": [other_id]}
+        if kind == "group"
+        else {"kind": "direct", "user_id": other_id}
+    )
+    return client.post("/api/conversations", headers=opener.headers, json=body)
+
+
 async def one_takes_the_place(
     pool: asyncpg.Pool,
     conn: asyncpg.Connection,
@@ -113,14 +126,7 @@ async def test_groups_made_at_once_never_pass_a_persons_conversation_bound(
         pool,
         conn,
         zoe,
-        [
-            client.post(
-                "/api/conversations",
-                headers=owner.headers,
-                json={"kind": "group", "participant_ids": [str(zoe.id)]},
-            )
-            for owner in owners
-        ],
+        [new_conversation(client, owner, "group", zoe) for owner in owners],
         places=2,
     )
 
@@ -142,14 +148,7 @@ async def test_direct_conversations_opened_at_once_never_pass_the_bound(
         pool,
         conn,
         zoe,
-        [
-            client.post(
-                "/api/conversations",
-                headers=other.headers,
-                json={"kind": "direct", "user_id": str(zoe.id)},
-            )
-            for other in others[1:]
-        ],
+        [new_conversation(client, other, "direct", zoe) for other in others[1:]],
         places=2,
     )
 
@@ -212,16 +211,8 @@ async def test_every_way_into_a_conversation_at_once_takes_the_last_place_once(
         zoe,
         [
             client.put(f"/api/conversations/{gid}/participants/{zoe.id}", headers=adder.headers),
-            client.post(
-                "/api/conversations",
-                headers=maker.headers,
-                json={"kind": "group", "participant_ids": [str(zoe.id)]},
-            ),
-            client.post(
-                "/api/conversations",
-                headers=stranger.headers,
-                json={"kind": "direct", "user_id": str(zoe.id)},
-            ),
+            new_conversation(client, maker, "group", zoe),
+            new_conversation(client, stranger, "direct", zoe),
             client.post(
                 "/api/users/@me/friend-requests", headers=zoe.headers, json={"username": "asker"}
             ),
