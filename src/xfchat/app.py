@@ -141,6 +141,7 @@ async def _start_hub(app: FastAPI, settings: Settings) -> None:
         TokenCodec(settings.secret.get_secret_value()),
         queue_limit=settings.realtime_queue,
         connections_per_user=settings.realtime_connections_user,
+        follows_per_user=settings.realtime_follows_user,
     )
     app.state.hub.user_event_hooks.append(app.state.sessions.observe)
     app.state.hub.reconnect_hooks.append(app.state.sessions.clear)

@@ -261,6 +261,11 @@ class Settings(DatabaseSettings):
     rate_messages_user: RateLimitSetting = Field(
         default=RateLimit(10, 10), validation_alias=_env("XFCHAT_RATE_MESSAGES_USER")
     )
+    # Typing signals per user and channel: each goes to everyone who sees the channel,
+    # and one lasts 10 s (the browser client sends one every 8 s at most while typing).
+    rate_typing_user: RateLimitSetting = Field(
+        default=RateLimit(5, 10), validation_alias=_env("XFCHAT_RATE_TYPING_USER")
+    )
     rate_uploads_user: RateLimitSetting = Field(
         default=RateLimit(10, 600), validation_alias=_env("XFCHAT_RATE_UPLOADS_USER")
     )
@@ -301,6 +306,11 @@ class Settings(DatabaseSettings):
     rate_presence_user: RateLimitSetting = Field(
         default=RateLimit(5, 60), validation_alias=_env("XFCHAT_RATE_PRESENCE_USER")
     )
+    # GET /api/users/@me/state: the read of a connection's `ready`, everything the user
+    # sees (seconds for an account in many servers of many channels).
+    rate_state_user: RateLimitSetting = Field(
+        default=RateLimit(30, 60), validation_alias=_env("XFCHAT_RATE_STATE_USER")
+    )
 
     # Search: searches per user, how long one may run, and how many run at once per
     # process (the others wait, within the same time budget).
@@ -323,6 +333,14 @@ class Settings(DatabaseSettings):
     )
     realtime_connections_user: int = Field(
         default=20, ge=1, le=10_000, validation_alias=_env("XFCHAT_REALTIME_CONNECTIONS_USER")
+    )
+    # Channels and servers a user's live connections on one process follow together
+    # (each holds 150-400 bytes a connection); a user's first connection is always let in.
+    realtime_follows_user: int = Field(
+        default=200_000,
+        ge=1_000,
+        le=100_000_000,
+        validation_alias=_env("XFCHAT_REALTIME_FOLLOWS_USER"),
     )
     rate_realtime_user: RateLimitSetting = Field(
         default=RateLimit(60, 60), validation_alias=_env("XFCHAT_RATE_REALTIME_USER")

@@ -3,7 +3,7 @@ rate limits."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 import asyncpg
@@ -203,6 +203,30 @@ async def authenticate_request(
         decision.enforce()
     state.usage.count_request(actor.user_id)
     request.state.user = user
+    return actor
+
+
+def counted_actor(*buckets: str) -> Callable[..., Awaitable[Actor]]:
+    """CurrentActor, also counted in each of these per-user buckets (their rules are the
+    settings `rate_<bucket>_user`), in the same statement as the API limit and before a
+    byte of the body is read."""
+    names = [f"rate_{bucket}_user" for bucket in buckets]
+    assert all(name in Settings.model_fields for name in names), names
+
+    async def actor(
+        request: Request, authorization: Annotated[str | None, Header()] = None
+    ) -> Actor:
+        settings = get_settings(request)
+        rules: list[RateLimit] = [getattr(settings, name) for name in names]
+        return await authenticate_request(
+            request,
+            bearer_token(authorization),
+            lambda actor: [
+                (bucket, str(actor.user_id), rule)
+                for bucket, rule in zip(buckets, rules, strict=True)
+            ],
+        )
+
     return actor
 
 

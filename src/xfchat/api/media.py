@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import Depends, Header, Request, Response
+from fastapi import Depends, Request, Response
 
 from xfchat.api.deps import (
     AppSettings,
@@ -15,10 +14,8 @@ from xfchat.api.deps import (
     CurrentActor,
     Pool,
     app_slots,
-    authenticate_request,
-    bearer_token,
     check_limit,
-    get_settings,
+    counted_actor,
 )
 from xfchat.api.downloads import BYTES, file_response
 from xfchat.api.edge import UploadRoute
@@ -32,7 +29,6 @@ from xfchat.domain.accounts import Actor
 from xfchat.domain.attachments import MAX_FILES
 from xfchat.domain.event_payloads import ServerPayload
 from xfchat.settings import Settings
-from xfchat.settings_values import RateLimit
 
 router = api_router(tags=["media"])
 
@@ -69,30 +65,6 @@ def upload_routes(settings: Settings) -> list[UploadRoute]:
 def image_slots(request: Request, actor: Actor) -> images.Slots:
     """The app's bound on image decodes running at once, as `actor` takes its slots."""
     return app_slots(request, "image_slots", images.ImageSlots).of(actor.user_id)
-
-
-def counted_actor(*buckets: str) -> Callable[..., Awaitable[Actor]]:
-    """CurrentActor, also counted in each of these per-user buckets (their rules are the
-    settings `rate_<bucket>_user`), in the same statement as the API limit and before a
-    byte of the body is read."""
-    names = [f"rate_{bucket}_user" for bucket in buckets]
-    assert all(name in Settings.model_fields for name in names), names
-
-    async def actor(
-        request: Request, authorization: Annotated[str | None, Header()] = None
-    ) -> Actor:
-        settings = get_settings(request)
-        rules: list[RateLimit] = [getattr(settings, name) for name in names]
-        return await authenticate_request(
-            request,
-            bearer_token(authorization),
-            lambda actor: [
-                (bucket, str(actor.user_id), rule)
-                for bucket, rule in zip(buckets, rules, strict=True)
-            ],
-        )
-
-    return actor
 
 
 UploadActor = Annotated[Actor, Depends(counted_actor("uploads"))]

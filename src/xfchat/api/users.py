@@ -6,15 +6,24 @@ from datetime import date
 from typing import Annotated, Literal
 from uuid import UUID
 
-from fastapi import Query, Request, Response
+from fastapi import Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from xfchat.api.deps import AppSettings, Conn, CurrentActor, Pool, check_limit, password_limit
+from xfchat.api.deps import (
+    AppSettings,
+    Conn,
+    CurrentActor,
+    Pool,
+    check_limit,
+    counted_actor,
+    password_limit,
+)
 from xfchat.api.models import USERNAME, Instant, Text, UserPrivate, UserPublic, enforced
 from xfchat.api.responses import JSONResponse
 from xfchat.api.routing import api_router
 from xfchat.api.two_factor import code_limit
 from xfchat.domain import account_deletion, accounts, presence, profile, unchanged
+from xfchat.domain.accounts import Actor
 from xfchat.domain.event_payloads import PresencePayload, PublicUserPayload
 from xfchat.domain.feeds import read_state_snapshot
 from xfchat.domain.state import StatePayload
@@ -219,9 +228,13 @@ class StateOut(StatePayload):
 
 
 @router.get("/@me/state", response_model=StateOut)
-async def get_state(actor: CurrentActor, request: Request) -> Response:
+async def get_state(
+    actor: Annotated[Actor, Depends(counted_actor("state"))], request: Request
+) -> Response:
     """Everything a client needs to draw its first screen (the same object as the
-    real-time `ready`), and the resume token after which every change is an event."""
+    real-time `ready`), and the resume token after which every change is an event.
+    Counted in `state` (XFCHAT_RATE_STATE_USER): it reads everything the user sees,
+    seconds of work for an account in many servers of many channels."""
     state = request.app.state
     async with state.pool.acquire() as conn:
         snapshot, head = await read_state_snapshot(conn, actor, state.settings.presence_timeout_s)

@@ -220,6 +220,21 @@ async def visible_channels(conn: asyncpg.Connection, user_id: UUID) -> dict[UUID
     return out
 
 
+async def visible_conversations(
+    conn: asyncpg.Connection, user_id: UUID
+) -> dict[UUID, VisibleChannel]:
+    """visible_channels, of the user's conversations alone (at most
+    MAX_CONVERSATIONS_PER_USER), without reading the channels of their servers."""
+    out: dict[UUID, VisibleChannel] = {}
+    for facts in await q.list_conversation_facts(conn, user_id=user_id):
+        perms = compute_permissions(facts)
+        if perms & Permission.VIEW_CHANNEL:
+            out[facts.channel_id] = VisibleChannel(
+                facts.channel_id, facts.kind, facts.server_id, perms
+            )
+    return out
+
+
 async def member_servers(conn: asyncpg.Connection, user_id: UUID) -> list[UUID]:
     """The servers the user is a member of (their streams: roles, members, settings)."""
     return await q.list_member_servers(conn, user_id=user_id)
@@ -422,17 +437,34 @@ async def server_audience(
         )  # fmt: skip
         return compute_permissions(pair)
 
+    # Channels whose audience is made of the same parts (the same groups, the same
+    # members decided one by one) share one set, viewers and readers alike: a member
+    # set copied into each channel held a few hundred bytes a member and channel (a
+    # role change in a server of 2,000 members and 400 channels, 260 MB, read before
+    # and after it). The sets are read, never changed.
+    made: dict[frozenset[object], set[UUID]] = {}
+
+    def union(parts: list[tuple[object, set[UUID]]]) -> set[UUID]:
+        key = frozenset(part for part, _ in parts)
+        users = made.get(key)
+        if users is None:
+            users = made[key] = set().union(*(members for _, members in parts))
+        return users
+
     for channel in facts.channels:
         parent = channel.parent_id if channel.permissions_synced else None
         own = set(by_member.get(channel.id, {})) | set(by_member.get(parent, {}) if parent else ())
         own &= member_of.keys()
-        held = [(users - own, holds(channel, key, None)) for key, users in groups.items()]
-        held += [({u}, holds(channel, member_of[u], u)) for u in own]
-        for users, perms in held:
-            if perms & Permission.VIEW_CHANNEL:
-                out[channel.id] |= users
-            if HISTORY_READ & perms == HISTORY_READ:
-                readers[channel.id] |= users
+        apart = frozenset(own)
+        held: list[tuple[object, set[UUID], Permission]] = [
+            ((key, apart), users - own if own else users, holds(channel, key, None))
+            for key, users in groups.items()
+        ]
+        held += [(u, {u}, holds(channel, member_of[u], u)) for u in own]
+        out[channel.id] = union([(k, u) for k, u, perms in held if perms & Permission.VIEW_CHANNEL])
+        readers[channel.id] = union(
+            [(k, u) for k, u, perms in held if HISTORY_READ & perms == HISTORY_READ]
+        )
     return Audience(out, readers)
 
 

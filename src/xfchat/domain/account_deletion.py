@@ -39,7 +39,7 @@ from xfchat.domain import (
     two_factor,
     voice,
 )
-from xfchat.domain.access import member_servers, visible_channels
+from xfchat.domain.access import member_servers, visible_conversations
 from xfchat.domain.accounts import Actor, lock_sessions, require_live_session, session_revoked
 from xfchat.domain.events import emit_many
 from xfchat.domain.profile import publish_profile
@@ -102,7 +102,7 @@ class Places:
 
 
 async def _conversations(conn: asyncpg.Connection, user_id: UUID, kind: str) -> list[UUID]:
-    visible = (await visible_channels(conn, user_id)).values()
+    visible = (await visible_conversations(conn, user_id)).values()
     return sorted(c.channel_id for c in visible if c.kind == kind)
 
 

@@ -32,7 +32,7 @@ from xfchat.domain.access import (
     cannot_message,
     direct_refused,
     user_deleted,
-    visible_channels,
+    visible_conversations,
 )
 from xfchat.domain.account_lock import hold_accounts
 from xfchat.domain.accounts import Actor
@@ -299,7 +299,7 @@ async def list_conversations(
     """A page of the actor's conversations by id: `limit` of them after `after`. By id,
     not by activity, so that a message sent while a client pages moves nothing: every
     conversation comes once."""
-    visible = await visible_channels(conn, actor.user_id)
+    visible = await visible_conversations(conn, actor.user_id)
     mine = [c.channel_id for c in visible.values() if c.server_id is None]
     rows = await q.list_conversations_by_id(
         conn, user_id=actor.user_id, channel_ids=mine, after=after, limit=limit

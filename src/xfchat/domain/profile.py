@@ -12,7 +12,11 @@ from xfchat.db.queries import media as media_q
 from xfchat.db.queries import sessions as sessions_q
 from xfchat.db.queries import users as users_q
 from xfchat.domain import presence, validation, voice
-from xfchat.domain.access import direct_channels_with_strangers, member_servers, visible_channels
+from xfchat.domain.access import (
+    direct_channels_with_strangers,
+    member_servers,
+    visible_conversations,
+)
 from xfchat.domain.accounts import (
     Actor,
     lock_sessions,
@@ -164,7 +168,7 @@ async def publish_profile(conn: asyncpg.Connection, user: users_q.UserRow) -> No
     server with them, that their public profile changed (in the caller's transaction):
     one event on each of those conversations and servers, so it arrives in order with
     their messages and resumes as they do."""
-    visible = (await visible_channels(conn, user.id)).values()
+    visible = (await visible_conversations(conn, user.id)).values()
     shared = sorted(c.channel_id for c in visible if c.server_id is None)
     servers = await member_servers(conn, user.id)
     await emit_many(

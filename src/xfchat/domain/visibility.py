@@ -104,6 +104,8 @@ async def settle(
     # where they may no longer speak (and no longer where they may again).
     events: list[Event] = await voice.end_states_in(conn, lost)
     events += await voice.resuppress(conn, seen.server_id)
+    # (each channel's id written once, shared by every member's event that names it)
+    named = {c: str(c) for c in [*seen.channel_ids, *(new_channel_ids or [])]}
     for event, who in ((CHANNELS_HIDDEN, lost), (CHANNELS_HISTORY_HIDDEN, unread)):
         for user, ids in sorted(who.items()):
             events.append(
@@ -112,7 +114,7 @@ async def settle(
                     {
                         "server_id": str(seen.server_id),
                         "reason": reason,
-                        "channel_ids": [str(c) for c in ids],
+                        "channel_ids": [named[c] for c in ids],
                     },
                 )
             )
@@ -148,7 +150,7 @@ async def settle(
                     {
                         "server_id": str(seen.server_id),
                         "reason": reason,
-                        "channel_ids": [str(c) for c in ids],
+                        "channel_ids": [named[c] for c in ids],
                         "channels": [payloads[str(c)] for c in ids] if inline else [],
                         "read_states": reads.get(user, []),
                     },

@@ -83,6 +83,7 @@ class Hub:
         *,
         queue_limit: int = 1000,
         connections_per_user: int | None = None,
+        follows_per_user: int | None = None,
     ) -> None:
         self.pool = pool
         self._connect = connect
@@ -92,6 +93,12 @@ class Hub:
         self.subscribers: set[Subscriber] = set()
         self.connections_per_user = connections_per_user
         self.per_user: dict[UUID, int] = {}  # open subscriptions of each user, here
+        # The streams a user's subscriptions here follow, all together (each followed
+        # stream holds a few hundred bytes a subscription: an account in 200 servers of
+        # 500 channels follows 100,000 on each of its connections).
+        self.follows_per_user = follows_per_user
+        self.followed_by: dict[UUID, int] = {}
+        self._counted: dict[Subscriber, int] = {}  # what each subscription added there
         self.connections: dict[UUID, Subscriber] = {}  # by id: signals addressed to one
         self._pieces: dict[str, dict[int, bytes]] = {}  # signals arriving in pieces
         self.ended: dict[str, int] = {}  # subscriptions ended, by reason (for /metrics)
@@ -168,23 +175,38 @@ class Hub:
 
     # -- subscribers
 
-    def admit(self, user_id: UUID) -> None:
+    def admit(self, user_id: UUID, follows: int = 1) -> None:
         """Raises RateLimited (TOO_MANY_CONNECTIONS) if the user holds as many live
-        connections here as one user may."""
+        connections here as one user may, or if one more following `follows` streams
+        would take what their connections here follow together past
+        `follows_per_user` (a user's first connection is always admitted)."""
         limit = self.connections_per_user
-        if limit is not None and self.per_user.get(user_id, 0) >= limit:
+        held = self.per_user.get(user_id, 0)
+        if limit is not None and held >= limit:
             raise RateLimited(
                 f"you have {limit} live connections to this server already: close one first",
+                code="TOO_MANY_CONNECTIONS",
+            )
+        budget = self.follows_per_user
+        followed = self.followed_by.get(user_id, 0)
+        if budget is not None and held and followed + follows > budget:
+            raise RateLimited(
+                f"your {held} live connections to this server follow {followed} channels"
+                f" and servers already; with {follows} more they would pass {budget}:"
+                " close one first",
                 code="TOO_MANY_CONNECTIONS",
             )
 
     def subscribe(self, user_id: UUID, session_id: UUID | None, follows: Follows) -> Subscriber:
         """A new subscription of the user's (RateLimited: TOO_MANY_CONNECTIONS, see admit)."""
-        self.admit(user_id)
+        counted = len(follows.followed) + 1  # (and the user's own stream)
+        self.admit(user_id, counted)
         self.per_user[user_id] = self.per_user.get(user_id, 0) + 1
+        self.followed_by[user_id] = self.followed_by.get(user_id, 0) + counted
         sub = Subscriber(
             self, user_id, session_id, follows, self.codec.tag(user_id), self.queue_limit
         )
+        self._counted[sub] = counted
         self.subscribers.add(sub)
         self.connections[sub.id] = sub
         self.held.add(sub)
@@ -224,6 +246,9 @@ class Hub:
             left = self.per_user.pop(sub.user_id, 1) - 1
             if left > 0:
                 self.per_user[sub.user_id] = left
+            followed = self.followed_by.pop(sub.user_id, 0) - self._counted.pop(sub, 0)
+            if left > 0 and followed > 0:
+                self.followed_by[sub.user_id] = followed
         self.subscribers.discard(sub)
         self.connections.pop(sub.id, None)
         if self.presence is not None:

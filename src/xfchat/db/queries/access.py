@@ -222,6 +222,16 @@ _FACTS_OF_CANDIDATES = f"""
 """
 
 
+# The conversations the user takes part in, alone: what the conversation routes need,
+# without the channels of every server the user is in (200 of 500 channels each).
+_FACTS_OF_CONVERSATIONS = f"""
+    WITH pairs AS (
+        SELECT p.channel_id, p.user_id FROM conversation_participants p WHERE p.user_id = $1
+    )
+    {FACTS_SELECT}
+"""
+
+
 # The facts of everyone in a voice channel of server $1, in their channel, with whether
 # their state is suppressed now: one statement, however many members the server has.
 _FACTS_IN_VOICE = f"""
@@ -330,6 +340,11 @@ async def list_facts_in_channels(
 async def list_candidate_facts(conn: asyncpg.Connection, *, user_id: UUID) -> list[AccessFacts]:
     """The user's facts in every channel they might see."""
     return many(AccessFacts, await conn.fetch(_FACTS_OF_CANDIDATES, user_id))
+
+
+async def list_conversation_facts(conn: asyncpg.Connection, *, user_id: UUID) -> list[AccessFacts]:
+    """The user's facts in every conversation they take part in."""
+    return many(AccessFacts, await conn.fetch(_FACTS_OF_CONVERSATIONS, user_id))
 
 
 async def list_voice_facts(

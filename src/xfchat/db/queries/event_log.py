@@ -137,6 +137,16 @@ async def notify(conn: asyncpg.Connection, *, channel: str, payload: str) -> Non
     await conn.execute("SELECT pg_notify($1::text, $2::text)", channel, payload)
 
 
+async def notify_many(conn: asyncpg.Connection, *, channel: str, payloads: list[str]) -> None:
+    """Several notifications in one statement, sent in the order given (one round trip
+    however many: a long list of channel ids goes in several, each under 8000 bytes)."""
+    await conn.execute(
+        "SELECT count(pg_notify($1::text, p)) FROM unnest($2::text[]) WITH ORDINALITY AS t(p, i)",
+        channel,
+        payloads,
+    )
+
+
 _NOTIFY_IF_FACTS_HOLD = f"SELECT pg_notify($4::text, $5::text) FROM ({FACTS_STILL_HOLD}) held"
 
 
