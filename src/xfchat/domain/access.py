@@ -208,16 +208,19 @@ class VisibleChannel:
     permissions: Permission
 
 
+def _visible(facts: list[q.AccessFacts]) -> dict[UUID, VisibleChannel]:
+    """Of these facts, the channels they let their user see, with the permissions."""
+    out: dict[UUID, VisibleChannel] = {}
+    for f in facts:
+        perms = compute_permissions(f)
+        if perms & Permission.VIEW_CHANNEL:
+            out[f.channel_id] = VisibleChannel(f.channel_id, f.kind, f.server_id, perms)
+    return out
+
+
 async def visible_channels(conn: asyncpg.Connection, user_id: UUID) -> dict[UUID, VisibleChannel]:
     """Every channel the user may see, with their permissions in it."""
-    out: dict[UUID, VisibleChannel] = {}
-    for facts in await q.list_candidate_facts(conn, user_id=user_id):
-        perms = compute_permissions(facts)
-        if perms & Permission.VIEW_CHANNEL:
-            out[facts.channel_id] = VisibleChannel(
-                facts.channel_id, facts.kind, facts.server_id, perms
-            )
-    return out
+    return _visible(await q.list_candidate_facts(conn, user_id=user_id))
 
 
 async def visible_conversations(
@@ -225,14 +228,7 @@ async def visible_conversations(
 ) -> dict[UUID, VisibleChannel]:
     """visible_channels, of the user's conversations alone (at most
     MAX_CONVERSATIONS_PER_USER), without reading the channels of their servers."""
-    out: dict[UUID, VisibleChannel] = {}
-    for facts in await q.list_conversation_facts(conn, user_id=user_id):
-        perms = compute_permissions(facts)
-        if perms & Permission.VIEW_CHANNEL:
-            out[facts.channel_id] = VisibleChannel(
-                facts.channel_id, facts.kind, facts.server_id, perms
-            )
-    return out
+    return _visible(await q.list_conversation_facts(conn, user_id=user_id))
 
 
 async def member_servers(conn: asyncpg.Connection, user_id: UUID) -> list[UUID]:
