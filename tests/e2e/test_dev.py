@@ -53,12 +53,16 @@ def start_dev(
 ) -> tuple[ServerProcess, str]:
     proc = ServerProcess(command or xfchat("dev"), env, cwd / f"{name}.log", cwd=cwd, user=user)
     port = env["XFCHAT_PORT"]
-    if port == "0":  # the system's choice, as the start-up names it
-        port = proc.wait_for_line(r"bound to 127\.0\.0\.1:(\d+)", timeout=READY_WITHIN_S)[1]
-    proc.wait_ready(f"http://127.0.0.1:{port}", timeout=READY_WITHIN_S)  # fails past it
-    proc.wait_for_line(r"Demo logins \(password password123\): alice, bob, charlie, diana, eve")
-    proc.wait_for_line(rf"open http://127\.0\.0\.1:{port} and log in as alice / password123")
-    return proc, proc.wait_for_line(r"Database: (\S+)").group(1)
+    try:
+        if port == "0":  # the system's choice, as the start-up names it
+            port = proc.wait_for_line(r"bound to 127\.0\.0\.1:(\d+)", timeout=READY_WITHIN_S)[1]
+        proc.wait_ready(f"http://127.0.0.1:{port}", timeout=READY_WITHIN_S)  # fails past it
+        proc.wait_for_line(r"Demo logins \(password password123\): alice, bob, charlie, diana, eve")
+        proc.wait_for_line(rf"open http://127\.0\.0\.1:{port} and log in as alice / password123")
+        return proc, proc.wait_for_line(r"Database: (\S+)").group(1)
+    except BaseException:
+        proc.stop()  # (was: a start that failed its wait left `xfchat dev` and its cluster running)
+        raise
 
 
 def postmaster_pid(proc: ServerProcess) -> int:
