@@ -603,6 +603,9 @@ def serve_workers(settings: Settings, count: int) -> int:
     metrics = [bind_metrics(settings, i) for i in range(count)]
 
     def serve(index: int, sock: socket.socket, metrics: socket.socket | None, fd: int) -> int:
+        from xfchat.domain.passwords import share_cores
+
+        share_cores(count)  # (the machine's password threads, not each worker's)
         return guarded(
             lambda: serve_http(settings, sock=sock, metrics_sock=metrics, ready_fd=fd, worker=index)
         )

@@ -2,7 +2,9 @@
 
 Hashing takes tens of milliseconds of CPU (and `memory_kib` of memory) on purpose, so the
 async wrappers run it in threads of its own, one per core, instead of blocking the event
-loop or the default executor that everything else runs in threads uses. At most
+loop or the default executor that everything else runs in threads uses. The N workers of
+one `xfchat serve` share the cores (`share_cores`, in each): with a thread per core each,
+they held N times the memory the README promises for the machine. At most
 WAITING_LIMIT checks wait for one of those threads in a process; past that a request is
 refused at once (503 PASSWORD_BUSY, with Retry-After) rather than queued without bound:
 a flood of logins from many addresses (each within its own rate limit) can make the
@@ -12,7 +14,10 @@ server hold only so much.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import os
+import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
@@ -25,8 +30,35 @@ from xfchat.errors import ServiceUnavailable
 
 T = TypeVar("T")
 WAITING_LIMIT = 128
-_POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="xfchat-argon2")
+THREAD_NAME = "xfchat-argon2"
 _waiting = 0
+
+
+def _name_thread() -> None:
+    """The thread's name for the system too (`top -H`, /proc/<pid>/task/*/comm). Only a
+    name: where it cannot be set (no glibc), the thread works all the same (an
+    initializer that raises would break the pool, and every password check with it)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(15, THREAD_NAME.encode())  # PR_SET_NAME
+
+
+def _threads(count: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(
+        max_workers=count, thread_name_prefix=THREAD_NAME, initializer=_name_thread
+    )
+
+
+_POOL = _threads(os.cpu_count() or 2)
+
+
+def share_cores(processes: int) -> None:
+    """This process is one of `processes` workers of one `xfchat serve`: its password
+    threads are its share of the cores (at least one), not one per core. Call it before
+    any password work (a worker, right after it is forked)."""
+    global _POOL
+    _POOL = _threads(max(1, (os.cpu_count() or 2) // processes))
 
 
 @lru_cache(maxsize=4)
