@@ -93,17 +93,40 @@ def xfchat(*args: str) -> list[str]:
 
 
 def run_cli(
-    *args: str, env: dict[str, str], timeout: float = 60, cwd: Path | None = None
+    *args: str,
+    env: dict[str, str],
+    timeout: float = 60,
+    cwd: Path | None = None,
+    input: str = "",
+    cold: bool = False,
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        xfchat(*args),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=cwd,
-        check=False,
-    )
+    """`python -m xfchat <args>` with `env`, run to its end: forked from the test
+    zygote (tests/zygote.py, without the interpreter's start and the imports: 2.4 s of
+    CPU a run on a slow day), or `cold`, exec'd as an operator's shell would."""
+    if cold:
+        return subprocess.run(
+            xfchat(*args),
+            env=env,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=cwd,
+            check=False,
+        )
+    with tempfile.TemporaryDirectory(prefix="xfchat-cli-") as files:
+        err, out, given = (Path(files) / name for name in ("stderr", "stdout", "stdin"))
+        given.write_text(input)
+        proc = fork_server(list(args), env, err, cwd, out=out, given=given)
+        try:
+            code = proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+            raise
+        return subprocess.CompletedProcess(
+            xfchat(*args), code, out.read_text(errors="replace"), err.read_text(errors="replace")
+        )
 
 
 def reading_nothing(base: str, head: bytes) -> socket.socket:

@@ -63,17 +63,21 @@ def _preload() -> None:
 
 def _child(request: dict[str, Any]) -> None:
     """In the forked child: become the asked-for process, run `xfchat.cli.main`, exit.
-    (Its stdin and stdout, the zygote's pipes, are replaced: /dev/null and the log.)"""
+    (Its stdin and stdout, the zygote's pipes, are replaced: the asked-for input file or
+    /dev/null, and the asked-for output file or the log.)"""
     code = 1
     try:
         os.setsid()
         _die_with_parent(signal.SIGKILL)
-        null = os.open(os.devnull, os.O_RDONLY)
+        stdin = os.open(request.get("stdin") or os.devnull, os.O_RDONLY)
         log = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        os.dup2(null, 0)
-        os.dup2(log, 1)
+        out = log
+        if request.get("stdout"):  # (else stdout goes to the log, with stderr)
+            out = os.open(request["stdout"], os.O_WRONLY | os.O_TRUNC | os.O_CREAT, 0o644)
+        os.dup2(stdin, 0)
+        os.dup2(out, 1)
         os.dup2(log, 2)
-        for fd in (null, log):
+        for fd in {stdin, log, out}:
             if fd > 2:
                 os.close(fd)
         if request.get("cwd"):
@@ -167,8 +171,16 @@ class Forked:
         self.send_signal(signal.SIGKILL)
 
 
-def fork_server(args: list[str], env: dict[str, str], log: Path, cwd: Path | None) -> Forked:
-    """`python -m xfchat <args>` with `env`, its output appended to `log`, forked."""
+def fork_server(
+    args: list[str],
+    env: dict[str, str],
+    log: Path,
+    cwd: Path | None,
+    out: Path | None = None,
+    given: Path | None = None,
+) -> Forked:
+    """`python -m xfchat <args>` with `env`, its output appended to `log` (its standard
+    output written to `out` instead, if given; its input read from `given`), forked."""
     if not _zygote or _zygote[0].poll() is not None:
         root = Path(__file__).resolve().parent.parent
         _zygote[:] = [
@@ -183,7 +195,14 @@ def fork_server(args: list[str], env: dict[str, str], log: Path, cwd: Path | Non
     zygote = _zygote[0]
     stdin, stdout = zygote.stdin, zygote.stdout
     assert stdin is not None and stdout is not None
-    request = {"args": args, "env": env, "log": str(log), "cwd": str(cwd) if cwd else None}
+    request = {
+        "args": args,
+        "env": env,
+        "log": str(log),
+        "cwd": str(cwd) if cwd else None,
+        "stdout": str(out) if out else None,
+        "stdin": str(given) if given else None,
+    }
     stdin.write(json.dumps(request).encode() + b"\n")
     stdin.flush()
     answer = stdout.readline()

@@ -13,22 +13,14 @@ from tests import factories
 from tests.api.test_two_factor import turn_on
 from tests.factories import MakeUser, TestUser
 from tests.realtime.clients import GatewayClient, sse_stream
-from tests.support import Servers, clean_env, fatal_lines, xfchat
+from tests.support import Servers, clean_env, fatal_lines, run_cli
 
 NEW_PASSWORD = "a new passphrase for ann"
 
 
 def admin(servers: Servers, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     env = clean_env(DATABASE_URL=servers.database_url, XFCHAT_SECRET=servers.secret)
-    return subprocess.run(
-        xfchat("admin", *args),
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_cli("admin", *args, env=env, input=stdin)
 
 
 async def login(api: httpx.AsyncClient, who: TestUser, password: str) -> int:

@@ -58,7 +58,7 @@ def assert_refused(result: object, code: int, *needles: str) -> str:
 
 
 def test_missing_database_url_is_refused() -> None:
-    result = run_cli("serve", env=serve_env(None))
+    result = run_cli("serve", env=serve_env(None), cold=True)  # (from an interpreter's start)
     assert_refused(result, 2, "DATABASE_URL is not set", "xfchat dev")
 
 
@@ -204,7 +204,7 @@ async def test_a_two_factor_secret_under_a_key_not_given_is_refused(
     listed = serve_env(db_url, XFCHAT_TOTP_KEYS=f"{new},{old}")
     checked = run_cli("check", env=listed)
     assert checked.returncode == 0 and "1 to seal again" in checked.stderr, checked.stderr
-    server = ServerProcess(xfchat("serve"), listed, tmp_path / "serve.log")
+    server = ServerProcess(xfchat("serve"), listed, tmp_path / "serve.log", forked=True)
     try:
         server.wait_ready(f"http://127.0.0.1:{listed['XFCHAT_PORT']}")
     finally:
@@ -364,7 +364,7 @@ def test_a_grace_under_a_second_still_ends_the_shutdown(
     shutdown for ever."""
     env = serve_env(db_url, XFCHAT_WORKERS="1", XFCHAT_SHUTDOWN_GRACE=grace)
     base = f"http://127.0.0.1:{env['XFCHAT_PORT']}"
-    server = ServerProcess(xfchat("serve"), env, tmp_path / "serve.log")
+    server = ServerProcess(xfchat("serve"), env, tmp_path / "serve.log", forked=True)
     try:
         server.wait_ready(base)
         made = httpx.post(
