@@ -6,12 +6,14 @@ can fail."""
 
 from __future__ import annotations
 
+import json
+import uuid
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.openapi_check import UndocumentedResponse, document, validate
+from tests.openapi_check import UndocumentedResponse, _schema_validator, document, validate
 from xfchat.domain.events import EVENT_TYPES
 
 Spec = dict[str, object]
@@ -147,11 +149,26 @@ async def test_the_response_check_fails_on_what_the_document_does_not_say() -> N
         httpx.Response(418, json={"code": "TEAPOT", "message": "x"}),  # status not listed
         httpx.Response(401, json={"message": "x"}),  # an error without its code
         httpx.Response(401, json={"detail": "x"}),  # FastAPI's shape, never sent
+        httpx.Response(200, text="{}", headers={"content-type": "text/html"}),  # not listed
+        httpx.Response(200, content=b"{", headers={"content-type": "application/json"}),
     ]
     for response in wrong:
         response.request = request
         with pytest.raises(UndocumentedResponse):
             validate(request, response)
+    # A templated path, and a documented header outside its schema (X-Has-More is
+    # "true" or "false").
+    page = httpx.Request("GET", f"http://test/api/channels/{uuid.uuid4()}/messages")
+    validate(page, httpx.Response(200, json=[], headers={"X-Has-More": "true"}))
+    with pytest.raises(UndocumentedResponse):
+        validate(page, httpx.Response(200, json=[], headers={"X-Has-More": "1"}))
+    with pytest.raises(UndocumentedResponse):
+        validate(page, httpx.Response(200, json=[{"id": "x"}]))
+    # Formats are checked (a uuid, a time).
+    stamp = _schema_validator(json.dumps({"type": "string", "format": "date-time"}))
+    assert stamp.is_valid("2026-11-27T21:00:00Z") and not stamp.is_valid("yesterday")
+    ident = _schema_validator(json.dumps({"type": "string", "format": "uuid"}))
+    assert ident.is_valid(str(uuid.uuid4())) and not ident.is_valid("not-a-uuid")
 
 
 async def test_docs_work_offline(client: httpx.AsyncClient) -> None:
