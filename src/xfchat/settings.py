@@ -298,6 +298,12 @@ class Settings(DatabaseSettings):
         default=RateLimit(20, 3600), validation_alias=_env("XFCHAT_RATE_FRIEND_REQUESTS_USER")
     )
 
+    # Invites made per user: each is an entry in its server's audit log, which is kept
+    # (XFCHAT_AUDIT_RETENTION_DAYS 0), and any member may make them (CREATE_INVITE).
+    rate_invites_user: RateLimitSetting = Field(
+        default=RateLimit(30, 600), validation_alias=_env("XFCHAT_RATE_INVITES_USER")
+    )
+
     # Profile and presence changes per user: each one writes an event to every
     # conversation and server the user is in (up to about 1,200 rows).
     rate_profile_user: RateLimitSetting = Field(

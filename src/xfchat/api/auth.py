@@ -13,10 +13,12 @@ from xfchat.api.deps import (
     Conn,
     CurrentActor,
     Pool,
+    check_address_limits,
     check_limits,
     give_back,
     ip_limit,
     record_decision,
+    widest_first,
 )
 from xfchat.api.models import USERNAME, Text, UserPrivate, enforced
 from xfchat.api.routing import api_router
@@ -121,9 +123,10 @@ async def post_register(
     ones too), so the bucket holds the address's `EMAIL_TAKEN` answers and the
     registrations in flight."""
     tried = address_checks("auth.register", client.ip, settings.rate_register_ip)
-    counted = await check_limits(request, tried, record=False)
+    counted = await check_address_limits(request, tried, record=False)
     taken = address_checks("auth.register.taken", client.ip, settings.rate_register_taken_ip)
-    decisions = await check_limits(request, taken, enforce=False, record=False)
+    decisions = await check_address_limits(request, taken, enforce=False, record=False)
+    taken = widest_first(taken)[: len(decisions)]  # (those counted: a refusal stops there)
     email_taken = untried = False
     try:
         for decision in decisions:

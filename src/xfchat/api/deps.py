@@ -133,6 +133,33 @@ async def check_limits(
     return decisions
 
 
+async def check_address_limits(
+    request: Request,
+    checks: list[tuple[str, str, RateLimit]],
+    *,
+    enforce: bool = True,
+    record: bool = True,
+) -> list[Decision]:
+    """check_limits for the checks of one client address (domain/rate_limits.py's
+    address_checks), the widest first, stopping at a refusal: a network past its rule
+    opens no window of its own for each address in it (an IPv6 /48 holds 65,536 /64s,
+    each a row in `rate_limits` for its window), as the limits kept in memory count
+    (domain/local_limits.py). The decisions, widest first: those of the first checks
+    of `widest_first(checks)`, the ones counted."""
+    decisions = []
+    for check in widest_first(checks):
+        (decision,) = await check_limits(request, [check], enforce=enforce, record=record)
+        decisions.append(decision)
+        if not decision.allowed:
+            break
+    return decisions
+
+
+def widest_first(checks: list[tuple[str, str, RateLimit]]) -> list[tuple[str, str, RateLimit]]:
+    """address_checks in the order check_address_limits counts them."""
+    return checks[::-1]
+
+
 async def give_back(request: Request, checks: list[tuple[str, str, RateLimit]]) -> None:
     """Take back this request's hit in buckets it was counted in (see
     RateLimiter.give_back)."""
@@ -148,7 +175,7 @@ def ip_limit(bucket: str, setting: str) -> Any:
 
     async def dependency(request: Request) -> None:
         rule = getattr(get_settings(request), setting)
-        await check_limits(request, address_checks(bucket, client_info(request).ip, rule))
+        await check_address_limits(request, address_checks(bucket, client_info(request).ip, rule))
 
     return Depends(dependency)
 

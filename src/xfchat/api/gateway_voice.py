@@ -173,6 +173,11 @@ class VoiceOps:
 
     async def _update(self, d: Any) -> None:
         channel_id, flags = _parse_update(d)
+        if self.sub.closed is not None:
+            # Ended, and forgotten by the hub (which unmarks a connection only then): one
+            # marked now would stay marked, and its state never be dropped, for as long
+            # as the process runs. (The reader may still be taking frames it had read.)
+            return
         presence = self.state.presence
         presence.voice_opened(self.sub.id)  # before the state exists (see realtime/presence.py)
         holder = voice.Holder(presence.process_id, self.sub.id)

@@ -5,19 +5,22 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import Path, Response
+from fastapi import Depends, Path, Response
 from pydantic import BaseModel, StrictInt
 
-from xfchat.api.deps import Conn, CurrentActor
+from xfchat.api.deps import Conn, CurrentActor, counted_actor
 from xfchat.api.responses import JSONResponse
 from xfchat.api.routing import api_router
 from xfchat.api.servers import AuditReason
 from xfchat.domain import invites
+from xfchat.domain.accounts import Actor
 from xfchat.domain.event_payloads import ServerJoinedPayload
 from xfchat.domain.invites import InvitePayload, InvitePreview
 
 router = api_router(tags=["invites"])
 Code = Annotated[str, Path(pattern=r"^[A-Za-z0-9]{6,32}$")]
+# Each invite made is an audit-log entry of its server, made by any member.
+InvitingActor = Annotated[Actor, Depends(counted_actor("invites"))]
 
 
 class InviteIn(BaseModel):
@@ -30,9 +33,9 @@ class InviteIn(BaseModel):
 
 @router.post("/api/servers/{server_id}/invites", status_code=201, response_model=InvitePayload)
 async def post_invite(
-    server_id: UUID, body: InviteIn, actor: CurrentActor, conn: Conn, reason: AuditReason
+    server_id: UUID, body: InviteIn, actor: InvitingActor, conn: Conn, reason: AuditReason
 ) -> Response:
-    """Make an invite (CREATE_INVITE)."""
+    """Make an invite (CREATE_INVITE; counted in `invites`)."""
     made = await invites.create_invite(
         conn, actor, server_id, max_uses=body.max_uses, max_age_s=body.max_age_s, reason=reason
     )

@@ -48,16 +48,24 @@ PLACEHOLDER_TIME = datetime(2000, 1, 1, tzinfo=UTC)  # (replaced by "@now" in th
 class FactsCache:
     """The access facts (as the checked path reads them: JSON rows) last read per
     channel and user, for at most `channels` channels (the least recently used go
-    first) and `users` users in each. Entries may be stale: the fast path's statement
-    checks them against the current facts."""
+    first), `users` users in each and `rows` rows in all. Entries may be stale: the
+    fast path's statement checks them against the current facts.
 
-    def __init__(self, channels: int = 4096, users: int = 1024) -> None:
+    A row is about 2.5 KB, and anyone may be asked about: a message names up to 100
+    people, made-up ids too. Bounded by channels and users alone, one account's
+    messages in its own servers' channels filled 4,096 x 1,024 rows, some 10 GB; `rows`
+    keeps it to about 80 MB (8 people a channel, were all 4,096 in use)."""
+
+    def __init__(self, channels: int = 4096, users: int = 1024, rows: int = 32_768) -> None:
         self.channels = channels
         self.users = users
+        self.rows = rows
         self._facts: OrderedDict[UUID, dict[UUID, dict[str, Any]]] = OrderedDict()
+        self._held = 0  # rows in all channels together
 
     def remember(self, channel_id: UUID, rows: list[dict[str, Any]]) -> None:
         known = self._facts.pop(channel_id, {})
+        self._held -= len(known)
         for row in rows:
             user = UUID(str(row["user_id"]))
             known.pop(user, None)
@@ -65,11 +73,13 @@ class FactsCache:
         while len(known) > self.users:
             del known[next(iter(known))]
         self._facts[channel_id] = known
-        while len(self._facts) > self.channels:
-            self._facts.popitem(last=False)
+        self._held += len(known)
+        while len(self._facts) > self.channels or self._held > self.rows:
+            _, gone = self._facts.popitem(last=False)
+            self._held -= len(gone)
 
     def forget(self, channel_id: UUID) -> None:
-        self._facts.pop(channel_id, None)
+        self._held -= len(self._facts.pop(channel_id, {}))
 
     def get(self, channel_id: UUID, users: list[UUID]) -> list[dict[str, Any]] | None:
         """The facts of all of `users`, or None if any is not known."""

@@ -1,0 +1,105 @@
+"""Tables a hostile account can grow without bound while `xfchat serve` runs for months:
+each test counts the rows one account's requests leave behind."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import asyncpg
+import httpx
+
+from tests.factories import AppWith, MakeUser, community
+from tests.openapi_check import check_responses
+
+PASSWORD = "growth attack passphrase 7"
+
+
+async def test_a_member_cannot_fill_a_servers_audit_log_with_invites(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    """Any member may make invites (CREATE_INVITE is @everyone's) and revoke their own,
+    and each one made and each revoked is an audit-log entry of the server, kept for
+    ever by default. main counted them only in the API's 600 a minute: a member with
+    no moderation right wrote two entries every two requests, 864,000 a day (an invite
+    of one second expires at once and leaves room for the next), burying the
+    moderators' own. Now they count in `invites` (30 in 10 minutes)."""
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await community(client, ann, ben)
+    statuses = []
+    for _ in range(40):
+        made = await client.post(srv.url("/invites"), headers=ben.headers, json={"max_uses": 1})
+        statuses.append(made.status_code)
+        if made.status_code == 201:
+            gone = await client.delete(
+                srv.url(f"/invites/{made.json()['code']}"), headers=ben.headers
+            )
+            assert gone.status_code == 204, gone.text
+        else:
+            assert made.status_code == 429 and made.json()["code"] == "RATE_LIMITED", made.text
+    async with pool.acquire() as conn:
+        written = await conn.fetchval(
+            "SELECT count(*) FROM audit_log WHERE server_id = $1 AND actor_id = $2",
+            UUID(srv.id),
+            ben.id,
+        )
+    assert statuses[:30] == [201] * 30
+    assert written <= 2 * 30, f"{written} audit-log entries from one member in a minute"
+
+
+async def _count_windows(pool: asyncpg.Pool, bucket: str) -> int:
+    async with pool.acquire() as conn:
+        return int(
+            await conn.fetchval(
+                "SELECT count(*) FROM rate_limits WHERE bucket LIKE $1", f"{bucket}:%"
+            )
+        )
+
+
+def _from(client: httpx.AsyncClient, ip: str) -> httpx.AsyncClient:
+    """A client of the same app whose requests come from `ip`."""
+    app = client._transport.app  # type: ignore[attr-defined]
+    return check_responses(
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, client=(ip, 40000)), base_url="http://test"
+        )
+    )
+
+
+async def test_a_network_past_its_sign_in_limits_opens_no_window_for_each_address_in_it(
+    app_with: AppWith, pool: asyncpg.Pool
+) -> None:
+    """An IPv6 client counts in its /64 and in its /48, at 16 times the rule. main counted
+    every request in both, in one statement, refused or not: once a /48 was past its
+    rule, each of its 65,536 /64s still opened a window of its own in `rate_limits`,
+    a row per request from a new one, kept for the window (an hour for registrations),
+    so one site (a tunnel broker gives anyone a /48) grew the table by its request rate
+    times that. Now the /48 is counted first, and a request it refuses opens nothing
+    more, as the limits kept in memory do (domain/local_limits.py)."""
+    first = await app_with("2001:db8:7::1", rate_login_ip="2/300", rate_register_ip="2/3600")
+    made = 0
+
+    def body(route: str) -> dict[str, str]:
+        """Counted, and cheap where it can be: an empty login is counted, then 400; a
+        registration is counted only once its body is well-formed (and kept if made)."""
+        nonlocal made
+        if route.endswith("login"):
+            return {}
+        made += 1
+        return {"username": f"grower{made}", "email": f"g{made}@example.com", "password": PASSWORD}
+
+    for route, bucket in (
+        ("/api/auth/login", "auth.login"),
+        ("/api/auth/register", "auth.register"),
+    ):
+        # The /48 takes 32: two from each of 16 /64s.
+        for i in range(16):
+            for _ in range(2):
+                async with _from(first, f"2001:db8:7:{i:x}::1") as one:
+                    answer = await one.post(route, json=body(route))
+                assert answer.status_code in (400, 201), answer.text
+        before = await _count_windows(pool, bucket)
+        for i in range(16, 216):  # 200 more /64s, each refused by the /48
+            async with _from(first, f"2001:db8:7:{i:x}::1") as one:
+                answer = await one.post(route, json=body(route))
+            assert answer.status_code == 429, answer.text
+        assert await _count_windows(pool, bucket) - before == 0, route
