@@ -7,9 +7,12 @@ from uuid import UUID
 
 import asyncpg
 import httpx
+import pytest
 
-from tests.factories import AppWith, MakeUser, community
+from tests import factories
+from tests.factories import AppWith, MakeUser, TestUser, community
 from tests.openapi_check import check_responses
+from xfchat.domain import conversations
 
 PASSWORD = "growth attack passphrase 7"
 
@@ -103,3 +106,48 @@ async def test_a_network_past_its_sign_in_limits_opens_no_window_for_each_addres
                 answer = await one.post(route, json=body(route))
             assert answer.status_code == 429, answer.text
         assert await _count_windows(pool, bucket) - before == 0, route
+
+
+async def test_strangers_direct_conversations_stop_taking_places_once_blocked(
+    client: httpx.AsyncClient, make_user: MakeUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Was: anyone may open a direct conversation with a person who takes direct
+    messages from everyone (the default), and each took one of that person's places
+    (1,000), with no leaving one: strangers' accounts filled them, and the person could
+    then start no conversation and be added to no group. Blocking them did not help.
+    Now a direct conversation with someone you blocked takes none of your places (theirs
+    it still takes: blocking whom they wrote to frees them nothing)."""
+    monkeypatch.setattr(conversations, "MAX_CONVERSATIONS_PER_USER", 2)
+    zoe, friend = await make_user("zoe"), await make_user("friend")
+    strangers = [await make_user(f"str{i}") for i in range(2)]
+    for stranger in strangers:
+        await factories.direct(client, stranger, zoe)
+    await factories.befriend(friend, zoe)
+
+    async def zoe_opens(other: TestUser) -> httpx.Response:
+        return await client.post(
+            "/api/conversations",
+            headers=zoe.headers,
+            json={"kind": "direct", "user_id": str(other.id)},
+        )
+
+    refused = await zoe_opens(friend)
+    assert refused.status_code == 403 and refused.json()["code"] == "TOO_MANY_CONVERSATIONS"
+    # A stranger blocking zoe frees nothing of hers, nor of theirs.
+    blocked = await client.put(f"/api/users/@me/blocks/{zoe.id}", headers=strangers[0].headers)
+    assert blocked.status_code == 204
+    assert (await zoe_opens(friend)).status_code == 403
+    for stranger in strangers:
+        blocked = await client.put(f"/api/users/@me/blocks/{stranger.id}", headers=zoe.headers)
+        assert blocked.status_code == 204
+    opened = await zoe_opens(friend)
+    assert opened.status_code in (200, 201), opened.text
+    # The stranger who blocked zoe still has her conversation in their count.
+    busy = await make_user("busy")
+    await factories.direct(client, strangers[0], busy)  # their second place
+    third = await client.post(
+        "/api/conversations",
+        headers=strangers[0].headers,
+        json={"kind": "direct", "user_id": str(friend.id)},
+    )
+    assert third.status_code == 403 and third.json()["code"] == "TOO_MANY_CONVERSATIONS"

@@ -712,6 +712,7 @@ async def test_a_revert_that_destroys_data_is_refused_unless_told_so(db_url: str
             "0031_session_limit_and_token_rows",
             "0033_account_deletion",
             "0038_mutes",
+            "0042_direct_opened_by",
         ]
         with pytest.raises(MigrationError, match="nothing reverted: .*0025_direct_message_policy"):
             await migrator.revert(len(newer))

@@ -132,7 +132,8 @@ async def access_conversation(
 async def get_or_create_direct(
     conn: asyncpg.Connection, user_a: UUID, user_b: UUID
 ) -> tuple[channels_q.ChannelRow, bool]:
-    """The pair's direct conversation, created (with both participants) if missing.
+    """The pair's direct conversation, created (opened by `user_a`, with both participants)
+    if missing.
     Must run inside the caller's transaction; returns (conversation, created)."""
     existing = await channels_q.get_direct_channel(conn, user_a=user_a, user_b=user_b)
     if existing is None:

@@ -134,16 +134,19 @@ async def get_direct_channel(
 async def insert_direct_channel(
     conn: asyncpg.Connection, *, user_a: UUID, user_b: UUID
 ) -> ChannelRow | None:
-    """Create the pair's direct conversation; None if it already exists."""
+    """Create the pair's direct conversation, opened by `user_a`; None if it already
+    exists."""
     low, high = sorted((user_a, user_b))
     record = await conn.fetchrow(
         f"""
-        INSERT INTO channels (kind, dm_user_low, dm_user_high) VALUES ('direct', $1, $2)
+        INSERT INTO channels (kind, dm_user_low, dm_user_high, opened_by)
+        VALUES ('direct', $1, $2, $3)
         ON CONFLICT (dm_user_low, dm_user_high) WHERE kind = 'direct' DO NOTHING
         RETURNING {CHANNEL_COLUMNS}
         """,
         low,
         high,
+        user_a,
     )
     return maybe(ChannelRow, record)
 

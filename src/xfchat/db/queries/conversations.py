@@ -276,11 +276,24 @@ async def existing_user_ids(conn: asyncpg.Connection, *, user_ids: list[UUID]) -
 async def users_at_conversation_limit(
     conn: asyncpg.Connection, *, user_ids: list[UUID], limit: int
 ) -> list[UUID]:
-    """Those of `user_ids` who already take part in `limit` conversations or more."""
+    """Those of `user_ids` who already take part in `limit` conversations or more, not
+    counting a direct conversation the other side opened with someone they blocked:
+    anyone may open one with a person who takes direct messages from everyone, so
+    strangers' accounts could otherwise fill that person's places (there is no leaving a
+    direct conversation). One they opened counts whomever they block (else opening and
+    blocking would free a place each time). (With no opener recorded, migration 0042's
+    older ones, either side's block frees that side's place.)"""
     records = await conn.fetch(
         """
-        SELECT user_id FROM conversation_participants WHERE user_id = ANY($1::uuid[])
-        GROUP BY user_id HAVING count(*) >= $2
+        SELECT p.user_id FROM conversation_participants p
+        JOIN channels c ON c.id = p.channel_id
+        WHERE p.user_id = ANY($1::uuid[])
+          AND NOT (c.kind = 'direct' AND c.opened_by IS DISTINCT FROM p.user_id AND EXISTS (
+              SELECT 1 FROM blocks b
+              WHERE b.blocker_id = p.user_id
+                AND b.blocked_id = CASE WHEN c.dm_user_low = p.user_id
+                                        THEN c.dm_user_high ELSE c.dm_user_low END))
+        GROUP BY p.user_id HAVING count(*) >= $2
         """,
         user_ids,
         limit,
