@@ -26,12 +26,14 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 PR_SET_PDEATHSIG = 1
 _zygote: list[subprocess.Popen[bytes]] = []
+_asking = threading.Lock()  # (run_cli may be called from threads: one request at a time)
 
 
 def _die_with_parent(sig: int) -> None:
@@ -136,8 +138,9 @@ def serve_forks() -> None:
                 break
             path = exits.pop(pid, None)
             if path is not None:
-                Path(path + ".part").write_text(str(os.waitstatus_to_exitcode(status)))
-                os.replace(path + ".part", path)
+                with contextlib.suppress(OSError):  # (its directory gone: nobody waits)
+                    Path(path + ".part").write_text(str(os.waitstatus_to_exitcode(status)))
+                    os.replace(path + ".part", path)
 
 
 class Forked:
@@ -181,31 +184,32 @@ def fork_server(
 ) -> Forked:
     """`python -m xfchat <args>` with `env`, its output appended to `log` (its standard
     output written to `out` instead, if given; its input read from `given`), forked."""
-    if not _zygote or _zygote[0].poll() is not None:
-        root = Path(__file__).resolve().parent.parent
-        _zygote[:] = [
-            subprocess.Popen(
-                [sys.executable, "-c", "from tests.zygote import serve_forks; serve_forks()"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                cwd=root,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
-        ]
-    zygote = _zygote[0]
-    stdin, stdout = zygote.stdin, zygote.stdout
-    assert stdin is not None and stdout is not None
-    request = {
-        "args": args,
-        "env": env,
-        "log": str(log),
-        "cwd": str(cwd) if cwd else None,
-        "stdout": str(out) if out else None,
-        "stdin": str(given) if given else None,
-    }
-    stdin.write(json.dumps(request).encode() + b"\n")
-    stdin.flush()
-    answer = stdout.readline()
-    if not answer:
-        raise RuntimeError(f"the test zygote ended (status {zygote.wait()})")
+    with _asking:
+        if not _zygote or _zygote[0].poll() is not None:
+            root = Path(__file__).resolve().parent.parent
+            _zygote[:] = [
+                subprocess.Popen(
+                    [sys.executable, "-c", "from tests.zygote import serve_forks; serve_forks()"],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    cwd=root,
+                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                )
+            ]
+        zygote = _zygote[0]
+        stdin, stdout = zygote.stdin, zygote.stdout
+        assert stdin is not None and stdout is not None
+        request = {
+            "args": args,
+            "env": env,
+            "log": str(log),
+            "cwd": str(cwd) if cwd else None,
+            "stdout": str(out) if out else None,
+            "stdin": str(given) if given else None,
+        }
+        stdin.write(json.dumps(request).encode() + b"\n")
+        stdin.flush()
+        answer = stdout.readline()
+        if not answer:
+            raise RuntimeError(f"the test zygote ended (status {zygote.wait()})")
     return Forked(["xfchat", *args], int(json.loads(answer)["pid"]), log)

@@ -97,7 +97,8 @@ async def test_dev_and_seed_add_no_demo_accounts_to_a_database_with_real_ones(
     with_password = f"postgresql://{user}:not-this-one@{rest}"  # (trusted: any is taken)
     # Its schema one release behind: refused before it is migrated (was: migrated, then
     # refused, under the release still running on it).
-    assert run_cli("migrate", "revert", "1", env=clean_env(DATABASE_URL=db_url)).returncode == 0
+    back = run_cli("migrate", "revert", "1", "--destroy-data", env=clean_env(DATABASE_URL=db_url))
+    assert back.returncode == 0, back.stderr
     conn = await asyncpg.connect(db_url)
     try:
         behind = await conn.fetchval("SELECT max(version) FROM schema_migrations")
