@@ -14,7 +14,7 @@ import httpx
 from tests.factories import MakeUser, community, pair, role, say
 from tests.support import conversations_plan, pair_counts, pairs_plan, rows_walked
 from xfchat.db.queries import messages as messages_q
-from xfchat.db.queries.conversations import UNREAD_CAP
+from xfchat.db.queries.conversations import MENTION_WALK, UNREAD_CAP
 
 HISTORY = 5_000  # (past the bound of 4 x UNREAD_CAP many times over; cheap to write)
 LONG = 600  # (s: the bulk writes and plans, on a loaded box)
@@ -239,3 +239,35 @@ async def test_the_mentions_kept_by_whom_they_name_follow_every_writer(
     assert await anns_mentions() == 0
     await conn.execute("DELETE FROM messages WHERE id = $1", uuid.UUID(a["id"]))
     assert await rows() == set()
+
+
+async def test_a_blocked_authors_flood_of_mentions_is_walked_only_so_far(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    """Was: the mentions by someone the reader blocked were walked one by one, to be
+    left out of the count: any member who named ben HISTORY times after he blocked them
+    made every count of ben's there read all of them, on every `ready`. Now a count
+    reads at most MENTION_WALK of his mentions after his read position."""
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await community(client, ann, ben)
+    await _history(conn, srv.general, ann.id, mentions=[ben.id], deleted=False)
+    blocked = await client.put(f"/api/users/@me/blocks/{ann.id}", headers=ben.headers)
+    assert blocked.status_code == 204
+    plan = await pairs_plan(conn, ben.id, srv.general, LONG)
+    assert await pair_counts(conn, ben.id, srv.general) == (UNREAD_CAP, 0)
+    walked = rows_walked(plan)
+    assert walked <= 2 * MENTION_WALK + 4 * UNREAD_CAP, (walked, plan["Actual Total Time"])
+
+
+async def test_a_blocked_authors_flood_of_mentions_in_a_conversation_is_walked_only_so_far(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    ann, ben, chat = await pair(client, make_user)
+    await _history(conn, chat, ann.id, mentions=[ben.id], deleted=False)
+    blocked = await client.put(f"/api/users/@me/blocks/{ann.id}", headers=ben.headers)
+    assert blocked.status_code == 204
+    plan = await conversations_plan(conn, ben.id, chat, LONG)
+    state = (await client.get("/api/users/@me/state", headers=ben.headers)).json()
+    assert [(c["unread"], c["mention_count"]) for c in state["conversations"]] == [(UNREAD_CAP, 0)]
+    walked = rows_walked(plan)
+    assert walked <= 2 * MENTION_WALK + 4 * UNREAD_CAP, (walked, plan["Actual Total Time"])

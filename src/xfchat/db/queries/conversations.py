@@ -85,6 +85,13 @@ async def update_group(
 
 
 UNREAD_CAP = 100
+# The mentions of a reader that a mention count reads after the read position, at most,
+# before it judges them (their message live, someone else's, not by someone the reader
+# blocked): a blocked author who floods a channel with mentions of the reader (or with
+# @everyone) adds at most this many rows to each of the reader's counts, where each of
+# theirs was read. The count then misses mentions past those until the reader reads past
+# them (the badge says less, never more).
+MENTION_WALK = 10 * UNREAD_CAP
 # The greatest sequence number (bigint): the upper bound of a walk of one target's mentions
 # in one channel by message_mentions' key.
 MAX_SEQ = 9223372036854775807
@@ -124,23 +131,26 @@ _LIST_SELECT = f"""
                 ORDER BY m.seq LIMIT {UNREAD_CAP}) x) AS unread,
            -- Walks the user's mentions in this conversation after the read position
            -- (message_mentions, migration 0041), not the unread; capped like `unread`,
-           -- so never more than it. In order, by the key (target, channel, seq), each
-           -- message looked up by its own (OFFSET 0: a generic plan otherwise merges
-           -- in the conversation's history, and the mentions of everyone there).
+           -- so never more than it. In order, by the key (target, channel, seq), the
+           -- first MENTION_WALK at most, each message looked up by its own (OFFSET 0: a
+           -- generic plan otherwise merges in the conversation's history, and the
+           -- mentions of everyone there).
            (SELECT count(*) FROM (
-                SELECT 1 FROM message_mentions mm
+                SELECT 1 FROM (
+                    SELECT mm.channel_id, mm.seq FROM message_mentions mm
+                    -- (bounds only the key can take: by the channel's index a generic
+                    -- plan may walk everyone's mentions there, filtering for the user's)
+                    WHERE (mm.target_id, mm.channel_id, mm.seq)
+                          > ($1, c.id, COALESCE(rs.last_read_seq, 0))
+                      AND (mm.target_id, mm.channel_id, mm.seq) <= ($1, c.id, {MAX_SEQ})
+                    ORDER BY mm.target_id, mm.channel_id, mm.seq
+                    LIMIT {MENTION_WALK}) mm
                 CROSS JOIN LATERAL (
                     SELECT 1 FROM messages m
                     WHERE m.channel_id = mm.channel_id AND m.seq = mm.seq
                       AND {OTHERS_LIVE}
                       AND {NOT_FROM_BLOCKED}
                     OFFSET 0) ok
-                -- (bounds only the key can take: by the channel's index a generic
-                -- plan may walk everyone's mentions there, filtering for the user's)
-                WHERE (mm.target_id, mm.channel_id, mm.seq)
-                      > ($1, c.id, COALESCE(rs.last_read_seq, 0))
-                  AND (mm.target_id, mm.channel_id, mm.seq) <= ($1, c.id, {MAX_SEQ})
-                ORDER BY mm.target_id, mm.channel_id, mm.seq
                 LIMIT {UNREAD_CAP}) x) AS mention_count,
            last.id AS last_message_id
     FROM channels c

@@ -11,6 +11,7 @@ from xfchat.db.queries import many, maybe, one
 from xfchat.db.queries.attachments import ATTACHMENTS_JSON
 from xfchat.db.queries.conversations import (
     MAX_SEQ,
+    MENTION_WALK,
     NOT_FROM_BLOCKED,
     NOT_FROM_BLOCKED_W,
     OTHERS_LIVE_W,
@@ -625,7 +626,18 @@ _LIST_UNREADS_OF_PAIRS = f"""
                     SELECT t.seq
                     FROM unnest(w.user_id || r.roles) AS g(id)
                     CROSS JOIN LATERAL (
-                        SELECT mm.seq FROM message_mentions mm
+                        SELECT mm.seq FROM (
+                            SELECT mm.channel_id, mm.seq FROM message_mentions mm
+                            -- ((target, channel, seq) in the key's order, as bounds only
+                            -- the key can take: by the channel's index a generic plan
+                            -- may walk everyone's mentions there, filtering for this
+                            -- one's; the first MENTION_WALK at most)
+                            WHERE (mm.target_id, mm.channel_id, mm.seq)
+                                  > (g.id, c.id, b.after_seq)
+                              AND (mm.target_id, mm.channel_id, mm.seq)
+                                  <= (g.id, c.id, {MAX_SEQ})
+                            ORDER BY mm.target_id, mm.channel_id, mm.seq
+                            LIMIT {MENTION_WALK}) mm
                         -- (each message looked up by its key: OFFSET 0 keeps a generic
                         -- plan from merging the channel's whole history in instead)
                         CROSS JOIN LATERAL (
@@ -635,15 +647,11 @@ _LIST_UNREADS_OF_PAIRS = f"""
                               AND (w.since IS NULL OR m.created_at >= w.since)
                               AND {NOT_FROM_BLOCKED_W}
                             OFFSET 0) ok
-                        -- (target, channel, seq) in the key's order, as bounds only
-                        -- the key can take: by the channel's index a generic plan may
-                        -- walk everyone's mentions there, filtering for this one's)
-                        WHERE (mm.target_id, mm.channel_id, mm.seq) > (g.id, c.id, b.after_seq)
-                          AND (mm.target_id, mm.channel_id, mm.seq)
-                              <= (g.id, c.id, {MAX_SEQ})
-                        ORDER BY mm.target_id, mm.channel_id, mm.seq
                         LIMIT {UNREAD_CAP}) t
                     UNION ALL
+                    -- (@everyone's: only those with MENTION_EVERYONE send them, and
+                    -- the planner reads them by a bitmap of the channel's, all of them
+                    -- after the read position, however they are limited)
                     (SELECT m.seq FROM messages m
                      WHERE m.channel_id = c.id AND m.seq > b.after_seq
                        AND m.mention_everyone AND m.deleted_at IS NULL
