@@ -31,7 +31,8 @@ from xfchat.db.queries import migrations as q
 FILE_RE = re.compile(r"(\d{4})_([a-z0-9_]+)\.(up|down)\.sql")
 # A migration file whose first line is NO_TRANSACTION runs outside a transaction, one
 # statement at a time (the parts between STATEMENT_BREAK lines), without the statement
-# timeout: what PostgreSQL refuses inside one, such as CREATE INDEX CONCURRENTLY on a
+# timeout (and, but for a CONCURRENTLY one, with the bounded lock wait, tried again):
+# what PostgreSQL refuses inside one, such as CREATE INDEX CONCURRENTLY on a
 # large table, which does not block writes while it builds. Each statement commits on
 # its own, so make each one safe to run again (DROP INDEX CONCURRENTLY IF EXISTS before
 # the CREATE: a build that failed leaves an invalid index that IF NOT EXISTS would keep):
@@ -358,12 +359,18 @@ class Migrator:
 
     async def _run_one_by_one(self, statements: list[str], subject: str, again: str) -> None:
         """A NO_TRANSACTION file's statements, each committed on its own, without the
-        statement timeout (an index build is long)."""
+        statement timeout (an index build is long). One that builds or drops nothing
+        CONCURRENTLY waits for each lock as a transaction's migration does (an ALTER
+        TABLE there, 0033's, queued behind a long transaction would stall every query on
+        its table): bounded, tried again, then refused. A CONCURRENTLY one waits without
+        a bound: it waits for older transactions, blocking nobody."""
         await q.set_statement_timeout_off(self.conn)
         try:
             for done, statement in enumerate(statements):
                 try:
-                    await self.conn.execute(statement)
+                    await self._one_bounded(
+                        statement, f"{subject}, statement {done + 1} of {len(statements)},", again
+                    )
                 except asyncpg.PostgresError as exc:
                     hint = (
                         " (a part holding several statements runs as one transaction:"
@@ -380,6 +387,34 @@ class Migrator:
         finally:
             if not self.conn.is_closed():
                 await q.reset_statement_timeout(self.conn)
+
+    async def _one_bounded(self, statement: str, subject: str, again: str) -> None:
+        """One statement of a NO_TRANSACTION file, in its own implicit transaction (a
+        lock wait that runs out rolls back all of it, or what a DO block did since its
+        last COMMIT)."""
+        sql = "\n".join(x for x in statement.splitlines() if not x.lstrip().startswith("--"))
+        bounded = not re.search(r"\bconcurrently\b", sql, re.IGNORECASE)
+        lock_timeout_ms = max(1, int(self.lock_timeout_s * 1000)) if bounded else 0
+        await q.set_lock_timeout(self.conn, lock_timeout_ms=lock_timeout_ms)
+        for attempt in range(1, (self.lock_attempts if bounded else 1) + 1):
+            try:
+                await self.conn.execute(statement)
+                return
+            except asyncpg.LockNotAvailableError as exc:
+                if not bounded:
+                    raise
+                if attempt == self.lock_attempts:
+                    refusal = await self._lock_refusal(subject, "was not recorded")
+                    raise MigrationError(
+                        f"{refusal} (what ran before that statement stays done, and"
+                        f" `xfchat migrate {again}` runs it again from its first statement)"
+                    ) from exc
+                self.log(
+                    f"{subject} waited {self.lock_timeout_s:g} s for a lock held by another "
+                    f"session (attempt {attempt} of {self.lock_attempts}); rolled back, "
+                    f"trying again in {self.lock_pause_s:g} s"
+                )
+                await asyncio.sleep(self.lock_pause_s)
 
     async def is_current(self) -> bool:
         applied = {row.version: row.checksum for row in await q.list_applied_migrations(self.conn)}

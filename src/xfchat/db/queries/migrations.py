@@ -61,8 +61,15 @@ async def set_statement_timeout_off(conn: asyncpg.Connection) -> None:
 
 
 async def reset_statement_timeout(conn: asyncpg.Connection) -> None:
-    """The session's statement timeout back to what the connection started with."""
-    await conn.execute("RESET statement_timeout")
+    """The session's statement timeout and lock timeout back to what the connection
+    started with."""
+    await conn.execute("RESET statement_timeout; RESET lock_timeout")
+
+
+async def set_lock_timeout(conn: asyncpg.Connection, *, lock_timeout_ms: int) -> None:
+    """For this session, until `reset_statement_timeout`: wait at most `lock_timeout_ms`
+    for each lock (0: without end)."""
+    await conn.execute("SELECT set_config('lock_timeout', $1, false)", str(lock_timeout_ms))
 
 
 async def set_local_migration_timeouts(conn: asyncpg.Connection, *, lock_timeout_ms: int) -> None:
