@@ -331,6 +331,21 @@ def test_a_client_that_reads_nothing_of_its_answers_is_cut(edge: tuple[int, str]
     assert httpx.get(f"{base}/health").status_code == 200
 
 
+async def send_past_its_own_408(
+    api: httpx.AsyncClient, channel: str, headers: dict[str, str], content: str
+) -> None:
+    """Send a message, again if the server cut this client's own body (408: the edge
+    tests' servers give a body a second, and on a box busy the whole suite long the
+    client's came later)."""
+    for _ in range(3):
+        sent = await api.post(
+            f"/api/channels/{channel}/messages", headers=headers, json={"content": content}
+        )
+        if sent.status_code != 408:
+            break
+    assert sent.status_code == 201, sent.text
+
+
 async def test_a_gateway_client_that_reads_nothing_is_reset(
     edge: tuple[int, str], make_user: MakeUser
 ) -> None:
@@ -354,17 +369,7 @@ async def test_a_gateway_client_that_reads_nothing_is_reset(
 
         async def say(n: int) -> None:
             async with gate:
-                # (this server's body deadline is a second: on a box busy the whole
-                # suite long, this client's own body came later, 408; it sends again)
-                for _ in range(3):
-                    sent = await api.post(
-                        f"/api/channels/{dm}/messages",
-                        headers=ann.headers,
-                        json={"content": f"{n} " + "x" * 3990},
-                    )
-                    if sent.status_code != 408:
-                        break
-                assert sent.status_code == 201, sent.text
+                await send_past_its_own_408(api, dm, ann.headers, f"{n} " + "x" * 3990)
 
         await asyncio.gather(*(say(n) for n in range(1500)))  # about 6 MB of events
         deadline = time.monotonic() + 40  # a bound on the test, past the 3 s stall
@@ -390,17 +395,7 @@ async def test_a_gateway_client_that_stops_reading_below_the_buffers_mark_is_cut
         event = 8 * 1024  # about (each "ø" is two bytes)
 
         async def say(n: int) -> None:
-            # (this server's body deadline is a second: on a box busy the whole suite
-            # long, this client's own body came later, 408; it sends again)
-            for _ in range(3):
-                sent = await api.post(
-                    f"/api/channels/{dm}/messages",
-                    headers=ann.headers,
-                    json={"content": f"{n} " + "ø" * 3990},
-                )
-                if sent.status_code != 408:
-                    break
-            assert sent.status_code == 201, sent.text
+            await send_past_its_own_408(api, dm, ann.headers, f"{n} " + "ø" * 3990)
 
         def heartbeat() -> None:
             sock.sendall(client_frame(1, b'{"op":1}'))
