@@ -807,21 +807,27 @@ async def test_deleted_emails_index_is_built_while_users_stay_readable_and_writa
         await conn.close()
 
 
+async def a_group_before_0041(conn: asyncpg.Connection) -> tuple[uuid.UUID, uuid.UUID]:
+    """Every migration run, then those from 0041 on reverted; a user and a group
+    conversation made there: (user id, channel id)."""
+    await Migrator(conn).run()
+    await Migrator(conn).revert(len([m for m in discover() if m.version >= 41]), destroy_data=True)
+    user = await conn.fetchval(
+        "INSERT INTO users (username, email, email_key, password_hash) "
+        "VALUES ('ann', 'a@x.org', 'a@x.org', 'h') RETURNING id"
+    )
+    channel = await conn.fetchval(
+        "INSERT INTO channels (kind, name) VALUES ('group', 'g') RETURNING id"
+    )
+    return user, channel
+
+
 async def test_mentions_made_before_0041_are_kept_by_whom_they_name(empty_db_url: str) -> None:
     """0041 writes the rows of the live messages already there that name someone or a
     role (once each), none of a deleted one's, and its triggers keep them from then on."""
     conn = await asyncpg.connect(empty_db_url)
     try:
-        migrator = Migrator(conn)
-        await migrator.run()
-        await migrator.revert(len([m for m in discover() if m.version >= 41]), destroy_data=True)
-        user = await conn.fetchval(
-            "INSERT INTO users (username, email, email_key, password_hash) "
-            "VALUES ('ann', 'a@x.org', 'a@x.org', 'h') RETURNING id"
-        )
-        channel = await conn.fetchval(
-            "INSERT INTO channels (kind, name) VALUES ('group', 'g') RETURNING id"
-        )
+        user, channel = await a_group_before_0041(conn)
         named, role = uuid.uuid4(), uuid.uuid4()
         await conn.execute(
             """
@@ -836,7 +842,7 @@ async def test_mentions_made_before_0041_are_kept_by_whom_they_name(empty_db_url
             named,
             role,
         )
-        await migrator.run()
+        await Migrator(conn).run()
         rows = await conn.fetch("SELECT target_id, seq FROM message_mentions ORDER BY seq")
         assert sorted((r["target_id"], r["seq"]) for r in rows) == sorted([(named, 1), (role, 1)])
         await conn.execute(

@@ -15,7 +15,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.db.test_migrations import hold_users, with_migration
+from tests.db.test_migrations import a_group_before_0041, hold_users, with_migration
 from tests.support import until_one_waits_for_a_lock
 from xfchat.db.migrate import MigrationError, Migrator, _statements, discover
 
@@ -105,17 +105,7 @@ async def test_an_edit_in_flight_across_0041s_backfill_leaves_no_mention_it_took
     conn = await asyncpg.connect(empty_db_url)
     editor = await asyncpg.connect(empty_db_url)
     try:
-        await Migrator(conn).run()
-        await Migrator(conn).revert(
-            len([m for m in discover() if m.version >= 41]), destroy_data=True
-        )
-        author = await conn.fetchval(
-            "INSERT INTO users (username, email, email_key, password_hash) "
-            "VALUES ('ann', 'a@x.org', 'a@x.org', 'h') RETURNING id"
-        )
-        channel = await conn.fetchval(
-            "INSERT INTO channels (kind, name) VALUES ('group', 'g') RETURNING id"
-        )
+        author, channel = await a_group_before_0041(conn)
         was_named, now_named = uuid.uuid4(), uuid.uuid4()
         await conn.execute(
             "INSERT INTO messages (id, channel_id, seq, author_id, content, mentions)"
