@@ -12,7 +12,7 @@ import pytest
 from tests import factories
 from tests.factories import AppWith, MakeUser, TestUser, community
 from tests.openapi_check import check_responses
-from xfchat.domain import conversations
+from xfchat.domain import conversations, friends
 
 PASSWORD = "growth attack passphrase 7"
 
@@ -151,3 +151,43 @@ async def test_strangers_direct_conversations_stop_taking_places_once_blocked(
         json={"kind": "direct", "user_id": str(friend.id)},
     )
     assert third.status_code == 403 and third.json()["code"] == "TOO_MANY_CONVERSATIONS"
+
+
+async def test_blocking_openers_holds_a_person_to_their_places_and_their_blocks(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    conn: asyncpg.Connection,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The places a block frees stay bounded: someone who lets accounts of their own
+    open direct conversations with them, blocks each opener, and unblocks them all to
+    block others, takes part in at most MAX_CONVERSATIONS_PER_USER + MAX_BLOCKS
+    conversations (each uncounted one needs a block standing)."""
+    monkeypatch.setattr(conversations, "MAX_CONVERSATIONS_PER_USER", 2)
+    monkeypatch.setattr(friends, "MAX_BLOCKS", 2)
+    zoe = await make_user("zoe")
+    blocked: list[TestUser] = []
+    openers: list[TestUser] = []
+    for i in range(10):
+        opener = await make_user(f"own{i}")
+        opened = await client.post(
+            "/api/conversations",
+            headers=opener.headers,
+            json={"kind": "direct", "user_id": str(zoe.id)},
+        )
+        if opened.status_code == 201:
+            openers.append(opener)
+        if len(blocked) == 2:  # at her blocks' cap: unblock all, block two others
+            for who in blocked:
+                gone = await client.delete(f"/api/users/@me/blocks/{who.id}", headers=zoe.headers)
+                assert gone.status_code == 204
+            blocked = []
+        for who in reversed(openers):
+            if len(blocked) < 2 and who not in blocked:
+                made = await client.put(f"/api/users/@me/blocks/{who.id}", headers=zoe.headers)
+                assert made.status_code == 204, made.text
+                blocked.append(who)
+    rows = await conn.fetchval(
+        "SELECT count(*) FROM conversation_participants WHERE user_id = $1", zoe.id
+    )
+    assert len(openers) >= 3 and rows <= 2 + 2, (len(openers), rows)

@@ -227,7 +227,8 @@ async def visible_conversations(
     conn: asyncpg.Connection, user_id: UUID
 ) -> dict[UUID, VisibleChannel]:
     """visible_channels, of the user's conversations alone (at most
-    MAX_CONVERSATIONS_PER_USER), without reading the channels of their servers."""
+    MAX_CONVERSATIONS_PER_USER, and as many direct ones as they block openers of: see
+    users_at_conversation_limit), without reading the channels of their servers."""
     return _visible(await q.list_conversation_facts(conn, user_id=user_id))
 
 

@@ -292,7 +292,9 @@ async def users_at_conversation_limit(
     strangers' accounts could otherwise fill that person's places (there is no leaving a
     direct conversation). One they opened counts whomever they block (else opening and
     blocking would free a place each time). (With no opener recorded, migration 0042's
-    older ones, either side's block frees that side's place.)"""
+    older ones, either side's block frees that side's place.) Each one left out needs
+    a block standing, so a person takes part in at most `limit` + MAX_BLOCKS
+    (domain/friends.py) conversations, however they block and unblock."""
     records = await conn.fetch(
         """
         SELECT p.user_id FROM conversation_participants p
