@@ -7,7 +7,8 @@
 -- deleted) stayed, and its person's unread mention count counted that message for as
 -- long as it lives. First wait for every transaction writing messages now (such an edit
 -- among them) to end, without blocking anyone (pg_locks polled, as CREATE INDEX
--- CONCURRENTLY waits for older transactions), then the same pass again: any write that
+-- CONCURRENTLY waits for older transactions; 10 minutes at most, then the run fails
+-- naming them), then the same pass again: any write that
 -- begins after the wait sees the backfill's rows, and its trigger keeps them. Each
 -- statement can run again.
 DO $$
@@ -16,9 +17,15 @@ DECLARE
         SELECT DISTINCT virtualtransaction FROM pg_locks
         WHERE locktype = 'relation' AND relation = 'messages'::regclass
           AND mode = 'RowExclusiveLock' AND pid <> pg_backend_pid());
+    deadline constant timestamptz := clock_timestamp() + interval '10 minutes';
 BEGIN
     WHILE EXISTS (SELECT 1 FROM pg_locks
                   WHERE locktype = 'virtualxid' AND virtualxid = ANY(writing)) LOOP
+        IF clock_timestamp() > deadline THEN
+            RAISE EXCEPTION 'waited 10 minutes for the transactions writing messages at its start to end; still open, pids %: end them (pg_terminate_backend) or wait, and run it again',
+                (SELECT string_agg(DISTINCT pid::text, ', ') FROM pg_locks
+                 WHERE locktype = 'virtualxid' AND virtualxid = ANY(writing));
+        END IF;
         PERFORM pg_sleep(0.05);
     END LOOP;
 END $$;

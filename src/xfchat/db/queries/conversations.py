@@ -87,9 +87,9 @@ async def update_group(
 UNREAD_CAP = 100
 # The mentions of a reader that a mention count reads after the read position, at most,
 # before it judges them (their message live, someone else's, not by someone the reader
-# blocked): a blocked author who floods a channel with mentions of the reader (or with
-# @everyone) adds at most this many rows to each of the reader's counts, where each of
-# theirs was read. The count then misses mentions past those until the reader reads past
+# blocked): a blocked author who floods a channel with mentions of the reader adds at
+# most this many rows to each of the reader's counts, where each of theirs was read.
+# (@everyone's are read all, as before: only those with MENTION_EVERYONE send them.) The count then misses mentions past those until the reader reads past
 # them (the badge says less, never more).
 MENTION_WALK = 10 * UNREAD_CAP
 # The greatest sequence number (bigint): the upper bound of a walk of one target's mentions
