@@ -142,7 +142,18 @@ async def test_an_edit_in_flight_across_0041s_backfill_leaves_no_mention_it_took
         )
         # The rest of the release's migrations start while the edit is still open.
         running = asyncio.create_task(Migrator(conn).run())
-        await asyncio.sleep(1)
+        watch = await asyncpg.connect(empty_db_url)
+        try:  # (until 0043's statement is seen waiting for the edit; a hang guard only)
+            for _ in range(1200):
+                if running.done() or await watch.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE query LIKE '%virtualxid = ANY(writing)%'"
+                    " AND pid <> pg_backend_pid()"
+                ):
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            await watch.close()
         assert not running.done()  # (it waits for the edit, blocking no one)
         await editor.fetchval("SELECT 1")  # (the edit's connection is not held up)
         await edit.commit()
@@ -179,7 +190,9 @@ async def test_an_alter_table_of_a_file_without_a_transaction_is_bounded_too(
         running = asyncio.create_task(migrator.run())
         await until_one_waits_for_a_lock(live, running)
         assert not running.done()  # (its ALTER TABLE users is queued behind the report)
-        assert await asyncio.wait_for(live.fetchval("SELECT count(*) FROM users"), 5) == 0
+        # (a hang guard: were its wait unbounded, this would wait for the report, which
+        # does not end before the refusal below)
+        assert await asyncio.wait_for(live.fetchval("SELECT count(*) FROM users"), 30) == 0
         with pytest.raises(MigrationError) as refused:
             await asyncio.wait_for(running, 20)
         message = str(refused.value)

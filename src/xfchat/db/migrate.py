@@ -18,16 +18,18 @@ import asyncio
 import hashlib
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 import asyncpg
 
 from xfchat.db.queries import locks
 from xfchat.db.queries import migrations as q
 
+T = TypeVar("T")
 FILE_RE = re.compile(r"(\d{4})_([a-z0-9_]+)\.(up|down)\.sql")
 # A migration file whose first line is NO_TRANSACTION runs outside a transaction, one
 # statement at a time (the parts between STATEMENT_BREAK lines), without the statement
@@ -308,37 +310,55 @@ class Migrator:
         if statements is not None:
             await self._run_one_by_one(statements, subject, again="run" if up else "revert")
         what = "was rolled back" if statements is None else "was not recorded"
+
+        async def once() -> int:
+            async with self.conn.transaction():
+                await q.set_local_migration_timeouts(
+                    self.conn, lock_timeout_ms=self._lock_timeout_ms
+                )
+                if statements is None:
+                    await self.conn.execute(sql)
+                elapsed_ms = int((time.perf_counter() - started) * 1000)
+                if up:
+                    await q.insert_applied_migration(
+                        self.conn,
+                        version=mig.version,
+                        name=mig.name,
+                        checksum=mig.checksum,
+                        execution_ms=elapsed_ms,
+                    )
+                else:
+                    await q.delete_applied_migration(self.conn, version=mig.version)
+            return elapsed_ms
+
+        try:
+            return await self._retrying_locks(once, subject, what)
+        except asyncpg.PostgresError as exc:
+            raise MigrationError(f"{subject} failed and {what}: {_describe(exc)}") from exc
+
+    @property
+    def _lock_timeout_ms(self) -> int:
+        return max(1, int(self.lock_timeout_s * 1000))
+
+    async def _retrying_locks(
+        self, run: Callable[[], Awaitable[T]], subject: str, what: str, then: str = ""
+    ) -> T:
+        """`run` (which waits for each lock at most lock_timeout_s, then rolls back), tried
+        again after each such wait, each said; the last refused in one line naming the
+        sessions that likely held the lock (`then` added to it)."""
         for attempt in range(1, self.lock_attempts + 1):
             try:
-                async with self.conn.transaction():
-                    await q.set_local_migration_timeouts(
-                        self.conn, lock_timeout_ms=max(1, int(self.lock_timeout_s * 1000))
-                    )
-                    if statements is None:
-                        await self.conn.execute(sql)
-                    elapsed_ms = int((time.perf_counter() - started) * 1000)
-                    if up:
-                        await q.insert_applied_migration(
-                            self.conn,
-                            version=mig.version,
-                            name=mig.name,
-                            checksum=mig.checksum,
-                            execution_ms=elapsed_ms,
-                        )
-                    else:
-                        await q.delete_applied_migration(self.conn, version=mig.version)
-                return elapsed_ms
+                return await run()
             except asyncpg.LockNotAvailableError as exc:
                 if attempt == self.lock_attempts:
-                    raise MigrationError(await self._lock_refusal(subject, what)) from exc
+                    refusal = await self._lock_refusal(subject, what)
+                    raise MigrationError(refusal + then) from exc
                 self.log(
                     f"{subject} waited {self.lock_timeout_s:g} s for a lock held by another "
                     f"session (attempt {attempt} of {self.lock_attempts}); rolled back, "
                     f"trying again in {self.lock_pause_s:g} s"
                 )
                 await asyncio.sleep(self.lock_pause_s)
-            except asyncpg.PostgresError as exc:
-                raise MigrationError(f"{subject} failed and {what}: {_describe(exc)}") from exc
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def _lock_refusal(self, subject: str, what: str) -> str:
@@ -393,28 +413,18 @@ class Migrator:
         lock wait that runs out rolls back all of it, or what a DO block did since its
         last COMMIT)."""
         sql = "\n".join(x for x in statement.splitlines() if not x.lstrip().startswith("--"))
-        bounded = not re.search(r"\bconcurrently\b", sql, re.IGNORECASE)
-        lock_timeout_ms = max(1, int(self.lock_timeout_s * 1000)) if bounded else 0
-        await q.set_lock_timeout(self.conn, lock_timeout_ms=lock_timeout_ms)
-        for attempt in range(1, (self.lock_attempts if bounded else 1) + 1):
-            try:
-                await self.conn.execute(statement)
-                return
-            except asyncpg.LockNotAvailableError as exc:
-                if not bounded:
-                    raise
-                if attempt == self.lock_attempts:
-                    refusal = await self._lock_refusal(subject, "was not recorded")
-                    raise MigrationError(
-                        f"{refusal} (what ran before that statement stays done, and"
-                        f" `xfchat migrate {again}` runs it again from its first statement)"
-                    ) from exc
-                self.log(
-                    f"{subject} waited {self.lock_timeout_s:g} s for a lock held by another "
-                    f"session (attempt {attempt} of {self.lock_attempts}); rolled back, "
-                    f"trying again in {self.lock_pause_s:g} s"
-                )
-                await asyncio.sleep(self.lock_pause_s)
+        if re.search(r"\bconcurrently\b", sql, re.IGNORECASE):
+            await q.set_lock_timeout(self.conn, lock_timeout_ms=0)  # (the role's too)
+            await self.conn.execute(statement)
+            return
+        await q.set_lock_timeout(self.conn, lock_timeout_ms=self._lock_timeout_ms)
+        await self._retrying_locks(
+            lambda: self.conn.execute(statement),
+            subject,
+            "was not recorded",
+            then=" (what ran before that statement stays done, and"
+            f" `xfchat migrate {again}` runs it again from its first statement)",
+        )
 
     async def is_current(self) -> bool:
         applied = {row.version: row.checksum for row in await q.list_applied_migrations(self.conn)}

@@ -30,6 +30,7 @@ from xfchat.errors import ServiceUnavailable
 
 T = TypeVar("T")
 WAITING_LIMIT = 128
+CORES = os.cpu_count() or 2
 THREAD_NAME = "xfchat-argon2"
 _waiting = 0
 
@@ -50,7 +51,7 @@ def _threads(count: int) -> ThreadPoolExecutor:
     )
 
 
-_POOL = _threads(os.cpu_count() or 2)
+_POOL = _threads(CORES)
 
 
 def share_cores(processes: int) -> None:
@@ -58,7 +59,7 @@ def share_cores(processes: int) -> None:
     threads are its share of the cores (at least one), not one per core. Call it before
     any password work (a worker, right after it is forked)."""
     global _POOL
-    _POOL = _threads(max(1, (os.cpu_count() or 2) // processes))
+    _POOL = _threads(max(1, CORES // processes))
 
 
 @lru_cache(maxsize=4)

@@ -89,8 +89,9 @@ UNREAD_CAP = 100
 # before it judges them (their message live, someone else's, not by someone the reader
 # blocked): a blocked author who floods a channel with mentions of the reader adds at
 # most this many rows to each of the reader's counts, where each of theirs was read.
-# (@everyone's are read all, as before: only those with MENTION_EVERYONE send them.) The count then misses mentions past those until the reader reads past
-# them (the badge says less, never more).
+# The count then misses mentions past those until the reader reads past them (the badge
+# says less, never more). (@everyone's are all read, as before: only those with
+# MENTION_EVERYONE send them.)
 MENTION_WALK = 10 * UNREAD_CAP
 # The greatest sequence number (bigint): the upper bound of a walk of one target's mentions
 # in one channel by message_mentions' key.

@@ -141,7 +141,7 @@ async def notify_many(conn: asyncpg.Connection, *, channel: str, payloads: list[
     """Several notifications in one statement, sent in the order given (one round trip
     however many: a long list of channel ids goes in several, each under 8000 bytes)."""
     await conn.execute(
-        "SELECT count(pg_notify($1::text, p)) FROM unnest($2::text[]) WITH ORDINALITY AS t(p, i)",
+        "SELECT count(pg_notify($1::text, p)) FROM unnest($2::text[]) AS t(p)",
         channel,
         payloads,
     )
