@@ -163,6 +163,37 @@ async def test_a_servers_presences_are_its_connected_visible_members(
             assert (await api.get(url, headers=ben.headers)).json() == []  # invisible: offline
 
 
+async def test_a_servers_presences_come_in_pages_by_user_id(
+    server: str, make_user: MakeUser
+) -> None:
+    # (a server with more members online than one page holds had the rest cut off)
+    owner = await make_user("own")
+    members = [await make_user(f"p{i}") for i in range(3)]
+    async with httpx.AsyncClient(base_url=server, timeout=10) as api:
+        srv = await factories.community(api, owner, *members)
+        url = f"/api/servers/{srv.id}/presences"
+        online = sorted(str(m.id) for m in members)
+        streams = [sse_stream(server, m.access_token) for m in members]
+        async with contextlib.AsyncExitStack() as stack:
+            for stream in streams:
+                await stack.enter_async_context(stream)
+            first = await api.get(url, params={"limit": 2}, headers=owner.headers)
+            assert [p["user_id"] for p in first.json()] == online[:2]
+            assert first.headers["X-Has-More"] == "true"
+            assert f"after={online[1]}" in first.headers["Link"]
+            rest = await api.get(
+                url, params={"limit": 2, "after": online[1]}, headers=owner.headers
+            )
+            assert [p["user_id"] for p in rest.json()] == online[2:]
+            assert rest.headers["X-Has-More"] == "false" and "Link" not in rest.headers
+            whole = await api.get(url, headers=owner.headers)  # (1,000 by default)
+            assert [p["user_id"] for p in whole.json()] == online
+            for limit in (0, 1001):
+                refused = await api.get(url, params={"limit": limit}, headers=owner.headers)
+                assert refused.status_code == 400, refused.text
+                assert refused.json()["code"] == "VALIDATION_ERROR"
+
+
 async def test_a_burst_of_connections_is_announced_user_by_user_and_so_are_their_ends(
     server: str, make_user: MakeUser
 ) -> None:

@@ -74,11 +74,24 @@ def _after_user(item: Any) -> dict[str, Any]:
 
 @router.get("/presences", response_model=list[PresencePayload])
 async def get_member_presences(
-    server_id: UUID, request: Request, actor: CurrentActor, conn: Conn
+    server_id: UUID,
+    request: Request,
+    actor: CurrentActor,
+    conn: Conn,
+    after: UUID | None = None,
+    limit: Annotated[int, Query(ge=1, le=presence.SERVER_PRESENCES)] = presence.SERVER_PRESENCES,
 ) -> Response:
-    """The members who are not offline (at most 1000), as `presence.updated` shows them."""
+    """A page of the members who are not offline, by user id, as `presence.updated`
+    shows them; pass the last one's user id as `after` (the `Link` header does)."""
     timeout_s = request.app.state.settings.presence_timeout_s
-    return JSONResponse(await presence.list_server_presences(conn, actor, server_id, timeout_s))
+    page = await presence.list_server_presences(
+        conn, actor, server_id, timeout_s, after=after, limit=limit + 1
+    )
+    return page_of(request, page, limit, _after_presence)
+
+
+def _after_presence(item: Any) -> dict[str, Any]:
+    return {"after": item["user_id"]}
 
 
 @router.get("/members/{user_id}", response_model=MemberPayload)

@@ -219,16 +219,22 @@ SERVER_PRESENCES = 1000
 
 
 async def list_server_presences(
-    conn: asyncpg.Connection, actor: Actor, server_id: UUID, timeout_s: float
+    conn: asyncpg.Connection,
+    actor: Actor,
+    server_id: UUID,
+    timeout_s: float,
+    *,
+    after: UUID | None,
+    limit: int,
 ) -> list[PresencePayload]:
-    """The presences of a server's members who are not offline, as others see them (at
-    most SERVER_PRESENCES, by user id): what a member list shows before any
-    `presence.updated` arrives.
+    """A page of the presences of a server's members who are not offline, as others see
+    them (`limit` of them, by user id, after the member `after`): what a member list
+    shows before any `presence.updated` arrives.
 
     Raises: NotFound (SERVER_NOT_FOUND)."""
     await access_server(conn, actor, server_id)
     rows = await servers_q.list_connected_members(
-        conn, server_id=server_id, timeout_s=timeout_s, limit=SERVER_PRESENCES
+        conn, server_id=server_id, timeout_s=timeout_s, after=after, limit=limit
     )
     return [shown(r) for r in rows]
 

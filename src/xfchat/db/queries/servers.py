@@ -441,19 +441,27 @@ async def update_member_voice_flags(
 _CONNECTED_MEMBERS = """
     SELECT u.id AS user_id, u.status, u.status_text, true AS connected
     FROM server_members m JOIN users u ON u.id = m.user_id
-    WHERE m.server_id = $1 AND u.status <> 'invisible'
+    WHERE m.server_id = $1 AND ($4::uuid IS NULL OR m.user_id > $4)
+      AND u.status <> 'invisible'
       AND EXISTS (SELECT 1 FROM presence_connections c
                   JOIN presence_processes p ON p.id = c.process_id
                   WHERE c.user_id = u.id
                     AND p.seen_at >= now() - make_interval(secs => $2))
-    ORDER BY u.id
+    ORDER BY m.user_id
     LIMIT $3
 """
 
 
 async def list_connected_members(
-    conn: asyncpg.Connection, *, server_id: UUID, timeout_s: float, limit: int
+    conn: asyncpg.Connection,
+    *,
+    server_id: UUID,
+    timeout_s: float,
+    after: UUID | None,
+    limit: int,
 ) -> list[PresenceRow]:
-    """The server's members who are connected (on a live process) and not invisible,
-    by user id: their presence rows."""
-    return many(PresenceRow, await conn.fetch(_CONNECTED_MEMBERS, server_id, timeout_s, limit))
+    """A page of the server's members who are connected (on a live process) and not
+    invisible, by user id: their presence rows."""
+    return many(
+        PresenceRow, await conn.fetch(_CONNECTED_MEMBERS, server_id, timeout_s, limit, after)
+    )

@@ -43,7 +43,13 @@ async function fetchMembers(app, serverId) {
 export async function loadPresences(app, serverId) {
   const { store, session } = app;
   const since = store.presenceTick;
-  for (const p of await session.call("GET", `/api/servers/${serverId}/presences`)) store.tellPresence(p.user_id, p, since);
+  let after = null;
+  for (let i = 0; i < 10; i += 1) { // (as the members: 10 pages of 1,000)
+    const page = await session.call("GET", `/api/servers/${serverId}/presences?limit=1000${after ? `&after=${after}` : ""}`);
+    for (const p of page) store.tellPresence(p.user_id, p, since);
+    if (page.length < 1000) break;
+    after = page[page.length - 1].user_id;
+  }
   store.emit("presence");
 }
 
