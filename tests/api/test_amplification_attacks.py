@@ -37,25 +37,39 @@ async def _channels(conn: asyncpg.Connection, server_id: str, count: int) -> Non
     )
 
 
-@contextlib.asynccontextmanager
-async def _listening(db_url: str) -> AsyncIterator[list[str]]:
+class _Heard(list[str]):
     """The payloads of the ephemeral notifications (typing, presence) sent meanwhile."""
-    heard: list[str] = []
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        super().__init__()
+        self.conn = conn
+        self.marks: dict[str, asyncio.Event] = {}
+
+    async def settled(self) -> None:
+        """Once every notification committed before this call has been heard: a mark
+        sent now on a channel of the test's own is queued after them (PostgreSQL
+        delivers a listener its channels' notifications in commit order), so they are
+        in once it is (where waiting for 0.3 s without one was a guess)."""
+        mark = str(uuid.uuid4())
+        self.marks[mark] = asyncio.Event()
+        await self.conn.execute("SELECT pg_notify($1, $2)", _MARKS, mark)
+        async with asyncio.timeout(30):
+            await self.marks[mark].wait()
+
+
+_MARKS = "xfchat_test_marks"
+
+
+@contextlib.asynccontextmanager
+async def _listening(db_url: str) -> AsyncIterator[_Heard]:
     conn = await asyncpg.connect(db_url)
+    heard = _Heard(conn)
     await conn.add_listener(EPHEMERAL_CHANNEL, lambda *args: heard.append(args[3]))
+    await conn.add_listener(_MARKS, lambda *args: heard.marks[args[3]].set())
     try:
         yield heard
     finally:
         await conn.close()
-
-
-async def _settle(heard: list[str], quiet_s: float = 0.3) -> None:
-    """Wait until no notification has arrived for `quiet_s`."""
-    while True:
-        seen = len(heard)
-        await asyncio.sleep(quiet_s)
-        if len(heard) == seen:
-            return
 
 
 async def test_typing_is_limited_per_user_and_channel(
@@ -75,7 +89,7 @@ async def test_typing_is_limited_per_user_and_channel(
             await client.post(f"/api/channels/{srv.general}/typing", headers=ann.headers)
             for _ in range(20)
         ]
-        await _settle(heard)
+        await heard.settled()
         typing = [h for h in heard if '"typing.started"' in h]
     assert [a.status_code for a in answers] == [204] * 5 + [429] * 15
     refused = answers[5]
@@ -102,7 +116,7 @@ async def _presence_change(
             assert changed.status_code == 200, changed.text
         finally:
             app.state.pool = own
-        await _settle(heard)
+        await heard.settled()
         return seen.take(), [h for h in heard if '"presence.updated"' in h]
 
 
