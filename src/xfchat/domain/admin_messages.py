@@ -40,12 +40,14 @@ async def delete_messages_of(pool: asyncpg.Pool, who: str, since: datetime | Non
         user = await find_account(conn, who, deleted_too=True)
     deleted = 0
     channels: set[UUID] = set()
+    taken_by_none: set[UUID] | None = None
     while True:
         async with pool.acquire() as conn:
             found = await messages_q.list_live_messages_by_author(
                 conn, author_id=user.id, since=since, limit=BATCH
             )
-        if not found:
+        if not found or {m for _, m in found} == taken_by_none:
+            # (none, or only those this round could not take: never loop on them)
             return Purged(user, deleted, len(channels))
         before = deleted
         by_channel: dict[UUID, list[UUID]] = defaultdict(list)
@@ -66,5 +68,7 @@ async def delete_messages_of(pool: asyncpg.Pool, who: str, since: datetime | Non
                     await delete_rows(conn, user.id, channel_id, rows)
             deleted += len(rows)
             channels.add(channel_id)
-        if deleted == before:  # (none of those found could be taken: never loop on them)
-            return Purged(user, deleted, len(channels))
+        # A round that took none of those it found (a moderator deleted them meanwhile)
+        # is no end: the next round finds the next ones. (Was: it ended the purge, and
+        # said it was done with the rest of the spam still up.)
+        taken_by_none = {m for _, m in found} if deleted == before else None

@@ -247,16 +247,29 @@ async def list_feed_events(
     return many(LogEvent, records)
 
 
-async def prune_commits(conn: asyncpg.Connection, *, older_than_s: float, limit: int) -> int:
-    """Remove the oldest commits (at most `limit`) made longer ago than `older_than_s`,
-    with their events, and record how far the log now starts: a resume from before gets
-    a resync, never a silent gap. Returns the number of commits removed."""
+async def prune_commits(
+    conn: asyncpg.Connection, *, older_than_s: float, limit: int, max_events: int
+) -> int:
+    """Remove the oldest commits (at most `limit`, holding at most `max_events` events
+    together, but always the oldest one) made longer ago than `older_than_s`, with their
+    events, and record how far the log now starts: a resume from before gets a resync,
+    never a silent gap. Returns the number of commits removed.
+
+    (A commit holds as many events as its transaction wrote to one stream: a send batch
+    of 256 messages, a bulk deletion's 100. Counted in commits alone, one statement
+    could delete a quarter of a million events and outlast the statement timeout, every
+    time, on the same oldest commits: the log would never be pruned again.)"""
     removed = await conn.fetchval(
         """
         WITH head AS (
-            SELECT g, created_at FROM event_commits ORDER BY g LIMIT $2
+            SELECT g, created_at, row_number() OVER (ORDER BY g) AS nth,
+                   sum(last_pos - first_pos + 1) OVER (ORDER BY g) AS events_upto
+            FROM (SELECT g, created_at, first_pos, last_pos FROM event_commits
+                  ORDER BY g LIMIT $2) h
         ), cut AS (
-            SELECT max(g) AS g FROM head WHERE created_at < now() - make_interval(secs => $1)
+            SELECT max(g) AS g FROM head
+            WHERE created_at < now() - make_interval(secs => $1)
+              AND (events_upto <= $3 OR nth = 1)
         ), gone_events AS (
             DELETE FROM events e USING event_commits c, cut
             WHERE c.g <= cut.g AND e.stream_id = c.stream_id
@@ -271,21 +284,52 @@ async def prune_commits(conn: asyncpg.Connection, *, older_than_s: float, limit:
         """,
         older_than_s,
         limit,
+        max_events,
     )
     return int(removed)
 
 
-# A deleted message's events, each kind found by the index of what it names (three
+# A deleted message's events, each kind found by the index of what it names (separate
 # statements: one whose WHERE ORs them was planned as a walk of the channel's whole
-# stream). Its own events (events_message_idx):
+# stream). Its own events (the sent text and each edit's) and its reactions' (each
+# added or taken back) are emptied SCRUB_BATCH at a time, each batch after the last
+# one's place in the stream (events_message_pos_idx, events_reaction_pos_idx: migration
+# 0044): every toggle of a reaction and every edit is an event naming the message,
+# counted only in the API's request limit, so one message can be named by millions.
+# $1 the stream, $2 the message id, $3 the place after which, $4 how many at most ($5,
+# for its own, the tombstone); how many it found, the last one's place, how many it
+# changed. Its own events:
 SCRUB_OWN = """
-    UPDATE events e SET data = e.data || $3::jsonb
-    FROM event_streams s
-    WHERE s.id = e.stream_id AND s.kind = 'channel' AND s.entity_id = $1
-      AND e.type IN ('message.created', 'message.updated')
-      AND e.data ->> 'id' = ANY($2::text[])
+    WITH batch AS (
+        SELECT stream_id, pos FROM events
+        WHERE (data ->> 'id') = $2 AND stream_id = $1 AND pos > $3
+          AND type IN ('message.created', 'message.updated')
+        ORDER BY (data ->> 'id'), pos LIMIT $4
+    ), done AS (
+        UPDATE events e SET data = e.data || $5::jsonb
+        FROM batch b WHERE e.stream_id = b.stream_id AND e.pos = b.pos
+        RETURNING e.pos
+    )
+    SELECT (SELECT count(*) FROM batch) AS found, (SELECT max(pos) FROM batch) AS last,
+           (SELECT count(*) FROM done) AS changed
 """
-# ... the previews of it that replies and pin notices carry (events_reply_to_idx):
+# ... its reactions' events, which keep their place (with an empty emoji):
+SCRUB_REACTIONS = """
+    WITH batch AS (
+        SELECT stream_id, pos FROM events
+        WHERE (data ->> 'message_id') = $2 AND stream_id = $1 AND pos > $3
+          AND type IN ('reaction.added', 'reaction.removed')
+        ORDER BY (data ->> 'message_id'), pos LIMIT $4
+    ), done AS (
+        UPDATE events e SET data = e.data || '{"emoji": ""}'::jsonb
+        FROM batch b WHERE e.stream_id = b.stream_id AND e.pos = b.pos
+        RETURNING e.pos
+    )
+    SELECT (SELECT count(*) FROM batch) AS found, (SELECT max(pos) FROM batch) AS last,
+           (SELECT count(*) FROM done) AS changed
+"""
+# ... and the previews of it that replies and pin notices carry (events_reply_to_idx;
+# as many as the replies to it, which are sends: one statement):
 SCRUB_PREVIEWS = """
     UPDATE events e
     SET data = jsonb_set(e.data, '{reply_to}',
@@ -295,14 +339,7 @@ SCRUB_PREVIEWS = """
       AND e.type IN ('message.created', 'message.updated')
       AND (e.data -> 'reply_to' ->> 'id') = ANY($2::text[])
 """
-# ... and its reactions' events, which keep their place (events_reaction_message_idx):
-SCRUB_REACTIONS = """
-    UPDATE events e SET data = e.data || '{"emoji": ""}'::jsonb
-    FROM event_streams s
-    WHERE s.id = e.stream_id AND s.kind = 'channel' AND s.entity_id = $1
-      AND e.type IN ('reaction.added', 'reaction.removed')
-      AND e.data ->> 'message_id' = ANY($2::text[])
-"""
+SCRUB_BATCH = 5000  # events emptied per statement
 
 
 async def scrub_message_events(
@@ -313,7 +350,10 @@ async def scrub_message_events(
     no reactions, unpinned), in the previews of them that replies (and pin notices)
     carry, and in their reactions' own events (an emoji is text of up to 64 characters:
     the event keeps its place and who reacted, as a Matrix redaction keeps a redacted
-    reaction's sender, with an empty `emoji`); how many events changed."""
+    reaction's sender, with an empty `emoji`); how many events changed. A message's own
+    and its reactions' events go SCRUB_BATCH a statement (all in the caller's
+    transaction), so that no statement outlasts the statement timeout however many
+    edits and reaction toggles named it."""
     tombstone = {
         "content": "",
         "deleted": True,
@@ -322,12 +362,23 @@ async def scrub_message_events(
         "reactions": [],
         "pinned": False,
     }
-    ids = [str(m) for m in message_ids]
-    changed = 0
-    for sql, args in (
-        (SCRUB_OWN, (channel_id, ids, tombstone)),
-        (SCRUB_PREVIEWS, (channel_id, ids)),
-        (SCRUB_REACTIONS, (channel_id, ids)),
-    ):
-        changed += int((await conn.execute(sql, *args)).split()[-1])
+    changed = int(
+        (await conn.execute(SCRUB_PREVIEWS, channel_id, [str(m) for m in message_ids])).split()[-1]
+    )
+    stream_id = await conn.fetchval(
+        "SELECT id FROM event_streams WHERE kind = 'channel' AND entity_id = $1", channel_id
+    )
+    if stream_id is None:
+        return changed
+    for message_id in message_ids:
+        for sql, extra in ((SCRUB_OWN, (tombstone,)), (SCRUB_REACTIONS, ())):
+            after = 0
+            while True:
+                row = await conn.fetchrow(
+                    sql, stream_id, str(message_id), after, SCRUB_BATCH, *extra
+                )
+                changed += int(row["changed"])
+                if row["found"] < SCRUB_BATCH:
+                    break
+                after = int(row["last"])
     return changed

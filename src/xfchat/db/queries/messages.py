@@ -783,3 +783,21 @@ async def list_live_messages_by_author(
         limit,
     )
     return [(r["channel_id"], r["id"]) for r in records]
+
+
+async def delete_newest_messages(conn: asyncpg.Connection, *, channel_id: UUID, limit: int) -> int:
+    """Delete up to `limit` of the channel's newest messages, with what hangs on them
+    (edits, reactions, files, mention rows), in the caller's transaction; how many. The
+    newest first: a reply is deleted before what it answers, so no message left is
+    rewritten to forget one (its `reply_to_id` set to null, its search text indexed
+    again)."""
+    status: str = await conn.execute(
+        """
+        DELETE FROM messages WHERE channel_id = $1 AND seq IN (
+            SELECT seq FROM messages WHERE channel_id = $1 ORDER BY seq DESC LIMIT $2
+        )
+        """,
+        channel_id,
+        limit,
+    )
+    return int(status.split()[-1])
