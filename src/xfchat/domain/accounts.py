@@ -207,6 +207,7 @@ async def register(
         limit=validation.MAX_DISPLAY_NAME,
         code="INVALID_DISPLAY_NAME",
     )
+    validation.check_not_everyone(display_name, field="display_name", code="INVALID_DISPLAY_NAME")
     pw_hash = await hash_password_async(password, password_hasher(settings))
     async with pool.acquire() as conn, conn.transaction():
         try:

@@ -42,7 +42,7 @@ from xfchat.domain.permissions import Permission
 from xfchat.domain.profile import public_profile
 from xfchat.domain.server_views import member_json, members_json, overrides_changed
 from xfchat.domain.servers import audit, text_field
-from xfchat.domain.validation import looks_empty
+from xfchat.domain.validation import check_not_everyone, looks_empty
 from xfchat.errors import BadRequest, Forbidden, NotFound
 
 MAX_PAGE = 1000
@@ -135,6 +135,8 @@ async def update_member(
         target = await _target(conn, server_id, user_id)
         if not fields:  # nothing to change: nothing audited or announced
             return await member_json(conn, target)
+        if nickname and nickname != target.nickname:  # (one stored before the rule stays)
+            check_not_everyone(nickname, field="nickname", code="INVALID_NICKNAME")
         if not self_only:
             check_outranks(access, target)
         if until is not None:

@@ -10,6 +10,7 @@ reactions gone. Every change is an event on the channel's stream.
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import datetime
 from uuid import UUID
 
@@ -54,13 +55,16 @@ from xfchat.domain.events import (
     signal_if_facts_hold,
 )
 from xfchat.domain.permissions import Permission
-from xfchat.domain.validation import looks_empty, one_line
+from xfchat.domain.validation import check_mark_runs, looks_empty, one_line
 from xfchat.errors import BadRequest, Forbidden, Gone, NotFound
 
 MAX_CONTENT = 4000
 MAX_PAGE = 100
-MENTION_RE = re.compile(r"<@([0-9a-fA-F-]{36})>")
-ROLE_MENTION_RE = re.compile(r"<@&([0-9a-fA-F-]{36})>")
+# Only the 8-4-4-4-12 form every client reads (UUID() also takes dashes anywhere, or
+# none: a ping that no client would show as a mention).
+_UUID_TEXT = r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}"
+MENTION_RE = re.compile(rf"<@({_UUID_TEXT})>")
+ROLE_MENTION_RE = re.compile(rf"<@&({_UUID_TEXT})>")
 # @everyone or @here as a word of its own (not inside an address such as a@everyone.io).
 EVERYONE_RE = re.compile(r"(?<![\w@.])@(?:everyone|here)(?![\w@])")
 TYPING_EXPIRES_S = 10
@@ -129,7 +133,7 @@ def view_json(row: q.MessageViewRow) -> MessagePayload:
 
 def check_content(content: str) -> str:
     """Raises BadRequest: EMPTY_MESSAGE (also for text that shows nothing, as U+200B
-    alone), MESSAGE_TOO_LONG."""
+    alone), MESSAGE_TOO_LONG, TOO_MANY_COMBINING_MARKS (validation.MAX_MARK_RUN)."""
     if looks_empty(content):
         raise BadRequest("a message needs some text", code="EMPTY_MESSAGE", field="content")
     if len(content) > MAX_CONTENT:
@@ -138,7 +142,7 @@ def check_content(content: str) -> str:
             code="MESSAGE_TOO_LONG",
             field="content",
         )
-    return content
+    return check_mark_runs(content, field="content")
 
 
 def mentioned_ids(content: str, pattern: re.Pattern[str] = MENTION_RE) -> list[UUID]:
@@ -556,9 +560,11 @@ async def list_reactors(
     await message_channel(conn, actor, channel_id)
     if await q.get_message_seq(conn, channel_id=channel_id, message_id=message_id) is None:
         raise message_not_found()
+    stored = await q.list_reaction_emoji(conn, message_id=message_id, user_id=actor.user_id)
+    spellings = [r.emoji for r in same_reaction(stored, emoji)] or [emoji]
     if after_user is not None and after_at is None:
         after_at = await q.get_reaction_time(
-            conn, message_id=message_id, emoji=emoji, user_id=after_user
+            conn, message_id=message_id, emoji=spellings, user_id=after_user
         )
         if after_at is None:  # (was: an empty page, "no more", when others followed it)
             raise BadRequest(
@@ -570,7 +576,7 @@ async def list_reactors(
     rows = await q.list_reactors(
         conn,
         message_id=message_id,
-        emoji=emoji,
+        emoji=spellings,
         after_user=after_user,
         after_at=after_at,
         limit=limit + 1,
@@ -579,6 +585,22 @@ async def list_reactors(
 
 
 MAX_REACTION_EMOJI = 20
+# Variation selectors ask for text or emoji presentation of the same character.
+_PRESENTATION = dict.fromkeys((0xFE0E, 0xFE0F))
+
+
+def reaction_key(emoji: str) -> str:
+    """What makes two emoji one reaction: the same characters in NFC, variation
+    selectors aside (👍 and 👍 + U+FE0F, a keycap with and without it, é composed and
+    decomposed). A skin tone or a joined sequence is another emoji."""
+    return unicodedata.normalize("NFC", emoji).translate(_PRESENTATION)
+
+
+def same_reaction(stored: list[q.ReactionEmojiRow], emoji: str) -> list[q.ReactionEmojiRow]:
+    """The message's reactions that are `emoji`, however each was spelt (more than one
+    only for reactions stored before reactions were compared by reaction_key)."""
+    key = reaction_key(emoji)
+    return [r for r in stored if r.emoji == emoji or reaction_key(r.emoji) == key]
 
 
 def check_emoji(emoji: str, *, new: bool = False) -> str:
@@ -594,6 +616,10 @@ def check_emoji(emoji: str, *, new: bool = False) -> str:
     if not 1 <= len(emoji) <= 64 or any(c.isspace() or ord(c) < 32 or c == "\ufffd" for c in emoji):
         raise BadRequest(
             "an emoji is 1 to 64 characters without spaces", code="INVALID_EMOJI", field="emoji"
+        )
+    if new and len(unicodedata.normalize("NFC", emoji)) > 64:  # (kept in NFC: U+0958 is 2)
+        raise BadRequest(
+            "an emoji is 1 to 64 characters in NFC", code="INVALID_EMOJI", field="emoji"
         )
     if new and (looks_empty(emoji) or not emoji.strip(".") or not one_line(emoji)):
         raise BadRequest(
@@ -617,7 +643,9 @@ async def react(
     actor's reaction; doing it twice changes nothing. Removing needs only VIEW_CHANNEL
     (one takes back what one gave); without READ_MESSAGE_HISTORY it answers the same for
     any id, a message's or not. A message carries at most MAX_REACTION_EMOJI different
-    emoji (as Discord's 20): every page of history shows them all.
+    emoji (as Discord's 20): every page of history shows them all. An emoji is one
+    reaction however it is spelt (reaction_key): adding joins the message's spelling,
+    removing takes back the actor's in any.
 
     Raises: BadRequest (INVALID_EMOJI, TOO_MANY_REACTIONS); NotFound; Forbidden."""
     check_emoji(emoji, new=add)
@@ -630,30 +658,37 @@ async def react(
             if not access.can(HISTORY):
                 return  # (no reaction of theirs is there: the same answer as for any id)
             raise message_not_found()
-        if add and (
-            await q.count_other_emoji(conn, message_id=message_id, emoji=emoji)
-            >= MAX_REACTION_EMOJI
-        ):
-            raise BadRequest(
-                f"a message carries at most {MAX_REACTION_EMOJI} different reactions",
-                code="TOO_MANY_REACTIONS",
-                field="emoji",
-            )
+        stored = await q.list_reaction_emoji(conn, message_id=message_id, user_id=actor.user_id)
+        same = same_reaction(stored, emoji)
+        if add:
+            if any(r.mine for r in same):
+                return  # (theirs already, however it was spelt)
+            if not same and len(stored) >= MAX_REACTION_EMOJI:
+                raise BadRequest(
+                    f"a message carries at most {MAX_REACTION_EMOJI} different reactions",
+                    code="TOO_MANY_REACTIONS",
+                    field="emoji",
+                )
+            # Joins the reaction as it is spelt on the message; a new one is kept in NFC.
+            spelt = [same[0].emoji] if same else [unicodedata.normalize("NFC", emoji)]
+        else:
+            spelt = [r.emoji for r in same if r.mine]
         change = q.insert_reaction if add else q.delete_reaction
-        if await change(conn, message_id=message_id, user_id=actor.user_id, emoji=emoji):
-            event = REACTION_ADDED if add else REACTION_REMOVED
-            await emit(
-                conn,
-                event.to_channel(
-                    channel_id,
-                    {
-                        "message_id": str(message_id),
-                        "channel_id": str(channel_id),
-                        "user_id": str(actor.user_id),
-                        "emoji": emoji,
-                    },
-                ),
-            )
+        for form in spelt:
+            if await change(conn, message_id=message_id, user_id=actor.user_id, emoji=form):
+                event = REACTION_ADDED if add else REACTION_REMOVED
+                await emit(
+                    conn,
+                    event.to_channel(
+                        channel_id,
+                        {
+                            "message_id": str(message_id),
+                            "channel_id": str(channel_id),
+                            "user_id": str(actor.user_id),
+                            "emoji": form,
+                        },
+                    ),
+                )
 
 
 async def acknowledge(

@@ -35,7 +35,7 @@ from xfchat.domain.messages_batch import SendRequest, SendResult, check_nonce
 from xfchat.domain.messages_send import write_batch
 from xfchat.domain.messages_writer import RETRIED, RETRIES, channel_busy
 from xfchat.domain.permissions import Permission
-from xfchat.domain.validation import looks_empty
+from xfchat.domain.validation import check_mark_runs, looks_empty
 from xfchat.errors import BadRequest, PayloadTooLarge, XFChatError
 
 
@@ -71,6 +71,7 @@ def check_uploads(content: str, uploads: list[Upload], max_bytes: int) -> None:
         raise BadRequest(f"a message is at most {MAX_CONTENT} characters", code="MESSAGE_TOO_LONG")
     if not uploads and looks_empty(content):
         raise BadRequest("a message needs some text or a file", code="EMPTY_MESSAGE")
+    check_mark_runs(content, field="content")
 
 
 def file_too_large(max_bytes: int) -> PayloadTooLarge:

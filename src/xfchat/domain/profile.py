@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -112,6 +113,10 @@ async def update_profile(
         if changes.status_text is not UNSET:  # (locked first, as set_presence does)
             seen = await presence.lock_shown(conn, actor.user_id, presence_timeout_s)
         current = await get_me(conn, actor)
+        if display_name != current.display_name:  # (one stored before the rule stays)
+            validation.check_not_everyone(
+                display_name, field="display_name", code="INVALID_DISPLAY_NAME"
+            )
         avatar_change = changes.avatar_url
         if avatar_change == current.avatar_url:
             avatar_change = UNSET  # sent back unchanged (an uploaded avatar's own path too)
@@ -295,6 +300,10 @@ async def search_profiles(
         raise BadRequest("q must not contain the NUL character", code="INVALID_QUERY", field="q")
     limit = max(1, min(limit, MAX_SEARCH))
     found = await users_q.search_users(
-        conn, user_id=actor.user_id, folded=fold(prefix), limit=limit
+        conn,
+        user_id=actor.user_id,
+        # (in NFC first, as the names are folded: migration 0045; `e` + U+0301 is é)
+        folded=fold(unicodedata.normalize("NFC", prefix)),
+        limit=limit,
     )
     return [public_profile(u) for u in found]

@@ -10,7 +10,6 @@ its events in the same commit.
 from __future__ import annotations
 
 import re
-import unicodedata
 from typing import Any, cast
 from uuid import UUID
 
@@ -50,7 +49,7 @@ from xfchat.domain.server_views import (
     role_json,
 )
 from xfchat.domain.servers import audit, text_field
-from xfchat.domain.validation import looks_empty
+from xfchat.domain.validation import check_not_everyone
 from xfchat.domain.visibility import settle, watch
 from xfchat.errors import BadRequest, Forbidden, NotFound
 
@@ -65,24 +64,6 @@ MAX_SERVER_OVERRIDES = 2500
 
 def role_not_found() -> NotFound:
     return NotFound("no such role", code="ROLE_NOT_FOUND")
-
-
-# Cyrillic and Greek letters that read as Latin ones (not the whole of Unicode's
-# confusables: enough for the letters of "everyone" and "here" and their neighbours).
-LOOKALIKES = str.maketrans(
-    "аеорсухіјѕһԁԛԝѵүгпАВЕКМНОРСТУХІЈЅҺҮѴαεηικνορτυγχΑΒΕΗΙΚΜΝΟΡΤΥΧΖ",
-    "aeopcyxijshdqwvyrnABEKMHOPCTYXIJSHYVaenikvoptvyxABEHIKMNOPTYXZ",
-)
-
-
-def mention_like(name: str) -> bool:
-    """A name that reads as @everyone or @here: in any case, in full-width forms, with
-    characters that show nothing in it (and so would pass as the default role), with
-    accents or other combining marks, or with Cyrillic or Greek lookalike letters."""
-    shown = "".join(c for c in name if c.isspace() or not looks_empty(c))
-    decomposed = unicodedata.normalize("NFKD", shown)
-    skeleton = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return skeleton.translate(LOOKALIKES).casefold() in ("@everyone", "@here")
 
 
 # ASCII digits only: int() also reads full-width and Arabic-Indic digits, "1_0", " 8 ", "+8".
@@ -193,12 +174,6 @@ def _fields(fields: dict[str, Any]) -> dict[str, Any]:
         )
         if out["name"] is None:
             raise BadRequest("a role needs a name", code="INVALID_ROLE_NAME", field="name")
-        if mention_like(out["name"]):
-            raise BadRequest(
-                "@everyone and @here are not role names (they mention everyone)",
-                code="INVALID_ROLE_NAME",
-                field="name",
-            )
     if fields.get("permissions") is not None:
         out["permissions"] = parse_permissions(fields["permissions"])
     if fields.get("color") is not None:
@@ -232,6 +207,7 @@ async def create_role(
     Raises: NotFound (SERVER_NOT_FOUND); Forbidden (MISSING_PERMISSIONS, TOO_MANY_ROLES);
     BadRequest (INVALID_ROLE_NAME, INVALID_PERMISSIONS, INVALID_COLOR)."""
     values = _fields({"name": "new role", **fields})
+    check_not_everyone(values["name"], field="name", code="INVALID_ROLE_NAME")
     async with conn.transaction():
         access = await access_server(
             conn, actor, server_id, need=Permission.MANAGE_ROLES, lock=True
@@ -307,6 +283,8 @@ async def update_role(
             _manageable(access, role)
         elif "name" in values:
             raise BadRequest("@everyone keeps its name", code="INVALID_ROLE_NAME", field="name")
+        if values.get("name", role.name) != role.name:  # (one stored before the rule stays)
+            check_not_everyone(values["name"], field="name", code="INVALID_ROLE_NAME")
         if "permissions" in values:
             _grantable(access.permissions, values["permissions"] & ~role.permissions)
         if all(getattr(role, k) == v for k, v in values.items()):

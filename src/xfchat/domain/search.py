@@ -35,6 +35,7 @@ from xfchat.domain.permissions import Permission
 from xfchat.domain.search_cursor import Cursor, channels_digest, read_cursor, write_cursor
 from xfchat.domain.search_snippets import snippet
 from xfchat.domain.search_syntax import Query, Term, invalid, parse
+from xfchat.domain.validation import caseless
 from xfchat.errors import BadRequest, XFChatError
 
 SEARCH_WINDOW = 1000  # the newest matches a search ranks and counts
@@ -299,12 +300,13 @@ async def _in_channels(
 ) -> list[UUID]:
     """The channels left after in: and -in:."""
     ids = sorted(channels)
-    wanted = {f.value.lower() for f in query.filters_of("in")}
-    unwanted = {f.value.lower() for f in query.filters_of("in", negated=True)}
+    # (compared caselessly in NFC: `in:#cafe` + U+0301 is #Café, `in:#ΣΑΣ` is #σας)
+    wanted = {caseless(f.value) for f in query.filters_of("in")}
+    unwanted = {caseless(f.value) for f in query.filters_of("in", negated=True)}
     if not wanted and not unwanted:
         return ids
     names = {
-        c.id: (c.name or "").lower() for c in await q.list_channel_names(conn, channel_ids=ids)
+        c.id: caseless(c.name or "") for c in await q.list_channel_names(conn, channel_ids=ids)
     }
     return [
         c for c in ids if (not wanted or names.get(c) in wanted) and names.get(c) not in unwanted

@@ -11,6 +11,7 @@ from typing import Any
 
 from xfchat.db.queries.search import Check
 from xfchat.domain.search_text import WHITESPACE, fold
+from xfchat.domain.validation import MAX_MARK_RUN, longest_mark_run
 
 SNIPPET_CHARS = 200
 LEAD_CHARS = 60  # shown before the first match
@@ -67,7 +68,10 @@ def _in_nfc(content: str, spans: Callable[[str], list[Span]]) -> list[Span]:
     in `content`. NFC never joins characters across a space, so each run of spaces and
     each run between them is normalised on its own: a span inside a run NFC left as it
     was keeps its characters; one inside a run it changed widens to the whole run."""
-    if unicodedata.is_normalized("NFC", content):
+    if longest_mark_run(content) > MAX_MARK_RUN or unicodedata.is_normalized("NFC", content):
+        # (a message stored before the rule on runs of marks: NFC would take Python
+        # tens of milliseconds for each, a page of them seconds; its hits are placed as
+        # written instead)
         return spans(content)
     runs = [(m.start(), m.end()) for m in _RUN.finditer(content)]
     normal = [unicodedata.normalize("NFC", content[a:b]) for a, b in runs]

@@ -57,8 +57,14 @@ def email_key(value: str) -> str:
     NFD) and every script's case (casefold: É and é, the three sigmas) alike, whatever the
     database's locale. (NFD before the fold, NFC after it: Unicode's canonical caseless
     match.)"""
-    folded = unicodedata.normalize("NFD", value.strip()).casefold()
-    return unicodedata.normalize("NFC", folded)
+    return caseless(value.strip())
+
+
+def caseless(value: str) -> str:
+    """A text as a caseless comparison sees it: canonically equivalent forms alike, and
+    every script's case (NFD before the fold, NFC after it: Unicode's canonical caseless
+    match)."""
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFD", value).casefold())
 
 
 def password(
@@ -89,7 +95,9 @@ def password(
 # Characters that show nothing: besides whitespace, controls and format characters (Cc,
 # Cf: zero-width spaces and joiners, bidi controls, the BOM, tags), the other
 # default-ignorable ones (Hangul fillers, the combining grapheme joiner, variation
-# selectors) and the braille blank.
+# selectors, and the code points Unicode keeps unassigned as default ignorable, which
+# renderers draw as nothing: U+2065, U+FFF0-U+FFF8, plane 14 around the tags) and the
+# braille blank.
 INVISIBLE = frozenset(
     {
         0x034F,
@@ -97,12 +105,14 @@ INVISIBLE = frozenset(
         0x1160,
         0x17B4,
         0x17B5,
+        0x2065,
         0x2800,
         0x3164,
         0xFFA0,
         *range(0x180B, 0x1810),
         *range(0xFE00, 0xFE10),
-        *range(0xE0100, 0xE01F0),
+        *range(0xFFF0, 0xFFF9),
+        *range(0xE0000, 0xE1000),
     }
 )
 
@@ -113,6 +123,89 @@ def looks_empty(text: str) -> bool:
     return all(
         c.isspace() or ord(c) in INVISIBLE or unicodedata.category(c) in ("Cc", "Cf") for c in text
     )
+
+
+# Unicode's stream-safe limit (UAX #15): no real text needs more combining marks in a
+# row. PostgreSQL puts a run of marks in canonical order (normalize(), behind search's
+# xf_nfc) in time quadratic in its length: 4,000 marks of two classes took it half a
+# second for every send, and as long again for every search that read the message.
+MAX_MARK_RUN = 30
+
+
+def _decomposes_to_marks(c: str) -> bool:
+    """Whether `c`'s NFD holds a combining mark: a mark itself, or a letter such as é,
+    or U+0F73 (of class 0, two marks decomposed)."""
+    return bool(unicodedata.combining(c)) or (
+        bool(unicodedata.decomposition(c))
+        and any(unicodedata.combining(p) for p in unicodedata.normalize("NFD", c))
+    )
+
+
+@lru_cache(maxsize=1)
+def _marked_runs() -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
+    """Runs of characters that decompose to combining marks: of the first plane's
+    alone, and of them all; and the span of the other planes that holds some. Built once
+    a process, on its first text that is not ASCII (about 70 ms on an idle core: each
+    code point below U+30000, past which Unicode has none; none is below U+00C0)."""
+    ranges: list[list[int]] = []
+    for i in range(0xC0, 0x30000):
+        if _decomposes_to_marks(chr(i)):
+            if ranges and ranges[-1][1] == i - 1:
+                ranges[-1][1] = i
+            else:
+                ranges.append([i, i])
+
+    def members(low: int, high: int) -> str:
+        return "".join(
+            re.escape(chr(a)) + (f"-{re.escape(chr(b))}" if b > a else "")
+            for a, b in ranges
+            if low <= a <= high
+        )
+
+    # A class of the first plane's alone is a table lookup a character; with the others'
+    # in it, or beside it, each character is tried range by range, ten times slower: that
+    # one is for the texts that hold a character of the span where they lie (U+101FD to
+    # U+1E94A: rare scripts, musical and mathematical symbols; not emoji).
+    first = members(0, 0xFFFF)
+    beyond = [r for r in ranges if r[0] > 0xFFFF]
+    return (
+        re.compile(f"[{first}]+"),
+        re.compile(f"(?:[{first}]|[{members(0x10000, 0x2FFFF)}])+"),
+        re.compile(f"[{chr(beyond[0][0])}-{chr(beyond[-1][1])}]"),
+    )
+
+
+def longest_mark_run(text: str) -> int:
+    """The most combining marks (canonical combining class other than 0) in a row, as
+    the text decomposes (NFD, one character at a time: linear, where NFD of the whole
+    puts a run in order in quadratic time): U+0F73, itself of class 0, is two marks.
+    Only the runs of characters that decompose to marks are looked at one by one (a
+    regular expression finds them): an ASCII, CJK or emoji text costs a scan in C."""
+    if text.isascii():
+        return 0
+    first_plane, every_plane, beyond = _marked_runs()
+    longest = 0
+    for found in (every_plane if beyond.search(text) else first_plane).finditer(text):
+        run = 0
+        for c in found.group():
+            for part in unicodedata.normalize("NFD", c):
+                if unicodedata.combining(part):
+                    run += 1
+                    longest = max(longest, run)
+                else:
+                    run = 0
+    return longest
+
+
+def check_mark_runs(text: str, *, field: str) -> str:
+    """Raises BadRequest (TOO_MANY_COMBINING_MARKS) past MAX_MARK_RUN marks in a row."""
+    if (run := longest_mark_run(text)) > MAX_MARK_RUN:
+        raise BadRequest(
+            f"{field} has {run} combining marks in a row: at most {MAX_MARK_RUN}",
+            code="TOO_MANY_COMBINING_MARKS",
+            field=field,
+        )
+    return text
 
 
 # A bidi embedding or override (closed by U+202C) or isolate (closed by U+2069), each
@@ -163,6 +256,42 @@ def optional_text(value: str | None, *, field: str, limit: int, code: str) -> st
     if looks_empty(value) or len(value) > limit:
         raise BadRequest(f"{field} is 1 to {limit} characters", code=code, field=field)
     return check_one_line(value, field=field, code=code)
+
+
+# Cyrillic, Greek and Armenian letters and Latin small capitals that read as Latin
+# letters (not the whole of Unicode's confusables: enough for the letters of "everyone"
+# and "here" and their neighbours).
+LOOKALIKES = str.maketrans(
+    "аеорсухіјѕһԁԛԝѵүгпАВЕКМНОРСТУХІЈЅҺҮѴαεηικνορτυγχΑΒΕΗΙΚΜΝΟΡΤΥΧΖ"
+    "\u0570\u0585\u0578\u057d\u0581"
+    "\u1d00\u1d04\u1d05\u1d07\u1d0a\u1d0b\u1d0d\u1d0f\u1d18\u1d1b\u1d1c\u1d20\u1d21\u1d22"
+    "\u026a\u0274\u0280\u028f\u029c",
+    "aeopcyxijshdqwvyrnABEKMHOPCTYXIJSHYVaenikvoptvyxABEHIKMNOPTYXZhonugACDEJKMOPTUVWZINRYH",
+)
+
+
+def reads_as_everyone(name: str) -> bool:
+    """A name that reads as @everyone or @here where a mention shows it ("@" and the
+    name): `everyone`, `here` or either after "@", in any case, in full-width forms, with
+    characters that show nothing in it, with accents or other combining marks, or with
+    Cyrillic or Greek lookalike letters."""
+    shown = "".join(c for c in name if c.isspace() or not looks_empty(c))
+    decomposed = unicodedata.normalize("NFKD", shown)
+    skeleton = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return skeleton.translate(LOOKALIKES).casefold().lstrip("@") in ("everyone", "here")
+
+
+def check_not_everyone(value: str | None, *, field: str, code: str) -> str | None:
+    """A name a mention shows (a display name, a nickname, a role's) that would read as
+    @everyone or @here (reads_as_everyone) is refused: every mention of it would look
+    like the ping only MENTION_EVERYONE may send."""
+    if value is not None and reads_as_everyone(value):
+        raise BadRequest(
+            f"{field} must not read as @everyone or @here (a mention shows it after @)",
+            code=code,
+            field=field,
+        )
+    return value
 
 
 def avatar_url(value: str | None) -> str | None:

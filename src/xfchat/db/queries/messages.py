@@ -340,23 +340,36 @@ async def list_edits(conn: asyncpg.Connection, *, message_id: UUID) -> list[Edit
     return many(EditRow, records)
 
 
-async def count_other_emoji(conn: asyncpg.Connection, *, message_id: UUID, emoji: str) -> int:
-    """How many different emoji other than `emoji` the message's reactions use."""
-    return int(
-        await conn.fetchval(
-            "SELECT count(DISTINCT emoji) FROM reactions WHERE message_id = $1 AND emoji <> $2",
-            message_id,
-            emoji,
-        )
+@dataclass(frozen=True, slots=True)
+class ReactionEmojiRow:
+    emoji: str  # as stored
+    mine: bool  # whether the user reacted with it
+
+
+async def list_reaction_emoji(
+    conn: asyncpg.Connection, *, message_id: UUID, user_id: UUID
+) -> list[ReactionEmojiRow]:
+    """The different emoji of the message's reactions, first used first, and whether
+    `user_id` reacted with each."""
+    records = await conn.fetch(
+        """
+        SELECT emoji, bool_or(user_id = $2) AS mine FROM reactions
+        WHERE message_id = $1 GROUP BY emoji ORDER BY min(created_at), emoji
+        """,
+        message_id,
+        user_id,
     )
+    return [ReactionEmojiRow(r["emoji"], r["mine"]) for r in records]
 
 
 async def get_reaction_time(
-    conn: asyncpg.Connection, *, message_id: UUID, emoji: str, user_id: UUID
+    conn: asyncpg.Connection, *, message_id: UUID, emoji: list[str], user_id: UUID
 ) -> datetime | None:
-    """When the user reacted to the message with `emoji` (None: they have not)."""
+    """When the user first reacted to the message with one of `emoji` (None: they have
+    not)."""
     reacted_at: datetime | None = await conn.fetchval(
-        "SELECT created_at FROM reactions WHERE message_id = $1 AND emoji = $2 AND user_id = $3",
+        "SELECT min(created_at) FROM reactions"
+        " WHERE message_id = $1 AND emoji = ANY($2::text[]) AND user_id = $3",
         message_id,
         emoji,
         user_id,
@@ -461,19 +474,21 @@ async def list_reactors(
     conn: asyncpg.Connection,
     *,
     message_id: UUID,
-    emoji: str,
+    emoji: list[str],
     after_user: UUID | None,
     after_at: datetime | None,
     limit: int,
 ) -> list[tuple[PublicUserRow, datetime]]:
-    """Who reacted with `emoji`, in the order they did (by time, then user id), with
-    when: after `after_user`'s reaction made at `after_at` (both or neither)."""
+    """Who reacted with one of `emoji` (the spellings of one), once each, in the order
+    they did (by time, then user id), with when: after `after_user`'s reaction made at
+    `after_at` (both or neither)."""
     records = await conn.fetch(
         f"""
         SELECT {PUBLIC_USER_COLUMNS_U}, r.created_at AS reacted_at
-        FROM reactions r JOIN users u ON u.id = r.user_id
-        WHERE r.message_id = $1 AND r.emoji = $2
-          AND ($3::uuid IS NULL OR (r.created_at, r.user_id) > ($5::timestamptz, $3))
+        FROM (SELECT user_id, min(created_at) AS created_at FROM reactions
+              WHERE message_id = $1 AND emoji = ANY($2::text[]) GROUP BY user_id) r
+        JOIN users u ON u.id = r.user_id
+        WHERE ($3::uuid IS NULL OR (r.created_at, r.user_id) > ($5::timestamptz, $3))
         ORDER BY r.created_at, r.user_id
         LIMIT $4
         """,
