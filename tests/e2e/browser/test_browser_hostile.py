@@ -183,8 +183,9 @@ async def test_names_links_and_marks_cannot_rewrite_what_others_see(
     as another address (a bidi override before it, or inside it); a nickname, display
     name or role name left with an open U+202E or line breaks (stored before the server
     refused them) reversing, or adding lines to, other people's messages and every line
-    that shows the name (the who-reacted tooltip too); combining marks by the hundred
-    drawn over the whole list."""
+    that shows the name (the who-reacted tooltip too); combining marks stacked on each
+    letter drawn over the whole list (by the hundred then; 30, the most a message may
+    stack now, are still drawn high)."""
     async with api_as(site.base, "alice") as alice_api, api_as(site.base, "charlie") as charlie:
         url = f"/api/channels/{GENERAL}/messages"
         pinned = (await alice_api.post(url, json={"content": "pinme hello"})).json()
@@ -196,10 +197,14 @@ async def test_names_links_and_marks_cannot_rewrite_what_others_see(
         spoofs = [
             "Official login page: \u202ehttps://evil.example/#/nigol/moc.elgoog.stnuocca//:sptth",
             "https://evil.example/\u202egpj.tac ok",
-            "zalgo " + ("e" + "\u0301" * 390 + "\u0316" * 390) * 5,
+            # (30 marks on each letter, as many as a message may stack: UAX #15's limit)
+            "zalgo " + ("e" + "\u0301" * 15 + "\u0316" * 15) * 60,
         ]
         for text in spoofs:
             assert (await charlie.post(url, json={"content": text})).status_code == 201
+        towering = "zalgo " + ("e" + "\u0301" * 390 + "\u0316" * 390) * 5
+        refused = await charlie.post(url, json={"content": towering})
+        assert refused.json()["code"] == "TOO_MANY_COMBINING_MARKS", refused.text
         assert (await alice_api.put(f"{url}/{said_id}/reactions/%F0%9F%91%8D/@me")).is_success
     conn = await asyncpg.connect(site.db_url)
     try:  # (as stored before the server refused them)
