@@ -18,7 +18,13 @@ from xfchat.db.queries import event_log as log_q
 from xfchat.db.queries import messages as messages_q
 from xfchat.db.queries import retention as retention_q
 from xfchat.domain import admin_messages, messages, retention
-from xfchat.domain.events import MESSAGE_DELETED, REACTION_ADDED, REACTION_REMOVED, emit_many
+from xfchat.domain.events import (
+    MESSAGE_DELETED,
+    MESSAGE_UPDATED,
+    REACTION_ADDED,
+    REACTION_REMOVED,
+    emit_many,
+)
 from xfchat.settings import Settings
 
 
@@ -307,11 +313,24 @@ async def test_a_message_toggled_a_great_many_times_is_still_deleted_a_batch_at_
     statement timeout, and it stays up as long as the log keeps the events (7 days by
     default): about 5.5 s per 200,000 such events on a 2-core box. Now they are emptied
     5,000 a statement, each batch after the last one's place (migration 0044's indexes).
-    Here: 12,000 toggles, and a bound of 10,000 events a statement."""
+    So are the previews of it that a reply carries, edited as often (each edit's event
+    carries the preview again: one statement emptied them all, the review of the mend
+    found). Here: 12,000 toggles and 12,000 edits of a reply, and a bound of 10,000
+    events a statement."""
     owner, ben = await make_user("owner"), await make_user("ben")
     srv = await factories.community(client, owner, ben)
     target = await factories.say(client, ben, srv.general, "abuse")
+    reply = (
+        await client.post(
+            f"/api/channels/{srv.general}/messages",
+            headers=owner.headers,
+            json={"content": "no", "reply_to_id": target["id"]},
+        )
+    ).json()
     channel = UUID(srv.general)
+    edits = [
+        MESSAGE_UPDATED.to_channel(channel, {**reply, "content": f"no {i}"}) for i in range(12_000)
+    ]
     toggles = [
         (REACTION_ADDED if i % 2 == 0 else REACTION_REMOVED).to_channel(
             channel,
@@ -327,6 +346,7 @@ async def test_a_message_toggled_a_great_many_times_is_still_deleted_a_batch_at_
     async with pool.acquire() as conn:
         async with conn.transaction():  # (as 12,000 toggles leave them, in one go)
             await emit_many(conn, toggles)
+            await emit_many(conn, edits)
         for statement in COUNT_UPDATES:
             await conn.execute(statement)
 
@@ -343,5 +363,11 @@ async def test_a_message_toggled_a_great_many_times_is_still_deleted_a_batch_at_
             "SELECT count(*) FROM events WHERE data ->> 'message_id' = $1 AND data ->> 'emoji' <> ''",
             target["id"],
         )
+        previews = await conn.fetchval(
+            "SELECT count(*) FROM events WHERE data -> 'reply_to' ->> 'id' = $1"
+            " AND data -> 'reply_to' ->> 'content' <> ''",
+            target["id"],
+        )
     assert max(per_statement) <= 10_000, per_statement
-    assert kept == 0 and sum(per_statement) >= 12_000  # (every one emptied)
+    assert kept == 0 and previews == 0, (kept, previews)
+    assert sum(per_statement) >= 24_000  # (every one emptied)

@@ -231,13 +231,19 @@ REACTION_ADDED = EventType(
     "reaction.added",
     C,
     ReactionChangePayload,
-    "Someone reacted. Replayed after the message was deleted, `emoji` is empty.",
+    "Someone reacted. `emoji` is spelt as the message's reaction is (the first to use it"
+    " chose, in NFC): reacting with ❤️ to a message showing ❤ joins ❤ and says `❤` here, so"
+    " match it to the message's reactions by that, not by what you sent. Replayed after the"
+    " message was deleted, `emoji` is empty.",
 )
 REACTION_REMOVED = EventType(
     "reaction.removed",
     C,
     ReactionChangePayload,
-    "Someone took a reaction back. Replayed after the message was deleted, `emoji` is empty.",
+    "Someone took a reaction back, as it is spelt on the message; one for each spelling"
+    " when a message holds the same emoji in two (stored before emoji were compared with"
+    " their variation selectors aside). Replayed after the message was deleted, `emoji` is"
+    " empty.",
 )
 MESSAGE_PINNED = EventType("message.pinned", C, PinPayload, "A message was pinned.")
 MESSAGE_UNPINNED = EventType(

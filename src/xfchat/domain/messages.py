@@ -131,10 +131,11 @@ def view_json(row: q.MessageViewRow) -> MessagePayload:
     return message_json(row, author, row.reactions, row.reply_to, row.attachments)  # type: ignore[arg-type]
 
 
-def check_content(content: str) -> str:
+def check_content(content: str, *, files: bool = False) -> str:
     """Raises BadRequest: EMPTY_MESSAGE (also for text that shows nothing, as U+200B
-    alone), MESSAGE_TOO_LONG, TOO_MANY_COMBINING_MARKS (validation.MAX_MARK_RUN)."""
-    if looks_empty(content):
+    alone; unless the message carries `files`), MESSAGE_TOO_LONG,
+    TOO_MANY_COMBINING_MARKS (validation.MAX_MARK_RUN)."""
+    if looks_empty(content) and not files:
         raise BadRequest("a message needs some text", code="EMPTY_MESSAGE", field="content")
     if len(content) > MAX_CONTENT:
         raise BadRequest(

@@ -30,12 +30,11 @@ from xfchat.domain.attachments import (
     safe_filename,
     stored_type,
 )
-from xfchat.domain.messages import MAX_CONTENT, message_channel
+from xfchat.domain.messages import check_content, message_channel
 from xfchat.domain.messages_batch import SendRequest, SendResult, check_nonce
 from xfchat.domain.messages_send import write_batch
 from xfchat.domain.messages_writer import RETRIED, RETRIES, channel_busy
 from xfchat.domain.permissions import Permission
-from xfchat.domain.validation import check_mark_runs, looks_empty
 from xfchat.errors import BadRequest, PayloadTooLarge, XFChatError
 
 
@@ -58,8 +57,8 @@ async def check_attach(conn: asyncpg.Connection, actor: Actor, channel_id: UUID)
 
 
 def check_uploads(content: str, uploads: list[Upload], max_bytes: int) -> None:
-    """Raises: BadRequest (TOO_MANY_FILES, MESSAGE_TOO_LONG, EMPTY_MESSAGE);
-    PayloadTooLarge (FILE_TOO_LARGE)."""
+    """Raises: BadRequest (TOO_MANY_FILES; check_content's: MESSAGE_TOO_LONG,
+    EMPTY_MESSAGE, TOO_MANY_COMBINING_MARKS); PayloadTooLarge (FILE_TOO_LARGE)."""
     if len(uploads) > MAX_FILES:
         raise BadRequest(
             f"a message carries at most {MAX_FILES} files", code="TOO_MANY_FILES", field="files"
@@ -67,11 +66,7 @@ def check_uploads(content: str, uploads: list[Upload], max_bytes: int) -> None:
     for upload in uploads:
         if upload.size > max_bytes:
             raise file_too_large(max_bytes)
-    if len(content) > MAX_CONTENT:
-        raise BadRequest(f"a message is at most {MAX_CONTENT} characters", code="MESSAGE_TOO_LONG")
-    if not uploads and looks_empty(content):
-        raise BadRequest("a message needs some text or a file", code="EMPTY_MESSAGE")
-    check_mark_runs(content, field="content")
+    check_content(content, files=bool(uploads))
 
 
 def file_too_large(max_bytes: int) -> PayloadTooLarge:

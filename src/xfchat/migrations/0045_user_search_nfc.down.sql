@@ -5,4 +5,6 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path FROM CURRENT
 AS $$ SELECT xf_fold(t) $$;
 -- xfchat: statement break
+DROP INDEX CONCURRENTLY IF EXISTS users_display_name_fold_idx_ccnew;
+-- xfchat: statement break
 REINDEX INDEX CONCURRENTLY users_display_name_fold_idx;

@@ -10,4 +10,8 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path FROM CURRENT
 AS $$ SELECT xf_fold(xf_nfc(t)) $$;
 -- xfchat: statement break
+-- (a REINDEX CONCURRENTLY that failed leaves its invalid copy, which every write to
+-- users would keep up to date: gone before the run again)
+DROP INDEX CONCURRENTLY IF EXISTS users_display_name_fold_idx_ccnew;
+-- xfchat: statement break
 REINDEX INDEX CONCURRENTLY users_display_name_fold_idx;

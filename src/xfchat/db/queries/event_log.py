@@ -291,55 +291,73 @@ async def prune_commits(
 
 # A deleted message's events, each kind found by the index of what it names (separate
 # statements: one whose WHERE ORs them was planned as a walk of the channel's whole
-# stream). Its own events (the sent text and each edit's) and its reactions' (each
-# added or taken back) are emptied SCRUB_BATCH at a time, each batch after the last
-# one's place in the stream (events_message_pos_idx, events_reaction_pos_idx: migration
-# 0044): every toggle of a reaction and every edit is an event naming the message,
-# counted only in the API's request limit, so one message can be named by millions.
-# $1 the stream, $2 the message id, $3 the place after which, $4 how many at most ($5,
-# for its own, the tombstone); how many it found, the last one's place, how many it
-# changed. Its own events:
+# stream): its own (the sent text and each edit's), the previews of it that replies and
+# pin notices carry (and each edit of those), and its reactions' (each added or taken
+# back). Every edit, reaction toggle and pin is an event naming the message, counted only
+# in the API's request limit, so one message can be named by millions: each statement
+# empties at most $4 events of each message ($2, with $3 the place in the stream $1
+# after which, for each), in stream order by the indexes of migration 0044; each
+# message's count found and its last place, and how many the statement changed. Its own
+# events ($5 the tombstone):
 SCRUB_OWN = """
     WITH batch AS (
-        SELECT stream_id, pos FROM events
-        WHERE (data ->> 'id') = $2 AND stream_id = $1 AND pos > $3
-          AND type IN ('message.created', 'message.updated')
-        ORDER BY (data ->> 'id'), pos LIMIT $4
+        SELECT w.id, e.stream_id, e.pos
+        FROM unnest($2::text[], $3::bigint[]) AS w(id, after)
+        CROSS JOIN LATERAL (
+            SELECT stream_id, pos FROM events
+            WHERE (data ->> 'id') = w.id AND stream_id = $1 AND pos > w.after
+              AND type IN ('message.created', 'message.updated')
+            ORDER BY (data ->> 'id'), pos LIMIT $4
+        ) e
     ), done AS (
         UPDATE events e SET data = e.data || $5::jsonb
         FROM batch b WHERE e.stream_id = b.stream_id AND e.pos = b.pos
-        RETURNING e.pos
+        RETURNING 1
     )
-    SELECT (SELECT count(*) FROM batch) AS found, (SELECT max(pos) FROM batch) AS last,
-           (SELECT count(*) FROM done) AS changed
+    SELECT id, count(*) AS found, max(pos) AS last, (SELECT count(*) FROM done) AS changed
+    FROM batch GROUP BY id
 """
-# ... its reactions' events, which keep their place (with an empty emoji):
+# ... the previews of it (events_reply_to_pos_idx):
+SCRUB_PREVIEWS = """
+    WITH batch AS (
+        SELECT w.id, e.stream_id, e.pos
+        FROM unnest($2::text[], $3::bigint[]) AS w(id, after)
+        CROSS JOIN LATERAL (
+            SELECT stream_id, pos FROM events
+            WHERE (data -> 'reply_to' ->> 'id') = w.id AND stream_id = $1 AND pos > w.after
+              AND type IN ('message.created', 'message.updated')
+            ORDER BY (data -> 'reply_to' ->> 'id'), pos LIMIT $4
+        ) e
+    ), done AS (
+        UPDATE events e
+        SET data = jsonb_set(e.data, '{reply_to}',
+                             e.data -> 'reply_to' || '{"content": "", "deleted": true}'::jsonb)
+        FROM batch b WHERE e.stream_id = b.stream_id AND e.pos = b.pos
+        RETURNING 1
+    )
+    SELECT id, count(*) AS found, max(pos) AS last, (SELECT count(*) FROM done) AS changed
+    FROM batch GROUP BY id
+"""
+# ... and its reactions', which keep their place (with an empty emoji):
 SCRUB_REACTIONS = """
     WITH batch AS (
-        SELECT stream_id, pos FROM events
-        WHERE (data ->> 'message_id') = $2 AND stream_id = $1 AND pos > $3
-          AND type IN ('reaction.added', 'reaction.removed')
-        ORDER BY (data ->> 'message_id'), pos LIMIT $4
+        SELECT w.id, e.stream_id, e.pos
+        FROM unnest($2::text[], $3::bigint[]) AS w(id, after)
+        CROSS JOIN LATERAL (
+            SELECT stream_id, pos FROM events
+            WHERE (data ->> 'message_id') = w.id AND stream_id = $1 AND pos > w.after
+              AND type IN ('reaction.added', 'reaction.removed')
+            ORDER BY (data ->> 'message_id'), pos LIMIT $4
+        ) e
     ), done AS (
         UPDATE events e SET data = e.data || '{"emoji": ""}'::jsonb
         FROM batch b WHERE e.stream_id = b.stream_id AND e.pos = b.pos
-        RETURNING e.pos
+        RETURNING 1
     )
-    SELECT (SELECT count(*) FROM batch) AS found, (SELECT max(pos) FROM batch) AS last,
-           (SELECT count(*) FROM done) AS changed
+    SELECT id, count(*) AS found, max(pos) AS last, (SELECT count(*) FROM done) AS changed
+    FROM batch GROUP BY id
 """
-# ... and the previews of it that replies and pin notices carry (events_reply_to_idx;
-# as many as the replies to it, which are sends: one statement):
-SCRUB_PREVIEWS = """
-    UPDATE events e
-    SET data = jsonb_set(e.data, '{reply_to}',
-                         e.data -> 'reply_to' || '{"content": "", "deleted": true}'::jsonb)
-    FROM event_streams s
-    WHERE s.id = e.stream_id AND s.kind = 'channel' AND s.entity_id = $1
-      AND e.type IN ('message.created', 'message.updated')
-      AND (e.data -> 'reply_to' ->> 'id') = ANY($2::text[])
-"""
-SCRUB_BATCH = 5000  # events emptied per statement
+SCRUB_BATCH = 5000  # events emptied per statement, at most (of one message, or of several)
 
 
 async def scrub_message_events(
@@ -350,10 +368,10 @@ async def scrub_message_events(
     no reactions, unpinned), in the previews of them that replies (and pin notices)
     carry, and in their reactions' own events (an emoji is text of up to 64 characters:
     the event keeps its place and who reacted, as a Matrix redaction keeps a redacted
-    reaction's sender, with an empty `emoji`); how many events changed. A message's own
-    and its reactions' events go SCRUB_BATCH a statement (all in the caller's
-    transaction), so that no statement outlasts the statement timeout however many
-    edits and reaction toggles named it."""
+    reaction's sender, with an empty `emoji`); how many events changed. At most
+    SCRUB_BATCH events a statement (all in the caller's transaction), so that no
+    statement outlasts the statement timeout however many edits, pins and reaction
+    toggles named a message."""
     tombstone = {
         "content": "",
         "deleted": True,
@@ -362,23 +380,24 @@ async def scrub_message_events(
         "reactions": [],
         "pinned": False,
     }
-    changed = int(
-        (await conn.execute(SCRUB_PREVIEWS, channel_id, [str(m) for m in message_ids])).split()[-1]
-    )
     stream_id = await conn.fetchval(
         "SELECT id FROM event_streams WHERE kind = 'channel' AND entity_id = $1", channel_id
     )
     if stream_id is None:
-        return changed
-    for message_id in message_ids:
-        for sql, extra in ((SCRUB_OWN, (tombstone,)), (SCRUB_REACTIONS, ())):
-            after = 0
-            while True:
-                row = await conn.fetchrow(
-                    sql, stream_id, str(message_id), after, SCRUB_BATCH, *extra
-                )
-                changed += int(row["changed"])
-                if row["found"] < SCRUB_BATCH:
-                    break
-                after = int(row["last"])
+        return 0
+    changed = 0
+    for sql, extra in (
+        (SCRUB_OWN, (tombstone,)),
+        (SCRUB_PREVIEWS, ()),
+        (SCRUB_REACTIONS, ()),
+    ):
+        # Each message's place in the stream: all at once, SCRUB_BATCH between them a
+        # statement, and then those that had more, until none has (a bulk deletion of
+        # 100 messages named a few times each is one statement of each kind).
+        after = dict.fromkeys((str(m) for m in message_ids), 0)
+        while after:
+            each = max(1, SCRUB_BATCH // len(after))
+            rows = await conn.fetch(sql, stream_id, list(after), list(after.values()), each, *extra)
+            changed += int(rows[0]["changed"]) if rows else 0
+            after = {r["id"]: int(r["last"]) for r in rows if r["found"] == each}
     return changed

@@ -806,11 +806,13 @@ async def delete_newest_messages(conn: asyncpg.Connection, *, channel_id: UUID, 
     newest first: a reply is deleted before what it answers, so no message left is
     rewritten to forget one (its `reply_to_id` set to null, its search text indexed
     again)."""
+    # (a range of the key below the newest: bounded whatever the plan, where `seq IN
+    # (... LIMIT $2)` may be planned as a join over the whole channel)
     status: str = await conn.execute(
         """
-        DELETE FROM messages WHERE channel_id = $1 AND seq IN (
-            SELECT seq FROM messages WHERE channel_id = $1 ORDER BY seq DESC LIMIT $2
-        )
+        DELETE FROM messages WHERE channel_id = $1 AND seq > COALESCE(
+            (SELECT seq FROM messages WHERE channel_id = $1
+             ORDER BY seq DESC OFFSET $2 LIMIT 1), 0)
         """,
         channel_id,
         limit,

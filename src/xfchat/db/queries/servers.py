@@ -274,7 +274,10 @@ async def list_members(
     records = await conn.fetch(
         MEMBER_SELECT
         + """
-        WHERE m.server_id = $1 AND ($2::uuid IS NULL OR m.user_id > $2)
+        -- (a bound of the key, whatever the plan: an OR would be a filter, every page
+        -- walking the members before it; no user has the nil id)
+        WHERE m.server_id = $1
+          AND m.user_id > COALESCE($2::uuid, '00000000-0000-0000-0000-000000000000')
         ORDER BY m.user_id LIMIT $3
         """,
         server_id,
@@ -441,7 +444,9 @@ async def update_member_voice_flags(
 _CONNECTED_MEMBERS = """
     SELECT u.id AS user_id, u.status, u.status_text, true AS connected
     FROM server_members m JOIN users u ON u.id = m.user_id
-    WHERE m.server_id = $1 AND ($4::uuid IS NULL OR m.user_id > $4)
+    WHERE m.server_id = $1
+      -- (a bound of the key, as list_members' is)
+      AND m.user_id > COALESCE($4::uuid, '00000000-0000-0000-0000-000000000000')
       AND u.status <> 'invisible'
       AND EXISTS (SELECT 1 FROM presence_connections c
                   JOIN presence_processes p ON p.id = c.process_id

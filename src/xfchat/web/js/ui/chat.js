@@ -9,6 +9,8 @@ import { P, has, channelPermissions } from "../perms.js";
 import { away } from "../store.js";
 import { ApiError } from "../session.js";
 
+const reactionKey = (emoji) => emoji.normalize("NFC").replace(/[\uFE0E\uFE0F]/g, "");
+
 const PAGE = 50;
 const GROUP_GAP_MS = 7 * 60 * 1000;
 
@@ -514,8 +516,12 @@ export class ChatView {
   // when the server's event comes back: a double click asked to add twice), and a
   // message's reaction is asked for one request at a time, in order (an add and a
   // remove sent at once could be done the other way round).
+  // An emoji is one reaction however it is spelt (the server's reaction_key: NFC, the
+  // variation selectors aside): a picked ❤️ is the ❤ pill already there, asked in turn.
   react(m, emoji, on) {
-    const key = `${m.id} ${emoji}`;
+    const spelt = (m.reactions || []).find((r) => reactionKey(r.emoji) === reactionKey(emoji));
+    if (spelt) emoji = spelt.emoji;
+    const key = `${m.id} ${reactionKey(emoji)}`;
     const asked = this.reactAsked.get(key);
     if (asked !== undefined) on = !asked.on;
     const path = `/api/channels/${m.channel_id}/messages/${m.id}/reactions/${encodeURIComponent(emoji)}/@me`;
