@@ -109,14 +109,17 @@ async def _start(
         file_sends=settings.file_sends,
         on_sent=app.state.usage.count_messages,
     )
+    clock = app.state.pool
     tasks = [
-        every(60, lambda: rate_limits.prune(app.state.pool), "prune-rate-limits"),
+        # (each period the cluster's, claimed on the pool the app started with)
+        every(60, lambda: rate_limits.prune(app.state.pool), "prune-rate-limits", clock),
         every(
             600,
             lambda: prune_event_log(app.state.pool, settings.event_retention_days),
             "prune-event-log",
+            clock,
         ),
-        every(3600, lambda: prune_rows(app.state.pool, settings), "prune-rows"),
+        every(3600, lambda: prune_rows(app.state.pool, settings), "prune-rows", clock),
     ]
 
     async def stop_all() -> None:

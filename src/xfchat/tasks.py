@@ -11,16 +11,40 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import asyncpg
+
+from xfchat.db.queries import periodic as periodic_q
+
 log = logging.getLogger("xfchat.tasks")
 STOP_WITHIN_S = 5.0
 
 
-def every(seconds: float, job: Callable[[], Awaitable[Any]], name: str) -> asyncio.Task[None]:
-    """Run `job` every `seconds` until cancelled; a failure is logged, not fatal."""
+def every(
+    seconds: float,
+    job: Callable[[], Awaitable[Any]],
+    name: str,
+    pool: asyncpg.Pool | None = None,
+) -> asyncio.Task[None]:
+    """Run `job` every `seconds` until cancelled; a failure is logged, not fatal. With
+    `pool`, the period is the cluster's (periodic_runs, migration 0046): a process that
+    starts again goes on where the last run left off, and of several processes one runs
+    each period (without, each process counts from its own start)."""
 
     async def loop() -> None:
         while True:
-            await asyncio.sleep(seconds)
+            if pool is not None:
+                try:
+                    async with pool.acquire() as conn:
+                        claim = await periodic_q.claim_run(conn, name=name, period_s=seconds)
+                except Exception:  # (the database away: try again a period on)
+                    log.warning("periodic job %s not claimed", name, exc_info=True)
+                    await asyncio.sleep(seconds)
+                    continue
+                if not claim.claimed:
+                    await asyncio.sleep(min(seconds, max(1.0, claim.due_in_s)))
+                    continue
+            else:
+                await asyncio.sleep(seconds)
             try:
                 await job()
             except Exception:

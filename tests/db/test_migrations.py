@@ -68,6 +68,7 @@ EXPECTED_TABLES = {
     "event_clock",
     "event_commits",
     "event_retention",
+    "periodic_runs",
 }
 
 
