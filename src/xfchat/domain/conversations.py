@@ -52,7 +52,7 @@ from xfchat.domain.events import (
     emit_many,
 )
 from xfchat.domain.messages import view_json
-from xfchat.domain.messages_purge import purge_messages
+from xfchat.domain.messages_purge import purge_channels
 from xfchat.domain.pairs import lock_pairs, lock_pairs_among
 from xfchat.domain.profile import lock_dm_policies, public_profile
 from xfchat.domain.validation import check_one_line, looks_empty
@@ -470,7 +470,7 @@ async def remove_participant(
         ]
         if not people:  # the last one out: nobody could reach it again, so it goes
             await emit_many(conn, events)  # (its messages and files with it)
-            await purge_messages(conn, [channel.id])
+            await purge_channels(conn, [channel.id])
             await channels_q.delete_channel(conn, channel_id=channel.id)
             return
         if channel.owner_id == user_id:

@@ -27,7 +27,7 @@ from xfchat.domain.access import (
 from xfchat.domain.accounts import Actor
 from xfchat.domain.conversations import ConversationView, get_conversation
 from xfchat.domain.event_payloads import ServerChannelPayload
-from xfchat.domain.messages_purge import purge_messages
+from xfchat.domain.messages_purge import purge_channels
 from xfchat.domain.permissions import Permission
 from xfchat.domain.server_views import (
     announce_channels,
@@ -308,7 +308,7 @@ async def delete_channel(
                 await may_change_overrides(conn, actor, synced, bits)
         seen = await watch(conn, channel.server_id, channel_ids=[channel_id, *children])
         # Its voice states go with it (ON DELETE CASCADE): `channel.hidden` says so.
-        await purge_messages(conn, [channel_id])
+        await purge_channels(conn, [channel_id])
         await q.delete_channel(conn, channel_id=channel_id)
         await settle(conn, seen, "deleted")
         moved = [

@@ -44,7 +44,7 @@ from xfchat.domain.events import (
     emit,
     emit_many,
 )
-from xfchat.domain.messages_purge import purge_messages
+from xfchat.domain.messages_purge import purge_channels
 from xfchat.domain.permissions import EVERYONE_DEFAULT, Permission
 from xfchat.domain.server_views import joined_json, joined_many, member_json, server_json
 from xfchat.domain.validation import check_one_line, looks_empty
@@ -357,7 +357,7 @@ async def delete_server(conn: asyncpg.Connection, actor: Actor, server_id: UUID)
             ],
         )
         server = await q.get_server(conn, server_id=server_id)
-        await purge_messages(conn, [c.id for c in channels])
+        await purge_channels(conn, [c.id for c in channels])
         await q.delete_server(conn, server_id=server_id)
         await media_q.delete_uploaded_icon(conn, url=server.icon_url if server else None)
 

@@ -818,3 +818,18 @@ async def delete_newest_messages(conn: asyncpg.Connection, *, channel_id: UUID, 
         limit,
     )
     return int(status.split()[-1])
+
+
+async def delete_read_states(conn: asyncpg.Connection, *, channel_id: UUID, limit: int) -> int:
+    """Delete up to `limit` of the channel's read positions (a channel about to go), in
+    the caller's transaction; how many. (Found first, then deleted by the key: bounded
+    whatever the plan.)"""
+    status: str = await conn.execute(
+        """
+        DELETE FROM read_states WHERE channel_id = $1 AND user_id = ANY(ARRAY(
+            SELECT user_id FROM read_states WHERE channel_id = $1 LIMIT $2))
+        """,
+        channel_id,
+        limit,
+    )
+    return int(status.split()[-1])
