@@ -304,6 +304,12 @@ class Settings(DatabaseSettings):
         default=RateLimit(30, 600), validation_alias=_env("XFCHAT_RATE_INVITES_USER")
     )
 
+    # Message edits per user: each one writes the whole text (up to 4,000 characters) to
+    # the event log, kept XFCHAT_EVENT_RETENTION_DAYS, and to the edit history.
+    rate_edits_user: RateLimitSetting = Field(
+        default=RateLimit(60, 60), validation_alias=_env("XFCHAT_RATE_EDITS_USER")
+    )
+
     # Profile and presence changes per user: each one writes an event to every
     # conversation and server the user is in (up to about 1,200 rows).
     rate_profile_user: RateLimitSetting = Field(

@@ -191,3 +191,35 @@ async def test_blocking_openers_holds_a_person_to_their_places_and_their_blocks(
         "SELECT count(*) FROM conversation_participants WHERE user_id = $1", zoe.id
     )
     assert len(openers) >= 3 and rows <= 2 + 2, (len(openers), rows)
+
+
+async def test_edits_are_counted_per_user_so_the_event_log_grows_within_a_bound(
+    app_with: AppWith, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    """Each edit writes the whole text (up to 4,000 characters) to the event log, kept
+    for XFCHAT_EVENT_RETENTION_DAYS, and to the edit history; edits counted only in the
+    API's 600 a minute let one account write 2.4 MB a minute into the log (the retention
+    attack found it). Now in `edits` per user (XFCHAT_RATE_EDITS_USER, 60 a minute; 3
+    here): past it, 429 and nothing written."""
+    client = await app_with(rate_edits_user="3/60")
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await community(client, ann, ben)
+    said = await factories.say(client, ann, srv.general, "v0")
+    url = f"/api/channels/{srv.general}/messages/{said['id']}"
+    answers = [
+        await client.patch(url, headers=ann.headers, json={"content": "x" * 3999 + str(n)})
+        for n in range(5)
+    ]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429, 429]
+    refused = answers[3]
+    assert refused.json()["code"] == "RATE_LIMITED" and refused.json()["bucket"] == "edits"
+    assert 0 < float(refused.headers["Retry-After"]) <= 60
+    async with pool.acquire() as conn:
+        updates = await conn.fetchval(
+            "SELECT count(*) FROM events WHERE type = 'message.updated' AND data ->> 'id' = $1",
+            said["id"],
+        )
+        kept = await conn.fetchval(
+            "SELECT count(*) FROM message_edits WHERE message_id = $1", UUID(said["id"])
+        )
+    assert updates == 3 and kept == 3, (updates, kept)

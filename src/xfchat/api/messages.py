@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import orjson
-from fastapi import Query, Request, Response
+from fastapi import Depends, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field, ValidationError, model_validator
@@ -22,6 +22,7 @@ from xfchat.api.deps import (
     CurrentActor,
     authenticate_request,
     bearer_token,
+    counted_actor,
     identify,
     record_decision,
 )
@@ -352,11 +353,19 @@ async def get_message(
     return JSONResponse(await messages.get_message(conn, actor, channel_id, message_id))
 
 
+EditingActor = Annotated[Actor, Depends(counted_actor("edits"))]
+
+
 @router.patch("/{message_id}", response_model=MessagePayload)
 async def patch_message(
-    channel_id: UUID, message_id: UUID, body: EditIn, actor: CurrentActor, conn: Conn
+    channel_id: UUID,
+    message_id: UUID,
+    body: EditIn,
+    actor: EditingActor,
+    conn: Conn,
 ) -> Response:
-    """The author edits; the earlier versions (the 50 newest) stay readable at .../edits."""
+    """The author edits; the earlier versions (the 50 newest) stay readable at .../edits.
+    Counted in `edits` per user (XFCHAT_RATE_EDITS_USER)."""
     return JSONResponse(
         await messages.edit_message(conn, actor, channel_id, message_id, body.content)
     )
