@@ -20,31 +20,25 @@ STOP_WITHIN_S = 5.0
 
 
 def every(
-    seconds: float,
-    job: Callable[[], Awaitable[Any]],
-    name: str,
-    pool: asyncpg.Pool | None = None,
+    seconds: float, job: Callable[[], Awaitable[Any]], name: str, pool: asyncpg.Pool
 ) -> asyncio.Task[None]:
-    """Run `job` every `seconds` until cancelled; a failure is logged, not fatal. With
-    `pool`, the period is the cluster's (periodic_runs, migration 0046): a process that
+    """Run `job` every `seconds` until cancelled; a failure is logged, not fatal. The
+    period is the cluster's (periodic_runs, migration 0046, on `pool`): a process that
     starts again goes on where the last run left off, and of several processes one runs
-    each period (without, each process counts from its own start)."""
+    each period."""
 
     async def loop() -> None:
         while True:
-            if pool is not None:
-                try:
-                    async with pool.acquire() as conn:
-                        claim = await periodic_q.claim_run(conn, name=name, period_s=seconds)
-                except Exception:  # (the database away: try again a period on)
-                    log.warning("periodic job %s not claimed", name, exc_info=True)
-                    await asyncio.sleep(seconds)
-                    continue
-                if not claim.claimed:
-                    await asyncio.sleep(min(seconds, max(1.0, claim.due_in_s)))
-                    continue
-            else:
+            try:
+                async with pool.acquire() as conn:
+                    claim = await periodic_q.claim_run(conn, name=name, period_s=seconds)
+            except Exception:  # (the database away: try again a period on)
+                log.warning("periodic job %s not claimed", name, exc_info=True)
                 await asyncio.sleep(seconds)
+                continue
+            if not claim.claimed:
+                await asyncio.sleep(min(seconds, max(1.0, claim.due_in_s)))
+                continue
             try:
                 await job()
             except Exception:

@@ -7,7 +7,6 @@ multipart and JSON text, limits in code points)."""
 
 from __future__ import annotations
 
-import time
 import unicodedata
 from typing import Any
 from urllib.parse import quote
@@ -285,14 +284,11 @@ async def test_search_given_odd_text_answers_200_or_invalid_query(
     zalgo = ("a" + "\u0301" * 15 + "\u0316" * 15) * 129  # (30 marks a letter: the most)
     for heavy in (zalgo, "\u6570" * 4000, "\u202e" + "z" * 3999, "\u0301" * 30):
         await say(client, ann, dm, heavy)
-    for q in ODD_QUERIES:
-        started = time.monotonic()
+    for q in ODD_QUERIES:  # (a hang is pytest-timeout's: no timing asserted here)
         answer = await client.get("/api/search", params={"q": q}, headers=ann.headers)
-        took = time.monotonic() - started
         assert answer.status_code in (200, 400), (repr(q[:20]), answer.text)
         if answer.status_code == 400:
             assert answer.json()["code"] == "INVALID_QUERY", answer.text
-        assert took < 10, (repr(q[:20]), took)  # (a hang guard, not a timing)
 
 
 async def test_a_reaction_path_with_odd_bytes_is_invalid_emoji_or_no_route(

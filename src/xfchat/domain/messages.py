@@ -590,11 +590,16 @@ MAX_REACTION_EMOJI = 20
 _PRESENTATION = dict.fromkeys((0xFE0E, 0xFE0F))
 
 
+def reaction_form(emoji: str) -> str:
+    """How a new reaction's emoji is kept: in NFC."""
+    return unicodedata.normalize("NFC", emoji)
+
+
 def reaction_key(emoji: str) -> str:
     """What makes two emoji one reaction: the same characters in NFC, variation
     selectors aside (👍 and 👍 + U+FE0F, a keycap with and without it, é composed and
     decomposed). A skin tone or a joined sequence is another emoji."""
-    return unicodedata.normalize("NFC", emoji).translate(_PRESENTATION)
+    return reaction_form(emoji).translate(_PRESENTATION)
 
 
 def same_reaction(stored: list[q.ReactionEmojiRow], emoji: str) -> list[q.ReactionEmojiRow]:
@@ -618,7 +623,7 @@ def check_emoji(emoji: str, *, new: bool = False) -> str:
         raise BadRequest(
             "an emoji is 1 to 64 characters without spaces", code="INVALID_EMOJI", field="emoji"
         )
-    if new and len(unicodedata.normalize("NFC", emoji)) > 64:  # (kept in NFC: U+0958 is 2)
+    if new and len(reaction_form(emoji)) > 64:  # (kept in NFC: U+0958 is 2)
         raise BadRequest(
             "an emoji is 1 to 64 characters in NFC", code="INVALID_EMOJI", field="emoji"
         )
@@ -671,7 +676,7 @@ async def react(
                     field="emoji",
                 )
             # Joins the reaction as it is spelt on the message; a new one is kept in NFC.
-            spelt = [same[0].emoji] if same else [unicodedata.normalize("NFC", emoji)]
+            spelt = [same[0].emoji] if same else [reaction_form(emoji)]
         else:
             spelt = [r.emoji for r in same if r.mine]
         change = q.insert_reaction if add else q.delete_reaction

@@ -14,7 +14,7 @@ deletion's own transaction: it still commits whole or not at all.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from uuid import UUID
 
 import asyncpg
@@ -31,17 +31,21 @@ async def purge_channels(conn: asyncpg.Connection, channel_ids: Iterable[UUID]) 
     messages."""
     purged = 0
     for channel_id in channel_ids:
-        while True:
-            n = await messages_q.delete_newest_messages(
-                conn, channel_id=channel_id, limit=PURGE_BATCH
-            )
-            purged += n
-            if n < PURGE_BATCH:
-                break
-        while True:
-            n = await messages_q.delete_read_states(
-                conn, channel_id=channel_id, limit=READ_STATES_BATCH
-            )
-            if n < READ_STATES_BATCH:
-                break
+        purged += await _all(conn, messages_q.delete_newest_messages, channel_id, PURGE_BATCH)
+        await _all(conn, messages_q.delete_read_states, channel_id, READ_STATES_BATCH)
     return purged
+
+
+async def _all(
+    conn: asyncpg.Connection,
+    delete: Callable[..., Awaitable[int]],
+    channel_id: UUID,
+    batch: int,
+) -> int:
+    """`delete` a batch of the channel's rows at a time until one is short; how many."""
+    deleted = 0
+    while True:
+        n = await delete(conn, channel_id=channel_id, limit=batch)
+        deleted += n
+        if n < batch:
+            return deleted

@@ -26,15 +26,13 @@ async def prune_event_log(pool: asyncpg.Pool, retention_days: float) -> int:
     the oldest commit whatever it holds); resuming from before what was removed then gets a
     resync instead of a silent gap."""
     older_than_s = retention_days * DAY_S
-    removed = 0
-    while True:  # (until none is left: a batch cut short by its events is no end)
-        async with pool.acquire() as conn:
-            n = await log_q.prune_commits(
-                conn, older_than_s=older_than_s, limit=BATCH, max_events=EVENT_BATCH
-            )
-        removed += n
-        if not n:
-            break
+    removed = await _in_batches(
+        pool,
+        lambda c: log_q.prune_commits(
+            c, older_than_s=older_than_s, limit=BATCH, max_events=EVENT_BATCH
+        ),
+        full=1,  # (until none is left: a batch cut short by its events is no end)
+    )
     if removed:
         log.info("retention removed %s commit(s) of the event log", removed)
     return removed
@@ -83,14 +81,14 @@ async def prune_rows(pool: asyncpg.Pool, settings: Settings) -> dict[str, int]:
 
 
 async def _in_batches(
-    pool: asyncpg.Pool, job: Callable[[asyncpg.Connection], Awaitable[int]]
+    pool: asyncpg.Pool, job: Callable[[asyncpg.Connection], Awaitable[int]], full: int = BATCH
 ) -> int:
-    """Run a bounded delete until it deletes less than a batch; a connection per batch,
-    so that live requests get one in between."""
+    """Run a bounded delete until it deletes less than `full` (a batch); a connection
+    per batch, so that live requests get one in between."""
     removed = 0
     while True:
         async with pool.acquire() as conn:
             n = await job(conn)
         removed += n
-        if n < BATCH:
+        if n < full:
             return removed

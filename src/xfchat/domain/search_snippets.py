@@ -71,7 +71,8 @@ def _in_nfc(content: str, spans: Callable[[str], list[Span]]) -> list[Span]:
     if longest_mark_run(content) > MAX_MARK_RUN or unicodedata.is_normalized("NFC", content):
         # (a message stored before the rule on runs of marks: NFC would take Python
         # tens of milliseconds for each, a page of them seconds; its hits are placed as
-        # written instead)
+        # written instead; asked first: is_normalized of marks that may compose, U+0301
+        # among them, is NFC itself, as slow)
         return spans(content)
     runs = [(m.start(), m.end()) for m in _RUN.finditer(content)]
     normal = [unicodedata.normalize("NFC", content[a:b]) for a, b in runs]

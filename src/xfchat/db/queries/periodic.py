@@ -9,7 +9,11 @@ import asyncpg
 # A job's first claim ever only starts its clock (a full period before it runs, as a
 # process's first start always waited); then one process whose claim finds the period
 # over takes the run (another at the same moment waits for the row, then finds it
-# taken). When it is next due, either way.
+# taken). When it is next due, either way: for one that found it taken, by the run
+# that took it (FOR SHARE reads the row as that run left it, where the statement's
+# snapshot still held the old time, and said "due now"); for one whose first claim
+# found another's first claim in flight (two workers starting on a new database: the
+# row is not in its snapshot, and was NULL), a full period from now, as that one's.
 _CLAIM = """
     WITH first AS (
         INSERT INTO periodic_runs (name, ran_at) VALUES ($1, now())
@@ -22,7 +26,9 @@ _CLAIM = """
     )
     SELECT EXISTS (SELECT 1 FROM claimed) AS claimed,
            extract(epoch FROM COALESCE((SELECT ran_at FROM claimed), (SELECT ran_at FROM first),
-                                       (SELECT ran_at FROM periodic_runs WHERE name = $1))
+                                       (SELECT ran_at FROM periodic_runs WHERE name = $1
+                                        FOR SHARE),
+                                       now())
                               + make_interval(secs => $2) - now())::float8 AS due_in
 """
 
