@@ -46,7 +46,7 @@ from xfchat.api.routing import add_routes
 from xfchat.db.migrate import discover
 from xfchat.db.pool import connect, create_pool, pool_stats
 from xfchat.db.replica import ReadRouter
-from xfchat.domain import rate_limits
+from xfchat.domain import rate_limits, validation
 from xfchat.domain.accounts import SessionCache
 from xfchat.domain.health import SharedReadiness, check_ready
 from xfchat.domain.local_limits import HeldPerAddress, LocalLimiter
@@ -92,6 +92,7 @@ async def _start(
     """Open what the app runs on: the pool (unless given one), the replica's, usage,
     the hub and presence, the writer and the periodic jobs. Returns how to stop them."""
     owned = pool is None
+    validation.prepare()  # (about 70 ms once a process, here rather than at a first send)
     app.state.pool = pool if pool is not None else await create_pool(settings)
     replica = (  # opened lazily: a standby that is down only sends reads to the primary
         await create_pool(settings, settings.replica_url, min_size=0)

@@ -159,14 +159,21 @@ async def _upgraded_after_a_large_answer() -> None:
     """A WebSocket upgrade on a connection that was sent a large answer first keeps its
     connection (the HTTP protocol's timers end at the upgrade). One pipelined behind an
     answer still being sent is cut (tests/e2e/test_edge_limits.py)."""
-    async with serving() as port:
+    # (A head deadline of 2 s, the watch's stall 6 s: this process paused for the
+    # test's usual 1.5 s, under a busy suite, looked like a client that takes nothing,
+    # and the large answer was cut before the upgrade was asked.)
+    head_s = 2.0
+    async with serving(head_s) as port:
         sock = small_window(port)
         sock.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
-        got = 0
+        got, deadline = 0, time.monotonic() + 60
         while got < BIG:  # (the whole answer, head and all, then the upgrade)
+            assert time.monotonic() < deadline, f"{got} bytes of the answer in 60 s"
             got += await read_for(sock, 0.05)
         sock.sendall(UPGRADE.replace(b"GET / ", b"GET /ticks "))
-        ticks = await read_for(sock, 4 * HEAD_S * 3)  # (four times its stall)
+        # Past the head's deadline and the watch's stall, with room: ticks come 0.1 s
+        # apart for 10 s.
+        ticks = await read_for(sock, 1.5 * head_s * SEND_STALL)
         assert ticks > 100  # the upgrade's answer and the ticks since
         sock.close()
 

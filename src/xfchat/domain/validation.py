@@ -146,7 +146,8 @@ def _marked_runs() -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
     """Runs of characters that decompose to combining marks: of the first plane's
     alone, and of them all; and the span of the other planes that holds some. Built once
     a process, on its first text that is not ASCII (about 70 ms on an idle core: each
-    code point below U+30000, past which Unicode has none; none is below U+00C0)."""
+    code point below U+30000, past which Unicode has none; none is below U+00C0).
+    The app builds it as it starts (`prepare`), before it serves anyone."""
     ranges: list[list[int]] = []
     for i in range(0xC0, 0x30000):
         if _decomposes_to_marks(chr(i)):
@@ -173,6 +174,12 @@ def _marked_runs() -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
         re.compile(f"(?:[{first}]|[{members(0x10000, 0x2FFFF)}])+"),
         re.compile(f"[{chr(beyond[0][0])}-{chr(beyond[-1][1])}]"),
     )
+
+
+def prepare() -> None:
+    """Build what the text checks build once a process, so that the first text that is
+    not ASCII does not wait for it (the app's start calls it)."""
+    _marked_runs()
 
 
 def longest_mark_run(text: str) -> int:
