@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import datetime
+from pathlib import Path
 
 from xfchat.cli import EXIT_OTHER, fatal, guarded
 from xfchat.db.pool import create_pool
-from xfchat.domain import admin_accounts, admin_messages
+from xfchat.domain import account_export, admin_accounts, admin_messages
 from xfchat.errors import XFChatError
 from xfchat.settings import load_settings
 
@@ -49,6 +50,15 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="TIME",
         help="only those sent at TIME or later (ISO 8601 with a zone: 2026-11-25T10:00:00Z)",
     )
+    export = actions.add_parser(
+        "export",
+        help="write the account's data (profile, messages, reactions, files) to a new"
+        " directory, for its owner",
+    )
+    export.add_argument("user", help=help_user)
+    export.add_argument(
+        "--out", required=True, type=Path, metavar="DIR", help="a directory to create"
+    )
     password.add_argument(
         "--turn-off-two-factor",
         action="store_true",
@@ -59,10 +69,21 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def cmd_admin(args: argparse.Namespace) -> int:
     new_password = _read_password() if args.action == "set-password" else ""
 
+    if args.action == "export":
+        _check_out(args.out)
+
     async def main() -> int:
         settings = load_settings(require_database=True)
         pool = await create_pool(settings, min_size=1)
         try:
+            if args.action == "export":
+                made = await account_export.export_account(pool, args.user, args.out)
+                print(
+                    f"{made.user.username} ({made.user.id}): {made.messages} message(s),"
+                    f" {made.reactions} reaction(s), {made.files} file(s)"
+                    f" ({made.file_bytes} bytes) written to {made.directory}"
+                )
+                return 0
             if args.action == "delete-messages":
                 purged = await admin_messages.delete_messages_of(pool, args.user, args.since)
                 print(
@@ -99,6 +120,15 @@ def cmd_admin(args: argparse.Namespace) -> int:
         return 0
 
     return guarded(main, TAG)
+
+
+def _check_out(out: Path) -> None:
+    """The export's directory: a new one, in a directory that is there (never written
+    into one that holds anything, another's export say)."""
+    if out.exists() or out.is_symlink():
+        fatal(f"{out} is there already: name a new directory", EXIT_OTHER, tag=TAG)
+    if not out.parent.is_dir():
+        fatal(f"{out.parent} is not a directory", EXIT_OTHER, tag=TAG)
 
 
 def _read_password() -> str:

@@ -4,16 +4,22 @@ password while a server runs, and the server's open connections see it at once."
 from __future__ import annotations
 
 import asyncio
+import stat
 import subprocess
 from datetime import UTC, datetime
+from pathlib import Path
 
+import asyncpg
 import httpx
+import orjson
 
 from tests import factories
+from tests.api.test_attachments import part, png, post_files
 from tests.api.test_two_factor import turn_on
 from tests.factories import MakeUser, TestUser
 from tests.realtime.clients import GatewayClient, sse_stream
 from tests.support import Servers, clean_env, fatal_lines, run_cli
+from xfchat.domain.account_export import safe_name
 
 NEW_PASSWORD = "a new passphrase for ann"
 
@@ -172,3 +178,84 @@ async def test_admin_delete_messages_purges_an_account_deleted_after_its_spam(
         assert shown["deleted"] and shown["content"] == ""
         # The other commands still refuse a deleted account.
         assert admin(servers, "revoke-sessions", str(ben.id)).returncode == 1
+
+
+async def test_admin_export_writes_the_accounts_own_data_and_nothing_else(
+    servers: Servers, make_user: MakeUser, tmp_path: Path
+) -> None:
+    _, base = servers.start()
+    async with httpx.AsyncClient(base_url=base, timeout=30) as api:
+        ann, ben, dm = await factories.pair(api, make_user)
+        srv = await factories.community(api, ann, ben)
+        avatar = await api.put(
+            "/api/users/@me/avatar",
+            headers={**ann.headers, "Content-Type": "image/png"},
+            content=png(16, 16),
+        )
+        assert avatar.status_code == 200, avatar.text
+        first = await factories.say(api, ann, dm, "the first draft")
+        edited = await api.patch(
+            f"/api/channels/{dm}/messages/{first['id']}",
+            headers=ann.headers,
+            json={"content": "the final text"},
+        )
+        assert edited.status_code == 200, edited.text
+        filed = await post_files(
+            api, ann, srv.general, [part("../../etc/passwd.txt", b"file bytes")], "see this"
+        )
+        assert filed.status_code == 201, filed.text
+        gone = await factories.say(api, ann, dm, "regretted words")
+        deleted = await api.delete(f"/api/channels/{dm}/messages/{gone['id']}", headers=ann.headers)
+        assert deleted.status_code == 204
+        theirs = await factories.say(api, ben, dm, "ben's own words")
+        reacted = await api.put(
+            f"/api/channels/{dm}/messages/{theirs['id']}/reactions/👍/@me", headers=ann.headers
+        )
+        assert reacted.status_code == 204, reacted.text
+        totp_secret, codes = await turn_on(api, ann)
+
+    out = tmp_path / "ann-export"
+    done = admin(servers, "export", "ann", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"ann ({ann.id}): 2 message(s), 1 reaction(s), 2 file(s)")
+    assert stat.S_IMODE(out.stat().st_mode) == 0o700
+    written = [p for p in out.rglob("*") if p.is_file()]
+    assert {stat.S_IMODE(p.stat().st_mode) for p in written} == {0o600}
+
+    account = orjson.loads((out / "account.json").read_bytes())
+    assert account["format"] == "xfchat-export-1"
+    assert account["profile"]["email"] == ann.email
+    assert account["two_factor"]["enabled"] is True
+    assert {s["id"] for s in account["servers"]} == {srv.id}
+    assert [c["id"] for c in account["conversations"]] == [dm]
+    assert len(account["sessions"]) >= 1
+    messages = [orjson.loads(x) for x in (out / "messages.jsonl").read_text().splitlines()]
+    assert [m["content"] for m in messages] == ["the final text", "see this"]
+    assert [v["content"] for v in messages[0]["earlier_versions"]] == ["the first draft"]
+    [attachment] = messages[1]["attachments"]
+    [reaction] = [orjson.loads(x) for x in (out / "reactions.jsonl").read_text().splitlines()]
+    assert (reaction["message_id"], reaction["emoji"]) == (theirs["id"], "👍")
+    # The file's name cannot leave files/.
+    filed_as = f"{attachment['id']}-{safe_name(attachment['filename'])}"
+    assert {p.name for p in (out / "files").iterdir()} == {filed_as, "avatar.jpg"}
+    assert "/" not in safe_name("../../etc/passwd") and safe_name("..") == "file"
+    assert (out / "files" / filed_as).read_bytes() == b"file bytes"
+    # Nothing of what others wrote, of what was deleted, or of the account's secrets.
+    everything = b"".join(p.read_bytes() for p in written)
+    conn = await asyncpg.connect(servers.database_url)
+    try:
+        stored = await conn.fetchrow(
+            "SELECT u.password_hash, t.secret FROM users u JOIN user_totp t ON t.user_id = u.id"
+            " WHERE u.id = $1",
+            ann.id,
+        )
+    finally:
+        await conn.close()
+    for text in ("ben's own words", "regretted words", totp_secret, *codes, *stored.values()):
+        assert text.encode() not in everything
+
+    again = admin(servers, "export", "ann", "--out", str(out))
+    assert again.returncode == 1 and "is there already" in again.stderr
+    nobody = admin(servers, "export", "nobody", "--out", str(tmp_path / "x"))
+    assert nobody.returncode == 1 and "USER_NOT_FOUND" in nobody.stderr
+    assert not (tmp_path / "x").exists()

@@ -1,0 +1,206 @@
+"""What `xfchat admin export` reads of one account: its data as JSON texts that PostgreSQL
+builds, column by column (never a whole row: a column added to a table later, a secret
+say, is not exported until it is named here). Read in the caller's transaction (one
+snapshot for the whole export)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+import asyncpg
+
+# Everything but the messages, the reactions and the files, in one document. Lists here
+# are bounded by what an account may hold (sessions, friends, servers, conversations,
+# channels read), or by the days it was used.
+ACCOUNT_DOCUMENT = """
+SELECT jsonb_build_object(
+    'profile', jsonb_build_object(
+        'id', u.id, 'username', u.username, 'email', u.email,
+        'display_name', u.display_name, 'avatar_url', u.avatar_url,
+        'status', u.status, 'status_text', u.status_text, 'dm_policy', u.dm_policy,
+        'created_at', u.created_at, 'updated_at', u.updated_at, 'deleted_at', u.deleted_at),
+    'two_factor', jsonb_build_object(
+        'enabled', EXISTS (SELECT 1 FROM user_totp t
+                           WHERE t.user_id = u.id AND t.confirmed_at IS NOT NULL),
+        'since', (SELECT t.confirmed_at FROM user_totp t WHERE t.user_id = u.id),
+        'recovery_codes_left', (SELECT count(*) FROM recovery_codes r
+                                WHERE r.user_id = u.id AND r.used_at IS NULL)),
+    'sessions', COALESCE((
+        SELECT jsonb_agg(jsonb_build_object(
+                   'id', s.id, 'user_agent', s.user_agent, 'ip', host(s.ip),
+                   'created_at', s.created_at, 'last_used_at', s.last_used_at,
+                   'expires_at', s.expires_at, 'revoked_at', s.revoked_at,
+                   'revoked_reason', s.revoked_reason) ORDER BY s.created_at, s.id)
+        FROM sessions s WHERE s.user_id = u.id), '[]'),
+    'friends', COALESCE((
+        SELECT jsonb_agg(jsonb_build_object(
+                   'user_id', o.id, 'username', o.username, 'since', f.created_at)
+                   ORDER BY f.created_at, o.id)
+        FROM friendships f
+        JOIN users o ON o.id = CASE WHEN f.user_low = u.id THEN f.user_high ELSE f.user_low END
+        WHERE f.user_low = u.id OR f.user_high = u.id), '[]'),
+    'friend_requests', COALESCE((
+        SELECT jsonb_agg(jsonb_build_object(
+                   'id', r.id, 'from_user_id', r.from_user_id, 'to_user_id', r.to_user_id,
+                   'status', r.status, 'created_at', r.created_at,
+                   'responded_at', r.responded_at) ORDER BY r.created_at, r.id)
+        FROM friend_requests r WHERE r.from_user_id = u.id OR r.to_user_id = u.id), '[]'),
+    'blocks', COALESCE((
+        SELECT jsonb_agg(jsonb_build_object('user_id', b.blocked_id, 'since', b.created_at)
+                         ORDER BY b.created_at, b.blocked_id)
+        FROM blocks b WHERE b.blocker_id = u.id), '[]'),
+    'mutes', COALESCE((
+        SELECT jsonb_agg(jsonb_build_object(
+                   'channel_id', m.channel_id, 'server_id', m.server_id,
+                   'user_id', m.target_id, 'until', m.muted_until,
+                   'created_at', m.created_at) ORDER BY m.created_at)
+        FROM mutes m WHERE m.user_id = u.id), '[]'),
+    'servers', COALESCE((
+        SELECT jsonb_agg(jsonb_build_object(
+                   'id', s.id, 'name', s.name, 'owner', s.owner_id = u.id,
+                   'joined_at', sm.joined_at, 'nickname', sm.nickname,
+                   'timed_out_until', sm.timed_out_until,
+                   'roles', COALESCE((
+                       SELECT jsonb_agg(jsonb_build_object('id', r.id, 'name', r.name)
+                                        ORDER BY r.position DESC, r.id)
+                       FROM member_roles mr JOIN roles r ON r.id = mr.role_id
+                       WHERE mr.server_id = s.id AND mr.user_id = u.id), '[]'))
+                   ORDER BY sm.joined_at, s.id)
+        FROM server_members sm JOIN servers s ON s.id = sm.server_id
+        WHERE sm.user_id = u.id), '[]'),
+    'bans', COALESCE((
+        SELECT jsonb_agg(jsonb_build_object(
+                   'server_id', b.server_id, 'reason', b.reason, 'created_at', b.created_at)
+                   ORDER BY b.created_at, b.server_id)
+        FROM bans b WHERE b.user_id = u.id), '[]'),
+    'conversations', COALESCE((
+        SELECT jsonb_agg(jsonb_build_object(
+                   'id', c.id, 'kind', c.kind, 'name', c.name, 'joined_at', p.joined_at,
+                   'participants', (SELECT jsonb_agg(q.user_id ORDER BY q.joined_at, q.user_id)
+                                    FROM conversation_participants q
+                                    WHERE q.channel_id = c.id))
+                   ORDER BY p.joined_at, c.id)
+        FROM conversation_participants p JOIN channels c ON c.id = p.channel_id
+        WHERE p.user_id = u.id), '[]'),
+    'read_states', COALESCE((
+        SELECT jsonb_agg(jsonb_build_object(
+                   'channel_id', r.channel_id, 'last_read_seq', r.last_read_seq,
+                   'updated_at', r.updated_at, 'last_sent_at', r.last_sent_at)
+                   ORDER BY r.channel_id)
+        FROM read_states r WHERE r.user_id = u.id), '[]'),
+    'usage', COALESCE((
+        SELECT jsonb_agg(jsonb_build_object(
+                   'day', d.day, 'requests', d.requests, 'messages_sent', d.messages_sent,
+                   'bytes_uploaded', d.bytes_uploaded) ORDER BY d.day)
+        FROM usage_tracking d WHERE d.user_id = u.id), '[]')
+)::text
+FROM users u WHERE u.id = $1
+"""
+
+# The account's live messages, oldest first, a page after (created_at, id): each with its
+# channel, its files and its earlier versions (the edit history keeps them). (created_at
+# >= the key's too, apart: that one bounds the walk of messages_author_idx, the row
+# comparison only filters.)
+MESSAGES_PAGE = """
+SELECT m.created_at, m.id, jsonb_build_object(
+    'id', m.id, 'channel_id', m.channel_id, 'server_id', c.server_id,
+    'channel_name', c.name, 'seq', m.seq, 'kind', m.kind, 'content', m.content,
+    'reply_to_id', m.reply_to_id, 'created_at', m.created_at, 'edited_at', m.edited_at,
+    'pinned_at', m.pinned_at,
+    'attachments', COALESCE((
+        SELECT jsonb_agg(jsonb_build_object(
+                   'id', a.id, 'filename', a.filename, 'content_type', a.content_type,
+                   'size_bytes', a.size_bytes) ORDER BY a.position)
+        FROM attachments a WHERE a.message_id = m.id), '[]'),
+    'earlier_versions', COALESCE((
+        SELECT jsonb_agg(jsonb_build_object(
+                   'content', e.content, 'written_at', e.written_at,
+                   'replaced_at', e.replaced_at) ORDER BY e.id)
+        FROM message_edits e WHERE e.message_id = m.id), '[]'))::text AS line,
+    COALESCE((SELECT array_agg(a.id ORDER BY a.position)
+              FROM attachments a WHERE a.message_id = m.id), '{}') AS attachment_ids
+FROM messages m JOIN channels c ON c.id = m.channel_id
+WHERE m.author_id = $1 AND m.deleted_at IS NULL
+  AND ($2::timestamptz IS NULL OR (m.created_at >= $2 AND (m.created_at, m.id) > ($2, $3)))
+ORDER BY m.created_at, m.id
+LIMIT $4
+"""
+
+# (read through a cursor: reactions are found by their user alone, in no order, so a
+# page after a key would read them all again for each page)
+REACTIONS = """
+SELECT jsonb_build_object(
+    'message_id', r.message_id, 'channel_id', m.channel_id, 'emoji', r.emoji,
+    'created_at', r.created_at)::text
+FROM reactions r JOIN messages m ON m.id = r.message_id
+WHERE r.user_id = $1
+ORDER BY r.created_at, r.message_id, r.emoji
+"""
+
+
+@dataclass(frozen=True)
+class MessageLine:
+    created_at: datetime
+    id: UUID
+    line: str  # the message as a JSON text
+    attachment_ids: list[UUID]
+
+
+@dataclass(frozen=True)
+class ExportedFile:
+    file_id: UUID
+    size_bytes: int
+    filename: str
+    content_type: str
+
+
+async def get_account_document(conn: asyncpg.Connection, *, user_id: UUID) -> str | None:
+    """Everything of the account but its messages, reactions and files, as one JSON
+    text; None when there is no such account."""
+    document: str | None = await conn.fetchval(ACCOUNT_DOCUMENT, user_id)
+    return document
+
+
+async def list_message_lines(
+    conn: asyncpg.Connection, *, user_id: UUID, after: tuple[datetime, UUID] | None, limit: int
+) -> list[MessageLine]:
+    """The account's live messages after `after` (oldest first), at most `limit`."""
+    at, last = after if after is not None else (None, None)
+    rows = await conn.fetch(MESSAGES_PAGE, user_id, at, last, limit)
+    return [
+        MessageLine(r["created_at"], r["id"], r["line"], list(r["attachment_ids"])) for r in rows
+    ]
+
+
+async def iter_reaction_lines(
+    conn: asyncpg.Connection, *, user_id: UUID, prefetch: int
+) -> AsyncIterator[str]:
+    """The account's reactions (oldest first) as JSON texts, `prefetch` at a time (in the
+    caller's transaction)."""
+    async for row in conn.cursor(REACTIONS, user_id, prefetch=prefetch):
+        yield row[0]
+
+
+async def get_attachment_file(
+    conn: asyncpg.Connection, *, attachment_id: UUID
+) -> ExportedFile | None:
+    """An attachment's stored file (None once it is gone)."""
+    row = await conn.fetchrow(
+        "SELECT a.file_id, f.size_bytes, a.filename, a.content_type"
+        " FROM attachments a JOIN files f ON f.id = a.file_id WHERE a.id = $1",
+        attachment_id,
+    )
+    return None if row is None else ExportedFile(*row)
+
+
+async def get_media_file(conn: asyncpg.Connection, *, media_id: UUID) -> ExportedFile | None:
+    """An uploaded image's stored file (an avatar), None once it is gone."""
+    row = await conn.fetchrow(
+        "SELECT m.file_id, f.size_bytes, m.purpose, m.content_type"
+        " FROM media m JOIN files f ON f.id = m.file_id WHERE m.id = $1",
+        media_id,
+    )
+    return None if row is None else ExportedFile(*row)
