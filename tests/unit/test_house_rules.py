@@ -176,6 +176,8 @@ ACCESS_TABLE_MANAGERS = {
         "delete_permission_override",
         "list_channels_overriding_role",
     },
+    # (an account's own memberships, blocks and roles, read for its owner's export)
+    "account_export.py": {"ACCOUNT_DOCUMENT"},
     "conversations.py": {
         "NOT_FROM_BLOCKED",  # (a blocked author's mentions count for nothing)
         "NOT_FROM_BLOCKED_W",
