@@ -180,7 +180,9 @@ class _WebSocketAccessLines(logging.Filter):
     "connection open", "connection closed") on its error logger, not its access log:
     with XFCHAT_ACCESS_LOG off, one client reconnecting in a loop filled the log all the
     same. DEBUG lines then; with the access log on they stay what they are, its
-    WebSocket lines."""
+    WebSocket lines. So is the websockets library's line for an upgrade it refused
+    ("connection rejected (400 Bad Request)": a malformed handshake, sent by anyone
+    without a token, thousands a second, to a route or none)."""
 
     MESSAGES = frozenset(
         {
@@ -189,6 +191,7 @@ class _WebSocketAccessLines(logging.Filter):
             '%s - "WebSocket %s" %d',
             "connection open",
             "connection closed",
+            "connection rejected (%d %s)",
         }
     )
 

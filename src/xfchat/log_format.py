@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_plus
 
+import asyncpg
 import orjson
 
 # Attributes every LogRecord has; anything else was passed with `extra=` and is kept.
@@ -38,7 +39,9 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         level = record.levelname.lower()
         out = _fields(level, record.name, record.getMessage(), record.created)
-        if record.exc_info:
+        if record.exc_text:  # (as the filter redacted it)
+            out["exception"] = record.exc_text
+        elif record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
         for key, value in vars(record).items():
             if key not in _STANDARD and key not in _DROPPED and key not in out:
@@ -48,7 +51,10 @@ class JsonFormatter(logging.Formatter):
 
 # A query parameter (`?access_token=`, which EventSource has to use, and the gateway's
 # URL), whatever its name's percent-encoding: the server reads `access%5Ftoken` too.
-_QUERY_PARAM = re.compile(r"((?:^|[?&])([^=&\s?\"']*)=)([^&\s\"']*)")
+# (A value runs to the next `&`, space or `"`: not to a `'`, which a browser leaves as
+# it is in a URL, encodeURIComponent's among them: `?q=O'Brien` blanked only to its
+# `'` wrote the rest of the search to the log.)
+_QUERY_PARAM = re.compile(r"((?:^|[?&])([^=&\s?\"']*)=)([^&\s\"]*)")
 # Blanked query values: tokens (a refresh token or a login's two-factor ticket, which
 # no route reads from a URL, blanked all the same if a client puts one there), and what
 # users typed (`q`: a search, a name's prefix).
@@ -81,9 +87,16 @@ def redact(text: str) -> str:
 
 class RedactTokens(logging.Filter):
     """Blanks tokens in every record (on the handler, so whatever logger wrote it:
-    uvicorn's access and error logs write request lines, the gateway's among them)."""
+    uvicorn's access and error logs write request lines, the gateway's among them), in
+    its message and in its exception's text (an exception's message can quote a URL or
+    a value as well as a log call can)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        frame = _data_frame(record)
+        if frame is not None:
+            record.msg, record.args = frame, None
+        elif isinstance(record.args, tuple) and any(map(_has_detail, record.args)):
+            record.args = tuple(_without_detail(arg) for arg in record.args)
         try:
             message = record.getMessage()
         except Exception:  # (a bad format: the handler's own error path reports it)
@@ -91,7 +104,119 @@ class RedactTokens(logging.Filter):
         clean = redact(message)
         if clean != message:
             record.msg, record.args = clean, None
+        if record.exc_info:  # (even if another handler wrote its text first: again)
+            record.exc_text = redact(_exception_text(record.exc_info))
+        elif record.exc_text:
+            record.exc_text = redact(record.exc_text)
         return True
+
+
+_FORMATTER = logging.Formatter()
+
+
+def _has_detail(arg: object) -> bool:
+    return isinstance(arg, asyncpg.PostgresError) and bool(arg.detail)
+
+
+def _without_detail(arg: object) -> object:
+    """A PostgreSQL error passed to a log line's `%s` (`"... failed: %s", exc`) as its
+    message alone, without the DETAIL that quotes the row (see _exception_text)."""
+    if not _has_detail(arg):
+        return arg
+    assert isinstance(arg, asyncpg.PostgresError)
+    return str(arg.args[0]) if arg.args else type(arg).__name__
+
+
+def _exception_text(exc_info: Any) -> str:
+    """The traceback, without the DETAIL of PostgreSQL's errors in it: that quotes the
+    row's values (`Failing row contains (...)`: a not-null or check violation's whole row,
+    an email, a password's hash, a message's text; `Key (email)=(...)` of a unique
+    one). The error's own message, its sqlstate's class and the constraint stay."""
+    hidden: list[tuple[asyncpg.PostgresError, str]] = []
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc_info[1]]
+    while pending:
+        exc = pending.pop()
+        if exc is None or id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        if isinstance(exc, asyncpg.PostgresError) and exc.detail:
+            hidden.append((exc, exc.detail))
+            exc.detail = None  # (put back below: the exception may be raised again)
+        pending += [exc.__cause__, exc.__context__]
+    try:
+        return _FORMATTER.formatException(exc_info)
+    finally:
+        for exc, detail in hidden:
+            exc.detail = detail
+
+
+# The frames of a WebSocket, as the websockets library logs each at debug level
+# (`< %s` read, `> %s` sent): a data frame's payload is what users wrote and read
+# (messages, names, emails, a voice signal's SDP with its addresses), and is not logged;
+# its type and size are. (A close frame's code and reason are, escaped.)
+_FRAME_MESSAGES = frozenset({"< %s", "> %s"})
+_DATA_FRAMES = frozenset({"TEXT", "BINARY", "CONT"})
+
+
+def _data_frame(record: logging.LogRecord) -> str | None:
+    """A data frame's dump as `< TEXT [n bytes]`, for a record that is one; else None."""
+    if record.msg not in _FRAME_MESSAGES or not isinstance(record.args, tuple):
+        return None
+    frame = record.args[0] if len(record.args) == 1 else None
+    opcode = getattr(getattr(frame, "opcode", None), "name", None)
+    data = getattr(frame, "data", None)
+    if opcode not in _DATA_FRAMES or not isinstance(data, (bytes, bytearray, memoryview)):
+        return None
+    return f"{str(record.msg)[0]} {opcode} [{len(data)} bytes, not logged]"
+
+
+# What a line of text must not hold as it is: a line break would start a line of the
+# client's writing (a forged record, in the log's own format), an escape sequence would
+# rewrite the operator's terminal. C0 and C1 controls, DEL, and Unicode's line and
+# paragraph separators (lines to some log viewers).
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escaped(match: re.Match[str]) -> str:
+    char = match[0]
+    code = ord(char)
+    return _ESCAPES.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def escape_controls(text: str) -> str:
+    """`text` on one line, its control characters written as escapes (`\\n`, `\\x1b`)."""
+    return _CONTROLS.sub(_escaped, text)
+
+
+def _indented(text: str) -> str:
+    return "\n".join("  " + escape_controls(line) for line in text.rstrip("\n").split("\n"))
+
+
+class TextFormatter(logging.Formatter):
+    """`time LEVEL logger: message`, on one line whatever its message holds (client text
+    reaches log lines: a WebSocket's close reason in the frames uvicorn dumps at debug
+    level, an exception's message). An exception's or a stack's lines follow, each
+    indented: none of them can pass for a record of its own."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.message = escape_controls(record.getMessage())
+        record.asctime = self.formatTime(record, self.datefmt)
+        lines = [self.formatMessage(record)]
+        trace = record.exc_text or (
+            self.formatException(record.exc_info) if record.exc_info else ""
+        )
+        if trace:  # (the filter's, redacted)
+            lines.append(_indented(trace))
+        if record.stack_info:
+            lines.append(_indented(self.formatStack(record.stack_info)))
+        return "\n".join(lines)
 
 
 def log_handler(fmt: str) -> logging.Handler:
@@ -100,5 +225,5 @@ def log_handler(fmt: str) -> logging.Handler:
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter())
     return handler

@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from pydantic import (
     AliasChoices,
@@ -43,6 +43,23 @@ from xfchat.settings_values import (
 )
 
 __all__ = ["DatabaseSettings", "RateLimit", "Settings", "SettingsError", "parse_origins"]
+
+
+URL_ESCAPES = (
+    "a / ? # or @ in its user or password must be percent-encoded (%2F %3F %23 %40);"
+    " the value is not repeated here, it may hold the password"
+)
+
+
+def _authority_cut_short(parts: SplitResult) -> bool:
+    """Whether the URL's user and password end before its `@`: a `/`, `?` or `#` in a
+    password, not percent-encoded, ends the host there, and the rest of the password is
+    read as the database's name, a query or a fragment. (The start-up lines print the
+    database's name and repeat the driver's complaint about a query field: the password
+    in the log. An `@` in a query's value, `?user=name@domain`, is one.)"""
+    if "@" in parts.path or "@" in parts.fragment:
+        return True
+    return any("@" in field.split("=", 1)[0] for field in parts.query.split("&"))
 
 
 MISSING_DATABASE_URL = (
@@ -119,8 +136,12 @@ class DatabaseSettings(BaseSettings):
         try:
             parts = urlsplit(value)
             parts.port  # noqa: B018 (reading it is the check: a port that is not a number)
-        except ValueError as exc:  # (an unclosed [IPv6] too)
-            raise ValueError(f"cannot be read as a URL ({exc})") from None
+        except ValueError:  # (an unclosed [IPv6] too)
+            # (Not the parser's words: they quote the port, which is the start of the
+            # password when that holds a `/`, `?` or `#`.)
+            raise ValueError(f"cannot be read as a URL (its host or port): {URL_ESCAPES}") from None
+        if _authority_cut_short(parts):
+            raise ValueError(f"has an @ past its host: {URL_ESCAPES}")
         return value
 
     @field_validator("migrations_dir", mode="before")

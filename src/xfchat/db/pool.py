@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import ssl
 import types
 from collections.abc import Callable
@@ -57,14 +58,22 @@ class DatabaseStartupError(Exception):
     """The database cannot be used; the message says what is wrong and how to fix it."""
 
 
+# Query fields of a URL that are passwords (the driver reads `?password=` as the one in
+# the user part, and `sslpassword=` opens the client's key).
+_PASSWORD_FIELDS = re.compile(r"(?i)((?:^|&)(?:ssl)?password=)[^&]*")
+
+
 def without_password(url: str) -> str:
-    """The URL with its password, if it has one, written as `***` (what a banner may
-    print: a local cluster's socket URL has none, and stays usable as it is)."""
+    """The URL with its password, if it has one, written as `***`, in the user part or
+    in the query (what a banner may print: a local cluster's socket URL has none, and
+    stays usable as it is)."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user, host = parts.netloc.rsplit("@", 1)
-    return parts._replace(netloc=f"{user.split(':', 1)[0]}:***@{host}").geturl()
+    if parts.query:
+        parts = parts._replace(query=_PASSWORD_FIELDS.sub(r"\1***", parts.query))
+    if parts.password is not None:
+        user, host = parts.netloc.rsplit("@", 1)
+        parts = parts._replace(netloc=f"{user.split(':', 1)[0]}:***@{host}")
+    return parts.geturl()
 
 
 def describe_target(url: str) -> str:
