@@ -20,6 +20,7 @@ from xfchat.db.migrate import (
     STATEMENT_BREAK,
     MigrationError,
     Migrator,
+    _describe,
     _statements,
     add,
     discover,
@@ -854,3 +855,13 @@ async def test_mentions_made_before_0041_are_kept_by_whom_they_name(empty_db_url
         assert await conn.fetchval("SELECT count(*) FROM message_mentions WHERE seq = 3") == 1
     finally:
         await conn.close()
+
+
+def test_a_failures_detail_stays_on_its_one_line() -> None:
+    """A migration's failure is one line ([MIGRATE] FATAL), its DETAIL with it: one of
+    several lines (a function's body, say) does not break it."""
+    exc = asyncpg.exceptions.UniqueViolationError('could not create unique index "x"\nmore')
+    exc.detail = "Key (email)=(a@b)\nis duplicated."
+    assert _describe(exc) == (
+        'could not create unique index "x" (Key (email)=(a@b) is duplicated.)'
+    )

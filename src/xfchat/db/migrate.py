@@ -483,6 +483,8 @@ def _holder(h: q.LockHolder) -> str:
 
 
 def _describe(exc: asyncpg.PostgresError) -> str:
-    detail = getattr(exc, "detail", None)
+    """The error on one line: its message's first, and its DETAIL (the operator's own
+    diagnostic: which row broke a new constraint) with its line breaks as spaces."""
+    detail = " ".join((getattr(exc, "detail", None) or "").split())
     msg = str(exc).strip().splitlines()[0]
     return f"{msg} ({detail})" if detail else msg
