@@ -77,7 +77,10 @@ def cmd_admin(args: argparse.Namespace) -> int:
         pool = await create_pool(settings, min_size=1)
         try:
             if args.action == "export":
-                made = await account_export.export_account(pool, args.user, args.out)
+                try:
+                    made = await account_export.export_account(pool, args.user, args.out)
+                except OSError as exc:  # (a full disk, a directory not writable, ...)
+                    fatal(_export_failed(args.out, exc), EXIT_OTHER, tag=TAG)
                 print(
                     f"{made.user.username} ({made.user.id}): {made.messages} message(s),"
                     f" {made.reactions} reaction(s), {made.files} file(s)"
@@ -129,6 +132,19 @@ def _check_out(out: Path) -> None:
         fatal(f"{out} is there already: name a new directory", EXIT_OTHER, tag=TAG)
     if not out.parent.is_dir():
         fatal(f"{out.parent} is not a directory", EXIT_OTHER, tag=TAG)
+
+
+def _export_failed(out: Path, exc: OSError) -> str:
+    """One line for an export that a file system refused: before its directory was made
+    (there already since the check, a parent not writable), or part way."""
+    why = exc.strerror or str(exc)
+    if exc.filename is not None and Path(exc.filename) == out:
+        return f"cannot make {out}: {why}"
+    where = f" ({exc.filename})" if exc.filename else ""
+    return (
+        f"the export to {out} did not end: {why}{where}; a directory without"
+        " account.json is incomplete: delete it"
+    )
 
 
 def _read_password() -> str:

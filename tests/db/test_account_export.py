@@ -4,8 +4,9 @@ created_at)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -13,8 +14,11 @@ import orjson
 import pytest
 
 from tests import factories
+from tests.api.test_attachments import png
 from tests.factories import MakeUser
+from xfchat.db.queries import account_export as q
 from xfchat.domain import account_export
+from xfchat.errors import NotFound
 
 
 async def test_pages_hold_every_message_and_reaction_once_in_order(
@@ -51,3 +55,137 @@ async def test_pages_hold_every_message_and_reaction_once_in_order(
     ]
     assert len({(r["message_id"], r["emoji"]) for r in reactions}) == 6
     assert not [p for p in (tmp_path / "out" / "files").iterdir()]
+
+
+async def test_message_pages_start_at_their_key_in_a_generic_plan(pool: asyncpg.Pool) -> None:
+    # The pool plans every statement once (plan_cache_mode = force_generic_plan): a
+    # page's key must bound the walk of an index, or each page walks the messages again
+    # from the oldest one (quadratic in an account's messages, and within the statement
+    # timeout of a request no more).
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
+        await conn.execute(f"PREPARE page AS {q.MESSAGES_PAGE}")
+        plan = await conn.fetchval(
+            "EXPLAIN (FORMAT JSON) EXECUTE page(gen_random_uuid(), now(), gen_random_uuid(), 500)"
+        )
+    scans = [n for n in _nodes(plan[0]["Plan"]) if n.get("Relation Name") == "messages"]
+    assert scans and all("created_at >=" in n.get("Index Cond", "") for n in scans), scans
+
+
+def _nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
+    return [node, *(n for child in node.get("Plans", []) for n in _nodes(child))]
+
+
+async def test_export_holds_what_is_done_to_the_account_and_what_it_uploaded(
+    client: httpx.AsyncClient, pool: asyncpg.Pool, make_user: MakeUser, tmp_path: Path
+) -> None:
+    ann, ben, _ = await factories.pair(client, make_user)
+    mine = await factories.community(client, ann, ben, name="ann's")
+    theirs = await factories.community(client, ben, ann, name="ben's")
+    away = await factories.community(client, ben, ann, name="left")
+    icon = await client.put(
+        mine.url("/icon"), headers={**ann.headers, "Content-Type": "image/png"}, content=png(8, 8)
+    )
+    assert icon.status_code == 200, icon.text
+    # What ann did as a moderator: deleted ben's message in her server.
+    bens = await factories.say(client, ben, mine.general, "ben's words")
+    r = await client.delete(
+        f"/api/channels/{mine.general}/messages/{bens['id']}", headers=ann.headers
+    )
+    assert r.status_code == 204, r.text
+    # What ben did to ann: deleted her message, muted her voice, overrode her permissions
+    # in a channel; and timed her out in a server she left then (the timeout is kept).
+    anns = await factories.say(client, ann, theirs.general, "moderated words")
+    r = await client.delete(
+        f"/api/channels/{theirs.general}/messages/{anns['id']}", headers=ben.headers
+    )
+    assert r.status_code == 204, r.text
+    r = await client.patch(
+        theirs.url(f"/members/{ann.id}/voice"), headers=ben.headers, json={"mute": True}
+    )
+    assert r.status_code == 200, r.text
+    r = await factories.override(client, ben, theirs.general, "member", ann.id, deny=2048)
+    assert r.status_code in (200, 204), r.text
+    until = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    r = await client.patch(
+        away.url(f"/members/{ann.id}"), headers=ben.headers, json={"timed_out_until": until}
+    )
+    assert r.status_code == 200, r.text
+    r = await client.delete(away.url("/members/@me"), headers=ann.headers)
+    assert r.status_code == 204, r.text
+
+    await account_export.export_account(pool, "ann", tmp_path / "out")
+    out = tmp_path / "out"
+    account = orjson.loads((out / "account.json").read_bytes())
+    assert [t["server_id"] for t in account["lingering_timeouts"]] == [away.id]
+    [there] = [s for s in account["servers"] if s["id"] == theirs.id]
+    assert there["voice_mute"] is True and there["voice_deaf"] is False
+    assert [o["channel_id"] for o in account["channel_permission_overrides"]] == [theirs.general]
+    [image] = account["uploaded_images"]
+    assert (image["purpose"], image["server_ids"]) == ("icon", [mine.id])
+    [icon_file] = [p for p in (out / "files").iterdir() if p.name.startswith("icon-")]
+    assert icon_file.name == f"icon-{image['id']}.jpg" and icon_file.stat().st_size > 0
+    assert mine.invite in {i["code"] for i in account["invites"]}
+    audit = [orjson.loads(x) for x in (out / "audit_log.jsonl").read_text().splitlines()]
+    done = {(e["action"], e["target_id"], e["by_you"]) for e in audit}
+    assert ("message.deleted", bens["id"], True) in done  # what ann did
+    assert ("message.deleted", anns["id"], False) in done  # what was done to her,
+    assert ("member.timed_out", str(ann.id), False) in done
+    assert any(
+        e["target_id"] == str(ann.id) and not e["by_you"] for e in audit if "voice" in e["action"]
+    )
+    # ... but not who did it (another member's data), nor anyone else's entries.
+    assert all("actor_id" not in e for e in audit)
+    assert len(audit) == len(done)
+    assert account["counts"]["audit_log"] == len(audit)
+    # Deleted text stays out, and so does the other side's email.
+    assert b"moderated words" not in (out / "messages.jsonl").read_bytes()
+    written = b"".join(p.read_bytes() for p in out.rglob("*") if p.is_file())
+    assert ben.email.encode() not in written and ann.email.encode() in written
+
+
+async def test_export_never_writes_through_a_directory_swapped_for_a_link(
+    client: httpx.AsyncClient,
+    pool: asyncpg.Pool,
+    make_user: MakeUser,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Someone who may write where the export goes (a shared directory without the sticky
+    # bit) renames the new directory away once it is made and puts a link to a place of
+    # theirs in its place: the export's files must not follow it there.
+    ann, _, dm = await factories.pair(client, make_user)
+    await factories.say(client, ann, dm, "private words")
+    out, moved, theirs = tmp_path / "out", tmp_path / "moved", tmp_path / "theirs"
+    theirs.mkdir()
+    messages = account_export._Export.messages
+
+    async def swapped(self: Any, user_id: Any) -> int:
+        out.rename(moved)
+        out.symlink_to(theirs, target_is_directory=True)
+        return await messages(self, user_id)
+
+    monkeypatch.setattr(account_export._Export, "messages", swapped)
+    await account_export.export_account(pool, "ann", out)
+    assert list(theirs.iterdir()) == []
+    assert b"private words" in (moved / "messages.jsonl").read_bytes()
+    assert (moved / "account.json").is_file()
+
+
+async def test_export_of_a_deleted_account_by_its_id(
+    client: httpx.AsyncClient, pool: asyncpg.Pool, make_user: MakeUser, tmp_path: Path
+) -> None:
+    ann, _, dm = await factories.pair(client, make_user)
+    await factories.say(client, ann, dm, "kept after the account")
+    r = await client.post(
+        "/api/users/@me/delete", headers=ann.headers, json={"password": ann.password}
+    )
+    assert r.status_code == 204, r.text
+    with pytest.raises(NotFound):
+        await account_export.export_account(pool, "ann", tmp_path / "by-name")
+    assert not (tmp_path / "by-name").exists()
+    done = await account_export.export_account(pool, str(ann.id), tmp_path / "out")
+    assert done.messages == 1
+    account = orjson.loads((tmp_path / "out" / "account.json").read_bytes())
+    assert account["profile"]["deleted_at"] is not None
+    assert account["sessions"] and all(s["revoked_at"] for s in account["sessions"])

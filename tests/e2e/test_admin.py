@@ -4,6 +4,7 @@ password while a server runs, and the server's open connections see it at once."
 from __future__ import annotations
 
 import asyncio
+import resource
 import stat
 import subprocess
 from datetime import UTC, datetime
@@ -18,7 +19,7 @@ from tests.api.test_attachments import part, png, post_files
 from tests.api.test_two_factor import turn_on
 from tests.factories import MakeUser, TestUser
 from tests.realtime.clients import GatewayClient, sse_stream
-from tests.support import Servers, clean_env, fatal_lines, run_cli
+from tests.support import Servers, clean_env, fatal_lines, run_cli, xfchat
 from xfchat.domain.account_export import safe_name
 
 NEW_PASSWORD = "a new passphrase for ann"
@@ -259,3 +260,36 @@ async def test_admin_export_writes_the_accounts_own_data_and_nothing_else(
     nobody = admin(servers, "export", "nobody", "--out", str(tmp_path / "x"))
     assert nobody.returncode == 1 and "USER_NOT_FOUND" in nobody.stderr
     assert not (tmp_path / "x").exists()
+
+
+async def test_admin_export_on_a_full_disk_says_so_and_leaves_no_account_json(
+    servers: Servers, make_user: MakeUser, tmp_path: Path
+) -> None:
+    # A file-size limit (RLIMIT_FSIZE) stands for a disk that fills up as account.json,
+    # the largest file here, is written: the write fails part way (EFBIG, as ENOSPC).
+    _, base = servers.start()
+    async with httpx.AsyncClient(base_url=base, timeout=30) as api:
+        await factories.pair(api, make_user)
+    out = tmp_path / "ann-export"
+    env = clean_env(DATABASE_URL=servers.database_url, XFCHAT_SECRET=servers.secret)
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (512, 512))
+
+    done = subprocess.run(
+        xfchat("admin", "export", "ann", "--out", str(out)),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=small_files,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    [line] = fatal_lines(done.stderr)
+    assert "did not end" in line and "account.json" in line, line
+    # What is there is an export that did not end, by the README's sign: no account.json
+    # (never a truncated one), nor its partial copy.
+    assert out.is_dir() and (out / "messages.jsonl").is_file()
+    assert not (out / "account.json").exists() and not list(out.glob("account.json*"))

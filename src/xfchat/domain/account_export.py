@@ -2,17 +2,22 @@
 hands over when someone asks for what is kept about them (GDPR's articles 15 and 20),
 as Discord's "request all of my data" and Synapse's `export-data` do.
 
-A new directory, readable by the operator only (0700, its files 0600):
+A new directory, readable by the operator only (0700, its files 0600), every file made
+through the directory's descriptor (a link put in its place is never followed):
 - `account.json`: the profile (never the password's hash, the two-factor secret or the
   recovery codes: whether two-factor sign-in is on, and how many codes are left),
   sessions (device, address, when), friends and friend requests, blocks, mutes, servers
-  (nickname, roles, timeout), bans of the account, conversations and their
-  participants, read positions and the days' usage;
+  (nickname, roles, timeout, server mute and deafen), timeouts kept from servers it left,
+  its channel overrides, bans of the account, invites it made, images it uploaded,
+  conversations and their participants, read positions, the days' usage, its voice
+  state and connections now; written last, under another name, and renamed when whole;
 - `messages.jsonl`: every live message the account wrote, oldest first, one JSON
   object a line, with its channel, its files and its earlier versions;
 - `reactions.jsonl`: every reaction it added;
+- `audit_log.jsonl`: the audit-log entries of what it did, and of what was done to it or
+  its messages (without who did that: another member's data);
 - `files/`: the bytes of those messages' files (`<attachment id>-<its name>`, the name
-  made safe for any file system) and of its avatar.
+  made safe for any file system), of its avatar and of the server icons it uploaded.
 
 What others wrote is theirs and is not in it (conversations list who took part, as
 Discord's export does). All of it is read in one snapshot (a read-only, repeatable-read
@@ -22,9 +27,12 @@ page, not the million.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import mimetypes
 import os
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,15 +71,36 @@ def safe_name(name: str) -> str:
     return UNSAFE.sub("_", name).lstrip(". ")[:NAME_CHARS] or "file"
 
 
-def _create(path: Path) -> int:
-    """A new file only the operator reads (never one that is there: O_EXCL)."""
-    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+PARTIAL = "account.json.partial"  # (renamed to account.json once it is whole)
+_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _create(name: str, dir_fd: int) -> int:
+    """A new file only the operator reads, in the directory open as `dir_fd` (never one
+    that is there, nor a link: O_EXCL)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    return os.open(name, flags, 0o600, dir_fd=dir_fd)
+
+
+def _new_directory(name: str | Path, dir_fd: int | None = None) -> int:
+    """Make a directory only the operator enters and open it: every file of the export is
+    then made through this descriptor, so a directory swapped for a link to another place
+    after the check, or while the export runs, is never written through. The one opened
+    must be the one made (ours, 0700, empty)."""
+    os.mkdir(name, 0o700, dir_fd=dir_fd)
+    fd = os.open(name, _DIRECTORY, dir_fd=dir_fd)
+    made = os.fstat(fd)
+    if made.st_uid != os.geteuid() or made.st_mode & 0o077 or os.listdir(fd):
+        os.close(fd)
+        raise FileExistsError(errno.EEXIST, "replaced while the export began", str(name))
+    return fd
 
 
 class _Export:
-    def __init__(self, conn: asyncpg.Connection, directory: Path) -> None:
+    def __init__(self, conn: asyncpg.Connection, directory: int, files: int) -> None:
         self.conn = conn
-        self.directory = directory
+        self.directory = directory  # (descriptors of the export's directory and files/)
+        self.files_directory = files
         self.files = 0
         self.file_bytes = 0
 
@@ -79,8 +108,7 @@ class _Export:
         """A stored file's bytes, chunk by chunk, to files/<name>."""
         if found is None:
             return
-        fd = _create(self.directory / "files" / name)
-        with os.fdopen(fd, "wb") as out:
+        with os.fdopen(_create(name, self.files_directory), "wb") as out:
             n = 0
             while n * files_q.CHUNK < found.size_bytes:
                 chunk = await files_q.get_chunk(self.conn, file_id=found.file_id, n=n)
@@ -93,7 +121,7 @@ class _Export:
 
     async def messages(self, user_id: UUID) -> int:
         count, after = 0, None
-        with os.fdopen(_create(self.directory / "messages.jsonl"), "w", encoding="utf-8") as out:
+        with os.fdopen(_create("messages.jsonl", self.directory), "w", encoding="utf-8") as out:
             while True:
                 page = await q.list_message_lines(
                     self.conn, user_id=user_id, after=after, limit=PAGE
@@ -110,28 +138,48 @@ class _Export:
                     return count
                 after = (page[-1].created_at, page[-1].id)
 
-    async def reactions(self, user_id: UUID) -> int:
+    async def lines(self, name: str, lines: AsyncIterator[str]) -> int:
+        """One JSON text a line, to `name`; how many."""
         count = 0
-        with os.fdopen(_create(self.directory / "reactions.jsonl"), "w", encoding="utf-8") as out:
-            async for line in q.iter_reaction_lines(self.conn, user_id=user_id, prefetch=PAGE):
+        with os.fdopen(_create(name, self.directory), "w", encoding="utf-8") as out:
+            async for line in lines:
                 out.write(line + "\n")
                 count += 1
         return count
 
-    async def avatar(self, avatar_url: str | None) -> str | None:
-        """The avatar's file name under files/, when it is an uploaded image."""
-        if not avatar_url or not avatar_url.startswith(MEDIA_PATH):
-            return None
-        try:
-            media_id = UUID(avatar_url.removeprefix(MEDIA_PATH))
-        except ValueError:
-            return None
-        found = await q.get_media_file(self.conn, media_id=media_id)
-        if found is None:
-            return None
-        name = "avatar" + (mimetypes.guess_extension(found.content_type) or "")
-        await self.copy_file(found, name)
-        return name
+    async def reactions(self, user_id: UUID) -> int:
+        found = q.iter_reaction_lines(self.conn, user_id=user_id, prefetch=PAGE)
+        return await self.lines("reactions.jsonl", found)
+
+    async def audit(self, user_id: UUID) -> int:
+        found = q.iter_audit_lines(self.conn, user_id=user_id, prefetch=PAGE)
+        return await self.lines("audit_log.jsonl", found)
+
+    async def images(self, user_id: UUID, avatar: UUID | None) -> str | None:
+        """The bytes of the images it uploaded (the avatar as avatar.<ext>, server icons
+        as icon-<id>.<ext>); the avatar's file name."""
+        avatar_file = None
+        for media_id in await q.list_uploaded_images(self.conn, user_id=user_id):
+            found = await q.get_media_file(self.conn, media_id=media_id)
+            if found is None:
+                continue
+            ext = mimetypes.guess_extension(found.content_type) or ""
+            if media_id == avatar:
+                avatar_file = "avatar" + ext
+                await self.copy_file(found, avatar_file)
+            else:
+                await self.copy_file(found, f"{safe_name(found.filename)}-{media_id}{ext}")
+        return avatar_file
+
+
+def _avatar_id(avatar_url: str | None) -> UUID | None:
+    """The uploaded image an avatar_url names (None for none, or one elsewhere)."""
+    if not avatar_url or not avatar_url.startswith(MEDIA_PATH):
+        return None
+    try:
+        return UUID(avatar_url.removeprefix(MEDIA_PATH))
+    except ValueError:
+        return None
 
 
 async def export_account(pool: asyncpg.Pool, who: str, directory: Path) -> Exported:
@@ -145,24 +193,53 @@ async def export_account(pool: asyncpg.Pool, who: str, directory: Path) -> Expor
     """
     async with pool.acquire() as conn:
         user = await find_account(conn, who, deleted_too=True)
-        export = _Export(conn, directory)
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             document = await q.get_account_document(conn, user_id=user.id)
             if document is None:  # (gone since: an account is never deleted whole, but)
                 raise NotFound(f"no account {who!r}", code="USER_NOT_FOUND")
             # (an operator's command, which blocks no one on its own event loop)
-            os.mkdir(directory, 0o700)
-            os.mkdir(directory / "files", 0o700)
-            messages = await export.messages(user.id)
-            reactions = await export.reactions(user.id)
-            account = orjson.loads(document)
-            avatar = await export.avatar(account["profile"]["avatar_url"])
-        head = {
-            "format": FORMAT,
-            "exported_at": datetime.now(UTC).isoformat(),
-            "counts": {"messages": messages, "reactions": reactions, "files": export.files},
-            "avatar_file": avatar,
-        }
-        with os.fdopen(_create(directory / "account.json"), "wb") as out:
-            out.write(orjson.dumps(head | account, option=orjson.OPT_INDENT_2) + b"\n")
+            top = _new_directory(directory)
+            try:
+                files = _new_directory("files", top)
+                try:
+                    export = _Export(conn, top, files)
+                    messages = await export.messages(user.id)
+                    reactions = await export.reactions(user.id)
+                    audit = await export.audit(user.id)
+                    account = orjson.loads(document)
+                    avatar = await export.images(
+                        user.id, _avatar_id(account["profile"]["avatar_url"])
+                    )
+                finally:
+                    os.close(files)
+                head = {
+                    "format": FORMAT,
+                    "exported_at": datetime.now(UTC).isoformat(),
+                    "counts": {
+                        "messages": messages,
+                        "reactions": reactions,
+                        "audit_log": audit,
+                        "files": export.files,
+                    },
+                    "avatar_file": avatar,
+                }
+                _write_last(top, orjson.dumps(head | account, option=orjson.OPT_INDENT_2) + b"\n")
+            finally:
+                os.close(top)
     return Exported(user, directory, messages, reactions, export.files, export.file_bytes)
+
+
+def _write_last(directory: int, text: bytes) -> None:
+    """account.json, whole or not at all: written under another name, flushed to the
+    disk, then renamed (a disk that fills up while it is written leaves no account.json
+    that looks like an ended export's)."""
+    try:
+        with os.fdopen(_create(PARTIAL, directory), "wb") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.rename(PARTIAL, "account.json", src_dir_fd=directory, dst_dir_fd=directory)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(PARTIAL, dir_fd=directory)
+        raise

@@ -63,6 +63,7 @@ SELECT jsonb_build_object(
                    'id', s.id, 'name', s.name, 'owner', s.owner_id = u.id,
                    'joined_at', sm.joined_at, 'nickname', sm.nickname,
                    'timed_out_until', sm.timed_out_until,
+                   'voice_mute', sm.voice_mute, 'voice_deaf', sm.voice_deaf,
                    'roles', COALESCE((
                        SELECT jsonb_agg(jsonb_build_object('id', r.id, 'name', r.name)
                                         ORDER BY r.position DESC, r.id)
@@ -79,6 +80,7 @@ SELECT jsonb_build_object(
     'conversations', COALESCE((
         SELECT jsonb_agg(jsonb_build_object(
                    'id', c.id, 'kind', c.kind, 'name', c.name, 'joined_at', p.joined_at,
+                   'owner', c.owner_id IS NOT DISTINCT FROM u.id,
                    'participants', (SELECT jsonb_agg(q.user_id ORDER BY q.joined_at, q.user_id)
                                     FROM conversation_participants q
                                     WHERE q.channel_id = c.id))
@@ -95,16 +97,58 @@ SELECT jsonb_build_object(
         SELECT jsonb_agg(jsonb_build_object(
                    'day', d.day, 'requests', d.requests, 'messages_sent', d.messages_sent,
                    'bytes_uploaded', d.bytes_uploaded) ORDER BY d.day)
-        FROM usage_tracking d WHERE d.user_id = u.id), '[]')
+        FROM usage_tracking d WHERE d.user_id = u.id), '[]'),
+    -- (a server's timeout kept after the account left it, to meet it again on return)
+    'lingering_timeouts', COALESCE((
+        SELECT jsonb_agg(jsonb_build_object('server_id', t.server_id, 'until', t.until)
+                         ORDER BY t.until, t.server_id)
+        FROM lingering_timeouts t WHERE t.user_id = u.id), '[]'),
+    'channel_permission_overrides', COALESCE((
+        SELECT jsonb_agg(jsonb_build_object(
+                   'channel_id', o.channel_id, 'allow', o.allow, 'deny', o.deny)
+                   ORDER BY o.channel_id)
+        FROM channel_permission_overrides o WHERE o.user_id = u.id), '[]'),
+    -- (its images, its avatar and the server icons it uploaded, all counted in its quota;
+    -- their bytes are under files/)
+    'uploaded_images', COALESCE((
+        SELECT jsonb_agg(jsonb_build_object(
+                   'id', i.id, 'purpose', i.purpose, 'content_type', i.content_type,
+                   'size_bytes', i.size_bytes, 'width', i.width, 'height', i.height,
+                   'created_at', i.created_at,
+                   'server_ids', (SELECT jsonb_agg(s.id ORDER BY s.id) FROM servers s
+                                  WHERE s.icon_url = '/api/media/' || i.id::text))
+                   ORDER BY i.created_at, i.id)
+        FROM media i WHERE i.owner_id = u.id), '[]'),
+    'invites', COALESCE((
+        SELECT jsonb_agg(jsonb_build_object(
+                   'code', v.code, 'server_id', v.server_id, 'channel_id', v.channel_id,
+                   'uses', v.uses, 'max_uses', v.max_uses, 'expires_at', v.expires_at,
+                   'created_at', v.created_at) ORDER BY v.created_at, v.code)
+        FROM invites v WHERE v.inviter_id = u.id), '[]'),
+    -- (now: in a voice channel, connected; never the ids of its sessions or processes)
+    'voice_state', (
+        SELECT jsonb_build_object(
+                   'channel_id', w.channel_id, 'server_id', w.server_id,
+                   'self_mute', w.self_mute, 'self_deaf', w.self_deaf,
+                   'server_mute', w.server_mute, 'server_deaf', w.server_deaf,
+                   'self_video', w.self_video, 'suppress', w.suppress,
+                   'joined_at', w.joined_at, 'updated_at', w.updated_at)
+        FROM voice_states w WHERE w.user_id = u.id),
+    'connected_since', COALESCE((
+        SELECT jsonb_agg(pc.since ORDER BY pc.since)
+        FROM presence_connections pc WHERE pc.user_id = u.id), '[]')
 )::text
 FROM users u WHERE u.id = $1
 """
 
 # The account's live messages, oldest first, a page after (created_at, id): each with its
-# channel, its files and its earlier versions (the edit history keeps them). (created_at
-# >= the key's too, apart: that one bounds the walk of messages_author_idx, the row
-# comparison only filters.)
-MESSAGES_PAGE = """
+# channel, its files and its earlier versions (the edit history keeps them). The first
+# page and the next ones are two statements: in one, the key's condition was `$2 IS NULL
+# OR ...`, which a generic plan (plan_cache_mode, db/pool.py) cannot make an index's
+# bound, so every page walked the messages again from the oldest one (quadratic in the
+# account's messages; and, by messages_created_idx, everyone's). (created_at >= the key's
+# too, apart: that one bounds the index's walk, the row comparison only filters.)
+MESSAGE_LINE = """
 SELECT m.created_at, m.id, jsonb_build_object(
     'id', m.id, 'channel_id', m.channel_id, 'server_id', c.server_id,
     'channel_name', c.name, 'seq', m.seq, 'kind', m.kind, 'content', m.content,
@@ -124,9 +168,28 @@ SELECT m.created_at, m.id, jsonb_build_object(
               FROM attachments a WHERE a.message_id = m.id), '{}') AS attachment_ids
 FROM messages m JOIN channels c ON c.id = m.channel_id
 WHERE m.author_id = $1 AND m.deleted_at IS NULL
-  AND ($2::timestamptz IS NULL OR (m.created_at >= $2 AND (m.created_at, m.id) > ($2, $3)))
-ORDER BY m.created_at, m.id
-LIMIT $4
+"""
+MESSAGES_FIRST_PAGE = MESSAGE_LINE + "ORDER BY m.created_at, m.id LIMIT $2"
+MESSAGES_PAGE = (
+    MESSAGE_LINE
+    + "AND m.created_at >= $2 AND (m.created_at, m.id) > ($2, $3)"
+    + " ORDER BY m.created_at, m.id LIMIT $4"
+)
+
+# The server audit log's entries of what the account did as a member (all of it), and of
+# what was done to it: to the account itself, or to a message it wrote. Who did the
+# latter is another member's data and is not named (a moderator's identity; the action,
+# the reason and when are about the account). Through a cursor, as the reactions are.
+AUDIT_ENTRIES = """
+SELECT jsonb_build_object(
+    'id', a.id, 'server_id', a.server_id, 'by_you', a.actor_id IS NOT DISTINCT FROM $1,
+    'action', a.action, 'target_type', a.target_type, 'target_id', a.target_id,
+    'changes', a.changes, 'reason', a.reason, 'created_at', a.created_at)::text
+FROM audit_log a
+WHERE a.actor_id = $1
+   OR (a.target_type = 'user' AND a.target_id = $1)
+   OR (a.target_type = 'message' AND a.changes ->> 'author_id' = $1::text)
+ORDER BY a.id
 """
 
 # (read through a cursor: reactions are found by their user alone, in no order, so a
@@ -168,8 +231,10 @@ async def list_message_lines(
     conn: asyncpg.Connection, *, user_id: UUID, after: tuple[datetime, UUID] | None, limit: int
 ) -> list[MessageLine]:
     """The account's live messages after `after` (oldest first), at most `limit`."""
-    at, last = after if after is not None else (None, None)
-    rows = await conn.fetch(MESSAGES_PAGE, user_id, at, last, limit)
+    if after is None:
+        rows = await conn.fetch(MESSAGES_FIRST_PAGE, user_id, limit)
+    else:
+        rows = await conn.fetch(MESSAGES_PAGE, user_id, *after, limit)
     return [
         MessageLine(r["created_at"], r["id"], r["line"], list(r["attachment_ids"])) for r in rows
     ]
@@ -182,6 +247,22 @@ async def iter_reaction_lines(
     caller's transaction)."""
     async for row in conn.cursor(REACTIONS, user_id, prefetch=prefetch):
         yield row[0]
+
+
+async def iter_audit_lines(
+    conn: asyncpg.Connection, *, user_id: UUID, prefetch: int
+) -> AsyncIterator[str]:
+    """The audit-log entries by the account or about it (oldest first) as JSON texts."""
+    async for row in conn.cursor(AUDIT_ENTRIES, user_id, prefetch=prefetch):
+        yield row[0]
+
+
+async def list_uploaded_images(conn: asyncpg.Connection, *, user_id: UUID) -> list[UUID]:
+    """The images (avatar, server icons) the account uploaded and that are kept."""
+    rows = await conn.fetch(
+        "SELECT id FROM media WHERE owner_id = $1 ORDER BY created_at, id", user_id
+    )
+    return [r["id"] for r in rows]
 
 
 async def get_attachment_file(
