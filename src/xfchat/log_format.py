@@ -46,7 +46,26 @@ class JsonFormatter(logging.Formatter):
         for key, value in vars(record).items():
             if key not in _STANDARD and key not in _DROPPED and key not in out:
                 out[key] = value
-        return orjson.dumps(out, default=str).decode()
+        try:
+            return orjson.dumps(out, default=str).decode()
+        except TypeError:  # (a lone surrogate in a text: orjson writes only UTF-8)
+            return orjson.dumps(_well_formed(out)).decode()
+
+
+def _well_formed(value: Any) -> Any:
+    """`value` with each text's lone surrogates as U+FFFD, every other value as text:
+    a record that holds one is still written, as one line, not lost to logging's error
+    path (a traceback on stderr in its place)."""
+    if isinstance(value, dict):
+        return {str(k): _well_formed(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_well_formed(v) for v in value]
+    if isinstance(value, bool | int | float) or value is None:
+        return value
+    return _SURROGATE.sub("\ufffd", str(value))
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 # A query parameter (`?access_token=`, which EventSource has to use, and the gateway's

@@ -6,6 +6,7 @@ and metrics whose series a client without a token multiplies."""
 from __future__ import annotations
 
 import io
+import json
 import logging
 import re
 import socket
@@ -20,7 +21,7 @@ from pydantic import ValidationError
 from tests.factories import MakeUser
 from tests.support import METRICS_HEADERS, Servers, clean_env, fatal_lines, random_secret, run_cli
 from xfchat.db.pool import without_password
-from xfchat.log_format import log_handler, redact
+from xfchat.log_format import JsonFormatter, log_handler, redact
 from xfchat.settings import DatabaseSettings, describe_validation_error
 
 # A record in the text log's own format, as a client would forge it.
@@ -129,6 +130,21 @@ def test_a_message_holds_no_line_break_or_escape_in_the_text_log() -> None:
     out = _logged("text", emit)
     assert out.count("\n") == 1 and "\x1b" not in out and "\u2028" not in out, out
     assert "\\n" + FORGED in out  # (still there to read, escaped)
+
+
+def test_a_lone_surrogate_is_written_not_lost_in_the_json_log() -> None:
+    """orjson writes UTF-8 only: a record with a lone surrogate in its message (or an
+    `extra` field) raised in the formatter, and logging put a traceback on stderr in the
+    record's place. (The record is formatted here, not logged: a surrogate that reaches
+    a captured stream breaks pytest-xdist's report of the test.)"""
+    record = logging.LogRecord(
+        "xfchat.test", logging.WARNING, __file__, 1, "a name: %s", ("half \ud800 of a pair",), None
+    )
+    record.who = "\udfff"
+    line = JsonFormatter().format(record)
+    assert "\n" not in line
+    written = json.loads(line)
+    assert written["message"] == "a name: half \ufffd of a pair" and written["who"] == "\ufffd"
 
 
 def test_a_search_with_an_apostrophe_is_blanked_whole() -> None:
