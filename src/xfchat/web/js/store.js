@@ -248,7 +248,7 @@ export class Store {
     this.remember(m.author);
     const t = this.messages.get(m.channel_id);
     if (t) {
-      t.insertLive(m);
+      t.insertLive(m, this.viewing !== m.channel_id ? null : this.atNewest);
       if (this.viewing !== m.channel_id) t.leftBehind();
     }
     const conv = this.conversations.get(m.channel_id);
@@ -377,6 +377,11 @@ export class Store {
 // The live messages a timeline keeps whatever its window shows (see Timeline.recent).
 const RECENT = 1000;
 const KEPT = 50; // (a page, as ui/chat.js reads them)
+// The most messages that arrive live into the window of the channel on screen: a channel
+// flooded while it is open (as fast as its senders' rate limits let them, for as long
+// as the tab stays open) held every message since it was opened, each one drawn and
+// compared again at every event, so a tab left open on it slowed to a standstill.
+const LIVE_WINDOW = 200;
 
 export class Timeline {
   constructor() {
@@ -476,10 +481,28 @@ export class Timeline {
     this.hasOlder = !this.historyHidden; // (a history not to be read has nothing older to load)
   }
 
-  insertLive(m) {
+  // `following`, for the channel on screen (null for another, which leftBehind keeps
+  // small): whether it shows its newest messages. Then the oldest go (their page is read
+  // again if scrolled back to) and the window stays LIVE_WINDOW long, but for a message
+  // being edited, which stays with all after it; else (scrolled up) the window stops at
+  // LIVE_WINDOW: what comes after waits among the recent, the view offers to jump to
+  // the present, and scrolling down loads it.
+  insertLive(m, following = null) {
     this.recent.set(m.id, m);
     if (this.recent.size > RECENT) this.recent.delete(this.recent.keys().next().value);
-    if (this.loaded && this.atEnd) this.put(m);
+    if (!this.loaded || !this.atEnd) return;
+    if (following === false && !this.byId.has(m.id) && this.list.length >= LIVE_WINDOW && m.seq > this.newest) {
+      this.atEnd = false;
+      return;
+    }
+    this.put(m);
+    if (!following || this.list.length <= LIVE_WINDOW) return;
+    let cut = this.list.length - LIVE_WINDOW;
+    const editing = this.list.findIndex((x) => x.editing);
+    if (editing >= 0) cut = Math.min(cut, editing);
+    if (cut <= 0) return;
+    for (const x of this.list.splice(0, cut)) this.byId.delete(x.id);
+    this.hasOlder = !this.historyHidden;
   }
 
   get oldest() {

@@ -21,6 +21,7 @@ import { P, has, channelPermissions } from "../perms.js";
 
 // (the events that move a channel's counts: see countsMove)
 const COUNTED = new Set(["message.created", "message.updated", "message.deleted", "read_state.updated"]);
+const PINS_GAP_MS = 1000; // (the pins panel drawn again at most this often: see showPins)
 const PRESENCES_ASKED = 100; // (GET /api/users/@me/presences?user_ids= answers for at most this many)
 
 export class App {
@@ -745,9 +746,35 @@ export class App {
         toast(describe(err));
       }
     };
-    const off = this.store.on(`pins:${channelId}`, draw);
+    // Drawn again when a pin comes or goes: one request at a time, and at most one a
+    // PINS_GAP_MS, for all the changes told meanwhile. (Asked at every event, a member
+    // pinning and unpinning as fast as they may, in a conversation where anyone may,
+    // had this page fetch and draw up to 50 messages ten times a second, spending its own
+    // rate limit on it: its person's sends were refused.)
+    let busy = false;
+    let again = false;
+    let last = -Infinity;
+    const redraw = async () => {
+      if (busy) {
+        again = true;
+        return;
+      }
+      busy = true;
+      try {
+        do {
+          again = false;
+          const wait = last + PINS_GAP_MS - performance.now();
+          if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+          last = performance.now();
+          await draw();
+        } while (again && this.panel === "pins");
+      } finally {
+        busy = false;
+      }
+    };
+    const off = this.store.on(`pins:${channelId}`, redraw);
     this.refreshChrome();
-    await draw();
+    await redraw();
   }
 
   // --- people, servers, voice --------------------------------------------------------

@@ -2,7 +2,7 @@
 // author and day), the typing line and the composer.
 
 import { h, replace, place, repaint, nameEl, fmtDay, dayKey, toast, describe, confirmDialog, dialog } from "../dom.js";
-import { renderMessage, messageSig, emojiPicker, whoReacted, USER_MENTION } from "./message.js";
+import { renderMessage, messageSig, emojiPicker, whoReacted, USER_MENTION, mentionsIn } from "./message.js";
 import { composerMethods } from "./composer.js";
 import { loadMembers } from "./members.js";
 import { P, has, channelPermissions } from "../perms.js";
@@ -13,6 +13,7 @@ const reactionKey = (emoji) => emoji.normalize("NFC").replace(/[\uFE0E\uFE0F]/g,
 
 const PAGE = 50;
 const GROUP_GAP_MS = 7 * 60 * 1000;
+const RENDER_GAP_MS = 100;
 
 export class ChatView {
   constructor(app, channelId) {
@@ -131,14 +132,14 @@ export class ChatView {
     replace(container, this.root);
     const id = this.channelId;
     this.unsubs.push(
-      this.store.on(`channel:${id}`, () => this.render()),
+      this.store.on(`channel:${id}`, () => this.renderSoon()),
       this.store.on(`typing:${id}`, () => this.renderTyping()),
-      this.store.on("all", () => this.render()),
-      this.store.on(`members:${this.server && this.server.id}`, () => this.render()),
-      this.store.on("users", () => this.render()),
+      this.store.on("all", () => this.renderSoon()),
+      this.store.on(`members:${this.server && this.server.id}`, () => this.renderSoon()),
+      this.store.on("users", () => this.renderSoon()),
       // (what one may do here: roles, overrides, a timeout, the channel itself)
-      this.store.on(`server:${this.server && this.server.id}`, () => this.render()),
-      this.store.on(`channel-meta:${id}`, () => this.render()),
+      this.store.on(`server:${this.server && this.server.id}`, () => this.renderSoon()),
+      this.store.on(`channel-meta:${id}`, () => this.renderSoon()),
     );
     // Names in messages (nicknames, mentions) come from the server's members: loaded
     // here too, not only by the member list (closed on a phone).
@@ -177,6 +178,7 @@ export class ChatView {
     for (const u of this.unsubs) u();
     this.resizer.disconnect();
     clearInterval(this.typingTimer);
+    clearTimeout(this.renderTimer);
     if (this.ackTimer) this.ackNow();
     clearTimeout(this.timeoutTimer);
     window.removeEventListener("focus", this.focusHandler);
@@ -357,7 +359,23 @@ export class ChatView {
   // drawing is the same as before (messageSig): in a busy channel a new message adds one
   // element and leaves the others alone, so a click on a message's action, its focus and
   // an edit being typed survive the messages that arrive meanwhile.
+  // A redraw for an event: at once, unless the last one was under RENDER_GAP_MS ago;
+  // then one, for all the events that come meanwhile, when that gap has passed. Each
+  // redraw walks every message of the window: redrawn at every event, a storm of them
+  // (another member adding and taking back reactions, editing, renaming, as fast as their
+  // rate limits let them, a few accounts together) kept the tab busy all the time, and
+  // falling further behind.
+  renderSoon() {
+    if (this.renderTimer) return;
+    const wait = (this.renderedAt || 0) + RENDER_GAP_MS - performance.now();
+    if (wait <= 0) return this.render();
+    this.renderTimer = setTimeout(() => this.render(), wait);
+  }
+
   render(toBottom = false) {
+    clearTimeout(this.renderTimer);
+    this.renderTimer = null;
+    this.renderedAt = performance.now();
     if (!this.list) return;
     const t = this.store.timeline(this.channelId);
     if (!t.loaded) return;
@@ -441,7 +459,7 @@ export class ChatView {
     for (const m of messages) {
       ids.push(...(m.mentions || []));
       for (const text of [m.content, m.reply_to && m.reply_to.content]) {
-        for (const x of (text || "").matchAll(USER_MENTION())) ids.push(x[1].toLowerCase());
+        for (const [role, id] of mentionsIn(text)) if (!role) ids.push(id);
       }
     }
     this.app.lookupUsers(ids);

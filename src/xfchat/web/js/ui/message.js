@@ -184,12 +184,36 @@ export function messageSig(m, head, ctx) {
   const outside = [ctx.name(m.author), roleColor(ctx, m.author.id), ctx.store.mentionsMe(m)];
   if (m.reply_to) outside.push(ctx.name(m.reply_to.author));
   for (const text of [m.content, m.reply_to && m.reply_to.content]) {
-    for (const match of (text || "").matchAll(MENTION())) {
-      const role = match[1] && ctx.server && ctx.server.roles.find((r) => r.id === match[2].toLowerCase());
-      outside.push(mentioned(ctx, match[1], match[2]), role ? role.color : null);
+    for (const [role, id] of mentionsIn(text)) {
+      const r = role && ctx.server && ctx.server.roles.find((x) => x.id === id);
+      outside.push(mentioned(ctx, role, id), r ? r.color : null);
     }
   }
   return JSON.stringify([m, head, ctx.can, outside]);
+}
+
+// Whom a text mentions, each once (["&" for a role, else "", the lowercased id]), kept
+// for the texts drawn lately: every message's signature, and the names it needs, are
+// worked out again at every redraw of its channel, and a message of a hundred mentions
+// of one person (4,000 characters allow that) is one name to look up, not a hundred
+// matches to find each time.
+const MENTIONS_KEPT = 2000;
+const mentionsCache = new Map();
+export function mentionsIn(text) {
+  if (!text) return [];
+  let found = mentionsCache.get(text);
+  if (found) return found;
+  const seen = new Set();
+  found = [];
+  for (const match of text.matchAll(MENTION())) {
+    const key = `${match[1]}${match[2].toLowerCase()}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    found.push([match[1], match[2].toLowerCase()]);
+  }
+  if (mentionsCache.size >= MENTIONS_KEPT) mentionsCache.delete(mentionsCache.keys().next().value);
+  mentionsCache.set(text, found);
+  return found;
 }
 
 export function renderMessage(m, head, ctx) {
