@@ -331,6 +331,19 @@ class Settings(DatabaseSettings):
         default=RateLimit(60, 60), validation_alias=_env("XFCHAT_RATE_EDITS_USER")
     )
 
+    # Reactions added or taken back per user: each one is an event to everyone who sees
+    # the channel, and the API's own limit let a few accounts toggle reactions ten times
+    # a second, every viewer's page redrawing for each.
+    rate_reactions_user: RateLimitSetting = Field(
+        default=RateLimit(60, 60), validation_alias=_env("XFCHAT_RATE_REACTIONS_USER")
+    )
+
+    # Pins and unpins per user: each is an event to everyone who sees the channel, a pin a
+    # system message too, and in a conversation any participant may pin.
+    rate_pins_user: RateLimitSetting = Field(
+        default=RateLimit(60, 600), validation_alias=_env("XFCHAT_RATE_PINS_USER")
+    )
+
     # Profile and presence changes per user: each one writes an event to every
     # conversation and server the user is in (up to about 1,200 rows).
     rate_profile_user: RateLimitSetting = Field(

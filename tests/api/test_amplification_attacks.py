@@ -16,7 +16,7 @@ import asyncpg
 import httpx
 from fastapi import FastAPI
 
-from tests.factories import AppWith, MakeUser, community, direct, say
+from tests.factories import AppWith, MakeUser, community, direct, pair, say
 from tests.realtime.clients import sse, sse_stream, wait_subscribers
 from tests.realtime.test_connection_limits import braid_stream, gateway_refusal
 from tests.support import Servers, logged_pool
@@ -308,3 +308,37 @@ async def test_the_state_route_is_counted_apart(app_with: AppWith, make_user: Ma
     assert refused["code"] == "RATE_LIMITED" and refused["bucket"] == "state", refused
     # (the other routes are not held back by it)
     assert (await client.get("/api/users/@me", headers=ann.headers)).status_code == 200
+
+
+async def test_reactions_and_pins_are_counted_per_user(
+    app_with: AppWith, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    """Each reaction added or taken back, each pin and unpin, is an event to everyone who
+    sees the channel; counted only in the API's 600 a minute, a few accounts toggling
+    them kept every viewer's page redrawing (the client attack found it). Now in
+    `reactions` (XFCHAT_RATE_REACTIONS_USER, 60 a minute) and `pins`
+    (XFCHAT_RATE_PINS_USER, 60 in 10 minutes) per user; 3 here: past it, 429 and
+    nothing written."""
+    client = await app_with(rate_reactions_user="3/60", rate_pins_user="3/600")
+    ann, ben, dm = await pair(client, make_user, "group")
+    said = await say(client, ben, dm, "react to me")
+    url = f"/api/channels/{dm}/messages/{said['id']}/reactions/👍/@me"
+    toggles = [
+        await (client.put if n % 2 == 0 else client.delete)(url, headers=ann.headers)
+        for n in range(5)
+    ]
+    assert [a.status_code for a in toggles] == [204, 204, 204, 429, 429]
+    assert toggles[3].json()["bucket"] == "reactions"
+    pin = f"/api/channels/{dm}/pins/{said['id']}"
+    pins = [
+        await (client.put if n % 2 == 0 else client.delete)(pin, headers=ann.headers)
+        for n in range(5)
+    ]
+    assert [a.status_code for a in pins] == [204, 204, 204, 429, 429]
+    assert pins[3].json()["bucket"] == "pins" and "Retry-After" in pins[3].headers
+    assert (await client.put(url, headers=ben.headers)).status_code == 204  # (per user)
+    async with pool.acquire() as conn:
+        told = await conn.fetch(
+            "SELECT type FROM events WHERE type LIKE 'reaction.%' OR type LIKE 'message.%pinned'"
+        )
+    assert len(told) == 3 + 1 + 3, [r["type"] for r in told]

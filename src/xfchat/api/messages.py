@@ -415,17 +415,22 @@ async def get_reactions(
     return page_response(request, [public_profile(u) for u, _ in rows], more, cursor)
 
 
+ReactingActor = Annotated[Actor, Depends(counted_actor("reactions"))]
+
+
 @router.put("/{message_id}/reactions/{emoji}/@me", status_code=204, response_class=Response)
 async def put_reaction(
-    channel_id: UUID, message_id: UUID, emoji: str, actor: CurrentActor, conn: Conn
+    channel_id: UUID, message_id: UUID, emoji: str, actor: ReactingActor, conn: Conn
 ) -> Response:
+    """Counted in `reactions` per user (XFCHAT_RATE_REACTIONS_USER)."""
     await messages.react(conn, actor, channel_id, message_id, emoji, add=True)
     return Response(status_code=204)
 
 
 @router.delete("/{message_id}/reactions/{emoji}/@me", status_code=204, response_class=Response)
 async def delete_reaction(
-    channel_id: UUID, message_id: UUID, emoji: str, actor: CurrentActor, conn: Conn
+    channel_id: UUID, message_id: UUID, emoji: str, actor: ReactingActor, conn: Conn
 ) -> Response:
+    """Counted in `reactions` per user (XFCHAT_RATE_REACTIONS_USER)."""
     await messages.react(conn, actor, channel_id, message_id, emoji, add=False)
     return Response(status_code=204)
