@@ -48,7 +48,8 @@ class JsonFormatter(logging.Formatter):
                 out[key] = value
         try:
             return orjson.dumps(out, default=str).decode()
-        except TypeError:  # (a lone surrogate in a text: orjson writes only UTF-8)
+        except TypeError:  # (a lone surrogate in a text: orjson writes only UTF-8; an
+            # integer past 64 bits, a key that is not text)
             return orjson.dumps(_well_formed(out)).decode()
 
 
@@ -60,7 +61,9 @@ def _well_formed(value: Any) -> Any:
         return {str(k): _well_formed(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_well_formed(v) for v in value]
-    if isinstance(value, bool | int | float) or value is None:
+    if isinstance(value, bool | float) or value is None:
+        return value
+    if isinstance(value, int) and -(2**63) <= value < 2**64:  # (orjson's range; else text)
         return value
     return _SURROGATE.sub("\ufffd", str(value))
 
@@ -180,7 +183,10 @@ _DATA_FRAMES = frozenset({"TEXT", "BINARY", "CONT"})
 
 def _data_frame(record: logging.LogRecord) -> str | None:
     """A data frame's dump as `< TEXT [n bytes]`, for a record that is one; else None."""
-    if record.msg not in _FRAME_MESSAGES or not isinstance(record.args, tuple):
+    # (`msg` may be any object, a dict or a list among them: not looked up unless text)
+    if not isinstance(record.msg, str) or record.msg not in _FRAME_MESSAGES:
+        return None
+    if not isinstance(record.args, tuple):
         return None
     frame = record.args[0] if len(record.args) == 1 else None
     opcode = getattr(getattr(frame, "opcode", None), "name", None)

@@ -147,6 +147,16 @@ def test_a_lone_surrogate_is_written_not_lost_in_the_json_log() -> None:
     assert written["message"] == "a name: half \ufffd of a pair" and written["who"] == "\ufffd"
 
 
+def test_an_integer_past_64_bits_is_written_not_lost_in_the_json_log() -> None:
+    """Broke: orjson takes integers of 64 bits only; an `extra` field past that raised
+    in the fallback too (it kept every integer as it was), and the record was lost to a
+    traceback on stderr."""
+    record = logging.LogRecord("xfchat.test", logging.INFO, __file__, 1, "counted", None, None)
+    record.count = 2**70
+    written = json.loads(JsonFormatter().format(record))
+    assert written["message"] == "counted" and written["count"] == str(2**70)
+
+
 def test_a_search_with_an_apostrophe_is_blanked_whole() -> None:
     """Broke: a query value was blanked up to its first `'`, which the browser client
     does not encode (encodeURIComponent: the user search of the group and mention
@@ -256,3 +266,19 @@ async def test_a_refused_websocket_handshake_writes_no_log_line(servers: Servers
     async with httpx.AsyncClient(base_url=base, timeout=10) as client:
         await client.get("/health")  # (a later request: the refusals were logged before)
     assert "connection rejected" not in proc.output, proc.output[-2000:]
+
+
+def test_a_record_whose_message_is_not_text_is_written_not_raised() -> None:
+    """Broke: the filter looked a record's `msg` up in a set of the WebSocket frame
+    dumps' formats, and a message that is no text and cannot be hashed (a dict or a list:
+    logging takes any object, `logger.info(payload)`, as a library may) raised
+    TypeError out of the handler's filter: into the caller of the log call (a request
+    failed for its debug line), and the record was lost."""
+
+    def emit(logger: logging.Logger) -> None:
+        logger.info({"access_token": "x"})
+        logger.info(["a", "list"])
+
+    for fmt in ("text", "json"):
+        out = _logged(fmt, emit)
+        assert "'list'" in out and "access_token" in out, out

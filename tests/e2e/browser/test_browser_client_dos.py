@@ -4,13 +4,14 @@ API documents, your page stays responsive and holds a bounded amount of what the
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import AsyncIterator
 from urllib.parse import quote
 
 import httpx
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import Page, Route, expect
 
 from tests.e2e.browser.client import GENERAL, USER_IDS, api_as, open_channel
 from tests.e2e.browser.conftest import BROWSER_ENV, Browsers, Site
@@ -203,3 +204,80 @@ async def test_a_storm_of_pins_is_not_fetched_once_for_each(
         f"81 pin events in {took:.1f} s: {len(fetched)} fetches of the pins (at most "
         f"{allowed:.0f} expected)"
     )
+
+
+async def test_a_page_of_history_read_while_the_window_moved_leaves_no_gap(
+    site: Site, browsers: Browsers, fast_api: str
+) -> None:
+    """Alice scrolls up to the top of a flooded channel's window (its page of older
+    messages asked for, on a slow link) and back down to the newest before it comes;
+    meanwhile more arrive, and the window, following, lets its oldest go. The page, read
+    from before the oldest as it was, joined the window all the same: the messages let go
+    in between were missing, the window seamless around the hole and its top further up
+    (scrolling up never brought them back)."""
+    alice = await browsers.logged_in(site.base, "alice")
+    log = await open_channel(alice, "general")
+    async with api_as(fast_api, "eve") as eve:
+        await flood(eve, LIVE_WINDOW + 40, "flood", filler="x")
+        await expect(log.locator("li.msg .msg-content", has_text="flood 0240 ")).to_be_visible(
+            timeout=60_000
+        )
+        asked = asyncio.Event()
+        release = asyncio.Event()
+
+        async def slow(route: Route) -> None:
+            asked.set()
+            await release.wait()
+            await route.continue_()
+
+        await alice.route(f"**{URL}?*before=*", slow)
+        scroller = alice.locator(".scroller")
+        await scroller.evaluate("s => s.scrollTop = 0")
+        await asyncio.wait_for(asked.wait(), 10)
+        await scroller.evaluate("s => s.scrollTop = s.scrollHeight")
+        await asyncio.sleep(0.3)  # (its scroll seen: following the newest again)
+        await flood(eve, 30, "more", filler="x")
+        await expect(log.locator("li.msg .msg-content", has_text="more ")).to_have_count(
+            30, timeout=30_000
+        )
+        release.set()
+        await asyncio.sleep(1)
+    seqs = [
+        int(s) for s in await log.locator("li.msg").evaluate_all("ls => ls.map(l => l.dataset.seq)")
+    ]
+    gaps = [(a, b) for a, b in itertools.pairwise(seqs) if b != a + 1]
+    assert not gaps, gaps
+
+
+async def test_the_pins_panel_opened_again_fetches_once_an_event(
+    site: Site, browsers: Browsers
+) -> None:
+    """Alice opens and closes the pins of her conversation with Bob a few times, then
+    leaves them open. Each opening added a listener that stayed (it went only when an
+    event found the panel closed): every pin then fetched the pins once per opening, each
+    listener with a throttle of its own, as many requests as times she had looked (and
+    one for another channel drew that channel's pins into this panel)."""
+    alice = await browsers.logged_in(site.base, "alice")
+    await alice.evaluate(f"location.hash = '#/dm/{DM}'")
+    button = alice.get_by_role("button", name="Pinned messages")
+    panel = alice.get_by_role("complementary", name="Details")
+    for _ in range(4):
+        await button.click()
+        await expect(panel.get_by_text("No pinned messages yet.")).to_be_visible()
+        await button.click()
+        await expect(panel.get_by_text("No pinned messages yet.")).to_be_hidden()
+    await button.click()
+    await expect(panel.get_by_text("No pinned messages yet.")).to_be_visible()
+    await asyncio.sleep(1.2)  # (past the panel's gap: the next event is fetched at once)
+    fetched: list[str] = []
+    alice.on(
+        "request",
+        lambda r: fetched.append(r.url) if r.url.endswith(f"/api/channels/{DM}/pins") else None,
+    )
+    async with api_as(site.base, "bob") as bob:
+        sent = await bob.post(f"/api/channels/{DM}/messages", json={"content": "pin me once"})
+        assert sent.status_code == 201, sent.text
+        assert (await bob.put(f"/api/channels/{DM}/pins/{sent.json()['id']}")).status_code == 204
+    await expect(panel.get_by_text("pin me once")).to_be_visible()
+    await asyncio.sleep(1.5)
+    assert len(fetched) == 1, fetched

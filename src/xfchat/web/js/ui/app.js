@@ -728,11 +728,16 @@ export class App {
   async showPins(channelId) {
     this.panel = "pins";
     this.root.classList.add("show-aside");
+    // This opening of the panel: an earlier one's listener (closed, opened again, or
+    // another channel's) finds it is no longer the one shown and goes, drawing nothing.
+    const shown = {};
+    this.pinsShown = shown;
+    const gone = () => this.panel !== "pins" || this.pinsShown !== shown;
     const draw = async () => {
-      if (this.panel !== "pins") return off();
+      if (gone()) return off();
       try {
         const pins = await this.session.call("GET", `/api/channels/${channelId}/pins`);
-        if (this.panel !== "pins") return off(); // (closed, or another channel, while they came)
+        if (gone()) return off(); // (closed, or another channel, while they came)
         const server = this.store.serverOf(channelId);
         const ctx = { store: this.store, server, name: (user) => this.store.nameIn(server, user), can: {}, reactors: new Map(), whoReacted: () => {}, jump: () => {}, loadImage: (u, img) => this.blobs.show(u, img), openImage: (a) => showImage(this.blobs, a), download: (a) => this.blobs.download(a), showPins: () => {}, panel: true };
         replace(
@@ -767,7 +772,7 @@ export class App {
           if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
           last = performance.now();
           await draw();
-        } while (again && this.panel === "pins");
+        } while (again && !gone());
       } finally {
         busy = false;
       }

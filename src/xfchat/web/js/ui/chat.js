@@ -239,9 +239,12 @@ export class ChatView {
     const anchor = shown.slice(1).find((li) => li.getBoundingClientRect().bottom > edge) || shown[0];
     const top = anchor && anchor.getBoundingClientRect().top;
     const windowAt = t.shown;
+    const from = t.oldest;
     try {
-      const { data, more } = await this.page(`limit=${PAGE}&before=${t.oldest}`);
-      if (t.shown !== windowAt) return; // (the window was loaded again meanwhile)
+      const { data, more } = await this.page(`limit=${PAGE}&before=${from}`);
+      // (the window was loaded again meanwhile, or, following the newest, let its oldest
+      // go: the page would join it with those missing in between; asked again on scroll)
+      if (t.shown !== windowAt || t.oldest !== from) return;
       for (const m of data) t.put(m);
       t.hasOlder = more;
       this.render();
