@@ -133,6 +133,13 @@ class DatabaseSettings(BaseSettings):
             return None
         if not value.startswith(("postgresql://", "postgres://")):
             raise ValueError("must start with postgresql:// (e.g. postgresql://user:pass@host/db)")
+        if "," in value.split("://", 1)[1].rsplit("@", 1)[-1].split("/")[0]:
+            # (h1:5432,h2:5433: libpq's form for several hosts; the refusal below would
+            # blame the password's encoding, and without ports a host "h1,h2" passed)
+            raise ValueError(
+                "names several hosts, which XFChat does not take: name one (a DNS"
+                " name or a proxy in front of them, or the primary)"
+            )
         try:
             parts = urlsplit(value)
             parts.port  # noqa: B018 (reading it is the check: a port that is not a number)

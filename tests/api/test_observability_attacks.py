@@ -201,6 +201,15 @@ def test_a_database_url_password_with_a_slash_is_never_repeated() -> None:
         assert DatabaseSettings(database_url=url).database_url == url
 
 
+def test_a_url_of_several_hosts_is_refused_as_that() -> None:
+    """(The review of the change: its refusal said to percent-encode the password.)"""
+    for url in ("postgresql://xf:pw@h1:5432,h2:5433/db", "postgresql://h1,h2/db"):
+        with pytest.raises(ValidationError) as info:
+            DatabaseSettings(database_url=url)
+        line = describe_validation_error(info.value)
+        assert "several hosts" in line and "pw" not in line, line
+
+
 def test_serve_refuses_such_a_url_in_one_line_without_the_password() -> None:
     url = "postgresql://xf:5432/cret-Zq@127.0.0.1:1/db"
     env = clean_env(DATABASE_URL=url, XFCHAT_SECRET=random_secret())
