@@ -104,10 +104,8 @@ class _Export:
         self.files = 0
         self.file_bytes = 0
 
-    async def copy_file(self, found: q.ExportedFile | None, name: str) -> None:
+    async def copy_file(self, found: q.ExportedFile, name: str) -> None:
         """A stored file's bytes, chunk by chunk, to files/<name>."""
-        if found is None:
-            return
         with os.fdopen(_create(name, self.files_directory), "wb") as out:
             n = 0
             while n * files_q.CHUNK < found.size_bytes:
@@ -126,13 +124,13 @@ class _Export:
                 page = await q.list_message_lines(
                     self.conn, user_id=user_id, after=after, limit=PAGE
                 )
-                for m in page:
-                    out.write(m.line + "\n")
-                    for attachment_id in m.attachment_ids:
-                        found = await q.get_attachment_file(self.conn, attachment_id=attachment_id)
-                        if found is not None:
-                            name = f"{attachment_id}-{safe_name(found.filename)}"
-                            await self.copy_file(found, name)
+                out.writelines(m.line + "\n" for m in page)
+                # (the page's files in one statement, not one each)
+                files = await q.list_attachment_files(
+                    self.conn, attachment_ids=[a for m in page for a in m.attachment_ids]
+                )
+                for attachment_id, found in files:
+                    await self.copy_file(found, f"{attachment_id}-{safe_name(found.filename)}")
                 count += len(page)
                 if len(page) < PAGE:
                     return count
@@ -159,10 +157,7 @@ class _Export:
         """The bytes of the images it uploaded (the avatar as avatar.<ext>, server icons
         as icon-<id>.<ext>); the avatar's file name."""
         avatar_file = None
-        for media_id in await q.list_uploaded_images(self.conn, user_id=user_id):
-            found = await q.get_media_file(self.conn, media_id=media_id)
-            if found is None:
-                continue
+        for media_id, found in await q.list_uploaded_images(self.conn, user_id=user_id):
             ext = mimetypes.guess_extension(found.content_type) or ""
             if media_id == avatar:
                 avatar_file = "avatar" + ext

@@ -257,31 +257,34 @@ async def iter_audit_lines(
         yield row[0]
 
 
-async def list_uploaded_images(conn: asyncpg.Connection, *, user_id: UUID) -> list[UUID]:
-    """The images (avatar, server icons) the account uploaded and that are kept."""
+async def list_uploaded_images(
+    conn: asyncpg.Connection, *, user_id: UUID
+) -> list[tuple[UUID, ExportedFile]]:
+    """The images (avatar, server icons) the account uploaded that are kept, each with
+    its stored file (by the media's id)."""
     rows = await conn.fetch(
-        "SELECT id FROM media WHERE owner_id = $1 ORDER BY created_at, id", user_id
+        "SELECT m.id, m.file_id, f.size_bytes, m.purpose AS name, m.content_type"
+        " FROM media m JOIN files f ON f.id = m.file_id"
+        " WHERE m.owner_id = $1 ORDER BY m.created_at, m.id",
+        user_id,
     )
-    return [r["id"] for r in rows]
+    return [(r["id"], _file(r)) for r in rows]
 
 
-async def get_attachment_file(
-    conn: asyncpg.Connection, *, attachment_id: UUID
-) -> ExportedFile | None:
-    """An attachment's stored file (None once it is gone)."""
-    row = await conn.fetchrow(
-        "SELECT a.file_id, f.size_bytes, a.filename, a.content_type"
-        " FROM attachments a JOIN files f ON f.id = a.file_id WHERE a.id = $1",
-        attachment_id,
+async def list_attachment_files(
+    conn: asyncpg.Connection, *, attachment_ids: list[UUID]
+) -> list[tuple[UUID, ExportedFile]]:
+    """These attachments' stored files (by the attachment's id; one gone since is left
+    out), in the order asked."""
+    rows = await conn.fetch(
+        "SELECT a.id, a.file_id, f.size_bytes, a.filename AS name, a.content_type"
+        " FROM unnest($1::uuid[]) WITH ORDINALITY AS k(id, ord)"
+        " JOIN attachments a ON a.id = k.id JOIN files f ON f.id = a.file_id"
+        " ORDER BY k.ord",
+        attachment_ids,
     )
-    return None if row is None else ExportedFile(*row)
+    return [(r["id"], _file(r)) for r in rows]
 
 
-async def get_media_file(conn: asyncpg.Connection, *, media_id: UUID) -> ExportedFile | None:
-    """An uploaded image's stored file (an avatar), None once it is gone."""
-    row = await conn.fetchrow(
-        "SELECT m.file_id, f.size_bytes, m.purpose, m.content_type"
-        " FROM media m JOIN files f ON f.id = m.file_id WHERE m.id = $1",
-        media_id,
-    )
-    return None if row is None else ExportedFile(*row)
+def _file(r: asyncpg.Record) -> ExportedFile:
+    return ExportedFile(r["file_id"], r["size_bytes"], r["name"], r["content_type"])
