@@ -14,6 +14,7 @@ const reactionKey = (emoji) => emoji.normalize("NFC").replace(/[\uFE0E\uFE0F]/g,
 const PAGE = 50;
 const GROUP_GAP_MS = 7 * 60 * 1000;
 const RENDER_GAP_MS = 100;
+const REACT_SETTLE_MS = 10_000;
 
 export class ChatView {
   constructor(app, channelId) {
@@ -379,6 +380,7 @@ export class ChatView {
     clearTimeout(this.renderTimer);
     this.renderTimer = null;
     this.renderedAt = performance.now();
+    this.settleReactions();
     if (!this.list) return;
     const t = this.store.timeline(this.channelId);
     if (!t.loaded) return;
@@ -536,7 +538,10 @@ export class ChatView {
   // A press asks for the opposite of what the last press asked (the pill changes only
   // when the server's event comes back: a double click asked to add twice), and a
   // message's reaction is asked for one request at a time, in order (an add and a
-  // remove sent at once could be done the other way round).
+  // remove sent at once could be done the other way round). An answered press stays
+  // what the next one goes by until the message says the same (settleReactions): its
+  // event can come after the answer, and a second click between the two asked to add
+  // again (a double click left the reaction on).
   // An emoji is one reaction however it is spelt (the server's reaction_key: NFC, the
   // variation selectors aside): a picked ❤️ is the ❤ pill already there, asked in turn.
   react(m, emoji, on) {
@@ -547,13 +552,34 @@ export class ChatView {
     if (asked !== undefined) on = !asked.on;
     const path = `/api/channels/${m.channel_id}/messages/${m.id}/reactions/${encodeURIComponent(emoji)}/@me`;
     const turn = (asked ? asked.turn : Promise.resolve()).then(() =>
-      this.session.call(on ? "PUT" : "DELETE", path).catch((err) => toast(describe(err))),
+      this.session.call(on ? "PUT" : "DELETE", path).then(
+        () => true,
+        (err) => {
+          toast(describe(err));
+          return false;
+        },
+      ),
     );
-    const mine = { on, turn };
+    const mine = { on, turn, m, emoji, answered: 0 };
     this.reactAsked.set(key, mine);
-    return turn.finally(() => {
-      if (this.reactAsked.get(key) === mine) this.reactAsked.delete(key);
+    return turn.then((done) => {
+      if (this.reactAsked.get(key) !== mine) return;
+      if (!done) this.reactAsked.delete(key);
+      else mine.answered = performance.now();
+      this.settleReactions();
     });
+  }
+
+  // Forgets the answered presses the messages now agree with (their events have come), and
+  // those answered more than REACT_SETTLE_MS ago (an event lost to a reconnect: the
+  // message was loaded again since).
+  settleReactions() {
+    const now = performance.now();
+    for (const [key, a] of this.reactAsked) {
+      if (!a.answered) continue;
+      const r = (a.m.reactions || []).find((x) => reactionKey(x.emoji) === reactionKey(a.emoji));
+      if (Boolean(r && r.me) === a.on || now - a.answered > REACT_SETTLE_MS) this.reactAsked.delete(key);
+    }
   }
 
   async pin(m, on) {
