@@ -22,6 +22,7 @@ import asyncpg
 
 from xfchat.db.queries import messages as messages_q
 from xfchat.db.queries import search as q
+from xfchat.domain import search_text
 from xfchat.domain.access import (
     MESSAGE_KINDS,
     VisibleChannel,
@@ -295,18 +296,24 @@ async def _recount(
     return hits, total, capped
 
 
+def _channel_key(name: str) -> str:
+    return search_text.fold(caseless(name))
+
+
 async def _in_channels(
     conn: asyncpg.Connection, query: Query, channels: dict[UUID, VisibleChannel]
 ) -> list[UUID]:
     """The channels left after in: and -in:."""
     ids = sorted(channels)
-    # (compared caselessly in NFC: `in:#cafe` + U+0301 is #Café, `in:#ΣΑΣ` is #σας)
-    wanted = {caseless(f.value) for f in query.filters_of("in")}
-    unwanted = {caseless(f.value) for f in query.filters_of("in", negated=True)}
+    # (compared as search compares text: caselessly in NFC, `in:#cafe` + U+0301 is #Café,
+    # `in:#ΣΑΣ` is #σας; and without Latin accents, as `ecole` finds École: `in:#cafe`
+    # is #café too)
+    wanted = {_channel_key(f.value) for f in query.filters_of("in")}
+    unwanted = {_channel_key(f.value) for f in query.filters_of("in", negated=True)}
     if not wanted and not unwanted:
         return ids
     names = {
-        c.id: caseless(c.name or "") for c in await q.list_channel_names(conn, channel_ids=ids)
+        c.id: _channel_key(c.name or "") for c in await q.list_channel_names(conn, channel_ids=ids)
     }
     return [
         c for c in ids if (not wanted or names.get(c) in wanted) and names.get(c) not in unwanted
