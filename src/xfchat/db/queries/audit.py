@@ -11,6 +11,30 @@ AUDIT_COLUMNS = (
     "id, server_id, actor_id, action, target_type, target_id, changes, reason, created_at"
 )
 
+LAST_ID = 2**63 - 1  # (no `before`: from the newest)
+# A server's entries newest first before $2, $3 at most (audit_log_server_idx), of one
+# actor (audit_log_actor_idx), one action (audit_log_action_idx) or both.
+AUDIT_ALL = f"""
+SELECT {AUDIT_COLUMNS} FROM audit_log
+WHERE server_id = $1 AND id < $2
+ORDER BY id DESC LIMIT $3
+"""
+AUDIT_BY_ACTOR = f"""
+SELECT {AUDIT_COLUMNS} FROM audit_log
+WHERE actor_id = $4 AND server_id = $1 AND id < $2
+ORDER BY id DESC LIMIT $3
+"""
+AUDIT_BY_ACTION = f"""
+SELECT {AUDIT_COLUMNS} FROM audit_log
+WHERE server_id = $1 AND action = $4 AND id < $2
+ORDER BY id DESC LIMIT $3
+"""
+AUDIT_BY_ACTOR_AND_ACTION = f"""
+SELECT {AUDIT_COLUMNS} FROM audit_log
+WHERE actor_id = $4 AND server_id = $1 AND action = $5 AND id < $2
+ORDER BY id DESC LIMIT $3
+"""
+
 
 @dataclass(frozen=True)
 class AuditRow:
@@ -61,17 +85,17 @@ async def list_audit_entries(
     action: str | None,
 ) -> list[AuditRow]:
     """Newest first, before the entry `before`, of one actor and one action if given."""
-    records = await conn.fetch(
-        f"""
-        SELECT {AUDIT_COLUMNS} FROM audit_log
-        WHERE server_id = $1 AND ($2::bigint IS NULL OR id < $2)
-          AND ($4::uuid IS NULL OR actor_id = $4) AND ($5::text IS NULL OR action = $5)
-        ORDER BY id DESC LIMIT $3
-        """,
-        server_id,
-        before,
-        limit,
-        actor_id,
-        action,
-    )
+    # (a statement per kind of filter: the pool plans each once, generically, and a
+    # filter written `$4 IS NULL OR actor_id = $4` is then one no index serves)
+    last = LAST_ID if before is None else before
+    if actor_id is not None and action is not None:
+        records = await conn.fetch(
+            AUDIT_BY_ACTOR_AND_ACTION, server_id, last, limit, actor_id, action
+        )
+    elif actor_id is not None:
+        records = await conn.fetch(AUDIT_BY_ACTOR, server_id, last, limit, actor_id)
+    elif action is not None:
+        records = await conn.fetch(AUDIT_BY_ACTION, server_id, last, limit, action)
+    else:
+        records = await conn.fetch(AUDIT_ALL, server_id, last, limit)
     return [AuditRow(**dict(r)) for r in records]
