@@ -153,7 +153,9 @@ def _exception_text(exc_info: Any) -> str:
     """The traceback, without the DETAIL of PostgreSQL's errors in it: that quotes the
     row's values (`Failing row contains (...)`: a not-null or check violation's whole row,
     an email, a password's hash, a message's text; `Key (email)=(...)` of a unique
-    one). The error's own message, its sqlstate's class and the constraint stay."""
+    one). The error's own message, its sqlstate's class and the constraint stay. The
+    errors looked through: the one logged, its causes and contexts, and what an exception
+    group holds, at any depth."""
     hidden: list[tuple[asyncpg.PostgresError, str]] = []
     seen: set[int] = set()
     pending: list[BaseException | None] = [exc_info[1]]
@@ -166,6 +168,8 @@ def _exception_text(exc_info: Any) -> str:
             hidden.append((exc, exc.detail))
             exc.detail = None  # (put back below: the exception may be raised again)
         pending += [exc.__cause__, exc.__context__]
+        if isinstance(exc, BaseExceptionGroup):  # (a TaskGroup's: each error it holds)
+            pending += exc.exceptions
     try:
         return _FORMATTER.formatException(exc_info)
     finally:

@@ -97,7 +97,8 @@ async def test_a_database_errors_detail_never_reaches_the_log(conn: asyncpg.Conn
     the presence writer log one's text), and asyncpg's text of a PostgreSQL error
     carries its DETAIL:
     for a not-null or check violation the whole row (`Failing row contains (...)`: an
-    email, a password's hash, a message's text), for a unique one the key's value."""
+    email, a password's hash, a message's text), for a unique one the key's value. And
+    one inside an exception group (a TaskGroup's) kept it."""
     await conn.execute("CREATE TEMP TABLE probe (name text NOT NULL, email text)")
     email = "alice.private@example.com"
     try:
@@ -115,8 +116,16 @@ async def test_a_database_errors_detail_never_reaches_the_log(conn: asyncpg.Conn
     def emit_as_text(logger: logging.Logger) -> None:  # (as the send batches' warning)
         logger.warning("a batch of %d sends failed: %s", 3, caught)
 
+    def emit_a_group(logger: logging.Logger) -> None:  # (a TaskGroup's, within another)
+        try:
+            raise ExceptionGroup("tasks", [ValueError("x"), ExceptionGroup("inner", [caught])])
+        except ExceptionGroup:
+            logger.exception("tasks failed")
+
     for fmt in ("text", "json"):
         out = _logged(fmt, emit)
+        assert "NotNullViolationError" in out and email not in out, out
+        out = _logged(fmt, emit_a_group)
         assert "NotNullViolationError" in out and email not in out, out
         out = _logged(fmt, emit_as_text)
         assert "violates not-null constraint" in out and email not in out, out
