@@ -64,7 +64,10 @@ async def list_bans(
     records = await conn.fetch(
         f"""
         SELECT {BAN_COLUMNS} FROM bans
-        WHERE server_id = $1 AND ($2::uuid IS NULL OR user_id > $2)
+        -- (a bound of the key, whatever the plan, as list_members' is: the OR was a
+        -- filter of a generic plan, every page walking the bans before it)
+        WHERE server_id = $1
+          AND user_id > COALESCE($2::uuid, '00000000-0000-0000-0000-000000000000')
         ORDER BY user_id LIMIT $3
         """,
         server_id,

@@ -455,17 +455,29 @@ async def list_read_states(
 ) -> list[ReadStateRow]:
     """A channel's read states, the most recently updated first (at most `limit`), in
     user order; only `user_id`'s, when given."""
+    if user_id is not None:
+        # (by its key: `$3 IS NULL OR user_id = $3` was a filter of a generic plan, every
+        # read state of the channel read and sorted for one, 10,000 in a server channel)
+        records = await conn.fetch(
+            """
+            SELECT user_id, last_read_seq, updated_at FROM read_states
+            WHERE user_id = $2 AND channel_id = $1 LIMIT $3
+            """,
+            channel_id,
+            user_id,
+            limit,
+        )
+        return many(ReadStateRow, records)
     records = await conn.fetch(
         """
         SELECT * FROM (
             SELECT user_id, last_read_seq, updated_at FROM read_states
-            WHERE channel_id = $1 AND ($3::uuid IS NULL OR user_id = $3)
+            WHERE channel_id = $1
             ORDER BY updated_at DESC LIMIT $2
         ) r ORDER BY user_id
         """,
         channel_id,
         limit,
-        user_id,
     )
     return many(ReadStateRow, records)
 

@@ -195,5 +195,18 @@ async def list_mentionable(
 
 async def list_user_role_ids(conn: asyncpg.Connection, *, user_id: UUID) -> list[UUID]:
     """Every role the user holds, in any server (@everyone not counted)."""
-    rows = await conn.fetch("SELECT role_id FROM member_roles WHERE user_id = $1", user_id)
+    # (through the user's memberships, each to member_roles' key: no index of
+    # member_roles starts with user_id, and this was a scan of the whole table; OFFSET 0
+    # keeps a generic plan from reading member_roles first, by user_id alone)
+    rows = await conn.fetch(
+        """
+        SELECT mr.role_id FROM server_members sm
+        CROSS JOIN LATERAL (
+            SELECT role_id FROM member_roles
+            WHERE server_id = sm.server_id AND user_id = sm.user_id OFFSET 0
+        ) mr
+        WHERE sm.user_id = $1
+        """,
+        user_id,
+    )
     return [r["role_id"] for r in rows]

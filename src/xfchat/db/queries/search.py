@@ -157,7 +157,10 @@ _WINDOW_FROM = """
                OR (m.search || xf_search_marks(m.channel_id, m.created_at)) @@ $22::tsquery)
           AND ($7::uuid[] IS NULL OR m.author_id = ANY($7::uuid[]))
           AND ($8::uuid[] IS NULL OR m.author_id IS NULL OR m.author_id <> ALL($8::uuid[]))
-          AND ($9::uuid[] IS NULL OR m.mentions && $9::uuid[])
+          -- (`mentions <> '{}'` as messages_mentions_idx's predicate says it: without
+          -- it that index cannot serve the filter, and a search of `mentions:` alone
+          -- scanned the whole table)
+          AND ($9::uuid[] IS NULL OR (m.mentions <> '{}' AND m.mentions && $9::uuid[]))
           AND ($10::uuid[] IS NULL OR NOT m.mentions && $10::uuid[])
 """
 _WINDOW_REST = f"""

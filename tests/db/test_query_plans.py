@@ -1,0 +1,145 @@
+"""Statements an ordinary member (or a moderator) runs on every request, planned as the
+pool plans them (generic, once per connection): each reads rows by the keys it is
+given, never a table's or a server's rows by a filter. (At 10,000 members and 300,000
+messages each of these read thousands to hundreds of thousands of rows a request.)"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+
+from xfchat.db.queries import access as access_q
+from xfchat.db.queries import bans as bans_q
+from xfchat.db.queries import messages as messages_q
+from xfchat.db.queries import roles as roles_q
+from xfchat.db.queries import users as users_q
+
+NIL = "00000000-0000-0000-0000-000000000000"
+
+
+async def sent(
+    conn: asyncpg.Connection, call: Callable[[asyncpg.Connection], Awaitable[object]]
+) -> str:
+    """The statement `call` sends, run on the database."""
+    statements: list[str] = []
+
+    def log(query: Any) -> None:
+        statements.append(query.query)
+
+    conn.add_query_logger(log)
+    try:
+        await call(conn)
+        await asyncio.sleep(0)  # (asyncpg calls a logger soon after, not at once)
+    finally:
+        conn.remove_query_logger(log)
+    (sql,) = statements
+    return sql
+
+
+async def generic_plan(conn: asyncpg.Connection, sql: str, types: str, given: str) -> Any:
+    """The generic plan of `sql` (its parameters of `types`), executed with `given`."""
+    await conn.execute("SET enable_seqscan = off")
+    await conn.execute("SET plan_cache_mode = force_generic_plan")
+    name = f"p{uuid.uuid4().hex}"
+    await conn.execute(f"PREPARE {name}({types}) AS {sql}")
+    raw = await conn.fetchval(f"EXPLAIN (FORMAT JSON) EXECUTE {name}({given})")
+    return (json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]
+
+
+def cond(scan: dict[str, Any]) -> str:
+    """What an index read of `scan` is bounded by (a bitmap's heap scan rechecks it)."""
+    return str(scan.get("Index Cond") or scan.get("Recheck Cond") or "")
+
+
+def nodes(plan: Any) -> list[dict[str, Any]]:
+    return [plan, *(n for child in plan.get("Plans", []) for n in nodes(child))]
+
+
+def scans(plan: Any, relation: str) -> list[dict[str, Any]]:
+    found = [plan] if plan.get("Relation Name") == relation else []
+    for child in plan.get("Plans", []):
+        found += scans(child, relation)
+    return found
+
+
+async def test_the_pool_never_compiles_statements(conn: asyncpg.Connection) -> None:
+    # A generic plan's estimated cost grows with the tables: past jit_above_cost every
+    # execution was compiled again (300 ms for the unread counts of a server's channels).
+    assert await conn.fetchval("SHOW jit") == "off"
+
+
+async def test_access_facts_find_memberships_and_roles_by_their_keys(
+    conn: asyncpg.Connection,
+) -> None:
+    """The facts of every channel a user might see (a `ready`, a search, the mentions):
+    their membership of each channel's server and their roles there by the whole key,
+    never the server's members (or a role's holders) by server (or role) alone,
+    filtered for the user."""
+    for sql, types, given in [
+        (access_q._FACTS_OF_CANDIDATES, "uuid", f"'{NIL}'"),
+        (access_q._FACTS_IN_CHANNELS, "uuid[], uuid", f"'{{{NIL}}}', '{NIL}'"),
+        (access_q._CHANNEL_AND_FACTS, "uuid, uuid", f"'{NIL}', '{NIL}'"),
+    ]:
+        plan = await generic_plan(conn, sql, types, given)
+        for relation in ("server_members", "member_roles"):
+            found = scans(plan, relation)
+            assert found, relation
+            for scan in found:
+                assert "user_id" in cond(scan), (relation, scan)
+
+
+async def test_ones_own_read_state_is_read_by_its_key(conn: asyncpg.Connection) -> None:
+    # (a server channel's read receipts show the reader's own alone: it was found among
+    # all of the channel's, read and sorted)
+    sql = await sent(
+        conn,
+        lambda c: messages_q.list_read_states(
+            c, channel_id=uuid.uuid4(), limit=1, user_id=uuid.uuid4()
+        ),
+    )
+    plan = await generic_plan(conn, sql, "uuid, uuid, int", f"'{NIL}', '{NIL}', 1")
+    (scan,) = scans(plan, "read_states")
+    assert scan.get("Index Name") == "read_states_pkey", scan
+    assert "user_id" in cond(scan) and "channel_id" in cond(scan), scan
+
+
+async def test_a_page_of_bans_starts_at_its_key(conn: asyncpg.Connection) -> None:
+    sql = await sent(
+        conn, lambda c: bans_q.list_bans(c, server_id=uuid.uuid4(), after=uuid.uuid4(), limit=100)
+    )
+    plan = await generic_plan(conn, sql, "uuid, uuid, int", f"'{NIL}', '{NIL}', 100")
+    (scan,) = scans(plan, "bans")
+    assert "user_id >" in cond(scan), scan
+
+
+async def test_a_users_roles_are_found_by_their_memberships(conn: asyncpg.Connection) -> None:
+    # (no index of member_roles starts with user_id: alone, it was a read of them all)
+    sql = await sent(conn, lambda c: roles_q.list_user_role_ids(c, user_id=uuid.uuid4()))
+    plan = await generic_plan(conn, sql, "uuid", f"'{NIL}'")
+    (scan,) = scans(plan, "member_roles")
+    assert "server_id" in cond(scan) and "user_id" in cond(scan), scan
+
+
+async def test_user_search_walks_only_the_names_with_the_prefix(conn: asyncpg.Connection) -> None:
+    """Both of its index reads are ranges of the prefix, in the index's own order: in
+    the collation's, the usernames were walked from the first, every one tested (all of
+    them for a prefix nobody has)."""
+    sql = await sent(
+        conn, lambda c: users_q.search_users(c, user_id=uuid.uuid4(), folded="zz", limit=25)
+    )
+    plan = await generic_plan(conn, sql, "uuid, text, text, int", f"'{NIL}', 'zz', 'zz~', 25")
+    # (each range read straight into its LIMIT, no sort of every match between them)
+    ranges = [
+        child
+        for node in nodes(plan)
+        if node["Node Type"] == "Limit"
+        for child in node.get("Plans", [])
+        if child.get("Index Name") in ("users_username_prefix_idx", "users_display_name_fold_idx")
+    ]
+    assert len(ranges) == 2, plan
+    assert all("~>=~" in cond(s) for s in ranges), ranges
