@@ -237,6 +237,35 @@ async def test_a_press_after_the_answer_and_before_its_event_takes_the_reaction_
     assert asked == ["PUT", "DELETE"]
 
 
+async def test_an_answered_press_whose_event_never_comes_is_forgotten(
+    site: Site, browsers: Browsers
+) -> None:
+    """Was: a press answered, its event lost (held back here) and nothing drawn since (a
+    quiet channel), was what every later press went by, however late: the unpressed
+    pill, pressed a minute later to add, asked to remove. After REACT_SETTLE_MS (10 s)
+    the pill is what a press goes by again."""
+    alice = await browsers.logged_in(site.base, "alice")
+    log = await open_channel(alice, "general")
+    asked: list[str] = []
+
+    async def answer_only(route: Route) -> None:
+        asked.append(route.request.method)
+        await route.fulfill(status=204)
+
+    async with api_as(site.base, "eve") as eve:
+        sent = await eve.post(f"/api/channels/{GENERAL}/messages", json={"content": "lost event"})
+        mid = sent.json()["id"]
+        await eve.put(f"/api/channels/{GENERAL}/messages/{mid}/reactions/%F0%9F%91%8D/@me")
+    await alice.route(f"**/messages/{mid}/reactions/*/@me", answer_only)
+    pill = message(log, "lost event").get_by_role("button", name=re.compile("^👍 1 reaction"))
+    await pill.click()
+    await until(lambda: len(asked) == 1)
+    await asyncio.sleep(10.5)
+    await pill.click()
+    await until(lambda: len(asked) == 2)
+    assert asked == ["PUT", "PUT"]
+
+
 async def test_the_pins_panel_shows_a_pinned_messages_reactions_and_images_as_copies(
     site: Site, browsers: Browsers
 ) -> None:

@@ -539,15 +539,16 @@ export class ChatView {
   // when the server's event comes back: a double click asked to add twice), and a
   // message's reaction is asked for one request at a time, in order (an add and a
   // remove sent at once could be done the other way round). An answered press stays
-  // what the next one goes by until the message says the same (settleReactions): its
-  // event can come after the answer, and a second click between the two asked to add
-  // again (a double click left the reaction on).
+  // what the next one goes by until the message says the same, for REACT_SETTLE_MS at
+  // most (settleReactions): its event can come after the answer, and a second click
+  // between the two asked to add again (a double click left the reaction on).
   // An emoji is one reaction however it is spelt (the server's reaction_key: NFC, the
   // variation selectors aside): a picked ❤️ is the ❤ pill already there, asked in turn.
   react(m, emoji, on) {
     const spelt = (m.reactions || []).find((r) => reactionKey(r.emoji) === reactionKey(emoji));
     if (spelt) emoji = spelt.emoji;
     const key = `${m.id} ${reactionKey(emoji)}`;
+    this.settleReactions();
     const asked = this.reactAsked.get(key);
     if (asked !== undefined) on = !asked.on;
     const path = `/api/channels/${m.channel_id}/messages/${m.id}/reactions/${encodeURIComponent(emoji)}/@me`;
@@ -570,14 +571,18 @@ export class ChatView {
     });
   }
 
-  // Forgets the answered presses the messages now agree with (their events have come), and
-  // those answered more than REACT_SETTLE_MS ago (an event lost to a reconnect: the
-  // message was loaded again since).
+  // Forgets the answered presses the messages now agree with (their events have come,
+  // as the store holds them now: a message loaded again is another object), and those
+  // answered more than REACT_SETTLE_MS ago (an event lost to a reconnect, or the state
+  // changed again by another tab before this one's event was drawn: the pill is what
+  // a press goes by again). Run before each press and each redraw.
   settleReactions() {
     const now = performance.now();
     for (const [key, a] of this.reactAsked) {
       if (!a.answered) continue;
-      const r = (a.m.reactions || []).find((x) => reactionKey(x.emoji) === reactionKey(a.emoji));
+      const t = this.store.messages.get(a.m.channel_id);
+      const held = (t && t.find(a.m.id)) || a.m;
+      const r = (held.reactions || []).find((x) => reactionKey(x.emoji) === reactionKey(a.emoji));
       if (Boolean(r && r.me) === a.on || now - a.answered > REACT_SETTLE_MS) this.reactAsked.delete(key);
     }
   }
