@@ -425,6 +425,11 @@ async def conversations_plan(
     return await _plan(conn, f"EXECUTE convs('{reader}', '{{{channel}}}')", timeout)
 
 
+def plan_nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
+    """A plan's node (EXPLAIN, JSON) and every node under it."""
+    return [node, *(n for child in node.get("Plans", []) for n in plan_nodes(child))]
+
+
 async def _plan(conn: asyncpg.Connection, statement: str, timeout: float | None) -> Any:
     raw = await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}", timeout=timeout)
     return (json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]

@@ -16,6 +16,7 @@ import pytest
 from tests import factories
 from tests.api.test_attachments import png
 from tests.factories import MakeUser
+from tests.support import plan_nodes
 from xfchat.db.queries import account_export as q
 from xfchat.domain import account_export
 from xfchat.errors import NotFound
@@ -68,12 +69,8 @@ async def test_message_pages_start_at_their_key_in_a_generic_plan(pool: asyncpg.
         plan = await conn.fetchval(
             "EXPLAIN (FORMAT JSON) EXECUTE page(gen_random_uuid(), now(), gen_random_uuid(), 500)"
         )
-    scans = [n for n in _nodes(plan[0]["Plan"]) if n.get("Relation Name") == "messages"]
+    scans = [n for n in plan_nodes(plan[0]["Plan"]) if n.get("Relation Name") == "messages"]
     assert scans and all("created_at >=" in n.get("Index Cond", "") for n in scans), scans
-
-
-def _nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
-    return [node, *(n for child in node.get("Plans", []) for n in _nodes(child))]
 
 
 async def test_export_holds_what_is_done_to_the_account_and_what_it_uploaded(

@@ -4,12 +4,11 @@ the export's entries of one account, read no more of the log than what they retu
 
 from __future__ import annotations
 
-from typing import Any
-
 import asyncpg
 import orjson
 import pytest
 
+from tests.support import plan_nodes
 from xfchat.db.queries import account_export, audit
 
 Args = str  # the EXECUTE's arguments, in SQL
@@ -29,7 +28,7 @@ async def _index_conditions(conn: asyncpg.Connection, sql: str, args: Args) -> l
     plan = orjson.loads(raw) if isinstance(raw, str) else raw
     reads = [
         n
-        for n in _nodes(plan[0]["Plan"])
+        for n in plan_nodes(plan[0]["Plan"])
         if n.get("Relation Name") == "audit_log" or n.get("Index Name", "").startswith("audit")
     ]
     assert reads, plan
@@ -38,10 +37,6 @@ async def _index_conditions(conn: asyncpg.Connection, sql: str, args: Args) -> l
         for n in reads
         if n["Node Type"] != "Bitmap Heap Scan"
     ]
-
-
-def _nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
-    return [node, *(n for child in node.get("Plans", []) for n in _nodes(child))]
 
 
 SERVER, ACTOR = "gen_random_uuid()", "gen_random_uuid()"

@@ -13,6 +13,7 @@ from typing import Any
 
 import asyncpg
 
+from tests.support import plan_nodes
 from xfchat.db.queries import access as access_q
 from xfchat.db.queries import bans as bans_q
 from xfchat.db.queries import messages as messages_q
@@ -56,15 +57,8 @@ def cond(scan: dict[str, Any]) -> str:
     return str(scan.get("Index Cond") or scan.get("Recheck Cond") or "")
 
 
-def nodes(plan: Any) -> list[dict[str, Any]]:
-    return [plan, *(n for child in plan.get("Plans", []) for n in nodes(child))]
-
-
 def scans(plan: Any, relation: str) -> list[dict[str, Any]]:
-    found = [plan] if plan.get("Relation Name") == relation else []
-    for child in plan.get("Plans", []):
-        found += scans(child, relation)
-    return found
+    return [n for n in plan_nodes(plan) if n.get("Relation Name") == relation]
 
 
 async def test_the_pool_never_compiles_statements(conn: asyncpg.Connection) -> None:
@@ -136,7 +130,7 @@ async def test_user_search_walks_only_the_names_with_the_prefix(conn: asyncpg.Co
     # (each range read straight into its LIMIT, no sort of every match between them)
     ranges = [
         child
-        for node in nodes(plan)
+        for node in plan_nodes(plan)
         if node["Node Type"] == "Limit"
         for child in node.get("Plans", [])
         if child.get("Index Name") in ("users_username_prefix_idx", "users_display_name_fold_idx")
