@@ -19,6 +19,7 @@ from xfchat.db.queries import bans as bans_q
 from xfchat.db.queries import messages as messages_q
 from xfchat.db.queries import roles as roles_q
 from xfchat.db.queries import users as users_q
+from xfchat.db.queries.conversations import UNREAD_CAP
 
 NIL = "00000000-0000-0000-0000-000000000000"
 
@@ -137,3 +138,38 @@ async def test_user_search_walks_only_the_names_with_the_prefix(conn: asyncpg.Co
     ]
     assert len(ranges) == 2, plan
     assert all("~>=~" in cond(s) for s in ranges), ranges
+
+
+async def test_an_unread_count_reads_no_more_than_its_cap(conn: asyncpg.Connection) -> None:
+    """A reader far behind in a long channel (a newcomer: read position 0) has its unread
+    count walked in order, the first UNREAD_CAP live messages after the read position,
+    however many there are. Planned generically from the average channel's messages (a
+    few, here as where most channels are conversations), it read every one of them by a
+    bitmap and sorted them: 150,000 rows of one channel, 1.1 s a `ready`, for a
+    newcomer in a server with a long-lived channel."""
+    await conn.execute(
+        """
+        INSERT INTO channels (kind, name) SELECT 'group', 'g' || i FROM generate_series(1, 300) i;
+        CREATE TEMP TABLE sizes AS
+            SELECT id, CASE WHEN name = 'g1' THEN 5000 ELSE 20 END AS n FROM channels;
+        -- (written as a server's are: the channels' messages interleaved in the table)
+        INSERT INTO messages (id, channel_id, seq, content)
+            SELECT gen_random_uuid(), s.id, i, 'hello' FROM sizes s, generate_series(1, s.n) i
+            ORDER BY random();
+        UPDATE channels c SET last_seq = s.n FROM sizes s WHERE s.id = c.id;
+        ANALYZE channels;
+        ANALYZE messages;
+        """
+    )
+    long = await conn.fetchval("SELECT id FROM channels WHERE name = 'g1'")
+    async with conn.transaction():
+        (row,) = await messages_q.list_unreads(
+            conn, user_id=uuid.uuid4(), role_ids=[], channel_ids=[long]
+        )
+        read = await conn.fetchval(
+            """SELECT pg_stat_get_xact_tuples_fetched('messages'::regclass)
+                      + (SELECT sum(pg_stat_get_xact_tuples_fetched(indexrelid)) FROM pg_index
+                         WHERE indrelid = 'messages'::regclass)"""
+        )
+    assert row.unread == UNREAD_CAP
+    assert read <= 2 * UNREAD_CAP, read

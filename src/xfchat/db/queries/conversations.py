@@ -107,7 +107,9 @@ NOT_FROM_BLOCKED_W = (
     "NOT EXISTS (SELECT 1 FROM blocks b"
     " WHERE b.blocker_id = w.user_id AND b.blocked_id = m.author_id)"
 )
-# A message `m` the unread counts count for the reader: someone else's, not deleted.
+# A message `m` the unread counts count for the reader: someone else's, not deleted (the
+# mention counts here; the unread count's own walk, xf_unread_count of migration 0048,
+# says the same in SQL).
 # (`coalesce(m.author_id <> reader, true)` is `m.author_id IS DISTINCT FROM reader`, which
 # the planner estimates from the column's statistics: in a channel of one author, a bot's
 # announcements, it expected no row to pass, and read and sorted the whole history after
@@ -123,13 +125,10 @@ _LIST_SELECT = f"""
            ARRAY(SELECT p2.user_id FROM conversation_participants p2
                  WHERE p2.channel_id = c.id ORDER BY p2.joined_at, p2.user_id) AS participant_ids,
            COALESCE(rs.last_read_seq, 0) AS last_read_seq,
-           (SELECT count(*) FROM (
-                SELECT 1 FROM messages m
-                WHERE m.channel_id = c.id AND m.seq > COALESCE(rs.last_read_seq, 0)
-                  AND {OTHERS_LIVE}
-                -- (in order: by the live messages' index, migration 0040, never a scan
-                -- of the table that a generic plan may take for cheaper with a LIMIT)
-                ORDER BY m.seq LIMIT {UNREAD_CAP}) x) AS unread,
+           -- (in order, by the live messages' index, and never a bitmap of all of
+           -- them: migration 0048)
+           xf_unread_count(c.id, COALESCE(rs.last_read_seq, 0), $1, NULL, {UNREAD_CAP})
+               AS unread,
            -- Walks the user's mentions in this conversation after the read position
            -- (message_mentions, migration 0041), not the unread; capped like `unread`,
            -- so never more than it. In order, by the key (target, channel, seq), the

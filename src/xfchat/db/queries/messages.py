@@ -634,12 +634,8 @@ _LIST_UNREADS_OF_PAIRS = f"""
         FROM unnest($5::text[]) WITH ORDINALITY AS t(s, i)
     )
     SELECT w.user_id, c.id AS channel_id, COALESCE(rs.last_read_seq, 0) AS last_read_seq,
-           (SELECT count(*) FROM (
-                SELECT 1 FROM messages m
-                WHERE m.channel_id = c.id AND m.seq > b.after_seq
-                  AND {OTHERS_LIVE_W}
-                  AND (w.since IS NULL OR m.created_at >= w.since)
-                ORDER BY m.seq LIMIT {UNREAD_CAP}) x) AS unread,
+           -- (in order, by a function planned for that alone: migration 0048)
+           xf_unread_count(c.id, b.after_seq, w.user_id, w.since, {UNREAD_CAP}) AS unread,
            -- The messages after the read position that name the reader or a role of
            -- theirs (message_mentions, migration 0041) or everyone (its own index):
            -- never the mentions of anyone else, nor those of other channels. Each of
