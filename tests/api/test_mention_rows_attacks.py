@@ -99,7 +99,9 @@ async def test_a_role_named_many_times_stops_at_the_cap(
         [crew],
         timeout=LONG,
     )
-    await conn.execute("ANALYZE messages", timeout=LONG)
+    # (the rows' old versions gone from the indexes, as autovacuum takes them: the walks
+    # are counted by the index entries they read, and the update left one dead per row)
+    await conn.execute("VACUUM ANALYZE messages", timeout=LONG)
     await conn.execute("ANALYZE message_mentions")
     plan = await pairs_plan(conn, ben.id, srv.general, LONG, roles=(crew,))
     (row,) = await messages_q.list_unreads_of_pairs(

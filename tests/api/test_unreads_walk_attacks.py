@@ -5,14 +5,19 @@ test_unreads_mention_walk.py measures it: the rows of `messages` a generic plan 
 
 from __future__ import annotations
 
-import json
 import uuid
 
 import asyncpg
 import httpx
 
 from tests.factories import MakeUser, community, pair, role, say
-from tests.support import conversations_plan, pair_counts, pairs_plan, rows_walked
+from tests.support import (
+    conversations_plan,
+    explain_reads,
+    pair_counts,
+    pairs_plan,
+    rows_walked,
+)
 from xfchat.db.queries import messages as messages_q
 from xfchat.db.queries.conversations import MENTION_WALK, UNREAD_CAP
 
@@ -171,13 +176,13 @@ async def test_mentions_long_read_do_not_make_every_channels_walk_long(
         + messages_q._LIST_UNREADS_OF_PAIRS
     )
     readers = ",".join([str(ben.id)] * len(channels))
-    raw = await conn.fetchval(
-        "EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE unreads("
+    plan = await explain_reads(
+        conn,
+        "EXECUTE unreads("
         f"'{{{readers}}}', '{{{','.join(channels)}}}', '{{{','.join(['NULL'] * len(channels))}}}',"
         f" '{{{','.join(['1'] * len(channels))}}}', ARRAY['{{}}'])",
-        timeout=LONG,
+        LONG,
     )
-    plan = (json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]
     walked = rows_walked(plan)
     assert walked <= 4 * UNREAD_CAP * len(channels), (walked, plan["Actual Total Time"])
 
