@@ -58,6 +58,7 @@ EXPECTED_TABLES = {
     "messages",
     "message_mentions",
     "message_edits",
+    "reaction_counts",
     "reactions",
     "attachments",
     "read_states",

@@ -48,20 +48,24 @@ REPLY_PREVIEW = f"""
     (SELECT {REPLY_PREVIEW_OBJECT} FROM messages rm LEFT JOIN users ru ON ru.id = rm.author_id
      WHERE rm.id = m.reply_to_id)
 """
+# Whether the user $1 reacted to the message with the emoji of a count row `rc` (by the
+# reactions' key: never the message's other reactions).
+REACTED_RC = """EXISTS (SELECT 1 FROM reactions r WHERE r.message_id = rc.message_id
+                        AND r.emoji = rc.emoji AND r.user_id = $1)"""
 # A message as readers see it: its author's public fields, a preview of the message it
-# replies to, and its reactions summed up (`me` says whether the viewer, $1 in every
-# query that uses this, reacted).
+# replies to, and its reactions summed up, at most MAX_REACTION_EMOJI rows of the counts
+# (migration 0049) in the order their emoji came (`me` says whether the viewer, $1 in
+# every query that uses this, reacted).
 MESSAGE_VIEW = f"""
     SELECT {MESSAGE_COLUMNS_M},
            u.username AS author_username, u.display_name AS author_display_name,
            u.avatar_url AS author_avatar_url, u.deleted_at IS NOT NULL AS author_deleted,
            {REPLY_PREVIEW} AS reply_to,
            COALESCE((
-               SELECT json_agg(json_build_object('emoji', r.emoji, 'count', r.n, 'me', r.me)
-                               ORDER BY r.first)
-               FROM (SELECT emoji, count(*) AS n, bool_or(user_id = $1) AS me,
-                            min(created_at) AS first
-                     FROM reactions WHERE message_id = m.id GROUP BY emoji) r
+               SELECT json_agg(json_build_object('emoji', rc.emoji, 'count', rc.count,
+                                                 'me', {REACTED_RC})
+                               ORDER BY rc.first_at, rc.emoji)
+               FROM reaction_counts rc WHERE rc.message_id = m.id
            ), '[]'::json) AS reactions,
            {ATTACHMENTS_JSON} AS attachments
     FROM messages m LEFT JOIN users u ON u.id = m.author_id
@@ -349,15 +353,15 @@ class ReactionEmojiRow:
 async def list_reaction_emoji(
     conn: asyncpg.Connection, *, message_id: UUID, user_id: UUID
 ) -> list[ReactionEmojiRow]:
-    """The different emoji of the message's reactions, first used first, and whether
-    `user_id` reacted with each."""
+    """The different emoji of the message's reactions, in the order they came (migration
+    0049), and whether `user_id` reacted with each."""
     records = await conn.fetch(
-        """
-        SELECT emoji, bool_or(user_id = $2) AS mine FROM reactions
-        WHERE message_id = $1 GROUP BY emoji ORDER BY min(created_at), emoji
+        f"""
+        SELECT rc.emoji, {REACTED_RC} AS mine FROM reaction_counts rc
+        WHERE rc.message_id = $2 ORDER BY rc.first_at, rc.emoji
         """,
-        message_id,
         user_id,
+        message_id,
     )
     return [ReactionEmojiRow(r["emoji"], r["mine"]) for r in records]
 
