@@ -23,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import httpx
 
+from bench.common import READ_SO_FAR
 from tests.zygote import Forked, fork_server
 
 T = TypeVar("T")
@@ -467,28 +468,16 @@ def rows_walked(plan: Any) -> int:
     return int(plan["Rows Read"])
 
 
-# The rows read so far in this transaction from the tables $1: each row a sequential
-# scan read and each index entry an index scan read (kept, or then removed by a filter),
-# by the statistics of the transaction, so inside the functions a statement calls too
-# (the unread count's walk, migration 0048), which its plan does not show.
-_READ_SO_FAR = """
-    SELECT COALESCE(sum(pg_stat_get_xact_tuples_returned(c.oid)), 0)::bigint
-    FROM pg_class c
-    WHERE c.relname = ANY($1::text[])
-       OR c.oid IN (SELECT i.indexrelid FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid
-                    WHERE t.relname = ANY($1::text[]))
-"""
-
-
 async def rows_read(
     conn: asyncpg.Connection,
     run: Callable[[], Awaitable[T]],
     tables: tuple[str, ...] = ("messages", "message_mentions"),
 ) -> tuple[T, int]:
-    """What `run()` returns, and how many rows it read from `tables` on `conn` (in one
-    transaction, or a savepoint of the caller's)."""
+    """What `run()` returns, and how many rows it read from `tables` on `conn` (index
+    entries and rows scanned, bench/common.py READ_SO_FAR; in one transaction, or a
+    savepoint of the caller's)."""
     async with conn.transaction():
-        before = await conn.fetchval(_READ_SO_FAR, list(tables))
+        before = await conn.fetchval(READ_SO_FAR, list(tables))
         result = await run()
-        after = await conn.fetchval(_READ_SO_FAR, list(tables))
+        after = await conn.fetchval(READ_SO_FAR, list(tables))
     return result, int(after - before)
