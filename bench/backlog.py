@@ -102,6 +102,8 @@ async def measure(
     took, read = [], []
     for _ in range(runs):
         async with conn.transaction():
+            # (no parallel workers: their reads are not in this transaction's statistics)
+            await conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
             before = await conn.fetchval(READ_SO_FAR, READ_TABLES)
             started = time.perf_counter()
             await call()

@@ -477,6 +477,9 @@ async def rows_read(
     entries and rows scanned, bench/common.py READ_SO_FAR; in one transaction, or a
     savepoint of the caller's)."""
     async with conn.transaction():
+        # (in this backend alone: a parallel worker's reads are in its own statistics,
+        # never this transaction's, and a scan of the whole table by workers counted 0)
+        await conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
         before = await conn.fetchval(READ_SO_FAR, list(tables))
         result = await run()
         after = await conn.fetchval(READ_SO_FAR, list(tables))

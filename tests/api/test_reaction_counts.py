@@ -4,6 +4,7 @@ and in the order their emoji came."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -42,6 +43,15 @@ async def shown(client: httpx.AsyncClient, who: TestUser, channel: str) -> list[
     page = await client.get(f"/api/channels/{channel}/messages", headers=who.headers)
     assert page.status_code == 200, page.text
     return [[(r["emoji"], r["count"], r["me"]) for r in m["reactions"]] for m in page.json()[::-1]]
+
+
+async def until_waiting(conn: asyncpg.Connection) -> None:
+    """Return once some session waits for a lock (within 10 s)."""
+    for _ in range(1000):
+        if await conn.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted"):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("nothing waited for a lock within 10 s")
 
 
 async def test_the_counts_follow_every_writer_of_reactions(
@@ -83,6 +93,39 @@ async def test_the_counts_follow_every_writer_of_reactions(
     assert await kept(conn) == []
 
 
+async def test_reactions_taken_back_while_one_comes_are_counted_from_it(
+    client: httpx.AsyncClient, make_user: MakeUser, db_url: str, conn: asyncpg.Connection
+) -> None:
+    """Three reactions taken back in one statement (as a message's deletion takes them)
+    while a fourth, added meanwhile, is not committed yet: the statement waits for the
+    count row, then counts down from 4 (was: from the 3 its snapshot saw, 3 - 3 = 0,
+    CHECK (count > 0) failed and the deletion was refused)."""
+    ann, ben, cid, dan = [await make_user(n) for n in ("ann", "ben", "cid", "dan")]
+    srv = await community(client, ann, ben, cid)
+    said = uuid.UUID((await say(client, ann, srv.general, "vote"))["id"])
+    for who in (ann, ben, cid):
+        await react(client, who, srv.general, str(said), "👍", True)
+    adding, taking = await asyncpg.connect(db_url), await asyncpg.connect(db_url)
+    try:
+        added = adding.transaction()
+        await added.start()
+        await adding.execute(
+            "INSERT INTO reactions (message_id, emoji, user_id) VALUES ($1, '👍', $2)",
+            said,
+            dan.id,
+        )
+        taken = asyncio.ensure_future(
+            taking.execute("DELETE FROM reactions WHERE message_id = $1", said)
+        )
+        await until_waiting(conn)
+        await added.commit()
+        assert await taken == "DELETE 3"
+    finally:
+        await adding.close()
+        await taking.close()
+    assert await kept(conn) == [(said, "👍", 1)]
+
+
 async def test_an_emoji_keeps_its_place_while_anyone_reacts_with_it(
     client: httpx.AsyncClient, make_user: MakeUser
 ) -> None:
@@ -100,6 +143,33 @@ async def test_an_emoji_keeps_its_place_while_anyone_reacts_with_it(
     await react(client, cid, srv.general, said, "👍", False)
     await react(client, ann, srv.general, said, "👍", True)
     assert await shown(client, ann, srv.general) == [[("🎉", 1, False), ("👍", 1, True)]]
+
+
+async def test_an_emoji_comes_when_its_reaction_is_written(
+    client: httpx.AsyncClient, make_user: MakeUser, db_url: str, conn: asyncpg.Connection
+) -> None:
+    """A toggle begun first but written second (it waited for the message's lock, as
+    react takes it) comes second, as its event does and as clients place its pill (was:
+    first, by its transaction's start: the pills swapped at a reload)."""
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await community(client, ann, ben)
+    said = uuid.UUID((await say(client, ann, srv.general, "vote"))["id"])
+    first = await asyncpg.connect(db_url)
+    try:
+        begun = first.transaction()
+        await begun.start()
+        await first.execute("SELECT 1")  # (its transaction, and now(), begin here)
+        await react(client, ben, srv.general, str(said), "🎉", True)
+        await first.execute(
+            "INSERT INTO reactions (message_id, emoji, user_id) VALUES ($1, '👍', $2)",
+            said,
+            ann.id,
+        )
+        await begun.commit()
+    finally:
+        await first.close()
+    emoji = await messages_q.list_reaction_emoji(conn, message_id=said, user_id=ann.id)
+    assert [r.emoji for r in emoji] == ["🎉", "👍"]
 
 
 async def test_a_view_reads_the_counts_not_every_reaction(

@@ -140,6 +140,33 @@ async def test_user_search_walks_only_the_names_with_the_prefix(conn: asyncpg.Co
     assert all("~>=~" in cond(s) for s in ranges), ranges
 
 
+async def test_rows_read_counts_the_rows_a_parallel_plan_reads(conn: asyncpg.Connection) -> None:
+    """The transaction's statistics hold only this backend's reads: a scan that
+    parallel workers ran was counted 0 rows, however many it read, and a walk test could
+    pass while the whole history was read (here forced: a larger table than the tests'
+    takes a parallel plan by itself)."""
+    await conn.execute(
+        """
+        INSERT INTO channels (kind, name) VALUES ('group', 'g');
+        INSERT INTO messages (id, channel_id, seq, content)
+            SELECT gen_random_uuid(), c.id, i, 'hello' FROM channels c, generate_series(1, 2000) i;
+        ANALYZE messages;
+        """
+    )
+    async with conn.transaction():
+        await conn.execute(
+            "SET LOCAL parallel_setup_cost = 0; SET LOCAL parallel_tuple_cost = 0;"
+            " SET LOCAL min_parallel_table_scan_size = 0; SET LOCAL parallel_leader_participation = off"
+        )
+        # (fetch: a fetch of one row, fetchval's, is never run in parallel; EXPLAIN
+        # ANALYZE's statement, explain_reads', is)
+        (seen,), read = await rows_read(
+            conn, lambda: conn.fetch("SELECT count(*) FROM messages WHERE content <> 'hi'")
+        )
+    assert seen[0] == 2000
+    assert read >= 2000, read
+
+
 async def test_an_unread_count_reads_no_more_than_its_cap(conn: asyncpg.Connection) -> None:
     """A reader far behind in a long channel (a newcomer: read position 0) has its unread
     count walked in order, the first UNREAD_CAP live messages after the read position,
