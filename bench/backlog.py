@@ -35,15 +35,17 @@ from typing import Any
 
 import asyncpg
 
-from bench.common import READ_SO_FAR, database, env_url, summary
+from bench.common import database, env_url, rows_read, summary
 from xfchat.db.pool import create_pool
 from xfchat.db.queries import messages as messages_q
 from xfchat.settings import DatabaseSettings
 
-SETUP = """
+USERS = """
 INSERT INTO users (username, email, email_key, password_hash)
 SELECT 'u' || i, 'u' || i || '@example.com', 'u' || i || '@example.com', 'x'
-FROM generate_series(1, $1::int) i;
+FROM generate_series(1, $1::int) i
+"""
+SETUP = """
 INSERT INTO servers (name, owner_id)
 SELECT 's' || i, (SELECT id FROM users WHERE username = 'u1') FROM generate_series(1, 301) i;
 INSERT INTO channels (server_id, kind, name, position)
@@ -68,14 +70,15 @@ INSERT INTO reactions (message_id, emoji, user_id)
 SELECT $1, CASE WHEN random() < 0.5 THEN '👍' ELSE '🎉' END, id
 FROM users ORDER BY username LIMIT $2
 """
-READ_TABLES = ["messages", "message_mentions", "reactions", "reaction_counts"]
+READ_TABLES = ("messages", "message_mentions", "reactions", "reaction_counts")
 
 
 async def fill(url: str, long: int, reactions: int) -> None:
     conn = await asyncpg.connect(url)
     try:
         started = time.monotonic()
-        await conn.execute(SETUP.replace("$1::int", str(max(1000, reactions + 1))))
+        await conn.execute(USERS, max(1000, reactions + 1))
+        await conn.execute(SETUP)
         await conn.execute(SIZES, long)
         author = await conn.fetchval("SELECT id FROM users WHERE username = 'u2'")
         await conn.execute(MESSAGES, author, timeout=3600)
@@ -100,15 +103,15 @@ async def measure(
     conn: asyncpg.Connection, label: str, runs: int, call: Callable[[], Awaitable[Any]]
 ) -> None:
     took, read = [], []
+
+    async def timed() -> None:
+        started = time.perf_counter()
+        await call()
+        took.append(time.perf_counter() - started)
+
     for _ in range(runs):
-        async with conn.transaction():
-            # (no parallel workers: their reads are not in this transaction's statistics)
-            await conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
-            before = await conn.fetchval(READ_SO_FAR, READ_TABLES)
-            started = time.perf_counter()
-            await call()
-            took.append(time.perf_counter() - started)
-            read.append(await conn.fetchval(READ_SO_FAR, READ_TABLES) - before)
+        _, n = await rows_read(conn, timed, READ_TABLES)
+        read.append(n)
     print(f"{label:<44} {summary(took, 'ms')}   rows read {max(read):,}")
 
 

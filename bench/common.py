@@ -6,7 +6,8 @@ import contextlib
 import os
 import shutil
 import statistics
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import TypeVar
 
 import asyncpg
 
@@ -44,7 +45,6 @@ async def database(url: str | None) -> AsyncIterator[str]:
 # sequential scan read and each index entry an index scan read (kept, or then removed by
 # a filter), by the statistics of the transaction, so inside the functions a statement
 # calls too (the unread count's walk, migration 0048), which its plan does not show.
-# (The tests' measure of a walk too: tests/support.py rows_read.)
 READ_SO_FAR = """
     SELECT COALESCE(sum(pg_stat_get_xact_tuples_returned(c.oid)), 0)::bigint
     FROM pg_class c
@@ -52,6 +52,26 @@ READ_SO_FAR = """
        OR c.oid IN (SELECT i.indexrelid FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid
                     WHERE t.relname = ANY($1::text[]))
 """
+
+T = TypeVar("T")
+
+
+async def rows_read(
+    conn: asyncpg.Connection,
+    run: Callable[[], Awaitable[T]],
+    tables: Sequence[str] = ("messages", "message_mentions"),
+) -> tuple[T, int]:
+    """What `run()` returns, and how many rows it read from `tables` on `conn` (index
+    entries and rows scanned, READ_SO_FAR; in one transaction, or a savepoint of the
+    caller's). The tests' measure of a walk too (tests/support.py)."""
+    async with conn.transaction():
+        # (in this backend alone: a parallel worker's reads are in its own statistics,
+        # never this transaction's, and a scan of the whole table by workers counted 0)
+        await conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+        before = await conn.fetchval(READ_SO_FAR, list(tables))
+        result = await run()
+        after = await conn.fetchval(READ_SO_FAR, list(tables))
+    return result, int(after - before)
 
 
 def pct(values: Sequence[float], q: float) -> float:

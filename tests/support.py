@@ -15,18 +15,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
 
-from bench.common import READ_SO_FAR
+from bench.common import rows_read
 from tests.zygote import Forked, fork_server
-
-T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "src"
@@ -466,21 +464,3 @@ def rows_walked(plan: Any) -> int:
     """The rows a plan of pairs_plan or conversations_plan read from `messages` and
     `message_mentions`, those it kept and those its filters removed (explain_reads)."""
     return int(plan["Rows Read"])
-
-
-async def rows_read(
-    conn: asyncpg.Connection,
-    run: Callable[[], Awaitable[T]],
-    tables: tuple[str, ...] = ("messages", "message_mentions"),
-) -> tuple[T, int]:
-    """What `run()` returns, and how many rows it read from `tables` on `conn` (index
-    entries and rows scanned, bench/common.py READ_SO_FAR; in one transaction, or a
-    savepoint of the caller's)."""
-    async with conn.transaction():
-        # (in this backend alone: a parallel worker's reads are in its own statistics,
-        # never this transaction's, and a scan of the whole table by workers counted 0)
-        await conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
-        before = await conn.fetchval(READ_SO_FAR, list(tables))
-        result = await run()
-        after = await conn.fetchval(READ_SO_FAR, list(tables))
-    return result, int(after - before)

@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from tests.factories import MakeUser, TestUser, community, say
+from tests.factories import MakeUser, TestUser, community, lock_waiters, say
 from tests.support import rows_read
 from xfchat.db.migrate import Migrator
 from xfchat.db.queries import messages as messages_q
@@ -43,15 +43,6 @@ async def shown(client: httpx.AsyncClient, who: TestUser, channel: str) -> list[
     page = await client.get(f"/api/channels/{channel}/messages", headers=who.headers)
     assert page.status_code == 200, page.text
     return [[(r["emoji"], r["count"], r["me"]) for r in m["reactions"]] for m in page.json()[::-1]]
-
-
-async def until_waiting(conn: asyncpg.Connection) -> None:
-    """Return once some session waits for a lock (within 10 s)."""
-    for _ in range(1000):
-        if await conn.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted"):
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("nothing waited for a lock within 10 s")
 
 
 async def test_the_counts_follow_every_writer_of_reactions(
@@ -94,7 +85,11 @@ async def test_the_counts_follow_every_writer_of_reactions(
 
 
 async def test_reactions_taken_back_while_one_comes_are_counted_from_it(
-    client: httpx.AsyncClient, make_user: MakeUser, db_url: str, conn: asyncpg.Connection
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    db_url: str,
+    pool: asyncpg.Pool,
+    conn: asyncpg.Connection,
 ) -> None:
     """Three reactions taken back in one statement (as a message's deletion takes them)
     while a fourth, added meanwhile, is not committed yet: the statement waits for the
@@ -117,7 +112,7 @@ async def test_reactions_taken_back_while_one_comes_are_counted_from_it(
         taken = asyncio.ensure_future(
             taking.execute("DELETE FROM reactions WHERE message_id = $1", said)
         )
-        await until_waiting(conn)
+        await lock_waiters(pool)
         await added.commit()
         assert await taken == "DELETE 3"
     finally:

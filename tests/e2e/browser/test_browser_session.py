@@ -23,6 +23,26 @@ async def until_answered(answered: list[int], want: list[int], seconds: float = 
     assert answered == want
 
 
+async def record_toasts(page: Page) -> None:
+    """From now on, note every toast the page shows, as it is shown (each goes 5 s
+    later: one looked for at the end only was missed if it came and went)."""
+    await page.evaluate(
+        """() => {
+            window.__toasts = [];
+            new MutationObserver((changes) => {
+                for (const c of changes) for (const n of c.addedNodes) {
+                    if (n.nodeType === 1 && n.classList.contains("toast")) window.__toasts.push(n.textContent);
+                }
+            }).observe(document.body, {subtree: true, childList: true});
+        }"""
+    )
+
+
+async def not_sent_toasts(page: Page) -> list[str]:
+    """The "Not sent" toasts shown since record_toasts."""
+    return [t for t in await page.evaluate("window.__toasts") if "Not sent" in t]
+
+
 async def fail_refresh_once(page: Page, how: str) -> list[int]:
     """The next refresh fails as `how` says; later ones reach the server. Returns the
     statuses of the refreshes that reached it (appended as they are answered)."""
@@ -68,6 +88,7 @@ async def test_a_send_whose_refresh_fails_keeps_the_session_and_the_text(
             await route.continue_()
 
     await alice.route(f"**/api/channels/{GENERAL}/messages", expire)
+    await record_toasts(alice)
     box = alice.get_by_role("textbox", name="Message", exact=True)
     await box.fill("typed while the server was away")
     await box.press("Enter")
@@ -75,7 +96,7 @@ async def test_a_send_whose_refresh_fails_keeps_the_session_and_the_text(
     # Sent by itself once the server is back: the send is tried again (as the refresh).
     await expect(message(log, "typed while the server was away")).to_have_count(1)
     await until_answered(answered, [200])
-    assert [t for t in await alice.evaluate("window.__toasts") if "Not sent" in t] == []
+    assert await not_sent_toasts(alice) == []
     await expect(box).to_have_value("")
     await expect(alice.get_by_text("Your session expired")).to_have_count(0)
     assert await alice.evaluate("localStorage.getItem('xfchat.session')") is not None
@@ -107,18 +128,7 @@ async def test_sends_held_back_by_the_rate_limit_all_go_in_the_order_typed(
         await route.continue_()
 
     await alice.route(f"**/api/channels/{GENERAL}/messages", limit)
-    # Every toast the page shows, as it is shown (each goes 5 s later: one looked for
-    # at the end only was missed if it came and went during the burst).
-    await alice.evaluate(
-        """() => {
-            window.__toasts = [];
-            new MutationObserver((changes) => {
-                for (const c of changes) for (const n of c.addedNodes) {
-                    if (n.nodeType === 1 && n.classList.contains("toast")) window.__toasts.push(n.textContent);
-                }
-            }).observe(document.body, {subtree: true, childList: true});
-        }"""
-    )
+    await record_toasts(alice)
     box = alice.get_by_role("textbox", name="Message", exact=True)
     typed = [f"burst {i:02d}" for i in range(8)]
     for text in typed:
@@ -130,7 +140,7 @@ async def test_sends_held_back_by_the_rate_limit_all_go_in_the_order_typed(
     shown = await log.locator("li.msg .msg-content").all_inner_texts()
     assert [t.strip() for t in shown if t.startswith("burst ")] == typed
     assert refused == ["burst 03", "burst 04", "burst 05"]
-    assert [t for t in await alice.evaluate("window.__toasts") if "Not sent" in t] == []
+    assert await not_sent_toasts(alice) == []
     await expect(box).to_have_value("")
 
 
