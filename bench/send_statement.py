@@ -29,6 +29,13 @@ instead measures the statement as shipped with batches of each size (one message
 author, as many authors), the sizes alternating round by round, and splits a batch's
 cost into what it costs whatever its size (the fixed part) and what each message adds,
 by a least-squares line through the sizes' medians.
+
+    uv run python -m bench.send_statement --vectors
+
+instead measures the statement as shipped with the stored search vector computed as
+shipped (migration 0050: the grams by a loop) and as migration 0036 computed it (the
+grams by a query, prefixed by another), the two definitions swapped round by round
+(at least 4 rounds each).
 """
 
 from __future__ import annotations
@@ -73,6 +80,48 @@ COUNTED_ONCE = [
         "array_fill(''::text, ARRAY[n]), '{}', '{}');",
     ),
 ]
+
+
+# The grams and the vector as migrations 0027 and 0036 defined them (a query a message,
+# and one more to prefix its grams), frozen: `--vectors` measures them against the
+# shipped ones (migration 0050's loop), and tests/db/test_search_text.py checks that
+# both give the same grams in the same order and the same vectors.
+THE_0036_VECTOR = r"""
+CREATE FUNCTION public.grams_0027(f text) RETURNS text[]
+LANGUAGE plpgsql IMMUTABLE STRICT AS $$
+BEGIN
+    RETURN ARRAY(
+        SELECT x.g FROM regexp_split_to_table(f, '[\x01-\x20\x7F]+') AS tok,
+             LATERAL (SELECT substr(tok, i, 3) FROM generate_series(1, length(tok) - 2) AS i
+                      WHERE length(tok) <= 64
+                      UNION ALL
+                      SELECT m[1] FROM generate_series(1, 3) AS s,
+                             regexp_matches(substr(left(tok, 1024), s), '(...)', 'g') AS m
+                      WHERE length(tok) > 64) AS x(g))
+        || CASE WHEN octet_length(f) = length(f) THEN '{}'::text[] ELSE ARRAY(
+            SELECT x.g
+            FROM regexp_matches(f, '([\u3040-\u30FF\u3131-\u318E\u3400-\u4DBF\u4E00-\u9FFF\uAC00-\uD7AF\uF900-\uFAFF\uFF66-\uFF9F]+)', 'g') AS r(m),
+                 LATERAL (SELECT regexp_split_to_table(r.m[1], '')
+                          UNION ALL
+                          SELECT (regexp_matches(substr(r.m[1], s), '(..)', 'g'))[1]
+                          FROM generate_series(1, 2) AS s) AS x(g))
+        || ARRAY(SELECT s.m[1] FROM regexp_matches(f, '([\u00A9\u00AE\u203C\u2049\u2122\u2139\u2190-\u21FF\u2300-\u23FF\u2460-\u24FF\u25A0-\u27BF\u2900-\u297F\u2B00-\u2BFF\u3030\u303D\u3297\u3299\U0001F000-\U0001FAFF])', 'g') AS s(m)) END;
+END $$;
+CREATE FUNCTION public.vector_0036(cfg regconfig, content text) RETURNS tsvector
+LANGUAGE plpgsql IMMUTABLE STRICT AS $$
+DECLARE
+    f text := xf_fold(xf_nfc(content));
+BEGIN
+    RETURN strip(to_tsvector(cfg, f) || to_tsvector('simple'::regconfig, f))
+           || array_to_tsvector(
+                  ARRAY(SELECT ' ' || g FROM unnest(public.grams_0027(f)) AS g)
+                  || CASE WHEN f ~ '(https?|ftp)://[^\x01-\x20\x7F]|www\.[^\x01-\x20\x7F]'
+                          THEN ARRAY[' has:link'] ELSE '{}'::text[] END);
+END $$;
+"""
+# What of the shipped vector's definition 0036 had otherwise (its grams by a query).
+LOOPED_GRAMS = "xf_grams(f, ' ')"
+QUERIED_GRAMS = "ARRAY(SELECT ' ' || g FROM unnest(public.grams_0027(f)) AS g)"
 
 
 async def twin(conn: asyncpg.Connection, edits: list[tuple[str, str]]) -> None:
@@ -205,12 +254,47 @@ async def by_size(
         print(f"  fixed part {fixed:.0f} µs a batch, {slope:.0f} µs each message adds")
 
 
+async def by_vector(
+    conn: asyncpg.Connection,
+    channel: uuid.UUID,
+    authors: Sequence[uuid.UUID],
+    n: int,
+    rounds: int,
+) -> None:
+    """The shipped statement with the search vector as shipped (migration 0050) and as
+    0036 had it, the two definitions swapped in turn round by round."""
+    await conn.execute(THE_0036_VECTOR)
+    shipped = await conn.fetchval("SELECT pg_get_functiondef('xf_search_vector'::regproc)")
+    if shipped.count(LOOPED_GRAMS) != 1:
+        raise SystemExit(f"xf_search_vector changed: {LOOPED_GRAMS!r} is no longer in it once")
+    definitions = {"0050 (shipped)": shipped, "0036": shipped.replace(LOOPED_GRAMS, QUERIED_GRAMS)}
+    print(f"A send batch of {BATCH} messages, {n} batches a round, the vectors alternating:")
+    await twin(conn, [])
+    await batches(conn, channel, authors[:BATCH], 200)  # (warm-up)
+    runs: dict[str, list[tuple[float, float]]] = {k: [] for k in definitions}
+    for _ in range(rounds):
+        for label, definition in definitions.items():
+            await conn.execute(definition)
+            await batches(conn, channel, authors[:BATCH], 20)  # (its plans made again)
+            runs[label].append(await batches(conn, channel, authors[:BATCH], n))
+    first = None
+    for label in reversed(definitions):
+        cpu = show(f"vector as {label}", runs[label], first)
+        first = first or cpu
+    await conn.execute(shipped)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batches", type=int, default=1000, help="per round (default 1000)")
     parser.add_argument("--rounds", type=int, default=2, help="per step (default 2)")
     parser.add_argument(
         "--sizes", help="comma-separated batch sizes: the fixed and per-message parts instead"
+    )
+    parser.add_argument(
+        "--vectors",
+        action="store_true",
+        help="the search vector as shipped and as migration 0036 had it, alternating",
     )
     args = parser.parse_args()
     sizes = sorted({int(k) for k in args.sizes.split(",")}) if args.sizes else []
@@ -223,6 +307,9 @@ async def main() -> None:
         authors = [uuid.UUID(u.id) for u in users]
         conn = await asyncpg.connect(pg.url)
         try:
+            if args.vectors:
+                await by_vector(conn, channel, authors, args.batches, max(args.rounds, 4))
+                return
             if sizes:
                 await by_size(conn, channel, authors, sizes, args.batches, args.rounds)
                 return

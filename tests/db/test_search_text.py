@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import asyncpg
 
+from bench.send_statement import THE_0036_VECTOR
 from xfchat.db.queries.search import DAY_SPANS, day_marks
 from xfchat.domain import search
 from xfchat.domain.search_text import FOLD, FOLD_GROUPS, fold
@@ -89,3 +90,42 @@ async def test_the_grams_are_every_substring_the_readme_promises(conn: asyncpg.C
         long_token[i : i + 3] for i in range(1100, 4990) if long_token[i : i + 3] not in head
     )
     assert head <= grams and later not in grams  # (only the first 1,024 characters)
+
+
+async def test_the_looped_grams_are_the_queried_ones_in_the_same_order(
+    conn: asyncpg.Connection,
+) -> None:
+    """Migration 0050 takes the grams by a loop instead of a query: over thousands of
+    texts (every separator, CJK, Hangul, emoji, composed and decomposed letters, tokens
+    either side of 64 and 1,024 characters) it gives the same grams in the same order,
+    and the same stored vector, as 0027 and 0036 did."""
+    import random
+
+    rng = random.Random(50)
+    alphabet = "ab c\t\n\x01\x1f\x7f.,:/xyzéE\u0301漢字한글😀→ＥÅ©"
+    texts = [
+        "".join(rng.choice(alphabet) for _ in range(rng.choice([3, 12, 40, 300])))
+        for _ in range(3000)
+    ]
+    texts += ["", "a", "ab", "abc", " abc ", "\x01abc\x7f", "abcd efgh ij k"]
+    texts += ["x" * 64, "x" * 65 + " yz", "q" * 1100, "see https://example.com/a?b=c ok"]
+    texts += ["".join(rng.choice("abc漢字") for _ in range(n)) for n in (64, 65, 1030)]
+    async with conn.transaction():
+        await conn.execute(THE_0036_VECTOR.replace("public.", "pg_temp."))
+        rows = await conn.fetch(
+            """
+            SELECT t, xf_grams(xf_fold(t)) = pg_temp.grams_0027(xf_fold(t)) AS grams_same,
+                   xf_grams(xf_fold(t), ' ')
+                     = ARRAY(SELECT ' ' || g FROM unnest(pg_temp.grams_0027(xf_fold(t))) g)
+                     AS lexemes_same,
+                   xf_search_vector(c, t) = pg_temp.vector_0036(c, t) AS vector_same,
+                   cardinality(xf_grams(xf_fold(t))) AS n
+            FROM unnest($1::text[]) AS t, unnest('{english,french}'::regconfig[]) AS c
+            """,
+            texts,
+        )
+        await conn.execute("DROP FUNCTION pg_temp.vector_0036, pg_temp.grams_0027")
+    differing = [r["t"][:40] for r in rows if not (r["grams_same"] and r["lexemes_same"])]
+    assert differing == []
+    assert [r["t"][:40] for r in rows if not r["vector_same"]] == []
+    assert sum(r["n"] for r in rows) > 100_000  # (texts with grams to compare)
