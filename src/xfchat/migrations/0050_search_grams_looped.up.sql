@@ -4,12 +4,13 @@
 -- by a query (a set-returning join, started by the executor for every message), and
 -- xf_search_vector prefixed each gram by another query. Now the grams are taken by a
 -- PL/pgSQL loop of plain expressions, which the executor does not start, already
--- prefixed as index lexemes (xf_grams(f, ' ')); long tokens and the CJK and emoji parts
--- keep 0027's linear queries. The same grams in the same order, so the same vectors:
--- stored vectors and the index stay valid (tests/db/test_search_text.py compares the
--- two definitions over thousands of texts). One token's grams: every 3 characters of a
--- token of at most 64; of a longer one, of its first 1,024 by three regular-expression
--- passes (a substr() walk from the token's start each time would be quadratic).
+-- prefixed as index lexemes (xf_grams(f, ' ')), and so are a text's emoji; long tokens
+-- and CJK runs keep 0027's linear queries, which only text with them starts. The same
+-- grams in the same order, so the same vectors: stored vectors and the index stay valid
+-- (tests/db/test_search_text.py compares the two definitions over thousands of texts).
+-- One token's grams: every 3 characters of a token of at most 64; of a longer one, of
+-- its first 1,024 by three regular-expression passes (a substr() walk from the token's
+-- start each time would be quadratic).
 CREATE OR REPLACE FUNCTION xf_grams(f text, prefix text) RETURNS text[]
 LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
 AS $$
@@ -37,14 +38,24 @@ BEGIN
         END IF;
     END LOOP;
     IF octet_length(f) <> length(f) THEN
-        grams := grams || ARRAY(
-            SELECT prefix || x.g
-            FROM regexp_matches(f, '([\u3040-\u30FF\u3131-\u318E\u3400-\u4DBF\u4E00-\u9FFF\uAC00-\uD7AF\uF900-\uFAFF\uFF66-\uFF9F]+)', 'g') AS r(m),
-                 LATERAL (SELECT regexp_split_to_table(r.m[1], '')
-                          UNION ALL
-                          SELECT (regexp_matches(substr(r.m[1], s), '(..)', 'g'))[1]
-                          FROM generate_series(1, 2) AS s) AS x(g))
-        || ARRAY(SELECT prefix || s.m[1] FROM regexp_matches(f, '([\u00A9\u00AE\u203C\u2049\u2122\u2139\u2190-\u21FF\u2300-\u23FF\u2460-\u24FF\u25A0-\u27BF\u2900-\u297F\u2B00-\u2BFF\u3030\u303D\u3297\u3299\U0001F000-\U0001FAFF])', 'g') AS s(m));
+        -- Each 1 and 2 characters of every CJK run (a query, as 0027: only text that
+        -- has such a run pays it).
+        IF f ~ '[\u3040-\u30FF\u3131-\u318E\u3400-\u4DBF\u4E00-\u9FFF\uAC00-\uD7AF\uF900-\uFAFF\uFF66-\uFF9F]' THEN
+            grams := grams || ARRAY(
+                SELECT prefix || x.g
+                FROM regexp_matches(f, '([\u3040-\u30FF\u3131-\u318E\u3400-\u4DBF\u4E00-\u9FFF\uAC00-\uD7AF\uF900-\uFAFF\uFF66-\uFF9F]+)', 'g') AS r(m),
+                     LATERAL (SELECT regexp_split_to_table(r.m[1], '')
+                              UNION ALL
+                              SELECT (regexp_matches(substr(r.m[1], s), '(..)', 'g'))[1]
+                              FROM generate_series(1, 2) AS s) AS x(g));
+        END IF;
+        -- Each emoji or symbol, in the order written: the text without anything else,
+        -- cut into its characters.
+        FOREACH tok IN ARRAY string_to_array(
+            regexp_replace(f, '[^\u00A9\u00AE\u203C\u2049\u2122\u2139\u2190-\u21FF\u2300-\u23FF\u2460-\u24FF\u25A0-\u27BF\u2900-\u297F\u2B00-\u2BFF\u3030\u303D\u3297\u3299\U0001F000-\U0001FAFF]+', '', 'g'),
+            NULL) LOOP
+            grams := grams || (prefix || tok);
+        END LOOP;
     END IF;
     RETURN grams;
 END
