@@ -208,8 +208,9 @@ async def test_the_migration_counts_the_reactions_already_there(
     srv = await community(client, ann, ben)
     said = (await say(client, ann, srv.general, "before"))["id"]
     migrator = Migrator(conn)
-    (reverted,) = await migrator.revert(1)
-    assert reverted.version == 49
+    since = [s for s in await migrator.status() if s.version >= 49 and s.status == "applied"]
+    reverted = await migrator.revert(len(since))  # (0049 and any migration after it)
+    assert reverted[-1].version == 49
     for who, emoji in ((ann, "👍"), (ben, "👍"), (ben, "🎉")):
         await conn.execute(
             "INSERT INTO reactions (message_id, emoji, user_id) VALUES ($1, $2, $3)",

@@ -97,8 +97,8 @@ async def test_the_looped_grams_are_the_queried_ones_in_the_same_order(
 ) -> None:
     """Migration 0050 takes the grams by a loop instead of a query: over thousands of
     texts (every separator, CJK, Hangul, emoji, composed and decomposed letters, tokens
-    either side of 64 and 1,024 characters) it gives the same grams in the same order,
-    and the same stored vector, as 0027 and 0036 did."""
+    either side of 64 and 1,024 characters, three languages' vectors) it gives the same
+    grams in the same order, and the same stored vector, as 0027 and 0036 did."""
     import random
 
     rng = random.Random(50)
@@ -110,22 +110,26 @@ async def test_the_looped_grams_are_the_queried_ones_in_the_same_order(
     texts += ["", "a", "ab", "abc", " abc ", "\x01abc\x7f", "abcd efgh ij k"]
     texts += ["x" * 64, "x" * 65 + " yz", "q" * 1100, "see https://example.com/a?b=c ok"]
     texts += ["".join(rng.choice("abc漢字") for _ in range(n)) for n in (64, 65, 1030)]
+    configs = ["english", "french", "simple"]
+    rows: list[asyncpg.Record] = []
     async with conn.transaction():
         await conn.execute(THE_0036_VECTOR.replace("public.", "pg_temp."))
-        rows = await conn.fetch(
-            """
-            SELECT t, xf_grams(xf_fold(t)) = pg_temp.grams_0027(xf_fold(t)) AS grams_same,
-                   xf_grams(xf_fold(t), ' ')
-                     = ARRAY(SELECT ' ' || g FROM unnest(pg_temp.grams_0027(xf_fold(t))) g)
-                     AS lexemes_same,
-                   xf_search_vector(c, t) = pg_temp.vector_0036(c, t) AS vector_same,
-                   cardinality(xf_grams(xf_fold(t))) AS n
-            FROM unnest($1::text[]) AS t, unnest('{english,french}'::regconfig[]) AS c
-            """,
-            texts,
-        )
+        for start in range(0, len(texts), 250):  # (each statement well inside its bound)
+            rows += await conn.fetch(
+                """
+                SELECT t, xf_grams(xf_fold(t)) = pg_temp.grams_0027(xf_fold(t)) AS grams_same,
+                       xf_grams(xf_fold(t), ' ')
+                         = ARRAY(SELECT ' ' || g FROM unnest(pg_temp.grams_0027(xf_fold(t))) g)
+                         AS lexemes_same,
+                       xf_search_vector(c, t) = pg_temp.vector_0036(c, t) AS vector_same,
+                       cardinality(xf_grams(xf_fold(t))) AS n
+                FROM unnest($1::text[], $2::regconfig[]) AS x(t, c)
+                """,
+                texts[start : start + 250],
+                [configs[i % 3] for i in range(start, min(start + 250, len(texts)))],
+            )
         await conn.execute("DROP FUNCTION pg_temp.vector_0036, pg_temp.grams_0027")
     differing = [r["t"][:40] for r in rows if not (r["grams_same"] and r["lexemes_same"])]
     assert differing == []
     assert [r["t"][:40] for r in rows if not r["vector_same"]] == []
-    assert sum(r["n"] for r in rows) > 100_000  # (texts with grams to compare)
+    assert sum(r["n"] for r in rows) > 50_000  # (texts with grams to compare)
