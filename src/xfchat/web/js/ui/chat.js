@@ -15,6 +15,7 @@ const PAGE = 50;
 const GROUP_GAP_MS = 7 * 60 * 1000;
 const RENDER_GAP_MS = 100;
 const REACT_SETTLE_MS = 10_000;
+const HIGHLIGHT_MS = 2500; // a jump's highlight of its message
 
 export class ChatView {
   constructor(app, channelId) {
@@ -32,6 +33,7 @@ export class ChatView {
     this.ackTimer = null;
     this.reactors = new Map(); // "message emoji count" -> who reacted
     this.reactAsked = new Map(); // "message emoji" -> {on, turn}: the last press not yet answered
+    this.lit = null; // the message a jump put the highlight on: {id, until}
   }
 
   get server() {
@@ -299,10 +301,24 @@ export class ChatView {
     const el = document.getElementById(`msg-${messageId}`);
     if (el) {
       el.scrollIntoView({ block: "center" });
+      // (kept for 2.5 s by whichever element shows the message: a redraw in between, a
+      // reaction or an edit, draws it with the highlight too)
+      const lit = { id: messageId, until: performance.now() + HIGHLIGHT_MS };
+      this.lit = lit;
       el.classList.add("msg-highlight");
       el.focus({ preventScroll: true });
-      setTimeout(() => el.classList.remove("msg-highlight"), 2500);
+      setTimeout(() => {
+        if (this.lit === lit) this.lit = null;
+        // (unless a later jump to the same message holds it on)
+        if (!this.lit || this.lit.id !== messageId) document.getElementById(`msg-${messageId}`)?.classList.remove("msg-highlight");
+      }, HIGHLIGHT_MS);
     }
+  }
+
+  // A message's element as drawn, with the highlight while a jump's lasts.
+  lighted(el, id) {
+    if (this.lit && this.lit.id === id && performance.now() < this.lit.until) el.classList.add("msg-highlight");
+    return el;
   }
 
   onScroll() {
@@ -436,7 +452,7 @@ export class ChatView {
       const head =
         !prev || prev.author.id !== m.author.id || m.reply_to || m.kind !== "default" || prev.kind !== "default" ||
         new Date(m.created_at) - new Date(prev.created_at) > GROUP_GAP_MS;
-      items.push(keep(`msg ${m.id}`, messageSig(m, head, ctx), () => renderMessage(m, head, ctx), m));
+      items.push(keep(`msg ${m.id}`, messageSig(m, head, ctx), () => this.lighted(renderMessage(m, head, ctx), m.id), m));
       prev = m;
     }
     this.drawn = drawn;
