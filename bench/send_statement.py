@@ -52,6 +52,7 @@ import httpx
 import psutil
 
 from bench.load import local_server, make_group, register
+from xfchat.db.migrate import DEFAULT_DIR
 
 BATCH = 5  # messages per batch, one per author (what 10 x 100 carries on average)
 
@@ -83,42 +84,36 @@ COUNTED_ONCE = [
 
 
 # The grams and the vector as migrations 0027 and 0036 defined them (a query a message,
-# and one more to prefix its grams), frozen: `--vectors` measures them against the
-# shipped ones (migration 0050's loop), and tests/db/test_search_text.py checks that
+# and one more to prefix its grams), taken from migration 0050's revert, which restores
+# them, and renamed grams_0027 and vector_0036 in `schema`: `--vectors` measures them
+# against the shipped ones (0050's loop), and tests/db/test_search_text.py checks that
 # both give the same grams in the same order and the same vectors.
-THE_0036_VECTOR = r"""
-CREATE FUNCTION public.grams_0027(f text) RETURNS text[]
-LANGUAGE plpgsql IMMUTABLE STRICT AS $$
-BEGIN
-    RETURN ARRAY(
-        SELECT x.g FROM regexp_split_to_table(f, '[\x01-\x20\x7F]+') AS tok,
-             LATERAL (SELECT substr(tok, i, 3) FROM generate_series(1, length(tok) - 2) AS i
-                      WHERE length(tok) <= 64
-                      UNION ALL
-                      SELECT m[1] FROM generate_series(1, 3) AS s,
-                             regexp_matches(substr(left(tok, 1024), s), '(...)', 'g') AS m
-                      WHERE length(tok) > 64) AS x(g))
-        || CASE WHEN octet_length(f) = length(f) THEN '{}'::text[] ELSE ARRAY(
-            SELECT x.g
-            FROM regexp_matches(f, '([\u3040-\u30FF\u3131-\u318E\u3400-\u4DBF\u4E00-\u9FFF\uAC00-\uD7AF\uF900-\uFAFF\uFF66-\uFF9F]+)', 'g') AS r(m),
-                 LATERAL (SELECT regexp_split_to_table(r.m[1], '')
-                          UNION ALL
-                          SELECT (regexp_matches(substr(r.m[1], s), '(..)', 'g'))[1]
-                          FROM generate_series(1, 2) AS s) AS x(g))
-        || ARRAY(SELECT s.m[1] FROM regexp_matches(f, '([\u00A9\u00AE\u203C\u2049\u2122\u2139\u2190-\u21FF\u2300-\u23FF\u2460-\u24FF\u25A0-\u27BF\u2900-\u297F\u2B00-\u2BFF\u3030\u303D\u3297\u3299\U0001F000-\U0001FAFF])', 'g') AS s(m)) END;
-END $$;
-CREATE FUNCTION public.vector_0036(cfg regconfig, content text) RETURNS tsvector
-LANGUAGE plpgsql IMMUTABLE STRICT AS $$
-DECLARE
-    f text := xf_fold(xf_nfc(content));
-BEGIN
-    RETURN strip(to_tsvector(cfg, f) || to_tsvector('simple'::regconfig, f))
-           || array_to_tsvector(
-                  ARRAY(SELECT ' ' || g FROM unnest(public.grams_0027(f)) AS g)
-                  || CASE WHEN f ~ '(https?|ftp)://[^\x01-\x20\x7F]|www\.[^\x01-\x20\x7F]'
-                          THEN ARRAY[' has:link'] ELSE '{}'::text[] END);
-END $$;
-"""
+def the_0036_vector(schema: str = "public") -> str:
+    down = (DEFAULT_DIR / "0050_search_grams_looped.down.sql").read_text()
+
+    def definition(head: str, renames: list[tuple[str, str]]) -> str:
+        start = down.index(head)
+        text = down[start : down.index("$$;", start) + 3]
+        for old, new in renames:
+            if text.count(old) != 1:
+                raise SystemExit(f"migration 0050's revert changed: {old!r} not in it once")
+            text = text.replace(old, new)
+        return text
+
+    grams = definition(
+        "CREATE OR REPLACE FUNCTION xf_grams(f text)",
+        [("FUNCTION xf_grams(f text)", f"FUNCTION {schema}.grams_0027(f text)")],
+    )
+    vector = definition(
+        "CREATE OR REPLACE FUNCTION xf_search_vector(",
+        [
+            ("FUNCTION xf_search_vector(", f"FUNCTION {schema}.vector_0036("),
+            ("unnest(xf_grams(f))", f"unnest({schema}.grams_0027(f))"),
+        ],
+    )
+    return f"{grams}\n{vector}\n"
+
+
 # What of the shipped vector's definition 0036 had otherwise (its grams by a query).
 LOOPED_GRAMS = "xf_grams(f, ' ')"
 QUERIED_GRAMS = "ARRAY(SELECT ' ' || g FROM unnest(public.grams_0027(f)) AS g)"
@@ -263,7 +258,7 @@ async def by_vector(
 ) -> None:
     """The shipped statement with the search vector as shipped (migration 0050) and as
     0036 had it, the two definitions swapped in turn round by round."""
-    await conn.execute(THE_0036_VECTOR)
+    await conn.execute(the_0036_vector())
     shipped = await conn.fetchval("SELECT pg_get_functiondef('xf_search_vector'::regproc)")
     if shipped.count(LOOPED_GRAMS) != 1:
         raise SystemExit(f"xf_search_vector changed: {LOOPED_GRAMS!r} is no longer in it once")

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import asyncpg
 
-from bench.send_statement import THE_0036_VECTOR
+from bench.send_statement import the_0036_vector
 from xfchat.db.queries.search import DAY_SPANS, day_marks
 from xfchat.domain import search
 from xfchat.domain.search_text import FOLD, FOLD_GROUPS, fold
@@ -113,7 +113,7 @@ async def test_the_looped_grams_are_the_queried_ones_in_the_same_order(
     configs = ["english", "french", "simple"]
     rows: list[asyncpg.Record] = []
     async with conn.transaction():
-        await conn.execute(THE_0036_VECTOR.replace("public.", "pg_temp."))
+        await conn.execute(the_0036_vector("pg_temp"))
         for start in range(0, len(texts), 250):  # (each statement well inside its bound)
             rows += await conn.fetch(
                 """
