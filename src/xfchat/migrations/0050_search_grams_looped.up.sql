@@ -1,6 +1,6 @@
--- A message's search vector at about three quarters of its cost (issue 14: the stored
--- search column was 40 % of what a send batch cost PostgreSQL's backend, and its grams
--- more than half of the column). xf_grams (migration 0027) took a short token's grams
+-- A message's search vector at about two thirds of its cost (issue 14: the stored search
+-- column and its index were a quarter of what a message cost PostgreSQL at bench.load's
+-- 10 x 100, and the grams more than half of the vector). xf_grams (migration 0027) took a short token's grams
 -- by a query (a set-returning join, started by the executor for every message), and
 -- xf_search_vector prefixed each gram by another query. Now the grams are taken by a
 -- PL/pgSQL loop of plain expressions, which the executor does not start, already
