@@ -183,23 +183,22 @@ _WINDOW_REST = f"""
     FROM w
 """
 # A search for messages with files and no index query, where the channels searched hold
-# few files: the candidates are the messages with an attachment there, read from the
-# attachments by channel, rather than every message walked newest first and tested for
-# a file (a `has:file` with none in scope read the channels' whole history, up to the
-# 2 s budget). Top-level, so the planner makes it a join; the test in _WINDOW_REST
-# stays. Where files are common the walk finds them soon, and reading them all first
-# costs more (8,000 files in scope: 62 ms against 10; 1,600: 10 against 4): so only
-# under FEW_FILES, a read of at most that many (about 5 ms).
+# few files: the candidates are the messages with an attachment there, their ids read
+# from the attachments by channel first and then looked up by key, rather than every
+# message walked newest first and tested for a file (a `has:file` with none in scope
+# read the channels' whole history, up to the 2 s budget; given as a subquery, the
+# planner kept that walk whenever other channels held many files). The test in
+# _WINDOW_REST stays. Where files are common the walk finds them soon, and reading them
+# all first costs more (8,000 files in scope: 62 ms against 10; 1,600: 10 against 4):
+# so only under FEW_FILES, a read of at most that many (about 5 ms).
 FEW_FILES = 1000
 _FILES_IN_SCOPE_UP_TO = """
-    SELECT count(*) FROM (SELECT 1 FROM attachments
-                          WHERE channel_id = ANY($1::uuid[]) LIMIT $2) f
+    SELECT COALESCE(array_agg(f.message_id), '{}') FROM (
+        SELECT message_id FROM attachments
+        WHERE channel_id = ANY($1::uuid[]) AND ($3::bool IS NOT TRUE OR content_type LIKE 'image/%')
+        LIMIT $2) f
 """
-_FILES_IN_SCOPE = """
-    AND m.id IN (SELECT a.message_id FROM attachments a
-                 WHERE a.channel_id = ANY($1::uuid[])
-                   AND ($16::bool IS NOT TRUE OR a.content_type LIKE 'image/%'))
-"""
+_FILES_IN_SCOPE = "AND m.id = ANY($23::uuid[])"
 _SEARCH_WINDOW = f"{_WINDOW_FROM} AND {_BOUNDS} {_WINDOW_REST}"
 _SEARCH_WINDOW_INDEXED = f"{_WINDOW_FROM} AND {_BOUNDS_UNINDEXED} {_WINDOW_REST}"
 _SEARCH_WINDOW_FILES = f"{_WINDOW_FROM} AND {_BOUNDS} {_FILES_IN_SCOPE} {_WINDOW_REST}"
@@ -252,14 +251,11 @@ async def search_window(
     index then skips through each list by the others, rather than testing the whole
     query on every message of those days or channels). Past `seconds` the
     statement is cancelled (TimeoutError)."""
-    if index_query is not None:
-        statement = _SEARCH_WINDOW_INDEXED
-    elif (filters.has_file or filters.has_image) and await conn.fetchval(
-        _FILES_IN_SCOPE_UP_TO, channel_ids, FEW_FILES
-    ) < FEW_FILES:
-        statement = _SEARCH_WINDOW_FILES
-    else:
-        statement = _SEARCH_WINDOW
+    statement, files = _SEARCH_WINDOW_INDEXED if index_query is not None else _SEARCH_WINDOW, []
+    if index_query is None and (filters.has_file or filters.has_image):
+        ids = await conn.fetchval(_FILES_IN_SCOPE_UP_TO, channel_ids, FEW_FILES, filters.has_image)
+        if len(ids) < FEW_FILES:  # (every one of them)
+            statement, files = _SEARCH_WINDOW_FILES, [ids]
     records = await conn.fetch(
         statement,
         channel_ids,
@@ -284,6 +280,7 @@ async def search_window(
         rank_query,
         days,
         channels,
+        *files,
         timeout=seconds,
     )
     return [Hit(*r) for r in records]
