@@ -309,8 +309,10 @@ export class ChatView {
       el.focus({ preventScroll: true });
       setTimeout(() => {
         if (this.lit === lit) this.lit = null;
-        // (unless a later jump to the same message holds it on)
-        if (!this.lit || this.lit.id !== messageId) document.getElementById(`msg-${messageId}`)?.classList.remove("msg-highlight");
+        // (unless a later jump to the same message holds it on; and only from this view's
+        // element: a view of the channel opened since has its own jumps and timers)
+        const cur = document.getElementById(`msg-${messageId}`);
+        if ((!this.lit || this.lit.id !== messageId) && cur && this.list && this.list.contains(cur)) cur.classList.remove("msg-highlight");
       }, HIGHLIGHT_MS);
     }
   }
