@@ -77,6 +77,14 @@ HIGHLIGHTS = """() => {
 }"""
 
 
+async def bob_says(site: Site, text: str) -> str:
+    """Bob's message of `text` in #general, sent by the API: its element's id."""
+    async with api_as(site.base, "bob") as bob:
+        sent = await bob.post(f"/api/channels/{GENERAL}/messages", json={"content": text})
+        assert sent.status_code in (200, 201), sent.text
+        return f"msg-{sent.json()['id']}"
+
+
 # When the jump's highlight of a message comes and goes (ms since the page's start),
 # and when the message's element is first changed within (a reaction drawn or taken
 # away) while it is lit.
@@ -107,12 +115,7 @@ async def test_a_jumps_highlight_lasts_through_a_redraw_of_its_message(
     """The message a search result jumps to keeps its highlight for the whole 2.5 s,
     even when it is drawn again meanwhile (here: a reaction added to it, which patches
     its element; the highlight went at that redraw before)."""
-    async with api_as(site.base, "bob") as bob:
-        sent = await bob.post(
-            f"/api/channels/{GENERAL}/messages", json={"content": "the lantern jump test"}
-        )
-        assert sent.status_code in (200, 201), sent.text
-        target_id = f"msg-{sent.json()['id']}"
+    target_id = await bob_says(site, "the lantern jump test")
     alice = await browsers.logged_in(site.base, "alice")
     await open_channel(alice, "general")
     lit, redrawn = [], None
@@ -149,12 +152,7 @@ async def test_a_jump_in_a_view_since_left_does_not_end_a_later_views_highlight(
     """A jump, a trip to another channel and back, and the same jump again within 2.5
     s: the second highlight lasts its own 2.5 s (the first view's timer took it at the
     first one's end: a helper's attack)."""
-    async with api_as(site.base, "bob") as bob:
-        sent = await bob.post(
-            f"/api/channels/{GENERAL}/messages", json={"content": "the beacon jump test"}
-        )
-        assert sent.status_code in (200, 201), sent.text
-        target_id = f"msg-{sent.json()['id']}"
+    target_id = await bob_says(site, "the beacon jump test")
     alice = await browsers.logged_in(site.base, "alice")
     await open_channel(alice, "general")
 
