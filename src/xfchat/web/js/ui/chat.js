@@ -33,7 +33,7 @@ export class ChatView {
     this.ackTimer = null;
     this.reactors = new Map(); // "message emoji count" -> who reacted
     this.reactAsked = new Map(); // "message emoji" -> {on, turn}: the last press not yet answered
-    this.lit = null; // the message a jump put the highlight on: {id, until}
+    this.lit = null; // the jump whose highlight is on: {id} (its own object, for its timer)
   }
 
   get server() {
@@ -303,7 +303,7 @@ export class ChatView {
       el.scrollIntoView({ block: "center" });
       // (kept for 2.5 s by whichever element shows the message: a redraw in between, a
       // reaction or an edit, draws it with the highlight too)
-      const lit = { id: messageId, until: performance.now() + HIGHLIGHT_MS };
+      const lit = { id: messageId };
       this.lit = lit;
       el.classList.add("msg-highlight");
       el.focus({ preventScroll: true });
@@ -319,7 +319,7 @@ export class ChatView {
 
   // A message's element as drawn, with the highlight while a jump's lasts.
   lighted(el, id) {
-    if (this.lit && this.lit.id === id && performance.now() < this.lit.until) el.classList.add("msg-highlight");
+    if (this.lit && this.lit.id === id) el.classList.add("msg-highlight");
     return el;
   }
 
