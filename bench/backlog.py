@@ -73,7 +73,8 @@ FROM users ORDER BY username LIMIT $2
 READ_TABLES = ("messages", "message_mentions", "reactions", "reaction_counts")
 
 
-async def fill(url: str, long: int, reactions: int) -> None:
+async def fill(url: str, long: int, reactions: int) -> asyncpg.Record:
+    """The database filled; the hot message (its id and channel_id)."""
     conn = await asyncpg.connect(url)
     try:
         started = time.monotonic()
@@ -83,18 +84,19 @@ async def fill(url: str, long: int, reactions: int) -> None:
         author = await conn.fetchval("SELECT id FROM users WHERE username = 'u2'")
         await conn.execute(MESSAGES, author, timeout=3600)
         await conn.execute("UPDATE channels c SET last_seq = z.n FROM sizes z WHERE z.id = c.id")
-        hot = await conn.fetchval(
-            "SELECT m.id FROM messages m JOIN channels c ON c.id = m.channel_id"
+        hot = await conn.fetchrow(
+            "SELECT m.id, m.channel_id FROM messages m JOIN channels c ON c.id = m.channel_id"
             " JOIN servers s ON s.id = c.server_id"
             " WHERE s.name = 's1' AND c.name = 'c1' AND m.seq = c.last_seq"
         )
-        await conn.execute(REACTIONS, hot, reactions)
+        await conn.execute(REACTIONS, hot["id"], reactions)
         await conn.execute("VACUUM ANALYZE", timeout=3600)
         total = await conn.fetchval("SELECT count(*) FROM messages")
         print(
             f"filled in {time.monotonic() - started:.0f} s: {total:,} messages"
             f" ({long:,} in the long channel), {reactions:,} reactions on its newest"
         )
+        return hot
     finally:
         await conn.close()
 
@@ -117,7 +119,7 @@ async def measure(
 
 async def run(long: int, reactions: int, runs: int) -> None:
     async with database(env_url()) as url:
-        await fill(url, long, reactions)
+        hot = await fill(url, long, reactions)
         pool = await create_pool(DatabaseSettings(), url, min_size=1)
         try:
             async with pool.acquire() as conn:
@@ -128,10 +130,6 @@ async def run(long: int, reactions: int, runs: int) -> None:
                         " WHERE s.name = 's1' ORDER BY c.position"
                     )
                 ]
-                hot = await conn.fetchrow(
-                    "SELECT m.id, m.channel_id FROM messages m JOIN reactions r"
-                    " ON r.message_id = m.id LIMIT 1"
-                )
                 viewer = await conn.fetchval("SELECT id FROM users WHERE username = 'u1'")
                 newcomer = uuid.uuid4()  # (no read state anywhere: read position 0)
                 await measure(
