@@ -11,7 +11,14 @@ from typing import Any
 import asyncpg
 import httpx
 
-from tests.factories import MakeUser, TestUser, community, lock_waiters, say
+from tests.factories import (
+    MakeUser,
+    TestUser,
+    community,
+    lock_waiters,
+    say,
+    server_channel,
+)
 from tests.support import rows_read
 from xfchat.db.migrate import Migrator
 from xfchat.db.queries import messages as messages_q
@@ -23,10 +30,19 @@ SUMMED = (
 )
 
 
+# (what a search of `has:reaction` finds them by: migration 0051)
+IN_ANOTHER_CHANNEL = """
+    SELECT count(*) FROM reaction_counts rc LEFT JOIN messages m ON m.id = rc.message_id
+    WHERE rc.channel_id IS DISTINCT FROM m.channel_id
+"""
+
+
 async def kept(conn: asyncpg.Connection) -> list[tuple[Any, ...]]:
-    """The counts, which are those of the reactions there."""
+    """The counts, which are those of the reactions there, each in its message's
+    channel."""
     counted = [tuple(r) for r in await conn.fetch(COUNTED)]
     assert counted == [tuple(r) for r in await conn.fetch(SUMMED)]
+    assert await conn.fetchval(IN_ANOTHER_CHANNEL) == 0
     return counted
 
 
@@ -79,6 +95,12 @@ async def test_the_counts_follow_every_writer_of_reactions(
         await react(client, cid, srv.general, third, emoji, True)
     await conn.execute("DELETE FROM reactions WHERE user_id = $1", cid.id)
     assert await kept(conn) == [(uuid.UUID(first), "👍", 1)]
+    # a message of another channel: its counts are in that channel
+    random = (await server_channel(client, srv, ann, "random"))["id"]
+    elsewhere = (await say(client, ann, random, "elsewhere"))["id"]
+    await react(client, ben, random, elsewhere, "a", True)
+    assert len(await kept(conn)) == 2
+    await react(client, ben, random, elsewhere, "a", False)
     # a message removed from the table takes its counts with it
     await conn.execute("DELETE FROM messages WHERE id = $1", uuid.UUID(first))
     assert await kept(conn) == []

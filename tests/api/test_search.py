@@ -63,8 +63,8 @@ async def db_url(search_cluster: Cluster, search_template: str) -> AsyncIterator
 
 @pytest.fixture
 def settings(db_url: str) -> Settings:
-    """Overrides conftest's: sends are not what these tests count."""
-    return make_settings(db_url, rate_messages_user="1000/60")
+    """Overrides conftest's: sends and searches are not what these tests count."""
+    return make_settings(db_url, rate_messages_user="1000/60", rate_search_user="1000/60")
 
 
 async def find(client: httpx.AsyncClient, who: TestUser, q: str, **params: Any) -> list[str]:
@@ -253,6 +253,11 @@ async def test_filters(
         "has:file -has:image": {"alpha doc"},
         "alpha has:image": {"alpha pic"},
         "alpha has:reaction": {f"alpha plain for <@{ann.id}>"},
+        "has:reaction": {f"alpha plain for <@{ann.id}>"},
+        "has:reaction in:random": set(),
+        "has:reaction has:file": set(),
+        "has:reaction from:ann": set(),
+        "-has:reaction has:file": {"alpha doc", "alpha pic"},
         "alpha has:pin": {"alpha see https://example.org"},
         "is:pinned": {"alpha see https://example.org"},
         "mentions:ann": {f"alpha plain for <@{ann.id}>"},

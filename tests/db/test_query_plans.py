@@ -200,16 +200,17 @@ async def test_an_unread_count_reads_no_more_than_its_cap(conn: asyncpg.Connecti
     assert read <= 2 * UNREAD_CAP, read
 
 
-async def test_a_search_for_files_alone_reads_the_files_in_scope_not_the_history(
+async def test_a_search_for_files_or_reactions_alone_reads_those_in_scope_not_the_history(
     conn: asyncpg.Connection,
 ) -> None:
-    """`has:file` (or `has:image`) with no words: the candidates are the messages with
-    an attachment in the channels searched, looked up by key. Walked newest first and
-    each tested for a file, the whole history was read when the channels searched had
-    none (every message of the table here: the walk is by time across all channels;
-    0.4-1.8 s on a server's, up to the search's 2 s budget), and so it was with the
-    files as a subquery whenever other channels held many (a helper's attack: 230,000
-    rows for a search of 3,000 channels)."""
+    """`has:file`, `has:image` or `has:reaction` with no words: the candidates are the
+    messages with an attachment (a reaction) in the channels searched, looked up by key.
+    Walked newest first and each tested for a file, the whole history was read when the
+    channels searched had none (every message of the table here: the walk is by time
+    across all channels; 0.4-1.8 s on a server's, up to the search's 2 s budget), and so
+    it was with the files as a subquery whenever other channels held many (a helper's
+    attack: 230,000 rows for a search of 3,000 channels). Reactions were walked so until
+    their counts carried their channel (migration 0051)."""
     await conn.execute(
         """
         INSERT INTO channels (kind, name) SELECT 'group', 'g' || i FROM generate_series(1, 4000) i;
@@ -217,16 +218,24 @@ async def test_a_search_for_files_alone_reads_the_files_in_scope_not_the_history
             SELECT gen_random_uuid(), c.id, i, 'hello ' || i
             FROM channels c, generate_series(1, 6) i ORDER BY random();
         INSERT INTO files (size_bytes, sha256) VALUES (1, decode(repeat('ab', 32), 'hex'));
-        -- (files in the first half of the channels only, two a message)
+        INSERT INTO users (username, email, email_key, password_hash)
+            VALUES ('ann', 'a@x.org', 'a@x.org', 'h');
+        -- (files and reactions in the first half of the channels only, two a message)
+        CREATE TEMP TABLE busy AS
+            SELECT m.id, m.channel_id FROM messages m JOIN channels c ON c.id = m.channel_id
+            WHERE substr(c.name, 2)::int <= 2000;
         INSERT INTO attachments (id, message_id, channel_id, position, file_id, filename,
                                  content_type, size_bytes)
-            SELECT gen_random_uuid(), m.id, m.channel_id, p, (SELECT id FROM files), 'f',
+            SELECT gen_random_uuid(), b.id, b.channel_id, p, (SELECT id FROM files), 'f',
                    'image/png', 1
-            FROM messages m JOIN channels c ON c.id = m.channel_id, generate_series(0, 1) p
-            WHERE substr(c.name, 2)::int <= 2000;
+            FROM busy b, generate_series(0, 1) p;
+        INSERT INTO reactions (message_id, emoji, user_id)
+            SELECT b.id, e, (SELECT id FROM users) FROM busy b, unnest(ARRAY['a', 'b']) e;
         ANALYZE channels;
         ANALYZE messages;
         ANALYZE attachments;
+        ANALYZE reactions;
+        ANALYZE reaction_counts;
         """
     )
     bare = [
@@ -247,14 +256,27 @@ async def test_a_search_for_files_alone_reads_the_files_in_scope_not_the_history
             rank_query=None,
         )
 
-    for filters in (search_q.Filters(has_file=True), search_q.Filters(has_image=True)):
-        hits, read = await rows_read(
-            conn, lambda f=filters: search(bare[:50], f), tables=("messages", "attachments")
-        )
+    every = ("messages", "attachments", "reactions", "reaction_counts")
+    for filters in (
+        search_q.Filters(has_file=True),
+        search_q.Filters(has_image=True),
+        search_q.Filters(has_reaction=True),
+        search_q.Filters(has_file=True, has_reaction=True),
+    ):
+        hits, read = await rows_read(conn, lambda f=filters: search(bare[:50], f), tables=every)
         assert hits == []
         assert read <= 100, (filters, read)
-        # Half the channels: the files of so many may be read by a scan of theirs (the
-        # planner's choice, 24,000 rows here), never the history.
+        # Half the channels: the files (reactions) of so many may be read by a scan of
+        # theirs (the planner's choice, 24,000 rows here), never the history.
         hits, read = await rows_read(conn, lambda f=filters: search(bare, f), tables=("messages",))
         assert hits == []
         assert read <= 100, (filters, read)
+    # Where there are some, they are found, newest first.
+    (some,) = await conn.fetch(
+        "SELECT b.channel_id, array_agg(m.id ORDER BY m.seq DESC) AS ids"
+        " FROM busy b JOIN messages m ON m.id = b.id GROUP BY b.channel_id LIMIT 1"
+    )
+    await conn.execute("UPDATE messages SET created_at = now() + seq * interval '1 s'")
+    for filters in (search_q.Filters(has_reaction=True), search_q.Filters(has_file=True)):
+        hits = await search([some["channel_id"], *bare[:50]], filters)
+        assert [h.id for h in hits] == some["ids"], filters

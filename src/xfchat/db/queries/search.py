@@ -182,26 +182,32 @@ _WINDOW_REST = f"""
            CASE WHEN $20::tsquery IS NULL THEN 0 ELSE ts_rank(w.search, $20::tsquery, 1) END AS rank
     FROM w
 """
-# A search for messages with files and no index query, where the channels searched hold
-# few files: the candidates are the messages with an attachment there, their ids read
-# from the attachments by channel first and then looked up by key, rather than every
-# message walked newest first and tested for a file (a `has:file` with none in scope
-# read the channels' whole history, up to the 2 s budget; given as a subquery, the
-# planner kept that walk whenever other channels held many files). The test in
-# _WINDOW_REST stays. Where files are common the walk finds them soon, and reading them
-# all first costs more (8,000 files in scope: 62 ms against 10; 1,600: 10 against 4):
-# so only under FEW_FILES, a read of at most that many (about 5 ms).
-FEW_FILES = 1000
+# A search for messages with files (or reactions) and no index query, where the
+# channels searched hold few: the candidates are those messages, their ids read by
+# channel first (from the attachments; from the reaction counts, migration 0051) and
+# then looked up by key, rather than every message walked newest first and tested for
+# a file (a `has:file` with none in scope read the channels' whole history, up to the
+# 2 s budget; given as a subquery, the planner kept that walk whenever other channels
+# held many files). The tests in _WINDOW_REST stay. Where files are common the walk
+# finds them soon, and reading them all first costs more (8,000 files in scope: 62 ms
+# against 10; 1,600: 10 against 4): so only under FEW_CANDIDATES, a read of at most
+# that many (about 5 ms).
+FEW_CANDIDATES = 1000
 _FILES_IN_SCOPE_UP_TO = """
     SELECT COALESCE(array_agg(f.message_id), '{}') FROM (
         SELECT message_id FROM attachments
         WHERE channel_id = ANY($1::uuid[]) AND ($3::bool IS NOT TRUE OR content_type LIKE 'image/%')
         LIMIT $2) f
 """
-_FILES_IN_SCOPE = "AND m.id = ANY($23::uuid[])"
+# (a row per emoji: a message may come more than once, which ANY does not mind)
+_REACTED_IN_SCOPE_UP_TO = """
+    SELECT COALESCE(array_agg(r.message_id), '{}') FROM (
+        SELECT message_id FROM reaction_counts WHERE channel_id = ANY($1::uuid[]) LIMIT $2) r
+"""
+_CANDIDATES = "AND m.id = ANY($23::uuid[])"
 _SEARCH_WINDOW = f"{_WINDOW_FROM} AND {_BOUNDS} {_WINDOW_REST}"
 _SEARCH_WINDOW_INDEXED = f"{_WINDOW_FROM} AND {_BOUNDS_UNINDEXED} {_WINDOW_REST}"
-_SEARCH_WINDOW_FILES = f"{_WINDOW_FROM} AND {_BOUNDS} {_FILES_IN_SCOPE} {_WINDOW_REST}"
+_SEARCH_WINDOW_CANDIDATES = f"{_WINDOW_FROM} AND {_BOUNDS} {_CANDIDATES} {_WINDOW_REST}"
 
 
 @dataclass(frozen=True)
@@ -251,11 +257,10 @@ async def search_window(
     index then skips through each list by the others, rather than testing the whole
     query on every message of those days or channels). Past `seconds` the
     statement is cancelled (TimeoutError)."""
-    statement, files = _SEARCH_WINDOW_INDEXED if index_query is not None else _SEARCH_WINDOW, []
-    if index_query is None and (filters.has_file or filters.has_image):
-        ids = await conn.fetchval(_FILES_IN_SCOPE_UP_TO, channel_ids, FEW_FILES, filters.has_image)
-        if len(ids) < FEW_FILES:  # (every one of them)
-            statement, files = _SEARCH_WINDOW_FILES, [ids]
+    statement = _SEARCH_WINDOW_INDEXED if index_query is not None else _SEARCH_WINDOW
+    candidates = await _few_candidates(conn, channel_ids, filters) if index_query is None else None
+    if candidates is not None:
+        statement = _SEARCH_WINDOW_CANDIDATES
     records = await conn.fetch(
         statement,
         channel_ids,
@@ -280,10 +285,28 @@ async def search_window(
         rank_query,
         days,
         channels,
-        *files,
+        *([] if candidates is None else [candidates]),
         timeout=seconds,
     )
     return [Hit(*r) for r in records]
+
+
+async def _few_candidates(
+    conn: asyncpg.Connection, channel_ids: list[UUID], filters: Filters
+) -> list[UUID] | None:
+    """Ids of every message of these channels with a file (an image), or else with a
+    reaction, as the filters ask, where there are fewer than FEW_CANDIDATES (a message
+    may come more than once); None where there are more, or no such filter."""
+    reads: list[tuple[str, tuple[object, ...]]] = []
+    if filters.has_file or filters.has_image:
+        reads.append((_FILES_IN_SCOPE_UP_TO, (filters.has_image,)))
+    if filters.has_reaction:
+        reads.append((_REACTED_IN_SCOPE_UP_TO, ()))
+    for statement, more in reads:
+        ids: list[UUID] = await conn.fetchval(statement, channel_ids, FEW_CANDIDATES, *more)
+        if len(ids) < FEW_CANDIDATES:  # (every one of them)
+            return ids
+    return None
 
 
 @dataclass(frozen=True)
