@@ -63,6 +63,46 @@ def scans(plan: Any, relation: str) -> list[dict[str, Any]]:
     return [n for n in plan_nodes(plan) if n.get("Relation Name") == relation]
 
 
+async def channels_with_one_long(
+    conn: asyncpg.Connection, channels: int, messages: int, long: int
+) -> uuid.UUID:
+    """`channels` conversations of `messages` messages but one of `long` (its id), the
+    channels' messages interleaved in the table as a server's are written, analyzed."""
+    await conn.execute(
+        "INSERT INTO channels (kind, name) SELECT 'group', 'g' || i FROM generate_series(1, $1) i",
+        channels,
+    )
+    await conn.execute(
+        """
+        INSERT INTO messages (id, channel_id, seq, content)
+            SELECT gen_random_uuid(), c.id, i, 'hello' FROM channels c,
+                   generate_series(1, CASE WHEN c.name = 'g1' THEN $1::int ELSE $2::int END) i
+            ORDER BY random()
+        """,
+        long,
+        messages,
+    )
+    await conn.execute(
+        "UPDATE channels SET last_seq = CASE WHEN name = 'g1' THEN $1::int ELSE $2::int END",
+        long,
+        messages,
+    )
+    await conn.execute("ANALYZE channels; ANALYZE messages")
+    return await conn.fetchval("SELECT id FROM channels WHERE name = 'g1'")  # type: ignore[no-any-return]
+
+
+async def newcomers_unread_count_reads(conn: asyncpg.Connection, channel: uuid.UUID) -> int:
+    """The rows a newcomer's unread count of `channel` reads (it counts UNREAD_CAP)."""
+    (row,), read = await rows_read(
+        conn,
+        lambda: messages_q.list_unreads(
+            conn, user_id=uuid.uuid4(), role_ids=[], channel_ids=[channel]
+        ),
+    )
+    assert row.unread == UNREAD_CAP
+    return read
+
+
 async def test_the_pool_never_compiles_statements(conn: asyncpg.Connection) -> None:
     # A generic plan's estimated cost grows with the tables: past jit_above_cost every
     # execution was compiled again (300 ms for the unread counts of a server's channels).
@@ -175,29 +215,8 @@ async def test_an_unread_count_reads_no_more_than_its_cap(conn: asyncpg.Connecti
     few, here as where most channels are conversations), it read every one of them by a
     bitmap and sorted them: 150,000 rows of one channel, 1.1 s a `ready`, for a
     newcomer in a server with a long-lived channel."""
-    await conn.execute(
-        """
-        INSERT INTO channels (kind, name) SELECT 'group', 'g' || i FROM generate_series(1, 300) i;
-        CREATE TEMP TABLE sizes AS
-            SELECT id, CASE WHEN name = 'g1' THEN 5000 ELSE 20 END AS n FROM channels;
-        -- (written as a server's are: the channels' messages interleaved in the table)
-        INSERT INTO messages (id, channel_id, seq, content)
-            SELECT gen_random_uuid(), s.id, i, 'hello' FROM sizes s, generate_series(1, s.n) i
-            ORDER BY random();
-        UPDATE channels c SET last_seq = s.n FROM sizes s WHERE s.id = c.id;
-        ANALYZE channels;
-        ANALYZE messages;
-        """
-    )
-    long = await conn.fetchval("SELECT id FROM channels WHERE name = 'g1'")
-    (row,), read = await rows_read(
-        conn,
-        lambda: messages_q.list_unreads(
-            conn, user_id=uuid.uuid4(), role_ids=[], channel_ids=[long]
-        ),
-    )
-    assert row.unread == UNREAD_CAP
-    assert read <= 2 * UNREAD_CAP, read
+    long = await channels_with_one_long(conn, 300, 20, 5000)
+    assert await newcomers_unread_count_reads(conn, long) <= 2 * UNREAD_CAP
 
 
 async def test_an_unread_count_after_a_mass_deletion_reads_no_more_than_its_cap(
@@ -209,31 +228,13 @@ async def test_an_unread_count_after_a_mass_deletion_reads_no_more_than_its_cap(
     messages' near-empty index, and walked every deleted message again: 49,600 rows
     for each count of a reader behind there, until the next ANALYZE. The live index
     covers the walk (migration 0052), which makes it the cheaper read."""
+    long = await channels_with_one_long(conn, 50, 200, 50_000)
     await conn.execute(
-        """
-        INSERT INTO channels (kind, name) SELECT 'group', 'g' || i FROM generate_series(1, 50) i;
-        CREATE TEMP TABLE sizes AS
-            SELECT id, CASE WHEN name = 'g1' THEN 50000 ELSE 200 END AS n FROM channels;
-        INSERT INTO messages (id, channel_id, seq, content)
-            SELECT gen_random_uuid(), s.id, i, 'hello' FROM sizes s, generate_series(1, s.n) i
-            ORDER BY random();
-        UPDATE channels c SET last_seq = s.n FROM sizes s WHERE s.id = c.id;
-        ANALYZE channels;
-        ANALYZE messages;
-        UPDATE messages SET deleted_at = now(), content = ''
-        WHERE channel_id = (SELECT id FROM channels WHERE name = 'g1') AND seq <= 49600;
-        """
+        "UPDATE messages SET deleted_at = now(), content = '' WHERE channel_id = $1 AND seq <= 49600",
+        long,
     )
     await conn.execute("VACUUM messages")
-    long = await conn.fetchval("SELECT id FROM channels WHERE name = 'g1'")
-    (row,), read = await rows_read(
-        conn,
-        lambda: messages_q.list_unreads(
-            conn, user_id=uuid.uuid4(), role_ids=[], channel_ids=[long]
-        ),
-    )
-    assert row.unread == UNREAD_CAP
-    assert read <= 2 * UNREAD_CAP, read
+    assert await newcomers_unread_count_reads(conn, long) <= 2 * UNREAD_CAP
 
 
 async def test_a_search_for_files_or_reactions_alone_reads_those_in_scope_not_the_history(
