@@ -308,6 +308,31 @@ async def test_a_search_for_files_or_reactions_alone_reads_those_in_scope_not_th
         hits, read = await rows_read(conn, lambda f=filters: search(bare, f), tables=("messages",))
         assert hits == []
         assert read <= 100, (filters, read)
+    # Many rows but few messages (50 with twenty emoji and ten files each: 1,000 and 500
+    # rows): still read first, the messages counted, not the rows.
+    for statement in (
+        """
+        INSERT INTO messages (id, channel_id, seq, content)
+            SELECT gen_random_uuid(), $1, 6 + i, 'full ' || i FROM generate_series(1, 44) i
+        """,
+        """
+        INSERT INTO reactions (message_id, emoji, user_id)
+            SELECT m.id, 'e' || e, (SELECT id FROM users)
+            FROM messages m, generate_series(1, 20) e WHERE m.channel_id = $1
+        """,
+        """
+        INSERT INTO attachments (id, message_id, channel_id, position, file_id, filename,
+                                 content_type, size_bytes)
+            SELECT gen_random_uuid(), m.id, m.channel_id, p, (SELECT id FROM files), 'f',
+                   'image/png', 1
+            FROM messages m, generate_series(0, 9) p WHERE m.channel_id = $1
+        """,
+    ):
+        await conn.execute(statement, bare[0])
+    for filters in (search_q.Filters(has_reaction=True), search_q.Filters(has_file=True)):
+        hits, read = await rows_read(conn, lambda f=filters: search(bare, f), tables=("messages",))
+        assert len(hits) == 50
+        assert read <= 200, (filters, read)
     # Where there are some, they are found, newest first.
     (some,) = await conn.fetch(
         "SELECT b.channel_id, array_agg(m.id ORDER BY m.seq DESC) AS ids"
@@ -315,5 +340,5 @@ async def test_a_search_for_files_or_reactions_alone_reads_those_in_scope_not_th
     )
     await conn.execute("UPDATE messages SET created_at = now() + seq * interval '1 s'")
     for filters in (search_q.Filters(has_reaction=True), search_q.Filters(has_file=True)):
-        hits = await search([some["channel_id"], *bare[:50]], filters)
+        hits = await search([some["channel_id"], *bare[1:51]], filters)
         assert [h.id for h in hits] == some["ids"], filters

@@ -9,8 +9,8 @@
 -- Five parts, each of which can run again. The first, one transaction in a moment: the
 -- column (no default, so no rewrite), and the counting trigger's function, which fills it
 -- in every count row written from then on (a message never changes channel). The second
--- fills it in the rows already there, in one statement (about a second per million count
--- rows; a reaction toggled meanwhile on one of them waits for it). The third builds the
+-- fills it in the rows already there (about a second per million count rows; a reaction
+-- toggled meanwhile on a row of the batch being filled waits for it). The third builds the
 -- index CONCURRENTLY: reactions and their views go on. The last two make the column
 -- required, added NOT VALID in a moment's lock, then validated while reactions go on.
 ALTER TABLE reaction_counts ADD COLUMN IF NOT EXISTS channel_id uuid;
@@ -45,8 +45,34 @@ BEGIN
 END
 $$;
 -- xfchat: statement break
-UPDATE reaction_counts rc SET channel_id = m.channel_id
-FROM messages m WHERE m.id = rc.message_id AND rc.channel_id IS NULL;
+-- (In batches of 10,000 rows, each its own transaction, walked by key: each batch locks
+-- its rows in key order, the order in which the counting trigger locks them, so that a
+-- statement taking back reactions of several messages at once (a moderator's bulk
+-- deletion, an account's reactions) never waits on it in a cycle, as an UPDATE of all
+-- rows in their order on disk did.)
+DO $$
+DECLARE
+    last_message uuid := '00000000-0000-0000-0000-000000000000';
+    last_emoji text := '';
+BEGIN
+    LOOP
+        WITH todo AS (
+            SELECT rc.message_id, rc.emoji FROM reaction_counts rc
+            WHERE (rc.message_id, rc.emoji) > (last_message, last_emoji)
+            ORDER BY rc.message_id, rc.emoji LIMIT 10000
+            FOR UPDATE OF rc
+        ), filled AS (
+            UPDATE reaction_counts rc SET channel_id = m.channel_id
+            FROM todo t JOIN messages m ON m.id = t.message_id
+            WHERE rc.message_id = t.message_id AND rc.emoji = t.emoji AND rc.channel_id IS NULL
+        )
+        SELECT t.message_id, t.emoji INTO last_message, last_emoji
+        FROM todo t ORDER BY t.message_id DESC, t.emoji DESC LIMIT 1;
+        EXIT WHEN NOT FOUND;
+        COMMIT;
+    END LOOP;
+END
+$$;
 -- xfchat: statement break
 DROP INDEX CONCURRENTLY IF EXISTS reaction_counts_channel_idx;
 -- xfchat: statement break

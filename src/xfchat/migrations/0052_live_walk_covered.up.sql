@@ -9,14 +9,17 @@
 -- for every reader behind in that channel, on every `ready`, until the next ANALYZE.
 -- Read alone, the live index is the cheaper walk whatever the statistics say.
 --
--- Built CONCURRENTLY beside the old one (messages is the busiest table), which is then
--- dropped CONCURRENTLY, and the new one takes its name. A run again first drops what a
--- failed build left.
+-- Built CONCURRENTLY beside the old one (messages is the busiest table); then the new one
+-- takes the old one's place. A run again first drops what a failed build left.
 DROP INDEX CONCURRENTLY IF EXISTS messages_live_covering_idx;
 -- xfchat: statement break
 CREATE INDEX CONCURRENTLY messages_live_covering_idx ON messages (channel_id, seq)
     INCLUDE (author_id, created_at) WHERE deleted_at IS NULL;
 -- xfchat: statement break
-DROP INDEX CONCURRENTLY IF EXISTS messages_live_idx;
--- xfchat: statement break
+-- (The old one dropped and the new one renamed in one transaction, in a moment's lock of
+-- messages: stopped before it, a run again drops and builds the new one again while the
+-- old one still serves; dropped CONCURRENTLY first, a stop before the rename left the new
+-- one alone, which a run again then dropped, and messages had no live index until the
+-- build ended.)
+DROP INDEX IF EXISTS messages_live_idx;
 ALTER INDEX messages_live_covering_idx RENAME TO messages_live_idx;

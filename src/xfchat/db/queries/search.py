@@ -190,18 +190,23 @@ _WINDOW_REST = f"""
 # 2 s budget; given as a subquery, the planner kept that walk whenever other channels
 # held many files). The tests in _WINDOW_REST stay. Where files are common the walk
 # finds them soon, and reading them all first costs more (8,000 files in scope: 62 ms
-# against 10; 1,600: 10 against 4): so only under FEW_CANDIDATES, a read of at most
-# that many (about 5 ms).
+# against 10; 1,600: 10 against 4): so only under FEW_CANDIDATES messages, whose rows
+# are read first (at most CANDIDATE_ROWS: a few milliseconds).
 FEW_CANDIDATES = 1000
+# A message holds up to 10 files (domain/attachments.py MAX_FILES) and 20 emoji
+# (domain/messages.py MAX_REACTION_EMOJI), a row each: so FEW_CANDIDATES messages hold
+# at most this many rows, which are read, and the messages counted among them. (Counted
+# by rows, 50 messages with 20 emoji each brought the walk back for every search there.)
+CANDIDATE_ROWS = 20 * FEW_CANDIDATES
+# How many rows there are, up to the limit $2, and their messages.
 _FILES_IN_SCOPE_UP_TO = """
-    SELECT COALESCE(array_agg(f.message_id), '{}') FROM (
+    SELECT count(*), COALESCE(array_agg(DISTINCT f.message_id), '{}') FROM (
         SELECT message_id FROM attachments
         WHERE channel_id = ANY($1::uuid[]) AND ($3::bool IS NOT TRUE OR content_type LIKE 'image/%')
         LIMIT $2) f
 """
-# (a row per emoji: a message may come more than once, which ANY does not mind)
 _REACTED_IN_SCOPE_UP_TO = """
-    SELECT COALESCE(array_agg(r.message_id), '{}') FROM (
+    SELECT count(*), COALESCE(array_agg(DISTINCT r.message_id), '{}') FROM (
         SELECT message_id FROM reaction_counts WHERE channel_id = ANY($1::uuid[]) LIMIT $2) r
 """
 _CANDIDATES = "AND m.id = ANY($23::uuid[])"
@@ -295,17 +300,17 @@ async def _few_candidates(
     conn: asyncpg.Connection, channel_ids: list[UUID], filters: Filters
 ) -> list[UUID] | None:
     """Ids of every message of these channels with a file (an image), or else with a
-    reaction, as the filters ask, where there are fewer than FEW_CANDIDATES (a message
-    may come more than once); None where there are more, or no such filter."""
+    reaction, as the filters ask, where there are fewer than FEW_CANDIDATES; None where
+    there are more, or no such filter."""
     reads: list[tuple[str, tuple[object, ...]]] = []
     if filters.has_file or filters.has_image:
         reads.append((_FILES_IN_SCOPE_UP_TO, (filters.has_image,)))
     if filters.has_reaction:
         reads.append((_REACTED_IN_SCOPE_UP_TO, ()))
     for statement, more in reads:
-        ids: list[UUID] = await conn.fetchval(statement, channel_ids, FEW_CANDIDATES, *more)
-        if len(ids) < FEW_CANDIDATES:  # (every one of them)
-            return ids
+        rows, ids = await conn.fetchrow(statement, channel_ids, CANDIDATE_ROWS, *more)
+        if rows < CANDIDATE_ROWS and len(ids) < FEW_CANDIDATES:  # (every one of them)
+            return list(ids)
     return None
 
 
