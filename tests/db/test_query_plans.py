@@ -129,6 +129,110 @@ async def test_access_facts_find_memberships_and_roles_by_their_keys(
                 assert "user_id" in cond(scan), (relation, scan)
 
 
+async def test_a_users_facts_read_a_few_rows_each_however_many_channels_they_are_in(
+    conn: asyncpg.Connection,
+) -> None:
+    """The facts of every channel a user might see (a `ready`) and of their
+    conversations: each fact's rows looked up by their keys. The user's participation in
+    each conversation was found among all of theirs (the user's index, which the generic
+    plan took), and so was their membership of a conversation's server (none, looked up
+    as `server_id = NULL`): 47,620 rows here for 300 facts, 300,000 for a user at the
+    caps (200 servers, 1,000 conversations). (The account's own deletion, read the same
+    way as an EXISTS, could be planned as a hashed subplan, every user read at each
+    `ready`: a scalar subquery cannot.)"""
+    await conn.execute(
+        """
+        INSERT INTO users (username, email, email_key, password_hash)
+            SELECT 'u' || i, 'u' || i || '@x.org', 'u' || i || '@x.org', 'h'
+            FROM generate_series(1, 20000) i;
+        INSERT INTO servers (name, owner_id)
+            SELECT 's' || i, (SELECT id FROM users WHERE username = 'u2')
+            FROM generate_series(1, 300) i;
+        INSERT INTO roles (server_id, name, is_default) SELECT id, '@everyone', true FROM servers;
+        INSERT INTO roles (server_id, name, position) SELECT id, 'mod', 1 FROM servers;
+        INSERT INTO channels (kind, name, server_id)
+            SELECT 'text', 'c' || i, s.id FROM servers s, generate_series(1, 5) i;
+        INSERT INTO channel_permission_overrides (channel_id, role_id, allow, deny)
+            SELECT c.id, r.id, 1, 0 FROM channels c JOIN roles r ON r.server_id = c.server_id;
+        -- u1 in 20 of the servers, u2 in all, everyone else in one
+        INSERT INTO server_members (server_id, user_id)
+            SELECT s.id, u.id FROM servers s, users u
+            WHERE u.username = 'u2' OR (u.username = 'u1' AND substr(s.name, 2)::int <= 20)
+               OR substr(u.username, 2)::int % 300 = substr(s.name, 2)::int - 1;
+        -- 3,000 groups of one, u1 in 200 of them besides
+        INSERT INTO channels (kind, name) SELECT 'group', 'g' || i FROM generate_series(1, 3000) i;
+        INSERT INTO conversation_participants (channel_id, user_id)
+            SELECT c.id, u.id FROM channels c
+            JOIN users u ON u.username = 'u' || (1 + substr(c.name, 2)::int % 5000)
+            WHERE c.kind = 'group';
+        INSERT INTO conversation_participants (channel_id, user_id)
+            SELECT c.id, (SELECT id FROM users WHERE username = 'u1') FROM channels c
+            WHERE c.kind = 'group' AND substr(c.name, 2)::int <= 200
+            ON CONFLICT DO NOTHING;
+        ANALYZE;
+        """
+    )
+    u1 = await conn.fetchval("SELECT id FROM users WHERE username = 'u1'")
+    every = (
+        "users",
+        "servers",
+        "server_members",
+        "conversation_participants",
+        "channels",
+        "roles",
+        "member_roles",
+        "channel_permission_overrides",
+        "blocks",
+        "friendships",
+    )
+    for call, many in (
+        (lambda: access_q.list_candidate_facts(conn, user_id=u1), 300),
+        (lambda: access_q.list_conversation_facts(conn, user_id=u1), 200),
+    ):
+        facts, read = await rows_read(conn, call, tables=every)
+        assert len(facts) == many
+        assert read <= 10 * many, (many, read)
+
+
+async def test_a_users_facts_never_read_every_user(conn: asyncpg.Connection) -> None:
+    """Whether the user's account is deleted, asked per fact as an EXISTS correlated by
+    one equality, was planned here as a hashed subplan: every user of the instance read
+    to build the hash, at every `ready` (20,000 rows for 300 facts). As a scalar
+    subquery it is one lookup by key a fact."""
+    await conn.execute(
+        """
+        INSERT INTO users (username, email, email_key, password_hash)
+            SELECT 'u' || i, 'u' || i || '@x.org', 'u' || i || '@x.org', 'h'
+            FROM generate_series(1, 20000) i;
+        INSERT INTO servers (name, owner_id)
+            SELECT 's' || i, (SELECT id FROM users WHERE username = 'u2')
+            FROM generate_series(1, 20) i;
+        INSERT INTO channels (kind, name, server_id)
+            SELECT 'text', 'c' || i, s.id FROM servers s, generate_series(1, 5) i;
+        INSERT INTO server_members (server_id, user_id)
+            SELECT s.id, u.id FROM servers s, users u WHERE u.username IN ('u1', 'u2');
+        INSERT INTO channels (kind, name) SELECT 'group', 'g' || i FROM generate_series(1, 3000) i;
+        INSERT INTO conversation_participants (channel_id, user_id)
+            SELECT c.id, u.id FROM channels c
+            JOIN users u ON u.username = 'u' || (1 + substr(c.name, 2)::int % 5000)
+            WHERE c.kind = 'group';
+        INSERT INTO conversation_participants (channel_id, user_id)
+            SELECT c.id, (SELECT id FROM users WHERE username = 'u1') FROM channels c
+            WHERE c.kind = 'group' AND substr(c.name, 2)::int <= 200
+            ON CONFLICT DO NOTHING;
+        ANALYZE;
+        """
+    )
+    u1 = await conn.fetchval("SELECT id FROM users WHERE username = 'u1'")
+    facts, read = await rows_read(
+        conn,
+        lambda: access_q.list_candidate_facts(conn, user_id=u1),
+        tables=("users", "conversation_participants"),
+    )
+    assert len(facts) == 300
+    assert read <= 3 * 300, read
+
+
 async def test_ones_own_read_state_is_read_by_its_key(conn: asyncpg.Connection) -> None:
     # (a server channel's read receipts show the reader's own alone: it was found among
     # all of the channel's, read and sorted)

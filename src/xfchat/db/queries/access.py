@@ -118,8 +118,13 @@ DIRECT_CLOSED = DIRECT_CLOSED_RULE.format(sender="pr.user_id", recipient=_DIRECT
 # statement using this defines first.
 FACTS_SELECT = f"""
     SELECT pr.channel_id, pr.user_id, ch.kind, ch.server_id,
-           EXISTS (SELECT 1 FROM conversation_participants p
-                   WHERE p.channel_id = ch.id AND p.user_id = pr.user_id) AS participant,
+           -- (Each row of the user's own looked up by its key, as a scalar subquery: an
+           -- EXISTS correlated by one equality, PostgreSQL may plan as a hashed subplan,
+           -- the whole table read to build the hash at every execution: every user, for
+           -- each `ready`, and every conversation's participants.)
+           COALESCE((SELECT true FROM conversation_participants p
+                     WHERE p.channel_id = ch.id AND p.user_id = pr.user_id), false)
+               AS participant,
            (ch.kind = 'direct' AND {DIRECT_CLOSED}) AS closed,
            sm.user_id IS NOT NULL AS member,
            COALESCE(s.owner_id = pr.user_id, false) AS owner,
@@ -136,11 +141,11 @@ FACTS_SELECT = f"""
            COALESCE(cm.allow, 0) AS category_member_allow,
            COALESCE(cm.deny, 0) AS category_member_deny,
            COALESCE(sm.timed_out_until > now(), false) AS timed_out,
-           (ch.kind = 'direct' AND EXISTS (
-               SELECT 1 FROM users d WHERE d.id = {_DIRECT_PEER} AND d.deleted_at IS NOT NULL
-           )) AS peer_deleted,
-           EXISTS (SELECT 1 FROM users me WHERE me.id = pr.user_id AND me.deleted_at IS NOT NULL)
-               AS account_deleted
+           (ch.kind = 'direct' AND COALESCE((
+               SELECT d.deleted_at IS NOT NULL FROM users d WHERE d.id = {_DIRECT_PEER}
+           ), false)) AS peer_deleted,
+           COALESCE((SELECT me.deleted_at IS NOT NULL FROM users me WHERE me.id = pr.user_id),
+                    false) AS account_deleted
     FROM pairs pr
     JOIN channels ch ON ch.id = pr.channel_id
     LEFT JOIN servers s ON s.id = ch.server_id
@@ -148,9 +153,12 @@ FACTS_SELECT = f"""
     -- plan from joining the server's members by server_id alone and filtering for the
     -- user, every member before them in id order read for each channel: 500,000 rows
     -- for a `ready` of a member of 10,000 whose id sorts last)
+    -- (and not at all for a conversation: the lookup `server_id = NULL` read the user's
+    -- every membership by their user index, for each conversation)
     LEFT JOIN LATERAL (
         SELECT m.user_id, m.timed_out_until FROM server_members m
-        WHERE m.server_id = ch.server_id AND m.user_id = pr.user_id OFFSET 0
+        WHERE ch.server_id IS NOT NULL AND m.server_id = ch.server_id AND m.user_id = pr.user_id
+        OFFSET 0
     ) sm ON true
     LEFT JOIN roles ev ON ev.server_id = ch.server_id AND ev.is_default
     LEFT JOIN channel_permission_overrides oe ON oe.channel_id = ch.id AND oe.role_id = ev.id
