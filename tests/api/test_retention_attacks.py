@@ -121,12 +121,12 @@ async def test_an_admin_purge_goes_on_past_messages_a_moderator_deleted_meanwhil
     real = messages_q.list_live_messages_by_author
     rounds = 0
 
-    async def raced(conn: asyncpg.Connection, **kwargs: Any) -> list[tuple[UUID, UUID]]:
+    async def raced(conn: asyncpg.Connection, **kwargs: Any) -> list[messages_q.AuthoredRow]:
         nonlocal rounds
         rounds += 1
         found = await real(conn, **kwargs)
         if rounds == 1:  # a moderator's bulk deletion of those, as the purge reads them
-            await messages.bulk_delete(conn, owner.actor, UUID(srv.general), [m for _, m in found])
+            await messages.bulk_delete(conn, owner.actor, UUID(srv.general), [m.id for m in found])
         return found
 
     monkeypatch.setattr(messages_q, "list_live_messages_by_author", raced)
@@ -139,6 +139,44 @@ async def test_an_admin_purge_goes_on_past_messages_a_moderator_deleted_meanwhil
             spammer.id,
         )
     assert live == 0 and purged.messages == 30, (live, purged.messages)
+
+
+async def test_an_admin_purge_takes_a_send_that_committed_behind_its_walk(
+    app_with: AppWith, make_user: MakeUser, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The purge's walk goes on from the last message it read. A send under way as the
+    walk passes its time commits behind it (a message's time is its transaction's
+    start): the walk's last pass, from the first, takes it."""
+    client = await app_with(rate_messages_user="1000/60")
+    owner, spammer = await make_user("owner"), await make_user("spammer")
+    srv = await factories.community(client, owner, spammer)
+    for i in range(150):
+        await factories.say(client, spammer, srv.general, f"spam {i}")
+    late = await factories.say(client, spammer, srv.general, "late")
+    real = messages_q.list_live_messages_by_author
+    rounds = 0
+
+    async def raced(conn: asyncpg.Connection, **kwargs: Any) -> list[messages_q.AuthoredRow]:
+        nonlocal rounds
+        rounds += 1
+        found = await real(conn, **kwargs)
+        if rounds == 1:  # the late send's time, earlier than where the walk stands now
+            await conn.execute(
+                "UPDATE messages SET created_at = now() - interval '1 day' WHERE id = $1",
+                UUID(late["id"]),
+            )
+        return found
+
+    monkeypatch.setattr(messages_q, "list_live_messages_by_author", raced)
+
+    purged = await admin_messages.delete_messages_of(pool, spammer.username, None)
+
+    async with pool.acquire() as conn:
+        live = await conn.fetchval(
+            "SELECT count(*) FROM messages WHERE author_id = $1 AND deleted_at IS NULL",
+            spammer.id,
+        )
+    assert live == 0 and purged.messages == 151, (live, purged.messages)
 
 
 async def test_one_retention_job_that_fails_does_not_stop_the_others(

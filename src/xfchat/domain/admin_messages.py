@@ -40,19 +40,26 @@ async def delete_messages_of(pool: asyncpg.Pool, who: str, since: datetime | Non
         user = await find_account(conn, who, deleted_too=True)
     deleted = 0
     channels: set[UUID] = set()
-    taken_by_none: set[UUID] | None = None
+    # The walk goes on from the last message it read (each round reads only what is
+    # ahead of it); when it finds none, it walks once more from the first, for a send
+    # that was under way as it passed that send's time (a message's time is its
+    # transaction's start), and ends when that walk finds none either. A message a
+    # moderator deleted meanwhile is passed like any other.
+    after: tuple[datetime, UUID] | None = None
     while True:
         async with pool.acquire() as conn:
             found = await messages_q.list_live_messages_by_author(
-                conn, author_id=user.id, since=since, limit=BATCH
+                conn, author_id=user.id, since=since, after=after, limit=BATCH
             )
-        if not found or {m for _, m in found} == taken_by_none:
-            # (none, or only those this round could not take: never loop on them)
-            return Purged(user, deleted, len(channels))
-        before = deleted
+        if not found:
+            if after is None:
+                return Purged(user, deleted, len(channels))
+            after = None
+            continue
+        after = (found[-1].created_at, found[-1].id)
         by_channel: dict[UUID, list[UUID]] = defaultdict(list)
-        for channel_id, message_id in found:
-            by_channel[channel_id].append(message_id)
+        for m in found:
+            by_channel[m.channel_id].append(m.id)
         for channel_id, ids in by_channel.items():
             async with pool.acquire() as conn, conn.transaction():
                 # (the locks in the order a deletion by its author takes them)
@@ -68,7 +75,3 @@ async def delete_messages_of(pool: asyncpg.Pool, who: str, since: datetime | Non
                     await delete_rows(conn, user.id, channel_id, rows)
             deleted += len(rows)
             channels.add(channel_id)
-        # A round that took none of those it found (a moderator deleted them meanwhile)
-        # is no end: the next round finds the next ones. (Was: it ended the purge, and
-        # said it was done with the rest of the spam still up.)
-        taken_by_none = {m for _, m in found} if deleted == before else None

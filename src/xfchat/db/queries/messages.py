@@ -792,24 +792,43 @@ async def list_pins(
     return many(MessageViewRow, records)
 
 
+@dataclass(frozen=True)
+class AuthoredRow:
+    channel_id: UUID
+    id: UUID
+    created_at: datetime
+
+
 async def list_live_messages_by_author(
-    conn: asyncpg.Connection, *, author_id: UUID, since: datetime | None, limit: int
-) -> list[tuple[UUID, UUID]]:
-    """(channel id, message id) of the author's live messages sent at `since` or later
-    (all, if None), oldest first, at most `limit` (found by messages_author_idx)."""
+    conn: asyncpg.Connection,
+    *,
+    author_id: UUID,
+    since: datetime | None,
+    after: tuple[datetime, UUID] | None,
+    limit: int,
+) -> list[AuthoredRow]:
+    """The author's live messages sent at `since` or later (all, if None) and after
+    `after` (the time and id of the last one a walk read), oldest first, at most
+    `limit`: read by messages_author_idx from where the walk stands, so that a walk
+    never reads again what it passed (from the first, each round read every message it
+    had deleted: quadratic in the author's messages)."""
     records = await conn.fetch(
         """
-        SELECT channel_id, id FROM messages
+        SELECT channel_id, id, created_at FROM messages
         WHERE author_id = $1 AND deleted_at IS NULL
-          AND ($2::timestamptz IS NULL OR created_at >= $2)
-        ORDER BY created_at
-        LIMIT $3
+          AND created_at >= GREATEST(COALESCE($2::timestamptz, '-infinity'),
+                                     COALESCE($3::timestamptz, '-infinity'))
+          AND ($3::timestamptz IS NULL OR (created_at, id) > ($3::timestamptz, $4::uuid))
+        ORDER BY created_at, id
+        LIMIT $5
         """,
         author_id,
         since,
+        after[0] if after else None,
+        after[1] if after else None,
         limit,
     )
-    return [(r["channel_id"], r["id"]) for r in records]
+    return many(AuthoredRow, records)
 
 
 async def delete_newest_messages(conn: asyncpg.Connection, *, channel_id: UUID, limit: int) -> int:
