@@ -16,7 +16,9 @@ import asyncpg
 from tests.support import plan_nodes, rows_read
 from xfchat.db.queries import access as access_q
 from xfchat.db.queries import bans as bans_q
+from xfchat.db.queries import friends as friends_q
 from xfchat.db.queries import messages as messages_q
+from xfchat.db.queries import retention as retention_q
 from xfchat.db.queries import roles as roles_q
 from xfchat.db.queries import search as search_q
 from xfchat.db.queries import users as users_q
@@ -262,6 +264,87 @@ async def test_a_purge_of_an_authors_messages_reads_each_once(conn: asyncpg.Conn
     seqs = await conn.fetch("SELECT seq FROM messages WHERE id = ANY($1)", [m.id for m in found])
     assert sorted(r["seq"] for r in seqs) == list(range(2501, 2601))
     assert read <= 300, read
+
+
+async def test_a_page_of_friend_requests_reads_about_its_size(conn: asyncpg.Connection) -> None:
+    """The pending requests page (and `ready`'s) walks the incoming requests newest
+    first to its limit, the sender's block tested on each, however many wait. (The scale
+    audit's 15,050 rows for a page of 50 came from 15,000 requests written in one
+    statement, all of one time: the walk's order by time then id sorts a time's requests
+    together, and no two requests made through the API share their transaction.)"""
+    await conn.execute(
+        """
+        INSERT INTO users (username, email, email_key, password_hash)
+            SELECT 'u' || i, 'u' || i || '@x.org', 'u' || i || '@x.org', 'h'
+            FROM generate_series(1, 15000) i;
+        INSERT INTO friend_requests (from_user_id, to_user_id, created_at)
+            SELECT u.id, (SELECT id FROM users WHERE username = 'u1'),
+                   now() - make_interval(secs => substr(u.username, 2)::int)
+            FROM users u WHERE u.username <> 'u1';
+        INSERT INTO blocks (blocker_id, blocked_id)
+            SELECT (SELECT id FROM users WHERE username = 'u1'), u.id FROM users u
+            WHERE substr(u.username, 2)::int BETWEEN 2 AND 11;
+        ANALYZE;
+        """
+    )
+    u1 = await conn.fetchval("SELECT id FROM users WHERE username = 'u1'")
+    for direction in ("incoming", "both"):
+        page, read = await rows_read(
+            conn,
+            lambda d=direction: friends_q.list_pending_requests(
+                conn, user_id=u1, direction=d, limit=50
+            ),
+            tables=("friend_requests", "blocks", "users"),
+        )
+        assert len(page) == 50
+        assert read <= 300, (direction, read)
+
+
+async def test_an_accounts_requests_are_found_by_its_id_not_among_all(
+    conn: asyncpg.Connection,
+) -> None:
+    """An account's deletion finds everyone it had a friend request with, and the hourly
+    sweep finds the deleted accounts and their requests: each read every request there is
+    (`from OR to`, no index for answered ones: 215,000 rows, 67 ms, in the scale audit),
+    and the sweep every account, to find the deleted ones (40,008 rows an hour; by the
+    deleted ones' index, each table's rows of theirs by its key)."""
+    await conn.execute(
+        """
+        INSERT INTO users (username, email, email_key, password_hash)
+            SELECT 'u' || i, 'u' || i || '@x.org', 'u' || i || '@x.org', 'h'
+            FROM generate_series(1, 5000) i;
+        -- answered requests among everyone, and the two of u1
+        INSERT INTO friend_requests (from_user_id, to_user_id, status, responded_at)
+            SELECT a.id, b.id, 'declined', now() FROM users a
+            JOIN users b ON substr(b.username, 2)::int = substr(a.username, 2)::int % 5000 + 1
+            WHERE a.username <> 'u1' AND b.username <> 'u1';
+        INSERT INTO friend_requests (from_user_id, to_user_id)
+            SELECT (SELECT id FROM users WHERE username = 'u1'), id FROM users
+            WHERE username IN ('u7', 'u8');
+        -- everyone's read positions in two channels and usage of two days
+        INSERT INTO channels (kind, name) VALUES ('group', 'a'), ('group', 'b');
+        INSERT INTO read_states (user_id, channel_id) SELECT u.id, c.id FROM users u, channels c;
+        INSERT INTO usage_tracking (user_id, day)
+            SELECT u.id, current_date - d FROM users u, generate_series(0, 1) d;
+        UPDATE users SET deleted_at = now() WHERE username IN ('u9', 'u10');
+        ANALYZE;
+        """
+    )
+    u1 = await conn.fetchval("SELECT id FROM users WHERE username = 'u1'")
+    found, read = await rows_read(
+        conn, lambda: friends_q.list_counterparts(conn, user_id=u1), tables=("friend_requests",)
+    )
+    assert len(found) == 2
+    assert read <= 10, read
+    async with conn.transaction():
+        removed, read = await rows_read(
+            conn,
+            lambda: retention_q.delete_deleted_account_leftovers(conn, limit=1000),
+            tables=("users", "friend_requests", "read_states", "usage_tracking"),
+        )
+        # (u8 to u9, u9 to u10, u10 to u11; two read positions and two days each)
+        assert removed == 3 + 4 + 4
+        assert read <= 50, read
 
 
 async def test_ones_own_read_state_is_read_by_its_key(conn: asyncpg.Connection) -> None:

@@ -239,8 +239,10 @@ async def list_counterparts(conn: asyncpg.Connection, *, user_id: UUID) -> list[
         SELECT CASE WHEN user_low = $1 THEN user_high ELSE user_low END AS id
         FROM friendships WHERE user_low = $1 OR user_high = $1
         UNION
-        SELECT CASE WHEN from_user_id = $1 THEN to_user_id ELSE from_user_id END
-        FROM friend_requests WHERE from_user_id = $1 OR to_user_id = $1
+        -- (each way by its own index, migration 0054: `from OR to` read every request)
+        SELECT to_user_id FROM friend_requests WHERE from_user_id = $1
+        UNION
+        SELECT from_user_id FROM friend_requests WHERE to_user_id = $1
         UNION
         SELECT CASE WHEN blocker_id = $1 THEN blocked_id ELSE blocker_id END
         FROM blocks WHERE blocker_id = $1 OR blocked_id = $1
