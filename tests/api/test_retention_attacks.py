@@ -5,6 +5,7 @@ every read path shows of what was deleted."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import UUID
 
@@ -105,19 +106,15 @@ async def test_a_commit_larger_than_the_bound_is_still_pruned(
         assert await conn.fetchval("SELECT count(*) FROM events") == 0
 
 
-async def test_an_admin_purge_goes_on_past_messages_a_moderator_deleted_meanwhile(
-    app_with: AppWith, make_user: MakeUser, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """`xfchat admin delete-messages` reads a spammer's live messages 100 at a time and
-    ended when a round deleted none of those it had read, as when the server's
-    moderators bulk-deleted those same messages meanwhile: it said it was done, and the
-    rest of the spam stayed up. A round that takes none is no end when the next finds
-    others; it ends only when it would read the same ones again."""
-    client = await app_with(rate_messages_user="1000/60")
-    owner, spammer = await make_user("owner"), await make_user("spammer")
-    srv = await factories.community(client, owner, spammer)
-    for i in range(130):
-        await factories.say(client, spammer, srv.general, f"spam {i}")
+async def purge_racing(
+    pool: asyncpg.Pool,
+    monkeypatch: pytest.MonkeyPatch,
+    spammer: Any,
+    first_round: Callable[[asyncpg.Connection, list[messages_q.AuthoredRow]], Awaitable[None]],
+) -> tuple[int, int]:
+    """`xfchat admin delete-messages` of the spammer, `first_round` run on its first
+    round's connection with what that round read: the spammer's live messages left, and
+    how many the purge says it deleted."""
     real = messages_q.list_live_messages_by_author
     rounds = 0
 
@@ -125,20 +122,39 @@ async def test_an_admin_purge_goes_on_past_messages_a_moderator_deleted_meanwhil
         nonlocal rounds
         rounds += 1
         found = await real(conn, **kwargs)
-        if rounds == 1:  # a moderator's bulk deletion of those, as the purge reads them
-            await messages.bulk_delete(conn, owner.actor, UUID(srv.general), [m.id for m in found])
+        if rounds == 1:
+            await first_round(conn, found)
         return found
 
     monkeypatch.setattr(messages_q, "list_live_messages_by_author", raced)
-
     purged = await admin_messages.delete_messages_of(pool, spammer.username, None)
-
     async with pool.acquire() as conn:
         live = await conn.fetchval(
             "SELECT count(*) FROM messages WHERE author_id = $1 AND deleted_at IS NULL",
             spammer.id,
         )
-    assert live == 0 and purged.messages == 30, (live, purged.messages)
+    return live, purged.messages
+
+
+async def test_an_admin_purge_goes_on_past_messages_a_moderator_deleted_meanwhile(
+    app_with: AppWith, make_user: MakeUser, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`xfchat admin delete-messages` reads a spammer's live messages 100 at a time and
+    ended when a round deleted none of those it had read, as when the server's
+    moderators bulk-deleted those same messages meanwhile: it said it was done, and the
+    rest of the spam stayed up. A round that takes none is no end when the next finds
+    others."""
+    client = await app_with(rate_messages_user="1000/60")
+    owner, spammer = await make_user("owner"), await make_user("spammer")
+    srv = await factories.community(client, owner, spammer)
+    for i in range(130):
+        await factories.say(client, spammer, srv.general, f"spam {i}")
+
+    async def moderated(conn: asyncpg.Connection, found: list[messages_q.AuthoredRow]) -> None:
+        # a moderator's bulk deletion of those, as the purge reads them
+        await messages.bulk_delete(conn, owner.actor, UUID(srv.general), [m.id for m in found])
+
+    assert await purge_racing(pool, monkeypatch, spammer, moderated) == (0, 30)
 
 
 async def test_an_admin_purge_takes_a_send_that_committed_behind_its_walk(
@@ -153,30 +169,15 @@ async def test_an_admin_purge_takes_a_send_that_committed_behind_its_walk(
     for i in range(150):
         await factories.say(client, spammer, srv.general, f"spam {i}")
     late = await factories.say(client, spammer, srv.general, "late")
-    real = messages_q.list_live_messages_by_author
-    rounds = 0
 
-    async def raced(conn: asyncpg.Connection, **kwargs: Any) -> list[messages_q.AuthoredRow]:
-        nonlocal rounds
-        rounds += 1
-        found = await real(conn, **kwargs)
-        if rounds == 1:  # the late send's time, earlier than where the walk stands now
-            await conn.execute(
-                "UPDATE messages SET created_at = now() - interval '1 day' WHERE id = $1",
-                UUID(late["id"]),
-            )
-        return found
-
-    monkeypatch.setattr(messages_q, "list_live_messages_by_author", raced)
-
-    purged = await admin_messages.delete_messages_of(pool, spammer.username, None)
-
-    async with pool.acquire() as conn:
-        live = await conn.fetchval(
-            "SELECT count(*) FROM messages WHERE author_id = $1 AND deleted_at IS NULL",
-            spammer.id,
+    async def behind(conn: asyncpg.Connection, found: list[messages_q.AuthoredRow]) -> None:
+        # the late send's time, earlier than where the walk stands now
+        await conn.execute(
+            "UPDATE messages SET created_at = now() - interval '1 day' WHERE id = $1",
+            UUID(late["id"]),
         )
-    assert live == 0 and purged.messages == 151, (live, purged.messages)
+
+    assert await purge_racing(pool, monkeypatch, spammer, behind) == (0, 151)
 
 
 async def test_one_retention_job_that_fails_does_not_stop_the_others(

@@ -131,6 +131,61 @@ async def test_access_facts_find_memberships_and_roles_by_their_keys(
                 assert "user_id" in cond(scan), (relation, scan)
 
 
+async def a_user_in_servers_and_groups(
+    conn: asyncpg.Connection, *, servers: int, crowded: bool
+) -> uuid.UUID:
+    """20,000 users; `servers` servers of u2's with five text channels each, u1 in the
+    first 20 of them, u2 in all; 3,000 groups of one, u1 in 200 of them besides (so 300
+    channels u1 might see); and, if `crowded`, each server with a role overriding each
+    channel and everyone else a member of one. Analyzed; u1's id."""
+    await conn.execute(
+        """
+        INSERT INTO users (username, email, email_key, password_hash)
+            SELECT 'u' || i, 'u' || i || '@x.org', 'u' || i || '@x.org', 'h'
+            FROM generate_series(1, 20000) i
+        """
+    )
+    await conn.execute(
+        "INSERT INTO servers (name, owner_id) SELECT 's' || i,"
+        " (SELECT id FROM users WHERE username = 'u2') FROM generate_series(1, $1) i",
+        servers,
+    )
+    await conn.execute(
+        """
+        INSERT INTO channels (kind, name, server_id)
+            SELECT 'text', 'c' || i, s.id FROM servers s, generate_series(1, 5) i;
+        INSERT INTO server_members (server_id, user_id)
+            SELECT s.id, u.id FROM servers s, users u
+            WHERE u.username = 'u2' OR (u.username = 'u1' AND substr(s.name, 2)::int <= 20);
+        INSERT INTO channels (kind, name) SELECT 'group', 'g' || i FROM generate_series(1, 3000) i;
+        INSERT INTO conversation_participants (channel_id, user_id)
+            SELECT c.id, u.id FROM channels c
+            JOIN users u ON u.username = 'u' || (1 + substr(c.name, 2)::int % 5000)
+            WHERE c.kind = 'group';
+        INSERT INTO conversation_participants (channel_id, user_id)
+            SELECT c.id, (SELECT id FROM users WHERE username = 'u1') FROM channels c
+            WHERE c.kind = 'group' AND substr(c.name, 2)::int <= 200
+            ON CONFLICT DO NOTHING;
+        """
+    )
+    if crowded:
+        await conn.execute(
+            """
+            INSERT INTO roles (server_id, name, is_default)
+                SELECT id, '@everyone', true FROM servers;
+            INSERT INTO roles (server_id, name, position) SELECT id, 'mod', 1 FROM servers;
+            INSERT INTO channel_permission_overrides (channel_id, role_id, allow, deny)
+                SELECT c.id, r.id, 1, 0 FROM channels c JOIN roles r ON r.server_id = c.server_id;
+            INSERT INTO server_members (server_id, user_id)
+                SELECT s.id, u.id FROM servers s, users u
+                WHERE u.username NOT IN ('u1', 'u2')
+                  AND substr(u.username, 2)::int % 300 = substr(s.name, 2)::int - 1
+            """
+        )
+    await conn.execute("ANALYZE")
+    return await conn.fetchval("SELECT id FROM users WHERE username = 'u1'")  # type: ignore[no-any-return]
+
+
 async def test_a_users_facts_read_a_few_rows_each_however_many_channels_they_are_in(
     conn: asyncpg.Connection,
 ) -> None:
@@ -142,39 +197,7 @@ async def test_a_users_facts_read_a_few_rows_each_however_many_channels_they_are
     caps (200 servers, 1,000 conversations). (The account's own deletion, read the same
     way as an EXISTS, could be planned as a hashed subplan, every user read at each
     `ready`: a scalar subquery cannot.)"""
-    await conn.execute(
-        """
-        INSERT INTO users (username, email, email_key, password_hash)
-            SELECT 'u' || i, 'u' || i || '@x.org', 'u' || i || '@x.org', 'h'
-            FROM generate_series(1, 20000) i;
-        INSERT INTO servers (name, owner_id)
-            SELECT 's' || i, (SELECT id FROM users WHERE username = 'u2')
-            FROM generate_series(1, 300) i;
-        INSERT INTO roles (server_id, name, is_default) SELECT id, '@everyone', true FROM servers;
-        INSERT INTO roles (server_id, name, position) SELECT id, 'mod', 1 FROM servers;
-        INSERT INTO channels (kind, name, server_id)
-            SELECT 'text', 'c' || i, s.id FROM servers s, generate_series(1, 5) i;
-        INSERT INTO channel_permission_overrides (channel_id, role_id, allow, deny)
-            SELECT c.id, r.id, 1, 0 FROM channels c JOIN roles r ON r.server_id = c.server_id;
-        -- u1 in 20 of the servers, u2 in all, everyone else in one
-        INSERT INTO server_members (server_id, user_id)
-            SELECT s.id, u.id FROM servers s, users u
-            WHERE u.username = 'u2' OR (u.username = 'u1' AND substr(s.name, 2)::int <= 20)
-               OR substr(u.username, 2)::int % 300 = substr(s.name, 2)::int - 1;
-        -- 3,000 groups of one, u1 in 200 of them besides
-        INSERT INTO channels (kind, name) SELECT 'group', 'g' || i FROM generate_series(1, 3000) i;
-        INSERT INTO conversation_participants (channel_id, user_id)
-            SELECT c.id, u.id FROM channels c
-            JOIN users u ON u.username = 'u' || (1 + substr(c.name, 2)::int % 5000)
-            WHERE c.kind = 'group';
-        INSERT INTO conversation_participants (channel_id, user_id)
-            SELECT c.id, (SELECT id FROM users WHERE username = 'u1') FROM channels c
-            WHERE c.kind = 'group' AND substr(c.name, 2)::int <= 200
-            ON CONFLICT DO NOTHING;
-        ANALYZE;
-        """
-    )
-    u1 = await conn.fetchval("SELECT id FROM users WHERE username = 'u1'")
+    u1 = await a_user_in_servers_and_groups(conn, servers=300, crowded=True)
     every = (
         "users",
         "servers",
@@ -197,35 +220,13 @@ async def test_a_users_facts_read_a_few_rows_each_however_many_channels_they_are
 
 
 async def test_a_users_facts_never_read_every_user(conn: asyncpg.Connection) -> None:
-    """Whether the user's account is deleted, asked per fact as an EXISTS correlated by
-    one equality, was planned here as a hashed subplan: every user of the instance read
-    to build the hash, at every `ready` (20,000 rows for 300 facts). As a scalar
-    subquery it is one lookup by key a fact."""
-    await conn.execute(
-        """
-        INSERT INTO users (username, email, email_key, password_hash)
-            SELECT 'u' || i, 'u' || i || '@x.org', 'u' || i || '@x.org', 'h'
-            FROM generate_series(1, 20000) i;
-        INSERT INTO servers (name, owner_id)
-            SELECT 's' || i, (SELECT id FROM users WHERE username = 'u2')
-            FROM generate_series(1, 20) i;
-        INSERT INTO channels (kind, name, server_id)
-            SELECT 'text', 'c' || i, s.id FROM servers s, generate_series(1, 5) i;
-        INSERT INTO server_members (server_id, user_id)
-            SELECT s.id, u.id FROM servers s, users u WHERE u.username IN ('u1', 'u2');
-        INSERT INTO channels (kind, name) SELECT 'group', 'g' || i FROM generate_series(1, 3000) i;
-        INSERT INTO conversation_participants (channel_id, user_id)
-            SELECT c.id, u.id FROM channels c
-            JOIN users u ON u.username = 'u' || (1 + substr(c.name, 2)::int % 5000)
-            WHERE c.kind = 'group';
-        INSERT INTO conversation_participants (channel_id, user_id)
-            SELECT c.id, (SELECT id FROM users WHERE username = 'u1') FROM channels c
-            WHERE c.kind = 'group' AND substr(c.name, 2)::int <= 200
-            ON CONFLICT DO NOTHING;
-        ANALYZE;
-        """
-    )
-    u1 = await conn.fetchval("SELECT id FROM users WHERE username = 'u1'")
+    """Whether the user's account is deleted, and whether they take part in a
+    conversation, asked per fact as EXISTS correlated by one equality, were planned as
+    hashed subplans: every user of the instance (or every conversation's participants)
+    read to build the hash, at every `ready` (3,400 rows here for 300 facts; 23,400 with
+    the users' hash as well, as in the scale audit). As scalar subqueries they are one
+    lookup by key a fact."""
+    u1 = await a_user_in_servers_and_groups(conn, servers=20, crowded=False)
     facts, read = await rows_read(
         conn,
         lambda: access_q.list_candidate_facts(conn, user_id=u1),
