@@ -262,6 +262,61 @@ async def test_a_resume_inside_the_newest_commit_delivers_the_rest_of_it(
         resumed.close("test")
 
 
+async def test_a_resume_after_much_of_others_walks_the_users_own_streams(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    pool: asyncpg.Pool,
+    conn: asyncpg.Connection,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A resume after 10,100 commits of streams not the user's: its access changes and
+    its replay are read by walking the user's own streams (db/queries/event_log.py), not
+    the log (the log's walk is made to fail here), and deliver exactly what followed
+    the token in the user's conversation."""
+    hub: Hub = app.state.hub
+    ann, ben = await make_user("ann"), await make_user("ben")
+    dm = (await factories.direct(client, ann, ben))["id"]
+    sub, _, _ = await open_user_feed(hub, pool, ben.actor, None)
+    try:
+        await drain(sub)
+        await say(client, ann, dm, "before")
+        first = await next_not_presence(sub)
+        assert first is not None and first[1] is not None
+        token = first[1]
+    finally:
+        sub.close("test")
+    await conn.execute(
+        """
+        DO $$
+        BEGIN
+            FOR i IN 1 .. 10100 LOOP
+                INSERT INTO event_streams (kind, entity_id, last_pos)
+                VALUES ('channel', gen_random_uuid(), 1);
+                INSERT INTO events (stream_id, pos, type, data)
+                VALUES (currval('event_streams_id_seq'), 1, 'message.created', '{}');
+                COMMIT;
+            END LOOP;
+        END
+        $$
+        """
+    )
+    for text in ("after 1", "after 2"):
+        await say(client, ann, dm, text)
+    monkeypatch.setattr(event_log, "_FEED_BY_LOG", "SELECT 1 / 0")
+    resumed, refused, _ = await open_user_feed(hub, pool, ben.actor, token)
+    try:
+        assert refused is None
+        got = [
+            d.data["content"]
+            for d in await drain(resumed, first_s=10)
+            if d.type == "message.created"
+        ]
+        assert got == ["after 1", "after 2"]
+    finally:
+        resumed.close("test")
+
+
 async def test_delivery_does_not_wait_for_a_request_pool_held_to_its_last_connection(
     app: FastAPI, client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool, db_url: str
 ) -> None:
