@@ -16,7 +16,7 @@ import pytest
 from fastapi import FastAPI
 
 from tests import factories
-from tests.factories import MakeUser, say
+from tests.factories import MakeUser, TestUser, say
 from xfchat.db.queries import event_log
 from xfchat.realtime import cursor
 from xfchat.realtime.feeds import open_user_feed
@@ -42,6 +42,23 @@ async def next_not_presence(sub: Subscriber) -> tuple[Delivery, str | None] | No
     while got is not None and got[0].type == "presence.updated":
         got = await sub.next(idle_s=5)
     return got
+
+
+async def ben_following_a_dm(
+    app: FastAPI, client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> tuple[Hub, TestUser, TestUser, str, Subscriber]:
+    """The process's hub; ann and ben, their direct conversation's id, and ben's feed on
+    the hub, opened and drained of what it starts with (the caller closes it)."""
+    hub: Hub = app.state.hub
+    ann, ben = await make_user("ann"), await make_user("ben")
+    dm = (await factories.direct(client, ann, ben))["id"]
+    sub, _, _ = await open_user_feed(hub, pool, ben.actor, None)
+    try:
+        await drain(sub)
+    except BaseException:
+        sub.close("test")
+        raise
+    return hub, ann, ben, dm, sub
 
 
 async def listener_down(hub: Hub, pool: asyncpg.Pool) -> None:
@@ -232,12 +249,8 @@ async def test_a_resume_inside_the_newest_commit_delivers_the_rest_of_it(
 ) -> None:
     # A commit of several events (a batch of sends, an owner leaving) that is still the
     # newest in the log: a token from its first event must resume with the others.
-    hub: Hub = app.state.hub
-    ann, ben = await make_user("ann"), await make_user("ben")
-    dm = (await factories.direct(client, ann, ben))["id"]
-    sub, _, _ = await open_user_feed(hub, pool, ben.actor, None)
+    hub, _, ben, dm, sub = await ben_following_a_dm(app, client, make_user, pool)
     try:
-        await drain(sub)
         await event_log.insert_events(
             conn,
             kind="channel",
@@ -274,12 +287,8 @@ async def test_a_resume_after_much_of_others_walks_the_users_own_streams(
     its replay are read by walking the user's own streams (db/queries/event_log.py), not
     the log (the log's walk is made to fail here), and deliver exactly what followed
     the token in the user's conversation."""
-    hub: Hub = app.state.hub
-    ann, ben = await make_user("ann"), await make_user("ben")
-    dm = (await factories.direct(client, ann, ben))["id"]
-    sub, _, _ = await open_user_feed(hub, pool, ben.actor, None)
+    hub, ann, ben, dm, sub = await ben_following_a_dm(app, client, make_user, pool)
     try:
-        await drain(sub)
         await say(client, ann, dm, "before")
         first = await next_not_presence(sub)
         assert first is not None and first[1] is not None
@@ -324,14 +333,10 @@ async def test_delivery_does_not_wait_for_a_request_pool_held_to_its_last_connec
     connection of the request pool: with every one held by slow requests (edits waiting
     on a locked row), no subscriber of the process got anything until one came free.
     It is read on the LISTEN connection."""
-    hub: Hub = app.state.hub
-    ann, ben = await make_user("ann"), await make_user("ben")
-    dm = (await factories.direct(client, ann, ben))["id"]
-    sub, _, _ = await open_user_feed(hub, pool, ben.actor, None)
+    _, _, _, dm, sub = await ben_following_a_dm(app, client, make_user, pool)
     other = await asyncpg.connect(db_url)
     held = []
     try:
-        await drain(sub)
         while pool.get_size() < pool.get_max_size() or pool.get_idle_size() > 0:
             held.append(await asyncpg.pool.Pool.acquire(pool, timeout=5))
         big = "x" * 20_000  # (a notification carries at most 8,000 bytes)
@@ -363,12 +368,8 @@ async def test_a_token_of_a_history_a_restored_backup_lost_is_refused(
     token from the lost tail resumed "inside" other events and silently skipped them.
     A token carries the second it was handed out; a commit at its place made later is
     not the one it named: the resume is refused (unknown), and the client reloads."""
-    hub: Hub = app.state.hub
-    ann, ben = await make_user("ann"), await make_user("ben")
-    dm = (await factories.direct(client, ann, ben))["id"]
-    sub, _, _ = await open_user_feed(hub, pool, ben.actor, None)
+    hub, ann, ben, dm, sub = await ben_following_a_dm(app, client, make_user, pool)
     try:
-        await drain(sub)
         said = await say(client, ann, dm, "in the history that will be lost")
         got = await next_not_presence(sub)
         assert got is not None and got[0].data["id"] == said["id"] and got[1] is not None

@@ -218,36 +218,33 @@ _FEED_STREAMS = """
 # merges them: what the user's streams did since, however busy the rest is, but up to
 # the limit for every stream. The cheaper bound is taken: the streams' walk where more
 # commits were made since than the streams times the limit.
-_FEED_BY_LOG = (
-    _FEED_STREAMS
-    + """
-    SELECT c.g, st.kind, st.entity_id, e.pos, e.type, e.data
-    FROM st
-    JOIN event_commits c ON c.stream_id = st.id AND c.g >= $3 AND c.g <= $5
+# A commit `c` of the stream `st` and each of its events `e` after the place
+# ($3 g, $4 pos), up to commit $5, of the types $7 (all if NULL): both walks' rule.
+_FEED_EVENTS_AFTER = """
+    event_commits c
     JOIN events e ON e.stream_id = c.stream_id AND e.pos BETWEEN c.first_pos AND c.last_pos
-    WHERE (c.g, e.pos) > ($3, $4) AND ($7::text[] IS NULL OR e.type = ANY($7::text[]))
+    WHERE c.stream_id = st.id AND c.g >= $3 AND c.g <= $5 AND (c.g, e.pos) > ($3, $4)
+      AND ($7::text[] IS NULL OR e.type = ANY($7::text[]))
+"""
+_FEED_BY_LOG = f"""
+    {_FEED_STREAMS}
+    SELECT c.g, st.kind, st.entity_id, e.pos, e.type, e.data
+    FROM st, {_FEED_EVENTS_AFTER}
     ORDER BY c.g, e.pos
     LIMIT $6
 """
-)
-_FEED_BY_STREAM = (
-    _FEED_STREAMS
-    + """
+_FEED_BY_STREAM = f"""
+    {_FEED_STREAMS}
     SELECT x.g, st.kind, st.entity_id, x.pos, x.type, x.data
     FROM st
     CROSS JOIN LATERAL (
-        SELECT c.g, e.pos, e.type, e.data
-        FROM event_commits c
-        JOIN events e ON e.stream_id = c.stream_id AND e.pos BETWEEN c.first_pos AND c.last_pos
-        WHERE c.stream_id = st.id AND c.g >= $3 AND c.g <= $5
-          AND (c.g, e.pos) > ($3, $4) AND ($7::text[] IS NULL OR e.type = ANY($7::text[]))
+        SELECT c.g, e.pos, e.type, e.data FROM {_FEED_EVENTS_AFTER}
         ORDER BY c.g, e.pos
         LIMIT $6
     ) x
     ORDER BY x.g, x.pos
     LIMIT $6
 """
-)
 
 
 async def list_feed_events(
