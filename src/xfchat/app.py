@@ -50,6 +50,7 @@ from xfchat.domain import rate_limits, validation
 from xfchat.domain.accounts import SessionCache
 from xfchat.domain.health import SharedReadiness, check_ready
 from xfchat.domain.local_limits import HeldPerAddress, LocalLimiter
+from xfchat.domain.messages_purge import purge_deleted_channels
 from xfchat.domain.messages_writer import MessageWriter
 from xfchat.domain.rate_limits import RateLimiter
 from xfchat.domain.retention import prune_event_log, prune_rows
@@ -121,6 +122,12 @@ async def _start(
             clock,
         ),
         every(3600, lambda: prune_rows(app.state.pool, settings), "prune-rows", clock),
+        every(
+            60,
+            lambda: purge_deleted_channels(app.state.pool),
+            "purge-deleted-channels",
+            clock,
+        ),
     ]
 
     async def stop_all() -> None:

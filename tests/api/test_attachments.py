@@ -24,7 +24,7 @@ from tests.factories import MakeUser, TestUser, community, override
 from xfchat.api.downloads import requested_range
 from xfchat.api.uploads import MAX_PART_HEADER_LINES, MAX_PART_HEADERS, MAX_PARTS
 from xfchat.db.queries.files import CHUNK
-from xfchat.domain import images, messages_writer
+from xfchat.domain import images, messages_purge, messages_writer
 from xfchat.domain.permissions import Permission as P
 
 MiB = 1 << 20
@@ -763,6 +763,7 @@ async def test_files_go_with_their_channel_and_a_kicked_member_reads_none(
     gone = await client.delete(f"/api/channels/{channel}", headers=ann.headers)
     assert gone.status_code in (200, 204), gone.text
     assert (await client.get(url, headers=ann.headers)).status_code == 404
+    assert await messages_purge.purge_deleted_channels(pool) == 1  # (after the deletion)
     async with pool.acquire() as conn:
         assert await stored(conn) == (0, 0)
 

@@ -7,6 +7,7 @@ import httpx
 
 from tests import factories
 from tests.factories import MakeUser, pair
+from xfchat.domain import messages_purge
 
 
 async def test_a_direct_conversation_is_one_per_pair(
@@ -88,10 +89,11 @@ async def test_group_owner_adds_removes_and_ownership_passes_on_leave(
 
 
 async def test_the_last_one_out_deletes_the_group_and_what_it_held(
-    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection, pool: asyncpg.Pool
 ) -> None:
     """Was: a group everyone had left stayed for ever with its messages and files,
-    reachable by nobody and counted by nothing (so past the conversation cap)."""
+    reachable by nobody and counted by nothing (so past the conversation cap). (Its
+    messages and files are purged after: migration 0055.)"""
     ann, ben = await make_user("ann"), await make_user("ben")
     group = await factories.group(client, ann, ben, name="crew")
     gid = group["id"]
@@ -109,6 +111,7 @@ async def test_the_last_one_out_deletes_the_group_and_what_it_held(
         assert left.status_code == 204
         kept = await conn.fetchval("SELECT count(*) FROM channels WHERE id = $1", UUID(gid))
         assert kept == (1 if who is ben else 0)
+    assert await messages_purge.purge_deleted_channels(pool) == 1
     assert await conn.fetchval("SELECT count(*) FROM messages") == 0
     assert await conn.fetchval("SELECT count(*) FROM files") == 0
     types = [t for t, _ in await factories.events_of(conn, "user", ann.id)]

@@ -469,7 +469,7 @@ async def remove_participant(
             ),
         ]
         if not people:  # the last one out: nobody could reach it again, so it goes
-            await emit_many(conn, events)  # (its messages and files with it)
+            await emit_many(conn, events)  # (its messages and files purged after)
             await purge_channels(conn, [channel.id])
             await channels_q.delete_channel(conn, channel_id=channel.id)
             return

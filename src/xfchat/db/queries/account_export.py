@@ -199,6 +199,8 @@ SELECT jsonb_build_object(
     'message_id', r.message_id, 'channel_id', m.channel_id, 'emoji', r.emoji,
     'created_at', r.created_at)::text
 FROM reactions r JOIN messages m ON m.id = r.message_id
+     -- (a deleted channel's messages wait for their purge: migration 0055)
+     JOIN channels c ON c.id = m.channel_id
 WHERE r.user_id = $1
 ORDER BY r.created_at, r.message_id, r.emoji
 """

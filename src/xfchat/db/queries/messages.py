@@ -573,8 +573,10 @@ async def mention_position(
     it was listed is gone)."""
     record = await conn.fetchrow(
         """
-        SELECT created_at, channel_id, seq FROM messages
+        SELECT created_at, channel_id, seq FROM messages m
         WHERE id = $1
+          -- (not one of a deleted channel, waiting for its purge: migration 0055)
+          AND EXISTS (SELECT 1 FROM channels c WHERE c.id = m.channel_id)
           AND ((mentions <> '{}' AND mentions @> ARRAY[$2]::uuid[])
                OR (channel_id = ANY($3::uuid[])
                    AND (deleted_at IS NOT NULL OR edited_at IS NOT NULL
@@ -814,8 +816,10 @@ async def list_live_messages_by_author(
     had deleted: quadratic in the author's messages)."""
     records = await conn.fetch(
         """
-        SELECT channel_id, id, created_at FROM messages
+        SELECT channel_id, id, created_at FROM messages m
         WHERE author_id = $1 AND deleted_at IS NULL
+          -- (not those of a deleted channel, waiting for their purge: migration 0055)
+          AND EXISTS (SELECT 1 FROM channels c WHERE c.id = m.channel_id)
           AND created_at >= GREATEST(COALESCE($2::timestamptz, '-infinity'),
                                      COALESCE($3::timestamptz, '-infinity'))
           AND ($3::timestamptz IS NULL OR (created_at, id) > ($3::timestamptz, $4::uuid))
@@ -849,6 +853,24 @@ async def delete_newest_messages(conn: asyncpg.Connection, *, channel_id: UUID, 
         limit,
     )
     return int(status.split()[-1])
+
+
+async def claim_channel_purge(conn: asyncpg.Connection) -> UUID | None:
+    """A deleted channel whose messages are still to be purged (migration 0055), the
+    longest deleted first, its place in the queue locked until the caller's transaction
+    ends; one another transaction holds is skipped. None if there is none."""
+    channel_id: UUID | None = await conn.fetchval(
+        """
+        SELECT channel_id FROM channel_purges
+        ORDER BY deleted_at, channel_id LIMIT 1 FOR UPDATE SKIP LOCKED
+        """
+    )
+    return channel_id
+
+
+async def end_channel_purge(conn: asyncpg.Connection, *, channel_id: UUID) -> None:
+    """Take a deleted channel out of the purge queue (it holds no message any more)."""
+    await conn.execute("DELETE FROM channel_purges WHERE channel_id = $1", channel_id)
 
 
 async def delete_read_states(conn: asyncpg.Connection, *, channel_id: UUID, limit: int) -> int:
