@@ -58,4 +58,6 @@ def _serve(request: Request, pool: asyncpg.Pool, found: AttachmentFile) -> Respo
     # file, or one the reader may no longer see, must not be shown from a cache.
     disposition = attachments.disposition(found.filename, found.content_type)
     headers = {"Cache-Control": "private, no-cache", "Content-Disposition": disposition}
-    return file_response(request, pool, found, found.content_type, headers)
+    return file_response(
+        request, pool, found, found.content_type, headers, channel_id=found.channel_id
+    )

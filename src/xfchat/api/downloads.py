@@ -79,8 +79,11 @@ def file_response(
     stored: Stored,
     content_type: str,
     headers: dict[str, str],
+    *,
+    channel_id: UUID | None = None,
 ) -> Response:
-    """The file (or the range of it asked for) as a streamed response."""
+    """The file (or the range of it asked for) as a streamed response; one attached in
+    `channel_id` ends early if that channel is deleted meanwhile."""
     size, file_id = stored.size_bytes, stored.file_id
     etag = etag_of(stored.sha256)
     out = {**SAFE_HEADERS, **headers, "ETag": etag}
@@ -103,5 +106,8 @@ def file_response(
     if request.method == "HEAD":
         return Response(status_code=status, headers=out, media_type=content_type)
     return StreamingResponse(
-        files.read(pool, file_id, span), status_code=status, headers=out, media_type=content_type
+        files.read(pool, file_id, span, channel_id=channel_id),
+        status_code=status,
+        headers=out,
+        media_type=content_type,
     )

@@ -109,16 +109,21 @@ async def count_upload(conn: asyncpg.Connection, user_id: UUID, size: int, quota
     )
 
 
-async def read(pool: asyncpg.Pool, file_id: UUID, span: ByteRange) -> AsyncIterator[bytes]:
+async def read(
+    pool: asyncpg.Pool, file_id: UUID, span: ByteRange, *, channel_id: UUID | None = None
+) -> AsyncIterator[bytes]:
     """The bytes of `span`, a chunk at a time. A file deleted meanwhile ends early (the
     response is then shorter than its Content-Length, which a client sees as a failed
-    download)."""
+    download), and so does one attached in `channel_id` when that channel is deleted
+    (its files go with the purge after it: migration 0055)."""
     at = span.start
     while at < span.end:
         n, offset = divmod(at, CHUNK)
         length = min(CHUNK - offset, span.end - at)
         async with pool.acquire() as conn:
-            data = await files_q.get_chunk(conn, file_id=file_id, n=n, start=offset, length=length)
+            data = await files_q.get_chunk(
+                conn, file_id=file_id, n=n, start=offset, length=length, channel_id=channel_id
+            )
         if not data:
             return
         yield data

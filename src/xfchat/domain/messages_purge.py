@@ -12,7 +12,7 @@ waiting 26 s, and past about 170,000 made them fail at the 30 s lock wait. Now t
 deletion leaves them without a channel (no route shows such a message: its channel's
 access facts, which every read of a message goes through, are none) and a trigger
 queues the channel in `channel_purges`; `purge_deleted_channels` (a periodic job, every
-minute) deletes PURGE_BATCH of them a transaction, newest first, until none is left.
+PURGE_EVERY_S seconds) deletes PURGE_BATCH of them a transaction, newest first, until none is left.
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ from xfchat.db.queries import messages as messages_q
 
 PURGE_BATCH = 1000  # messages per transaction (tens of milliseconds, files and all)
 READ_STATES_BATCH = 10_000  # read positions per statement
+# How often the purge runs (the cluster's period, of one process: tasks.every). Their files
+# leave their uploaders' quota with it.
+PURGE_EVERY_S = 10
 log = logging.getLogger("xfchat.purge")
 
 
@@ -49,19 +52,45 @@ async def purge_deleted_channels(pool: asyncpg.Pool) -> int:
     rows) of the deleted channels queued in `channel_purges`, PURGE_BATCH a transaction
     and a connection each (live requests get the pool in between), newest first, and
     each channel's place in the queue with its last batch; a channel another process is
-    purging is left to it. How many messages."""
+    purging is left to it. A batch that fails (past the statement timeout: a thousand
+    messages may hold a thousand large files) is tried again a tenth the size, down to
+    one message; a channel whose one message fails goes to the back of the queue, and
+    the others go on. How many messages."""
     purged = 0
+    passed: list[UUID] = []  # (failed this run: tried again at the next)
+    batch = PURGE_BATCH
     while True:
-        async with pool.acquire() as conn, conn.transaction():
-            channel_id = await messages_q.claim_channel_purge(conn)
+        channel_id: UUID | None = None
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                channel_id = await messages_q.claim_channel_purge(conn, passing=passed)
+                if channel_id is None:
+                    break
+                n = await messages_q.delete_newest_messages(
+                    conn, channel_id=channel_id, limit=batch
+                )
+                if n < batch:
+                    await messages_q.end_channel_purge(conn, channel_id=channel_id)
+        except asyncpg.PostgresError:
             if channel_id is None:
-                break
-            n = await messages_q.delete_newest_messages(
-                conn, channel_id=channel_id, limit=PURGE_BATCH
+                raise
+            log.warning(
+                "purge of deleted channel %s failed, %s message(s) a batch",
+                channel_id,
+                batch,
+                exc_info=True,
             )
-            if n < PURGE_BATCH:
-                await messages_q.end_channel_purge(conn, channel_id=channel_id)
+            if batch > 1:
+                batch = max(1, batch // 10)
+            else:
+                passed.append(channel_id)
+                async with pool.acquire() as conn:
+                    await messages_q.requeue_channel_purge(conn, channel_id=channel_id)
+                batch = PURGE_BATCH
+            continue
         purged += n
+        if n < batch:  # (that channel is done: the next starts at the full size)
+            batch = PURGE_BATCH
     if purged:
         log.info("purged %s message(s) of deleted channels", purged)
     return purged

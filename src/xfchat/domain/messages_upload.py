@@ -171,8 +171,9 @@ async def _answer_held(
 ) -> SendResult | None:
     """The answer to a send whose id or nonce a message holds, found with none of its
     files stored (a repeat is told by their SHA-256, and writes nothing; a conflict
-    raises). None when the send would be written after all (that message deleted with
-    its channel meanwhile): its drafts name no stored file, so the write rolls back."""
+    raises). None when the send would be written after all (that message purged with
+    its deleted channel meanwhile, migration 0055): its drafts name no stored file, so
+    the write rolls back."""
     drafts = [_draft(upload, uuid.uuid4()) for upload in uploads]  # (never stored)
     try:
         async with pool.acquire() as conn, conn.transaction():

@@ -167,6 +167,12 @@ async def search_messages(
             return SearchPage([], 0, False, None)
         # one snapshot: the spans of days a search reads in turn see the same messages
         async with conn.transaction(readonly=True, isolation="repeatable_read"):
+            # (those still there: a channel deleted since its access was read leaves
+            # its messages for the purge, migration 0055, and this snapshot must not
+            # find them)
+            channel_ids = await q.existing_channels(conn, channel_ids)
+            if not channel_ids:
+                return SearchPage([], 0, False, None)
             return await _search(
                 conn,
                 actor,

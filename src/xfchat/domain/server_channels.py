@@ -288,8 +288,8 @@ async def update_channel(
 async def delete_channel(
     conn: asyncpg.Connection, actor: Actor, channel_id: UUID, reason: str | None
 ) -> None:
-    """Delete a channel and its messages; the channels of a deleted category stay,
-    uncategorised.
+    """Delete a channel (its messages are purged after: domain/messages_purge.py); the
+    channels of a deleted category stay, uncategorised.
 
     Raises: NotFound (CHANNEL_NOT_FOUND); Forbidden (MISSING_PERMISSIONS)."""
     async with conn.transaction():

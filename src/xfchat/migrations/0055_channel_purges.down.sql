@@ -1,5 +1,4 @@
--- xfchat: destroys the messages of deleted channels not purged yet (and their files'
--- attachments), which the restored foreign keys would refuse; no other data lost.
+-- xfchat: no data lost: it deletes only messages of deleted channels, which no route shows and the purge deletes anyway (and their attachments), before the restored foreign keys would refuse them.
 DELETE FROM messages m WHERE NOT EXISTS (SELECT 1 FROM channels c WHERE c.id = m.channel_id);
 DELETE FROM attachments a WHERE NOT EXISTS (SELECT 1 FROM channels c WHERE c.id = a.channel_id);
 ALTER TABLE attachments ADD CONSTRAINT attachments_channel_id_fkey

@@ -1,5 +1,5 @@
 -- A deleted channel's messages are purged after its deletion, a batch at a time
--- (domain/retention.py, purge_deleted_channels), no longer inside it.
+-- (domain/messages_purge.py, purge_deleted_channels), no longer inside it.
 --
 -- Deleted with the channel's row, in the deletion's transaction, they held that
 -- transaction, and the server's row it locks first, about 5,700 messages a second: a
@@ -16,11 +16,11 @@
 --
 -- channel_purges: the deleted channels whose messages are still to be purged, filled
 -- by a trigger on every deletion of a channel that ever held one (a server's deletion
--- cascades to its channels, and the trigger fires for each): the purge reads it, and
--- takes the row away once the channel holds no message.
+-- cascades to its channels, and the trigger fires for each): the purge reads it, the
+-- longest waiting first, and takes the row away once the channel holds no message.
 CREATE TABLE channel_purges (
     channel_id uuid PRIMARY KEY,
-    deleted_at timestamptz NOT NULL DEFAULT now()
+    queued_at timestamptz NOT NULL DEFAULT now()  -- (again when its purge failed)
 );
 
 CREATE FUNCTION xf_queue_channel_purge() RETURNS trigger LANGUAGE plpgsql AS $$

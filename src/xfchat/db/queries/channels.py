@@ -99,6 +99,14 @@ async def lock_channels(
     )
 
 
+async def key_share_channel(conn: asyncpg.Connection, *, channel_id: UUID) -> bool:
+    """Lock the channel's row FOR KEY SHARE until the transaction ends (its deletion
+    waits for it, as for a send); False if it is gone."""
+    return bool(
+        await conn.fetchval("SELECT true FROM channels WHERE id = $1 FOR KEY SHARE", channel_id)
+    )
+
+
 async def get_channel(conn: asyncpg.Connection, *, channel_id: UUID) -> ChannelRow | None:
     record = await conn.fetchrow(
         f"SELECT {CHANNEL_COLUMNS} FROM channels WHERE id = $1", channel_id

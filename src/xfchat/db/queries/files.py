@@ -44,16 +44,28 @@ async def insert_file(
 
 
 async def get_chunk(
-    conn: asyncpg.Connection, *, file_id: UUID, n: int, start: int = 0, length: int = CHUNK
+    conn: asyncpg.Connection,
+    *,
+    file_id: UUID,
+    n: int,
+    start: int = 0,
+    length: int = CHUNK,
+    channel_id: UUID | None = None,
 ) -> bytes | None:
     """Bytes `start` to `start + length` of chunk `n` of a file (only the TOAST pieces
-    they cover are read); None when the file (or that chunk) is gone."""
+    they cover are read); None when the file (or that chunk) is gone, or `channel_id`
+    (the channel it is read as attached in) is."""
     data: bytes | None = await conn.fetchval(
-        "SELECT substring(data FROM $3 FOR $4) FROM file_chunks WHERE file_id = $1 AND n = $2",
+        """
+        SELECT substring(data FROM $3 FOR $4) FROM file_chunks
+        WHERE file_id = $1 AND n = $2
+          AND ($5::uuid IS NULL OR EXISTS (SELECT 1 FROM channels WHERE id = $5::uuid))
+        """,
         file_id,
         n,
         start + 1,
         length,
+        channel_id,
     )
     return data
 

@@ -55,7 +55,9 @@ REACTED_RC = """EXISTS (SELECT 1 FROM reactions r WHERE r.message_id = rc.messag
 # A message as readers see it: its author's public fields, a preview of the message it
 # replies to, and its reactions summed up, at most MAX_REACTION_EMOJI rows of the counts
 # (migration 0049) in the order their emoji came (`me` says whether the viewer, $1 in
-# every query that uses this, reacted).
+# every query that uses this, reacted). Only a message whose channel is there: a
+# deleted channel's wait for their purge (migration 0055), and a read whose access was
+# checked in a statement before the deletion's commit must not show them after it.
 MESSAGE_VIEW = f"""
     SELECT {MESSAGE_COLUMNS_M},
            u.username AS author_username, u.display_name AS author_display_name,
@@ -68,7 +70,8 @@ MESSAGE_VIEW = f"""
                FROM reaction_counts rc WHERE rc.message_id = m.id
            ), '[]'::json) AS reactions,
            {ATTACHMENTS_JSON} AS attachments
-    FROM messages m LEFT JOIN users u ON u.id = m.author_id
+    FROM messages m JOIN channels mc ON mc.id = m.channel_id
+         LEFT JOIN users u ON u.id = m.author_id
 """
 
 
@@ -337,8 +340,16 @@ async def soft_delete_messages(
 
 
 async def list_edits(conn: asyncpg.Connection, *, message_id: UUID) -> list[EditRow]:
+    """The message's earlier versions, oldest first (none once its channel is deleted,
+    as MESSAGE_VIEW)."""
     records = await conn.fetch(
-        "SELECT content, written_at, replaced_at FROM message_edits WHERE message_id = $1 ORDER BY id",
+        """
+        SELECT e.content, e.written_at, e.replaced_at FROM message_edits e
+        WHERE e.message_id = $1
+          AND EXISTS (SELECT 1 FROM messages m JOIN channels c ON c.id = m.channel_id
+                      WHERE m.id = $1)
+        ORDER BY e.id
+        """,
         message_id,
     )
     return many(EditRow, records)
@@ -497,7 +508,8 @@ async def list_reactors(
 ) -> list[tuple[PublicUserRow, datetime]]:
     """Who reacted with one of `emoji` (the spellings of one), once each, in the order
     they did (by time, then user id), with when: after `after_user`'s reaction made at
-    `after_at` (both or neither)."""
+    `after_at` (both or neither). None once the message's channel is deleted (as
+    MESSAGE_VIEW)."""
     records = await conn.fetch(
         f"""
         SELECT {PUBLIC_USER_COLUMNS_U}, r.created_at AS reacted_at
@@ -505,6 +517,8 @@ async def list_reactors(
               WHERE message_id = $1 AND emoji = ANY($2::text[]) GROUP BY user_id) r
         JOIN users u ON u.id = r.user_id
         WHERE ($3::uuid IS NULL OR (r.created_at, r.user_id) > ($5::timestamptz, $3))
+          AND EXISTS (SELECT 1 FROM messages m JOIN channels c ON c.id = m.channel_id
+                      WHERE m.id = $1)
         ORDER BY r.created_at, r.user_id
         LIMIT $4
         """,
@@ -855,17 +869,28 @@ async def delete_newest_messages(conn: asyncpg.Connection, *, channel_id: UUID, 
     return int(status.split()[-1])
 
 
-async def claim_channel_purge(conn: asyncpg.Connection) -> UUID | None:
+async def claim_channel_purge(
+    conn: asyncpg.Connection, *, passing: list[UUID] | None = None
+) -> UUID | None:
     """A deleted channel whose messages are still to be purged (migration 0055), the
-    longest deleted first, its place in the queue locked until the caller's transaction
-    ends; one another transaction holds is skipped. None if there is none."""
+    longest waiting first, but none of `passing`, its place in the queue locked until
+    the caller's transaction ends; one another transaction holds is skipped. None if
+    there is none."""
     channel_id: UUID | None = await conn.fetchval(
         """
-        SELECT channel_id FROM channel_purges
-        ORDER BY deleted_at, channel_id LIMIT 1 FOR UPDATE SKIP LOCKED
-        """
+        SELECT channel_id FROM channel_purges WHERE channel_id <> ALL($1::uuid[])
+        ORDER BY queued_at, channel_id LIMIT 1 FOR UPDATE SKIP LOCKED
+        """,
+        passing or [],
     )
     return channel_id
+
+
+async def requeue_channel_purge(conn: asyncpg.Connection, *, channel_id: UUID) -> None:
+    """Put a deleted channel at the back of the purge queue (its purge failed)."""
+    await conn.execute(
+        "UPDATE channel_purges SET queued_at = now() WHERE channel_id = $1", channel_id
+    )
 
 
 async def end_channel_purge(conn: asyncpg.Connection, *, channel_id: UUID) -> None:

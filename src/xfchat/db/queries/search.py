@@ -397,6 +397,15 @@ async def reindex_server_messages(
     return int(result.split()[-1])
 
 
+async def existing_channels(conn: asyncpg.Connection, channel_ids: list[UUID]) -> list[UUID]:
+    """Those of `channel_ids` not deleted, in the order given."""
+    there = {
+        r["id"]
+        for r in await conn.fetch("SELECT id FROM channels WHERE id = ANY($1::uuid[])", channel_ids)
+    }
+    return [c for c in channel_ids if c in there]
+
+
 @dataclass(frozen=True)
 class Extent:
     rows: int  # messages ever written in the channels searched
