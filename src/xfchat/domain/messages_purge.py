@@ -53,19 +53,22 @@ async def purge_deleted_channels(pool: asyncpg.Pool) -> int:
     and a connection each (live requests get the pool in between), newest first, and
     each channel's place in the queue with its last batch; a channel another process is
     purging is left to it. A batch that fails (past the statement timeout: a thousand
-    messages may hold a thousand large files) is tried again a tenth the size, down to
-    one message; a channel whose one message fails goes to the back of the queue, and
-    the others go on. How many messages."""
+    messages may hold a thousand large files) is tried again a tenth the size, and each
+    batch of that channel that passes doubles it again, up to PURGE_BATCH; a channel
+    whose batch of one message fails goes to the back of the queue, and the others go
+    on. How many messages."""
     purged = 0
     passed: list[UUID] = []  # (failed this run: tried again at the next)
-    batch = PURGE_BATCH
+    shrunk: dict[UUID, int] = {}  # the channels whose batch failed: the size to try
     while True:
         channel_id: UUID | None = None
+        batch = PURGE_BATCH
         try:
             async with pool.acquire() as conn, conn.transaction():
                 channel_id = await messages_q.claim_channel_purge(conn, passing=passed)
                 if channel_id is None:
                     break
+                batch = shrunk.get(channel_id, PURGE_BATCH)
                 n = await messages_q.delete_newest_messages(
                     conn, channel_id=channel_id, limit=batch
                 )
@@ -81,16 +84,15 @@ async def purge_deleted_channels(pool: asyncpg.Pool) -> int:
                 exc_info=True,
             )
             if batch > 1:
-                batch = max(1, batch // 10)
+                shrunk[channel_id] = max(1, batch // 10)
             else:
                 passed.append(channel_id)
                 async with pool.acquire() as conn:
                     await messages_q.requeue_channel_purge(conn, channel_id=channel_id)
-                batch = PURGE_BATCH
             continue
         purged += n
-        if n < batch:  # (that channel is done: the next starts at the full size)
-            batch = PURGE_BATCH
+        if channel_id in shrunk:
+            shrunk[channel_id] = min(PURGE_BATCH, 2 * batch)
     if purged:
         log.info("purged %s message(s) of deleted channels", purged)
     return purged

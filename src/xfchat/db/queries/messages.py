@@ -265,8 +265,15 @@ async def lock_messages(
 async def get_message_seq(
     conn: asyncpg.Connection, *, channel_id: UUID, message_id: UUID
 ) -> int | None:
+    """The message's seq in the channel; None if it is not there (nor is any of a deleted
+    channel's, waiting for their purge: migration 0055)."""
     value = await conn.fetchval(
-        "SELECT seq FROM messages WHERE id = $1 AND channel_id = $2", message_id, channel_id
+        """
+        SELECT seq FROM messages WHERE id = $1 AND channel_id = $2
+          AND EXISTS (SELECT 1 FROM channels WHERE id = $2)
+        """,
+        message_id,
+        channel_id,
     )
     return None if value is None else int(value)
 
