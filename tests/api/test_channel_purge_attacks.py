@@ -14,11 +14,38 @@ import pytest
 
 from tests import factories
 from tests.api.test_attachments import part, post_files
-from tests.factories import MakeUser
+from tests.factories import MakeUser, TestUser
 from xfchat.db.queries import files as files_q
 from xfchat.db.queries import messages as messages_q
 from xfchat.domain import files, messages_purge
 from xfchat.domain import search as search_domain
+
+
+def delete_first(
+    monkeypatch: pytest.MonkeyPatch,
+    client: httpx.AsyncClient,
+    owner: TestUser,
+    channel: str,
+    module: Any,
+    name: str,
+) -> None:
+    """Make `module.name` first delete `channel` (as `owner`, through the API: committed
+    when it answers) the first time it is called, then do what it does: a deletion
+    committing between a request's access check and the read after it."""
+    real = getattr(module, name)
+    done: list[bool] = []
+
+    async def deleted_first(*args: Any, **kw: Any) -> Any:
+        if not done:
+            done.append(True)
+            # (its own task: a request's task holds one connection at a time)
+            gone = await asyncio.create_task(
+                client.delete(f"/api/channels/{channel}", headers=owner.headers)
+            )
+            assert gone.status_code == 204, gone.text
+        return await real(*args, **kw)
+
+    monkeypatch.setattr(module, name, deleted_first)
 
 
 async def test_history_read_as_the_deletion_commits_shows_none_of_its_messages(
@@ -30,17 +57,7 @@ async def test_history_read_as_the_deletion_commits_shows_none_of_its_messages(
     ann, ben = await make_user("ann"), await make_user("ben")
     srv = await factories.community(client, ann, ben)
     await factories.say(client, ann, srv.general, "kiwi secret")
-    real = messages_q.list_messages
-
-    async def deleted_first(conn: asyncpg.Connection, **kw: Any) -> Any:
-        # (its own task: a request's task holds one connection at a time)
-        gone = await asyncio.create_task(
-            client.delete(f"/api/channels/{srv.general}", headers=ann.headers)
-        )
-        assert gone.status_code == 204, gone.text
-        return await real(conn, **kw)
-
-    monkeypatch.setattr(messages_q, "list_messages", deleted_first)
+    delete_first(monkeypatch, client, ann, srv.general, messages_q, "list_messages")
     page = await client.get(f"/api/channels/{srv.general}/messages", headers=ben.headers)
     assert page.status_code == 404 or page.json() == [], page.text
 
@@ -55,19 +72,7 @@ async def test_search_as_the_deletion_commits_shows_none_of_its_messages(
     ann, ben = await make_user("ann"), await make_user("ben")
     srv = await factories.community(client, ann, ben)
     await factories.say(client, ann, srv.general, "kiwi secret")
-    real = search_domain._filters
-    done: list[bool] = []
-
-    async def deleted_first(conn: asyncpg.Connection, *a: Any, **kw: Any) -> Any:
-        if not done:
-            done.append(True)
-            gone = await asyncio.create_task(
-                client.delete(f"/api/channels/{srv.general}", headers=ann.headers)
-            )
-            assert gone.status_code == 204, gone.text
-        return await real(conn, *a, **kw)
-
-    monkeypatch.setattr(search_domain, "_filters", deleted_first)
+    delete_first(monkeypatch, client, ann, srv.general, search_domain, "_filters")
     found = await client.get("/api/search", params={"q": "kiwi"}, headers=ben.headers)
     assert found.status_code == 200, found.text
     assert found.json()["results"] == [], found.text
@@ -183,16 +188,7 @@ async def test_admin_delete_messages_racing_the_deletion_touches_no_orphan(
     ann, ben = await make_user("ann"), await make_user("ben")
     srv = await factories.community(client, ann, ben)
     await factories.say(client, ben, srv.general, "spam")
-    real = servers_q.key_share_channel_server
-
-    async def deleted_first(conn: asyncpg.Connection, **kw: Any) -> None:
-        gone = await asyncio.create_task(
-            client.delete(f"/api/channels/{srv.general}", headers=ann.headers)
-        )
-        assert gone.status_code == 204, gone.text
-        await real(conn, **kw)
-
-    monkeypatch.setattr(servers_q, "key_share_channel_server", deleted_first)
+    delete_first(monkeypatch, client, ann, srv.general, servers_q, "key_share_channel_server")
     purged = await admin_messages.delete_messages_of(pool, ben.username, None)
     assert purged.messages == 0, purged
 
@@ -294,16 +290,7 @@ async def test_edits_of_a_message_whose_channel_goes_mid_request(
         json={"content": "v2"},
     )
     assert edited.status_code == 200, edited.text
-    real = messages_q.get_message_seq
-
-    async def deleted_first(conn: asyncpg.Connection, **kw: Any) -> Any:
-        gone = await asyncio.create_task(
-            client.delete(f"/api/channels/{srv.general}", headers=ann.headers)
-        )
-        assert gone.status_code == 204, gone.text
-        return await real(conn, **kw)
-
-    monkeypatch.setattr(messages_q, "get_message_seq", deleted_first)
+    delete_first(monkeypatch, client, ann, srv.general, messages_q, "get_message_seq")
     got = await client.get(
         f"/api/channels/{srv.general}/messages/{said['id']}/edits", headers=ben.headers
     )
