@@ -35,6 +35,7 @@ from xfchat.db.embedded import EmbeddedPostgres, throwaway
 from xfchat.db.migrate import Migrator
 from xfchat.db.pool import create_pool
 from xfchat.db.queries.admin import create_database, drop_database
+from xfchat.domain import messages_purge
 from xfchat.settings import Settings
 
 
@@ -196,6 +197,14 @@ def settings(db_url: str) -> Settings:
 @pytest.fixture
 async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
     p = await create_pool(settings, strict=True)  # a nested acquire fails the test
+    async with p.acquire() as c:
+        # The deleted channels' purge runs when a test calls it: its periodic run (every
+        # 10 s from an app's start) would race the tests that look at what waits for it.
+        await c.execute(
+            "INSERT INTO periodic_runs (name, ran_at) VALUES ($1, now() + interval '100 years')"
+            " ON CONFLICT (name) DO UPDATE SET ran_at = EXCLUDED.ran_at",
+            messages_purge.PURGE_JOB,
+        )
     yield p
     await p.close()
 

@@ -50,7 +50,7 @@ from xfchat.domain import rate_limits, validation
 from xfchat.domain.accounts import SessionCache
 from xfchat.domain.health import SharedReadiness, check_ready
 from xfchat.domain.local_limits import HeldPerAddress, LocalLimiter
-from xfchat.domain.messages_purge import PURGE_EVERY_S, purge_deleted_channels
+from xfchat.domain.messages_purge import PURGE_EVERY_S, PURGE_JOB, purge_deleted_channels
 from xfchat.domain.messages_writer import MessageWriter
 from xfchat.domain.rate_limits import RateLimiter
 from xfchat.domain.retention import prune_event_log, prune_rows
@@ -125,7 +125,7 @@ async def _start(
         every(
             PURGE_EVERY_S,
             lambda: purge_deleted_channels(app.state.pool),
-            "purge-deleted-channels",
+            PURGE_JOB,
             clock,
         ),
     ]

@@ -30,6 +30,7 @@ READ_STATES_BATCH = 10_000  # read positions per statement
 # How often the purge runs (the cluster's period, of one process: tasks.every). Their files
 # leave their uploaders' quota with it.
 PURGE_EVERY_S = 10
+PURGE_JOB = "purge-deleted-channels"  # (its name among the periodic jobs: periodic_runs)
 log = logging.getLogger("xfchat.purge")
 
 
