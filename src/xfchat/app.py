@@ -40,7 +40,7 @@ from xfchat.api.cors import Cors
 from xfchat.api.edge import EdgeMiddleware
 from xfchat.api.errors import install_error_handlers
 from xfchat.api.hot_path import hot_path
-from xfchat.api.metrics import Metrics, ReplicaCollector
+from xfchat.api.metrics import Metrics, PurgeCollector, ReplicaCollector
 from xfchat.api.openapi import install_openapi
 from xfchat.api.routing import add_routes
 from xfchat.db.migrate import discover
@@ -50,7 +50,12 @@ from xfchat.domain import rate_limits, validation
 from xfchat.domain.accounts import SessionCache
 from xfchat.domain.health import SharedReadiness, check_ready
 from xfchat.domain.local_limits import HeldPerAddress, LocalLimiter
-from xfchat.domain.messages_purge import PURGE_EVERY_S, PURGE_JOB, purge_deleted_channels
+from xfchat.domain.messages_purge import (
+    PURGE_EVERY_S,
+    PURGE_JOB,
+    PurgeCounts,
+    purge_deleted_channels,
+)
 from xfchat.domain.messages_writer import MessageWriter
 from xfchat.domain.rate_limits import RateLimiter
 from xfchat.domain.retention import prune_event_log, prune_rows
@@ -124,7 +129,7 @@ async def _start(
         every(3600, lambda: prune_rows(app.state.pool, settings), "prune-rows", clock),
         every(
             PURGE_EVERY_S,
-            lambda: purge_deleted_channels(app.state.pool),
+            lambda: purge_deleted_channels(app.state.pool, app.state.purged),
             PURGE_JOB,
             clock,
         ),
@@ -231,6 +236,8 @@ def _init_state(app: FastAPI, settings: Settings, pool: asyncpg.Pool | None) -> 
         stats, hub=lambda: app.state.hub, writer=lambda: getattr(app.state, "writer", None)
     )
     metrics.registry.register(ReplicaCollector(lambda: getattr(app.state, "reads", None)))
+    app.state.purged = PurgeCounts()
+    metrics.registry.register(PurgeCollector(app.state.purged))
     app.state.metrics = metrics
     app.state.limiter = RateLimiter(observe=metrics.rate_limit_check.observe)
     return metrics

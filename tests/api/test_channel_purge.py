@@ -10,10 +10,12 @@ from uuid import UUID
 import asyncpg
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from tests import factories
 from tests.api.test_attachments import part, post_files
 from tests.factories import MakeUser
+from tests.support import METRICS_HEADERS
 from xfchat.domain import messages_purge
 
 
@@ -125,3 +127,22 @@ async def test_a_servers_deletion_queues_each_channel_that_held_a_message(
     counts = await asyncio.gather(*(messages_purge.purge_deleted_channels(pool) for _ in range(2)))
     assert sum(counts) == 7, counts
     assert await _left(pool, *channels, group) == (0, 0, 0)
+
+
+async def test_the_purges_of_a_process_are_counted_in_its_metrics(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool, app: FastAPI
+) -> None:
+    """xfchat_purged_messages_total counts what the process's purge job deleted (the job
+    is held off in tests: it is run here as the app runs it)."""
+    ann = await make_user("ann")
+    srv = await factories.community(client, ann)
+    for i in range(3):
+        await factories.say(client, ann, srv.general, f"m{i}")
+    gone = await client.delete(srv.url(), headers=ann.headers)
+    assert gone.status_code == 204, gone.text
+
+    assert await messages_purge.purge_deleted_channels(pool, app.state.purged) == 3
+
+    text = (await client.get("/metrics", headers=METRICS_HEADERS)).text
+    assert "xfchat_purged_messages_total 3.0" in text, text
+    assert "xfchat_purge_failures_total 0.0" in text, text

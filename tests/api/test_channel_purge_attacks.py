@@ -221,9 +221,10 @@ async def test_one_channel_whose_purge_fails_does_not_stop_the_others(
     for channel in (srv.general, other):  # (the poisoned one deleted first)
         gone = await client.delete(f"/api/channels/{channel}", headers=ann.headers)
         assert gone.status_code == 204, gone.text
-    for _ in range(3):  # three minutes' runs
+    counts = messages_purge.PurgeCounts()
+    for _ in range(3):  # three runs
         try:
-            await messages_purge.purge_deleted_channels(pool)
+            await messages_purge.purge_deleted_channels(pool, counts)
         except asyncpg.PostgresError:
             pass
     async with pool.acquire() as conn:
@@ -231,6 +232,9 @@ async def test_one_channel_whose_purge_fails_does_not_stop_the_others(
             "SELECT count(*) FROM messages WHERE channel_id = $1", UUID(other)
         )
     assert left == 0, "the other channel waits behind the failing one for ever"
+    # (each run tries the poisoned one at 1,000, 100, 10 and 1 message(s): the metrics'
+    # xfchat_purge_failures_total, as xfchat_purged_messages_total the other's one)
+    assert (counts.messages, counts.failures) == (1, 3 * 4)
 
 
 async def test_one_transient_failure_does_not_slow_the_rest_of_the_purge(

@@ -115,6 +115,23 @@ class _WriterCollector(Collector):
         )
 
 
+class PurgeCollector(Collector):
+    def __init__(self, counts: Any) -> None:
+        self.counts = counts  # domain/messages_purge.PurgeCounts
+
+    def collect(self) -> Iterator[Any]:
+        yield CounterMetricFamily(
+            "xfchat_purged_messages",
+            "Messages of deleted channels purged by this process",
+            value=self.counts.messages,
+        )
+        yield CounterMetricFamily(
+            "xfchat_purge_failures",
+            "Batches of that purge that failed (each logged, tried again smaller)",
+            value=self.counts.failures,
+        )
+
+
 class ReplicaCollector(Collector):
     def __init__(self, reads: Callable[[], Any]) -> None:
         self.reads = reads

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from uuid import UUID
 
 import asyncpg
@@ -48,7 +49,15 @@ async def purge_channels(conn: asyncpg.Connection, channel_ids: Iterable[UUID]) 
             pass
 
 
-async def purge_deleted_channels(pool: asyncpg.Pool) -> int:
+@dataclass
+class PurgeCounts:
+    """What this process's purges did (the metrics: api/metrics.py)."""
+
+    messages: int = 0  # purged
+    failures: int = 0  # batches that failed (each logged)
+
+
+async def purge_deleted_channels(pool: asyncpg.Pool, counts: PurgeCounts | None = None) -> int:
     """Delete the messages (with their files' attachments, reactions, edits and mention
     rows) of the deleted channels queued in `channel_purges`, PURGE_BATCH a transaction
     and a connection each (live requests get the pool in between), newest first, and
@@ -78,6 +87,8 @@ async def purge_deleted_channels(pool: asyncpg.Pool) -> int:
         except asyncpg.PostgresError:
             if channel_id is None:
                 raise
+            if counts is not None:
+                counts.failures += 1
             log.warning(
                 "purge of deleted channel %s failed, %s message(s) a batch",
                 channel_id,
@@ -92,6 +103,8 @@ async def purge_deleted_channels(pool: asyncpg.Pool) -> int:
                     await messages_q.requeue_channel_purge(conn, channel_id=channel_id)
             continue
         purged += n
+        if counts is not None:
+            counts.messages += n
         if channel_id in shrunk:
             shrunk[channel_id] = min(PURGE_BATCH, 2 * batch)
     if purged:
