@@ -80,6 +80,15 @@ async def tables(conn: asyncpg.Connection) -> set[str]:
     return {r["tablename"] for r in rows}
 
 
+async def ann(conn: asyncpg.Connection) -> uuid.UUID:
+    """A user, ann, written straight into the tables (as a migration finds one)."""
+    user: uuid.UUID = await conn.fetchval(
+        "INSERT INTO users (username, email, email_key, password_hash)"
+        " VALUES ('ann', 'a@x.org', 'a@x.org', 'h') RETURNING id"
+    )
+    return user
+
+
 async def test_migrations_apply_revert_all_and_apply_again(empty_db_url: str) -> None:
     conn = await asyncpg.connect(empty_db_url)
     try:
@@ -269,11 +278,7 @@ async def test_stored_images_keep_their_bytes_across_the_files_migration(
         migrator = Migrator(conn)
         await migrator.run()
         data = os.urandom(300 * 1024)  # two chunks
-        user = await conn.fetchval(
-            "INSERT INTO users (username, email, email_key, password_hash) "
-            "VALUES ('ann', 'a@x.org', 'a@x.org', 'h') "
-            "RETURNING id"
-        )
+        user = await ann(conn)
         file_id = await conn.fetchval(
             "INSERT INTO files (owner_id, size_bytes, sha256) VALUES ($1, $2, $3) RETURNING id",
             user,
@@ -317,11 +322,7 @@ async def test_sealed_two_factor_secrets_are_not_reverted_into_the_clear(
     try:
         migrator = Migrator(conn)
         await migrator.run()
-        user = await conn.fetchval(
-            "INSERT INTO users (username, email, email_key, password_hash) "
-            "VALUES ('ann', 'a@x.org', 'a@x.org', 'h') "
-            "RETURNING id"
-        )
+        user = await ann(conn)
         sealed = "v1.0123abcd." + "A" * 80
         await conn.execute("INSERT INTO user_totp (user_id, secret) VALUES ($1, $2)", user, sealed)
         with pytest.raises(asyncpg.CheckViolationError):  # the form is checked
@@ -735,10 +736,7 @@ async def test_reverting_the_session_limit_keeps_the_sessions_it_ended_as_revoke
     session stays ended), and drops the refresh tokens' form flag; up again, both work."""
     conn = await asyncpg.connect(db_url)
     try:
-        user = await conn.fetchval(
-            "INSERT INTO users (username, email, email_key, password_hash) "
-            "VALUES ('ann', 'a@x.org', 'a@x.org', 'h') RETURNING id"
-        )
+        user = await ann(conn)
         ended = await conn.fetchval(
             "INSERT INTO sessions (user_id, expires_at, revoked_at, revoked_reason)"
             " VALUES ($1, now() + interval '1 day', now(), 'session_limit') RETURNING id",
@@ -816,10 +814,7 @@ async def a_group_before_0041(conn: asyncpg.Connection) -> tuple[uuid.UUID, uuid
     conversation made there: (user id, channel id)."""
     await Migrator(conn).run()
     await Migrator(conn).revert(len([m for m in discover() if m.version >= 41]), destroy_data=True)
-    user = await conn.fetchval(
-        "INSERT INTO users (username, email, email_key, password_hash) "
-        "VALUES ('ann', 'a@x.org', 'a@x.org', 'h') RETURNING id"
-    )
+    user = await ann(conn)
     channel = await conn.fetchval(
         "INSERT INTO channels (kind, name) VALUES ('group', 'g') RETURNING id"
     )
@@ -867,3 +862,42 @@ def test_a_failures_detail_stays_on_its_one_line() -> None:
     assert _describe(exc) == (
         'could not create unique index "x" (Key (email)=(a@b) is duplicated.)'
     )
+
+
+async def test_reverting_0055_with_orphans_deletes_them_and_restores_the_keys(
+    db_url: str,
+) -> None:
+    """0055's down with a deleted channel's messages not purged yet: not refused (no route
+    shows them), it deletes them and restores the foreign keys; up again, the queue."""
+    conn = await asyncpg.connect(db_url)
+    try:
+        user = await ann(conn)
+        ch = await conn.fetchval(
+            "INSERT INTO channels (kind, name, owner_id) VALUES ('group', 'g', $1) RETURNING id",
+            user,
+        )
+        for _ in range(3):
+            await conn.execute(
+                """
+                WITH c AS (UPDATE channels SET last_seq = last_seq + 1 WHERE id = $1
+                           RETURNING last_seq)
+                INSERT INTO messages (id, channel_id, seq, author_id, content)
+                SELECT gen_random_uuid(), $1, c.last_seq, $2, 'x' FROM c
+                """,
+                ch,
+                user,
+            )
+        await conn.execute("DELETE FROM channels WHERE id = $1", ch)
+        assert await conn.fetchval("SELECT count(*) FROM messages") == 3
+        reverted = await Migrator(conn).revert(1)
+        assert [m.version for m in reverted] == [55]
+        assert await conn.fetchval("SELECT count(*) FROM messages") == 0
+        fks = await conn.fetch(
+            "SELECT conname FROM pg_constraint WHERE conname IN"
+            " ('messages_channel_id_fkey', 'attachments_channel_id_fkey')"
+        )
+        assert len(fks) == 2
+        assert await Migrator(conn).run()  # and up again
+        assert await conn.fetchval("SELECT to_regclass('channel_purges')") is not None
+    finally:
+        await conn.close()
