@@ -12,7 +12,8 @@ waiting 26 s, and past about 170,000 made them fail at the 30 s lock wait. Now t
 deletion leaves them without a channel (no route shows such a message: its channel's
 access facts, which every read of a message goes through, are none) and a trigger
 queues the channel in `channel_purges`; `purge_deleted_channels` (a periodic job, every
-PURGE_EVERY_S seconds) deletes PURGE_BATCH of them a transaction, newest first, until none is left.
+PURGE_EVERY_S seconds) deletes PURGE_BATCH of them a transaction, newest first, until
+none is left.
 """
 
 from __future__ import annotations
