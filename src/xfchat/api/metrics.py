@@ -13,6 +13,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from xfchat.domain.messages_purge import PurgeCounts
+
 # The methods a request is counted under by name; any other (the HTTP parser takes some
 # thirty: PROPFIND, MKCOL, PURGE, ...) is counted as OTHER_METHOD. Each name was a series
 # of its own for every route it was sent to, in the counter and in the latency histogram
@@ -116,8 +118,8 @@ class _WriterCollector(Collector):
 
 
 class PurgeCollector(Collector):
-    def __init__(self, counts: Any) -> None:
-        self.counts = counts  # domain/messages_purge.PurgeCounts
+    def __init__(self, counts: PurgeCounts) -> None:
+        self.counts = counts
 
     def collect(self) -> Iterator[Any]:
         yield CounterMetricFamily(

@@ -67,13 +67,14 @@ async def delete_messages_of(pool: asyncpg.Pool, who: str, since: datetime | Non
                 await servers_q.key_share_channel_server(conn, channel_id=channel_id)
                 # (none of a channel deleted since the walk read them: they wait for the
                 # purge, migration 0055, and nobody sees them)
-                there = await channels_q.key_share_channel(conn, channel_id=channel_id)
+                if not await channels_q.key_share_channel(conn, channel_id=channel_id):
+                    continue
                 rows = [
                     r
                     for r in await messages_q.lock_messages(
                         conn, channel_id=channel_id, message_ids=ids
                     )
-                    if there and r.deleted_at is None and r.author_id == user.id
+                    if r.deleted_at is None and r.author_id == user.id
                 ]
                 if rows:
                     await delete_rows(conn, user.id, channel_id, rows)
