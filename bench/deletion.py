@@ -1,6 +1,6 @@
 """Deleting a channel of many messages, and what waits for it.
 
-    uv run python -m bench.deletion [--messages N] [--runs K]
+    uv run python -m bench.deletion [--messages N] [--runs K] [--groups G]
 
 A durable local PostgreSQL and one `xfchat serve` (as `bench.load` starts them), a server
 made over HTTP with a member, and a channel of N messages (150,000 by default: the
@@ -17,6 +17,11 @@ K times (1 by default), on a channel filled again:
   holds after;
 - then a server made with its #general filled likewise, `DELETE /api/servers/{id}` by
   its owner: its latency, and the purge after it.
+
+- then an account in G groups (1,000 by default: a user's cap) of three, owning every
+  other one, filled straight through SQL: `POST /api/users/@me/delete`, and 50 ms into
+  it a message sent by another participant in the account's last group (the deletion
+  holds each group's row while it runs): the latency of each.
 
 Before migration 0055 the messages went inside the deletion's transaction: the scale
 audit measured 26.5 s for a channel of 150,000 and 44.5 s for a server of 300,000, the
@@ -147,10 +152,60 @@ async def server_run(client: httpx.AsyncClient, url: str, owner: User, n: int) -
     await purge(url, general)
 
 
+GROUPS = """
+WITH made AS (
+    INSERT INTO channels (kind, name, owner_id)
+    SELECT 'group', 'group ' || i, CASE WHEN i % 2 = 0 THEN $1::uuid ELSE $2::uuid END
+    FROM generate_series(1, $4::int) i
+    RETURNING id
+)
+INSERT INTO conversation_participants (channel_id, user_id, joined_at)
+SELECT made.id, p.user_id, now() - make_interval(secs => p.n)
+FROM made, unnest($3::uuid[]) WITH ORDINALITY AS p(user_id, n)
+"""
+
+
+async def account_run(client: httpx.AsyncClient, url: str, groups: int) -> None:
+    leaver, other, third = await register(client, 3)
+    conn = await asyncpg.connect(url)
+    try:
+        # (the leaver joined each first: it owns half, and hands those to `other`)
+        people = [UUID(third.id), UUID(other.id), UUID(leaver.id)]
+        await conn.execute(GROUPS, UUID(leaver.id), UUID(other.id), people, groups)
+        last = await conn.fetchval(
+            "SELECT channel_id FROM conversation_participants WHERE user_id = $1"
+            " ORDER BY channel_id DESC LIMIT 1",
+            UUID(leaver.id),
+        )
+        await conn.execute("VACUUM ANALYZE channels, conversation_participants")
+    finally:
+        await conn.close()
+    started = time.perf_counter()
+    deletion = asyncio.ensure_future(
+        timed(
+            client.post(
+                "/api/users/@me/delete",
+                headers=leaver.headers,
+                json={"password": "a long load test passphrase"},
+            ),
+            started,
+        )
+    )
+    await asyncio.sleep(0.05)
+    meanwhile = time.perf_counter()
+    send = client.post(
+        f"/api/channels/{last}/messages", headers=other.headers, json={"content": "meanwhile"}
+    )
+    (d_s, d_status), (s_s, s_status) = await asyncio.gather(deletion, timed(send, meanwhile))
+    print(f"  POST /api/users/@me/delete ({groups:,} groups): {d_status} in {d_s * 1000:,.0f} ms")
+    print(f"  a message sent meanwhile in its last group: {s_status} in {s_s * 1000:,.0f} ms")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--messages", type=int, default=150_000)
     parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--groups", type=int, default=1_000)
     args = parser.parse_args()
     async with local_server() as (base, _proc, pg):
         async with httpx.AsyncClient(base_url=base, timeout=120) as client:
@@ -167,6 +222,8 @@ async def main() -> None:
                 await channel_run(client, pg.url, owner, server, args.messages)
                 print("a server deleted:")
                 await server_run(client, pg.url, owner, args.messages)
+                print("an account deleted:")
+                await account_run(client, pg.url, args.groups)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,10 @@ import asyncpg
 import httpx
 
 from tests import factories
+from tests.api.test_mutes import put_mute
 from tests.api.test_two_factor import code_at, turn_on
 from tests.factories import MakeUser, TestUser
+from tests.support import logged_pool
 from tests.world import PNG
 from xfchat.db.pool import init_connection
 from xfchat.domain.messages import author_json
@@ -597,3 +599,107 @@ async def test_a_read_position_written_behind_the_deletion_is_refused_and_swept(
         assert await conn.fetchval(mine, ann.id) == 0
         codes = "SELECT count(*) FROM recovery_codes WHERE user_id = $1"
         assert await conn.fetchval(codes, ann.id) == 0
+
+
+GROUPS = """
+WITH made AS (
+    INSERT INTO channels (kind, name, owner_id)
+    SELECT 'group', 'g' || i, $1::uuid FROM generate_series(1, $3::int) i RETURNING id
+)
+INSERT INTO conversation_participants (channel_id, user_id, joined_at)
+SELECT made.id, p.user_id, now() - make_interval(secs => p.n)
+FROM made, unnest($2::uuid[]) WITH ORDINALITY AS p(user_id, n)
+"""
+
+
+async def test_an_account_leaves_its_groups_in_as_many_statements_for_three_as_for_thirty(
+    client: httpx.AsyncClient, make_user: MakeUser, app: Any, db_url: str, pool: asyncpg.Pool
+) -> None:
+    """Was: the deletion left its groups one at a time, about ten statements each, every
+    group's row held meanwhile: 4.3 s for 1,000 (`bench.deletion`), others' sends there
+    waiting as long. Now all at once: the same statements for three groups as for thirty,
+    of every kind (owned and handed to the longest-standing participant, another's, its
+    own alone, muted), each left as a participant's leaving leaves it."""
+    names = ("ben", "cat", "warm", "few", "many")
+    ben, cat, warm, few, many_ = [await make_user(n) for n in names]
+    async with pool.acquire() as conn:
+        # (each group's participants joined in the order listed, its owner first)
+        for leaver, times in ((warm, 1), (few, 1), (many_, 10)):
+            for owner, people in (
+                (leaver.id, [leaver.id, cat.id, ben.id]),  # handed to cat
+                (ben.id, [ben.id, leaver.id, cat.id]),
+                (leaver.id, [leaver.id]),  # deleted with it
+            ):
+                await conn.execute(GROUPS, owner, people[::-1], times)
+    for leaver in (warm, few, many_):  # (each one's first group muted)
+        async with pool.acquire() as conn:
+            muted = await conn.fetchval(
+                "SELECT min(channel_id::text) FROM conversation_participants WHERE user_id = $1",
+                leaver.id,
+            )
+        muting = await put_mute(client, leaver, "channel", muted)
+        assert muting.status_code == 200, muting.text
+    async with pool.acquire() as conn:
+        groups = {
+            r["channel_id"]: r["owner_id"]
+            for r in await conn.fetch(
+                "SELECT channel_id, owner_id FROM conversation_participants"
+                " JOIN channels ON id = channel_id WHERE user_id = $1",
+                many_.id,
+            )
+        }
+    assert len(groups) == 30
+    own_pool = app.state.pool
+    counted: list[int] = []
+    async with logged_pool(db_url, size=4) as (logged, seen):
+        app.state.pool = logged
+        try:
+            # (warm's deletion first: the pool's first use reads types)
+            for leaver in (warm, few, many_):
+                seen.take()
+                gone = await client.post(
+                    DELETE, headers=leaver.headers, json={"password": leaver.password}
+                )
+                assert gone.status_code == 204, gone.text
+                counted.append(len(seen.take()))
+        finally:
+            app.state.pool = own_pool
+    assert counted[1] == counted[2], counted
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT c.id, c.owner_id, array_agg(p.user_id ORDER BY p.joined_at) AS people"
+            " FROM channels c JOIN conversation_participants p ON p.channel_id = c.id"
+            " WHERE c.id = ANY($1::uuid[]) GROUP BY c.id",
+            list(groups),
+        )
+        left = {r["id"]: (r["owner_id"], r["people"]) for r in rows}
+        for group, owner in groups.items():
+            if owner == many_.id and group not in left:  # (its own alone: deleted)
+                continue
+            expected = [cat.id, ben.id] if owner == many_.id else [ben.id, cat.id]
+            assert left[group] == (expected[0] if owner == many_.id else ben.id, expected)
+        assert len(left) == 20
+        events = await conn.fetch(
+            "SELECT s.entity_id, e.type, e.data FROM events e JOIN event_streams s"
+            " ON s.id = e.stream_id WHERE s.entity_id = ANY($1::uuid[]) ORDER BY s.entity_id, e.pos",
+            list(left),
+        )
+        by_group: dict[UUID, list[tuple[str, Any]]] = {}
+        for e in events:
+            by_group.setdefault(e["entity_id"], []).append((e["type"], e["data"]))
+        for group, (owner, _) in left.items():
+            told = [t for t, _ in by_group[group]][-2:]
+            if owner == cat.id:
+                assert told == ["participant.removed", "conversation.updated"], group
+                updated = by_group[group][-1][1]
+                assert updated["owner_id"] == str(cat.id)
+                assert updated["participant_ids"] == [str(cat.id), str(ben.id)]
+            else:
+                assert told[-1] == "participant.removed", group
+        assert not await conn.fetchval("SELECT count(*) FROM mutes WHERE user_id = $1", many_.id)
+        removed = await conn.fetchval(
+            "SELECT count(*) FROM events e JOIN event_streams s ON s.id = e.stream_id"
+            " WHERE s.entity_id = $1 AND e.type = 'conversation.removed'",
+            many_.id,
+        )
+        assert removed == 30

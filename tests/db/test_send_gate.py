@@ -46,7 +46,9 @@ async def test_an_access_change_committed_while_the_batch_waited_makes_it_stale(
         tx = remover.transaction()
         await tx.start()
         await access_q.bump_access_version(remover, channel_id=group.id)  # locks the row
-        await conversations_q.delete_participant(remover, channel_id=group.id, user_id=ben.id)
+        await conversations_q.delete_participant_of_all(
+            remover, user_id=ben.id, channel_ids=[group.id]
+        )
         async with conn.transaction():
             waiting = asyncio.create_task(prepare(conn, group.id, ben.id))
             await lock_waiters(pool)  # the batch waits for the change

@@ -183,7 +183,8 @@ ACCESS_TABLE_MANAGERS = {
         "NOT_FROM_BLOCKED_W",
         "list_participant_ids",
         "list_conversation_peers",  # (whose presence ready carries)
-        "delete_participant",
+        "list_groups_with_participants",  # (the groups an account leaves at once)
+        "delete_participant_of_all",
         "block_between",
         "users_at_conversation_limit",
         "list_conversations",

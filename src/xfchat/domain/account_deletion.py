@@ -39,7 +39,7 @@ from xfchat.domain import (
     two_factor,
     voice,
 )
-from xfchat.domain.access import member_servers, visible_conversations
+from xfchat.domain.access import conversations_taken_part_in, member_servers
 from xfchat.domain.accounts import Actor, lock_sessions, require_live_session, session_revoked
 from xfchat.domain.events import emit_many
 from xfchat.domain.profile import publish_profile
@@ -101,11 +101,6 @@ class Places:
     directs: list[UUID]
 
 
-async def _conversations(conn: asyncpg.Connection, user_id: UUID, kind: str) -> list[UUID]:
-    visible = (await visible_conversations(conn, user_id)).values()
-    return sorted(c.channel_id for c in visible if c.kind == kind)
-
-
 async def _lock(conn: asyncpg.Connection, user_id: UUID) -> Places:
     """The deletion's locks, each where every other change takes it, so that none waits
     in a circle with one: the account's (first: nothing puts the account anywhere
@@ -131,14 +126,14 @@ async def _lock(conn: asyncpg.Connection, user_id: UUID) -> Places:
     )
     await servers_q.lock_servers(conn, server_ids=servers)
     await voice.lock_user(conn, user_id)
-    groups = await _conversations(conn, user_id, "group")
+    groups = await conversations_taken_part_in(conn, user_id, "group")
     await channels_q.lock_channels(conn, channel_ids=groups, server_ids=servers)
     await friends.lock_relations(conn, user_id)
     await users_q.lock_user(conn, user_id=user_id)
     await two_factor_q.lock_totp(conn, user_id=user_id)
     await lock_sessions(conn, user_id)
     # (read after the pairs' locks: an acceptance of a request opens one)
-    directs = await _conversations(conn, user_id, "direct")
+    directs = await conversations_taken_part_in(conn, user_id, "direct")
     await channels_q.lock_channels(conn, channel_ids=directs, server_ids=[])
     return Places(servers, groups, directs)
 
@@ -167,8 +162,9 @@ async def _erase(
     )
     assert user is not None  # (its row is locked, and was not deleted)
     await media_q.delete_media_of_owner(conn, owner_id=user.id, purpose="avatar")
-    # Told while it still shares them: every conversation and server it is in.
-    await publish_profile(conn, user)
+    # Told while it still shares them: every conversation and server it is in (those
+    # read under the locks).
+    await publish_profile(conn, user, sorted([*places.groups, *places.directs]))
     # ... and that it went offline (its status is invisible now): its connections' end
     # after the commit changes nothing others see, so it would never be told. (Without
     # the presence lock: a status chosen takes it before the user's row, which this
@@ -180,8 +176,7 @@ async def _erase(
         await members.leave_server(conn, actor, server_id, if_member=True, rejoins=False)
         # (in one it had left, the denies that lingered for its rejoin)
         await emit_many(conn, await members.forget_lingering_overrides(conn, server_id, user.id))
-    for group_id in places.groups:
-        await conversations.remove_participant(conn, actor, group_id, user.id, if_present=True)
+    await conversations.leave_groups(conn, actor, places.groups)
     # Direct conversations close to the other side (sends under way check again) and
     # their calls end, the account's own included.
     events = await voice.end_states_in(conn, {user.id: places.directs})

@@ -38,16 +38,15 @@ log = logging.getLogger("xfchat.purge")
 
 async def purge_channels(conn: asyncpg.Connection, channel_ids: Iterable[UUID]) -> None:
     """Delete every read position of these channels, in the caller's transaction (which
-    then deletes the channels), a batch per statement. (Their messages are queued by the
-    deletion of their rows and purged after it: purge_deleted_channels.)"""
-    for channel_id in channel_ids:
-        while (
-            await messages_q.delete_read_states(
-                conn, channel_id=channel_id, limit=READ_STATES_BATCH
-            )
-            == READ_STATES_BATCH
-        ):
-            pass
+    then deletes the channels), a batch of all of them per statement. (Their messages
+    are queued by the deletion of their rows and purged after it:
+    purge_deleted_channels.)"""
+    ids = list(channel_ids)
+    while ids and (
+        await messages_q.delete_read_states(conn, channel_ids=ids, limit=READ_STATES_BATCH)
+        == READ_STATES_BATCH
+    ):
+        pass
 
 
 @dataclass

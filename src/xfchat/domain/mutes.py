@@ -158,7 +158,7 @@ async def forget_server(conn: asyncpg.Connection, user_id: UUID, server_id: UUID
     await q.delete_server_mutes(conn, user_id=user_id, server_id=server_id)
 
 
-async def forget_channel(conn: asyncpg.Connection, user_id: UUID, channel_id: UUID) -> None:
-    """The user left the conversation (or was removed): their mute of it goes (in the
+async def forget_channels(conn: asyncpg.Connection, user_id: UUID, channel_ids: list[UUID]) -> None:
+    """The user left these conversations (or was removed): their mutes of them go (in the
     caller's transaction; `conversation.removed` tells their sessions)."""
-    await q.delete_mute(conn, user_id=user_id, target_id=channel_id)
+    await q.delete_channel_mutes(conn, user_id=user_id, channel_ids=channel_ids)

@@ -168,13 +168,18 @@ async def set_avatar_url(
     return user
 
 
-async def publish_profile(conn: asyncpg.Connection, user: users_q.UserRow) -> None:
+async def publish_profile(
+    conn: asyncpg.Connection, user: users_q.UserRow, conversations: list[UUID] | None = None
+) -> None:
     """Tell the user's own connections, and everyone who shares a conversation or a
     server with them, that their public profile changed (in the caller's transaction):
     one event on each of those conversations and servers, so it arrives in order with
-    their messages and resumes as they do."""
-    visible = (await visible_conversations(conn, user.id)).values()
-    shared = sorted(c.channel_id for c in visible if c.server_id is None)
+    their messages and resumes as they do. (`conversations`: those the user takes part
+    in, in id order, where the caller has read them under their locks already.)"""
+    shared = conversations
+    if shared is None:
+        visible = (await visible_conversations(conn, user.id)).values()
+        shared = sorted(c.channel_id for c in visible if c.server_id is None)
     servers = await member_servers(conn, user.id)
     await emit_many(
         conn, USER_UPDATED.to_related(user.id, shared, public_profile(user), sorted(servers))

@@ -367,6 +367,21 @@ async def list_conversation_facts(conn: asyncpg.Connection, *, user_id: UUID) ->
     return many(AccessFacts, await conn.fetch(_FACTS_OF_CONVERSATIONS, user_id))
 
 
+async def list_conversation_ids(
+    conn: asyncpg.Connection, *, user_id: UUID, kind: str
+) -> list[UUID]:
+    """The conversations of this kind the user takes part in, in id order."""
+    records = await conn.fetch(
+        """
+        SELECT p.channel_id FROM conversation_participants p JOIN channels c ON c.id = p.channel_id
+        WHERE p.user_id = $1 AND c.kind = $2 ORDER BY p.channel_id
+        """,
+        user_id,
+        kind,
+    )
+    return [r["channel_id"] for r in records]
+
+
 async def list_voice_facts(
     conn: asyncpg.Connection, *, server_id: UUID
 ) -> list[tuple[AccessFacts, bool]]:

@@ -289,6 +289,10 @@ async def delete_channel(conn: asyncpg.Connection, *, channel_id: UUID) -> bool:
     )
 
 
+async def delete_channels(conn: asyncpg.Connection, *, channel_ids: list[UUID]) -> None:
+    await conn.execute("DELETE FROM channels WHERE id = ANY($1::uuid[])", channel_ids)
+
+
 async def list_overrides(conn: asyncpg.Connection, *, channel_ids: list[UUID]) -> list[OverrideRow]:
     records = await conn.fetch(
         """

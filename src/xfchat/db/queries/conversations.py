@@ -7,10 +7,8 @@ from uuid import UUID
 
 import asyncpg
 
-from xfchat.db.queries import one
-from xfchat.db.queries.channels import CHANNEL_COLUMNS, ChannelRow
-
-CHANNEL_COLUMNS_C = ", ".join(f"c.{c.strip()}" for c in CHANNEL_COLUMNS.split(","))
+from xfchat.db.queries import many, one
+from xfchat.db.queries.channels import CHANNEL_COLUMNS, CHANNEL_COLUMNS_OF_C, ChannelRow
 
 
 @dataclass(frozen=True)
@@ -59,14 +57,48 @@ async def list_conversation_peers(conn: asyncpg.Connection, *, user_id: UUID) ->
     return [r["user_id"] for r in records]
 
 
-async def delete_participant(conn: asyncpg.Connection, *, channel_id: UUID, user_id: UUID) -> bool:
-    return bool(
-        await conn.fetchval(
-            "DELETE FROM conversation_participants WHERE channel_id = $1 AND user_id = $2 RETURNING true",
-            channel_id,
-            user_id,
-        )
+async def list_groups_with_participants(
+    conn: asyncpg.Connection, *, channel_ids: list[UUID]
+) -> list[tuple[ChannelRow, list[UUID]]]:
+    """These groups (others' ids are left out), in id order, each with its participants
+    in the order they joined (list_participant_ids's)."""
+    records = await conn.fetch(
+        f"""
+        SELECT {CHANNEL_COLUMNS_OF_C}, ARRAY(
+            SELECT p.user_id FROM conversation_participants p WHERE p.channel_id = c.id
+            ORDER BY p.joined_at, p.user_id
+        ) AS people
+        FROM channels c WHERE c.id = ANY($1::uuid[]) AND c.kind = 'group' ORDER BY c.id
+        """,
+        channel_ids,
     )
+    return [(ChannelRow(*r[:-1]), list(r["people"])) for r in records]
+
+
+async def delete_participant_of_all(
+    conn: asyncpg.Connection, *, user_id: UUID, channel_ids: list[UUID]
+) -> None:
+    await conn.execute(
+        "DELETE FROM conversation_participants WHERE user_id = $1 AND channel_id = ANY($2::uuid[])",
+        user_id,
+        channel_ids,
+    )
+
+
+async def hand_over_groups(
+    conn: asyncpg.Connection, *, channel_ids: list[UUID], owner_ids: list[UUID]
+) -> list[ChannelRow]:
+    """Each group (channel_ids) to its new owner (owner_ids, pairwise), in id order."""
+    records = await conn.fetch(
+        f"""
+        UPDATE channels c SET owner_id = n.owner_id, updated_at = now()
+        FROM unnest($1::uuid[], $2::uuid[]) AS n(id, owner_id) WHERE c.id = n.id
+        RETURNING {CHANNEL_COLUMNS_OF_C}
+        """,
+        channel_ids,
+        owner_ids,
+    )
+    return sorted(many(ChannelRow, records), key=lambda c: c.id)
 
 
 async def update_group(
@@ -121,7 +153,7 @@ OTHERS_LIVE_W = "coalesce(m.author_id <> w.user_id, true) AND m.deleted_at IS NU
 # Each conversation of a list, with its participants, the user's read position, unread
 # and mention counts and the id of its last message ($1: the user).
 _LIST_SELECT = f"""
-    SELECT {CHANNEL_COLUMNS_C},
+    SELECT {CHANNEL_COLUMNS_OF_C},
            ARRAY(SELECT p2.user_id FROM conversation_participants p2
                  WHERE p2.channel_id = c.id ORDER BY p2.joined_at, p2.user_id) AS participant_ids,
            COALESCE(rs.last_read_seq, 0) AS last_read_seq,

@@ -905,16 +905,20 @@ async def end_channel_purge(conn: asyncpg.Connection, *, channel_id: UUID) -> No
     await conn.execute("DELETE FROM channel_purges WHERE channel_id = $1", channel_id)
 
 
-async def delete_read_states(conn: asyncpg.Connection, *, channel_id: UUID, limit: int) -> int:
-    """Delete up to `limit` of the channel's read positions (a channel about to go), in
+async def delete_read_states(
+    conn: asyncpg.Connection, *, channel_ids: list[UUID], limit: int
+) -> int:
+    """Delete up to `limit` of these channels' read positions (channels about to go), in
     the caller's transaction; how many. (Found first, then deleted by the key: bounded
     whatever the plan.)"""
     status: str = await conn.execute(
         """
-        DELETE FROM read_states WHERE channel_id = $1 AND user_id = ANY(ARRAY(
-            SELECT user_id FROM read_states WHERE channel_id = $1 LIMIT $2))
+        DELETE FROM read_states r USING (
+            SELECT channel_id, user_id FROM read_states WHERE channel_id = ANY($1::uuid[])
+            LIMIT $2
+        ) d WHERE r.user_id = d.user_id AND r.channel_id = d.channel_id
         """,
-        channel_id,
+        channel_ids,
         limit,
     )
     return int(status.split()[-1])
