@@ -1,6 +1,6 @@
 """Deleting a channel of many messages, and what waits for it.
 
-    uv run python -m bench.deletion [--messages N] [--runs K] [--groups G]
+    uv run python -m bench.deletion [--messages N] [--runs K] [--groups G] [--servers S]
 
 A durable local PostgreSQL and one `xfchat serve` (as `bench.load` starts them), a server
 made over HTTP with a member, and a channel of N messages (150,000 by default: the
@@ -19,9 +19,10 @@ K times (1 by default), on a channel filled again:
   its owner: its latency, and the purge after it.
 
 - then an account in G groups (1,000 by default: a user's cap) of three, owning every
-  other one, filled straight through SQL: `POST /api/users/@me/delete`, and 50 ms into
-  it a message sent by another participant in the account's last group (the deletion
-  holds each group's row while it runs): the latency of each.
+  other one, filled straight through SQL, and a member of S servers (200: the cap) made
+  over HTTP by two others: `POST /api/users/@me/delete`, and 50 ms into it a message
+  sent by another participant in the account's last group (the deletion holds each
+  group's row, and each of its servers' channels', while it runs): the latency of each.
 
 Before migration 0055 the messages went inside the deletion's transaction: the scale
 audit measured 26.5 s for a channel of 150,000 and 44.5 s for a server of 300,000, the
@@ -165,10 +166,21 @@ FROM made, unnest($3::uuid[]) WITH ORDINALITY AS p(user_id, n)
 """
 
 
-async def account_run(client: httpx.AsyncClient, url: str, groups: int) -> None:
+async def account_run(client: httpx.AsyncClient, url: str, groups: int, servers: int) -> None:
     leaver, other, third = await register(client, 3)
+    made = []
+    for k in range(servers):  # (two owners: one may be in 200 servers)
+        owner = (other, third)[k % 2]
+        answer = await client.post("/api/servers", headers=owner.headers, json={"name": f"s{k}"})
+        answer.raise_for_status()
+        made.append(UUID(answer.json()["id"]))
     conn = await asyncpg.connect(url)
     try:
+        await conn.execute(
+            "INSERT INTO server_members (server_id, user_id) SELECT unnest($1::uuid[]), $2",
+            made,
+            UUID(leaver.id),
+        )
         # (the leaver joined each first: it owns half, and hands those to `other`)
         people = [UUID(third.id), UUID(other.id), UUID(leaver.id)]
         await conn.execute(GROUPS, UUID(leaver.id), UUID(other.id), people, groups)
@@ -177,7 +189,7 @@ async def account_run(client: httpx.AsyncClient, url: str, groups: int) -> None:
             " ORDER BY channel_id DESC LIMIT 1",
             UUID(leaver.id),
         )
-        await conn.execute("VACUUM ANALYZE channels, conversation_participants")
+        await conn.execute("VACUUM ANALYZE")
     finally:
         await conn.close()
     started = time.perf_counter()
@@ -197,7 +209,10 @@ async def account_run(client: httpx.AsyncClient, url: str, groups: int) -> None:
         f"/api/channels/{last}/messages", headers=other.headers, json={"content": "meanwhile"}
     )
     (d_s, d_status), (s_s, s_status) = await asyncio.gather(deletion, timed(send, meanwhile))
-    print(f"  POST /api/users/@me/delete ({groups:,} groups): {d_status} in {d_s * 1000:,.0f} ms")
+    print(
+        f"  POST /api/users/@me/delete ({groups:,} groups, {servers} servers):"
+        f" {d_status} in {d_s * 1000:,.0f} ms"
+    )
     print(f"  a message sent meanwhile in its last group: {s_status} in {s_s * 1000:,.0f} ms")
 
 
@@ -206,6 +221,7 @@ async def main() -> None:
     parser.add_argument("--messages", type=int, default=150_000)
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--groups", type=int, default=1_000)
+    parser.add_argument("--servers", type=int, default=200)
     args = parser.parse_args()
     async with local_server() as (base, _proc, pg):
         async with httpx.AsyncClient(base_url=base, timeout=120) as client:
@@ -223,7 +239,7 @@ async def main() -> None:
                 print("a server deleted:")
                 await server_run(client, pg.url, owner, args.messages)
                 print("an account deleted:")
-                await account_run(client, pg.url, args.groups)
+                await account_run(client, pg.url, args.groups, args.servers)
 
 
 if __name__ == "__main__":

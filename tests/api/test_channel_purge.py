@@ -146,3 +146,36 @@ async def test_the_purges_of_a_process_are_counted_in_its_metrics(
     text = (await client.get("/metrics", headers=METRICS_HEADERS)).text
     assert "xfchat_purged_messages_total 3.0" in text, text
     assert "xfchat_purge_failures_total 0.0" in text, text
+
+
+async def test_the_read_positions_of_many_channels_go_a_batch_at_a_time_and_no_others(
+    make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    """purge_channels deletes the read positions of all its channels a batch a statement
+    (an account's deletion may end many groups at once): past a batch, and none of
+    another channel's. (A helper session's attack on 7b2b764.)"""
+    users = [await make_user(f"u{i}") for i in range(30)]
+    async with pool.acquire() as conn:
+        made = await conn.fetch(
+            "INSERT INTO channels (kind, name, owner_id)"
+            " SELECT 'group', 'g' || i, $1::uuid FROM generate_series(1, 800) i RETURNING id",
+            users[0].id,
+        )
+        channels = [r["id"] for r in made]
+        await conn.execute(
+            "INSERT INTO read_states (user_id, channel_id, last_read_seq)"
+            " SELECT u, c, 1 FROM unnest($1::uuid[]) u, unnest($2::uuid[]) c",
+            [u.id for u in users],
+            channels,
+        )
+        doomed, kept = channels[::2], channels[1::2]  # 12,000 positions each
+        async with conn.transaction():
+            await messages_purge.purge_channels(conn, doomed)
+        counted = [
+            await conn.fetchval(
+                "SELECT count(*) FROM read_states WHERE channel_id = ANY($1::uuid[])", ids
+            )
+            for ids in (doomed, kept)
+        ]
+    assert counted == [0, 30 * len(kept)]
+    assert messages_purge.READ_STATES_BATCH < 30 * len(doomed)

@@ -128,6 +128,9 @@ async def _lock(conn: asyncpg.Connection, user_id: UUID) -> Places:
     await voice.lock_user(conn, user_id)
     groups = await conversations_taken_part_in(conn, user_id, "group")
     await channels_q.lock_channels(conn, channel_ids=groups, server_ids=servers)
+    # (again under their locks: one it was taken out of meanwhile, or that ended, is
+    # passed over; none can be added, the account's lock is held)
+    groups = await conversations_taken_part_in(conn, user_id, "group")
     await friends.lock_relations(conn, user_id)
     await users_q.lock_user(conn, user_id=user_id)
     await two_factor_q.lock_totp(conn, user_id=user_id)
@@ -172,10 +175,8 @@ async def _erase(
     await presence.announce(conn, user.id, presence_timeout_s, seen)
     # (A server or group it was kicked, banned or removed from before its lock here is
     # passed over.)
-    for server_id in places.servers:
-        await members.leave_server(conn, actor, server_id, if_member=True, rejoins=False)
-        # (in one it had left, the denies that lingered for its rejoin)
-        await emit_many(conn, await members.forget_lingering_overrides(conn, server_id, user.id))
+    # (and in one it had left, the denies that lingered for its rejoin go)
+    await members.leave_servers_deleted(conn, user.id, places.servers)
     await conversations.leave_groups(conn, actor, places.groups)
     # Direct conversations close to the other side (sends under way check again) and
     # their calls end, the account's own included.

@@ -152,10 +152,11 @@ async def unmute(conn: asyncpg.Connection, actor: Actor, kind: MuteKind, target_
         await q.delete_ended_mutes_of(conn, user_id=actor.user_id)
 
 
-async def forget_server(conn: asyncpg.Connection, user_id: UUID, server_id: UUID) -> None:
-    """The user left the server (or was kicked or banned): their mutes of it and of
-    its channels go (in the caller's transaction; `server.left` tells their sessions)."""
-    await q.delete_server_mutes(conn, user_id=user_id, server_id=server_id)
+async def forget_servers(conn: asyncpg.Connection, user_id: UUID, server_ids: list[UUID]) -> None:
+    """The user left these servers (or was kicked or banned): their mutes of them and of
+    their channels go (in the caller's transaction; `server.left` tells their
+    sessions)."""
+    await q.delete_server_mutes(conn, user_id=user_id, server_ids=server_ids)
 
 
 async def forget_channels(conn: asyncpg.Connection, user_id: UUID, channel_ids: list[UUID]) -> None:

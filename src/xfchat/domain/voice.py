@@ -310,9 +310,11 @@ async def states_in(conn: asyncpg.Connection, channel_ids: list[UUID]) -> list[V
 # then the states still held as they were read are dropped and announced.
 
 
-async def end_member_state(conn: asyncpg.Connection, server_id: UUID, user_id: UUID) -> list[Event]:
-    """The member left the server, was kicked, banned or timed out."""
-    return updates(await q.delete_member_voice_state(conn, server_id=server_id, user_id=user_id))
+async def end_member_state(
+    conn: asyncpg.Connection, server_ids: list[UUID], user_id: UUID
+) -> list[Event]:
+    """The member left these servers, was kicked, banned or timed out."""
+    return updates(await q.delete_member_voice_state(conn, server_ids=server_ids, user_id=user_id))
 
 
 async def end_states_in(

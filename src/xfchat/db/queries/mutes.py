@@ -109,14 +109,17 @@ async def delete_ended_mutes_of(conn: asyncpg.Connection, *, user_id: UUID) -> N
     await conn.execute("DELETE FROM mutes WHERE user_id = $1 AND muted_until <= now()", user_id)
 
 
-async def delete_server_mutes(conn: asyncpg.Connection, *, user_id: UUID, server_id: UUID) -> None:
-    """The user's mutes of the server and of its channels."""
+async def delete_server_mutes(
+    conn: asyncpg.Connection, *, user_id: UUID, server_ids: list[UUID]
+) -> None:
+    """The user's mutes of these servers and of their channels."""
     await conn.execute(
         """
         DELETE FROM mutes WHERE user_id = $1 AND (
-            server_id = $2 OR channel_id IN (SELECT id FROM channels WHERE server_id = $2)
+            server_id = ANY($2::uuid[])
+            OR channel_id IN (SELECT id FROM channels WHERE server_id = ANY($2::uuid[]))
         )
         """,
         user_id,
-        server_id,
+        server_ids,
     )

@@ -181,35 +181,37 @@ async def insert_server_member(
     )
 
 
-async def delete_server_member(conn: asyncpg.Connection, *, server_id: UUID, user_id: UUID) -> bool:
-    """Remove a member, keeping a running timeout for when they rejoin (and dropping
-    the server's kept timeouts that have ended)."""
-    return bool(
-        await conn.fetchval(
-            """
-            WITH gone AS (
-                DELETE FROM server_members WHERE server_id = $1 AND user_id = $2
-                RETURNING timed_out_until
-            ), expired AS (
-                DELETE FROM lingering_timeouts
-                WHERE server_id = $1 AND user_id <> $2 AND until <= now()
-            ), kept AS (
-                INSERT INTO lingering_timeouts (server_id, user_id, until)
-                SELECT $1, $2, timed_out_until FROM gone WHERE timed_out_until > now()
-                ON CONFLICT (server_id, user_id) DO UPDATE SET until = EXCLUDED.until
-            )
-            SELECT true FROM gone
-            """,
-            server_id,
-            user_id,
+async def delete_server_members(
+    conn: asyncpg.Connection, *, server_ids: list[UUID], user_id: UUID
+) -> list[UUID]:
+    """Remove the user from these servers, keeping a running timeout for when they
+    rejoin (and dropping the servers' kept timeouts that have ended); those they were
+    a member of."""
+    records = await conn.fetch(
+        """
+        WITH gone AS (
+            DELETE FROM server_members WHERE server_id = ANY($1::uuid[]) AND user_id = $2
+            RETURNING server_id, timed_out_until
+        ), expired AS (
+            DELETE FROM lingering_timeouts
+            WHERE server_id = ANY($1::uuid[]) AND user_id <> $2 AND until <= now()
+        ), kept AS (
+            INSERT INTO lingering_timeouts (server_id, user_id, until)
+            SELECT server_id, $2, timed_out_until FROM gone WHERE timed_out_until > now()
+            ON CONFLICT (server_id, user_id) DO UPDATE SET until = EXCLUDED.until
         )
+        SELECT server_id FROM gone
+        """,
+        server_ids,
+        user_id,
     )
+    return [r["server_id"] for r in records]
 
 
 async def drop_member_overrides(
-    conn: asyncpg.Connection, *, server_id: UUID, user_id: UUID, keep_denies: bool
+    conn: asyncpg.Connection, *, server_ids: list[UUID], user_id: UUID, keep_denies: bool
 ) -> list[UUID]:
-    """The user's own overrides in the server's channels lose what they allow, and
+    """The user's own overrides in these servers' channels lose what they allow, and
     those that deny nothing go (with `keep_denies` false, all go); the channels whose
     overrides changed."""
     records = await conn.fetch(
@@ -217,7 +219,7 @@ async def drop_member_overrides(
         WITH mine AS (
             SELECT o.id, o.deny FROM channel_permission_overrides o
             JOIN channels c ON c.id = o.channel_id
-            WHERE o.user_id = $2 AND c.server_id = $1
+            WHERE o.user_id = $2 AND c.server_id = ANY($1::uuid[])
         ), gone AS (
             DELETE FROM channel_permission_overrides o USING mine
             WHERE o.id = mine.id AND (mine.deny = 0 OR NOT $3)
@@ -229,7 +231,7 @@ async def drop_member_overrides(
         )
         SELECT channel_id FROM gone UNION SELECT channel_id FROM kept
         """,
-        server_id,
+        server_ids,
         user_id,
         keep_denies,
     )

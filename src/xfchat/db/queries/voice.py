@@ -213,18 +213,18 @@ async def delete_voice_state(
 
 
 async def delete_member_voice_state(
-    conn: asyncpg.Connection, *, server_id: UUID, user_id: UUID
+    conn: asyncpg.Connection, *, server_ids: list[UUID], user_id: UUID
 ) -> list[VoiceStateRow]:
-    """Drop the user's voice state if it is in this server."""
+    """Drop the user's voice state if it is in one of these servers."""
     return many(
         VoiceStateRow,
         await conn.fetch(
             f"""
-            DELETE FROM voice_states WHERE user_id = $1 AND server_id = $2
+            DELETE FROM voice_states WHERE user_id = $1 AND server_id = ANY($2::uuid[])
             RETURNING {VOICE_COLUMNS}
             """,
             user_id,
-            server_id,
+            server_ids,
         ),
     )
 
