@@ -711,13 +711,24 @@ async def test_an_account_leaves_its_servers_in_four_statements_a_server(
     """Was: the deletion left its servers one at a time, about seventeen statements
     each, every channel of theirs locked meanwhile (200 servers: 1.3 s of the deletion's
     1.7-1.9 s with 1,000 groups, `bench.deletion`). Now all at once but for who may see
-    what (four statements a server): each left as leaving leaves it, its own overrides
-    (and the denies lingering in a server it had left) gone with it."""
+    what (four statements a server, its own overrides on a category too: the channels
+    following it are found among those read, where a helper session's attack found one
+    more read a server): each left as leaving leaves it, its own overrides (and the
+    denies lingering in a server it had left) gone with it."""
     names = ("ben", "warm", "few", "many")
     ben, warm, few, many_ = [await make_user(n) for n in names]
     joined: dict[UUID, list[Any]] = {}
+    kids: list[str] = []
+    shown: dict[str, set[str]] = {}  # a server's id: the channels the leaver saw
     for leaver, times in ((warm, 1), (few, 1), (many_, 10)):
         joined[leaver.id] = [await factories.community(client, ben, leaver) for _ in range(times)]
+        for srv in joined[leaver.id]:  # (a category of its own override, a channel synced)
+            cat = await factories.server_channel(client, srv, ben, "cat", kind="category")
+            kid = await factories.server_channel(client, srv, ben, "kid", parent_id=cat["id"])
+            kids.append(kid["id"])
+            shown[srv.id] = {srv.general, cat["id"], kid["id"]}
+            set_ = await factories.override(client, ben, cat["id"], "member", leaver.id, 1, 2)
+            assert set_.status_code == 200, set_.text
         first = joined[leaver.id][0]
         set_ = await factories.override(client, ben, first.general, "member", leaver.id, 1024, 2048)
         assert set_.status_code == 200, set_.text
@@ -760,8 +771,10 @@ async def test_an_account_leaves_its_servers_in_four_statements_a_server(
         told.setdefault(str(e["entity_id"]), []).append((e["type"], e["data"]))
     # (the last server's `server.left` came when it left, before)
     left_events = [d for t, d in told[str(many_.id)] if t == "server.left"][1:]
-    expected = [{"id": s.id, "reason": "left", "channel_ids": [s.general]} for s in servers[:-1]]
-    assert sorted(left_events, key=lambda d: d["id"]) == sorted(expected, key=lambda d: d["id"])
+    assert sorted(d["id"] for d in left_events) == sorted(s.id for s in servers[:-1])
+    for left_event in left_events:
+        assert left_event["reason"] == "left"
+        assert set(left_event["channel_ids"]) == shown[left_event["id"]]
     for srv in servers[:-1]:
         assert told[srv.id][-1] == (
             "member.removed",
@@ -772,15 +785,21 @@ async def test_an_account_leaves_its_servers_in_four_statements_a_server(
         kind, channel = told[srv.general][-1]
         assert kind == "channel.updated", srv.general
         assert channel["overrides"] == [], channel
+    async with pool.acquire() as conn:  # (and those following its categories)
+        for kid in kids[-10:]:
+            kind, channel = (await stream_of(conn, UUID(kid)))[-1]
+            assert kind == "channel.updated", kid
+            assert channel["category_overrides"] == [], channel
 
 
-async def channel_events(conn: asyncpg.Connection, channel_id: UUID) -> list[str]:
+async def stream_of(conn: asyncpg.Connection, channel_id: UUID) -> list[tuple[str, Any]]:
+    """The channel's events in the log: (type, data) each, in order."""
     rows = await conn.fetch(
-        "SELECT e.type FROM events e JOIN event_streams s ON s.id = e.stream_id"
+        "SELECT e.type, e.data FROM events e JOIN event_streams s ON s.id = e.stream_id"
         " WHERE s.kind = 'channel' AND s.entity_id = $1 ORDER BY e.pos",
         channel_id,
     )
-    return [r["type"] for r in rows]
+    return [(r["type"], r["data"]) for r in rows]
 
 
 async def test_a_group_left_while_the_deletion_waited_is_not_told_its_profile(
@@ -811,6 +830,6 @@ async def test_a_group_left_while_the_deletion_waited_is_not_told_its_profile(
         await holder.close()
     async with pool.acquire() as conn:
         for group in (g2, g3):
-            told = await channel_events(conn, UUID(group))
+            told = [t for t, _ in await stream_of(conn, UUID(group))]
             assert "user.updated" not in told[told.index("participant.removed") :], told
-        assert "user.updated" in await channel_events(conn, UUID(g1))  # (hers when locked)
+        assert "user.updated" in [t for t, _ in await stream_of(conn, UUID(g1))]  # (hers then)

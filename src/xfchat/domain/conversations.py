@@ -432,25 +432,17 @@ async def remove_participant(
     actor: Actor,
     conversation_id: UUID,
     user_id: UUID,
-    *,
-    if_present: bool = False,
 ) -> None:
     """The owner removes someone, or anyone leaves (removes themself). When the owner
     leaves, the longest-standing participant becomes the owner; when the last one leaves,
-    the conversation is deleted, its messages and files with it. With `if_present`, an
-    actor leaving a group they are no longer in (removed since) leaves it alone.
+    the conversation is deleted, its messages and files with it.
 
     Raises:
         Forbidden: NOT_CONVERSATION_OWNER. BadRequest: NOT_A_GROUP.
         NotFound: PARTICIPANT_NOT_FOUND, CONVERSATION_NOT_FOUND.
     """
     async with conn.transaction():
-        try:
-            channel, people = await _group_of(conn, actor, conversation_id)
-        except NotFound:
-            if if_present and user_id == actor.user_id:
-                return
-            raise
+        channel, people = await _group_of(conn, actor, conversation_id)
         if user_id != actor.user_id and channel.owner_id != actor.user_id:
             raise Forbidden("only the owner removes others", code="NOT_CONVERSATION_OWNER")
         if user_id not in people:

@@ -41,7 +41,12 @@ from xfchat.domain.events import (
 )
 from xfchat.domain.permissions import Permission
 from xfchat.domain.profile import public_profile
-from xfchat.domain.server_views import member_json, members_json, overrides_changed
+from xfchat.domain.server_views import (
+    followers_among,
+    member_json,
+    members_json,
+    overrides_changed,
+)
 from xfchat.domain.servers import audit, text_field
 from xfchat.domain.validation import check_not_everyone, looks_empty
 from xfchat.errors import BadRequest, Forbidden, NotFound
@@ -198,25 +203,29 @@ async def _check_timeout_target(conn: asyncpg.Connection, server_id: UUID, user_
 
 
 async def remove_member(
-    conn: asyncpg.Connection, server_id: UUID, user_id: UUID, reason: str, *, rejoins: bool = True
+    conn: asyncpg.Connection, server_id: UUID, user_id: UUID, reason: str
 ) -> bool:
     """Take a member out of the server (in the caller's transaction, which holds the
     server's lock): they are told which channels go, the others that they left. What
-    their own overrides deny lingers, as a timeout does, for a rejoin (but not for an
-    account that `rejoins` never: a deleted one); what they allow goes, and so do their
-    mutes of the server and its channels. False if they were not a member."""
-    return bool(await _remove_from(conn, user_id, [server_id], reason, rejoins=rejoins))
+    their own overrides deny lingers, as a timeout does, for a rejoin; what they allow
+    goes, and so do their mutes of the server and its channels. False if they were not
+    a member."""
+    return bool(await _remove_from(conn, user_id, [server_id], reason, rejoins=True))
 
 
 async def leave_servers_deleted(
     conn: asyncpg.Connection, user_id: UUID, server_ids: list[UUID]
 ) -> None:
     """An account being deleted leaves those of these servers it is still a member of, as
-    leave_server does with `rejoins` false, and the denies that lingered in those it
-    had left go (the rejoin they waited for never comes): all at once, in a few
-    statements and four a server, where one server at a time took about seventeen (the
-    caller holds the servers' locks, and the account owns none of them)."""
-    await _remove_from(conn, user_id, server_ids, "left", rejoins=False)
+    leaving does, but with nothing kept for a rejoin that never comes: the denies of its
+    own overrides go too, and so do those that lingered in the servers it had left. All
+    at once, in a few statements and four a server, where one server at a time took
+    about seventeen (the caller holds the servers' locks, and the account owns none of
+    them)."""
+    member_of = set(await member_servers(conn, user_id))
+    await _remove_from(
+        conn, user_id, [s for s in server_ids if s in member_of], "left", rejoins=False
+    )
     overridden = set(
         await q.drop_member_overrides(
             conn, server_ids=server_ids, user_id=user_id, keep_denies=False
@@ -224,9 +233,9 @@ async def leave_servers_deleted(
     )
     if overridden:
         channels = await channels_q.list_channels_of_servers(conn, server_ids=server_ids)
-        await emit_many(
-            conn, await overrides_changed(conn, [c for c in channels if c.id in overridden])
-        )
+        changed = [c for c in channels if c.id in overridden]
+        events = await overrides_changed(conn, changed, followers_among(changed, channels))
+        await emit_many(conn, events)
 
 
 async def _remove_from(
@@ -234,9 +243,9 @@ async def _remove_from(
 ) -> list[UUID]:
     """remove_member of the user from each of these servers they are a member of (the
     caller holds their locks), a statement for all of them a step but the viewers' (four
-    a server); the servers they were taken out of, in the order given."""
-    member_of = set(await member_servers(conn, user_id))
-    servers = [s for s in server_ids if s in member_of]
+    a server); the servers they were taken out of, in the order given. (`rejoins`
+    false: their overrides' denies go too.)"""
+    servers = server_ids
     if not servers:
         return []
     of_server: dict[UUID, list[channels_q.ChannelRow]] = {s: [] for s in servers}
@@ -276,7 +285,8 @@ async def _remove_from(
             MEMBER_REMOVED.to_server(s, removed),
         ]
     events += ended
-    events += await overrides_changed(conn, [c for c in channels if c.id in overridden])
+    changed = [c for c in channels if c.id in overridden]
+    events += await overrides_changed(conn, changed, followers_among(changed, channels))
     await emit_many(conn, events)
     return servers
 
@@ -285,27 +295,17 @@ async def leave_server(
     conn: asyncpg.Connection,
     actor: Actor,
     server_id: UUID,
-    *,
-    if_member: bool = False,
-    rejoins: bool = True,
 ) -> None:
-    """Leave a server (its owner hands it over or deletes it instead). With `if_member`,
-    a server the actor is no longer in (kicked, banned, deleted since) is left alone;
-    `rejoins` false for an account being deleted (see remove_member).
+    """Leave a server (its owner hands it over or deletes it instead).
 
     Raises: NotFound (SERVER_NOT_FOUND); BadRequest (OWNER_CANNOT_LEAVE)."""
     async with conn.transaction():
-        try:
-            access = await access_server(conn, actor, server_id, lock=True)
-        except NotFound:
-            if if_member:
-                return
-            raise
+        access = await access_server(conn, actor, server_id, lock=True)
         if access.owner:
             raise BadRequest(
                 "the owner hands the server over or deletes it", code="OWNER_CANNOT_LEAVE"
             )
-        await remove_member(conn, server_id, actor.user_id, "left", rejoins=rejoins)
+        await remove_member(conn, server_id, actor.user_id, "left")
 
 
 async def kick_member(

@@ -152,16 +152,21 @@ async def followers_of(
 ) -> list[channels_q.ChannelRow]:
     """The channels following (synced with) any category among `rows`: one read of
     each of their servers' channels, none without a category."""
-    categories = {r.id for r in rows if r.kind == "category"}
     followers: list[channels_q.ChannelRow] = []
-    for server_id in {r.server_id for r in rows if r.id in categories}:
+    for server_id in {r.server_id for r in rows if r.kind == "category"}:
         assert server_id is not None
-        followers += [
-            c
-            for c in await channels_q.list_server_channels(conn, server_id=server_id)
-            if _follows(c) in categories
-        ]
+        channels = await channels_q.list_server_channels(conn, server_id=server_id)
+        followers += followers_among(rows, channels)
     return followers
+
+
+def followers_among(
+    rows: list[channels_q.ChannelRow], channels: list[channels_q.ChannelRow]
+) -> list[channels_q.ChannelRow]:
+    """followers_of, among `channels` (every channel of the servers of the categories
+    among `rows`, read by the caller already)."""
+    categories = {r.id for r in rows if r.kind == "category"}
+    return [c for c in channels if _follows(c) in categories]
 
 
 async def overrides_changed(
