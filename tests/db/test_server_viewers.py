@@ -15,7 +15,7 @@ from xfchat.db.queries import access as access_q
 from xfchat.db.queries import channels as channels_q
 from xfchat.db.queries import roles as roles_q
 from xfchat.db.queries import servers as servers_q
-from xfchat.domain.access import server_viewers
+from xfchat.domain.access import server_viewers, viewers_in_servers
 from xfchat.domain.permissions import Permission, compute_permissions
 
 VIEW = int(Permission.VIEW_CHANNEL)
@@ -108,3 +108,23 @@ async def test_set_by_set_agrees_with_the_per_pair_facts(conn: asyncpg.Connectio
     # Both sides are not trivially empty or full.
     seen = await server_viewers(conn, server_id, channels)
     assert any(seen.values()) and any(len(v) < len(members) for v in seen.values())
+
+
+async def test_one_users_viewers_in_many_servers_agree_with_each_servers(
+    conn: asyncpg.Connection,
+) -> None:
+    """viewers_in_servers (an account's deletion: four statements for all its servers)
+    gives each user, in each server, what server_viewers gives them there: servers
+    they are not a member of and channels left out included."""
+    rng = random.Random(20261128)
+    users = [await make_user(conn, f"u{i}") for i in range(8)]
+    servers = [await random_server(conn, rng, users, n) for n in range(12)]
+    compared = 0
+    for user in users:
+        channels_of = {s: rng.sample(c, k=rng.randint(0, len(c))) for s, c, _ in servers}
+        got = await viewers_in_servers(conn, user.id, channels_of)
+        assert list(got) == list(channels_of)
+        for server_id, channels in channels_of.items():
+            assert got[server_id] == await server_viewers(conn, server_id, channels, [user.id])
+            compared += len(channels)
+    assert compared > 200

@@ -387,13 +387,29 @@ async def server_audience(
     `compute_permissions` per channel and distinct set of roles: members holding the
     same roles, with no override of their own, share the same facts. The few with a
     member override in a channel (or its synced category) are decided one by one."""
-    out: dict[UUID, set[UUID]] = {c: set() for c in channel_ids}
-    readers: dict[UUID, set[UUID]] = {c: set() for c in channel_ids}
     if not channel_ids or user_ids == []:
-        return Audience(out, readers)
+        return _audience(server_id, channel_ids, q.ServerAccessSet([], [], [], []))
     facts = await q.get_server_access_set(
         conn, server_id=server_id, channel_ids=channel_ids, user_ids=user_ids
     )
+    return _audience(server_id, channel_ids, facts)
+
+
+async def viewers_in_servers(
+    conn: asyncpg.Connection, user_id: UUID, channels_of: dict[UUID, list[UUID]]
+) -> dict[UUID, dict[UUID, set[UUID]]]:
+    """server_viewers of one user in each of several servers (key) and these of its
+    channels (value): whether they may see each ({user_id} or nothing), in four
+    statements whatever the number of servers (an account's deletion leaves up to
+    MAX_SERVERS_PER_USER at once)."""
+    sets = await q.get_user_access_sets(conn, user_id=user_id, channels_of=channels_of)
+    return {s: _audience(s, channels_of[s], sets[s]).viewers for s in channels_of}
+
+
+def _audience(server_id: UUID, channel_ids: list[UUID], facts: q.ServerAccessSet) -> Audience:
+    """server_audience from the server's access facts (no I/O)."""
+    out: dict[UUID, set[UUID]] = {c: set() for c in channel_ids}
+    readers: dict[UUID, set[UUID]] = {c: set() for c in channel_ids}
     everyone = next((r for r in facts.roles if r.is_default), None)
     role_perms = {r.id: r.permissions for r in facts.roles}
     by_role: dict[UUID, dict[UUID, tuple[int, int]]] = {}

@@ -470,6 +470,29 @@ _MEMBER_ROLES = """
 """
 _ALL_MEMBER_ROLES = _MEMBER_ROLES % ""
 _SOME_MEMBER_ROLES = _MEMBER_ROLES % "AND sm.user_id = ANY($2::uuid[])"
+# One user ($1) in each of several servers ($2), each row led by its server.
+_USER_MEMBER_ROLES = """
+    SELECT sm.server_id, sm.user_id, s.owner_id = sm.user_id AS owner,
+           COALESCE(sm.timed_out_until > now(), false) AS timed_out,
+           COALESCE(array_agg(mr.role_id) FILTER (WHERE mr.role_id IS NOT NULL),
+                    '{}'::uuid[]) AS role_ids
+    FROM server_members sm
+    JOIN servers s ON s.id = sm.server_id
+    LEFT JOIN member_roles mr ON mr.server_id = sm.server_id AND mr.user_id = sm.user_id
+    WHERE sm.user_id = $1 AND sm.server_id = ANY($2::uuid[])
+    GROUP BY sm.server_id, sm.user_id, s.owner_id, sm.timed_out_until
+"""
+# The overrides of these channels ($1) and of the categories they follow.
+_OVERRIDES_OF_CHANNELS = """
+    SELECT o.channel_id, o.role_id, o.user_id, o.allow, o.deny
+    FROM channel_permission_overrides o
+    WHERE o.channel_id IN (
+        SELECT c.id FROM channels c WHERE c.id = ANY($1::uuid[])
+        UNION
+        SELECT c.parent_id FROM channels c
+        WHERE c.id = ANY($1::uuid[]) AND c.permissions_synced AND c.parent_id IS NOT NULL
+    )
+"""
 
 
 async def get_server_access_set(
@@ -499,26 +522,48 @@ async def get_server_access_set(
         ),
     )
     overrides = many(
-        ChannelOverride,
-        await conn.fetch(
-            """
-            SELECT o.channel_id, o.role_id, o.user_id, o.allow, o.deny
-            FROM channel_permission_overrides o
-            WHERE o.channel_id IN (
-                SELECT c.id FROM channels c WHERE c.id = ANY($1::uuid[])
-                UNION
-                SELECT c.parent_id FROM channels c
-                WHERE c.id = ANY($1::uuid[]) AND c.permissions_synced AND c.parent_id IS NOT NULL
-            )
-            """,
-            [c.id for c in channels],
-        ),
+        ChannelOverride, await conn.fetch(_OVERRIDES_OF_CHANNELS, [c.id for c in channels])
     )
     if user_ids is None:
         records = await conn.fetch(_ALL_MEMBER_ROLES, server_id)
     else:
         records = await conn.fetch(_SOME_MEMBER_ROLES, server_id, user_ids)
     return ServerAccessSet(roles, channels, overrides, many(MemberRoles, records))
+
+
+async def get_user_access_sets(
+    conn: asyncpg.Connection, *, user_id: UUID, channels_of: dict[UUID, list[UUID]]
+) -> dict[UUID, ServerAccessSet]:
+    """get_server_access_set of one user in each of several servers (key) and these of
+    its channels (value), in four statements whatever the number of servers."""
+    servers = list(channels_of)
+    sets = {s: ServerAccessSet([], [], [], []) for s in servers}
+    for r in await conn.fetch(
+        "SELECT server_id, id, permissions, is_default FROM roles WHERE server_id = ANY($1::uuid[])",
+        servers,
+    ):
+        sets[r["server_id"]].roles.append(ServerRole(r["id"], r["permissions"], r["is_default"]))
+    server_of: dict[UUID, UUID] = {}  # a channel's, or a category's it follows
+    for r in await conn.fetch(
+        """
+        SELECT server_id, id, kind, parent_id, permissions_synced FROM channels
+        WHERE id = ANY($2::uuid[]) AND server_id = ANY($1::uuid[])
+        """,
+        servers,
+        [c for channels in channels_of.values() for c in channels],
+    ):
+        shape = ChannelShape(r["id"], r["kind"], r["parent_id"], r["permissions_synced"])
+        sets[r["server_id"]].channels.append(shape)
+        server_of[shape.id] = r["server_id"]
+        if shape.parent_id is not None:
+            server_of[shape.parent_id] = r["server_id"]
+    for r in await conn.fetch(_OVERRIDES_OF_CHANNELS, list(server_of)):
+        o = ChannelOverride(r["channel_id"], r["role_id"], r["user_id"], r["allow"], r["deny"])
+        sets[server_of[o.channel_id]].overrides.append(o)
+    for r in await conn.fetch(_USER_MEMBER_ROLES, user_id, servers):
+        member = MemberRoles(r["user_id"], r["owner"], r["timed_out"], list(r["role_ids"]))
+        sets[r["server_id"]].members.append(member)
+    return sets
 
 
 async def list_presence_peers_among(
