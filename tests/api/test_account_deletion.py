@@ -612,6 +612,28 @@ FROM made, unnest($2::uuid[]) WITH ORDINALITY AS p(user_id, n)
 """
 
 
+async def statements_of_deletions(
+    client: httpx.AsyncClient, app: Any, db_url: str, leavers: list[TestUser]
+) -> list[int]:
+    """The statements each one's deletion sends, one after the other (the first pays
+    the pool's first use: it reads types)."""
+    own_pool = app.state.pool
+    counted: list[int] = []
+    async with logged_pool(db_url, size=4) as (logged, seen):
+        app.state.pool = logged
+        try:
+            for leaver in leavers:
+                seen.take()
+                gone = await client.post(
+                    DELETE, headers=leaver.headers, json={"password": leaver.password}
+                )
+                assert gone.status_code == 204, gone.text
+                counted.append(len(seen.take()))
+        finally:
+            app.state.pool = own_pool
+    return counted
+
+
 async def test_an_account_leaves_its_groups_in_as_many_statements_for_three_as_for_thirty(
     client: httpx.AsyncClient, make_user: MakeUser, app: Any, db_url: str, pool: asyncpg.Pool
 ) -> None:
@@ -649,21 +671,7 @@ async def test_an_account_leaves_its_groups_in_as_many_statements_for_three_as_f
             )
         }
     assert len(groups) == 30
-    own_pool = app.state.pool
-    counted: list[int] = []
-    async with logged_pool(db_url, size=4) as (logged, seen):
-        app.state.pool = logged
-        try:
-            # (warm's deletion first: the pool's first use reads types)
-            for leaver in (warm, few, many_):
-                seen.take()
-                gone = await client.post(
-                    DELETE, headers=leaver.headers, json={"password": leaver.password}
-                )
-                assert gone.status_code == 204, gone.text
-                counted.append(len(seen.take()))
-        finally:
-            app.state.pool = own_pool
+    counted = await statements_of_deletions(client, app, db_url, [warm, few, many_])
     assert counted[1] == counted[2], counted
     async with pool.acquire() as conn:
         rows = await conn.fetch(
@@ -741,20 +749,7 @@ async def test_an_account_leaves_its_servers_in_as_many_statements_for_one_as_fo
         out = await client.delete(gone_from.url("/members/@me"), headers=leaver.headers)
         assert out.status_code == 204, out.text
         joined[leaver.id].append(gone_from)
-    own_pool = app.state.pool
-    counted: list[int] = []
-    async with logged_pool(db_url, size=4) as (logged, seen):
-        app.state.pool = logged
-        try:
-            for leaver in (warm, few, many_):  # (warm's first: the pool's first use)
-                seen.take()
-                gone = await client.post(
-                    DELETE, headers=leaver.headers, json={"password": leaver.password}
-                )
-                assert gone.status_code == 204, gone.text
-                counted.append(len(seen.take()))
-        finally:
-            app.state.pool = own_pool
+    counted = await statements_of_deletions(client, app, db_url, [warm, few, many_])
     assert counted[1] == counted[2], counted
     servers = joined[many_.id]
     async with pool.acquire() as conn:

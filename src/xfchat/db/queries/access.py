@@ -458,30 +458,26 @@ class ServerAccessSet:
 
 
 _MEMBER_ROLES = """
-    SELECT sm.user_id, s.owner_id = sm.user_id AS owner,
+    SELECT %(lead)s sm.user_id, s.owner_id = sm.user_id AS owner,
            COALESCE(sm.timed_out_until > now(), false) AS timed_out,
            COALESCE(array_agg(mr.role_id) FILTER (WHERE mr.role_id IS NOT NULL),
                     '{}'::uuid[]) AS role_ids
     FROM server_members sm
     JOIN servers s ON s.id = sm.server_id
     LEFT JOIN member_roles mr ON mr.server_id = sm.server_id AND mr.user_id = sm.user_id
-    WHERE sm.server_id = $1 %s
-    GROUP BY sm.user_id, s.owner_id, sm.timed_out_until
+    WHERE %(where)s
+    GROUP BY %(lead)s sm.user_id, s.owner_id, sm.timed_out_until
 """
-_ALL_MEMBER_ROLES = _MEMBER_ROLES % ""
-_SOME_MEMBER_ROLES = _MEMBER_ROLES % "AND sm.user_id = ANY($2::uuid[])"
+_ALL_MEMBER_ROLES = _MEMBER_ROLES % {"lead": "", "where": "sm.server_id = $1"}
+_SOME_MEMBER_ROLES = _MEMBER_ROLES % {
+    "lead": "",
+    "where": "sm.server_id = $1 AND sm.user_id = ANY($2::uuid[])",
+}
 # One user ($1) in each of several servers ($2), each row led by its server.
-_USER_MEMBER_ROLES = """
-    SELECT sm.server_id, sm.user_id, s.owner_id = sm.user_id AS owner,
-           COALESCE(sm.timed_out_until > now(), false) AS timed_out,
-           COALESCE(array_agg(mr.role_id) FILTER (WHERE mr.role_id IS NOT NULL),
-                    '{}'::uuid[]) AS role_ids
-    FROM server_members sm
-    JOIN servers s ON s.id = sm.server_id
-    LEFT JOIN member_roles mr ON mr.server_id = sm.server_id AND mr.user_id = sm.user_id
-    WHERE sm.user_id = $1 AND sm.server_id = ANY($2::uuid[])
-    GROUP BY sm.server_id, sm.user_id, s.owner_id, sm.timed_out_until
-"""
+_USER_MEMBER_ROLES = _MEMBER_ROLES % {
+    "lead": "sm.server_id,",
+    "where": "sm.user_id = $1 AND sm.server_id = ANY($2::uuid[])",
+}
 # The overrides of these channels ($1) and of the categories they follow.
 _OVERRIDES_OF_CHANNELS = """
     SELECT o.channel_id, o.role_id, o.user_id, o.allow, o.deny
