@@ -638,7 +638,7 @@ async def test_an_account_leaves_its_groups_in_as_many_statements_for_three_as_f
     client: httpx.AsyncClient, make_user: MakeUser, app: Any, db_url: str, pool: asyncpg.Pool
 ) -> None:
     """Was: the deletion left its groups one at a time, about ten statements each, every
-    group's row held meanwhile: 4.3 s for 1,000 (`bench.deletion`), others' sends there
+    group's row held meanwhile: 4.9 s for 1,000 (`bench.deletion`), others' sends there
     waiting as long. Now all at once: the same statements for three groups as for thirty,
     of every kind (owned and handed to the longest-standing participant, another's, its
     own alone, muted), each left as a participant's leaving leaves it."""
@@ -716,7 +716,7 @@ async def test_an_account_leaves_its_groups_in_as_many_statements_for_three_as_f
 async def test_an_account_leaves_its_servers_in_as_many_statements_for_one_as_for_ten(
     client: httpx.AsyncClient, make_user: MakeUser, app: Any, db_url: str, pool: asyncpg.Pool
 ) -> None:
-    """Was: the deletion left its servers one at a time, about seventeen statements
+    """Was: the deletion left its servers one at a time, seventeen or eighteen statements
     each, every channel of theirs locked meanwhile (200 servers: 1.3 s of the deletion's
     1.7-1.9 s with 1,000 groups, `bench.deletion`). Now all at once: the same statements
     for one server as for ten, its own overrides on a category in each (the channels

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, timedelta
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import asyncpg
 
@@ -115,13 +115,27 @@ async def test_one_users_viewers_in_many_servers_agree_with_each_servers(
 ) -> None:
     """viewers_in_servers (an account's deletion: four statements for all its servers)
     gives each user, in each server, what server_viewers gives them there: servers
-    they are not a member of and channels left out included."""
+    they are not a member of, unknown ones, channels left out, listed twice or listed
+    under another server, and a channel following another server's category (which the
+    routes never make) included."""
     rng = random.Random(20261128)
     users = [await make_user(conn, f"u{i}") for i in range(8)]
     servers = [await random_server(conn, rng, users, n) for n in range(12)]
+    (first, first_channels, _), (_, second_channels, _) = servers[:2]
+    await conn.execute(
+        "UPDATE channels SET parent_id = $2, permissions_synced = true WHERE id = $1",
+        first_channels[-1],
+        second_channels[0],  # (a category: random_server makes them first)
+    )
+    await servers_q.upsert_permission_override(
+        conn, channel_id=second_channels[0], user_id=users[1].id, allow=0, deny=VIEW
+    )
+    every = [c for _, channels, _ in servers for c in channels]
     compared = 0
     for user in users:
         channels_of = {s: rng.sample(c, k=rng.randint(0, len(c))) for s, c, _ in servers}
+        channels_of[first] += [first_channels[-1], first_channels[-1], *rng.sample(every, k=3)]
+        channels_of[uuid4()] = [uuid4()]
         got = await viewers_in_servers(conn, user.id, channels_of)
         assert list(got) == list(channels_of)
         for server_id, channels in channels_of.items():

@@ -454,7 +454,7 @@ async def leave_groups(conn: asyncpg.Connection, actor: Actor, group_ids: list[U
     """The actor leaves each of these groups as remove_participant would (the owner rule,
     the last one out), all at once: an account's deletion leaves up to
     MAX_CONVERSATIONS_PER_USER, in a few statements where one at a time took about ten
-    each (4.3 s for 1,000, every one of those groups' rows held meanwhile). The caller
+    each (4.9 s for 1,000, every one of those groups' rows held meanwhile). The caller
     holds their rows' locks (taken in id order); one the actor is no longer in (removed
     since) is left alone."""
     groups = await q.list_groups_with_participants(conn, channel_ids=group_ids)

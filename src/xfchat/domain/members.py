@@ -220,19 +220,20 @@ async def leave_servers_deleted(
     leaving does, but with nothing kept for a rejoin that never comes: the denies of its
     own overrides go too, and so do those that lingered in the servers it had left. All
     at once, in about fifteen statements however many servers, where one server at a
-    time took about seventeen each (the caller holds the servers' locks, and the
+    time took seventeen or eighteen each (the caller holds the servers' locks, and the
     account owns none of them)."""
     member_of = set(await member_servers(conn, user_id))
     await _remove_from(
         conn, user_id, [s for s in server_ids if s in member_of], "left", rejoins=False
     )
+    left_before = [s for s in server_ids if s not in member_of]
     overridden = set(
         await q.drop_member_overrides(
-            conn, server_ids=server_ids, user_id=user_id, keep_denies=False
+            conn, server_ids=left_before, user_id=user_id, keep_denies=False
         )
     )
     if overridden:
-        channels = await channels_q.list_channels_of_servers(conn, server_ids=server_ids)
+        channels = await channels_q.list_channels_of_servers(conn, server_ids=left_before)
         changed = [c for c in channels if c.id in overridden]
         events = await overrides_changed(conn, changed, followers_among(changed, channels))
         await emit_many(conn, events)

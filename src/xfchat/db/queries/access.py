@@ -531,7 +531,8 @@ async def get_user_access_sets(
     conn: asyncpg.Connection, *, user_id: UUID, channels_of: dict[UUID, list[UUID]]
 ) -> dict[UUID, ServerAccessSet]:
     """get_server_access_set of one user in each of several servers (key) and these of
-    its channels (value), in four statements whatever the number of servers."""
+    its channels (value; one of another server is left out, as there), in four
+    statements whatever the number of servers."""
     servers = list(channels_of)
     sets = {s: ServerAccessSet([], [], [], []) for s in servers}
     for r in await conn.fetch(
@@ -539,23 +540,31 @@ async def get_user_access_sets(
         servers,
     ):
         sets[r["server_id"]].roles.append(ServerRole(r["id"], r["permissions"], r["is_default"]))
-    server_of: dict[UUID, UUID] = {}  # a channel's, or a category's it follows
+    pairs = sorted({(s, c) for s, channels in channels_of.items() for c in channels})
     for r in await conn.fetch(
         """
-        SELECT server_id, id, kind, parent_id, permissions_synced FROM channels
-        WHERE id = ANY($2::uuid[]) AND server_id = ANY($1::uuid[])
+        SELECT c.server_id, c.id, c.kind, c.parent_id, c.permissions_synced
+        FROM unnest($1::uuid[], $2::uuid[]) AS x(server_id, id)
+        JOIN channels c ON c.id = x.id AND c.server_id = x.server_id
         """,
-        servers,
-        [c for channels in channels_of.values() for c in channels],
+        [s for s, _ in pairs],
+        [c for _, c in pairs],
     ):
         shape = ChannelShape(r["id"], r["kind"], r["parent_id"], r["permissions_synced"])
         sets[r["server_id"]].channels.append(shape)
-        server_of[shape.id] = r["server_id"]
-        if shape.parent_id is not None:
-            server_of[shape.parent_id] = r["server_id"]
-    for r in await conn.fetch(_OVERRIDES_OF_CHANNELS, list(server_of)):
+    # Each server's: those of its channels and of the categories they follow, wherever
+    # those are (a server's own, as the routes keep them).
+    wanted = {
+        s: {c.id for c in sets[s].channels}
+        | {c.parent_id for c in sets[s].channels if c.permissions_synced and c.parent_id}
+        for s in servers
+    }
+    of_channel: dict[UUID, list[ChannelOverride]] = {}
+    for r in await conn.fetch(_OVERRIDES_OF_CHANNELS, [c for _, c in pairs]):
         o = ChannelOverride(r["channel_id"], r["role_id"], r["user_id"], r["allow"], r["deny"])
-        sets[server_of[o.channel_id]].overrides.append(o)
+        of_channel.setdefault(o.channel_id, []).append(o)
+    for s in servers:
+        sets[s].overrides.extend(o for c in wanted[s] for o in of_channel.get(c, ()))
     for r in await conn.fetch(_USER_MEMBER_ROLES, user_id, servers):
         member = MemberRoles(r["user_id"], r["owner"], r["timed_out"], list(r["role_ids"]))
         sets[r["server_id"]].members.append(member)
