@@ -389,10 +389,8 @@ async def server_audience(
     member override in a channel (or its synced category) are decided one by one."""
     if not channel_ids or user_ids == []:
         return _audience(server_id, channel_ids, q.ServerAccessSet([], [], [], []))
-    facts = await q.get_server_access_set(
-        conn, server_id=server_id, channel_ids=channel_ids, user_ids=user_ids
-    )
-    return _audience(server_id, channel_ids, facts)
+    sets = await q.get_access_sets(conn, channels_of={server_id: channel_ids}, user_ids=user_ids)
+    return _audience(server_id, channel_ids, sets[server_id])
 
 
 async def viewers_in_servers(
@@ -402,7 +400,7 @@ async def viewers_in_servers(
     channels (value): whether they may see each ({user_id} or nothing), in four
     statements whatever the number of servers (an account's deletion leaves up to
     MAX_SERVERS_PER_USER at once)."""
-    sets = await q.get_user_access_sets(conn, user_id=user_id, channels_of=channels_of)
+    sets = await q.get_access_sets(conn, channels_of=channels_of, user_ids=[user_id])
     return {s: _audience(s, channels_of[s], sets[s]).viewers for s in channels_of}
 
 

@@ -246,18 +246,17 @@ async def _remove_from(
     caller holds their locks), a statement (four for who saw which channel) for all of
     them a step; the servers they were taken out of, in the order given. (`rejoins`
     false: their overrides' denies go too.)"""
-    servers = server_ids
-    if not servers:
+    if not server_ids:
         return []
-    of_server: dict[UUID, list[channels_q.ChannelRow]] = {s: [] for s in servers}
-    for c in await channels_q.list_channels_of_servers(conn, server_ids=servers):
+    of_server: dict[UUID, list[channels_q.ChannelRow]] = {s: [] for s in server_ids}
+    for c in await channels_q.list_channels_of_servers(conn, server_ids=server_ids):
         assert c.server_id is not None
         of_server[c.server_id].append(c)  # (each server's in display order)
     viewers = await viewers_in_servers(
-        conn, user_id, {s: [c.id for c in of_server[s]] for s in servers}
+        conn, user_id, {s: [c.id for c in of_server[s]] for s in server_ids}
     )
-    left = set(await q.delete_server_members(conn, server_ids=servers, user_id=user_id))
-    servers = [s for s in servers if s in left]
+    left = set(await q.delete_server_members(conn, server_ids=server_ids, user_id=user_id))
+    servers = [s for s in server_ids if s in left]
     if not servers:
         return []
     channels = [c for s in servers for c in of_server[s]]

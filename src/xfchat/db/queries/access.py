@@ -458,26 +458,18 @@ class ServerAccessSet:
 
 
 _MEMBER_ROLES = """
-    SELECT %(lead)s sm.user_id, s.owner_id = sm.user_id AS owner,
+    SELECT sm.server_id, sm.user_id, s.owner_id = sm.user_id AS owner,
            COALESCE(sm.timed_out_until > now(), false) AS timed_out,
            COALESCE(array_agg(mr.role_id) FILTER (WHERE mr.role_id IS NOT NULL),
                     '{}'::uuid[]) AS role_ids
     FROM server_members sm
     JOIN servers s ON s.id = sm.server_id
     LEFT JOIN member_roles mr ON mr.server_id = sm.server_id AND mr.user_id = sm.user_id
-    WHERE %(where)s
-    GROUP BY %(lead)s sm.user_id, s.owner_id, sm.timed_out_until
+    WHERE sm.server_id = ANY($1::uuid[]) %s
+    GROUP BY sm.server_id, sm.user_id, s.owner_id, sm.timed_out_until
 """
-_ALL_MEMBER_ROLES = _MEMBER_ROLES % {"lead": "", "where": "sm.server_id = $1"}
-_SOME_MEMBER_ROLES = _MEMBER_ROLES % {
-    "lead": "",
-    "where": "sm.server_id = $1 AND sm.user_id = ANY($2::uuid[])",
-}
-# One user ($1) in each of several servers ($2), each row led by its server.
-_USER_MEMBER_ROLES = _MEMBER_ROLES % {
-    "lead": "sm.server_id,",
-    "where": "sm.user_id = $1 AND sm.server_id = ANY($2::uuid[])",
-}
+_ALL_MEMBER_ROLES = _MEMBER_ROLES % ""
+_SOME_MEMBER_ROLES = _MEMBER_ROLES % "AND sm.user_id = ANY($2::uuid[])"
 # The overrides of these channels ($1) and of the categories they follow.
 _OVERRIDES_OF_CHANNELS = """
     SELECT o.channel_id, o.role_id, o.user_id, o.allow, o.deny
@@ -491,48 +483,15 @@ _OVERRIDES_OF_CHANNELS = """
 """
 
 
-async def get_server_access_set(
+async def get_access_sets(
     conn: asyncpg.Connection,
     *,
-    server_id: UUID,
-    channel_ids: list[UUID],
+    channels_of: dict[UUID, list[UUID]],
     user_ids: list[UUID] | None = None,
-) -> ServerAccessSet:
-    """The facts of every member (or of those of `user_ids` who are members) in these
-    channels of the server, in four set-based statements whatever the member count."""
-    roles = many(
-        ServerRole,
-        await conn.fetch(
-            "SELECT id, permissions, is_default FROM roles WHERE server_id = $1", server_id
-        ),
-    )
-    channels = many(
-        ChannelShape,
-        await conn.fetch(
-            """
-            SELECT id, kind, parent_id, permissions_synced FROM channels
-            WHERE id = ANY($2::uuid[]) AND server_id = $1
-            """,
-            server_id,
-            channel_ids,
-        ),
-    )
-    overrides = many(
-        ChannelOverride, await conn.fetch(_OVERRIDES_OF_CHANNELS, [c.id for c in channels])
-    )
-    if user_ids is None:
-        records = await conn.fetch(_ALL_MEMBER_ROLES, server_id)
-    else:
-        records = await conn.fetch(_SOME_MEMBER_ROLES, server_id, user_ids)
-    return ServerAccessSet(roles, channels, overrides, many(MemberRoles, records))
-
-
-async def get_user_access_sets(
-    conn: asyncpg.Connection, *, user_id: UUID, channels_of: dict[UUID, list[UUID]]
 ) -> dict[UUID, ServerAccessSet]:
-    """get_server_access_set of one user in each of several servers (key) and these of
-    its channels (value; one of another server is left out, as there), in four
-    statements whatever the number of servers."""
+    """The facts of every member (or of those of `user_ids` who are members) of each of
+    these servers (key) in these of its channels (value; one of another server is left
+    out), in four set-based statements whatever the number of servers and members."""
     servers = list(channels_of)
     sets = {s: ServerAccessSet([], [], [], []) for s in servers}
     for r in await conn.fetch(
@@ -565,7 +524,11 @@ async def get_user_access_sets(
         of_channel.setdefault(o.channel_id, []).append(o)
     for s in servers:
         sets[s].overrides.extend(o for c in wanted[s] for o in of_channel.get(c, ()))
-    for r in await conn.fetch(_USER_MEMBER_ROLES, user_id, servers):
+    if user_ids is None:
+        records = await conn.fetch(_ALL_MEMBER_ROLES, servers)
+    else:
+        records = await conn.fetch(_SOME_MEMBER_ROLES, servers, user_ids)
+    for r in records:
         member = MemberRoles(r["user_id"], r["owner"], r["timed_out"], list(r["role_ids"]))
         sets[r["server_id"]].members.append(member)
     return sets
