@@ -83,10 +83,11 @@ def client_info(request: Request) -> ClientInfo:
 
 
 def live_session_cache(state: Any) -> SessionCache | None:
-    """The cache of live sessions, usable only while the hub listens (it is how this
-    process hears of revocations elsewhere)."""
+    """The cache of live sessions, usable only while the hub listens and has handed
+    over every commit announced to it (it is how this process hears of revocations
+    elsewhere: one waiting behind a commit read from the log is not heard yet)."""
     hub = state.hub
-    return state.sessions if hub is not None and hub.listening.is_set() else None
+    return state.sessions if hub is not None and hub.caught_up else None
 
 
 def record_decision(request: Request, decision: Decision) -> None:

@@ -89,6 +89,12 @@ class _HubCollector(Collector):
             "Reads of missed commits from the event log (one per page, for all subscribers)",
             value=hub.fill_reads,
         )
+        yield CounterMetricFamily(
+            "xfchat_realtime_signals_dropped",
+            "Signals (typing, presence, voice signalling) dropped while more than 10,000 "
+            "waited for earlier commits being read from the log",
+            value=hub.signals_dropped,
+        )
 
 
 class _WriterCollector(Collector):

@@ -6,7 +6,10 @@ subscribers strictly in g order: a commit announced without its events (too big)
 one that comes after a gap (a listener that reconnected, notifications dropped to
 bound memory), is read from the log first, once for the whole process, a bounded
 page of commits at a time. While it reads, later commits wait (at most HOLD_EVENTS
-events; beyond that they are dropped and read from the log too).
+events; beyond that they are dropped and read from the log too), and so do the signals
+(typing, presence, voice signalling: not stored) that came after them: a signal is
+handed over after every commit announced before it, judged by who follows what once
+those commits are handed over (a kick's, a hide's), never by who followed before.
 
 The hub never waits for a subscriber: offering is a non-blocking append, and a
 subscriber whose queue is full is closed ("slow_consumer") so that its client resumes
@@ -20,6 +23,7 @@ import base64
 import binascii
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from itertools import groupby
@@ -55,6 +59,7 @@ LISTENER_BUSY_S = 10.0  # (or 12 s, while it reads missed commits)
 FILL_PAGE = 200  # commits read from the log at once
 HOLD_EVENTS = 20_000  # announced events held while earlier ones are read from the log
 HOLD_PIECES = 64  # signals to a connection here being put together from their pieces
+HOLD_SIGNALS = 10_000  # signals waiting for the commits announced before them
 
 
 @dataclass
@@ -115,6 +120,11 @@ class Hub:
         self._pending: dict[int, _Commit] = {}
         self._pending_events = 0
         self._fill_to = 0  # commits up to here exist and must be read from the log
+        self._announced = 0  # the last commit announced (or found in the log at a connect)
+        # Signals, each with the last commit announced before it (NOTIFY delivers in
+        # commit order), until that commit is handed over.
+        self._signals: deque[tuple[int, str]] = deque()
+        self.signals_dropped = 0  # signals dropped from a full hold (for /metrics)
         self._filling: asyncio.Task[None] | None = None
         self._turn_handed = 0  # events handed over in this turn of the event loop (_room)
         self._turn_reset: asyncio.Handle | None = None
@@ -132,6 +142,12 @@ class Hub:
         self._released = asyncio.Event()
         # Told of every user-feed connection that opens and closes (presence).
         self.presence: PresenceTracker | None = None
+
+    @property
+    def caught_up(self) -> bool:
+        """Listening, and every commit announced so far handed over: a revocation
+        committed elsewhere has reached this process's cache of live sessions."""
+        return self.listening.is_set() and self._announced <= self.last_g
 
     # -- lifecycle
 
@@ -323,6 +339,10 @@ class Hub:
     # -- handing commits over
 
     def _dispatch(self, g: int, stream: Stream, events: list[tuple[int, str, Any]]) -> None:
+        self._hand(g, stream, events)
+        self._release_signals()
+
+    def _hand(self, g: int, stream: Stream, events: list[tuple[int, str, Any]]) -> None:
         self.last_g = g
         self._spent(len(events))
         deliveries = [Delivery(g, stream, pos, t, d) for pos, t, d in events]
@@ -374,6 +394,7 @@ class Hub:
         except (ValueError, KeyError, TypeError):
             log.warning("ignoring a malformed notification: %.200s", payload)
             return
+        self._announced = max(self._announced, g)
         if self.known.is_set() and g <= self.last_g:
             return
         commit = self._pending.get(g)
@@ -484,6 +505,7 @@ class Hub:
                 if self.last_g < upto:
                     self._lost(self.last_g + 1, upto)
                     self.last_g = upto
+                    self._release_signals()
                 for g in [g for g in self._pending if g <= self.last_g]:
                     self._take(g)
         finally:
@@ -513,8 +535,26 @@ class Hub:
                 sub.close("resync")
 
     def _on_ephemeral(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
-        """A signal (not stored): to the followers of its stream, or, when it lists
-        channels ("c"), to their followers other than its subject's own connections."""
+        """A signal (not stored), handed over once the commits announced before it are:
+        at once, unless the hub is reading earlier ones from the log (at most
+        HOLD_SIGNALS wait; past that the oldest is dropped, as a signal lost with a
+        connection would be)."""
+        if not self._signals and self._announced <= self.last_g:
+            self._signal(payload)
+            return
+        if len(self._signals) >= HOLD_SIGNALS:
+            self._signals.popleft()
+            self.signals_dropped += 1
+        self._signals.append((self._announced, payload))
+
+    def _release_signals(self) -> None:
+        """Hand over the signals whose earlier commits are all handed over, in order."""
+        while self._signals and self._signals[0][0] <= self.last_g:
+            self._signal(self._signals.popleft()[1])
+
+    def _signal(self, payload: str) -> None:
+        """A signal: to the followers of its stream, or, when it lists channels ("c"), to
+        their followers other than its subject's own connections; or to one connection."""
         try:
             note = orjson.loads(payload)
             if "to" in note:
@@ -593,11 +633,13 @@ class Hub:
 
     def _listening(self, head: int) -> None:
         """Listening from now on; `head` is the log's last commit as of then."""
+        self._announced = max(self._announced, head)
         if not self.known.is_set():
             self.last_g = head
             for g in [g for g in self._pending if g <= head]:
                 self._take(g)
             self.known.set()
+            self._release_signals()
         else:  # notifications may have been missed: ask the log
             self._fill_to = max(self._fill_to, head)
             for hook in self.reconnect_hooks:
