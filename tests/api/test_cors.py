@@ -39,6 +39,14 @@ async def test_a_preflight_from_an_allowed_origin_is_answered(app_with: AppWith)
         headers=preflight(ALLOWED, "GET", "authorization,subscribe,parents,heartbeats"),
     )
     assert braid.status_code == 204
+    # An audit log reason with a moderation, a range of a download (a client found
+    # both refused).
+    for method, path, asked in [
+        ("PATCH", "/api/servers/00000000-0000-4000-8000-000000000000", "x-audit-log-reason"),
+        ("GET", "/api/attachments/00000000-0000-4000-8000-000000000000", "range,if-range"),
+    ]:
+        answer = await client.options(path, headers=preflight(ALLOWED, method, asked))
+        assert answer.status_code == 204, (asked, answer.text)
 
 
 async def test_a_preflight_from_another_origin_is_a_clear_400(app_with: AppWith) -> None:
@@ -63,6 +71,7 @@ async def test_responses_to_an_allowed_origin_expose_the_rate_limit_and_version_
     assert me.headers["access-control-allow-origin"] == ALLOWED
     exposed = {h.strip().lower() for h in me.headers["access-control-expose-headers"].split(",")}
     assert {"x-ratelimit-remaining", "retry-after", "version", "link", "x-has-more"} <= exposed
+    assert {"content-disposition", "content-range", "accept-ranges"} <= exposed
     assert "x-ratelimit-remaining" in me.headers
     # An error answered on the way in carries them too, so the page can read it.
     refused = await client.get("/api/users/@me", headers={"Origin": ALLOWED})

@@ -603,3 +603,56 @@ async def test_a_category_override_costs_the_same_statements_however_many_channe
             app.state.pool = own
     assert counts[0] == counts[1], counts
     assert role_counts[0] == role_counts[1], role_counts
+
+
+async def test_a_settings_form_may_send_a_role_or_a_channel_back_as_it_is(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """A client developer's find: the whole @everyone role sent back (a settings form's
+    save) was 400 INVALID_ROLE_NAME, and a channel's topic saved with its category and
+    sync as they are needed MANAGE_ROLES, which only moving the channel needs."""
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await community(client, ann, ben)
+    roles = (await client.get(srv.url("/roles"), headers=ann.headers)).json()
+    everyone = next(r for r in roles if r["is_default"])
+    form = {k: everyone[k] for k in ("name", "permissions", "color", "hoist", "mentionable")}
+    saved = await client.patch(
+        srv.url(f"/roles/{srv.everyone_role}"), headers=ann.headers, json=form
+    )
+    assert saved.status_code == 200, saved.text
+    assert saved.json() == everyone
+    renamed = await client.patch(
+        srv.url(f"/roles/{srv.everyone_role}"), headers=ann.headers, json={"name": "all"}
+    )
+    assert renamed.status_code == 400 and renamed.json()["code"] == "INVALID_ROLE_NAME"
+    await role(client, srv, ann, "channels", int(P.MANAGE_CHANNELS), ben)
+    category = await server_channel(client, srv, ann, "talk", kind="category")
+    url = f"/api/channels/{srv.general}"
+    channel = (await client.get(url, headers=ann.headers)).json()
+    assert channel["parent_id"] is None
+    form = {"topic": "new", "parent_id": None, "permissions_synced": False}
+    topic = await client.patch(url, headers=ben.headers, json=form)
+    assert topic.status_code == 200, topic.text
+    assert topic.json()["topic"] == "new"
+    moved = await client.patch(url, headers=ben.headers, json={**form, "parent_id": category["id"]})
+    assert moved.status_code == 403 and moved.json()["missing"] == "MANAGE_ROLES", moved.text
+
+
+async def test_a_kick_of_ones_own_id_is_refused_and_at_me_leaves(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """A client developer's find: DELETE .../members/{own id} left the server, so a
+    moderation tool's Kick on its user's own row removed the moderator;
+    CANNOT_KICK_SELF was never answered."""
+    ann, mod, ben = await make_user("ann"), await make_user("mod"), await make_user("ben")
+    srv = await community(client, ann, mod, ben)
+    await role(client, srv, ann, "mods", int(P.KICK_MEMBERS), mod)
+    for who in (mod, ben):  # (with KICK_MEMBERS or without)
+        own = await client.delete(srv.url(f"/members/{who.id}"), headers=who.headers)
+        assert own.status_code == 400 and own.json()["code"] == "CANNOT_KICK_SELF", own.text
+        still = await client.get(srv.url(f"/members/{who.id}"), headers=ann.headers)
+        assert still.status_code == 200, still.text
+    left = await client.delete(srv.url("/members/@me"), headers=ben.headers)
+    assert left.status_code == 204
+    gone = await client.get(srv.url(f"/members/{ben.id}"), headers=ann.headers)
+    assert gone.status_code == 404

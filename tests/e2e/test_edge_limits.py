@@ -102,6 +102,8 @@ def test_a_head_just_over_the_limit_is_431_and_one_under_it_is_served(
     assert under.status_code == 200
     over = httpx.get(f"{base}/health", headers={"X-Pad": "a" * 17_000})
     assert over.status_code == 431 and over.json()["code"] == "HEADERS_TOO_LARGE"
+    assert over.headers["x-content-type-options"] == "nosniff"
+    assert over.headers["cache-control"] == "no-store"
     for size, status in ((16_384, b"200"), (16_385, b"431")):  # main: 16,400 was served
         sock = raw_connection(base)
         head = b"GET /health HTTP/1.1\r\nConnection: close\r\nX-Pad: \r\n\r\n"
@@ -656,7 +658,50 @@ REFUSED_BY_THE_PARSER_OR_THE_HANDSHAKE = [
         b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
         "WEBSOCKET_REFUSED",
     ),
+    # A handshake with a body was read for ever, unanswered, past every limit (a helper
+    # session's attack: 40 MB taken, 200 such connections held).
+    (UPGRADE.replace(b"\r\n\r\n", b"\r\nContent-Length: 5\r\n\r\nhello"), "WEBSOCKET_REFUSED"),
+    (
+        UPGRADE.replace(b"/api/gateway", b"/health").replace(
+            b"\r\n\r\n", b"\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
+        ),
+        "WEBSOCKET_REFUSED",
+    ),
 ]
+
+
+def test_a_request_the_parser_refuses_behind_others_is_answered_after_them(
+    edge: tuple[int, str],
+) -> None:
+    """A helper session's attack: a request behind others being answered that the
+    parser could not read closed the connection with no answer at all, theirs neither
+    (a POST whose JSON came without its Content-Length is one: the JSON is read as the
+    next request). They are answered, then it, and the connection is closed."""
+    _, base = edge
+    for request_bytes, first, answers in [
+        (b"GET /health HTTP/1.1\r\nHost: x\r\n\r\nGARBAGE\r\n\r\n", b"HTTP/1.1 200 ", 2),
+        (
+            b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n" * 2 + b"GET / HTTP/9.9\r\n\r\n",
+            b"HTTP/1.1 200 ",
+            3,
+        ),
+        (
+            b"POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'\r\n{"login": "ann", "password": "x"}',
+            b"HTTP/1.1 400 ",  # (no body: VALIDATION_ERROR)
+            2,
+        ),
+    ]:
+        sock = raw_connection(base)
+        sock.sendall(request_bytes)
+        answer = read_answer(sock, limit_s=10)
+        sock.close()
+        assert answer.startswith(first), answer[:300]
+        statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", answer)
+        assert len(statuses) == answers and statuses[-1] == b"400", answer
+        assert answer.endswith(
+            b'"code":"MALFORMED_REQUEST","message":"the request is not HTTP/1.1 XFChat can read"}'
+        )
 
 
 def test_a_plain_get_of_the_gateway_is_told_to_upgrade(edge: tuple[int, str]) -> None:
@@ -685,6 +730,9 @@ def test_what_the_parser_or_the_handshake_refuses_is_answered_in_json(
         head, _, body = answer.partition(b"\r\n\r\n")
         assert head.startswith((b"HTTP/1.1 400 ", b"HTTP/1.1 403 ")), answer[:300]
         assert b"content-type: application/json" in head.lower(), head
+        # (as every JSON answer of the API: a client developer's find)
+        assert b"x-content-type-options: nosniff" in head.lower(), head
+        assert b"cache-control: no-store" in head.lower(), head
         error = json.loads(body)
         assert error["code"] == code and error["message"], error
     scraped = httpx.get(f"{base}/metrics", headers=METRICS_HEADERS).text

@@ -22,6 +22,9 @@ CORS_REQUEST_HEADERS = [
     "Heartbeats",
     "Peer",
     "Version",
+    "X-Audit-Log-Reason",  # (configuration and moderation routes)
+    "Range",  # (downloads)
+    "If-Range",
 ]
 CORS_EXPOSED_HEADERS = [
     "X-RateLimit-Limit",
@@ -39,6 +42,9 @@ CORS_EXPOSED_HEADERS = [
     "X-Has-More",
     "ETag",
     "WWW-Authenticate",
+    "Content-Disposition",  # (a download's file name)
+    "Content-Range",
+    "Accept-Ranges",
 ]
 
 METHODS = "GET HEAD POST PUT PATCH DELETE".split()

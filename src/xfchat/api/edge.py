@@ -13,6 +13,7 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from xfchat.api.errors import rate_limit_headers, xfchat_error_response
+from xfchat.api.http_limits import JSON_API_HEADERS
 from xfchat.api.metrics import Metrics, route_label
 from xfchat.domain.local_limits import LocalLimiter, crowd_of
 from xfchat.domain.rate_limits import Decision, address_checks, address_of
@@ -28,10 +29,6 @@ DECISIONS = "rate_limit_decisions"
 ANONYMOUS_PATHS = frozenset({"/", "/ready", "/metrics", "/openapi.json", "/docs"})
 ANONYMOUS_PREFIXES = ("/web/", "/api/media/", "/docs/")
 ANONYMOUS_LABEL = "(anonymous limit)"  # the route of what the limit refused, in metrics
-# On every JSON answer of the API: never read as another type (a browser sniffing a
-# message's text as HTML), never kept by a cache (GET /api/users/@me holds the email, a
-# page of history the messages: a shared computer's disk cache would keep them).
-JSON_API_HEADERS = ((b"x-content-type-options", b"nosniff"), (b"cache-control", b"no-store"))
 
 UploadRoute = tuple[str, str, int, str]
 """(method, path regex, largest body in bytes, content type prefix or ""): a route whose

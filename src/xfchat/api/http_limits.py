@@ -55,6 +55,12 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from xfchat.domain.local_limits import Held, HeldPerAddress
 
+# On every JSON answer of the API, the edge's own errors too: never read as another type
+# (a browser sniffing a message's text as HTML), never kept by a cache (GET
+# /api/users/@me holds the email, a page of history the messages: a shared computer's
+# disk cache would keep them).
+JSON_API_HEADERS = ((b"x-content-type-options", b"nosniff"), (b"cache-control", b"no-store"))
+
 # Bytes a second a request body must average once its grace (the head's timeout) is over.
 MIN_BODY_RATE = 1024
 # How many times the head's timeout a client may take nothing of an answer being sent.
@@ -241,6 +247,7 @@ class GuardedHttpProtocol(SendWatch, HttpToolsProtocol):
         self._headers = 0
         self._deadline: asyncio.TimerHandle | None = None
         self._refusal: tuple[int, str, str] | None = None
+        self._refused_next = False  # a refused head waits for the answers due before it
         self._body: _BodyClock | None = None  # while a request body is arriving
         self._running: Any = None  # the request whose answer the app is writing
         self._place: Held | None = None  # the connection's, among its address's
@@ -260,12 +267,14 @@ class GuardedHttpProtocol(SendWatch, HttpToolsProtocol):
             seconds = f"{self.header_timeout_s:g}"
             self._refuse(408, "REQUEST_TIMEOUT", f"the request head took over {seconds} s")
 
-    def _await_body(self) -> None:
-        has_body = any(
+    def _has_body(self) -> bool:
+        return any(
             name == b"transfer-encoding" or (name == b"content-length" and value.strip(b" 0"))
             for name, value in self.headers
         )
-        if has_body and not self.parser.should_upgrade():
+
+    def _await_body(self) -> None:
+        if self._has_body() and not self.parser.should_upgrade():
             self._body = _BodyClock(self.loop.time())
             first_look = min(self.header_timeout_s, self.body_timeout_s)
             self._deadline = self.loop.call_later(first_look, self._body_due)
@@ -354,6 +363,11 @@ class GuardedHttpProtocol(SendWatch, HttpToolsProtocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
+        running = self._running
+        if self._refused_next and self._refusal is not None and not self.pipeline:
+            if (running is None or running.response_complete) and not self.transport.is_closing():
+                self._answer(*self._refusal)  # (after every answer due before it)
+                return
         self._watch_unsent()
 
     def timeout_keep_alive_handler(self) -> None:
@@ -399,6 +413,13 @@ class GuardedHttpProtocol(SendWatch, HttpToolsProtocol):
         self._count(len(self.parser.get_method()) + len(b"  HTTP/1.1\r\n\r\n"))
         self._disarm()
         self._in_head, self._arrived = False, 0
+        if self._has_body() and self.parser.should_upgrade() and self._should_upgrade():
+            # uvicorn makes no request of a WebSocket handshake and drops its body, and
+            # the parser never upgrades one with a body: it was read for ever, unbounded
+            # and unanswered (a helper session's attack). RFC 6455's handshake is a GET
+            # without one.
+            self._refusal = (400, "WEBSOCKET_REFUSED", "a WebSocket handshake has no body")
+            raise _Refused
         super().on_headers_complete()
         self._await_body()
 
@@ -447,7 +468,15 @@ class GuardedHttpProtocol(SendWatch, HttpToolsProtocol):
         self._disarm()
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete:
-            if self._in_head or cycle.response_started or self.pipeline:
+            if self._in_head:
+                # The head of a request behind those being answered: they are answered
+                # first, then this, and the connection is closed (was: closed with no
+                # answer at all, that request's nor theirs: a POST whose JSON came
+                # without its Content-Length, read as the next request, got nothing).
+                # Nothing more is read meanwhile (data_received).
+                self._refused_next = True
+                return
+            if cycle.response_started or self.pipeline:
                 self._drop()
                 self.transport.close()  # (another request's answer is due first)
                 return
@@ -476,6 +505,7 @@ class GuardedHttpProtocol(SendWatch, HttpToolsProtocol):
         body = orjson.dumps({"code": code, "message": message})
         head = b"HTTP/1.1 %d %s\r\n" % (status, _PHRASES[status])
         head += b"content-type: application/json\r\ncontent-length: %d\r\n" % len(body)
+        head += b"".join(b"%s: %s\r\n" % pair for pair in JSON_API_HEADERS)  # (as /api/'s)
         if status == 429:
             head += b"retry-after: %d\r\n" % max(1, round(self.header_timeout_s))
         self.transport.write(head + b"connection: close\r\n\r\n" + body)

@@ -122,12 +122,13 @@ async def patch_member(
 async def delete_member(
     server_id: UUID, user_id: UserRef, actor: CurrentActor, conn: Conn, reason: AuditReason
 ) -> Response:
-    """`@me` (or your own id) leaves; anyone else is kicked (KICK_MEMBERS)."""
-    target = _user(actor, user_id)
-    if target == actor.user_id:
+    """`@me` leaves; anyone else is kicked (KICK_MEMBERS). Your own id is 400
+    CANNOT_KICK_SELF: a moderation tool acting on the member it shows never removes its
+    own user (a client developer's find: it left the server)."""
+    if user_id == "@me":
         await members.leave_server(conn, actor, server_id)
     else:
-        await members.kick_member(conn, actor, server_id, target, reason)
+        await members.kick_member(conn, actor, server_id, _user(actor, user_id), reason)
     return Response(status_code=204)
 
 

@@ -43,7 +43,7 @@ from websockets.exceptions import InvalidState
 from websockets.frames import Frame
 from websockets.http11 import Response
 
-from xfchat.api.http_limits import SEND_STALL, WRITE_PIECE, SendWatch
+from xfchat.api.http_limits import JSON_API_HEADERS, SEND_STALL, WRITE_PIECE, SendWatch
 from xfchat.domain.local_limits import Held
 
 # Frames a client may send before IDENTIFY or RESUME (a token is a few hundred bytes),
@@ -101,6 +101,8 @@ class GuardedWebSocketProtocol(SendWatch, WebSocketsSansIOProtocol):
             response = plain_reject(status, orjson.dumps({"code": code, "message": why}).decode())
             del response.headers["Content-Type"]
             response.headers["Content-Type"] = "application/json"
+            for name, value in JSON_API_HEADERS:  # (as every JSON answer under /api/)
+                response.headers[name.decode()] = value.decode()
             return response
 
         self.conn.reject = reject  # type: ignore[method-assign]

@@ -313,13 +313,13 @@ async def kick_member(
 ) -> None:
     """Raises: NotFound (SERVER_NOT_FOUND, MEMBER_NOT_FOUND); Forbidden
     (MISSING_PERMISSIONS, ROLE_HIERARCHY)."""
+    if user_id == actor.user_id:  # (whoever asks, of whatever server: it tells nothing)
+        raise BadRequest("leave instead of kicking yourself", code="CANNOT_KICK_SELF")
     async with conn.transaction():
         access = await access_server(
             conn, actor, server_id, need=Permission.KICK_MEMBERS, lock=True
         )
         target = await _target(conn, server_id, user_id)
-        if user_id == actor.user_id:
-            raise BadRequest("leave instead of kicking yourself", code="CANNOT_KICK_SELF")
         check_outranks(access, target)
         await remove_member(conn, server_id, user_id, "kicked")
         await audit(

@@ -466,7 +466,7 @@ async def bulk_delete(
     Raises: NotFound (CHANNEL_NOT_FOUND); Forbidden (MISSING_PERMISSIONS); BadRequest
     (INVALID_BULK_DELETE)."""
     unique = list(dict.fromkeys(message_ids))
-    if not 1 <= len(unique) <= MAX_BULK_DELETE:
+    if not 1 <= len(message_ids) <= MAX_BULK_DELETE:  # (as sent: 101 of one id are 101)
         raise BadRequest(
             f"bulk delete takes 1 to {MAX_BULK_DELETE} message ids",
             code="INVALID_BULK_DELETE",

@@ -281,7 +281,7 @@ async def update_role(
         role = await _role(conn, server_id, role_id)
         if not role.is_default:
             _manageable(access, role)
-        elif "name" in values:
+        elif values.get("name", role.name) != role.name:  # (sent back as it is: no change)
             raise BadRequest("@everyone keeps its name", code="INVALID_ROLE_NAME", field="name")
         if values.get("name", role.name) != role.name:  # (one stored before the rule stays)
             check_not_everyone(values["name"], field="name", code="INVALID_ROLE_NAME")

@@ -235,7 +235,10 @@ async def update_channel(
         channel, access = await _managed(conn, actor, channel_id)
         assert channel.server_id is not None
         values = _check(channel.kind, fields)
-        if all(getattr(channel, k) == v for k, v in values.items()):
+        # (A field sent back as it is changes nothing: moving the channel is what needs
+        # MANAGE_ROLES, not a form that sends its category and sync back unchanged.)
+        values = {k: v for k, v in values.items() if getattr(channel, k) != v}
+        if not values:
             return await _payload(conn, channel)  # changes nothing: none written, none told
         if "parent_id" in values:
             await _check_parent(conn, actor, channel.server_id, channel.kind, values["parent_id"])
