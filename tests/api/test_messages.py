@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import uuid
 from typing import Any
 from uuid import UUID
@@ -849,6 +850,28 @@ async def test_a_body_that_says_it_is_not_json_is_415_everywhere(
         url = f"/api/channels/{dm}/messages/{uuid.uuid4()}"
         sent = await client.put(url, headers=headers, content=body)
         assert sent.status_code == 201, (kind, sent.text)
+
+
+async def test_a_body_with_a_content_coding_is_415(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """A hostile client's find: Content-Encoding was not looked at, so plain JSON said to
+    be gzipped was stored as it came, and gzipped JSON was MALFORMED_JSON."""
+    ann, _, dm = await pair(client, make_user)
+    plain = b'{"content": "hi"}'
+    for coding, raw in (("gzip", plain), ("gzip", gzip.compress(plain)), ("identity, br", plain)):
+        url = f"/api/channels/{dm}/messages/{uuid.uuid4()}"
+        headers = {**ann.headers, "content-encoding": coding}
+        answer = await client.put(url, headers=headers, content=raw)
+        assert answer.status_code == 415, (coding, answer.text)
+        assert answer.json()["code"] == "UNSUPPORTED_MEDIA_TYPE"
+        assert (await client.get(url, headers=ann.headers)).status_code == 404  # (nothing)
+    for coding in ("identity", ""):
+        url = f"/api/channels/{dm}/messages/{uuid.uuid4()}"
+        headers = {**ann.headers, "content-encoding": coding}
+        assert (await client.put(url, headers=headers, content=plain)).status_code == 201
+    me = await client.get("/api/users/@me", headers={**ann.headers, "content-encoding": "gzip"})
+    assert me.status_code == 200  # (no body: nothing is coded)
 
 
 async def test_a_content_type_without_a_media_type_is_415_and_none_is_json_everywhere(

@@ -261,3 +261,21 @@ async def test_the_document_gives_the_real_limits_heads_answer_headers_and_close
         "category",
     ]
     assert "offline" in schemas["PresencePayload"]["properties"]["status"]["enum"]
+
+
+async def test_what_the_routes_refuse_the_document_refuses_too(spec: Spec) -> None:
+    """A hostile client's finds: values the document allowed and the routes refused (a
+    slowmode or position of null, a position past its bound, a user search of 65
+    characters, and 2**62 + 1 as a read position: the bound was written as a float)."""
+    doc: Any = spec
+    fields = doc["components"]["schemas"]["ChannelFields"]["properties"]
+    for name, most in (("position", 100_000), ("rate_limit_per_user", 21_600)):
+        untitled = {k: v for k, v in fields[name].items() if k != "title"}
+        assert untitled == {"type": "integer", "minimum": 0, "maximum": most}, name
+    assert fields["name"]["type"] == "string" and "anyOf" not in fields["name"]
+    assert {"type": "null"} in fields["user_limit"]["anyOf"]  # (null: no limit)
+    seq = doc["components"]["schemas"]["AckIn"]["properties"]["seq"]
+    assert seq["maximum"] == 2**62 and isinstance(seq["maximum"], int)
+    params = doc["paths"]["/api/users/search"]["get"]["parameters"]
+    [q] = [p["schema"] for p in params if p["name"] == "q"]
+    assert (q["minLength"], q["maxLength"]) == (1, 64)

@@ -196,6 +196,25 @@ async def test_a_message_that_shows_nothing_is_empty_and_a_family_emoji_is_not(
     assert flag.status_code == 200 and flag.json()["content"] == family
 
 
+async def test_an_audit_reason_is_512_characters_however_it_is_encoded(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """A hostile client's find: 513 characters of four percent-encoded bytes each were
+    VALIDATION_ERROR (the header was cut at 6,144 bytes), not INVALID_AUDIT_REASON."""
+    ann = await make_user("ann")
+    srv = await community(client, ann)
+    grin = "%F0%9F%98%80"  # (one character, U+1F600)
+    for count, status in ((512, 200), (513, 400)):
+        changed = await client.patch(
+            srv.url(),
+            headers={**ann.headers, "X-Audit-Log-Reason": grin * count},
+            json={"name": f"srv {count}"},
+        )
+        assert changed.status_code == status, changed.text
+        if status == 400:
+            assert changed.json()["code"] == "INVALID_AUDIT_REASON", changed.text
+
+
 async def test_header_text_sent_as_raw_utf8_is_read_as_utf8_without_controls(
     client: httpx.AsyncClient, make_user: MakeUser
 ) -> None:

@@ -16,7 +16,8 @@ from fastapi.responses import StreamingResponse
 from xfchat.domain import files
 from xfchat.errors import RangeNotSatisfiable
 
-RANGE = re.compile(r"bytes=(\d{0,19})-(\d{0,19})")
+RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+FAR = 10**19  # a position of more than 19 digits: past any file's end
 # Headers every stored file goes out with: the browser takes the type we say (never
 # guesses one), and a file opened as a page can run nothing and reach nothing.
 SAFE_HEADERS = {
@@ -47,19 +48,27 @@ def requested_range(header: str | None, size: int) -> files.ByteRange | str | No
     found = RANGE.fullmatch(header.strip())
     if found is None:
         return None
-    first, last = found.groups()
-    if not first and not last:
+    first, last = (_position(g) for g in found.groups())
+    if first is None and last is None:
         return None
-    if not first:  # the last n bytes
-        n = int(last)
-        return files.ByteRange(max(0, size - n), size) if n else "unsatisfiable"
-    start = int(first)
-    end = min(size, int(last) + 1) if last else size
-    if last and int(last) < start:
+    if first is None:  # the last n bytes
+        assert last is not None
+        return files.ByteRange(max(0, size - last), size) if last else "unsatisfiable"
+    start = first
+    end = min(size, last + 1) if last is not None else size
+    if last is not None and last < start:
         return None  # invalid: ignored
     if start >= size:
         return "unsatisfiable"
     return files.ByteRange(start, end)
+
+
+def _position(digits: str) -> int | None:
+    """A position of a Range header (None if left out); one of more than 19 digits is
+    FAR, past every file's end (it was a malformed header, so the whole file)."""
+    if not digits:
+        return None
+    return int(digits) if len(digits) <= 19 else FAR
 
 
 class Stored(Protocol):

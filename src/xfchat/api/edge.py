@@ -17,6 +17,7 @@ from xfchat.api.http_limits import JSON_API_HEADERS
 from xfchat.api.metrics import Metrics, route_label
 from xfchat.domain.local_limits import LocalLimiter, crowd_of
 from xfchat.domain.rate_limits import Decision, address_checks, address_of
+from xfchat.errors import UnsupportedMediaType
 from xfchat.settings import RateLimit
 
 DECISIONS = "rate_limit_decisions"
@@ -79,6 +80,10 @@ class EdgeMiddleware:
             if _declares_too_much(scope, limit):
                 status = 413
                 await _too_large(send, limit)
+                return
+            if _content_coded(scope):
+                status = 415
+                await xfchat_error_response(_coded())(scope, receive, send)
                 return
             seen = 0
             exceeded = False
@@ -159,6 +164,26 @@ def _declares_too_much(scope: Scope, limit: int) -> bool:
             if declared > limit or declared < 0:
                 return True
     return False
+
+
+def _content_coded(scope: Scope) -> bool:
+    """A body sent with a content coding (gzip, br, ...): it would be read as it came,
+    a gzipped JSON as malformed, a gzip declared over plain JSON as JSON (a hostile
+    client's find). RFC 9110 8.4.1: 415 for a coding the server does not take."""
+    headers = scope["headers"]
+    if not any(
+        name == b"transfer-encoding" or (name == b"content-length" and value.strip(b" 0"))
+        for name, value in headers
+    ):
+        return False
+    codings = b",".join(value for name, value in headers if name == b"content-encoding")
+    return any(c.strip().lower() not in (b"", b"identity") for c in codings.split(b","))
+
+
+def _coded() -> UnsupportedMediaType:
+    return UnsupportedMediaType(
+        "a body is read as it is sent: no Content-Encoding but identity", field="body"
+    )
 
 
 def _anonymous(path: str) -> bool:

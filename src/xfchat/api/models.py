@@ -46,6 +46,16 @@ def enforced(most: int, least: int = 0, pattern: str | None = None) -> Callable[
 USERNAME = enforced(32, 2, "^[A-Za-z0-9_.]+$")  # (validation.USERNAME_RE)
 
 
+def omittable(schema: dict[str, Any]) -> None:
+    """A `json_schema_extra` for a field that may be left out but is never null (its
+    default, None, means "not sent", and the domain refuses a null sent): the schema
+    says neither null nor a default."""
+    kept = [v for v in schema.pop("anyOf", [schema]) if v.get("type") != "null"]
+    if len(kept) == 1:
+        schema.update(kept[0])
+    schema.pop("default", None)
+
+
 def _iso_time(value: object) -> object:
     # Pydantic would also take a number, or a string of digits, as seconds since 1970.
     if (

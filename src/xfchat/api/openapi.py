@@ -399,7 +399,23 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
                     if status in ("206", "416") if header == "Content-Range" else status in OK:
                         headers.setdefault(header, spec)
     add_links(doc)
+    _integral_bounds(doc)
     return doc
+
+
+def _integral_bounds(node: object) -> None:
+    """FastAPI's model of a schema holds bounds as floats: 2**62 came out as
+    4.611686018427388e+18, which a validator reads as a bound above 2**62 + 1 (a
+    hostile client's find). A whole bound is written as the integer it is."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("maximum", "minimum") and isinstance(value, float) and value.is_integer():
+                node[key] = int(value)
+            else:
+                _integral_bounds(value)
+    elif isinstance(node, list):
+        for item in node:
+            _integral_bounds(item)
 
 
 def install_openapi(app: FastAPI) -> None:

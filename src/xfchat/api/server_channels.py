@@ -4,14 +4,14 @@ api/messages.py, api/channels.py.)"""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import Body, Response
 from pydantic import BaseModel, Field, StrictBool, StrictInt
 
 from xfchat.api.deps import Conn, CurrentActor
-from xfchat.api.models import Text, enforced
+from xfchat.api.models import Text, enforced, omittable
 from xfchat.api.responses import JSONResponse
 from xfchat.api.routing import api_router
 from xfchat.api.servers import AuditReason
@@ -23,17 +23,27 @@ from xfchat.domain.servers import get_server
 router = api_router(tags=["channels"])
 
 
+def _channel_name(schema: dict[str, Any]) -> None:
+    """A name's bound, never null (null is INVALID_CHANNEL_NAME: it would be no name)."""
+    enforced(100, 1)(schema)
+    omittable(schema)
+
+
 class ChannelFields(BaseModel):
     """Only the fields present change on PATCH. rate_limit_per_user: slowmode seconds
     (text, 0-21600); user_limit: voice, 0-99 or null; parent_id: a category or null;
     permissions_synced: follow the category's overrides."""
 
-    name: Text | None = Field(default=None, max_length=1024, json_schema_extra=enforced(100, 1))
+    name: Text | None = Field(default=None, max_length=1024, json_schema_extra=_channel_name)
     topic: Text | None = Field(default=None, max_length=4096, json_schema_extra=enforced(1024))
-    position: StrictInt | None = None
+    position: StrictInt | None = Field(
+        default=None, ge=0, le=server_channels.MAX_POSITION, json_schema_extra=omittable
+    )
     parent_id: UUID | None = None
-    rate_limit_per_user: StrictInt | None = None
-    user_limit: StrictInt | None = None
+    rate_limit_per_user: StrictInt | None = Field(
+        default=None, ge=0, le=server_channels.MAX_SLOWMODE, json_schema_extra=omittable
+    )
+    user_limit: StrictInt | None = Field(default=None, ge=0, le=server_channels.MAX_USER_LIMIT)
     permissions_synced: StrictBool | None = None
 
 

@@ -320,7 +320,7 @@ async def get_users(
 async def get_user_search(
     actor: CurrentActor,
     conn: Conn,
-    q: Annotated[str, Query(max_length=256)],
+    q: Annotated[str, Query(max_length=256, json_schema_extra=enforced(64, 1))],
     limit: Annotated[int, Query(ge=1, le=25)] = 10,
 ) -> Response:
     """Users whose username or display name starts with `q` (ignoring case): your

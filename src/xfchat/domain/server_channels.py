@@ -43,6 +43,7 @@ MAX_CHANNELS = 500
 KINDS = ("text", "voice", "category")
 MAX_SLOWMODE = 21600
 MAX_USER_LIMIT = 99
+MAX_POSITION = 100_000
 
 
 def _check(kind: str, fields: dict[str, Any]) -> dict[str, Any]:
@@ -57,7 +58,7 @@ def _check(kind: str, fields: dict[str, Any]) -> dict[str, Any]:
     for field, most, kinds in (
         ("rate_limit_per_user", MAX_SLOWMODE, ("text",)),
         ("user_limit", MAX_USER_LIMIT, ("voice",)),
-        ("position", 100_000, KINDS),
+        ("position", MAX_POSITION, KINDS),
     ):
         value = fields.get(field)
         if value is None:
@@ -350,8 +351,8 @@ async def reorder_channels(
         for channel_id, position in positions.items():
             if channel_id not in visible:
                 raise channel_not_found()
-            if not 0 <= position <= 100_000:
-                raise BadRequest("positions are 0 to 100000", code="INVALID_POSITION")
+            if not 0 <= position <= MAX_POSITION:
+                raise BadRequest(f"positions are 0 to {MAX_POSITION}", code="INVALID_POSITION")
         rows = await q.update_channel_positions(
             conn,
             server_id=server_id,
