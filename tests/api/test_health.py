@@ -126,10 +126,16 @@ async def test_unknown_route_is_404_json(client: httpx.AsyncClient) -> None:
     assert response.json() == {"code": "NOT_FOUND", "message": "no such route"}
 
 
-async def test_wrong_method_is_405_json(client: httpx.AsyncClient) -> None:
+async def test_wrong_method_is_405_json_and_allow_names_every_method_of_the_path(
+    client: httpx.AsyncClient,
+) -> None:
     response = await client.post("/health")
     assert response.status_code == 405
     assert response.json()["code"] == "METHOD_NOT_ALLOWED"
+    assert response.headers["allow"] == "GET"
+    # (was "GET": the first route of the path Starlette met, a hostile client's find)
+    me = await client.delete("/api/users/@me")
+    assert me.status_code == 405 and me.headers["allow"] == "GET, PATCH"
 
 
 class Echo(BaseModel):

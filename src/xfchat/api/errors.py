@@ -11,6 +11,7 @@ import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from xfchat.api.responses import JSONResponse
 from xfchat.errors import LimitWindow, RateLimited, UnsupportedMediaType, XFChatError
@@ -78,7 +79,7 @@ async def _xfchat_error(_request: Request, exc: Exception) -> JSONResponse:
     return xfchat_error_response(exc)
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 400 and isinstance(exc.__cause__, (ValueError, RecursionError)):
         # FastAPI's "There was an error parsing the body": JSON nested deeper than the
@@ -88,7 +89,21 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ").lower()
     if exc.status_code == 404 and message == "Not Found":
         message = "no such route"
-    return error_response(exc.status_code, code, message, headers=getattr(exc, "headers", None))
+    headers = getattr(exc, "headers", None)
+    if exc.status_code == 405:
+        headers = {**(headers or {}), "Allow": _allowed(request)}
+    return error_response(exc.status_code, code, message, headers=headers)
+
+
+def _allowed(request: Request) -> str:
+    """Every method the request's path takes (Starlette's Allow names those of the first
+    route of the path it met: `DELETE /api/users/@me` was told GET, not PATCH too, a
+    hostile client's find)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if route.matches(request.scope)[0] is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))
 
 
 def declared_not_json(request: Request) -> bool:
