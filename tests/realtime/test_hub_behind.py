@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
 import httpx
+import orjson
 import pytest
 from fastapi import FastAPI
 
@@ -25,8 +27,10 @@ from tests import factories
 from tests.factories import Community, MakeUser, TestUser
 from tests.realtime.test_hub import drain
 from xfchat.api.deps import live_session_cache
+from xfchat.domain.events import EPHEMERAL_CHANNEL
 from xfchat.realtime.feeds import open_user_feed
 from xfchat.realtime.hub import Hub
+from xfchat.realtime.subscriber import Closed
 
 
 @contextlib.asynccontextmanager
@@ -131,3 +135,60 @@ async def test_the_cache_of_live_sessions_is_skipped_while_the_hub_is_behind(
         while not hub.caught_up:
             await asyncio.sleep(0.01)
     assert live_session_cache(app.state) is app.state.sessions
+
+
+async def test_signals_let_go_after_a_hold_are_paced_for_a_client_that_keeps_up(
+    app: FastAPI, client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    """A review's find: the signals held while the hub was behind were handed over all at
+    once when it caught up, outside its pacing, and 1,200 of them overflowed the queue of
+    a client reading them as fast as they came: cut off as a slow consumer. (Many
+    senders' typing, sent as the typing route does; one sender's is rate limited.)"""
+    hub: Hub = app.state.hub
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await factories.community(client, ann, ben)
+    bens, _, _ = await open_user_feed(hub, pool, ben.actor, None)
+    typing: list[int] = []
+
+    async def keep_up() -> None:  # ben's client reads everything as soon as it comes
+        with contextlib.suppress(Closed):
+            while (item := await bens.next(idle_s=3)) is not None:
+                if item[0].type == "typing.started":
+                    typing.append(item[0].data["i"])
+
+    reader = asyncio.create_task(keep_up())
+    try:
+        await asyncio.sleep(0.5)
+        assert bens.live
+        n = hub.queue_limit + 200
+        async with behind(hub, client, ann, srv):
+            # (one to a connection of no process here is not held at all)
+            elsewhere = orjson.dumps({"to": str(uuid.uuid4()), "m": {"t": "x", "d": {}}})
+            await pool.execute("SELECT pg_notify($1, $2)", EPHEMERAL_CHANNEL, elsewhere.decode())
+            for first in range(0, n, 60):
+                payloads = [
+                    orjson.dumps(
+                        {
+                            "k": "channel",
+                            "e": srv.general,
+                            "t": "typing.started",
+                            "d": {"channel_id": srv.general, "user_id": str(ann.id), "i": i},
+                        }
+                    ).decode()
+                    for i in range(first, first + 60)
+                ]
+                async with pool.acquire() as conn:
+                    await conn.execute(
+                        "SELECT count(pg_notify($1::text, p)) FROM unnest($2::text[]) AS t(p)",
+                        EPHEMERAL_CHANNEL,
+                        payloads,
+                    )
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.3)
+            assert len(hub._signals) == n  # (all held)
+        await asyncio.wait_for(reader, 10)
+        assert bens.closed is None, f"closed {bens.closed!r} after {len(typing)} of {n}"
+        assert typing == list(range(n))  # (every one, in order)
+    finally:
+        reader.cancel()
+        bens.close("test")

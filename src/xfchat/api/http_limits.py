@@ -363,11 +363,13 @@ class GuardedHttpProtocol(SendWatch, HttpToolsProtocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        running = self._running
-        if self._refused_next and self._refusal is not None and not self.pipeline:
-            if (running is None or running.response_complete) and not self.transport.is_closing():
-                self._answer(*self._refusal)  # (after every answer due before it)
-                return
+        if self._refused_next and self._refusal is not None:
+            self.flow.pause_reading()  # (uvicorn's resumed it: still nothing more is read)
+            running = self._running
+            if (running is None or running.response_complete) and not self.pipeline:
+                if not self.transport.is_closing():
+                    self._answer(*self._refusal)  # (after every answer due before it)
+                    return
         self._watch_unsent()
 
     def timeout_keep_alive_handler(self) -> None:
@@ -412,14 +414,15 @@ class GuardedHttpProtocol(SendWatch, HttpToolsProtocol):
         # header line counted already, the whole head (for the usual "Name: value").
         self._count(len(self.parser.get_method()) + len(b"  HTTP/1.1\r\n\r\n"))
         self._disarm()
-        self._in_head, self._arrived = False, 0
         if self._has_body() and self.parser.should_upgrade() and self._should_upgrade():
             # uvicorn makes no request of a WebSocket handshake and drops its body, and
             # the parser never upgrades one with a body: it was read for ever, unbounded
             # and unanswered (a helper session's attack). RFC 6455's handshake is a GET
-            # without one.
+            # without one. (Refused as a head: uvicorn made no request of it, so one
+            # before it on the connection is answered first.)
             self._refusal = (400, "WEBSOCKET_REFUSED", "a WebSocket handshake has no body")
             raise _Refused
+        self._in_head, self._arrived = False, 0
         super().on_headers_complete()
         self._await_body()
 
@@ -473,8 +476,9 @@ class GuardedHttpProtocol(SendWatch, HttpToolsProtocol):
                 # first, then this, and the connection is closed (was: closed with no
                 # answer at all, that request's nor theirs: a POST whose JSON came
                 # without its Content-Length, read as the next request, got nothing).
-                # Nothing more is read meanwhile (data_received).
+                # Nothing more is read meanwhile.
                 self._refused_next = True
+                self.flow.pause_reading()
                 return
             if cycle.response_started or self.pipeline:
                 self._drop()
@@ -510,6 +514,7 @@ class GuardedHttpProtocol(SendWatch, HttpToolsProtocol):
             head += b"retry-after: %d\r\n" % max(1, round(self.header_timeout_s))
         self.transport.write(head + b"connection: close\r\n\r\n" + body)
         self.transport.close()
+        self._watch_unsent()  # (a client that reads none of it is let go of too)
 
 
 class _BodyClock:

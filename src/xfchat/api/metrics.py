@@ -92,7 +92,7 @@ class _HubCollector(Collector):
         yield CounterMetricFamily(
             "xfchat_realtime_signals_dropped",
             "Signals (typing, presence, voice signalling) dropped while more than 10,000 "
-            "waited for earlier commits being read from the log",
+            "(or 8 MiB of them) waited for earlier commits being read from the log",
             value=hub.signals_dropped,
         )
 

@@ -60,6 +60,8 @@ FILL_PAGE = 200  # commits read from the log at once
 HOLD_EVENTS = 20_000  # announced events held while earlier ones are read from the log
 HOLD_PIECES = 64  # signals to a connection here being put together from their pieces
 HOLD_SIGNALS = 10_000  # signals waiting for the commits announced before them
+HOLD_SIGNAL_BYTES = 8 * 1024 * 1024  # (and their payloads' size together)
+TO_CONNECTION = '{"to":"'  # how a signal to one connection starts (domain/events.py)
 
 
 @dataclass
@@ -124,6 +126,8 @@ class Hub:
         # Signals, each with the last commit announced before it (NOTIFY delivers in
         # commit order), until that commit is handed over.
         self._signals: deque[tuple[int, str]] = deque()
+        self._signal_bytes = 0
+        self._signal_turn: asyncio.Handle | None = None  # (the rest, next turn: paced)
         self.signals_dropped = 0  # signals dropped from a full hold (for /metrics)
         self._filling: asyncio.Task[None] | None = None
         self._turn_handed = 0  # events handed over in this turn of the event loop (_room)
@@ -542,15 +546,40 @@ class Hub:
         if not self._signals and self._announced <= self.last_g:
             self._signal(payload)
             return
-        if len(self._signals) >= HOLD_SIGNALS:
-            self._signals.popleft()
-            self.signals_dropped += 1
+        if payload.startswith(TO_CONNECTION) and not self._held_here(payload):
+            return  # (to a connection of another process: nothing to hold)
         self._signals.append((self._announced, payload))
+        self._signal_bytes += len(payload)
+        while len(self._signals) > HOLD_SIGNALS or self._signal_bytes > HOLD_SIGNAL_BYTES:
+            self._signal_bytes -= len(self._signals.popleft()[1])
+            self.signals_dropped += 1
+
+    def _held_here(self, payload: str) -> bool:
+        """Whether a signal to one connection (`{"to":"<id>",...}`) is to one here."""
+        try:
+            return UUID(payload[len(TO_CONNECTION) : len(TO_CONNECTION) + 36]) in self.connections
+        except ValueError:
+            return True  # (malformed: _signal says so)
 
     def _release_signals(self) -> None:
-        """Hand over the signals whose earlier commits are all handed over, in order."""
+        """Hand over the signals whose earlier commits are all handed over, in order,
+        paced as commits are: a turn's share at most, the rest in the turns after (a
+        hold of many let go at once overflowed the queue of a client that kept up, and
+        cut it off as a slow consumer: a review's find)."""
         while self._signals and self._signals[0][0] <= self.last_g:
-            self._signal(self._signals.popleft()[1])
+            if self._room() <= 0:
+                if self._signal_turn is None:
+                    loop = asyncio.get_running_loop()
+                    self._signal_turn = loop.call_soon(self._next_signals)
+                return
+            payload = self._signals.popleft()[1]
+            self._signal_bytes -= len(payload)
+            self._spent(1)
+            self._signal(payload)
+
+    def _next_signals(self) -> None:
+        self._signal_turn = None
+        self._release_signals()
 
     def _signal(self, payload: str) -> None:
         """A signal: to the followers of its stream, or, when it lists channels ("c"), to
