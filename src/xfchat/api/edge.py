@@ -13,7 +13,7 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from xfchat.api.errors import rate_limit_headers, xfchat_error_response
-from xfchat.api.http_limits import JSON_API_HEADERS
+from xfchat.api.http_limits import JSON_API_HEADERS, declares_body
 from xfchat.api.metrics import Metrics, route_label
 from xfchat.domain.local_limits import LocalLimiter, crowd_of
 from xfchat.domain.rate_limits import Decision, address_checks, address_of
@@ -171,10 +171,7 @@ def _content_coded(scope: Scope) -> bool:
     a gzipped JSON as malformed, a gzip declared over plain JSON as JSON (a hostile
     client's find). RFC 9110 8.4.1: 415 for a coding the server does not take."""
     headers = scope["headers"]
-    if not any(
-        name == b"transfer-encoding" or (name == b"content-length" and value.strip(b" 0"))
-        for name, value in headers
-    ):
+    if not declares_body(headers):
         return False
     codings = b",".join(value for name, value in headers if name == b"content-encoding")
     return any(c.strip().lower() not in (b"", b"identity") for c in codings.split(b","))

@@ -61,6 +61,15 @@ from xfchat.domain.local_limits import Held, HeldPerAddress
 # disk cache would keep them).
 JSON_API_HEADERS = ((b"x-content-type-options", b"nosniff"), (b"cache-control", b"no-store"))
 
+
+def declares_body(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether a request's headers (lower-case names) say a body follows."""
+    return any(
+        name == b"transfer-encoding" or (name == b"content-length" and value.strip(b" 0"))
+        for name, value in headers
+    )
+
+
 # Bytes a second a request body must average once its grace (the head's timeout) is over.
 MIN_BODY_RATE = 1024
 # How many times the head's timeout a client may take nothing of an answer being sent.
@@ -267,14 +276,8 @@ class GuardedHttpProtocol(SendWatch, HttpToolsProtocol):
             seconds = f"{self.header_timeout_s:g}"
             self._refuse(408, "REQUEST_TIMEOUT", f"the request head took over {seconds} s")
 
-    def _has_body(self) -> bool:
-        return any(
-            name == b"transfer-encoding" or (name == b"content-length" and value.strip(b" 0"))
-            for name, value in self.headers
-        )
-
     def _await_body(self) -> None:
-        if self._has_body() and not self.parser.should_upgrade():
+        if declares_body(self.headers) and not self.parser.should_upgrade():
             self._body = _BodyClock(self.loop.time())
             first_look = min(self.header_timeout_s, self.body_timeout_s)
             self._deadline = self.loop.call_later(first_look, self._body_due)
@@ -414,7 +417,7 @@ class GuardedHttpProtocol(SendWatch, HttpToolsProtocol):
         # header line counted already, the whole head (for the usual "Name: value").
         self._count(len(self.parser.get_method()) + len(b"  HTTP/1.1\r\n\r\n"))
         self._disarm()
-        if self._has_body() and self.parser.should_upgrade() and self._should_upgrade():
+        if declares_body(self.headers) and self.parser.should_upgrade() and self._should_upgrade():
             # uvicorn makes no request of a WebSocket handshake and drops its body, and
             # the parser never upgrades one with a body: it was read for ever, unbounded
             # and unanswered (a helper session's attack). RFC 6455's handshake is a GET

@@ -279,11 +279,12 @@ async def update_role(
             conn, actor, server_id, need=Permission.MANAGE_ROLES, lock=True
         )
         role = await _role(conn, server_id, role_id)
+        renamed = values.get("name", role.name) != role.name  # (sent back as it is: not)
         if not role.is_default:
             _manageable(access, role)
-        elif values.get("name", role.name) != role.name:  # (sent back as it is: no change)
+        elif renamed:
             raise BadRequest("@everyone keeps its name", code="INVALID_ROLE_NAME", field="name")
-        if values.get("name", role.name) != role.name:  # (one stored before the rule stays)
+        if renamed:  # (one stored before the rule stays)
             check_not_everyone(values["name"], field="name", code="INVALID_ROLE_NAME")
         if "permissions" in values:
             _grantable(access.permissions, values["permissions"] & ~role.permissions)

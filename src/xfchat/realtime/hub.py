@@ -541,8 +541,8 @@ class Hub:
     def _on_ephemeral(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         """A signal (not stored), handed over once the commits announced before it are:
         at once, unless the hub is reading earlier ones from the log (at most
-        HOLD_SIGNALS wait; past that the oldest is dropped, as a signal lost with a
-        connection would be)."""
+        HOLD_SIGNALS and HOLD_SIGNAL_BYTES wait; past that the oldest is dropped, as a
+        signal lost with a connection would be)."""
         if not self._signals and self._announced <= self.last_g:
             self._signal(payload)
             return
