@@ -42,7 +42,7 @@ from xfchat.api.errors import install_error_handlers
 from xfchat.api.hot_path import hot_path
 from xfchat.api.metrics import Metrics, PurgeCollector, ReplicaCollector
 from xfchat.api.openapi import install_openapi
-from xfchat.api.routing import add_routes
+from xfchat.api.routing import add_routes, head_as_get
 from xfchat.db.migrate import discover
 from xfchat.db.pool import connect, create_pool, pool_stats
 from xfchat.db.replica import ReadRouter
@@ -199,9 +199,12 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
     )
     if settings.cors_origins:  # outermost: errors from the edge carry CORS headers too
         app.add_middleware(Cors, origins=settings.cors_origins)
-    # The send's route in front of FastAPI's layers (api/hot_path.py).
+    # The send's route in front of FastAPI's layers (api/hot_path.py); HEAD wherever GET
+    # is (api/routing.head_as_get).
     stack = app.build_middleware_stack
-    app.build_middleware_stack = lambda: hot_path(app, stack())  # type: ignore[method-assign]
+    app.build_middleware_stack = lambda: hot_path(  # type: ignore[method-assign]
+        app, head_as_get(app, stack())
+    )
     return app
 
 

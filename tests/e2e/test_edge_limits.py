@@ -106,7 +106,7 @@ def test_a_head_just_over_the_limit_is_431_and_one_under_it_is_served(
     assert over.headers["cache-control"] == "no-store"
     for size, status in ((16_384, b"200"), (16_385, b"431")):  # main: 16,400 was served
         sock = raw_connection(base)
-        head = b"GET /health HTTP/1.1\r\nConnection: close\r\nX-Pad: \r\n\r\n"
+        head = b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Pad: \r\n\r\n"
         sock.sendall(head[:-4] + b"a" * (size - len(head)) + b"\r\n\r\n")
         answer = read_answer(sock)
         sock.close()
@@ -1028,3 +1028,39 @@ def test_a_client_that_stops_reading_below_the_buffers_mark_is_cut_too(
         time.sleep(0.1)
     assert _states(port, mine) == []  # reset, the kernel's buffers freed (not FIN_WAIT1)
     sock.close()
+
+
+def test_a_head_framed_against_rfc_9112_is_refused_before_the_app(edge: tuple[int, str]) -> None:
+    """The thirtieth round's left: an HTTP/1.1 request without a Host, or with two, was
+    served (RFC 9112 3.2: 400); a transfer coding before the final chunked was dropped
+    unread, the app handed the gzipped bytes as the body (6.1: 501). HTTP/1.0 may come
+    without a Host; chunked alone is read."""
+    _, base = edge
+    login = (
+        b"POST /api/auth/login HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        b"Content-Type: application/json\r\n"
+    )
+    gzipped = b"Transfer-Encoding: gzip, chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"
+    twice = b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
+    for request_bytes, status, code in [
+        (b"GET /health HTTP/1.1\r\n\r\n", 400, "MALFORMED_REQUEST"),
+        (b"GET /health HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", 400, "MALFORMED_REQUEST"),
+        (b"GET /health HTTP/1.0\r\nHost: x\r\nHost: x\r\n\r\n", 400, "MALFORMED_REQUEST"),
+        (UPGRADE.replace(b"Host: x\r\n", b""), 400, "MALFORMED_REQUEST"),
+        (login + gzipped, 501, "UNSUPPORTED_TRANSFER_CODING"),
+        (login + twice, 400, "MALFORMED_REQUEST"),  # (the parser's refusal)
+        (login + twice.replace(b"chunked\r\nT", b"gzip\r\nT"), 501, "UNSUPPORTED_TRANSFER_CODING"),
+        (b"GET /health HTTP/1.0\r\n\r\n", 200, None),
+        (login + gzipped.replace(b"gzip, c", b"C"), 400, "VALIDATION_ERROR"),
+    ]:
+        sock = raw_connection(base)
+        sock.sendall(request_bytes)
+        answer = read_answer(sock, limit_s=10)
+        sock.close()
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 %d " % status), (request_bytes, answer[:300])
+        if code is not None:
+            assert json.loads(body)["code"] == code, (request_bytes, body)
+            assert b"x-content-type-options: nosniff" in head.lower(), head
+    scraped = httpx.get(f"{base}/metrics", headers=METRICS_HEADERS).text
+    assert 'xfchat_http_refused_total{code="UNSUPPORTED_TRANSFER_CODING"} 2.0' in scraped

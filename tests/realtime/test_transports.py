@@ -26,7 +26,7 @@ from tests.realtime.clients import (
     sse_stream,
     wait_subscribers,
 )
-from tests.support import Servers
+from tests.support import METRICS_HEADERS, Servers
 from xfchat.domain.tokens import issue_access_token
 from xfchat.settings import Settings
 
@@ -602,3 +602,52 @@ async def test_gateway_reconnects_during_traffic_leave_no_unretrieved_task_excep
     await wait_subscribers(base, 0, at_most=0)  # every connection's handler has ended
     assert "never retrieved" not in proc.output, proc.output[-3000:]
     assert "Traceback" not in proc.output, proc.output[-3000:]
+
+
+async def test_the_streams_answer_head_and_http_1_0_as_http_says(
+    server: str, http: Http, make_user: MakeUser
+) -> None:
+    """The thirtieth round's left: HEAD was 405 on every route but the downloads (RFC
+    9110 9.3.2: a resource that answers GET answers HEAD), and an HTTP/1.0 request to a
+    stream was answered in chunked framing, which 1.0 does not know (RFC 9112 6.3: its
+    body ends where the connection does). A HEAD to a stream ends after its head."""
+    api = http(server)
+    ann, ben, dm = await pair(api, make_user)
+    bearer = {"Authorization": f"Bearer {ben.access_token}"}
+    me = await api.get("/api/users/@me", headers=bearer)
+    head = await api.head("/api/users/@me", headers=bearer)
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-length"] == str(len(me.content))
+    assert head.headers["content-type"] == "application/json"
+    assert (await api.head("/api/users/@me")).status_code == 401  # (as GET: no token)
+    login = await api.head("/api/auth/login")
+    assert login.status_code == 405 and login.headers["allow"] == "POST", login.headers
+    assert (await api.delete("/api/users/@me/friends")).headers.get("allow", "").count("HEAD")
+    events = await api.head("/api/events", headers=bearer)
+    assert events.status_code == 200 and events.content == b""
+    assert events.headers["content-type"].startswith("text/event-stream")
+    subscribed = await api.head(
+        braid_messages_url(server, dm), headers={**bearer, "Subscribe": "true"}
+    )
+    assert subscribed.status_code == 209 and subscribed.content == b"", subscribed.headers
+    await wait_subscribers(server, 0, at_most=0)  # (the HEADs held no subscription)
+    scraped = (await api.get("/metrics", headers=METRICS_HEADERS)).text
+    assert 'method="HEAD",route="/api/users/@me",status="200"' in scraped
+
+    host, port = server.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        f"GET /api/events HTTP/1.0\r\nAuthorization: Bearer {ben.access_token}\r\n\r\n".encode()
+    )
+    raw_head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    assert raw_head.startswith(b"HTTP/1.1 200 "), raw_head
+    assert b"transfer-encoding" not in raw_head.lower(), raw_head
+    assert b"connection: close" in raw_head.lower(), raw_head
+    sent = await say(api, ann, dm, "to a 1.0 client")
+    body = b""
+    while sent["id"].encode() not in body:
+        body += await asyncio.wait_for(reader.read(65536), 10)
+    writer.close()
+    # The events as they are written, with no chunk sizes between them.
+    assert body.startswith(b"retry: 1000\n\nid: "), body[:200]
+    assert b"\nevent: message.created\n" in body and b"\r\n" not in body, body[-400:]

@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from xfchat.api.errors import rate_limit_headers, xfchat_error_response
 from xfchat.api.http_limits import JSON_API_HEADERS, declares_body
 from xfchat.api.metrics import Metrics, route_label
+from xfchat.api.routing import HEAD_AS_GET
 from xfchat.domain.local_limits import LocalLimiter, crowd_of
 from xfchat.domain.rate_limits import Decision, address_checks, address_of
 from xfchat.errors import UnsupportedMediaType
@@ -110,7 +111,7 @@ class EdgeMiddleware:
                     responding = True
                     status = message["status"]
                     self.metrics.observe_latency(
-                        scope["method"], route_label(scope), time.perf_counter() - started
+                        _method(scope), route_label(scope), time.perf_counter() - started
                     )
                     decisions = scope.get("state", {}).get(DECISIONS)
                     api = scope["path"].startswith("/api/")
@@ -129,7 +130,7 @@ class EdgeMiddleware:
                 status = 413
                 await _too_large(send, limit)
         finally:
-            self.metrics.count_request(scope["method"], label or route_label(scope), status)
+            self.metrics.count_request(_method(scope), label or route_label(scope), status)
 
     def _count_anonymous(self, scope: Scope) -> Decision | None:
         """Count the request in its address's windows, the widest first (an IPv6 /48,
@@ -151,6 +152,11 @@ class EdgeMiddleware:
         scope.setdefault("state", {}).setdefault(DECISIONS, []).extend(decisions)
         refused = [d for d in decisions if not d.allowed]
         return max(refused, key=lambda d: d.reset_after) if refused else None
+
+
+def _method(scope: Scope) -> str:
+    """The request's method as the client sent it (a HEAD answered by GET's route too)."""
+    return "HEAD" if scope.get(HEAD_AS_GET) else str(scope["method"])
 
 
 def _declares_too_much(scope: Scope, limit: int) -> bool:

@@ -103,6 +103,8 @@ def _allowed(request: Request) -> str:
     for route in request.app.router.routes:
         if route.matches(request.scope)[0] is not Match.NONE:
             methods |= getattr(route, "methods", None) or set()
+    if "GET" in methods:
+        methods.add("HEAD")  # (answered by GET's route: api/routing.head_as_get)
     return ", ".join(sorted(methods))
 
 

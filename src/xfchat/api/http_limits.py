@@ -93,7 +93,35 @@ _PHRASES = {
     408: b"Request Timeout",
     429: b"Too Many Requests",
     431: b"Request Header Fields Too Large",
+    501: b"Not Implemented",
 }
+
+
+def _head_refusal(headers: list[tuple[bytes, bytes]], version: str) -> tuple[int, str, str] | None:
+    """What a request head's framing breaks of RFC 9112, that the parser lets through:
+    a Host missing from an HTTP/1.1 request, or named twice (3.2: 400); transfer codings
+    whose last is not chunked (6.3: 400, the body's end unknown), or others before it
+    (6.1: 501; the parser read `gzip, chunked` as chunked and handed the app the
+    gzipped bytes as the body). None when it breaks none of these."""
+    hosts = sum(1 for name, _ in headers if name == b"host")
+    if hosts > 1 or (hosts == 0 and version != "1.0"):
+        return (400, "MALFORMED_REQUEST", "an HTTP/1.1 request names its Host once")
+    codings = [
+        coding.strip().lower()
+        for name, value in headers
+        if name == b"transfer-encoding"
+        for coding in value.split(b",")
+        if coding.strip()
+    ]
+    if codings and codings[-1] != b"chunked":
+        return (400, "MALFORMED_REQUEST", "a request body's last transfer coding is chunked")
+    if codings and codings != [b"chunked"]:
+        return (
+            501,
+            "UNSUPPORTED_TRANSFER_CODING",
+            "a request body's only transfer coding is chunked",
+        )
+    return None
 
 
 def cancelled_timer(timer: asyncio.TimerHandle | None) -> asyncio.TimerHandle | None:
@@ -425,6 +453,9 @@ class GuardedHttpProtocol(SendWatch, HttpToolsProtocol):
             # before it on the connection is answered first.)
             self._refusal = (400, "WEBSOCKET_REFUSED", "a WebSocket handshake has no body")
             raise _Refused
+        self._refusal = _head_refusal(self.headers, self.parser.get_http_version())
+        if self._refusal is not None:
+            raise _Refused  # (as a head: those before it on the connection are answered)
         self._in_head, self._arrived = False, 0
         super().on_headers_complete()
         self._await_body()

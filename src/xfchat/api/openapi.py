@@ -66,6 +66,8 @@ ERRORS = {
     429: "Rate limited: wait `Retry-After` seconds",
     431: "The request line and headers are too large, or too many (HEADERS_TOO_LARGE, "
     "TOO_MANY_HEADERS); the connection is closed",
+    501: "A request body in a transfer coding besides chunked "
+    "(UNSUPPORTED_TRANSFER_CODING); the connection is closed",
     503: "Overloaded or the database is unavailable: try again after `Retry-After` seconds",
 }
 
@@ -322,7 +324,7 @@ def _error_statuses(path: str, method: str, operation: dict[str, Any], secured: 
     if method in ("put", "post", "patch", "delete"):
         statuses.append(409)
     if "requestBody" in operation:
-        statuses.append(415)
+        statuses += [415, 501]
     if (method, path) == GONE_ROUTE:
         statuses.append(410)
     return sorted(set(statuses))

@@ -18,6 +18,11 @@ from __future__ import annotations
 from enum import Enum
 
 from fastapi import APIRouter, FastAPI
+from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+# In the scope of a HEAD request answered by its path's GET route (see head_as_get).
+HEAD_AS_GET = "xfchat.head"
 
 
 def api_router(prefix: str = "", *, tags: list[str | Enum]) -> APIRouter:
@@ -31,3 +36,28 @@ def api_router(prefix: str = "", *, tags: list[str | Enum]) -> APIRouter:
 def add_routes(app: FastAPI, router: APIRouter) -> None:
     """`router`'s routes in `app`, in their order, as they were built."""
     app.router.routes.extend(router.routes)
+
+
+def head_as_get(app: FastAPI, rest: ASGIApp) -> ASGIApp:
+    """`rest`, with a HEAD request answered by its path's GET route where no route of
+    its own takes HEAD (RFC 9110 9.3.2: every resource that answers GET answers HEAD;
+    FastAPI's routes take only the methods they name, so HEAD was 405 on every JSON
+    route). The route sees GET; uvicorn, whose own scope still says HEAD, writes the
+    answer's head without its body (Content-Length as GET's). An endless stream ends
+    after its head (api/streaming.py: HEAD_AS_GET)."""
+    routes = app.router.routes
+
+    async def dispatch(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "HEAD" and _get_only(routes, scope):
+            scope = {**scope, "method": "GET", HEAD_AS_GET: True}
+        await rest(scope, receive, send)
+
+    return dispatch
+
+
+def _get_only(routes: list[BaseRoute], scope: Scope) -> bool:
+    """Whether no route takes this HEAD request as it is, and one would as a GET."""
+    if any(route.matches(scope)[0] is Match.FULL for route in routes):
+        return False
+    as_get = {**scope, "method": "GET"}
+    return any(route.matches(as_get)[0] is Match.FULL for route in routes)

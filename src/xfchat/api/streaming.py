@@ -19,6 +19,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from xfchat.api.http_limits import RAW_CYCLE, WRITE_PIECE
+from xfchat.api.routing import HEAD_AS_GET
 from xfchat.realtime.subscriber import Subscriber
 from xfchat.tasks import stop
 
@@ -26,6 +27,7 @@ log = logging.getLogger("xfchat.stream")
 Write = Callable[[bytes], Awaitable[None]]
 STALL_GRACE_S = 1.0
 COALESCE = 256  # a stream's ready events taken at most at once (one chunk, or one write)
+ENDLESS = 1 << 62  # what uvicorn counts down of an HTTP/1.0 stream's unframed body
 
 
 class LiveStream(Response):
@@ -44,6 +46,14 @@ class LiveStream(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
+            cycle: Any = scope.get(RAW_CYCLE)
+            unframed = cycle is not None and scope.get("http_version") == "1.0"
+            if unframed:
+                # An HTTP/1.0 client knows no chunked framing (uvicorn chunked every
+                # answer without a length): the body ends where the connection does
+                # (RFC 9112 6.3), which 1.0 never keeps alive.
+                cycle.chunked_encoding = False
+                cycle.expected_content_length = ENDLESS
             await send(
                 {
                     "type": "http.response.start",
@@ -51,10 +61,12 @@ class LiveStream(Response):
                     "headers": self.raw_headers,
                 }
             )
+            if scope.get(HEAD_AS_GET):  # (a HEAD: its head is all of its answer)
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
 
             # The middle of the body past the middleware, once the start got through it
             # (its end goes through it again: telemetry closes its span there).
-            cycle = scope.get(RAW_CYCLE)
             raw = cycle.send if cycle is not None and cycle.response_started else send
 
             async def write(chunk: bytes) -> None:
@@ -73,6 +85,8 @@ class LiveStream(Response):
                 finished = False
             await stop(producer, gone)
             if finished and gone not in done:
+                if unframed:
+                    cycle.expected_content_length = 0  # (its end: the close)
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             self.sub.release()
