@@ -75,7 +75,9 @@ Authenticate with `POST /api/auth/login` and send the access token as
 `Authorization: Bearer <token>` (the Authorize button). Every error is JSON
 `{"code", "message"}` (the `Error` schema). Real-time events (the `Event` schema) come
 over `GET /api/events` (Server-Sent Events), the WebSocket gateway at `/api/gateway`, or a
-Braid-HTTP subscription to a channel's messages; the README describes all three."""
+Braid-HTTP subscription to a channel's messages; the README describes all three.
+`HEAD` is answered wherever `GET` is, as `GET` without its body (listed apart only where
+a download has a `HEAD` of its own)."""
 
 
 def _lifespan(

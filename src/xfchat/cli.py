@@ -1,4 +1,4 @@
-"""The command line: `xfchat serve | dev | migrate run|revert|info|add | seed | check`.
+"""The command line: `xfchat serve | dev | migrate run|revert|info|add | seed | check | admin`.
 
 Exit codes: 0 ok, 1 other failure, 2 bad settings, 3 database unusable, 4 migration
 failure, 5 cannot bind the port.

@@ -149,6 +149,10 @@ class DatabaseSettings(BaseSettings):
             raise ValueError(f"cannot be read as a URL (its host or port): {URL_ESCAPES}") from None
         if _authority_cut_short(parts):
             raise ValueError(f"has an @ past its host: {URL_ESCAPES}")
+        if parts.netloc.count("@") > 1:
+            # (Python's parser takes the last @ as the host's start, asyncpg the first: the
+            # password's rest was the host it resolved, in a DNS query, and logged)
+            raise ValueError(f"has an @ in its user or password: {URL_ESCAPES}")
         return value
 
     @field_validator("migrations_dir", mode="before")

@@ -188,6 +188,9 @@ BAD_URLS = {
     "postgresql://xf:5432?cret-Zq@127.0.0.1:1/db": ("cret-Zq",),
     "postgresql://xf:5432#cret-Zq@127.0.0.1:1/db": ("cret-Zq",),
     "postgresql://xf:pa?ss#cret-Zq@127.0.0.1:1/db": ("'pa'", "cret-Zq"),
+    # (an operator's find: Python's parser took the last @ as the host's start, asyncpg
+    # the first, and resolved "ss-cret-Zq@127.0.0.1" as the host)
+    "postgresql://xf:p@ss-cret-Zq@127.0.0.1:1/db": ("ss-cret", "cret-Zq"),
 }
 
 

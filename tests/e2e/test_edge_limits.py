@@ -1047,10 +1047,22 @@ def test_a_head_framed_against_rfc_9112_is_refused_before_the_app(edge: tuple[in
         (b"GET /health HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", 400, "MALFORMED_REQUEST"),
         (b"GET /health HTTP/1.0\r\nHost: x\r\nHost: x\r\n\r\n", 400, "MALFORMED_REQUEST"),
         (UPGRADE.replace(b"Host: x\r\n", b""), 400, "MALFORMED_REQUEST"),
+        # (a helper session's finds: a Host that is no host, HTTP/0.9 and 2.0 served)
+        (b"GET /health HTTP/1.1\r\nHost: x, y\r\n\r\n", 400, "MALFORMED_REQUEST"),
+        (b"GET /health HTTP/1.1\r\nHost: x/y@z\r\n\r\n", 400, "MALFORMED_REQUEST"),
+        (b"GET /health HTTP/0.9\r\nHost: x\r\n\r\n", 505, "HTTP_VERSION_NOT_SUPPORTED"),
+        (b"GET /health HTTP/2.0\r\nHost: x\r\n\r\n", 505, "HTTP_VERSION_NOT_SUPPORTED"),
+        (
+            b"POST /health HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            400,
+            "MALFORMED_REQUEST",
+        ),
         (login + gzipped, 501, "UNSUPPORTED_TRANSFER_CODING"),
         (login + twice, 400, "MALFORMED_REQUEST"),  # (the parser's refusal)
         (login + twice.replace(b"chunked\r\nT", b"gzip\r\nT"), 501, "UNSUPPORTED_TRANSFER_CODING"),
         (b"GET /health HTTP/1.0\r\n\r\n", 200, None),
+        (b"GET /health HTTP/1.1\r\nHost: [::1]:3000\r\nConnection: close\r\n\r\n", 200, None),
+        (b"GET /health HTTP/1.1\r\nHost:\r\nConnection: close\r\n\r\n", 200, None),
         (login + gzipped.replace(b"gzip, c", b"C"), 400, "VALIDATION_ERROR"),
     ]:
         sock = raw_connection(base)

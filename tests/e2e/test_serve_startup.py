@@ -80,7 +80,7 @@ def test_missing_or_weak_secret_is_refused(db_url: str, secret: str | None, why:
     assert_refused(run_cli("serve", env=env), 2, why)
 
 
-def test_unreachable_database_is_retried_then_refused() -> None:
+def test_unreachable_database_is_retried_then_refused(db_url: str) -> None:
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -90,6 +90,11 @@ def test_unreachable_database_is_retried_then_refused() -> None:
     for attempt in (1, 2, 3):
         assert f"connect attempt {attempt}/3" in result.stderr
     assert "y@" not in result.stderr  # the password never shows
+    assert "in DATABASE_URL right?" in result.stderr, result.stderr
+    # (an operator's find: an unreachable XFCHAT_LISTEN_URL was blamed on DATABASE_URL)
+    env["XFCHAT_LISTEN_URL"], env["DATABASE_URL"] = env["DATABASE_URL"], db_url
+    result = run_cli("serve", env=env)
+    assert_refused(result, 3, "are host and port in XFCHAT_LISTEN_URL right?")
 
 
 async def test_wrong_password_is_refused_at_once(pg_cluster: Cluster, db_url: str) -> None:

@@ -623,13 +623,21 @@ async def test_the_streams_answer_head_and_http_1_0_as_http_says(
     login = await api.head("/api/auth/login")
     assert login.status_code == 405 and login.headers["allow"] == "POST", login.headers
     assert (await api.delete("/api/users/@me/friends")).headers.get("allow", "").count("HEAD")
-    events = await api.head("/api/events", headers=bearer)
-    assert events.status_code == 200 and events.content == b""
+    for _ in range(3):  # (a helper session's find: each HEAD opened a subscription, and
+        # spent a real-time connection of the user's: it counts as any request now)
+        events = await api.head("/api/events", headers=bearer)
+        assert events.status_code == 200 and events.content == b""
+        assert events.headers["x-ratelimit-bucket"] != "realtime.connect", events.headers
     assert events.headers["content-type"].startswith("text/event-stream")
     subscribed = await api.head(
         braid_messages_url(server, dm), headers={**bearer, "Subscribe": "true"}
     )
     assert subscribed.status_code == 209 and subscribed.content == b"", subscribed.headers
+    assert subscribed.headers["x-ratelimit-bucket"] != "realtime.connect", subscribed.headers
+    unseen = await api.head(
+        braid_messages_url(server, str(uuid.uuid4())), headers={**bearer, "Subscribe": "true"}
+    )
+    assert unseen.status_code == 404, unseen.headers  # (as its GET)
     await wait_subscribers(server, 0, at_most=0)  # (the HEADs held no subscription)
     scraped = (await api.get("/metrics", headers=METRICS_HEADERS)).text
     assert 'method="HEAD",route="/api/users/@me",status="200"' in scraped

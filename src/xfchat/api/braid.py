@@ -28,7 +28,8 @@ from fastapi import Request
 from starlette.responses import Response
 
 from xfchat.api.deps import REALTIME_BUCKET, check_limit
-from xfchat.api.streaming import LiveStream, Write
+from xfchat.api.routing import is_head
+from xfchat.api.streaming import LiveStream, Write, stream_head
 from xfchat.db.pool import DATABASE_ERRORS
 from xfchat.domain import messages
 from xfchat.domain.accounts import Actor
@@ -36,7 +37,7 @@ from xfchat.domain.event_payloads import MessagePayload
 from xfchat.domain.events import MESSAGE_CREATED
 from xfchat.domain.messages import MAX_PARENTS
 from xfchat.errors import BadRequest, Forbidden, NotFound, ServiceUnavailable
-from xfchat.realtime.feeds import open_channel_feed
+from xfchat.realtime.feeds import open_channel_feed, peek_channel_feed
 from xfchat.realtime.subscriber import ACCESS_LOST, Closed, Subscriber
 
 log = logging.getLogger("xfchat.stream")
@@ -147,15 +148,19 @@ def _patch(message: MessagePayload, parent: str | None) -> bytes:
 
 async def subscribe(request: Request, actor: Actor, channel_id: UUID) -> Response:
     state = request.app.state
-    await check_limit(
-        request, REALTIME_BUCKET, str(actor.user_id), state.settings.rate_realtime_user
-    )
+    head = is_head(request)  # (its checks, without a subscription: stream_head)
+    if not head:
+        await check_limit(
+            request, REALTIME_BUCKET, str(actor.user_id), state.settings.rate_realtime_user
+        )
     heartbeats = parse_heartbeats(request.headers.get("heartbeats"))
     # Repeated headers are one list (RFC 9110): they count together against the limits.
     parents = ", ".join(request.headers.getlist("parents"))
-    sub, start = await open_channel_feed(
-        state.hub, state.pool, actor, channel_id, braid_ids(parents) if parents else None
-    )
+    versions = braid_ids(parents) if parents else None
+    if head:
+        start = await peek_channel_feed(state.pool, actor, channel_id, versions)
+    else:
+        sub, start = await open_channel_feed(state.hub, state.pool, actor, channel_id, versions)
     headers = {
         "Subscribe": request.headers.get("subscribe") or "true",
         # (the multiresponse draft's media type, as braid-http's own server sends it)
@@ -167,6 +172,8 @@ async def subscribe(request: Request, actor: Actor, channel_id: UUID) -> Respons
         headers["Current-Version"] = quoted(start.newest[0]["id"])
     if heartbeats is not None:
         headers["Heartbeats"] = f"{heartbeats:g}s"
+    if head:
+        return stream_head(209, headers)
     body = _Body(state.pool, actor, channel_id, sub, heartbeats, start.resume, start.newest)
     return LiveStream(209, headers, sub, body.produce)
 

@@ -10,6 +10,7 @@ import asyncpg
 from fastapi import Depends, Header, Query, Request
 
 from xfchat.api.edge import DECISIONS
+from xfchat.api.routing import is_head
 from xfchat.domain.accounts import (
     Actor,
     ClientInfo,
@@ -288,9 +289,9 @@ async def stream_actor(
     token may come as `?access_token=` instead (only on these routes). Counted in the
     user's real-time connection bucket too."""
     token = access_token if authorization is None and access_token else None
-    return await authenticate_request(
-        request, token or bearer_token(authorization), realtime_limit(request)
-    )
+    # (a HEAD opens no connection: api/streaming.stream_head)
+    limits = None if is_head(request) else realtime_limit(request)
+    return await authenticate_request(request, token or bearer_token(authorization), limits)
 
 
 def realtime_limit(request: Request) -> LimitsOf:

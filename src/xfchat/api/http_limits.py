@@ -44,6 +44,7 @@ import asyncio
 import contextlib
 import fcntl
 import logging
+import re
 import socket
 import struct
 import termios
@@ -94,18 +95,28 @@ _PHRASES = {
     429: b"Too Many Requests",
     431: b"Request Header Fields Too Large",
     501: b"Not Implemented",
+    505: b"HTTP Version Not Supported",
 }
+# A Host's value (RFC 9110 7.2): an IP literal or a registered name (RFC 3986 3.2.2),
+# and a port; or empty.
+_HOST = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(:[0-9]*)?")
 
 
 def _head_refusal(headers: list[tuple[bytes, bytes]], version: str) -> tuple[int, str, str] | None:
-    """What a request head's framing breaks of RFC 9112, that the parser lets through:
-    a Host missing from an HTTP/1.1 request, or named twice (3.2: 400); transfer codings
-    whose last is not chunked (6.3: 400, the body's end unknown), or others before it
-    (6.1: 501; the parser read `gzip, chunked` as chunked and handed the app the
-    gzipped bytes as the body). None when it breaks none of these."""
-    hosts = sum(1 for name, _ in headers if name == b"host")
-    if hosts > 1 or (hosts == 0 and version != "1.0"):
-        return (400, "MALFORMED_REQUEST", "an HTTP/1.1 request names its Host once")
+    """What a request head breaks of RFC 9112's framing that the parser lets through: a
+    version other than 1.0 and 1.1 (505: `HTTP/0.9` and `HTTP/2.0` were served as 1.1);
+    a Host missing from an HTTP/1.1 request, named twice, or no host and port (3.2: 400);
+    a Transfer-Encoding in HTTP/1.0 (6.1: faulty framing), or whose last coding is not
+    chunked (6.3: the body's end unknown: 400), or with codings before chunked (6.1: 501;
+    the parser read `gzip, chunked` as chunked and handed the app the gzipped bytes).
+    None when it breaks none of these."""
+    if version not in ("1.0", "1.1"):
+        return (505, "HTTP_VERSION_NOT_SUPPORTED", "HTTP/1.1 and HTTP/1.0 are served")
+    hosts = [value for name, value in headers if name == b"host"]
+    if len(hosts) > 1 or (not hosts and version == "1.1"):
+        return (400, "MALFORMED_REQUEST", "a request names its Host once (HTTP/1.1: always)")
+    if hosts and not _HOST.fullmatch(hosts[0]):
+        return (400, "MALFORMED_REQUEST", "a Host is a host name or address, and a port")
     codings = [
         coding.strip().lower()
         for name, value in headers
@@ -113,6 +124,8 @@ def _head_refusal(headers: list[tuple[bytes, bytes]], version: str) -> tuple[int
         for coding in value.split(b",")
         if coding.strip()
     ]
+    if codings and version == "1.0":
+        return (400, "MALFORMED_REQUEST", "an HTTP/1.0 request has no Transfer-Encoding")
     if codings and codings[-1] != b"chunked":
         return (400, "MALFORMED_REQUEST", "a request body's last transfer coding is chunked")
     if codings and codings != [b"chunked"]:

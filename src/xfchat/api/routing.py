@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -36,6 +36,11 @@ def api_router(prefix: str = "", *, tags: list[str | Enum]) -> APIRouter:
 def add_routes(app: FastAPI, router: APIRouter) -> None:
     """`router`'s routes in `app`, in their order, as they were built."""
     app.router.routes.extend(router.routes)
+
+
+def is_head(request: Request) -> bool:
+    """Whether GET's route answers a HEAD (head_as_get: its answer's body is not sent)."""
+    return bool(request.scope.get(HEAD_AS_GET))
 
 
 def head_as_get(app: FastAPI, rest: ASGIApp) -> ASGIApp:

@@ -16,8 +16,8 @@ from fastapi import Header, Query, Request
 from starlette.responses import Response
 
 from xfchat.api.deps import StreamActor
-from xfchat.api.routing import api_router
-from xfchat.api.streaming import COALESCE, LiveStream, Write
+from xfchat.api.routing import api_router, is_head
+from xfchat.api.streaming import COALESCE, LiveStream, Write, stream_head
 from xfchat.realtime.cursor import MAX_TOKEN_LENGTH
 from xfchat.realtime.feeds import open_user_feed
 from xfchat.realtime.subscriber import Closed, Delivery, Subscriber
@@ -81,6 +81,8 @@ async def get_events(
     ] = None,
     since: Annotated[str | None, Query(max_length=MAX_TOKEN_LENGTH)] = None,
 ) -> Response:
+    if is_head(request):
+        return stream_head(200, HEADERS)
     state = request.app.state
     token = last_event_id or since
     sub, refused, start = await open_user_feed(state.hub, state.pool, actor, token)

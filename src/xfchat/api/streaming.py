@@ -19,7 +19,6 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from xfchat.api.http_limits import RAW_CYCLE, WRITE_PIECE
-from xfchat.api.routing import HEAD_AS_GET
 from xfchat.realtime.subscriber import Subscriber
 from xfchat.tasks import stop
 
@@ -28,6 +27,14 @@ Write = Callable[[bytes], Awaitable[None]]
 STALL_GRACE_S = 1.0
 COALESCE = 256  # a stream's ready events taken at most at once (one chunk, or one write)
 ENDLESS = 1 << 62  # what uvicorn counts down of an HTTP/1.0 stream's unframed body
+
+
+def stream_head(status_code: int, headers: Mapping[str, str]) -> Response:
+    """A stream's answer to a HEAD (api/routing.head_as_get): its status and headers,
+    and no subscription opened for it, nor a real-time connection counted."""
+    head = Response(status_code=status_code, headers=dict(headers))
+    head.raw_headers = [(k, v) for k, v in head.raw_headers if k != b"content-length"]
+    return head
 
 
 class LiveStream(Response):
@@ -54,6 +61,7 @@ class LiveStream(Response):
                 # (RFC 9112 6.3), which 1.0 never keeps alive.
                 cycle.chunked_encoding = False
                 cycle.expected_content_length = ENDLESS
+                cycle.keep_alive = False  # (uvicorn keeps no 1.0 connection: nor may it)
             await send(
                 {
                     "type": "http.response.start",
@@ -61,9 +69,6 @@ class LiveStream(Response):
                     "headers": self.raw_headers,
                 }
             )
-            if scope.get(HEAD_AS_GET):  # (a HEAD: its head is all of its answer)
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
-                return
 
             # The middle of the body past the middleware, once the start got through it
             # (its end goes through it again: telemetry closes its span there).

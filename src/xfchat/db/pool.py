@@ -165,10 +165,10 @@ def _tls_required(url: str) -> bool:
     return mode.lower() in ("require", "verify-ca", "verify-full")
 
 
-def _refuse_at_once(exc: BaseException, url: str, target: str) -> None:
+def _refuse_at_once(exc: BaseException, url: str, target: str, name: str) -> None:
     if isinstance(exc, FileNotFoundError):
         raise DatabaseStartupError(
-            f"a file DATABASE_URL names for {target} cannot be read ({exc.strerror}): "
+            f"a file {name} names for {target} cannot be read ({exc.strerror}): "
             "check sslrootcert=, sslcert= and sslkey="
         ) from None
     if (
@@ -177,7 +177,7 @@ def _refuse_at_once(exc: BaseException, url: str, target: str) -> None:
         and _tls_required(url)
     ):
         raise DatabaseStartupError(
-            f"PostgreSQL at {target} does not speak TLS, and DATABASE_URL asks for it "
+            f"PostgreSQL at {target} does not speak TLS, and {name} asks for it "
             "(sslmode=): turn ssl on in the server, or change sslmode"
         ) from None
 
@@ -188,6 +188,7 @@ async def connect_with_retry(settings: DatabaseSettings, log: Log) -> asyncpg.Co
     message on errors that waiting cannot fix."""
     url = settings.direct_url()
     target = describe_target(url)
+    name = "XFCHAT_LISTEN_URL" if settings.listen_url else "DATABASE_URL"  # (the URL's)
     attempts = settings.connect_attempts
     last = ""
     for attempt in range(1, attempts + 1):
@@ -196,16 +197,16 @@ async def connect_with_retry(settings: DatabaseSettings, log: Log) -> asyncpg.Co
         except asyncpg.InvalidPasswordError:
             raise DatabaseStartupError(
                 f"PostgreSQL rejected the login of {target} (a wrong password, or no such "
-                "user: it does not say which): check the user and password in DATABASE_URL"
+                f"user: it does not say which): check the user and password in {name}"
             ) from None
         except asyncpg.InvalidAuthorizationSpecificationError as exc:
             raise DatabaseStartupError(
                 f"PostgreSQL refused {target}: {_first_line(exc)}; check the user in "
-                "DATABASE_URL and the server's pg_hba.conf"
+                f"{name} and the server's pg_hba.conf"
             ) from None
         except asyncpg.InvalidCatalogNameError:
             raise DatabaseStartupError(
-                f"the database in {target} does not exist: create it (createdb) or fix DATABASE_URL"
+                f"the database in {target} does not exist: create it (createdb) or fix {name}"
             ) from None
         except ssl.SSLCertVerificationError as exc:
             raise DatabaseStartupError(
@@ -213,7 +214,7 @@ async def connect_with_retry(settings: DatabaseSettings, log: Log) -> asyncpg.Co
                 "check sslrootcert= and the host name in the URL (sslmode=verify-full)"
             ) from None
         except TRANSIENT_ERRORS as exc:
-            _refuse_at_once(exc, url, target)  # (OSErrors that waiting would not mend)
+            _refuse_at_once(exc, url, target, name)  # (OSErrors that waiting would not mend)
             last = _first_line(exc) or type(exc).__name__
             log(f"connect attempt {attempt}/{attempts} to {target} failed: {last}")
             if attempt < attempts:
@@ -222,7 +223,7 @@ async def connect_with_retry(settings: DatabaseSettings, log: Log) -> asyncpg.Co
             raise DatabaseStartupError(f"cannot connect to {target}: {_first_line(exc)}") from None
     raise DatabaseStartupError(
         f"PostgreSQL at {target} is unreachable after {attempts} attempts ({last}): is the "
-        "server running, and are host and port in DATABASE_URL right?"
+        f"server running, and are host and port in {name} right?"
     )
 
 

@@ -86,6 +86,15 @@ async def open_user_feed(
     return sub, refused, start
 
 
+async def peek_channel_feed(
+    pool: asyncpg.Pool, actor: Actor, channel_id: UUID, versions: list[str] | None
+) -> ChannelFeedStart:
+    """Where a channel's feed would start, with open_channel_feed's checks, and no
+    subscription (a HEAD: the subscription's head, nothing held)."""
+    async with pool.acquire() as conn:
+        return await read_channel_feed_start(conn, actor, channel_id, versions)
+
+
 async def open_channel_feed(
     hub: Hub, pool: asyncpg.Pool, actor: Actor, channel_id: UUID, versions: list[str] | None
 ) -> tuple[Subscriber, ChannelFeedStart]:

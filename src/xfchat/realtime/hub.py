@@ -673,11 +673,9 @@ class Hub:
             self._fill_to = max(self._fill_to, head)
             for hook in self.reconnect_hooks:
                 hook()
-            log.info(
-                "listener reconnected; reading commits %d-%d for %d subscribers",
-                self.last_g + 1,
-                head,
-                len(self.subscribers),
+            missed = f"commits {self.last_g + 1}-{head}" if head > self.last_g else "no commit"
+            log.info(  # (was "76-75" for none)
+                "listener reconnected; reading %s for %d subscribers", missed, len(self.subscribers)
             )
         self.listening.set()
         self._advance()
