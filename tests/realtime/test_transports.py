@@ -659,3 +659,23 @@ async def test_the_streams_answer_head_and_http_1_0_as_http_says(
     # The events as they are written, with no chunk sizes between them.
     assert body.startswith(b"retry: 1000\n\nid: "), body[:200]
     assert b"\nevent: message.created\n" in body and b"\r\n" not in body, body[-400:]
+
+
+async def test_a_streams_head_is_refused_as_its_get_past_the_connections_cap(
+    servers: Servers, http: Http, make_user: MakeUser
+) -> None:
+    """A review's find: a HEAD to a stream, which opens nothing, said 200 (209) where
+    its GET said 429 TOO_MANY_CONNECTIONS."""
+    _, base = servers.start(XFCHAT_REALTIME_CONNECTIONS_USER="1")
+    api = http(base)
+    _ann, ben, dm = await pair(api, make_user)
+    bearer = {"Authorization": f"Bearer {ben.access_token}"}
+    assert (await api.head("/api/events", headers=bearer)).status_code == 200
+    async with sse_stream(base, ben.access_token):
+        for url, extra in (
+            ("/api/events", {}),
+            (braid_messages_url(base, dm), {"Subscribe": "true"}),
+        ):
+            head = await api.head(url, headers={**bearer, **extra})
+            get = await api.get(url, headers={**bearer, **extra})
+            assert head.status_code == get.status_code == 429, (url, head.headers)

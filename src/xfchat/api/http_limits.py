@@ -115,7 +115,9 @@ def _head_refusal(headers: list[tuple[bytes, bytes]], version: str) -> tuple[int
     hosts = [value for name, value in headers if name == b"host"]
     if len(hosts) > 1 or (not hosts and version == "1.1"):
         return (400, "MALFORMED_REQUEST", "a request names its Host once (HTTP/1.1: always)")
-    if hosts and not _HOST.fullmatch(hosts[0]):
+    # (a field's value is without the whitespace around it, RFC 9110 5.5: the parser
+    # keeps what trails it)
+    if hosts and not _HOST.fullmatch(hosts[0].strip(b" \t")):
         return (400, "MALFORMED_REQUEST", "a Host is a host name or address, and a port")
     codings = [
         coding.strip().lower()

@@ -82,6 +82,7 @@ async def get_events(
     since: Annotated[str | None, Query(max_length=MAX_TOKEN_LENGTH)] = None,
 ) -> Response:
     if is_head(request):
+        request.app.state.hub.admit(actor.user_id)  # (GET's 429 TOO_MANY_CONNECTIONS)
         return stream_head(200, HEADERS)
     state = request.app.state
     token = last_event_id or since
