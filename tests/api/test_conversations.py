@@ -252,3 +252,21 @@ async def test_the_list_comes_a_page_at_a_time_by_id_whatever_is_said_meanwhile(
     assert [c["id"] for c in whole.json()] == everyone and whole.headers["x-has-more"] == "false"
     too_many = await client.get("/api/conversations?limit=101", headers=ann.headers)
     assert too_many.status_code == 400
+
+
+async def test_a_new_groups_people_come_in_the_order_its_get_lists_them(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    """A client developer's find: the answer and `conversation.created` listed the owner
+    first, GET lists everyone by when they joined, then by id (all at once here): a
+    client replacing the event's conversation by the GET's saw a change that was none."""
+    people = sorted([await make_user(f"p{i}") for i in range(4)], key=lambda u: u.id)
+    owner, *others = people[::-1]  # (the owner's id the highest: listed first before)
+    made = await factories.group(client, owner, *others)
+    got = await client.get(f"/api/conversations/{made['id']}", headers=owner.headers)
+    assert made["participant_ids"] == got.json()["participant_ids"] == [str(u.id) for u in people]
+    assert [p["id"] for p in made["participants"]] == got.json()["participant_ids"]
+    async with pool.acquire() as conn:
+        told = await factories.events_of(conn, "user", owner.id)
+    created = [data for kind, data in told if kind == "conversation.created"]
+    assert created[-1]["participant_ids"] == made["participant_ids"], created

@@ -61,6 +61,23 @@ async def test_a_familiar_address_is_still_limited_per_account(
     assert_limited(refused, 2, "auth.login.account_ip")
 
 
+async def test_the_name_as_typed_is_one_bucket_in_every_spelling_that_finds_it(
+    app_with: AppWith, make_user: MakeUser
+) -> None:
+    """A helper session's find: the name's bucket was keyed by its lower case, the
+    account found by its caseless form: a long s (U+017F) finds `s`, each spelling a fresh
+    bucket, 240 guesses an hour from an address the owner uses instead of 40."""
+    await make_user("owner", email="sss@example.com")
+    at_home = await app_with(ip="127.0.0.1", rate_login_account_ip="3/300")
+    spellings = [
+        "sss@example.com",
+        "\u017fss@example.com",
+        "SS\u017f@EXAMPLE.COM",
+        "sss@example.com",
+    ]
+    assert [await login(at_home, name) for name in spellings] == [401, 401, 401, 429]
+
+
 async def test_a_login_never_ties_an_email_to_its_username(
     app_with: AppWith, make_user: MakeUser
 ) -> None:

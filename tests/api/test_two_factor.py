@@ -337,3 +337,23 @@ async def test_a_ticket_is_spent_by_the_login_it_completes(
     wrong_then_right = await password_step(client, user)  # a wrong code spends nothing
     assert (await second_step(client, wrong_then_right, "000000")).status_code == 401
     assert (await second_step(client, wrong_then_right, codes[3])).status_code == 200
+
+
+async def test_a_spent_ticket_stays_spent_after_new_recovery_codes(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """A helper session's find: a ticket was stamped with the count of recovery codes
+    left, and new codes bring that count back to ten: the ticket a recovery code had
+    spent made a second session after the user made new codes."""
+    user = await make_user()
+    _secret, codes = await turn_on(client, user)
+    ticket = await password_step(client, user)
+    first = await second_step(client, ticket, codes[0])
+    assert first.status_code == 200, first.text
+    tokens = {"Authorization": f"Bearer {first.json()['access_token']}"}
+    made = await client.post(
+        f"{BASE}/recovery-codes", headers=tokens, json={"password": user.password}
+    )
+    assert made.status_code == 200, made.text
+    again = await second_step(client, ticket, made.json()["recovery_codes"][0])
+    assert again.status_code == 401 and again.json()["code"] == "INVALID_TICKET", again.text

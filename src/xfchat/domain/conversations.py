@@ -254,7 +254,7 @@ async def create_group(
         await channels_q.insert_conversation_participants(
             conn, channel_id=channel.id, user_ids=everyone
         )
-        conversation = await conversation_of(conn, channel, everyone)
+        conversation = await conversation_of(conn, channel, sorted(everyone))  # (as GET lists them)
         summary = conversation.json()
         await emit_many(conn, [CONVERSATION_CREATED.to_user(u, summary) for u in everyone])
     return conversation

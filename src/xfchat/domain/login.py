@@ -69,7 +69,8 @@ async def find_account(
             conn, login=login.strip(), email_key=validation.email_key(login)
         )
         familiar = user is not None and await _familiar(conn, settings, user.id, ip)
-    typed = f"name:{login.strip().lower()}"
+    # (as the account is found: a long s (U+017F) and an s are one name, and one bucket)
+    typed = f"name:{validation.email_key(login)}"
     return LoginTarget(user, f"user:{user.id}" if user is not None else typed, familiar, typed)
 
 
@@ -153,7 +154,7 @@ async def log_in(
             raise invalid_credentials()  # (deleted or its password changed since)
         totp = await two_factor_q.get_totp(conn, user_id=user.id)
         if totp is not None and totp.confirmed_at is not None:
-            left = await two_factor_q.count_unused_recovery_codes(conn, user_id=user.id)
+            left = await two_factor_q.unused_recovery_codes(conn, user_id=user.id)
             ticket = issue_two_factor_ticket(
                 settings.secret.get_secret_value(),
                 user_id=user.id,
@@ -188,7 +189,7 @@ async def complete_two_factor(
     async with pool.acquire() as conn, conn.transaction():
         user = await users_q.get_user(conn, user_id=claims.user_id)
         totp = await two_factor_q.lock_totp(conn, user_id=claims.user_id)
-        left = await two_factor_q.count_unused_recovery_codes(conn, user_id=claims.user_id)
+        left = await two_factor_q.unused_recovery_codes(conn, user_id=claims.user_id)
         if (
             user is None
             or totp is None

@@ -193,11 +193,12 @@ def hash_refresh_token(token: str) -> bytes:
 TICKET_TTL_S = 300
 
 
-def ticket_stamp(password_hash: str, last_step: int, codes_left: int) -> str:
+def ticket_stamp(password_hash: str, last_step: int, codes_left: str) -> str:
     """A short fingerprint of what a ticket depends on: the password's hash (a password
     change voids the tickets issued before) and the codes accepted so far (the last time
-    step, the recovery codes left: the login a ticket completes voids it, and any other
-    accepted since)."""
+    step, the unused recovery codes' hashes: the login a ticket completes voids it, any
+    other accepted since, and new recovery codes made since, whose count alone would
+    have given a spent ticket back its stamp)."""
     state = f"{password_hash}|{last_step}|{codes_left}"
     return hashlib.sha256(state.encode()).hexdigest()[:16]
 

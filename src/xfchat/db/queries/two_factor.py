@@ -125,6 +125,18 @@ async def count_unused_recovery_codes(conn: asyncpg.Connection, *, user_id: UUID
     )
 
 
+async def unused_recovery_codes(conn: asyncpg.Connection, *, user_id: UUID) -> str:
+    """The unused recovery codes' hashes, in order, as one text: it changes when one is
+    spent and when new ones are made (their count alone came back to ten then)."""
+    return str(
+        await conn.fetchval(
+            "SELECT coalesce(string_agg(encode(code_hash, 'hex'), ',' ORDER BY code_hash), '')"
+            " FROM recovery_codes WHERE user_id = $1 AND used_at IS NULL",
+            user_id,
+        )
+    )
+
+
 async def delete_recovery_codes(conn: asyncpg.Connection, *, user_id: UUID) -> None:
     await conn.execute("DELETE FROM recovery_codes WHERE user_id = $1", user_id)
 
