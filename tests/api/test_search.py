@@ -467,6 +467,29 @@ async def test_a_server_chooses_the_language_its_messages_are_stemmed_in(
     assert denied.status_code == 403
 
 
+async def test_a_users_changes_of_search_language_are_limited(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """A helper session's find: each change indexes every message of the server again
+    in its request (15 s for 1,000 messages of 4,000 characters on a busy box), and
+    nothing but the API's 600 a minute bounded them. A form saved whole, naming the
+    language it has, does not count."""
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await community(client, ann, ben)
+    for language in ("french", "simple", "english"):
+        changed = await client.patch(
+            srv.url(), headers=ann.headers, json={"search_language": language}
+        )
+        assert changed.status_code == 200, changed.text
+    limited = await client.patch(srv.url(), headers=ann.headers, json={"search_language": "simple"})
+    assert limited.status_code == 429 and limited.json()["code"] == "RATE_LIMITED"
+    assert limited.headers["x-ratelimit-bucket"] == "server.search_language"
+    saved = await client.patch(
+        srv.url(), headers=ann.headers, json={"name": "renamed", "search_language": "english"}
+    )
+    assert saved.status_code == 200 and saved.json()["name"] == "renamed", saved.text
+
+
 async def test_a_long_history_read_a_span_of_days_at_a_time_misses_nothing(
     client: httpx.AsyncClient,
     make_user: MakeUser,

@@ -13,7 +13,7 @@ from uuid import UUID
 from fastapi import Depends, Header, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from xfchat.api.deps import Conn, CurrentActor, header_bytes_text, without_controls
+from xfchat.api.deps import Conn, CurrentActor, check_limit, header_bytes_text, without_controls
 from xfchat.api.models import Text, enforced
 from xfchat.api.pages import page_response
 from xfchat.api.responses import JSONResponse
@@ -21,8 +21,13 @@ from xfchat.api.routing import api_router
 from xfchat.domain import servers, unchanged
 from xfchat.domain.event_payloads import ServerJoinedPayload, ServerPayload
 from xfchat.errors import BadRequest
+from xfchat.settings import RateLimit
 
 router = api_router(tags=["servers"])
+# A server's search language changed (each change indexes every message of the server
+# again), per user: server.search_language, 3 an hour.
+LANGUAGE_BUCKET = "server.search_language"
+LANGUAGE_CHANGES = RateLimit(3, 3600)
 
 
 def audit_log_reason(
@@ -101,7 +106,12 @@ async def get_server(server_id: UUID, actor: CurrentActor, conn: Conn) -> Respon
 
 @router.patch("/api/servers/{server_id}", response_model=ServerPayload)
 async def patch_server(
-    server_id: UUID, body: ServerPatchIn, actor: CurrentActor, conn: Conn, reason: AuditReason
+    request: Request,
+    server_id: UUID,
+    body: ServerPatchIn,
+    actor: CurrentActor,
+    conn: Conn,
+    reason: AuditReason,
 ) -> Response:
     """Rename, describe or set the icon (MANAGE_SERVER). Upload the icon with
     POST /api/media and pass its URL. A change of nothing (no field, or each as it is)
@@ -110,6 +120,14 @@ async def patch_server(
     same = await unchanged.unchanged_server(conn, actor, server_id, fields)
     if same is not None:  # (nothing written, audited or told)
         return JSONResponse(same)
+    language = {"search_language": fields.get("search_language")}
+    if language["search_language"] is not None and not await unchanged.unchanged_server(
+        conn, actor, server_id, language
+    ):
+        # Every message of the server is indexed again in this request (a helper
+        # session's find: one user's servers of long messages kept the database busy
+        # with a small request every statement timeout).
+        await check_limit(request, LANGUAGE_BUCKET, str(actor.user_id), LANGUAGE_CHANGES, conn)
     return JSONResponse(
         await servers.update_server(conn, actor, server_id, fields=fields, reason=reason)
     )

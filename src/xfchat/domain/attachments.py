@@ -117,7 +117,8 @@ def safe_filename(name: str) -> str:
     name = name.replace("\\", "/").rsplit("/", 1)[-1]
     name = unicodedata.normalize("NFC", name)
     name = "".join(c for c in name if unicodedata.category(c)[0] != "C")
-    name = " ".join(name.split()).lstrip(".").strip()
+    # (dots and spaces together: ". .htaccess" was ".htaccess", a helper session's find)
+    name = " ".join(name.split()).lstrip(". ").strip()
     if len(name) > MAX_FILENAME:
         stem, dot, ext = name.rpartition(".")
         ext = ext if dot and len(ext) <= 16 else ""
