@@ -476,6 +476,21 @@ async def test_a_users_changes_of_search_language_are_limited(
     language it has, does not count."""
     ann, ben = await make_user("ann"), await make_user("ben")
     srv = await community(client, ann, ben)
+    # (a review's find: a typo, a bad name beside it, or a member without MANAGE_SERVER
+    # spent a change: only a change made counts)
+    for _ in range(3):
+        typo = await client.patch(
+            srv.url(), headers=ann.headers, json={"search_language": "frnech"}
+        )
+        assert typo.status_code == 400, typo.text
+        blank = await client.patch(
+            srv.url(), headers=ann.headers, json={"name": "  ", "search_language": "french"}
+        )
+        assert blank.status_code == 400, blank.text
+        denied = await client.patch(
+            srv.url(), headers=ben.headers, json={"search_language": "simple"}
+        )
+        assert denied.status_code == 403, denied.text
     for language in ("french", "simple", "english"):
         changed = await client.patch(
             srv.url(), headers=ann.headers, json={"search_language": language}

@@ -120,16 +120,19 @@ async def patch_server(
     same = await unchanged.unchanged_server(conn, actor, server_id, fields)
     if same is not None:  # (nothing written, audited or told)
         return JSONResponse(same)
-    language = {"search_language": fields.get("search_language")}
-    if language["search_language"] is not None and not await unchanged.unchanged_server(
-        conn, actor, server_id, language
-    ):
-        # Every message of the server is indexed again in this request (a helper
-        # session's find: one user's servers of long messages kept the database busy
-        # with a small request every statement timeout).
-        await check_limit(request, LANGUAGE_BUCKET, str(actor.user_id), LANGUAGE_CHANGES, conn)
     return JSONResponse(
-        await servers.update_server(conn, actor, server_id, fields=fields, reason=reason)
+        await servers.update_server(
+            conn,
+            actor,
+            server_id,
+            fields=fields,
+            reason=reason,
+            # (each change indexes every message of the server again: a helper session's
+            # find, one user's servers of long messages keeping the database busy)
+            count_reindex=lambda c: check_limit(
+                request, LANGUAGE_BUCKET, str(actor.user_id), LANGUAGE_CHANGES, c
+            ),
+        )
     )
 
 

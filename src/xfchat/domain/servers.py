@@ -9,6 +9,7 @@ Configuration and moderation changes are written to the audit log in that transa
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -216,9 +217,12 @@ async def update_server(
     *,
     fields: dict[str, Any],
     reason: str | None,
+    count_reindex: Callable[[asyncpg.Connection], Awaitable[object]] | None = None,
 ) -> ServerPayload:
     """Change a server's name, description, icon URL or search language (MANAGE_SERVER). `fields` holds
-    only what the client sent; a null description or icon clears it.
+    only what the client sent; a null description or icon clears it. A change of the
+    language is first counted by `count_reindex`, in the transaction (one that fails
+    is not counted), which raises to refuse it.
 
     Raises: NotFound (SERVER_NOT_FOUND); Forbidden (MISSING_PERMISSIONS); BadRequest."""
     name = server_name(fields.get("name")) if "name" in fields else None
@@ -261,6 +265,8 @@ async def update_server(
         )
         assert row is not None
         if language is not None and language != before.search_language:
+            if count_reindex is not None:
+                await count_reindex(conn)
             # (one statement: every message of a large server is re-indexed now)
             await search_q.reindex_server_messages(conn, server_id=server_id, language=language)
         if row.icon_url != before.icon_url:  # an uploaded icon replaced: its URL goes
