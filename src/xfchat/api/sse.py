@@ -81,10 +81,10 @@ async def get_events(
     ] = None,
     since: Annotated[str | None, Query(max_length=MAX_TOKEN_LENGTH)] = None,
 ) -> Response:
-    if is_head(request):
-        request.app.state.hub.admit(actor.user_id)  # (GET's 429 TOO_MANY_CONNECTIONS)
-        return stream_head(200, HEADERS)
     state = request.app.state
+    if is_head(request):
+        state.hub.admit(actor.user_id)  # (GET's 429 TOO_MANY_CONNECTIONS)
+        return stream_head(200, HEADERS)
     token = last_event_id or since
     sub, refused, start = await open_user_feed(state.hub, state.pool, actor, token)
     keepalive = state.settings.sse_keepalive_s

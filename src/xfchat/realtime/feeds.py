@@ -104,8 +104,7 @@ async def open_channel_feed(
     Raises: NotFound (CHANNEL_NOT_FOUND); Forbidden (MISSING_PERMISSIONS); Gone
     (VERSION_UNKNOWN); Unauthorized (SESSION_REVOKED); RateLimited (TOO_MANY_CONNECTIONS)."""
     hub.admit(actor.user_id)
-    async with pool.acquire() as conn:
-        start = await read_channel_feed_start(conn, actor, channel_id, versions)
+    start = await peek_channel_feed(pool, actor, channel_id, versions)
     sub = hub.subscribe(
         actor.user_id, actor.session_id, Follows(actor.user_id, [channel_id], only=channel_id)
     )
