@@ -35,7 +35,7 @@ from xfchat.db.embedded import EmbeddedPostgres, throwaway
 from xfchat.db.migrate import Migrator
 from xfchat.db.pool import create_pool
 from xfchat.db.queries.admin import create_database, drop_database
-from xfchat.domain import messages_purge
+from xfchat.domain import messages_purge, search_reindex
 from xfchat.settings import Settings
 
 
@@ -198,12 +198,14 @@ def settings(db_url: str) -> Settings:
 async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
     p = await create_pool(settings, strict=True)  # a nested acquire fails the test
     async with p.acquire() as c:
-        # The deleted channels' purge runs when a test calls it: its periodic run (every
-        # 10 s from an app's start) would race the tests that look at what waits for it.
+        # The deleted channels' purge and the search's re-indexing run when a test calls
+        # them: their periodic runs (every 10 and 5 s from an app's start) would race the
+        # tests that look at what waits for them.
         await c.execute(
-            "INSERT INTO periodic_runs (name, ran_at) VALUES ($1, now() + interval '100 years')"
+            "INSERT INTO periodic_runs (name, ran_at)"
+            " SELECT name, now() + interval '100 years' FROM unnest($1::text[]) AS name"
             " ON CONFLICT (name) DO UPDATE SET ran_at = EXCLUDED.ran_at",
-            messages_purge.PURGE_JOB,
+            [messages_purge.PURGE_JOB, search_reindex.REINDEX_JOB],
         )
     yield p
     await p.close()

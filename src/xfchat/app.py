@@ -40,7 +40,7 @@ from xfchat.api.cors import Cors
 from xfchat.api.edge import EdgeMiddleware
 from xfchat.api.errors import install_error_handlers
 from xfchat.api.hot_path import hot_path
-from xfchat.api.metrics import Metrics, PurgeCollector, ReplicaCollector
+from xfchat.api.metrics import Metrics, PurgeCollector, ReindexCollector, ReplicaCollector
 from xfchat.api.openapi import install_openapi
 from xfchat.api.routing import add_routes, head_as_get
 from xfchat.db.migrate import discover
@@ -59,6 +59,12 @@ from xfchat.domain.messages_purge import (
 from xfchat.domain.messages_writer import MessageWriter
 from xfchat.domain.rate_limits import RateLimiter
 from xfchat.domain.retention import prune_event_log, prune_rows
+from xfchat.domain.search_reindex import (
+    REINDEX_EVERY_S,
+    REINDEX_JOB,
+    ReindexCounts,
+    reindex_queued_channels,
+)
 from xfchat.domain.usage import UsageRecorder
 from xfchat.realtime.cursor import TokenCodec
 from xfchat.realtime.hub import Hub
@@ -133,6 +139,12 @@ async def _start(
             PURGE_EVERY_S,
             lambda: purge_deleted_channels(app.state.pool, app.state.purged),
             PURGE_JOB,
+            clock,
+        ),
+        every(
+            REINDEX_EVERY_S,
+            lambda: reindex_queued_channels(app.state.pool, app.state.reindexed),
+            REINDEX_JOB,
             clock,
         ),
     ]
@@ -243,6 +255,8 @@ def _init_state(app: FastAPI, settings: Settings, pool: asyncpg.Pool | None) -> 
     metrics.registry.register(ReplicaCollector(lambda: getattr(app.state, "reads", None)))
     app.state.purged = PurgeCounts()
     metrics.registry.register(PurgeCollector(app.state.purged))
+    app.state.reindexed = ReindexCounts()
+    metrics.registry.register(ReindexCollector(app.state.reindexed))
     app.state.metrics = metrics
     app.state.limiter = RateLimiter(observe=metrics.rate_limit_check.observe)
     return metrics

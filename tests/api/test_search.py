@@ -8,6 +8,7 @@ import asyncio
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 import httpx
@@ -24,7 +25,9 @@ from tests.conftest import (
 )
 from tests.factories import MakeUser, TestUser, community, override
 from xfchat.db.embedded import EmbeddedPostgresError, find_binaries, throwaway
+from xfchat.db.queries import search as search_q
 from xfchat.domain import search as search_domain
+from xfchat.domain import search_reindex
 from xfchat.domain.permissions import Permission as P
 from xfchat.settings import Settings
 
@@ -449,7 +452,7 @@ async def test_search_is_rate_limited(app_with: factories.AppWith, make_user: Ma
 
 
 async def test_a_server_chooses_the_language_its_messages_are_stemmed_in(
-    client: httpx.AsyncClient, make_user: MakeUser
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
 ) -> None:
     ann, ben = await make_user("ann"), await make_user("ben")
     srv = await community(client, ann, ben)
@@ -457,14 +460,88 @@ async def test_a_server_chooses_the_language_its_messages_are_stemmed_in(
     assert await find(client, ben, "cheval") == []  # English stems: chevaux is chevaux
     patched = await client.patch(srv.url(), headers=ann.headers, json={"search_language": "french"})
     assert patched.status_code == 200 and patched.json()["search_language"] == "french"
-    assert await find(client, ben, "cheval") == ["les chevaux arrivent"]  # re-indexed
-    await factories.say(client, ann, srv.general, "un cheval seul")
-    assert set(await find(client, ben, "chevaux")) == {"les chevaux arrivent", "un cheval seul"}
+    await factories.say(client, ann, srv.general, "un cheval seul")  # written in French
+    assert await find(client, ben, "cheval") == ["un cheval seul"]  # the rest queued
+    assert await search_reindex.reindex_queued_channels(pool) == 1
+    assert set(await find(client, ben, "cheval")) == {"un cheval seul", "les chevaux arrivent"}
     for bad in ("klingon", None, "pg_catalog.english"):
         refused = await client.patch(srv.url(), headers=ann.headers, json={"search_language": bad})
         assert refused.status_code == 400 and refused.json()["code"] == "INVALID_SEARCH_LANGUAGE"
     denied = await client.patch(srv.url(), headers=ben.headers, json={"search_language": "simple"})
     assert denied.status_code == 403
+
+
+async def _queued(pool: asyncpg.Pool) -> dict[str, tuple[int, int]]:
+    """The channels queued for re-indexing: (done through, to do through)."""
+    async with pool.acquire() as conn:
+        rows = await conn.fetch("SELECT channel_id, done_seq, through_seq FROM search_reindexes")
+    return {str(r["channel_id"]): (r["done_seq"], r["through_seq"]) for r in rows}
+
+
+async def test_a_change_of_language_re_indexes_the_earlier_messages_a_range_at_a_time(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    pool: asyncpg.Pool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A change of the language no longer re-indexes the server's messages in its
+    request (a server whose messages took longer than the statement timeout could not
+    change it): it queues each channel that holds a message, up to its last one, and
+    the job re-indexes REINDEX_BATCH sequence numbers of a channel a transaction (2
+    here). A change while a channel is queued starts it again from the first; a deleted
+    channel leaves the queue with it."""
+    monkeypatch.setattr(search_reindex, "REINDEX_BATCH", 2)
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await community(client, ann, ben)
+    made = [
+        await client.post(
+            srv.url("/channels"), headers=ann.headers, json={"name": name, "kind": "text"}
+        )
+        for name in ("other", "doomed", "empty")
+    ]
+    assert [m.status_code for m in made] == [201] * 3, made
+    other, doomed, _empty = (m.json()["id"] for m in made)
+    for n in range(5):
+        await factories.say(client, ann, srv.general, f"les chevaux {n}")
+    await factories.say(client, ben, other, "des chevaux ailleurs")
+    await factories.say(client, ben, doomed, "des chevaux perdus")
+    general_end = (await factories.say(client, ann, srv.general, "le dernier"))["seq"]
+
+    patched = await client.patch(srv.url(), headers=ann.headers, json={"search_language": "french"})
+
+    assert patched.status_code == 200, patched.text
+    assert await _queued(pool) == {srv.general: (0, general_end), other: (0, 1), doomed: (0, 1)}
+    gone = await client.delete(f"/api/channels/{doomed}", headers=ann.headers)
+    assert gone.status_code == 204, gone.text
+    assert doomed not in await _queued(pool)
+    async with pool.acquire() as conn, conn.transaction():  # one batch, by hand
+        job = await search_q.claim_reindex(conn, passing=[UUID(other)])
+        assert job is not None and str(job.channel_id) == srv.general
+        assert job.language == "french"
+        assert await search_q.reindex_range(conn, job=job, through=2) == 2
+    assert (await _queued(pool))[srv.general] == (2, general_end)
+    again = await client.patch(srv.url(), headers=ann.headers, json={"search_language": "english"})
+    assert again.status_code == 200, again.text
+    assert (await _queued(pool))[srv.general] == (0, general_end)  # from the first again
+    back = await client.patch(srv.url(), headers=ann.headers, json={"search_language": "french"})
+    assert back.status_code == 200, back.text
+
+    counts = search_reindex.ReindexCounts()
+    # (#general's six and #other's one, but the two of the batch by hand: French already)
+    assert await search_reindex.reindex_queued_channels(pool, counts) == 5
+    assert counts == search_reindex.ReindexCounts(messages=5, failures=0)
+    assert await _queued(pool) == {}
+    found = await find(client, ben, "cheval")
+    assert sorted(found) == sorted(
+        [f"les chevaux {n}" for n in range(5)] + ["des chevaux ailleurs"]
+    )
+    async with pool.acquire() as conn:
+        configs = await conn.fetch(
+            "SELECT DISTINCT search_config::text AS c FROM messages m"
+            " JOIN channels c ON c.id = m.channel_id WHERE c.server_id = $1",
+            UUID(srv.id),
+        )
+    assert [r["c"] for r in configs] == ["french"]
 
 
 async def test_a_users_changes_of_search_language_are_limited(

@@ -48,6 +48,7 @@ EXPECTED_TABLES = {
     "server_members",
     "lingering_timeouts",
     "channel_purges",
+    "search_reindexes",
     "channels",
     "conversation_participants",
     "roles",
@@ -889,8 +890,8 @@ async def test_reverting_0055_with_orphans_deletes_them_and_restores_the_keys(
             )
         await conn.execute("DELETE FROM channels WHERE id = $1", ch)
         assert await conn.fetchval("SELECT count(*) FROM messages") == 3
-        reverted = await Migrator(conn).revert(1)
-        assert [m.version for m in reverted] == [55]
+        reverted = await Migrator(conn).revert(2)
+        assert [m.version for m in reverted] == [56, 55]
         assert await conn.fetchval("SELECT count(*) FROM messages") == 0
         fks = await conn.fetch(
             "SELECT conname FROM pg_constraint WHERE conname IN"
@@ -899,5 +900,39 @@ async def test_reverting_0055_with_orphans_deletes_them_and_restores_the_keys(
         assert len(fks) == 2
         assert await Migrator(conn).run()  # and up again
         assert await conn.fetchval("SELECT to_regclass('channel_purges')") is not None
+    finally:
+        await conn.close()
+
+
+async def test_reverting_0056_re_indexes_what_is_still_queued(db_url: str) -> None:
+    """0056's down with a channel queued for re-indexing: its messages up to the queued
+    end are indexed in their server's language (a conversation's: English), one after
+    it is not touched (it was written in the language of its time), and the queue goes."""
+    conn = await asyncpg.connect(db_url)
+    try:
+        user = await ann(conn)
+        ch = await conn.fetchval(
+            "INSERT INTO channels (kind, name, owner_id, last_seq) VALUES ('group', 'g', $1, 3)"
+            " RETURNING id",
+            user,
+        )
+        await conn.execute(
+            "INSERT INTO messages (id, channel_id, seq, author_id, content, search_config)"
+            " SELECT gen_random_uuid(), $1, n, $2, 'les chevaux', 'french'"
+            " FROM generate_series(1, 3) AS n",
+            ch,
+            user,
+        )
+        await conn.execute(
+            "INSERT INTO search_reindexes (channel_id, done_seq, through_seq) VALUES ($1, 0, 2)",
+            ch,
+        )
+        reverted = await Migrator(conn).revert(1)
+        assert [m.version for m in reverted] == [56]
+        configs = await conn.fetch(
+            "SELECT search_config::text AS c FROM messages WHERE channel_id = $1 ORDER BY seq", ch
+        )
+        assert [r["c"] for r in configs] == ["english", "english", "french"]
+        assert await conn.fetchval("SELECT to_regclass('search_reindexes')") is None
     finally:
         await conn.close()

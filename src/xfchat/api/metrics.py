@@ -14,6 +14,7 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from xfchat.domain.messages_purge import PurgeCounts
+from xfchat.domain.search_reindex import ReindexCounts
 
 # The methods a request is counted under by name; any other (the HTTP parser takes some
 # thirty: PROPFIND, MKCOL, PURGE, ...) is counted as OTHER_METHOD. Each name was a series
@@ -136,6 +137,23 @@ class PurgeCollector(Collector):
         yield CounterMetricFamily(
             "xfchat_purge_failures",
             "Batches of that purge that failed (each logged, tried again smaller)",
+            value=self.counts.failures,
+        )
+
+
+class ReindexCollector(Collector):
+    def __init__(self, counts: ReindexCounts) -> None:
+        self.counts = counts
+
+    def collect(self) -> Iterator[Any]:
+        yield CounterMetricFamily(
+            "xfchat_search_reindexed_messages",
+            "Messages re-indexed by this process after their server's search language changed",
+            value=self.counts.messages,
+        )
+        yield CounterMetricFamily(
+            "xfchat_search_reindex_failures",
+            "Batches of that re-indexing that failed (each logged, tried again at the next run)",
             value=self.counts.failures,
         )
 

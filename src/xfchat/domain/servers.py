@@ -267,8 +267,8 @@ async def update_server(
         if language is not None and language != before.search_language:
             if count_reindex is not None:
                 await count_reindex(conn)
-            # (one statement: every message of a large server is re-indexed now)
-            await search_q.reindex_server_messages(conn, server_id=server_id, language=language)
+            # (its earlier messages re-indexed after it: domain/search_reindex.py)
+            await search_q.queue_reindex(conn, server_id=server_id)
         if row.icon_url != before.icon_url:  # an uploaded icon replaced: its URL goes
             await media_q.delete_uploaded_icon(conn, url=before.icon_url)
         payload = server_json(row)

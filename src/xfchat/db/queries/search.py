@@ -375,25 +375,78 @@ async def list_languages(conn: asyncpg.Connection) -> list[str]:
     return [r["name"] for r in records]
 
 
-async def reindex_server_messages(
-    conn: asyncpg.Connection, *, server_id: UUID, language: str
-) -> int:
-    """Index the server's messages in `language` (their search vectors are rebuilt);
-    how many changed. Its channels are locked first, in id order, as changes of access
-    lock them: a send in flight (which holds its channel's row FOR KEY SHARE) commits
-    before, and is re-indexed too; a later one waits, then reads the new language."""
+async def queue_reindex(conn: asyncpg.Connection, *, server_id: UUID) -> int:
+    """Queue every channel of the server that holds a message for re-indexing in its
+    language (migration 0056), up to its last message now, from its first (again, if
+    it was queued); how many. Its channels are locked first, in id order, as changes
+    of access lock them: a send in flight (which holds its channel's row FOR KEY SHARE)
+    commits before, and is queued too; a later one waits, then reads the new language."""
     await conn.execute(
         "SELECT 1 FROM channels WHERE server_id = $1 ORDER BY id FOR UPDATE", server_id
     )
-    result = await conn.execute(
+    result: str = await conn.execute(
         """
-        UPDATE messages SET search_config = $2::text::regconfig
-        WHERE channel_id IN (SELECT id FROM channels WHERE server_id = $1)
-          AND search_config <> $2::text::regconfig
+        INSERT INTO search_reindexes (channel_id, through_seq)
+        SELECT id, last_seq FROM channels WHERE server_id = $1 AND last_seq > 0 ORDER BY id
+        ON CONFLICT (channel_id) DO UPDATE
+            SET done_seq = 0, through_seq = EXCLUDED.through_seq, queued_at = now()
         """,
         server_id,
-        language,
     )
+    return int(result.split()[-1])
+
+
+@dataclass(frozen=True)
+class QueuedReindex:
+    channel_id: UUID
+    done_seq: int  # re-indexed through this sequence number
+    through_seq: int  # and to be, through this one
+    language: str  # its server's
+
+
+async def claim_reindex(conn: asyncpg.Connection, *, passing: list[UUID]) -> QueuedReindex | None:
+    """A channel queued for re-indexing, the longest waiting first, but none of
+    `passing`, its place in the queue locked until the caller's transaction ends (one
+    another transaction holds is skipped); None if there is none."""
+    record = await conn.fetchrow(
+        """
+        SELECT r.channel_id, r.done_seq, r.through_seq,
+               COALESCE(s.search_language, 'english'::regconfig)::text AS language
+        FROM search_reindexes r
+        JOIN channels c ON c.id = r.channel_id
+        LEFT JOIN servers s ON s.id = c.server_id
+        WHERE r.channel_id <> ALL($1::uuid[])
+        ORDER BY r.queued_at, r.channel_id LIMIT 1
+        FOR UPDATE OF r SKIP LOCKED
+        """,
+        passing,
+    )
+    return None if record is None else QueuedReindex(**record)
+
+
+async def reindex_range(conn: asyncpg.Connection, *, job: QueuedReindex, through: int) -> int:
+    """Index the channel's messages after `job.done_seq` through `through` in its
+    server's language (their search vectors are rebuilt), move the queue's place there,
+    or take the channel out of the queue when that was its last; how many changed."""
+    result: str = await conn.execute(
+        """
+        UPDATE messages SET search_config = $4::text::regconfig
+        WHERE channel_id = $1 AND seq > $2 AND seq <= $3
+          AND search_config <> $4::text::regconfig
+        """,
+        job.channel_id,
+        job.done_seq,
+        through,
+        job.language,
+    )
+    if through >= job.through_seq:
+        await conn.execute("DELETE FROM search_reindexes WHERE channel_id = $1", job.channel_id)
+    else:
+        await conn.execute(
+            "UPDATE search_reindexes SET done_seq = $2 WHERE channel_id = $1",
+            job.channel_id,
+            through,
+        )
     return int(result.split()[-1])
 
 
