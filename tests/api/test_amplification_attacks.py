@@ -254,6 +254,37 @@ async def test_what_a_users_connections_follow_together_is_bounded(
             assert again.status == 200
 
 
+async def test_a_streams_head_counts_what_its_get_would_follow(
+    servers: Servers, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    """Broke: a HEAD to a stream (which opens nothing) was refused only by the cap on
+    connections, not by the budget of what a user's connections follow, which its GET
+    applies: HEAD said 200 (209) where GET said 429. Here ann's one connection follows
+    999 streams of the 1,000: another feed (999 more) and a Braid subscription (its
+    channel and her own stream, 2) are each past it, HEAD and GET alike; ben, with no
+    connection, is let in."""
+    _, base = servers.start(XFCHAT_REALTIME_FOLLOWS_USER="1000")
+    ann, ben = await make_user("ann"), await make_user("ben")
+    async with httpx.AsyncClient(base_url=base) as api:
+        srv = await community(api, ann, ben)
+        await _channels(conn, srv.id, 996)  # (and #general, the server, her own: 999)
+        braid = {"Subscribe": "true"}
+        async with sse_stream(base, ann.access_token):
+            for url, extra in (
+                ("/api/events", {}),
+                (f"/api/channels/{srv.general}/messages", braid),
+            ):
+                head = await api.head(url, headers={**ann.headers, **extra})
+                get = await api.get(url, headers={**ann.headers, **extra})
+                assert head.status_code == get.status_code == 429, (url, head.headers)
+                assert get.json()["code"] == "TOO_MANY_CONNECTIONS"
+            assert (await api.head("/api/events", headers=ben.headers)).status_code == 200
+            head = await api.head(
+                f"/api/channels/{srv.general}/messages", headers={**ben.headers, **braid}
+            )
+            assert head.status_code == 209
+
+
 async def test_a_servers_audience_is_not_copied_into_each_channel(
     client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
 ) -> None:

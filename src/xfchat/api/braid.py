@@ -37,7 +37,7 @@ from xfchat.domain.event_payloads import MessagePayload
 from xfchat.domain.events import MESSAGE_CREATED
 from xfchat.domain.messages import MAX_PARENTS
 from xfchat.errors import BadRequest, Forbidden, NotFound, ServiceUnavailable
-from xfchat.realtime.feeds import open_channel_feed, peek_channel_feed
+from xfchat.realtime.feeds import admit_channel_feed, open_channel_feed, peek_channel_feed
 from xfchat.realtime.subscriber import ACCESS_LOST, Closed, Subscriber
 
 log = logging.getLogger("xfchat.stream")
@@ -149,10 +149,9 @@ def _patch(message: MessagePayload, parent: str | None) -> bytes:
 async def subscribe(request: Request, actor: Actor, channel_id: UUID) -> Response:
     state = request.app.state
     head = is_head(request)  # (its checks, without a subscription: stream_head)
-    if not head:
-        await check_limit(
-            request, REALTIME_BUCKET, str(actor.user_id), state.settings.rate_realtime_user
-        )
+    await check_limit(
+        request, REALTIME_BUCKET, str(actor.user_id), state.settings.rate_realtime_user
+    )
     heartbeats = parse_heartbeats(request.headers.get("heartbeats"))
     # Repeated headers are one list (RFC 9110): they count together against the limits.
     parents = ", ".join(request.headers.getlist("parents"))
@@ -160,6 +159,7 @@ async def subscribe(request: Request, actor: Actor, channel_id: UUID) -> Respons
     if head:
         state.hub.admit(actor.user_id)  # (GET's 429 TOO_MANY_CONNECTIONS)
         start = await peek_channel_feed(state.pool, actor, channel_id, versions)
+        admit_channel_feed(state.hub, actor, channel_id)
     else:
         sub, start = await open_channel_feed(state.hub, state.pool, actor, channel_id, versions)
     headers = {

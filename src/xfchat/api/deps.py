@@ -10,7 +10,6 @@ import asyncpg
 from fastapi import Depends, Header, Query, Request
 
 from xfchat.api.edge import DECISIONS
-from xfchat.api.routing import is_head
 from xfchat.domain.accounts import (
     Actor,
     ClientInfo,
@@ -289,9 +288,10 @@ async def stream_actor(
     token may come as `?access_token=` instead (only on these routes). Counted in the
     user's real-time connection bucket too."""
     token = access_token if authorization is None and access_token else None
-    # (a HEAD opens no connection: api/streaming.stream_head)
-    limits = None if is_head(request) else realtime_limit(request)
-    return await authenticate_request(request, token or bearer_token(authorization), limits)
+    # (a HEAD too: it opens no connection, but reads what its GET would follow)
+    return await authenticate_request(
+        request, token or bearer_token(authorization), realtime_limit(request)
+    )
 
 
 def realtime_limit(request: Request) -> LimitsOf:

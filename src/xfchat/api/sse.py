@@ -19,7 +19,7 @@ from xfchat.api.deps import StreamActor
 from xfchat.api.routing import api_router, is_head
 from xfchat.api.streaming import COALESCE, LiveStream, Write, stream_head
 from xfchat.realtime.cursor import MAX_TOKEN_LENGTH
-from xfchat.realtime.feeds import open_user_feed
+from xfchat.realtime.feeds import admit_user_feed, open_user_feed
 from xfchat.realtime.subscriber import Closed, Delivery, Subscriber
 
 router = api_router(prefix="/api", tags=["realtime"])
@@ -83,7 +83,7 @@ async def get_events(
 ) -> Response:
     state = request.app.state
     if is_head(request):
-        state.hub.admit(actor.user_id)  # (GET's 429 TOO_MANY_CONNECTIONS)
+        await admit_user_feed(state.hub, state.pool, actor)  # (GET's 429, 401)
         return stream_head(200, HEADERS)
     token = last_event_id or since
     sub, refused, start = await open_user_feed(state.hub, state.pool, actor, token)

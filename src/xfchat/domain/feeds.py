@@ -91,6 +91,19 @@ async def _made_by(conn: asyncpg.Connection, g: int, issued: int) -> bool:
     return made is None or made.timestamp() <= issued + 1 + ISSUE_SKEW_S
 
 
+async def read_user_follows(conn: asyncpg.Connection, actor: Actor) -> tuple[set[UUID], set[UUID]]:
+    """The channels and servers the user's feed would follow now (read_user_feed_start's,
+    without the rest: a HEAD's count of them).
+
+    Raises: Unauthorized (SESSION_REVOKED)."""
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        await require_live_session(conn, actor)
+        return (
+            set(await visible_channels(conn, actor.user_id)),
+            set(await member_servers(conn, actor.user_id)),
+        )
+
+
 async def read_user_feed_start(
     conn: asyncpg.Connection,
     actor: Actor,

@@ -22,10 +22,11 @@ from xfchat.domain.feeds import (
     FeedStart,
     read_channel_feed_start,
     read_user_feed_start,
+    read_user_follows,
 )
 from xfchat.realtime.cursor import BadToken, Position, TokenCodec
 from xfchat.realtime.follows import Follows
-from xfchat.realtime.hub import Hub
+from xfchat.realtime.hub import Hub, counted_streams
 from xfchat.realtime.subscriber import Subscriber
 
 
@@ -86,6 +87,28 @@ async def open_user_feed(
     return sub, refused, start
 
 
+async def admit_user_feed(hub: Hub, pool: asyncpg.Pool, actor: Actor) -> None:
+    """open_user_feed's refusals, with no subscription (a HEAD): the cap on connections,
+    then the budget of what the user's connections follow, counted as its GET would.
+
+    Raises: Unauthorized (SESSION_REVOKED); RateLimited (TOO_MANY_CONNECTIONS)."""
+    hub.admit(actor.user_id)
+    async with pool.acquire() as conn:
+        channels, servers = await read_user_follows(conn, actor)
+    hub.admit(actor.user_id, counted_streams(Follows(actor.user_id, channels, servers=servers)))
+
+
+def admit_channel_feed(hub: Hub, actor: Actor, channel_id: UUID) -> None:
+    """open_channel_feed's refusals, with no subscription (a HEAD).
+
+    Raises: RateLimited (TOO_MANY_CONNECTIONS)."""
+    hub.admit(actor.user_id, counted_streams(_one_channel(actor, channel_id)))
+
+
+def _one_channel(actor: Actor, channel_id: UUID) -> Follows:
+    return Follows(actor.user_id, [channel_id], only=channel_id)
+
+
 async def peek_channel_feed(
     pool: asyncpg.Pool, actor: Actor, channel_id: UUID, versions: list[str] | None
 ) -> ChannelFeedStart:
@@ -105,8 +128,6 @@ async def open_channel_feed(
     (VERSION_UNKNOWN); Unauthorized (SESSION_REVOKED); RateLimited (TOO_MANY_CONNECTIONS)."""
     hub.admit(actor.user_id)
     start = await peek_channel_feed(pool, actor, channel_id, versions)
-    sub = hub.subscribe(
-        actor.user_id, actor.session_id, Follows(actor.user_id, [channel_id], only=channel_id)
-    )
+    sub = hub.subscribe(actor.user_id, actor.session_id, _one_channel(actor, channel_id))
     sub.start(Position(start.head + 1, 0), start.head, set())
     return sub, start

@@ -81,6 +81,12 @@ class _Commit:
         return self.covered >= self.last - self.first + 1
 
 
+def counted_streams(follows: Follows) -> int:
+    """What a subscription following `follows` counts against its user's budget
+    (`follows_per_user`): its channels and servers, and the user's own stream."""
+    return len(follows.followed) + 1
+
+
 class Hub:
     def __init__(
         self,
@@ -219,7 +225,7 @@ class Hub:
 
     def subscribe(self, user_id: UUID, session_id: UUID | None, follows: Follows) -> Subscriber:
         """A new subscription of the user's (RateLimited: TOO_MANY_CONNECTIONS, see admit)."""
-        counted = len(follows.followed) + 1  # (and the user's own stream)
+        counted = counted_streams(follows)
         self.admit(user_id, counted)
         self.per_user[user_id] = self.per_user.get(user_id, 0) + 1
         self.followed_by[user_id] = self.followed_by.get(user_id, 0) + counted
