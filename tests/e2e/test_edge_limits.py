@@ -1066,6 +1066,11 @@ def test_a_head_framed_against_rfc_9112_is_refused_before_the_app(edge: tuple[in
         # (a review's find: the whitespace after a value is not the value's)
         (b"GET /health HTTP/1.1\r\nHost: x.example \t\r\nConnection: close\r\n\r\n", 200, None),
         (login + gzipped.replace(b"gzip, c", b"C"), 400, "VALIDATION_ERROR"),
+        # (the thirty-first round's left: the WebSocket library answered these, 405
+        # with a text body, a HEAD's too)
+        (UPGRADE.replace(b"GET ", b"POST "), 400, "WEBSOCKET_REFUSED"),
+        (UPGRADE.replace(b"GET ", b"HEAD "), 400, None),
+        (b"HEAD /health HTTP/2.0\r\nHost: x\r\n\r\n", 505, None),
     ]:
         sock = raw_connection(base)
         sock.sendall(request_bytes)
@@ -1076,5 +1081,7 @@ def test_a_head_framed_against_rfc_9112_is_refused_before_the_app(edge: tuple[in
         if code is not None:
             assert json.loads(body)["code"] == code, (request_bytes, body)
             assert b"x-content-type-options: nosniff" in head.lower(), head
+        if request_bytes.startswith(b"HEAD "):  # (its GET's length, and no body)
+            assert body == b"" and re.search(rb"content-length: [1-9]", head.lower()), answer
     scraped = httpx.get(f"{base}/metrics", headers=METRICS_HEADERS).text
     assert 'xfchat_http_refused_total{code="UNSUPPORTED_TRANSFER_CODING"} 2.0' in scraped

@@ -460,7 +460,13 @@ class GuardedHttpProtocol(SendWatch, HttpToolsProtocol):
         # header line counted already, the whole head (for the usual "Name: value").
         self._count(len(self.parser.get_method()) + len(b"  HTTP/1.1\r\n\r\n"))
         self._disarm()
-        if declares_body(self.headers) and self.parser.should_upgrade() and self._should_upgrade():
+        upgrade = self.parser.should_upgrade() and self._should_upgrade()
+        if upgrade and self.parser.get_method() != b"GET":
+            # (RFC 6455 4.1: the WebSocket library refused anything else with its own
+            # text body, a HEAD's too)
+            self._refusal = (400, "WEBSOCKET_REFUSED", "a WebSocket handshake is a GET")
+            raise _Refused
+        if declares_body(self.headers) and upgrade:
             # uvicorn makes no request of a WebSocket handshake and drops its body, and
             # the parser never upgrades one with a body: it was read for ever, unbounded
             # and unanswered (a helper session's attack). RFC 6455's handshake is a GET
@@ -556,14 +562,24 @@ class GuardedHttpProtocol(SendWatch, HttpToolsProtocol):
 
     def _answer(self, status: int, code: str, message: str) -> None:
         body = orjson.dumps({"code": code, "message": message})
+        length = len(body)
+        if self._asked_head():
+            body = b""  # (RFC 9110 9.3.2: its length, as a GET's would be, and no body)
         head = b"HTTP/1.1 %d %s\r\n" % (status, _PHRASES[status])
-        head += b"content-type: application/json\r\ncontent-length: %d\r\n" % len(body)
+        head += b"content-type: application/json\r\ncontent-length: %d\r\n" % length
         head += b"".join(b"%s: %s\r\n" % pair for pair in JSON_API_HEADERS)  # (as /api/'s)
         if status == 429:
             head += b"retry-after: %d\r\n" % max(1, round(self.header_timeout_s))
         self.transport.write(head + b"connection: close\r\n\r\n" + body)
         self.transport.close()
         self._watch_unsent()  # (a client that reads none of it is let go of too)
+
+    def _asked_head(self) -> bool:
+        """Whether the request refused is a HEAD (False when its method was not read)."""
+        try:
+            return bool(self.parser.get_method() == b"HEAD")
+        except Exception:  # (httptools: no request line parsed)
+            return False
 
 
 class _BodyClock:
