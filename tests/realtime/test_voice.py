@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import asyncpg
 import httpx
 from jsonschema import Draft202012Validator
 
@@ -19,6 +20,8 @@ from tests.openapi_check import document
 from tests.realtime.clients import GatewayClient, sse_stream
 from tests.realtime.test_presence import BOUND_S, FAST
 from tests.support import Servers
+from xfchat.domain.retention import prune_rows
+from xfchat.settings import Settings
 
 VOICE_STATE_UPDATE, VOICE_SIGNAL = 4, 12
 Frames = list[dict[str, Any]]
@@ -276,3 +279,38 @@ async def test_a_voice_state_ends_after_its_process_is_killed(
         # She can join again through the live process.
         again = await gateway(stack, b, ann)
         assert (await join(again, room))["voice_states"][0]["user_id"] == str(ann.id)
+
+
+async def test_the_retention_of_ended_sessions_never_drops_a_held_voice_state_unannounced(
+    servers: Servers, make_user: MakeUser, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    # A gateway connection is authenticated once: it outlives its session's expiry (a
+    # client that never refreshes, such as a bot or an SFU's service account). Its
+    # voice state named the session, and the retention job's deletion of sessions ended
+    # longer ago than a refresh token lives took the state with it (ON DELETE CASCADE),
+    # silently: nobody was told it left, the connection still thought it held it.
+    _, a = servers.start()
+    ann, ben = await make_user("ann"), await make_user("ben")
+    async with contextlib.AsyncExitStack() as stack:
+        api = await stack.enter_async_context(httpx.AsyncClient(base_url=a, timeout=10))
+        srv = await community(api, ann, ben)
+        room = (await server_channel(api, srv, ann, "room", kind="voice"))["id"]
+        watcher = await gateway(stack, a, ann)
+        bot = await gateway(stack, a, ben)
+        await join(bot, room)
+        await watcher.until("voice.state_updated", about(ben, False, room))
+        async with pool.acquire() as conn:
+            await conn.execute(
+                "UPDATE sessions SET expires_at = now() - make_interval(days => $2::int + 1)"
+                " WHERE id = $1",
+                ben.session_id,
+                int(settings.refresh_token_ttl_days),
+            )
+        assert (await prune_rows(pool, settings))["sessions"] == 0  # its state holds it
+        listed = await api.get(f"/api/channels/{room}/voice-states", headers=ann.headers)
+        assert [s["user_id"] for s in listed.json()] == [str(ben.id)]
+        # The state ends with its connection, told to those who see the channel; the
+        # session goes at the next run.
+        await bot.close()
+        await watcher.until("voice.state_updated", about(ben, True, room), timeout=10)
+        assert (await prune_rows(pool, settings))["sessions"] == 1

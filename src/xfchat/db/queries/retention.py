@@ -16,12 +16,16 @@ async def delete_ended_sessions(
     conn: asyncpg.Connection, *, ended_before_s: float, limit: int
 ) -> int:
     """Sessions revoked or expired more than `ended_before_s` seconds ago (their refresh
-    tokens and voice states go with them); how many."""
+    tokens go with them); how many. One that a voice state still names is kept: a
+    gateway connection, authenticated once, outlives its session's expiry, and its state
+    ends with it, announced (domain/voice.py); deleting the session took the state
+    along (ON DELETE CASCADE) and told nobody. It goes at a run after the state ends."""
     status: str = await conn.execute(
         """
         DELETE FROM sessions WHERE id IN (
-            SELECT id FROM sessions
+            SELECT id FROM sessions s
             WHERE coalesce(revoked_at, expires_at) < now() - make_interval(secs => $1)
+              AND NOT EXISTS (SELECT 1 FROM voice_states v WHERE v.session_id = s.id)
             LIMIT $2 FOR UPDATE SKIP LOCKED
         )
         """,
