@@ -314,3 +314,42 @@ async def test_the_retention_of_ended_sessions_never_drops_a_held_voice_state_un
         await bot.close()
         await watcher.until("voice.state_updated", about(ben, True, room), timeout=10)
         assert (await prune_rows(pool, settings))["sessions"] == 1
+
+
+async def test_a_connection_whose_session_ended_is_told_so_when_it_joins(
+    servers: Servers, make_user: MakeUser, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    # The connection outlives its session (authenticated once); a join from it was
+    # written as a state naming an ended session or, once the retention job had deleted
+    # the session, refused by its foreign key as DATABASE_UNAVAILABLE ("the database is
+    # unavailable", a warning logged): the database was fine.
+    _, a = servers.start()
+    ann, ben = await make_user("ann"), await make_user("ben")
+    async with contextlib.AsyncExitStack() as stack:
+        api = await stack.enter_async_context(httpx.AsyncClient(base_url=a, timeout=10))
+        srv = await community(api, ann, ben)
+        room = (await server_channel(api, srv, ann, "room", kind="voice"))["id"]
+        bot = await gateway(stack, a, ben)
+        async with pool.acquire() as conn:
+            await conn.execute(
+                "UPDATE sessions SET expires_at = now() - interval '1 second' WHERE id = $1",
+                ben.session_id,
+            )
+        frames: Frames = []
+        await bot.send(VOICE_STATE_UPDATE, {"channel_id": room})
+        refused = await error(bot, frames)
+        assert (refused["op"], refused["code"]) == (VOICE_STATE_UPDATE, "SESSION_REVOKED")
+        async with pool.acquire() as conn:
+            await conn.execute(
+                "UPDATE sessions SET expires_at = now() - make_interval(days => $2::int + 1)"
+                " WHERE id = $1",
+                ben.session_id,
+                int(settings.refresh_token_ttl_days),
+            )
+        assert (await prune_rows(pool, settings))["sessions"] == 1
+        await bot.send(VOICE_STATE_UPDATE, {"channel_id": room})
+        refused = await error(bot, frames)
+        assert (refused["op"], refused["code"]) == (VOICE_STATE_UPDATE, "SESSION_REVOKED")
+        assert (
+            await api.get(f"/api/channels/{room}/voice-states", headers=ann.headers)
+        ).json() == []

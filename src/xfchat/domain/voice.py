@@ -35,7 +35,7 @@ from xfchat.db.queries import locks as locks_q
 from xfchat.db.queries import servers as servers_q
 from xfchat.db.queries import voice as q
 from xfchat.domain.access import access_changed_many, access_channel, in_voice_of_server
-from xfchat.domain.accounts import Actor
+from xfchat.domain.accounts import Actor, require_live_session
 from xfchat.domain.event_payloads import (
     VoiceStatePayload,
 )
@@ -223,7 +223,8 @@ async def update_own_voice_state(
     when it now holds a state in a channel it did not hold before; None otherwise.
 
     Raises: NotFound (CHANNEL_NOT_FOUND); Forbidden (MISSING_PERMISSIONS, TIMED_OUT,
-    CANNOT_MESSAGE_USER, CHANNEL_FULL); BadRequest (NOT_A_VOICE_CHANNEL)."""
+    CANNOT_MESSAGE_USER, CHANNEL_FULL); BadRequest (NOT_A_VOICE_CHANNEL); Unauthorized
+    (SESSION_REVOKED: the actor's session ended; leaving still works)."""
     async with conn.transaction():
         await _lock_server_of(conn, channel_id)
         await lock_user(conn, actor.user_id)
@@ -233,6 +234,10 @@ async def update_own_voice_state(
             )
             await announce(conn, left=[gone] if gone else [])
             return None
+        # A gateway connection is authenticated once and outlives its session (expired:
+        # never refreshed); a state it wrote would name an ended session, and one the
+        # retention job has deleted failed the foreign key as the database's fault.
+        await require_live_session(conn, actor)
         # Changing your own flags in the state this connection holds is no join: it
         # needs only to see the channel (a state ends with whatever would refuse a join
         # but CONNECT, which is for joining). The peek is checked again under the lock.
