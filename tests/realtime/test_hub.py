@@ -397,3 +397,30 @@ async def test_a_token_of_a_history_a_restored_backup_lost_is_refused(
     again, refused, _ = await open_user_feed(hub, pool, ben.actor, legacy)
     again.close("test")
     assert refused is None
+
+
+async def test_a_connection_ends_with_its_session_expired_or_deleted(
+    app: FastAPI, client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    """A helper session's find: a stream outlived its session, which only a revocation
+    (told by an event) ended: a client that refreshed no token for the refresh token's
+    lifetime kept its gateway connection, and the voice state it held named a session
+    the retention job then deleted. The hub looks at the live connections' sessions
+    every SESSIONS_CHECK_S: an expired or deleted one ends them (`session_revoked`, the
+    gateway's 4012: log in again); a live one is left alone."""
+    hub: Hub = app.state.hub
+    ann, ben, cid = await make_user("ann"), await make_user("ben"), await make_user("cid")
+    subs = [(await open_user_feed(hub, pool, who.actor, None))[0] for who in (ann, ben, cid)]
+    try:
+        assert await hub.close_ended_sessions() == 0
+        async with pool.acquire() as conn:
+            await conn.execute(
+                "UPDATE sessions SET expires_at = now() - interval '1 second' WHERE id = $1",
+                ben.actor.session_id,
+            )
+            await conn.execute("DELETE FROM sessions WHERE id = $1", cid.actor.session_id)
+        assert await hub.close_ended_sessions() == 2
+        assert [s.closed for s in subs] == [None, "session_revoked", "session_revoked"]
+    finally:
+        for sub in subs:
+            sub.close("test")

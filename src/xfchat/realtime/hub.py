@@ -35,6 +35,7 @@ import orjson
 
 from xfchat.db.pool import DATABASE_ERRORS
 from xfchat.db.queries import event_log as q
+from xfchat.db.queries import sessions as sessions_q
 from xfchat.db.queries.locks import select_one
 from xfchat.domain.events import (
     EPHEMERAL_CHANNEL,
@@ -58,6 +59,9 @@ LISTENER_PING_S = 2.0  # a silently dead listener is noticed within 4 s
 LISTENER_BUSY_S = 10.0  # (or 12 s, while it reads missed commits)
 FILL_PAGE = 200  # commits read from the log at once
 HOLD_EVENTS = 20_000  # announced events held while earlier ones are read from the log
+# How often the sessions of the live connections are looked at: one that ended without
+# a revocation (it expired: its client stopped refreshing) ends its connections.
+SESSIONS_CHECK_S = 60.0
 HOLD_PIECES = 64  # signals to a connection here being put together from their pieces
 HOLD_SIGNALS = 10_000  # signals waiting for the commits announced before them
 HOLD_SIGNAL_BYTES = 8 * 1024 * 1024  # (and their payloads' size together)
@@ -144,6 +148,7 @@ class Hub:
         self._listener: asyncpg.Connection | None = None
         self._listener_busy = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self._sessions_task: asyncio.Task[None] | None = None
         self._stopping = False
         self.closing = False  # shutting down: every subscription ends, new ones at once
         # The subscriptions whose transport still serves them (until Subscriber.release):
@@ -163,12 +168,13 @@ class Hub:
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._listen_forever(), name="hub-listener")
+        self._sessions_task = asyncio.create_task(self._watch_sessions(), name="hub-sessions")
 
     async def stop(self) -> None:
         self._stopping = True
         for sub in list(self.subscribers):
             sub.close("shutdown")
-        await stop(self._task, self._filling)
+        await stop(self._task, self._filling, self._sessions_task)
 
     async def end_streams(self, within_s: float) -> bool:
         """Shutting down: close every subscription ("shutdown": its client resumes, here
@@ -286,6 +292,28 @@ class Hub:
         if sub.live:
             for stream in sub.follows.streams():
                 self._index_remove(sub, stream)
+
+    async def close_ended_sessions(self) -> int:
+        """End every connection whose session has ended without a revocation, which
+        close_session hears of: expired (its client refreshed no token for the
+        refresh token's lifetime) or deleted. A stream outlives its access token, not its
+        session. How many were ended."""
+        held = {sub.session_id for sub in self.subscribers if sub.session_id is not None}
+        if not held:
+            return 0
+        ended = set(await self._read(lambda conn: sessions_q.ended_sessions(conn, list(held))))
+        closing = [sub for sub in self.subscribers if sub.session_id in ended]
+        for sub in closing:
+            sub.close("session_revoked")
+        return len(closing)
+
+    async def _watch_sessions(self) -> None:
+        while True:
+            await asyncio.sleep(SESSIONS_CHECK_S)
+            try:
+                await self.close_ended_sessions()
+            except DATABASE_ERRORS:  # (the listener says the database is away)
+                log.debug("the live connections' sessions not looked at", exc_info=True)
 
     def close_session(self, session_id: str) -> None:
         """A session was revoked: end every connection it holds, here and now."""

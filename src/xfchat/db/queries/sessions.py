@@ -323,3 +323,16 @@ async def forget_session_clients(conn: asyncpg.Connection, *, user_id: UUID) -> 
         """,
         user_id,
     )
+
+
+async def ended_sessions(conn: asyncpg.Connection, session_ids: list[UUID]) -> list[UUID]:
+    """Those of these sessions that have ended: revoked, expired or deleted."""
+    records = await conn.fetch(
+        """
+        SELECT u.id FROM unnest($1::uuid[]) AS u(id)
+        LEFT JOIN sessions s ON s.id = u.id
+        WHERE s.id IS NULL OR s.revoked_at IS NOT NULL OR s.expires_at <= now()
+        """,
+        session_ids,
+    )
+    return [r["id"] for r in records]
