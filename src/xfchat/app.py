@@ -40,7 +40,7 @@ from xfchat.api.cors import Cors
 from xfchat.api.edge import EdgeMiddleware
 from xfchat.api.errors import install_error_handlers
 from xfchat.api.hot_path import hot_path
-from xfchat.api.metrics import Metrics, PurgeCollector, ReindexCollector, ReplicaCollector
+from xfchat.api.metrics import Metrics, ReplicaCollector, purge_collector, reindex_collector
 from xfchat.api.openapi import install_openapi
 from xfchat.api.routing import add_routes, head_as_get
 from xfchat.db.migrate import discover
@@ -254,9 +254,9 @@ def _init_state(app: FastAPI, settings: Settings, pool: asyncpg.Pool | None) -> 
     )
     metrics.registry.register(ReplicaCollector(lambda: getattr(app.state, "reads", None)))
     app.state.purged = PurgeCounts()
-    metrics.registry.register(PurgeCollector(app.state.purged))
+    metrics.registry.register(purge_collector(app.state.purged))
     app.state.reindexed = ReindexCounts()
-    metrics.registry.register(ReindexCollector(app.state.reindexed))
+    metrics.registry.register(reindex_collector(app.state.reindexed))
     app.state.metrics = metrics
     app.state.limiter = RateLimiter(observe=metrics.rate_limit_check.observe)
     return metrics

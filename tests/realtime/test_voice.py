@@ -281,31 +281,44 @@ async def test_a_voice_state_ends_after_its_process_is_killed(
         assert (await join(again, room))["voice_states"][0]["user_id"] == str(ann.id)
 
 
+async def _ended_long_ago(pool: asyncpg.Pool, settings: Settings, user: TestUser) -> None:
+    """The user's session ended longer ago than the retention job keeps ended ones."""
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE sessions SET expires_at = now() - make_interval(days => $2::int + 1)"
+            " WHERE id = $1",
+            user.session_id,
+            int(settings.refresh_token_ttl_days),
+        )
+
+
+async def _voice_room(
+    stack: contextlib.AsyncExitStack, base: str, make_user: MakeUser
+) -> tuple[httpx.AsyncClient, TestUser, TestUser, str]:
+    """A client of `base`; ann, ben, and a voice channel of ann's server both are in."""
+    ann, ben = await make_user("ann"), await make_user("ben")
+    api = await stack.enter_async_context(httpx.AsyncClient(base_url=base, timeout=10))
+    srv = await community(api, ann, ben)
+    room = (await server_channel(api, srv, ann, "room", kind="voice"))["id"]
+    return api, ann, ben, room
+
+
 async def test_the_retention_of_ended_sessions_never_drops_a_held_voice_state_unannounced(
     servers: Servers, make_user: MakeUser, pool: asyncpg.Pool, settings: Settings
 ) -> None:
-    # A gateway connection is authenticated once: it outlives its session's expiry (a
-    # client that never refreshes, such as a bot or an SFU's service account). Its
+    # A gateway connection is authenticated once, and outlives its session's expiry by
+    # up to a minute (the hub's look at its sessions, Hub.close_ended_sessions). Its
     # voice state named the session, and the retention job's deletion of sessions ended
     # longer ago than a refresh token lives took the state with it (ON DELETE CASCADE),
     # silently: nobody was told it left, the connection still thought it held it.
     _, a = servers.start()
-    ann, ben = await make_user("ann"), await make_user("ben")
     async with contextlib.AsyncExitStack() as stack:
-        api = await stack.enter_async_context(httpx.AsyncClient(base_url=a, timeout=10))
-        srv = await community(api, ann, ben)
-        room = (await server_channel(api, srv, ann, "room", kind="voice"))["id"]
+        api, ann, ben, room = await _voice_room(stack, a, make_user)
         watcher = await gateway(stack, a, ann)
         bot = await gateway(stack, a, ben)
         await join(bot, room)
         await watcher.until("voice.state_updated", about(ben, False, room))
-        async with pool.acquire() as conn:
-            await conn.execute(
-                "UPDATE sessions SET expires_at = now() - make_interval(days => $2::int + 1)"
-                " WHERE id = $1",
-                ben.session_id,
-                int(settings.refresh_token_ttl_days),
-            )
+        await _ended_long_ago(pool, settings, ben)
         assert (await prune_rows(pool, settings))["sessions"] == 0  # its state holds it
         listed = await api.get(f"/api/channels/{room}/voice-states", headers=ann.headers)
         assert [s["user_id"] for s in listed.json()] == [str(ben.id)]
@@ -319,16 +332,14 @@ async def test_the_retention_of_ended_sessions_never_drops_a_held_voice_state_un
 async def test_a_connection_whose_session_ended_is_told_so_when_it_joins(
     servers: Servers, make_user: MakeUser, pool: asyncpg.Pool, settings: Settings
 ) -> None:
-    # The connection outlives its session (authenticated once); a join from it was
-    # written as a state naming an ended session or, once the retention job had deleted
-    # the session, refused by its foreign key as DATABASE_UNAVAILABLE ("the database is
-    # unavailable", a warning logged): the database was fine.
+    # The connection outlives its session by up to a minute (the hub's look at its
+    # sessions); a join from it meanwhile was written as a state naming an ended session
+    # or, once the retention job had deleted the session, refused by its foreign key as
+    # DATABASE_UNAVAILABLE ("the database is unavailable", a warning logged): the
+    # database was fine.
     _, a = servers.start()
-    ann, ben = await make_user("ann"), await make_user("ben")
     async with contextlib.AsyncExitStack() as stack:
-        api = await stack.enter_async_context(httpx.AsyncClient(base_url=a, timeout=10))
-        srv = await community(api, ann, ben)
-        room = (await server_channel(api, srv, ann, "room", kind="voice"))["id"]
+        api, ann, ben, room = await _voice_room(stack, a, make_user)
         bot = await gateway(stack, a, ben)
         async with pool.acquire() as conn:
             await conn.execute(
@@ -339,13 +350,7 @@ async def test_a_connection_whose_session_ended_is_told_so_when_it_joins(
         await bot.send(VOICE_STATE_UPDATE, {"channel_id": room})
         refused = await error(bot, frames)
         assert (refused["op"], refused["code"]) == (VOICE_STATE_UPDATE, "SESSION_REVOKED")
-        async with pool.acquire() as conn:
-            await conn.execute(
-                "UPDATE sessions SET expires_at = now() - make_interval(days => $2::int + 1)"
-                " WHERE id = $1",
-                ben.session_id,
-                int(settings.refresh_token_ttl_days),
-            )
+        await _ended_long_ago(pool, settings, ben)
         assert (await prune_rows(pool, settings))["sessions"] == 1
         await bot.send(VOICE_STATE_UPDATE, {"channel_id": room})
         refused = await error(bot, frames)

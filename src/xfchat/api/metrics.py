@@ -124,38 +124,49 @@ class _WriterCollector(Collector):
         )
 
 
-class PurgeCollector(Collector):
-    def __init__(self, counts: PurgeCounts) -> None:
+class CountsCollector(Collector):
+    """A background job's counts of this process (a dataclass of ints), each a counter."""
+
+    def __init__(self, counts: object, helps: dict[str, tuple[str, str]]) -> None:
         self.counts = counts
+        self.helps = helps  # attribute -> (metric name, help)
 
     def collect(self) -> Iterator[Any]:
-        yield CounterMetricFamily(
-            "xfchat_purged_messages",
-            "Messages of deleted channels purged by this process",
-            value=self.counts.messages,
-        )
-        yield CounterMetricFamily(
-            "xfchat_purge_failures",
-            "Batches of that purge that failed (each logged, tried again smaller)",
-            value=self.counts.failures,
-        )
+        for attribute, (name, help_text) in self.helps.items():
+            yield CounterMetricFamily(name, help_text, value=getattr(self.counts, attribute))
 
 
-class ReindexCollector(Collector):
-    def __init__(self, counts: ReindexCounts) -> None:
-        self.counts = counts
+def purge_collector(counts: PurgeCounts) -> CountsCollector:
+    return CountsCollector(
+        counts,
+        {
+            "messages": (
+                "xfchat_purged_messages",
+                "Messages of deleted channels purged by this process",
+            ),
+            "failures": (
+                "xfchat_purge_failures",
+                "Batches of that purge that failed (each logged, tried again smaller)",
+            ),
+        },
+    )
 
-    def collect(self) -> Iterator[Any]:
-        yield CounterMetricFamily(
-            "xfchat_search_reindexed_messages",
-            "Messages re-indexed by this process after their server's search language changed",
-            value=self.counts.messages,
-        )
-        yield CounterMetricFamily(
-            "xfchat_search_reindex_failures",
-            "Batches of that re-indexing that failed (each logged, tried again at the next run)",
-            value=self.counts.failures,
-        )
+
+def reindex_collector(counts: ReindexCounts) -> CountsCollector:
+    return CountsCollector(
+        counts,
+        {
+            "messages": (
+                "xfchat_search_reindexed_messages",
+                "Messages re-indexed by this process after their server's search language changed",
+            ),
+            "failures": (
+                "xfchat_search_reindex_failures",
+                "Batches of that re-indexing that failed (each logged, tried again at the"
+                " next run)",
+            ),
+        },
+    )
 
 
 class ReplicaCollector(Collector):
