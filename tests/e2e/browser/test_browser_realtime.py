@@ -3,6 +3,7 @@ refuses WebSockets, and permissions changing while they look."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import signal
 import uuid
@@ -23,7 +24,7 @@ from tests.e2e.browser.client import (
     open_settings,
     shown_texts,
 )
-from tests.e2e.browser.conftest import PASSWORD, Browsers, Site
+from tests.e2e.browser.conftest import BROWSER_ENV, PASSWORD, Browsers, Site, log_in
 
 DEMO_GENERAL = [
     "Welcome to Gaming Squad! Say hi 👋",
@@ -67,6 +68,61 @@ async def test_a_server_restart_under_an_open_page_loses_and_repeats_nothing(
     expected = [*DEMO_GENERAL, "before the crash", *during, "after the restart"]
     assert await shown_texts(bob) == expected  # each once, in order
     await expect(bob.get_by_role("status")).to_be_hidden()
+
+
+async def test_a_gateway_connection_gone_silent_is_taken_for_dead_and_resumed(
+    site: Site, browsers: Browsers
+) -> None:
+    """A connection whose packets stop getting through (a laptop's Wi-Fi gone to sleep, a
+    NAT that forgot it) is never closed by the browser until TCP gives up, minutes later:
+    the heartbeats it sends go unanswered meanwhile. A heartbeat not acknowledged by the
+    next one says the connection is dead, and the client resumes on a new one, missing
+    nothing. (Before, the page sat on the dead connection, "connected", showing nothing
+    of what was said.)"""
+    _, base = site.servers.start(None, **BROWSER_ENV, XFCHAT_GATEWAY_HEARTBEAT="2")
+    silent = asyncio.Event()
+    opened: list[WebSocketRoute] = []
+
+    def relay(ws: WebSocketRoute) -> None:
+        opened.append(ws)
+        server = ws.connect_to_server()
+        if len(opened) > 1:
+            return  # (a new connection gets through)
+
+        def up(frame: str | bytes) -> None:
+            if not silent.is_set():
+                server.send(frame)
+
+        def down(frame: str | bytes) -> None:
+            if not silent.is_set():
+                ws.send(frame)
+
+        ws.on_message(up)
+        server.on_message(down)
+        # Neither side hears the other close: nothing gets through any more.
+        ws.on_close(lambda code, reason: None)
+        server.on_close(lambda code, reason: None)
+
+    bob = await browsers.page(base)
+    await bob.route_web_socket("**/api/gateway", relay)
+    await log_in(bob, "bob")
+    log = await open_channel(bob, "general")
+    async with api_as(base, "alice") as alice:
+
+        async def send(text: str) -> None:
+            got = await alice.post(f"/api/channels/{GENERAL}/messages", json={"content": text})
+            assert got.status_code == 201, got.text
+
+        await send("before the silence")
+        await expect(message(log, "before the silence")).to_be_visible()
+        silent.set()
+        await send("said into the silence")
+        await expect(message(log, "said into the silence")).to_be_visible(timeout=30_000)
+        await send("after it")
+        await expect(message(log, "after it")).to_be_visible()
+    assert len(opened) == 2
+    expected = [*DEMO_GENERAL, "before the silence", "said into the silence", "after it"]
+    assert await shown_texts(bob) == expected
 
 
 async def test_when_websockets_are_refused_the_client_falls_back_to_sse(

@@ -96,30 +96,49 @@ export class Realtime {
     const ws = new WebSocket(url);
     this.ws = ws;
     let hello = false;
+    let beat = null; // this connection's heartbeat timer
+    let unacked = false; // a heartbeat sent, its HEARTBEAT_ACK not yet received
+    // The connection is over: closed, or taken for dead.
+    const lost = (code) => {
+      clearInterval(beat);
+      if (this.ws !== ws || this.stopped) return;
+      this.ws = null;
+      this.on.voice("voice.disconnected", {});
+      this.closed(code, hello);
+    };
     ws.onmessage = (msg) => {
       const frame = JSON.parse(msg.data);
       if (frame.op === 10) {
         hello = true;
         this.wsFailures = 0;
         const interval = frame.d.heartbeat_interval;
-        clearInterval(this.heartbeat);
-        this.heartbeat = setInterval(() => ws.readyState === 1 && ws.send('{"op":1}'), interval * 0.8);
+        clearInterval(beat);
+        // A heartbeat still unacknowledged when the next is due: nothing gets through
+        // (a network gone to sleep, a NAT that forgot us), though the browser may not
+        // say the connection closed for many minutes. It is given up and resumed on a
+        // new one (a code other than 1000, so the server keeps our place).
+        beat = this.heartbeat = setInterval(() => {
+          if (ws.readyState !== 1) return;
+          if (unacked) {
+            lost(4000);
+            ws.close(4000, "heartbeat not acknowledged");
+            return;
+          }
+          unacked = true;
+          ws.send('{"op":1}');
+        }, interval * 0.8);
         const token = this.session.access;
         ws.send(JSON.stringify(this.last ? { op: 6, d: { token, seq: this.last } } : { op: 2, d: { token } }));
       } else if (frame.op === 0) {
         if (frame.t.startsWith("voice.") && frame.t !== "voice.state_updated") this.on.voice(frame.t, frame.d);
         else this.dispatch(frame.t, frame.d, frame.s);
+      } else if (frame.op === 11) {
+        unacked = false;
       } else if (frame.op === 9) {
         this.last = null; // the log no longer has our place: start again from ready
       }
     };
-    ws.onclose = (ev) => {
-      clearInterval(this.heartbeat);
-      if (this.ws !== ws || this.stopped) return;
-      this.ws = null;
-      this.on.voice("voice.disconnected", {});
-      this.closed(ev.code, hello);
-    };
+    ws.onclose = (ev) => lost(ev.code);
   }
 
   // A WebSocket that never said HELLO while the server answers HTTP: something on the
