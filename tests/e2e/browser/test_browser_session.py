@@ -144,6 +144,38 @@ async def test_sends_held_back_by_the_rate_limit_all_go_in_the_order_typed(
     await expect(box).to_have_value("")
 
 
+async def test_sends_queued_behind_one_given_up_come_back_with_it_in_order(
+    site: Site, browsers: Browsers
+) -> None:
+    """Was: a send that found no server for a minute came back to the box, and the one
+    typed after it, waiting behind it, then had a minute of its own: the server back
+    meanwhile, it went out alone, before the one typed first (which sat in the box). Now
+    the sends waiting behind one given up come back with it, in the order typed, and
+    nothing overtakes it."""
+    alice = await browsers.logged_in(site.base, "alice")
+    log = await open_channel(alice, "general")
+    down = True
+
+    async def outage(route: Route) -> None:
+        if route.request.method == "POST" and down:
+            await route.abort("connectionrefused")
+        else:
+            await route.continue_()
+
+    await alice.route(f"**/api/channels/{GENERAL}/messages", outage)
+    box = alice.get_by_role("textbox", name="Message", exact=True)
+    await say(alice, "typed first")
+    await say(alice, "typed second")
+    # (the first gives up after its minute of tries: then the server is back)
+    await expect(box).to_have_value(re.compile("^typed first"), timeout=90_000)
+    down = False
+    await expect(box).to_have_value("typed first\ntyped second")
+    await expect(log.locator("li.msg-pending")).to_have_count(0)
+    await say(alice, "after the outage")
+    await expect(message(log, "after the outage")).to_have_count(1)
+    await expect(message(log, "typed second")).to_have_count(0)
+
+
 async def test_a_gateway_token_expiry_whose_refresh_fails_reconnects_later(
     site: Site, browsers: Browsers
 ) -> None:

@@ -239,8 +239,19 @@ export const composerMethods = {
       }
     };
     // One send at a time, in the order typed: one held back by the rate limit holds the
-    // next behind it, so none overtakes another.
-    const turn = (this.sendQueue || Promise.resolve()).then(post);
+    // next behind it, so none overtakes another. One given up (no server for a minute)
+    // takes those waiting behind it back to the box with it, in order: the server back a
+    // moment later, they would go out before it.
+    const ticket = (this.sendTickets = (this.sendTickets || 0) + 1);
+    const turn = (this.sendQueue || Promise.resolve()).then(async () => {
+      if (this.givenUp && this.givenUp.through >= ticket) throw this.givenUp.err;
+      try {
+        return await post();
+      } catch (err) {
+        if (retryable(err)) this.givenUp = { through: this.sendTickets, err };
+        throw err;
+      }
+    });
     this.sendQueue = turn.catch(() => {});
     try {
       const m = await turn;
