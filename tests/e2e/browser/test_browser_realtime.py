@@ -4,6 +4,7 @@ refuses WebSockets, and permissions changing while they look."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import signal
 import uuid
@@ -123,6 +124,50 @@ async def test_a_gateway_connection_gone_silent_is_taken_for_dead_and_resumed(
     assert len(opened) == 2
     expected = [*DEMO_GENERAL, "before the silence", "said into the silence", "after it"]
     assert await shown_texts(bob) == expected
+
+
+async def test_a_resync_reloads_the_member_lists_it_held(site: Site, browsers: Browsers) -> None:
+    """A resume refused (the page away longer than the log keeps, a restored backup, a
+    token the server cannot read) is a full ready: "reload your state". Was: the client
+    kept the member lists it had loaded, so a member kicked while it was away stayed
+    listed (and whatever else the missed member events said was lost). Now a full ready
+    drops them, and the one on screen is asked for again."""
+    charlie = "00000000-0000-0000-0000-000000000003"
+    back = asyncio.Event()
+    opened: list[tuple[WebSocketRoute, WebSocketRoute]] = []
+
+    async def relay(ws: WebSocketRoute) -> None:
+        if opened:
+            await back.wait()
+        server = ws.connect_to_server()
+        opened.append((ws, server))
+        if len(opened) != 2:
+            return
+
+        def up(frame: str | bytes) -> None:  # (the second's RESUME, made unreadable)
+            data = json.loads(frame)
+            if data.get("op") == 6:
+                data["d"]["seq"] = "not a token"
+            server.send(json.dumps(data))
+
+        ws.on_message(up)
+
+    bob = await browsers.page(site.base)
+    await bob.route_web_socket("**/api/gateway", relay)
+    await log_in(bob, "bob")
+    await open_channel(bob, "general")
+    members = bob.get_by_role("complementary", name="Details")
+    await expect(members.get_by_role("button", name=re.compile("^Charlie"))).to_be_visible()
+    ws, server = opened[0]
+    await server.close()
+    await ws.close(code=4000, reason="gone")
+    async with api_as(site.base, "alice") as alice:
+        kicked = await alice.delete(f"/api/servers/{SERVER}/members/{charlie}")
+        assert kicked.status_code == 204, kicked.text
+    back.set()
+    await expect(members.get_by_role("button", name=re.compile("^Charlie"))).to_have_count(0)
+    assert len(opened) == 3  # (the refused resume, then a new identify)
+    await expect(members.get_by_role("button", name=re.compile("^Diana"))).to_be_visible()
 
 
 async def test_when_websockets_are_refused_the_client_falls_back_to_sse(

@@ -10,7 +10,7 @@ import { Blobs } from "../blobs.js";
 import { ChatView, showImage } from "./chat.js";
 import { FriendsView } from "./friends.js";
 import { renderRail, renderServerSidebar, renderHomeSidebar, renderUserPanel, convTitle, sortedChannels } from "./sidebar.js";
-import { renderServerMembers, renderParticipants, loadPresences } from "./members.js";
+import { renderServerMembers, renderParticipants, loadPresences, reloadMembers } from "./members.js";
 import { searchBox, renderSearch } from "./search.js";
 import { openSettings } from "./settings.js";
 import { openAccount } from "./account.js";
@@ -115,8 +115,14 @@ export class App {
     }
     // Presence is not in the log: the member lists shown are asked for theirs again, and
     // the servers not listed here for the presences the ready left in doubt (a
-    // co-member's: store.keepServersPresences).
-    for (const id of this.store.members.keys()) loadPresences(this, id).catch(() => {});
+    // co-member's: store.keepServersPresences). After a full ready (a resync) nothing of
+    // what the members did meanwhile was told either: the lists held are asked for again
+    // whole (their presences with them), those of servers left dropped.
+    for (const id of [...this.store.members.keys()]) {
+      if (d.resumed) loadPresences(this, id).catch(() => {});
+      else if (!this.store.servers.has(id)) this.store.members.delete(id);
+      else reloadMembers(this, id).then(() => this.panel === "members" && this.renderMembers(), () => {});
+    }
     if (this.store.presencesInDoubt.size) this.checkPresences();
     this.voice.afterReady();
     if (!this.readyOnce) {

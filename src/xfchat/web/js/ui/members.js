@@ -10,9 +10,22 @@ export function loadMembers(app, serverId) {
   const { store } = app;
   if (store.members.has(serverId)) return Promise.resolve(store.members.get(serverId));
   if (!loading.has(serverId)) {
-    loading.set(serverId, fetchMembers(app, serverId).finally(() => loading.delete(serverId)));
+    const first = fetchMembers(app, serverId).finally(() => {
+      if (loading.get(serverId) === first) loading.delete(serverId);
+    });
+    loading.set(serverId, first);
   }
   return loading.get(serverId);
+}
+
+// A server's members asked for again, whole (after a full ready: what changed meanwhile
+// was never told), the list held still shown until the new one replaces it.
+export function reloadMembers(app, serverId) {
+  const fresh = fetchMembers(app, serverId).finally(() => {
+    if (loading.get(serverId) === fresh) loading.delete(serverId);
+  });
+  loading.set(serverId, fresh);
+  return fresh;
 }
 
 async function fetchMembers(app, serverId) {
