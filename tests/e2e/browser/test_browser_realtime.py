@@ -11,7 +11,7 @@ import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
-from playwright.async_api import Locator, WebSocketRoute, expect
+from playwright.async_api import Locator, Page, WebSocketRoute, expect
 
 from tests.e2e.browser.client import (
     GENERAL,
@@ -126,25 +126,25 @@ async def test_a_gateway_connection_gone_silent_is_taken_for_dead_and_resumed(
     assert await shown_texts(bob) == expected
 
 
-async def test_a_resync_reloads_the_member_lists_it_held(site: Site, browsers: Browsers) -> None:
-    """A resume refused (the page away longer than the log keeps, a restored backup, a
-    token the server cannot read) is a full ready: "reload your state". Was: the client
-    kept the member lists it had loaded, so a member kicked while it was away stayed
-    listed (and whatever else the missed member events said was lost). Now a full ready
-    drops them, and the one on screen is asked for again."""
-    charlie = "00000000-0000-0000-0000-000000000003"
-    back = asyncio.Event()
-    opened: list[tuple[WebSocketRoute, WebSocketRoute]] = []
+class RefusedResume:
+    """A page's gateway connections, relayed: `cut()` ends the first, and the page's
+    reconnection waits for `back`; its RESUME is then made unreadable (close 4007, as
+    for any refused resume: the page away longer than the log keeps, a restored backup),
+    so the page identifies afresh and gets a full ready, the events of the gap untold."""
 
-    async def relay(ws: WebSocketRoute) -> None:
-        if opened:
-            await back.wait()
+    def __init__(self) -> None:
+        self.back = asyncio.Event()
+        self.opened: list[tuple[WebSocketRoute, WebSocketRoute]] = []
+
+    async def relay(self, ws: WebSocketRoute) -> None:
+        if self.opened:
+            await self.back.wait()
         server = ws.connect_to_server()
-        opened.append((ws, server))
-        if len(opened) != 2:
+        self.opened.append((ws, server))
+        if len(self.opened) != 2:
             return
 
-        def up(frame: str | bytes) -> None:  # (the second's RESUME, made unreadable)
+        def up(frame: str | bytes) -> None:
             data = json.loads(frame)
             if data.get("op") == 6:
                 data["d"]["seq"] = "not a token"
@@ -152,22 +152,57 @@ async def test_a_resync_reloads_the_member_lists_it_held(site: Site, browsers: B
 
         ws.on_message(up)
 
-    bob = await browsers.page(site.base)
-    await bob.route_web_socket("**/api/gateway", relay)
-    await log_in(bob, "bob")
+    async def page(self, site: Site, browsers: Browsers, username: str) -> Page:
+        page = await browsers.page(site.base)
+        await page.route_web_socket("**/api/gateway", self.relay)
+        await log_in(page, username)
+        return page
+
+    async def cut(self) -> None:
+        ws, server = self.opened[0]
+        await server.close()
+        await ws.close(code=4000, reason="gone")
+
+
+async def test_a_resync_reloads_the_member_lists_it_held(site: Site, browsers: Browsers) -> None:
+    """A full ready is "reload your state". Was: the client kept the member lists it had
+    loaded, so a member kicked while it was away stayed listed (and whatever else the
+    missed member events said was lost). Now the lists held are asked for again."""
+    charlie = "00000000-0000-0000-0000-000000000003"
+    gateway = RefusedResume()
+    bob = await gateway.page(site, browsers, "bob")
     await open_channel(bob, "general")
     members = bob.get_by_role("complementary", name="Details")
     await expect(members.get_by_role("button", name=re.compile("^Charlie"))).to_be_visible()
-    ws, server = opened[0]
-    await server.close()
-    await ws.close(code=4000, reason="gone")
+    await gateway.cut()
     async with api_as(site.base, "alice") as alice:
         kicked = await alice.delete(f"/api/servers/{SERVER}/members/{charlie}")
         assert kicked.status_code == 204, kicked.text
-    back.set()
+    gateway.back.set()
     await expect(members.get_by_role("button", name=re.compile("^Charlie"))).to_have_count(0)
-    assert len(opened) == 3  # (the refused resume, then a new identify)
+    assert len(gateway.opened) == 3  # (the refused resume, then a new identify)
     await expect(members.get_by_role("button", name=re.compile("^Diana"))).to_be_visible()
+
+
+async def test_a_resync_redraws_the_pins_shown(site: Site, browsers: Browsers) -> None:
+    """Was: the pins panel, drawn again only when a pin event came, kept showing what was
+    pinned before the gap after a full ready. Now it is asked for again."""
+    gateway = RefusedResume()
+    bob = await gateway.page(site, browsers, "bob")
+    log = await open_channel(bob, "general")
+    await bob.get_by_role("button", name="Pinned messages").click()
+    pins = bob.get_by_role("complementary", name="Details")
+    await expect(pins.get_by_text("No pinned messages yet.")).to_be_visible()
+    await gateway.cut()
+    async with api_as(site.base, "alice") as alice:
+        got = await alice.get(f"/api/channels/{GENERAL}/messages?limit=1")
+        newest = got.json()[0]
+        pinned = await alice.put(f"/api/channels/{GENERAL}/pins/{newest['id']}")
+        assert pinned.status_code == 204, pinned.text
+    gateway.back.set()
+    await expect(log.locator("li.msg-system")).to_have_count(1)  # (the full ready is in)
+    await expect(pins.locator(".pin")).to_have_count(1)
+    await expect(pins.locator(".pin")).to_contain_text(newest["content"])
 
 
 async def test_when_websockets_are_refused_the_client_falls_back_to_sse(

@@ -108,8 +108,10 @@ export class App {
       this.store.load(d);
       this.countsInDoubt.clear(); // (counted now)
       this.counted += 1;
-      // After a resync the messages we held may have gaps: reload the open channel.
+      // After a resync the messages we held may have gaps: reload the open channel (and
+      // its pins, if shown: the pin events of the gap were never told).
       if (this.view instanceof ChatView) this.view.loadLatest();
+      if (this.panel === "pins" && this.route.channelId) this.store.emit(`pins:${this.route.channelId}`);
     } else {
       this.store.resume(d);
     }
