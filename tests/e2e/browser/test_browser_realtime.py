@@ -126,6 +126,42 @@ async def test_a_gateway_connection_gone_silent_is_taken_for_dead_and_resumed(
     assert await shown_texts(bob) == expected
 
 
+async def test_a_resume_refused_by_the_rate_limit_waits_as_long_as_it_says(
+    site: Site, browsers: Browsers
+) -> None:
+    """A RESUME over XFCHAT_RATE_REALTIME_USER is closed 4008 "retry in N s" (the README:
+    wait that long, then resume). Was: the client tried again within 3 s, again and
+    again until the window ended, every try counted. Now it waits as it is told, and
+    its one try after that resumes, nothing missed."""
+    _, base = site.servers.start(None, **BROWSER_ENV, XFCHAT_RATE_REALTIME_USER="1/10")
+    opened: list[tuple[WebSocketRoute, WebSocketRoute]] = []
+    closes: list[int | None] = []
+
+    def relay(ws: WebSocketRoute) -> None:
+        server = ws.connect_to_server()
+        opened.append((ws, server))
+
+        async def closed(code: int | None, reason: str | None) -> None:
+            closes.append(code)
+            await ws.close(code=code or 1000, reason=reason or "")
+
+        server.on_close(closed)
+
+    bob = await browsers.page(base)
+    await bob.route_web_socket("**/api/gateway", relay)
+    await log_in(bob, "bob")  # (his IDENTIFY: the one connection of the window)
+    log = await open_channel(bob, "general")
+    ws, server = opened[0]
+    await server.close()
+    await ws.close(code=4000, reason="gone")
+    async with api_as(base, "alice") as alice:
+        got = await alice.post(f"/api/channels/{GENERAL}/messages", json={"content": "meanwhile"})
+        assert got.status_code == 201, got.text
+    await expect(message(log, "meanwhile")).to_be_visible(timeout=30_000)
+    assert closes.count(4008) == 1, closes  # (refused once, then resumed)
+    assert len(opened) == 3
+
+
 class RefusedResume:
     """A page's gateway connections, relayed: `cut()` ends the first, and the page's
     reconnection waits for `back`; its RESUME is then made unreadable (close 4007, as

@@ -99,12 +99,12 @@ export class Realtime {
     let beat = null; // this connection's heartbeat timer
     let unacked = false; // a heartbeat sent, its HEARTBEAT_ACK not yet received
     // The connection is over: closed, or taken for dead.
-    const lost = (code) => {
+    const lost = (code, reason = "") => {
       clearInterval(beat);
       if (this.ws !== ws || this.stopped) return;
       this.ws = null;
       this.on.voice("voice.disconnected", {});
-      this.closed(code, hello);
+      this.closed(code, hello, reason);
     };
     ws.onmessage = (msg) => {
       const frame = JSON.parse(msg.data);
@@ -138,7 +138,7 @@ export class Realtime {
         this.last = null; // the log no longer has our place: start again from ready
       }
     };
-    ws.onclose = (ev) => lost(ev.code);
+    ws.onclose = (ev) => lost(ev.code, ev.reason);
   }
 
   // A WebSocket that never said HELLO while the server answers HTTP: something on the
@@ -155,9 +155,13 @@ export class Realtime {
     if (this.wsFailures >= 3) this.transport = "sse";
   }
 
-  async closed(code, hello) {
+  async closed(code, hello, reason = "") {
     if (!hello) await this.gatewayRefused();
     if (code === 4012) return this.on.ended("revoked");
+    // IDENTIFY or RESUME refused by the rate limit: its reason says when to try again
+    // ("retry in N s"), and no sooner (each try is counted too).
+    const wait = code === 4008 && /retry in (\d+) s/.exec(reason);
+    if (wait) return this.schedule(Number(wait[1]) * 1000 * (1 + Math.random() / 4));
     if (code === 4010 || code === 4007) this.last = null;
     if (code === 4015 || code === 4004) {
       try {
