@@ -405,6 +405,10 @@ class Hub:
             if g <= sub.live_from:
                 continue
             for d in deliveries:
+                if sub.closed is not None:
+                    # Closed by an earlier event of this commit (its queue overflowed):
+                    # forgotten, so no later grant of the commit may index it again.
+                    break
                 visible, changes = sub.follows.apply(stream, d.type, d.data)
                 for kind, target in changes:
                     if kind is AccessChange.GRANT:
