@@ -243,6 +243,15 @@ async def own_presence(conn: asyncpg.Connection, actor: Actor, timeout_s: float)
     return own(await _presence(conn, actor.user_id, timeout_s))
 
 
+async def presences_now(
+    conn: asyncpg.Connection, user_id: UUID, timeout_s: float
+) -> tuple[PresencePayload, list[PresencePayload]]:
+    """The user's own presence and `related_presences`, as a `ready` carries them."""
+    return own(await _presence(conn, user_id, timeout_s)), await related_presences(
+        conn, user_id, timeout_s
+    )
+
+
 async def set_presence(
     conn: asyncpg.Connection,
     actor: Actor,

@@ -17,6 +17,7 @@ from uuid import UUID
 import asyncpg
 
 from xfchat.domain.accounts import Actor
+from xfchat.domain.event_payloads import PresencePayload
 from xfchat.domain.feeds import (
     ChannelFeedStart,
     FeedStart,
@@ -63,6 +64,7 @@ async def open_user_feed(
 
     Raises: Unauthorized (SESSION_REVOKED); RateLimited (TOO_MANY_CONNECTIONS)."""
     hub.admit(actor.user_id)  # (before the reads; subscribe checks again)
+    presence_mark = hub.presence_signals  # (before the ready's presences are read)
     since = None if token is None else check_token(hub.codec, actor.user_id, token)
     position, issued = since if isinstance(since, tuple) else (None, None)
     async with pool.acquire() as conn:
@@ -79,6 +81,21 @@ async def open_user_feed(
     follows = Follows(actor.user_id, start.channels, servers=start.servers)
     sub = hub.subscribe(actor.user_id, actor.session_id, follows)
     hub.opened(sub)
+    if start.state is not None:
+        me = start.state["user"]
+        own: PresencePayload = {
+            "user_id": str(actor.user_id),
+            "status": me["status"],
+            "status_text": me["status_text"],
+        }
+        sub.watch_presences(presence_mark, own, start.state["presences"])
+    elif start.resumed is not None:
+        own = {
+            "user_id": str(actor.user_id),
+            "status": start.resumed["status"],
+            "status_text": start.resumed["status_text"],
+        }
+        sub.watch_presences(presence_mark, own, start.resumed["presences"])
     if position is None or refused is not None:
         sub.start(Position(start.head + 1, 0), start.head, set())
     else:

@@ -37,14 +37,17 @@ from xfchat.db.pool import DATABASE_ERRORS
 from xfchat.db.queries import event_log as q
 from xfchat.db.queries import sessions as sessions_q
 from xfchat.db.queries.locks import select_one
+from xfchat.domain.event_payloads import PresencePayload
 from xfchat.domain.events import (
     EPHEMERAL_CHANNEL,
+    PRESENCE_UPDATED,
     SESSION_REVOKED,
     AccessChange,
     Stream,
     StreamKind,
 )
 from xfchat.domain.feeds import read_access_changes
+from xfchat.domain.presence import presences_now
 from xfchat.errors import RateLimited
 from xfchat.realtime.cursor import Position, TokenCodec
 from xfchat.realtime.follows import Follows
@@ -139,6 +142,9 @@ class Hub:
         self._signal_bytes = 0
         self._signal_turn: asyncio.Handle | None = None  # (the rest, next turn: paced)
         self.signals_dropped = 0  # signals dropped from a full hold (for /metrics)
+        # presence.updated signals handed over so far: a connection that was not live
+        # yet when one went by reads the presences again (Subscriber.watch_presences).
+        self.presence_signals = 0
         self._filling: asyncio.Task[None] | None = None
         self._turn_handed = 0  # events handed over in this turn of the event loop (_room)
         self._turn_reset: asyncio.Handle | None = None
@@ -364,6 +370,11 @@ class Hub:
                 limit=limit,
             )
         )
+
+    async def read_presences(self, user_id: UUID) -> tuple[PresencePayload, list[PresencePayload]]:
+        """The user's own presence and the related presences a `ready` carries, now."""
+        timeout_s = self.presence.timeout_s if self.presence is not None else 0.0
+        return await self._read(lambda conn: presences_now(conn, user_id, timeout_s))
 
     async def read_access_changes(
         self, user_id: UUID, after: Position, upto: int
@@ -629,6 +640,8 @@ class Hub:
                 return
             stream = Stream(StreamKind(note["k"]), UUID(note["e"]))
             d = Delivery(0, stream, 0, str(note["t"]), note["d"])
+            if d.type == PRESENCE_UPDATED.name:
+                self.presence_signals += 1
             channels = [Stream.channel(UUID(c)) for c in note.get("c", ())]
         except (ValueError, KeyError, TypeError):
             log.warning("ignoring a malformed notification: %.200s", payload)

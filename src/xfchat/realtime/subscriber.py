@@ -22,7 +22,8 @@ from uuid import UUID
 import orjson
 
 from xfchat.db.pool import DATABASE_ERRORS
-from xfchat.domain.events import SESSION_REVOKED, Stream, StreamKind
+from xfchat.domain.event_payloads import PresencePayload
+from xfchat.domain.events import PRESENCE_UPDATED, SESSION_REVOKED, Stream, StreamKind
 from xfchat.realtime.cursor import Position, TokenCodec
 from xfchat.realtime.follows import Follows
 
@@ -150,6 +151,11 @@ class Subscriber:
         self.live = False  # the hub hands it new commits
         self.live_from = 0  # ... those after this one
         self.present = False  # it counts in its user's presence (hub.opened)
+        # The presences its `ready` carried (own, by user id the others), and how many
+        # presence signals the hub had handed over before they were read: see
+        # watch_presences.
+        self._ready_presences: tuple[PresencePayload, dict[str, PresencePayload]] | None = None
+        self._presence_mark = 0
 
     # -- set-up (realtime/feeds.py)
 
@@ -161,6 +167,45 @@ class Subscriber:
         self.candidates = _ordered(self.follows.followed | granted)
         if position.g > upto:  # (g, 0) is before commit g; (g, pos) inside it
             self.cursor = Position(upto + 1, 0)
+
+    def watch_presences(
+        self, mark: int, own: PresencePayload, others: list[PresencePayload]
+    ) -> None:
+        """The presences its `ready` carries (`own`, and the others not offline), read
+        once the hub had handed over `mark` presence signals. A signal handed over
+        after that read and before this connection goes live reaches it not (only live
+        connections hear signals): when one went by meanwhile, the presences are read
+        again as it goes live, and each that changed since the `ready` follows as its
+        `presence.updated` (else it showed, until the next change, what the `ready`
+        said: a friend online while they were away)."""
+        self._ready_presences = own, {p["user_id"]: p for p in others}
+        self._presence_mark = mark
+
+    async def _presences_since_ready(self) -> None:
+        ready = self._ready_presences
+        self._ready_presences = None
+        if ready is None or self.hub.presence_signals == self._presence_mark:
+            return
+        try:
+            own, others = await self.hub.read_presences(self.user_id)
+        except DATABASE_ERRORS as exc:  # (presence is not in the log: the next change)
+            log.warning("could not read the presences again: %s", exc)
+            return
+        was_own, was = ready
+        now = {p["user_id"]: p for p in others}
+        changed = [own] if own != was_own else []
+        for user_id in sorted(was.keys() | now.keys()):
+            offline: PresencePayload = {
+                "user_id": user_id,
+                "status": "offline",
+                "status_text": None,
+            }
+            current = now.get(user_id, offline)
+            if current != was.get(user_id, offline):
+                changed.append(current)
+        for payload in changed:
+            stream = Stream.user(UUID(payload["user_id"]))
+            self.offer(Delivery(0, stream, 0, PRESENCE_UPDATED.name, payload))
 
     def token(self, position: Position | None = None) -> str:
         return TokenCodec.encode(self.tag, position or self.position)
@@ -307,12 +352,13 @@ class Subscriber:
     async def _replay_step(self) -> None:
         if self.cursor.g <= self.replay_upto:
             await self._replay_page()
-        elif not self.hub.go_live(self):
-            if not self.hub.known.is_set():  # the hub has not listened yet
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(1.0):
-                        await self.hub.known.wait()
-                return
+        elif self.hub.go_live(self):
+            await self._presences_since_ready()
+        elif not self.hub.known.is_set():  # the hub has not listened yet
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await self.hub.known.wait()
+        else:
             await self._next_range(self.hub.last_g)
 
     async def _replay_page(self) -> None:
