@@ -19,6 +19,7 @@ from tests import factories
 from tests.factories import MakeUser, pair, say
 from tests.realtime.clients import (
     GatewayClient,
+    SseClient,
     braid,
     braid_messages_url,
     ensure_braid_client,
@@ -680,3 +681,31 @@ async def test_a_streams_head_is_refused_as_its_get_past_the_connections_cap(
             head = await api.head(url, headers={**bearer, **extra})
             get = await api.get(url, headers={**bearer, **extra})
             assert head.status_code == get.status_code == 429, (url, head.headers)
+
+
+async def test_an_idle_sse_stream_asked_for_heartbeats_sends_events_a_page_hears(
+    servers: Servers, make_user: MakeUser
+) -> None:
+    """A helper session's find: the keep-alive of an idle stream is a comment, which a
+    page's EventSource never shows, so a page could not tell a quiet stream from one
+    whose packets no longer get through (no close for minutes). With `?heartbeat=true`
+    it is `event: heartbeat` (no id: the place to resume from stays), every
+    `heartbeat_interval` ms of the `ready`; without, still a comment."""
+    _, base = servers.start(XFCHAT_SSE_KEEPALIVE="1")
+    ben = await make_user("ben")
+    headers = {"Authorization": f"Bearer {ben.access_token}"}
+    asked = await SseClient(f"{base}/api/events?heartbeat=true", headers).start()
+    plain = await SseClient(f"{base}/api/events", headers).start()
+    try:
+        for stream in (asked, plain):
+            ready = await stream.next("ready")
+            assert ready.data["heartbeat_interval"] == 1000
+        place = asked.last_id
+        beats = [await asked.next("heartbeat", timeout=5) for _ in range(2)]
+        assert [(b.id, b.data) for b in beats] == [(None, {})] * 2
+        assert asked.last_id == place
+        with pytest.raises(TimeoutError):  # (two intervals of comments: nothing to parse)
+            await plain.next("heartbeat", timeout=2.5)
+    finally:
+        await asked.close()
+        await plain.close()

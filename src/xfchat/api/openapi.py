@@ -249,8 +249,15 @@ def _sse_schemas(typed: dict[str, Any]) -> dict[str, Any]:
         "keep (`ResumedStatePayload`: your status, your custom status and the current "
         "presences).",
         "type": "object",
-        "required": ["user_id", "session_id", "resumed"],
-        "properties": {"user_id": uuid, "session_id": uuid, "resumed": {"type": "boolean"}},
+        "required": ["user_id", "session_id", "resumed", "heartbeat_interval"],
+        "properties": {
+            "user_id": uuid,
+            "session_id": uuid,
+            "resumed": {"type": "boolean"},
+            # (SSE: how often an idle stream says so, `?heartbeat=true`; the gateway: as
+            # HELLO said)
+            "heartbeat_interval": {"type": "integer", "minimum": 1000},
+        },
         "anyOf": [
             {
                 "properties": {"resumed": {"const": True}},
@@ -262,6 +269,7 @@ def _sse_schemas(typed: dict[str, Any]) -> dict[str, Any]:
     text = {"type": "string"}
     variants = [
         _sse_event("ready", {"$ref": REF.format(model="SseReady")}),
+        _sse_event("heartbeat", {"type": "object", "maxProperties": 0}),
         _sse_event(
             "resync",
             {
@@ -284,15 +292,8 @@ def _sse_schemas(typed: dict[str, Any]) -> dict[str, Any]:
     gateway_ready = {
         "title": "GatewayReady",
         "description": "The `d` of the WebSocket gateway's first dispatch (`t: ready`): what "
-        "`SseReady` holds, and `heartbeat_interval` (ms, as HELLO said).",
-        "allOf": [
-            {"$ref": REF.format(model="SseReady")},
-            {
-                "type": "object",
-                "required": ["heartbeat_interval"],
-                "properties": {"heartbeat_interval": {"type": "integer", "minimum": 1000}},
-            },
-        ],
+        "`SseReady` holds (`heartbeat_interval` in ms, as HELLO said).",
+        "allOf": [{"$ref": REF.format(model="SseReady")}],
     }
     return {
         "SseReady": ready,

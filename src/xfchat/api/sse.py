@@ -80,6 +80,13 @@ async def get_events(
         str | None, Header(alias="Last-Event-ID", max_length=MAX_TOKEN_LENGTH)
     ] = None,
     since: Annotated[str | None, Query(max_length=MAX_TOKEN_LENGTH)] = None,
+    heartbeat: Annotated[
+        bool,
+        Query(
+            description="an idle stream says so with `event: heartbeat` (a page can hear "
+            "it; a comment it cannot) every `heartbeat_interval` ms of `ready`"
+        ),
+    ] = False,
 ) -> Response:
     state = request.app.state
     if is_head(request):
@@ -88,6 +95,8 @@ async def get_events(
     token = last_event_id or since
     sub, refused, start = await open_user_feed(state.hub, state.pool, actor, token)
     keepalive = state.settings.sse_keepalive_s
+    # (a silent connection, its packets lost, is told apart only by what a page hears)
+    idle = frame("heartbeat", b"{}") if heartbeat else b": keep-alive\n\n"
     first = sub.token()
 
     async def produce(write: Write) -> None:
@@ -96,6 +105,7 @@ async def get_events(
             "user_id": str(actor.user_id),
             "session_id": str(actor.session_id),
             "resumed": start.state is None,
+            "heartbeat_interval": round(keepalive * 1000),
             **start.ready,
         }
         await write(frame("ready", orjson.dumps(hello), first))
@@ -112,7 +122,7 @@ async def get_events(
                 )
                 return
             if batch is None:
-                await write(b": keep-alive\n\n")
+                await write(idle)
                 continue
             await write(frames(batch, sub))
 

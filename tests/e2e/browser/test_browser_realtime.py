@@ -263,6 +263,53 @@ async def test_when_websockets_are_refused_the_client_falls_back_to_sse(
     await expect(message(log, "over server-sent events")).to_have_count(1)
 
 
+async def test_an_sse_stream_gone_silent_is_taken_for_dead_and_opened_again(
+    site: Site, browsers: Browsers
+) -> None:
+    """A helper session's find: a page on SSE (WebSockets refused on the way) could not
+    tell a quiet stream from one whose packets no longer get through, the server's
+    keep-alive being a comment EventSource never shows. It asks for heartbeats now
+    (`?heartbeat=true`), and a stream that says nothing for twice `heartbeat_interval` is
+    given up and opened again from the last id. Here its server stops (SIGSTOP: the
+    connection stays open, nothing comes) for three such intervals while alice speaks
+    through another process: the page opens a second stream, and after the server goes
+    on shows each message once, in order. (Before, it stayed on the first stream.)"""
+    proc, base = site.servers.start(None, **BROWSER_ENV, XFCHAT_SSE_KEEPALIVE="1")
+    page = await browsers.page(base)
+
+    async def refuse(ws: WebSocketRoute) -> None:
+        await ws.close(code=1011, reason="no websockets here")
+
+    await page.route_web_socket("**/api/gateway", refuse)
+    streams: list[str] = []
+    page.on("request", lambda r: streams.append(r.url) if "/api/events" in r.url else None)
+    await log_in(page, "bob")
+    log = await open_channel(page, "general")
+    assert await page.evaluate("window.xfchatDebug.transport()") == "sse"
+    async with api_as(site.base, "alice") as alice:
+
+        async def send(text: str) -> None:
+            got = await alice.post(f"/api/channels/{GENERAL}/messages", json={"content": text})
+            assert got.status_code == 201, got.text
+
+        await send("before the silence")
+        await expect(message(log, "before the silence")).to_be_visible()
+        assert len(streams) == 1 and "heartbeat=true" in streams[0], streams
+        proc.proc.send_signal(signal.SIGSTOP)
+        try:
+            await send("said into the silence")
+            async with asyncio.timeout(15):  # (given up after 2 s of silence)
+                while len(streams) < 2:
+                    await asyncio.sleep(0.1)
+        finally:
+            proc.proc.send_signal(signal.SIGCONT)
+        await expect(message(log, "said into the silence")).to_be_visible(timeout=30_000)
+        await send("after it")
+        await expect(message(log, "after it")).to_be_visible()
+    expected = [*DEMO_GENERAL, "before the silence", "said into the silence", "after it"]
+    assert await shown_texts(page) == expected
+
+
 async def test_a_permission_change_hides_a_channel_from_bob_live(
     site: Site, browsers: Browsers
 ) -> None:

@@ -184,14 +184,38 @@ export class Realtime {
         return this.schedule(retryDelay(err, this.failures + 1));
       }
     }
-    const params = new URLSearchParams({ access_token: this.session.access || "" });
+    const params = new URLSearchParams({ access_token: this.session.access || "", heartbeat: "true" });
     if (this.last) params.set("since", this.last);
     const es = new EventSource(`/api/events?${params}`);
     this.es = es;
+    let heard = Date.now(); // when this stream last said anything
+    let watch = null; // this stream's watch on its silence
     const handle = (type) => (ev) => {
       if (this.es !== es) return;
+      heard = Date.now();
       this.dispatch(type, JSON.parse(ev.data), ev.lastEventId || null);
     };
+    es.addEventListener("heartbeat", () => {
+      heard = Date.now();
+    });
+    // An idle stream sends a heartbeat every `heartbeat_interval` ms: nothing for twice
+    // that, and its packets no longer get through (a network gone to sleep, a NAT that
+    // forgot us), though EventSource may not say so for many minutes. It is given up
+    // and opened again from the last id.
+    es.addEventListener("ready", (ev) => {
+      const interval = JSON.parse(ev.data).heartbeat_interval;
+      clearInterval(watch);
+      if (!interval) return;
+      watch = this.heartbeat = setInterval(() => {
+        if (this.es !== es) return clearInterval(watch);
+        if (Date.now() - heard > 2 * interval) {
+          clearInterval(watch);
+          es.close();
+          this.es = null;
+          this.schedule();
+        }
+      }, interval / 2);
+    });
     es.addEventListener("ready", handle("ready"));
     for (const type of SSE_TYPES) es.addEventListener(type, handle(type));
     es.addEventListener("resync", () => {
@@ -199,6 +223,7 @@ export class Realtime {
     });
     es.addEventListener("closed", (ev) => {
       const info = JSON.parse(ev.data);
+      clearInterval(watch);
       es.close();
       if (info.reason === "session_revoked") return this.on.ended("revoked");
       if (info.reason === "resync") this.last = null;
@@ -212,6 +237,7 @@ export class Realtime {
       // several tries in a row failed); a busy server (429 TOO_MANY_CONNECTIONS, 503)
       // is simply waited for.
       if (es.readyState === EventSource.CLOSED && this.es === es) {
+        clearInterval(watch);
         if (!this.session.accessStale && this.failures % 4 !== 3) return this.schedule();
         this.session.refresh().then(
           () => this.schedule(),
