@@ -176,6 +176,46 @@ async def test_sends_queued_behind_one_given_up_come_back_with_it_in_order(
     await expect(message(log, "typed second")).to_have_count(0)
 
 
+async def test_a_send_whose_answers_were_lost_is_not_posted_twice(
+    site: Site, browsers: Browsers
+) -> None:
+    """A helper session's find: a send that reached the server but whose answers were
+    lost for a minute (and whose message the real-time connection did not bring either)
+    came back to the box with a new nonce, and Enter posted it a second time. It comes
+    back with its nonce now: sent again unchanged, it is answered as the same send."""
+    alice = await browsers.page(site.base)
+    lose = True
+
+    def relay(ws: WebSocketRoute) -> None:
+        server = ws.connect_to_server()
+        ws.on_message(server.send)
+        server.on_message(
+            lambda frame: None if lose and "lost answer" in str(frame) else ws.send(frame)
+        )
+
+    async def answers_lost(route: Route) -> None:
+        if route.request.method == "POST" and lose:
+            await route.fetch()  # (it reaches the server, which stores it)
+            await route.abort("connectionreset")
+        else:
+            await route.continue_()
+
+    await alice.route_web_socket("**/api/gateway", relay)
+    await log_in(alice, "alice")
+    log = await open_channel(alice, "general")
+    await alice.route(f"**/api/channels/{GENERAL}/messages", answers_lost)
+    box = alice.get_by_role("textbox", name="Message", exact=True)
+    await say(alice, "lost answer")
+    await expect(box).to_have_value("lost answer", timeout=90_000)  # (given up)
+    lose = False
+    await box.press("Enter")
+    await expect(message(log, "lost answer")).to_have_count(1)
+    await expect(log.locator("li.msg-pending")).to_have_count(0)
+    async with api_as(site.base, "bob") as bob:
+        history = await bob.get(f"/api/channels/{GENERAL}/messages")
+    assert [m["content"] for m in history.json()].count("lost answer") == 1
+
+
 async def test_a_gateway_token_expiry_whose_refresh_fails_reconnects_later(
     site: Site, browsers: Browsers
 ) -> None:

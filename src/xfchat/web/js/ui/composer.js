@@ -203,9 +203,16 @@ export const composerMethods = {
       this.input.readOnly = false;
       this.input.removeAttribute("aria-busy");
     }
-    const nonce = crypto.randomUUID().replace(/-/g, "");
     const reply = this.replyTo;
     const files = this.files;
+    const channelId = this.channelId;
+    // A send given up comes back to the box with its nonce: sent again as it came back,
+    // it is the same send (one that did reach the server, its answer lost, is answered
+    // again, not posted twice).
+    const unsent = this.unsent;
+    this.unsent = null;
+    const same = unsent && unsent.channelId === channelId && unsent.typed === typed && unsent.files === files && unsent.reply === reply;
+    const nonce = same ? unsent.nonce : crypto.randomUUID().replace(/-/g, "");
     const body = { content, nonce, ...(reply ? { reply_to_id: reply.id } : {}) };
     const me = this.store.me;
     const pending = { id: `pending-${nonce}`, nonce, pending: true, kind: "default", content, author: me, created_at: new Date().toISOString(), reactions: [], attachments: [], reply_to: null, mentions: [], mention_roles: [] };
@@ -222,7 +229,7 @@ export const composerMethods = {
       payload.append("payload_json", JSON.stringify(body));
       files.forEach((f, i) => payload.append(`file${i}`, f, f.name));
     }
-    const url = `/api/channels/${this.channelId}/messages`;
+    const url = `/api/channels/${channelId}/messages`;
     const post = async () => {
       // Rate limited (a burst past the channel's limit), the server busy or not reached:
       // the same send again after what the server asks (its nonce makes a repeat
@@ -258,6 +265,9 @@ export const composerMethods = {
       this.store.messageArrived(m);
       this.refused = false;
     } catch (err) {
+      // Its message came by the real-time connection: it was posted, its answer lost.
+      const mine = (m) => m.nonce === nonce && m.author.id === this.store.me.id;
+      if (this.store.timeline(channelId).list.some(mine)) return;
       // A direct conversation closed to us (their choice or a block: one answer) stays
       // readable; the composer says why the send failed, and what was typed is kept.
       const refused = err.code === "CANNOT_MESSAGE_USER";
@@ -266,9 +276,11 @@ export const composerMethods = {
       // What was being sent comes back to the composer (unless more was typed or
       // chosen meanwhile), to send again.
       // (after what a send refused before it put back: nothing typed is lost)
+      const alone = !this.input.value;
       this.input.value = this.input.value ? `${this.input.value}\n${typed}` : typed;
       if (!this.files.length) this.files = files;
       if (!this.replyTo) this.replyTo = reply;
+      if (alone && retryable(err)) this.unsent = { channelId, typed, nonce, files: this.files, reply: this.replyTo };
     } finally {
       this.pending = this.pending.filter((p) => p !== pending);
       this.render();
