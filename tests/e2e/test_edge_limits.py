@@ -1085,3 +1085,27 @@ def test_a_head_framed_against_rfc_9112_is_refused_before_the_app(edge: tuple[in
             assert body == b"" and re.search(rb"content-length: [1-9]", head.lower()), answer
     scraped = httpx.get(f"{base}/metrics", headers=METRICS_HEADERS).text
     assert 'xfchat_http_refused_total{code="UNSUPPORTED_TRANSFER_CODING"} 2.0' in scraped
+
+
+def test_a_refusal_behind_a_head_whose_own_method_was_not_read_carries_its_body(
+    edge: tuple[int, str],
+) -> None:
+    """The parser keeps the method of the request before while it cannot read one: a
+    request the parser refused (or one that timed out in its request line) behind a
+    HEAD was answered as a HEAD, its Content-Length with no body, which a client that
+    sent a GET waits for until the connection is closed."""
+    _, base = edge
+    for request_bytes in [
+        b"HEAD /health HTTP/1.1\r\nHost: x\r\n\r\nGARBAGE\r\n\r\n",
+        b"HEAD /health HTTP/1.1\r\nHost: x\r\n\r\nGE",  # (then nothing: 408)
+    ]:
+        sock = raw_connection(base)
+        sock.sendall(request_bytes)
+        answer = read_answer(sock, limit_s=10)
+        sock.close()
+        statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", answer)
+        assert len(statuses) == 2 and statuses[0] == b"200", answer
+        second = answer[answer.index(b"HTTP/1.1 ", 1) :]
+        head, body = second.split(b"\r\n\r\n", 1)
+        length = int(re.findall(rb"content-length: (\d+)", head.lower())[0])
+        assert len(body) == length and json.loads(body)["code"], answer

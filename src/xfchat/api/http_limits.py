@@ -303,6 +303,9 @@ class GuardedHttpProtocol(SendWatch, HttpToolsProtocol):
         self._body: _BodyClock | None = None  # while a request body is arriving
         self._running: Any = None  # the request whose answer the app is writing
         self._place: Held | None = None  # the connection's, among its address's
+        # Whether the request being read is a HEAD, once its URL came (the parser's
+        # method is the request before's until it reads this one's, or one it cannot)
+        self._head_asked = False
 
     # -- the deadline
 
@@ -437,9 +440,11 @@ class GuardedHttpProtocol(SendWatch, HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head, self._parsed, self._headers = True, 0, 0
+        self._head_asked = False
         self._arm()
 
     def on_url(self, url: bytes) -> None:
+        self._head_asked = self.parser.get_method() == b"HEAD"  # (read before the URL)
         self._count(len(url))
         super().on_url(url)
 
@@ -575,11 +580,9 @@ class GuardedHttpProtocol(SendWatch, HttpToolsProtocol):
         self._watch_unsent()  # (a client that reads none of it is let go of too)
 
     def _asked_head(self) -> bool:
-        """Whether the request refused is a HEAD (False when its method was not read)."""
-        try:
-            return bool(self.parser.get_method() == b"HEAD")
-        except Exception:  # (httptools: no request line parsed)
-            return False
+        """Whether the request refused is a HEAD (False when its method was not read:
+        the parser's is then the request before's)."""
+        return self._head_asked
 
 
 class _BodyClock:
