@@ -544,6 +544,50 @@ async def test_a_change_of_language_re_indexes_the_earlier_messages_a_range_at_a
     assert [r["c"] for r in configs] == ["french"]
 
 
+async def test_a_re_indexing_batch_and_a_bulk_deletion_of_its_messages_do_not_deadlock(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    """A bulk deletion locks its messages in id order; a re-indexing batch locked its
+    range's in the order its scan met them (newest first, here). With ids that do not
+    run the other way, each held one and waited for the other: PostgreSQL ended one of
+    them, the moderator's deletion (503) or the batch (a failure, its channel left for
+    the next run), whichever noticed. A holder of the message between them lets each
+    take its first lock before the other's second."""
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await community(client, ann, ben)
+    first, middle, last = (  # in sequence order, and in id order
+        "00000000-0000-4000-8000-000000000001",
+        "88888888-8888-4888-8888-888888888888",
+        "ffffffff-ffff-4fff-bfff-ffffffffffff",
+    )
+    for n, message_id in enumerate((first, middle, last)):
+        await factories.say(client, ann, srv.general, f"les chevaux {n}", message_id=message_id)
+    patched = await client.patch(srv.url(), headers=ann.headers, json={"search_language": "french"})
+    assert patched.status_code == 200, patched.text
+    counts = search_reindex.ReindexCounts()
+    async with pool.acquire() as holder:
+        tx = holder.transaction()
+        await tx.start()
+        await holder.execute("SELECT 1 FROM messages WHERE id = $1 FOR SHARE", UUID(middle))
+        job = asyncio.create_task(search_reindex.reindex_queued_channels(pool, counts))
+        await factories.lock_waiters(pool, 1)  # (the batch waits for the middle one)
+        bulk = asyncio.create_task(
+            client.post(
+                f"/api/channels/{srv.general}/messages/bulk-delete",
+                headers=ann.headers,
+                json={"messages": [first, last]},
+            )
+        )
+        await factories.lock_waiters(pool, 2)  # (and the deletion for one of the batch's)
+        await tx.rollback()
+    deleted = await bulk
+    await job
+    assert deleted.status_code == 200, deleted.text
+    assert sorted(deleted.json()["deleted"]) == sorted([first, last])
+    assert counts.failures == 0 and await _queued(pool) == {}, counts
+    assert await find(client, ben, "cheval") == ["les chevaux 1"]
+
+
 async def test_a_users_changes_of_search_language_are_limited(
     client: httpx.AsyncClient, make_user: MakeUser
 ) -> None:

@@ -41,9 +41,8 @@ async def reindex_queued_channels(pool: asyncpg.Pool, counts: ReindexCounts | No
     """Re-index the messages of the channels queued in `search_reindexes` in their
     server's language, REINDEX_BATCH sequence numbers a transaction and a connection
     each (live requests get the pool in between), the longest waiting channel first; a
-    channel another process holds is left to it. A batch that fails (a deadlock with a
-    moderator's bulk deletion, the statement timeout) is logged and its channel left
-    for the next run; the others go on. How many messages were re-indexed."""
+    channel another process holds is left to it. A batch that fails (the statement
+    timeout, say) is logged and its channel left for the next run; the others go on. How many messages were re-indexed."""
     done = 0
     passed: list[UUID] = []
     while True:

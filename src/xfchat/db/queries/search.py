@@ -427,12 +427,20 @@ async def claim_reindex(conn: asyncpg.Connection, *, passing: list[UUID]) -> Que
 async def reindex_range(conn: asyncpg.Connection, *, job: QueuedReindex, through: int) -> int:
     """Index the channel's messages after `job.done_seq` through `through` in its
     server's language (their search vectors are rebuilt), move the queue's place there,
-    or take the channel out of the queue when that was its last; how many changed."""
+    or take the channel out of the queue when that was its last; how many changed. The
+    rows are locked first in id order, as a bulk deletion locks its messages
+    (messages.lock_messages): in the order the scan met them, a batch and a deletion
+    of two of them each held one and waited for the other (one ended by PostgreSQL as
+    deadlocked, the moderator's deletion a 503)."""
     result: str = await conn.execute(
         """
         UPDATE messages SET search_config = $4::text::regconfig
-        WHERE channel_id = $1 AND seq > $2 AND seq <= $3
-          AND search_config <> $4::text::regconfig
+        WHERE id IN (
+            SELECT id FROM messages
+            WHERE channel_id = $1 AND seq > $2 AND seq <= $3
+              AND search_config <> $4::text::regconfig
+            ORDER BY id FOR NO KEY UPDATE
+        )
         """,
         job.channel_id,
         job.done_seq,
