@@ -28,6 +28,7 @@ from xfchat.db.embedded import EmbeddedPostgresError, find_binaries, throwaway
 from xfchat.db.queries import search as search_q
 from xfchat.domain import search as search_domain
 from xfchat.domain import search_reindex
+from xfchat.domain import servers as servers_domain
 from xfchat.domain.permissions import Permission as P
 from xfchat.settings import Settings
 
@@ -586,6 +587,57 @@ async def test_a_re_indexing_batch_and_a_bulk_deletion_of_its_messages_do_not_de
     assert sorted(deleted.json()["deleted"]) == sorted([first, last])
     assert counts.failures == 0 and await _queued(pool) == {}, counts
     assert await find(client, ben, "cheval") == ["les chevaux 1"]
+
+
+async def test_a_change_while_its_channel_is_being_claimed_is_re_indexed_in_its_language(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    """The job's claim read the server's language in its statement's snapshot, and
+    locked the queue's row at its newest: a change back (the channel queued again from
+    the first) that committed between the two was re-indexed in the language before it,
+    and the channel left the queue in it, its messages unfound in the server's. A long
+    queue (40,000 channels of another server, queued after) makes the claim's sort take
+    long enough for changes to land in between; each round starts them together."""
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv, other = await community(client, ann, ben), await community(client, ben, ann)
+    await factories.say(client, ann, srv.general, "les chevaux")
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "INSERT INTO channels (server_id, kind, name, last_seq)"
+            " SELECT $1, 'text', 'c' || g, 1 FROM generate_series(1, 40000) g",
+            UUID(other.id),
+        )
+        await conn.execute(
+            "INSERT INTO search_reindexes (channel_id, through_seq, queued_at)"
+            " SELECT id, 1, now() + interval '1 day' FROM channels WHERE server_id = $1",
+            UUID(other.id),
+        )
+
+    async def change(language: str, after_s: float) -> None:
+        await asyncio.sleep(after_s)
+        async with pool.acquire() as conn:
+            await servers_domain.update_server(
+                conn, ann.actor, UUID(srv.id), fields={"search_language": language}, reason=None
+            )
+
+    async def claim() -> None:  # (a batch of the job, of #general only)
+        async with pool.acquire() as conn, conn.transaction():
+            job = await search_q.claim_reindex(conn, passing=[])
+            if job is not None and str(job.channel_id) == srv.general:
+                await search_q.reindex_range(conn, job=job, through=job.through_seq)
+
+    for n in range(24):
+        await asyncio.gather(change(("french", "english")[n % 2], n % 4 * 0.01), claim())
+        async with pool.acquire() as conn:
+            row = await conn.fetchrow(
+                "SELECT m.search_config::text AS indexed, s.search_language::text AS language,"
+                " EXISTS (SELECT 1 FROM search_reindexes r WHERE r.channel_id = m.channel_id)"
+                " AS queued"
+                " FROM messages m JOIN channels c ON c.id = m.channel_id"
+                " JOIN servers s ON s.id = c.server_id WHERE m.channel_id = $1",
+                UUID(srv.general),
+            )
+        assert row["queued"] or row["indexed"] == row["language"], (n, dict(row))
 
 
 async def test_a_users_changes_of_search_language_are_limited(

@@ -407,21 +407,34 @@ class QueuedReindex:
 async def claim_reindex(conn: asyncpg.Connection, *, passing: list[UUID]) -> QueuedReindex | None:
     """A channel queued for re-indexing, the longest waiting first, but none of
     `passing`, its place in the queue locked until the caller's transaction ends (one
-    another transaction holds is skipped); None if there is none."""
+    another transaction holds is skipped); None if there is none.
+
+    Its server's language is read after the lock, in a statement of its own: read in
+    the same statement, it came from that statement's snapshot, while the lock took the
+    newest version of the queue's row. A change of the language that committed in
+    between (a second change while the channel was queued, which starts it again from
+    the first) was then re-indexed in the language before it, and the channel left the
+    queue so. A change that has not committed waits for this lock (queue_reindex), and
+    starts the channel again after it."""
     record = await conn.fetchrow(
         """
-        SELECT r.channel_id, r.done_seq, r.through_seq,
-               COALESCE(s.search_language, 'english'::regconfig)::text AS language
-        FROM search_reindexes r
-        JOIN channels c ON c.id = r.channel_id
-        LEFT JOIN servers s ON s.id = c.server_id
-        WHERE r.channel_id <> ALL($1::uuid[])
-        ORDER BY r.queued_at, r.channel_id LIMIT 1
-        FOR UPDATE OF r SKIP LOCKED
+        SELECT channel_id, done_seq, through_seq FROM search_reindexes
+        WHERE channel_id <> ALL($1::uuid[])
+        ORDER BY queued_at, channel_id LIMIT 1
+        FOR UPDATE SKIP LOCKED
         """,
         passing,
     )
-    return None if record is None else QueuedReindex(**record)
+    if record is None:
+        return None
+    language: str = await conn.fetchval(
+        """
+        SELECT COALESCE(s.search_language, 'english'::regconfig)::text
+        FROM channels c LEFT JOIN servers s ON s.id = c.server_id WHERE c.id = $1
+        """,
+        record["channel_id"],
+    )
+    return QueuedReindex(**record, language=language)
 
 
 async def reindex_range(conn: asyncpg.Connection, *, job: QueuedReindex, through: int) -> int:
