@@ -21,3 +21,6 @@ CREATE TABLE search_reindexes (
     queued_at   timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT search_reindexes_range CHECK (done_seq >= 0 AND done_seq < through_seq)
 );
+-- (the job takes the longest waiting first, at every batch: a change queues as many
+-- channels as its server has, up to thousands, so the order is an index's)
+CREATE INDEX search_reindexes_queue_idx ON search_reindexes (queued_at, channel_id);
