@@ -264,6 +264,27 @@ async def test_blocking_cancels_your_request_and_hides_theirs_without_telling_th
     assert [r["id"] for r in incoming] == [to_ann["id"]]
 
 
+async def test_blocking_back_ends_a_request_its_recipient_never_saw_unannounced(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    """Ben, whom Ann blocked, asks her anyway (kept, never shown to her), then blocks her
+    back: his block cancels his request, and that cancellation went to her stream too,
+    `friend_request.cancelled` naming him and a request she never saw (the README: never
+    shown or announced to her). Now only he is told, as when he cancels it himself."""
+    ann, ben = await make_user("ann"), await make_user("ben")
+    assert (
+        await client.put(f"/api/users/@me/blocks/{ben.id}", headers=ann.headers)
+    ).status_code == 204
+    assert (await send(client, ben, "ann")).status_code == 201
+    assert (
+        await client.put(f"/api/users/@me/blocks/{ann.id}", headers=ben.headers)
+    ).status_code == 204
+    assert [t for t, _ in await factories.events_of(conn, "user", ann.id)] == ["block.added"]
+    ben_seen = [t for t, _ in await factories.events_of(conn, "user", ben.id)]
+    assert ben_seen == ["friend_request.created", "friend_request.cancelled", "block.added"]
+    assert (await client.get(REQUESTS, headers=ben.headers)).json()["outgoing"] == []
+
+
 async def test_unblock_lets_requests_through_again(
     client: httpx.AsyncClient, make_user: MakeUser
 ) -> None:

@@ -382,7 +382,10 @@ async def block_user(conn: asyncpg.Connection, actor: Actor, user_id: UUID) -> N
             cancelled = await friends_q.set_friend_request_status(
                 conn, request_id=pending.id, status="cancelled"
             )
-            events += _to_both(FRIEND_REQUEST_CANCELLED, cancelled, profiles)
+            both = _to_both(FRIEND_REQUEST_CANCELLED, cancelled, profiles)
+            # (one they never saw, having blocked the actor, ends unannounced to them, as
+            # its sender's own cancellation does: a friend request never reveals a block)
+            events += both[:1] if await _hidden(conn, cancelled) else both
         elif pending is not None:
             # Theirs stays pending for them, as one sent after the block would (a
             # cancellation they did not make would tell them of the block); it leaves
