@@ -413,8 +413,11 @@ async def test_a_choice_of_friends_only_ends_a_strangers_direct_call(
     )
     assert private.status_code == 200
     # Was: bad stayed in the call (listed, and signalling ann) after it closed to him.
-    assert await in_voice(client, ann, dm) == [str(ann.id)]
-    assert (await voice_events(conn, dm))[-1] == (str(bad.id), True)
+    # The call ends for both (ann alone in it told bad it was a choice, not a block).
+    assert await in_voice(client, ann, dm) == []
+    assert sorted((await voice_events(conn, dm))[-2:]) == sorted(
+        [(str(bad.id), True), (str(ann.id), True)]
+    )
     assert await refused(pool, bad, dm) == (403, "CANNOT_MESSAGE_USER")
     holder = voice.Holder(uuid.uuid4(), uuid.UUID(mine.state["connection_id"]))
     with pytest.raises(XFChatError) as muting:  # no state left to change: a join
@@ -428,6 +431,37 @@ async def test_a_choice_of_friends_only_ends_a_strangers_direct_call(
     assert back.status_code == 200
     await voice_join(pool, bad, dm)
     assert await in_voice(client, ann, dm) == [str(ann.id), str(bad.id)]
+
+
+async def test_a_direct_call_closed_by_a_block_or_a_choice_ends_alike(
+    client: httpx.AsyncClient, pool: asyncpg.Pool, conn: asyncpg.Connection, make_user: MakeUser
+) -> None:
+    """A stranger in a direct call is cut off by a block or by a choice of friends only,
+    and the README promises that nothing tells him which. He still reads the
+    conversation, its call's voice states too: after her block she had left with him
+    (a block closes it both ways), after her choice she was still in it (hers stays
+    open), so the call he was put out of told him which it was. Now the call ends for
+    both either way; she may join again where she still may."""
+    seen = []
+    for how in ("block", "choice"):
+        ann, bad = await make_user(f"ann_{how}"), await make_user(f"bad_{how}")
+        dm = (await factories.direct(client, bad, ann))["id"]
+        await voice_join(pool, bad, dm)
+        await voice_join(pool, ann, dm)
+        if how == "block":
+            done = await client.put(f"/api/users/@me/blocks/{bad.id}", headers=ann.headers)
+        else:
+            done = await client.put(
+                "/api/users/@me/privacy", headers=ann.headers, json={"direct_messages": "friends"}
+            )
+        assert done.status_code in (200, 204), done.text
+        assert await refused(pool, bad, dm) == (403, "CANNOT_MESSAGE_USER")
+        seen.append((await in_voice(client, bad, dm), sorted(await voice_events(conn, dm))))
+        if how == "choice":  # (her own choice does not stop her)
+            assert (await voice_join(pool, ann, dm)).state["user_id"] == str(ann.id)
+    (by_block, block_events), (by_choice, choice_events) = seen
+    assert by_block == by_choice == []
+    assert [left for _, left in block_events] == [left for _, left in choice_events]
 
 
 async def test_an_unfriending_ends_the_call_for_whom_it_closes_the_conversation(
@@ -444,9 +478,12 @@ async def test_an_unfriending_ends_the_call_for_whom_it_closes_the_conversation(
     await voice_join(pool, dee, dm)
     gone = await client.delete(f"/api/users/@me/friends/{cid.id}", headers=dee.headers)
     assert gone.status_code == 204
-    # Was: cid stayed in the call; dee stays (cid takes messages from everyone).
-    assert await in_voice(client, dee, dm) == [str(dee.id)]
+    # Was: cid stayed in the call. The call ends for both, as a block's does (dee alone
+    # in it told cid it was no block); dee may join again (cid takes messages from
+    # everyone).
+    assert await in_voice(client, dee, dm) == []
     assert await refused(pool, cid, dm) == (403, "CANNOT_MESSAGE_USER")
+    assert (await voice_join(pool, dee, dm)).state["user_id"] == str(dee.id)
 
 
 async def test_flags_of_a_state_held_need_only_sight_of_the_channel_not_connect(

@@ -250,7 +250,7 @@ async def lock_dm_policies(conn: asyncpg.Connection, user_ids: list[UUID]) -> No
 async def set_dm_policy(conn: asyncpg.Connection, actor: Actor, policy: str) -> str:
     """Take direct messages from everyone, or from friends only: it applies to the
     conversations open already too (those with others stay readable, not writable, and
-    their calls end for the others: domain/voice.py's direct_access_changed).
+    their calls end, for both: domain/voice.py's direct_access_changed).
 
     Raises: BadRequest (VALIDATION_ERROR); Unauthorized (SESSION_REVOKED: the account
     deleted meanwhile)."""

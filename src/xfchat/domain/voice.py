@@ -341,8 +341,9 @@ async def end_states_in(
 async def direct_access_changed(conn: asyncpg.Connection, channel_ids: list[UUID]) -> list[Event]:
     """Who may write in these direct conversations changed (a block or its end, an
     unfriending, a choice of whom to take messages from), in the caller's transaction,
-    after the change: sends under way check again (access_changed), and whoever may no
-    longer write in one leaves its call (the events are returned, as above)."""
+    after the change: sends under way check again (access_changed), and a call in one
+    closed to either of its people ends for both (the events are returned, as above):
+    one left in it would tell the other a choice from a block."""
     if not channel_ids:
         return []
     await access_changed_many(conn, channel_ids)

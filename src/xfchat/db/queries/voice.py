@@ -251,15 +251,20 @@ async def delete_voice_states_in(
     return many(VoiceStateRow, await conn.fetch(_DELETE_IN_CHANNELS, user_ids, channel_ids))
 
 
-# The voice states in these direct conversations of whoever may no longer write there
-# (the access rule's DIRECT_CLOSED, which names the state `pr` and the channel `ch`),
-# locked in user order like every statement that drops several.
+# The voice states in these direct conversations closed to either of their two people
+# (the access rule's DIRECT_CLOSED, which names the user `pr` and the channel `ch`): the
+# call ends for both, locked in user order like every statement that drops several. (Only
+# for the one it closed to, it told him which it was: a block closes it both ways, so
+# she had left too; her choice of friends only leaves it open to her, so she was still
+# in the call he could still read.)
 _DELETE_CLOSED_DIRECT = f"""
     WITH gone AS (
-        SELECT pr.user_id FROM voice_states pr
-        JOIN channels ch ON ch.id = pr.channel_id AND ch.kind = 'direct'
-        WHERE pr.channel_id = ANY($1::uuid[]) AND {DIRECT_CLOSED}
-        ORDER BY pr.user_id FOR UPDATE OF pr
+        SELECT v.user_id FROM voice_states v
+        JOIN channels ch ON ch.id = v.channel_id AND ch.kind = 'direct'
+        WHERE v.channel_id = ANY($1::uuid[])
+          AND EXISTS (SELECT 1 FROM (VALUES (ch.dm_user_low), (ch.dm_user_high)) AS pr(user_id)
+                      WHERE {DIRECT_CLOSED})
+        ORDER BY v.user_id FOR UPDATE OF v
     )
     DELETE FROM voice_states v USING gone WHERE v.user_id = gone.user_id
     RETURNING {VOICE_COLUMNS_OF_V}
@@ -269,8 +274,9 @@ _DELETE_CLOSED_DIRECT = f"""
 async def delete_closed_direct_voice_states(
     conn: asyncpg.Connection, *, channel_ids: list[UUID]
 ) -> list[VoiceStateRow]:
-    """Drop the voice states, in these direct conversations, of the people they are
-    closed to now (a block, or the other takes messages from friends only)."""
+    """Drop the voice states in these direct conversations that are closed now to
+    either of their people (a block, or one takes messages from friends only): the call
+    ends for both, so that it never tells the one refused why."""
     return many(VoiceStateRow, await conn.fetch(_DELETE_CLOSED_DIRECT, channel_ids))
 
 
