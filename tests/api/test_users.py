@@ -377,6 +377,32 @@ async def test_user_search_ignores_case_beyond_ascii(
         assert [u["id"] for u in found.json()] == [str(who.id)], q
 
 
+async def test_user_search_is_not_crowded_out_by_deleted_accounts_or_oneself(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """Each name's range was read up to `limit` before deleted accounts and the
+    searcher were left out: three deleted accounts (deleted_user_...) filled "de" at
+    limit 3 and nobody was found, though dennis is; daisy's own name filled "d" at
+    limit 1. The README promises the users (not deleted ones) whose name starts so."""
+    daisy = await make_user("daisy")
+    await make_user("dennis")
+    for i in range(3):
+        gone = await make_user(f"gone{i}")
+        deleted = await client.post(
+            "/api/users/@me/delete", headers=gone.headers, json={"password": gone.password}
+        )
+        assert deleted.status_code == 204, deleted.text
+
+    async def found(q: str, limit: int) -> list[str]:
+        got = await client.get(f"/api/users/search?q={q}&limit={limit}", headers=daisy.headers)
+        assert got.status_code == 200, got.text
+        return [u["username"] for u in got.json()]
+
+    assert await found("de", 3) == ["dennis"]
+    assert await found("d", 1) == ["dennis"]
+    assert await found("deleted", 5) == []
+
+
 async def test_user_search_with_a_nul_is_invalid_query(
     client: httpx.AsyncClient, make_user: MakeUser
 ) -> None:

@@ -381,13 +381,16 @@ async def test_a_users_roles_are_found_by_their_memberships(conn: asyncpg.Connec
 
 
 async def test_user_search_walks_only_the_names_with_the_prefix(conn: asyncpg.Connection) -> None:
-    """Both of its index reads are ranges of the prefix, in the index's own order: in
+    """Each of its index reads is a range of the prefix, in the index's own order: in
     the collation's, the usernames were walked from the first, every one tested (all of
-    them for a prefix nobody has)."""
+    them for a prefix nobody has). (The usernames' are two, around those of deleted
+    accounts.)"""
     sql = await sent(
         conn, lambda c: users_q.search_users(c, user_id=uuid.uuid4(), folded="zz", limit=25)
     )
-    plan = await generic_plan(conn, sql, "uuid, text, text, int", f"'{NIL}', 'zz', 'zz~', 25")
+    plan = await generic_plan(
+        conn, sql, "uuid, text, text, int, text, text", f"'{NIL}', 'zz', 'zz~', 25, 'zz', 'zz'"
+    )
     # (each range read straight into its LIMIT, no sort of every match between them)
     ranges = [
         child
@@ -396,7 +399,7 @@ async def test_user_search_walks_only_the_names_with_the_prefix(conn: asyncpg.Co
         for child in node.get("Plans", [])
         if child.get("Index Name") in ("users_username_prefix_idx", "users_display_name_fold_idx")
     ]
-    assert len(ranges) == 2, plan
+    assert len(ranges) == 3, plan
     assert all("~>=~" in cond(s) for s in ranges), ranges
 
 

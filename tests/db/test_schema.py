@@ -229,7 +229,8 @@ async def test_user_search_by_display_name_is_served_by_its_index(
     await conn.execute("SET plan_cache_mode = force_generic_plan")
     await conn.execute(f"PREPARE search_users AS {captured[0]}")
     plan = await conn.fetch(
-        "EXPLAIN EXECUTE search_users('00000000-0000-0000-0000-000000000000', 'e', 'f', 10)"
+        "EXPLAIN EXECUTE search_users('00000000-0000-0000-0000-000000000000', 'e', 'f', 10,"
+        " 'e', 'e')"
     )
     assert "users_display_name_fold_idx" in "\n".join(r[0] for r in plan)
 

@@ -280,6 +280,12 @@ async def search_users(
     # plan, which a LIKE with a parameter is not. Usernames are ASCII, which lower()
     # folds as xf_fold does.
     high = folded + "\U0010ffff"
+    # The usernames of deleted accounts (placeholders no live account may take) are
+    # read around, and the searcher's own name passed over, inside each LIMIT: left to
+    # the final filter, they filled the LIMIT ("de" found ten deleted_user_... and no
+    # live "dennis"). The prefix's range less the placeholders' is two ranges, one or
+    # both empty.
+    before, after = deleted_gap(folded, high)
     records = await conn.fetch(
         f"""
         WITH related AS (
@@ -295,11 +301,16 @@ async def search_users(
             -- tested, 20,000 of them for a prefix nobody has; or sorted every display
             -- name that matched, folding each again)
             (SELECT id FROM users
-             WHERE lower(username) ~>=~ $2 AND lower(username) ~<~ $3
+             WHERE lower(username) ~>=~ $2 AND lower(username) ~<~ $5 AND id <> $1
+             ORDER BY lower(username) USING ~<~ LIMIT $4)
+            UNION
+            (SELECT id FROM users
+             WHERE lower(username) ~>=~ $6 AND lower(username) ~<~ $3 AND id <> $1
              ORDER BY lower(username) USING ~<~ LIMIT $4)
             UNION
             (SELECT id FROM users
              WHERE xf_fold_name(display_name) ~>=~ $2 AND xf_fold_name(display_name) ~<~ $3
+               AND id <> $1
              ORDER BY xf_fold_name(display_name) USING ~<~ LIMIT $4)
             UNION
             SELECT u.id FROM related r JOIN users u ON u.id = r.id
@@ -317,8 +328,25 @@ async def search_users(
         folded,
         high,
         limit,
+        before,
+        after,
     )
     return [public_user_from(r) for r in records]
+
+
+# The range of deleted accounts' usernames (account_deletion.placeholder_username's,
+# which validation.username refuses to anyone else), lower-cased.
+DELETED_NAMES = ("deleted_user", "deleted_user\U0010ffff")
+
+
+def deleted_gap(low: str, high: str) -> tuple[str, str]:
+    """For the range [low, high): where its part before DELETED_NAMES ends and its
+    part after them starts (each part empty when there is none: [low, end) and
+    [start, high))."""
+    first, last = DELETED_NAMES
+    end = min(high, first) if low < first else low
+    start = max(low, last) if high > last else high
+    return end, start
 
 
 async def get_dm_policy(conn: asyncpg.Connection, *, user_id: UUID) -> str | None:
