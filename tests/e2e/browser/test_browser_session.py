@@ -222,6 +222,62 @@ async def test_a_send_whose_answers_were_lost_is_not_posted_twice(
     assert [m["content"] for m in history.json()].count("lost answer") == 1
 
 
+async def test_a_send_given_up_and_changed_in_the_box_is_a_new_send(
+    site: Site, browsers: Browsers
+) -> None:
+    """A send given up came back with its nonce, and the box's files (the same array,
+    changed in place by a chip's remove button) were taken as unchanged: its file
+    removed, the text sent again carried the nonce with another body, and the server
+    refused it (409 NONCE_CONFLICT, "Not sent"). A send that differs from the one the
+    nonce carried takes a new nonce."""
+    alice = await browsers.page(site.base)
+    lose = True
+
+    def relay(ws: WebSocketRoute) -> None:
+        server = ws.connect_to_server()
+        ws.on_message(server.send)
+        server.on_message(
+            lambda frame: None if lose and "changed send" in str(frame) else ws.send(frame)
+        )
+
+    async def answers_lost(route: Route) -> None:
+        if route.request.method == "POST" and lose:
+            await route.fetch()  # (it reaches the server, which stores it)
+            await route.fulfill(
+                status=503,
+                headers={"Retry-After": "120"},
+                json={"code": "DATABASE_UNAVAILABLE", "message": "the database is unavailable"},
+            )
+        else:
+            await route.continue_()
+
+    await alice.route_web_socket("**/api/gateway", relay)
+    await log_in(alice, "alice")
+    log = await open_channel(alice, "general")
+    await record_toasts(alice)
+    await alice.route(f"**/api/channels/{GENERAL}/messages", answers_lost)
+    box = alice.get_by_role("textbox", name="Message", exact=True)
+    await alice.locator("input[type=file]").set_input_files(
+        [{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"the notes"}]
+    )
+    await say(alice, "changed send")
+    await expect(box).to_have_value("changed send")  # (given up, its file back too)
+    files = alice.get_by_role("list", name="Files to send").get_by_role("listitem")
+    await expect(files).to_have_count(1)
+    await alice.get_by_role("button", name="Remove notes.txt").click()
+    await expect(files).to_have_count(0)
+    lose = False
+    await box.press("Enter")
+    await expect(message(log, "changed send")).to_have_count(1)
+    await expect(log.locator("li.msg-pending")).to_have_count(0)
+    await expect(box).to_have_value("")
+    async with api_as(site.base, "bob") as bob:
+        history = await bob.get(f"/api/channels/{GENERAL}/messages")
+    sent = [m for m in history.json() if m["content"] == "changed send"]
+    assert await not_sent_toasts(alice) == ["Not sent: the database is unavailable"], sent
+    assert sorted(len(m["attachments"]) for m in sent) == [0, 1]
+
+
 async def test_a_gateway_token_expiry_whose_refresh_fails_reconnects_later(
     site: Site, browsers: Browsers
 ) -> None:

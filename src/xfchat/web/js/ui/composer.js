@@ -208,10 +208,19 @@ export const composerMethods = {
     const channelId = this.channelId;
     // A send given up comes back to the box with its nonce: sent again as it came back,
     // it is the same send (one that did reach the server, its answer lost, is answered
-    // again, not posted twice).
+    // again, not posted twice). Only what the nonce carried is the same send: the text
+    // as sent (its mentions resolved again), the reply, the very files (the box's list
+    // changes in place, and may hold files or a reply chosen meanwhile); anything else
+    // with its nonce is refused (NONCE_CONFLICT), and takes a new one.
     const unsent = this.unsent;
     this.unsent = null;
-    const same = unsent && unsent.channelId === channelId && unsent.typed === typed && unsent.files === files && unsent.reply === reply;
+    const same =
+      unsent &&
+      unsent.channelId === channelId &&
+      unsent.content === content &&
+      unsent.replyId === (reply ? reply.id : null) &&
+      unsent.files.length === files.length &&
+      unsent.files.every((f, i) => f === files[i]);
     const nonce = same ? unsent.nonce : crypto.randomUUID().replace(/-/g, "");
     const body = { content, nonce, ...(reply ? { reply_to_id: reply.id } : {}) };
     const me = this.store.me;
@@ -280,7 +289,7 @@ export const composerMethods = {
       this.input.value = this.input.value ? `${this.input.value}\n${typed}` : typed;
       if (!this.files.length) this.files = files;
       if (!this.replyTo) this.replyTo = reply;
-      if (alone && retryable(err)) this.unsent = { channelId, typed, nonce, files: this.files, reply: this.replyTo };
+      if (alone && retryable(err)) this.unsent = { channelId, content, nonce, files: [...files], replyId: reply ? reply.id : null };
     } finally {
       this.pending = this.pending.filter((p) => p !== pending);
       this.render();
