@@ -278,6 +278,52 @@ async def test_a_send_given_up_and_changed_in_the_box_is_a_new_send(
     assert sorted(len(m["attachments"]) for m in sent) == [0, 1]
 
 
+async def test_a_send_given_up_after_its_channel_was_left_comes_back_there(
+    site: Site, browsers: Browsers
+) -> None:
+    """A send still being tried when its channel was left (another one opened) was
+    given up into the box of the view left behind, which nobody sees again: the
+    channel's next view started empty, what was typed lost with no message posted. It
+    waits for that channel's next box now."""
+    alice = await browsers.page(site.base)
+    release = asyncio.Event()
+    held: list[str] = []
+
+    async def held_then_refused(route: Route) -> None:
+        if route.request.method == "POST":
+            held.append(route.request.url)
+            await release.wait()  # (never reaches the server)
+            await route.fulfill(
+                status=503,
+                headers={"Retry-After": "120"},
+                json={"code": "DATABASE_UNAVAILABLE", "message": "the database is unavailable"},
+            )
+        else:
+            await route.continue_()
+
+    await log_in(alice, "alice")
+    await open_channel(alice, "general")
+    await alice.route(f"**/api/channels/{GENERAL}/messages", held_then_refused)
+    await say(alice, "typed then left")
+    for _ in range(100):
+        if held:
+            break
+        await asyncio.sleep(0.1)
+    assert held
+    await open_channel(alice, "gaming")
+    await record_toasts(alice)
+    release.set()
+    for _ in range(100):
+        if await not_sent_toasts(alice):
+            break
+        await asyncio.sleep(0.1)
+    assert await not_sent_toasts(alice) == ["Not sent: the database is unavailable"]
+    box = alice.get_by_role("textbox", name="Message", exact=True)
+    await expect(box).to_have_value("")  # (gaming's own box)
+    await open_channel(alice, "general")
+    await expect(box).to_have_value("typed then left")
+
+
 async def test_a_gateway_token_expiry_whose_refresh_fails_reconnects_later(
     site: Site, browsers: Browsers
 ) -> None:

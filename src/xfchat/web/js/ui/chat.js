@@ -117,6 +117,13 @@ export class ChatView {
     this.typingLine = h("div", { class: "typing", "aria-live": "polite" });
     this.jumpBar = h("div", { class: "jump-bar", hidden: true }, h("button", { class: "btn btn-small", type: "button", onclick: () => (this.store.timeline(this.channelId).atEnd ? this.follow() : this.loadLatest()) }, "Jump to present"));
     this.composer = this.buildComposer();
+    // What a send given up after this channel's last view was left brought back.
+    const back = this.app.sentBack && this.app.sentBack.get(this.channelId);
+    if (back) {
+      this.app.sentBack.delete(this.channelId);
+      Object.assign(this, { files: back.files, replyTo: back.reply, unsent: back.unsent });
+      this.input.value = back.typed;
+    }
     this.root = h("section", { class: "chat", "aria-label": "Conversation" }, this.scroller, this.jumpBar, this.typingLine, this.composer);
     this.root.addEventListener("dragover", (ev) => {
       if (ev.dataTransfer && [...ev.dataTransfer.types].includes("Files")) {

@@ -285,11 +285,26 @@ export const composerMethods = {
       // What was being sent comes back to the composer (unless more was typed or
       // chosen meanwhile), to send again.
       // (after what a send refused before it put back: nothing typed is lost)
-      const alone = !this.input.value;
-      this.input.value = this.input.value ? `${this.input.value}\n${typed}` : typed;
-      if (!this.files.length) this.files = files;
-      if (!this.replyTo) this.replyTo = reply;
-      if (alone && retryable(err)) this.unsent = { channelId, content, nonce, files: [...files], replyId: reply ? reply.id : null };
+      const unsent = retryable(err) ? { channelId, content, nonce, files: [...files], replyId: reply ? reply.id : null } : null;
+      // The channel left meanwhile (this view is gone): its next view takes it back.
+      const here = this.app.view;
+      if (!(here && here.channelId === channelId && here.input)) {
+        const back = (this.app.sentBack ||= new Map());
+        const held = back.get(channelId);
+        back.set(channelId, held
+          ? { typed: `${held.typed}\n${typed}`, files: held.files.length ? held.files : files, reply: held.reply || reply, unsent: null }
+          : { typed, files, reply, unsent });
+        return;
+      }
+      const alone = !here.input.value;
+      here.input.value = here.input.value ? `${here.input.value}\n${typed}` : typed;
+      if (!here.files.length) here.files = files;
+      if (!here.replyTo) here.replyTo = reply;
+      if (alone && unsent) here.unsent = unsent;
+      if (here !== this) {
+        here.render();
+        here.updateComposer();
+      }
     } finally {
       this.pending = this.pending.filter((p) => p !== pending);
       this.render();
