@@ -176,28 +176,26 @@ async def test_sends_queued_behind_one_given_up_come_back_with_it_in_order(
     await expect(message(log, "typed second")).to_have_count(0)
 
 
-async def test_a_send_whose_answers_were_lost_is_not_posted_twice(
-    site: Site, browsers: Browsers
-) -> None:
-    """A helper session's find: a send that reached the server but whose answers were
-    lost for a minute (and whose message the real-time connection did not bring either)
-    came back to the box with a new nonce, and Enter posted it a second time. It comes
-    back with its nonce now: sent again unchanged, it is answered as the same send."""
-    alice = await browsers.page(site.base)
-    lose = True
+class LostAnswers:
+    """Sends to #general that reach the server while their answers are lost (a proxy's
+    503 asking for longer than the client waits: it gives up at once, not after its
+    minute of tries), and their gateway frames (those naming `text`) dropped, until
+    `lose` is False."""
 
-    def relay(ws: WebSocketRoute) -> None:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.lose = True
+
+    def relay(self, ws: WebSocketRoute) -> None:
         server = ws.connect_to_server()
         ws.on_message(server.send)
         server.on_message(
-            lambda frame: None if lose and "lost answer" in str(frame) else ws.send(frame)
+            lambda frame: None if self.lose and self.text in str(frame) else ws.send(frame)
         )
 
-    async def answers_lost(route: Route) -> None:
-        if route.request.method == "POST" and lose:
+    async def answer(self, route: Route) -> None:
+        if route.request.method == "POST" and self.lose:
             await route.fetch()  # (it reaches the server, which stores it)
-            # (its answer lost on the way: a proxy's 503 asking for longer than the
-            # client waits, so it gives up at once rather than after its minute)
             await route.fulfill(
                 status=503,
                 headers={"Retry-After": "120"},
@@ -206,14 +204,24 @@ async def test_a_send_whose_answers_were_lost_is_not_posted_twice(
         else:
             await route.continue_()
 
-    await alice.route_web_socket("**/api/gateway", relay)
+
+async def test_a_send_whose_answers_were_lost_is_not_posted_twice(
+    site: Site, browsers: Browsers
+) -> None:
+    """A helper session's find: a send that reached the server but whose answers were
+    lost for a minute (and whose message the real-time connection did not bring either)
+    came back to the box with a new nonce, and Enter posted it a second time. It comes
+    back with its nonce now: sent again unchanged, it is answered as the same send."""
+    alice = await browsers.page(site.base)
+    lost = LostAnswers("lost answer")
+    await alice.route_web_socket("**/api/gateway", lost.relay)
     await log_in(alice, "alice")
     log = await open_channel(alice, "general")
-    await alice.route(f"**/api/channels/{GENERAL}/messages", answers_lost)
+    await alice.route(f"**/api/channels/{GENERAL}/messages", lost.answer)
     box = alice.get_by_role("textbox", name="Message", exact=True)
     await say(alice, "lost answer")
     await expect(box).to_have_value("lost answer")  # (given up)
-    lose = False
+    lost.lose = False
     await box.press("Enter")
     await expect(message(log, "lost answer")).to_have_count(1)
     await expect(log.locator("li.msg-pending")).to_have_count(0)
@@ -231,31 +239,12 @@ async def test_a_send_given_up_and_changed_in_the_box_is_a_new_send(
     refused it (409 NONCE_CONFLICT, "Not sent"). A send that differs from the one the
     nonce carried takes a new nonce."""
     alice = await browsers.page(site.base)
-    lose = True
-
-    def relay(ws: WebSocketRoute) -> None:
-        server = ws.connect_to_server()
-        ws.on_message(server.send)
-        server.on_message(
-            lambda frame: None if lose and "changed send" in str(frame) else ws.send(frame)
-        )
-
-    async def answers_lost(route: Route) -> None:
-        if route.request.method == "POST" and lose:
-            await route.fetch()  # (it reaches the server, which stores it)
-            await route.fulfill(
-                status=503,
-                headers={"Retry-After": "120"},
-                json={"code": "DATABASE_UNAVAILABLE", "message": "the database is unavailable"},
-            )
-        else:
-            await route.continue_()
-
-    await alice.route_web_socket("**/api/gateway", relay)
+    lost = LostAnswers("changed send")
+    await alice.route_web_socket("**/api/gateway", lost.relay)
     await log_in(alice, "alice")
     log = await open_channel(alice, "general")
     await record_toasts(alice)
-    await alice.route(f"**/api/channels/{GENERAL}/messages", answers_lost)
+    await alice.route(f"**/api/channels/{GENERAL}/messages", lost.answer)
     box = alice.get_by_role("textbox", name="Message", exact=True)
     await alice.locator("input[type=file]").set_input_files(
         [{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"the notes"}]
@@ -266,7 +255,7 @@ async def test_a_send_given_up_and_changed_in_the_box_is_a_new_send(
     await expect(files).to_have_count(1)
     await alice.get_by_role("button", name="Remove notes.txt").click()
     await expect(files).to_have_count(0)
-    lose = False
+    lost.lose = False
     await box.press("Enter")
     await expect(message(log, "changed send")).to_have_count(1)
     await expect(log.locator("li.msg-pending")).to_have_count(0)
