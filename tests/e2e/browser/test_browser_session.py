@@ -176,6 +176,15 @@ async def test_sends_queued_behind_one_given_up_come_back_with_it_in_order(
     await expect(message(log, "typed second")).to_have_count(0)
 
 
+async def unavailable_for_longer_than_the_client_waits(route: Route) -> None:
+    """A 503 whose Retry-After is past the composer's minute of tries: it gives up at once."""
+    await route.fulfill(
+        status=503,
+        headers={"Retry-After": "120"},
+        json={"code": "DATABASE_UNAVAILABLE", "message": "the database is unavailable"},
+    )
+
+
 class LostAnswers:
     """Sends to #general that reach the server while their answers are lost (a proxy's
     503 asking for longer than the client waits: it gives up at once, not after its
@@ -196,11 +205,7 @@ class LostAnswers:
     async def answer(self, route: Route) -> None:
         if route.request.method == "POST" and self.lose:
             await route.fetch()  # (it reaches the server, which stores it)
-            await route.fulfill(
-                status=503,
-                headers={"Retry-After": "120"},
-                json={"code": "DATABASE_UNAVAILABLE", "message": "the database is unavailable"},
-            )
+            await unavailable_for_longer_than_the_client_waits(route)
         else:
             await route.continue_()
 
@@ -282,11 +287,7 @@ async def test_a_send_given_up_after_its_channel_was_left_comes_back_there(
         if route.request.method == "POST":
             held.append(route.request.url)
             await release.wait()  # (never reaches the server)
-            await route.fulfill(
-                status=503,
-                headers={"Retry-After": "120"},
-                json={"code": "DATABASE_UNAVAILABLE", "message": "the database is unavailable"},
-            )
+            await unavailable_for_longer_than_the_client_waits(route)
         else:
             await route.continue_()
 
