@@ -12,7 +12,7 @@ import httpx
 
 from tests import factories
 from tests.factories import MakeUser, say
-from tests.realtime.clients import sse_stream
+from tests.realtime.clients import sse_stream, wait_subscribers
 from tests.support import METRICS_HEADERS, Servers, reading_nothing
 
 
@@ -47,6 +47,7 @@ async def test_a_stalled_sse_client_resumes_after_its_cut_without_loss(
             f"GET /api/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
             f"{ben.access_token}\r\n\r\n".encode(),
         )
+        await wait_subscribers(base, 1)  # (its place taken before the first send)
         count, text = 600, "😀" * 3990  # about 10 MB, past what the kernel buffers
 
         async def sender(k: int) -> None:
