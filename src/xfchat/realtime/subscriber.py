@@ -31,6 +31,9 @@ if TYPE_CHECKING:
     from xfchat.realtime.hub import Hub
 
 log = logging.getLogger("xfchat.hub")
+PRESENCE_READS = (
+    3  # reads of the presences as a feed goes live, at most (see _presences_since_ready)
+)
 T = TypeVar("T")
 
 REPLAY_PAGE = 500
@@ -186,11 +189,19 @@ class Subscriber:
         self._ready_presences = None
         if ready is None or self.hub.presence_signals == self._presence_mark:
             return
-        try:
-            own, others = await self.hub.read_presences(self.user_id)
-        except DATABASE_ERRORS as exc:  # (presence is not in the log: the next change)
-            log.warning("could not read the presences again: %s", exc)
-            return
+        # Live now, it hears each change as it is handed over: one handed over while the
+        # presences are read may be newer than what the read saw, and what is offered
+        # after it would undo it. So the read is made again while changes go by during
+        # it (a read begun after a change's signal sees its commit), a few times at most.
+        for _ in range(PRESENCE_READS):
+            mark = self.hub.presence_signals
+            try:
+                own, others = await self.hub.read_presences(self.user_id)
+            except DATABASE_ERRORS as exc:  # (presence is not in the log: the next change)
+                log.warning("could not read the presences again: %s", exc)
+                return
+            if self.hub.presence_signals == mark:
+                break
         was_own, was = ready
         now = {p["user_id"]: p for p in others}
         changed = [own] if own != was_own else []
