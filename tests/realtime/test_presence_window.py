@@ -80,6 +80,8 @@ async def test_a_presence_change_during_the_read_again_is_not_undone_by_it(
     hub: Hub = app.state.hub
     ann, ben = await make_user("ann"), await make_user("ben")
     await factories.befriend(ann, ben)
+    await factories.direct(client, ann, ben)  # (as an accepted request opens: it carries
+    # their presence live)
     herself, _, _ = await open_user_feed(hub, pool, ann.actor, None)
     try:
         await drain(herself)
@@ -100,7 +102,7 @@ async def test_a_presence_change_during_the_read_again_is_not_undone_by_it(
             monkeypatch.setattr(hub, "read_presences", read_while_it_changes)
             got = [d for d in await drain(sub, first_s=1) if d.type == "presence.updated"]
             statuses = [d.data["status"] for d in got if d.data["user_id"] == str(ann.id)]
-            assert statuses[-1] == "dnd", statuses
+            assert statuses == ["dnd", "dnd"], statuses  # (live, then the read again)
             assert reads == 2
         finally:
             sub.release()
