@@ -32,16 +32,8 @@ async def test_a_presence_change_right_after_the_ready_still_arrives(
             assert start.state is not None
             shown = [p["status"] for p in start.state["presences"] if p["user_id"] == str(ann.id)]
             assert shown == ["online"]  # (the ready's, before the change)
-            changed = await client.put(
-                "/api/users/@me/presence", headers=ann.headers, json={"status": "dnd"}
-            )
-            assert changed.status_code in (200, 204), changed.text
             # ann's own connection hears it: the hub has handed the signal over.
-            while True:
-                item = await herself.next(idle_s=10)
-                assert item is not None
-                if item[0].type == "presence.updated" and item[0].data["status"] == "dnd":
-                    break
+            await _set_status(client, ann, "dnd", herself)
             got = [d for d in await drain(sub, first_s=1) if d.type == "presence.updated"]
             assert [d.data["status"] for d in got if d.data["user_id"] == str(ann.id)] == ["dnd"]
         finally:
