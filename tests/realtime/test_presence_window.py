@@ -95,7 +95,7 @@ async def test_a_presence_change_during_the_read_again_is_not_undone_by_it(
             got = [d for d in await drain(sub, first_s=1) if d.type == "presence.updated"]
             statuses = [d.data["status"] for d in got if d.data["user_id"] == str(ann.id)]
             assert statuses == ["dnd", "dnd"], statuses  # (live, then the read again)
-            assert reads == 2
+            assert reads >= 2  # (made again; more when other changes went by too)
         finally:
             sub.release()
     finally:

@@ -568,7 +568,7 @@ class GuardedHttpProtocol(SendWatch, HttpToolsProtocol):
     def _answer(self, status: int, code: str, message: str) -> None:
         body = orjson.dumps({"code": code, "message": message})
         length = len(body)
-        if self._asked_head():
+        if self._head_asked:  # (the parser's method may be the request before's)
             body = b""  # (RFC 9110 9.3.2: its length, as a GET's would be, and no body)
         head = b"HTTP/1.1 %d %s\r\n" % (status, _PHRASES[status])
         head += b"content-type: application/json\r\ncontent-length: %d\r\n" % length
@@ -578,11 +578,6 @@ class GuardedHttpProtocol(SendWatch, HttpToolsProtocol):
         self.transport.write(head + b"connection: close\r\n\r\n" + body)
         self.transport.close()
         self._watch_unsent()  # (a client that reads none of it is let go of too)
-
-    def _asked_head(self) -> bool:
-        """Whether the request refused is a HEAD (False when its method was not read:
-        the parser's is then the request before's)."""
-        return self._head_asked
 
 
 class _BodyClock:

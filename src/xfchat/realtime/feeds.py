@@ -11,7 +11,9 @@ client must reload its state: a "resync").
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -81,21 +83,18 @@ async def open_user_feed(
     follows = Follows(actor.user_id, start.channels, servers=start.servers)
     sub = hub.subscribe(actor.user_id, actor.session_id, follows)
     hub.opened(sub)
+    me: Mapping[str, Any] | None = None  # (a fresh ready's status is its user's)
     if start.state is not None:
-        me = start.state["user"]
+        me, presences = start.state["user"], start.state["presences"]
+    elif start.resumed is not None:
+        me, presences = start.resumed, start.resumed["presences"]
+    if me is not None:
         own: PresencePayload = {
             "user_id": str(actor.user_id),
             "status": me["status"],
             "status_text": me["status_text"],
         }
-        sub.watch_presences(presence_mark, own, start.state["presences"])
-    elif start.resumed is not None:
-        own = {
-            "user_id": str(actor.user_id),
-            "status": start.resumed["status"],
-            "status_text": start.resumed["status_text"],
-        }
-        sub.watch_presences(presence_mark, own, start.resumed["presences"])
+        sub.watch_presences(presence_mark, own, presences)
     if position is None or refused is not None:
         sub.start(Position(start.head + 1, 0), start.head, set())
     else:

@@ -307,11 +307,8 @@ class Hub:
         held = {sub.session_id for sub in self.subscribers if sub.session_id is not None}
         if not held:
             return 0
-        ended = set(await self._read(lambda conn: sessions_q.ended_sessions(conn, list(held))))
-        closing = [sub for sub in self.subscribers if sub.session_id in ended]
-        for sub in closing:
-            sub.close("session_revoked")
-        return len(closing)
+        ended = await self._read(lambda conn: sessions_q.ended_sessions(conn, list(held)))
+        return self._end_sessions({str(s) for s in ended})
 
     async def _watch_sessions(self) -> None:
         while True:
@@ -323,9 +320,14 @@ class Hub:
 
     def close_session(self, session_id: str) -> None:
         """A session was revoked: end every connection it holds, here and now."""
-        for sub in list(self.subscribers):
-            if str(sub.session_id) == session_id:
-                sub.close("session_revoked")
+        self._end_sessions({session_id})
+
+    def _end_sessions(self, session_ids: set[str]) -> int:
+        """End every connection of these sessions (`session_revoked`); how many."""
+        closing = [sub for sub in self.subscribers if str(sub.session_id) in session_ids]
+        for sub in closing:
+            sub.close("session_revoked")
+        return len(closing)
 
     # -- reading the log
 
