@@ -472,6 +472,33 @@ async def test_a_server_chooses_the_language_its_messages_are_stemmed_in(
     assert denied.status_code == 403
 
 
+async def test_a_search_while_the_re_indexing_waits_finds_the_earlier_language_stems(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    """Until the job reaches them, a channel's earlier messages are indexed in the
+    language before the change (or before each change, after several): a search is
+    stemmed in those too (migration 0057), not only in the server's language now."""
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await community(client, ann, ben)
+
+    async def language(name: str) -> None:
+        patched = await client.patch(srv.url(), headers=ann.headers, json={"search_language": name})
+        assert patched.status_code == 200
+
+    await language("french")
+    await factories.say(client, ann, srv.general, "un cheval seul")  # French: cheval
+    await language("english")
+    # "chevaux" is "cheval" in French only; neither the words as written nor English
+    # stems find it
+    assert await find(client, ben, "chevaux") == ["un cheval seul"]
+    await language("simple")  # a second change before the job ran: both still read
+    await factories.say(client, ann, srv.general, "horses running")  # written in simple
+    assert await find(client, ben, "chevaux") == ["un cheval seul"]
+    assert await search_reindex.reindex_queued_channels(pool) == 1
+    assert await find(client, ben, "chevaux") == []  # all in simple now, nothing queued
+    assert await _queued(pool) == {}
+
+
 async def _queued(pool: asyncpg.Pool) -> dict[str, tuple[int, int]]:
     """The channels queued for re-indexing: (done through, to do through)."""
     async with pool.acquire() as conn:

@@ -890,8 +890,9 @@ async def test_reverting_0055_with_orphans_deletes_them_and_restores_the_keys(
             )
         await conn.execute("DELETE FROM channels WHERE id = $1", ch)
         assert await conn.fetchval("SELECT count(*) FROM messages") == 3
-        reverted = await Migrator(conn).revert(2)
-        assert [m.version for m in reverted] == [56, 55]
+        # (from the newest down to 0055: any migration after it goes first)
+        reverted = await Migrator(conn).revert(len([m for m in discover() if m.version >= 55]))
+        assert [m.version for m in reverted][-2:] == [56, 55]
         assert await conn.fetchval("SELECT count(*) FROM messages") == 0
         fks = await conn.fetch(
             "SELECT conname FROM pg_constraint WHERE conname IN"
@@ -927,12 +928,39 @@ async def test_reverting_0056_re_indexes_what_is_still_queued(db_url: str) -> No
             "INSERT INTO search_reindexes (channel_id, done_seq, through_seq) VALUES ($1, 0, 2)",
             ch,
         )
-        reverted = await Migrator(conn).revert(1)
-        assert [m.version for m in reverted] == [56]
+        reverted = await Migrator(conn).revert(len([m for m in discover() if m.version >= 56]))
+        assert [m.version for m in reverted][-1] == 56
         configs = await conn.fetch(
             "SELECT search_config::text AS c FROM messages WHERE channel_id = $1 ORDER BY seq", ch
         )
         assert [r["c"] for r in configs] == ["english", "english", "french"]
         assert await conn.fetchval("SELECT to_regclass('search_reindexes')") is None
+    finally:
+        await conn.close()
+
+
+async def test_0057_keeps_the_earlier_languages_of_a_queued_channel_and_reverts(
+    db_url: str,
+) -> None:
+    """0057's column: a channel queued before it has none (its searches read as before);
+    its revert drops the column and keeps the queue."""
+    conn = await asyncpg.connect(db_url)
+    try:
+        user = await ann(conn)
+        ch = await conn.fetchval(
+            "INSERT INTO channels (kind, name, owner_id, last_seq) VALUES ('group', 'g', $1, 3)"
+            " RETURNING id",
+            user,
+        )
+        await conn.execute(
+            "INSERT INTO search_reindexes (channel_id, through_seq, earlier)"
+            " VALUES ($1, 3, '{french}')",
+            ch,
+        )
+        reverted = await Migrator(conn).revert(len([m for m in discover() if m.version >= 57]))
+        assert [m.version for m in reverted][-1] == 57
+        assert await conn.fetchval("SELECT through_seq FROM search_reindexes") == 3
+        assert await Migrator(conn).run()
+        assert await conn.fetchval("SELECT earlier::text[] FROM search_reindexes") == []
     finally:
         await conn.close()

@@ -268,7 +268,7 @@ async def update_server(
             if count_reindex is not None:
                 await count_reindex(conn)
             # (its earlier messages re-indexed after it: domain/search_reindex.py)
-            await search_q.queue_reindex(conn, server_id=server_id)
+            await search_q.queue_reindex(conn, server_id=server_id, earlier=before.search_language)
         if row.icon_url != before.icon_url:  # an uploaded icon replaced: its URL goes
             await media_q.delete_uploaded_icon(conn, url=before.icon_url)
         payload = server_json(row)

@@ -36,12 +36,16 @@ class CompiledTerm:
     plain: str | None  # tsquery text: the term's words as written, all of them
 
 
-# The languages of the servers searched, and English when a conversation is searched
-# too or no server is (conversations are stemmed in English).
+# The languages of the servers searched, those their channels queued for re-indexing
+# may still hold messages in (migration 0057), and English when a conversation is
+# searched too or no server is (conversations are stemmed in English).
 _COMPILE_TERMS = rf"""
     WITH langs AS (
         SELECT array_agg(DISTINCT l.c) AS cs
         FROM (SELECT search_language AS c FROM servers WHERE id = ANY($2::uuid[])
+              UNION ALL
+              SELECT unnest(r.earlier) FROM search_reindexes r
+              JOIN channels ch ON ch.id = r.channel_id WHERE ch.server_id = ANY($2::uuid[])
               UNION ALL
               SELECT 'english'::regconfig
               WHERE $3::bool OR NOT EXISTS (SELECT 1 FROM servers WHERE id = ANY($2::uuid[]))) l
@@ -375,23 +379,28 @@ async def list_languages(conn: asyncpg.Connection) -> list[str]:
     return [r["name"] for r in records]
 
 
-async def queue_reindex(conn: asyncpg.Connection, *, server_id: UUID) -> int:
+async def queue_reindex(conn: asyncpg.Connection, *, server_id: UUID, earlier: str) -> int:
     """Queue every channel of the server that holds a message for re-indexing in its
     language (migration 0056), up to its last message now, from its first (again, if
-    it was queued); how many. Its channels are locked first, in id order, as changes
-    of access lock them: a send in flight (which holds its channel's row FOR KEY SHARE)
-    commits before, and is queued too; a later one waits, then reads the new language."""
+    it was queued), with `earlier` (its language before the change) among those its
+    messages may still be in, which searches read meanwhile (0057); how many. Its
+    channels are locked first, in id order, as changes of access lock them: a send in
+    flight (which holds its channel's row FOR KEY SHARE) commits before, and is queued
+    too; a later one waits, then reads the new language."""
     await conn.execute(
         "SELECT 1 FROM channels WHERE server_id = $1 ORDER BY id FOR UPDATE", server_id
     )
     result: str = await conn.execute(
         """
-        INSERT INTO search_reindexes (channel_id, through_seq)
-        SELECT id, last_seq FROM channels WHERE server_id = $1 AND last_seq > 0 ORDER BY id
+        INSERT INTO search_reindexes AS r (channel_id, through_seq, earlier)
+        SELECT id, last_seq, ARRAY[$2::text::regconfig] FROM channels
+        WHERE server_id = $1 AND last_seq > 0 ORDER BY id
         ON CONFLICT (channel_id) DO UPDATE
-            SET done_seq = 0, through_seq = EXCLUDED.through_seq, queued_at = now()
+            SET done_seq = 0, through_seq = EXCLUDED.through_seq, queued_at = now(),
+                earlier = ARRAY(SELECT DISTINCT l FROM unnest(r.earlier || EXCLUDED.earlier) l)
         """,
         server_id,
+        earlier,
     )
     return int(result.split()[-1])
 

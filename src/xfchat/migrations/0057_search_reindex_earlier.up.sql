@@ -1,0 +1,12 @@
+-- While a channel waits for its re-indexing (migration 0056), a search reads its
+-- earlier messages in the languages they are still indexed in, too.
+--
+-- A change of a server's search language queues its channels, and the job re-indexes
+-- them in the background: until it reaches a message, that message's stored vector
+-- holds the earlier language's stems, and a search stemmed in the new language alone
+-- missed it by them (found only by its words as written). Each queued channel now
+-- keeps the languages its messages may still be in (`earlier`: the server's language
+-- before each change since it was queued; at most as many as PostgreSQL has text
+-- search configurations), and a search of the server's channels is stemmed in those
+-- as well as in the server's language (db/queries/search.py, compile_terms).
+ALTER TABLE search_reindexes ADD COLUMN earlier regconfig[] NOT NULL DEFAULT '{}';
