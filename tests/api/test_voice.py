@@ -505,6 +505,41 @@ async def test_flags_of_a_state_held_need_only_sight_of_the_channel_not_connect(
     assert await refused(pool, ben, room) == (403, "MISSING_PERMISSIONS")
 
 
+async def test_a_move_needs_connect_in_the_destination_so_nobody_moves_past_its_deny(
+    client: httpx.AsyncClient, pool: asyncpg.Pool, make_user: MakeUser
+) -> None:
+    """Was: MOVE_MEMBERS alone let a moderator denied CONNECT in a voice channel move
+    themselves into it (`@me`), or someone else, and listen there. Discord asks the
+    mover for CONNECT in the destination too."""
+    ann, ben, mod = await make_user("ann"), await make_user("ben"), await make_user("mod")
+    srv = await community(client, ann, ben, mod)
+    await role(client, srv, ann, "movers", int(P.MOVE_MEMBERS), mod)
+    room = await lounge(client, srv, ann, "room")
+    staff = await lounge(client, srv, ann, "staff")
+    denied = await override(client, ann, staff, "role", srv.everyone_role, deny=int(P.CONNECT))
+    assert denied.status_code == 200
+    assert await refused(pool, mod, staff) == (403, "MISSING_PERMISSIONS")
+    await voice_join(pool, mod, room)
+    await voice_join(pool, ben, room)
+    for who in ("@me", str(ben.id)):
+        moved = await client.patch(
+            srv.url(f"/members/{who}/voice"), headers=mod.headers, json={"channel_id": staff}
+        )
+        assert moved.status_code == 403, moved.text
+        assert moved.json()["code"] == "MISSING_PERMISSIONS" and moved.json()["missing"] == (
+            "CONNECT"
+        )
+    assert await in_voice(client, ann, staff) == []
+    # With CONNECT there the move goes (the member moved needs only to see it, as in
+    # Discord, where a moderator drags someone into a channel they may not join).
+    await override(client, ann, staff, "member", mod.id, allow=int(P.CONNECT))
+    moved = await client.patch(
+        srv.url(f"/members/{ben.id}/voice"), headers=mod.headers, json={"channel_id": staff}
+    )
+    assert moved.status_code == 200, moved.text
+    assert await in_voice(client, ann, staff) == [str(ben.id)]
+
+
 async def test_a_move_logs_the_leave_before_the_join_whichever_way_it_goes(
     client: httpx.AsyncClient, pool: asyncpg.Pool, conn: asyncpg.Connection, make_user: MakeUser
 ) -> None:

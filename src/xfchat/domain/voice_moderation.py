@@ -38,6 +38,9 @@ class MemberVoicePayload(TypedDict):
     voice_state: VoiceStatePayload | None  # where they are now (None: not in voice here)
 
 
+MOVE_INTO = Permission.MOVE_MEMBERS | Permission.CONNECT  # the mover's, in the destination
+
+
 def _need(fields: dict[str, Any]) -> Permission:
     need = Permission(0)
     if "mute" in fields:
@@ -60,8 +63,9 @@ async def moderate_voice(
 ) -> MemberVoicePayload:
     """Server mute (`mute`, MUTE_MEMBERS) or deafen (`deaf`, DEAFEN_MEMBERS) a member,
     in voice or not (it lasts until lifted); move them to another voice channel of the
-    server (`channel_id`, MOVE_MEMBERS in both channels; past the destination's user
-    limit too, never past MESH_LIMIT; they must be able to see it) or disconnect them
+    server (`channel_id`, MOVE_MEMBERS in both channels and CONNECT in the
+    destination; past the destination's user limit too, never past MESH_LIMIT; they
+    must be able to see it) or disconnect them
     (`channel_id` None). The permissions are those in the channel the member is in
     (overrides count), else the server-wide ones. Audited as `member.voice_updated`
     (a move or disconnect with `from_channel_id`, the channel they were in).
@@ -162,7 +166,9 @@ async def _move(
     if to is None:
         await q.delete_voice_state(conn, user_id=state.user_id)
         return None
-    dest = await access_channel(conn, actor, to, need=Permission.MOVE_MEMBERS, lock=True)
+    # The mover needs CONNECT there too, as in Discord: else MOVE_MEMBERS took a
+    # moderator denied CONNECT into the channel (themselves, `@me`) or put others there.
+    dest = await access_channel(conn, actor, to, need=MOVE_INTO, lock=True)
     if dest.channel.kind != "voice" or dest.channel.server_id != server_id:
         raise BadRequest(
             "move members to a voice channel of this server",
