@@ -801,3 +801,29 @@ async def test_file_only_messages_empty_inputs_and_empty_files(
     words = await factories.say(client, ann, srv.general, "words only")
     refused = await client.patch(f"{url}/{words['id']}", headers=ann.headers, json={"content": ""})
     assert refused.status_code == 400 and refused.json()["code"] == "EMPTY_MESSAGE"
+
+
+async def test_an_edit_of_a_message_with_files_keeps_the_length_bound_of_blank_text(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    """Was: an edit whose text shows nothing, of a message with files, skipped every
+    check of the text, so 100,000 zero-width spaces (or 4,001 spaces) went to the
+    database, whose own check refused them as 400 INVALID_VALUE (logged as a check the
+    code missed), not the MESSAGE_TOO_LONG the README promises, which a send with files
+    answers."""
+    ann = await make_user("ann")
+    srv = await community(client, ann)
+    url = f"/api/channels/{srv.general}/messages"
+    blank = "\u200b" * 100_000
+    in_form = "\u200b" * 5_000  # (a form's field holds at most 64 KiB)
+    sent = await post_files(client, ann, srv.general, [part("a.txt", b"a", "text/plain")], in_form)
+    assert sent.status_code == 400 and sent.json()["code"] == "MESSAGE_TOO_LONG", sent.text
+    sent = await post_files(client, ann, srv.general, [part("a.txt", b"a", "text/plain")])
+    assert sent.status_code == 201, sent.text
+    message = sent.json()["id"]
+    for text in (blank, " " * 4001):
+        edit = await client.patch(f"{url}/{message}", headers=ann.headers, json={"content": text})
+        assert edit.status_code == 400 and edit.json()["code"] == "MESSAGE_TOO_LONG", edit.text
+    assert await conn.fetchval("SELECT length(content) FROM messages WHERE id = $1", message) == 0
+    kept = await client.patch(f"{url}/{message}", headers=ann.headers, json={"content": " " * 4000})
+    assert kept.status_code == 200, kept.text

@@ -314,8 +314,7 @@ async def edit_message(
     Raises: NotFound (CHANNEL_NOT_FOUND, MESSAGE_NOT_FOUND); Forbidden
     (NOT_MESSAGE_AUTHOR, SYSTEM_MESSAGE, MISSING_PERMISSIONS, CANNOT_MESSAGE_USER);
     BadRequest (EMPTY_MESSAGE: no text and no file left, MESSAGE_TOO_LONG)."""
-    if not looks_empty(content):
-        check_content(content)
+    check_content(content, files=True)  # (whether it may show nothing: its files, below)
     async with conn.transaction():
         access = await message_channel(
             conn, actor, channel_id, Permission.SEND_MESSAGES, write=True
