@@ -95,3 +95,24 @@ async def test_anyone_in_a_conversation_pins_but_not_across_a_block(
     refused = await client.put(url, headers=ann.headers)
     assert refused.status_code == 403 and refused.json()["code"] == "CANNOT_MESSAGE_USER"
     assert (await client.get(f"/api/channels/{dm}/pins", headers=ann.headers)).json() == []
+
+
+async def test_a_pin_notice_cannot_be_pinned(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    """Was: a `pin` notice, a system message, could be pinned (as it cannot be edited,
+    SYSTEM_MESSAGE): each pin of one posted a notice of the notice, which could be
+    pinned in turn, filling the channel's pins and history with "pinned a message"
+    lines that pin nothing a person wrote (in a conversation any participant may pin).
+    Discord refuses an action on a system message the same way."""
+    ann, ben, dm = await factories.pair(client, make_user)
+    said = await factories.say(client, ben, dm, "remember this")
+    url = f"/api/channels/{dm}/pins"
+    assert (await client.put(f"{url}/{said['id']}", headers=ann.headers)).status_code == 204
+    history = await client.get(f"/api/channels/{dm}/messages", headers=ann.headers)
+    notice = history.json()[0]
+    assert notice["kind"] == "pin" and notice["reply_to_id"] == said["id"]
+    refused = await client.put(f"{url}/{notice['id']}", headers=ben.headers)
+    assert refused.status_code == 403 and refused.json()["code"] == "SYSTEM_MESSAGE"
+    assert [m["id"] for m in (await client.get(url, headers=ann.headers)).json()] == [said["id"]]
+    assert await conn.fetchval("SELECT count(*) FROM messages WHERE kind = 'pin'") == 1

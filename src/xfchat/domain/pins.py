@@ -25,7 +25,7 @@ from xfchat.domain.events import (
 )
 from xfchat.domain.messages import message_channel, message_not_found, view_json
 from xfchat.domain.permissions import Permission
-from xfchat.errors import BadRequest
+from xfchat.errors import BadRequest, Forbidden
 
 MAX_PINS = 50
 PIN_TEXT = "pinned a message to this channel."
@@ -57,10 +57,12 @@ async def pin(conn: asyncpg.Connection, actor: Actor, channel_id: UUID, message_
     """Pin a live message of the channel (pinning it again changes nothing).
 
     Raises: NotFound (CHANNEL_NOT_FOUND, MESSAGE_NOT_FOUND); Forbidden
-    (MISSING_PERMISSIONS, CANNOT_MESSAGE_USER); BadRequest (TOO_MANY_PINS,
+    (MISSING_PERMISSIONS, CANNOT_MESSAGE_USER, SYSTEM_MESSAGE); BadRequest (TOO_MANY_PINS,
     NOT_A_TEXT_CHANNEL)."""
     async with conn.transaction():
         row = await _pinning(conn, actor, channel_id, message_id)
+        if row.kind != "default":  # (a pin notice: its pin would post a notice of it)
+            raise Forbidden("a system message cannot be pinned", code="SYSTEM_MESSAGE")
         if row.pinned_at is not None:
             return
         if await q.count_pins(conn, channel_id=channel_id) >= MAX_PINS:
@@ -106,7 +108,7 @@ async def pin(conn: asyncpg.Connection, actor: Actor, channel_id: UUID, message_
 async def unpin(conn: asyncpg.Connection, actor: Actor, channel_id: UUID, message_id: UUID) -> None:
     """Unpin a message (unpinning one that is not pinned changes nothing).
 
-    Raises: as `pin`, but TOO_MANY_PINS."""
+    Raises: as `pin`, but TOO_MANY_PINS and SYSTEM_MESSAGE."""
     async with conn.transaction():
         row = await _pinning(conn, actor, channel_id, message_id)
         if row.pinned_at is None:
