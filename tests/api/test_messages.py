@@ -636,6 +636,39 @@ async def test_a_nonce_reused_with_another_body_is_409(
     assert len(await created_events(conn, dm)) == 1
 
 
+async def test_a_put_whose_nonce_names_another_message_is_409(
+    client: httpx.AsyncClient, make_user: MakeUser, app_with: AppWith, conn: asyncpg.Connection
+) -> None:
+    """A PUT names its message: a nonce of yours already on another message in the
+    channel is NONCE_CONFLICT, where it was answered 200 with that other message (its
+    id not the URL's, which then stayed 404), whether the other was stored before or is
+    in the same batch."""
+    ann, _, dm = await pair(client, make_user)
+    url = f"/api/channels/{dm}/messages"
+    first = await client.post(url, headers=ann.headers, json={"content": "hi", "nonce": "n"})
+    assert first.status_code == 201
+    mine = uuid.uuid4()
+    put = await client.put(
+        f"{url}/{mine}", headers=ann.headers, json={"content": "hi", "nonce": "n"}
+    )
+    assert put.status_code == 409 and put.json()["code"] == "NONCE_CONFLICT", put.text
+    assert (await client.get(f"{url}/{mine}", headers=ann.headers)).status_code == 404
+    again = await client.put(f"{url}/{mine}", headers=ann.headers, json={"content": "hi"})
+    assert again.status_code == 201  # the id is free: nothing was stored under it
+    repeat = await client.put(f"{url}/{mine}", headers=ann.headers, json={"content": "hi"})
+    assert repeat.status_code == 200 and repeat.json()["id"] == str(mine)
+    fast = await app_with(rate_messages_user="1000/60")
+    ids = [uuid.uuid4() for _ in range(6)]
+    answers = await asyncio.gather(
+        *(
+            fast.put(f"{url}/{i}", headers=ann.headers, json={"content": "x", "nonce": "dc"})
+            for i in ids
+        )
+    )
+    assert sorted(a.status_code for a in answers) == [201] + [409] * 5, [a.text for a in answers]
+    assert await conn.fetchval("SELECT count(*) FROM messages WHERE nonce = 'dc'") == 1
+
+
 async def test_a_reply_carries_a_preview_of_what_it_answers(
     client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
 ) -> None:

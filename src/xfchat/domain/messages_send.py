@@ -297,7 +297,9 @@ def _sort_out(
         elif old is not None:
             fate = _Repeat(old["id"]) if _same_send(r, old) else _conflict(r.message_id)
         elif stored_nonce is not None:
-            same_body = _same_send(r, stored_nonce)
+            # (a PUT names its message: a nonce of another one is a conflict, not a
+            # repeat answered with another message than the one its URL names)
+            same_body = _same_send(r, stored_nonce) and not r.client_chose_id
             fate = _Repeat(stored_nonce["id"]) if same_body else _nonce_conflict(r.nonce or "")
         elif r.reply_to_id and r.actor.user_id not in readers:
             fate = history_needed()
@@ -309,7 +311,7 @@ def _sort_out(
             )
         elif mate_nonce is not None:  # a nonce twice in one batch
             mate = reqs[mate_nonce]
-            ok = same(mate, r)
+            ok = same(mate, r) and (not r.client_chose_id or mate.message_id == r.message_id)
             fate = (
                 _Repeat(str(mate.message_id), mate_nonce) if ok else _nonce_conflict(r.nonce or "")
             )
