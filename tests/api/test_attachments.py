@@ -24,7 +24,7 @@ from tests.factories import MakeUser, TestUser, community, override
 from xfchat.api.downloads import requested_range
 from xfchat.api.uploads import MAX_PART_HEADER_LINES, MAX_PART_HEADERS, MAX_PARTS
 from xfchat.db.queries.files import CHUNK
-from xfchat.domain import images, messages_purge, messages_writer
+from xfchat.domain import files, images, messages_purge, messages_writer
 from xfchat.domain.permissions import Permission as P
 
 MiB = 1 << 20
@@ -795,6 +795,10 @@ async def test_file_only_messages_empty_inputs_and_empty_files(
     head = await client.head(empty["url"], headers={**ann.headers, "Range": "bytes=-1"})
     assert head.status_code == 200 and head.headers["content-length"] == "0"
     assert requested_range("bytes=-1", 0) is None  # an empty file has no range to give
+    # (leading zeros are no part of a position's size: byte 1, not past every end)
+    assert requested_range("bytes=" + "0" * 30 + "1-", 5) == files.ByteRange(1, 5)
+    assert requested_range("bytes=-" + "0" * 30 + "2", 5) == files.ByteRange(3, 5)
+    assert requested_range("bytes=" + "9" * 20 + "-", 5) == "unsatisfiable"
     edit = f"{url}/{with_text.json()['id']}"
     dropped = await client.patch(edit, headers=ann.headers, json={"content": ""})
     assert dropped.status_code == 200 and dropped.json()["attachments"] == [empty]

@@ -64,10 +64,11 @@ def requested_range(header: str | None, size: int) -> files.ByteRange | str | No
 
 
 def _position(digits: str) -> int | None:
-    """A position of a Range header (None if left out); one of more than 19 digits is
-    FAR, past every file's end (it was a malformed header, so the whole file)."""
+    """A position of a Range header (None if left out); one of more than 19 digits
+    (leading zeros aside: `bytes=000...01-` is byte 1) is FAR, past every file's end."""
     if not digits:
         return None
+    digits = digits.lstrip("0") or "0"
     return int(digits) if len(digits) <= 19 else FAR
 
 
