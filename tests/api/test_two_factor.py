@@ -357,3 +357,26 @@ async def test_a_spent_ticket_stays_spent_after_new_recovery_codes(
     assert made.status_code == 200, made.text
     again = await second_step(client, ticket, made.json()["recovery_codes"][0])
     assert again.status_code == 401 and again.json()["code"] == "INVALID_TICKET", again.text
+
+
+async def test_turning_it_on_ends_every_other_session(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """An attacker's review: a session made with a stolen password before its owner
+    turned two-factor sign-in on stayed live (its access token, its refresh token, its
+    streams), so turning it on did not shut out the one it was turned on against. Now,
+    as a password change does, it ends every session but the one that turned it on."""
+    user = await make_user()
+    thief = await client.post(
+        "/api/auth/login", json={"login": user.username, "password": user.password}
+    )
+    assert thief.status_code == 200, thief.text
+    stolen = {"Authorization": f"Bearer {thief.json()['access_token']}"}
+    await turn_on(client, user)
+    me = await client.get("/api/users/@me", headers=stolen)
+    assert me.status_code == 401 and me.json()["code"] == "SESSION_REVOKED", me.text
+    refreshed = await client.post(
+        "/api/auth/refresh", json={"refresh_token": thief.json()["refresh_token"]}
+    )
+    assert refreshed.status_code == 401 and refreshed.json()["code"] == "SESSION_REVOKED"
+    assert (await client.get("/api/users/@me", headers=user.headers)).status_code == 200

@@ -78,10 +78,13 @@ async def post_two_factor_enable(
     body: CodeIn, actor: CurrentActor, conn: Conn, settings: AppSettings, request: Request
 ) -> RecoveryCodesOut:
     """Turn two-factor sign-in on with a current code of the authenticator just set up:
-    from now on a login needs a code too. Answers the ten recovery codes."""
+    from now on a login needs a code too, and every other session ends. Answers the ten
+    recovery codes."""
     await code_limit(request, actor, conn)
-    codes = await two_factor.enable(conn, settings, actor, body.code)
-    return RecoveryCodesOut(recovery_codes=codes)
+    enabled = await two_factor.enable(conn, settings, actor, body.code)
+    for session_id in enabled.ended:
+        request.app.state.sessions.forget_session(session_id)
+    return RecoveryCodesOut(recovery_codes=enabled.recovery_codes)
 
 
 @router.post("/disable", status_code=204, response_class=Response)

@@ -26,6 +26,7 @@ from xfchat.domain.accounts import (
     ClientInfo,
     IssuedTokens,
     dummy_hash,
+    lock_sessions,
     password_hasher,
     start_session,
 )
@@ -153,6 +154,12 @@ async def log_in(
         ):
             raise invalid_credentials()  # (deleted or its password changed since)
         totp = await two_factor_q.get_totp(conn, user_id=user.id)
+        if totp is None or totp.confirmed_at is None:
+            # Read again under the sessions lock: turning two-factor sign-in on holds it
+            # until it commits, having ended every other session, so it is either seen
+            # here or it ends the session made here.
+            await lock_sessions(conn, user.id)
+            totp = await two_factor_q.get_totp(conn, user_id=user.id)
         if totp is not None and totp.confirmed_at is not None:
             left = await two_factor_q.unused_recovery_codes(conn, user_id=user.id)
             ticket = issue_two_factor_ticket(

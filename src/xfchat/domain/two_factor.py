@@ -22,10 +22,18 @@ from uuid import UUID
 import asyncpg
 import pyotp
 
+from xfchat.db.queries import sessions as sessions_q
 from xfchat.db.queries import two_factor as q
 from xfchat.db.queries import users as users_q
 from xfchat.domain.account_lock import hold_accounts
-from xfchat.domain.accounts import Actor, password_hasher, password_moved
+from xfchat.domain.accounts import (
+    Actor,
+    lock_sessions,
+    password_hasher,
+    password_moved,
+    session_revoked,
+)
+from xfchat.domain.events import emit_many
 from xfchat.domain.passwords import verify_password_async
 from xfchat.domain.sealed_secrets import SealError, keyring, seal_again
 from xfchat.errors import BadRequest, Conflict, NotFound, ServiceUnavailable
@@ -160,11 +168,17 @@ async def _new_recovery_codes(conn: asyncpg.Connection, actor: Actor) -> list[st
     return codes
 
 
-async def enable(
-    conn: asyncpg.Connection, settings: Settings, actor: Actor, code: str
-) -> list[str]:
+@dataclass(frozen=True)
+class Enabled:
+    recovery_codes: list[str]  # shown this once
+    ended: list[UUID]  # the other sessions it ended (for the caller's cache)
+
+
+async def enable(conn: asyncpg.Connection, settings: Settings, actor: Actor, code: str) -> Enabled:
     """Turn two-factor sign-in on with a code of the pending authenticator; the new
-    recovery codes (shown this once).
+    recovery codes (shown this once). Every other session of the account ends
+    (`session.revoked`, reason `revoked`), as a password change ends them: one made
+    with the password alone (a thief's, the reason it is turned on) would outlive it.
 
     Raises: BadRequest (TWO_FACTOR_NOT_SET_UP, WRONG_TWO_FACTOR_CODE); Conflict
     (TWO_FACTOR_ENABLED); ServiceUnavailable (TWO_FACTOR_UNAVAILABLE); Unauthorized
@@ -190,7 +204,14 @@ async def enable(
         if step is None or not await q.confirm_totp(conn, user_id=actor.user_id, step=step):
             raise wrong_code()
         await seal_again(conn, keyring(settings), actor.user_id, totp.secret, secret)
-        return await _new_recovery_codes(conn, actor)
+        codes = await _new_recovery_codes(conn, actor)
+        # (after the authenticator's row, as the login's two-factor step takes them)
+        await lock_sessions(conn, actor.user_id)
+        ended = await sessions_q.revoke_other_sessions(
+            conn, user_id=actor.user_id, keep=actor.session_id, reason="revoked"
+        )
+        await emit_many(conn, [session_revoked(actor.user_id, s, "revoked") for s in ended])
+        return Enabled(codes, ended)
 
 
 def wrong_code() -> BadRequest:
