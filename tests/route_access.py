@@ -82,7 +82,10 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/api/users/@me/two-factor/setup"): {"password": "not the password"},
     ("POST", "/api/users/@me/two-factor/enable"): {"code": "000000"},
     ("POST", "/api/users/@me/two-factor/disable"): {"password": "not it", "code": "000000"},
-    ("POST", "/api/users/@me/two-factor/recovery-codes"): {"password": "not the password"},
+    ("POST", "/api/users/@me/two-factor/recovery-codes"): {
+        "password": "not the password",
+        "code": "000000",
+    },
     ("POST", "/api/users/@me/delete"): {"password": "not the password"},
     ("PUT", "/api/users/@me/avatar"): PNG,
     ("PUT", "/api/servers/{server_id}/icon"): PNG,

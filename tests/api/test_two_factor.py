@@ -139,7 +139,9 @@ async def test_a_recovery_code_works_once(client: httpx.AsyncClient, make_user: 
     status = await client.get(BASE, headers=user.headers)
     assert status.json()["recovery_codes_left"] == 9
     fresh = await client.post(
-        f"{BASE}/recovery-codes", headers=user.headers, json={"password": user.password}
+        f"{BASE}/recovery-codes",
+        headers=user.headers,
+        json={"password": user.password, "code": codes[5]},
     )
     new_codes = fresh.json()["recovery_codes"]
     old = await second_step(client, await password_step(client, user), codes[4])
@@ -352,7 +354,7 @@ async def test_a_spent_ticket_stays_spent_after_new_recovery_codes(
     assert first.status_code == 200, first.text
     tokens = {"Authorization": f"Bearer {first.json()['access_token']}"}
     made = await client.post(
-        f"{BASE}/recovery-codes", headers=tokens, json={"password": user.password}
+        f"{BASE}/recovery-codes", headers=tokens, json={"password": user.password, "code": codes[1]}
     )
     assert made.status_code == 200, made.text
     again = await second_step(client, ticket, made.json()["recovery_codes"][0])
@@ -380,3 +382,37 @@ async def test_turning_it_on_ends_every_other_session(
     )
     assert refreshed.status_code == 401 and refreshed.json()["code"] == "SESSION_REVOKED"
     assert (await client.get("/api/users/@me", headers=user.headers)).status_code == 200
+
+
+async def test_new_recovery_codes_need_a_code_too(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """An attacker's review: new recovery codes needed the password alone, and one of
+    them turns two-factor sign-in off, so a session with the password (a stolen token,
+    a phished password) turned it off without ever holding the authenticator, the very
+    thing /disable's code is there to refuse. Now they need a code too."""
+    user = await make_user()
+    secret, codes = await turn_on(client, user)
+    url = f"{BASE}/recovery-codes"
+    alone = await client.post(url, headers=user.headers, json={"password": user.password})
+    assert alone.status_code == 400, alone.text
+    assert alone.json()["field"] == "code"
+    wrong = await client.post(
+        url, headers=user.headers, json={"password": user.password, "code": code_at(secret, 7)}
+    )
+    assert wrong.status_code == 400 and wrong.json()["code"] == "WRONG_TWO_FACTOR_CODE"
+    status = await client.get(BASE, headers=user.headers)
+    assert status.json() == {"enabled": True, "recovery_codes_left": 10}
+    by_app = await client.post(
+        url, headers=user.headers, json={"password": user.password, "code": code_at(secret, 1)}
+    )
+    assert by_app.status_code == 200, by_app.text
+    fresh = by_app.json()["recovery_codes"]
+    by_recovery = await client.post(
+        url, headers=user.headers, json={"password": user.password, "code": fresh[0]}
+    )
+    assert by_recovery.status_code == 200, by_recovery.text
+    spent = await client.post(
+        url, headers=user.headers, json={"password": user.password, "code": codes[0]}
+    )
+    assert spent.status_code == 400 and spent.json()["code"] == "WRONG_TWO_FACTOR_CODE"

@@ -25,6 +25,8 @@ class CodeIn(BaseModel):
 
 
 class DisableIn(BaseModel):
+    """The password and a code: to turn it off, and for new recovery codes."""
+
     password: Text = Field(max_length=1024)
     code: Text = Field(max_length=64, description="an authenticator code or a recovery code")
 
@@ -100,9 +102,13 @@ async def post_two_factor_disable(
 
 @router.post("/recovery-codes")
 async def post_recovery_codes(
-    body: PasswordIn, actor: CurrentActor, pool: Pool, settings: AppSettings, request: Request
+    body: DisableIn, actor: CurrentActor, pool: Pool, settings: AppSettings, request: Request
 ) -> RecoveryCodesOut:
-    """Ten new recovery codes (with your password); the earlier ones stop working."""
+    """Ten new recovery codes (with your password and a code, or a recovery code); the
+    earlier ones stop working."""
     await password_limit(request, actor)
-    codes = await two_factor.regenerate_recovery_codes(pool, settings, actor, body.password)
+    await code_limit(request, actor)
+    codes = await two_factor.regenerate_recovery_codes(
+        pool, settings, actor, body.password, body.code
+    )
     return RecoveryCodesOut(recovery_codes=codes)

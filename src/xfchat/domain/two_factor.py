@@ -4,8 +4,8 @@ An account with an authenticator gets no session for its password alone: the log
 answers with a ticket (domain/tokens.py), traded with a code for tokens (domain/login.py).
 A code is one of the authenticator's (30 s steps; the one before and after are taken
 too, for clocks that drift; each step is accepted once) or one of ten recovery codes
-(50 random bits each, kept as SHA-256, each spent when used). Setting up, turning off and
-new recovery codes need the password (and turning off, a code too). The secrets are
+(50 random bits each, kept as SHA-256, each spent when used). Setting up needs the password;
+turning off and new recovery codes need the password and a code. The secrets are
 stored sealed (domain/sealed_secrets.py).
 """
 
@@ -265,16 +265,22 @@ async def disable(
 
 
 async def regenerate_recovery_codes(
-    pool: asyncpg.Pool, settings: Settings, actor: Actor, password: str
+    pool: asyncpg.Pool, settings: Settings, actor: Actor, password: str, code: str
 ) -> list[str]:
-    """Ten new recovery codes; the earlier ones stop working.
+    """Ten new recovery codes, for the password and a code (an authenticator code or a
+    recovery code, spent); the earlier ones stop working. The code, as for `disable`:
+    a recovery code turns two-factor sign-in off, so new ones for the password alone
+    would turn it off without the authenticator.
 
-    Raises: BadRequest (WRONG_PASSWORD, TWO_FACTOR_NOT_ENABLED); Unauthorized
-    (SESSION_REVOKED: the account deleted meanwhile)."""
+    Raises: BadRequest (WRONG_PASSWORD, WRONG_TWO_FACTOR_CODE, TWO_FACTOR_NOT_ENABLED);
+    Unauthorized (SESSION_REVOKED: the account deleted meanwhile); ServiceUnavailable
+    (TWO_FACTOR_UNAVAILABLE)."""
     user = await confirm_password(pool, settings, actor, password)
     async with pool.acquire() as conn, conn.transaction():
         await hold_accounts(conn, actor)
         if not (await status(conn, actor)).enabled:
             raise BadRequest("two-factor sign-in is off", code="TWO_FACTOR_NOT_ENABLED")
         await password_unchanged(conn, user)
+        if not await spend_code(conn, settings, actor.user_id, code):
+            raise wrong_code()
         return await _new_recovery_codes(conn, actor)

@@ -71,7 +71,7 @@ export async function twoFactorTab(app, panel, redraw, current) {
     form(app, {
       label: "New recovery codes",
       path: "/api/users/@me/two-factor/recovery-codes",
-      fields: passwordField("tf-codes-password"),
+      fields: [...passwordField("tf-codes-password"), h("label", { for: "tf-codes-code" }, "Code from your app, or a recovery code"), h("input", { id: "tf-codes-code", name: "code", required: true, autocomplete: "one-time-code", maxlength: 64 })],
       submitText: "Get new recovery codes",
       then: (out) => showCodes(panel, out.recovery_codes, redraw),
     }),
