@@ -171,7 +171,11 @@ async def test_tickets_are_signed_short_lived_and_die_with_a_password_change(
     changed = await client.post(
         "/api/users/@me/password",
         headers=user.headers,
-        json={"current_password": user.password, "new_password": "another long phrase"},
+        json={
+            "current_password": user.password,
+            "new_password": "another long phrase",
+            "code": codes[1],
+        },
     )
     assert changed.status_code == 204
     stale = await second_step(client, ticket, codes[0])
@@ -416,3 +420,33 @@ async def test_new_recovery_codes_need_a_code_too(
         url, headers=user.headers, json={"password": user.password, "code": codes[0]}
     )
     assert spent.status_code == 400 and spent.json()["code"] == "WRONG_TWO_FACTOR_CODE"
+
+
+async def test_a_password_change_needs_a_code_too(app_with: AppWith, make_user: MakeUser) -> None:
+    """An attacker's review: with a session and the password alone (a stolen token, a
+    phished password) the password could be changed, which ends the owner's sessions
+    and locks them out, where turning two-factor sign-in off or deleting the account
+    needs a code. Now a change needs one too (spent), and a refused change spends none."""
+    user = await make_user()
+    client = await app_with(rate_password_user="20/300")  # (six tries of the password)
+    secret, codes = await turn_on(client, user)
+    url = "/api/users/@me/password"
+    change = {"current_password": user.password, "new_password": "another long phrase"}
+    alone = await client.post(url, headers=user.headers, json=change)
+    assert alone.status_code == 400 and alone.json()["code"] == "WRONG_TWO_FACTOR_CODE"
+    wrong = await client.post(
+        url, headers=user.headers, json={**change, "code": code_at(secret, 7)}
+    )
+    assert wrong.status_code == 400 and wrong.json()["code"] == "WRONG_TWO_FACTOR_CODE"
+    bad_password = {**change, "current_password": "not it", "code": codes[0]}
+    refused = await client.post(url, headers=user.headers, json=bad_password)
+    assert refused.status_code == 400 and refused.json()["code"] == "WRONG_PASSWORD"
+    status = await client.get(BASE, headers=user.headers)
+    assert status.json() == {"enabled": True, "recovery_codes_left": 10}  # none spent
+    done = await client.post(url, headers=user.headers, json={**change, "code": codes[0]})
+    assert done.status_code == 204, done.text
+    back = {"current_password": "another long phrase", "new_password": user.password}
+    spent = await client.post(url, headers=user.headers, json={**back, "code": codes[0]})
+    assert spent.status_code == 400 and spent.json()["code"] == "WRONG_TWO_FACTOR_CODE"
+    by_app = await client.post(url, headers=user.headers, json={**back, "code": code_at(secret, 1)})
+    assert by_app.status_code == 204, by_app.text

@@ -20,13 +20,14 @@ NEW_PASSWORD = "a brand new passphrase 42"
 
 
 def change_password(
-    client: httpx.AsyncClient, token: str, new: str = NEW_PASSWORD
+    client: httpx.AsyncClient, token: str, new: str = NEW_PASSWORD, code: str | None = None
 ) -> Coroutine[Any, Any, httpx.Response]:
-    """The password change of the session of `token`, from PASSWORD to `new`."""
+    """The password change of the session of `token`, from PASSWORD to `new` (with
+    `code`, for an account with two-factor sign-in)."""
     return client.post(
         "/api/users/@me/password",
         headers={"Authorization": f"Bearer {token}"},
-        json={"current_password": PASSWORD, "new_password": new},
+        json={"current_password": PASSWORD, "new_password": new} | ({"code": code} if code else {}),
     )
 
 
@@ -36,14 +37,23 @@ async def changed_while_it_waits(
     client: httpx.AsyncClient,
     token: str,
     pending: asyncio.Future[httpx.Response],
+    code: str | None = None,
 ) -> httpx.Response:
-    """Once `pending` waits for `holder`'s lock: the password changed (committed), the
-    lock let go; `pending`'s answer."""
+    """Once `pending` waits for `holder`'s lock of user_totp: the password changed, and
+    `pending`'s answer. The change waits for that lock too (it reads the authenticator,
+    for the code two-factor sign-in asks), but after its sessions lock, which `pending`
+    takes next: the lock let go, the change commits first."""
     await until_one_waits_for_a_lock(holder, pending)
     assert not pending.done()
-    changed = await change_password(client, token)
-    assert changed.status_code == 204, changed.text
+    change = asyncio.ensure_future(change_password(client, token, code=code))
+    for _ in range(1000):  # (until the change waits for the lock as well)
+        waiting = await holder.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted")
+        if waiting >= 2 or change.done():
+            break
+        await asyncio.sleep(0.01)
     await tx.rollback()
+    changed = await change
+    assert changed.status_code == 204, changed.text
     return await pending
 
 
@@ -184,7 +194,9 @@ async def test_turning_two_factor_off_racing_a_password_change_is_refused(
                     json={"password": PASSWORD, "code": codes[1]},
                 )
             )
-            answer = await changed_while_it_waits(holder, tx, client, owner.access_token, off)
+            answer = await changed_while_it_waits(
+                holder, tx, client, owner.access_token, off, code=codes[2]
+            )
             assert answer.status_code == 400, answer.text  # (was: 204, and it was off)
             assert answer.json()["code"] == "WRONG_PASSWORD"
             still = await client.get(BASE, headers=owner.headers)

@@ -53,6 +53,11 @@ class PatchMeIn(BaseModel):
 class PasswordIn(BaseModel):
     current_password: Text = Field(max_length=1024)
     new_password: Text = Field(max_length=1024)
+    code: Text | None = Field(
+        default=None,
+        max_length=64,
+        description="with two-factor sign-in on: an authenticator code or a recovery code",
+    )
 
 
 class SessionOut(BaseModel):
@@ -109,11 +114,14 @@ async def patch_me(
 async def post_password(
     body: PasswordIn, actor: CurrentActor, pool: Pool, settings: AppSettings, request: Request
 ) -> Response:
-    """Change the password; every other session of the account is revoked. Counted in
-    the account's `account.password` bucket (each try costs argon2 work)."""
+    """Change the password (and give a code when two-factor sign-in is on); every other
+    session of the account is revoked. Counted in the account's `account.password`
+    bucket (each try costs argon2 work), a code also in `auth.two_factor.signed_in`."""
     await password_limit(request, actor)
+    if body.code is not None:
+        await code_limit(request, actor)
     revoked = await profile.change_password(
-        pool, settings, actor, current=body.current_password, new=body.new_password
+        pool, settings, actor, current=body.current_password, new=body.new_password, code=body.code
     )
     for session_id in revoked:
         request.app.state.sessions.forget_session(session_id)

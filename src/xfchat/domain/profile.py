@@ -12,7 +12,7 @@ from xfchat.db.queries import locks as locks_q
 from xfchat.db.queries import media as media_q
 from xfchat.db.queries import sessions as sessions_q
 from xfchat.db.queries import users as users_q
-from xfchat.domain import presence, validation, voice
+from xfchat.domain import presence, two_factor, validation, voice
 from xfchat.domain.access import (
     direct_channels_with_strangers,
     member_servers,
@@ -193,14 +193,24 @@ def _wrong_current_password() -> BadRequest:
 
 
 async def change_password(
-    pool: asyncpg.Pool, settings: Settings, actor: Actor, *, current: str, new: str
+    pool: asyncpg.Pool,
+    settings: Settings,
+    actor: Actor,
+    *,
+    current: str,
+    new: str,
+    code: str | None = None,
 ) -> list[UUID]:
-    """Set a new password after checking the current one; every other session of the
-    account is revoked. Returns the revoked session ids.
+    """Set a new password after checking the current one (and, with two-factor sign-in
+    on, a code, spent: a session and the password alone, a thief's, cannot lock the
+    owner out, as they cannot turn it off or delete the account); every other session
+    of the account is revoked. Returns the revoked session ids.
 
     Raises:
-        BadRequest: WRONG_PASSWORD (current_password), INVALID_PASSWORD (new_password).
+        BadRequest: WRONG_PASSWORD (current_password), INVALID_PASSWORD (new_password),
+            WRONG_TWO_FACTOR_CODE (`code` missing, not current nor an unused recovery code).
         Unauthorized: SESSION_REVOKED (the account was deleted meanwhile).
+        ServiceUnavailable: TWO_FACTOR_UNAVAILABLE.
     """
     ph = password_hasher(settings)
     async with pool.acquire() as conn:
@@ -219,6 +229,12 @@ async def change_password(
                 raise session_ended()  # (deleted since)
             raise _wrong_current_password()
         await lock_sessions(conn, user.id)
+        # The code under the sessions lock, as turning two-factor sign-in off spends one
+        # (one lock order), and with the change: a change refused spends none.
+        if (await two_factor.status(conn, actor)).enabled and not (
+            code is not None and await two_factor.spend_code(conn, settings, actor.user_id, code)
+        ):
+            raise two_factor.wrong_code()
         revoked = await sessions_q.revoke_other_sessions(
             conn, user_id=user.id, keep=actor.session_id, reason="password_changed"
         )

@@ -157,12 +157,16 @@ class Account {
         input("pw-new", "New password", "new-password"),
         input("pw-again", "New password again", "new-password"),
         h("p", { class: "hint" }, "8 to 256 characters. Changing it logs out your other sessions."),
+        h("label", { for: "pw-code" }, "Two-factor code or recovery code"),
+        h("input", { id: "pw-code", name: "pw-code", autocomplete: "one-time-code", maxlength: 64 }),
+        h("p", { class: "hint" }, "Only if two-factor sign-in is on."),
       ],
       submitText: "Change password",
       run: async (f) => {
         const data = Object.fromEntries(new FormData(f));
         if (data["pw-new"] !== data["pw-again"]) throw new Error("The new password and its repetition differ.");
-        await this.call("POST", "/api/users/@me/password", { current_password: data["pw-current"], new_password: data["pw-new"] });
+        const code = data["pw-code"].trim();
+        await this.call("POST", "/api/users/@me/password", { current_password: data["pw-current"], new_password: data["pw-new"], ...(code ? { code } : {}) });
         f.reset();
         toast("Password changed. Your other sessions were logged out.", "info");
       },
