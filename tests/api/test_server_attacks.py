@@ -867,3 +867,26 @@ async def test_an_override_change_of_nothing_writes_audits_and_tells_nothing(
     async with pool.acquire() as conn:
         assert len(await factories.events_of(conn, "channel", uuid.UUID(general))) == told
     assert len((await client.get(srv.url("/audit-log"), headers=ann.headers)).json()) == logged
+
+
+async def test_a_reorder_naming_an_id_twice_is_refused_and_moves_nothing(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """A fuzzing helper's find: a reorder naming a role or channel twice was 200, the
+    last of its positions taken and the others dropped without a word."""
+    ann = await make_user("ann")
+    srv = await community(client, ann)
+    mods = await role(client, srv, ann, "mods", 0)
+    twice = [{"id": mods, "position": 5}, {"id": mods, "position": 6}]
+    refused = await client.patch(srv.url("/roles"), headers=ann.headers, json=twice)
+    assert refused.status_code == 400 and refused.json()["code"] == "VALIDATION_ERROR"
+    roles = (await client.get(srv.url("/roles"), headers=ann.headers)).json()
+    assert {r["id"]: r["position"] for r in roles}[mods] == 1  # (just above @everyone)
+    twice = [{"id": srv.general, "position": 5}, {"id": srv.general, "position": 6}]
+    refused = await client.patch(srv.url("/channels"), headers=ann.headers, json=twice)
+    assert refused.status_code == 400 and refused.json()["code"] == "VALIDATION_ERROR"
+    channels = (await client.get(srv.url("/channels"), headers=ann.headers)).json()
+    assert {c["id"]: c["position"] for c in channels}[srv.general] == 0
+    once = [{"id": srv.general, "position": 6}]
+    moved = await client.patch(srv.url("/channels"), headers=ann.headers, json=once)
+    assert moved.status_code == 200

@@ -7,9 +7,17 @@ from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, PlainSerializer, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    PlainSerializer,
+    StrictInt,
+    WithJsonSchema,
+)
 
 from xfchat.db.queries.users import PublicUserRow, UserRow
+from xfchat.errors import BadRequest
 
 
 def _no_nul(value: str) -> str:
@@ -112,3 +120,21 @@ class UserPrivate(UserPublic):
     @classmethod
     def of_me(cls, row: UserRow) -> UserPrivate:
         return cls(**UserPublic.of(row).model_dump(), email=row.email, status_text=row.status_text)
+
+
+class PositionIn(BaseModel):
+    """One item of a reorder (`PATCH /api/servers/{id}/roles`, `.../channels`)."""
+
+    id: UUID
+    position: StrictInt
+
+
+def positions_of(body: list[PositionIn]) -> dict[UUID, int]:
+    """A reorder's positions by id. An id named twice is refused: it took its last
+    position, silently, the others dropped.
+
+    Raises: BadRequest (VALIDATION_ERROR)."""
+    positions = {p.id: p.position for p in body}
+    if len(positions) != len(body):
+        raise BadRequest("each id may appear once in a reorder", code="VALIDATION_ERROR")
+    return positions

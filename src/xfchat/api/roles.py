@@ -9,7 +9,7 @@ from fastapi import Body, Response
 from pydantic import BaseModel, Field, StrictBool, StrictInt
 
 from xfchat.api.deps import Conn, CurrentActor
-from xfchat.api.models import Text, enforced
+from xfchat.api.models import PositionIn, Text, enforced, positions_of
 from xfchat.api.responses import JSONResponse
 from xfchat.api.routing import api_router
 from xfchat.api.servers import AuditReason
@@ -30,11 +30,6 @@ class RoleIn(BaseModel):
     color: StrictInt | None = None
     hoist: StrictBool | None = None
     mentionable: StrictBool | None = None
-
-
-class PositionIn(BaseModel):
-    id: UUID
-    position: StrictInt
 
 
 @router.get("", response_model=list[RolePayload])
@@ -63,7 +58,7 @@ async def patch_roles(
     reason: AuditReason,
 ) -> Response:
     """Move several roles at once: [{"id", "position"}, ...]; every role, highest first."""
-    positions = {p.id: p.position for p in body}
+    positions = positions_of(body)
     return JSONResponse(await roles.reorder_roles(conn, actor, server_id, positions, reason))
 
 

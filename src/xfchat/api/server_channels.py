@@ -11,7 +11,7 @@ from fastapi import Body, Response
 from pydantic import BaseModel, Field, StrictBool, StrictInt
 
 from xfchat.api.deps import Conn, CurrentActor
-from xfchat.api.models import Text, enforced, omittable
+from xfchat.api.models import PositionIn, Text, enforced, omittable, positions_of
 from xfchat.api.responses import JSONResponse
 from xfchat.api.routing import api_router
 from xfchat.api.servers import AuditReason
@@ -52,11 +52,6 @@ class ChannelIn(ChannelFields):
     name: Text = Field(max_length=1024, json_schema_extra=enforced(100, 1))
 
 
-class PositionIn(BaseModel):
-    id: UUID
-    position: StrictInt
-
-
 class OverrideIn(BaseModel):
     """Decimal strings of permission bits; a bit is allowed, denied, or neither."""
 
@@ -93,7 +88,7 @@ async def patch_channels(
     reason: AuditReason,
 ) -> Response:
     """Reorder in one call: [{"id", "position"}, ...] (MANAGE_CHANNELS)."""
-    positions = {p.id: p.position for p in body}
+    positions = positions_of(body)
     return JSONResponse(
         await server_channels.reorder_channels(conn, actor, server_id, positions, reason)
     )
