@@ -270,9 +270,11 @@ async def point(
     receivers: int,
     transport: str,
     label: str,
+    deliveries: bool = True,
 ) -> Result:
     """`senders` x `messages` into group conversations of at most 25 people; every
-    receiver follows the group its user is in."""
+    receiver follows the group its user is in (without `deliveries`, a server that
+    delivers nothing: bench/bound.py's, nothing is waited for)."""
     people = max(senders, receivers)
     groups = (people + GROUP_MAX - 1) // GROUP_MAX
     async with httpx.AsyncClient(base_url=base, timeout=60) as client:
@@ -290,6 +292,7 @@ async def point(
         receivers=receivers,
         transport=transport,
         label=label,
+        deliveries=deliveries,
     )
 
 
@@ -304,6 +307,7 @@ async def measure(
     receivers: int,
     transport: str,
     label: str,
+    deliveries: bool = True,
 ) -> Result:
     """The first `senders` users send `messages` each into their channel (`group_of`),
     while the first `receivers` users each hold one real-time connection; with several
@@ -321,6 +325,7 @@ async def measure(
     # every message reaches the receivers in its sender's group
     listening = Counter(group_of[users[j].id] for j in range(receivers))
     expected = messages * sum(listening[group_of[users[i].id]] for i in range(senders))
+    expected *= deliveries
     start = usage.mark()
     t0 = time.perf_counter()
     await bounded(
@@ -368,7 +373,11 @@ async def measure(
             f"    end-to-end latency  p50 {1000 * result.e2e_p50:6.1f} ms"
             f"   p99 {1000 * result.e2e_p99:6.1f} ms"
         )
-    delivered = f"    delivered {len(e2e):,}/{expected:,} ({100 * len(e2e) / expected:.2f} %)"
+    delivered = (
+        f"    delivered {len(e2e):,}/{expected:,} ({100 * len(e2e) / expected:.2f} %)"
+        if expected
+        else f"    delivered {len(e2e):,} (none waited for)"
+    )
     if arrived:
         interval = max(t for _, t in arrived) - t0
         delivered += (

@@ -53,7 +53,8 @@ def free_port() -> int:
 class XFChat:
     """One `xfchat serve` process; its output goes to `log`."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    def __init__(self, env: dict[str, str], log: Path, command: list[str] | None = None) -> None:
+        self.command = command or [sys.executable, "-m", "xfchat", "serve"]
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = log
@@ -69,9 +70,7 @@ class XFChat:
     def start(self) -> None:
         """Start the process; again once it has ended: the same port, settings and log."""
         with open(self.log, "ab") as out:
-            self.proc = psutil.Popen(
-                [sys.executable, "-m", "xfchat", "serve"], env=self.env, stdout=out, stderr=out
-            )
+            self.proc = psutil.Popen(self.command, env=self.env, stdout=out, stderr=out)
 
     def tail(self, lines: int = 30) -> str:
         text = self.log.read_bytes().decode(errors="replace") if self.log.exists() else ""
@@ -113,10 +112,13 @@ async def wait_ready(
             await asyncio.sleep(0.1)
 
 
-async def start_servers(count: int, env: dict[str, str], logs: Path) -> list[XFChat]:
-    """`count` processes with one secret (a token from one works on all), all ready."""
+async def start_servers(
+    count: int, env: dict[str, str], logs: Path, command: list[str] | None = None
+) -> list[XFChat]:
+    """`count` processes with one secret (a token from one works on all), all ready;
+    `command` in place of `xfchat serve` (bench/bound.py's patched ones)."""
     env = {"XFCHAT_SECRET": secrets.token_urlsafe(48), **env}
-    servers = [XFChat(env, logs / f"serve-{i}.log") for i in range(count)]
+    servers = [XFChat(env, logs / f"serve-{i}.log", command) for i in range(count)]
     try:
         await asyncio.gather(*(s.ready() for s in servers))
     except BaseException:
