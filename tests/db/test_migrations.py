@@ -865,6 +865,24 @@ def test_a_failures_detail_stays_on_its_one_line() -> None:
     )
 
 
+async def reverted_down_to(conn: asyncpg.Connection, version: int) -> list[int]:
+    """Revert from the newest migration down to `version` (any later one goes first):
+    the versions reverted, in order."""
+    newer = [m for m in discover() if m.version >= version]
+    return [m.version for m in await Migrator(conn).revert(len(newer))]
+
+
+async def group_of(conn: asyncpg.Connection, owner: uuid.UUID, *, last_seq: int = 0) -> uuid.UUID:
+    """A group conversation owned by `owner`, its counter at `last_seq`."""
+    made: uuid.UUID = await conn.fetchval(
+        "INSERT INTO channels (kind, name, owner_id, last_seq) VALUES ('group', 'g', $1, $2)"
+        " RETURNING id",
+        owner,
+        last_seq,
+    )
+    return made
+
+
 async def test_reverting_0055_with_orphans_deletes_them_and_restores_the_keys(
     db_url: str,
 ) -> None:
@@ -873,10 +891,7 @@ async def test_reverting_0055_with_orphans_deletes_them_and_restores_the_keys(
     conn = await asyncpg.connect(db_url)
     try:
         user = await ann(conn)
-        ch = await conn.fetchval(
-            "INSERT INTO channels (kind, name, owner_id) VALUES ('group', 'g', $1) RETURNING id",
-            user,
-        )
+        ch = await group_of(conn, user)
         for _ in range(3):
             await conn.execute(
                 """
@@ -890,9 +905,7 @@ async def test_reverting_0055_with_orphans_deletes_them_and_restores_the_keys(
             )
         await conn.execute("DELETE FROM channels WHERE id = $1", ch)
         assert await conn.fetchval("SELECT count(*) FROM messages") == 3
-        # (from the newest down to 0055: any migration after it goes first)
-        reverted = await Migrator(conn).revert(len([m for m in discover() if m.version >= 55]))
-        assert [m.version for m in reverted][-2:] == [56, 55]
+        assert (await reverted_down_to(conn, 55))[-2:] == [56, 55]
         assert await conn.fetchval("SELECT count(*) FROM messages") == 0
         fks = await conn.fetch(
             "SELECT conname FROM pg_constraint WHERE conname IN"
@@ -912,11 +925,7 @@ async def test_reverting_0056_re_indexes_what_is_still_queued(db_url: str) -> No
     conn = await asyncpg.connect(db_url)
     try:
         user = await ann(conn)
-        ch = await conn.fetchval(
-            "INSERT INTO channels (kind, name, owner_id, last_seq) VALUES ('group', 'g', $1, 3)"
-            " RETURNING id",
-            user,
-        )
+        ch = await group_of(conn, user, last_seq=3)
         await conn.execute(
             "INSERT INTO messages (id, channel_id, seq, author_id, content, search_config)"
             " SELECT gen_random_uuid(), $1, n, $2, 'les chevaux', 'french'"
@@ -928,8 +937,7 @@ async def test_reverting_0056_re_indexes_what_is_still_queued(db_url: str) -> No
             "INSERT INTO search_reindexes (channel_id, done_seq, through_seq) VALUES ($1, 0, 2)",
             ch,
         )
-        reverted = await Migrator(conn).revert(len([m for m in discover() if m.version >= 56]))
-        assert [m.version for m in reverted][-1] == 56
+        assert (await reverted_down_to(conn, 56))[-1] == 56
         configs = await conn.fetch(
             "SELECT search_config::text AS c FROM messages WHERE channel_id = $1 ORDER BY seq", ch
         )
@@ -947,18 +955,13 @@ async def test_0057_keeps_the_earlier_languages_of_a_queued_channel_and_reverts(
     conn = await asyncpg.connect(db_url)
     try:
         user = await ann(conn)
-        ch = await conn.fetchval(
-            "INSERT INTO channels (kind, name, owner_id, last_seq) VALUES ('group', 'g', $1, 3)"
-            " RETURNING id",
-            user,
-        )
+        ch = await group_of(conn, user, last_seq=3)
         await conn.execute(
             "INSERT INTO search_reindexes (channel_id, through_seq, earlier)"
             " VALUES ($1, 3, '{french}')",
             ch,
         )
-        reverted = await Migrator(conn).revert(len([m for m in discover() if m.version >= 57]))
-        assert [m.version for m in reverted][-1] == 57
+        assert (await reverted_down_to(conn, 57))[-1] == 57
         assert await conn.fetchval("SELECT through_seq FROM search_reindexes") == 3
         assert await Migrator(conn).run()
         assert await conn.fetchval("SELECT earlier::text[] FROM search_reindexes") == []
