@@ -355,6 +355,14 @@ class Settings(DatabaseSettings):
         default=RateLimit(60, 600), validation_alias=_env("XFCHAT_RATE_PINS_USER")
     )
 
+    # Group changes per user (starting a group, renaming one, adding someone): each one
+    # writes the group with its participants' profiles (up to 25 of about 2.4 KB) to the
+    # event log, a start once for each participant, so the API's own limit let one
+    # account with 24 friends write some 35 MB a minute into it.
+    rate_groups_user: RateLimitSetting = Field(
+        default=RateLimit(10, 600), validation_alias=_env("XFCHAT_RATE_GROUPS_USER")
+    )
+
     # Profile and presence changes per user: each one writes an event to every
     # conversation and server the user is in (up to about 1,200 rows).
     rate_profile_user: RateLimitSetting = Field(

@@ -223,3 +223,56 @@ async def test_edits_are_counted_per_user_so_the_event_log_grows_within_a_bound(
             "SELECT count(*) FROM message_edits WHERE message_id = $1", UUID(said["id"])
         )
     assert updates == 3 and kept == 3, (updates, kept)
+
+
+async def test_group_changes_are_counted_per_user_so_the_event_log_grows_within_a_bound(
+    app_with: AppWith, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    """Starting a group writes it, with every participant's profile (about 2.4 KB each
+    with a long avatar URL), once for each participant; a rename or an added person
+    writes it again. Counted only in the API's 600 a minute, one account with 24
+    friends wrote 31 MB of event JSON with 20 starts and 40 renames in a few seconds
+    (renames to the same name told everyone too). Now in `groups` per user
+    (XFCHAT_RATE_GROUPS_USER, 10 in 10 minutes; 4 here): past it, 429 and nothing
+    written; a rename to the name the group has tells no one."""
+    client = await app_with(rate_groups_user="4/600")
+    ann, ben, cat = await make_user("ann"), await make_user("ben"), await make_user("cat")
+    await factories.befriend(ann, ben, cat)
+    start = {"kind": "group", "name": "crew", "participant_ids": [str(ben.id)]}
+    made = await client.post("/api/conversations", headers=ann.headers, json=start)
+    assert made.status_code == 201, made.text
+    url = f"/api/conversations/{made.json()['id']}"
+    same = await client.patch(url, headers=ann.headers, json={"name": "crew"})
+    assert same.status_code == 200 and same.json()["name"] == "crew"
+    renamed = await client.patch(url, headers=ann.headers, json={"name": "crew 2"})
+    added = await client.put(f"{url}/participants/{cat.id}", headers=ann.headers)
+    assert [renamed.status_code, added.status_code] == [200, 200], (renamed.text, added.text)
+    refused = [
+        await client.patch(url, headers=ann.headers, json={"name": "crew 3"}),
+        await client.put(f"{url}/participants/{cat.id}", headers=ann.headers),
+        await client.post("/api/conversations", headers=ann.headers, json=start),
+    ]
+    assert [r.status_code for r in refused] == [429, 429, 429], [r.text for r in refused]
+    assert {r.json()["bucket"] for r in refused} == {"groups"}
+    assert all(r.json()["code"] == "RATE_LIMITED" for r in refused)
+    # Another participant's renames are theirs to count.
+    assert (await client.patch(url, headers=ben.headers, json={"name": "b"})).status_code == 200
+    # A direct conversation is not a group change.
+    direct = {"kind": "direct", "user_id": str(cat.id)}
+    assert (await client.post("/api/conversations", headers=ann.headers, json=direct)).is_success
+    async with pool.acquire() as conn:
+        counts = dict(
+            await conn.fetch(
+                "SELECT type, count(*) FROM events WHERE type IN ('conversation.created',"
+                " 'conversation.updated', 'conversation.added') GROUP BY type"
+            )
+        )
+        groups = await conn.fetchval("SELECT count(*) FROM channels WHERE kind = 'group'")
+    # One start (two participants), ann's rename and ben's, one newcomer; and the direct
+    # conversation's start for its two.
+    assert counts == {
+        "conversation.created": 4,
+        "conversation.updated": 2,
+        "conversation.added": 1,
+    }, counts
+    assert groups == 1

@@ -6,19 +6,24 @@ from __future__ import annotations
 from typing import Annotated, Literal
 from uuid import UUID
 
-from fastapi import Query, Request, Response
+from fastapi import Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from xfchat.api.deps import Conn, CurrentActor
+from xfchat.api.deps import AppSettings, Conn, CurrentActor, check_limit, counted_actor
 from xfchat.api.models import Text, enforced
 from xfchat.api.pages import page_of
 from xfchat.api.responses import JSONResponse
 from xfchat.api.routing import api_router
 from xfchat.domain import conversations
+from xfchat.domain.accounts import Actor
 from xfchat.domain.conversations import ConversationView
 from xfchat.errors import BadRequest
 
 router = api_router(prefix="/api/conversations", tags=["conversations"])
+# Starting a group, renaming one and adding someone write the group with every
+# participant's profile to the event log (a start once per participant): counted in
+# `groups` per user (XFCHAT_RATE_GROUPS_USER).
+GroupChangingActor = Annotated[Actor, Depends(counted_actor("groups"))]
 
 
 NAME = enforced(conversations.MAX_NAME)
@@ -52,8 +57,15 @@ async def _view(
         200: {"model": ConversationView, "description": "The direct conversation already existed"}
     },
 )
-async def post_conversation(body: ConversationIn, actor: CurrentActor, conn: Conn) -> Response:
-    """Open a direct conversation (200 if it already existed) or start a group."""
+async def post_conversation(
+    body: ConversationIn,
+    actor: CurrentActor,
+    conn: Conn,
+    settings: AppSettings,
+    request: Request,
+) -> Response:
+    """Open a direct conversation (200 if it already existed) or start a group (counted
+    in `groups`, XFCHAT_RATE_GROUPS_USER, refused ones included)."""
     if body.kind == "direct":
         if body.user_id is None:
             raise BadRequest(
@@ -61,6 +73,7 @@ async def post_conversation(body: ConversationIn, actor: CurrentActor, conn: Con
             )
         conversation, created = await conversations.open_direct(conn, actor, body.user_id)
         return await _view(conn, actor, conversation.channel.id, 201 if created else 200)
+    await check_limit(request, "groups", str(actor.user_id), settings.rate_groups_user, conn)
     conversation = await conversations.create_group(
         conn, actor, name=body.name, participant_ids=body.participant_ids
     )
@@ -91,17 +104,19 @@ async def get_conversation(conversation_id: UUID, actor: CurrentActor, conn: Con
 
 @router.patch("/{conversation_id}", response_model=ConversationView)
 async def patch_conversation(
-    conversation_id: UUID, body: RenameIn, actor: CurrentActor, conn: Conn
+    conversation_id: UUID, body: RenameIn, actor: GroupChangingActor, conn: Conn
 ) -> Response:
+    """Any participant renames a group (counted in `groups`); a rename to the name it
+    has tells no one."""
     await conversations.rename_conversation(conn, actor, conversation_id, body.name)
     return await _view(conn, actor, conversation_id)
 
 
 @router.put("/{conversation_id}/participants/{user_id}", response_model=ConversationView)
 async def put_participant(
-    conversation_id: UUID, user_id: UUID, actor: CurrentActor, conn: Conn
+    conversation_id: UUID, user_id: UUID, actor: GroupChangingActor, conn: Conn
 ) -> Response:
-    """The owner adds someone to a group."""
+    """The owner adds someone to a group (counted in `groups`)."""
     await conversations.add_participant(conn, actor, conversation_id, user_id)
     return await _view(conn, actor, conversation_id)
 

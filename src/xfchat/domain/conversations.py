@@ -368,11 +368,15 @@ async def _group_of(
 async def rename_conversation(
     conn: asyncpg.Connection, actor: Actor, conversation_id: UUID, name: str | None
 ) -> Conversation:
-    """Any participant may rename a group (or clear its name with None)."""
+    """Any participant may rename a group (or clear its name with None). A rename to
+    the name it has changes nothing and tells no one."""
+    name = _name(name)
     async with conn.transaction():
         channel, people = await _group_of(conn, actor, conversation_id)
+        if name == channel.name:
+            return await conversation_of(conn, channel, people)
         channel = await q.update_group(
-            conn, channel_id=channel.id, name=_name(name), owner_id=channel.owner_id
+            conn, channel_id=channel.id, name=name, owner_id=channel.owner_id
         )
         conversation = await conversation_of(conn, channel, people)
         await emit(conn, CONVERSATION_UPDATED.to_channel(channel.id, conversation.json()))
