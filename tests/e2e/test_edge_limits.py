@@ -1087,6 +1087,28 @@ def test_a_head_framed_against_rfc_9112_is_refused_before_the_app(edge: tuple[in
     assert 'xfchat_http_refused_total{code="UNSUPPORTED_TRANSFER_CODING"} 2.0' in scraped
 
 
+def test_a_method_no_route_answers_is_501_and_garbage_stays_400(edge: tuple[int, str]) -> None:
+    """A client-review find: braid-http's browser client probes `MULTIPLEX /<id>`
+    before it subscribes, and a method the parser does not know was answered 400
+    MALFORMED_REQUEST ("not HTTP/1.1 XFChat can read"), though the request line was well
+    formed: RFC 9110 9.1 answers an unknown method 501. A request line that is no request
+    line stays 400."""
+    _, base = edge
+    for request_bytes, status, code in [
+        (b"MULTIPLEX /api/x HTTP/1.1\r\nHost: x\r\n\r\n", 501, "METHOD_NOT_IMPLEMENTED"),
+        (b"get /health HTTP/1.1\r\nHost: x\r\n\r\n", 501, "METHOD_NOT_IMPLEMENTED"),
+        (b"GARBAGE\r\n\r\n", 400, "MALFORMED_REQUEST"),
+        (b"G\x00T /health HTTP/1.1\r\nHost: x\r\n\r\n", 400, "MALFORMED_REQUEST"),
+    ]:
+        sock = raw_connection(base)
+        sock.sendall(request_bytes)
+        answer = read_answer(sock, limit_s=10)
+        sock.close()
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 %d " % status), (request_bytes, answer[:300])
+        assert json.loads(body)["code"] == code, (request_bytes, body)
+
+
 def test_a_refusal_behind_a_head_whose_own_method_was_not_read_carries_its_body(
     edge: tuple[int, str],
 ) -> None:

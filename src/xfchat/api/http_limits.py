@@ -28,7 +28,8 @@ These subclasses add, per connection:
   did one that asked for small ones until the kernel's buffer was full and a little
   was left in the server's, and the keep-alive's close then waited on it;
 - a request the parser cannot read: 400 `MALFORMED_REQUEST` in JSON, as every error
-  (uvicorn's is text/plain), and the connection is closed.
+  (uvicorn's is text/plain), and the connection is closed; one whose method the parser
+  does not know (`MULTIPLEX`) 501 `METHOD_NOT_IMPLEMENTED`, closed the same way.
 
 And per client address (the peer's, not a forwarded one), at most `connections_ip`
 connections open at once in the process, kept however long they are open, upgraded
@@ -47,10 +48,12 @@ import logging
 import re
 import socket
 import struct
+import sys
 import termios
 from collections.abc import Callable
 from typing import Any
 
+import httptools
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -100,6 +103,24 @@ _PHRASES = {
 # A Host's value (RFC 9110 7.2): an IP literal or a registered name (RFC 3986 3.2.2),
 # and a port; or empty.
 _HOST = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(:[0-9]*)?")
+
+
+# A request line as RFC 9112 3 writes it: a method token, a target, a version.
+_REQUEST_LINE = re.compile(rb"(?m)^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) [^\s]+ HTTP/[0-9]\.[0-9]\r?$")
+
+
+def _names_an_unknown_method(chunk: bytes) -> bool:
+    """Whether the bytes the parser refused hold a well-formed request line whose method
+    the parser does not know (its InvalidMethod error is raised for garbage too)."""
+    for match in _REQUEST_LINE.finditer(chunk):
+        probe = httptools.HttpRequestParser(object())
+        try:
+            probe.feed_data(match.group(1) + b" / HTTP/1.1\r\n")
+        except httptools.HttpParserInvalidMethodError:
+            return True
+        except httptools.HttpParserError:
+            continue
+    return False
 
 
 def _head_refusal(headers: list[tuple[bytes, bytes]], version: str) -> tuple[int, str, str] | None:
@@ -300,6 +321,7 @@ class GuardedHttpProtocol(SendWatch, HttpToolsProtocol):
         self._deadline: asyncio.TimerHandle | None = None
         self._refusal: tuple[int, str, str] | None = None
         self._refused_next = False  # a refused head waits for the answers due before it
+        self._chunk = b""  # the last bytes handed to the parser
         self._body: _BodyClock | None = None  # while a request body is arriving
         self._running: Any = None  # the request whose answer the app is writing
         self._place: Held | None = None  # the connection's, among its address's
@@ -428,6 +450,7 @@ class GuardedHttpProtocol(SendWatch, HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._refusal is not None:
             return
+        self._chunk = data  # (what a parser's refusal is told apart by)
         if self._in_head:
             self._arrived += len(data)
             self._arm()
@@ -516,7 +539,21 @@ class GuardedHttpProtocol(SendWatch, HttpToolsProtocol):
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to a parser error, which a refusing callback raises; for
         anything else the parser cannot read, 400 MALFORMED_REQUEST in JSON (uvicorn's
-        own is text/plain), and the connection is closed."""
+        own is text/plain), and the connection is closed. A method the parser does not
+        know (a well-formed token such as braid-http's `MULTIPLEX` probe) is 501
+        METHOD_NOT_IMPLEMENTED, as RFC 9110 9.1 asks: the request was read, its method is
+        just none XFChat serves (uvicorn calls this from its `except`, so the parser's
+        error is the one being handled)."""
+        if (
+            self._refusal is None
+            and isinstance(sys.exc_info()[1], httptools.HttpParserInvalidMethodError)
+            and _names_an_unknown_method(self._chunk)
+        ):
+            self._refusal = (
+                501,
+                "METHOD_NOT_IMPLEMENTED",
+                "no route of XFChat answers this method",
+            )
         if self._refusal is None:
             self._refusal = (
                 400,

@@ -67,7 +67,8 @@ ERRORS = {
     431: "The request line and headers are too large, or too many (HEADERS_TOO_LARGE, "
     "TOO_MANY_HEADERS); the connection is closed",
     501: "A request body in a transfer coding besides chunked "
-    "(UNSUPPORTED_TRANSFER_CODING); the connection is closed",
+    "(UNSUPPORTED_TRANSFER_CODING), or a method no route answers "
+    "(METHOD_NOT_IMPLEMENTED); the connection is closed",
     503: "Overloaded or the database is unavailable: try again after `Retry-After` seconds",
 }
 
