@@ -358,3 +358,26 @@ async def test_a_connection_whose_session_ended_is_told_so_when_it_joins(
         assert (
             await api.get(f"/api/channels/{room}/voice-states", headers=ann.headers)
         ).json() == []
+
+
+async def test_an_id_nested_deeper_than_python_prints_is_refused_as_any_malformed_one(
+    server: str, make_user: MakeUser
+) -> None:
+    # `to` and `channel_id` were read with UUID(str(value)): a list nested 1,000 deep
+    # (which a 64 KiB frame carries and orjson reads) raised RecursionError in str(),
+    # answered INTERNAL_ERROR with a traceback logged, 30 a second from one user.
+    async with contextlib.AsyncExitStack() as stack:
+        _, ann, ben, room = await _voice_room(stack, server, make_user)
+        voice = await gateway(stack, server, ann)
+        await join(voice, room)
+        deep = "[" * 1000 + "]" * 1000
+        frames: Frames = []
+        await voice.ws.send(f'{{"op":12,"d":{{"to":{deep},"kind":"offer","data":{{}}}}}}')
+        refused = await error(voice, frames)
+        assert (refused["op"], refused["code"]) == (VOICE_SIGNAL, "INVALID_SIGNAL")
+        assert "to" not in refused
+        await voice.ws.send(f'{{"op":4,"d":{{"channel_id":{deep}}}}}')
+        refused = await error(voice, frames)
+        assert (refused["op"], refused["code"]) == (VOICE_STATE_UPDATE, "INVALID_VOICE_STATE")
+        await signal_to(voice, ben, "offer", {})  # the connection stays
+        assert (await error(voice, frames))["code"] == "PEER_NOT_IN_CHANNEL"

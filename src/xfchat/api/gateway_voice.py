@@ -212,8 +212,8 @@ def _parse_update(d: Any) -> tuple[UUID | None, dict[str, bool]]:
     if not isinstance(d, dict) or "channel_id" not in d:
         raise _invalid("a voice state is {channel_id, self_mute, self_deaf, self_video}", "d")
     raw = d["channel_id"]
-    try:
-        channel_id = None if raw is None else UUID(str(raw))
+    try:  # (a string only: see domain/voice_signals.py's `to`)
+        channel_id = None if raw is None else UUID(raw if isinstance(raw, str) else "")
     except ValueError:
         raise _invalid("channel_id is a channel id or null", "channel_id") from None
     flags = {}

@@ -40,8 +40,11 @@ def parse_signal(d: Any) -> tuple[UUID, str, Any]:
     Raises: BadRequest (INVALID_SIGNAL)."""
     if not isinstance(d, dict):
         raise _invalid("a signal is {to, kind, data}", "d")
+    # (only a string: str() of a list nested 1,000 deep, which a frame may carry, raised
+    # RecursionError, answered as an internal error with a traceback logged)
+    raw = d.get("to")
     try:
-        to = UUID(str(d.get("to")))
+        to = UUID(raw if isinstance(raw, str) else "")
     except ValueError:
         raise _invalid("to is a user id", "to") from None
     kind = d.get("kind")
