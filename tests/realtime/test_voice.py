@@ -381,3 +381,34 @@ async def test_an_id_nested_deeper_than_python_prints_is_refused_as_any_malforme
         assert (refused["op"], refused["code"]) == (VOICE_STATE_UPDATE, "INVALID_VOICE_STATE")
         await signal_to(voice, ben, "offer", {})  # the connection stays
         assert (await error(voice, frames))["code"] == "PEER_NOT_IN_CHANNEL"
+
+
+async def test_a_connection_whose_session_ended_relays_no_more_signals(
+    server: str, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    # A join from a connection whose session ended is refused (above), but its signals
+    # (ICE candidates: addresses) still reached the others in the call until the hub's
+    # look at its sessions closed it, up to a minute later.
+    ann, ben = await make_user("ann"), await make_user("ben")
+    async with contextlib.AsyncExitStack() as stack:
+        api = await stack.enter_async_context(httpx.AsyncClient(base_url=server, timeout=10))
+        srv = await community(api, ann, ben)
+        room = (await server_channel(api, srv, ann, "room", kind="voice"))["id"]
+        ann_voice, ben_voice = await gateway(stack, server, ann), await gateway(stack, server, ben)
+        await join(ann_voice, room)
+        await join(ben_voice, room)
+        frames: Frames = []
+        candidate = {"candidate": "candidate:1 1 udp 2122260223 192.0.2.7 54001 typ host"}
+        await signal_to(ben_voice, ann, "candidate", candidate)
+        assert (await received(ann_voice, frames))["data"] == candidate
+        async with pool.acquire() as conn:
+            await conn.execute(
+                "UPDATE sessions SET expires_at = now() - interval '1 second' WHERE id = $1",
+                ben.session_id,
+            )
+        await signal_to(ben_voice, ann, "candidate", candidate)
+        refused = await error(ben_voice, [])
+        assert (refused["op"], refused["code"]) == (VOICE_SIGNAL, "SESSION_REVOKED")
+        await factories.say(api, ann, srv.general, "after the signal")
+        _, before = await ann_voice.until("message.created")
+        assert [f for f in frames + before if f.get("t") == "voice.signal"] == []

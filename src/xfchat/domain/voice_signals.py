@@ -2,7 +2,7 @@
 people in the same voice channel (or call), through the gateway (VOICE_SIGNAL, op 12).
 
 A signal is accepted only when the sender's voice state is held by the connection that
-sends it and the addressee's state is in the same channel; it reaches the addressee's
+sends it, the sender's session is live and the addressee's state is in the same channel; it reaches the addressee's
 voice connection only (not their other tabs), on whichever process holds it, as
 `voice.signal`, which is never stored (a NOTIFY, like typing). XFChat relays the
 signalling and nothing else: the media flows between the peers (or through the TURN
@@ -18,7 +18,7 @@ import asyncpg
 import orjson
 
 from xfchat.db.queries import voice as q
-from xfchat.domain.accounts import Actor
+from xfchat.domain.accounts import Actor, require_live_session
 from xfchat.domain.event_payloads import VoiceSignalPayload
 from xfchat.domain.events import VOICE_SIGNAL, signal_connection
 from xfchat.domain.voice import not_in_voice
@@ -74,12 +74,17 @@ async def relay_signal(
 
     Raises: BadRequest (NOT_IN_VOICE: this connection holds no voice state; INVALID_SIGNAL:
     to yourself); NotFound (PEER_NOT_IN_CHANNEL: `to` is not in your channel, perhaps
-    just left)."""
+    just left); Unauthorized (SESSION_REVOKED: the actor's session ended)."""
     if to == actor.user_id:
         raise _invalid("a signal goes to someone else", "to")
     # Both states stay as they are until the signal is sent (committed): it reaches the
     # addressee before any voice.state_updated that says either of them left.
     async with conn.transaction():
+        # A gateway connection outlives its session's expiry by up to a minute (until
+        # the hub's look at its sessions), as a join from it is refused, so is its
+        # signal: a revocation that commits before this read is seen here, one after it
+        # comes after the signal in the log.
+        await require_live_session(conn, actor)
         states = {
             r.user_id: r
             for r in await q.list_voice_states_of_users(
