@@ -430,3 +430,30 @@ async def test_a_decline_withdrawn_by_asking_back_does_not_hold_the_other_off(
     assert parted.status_code == 204
     again = await send(client, ann, "ben")
     assert again.status_code == 201, again.text
+
+
+async def test_requests_waiting_for_an_answer_stop_at_max_pending_sent(
+    client: httpx.AsyncClient, make_user: MakeUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A resource-bounds attack: a user's pending requests had no cap, only the rate
+    limit (20 an hour), so they grew for ever, each a row and a line in a list."""
+    assert friends.MAX_PENDING_SENT == 1000  # the README's number
+    monkeypatch.setattr(friends, "MAX_PENDING_SENT", 2)
+    ann = await make_user("ann")
+    others = [await make_user(f"u{i}") for i in range(4)]
+    url = "/api/users/@me/friend-requests"
+    sent = []
+    for other in others[:2]:
+        made = await client.post(url, headers=ann.headers, json={"username": other.username})
+        assert made.status_code == 201, made.text
+        sent.append(made.json()["id"])
+    refused = await client.post(url, headers=ann.headers, json={"username": others[2].username})
+    assert refused.status_code == 400 and refused.json()["code"] == "TOO_MANY_FRIEND_REQUESTS"
+    # one asked of ann is still answered at the cap (it is an acceptance, not a request)
+    asked = await client.post(url, headers=others[3].headers, json={"username": "ann"})
+    assert asked.status_code == 201
+    accepted = await client.post(url, headers=ann.headers, json={"username": others[3].username})
+    assert accepted.status_code == 200 and accepted.json()["status"] == "accepted"
+    assert (await client.delete(f"{url}/{sent[0]}", headers=ann.headers)).status_code == 204
+    again = await client.post(url, headers=ann.headers, json={"username": others[2].username})
+    assert again.status_code == 201, again.text

@@ -8,7 +8,6 @@ username.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
 from datetime import datetime
@@ -51,6 +50,9 @@ REFUSED = "could not send a friend request to that user"
 # and the rows one account can make; 1,000 is far beyond what a person blocks by hand,
 # while a script at the API's rate would otherwise add some 36,000 an hour.
 MAX_BLOCKS = 1000
+# A user's requests waiting for an answer at once (each a row, and a line in its
+# recipient's list: the rate limit alone let them grow for ever, 20 an hour).
+MAX_PENDING_SENT = 1000
 CLOSED = {"declined": FRIEND_REQUEST_DECLINED, "cancelled": FRIEND_REQUEST_CANCELLED}
 DECLINE_COOLDOWN_S = 24 * 3600  # (a declined request is not sent again sooner)
 
@@ -72,8 +74,13 @@ async def _lock_pair(conn: asyncpg.Connection, a: UUID, b: UUID) -> None:
 
 async def _lock_blocker(conn: asyncpg.Connection, user_id: UUID) -> None:
     """Blocks at once by one user wait for each other, so none passes MAX_BLOCKS."""
-    digest = hashlib.sha256(b"blocks" + user_id.bytes).digest()
-    await locks_q.lock_transaction(conn, key=int.from_bytes(digest[:8], "big", signed=True))
+    await locks_q.lock_transaction(conn, key=locks_q.advisory_key(b"blocks", user_id))
+
+
+async def _lock_sender(conn: asyncpg.Connection, user_id: UUID) -> None:
+    """Requests at once by one user wait for each other, so none passes
+    MAX_PENDING_SENT (taken before the pair's lock, and by nothing else)."""
+    await locks_q.lock_transaction(conn, key=locks_q.advisory_key(b"friend-requests", user_id))
 
 
 def request_data(
@@ -124,7 +131,7 @@ async def send_friend_request(
 
     Raises:
         BadRequest: CANNOT_FRIEND_SELF; FRIEND_REQUEST_REFUSED (no such user, or one the
-            actor blocked). Conflict: ALREADY_FRIENDS, FRIEND_REQUEST_EXISTS. Forbidden:
+            actor blocked); TOO_MANY_FRIEND_REQUESTS (MAX_PENDING_SENT waiting already). Conflict: ALREADY_FRIENDS, FRIEND_REQUEST_EXISTS. Forbidden:
             USER_DELETED. Unauthorized: SESSION_REVOKED (the actor's account deleted).
     """
     target = await users_q.get_public_user_by_username(conn, username=username.strip())
@@ -142,6 +149,7 @@ async def send_friend_request(
         # Neither account's deletion is under way (domain/account_lock.py): a request
         # never names a deleted account.
         await hold_accounts(conn, actor, [target.id])
+        await _lock_sender(conn, actor.user_id)
         await _lock_pair(conn, actor.user_id, target.id)
         if await blocks_q.block_exists(conn, blocker_id=actor.user_id, blocked_id=target.id):
             raise BadRequest(REFUSED, code="FRIEND_REQUEST_REFUSED", field="username")
@@ -159,6 +167,13 @@ async def send_friend_request(
             accepted, conversation_id = await _accept(conn, pending)
             return FriendRequestView(accepted, target, conversation_id)
         await _not_declined_lately(conn, actor.user_id, target.id)
+        if await friends_q.count_pending_sent(conn, from_user_id=actor.user_id) >= MAX_PENDING_SENT:
+            raise BadRequest(
+                f"you have {MAX_PENDING_SENT} friend requests waiting for an answer; "
+                "cancel some first",
+                code="TOO_MANY_FRIEND_REQUESTS",
+                field="username",
+            )
         request = await friends_q.insert_friend_request(
             conn, from_user_id=actor.user_id, to_user_id=target.id
         )

@@ -41,6 +41,15 @@ def _pair(a: UUID, b: UUID) -> tuple[UUID, UUID]:
     return low, high
 
 
+async def count_pending_sent(conn: asyncpg.Connection, *, from_user_id: UUID) -> int:
+    """How many of `from_user_id`'s requests wait for an answer."""
+    count = await conn.fetchval(
+        "SELECT count(*) FROM friend_requests WHERE from_user_id = $1 AND status = 'pending'",
+        from_user_id,
+    )
+    return int(count)
+
+
 async def insert_friend_request(
     conn: asyncpg.Connection, *, from_user_id: UUID, to_user_id: UUID
 ) -> FriendRequestRow:
