@@ -312,6 +312,49 @@ async def test_enabling_while_setting_up_again_never_turns_on_an_unproved_secret
     assert await conn.fetchval("SELECT count(*) FROM user_totp WHERE user_id = $1", ann.id) == 1
 
 
+@pytest.mark.parametrize(
+    ("path", "answered"),
+    [
+        ("/api/users/@me/password", 204),
+        (f"{TWO_FACTOR}/disable", 204),
+        (f"{TWO_FACTOR}/recovery-codes", 200),
+    ],
+)
+async def test_a_code_spent_by_a_signed_in_change_and_a_login_at_once_never_deadlock(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool, path: str, answered: int
+) -> None:
+    """A password change, turning two-factor sign-in off and new recovery codes spend a
+    code; the login's second step locks the authenticator's row, spends its code, then
+    takes the sessions lock to start its session. Each of the three took the sessions
+    lock before the authenticator's row, so with the change waiting at the sessions
+    lock and the login at it too, the change then waited for the login's row: a
+    deadlock, one of them answered 503 DATABASE_CONFLICT. One order (the row first, as
+    the login, turning it on and deleting the account take them): the change comes
+    first, and the login's ticket, issued before it, is refused."""
+    ann = await make_user("ann")
+    secret, recovery = await turn_on(client, ann)
+    ticket = await password_step(client, ann)
+    body: dict[str, str] = {"password": ann.password, "code": code_at(secret, 1)}
+    if path.endswith("/password"):
+        body = {
+            "current_password": ann.password,
+            "new_password": "another pass 77",
+            "code": body["code"],
+        }
+    async with pool.acquire() as holder, holder.transaction():
+        await locks_q.lock_transaction(holder, key=locks_q.advisory_key(b"sessions", ann.id))
+        change = asyncio.ensure_future(client.post(path, headers=ann.headers, json=body))
+        await lock_waiters(pool, at_least=1)
+        login = asyncio.ensure_future(second_step(client, ticket, recovery[0]))
+        await lock_waiters(pool, at_least=2)
+    changed, logged_in = await asyncio.gather(change, login)
+    assert (changed.status_code, logged_in.status_code) == (answered, 401), (
+        changed.text,
+        logged_in.text,
+    )
+    assert logged_in.json()["code"] == "INVALID_TICKET"
+
+
 async def test_slowmode_holds_for_sends_through_two_processes_at_once(
     client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool, app_with: AppWith
 ) -> None:

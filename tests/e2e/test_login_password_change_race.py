@@ -6,15 +6,17 @@ it never writes the old password back (a rehash after the hashing cost went up).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import asyncpg
 import httpx
+from asyncpg.transaction import Transaction
 
 from tests.api.test_two_factor import BASE, password_step, second_step, turned_on
-from tests.factories import PASSWORD, MakeUser
+from tests.factories import PASSWORD, MakeUser, TestUser
 from tests.support import Servers, until_one_waits_for_a_lock
+from xfchat.db.queries import locks as locks_q
 
 NEW_PASSWORD = "a brand new passphrase 42"
 
@@ -33,28 +35,30 @@ def change_password(
 
 async def changed_while_it_waits(
     holder: asyncpg.Connection,
-    tx: Any,
+    tx: Transaction,
     client: httpx.AsyncClient,
-    token: str,
-    pending: asyncio.Future[httpx.Response],
+    owner: TestUser,
+    pending: Callable[[], Awaitable[httpx.Response]],
     code: str | None = None,
 ) -> httpx.Response:
-    """Once `pending` waits for `holder`'s lock of user_totp: the password changed, and
-    `pending`'s answer. The change waits for that lock too (it reads the authenticator,
-    for the code two-factor sign-in asks), but after its sessions lock, which `pending`
-    takes next: the lock let go, the change commits first."""
-    await until_one_waits_for_a_lock(holder, pending)
-    assert not pending.done()
-    change = asyncio.ensure_future(change_password(client, token, code=code))
-    for _ in range(1000):  # (until the change waits for the lock as well)
-        waiting = await holder.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted")
-        if waiting >= 2 or change.done():
+    """With `holder` (in `tx`) holding the owner's sessions lock: the owner's password
+    change waits for it, having locked the account's row and authenticator; then
+    `pending` starts (its password checked) and waits behind the change; the lock let
+    go, the change commits first; `pending`'s answer."""
+    await locks_q.lock_transaction(holder, key=locks_q.advisory_key(b"sessions", owner.id))
+    change = asyncio.ensure_future(change_password(client, owner.access_token, code=code))
+    await until_one_waits_for_a_lock(holder, change)
+    assert not change.done(), change.result().text
+    waiting = asyncio.ensure_future(pending())
+    for _ in range(1000):  # (until it waits behind the change)
+        if await holder.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted") >= 2:
             break
         await asyncio.sleep(0.01)
+    assert not waiting.done(), waiting.result().text
     await tx.rollback()
     changed = await change
     assert changed.status_code == 204, changed.text
-    return await pending
+    return await waiting
 
 
 async def test_a_login_with_the_old_password_racing_a_change_gets_no_session(
@@ -67,13 +71,17 @@ async def test_a_login_with_the_old_password_racing_a_change_gets_no_session(
         async with httpx.AsyncClient(base_url=base, timeout=30) as client:
             tx = holder.transaction()
             await tx.start()
-            # Hold the login after its argon2 check, before it writes its session (its
-            # transaction's first read is of the account's authenticator).
-            await holder.execute("LOCK TABLE user_totp IN ACCESS EXCLUSIVE MODE")
-            login = asyncio.ensure_future(
-                client.post("/api/auth/login", json={"login": owner.username, "password": PASSWORD})
+            # The login waits after its argon2 check, before it writes its session (at
+            # the sessions lock, behind the change).
+            answer = await changed_while_it_waits(
+                holder,
+                tx,
+                client,
+                owner,
+                lambda: client.post(
+                    "/api/auth/login", json={"login": owner.username, "password": PASSWORD}
+                ),
             )
-            answer = await changed_while_it_waits(holder, tx, client, owner.access_token, login)
             # Was: 200 with a session made after the change, which nothing revoked.
             assert answer.status_code == 401, answer.text
             assert answer.json()["code"] == "INVALID_CREDENTIALS"
@@ -185,17 +193,17 @@ async def test_turning_two_factor_off_racing_a_password_change_is_refused(
             other = {"Authorization": f"Bearer {second.json()['access_token']}"}
             tx = holder.transaction()
             await tx.start()
-            # Hold the disable after its password check, at its read of the authenticator.
-            await holder.execute("LOCK TABLE user_totp IN ACCESS EXCLUSIVE MODE")
-            off = asyncio.ensure_future(
-                client.post(
-                    f"{BASE}/disable",
-                    headers=other,
-                    json={"password": PASSWORD, "code": codes[1]},
-                )
-            )
+            # The disable waits after its password check, at the authenticator's row
+            # (behind the change, which holds it).
             answer = await changed_while_it_waits(
-                holder, tx, client, owner.access_token, off, code=codes[2]
+                holder,
+                tx,
+                client,
+                owner,
+                lambda: client.post(
+                    f"{BASE}/disable", headers=other, json={"password": PASSWORD, "code": codes[1]}
+                ),
+                code=codes[2],
             )
             assert answer.status_code == 400, answer.text  # (was: 204, and it was off)
             assert answer.json()["code"] == "WRONG_PASSWORD"

@@ -11,6 +11,7 @@ import asyncpg
 from xfchat.db.queries import locks as locks_q
 from xfchat.db.queries import media as media_q
 from xfchat.db.queries import sessions as sessions_q
+from xfchat.db.queries import two_factor as two_factor_q
 from xfchat.db.queries import users as users_q
 from xfchat.domain import presence, two_factor, validation, voice
 from xfchat.domain.access import (
@@ -228,9 +229,12 @@ async def change_password(
             if await users_q.get_password_hash(conn, user_id=user.id) is None:
                 raise session_ended()  # (deleted since)
             raise _wrong_current_password()
+        # The authenticator's row, then the sessions lock (the order of the login's
+        # second step, of turning two-factor sign-in on or off and of the account's
+        # deletion: the other deadlocked with a login spending a code), and the code
+        # spent under both, with the change: a change refused spends none.
+        await two_factor_q.lock_totp(conn, user_id=user.id)
         await lock_sessions(conn, user.id)
-        # The code under the sessions lock, as turning two-factor sign-in off spends one
-        # (one lock order), and with the change: a change refused spends none.
         if (await two_factor.status(conn, actor)).enabled and not (
             code is not None and await two_factor.spend_code(conn, settings, actor.user_id, code)
         ):

@@ -255,6 +255,10 @@ async def disable(
     Raises: BadRequest (WRONG_PASSWORD, WRONG_TWO_FACTOR_CODE, TWO_FACTOR_NOT_ENABLED)."""
     user = await confirm_password(pool, settings, actor, password)
     async with pool.acquire() as conn, conn.transaction():
+        # The authenticator's row before the sessions lock (`password_unchanged`), as
+        # the login's second step, turning it on and deleting the account take them:
+        # the other order deadlocked with a login spending a code.
+        await q.lock_totp(conn, user_id=actor.user_id)
         if not (await status(conn, actor)).enabled:
             raise BadRequest("two-factor sign-in is off", code="TWO_FACTOR_NOT_ENABLED")
         await password_unchanged(conn, user)  # (a change meanwhile ended this session)
@@ -278,6 +282,7 @@ async def regenerate_recovery_codes(
     user = await confirm_password(pool, settings, actor, password)
     async with pool.acquire() as conn, conn.transaction():
         await hold_accounts(conn, actor)
+        await q.lock_totp(conn, user_id=actor.user_id)  # (before the sessions lock: `disable`)
         if not (await status(conn, actor)).enabled:
             raise BadRequest("two-factor sign-in is off", code="TWO_FACTOR_NOT_ENABLED")
         await password_unchanged(conn, user)
