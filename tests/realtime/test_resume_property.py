@@ -194,8 +194,9 @@ class World:
             if self.sees(c):
                 self.expected.append(("message.created", r.json()["id"]))
         elif op == "rename":
+            self.emoji += 1  # a new name each time: a rename to the name it has tells no one
             r = await api.patch(
-                f"/api/conversations/{c.id}", headers=o1.headers, json={"name": "n"}
+                f"/api/conversations/{c.id}", headers=o1.headers, json={"name": f"n{self.emoji}"}
             )
             assert r.status_code == 200
             if self.sees(c):
