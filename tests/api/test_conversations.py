@@ -270,3 +270,27 @@ async def test_a_new_groups_people_come_in_the_order_its_get_lists_them(
         told = await factories.events_of(conn, "user", owner.id)
     created = [data for kind, data in told if kind == "conversation.created"]
     assert created[-1]["participant_ids"] == made["participant_ids"], created
+
+
+async def test_being_added_back_to_a_group_tells_my_read_state_and_counts_as_the_list_does(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    ann, ben, cid = [await make_user(n) for n in ("ann", "ben", "cid")]
+    gid = (await factories.group(client, ann, ben, cid))["id"]
+    await factories.say(client, ben, gid, f"hi <@{cid.id}>")
+    left = await client.delete(
+        f"/api/conversations/{gid}/participants/{cid.id}", headers=cid.headers
+    )
+    assert left.status_code == 204
+    await factories.say(client, ben, gid, "said while cid was away")
+    back = await client.put(f"/api/conversations/{gid}/participants/{cid.id}", headers=ann.headers)
+    assert back.status_code == 200, back.text
+    listed = (await client.get(f"/api/conversations/{gid}", headers=cid.headers)).json()
+    assert (listed["last_read_seq"], listed["unread"], listed["mention_count"]) == (0, 2, 1)
+    # What cid's clients hear of it says the same: with nothing to count from (the
+    # messages came before), a client taking the event alone showed the group read.
+    (added,) = [
+        d for t, d in await factories.events_of(conn, "user", cid.id) if t == "conversation.added"
+    ]
+    assert added["id"] == gid
+    assert (added["last_read_seq"], added["unread"], added["mention_count"]) == (0, 2, 1)

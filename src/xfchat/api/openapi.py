@@ -131,6 +131,7 @@ ENUMS = {
     "MessagePayload": {"kind": ["default", "pin"]},
     "ServerChannelPayload": {"kind": ["text", "voice", "category"]},
     "ConversationPayload": {"kind": ["direct", "group"]},
+    "ConversationAddedPayload": {"kind": ["direct", "group"]},
     "ConversationView": {"kind": ["direct", "group"]},
     "ConversationChannelPayload": {"kind": ["direct", "group"]},
     "OverridePayload": {"kind": ["role", "member"]},

@@ -38,6 +38,7 @@ from xfchat.domain.access import (
 from xfchat.domain.account_lock import hold_accounts
 from xfchat.domain.accounts import Actor
 from xfchat.domain.event_payloads import (
+    ConversationAddedPayload,
     ConversationPayload,
     MessagePayload,
 )
@@ -412,12 +413,22 @@ async def add_participant(
         await access_changed(conn, channel.id)
         conversation = await conversation_of(conn, channel, [*people, user_id])
         newcomer = conversation.participants[-1]
+        # With the newcomer's read position and counts, as the list counts them: what was
+        # said before (or while they were away, back after leaving) is there already,
+        # and no event of it will reach them to count.
+        (mine,) = await q.list_conversations(conn, user_id=user_id, channel_ids=[channel.id])
+        added: ConversationAddedPayload = {
+            **conversation.json(),
+            "last_read_seq": mine.last_read_seq,
+            "unread": mine.unread,
+            "mention_count": mine.mention_count,
+        }
         # The newcomer's stream first: it follows the conversation from then on, so it
         # sees its own participant.added and everything after.
         await emit_many(
             conn,
             [
-                CONVERSATION_ADDED.to_user(user_id, conversation.json()),
+                CONVERSATION_ADDED.to_user(user_id, added),
                 PARTICIPANT_ADDED.to_channel(
                     channel.id,
                     {

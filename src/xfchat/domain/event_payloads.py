@@ -148,6 +148,17 @@ class ConversationPayload(TypedDict):
     created_at: str
 
 
+class ConversationAddedPayload(ConversationPayload):
+    """A group as the one just added to it sees it: with their read position there (kept
+    from an earlier time in it, else 0) and what is unread after it, as
+    `GET /api/conversations/{id}` counts them: the messages are already there, so no
+    event brings them to count."""
+
+    last_read_seq: int
+    unread: int
+    mention_count: int
+
+
 class ConversationRemovedPayload(TypedDict):
     id: str
 

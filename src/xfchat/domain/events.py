@@ -30,6 +30,7 @@ from xfchat.db.queries import event_log as q
 from xfchat.domain.event_payloads import (
     ChannelsHiddenPayload,
     ChannelsRevealedPayload,
+    ConversationAddedPayload,
     ConversationPayload,
     ConversationRemovedPayload,
     FriendPayload,
@@ -286,8 +287,11 @@ CONVERSATION_CREATED = EventType(
 CONVERSATION_ADDED = EventType(
     "conversation.added",
     U,
-    ConversationPayload,
-    "You were added to a group; its events follow.",
+    ConversationAddedPayload,
+    "You were added to a group (or back to one you left): with your read position there"
+    " and its `unread` and `mention_count`, as `GET /api/conversations/{id}` counts them"
+    " (messages sent before, or while you were away, count: no event brings them); its"
+    " events follow.",
     access=AccessChange.GRANT,
 )
 CONVERSATION_REMOVED = EventType(
