@@ -305,8 +305,7 @@ class Fold:
             for m in held
             if m["seq"] > d["last_read_seq"]
             and not m["deleted"]
-            and m["author"]["id"] != self.me["id"]
-            and m["kind"] == "default"
+            and m["author"]["id"] != self.me["id"]  # (a pin notice counts, as the server's)
         ]
         rs["unread"] = min(CAP, len(after))
         rs["mention_count"] = min(CAP, sum(self._mentions_me(s, m) for m in after))
