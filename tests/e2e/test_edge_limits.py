@@ -47,6 +47,17 @@ def read_answer(sock: socket.socket, limit_s: float = 30) -> bytes:
     return b"".join(chunks)
 
 
+def exchange(base: str, request_bytes: bytes, limit_s: float = 30) -> bytes:
+    """`request_bytes` sent on a connection of their own, and everything the server
+    writes back until it closes it."""
+    sock = raw_connection(base)
+    try:
+        sock.sendall(request_bytes)
+        return read_answer(sock, limit_s)
+    finally:
+        sock.close()
+
+
 def send_until_cut(sock: socket.socket, head: bytes, filler: bytes, total: int) -> int:
     """Send `head`, then `filler` until `total` bytes went out or the server cut the
     connection; how many bytes the kernel took."""
@@ -698,10 +709,7 @@ def test_a_request_the_parser_refuses_behind_others_is_answered_after_them(
             2,
         ),
     ]:
-        sock = raw_connection(base)
-        sock.sendall(request_bytes)
-        answer = read_answer(sock, limit_s=10)
-        sock.close()
+        answer = exchange(base, request_bytes, limit_s=10)
         assert answer.startswith(first), answer[:300]
         statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", answer)
         assert len(statuses) == answers and statuses[-1] == b"400", answer
@@ -752,10 +760,7 @@ def test_what_the_parser_or_the_handshake_refuses_is_answered_in_json(
     level (was: a WARNING line for each, 10,480 in 5 s from one client)."""
     _, base = edge
     for request_bytes, code in REFUSED_BY_THE_PARSER_OR_THE_HANDSHAKE:
-        sock = raw_connection(base)
-        sock.sendall(request_bytes)
-        answer = read_answer(sock)
-        sock.close()
+        answer = exchange(base, request_bytes)
         head, _, body = answer.partition(b"\r\n\r\n")
         assert head.startswith((b"HTTP/1.1 400 ", b"HTTP/1.1 403 ")), answer[:300]
         assert b"content-type: application/json" in head.lower(), head
@@ -1072,10 +1077,7 @@ def test_a_head_framed_against_rfc_9112_is_refused_before_the_app(edge: tuple[in
         (UPGRADE.replace(b"GET ", b"HEAD "), 400, None),
         (b"HEAD /health HTTP/2.0\r\nHost: x\r\n\r\n", 505, None),
     ]:
-        sock = raw_connection(base)
-        sock.sendall(request_bytes)
-        answer = read_answer(sock, limit_s=10)
-        sock.close()
+        answer = exchange(base, request_bytes, limit_s=10)
         head, _, body = answer.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 %d " % status), (request_bytes, answer[:300])
         if code is not None:
@@ -1100,10 +1102,7 @@ def test_a_method_no_route_answers_is_501_and_garbage_stays_400(edge: tuple[int,
         (b"GARBAGE\r\n\r\n", 400, "MALFORMED_REQUEST"),
         (b"G\x00T /health HTTP/1.1\r\nHost: x\r\n\r\n", 400, "MALFORMED_REQUEST"),
     ]:
-        sock = raw_connection(base)
-        sock.sendall(request_bytes)
-        answer = read_answer(sock, limit_s=10)
-        sock.close()
+        answer = exchange(base, request_bytes, limit_s=10)
         head, _, body = answer.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 %d " % status), (request_bytes, answer[:300])
         assert json.loads(body)["code"] == code, (request_bytes, body)
@@ -1121,10 +1120,7 @@ def test_a_refusal_behind_a_head_whose_own_method_was_not_read_carries_its_body(
         b"HEAD /health HTTP/1.1\r\nHost: x\r\n\r\nGARBAGE\r\n\r\n",
         b"HEAD /health HTTP/1.1\r\nHost: x\r\n\r\nGE",  # (then nothing: 408)
     ]:
-        sock = raw_connection(base)
-        sock.sendall(request_bytes)
-        answer = read_answer(sock, limit_s=10)
-        sock.close()
+        answer = exchange(base, request_bytes, limit_s=10)
         statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", answer)
         assert len(statuses) == 2 and statuses[0] == b"200", answer
         second = answer[answer.index(b"HTTP/1.1 ", 1) :]

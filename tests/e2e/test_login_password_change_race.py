@@ -11,7 +11,6 @@ from typing import Any
 
 import asyncpg
 import httpx
-from asyncpg.transaction import Transaction
 
 from tests.api.test_two_factor import BASE, password_step, second_step, turned_on
 from tests.factories import PASSWORD, MakeUser, TestUser
@@ -35,16 +34,17 @@ def change_password(
 
 async def changed_while_it_waits(
     holder: asyncpg.Connection,
-    tx: Transaction,
     client: httpx.AsyncClient,
     owner: TestUser,
     pending: Callable[[], Awaitable[httpx.Response]],
     code: str | None = None,
 ) -> httpx.Response:
-    """With `holder` (in `tx`) holding the owner's sessions lock: the owner's password
-    change waits for it, having locked the account's row and authenticator; then
-    `pending` starts (its password checked) and waits behind the change; the lock let
-    go, the change commits first; `pending`'s answer."""
+    """With `holder` holding the owner's sessions lock (in a transaction of its own):
+    the owner's password change waits for it, having locked the account's row and
+    authenticator; then `pending` starts (its password checked) and waits behind the
+    change; the lock let go, the change commits first; `pending`'s answer."""
+    tx = holder.transaction()
+    await tx.start()
     await locks_q.lock_transaction(holder, key=locks_q.advisory_key(b"sessions", owner.id))
     change = asyncio.ensure_future(change_password(client, owner.access_token, code=code))
     await until_one_waits_for_a_lock(holder, change)
@@ -69,13 +69,10 @@ async def test_a_login_with_the_old_password_racing_a_change_gets_no_session(
     holder = await asyncpg.connect(db_url)
     try:
         async with httpx.AsyncClient(base_url=base, timeout=30) as client:
-            tx = holder.transaction()
-            await tx.start()
             # The login waits after its argon2 check, before it writes its session (at
             # the sessions lock, behind the change).
             answer = await changed_while_it_waits(
                 holder,
-                tx,
                 client,
                 owner,
                 lambda: client.post(
@@ -191,13 +188,10 @@ async def test_turning_two_factor_off_racing_a_password_change_is_refused(
             second = await second_step(client, await password_step(client, owner), codes[0])
             assert second.status_code == 200, second.text
             other = {"Authorization": f"Bearer {second.json()['access_token']}"}
-            tx = holder.transaction()
-            await tx.start()
             # The disable waits after its password check, at the authenticator's row
             # (behind the change, which holds it).
             answer = await changed_while_it_waits(
                 holder,
-                tx,
                 client,
                 owner,
                 lambda: client.post(
