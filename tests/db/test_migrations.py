@@ -954,8 +954,7 @@ async def test_0057_keeps_the_earlier_languages_of_a_queued_channel_and_reverts(
     its revert drops the column and keeps the queue."""
     conn = await asyncpg.connect(db_url)
     try:
-        user = await ann(conn)
-        ch = await group_of(conn, user, last_seq=3)
+        ch = await group_of(conn, await ann(conn), last_seq=3)
         await conn.execute(
             "INSERT INTO search_reindexes (channel_id, through_seq, earlier)"
             " VALUES ($1, 3, '{french}')",
