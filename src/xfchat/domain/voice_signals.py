@@ -82,8 +82,9 @@ async def relay_signal(
     async with conn.transaction():
         # A gateway connection outlives its session's expiry by up to a minute (until
         # the hub's look at its sessions), as a join from it is refused, so is its
-        # signal: a revocation that commits before this read is seen here, one after it
-        # comes after the signal in the log.
+        # signal: a revocation that commits before this read is seen here; one that
+        # commits after it lets this signal go (its notice may reach the others first,
+        # in commit order), and ends the connection then.
         await require_live_session(conn, actor)
         states = {
             r.user_id: r
