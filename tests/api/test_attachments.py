@@ -282,6 +282,41 @@ async def test_a_jpegs_metadata_is_dropped_and_its_pixels_and_orientation_kept(
     assert got.content == plain.getvalue()
 
 
+async def test_a_pngs_metadata_is_dropped_and_its_pixels_and_orientation_kept(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """Was: a PNG was stored byte for byte, so whoever could read the channel downloaded
+    its eXIf GPS position, its XMP and its text chunks (and anything after IEND)."""
+    from PIL import PngImagePlugin
+
+    ann = await make_user("ann")
+    srv = await community(client, ann)
+    image, exif, icc = factories.located_photo((300, 200))
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "at home")
+    info.add_text("XML:com.adobe.xmp", "<exif:GPSLatitude>48,51N</exif:GPSLatitude>", zip=True)
+    info.add_itxt("Description", "my street", zip=False)
+    out = BytesIO()
+    image.save(out, "PNG", exif=exif, icc_profile=icc, pnginfo=info)
+    photo = out.getvalue() + b"after IEND, with its own GPS"
+    sent = await post_files(client, ann, srv.general, [part("p.png", photo, "image/png")])
+    assert sent.status_code == 201, sent.text
+    (attachment,) = sent.json()["attachments"]
+    assert (attachment["width"], attachment["height"]) == (200, 300)  # upright
+    got = (await client.get(attachment["url"], headers=ann.headers)).content
+    assert attachment["size"] == len(got) < len(photo)
+    for secret in (b"SpyCam", b"at home", b"my street", b"Comment", b"after IEND"):
+        assert secret not in got
+    kept = Image.open(BytesIO(got))
+    assert dict(kept.getexif()) == {ExifTags.Base.Orientation: 6}
+    assert kept.info["icc_profile"] == icc
+    assert kept.tobytes() == Image.open(BytesIO(photo)).tobytes()
+    plain = png(30, 20)  # nothing to drop: stored byte for byte
+    same = await post_files(client, ann, srv.general, [part("q.png", plain)])
+    got = await client.get(same.json()["attachments"][0]["url"], headers=ann.headers)
+    assert got.content == plain
+
+
 async def test_a_jpegs_metadata_is_dropped_in_an_image_slot_within_the_bounds(
     app: FastAPI, client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
 ) -> None:

@@ -197,9 +197,14 @@ def _one_profile(out: bytearray, chunks: list[tuple[int, int, int, int]]) -> boo
 
 
 def orientation_segment(orientation: int) -> bytes:
-    """An APP1 EXIF segment holding only the orientation tag (big-endian TIFF, one IFD
-    of one SHORT entry)."""
+    """An APP1 EXIF segment holding only the orientation tag (orientation_tiff)."""
+    body = b"Exif\x00\x00" + orientation_tiff(orientation)
+    return b"\xff\xe1" + (len(body) + 2).to_bytes(2, "big") + body
+
+
+def orientation_tiff(orientation: int) -> bytes:
+    """EXIF holding only the orientation tag: big-endian TIFF, one IFD of one SHORT
+    entry, no next IFD."""
     tiff = b"MM\x00\x2a\x00\x00\x00\x08" + b"\x00\x01"
     tiff += b"\x01\x12\x00\x03\x00\x00\x00\x01" + orientation.to_bytes(2, "big") + b"\x00\x00"
-    body = b"Exif\x00\x00" + tiff + b"\x00\x00\x00\x00"  # (no next IFD)
-    return b"\xff\xe1" + (len(body) + 2).to_bytes(2, "big") + body
+    return tiff + b"\x00\x00\x00\x00"
