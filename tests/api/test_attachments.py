@@ -317,6 +317,32 @@ async def test_a_pngs_metadata_is_dropped_and_its_pixels_and_orientation_kept(
     assert got.content == plain
 
 
+async def test_a_webps_exif_and_xmp_are_dropped_and_its_orientation_kept(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """Was: a WebP was stored byte for byte, its EXIF GPS position and XMP with it."""
+    ann = await make_user("ann")
+    srv = await community(client, ann)
+    image, exif, icc = factories.located_photo((300, 200))
+    out = BytesIO()
+    xmp = b"<x:xmpmeta><exif:GPSLatitude>48,51N</exif:GPSLatitude></x:xmpmeta>"
+    image.save(out, "WEBP", lossless=True, exif=exif, icc_profile=icc, xmp=xmp)
+    photo = out.getvalue()
+    sent = await post_files(client, ann, srv.general, [part("p.webp", photo, "image/webp")])
+    assert sent.status_code == 201, sent.text
+    (attachment,) = sent.json()["attachments"]
+    assert attachment["content_type"] == "image/webp"
+    assert (attachment["width"], attachment["height"]) == (200, 300)  # upright
+    got = (await client.get(attachment["url"], headers=ann.headers)).content
+    assert attachment["size"] == len(got) < len(photo)
+    for secret in (b"SpyCam", b"GPSLatitude", b"XMP "):
+        assert secret not in got
+    kept = Image.open(BytesIO(got))
+    assert dict(kept.getexif()) == {ExifTags.Base.Orientation: 6}
+    assert kept.info["icc_profile"] == icc
+    assert kept.tobytes() == Image.open(BytesIO(photo)).tobytes()
+
+
 async def test_a_jpegs_metadata_is_dropped_in_an_image_slot_within_the_bounds(
     app: FastAPI, client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
 ) -> None:

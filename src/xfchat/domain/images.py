@@ -27,7 +27,7 @@ from uuid import UUID
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from xfchat.domain import jpeg, png
+from xfchat.domain import jpeg, png, webp
 from xfchat.domain.jpeg import MAX_JPEG_COEFFICIENT_BYTES as MAX_JPEG_COEFFICIENT_BYTES
 from xfchat.domain.jpeg import MAX_JPEG_SCANS as MAX_JPEG_SCANS
 from xfchat.domain.jpeg import invalid as _invalid
@@ -240,24 +240,27 @@ def _webp_end(data: bytes) -> int:
 
 
 def strippable(head: bytes) -> bool:
-    """Whether a file's first bytes are those of a JPEG or a PNG (without_metadata)."""
-    return head.startswith((b"\xff\xd8\xff", png.SIGNATURE))
+    """Whether a file's first bytes are those of a JPEG, PNG or WebP (without_metadata)."""
+    return head.startswith((b"\xff\xd8\xff", png.SIGNATURE)) or webp.is_webp(head)
 
 
 def without_metadata(data: bytes) -> bytes:
-    """A JPEG or PNG attachment as it was uploaded, the same pixels bit for bit (its
-    scans or image data are not touched), without its metadata or anything after the
+    """A JPEG, PNG or WebP attachment as it was uploaded, the same pixels bit for bit
+    (its scans or image data are not touched), without its metadata or anything after the
     image's end (for a JPEG, an MPO's other frames, a gain map, a motion photo's video,
     which carry metadata of their own and which only the dropped XMP or MPF pointed
-    at; for a PNG, its eXIf, text and time chunks: png.METADATA); its EXIF orientation,
+    at; for a PNG, its eXIf, text and time chunks: png.METADATA; for a WebP, its EXIF
+    and XMP chunks); its EXIF orientation,
     if any, is kept, alone in a small EXIF segment (or eXIf chunk) of our own. CPU
     work: run it through run_image_job.
 
-    Raises: BadRequest (INVALID_IMAGE: not a well-formed JPEG or PNG, or beyond the
+    Raises: BadRequest (INVALID_IMAGE: not a well-formed JPEG, PNG or WebP, or beyond the
     bounds of jpeg.segments)."""
     with _decoding():
         if data.startswith(png.SIGNATURE):
             return _png_without_metadata(data)
+        if webp.is_webp(data):
+            return _webp_without_metadata(data)
         kept = jpeg.strip(data)  # (walked within its bounds before Pillow reads it)
         with Image.open(BytesIO(data), formats=["JPEG", "MPO"]) as opened:
             orientation = opened.getexif().get(ORIENTATION, 1)  # (reads no pixels)
@@ -268,14 +271,27 @@ def without_metadata(data: bytes) -> bytes:
 
 def _png_without_metadata(data: bytes) -> bytes:
     kept, exif, before_idat = png.strip(data)
-    orientation = 1
-    if exif is not None:
-        found = Image.Exif()
-        found.load(exif)  # (its first IFD only: no pixels, no other chunk)
-        orientation = found.get(ORIENTATION, 1)
+    orientation = _orientation(exif)
     if orientation in range(2, 9):
         kept[before_idat:before_idat] = png.chunk(png.EXIF, jpeg.orientation_tiff(orientation))
     return bytes(kept)
+
+
+def _webp_without_metadata(data: bytes) -> bytes:
+    kept, exif = webp.strip(data)
+    if _orientation(exif) in range(2, 9) and webp.set_exif_flag(kept):
+        kept += webp.chunk(webp.EXIF, jpeg.orientation_tiff(_orientation(exif)))
+    return webp.with_size(kept)
+
+
+def _orientation(exif: bytes | None) -> int:
+    """The orientation an EXIF block (TIFF, or after "Exif\\0\\0") says, 1 if none."""
+    if exif is None:
+        return 1
+    found = Image.Exif()
+    found.load(exif)  # (its first IFD only)
+    orientation = found.get(ORIENTATION, 1)
+    return orientation if isinstance(orientation, int) else 1
 
 
 def _normalized(image: Image.Image) -> Image.Image:

@@ -1,0 +1,66 @@
+"""A WebP's chunks walked once, its EXIF and XMP chunks dropped without touching its
+image data (strip), as jpeg.strip does for a JPEG."""
+
+from __future__ import annotations
+
+from xfchat.domain.jpeg import invalid
+
+EXIF, XMP, VP8X = b"EXIF", b"XMP ", b"VP8X"
+EXIF_FLAG, XMP_FLAG = 0x08, 0x04  # in VP8X's flags
+
+
+def is_webp(data: bytes) -> bool:
+    return data[:4] == b"RIFF" and data[8:12] == b"WEBP"
+
+
+def chunk(kind: bytes, data: bytes) -> bytes:
+    """A chunk: its FourCC, size and data, padded to an even length."""
+    return kind + len(data).to_bytes(4, "little") + data + b"\x00" * (len(data) & 1)
+
+
+def strip(data: bytes) -> tuple[bytearray, bytes | None]:
+    """The RIFF header and the chunks without EXIF and XMP (their flags cleared in
+    VP8X; anything after the RIFF's end dropped), built a range at a time; the first
+    EXIF chunk's data (None if none).
+
+    Raises: BadRequest (INVALID_IMAGE: a chunk past the RIFF's end)."""
+    end = 8 + int.from_bytes(data[4:8], "little")
+    if not is_webp(data) or end > len(data):
+        raise invalid("the image is truncated")
+    view = memoryview(data)
+    out = bytearray(view[:12])
+    exif: bytes | None = None
+    pos = 12
+    while pos < end:
+        if pos + 8 > end:
+            raise invalid("the image is truncated")
+        kind = data[pos : pos + 4]
+        size = int.from_bytes(data[pos + 4 : pos + 8], "little")
+        after = pos + 8 + size + (size & 1)
+        if after > end:
+            raise invalid("the image is truncated")
+        if kind in (EXIF, XMP):
+            if kind == EXIF and exif is None:
+                exif = data[pos + 8 : pos + 8 + size]
+        else:
+            at = len(out)
+            out += view[pos:after]
+            if kind == VP8X and size >= 1:
+                out[at + 8] &= ~(EXIF_FLAG | XMP_FLAG) & 0xFF
+        pos = after
+    return out, exif
+
+
+def with_size(out: bytearray) -> bytes:
+    """The RIFF with its size set to what it holds."""
+    out[4:8] = (len(out) - 8).to_bytes(4, "little")
+    return bytes(out)
+
+
+def set_exif_flag(out: bytearray) -> bool:
+    """Set the EXIF flag of the first chunk when it is VP8X (an EXIF chunk needs one);
+    whether it was."""
+    if out[12:16] != VP8X or len(out) < 21:
+        return False
+    out[20] |= EXIF_FLAG
+    return True
