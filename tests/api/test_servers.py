@@ -616,3 +616,30 @@ async def test_a_patch_that_changes_nothing_answers_the_object_and_writes_and_te
     assert topic.json()["topic"] == "news"
     events, audits = await written()
     assert events > before[0] and audits == before[1] + 1
+
+
+async def test_a_bans_reason_in_its_body_is_cleaned_as_the_headers_is(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    # The body's reason was stored as sent: line breaks, escape sequences and other
+    # control characters went into the ban list and the audit log, where the header's
+    # are dropped or read as spaces, and a reason of only spaces was kept as one.
+    ann, ben, cid = [await make_user(n) for n in ("ann", "ben", "cid")]
+    srv = await community(client, ann, ben, cid)
+    sent = "spam\nlinks\x1b[31m\x07 "
+    banned = await client.put(
+        srv.url(f"/bans/{ben.id}"), headers=ann.headers, json={"reason": sent}
+    )
+    assert banned.status_code == 204
+    blank = await client.put(srv.url(f"/bans/{cid.id}"), headers=ann.headers, json={"reason": "  "})
+    assert blank.status_code == 204
+    bans = (await client.get(srv.url("/bans"), headers=ann.headers)).json()
+    assert {b["user"]["id"]: b["reason"] for b in bans} == {
+        str(ben.id): "spam links[31m",
+        str(cid.id): None,
+    }
+    log = (await client.get(srv.url("/audit-log?action=member.banned"), headers=ann.headers)).json()
+    assert {e["target_id"]: e["reason"] for e in log} == {
+        str(ben.id): "spam links[31m",
+        str(cid.id): None,
+    }

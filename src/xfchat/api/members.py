@@ -9,13 +9,13 @@ from uuid import UUID
 from fastapi import Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from xfchat.api.deps import Conn, CurrentActor
+from xfchat.api.deps import Conn, CurrentActor, without_controls
 from xfchat.api.models import IsoTime, Text
 from xfchat.api.pages import page_of
 from xfchat.api.responses import JSONResponse
 from xfchat.api.routing import api_router
 from xfchat.api.servers import AuditReason
-from xfchat.domain import members, presence, roles
+from xfchat.domain import members, presence, roles, servers
 from xfchat.domain.accounts import Actor
 from xfchat.domain.event_payloads import MemberPayload, PresencePayload, PublicUserPayload
 from xfchat.errors import BadRequest
@@ -188,8 +188,10 @@ async def put_ban(
     body: BanIn | None = None,
 ) -> Response:
     """Ban a user (BAN_MEMBERS): a member is removed, and no invite lets them back. The
-    reason is the body's or the X-Audit-Log-Reason header's."""
-    why = (body.reason if body else None) or reason
+    reason is the body's or the X-Audit-Log-Reason header's, cleaned as the header's is
+    (a body's line breaks and escape sequences went into the ban list and the log)."""
+    given = body.reason if body else None
+    why = (servers.audit_reason(without_controls(given)) if given else None) or reason
     await members.ban_member(conn, actor, server_id, user_id, why)
     return Response(status_code=204)
 
