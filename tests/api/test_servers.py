@@ -643,3 +643,30 @@ async def test_a_bans_reason_in_its_body_is_cleaned_as_the_headers_is(
         str(ben.id): "spam links[31m",
         str(cid.id): None,
     }
+
+
+async def test_lifting_a_timeout_nobody_has_or_giving_the_same_nickname_audits_nothing(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    """Was: `{timed_out_until: null}` on a member never timed out wrote a
+    `member.timed_out` entry of a removal and told every member `member.updated`, and a
+    nickname given as it was wrote a `member.updated` entry of no change."""
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await community(client, ann, ben)
+    named = await client.patch(
+        srv.url(f"/members/{ben.id}"), headers=ann.headers, json={"nickname": "Bee"}
+    )
+    assert named.status_code == 200
+    for body in ({"timed_out_until": None}, {"nickname": "Bee"}):
+        same = await client.patch(srv.url(f"/members/{ben.id}"), headers=ann.headers, json=body)
+        assert same.status_code == 200 and same.json()["nickname"] == "Bee"
+        assert same.json()["timed_out_until"] is None
+    log = (await client.get(srv.url("/audit-log"), headers=ann.headers)).json()
+    assert [(e["action"], e["changes"]) for e in log if e["action"].startswith("member.")] == [
+        ("member.updated", {"nickname": "Bee"})
+    ]
+    async with pool.acquire() as conn:
+        told = await factories.events_of(conn, "server", uuid.UUID(srv.id))
+    assert (
+        len([d for t, d in told if t == "member.updated" and d["user"]["id"] == str(ben.id)]) == 1
+    )

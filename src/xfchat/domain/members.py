@@ -147,6 +147,17 @@ async def update_member(
             check_outranks(access, target)
         if until is not None:
             await _check_timeout_target(conn, server_id, user_id)
+        # Only what changes is written, audited and announced (as Discord): lifting a
+        # timeout nobody had was a `member.timed_out` entry of a removal, and a
+        # `member.updated` to every member, of nothing.
+        fields = {
+            k: v
+            for k, v in fields.items()
+            if (k == "nickname" and (v or None) != target.nickname)
+            or (k == "timed_out_until" and until != target.timed_out_until)
+        }
+        if not fields:
+            return await member_json(conn, target)
         row = await q.update_member(
             conn,
             server_id=server_id,
@@ -163,7 +174,8 @@ async def update_member(
             channels = await channels_q.list_server_channels(conn, server_id=server_id)
             await access_changed_many(conn, [c.id for c in channels])
         # No voice while timed out.
-        ended = await voice.end_member_state(conn, [server_id], user_id) if until else []
+        timed = "timed_out_until" in fields and until is not None
+        ended = await voice.end_member_state(conn, [server_id], user_id) if timed else []
         changes = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in fields.items()}
         if not self_only:
             action = "member.timed_out" if "timed_out_until" in fields else "member.updated"
