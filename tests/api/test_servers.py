@@ -670,3 +670,21 @@ async def test_lifting_a_timeout_nobody_has_or_giving_the_same_nickname_audits_n
     assert (
         len([d for t, d in told if t == "member.updated" and d["user"]["id"] == str(ben.id)]) == 1
     )
+
+
+async def test_a_member_changes_audit_entry_records_the_nickname_as_written(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """Was: the entry recorded the nickname as sent (" Bee ", "" for a cleared one), not
+    the "Bee" (or null) written."""
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await community(client, ann, ben)
+    for sent in ("  Bee  ", ""):
+        done = await client.patch(
+            srv.url(f"/members/{ben.id}"), headers=ann.headers, json={"nickname": sent}
+        )
+        assert done.status_code == 200
+    log = (
+        await client.get(srv.url("/audit-log?action=member.updated"), headers=ann.headers)
+    ).json()
+    assert [e["changes"] for e in log] == [{"nickname": None}, {"nickname": "Bee"}]

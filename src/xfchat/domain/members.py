@@ -176,7 +176,13 @@ async def update_member(
         # No voice while timed out.
         timed = "timed_out_until" in fields and until is not None
         ended = await voice.end_member_state(conn, [server_id], user_id) if timed else []
-        changes = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in fields.items()}
+        # What it is now, as stored (was: as sent, " Bee " for the "Bee" written).
+        stored = {"nickname": row.nickname, "timed_out_until": row.timed_out_until}
+        changes = {
+            k: (v.isoformat() if isinstance(v, datetime) else v)
+            for k, v in stored.items()
+            if k in fields
+        }
         if not self_only:
             action = "member.timed_out" if "timed_out_until" in fields else "member.updated"
             await audit(
