@@ -688,3 +688,17 @@ async def test_a_member_changes_audit_entry_records_the_nickname_as_written(
         await client.get(srv.url("/audit-log?action=member.updated"), headers=ann.headers)
     ).json()
     assert [e["changes"] for e in log] == [{"nickname": None}, {"nickname": "Bee"}]
+
+
+async def test_an_audit_reasons_unicode_line_breaks_read_as_spaces(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """Was: U+2028 and U+2029 (line and paragraph separators) stayed in the reason, where
+    every other line break reads as a space."""
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await community(client, ann, ben)
+    reason = {"X-Audit-Log-Reason": "spam%E2%80%A8links%E2%80%A9again"}
+    kicked = await client.delete(srv.url(f"/members/{ben.id}"), headers={**ann.headers, **reason})
+    assert kicked.status_code == 204
+    log = (await client.get(srv.url("/audit-log?action=member.kicked"), headers=ann.headers)).json()
+    assert [e["reason"] for e in log] == ["spam links again"]

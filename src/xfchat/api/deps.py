@@ -52,9 +52,11 @@ def app_slots(request: Request, name: str, make: Callable[[], T]) -> T:
 
 
 # Tabs and line breaks read as spaces; every other control character (C0, DEL, C1) goes.
+# (Unicode's line and paragraph separators are line breaks too: they were kept, and an
+# audit-log reason or a session's device name broke its line where it is shown.)
 _CONTROLS = {
     **{c: None for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))},
-    **{ord(c): " " for c in "\t\n\v\f\r\x1c\x1d\x1e\x1f\x85"},
+    **{ord(c): " " for c in "\t\n\v\f\r\x1c\x1d\x1e\x1f\x85\u2028\u2029"},
 }
 
 
