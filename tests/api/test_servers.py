@@ -661,14 +661,31 @@ async def test_lifting_a_timeout_nobody_has_or_giving_the_same_nickname_audits_n
         same = await client.patch(srv.url(f"/members/{ben.id}"), headers=ann.headers, json=body)
         assert same.status_code == 200 and same.json()["nickname"] == "Bee"
         assert same.json()["timed_out_until"] is None
+    # nor is lifting one that ran out already
+    until = (datetime.now(UTC) + timedelta(minutes=10)).isoformat()
+    timed = await client.patch(
+        srv.url(f"/members/{ben.id}"), headers=ann.headers, json={"timed_out_until": until}
+    )
+    assert timed.status_code == 200
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE server_members SET timed_out_until = now() - interval '1 minute' "
+            "WHERE user_id = $1",
+            ben.id,
+        )
+    lifted = await client.patch(
+        srv.url(f"/members/{ben.id}"), headers=ann.headers, json={"timed_out_until": None}
+    )
+    assert lifted.status_code == 200
     log = (await client.get(srv.url("/audit-log"), headers=ann.headers)).json()
     assert [(e["action"], e["changes"]) for e in log if e["action"].startswith("member.")] == [
-        ("member.updated", {"nickname": "Bee"})
+        ("member.timed_out", {"timed_out_until": until}),
+        ("member.updated", {"nickname": "Bee"}),
     ]
     async with pool.acquire() as conn:
         told = await factories.events_of(conn, "server", uuid.UUID(srv.id))
     assert (
-        len([d for t, d in told if t == "member.updated" and d["user"]["id"] == str(ben.id)]) == 1
+        len([d for t, d in told if t == "member.updated" and d["user"]["id"] == str(ben.id)]) == 2
     )
 
 

@@ -149,12 +149,16 @@ async def update_member(
             await _check_timeout_target(conn, server_id, user_id)
         # Only what changes is written, audited and announced (as Discord): lifting a
         # timeout nobody had was a `member.timed_out` entry of a removal, and a
-        # `member.updated` to every member, of nothing.
+        # `member.updated` to every member, of nothing. (One run out already is no
+        # timeout, and is left as it is, as a transfer leaves it.)
+        running = target.timed_out_until
+        if running is not None and running <= datetime.now(UTC):
+            running = None
         fields = {
             k: v
             for k, v in fields.items()
             if (k == "nickname" and (v or None) != target.nickname)
-            or (k == "timed_out_until" and until != target.timed_out_until)
+            or (k == "timed_out_until" and until != running)
         }
         if not fields:
             return await member_json(conn, target)
