@@ -76,18 +76,16 @@ def file_too_large(max_bytes: int) -> PayloadTooLarge:
 
 
 async def _without_metadata(upload: Upload, slots: images.Slots) -> Upload:
-    """A JPEG or PNG without its metadata (images.without_metadata: EXIF and its GPS
-    position, XMP, comments, text; the pixels untouched), rewritten in its spool; other
-    files as they came. It takes one of the image slots, as a thumbnail does: it holds the file and
-    a core too.
+    """A JPEG, PNG or WebP without its metadata (images.without_metadata: EXIF and its
+    GPS position, XMP, comments, text; the pixels untouched), rewritten in its spool;
+    other files as they came. It takes one of the image slots, as a thumbnail does (it
+    holds the file, read only then, and a core too).
 
-    Raises: BadRequest (INVALID_IMAGE: a damaged JPEG)."""
+    Raises: BadRequest (INVALID_IMAGE: a damaged image)."""
     if not images.strippable(upload.head):
         return upload
-    upload.file.seek(0)
-    data = upload.file.read()
-    clean = await images.run_image_job(slots, images.without_metadata, data)
-    if clean == data:  # (nothing to drop)
+    clean = await images.run_image_job_on(slots, _stripped, upload.file)
+    if clean is None:  # (nothing to drop)
         return upload
     upload.file.seek(0)
     upload.file.write(clean)
@@ -100,15 +98,19 @@ async def _without_metadata(upload: Upload, slots: images.Slots) -> Upload:
     )
 
 
+def _stripped(data: bytes) -> bytes | None:
+    """images.without_metadata's bytes, None if they are `data`'s (nothing dropped)."""
+    clean = images.without_metadata(data)
+    return None if clean == data else clean
+
+
 async def _look_at(upload: Upload, slots: images.Slots) -> images.Thumbnailed | None:
     """An image's facts and thumbnail (None: not an image).
 
     Raises: BadRequest (INVALID_IMAGE: damaged, or a decompression bomb)."""
     if not images.looks_like_image(upload.head):
         return None
-    upload.file.seek(0)
-    data = upload.file.read()
-    return await images.run_image_job(slots, images.make_thumbnail, data)
+    return await images.run_image_job_on(slots, images.make_thumbnail, upload.file)
 
 
 def _draft(upload: Upload, file_id: UUID) -> AttachmentDraft:
