@@ -20,7 +20,7 @@ from fastapi import FastAPI
 from PIL import ExifTags, Image
 
 from tests import factories
-from tests.factories import MakeUser, TestUser, community, override
+from tests.factories import Community, MakeUser, TestUser, community, override
 from xfchat.api.downloads import requested_range
 from xfchat.api.uploads import MAX_PART_HEADER_LINES, MAX_PART_HEADERS, MAX_PARTS
 from xfchat.db.queries.files import CHUNK
@@ -250,16 +250,30 @@ async def test_an_image_gets_its_size_and_a_thumbnail_and_a_bomb_is_refused(
     assert none.status_code == 404 and none.json()["code"] == "ATTACHMENT_NOT_FOUND"
 
 
+GPS_XMP = b"<x:xmpmeta><exif:GPSLatitude>48,51N</exif:GPSLatitude></x:xmpmeta>"
+
+
+def located_file(kind: str, **options: Any) -> tuple[Image.Image, bytes, bytes]:
+    """factories.located_photo saved as `kind` with its EXIF (GPS, orientation), its
+    ICC profile and an XMP with a position: the image, the profile, the file."""
+    image, exif, icc = factories.located_photo((300, 200))
+    out = BytesIO()
+    image.save(out, kind, exif=exif, icc_profile=icc, xmp=GPS_XMP, **options)
+    return image, icc, out.getvalue()
+
+
+async def a_sender(client: httpx.AsyncClient, make_user: MakeUser) -> tuple[TestUser, Community]:
+    """ann, in a server of her own."""
+    ann = await make_user("ann")
+    return ann, await community(client, ann)
+
+
 async def test_a_jpegs_metadata_is_dropped_and_its_pixels_and_orientation_kept(
     client: httpx.AsyncClient, make_user: MakeUser
 ) -> None:
-    ann = await make_user("ann")
-    srv = await community(client, ann)
-    image, exif, icc = factories.located_photo((300, 200))
-    out = BytesIO()
-    xmp = b"<x:xmpmeta><exif:GPSLatitude>48,51N</exif:GPSLatitude></x:xmpmeta>"
-    image.save(out, "JPEG", exif=exif, icc_profile=icc, comment=b"at home", xmp=xmp)
-    photo = out.getvalue() + b"a motion photo's video, with its own GPS"
+    ann, srv = await a_sender(client, make_user)
+    image, icc, photo = located_file("JPEG", comment=b"at home")
+    photo += b"a motion photo's video, with its own GPS"
     url = f"/api/channels/{srv.general}/messages/{uuid.uuid4()}"
     sent = await client.put(url, headers=ann.headers, files=[part("p.jpg", photo, "image/jpeg")])
     assert sent.status_code == 201, sent.text
@@ -321,13 +335,8 @@ async def test_a_webps_exif_and_xmp_are_dropped_and_its_orientation_kept(
     client: httpx.AsyncClient, make_user: MakeUser
 ) -> None:
     """Was: a WebP was stored byte for byte, its EXIF GPS position and XMP with it."""
-    ann = await make_user("ann")
-    srv = await community(client, ann)
-    image, exif, icc = factories.located_photo((300, 200))
-    out = BytesIO()
-    xmp = b"<x:xmpmeta><exif:GPSLatitude>48,51N</exif:GPSLatitude></x:xmpmeta>"
-    image.save(out, "WEBP", lossless=True, exif=exif, icc_profile=icc, xmp=xmp)
-    photo = out.getvalue()
+    ann, srv = await a_sender(client, make_user)
+    _, icc, photo = located_file("WEBP", lossless=True)
     sent = await post_files(client, ann, srv.general, [part("p.webp", photo, "image/webp")])
     assert sent.status_code == 201, sent.text
     (attachment,) = sent.json()["attachments"]

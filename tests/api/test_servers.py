@@ -11,7 +11,7 @@ import asyncpg
 import httpx
 
 from tests import factories
-from tests.factories import MakeUser, community, role
+from tests.factories import Community, MakeUser, TestUser, community, role
 from xfchat.domain.permissions import Permission as P
 
 
@@ -384,6 +384,31 @@ async def test_a_transfer_ends_the_new_owners_timeout(
     assert sent.status_code == 201, sent.text
 
 
+async def timed_out_and_run_out(
+    client: httpx.AsyncClient,
+    pool: asyncpg.Pool,
+    srv: Community,
+    moderator: TestUser,
+    member: TestUser,
+) -> str:
+    """`member` timed out by `moderator` for ten minutes, then its timeout moved into the
+    past (run out, as if ten minutes went by): the `timed_out_until` the PATCH sent."""
+    until = (datetime.now(UTC) + timedelta(minutes=10)).isoformat()
+    timed = await client.patch(
+        srv.url(f"/members/{member.id}"),
+        headers=moderator.headers,
+        json={"timed_out_until": until},
+    )
+    assert timed.status_code == 200
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE server_members SET timed_out_until = now() - interval '1 minute' "
+            "WHERE user_id = $1",
+            member.id,
+        )
+    return until
+
+
 async def test_a_transfer_to_a_member_whose_timeout_ran_out_audits_no_removal(
     client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
 ) -> None:
@@ -391,17 +416,7 @@ async def test_a_transfer_to_a_member_whose_timeout_ran_out_audits_no_removal(
     announced its removal though nobody was timed out."""
     ann, ben = await make_user("ann"), await make_user("ben")
     srv = await community(client, ann, ben)
-    until = (datetime.now(UTC) + timedelta(minutes=10)).isoformat()
-    timed = await client.patch(
-        srv.url(f"/members/{ben.id}"), headers=ann.headers, json={"timed_out_until": until}
-    )
-    assert timed.status_code == 200
-    async with pool.acquire() as conn:
-        await conn.execute(
-            "UPDATE server_members SET timed_out_until = now() - interval '1 minute' "
-            "WHERE user_id = $1",
-            ben.id,
-        )
+    until = await timed_out_and_run_out(client, pool, srv, ann, ben)
     handed = await client.post(
         srv.url("/transfer"), headers=ann.headers, json={"owner_id": str(ben.id)}
     )
@@ -662,17 +677,7 @@ async def test_lifting_a_timeout_nobody_has_or_giving_the_same_nickname_audits_n
         assert same.status_code == 200 and same.json()["nickname"] == "Bee"
         assert same.json()["timed_out_until"] is None
     # nor is lifting one that ran out already
-    until = (datetime.now(UTC) + timedelta(minutes=10)).isoformat()
-    timed = await client.patch(
-        srv.url(f"/members/{ben.id}"), headers=ann.headers, json={"timed_out_until": until}
-    )
-    assert timed.status_code == 200
-    async with pool.acquire() as conn:
-        await conn.execute(
-            "UPDATE server_members SET timed_out_until = now() - interval '1 minute' "
-            "WHERE user_id = $1",
-            ben.id,
-        )
+    until = await timed_out_and_run_out(client, pool, srv, ann, ben)
     lifted = await client.patch(
         srv.url(f"/members/{ben.id}"), headers=ann.headers, json={"timed_out_until": None}
     )
