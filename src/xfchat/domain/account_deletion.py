@@ -85,10 +85,7 @@ async def delete_account(
         owned = await users_q.count_owned_servers(conn, user_id=actor.user_id)
         if owned:
             raise owns_servers(owned)
-        if (await two_factor.status(conn, actor)).enabled and not (
-            code is not None and await two_factor.spend_code(conn, settings, actor.user_id, code)
-        ):
-            raise two_factor.wrong_code()
+        await two_factor.require_code(conn, settings, actor, code)
         return await _erase(conn, actor, places, settings.presence_timeout_s)
 
 

@@ -132,7 +132,7 @@ class Thumbnailed:
 
 
 SIGNATURES = {
-    b"\x89PNG\r\n\x1a\n": "PNG",
+    png.SIGNATURE: "PNG",
     b"\xff\xd8\xff": "JPEG",
     b"GIF87a": "GIF",
     b"GIF89a": "GIF",
@@ -142,7 +142,7 @@ CONTENT_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "GIF": "image/gif", "
 
 def looks_like_image(head: bytes) -> bool:
     """Whether a file's first bytes are those of a PNG, JPEG, GIF or WebP."""
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+    if webp.is_webp(head):
         return True
     return any(head.startswith(signature) for signature in SIGNATURES)
 
@@ -194,7 +194,7 @@ def _check_structure(fmt: str, data: bytes, jpeg_end: int | None) -> None:
         if MARKUP.search(data, jpeg_end or 0):
             raise _invalid("the file holds HTML, SVG, script or PHP after the image")
         return
-    end = {"PNG": _png_end, "GIF": _gif_end, "WEBP": _webp_end}[fmt](data)
+    end = {"PNG": _png_end, "GIF": _gif_end, "WEBP": webp.riff_end}[fmt](data)
     if end < len(data):
         raise _invalid("the file holds data after the end of the image")
     if end > len(data):
@@ -235,10 +235,6 @@ def _gif_end(data: bytes) -> int:
     return pos  # no trailer: the decoder judges a GIF that simply stops
 
 
-def _webp_end(data: bytes) -> int:
-    return 8 + int.from_bytes(data[4:8], "little")  # RIFF's size counts after itself
-
-
 def strippable(head: bytes) -> bool:
     """Whether a file's first bytes are those of a JPEG, PNG or WebP (without_metadata)."""
     return head.startswith((b"\xff\xd8\xff", png.SIGNATURE)) or webp.is_webp(head)
@@ -250,9 +246,8 @@ def without_metadata(data: bytes) -> bytes:
     image's end (for a JPEG, an MPO's other frames, a gain map, a motion photo's video,
     which carry metadata of their own and which only the dropped XMP or MPF pointed
     at; for a PNG, its eXIf, text and time chunks: png.METADATA; for a WebP, its EXIF
-    and XMP chunks); its EXIF orientation,
-    if any, is kept, alone in a small EXIF segment (or eXIf chunk) of our own. CPU
-    work: run it through run_image_job.
+    and XMP chunks); its EXIF orientation, if any, is kept, alone in a small EXIF
+    segment (or chunk) of our own. CPU work: run it through run_image_job.
 
     Raises: BadRequest (INVALID_IMAGE: not a well-formed JPEG, PNG or WebP, or beyond the
     bounds of jpeg.segments)."""
@@ -279,8 +274,9 @@ def _png_without_metadata(data: bytes) -> bytes:
 
 def _webp_without_metadata(data: bytes) -> bytes:
     kept, exif = webp.strip(data)
-    if _orientation(exif) in range(2, 9) and webp.set_exif_flag(kept):
-        kept += webp.chunk(webp.EXIF, jpeg.orientation_tiff(_orientation(exif)))
+    orientation = _orientation(exif)
+    if orientation in range(2, 9) and webp.set_exif_flag(kept):
+        kept += webp.chunk(webp.EXIF, jpeg.orientation_tiff(orientation))
     return webp.with_size(kept)
 
 

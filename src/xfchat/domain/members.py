@@ -47,7 +47,7 @@ from xfchat.domain.server_views import (
     members_json,
     overrides_changed,
 )
-from xfchat.domain.servers import audit, text_field
+from xfchat.domain.servers import audit, running_timeout, text_field
 from xfchat.domain.validation import check_not_everyone, looks_empty
 from xfchat.errors import BadRequest, Forbidden, NotFound
 
@@ -151,9 +151,7 @@ async def update_member(
         # timeout nobody had was a `member.timed_out` entry of a removal, and a
         # `member.updated` to every member, of nothing. (One run out already is no
         # timeout, and is left as it is, as a transfer leaves it.)
-        running = target.timed_out_until
-        if running is not None and running <= datetime.now(UTC):
-            running = None
+        running = running_timeout(target.timed_out_until)
         fields = {
             k: v
             for k, v in fields.items()

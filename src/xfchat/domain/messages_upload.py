@@ -2,7 +2,7 @@
 counts them in the sender's quota, and writes the message with them through the same
 batch writer every send uses (domain/messages_send.py: permission, replies,
 idempotency, rate limits, sequence number, event), so a message and its files are
-committed together or not at all. Before that: a JPEG or PNG loses its metadata (in a thread,
+committed together or not at all. Before that: a JPEG, PNG or WebP loses its metadata (in a thread,
 in a turn of the process's image slots, as a thumbnail is made), a repeat (its
 id or nonce already held) is answered without storing anything, files that cannot fit
 in the quota are refused, and images are looked at (and thumbnailed), in a thread,

@@ -235,10 +235,7 @@ async def change_password(
         # spent under both, with the change: a change refused spends none.
         await two_factor_q.lock_totp(conn, user_id=user.id)
         await lock_sessions(conn, user.id)
-        if (await two_factor.status(conn, actor)).enabled and not (
-            code is not None and await two_factor.spend_code(conn, settings, actor.user_id, code)
-        ):
-            raise two_factor.wrong_code()
+        await two_factor.require_code(conn, settings, actor, code)
         revoked = await sessions_q.revoke_other_sessions(
             conn, user_id=user.id, keep=actor.session_id, reason="password_changed"
         )

@@ -277,6 +277,11 @@ async def update_server(
     return payload
 
 
+def running_timeout(until: datetime | None) -> datetime | None:
+    """A member's timeout if it still runs (one run out already is no timeout)."""
+    return until if until is not None and until > datetime.now(UTC) else None
+
+
 async def transfer_server(
     conn: asyncpg.Connection, actor: Actor, server_id: UUID, new_owner: UUID, reason: str | None
 ) -> ServerPayload:
@@ -304,7 +309,7 @@ async def transfer_server(
         # Only a running timeout ends (audited and announced); one run out already is
         # no timeout, and is left as it is: clearing it without a word would change the
         # member that REST shows and not the one members keep from the events.
-        if member.timed_out_until is not None and member.timed_out_until > datetime.now(UTC):
+        if running_timeout(member.timed_out_until) is not None:
             untimed = await q.update_member(
                 conn, server_id=server_id, user_id=new_owner, clear_timeout=True
             )

@@ -222,6 +222,21 @@ def wrong_code() -> BadRequest:
     )
 
 
+async def require_code(
+    conn: asyncpg.Connection, settings: Settings, actor: Actor, code: str | None
+) -> None:
+    """With two-factor sign-in on, spend `code` (an authenticator code or a recovery
+    code), in the caller's transaction, as a password change and an account's deletion
+    ask; with it off, nothing.
+
+    Raises: BadRequest (WRONG_TWO_FACTOR_CODE: missing, not current nor an unused
+    recovery code); ServiceUnavailable (TWO_FACTOR_UNAVAILABLE)."""
+    if (await status(conn, actor)).enabled and not (
+        code is not None and await spend_code(conn, settings, actor.user_id, code)
+    ):
+        raise wrong_code()
+
+
 async def spend_code(
     conn: asyncpg.Connection, settings: Settings, user_id: UUID, code: str
 ) -> bool:

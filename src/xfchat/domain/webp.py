@@ -13,6 +13,11 @@ def is_webp(data: bytes) -> bool:
     return data[:4] == b"RIFF" and data[8:12] == b"WEBP"
 
 
+def riff_end(data: bytes) -> int:
+    """Where the RIFF ends (its size counts after itself)."""
+    return 8 + int.from_bytes(data[4:8], "little")
+
+
 def chunk(kind: bytes, data: bytes) -> bytes:
     """A chunk: its FourCC, size and data, padded to an even length."""
     return kind + len(data).to_bytes(4, "little") + data + b"\x00" * (len(data) & 1)
@@ -24,7 +29,7 @@ def strip(data: bytes) -> tuple[bytearray, bytes | None]:
     EXIF chunk's data (None if none).
 
     Raises: BadRequest (INVALID_IMAGE: a chunk past the RIFF's end)."""
-    end = 8 + int.from_bytes(data[4:8], "little")
+    end = riff_end(data)
     if not is_webp(data) or end > len(data):
         raise invalid("the image is truncated")
     view = memoryview(data)

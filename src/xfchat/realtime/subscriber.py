@@ -31,9 +31,7 @@ if TYPE_CHECKING:
     from xfchat.realtime.hub import Hub
 
 log = logging.getLogger("xfchat.hub")
-PRESENCE_READS = (
-    3  # reads of the presences as a feed goes live, at most (see _presences_since_ready)
-)
+PRESENCE_READS = 3  # reads of the presences as a feed goes live, at most (_presences_since_ready)
 T = TypeVar("T")
 
 REPLAY_PAGE = 500
