@@ -146,8 +146,9 @@ async def create_channel(
     fields: dict[str, Any],
     reason: str | None,
 ) -> ServerChannelPayload:
-    """A new channel at the end of the list (or at `position`). In a category it follows
-    the category's overrides unless `permissions_synced` is false.
+    """A new channel at the end of the list (or at `position`), for those with
+    MANAGE_CHANNELS where it goes (the server, or its category: `_may_place`). In a
+    category it follows the category's overrides unless `permissions_synced` is false.
 
     Raises: NotFound (SERVER_NOT_FOUND); Forbidden (MISSING_PERMISSIONS,
     TOO_MANY_CHANNELS, TOO_MANY_OVERRIDES); BadRequest (INVALID_CHANNEL_KIND, INVALID_CHANNEL_NAME,
@@ -158,16 +159,15 @@ async def create_channel(
         )
     values = _check(kind, {"name": None, **fields})
     async with conn.transaction():
-        access = await access_server(
-            conn, actor, server_id, need=Permission.MANAGE_CHANNELS, lock=True
-        )
+        access = await access_server(conn, actor, server_id, lock=True)
+        parent = values.get("parent_id")
+        synced = parent is not None and bool(values.get("permissions_synced", True))
+        await _may_place(conn, actor, access, kind, parent, synced=synced)
         count = await q.count_server_channels(conn, server_id=server_id)
         if count >= MAX_CHANNELS:
             raise Forbidden(
                 f"a server has at most {MAX_CHANNELS} channels", code="TOO_MANY_CHANNELS"
             )
-        parent = values.get("parent_id")
-        await _check_parent(conn, actor, server_id, kind, parent)
         seen = await watch(conn, server_id, channel_ids=[])
         row = await q.insert_channel(
             conn,
@@ -182,7 +182,7 @@ async def create_channel(
             rate_limit_per_user=values.get("rate_limit_per_user") or 0,
             user_limit=values.get("user_limit"),
         )
-        if parent is not None and values.get("permissions_synced", True):
+        if parent is not None and synced:
             shown = len(await q.list_overrides(conn, channel_ids=[parent]))
             await check_shown_overrides(conn, server_id, shown)  # (the category's, again)
             updated = await q.update_channel(conn, channel_id=row.id, permissions_synced=True)
@@ -199,6 +199,36 @@ async def create_channel(
             reason=reason,
         )
         return await _payload(conn, row)
+
+
+async def _may_place(
+    conn: asyncpg.Connection,
+    actor: Actor,
+    access: ServerAccess,
+    kind: str,
+    parent: UUID | None,
+    *,
+    synced: bool,
+) -> None:
+    """May the actor put a new channel (or move one) where `parent` says: MANAGE_CHANNELS
+    where it lands, as Discord judges it: in the category, with its overrides (so a
+    category's override may grant it or take it away), or server-wide for none. One that
+    lands in a category without following its overrides is an override change, as
+    unsyncing one is: MANAGE_ROLES, and every permission they allow or deny held in the
+    category (else a manager of one category makes channels free of its denials).
+
+    Raises: BadRequest (INVALID_PARENT: also a category the actor cannot see); Forbidden
+    (MISSING_PERMISSIONS, TIMED_OUT)."""
+    if parent is None:
+        await access_server(conn, actor, access.facts.server_id, need=Permission.MANAGE_CHANNELS)
+        return
+    await _check_parent(conn, actor, access.facts.server_id, kind, parent)
+    await access_channel(conn, actor, parent, need=Permission.MANAGE_CHANNELS)
+    if not synced:
+        bits = override_bits(await q.list_overrides(conn, channel_ids=[parent]))
+        if bits:
+            await access_server(conn, actor, access.facts.server_id, need=Permission.MANAGE_ROLES)
+            await may_change_overrides(conn, actor, [parent], bits)
 
 
 def _plain(values: dict[str, Any]) -> dict[str, Any]:
@@ -228,7 +258,8 @@ async def update_channel(
     reason: str | None,
 ) -> ServerChannelPayload:
     """Change a channel's name, topic, position, category, slowmode, voice user limit or
-    whether it follows its category's overrides (MANAGE_CHANNELS in it). A change of
+    whether it follows its category's overrides (MANAGE_CHANNELS in it, and where a new
+    category puts it; MANAGE_ROLES to change which overrides apply). A change of
     nothing (no field, or each as it is) answers the channel and writes and tells nothing.
 
     Raises: NotFound (CHANNEL_NOT_FOUND); Forbidden (MISSING_PERMISSIONS, TOO_MANY_OVERRIDES); BadRequest."""
@@ -242,7 +273,9 @@ async def update_channel(
         if not values:
             return await _payload(conn, channel)  # changes nothing: none written, none told
         if "parent_id" in values:
-            await _check_parent(conn, actor, channel.server_id, channel.kind, values["parent_id"])
+            # MANAGE_CHANNELS in the channel (above) and where it lands. (Whether it then
+            # follows the category's overrides is judged below, as any change of them.)
+            await _may_place(conn, actor, access, channel.kind, values["parent_id"], synced=True)
         moves = "parent_id" in values or "permissions_synced" in values
         if moves:
             # Which overrides apply changes: as much a permission change as editing them.
