@@ -564,3 +564,42 @@ async def test_a_search_for_files_or_reactions_alone_reads_those_in_scope_not_th
     for filters in (search_q.Filters(has_reaction=True), search_q.Filters(has_file=True)):
         hits = await search([some["channel_id"], *bare[1:51]], filters)
         assert [h.id for h in hits] == some["ids"], filters
+
+
+async def test_a_bans_deletion_reads_the_window_of_the_authors_messages_not_all(
+    conn: asyncpg.Connection,
+) -> None:
+    """A ban's `delete_message_seconds` reads the author's messages from now back by
+    messages_author_idx, up to its limit: not the 3,000 they wrote before the window,
+    nor those of another server."""
+    await conn.execute(
+        """
+        INSERT INTO users (username, email, email_key, password_hash)
+            VALUES ('spammer', 's@x.org', 's@x.org', 'h');
+        INSERT INTO servers (name, owner_id) SELECT n, (SELECT id FROM users)
+            FROM unnest(ARRAY['here', 'there']) n;
+        INSERT INTO channels (server_id, kind, name) SELECT id, 'text', name FROM servers;
+        INSERT INTO messages (id, channel_id, seq, author_id, content, created_at)
+            SELECT gen_random_uuid(), c.id, i, (SELECT id FROM users), 'spam',
+                   now() - make_interval(secs => 3100.5 - i)
+            FROM channels c, generate_series(1, 3000) i;
+        ANALYZE messages; ANALYZE channels;
+        """
+    )
+    spammer = await conn.fetchval("SELECT id FROM users")
+    here = await conn.fetchval("SELECT id FROM servers WHERE name = 'here'")
+    found, read = await rows_read(
+        conn,
+        lambda: messages_q.list_recent_messages_by_author(
+            conn, server_id=here, author_id=spammer, within_s=155, limit=1000
+        ),
+    )
+    assert len(found) == 55  # (sent 100.5 to 154.5 seconds ago: 2946 to 3000)
+    assert read <= 600, read
+    capped, read = await rows_read(
+        conn,
+        lambda: messages_q.list_recent_messages_by_author(
+            conn, server_id=here, author_id=spammer, within_s=604800, limit=50
+        ),
+    )
+    assert len(capped) == 50 and read <= 600, read

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import Path, Query, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictInt
 
 from xfchat.api.deps import Conn, CurrentActor, without_controls
 from xfchat.api.models import IsoTime, Text
@@ -43,7 +43,14 @@ class MemberPatchIn(BaseModel):
 
 
 class BanIn(BaseModel):
+    """delete_message_seconds: also delete the user's messages in the server's channels
+    sent that many seconds back (0, the default, none; at most 7 days, and at most
+    MAX_BAN_DELETED_MESSAGES of them, newest first)."""
+
     reason: Text | None = Field(default=None, max_length=512)
+    delete_message_seconds: StrictInt = Field(
+        default=0, ge=0, le=members.MAX_DELETE_MESSAGE_SECONDS
+    )
 
 
 class BanOut(BaseModel):
@@ -189,10 +196,13 @@ async def put_ban(
 ) -> Response:
     """Ban a user (BAN_MEMBERS): a member is removed, and no invite lets them back. The
     reason is the body's or the X-Audit-Log-Reason header's, cleaned as the header's is
-    (a body's line breaks and escape sequences went into the ban list and the log)."""
+    (a body's line breaks and escape sequences went into the ban list and the log).
+    `delete_message_seconds` also deletes their recent messages in the server (the
+    audit entry says how many; the answer stays 204, as Discord's)."""
     given = body.reason if body else None
     why = (servers.audit_reason(without_controls(given)) if given else None) or reason
-    await members.ban_member(conn, actor, server_id, user_id, why)
+    seconds = body.delete_message_seconds if body else 0
+    await members.ban_member(conn, actor, server_id, user_id, why, seconds)
     return Response(status_code=204)
 
 

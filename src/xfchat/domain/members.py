@@ -39,6 +39,7 @@ from xfchat.domain.events import (
     Event,
     emit_many,
 )
+from xfchat.domain.messages import delete_recent_of_author
 from xfchat.domain.permissions import Permission
 from xfchat.domain.profile import public_profile
 from xfchat.domain.server_views import (
@@ -54,6 +55,11 @@ from xfchat.errors import BadRequest, Forbidden, NotFound
 MAX_PAGE = 1000
 MAX_NICKNAME = 32
 MAX_TIMEOUT = timedelta(days=28)  # as Discord
+# A ban's deletion of the user's recent messages (as Discord's delete_message_seconds):
+# a window of at most 7 days, and at most this many messages, newest first, so that one
+# request's transaction stays bounded however much they wrote.
+MAX_DELETE_MESSAGE_SECONDS = 7 * 24 * 3600
+MAX_BAN_DELETED_MESSAGES = 1000
 
 
 def member_not_found() -> NotFound:
@@ -348,13 +354,31 @@ async def kick_member(
 
 
 async def ban_member(
-    conn: asyncpg.Connection, actor: Actor, server_id: UUID, user_id: UUID, reason: str | None
-) -> None:
+    conn: asyncpg.Connection,
+    actor: Actor,
+    server_id: UUID,
+    user_id: UUID,
+    reason: str | None,
+    delete_message_seconds: int = 0,
+    *,
+    max_deleted: int = MAX_BAN_DELETED_MESSAGES,
+) -> int:
     """Ban a user (a member, who is removed, or anyone else): no invite lets them join
-    until they are unbanned.
+    until they are unbanned. With `delete_message_seconds` (0 to
+    MAX_DELETE_MESSAGE_SECONDS, as Discord's) their live messages in the server's
+    channels sent that many seconds back are deleted too, in the same transaction, as a
+    moderator deletes a message, at most `max_deleted` of them (newest first); the
+    `member.banned` audit entry records the window and how many. Returns how many were
+    deleted.
 
     Raises: NotFound (SERVER_NOT_FOUND, USER_NOT_FOUND); Forbidden (MISSING_PERMISSIONS,
-    ROLE_HIERARCHY); BadRequest (CANNOT_BAN_SELF)."""
+    ROLE_HIERARCHY); BadRequest (CANNOT_BAN_SELF, VALIDATION_ERROR: the window)."""
+    if not 0 <= delete_message_seconds <= MAX_DELETE_MESSAGE_SECONDS:
+        raise BadRequest(
+            f"delete_message_seconds is 0 to {MAX_DELETE_MESSAGE_SECONDS}",
+            code="VALIDATION_ERROR",
+            field="delete_message_seconds",
+        )
     async with conn.transaction():
         access = await access_server(conn, actor, server_id, need=Permission.BAN_MEMBERS, lock=True)
         if user_id == actor.user_id:
@@ -368,9 +392,26 @@ async def ban_member(
         )
         if target is not None:
             await remove_member(conn, server_id, user_id, "banned")
+        deleted = 0
+        changes: dict[str, Any] = {}
+        if delete_message_seconds > 0:  # (after the member's events: streams in lock order)
+            deleted = await delete_recent_of_author(
+                conn, actor.user_id, server_id, user_id, delete_message_seconds, max_deleted
+            )
+            changes = {
+                "delete_message_seconds": delete_message_seconds,
+                "deleted_messages": deleted,
+            }
         await audit(
-            conn, access, "member.banned", target_type="user", target_id=user_id, reason=reason
+            conn,
+            access,
+            "member.banned",
+            target_type="user",
+            target_id=user_id,
+            changes=changes,
+            reason=reason,
         )
+        return deleted
 
 
 async def unban_member(

@@ -534,6 +534,40 @@ async def delete_rows(
     )
 
 
+async def delete_recent_of_author(
+    conn: asyncpg.Connection,
+    deleted_by: UUID,
+    server_id: UUID,
+    author_id: UUID,
+    within_s: int,
+    limit: int,
+) -> int:
+    """Delete the author's live messages in the server's channels sent in the last
+    `within_s` seconds, at most `limit` of them, newest first, in the caller's
+    transaction (which checked who may, and holds the server's lock, as every deletion
+    of a moderator's takes it first), each channel's as delete_rows deletes them: a
+    `message.deleted` each in its channel's stream. How many were deleted."""
+    found = await q.list_recent_messages_by_author(
+        conn, server_id=server_id, author_id=author_id, within_s=within_s, limit=limit
+    )
+    by_channel: dict[UUID, list[UUID]] = {}
+    for m in found:
+        by_channel.setdefault(m.channel_id, []).append(m.id)
+    deleted = 0
+    for channel_id in sorted(by_channel):  # (the channels' streams in their lock order)
+        rows = [
+            r
+            for r in await q.lock_messages(
+                conn, channel_id=channel_id, message_ids=by_channel[channel_id]
+            )
+            if r.deleted_at is None  # (none can be: deletions take the server first)
+        ]
+        if rows:
+            await delete_rows(conn, deleted_by, channel_id, rows)
+            deleted += len(rows)
+    return deleted
+
+
 async def list_reactors(
     conn: asyncpg.Connection,
     actor: Actor,

@@ -856,6 +856,30 @@ async def list_live_messages_by_author(
     return many(AuthoredRow, records)
 
 
+async def list_recent_messages_by_author(
+    conn: asyncpg.Connection, *, server_id: UUID, author_id: UUID, within_s: int, limit: int
+) -> list[AuthoredRow]:
+    """The author's live messages in the server's channels sent in the last `within_s`
+    seconds, newest first, at most `limit` (a ban's deletion of them): read by
+    messages_author_idx from now back, so the walk ends at the window's start or the
+    limit, whatever the author wrote before or elsewhere."""
+    records = await conn.fetch(
+        """
+        SELECT m.channel_id, m.id, m.created_at FROM messages m
+        JOIN channels c ON c.id = m.channel_id  -- (none of a deleted channel: 0055)
+        WHERE m.author_id = $1 AND c.server_id = $2 AND m.deleted_at IS NULL
+          AND m.created_at >= now() - make_interval(secs => $3)
+        ORDER BY m.created_at DESC, m.id DESC
+        LIMIT $4
+        """,
+        author_id,
+        server_id,
+        float(within_s),
+        limit,
+    )
+    return many(AuthoredRow, records)
+
+
 async def delete_newest_messages(conn: asyncpg.Connection, *, channel_id: UUID, limit: int) -> int:
     """Delete up to `limit` of the channel's newest messages, with what hangs on them
     (edits, reactions, files, mention rows), in the caller's transaction; how many. The

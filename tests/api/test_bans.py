@@ -1,0 +1,171 @@
+"""A ban that deletes the banned user's recent messages (`delete_message_seconds`, as
+Discord's): only theirs, only in the server, only within the window, at most
+MAX_BAN_DELETED_MESSAGES newest first, in the ban's own transaction, and nothing when
+the ban is refused."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+import httpx
+
+from tests import factories
+from tests.factories import Community, MakeUser, TestUser, community, role
+from xfchat.domain import members
+from xfchat.domain.permissions import Permission as P
+
+
+async def _history(client: httpx.AsyncClient, who: TestUser, channel: str) -> dict[str, Any]:
+    got = await client.get(f"/api/channels/{channel}/messages", headers=who.headers)
+    assert got.status_code == 200, got.text
+    return {m["id"]: m for m in got.json()}
+
+
+async def _deleted_in(pool: asyncpg.Pool, channel: str) -> list[str]:
+    async with pool.acquire() as conn:
+        events = await factories.events_of(conn, "channel", uuid.UUID(channel))
+    return [d["id"] for t, d in events if t == "message.deleted"]
+
+
+async def _backdate(pool: asyncpg.Pool, message_id: str, seconds: int) -> None:
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE messages SET created_at = now() - make_interval(secs => $2) WHERE id = $1",
+            uuid.UUID(message_id),
+            float(seconds),
+        )
+
+
+async def _audited(client: httpx.AsyncClient, srv: Community, owner: TestUser) -> Any:
+    got = await client.get(srv.url("/audit-log?action=member.banned"), headers=owner.headers)
+    return got.json()
+
+
+async def test_a_ban_deletes_only_the_users_messages_in_the_server_within_the_window(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    ann, mod, ben, cid = [await make_user(n) for n in ("ann", "mod", "ben", "cid")]
+    srv = await community(client, ann, mod, ben, cid)
+    await role(client, srv, ann, "mods", int(P.BAN_MEMBERS), mod)  # (no MANAGE_MESSAGES)
+    other = str((await factories.server_channel(client, srv, ann, "other"))["id"])
+    recent = (await factories.say(client, ben, srv.general, "spam 1"))["id"]
+    elsewhere = (await factories.say(client, ben, other, "spam 2"))["id"]
+    old = (await factories.say(client, ben, srv.general, "last week's"))["id"]
+    await _backdate(pool, old, 7200)
+    gone = (await factories.say(client, ben, srv.general, "took it back"))["id"]
+    took_back = await client.delete(
+        f"/api/channels/{srv.general}/messages/{gone}", headers=ben.headers
+    )
+    assert took_back.status_code == 204
+    theirs = (await factories.say(client, cid, srv.general, "cid's"))["id"]
+    own = await community(client, ben, name="ben's")
+    foreign = (await factories.say(client, ben, own.general, "in another server"))["id"]
+    dm = str((await factories.group(client, ben, mod, name="g"))["id"])
+    private = (await factories.say(client, ben, dm, "in a conversation"))["id"]
+
+    banned = await client.put(
+        srv.url(f"/bans/{ben.id}"),
+        headers=mod.headers,
+        json={"reason": "raid", "delete_message_seconds": 3600},
+    )
+    assert banned.status_code == 204, banned.text
+
+    general = await _history(client, ann, srv.general)
+    assert general[recent]["deleted"] and general[recent]["content"] == ""
+    assert general[old]["content"] == "last week's" and not general[old]["deleted"]
+    assert general[theirs]["content"] == "cid's"
+    assert (await _history(client, ann, other))[elsewhere]["deleted"]
+    assert (await _history(client, ben, own.general))[foreign]["content"] == "in another server"
+    assert (await _history(client, ben, dm))[private]["content"] == "in a conversation"
+    # A message.deleted each, in its channel's stream (once for the one ben took back),
+    # and the sent text scrubbed from the log, as a moderator's deletion does.
+    assert await _deleted_in(pool, srv.general) == [gone, recent]
+    assert await _deleted_in(pool, other) == [elsewhere]
+    async with pool.acquire() as conn:
+        events = await factories.events_of(conn, "channel", uuid.UUID(srv.general))
+        by = await conn.fetchval("SELECT deleted_by FROM messages WHERE id = $1", uuid.UUID(recent))
+    assert [d["content"] for t, d in events if t == "message.created" and d["id"] == recent] == [""]
+    assert by == mod.id
+    (entry,) = await _audited(client, srv, ann)
+    assert entry["actor_id"] == str(mod.id) and entry["target_id"] == str(ben.id)
+    assert entry["reason"] == "raid"
+    assert entry["changes"] == {"delete_message_seconds": 3600, "deleted_messages": 2}
+
+
+async def test_a_bans_deletion_takes_at_most_the_bound_newest_first(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await community(client, ann, ben)
+    sent = [(await factories.say(client, ben, srv.general, f"m{i}"))["id"] for i in range(4)]
+    for age, message_id in zip((40, 30, 20, 10), sent, strict=True):  # oldest first
+        await _backdate(pool, message_id, age)
+    async with pool.acquire() as conn:
+        deleted = await members.ban_member(
+            conn, ann.actor, uuid.UUID(srv.id), ben.id, None, 600, max_deleted=2
+        )
+    assert deleted == 2
+    history = await _history(client, ann, srv.general)
+    assert [history[m]["deleted"] for m in sent] == [False, False, True, True]
+    assert await _deleted_in(pool, srv.general) == sent[2:]
+    (entry,) = await _audited(client, srv, ann)
+    assert entry["changes"] == {"delete_message_seconds": 600, "deleted_messages": 2}
+    assert members.MAX_BAN_DELETED_MESSAGES == 1000  # (as the README says)
+
+
+async def test_delete_message_seconds_out_of_range_or_not_an_integer_is_400(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await community(client, ann, ben)
+    kept = (await factories.say(client, ben, srv.general, "still here"))["id"]
+    for bad in (-1, 604801, "60", 60.5, True, None, [60]):
+        refused = await client.put(
+            srv.url(f"/bans/{ben.id}"), headers=ann.headers, json={"delete_message_seconds": bad}
+        )
+        assert refused.status_code == 400, (bad, refused.text)
+        body = refused.json()
+        assert body["code"] == "VALIDATION_ERROR" and body["message"], bad
+        assert body["field"] == "delete_message_seconds", bad
+    assert (await client.get(srv.url(), headers=ben.headers)).status_code == 200  # not banned
+    assert (await _history(client, ann, srv.general))[kept]["content"] == "still here"
+    assert await _deleted_in(pool, srv.general) == []
+    # The bounds themselves are allowed: 7 days deletes, 0 (the default) does not.
+    week = await client.put(
+        srv.url(f"/bans/{ben.id}"), headers=ann.headers, json={"delete_message_seconds": 604800}
+    )
+    assert week.status_code == 204
+    assert await _deleted_in(pool, srv.general) == [kept]
+    (entry,) = await _audited(client, srv, ann)
+    assert entry["changes"] == {"delete_message_seconds": 604800, "deleted_messages": 1}
+
+
+async def test_a_refused_ban_deletes_nothing(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    ann, mod, peer, ben = [await make_user(n) for n in ("ann", "mod", "peer", "ben")]
+    srv = await community(client, ann, mod, peer, ben)
+    await role(client, srv, ann, "mods", int(P.BAN_MEMBERS), mod, peer)
+    said = {
+        who.username: (await factories.say(client, who, srv.general, f"by {who.username}"))["id"]
+        for who in (ann, mod, peer, ben)
+    }
+    body = {"delete_message_seconds": 3600}
+    for actor, target, code in (
+        (ben, peer, "MISSING_PERMISSIONS"),  # no BAN_MEMBERS
+        (mod, ann, "ROLE_HIERARCHY"),  # the owner
+        (mod, peer, "ROLE_HIERARCHY"),  # the same highest role
+        (mod, mod, "CANNOT_BAN_SELF"),
+    ):
+        refused = await client.put(srv.url(f"/bans/{target.id}"), headers=actor.headers, json=body)
+        assert refused.json()["code"] == code, (actor.username, target.username, refused.text)
+    history = await _history(client, ann, srv.general)
+    assert all(not history[m]["deleted"] for m in said.values())
+    assert await _deleted_in(pool, srv.general) == []
+    assert await _audited(client, srv, ann) == []
+    # The same request, allowed, deletes only the banned user's.
+    done = await client.put(srv.url(f"/bans/{ben.id}"), headers=mod.headers, json=body)
+    assert done.status_code == 204
+    assert await _deleted_in(pool, srv.general) == [said["ben"]]
