@@ -114,7 +114,7 @@ def declared_not_json(request: Request) -> bool:
     media type ("; charset=utf-8", ";;;") included. None, or an empty one, is JSON (the
     app is not strict about it: see create_app)."""
     value = request.headers.get("content-type")
-    if not value:
+    if not value or value == "application/json":  # (what nearly every client sends)
         return False
     message = email.message.Message()
     message["content-type"] = value

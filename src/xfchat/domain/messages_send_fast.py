@@ -28,7 +28,7 @@ from uuid import UUID
 import asyncpg
 
 from xfchat.db.queries import messages_send as send_q
-from xfchat.db.queries.access import facts_from_json
+from xfchat.db.queries.access import AccessFacts, facts_from_json
 from xfchat.domain.events import encode
 from xfchat.domain.messages import mentioned_ids, mentioned_role_ids
 from xfchat.domain.messages_batch import (
@@ -46,30 +46,33 @@ PLACEHOLDER_TIME = datetime(2000, 1, 1, tzinfo=UTC)  # (replaced by "@now" in th
 
 
 class FactsCache:
-    """The access facts (as the checked path reads them: JSON rows) last read per
-    channel and user, for at most `channels` channels (the least recently used go
+    """The access facts (as the checked path reads them: JSON rows, each kept beside
+    what it reads as, so that a batch decides without parsing them again) last read
+    per channel and user, for at most `channels` channels (the least recently used go
     first), `users` users in each and `rows` rows in all. Entries may be stale: the
     fast path's statement checks them against the current facts.
 
     A row is about 2.5 KB, and anyone may be asked about: a message names up to 100
     people, made-up ids too. Bounded by channels and users alone, one account's
     messages in its own servers' channels filled 4,096 x 1,024 rows, some 10 GB; `rows`
-    keeps it to about 80 MB (8 people a channel, were all 4,096 in use)."""
+    keeps it to about 80 MB (8 people a channel, were all 4,096 in use), a little more
+    with what they read as."""
 
     def __init__(self, channels: int = 4096, users: int = 1024, rows: int = 32_768) -> None:
         self.channels = channels
         self.users = users
         self.rows = rows
-        self._facts: OrderedDict[UUID, dict[UUID, dict[str, Any]]] = OrderedDict()
+        self._facts: OrderedDict[UUID, dict[UUID, tuple[dict[str, Any], AccessFacts]]] = (
+            OrderedDict()
+        )
         self._held = 0  # rows in all channels together
 
     def remember(self, channel_id: UUID, rows: list[dict[str, Any]]) -> None:
         known = self._facts.pop(channel_id, {})
         self._held -= len(known)
-        for row in rows:
-            user = UUID(str(row["user_id"]))
-            known.pop(user, None)
-            known[user] = row
+        for row, facts in zip(rows, facts_from_json(rows), strict=True):
+            known.pop(facts.user_id, None)
+            known[facts.user_id] = (row, facts)
         while len(known) > self.users:
             del known[next(iter(known))]
         self._facts[channel_id] = known
@@ -81,8 +84,11 @@ class FactsCache:
     def forget(self, channel_id: UUID) -> None:
         self._held -= len(self._facts.pop(channel_id, {}))
 
-    def get(self, channel_id: UUID, users: list[UUID]) -> list[dict[str, Any]] | None:
-        """The facts of all of `users`, or None if any is not known."""
+    def get(
+        self, channel_id: UUID, users: list[UUID]
+    ) -> list[tuple[dict[str, Any], AccessFacts]] | None:
+        """The facts of all of `users` (each as its row and what it reads as), or None
+        if any is not known."""
         known = self._facts.get(channel_id)
         if known is None or any(u not in known for u in users):
             return None
@@ -113,10 +119,10 @@ async def write_batch_fast(
     named = [mentioned_ids(r.content) for r in reqs]
     authors = list(dict.fromkeys(r.actor.user_id for r in reqs))
     users = list(dict.fromkeys([*authors, *(u for m in named for u in m)]))
-    rows = cache.get(channel_id, users)
-    if rows is None:
+    known = cache.get(channel_id, users)
+    if known is None:
         return None
-    facts = facts_from_json(rows)
+    facts = [f for _, f in known]
     denied = refusals(facts, reqs)
     inserting = [i for i, r in enumerate(reqs) if denied[r.actor.user_id] is None]
     buckets = Buckets(reqs)
@@ -132,7 +138,7 @@ async def write_batch_fast(
         conn,
         channel_id=channel_id,
         users=users,
-        facts={str(u): row for u, row in zip(users, rows, strict=True)},
+        facts={str(u): row for u, (row, _) in zip(users, known, strict=True)},
         check_ids=[r.message_id for r in reqs if r.client_chose_id],
         nonce_authors=[r.actor.user_id for r in reqs if r.nonce],
         check_nonces=[r.nonce for r in reqs if r.nonce],
