@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from playwright.async_api import expect
 
-from tests.e2e.browser.client import SERVER, api_as, open_channel, open_settings
+from tests.e2e.browser.client import GENERAL, SERVER, api_as, open_channel, open_settings
 from tests.e2e.browser.conftest import Browsers, Site
 from xfchat.domain.permissions import Permission
 
@@ -46,10 +46,19 @@ async def test_owner_manages_roles_members_invites_bans_and_reads_the_audit_log(
     eve = settings.get_by_role("listitem").filter(has_text="@eve")
     await eve.get_by_role("button", name="Timeout 10 min").click()
     await expect(eve.get_by_text("timed out until")).to_be_visible()
+    # A ban may take the member's recent messages with them (delete_message_seconds).
+    async with api_as(site.base, "diana") as api:
+        sent = await api.post(f"/api/channels/{GENERAL}/messages", json={"content": "spam spam"})
+        assert sent.status_code == 201, sent.text
+    log = bob.get_by_role("log", name="Messages")
+    await expect(log.get_by_text("spam spam")).to_be_visible()
     diana = settings.get_by_role("listitem").filter(has_text="@diana")
     await diana.get_by_role("button", name="Ban").click()
-    await alice.get_by_role("dialog", name="Ban").get_by_role("button", name="Ban").click()
+    ban = alice.get_by_role("dialog", name="Ban")
+    await ban.get_by_label("Delete their messages from").select_option(label="Previous hour")
+    await ban.get_by_role("button", name="Ban").click()
     await expect(members.get_by_text("Diana")).to_have_count(0)
+    await expect(log.get_by_text("spam spam")).to_have_count(0)
 
     await settings.get_by_role("tab", name="Bans").click()
     banned = settings.get_by_role("listitem").filter(has_text="Diana")

@@ -3,7 +3,7 @@
 // ban), invites, bans and the audit log. Each tab calls the documented routes; the
 // server's events keep the rest of the client current.
 
-import { h, replace, morph, tabbedDialog, displayName, nameEl, fmtFull, duration, toast, describe, confirmDialog, colorOf, hold, held as isHeld } from "../dom.js";
+import { h, replace, morph, tabbedDialog, dialog, displayName, nameEl, fmtFull, duration, toast, describe, confirmDialog, colorOf, hold, held as isHeld } from "../dom.js";
 import { P, PERMISSION_NAMES, label, has, serverPermissions } from "../perms.js";
 import { loadMembers } from "./members.js";
 import { sortedChannels } from "./sidebar.js";
@@ -454,7 +454,7 @@ class Settings {
         const actions = actionable ? [
           has(perms, P.MODERATE_MEMBERS) && (timedOut || !admin) ? h("button", { class: "btn btn-small", type: "button", "data-key": "timeout", onclick: () => this.act(() => this.call("PATCH", `/api/servers/${s.id}/members/${u.id}`, { timed_out_until: timedOut ? null : new Date(Date.now() + 10 * 60000).toISOString() }), timedOut ? "Timeout lifted" : "Timed out for 10 minutes") }, timedOut ? "End timeout" : "Timeout 10 min") : null,
           has(perms, P.KICK_MEMBERS) ? h("button", { class: "btn btn-small btn-danger", type: "button", "data-key": "kick", onclick: async () => { if (await confirmDialog("Kick", `Kick ${displayName(u)}?`, "Kick")) this.act(() => this.call("DELETE", `/api/servers/${s.id}/members/${u.id}`), "Kicked"); } }, "Kick") : null,
-          has(perms, P.BAN_MEMBERS) ? h("button", { class: "btn btn-small btn-danger", type: "button", "data-key": "ban", onclick: async () => { if (await confirmDialog("Ban", `Ban ${displayName(u)}?`, "Ban")) this.act(() => this.call("PUT", `/api/servers/${s.id}/bans/${u.id}`, {}), "Banned"); } }, "Ban") : null,
+          has(perms, P.BAN_MEMBERS) ? h("button", { class: "btn btn-small btn-danger", type: "button", "data-key": "ban", onclick: async () => { const seconds = await banDialog(u); if (seconds !== null) this.act(() => this.call("PUT", `/api/servers/${s.id}/bans/${u.id}`, { delete_message_seconds: seconds }), "Banned"); } }, "Ban") : null,
         ].filter(Boolean) : [];
         // (keyed, so a redraw keeps each button, and the focus on it, whatever comes or goes)
         return h("li", { "data-key": u.id },
@@ -587,6 +587,31 @@ class Settings {
 }
 
 // Slowmode's choices (seconds; the API takes 0-21600), and an invite's.
+// How far back a ban deletes the member's messages (the API's delete_message_seconds;
+// Discord offers the same choices).
+const BAN_DELETES = [[0, "Don't delete any"], [3600, "Previous hour"], [21600, "Previous 6 hours"], [43200, "Previous 12 hours"], [86400, "Previous 24 hours"], [259200, "Previous 3 days"], [604800, "Previous 7 days"]];
+
+// Ban `user`? Resolves to how many seconds of their messages to delete, or null (cancelled).
+function banDialog(user) {
+  return new Promise((resolve) => {
+    let answer = null;
+    const pick = h("select", { id: "ban-deletes" }, BAN_DELETES.map(([v, text]) => h("option", { value: String(v) }, text)));
+    const yes = h("button", { class: "btn btn-danger", type: "button" }, "Ban");
+    const no = h("button", { class: "btn", type: "button" }, "Cancel");
+    const d = dialog("Ban", [
+      h("p", null, `Ban ${displayName(user)}?`),
+      h("label", { for: "ban-deletes" }, "Delete their messages from"), pick,
+      h("div", { class: "row-end" }, no, yes),
+    ], { onClose: () => resolve(answer) });
+    yes.addEventListener("click", () => {
+      answer = Number(pick.value);
+      d.close();
+    });
+    no.addEventListener("click", d.close);
+    no.focus();
+  });
+}
+
 const SLOWMODE = [0, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600];
 const INVITE_AGES = [[1800, "30 minutes"], [3600, "1 hour"], [21600, "6 hours"], [43200, "12 hours"], [86400, "1 day"], [604800, "7 days"], [2592000, "30 days"], [null, "Never"]];
 const INVITE_USES = [null, 1, 5, 10, 25, 50, 100];
