@@ -356,3 +356,70 @@ async def test_a_braid_resumes_catch_up_stops_where_the_subscription_started(
     await body.produce(write)
     synced = b"".join(written).decode()
     assert two["id"] in synced and away["id"] not in synced
+
+
+async def test_deleting_a_private_category_reveals_nothing_of_its_channels_live(
+    server: str, http: Http, make_user: MakeUser
+) -> None:
+    """Its synced channels keep a copy of its overrides: ben, kept out, gets no reveal and
+    none of their messages; sam, let in, keeps getting them, after their `channel.updated`
+    (no category, no longer synced, the category's overrides their own)."""
+    api = http(server)
+    ann, sam, ben = await make_user("ann"), await make_user("sam"), await make_user("ben")
+    srv = await community(api, ann, sam, ben)
+    staff_role = (
+        await api.post(srv.url("/roles"), headers=ann.headers, json={"name": "staff"})
+    ).json()["id"]
+    given = await api.put(srv.url(f"/members/{sam.id}/roles/{staff_role}"), headers=ann.headers)
+    assert given.status_code == 204
+    staff = (
+        await api.post(
+            srv.url("/channels"), headers=ann.headers, json={"name": "staff", "kind": "category"}
+        )
+    ).json()["id"]
+    for target, body in ((srv.everyone_role, {"deny": VIEW}), (staff_role, {"allow": VIEW})):
+        set_ = await api.put(
+            f"/api/channels/{staff}/overrides/role/{target}", headers=ann.headers, json=body
+        )
+        assert set_.status_code == 200, set_.text
+    chat = (
+        await api.post(
+            srv.url("/channels"), headers=ann.headers, json={"name": "chat", "parent_id": staff}
+        )
+    ).json()["id"]
+    async with (
+        sse_stream(server, ben.access_token) as bens,
+        sse_stream(server, sam.access_token) as sams,
+    ):
+        await wait_subscribers(server, 2)
+        gone = await api.delete(f"/api/channels/{staff}", headers=ann.headers)
+        assert gone.status_code == 204
+        secret = await say(api, sam, chat, "still staff only")
+        public = await say(api, ben, srv.general, "hello")
+        # ben: nothing of chat, up to his own message after it.
+        seen: list[tuple[str, Any]] = []
+        while True:
+            got = await bens.next()
+            seen.append((got.event, got.data))
+            if got.event == "message.created" and got.data["id"] == public["id"]:
+                break
+        assert all(chat not in str(data) and secret["id"] not in str(data) for _, data in seen), (
+            seen
+        )
+        assert not [e for e, _ in seen if e in ("channel.revealed", "channel.hidden")], seen
+        # sam: the category hidden, chat's new shape, then its message; chat never hidden.
+        hides = []
+        while (got := await sams.next()).event != "channel.updated":
+            if got.event in ("channel.hidden", "channel.revealed"):
+                hides.append((got.event, got.data["channel_ids"]))
+        assert hides == [("channel.hidden", [staff])], hides
+        updated = got
+        assert updated.data["id"] == chat and updated.data["parent_id"] is None
+        assert updated.data["permissions_synced"] is False
+        assert {(o["id"], o["allow"], o["deny"]) for o in updated.data["overrides"]} == {
+            (srv.everyone_role, "0", VIEW),
+            (staff_role, VIEW, "0"),
+        }
+        while (got := await sams.next()).event != "message.created":
+            assert got.event not in ("channel.hidden", "channel.revealed"), got
+        assert got.data["id"] == secret["id"]

@@ -25,6 +25,7 @@ from xfchat.domain.access import (
     server_viewers,
 )
 from xfchat.domain.accounts import Actor
+from xfchat.domain.category_overrides import keep_category_overrides
 from xfchat.domain.conversations import ConversationView, get_conversation
 from xfchat.domain.event_payloads import ServerChannelPayload
 from xfchat.domain.messages_purge import purge_channels
@@ -33,6 +34,7 @@ from xfchat.domain.server_views import (
     announce_channels,
     channels_json,
     check_shown_overrides,
+    override_json,
     visible_server_channels,
 )
 from xfchat.domain.servers import audit, text_field
@@ -326,24 +328,27 @@ async def delete_channel(
     conn: asyncpg.Connection, actor: Actor, channel_id: UUID, reason: str | None
 ) -> None:
     """Delete a channel (its messages are purged after: domain/messages_purge.py); the
-    channels of a deleted category stay, uncategorised.
+    channels of a deleted category stay, uncategorised, those synced with it keeping a
+    copy of its overrides as their own (domain/category_overrides.py): nobody's
+    permissions in them change, so MANAGE_CHANNELS in the category is all it asks.
 
-    Raises: NotFound (CHANNEL_NOT_FOUND); Forbidden (MISSING_PERMISSIONS)."""
+    Raises: NotFound (CHANNEL_NOT_FOUND); Forbidden (MISSING_PERMISSIONS,
+    TOO_MANY_OVERRIDES); Conflict (CATEGORY_OVERRIDES_CONFLICT)."""
     async with conn.transaction():
         channel, access = await _managed(conn, actor, channel_id)
         assert channel.server_id is not None
         rows = await q.list_server_channels(conn, server_id=channel.server_id)
         children = [r.id for r in rows if r.parent_id == channel_id]
-        if channel.kind == "category":
-            # Its synced channels lose its overrides: a permission change. MANAGE_ROLES is
-            # asked of every category, so that answer does not tell whether it holds
-            # channels one cannot see; one with no overrides changes nothing in them.
-            await access_server(conn, actor, channel.server_id, need=Permission.MANAGE_ROLES)
-            synced = [r.id for r in rows if r.parent_id == channel_id and r.permissions_synced]
-            bits = override_bits(await q.list_overrides(conn, channel_ids=[channel_id]))
-            if bits:
-                await may_change_overrides(conn, actor, synced, bits)
         seen = await watch(conn, channel.server_id, channel_ids=[channel_id, *children])
+        kept: dict[str, Any] = {}
+        if channel.kind == "category":
+            synced = [r for r in rows if r.parent_id == channel_id and r.permissions_synced]
+            copied = await keep_category_overrides(conn, channel, synced)
+            if synced:
+                kept = {
+                    "overrides_kept_in": [str(r.id) for r in synced],
+                    "overrides": [override_json(o) for o in copied],
+                }
         # Its voice states go with it (ON DELETE CASCADE): `channel.hidden` says so.
         await purge_channels(conn, [channel_id])
         await q.delete_channel(conn, channel_id=channel_id)
@@ -360,7 +365,7 @@ async def delete_channel(
             "channel.deleted",
             target_type="channel",
             target_id=channel_id,
-            changes={"name": channel.name, "kind": channel.kind},
+            changes={"name": channel.name, "kind": channel.kind, **kept},
             reason=reason,
         )
 

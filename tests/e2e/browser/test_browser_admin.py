@@ -389,11 +389,12 @@ async def test_a_missing_permission_is_named_plainly(site: Site, browsers: Brows
     await expect(settings.get_by_label("Ban members")).to_be_checked()  # (kept, to change)
 
 
-async def test_deleting_a_private_category_warns_that_its_channels_open(
+async def test_deleting_a_private_category_says_its_channels_keep_its_overrides(
     site: Site, browsers: Browsers
 ) -> None:
     """Was: "Delete Staff?" and no more: its channels, kept private by the category's
-    overrides, were then open to everyone (as the API documents), unwarned."""
+    overrides, were then open to everyone, unwarned. They keep a copy of them now, and
+    the question says so."""
     async with api_as(site.base, "alice") as api:
         base = f"/api/servers/{SERVER}"
         staff = await api.post(f"{base}/channels", json={"name": "Staff", "kind": "category"})
@@ -413,7 +414,7 @@ async def test_deleting_a_private_category_warns_that_its_channels_open(
     await settings.get_by_role("tab", name="Channels").click()
     await settings.get_by_role("button", name="Delete Staff", exact=True).click()
     confirm = alice.get_by_role("dialog", name="Delete channel")
-    await expect(confirm).to_contain_text("staff-chat will no longer follow its permission")
+    await expect(confirm).to_contain_text("staff-chat will keep a copy of its permission")
 
 
 async def test_a_kicked_members_deny_is_listed_to_be_lifted(site: Site, browsers: Browsers) -> None:

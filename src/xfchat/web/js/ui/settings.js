@@ -617,12 +617,12 @@ const INVITE_AGES = [[1800, "30 minutes"], [3600, "1 hour"], [21600, "6 hours"],
 const INVITE_USES = [null, 1, 5, 10, 25, 50, 100];
 
 // What deleting `c` does, said before it is done. A category's channels stay, and
-// those that follow it lose its overrides: one it kept private opens to the server.
+// those that follow it keep a copy of its overrides: nobody's permissions there change.
 function deleteQuestion(server, c) {
   if (c.kind !== "category") return `Delete ${c.name}${c.kind === "text" ? " and its messages" : ""}?`;
   const following = server.channels.filter((x) => x.parent_id === c.id && x.permissions_synced);
   if (!c.overrides.length || !following.length) return `Delete the category ${c.name}? Its channels stay, without a category.`;
-  return `Delete the category ${c.name}? Its channels stay, without a category, and ${following.map((x) => x.name).join(", ")} will no longer follow its permission overrides: whoever they keep out will see ${following.length === 1 ? "it" : "them"}, unless ${following.length === 1 ? "it has" : "they have"} overrides of ${following.length === 1 ? "its" : "their"} own.`;
+  return `Delete the category ${c.name}? Its channels stay, without a category, and ${following.map((x) => x.name).join(", ")} will keep a copy of its permission overrides as ${following.length === 1 ? "its" : "their"} own: whoever ${following.length === 1 ? "it keeps" : "they keep"} out stays out.`;
 }
 
 function upsert(server, role) {

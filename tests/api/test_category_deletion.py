@@ -1,0 +1,192 @@
+"""Deleting a category: the channels synced with it keep a copy of its overrides as
+their own (as Discord's keep their overwrites), so nobody gains or loses anything in
+them, and MANAGE_CHANNELS in the category is all it asks."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import httpx
+
+from tests import factories
+from tests.factories import Community, MakeUser, TestUser, community, override, role, say
+from tests.factories import server_channel as channel
+from xfchat.domain.permissions import Permission as P
+
+
+def targets(overrides: list[dict[str, Any]]) -> set[tuple[str, str, str, str]]:
+    return {(o["kind"], o["id"], o["allow"], o["deny"]) for o in overrides}
+
+
+async def reads(client: httpx.AsyncClient, who: TestUser, channel_id: str) -> int:
+    got = await client.get(f"/api/channels/{channel_id}/messages", headers=who.headers)
+    return got.status_code
+
+
+async def listed(client: httpx.AsyncClient, srv: Community, who: TestUser) -> set[str]:
+    return {c["name"] for c in (await client.get(srv.url("/channels"), headers=who.headers)).json()}
+
+
+async def private_staff(
+    client: httpx.AsyncClient, srv: Community, owner: TestUser, staff_role: str
+) -> str:
+    """A category closed to @everyone and open to `staff_role`."""
+    staff = (await channel(client, srv, owner, "staff", kind="category"))["id"]
+    for target, allow, deny in (
+        (srv.everyone_role, 0, P.VIEW_CHANNEL),
+        (staff_role, P.VIEW_CHANNEL, 0),
+    ):
+        assert (
+            await override(client, owner, staff, "role", target, int(allow), int(deny))
+        ).is_success
+    return staff
+
+
+async def test_deleting_a_private_category_keeps_its_channels_private(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    ann, mod, sam, ben = [await make_user(n) for n in ("ann", "mod", "sam", "ben")]
+    srv = await community(client, ann, mod, sam, ben)
+    # mod may manage channels and nothing of roles: deleting a category is theirs to do.
+    await role(client, srv, ann, "mods", int(P.MANAGE_CHANNELS), mod)
+    staff_role = await role(client, srv, ann, "staff", 0, sam, mod)
+    staff = await private_staff(client, srv, ann, staff_role)
+    chat = await channel(client, srv, ann, "staff-chat", parent_id=staff)
+    # A synced channel with an override of its own (it stays, the category's joining it).
+    notes = await channel(client, srv, ann, "staff-notes", parent_id=staff)
+    quiet = await override(client, ann, notes["id"], "member", sam.id, deny=int(P.SEND_MESSAGES))
+    assert quiet.is_success
+    # One in the category that does not follow it keeps its own overrides untouched.
+    apart = await channel(
+        client, srv, ann, "apart", parent_id=staff, permissions_synced=False, kind="voice"
+    )
+    assert (
+        await override(client, ann, apart["id"], "role", staff_role, deny=int(P.SPEAK))
+    ).is_success
+    apart_before = (await client.get(f"/api/channels/{apart['id']}", headers=ann.headers)).json()
+    said = await say(client, sam, chat["id"], "staff only")
+    category_overrides = (await client.get(f"/api/channels/{staff}", headers=ann.headers)).json()[
+        "overrides"
+    ]
+    assert await reads(client, ben, chat["id"]) == 404
+    async with pool.acquire() as conn:
+        told_before = {
+            w.id: len(await factories.events_of(conn, "user", UUID(str(w.id))))
+            for w in (ben, sam, mod)
+        }
+
+    gone = await client.delete(f"/api/channels/{staff}", headers=mod.headers)
+    assert gone.status_code == 204, gone.text
+
+    for c in (chat, notes):  # ben still cannot read or see them; sam still can
+        assert await reads(client, ben, c["id"]) == 404
+        assert await reads(client, sam, c["id"]) == 200
+    assert {"staff-chat", "staff-notes", "staff"} & await listed(client, srv, ben) == set()
+    assert {"staff-chat", "staff-notes"} <= await listed(client, srv, sam)
+    history = await client.get(f"/api/channels/{chat['id']}/messages", headers=sam.headers)
+    assert [m["id"] for m in history.json()] == [said["id"]]
+    now = (await client.get(f"/api/channels/{chat['id']}", headers=ann.headers)).json()
+    assert now["parent_id"] is None and now["permissions_synced"] is False
+    assert targets(now["overrides"]) == targets(category_overrides)
+    assert now["category_overrides"] == []
+    kept = (await client.get(f"/api/channels/{notes['id']}", headers=ann.headers)).json()
+    assert targets(kept["overrides"]) == targets(category_overrides) | {
+        ("member", str(sam.id), "0", str(int(P.SEND_MESSAGES)))
+    }
+    still_quiet = await client.post(
+        f"/api/channels/{notes['id']}/messages", headers=sam.headers, json={"content": "hi"}
+    )
+    assert still_quiet.status_code == 403
+    apart_after = (await client.get(f"/api/channels/{apart['id']}", headers=ann.headers)).json()
+    assert apart_after["overrides"] == apart_before["overrides"]
+    assert apart_after["permissions_synced"] is False and apart_after["parent_id"] is None
+
+    # Real time: nobody gains or loses a channel but the category itself; each channel
+    # that was in it is told its new shape once, as a PATCH of its parent tells it.
+    async with pool.acquire() as conn:
+        for who in (ben, sam, mod):
+            told = (await factories.events_of(conn, "user", UUID(str(who.id))))[
+                told_before[who.id] :
+            ]
+            assert [t for t, _ in told if t.startswith("channel.")] == (
+                [] if who is ben else ["channel.hidden"]
+            ), (who.id, told)
+            hidden = [d["channel_ids"] for t, d in told if t == "channel.hidden"]
+            assert hidden == ([] if who is ben else [[staff]]), (who.id, hidden)
+        for c in (chat, notes, apart):
+            updates = [
+                d
+                for t, d in await factories.events_of(conn, "channel", UUID(c["id"]))
+                if t == "channel.updated"
+            ]
+            last = updates[-1]
+            assert last["parent_id"] is None and last["permissions_synced"] is False
+            assert last["category_overrides"] == []
+        chat_update = [
+            d
+            for t, d in await factories.events_of(conn, "channel", UUID(chat["id"]))
+            if t == "channel.updated"
+        ]
+        assert targets(chat_update[-1]["overrides"]) == targets(category_overrides)
+    # The audit log says what was copied where.
+    log = await client.get(srv.url("/audit-log?action=channel.deleted"), headers=ann.headers)
+    (entry,) = log.json()
+    assert entry["changes"]["kind"] == "category"
+    assert sorted(entry["changes"]["overrides_kept_in"]) == sorted([chat["id"], notes["id"]])
+    assert targets(entry["changes"]["overrides"]) == targets(category_overrides)
+
+
+async def test_deleting_a_category_needs_manage_channels_in_it(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann, mod, ben = [await make_user(n) for n in ("ann", "mod", "ben")]
+    srv = await community(client, ann, mod, ben)
+    mods = await role(client, srv, ann, "mods", int(P.MANAGE_CHANNELS), mod)
+    staff = await private_staff(client, srv, ann, mods)
+    chat = await channel(client, srv, ann, "staff-chat", parent_id=staff)
+    # Without MANAGE_CHANNELS anywhere: refused; where the category is hidden: 404.
+    assert (await client.delete(f"/api/channels/{staff}", headers=ben.headers)).status_code == 404
+    cat = (await channel(client, srv, ann, "open", kind="category"))["id"]
+    refused = await client.delete(f"/api/channels/{cat}", headers=ben.headers)
+    assert refused.status_code == 403 and refused.json()["code"] == "MISSING_PERMISSIONS"
+    # MANAGE_CHANNELS taken away in the category itself: refused, though held server-wide.
+    denied = await override(client, ann, staff, "member", mod.id, deny=int(P.MANAGE_CHANNELS))
+    assert denied.is_success
+    refused = await client.delete(f"/api/channels/{staff}", headers=mod.headers)
+    assert refused.status_code == 403 and refused.json()["code"] == "MISSING_PERMISSIONS"
+    # Given back: MANAGE_CHANNELS there, without MANAGE_ROLES, is enough; ben gains
+    # nothing by it.
+    assert (await override(client, ann, staff, "member", mod.id)).is_success
+    assert (await client.delete(f"/api/channels/{staff}", headers=mod.headers)).status_code == 204
+    assert await reads(client, ben, chat["id"]) == 404
+
+
+async def test_deleting_a_category_whose_channel_cannot_take_its_overrides_is_refused(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """Its own @everyone override lets the channel's members send, which the category's
+    override of a role took from them first: as one layer, the role's would win."""
+    ann, sam = await make_user("ann"), await make_user("sam")
+    srv = await community(client, ann, sam)
+    muted = await role(client, srv, ann, "muted", 0, sam)
+    cat = (await channel(client, srv, ann, "cat", kind="category"))["id"]
+    no_send = int(P.SEND_MESSAGES)
+    assert (await override(client, ann, cat, "role", muted, deny=no_send)).is_success
+    chat = (await channel(client, srv, ann, "chat", parent_id=cat))["id"]
+    assert (await override(client, ann, chat, "role", srv.everyone_role, allow=no_send)).is_success
+    refused = await client.delete(f"/api/channels/{cat}", headers=ann.headers)
+    assert refused.status_code == 409 and refused.json()["code"] == "CATEGORY_OVERRIDES_CONFLICT"
+    # Nothing changed: the category is there, chat follows it, sam still sends.
+    shown = (await client.get(f"/api/channels/{chat}", headers=ann.headers)).json()
+    assert shown["parent_id"] == cat and shown["permissions_synced"] is True
+    assert (await say(client, sam, chat, "still here"))["content"] == "still here"
+    # Overrides of both that make one layer as they are: deleted, each member as before.
+    assert (await override(client, ann, chat, "role", srv.everyone_role)).is_success
+    assert (await override(client, ann, chat, "role", muted, deny=no_send)).is_success
+    assert (await client.delete(f"/api/channels/{cat}", headers=ann.headers)).status_code == 204
+    refused_send = await client.post(
+        f"/api/channels/{chat}/messages", headers=sam.headers, json={"content": "hi"}
+    )
+    assert refused_send.status_code == 403
