@@ -40,7 +40,7 @@ from bench.common import pct
 from bench.load import GROUP_MAX, Usage, User, make_group, measure, register
 from bench.outage import outage_under_load
 from bench.pgcluster import Cluster, ensure_pgbouncer, wait_replayed
-from bench.procs import XFChat, start_servers
+from bench.procs import METRICS_HEADERS, XFChat, start_servers
 from xfchat.db.migrate import Migrator
 
 WORDS = ["amber", "basalt", "cobalt", "dolomite", "garnet", "jasper", "obsidian", "quartz"]
@@ -90,7 +90,7 @@ async def mixed(bases: list[str], users: list[User], channel: str, seconds: floa
     where = Counter[str]()
     for base in bases:
         async with httpx.AsyncClient(timeout=5) as client:
-            text = (await client.get(f"{base}/metrics")).text
+            text = (await client.get(f"{base}/metrics", headers=METRICS_HEADERS)).text
         for m in re.finditer(r'xfchat_replica_reads_total\{outcome="(\w+)"\} (\S+)', text):
             where[m.group(1)] += int(float(m.group(2)))
     print(f"    reads by where they went: {dict(where) or 'all on the primary (no replica)'}")

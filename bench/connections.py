@@ -27,7 +27,7 @@ import psutil
 import websockets
 
 from bench.load import User, register
-from bench.procs import XFChat, local_servers
+from bench.procs import METRICS_HEADERS, XFChat, local_servers
 
 PER_USER = 5
 BATCH = 50  # connections opened at once
@@ -93,7 +93,7 @@ async def settled_rss(proc: psutil.Process, seconds: float = 3) -> float:
 
 async def subscribers(base: str) -> int:
     async with httpx.AsyncClient(timeout=5) as client:
-        text = (await client.get(f"{base}/metrics")).text
+        text = (await client.get(f"{base}/metrics", headers=METRICS_HEADERS)).text
     match = re.search(r"^xfchat_realtime_subscribers (\S+)$", text, re.M)
     return int(float(match.group(1))) if match else -1
 

@@ -37,7 +37,7 @@ import psutil
 import websockets
 
 from bench.common import pct
-from bench.procs import free_port, local_servers, stop_process, wait_ready
+from bench.procs import METRICS_HEADERS, free_port, local_servers, stop_process, wait_ready
 from bench.wire import Connection, message_id, sse_events
 
 GROUP_MAX = 25
@@ -327,6 +327,7 @@ async def measure(
     expected = messages * sum(listening[group_of[users[i].id]] for i in range(senders))
     expected *= deliveries
     start = usage.mark()
+    written = await writer_counts(bases)
     t0 = time.perf_counter()
     await bounded(
         "the senders",
@@ -336,6 +337,7 @@ async def measure(
         ),
     )
     sent_in = time.perf_counter() - t0
+    writer = await writer_line(bases, written, sent_in)
     deadline = time.perf_counter() + 15
     while len(run.arrivals) < expected and time.perf_counter() < deadline:
         await asyncio.sleep(0.05)
@@ -386,7 +388,48 @@ async def measure(
         )
     print(f"{delivered}; {duplicates} duplicates")
     print(f"    {resources}")
+    if writer:
+        print(f"    {writer}")
     return result
+
+
+WRITER_METRICS = ("send_batches", "sends", "send_batch_seconds")
+
+
+async def writer_counts(bases: list[str]) -> list[float] | None:
+    """The message writers' counters (batches, sends, seconds writing) summed over the
+    servers' /metrics; None when one has none (the ceiling)."""
+    found = [0.0] * len(WRITER_METRICS)
+    async with httpx.AsyncClient(timeout=10) as client:
+        for base in bases:
+            got = await client.get(f"{base}/metrics", headers=METRICS_HEADERS)
+            if got.status_code != 200:
+                return None
+            for i, name in enumerate(WRITER_METRICS):
+                value = re.search(rf"^xfchat_{name}_total ([0-9.e+]+)$", got.text, re.M)
+                if value is None:
+                    return None
+                found[i] += float(value[1])
+    return found
+
+
+async def writer_line(bases: list[str], before: list[float] | None, sent_in: float) -> str:
+    """What the writers did while the senders sent: batches, sends a batch, the mean
+    time a batch took (statement sent to answer read), and the share of the sending
+    time spent writing (one busy channel's batches are written one at a time, so near
+    100 % says its writer was the cycle)."""
+    after = await writer_counts(bases) if before is not None else None
+    if before is None or after is None:
+        return ""
+    batches, sends, seconds = (a - b for a, b in zip(after, before, strict=True))
+    if not batches:
+        return "writer: no batch"
+    processes = f" (summed over {len(bases)} processes)" if len(bases) > 1 else ""
+    return (
+        f"writer: {batches:,.0f} batches of {sends / batches:.1f} sends, "
+        f"{1000 * seconds / batches:.2f} ms each; writing {100 * seconds / sent_in:.0f} % "
+        f"of the sending time{processes}"
+    )
 
 
 @dataclass

@@ -25,7 +25,12 @@ START_TIMEOUT_S = 30  # for a server to answer /ready
 
 # Registering the benchmarks' users is not what is measured: the cheapest argon2id the
 # server accepts (OWASP's minimum), and limits that bench traffic does not reach.
+# /metrics wants a bearer token on the public listener: one made up for each run.
+METRICS_TOKEN = secrets.token_urlsafe(24)
+METRICS_HEADERS = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+
 BENCH_ENV = {
+    "XFCHAT_METRICS_TOKEN": METRICS_TOKEN,
     "XFCHAT_RATE_MESSAGES_USER": "1000000/60",
     "XFCHAT_RATE_API_USER": "1000000/60",
     "XFCHAT_RATE_FRIEND_REQUESTS_USER": "1000000/3600",  # (a group's owner befriends all)

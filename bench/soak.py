@@ -31,7 +31,7 @@ import websockets
 
 from bench.connections import one_server, pg_connections
 from bench.load import User, make_group, register
-from bench.procs import XFChat
+from bench.procs import METRICS_HEADERS, XFChat
 from bench.wire import Connection, sse_events
 
 SAMPLE_S = 30
@@ -119,7 +119,7 @@ async def signer(base: str, name: str, until: float) -> None:
 
 async def sample(server: XFChat, db_url: str, t0: float, counts: Counts) -> Sample:
     async with httpx.AsyncClient(timeout=5) as client:
-        text = (await client.get(f"{server.base}/metrics")).text
+        text = (await client.get(f"{server.base}/metrics", headers=METRICS_HEADERS)).text
 
     def metric(name: str) -> int:
         match = re.search(rf"^{name} (\S+)$", text, re.M)

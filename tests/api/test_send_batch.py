@@ -6,6 +6,7 @@ current access forbids."""
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -19,7 +20,7 @@ from fastapi import FastAPI
 from tests import factories
 from tests.conftest import make_settings
 from tests.factories import MakeUser, community, override
-from tests.support import Statements, logged_pool, until_one_waits_for_a_lock
+from tests.support import METRICS_HEADERS, Statements, logged_pool, until_one_waits_for_a_lock
 from xfchat.domain.messages import author_json
 from xfchat.domain.messages_batch import SendRequest, SendResult
 from xfchat.domain.messages_send import write_batch
@@ -271,3 +272,27 @@ async def test_a_batch_locks_its_reply_targets_in_id_order(
     finally:
         await deleting.close()
     assert all(isinstance(o, SendResult) for o in outcomes), outcomes
+
+
+async def test_metrics_say_how_long_the_batches_took(
+    client: httpx.AsyncClient, make_user: MakeUser, app: FastAPI
+) -> None:
+    """xfchat_send_batch_seconds_total: the writer's time from a batch's statement sent to
+    its answer read, what a busy channel's cycle is made of (bench.load prints it)."""
+
+    def writing() -> float:
+        return app.state.writer.writing_s  # type: ignore[no-any-return]
+
+    async def exported() -> float:
+        text = (await client.get("/metrics", headers=METRICS_HEADERS)).text
+        (value,) = re.findall(r"^xfchat_send_batch_seconds_total ([0-9.e+-]+)$", text, re.M)
+        return float(value)
+
+    ann, ben, dm = await factories.pair(client, make_user, "group")
+    before = writing()
+    assert await exported() == before
+    await factories.say(client, ann, dm, "one")
+    await factories.say(client, ben, dm, "two")
+    after = writing()
+    assert after > before and app.state.writer.batches >= 2
+    assert await exported() == after

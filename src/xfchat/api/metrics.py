@@ -115,6 +115,12 @@ class _WriterCollector(Collector):
             "xfchat_sends", "Sends carried by those transactions", value=writer.sends
         )
         yield CounterMetricFamily(
+            "xfchat_send_batch_seconds",
+            "Seconds those transactions took, from their statements sent to their answers "
+            "read (wall time, the waits for the event loop included)",
+            value=writer.writing_s,
+        )
+        yield CounterMetricFamily(
             "xfchat_sends_refused",
             "Sends answered 503 for a full queue, a deadline or shutdown",
             value=writer.refused,

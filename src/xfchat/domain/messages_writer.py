@@ -93,6 +93,7 @@ class MessageWriter:
         self.on_sent = on_sent
         self.batches = 0  # transactions written (for /metrics)
         self.sends = 0  # sends they carried
+        self.writing_s = 0.0  # seconds their writes took, sent to answered (wall time)
         self.refused = 0  # sends refused for a full queue, a deadline or shutdown
         self.pending = 0  # sends accepted whose batch has not answered them yet
         self.accepting = True
@@ -306,7 +307,9 @@ class MessageWriter:
         failed."""
         self.batches += 1
         self.sends += len(reqs)
+        loop = asyncio.get_running_loop()
         for attempt in range(1, RETRIES + 1):
+            began = loop.time()
             try:
                 outcomes = await self._write_once(conn, channel_id, reqs, attempt == 1)
                 break  # committed
@@ -320,6 +323,8 @@ class MessageWriter:
             except Exception as exc:  # the database is gone, a timeout: nothing was written
                 self._fail(reqs, exc)
                 return False
+            finally:
+                self.writing_s += loop.time() - began
         created: dict[UUID, int] = {}
         for req, outcome in zip(reqs, outcomes, strict=True):
             if req.future.done():
