@@ -352,6 +352,58 @@ async def test_a_webps_exif_and_xmp_are_dropped_and_its_orientation_kept(
     assert kept.tobytes() == Image.open(BytesIO(photo)).tobytes()
 
 
+async def test_a_gifs_comment_and_xmp_are_dropped_and_its_frames_and_loop_kept(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    """Was: a GIF was stored byte for byte, its comments and XMP with it."""
+    from tests.unit.test_gif_metadata import animated, frames, with_xmp
+
+    ann, srv = await a_sender(client, make_user)
+    original = with_xmp(animated())
+    sent = await post_files(client, ann, srv.general, [part("a.gif", original, "image/gif")])
+    assert sent.status_code == 201, sent.text
+    (attachment,) = sent.json()["attachments"]
+    assert attachment["content_type"] == "image/gif"
+    got = (await client.get(attachment["url"], headers=ann.headers)).content
+    assert attachment["size"] == len(got) < len(original)
+    for secret in (b"at home", b"XMP DataXMP", b"GPSLat", b"after the trailer"):
+        assert secret not in got
+    assert b"NETSCAPE2.0" in got and Image.open(BytesIO(got)).info["loop"] == 0
+    assert frames(got) == frames(original) and len(frames(got)) == 3
+    async with pool.acquire() as conn:
+        before = await stored(conn)
+    for damaged in (animated()[:-10], animated()[:-1] + b"\x99\x3b"):
+        refused = await post_files(client, ann, srv.general, [part("b.gif", damaged)])
+        assert refused.status_code == 400 and refused.json()["code"] == "INVALID_IMAGE"
+    async with pool.acquire() as conn:
+        assert await stored(conn) == before
+
+
+async def test_images_of_too_many_chunks_or_blocks_are_refused_and_nothing_stored(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    """Was: a PNG of 700,000 empty chunks took 1.5 s of a core to look at (a GIF of
+    2.8 million empty comments or a WebP of a million empty chunks, 0.4 s)."""
+    from bench.images_worst import gif_empty_extensions, png_empty_chunks, webp_empty_chunks
+
+    ann, srv = await a_sender(client, make_user)
+    async with pool.acquire() as conn:
+        before = await stored(conn)
+    for name, build, what in (
+        ("a.png", png_empty_chunks, "chunks"),
+        ("a.gif", gif_empty_extensions, "blocks"),
+        ("a.webp", webp_empty_chunks, "chunks"),
+    ):
+        flood = build(MiB)
+        refused = await post_files(client, ann, srv.general, [part(name, flood)])
+        assert refused.status_code == 400, (name, refused.text)
+        assert refused.json()["code"] == "INVALID_IMAGE" and what in refused.json()["message"]
+        avatar = await client.put("/api/users/@me/avatar", headers=ann.headers, content=flood)
+        assert avatar.status_code == 400 and avatar.json()["code"] == "INVALID_IMAGE", name
+    async with pool.acquire() as conn:
+        assert await stored(conn) == before
+
+
 async def test_a_jpegs_metadata_is_dropped_in_an_image_slot_within_the_bounds(
     app: FastAPI, client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
 ) -> None:

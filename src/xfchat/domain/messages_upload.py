@@ -2,7 +2,8 @@
 counts them in the sender's quota, and writes the message with them through the same
 batch writer every send uses (domain/messages_send.py: permission, replies,
 idempotency, rate limits, sequence number, event), so a message and its files are
-committed together or not at all. Before that: a JPEG, PNG or WebP loses its metadata (in a thread,
+committed together or not at all. Before that: an image (JPEG, PNG, GIF or WebP)
+loses its metadata (in a thread,
 in a turn of the process's image slots, as a thumbnail is made), a repeat (its
 id or nonce already held) is answered without storing anything, files that cannot fit
 in the quota are refused, and images are looked at (and thumbnailed), in a thread,
@@ -76,8 +77,8 @@ def file_too_large(max_bytes: int) -> PayloadTooLarge:
 
 
 async def _without_metadata(upload: Upload, slots: images.Slots) -> Upload:
-    """A JPEG, PNG or WebP without its metadata (images.without_metadata: EXIF and its
-    GPS position, XMP, comments, text; the pixels untouched), rewritten in its spool;
+    """A JPEG, PNG, GIF or WebP without its metadata (images.without_metadata: EXIF and
+    its GPS position, XMP, comments, text; the pixels untouched), rewritten in its spool;
     other files as they came. It takes one of the image slots, as a thumbnail does (it
     holds the file, read only then, and a core too).
 
