@@ -678,6 +678,73 @@ async def test_forms_as_clients_send_them_an_empty_input_a_preamble_and_filename
     assert nothing.status_code == 400 and nothing.json()["code"] == "INVALID_FORM"
 
 
+async def test_header_parameters_are_read_strictly_never_misread(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    """Was: an unclosed quote stored a file named '"a.png' (or took it for a field), a
+    parameter given twice was taken from its last (filename) or first (filename*)
+    occurrence, a `filename*=` inside another parameter's quoted value named the file,
+    and RFC 2231's continuations made a file the message's `content` field."""
+    ann, srv = await a_sender(client, make_user)
+    url = f"/api/channels/{srv.general}/messages"
+    headers = {**ann.headers, "Content-Type": "multipart/form-data; boundary=b"}
+    end = b'--b\r\nContent-Disposition: form-data; name="content"\r\n\r\nhi\r\n--b--\r\n'
+
+    def file(disposition: bytes, kind: bytes = b"text/plain") -> bytes:
+        return (
+            b"--b\r\nContent-Disposition: form-data; "
+            + disposition
+            + b"\r\nContent-Type: "
+            + kind
+            + b"\r\n\r\nfile bytes\r\n"
+        )
+
+    async with pool.acquire() as conn:
+        before = await stored(conn)
+    refused = {
+        b'name="files[0]; filename="a.png': "text after a quoted string",
+        b'name="f"; filename="a.png': "no closing quote",
+        b'name="f"; filename="a\\"b.png"': "text after a quoted string",
+        b'name="content"; name="files"; filename="x.txt"': "gives name twice",
+        b'name="f"; filename="x.txt"; FILENAME="y.txt"': "gives filename twice",
+        b"name=\"f\"; filename*=UTF-8''a.txt; filename*=UTF-8''b.txt": "gives filename* twice",
+        b'name="content"; filename*0="a"; filename*1=".txt"': "RFC 2231's filename*0",
+        b'name="f"; filename': "without a value",
+        b'name="f"; ="x"': "without a name",
+    }
+    for disposition, why in refused.items():
+        sent = await client.post(url, headers=headers, content=file(disposition) + end)
+        assert sent.status_code == 400, (disposition, sent.text)
+        assert sent.json()["code"] == "INVALID_FORM" and why in sent.json()["message"]
+    kind = await client.post(
+        url, headers=headers, content=file(b'name="f"; filename="a.txt"', b'text/plain; x="y') + end
+    )
+    assert kind.status_code == 400 and "part's Content-Type" in kind.json()["message"]
+    boundary = await client.post(
+        url,
+        headers={**ann.headers, "Content-Type": 'multipart/form-data; boundary="b'},
+        content=file(b'name="f"; filename="a.txt"') + end,
+    )
+    assert boundary.status_code == 400 and boundary.json()["code"] == "INVALID_FORM"
+    async with pool.acquire() as conn:
+        assert await stored(conn) == before
+    named = await client.post(
+        url,
+        headers=headers,
+        content=file(b'name="f"; filename="a; filename*=UTF-8\'\'evil.txt"')
+        + file(b'name="g"; filename=plain.txt')
+        + file(b'name="h"; filename="x.txt"; filename*="UTF-8\'\'%C3%A9.txt"')
+        + end,
+    )
+    assert named.status_code == 201, named.text
+    assert [a["filename"] for a in named.json()["attachments"]] == [
+        "a; filename*=UTF-8''evil.txt",
+        "plain.txt",
+        "é.txt",
+    ]
+    assert named.json()["content"] == "hi"
+
+
 async def test_filename_star_in_a_charset_other_than_utf8_or_latin1_reads_as_utf8(
     client: httpx.AsyncClient, make_user: MakeUser
 ) -> None:

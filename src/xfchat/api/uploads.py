@@ -1,7 +1,8 @@
 """Reading a message with files: `multipart/form-data` with the message as JSON in a
 `payload_json` part (the body a JSON send takes; or plain `content`, `nonce` and
 `reply_to_id` fields, for curl) and up to 10 file parts (any field name, each with a
-filename or a filename*; a preamble before the first boundary is skipped). Read as it arrives, never whole: each file is hashed and spooled (in memory
+filename or a filename*; a preamble before the first boundary is skipped; headers'
+parameters read strictly: form_parameters). Read as it arrives, never whole: each file is hashed and spooled (in memory
 up to SPOOL bytes, then in an anonymous temporary file that is gone when the request
 ends: a buffer, not a store; the bytes are kept only in PostgreSQL). A file over the
 limit, one file too many, an oversized field, or more than MAX_PARTS parts (empty file
@@ -11,20 +12,19 @@ inputs included) stops the reading at once with a 4xx.
 from __future__ import annotations
 
 import hashlib
-import re
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import IO
-from urllib.parse import unquote_to_bytes
 
 import orjson
 from fastapi import Request
 from python_multipart.exceptions import FormParserError
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import MultipartParser
 from starlette.requests import ClientDisconnect
 
+from xfchat.api.form_parameters import extended_filename, invalid_form, parameters
 from xfchat.domain.attachments import MAX_FILES, Upload
 from xfchat.domain.messages_upload import file_too_large
 from xfchat.errors import BadRequest
@@ -39,11 +39,6 @@ HEAD = 16  # first bytes kept, to tell images by
 MAX_PARTS = 32
 FIELDS = ("payload_json", "content", "nonce", "reply_to_id")
 MAX_PREAMBLE = 64 * 1024  # bytes before the first boundary (ignored, as RFC 2046 says)
-EXTENDED_FILENAME = re.compile(rb";\s*filename\*\s*=\s*([^;]*)", re.IGNORECASE)
-
-
-def invalid_form(message: str) -> BadRequest:
-    return BadRequest(message, code="INVALID_FORM")
 
 
 async def whole_body(request: Request) -> bytes:
@@ -126,18 +121,24 @@ class _Reader:
 
     def on_headers_finished(self) -> None:
         part = self.part
-        _, options = parse_options_header(part.headers.get(b"content-disposition", b""))
+        _, options = parameters(
+            part.headers.get(b"content-disposition", b""), "part's Content-Disposition"
+        )
         if b"name" not in options:
             raise invalid_form("every part needs a Content-Disposition with a name")
         part.name = _text(options[b"name"])
-        filename = _extended_filename(part.headers.get(b"content-disposition", b""))
-        if filename is None and b"filename" in options:
+        filename = None
+        if b"filename*" in options:
+            filename = extended_filename(options[b"filename*"])
+        elif b"filename" in options:
             filename = _text(options[b"filename"])
         if filename is not None:
             if filename:  # (an empty input, no name and no bytes, is no file: see on_part_data)
                 self._count_file()
             part.filename = filename
             kind = part.headers.get(b"content-type")
+            if kind:
+                parameters(kind, "part's Content-Type")  # (malformed: refused, as above)
             part.content_type = _text(kind) if kind else None
             part.file = tempfile.SpooledTemporaryFile(max_size=SPOOL)
             self.files.append(part.file)
@@ -217,23 +218,6 @@ def _text(value: bytes) -> str:
     return value.decode("utf-8", errors="replace")
 
 
-def _extended_filename(disposition: bytes) -> str | None:
-    """The `filename*` of a Content-Disposition (RFC 8187: charset'language'%-encoded),
-    which a client may send alone or beside `filename` (it then wins, RFC 6266). UTF-8
-    or ISO-8859-1; in any other charset the bytes are read as UTF-8, U+FFFD for what is
-    not (as a `filename` that is not UTF-8)."""
-    found = EXTENDED_FILENAME.search(disposition)
-    if found is None:
-        return None
-    charset, _, rest = found.group(1).strip().strip(b'"').partition(b"'")
-    raw = unquote_to_bytes(rest.partition(b"'")[2])
-    # Only the two charsets RFC 8187 asks for, never a codec named by the client (idna,
-    # punycode, undefined... raise instead of replacing): any other reads as UTF-8.
-    if charset.strip().lower() == b"iso-8859-1":
-        return raw.decode("latin-1")
-    return _text(raw)
-
-
 def _first_delimiter(body: bytes | bytearray, boundary: bytes) -> int | None:
     """Where the first boundary delimiter starts, after any preamble (RFC 2046: text
     before it, to be ignored); None if it has not arrived yet."""
@@ -249,8 +233,8 @@ async def read_form(request: Request, *, max_bytes: int) -> AsyncIterator[Form]:
     """The message and its files, spooled; the spools are gone when the block ends.
 
     Raises: BadRequest (INVALID_FORM, TOO_MANY_FILES); PayloadTooLarge (FILE_TOO_LARGE)."""
-    _, params = parse_options_header(request.headers.get("content-type", ""))
-    boundary = params.get(b"boundary")
+    header = request.headers.get("content-type", "").encode("latin-1")
+    boundary = parameters(header, "Content-Type")[1].get(b"boundary")
     if not boundary or len(boundary) > 70:
         raise invalid_form("multipart/form-data needs a boundary of 1 to 70 characters")
     reader = _Reader(max_bytes)
