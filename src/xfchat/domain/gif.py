@@ -41,7 +41,7 @@ class Block:
     kind: int  # EXTENSION, IMAGE or TRAILER
     label: int  # an extension's label (0 for the others)
     start: int
-    data: int  # where its sub-blocks begin
+    body: int  # where its sub-blocks begin
     end: int  # just after its block terminator
 
 
@@ -138,10 +138,10 @@ def strip(data: bytes) -> bytearray:
 def loop(data: bytes, block: Block) -> bytes:
     """An application extension that is a loop count, as it is with only its identifier
     and count (b"" for any other: metadata)."""
-    first = data[block.data : block.data + 12]
+    first = data[block.body : block.body + 12]
     if len(first) != 12 or first[0] != 11 or first[1:] not in LOOPS:
         return b""
-    count = data[block.data + 12 : block.data + 16]
+    count = data[block.body + 12 : block.body + 16]
     if len(count) != 4 or count[0] != 3 or count[1] != 1:
         return b""
-    return data[block.start : block.data] + first + count + b"\x00"
+    return data[block.start : block.body] + first + count + b"\x00"

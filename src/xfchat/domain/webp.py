@@ -3,6 +3,8 @@ image data (strip), as jpeg.strip does for a JPEG."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from xfchat.domain.jpeg import invalid
 
 EXIF, XMP, VP8X = b"EXIF", b"XMP ", b"VP8X"
@@ -27,19 +29,15 @@ def chunk(kind: bytes, data: bytes) -> bytes:
     return kind + len(data).to_bytes(4, "little") + data + b"\x00" * (len(data) & 1)
 
 
-def strip(data: bytes) -> tuple[bytearray, bytes | None]:
-    """The RIFF header and the chunks without EXIF and XMP (their flags cleared in
-    VP8X; anything after the RIFF's end dropped), built a range at a time; the first
-    EXIF chunk's data (None if none).
+def chunks(data: bytes) -> Iterator[tuple[bytes, int, int, int]]:
+    """Each chunk's FourCC, start, size and end (its padding included), up to the
+    RIFF's end.
 
-    Raises: BadRequest (INVALID_IMAGE: a chunk past the RIFF's end, more than
-    MAX_WEBP_CHUNKS chunks)."""
+    Raises: BadRequest (INVALID_IMAGE: no WebP header, a chunk past the RIFF's end, more
+    than MAX_WEBP_CHUNKS chunks)."""
     end = riff_end(data)
     if not is_webp(data) or end > len(data):
         raise invalid("the image is truncated")
-    view = memoryview(data)
-    out = bytearray(view[:12])
-    exif: bytes | None = None
     pos, count = 12, 0
     while pos < end:
         count += 1
@@ -47,11 +45,24 @@ def strip(data: bytes) -> tuple[bytearray, bytes | None]:
             raise invalid(f"the WebP has more than {MAX_WEBP_CHUNKS:,} chunks")
         if pos + 8 > end:
             raise invalid("the image is truncated")
-        kind = data[pos : pos + 4]
         size = int.from_bytes(data[pos + 4 : pos + 8], "little")
         after = pos + 8 + size + (size & 1)
         if after > end:
             raise invalid("the image is truncated")
+        yield data[pos : pos + 4], pos, size, after
+        pos = after
+
+
+def strip(data: bytes) -> tuple[bytearray, bytes | None]:
+    """The RIFF header and the chunks without EXIF and XMP (their flags cleared in
+    VP8X; anything after the RIFF's end dropped), built a range at a time; the first
+    EXIF chunk's data (None if none).
+
+    Raises: what `chunks` raises."""
+    view = memoryview(data)
+    out = bytearray(view[:12])
+    exif: bytes | None = None
+    for kind, pos, size, after in chunks(data):
         if kind in (EXIF, XMP):
             if kind == EXIF and exif is None:
                 exif = data[pos + 8 : pos + 8 + size]
@@ -60,7 +71,6 @@ def strip(data: bytes) -> tuple[bytearray, bytes | None]:
             out += view[pos:after]
             if kind == VP8X and size >= 1:
                 out[at + 8] &= ~(EXIF_FLAG | XMP_FLAG) & 0xFF
-        pos = after
     return out, exif
 
 
