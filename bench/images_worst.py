@@ -39,9 +39,8 @@ def png_empty_chunks(size: int) -> bytes:
 
 
 def png_tiny_idats(size: int) -> bytes:
-    """The image data split into one-byte IDAT chunks (13 bytes each)."""
+    """The image data, then empty IDAT chunks (12 bytes each), which decoders skip."""
     data = zlib.compress(b"\x00\x00")
-    data += b"\x00" * 0  # (the rest are empty IDATs, which decoders skip)
     idats = png.chunk(b"IDAT", data) + png.chunk(b"IDAT", b"") * ((size - 100) // 12)
     return _png_start() + idats + png.chunk(b"IEND", b"")
 
