@@ -140,3 +140,40 @@ async def test_move_channel_with_manage_channels_only_from_categories(
     _refused(await client.patch(url, headers=ben.headers, json={"parent_id": None}))
     shown = (await client.get(url, headers=ann.headers)).json()
     assert shown["parent_id"] == two["id"]
+
+
+async def test_move_unsynced_channel_into_a_category_with_overrides_is_asked_as_making_one(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """Was 200: making a channel in a category that does not follow its overrides needs
+    what they deny held in the category, but making it uncategorised (it follows nothing)
+    and moving it in, unsynced, reached the same place with MANAGE_ROLES alone."""
+    ann, mod = await make_user("ann"), await make_user("mod")
+    srv = await community(client, ann, mod)
+    await role(client, srv, ann, "mods", int(P.MANAGE_CHANNELS | P.MANAGE_ROLES), mod)
+    cat = await server_channel(client, srv, ann, "News", kind="category")
+    await override(client, ann, cat["id"], "role", srv.everyone_role, deny=int(P.SEND_MESSAGES))
+    _refused(await _create(client, srv, mod, name="free", parent_id=cat["id"], **UNSYNCED))
+    loose = await server_channel(client, srv, mod, "free")
+    assert loose["permissions_synced"] is False
+    url = f"/api/channels/{loose['id']}"
+    _refused(await client.patch(url, headers=mod.headers, json={"parent_id": cat["id"]}))
+    _refused(
+        await client.patch(url, headers=mod.headers, json={"parent_id": cat["id"], **UNSYNCED})
+    )
+    # following the category (whose denials then reach it) is a move as before
+    synced = {"parent_id": cat["id"], "permissions_synced": True}
+    moved = await client.patch(url, headers=mod.headers, json=synced)
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["category_overrides"] and moved.json()["permissions_synced"] is True
+    # and with SEND_MESSAGES held in the category, as making it unsynced there asks
+    await override(client, ann, cat["id"], "member", mod.id, allow=int(P.SEND_MESSAGES))
+    other = await server_channel(client, srv, mod, "free-2")
+    moved = await client.patch(
+        f"/api/channels/{other['id']}", headers=mod.headers, json={"parent_id": cat["id"]}
+    )
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["parent_id"] == cat["id"] and moved.json()["permissions_synced"] is False
+
+
+UNSYNCED = {"permissions_synced": False}

@@ -275,9 +275,14 @@ async def update_channel(
         if not values:
             return await _payload(conn, channel)  # changes nothing: none written, none told
         if "parent_id" in values:
-            # MANAGE_CHANNELS in the channel (above) and where it lands. (Whether it then
-            # follows the category's overrides is judged below, as any change of them.)
-            await _may_place(conn, actor, access, channel.kind, values["parent_id"], synced=True)
+            # MANAGE_CHANNELS in the channel (above) and where it lands, and, landing there
+            # without following the category's overrides, what making it so asks (else an
+            # uncategorised channel moved in did that with MANAGE_ROLES alone). (What a
+            # change of which overrides apply asks of the channel is judged below.)
+            synced = values.get("permissions_synced", channel.permissions_synced)
+            await _may_place(
+                conn, actor, access, channel.kind, values["parent_id"], synced=bool(synced)
+            )
         moves = "parent_id" in values or "permissions_synced" in values
         if moves:
             # Which overrides apply changes: as much a permission change as editing them.
