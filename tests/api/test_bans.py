@@ -5,6 +5,7 @@ the ban is refused."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -13,8 +14,11 @@ import httpx
 
 from tests import factories
 from tests.factories import Community, MakeUser, TestUser, community, role
+from tests.support import until_one_waits_for_a_lock
+from xfchat.db.queries import event_log as event_log_q
 from xfchat.domain import members
 from xfchat.domain.permissions import Permission as P
+from xfchat.settings import Settings
 
 
 async def _history(client: httpx.AsyncClient, who: TestUser, channel: str) -> dict[str, Any]:
@@ -169,3 +173,47 @@ async def test_a_refused_ban_deletes_nothing(
     done = await client.put(srv.url(f"/bans/{ben.id}"), headers=mod.headers, json=body)
     assert done.status_code == 204
     assert await _deleted_in(pool, srv.general) == [said["ben"]]
+
+
+async def test_a_bans_deletion_takes_the_channels_streams_in_the_logs_lock_order(
+    client: httpx.AsyncClient, make_user: MakeUser, settings: Settings
+) -> None:
+    """Was: a member's ban emitted `channel.updated` to a channel where the member had an
+    override (remove_member), then, deleting their messages, took a lower channel's
+    stream: against the log's lock order (domain/events.py). A writer that takes the two
+    streams in that order (as `user.updated` to a user's shared channels does in one
+    statement; split here on a connection of its own, so the interleaving is certain)
+    deadlocked with it. Now the ban waits for the first stream, holding neither."""
+    ann, mod, ben = [await make_user(n) for n in ("ann", "mod", "ben")]
+    srv = await community(client, ann, mod, ben)
+    await role(client, srv, ann, "mods", int(P.BAN_MEMBERS), mod)
+    made = [str((await factories.server_channel(client, srv, ann, n))["id"]) for n in "ab"]
+    low, high = sorted(made, key=uuid.UUID)
+    await factories.say(client, ben, low, "spam")
+    given = await factories.override(
+        client, ann, high, "member", ben.id, allow=int(P.ADD_REACTIONS)
+    )
+    assert given.status_code == 200, given.text
+    other = await asyncpg.connect(settings.database_url)
+    try:
+        tx = other.transaction()
+        await tx.start()
+        await event_log_q.lock_streams(other, kinds=["channel"], entity_ids=[uuid.UUID(low)])
+        banning = asyncio.ensure_future(
+            client.put(
+                srv.url(f"/bans/{ben.id}"),
+                headers=mod.headers,
+                json={"delete_message_seconds": 3600},
+            )
+        )
+        await until_one_waits_for_a_lock(other, banning)
+        assert not banning.done(), (await banning).text
+        # (in the lock order: raised DeadlockDetectedError, or the ban answered 503)
+        await event_log_q.lock_streams(other, kinds=["channel"], entity_ids=[uuid.UUID(high)])
+        await tx.commit()
+        banned = await banning
+    finally:
+        await other.close()
+    assert banned.status_code == 204, banned.text
+    kept = await _history(client, ann, low)
+    assert kept and all(m["deleted"] for m in kept.values()), kept

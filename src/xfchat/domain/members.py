@@ -272,8 +272,17 @@ async def _remove_from(
     caller holds their locks), a statement (four for who saw which channel) for all of
     them a step; the servers they were taken out of, in the order given. (`rejoins`
     false: their overrides' denies go too.)"""
+    servers, events = await _removal(conn, user_id, server_ids, reason, rejoins=rejoins)
+    await emit_many(conn, events)
+    return servers
+
+
+async def _removal(
+    conn: asyncpg.Connection, user_id: UUID, server_ids: list[UUID], reason: str, *, rejoins: bool
+) -> tuple[list[UUID], list[Event]]:
+    """_remove_from, its events returned for the caller to emit (with its own)."""
     if not server_ids:
-        return []
+        return [], []
     of_server: dict[UUID, list[channels_q.ChannelRow]] = {s: [] for s in server_ids}
     for c in await channels_q.list_channels_of_servers(conn, server_ids=server_ids):
         assert c.server_id is not None
@@ -284,7 +293,7 @@ async def _remove_from(
     left = set(await q.delete_server_members(conn, server_ids=server_ids, user_id=user_id))
     servers = [s for s in server_ids if s in left]
     if not servers:
-        return []
+        return [], []
     channels = [c for s in servers for c in of_server[s]]
     # What their own overrides allow goes with them; what they deny waits for a rejoin
     # (leaving and coming back by an invite undid a moderator's member override).
@@ -313,8 +322,7 @@ async def _remove_from(
     events += ended
     changed = [c for c in channels if c.id in overridden]
     events += await overrides_changed(conn, changed, followers_among(changed, channels))
-    await emit_many(conn, events)
-    return servers
+    return servers, events
 
 
 async def leave_server(
@@ -390,18 +398,27 @@ async def ban_member(
         await bans_q.insert_ban(
             conn, server_id=server_id, user_id=user_id, banned_by=actor.user_id, reason=reason
         )
+        # The member's removal, then their messages' deletion (the channels' rows, then
+        # the messages', as an edit takes them), and only then every event of both in
+        # one emit_many: the removal emits to channels too (the member's overrides,
+        # their voice state), and a channel's stream taken after a higher one's, in a
+        # second emit, deadlocked with a writer taking both in the log's lock order.
+        events: list[Event] = []
         if target is not None:
-            await remove_member(conn, server_id, user_id, "banned")
+            events += (await _removal(conn, user_id, [server_id], "banned", rejoins=True))[1]
         deleted = 0
         changes: dict[str, Any] = {}
-        if delete_message_seconds > 0:  # (after the member's events: streams in lock order)
-            deleted = await delete_recent_of_author(
+        if delete_message_seconds > 0:
+            gone = await delete_recent_of_author(
                 conn, actor.user_id, server_id, user_id, delete_message_seconds, max_deleted
             )
+            events += gone
+            deleted = len(gone)
             changes = {
                 "delete_message_seconds": delete_message_seconds,
                 "deleted_messages": deleted,
             }
+        await emit_many(conn, events)
         await audit(
             conn,
             access,

@@ -49,6 +49,7 @@ from xfchat.domain.events import (
     REACTION_REMOVED,
     READ_STATE_UPDATED,
     TYPING_STARTED,
+    Event,
     emit,
     emit_many,
     signal,
@@ -509,29 +510,34 @@ async def delete_rows(
     """Delete the locked, live `rows` of the channel (its caller checked who may), in
     the caller's transaction: tombstones, the text scrubbed from the event log, and a
     `message.deleted` each."""
+    await emit_many(conn, await tombstone_rows(conn, deleted_by, channel_id, rows))
+
+
+async def tombstone_rows(
+    conn: asyncpg.Connection, deleted_by: UUID, channel_id: UUID, rows: list[q.MessageRow]
+) -> list[Event]:
+    """delete_rows, but its `message.deleted` events are returned for the caller to emit
+    with its others (in one emit_many: the streams in the log's lock order)."""
     ids = [r.id for r in rows]
     deleted_at = await q.soft_delete_messages(conn, message_ids=ids, deleted_by=deleted_by)
     # The text also leaves the event log, so a resume cannot replay it.
     await events_q.scrub_message_events(
         conn, channel_id=channel_id, message_ids=ids, deleted_at=deleted_at.isoformat()
     )
-    await emit_many(
-        conn,
-        [
-            MESSAGE_DELETED.to_channel(
-                channel_id,
-                {
-                    "id": str(r.id),
-                    "channel_id": str(channel_id),
-                    "seq": r.seq,
-                    "deleted_at": deleted_at.isoformat(),
-                    "author_id": None if r.author_id is None else str(r.author_id),
-                    **_mentions_of(r),
-                },
-            )
-            for r in rows
-        ],
-    )
+    return [
+        MESSAGE_DELETED.to_channel(
+            channel_id,
+            {
+                "id": str(r.id),
+                "channel_id": str(channel_id),
+                "seq": r.seq,
+                "deleted_at": deleted_at.isoformat(),
+                "author_id": None if r.author_id is None else str(r.author_id),
+                **_mentions_of(r),
+            },
+        )
+        for r in rows
+    ]
 
 
 async def delete_recent_of_author(
@@ -541,20 +547,23 @@ async def delete_recent_of_author(
     author_id: UUID,
     within_s: int,
     limit: int,
-) -> int:
+) -> list[Event]:
     """Delete the author's live messages in the server's channels sent in the last
     `within_s` seconds, at most `limit` of them, newest first, in the caller's
     transaction (which checked who may, and holds the server's lock, as every deletion
-    of a moderator's takes it first), each channel's as delete_rows deletes them: a
-    `message.deleted` each in its channel's stream. How many were deleted."""
+    of a moderator's takes it first), each channel's as delete_rows deletes them. Their
+    `message.deleted` events (one each, in its channel's stream) are returned for the
+    caller to emit with its own, in one emit_many: a ban's removal of the member emits
+    to channels too (their overrides, their voice state), and a channel's stream taken
+    after a higher one's deadlocked with a writer taking both in the log's order."""
     found = await q.list_recent_messages_by_author(
         conn, server_id=server_id, author_id=author_id, within_s=within_s, limit=limit
     )
     by_channel: dict[UUID, list[UUID]] = {}
     for m in found:
         by_channel.setdefault(m.channel_id, []).append(m.id)
-    deleted = 0
-    for channel_id in sorted(by_channel):  # (the channels' streams in their lock order)
+    events: list[Event] = []
+    for channel_id in sorted(by_channel):  # (the channels' message rows in one order)
         rows = [
             r
             for r in await q.lock_messages(
@@ -563,9 +572,8 @@ async def delete_recent_of_author(
             if r.deleted_at is None  # (none can be: deletions take the server first)
         ]
         if rows:
-            await delete_rows(conn, deleted_by, channel_id, rows)
-            deleted += len(rows)
-    return deleted
+            events += await tombstone_rows(conn, deleted_by, channel_id, rows)
+    return events
 
 
 async def list_reactors(
