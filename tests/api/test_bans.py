@@ -217,3 +217,72 @@ async def test_a_bans_deletion_takes_the_channels_streams_in_the_logs_lock_order
     assert banned.status_code == 204, banned.text
     kept = await _history(client, ann, low)
     assert kept and all(m["deleted"] for m in kept.values()), kept
+
+
+async def test_two_bans_at_once_delete_each_message_once_and_leave_nothing_to_find(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """Held: the server's lock orders them; the second finds nothing live to delete.
+    Search finds none of the deleted text, and the log keeps none of it."""
+    ann, mod, ben = [await make_user(n) for n in ("ann", "mod", "ben")]
+    srv = await community(client, ann, mod, ben)
+    await role(client, srv, ann, "mods", int(P.BAN_MEMBERS), mod)
+    for i in range(3):
+        await factories.say(client, ben, srv.general, f"zebracorn {i}")
+    ban = {"delete_message_seconds": 600}
+    answers = await asyncio.gather(
+        *(
+            client.put(srv.url(f"/bans/{ben.id}"), headers=who.headers, json=ban)
+            for who in (ann, mod)
+        )
+    )
+    assert [a.status_code for a in answers] == [204, 204], [a.text for a in answers]
+    entries = await _audited(client, srv, ann)
+    assert sorted(e["changes"]["deleted_messages"] for e in entries) == [0, 3], entries
+    found = await client.get("/api/search", params={"q": "zebracorn"}, headers=ann.headers)
+    assert found.status_code == 200 and found.json()["results"] == [], found.text
+    assert "zebracorn" not in str(await _history(client, ann, srv.general))
+
+
+async def test_a_ban_racing_the_users_send_leaves_none_of_theirs_live(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """Held: a send that lands before the ban is deleted by it; one after is refused."""
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await community(client, ann, ben)
+    url = f"/api/channels/{srv.general}/messages"
+    for i in range(4):
+        sending = client.post(url, headers=ben.headers, json={"content": f"last word {i}"})
+        banning = client.put(
+            srv.url(f"/bans/{ben.id}"), headers=ann.headers, json={"delete_message_seconds": 60}
+        )
+        sent, banned = await asyncio.gather(sending, banning)
+        assert banned.status_code == 204, banned.text
+        assert sent.status_code in (201, 403, 404), sent.text
+        assert not [
+            m
+            for m in (await _history(client, ann, srv.general)).values()
+            if m["author"]["id"] == str(ben.id) and not m["deleted"]
+        ]
+        unbanned = await client.delete(srv.url(f"/bans/{ben.id}"), headers=ann.headers)
+        assert unbanned.status_code == 204, unbanned.text
+        back = await client.post(f"/api/invites/{srv.invite}", headers=ben.headers)
+        assert back.status_code == 201, back.text
+
+
+async def test_a_huge_or_malformed_ban_body_is_a_400_not_a_500(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await community(client, ann, ben)
+    url = srv.url(f"/bans/{ben.id}")
+    for body in ({"delete_message_seconds": 10**40}, {"delete_message_seconds": -(10**40)}):
+        answer = await client.put(url, headers=ann.headers, json=body)
+        assert answer.status_code == 400, answer.text
+    for raw in (b"[1]", b'"x"', b"{", b"1e999"):
+        answer = await client.put(
+            url, headers={**ann.headers, "content-type": "application/json"}, content=raw
+        )
+        assert answer.status_code in (400, 422), (raw, answer.text)
+    members_now = await client.get(srv.url("/members"), headers=ann.headers)
+    assert str(ben.id) in members_now.text

@@ -3,6 +3,7 @@ where it lands, computed with the category's overrides (as Discord judges it).""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -177,3 +178,41 @@ async def test_move_unsynced_channel_into_a_category_with_overrides_is_asked_as_
 
 
 UNSYNCED = {"permissions_synced": False}
+
+
+async def test_a_move_racing_its_categorys_deletion_is_one_or_the_other(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """Held: both take the server's lock; the move lands in the category (which then
+    goes, leaving it uncategorised) or finds it gone (INVALID_PARENT). Malformed parents
+    are 400s, another server's category is INVALID_PARENT."""
+    ann = await make_user("ann")
+    srv = await community(client, ann)
+    for _ in range(3):
+        cat = await server_channel(client, srv, ann, "Doomed", kind="category")
+        loose = await server_channel(client, srv, ann, "loose")
+        moved, deleted = await asyncio.gather(
+            client.patch(
+                f"/api/channels/{loose['id']}", headers=ann.headers, json={"parent_id": cat["id"]}
+            ),
+            client.delete(f"/api/channels/{cat['id']}", headers=ann.headers),
+        )
+        assert deleted.status_code == 204, deleted.text
+        if moved.status_code != 200:
+            _refused(moved, "INVALID_PARENT")
+        now = await client.get(f"/api/channels/{loose['id']}", headers=ann.headers)
+        assert now.json()["parent_id"] is None, now.text
+    elsewhere = await community(client, ann, name="other")
+    theirs = await server_channel(client, elsewhere, ann, "Theirs", kind="category")
+    url = f"/api/channels/{loose['id']}"
+    _refused(
+        await client.patch(url, headers=ann.headers, json={"parent_id": theirs["id"]}),
+        "INVALID_PARENT",
+    )
+    _refused(await _create(client, srv, ann, name="x", parent_id=theirs["id"]), "INVALID_PARENT")
+    for bad in ("nope", 12, [], {"id": theirs["id"]}, loose["id"]):
+        for answer in (
+            await client.patch(url, headers=ann.headers, json={"parent_id": bad}),
+            await _create(client, srv, ann, name="x", parent_id=bad),
+        ):
+            assert answer.status_code in (400, 422), (bad, answer.text)
