@@ -581,7 +581,7 @@ async def test_a_bans_deletion_reads_the_window_of_the_authors_messages_not_all(
         INSERT INTO channels (server_id, kind, name) SELECT id, 'text', name FROM servers;
         INSERT INTO messages (id, channel_id, seq, author_id, content, created_at)
             SELECT gen_random_uuid(), c.id, i, (SELECT id FROM users), 'spam',
-                   now() - make_interval(secs => 3100.5 - i)
+                   now() - make_interval(secs => (3000 - i) * 10 + 5)
             FROM channels c, generate_series(1, 3000) i;
         ANALYZE messages; ANALYZE channels;
         """
@@ -591,15 +591,56 @@ async def test_a_bans_deletion_reads_the_window_of_the_authors_messages_not_all(
     found, read = await rows_read(
         conn,
         lambda: messages_q.list_recent_messages_by_author(
-            conn, server_id=here, author_id=spammer, within_s=155, limit=1000
+            conn, server_id=here, author_id=spammer, within_s=550, limit=1000, scanned=10_000
         ),
     )
-    assert len(found) == 55  # (sent 100.5 to 154.5 seconds ago: 2946 to 3000)
+    assert len(found) == 55  # (sent 5 to 545 seconds ago: 2946 to 3000; 5 s either side)
     assert read <= 600, read
     capped, read = await rows_read(
         conn,
         lambda: messages_q.list_recent_messages_by_author(
-            conn, server_id=here, author_id=spammer, within_s=604800, limit=50
+            conn, server_id=here, author_id=spammer, within_s=604800, limit=50, scanned=500
         ),
     )
     assert len(capped) == 50 and read <= 600, read
+
+
+async def test_a_bans_deletion_reads_a_bounded_number_of_the_authors_messages(
+    conn: asyncpg.Connection,
+) -> None:
+    """However much the author wrote elsewhere in the window (600 sends a minute for
+    days, deleted ones too), a ban's deletion reads at most `scanned` of their messages:
+    their newest, wherever they are; those of its server behind them are not found."""
+    await conn.execute(
+        """
+        INSERT INTO users (username, email, email_key, password_hash)
+            VALUES ('spammer', 's@x.org', 's@x.org', 'h');
+        INSERT INTO servers (name, owner_id) SELECT n, (SELECT id FROM users)
+            FROM unnest(ARRAY['here', 'there']) n;
+        INSERT INTO channels (server_id, kind, name) SELECT id, 'text', name FROM servers;
+        INSERT INTO messages (id, channel_id, seq, author_id, content, created_at, deleted_at)
+            SELECT gen_random_uuid(), c.id, i, (SELECT id FROM users),
+                   CASE WHEN c.name = 'there' AND i % 2 = 0 THEN '' ELSE 'spam' END,
+                   now() - make_interval(secs => CASE c.name WHEN 'here' THEN 9000 ELSE 0 END
+                                                 + 6000 - i),
+                   CASE WHEN c.name = 'there' AND i % 2 = 0 THEN now() END
+            FROM channels c, generate_series(1, 6000) i;
+        ANALYZE messages; ANALYZE channels;
+        """
+    )
+    spammer = await conn.fetchval("SELECT id FROM users")
+    here = await conn.fetchval("SELECT id FROM servers WHERE name = 'here'")
+    found, read = await rows_read(
+        conn,
+        lambda: messages_q.list_recent_messages_by_author(
+            conn, server_id=here, author_id=spammer, within_s=604800, limit=100, scanned=1_000
+        ),
+    )
+    assert found == [] and read <= 1_100, read
+    found, read = await rows_read(
+        conn,
+        lambda: messages_q.list_recent_messages_by_author(
+            conn, server_id=here, author_id=spammer, within_s=604800, limit=100, scanned=7_000
+        ),
+    )
+    assert len(found) == 100 and read <= 7_300, read

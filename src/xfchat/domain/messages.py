@@ -61,6 +61,10 @@ from xfchat.errors import BadRequest, Forbidden, Gone, NotFound
 
 MAX_CONTENT = 4000
 MAX_PAGE = 100
+# A ban's deletion of the member's recent messages reads at most this many of theirs a
+# message it may delete (their newest, wherever they wrote them), so that its
+# transaction, which holds the server's row, stays short however much they wrote.
+SCANNED_PER_DELETED = 10
 # Only the 8-4-4-4-12 form every client reads (UUID() also takes dashes anywhere, or
 # none: a ping that no client would show as a mention).
 _UUID_TEXT = r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}"
@@ -549,7 +553,8 @@ async def delete_recent_of_author(
     limit: int,
 ) -> list[Event]:
     """Delete the author's live messages in the server's channels sent in the last
-    `within_s` seconds, at most `limit` of them, newest first, in the caller's
+    `within_s` seconds, at most `limit` of them, newest first (among the newest
+    `limit` x SCANNED_PER_DELETED they wrote anywhere in that time), in the caller's
     transaction (which checked who may, and holds the server's lock, as every deletion
     of a moderator's takes it first), each channel's as delete_rows deletes them. Their
     `message.deleted` events (one each, in its channel's stream) are returned for the
@@ -557,7 +562,12 @@ async def delete_recent_of_author(
     to channels too (their overrides, their voice state), and a channel's stream taken
     after a higher one's deadlocked with a writer taking both in the log's order."""
     found = await q.list_recent_messages_by_author(
-        conn, server_id=server_id, author_id=author_id, within_s=within_s, limit=limit
+        conn,
+        server_id=server_id,
+        author_id=author_id,
+        within_s=within_s,
+        limit=limit,
+        scanned=limit * SCANNED_PER_DELETED,
     )
     by_channel: dict[UUID, list[UUID]] = {}
     for m in found:

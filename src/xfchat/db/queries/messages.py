@@ -857,18 +857,29 @@ async def list_live_messages_by_author(
 
 
 async def list_recent_messages_by_author(
-    conn: asyncpg.Connection, *, server_id: UUID, author_id: UUID, within_s: int, limit: int
+    conn: asyncpg.Connection,
+    *,
+    server_id: UUID,
+    author_id: UUID,
+    within_s: int,
+    limit: int,
+    scanned: int,
 ) -> list[AuthoredRow]:
     """The author's live messages in the server's channels sent in the last `within_s`
-    seconds, newest first, at most `limit` (a ban's deletion of them): read by
-    messages_author_idx from now back, so the walk ends at the window's start or the
-    limit, whatever the author wrote before or elsewhere."""
+    seconds, newest first, at most `limit` (a ban's deletion of them), among the newest
+    `scanned` the author wrote in that time anywhere (deleted ones included): read by
+    messages_author_idx from now back, so the walk ends at the window's start or after
+    `scanned` rows, whatever the author wrote before or elsewhere (an author sending
+    600 a minute for days elsewhere made it read millions)."""
     records = await conn.fetch(
         """
-        SELECT m.channel_id, m.id, m.created_at FROM messages m
+        SELECT m.channel_id, m.id, m.created_at
+        FROM (SELECT m.channel_id, m.id, m.created_at, m.deleted_at FROM messages m
+              WHERE m.author_id = $1 AND m.created_at >= now() - make_interval(secs => $3)
+              ORDER BY m.created_at DESC
+              LIMIT $5) m
         JOIN channels c ON c.id = m.channel_id  -- (none of a deleted channel: 0055)
-        WHERE m.author_id = $1 AND c.server_id = $2 AND m.deleted_at IS NULL
-          AND m.created_at >= now() - make_interval(secs => $3)
+        WHERE c.server_id = $2 AND m.deleted_at IS NULL
         ORDER BY m.created_at DESC, m.id DESC
         LIMIT $4
         """,
@@ -876,6 +887,7 @@ async def list_recent_messages_by_author(
         server_id,
         float(within_s),
         limit,
+        scanned,
     )
     return many(AuthoredRow, records)
 
