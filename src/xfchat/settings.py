@@ -362,6 +362,11 @@ class Settings(DatabaseSettings):
     rate_groups_user: RateLimitSetting = Field(
         default=RateLimit(10, 600), validation_alias=_env("XFCHAT_RATE_GROUPS_USER")
     )
+    # Changing one's own nickname in a server: each tells every member of it (a
+    # `member.updated` to thousands) and writes an audit entry, so it is counted.
+    rate_nickname_user: RateLimitSetting = Field(
+        default=RateLimit(10, 600), validation_alias=_env("XFCHAT_RATE_NICKNAME_USER")
+    )
 
     # Profile and presence changes per user: each one writes an event to every
     # conversation and server the user is in (up to about 1,200 rows).

@@ -11,7 +11,7 @@ import asyncpg
 import httpx
 
 from tests import factories
-from tests.factories import Community, MakeUser, TestUser, community, role
+from tests.factories import AppWith, Community, MakeUser, TestUser, community, role
 from xfchat.domain.permissions import Permission as P
 
 
@@ -724,3 +724,37 @@ async def test_an_audit_reasons_unicode_line_breaks_read_as_spaces(
     assert kicked.status_code == 204
     log = (await client.get(srv.url("/audit-log?action=member.kicked"), headers=ann.headers)).json()
     assert [e["reason"] for e in log] == ["spam links again"]
+
+
+async def test_ones_own_nickname_is_audited_and_counted(
+    app_with: AppWith, make_user: MakeUser
+) -> None:
+    """Was: a member's change of their own nickname wrote no audit entry (Discord's log
+    shows it), and had only the API's 600 a minute, each change told to every member of
+    the server. Now it is a `member.updated` entry by and about them, counted in
+    `nickname` (XFCHAT_RATE_NICKNAME_USER, 10 in 10 minutes; 2 here, refused ones
+    included): past it, 429 and nothing changed. A moderator's change of another's is
+    not counted there."""
+    client = await app_with(rate_nickname_user="2/600")
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await community(client, ann, ben)
+    answers = [
+        await client.patch(srv.url("/members/@me"), headers=ben.headers, json={"nickname": n})
+        for n in ("Bee", "Bea", "Bo")
+    ]
+    assert [a.status_code for a in answers] == [200, 200, 429], [a.text for a in answers]
+    assert answers[2].json()["bucket"] == "nickname"
+    log = (
+        await client.get(srv.url("/audit-log?action=member.updated"), headers=ann.headers)
+    ).json()
+    assert [(e["actor_id"], e["target_id"], e["changes"]) for e in log] == [
+        (str(ben.id), str(ben.id), {"nickname": "Bea"}),
+        (str(ben.id), str(ben.id), {"nickname": "Bee"}),
+    ]
+    member = await client.get(srv.url(f"/members/{ben.id}"), headers=ann.headers)
+    assert member.json()["nickname"] == "Bea"
+    for n in ("One", "Two", "Three"):
+        by_owner = await client.patch(
+            srv.url(f"/members/{ben.id}"), headers=ann.headers, json={"nickname": n}
+        )
+        assert by_owner.status_code == 200, by_owner.text

@@ -110,7 +110,11 @@ async def test_names_are_one_line_with_their_bidi_controls_closed(
 ) -> None:
     """Was: a display name with line breaks, a nickname or role name ending in an open
     U+202E were stored (200), and rewrote other people's messages that mentioned them."""
-    limits = {"rate_presence_user": "1000/60", "rate_register_ip": "1000/3600"}
+    limits = {
+        "rate_presence_user": "1000/60",
+        "rate_register_ip": "1000/3600",
+        "rate_nickname_user": "1000/600",
+    }
     client = await app_with(rate_profile_user="1000/600", rate_groups_user="1000/600", **limits)
     ann, ben = await make_user("ann"), await make_user("ben")
     srv = await community(client, ann, ben)

@@ -9,7 +9,7 @@ from uuid import UUID
 from fastapi import Path, Query, Request, Response
 from pydantic import BaseModel, Field, StrictInt
 
-from xfchat.api.deps import Conn, CurrentActor, without_controls
+from xfchat.api.deps import AppSettings, Conn, CurrentActor, check_limit, without_controls
 from xfchat.api.models import IsoTime, Text
 from xfchat.api.pages import page_of
 from xfchat.api.responses import JSONResponse
@@ -116,8 +116,15 @@ async def patch_member(
     actor: CurrentActor,
     conn: Conn,
     reason: AuditReason,
+    settings: AppSettings,
+    request: Request,
 ) -> Response:
+    """A change of one's own nickname is counted in `nickname` (XFCHAT_RATE_NICKNAME_USER,
+    refused ones included): each tells every member of the server and is audited."""
     fields = body.model_dump(exclude_unset=True)
+    if "nickname" in fields and _user(actor, user_id) == actor.user_id:
+        rule = settings.rate_nickname_user
+        await check_limit(request, "nickname", str(actor.user_id), rule, conn)
     return JSONResponse(
         await members.update_member(
             conn, actor, server_id, _user(actor, user_id), fields=fields, reason=reason

@@ -191,17 +191,18 @@ async def update_member(
             for k, v in stored.items()
             if k in fields
         }
-        if not self_only:
-            action = "member.timed_out" if "timed_out_until" in fields else "member.updated"
-            await audit(
-                conn,
-                access,
-                action,
-                target_type="user",
-                target_id=user_id,
-                changes=changes,
-                reason=reason,
-            )
+        # One's own nickname too (as Discord's log shows it), its count bounded by the
+        # `nickname` rate limit (api/members.py).
+        action = "member.timed_out" if "timed_out_until" in fields else "member.updated"
+        await audit(
+            conn,
+            access,
+            action,
+            target_type="user",
+            target_id=user_id,
+            changes=changes,
+            reason=reason,
+        )
         payload = await member_json(conn, row)
         await emit_many(conn, [MEMBER_UPDATED.to_server(server_id, payload), *ended])
     return payload
