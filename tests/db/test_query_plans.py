@@ -566,12 +566,9 @@ async def test_a_search_for_files_or_reactions_alone_reads_those_in_scope_not_th
         assert [h.id for h in hits] == some["ids"], filters
 
 
-async def test_a_bans_deletion_reads_the_window_of_the_authors_messages_not_all(
-    conn: asyncpg.Connection,
-) -> None:
-    """A ban's `delete_message_seconds` reads the author's messages from now back by
-    messages_author_idx, up to its limit: not the 3,000 they wrote before the window,
-    nor those of another server."""
+async def _spammer_in_two_servers(conn: asyncpg.Connection) -> tuple[uuid.UUID, uuid.UUID]:
+    """A user who owns two servers, 'here' and 'there', of a text channel each: the
+    user's id and here's."""
     await conn.execute(
         """
         INSERT INTO users (username, email, email_key, password_hash)
@@ -579,6 +576,22 @@ async def test_a_bans_deletion_reads_the_window_of_the_authors_messages_not_all(
         INSERT INTO servers (name, owner_id) SELECT n, (SELECT id FROM users)
             FROM unnest(ARRAY['here', 'there']) n;
         INSERT INTO channels (server_id, kind, name) SELECT id, 'text', name FROM servers;
+        """
+    )
+    spammer = await conn.fetchval("SELECT id FROM users")
+    here = await conn.fetchval("SELECT id FROM servers WHERE name = 'here'")
+    return spammer, here
+
+
+async def test_a_bans_deletion_reads_the_window_of_the_authors_messages_not_all(
+    conn: asyncpg.Connection,
+) -> None:
+    """A ban's `delete_message_seconds` reads the author's messages from now back by
+    messages_author_idx, up to its limit: not the 3,000 they wrote before the window,
+    nor those of another server."""
+    spammer, here = await _spammer_in_two_servers(conn)
+    await conn.execute(
+        """
         INSERT INTO messages (id, channel_id, seq, author_id, content, created_at)
             SELECT gen_random_uuid(), c.id, i, (SELECT id FROM users), 'spam',
                    now() - make_interval(secs => (3000 - i) * 10 + 5)
@@ -586,8 +599,6 @@ async def test_a_bans_deletion_reads_the_window_of_the_authors_messages_not_all(
         ANALYZE messages; ANALYZE channels;
         """
     )
-    spammer = await conn.fetchval("SELECT id FROM users")
-    here = await conn.fetchval("SELECT id FROM servers WHERE name = 'here'")
     found, read = await rows_read(
         conn,
         lambda: messages_q.list_recent_messages_by_author(
@@ -611,13 +622,9 @@ async def test_a_bans_deletion_reads_a_bounded_number_of_the_authors_messages(
     """However much the author wrote elsewhere in the window (600 sends a minute for
     days, deleted ones too), a ban's deletion reads at most `scanned` of their messages:
     their newest, wherever they are; those of its server behind them are not found."""
+    spammer, here = await _spammer_in_two_servers(conn)
     await conn.execute(
         """
-        INSERT INTO users (username, email, email_key, password_hash)
-            VALUES ('spammer', 's@x.org', 's@x.org', 'h');
-        INSERT INTO servers (name, owner_id) SELECT n, (SELECT id FROM users)
-            FROM unnest(ARRAY['here', 'there']) n;
-        INSERT INTO channels (server_id, kind, name) SELECT id, 'text', name FROM servers;
         INSERT INTO messages (id, channel_id, seq, author_id, content, created_at, deleted_at)
             SELECT gen_random_uuid(), c.id, i, (SELECT id FROM users),
                    CASE WHEN c.name = 'there' AND i % 2 = 0 THEN '' ELSE 'spam' END,
@@ -628,8 +635,6 @@ async def test_a_bans_deletion_reads_a_bounded_number_of_the_authors_messages(
         ANALYZE messages; ANALYZE channels;
         """
     )
-    spammer = await conn.fetchval("SELECT id FROM users")
-    here = await conn.fetchval("SELECT id FROM servers WHERE name = 'here'")
     found, read = await rows_read(
         conn,
         lambda: messages_q.list_recent_messages_by_author(
