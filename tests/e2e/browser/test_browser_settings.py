@@ -6,7 +6,13 @@ from __future__ import annotations
 
 from playwright.async_api import expect
 
-from tests.e2e.browser.client import GENERAL, SERVER, api_as, open_channel, open_settings
+from tests.e2e.browser.client import (
+    GENERAL,
+    SERVER,
+    api_as,
+    open_channel,
+    open_settings,
+)
 from tests.e2e.browser.conftest import Browsers, Site
 from xfchat.domain.permissions import Permission
 
@@ -176,3 +182,41 @@ async def test_each_new_channel_label_sits_beside_its_field(site: Site, browsers
             boxes[name] = (label, box)
         lines = [round(box["y"]) for _, box in boxes.values()]
         assert lines == sorted(lines), (viewport, boxes)  # (in their order)
+
+
+CHARLIE = "00000000-0000-0000-0000-000000000003"  # (a Member: no settings of the server)
+
+
+async def test_a_category_manager_makes_channels_there_from_the_settings(
+    site: Site, browsers: Browsers
+) -> None:
+    """Was: the settings opened only for MANAGE_CHANNELS held server-wide, so a member
+    granted it by a category's override (which the API takes: there alone) had no way
+    to it in the client. Now the Channels tab offers them that category, and only it."""
+    async with api_as(site.base, "alice") as api:
+        role = (await api.post(f"/api/servers/{SERVER}/roles", json={"name": "Builders"})).json()
+        given = await api.put(f"/api/servers/{SERVER}/members/{CHARLIE}/roles/{role['id']}")
+        assert given.status_code == 204, given.text
+        made = await api.post(
+            f"/api/servers/{SERVER}/channels", json={"name": "Projects", "kind": "category"}
+        )
+        assert made.status_code == 201, made.text
+        granted = await api.put(
+            f"/api/channels/{made.json()['id']}/overrides/role/{role['id']}",
+            json={"allow": str(int(Permission.MANAGE_CHANNELS)), "deny": "0"},
+        )
+        assert granted.status_code == 200, granted.text
+    charlie = await browsers.logged_in(site.base, "charlie")  # (a plain member)
+    await open_channel(charlie, "general")
+    await charlie.get_by_role("button", name="Server settings").click()
+    settings = charlie.get_by_role("dialog", name="Gaming Squad settings")
+    await expect(settings.get_by_role("tab")).to_have_count(1)
+    await settings.get_by_role("tab", name="Channels").click()
+    parent = settings.get_by_label("Category")
+    await expect(parent.locator("option")).to_have_text(["Projects"])
+    await expect(settings.get_by_label("Kind").locator("option")).to_have_text(["text", "voice"])
+    await settings.get_by_label("Name", exact=True).fill("plans")
+    await settings.get_by_role("button", name="Create").click()
+    await charlie.keyboard.press("Escape")
+    channels = charlie.get_by_role("navigation", name="Channels")
+    await expect(channels.get_by_role("link", name="plans")).to_be_visible()

@@ -91,6 +91,12 @@ function applyOverrides(perms, overrides, server) {
   return perms;
 }
 
+// Whether you may manage some of the server's channels: MANAGE_CHANNELS server-wide, or
+// in a channel or category whose overrides grant it (there alone, as the server judges).
+export function managesChannels(server) {
+  return has(serverPermissions(server), P.MANAGE_CHANNELS) || server.channels.some((c) => has(channelPermissions(server, c), P.MANAGE_CHANNELS));
+}
+
 export function channelPermissions(server, channel) {
   if (!server) return CONVERSATION; // a conversation: its participants may do these
   const { all, perms: basePerms } = base(server);

@@ -4,7 +4,7 @@
 // server's events keep the rest of the client current.
 
 import { h, replace, morph, tabbedDialog, dialog, displayName, nameEl, fmtFull, duration, toast, describe, confirmDialog, colorOf, hold, held as isHeld } from "../dom.js";
-import { P, PERMISSION_NAMES, label, has, serverPermissions } from "../perms.js";
+import { P, PERMISSION_NAMES, label, has, channelPermissions, managesChannels, serverPermissions } from "../perms.js";
 import { loadMembers } from "./members.js";
 import { sortedChannels } from "./sidebar.js";
 
@@ -23,7 +23,7 @@ function allowedTabs(app, server) {
   const now = app.store.servers.get(server.id);
   if (!now) return [];
   const perms = serverPermissions(now);
-  return TABS.filter(([, , need]) => PERMISSION_NAMES.some((n) => (need & P[n]) && has(perms, P[n])));
+  return TABS.filter(([key, , need]) => PERMISSION_NAMES.some((n) => (need & P[n]) && has(perms, P[n])) || (key === "channels" && managesChannels(now)));
 }
 
 export function openSettings(app, server) {
@@ -224,14 +224,17 @@ class Settings {
     const s = this.s;
     const list = sortedChannels(s).flatMap(({ category, channels }) => (category ? [category, ...channels] : channels));
     const selected = s.channels.find((c) => c.id === this.channelId);
+    const wide = has(serverPermissions(s), P.MANAGE_CHANNELS);
+    const cats = s.channels.filter((c) => c.kind === "category" && has(channelPermissions(s, c), P.MANAGE_CHANNELS));
     replace(
       this.panel,
       h("h3", null, "Channels"),
-      this.form("new-channel", s.channels.filter((c) => c.kind === "category").map((c) => [c.id, c.name]), () => {
+      // Where you may make one: anywhere with MANAGE_CHANNELS server-wide, else in the
+      // categories whose overrides grant it to you (no category of your own then).
+      !wide && !cats.length ? null : this.form("new-channel", [wide, cats.map((c) => [c.id, c.name])], () => {
         const name = h("input", { id: "new-ch-name", maxlength: 100, required: true, placeholder: "new-channel" });
-        const kind = h("select", { id: "new-ch-kind" }, ["text", "voice", "category"].map((k) => h("option", { value: k }, k)));
-        const cats = s.channels.filter((c) => c.kind === "category");
-        const parent = h("select", { id: "new-ch-parent" }, h("option", { value: "" }, "No category"), cats.map((c) => h("option", { value: c.id }, c.name)));
+        const kind = h("select", { id: "new-ch-kind" }, (wide ? ["text", "voice", "category"] : ["text", "voice"]).map((k) => h("option", { value: k }, k)));
+        const parent = h("select", { id: "new-ch-parent" }, wide ? h("option", { value: "" }, "No category") : null, cats.map((c) => h("option", { value: c.id }, c.name)));
         return h(
           "form",
           { class: "inline-form", onsubmit: async (ev) => {
