@@ -4,6 +4,7 @@ them, and MANAGE_CHANNELS in the category is all it asks."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -190,3 +191,65 @@ async def test_deleting_a_category_whose_channel_cannot_take_its_overrides_is_re
         f"/api/channels/{chat}/messages", headers=sam.headers, json={"content": "hi"}
     )
     assert refused_send.status_code == 403
+
+
+async def test_deleting_a_category_never_opens_a_channel_to_a_later_role_holder(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """The category lets staff see its channels; one of them keeps staff out again with
+    its own @everyone deny and lets admins in. Today every staff member is an admin too,
+    so nobody's permissions differ, but the copy, as one layer, puts the staff role's
+    allow after the channel's @everyone deny: whoever is given staff later would see the
+    admins' channel, history included. Refused (409), or kept closed: never opened."""
+    ann, mod, sam, ben = [await make_user(n) for n in ("ann", "mod", "sam", "ben")]
+    srv = await community(client, ann, mod, sam, ben)
+    await role(client, srv, ann, "mods", int(P.MANAGE_CHANNELS), mod)
+    admins = await role(client, srv, ann, "admins", 0, sam, mod)
+    staff_role = await role(client, srv, ann, "staff", 0, sam, mod)
+    staff = await private_staff(client, srv, ann, staff_role)
+    secret = (await channel(client, srv, ann, "admins-only", parent_id=staff))["id"]
+    view = int(P.VIEW_CHANNEL)
+    for target, allow, deny in ((srv.everyone_role, 0, view), (admins, view, 0)):
+        assert (await override(client, ann, secret, "role", target, allow, deny)).is_success
+    await say(client, sam, secret, "admins only")
+
+    gone = await client.delete(f"/api/channels/{staff}", headers=mod.headers)
+    assert gone.status_code in (204, 409), gone.text
+    given = await client.put(srv.url(f"/members/{ben.id}/roles/{staff_role}"), headers=ann.headers)
+    assert given.status_code == 204, given.text
+    assert await reads(client, ben, secret) == 404
+    assert "admins-only" not in await listed(client, srv, ben)
+
+
+async def test_deleting_a_category_changes_nothing_for_a_timed_out_member_after(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    """A timeout hides every difference but seeing and reading: the category lets
+    helpers send where the channel's own @everyone override says nobody sends, and the
+    only helper is timed out. Once the timeout runs out they must not send there."""
+    ann, tim = await make_user("ann"), await make_user("tim")
+    srv = await community(client, ann, tim)
+    helpers = await role(client, srv, ann, "helpers", 0, tim)
+    cat = (await channel(client, srv, ann, "cat", kind="category"))["id"]
+    send = int(P.SEND_MESSAGES)
+    assert (await override(client, ann, cat, "role", helpers, allow=send)).is_success
+    news = (await channel(client, srv, ann, "news", parent_id=cat))["id"]
+    assert (await override(client, ann, news, "role", srv.everyone_role, deny=send)).is_success
+    until = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    timed = await client.patch(
+        srv.url(f"/members/{tim.id}"), headers=ann.headers, json={"timed_out_until": until}
+    )
+    assert timed.status_code == 200, timed.text
+    gone = await client.delete(f"/api/channels/{cat}", headers=ann.headers)
+    assert gone.status_code in (204, 409), gone.text
+    # The timeout runs out.
+    await conn.execute(
+        "UPDATE server_members SET timed_out_until = now() - interval '1 second' "
+        "WHERE server_id = $1 AND user_id = $2",
+        UUID(srv.id),
+        tim.id,
+    )
+    sent = await client.post(
+        f"/api/channels/{news}/messages", headers=tim.headers, json={"content": "hi"}
+    )
+    assert sent.status_code == 403, sent.text

@@ -409,15 +409,6 @@ async def viewers_in_servers(
 Holdings = list[tuple[object, set[UUID], Permission]]
 
 
-async def server_holdings(
-    conn: asyncpg.Connection, server_id: UUID, channel_ids: list[UUID]
-) -> dict[UUID, Holdings]:
-    """What every member of the server holds in each of these channels, part by part
-    (as server_audience reads and decides it), to compare a change's before and after."""
-    sets = await q.get_access_sets(conn, channels_of={server_id: channel_ids})
-    return _holdings(server_id, sets[server_id])
-
-
 def _audience(server_id: UUID, channel_ids: list[UUID], facts: q.ServerAccessSet) -> Audience:
     """server_audience from the server's access facts (no I/O)."""
     out: dict[UUID, set[UUID]] = {c: set() for c in channel_ids}

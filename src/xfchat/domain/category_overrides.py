@@ -12,9 +12,8 @@ from uuid import UUID
 import asyncpg
 
 from xfchat.db.queries import channels as q
+from xfchat.db.queries import roles as roles_q
 from xfchat.db.queries import servers as servers_q
-from xfchat.domain.access import Holdings, server_holdings
-from xfchat.domain.permissions import Permission
 from xfchat.domain.roles import MAX_OVERRIDES, MAX_SERVER_OVERRIDES
 from xfchat.errors import Conflict, Forbidden
 
@@ -40,8 +39,44 @@ def merged(
     return out
 
 
-def _by_member(held: Holdings) -> dict[UUID, Permission]:
-    return {user: perms for _, users, perms in held for user in users}
+_EVERYONE, _ROLE, _MEMBER = 0, 1, 2  # the order of the layers (compute_permissions 4-6)
+
+
+def crossed(
+    category: list[q.OverrideRow], own: list[q.OverrideRow], channel_id: UUID, everyone: UUID
+) -> int:
+    """The bits whose copy (`merged`) could change what someone holds in the channel,
+    whoever they are and whatever roles they hold now or later (no I/O); 0 if none.
+
+    Before, the category's layers (@everyone, roles, member) come whole before the
+    channel's; after, each target's are one. A bit the copy takes from the category for
+    a target (the channel's own override for it does not set that bit) moves after
+    every channel override of an earlier layer that sets it (a channel @everyone allow
+    then loses to a category role deny), and joins the union of the roles' layer beside
+    the channel's role overrides that set it (a category role allow then beats another
+    role's channel deny for a member holding both). Neither can happen otherwise: a
+    member's own overrides concern them alone, and a channel override of a later layer
+    stays after the copied bit. Judged on the overrides, not on today's members: a
+    role nobody holds yet, a timed-out member (who shows only seeing and reading) or a
+    former member's lingering deny would hide a difference from a comparison of
+    members."""
+
+    def level(o: q.OverrideRow) -> int:
+        return _MEMBER if o.user_id is not None else _EVERYONE if o.role_id == everyone else _ROLE
+
+    mine = [o for o in own if o.channel_id == channel_id]  # (the caller's are its alone)
+    sets = {(o.role_id, o.user_id): o.allow | o.deny for o in mine}
+    out = 0
+    for c in category:
+        target = (c.role_id, c.user_id)
+        alone = (c.allow | c.deny) & ~sets.get(target, 0)
+        if not alone:
+            continue
+        at = level(c)
+        for o in mine:
+            if (o.role_id, o.user_id) != target and (level(o) < at or level(o) == at == _ROLE):
+                out |= alone & (o.allow | o.deny)
+    return out
 
 
 async def keep_category_overrides(
@@ -49,11 +84,11 @@ async def keep_category_overrides(
 ) -> list[q.OverrideRow]:
     """Give each channel synced with `category` a copy of its overrides as its own
     (`merged`), and make it follow the category no more; in the caller's transaction,
-    which holds the server's lock and deletes the category next. Every member's
-    permissions in each such channel are compared before and after: a channel whose own
+    which holds the server's lock and deletes the category next. A channel whose own
     overrides and the category's cannot be made one layer without changing what someone
-    holds there refuses (nobody gains or loses anything by the deletion). Returns the
-    category's overrides (what was copied).
+    holds there refuses (`crossed`, judged before anything is written: nobody gains or
+    loses anything by the deletion, now or later). Returns the category's overrides
+    (what was copied).
 
     Raises: Forbidden (TOO_MANY_OVERRIDES: a channel would hold more than MAX_OVERRIDES,
     or the server's channels more than MAX_SERVER_OVERRIDES); Conflict
@@ -64,34 +99,37 @@ async def keep_category_overrides(
     overrides = await q.list_overrides(conn, channel_ids=[category.id])
     if not ids:
         return overrides
-    own = await q.list_overrides(conn, channel_ids=ids)
-    writes: dict[Target, tuple[int, int]] = {}
-    for channel_id in ids:
-        writes.update(merged(overrides, own, channel_id))
-    held = {(o.channel_id, o.role_id, o.user_id) for o in own}
-    added = [t for t in writes if t not in held]
-    for channel_id in ids:
-        mine = sum(o.channel_id == channel_id for o in own)
-        if mine + sum(t[0] == channel_id for t in added) > MAX_OVERRIDES:
-            raise _too_many(f"a channel has at most {MAX_OVERRIDES} overrides")
-    stored = await q.count_server_overrides(conn, server_id=server_id)
-    if stored - len(overrides) + len(added) > MAX_SERVER_OVERRIDES:
-        raise _too_many(f"a server's channels have at most {MAX_SERVER_OVERRIDES} overrides")
-    before = await server_holdings(conn, server_id, ids)
-    for (channel_id, role_id, user_id), (allow, deny) in writes.items():
-        await servers_q.upsert_permission_override(
-            conn, channel_id=channel_id, role_id=role_id, user_id=user_id, allow=allow, deny=deny
-        )
-    for channel_id in ids:
-        await q.update_channel(conn, channel_id=channel_id, permissions_synced=False)
-    after = await server_holdings(conn, server_id, ids)
-    if any(_by_member(before[c]) != _by_member(after[c]) for c in ids):
+    own: dict[UUID, list[q.OverrideRow]] = {c: [] for c in ids}
+    for o in await q.list_overrides(conn, channel_ids=ids):
+        own[o.channel_id].append(o)
+    roles = await roles_q.list_roles(conn, server_id=server_id)
+    everyone = next(r.id for r in roles if r.is_default)
+    if any(crossed(overrides, own[c], c, everyone) for c in ids):
         raise Conflict(
             "a channel following this category has overrides of its own that cannot take"
             " the category's without changing someone's permissions there: change them, or"
             " stop it following the category, first",
             code="CATEGORY_OVERRIDES_CONFLICT",
         )
+    writes: dict[Target, tuple[int, int]] = {}
+    added = 0
+    for channel_id in ids:
+        mine = merged(overrides, own[channel_id], channel_id)
+        held = {(o.channel_id, o.role_id, o.user_id) for o in own[channel_id]}
+        new = sum(t not in held for t in mine)
+        if len(own[channel_id]) + new > MAX_OVERRIDES:
+            raise _too_many(f"a channel has at most {MAX_OVERRIDES} overrides")
+        writes.update(mine)
+        added += new
+    stored = await q.count_server_overrides(conn, server_id=server_id)
+    if stored - len(overrides) + added > MAX_SERVER_OVERRIDES:
+        raise _too_many(f"a server's channels have at most {MAX_SERVER_OVERRIDES} overrides")
+    for (channel_id, role_id, user_id), (allow, deny) in writes.items():
+        await servers_q.upsert_permission_override(
+            conn, channel_id=channel_id, role_id=role_id, user_id=user_id, allow=allow, deny=deny
+        )
+    for channel_id in ids:
+        await q.update_channel(conn, channel_id=channel_id, permissions_synced=False)
     return overrides
 
 
