@@ -253,3 +253,27 @@ async def test_deleting_a_category_changes_nothing_for_a_timed_out_member_after(
         f"/api/channels/{news}/messages", headers=tim.headers, json={"content": "hi"}
     )
     assert sent.status_code == 403, sent.text
+
+
+async def test_deleting_a_category_joins_its_bits_to_a_channel_override_of_the_same_target(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """The category's staff override and the channel's own for staff touch different
+    bits: the channel's keeps its own and takes the category's (one override, not two)."""
+    ann, sam, ben = [await make_user(n) for n in ("ann", "sam", "ben")]
+    srv = await community(client, ann, sam, ben)
+    staff_role = await role(client, srv, ann, "staff", 0, sam)
+    staff = await private_staff(client, srv, ann, staff_role)
+    chats = [(await channel(client, srv, ann, n, parent_id=staff))["id"] for n in ("a", "b")]
+    embed = int(P.EMBED_LINKS)
+    assert (await override(client, ann, chats[0], "role", staff_role, deny=embed)).is_success
+    assert (await client.delete(f"/api/channels/{staff}", headers=ann.headers)).status_code == 204
+    view = int(P.VIEW_CHANNEL)
+    for chat, deny in zip(chats, (embed, 0), strict=True):
+        shown = (await client.get(f"/api/channels/{chat}", headers=ann.headers)).json()
+        assert shown["permissions_synced"] is False
+        assert targets(shown["overrides"]) == {
+            ("role", srv.everyone_role, "0", str(view)),
+            ("role", staff_role, str(view), str(deny)),
+        }
+        assert await reads(client, sam, chat) == 200 and await reads(client, ben, chat) == 404

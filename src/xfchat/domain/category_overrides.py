@@ -124,12 +124,10 @@ async def keep_category_overrides(
     stored = await q.count_server_overrides(conn, server_id=server_id)
     if stored - len(overrides) + added > MAX_SERVER_OVERRIDES:
         raise _too_many(f"a server's channels have at most {MAX_SERVER_OVERRIDES} overrides")
-    for (channel_id, role_id, user_id), (allow, deny) in writes.items():
-        await servers_q.upsert_permission_override(
-            conn, channel_id=channel_id, role_id=role_id, user_id=user_id, allow=allow, deny=deny
-        )
-    for channel_id in ids:
-        await q.update_channel(conn, channel_id=channel_id, permissions_synced=False)
+    await servers_q.upsert_overrides(
+        conn, rows=[q.OverrideRow(*target, *bits) for target, bits in writes.items()]
+    )
+    await q.update_channels_unsynced(conn, channel_ids=ids)
     return overrides
 
 

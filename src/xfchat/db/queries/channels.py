@@ -351,3 +351,11 @@ async def delete_permission_override(
             user_id,
         )
     )
+
+
+async def update_channels_unsynced(conn: asyncpg.Connection, *, channel_ids: list[UUID]) -> None:
+    """These channels follow their category's overrides no more."""
+    await conn.execute(
+        "UPDATE channels SET permissions_synced = false, updated_at = now() WHERE id = ANY($1::uuid[])",
+        channel_ids,
+    )

@@ -7,6 +7,7 @@ from uuid import UUID
 import asyncpg
 
 from xfchat.db.queries import many, maybe, one
+from xfchat.db.queries.channels import OverrideRow
 from xfchat.db.queries.presence import PresenceRow
 
 
@@ -331,6 +332,23 @@ async def upsert_permission_override(
         user_id,
         allow,
         deny,
+    )
+
+
+async def upsert_overrides(conn: asyncpg.Connection, *, rows: list[OverrideRow]) -> None:
+    """Set these overrides (each target once), one statement for them all."""
+    await conn.execute(
+        """
+        INSERT INTO channel_permission_overrides (channel_id, role_id, user_id, allow, deny)
+        SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::bigint[], $5::bigint[])
+        ON CONFLICT ON CONSTRAINT overrides_one_per_target
+        DO UPDATE SET allow = EXCLUDED.allow, deny = EXCLUDED.deny
+        """,
+        [r.channel_id for r in rows],
+        [r.role_id for r in rows],
+        [r.user_id for r in rows],
+        [r.allow for r in rows],
+        [r.deny for r in rows],
     )
 
 
