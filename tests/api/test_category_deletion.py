@@ -4,6 +4,7 @@ them, and MANAGE_CHANNELS in the category is all it asks."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -12,9 +13,20 @@ import asyncpg
 import httpx
 
 from tests import factories
-from tests.factories import Community, MakeUser, TestUser, community, override, role, say
+from tests.factories import (
+    Community,
+    MakeUser,
+    TestUser,
+    community,
+    lock_waiters,
+    override,
+    role,
+    say,
+)
 from tests.factories import server_channel as channel
+from xfchat.db.queries import servers as servers_q
 from xfchat.domain.permissions import Permission as P
+from xfchat.domain.server_channels import delete_channel
 
 
 def targets(overrides: list[dict[str, Any]]) -> set[tuple[str, str, str, str]]:
@@ -277,3 +289,49 @@ async def test_deleting_a_category_joins_its_bits_to_a_channel_override_of_the_s
             ("role", staff_role, str(view), str(deny)),
         }
         assert await reads(client, sam, chat) == 200 and await reads(client, ben, chat) == 404
+
+
+async def test_an_override_set_as_its_category_is_deleted_tells_the_channel_as_it_is_after(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    """The override's change reads the channel, then waits for the server's lock while
+    the category is deleted: its answer and its channel.updated must show the channel
+    as the deletion left it (no category, not synced), not as it was read before."""
+    ann, sam = await make_user("ann"), await make_user("sam")
+    srv = await community(client, ann, sam)
+    staff_role = await role(client, srv, ann, "staff", 0, sam)
+    staff = await private_staff(client, srv, ann, staff_role)
+    inside = (await channel(client, srv, ann, "inside", parent_id=staff))["id"]
+    async with pool.acquire() as conn, conn.transaction():
+        await servers_q.lock_server(conn, server_id=UUID(srv.id))
+        waiting = asyncio.create_task(
+            override(client, ann, inside, "member", sam.id, deny=int(P.EMBED_LINKS))
+        )
+        await lock_waiters(pool)
+        await delete_channel(conn, ann.actor, UUID(staff), None)
+    answer = await waiting
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["parent_id"] is None and answer.json()["permissions_synced"] is False
+    async with pool.acquire() as conn:
+        told = [d for t, d in await factories.events_of(conn, "channel", UUID(inside))]
+    assert told[-1]["parent_id"] is None and told[-1]["permissions_synced"] is False
+    shown = (await client.get(f"/api/channels/{inside}", headers=ann.headers)).json()
+    assert answer.json() == shown
+
+
+async def test_an_override_set_as_its_channel_is_deleted_is_404(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    """The channel goes while the override's change waits for the server's lock."""
+    ann, sam = await make_user("ann"), await make_user("sam")
+    srv = await community(client, ann, sam)
+    doomed = (await channel(client, srv, ann, "doomed"))["id"]
+    async with pool.acquire() as conn, conn.transaction():
+        await servers_q.lock_server(conn, server_id=UUID(srv.id))
+        waiting = asyncio.create_task(
+            override(client, ann, doomed, "member", sam.id, deny=int(P.EMBED_LINKS))
+        )
+        await lock_waiters(pool)
+        await delete_channel(conn, ann.actor, UUID(doomed), None)
+    answer = await waiting
+    assert answer.status_code == 404 and answer.json()["code"] == "CHANNEL_NOT_FOUND", answer.text

@@ -488,6 +488,10 @@ async def set_override(
         access = await access_server(
             conn, actor, server_id, need=Permission.MANAGE_ROLES, lock=True
         )
+        # Read again under the lock: a change that committed while it was awaited (its
+        # category deleted, the channel moved or unsynced) is what this one applies to,
+        # answers and tells.
+        channel = await access_channel(conn, actor, channel_id)
         removing = allow is None and deny is None
         if kind == "role":
             _manageable(access, await _role(conn, server_id, target_id))
