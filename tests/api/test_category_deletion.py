@@ -291,6 +291,77 @@ async def test_deleting_a_category_joins_its_bits_to_a_channel_override_of_the_s
         assert await reads(client, sam, chat) == 200 and await reads(client, ben, chat) == 404
 
 
+async def test_deleting_a_category_tells_nothing_of_a_channel_its_viewer_cannot_see(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    """Ben sees the category, not its synced channel (kept from him by its own
+    override): he is told the category went, and nothing of the channel."""
+    ann, sam, ben = [await make_user(n) for n in ("ann", "sam", "ben")]
+    srv = await community(client, ann, sam, ben)
+    staff_role = await role(client, srv, ann, "staff", 0, sam)
+    cat = (await channel(client, srv, ann, "cat", kind="category"))["id"]
+    react = int(P.ADD_REACTIONS)
+    assert (await override(client, ann, cat, "role", srv.everyone_role, deny=react)).is_success
+    hidden = (await channel(client, srv, ann, "hidden", parent_id=cat))["id"]
+    view = int(P.VIEW_CHANNEL)
+    for target, allow, deny in ((srv.everyone_role, 0, view), (staff_role, view, 0)):
+        assert (await override(client, ann, hidden, "role", target, allow, deny)).is_success
+    async with pool.acquire() as conn:
+        before = len(await factories.events_of(conn, "user", UUID(str(ben.id))))
+    assert (await client.delete(f"/api/channels/{cat}", headers=ann.headers)).status_code == 204
+    async with pool.acquire() as conn:
+        told = (await factories.events_of(conn, "user", UUID(str(ben.id))))[before:]
+    assert [(t, d.get("channel_ids")) for t, d in told if t.startswith("channel.")] == [
+        ("channel.hidden", [cat])
+    ]
+    assert hidden not in str(told)
+    shown = (await client.get(srv.url(""), headers=ben.headers)).json()
+    assert hidden not in {c["id"] for c in shown["channels"]}
+    assert cat not in {c["id"] for c in shown["channels"]}
+    assert await reads(client, sam, hidden) == 200
+    assert await reads(client, ben, hidden) == 404
+
+
+async def test_deleting_a_category_as_channels_and_overrides_change_leaves_none_open(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """The deletion at once with a channel moved in, one moved out, an override of the
+    category and of a synced channel changed, a role deleted and a member leaving: each
+    answered (no 500), and whatever order they took, a channel that followed the private
+    category at its deletion is still closed to ben."""
+    ann, sam, ben, lea = [await make_user(n) for n in ("ann", "sam", "ben", "lea")]
+    srv = await community(client, ann, sam, ben, lea)
+    staff_role = await role(client, srv, ann, "staff", 0, sam, lea)
+    gone_role = await role(client, srv, ann, "gone", 0, sam)
+    staff = await private_staff(client, srv, ann, staff_role)
+    assert (await override(client, ann, staff, "role", gone_role, allow=int(P.SPEAK))).is_success
+    inside = (await channel(client, srv, ann, "inside", parent_id=staff))["id"]
+    leaving = (await channel(client, srv, ann, "leaving", parent_id=staff))["id"]
+    coming = (await channel(client, srv, ann, "coming"))["id"]
+    voice = (await channel(client, srv, ann, "voice", parent_id=staff, kind="voice"))["id"]
+    react = int(P.ADD_REACTIONS)
+    answers = await asyncio.gather(
+        client.delete(f"/api/channels/{staff}", headers=ann.headers),
+        client.patch(f"/api/channels/{coming}", headers=ann.headers, json={"parent_id": staff}),
+        client.patch(f"/api/channels/{leaving}", headers=ann.headers, json={"parent_id": None}),
+        override(client, ann, staff, "member", ben.id, deny=react),
+        override(client, ann, inside, "member", sam.id, deny=int(P.EMBED_LINKS)),
+        client.delete(srv.url(f"/roles/{gone_role}"), headers=ann.headers),
+        client.delete(srv.url("/members/@me"), headers=lea.headers),
+    )
+    assert all(a.status_code < 500 for a in answers), [a.text for a in answers]
+    assert answers[0].status_code == 204, answers[0].text
+    for c in (inside, voice):
+        assert await reads(client, ben, c) == 404
+        assert await reads(client, sam, c) in (200, 400)
+    shown = (await client.get(f"/api/channels/{coming}", headers=ann.headers)).json()
+    if answers[1].status_code == 200:  # moved in first: it keeps the category's closure
+        assert await reads(client, ben, coming) == 404
+    assert shown["parent_id"] is None
+    listed_ben = await listed(client, srv, ben)
+    assert {"inside", "voice", "staff"} & listed_ben == set()
+
+
 async def test_an_override_set_as_its_category_is_deleted_tells_the_channel_as_it_is_after(
     client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
 ) -> None:
