@@ -745,6 +745,39 @@ async def test_header_parameters_are_read_strictly_never_misread(
     assert named.json()["content"] == "hi"
 
 
+async def test_a_parts_content_disposition_or_type_given_twice_is_refused_never_misread(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    """Was: the last of two Content-Disposition headers won, so a part that said first
+    it was the message's `content` (as a reader taking the first header sees it) was
+    stored as a file named evil.txt, and a file given first became the text."""
+    ann, srv = await a_sender(client, make_user)
+    url = f"/api/channels/{srv.general}/messages"
+    headers = {**ann.headers, "Content-Type": "multipart/form-data; boundary=b"}
+    content = b'Content-Disposition: form-data; name="content"'
+    a_file = b'Content-Disposition: form-data; name="f"; filename="evil.txt"'
+    async with pool.acquire() as conn:
+        before = await stored(conn)
+    for part_headers in (
+        content + b"\r\n" + a_file,
+        a_file + b"\r\n" + content.replace(b"Content-Disposition", b"content-disposition"),
+        a_file + b"\r\nContent-Type: text/plain\r\nCONTENT-TYPE: text/html",
+    ):
+        body = b"--b\r\n" + part_headers + b"\r\n\r\nhi\r\n--b--\r\n"
+        sent = await client.post(url, headers=headers, content=body)
+        assert sent.status_code == 400, (part_headers, sent.text)
+        assert sent.json()["code"] == "INVALID_FORM" and "twice" in sent.json()["message"]
+    async with pool.acquire() as conn:
+        assert await stored(conn) == before
+    # Other headers may repeat (they are not read); the two read ones once each are fine.
+    once = a_file + b"\r\nContent-Type: text/plain\r\nX-Note: 1\r\nX-Note: 2"
+    sent = await client.post(
+        url, headers=headers, content=b"--b\r\n" + once + b"\r\n\r\nhi\r\n--b--\r\n"
+    )
+    assert sent.status_code == 201, sent.text
+    assert [a["filename"] for a in sent.json()["attachments"]] == ["evil.txt"]
+
+
 async def test_filename_star_in_a_charset_other_than_utf8_or_latin1_reads_as_utf8(
     client: httpx.AsyncClient, make_user: MakeUser
 ) -> None:

@@ -39,6 +39,8 @@ HEAD = 16  # first bytes kept, to tell images by
 MAX_PARTS = 32
 FIELDS = ("payload_json", "content", "nonce", "reply_to_id")
 MAX_PREAMBLE = 64 * 1024  # bytes before the first boundary (ignored, as RFC 2046 says)
+# The headers of a part that are read: each at most once (as a parameter is).
+READ_HEADERS = frozenset({b"content-disposition", b"content-type"})
 
 
 async def whole_body(request: Request) -> bytes:
@@ -116,7 +118,13 @@ class _Reader:
         self.part.header_lines += 1
         if self.part.header_lines > MAX_PART_HEADER_LINES:
             raise invalid_form(f"a part has at most {MAX_PART_HEADER_LINES} headers")
-        self.part.headers[self.field_name.lower()] = self.field_value
+        name = self.field_name.lower()
+        if name in READ_HEADERS and name in self.part.headers:
+            # (kept, the last one won: a part given first as `content` and then as a
+            # file was stored as the file, where a reader taking the first header, a
+            # proxy's, sees the message's text)
+            raise invalid_form(f"a part gives its {_text(name)} header twice")
+        self.part.headers[name] = self.field_value
         self.field_name, self.field_value = b"", b""
 
     def on_headers_finished(self) -> None:
