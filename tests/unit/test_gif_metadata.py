@@ -63,6 +63,36 @@ def test_a_loop_extension_keeps_its_count_alone() -> None:
     assert b"NETSCAPE" not in images.without_metadata(other)
 
 
+def test_text_in_a_plain_text_or_graphic_control_extension_is_dropped() -> None:
+    """Was: both were kept byte for byte, so text planted in a plain text extension
+    (which no decoder draws) or in a graphic control extension past its 4 bytes (a
+    longer first sub-block, further sub-blocks: read by no decoder) was downloaded by
+    everyone, as a comment was before comments were dropped."""
+    plain = animated(comment=b"")
+    control = plain.index(b"\x21\xf9\x04")
+    first = next(b for b in gif.blocks(plain) if b.kind == gif.IMAGE)
+    text = b"\x21\x01\x0c" + bytes(12) + b"\x0fat home, 48.85N\x00"
+    longer = plain[: control + 2] + b"\x14" + plain[control + 3 : control + 7]
+    for planted in (
+        plain[: first.end] + text + plain[first.end :],  # a plain text extension
+        plain[: control + 7] + b"\x0fat home, 48.85N" + plain[control + 7 :],  # a sub-block more
+        longer + b"at home, 48.85N!" + plain[control + 7 :],  # a first sub-block of 20
+    ):
+        kept = images.without_metadata(planted)
+        assert b"at home" in planted and b"at home" not in kept
+        assert frames(kept) == frames(plain) and kept == images.without_metadata(plain)
+        with Image.open(BytesIO(kept)) as opened:
+            assert opened.info["duration"] == 50 and opened.info["loop"] == 0
+    # A graphic control extension of its 4 bytes is kept as it is; one of fewer (which
+    # Chromium reads on into the next bytes, Pillow not) is refused.
+    assert images.without_metadata(plain) == plain
+    for short in (0, 3):
+        sub_blocks = bytes([short]) + bytes(short) + (b"\x00" if short else b"")
+        damaged = plain[: control + 2] + sub_blocks
+        with pytest.raises(BadRequest, match="fewer than 4 bytes"):
+            images.without_metadata(damaged + plain[control + 8 :])
+
+
 @pytest.mark.parametrize(
     "damaged",
     [

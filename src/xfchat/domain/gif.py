@@ -1,5 +1,5 @@
 """A GIF's blocks walked once within bounds, its metadata blocks dropped without
-touching its frames (strip), as png.strip does for a PNG.
+touching its frames' pixels (strip), as png.strip does for a PNG.
 
 Every bound is counted as the walk goes, so refusing a file costs work in proportion to
 the bound, not to the file."""
@@ -114,25 +114,52 @@ def end(data: bytes) -> int:
 
 def strip(data: bytes) -> bytearray:
     """The header, screen descriptor, palette and blocks up to the trailer, without
-    comments, application extensions other than an animation's loop count (kept with
-    only that count: loop), or extensions of unknown label; anything after the trailer
-    dropped. Images (palette and LZW data), graphic control and plain text extensions
-    are kept byte for byte. Built a range at a time.
+    comments, plain text extensions (text that no decoder draws: Chromium, Firefox,
+    WebKit and Pillow skip them), application extensions other than an animation's
+    loop count (kept with only that count: loop), or extensions of unknown label;
+    anything after the trailer dropped. Images (palette and LZW data) are kept byte for
+    byte, and graphic control extensions as decoders read them (graphic_control).
+    Built a range at a time.
 
-    Raises: what `blocks` raises."""
+    Raises: what `blocks` raises; BadRequest (INVALID_IMAGE: a graphic control
+    extension of fewer than 4 bytes)."""
     view = memoryview(data)
     out = bytearray()
     kept = last = 0  # data[kept:last] is still to be copied
     for block in blocks(data):
         last = block.end
-        if block.kind != EXTENSION or block.label in (GRAPHIC_CONTROL, PLAIN_TEXT):
+        if block.kind != EXTENSION:
             continue
+        if block.label == GRAPHIC_CONTROL:
+            replacement = graphic_control(data, block)
+            if replacement is None:
+                continue
+        else:
+            replacement = loop(data, block) if block.label == APPLICATION else b""
         out += view[kept : block.start]
-        if block.label == APPLICATION:
-            out += loop(data, block)
+        out += replacement
         kept = block.end
     out += view[kept : max(last, 13 + _color_table(data[10]))]
     return out
+
+
+def graphic_control(data: bytes, block: Block) -> bytes | None:
+    """A graphic control extension as it is with its first 4 bytes alone (flags, delay,
+    transparent index: all a decoder reads of it, Chromium whatever its first
+    sub-block's size says, Pillow the first sub-block), None when it is that already.
+    Whatever else it carried (more of its first sub-block, further sub-blocks) was
+    kept byte for byte, read by no decoder: text a comment would have carried.
+
+    Raises: BadRequest (INVALID_IMAGE: a first sub-block of fewer than 4 bytes, which
+    Chromium reads on into the bytes after it and Pillow not)."""
+    size = data[block.body]
+    if size < 4:
+        raise invalid("the GIF has a graphic control extension of fewer than 4 bytes")
+    if size == 4 and block.end == block.body + 6:
+        return None
+    return (
+        data[block.start : block.body] + b"\x04" + data[block.body + 1 : block.body + 5] + b"\x00"
+    )
 
 
 def loop(data: bytes, block: Block) -> bytes:
