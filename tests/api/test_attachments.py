@@ -352,6 +352,42 @@ async def test_a_webps_exif_and_xmp_are_dropped_and_its_orientation_kept(
     assert kept.tobytes() == Image.open(BytesIO(photo)).tobytes()
 
 
+async def test_a_c2pa_manifest_or_any_unknown_chunk_of_a_png_or_webp_is_dropped(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """Was: a PNG lost its eXIf, text and time chunks and a WebP its EXIF and XMP, but
+    every other chunk was kept byte for byte: a C2PA manifest (PNG caBX, WebP C2PA:
+    who made and edited the picture, where) or a private chunk, as a JPEG's APP11 is
+    not. What says how the pixels look (the icc profile, transparency) is kept."""
+    ann, srv = await a_sender(client, make_user)
+    icc = factories.located_photo((1, 1))[2]
+    manifest = b"jumb c2pa.assertions stds.schema-org.CreativeWork author: Ann, at home"
+    out = BytesIO()
+    Image.new("RGBA", (30, 20), (200, 30, 30, 128)).save(out, "PNG", icc_profile=icc)
+    plain_png = out.getvalue()
+    at = plain_png.index(b"IDAT") - 4
+    planted = plain_png[:at] + _png_chunk(b"caBX", manifest) + _png_chunk(b"prVt", manifest)
+    planted += plain_png[at:]
+    out = BytesIO()
+    Image.new("RGB", (30, 20), (30, 200, 30)).save(out, "WEBP", lossless=True, icc_profile=icc)
+    plain_webp = out.getvalue()
+    body = plain_webp[12:] + b"C2PA" + len(manifest).to_bytes(4, "little") + manifest
+    planted_webp = b"RIFF" + (len(body) + 4).to_bytes(4, "little") + b"WEBP" + body
+    for name, photo, plain in (("p.png", planted, plain_png), ("p.webp", planted_webp, plain_webp)):
+        sent = await post_files(client, ann, srv.general, [part(name, photo)])
+        assert sent.status_code == 201, sent.text
+        (attachment,) = sent.json()["attachments"]
+        got = (await client.get(attachment["url"], headers=ann.headers)).content
+        assert b"at home" in photo and b"at home" not in got and b"jumb" not in got
+        assert got == plain  # the image's own chunks, icc profile included, byte for byte
+        assert Image.open(BytesIO(got)).info["icc_profile"] == icc
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    body = kind + data
+    return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+
 async def test_a_gifs_comment_and_xmp_are_dropped_and_its_frames_and_loop_kept(
     client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
 ) -> None:

@@ -126,7 +126,7 @@ def test_a_gifs_blocks_and_sub_blocks_are_bounded() -> None:
 
 def test_a_pngs_and_a_webps_chunks_are_bounded() -> None:
     header = png.chunk(b"IHDR", bytes([0, 0, 0, 1, 0, 0, 0, 1, 8, 0, 0, 0, 0]))
-    empty = png.chunk(b"abCd", b"")
+    empty = png.chunk(b"gAMA", b"")  # (a kept kind: nothing dropped within the bound)
     for extra, fails in ((png.MAX_PNG_CHUNKS - 2, False), (png.MAX_PNG_CHUNKS - 1, True)):
         data = png.SIGNATURE + header + empty * extra + png.chunk(b"IEND", b"")
         if fails:
@@ -137,7 +137,7 @@ def test_a_pngs_and_a_webps_chunks_are_bounded() -> None:
     out = BytesIO()
     Image.new("RGB", (1, 1)).save(out, "WEBP", lossless=True)  # (one chunk)
     for extra, fails in ((webp.MAX_WEBP_CHUNKS - 1, False), (webp.MAX_WEBP_CHUNKS, True)):
-        body = out.getvalue()[12:] + b"ABCD\x00\x00\x00\x00" * extra
+        body = out.getvalue()[12:] + b"ICCP\x00\x00\x00\x00" * extra  # (kept, as above)
         data = b"RIFF" + (len(body) + 4).to_bytes(4, "little") + b"WEBP" + body
         if fails:
             with pytest.raises(BadRequest, match="chunks"):

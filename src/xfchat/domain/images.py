@@ -225,9 +225,10 @@ def without_metadata(data: bytes) -> bytes:
     (its scans or image data are not touched), without its metadata or anything after the
     image's end (for a JPEG, an MPO's other frames, a gain map, a motion photo's video,
     which carry metadata of their own and which only the dropped XMP or MPF pointed
-    at; for a PNG, its eXIf, text and time chunks: png.METADATA; for a GIF, its
-    comments and application extensions but an animation's loop count: gif.strip; for a
-    WebP, its EXIF and XMP chunks); its EXIF orientation, if any, is kept, alone in a
+    at; for a PNG, every chunk but those of png.KEPT: eXIf, text, time, C2PA, any
+    other; for a GIF, its comments and application extensions but an animation's loop
+    count: gif.strip; for a WebP, every chunk but those of webp.KEPT: EXIF, XMP, C2PA,
+    any other); its EXIF orientation, if any, is kept, alone in a
     small EXIF segment (or chunk) of our own. CPU work: run it through run_image_job.
 
     Raises: BadRequest (INVALID_IMAGE: not a well-formed JPEG, PNG, GIF or WebP, or

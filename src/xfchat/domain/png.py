@@ -1,5 +1,5 @@
-"""A PNG's chunks walked once, its metadata chunks dropped without touching its pixels
-(strip), as jpeg.strip does for a JPEG."""
+"""A PNG's chunks walked once, all but those that say how its pixels look dropped
+without touching its pixels (strip), as jpeg.strip does for a JPEG."""
 
 from __future__ import annotations
 
@@ -9,10 +9,21 @@ from collections.abc import Iterator
 from xfchat.domain.jpeg import invalid
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# Chunks that say where, when or by whom, never how the pixels look: EXIF (its GPS
+# The chunks kept: those that say how the pixels look (the critical ones, transparency,
+# colour: gamma, chromaticities, sRGB, the ICC profile, cICP and the HDR ones, the
+# significant bits, background, histogram, physical size) and an animation's (APNG).
+# Every other one goes, as jpeg.strip keeps only what colours need: EXIF (its GPS
 # position, camera, orientation), text (comments, XMP in an iTXt, an author, a
-# location) and the time of the last change.
-METADATA = frozenset({b"eXIf", b"tEXt", b"zTXt", b"iTXt", b"tIME"})
+# location), the time of the last change, a C2PA manifest (caBX: who made and edited
+# it, where), and any chunk of a name no decoder knows, whatever it carries. (Was a
+# list of the metadata ones: a caBX, or any private chunk, was kept byte for byte.)
+KEPT = frozenset(
+    {
+        *(b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"gAMA", b"cHRM", b"sRGB", b"iCCP"),
+        *(b"cICP", b"mDCV", b"mDCv", b"cLLI", b"cLLi", b"sBIT", b"bKGD", b"hIST", b"pHYs"),
+        *(b"acTL", b"fcTL", b"fdAT"),
+    }
+)
 IDAT, IEND, EXIF = b"IDAT", b"IEND", b"eXIf"
 # Chunks of a PNG, counted as they are walked: encoders write the image data in chunks
 # of 8 to 64 KiB (a few hundred in a file of 25 MiB, the largest an upload may be), an
@@ -62,8 +73,8 @@ def end(data: bytes) -> int:
 
 
 def strip(data: bytes) -> tuple[bytearray, bytes | None, int]:
-    """The signature and the chunks up to IEND without the METADATA ones (anything after
-    IEND dropped too), built a range at a time; the first eXIf chunk's data (None if
+    """The signature and the KEPT chunks up to IEND (every other one, and anything after
+    IEND, dropped), built a range at a time; the first eXIf chunk's data (None if
     none); where in the result the first IDAT starts (an eXIf belongs before it).
 
     Raises: what `chunks` raises."""
@@ -72,7 +83,7 @@ def strip(data: bytes) -> tuple[bytearray, bytes | None, int]:
     exif: bytes | None = None
     first_idat = -1
     for kind, pos, end in chunks(data):
-        if kind in METADATA:
+        if kind not in KEPT:
             if kind == EXIF and exif is None:
                 exif = data[pos + 8 : end - 4]
         else:

@@ -1,5 +1,5 @@
-"""A WebP's chunks walked once, its EXIF and XMP chunks dropped without touching its
-image data (strip), as jpeg.strip does for a JPEG."""
+"""A WebP's chunks walked once, its EXIF, XMP and every chunk not of the image dropped
+without touching its image data (strip), as jpeg.strip does for a JPEG."""
 
 from __future__ import annotations
 
@@ -8,6 +8,11 @@ from collections.abc import Iterator
 from xfchat.domain.jpeg import invalid
 
 EXIF, XMP, VP8X = b"EXIF", b"XMP ", b"VP8X"
+# The chunks kept: the container's own but EXIF and XMP (the image, its alpha, its
+# colour profile, an animation and its frames). Every other one goes, whatever it
+# carries: a C2PA manifest (C2PA: who made and edited it, where), or any chunk of a
+# name no decoder knows. (Was: only EXIF and XMP went, every other chunk was kept.)
+KEPT = frozenset({VP8X, b"VP8 ", b"VP8L", b"ALPH", b"ICCP", b"ANIM", b"ANMF"})
 EXIF_FLAG, XMP_FLAG = 0x08, 0x04  # in VP8X's flags
 # Chunks of a WebP, counted as they are walked: a still image has one to five, an
 # animated one one a frame. Unbounded, 8 MiB of empty chunks were a million, walked in
@@ -54,16 +59,16 @@ def chunks(data: bytes) -> Iterator[tuple[bytes, int, int, int]]:
 
 
 def strip(data: bytes) -> tuple[bytearray, bytes | None]:
-    """The RIFF header and the chunks without EXIF and XMP (their flags cleared in
-    VP8X; anything after the RIFF's end dropped), built a range at a time; the first
-    EXIF chunk's data (None if none).
+    """The RIFF header and the KEPT chunks (EXIF, XMP and every other one dropped, the
+    flags of the first two cleared in VP8X; anything after the RIFF's end dropped),
+    built a range at a time; the first EXIF chunk's data (None if none).
 
     Raises: what `chunks` raises."""
     view = memoryview(data)
     out = bytearray(view[:12])
     exif: bytes | None = None
     for kind, pos, size, after in chunks(data):
-        if kind in (EXIF, XMP):
+        if kind not in KEPT:
             if kind == EXIF and exif is None:
                 exif = data[pos + 8 : pos + 8 + size]
         else:
