@@ -566,6 +566,19 @@ async def test_a_search_for_files_or_reactions_alone_reads_those_in_scope_not_th
         assert [h.id for h in hits] == some["ids"], filters
 
 
+async def _recent(
+    conn: asyncpg.Connection, spammer: uuid.UUID, here: uuid.UUID, **kw: int
+) -> tuple[list[Any], int]:
+    """What a ban's deletion finds of the spammer's messages in `here`, and the rows it
+    read."""
+    return await rows_read(
+        conn,
+        lambda: messages_q.list_recent_messages_by_author(
+            conn, server_id=here, author_id=spammer, **kw
+        ),
+    )
+
+
 async def _spammer_in_two_servers(conn: asyncpg.Connection) -> tuple[uuid.UUID, uuid.UUID]:
     """A user who owns two servers, 'here' and 'there', of a text channel each: the
     user's id and here's."""
@@ -599,20 +612,10 @@ async def test_a_bans_deletion_reads_the_window_of_the_authors_messages_not_all(
         ANALYZE messages; ANALYZE channels;
         """
     )
-    found, read = await rows_read(
-        conn,
-        lambda: messages_q.list_recent_messages_by_author(
-            conn, server_id=here, author_id=spammer, within_s=550, limit=1000, scanned=10_000
-        ),
-    )
+    found, read = await _recent(conn, spammer, here, within_s=550, limit=1000, scanned=10_000)
     assert len(found) == 55  # (sent 5 to 545 seconds ago: 2946 to 3000; 5 s either side)
     assert read <= 600, read
-    capped, read = await rows_read(
-        conn,
-        lambda: messages_q.list_recent_messages_by_author(
-            conn, server_id=here, author_id=spammer, within_s=604800, limit=50, scanned=500
-        ),
-    )
+    capped, read = await _recent(conn, spammer, here, within_s=604800, limit=50, scanned=500)
     assert len(capped) == 50 and read <= 600, read
 
 
@@ -635,17 +638,7 @@ async def test_a_bans_deletion_reads_a_bounded_number_of_the_authors_messages(
         ANALYZE messages; ANALYZE channels;
         """
     )
-    found, read = await rows_read(
-        conn,
-        lambda: messages_q.list_recent_messages_by_author(
-            conn, server_id=here, author_id=spammer, within_s=604800, limit=100, scanned=1_000
-        ),
-    )
+    found, read = await _recent(conn, spammer, here, within_s=604800, limit=100, scanned=1_000)
     assert found == [] and read <= 1_100, read
-    found, read = await rows_read(
-        conn,
-        lambda: messages_q.list_recent_messages_by_author(
-            conn, server_id=here, author_id=spammer, within_s=604800, limit=100, scanned=7_000
-        ),
-    )
+    found, read = await _recent(conn, spammer, here, within_s=604800, limit=100, scanned=7_000)
     assert len(found) == 100 and read <= 7_300, read
