@@ -758,3 +758,35 @@ async def test_ones_own_nickname_is_audited_and_counted(
             srv.url(f"/members/{ben.id}"), headers=ann.headers, json={"nickname": n}
         )
         assert by_owner.status_code == 200, by_owner.text
+
+
+async def test_ones_own_nickname_given_as_it_is_is_not_counted(
+    app_with: AppWith, make_user: MakeUser
+) -> None:
+    """Was: a PATCH of one's own nickname as it already is (a client saving its member
+    form with the nickname untouched) changed, audited and told nothing, but took a
+    token of `nickname`, so that the third such save here (the eleventh at the default)
+    was 429 and a real change after it too; a profile change of nothing is not counted
+    in `profile`. A change that is refused still counts."""
+    client = await app_with(rate_nickname_user="2/600")
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await community(client, ann, ben)
+    first = await client.patch(
+        srv.url("/members/@me"), headers=ben.headers, json={"nickname": "Bee"}
+    )
+    assert first.status_code == 200, first.text
+    for _ in range(3):
+        same = await client.patch(
+            srv.url(f"/members/{ben.id}"), headers=ben.headers, json={"nickname": "Bee"}
+        )
+        assert same.status_code == 200 and same.json()["nickname"] == "Bee", same.text
+    changed = await client.patch(
+        srv.url("/members/@me"), headers=ben.headers, json={"nickname": "Bo"}
+    )
+    assert changed.status_code == 200 and changed.json()["nickname"] == "Bo", changed.text
+    over = await client.patch(srv.url("/members/@me"), headers=ben.headers, json={"nickname": "B"})
+    assert over.status_code == 429 and over.json()["bucket"] == "nickname", over.text
+    log = (
+        await client.get(srv.url("/audit-log?action=member.updated"), headers=ann.headers)
+    ).json()
+    assert [e["changes"] for e in log] == [{"nickname": "Bo"}, {"nickname": "Bee"}]

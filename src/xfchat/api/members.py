@@ -15,7 +15,7 @@ from xfchat.api.pages import page_of
 from xfchat.api.responses import JSONResponse
 from xfchat.api.routing import api_router
 from xfchat.api.servers import AuditReason
-from xfchat.domain import members, presence, roles, servers
+from xfchat.domain import members, presence, roles, servers, unchanged
 from xfchat.domain.accounts import Actor
 from xfchat.domain.event_payloads import MemberPayload, PresencePayload, PublicUserPayload
 from xfchat.errors import BadRequest
@@ -120,15 +120,21 @@ async def patch_member(
     request: Request,
 ) -> Response:
     """A change of one's own nickname is counted in `nickname` (XFCHAT_RATE_NICKNAME_USER,
-    refused ones included): each tells every member of the server and is audited."""
+    refused ones included): each tells every member of the server and is audited. The
+    nickname given as it is already is no change (nothing written, audited or told),
+    so it is not counted, as a profile change of nothing is not (a client saving a
+    member form with the nickname untouched was refused 429 at the eleventh save)."""
     fields = body.model_dump(exclude_unset=True)
-    if "nickname" in fields and _user(actor, user_id) == actor.user_id:
+    target = _user(actor, user_id)
+    if (
+        "nickname" in fields
+        and target == actor.user_id
+        and not await unchanged.unchanged_nickname(conn, server_id, target, fields["nickname"])
+    ):
         rule = settings.rate_nickname_user
         await check_limit(request, "nickname", str(actor.user_id), rule, conn)
     return JSONResponse(
-        await members.update_member(
-            conn, actor, server_id, _user(actor, user_id), fields=fields, reason=reason
-        )
+        await members.update_member(conn, actor, server_id, target, fields=fields, reason=reason)
     )
 
 

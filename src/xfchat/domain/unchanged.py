@@ -56,3 +56,15 @@ async def unchanged_profile(
     if any(v is not UNSET and getattr(user, k) != v for k, v in given.items()):
         return None
     return user
+
+
+async def unchanged_nickname(
+    conn: asyncpg.Connection, server_id: UUID, user_id: UUID, nickname: object
+) -> bool:
+    """Whether `nickname` (as sent in a PATCH of the member; null or "" clear it) is the
+    member's nickname already: such a PATCH writes, audits and tells nothing
+    (members.update_member judges it the same way, on the value as sent), so it is not
+    counted in the `nickname` rate limit, as a profile change of nothing is not counted
+    in `profile`. False for someone who is not a member (the update refuses them)."""
+    member = await servers_q.get_member(conn, server_id=server_id, user_id=user_id)
+    return member is not None and (nickname or None) == member.nickname
