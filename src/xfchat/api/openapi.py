@@ -29,7 +29,8 @@ ERROR_SCHEMA: dict[str, Any] = {
     "error codes); `field` names the input at fault; `errors` lists every invalid field "
     "of a 400 VALIDATION_ERROR; a 429 adds `bucket` and `retry_after` (seconds); a 403 "
     "MISSING_PERMISSIONS adds `missing`; a 400 INVALID_QUERY (search) adds `position` "
-    "(the character of the query at fault, from 0).",
+    "(the character of the query at fault, from 0); a 409 CATEGORY_OVERRIDES_CONFLICT "
+    "adds `channel_ids` (the channels to change or unsync first, those you may see).",
     "type": "object",
     "required": ["code", "message"],
     "properties": {
@@ -48,6 +49,7 @@ ERROR_SCHEMA: dict[str, Any] = {
         "retry_after": {"type": "number"},
         "missing": {"type": "string"},
         "position": {"type": "integer", "minimum": 0},
+        "channel_ids": {"type": "array", "items": {"type": "string", "format": "uuid"}},
     },
 }
 

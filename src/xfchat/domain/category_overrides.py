@@ -104,12 +104,15 @@ async def keep_category_overrides(
         own[o.channel_id].append(o)
     roles = await roles_q.list_roles(conn, server_id=server_id)
     everyone = next(r.id for r in roles if r.is_default)
-    if any(crossed(overrides, own[c], c, everyone) for c in ids):
+    conflicting = [c for c in ids if crossed(overrides, own[c], c, everyone)]
+    if conflicting:
+        # (`channel_ids` names them all; the caller keeps those its actor may see)
         raise Conflict(
             "a channel following this category has overrides of its own that cannot take"
             " the category's without changing someone's permissions there: change them, or"
             " stop it following the category, first",
             code="CATEGORY_OVERRIDES_CONFLICT",
+            extra={"channel_ids": [str(c) for c in conflicting]},
         )
     writes: dict[Target, tuple[int, int]] = {}
     added = 0

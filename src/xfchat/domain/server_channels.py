@@ -23,6 +23,7 @@ from xfchat.domain.access import (
     may_change_overrides,
     override_bits,
     server_viewers,
+    viewers_among,
 )
 from xfchat.domain.accounts import Actor
 from xfchat.domain.category_overrides import keep_category_overrides
@@ -39,7 +40,7 @@ from xfchat.domain.server_views import (
 )
 from xfchat.domain.servers import audit, text_field
 from xfchat.domain.visibility import settle, watch
-from xfchat.errors import BadRequest, Forbidden, NotFound
+from xfchat.errors import BadRequest, Conflict, Forbidden, NotFound
 
 MAX_CHANNELS = 500
 KINDS = ("text", "voice", "category")
@@ -338,7 +339,8 @@ async def delete_channel(
     permissions in them change, so MANAGE_CHANNELS in the category is all it asks.
 
     Raises: NotFound (CHANNEL_NOT_FOUND); Forbidden (MISSING_PERMISSIONS,
-    TOO_MANY_OVERRIDES); Conflict (CATEGORY_OVERRIDES_CONFLICT)."""
+    TOO_MANY_OVERRIDES); Conflict (CATEGORY_OVERRIDES_CONFLICT, with `channel_ids`: those
+    of the conflicting channels the actor may see)."""
     async with conn.transaction():
         channel, access = await _managed(conn, actor, channel_id)
         assert channel.server_id is not None
@@ -348,7 +350,17 @@ async def delete_channel(
         kept: dict[str, Any] = {}
         if channel.kind == "category":
             synced = [r for r in rows if r.parent_id == channel_id and r.permissions_synced]
-            copied = await keep_category_overrides(conn, channel, synced)
+            try:
+                copied = await keep_category_overrides(conn, channel, synced)
+            except Conflict as conflict:
+                # Which channels to change or unsync, of those the actor may see (a
+                # client had only "a channel", among up to 500): one kept from them is
+                # not named (its id would tell them it is there).
+                named = [UUID(c) for c in conflict.extra["channel_ids"]]
+                conflict.extra["channel_ids"] = [
+                    str(c) for c in named if await viewers_among(conn, c, [actor.user_id])
+                ]
+                raise
             if synced:
                 kept = {
                     "overrides_kept_in": [str(r.id) for r in synced],
