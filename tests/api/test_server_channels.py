@@ -216,3 +216,28 @@ async def test_a_move_racing_its_categorys_deletion_is_one_or_the_other(
             await _create(client, srv, ann, name="x", parent_id=bad),
         ):
             assert answer.status_code in (400, 422), (bad, answer.text)
+
+
+async def test_a_refusal_in_the_destination_says_the_category_not_this_channel(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """Was: making a channel in a category that denies one MANAGE_CHANNELS, or moving
+    one there, was refused with "you need MANAGE_CHANNELS in this channel": a new
+    channel is no channel yet, and a moved one's own MANAGE_CHANNELS was there. The
+    message a client shows now says where it is missing; `missing` is as before."""
+    ann, mod = await make_user("ann"), await make_user("mod")
+    srv = await community(client, ann, mod)
+    mods = await role(client, srv, ann, "mods", int(P.MANAGE_CHANNELS | P.MANAGE_ROLES), mod)
+    closed = await server_channel(client, srv, ann, "Closed", kind="category")
+    await override(client, ann, closed["id"], "role", mods, deny=int(P.MANAGE_CHANNELS))
+    loose = await server_channel(client, srv, ann, "loose")
+    for answer in (
+        await _create(client, srv, mod, name="x", parent_id=closed["id"]),
+        await client.patch(
+            f"/api/channels/{loose['id']}", headers=mod.headers, json={"parent_id": closed["id"]}
+        ),
+    ):
+        _refused(answer)
+        body = answer.json()
+        assert body["missing"] == "MANAGE_CHANNELS", body
+        assert body["message"] == "you need MANAGE_CHANNELS in the category it goes in", body

@@ -226,7 +226,12 @@ async def _may_place(
         await access_server(conn, actor, access.facts.server_id, need=Permission.MANAGE_CHANNELS)
         return
     await _check_parent(conn, actor, access.facts.server_id, kind, parent)
-    await access_channel(conn, actor, parent, need=Permission.MANAGE_CHANNELS)
+    try:
+        await access_channel(conn, actor, parent, need=Permission.MANAGE_CHANNELS)
+    except Forbidden as refused:
+        if refused.code == "MISSING_PERMISSIONS":  # (it said "in this channel": which?)
+            refused.message = f"you need {refused.extra['missing']} in the category it goes in"
+        raise
     if not synced:
         bits = override_bits(await q.list_overrides(conn, channel_ids=[parent]))
         if bits:
