@@ -10,7 +10,7 @@ import httpx
 
 from tests.factories import MakeUser, community, say
 from tests.factories import server_channel as channel
-from tests.realtime.clients import sse_stream
+from tests.realtime.clients import GatewayClient, sse_stream
 
 
 async def test_a_bans_deletions_reach_viewers_live_and_on_a_resume(
@@ -57,3 +57,33 @@ async def test_a_bans_deletions_reach_viewers_live_and_on_a_resume(
         for t, d in seen:
             if t == "message.created" and d["id"] in spam:
                 assert d["content"] == "", d
+
+
+async def test_a_bans_deletions_reach_a_resumed_gateway(server: str, make_user: MakeUser) -> None:
+    ann, ben, dot = [await make_user(n) for n in ("ann", "ben", "dot")]
+    async with httpx.AsyncClient(base_url=server, timeout=10) as api:
+        srv = await community(api, ann, ben, dot)
+        gw = await GatewayClient.connect(server, dot.access_token)
+        try:
+            await gw.next("ready")
+            marker = await say(api, ann, srv.general, "before")
+            await gw.until("message.created", lambda d: d["id"] == marker["id"])
+            place = gw.last_seq
+        finally:
+            await gw.close()
+        assert place is not None
+        spam = (await say(api, ben, srv.general, "spam"))["id"]
+        banned = await api.put(
+            srv.url(f"/bans/{ben.id}"), headers=ann.headers, json={"delete_message_seconds": 60}
+        )
+        assert banned.status_code == 204, banned.text
+        after = await say(api, ann, srv.general, "after")
+        back = await GatewayClient.connect(server, dot.access_token, resume=place)
+        try:
+            _, seen = await back.until("message.created", lambda d: d["id"] == after["id"])
+        finally:
+            await back.close()
+        deleted = [f["d"]["id"] for f in seen if f.get("t") == "message.deleted"]
+        assert deleted == [spam], [f.get("t") for f in seen]
+        removed = [f["d"]["user_id"] for f in seen if f.get("t") == "member.removed"]
+        assert removed == [str(ben.id)]
