@@ -279,3 +279,21 @@ async def test_what_the_routes_refuse_the_document_refuses_too(spec: Spec) -> No
     params = doc["paths"]["/api/users/search"]["get"]["parameters"]
     [q] = [p["schema"] for p in params if p["name"] == "q"]
     assert (q["minLength"], q["maxLength"]) == (1, 64)
+
+
+async def test_the_days_new_refusals_are_described_where_they_are_answered(spec: Spec) -> None:
+    """Was: DELETE /api/channels/{channel_id} said only "Delete a server channel and its
+    messages (MANAGE_CHANNELS)", nothing of a category's channels keeping its overrides
+    or of its 409 CATEGORY_OVERRIDES_CONFLICT (and the Error schema had no
+    `channel_ids`); a route taking files said its 400 was malformed JSON or a field out
+    of bounds, not a malformed form (INVALID_FORM) or image (INVALID_IMAGE)."""
+    paths: Any = spec["paths"]
+    delete = paths["/api/channels/{channel_id}"]["delete"]
+    assert "CATEGORY_OVERRIDES_CONFLICT" in delete["description"]
+    assert "channel_ids" in delete["description"]
+    error: Any = spec["components"]["schemas"]["Error"]  # type: ignore[index]
+    assert error["properties"]["channel_ids"]["items"]["format"] == "uuid"
+    send = paths["/api/channels/{channel_id}/messages"]["post"]
+    assert "multipart/form-data" in send["requestBody"]["content"]
+    assert "INVALID_FORM" in send["responses"]["400"]["description"]
+    assert "INVALID_IMAGE" in send["responses"]["400"]["description"]

@@ -55,7 +55,8 @@ ERROR_SCHEMA: dict[str, Any] = {
 
 ERRORS = {
     400: "Invalid input: malformed JSON, a field out of bounds (VALIDATION_ERROR), a value "
-    "that cannot be stored",
+    "that cannot be stored; where a route takes files, a malformed multipart form "
+    "(INVALID_FORM) or image (INVALID_IMAGE)",
     401: "No access token, or one that is invalid, expired or revoked",
     403: "Not allowed",
     404: "No such thing, or one you may not see",

@@ -120,7 +120,12 @@ async def patch_channel(
 async def delete_channel(
     channel_id: UUID, actor: CurrentActor, conn: Conn, reason: AuditReason
 ) -> Response:
-    """Delete a server channel and its messages (MANAGE_CHANNELS)."""
+    """Delete a server channel and its messages (MANAGE_CHANNELS in it). A category's
+    channels stay, uncategorised, those following its overrides keeping a copy of them
+    as their own (nobody's permissions change). 409 CATEGORY_OVERRIDES_CONFLICT when a
+    channel following it has overrides of its own that cannot take the copy
+    (`channel_ids` names those you may see: change them, or unsync them, first); 403
+    TOO_MANY_OVERRIDES when the copy would pass a channel's or the server's limit."""
     await server_channels.delete_channel(conn, actor, channel_id, reason)
     return Response(status_code=204)
 
