@@ -11,6 +11,7 @@ from uuid import UUID
 
 import asyncpg
 import httpx
+import pytest
 
 from tests import factories
 from tests.factories import (
@@ -25,6 +26,7 @@ from tests.factories import (
 )
 from tests.factories import server_channel as channel
 from xfchat.db.queries import servers as servers_q
+from xfchat.domain import category_overrides
 from xfchat.domain.permissions import Permission as P
 from xfchat.domain.server_channels import delete_channel
 
@@ -442,3 +444,35 @@ async def test_a_refused_category_deletion_names_the_channels_its_deleter_may_se
         assert fine not in body["channel_ids"]
     shown = (await client.get(f"/api/channels/{chat}", headers=ann.headers)).json()
     assert shown["parent_id"] == cat and shown["permissions_synced"] is True
+
+
+async def test_a_category_deletion_past_a_channels_overrides_names_the_channels_seen(
+    client: httpx.AsyncClient, make_user: MakeUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Was: 403 TOO_MANY_OVERRIDES said "a channel has at most 100 overrides" and not
+    which: now `channel_ids` names them, as a 409's, those the deleter may see."""
+    ann, mod = await make_user("ann"), await make_user("mod")
+    srv = await community(client, ann, mod)
+    await role(client, srv, ann, "mods", int(P.MANAGE_CHANNELS), mod)
+    r1, r2, r3 = [await role(client, srv, ann, f"r{i}", 0) for i in (1, 2, 3)]
+    cat = (await channel(client, srv, ann, "cat", kind="category"))["id"]
+    assert (await override(client, ann, cat, "role", r1, deny=int(P.SEND_MESSAGES))).is_success
+    fits = (await channel(client, srv, ann, "fits", parent_id=cat))["id"]
+    full = []
+    for name in ("seen", "hidden"):
+        made = (await channel(client, srv, ann, name, parent_id=cat))["id"]
+        for r in (r2, r3):
+            own = await override(client, ann, made, "role", r, deny=int(P.ATTACH_FILES))
+            assert own.is_success
+        full.append(made)
+    seen, hidden = full
+    hide = await override(client, ann, hidden, "member", mod.id, deny=int(P.VIEW_CHANNEL))
+    assert hide.is_success
+    monkeypatch.setattr(category_overrides, "MAX_OVERRIDES", 2)
+    for who, named in ((mod, [seen]), (ann, [seen, hidden])):
+        refused = await client.delete(f"/api/channels/{cat}", headers=who.headers)
+        assert refused.status_code == 403, refused.text
+        body = refused.json()
+        assert body["code"] == "TOO_MANY_OVERRIDES"
+        assert sorted(body["channel_ids"]) == sorted(named), (who.id, body)
+        assert fits not in body["channel_ids"]

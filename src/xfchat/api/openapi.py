@@ -29,8 +29,9 @@ ERROR_SCHEMA: dict[str, Any] = {
     "error codes); `field` names the input at fault; `errors` lists every invalid field "
     "of a 400 VALIDATION_ERROR; a 429 adds `bucket` and `retry_after` (seconds); a 403 "
     "MISSING_PERMISSIONS adds `missing`; a 400 INVALID_QUERY (search) adds `position` "
-    "(the character of the query at fault, from 0); a 409 CATEGORY_OVERRIDES_CONFLICT "
-    "adds `channel_ids` (the channels to change or unsync first, those you may see).",
+    "(the character of the query at fault, from 0); a 409 CATEGORY_OVERRIDES_CONFLICT, "
+    "and a category's deletion refused 403 TOO_MANY_OVERRIDES for a channel's own limit, "
+    "add `channel_ids` (the channels to change or unsync first, those you may see).",
     "type": "object",
     "required": ["code", "message"],
     "properties": {

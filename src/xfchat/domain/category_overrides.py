@@ -91,8 +91,9 @@ async def keep_category_overrides(
     (what was copied).
 
     Raises: Forbidden (TOO_MANY_OVERRIDES: a channel would hold more than MAX_OVERRIDES,
-    or the server's channels more than MAX_SERVER_OVERRIDES); Conflict
-    (CATEGORY_OVERRIDES_CONFLICT)."""
+    those channels in `channel_ids`, or the server's channels more than
+    MAX_SERVER_OVERRIDES); Conflict (CATEGORY_OVERRIDES_CONFLICT, the channels in
+    `channel_ids`)."""
     server_id = category.server_id
     assert server_id is not None
     ids = [c.id for c in synced]
@@ -116,14 +117,17 @@ async def keep_category_overrides(
         )
     writes: dict[Target, tuple[int, int]] = {}
     added = 0
+    full = []
     for channel_id in ids:
         mine = merged(overrides, own[channel_id], channel_id)
         held = {(o.channel_id, o.role_id, o.user_id) for o in own[channel_id]}
         new = sum(t not in held for t in mine)
         if len(own[channel_id]) + new > MAX_OVERRIDES:
-            raise _too_many(f"a channel has at most {MAX_OVERRIDES} overrides")
+            full.append(channel_id)
         writes.update(mine)
         added += new
+    if full:  # (named as a conflict's are: the caller keeps those its actor may see)
+        raise _too_many(f"a channel has at most {MAX_OVERRIDES} overrides", full)
     stored = await q.count_server_overrides(conn, server_id=server_id)
     if stored - len(overrides) + added > MAX_SERVER_OVERRIDES:
         raise _too_many(f"a server's channels have at most {MAX_SERVER_OVERRIDES} overrides")
@@ -134,8 +138,9 @@ async def keep_category_overrides(
     return overrides
 
 
-def _too_many(message: str) -> Forbidden:
+def _too_many(message: str, channel_ids: list[UUID] | None = None) -> Forbidden:
     return Forbidden(
         message + " (the deleted category's overrides, copied into the channels following it)",
         code="TOO_MANY_OVERRIDES",
+        extra={} if channel_ids is None else {"channel_ids": [str(c) for c in channel_ids]},
     )

@@ -344,8 +344,9 @@ async def delete_channel(
     permissions in them change, so MANAGE_CHANNELS in the category is all it asks.
 
     Raises: NotFound (CHANNEL_NOT_FOUND); Forbidden (MISSING_PERMISSIONS,
-    TOO_MANY_OVERRIDES); Conflict (CATEGORY_OVERRIDES_CONFLICT, with `channel_ids`: those
-    of the conflicting channels the actor may see)."""
+    TOO_MANY_OVERRIDES, with `channel_ids` for a channel's own limit); Conflict
+    (CATEGORY_OVERRIDES_CONFLICT, with `channel_ids`): those of the channels at fault
+    that the actor may see."""
     async with conn.transaction():
         channel, access = await _managed(conn, actor, channel_id)
         assert channel.server_id is not None
@@ -357,14 +358,15 @@ async def delete_channel(
             synced = [r for r in rows if r.parent_id == channel_id and r.permissions_synced]
             try:
                 copied = await keep_category_overrides(conn, channel, synced)
-            except Conflict as conflict:
+            except (Conflict, Forbidden) as refused:
                 # Which channels to change or unsync, of those the actor may see (a
                 # client had only "a channel", among up to 500): one kept from them is
                 # not named (its id would tell them it is there).
-                named = [UUID(c) for c in conflict.extra["channel_ids"]]
-                conflict.extra["channel_ids"] = [
-                    str(c) for c in named if await viewers_among(conn, c, [actor.user_id])
-                ]
+                if "channel_ids" in refused.extra:
+                    named = [UUID(c) for c in refused.extra["channel_ids"]]
+                    refused.extra["channel_ids"] = [
+                        str(c) for c in named if await viewers_among(conn, c, [actor.user_id])
+                    ]
                 raise
             if synced:
                 kept = {
