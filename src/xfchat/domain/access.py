@@ -404,40 +404,10 @@ async def viewers_in_servers(
     return {s: _audience(s, channels_of[s], sets[s]).viewers for s in channels_of}
 
 
-# Of one channel: each part of its members (a set of roles, or one member decided alone),
-# and what they hold there; the key names the part, the same for the same part.
-Holdings = list[tuple[object, set[UUID], Permission]]
-
-
 def _audience(server_id: UUID, channel_ids: list[UUID], facts: q.ServerAccessSet) -> Audience:
     """server_audience from the server's access facts (no I/O)."""
     out: dict[UUID, set[UUID]] = {c: set() for c in channel_ids}
     readers: dict[UUID, set[UUID]] = {c: set() for c in channel_ids}
-    # Channels whose audience is made of the same parts (the same groups, the same
-    # members decided one by one) share one set, viewers and readers alike: a member
-    # set copied into each channel held a few hundred bytes a member and channel (a
-    # role change in a server of 2,000 members and 400 channels, 260 MB, read before
-    # and after it). The sets are read, never changed.
-    made: dict[frozenset[object], set[UUID]] = {}
-
-    def union(parts: list[tuple[object, set[UUID]]]) -> set[UUID]:
-        key = frozenset(part for part, _ in parts)
-        users = made.get(key)
-        if users is None:
-            users = made[key] = set().union(*(members for _, members in parts))
-        return users
-
-    for channel_id, held in _holdings(server_id, facts).items():
-        out[channel_id] = union([(k, u) for k, u, perms in held if perms & Permission.VIEW_CHANNEL])
-        readers[channel_id] = union(
-            [(k, u) for k, u, perms in held if HISTORY_READ & perms == HISTORY_READ]
-        )
-    return Audience(out, readers)
-
-
-def _holdings(server_id: UUID, facts: q.ServerAccessSet) -> dict[UUID, Holdings]:
-    """Of each channel of `facts`: its members part by part, and what each part holds
-    (no I/O)."""
     everyone = next((r for r in facts.roles if r.is_default), None)
     role_perms = {r.id: r.permissions for r in facts.roles}
     by_role: dict[UUID, dict[UUID, tuple[int, int]]] = {}
@@ -487,19 +457,35 @@ def _holdings(server_id: UUID, facts: q.ServerAccessSet) -> dict[UUID, Holdings]
         )  # fmt: skip
         return compute_permissions(pair)
 
-    out: dict[UUID, Holdings] = {}
+    # Channels whose audience is made of the same parts (the same groups, the same
+    # members decided one by one) share one set, viewers and readers alike: a member
+    # set copied into each channel held a few hundred bytes a member and channel (a
+    # role change in a server of 2,000 members and 400 channels, 260 MB, read before
+    # and after it). The sets are read, never changed.
+    made: dict[frozenset[object], set[UUID]] = {}
+
+    def union(parts: list[tuple[object, set[UUID]]]) -> set[UUID]:
+        key = frozenset(part for part, _ in parts)
+        users = made.get(key)
+        if users is None:
+            users = made[key] = set().union(*(members for _, members in parts))
+        return users
+
     for channel in facts.channels:
         parent = channel.parent_id if channel.permissions_synced else None
         own = set(by_member.get(channel.id, {})) | set(by_member.get(parent, {}) if parent else ())
         own &= member_of.keys()
         apart = frozenset(own)
-        held: Holdings = [
+        held: list[tuple[object, set[UUID], Permission]] = [
             ((key, apart), users - own if own else users, holds(channel, key, None))
             for key, users in groups.items()
         ]
         held += [(u, {u}, holds(channel, member_of[u], u)) for u in own]
-        out[channel.id] = held
-    return out
+        out[channel.id] = union([(k, u) for k, u, perms in held if perms & Permission.VIEW_CHANNEL])
+        readers[channel.id] = union(
+            [(k, u) for k, u, perms in held if HISTORY_READ & perms == HISTORY_READ]
+        )
+    return Audience(out, readers)
 
 
 async def access_changed(conn: asyncpg.Connection, channel_id: UUID) -> None:

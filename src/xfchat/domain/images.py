@@ -214,12 +214,6 @@ def _check_structure(fmt: str, data: bytes, end: int | None) -> None:
         raise _invalid("the image is truncated")
 
 
-def strippable(head: bytes) -> bool:
-    """Whether a file's first bytes are those of a JPEG, PNG, GIF or WebP
-    (without_metadata)."""
-    return looks_like_image(head)
-
-
 def without_metadata(data: bytes) -> bytes:
     """A JPEG, PNG, GIF or WebP attachment as it was uploaded, the same pixels bit for bit
     (its scans or image data are not touched), without its metadata or anything after the

@@ -83,7 +83,7 @@ async def _without_metadata(upload: Upload, slots: images.Slots) -> Upload:
     holds the file, read only then, and a core too).
 
     Raises: BadRequest (INVALID_IMAGE: a damaged image)."""
-    if not images.strippable(upload.head):
+    if not images.looks_like_image(upload.head):  # (each of them has its metadata stripped)
         return upload
     clean = await images.run_image_job_on(slots, _stripped, upload.file)
     if clean is None:  # (nothing to drop)

@@ -23,7 +23,6 @@ from xfchat.domain.access import (
     may_change_overrides,
     override_bits,
     server_viewers,
-    viewers_among,
 )
 from xfchat.domain.accounts import Actor
 from xfchat.domain.category_overrides import keep_category_overrides
@@ -361,11 +360,13 @@ async def delete_channel(
             except (Conflict, Forbidden) as refused:
                 # Which channels to change or unsync, of those the actor may see (a
                 # client had only "a channel", among up to 500): one kept from them is
-                # not named (its id would tell them it is there).
+                # not named (its id would tell them it is there). (`seen` has who sees
+                # each of the category's channels.)
                 if "channel_ids" in refused.extra:
-                    named = [UUID(c) for c in refused.extra["channel_ids"]]
                     refused.extra["channel_ids"] = [
-                        str(c) for c in named if await viewers_among(conn, c, [actor.user_id])
+                        c
+                        for c in refused.extra["channel_ids"]
+                        if actor.user_id in seen.viewers.get(UUID(c), ())
                     ]
                 raise
             if synced:

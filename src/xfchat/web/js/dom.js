@@ -454,12 +454,14 @@ export function tabbedDialog(title, tabs, draw, { onClose } = {}) {
   return d;
 }
 
-export function confirmDialog(title, text, action = "Delete") {
+// (`fields`: more to ask, shown between the question and the buttons, read by the caller
+// once it resolves true)
+export function confirmDialog(title, text, action = "Delete", fields = null) {
   return new Promise((resolve) => {
     let answer = false;
     const yes = h("button", { class: "btn btn-danger", type: "button" }, action);
     const no = h("button", { class: "btn", type: "button" }, "Cancel");
-    const d = dialog(title, [h("p", null, text), h("div", { class: "row-end" }, no, yes)], {
+    const d = dialog(title, [h("p", null, text), fields, h("div", { class: "row-end" }, no, yes)], {
       onClose: () => resolve(answer),
     });
     yes.addEventListener("click", () => {

@@ -3,7 +3,7 @@
 // ban), invites, bans and the audit log. Each tab calls the documented routes; the
 // server's events keep the rest of the client current.
 
-import { h, replace, morph, tabbedDialog, dialog, displayName, nameEl, fmtFull, duration, toast, describe, confirmDialog, colorOf, hold, held as isHeld } from "../dom.js";
+import { h, replace, morph, tabbedDialog, displayName, nameEl, fmtFull, duration, toast, describe, confirmDialog, colorOf, hold, held as isHeld } from "../dom.js";
 import { P, PERMISSION_NAMES, label, has, channelPermissions, managesChannels, serverPermissions } from "../perms.js";
 import { loadMembers } from "./members.js";
 import { sortedChannels } from "./sidebar.js";
@@ -595,24 +595,10 @@ class Settings {
 const BAN_DELETES = [[0, "Don't delete any"], [3600, "Previous hour"], [21600, "Previous 6 hours"], [43200, "Previous 12 hours"], [86400, "Previous 24 hours"], [259200, "Previous 3 days"], [604800, "Previous 7 days"]];
 
 // Ban `user`? Resolves to how many seconds of their messages to delete, or null (cancelled).
-function banDialog(user) {
-  return new Promise((resolve) => {
-    let answer = null;
-    const pick = h("select", { id: "ban-deletes" }, BAN_DELETES.map(([v, text]) => h("option", { value: String(v) }, text)));
-    const yes = h("button", { class: "btn btn-danger", type: "button" }, "Ban");
-    const no = h("button", { class: "btn", type: "button" }, "Cancel");
-    const d = dialog("Ban", [
-      h("p", null, `Ban ${displayName(user)}?`),
-      h("label", { for: "ban-deletes" }, "Delete their messages from"), pick,
-      h("div", { class: "row-end" }, no, yes),
-    ], { onClose: () => resolve(answer) });
-    yes.addEventListener("click", () => {
-      answer = Number(pick.value);
-      d.close();
-    });
-    no.addEventListener("click", d.close);
-    no.focus();
-  });
+async function banDialog(user) {
+  const pick = h("select", { id: "ban-deletes" }, BAN_DELETES.map(([v, text]) => h("option", { value: String(v) }, text)));
+  const fields = [h("label", { for: "ban-deletes" }, "Delete their messages from"), pick];
+  return (await confirmDialog("Ban", `Ban ${displayName(user)}?`, "Ban", fields)) ? Number(pick.value) : null;
 }
 
 const SLOWMODE = [0, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600];
