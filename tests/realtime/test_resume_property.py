@@ -126,8 +126,9 @@ class World:
 
     def scrub(self, key: Key) -> Key:
         """A deleted message's reactions are scrubbed from the log (the emoji becomes ""):
-        what a read from the log gives for key now. A live delivery read before the delete
-        may still carry the emoji, so a chain of reads compares keys scrubbed on both sides."""
+        what a read from the log gives for key now. A live delivery may carry the emoji
+        or not (from its notification, or read from the log after the delete), so every
+        comparison is of keys scrubbed on both sides."""
         event_type, ref = key
         if event_type.startswith("reaction.") and ref.split(" ")[0] in self.deleted:
             return event_type, f"{ref.split(' ')[0]} "
@@ -282,7 +283,14 @@ async def test_resume_from_any_token_yields_exactly_what_follows_and_nothing_hid
                 unread = len(world.expected) - len(received)
                 for _ in range(data.draw(st.integers(0, unread), label="read")):
                     k, token = await feed.next()
-                    assert k == world.expected[len(received)], "delivered out of the oracle's order"
+                    # (scrubbed on both sides: a live stream's event read from the log,
+                    # as the hub's fill reads a commit behind a gap, lost its emoji if
+                    # its message was deleted since; one carried by its notification
+                    # kept it)
+                    want = world.expected[len(received)]
+                    assert world.scrub(k) == world.scrub(want), (
+                        "delivered out of the oracle's order"
+                    )
                     received.append(k)
                     tokens.append((where, token))
                 if data.draw(st.booleans(), label="drop the connection"):
