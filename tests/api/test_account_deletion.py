@@ -4,6 +4,7 @@ what is refused before and after."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 from uuid import UUID, uuid4
@@ -828,3 +829,51 @@ async def test_a_group_left_while_the_deletion_waited_is_not_told_its_profile(
             told = [t for t, _ in await stream_of(conn, UUID(group))]
             assert "user.updated" not in told[told.index("participant.removed") :], told
         assert "user.updated" in [t for t, _ in await stream_of(conn, UUID(g1))]  # (hers then)
+
+
+async def test_delete_account_tells_each_stream_each_change_once(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    """Was: a synced channel with the account's own override, in a category with one of
+    its own too, was told `channel.updated` twice by the deletion (once as a channel
+    whose overrides changed, once as a follower of a category whose overrides changed:
+    two identical events in the one append). Now every stream the deletion writes to
+    gets each change once: the account in a server (with those overrides), a group and
+    a direct conversation, with two friends."""
+    ann, ben, cat, dan = [await make_user(n) for n in ("ann", "ben", "cat", "dan")]
+    srv = await factories.community(client, ben, ann, cat)
+    category = await factories.server_channel(client, srv, ben, "cat", kind="category")
+    kid = await factories.server_channel(client, srv, ben, "kid", parent_id=category["id"])
+    for channel in (category["id"], kid["id"]):  # (kid follows the category: synced)
+        set_ = await factories.override(client, ben, channel, "member", ann.id, 1024, 2048)
+        assert set_.status_code == 200, set_.text
+    crew = await factories.group(client, ben, ann, cat)  # (befriends ben and ann)
+    await factories.befriend(ann, dan)
+    dm = await factories.direct(client, ben, ann)
+    async with pool.acquire() as conn:
+        before = await conn.fetchval("SELECT g FROM event_clock")
+    gone = await client.post(DELETE, headers=ann.headers, json={"password": ann.password})
+    assert gone.status_code == 204, gone.text
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT s.entity_id, e.type, e.data FROM event_commits c"
+            " JOIN event_streams s ON s.id = c.stream_id JOIN events e ON e.stream_id = s.id"
+            " AND e.pos BETWEEN c.first_pos AND c.last_pos WHERE c.g > $1 ORDER BY c.g, e.pos",
+            before,
+        )
+    told: dict[str, list[tuple[str, str]]] = {}
+    for r in rows:
+        told.setdefault(str(r["entity_id"]), []).append((r["type"], json.dumps(r["data"])))
+    for stream, events in told.items():
+        assert len(events) == len(set(events)), (stream, events)
+    kinds = {stream: [t for t, _ in events] for stream, events in told.items()}
+    assert kinds == {
+        str(ann.id): ["session.revoked", "user.updated", "server.left", "conversation.removed"],
+        srv.id: ["user.updated", "member.removed"],
+        str(crew["id"]): ["user.updated", "participant.removed"],
+        str(dm["id"]): ["user.updated"],
+        category["id"]: ["channel.updated"],
+        kid["id"]: ["channel.updated"],
+        str(ben.id): ["friend.removed"],
+        str(dan.id): ["friend.removed"],
+    }

@@ -176,10 +176,13 @@ async def overrides_changed(
 ) -> list[Event]:
     """`channel.updated` for channels whose overrides changed, and for the channels
     following any category among them (their `category_overrides` changed; read here
-    unless the caller has them: `followers_of`)."""
+    unless the caller has them: `followers_of`). One event a channel: a synced channel
+    whose own overrides changed along with its category's is among both, and its one
+    `channel.updated` shows both."""
     if followers is None:
         followers = await followers_of(conn, rows)
-    return await channel_updates(conn, [*rows, *followers])
+    once = {r.id: r for r in [*rows, *followers]}
+    return await channel_updates(conn, list(once.values()))
 
 
 async def member_json(conn: asyncpg.Connection, row: q.MemberRow) -> MemberPayload:
