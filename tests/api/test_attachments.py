@@ -1089,3 +1089,73 @@ async def test_an_edit_of_a_message_with_files_keeps_the_length_bound_of_blank_t
     assert await conn.fetchval("SELECT length(content) FROM messages WHERE id = $1", message) == 0
     kept = await client.patch(f"{url}/{message}", headers=ann.headers, json={"content": " " * 4000})
     assert kept.status_code == 200, kept.text
+
+
+def _orientation_tiff(orientation: int) -> bytes:
+    """EXIF as a camera writes it, holding only its orientation: a big-endian TIFF
+    header, one IFD of one SHORT entry (tag 0x0112), no next IFD."""
+    entry = struct.pack(">HHIH2x", 0x0112, 3, 1, orientation)
+    return b"MM\x00*" + struct.pack(">I", 8) + struct.pack(">H", 1) + entry + b"\x00" * 4
+
+
+def _oriented(kind: str, orientation: int | list[int], size: tuple[int, int]) -> bytes:
+    """A `kind` (JPEG, PNG, WEBP) image of `size` pixels whose EXIF says it is shown
+    turned as `orientation` says (a PNG may be given several eXIf chunks), assembled
+    here: the pixels encoded plainly, the EXIF put where a camera puts it."""
+    out = BytesIO()
+    Image.new("RGB", size, (200, 30, 30)).save(
+        out, kind, **({"lossless": True} if kind == "WEBP" else {})
+    )
+    plain = out.getvalue()
+    tiffs = [
+        _orientation_tiff(o)
+        for o in ([orientation] if isinstance(orientation, int) else orientation)
+    ]
+    if kind == "JPEG":  # (an APP1 segment right after SOI)
+        body = b"Exif\x00\x00" + tiffs[0]
+        return plain[:2] + b"\xff\xe1" + struct.pack(">H", len(body) + 2) + body + plain[2:]
+    if kind == "PNG":  # (eXIf chunks before the image data)
+        at = plain.index(b"IDAT") - 4
+        return plain[:at] + b"".join(_png_chunk(b"eXIf", t) for t in tiffs) + plain[at:]
+    width, height = size  # (a WebP with EXIF is an extended one: VP8X, its EXIF flag set)
+    vp8x = (
+        b"\x08\x00\x00\x00" + (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
+    )
+    exif = tiffs[0] + b"\x00" * (len(tiffs[0]) % 2)
+    body = b"VP8X" + struct.pack("<I", len(vp8x)) + vp8x + plain[12:]
+    body += b"EXIF" + struct.pack("<I", len(tiffs[0])) + exif
+    return b"RIFF" + struct.pack("<I", len(body) + 4) + b"WEBP" + body
+
+
+async def test_an_image_turned_a_quarter_by_its_exif_reports_its_size_as_shown(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """An attachment's `width` and `height` (and its thumbnail's) are those of the image
+    as it is shown, as Discord reports them: its EXIF orientation applied, so a JPEG, a
+    PNG or a WebP of 30x20 pixels that says it is turned a quarter (orientations 5 to 8)
+    is 20x30, and one that says it is flipped or turned a half (2 to 4) stays 30x20. The
+    orientation they follow is the one the stored file keeps (a browser turns what it
+    downloads): of a PNG's two eXIf chunks, the first, as libpng reads it (Pillow would
+    read the last)."""
+    ann, srv = await a_sender(client, make_user)
+    cases: list[tuple[str, int | list[int], int]] = [
+        (kind, o, o) for kind in ("JPEG", "PNG", "WEBP") for o in range(1, 9)
+    ]
+    cases += [("PNG", [6, 1], 6), ("PNG", [1, 6], 1)]
+    for first in range(0, len(cases), 10):  # (at most 10 files a message)
+        batch = cases[first : first + 10]
+        files = [
+            part(f"{i}.{kind.lower()}", _oriented(kind, o, (30, 20)))
+            for i, (kind, o, _) in enumerate(batch)
+        ]
+        sent = await post_files(client, ann, srv.general, files)
+        assert sent.status_code == 201, sent.text
+        for (kind, o, kept), attachment in zip(batch, sent.json()["attachments"], strict=True):
+            shown = (20, 30) if kept in (5, 6, 7, 8) else (30, 20)
+            assert (attachment["width"], attachment["height"]) == shown, (kind, o)
+            thumb = (attachment["thumbnail_width"], attachment["thumbnail_height"])
+            assert thumb == shown, (kind, o)
+            got = (await client.get(attachment["url"], headers=ann.headers)).content
+            with Image.open(BytesIO(got)) as stored:
+                assert stored.size == (30, 20), (kind, o)  # (its pixels as they came)
+                assert stored.getexif().get(ExifTags.Base.Orientation, 1) == kept, (kind, o)
