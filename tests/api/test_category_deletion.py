@@ -476,3 +476,82 @@ async def test_a_category_deletion_past_a_channels_overrides_names_the_channels_
         assert body["code"] == "TOO_MANY_OVERRIDES"
         assert sorted(body["channel_ids"]) == sorted(named), (who.id, body)
         assert fits not in body["channel_ids"]
+
+
+async def _state(pool: asyncpg.Pool, server_id: str) -> list[Any]:
+    """What a category's deletion could change: the server's channels (their category
+    and syncing), their overrides, its audit log and the event log's head."""
+    async with pool.acquire() as conn:
+        return [
+            await conn.fetch(
+                "SELECT id, parent_id, permissions_synced FROM channels"
+                " WHERE server_id = $1 ORDER BY id",
+                UUID(server_id),
+            ),
+            await conn.fetch(
+                "SELECT o.channel_id, o.role_id, o.user_id, o.allow, o.deny"
+                " FROM channel_permission_overrides o JOIN channels c ON c.id = o.channel_id"
+                " WHERE c.server_id = $1 ORDER BY o.id",
+                UUID(server_id),
+            ),
+            await conn.fetchval(
+                "SELECT count(*) FROM audit_log WHERE server_id = $1", UUID(server_id)
+            ),
+            await conn.fetchval("SELECT g FROM event_clock"),
+        ]
+
+
+async def test_a_refused_category_deletion_names_what_its_deleter_sees_and_changes_nothing(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    pool: asyncpg.Pool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Was: the deletion read who sees the category and each of its channels (every
+    member) before checking whether the copy of its overrides could be made, so a 409
+    CATEGORY_OVERRIDES_CONFLICT or a 403 TOO_MANY_OVERRIDES paid for that read too. Now
+    the copy is checked first, and a refusal reads what its deleter alone sees to name
+    the channels (a cost: the answers are as they were): still those it may see, and
+    nothing written, no event, no audit entry, no override, every channel still synced."""
+    ann, mod, sam = [await make_user(n) for n in ("ann", "mod", "sam")]
+    srv = await community(client, ann, mod, sam)
+    await role(client, srv, ann, "mods", int(P.MANAGE_CHANNELS), mod)
+    muted = await role(client, srv, ann, "muted", 0, sam)
+    cat = (await channel(client, srv, ann, "cat", kind="category"))["id"]
+    no_send = int(P.SEND_MESSAGES)
+    assert (await override(client, ann, cat, "role", muted, deny=no_send)).is_success
+    fine = (await channel(client, srv, ann, "fine", parent_id=cat))["id"]
+    crossed = []
+    for name in ("chat", "secret"):
+        made = (await channel(client, srv, ann, name, parent_id=cat))["id"]
+        everyone = await override(client, ann, made, "role", srv.everyone_role, allow=no_send)
+        assert everyone.is_success
+        crossed.append(made)
+    chat, secret = crossed
+    hide = await override(client, ann, secret, "member", mod.id, deny=int(P.VIEW_CHANNEL))
+    assert hide.is_success
+    before = await _state(pool, srv.id)
+    for who, named in ((mod, [chat]), (ann, [chat, secret])):
+        refused = await client.delete(f"/api/channels/{cat}", headers=who.headers)
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["code"] == "CATEGORY_OVERRIDES_CONFLICT"
+        assert sorted(refused.json()["channel_ids"]) == sorted(named), who.id
+        assert await _state(pool, srv.id) == before
+    # Past a channel's overrides (chat and secret hold two, fine none): 403, likewise.
+    monkeypatch.setattr(category_overrides, "MAX_OVERRIDES", 1)
+    for target in (chat, secret):  # (no longer crossed)
+        assert (await override(client, ann, target, "role", muted, deny=no_send)).is_success
+    before = await _state(pool, srv.id)
+    for who, named in ((mod, [chat]), (ann, [chat, secret])):
+        refused = await client.delete(f"/api/channels/{cat}", headers=who.headers)
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["code"] == "TOO_MANY_OVERRIDES"
+        assert sorted(refused.json()["channel_ids"]) == sorted(named), who.id
+        assert fine not in refused.json()["channel_ids"]
+        assert await _state(pool, srv.id) == before
+    # Within the bounds, it goes, the channels keeping the category's overrides.
+    monkeypatch.setattr(category_overrides, "MAX_OVERRIDES", 100)
+    assert (await client.delete(f"/api/channels/{cat}", headers=mod.headers)).status_code == 204
+    shown = (await client.get(f"/api/channels/{chat}", headers=ann.headers)).json()
+    assert shown["parent_id"] is None and shown["permissions_synced"] is False
+    assert ("role", muted, "0", str(no_send)) in targets(shown["overrides"])

@@ -7,6 +7,7 @@ would open each of its channels to the whole server.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from uuid import UUID
 
 import asyncpg
@@ -79,16 +80,25 @@ def crossed(
     return out
 
 
-async def keep_category_overrides(
+@dataclass(frozen=True)
+class Copy:
+    """What a category's deletion copies (plan_category_overrides), to write with
+    keep_category_overrides."""
+
+    overrides: list[q.OverrideRow]  # the category's: what is copied
+    channel_ids: list[UUID]  # the channels synced with it
+    writes: list[q.OverrideRow]  # their overrides as they will be
+
+
+async def plan_category_overrides(
     conn: asyncpg.Connection, category: q.ChannelRow, synced: list[q.ChannelRow]
-) -> list[q.OverrideRow]:
-    """Give each channel synced with `category` a copy of its overrides as its own
-    (`merged`), and make it follow the category no more; in the caller's transaction,
-    which holds the server's lock and deletes the category next. A channel whose own
-    overrides and the category's cannot be made one layer without changing what someone
-    holds there refuses (`crossed`, judged before anything is written: nobody gains or
-    loses anything by the deletion, now or later). Returns the category's overrides
-    (what was copied).
+) -> Copy:
+    """What giving each channel synced with `category` a copy of its overrides as its
+    own (`merged`) writes, checked, writing nothing (so that a refused deletion is
+    refused before the caller reads anything more); in the caller's transaction, which
+    holds the server's lock. A channel whose own overrides and the category's cannot be
+    made one layer without changing what someone holds there refuses (`crossed`: nobody
+    gains or loses anything by the deletion, now or later).
 
     Raises: Forbidden (TOO_MANY_OVERRIDES: a channel would hold more than MAX_OVERRIDES,
     those channels in `channel_ids`, or the server's channels more than
@@ -99,7 +109,7 @@ async def keep_category_overrides(
     ids = [c.id for c in synced]
     overrides = await q.list_overrides(conn, channel_ids=[category.id])
     if not ids:
-        return overrides
+        return Copy(overrides, [], [])
     own: dict[UUID, list[q.OverrideRow]] = {c: [] for c in ids}
     for o in await q.list_overrides(conn, channel_ids=ids):
         own[o.channel_id].append(o)
@@ -131,11 +141,15 @@ async def keep_category_overrides(
     stored = await q.count_server_overrides(conn, server_id=server_id)
     if stored - len(overrides) + added > MAX_SERVER_OVERRIDES:
         raise _too_many(f"a server's channels have at most {MAX_SERVER_OVERRIDES} overrides")
-    await servers_q.upsert_overrides(
-        conn, rows=[q.OverrideRow(*target, *bits) for target, bits in writes.items()]
-    )
-    await q.update_channels_unsynced(conn, channel_ids=ids)
-    return overrides
+    return Copy(overrides, ids, [q.OverrideRow(*target, *bits) for target, bits in writes.items()])
+
+
+async def keep_category_overrides(conn: asyncpg.Connection, copy: Copy) -> None:
+    """Write a planned copy: the synced channels' overrides, and make them follow the
+    category no more (in the caller's transaction, which deletes the category next)."""
+    if copy.channel_ids:
+        await servers_q.upsert_overrides(conn, rows=copy.writes)
+        await q.update_channels_unsynced(conn, channel_ids=copy.channel_ids)
 
 
 def _too_many(message: str, channel_ids: list[UUID] | None = None) -> Forbidden:

@@ -25,7 +25,7 @@ from xfchat.domain.access import (
     server_viewers,
 )
 from xfchat.domain.accounts import Actor
-from xfchat.domain.category_overrides import keep_category_overrides
+from xfchat.domain.category_overrides import Copy, keep_category_overrides, plan_category_overrides
 from xfchat.domain.conversations import ConversationView, get_conversation
 from xfchat.domain.event_payloads import ServerChannelPayload
 from xfchat.domain.messages_purge import purge_channels
@@ -351,28 +351,21 @@ async def delete_channel(
         assert channel.server_id is not None
         rows = await q.list_server_channels(conn, server_id=channel.server_id)
         children = [r.id for r in rows if r.parent_id == channel_id]
-        seen = await watch(conn, channel.server_id, channel_ids=[channel_id, *children])
-        kept: dict[str, Any] = {}
+        copy: Copy | None = None
         if channel.kind == "category":
             synced = [r for r in rows if r.parent_id == channel_id and r.permissions_synced]
-            try:
-                copied = await keep_category_overrides(conn, channel, synced)
-            except (Conflict, Forbidden) as refused:
-                # Which channels to change or unsync, of those the actor may see (a
-                # client had only "a channel", among up to 500): one kept from them is
-                # not named (its id would tell them it is there). (`seen` has who sees
-                # each of the category's channels.)
-                if "channel_ids" in refused.extra:
-                    refused.extra["channel_ids"] = [
-                        c
-                        for c in refused.extra["channel_ids"]
-                        if actor.user_id in seen.viewers.get(UUID(c), ())
-                    ]
-                raise
-            if synced:
+            # (checked before who sees what is read for everyone: a refusal needs only
+            # what its actor sees)
+            copy = await _planned_copy(conn, actor, channel, synced)
+        # Who sees them, read before anything is written (the copy included).
+        seen = await watch(conn, channel.server_id, channel_ids=[channel_id, *children])
+        kept: dict[str, Any] = {}
+        if copy is not None:
+            await keep_category_overrides(conn, copy)
+            if copy.channel_ids:
                 kept = {
-                    "overrides_kept_in": [str(r.id) for r in synced],
-                    "overrides": [override_json(o) for o in copied],
+                    "overrides_kept_in": [str(c) for c in copy.channel_ids],
+                    "overrides": [override_json(o) for o in copy.overrides],
                 }
         # Its voice states go with it (ON DELETE CASCADE): `channel.hidden` says so.
         await purge_channels(conn, [channel_id])
@@ -393,6 +386,27 @@ async def delete_channel(
             changes={"name": channel.name, "kind": channel.kind, **kept},
             reason=reason,
         )
+
+
+async def _planned_copy(
+    conn: asyncpg.Connection, actor: Actor, category: q.ChannelRow, synced: list[q.ChannelRow]
+) -> Copy:
+    """plan_category_overrides; a refusal naming channels names only those of them the
+    actor may see (a client had only "a channel", among up to 500): one kept from them
+    is not named (its id would tell them it is there). Asked of the actor alone, in
+    one read for them all."""
+    try:
+        return await plan_category_overrides(conn, category, synced)
+    except (Conflict, Forbidden) as refused:
+        named = refused.extra.get("channel_ids")
+        if named:
+            assert category.server_id is not None
+            ids = [UUID(c) for c in named]
+            mine = await watch(conn, category.server_id, channel_ids=ids, user_ids=[actor.user_id])
+            refused.extra["channel_ids"] = [
+                c for c in named if actor.user_id in mine.viewers.get(UUID(c), ())
+            ]
+        raise
 
 
 async def reorder_channels(
