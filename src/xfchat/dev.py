@@ -18,6 +18,7 @@ from pathlib import Path
 from xfchat.cli import (
     EXIT_DATABASE,
     EXIT_OTHER,
+    EXIT_SETTINGS,
     configure_logging,
     fatal,
     guarded,
@@ -129,8 +130,15 @@ def with_own_origins(settings: Settings) -> Settings:
 
 def run_dev() -> int:
     root = data_root()
-    root.mkdir(parents=True, exist_ok=True)
-    os.chmod(root, 0o755)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        os.chmod(root, 0o755)
+    except OSError as exc:  # (was: a traceback, for a file there or a parent not writable)
+        fatal(
+            f"cannot use {root} as the data directory: {exc.strerror or exc}"
+            " (set XFCHAT_DATA_DIR to a directory that can be created and written)",
+            EXIT_SETTINGS,
+        )
     pg: EmbeddedPostgres | None = None
     try:
         if not os.environ.get("DATABASE_URL"):

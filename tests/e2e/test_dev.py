@@ -17,7 +17,16 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.support import SRC, ServerProcess, clean_env, free_port, wait_gone, xfchat
+from tests.support import (
+    SRC,
+    ServerProcess,
+    clean_env,
+    fatal_lines,
+    free_port,
+    run_cli,
+    wait_gone,
+    xfchat,
+)
 from xfchat.db.embedded import EmbeddedPostgresError, OsUser, can_reach, find_binaries
 
 # A bound against a hang, not a claim of speed (bench/ measures that): a fresh cluster's
@@ -223,3 +232,18 @@ async def test_dev_works_for_an_ordinary_user(source: str, project_dir: Path) ->
     assert ctrl_c(proc) == 0
     assert wait_gone(pid)
     assert re.search(r"\.xfchat/pg\d+", proc.output)
+
+
+def test_dev_with_an_unusable_data_dir_is_one_fatal_line(project_dir: Path) -> None:
+    taken = project_dir / "a-file"
+    taken.write_text("not a directory\n")
+    for data_dir in (taken, taken / "below"):
+        env = clean_env(XFCHAT_DATA_DIR=str(data_dir), XFCHAT_PORT=str(free_port()))
+        result = run_cli("dev", env=env, cwd=project_dir)
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr
+        assert fatal_lines(result.stderr) == [
+            f"[STARTUP] FATAL: cannot use {data_dir} as the data directory: "
+            + ("File exists" if data_dir == taken else "Not a directory")
+            + " (set XFCHAT_DATA_DIR to a directory that can be created and written)"
+        ]
