@@ -11,7 +11,8 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from xfchat.cli import EXIT_OTHER, fatal, guarded
+from xfchat.cli import EXIT_DATABASE, EXIT_OTHER, fatal, guarded
+from xfchat.db.migrate import Migrator
 from xfchat.db.pool import create_pool
 from xfchat.domain import account_export, admin_accounts, admin_messages
 from xfchat.errors import XFChatError
@@ -76,6 +77,13 @@ def cmd_admin(args: argparse.Namespace) -> int:
         settings = load_settings(require_database=True)
         pool = await create_pool(settings, min_size=1)
         try:
+            async with pool.acquire() as conn:  # (was: `relation "users" does not exist`)
+                if await Migrator(conn, settings.migrations_dir).pending():
+                    fatal(
+                        "the schema is not current: run `xfchat migrate run` first",
+                        EXIT_DATABASE,
+                        tag=TAG,
+                    )
             if args.action == "export":
                 try:
                     made = await account_export.export_account(pool, args.user, args.out)

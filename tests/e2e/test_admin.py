@@ -19,7 +19,7 @@ from tests.api.test_attachments import part, png, post_files
 from tests.api.test_two_factor import turn_on
 from tests.factories import MakeUser, TestUser
 from tests.realtime.clients import GatewayClient, sse_stream
-from tests.support import Servers, clean_env, fatal_lines, run_cli, xfchat
+from tests.support import Servers, clean_env, fatal_lines, random_secret, run_cli, xfchat
 from xfchat.domain.account_export import safe_name
 
 NEW_PASSWORD = "a new passphrase for ann"
@@ -293,3 +293,20 @@ async def test_admin_export_on_a_full_disk_says_so_and_leaves_no_account_json(
     # (never a truncated one), nor its partial copy.
     assert out.is_dir() and (out / "messages.jsonl").is_file()
     assert not (out / "account.json").exists() and not list(out.glob("account.json*"))
+
+
+def test_admin_on_a_database_without_the_schema_says_to_migrate(
+    empty_db_url: str, tmp_path: Path
+) -> None:
+    env = clean_env(DATABASE_URL=empty_db_url, XFCHAT_SECRET=random_secret())
+    for args in (
+        ["revoke-sessions", "ann"],
+        ["lock", "ann"],
+        ["delete-messages", "ann"],
+        ["export", "ann", "--out", str(tmp_path / "out")],
+    ):
+        result = run_cli("admin", *args, env=env)
+        assert result.returncode == 3, result.stderr
+        assert fatal_lines(result.stderr) == [
+            "[ADMIN] FATAL: the schema is not current: run `xfchat migrate run` first"
+        ]
