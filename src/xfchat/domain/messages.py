@@ -762,9 +762,11 @@ async def acknowledge(
         last = await q.get_last_seq(conn, channel_id=channel_id)
         if not 0 <= seq <= last:
             raise BadRequest(f"seq must be between 0 and {last}", code="INVALID_SEQ", field="seq")
-        state = await q.upsert_read_state(
+        state, changed = await q.upsert_read_state(
             conn, user_id=actor.user_id, channel_id=channel_id, seq=seq
         )
+        if not changed:  # (said already: a receipt again would tell everyone nothing)
+            return state
         receipt: ReadStatePayload = {
             "channel_id": str(channel_id),
             "user_id": str(actor.user_id),

@@ -440,18 +440,29 @@ async def get_last_seq(conn: asyncpg.Connection, *, channel_id: UUID) -> int:
 
 async def upsert_read_state(
     conn: asyncpg.Connection, *, user_id: UUID, channel_id: UUID, seq: int
-) -> ReadStateRow:
+) -> tuple[ReadStateRow, bool]:
+    """Set the user's read position to `seq`; the row and whether it changed (a position
+    already at `seq` is left as it is, its `updated_at` too)."""
     record = await conn.fetchrow(
         """
         INSERT INTO read_states AS r (user_id, channel_id, last_read_seq) VALUES ($1, $2, $3)
         ON CONFLICT (user_id, channel_id) DO UPDATE SET last_read_seq = $3, updated_at = now()
+            WHERE r.last_read_seq <> $3
         RETURNING user_id, last_read_seq, updated_at
         """,
         user_id,
         channel_id,
         seq,
     )
-    return one(ReadStateRow, record)
+    if record is not None:
+        return one(ReadStateRow, record), True
+    record = await conn.fetchrow(
+        "SELECT user_id, last_read_seq, updated_at FROM read_states"
+        " WHERE user_id = $1 AND channel_id = $2",
+        user_id,
+        channel_id,
+    )
+    return one(ReadStateRow, record), False
 
 
 async def advance_read_state(
