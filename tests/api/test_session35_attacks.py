@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncpg
 import httpx
 
-from tests.factories import MakeUser, pair, say
+from tests.factories import AppWith, MakeUser, direct, pair, say
 
 # ------------------------------------------------- FINDING: read receipts said again
 
@@ -37,3 +37,39 @@ async def test_acking_the_same_seq_again_tells_nobody(
             str(ann.id),
         )
     assert [r["seq"] for r in told] == ["1", "2", "1"]
+
+
+# ------------------------------------------- FINDING: privacy toggled without a count
+
+
+async def test_privacy_changes_are_counted_and_one_that_changes_nothing_is_not(
+    app_with: AppWith, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    """Each change of whom one takes direct messages from writes every direct
+    conversation with a stranger (its access version, its row locked against the sends
+    in it, up to 1,000 of them, their calls ended), and told the user's other sessions
+    even when it changed nothing; counted only in the API's 600 a minute, one account
+    with many strangers' conversations kept their rows written and locked. Now a change
+    counts in `profile` (XFCHAT_RATE_PROFILE_USER; 2 here), as a profile change does,
+    and one that changes nothing answers as it stands, tells no one and is not counted."""
+    client = await app_with(rate_profile_user="2/600")
+    mal = await make_user("mal")
+    strangers = [await make_user(f"s{n}") for n in range(3)]
+    for other in strangers:
+        await direct(client, mal, other)
+    url = "/api/users/@me/privacy"
+    async with pool.acquire() as conn:
+        versions = "SELECT sum(access_version) FROM channels WHERE kind = 'direct'"
+        before = await conn.fetchval(versions)
+    answers = [
+        await client.put(url, headers=mal.headers, json={"direct_messages": policy})
+        for policy in ("everyone", "friends", "friends", "everyone", "friends")
+    ]
+    assert [a.status_code for a in answers] == [200, 200, 200, 200, 429], [a.text for a in answers]
+    assert answers[-1].json()["bucket"] == "profile" and "Retry-After" in answers[-1].headers
+    got = await client.get(url, headers=mal.headers)
+    assert got.json() == {"direct_messages": "everyone"}
+    async with pool.acquire() as conn:
+        assert await conn.fetchval(versions) - before == 2 * len(strangers)
+        told = await conn.fetchval("SELECT count(*) FROM events WHERE type = 'privacy.updated'")
+    assert told == 2

@@ -224,9 +224,17 @@ async def get_privacy(actor: CurrentActor, conn: Conn) -> PrivacyOut:
 
 
 @router.put("/@me/privacy")
-async def put_privacy(body: PrivacyIn, actor: CurrentActor, conn: Conn) -> PrivacyOut:
+async def put_privacy(
+    body: PrivacyIn, actor: CurrentActor, conn: Conn, settings: AppSettings, request: Request
+) -> PrivacyOut:
     """`{direct_messages: "everyone" | "friends"}`: from friends only, others cannot open
-    a direct conversation with you, nor write in one open already."""
+    a direct conversation with you, nor write in one open already. A change writes each
+    of your direct conversations with strangers (up to about 1,000), so it counts in
+    `profile` (XFCHAT_RATE_PROFILE_USER); the choice you have already answers as it
+    stands, tells no one and is not counted."""
+    if await profile.get_dm_policy(conn, actor) == body.direct_messages:
+        return PrivacyOut(direct_messages=body.direct_messages)
+    await check_limit(request, "profile", str(actor.user_id), settings.rate_profile_user, conn)
     policy = await profile.set_dm_policy(conn, actor, body.direct_messages)
     return PrivacyOut(direct_messages=policy)
 
