@@ -35,6 +35,7 @@ BENCH_ENV = {
     "XFCHAT_RATE_API_USER": "1000000/60",
     "XFCHAT_RATE_FRIEND_REQUESTS_USER": "1000000/3600",  # (a group's owner befriends all)
     "XFCHAT_RATE_GROUPS_USER": "1000000/600",  # (and starts the groups: scenarios add and remove)
+    "XFCHAT_RATE_JOINS_USER": "1000000/600",  # (chaos kicks and joins again)
     "XFCHAT_RATE_REGISTER_IP": "1000000/3600",
     # (every registration holds a place here while it is in flight: 8 are sent at once)
     "XFCHAT_RATE_REGISTER_TAKEN_IP": "1000000/86400",

@@ -362,6 +362,13 @@ class Settings(DatabaseSettings):
     rate_groups_user: RateLimitSetting = Field(
         default=RateLimit(10, 600), validation_alias=_env("XFCHAT_RATE_GROUPS_USER")
     )
+    # Joining a server by invite: each tells every member of it (a `member.joined` to
+    # thousands, and leaving a `member.left`) and writes the server as the newcomer sees
+    # it (channels, roles, overrides, read and voice states) to the event log, so the
+    # API's own limit let one account join and leave a big server 300 times a minute.
+    rate_joins_user: RateLimitSetting = Field(
+        default=RateLimit(20, 600), validation_alias=_env("XFCHAT_RATE_JOINS_USER")
+    )
     # Changing one's own nickname in a server: each tells every member of it (a
     # `member.updated` to thousands) and writes an audit entry, so it is counted.
     rate_nickname_user: RateLimitSetting = Field(

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncpg
 import httpx
 
-from tests.factories import AppWith, MakeUser, direct, pair, say
+from tests.factories import AppWith, MakeUser, community, direct, pair, say
 
 # ------------------------------------------------- FINDING: read receipts said again
 
@@ -73,3 +73,40 @@ async def test_privacy_changes_are_counted_and_one_that_changes_nothing_is_not(
         assert await conn.fetchval(versions) - before == 2 * len(strangers)
         told = await conn.fetchval("SELECT count(*) FROM events WHERE type = 'privacy.updated'")
     assert told == 2
+
+
+# ------------------------------------------------ FINDING: joining and leaving, unbounded
+
+
+async def test_joins_by_invite_are_counted_per_user(
+    app_with: AppWith, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    """Each join by invite tells every member (`member.joined`) and writes the server as
+    the newcomer sees it (its channels, roles, overrides, read states and voice states)
+    to the event log as their `server.joined`; leaving tells every member again. Counted
+    only in the API's 600 a minute, one account joining and leaving a big server kept
+    its members' pages redrawing and wrote its whole view some 300 times a minute. Now in
+    `joins` per user (XFCHAT_RATE_JOINS_USER; 2 here), refused ones and repeats included:
+    past it, 429 and nothing written."""
+    client = await app_with(rate_joins_user="2/600")
+    ann, mal = await make_user("ann"), await make_user("mal")
+    srv = await community(client, ann)
+    join, leave = f"/api/invites/{srv.invite}", srv.url("/members/@me")
+    steps = [
+        (await client.post(join, headers=mal.headers)).status_code,
+        (await client.delete(leave, headers=mal.headers)).status_code,
+        (await client.post(join, headers=mal.headers)).status_code,
+        (await client.delete(leave, headers=mal.headers)).status_code,
+    ]
+    refused = await client.post(join, headers=mal.headers)
+    assert steps == [201, 204, 201, 204]
+    assert refused.status_code == 429, refused.text
+    assert refused.json()["bucket"] == "joins" and "Retry-After" in refused.headers
+    async with pool.acquire() as conn:
+        joined = await conn.fetchval("SELECT count(*) FROM events WHERE type = 'member.joined'")
+        member = await conn.fetchval(
+            "SELECT count(*) FROM server_members WHERE user_id = $1", mal.id
+        )
+    assert (joined, member) == (2, 0)
+    other = await make_user("ben")  # (per user)
+    assert (await client.post(join, headers=other.headers)).status_code == 201

@@ -21,6 +21,8 @@ router = api_router(tags=["invites"])
 Code = Annotated[str, Path(pattern=r"^[A-Za-z0-9]{6,32}$")]
 # Each invite made is an audit-log entry of its server, made by any member.
 InvitingActor = Annotated[Actor, Depends(counted_actor("invites"))]
+# Each join tells every member and writes the server as the newcomer sees it.
+JoiningActor = Annotated[Actor, Depends(counted_actor("joins"))]
 
 
 class InviteIn(BaseModel):
@@ -69,7 +71,7 @@ async def get_invite(code: Code, actor: CurrentActor, conn: Conn) -> Response:
     response_model=ServerJoinedPayload,
     responses={200: {"model": ServerJoinedPayload, "description": "You were a member already"}},
 )
-async def post_invite_join(code: Code, actor: CurrentActor, conn: Conn) -> Response:
-    """Join the server (201; 200 if you were a member already)."""
+async def post_invite_join(code: Code, actor: JoiningActor, conn: Conn) -> Response:
+    """Join the server (201; 200 if you were a member already; counted in `joins`)."""
     joined, new = await invites.join_by_invite(conn, actor, code)
     return JSONResponse(joined, status_code=201 if new else 200)

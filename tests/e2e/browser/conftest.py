@@ -53,6 +53,7 @@ BROWSER_ENV = {
     "XFCHAT_RATE_REACTIONS_USER": "10000/60",  # (the storms of test_browser_client_dos)
     "XFCHAT_RATE_PINS_USER": "10000/60",
     "XFCHAT_RATE_GROUPS_USER": "10000/60",
+    "XFCHAT_RATE_JOINS_USER": "10000/60",
     "XFCHAT_RATE_ANONYMOUS_IP": "100000/60",  # (every page load fetches the client's files)
 }
 
