@@ -8,7 +8,17 @@ from __future__ import annotations
 import asyncpg
 import httpx
 
-from tests.factories import AppWith, MakeUser, community, direct, pair, say
+from tests.factories import (
+    AppWith,
+    MakeUser,
+    community,
+    direct,
+    override,
+    pair,
+    say,
+    server_channel,
+)
+from xfchat.domain.permissions import Permission as P
 
 # ------------------------------------------------- FINDING: read receipts said again
 
@@ -110,3 +120,36 @@ async def test_joins_by_invite_are_counted_per_user(
     assert (joined, member) == (2, 0)
     other = await make_user("ben")  # (per user)
     assert (await client.post(join, headers=other.headers)).status_code == 201
+
+
+# ------------------------------------------------------------------------------- HOLDS
+
+
+async def test_a_hidden_channels_message_named_through_a_visible_channel_is_not_found(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """HOLDS: a message of a channel mal cannot see, named through one she can (a
+    reaction, its reactors, a pin by a moderator of the visible one) or as a Braid
+    resume point (Parents) there, is the plain not-found: nothing tells it exists."""
+    ann, mal = await make_user("ann"), await make_user("mal")
+    srv = await community(client, ann, mal)
+    secret = await server_channel(client, srv, ann, "secret")
+    hidden = await override(
+        client, ann, secret["id"], "role", srv.everyone_role, deny=int(P.VIEW_CHANNEL)
+    )
+    assert hidden.status_code == 200, hidden.text
+    said = await say(client, ann, secret["id"], "not for mal")
+    base = f"/api/channels/{srv.general}"
+    for answer in (
+        await client.put(f"{base}/messages/{said['id']}/reactions/x/@me", headers=mal.headers),
+        await client.get(f"{base}/messages/{said['id']}/reactions/x", headers=mal.headers),
+        await client.put(f"{base}/pins/{said['id']}", headers=ann.headers),
+    ):
+        assert answer.status_code == 404, answer.text
+        assert answer.json()["code"] == "MESSAGE_NOT_FOUND"
+    resumed = await client.get(
+        f"{base}/messages",
+        headers={**mal.headers, "Subscribe": "true", "Parents": f'"{said["id"]}"'},
+    )
+    assert resumed.status_code == 410, resumed.text
+    assert resumed.json()["code"] == "VERSION_UNKNOWN"
