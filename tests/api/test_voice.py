@@ -30,6 +30,7 @@ from tests.factories import (
     voice_join,
 )
 from xfchat.db.queries import audit as audit_q
+from xfchat.db.queries import voice as voice_q
 from xfchat.domain import voice
 from xfchat.domain.permissions import Permission as P
 from xfchat.errors import XFChatError
@@ -617,3 +618,59 @@ async def test_a_member_without_speak_is_suppressed_and_a_permission_change_tell
         (str(cid.id), False),
         (str(cid.id), True),  # (only the last change touched cid's)
     ]
+
+
+async def test_moderation_that_changes_nothing_writes_audits_and_tells_nothing(
+    client: httpx.AsyncClient, pool: asyncpg.Pool, conn: asyncpg.Connection, make_user: MakeUser
+) -> None:
+    # Was: a mute or deafen as it already was (or a move into the channel the member is
+    # in) still wrote a `member.voice_updated` entry and moved their voice state's
+    # updated_at; now it answers as it stands, as the member PATCH of nothing does.
+    ann, ben, cid, dee = [await make_user(n) for n in ("ann", "ben", "cid", "dee")]
+    srv = await community(client, ann, ben, cid, dee)
+    room = await lounge(client, srv, ann, "room")
+    await voice_join(pool, ben, room)
+    url, durl = srv.url(f"/members/{ben.id}/voice"), srv.url(f"/members/{dee.id}/voice")
+    first = await client.patch(url, headers=ann.headers, json={"mute": True})
+    assert first.status_code == 200 and first.json()["voice_state"]["server_mute"], first.text
+    assert (await client.patch(durl, headers=ann.headers, json={"deaf": True})).is_success
+
+    async def seen() -> tuple[object, ...]:
+        log = await client.get(
+            srv.url("/audit-log?action=member.voice_updated"), headers=ann.headers
+        )
+        state = await voice_q.get_voice_state(conn, user_id=ben.id)
+        return (
+            [e["id"] for e in log.json()],
+            len(await events_of(conn, "server", uuid.UUID(srv.id))),
+            len(await events_of(conn, "channel", uuid.UUID(room))),
+            state,
+        )
+
+    before = await seen()
+    for who, body in (
+        (url, {"mute": True}),
+        (url, {"mute": True, "deaf": False}),
+        (url, {"channel_id": room}),
+        (url, {"channel_id": room, "mute": True, "deaf": False}),
+        (durl, {"deaf": True, "mute": False}),  # (not in voice)
+    ):
+        same = await client.patch(who, headers=ann.headers, json=body)
+        assert same.status_code == 200, same.text
+        assert (same.json()["mute"], same.json()["deaf"]) == (
+            (True, False) if who == url else (False, True)
+        )
+        assert await seen() == before, body
+    assert (await client.patch(url, headers=ann.headers, json={"mute": True})).json() == (
+        first.json()
+    )
+    # A request of nothing is judged as any: one without the permission is still refused.
+    no = await client.patch(url, headers=cid.headers, json={"mute": True})
+    assert no.status_code == 403 and no.json()["missing"] == "MUTE_MEMBERS", no.text
+    # A real change is still written, audited and told, the unchanged field left out.
+    lifted = await client.patch(url, headers=ann.headers, json={"mute": False, "deaf": False})
+    assert lifted.status_code == 200 and not lifted.json()["voice_state"]["server_mute"]
+    log = await client.get(srv.url("/audit-log?action=member.voice_updated"), headers=ann.headers)
+    assert [e["changes"] for e in log.json()] == [{"mute": False}, {"deaf": True}, {"mute": True}]
+    after = await seen()
+    assert after[1] == before[1] + 1 and after[2] == before[2] + 1  # type: ignore[operator]

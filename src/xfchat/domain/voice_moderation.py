@@ -95,6 +95,11 @@ async def moderate_voice(
         elif "channel_id" in fields:
             raise not_in_voice()
         before = flags
+        # Only what changes is written, audited and announced, as for the member PATCH
+        # (domain/members.py): a mute or deafen as it already is was a
+        # `member.voice_updated` entry of nothing; a move into the channel they are in
+        # is dropped below, once the move has been judged.
+        fields = {k: v for k, v in fields.items() if k == "channel_id" or getattr(flags, k) != v}
         if "mute" in fields or "deaf" in fields:
             flags = await servers_q.update_member_voice_flags(
                 conn,
@@ -111,7 +116,9 @@ async def moderate_voice(
             assert state is not None
             after = await _move(conn, actor, server_id, state, fields["channel_id"], flags)
             left = [here] if after is None or after.channel_id != here.channel_id else []
-        elif here is not None:
+            if not left:  # (into the channel they are in: no move)
+                del fields["channel_id"]
+        elif here is not None and flags != before:
             after = await q.update_server_voice_flags(
                 conn, server_id=server_id, user_id=user_id, mute=flags.mute, deaf=flags.deaf
             )
@@ -180,8 +187,12 @@ async def _move(
         raise Forbidden(
             "they cannot see that channel", code="MEMBER_CANNOT_SEE_CHANNEL", field="channel_id"
         )
+    suppress = suppressed(dest.channel, theirs)
+    kept = (state.server_mute, state.server_deaf, state.suppress)
     if to != state.channel_id:
         await check_room(conn, dest.channel, bypass_limit=True)
+    elif kept == (flags.mute, flags.deaf, suppress):
+        return state  # where they are, as they are: nothing to write
     return await q.upsert_voice_state(
         conn,
         user_id=state.user_id,
@@ -195,5 +206,5 @@ async def _move(
         self_video=state.self_video,
         server_mute=flags.mute,
         server_deaf=flags.deaf,
-        suppress=suppressed(dest.channel, theirs),
+        suppress=suppress,
     )
