@@ -11,9 +11,9 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from xfchat.cli import EXIT_DATABASE, EXIT_OTHER, fatal, guarded
+from xfchat.cli import EXIT_DATABASE, EXIT_OTHER, fatal, guarded, say
 from xfchat.db.migrate import Migrator
-from xfchat.db.pool import create_pool
+from xfchat.db.pool import connect_with_retry, create_pool
 from xfchat.domain import account_export, admin_accounts, admin_messages
 from xfchat.errors import XFChatError
 from xfchat.settings import load_settings
@@ -75,15 +75,21 @@ def cmd_admin(args: argparse.Namespace) -> int:
 
     async def main() -> int:
         settings = load_settings(require_database=True)
+        # First a connection as `xfchat serve` and `xfchat seed` make theirs: a database
+        # that does not answer (or refuses the login) is said as they say it (was: the
+        # pool's, blaming XFCHAT_DB_POOL_MIN and max_connections for a refused connect).
+        conn = await connect_with_retry(settings, lambda line: say(line, TAG))
+        try:  # (was: `relation "users" does not exist`)
+            if await Migrator(conn, settings.migrations_dir).pending():
+                fatal(
+                    "the schema is not current: run `xfchat migrate run` first",
+                    EXIT_DATABASE,
+                    tag=TAG,
+                )
+        finally:
+            await conn.close()
         pool = await create_pool(settings, min_size=1)
         try:
-            async with pool.acquire() as conn:  # (was: `relation "users" does not exist`)
-                if await Migrator(conn, settings.migrations_dir).pending():
-                    fatal(
-                        "the schema is not current: run `xfchat migrate run` first",
-                        EXIT_DATABASE,
-                        tag=TAG,
-                    )
             if args.action == "export":
                 try:
                     made = await account_export.export_account(pool, args.user, args.out)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import resource
+import socket
 import stat
 import subprocess
 from datetime import UTC, datetime
@@ -13,6 +14,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 import orjson
+import pytest
 
 from tests import factories
 from tests.api.test_attachments import part, png, post_files
@@ -20,7 +22,9 @@ from tests.api.test_two_factor import turn_on
 from tests.factories import MakeUser, TestUser
 from tests.realtime.clients import GatewayClient, sse_stream
 from tests.support import Servers, clean_env, fatal_lines, random_secret, run_cli, xfchat
+from xfchat.db.pool import DatabaseStartupError, create_pool
 from xfchat.domain.account_export import safe_name
+from xfchat.settings import DatabaseSettings
 
 NEW_PASSWORD = "a new passphrase for ann"
 
@@ -310,3 +314,34 @@ def test_admin_on_a_database_without_the_schema_says_to_migrate(
         assert fatal_lines(result.stderr) == [
             "[ADMIN] FATAL: the schema is not current: run `xfchat migrate run` first"
         ]
+
+
+async def test_admin_on_an_unreachable_database_says_so_as_serve_does() -> None:
+    # Was: `cannot open the pool's 1 connection(s) to ...: Connection refused
+    # (XFCHAT_DB_POOL_MIN, the server's max_connections, the pooler's settings)`: the
+    # pool's settings blamed for a database that never answered.
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"postgresql://x:y@127.0.0.1:{port}/x"
+    env = clean_env(
+        DATABASE_URL=url,
+        XFCHAT_SECRET=random_secret(),
+        XFCHAT_DB_CONNECT_ATTEMPTS="2",
+        XFCHAT_DB_CONNECT_RETRY_DELAY="0",
+    )
+    served = run_cli("serve", env=env)
+    [said] = fatal_lines(served.stderr)
+    result = run_cli("admin", "revoke-sessions", "ann", env=env)
+    assert result.returncode == served.returncode == 3, result.stderr
+    assert fatal_lines(result.stderr) == [said.replace("[STARTUP]", "[ADMIN]")], result.stderr
+    assert f"x@127.0.0.1:{port}/x is unreachable after 2 attempts" in said, said
+    assert "in DATABASE_URL right?" in said and "y@" not in result.stderr
+    assert "POOL_MIN" not in result.stderr and "Traceback" not in result.stderr
+    # The pool's own refusal of a database that does not answer says the same (its
+    # settings' hint is for one that answered and refused: tests/e2e/test_serve_startup.py).
+    with pytest.raises(DatabaseStartupError) as refused:
+        await create_pool(DatabaseSettings(database_url=url, connect_timeout_s=5), min_size=1)
+    message = str(refused.value)
+    assert f"PostgreSQL at x@127.0.0.1:{port}/x is unreachable (" in message, message
+    assert "POOL_MIN" not in message and "in DATABASE_URL right?" in message

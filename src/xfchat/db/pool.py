@@ -221,9 +221,15 @@ async def connect_with_retry(settings: DatabaseSettings, log: Log) -> asyncpg.Co
                 await asyncio.sleep(settings.connect_retry_delay_s * attempt)
         except (asyncpg.PostgresError, ValueError) as exc:
             raise DatabaseStartupError(f"cannot connect to {target}: {_first_line(exc)}") from None
-    raise DatabaseStartupError(
-        f"PostgreSQL at {target} is unreachable after {attempts} attempts ({last}): is the "
-        f"server running, and are host and port in {name} right?"
+    raise unreachable(target, name, f"after {attempts} attempts ({last})")
+
+
+def unreachable(target: str, name: str, detail: str) -> DatabaseStartupError:
+    """What `xfchat serve` and every command say of a database that does not answer
+    (`name`: the variable holding its URL)."""
+    return DatabaseStartupError(
+        f"PostgreSQL at {target} is unreachable {detail}: is the server running, and are "
+        f"host and port in {name} right?"
     )
 
 
@@ -338,15 +344,19 @@ async def create_pool(
         acquire_timeout=settings.acquire_timeout_s,
         strict=strict,
     )
+    target = describe_target(url or settings.require_database_url())
     try:
         await pool
-    except (asyncpg.PostgresError, OSError) as exc:  # (too many connections, say)
+    except asyncpg.PostgresError as exc:  # (it answered: too many connections, say)
         await pool.close()
         raise DatabaseStartupError(
-            f"cannot open the pool's {lowest} connection(s) to "
-            f"{describe_target(url or settings.require_database_url())}: {_first_line(exc)}"
+            f"cannot open the pool's {lowest} connection(s) to {target}: {_first_line(exc)}"
             " (XFCHAT_DB_POOL_MIN, the server's max_connections, the pooler's settings)"
         ) from None
+    except OSError as exc:  # (no answer: the pool's settings are not to blame)
+        await pool.close()
+        name = "XFCHAT_REPLICA_URL" if url else "DATABASE_URL"
+        raise unreachable(target, name, f"({_first_line(exc) or type(exc).__name__})") from None
     return pool
 
 
