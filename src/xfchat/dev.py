@@ -23,6 +23,7 @@ from xfchat.cli import (
     fatal,
     guarded,
     name_unknown_variables,
+    refuse_settings,
     say,
     serve_http,
     warn,
@@ -34,7 +35,7 @@ from xfchat.db.embedded import (
     find_binaries,
     server_os_user,
 )
-from xfchat.settings import Settings, load_settings
+from xfchat.settings import Settings, SettingsError, load_settings
 
 DEV_DATABASE = "xfchat"
 
@@ -139,6 +140,11 @@ def run_dev() -> int:
             " (set XFCHAT_DATA_DIR to a directory that can be created and written)",
             EXIT_SETTINGS,
         )
+    dev_defaults(root)
+    try:  # (was: initdb, or the start of the database, then this refusal)
+        load_settings()  # as main() loads them, before the database is touched
+    except SettingsError as exc:
+        refuse_settings(exc)
     pg: EmbeddedPostgres | None = None
     try:
         if not os.environ.get("DATABASE_URL"):
@@ -146,7 +152,6 @@ def run_dev() -> int:
                 pg = start_local_postgres(root)
             except EmbeddedPostgresError as exc:
                 fatal(str(exc), EXIT_DATABASE)
-        dev_defaults(root)
 
         async def main() -> int:
             from xfchat.db.pool import without_password

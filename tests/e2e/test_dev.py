@@ -23,6 +23,7 @@ from tests.support import (
     clean_env,
     fatal_lines,
     free_port,
+    random_secret,
     run_cli,
     wait_gone,
     xfchat,
@@ -247,3 +248,20 @@ def test_dev_with_an_unusable_data_dir_is_one_fatal_line(project_dir: Path) -> N
             + ("File exists" if data_dir == taken else "Not a directory")
             + " (set XFCHAT_DATA_DIR to a directory that can be created and written)"
         ]
+
+
+def test_dev_refuses_a_bad_setting_before_it_makes_a_database(project_dir: Path) -> None:
+    # Was: `XFCHAT_PORT=abc xfchat dev` ran initdb (or started the cluster) first, and
+    # only then refused the setting.
+    data_dir = project_dir / "fresh"
+    env = clean_env(XFCHAT_DATA_DIR=str(data_dir), XFCHAT_PORT="abc")
+    result = run_cli("dev", env=env, cwd=project_dir)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    good = {"DATABASE_URL": "postgresql://x@127.0.0.1:1/x", "XFCHAT_SECRET": random_secret()}
+    served = run_cli("serve", env=clean_env(XFCHAT_PORT="abc", **good))  # (the same line)
+    [line] = fatal_lines(served.stderr)
+    assert "XFCHAT_PORT" in line, served.stderr
+    assert fatal_lines(result.stderr) == [line], result.stderr
+    assert "PostgreSQL" not in result.stderr, result.stderr
+    assert not list(data_dir.glob("pg*")), list(data_dir.iterdir())
