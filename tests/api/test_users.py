@@ -353,7 +353,8 @@ async def test_the_profile_and_presence_limits_are_settings(
     assert (
         await client.put("/api/users/@me/presence", headers=ann.headers, json=body)
     ).status_code == 200
-    again = await client.put("/api/users/@me/presence", headers=ann.headers, json=body)
+    other = {"status": "idle"}  # (a change: one of nothing is not counted)
+    again = await client.put("/api/users/@me/presence", headers=ann.headers, json=other)
     assert again.status_code == 429 and again.json()["bucket"] == "presence"
 
 
@@ -471,3 +472,40 @@ async def test_a_custom_status_is_in_no_profile_that_others_read(
     assert mine.json()["status_text"] == secret
     state = (await client.get("/api/users/@me/state", headers=ann.headers)).json()
     assert state["user"]["status_text"] == secret
+
+
+async def test_a_presence_change_of_nothing_writes_tells_and_counts_nothing(
+    app_with: AppWith, make_user: MakeUser, conn: asyncpg.Connection, db_url: str
+) -> None:
+    # Was: a status (or custom status) as it already was was written again (updated_at
+    # moved), sent to the user's own connections as `presence.updated` and counted in
+    # `presence`; now it answers as it stands, as a PATCH of the profile of nothing does.
+    from tests.api.test_amplification_attacks import _listening
+
+    client = await app_with(rate_presence_user="2/60")
+    ann = await make_user("ann")
+    url = "/api/users/@me/presence"
+    set_ = await client.put(url, headers=ann.headers, json={"status": "dnd", "status_text": "x"})
+    assert set_.status_code == 200, set_.text
+    stamp = "SELECT updated_at FROM users WHERE id = $1"
+    written = await conn.fetchval(stamp, ann.id)
+    async with _listening(db_url) as heard:
+        for body in (
+            {"status": "dnd"},
+            {"status_text": "x"},
+            {"status": "dnd", "status_text": "x"},
+            {},
+        ):
+            same = await client.put(url, headers=ann.headers, json=body)
+            assert same.status_code == 200, (body, same.text)
+            assert same.json() == set_.json(), body
+        await heard.settled()
+        told = [h for h in heard if '"presence.updated"' in h]
+    assert told == [] and await conn.fetchval(stamp, ann.id) == written
+    # None of them was counted: the limit's second change still goes through.
+    cleared = await client.put(url, headers=ann.headers, json={"status_text": None})
+    assert cleared.status_code == 200 and cleared.json()["status_text"] is None, cleared.text
+    again = await client.put(url, headers=ann.headers, json={"status_text": None})
+    assert again.status_code == 200, again.text  # (cleared already: nothing)
+    refused = await client.put(url, headers=ann.headers, json={"status": "idle"})
+    assert refused.status_code == 429 and refused.json()["bucket"] == "presence"

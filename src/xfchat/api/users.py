@@ -307,16 +307,19 @@ async def put_presence(
     """Choose how others see you while you are connected (invisible: offline to them)
     and your custom status (shown only in your presence, never in your profile);
     announced at once to your friends and the people you share a group or a server
-    with, so it counts in `presence` (XFCHAT_RATE_PRESENCE_USER)."""
+    with, so it counts in `presence` (XFCHAT_RATE_PRESENCE_USER); one that changes
+    nothing answers as it stands, tells no one and is not counted."""
+    status, text = body.status, body.status_text
+    clear = "status_text" in body.model_fields_set and text is None
+    timeout_s = settings.presence_timeout_s
+    same = await presence.unchanged_presence(
+        conn, actor, timeout_s, status=status, status_text=text, clear_status_text=clear
+    )
+    if same is not None:  # (tells no one: not counted)
+        return JSONResponse(same)
     await check_limit(request, "presence", str(actor.user_id), settings.rate_presence_user, conn)
-    given = body.model_fields_set
     own = await presence.set_presence(
-        conn,
-        actor,
-        settings.presence_timeout_s,
-        status=body.status,
-        status_text=body.status_text,
-        clear_status_text="status_text" in given and body.status_text is None,
+        conn, actor, timeout_s, status=status, status_text=text, clear_status_text=clear
     )
     return JSONResponse(own)
 

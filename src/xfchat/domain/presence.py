@@ -252,6 +252,31 @@ async def presences_now(
     )
 
 
+def _as_asked(
+    row: q.PresenceRow, status: str | None, status_text: str | None, clear_status_text: bool
+) -> bool:
+    """Whether the status and custom status asked for are the user's already."""
+    text = None if clear_status_text else (row.status_text if status_text is None else status_text)
+    return status in (None, row.status) and text == row.status_text
+
+
+async def unchanged_presence(
+    conn: asyncpg.Connection,
+    actor: Actor,
+    timeout_s: float,
+    *,
+    status: str | None,
+    status_text: str | None,
+    clear_status_text: bool,
+) -> PresencePayload | None:
+    """The actor's own presence, if a change to these (as sent) would change nothing:
+    such a change writes and tells nothing (set_presence judges it too, under the
+    lock), so it is not counted in `presence`, as a profile change of nothing is not
+    counted in `profile`; None if it would change something."""
+    row = await _presence(conn, actor.user_id, timeout_s)
+    return own(row) if _as_asked(row, status, status_text, clear_status_text) else None
+
+
 async def set_presence(
     conn: asyncpg.Connection,
     actor: Actor,
@@ -263,7 +288,7 @@ async def set_presence(
 ) -> PresencePayload:
     """Choose a status (online, idle, dnd, invisible) and/or a custom status text; the
     change is announced at once, as presence only (the custom status is not in the
-    profile: no user.updated).
+    profile: no user.updated). One that changes nothing writes and tells nothing.
 
     Raises: BadRequest (INVALID_STATUS, INVALID_STATUS_TEXT); Unauthorized
     (SESSION_REVOKED: the account deleted meanwhile)."""
@@ -280,6 +305,11 @@ async def set_presence(
         )
     async with conn.transaction():
         seen = await lock_shown(conn, actor.user_id, timeout_s)
+        held = await _presence(conn, actor.user_id, timeout_s)
+        if _as_asked(held, status, status_text, clear_status_text):
+            # (was: written again, and `presence.updated` sent to the user's own
+            # connections, for nothing)
+            return own(held)
         if not await q.update_status(
             conn,
             user_id=actor.user_id,
