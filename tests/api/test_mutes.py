@@ -318,3 +318,33 @@ async def test_a_mute_racing_a_leave_comes_after_it(
         "CHANNEL_NOT_FOUND" if kind == "channel" else "SERVER_NOT_FOUND"
     )
     assert await listed(client, ben) == []
+
+
+async def test_a_mute_as_it_is_already_writes_and_tells_nothing(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    # Was: the same mute again was written anew (moved to the end of the order last
+    # set) and told to every session as `mute.updated`; now it answers as it stands.
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await factories.community(client, ann, ben)
+    talk = (await factories.direct(client, ann, ben))["id"]
+    until = later(hours=8)
+    first = await put_mute(client, ben, "channel", srv.general, until)
+    assert (await put_mute(client, ben, "channel", talk)).status_code == 200
+    order = await listed(client, ben)
+
+    async def told() -> int:
+        events = await factories.events_of(conn, "user", ben.id)
+        return len([t for t, _ in events if t.startswith("mute.")])
+
+    before = await told()
+    for target, at in ((srv.general, until), (talk, None)):
+        same = await put_mute(client, ben, "channel", target, at)
+        assert same.status_code == 200, same.text
+    assert same.json() == {"kind": "channel", "id": talk, "until": None}
+    assert (await put_mute(client, ben, "channel", srv.general, until)).json() == first.json()
+    assert await listed(client, ben) == order and await told() == before
+    # A change still is one.
+    changed = await put_mute(client, ben, "channel", srv.general, None)
+    assert changed.json()["until"] is None and await told() == before + 1
+    assert [m["id"] for m in await listed(client, ben)] == [talk, srv.general]

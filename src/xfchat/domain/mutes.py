@@ -108,7 +108,8 @@ async def mute(
     until: datetime | None,
 ) -> MutePayload:
     """Mute a channel, conversation or server until `until` (None: until unmuted),
-    replacing any mute of it; the actor's sessions are told (`mute.updated`).
+    replacing any mute of it; the actor's sessions are told (`mute.updated`). The mute
+    the actor has already is answered as it is: nothing written or told.
 
     Raises: NotFound (CHANNEL_NOT_FOUND, SERVER_NOT_FOUND: not there or not visible);
     BadRequest (INVALID_MUTE_UNTIL, CANNOT_MUTE_CHANNEL, TOO_MANY_MUTES); Unauthorized
@@ -119,6 +120,10 @@ async def mute(
         await _lock(conn, actor.user_id)
         await q.delete_ended_mutes_of(conn, user_id=actor.user_id)
         held = await q.get_mute(conn, user_id=actor.user_id, target_id=target_id)
+        if held is not None and held.muted_until == until:
+            # As it is already: nothing written (its place in the order last set kept)
+            # and nothing told (was: `mute.updated` to every session, for nothing).
+            return mute_json(held)
         if held is None and await q.count_mutes(conn, user_id=actor.user_id) >= MAX_MUTES:
             raise BadRequest(
                 f"you can mute at most {MAX_MUTES} channels, conversations and servers;"
