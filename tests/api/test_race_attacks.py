@@ -830,3 +830,25 @@ async def test_an_invites_uses_count_only_newcomers_in_a_crowd(
         "SELECT count(*) FROM server_members WHERE server_id = $1", UUID(srv.id)
     )
     assert (uses, members) == (2, 6)
+
+
+async def test_servers_made_and_joined_at_once_never_pass_two_hundred(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    """A member of 198 servers makes two and joins three at once: two of the five get
+    in, the others are TOO_MANY_SERVERS."""
+    ann, bob = await make_user("ann"), await make_user("bob")
+    for _ in range(198):
+        await factories.server(pool, bob, ann)
+    cat = await make_user("cat")
+    others = [await factories.community(client, cat, name=f"s{i}") for i in range(3)]
+    answers = await burst(
+        [client.post("/api/servers", headers=ann.headers, json={"name": f"m{i}"}) for i in range(2)]
+        + [client.post(f"/api/invites/{s.invite}", headers=ann.headers) for s in others]
+    )
+    assert (
+        sorted(a.json()["code"] if a.is_error else "" for a in answers)
+        == [""] * 2 + ["TOO_MANY_SERVERS"] * 3
+    ), [a.text for a in answers]
+    n = await pool.fetchval("SELECT count(*) FROM server_members WHERE user_id = $1", ann.id)
+    assert n == 200
