@@ -563,6 +563,111 @@ async def test_read_receipts_are_visible_to_participants(
     )
 
 
+def _receipts(events: list[tuple[str, dict[str, Any]]], who: factories.TestUser) -> list[int]:
+    return [
+        int(d["last_read_seq"])
+        for t, d in events
+        if t == "read_state.updated" and d["user_id"] == str(who.id)
+    ]
+
+
+async def _ack(client: httpx.AsyncClient, who: factories.TestUser, channel: str, seq: int) -> Any:
+    answer = await client.put(
+        f"/api/channels/{channel}/ack", headers=who.headers, json={"seq": seq}
+    )
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+async def test_alternating_acks_tell_the_others_once_per_new_high(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    """Acks 1, 2, 1, 2 ... each told every participant (up to 25, at up to 600 acks a
+    minute), the moves back as false news. Now the others hear of a position only
+    above the highest they heard of; ann's own connections hear of every move."""
+    ann, ben, group = await pair(client, make_user, "group")
+    for text in ("a", "b", "c"):
+        await factories.say(client, ben, group, text)
+    for seq in (1, 2, 1, 2, 1, 2, 3, 1, 3):
+        await _ack(client, ann, group, seq)
+    told = _receipts(await factories.events_of(conn, "channel", UUID(group)), ann)
+    assert told == [1, 2, 3]
+    own = _receipts(await factories.events_of(conn, "user", ann.id), ann)
+    assert own == [1, 2, 1, 2, 1, 3]
+
+
+async def test_marking_unread_tells_only_ones_own_connections(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    ann, ben, dm = await pair(client, make_user)
+    for text in ("a", "b", "c"):
+        await factories.say(client, ben, dm, text)
+    await _ack(client, ann, dm, 3)
+    before = await factories.events_of(conn, "channel", UUID(dm))
+    assert (await _ack(client, ann, dm, 1))["last_read_seq"] == 1
+    assert await factories.events_of(conn, "channel", UUID(dm)) == before
+    assert (await factories.events_of(conn, "user", ann.id))[-1] == (
+        "read_state.updated",
+        {"channel_id": dm, "user_id": str(ann.id), "last_read_seq": 1},
+    )
+
+
+async def test_read_states_after_marking_unread_show_the_receipt_at_its_high(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    """The others are shown what they were told (ann at 3, when she read it); ann
+    herself her own position (1, as her own connections were told)."""
+    ann, ben, dm = await pair(client, make_user)
+    for text in ("a", "b", "c"):
+        await factories.say(client, ben, dm, text)
+    read = await _ack(client, ann, dm, 3)
+    await _ack(client, ann, dm, 1)
+    await _ack(client, ann, dm, 2)
+    url = f"/api/channels/{dm}/read-states"
+    theirs = {r["user_id"]: r for r in (await client.get(url, headers=ben.headers)).json()}
+    assert theirs[str(ann.id)] == read
+    mine = {r["user_id"]: r for r in (await client.get(url, headers=ann.headers)).json()}
+    assert mine[str(ann.id)]["last_read_seq"] == 2
+    assert mine[str(ann.id)]["updated_at"] > read["updated_at"]
+
+
+async def test_a_send_raises_the_receipt_so_reading_up_to_it_again_tells_nobody(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    """A send moves its author's read position (and receipt: the message tells the
+    others) without an ack; a mark-unread after it, and a read again up to it, are
+    ann's alone, and the others are shown her at her message."""
+    ann, ben, dm = await pair(client, make_user)
+    for text in ("a", "b"):
+        await factories.say(client, ben, dm, text)
+    await _ack(client, ann, dm, 1)
+    await factories.say(client, ann, dm, "mine")
+    shown = (await client.get(f"/api/channels/{dm}/read-states", headers=ben.headers)).json()
+    sent = next(r for r in shown if r["user_id"] == str(ann.id))
+    assert sent["last_read_seq"] == 3
+    for seq in (2, 3, 1, 2):
+        await _ack(client, ann, dm, seq)
+    assert _receipts(await factories.events_of(conn, "channel", UUID(dm)), ann) == [1]
+    again = (await client.get(f"/api/channels/{dm}/read-states", headers=ben.headers)).json()
+    assert next(r for r in again if r["user_id"] == str(ann.id)) == sent
+
+
+async def test_a_server_channel_ack_tells_its_reader_alone_and_shows_their_own_position(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await factories.community(client, ann, ben)
+    channel = (await factories.server_channel(client, srv, ann, "talk"))["id"]
+    for text in ("a", "b"):
+        await factories.say(client, ann, channel, text)
+    for seq in (2, 1):
+        await _ack(client, ben, channel, seq)
+    assert _receipts(await factories.events_of(conn, "channel", UUID(channel)), ben) == []
+    assert _receipts(await factories.events_of(conn, "user", ben.id), ben) == [2, 1]
+    shown = (await client.get(f"/api/channels/{channel}/read-states", headers=ben.headers)).json()
+    assert [(r["user_id"], r["last_read_seq"]) for r in shown] == [(str(ben.id), 1)]
+
+
 async def test_typing_is_not_stored(
     client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
 ) -> None:

@@ -147,8 +147,10 @@ class EventType(Generic[P]):
     doc: str
     access: AccessChange | None = None
     stored: bool = True  # False: announced to whoever follows now, never kept or resumed
-    # A channel event that in a server channel goes to its user alone (`to_user`): a
-    # read receipt, which in a conversation the others see.
+    # A channel event that may go to its user alone (`to_user`): a read position, which
+    # in a conversation the others see as a read receipt when it goes above the highest
+    # one they were told, and which otherwise (a move back or up to no more than that,
+    # and any move in a server channel) goes to the user's own connections alone.
     own_in_servers: bool = False
     # The streams an access change grants or revokes, read from its payload.
     targets: Callable[[Mapping[str, Any]], list[Stream]] = _the_channel
@@ -258,7 +260,9 @@ READ_STATE_UPDATED = EventType(
     "read_state.updated",
     C,
     ReadStatePayload,
-    "Someone has read up to `last_read_seq`.",
+    "Someone has read up to `last_read_seq`. To the others it is a read receipt, and never"
+    " goes back: they hear only of a position above the highest they heard of (yours, a"
+    " mark-unread and a read again up to where you had been, come to you alone).",
     own_in_servers=True,
 )
 TYPING_STARTED = EventType(
@@ -739,7 +743,11 @@ def markdown_table() -> str:
     }
     rows = ["| event | to | payload | meaning |", "|---|---|---|---|"]
     for t in EVENT_TYPES.values():
-        to = audiences[t.audience] + ("; in a server channel, you" if t.own_in_servers else "")
+        to = audiences[t.audience] + (
+            "; in a server channel, or not above your highest in a conversation, you"
+            if t.own_in_servers
+            else ""
+        )
         rows.append(f"| `{t.name}` | {to} | {_fields(t.payload)} | {t.doc} |")
     return "\n".join(rows)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from dataclasses import replace
 from datetime import datetime
 from uuid import UUID
 
@@ -752,9 +753,13 @@ async def acknowledge(
     conn: asyncpg.Connection, actor: Actor, channel_id: UUID, seq: int
 ) -> q.ReadStateRow:
     """Record that the actor has read up to `seq` (lower values mark messages unread
-    again); the others in a conversation see it as a read receipt, in a server channel
-    only the actor's own connections hear of it (as on Discord, which has no receipts:
-    a member's reading, invisible or not, is nobody else's business).
+    again). The actor's own connections hear of every change (their clients move the
+    position); in a conversation the others hear of it as a read receipt only when
+    `seq` is above the highest position the actor had reached (a receipt never goes
+    back: marking unread, and reading again up to where one had been, tells them
+    nothing, as on WhatsApp, Signal or Matrix); in a server channel only the actor's
+    own connections hear of it (as on Discord, which has no receipts: a member's
+    reading, invisible or not, is nobody else's business).
 
     Raises: BadRequest (INVALID_SEQ)."""
     async with conn.transaction():
@@ -762,7 +767,7 @@ async def acknowledge(
         last = await q.get_last_seq(conn, channel_id=channel_id)
         if not 0 <= seq <= last:
             raise BadRequest(f"seq must be between 0 and {last}", code="INVALID_SEQ", field="seq")
-        state, changed = await q.upsert_read_state(
+        state, changed, raised = await q.upsert_read_state(
             conn, user_id=actor.user_id, channel_id=channel_id, seq=seq
         )
         if not changed:  # (said already: a receipt again would tell everyone nothing)
@@ -772,7 +777,7 @@ async def acknowledge(
             "user_id": str(actor.user_id),
             "last_read_seq": seq,
         }
-        if access.channel.server_id is None:
+        if access.channel.server_id is None and raised:
             await emit(conn, READ_STATE_UPDATED.to_channel(channel_id, receipt))
         else:
             await emit(conn, READ_STATE_UPDATED.to_user(actor.user_id, receipt))
@@ -786,14 +791,22 @@ async def read_states(
     conn: asyncpg.Connection, actor: Actor, channel_id: UUID
 ) -> list[q.ReadStateRow]:
     """Who of those who may see the channel has read up to where (read receipts; the
-    most recent READ_STATES_SHOWN); in a server channel, the actor's own alone (see
+    most recent READ_STATES_SHOWN): the others at the highest position they reached
+    and when they first reached it (what `read_state.updated` told), the actor at
+    their own position; in a server channel, the actor's own alone (see
     `acknowledge`)."""
     access = await message_channel(conn, actor, channel_id, Permission.VIEW_CHANNEL)
     if access.channel.server_id is not None:
         return await q.list_read_states(conn, channel_id=channel_id, limit=1, user_id=actor.user_id)
     states = await q.list_read_states(conn, channel_id=channel_id, limit=READ_STATES_SHOWN)
     seeing = set(await viewers_among(conn, channel_id, [s.user_id for s in states]))
-    return [s for s in states if s.user_id in seeing]
+    return [
+        s
+        if s.user_id == actor.user_id
+        else replace(s, last_read_seq=s.receipt_seq, updated_at=s.receipt_at)
+        for s in states
+        if s.user_id in seeing
+    ]
 
 
 async def start_typing(conn: asyncpg.Connection, actor: Actor, channel_id: UUID) -> None:

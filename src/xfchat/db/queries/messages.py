@@ -114,9 +114,24 @@ class EditRow:
 
 @dataclass(frozen=True)
 class ReadStateRow:
+    """A read position, and the read receipt the others are shown of it: the highest
+    position reached (`receipt_seq`) and when it was first reached (`receipt_at`)."""
+
     user_id: UUID
     last_read_seq: int
     updated_at: datetime
+    receipt_seq: int
+    receipt_at: datetime
+
+
+# The receipt of a row (migration 0058): its highest position is GREATEST(receipt_seq,
+# last_read_seq) (a send moves last_read_seq past receipt_seq without an ack); it was
+# reached at updated_at while last_read_seq is above receipt_seq, else at receipt_at
+# (NULL: at updated_at, for a row no ack below its highest has touched).
+_READ_STATE = """user_id, last_read_seq, updated_at,
+    GREATEST(receipt_seq, last_read_seq) AS receipt_seq,
+    CASE WHEN last_read_seq > receipt_seq THEN updated_at
+         ELSE COALESCE(receipt_at, updated_at) END AS receipt_at"""
 
 
 async def insert_message(
@@ -440,29 +455,38 @@ async def get_last_seq(conn: asyncpg.Connection, *, channel_id: UUID) -> int:
 
 async def upsert_read_state(
     conn: asyncpg.Connection, *, user_id: UUID, channel_id: UUID, seq: int
-) -> tuple[ReadStateRow, bool]:
-    """Set the user's read position to `seq`; the row and whether it changed (a position
-    already at `seq` is left as it is, its `updated_at` too)."""
+) -> tuple[ReadStateRow, bool, bool]:
+    """Set the user's read position to `seq`; the row, whether it changed (a position
+    already at `seq` is left as it is, its `updated_at` too) and whether `seq` is above
+    the highest position the user had reached (the read receipt moved: the others are
+    to be told)."""
+    # (a change keeps the receipt as it was before it: the highest then, and when that
+    # was reached; `seq` above it is the new highest, read off last_read_seq)
     record = await conn.fetchrow(
-        """
+        f"""
         INSERT INTO read_states AS r (user_id, channel_id, last_read_seq) VALUES ($1, $2, $3)
-        ON CONFLICT (user_id, channel_id) DO UPDATE SET last_read_seq = $3, updated_at = now()
+        ON CONFLICT (user_id, channel_id) DO UPDATE SET
+            last_read_seq = $3,
+            updated_at = now(),
+            receipt_seq = GREATEST(r.receipt_seq, r.last_read_seq),
+            receipt_at = CASE WHEN r.last_read_seq > r.receipt_seq THEN r.updated_at
+                              ELSE COALESCE(r.receipt_at, r.updated_at) END
             WHERE r.last_read_seq <> $3
-        RETURNING user_id, last_read_seq, updated_at
+        RETURNING {_READ_STATE}, last_read_seq > r.receipt_seq AS raised
         """,
         user_id,
         channel_id,
         seq,
     )
     if record is not None:
-        return one(ReadStateRow, record), True
+        raised = bool(record["raised"])
+        return one(ReadStateRow, {k: v for k, v in record.items() if k != "raised"}), True, raised
     record = await conn.fetchrow(
-        "SELECT user_id, last_read_seq, updated_at FROM read_states"
-        " WHERE user_id = $1 AND channel_id = $2",
+        f"SELECT {_READ_STATE} FROM read_states WHERE user_id = $1 AND channel_id = $2",
         user_id,
         channel_id,
     )
-    return one(ReadStateRow, record), False
+    return one(ReadStateRow, record), False, False
 
 
 async def advance_read_state(
@@ -492,8 +516,8 @@ async def list_read_states(
         # (by its key: `$3 IS NULL OR user_id = $3` was a filter of a generic plan, every
         # read state of the channel read and sorted for one, 10,000 in a server channel)
         records = await conn.fetch(
-            """
-            SELECT user_id, last_read_seq, updated_at FROM read_states
+            f"""
+            SELECT {_READ_STATE} FROM read_states
             WHERE user_id = $2 AND channel_id = $1 LIMIT $3
             """,
             channel_id,
@@ -502,9 +526,9 @@ async def list_read_states(
         )
         return many(ReadStateRow, records)
     records = await conn.fetch(
-        """
+        f"""
         SELECT * FROM (
-            SELECT user_id, last_read_seq, updated_at FROM read_states
+            SELECT {_READ_STATE} FROM read_states
             WHERE channel_id = $1
             ORDER BY updated_at DESC LIMIT $2
         ) r ORDER BY user_id
