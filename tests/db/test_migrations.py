@@ -25,6 +25,7 @@ from xfchat.db.migrate import (
     add,
     discover,
 )
+from xfchat.db.queries import messages as messages_q
 from xfchat.db.queries import users as users_q
 from xfchat.domain import validation
 from xfchat.domain.email_keys import Rekeyed, rekey_emails
@@ -964,5 +965,34 @@ async def test_0057_keeps_the_earlier_languages_of_a_queued_channel_and_reverts(
         assert await conn.fetchval("SELECT through_seq FROM search_reindexes") == 3
         assert await Migrator(conn).run()
         assert await conn.fetchval("SELECT earlier::text[] FROM search_reindexes") == []
+    finally:
+        await conn.close()
+
+
+async def test_0058_starts_each_receipt_at_its_read_position_and_reverts(db_url: str) -> None:
+    """0058's columns: a read state written before it shows the others its read position
+    (its highest, reached when it last moved); its revert drops them and keeps the
+    position."""
+    conn = await asyncpg.connect(db_url)
+    try:
+        user = await ann(conn)
+        ch = await group_of(conn, user, last_seq=5)
+        assert (await reverted_down_to(conn, 58))[-1] == 58
+        at = await conn.fetchval(
+            "INSERT INTO read_states (user_id, channel_id, last_read_seq) VALUES ($1, $2, 4)"
+            " RETURNING updated_at",
+            user,
+            ch,
+        )
+        assert await Migrator(conn).run()
+        (row,) = await messages_q.list_read_states(conn, channel_id=ch, limit=10)
+        assert (row.last_read_seq, row.receipt_seq, row.receipt_at) == (4, 4, at)
+        state, changed, raised = await messages_q.upsert_read_state(
+            conn, user_id=user, channel_id=ch, seq=2
+        )
+        assert changed and not raised and (state.receipt_seq, state.receipt_at) == (4, at)
+        assert (await reverted_down_to(conn, 58))[-1] == 58
+        assert await conn.fetchval("SELECT last_read_seq FROM read_states") == 2
+        assert await Migrator(conn).run()
     finally:
         await conn.close()
