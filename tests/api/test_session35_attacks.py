@@ -5,6 +5,8 @@ the code it attacked and holds since its mend; the HOLDS record what was tried a
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import httpx
 
@@ -13,11 +15,13 @@ from tests.factories import (
     MakeUser,
     community,
     direct,
+    lock_waiters,
     override,
     pair,
     say,
     server_channel,
 )
+from xfchat.db.queries.locks import advisory_key
 from xfchat.domain.permissions import Permission as P
 
 # ------------------------------------------------- FINDING: read receipts said again
@@ -160,3 +164,33 @@ async def test_a_hidden_channels_message_named_through_a_visible_channel_is_not_
     )
     assert resumed.status_code == 410, resumed.text
     assert resumed.json()["code"] == "VERSION_UNKNOWN"
+
+
+async def test_two_privacy_changes_at_once_tell_the_change_once(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    """Two requests naming the same new choice at once both passed the check outside
+    any transaction (the choice was not yet theirs) and each told the user's sessions
+    `privacy.updated`, the second for a choice it found made already under the lock;
+    now the one that finds it made tells no one, as one sent after it would not."""
+    mal = await make_user("mal")
+    url = "/api/users/@me/privacy"
+    key = advisory_key(b"dm-policy", mal.id)
+    async with pool.acquire() as holder, holder.transaction():
+        await holder.execute("SELECT pg_advisory_xact_lock($1)", key)
+        racing = [
+            asyncio.ensure_future(
+                client.put(url, headers=mal.headers, json={"direct_messages": "friends"})
+            )
+            for _ in range(2)
+        ]
+        await lock_waiters(pool, at_least=2)
+    answers = await asyncio.gather(*racing)
+    assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+    assert [a.json() for a in answers] == [{"direct_messages": "friends"}] * 2
+    async with pool.acquire() as conn:
+        told = await conn.fetchval(
+            "SELECT count(*) FROM events"
+            " WHERE type = 'privacy.updated' AND data->>'direct_messages' = 'friends'"
+        )
+    assert told == 1

@@ -267,7 +267,9 @@ async def lock_dm_policies(conn: asyncpg.Connection, user_ids: list[UUID]) -> No
 async def set_dm_policy(conn: asyncpg.Connection, actor: Actor, policy: str) -> str:
     """Take direct messages from everyone, or from friends only: it applies to the
     conversations open already too (those with others stay readable, not writable, and
-    their calls end, for both: domain/voice.py's direct_access_changed).
+    their calls end, for both: domain/voice.py's direct_access_changed). The choice
+    held already (under the lock: one made meanwhile too) tells nothing (written as it
+    is, so that a deleted account is still refused).
 
     Raises: BadRequest (VALIDATION_ERROR); Unauthorized (SESSION_REVOKED: the account
     deleted meanwhile)."""
@@ -282,10 +284,12 @@ async def set_dm_policy(conn: asyncpg.Connection, actor: Actor, policy: str) -> 
         before = await users_q.get_dm_policy(conn, user_id=actor.user_id)
         if not await users_q.update_dm_policy(conn, user_id=actor.user_id, policy=policy):
             raise session_ended()  # (deleted since its session was checked)
+        if before == policy:  # (made meanwhile, by a request at once: told by that one)
+            return policy
         events = [PRIVACY_UPDATED.to_user(actor.user_id, {"direct_messages": policy})]
-        if before != policy:  # the conversations with non-friends open or close
-            strangers = await direct_channels_with_strangers(conn, actor.user_id)
-            events += await voice.direct_access_changed(conn, strangers)
+        # the conversations with non-friends open or close
+        strangers = await direct_channels_with_strangers(conn, actor.user_id)
+        events += await voice.direct_access_changed(conn, strangers)
         await emit_many(conn, events)
     return policy
 
