@@ -19,6 +19,7 @@ from tests.factories import MakeUser, TestUser
 from tests.support import logged_pool
 from tests.world import PNG
 from xfchat.db.pool import init_connection
+from xfchat.db.queries.locks import advisory_key
 from xfchat.domain.messages import author_json
 from xfchat.domain.messages_batch import SendRequest, SendResult
 from xfchat.domain.messages_send import write_batch
@@ -877,3 +878,32 @@ async def test_delete_account_tells_each_stream_each_change_once(
         str(ben.id): ["friend.removed"],
         str(dan.id): ["friend.removed"],
     }
+
+
+async def test_a_status_waiting_while_the_account_is_deleted_is_refused(
+    client: httpx.AsyncClient, make_user: MakeUser, settings: Settings
+) -> None:
+    """A status chosen from another device (`invisible`, its custom status cleared) that
+    waited for the presence lock while the account was deleted found the scrubbed row
+    (invisible, no custom status) as asked and answered 200 with it, where the README
+    has a status change waiting for a deletion refused (401 SESSION_REVOKED); now it is
+    refused, as any other change of status is."""
+    ann = await make_user("ann")
+    key = advisory_key(b"presence", ann.id)
+    held = await held_rows(settings, "SELECT pg_advisory_xact_lock($1)", key)
+    try:
+        chosen = asyncio.ensure_future(
+            client.put(
+                "/api/users/@me/presence",
+                headers=ann.headers,
+                json={"status": "invisible", "status_text": None},
+            )
+        )
+        await until_blocked_by(held, chosen)
+        gone = await client.post(DELETE, headers=ann.headers, json={"password": ann.password})
+        assert gone.status_code == 204, gone.text
+        await held.execute("ROLLBACK")
+        answer = await chosen
+    finally:
+        await held.close()
+    assert (answer.status_code, answer.json().get("code")) == (401, "SESSION_REVOKED"), answer.text

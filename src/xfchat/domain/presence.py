@@ -30,6 +30,7 @@ from xfchat.db.queries import friends as friends_q
 from xfchat.db.queries import locks as locks_q
 from xfchat.db.queries import presence as q
 from xfchat.db.queries import servers as servers_q
+from xfchat.db.queries import users as users_q
 from xfchat.domain import validation, voice
 from xfchat.domain.access import (
     access_server,
@@ -309,6 +310,10 @@ async def set_presence(
         if _as_asked(held, status, status_text, clear_status_text):
             # (was: written again, and `presence.updated` sent to the user's own
             # connections, for nothing)
+            if await users_q.list_deleted_user_ids(conn, user_ids=[actor.user_id]):
+                # (a scrubbed row is invisible with no custom status: one asking that is
+                # refused as update_status refuses any other, not answered with it)
+                raise session_ended()
             return own(held)
         if not await q.update_status(
             conn,
