@@ -509,3 +509,22 @@ async def test_a_presence_change_of_nothing_writes_tells_and_counts_nothing(
     assert again.status_code == 200, again.text  # (cleared already: nothing)
     refused = await client.put(url, headers=ann.headers, json={"status": "idle"})
     assert refused.status_code == 429 and refused.json()["bucket"] == "presence"
+
+
+async def test_a_custom_status_sent_untrimmed_as_it_is_is_not_counted(
+    app_with: AppWith, make_user: MakeUser
+) -> None:
+    # Was: the check before the count compared the custom status as sent, untrimmed,
+    # with the stored (trimmed) one, so " brb " over "brb" was counted in `presence`
+    # though set_presence, trimming it, found it as it was and changed nothing.
+    client = await app_with(rate_presence_user="1/60")
+    ann = await make_user("ann")
+    url = "/api/users/@me/presence"
+    set_ = await client.put(url, headers=ann.headers, json={"status_text": "brb"})
+    assert set_.status_code == 200, set_.text
+    for body in ({"status_text": " brb "}, {"status_text": "brb\t"}):
+        same = await client.put(url, headers=ann.headers, json=body)
+        assert same.status_code == 200, (body, same.text)
+        assert same.json() == set_.json()
+    refused = await client.put(url, headers=ann.headers, json={"status": "idle"})
+    assert refused.status_code == 429 and refused.json()["bucket"] == "presence"

@@ -275,7 +275,8 @@ async def unchanged_presence(
     lock), so it is not counted in `presence`, as a profile change of nothing is not
     counted in `profile`; None if it would change something."""
     row = await _presence(conn, actor.user_id, timeout_s)
-    return own(row) if _as_asked(row, status, status_text, clear_status_text) else None
+    text = None if status_text is None else status_text.strip()  # (as set_presence trims it)
+    return own(row) if _as_asked(row, status, text, clear_status_text) else None
 
 
 async def set_presence(
