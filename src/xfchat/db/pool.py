@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import re
@@ -224,6 +225,15 @@ async def connect_with_retry(settings: DatabaseSettings, log: Log) -> asyncpg.Co
     raise unreachable(target, name, f"after {attempts} attempts ({last})")
 
 
+def _no_answer(exc: BaseException) -> bool:
+    """Whether a connection failed for want of a database that answers (refused, reset,
+    timed out, a name not resolved), rather than one that answered and refused, a
+    certificate refused, or this process out of files."""
+    if not isinstance(exc, OSError) or isinstance(exc, ssl.SSLError):
+        return False
+    return exc.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOMEM)
+
+
 def unreachable(target: str, name: str, detail: str) -> DatabaseStartupError:
     """What `xfchat serve` and every command say of a database that does not answer
     (`name`: the variable holding its URL)."""
@@ -347,16 +357,18 @@ async def create_pool(
     target = describe_target(url or settings.require_database_url())
     try:
         await pool
-    except asyncpg.PostgresError as exc:  # (it answered: too many connections, say)
+    except (asyncpg.PostgresError, OSError) as exc:
         await pool.close()
+        if _no_answer(exc):  # (the pool's settings are not to blame)
+            name = "XFCHAT_REPLICA_URL" if url else "DATABASE_URL"
+            raise unreachable(target, name, f"({_first_line(exc) or type(exc).__name__})") from None
+        # (it answered and refused, too many connections say; or this process could open
+        # no more files, or a certificate was refused: said as it is)
         raise DatabaseStartupError(
-            f"cannot open the pool's {lowest} connection(s) to {target}: {_first_line(exc)}"
+            f"cannot open the pool's {lowest} connection(s) to {target}:"
+            f" {_first_line(exc) or type(exc).__name__}"
             " (XFCHAT_DB_POOL_MIN, the server's max_connections, the pooler's settings)"
         ) from None
-    except OSError as exc:  # (no answer: the pool's settings are not to blame)
-        await pool.close()
-        name = "XFCHAT_REPLICA_URL" if url else "DATABASE_URL"
-        raise unreachable(target, name, f"({_first_line(exc) or type(exc).__name__})") from None
     return pool
 
 
