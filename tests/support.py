@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ import httpx
 
 from bench.common import rows_read
 from tests.zygote import Forked, fork_server
+from xfchat.domain.events import EPHEMERAL_CHANNEL
 
 ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "src"
@@ -466,3 +468,39 @@ def rows_walked(plan: Any) -> int:
     """The rows a plan of pairs_plan or conversations_plan read from `messages` and
     `message_mentions`, those it kept and those its filters removed (explain_reads)."""
     return int(plan["Rows Read"])
+
+
+class Heard(list[str]):
+    """The payloads of the ephemeral notifications (typing, presence) sent meanwhile."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        super().__init__()
+        self.conn = conn
+        self.marks: dict[str, asyncio.Event] = {}
+
+    async def settled(self) -> None:
+        """Once every notification committed before this call has been heard: a mark
+        sent now on a channel of the test's own is queued after them (PostgreSQL
+        delivers a listener its channels' notifications in commit order), so they are
+        in once it is (where waiting for 0.3 s without one was a guess)."""
+        mark = str(uuid.uuid4())
+        self.marks[mark] = asyncio.Event()
+        await self.conn.execute("SELECT pg_notify($1, $2)", TEST_MARKS, mark)
+        async with asyncio.timeout(30):
+            await self.marks[mark].wait()
+
+
+TEST_MARKS = "xfchat_test_marks"
+
+
+@contextlib.asynccontextmanager
+async def listening(db_url: str) -> AsyncIterator[Heard]:
+    """The ephemeral notifications (typing, presence) sent while it is open."""
+    conn = await asyncpg.connect(db_url)
+    heard = Heard(conn)
+    await conn.add_listener(EPHEMERAL_CHANNEL, lambda *args: heard.append(args[3]))
+    await conn.add_listener(TEST_MARKS, lambda *args: heard.marks[args[3]].set())
+    try:
+        yield heard
+    finally:
+        await conn.close()

@@ -6,7 +6,6 @@ routes that take many ids at once. Measured by what reaches PostgreSQL: statemen
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
@@ -19,8 +18,8 @@ from fastapi import FastAPI
 from tests.factories import AppWith, MakeUser, community, direct, pair, say
 from tests.realtime.clients import sse, sse_stream, wait_subscribers
 from tests.realtime.test_connection_limits import braid_stream, gateway_refusal
-from tests.support import Servers, logged_pool
-from xfchat.domain.events import EPHEMERAL_CHANNEL, SIGNAL_CHANNELS
+from tests.support import Servers, listening, logged_pool
+from xfchat.domain.events import SIGNAL_CHANNELS
 from xfchat.realtime.presence import PresenceTracker
 
 CHANNELS = 1_600  # a server member's channels: 4 servers of 400 (each may hold 500)
@@ -37,41 +36,6 @@ async def _channels(conn: asyncpg.Connection, server_id: str, count: int) -> Non
     )
 
 
-class _Heard(list[str]):
-    """The payloads of the ephemeral notifications (typing, presence) sent meanwhile."""
-
-    def __init__(self, conn: asyncpg.Connection) -> None:
-        super().__init__()
-        self.conn = conn
-        self.marks: dict[str, asyncio.Event] = {}
-
-    async def settled(self) -> None:
-        """Once every notification committed before this call has been heard: a mark
-        sent now on a channel of the test's own is queued after them (PostgreSQL
-        delivers a listener its channels' notifications in commit order), so they are
-        in once it is (where waiting for 0.3 s without one was a guess)."""
-        mark = str(uuid.uuid4())
-        self.marks[mark] = asyncio.Event()
-        await self.conn.execute("SELECT pg_notify($1, $2)", _MARKS, mark)
-        async with asyncio.timeout(30):
-            await self.marks[mark].wait()
-
-
-_MARKS = "xfchat_test_marks"
-
-
-@contextlib.asynccontextmanager
-async def _listening(db_url: str) -> AsyncIterator[_Heard]:
-    conn = await asyncpg.connect(db_url)
-    heard = _Heard(conn)
-    await conn.add_listener(EPHEMERAL_CHANNEL, lambda *args: heard.append(args[3]))
-    await conn.add_listener(_MARKS, lambda *args: heard.marks[args[3]].set())
-    try:
-        yield heard
-    finally:
-        await conn.close()
-
-
 async def test_typing_is_limited_per_user_and_channel(
     client: httpx.AsyncClient, make_user: MakeUser, db_url: str
 ) -> None:
@@ -84,7 +48,7 @@ async def test_typing_is_limited_per_user_and_channel(
     ann, ben = await make_user("ann"), await make_user("ben")
     srv = await community(client, ann, ben)
     dm = str((await direct(client, ann, ben))["id"])
-    async with _listening(db_url) as heard:
+    async with listening(db_url) as heard:
         answers = [
             await client.post(f"/api/channels/{srv.general}/typing", headers=ann.headers)
             for _ in range(20)
@@ -107,7 +71,7 @@ async def _presence_change(
     app: FastAPI, client: httpx.AsyncClient, db_url: str, who: Any, text: str
 ) -> tuple[list[str], list[str]]:
     """The statements and the notifications of one custom-status change of `who`."""
-    async with logged_pool(db_url, size=2) as (pool, seen), _listening(db_url) as heard:
+    async with logged_pool(db_url, size=2) as (pool, seen), listening(db_url) as heard:
         own, app.state.pool = app.state.pool, pool
         try:
             changed = await client.put(

@@ -8,6 +8,7 @@ import pytest
 
 from tests import factories
 from tests.factories import PASSWORD, AppWith, MakeUser
+from tests.support import listening
 from xfchat.domain import accounts
 from xfchat.settings import Settings
 
@@ -480,8 +481,6 @@ async def test_a_presence_change_of_nothing_writes_tells_and_counts_nothing(
     # Was: a status (or custom status) as it already was was written again (updated_at
     # moved), sent to the user's own connections as `presence.updated` and counted in
     # `presence`; now it answers as it stands, as a PATCH of the profile of nothing does.
-    from tests.api.test_amplification_attacks import _listening
-
     client = await app_with(rate_presence_user="2/60")
     ann = await make_user("ann")
     url = "/api/users/@me/presence"
@@ -489,7 +488,7 @@ async def test_a_presence_change_of_nothing_writes_tells_and_counts_nothing(
     assert set_.status_code == 200, set_.text
     stamp = "SELECT updated_at FROM users WHERE id = $1"
     written = await conn.fetchval(stamp, ann.id)
-    async with _listening(db_url) as heard:
+    async with listening(db_url) as heard:
         for body in (
             {"status": "dnd"},
             {"status_text": "x"},
