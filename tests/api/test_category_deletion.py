@@ -410,42 +410,6 @@ async def test_an_override_set_as_its_channel_is_deleted_is_404(
     assert answer.status_code == 404 and answer.json()["code"] == "CHANNEL_NOT_FOUND", answer.text
 
 
-async def test_a_refused_category_deletion_names_the_channels_its_deleter_may_see(
-    client: httpx.AsyncClient, make_user: MakeUser
-) -> None:
-    """Was: 409 CATEGORY_OVERRIDES_CONFLICT said "a channel following this category" and
-    no more, so a client could not show which of its channels to change or unsync first.
-    Now `channel_ids` names them, those the deleter may see: one kept from them is not
-    named, as nothing else tells them of it."""
-    ann, mod, sam = [await make_user(n) for n in ("ann", "mod", "sam")]
-    srv = await community(client, ann, mod, sam)
-    await role(client, srv, ann, "mods", int(P.MANAGE_CHANNELS), mod)
-    muted = await role(client, srv, ann, "muted", 0, sam)
-    cat = (await channel(client, srv, ann, "cat", kind="category"))["id"]
-    no_send = int(P.SEND_MESSAGES)
-    assert (await override(client, ann, cat, "role", muted, deny=no_send)).is_success
-    fine = (await channel(client, srv, ann, "fine", parent_id=cat))["id"]
-    crossed = []
-    for name in ("chat", "secret"):
-        made = (await channel(client, srv, ann, name, parent_id=cat))["id"]
-        everyone = await override(client, ann, made, "role", srv.everyone_role, allow=no_send)
-        assert everyone.is_success
-        crossed.append(made)
-    chat, secret = crossed
-    hide = await override(client, ann, secret, "member", mod.id, deny=int(P.VIEW_CHANNEL))
-    assert hide.is_success
-    assert await reads(client, mod, secret) == 404
-    for who, named in ((mod, [chat]), (ann, [chat, secret])):
-        refused = await client.delete(f"/api/channels/{cat}", headers=who.headers)
-        assert refused.status_code == 409, refused.text
-        body = refused.json()
-        assert body["code"] == "CATEGORY_OVERRIDES_CONFLICT"
-        assert sorted(body["channel_ids"]) == sorted(named), (who.id, body)
-        assert fine not in body["channel_ids"]
-    shown = (await client.get(f"/api/channels/{chat}", headers=ann.headers)).json()
-    assert shown["parent_id"] == cat and shown["permissions_synced"] is True
-
-
 async def test_a_category_deletion_past_a_channels_overrides_names_the_channels_seen(
     client: httpx.AsyncClient, make_user: MakeUser, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -507,8 +471,11 @@ async def test_a_refused_category_deletion_names_what_its_deleter_sees_and_chang
     pool: asyncpg.Pool,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Was: the deletion read who sees the category and each of its channels (every
-    member) before checking whether the copy of its overrides could be made, so a 409
+    """Was: 409 CATEGORY_OVERRIDES_CONFLICT said "a channel following this category" and
+    no more, so a client could not show which of its channels to change or unsync first:
+    now `channel_ids` names them, those the deleter may see (one kept from them is not
+    named, as nothing else tells them of it). And was: the deletion read who sees the
+    category and each of its channels (every member) before checking whether the copy of its overrides could be made, so a 409
     CATEGORY_OVERRIDES_CONFLICT or a 403 TOO_MANY_OVERRIDES paid for that read too. Now
     the copy is checked first, and a refusal reads what its deleter alone sees to name
     the channels (a cost: the answers are as they were): still those it may see, and
@@ -536,6 +503,7 @@ async def test_a_refused_category_deletion_names_what_its_deleter_sees_and_chang
         assert refused.status_code == 409, refused.text
         assert refused.json()["code"] == "CATEGORY_OVERRIDES_CONFLICT"
         assert sorted(refused.json()["channel_ids"]) == sorted(named), who.id
+        assert fine not in refused.json()["channel_ids"]
         assert await _state(pool, srv.id) == before
     # Past a channel's overrides (chat and secret hold two, fine none): 403, likewise.
     monkeypatch.setattr(category_overrides, "MAX_OVERRIDES", 1)
