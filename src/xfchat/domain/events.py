@@ -151,12 +151,12 @@ class EventType(Generic[P]):
     # in a conversation the others see as a read receipt when it goes above the highest
     # one they were told, and which otherwise (a move back or up to no more than that,
     # and any move in a server channel) goes to the user's own connections alone.
-    own_in_servers: bool = False
+    may_be_own: bool = False
     # The streams an access change grants or revokes, read from its payload.
     targets: Callable[[Mapping[str, Any]], list[Stream]] = _the_channel
 
     def to_user(self, user_id: UUID, payload: P) -> Event:
-        assert self.audience is Audience.USER or self.own_in_servers, self.name
+        assert self.audience is Audience.USER or self.may_be_own, self.name
         return Event(self.name, Stream.user(user_id), payload)
 
     def to_channel(self, channel_id: UUID, payload: P) -> Event:
@@ -263,7 +263,7 @@ READ_STATE_UPDATED = EventType(
     "Someone has read up to `last_read_seq`. To the others it is a read receipt, and never"
     " goes back: they hear only of a position above the highest they heard of (yours, a"
     " mark-unread and a read again up to where you had been, come to you alone).",
-    own_in_servers=True,
+    may_be_own=True,
 )
 TYPING_STARTED = EventType(
     "typing.started",
@@ -745,7 +745,7 @@ def markdown_table() -> str:
     for t in EVENT_TYPES.values():
         to = audiences[t.audience] + (
             "; in a server channel, or not above your highest in a conversation, you"
-            if t.own_in_servers
+            if t.may_be_own
             else ""
         )
         rows.append(f"| `{t.name}` | {to} | {_fields(t.payload)} | {t.doc} |")
