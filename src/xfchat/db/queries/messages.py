@@ -457,9 +457,23 @@ async def upsert_read_state(
     conn: asyncpg.Connection, *, user_id: UUID, channel_id: UUID, seq: int
 ) -> tuple[ReadStateRow, bool, bool]:
     """Set the user's read position to `seq`; the row, whether it changed (a position
-    already at `seq` is left as it is, its `updated_at` too) and whether `seq` is above
+    already at `seq`, or a first one at 0, is left as it is, its `updated_at` too) and whether `seq` is above
     the highest position the user had reached (the read receipt moved: the others are
     to be told)."""
+    if seq == 0:
+        # (no row is position 0 already, as every read of one counts it: its first ack
+        # at 0 moves nothing, so it is not a change and nobody is told of it)
+        record = await conn.fetchrow(
+            f"""
+            INSERT INTO read_states (user_id, channel_id, last_read_seq) VALUES ($1, $2, 0)
+            ON CONFLICT (user_id, channel_id) DO NOTHING
+            RETURNING {_READ_STATE}
+            """,
+            user_id,
+            channel_id,
+        )
+        if record is not None:
+            return one(ReadStateRow, record), False, False
     # (a change keeps the receipt as it was before it: the highest then, and when that
     # was reached; `seq` above it is the new highest, read off last_read_seq)
     record = await conn.fetchrow(
