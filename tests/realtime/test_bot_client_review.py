@@ -384,3 +384,21 @@ async def test_a_first_ack_at_zero_moves_nothing_and_tells_nobody(
         told = [t for t, _ in await events_of(conn, "user", ann.id)]
         told += [t for t, _ in await events_of(conn, "channel", uuid.UUID(chat))]
     assert "read_state.updated" not in told, told
+
+
+async def test_a_custom_status_sent_again_with_spaces_by_patch_is_not_counted(
+    app_with: Any, make_user: MakeUser
+) -> None:
+    """PATCH /api/users/@me with `status_text` ' brb ' over 'brb' (a bot re-sending what it
+    set, padded) changes nothing (the update trims it) and, as PUT /presence already
+    judged it, is not counted in `profile`; was: counted, so the third was 429 here."""
+    client = await app_with(rate_profile_user="2/600")
+    ann = await make_user("padbot")
+    set_ = await client.patch("/api/users/@me", headers=ann.headers, json={"status_text": "brb"})
+    assert set_.status_code == 200, set_.text
+    for _ in range(3):
+        again = await client.patch(
+            "/api/users/@me", headers=ann.headers, json={"status_text": " brb "}
+        )
+        assert again.status_code == 200, again.text
+        assert again.json() == set_.json()

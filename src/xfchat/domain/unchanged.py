@@ -4,7 +4,8 @@ object as it is and writes, audits and tells nothing, as Discord does: no
 `changes: {}`, no token of the profile rate limit.
 
 Judged on the values as sent against the stored ones (which passed the same rules): a
-value equal only once normalised (surrounding spaces, say) is written as before. Here
+value equal only once normalised (surrounding spaces, say) is written as before, but
+for a custom status, trimmed as PUT /api/users/@me/presence judges it. Here
 the server's and the profile's, judged before their updates (which then judge
 everything themselves); a channel's and a role's are judged inside their updates
 (domain/server_channels.py, domain/roles.py)."""
@@ -53,6 +54,10 @@ async def unchanged_profile(
     }
     if changes.username is not None:
         given["username"] = changes.username
+    if changes.status_text not in (UNSET, None):
+        # (trimmed, as the update and PUT /presence trim it: ' brb ' over 'brb' changes
+        # nothing, so it is not counted in `profile` here when it is not in `presence`)
+        given["status_text"] = str(changes.status_text).strip()
     if any(v is not UNSET and getattr(user, k) != v for k, v in given.items()):
         return None
     return user
