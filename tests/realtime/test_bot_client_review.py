@@ -402,3 +402,52 @@ async def test_a_custom_status_sent_again_with_spaces_by_patch_is_not_counted(
         )
         assert again.status_code == 200, again.text
         assert again.json() == set_.json()
+
+
+async def test_a_bot_resumes_from_its_last_position_on_each_transport_missing_nothing(
+    server: str, http: Http, make_user: MakeUser
+) -> None:
+    """From the last id or `s` it was given (SSE's Last-Event-ID and `?since=`, the
+    gateway's RESUME): what was sent while it was away, once each and in order, then
+    what comes live; nothing it had already."""
+    api = http(server)
+    ann, ben, chat = await pair(api, make_user, "group")
+    async with sse_stream(server, ann.access_token) as first:
+        gw = await GatewayClient.connect(server, ann.access_token)
+        try:
+            await gw.next("ready")
+            await api.post(
+                f"/api/channels/{chat}/messages", headers=ben.headers, json={"content": "one"}
+            )
+            one = await first.next("message.created")
+            await gw.next("message.created")
+            sse_last, gw_last = first.last_id, gw.last_seq
+        finally:
+            await gw.close()
+    assert sse_last and gw_last
+    for text in ("two", "three"):
+        await api.post(
+            f"/api/channels/{chat}/messages", headers=ben.headers, json={"content": text}
+        )
+    client = SseClient(
+        f"{server}/api/events?since={sse_last}", {"Authorization": f"Bearer {ann.access_token}"}
+    )
+    await client.start()
+    async with sse_stream(server, ann.access_token, last_event_id=sse_last) as by_header:
+        gw = await GatewayClient.connect(server, ann.access_token, resume=gw_last)
+        try:
+            ready = await gw.next("ready")
+            assert ready["d"]["resumed"] is True and ready["s"]
+            assert (await client.next("ready")).data["resumed"] is True
+            await api.post(
+                f"/api/channels/{chat}/messages", headers=ben.headers, json={"content": "four"}
+            )
+            want = ["two", "three", "four"]
+            got_gw = [(await gw.next("message.created"))["d"]["content"] for _ in want]
+            got_h = [(await by_header.next("message.created")).data["content"] for _ in want]
+            got_q = [(await client.next("message.created")).data["content"] for _ in want]
+            assert got_gw == got_h == got_q == want, (got_gw, got_h, got_q)
+            assert one.data["content"] == "one"
+        finally:
+            await gw.close()
+            await client.close()
