@@ -266,6 +266,7 @@ async def test_a_bot_sends_edits_reacts_pins_acks_and_resumes_losing_nothing(
 
     for who in live:
         check_payloads(live[who])
+        assert all(22 <= len(i) <= 28 for _, i, _ in stored(live[who]) if i), who
     kinds = [t for t, _, _ in live["ben"]]
     assert kinds.count("message.created") >= 4, kinds
     a = ann.id
@@ -362,6 +363,14 @@ async def test_a_bots_refused_tokens_and_subscriptions_answer_as_the_readme_says
     assert gone.status_code == 410 and gone.json()["code"] == "VERSION_UNKNOWN", gone.text
     bad = await api.get(url, headers={**bot.h, "Subscribe": "true", "Heartbeats": "5ss"})
     assert bad.status_code == 400 and bad.json()["code"] == "INVALID_HEARTBEATS", bad.text
+    async with api.stream("GET", "/api/events", headers=bot.h) as raw:
+        assert raw.headers["content-type"].startswith("text/event-stream")
+        head = b""
+        async for chunk in raw.aiter_bytes():
+            head += chunk
+            if b"event: ready" in head:
+                break
+        assert head.startswith(b"retry: 1000"), head[:40]
     plain = await api.get("/api/gateway", headers=bot.h)
     assert plain.status_code == 426 and plain.json()["code"] == "UPGRADE_REQUIRED"
 
