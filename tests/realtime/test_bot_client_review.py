@@ -43,6 +43,7 @@ PAYLOADS: dict[str, set[str]] = {
     "presence.updated": {"user_id", "status", "status_text"},
     "mute.updated": {"kind", "id", "until"},
     "mute.removed": {"kind", "id"},
+    "typing.started": {"channel_id", "user_id", "expires_in"},
 }
 READY = {
     "user_id", "session_id", "resumed", "heartbeat_interval", "user", "conversations",
@@ -167,8 +168,14 @@ async def test_a_bot_sends_edits_reacts_pins_acks_and_resumes_losing_nothing(
             assert set(ready["d"]) == READY, set(ready["d"]) ^ READY
             assert set(ann_sse.ready.data) == READY, set(ann_sse.ready.data) ^ READY
             state_now = await ann.call("GET", "/api/users/@me/state", 200)
-            want = (READY - {"user_id", "session_id", "resumed"}) | {"resume_token"}
-            assert set(state_now) >= want - {"heartbeat_interval"}, set(state_now) ^ want
+            conn_only = {
+                "user_id",
+                "session_id",
+                "resumed",
+                "heartbeat_interval",
+            }  # (a connection's)
+            want = (READY - conn_only) | {"resume_token"}
+            assert set(state_now) == want, set(state_now) ^ want
             mid = str(uuid.uuid4())
             sent = await api.put(
                 f"/api/channels/{g}/messages/{uuid.uuid4()}", headers=ann.h, json={"content": "v"}
@@ -254,6 +261,7 @@ async def test_a_bot_sends_edits_reacts_pins_acks_and_resumes_losing_nothing(
             await ann.call("DELETE", f"/api/users/@me/mutes/channel/{g}", 204)
             await ben.call("DELETE", f"/api/channels/{g}/messages/{mid}/reactions/👍/@me", 204)
             await ann.call("DELETE", f"/api/channels/{g}/pins/{mid}", 204)
+            await ann.call("POST", f"/api/channels/{g}/typing", 204)
             await ben.call("POST", f"/api/channels/{g}/messages", 201, json={"content": "end"})
 
             live = {
@@ -288,6 +296,8 @@ async def test_a_bot_sends_edits_reacts_pins_acks_and_resumes_losing_nothing(
         pres = [d for t, _, d in live[who] if t == "presence.updated" and d["user_id"] == a]
         assert [x["status"] for x in pres][-1:] == ["dnd"], (who, pres)
         assert [x["status"] for x in pres].count("dnd") == 1, (who, pres)
+    typing = [(i, d) for t, i, d in live["ben"] if t == "typing.started"]
+    assert typing == [(None, {"channel_id": g, "user_id": a, "expires_in": 10})], typing
     mutes = [t for t, _, _ in live["ann"] if t.startswith("mute.")]
     assert mutes == ["mute.updated", "mute.removed"], mutes
     # the same on the gateway as on SSE, for ann
