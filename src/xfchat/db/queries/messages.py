@@ -457,9 +457,10 @@ async def upsert_read_state(
     conn: asyncpg.Connection, *, user_id: UUID, channel_id: UUID, seq: int
 ) -> tuple[ReadStateRow, bool, bool]:
     """Set the user's read position to `seq`; the row, whether it changed (a position
-    already at `seq`, or a first one at 0, is left as it is, its `updated_at` too) and whether `seq` is above
-    the highest position the user had reached (the read receipt moved: the others are
-    to be told)."""
+    already at `seq`, or a first one at 0, is left as it is, its `updated_at` too) and
+    whether `seq` is above the highest position the user had reached (the read receipt
+    moved: the others are to be told). In the caller's transaction (a position left as
+    it is is read again, and a deletion in between would leave nothing to read)."""
     if seq == 0:
         # (no row is position 0 already, as every read of one counts it: its first ack
         # at 0 moves nothing, so it is not a change and nobody is told of it)
