@@ -186,3 +186,22 @@ async def test_export_of_a_deleted_account_by_its_id(
     account = orjson.loads((tmp_path / "out" / "account.json").read_bytes())
     assert account["profile"]["deleted_at"] is not None
     assert account["sessions"] and all(s["revoked_at"] for s in account["sessions"])
+
+
+async def test_export_holds_the_read_receipt_the_others_were_shown(
+    client: httpx.AsyncClient, pool: asyncpg.Pool, make_user: MakeUser, tmp_path: Path
+) -> None:
+    """Was: read positions only, so after a mark-unread the receipt the others in a
+    conversation still see (the highest read, migration 0058) was nowhere in the export
+    of what is kept about the account."""
+    ann, ben, _ = await factories.pair(client, make_user)
+    dm = str((await factories.direct(client, ann, ben))["id"])
+    for text in ("one", "two"):
+        await factories.say(client, ben, dm, text)
+    for seq in (2, 1):  # read both, then marked the second unread
+        r = await client.put(f"/api/channels/{dm}/ack", headers=ann.headers, json={"seq": seq})
+        assert r.status_code == 200, r.text
+    await account_export.export_account(pool, "ann", tmp_path / "out")
+    account = orjson.loads((tmp_path / "out" / "account.json").read_bytes())
+    [state] = [r for r in account["read_states"] if r["channel_id"] == dm]
+    assert (state["last_read_seq"], state["read_receipt_seq"]) == (1, 2), state

@@ -90,7 +90,9 @@ SELECT jsonb_build_object(
     'read_states', COALESCE((
         SELECT jsonb_agg(jsonb_build_object(
                    'channel_id', r.channel_id, 'last_read_seq', r.last_read_seq,
-                   'updated_at', r.updated_at, 'last_sent_at', r.last_sent_at)
+                   'updated_at', r.updated_at, 'last_sent_at', r.last_sent_at,
+                   -- (the read receipt the others were shown: migration 0058)
+                   'read_receipt_seq', GREATEST(r.receipt_seq, r.last_read_seq))
                    ORDER BY r.channel_id)
         FROM read_states r WHERE r.user_id = u.id), '[]'),
     'usage', COALESCE((
