@@ -389,6 +389,24 @@ async def voice_join(
         )
 
 
+async def voice_refusal(pool: asyncpg.Pool, who: TestUser, channel: object) -> tuple[int, str]:
+    """The status and code with which `who` joining `channel` (voice_join) is refused."""
+    from xfchat.errors import XFChatError
+
+    try:
+        await voice_join(pool, who, channel)
+    except XFChatError as refused:
+        return refused.status, refused.code
+    raise AssertionError(f"{who.username} joined {channel}")
+
+
+async def in_voice(client: httpx.AsyncClient, who: TestUser, channel: object) -> list[str]:
+    """Who is in the voice channel, as `who` is shown it."""
+    got = await client.get(f"/api/channels/{channel}/voice-states", headers=who.headers)
+    assert got.status_code == 200, got.text
+    return [s["user_id"] for s in got.json()]
+
+
 async def pages(client: Any, url: str, headers: dict[str, str]) -> list[httpx.Response]:
     """Every page of a paged list, following `Link: <...>; rel="next"` while
     `X-Has-More` says there is more."""

@@ -24,28 +24,18 @@ from tests.factories import (
     TestUser,
     community,
     events_of,
+    in_voice,
     override,
     role,
     server_channel,
     voice_join,
+    voice_refusal,
 )
 from xfchat.db.queries import audit as audit_q
 from xfchat.db.queries import voice as voice_q
 from xfchat.domain import voice
 from xfchat.domain.permissions import Permission as P
 from xfchat.errors import XFChatError
-
-
-async def refused(pool: asyncpg.Pool, who: TestUser, channel: object) -> tuple[int, str]:
-    with pytest.raises(XFChatError) as info:
-        await voice_join(pool, who, channel)
-    return info.value.status, info.value.code
-
-
-async def in_voice(client: httpx.AsyncClient, who: TestUser, channel: object) -> list[str]:
-    got = await client.get(f"/api/channels/{channel}/voice-states", headers=who.headers)
-    assert got.status_code == 200, got.text
-    return [s["user_id"] for s in got.json()]
 
 
 async def voice_events(conn: asyncpg.Connection, channel: object) -> list[tuple[str, bool]]:
@@ -126,7 +116,7 @@ async def test_user_limit_is_refused_unless_move_members_and_the_mesh_limit_alwa
     small = await lounge(client, srv, owner, "small", user_limit=2)
     await voice_join(pool, people[2], small)
     await voice_join(pool, people[3], small)
-    assert await refused(pool, people[4], small) == (403, "CHANNEL_FULL")
+    assert await voice_refusal(pool, people[4], small) == (403, "CHANNEL_FULL")
     await voice_join(pool, mod, small)  # MOVE_MEMBERS goes past the channel's limit
     assert len(await in_voice(client, owner, small)) == 3
     big = await lounge(client, srv, owner, "big", user_limit=0)  # 0: no limit of its own
@@ -134,8 +124,8 @@ async def test_user_limit_is_refused_unless_move_members_and_the_mesh_limit_alwa
         await voice_join(pool, who, big)
     assert len(await in_voice(client, owner, big)) == voice.MESH_LIMIT
     # A ninth is refused, whoever they are: the owner holds every permission.
-    assert await refused(pool, owner, big) == (403, "CHANNEL_FULL")
-    assert await refused(pool, mod, big) == (403, "CHANNEL_FULL")
+    assert await voice_refusal(pool, owner, big) == (403, "CHANNEL_FULL")
+    assert await voice_refusal(pool, mod, big) == (403, "CHANNEL_FULL")
 
 
 async def test_join_needs_connect_sight_a_voice_channel_and_no_timeout(
@@ -147,11 +137,11 @@ async def test_join_needs_connect_sight_a_voice_channel_and_no_timeout(
     room = await lounge(client, srv, ann)
     denied = await override(client, ann, room, "member", ben.id, deny=int(P.CONNECT))
     assert denied.status_code == 200
-    assert await refused(pool, ben, room) == (403, "MISSING_PERMISSIONS")
+    assert await voice_refusal(pool, ben, room) == (403, "MISSING_PERMISSIONS")
     await override(client, ann, room, "member", ben.id, deny=int(P.VIEW_CHANNEL))
-    assert await refused(pool, ben, room) == (404, "CHANNEL_NOT_FOUND")
-    assert await refused(pool, ben, uuid.uuid4()) == (404, "CHANNEL_NOT_FOUND")
-    assert await refused(pool, ben, srv.general) == (400, "NOT_A_VOICE_CHANNEL")
+    assert await voice_refusal(pool, ben, room) == (404, "CHANNEL_NOT_FOUND")
+    assert await voice_refusal(pool, ben, uuid.uuid4()) == (404, "CHANNEL_NOT_FOUND")
+    assert await voice_refusal(pool, ben, srv.general) == (400, "NOT_A_VOICE_CHANNEL")
     await client.delete(f"/api/channels/{room}/overrides/member/{ben.id}", headers=ann.headers)
     await voice_join(pool, ben, room)
     # A timeout ends their call at once, and they cannot join while it lasts.
@@ -161,7 +151,7 @@ async def test_join_needs_connect_sight_a_voice_channel_and_no_timeout(
     )
     assert timed.status_code == 200
     assert await in_voice(client, ann, room) == []
-    assert await refused(pool, ben, room) == (403, "TIMED_OUT")
+    assert await voice_refusal(pool, ben, room) == (403, "TIMED_OUT")
 
 
 async def test_server_mute_deafen_move_and_disconnect_need_their_permissions(
@@ -281,7 +271,7 @@ async def test_a_conversation_holds_a_call_for_its_participants_only(
     joined = await voice_join(pool, ben, crew)
     assert [s["user_id"] for s in joined.voice_states] == [str(ann.id), str(ben.id)]
     assert joined.state["server_id"] is None
-    assert await refused(pool, eve, crew) == (404, "CHANNEL_NOT_FOUND")
+    assert await voice_refusal(pool, eve, crew) == (404, "CHANNEL_NOT_FOUND")
     assert await in_voice(client, cid, crew) == [str(ann.id), str(ben.id)]
     state = (await client.get("/api/users/@me/state", headers=cid.headers)).json()
     assert [s["user_id"] for s in state["voice_states"]] == [str(ann.id), str(ben.id)]
@@ -299,7 +289,7 @@ async def test_a_conversation_holds_a_call_for_its_participants_only(
         await client.put(f"/api/users/@me/blocks/{ann.id}", headers=eve.headers)
     ).status_code == 204
     assert await in_voice(client, ann, dm) == []
-    assert await refused(pool, ann, dm) == (403, "CANNOT_MESSAGE_USER")
+    assert await voice_refusal(pool, ann, dm) == (403, "CANNOT_MESSAGE_USER")
 
 
 async def test_ice_servers_give_turn_credentials_in_coturns_scheme(
@@ -419,7 +409,7 @@ async def test_a_choice_of_friends_only_ends_a_strangers_direct_call(
     assert sorted((await voice_events(conn, dm))[-2:]) == sorted(
         [(str(bad.id), True), (str(ann.id), True)]
     )
-    assert await refused(pool, bad, dm) == (403, "CANNOT_MESSAGE_USER")
+    assert await voice_refusal(pool, bad, dm) == (403, "CANNOT_MESSAGE_USER")
     holder = voice.Holder(uuid.uuid4(), uuid.UUID(mine.state["connection_id"]))
     with pytest.raises(XFChatError) as muting:  # no state left to change: a join
         await voice_join(pool, bad, dm, holder=holder, self_mute=True)
@@ -456,7 +446,7 @@ async def test_a_direct_call_closed_by_a_block_or_a_choice_ends_alike(
                 "/api/users/@me/privacy", headers=ann.headers, json={"direct_messages": "friends"}
             )
         assert done.status_code in (200, 204), done.text
-        assert await refused(pool, bad, dm) == (403, "CANNOT_MESSAGE_USER")
+        assert await voice_refusal(pool, bad, dm) == (403, "CANNOT_MESSAGE_USER")
         seen.append((await in_voice(client, bad, dm), sorted(await voice_events(conn, dm))))
         if how == "choice":  # (her own choice does not stop her)
             assert (await voice_join(pool, ann, dm)).state["user_id"] == str(ann.id)
@@ -483,7 +473,7 @@ async def test_an_unfriending_ends_the_call_for_whom_it_closes_the_conversation(
     # in it told cid it was no block); dee may join again (cid takes messages from
     # everyone).
     assert await in_voice(client, dee, dm) == []
-    assert await refused(pool, cid, dm) == (403, "CANNOT_MESSAGE_USER")
+    assert await voice_refusal(pool, cid, dm) == (403, "CANNOT_MESSAGE_USER")
     assert (await voice_join(pool, dee, dm)).state["user_id"] == str(dee.id)
 
 
@@ -503,7 +493,7 @@ async def test_flags_of_a_state_held_need_only_sight_of_the_channel_not_connect(
     got = await client.get(f"/api/channels/{room}/voice-states", headers=ann.headers)
     assert [s["self_mute"] for s in got.json()] == [True]
     # Another connection of his taking the state over is a join: it needs CONNECT.
-    assert await refused(pool, ben, room) == (403, "MISSING_PERMISSIONS")
+    assert await voice_refusal(pool, ben, room) == (403, "MISSING_PERMISSIONS")
 
 
 async def test_a_move_needs_connect_in_the_destination_so_nobody_moves_past_its_deny(
@@ -519,7 +509,7 @@ async def test_a_move_needs_connect_in_the_destination_so_nobody_moves_past_its_
     staff = await lounge(client, srv, ann, "staff")
     denied = await override(client, ann, staff, "role", srv.everyone_role, deny=int(P.CONNECT))
     assert denied.status_code == 200
-    assert await refused(pool, mod, staff) == (403, "MISSING_PERMISSIONS")
+    assert await voice_refusal(pool, mod, staff) == (403, "MISSING_PERMISSIONS")
     await voice_join(pool, mod, room)
     await voice_join(pool, ben, room)
     for who in ("@me", str(ben.id)):

@@ -9,7 +9,6 @@ from typing import Any
 
 import asyncpg
 import httpx
-import pytest
 
 from tests import factories
 from tests.factories import (
@@ -17,26 +16,15 @@ from tests.factories import (
     MakeUser,
     TestUser,
     community,
+    in_voice,
     override,
     role,
     server_channel,
     voice_join,
+    voice_refusal,
 )
 from xfchat.domain import voice
 from xfchat.domain.permissions import Permission as P
-from xfchat.errors import XFChatError
-
-
-async def refused(pool: asyncpg.Pool, who: TestUser, channel: object) -> tuple[int, str]:
-    with pytest.raises(XFChatError) as info:
-        await voice_join(pool, who, channel)
-    return info.value.status, info.value.code
-
-
-async def in_voice(client: httpx.AsyncClient, who: TestUser, channel: object) -> list[str]:
-    got = await client.get(f"/api/channels/{channel}/voice-states", headers=who.headers)
-    assert got.status_code == 200, got.text
-    return [s["user_id"] for s in got.json()]
 
 
 async def lounge(
@@ -66,7 +54,7 @@ async def test_category_changes_end_a_state_in_a_synced_voice_channel(
     )
     assert moved.status_code == 200, moved.text
     assert await in_voice(client, ann, out) == []
-    assert await refused(pool, ben, out) == (404, "CHANNEL_NOT_FOUND")
+    assert await voice_refusal(pool, ben, out) == (404, "CHANNEL_NOT_FOUND")
 
 
 async def test_a_role_taken_away_or_deleted_ends_the_state_it_let_in(
@@ -160,7 +148,7 @@ async def test_a_group_call_holds_the_mesh_limit_at_most(
     crew = (await factories.group(client, people[0], *people[1:]))["id"]
     for who in people[: voice.MESH_LIMIT]:
         await voice_join(pool, who, crew)
-    assert await refused(pool, people[voice.MESH_LIMIT], crew) == (403, "CHANNEL_FULL")
+    assert await voice_refusal(pool, people[voice.MESH_LIMIT], crew) == (403, "CHANNEL_FULL")
 
 
 async def test_a_transfer_ends_the_old_owners_state_where_only_ownership_let_them_in(
