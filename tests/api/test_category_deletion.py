@@ -475,11 +475,12 @@ async def test_a_refused_category_deletion_names_what_its_deleter_sees_and_chang
     no more, so a client could not show which of its channels to change or unsync first:
     now `channel_ids` names them, those the deleter may see (one kept from them is not
     named, as nothing else tells them of it). And was: the deletion read who sees the
-    category and each of its channels (every member) before checking whether the copy of its overrides could be made, so a 409
-    CATEGORY_OVERRIDES_CONFLICT or a 403 TOO_MANY_OVERRIDES paid for that read too. Now
-    the copy is checked first, and a refusal reads what its deleter alone sees to name
-    the channels (a cost: the answers are as they were): still those it may see, and
-    nothing written, no event, no audit entry, no override, every channel still synced."""
+    category and each of its channels (every member) before checking whether the copy
+    of its overrides could be made, so a 409 CATEGORY_OVERRIDES_CONFLICT or a 403
+    TOO_MANY_OVERRIDES paid for that read too. Now the copy is checked first, and a
+    refusal reads what its deleter alone sees to name the channels (a cost: the answers
+    are as they were): still those it may see, and nothing written, no event, no audit
+    entry, no override, every channel still synced."""
     ann, mod, sam = [await make_user(n) for n in ("ann", "mod", "sam")]
     srv = await community(client, ann, mod, sam)
     await role(client, srv, ann, "mods", int(P.MANAGE_CHANNELS), mod)
@@ -497,26 +498,24 @@ async def test_a_refused_category_deletion_names_what_its_deleter_sees_and_chang
     chat, secret = crossed
     hide = await override(client, ann, secret, "member", mod.id, deny=int(P.VIEW_CHANNEL))
     assert hide.is_success
-    before = await _state(pool, srv.id)
-    for who, named in ((mod, [chat]), (ann, [chat, secret])):
-        refused = await client.delete(f"/api/channels/{cat}", headers=who.headers)
-        assert refused.status_code == 409, refused.text
-        assert refused.json()["code"] == "CATEGORY_OVERRIDES_CONFLICT"
-        assert sorted(refused.json()["channel_ids"]) == sorted(named), who.id
-        assert fine not in refused.json()["channel_ids"]
-        assert await _state(pool, srv.id) == before
+
+    async def refused_as(status: int, code: str) -> None:
+        """Refused to each, naming what each sees, with nothing changed."""
+        before = await _state(pool, srv.id)
+        for who, named in ((mod, [chat]), (ann, [chat, secret])):
+            refused = await client.delete(f"/api/channels/{cat}", headers=who.headers)
+            assert refused.status_code == status, refused.text
+            assert refused.json()["code"] == code
+            assert sorted(refused.json()["channel_ids"]) == sorted(named), who.id
+            assert fine not in refused.json()["channel_ids"]
+            assert await _state(pool, srv.id) == before
+
+    await refused_as(409, "CATEGORY_OVERRIDES_CONFLICT")
     # Past a channel's overrides (chat and secret hold two, fine none): 403, likewise.
     monkeypatch.setattr(category_overrides, "MAX_OVERRIDES", 1)
     for target in (chat, secret):  # (no longer crossed)
         assert (await override(client, ann, target, "role", muted, deny=no_send)).is_success
-    before = await _state(pool, srv.id)
-    for who, named in ((mod, [chat]), (ann, [chat, secret])):
-        refused = await client.delete(f"/api/channels/{cat}", headers=who.headers)
-        assert refused.status_code == 403, refused.text
-        assert refused.json()["code"] == "TOO_MANY_OVERRIDES"
-        assert sorted(refused.json()["channel_ids"]) == sorted(named), who.id
-        assert fine not in refused.json()["channel_ids"]
-        assert await _state(pool, srv.id) == before
+    await refused_as(403, "TOO_MANY_OVERRIDES")
     # Within the bounds, it goes, the channels keeping the category's overrides.
     monkeypatch.setattr(category_overrides, "MAX_OVERRIDES", 100)
     assert (await client.delete(f"/api/channels/{cat}", headers=mod.headers)).status_code == 204
