@@ -262,7 +262,8 @@ READ_STATE_UPDATED = EventType(
     ReadStatePayload,
     "Someone has read up to `last_read_seq`. To the others it is a read receipt, and never"
     " goes back: they hear only of a position above the highest they heard of (yours, a"
-    " mark-unread and a read again up to where you had been, come to you alone).",
+    " mark-unread and a read again up to where you had been, come to you alone). In a direct"
+    " conversation closed either way (see **Consent and blocks**), yours come to you alone.",
     may_be_own=True,
 )
 TYPING_STARTED = EventType(

@@ -29,6 +29,7 @@ from xfchat.domain.access import (
     ChannelAccess,
     Need,
     access_channel,
+    direct_refused,
     missing,
     viewers_among,
 )
@@ -777,7 +778,11 @@ async def acknowledge(
             "user_id": str(actor.user_id),
             "last_read_seq": seq,
         }
-        if access.channel.server_id is None and raised:
+        if (
+            access.channel.server_id is None
+            and raised
+            and not await receipts_hidden(conn, access, actor.user_id)
+        ):
             await emit(conn, READ_STATE_UPDATED.to_channel(channel_id, receipt))
         else:
             await emit(conn, READ_STATE_UPDATED.to_user(actor.user_id, receipt))
@@ -785,6 +790,22 @@ async def acknowledge(
 
 
 READ_STATES_SHOWN = 1000
+
+
+async def receipts_hidden(conn: asyncpg.Connection, access: ChannelAccess, user_id: UUID) -> bool:
+    """Whether a direct conversation is closed either way (a block either way, or one
+    of the two takes messages from friends only and they are not friends): then neither
+    sees the other's read receipts. Reading is activity, as presence is, which a direct
+    conversation carries only between friends: through it someone blocked would follow
+    when the blocker reads. Either way, so it never tells a block from a choice (each
+    of the two learns as much from a send of their own)."""
+    channel = access.channel
+    if channel.kind != "direct" or channel.dm_user_low is None or channel.dm_user_high is None:
+        return False
+    if access.closed:
+        return True
+    peer = channel.dm_user_high if channel.dm_user_low == user_id else channel.dm_user_low
+    return await direct_refused(conn, peer, user_id)
 
 
 async def read_states(
@@ -797,6 +818,8 @@ async def read_states(
     `acknowledge`)."""
     access = await message_channel(conn, actor, channel_id, Permission.VIEW_CHANNEL)
     if access.channel.server_id is not None:
+        return await q.list_read_states(conn, channel_id=channel_id, limit=1, user_id=actor.user_id)
+    if await receipts_hidden(conn, access, actor.user_id):
         return await q.list_read_states(conn, channel_id=channel_id, limit=1, user_id=actor.user_id)
     states = await q.list_read_states(conn, channel_id=channel_id, limit=READ_STATES_SHOWN)
     seeing = set(await viewers_among(conn, channel_id, [s.user_id for s in states]))
