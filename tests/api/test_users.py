@@ -10,6 +10,7 @@ from tests import factories
 from tests.factories import PASSWORD, AppWith, MakeUser
 from tests.support import listening
 from xfchat.domain import accounts
+from xfchat.errors import Unauthorized
 from xfchat.settings import Settings
 
 
@@ -118,6 +119,57 @@ async def test_sessions_list_the_devices_and_one_can_be_revoked(
     assert (await client.get("/api/users/@me", headers=laptop.headers)).status_code == 200
     listed = (await client.get("/api/users/@me/sessions", headers=laptop.headers)).json()
     assert [s["user_agent"] for s in listed] == ["Laptop/1"]
+
+
+async def test_log_out_everywhere_else_revokes_every_other_session_at_once(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """Was: no such route; the browser client revoked the sessions it had listed one
+    by one, so one started meanwhile (a thief's new login) stayed, and a 404 half-way
+    left the rest."""
+    laptop = await make_user(user_agent="Laptop/1")
+    phone = await factories.login(pool, settings, laptop, user_agent="Phone/2")
+    tablet = await factories.login(pool, settings, laptop, user_agent="Tablet/3")
+    other = await make_user()
+    gone = await client.delete("/api/users/@me/sessions", headers=laptop.headers)
+    assert gone.status_code == 204
+    for ended in (phone, tablet):
+        denied = await client.get("/api/users/@me", headers=ended.headers)
+        assert denied.status_code == 401 and denied.json()["code"] == "SESSION_REVOKED"
+    assert (await client.get("/api/users/@me", headers=other.headers)).status_code == 200
+    listed = (await client.get("/api/users/@me/sessions", headers=laptop.headers)).json()
+    assert [(s["user_agent"], s["current"]) for s in listed] == [("Laptop/1", True)]
+    async with pool.acquire() as conn:
+        reasons = await conn.fetch(
+            "SELECT revoked_reason FROM sessions WHERE id = ANY($1::uuid[])",
+            [phone.session_id, tablet.session_id],
+        )
+        told = await conn.fetchval(
+            "SELECT count(*) FROM events WHERE type = 'session.revoked'"
+            " AND data->>'session_id' = ANY($1::text[])",
+            [str(phone.session_id), str(tablet.session_id)],
+        )
+    assert [r[0] for r in reasons] == ["revoked", "revoked"] and told == 2
+    again = await client.delete("/api/users/@me/sessions", headers=laptop.headers)
+    assert again.status_code == 204  # (nothing left to end: nothing told)
+
+
+async def test_log_out_everywhere_else_from_a_session_ended_meanwhile_ends_nothing(
+    make_user: MakeUser, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """A thief's session that the owner ended while its own "log out everywhere else"
+    waited does not end the owner's sessions in turn (its token passed before)."""
+    owner = await make_user()
+    thief = await factories.login(pool, settings, owner)
+    async with pool.acquire() as conn:
+        await accounts.revoke_session(conn, owner.actor, thief.session_id)
+        with pytest.raises(Unauthorized) as refused:
+            await accounts.revoke_other_sessions(conn, thief.actor)
+        assert refused.value.code == "SESSION_REVOKED"
+        live = await conn.fetchval(
+            "SELECT revoked_at IS NULL FROM sessions WHERE id = $1", owner.session_id
+        )
+    assert live
 
 
 async def test_another_users_session_cannot_be_revoked(

@@ -278,6 +278,27 @@ async def test_the_session_a_login_past_the_limit_ends_closes_its_streams(
     assert await gw.closed_with() == 4012
 
 
+async def test_log_out_everywhere_else_closes_the_other_sessions_streams(
+    server: str, http: Http, make_user: MakeUser, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """The sessions `DELETE /api/users/@me/sessions` ends lose their gateway and SSE
+    connections at once; the asking session's own stay open."""
+    ben = await make_user("ben")
+    phone = await factories.login(pool, settings, ben)
+    gw = await GatewayClient.connect(server, phone.access_token)
+    await gw.next("ready")
+    own = await GatewayClient.connect(server, ben.access_token)
+    await own.next("ready")
+    async with sse_stream(server, phone.access_token) as stream:
+        ended = await http(server).delete("/api/users/@me/sessions", headers=ben.headers)
+        assert ended.status_code == 204
+        closed = await stream.next("closed")
+        assert closed.data["reason"] == "session_revoked"
+    assert await gw.closed_with() == 4012
+    told = await own.next("session.revoked")
+    assert told["d"] == {"session_id": str(phone.session_id), "reason": "revoked"}
+
+
 @pytest.fixture(scope="module")
 def braid_client() -> None:
     if not node_available():

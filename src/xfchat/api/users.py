@@ -180,6 +180,15 @@ async def get_sessions(actor: CurrentActor, conn: Conn) -> list[SessionOut]:
     ]
 
 
+@router.delete("/@me/sessions", status_code=204, response_class=Response)
+async def delete_other_sessions(actor: CurrentActor, conn: Conn, request: Request) -> Response:
+    """Log out everywhere else: revoke every session of yours but this one, at once
+    (their tokens stop working and their real-time connections close)."""
+    for session_id in await accounts.revoke_other_sessions(conn, actor):
+        request.app.state.sessions.forget_session(session_id)
+    return Response(status_code=204)
+
+
 @router.delete("/@me/sessions/{session_id}", status_code=204, response_class=Response)
 async def delete_session(
     session_id: UUID, actor: CurrentActor, conn: Conn, request: Request

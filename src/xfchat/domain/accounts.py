@@ -498,6 +498,26 @@ async def revoke_session(
             await emit(conn, session_revoked(actor.user_id, session_id, reason))
 
 
+async def revoke_other_sessions(conn: asyncpg.Connection, actor: Actor) -> list[UUID]:
+    """End every session of the actor's but the one asking ("log out everywhere
+    else"), at once: also one started while the asker read the list, which revoking
+    them one by one would leave. Under the sessions lock, as a password change ends
+    them. Returns the sessions ended."""
+    async with conn.transaction():
+        await lock_sessions(conn, actor.user_id)
+        # (ended meanwhile: by the sessions list of another, the owner's, which this
+        # one, a thief's, must not answer by ending the owner's in turn)
+        asker = await sessions_q.get_session_for_update(conn, session_id=actor.session_id)
+        if asker is None:
+            raise session_ended()
+        _check_live(asker)
+        ended = await sessions_q.revoke_other_sessions(
+            conn, user_id=actor.user_id, keep=actor.session_id, reason="revoked"
+        )
+        await emit_many(conn, [session_revoked(actor.user_id, sid, "revoked") for sid in ended])
+    return ended
+
+
 async def list_sessions(conn: asyncpg.Connection, actor: Actor) -> list[sessions_q.SessionRow]:
     """The actor's live sessions, newest first: at most MAX_LIVE_SESSIONS."""
     return await sessions_q.list_live_sessions(conn, user_id=actor.user_id, limit=MAX_LIVE_SESSIONS)

@@ -417,7 +417,8 @@ SESSION_REVOKED = EventType(
     U,
     SessionRevokedPayload,
     "A session of yours ended (its streams close). `reason`: `logout`, `revoked` (from the"
-    " sessions list, or another session turned two-factor sign-in on), `password_changed`, `token_reuse` (a used refresh token came back),"
+    " sessions list, one or all but the asking one, or another session turned two-factor"
+    " sign-in on), `password_changed`, `token_reuse` (a used refresh token came back),"
     " `session_limit` (a login past the account's 100 live sessions ended this least"
     " recently used one) or `account_deleted` (the account was deleted).",
 )

@@ -222,10 +222,12 @@ class Account {
     }
     if (this.tab !== "sessions") return undefined;
     const others = list.filter((s) => !s.current);
-    const revoke = async (ids) => {
+    // One session by its id; all the others (null) in one request, so that one started
+    // since the list was read goes too.
+    const revoke = async (id) => {
       try {
-        for (const id of ids) await this.call("DELETE", `/api/users/@me/sessions/${id}`);
-        toast(ids.length === 1 ? "Session logged out" : "Logged out everywhere else", "info");
+        await this.call("DELETE", id ? `/api/users/@me/sessions/${id}` : "/api/users/@me/sessions");
+        toast(id ? "Session logged out" : "Logged out everywhere else", "info");
       } catch (err) {
         toast(describe(err));
       }
@@ -240,12 +242,12 @@ class Account {
           "li",
           null,
           h("div", { class: "session-meta" }, h("strong", null, agentName(s.user_agent)), s.current ? h("span", { class: "pill pill-on" }, "This device") : null, h("span", { class: "muted" }, `${s.ip || "unknown address"} · last active ${fmtFull(s.last_used_at)}`)),
-          s.current ? null : h("button", { class: "btn btn-small btn-danger", type: "button", "aria-label": `Log out ${agentName(s.user_agent)}, last active ${fmtFull(s.last_used_at)}`, onclick: () => revoke([s.id]) }, "Log out"),
+          s.current ? null : h("button", { class: "btn btn-small btn-danger", type: "button", "aria-label": `Log out ${agentName(s.user_agent)}, last active ${fmtFull(s.last_used_at)}`, onclick: () => revoke(s.id) }, "Log out"),
         ),
       )),
       others.length
         ? h("div", { class: "row-end" }, h("button", { class: "btn btn-danger", type: "button", onclick: async () => {
-            if (await confirmDialog("Log out everywhere else", `Log out your ${others.length} other session${others.length === 1 ? "" : "s"}?`, "Log out")) revoke(others.map((s) => s.id));
+            if (await confirmDialog("Log out everywhere else", `Log out your ${others.length} other session${others.length === 1 ? "" : "s"}?`, "Log out")) revoke(null);
           } }, "Log out everywhere else"))
         : h("p", { class: "muted" }, "You are logged in nowhere else."),
     );
