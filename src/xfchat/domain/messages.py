@@ -120,7 +120,9 @@ def message_json(
         "mentions": [str(m) for m in row.mentions],
         "mention_roles": [str(r) for r in row.mention_roles],
         "mention_everyone": row.mention_everyone,
-        "nonce": row.nonce,
+        # (a deleted message's row keeps its nonce, so that its author's retry of the
+        # send is answered as the repeat it is; nobody is shown it: the sender chose it)
+        "nonce": None if deleted else row.nonce,
         "pinned": row.pinned_at is not None,
         "reactions": reactions or [],
         "attachments": attachments or [],

@@ -397,7 +397,7 @@ SCRUB_BATCH = 5000  # events emptied per statement, at most (of one message, or 
 async def scrub_message_events(
     conn: asyncpg.Connection, *, channel_id: UUID, message_ids: list[UUID], deleted_at: str
 ) -> int:
-    """Empty the text (and the files and reactions) of deleted messages in the events that
+    """Empty the text (and the nonce, files and reactions) of deleted messages in the events that
     carried it, which then look as the messages do in history (deleted, with their time,
     no reactions, unpinned), in the previews of them that replies (and pin notices)
     carry, and in their reactions' own events (an emoji is text of up to 64 characters:
@@ -406,8 +406,9 @@ async def scrub_message_events(
     SCRUB_BATCH events a statement (all in the caller's transaction), so that no
     statement outlasts the statement timeout however many edits, pins and reaction
     toggles named a message."""
-    tombstone = {
+    tombstone: dict[str, object] = {
         "content": "",
+        "nonce": None,
         "deleted": True,
         "deleted_at": deleted_at,
         "attachments": [],
