@@ -95,7 +95,11 @@ async def test_a_ban_deletes_only_the_users_messages_in_the_server_within_the_wi
     (entry,) = await _audited(client, srv, ann)
     assert entry["actor_id"] == str(mod.id) and entry["target_id"] == str(ben.id)
     assert entry["reason"] == "raid"
-    assert entry["changes"] == {"delete_message_seconds": 3600, "deleted_messages": 2}
+    assert entry["changes"] == {
+        "delete_message_seconds": 3600,
+        "deleted_messages": 2,
+        "deleted_in": {srv.general: 1, other: 1},
+    }
 
 
 async def test_a_bans_deletion_takes_at_most_the_bound_newest_first(
@@ -115,7 +119,11 @@ async def test_a_bans_deletion_takes_at_most_the_bound_newest_first(
     assert [history[m]["deleted"] for m in sent] == [False, False, True, True]
     assert await _deleted_in(pool, srv.general) == sent[2:]
     (entry,) = await _audited(client, srv, ann)
-    assert entry["changes"] == {"delete_message_seconds": 600, "deleted_messages": 2}
+    assert entry["changes"] == {
+        "delete_message_seconds": 600,
+        "deleted_messages": 2,
+        "deleted_in": {srv.general: 2},
+    }
     assert members.MAX_BAN_DELETED_MESSAGES == 1000  # (as the README says)
 
 
@@ -143,7 +151,11 @@ async def test_delete_message_seconds_out_of_range_or_not_an_integer_is_400(
     assert week.status_code == 204
     assert await _deleted_in(pool, srv.general) == [kept]
     (entry,) = await _audited(client, srv, ann)
-    assert entry["changes"] == {"delete_message_seconds": 604800, "deleted_messages": 1}
+    assert entry["changes"] == {
+        "delete_message_seconds": 604800,
+        "deleted_messages": 1,
+        "deleted_in": {srv.general: 1},
+    }
 
 
 async def test_a_refused_ban_deletes_nothing(

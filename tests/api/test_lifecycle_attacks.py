@@ -10,7 +10,8 @@ import asyncpg
 import httpx
 
 from tests import factories
-from tests.factories import MakeUser, community
+from tests.factories import MakeUser, community, override, role
+from xfchat.domain.permissions import Permission as P
 
 
 async def test_a_deleted_messages_nonce_is_gone_from_history_events_and_repeats(
@@ -45,3 +46,40 @@ async def test_a_deleted_messages_nonce_is_gone_from_history_events_and_repeats(
     assert again.status_code == 200 and again.json()["id"] == mid
     assert again.json()["deleted"] and again.json()["nonce"] is None
     assert [m["id"] for m in (await client.get(url, headers=ben.headers)).json()] == [mid]
+
+
+async def test_a_bans_deletion_count_tells_a_reader_only_of_the_channels_they_see(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """A ban with `delete_message_seconds` deletes the user's messages in every channel,
+    those its moderator cannot see too. Was: its audit entry's `deleted_messages` counted
+    them all for every reader of the audit log, so a moderator kept out of #secret
+    learnt, from the count less the deletions they saw, how many messages the banned
+    user had sent there (the audit log leaves out every entry about a hidden channel).
+    Now a reader is shown the count of the channels they see, by channel; the owner all."""
+    ann, mod, ben = [await make_user(n) for n in ("ann", "mod", "ben")]
+    srv = await community(client, ann, mod, ben)
+    await role(client, srv, ann, "mods", int(P.BAN_MEMBERS | P.VIEW_AUDIT_LOG), mod)
+    secret = str((await factories.server_channel(client, srv, ann, "secret"))["id"])
+    hidden = await override(client, ann, secret, "member", mod.id, deny=int(P.VIEW_CHANNEL))
+    assert hidden.status_code == 200, hidden.text
+    await factories.say(client, ben, srv.general, "spam")
+    for i in range(3):
+        await factories.say(client, ben, secret, f"plotting {i}")
+    banned = await client.put(
+        srv.url(f"/bans/{ben.id}"), headers=mod.headers, json={"delete_message_seconds": 3600}
+    )
+    assert banned.status_code == 204, banned.text
+    url = srv.url("/audit-log?action=member.banned")
+    (seen_by_mod,) = (await client.get(url, headers=mod.headers)).json()
+    assert seen_by_mod["changes"] == {
+        "delete_message_seconds": 3600,
+        "deleted_messages": 1,
+        "deleted_in": {srv.general: 1},
+    }
+    (seen_by_owner,) = (await client.get(url, headers=ann.headers)).json()
+    assert seen_by_owner["changes"] == {
+        "delete_message_seconds": 3600,
+        "deleted_messages": 4,
+        "deleted_in": {srv.general: 1, secret: 3},
+    }

@@ -415,9 +415,18 @@ async def ban_member(
             )
             events += gone
             deleted = len(gone)
+            # How many in each channel: the audit log shows a reader only the count of
+            # the channels they see (servers.py, _readable), as it leaves out what
+            # happened in the others.
+            deleted_in: dict[str, int] = {}
+            for event in gone:
+                deleted_in[str(event.data["channel_id"])] = (
+                    deleted_in.get(str(event.data["channel_id"]), 0) + 1
+                )
             changes = {
                 "delete_message_seconds": delete_message_seconds,
                 "deleted_messages": deleted,
+                "deleted_in": deleted_in,
             }
         await emit_many(conn, events)
         await audit(

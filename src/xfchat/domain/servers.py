@@ -373,6 +373,20 @@ async def delete_server(conn: asyncpg.Connection, actor: Actor, server_id: UUID)
         await media_q.delete_uploaded_icon(conn, url=server.icon_url if server else None)
 
 
+def _ban_deletions_seen(changes: dict[str, Any], seen: set[str]) -> dict[str, Any]:
+    """A ban's deletions as a reader who sees only the channels `seen` is shown them:
+    the count of those channels' alone (the ban deleted in every channel, and the whole
+    count told them how many messages the user had sent where they cannot look). An
+    entry written before the counts were kept by channel (no `deleted_in`) says no
+    count to them."""
+    by_channel = changes.get("deleted_in")
+    shown = {k: v for k, v in changes.items() if k not in ("deleted_messages", "deleted_in")}
+    if not isinstance(by_channel, dict):
+        return shown
+    mine = {c: n for c, n in by_channel.items() if c in seen}
+    return {**shown, "deleted_messages": sum(mine.values()), "deleted_in": mine}
+
+
 async def _readable(
     conn: asyncpg.Connection, access: ServerAccess, rows: list[audit_q.AuditRow]
 ) -> list[audit_q.AuditRow]:
@@ -400,6 +414,8 @@ async def _readable(
                 continue
         if r.action == "channel.reordered":
             r = replace(r, changes={k: v for k, v in r.changes.items() if k in seen})
+        if r.action == "member.banned" and "deleted_messages" in r.changes:
+            r = replace(r, changes=_ban_deletions_seen(r.changes, seen))
         if r.target_type == "invite" and not access.can(Permission.MANAGE_SERVER):
             r = replace(r, changes={k: v for k, v in r.changes.items() if k != "code"})
         out.append(r)
