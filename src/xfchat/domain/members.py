@@ -8,6 +8,7 @@ their connections from that place in the log on), `member.removed` to the others
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -418,15 +419,11 @@ async def ban_member(
             # How many in each channel: the audit log shows a reader only the count of
             # the channels they see (servers.py, _readable), as it leaves out what
             # happened in the others.
-            deleted_in: dict[str, int] = {}
-            for event in gone:
-                deleted_in[str(event.data["channel_id"])] = (
-                    deleted_in.get(str(event.data["channel_id"]), 0) + 1
-                )
+            deleted_in = Counter(str(event.data["channel_id"]) for event in gone)
             changes = {
                 "delete_message_seconds": delete_message_seconds,
                 "deleted_messages": deleted,
-                "deleted_in": deleted_in,
+                "deleted_in": dict(deleted_in),
             }
         await emit_many(conn, events)
         await audit(
