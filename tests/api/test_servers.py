@@ -304,6 +304,41 @@ async def test_a_timed_out_member_reads_but_cannot_send_or_react(
     ).status_code == 201
 
 
+async def test_a_timed_out_moderator_deleting_anothers_message_is_told_of_the_timeout(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """Was: 403 NOT_MESSAGE_AUTHOR ("only the author deletes a message"), a moderator
+    told they may not delete what they deleted yesterday, where pinning, kicking and
+    bulk-deleting said TIMED_OUT."""
+    ann, mod, ben = [await make_user(n) for n in ("ann", "mod", "ben")]
+    srv = await community(client, ann, mod, ben)
+    await role(client, srv, ann, "mods", int(P.MANAGE_MESSAGES), mod)
+    said = await factories.say(client, ben, srv.general, "spam")
+    until = (datetime.now(UTC) + timedelta(minutes=10)).isoformat()
+    timed = await client.patch(
+        srv.url(f"/members/{mod.id}"), headers=ann.headers, json={"timed_out_until": until}
+    )
+    assert timed.status_code == 200
+    url = f"/api/channels/{srv.general}/messages"
+    one = await client.delete(f"{url}/{said['id']}", headers=mod.headers)
+    assert (one.status_code, one.json()["code"]) == (403, "TIMED_OUT")
+    bulk = await client.post(
+        f"{url}/bulk-delete", headers=mod.headers, json={"messages": [said["id"]]}
+    )
+    assert (bulk.status_code, bulk.json()["code"]) == (403, "TIMED_OUT")
+    # Nothing went; and without the timeout the same deletion works.
+    assert (await client.get(f"{url}/{said['id']}", headers=ann.headers)).json()["deleted"] is False
+    ended = await client.patch(
+        srv.url(f"/members/{mod.id}"), headers=ann.headers, json={"timed_out_until": None}
+    )
+    assert ended.status_code == 200
+    assert (await client.delete(f"{url}/{said['id']}", headers=mod.headers)).status_code == 204
+    # A member who never held MANAGE_MESSAGES is still told it is not theirs.
+    mine = await factories.say(client, ann, srv.general, "mine")
+    not_theirs = await client.delete(f"{url}/{mine['id']}", headers=ben.headers)
+    assert (not_theirs.status_code, not_theirs.json()["code"]) == (403, "NOT_MESSAGE_AUTHOR")
+
+
 async def test_counts_and_switches_take_only_json_numbers_and_booleans(
     client: httpx.AsyncClient, make_user: MakeUser
 ) -> None:

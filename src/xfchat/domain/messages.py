@@ -31,6 +31,7 @@ from xfchat.domain.access import (
     access_channel,
     direct_refused,
     missing,
+    timed_out,
     viewers_among,
 )
 from xfchat.domain.accounts import Actor
@@ -430,7 +431,7 @@ async def delete_message(
     may be named (any other id, existing or not, is MISSING_PERMISSIONS).
 
     Raises: NotFound (CHANNEL_NOT_FOUND, MESSAGE_NOT_FOUND); Forbidden
-    (NOT_MESSAGE_AUTHOR, MISSING_PERMISSIONS)."""
+    (NOT_MESSAGE_AUTHOR, TIMED_OUT for another's while timed out, MISSING_PERMISSIONS)."""
     async with conn.transaction():
         # (a moderator's is audited: the server first, as every change of it takes them)
         await servers_q.key_share_channel_server(conn, channel_id=channel_id)
@@ -441,6 +442,9 @@ async def delete_message(
         if row is None:
             raise message_not_found()
         if row.author_id != actor.user_id and not access.can(Permission.MANAGE_MESSAGES):
+            # (a timeout takes MANAGE_MESSAGES away: a moderator is told why, as a pin is)
+            if access.facts is not None and access.facts.timed_out:
+                raise timed_out()
             raise Forbidden("only the author deletes a message", code="NOT_MESSAGE_AUTHOR")
         if row.deleted_at is not None:
             return
