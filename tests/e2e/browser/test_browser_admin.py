@@ -213,6 +213,26 @@ async def test_the_audit_log_says_whom_each_entry_is_about(site: Site, browsers:
         await expect(entry).to_contain_text(about)
 
 
+async def test_the_audit_log_says_whose_message_a_moderator_deleted_and_where(
+    site: Site, browsers: Browsers
+) -> None:
+    """Was: a moderator's deletion showed as "Alice message.deleted" and nothing else:
+    not whose message it was nor in which channel, which the entry's changes carry."""
+    async with api_as(site.base, "eve") as api:
+        said = await api.post(f"/api/channels/{GENERAL}/messages", json={"content": "spam"})
+        assert said.status_code == 201
+    async with api_as(site.base, "alice") as api:
+        gone = await api.delete(f"/api/channels/{GENERAL}/messages/{said.json()['id']}")
+        assert gone.status_code == 204
+    alice = await browsers.logged_in(site.base, "alice")
+    settings = await open_settings(alice)
+    await settings.get_by_role("tab", name="Audit log").click()
+    entry = settings.locator("ol.audit > li").filter(
+        has=alice.get_by_text("message.deleted", exact=True)
+    )
+    await expect(entry).to_contain_text("Eve · #general")
+
+
 async def test_the_audit_log_keeps_its_pages_through_an_event(
     site: Site, browsers: Browsers
 ) -> None:

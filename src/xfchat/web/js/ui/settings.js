@@ -538,6 +538,8 @@ class Settings {
         return [channelName(e.target_id, c.name), target].filter(Boolean).join(" · ");
       }
       if (e.target_type === "invite") return c.code || null;
+      // (a moderator's deletion: whose message, and where)
+      if (e.target_type === "message") return [c.author_id ? displayName(store.user(c.author_id)) : null, c.channel_id ? channelName(c.channel_id) : null].filter(Boolean).join(" · ") || null;
       return null;
     };
     const unknownUsers = async (entries) => {
@@ -546,6 +548,7 @@ class Settings {
         ids.add(e.actor_id);
         if (e.target_type === "user") ids.add(e.target_id);
         if (e.changes && e.changes.kind === "member" && e.changes.id) ids.add(e.changes.id);
+        if (e.target_type === "message" && e.changes && e.changes.author_id) ids.add(e.changes.author_id);
       }
       const want = [...ids].filter((id) => id && !store.users.has(id));
       for (let i = 0; i < want.length; i += 100) {
