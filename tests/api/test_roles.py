@@ -184,6 +184,49 @@ async def test_a_channel_hidden_by_an_override_is_404_and_absent_everywhere(
     ).status_code == 200
 
 
+async def test_an_override_removed_is_audited_with_what_it_allowed_and_denied(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """Was: override.deleted recorded `allow` and `deny` as "0", what the override
+    became rather than what it was: the log could not say what was taken away (Discord's
+    overwrite deletion keeps the old values)."""
+    ann, ben = [await make_user(n) for n in ("ann", "ben")]
+    srv = await community(client, ann, ben)
+    allow, deny = int(P.MENTION_EVERYONE), int(P.ATTACH_FILES)
+    ch = f"/api/channels/{srv.general}/overrides/member/{ben.id}"
+    assert (
+        await override(client, ann, srv.general, "member", ben.id, allow=allow, deny=deny)
+    ).status_code == 200
+    removed = await client.delete(ch, headers={**ann.headers, "X-Audit-Log-Reason": "done"})
+    assert removed.status_code == 200
+    log = await client.get(srv.url("/audit-log?action=override.deleted"), headers=ann.headers)
+    [entry] = log.json()
+    assert (entry["target_type"], entry["target_id"], entry["reason"]) == (
+        "channel",
+        srv.general,
+        "done",
+    )
+    assert entry["changes"] == {
+        "kind": "member",
+        "id": str(ben.id),
+        "allow": str(allow),
+        "deny": str(deny),
+    }
+    # A setting is still recorded as what it is now.
+    assert (
+        await override(client, ann, srv.general, "role", srv.everyone_role, deny=deny)
+    ).status_code == 200
+    log = await client.get(
+        srv.url("/audit-log?action=override.updated&limit=1"), headers=ann.headers
+    )
+    assert log.json()[0]["changes"] == {
+        "kind": "role",
+        "id": srv.everyone_role,
+        "allow": "0",
+        "deny": str(deny),
+    }
+
+
 async def test_channels_are_made_changed_reordered_and_deleted(
     client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
 ) -> None:

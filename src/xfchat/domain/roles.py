@@ -554,17 +554,19 @@ async def set_override(
         updates = await overrides_changed(conn, [channel.channel], followers)
         await emit_many(conn, updates)
         payload = cast(ServerChannelPayload, updates[0].data)
+        # (a removal records what the override allowed and denied: what was taken away)
+        logged = old if removing else (allow or 0, deny or 0)
         await audit(
             conn,
             access,
-            "override.updated" if allow is not None or deny is not None else "override.deleted",
+            "override.deleted" if removing else "override.updated",
             target_type="channel",
             target_id=channel_id,
             changes={
                 "kind": kind,
                 "id": str(target_id),
-                "allow": str(allow or 0),
-                "deny": str(deny or 0),
+                "allow": str(logged[0]),
+                "deny": str(logged[1]),
             },
             reason=reason,
         )
