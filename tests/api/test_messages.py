@@ -1041,3 +1041,44 @@ async def test_a_content_type_without_a_media_type_is_415_and_none_is_json_every
         for method, url, raw in attempts():
             answer = await client.request(method, url, headers=headers, content=raw)
             assert answer.status_code < 300, (kind, url, answer.text)
+
+
+async def test_a_moderator_removes_someone_elses_reaction(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    """Was: a reaction could be taken away only by whoever gave it (`.../@me`): a raider's
+    slur as a reaction stayed on a message until its author deleted the message itself,
+    where Discord's moderators remove it (MANAGE_MESSAGES)."""
+    ann, mod, ben = [await make_user(n) for n in ("ann", "mod", "ben")]
+    srv = await factories.community(client, ann, mod, ben)
+    await factories.role(client, srv, ann, "mods", int(P.MANAGE_MESSAGES), mod)
+    said = await factories.say(client, ann, srv.general, "welcome")
+    url = f"/api/channels/{srv.general}/messages/{said['id']}/reactions"
+    for who, emoji in ((ben, "🤬"), (ann, "🤬"), (ben, "👍")):
+        assert (await client.put(f"{url}/{emoji}/@me", headers=who.headers)).status_code == 204
+    # Without MANAGE_MESSAGES: 403, nothing removed.
+    refused = await client.delete(f"{url}/🤬/{ann.id}", headers=ben.headers)
+    assert (refused.status_code, refused.json()["code"]) == (403, "MISSING_PERMISSIONS")
+    gone = await client.delete(f"{url}/🤬/{ben.id}", headers=mod.headers)
+    assert gone.status_code == 204
+    # Only ben's, only that emoji; a spelling with the variation selector is the same one.
+    again = await client.delete(f"{url}/🤬\ufe0f/{ben.id}", headers=mod.headers)
+    assert again.status_code == 204
+    who = await client.get(f"{url}/🤬", headers=ann.headers)
+    assert [u["id"] for u in who.json()] == [str(ann.id)]
+    thumbs = await client.get(f"{url}/👍", headers=ann.headers)
+    assert [u["id"] for u in thumbs.json()] == [str(ben.id)]
+    events = await factories.events_of(conn, "channel", UUID(srv.general))
+    removed = [d for t, d in events if t == "reaction.removed"]
+    assert removed == [
+        {
+            "message_id": said["id"],
+            "channel_id": srv.general,
+            "user_id": str(ben.id),
+            "emoji": "🤬",
+        }
+    ]
+    missing = await client.delete(
+        f"{url}/🤬/{ben.id}".replace(said["id"], str(uuid.uuid4())), headers=mod.headers
+    )
+    assert (missing.status_code, missing.json()["code"]) == (404, "MESSAGE_NOT_FOUND")

@@ -434,3 +434,20 @@ async def delete_reaction(
     """Counted in `reactions` per user (XFCHAT_RATE_REACTIONS_USER)."""
     await messages.react(conn, actor, channel_id, message_id, emoji, add=False)
     return Response(status_code=204)
+
+
+@router.delete(
+    "/{message_id}/reactions/{emoji}/{user_id}", status_code=204, response_class=Response
+)
+async def delete_user_reaction(
+    channel_id: UUID,
+    message_id: UUID,
+    emoji: str,
+    user_id: UUID,
+    actor: ReactingActor,
+    conn: Conn,
+) -> Response:
+    """A moderator removes someone's reaction (MANAGE_MESSAGES and
+    READ_MESSAGE_HISTORY). Counted in `reactions` per user."""
+    await messages.remove_reaction(conn, actor, channel_id, message_id, emoji, user_id)
+    return Response(status_code=204)

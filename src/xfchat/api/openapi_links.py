@@ -24,6 +24,7 @@ COLLECTIONS = {
     "sessions": ("session_id",),
     "users": ("user_id",),
     "attachments": ("attachment_id",),
+    "reactions": ("user_id",),  # who reacted with an emoji: their public profiles
 }
 SUCCESS_BODY = "application/json"
 

@@ -243,7 +243,8 @@ REACTION_REMOVED = EventType(
     "reaction.removed",
     C,
     ReactionChangePayload,
-    "Someone took a reaction back, as it is spelt on the message; one for each spelling"
+    "Someone took a reaction back, or a moderator took it away, as it is spelt on the"
+    " message; one for each spelling"
     " when a message holds the same emoji in two (stored before emoji were compared with"
     " their variation selectors aside). Replayed after the message was deleted, `emoji` is"
     " empty.",

@@ -756,6 +756,46 @@ async def react(
                 )
 
 
+async def remove_reaction(
+    conn: asyncpg.Connection,
+    actor: Actor,
+    channel_id: UUID,
+    message_id: UUID,
+    emoji: str,
+    user_id: UUID,
+) -> None:
+    """A moderator (MANAGE_MESSAGES and READ_MESSAGE_HISTORY, as Discord asks) takes
+    away someone's reaction, in whatever spelling it was given; one that is not there
+    changes nothing. Everyone who sees the channel gets `reaction.removed` naming the
+    reactor, as when they take it back.
+
+    Raises: BadRequest (INVALID_EMOJI); NotFound (CHANNEL_NOT_FOUND, MESSAGE_NOT_FOUND);
+    Forbidden (MISSING_PERMISSIONS, TIMED_OUT)."""
+    check_emoji(emoji)
+    async with conn.transaction():
+        await message_channel(
+            conn, actor, channel_id, Permission.MANAGE_MESSAGES | HISTORY, write=True
+        )
+        row = await q.get_message_for_update(conn, channel_id=channel_id, message_id=message_id)
+        if row is None or row.deleted_at is not None:
+            raise message_not_found()
+        stored = await q.list_reaction_emoji(conn, message_id=message_id, user_id=user_id)
+        for form in [r.emoji for r in same_reaction(stored, emoji) if r.mine]:
+            if await q.delete_reaction(conn, message_id=message_id, user_id=user_id, emoji=form):
+                await emit(
+                    conn,
+                    REACTION_REMOVED.to_channel(
+                        channel_id,
+                        {
+                            "message_id": str(message_id),
+                            "channel_id": str(channel_id),
+                            "user_id": str(user_id),
+                            "emoji": form,
+                        },
+                    ),
+                )
+
+
 async def acknowledge(
     conn: asyncpg.Connection, actor: Actor, channel_id: UUID, seq: int
 ) -> q.ReadStateRow:
