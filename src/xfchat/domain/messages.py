@@ -738,22 +738,36 @@ async def react(
             spelt = [same[0].emoji] if same else [reaction_form(emoji)]
         else:
             spelt = [r.emoji for r in same if r.mine]
-        change = q.insert_reaction if add else q.delete_reaction
-        for form in spelt:
-            if await change(conn, message_id=message_id, user_id=actor.user_id, emoji=form):
-                event = REACTION_ADDED if add else REACTION_REMOVED
-                await emit(
-                    conn,
-                    event.to_channel(
-                        channel_id,
-                        {
-                            "message_id": str(message_id),
-                            "channel_id": str(channel_id),
-                            "user_id": str(actor.user_id),
-                            "emoji": form,
-                        },
-                    ),
-                )
+        await _change_reactions(conn, channel_id, message_id, actor.user_id, spelt, add=add)
+
+
+async def _change_reactions(
+    conn: asyncpg.Connection,
+    channel_id: UUID,
+    message_id: UUID,
+    user_id: UUID,
+    spelt: list[str],
+    *,
+    add: bool,
+) -> None:
+    """Add or remove the user's reaction in each of these spellings, telling everyone
+    who sees the channel of each that changed."""
+    change = q.insert_reaction if add else q.delete_reaction
+    event = REACTION_ADDED if add else REACTION_REMOVED
+    for form in spelt:
+        if await change(conn, message_id=message_id, user_id=user_id, emoji=form):
+            await emit(
+                conn,
+                event.to_channel(
+                    channel_id,
+                    {
+                        "message_id": str(message_id),
+                        "channel_id": str(channel_id),
+                        "user_id": str(user_id),
+                        "emoji": form,
+                    },
+                ),
+            )
 
 
 async def remove_reaction(
@@ -780,20 +794,8 @@ async def remove_reaction(
         if row is None or row.deleted_at is not None:
             raise message_not_found()
         stored = await q.list_reaction_emoji(conn, message_id=message_id, user_id=user_id)
-        for form in [r.emoji for r in same_reaction(stored, emoji) if r.mine]:
-            if await q.delete_reaction(conn, message_id=message_id, user_id=user_id, emoji=form):
-                await emit(
-                    conn,
-                    REACTION_REMOVED.to_channel(
-                        channel_id,
-                        {
-                            "message_id": str(message_id),
-                            "channel_id": str(channel_id),
-                            "user_id": str(user_id),
-                            "emoji": form,
-                        },
-                    ),
-                )
+        spelt = [r.emoji for r in same_reaction(stored, emoji) if r.mine]
+        await _change_reactions(conn, channel_id, message_id, user_id, spelt, add=False)
 
 
 async def acknowledge(
