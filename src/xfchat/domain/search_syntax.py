@@ -102,7 +102,8 @@ def parse(q: str) -> Query:
             i += 1
             continue
         start = i
-        negated = q[i] == "-" and i + 1 < len(q) and not q[i + 1].isspace()
+        # (`--dry-run` is a command-line flag to find, not an exclusion of `-dry-run`)
+        negated = q[i] == "-" and i + 1 < len(q) and not q[i + 1].isspace() and q[i + 1] != "-"
         if negated:
             i += 1
         i = _clause(q, i, negated, out)
