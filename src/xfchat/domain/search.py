@@ -128,6 +128,10 @@ class Plan:
     checks: list[q.Check] = field(default_factory=list)
     rank: list[str] = field(default_factory=list)  # tsquery texts, any may hold
     highlight: list[q.Check] = field(default_factory=list)  # the positive terms
+    # tsquery texts of the positive word and prefix terms, whose words a snippet marks
+    # wherever they stand (a phrase or a punctuated literal is marked where it matches,
+    # never at each of its words alone)
+    marks: list[str] = field(default_factory=list)
 
 
 async def search_messages(
@@ -414,6 +418,8 @@ async def _plan(
             plan.highlight.append(check)
             if c.words:
                 plan.rank.append(c.words)
+                if check.kind != "literal":
+                    plan.marks.append(c.words)
     for f in query.filters:
         if f.key == "has" and f.value == "link":
             plan.checks.append(q.Check("marker", "", "' has:link'", f.negated))
@@ -622,8 +628,8 @@ async def _results(
         r.id: r for r in await messages_q.list_message_views(conn, viewer=actor.user_id, ids=ids)
     }
     marked: dict[UUID, str] = {}
-    if plan.rank:  # the words of every positive term (a word term's check is its words)
-        query = " | ".join(f"({w})" for w in plan.rank)
+    if plan.marks:  # the words of every positive word or prefix term
+        query = " | ".join(f"({w})" for w in plan.marks)
         marked = {
             h.id: h.marked for h in await q.list_word_highlights(conn, message_ids=ids, query=query)
         }

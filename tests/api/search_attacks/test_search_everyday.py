@@ -24,3 +24,28 @@ async def test_a_command_line_flag_is_text_to_find_not_an_exclusion(
         assert found == ["run deploy.sh with --dry-run first"], (q, body)
     body = (await search(raw, ben, q="-dry-run")).json()  # (one minus still excludes)
     assert [r["message"]["content"] for r in body["results"]] == ["lunch at noon?"]
+
+
+def hits(body: dict[str, object]) -> list[list[str]]:
+    results = body["results"]
+    assert isinstance(results, list)
+    return [[s["text"] for s in r["snippet"] if s["hit"]] for r in results]
+
+
+async def test_a_phrase_or_punctuated_term_marks_only_where_it_matches(
+    raw: httpx.AsyncClient, client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """README: a snippet's hits are the matches; a phrase or `dry-run` matches as those
+    characters, so its words standing alone are not hits (they were marked, as a word
+    search would mark them). A word still marks its other forms."""
+    ann, ben, dm = await factories.pair(client, make_user)
+    await factories.say(client, ann, dm, "brown bears are quick, unlike the quick brown fox")
+    await factories.say(client, ann, dm, "run the dry-run again before you run it")
+    body = (await search(raw, ben, q='"quick brown"')).json()
+    assert hits(body) == [["quick brown"]]
+    body = (await search(raw, ben, q="dry-run")).json()
+    assert hits(body) == [["dry-run"]]
+    body = (await search(raw, ben, q="dry-run running")).json()  # (a word beside it)
+    assert hits(body) == [["run", "dry-run", "run"]]
+    body = (await search(raw, ben, q="bear")).json()
+    assert hits(body) == [["bears"]]
