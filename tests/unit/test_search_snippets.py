@@ -64,3 +64,26 @@ def test_hits_in_runs_nfc_changes_widen_to_the_run_and_others_stay() -> None:
     segments = snippet(content, [check, LITERAL_A], None)
     assert "".join(s["text"] for s in segments) == content
     assert [s["text"] for s in segments if s["hit"]] == ["e\u0301cole", "a"]
+
+
+def test_a_message_of_thousands_of_flags_and_hits_places_its_edges_in_linear_work() -> None:
+    """A hit's edges and the cut move to the edges of characters as a reader sees them
+    (a flag is two letters, paired from the start of their run). The first version
+    counted each flag's run back from every place it asked about, for every hit: 2,000
+    flags searched for one of them took five seconds of the event loop per message."""
+    flag = "\U0001f1e9\U0001f1ea"  # 🇩🇪
+    flags = flag * 2000
+    plain = "de" * 2000
+    found = Check(kind="literal", folded=flag, query="", negated=False)
+    base = lines_run(10**6, lambda: snippet(plain, [LITERAL_DE], None))
+    work = lines_run(4 * base, lambda: snippet(flags, [found], None))
+    assert work <= 4 * base
+    shown = snippet(flags, [found], None)
+    assert all(len(s["text"]) % 2 == 0 for s in shown if s["text"] != "…")
+    # (a hit across two flags, from one's second letter to the other's first, takes both)
+    across = Check(kind="literal", folded="\U0001f1ea\U0001f1eb", query="", negated=False)
+    shown = snippet("x \U0001f1e9\U0001f1ea\U0001f1eb\U0001f1f7 y", [across], None)
+    assert [s["text"] for s in shown if s["hit"]] == ["\U0001f1e9\U0001f1ea\U0001f1eb\U0001f1f7"]
+
+
+LITERAL_DE = Check(kind="literal", folded="de", query="", negated=False)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from bisect import bisect_right
 from collections.abc import Callable
 from typing import Any
 
@@ -51,6 +52,47 @@ def _term_spans(folded: str, check: Check) -> list[tuple[int, int]]:
         pattern = re.compile(f"[{WHITESPACE}]+".join(parts))
         return [(m.start(), m.end()) for m in pattern.finditer(folded) if m.end() > m.start()]
     return []
+
+
+# What joins the character before it into one that a reader sees: a joiner's next
+# character, variation selectors, skin tones, tags (besides the accents and other marks)
+_EXTENDS = re.compile("[\u200d\ufe00-\ufe0f\U0001f3fb-\U0001f3ff\U000e0020-\U000e007f]")
+_FLAGS = re.compile("[\U0001f1e6-\U0001f1ff]{2,}")  # (two of these letters make a flag)
+MAX_CLUSTER = 32  # a cut or a hit's edge moves at most this far to a character's edge
+
+
+class _Characters:
+    """Where `text` may be cut without splitting what a reader sees as one character: a
+    letter and its accent, an emoji and its skin tone or selector, joined emoji, a
+    flag's two letters. Each question is answered in constant time (a flag's letters
+    are paired from the start of their run, found once, in C), so placing the edges of
+    a snippet and of its hits stays linear in the message's length."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.flag_runs = [(m.start(), m.end()) for m in _FLAGS.finditer(text)]
+        self.flag_starts = [a for a, _ in self.flag_runs]
+
+    def splits(self, at: int) -> bool:
+        text = self.text
+        if at <= 0 or at >= len(text):
+            return False
+        here = text[at]
+        if text[at - 1] == "\u200d" or _EXTENDS.match(here) or unicodedata.category(here)[0] == "M":
+            return True
+        run = bisect_right(self.flag_starts, at) - 1
+        if run < 0:
+            return False
+        a, b = self.flag_runs[run]
+        return a < at < b and (at - a) % 2 == 1
+
+    def edge(self, at: int, step: int) -> int:
+        """`at`, moved by `step` (-1 or 1) to the nearest edge of a character as a
+        reader sees it (left where it is past MAX_CLUSTER)."""
+        moved = at
+        while self.splits(moved) and abs(moved - at) < MAX_CLUSTER:
+            moved += step
+        return at if self.splits(moved) else moved
 
 
 def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -105,10 +147,23 @@ def snippet(content: str, checks: list[Check], marked: str | None) -> list[dict[
             spans += _term_spans(folded, check)
         return spans
 
-    spans = _merge(_in_nfc(content, found))
-    first = spans[0][0] if spans else 0
+    # (a hit and a cut take whole characters as a reader sees them: `👋` found in `👋🏽`
+    # marks both, and a snippet never ends between a flag's two letters; only the
+    # edges near what is shown are placed: a message may hold thousands of hits)
+    chars = _Characters(content)
+    found_spans = _merge(_in_nfc(content, found))
+    first = chars.edge(found_spans[0][0], -1) if found_spans else 0
     begin = max(0, first - LEAD_CHARS) if len(content) > SNIPPET_CHARS else 0
+    begin = chars.edge(begin, -1)
     end = min(len(content), begin + SNIPPET_CHARS)
+    end = max(chars.edge(end, -1), min(end, first + 1))
+    spans = _merge(
+        [
+            (chars.edge(a, -1), chars.edge(b, 1))
+            for a, b in found_spans
+            if a < end + MAX_CLUSTER and b > begin - MAX_CLUSTER
+        ]
+    )
     segments: list[dict[str, Any]] = []
     if begin > 0:
         segments.append({"text": ELLIPSIS, "hit": False})

@@ -49,3 +49,33 @@ async def test_a_phrase_or_punctuated_term_marks_only_where_it_matches(
     assert hits(body) == [["run", "dry-run", "run"]]
     body = (await search(raw, ben, q="bear")).json()
     assert hits(body) == [["bears"]]
+
+
+async def test_a_snippet_never_cuts_a_flag_an_emoji_or_an_accent_apart(
+    raw: httpx.AsyncClient, client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """README: a snippet is up to 200 characters around the first match, cut with `…`.
+    It was cut by code points: between a flag's two letters (🇫🇷 shown as 🇫), inside
+    a family joined by U+200D, before a decomposed accent; and an emoji found in a
+    skin-toned one marked without its tone (which a client styling the hit splits)."""
+    ann, ben, dm = await factories.pair(client, make_user)
+    family = "\U0001f468\u200d\U0001f469\u200d\U0001f467"
+    endings = {
+        "flag": "🇩🇪🇫🇷 tail",
+        "family": family + " tail",
+        "accent": "e\u0301e\u0301e\u0301 tail",
+    }
+    for name, ending in endings.items():
+        await factories.say(client, ann, dm, f"needle{name} " + "x" * (190 - len(name)) + ending)
+    for name in endings:
+        body = (await search(raw, ben, q=f"needle{name}")).json()
+        (result,) = body["results"]
+        texts = [s["text"] for s in result["snippet"]]
+        assert texts[-1] == "…"
+        shown = "".join(texts[:-1])
+        assert result["message"]["content"].startswith(shown)
+        kept = shown[197:]  # (of the ending, its first 3 code points fit in 200)
+        assert kept in {"🇩🇪", "", "e\u0301"}, (name, kept)
+    await factories.say(client, ann, dm, "bye 👋🏽 all")
+    body = (await search(raw, ben, q="👋")).json()
+    assert hits(body) == [["👋🏽"]]
