@@ -17,6 +17,7 @@ from tests.e2e.browser.client import (
     USER_IDS,
     api_as,
     expect_focused,
+    message,
     open_channel,
     open_settings,
 )
@@ -231,6 +232,31 @@ async def test_the_audit_log_says_whose_message_a_moderator_deleted_and_where(
         has=alice.get_by_text("message.deleted", exact=True)
     )
     await expect(entry).to_contain_text("Eve · #general")
+
+
+async def test_a_moderator_takes_away_someones_reaction(site: Site, browsers: Browsers) -> None:
+    """Was: only a reaction's giver could take it back (the API had no route for anyone
+    else's, and the client no button): a raider's reaction stayed until the message went."""
+    async with api_as(site.base, "eve") as eve:
+        sent = await eve.post(f"/api/channels/{GENERAL}/messages", json={"content": "rate me"})
+        mid = sent.json()["id"]
+        for emoji in ("%F0%9F%91%8E", "%F0%9F%91%8D"):  # 👎 👍
+            assert (
+                await eve.put(f"/api/channels/{GENERAL}/messages/{mid}/reactions/{emoji}/@me")
+            ).status_code == 204
+    alice = await browsers.logged_in(site.base, "alice")
+    log = await open_channel(alice, "general")
+    row = message(log, "rate me")
+    await row.hover()
+    await row.get_by_role("button", name="Remove reactions").click()
+    shown = alice.get_by_role("dialog", name="Reactions")
+    await shown.get_by_role("button", name="Remove Eve's 👎").click()
+    await expect(shown.get_by_role("button", name="Remove Eve's 👎")).to_have_count(0)
+    await expect(row.get_by_role("button", name=re.compile("^👎"))).to_have_count(0)
+    await expect(row.get_by_role("button", name=re.compile("^👍 1 reaction"))).to_be_visible()
+    async with api_as(site.base, "eve") as eve:
+        held = (await eve.get(f"/api/channels/{GENERAL}/messages/{mid}")).json()
+    assert [r["emoji"] for r in held["reactions"]] == ["👍"]
 
 
 async def test_the_audit_log_keeps_its_pages_through_an_event(

@@ -2,7 +2,7 @@
 // author and day), the typing line and the composer.
 
 import { h, replace, place, repaint, nameEl, fmtDay, dayKey, toast, describe, confirmDialog, dialog } from "../dom.js";
-import { renderMessage, messageSig, emojiPicker, whoReacted, USER_MENTION, mentionsIn } from "./message.js";
+import { renderMessage, messageSig, emojiPicker, whoReacted, reactionsDialog, USER_MENTION, mentionsIn } from "./message.js";
 import { composerMethods } from "./composer.js";
 import { loadMembers } from "./members.js";
 import { P, has, channelPermissions } from "../perms.js";
@@ -76,6 +76,7 @@ export class ChatView {
       pickReaction: (m, anchor) => emojiPicker(anchor, (e) => this.react(m, e, true)),
       reactors: this.reactors,
       whoReacted: (m, r) => whoReacted(this.session, this.reactors, m, r),
+      manageReactions: (m) => reactionsDialog(this.session, m),
       reply: (m) => this.startReply(m),
       edit: (m) => this.startEdit(m),
       editor: (m) => this.editor(m),

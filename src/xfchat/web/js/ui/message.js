@@ -1,7 +1,7 @@
 // One message on screen: author, time, text with mentions and links, reply preview,
 // reactions, attachments, and its actions. Text is only ever text nodes.
 
-import { h, avatar, displayName, nameEl, isolated, fmtTime, fmtFull, fmtBytes, readableColor, ON_MENTION, toast, describe } from "../dom.js";
+import { h, avatar, displayName, nameEl, isolated, fmtTime, fmtFull, fmtBytes, readableColor, ON_MENTION, toast, describe, dialog } from "../dom.js";
 
 export const COMMON_EMOJI = ["👍", "👎", "😂", "❤️", "🎉", "😮", "😢", "🔥", "👀", "🙌", "✅", "👋", "🤔", "💯", "🚀", "🙏"];
 
@@ -169,6 +169,7 @@ function actions(m, ctx) {
   if (ctx.can.reply) buttons.push(["Reply", "↩", () => ctx.reply(m)]);
   if (mine && m.kind === "default") buttons.push(["Edit", "✎", () => ctx.edit(m)]);
   if (ctx.can.pin && m.kind === "default") buttons.push([m.pinned ? "Unpin" : "Pin", "📌", () => ctx.pin(m, !m.pinned)]);
+  if (ctx.can.manage && m.reactions.length) buttons.push(["Remove reactions", "⊘", () => ctx.manageReactions(m)]);
   if (mine || ctx.can.manage) buttons.push(["Delete", "🗑", () => ctx.remove(m)]);
   return h(
     "div",
@@ -343,4 +344,40 @@ export async function whoReacted(session, cache, m, r) {
     cache.delete(key);
     toast(describe(err));
   }
+}
+
+// A moderator's view of a message's reactions (MANAGE_MESSAGES): who gave each, the
+// first 100 of an emoji, each with a button that takes theirs away (as Discord's
+// "Reactions" view); a removal is told to everyone as `reaction.removed`.
+export async function reactionsDialog(session, m) {
+  const base = `/api/channels/${m.channel_id}/messages/${m.id}/reactions`;
+  const sections = [];
+  for (const r of m.reactions) {
+    let users;
+    try {
+      users = await session.call("GET", `${base}/${encodeURIComponent(r.emoji)}?limit=100`);
+    } catch (err) {
+      return toast(describe(err));
+    }
+    const items = users.map((u) => {
+      const take = async () => {
+        try {
+          await session.call("DELETE", `${base}/${encodeURIComponent(r.emoji)}/${u.id}`);
+          item.remove();
+        } catch (err) {
+          toast(describe(err));
+        }
+      };
+      const item = h(
+        "li",
+        null,
+        h("span", null, displayName(u)),
+        h("button", { class: "btn btn-small btn-danger", type: "button", "aria-label": `Remove ${displayName(u)}'s ${r.emoji}`, onclick: take }, "Remove"),
+      );
+      return item;
+    });
+    sections.push(h("h3", null, `${r.emoji} ${r.count}`), h("ul", { class: "settings-list", "aria-label": `Reacted with ${r.emoji}` }, items));
+  }
+  dialog("Reactions", sections);
+  return undefined;
 }
