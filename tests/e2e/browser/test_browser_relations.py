@@ -288,3 +288,31 @@ async def test_a_custom_status_shows_in_the_member_list_and_the_friends_page(
         ).to_be_visible()
         await ok(await alice.put("/api/users/@me/presence", json={"status": "online"}))
         await expect(shown).to_be_visible()
+
+
+async def test_a_member_who_joins_while_online_shows_online_at_once(
+    site: Site, browsers: Browsers
+) -> None:
+    """Someone alice shares nothing with joins Gaming Squad by invite while connected:
+    nothing changed in their presence, so no presence.updated tells alice's open member
+    list that they are online. It shows them online at once all the same, as Discord's
+    does (was: offline until their next change of status)."""
+    async with api_as(site.base, "alice") as alice:
+        invite = await alice.post(f"/api/servers/{SERVER}/invites", json={})
+        await ok(invite)
+    async with httpx.AsyncClient(base_url=site.base, timeout=10) as newcomer:
+        account = {"username": "newcomer", "email": "newcomer@example.test"}
+        made = await newcomer.post(
+            "/api/auth/register",
+            json={**account, "password": "a long new password", "display_name": "Newcomer"},
+        )
+        await ok(made)
+        newcomer.headers["Authorization"] = f"Bearer {made.json()['access_token']}"
+        alice_page = await browsers.logged_in(site.base, "alice")
+        await open_channel(alice_page, "general")
+        members = alice_page.get_by_role("complementary", name="Details")
+        await expect(members.get_by_role("button", name="Bob (offline)")).to_be_visible()
+        newcomer_page = await browsers.page(site.base)
+        await log_in(newcomer_page, "newcomer", "a long new password")
+        await ok(await newcomer.post(f"/api/invites/{invite.json()['code']}"))
+        await expect(members.get_by_role("button", name="Newcomer (online)")).to_be_visible()

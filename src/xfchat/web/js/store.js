@@ -37,6 +37,9 @@ export class Store {
     // whose member list is not loaded (see dropPresences, keepServersPresences):
     // ui/app.js checkPresences asks.
     this.presencesInDoubt = new Set();
+    // Members who joined a server of yours with no presence held: joining changes no
+    // presence, so no presence.updated says whether they are online; checkPresences asks.
+    this.presencesUnknown = new Set();
     this.voice = new Map(); // user id -> voice state (one channel each)
     this.users = new Map();
     this.members = new Map(); // server id -> Map(user id -> member), loaded on demand
@@ -98,6 +101,7 @@ export class Store {
     this.presences = new Map(state.presences.map((p) => [p.user_id, p]));
     this.presencesFrom = ++this.presenceTick;
     this.presencesInDoubt.clear(); // (those held are replaced)
+    this.presencesUnknown.clear(); // (a server's, if its list is shown, are asked again)
     this.me.status = state.status;
     if (state.status_text !== undefined) this.me.status_text = state.status_text;
     this.presences.set(this.me.id, { user_id: this.me.id, status: this.me.status, status_text: this.me.status_text });
@@ -768,6 +772,7 @@ const HANDLERS = {
   "member.joined": (s, d) => {
     updateServer(s, d.server_id, (server) => (server.member_count += 1));
     setMember(s, d);
+    if (s.me && d.user.id !== s.me.id && !s.presences.has(d.user.id)) s.presencesUnknown.add(d.user.id);
   },
   "member.updated": (s, d) => setMember(s, d),
   "member.removed": (s, d) => {

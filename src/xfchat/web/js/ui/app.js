@@ -125,7 +125,7 @@ export class App {
       else if (!this.store.servers.has(id)) this.store.members.delete(id);
       else reloadMembers(this, id).then(() => this.panel === "members" && this.renderMembers(), () => {});
     }
-    if (this.store.presencesInDoubt.size) this.checkPresences();
+    if (this.store.presencesInDoubt.size || this.store.presencesUnknown.size) this.checkPresences();
     this.voice.afterReady();
     if (!this.readyOnce) {
       this.readyOnce = true;
@@ -149,7 +149,7 @@ export class App {
     this.store.apply(type, d);
     if (counting) this.countsAfter(type, d, counting);
     if (strangers) this.askPresences();
-    if (this.store.presencesInDoubt.size) this.checkPresences();
+    if (this.store.presencesInDoubt.size || this.store.presencesUnknown.size) this.checkPresences();
     if (before != null && this.store.reads.get(d.channel_id)?.unread > before) recount.arrived.push({ id: d.id, mention: this.store.mentionsMe(d) });
     this.countsMove(type, d);
     if (unseen) this.recountUnread(d.channel_id, d.seq);
@@ -238,9 +238,14 @@ export class App {
 
   async checkPresencesNow() {
     const s = this.store;
-    while (s.presencesInDoubt.size && !this.ended) {
-      const doubted = [...s.presencesInDoubt].sort().slice(0, PRESENCES_ASKED);
-      for (const id of doubted) s.presencesInDoubt.delete(id);
+    while ((s.presencesInDoubt.size || s.presencesUnknown.size) && !this.ended) {
+      const doubted = [...new Set([...s.presencesInDoubt, ...s.presencesUnknown])].sort().slice(0, PRESENCES_ASKED);
+      // (one joined with no presence held: taken if the answer lists them)
+      const unknown = new Set(doubted.filter((id) => s.presencesUnknown.has(id)));
+      for (const id of doubted) {
+        s.presencesInDoubt.delete(id);
+        s.presencesUnknown.delete(id);
+      }
       const since = s.presenceTick;
       let shown;
       try {
@@ -252,7 +257,7 @@ export class App {
       if (s.presencesFrom > since) continue; // (a ready replaced every presence meanwhile)
       const found = new Map(shown.map((p) => [p.user_id, p]));
       let any = false;
-      for (const id of doubted) if (s.presences.has(id) && s.tellPresence(id, found.get(id) || null, since)) any = true;
+      for (const id of doubted) if ((s.presences.has(id) || unknown.has(id)) && s.tellPresence(id, found.get(id) || null, since)) any = true;
       if (any) s.emit("presence");
     }
   }
