@@ -1,16 +1,28 @@
 """Unread and mention counts that no event moves: a role of yours given or taken (its
 mentions count for whoever holds it), a channel's history hidden from you or shown
 again (then only what was sent since you joined counts, or all of it). The page asks
-the server to count them again (ui/app.js, countServersAgain)."""
+the server to count them again (ui/app.js, countServersAgain). And "Mark unread", which
+takes your read position back and holds it there while you stay."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
 
 import httpx
 from playwright.async_api import Locator, expect
 
-from tests.e2e.browser.client import GAMING, SERVER, USER_IDS, api_as, open_channel
+from tests.e2e.browser.client import (
+    GAMING,
+    GENERAL,
+    SERVER,
+    USER_IDS,
+    act,
+    api_as,
+    message,
+    open_channel,
+)
 from tests.e2e.browser.conftest import Browsers, Site
 
 READ_MESSAGE_HISTORY = 1 << 2
@@ -139,3 +151,54 @@ async def test_a_channel_whose_history_you_may_not_read_shows_what_comes(
         log = await open_channel(bob, "gaming")
         await expect(log.get_by_text("said before it was hidden")).to_be_visible()
         await expect(notice).to_have_count(0)
+
+
+async def test_mark_unread_takes_the_read_position_back_and_keeps_it_there(
+    site: Site, browsers: Browsers
+) -> None:
+    """ "Mark unread" on a message (Discord's): bob's read position goes back to just
+    before it, the "New" line moves above it, and the channel stays unread while he is
+    still in it (a message that comes meanwhile reads nothing again); it shows unread
+    once he is elsewhere, and reads as ever when he comes back."""
+    bob = await browsers.logged_in(site.base, "bob")
+    log = await open_channel(bob, "general")
+    channels = bob.get_by_role("navigation", name="Channels")
+    async with api_as(site.base, "alice") as alice, api_as(site.base, "bob") as bob_api:
+        seqs = {}
+        for text in ("one for later", "two for later", "three for later"):
+            sent = await alice.post(f"/api/channels/{GENERAL}/messages", json={"content": text})
+            assert sent.status_code == 201, sent.text
+            seqs[text] = sent.json()["seq"]
+        await expect(message(log, "three for later")).to_be_visible()
+
+        async def read_position() -> int:
+            got = await bob_api.get(f"/api/channels/{GENERAL}/read-states")
+            assert got.status_code == 200, got.text
+            return int(got.json()[0]["last_read_seq"])
+
+        # (read as they came: the page acks what is shown)
+        await wait_for(read_position, seqs["three for later"])
+        await act(message(log, "two for later"), "Mark unread")
+        new_line = log.get_by_role("separator", name="New messages")
+        above = log.locator("li.new-divider + li.msg", has_text="two for later")
+        await expect(new_line).to_be_visible()
+        await expect(above).to_be_visible()
+        await wait_for(read_position, seqs["two for later"] - 1)
+        sent = await alice.post(f"/api/channels/{GENERAL}/messages", json={"content": "meanwhile"})
+        assert sent.status_code == 201, sent.text
+        await expect(message(log, "meanwhile")).to_be_visible()
+        await open_channel(bob, "gaming")
+        await expect(
+            channels.get_by_role("link", name="general, unread", exact=True)
+        ).to_be_visible()
+        assert await read_position() == seqs["two for later"] - 1
+        await open_channel(bob, "general")
+        await expect(channels.get_by_role("link", name="general", exact=True)).to_be_visible()
+        await wait_for(read_position, sent.json()["seq"])
+
+
+async def wait_for(read: Callable[[], Awaitable[int]], want: int) -> None:
+    deadline = time.monotonic() + 15
+    while (got := await read()) != want:
+        assert time.monotonic() < deadline, f"read position {got}, never {want}"
+        await asyncio.sleep(0.1)

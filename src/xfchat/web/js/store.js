@@ -52,6 +52,7 @@ export class Store {
     // read position then), or when others' messages come while the person is away (see
     // arrivedWhileAway); the reads acked meanwhile move the read position, not the divider.
     this.newAfter = null;
+    this.heldUnread = null; // the channel on screen marked unread in this visit (markUnread)
   }
 
   on(topic, fn) {
@@ -67,11 +68,12 @@ export class Store {
   // --- the state on connect ----------------------------------------------------------
 
   load(state) {
-    const { viewing, newAfter, presences } = this;
+    const { viewing, newAfter, heldUnread, presences } = this;
     const members = this.members;
     this.reset();
     this.viewing = viewing;
     this.newAfter = newAfter;
+    this.heldUnread = heldUnread;
     this.members = members;
     this.me = state.user;
     this.remember(state.user);
@@ -131,8 +133,19 @@ export class Store {
   view(channelId) {
     if (channelId === this.viewing) return;
     this.viewing = channelId;
+    this.heldUnread = null; // (a visit reads as ever, after a "Mark unread" too)
     const read = channelId ? this.reads.get(channelId) : null;
     this.newAfter = read && read.unread > 0 ? read.last_read_seq : null;
+  }
+
+  // "Mark unread" in the channel on screen (ui/chat.js): what is after `seq` counts as
+  // unread again, the messages seen as they came too, and so do those that come while
+  // it stays on screen; the "New" line goes above the first of them.
+  markUnread(channelId, seq) {
+    const t = this.messages.get(channelId);
+    if (t) for (const m of t.list) if (m.seq > seq) delete m.uncounted;
+    this.heldUnread = channelId;
+    this.newAfter = seq;
   }
 
   // Someone else's message `m` came into the channel on screen while the person was away
@@ -265,7 +278,7 @@ export class Store {
       read.last_read_seq = Math.max(read.last_read_seq, m.seq);
       read.unread = 0;
       read.mention_count = 0;
-    } else if (m.seq > read.last_read_seq && !(this.viewing === m.channel_id && this.atNewest && !away())) {
+    } else if (m.seq > read.last_read_seq && !(this.viewing === m.channel_id && this.atNewest && !away() && this.heldUnread !== m.channel_id)) {
       if (this.viewing === m.channel_id && away()) this.arrivedWhileAway(m, read);
       read.unread += 1;
       if (this.mentionsMe(m)) read.mention_count += 1;

@@ -70,6 +70,7 @@ export class ChatView {
         react: has(perms, P.ADD_REACTIONS | P.READ_MESSAGE_HISTORY),
         manage: server ? has(perms, P.MANAGE_MESSAGES | P.READ_MESSAGE_HISTORY) : false,
         pin: has(perms, (server ? P.MANAGE_MESSAGES : P.SEND_MESSAGES) | P.READ_MESSAGE_HISTORY),
+        markUnread: has(perms, P.READ_MESSAGE_HISTORY),
       },
       jump: (id) => this.jumpTo(id),
       toggleReaction: (m, emoji, on) => this.react(m, emoji, on),
@@ -82,6 +83,7 @@ export class ChatView {
       editor: (m) => this.editor(m),
       pin: (m, on) => this.pin(m, on),
       remove: (m) => this.remove(m),
+      markUnread: (m) => this.markUnread(m),
       showPins: () => this.app.showPins(this.channelId),
       loadImage: (url, img) => this.blobs.show(url, img),
       openImage: (a) => this.openImage(a),
@@ -550,9 +552,28 @@ export class ChatView {
     }
   }
 
+  // "Mark unread" on someone's message: your read position goes back to just before it
+  // (PUT ack with a lower seq), the "New" line moves above it, and the channel stays
+  // unread while you are in it, as on Discord: nothing here reads it again until you
+  // leave it (the next visit reads as ever) or send in it.
+  async markUnread(m) {
+    const seq = m.seq - 1;
+    clearTimeout(this.ackTimer);
+    this.ackTimer = null;
+    this.store.markUnread(this.channelId, seq);
+    this.store.apply("read_state.updated", { user_id: this.store.me.id, channel_id: this.channelId, last_read_seq: seq });
+    this.render();
+    try {
+      await this.session.call("PUT", `/api/channels/${this.channelId}/ack`, { seq });
+    } catch (err) {
+      toast(describe(err));
+    }
+  }
+
   // (not while hidden, or while the person is away from the page: a view nobody sees
-  // reads nothing)
+  // reads nothing; nor after "Mark unread" here)
   unreadShown() {
+    if (this.store.heldUnread === this.channelId) return false;
     const t = this.store.timeline(this.channelId);
     const read = this.store.reads.get(this.channelId);
     if (!t.atEnd || away() || !this.scroller.clientHeight || !this.atBottom() || !t.newest) return false;

@@ -226,6 +226,7 @@ export const composerMethods = {
     const me = this.store.me;
     const pending = { id: `pending-${nonce}`, nonce, pending: true, kind: "default", content, author: me, created_at: new Date().toISOString(), reactions: [], attachments: [], reply_to: null, mentions: [], mention_roles: [] };
     this.pending.push(pending);
+    if (this.store.heldUnread === channelId) this.store.heldUnread = null; // (a send reads the channel)
     this.input.value = ""; // (exactly what was sent: nothing could be typed meanwhile)
     this.input.style.height = "auto";
     this.replyTo = null;

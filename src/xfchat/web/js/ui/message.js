@@ -171,6 +171,7 @@ function actions(m, ctx) {
   if (ctx.can.pin && m.kind === "default") buttons.push([m.pinned ? "Unpin" : "Pin", "📌", () => ctx.pin(m, !m.pinned)]);
   if (ctx.can.manage && m.reactions.length) buttons.push(["Remove reactions", "⊘", () => ctx.manageReactions(m)]);
   if (mine || ctx.can.manage) buttons.push(["Delete", "🗑", () => ctx.remove(m)]);
+  if (ctx.can.markUnread && !mine) buttons.push(["Mark unread", "✉", () => ctx.markUnread(m)]);
   return h(
     "div",
     { class: "msg-actions", role: "toolbar", "aria-label": "Message actions" },
