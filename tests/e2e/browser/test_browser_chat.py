@@ -442,3 +442,26 @@ async def test_the_direct_messages_button_counts_what_waits_there_seen_from_a_se
     await expect(
         alice.get_by_role("link", name=re.compile(f"^Direct messages, {before + 2} unread"))
     ).to_be_visible()
+
+
+async def test_a_draft_waits_in_its_channel_while_another_is_opened(
+    site: Site, browsers: Browsers
+) -> None:
+    """Alice starts a reply in #general, looks at #gaming and comes back: what she typed
+    and the reply she chose are still there, as Discord keeps a draft per channel (was:
+    the box came back empty, what was typed lost); #gaming's box never had it."""
+    alice = await browsers.logged_in(site.base, "alice")
+    log = await open_channel(alice, "general")
+    box = alice.get_by_role("textbox", name="Message", exact=True)
+    await act(message(log, "Count me in too"), "Reply")
+    await box.fill("half a thought about the raid")
+    await open_channel(alice, "gaming")
+    await expect(box).to_have_value("")
+    await open_channel(alice, "general")
+    await expect(box).to_have_value("half a thought about the raid")
+    await expect(alice.get_by_role("button", name="Cancel reply")).to_be_visible()
+    await box.press("Enter")
+    sent = message(log, "half a thought about the raid")
+    await expect(sent).to_be_visible()
+    await expect(sent.get_by_text("Count me in too")).to_be_visible()  # (its reply preview)
+    await expect(box).to_have_value("")

@@ -120,7 +120,8 @@ export class ChatView {
     this.typingLine = h("div", { class: "typing", "aria-live": "polite" });
     this.jumpBar = h("div", { class: "jump-bar", hidden: true }, h("button", { class: "btn btn-small", type: "button", onclick: () => (this.store.timeline(this.channelId).atEnd ? this.follow() : this.loadLatest()) }, "Jump to present"));
     this.composer = this.buildComposer();
-    // What a send given up after this channel's last view was left brought back.
+    // What a send given up after this channel's last view was left brought back, or
+    // the draft left in it (destroy).
     const back = this.app.sentBack && this.app.sentBack.get(this.channelId);
     if (back) {
       this.app.sentBack.delete(this.channelId);
@@ -187,6 +188,12 @@ export class ChatView {
   }
 
   destroy() {
+    // What was typed here and not sent, with the reply and files chosen, waits for the
+    // channel's next view, as Discord keeps a draft per channel (not what a send under
+    // way holds: the box is read-only then, and a send given up comes back by itself).
+    if (this.input && !this.resolving && (this.input.value.trim() || this.files.length || this.replyTo)) {
+      (this.app.sentBack ||= new Map()).set(this.channelId, { typed: this.input.value, files: this.files, reply: this.replyTo, unsent: this.unsent });
+    }
     this.store.timeline(this.channelId).leftBehind();
     for (const u of this.unsubs) u();
     this.resizer.disconnect();
