@@ -40,9 +40,10 @@ CHECKS = (
 )
 
 
-def config(login: str) -> schemathesis.Config:
+def config(base: str, login: str) -> schemathesis.Config:
     return schemathesis.Config.from_dict(
         {
+            "base-url": base,
             "seed": 13,
             "generation": {"max-examples": EXAMPLES_PER_OPERATION, "database": "none"},
             "phases": {
@@ -70,10 +71,29 @@ def config(login: str) -> schemathesis.Config:
     )
 
 
+def without_subscriptions(doc: dict[str, Any]) -> dict[str, Any]:
+    """The document without the `Subscribe` request header (GET of a channel's
+    messages): with it the answer is a Braid-HTTP subscription (209), a body that never
+    ends and whose heartbeats keep a read from timing out, which schemathesis reads to
+    its end (it cuts only `text/event-stream` short). A stateful scenario that sent it
+    hung the test until its timeout, or until the 20 s read timeout when no heartbeat
+    came; subscriptions have tests of their own (tests/realtime/)."""
+    for operations in doc["paths"].values():
+        for operation in operations.values():
+            if isinstance(operation, dict) and "parameters" in operation:
+                operation["parameters"] = [
+                    p
+                    for p in operation["parameters"]
+                    if not (p.get("in") == "header" and p.get("name", "").lower() == "subscribe")
+                ]
+    return doc
+
+
 def run(base: str, login: str) -> tuple[list[str], dict[str, int]]:
     """Every failed check (a readable line with a curl command), and how many calls
     each phase made and how often each check ran."""
-    schema = schemathesis.openapi.from_url(f"{base}/openapi.json", config=config(login))
+    doc = httpx.get(f"{base}/openapi.json", timeout=30).json()
+    schema = schemathesis.openapi.from_dict(without_subscriptions(doc), config=config(base, login))
     failures: list[str] = []
     calls: dict[str, int] = {}
     for event in from_schema(schema).execute():
