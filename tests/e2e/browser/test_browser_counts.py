@@ -20,6 +20,7 @@ from tests.e2e.browser.client import (
     USER_IDS,
     act,
     api_as,
+    expect_focused,
     message,
     open_channel,
 )
@@ -202,3 +203,50 @@ async def wait_for(read: Callable[[], Awaitable[int]], want: int) -> None:
     while (got := await read()) != want:
         assert time.monotonic() < deadline, f"read position {got}, never {want}"
         await asyncio.sleep(0.1)
+
+
+async def test_mark_unread_far_up_a_long_channel_leaves_it_unread(
+    site: Site, browsers: Browsers
+) -> None:
+    """ "Mark unread" on a message reached by a jump (the page around it holds neither
+    the newest messages nor, so, all that became unread): the channel is unread once
+    bob is elsewhere, as the server counts it. Was: the page could not count them from
+    what it held, left the count at 0 and never asked the server (its own ack's echo
+    named the position it had already set), so the channel showed read."""
+    bob = await browsers.logged_in(site.base, "bob")
+    await open_channel(bob, "general")
+    async with api_as(site.base, "charlie") as charlie, api_as(site.base, "bob") as bob_api:
+        first_id = ""
+        for i in range(1, 81):
+            said = await charlie.post(
+                f"/api/channels/{GAMING}/messages", json={"content": f"far history {i:03}"}
+            )
+            assert said.status_code == 201, said.text
+            first_id = first_id or said.json()["id"]
+        first_seq = (await charlie.get(f"/api/channels/{GAMING}/messages/{first_id}")).json()["seq"]
+        reply = {"content": "remember the very first?", "reply_to_id": first_id}
+        newest = await charlie.post(f"/api/channels/{GAMING}/messages", json=reply)
+        assert newest.status_code == 201, newest.text
+        log = await open_channel(bob, "gaming")
+        await expect(message(log, "remember the very first?")).to_be_visible()
+
+        async def read_position() -> int:
+            got = await bob_api.get(f"/api/channels/{GAMING}/read-states")
+            assert got.status_code == 200, got.text
+            return int(got.json()[0]["last_read_seq"]) if got.json() else 0
+
+        await wait_for(read_position, newest.json()["seq"])  # (read as shown)
+        await (
+            message(log, "remember the very first?")
+            .get_by_role("button", name="Replying to Charlie: far history 001")
+            .click()
+        )
+        await expect_focused(message(log, "far history 001"))
+        await expect(message(log, "remember the very first?")).to_have_count(0)
+        await act(message(log, "far history 001"), "Mark unread")
+        await wait_for(read_position, first_seq - 1)
+        await open_channel(bob, "general")
+        channels = bob.get_by_role("navigation", name="Channels")
+        await expect(
+            channels.get_by_role("link", name="gaming, unread", exact=True)
+        ).to_be_visible()

@@ -140,12 +140,24 @@ export class Store {
 
   // "Mark unread" in the channel on screen (ui/chat.js): what is after `seq` counts as
   // unread again, the messages seen as they came too, and so do those that come while
-  // it stays on screen; the "New" line goes above the first of them.
+  // it stays on screen; the "New" line goes above the first of them. Whether the
+  // counts are exact: a window reached by a jump holds neither the newest messages nor
+  // all that are unread now, so what it holds after `seq` counts at least (the one
+  // marked among them), and the caller has the server count the rest (was: left at 0,
+  // the channel showed read).
   markUnread(channelId, seq) {
     const t = this.messages.get(channelId);
     if (t) for (const m of t.list) if (m.seq > seq) delete m.uncounted;
     this.heldUnread = channelId;
     this.newAfter = seq;
+    this.apply("read_state.updated", { user_id: this.me.id, channel_id: channelId, last_read_seq: seq });
+    if (t && t.holdsAfter(seq)) return true;
+    const read = this.reads.get(channelId);
+    const after = t ? t.list.filter((m) => m.seq > seq && m.author.id !== this.me.id && !m.deleted) : [];
+    read.unread = Math.max(read.unread, after.length);
+    read.mention_count = Math.max(read.mention_count, after.filter((m) => this.mentionsMe(m)).length);
+    this.emit("reads");
+    return false;
   }
 
   // Someone else's message `m` came into the channel on screen while the person was away

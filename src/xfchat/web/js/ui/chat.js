@@ -567,8 +567,8 @@ export class ChatView {
     const seq = m.seq - 1;
     clearTimeout(this.ackTimer);
     this.ackTimer = null;
-    this.store.markUnread(this.channelId, seq);
-    this.store.apply("read_state.updated", { user_id: this.store.me.id, channel_id: this.channelId, last_read_seq: seq });
+    // (counted again by the server when this window cannot count what is unread now)
+    if (!this.store.markUnread(this.channelId, seq)) this.app.scheduleRecount(this.channelId);
     this.render();
     try {
       await this.session.call("PUT", `/api/channels/${this.channelId}/ack`, { seq });
