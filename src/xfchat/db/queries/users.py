@@ -80,9 +80,18 @@ async def list_deleted_user_ids(conn: asyncpg.Connection, *, user_ids: list[UUID
     return {r["id"] for r in records}
 
 
+def username_key(name: str) -> str | None:
+    """A name as the unique index compares usernames (lower(username)), folded here
+    rather than by the database's lower(): under a UTF-8 locale that folds U+0130 to
+    `i` and the Kelvin sign to `k`, so `alİce` would find alice, while registration
+    (ASCII only) and the login's per-name bucket take it for another name. A username is
+    ASCII, so a name that is not is nobody's (None: compared with `=`, matches no row)."""
+    return name.lower() if name.isascii() else None
+
+
 async def get_user_by_username(conn: asyncpg.Connection, *, username: str) -> UserRow | None:
     record = await conn.fetchrow(
-        f"SELECT {USER_COLUMNS} FROM users WHERE lower(username) = lower($1)", username
+        f"SELECT {USER_COLUMNS} FROM users WHERE lower(username) = $1", username_key(username)
     )
     return maybe(UserRow, record)
 
@@ -94,7 +103,8 @@ async def count_users(conn: asyncpg.Connection) -> int:
 async def get_user_by_login(
     conn: asyncpg.Connection, *, login: str, email_key: str
 ) -> UserRow | None:
-    """By username (ASCII: lower() folds it) or email key, case-insensitively. An account
+    """By username (ASCII, folded as username_key folds it) or email key,
+    case-insensitively. An account
     whose key is still the old rule's lower(email) (two accounts made before migration
     0032 whose emails differ only in a non-ASCII letter's case) is found by its email
     typed exactly as it was registered, before the account holding the exact key. (Not
@@ -103,7 +113,7 @@ async def get_user_by_login(
     record = await conn.fetchrow(
         f"""
         SELECT {USER_COLUMNS} FROM users
-        WHERE (lower(username) = lower($1) OR email_key = $2
+        WHERE (lower(username) = $3 OR email_key = $2
                OR (email_key = lower($1) AND email = $1))
           AND deleted_at IS NULL
         ORDER BY email = $1 DESC
@@ -111,6 +121,7 @@ async def get_user_by_login(
         """,
         login,
         email_key,
+        username_key(login),
     )
     return maybe(UserRow, record)
 
@@ -264,7 +275,8 @@ async def get_public_user_by_username(
     conn: asyncpg.Connection, *, username: str
 ) -> PublicUserRow | None:
     record = await conn.fetchrow(
-        f"SELECT {PUBLIC_USER_COLUMNS} FROM users WHERE lower(username) = lower($1)", username
+        f"SELECT {PUBLIC_USER_COLUMNS} FROM users WHERE lower(username) = $1",
+        username_key(username),
     )
     return maybe(PublicUserRow, record)
 

@@ -1,0 +1,105 @@
+"""Attacks on an account's life (registration, login, renames, deletion) where the
+database runs under a UTF-8 locale, as most production clusters do (the Docker image's
+en_US.utf8, Debian's C.UTF-8): there PostgreSQL's lower() folds far more than A-Z, and
+the tests' own cluster (the C locale) would hide what that changes."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import httpx
+import pytest
+
+from tests.conftest import Cluster, remove_database
+from tests.factories import PASSWORD, AppWith, MakeUser
+from xfchat.db.migrate import Migrator
+from xfchat.db.queries.admin import create_database
+
+UTF8_LOCALE = "C.utf8"
+
+
+@pytest.fixture(scope="module")
+def utf8_template(pg_cluster: Cluster) -> Iterator[str]:
+    """A migrated database whose collation and character classes are UTF-8's."""
+    name = f"xfchat_tpl_utf8_{uuid.uuid4().hex[:12]}"
+
+    async def build() -> None:
+        admin = await asyncpg.connect(pg_cluster.admin_url)
+        try:
+            await admin.execute(
+                f"CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8'"
+                f" LC_COLLATE '{UTF8_LOCALE}' LC_CTYPE '{UTF8_LOCALE}'"
+            )
+        finally:
+            await admin.close()
+        conn = await asyncpg.connect(pg_cluster.url(name))
+        try:
+            assert await conn.fetchval("SELECT lower('\u0130')") == "i"  # (the locale folds)
+            await Migrator(conn).run()
+        finally:
+            await conn.close()
+
+    asyncio.run(build())
+    yield name
+    asyncio.run(remove_database(pg_cluster, name))
+
+
+@pytest.fixture
+async def db_url(pg_cluster: Cluster, utf8_template: str) -> AsyncIterator[str]:
+    """Every test here gets a clone of the UTF-8 template instead of the usual one."""
+    name = f"xfchat_t_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(pg_cluster.admin_url)
+    try:
+        await create_database(admin, name=name, template=utf8_template)
+    finally:
+        await admin.close()
+    yield pg_cluster.url(name)
+    await remove_database(pg_cluster, name)
+
+
+async def test_a_username_with_a_dotted_capital_i_names_no_account(
+    app_with: AppWith, make_user: MakeUser
+) -> None:
+    """Was: under a UTF-8 locale lower('alİce') is 'alice', so a login typed with U+0130
+    found alice's account, while its per-name bucket was another name's (Python folds
+    U+0130 to i and U+0307): each spelling got ten more guesses an hour from one
+    address, 2^n of them for a name with n i's. A username is ASCII (registration refuses
+    U+0130), so no name written with it is anyone's, for a login or a friend request."""
+    owner = await make_user("iris_miri", email="iris@example.com")
+    client = await app_with(
+        "203.0.113.7", rate_login_account_ip="2/900", rate_login_account="1000/3600"
+    )
+    for _ in range(2):
+        wrong = await client.post(
+            "/api/auth/login", json={"login": "iris_miri", "password": "wrong-wrong"}
+        )
+        assert wrong.status_code == 401
+    spent = await client.post("/api/auth/login", json={"login": "iris_miri", "password": PASSWORD})
+    assert spent.status_code == 429, spent.text
+    for spelling in ("\u0130ris_miri", "ir\u0130s_miri", "IRIS_M\u0130RI"):
+        other = await client.post("/api/auth/login", json={"login": spelling, "password": PASSWORD})
+        assert other.status_code == 401, (spelling, other.text)  # (no account has that name)
+    asked = await client.post(
+        "/api/users/@me/friend-requests",
+        headers=(await make_user("asker")).headers,
+        json={"username": "\u0130ris_miri"},
+    )
+    assert asked.status_code == 400 and asked.json()["code"] == "FRIEND_REQUEST_REFUSED"
+    assert owner.username == "iris_miri"
+
+
+async def test_a_username_is_found_in_any_ascii_case_under_a_utf8_locale(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """What the fix keeps: a login and a friend request find a name in any ASCII case."""
+    owner = await make_user("iris_miri")
+    found = await client.post("/api/auth/login", json={"login": "IRIS_Miri", "password": PASSWORD})
+    assert found.status_code == 200 and found.json()["user"]["id"] == str(owner.id)
+    asker = await make_user("asker")
+    asked = await client.post(
+        "/api/users/@me/friend-requests", headers=asker.headers, json={"username": "Iris_MIRI"}
+    )
+    assert asked.status_code == 201, asked.text
