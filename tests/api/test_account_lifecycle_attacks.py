@@ -103,3 +103,61 @@ async def test_a_username_is_found_in_any_ascii_case_under_a_utf8_locale(
         "/api/users/@me/friend-requests", headers=asker.headers, json={"username": "Iris_MIRI"}
     )
     assert asked.status_code == 201, asked.text
+
+
+async def test_a_username_that_a_sans_serif_face_draws_as_a_taken_one_is_taken(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """Was: `aIice` (a capital i) registered beside `alice` (unique ignoring case only),
+    and the browser client's sans-serif face draws the two alike: a mention, a friend
+    request or a member list showed the impostor as alice. Discord makes usernames
+    lowercase; here a capital I counts as the l it looks like, at registration and at a
+    rename (a lowercase i, which looks like neither, stays a letter of its own)."""
+    await make_user("alice9", email="alice9@example.com")
+    await make_user("lan7", email="lan7@example.com")
+    for name in ("aIice9", "AIice9", "Ian7"):
+        made = await client.post(
+            "/api/auth/register",
+            json={"username": name, "email": f"{name}x@example.com", "password": PASSWORD},
+        )
+        assert made.status_code == 409, (name, made.text)
+        assert made.json()["code"] == "USERNAME_TAKEN" and made.json()["field"] == "username"
+    other = await make_user("mallory")
+    renamed = await client.patch(
+        "/api/users/@me", headers=other.headers, json={"username": "aIice9"}
+    )
+    assert renamed.status_code == 409 and renamed.json()["code"] == "USERNAME_TAKEN"
+    kept = await client.get("/api/users/@me", headers=other.headers)
+    assert kept.json()["username"] == "mallory"
+    # (an i that is no look-alike is a name of its own; one's own look-alike is one's own)
+    ian = await client.post(
+        "/api/auth/register",
+        json={"username": "ian7", "email": "ian7@example.com", "password": PASSWORD},
+    )
+    assert ian.status_code == 201, ian.text
+    lan = await client.post("/api/auth/login", json={"login": "lan7", "password": PASSWORD})
+    own = await client.patch(
+        "/api/users/@me",
+        headers={"Authorization": f"Bearer {lan.json()['access_token']}"},
+        json={"username": "Lan7"},
+    )
+    assert own.status_code == 200, own.text
+
+
+async def test_look_alike_usernames_registered_at_once_give_one_account(
+    client: httpx.AsyncClient,
+) -> None:
+    """Without the look's lock, both registrations found no look-alike before either
+    committed (the unique index tells `aIice` and `alice` apart), and both were made."""
+    names = ["alice5", "aIice5", "AIice5"]  # (three: the taken-answers bucket holds three)
+    made = await asyncio.gather(
+        *(
+            client.post(
+                "/api/auth/register",
+                json={"username": n, "email": f"{n}{i}@example.com", "password": PASSWORD},
+            )
+            for i, n in enumerate(names)
+        )
+    )
+    statuses = sorted(r.status_code for r in made)
+    assert statuses == [201, 409, 409], [r.text for r in made]

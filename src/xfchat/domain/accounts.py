@@ -103,6 +103,21 @@ def _unique_violation(exc: asyncpg.UniqueViolationError) -> Conflict:
     return Conflict("that username is taken", code="USERNAME_TAKEN", field="username")
 
 
+async def claim_username_look(
+    conn: asyncpg.Connection, username: str, user_id: UUID | None = None
+) -> None:
+    """Until the caller's transaction ends, hold the look of `username` (a capital I as
+    l, case aside: validation.username_look), and refuse it when another account's name
+    has it: `aIice` beside `alice` reads as alice. (Under the lock, two registrations of
+    look-alikes at once cannot both pass; the unique index keeps exact names apart.)
+
+    Raises: Conflict (USERNAME_TAKEN)."""
+    look = validation.username_look(username)
+    await locks_q.lock_transaction(conn, key=locks_q.name_key(b"username-look", look))
+    if await users_q.username_look_taken(conn, look=look, user_id=user_id):
+        raise Conflict("that username is taken", code="USERNAME_TAKEN", field="username")
+
+
 async def lock_sessions(conn: asyncpg.Connection, user_id: UUID) -> None:
     """Until the caller's transaction ends, be the only one revoking or starting the
     user's sessions in bulk (a login past MAX_LIVE_SESSIONS, a password change): two
@@ -210,6 +225,7 @@ async def register(
     validation.check_not_everyone(display_name, field="display_name", code="INVALID_DISPLAY_NAME")
     pw_hash = await hash_password_async(password, password_hasher(settings))
     async with pool.acquire() as conn, conn.transaction():
+        await claim_username_look(conn, username)
         try:
             user = await users_q.insert_user(
                 conn,

@@ -21,6 +21,7 @@ from xfchat.domain.access import (
 )
 from xfchat.domain.accounts import (
     Actor,
+    claim_username_look,
     lock_sessions,
     password_hasher,
     session_ended,
@@ -114,6 +115,8 @@ async def update_profile(
         if changes.status_text is not UNSET:  # (locked first, as set_presence does)
             seen = await presence.lock_shown(conn, actor.user_id, presence_timeout_s)
         current = await get_me(conn, actor)
+        if username is not None and username != current.username:
+            await claim_username_look(conn, username, actor.user_id)
         if display_name != current.display_name:  # (one stored before the rule stays)
             validation.check_not_everyone(
                 display_name, field="display_name", code="INVALID_DISPLAY_NAME"

@@ -45,6 +45,15 @@ def username(value: str) -> str:
     return value
 
 
+def username_look(value: str) -> str:
+    """A username as a sans-serif face draws it (the browser client's): a capital I is
+    the l it looks like, and case aside (unique ignoring case already). Two names with
+    one look are one name: `aIice` would pass for `alice`, as `Ian` for `lan`. A
+    lowercase i, dotted, looks like neither and stays itself. (Discord went further and
+    made usernames lowercase; names stored as given here keep their case.)"""
+    return value.replace("I", "l").lower()
+
+
 def email(value: str) -> str:
     value = value.strip()
     if len(value) > 254 or not EMAIL_RE.fullmatch(value):

@@ -15,6 +15,12 @@ def advisory_key(namespace: bytes, entity_id: UUID) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
+def name_key(namespace: bytes, name: str) -> int:
+    """The advisory lock key of a name (a username's look, say), as advisory_key's."""
+    digest = hashlib.sha256(namespace + name.encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
 def pair_key(a: UUID, b: UUID) -> int:
     """The advisory lock key of what stands between two users (a friendship, a request,
     a block), the same whichever of them comes first."""

@@ -89,6 +89,25 @@ def username_key(name: str) -> str | None:
     return name.lower() if name.isascii() else None
 
 
+# A username as validation.username_look takes it (usernames are ASCII: translate and
+# lower() fold it alike in every locale); indexed by migration 0059.
+USERNAME_LOOK = "lower(translate(username, 'I', 'l'))"
+
+
+async def username_look_taken(
+    conn: asyncpg.Connection, *, look: str, user_id: UUID | None = None
+) -> bool:
+    """Whether an account other than `user_id` has a username of this look."""
+    return bool(
+        await conn.fetchval(
+            f"SELECT EXISTS (SELECT 1 FROM users WHERE {USERNAME_LOOK} = $1"
+            " AND id IS DISTINCT FROM $2)",
+            look,
+            user_id,
+        )
+    )
+
+
 async def get_user_by_username(conn: asyncpg.Connection, *, username: str) -> UserRow | None:
     record = await conn.fetchrow(
         f"SELECT {USER_COLUMNS} FROM users WHERE lower(username) = $1", username_key(username)
