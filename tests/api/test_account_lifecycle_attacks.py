@@ -161,3 +161,29 @@ async def test_look_alike_usernames_registered_at_once_give_one_account(
     )
     statuses = sorted(r.status_code for r in made)
     assert statuses == [201, 409, 409], [r.text for r in made]
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "alice@example.com\u200b",  # (a zero-width space: reads as alice@example.com)
+        "al\u200dice@example.com",
+        "\ufeffalice@example.com",
+        "alice@\u202emoc.elpmaxe",  # (a bidi override: drawn as alice@example.com)
+        "ali\x1b[8mce@example.com",  # (ESC: a terminal's control sequence)
+        "a\x01b@example.com",
+        "a\x7fb@example.com",
+    ],
+)
+async def test_an_email_with_a_control_or_format_character_is_invalid(
+    client: httpx.AsyncClient, make_user: MakeUser, email: str
+) -> None:
+    """Was: 201, an account whose address reads as another's (alice's, registered
+    already: `alice@example.com` and a zero-width space is another email key)."""
+    await make_user("alice3", email="alice@example.com")
+    made = await client.post(
+        "/api/auth/register",
+        json={"username": "mallory3", "email": email, "password": PASSWORD},
+    )
+    assert made.status_code == 400, made.text
+    assert made.json()["code"] == "INVALID_EMAIL" and made.json()["field"] == "email"

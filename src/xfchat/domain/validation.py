@@ -55,8 +55,14 @@ def username_look(value: str) -> str:
 
 
 def email(value: str) -> str:
+    # No control or format character (Cc, Cf: a C0 control, ESC, U+200B, the bidi
+    # controls, the BOM), which no mailbox's address holds (RFC 5321, RFC 6531): each
+    # made an address that reads as another's, `alice@example.com` and a U+200B a
+    # second account beside alice's, its address shown to its owner and in an export
+    # as hers.
     value = value.strip()
-    if len(value) > 254 or not EMAIL_RE.fullmatch(value):
+    hidden = any(unicodedata.category(c) in ("Cc", "Cf") for c in value)
+    if len(value) > 254 or hidden or not EMAIL_RE.fullmatch(value):
         raise BadRequest("that is not a valid email address", code="INVALID_EMAIL", field="email")
     return value
 
