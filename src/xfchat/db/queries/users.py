@@ -81,12 +81,14 @@ async def list_deleted_user_ids(conn: asyncpg.Connection, *, user_ids: list[UUID
 
 
 def username_key(name: str) -> str | None:
-    """A name as the unique index compares usernames (lower(username)), folded here
-    rather than by the database's lower(): under a UTF-8 locale that folds U+0130 to
-    `i` and the Kelvin sign to `k`, so `alİce` would find alice, while registration
-    (ASCII only) and the login's per-name bucket take it for another name. A username is
-    ASCII, so a name that is not is nobody's (None: compared with `=`, matches no row)."""
-    return name.lower() if name.isascii() else None
+    """A name to compare with usernames as the unique index does (lower(username) =
+    lower($1): both sides folded by the same lower(), in whatever locale the database
+    has), if it may be one: a username is ASCII (registration takes nothing else), and
+    a name that is not names nobody (None, which `=` matches with no row). Was: any
+    name, and under a UTF-8 locale lower() folds U+0130 to `i` and the Kelvin sign to
+    `k`, so `alİce` found alice while the login's per-name bucket took it for another
+    name (2^n buckets for a name of n i's)."""
+    return name if name.isascii() else None
 
 
 # A username as validation.username_look takes it (usernames are ASCII: translate and
@@ -110,7 +112,8 @@ async def username_look_taken(
 
 async def get_user_by_username(conn: asyncpg.Connection, *, username: str) -> UserRow | None:
     record = await conn.fetchrow(
-        f"SELECT {USER_COLUMNS} FROM users WHERE lower(username) = $1", username_key(username)
+        f"SELECT {USER_COLUMNS} FROM users WHERE lower(username) = lower($1)",
+        username_key(username),
     )
     return maybe(UserRow, record)
 
@@ -132,7 +135,7 @@ async def get_user_by_login(
     record = await conn.fetchrow(
         f"""
         SELECT {USER_COLUMNS} FROM users
-        WHERE (lower(username) = $3 OR email_key = $2
+        WHERE (lower(username) = lower($3) OR email_key = $2
                OR (email_key = lower($1) AND email = $1))
           AND deleted_at IS NULL
         ORDER BY email = $1 DESC
@@ -294,7 +297,7 @@ async def get_public_user_by_username(
     conn: asyncpg.Connection, *, username: str
 ) -> PublicUserRow | None:
     record = await conn.fetchrow(
-        f"SELECT {PUBLIC_USER_COLUMNS} FROM users WHERE lower(username) = $1",
+        f"SELECT {PUBLIC_USER_COLUMNS} FROM users WHERE lower(username) = lower($1)",
         username_key(username),
     )
     return maybe(PublicUserRow, record)
