@@ -260,6 +260,14 @@ async def test_gateway_closes_a_revoked_session(
     assert await gw.closed_with() == 4012
     again = await GatewayClient.connect(server, ben.access_token)
     assert await again.closed_with() == 4012
+    # An expired token says only that it expired, its session ended or not (as the HTTP
+    # API's TOKEN_EXPIRED does): the refresh it asks for tells "log in again".
+    ended = await GatewayClient.connect(server, stale)
+    assert await ended.closed_with() == 4015
+    refreshed = await http(server).post(
+        "/api/auth/refresh", json={"refresh_token": ben.refresh_token}
+    )
+    assert (refreshed.status_code, refreshed.json()["code"]) == (401, "SESSION_REVOKED")
 
 
 async def test_the_session_a_login_past_the_limit_ends_closes_its_streams(
