@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import math
 import time
+from collections.abc import Coroutine
 from typing import Any
 
 import orjson
@@ -136,6 +137,26 @@ async def _receive(ws: WebSocket, within_s: float, late: str | None = None) -> d
     return frame
 
 
+async def _unless_ending(
+    ws: WebSocket, receiving: Coroutine[Any, Any, dict[str, Any]]
+) -> dict[str, Any]:
+    """The frame, unless the process starts shutting down first: then 4013 (resume
+    elsewhere or later), as an identified connection is told, not uvicorn's 1012."""
+    ending: asyncio.Event = ws.app.state.hub.ending
+    if ending.is_set():
+        receiving.close()
+        raise GatewayClose(4013)
+    frame = asyncio.create_task(receiving)
+    told = asyncio.create_task(ending.wait())
+    try:
+        await asyncio.wait((frame, told), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        await stop(frame if not frame.done() else None, told)
+    if not frame.done() or frame.cancelled():
+        raise GatewayClose(4013)
+    return frame.result()
+
+
 async def _handshake(
     ws: WebSocket, interval: float
 ) -> tuple[Actor, Subscriber, FeedStart, Refused | None]:
@@ -146,7 +167,9 @@ async def _handshake(
     deadline = time.monotonic() + within
     while True:
         left = max(0.0, deadline - time.monotonic())
-        frame = await _receive(ws, left, f"no IDENTIFY or RESUME within {within:g} s")
+        frame = await _unless_ending(
+            ws, _receive(ws, left, f"no IDENTIFY or RESUME within {within:g} s")
+        )
         if frame["op"] != HEARTBEAT:
             break
         # A client that starts its heartbeats at HELLO, as Discord's libraries do, is

@@ -157,6 +157,9 @@ class Hub:
         self._sessions_task: asyncio.Task[None] | None = None
         self._stopping = False
         self.closing = False  # shutting down: every subscription ends, new ones at once
+        # Set with `closing`: what waits for a client before it has a subscription (a
+        # gateway connection before IDENTIFY) says goodbye too.
+        self.ending = asyncio.Event()
         # The subscriptions whose transport still serves them (until Subscriber.release):
         # a shutdown waits for these to say goodbye.
         self.held: set[Subscriber] = set()
@@ -187,6 +190,7 @@ class Hub:
         later or on another process), and any opened from now on at once; wait at most
         `within_s` for their transports to have said so. True if they all did."""
         self.closing = True
+        self.ending.set()
         for sub in list(self.subscribers):
             sub.close("shutdown")
         try:
