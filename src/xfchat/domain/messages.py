@@ -862,12 +862,12 @@ async def read_states(
     """Who of those who may see the channel has read up to where (read receipts; the
     most recent READ_STATES_SHOWN): the others at the highest position they reached
     and when they first reached it (what `read_state.updated` told), the actor at
-    their own position; in a server channel, the actor's own alone (see
-    `acknowledge`)."""
+    their own position; in a server channel, or a direct conversation closed either
+    way (receipts_hidden), the actor's own alone (see `acknowledge`)."""
     access = await message_channel(conn, actor, channel_id, Permission.VIEW_CHANNEL)
-    if access.channel.server_id is not None:
-        return await q.list_read_states(conn, channel_id=channel_id, limit=1, user_id=actor.user_id)
-    if await receipts_hidden(conn, access, actor.user_id):
+    if access.channel.server_id is not None or await receipts_hidden(
+        conn, access, actor.user_id
+    ):  # (one's own alone)
         return await q.list_read_states(conn, channel_id=channel_id, limit=1, user_id=actor.user_id)
     states = await q.list_read_states(conn, channel_id=channel_id, limit=READ_STATES_SHOWN)
     seeing = set(await viewers_among(conn, channel_id, [s.user_id for s in states]))
