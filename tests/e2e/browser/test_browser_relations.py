@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 import httpx
-from playwright.async_api import Locator, Page, Request, WebSocketRoute, expect
+from playwright.async_api import Locator, Page, Request, Route, WebSocketRoute, expect
 
 from tests.e2e.browser.client import GAMING, GENERAL, SERVER, api_as, message, open_channel
 from tests.e2e.browser.conftest import Browsers, Site, log_in
@@ -297,14 +297,29 @@ async def test_a_member_who_joins_while_online_shows_online_at_once(
     nothing changed in their presence, so no presence.updated tells alice's open member
     list that they are online. It shows them online at once all the same, as Discord's
     does (was: offline until their next change of status)."""
+    await a_newcomer_shows_online(site, browsers, "newcomer", failing=0)
+
+
+async def test_a_newcomers_presence_is_asked_again_after_a_failed_ask(
+    site: Site, browsers: Browsers
+) -> None:
+    """Was: the one request for a newcomer's presence failing (two 503s here) left them
+    shown offline until their next change of status; the page asks again, after a wait
+    that doubles with each failure."""
+    await a_newcomer_shows_online(site, browsers, "latecomer", failing=2)
+
+
+async def a_newcomer_shows_online(site: Site, browsers: Browsers, name: str, failing: int) -> None:
+    """`name` registers, logs in and joins alice's server while her member list is
+    open, the first `failing` presence requests of her page answered 503."""
     async with api_as(site.base, "alice") as alice:
         invite = await alice.post(f"/api/servers/{SERVER}/invites", json={})
         await ok(invite)
     async with httpx.AsyncClient(base_url=site.base, timeout=10) as newcomer:
-        account = {"username": "newcomer", "email": "newcomer@example.test"}
+        account = {"username": name, "email": f"{name}@example.test"}
         made = await newcomer.post(
             "/api/auth/register",
-            json={**account, "password": "a long new password", "display_name": "Newcomer"},
+            json={**account, "password": "a long new password", "display_name": name.title()},
         )
         await ok(made)
         newcomer.headers["Authorization"] = f"Bearer {made.json()['access_token']}"
@@ -312,7 +327,20 @@ async def test_a_member_who_joins_while_online_shows_online_at_once(
         await open_channel(alice_page, "general")
         members = alice_page.get_by_role("complementary", name="Details")
         await expect(members.get_by_role("button", name="Bob (offline)")).to_be_visible()
+        refused: list[str] = []
+
+        async def fail_first(route: Route) -> None:
+            if len(refused) < failing:
+                refused.append(route.request.url)
+                body = {"code": "DATABASE_UNAVAILABLE", "message": "try again"}
+                await route.fulfill(status=503, json=body)
+            else:
+                await route.continue_()
+
+        await alice_page.route("**/api/users/@me/presences?*", fail_first)
         newcomer_page = await browsers.page(site.base)
-        await log_in(newcomer_page, "newcomer", "a long new password")
+        await log_in(newcomer_page, name, "a long new password")
         await ok(await newcomer.post(f"/api/invites/{invite.json()['code']}"))
-        await expect(members.get_by_role("button", name="Newcomer (online)")).to_be_visible()
+        online = members.get_by_role("button", name=f"{name.title()} (online)")
+        await expect(online).to_be_visible(timeout=20_000)
+        assert len(refused) == failing

@@ -251,8 +251,18 @@ export class App {
       try {
         shown = await this.session.call("GET", `/api/users/@me/presences?user_ids=${doubted.join(",")}`);
       } catch {
-        continue; // (kept as last told)
+        // (kept as last told; a newcomer has none, so they are asked again, after a
+        // wait that doubles with each failure, 1 s to a minute)
+        if (unknown.size) {
+          this.presencesBackoff = Math.min(60000, (this.presencesBackoff || 500) * 2);
+          setTimeout(() => {
+            for (const id of unknown) s.presencesUnknown.add(id);
+            this.checkPresences();
+          }, this.presencesBackoff);
+        }
+        continue;
       }
+      this.presencesBackoff = 0;
       if (this.ended) return;
       if (s.presencesFrom > since) continue; // (a ready replaced every presence meanwhile)
       const found = new Map(shown.map((p) => [p.user_id, p]));
