@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from typing import Any
 
+import asyncpg
 import httpx
 from playwright.async_api import Locator, Page, Request, Route, WebSocketRoute, expect
 
@@ -309,6 +311,21 @@ async def test_a_newcomers_presence_is_asked_again_after_a_failed_ask(
     await a_newcomer_shows_online(site, browsers, "latecomer", failing=2)
 
 
+async def presence_written(site: Site, user_id: str) -> None:
+    """Until the server has written that the user has a connection (a task of its
+    own does, soon after the connection opens)."""
+    conn = await asyncpg.connect(site.db_url)
+    try:
+        for _ in range(100):
+            held = "SELECT EXISTS (SELECT 1 FROM presence_connections WHERE user_id = $1)"
+            if await conn.fetchval(held, uuid.UUID(user_id)):
+                return
+            await asyncio.sleep(0.1)
+    finally:
+        await conn.close()
+    raise AssertionError("the presence was not written within 10 s")
+
+
 async def a_newcomer_shows_online(site: Site, browsers: Browsers, name: str, failing: int) -> None:
     """`name` registers, logs in and joins alice's server while her member list is
     open, the first `failing` presence requests of her page answered 503."""
@@ -338,9 +355,13 @@ async def a_newcomer_shows_online(site: Site, browsers: Browsers, name: str, fai
                 await route.continue_()
 
         await alice_page.route("**/api/users/@me/presences?*", fail_first)
-        newcomer_page = await browsers.page(site.base)
-        await log_in(newcomer_page, name, "a long new password")
-        await ok(await newcomer.post(f"/api/invites/{invite.json()['code']}"))
-        online = members.get_by_role("button", name=f"{name.title()} (online)")
-        await expect(online).to_be_visible(timeout=20_000)
+        # Online before joining (its stream open, its presence written), so that no
+        # presence.updated can reach alice's page after the join: only her page's own
+        # asking shows it.
+        async with newcomer.stream("GET", "/api/events") as stream:
+            assert stream.status_code == 200
+            await presence_written(site, made.json()["user"]["id"])
+            await ok(await newcomer.post(f"/api/invites/{invite.json()['code']}"))
+            online = members.get_by_role("button", name=f"{name.title()} (online)")
+            await expect(online).to_be_visible(timeout=20_000)
         assert len(refused) == failing
