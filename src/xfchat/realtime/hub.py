@@ -156,9 +156,8 @@ class Hub:
         self._task: asyncio.Task[None] | None = None
         self._sessions_task: asyncio.Task[None] | None = None
         self._stopping = False
-        self.closing = False  # shutting down: every subscription ends, new ones at once
-        # Set with `closing`: what waits for a client before it has a subscription (a
-        # gateway connection before IDENTIFY) says goodbye too.
+        # Shutting down: every subscription ends, new ones at once, and what waits for a
+        # client before it has one (a gateway connection before IDENTIFY) says goodbye.
         self.ending = asyncio.Event()
         # The subscriptions whose transport still serves them (until Subscriber.release):
         # a shutdown waits for these to say goodbye.
@@ -189,7 +188,6 @@ class Hub:
         """Shutting down: close every subscription ("shutdown": its client resumes, here
         later or on another process), and any opened from now on at once; wait at most
         `within_s` for their transports to have said so. True if they all did."""
-        self.closing = True
         self.ending.set()
         for sub in list(self.subscribers):
             sub.close("shutdown")
@@ -252,7 +250,7 @@ class Hub:
         self.subscribers.add(sub)
         self.connections[sub.id] = sub
         self.held.add(sub)
-        if self.closing:  # (its transport says goodbye at once)
+        if self.ending.is_set():  # (its transport says goodbye at once)
             sub.close("shutdown")
         return sub
 

@@ -8,25 +8,27 @@ from uuid import UUID
 import asyncpg
 
 
+def _key(data: bytes) -> int:
+    """The first 8 bytes of SHA-256 of `data`, as a signed bigint."""
+    return int.from_bytes(hashlib.sha256(data).digest()[:8], "big", signed=True)
+
+
 def advisory_key(namespace: bytes, entity_id: UUID) -> int:
     """The advisory lock key of one thing (a user's sessions, presence, upload quota...):
-    the first 8 bytes of SHA-256 of the namespace and the id, as a signed bigint."""
-    digest = hashlib.sha256(namespace + entity_id.bytes).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
+    of the namespace and the id."""
+    return _key(namespace + entity_id.bytes)
 
 
 def name_key(namespace: bytes, name: str) -> int:
     """The advisory lock key of a name (a username's look, say), as advisory_key's."""
-    digest = hashlib.sha256(namespace + name.encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
+    return _key(namespace + name.encode())
 
 
 def pair_key(a: UUID, b: UUID) -> int:
     """The advisory lock key of what stands between two users (a friendship, a request,
     a block), the same whichever of them comes first."""
     low, high = sorted((a, b))
-    digest = hashlib.sha256(b"pair" + low.bytes + high.bytes).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
+    return _key(b"pair" + low.bytes + high.bytes)
 
 
 async def select_one(conn: asyncpg.Connection) -> int:
