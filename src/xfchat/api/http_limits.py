@@ -368,6 +368,7 @@ class GuardedHttpProtocol(SendWatch, HttpToolsProtocol):
         self._body = None
         self._refusal = (408, "REQUEST_TIMEOUT", message)
         if cycle is not None and cycle.response_started:
+            self._held_out()
             self.transport.close()  # (answered already: the client sends on regardless)
         else:
             self._answer(408, "REQUEST_TIMEOUT", message)
@@ -589,12 +590,14 @@ class GuardedHttpProtocol(SendWatch, HttpToolsProtocol):
     def _start_asgi_task(self, cycle: Any, app: Any) -> None:
         self._running = cycle  # (with pipelining, not always self.cycle)
         cycle.scope[RAW_CYCLE] = cycle
+        cycle.transport = HeadWithBody(self.transport, cycle, self.loop)
         super()._start_asgi_task(cycle, app)
 
     def _drop(self) -> None:
         """From now on the app's answers go nowhere, as when the client goes away (the
         transport is about to close: uvloop's raises on a write after that). Every
         request of the connection, the one being answered and those queued behind it."""
+        self._held_out()
         queued = [cycle for cycle, _ in self.pipeline]
         for cycle in (self._running, self.cycle, *queued):
             if cycle is not None and not cycle.response_complete:
@@ -602,7 +605,15 @@ class GuardedHttpProtocol(SendWatch, HttpToolsProtocol):
                 cycle.message_event.set()
         self.flow.resume_writing()
 
+    def _held_out(self) -> None:
+        """The head the answer being written holds (HeadWithBody) goes out now, before
+        this protocol's own writes and closes."""
+        running = self._running
+        if running is not None and isinstance(running.transport, HeadWithBody):
+            running.transport.flush()
+
     def _answer(self, status: int, code: str, message: str) -> None:
+        self._held_out()
         body = orjson.dumps({"code": code, "message": message})
         length = len(body)
         if self._head_asked:  # (the parser's method may be the request before's)
@@ -615,6 +626,49 @@ class GuardedHttpProtocol(SendWatch, HttpToolsProtocol):
         self.transport.write(head + b"connection: close\r\n\r\n" + body)
         self.transport.close()
         self._watch_unsent()  # (a client that reads none of it is let go of too)
+
+
+class HeadWithBody:
+    """A request's transport as its answer writes to it: the head goes out with the
+    body's first bytes, in one write.
+
+    uvicorn writes an answer's status line and headers as soon as the app starts it,
+    then each piece of its body: two writes for every answer, so two system calls and,
+    over loopback, two wake-ups of the client, which must read twice. The app writes
+    its body in the same turn of the event loop (Starlette's `Response` sends both
+    without waiting), so the head is held until that write, and written at the end of
+    the turn at the latest (an answer whose body comes later, or never: a HEAD's, a
+    stream's that waits for its first event)."""
+
+    def __init__(self, transport: asyncio.Transport, cycle: Any, loop: asyncio.AbstractEventLoop):
+        self._transport = transport
+        self._cycle = cycle
+        self._loop = loop
+        self._head: bytes | None = None  # held
+        self._headed = False  # the head came
+
+    def write(self, data: bytes) -> None:
+        if self._head is not None:
+            data, self._head = self._head + data, None
+        elif not self._headed and self._cycle.response_started:
+            self._headed = True  # (uvicorn's first write once the answer starts: its head)
+            self._head = data
+            self._loop.call_soon(self.flush)
+            return
+        self._transport.write(data)
+
+    def flush(self) -> None:
+        if self._head is not None:
+            head, self._head = self._head, None
+            if not self._transport.is_closing():
+                self._transport.write(head)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 class _BodyClock:

@@ -113,6 +113,7 @@ class MessageWriter:
         self._drained = asyncio.Event()  # set whenever no send is pending
         self._drained.set()
         self.facts = FactsCache()  # what the fast path decides from
+        self._loop: asyncio.AbstractEventLoop | None = None  # (the one it runs on, once known)
 
     async def stop(self, drain_s: float = 5.0) -> None:
         """Refuse new sends, write those queued and in flight (for at most `drain_s`),
@@ -143,31 +144,44 @@ class MessageWriter:
             raise _unavailable(
                 "too many messages are waiting to be written; retry", "SEND_QUEUE_FULL"
             )
-        loop = asyncio.get_running_loop()
+        loop = self._loop_now()
+        req.future = future = loop.create_future()
         req.deadline = loop.time() + self.deadline_s
         self.pending += 1
         self._drained.clear()
-        self._unanswered.add(req.future)
-        req.future.add_done_callback(self._answered)
+        self._unanswered.add(future)
+        future.add_done_callback(self._answered)
         self._waiting.setdefault(req.channel_id, []).append(req)
         if req.channel_id not in self._channels:
             self._channels[req.channel_id] = asyncio.create_task(
                 self._write_channel(req.channel_id), name="message-writer"
             )
+        expiry = loop.call_at(req.deadline, self._expire, req)
         try:
-            async with asyncio.timeout_at(req.deadline):
-                return await asyncio.shield(req.future)
-        except TimeoutError:
-            self.refused += 1
-            if req.started:
-                # Its batch answers later; nobody is waiting for that answer any more.
-                req.future.add_done_callback(lambda f: f.cancelled() or f.exception())
-                raise _maybe_stored() from None
-            req.future.cancel()  # the worker skips it: nothing is written
-            raise _unavailable(
-                "the message could not be written in time (nothing was stored); retry",
-                "SEND_TIMEOUT",
-            ) from None
+            return await asyncio.shield(future)
+        finally:
+            expiry.cancel()
+
+    def _expire(self, req: SendRequest) -> None:
+        """A send not answered by its deadline: refused, and its batch's answer, if it
+        comes, goes to no one (a send not yet in a batch is not written)."""
+        if req.future.done():
+            return
+        self.refused += 1
+        if req.started:
+            req.future.set_exception(_maybe_stored())
+        else:
+            req.future.set_exception(
+                _unavailable(
+                    "the message could not be written in time (nothing was stored); retry",
+                    "SEND_TIMEOUT",
+                )
+            )
+
+    def _loop_now(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop
 
     async def write_beside(
         self, author_id: UUID, write: Callable[[], Awaitable[SendResult]]
@@ -270,7 +284,7 @@ class MessageWriter:
     def _take(self, channel_id: UUID) -> list[SendRequest]:
         """The next batch of the channel: what waits and is still wanted (at most
         max_batch, oldest first), each marked started."""
-        now = asyncio.get_running_loop().time()
+        now = self._loop_now().time()
         live = [
             r for r in self._waiting.pop(channel_id, []) if not r.future.done() and r.deadline > now
         ]
@@ -307,7 +321,7 @@ class MessageWriter:
         failed."""
         self.batches += 1
         self.sends += len(reqs)
-        loop = asyncio.get_running_loop()
+        loop = self._loop_now()
         for attempt in range(1, RETRIES + 1):
             began = loop.time()
             try:
@@ -327,14 +341,15 @@ class MessageWriter:
                 self.writing_s += loop.time() - began
         created: dict[UUID, int] = {}
         for req, outcome in zip(reqs, outcomes, strict=True):
-            if req.future.done():
-                continue
+            answered = req.future.done()  # (its deadline passed: its sender was told so)
             if isinstance(outcome, XFChatError):
-                req.future.set_exception(outcome)
-            else:
+                if not answered:
+                    req.future.set_exception(outcome)
+                continue
+            if not answered:
                 req.future.set_result(outcome)
-                if outcome.created:
-                    created[req.actor.user_id] = created.get(req.actor.user_id, 0) + 1
+            if outcome.created:
+                created[req.actor.user_id] = created.get(req.actor.user_id, 0) + 1
         if self.on_sent is not None:
             for user_id, n in created.items():
                 self.on_sent(user_id, n)

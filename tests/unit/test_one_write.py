@@ -1,0 +1,121 @@
+"""An answer's head goes out with its body in one write (api/http_limits.py's
+HeadWithBody), with uvicorn on uvloop as `xfchat serve` runs it and a bare ASGI app in
+this process; the writes are counted on the connection's real transport."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+import uvicorn
+import uvloop
+
+from xfchat.api.http_limits import http_protocol
+
+
+class Counting:
+    """The connection's transport, each write it is given kept (it still writes)."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+        self._transport.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+class Counted(http_protocol(16_384, 100, 5.0)):  # type: ignore[misc,valid-type]
+    live: ClassVar[list[Counting]] = []
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        counting = Counting(transport)
+        self.live.append(counting)
+        super().connection_made(counting)
+
+
+late_go: list[asyncio.Event] = []
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """/json: a JSON answer; /late: a stream whose first bytes wait for the test."""
+    await receive()
+    if scope["path"] == "/late":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await late_go[0].wait()
+        await send({"type": "http.response.body", "body": b"late", "more_body": False})
+        return
+    body = b'{"ok":true}'
+    head = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": 200, "headers": head})
+    await send({"type": "http.response.body", "body": body})
+
+
+@contextlib.asynccontextmanager
+async def serving() -> AsyncIterator[int]:
+    Counted.live.clear()
+    late_go[:] = [asyncio.Event()]
+    config = uvicorn.Config(app, http=Counted, lifespan="off", log_level="warning")
+    server = uvicorn.Server(config)
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    task = asyncio.create_task(server.serve(sockets=[listening]))
+    try:
+        while not server.started:
+            await asyncio.sleep(0.02)
+        yield listening.getsockname()[1]
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
+
+
+async def read_until(reader: asyncio.StreamReader, end: bytes) -> bytes:
+    return await asyncio.wait_for(reader.readuntil(end), 10)
+
+
+def test_an_answer_is_one_write_its_head_with_its_body() -> None:
+    uvloop.run(_one_write())
+
+
+async def _one_write() -> None:
+    """Was: uvicorn wrote the status line and headers, then the body: two system calls
+    and two wake-ups of the client for every answer, a send's included."""
+    async with serving() as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for _ in range(3):  # (each answer of a kept-alive connection)
+            writer.write(b"GET /json HTTP/1.1\r\nHost: x\r\n\r\n")
+            await read_until(reader, b'{"ok":true}')
+        writer.close()
+        writes = Counted.live[0].writes
+        assert len(writes) == 3, writes
+        assert all(w.startswith(b"HTTP/1.1 200 OK\r\n") for w in writes), writes
+        assert all(w.endswith(b'\r\n\r\n{"ok":true}') for w in writes), writes
+
+
+def test_a_head_whose_body_waits_goes_out_alone() -> None:
+    uvloop.run(_head_alone())
+
+
+async def _head_alone() -> None:
+    """A HEAD's answer has no body to wait for, and a stream's first bytes may come
+    much later: the head is not held past the turn of the event loop it was written
+    in (the client reads it before any body is written)."""
+    async with serving() as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"HEAD /json HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = await read_until(reader, b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 OK\r\n") and b"content-length: 11" in head
+        writer.write(b"GET /late HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = await read_until(reader, b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 OK\r\n") and b"transfer-encoding: chunked" in head
+        late_go[0].set()
+        assert await read_until(reader, b"0\r\n\r\n") == b"4\r\nlate\r\n0\r\n\r\n"
+        writer.close()
+        writes = Counted.live[0].writes
+        assert [w.startswith(b"HTTP/1.1 200 OK\r\n") for w in writes] == [True, True, False]
