@@ -124,7 +124,7 @@ async def test_a_username_that_a_sans_serif_face_draws_as_a_taken_one_is_taken(
         assert made.json()["code"] == "USERNAME_TAKEN" and made.json()["field"] == "username"
     other = await make_user("mallory")
     renamed = await client.patch(
-        "/api/users/@me", headers=other.headers, json={"username": "aIice9"}
+        "/api/users/@me", headers=other.headers, json={"username": "aIice9", "password": PASSWORD}
     )
     assert renamed.status_code == 409 and renamed.json()["code"] == "USERNAME_TAKEN"
     kept = await client.get("/api/users/@me", headers=other.headers)
@@ -139,7 +139,7 @@ async def test_a_username_that_a_sans_serif_face_draws_as_a_taken_one_is_taken(
     own = await client.patch(
         "/api/users/@me",
         headers={"Authorization": f"Bearer {lan.json()['access_token']}"},
-        json={"username": "Lan7"},
+        json={"username": "Lan7", "password": PASSWORD},
     )
     assert own.status_code == 200, own.text
 

@@ -194,7 +194,9 @@ async def test_fuzz_authorization_header(app_with: AppWith, authorization: bytes
 
 
 @given(
-    patch=bodies(["username", "display_name", "status_text", "avatar_url"]),
+    patch=bodies(
+        ["username", "email", "display_name", "status_text", "avatar_url", "password", "code"]
+    ),
     password=bodies(["current_password", "new_password"]),
     friend=bodies(["username"]),
 )

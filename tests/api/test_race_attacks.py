@@ -15,7 +15,7 @@ import asyncpg
 import httpx
 
 from tests import factories
-from tests.factories import AppWith, MakeUser, TestUser, lock_waiters
+from tests.factories import PASSWORD, AppWith, MakeUser, TestUser, lock_waiters
 
 ROUNDS = 3
 
@@ -656,7 +656,11 @@ async def test_one_username_taken_by_several_at_once(
     for r in range(2):
         answers = await burst(
             [
-                client.patch("/api/users/@me", headers=p.headers, json={"username": f"taken{r}"})
+                client.patch(
+                    "/api/users/@me",
+                    headers=p.headers,
+                    json={"username": f"taken{r}", "password": PASSWORD},
+                )
                 for p in people
             ]
         )

@@ -58,6 +58,7 @@ async def test_patch_me_changes_and_clears_fields(
             "status_text": "afk",
             "avatar_url": "https://img.example/z.png",
             "username": "zed_01",
+            "password": PASSWORD,
         },
     )
     assert changed.status_code == 200, changed.text
@@ -94,7 +95,9 @@ async def test_patch_me_to_a_taken_username_is_409(
 ) -> None:
     user = await make_user()
     await make_user("erin")
-    response = await client.patch("/api/users/@me", headers=user.headers, json={"username": "ERIN"})
+    response = await client.patch(
+        "/api/users/@me", headers=user.headers, json={"username": "ERIN", "password": PASSWORD}
+    )
     assert response.status_code == 409 and response.json()["code"] == "USERNAME_TAKEN"
 
 

@@ -36,9 +36,12 @@ router = api_router(prefix="/api/users", tags=["users"])
 
 
 class PatchMeIn(BaseModel):
-    """Only the fields present change; null clears display_name, status_text, avatar_url."""
+    """Only the fields present change; null clears display_name, status_text, avatar_url.
+    With `username` or `email`, `password` is needed (and `code` with two-factor sign-in
+    on), as for a password change."""
 
     username: Text | None = Field(default=None, max_length=256, json_schema_extra=USERNAME)
+    email: Text | None = Field(default=None, max_length=1024)
     display_name: Text | None = Field(
         default=None, max_length=1024, json_schema_extra=enforced(MAX_DISPLAY_NAME)
     )
@@ -47,6 +50,17 @@ class PatchMeIn(BaseModel):
     )
     avatar_url: Text | None = Field(
         default=None, max_length=4096, json_schema_extra=enforced(MAX_URL)
+    )
+    password: Text | None = Field(
+        default=None,
+        max_length=1024,
+        description="your password: needed with `username` or `email`, else not read",
+    )
+    code: Text | None = Field(
+        default=None,
+        max_length=64,
+        description="with `password`, when two-factor sign-in is on: an authenticator code"
+        " or a recovery code",
     )
 
 
@@ -84,30 +98,43 @@ async def get_me(actor: CurrentActor, conn: Conn) -> UserPrivate:
 
 @router.patch("/@me")
 async def patch_me(
-    body: PatchMeIn, actor: CurrentActor, conn: Conn, settings: AppSettings, request: Request
+    body: PatchMeIn, actor: CurrentActor, pool: Pool, settings: AppSettings, request: Request
 ) -> UserPrivate:
-    """Change your username, display name, status text or avatar URL. Each change is
-    told to every conversation and server you are in (a change of the status text, your
-    custom status, as presence: only to those who see your presence, and to nobody while
-    you are invisible or offline), so it counts in `profile` (XFCHAT_RATE_PROFILE_USER).
-    A change of nothing (no field, or each as it is) answers you as you are, tells no
-    one and is not counted there."""
+    """Change your username, email, display name, status text or avatar URL. Each change
+    is told to every conversation and server you are in (a change of the status text,
+    your custom status, as presence: only to those who see your presence, and to nobody
+    while you are invisible or offline; of the email, to you alone, and your other
+    sessions end), so it counts in `profile` (XFCHAT_RATE_PROFILE_USER). With
+    `username` or `email`, your `password` (and a `code` with two-factor sign-in on),
+    counted as a password change counts them. A change of nothing (no field, or each as
+    it is) answers you as you are, tells no one and is not counted there."""
     given = body.model_fields_set
     changes = profile.ProfileChanges(
         username=body.username,
+        email=body.email,
         **{
             name: getattr(body, name)
             for name in ("display_name", "status_text", "avatar_url")
             if name in given
         },
     )
-    same = await unchanged.unchanged_profile(conn, actor, changes)
+    async with pool.acquire() as conn:
+        same = await unchanged.unchanged_profile(conn, actor, changes)
     if same is not None:
         return UserPrivate.of_me(same)
-    await check_limit(request, "profile", str(actor.user_id), settings.rate_profile_user, conn)
-    user = await profile.update_profile(conn, actor, changes, settings.presence_timeout_s)
-    request.app.state.sessions.forget_user(actor.user_id)
-    return UserPrivate.of_me(user)
+    if changes.guarded and body.password is not None:  # (each try costs argon2 work)
+        await password_limit(request, actor)
+        if body.code is not None:
+            await code_limit(request, actor)
+    await check_limit(request, "profile", str(actor.user_id), settings.rate_profile_user)
+    changed = await profile.change_profile(
+        pool, settings, actor, changes, password=body.password, code=body.code
+    )
+    cache = request.app.state.sessions
+    for session_id in changed.ended:
+        cache.forget_session(session_id)
+    cache.forget_user(actor.user_id)
+    return UserPrivate.of_me(changed.user)
 
 
 @router.post("/@me/password", status_code=204, response_class=Response)

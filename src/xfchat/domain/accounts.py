@@ -96,7 +96,8 @@ def session_revoked(user_id: UUID, session_id: UUID, reason: str) -> Event:
     return SESSION_REVOKED.to_user(user_id, {"session_id": str(session_id), "reason": reason})
 
 
-def _unique_violation(exc: asyncpg.UniqueViolationError) -> Conflict:
+def unique_violation(exc: asyncpg.UniqueViolationError) -> Conflict:
+    """The conflict a unique index of users refused: EMAIL_TAKEN or USERNAME_TAKEN."""
     # (users_email_key_live: its name while migration 0034 builds it)
     if exc.constraint_name in ("users_email_key", "users_email_key_live"):
         return Conflict("that email is already registered", code="EMAIL_TAKEN", field="email")
@@ -236,7 +237,7 @@ async def register(
                 display_name=display_name,
             )
         except asyncpg.UniqueViolationError as exc:
-            raise _unique_violation(exc) from None
+            raise unique_violation(exc) from None
         return await start_session(conn, settings, user, client)
 
 

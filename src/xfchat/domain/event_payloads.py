@@ -213,6 +213,10 @@ class PrivacyPayload(TypedDict):
     direct_messages: str  # everyone, friends
 
 
+class EmailPayload(TypedDict):
+    email: str  # the account's email, as stored (private: told to its owner alone)
+
+
 class MuteTargetPayload(TypedDict):
     """What a mute is of: a channel (a server's text channel, or a conversation: its
     id is its channel's) or a whole server."""

@@ -33,6 +33,7 @@ from xfchat.domain.event_payloads import (
     ConversationAddedPayload,
     ConversationPayload,
     ConversationRemovedPayload,
+    EmailPayload,
     FriendPayload,
     FriendRequestPayload,
     MemberPayload,
@@ -419,7 +420,7 @@ SESSION_REVOKED = EventType(
     SessionRevokedPayload,
     "A session of yours ended (its streams close). `reason`: `logout`, `revoked` (from the"
     " sessions list, one or all but the asking one, or another session turned two-factor"
-    " sign-in on), `password_changed`, `token_reuse` (a used refresh token came back),"
+    " sign-in on or changed the account's email), `password_changed`, `token_reuse` (a used refresh token came back),"
     " `session_limit` (a login past the account's 100 live sessions ended this least"
     " recently used one) or `account_deleted` (the account was deleted).",
 )
@@ -428,6 +429,12 @@ PRIVACY_UPDATED = EventType(
     U,
     PrivacyPayload,
     "You changed whom you take direct messages from (`PUT /api/users/@me/privacy`).",
+)
+EMAIL_UPDATED = EventType(
+    "email.updated",
+    U,
+    EmailPayload,
+    "Your account's email changed (`PATCH /api/users/@me`); told to nobody else.",
 )
 MUTE_UPDATED = EventType(
     "mute.updated",
@@ -510,6 +517,7 @@ EVENT_TYPES: dict[str, EventType[Any]] = {
         PRESENCE_UPDATED,
         SESSION_REVOKED,
         PRIVACY_UPDATED,
+        EMAIL_UPDATED,
         MUTE_UPDATED,
         MUTE_REMOVED,
         SERVER_JOINED,

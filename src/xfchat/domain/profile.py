@@ -11,7 +11,6 @@ import asyncpg
 from xfchat.db.queries import locks as locks_q
 from xfchat.db.queries import media as media_q
 from xfchat.db.queries import sessions as sessions_q
-from xfchat.db.queries import two_factor as two_factor_q
 from xfchat.db.queries import users as users_q
 from xfchat.domain import presence, two_factor, validation, voice
 from xfchat.domain.access import (
@@ -22,16 +21,16 @@ from xfchat.domain.access import (
 from xfchat.domain.accounts import (
     Actor,
     claim_username_look,
-    lock_sessions,
     password_hasher,
     session_ended,
     session_revoked,
+    unique_violation,
 )
 from xfchat.domain.event_payloads import PublicUserPayload
-from xfchat.domain.events import PRIVACY_UPDATED, USER_UPDATED, emit_many
-from xfchat.domain.passwords import hash_password_async, verify_password_async
+from xfchat.domain.events import EMAIL_UPDATED, PRIVACY_UPDATED, USER_UPDATED, emit, emit_many
+from xfchat.domain.passwords import hash_password_async
 from xfchat.domain.search_text import fold
-from xfchat.errors import BadRequest, Conflict, NotFound
+from xfchat.errors import BadRequest, NotFound
 from xfchat.settings import Settings
 
 UNSET = object()
@@ -42,9 +41,33 @@ class ProfileChanges:
     """A PATCH: fields absent stay; None clears display_name, status_text, avatar_url."""
 
     username: str | None = None
+    email: str | None = None
     display_name: str | object | None = UNSET
     status_text: str | object | None = UNSET
     avatar_url: str | object | None = UNSET
+
+    @property
+    def guarded(self) -> bool:
+        """Whether it names the username or the email, which only the owner changes:
+        with the password (and a code with two-factor sign-in on), as a password change
+        asks, so that a session alone (a stolen access token) cannot rename the account
+        nor move its email away."""
+        return self.username is not None or self.email is not None
+
+
+@dataclass(frozen=True)
+class Proof:
+    """The owner's proof for a guarded change: the user as `confirm_password` found
+    it, and the code to spend (with two-factor sign-in on)."""
+
+    checked: users_q.UserRow
+    code: str | None
+
+
+@dataclass(frozen=True)
+class ProfileChanged:
+    user: users_q.UserRow
+    ended: list[UUID]  # the other sessions an email change ended (for the caller's cache)
 
 
 def public_profile(user: users_q.UserRow | users_q.PublicUserRow) -> PublicUserPayload:
@@ -86,18 +109,70 @@ def _text_change(value: object, *, field: str, limit: int, code: str) -> tuple[s
     return validation.optional_text(value, field=field, limit=limit, code=code), False
 
 
+def password_needed() -> BadRequest:
+    return BadRequest(
+        "give your password to change your username or email",
+        code="WRONG_PASSWORD",
+        field="password",
+    )
+
+
+async def change_profile(
+    pool: asyncpg.Pool,
+    settings: Settings,
+    actor: Actor,
+    changes: ProfileChanges,
+    *,
+    password: str | None,
+    code: str | None,
+) -> ProfileChanged:
+    """`update_profile`, with the owner's proof when the change is guarded (names the
+    username or the email): the password checked here, with no connection held while
+    argon2 works; the code spent in the change's transaction.
+
+    Raises: as `update_profile` (a username or an email that breaks its rule before the
+    password is checked), and BadRequest (WRONG_PASSWORD: missing or wrong)."""
+    # (a name or an address that breaks its rule is told before the password is asked:
+    # the rules are public, and argon2's work is not spent on a change refused anyway)
+    if changes.username is not None:
+        validation.username(changes.username)
+    if changes.email is not None:
+        validation.email(changes.email)
+    proof = None
+    if changes.guarded:
+        if password is None:
+            raise password_needed()
+        proof = Proof(await two_factor.confirm_password(pool, settings, actor, password), code)
+    async with pool.acquire() as conn:
+        return await update_profile(conn, settings, actor, changes, proof)
+
+
 async def update_profile(
-    conn: asyncpg.Connection, actor: Actor, changes: ProfileChanges, presence_timeout_s: float
-) -> users_q.UserRow:
-    """Change username, display name, status text or avatar URL. A change of the public
-    profile is told as user.updated; a change of the status text (the custom status,
-    not in the profile) as presence, as set_presence tells it.
+    conn: asyncpg.Connection,
+    settings: Settings,
+    actor: Actor,
+    changes: ProfileChanges,
+    proof: Proof | None = None,
+) -> ProfileChanged:
+    """Change username, email, display name, status text or avatar URL. A change of the
+    public profile is told as user.updated; a change of the status text (the custom
+    status, not in the profile) as presence, as set_presence tells it; a change of the
+    email (private) as email.updated to the user alone, and it ends every other session
+    of the account (`session.revoked`, reason `revoked`), as a password change does.
+    A guarded change (username or email named) needs `proof`, spent with the change.
 
     Raises:
-        BadRequest: a field breaks its rule. Conflict: USERNAME_TAKEN.
+        BadRequest: a field breaks its rule (INVALID_USERNAME, INVALID_EMAIL, ...);
+            WRONG_PASSWORD (no proof, or the password changed since it was checked);
+            WRONG_TWO_FACTOR_CODE.
+        Conflict: USERNAME_TAKEN, EMAIL_TAKEN (as registration judges them).
         Unauthorized: SESSION_REVOKED (the account was deleted meanwhile).
+        ServiceUnavailable: TWO_FACTOR_UNAVAILABLE.
     """
+    if changes.guarded and proof is None:
+        raise password_needed()
     username = validation.username(changes.username) if changes.username is not None else None
+    email = validation.email(changes.email) if changes.email is not None else None
     display_name, clear_display = _text_change(
         changes.display_name,
         field="display_name",
@@ -110,13 +185,16 @@ async def update_profile(
         limit=validation.MAX_STATUS_TEXT,
         code="INVALID_STATUS_TEXT",
     )
+    timeout_s = settings.presence_timeout_s
     async with conn.transaction():
         seen = None
         if changes.status_text is not UNSET:  # (locked first, as set_presence does)
-            seen = await presence.lock_shown(conn, actor.user_id, presence_timeout_s)
+            seen = await presence.lock_shown(conn, actor.user_id, timeout_s)
         current = await get_me(conn, actor)
         if username is not None and username != current.username:
             await claim_username_look(conn, username, actor.user_id)
+        if email == current.email:
+            email = None
         if display_name != current.display_name:  # (one stored before the rule stays)
             validation.check_not_everyone(
                 display_name, field="display_name", code="INVALID_DISPLAY_NAME"
@@ -133,6 +211,8 @@ async def update_profile(
                 conn,
                 user_id=actor.user_id,
                 username=username,
+                email=email,
+                email_key=validation.email_key(email) if email is not None else None,
                 display_name=display_name,
                 clear_display_name=clear_display,
                 status_text=status_text,
@@ -140,19 +220,23 @@ async def update_profile(
                 avatar_url=avatar,
                 clear_avatar_url=clear_avatar,
             )
-        except asyncpg.UniqueViolationError:
-            raise Conflict(
-                "that username is taken", code="USERNAME_TAKEN", field="username"
-            ) from None
+        except asyncpg.UniqueViolationError as exc:
+            raise unique_violation(exc) from None
         if user is None:  # (deleted since: its scrubbed row is not written again)
             raise session_ended()
+        if proof is not None:  # (the row written first, as the password change writes it)
+            await two_factor.reauthenticate(conn, settings, actor, proof.code, proof.checked)
+        ended = []
+        if user.email != current.email:
+            ended = await _end_other_sessions(conn, actor, "revoked")
+            await emit(conn, EMAIL_UPDATED.to_user(user.id, {"email": user.email}))
         if avatar_change is not UNSET:  # an uploaded avatar replaced by a URL: free it
             await media_q.delete_media_of_owner(conn, owner_id=user.id, purpose="avatar")
         if public_profile(user) != public_profile(current):
             await publish_profile(conn, user)
         if seen is not None and user.status_text != current.status_text:
-            await presence.announce(conn, user.id, presence_timeout_s, seen)
-        return user
+            await presence.announce(conn, user.id, timeout_s, seen)
+        return ProfileChanged(user, ended)
 
 
 async def set_avatar_url(
@@ -190,12 +274,6 @@ async def publish_profile(
     )
 
 
-def _wrong_current_password() -> BadRequest:
-    return BadRequest(
-        "the current password is wrong", code="WRONG_PASSWORD", field="current_password"
-    )
-
-
 async def change_password(
     pool: asyncpg.Pool,
     settings: Settings,
@@ -216,13 +294,9 @@ async def change_password(
         Unauthorized: SESSION_REVOKED (the account was deleted meanwhile).
         ServiceUnavailable: TWO_FACTOR_UNAVAILABLE.
     """
-    ph = password_hasher(settings)
-    async with pool.acquire() as conn:
-        user = await get_me(conn, actor)
-    if not await verify_password_async(user.password_hash, current, ph):
-        raise _wrong_current_password()
+    user = await two_factor.confirm_password(pool, settings, actor, current, "current_password")
     validation.password(new, field="new_password", user_name=user.username, user_email=user.email)
-    new_hash = await hash_password_async(new, ph)
+    new_hash = await hash_password_async(new, password_hasher(settings))
     async with pool.acquire() as conn, conn.transaction():
         # Only over the hash the current password was checked against: a change that
         # committed meanwhile (which revoked this session if it was another's) stands.
@@ -231,20 +305,18 @@ async def change_password(
         ):
             if await users_q.get_password_hash(conn, user_id=user.id) is None:
                 raise session_ended()  # (deleted since)
-            raise _wrong_current_password()
-        # The authenticator's row, then the sessions lock (the order of the login's
-        # second step, of turning two-factor sign-in on or off and of the account's
-        # deletion: the other deadlocked with a login spending a code), and the code
-        # spent under both, with the change: a change refused spends none.
-        await two_factor_q.lock_totp(conn, user_id=user.id)
-        await lock_sessions(conn, user.id)
-        await two_factor.require_code(conn, settings, actor, code)
-        revoked = await sessions_q.revoke_other_sessions(
-            conn, user_id=user.id, keep=actor.session_id, reason="password_changed"
-        )
-        await emit_many(
-            conn, [session_revoked(user.id, sid, "password_changed") for sid in revoked]
-        )
+            raise two_factor.wrong_password("current_password")
+        await two_factor.reauthenticate(conn, settings, actor, code)
+        return await _end_other_sessions(conn, actor, "password_changed")
+
+
+async def _end_other_sessions(conn: asyncpg.Connection, actor: Actor, reason: str) -> list[UUID]:
+    """Revoke every other session of the actor's, under the sessions lock (which
+    `reauthenticate` took), each with its `session.revoked`."""
+    revoked = await sessions_q.revoke_other_sessions(
+        conn, user_id=actor.user_id, keep=actor.session_id, reason=reason
+    )
+    await emit_many(conn, [session_revoked(actor.user_id, sid, reason) for sid in revoked])
     return revoked
 
 

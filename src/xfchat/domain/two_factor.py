@@ -107,16 +107,18 @@ def unavailable() -> ServiceUnavailable:
 
 
 async def confirm_password(
-    pool: asyncpg.Pool, settings: Settings, actor: Actor, password: str
+    pool: asyncpg.Pool, settings: Settings, actor: Actor, password: str, field: str = "password"
 ) -> users_q.UserRow:
     """The actor's user if `password` is theirs (no connection is held while argon2
-    works)."""
+    works). `field`: the request's name for it, which a refusal names.
+
+    Raises: BadRequest (WRONG_PASSWORD); NotFound (USER_NOT_FOUND)."""
     async with pool.acquire() as conn:
         user = await users_q.get_user(conn, user_id=actor.user_id)
     if user is None:
         raise NotFound("no such user", code="USER_NOT_FOUND")
     if not await verify_password_async(user.password_hash, password, password_hasher(settings)):
-        raise _wrong_password()
+        raise wrong_password(field)
     return user
 
 
@@ -126,11 +128,11 @@ async def password_unchanged(conn: asyncpg.Connection, user: users_q.UserRow) ->
 
     Raises: BadRequest (WRONG_PASSWORD)."""
     if await password_moved(conn, user.id, user.password_hash):
-        raise _wrong_password()
+        raise wrong_password()
 
 
-def _wrong_password() -> BadRequest:
-    return BadRequest("the password is wrong", code="WRONG_PASSWORD", field="password")
+def wrong_password(field: str = "password") -> BadRequest:
+    return BadRequest("the password is wrong", code="WRONG_PASSWORD", field=field)
 
 
 async def status(conn: asyncpg.Connection, actor: Actor) -> Status:
@@ -235,6 +237,32 @@ async def require_code(
         code is not None and await spend_code(conn, settings, actor.user_id, code)
     ):
         raise wrong_code()
+
+
+async def reauthenticate(
+    conn: asyncpg.Connection,
+    settings: Settings,
+    actor: Actor,
+    code: str | None,
+    checked: users_q.UserRow | None = None,
+) -> None:
+    """The second half of confirming it is the owner (after `confirm_password`, or the
+    password change's own check), in the caller's transaction, after it wrote the
+    account's row: the authenticator's row, then the sessions lock (the order of the
+    login's second step, of turning two-factor sign-in on or off and of the account's
+    deletion: the other deadlocked with a login spending a code); with `checked`
+    (the user `confirm_password` answered), refused if the password changed since (a
+    change meanwhile ended this session); and `code` spent under both (`require_code`),
+    with the change: a change refused spends none.
+
+    Raises: BadRequest (WRONG_PASSWORD, WRONG_TWO_FACTOR_CODE); ServiceUnavailable
+    (TWO_FACTOR_UNAVAILABLE)."""
+    await q.lock_totp(conn, user_id=actor.user_id)
+    if checked is not None:
+        await password_unchanged(conn, checked)  # (takes the sessions lock)
+    else:
+        await lock_sessions(conn, actor.user_id)
+    await require_code(conn, settings, actor, code)
 
 
 async def spend_code(

@@ -54,6 +54,8 @@ async def unchanged_profile(
     }
     if changes.username is not None:
         given["username"] = changes.username
+    if changes.email is not None:
+        given["email"] = changes.email
     if changes.status_text not in (UNSET, None):
         # (trimmed, as the update and PUT /presence trim it: ' brb ' over 'brb' changes
         # nothing, so it is not counted in `profile` here when it is not in `presence`)

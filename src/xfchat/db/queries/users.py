@@ -187,6 +187,8 @@ async def update_user_profile(
     *,
     user_id: UUID,
     username: str | None = None,
+    email: str | None = None,
+    email_key: str | None = None,
     display_name: str | None = None,
     clear_display_name: bool = False,
     status_text: str | None = None,
@@ -194,8 +196,9 @@ async def update_user_profile(
     avatar_url: str | None = None,
     clear_avatar_url: bool = False,
 ) -> UserRow | None:
-    """Change the given fields; a field left None is kept unless its clear flag is set.
-    None if the account was deleted (its scrubbed row is never written again)."""
+    """Change the given fields; a field left None is kept unless its clear flag is set
+    (`email` and `email_key` go together). None if the account was deleted (its
+    scrubbed row is never written again)."""
     record = await conn.fetchrow(
         f"""
         UPDATE users SET
@@ -203,6 +206,8 @@ async def update_user_profile(
             display_name = CASE WHEN $4 THEN NULL ELSE COALESCE($3, display_name) END,
             status_text = CASE WHEN $6 THEN NULL ELSE COALESCE($5, status_text) END,
             avatar_url = CASE WHEN $8 THEN NULL ELSE COALESCE($7, avatar_url) END,
+            email = COALESCE($9, email),
+            email_key = COALESCE($10, email_key),
             updated_at = now()
         WHERE id = $1 AND deleted_at IS NULL
         RETURNING {USER_COLUMNS}
@@ -215,6 +220,8 @@ async def update_user_profile(
         clear_status_text,
         avatar_url,
         clear_avatar_url,
+        email,
+        email_key,
     )
     return maybe(UserRow, record)
 

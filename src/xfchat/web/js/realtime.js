@@ -12,7 +12,7 @@ const SSE_TYPES = [
   "participant.added", "participant.removed",
   "friend_request.created", "friend_request.accepted", "friend_request.declined", "friend_request.cancelled",
   "friend.added", "friend.removed", "block.added", "block.removed",
-  "user.updated", "presence.updated", "privacy.updated", "session.revoked",
+  "user.updated", "presence.updated", "privacy.updated", "email.updated", "session.revoked",
   "mute.updated", "mute.removed",
   "server.joined", "server.left", "server.updated", "channel.revealed", "channel.hidden", "channel.history_hidden", "channel.updated",
   "member.joined", "member.updated", "member.removed", "role.created", "role.updated", "role.deleted",

@@ -735,6 +735,11 @@ const HANDLERS = {
     }
     s.emit("all");
   },
+  // (private: only your own sessions hear it; `ready` carries it as `user.email`)
+  "email.updated": (s, d) => {
+    s.me.email = d.email;
+    s.emit("me");
+  },
   "privacy.updated": (s, d) => {
     s.privacy = { direct_messages: d.direct_messages };
     s.emit("privacy");

@@ -1,4 +1,5 @@
-// User settings: profile (display name, avatar), status and custom status, password,
+// User settings: profile (display name, avatar), username and email (with the password,
+// and a code with two-factor sign-in on), status and custom status, password,
 // two-factor sign-in, sessions (log out elsewhere), who may send you direct messages,
 // and deleting the account. Each form says its own errors beside it; what the server announces
 // (user.updated, presence.updated) keeps the rest of the client current.
@@ -8,6 +9,7 @@ import { twoFactorTab } from "./two_factor.js";
 
 const TABS = [
   ["profile", "Profile"],
+  ["identity", "Username and email"],
   ["status", "Status"],
   ["password", "Password"],
   ["two-factor", "Two-factor sign-in"],
@@ -26,10 +28,19 @@ const STATUSES = [
 export function openAccount(app) {
   const view = new Account(app);
   // (a change made in another session shows here live)
-  const off = app.store.on("privacy", () => {
+  const offPrivacy = app.store.on("privacy", () => {
     const checked = view.panel && view.panel.querySelector("input[name=dm-policy]:checked");
     if (view.tab === "privacy" && (!checked || checked.value !== app.store.privacy.direct_messages)) view.render();
   });
+  // (an email changed in another session shows here, unless a change is being typed)
+  const offMe = app.store.on("me", () => {
+    const typing = view.panel && view.panel.querySelector("#me-id-password");
+    if (view.tab === "identity" && !(typing && typing.value)) view.render();
+  });
+  const off = () => {
+    offPrivacy();
+    offMe();
+  };
   tabbedDialog(
     "User settings",
     TABS,
@@ -58,7 +69,7 @@ class Account {
   }
 
   render() {
-    const draw = { profile: this.profile, status: this.status, password: this.password, "two-factor": this.twoFactor, sessions: this.sessions, privacy: this.privacy, delete: this.deleteAccount }[this.tab];
+    const draw = { profile: this.profile, identity: this.identity, status: this.status, password: this.password, "two-factor": this.twoFactor, sessions: this.sessions, privacy: this.privacy, delete: this.deleteAccount }[this.tab];
     if (!draw) return;
     // (a tab is drawn anew after a save, or a change from another session: the focus
     // stays on the control it was on, as drawn again, not on the page)
@@ -115,6 +126,44 @@ class Account {
           : null,
       ),
     );
+  }
+
+  // Your username and email: as Discord asks, with your password (and a code when
+  // two-factor sign-in is on), which the server checks and spends; only what differs
+  // is sent. A new email logs out your other sessions.
+  identity() {
+    const me = this.me;
+    const form = actionForm({
+      label: "Username and email",
+      fields: [
+        h("label", { for: "me-username" }, "Username"),
+        h("input", { id: "me-username", name: "username", value: me.username, required: true, minlength: 2, maxlength: 32, pattern: "[A-Za-z0-9_.]+", autocomplete: "username" }),
+        h("label", { for: "me-email" }, "Email"),
+        h("input", { id: "me-email", name: "email", type: "email", value: me.email || "", required: true, maxlength: 254, autocomplete: "email" }),
+        h("p", { class: "hint" }, "Only you see your email. Changing it logs out your other sessions."),
+        h("label", { for: "me-id-password" }, "Current password"),
+        h("input", { id: "me-id-password", name: "password", type: "password", required: true, autocomplete: "current-password", maxlength: 256 }),
+        h("label", { for: "me-id-code" }, "Two-factor code or recovery code"),
+        h("input", { id: "me-id-code", name: "code", autocomplete: "one-time-code", maxlength: 64 }),
+        h("p", { class: "hint" }, "Only if two-factor sign-in is on."),
+      ],
+      submitText: "Save",
+      run: async (f) => {
+        const data = Object.fromEntries(new FormData(f));
+        const body = {};
+        const username = String(data.username || "").trim();
+        const email = String(data.email || "").trim();
+        if (username !== me.username) body.username = username;
+        if (email !== me.email) body.email = email;
+        if (!("username" in body) && !("email" in body)) throw new Error("Nothing to change: give a new username or email.");
+        body.password = data.password;
+        const code = String(data.code || "").trim();
+        if (code) body.code = code;
+        this.adopt(await this.call("PATCH", "/api/users/@me", body));
+        toast("email" in body ? "Saved. Your other sessions were logged out." : "Saved", "info");
+      },
+    });
+    replace(this.panel, h("h3", null, "Username and email"), form);
   }
 
   async removeAvatar(error) {

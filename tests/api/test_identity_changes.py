@@ -1,0 +1,201 @@
+"""Changing one's username or email (PATCH /api/users/@me): as Discord asks, with the
+password, and a code when two-factor sign-in is on, the way a password change asks
+and spends them; so a stolen access token alone can neither rename the account nor
+move its email away."""
+
+from __future__ import annotations
+
+import asyncpg
+import httpx
+import pytest
+
+from tests import factories
+from tests.api.test_rate_limits import assert_limited
+from tests.api.test_two_factor import BASE, code_at, turn_on
+from tests.factories import PASSWORD, AppWith, MakeUser
+from xfchat.settings import Settings
+
+ME = "/api/users/@me"
+
+
+async def test_a_rename_without_the_password_is_refused_as_a_wrong_password(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    user = await make_user("ann")
+    for body in ({"username": "thief"}, {"username": "thief", "password": "not it"}):
+        refused = await client.patch(ME, headers=user.headers, json=body)
+        assert refused.status_code == 400, refused.text
+        assert (refused.json()["code"], refused.json()["field"]) == ("WRONG_PASSWORD", "password")
+    assert (await client.get(ME, headers=user.headers)).json()["username"] == "ann"
+    renamed = await client.patch(
+        ME, headers=user.headers, json={"username": "ann_2", "password": PASSWORD}
+    )
+    assert renamed.status_code == 200 and renamed.json()["username"] == "ann_2", renamed.text
+    # (the rest of the profile needs none, and the password is not read with it)
+    named = await client.patch(
+        ME, headers=user.headers, json={"display_name": "Ann", "password": "not it"}
+    )
+    assert named.status_code == 200 and named.json()["display_name"] == "Ann", named.text
+
+
+async def test_an_email_change_without_the_password_is_refused(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    user = await make_user("ann")
+    for body in ({"email": "thief@example.org"}, {"email": "thief@example.org", "password": "x"}):
+        refused = await client.patch(ME, headers=user.headers, json=body)
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["code"] == "WRONG_PASSWORD"
+    assert (await client.get(ME, headers=user.headers)).json()["email"] == "ann@example.com"
+
+
+async def test_an_email_change_is_normalised_kept_private_and_ends_the_other_sessions(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    pool: asyncpg.Pool,
+    settings: Settings,
+    conn: asyncpg.Connection,
+) -> None:
+    user = await make_user("ann")
+    other = await factories.login(pool, settings, user, user_agent="Other/1")
+    changed = await client.patch(
+        ME, headers=user.headers, json={"email": "  Ann.New@Example.org ", "password": PASSWORD}
+    )
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["email"] == "Ann.New@Example.org"  # trimmed, stored as given
+    assert (await client.get(ME, headers=user.headers)).json()["email"] == "Ann.New@Example.org"
+    denied = await client.get(ME, headers=other.headers)
+    assert denied.status_code == 401 and denied.json()["code"] == "SESSION_REVOKED"
+    # Logs in by the new address in any case (its key, as registration makes it), not the old.
+    new = await client.post(
+        "/api/auth/login", json={"login": "ann.new@EXAMPLE.org", "password": PASSWORD}
+    )
+    old = await client.post(
+        "/api/auth/login", json={"login": "ann@example.com", "password": PASSWORD}
+    )
+    assert (new.status_code, old.status_code) == (200, 401), (new.text, old.text)
+    # Told to the user's own stream alone: no user.updated, no copy anywhere else.
+    events = await factories.events_of(conn, "user", user.id)
+    assert ("email.updated", {"email": "Ann.New@Example.org"}) in events
+    assert ("session.revoked", {"session_id": str(other.session_id), "reason": "revoked"}) in events
+    assert "user.updated" not in [t for t, _ in events]
+    elsewhere = await conn.fetchval(
+        "SELECT count(*) FROM events e JOIN event_streams s ON s.id = e.stream_id"
+        " WHERE e.data::text ILIKE '%ann.new@%' AND NOT (s.kind = 'user' AND s.entity_id = $1)",
+        user.id,
+    )
+    assert elsewhere == 0
+
+
+async def test_a_taken_email_is_email_taken_as_at_registration(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    await make_user("erin", email="Émile@example.org")
+    user = await make_user("ann")
+    # Another case, another Unicode form (E + U+0301): the same email, as registration judges.
+    for taken in ("ÉMILE@example.org", "E\u0301mile@example.org"):
+        refused = await client.patch(
+            ME, headers=user.headers, json={"email": taken, "password": PASSWORD}
+        )
+        assert refused.status_code == 409, refused.text
+        assert (refused.json()["code"], refused.json()["field"]) == ("EMAIL_TAKEN", "email")
+        registered = await client.post(
+            "/api/auth/register",
+            json={"username": "newcomer", "email": taken, "password": PASSWORD},
+        )
+        assert registered.json()["code"] == "EMAIL_TAKEN"
+    assert (await client.get(ME, headers=user.headers)).json()["email"] == "ann@example.com"
+
+
+@pytest.mark.parametrize(
+    ("email", "code"),
+    [
+        ("not an email", "INVALID_EMAIL"),
+        ("ann\u200b@example.org", "INVALID_EMAIL"),
+        ("a\x00b@example.org", "VALIDATION_ERROR"),  # (Text refuses NUL, as at registration)
+        ("a" * 250 + "@example.org", "INVALID_EMAIL"),
+        ("a" * 2000 + "@example.org", "VALIDATION_ERROR"),
+        (5, "VALIDATION_ERROR"),
+        (["ann@example.org"], "VALIDATION_ERROR"),
+    ],
+)
+async def test_a_bad_email_is_a_plain_400(
+    client: httpx.AsyncClient, make_user: MakeUser, email: object, code: str
+) -> None:
+    user = await make_user()
+    refused = await client.patch(
+        ME, headers=user.headers, json={"email": email, "password": PASSWORD}
+    )
+    assert 400 <= refused.status_code < 500, refused.text
+    assert refused.json()["code"] == code and refused.json()["message"]
+
+
+async def test_with_two_factor_on_a_rename_or_an_email_change_spends_a_code(
+    app_with: AppWith, make_user: MakeUser, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    user = await make_user("ann")
+    client = await app_with(rate_password_user="20/300")
+    secret, codes = await turn_on(client, user)
+    rename = {"username": "ann_2", "password": PASSWORD}
+    alone = await client.patch(ME, headers=user.headers, json=rename)
+    assert alone.status_code == 400 and alone.json()["code"] == "WRONG_TWO_FACTOR_CODE"
+    wrong = await client.patch(
+        ME, headers=user.headers, json={**rename, "code": code_at(secret, 7)}
+    )
+    assert wrong.status_code == 400 and wrong.json()["code"] == "WRONG_TWO_FACTOR_CODE"
+    bad_password = {**rename, "password": "not it", "code": codes[0]}
+    refused = await client.patch(ME, headers=user.headers, json=bad_password)
+    assert refused.status_code == 400 and refused.json()["code"] == "WRONG_PASSWORD"
+    status = await client.get(BASE, headers=user.headers)
+    assert status.json() == {"enabled": True, "recovery_codes_left": 10}  # none spent
+    assert (await client.get(ME, headers=user.headers)).json()["username"] == "ann"
+    done = await client.patch(ME, headers=user.headers, json={**rename, "code": codes[0]})
+    assert done.status_code == 200 and done.json()["username"] == "ann_2", done.text
+    status = await client.get(BASE, headers=user.headers)
+    assert status.json()["recovery_codes_left"] == 9
+    move = {"email": "ann.2@example.org", "password": PASSWORD}
+    spent = await client.patch(ME, headers=user.headers, json={**move, "code": codes[0]})
+    assert spent.status_code == 400 and spent.json()["code"] == "WRONG_TWO_FACTOR_CODE"
+    by_app = await client.patch(ME, headers=user.headers, json={**move, "code": code_at(secret, 1)})
+    assert by_app.status_code == 200 and by_app.json()["email"] == "ann.2@example.org"
+
+
+async def test_wrong_passwords_on_a_rename_count_in_the_password_changes_limit(
+    app_with: AppWith, make_user: MakeUser
+) -> None:
+    user = await make_user("ann")
+    client = await app_with(rate_password_user="2/300")
+    for body in ({"username": "ann_2"}, {"email": "ann.2@example.org"}):
+        wrong = await client.patch(ME, headers=user.headers, json={**body, "password": "x"})
+        assert wrong.status_code == 400 and wrong.json()["code"] == "WRONG_PASSWORD"
+    right = await client.patch(
+        ME, headers=user.headers, json={"username": "ann_2", "password": PASSWORD}
+    )
+    assert_limited(right, 2, "account.password")
+    change = await client.post(
+        "/api/users/@me/password",
+        headers=user.headers,
+        json={"current_password": PASSWORD, "new_password": "another long phrase"},
+    )
+    assert_limited(change, 2, "account.password")  # one bucket for every password try
+    assert (await client.get(ME, headers=user.headers)).json()["username"] == "ann"
+
+
+async def test_an_email_change_counts_in_the_profile_limit(
+    app_with: AppWith, make_user: MakeUser
+) -> None:
+    user = await make_user("ann")
+    client = await app_with(rate_profile_user="1/300")
+    first = await client.patch(
+        ME, headers=user.headers, json={"email": "ann.2@example.org", "password": PASSWORD}
+    )
+    assert first.status_code == 200, first.text
+    same = await client.patch(
+        ME, headers=user.headers, json={"email": "ann.2@example.org", "password": PASSWORD}
+    )
+    assert same.status_code == 200  # the email it has: nothing changes, nothing counted
+    second = await client.patch(
+        ME, headers=user.headers, json={"email": "ann.3@example.org", "password": PASSWORD}
+    )
+    assert_limited(second, 1, "profile")
+    assert (await client.get(ME, headers=user.headers)).json()["email"] == "ann.2@example.org"
