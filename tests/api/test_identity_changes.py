@@ -5,6 +5,8 @@ move its email away."""
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import httpx
 import pytest
@@ -199,3 +201,29 @@ async def test_an_email_change_counts_in_the_profile_limit(
     )
     assert_limited(second, 1, "profile")
     assert (await client.get(ME, headers=user.headers)).json()["email"] == "ann.2@example.org"
+
+
+async def test_a_username_and_email_sent_back_as_they_are_need_no_password(
+    app_with: AppWith, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    """A client that sends its whole profile back (a settings form, a bot) changes its
+    display name without the password: only a change of the username or the email
+    needs it. And what is sent back as it is is not written again, so a rename
+    committed meanwhile is not undone by it."""
+    user = await make_user("ann")
+    client = await app_with(rate_profile_user="10/300")
+    me = (await client.get(ME, headers=user.headers)).json()
+    whole = {"username": me["username"], "email": me["email"], "display_name": "Ann A."}
+    kept = await client.patch(ME, headers=user.headers, json=whole)
+    assert kept.status_code == 200 and kept.json()["display_name"] == "Ann A.", kept.text
+    # A rename committed between this request's reading of the account (the name as it
+    # was) and its write (which waits for the row).
+    async with pool.acquire() as other, other.transaction():
+        await other.execute("UPDATE users SET username = 'ann_new' WHERE id = $1", user.id)
+        late = asyncio.create_task(
+            client.patch(ME, headers=user.headers, json={**whole, "display_name": "Ann B."})
+        )
+        await factories.lock_waiters(pool)
+    answered = await asyncio.wait_for(late, 10)
+    assert answered.status_code == 200, answered.text
+    assert (answered.json()["username"], answered.json()["display_name"]) == ("ann_new", "Ann B.")

@@ -37,7 +37,7 @@ router = api_router(prefix="/api/users", tags=["users"])
 
 class PatchMeIn(BaseModel):
     """Only the fields present change; null clears display_name, status_text, avatar_url.
-    With `username` or `email`, `password` is needed (and `code` with two-factor sign-in
+    To change `username` or `email`, `password` is needed (and `code` with two-factor sign-in
     on), as for a password change."""
 
     username: Text | None = Field(default=None, max_length=256, json_schema_extra=USERNAME)
@@ -54,7 +54,7 @@ class PatchMeIn(BaseModel):
     password: Text | None = Field(
         default=None,
         max_length=1024,
-        description="your password: needed with `username` or `email`, else not read",
+        description="your password: needed to change `username` or `email`, else not read",
     )
     code: Text | None = Field(
         default=None,
@@ -105,7 +105,7 @@ async def patch_me(
     your custom status, as presence: only to those who see your presence, and to nobody
     while you are invisible or offline; of the email, to you alone, and your other
     sessions end), so it counts in `profile` (XFCHAT_RATE_PROFILE_USER). With
-    `username` or `email`, your `password` (and a `code` with two-factor sign-in on),
+    `username` or `email` changed, your `password` (and a `code` with two-factor sign-in on),
     counted as a password change counts them. A change of nothing (no field, or each as
     it is) answers you as you are, tells no one and is not counted there."""
     given = body.model_fields_set

@@ -51,7 +51,8 @@ class ProfileChanges:
         """Whether it names the username or the email, which only the owner changes:
         with the password (and a code with two-factor sign-in on), as a password change
         asks, so that a session alone (a stolen access token) cannot rename the account
-        nor move its email away."""
+        nor move its email away. (Needed only when one of them is changed, as judged in
+        the change's transaction: one sent back as it is needs nothing.)"""
         return self.username is not None or self.email is not None
 
 
@@ -139,9 +140,7 @@ async def change_profile(
     if changes.email is not None:
         validation.email(changes.email)
     proof = None
-    if changes.guarded:
-        if password is None:
-            raise password_needed()
+    if changes.guarded and password is not None:
         proof = Proof(await two_factor.confirm_password(pool, settings, actor, password), code)
     async with pool.acquire() as conn:
         return await update_profile(conn, settings, actor, changes, proof)
@@ -159,7 +158,8 @@ async def update_profile(
     status, not in the profile) as presence, as set_presence tells it; a change of the
     email (private) as email.updated to the user alone, and it ends every other session
     of the account (`session.revoked`, reason `revoked`), as a password change does.
-    A guarded change (username or email named) needs `proof`, spent with the change.
+    A guarded change (the username or the email changed: one given as it is is left
+    alone, not written again) needs `proof`, spent with the change.
 
     Raises:
         BadRequest: a field breaks its rule (INVALID_USERNAME, INVALID_EMAIL, ...);
@@ -169,8 +169,6 @@ async def update_profile(
         Unauthorized: SESSION_REVOKED (the account was deleted meanwhile).
         ServiceUnavailable: TWO_FACTOR_UNAVAILABLE.
     """
-    if changes.guarded and proof is None:
-        raise password_needed()
     username = validation.username(changes.username) if changes.username is not None else None
     email = validation.email(changes.email) if changes.email is not None else None
     display_name, clear_display = _text_change(
@@ -191,10 +189,16 @@ async def update_profile(
         if changes.status_text is not UNSET:  # (locked first, as set_presence does)
             seen = await presence.lock_shown(conn, actor.user_id, timeout_s)
         current = await get_me(conn, actor)
-        if username is not None and username != current.username:
-            await claim_username_look(conn, username, actor.user_id)
+        # (each given as it is is not written: a rename committed meanwhile stays)
+        if username == current.username:
+            username = None
         if email == current.email:
             email = None
+        guarded = username is not None or email is not None
+        if guarded and proof is None:
+            raise password_needed()
+        if username is not None:
+            await claim_username_look(conn, username, actor.user_id)
         if display_name != current.display_name:  # (one stored before the rule stays)
             validation.check_not_everyone(
                 display_name, field="display_name", code="INVALID_DISPLAY_NAME"
@@ -224,7 +228,7 @@ async def update_profile(
             raise unique_violation(exc) from None
         if user is None:  # (deleted since: its scrubbed row is not written again)
             raise session_ended()
-        if proof is not None:  # (the row written first, as the password change writes it)
+        if guarded and proof is not None:  # (the row written first, as the password change does)
             await two_factor.reauthenticate(conn, settings, actor, proof.code, proof.checked)
         ended = []
         if user.email != current.email:
