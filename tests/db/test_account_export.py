@@ -205,3 +205,32 @@ async def test_export_holds_the_read_receipt_the_others_were_shown(
     account = orjson.loads((tmp_path / "out" / "account.json").read_bytes())
     [state] = [r for r in account["read_states"] if r["channel_id"] == dm]
     assert (state["last_read_seq"], state["read_receipt_seq"]) == (1, 2), state
+
+
+async def test_export_holds_the_old_values_of_changes_to_the_account_but_not_who_made_them(
+    client: httpx.AsyncClient, pool: asyncpg.Pool, make_user: MakeUser, tmp_path: Path
+) -> None:
+    """Each entry carries its `diff`; a transfer's names its old owner, who handed the
+    server over: left out of the new owner's export (as `actor_id` is)."""
+    ann, ben, _ = await factories.pair(client, make_user)
+    srv = await factories.community(client, ann, ben)
+    r = await client.patch(
+        srv.url(f"/members/{ben.id}"), headers=ann.headers, json={"nickname": "Bee"}
+    )
+    assert r.status_code == 200, r.text
+    r = await client.post(srv.url("/transfer"), headers=ann.headers, json={"owner_id": str(ben.id)})
+    assert r.status_code == 200, r.text
+    await account_export.export_account(pool, "ben", tmp_path / "ben")
+    lines = (tmp_path / "ben" / "audit_log.jsonl").read_text().splitlines()
+    by_action = {e["action"]: e for e in map(orjson.loads, lines)}
+    assert by_action["member.updated"]["diff"] == [
+        {"key": "nickname", "old_value": None, "new_value": "Bee"}
+    ]
+    assert by_action["server.transferred"]["diff"] is None
+    assert str(ann.id) not in "\n".join(lines)
+    await account_export.export_account(pool, "ann", tmp_path / "ann")
+    lines = (tmp_path / "ann" / "audit_log.jsonl").read_text().splitlines()
+    (moved,) = [e for e in map(orjson.loads, lines) if e["action"] == "server.transferred"]
+    assert moved["diff"] == [
+        {"key": "owner_id", "old_value": str(ann.id), "new_value": str(ben.id)}
+    ]

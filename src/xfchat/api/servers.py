@@ -75,6 +75,12 @@ class TransferIn(BaseModel):
     owner_id: UUID
 
 
+class AuditChange(BaseModel):
+    key: str
+    old_value: Any
+    new_value: Any
+
+
 class AuditEntry(BaseModel):
     id: str
     actor_id: str | None
@@ -82,6 +88,9 @@ class AuditEntry(BaseModel):
     target_type: str | None
     target_id: str | None
     changes: dict[str, Any]
+    # An update's changed fields, each {key, old_value, new_value}; null for other
+    # actions and for entries written before old values were kept.
+    diff: list[AuditChange] | None
     reason: str | None
     created_at: str
 

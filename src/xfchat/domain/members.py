@@ -29,6 +29,7 @@ from xfchat.domain.access import (
     viewers_in_servers,
 )
 from xfchat.domain.accounts import Actor
+from xfchat.domain.audit_diff import field_diff
 from xfchat.domain.event_payloads import (
     MemberPayload,
     MemberRemovedPayload,
@@ -203,6 +204,13 @@ async def update_member(
             target_id=user_id,
             changes=changes,
             reason=reason,
+            # (what it replaced, read under the server's lock: a timeout run out already
+            # was none)
+            diff=field_diff(
+                {"nickname": target.nickname, "timed_out_until": running},
+                stored,
+                [k for k in stored if k in fields],
+            ),
         )
         payload = await member_json(conn, row)
         await emit_many(conn, [MEMBER_UPDATED.to_server(server_id, payload), *ended])

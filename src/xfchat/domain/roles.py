@@ -26,6 +26,7 @@ from xfchat.domain.access import (
     may_change_overrides,
 )
 from xfchat.domain.accounts import Actor
+from xfchat.domain.audit_diff import field_diff
 from xfchat.domain.event_payloads import (
     RolePayload,
     ServerChannelPayload,
@@ -306,6 +307,11 @@ async def update_role(
             target_id=role_id,
             changes=_audited(values),
             reason=reason,
+            # (`role` read under the server's lock: what this change replaced)
+            diff=field_diff(
+                _audited({k: getattr(role, k) for k in values}),
+                _audited({k: getattr(row, k) for k in values}),
+            ),
         )
     return payload
 
@@ -395,6 +401,10 @@ async def reorder_roles(
             "role.reordered",
             changes={str(k): v for k, v in positions.items()},
             reason=reason,
+            diff=field_diff(
+                {str(k): roles[k].position for k in positions},
+                {str(k): v for k, v in positions.items()},
+            ),
         )
         return [role_json(r) for r in await q.list_roles(conn, server_id=server_id)]
 
@@ -452,6 +462,10 @@ async def set_member_role(
             target_id=user_id,
             changes={"role_id": str(role_id)},
             reason=reason,
+            diff=field_diff(
+                {"role_ids": sorted(str(r) for r in member.role_ids)},
+                {"role_ids": sorted(str(r) for r in row.role_ids)},
+            ),
         )
 
 
@@ -569,5 +583,12 @@ async def set_override(
                 "deny": str(logged[1]),
             },
             reason=reason,
+            # (`old` read under the server's lock; a removal's is what it took away)
+            diff=field_diff(
+                {"allow": str(old[0]), "deny": str(old[1])},
+                {"allow": str(allow or 0), "deny": str(deny or 0)},
+            )
+            if not removing
+            else None,
         )
     return payload

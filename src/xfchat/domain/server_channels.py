@@ -25,6 +25,7 @@ from xfchat.domain.access import (
     server_viewers,
 )
 from xfchat.domain.accounts import Actor
+from xfchat.domain.audit_diff import field_diff, row_diff
 from xfchat.domain.category_overrides import Copy, keep_category_overrides, plan_category_overrides
 from xfchat.domain.conversations import ConversationView, get_conversation
 from xfchat.domain.event_payloads import ServerChannelPayload
@@ -330,6 +331,7 @@ async def update_channel(
             target_id=channel_id,
             changes=_plain(values),
             reason=reason,
+            diff=row_diff(channel, row, values),  # (`channel` read under the lock)
         )
         return payload
 
@@ -424,7 +426,10 @@ async def reorder_channels(
         access = await access_server(
             conn, actor, server_id, need=Permission.MANAGE_CHANNELS, lock=True
         )
-        visible = {c.id for c in await visible_server_channels(conn, server_id, actor.user_id)}
+        was = {
+            c.id: c.position for c in await visible_server_channels(conn, server_id, actor.user_id)
+        }
+        visible = set(was)
         for channel_id, position in positions.items():
             if channel_id not in visible:
                 raise channel_not_found()
@@ -443,6 +448,9 @@ async def reorder_channels(
             "channel.reordered",
             changes={str(k): v for k, v in positions.items()},
             reason=reason,
+            diff=field_diff(
+                {str(k): was[k] for k in positions}, {str(k): v for k, v in positions.items()}
+            ),
         )
         return await channels_json(
             conn, await visible_server_channels(conn, server_id, actor.user_id)

@@ -33,6 +33,7 @@ from xfchat.domain.access import (
 )
 from xfchat.domain.account_lock import hold_accounts
 from xfchat.domain.accounts import Actor
+from xfchat.domain.audit_diff import field_diff, row_diff
 from xfchat.domain.event_payloads import (
     ServerJoinedPayload,
     ServerPayload,
@@ -59,6 +60,8 @@ MAX_SERVERS_PER_USER = 200  # each is a stream every connection of its members f
 MAX_NAME = 100
 MAX_DESCRIPTION = 1024
 MAX_REASON = 512
+# (what a server.updated entry's diff may name: what PATCH changes)
+SERVER_FIELDS = ("name", "description", "icon_url", "search_language")
 DEFAULT_CHANNEL = "general"
 
 
@@ -93,8 +96,10 @@ async def audit(
     target_id: UUID | None = None,
     changes: dict[str, Any] | None = None,
     reason: str | None = None,
+    diff: list[dict[str, Any]] | None = None,
 ) -> None:
-    """Write an audit-log entry (call inside the change's own transaction)."""
+    """Write an audit-log entry (call inside the change's own transaction); an update's
+    `diff` is each changed field's old and new value (domain/audit_diff.py)."""
     await audit_q.insert_audit_entry(
         conn,
         server_id=access.facts.server_id,
@@ -104,6 +109,7 @@ async def audit(
         target_id=target_id,
         changes=changes or {},
         reason=reason,
+        diff=diff,
     )
 
 
@@ -272,7 +278,8 @@ async def update_server(
         if row.icon_url != before.icon_url:  # an uploaded icon replaced: its URL goes
             await media_q.delete_uploaded_icon(conn, url=before.icon_url)
         payload = server_json(row)
-        await audit(conn, access, "server.updated", changes=fields, reason=reason)
+        diff = row_diff(before, row, [k for k in SERVER_FIELDS if k in fields])
+        await audit(conn, access, "server.updated", changes=fields, reason=reason, diff=diff)
         await emit(conn, SERVER_UPDATED.to_server(server_id, payload))
     return payload
 
@@ -322,6 +329,9 @@ async def transfer_server(
                 target_id=new_owner,
                 changes={"timed_out_until": None},
                 reason=reason,
+                diff=field_diff(
+                    {"timed_out_until": member.timed_out_until}, {"timed_out_until": None}
+                ),
             )
         await settle(conn, seen, "permissions")  # (which tells sends of the change too)
         payload = server_json(row)
@@ -333,6 +343,7 @@ async def transfer_server(
             target_id=new_owner,
             changes={"owner_id": str(new_owner)},
             reason=reason,
+            diff=field_diff({"owner_id": actor.user_id}, {"owner_id": new_owner}),
         )
         events = [SERVER_UPDATED.to_server(server_id, payload)]
         if untimed is not None:
@@ -413,7 +424,9 @@ async def _readable(
             if r.changes.get("from_channel_id") not in seen:
                 continue
         if r.action == "channel.reordered":
-            r = replace(r, changes={k: v for k, v in r.changes.items() if k in seen})
+            # (its diff's keys are channel ids too: old positions of hidden ones stay hidden)
+            diff = None if r.diff is None else [d for d in r.diff if d.get("key") in seen]
+            r = replace(r, changes={k: v for k, v in r.changes.items() if k in seen}, diff=diff)
         if r.action == "member.banned" and "deleted_messages" in r.changes:
             r = replace(r, changes=_ban_deletions_seen(r.changes, seen))
         if r.target_type == "invite" and not access.can(Permission.MANAGE_SERVER):
@@ -474,6 +487,7 @@ async def list_audit_log(
             "target_type": r.target_type,
             "target_id": str(r.target_id) if r.target_id else None,
             "changes": r.changes,
+            "diff": r.diff,
             "reason": r.reason,
             "created_at": r.created_at.isoformat(),
         }

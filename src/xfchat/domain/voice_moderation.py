@@ -14,6 +14,7 @@ from xfchat.db.queries import servers as servers_q
 from xfchat.db.queries import voice as q
 from xfchat.domain.access import access_channel, access_server, permissions_in
 from xfchat.domain.accounts import Actor
+from xfchat.domain.audit_diff import field_diff
 from xfchat.domain.event_payloads import VoiceStatePayload
 from xfchat.domain.events import MEMBER_UPDATED, emit
 from xfchat.domain.permissions import Permission
@@ -143,6 +144,20 @@ async def moderate_voice(
                 target_id=user_id,
                 changes=changes,
                 reason=reason,
+                # (read under the server's and the member's locks: what it replaced)
+                diff=field_diff(
+                    {
+                        "mute": before.mute,
+                        "deaf": before.deaf,
+                        "channel_id": here.channel_id if here else None,
+                    },
+                    {
+                        "mute": flags.mute,
+                        "deaf": flags.deaf,
+                        "channel_id": fields.get("channel_id"),
+                    },
+                    [k for k in ("mute", "deaf", "channel_id") if k in fields],
+                ),
             )
     return {
         "server_id": str(server_id),

@@ -145,3 +145,16 @@ async def test_the_audit_log_reads_past_a_page_of_entries_one_may_not_see(
     await expect(entries).to_have_count(3)
     await expect(entries.first).to_contain_text("server.updated")
     await expect(settings.get_by_text("Nothing yet.")).to_be_hidden()
+
+
+async def test_the_audit_log_shows_what_an_update_replaced(site: Site, browsers: Browsers) -> None:
+    """An update's entry shows each changed field as old -> new (its `diff`)."""
+    async with api_as(site.base, "alice") as api:
+        for description in ("before", "after"):
+            got = await api.patch(f"/api/servers/{SERVER}", json={"description": description})
+            assert got.status_code == 200, got.text
+    _, entries = await audit_log(await browsers.logged_in(site.base, "alice"))
+    changed = entries.first.locator(".audit-diff > li")
+    await expect(changed).to_have_count(1)
+    await expect(changed).to_have_text("description: before → after")
+    await expect(changed.locator(".audit-old")).to_have_text("before")

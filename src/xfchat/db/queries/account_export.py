@@ -181,12 +181,15 @@ MESSAGES_PAGE = (
 # The server audit log's entries of what the account did as a member (all of it), and of
 # what was done to it: to the account itself, or to a message it wrote. Who did the
 # latter is another member's data and is not named (a moderator's identity; the action,
-# the reason and when are about the account). Through a cursor, as the reactions are.
+# the reason and when are about the account): nor is it by a transfer's `diff`, whose
+# old owner is who handed it over. Through a cursor, as the reactions are.
 AUDIT_ENTRIES = """
 SELECT jsonb_build_object(
     'id', a.id, 'server_id', a.server_id, 'by_you', a.actor_id IS NOT DISTINCT FROM $1,
     'action', a.action, 'target_type', a.target_type, 'target_id', a.target_id,
-    'changes', a.changes, 'reason', a.reason, 'created_at', a.created_at)::text
+    'changes', a.changes,
+    'diff', CASE WHEN a.action <> 'server.transferred' OR a.actor_id = $1 THEN a.diff END,
+    'reason', a.reason, 'created_at', a.created_at)::text
 FROM audit_log a
 WHERE a.actor_id = $1
    OR (a.target_type = 'user' AND a.target_id = $1)

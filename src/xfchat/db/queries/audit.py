@@ -8,7 +8,7 @@ from uuid import UUID
 import asyncpg
 
 AUDIT_COLUMNS = (
-    "id, server_id, actor_id, action, target_type, target_id, changes, reason, created_at"
+    "id, server_id, actor_id, action, target_type, target_id, changes, diff, reason, created_at"
 )
 
 LAST_ID = 2**63 - 1  # (no `before`: from the newest)
@@ -45,6 +45,9 @@ class AuditRow:
     target_type: str | None
     target_id: UUID | None
     changes: dict[str, Any]
+    # Each changed field's {key, old_value, new_value}; None for an entry written before
+    # they were kept (migration 0060) and for an action that changes no fields.
+    diff: list[dict[str, Any]] | None
     reason: str | None
     created_at: datetime
 
@@ -59,11 +62,13 @@ async def insert_audit_entry(
     target_id: UUID | None,
     changes: dict[str, Any],
     reason: str | None,
+    diff: list[dict[str, Any]] | None = None,
 ) -> None:
     await conn.execute(
         """
-        INSERT INTO audit_log (server_id, actor_id, action, target_type, target_id, changes, reason)
-        VALUES ($1, $2, $3, $4, $5, $6, $7)
+        INSERT INTO audit_log
+            (server_id, actor_id, action, target_type, target_id, changes, reason, diff)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
         """,
         server_id,
         actor_id,
@@ -72,6 +77,7 @@ async def insert_audit_entry(
         target_id,
         changes,
         reason,
+        diff,
     )
 
 

@@ -542,6 +542,29 @@ class Settings {
       if (e.target_type === "message") return [c.author_id ? displayName(store.user(c.author_id)) : null, c.channel_id ? channelName(c.channel_id) : null].filter(Boolean).join(" · ") || null;
       return null;
     };
+    // An update's changed fields, old -> new (`diff`; an entry written before old values
+    // were kept has none, and shows only what it is about). Ids are shown as names.
+    const shownValue = (key, v, e) => {
+      if (v === null || v === undefined || v === "") return "(none)";
+      if (Array.isArray(v)) return v.map((x) => shownValue(key, x, e)).join(", ") || "(none)";
+      if (key === "role_ids") return roleName(v);
+      if (key === "owner_id") return displayName(store.user(v));
+      if (key === "parent_id" || key === "channel_id") return channelName(v);
+      return String(v);
+    };
+    const fieldName = (key, e) => {
+      if (e.action === "channel.reordered") return `${channelName(key)} position`;
+      if (e.action === "role.reordered") return `${roleName(key)} position`;
+      return key;
+    };
+    const diffList = (e) => {
+      if (!Array.isArray(e.diff) || !e.diff.length) return null;
+      return h("ul", { class: "audit-diff muted" }, ...e.diff.map((d) => h("li", null,
+        h("code", null, fieldName(d.key, e)), ": ",
+        h("span", { class: "audit-old" }, shownValue(d.key, d.old_value, e)), " → ",
+        h("span", { class: "audit-new" }, shownValue(d.key, d.new_value, e)),
+      )));
+    };
     const unknownUsers = async (entries) => {
       const ids = new Set();
       for (const e of entries) {
@@ -549,6 +572,7 @@ class Settings {
         if (e.target_type === "user") ids.add(e.target_id);
         if (e.changes && e.changes.kind === "member" && e.changes.id) ids.add(e.changes.id);
         if (e.target_type === "message" && e.changes && e.changes.author_id) ids.add(e.changes.author_id);
+        for (const d of e.diff || []) if (d.key === "owner_id") { ids.add(d.old_value); ids.add(d.new_value); }
       }
       const want = [...ids].filter((id) => id && !store.users.has(id));
       for (let i = 0; i < want.length; i += 100) {
@@ -581,6 +605,7 @@ class Settings {
         return h("li", null,
           h("strong", null, nameEl(displayName(store.user(e.actor_id)))), " ", h("code", null, e.action), target ? h("span", { class: "audit-target" }, " → ", nameEl(target)) : null, e.reason ? h("span", { class: "muted" }, ` — ${e.reason}`) : null,
           h("time", { class: "muted", datetime: e.created_at }, ` ${fmtFull(e.created_at)}`),
+          diffList(e),
         );
       }));
       more.hidden = page.headers.get("X-Has-More") !== "true";
