@@ -21,6 +21,7 @@ from xfchat.db.queries import messages as messages_q
 from xfchat.db.queries import retention as retention_q
 from xfchat.db.queries import roles as roles_q
 from xfchat.db.queries import search as search_q
+from xfchat.db.queries import servers as servers_q
 from xfchat.db.queries import users as users_q
 from xfchat.db.queries.conversations import UNREAD_CAP
 
@@ -401,6 +402,47 @@ async def test_user_search_walks_only_the_names_with_the_prefix(conn: asyncpg.Co
     ]
     assert len(ranges) == 3, plan
     assert all("~>=~" in cond(s) for s in ranges), ranges
+
+
+async def test_a_from_nickname_reads_the_members_of_that_nickname_not_the_server(
+    conn: asyncpg.Connection,
+) -> None:
+    """`from:bob` in a server looks its members up by their folded nickname (migration
+    0061): read among all of the server's members, each nickname folded, it was 5,000
+    rows here for one name, at every search with a from: in a large server."""
+    await conn.execute(
+        """
+        INSERT INTO users (username, email, email_key, password_hash)
+            SELECT 'u' || i, 'u' || i || '@x.org', 'u' || i || '@x.org', 'h'
+            FROM generate_series(1, 5000) i;
+        INSERT INTO servers (name, owner_id)
+            SELECT s, (SELECT id FROM users WHERE username = 'u1') FROM unnest('{s1,s2}'::text[]) s;
+        INSERT INTO server_members (server_id, user_id, nickname)
+            SELECT s.id, u.id, CASE substr(u.username, 2)::int
+                                 WHEN 7 THEN 'Bob' WHEN 8 THEN 'BÖB' ELSE 'n' || u.username END
+            FROM servers s, users u;
+        ANALYZE users; ANALYZE servers; ANALYZE server_members;
+        """
+    )
+    s1 = await conn.fetchval("SELECT id FROM servers WHERE name = 's1'")
+    found, read = await rows_read(
+        conn,
+        lambda: servers_q.list_member_ids_by_nickname(
+            conn, server_id=s1, names=["bob", "nobody", "nu42"], limit=101
+        ),
+        tables=("server_members",),
+    )
+    users = {
+        r["id"]: r["username"]
+        for r in await conn.fetch(
+            "SELECT id, username FROM users WHERE username IN ('u7', 'u8', 'u42')"
+        )
+    }
+    assert {k: sorted(users[u] for u in v) for k, v in found.items()} == {
+        "bob": ["u7", "u8"],
+        "nu42": ["u42"],
+    }
+    assert read <= 10, read
 
 
 async def test_rows_read_counts_the_rows_a_parallel_plan_reads(conn: asyncpg.Connection) -> None:

@@ -22,6 +22,7 @@ import asyncpg
 
 from xfchat.db.queries import messages as messages_q
 from xfchat.db.queries import search as q
+from xfchat.db.queries import servers as servers_q
 from xfchat.domain import search_text
 from xfchat.domain.access import (
     MESSAGE_KINDS,
@@ -35,7 +36,7 @@ from xfchat.domain.messages import view_json
 from xfchat.domain.permissions import Permission
 from xfchat.domain.search_cursor import Cursor, channels_digest, read_cursor, write_cursor
 from xfchat.domain.search_snippets import snippet
-from xfchat.domain.search_syntax import Query, Term, invalid, parse
+from xfchat.domain.search_syntax import Filter, Query, Term, invalid, parse
 from xfchat.domain.validation import caseless
 from xfchat.errors import BadRequest, XFChatError
 
@@ -52,6 +53,9 @@ GRAMS_PER_TOKEN = 2
 SMALL_SHARE = 4
 MAX_CHANNEL_MARKS = 64
 MAX_LIMIT = 100
+# A from: names at most this many members by their nickname (more: 400 INVALID_QUERY),
+# so that one name never puts a whole server's members in the window's author filter.
+MAX_NAMESAKES = 100
 READ = Permission.VIEW_CHANNEL | Permission.READ_MESSAGE_HISTORY
 SORTS = ("relevance", "recent")
 
@@ -165,8 +169,9 @@ async def search_messages(
     deadline = monotonic() + budget_ms / 1000
     try:
         channel_ids = await _in_channels(conn, query, channels)
-        plan = await _plan(conn, query, channel_ids, channels)  # (a bad term is a 400 even
-        filters = await _filters(conn, query, zone)  # with no channels)
+        # (a bad term is a 400 even with no channels)
+        plan = await _plan(conn, query, channel_ids, channels)
+        filters = await _filters(conn, query, zone, _server_of(scope, channels))
         if not channel_ids or filters is None:
             return SearchPage([], 0, False, None)
         # one snapshot: the spans of days a search reads in turn see the same messages
@@ -330,19 +335,35 @@ async def _in_channels(
     ]
 
 
-async def _filters(conn: asyncpg.Connection, query: Query, zone: ZoneInfo) -> q.Filters | None:
+def _server_of(scope: Scope, channels: dict[UUID, VisibleChannel]) -> UUID | None:
+    """The server a search is confined to: its scope's, or that of the one channel it
+    searches (whose reader is a member, so sees the member list: its nicknames); None
+    for a conversation and for a search of everything."""
+    if scope.server_id is not None:
+        return scope.server_id
+    one = channels.get(scope.channel_id) if scope.channel_id is not None else None
+    return one.server_id if one is not None else None
+
+
+async def _filters(
+    conn: asyncpg.Connection, query: Query, zone: ZoneInfo, server_id: UUID | None
+) -> q.Filters | None:
     """The filters as the window takes them; None when they can match nothing (a from:
-    or mentions: naming nobody who exists, or dates that exclude each other)."""
+    or mentions: naming nobody who exists, or dates that exclude each other). In a
+    server, a from: names the user of that username and every member whose nickname
+    there it is."""
     names = [f.value for f in query.filters if f.key in {"from", "mentions"}]
     ids = await q.list_user_ids_by_name(conn, usernames=names) if names else {}
+    nicknamed = await _nicknamed(conn, query, server_id)
+
+    def named(f: Filter) -> list[UUID]:
+        found = [ids[f.value.lower()]] if f.value.lower() in ids else []
+        return found + nicknamed.get(f.value, []) if f.key == "from" else found
 
     def users(key: str, negated: bool) -> list[UUID] | None:
-        found = [
-            ids[f.value.lower()]
-            for f in query.filters_of(key, negated=negated)
-            if f.value.lower() in ids
-        ]
-        return found if query.filters_of(key, negated=negated) else None
+        given = query.filters_of(key, negated=negated)
+        # (a user named twice, by username and nickname or by two filters, once)
+        return list(dict.fromkeys(u for f in given for u in named(f))) if given else None
 
     authors, mentions = users("from", False), users("mentions", False)
     if authors == [] or mentions == []:
@@ -369,6 +390,27 @@ async def _filters(conn: asyncpg.Connection, query: Query, zone: ZoneInfo) -> q.
         has_reaction=has.get("reaction"),
         pinned=pinned,
     )
+
+
+async def _nicknamed(
+    conn: asyncpg.Connection, query: Query, server_id: UUID | None
+) -> dict[str, list[UUID]]:
+    """The members of the server each from: names by nickname (none outside a server).
+
+    Raises: BadRequest (INVALID_QUERY) for a name more than MAX_NAMESAKES have."""
+    given = query.filters_of("from") + query.filters_of("from", negated=True)
+    if server_id is None or not given:
+        return {}
+    found = await servers_q.list_member_ids_by_nickname(
+        conn, server_id=server_id, names=[f.value for f in given], limit=MAX_NAMESAKES + 1
+    )
+    for f in given:
+        if len(found.get(f.value, ())) > MAX_NAMESAKES:
+            raise invalid(
+                f"more than {MAX_NAMESAKES} members have this nickname: name one by username",
+                f.position,
+            )
+    return found
 
 
 def _dates(query: Query, zone: ZoneInfo) -> tuple[datetime | None, datetime | None]:

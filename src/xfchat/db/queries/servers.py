@@ -490,3 +490,30 @@ async def list_connected_members(
     return many(
         PresenceRow, await conn.fetch(_CONNECTED_MEMBERS, server_id, timeout_s, limit, after)
     )
+
+
+async def list_member_ids_by_nickname(
+    conn: asyncpg.Connection, *, server_id: UUID, names: list[str], limit: int
+) -> dict[str, list[UUID]]:
+    """Of each of these names, as given: up to `limit` members of the server whose
+    nickname it is, folded as people search folds names (xf_fold_name: case, Latin
+    accents, full-width forms), read by key (migration 0061); a name nobody has is
+    left out."""
+    records = await conn.fetch(
+        """
+        SELECT n.name, m.user_id
+        FROM unnest($2::text[]) AS n(name)
+        CROSS JOIN LATERAL (
+            SELECT sm.user_id FROM server_members sm
+            WHERE sm.server_id = $1 AND sm.nickname IS NOT NULL
+              AND xf_fold_name(sm.nickname) = xf_fold_name(n.name)
+            LIMIT $3) m
+        """,
+        server_id,
+        sorted(set(names)),
+        limit,
+    )
+    found: dict[str, list[UUID]] = {}
+    for r in records:
+        found.setdefault(r["name"], []).append(r["user_id"])
+    return found
