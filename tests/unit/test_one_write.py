@@ -41,11 +41,18 @@ class Counted(http_protocol(16_384, 100, 5.0)):  # type: ignore[misc,valid-type]
 
 
 late_go: list[asyncio.Event] = []
+held: list[asyncio.Event] = []  # /held's: it began, it may answer
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """/json: a JSON answer; /late: a stream whose first bytes wait for the test."""
-    await receive()
+    """/json: a JSON answer; /late: a stream whose first bytes wait for the test;
+    /held: a JSON answer that waits for the test (its request not read: uvicorn reads
+    no more of the connection meanwhile)."""
+    if scope["path"] == "/held":
+        held[0].set()
+        await held[1].wait()
+    else:
+        await receive()
     if scope["path"] == "/late":
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await late_go[0].wait()
@@ -61,6 +68,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 async def serving() -> AsyncIterator[int]:
     Counted.live.clear()
     late_go[:] = [asyncio.Event()]
+    held[:] = [asyncio.Event(), asyncio.Event()]
     config = uvicorn.Config(app, http=Counted, lifespan="off", log_level="warning")
     server = uvicorn.Server(config)
     listening = socket.socket()
@@ -119,3 +127,52 @@ async def _head_alone() -> None:
         writer.close()
         writes = Counted.live[0].writes
         assert [w.startswith(b"HTTP/1.1 200 OK\r\n") for w in writes] == [True, True, False]
+
+
+async def read_to_end(reader: asyncio.StreamReader) -> bytes:
+    return await asyncio.wait_for(reader.read(), 10)
+
+
+def test_a_head_goes_out_to_a_client_that_half_closed() -> None:
+    uvloop.run(_half_closed())
+
+
+async def _half_closed() -> None:
+    """A client may end its side once its request is sent (its half-close closes the
+    transport, the answer still goes): a HEAD's head, held to the end of the turn, was
+    found the transport closing then and dropped, and the client got nothing."""
+    async with serving() as port:
+        for _ in range(3):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"HEAD /json HTTP/1.1\r\nHost: x\r\n\r\n")
+            writer.write_eof()
+            answer = await read_to_end(reader)
+            writer.close()
+            assert answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer
+            assert b"content-length: 11\r\n" in answer and answer.endswith(b"\r\n\r\n"), answer
+
+
+def test_a_held_head_goes_before_the_next_requests_refusal() -> None:
+    uvloop.run(_held_then_refused())
+
+
+async def _held_then_refused() -> None:
+    """The request after a HEAD fails its body in the turn the HEAD's head is held (the
+    next request starts as the HEAD's answer ends): the protocol's 400 flushed only the
+    held head of the request it is answering (none yet), closed the connection, and the
+    HEAD's head was dropped (or, written regardless, came after the 400)."""
+    async with serving() as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"HEAD /held HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"PUT /json HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        await asyncio.wait_for(held[0].wait(), 10)  # (both heads read: the PUT waits)
+        writer.write(b"zz\r\n")  # (its body's chunk size is no number)
+        await writer.drain()
+        held[1].set()
+        answers = await read_to_end(reader)
+        writer.close()
+        first, _, second = answers.partition(b"\r\n\r\n")
+        assert first.startswith(b"HTTP/1.1 200 OK\r\n"), answers
+        assert second.startswith(b"HTTP/1.1 400 Bad Request\r\n"), answers

@@ -324,6 +324,7 @@ class GuardedHttpProtocol(SendWatch, HttpToolsProtocol):
         self._chunk = b""  # the last bytes handed to the parser
         self._body: _BodyClock | None = None  # while a request body is arriving
         self._running: Any = None  # the request whose answer the app is writing
+        self._holding: HeadWithBody | None = None  # the request whose answer's head is held
         self._place: Held | None = None  # the connection's, among its address's
         # Whether the request being read is a HEAD, once its URL came (the parser's
         # method is the request before's until it reads this one's, or one it cannot)
@@ -443,6 +444,10 @@ class GuardedHttpProtocol(SendWatch, HttpToolsProtocol):
                     self._answer(*self._refusal)  # (after every answer due before it)
                     return
         self._watch_unsent()
+
+    def eof_received(self) -> None:
+        self._held_out()  # (the transport closes as this returns, and drops what comes after)
+        super().eof_received()
 
     def timeout_keep_alive_handler(self) -> None:
         super().timeout_keep_alive_handler()
@@ -590,7 +595,7 @@ class GuardedHttpProtocol(SendWatch, HttpToolsProtocol):
     def _start_asgi_task(self, cycle: Any, app: Any) -> None:
         self._running = cycle  # (with pipelining, not always self.cycle)
         cycle.scope[RAW_CYCLE] = cycle
-        cycle.transport = HeadWithBody(self.transport, cycle, self.loop)
+        cycle.transport = HeadWithBody(self, cycle)
         super()._start_asgi_task(cycle, app)
 
     def _drop(self) -> None:
@@ -606,11 +611,11 @@ class GuardedHttpProtocol(SendWatch, HttpToolsProtocol):
         self.flow.resume_writing()
 
     def _held_out(self) -> None:
-        """The head the answer being written holds (HeadWithBody) goes out now, before
-        this protocol's own writes and closes."""
-        running = self._running
-        if running is not None and isinstance(running.transport, HeadWithBody):
-            running.transport.flush()
+        """The head an answer holds (HeadWithBody) goes out now, before this protocol's
+        own writes and closes: the answer being written's, or the one before's (a HEAD's
+        ends with its head held, and the next request starts in that turn)."""
+        if self._holding is not None:
+            self._holding.flush()
 
     def _answer(self, status: int, code: str, message: str) -> None:
         self._held_out()
@@ -640,19 +645,22 @@ class HeadWithBody:
     the turn at the latest (an answer whose body comes later, or never: a HEAD's, a
     stream's that waits for its first event)."""
 
-    def __init__(self, transport: asyncio.Transport, cycle: Any, loop: asyncio.AbstractEventLoop):
-        self._transport = transport
+    def __init__(self, protocol: GuardedHttpProtocol, cycle: Any):
+        self._protocol = protocol
+        self._transport = protocol.transport
         self._cycle = cycle
-        self._loop = loop
+        self._loop = protocol.loop
         self._head: bytes | None = None  # held
         self._headed = False  # the head came
 
     def write(self, data: bytes) -> None:
         if self._head is not None:
             data, self._head = self._head + data, None
+            self._protocol._holding = None
         elif not self._headed and self._cycle.response_started:
             self._headed = True  # (uvicorn's first write once the answer starts: its head)
             self._head = data
+            self._protocol._holding = self
             self._loop.call_soon(self.flush)
             return
         self._transport.write(data)
@@ -660,6 +668,8 @@ class HeadWithBody:
     def flush(self) -> None:
         if self._head is not None:
             head, self._head = self._head, None
+            if self._protocol._holding is self:
+                self._protocol._holding = None
             if not self._transport.is_closing():
                 self._transport.write(head)
 
