@@ -226,3 +226,26 @@ async def test_shutdown_writes_the_sends_in_flight_and_refuses_new_ones(
     await asyncio.wait_for(stopping, 10)
     history = (await client.get(url, headers=ben.headers)).json()
     assert [m["content"] for m in history] == ["in flight"]
+
+
+async def test_shutdown_writes_a_batch_in_flight_whose_sends_were_answered_timed_out(
+    app: Any, client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    """A send whose batch is writing when its deadline passes is answered 503 (it may be
+    stored); the batch is still in flight, and shutdown gives it its drain time as any
+    (was: the send answered, nothing counted as pending, and shutdown cancelled the
+    batch at once: the retry the answer asks for found nothing stored)."""
+    ann, ben, dm = await factories.pair(client, make_user)
+    url = f"/api/channels/{dm}/messages/{uuid.uuid4()}"
+    writer = app.state.writer
+    writer.deadline_s = 0.5
+    async with channel_locked(pool, dm):
+        late = await asyncio.wait_for(
+            client.put(url, headers=ann.headers, json={"content": "in flight"}), 5
+        )
+        assert late.status_code == 503 and late.json()["code"] == "SEND_TIMEOUT"
+        stopping = asyncio.create_task(writer.stop(drain_s=30))
+        await asyncio.wait({stopping}, timeout=1)  # (a batch in flight keeps it waiting)
+    await asyncio.wait_for(stopping, 10)
+    history = (await client.get(f"/api/channels/{dm}/messages", headers=ben.headers)).json()
+    assert [m["content"] for m in history] == ["in flight"]

@@ -122,6 +122,10 @@ class MessageWriter:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(drain_s):
                 await self._drained.wait()
+                # (a batch whose sends were all answered at their deadline is still
+                # writing: in flight, given its time as any)
+                if self._channels:
+                    await asyncio.wait(list(self._channels.values()))
         await stop(*self._channels.values())
         gone = _shutting_down()
         for future in list(self._unanswered):
