@@ -42,6 +42,7 @@ class Counted(http_protocol(16_384, 100, 5.0)):  # type: ignore[misc,valid-type]
 
 late_go: list[asyncio.Event] = []
 held: list[asyncio.Event] = []  # /held's: it began, it may answer
+running: list[uvicorn.Server] = []
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -71,6 +72,7 @@ async def serving() -> AsyncIterator[int]:
     held[:] = [asyncio.Event(), asyncio.Event()]
     config = uvicorn.Config(app, http=Counted, lifespan="off", log_level="warning")
     server = uvicorn.Server(config)
+    running[:] = [server]
     listening = socket.socket()
     listening.bind(("127.0.0.1", 0))
     task = asyncio.create_task(server.serve(sockets=[listening]))
@@ -176,3 +178,22 @@ async def _held_then_refused() -> None:
         first, _, second = answers.partition(b"\r\n\r\n")
         assert first.startswith(b"HTTP/1.1 200 OK\r\n"), answers
         assert second.startswith(b"HTTP/1.1 400 Bad Request\r\n"), answers
+
+
+def test_a_held_head_goes_out_when_the_server_shuts_down_in_its_turn() -> None:
+    uvloop.run(_shut_down_in_its_turn())
+
+
+async def _shut_down_in_its_turn() -> None:
+    """uvicorn's shutdown closes at once a connection whose answer is complete: one that
+    ended in the same turn of the event loop, its head held, was closed without it."""
+    async with serving() as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"HEAD /held HTTP/1.1\r\nHost: x\r\n\r\n")
+        await asyncio.wait_for(held[0].wait(), 10)
+        held[1].set()
+        await asyncio.sleep(0)  # (the HEAD is answered in the next turn, and this after it)
+        await running[0].shutdown()
+        answer = await read_to_end(reader)
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer

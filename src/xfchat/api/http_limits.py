@@ -445,6 +445,10 @@ class GuardedHttpProtocol(SendWatch, HttpToolsProtocol):
                     return
         self._watch_unsent()
 
+    def shutdown(self) -> None:
+        self._held_out()  # (uvicorn closes a connection whose answer is complete at once)
+        super().shutdown()
+
     def eof_received(self) -> None:
         self._held_out()  # (the transport closes as this returns, and drops what comes after)
         super().eof_received()
