@@ -8,6 +8,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 import httpx
@@ -21,6 +22,8 @@ from tests.support import METRICS_HEADERS
 from xfchat.app import create_app
 from xfchat.db.pool import NestedAcquire, create_pool
 from xfchat.db.queries import event_log
+from xfchat.domain.messages import author_json
+from xfchat.domain.messages_batch import SendRequest
 from xfchat.realtime.feeds import open_user_feed
 from xfchat.settings import Settings
 
@@ -249,3 +252,35 @@ async def test_shutdown_writes_a_batch_in_flight_whose_sends_were_answered_timed
     await asyncio.wait_for(stopping, 10)
     history = (await client.get(f"/api/channels/{dm}/messages", headers=ben.headers)).json()
     assert [m["content"] for m in history] == ["in flight"]
+
+
+async def test_a_send_whose_sender_is_cancelled_stops_counting_as_pending(
+    app: Any, client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    """A send whose sender is cancelled (its request's task) while it waits for a batch:
+    was never answered once its deadline passed (the deadline's timer went with the
+    sender, and the writer drops a send whose deadline passed without answering it),
+    so it counted as pending for ever, and every stop waited its whole drain time."""
+    ann, _, dm = await factories.pair(client, make_user)
+    writer = app.state.writer
+    author = author_json(ann.id, ann.username, None, None, False)
+    assert author is not None
+
+    def send(content: str) -> Any:
+        request = SendRequest(ann.actor, author, UUID(dm), uuid.uuid4(), content, False)
+        return asyncio.create_task(writer.send(request))
+
+    async with channel_locked(pool, dm):
+        writing = send("its batch waits for the lock")
+        await factories.lock_waiters(pool)
+        writer.deadline_s = 0.3
+        queued = send("queued behind it")
+        await asyncio.sleep(0)  # (queued)
+        assert writer.pending == 2
+        queued.cancel()
+        await asyncio.sleep(0.6)  # (past the queued one's deadline, its batch not begun)
+    assert (await asyncio.wait_for(writing, 10)).created
+    async with asyncio.timeout(5):  # (the writer has dropped the queued one by now)
+        while writer._channels:
+            await asyncio.sleep(0.01)
+    assert writer.pending == 0

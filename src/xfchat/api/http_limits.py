@@ -403,6 +403,7 @@ class GuardedHttpProtocol(SendWatch, HttpToolsProtocol):
         super().connection_lost(exc)
 
     def handle_websocket_upgrade(self) -> None:
+        self._held_out()  # (before the WebSocket protocol writes: its refusals at once)
         cycle = self.cycle
         if (
             (cycle is not None and not cycle.response_complete)
@@ -454,6 +455,7 @@ class GuardedHttpProtocol(SendWatch, HttpToolsProtocol):
         super().eof_received()
 
     def timeout_keep_alive_handler(self) -> None:
+        self._held_out()  # (it closes the transport)
         super().timeout_keep_alive_handler()
         self._watch_unsent()
 

@@ -42,7 +42,7 @@ class SendRequest:
     limits: list[tuple[str, str, RateLimit]] = field(default_factory=list)
     # Answered by its batch (made by the writer when it is queued: asking asyncio for
     # the running loop is a getpid() system call on Python 3.11, twice a send here)
-    future: asyncio.Future[SendResult] = field(init=False)
+    future: asyncio.Future[SendResult] = field(init=False, repr=False, compare=False)
     deadline: float = 0.0  # loop time by which it must be answered (set when queued)
     started: bool = False  # its batch's transaction has begun: its outcome is the batch's
 

@@ -53,6 +53,11 @@ RETRIED = (
 )
 
 
+def _unread(future: asyncio.Future[SendResult]) -> None:
+    if not future.cancelled():
+        future.exception()  # (retrieved: asyncio logs an exception nobody retrieved)
+
+
 def _unavailable(message: str, code: str) -> ServiceUnavailable:
     return ServiceUnavailable(message, code=code, retry_after=1)
 
@@ -163,8 +168,14 @@ class MessageWriter:
         expiry = loop.call_at(req.deadline, self._expire, req)
         try:
             return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            # Whoever waited is gone. The send is still answered, by its batch or at its
+            # deadline, so that it stops counting as pending; nobody reads the answer.
+            future.add_done_callback(_unread)
+            raise
         finally:
-            expiry.cancel()
+            if future.done():
+                expiry.cancel()
 
     def _expire(self, req: SendRequest) -> None:
         """A send not answered by its deadline: refused, and its batch's answer, if it
