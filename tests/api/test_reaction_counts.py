@@ -231,7 +231,8 @@ async def test_the_migration_counts_the_reactions_already_there(
     said = (await say(client, ann, srv.general, "before"))["id"]
     migrator = Migrator(conn)
     since = [s for s in await migrator.status() if s.version >= 49 and s.status == "applied"]
-    reverted = await migrator.revert(len(since))  # (0049 and any migration after it)
+    # (0049 and any migration after it: 0060's down destroys the audit log's old values)
+    reverted = await migrator.revert(len(since), destroy_data=True)
     assert reverted[-1].version == 49
     for who, emoji in ((ann, "👍"), (ben, "👍"), (ben, "🎉")):
         await conn.execute(
