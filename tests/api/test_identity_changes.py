@@ -227,3 +227,35 @@ async def test_a_username_and_email_sent_back_as_they_are_need_no_password(
     answered = await asyncio.wait_for(late, 10)
     assert answered.status_code == 200, answered.text
     assert (answered.json()["username"], answered.json()["display_name"]) == ("ann_new", "Ann B.")
+
+
+async def test_a_profile_change_racing_an_email_change_ends_no_session(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    pool: asyncpg.Pool,
+    settings: Settings,
+    conn: asyncpg.Connection,
+) -> None:
+    """Only the request that moves the email ends the other sessions and tells it: a
+    display name changed while another request's email change waits to commit (its
+    write waiting on the row, then seeing the new address) is no email change, so the
+    session that moved the email is not logged out by it, nor told twice."""
+    user = await make_user("ann")
+    mover = await factories.login(pool, settings, user, user_agent="Mover/1")
+    async with pool.acquire() as other, other.transaction():
+        await other.execute(
+            "UPDATE users SET email = 'ann.2@example.org', email_key = 'ann.2@example.org'"
+            " WHERE id = $1",
+            user.id,
+        )
+        late = asyncio.create_task(
+            client.patch(ME, headers=user.headers, json={"display_name": "Ann"})
+        )
+        await factories.lock_waiters(pool)
+    answered = await asyncio.wait_for(late, 10)
+    assert answered.status_code == 200, answered.text
+    assert answered.json()["email"] == "ann.2@example.org"
+    alive = await client.get(ME, headers=mover.headers)
+    assert alive.status_code == 200, alive.text
+    events = [t for t, _ in await factories.events_of(conn, "user", user.id)]
+    assert "email.updated" not in events and "session.revoked" not in events

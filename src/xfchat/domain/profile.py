@@ -231,7 +231,9 @@ async def update_profile(
         if guarded and proof is not None:  # (the row written first, as the password change does)
             await two_factor.reauthenticate(conn, settings, actor, proof.code, proof.checked)
         ended = []
-        if user.email != current.email:
+        # (only when this request moved it: one committed meanwhile by another request,
+        # which this write waited for and now sees, was ended and told by that one)
+        if email is not None and user.email != current.email:
             ended = await _end_other_sessions(conn, actor, "revoked")
             await emit(conn, EMAIL_UPDATED.to_user(user.id, {"email": user.email}))
         if avatar_change is not UNSET:  # an uploaded avatar replaced by a URL: free it
