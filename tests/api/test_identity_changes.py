@@ -90,10 +90,12 @@ async def test_an_email_change_is_normalised_kept_private_and_ends_the_other_ses
 
 
 async def test_a_taken_email_is_email_taken_as_at_registration(
-    client: httpx.AsyncClient, make_user: MakeUser
+    app_with: AppWith, make_user: MakeUser
 ) -> None:
     await make_user("erin", email="Émile@example.org")
     user = await make_user("ann")
+    # (each EMAIL_TAKEN, here and at registration, counts in the address's bucket)
+    client = await app_with(rate_register_taken_ip="4/300")
     # Another case, another Unicode form (E + U+0301): the same email, as registration judges.
     for taken in ("ÉMILE@example.org", "E\u0301mile@example.org"):
         refused = await client.patch(
@@ -259,3 +261,37 @@ async def test_a_profile_change_racing_an_email_change_ends_no_session(
     assert alive.status_code == 200, alive.text
     events = [t for t, _ in await factories.events_of(conn, "user", user.id)]
     assert "email.updated" not in events and "session.revoked" not in events
+
+
+async def test_an_email_change_tells_an_address_only_so_many_times_that_an_email_is_taken(
+    app_with: AppWith, make_user: MakeUser
+) -> None:
+    """EMAIL_TAKEN says an email is registered: registration tells an address so only
+    `XFCHAT_RATE_REGISTER_TAKEN_IP` times a day, and an email change (for the password
+    of one's own account) counts in that bucket too; else an account of one's own
+    checked a list of emails at the `profile` and `account.password` rates."""
+    await make_user("known", email="known@example.com")
+    user = await make_user("ann")
+    client = await app_with(
+        rate_register_taken_ip="2/300", rate_password_user="20/300", rate_profile_user="20/300"
+    )
+
+    async def move(email: str) -> httpx.Response:
+        return await client.patch(
+            ME, headers=user.headers, json={"email": email, "password": PASSWORD}
+        )
+
+    moved = await move("ann.2@example.org")  # (a free one gives its place back)
+    assert moved.status_code == 200, moved.text
+    for taken in ("known@example.com", "KNOWN@example.com"):
+        refused = await move(taken)
+        assert refused.status_code == 409 and refused.json()["code"] == "EMAIL_TAKEN"
+    # Now the address waits, for the taken email or a free one, here and at registration.
+    assert_limited(await move("known@example.com"), 2, "auth.register.taken")
+    assert_limited(await move("ann.3@example.org"), 2, "auth.register.taken")
+    registered = await client.post(
+        "/api/auth/register",
+        json={"username": "probe", "email": "known@example.com", "password": PASSWORD},
+    )
+    assert_limited(registered, 2, "auth.register.taken")
+    assert (await client.get(ME, headers=user.headers)).json()["email"] == "ann.2@example.org"
