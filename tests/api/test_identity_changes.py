@@ -295,3 +295,27 @@ async def test_an_email_change_tells_an_address_only_so_many_times_that_an_email
     )
     assert_limited(registered, 2, "auth.register.taken")
     assert (await client.get(ME, headers=user.headers)).json()["email"] == "ann.2@example.org"
+
+
+async def test_an_account_deleted_leaves_its_emails_nowhere_in_the_event_log(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    """email.updated carries the address into the user's own stream of the event log,
+    which is kept for XFCHAT_EVENT_RETENTION_DAYS: the account's deletion, which scrubs
+    its email from its row, scrubs it there too (nobody reads that stream any more)."""
+    user = await make_user("ann")
+    for email in ("ann.new@example.org", "ann.newer@example.org"):
+        moved = await client.patch(
+            ME, headers=user.headers, json={"email": email, "password": PASSWORD}
+        )
+        assert moved.status_code == 200, moved.text
+    gone = await client.post(
+        "/api/users/@me/delete", headers=user.headers, json={"password": PASSWORD}
+    )
+    assert gone.status_code == 204, gone.text
+    kept = await conn.fetchval(
+        "SELECT count(*) FROM events WHERE data::text ILIKE '%ann.new%@example.org%'"
+    )
+    assert kept == 0
+    events = await factories.events_of(conn, "user", user.id)
+    assert [t for t, _ in events].count("email.updated") == 2  # (they keep their places)

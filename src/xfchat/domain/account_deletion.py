@@ -25,6 +25,7 @@ from uuid import UUID
 import asyncpg
 
 from xfchat.db.queries import channels as channels_q
+from xfchat.db.queries import event_log as event_log_q
 from xfchat.db.queries import media as media_q
 from xfchat.db.queries import servers as servers_q
 from xfchat.db.queries import sessions as sessions_q
@@ -41,7 +42,7 @@ from xfchat.domain import (
 )
 from xfchat.domain.access import conversations_taken_part_in, member_servers
 from xfchat.domain.accounts import Actor, lock_sessions, require_live_session, session_revoked
-from xfchat.domain.events import emit_many
+from xfchat.domain.events import EMAIL_UPDATED, emit_many
 from xfchat.domain.profile import publish_profile
 from xfchat.domain.validation import DELETED_USERNAME_PREFIX
 from xfchat.errors import Conflict
@@ -161,6 +162,11 @@ async def _erase(
         password_hash=UNUSABLE_PASSWORD_HASH,
     )
     assert user is not None  # (its row is locked, and was not deleted)
+    # The addresses it had, in its own stream's email.updated events (kept as long as the
+    # log keeps events), go as its row's did.
+    await event_log_q.scrub_user_stream_field(
+        conn, user_id=user.id, event_type=EMAIL_UPDATED.name, field="email", value=user.email
+    )
     await media_q.delete_media_of_owner(conn, owner_id=user.id, purpose="avatar")
     # Told while it still shares them: every conversation and server it is in (those
     # read under the locks).

@@ -434,7 +434,9 @@ EMAIL_UPDATED = EventType(
     "email.updated",
     U,
     EmailPayload,
-    "Your account's email changed (`PATCH /api/users/@me`); told to nobody else.",
+    "Your account's email changed (`PATCH /api/users/@me`); told to nobody else."
+    " Deleting the account replaces the address in these events of the log with its"
+    " `@deleted.invalid` placeholder.",
 )
 MUTE_UPDATED = EventType(
     "mute.updated",

@@ -436,3 +436,23 @@ async def scrub_message_events(
             changed += int(rows[0]["changed"]) if rows else 0
             after = {r["id"]: int(r["last"]) for r in rows if r["found"] == each}
     return changed
+
+
+async def scrub_user_stream_field(
+    conn: asyncpg.Connection, *, user_id: UUID, event_type: str, field: str, value: str
+) -> int:
+    """Put `value` in `field` of every `event_type` event of the user's own stream (a
+    deleted account's email events, which only its own sessions ever read); how many
+    changed. One statement: the stream's events by the primary key."""
+    status = await conn.execute(
+        """
+        UPDATE events SET data = data || jsonb_build_object($3::text, $4::text)
+        WHERE stream_id = (SELECT id FROM event_streams WHERE kind = 'user' AND entity_id = $1)
+          AND type = $2
+        """,
+        user_id,
+        event_type,
+        field,
+        value,
+    )
+    return int(status.split()[-1])
