@@ -319,3 +319,25 @@ async def test_an_account_deleted_leaves_its_emails_nowhere_in_the_event_log(
     assert kept == 0
     events = await factories.events_of(conn, "user", user.id)
     assert [t for t, _ in events].count("email.updated") == 2  # (they keep their places)
+
+
+async def test_an_email_stored_before_its_rule_sent_back_as_it_is_changes_nothing(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    """An address stored before the rule that now refuses it (a U+200B in it: such
+    accounts stay, and log in) is the account's as it is: a client sending its whole
+    profile back with a new display name is not refused INVALID_EMAIL for it."""
+    user = await make_user("ann")
+    legacy = "ann@example.com\u200b"
+    await conn.execute("UPDATE users SET email = $2, email_key = $2 WHERE id = $1", user.id, legacy)
+    me = (await client.get(ME, headers=user.headers)).json()
+    assert me["email"] == legacy
+    whole = {"username": me["username"], "email": me["email"], "display_name": "Ann A."}
+    kept = await client.patch(ME, headers=user.headers, json=whole)
+    assert kept.status_code == 200, kept.text
+    assert (kept.json()["email"], kept.json()["display_name"]) == (legacy, "Ann A.")
+    # (a change of it is judged by the rule, as ever)
+    moved = await client.patch(
+        ME, headers=user.headers, json={"email": "ann\u200b@example.org", "password": PASSWORD}
+    )
+    assert moved.status_code == 400 and moved.json()["code"] == "INVALID_EMAIL"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -135,15 +136,26 @@ async def change_profile(
     password is checked), and BadRequest (WRONG_PASSWORD: missing or wrong)."""
     # (a name or an address that breaks its rule is told before the password is asked:
     # the rules are public, and argon2's work is not spent on a change refused anyway)
-    if changes.username is not None:
-        validation.username(changes.username)
-    if changes.email is not None:
-        validation.email(changes.email)
+    if changes.guarded:
+        async with pool.acquire() as conn:
+            stored = await get_me(conn, actor)
+        _identity(changes.username, stored.username, validation.username)
+        _identity(changes.email, stored.email, validation.email)
     proof = None
     if changes.guarded and password is not None:
         proof = Proof(await two_factor.confirm_password(pool, settings, actor, password), code)
     async with pool.acquire() as conn:
         return await update_profile(conn, settings, actor, changes, proof)
+
+
+def _identity(value: str | None, stored: str, rule: Callable[[str], str]) -> str | None:
+    """A username or an email as given: None to keep it (not given, or given as it is
+    stored, which one stored before its rule may be), else judged by `rule` (None if
+    that makes it the stored one: surrounding spaces, say)."""
+    if value is None or value == stored:
+        return None
+    judged = rule(value)
+    return None if judged == stored else judged
 
 
 async def update_profile(
@@ -169,8 +181,6 @@ async def update_profile(
         Unauthorized: SESSION_REVOKED (the account was deleted meanwhile).
         ServiceUnavailable: TWO_FACTOR_UNAVAILABLE.
     """
-    username = validation.username(changes.username) if changes.username is not None else None
-    email = validation.email(changes.email) if changes.email is not None else None
     display_name, clear_display = _text_change(
         changes.display_name,
         field="display_name",
@@ -189,11 +199,10 @@ async def update_profile(
         if changes.status_text is not UNSET:  # (locked first, as set_presence does)
             seen = await presence.lock_shown(conn, actor.user_id, timeout_s)
         current = await get_me(conn, actor)
-        # (each given as it is is not written: a rename committed meanwhile stays)
-        if username == current.username:
-            username = None
-        if email == current.email:
-            email = None
+        # (each given as it is is not written, nor judged again: a rename committed
+        # meanwhile stays, and one stored before its rule is no reason to refuse)
+        username = _identity(changes.username, current.username, validation.username)
+        email = _identity(changes.email, current.email, validation.email)
         guarded = username is not None or email is not None
         if guarded and proof is None:
             raise password_needed()
