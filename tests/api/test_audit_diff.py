@@ -242,3 +242,40 @@ async def test_an_entry_written_before_old_values_were_kept_is_served_as_it_was(
         )
     (old,) = await entries(client, srv.url(), ann.headers, "server.updated")
     assert old["changes"] == {"name": "Old"} and old["diff"] is None
+
+
+async def test_a_hidden_category_a_channel_left_or_entered_is_not_named_to_the_reader(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """A channel the reader sees, moved into a category hidden from them and out again:
+    neither entry names the category (its id tells of a channel they cannot see), in
+    `changes` or as an old value in `diff`; a move between categories they see is shown."""
+    ann, mod = await make_user("ann"), await make_user("mod")
+    srv = await community(client, ann, mod)
+    await role(client, srv, ann, "auditor", int(P.VIEW_AUDIT_LOG), mod)
+    secret = await server_channel(client, srv, ann, "secret", kind="category")
+    shown = await server_channel(client, srv, ann, "shown", kind="category")
+    hidden = await client.put(
+        f"/api/channels/{secret['id']}/overrides/role/{srv.everyone_role}",
+        headers=ann.headers,
+        json={"allow": "0", "deny": str(int(P.VIEW_CHANNEL))},
+    )
+    assert hidden.status_code == 200
+    for parent in (secret["id"], shown["id"], None):
+        done = await client.patch(
+            f"/api/channels/{srv.general}", headers=ann.headers, json={"parent_id": parent}
+        )
+        assert done.status_code == 200, done.text
+    mine = await entries(client, srv.url(), ann.headers, "channel.updated")
+    assert [e["diff"] for e in mine] == [
+        [change("parent_id", shown["id"], None)],
+        [change("parent_id", secret["id"], shown["id"])],
+        [change("parent_id", None, secret["id"])],
+    ]
+    theirs = await entries(client, srv.url(), mod.headers, "channel.updated")
+    assert secret["id"] not in str(theirs)
+    assert [(e["changes"], e["diff"]) for e in theirs] == [
+        ({"parent_id": None}, [change("parent_id", shown["id"], None)]),
+        ({"parent_id": shown["id"]}, []),
+        ({}, []),
+    ]

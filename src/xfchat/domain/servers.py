@@ -398,11 +398,34 @@ def _ban_deletions_seen(changes: dict[str, Any], seen: set[str]) -> dict[str, An
     return {**shown, "deleted_messages": sum(mine.values()), "deleted_in": mine}
 
 
+def _parents_seen(r: audit_q.AuditRow, seen: set[str]) -> audit_q.AuditRow:
+    """A channel.updated entry as a reader who sees only the channels `seen` is shown
+    it: a category it left or entered that they cannot see is not named (its id would
+    tell of a hidden category), neither in `changes` nor in `diff`."""
+
+    def hidden(v: object) -> bool:
+        return v is not None and v not in seen
+
+    changes = r.changes
+    if hidden(changes.get("parent_id")):
+        changes = {k: v for k, v in changes.items() if k != "parent_id"}
+    diff = r.diff
+    if diff is not None:
+        diff = [
+            d
+            for d in diff
+            if d.get("key") != "parent_id"
+            or not (hidden(d.get("old_value")) or hidden(d.get("new_value")))
+        ]
+    return replace(r, changes=changes, diff=diff)
+
+
 async def _readable(
     conn: asyncpg.Connection, access: ServerAccess, rows: list[audit_q.AuditRow]
 ) -> list[audit_q.AuditRow]:
     """The entries the reader may read: none about a channel they cannot see now (or
-    a message of one, or a voice move from or to one), and invite codes only for those who may list invites. (A page
+    a message of one, or a voice move from or to one), no category they cannot see as
+    a channel's old or new parent, and invite codes only for those who may list invites. (A page
     may come out shorter than asked; `before` still pages on.) The owner and
     administrators see everything, deleted channels' entries included."""
     if access.can(Permission.ADMINISTRATOR):
@@ -423,6 +446,10 @@ async def _readable(
             # left out, as about a channel one cannot see.
             if r.changes.get("from_channel_id") not in seen:
                 continue
+        if r.action == "channel.updated":
+            # (a category it was moved out of or into, hidden from the reader, is not
+            # named: not as a new value, nor as an old one)
+            r = _parents_seen(r, seen)
         if r.action == "channel.reordered":
             # (its diff's keys are channel ids too: old positions of hidden ones stay hidden)
             diff = None if r.diff is None else [d for d in r.diff if d.get("key") in seen]
