@@ -279,3 +279,22 @@ async def test_a_hidden_category_a_channel_left_or_entered_is_not_named_to_the_r
         ({"parent_id": shown["id"]}, []),
         ({}, []),
     ]
+
+
+async def test_a_server_update_that_stores_what_is_there_writes_no_entry(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """A name sent with spaces around the one there, or an empty description over none,
+    stores what is there: no entry (it was one with an empty `diff`: a change of
+    nothing), as a value sent exactly as it is."""
+    ann = await make_user("ann")
+    srv = await community(client, ann)
+    for body in ({"name": " srv "}, {"description": ""}, {"name": "srv", "description": None}):
+        done = await client.patch(srv.url(), headers=ann.headers, json=body)
+        assert done.status_code == 200, done.text
+        assert done.json()["name"] == "srv" and done.json()["description"] is None
+    assert await entries(client, srv.url(), ann.headers, "server.updated") == []
+    renamed = await client.patch(srv.url(), headers=ann.headers, json={"name": " Crew "})
+    assert renamed.status_code == 200
+    (entry,) = await entries(client, srv.url(), ann.headers, "server.updated")
+    assert entry["diff"] == [change("name", "srv", "Crew")]

@@ -228,7 +228,8 @@ async def update_server(
     """Change a server's name, description, icon URL or search language (MANAGE_SERVER). `fields` holds
     only what the client sent; a null description or icon clears it. A change of the
     language is first counted by `count_reindex`, in the transaction (one that fails
-    is not counted), which raises to refuse it.
+    is not counted), which raises to refuse it. A change of nothing (each field as it
+    would be stored is as it is) answers the server and writes and tells nothing.
 
     Raises: NotFound (SERVER_NOT_FOUND); Forbidden (MISSING_PERMISSIONS); BadRequest."""
     name = server_name(fields.get("name")) if "name" in fields else None
@@ -257,6 +258,18 @@ async def update_server(
         )
         before = await q.get_server(conn, server_id=server_id)
         assert before is not None
+        # Judged again here, under the lock, on the values as they would be stored (the
+        # API's check of a change of nothing is of the values as sent, before the lock:
+        # " srv " over "srv", "" over no description, or a change another made meanwhile
+        # was written, audited and told, an entry whose diff was empty).
+        stored = {
+            "name": name,
+            "description": description or None,
+            "icon_url": icon,
+            "search_language": language,
+        }
+        if all(stored[k] == getattr(before, k) for k in SERVER_FIELDS if k in fields):
+            return server_json(before)  # changes nothing: none written, none told
         if icon is not None and icon != before.icon_url:
             await _check_uploaded_icon(conn, actor, icon)
         row = await q.update_server(
