@@ -298,3 +298,18 @@ async def test_a_server_update_that_stores_what_is_there_writes_no_entry(
     assert renamed.status_code == 200
     (entry,) = await entries(client, srv.url(), ann.headers, "server.updated")
     assert entry["diff"] == [change("name", "srv", "Crew")]
+
+
+async def test_a_nickname_stored_as_it_is_writes_no_entry(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """A nickname sent with spaces around the one there stores it as it is: no
+    member.updated entry (it was one of nothing, its diff empty)."""
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await community(client, ann, ben)
+    url = srv.url(f"/members/{ben.id}")
+    for name in ("Bee", " Bee ", "Bee "):
+        done = await client.patch(url, headers=ann.headers, json={"nickname": name})
+        assert done.status_code == 200 and done.json()["nickname"] == "Bee"
+    (named,) = await entries(client, srv.url(), ann.headers, "member.updated")
+    assert named["diff"] == [change("nickname", None, "Bee")]

@@ -157,13 +157,15 @@ async def update_member(
             await _check_timeout_target(conn, server_id, user_id)
         # Only what changes is written, audited and announced (as Discord): lifting a
         # timeout nobody had was a `member.timed_out` entry of a removal, and a
-        # `member.updated` to every member, of nothing. (One run out already is no
-        # timeout, and is left as it is, as a transfer leaves it.)
+        # `member.updated` to every member, of nothing; so was a nickname equal to the
+        # one there once stored (" Bee " over "Bee": an entry whose diff was empty).
+        # (One run out already is no timeout, and is left as it is, as a transfer
+        # leaves it.)
         running = running_timeout(target.timed_out_until)
         fields = {
             k: v
             for k, v in fields.items()
-            if (k == "nickname" and (v or None) != target.nickname)
+            if (k == "nickname" and (nickname or None) != target.nickname)
             or (k == "timed_out_until" and until != running)
         }
         if not fields:

@@ -4,8 +4,10 @@ object as it is and writes, audits and tells nothing, as Discord does: no
 `changes: {}`, no token of the profile rate limit.
 
 Judged on the values as sent against the stored ones (which passed the same rules): a
-value equal only once normalised (surrounding spaces, say) is written as before, but
-for a custom status, trimmed as PUT /api/users/@me/presence judges it. Here
+value equal only once normalised (surrounding spaces, say) goes on to the update, but
+for a custom status, trimmed as PUT /api/users/@me/presence judges it (the server's
+update and a member's judge that again under their lock, on the values as stored, and
+write nothing for it either). Here
 the server's and the profile's, judged before their updates (which then judge
 everything themselves); a channel's and a role's are judged inside their updates
 (domain/server_channels.py, domain/roles.py)."""
@@ -70,7 +72,7 @@ async def unchanged_nickname(
 ) -> bool:
     """Whether `nickname` (as sent in a PATCH of the member; null or "" clear it) is the
     member's nickname already: such a PATCH writes, audits and tells nothing
-    (members.update_member judges it the same way, on the value as sent), so it is not
+    (members.update_member judges it too, on the value as it would be stored), so it is not
     counted in the `nickname` rate limit, as a profile change of nothing is not counted
     in `profile`. False for someone who is not a member (the update refuses them)."""
     member = await servers_q.get_member(conn, server_id=server_id, user_id=user_id)
