@@ -313,3 +313,36 @@ async def test_a_nickname_stored_as_it_is_writes_no_entry(
         assert done.status_code == 200 and done.json()["nickname"] == "Bee"
     (named,) = await entries(client, srv.url(), ann.headers, "member.updated")
     assert named["diff"] == [change("nickname", None, "Bee")]
+
+
+async def test_a_reorder_that_moves_nothing_writes_no_entry(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """Channels or roles sent at the positions they have (or none sent): no entry (it
+    was one whose diff was empty), the listing answered as it is."""
+    ann = await make_user("ann")
+    srv = await community(client, ann)
+    helper = await role(client, srv, ann, "helper", 0)
+    channels = (await client.get(srv.url("/channels"), headers=ann.headers)).json()
+    roles = (await client.get(srv.url("/roles"), headers=ann.headers)).json()
+    for kind, rows in (("channels", channels), ("roles", roles)):
+        for body in (
+            [],
+            # (every channel; every role but @everyone, which is not moved)
+            [
+                {"id": r["id"], "position": r["position"]}
+                for r in rows
+                if r["id"] != srv.everyone_role
+            ],
+        ):
+            done = await client.patch(srv.url(f"/{kind}"), headers=ann.headers, json=body)
+            assert done.status_code == 200, done.text
+            assert done.json() == rows
+    assert await entries(client, srv.url(), ann.headers, "channel.reordered") == []
+    assert await entries(client, srv.url(), ann.headers, "role.reordered") == []
+    moved = await client.patch(
+        srv.url("/roles"), headers=ann.headers, json=[{"id": helper, "position": 3}]
+    )
+    assert moved.status_code == 200
+    (entry,) = await entries(client, srv.url(), ann.headers, "role.reordered")
+    assert entry["diff"] == [change(helper, 1, 3)]

@@ -365,7 +365,8 @@ async def reorder_roles(
 ) -> list[RolePayload]:
     """Move several roles at once (MANAGE_ROLES): each moved role, and the place it
     moves to, must be below your highest role; @everyone stays at 0 and others are 1
-    or more. Returns every role, highest first.
+    or more. Returns every role, highest first. Each where it is already (or none
+    given): nothing written, audited or told.
 
     Raises: NotFound (SERVER_NOT_FOUND, ROLE_NOT_FOUND); Forbidden; BadRequest
     (INVALID_POSITION)."""
@@ -388,6 +389,12 @@ async def reorder_roles(
                 raise Forbidden(
                     "you cannot move a role to or above your own", code="ROLE_HIERARCHY"
                 )
+        diff = field_diff(
+            {str(k): roles[k].position for k in positions},
+            {str(k): v for k, v in positions.items()},
+        )
+        if not diff:  # each where it is (or none given): none written, audited or told
+            return [role_json(r) for r in roles.values()]
         moved = await q.update_role_positions(
             conn,
             server_id=server_id,
@@ -401,10 +408,7 @@ async def reorder_roles(
             "role.reordered",
             changes={str(k): v for k, v in positions.items()},
             reason=reason,
-            diff=field_diff(
-                {str(k): roles[k].position for k in positions},
-                {str(k): v for k, v in positions.items()},
-            ),
+            diff=diff,
         )
         return [role_json(r) for r in await q.list_roles(conn, server_id=server_id)]
 

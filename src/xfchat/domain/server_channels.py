@@ -419,7 +419,8 @@ async def reorder_channels(
     reason: str | None,
 ) -> list[ServerChannelPayload]:
     """Set several channels' positions in one call (MANAGE_CHANNELS). Returns the
-    channels the actor sees, in their new order.
+    channels the actor sees, in their new order. Each where it is already (or none
+    given): nothing written, audited or told.
 
     Raises: NotFound (SERVER_NOT_FOUND, CHANNEL_NOT_FOUND); Forbidden; BadRequest."""
     async with conn.transaction():
@@ -435,6 +436,13 @@ async def reorder_channels(
                 raise channel_not_found()
             if not 0 <= position <= MAX_POSITION:
                 raise BadRequest(f"positions are 0 to {MAX_POSITION}", code="INVALID_POSITION")
+        diff = field_diff(
+            {str(k): was[k] for k in positions}, {str(k): v for k, v in positions.items()}
+        )
+        if not diff:  # each where it is (or none given): none written, audited or told
+            return await channels_json(
+                conn, await visible_server_channels(conn, server_id, actor.user_id)
+            )
         rows = await q.update_channel_positions(
             conn,
             server_id=server_id,
@@ -448,9 +456,7 @@ async def reorder_channels(
             "channel.reordered",
             changes={str(k): v for k, v in positions.items()},
             reason=reason,
-            diff=field_diff(
-                {str(k): was[k] for k in positions}, {str(k): v for k, v in positions.items()}
-            ),
+            diff=diff,
         )
         return await channels_json(
             conn, await visible_server_channels(conn, server_id, actor.user_id)
