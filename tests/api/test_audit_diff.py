@@ -274,6 +274,20 @@ async def test_a_hidden_category_a_channel_left_or_entered_is_not_named_to_the_r
     ]
     theirs = await entries(client, srv.url(), mod.headers, "channel.updated")
     assert secret["id"] not in str(theirs)
+    # nor as the category a channel was made in
+    made = await server_channel(client, srv, ann, "inside", parent_id=secret["id"])
+    shown_to_mod = await client.put(
+        f"/api/channels/{made['id']}/overrides/role/{srv.everyone_role}",
+        headers=ann.headers,
+        json={"allow": str(int(P.VIEW_CHANNEL)), "deny": "0"},
+    )
+    assert shown_to_mod.status_code == 200, shown_to_mod.text
+    (created,) = [
+        e
+        for e in await entries(client, srv.url(), mod.headers, "channel.created")
+        if e["target_id"] == made["id"]
+    ]
+    assert "parent_id" not in created["changes"] and created["changes"]["name"] == "inside"
     assert [(e["changes"], e["diff"]) for e in theirs] == [
         ({"parent_id": None}, [change("parent_id", shown["id"], None)]),
         ({"parent_id": shown["id"]}, []),

@@ -412,9 +412,10 @@ def _ban_deletions_seen(changes: dict[str, Any], seen: set[str]) -> dict[str, An
 
 
 def _parents_seen(r: audit_q.AuditRow, seen: set[str]) -> audit_q.AuditRow:
-    """A channel.updated entry as a reader who sees only the channels `seen` is shown
-    it: a category it left or entered that they cannot see is not named (its id would
-    tell of a hidden category), neither in `changes` nor in `diff`."""
+    """A channel.created or channel.updated entry as a reader who sees only the
+    channels `seen` is shown it: a category it was made in, left or entered that they
+    cannot see is not named (its id would tell of a hidden category), neither in
+    `changes` nor in `diff`."""
 
     def hidden(v: object) -> bool:
         return v is not None and v not in seen
@@ -459,9 +460,9 @@ async def _readable(
             # left out, as about a channel one cannot see.
             if r.changes.get("from_channel_id") not in seen:
                 continue
-        if r.action == "channel.updated":
-            # (a category it was moved out of or into, hidden from the reader, is not
-            # named: not as a new value, nor as an old one)
+        if r.action in ("channel.created", "channel.updated"):
+            # (a category it was made in, moved out of or into, hidden from the reader,
+            # is not named: not as a new value, nor as an old one)
             r = _parents_seen(r, seen)
         if r.action == "channel.reordered":
             # (its diff's keys are channel ids too: old positions of hidden ones stay hidden)
