@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
 import uvicorn
 import uvloop
 
+from tests.unit.test_send_watch import served
 from xfchat.api.http_limits import http_protocol
 
 
@@ -73,16 +73,8 @@ async def serving() -> AsyncIterator[int]:
     config = uvicorn.Config(app, http=Counted, lifespan="off", log_level="warning")
     server = uvicorn.Server(config)
     running[:] = [server]
-    listening = socket.socket()
-    listening.bind(("127.0.0.1", 0))
-    task = asyncio.create_task(server.serve(sockets=[listening]))
-    try:
-        while not server.started:
-            await asyncio.sleep(0.02)
-        yield listening.getsockname()[1]
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
+    async with served(server) as port:
+        yield port
 
 
 async def read_until(reader: asyncio.StreamReader, end: bytes) -> bytes:

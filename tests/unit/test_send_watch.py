@@ -79,7 +79,14 @@ async def serving(head_s: float = HEAD_S) -> AsyncIterator[int]:
         lifespan="off",
         log_level="warning",
     )
-    server = uvicorn.Server(config)
+    async with served(uvicorn.Server(config)) as port:
+        yield port
+
+
+@contextlib.asynccontextmanager
+async def served(server: uvicorn.Server) -> AsyncIterator[int]:
+    """`server` (uvicorn, in this process) listening on a port of loopback, until the
+    block ends: its port."""
     listening = socket.socket()
     listening.bind(("127.0.0.1", 0))
     task = asyncio.create_task(server.serve(sockets=[listening]))
