@@ -141,10 +141,15 @@ async def test_an_override_update_records_the_allow_and_deny_it_replaced(
     for body in ({"allow": send, "deny": "0"}, {"allow": manage, "deny": send}):
         done = await client.put(url, headers=ann.headers, json=body)
         assert done.status_code == 200, done.text
+    # (an override made allowing and denying nothing: was an entry with an empty diff)
+    member_url = f"/api/channels/{srv.general}/overrides/member/{ann.id}"
+    made = await client.put(member_url, headers=ann.headers, json={"allow": "0", "deny": "0"})
+    assert made.status_code == 200, made.text
     log = await entries(client, srv.url(), ann.headers, "override.updated")
     assert [e["diff"] for e in log] == [
+        [change("allow", None, "0"), change("deny", None, "0")],
         [change("allow", send, manage), change("deny", "0", send)],
-        [change("allow", "0", send)],
+        [change("allow", None, send), change("deny", None, "0")],
     ]
 
 

@@ -587,9 +587,11 @@ async def set_override(
                 "deny": str(logged[1]),
             },
             reason=reason,
-            # (`old` read under the server's lock; a removal's is what it took away)
+            # (`old` read under the server's lock, null where there was no override: one
+            # made allowing and denying nothing is a change too; a removal's is what it
+            # took away)
             diff=field_diff(
-                {"allow": str(old[0]), "deny": str(old[1])},
+                {"allow": str(old[0]) if mine else None, "deny": str(old[1]) if mine else None},
                 {"allow": str(allow or 0), "deny": str(deny or 0)},
             )
             if not removing
