@@ -15,17 +15,17 @@ from xfchat.api.deps import (
     Pool,
     check_address_limits,
     check_limits,
+    counted_if_email_taken,
     give_back,
     ip_limit,
     record_decision,
-    widest_first,
 )
 from xfchat.api.models import USERNAME, Text, UserPrivate, enforced
 from xfchat.api.routing import api_router
 from xfchat.domain import accounts, login
 from xfchat.domain.rate_limits import address_checks
 from xfchat.domain.validation import MAX_DISPLAY_NAME, MAX_PASSWORD, MIN_PASSWORD
-from xfchat.errors import BadRequest, Conflict, RateLimited
+from xfchat.errors import BadRequest, RateLimited
 
 router = api_router(prefix="/api/auth", tags=["auth"])
 
@@ -124,32 +124,23 @@ async def post_register(
     registrations in flight."""
     tried = address_checks("auth.register", client.ip, settings.rate_register_ip)
     counted = await check_address_limits(request, tried, record=False)
-    taken = address_checks("auth.register.taken", client.ip, settings.rate_register_taken_ip)
-    decisions = await check_address_limits(request, taken, enforce=False, record=False)
-    taken = widest_first(taken)[: len(decisions)]  # (those counted: a refusal stops there)
-    email_taken = untried = False
+    untried = False
     try:
-        for decision in decisions:
-            decision.enforce()
-        issued = await accounts.register(
-            pool,
-            settings,
-            username=body.username,
-            email=body.email,
-            password=body.password,
-            display_name=body.display_name,
-            client=client,
-        )
-    except Conflict as exc:
-        email_taken = exc.code == "EMAIL_TAKEN"  # counted; this answer stands
-        raise
+        async with counted_if_email_taken(request, client.ip, settings):
+            issued = await accounts.register(
+                pool,
+                settings,
+                username=body.username,
+                email=body.email,
+                password=body.password,
+                display_name=body.display_name,
+                client=client,
+            )
     except (BadRequest, RateLimited):
         # (invalid input; or the EMAIL_TAKEN bucket's wait, before anything was tried)
         untried = True
         raise
     finally:
-        if not email_taken:
-            await give_back(request, taken)
         if untried:
             await give_back(request, tried)
         else:

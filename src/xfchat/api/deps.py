@@ -3,6 +3,7 @@ rate limits."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
@@ -18,7 +19,7 @@ from xfchat.domain.accounts import (
     authenticate_quick,
 )
 from xfchat.domain.rate_limits import Decision, RateLimiter, address_checks, address_of
-from xfchat.errors import Unauthorized
+from xfchat.errors import Conflict, Unauthorized
 from xfchat.settings import RateLimit, Settings
 
 
@@ -170,6 +171,34 @@ async def give_back(request: Request, checks: list[tuple[str, str, RateLimit]]) 
     async with request.app.state.pool.acquire() as conn:
         for bucket, key, _ in checks:
             await limiter.give_back(conn, bucket, key)
+
+
+@contextlib.asynccontextmanager
+async def counted_if_email_taken(
+    request: Request, ip: str | None, settings: Settings
+) -> AsyncIterator[None]:
+    """The block counted in the client address's `auth.register.taken` (EMAIL_TAKEN
+    says an email is registered: XFCHAT_RATE_REGISTER_TAKEN_IP), as registration and
+    an email change count it: a place taken up front (answers sent at once cannot all
+    pass a check made before them), given back unless the block is answered
+    EMAIL_TAKEN, so the bucket holds the address's EMAIL_TAKEN answers and the tries
+    in flight; an address past its share waits (429, RateLimited) before the block.
+
+    Raises: RateLimited; what the block raises."""
+    checks = address_checks("auth.register.taken", ip, settings.rate_register_taken_ip)
+    decisions = await check_address_limits(request, checks, enforce=False, record=False)
+    counted = widest_first(checks)[: len(decisions)]  # (a refusal stops the counting there)
+    told = False
+    try:
+        for decision in decisions:
+            decision.enforce()
+        yield
+    except Conflict as exc:
+        told = exc.code == "EMAIL_TAKEN"
+        raise
+    finally:
+        if not told:
+            await give_back(request, counted)
 
 
 def ip_limit(bucket: str, setting: str) -> Any:

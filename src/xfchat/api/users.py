@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import date
 from typing import Annotated, Literal
 from uuid import UUID
@@ -15,12 +16,10 @@ from xfchat.api.deps import (
     Conn,
     CurrentActor,
     Pool,
-    check_address_limits,
     check_limit,
     counted_actor,
-    give_back,
+    counted_if_email_taken,
     password_limit,
-    widest_first,
 )
 from xfchat.api.models import USERNAME, Instant, Text, UserPrivate, UserPublic, enforced
 from xfchat.api.responses import JSONResponse
@@ -30,11 +29,10 @@ from xfchat.domain import account_deletion, accounts, presence, profile, unchang
 from xfchat.domain.accounts import Actor
 from xfchat.domain.event_payloads import PresencePayload, PublicUserPayload
 from xfchat.domain.feeds import read_state_snapshot
-from xfchat.domain.rate_limits import address_checks
 from xfchat.domain.state import StatePayload
 from xfchat.domain.usage import UsageRecorder
 from xfchat.domain.validation import MAX_DISPLAY_NAME, MAX_STATUS_TEXT, MAX_URL
-from xfchat.errors import BadRequest, Conflict
+from xfchat.errors import BadRequest
 from xfchat.realtime.cursor import Position, TokenCodec
 
 router = api_router(prefix="/api/users", tags=["users"])
@@ -137,28 +135,16 @@ async def patch_me(
         if body.code is not None:
             await code_limit(request, actor)
     await check_limit(request, "profile", str(actor.user_id), settings.rate_profile_user)
-    # EMAIL_TAKEN says an email is registered: counted per client address in the bucket
-    # registration counts it in (`auth.register.taken`), as registration does (a place
-    # taken up front, given back unless so answered), so that an account of one's own
-    # checks no more emails than a registration form would.
-    taken, decisions = [], []
-    if changes.email is not None and body.password is not None:
-        taken = address_checks("auth.register.taken", client.ip, settings.rate_register_taken_ip)
-        decisions = await check_address_limits(request, taken, enforce=False, record=False)
-        taken = widest_first(taken)[: len(decisions)]  # (those counted)
-    told = False
-    try:
-        for decision in decisions:
-            decision.enforce()
+    # (an account of one's own checks no more emails than a registration form would)
+    email_tried = changes.email is not None and body.password is not None
+    async with (
+        counted_if_email_taken(request, client.ip, settings)
+        if email_tried
+        else contextlib.nullcontext()
+    ):
         changed = await profile.change_profile(
             pool, settings, actor, changes, password=body.password, code=body.code
         )
-    except Conflict as exc:
-        told = exc.code == "EMAIL_TAKEN"
-        raise
-    finally:
-        if taken and not told:
-            await give_back(request, taken)
     cache = request.app.state.sessions
     for session_id in changed.ended:
         cache.forget_session(session_id)

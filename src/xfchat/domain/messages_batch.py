@@ -40,8 +40,7 @@ class SendRequest:
     # Rate-limit buckets this send counts in: (bucket, key, rule). They are counted in
     # the batch's own transaction, so a send costs no round trip of its own.
     limits: list[tuple[str, str, RateLimit]] = field(default_factory=list)
-    # Answered by its batch (made by the writer when it is queued: asking asyncio for
-    # the running loop is a getpid() system call on Python 3.11, twice a send here)
+    # Answered by its batch, or at its deadline (made by the writer when it is queued)
     future: asyncio.Future[SendResult] = field(init=False, repr=False, compare=False)
     deadline: float = 0.0  # loop time by which it must be answered (set when queued)
     started: bool = False  # its batch's transaction has begun: its outcome is the batch's

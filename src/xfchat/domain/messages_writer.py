@@ -118,7 +118,6 @@ class MessageWriter:
         self._drained = asyncio.Event()  # set whenever no send is pending
         self._drained.set()
         self.facts = FactsCache()  # what the fast path decides from
-        self._loop: asyncio.AbstractEventLoop | None = None  # (the one it runs on, once known)
 
     async def stop(self, drain_s: float = 5.0) -> None:
         """Refuse new sends, write those queued and in flight (for at most `drain_s`),
@@ -135,7 +134,7 @@ class MessageWriter:
         gone = _shutting_down()
         for future in list(self._unanswered):
             if not future.done():
-                future.add_done_callback(lambda f: f.exception())  # whoever still waits
+                future.add_done_callback(_unread)  # (whoever still waits reads it)
                 future.set_exception(gone)
 
     async def send(self, req: SendRequest) -> SendResult:
@@ -153,7 +152,7 @@ class MessageWriter:
             raise _unavailable(
                 "too many messages are waiting to be written; retry", "SEND_QUEUE_FULL"
             )
-        loop = self._loop_now()
+        loop = asyncio.get_running_loop()
         req.future = future = loop.create_future()
         req.deadline = loop.time() + self.deadline_s
         self.pending += 1
@@ -192,11 +191,6 @@ class MessageWriter:
                     "SEND_TIMEOUT",
                 )
             )
-
-    def _loop_now(self) -> asyncio.AbstractEventLoop:
-        if self._loop is None:
-            self._loop = asyncio.get_running_loop()
-        return self._loop
 
     async def write_beside(
         self, author_id: UUID, write: Callable[[], Awaitable[SendResult]]
@@ -299,7 +293,7 @@ class MessageWriter:
     def _take(self, channel_id: UUID) -> list[SendRequest]:
         """The next batch of the channel: what waits and is still wanted (at most
         max_batch, oldest first), each marked started."""
-        now = self._loop_now().time()
+        now = asyncio.get_running_loop().time()
         live = [
             r for r in self._waiting.pop(channel_id, []) if not r.future.done() and r.deadline > now
         ]
@@ -336,7 +330,7 @@ class MessageWriter:
         failed."""
         self.batches += 1
         self.sends += len(reqs)
-        loop = self._loop_now()
+        loop = asyncio.get_running_loop()
         for attempt in range(1, RETRIES + 1):
             began = loop.time()
             try:

@@ -427,9 +427,8 @@ async def reorder_channels(
         access = await access_server(
             conn, actor, server_id, need=Permission.MANAGE_CHANNELS, lock=True
         )
-        was = {
-            c.id: c.position for c in await visible_server_channels(conn, server_id, actor.user_id)
-        }
+        shown = await visible_server_channels(conn, server_id, actor.user_id)
+        was = {c.id: c.position for c in shown}
         visible = set(was)
         for channel_id, position in positions.items():
             if channel_id not in visible:
@@ -440,9 +439,7 @@ async def reorder_channels(
             {str(k): was[k] for k in positions}, {str(k): v for k, v in positions.items()}
         )
         if not diff:  # each where it is (or none given): none written, audited or told
-            return await channels_json(
-                conn, await visible_server_channels(conn, server_id, actor.user_id)
-            )
+            return await channels_json(conn, shown)
         rows = await q.update_channel_positions(
             conn,
             server_id=server_id,

@@ -147,7 +147,6 @@ class Hub:
         self.presence_signals = 0
         self._filling: asyncio.Task[None] | None = None
         self._turn_handed = 0  # events handed over in this turn of the event loop (_room)
-        self._loop: asyncio.AbstractEventLoop | None = None  # (once started)
         self._turn_reset: asyncio.Handle | None = None
         self.listening = asyncio.Event()
         # The LISTEN connection, while it is up: the commits missing from notifications are
@@ -176,7 +175,6 @@ class Hub:
     # -- lifecycle
 
     async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()  # (asking for it is a getpid() on 3.11)
         self._task = asyncio.create_task(self._listen_forever(), name="hub-listener")
         self._sessions_task = asyncio.create_task(self._watch_sessions(), name="hub-sessions")
 
@@ -513,10 +511,7 @@ class Hub:
     def _spent(self, events: int) -> None:
         self._turn_handed += events
         if self._turn_reset is None:
-            loop = self._loop
-            if loop is None:  # (a hub not started: the tests')
-                loop = self._loop = asyncio.get_running_loop()
-            self._turn_reset = loop.call_soon(self._new_turn)
+            self._turn_reset = asyncio.get_running_loop().call_soon(self._new_turn)
 
     def _new_turn(self) -> None:
         self._turn_handed = 0
