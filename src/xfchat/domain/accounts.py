@@ -137,6 +137,23 @@ async def password_moved(conn: asyncpg.Connection, user_id: UUID, checked: str) 
     return await users_q.get_password_hash(conn, user_id=user_id) != checked
 
 
+async def credentials_moved(
+    conn: asyncpg.Connection, user_id: UUID, checked: users_q.Credentials
+) -> bool:
+    """Whether the account's password, email or username is no longer the one a login
+    checked (`checked`, as read before argon2 worked), or the account was deleted, asked
+    under the sessions lock (taken here, until the caller's transaction ends), as
+    `password_moved` asks of the password alone. A password or an email change ends
+    every other session and, like a username change (which the login may have named the
+    account by), holds that lock until it commits (`two_factor.reauthenticate`): so it
+    is either seen here, and the login refused, or it comes after and ends what the
+    caller makes. (Values, not a version: a login refused only when what it checked is
+    no longer what the account has; a change and its undoing both committed meanwhile
+    leave the very credentials the login proved, as a login started after would.)"""
+    await lock_sessions(conn, user_id)
+    return await users_q.get_credentials(conn, user_id=user_id) != checked
+
+
 async def start_session(
     conn: asyncpg.Connection,
     settings: Settings,
@@ -149,12 +166,14 @@ async def start_session(
     has MAX_LIVE_SESSIONS live, the least recently used are revoked ('session_limit',
     each with its `session.revoked`), so it has at most that many with the new one.
     `password_hash`: the hash the password was checked against (default: the user's as
-    read); an account deleted or whose password changed since gets none
-    (INVALID_CREDENTIALS).
+    read); an account deleted, or whose password, email or username is not the one of
+    `user` any more (changed since it was read: `credentials_moved`) gets none
+    (INVALID_CREDENTIALS, as a wrong password).
 
-    From here on one login of an account at a time (`password_moved` takes the
+    From here on one login of an account at a time (`credentials_moved` takes the
     sessions lock): two at once would each see room."""
-    if await password_moved(conn, user.id, password_hash or user.password_hash):
+    checked = users_q.Credentials(password_hash or user.password_hash, user.email, user.username)
+    if await credentials_moved(conn, user.id, checked):
         raise Unauthorized(
             "wrong username, email or password", code="INVALID_CREDENTIALS", token_error=False
         )

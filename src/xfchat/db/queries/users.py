@@ -249,6 +249,24 @@ async def get_password_hash(conn: asyncpg.Connection, *, user_id: UUID) -> str |
     return found
 
 
+@dataclass(frozen=True)
+class Credentials:
+    """What a login is checked against: the password hash, and the names it may give."""
+
+    password_hash: str
+    email: str
+    username: str
+
+
+async def get_credentials(conn: asyncpg.Connection, *, user_id: UUID) -> Credentials | None:
+    """The credentials of a live (not deleted) account."""
+    row = await conn.fetchrow(
+        "SELECT password_hash, email, username FROM users WHERE id = $1 AND deleted_at IS NULL",
+        user_id,
+    )
+    return Credentials(**dict(row)) if row is not None else None
+
+
 # What anyone may see of another user: never the email or the password hash, nor the
 # custom status (status_text), which is presence: shown only to those who see the
 # user's presence, and to nobody while they are invisible or offline (domain/presence.py).

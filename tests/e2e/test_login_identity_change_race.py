@@ -1,0 +1,141 @@
+"""A login checks the password against the account as it read it before argon2 worked;
+an email change (which ends every other session, reason `revoked`) or a username change
+committing meanwhile must win as a password change does
+(test_login_password_change_race.py): the login made from the check before it gets no
+session, answered as a wrong password would be."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any
+
+import asyncpg
+import httpx
+
+from tests.factories import PASSWORD, MakeUser, TestUser
+from tests.support import Servers, until_one_waits_for_a_lock
+from xfchat.db.queries import locks as locks_q
+
+
+async def login_racing(
+    holder: asyncpg.Connection,
+    client: httpx.AsyncClient,
+    owner: TestUser,
+    change: Coroutine[Any, Any, httpx.Response],
+    login: str,
+) -> httpx.Response:
+    """With `holder` holding the owner's sessions lock: `change` (a guarded profile
+    change) waits for it, having written the account's row; then a login naming the
+    account by `login` checks the password and waits behind the change at that lock;
+    the lock let go, the change commits first (the lock's queue order); the login's
+    answer."""
+    tx = holder.transaction()
+    await tx.start()
+    await locks_q.lock_transaction(holder, key=locks_q.advisory_key(b"sessions", owner.id))
+    changing = asyncio.ensure_future(change)
+    await until_one_waits_for_a_lock(holder, changing)
+    assert not changing.done(), changing.result().text
+    logging_in = asyncio.ensure_future(
+        client.post("/api/auth/login", json={"login": login, "password": PASSWORD})
+    )
+    for _ in range(1000):  # (until its argon2 check is done and it waits behind the change)
+        if await holder.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted") >= 2:
+            break
+        await asyncio.sleep(0.01)
+    assert not logging_in.done(), logging_in.result().text
+    await tx.rollback()
+    changed = await changing
+    assert changed.status_code == 200, changed.text
+    return await logging_in
+
+
+def patch_me(client: httpx.AsyncClient, owner: TestUser, **fields: str) -> Any:
+    return client.patch(
+        "/api/users/@me", headers=owner.headers, json={"password": PASSWORD, **fields}
+    )
+
+
+async def only_the_changers_session(client: httpx.AsyncClient, owner: TestUser) -> None:
+    sessions = await client.get("/api/users/@me/sessions", headers=owner.headers)
+    assert sessions.status_code == 200, sessions.text
+    assert [s["current"] for s in sessions.json()] == [True]
+
+
+def refused_as_a_wrong_password(answer: httpx.Response) -> None:
+    assert answer.status_code == 401, answer.text
+    assert answer.json() == {
+        "code": "INVALID_CREDENTIALS",
+        "message": "wrong username, email or password",
+    }
+
+
+async def test_a_login_racing_an_email_change_gets_no_session(
+    servers: Servers, make_user: MakeUser, db_url: str
+) -> None:
+    owner = await make_user()
+    _, base = servers.start()
+    holder = await asyncpg.connect(db_url)
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+            answer = await login_racing(
+                holder,
+                client,
+                owner,
+                patch_me(client, owner, email=f"moved.{owner.username}@example.org"),
+                owner.username,
+            )
+            # Was: 200, a session made after the change had ended the others, never ended.
+            refused_as_a_wrong_password(answer)
+            await only_the_changers_session(client, owner)
+    finally:
+        await holder.close()
+
+
+async def test_a_login_by_the_old_email_racing_its_change_gets_no_session(
+    servers: Servers, make_user: MakeUser, db_url: str
+) -> None:
+    owner = await make_user()
+    _, base = servers.start()
+    holder = await asyncpg.connect(db_url)
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+            answer = await login_racing(
+                holder,
+                client,
+                owner,
+                patch_me(client, owner, email=f"moved.{owner.username}@example.org"),
+                owner.email,
+            )
+            refused_as_a_wrong_password(answer)  # (was: 200)
+            await only_the_changers_session(client, owner)
+    finally:
+        await holder.close()
+
+
+async def test_a_login_by_the_old_username_racing_a_rename_gets_no_session(
+    servers: Servers, make_user: MakeUser, db_url: str
+) -> None:
+    owner = await make_user()
+    _, base = servers.start()
+    holder = await asyncpg.connect(db_url)
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+            answer = await login_racing(
+                holder,
+                client,
+                owner,
+                patch_me(client, owner, username=f"{owner.username}_renamed"[:32]),
+                owner.username,
+            )
+            # Was: 200: a session from a name the account no longer had when it was made.
+            refused_as_a_wrong_password(answer)
+            await only_the_changers_session(client, owner)
+            # The account's credentials now are what logs in.
+            again = await client.post(
+                "/api/auth/login",
+                json={"login": f"{owner.username}_renamed"[:32], "password": PASSWORD},
+            )
+            assert again.status_code == 200, again.text
+    finally:
+        await holder.close()
