@@ -278,8 +278,14 @@ class Settings(DatabaseSettings):
     rate_register_taken_ip: RateLimitSetting = Field(
         default=RateLimit(3, 86_400), validation_alias=_env("XFCHAT_RATE_REGISTER_TAKEN_IP")
     )
+    # Password confirmations of a signed-in user: per session (so a stolen token spends
+    # its own budget, not its owner's), and per account from every session together, a
+    # backstop on the argon2 work (each session is made with the password anyway).
     rate_password_user: RateLimitSetting = Field(
         default=RateLimit(5, 900), validation_alias=_env("XFCHAT_RATE_PASSWORD_USER")
+    )
+    rate_password_account: RateLimitSetting = Field(
+        default=RateLimit(20, 900), validation_alias=_env("XFCHAT_RATE_PASSWORD_ACCOUNT")
     )
     rate_two_factor_account: RateLimitSetting = Field(
         default=RateLimit(10, 900), validation_alias=_env("XFCHAT_RATE_TWO_FACTOR_ACCOUNT")

@@ -1,6 +1,6 @@
 """The limits on what costs argon2 work or could tell who has an account: login buckets
-keyed by the account and its owner's familiar addresses, password changes per account,
-and the registration answers that say an email is taken."""
+keyed by the account and its owner's familiar addresses, password confirmations per
+session and per account, and the registration answers that say an email is taken."""
 
 from __future__ import annotations
 
@@ -316,3 +316,64 @@ async def test_a_registration_held_back_by_the_taken_bucket_is_not_counted_as_tr
     first = await register("fresh", "fresh@example.com")
     assert first.status_code == 201, first.text  # main: 429, the three held back counted
     assert first.headers["x-ratelimit-remaining"] == "1"
+
+
+async def test_a_stolen_sessions_password_tries_leave_the_owners_other_session_its_own(
+    app_with: AppWith, make_user: MakeUser
+) -> None:
+    """Was: one bucket per account, so a thief holding an access token spent its five
+    tries and the owner could not change the password for 15 minutes."""
+    owner = await make_user()
+    # (the default counts, 5 a session and 20 an account, in assert_limited's windows)
+    client = await app_with(rate_password_user="5/300", rate_password_account="20/300")
+    url = "/api/users/@me/password"
+    thief = await client.post(
+        "/api/auth/login", json={"login": owner.username, "password": PASSWORD}
+    )
+    assert thief.status_code == 200, thief.text
+    stolen = {"Authorization": f"Bearer {thief.json()['access_token']}"}
+    guess = {"current_password": "a wrong guess", "new_password": "the thief's pass 7"}
+    for _ in range(5):
+        wrong = await client.post(url, headers=stolen, json=guess)
+        assert wrong.status_code == 400 and wrong.json()["code"] == "WRONG_PASSWORD", wrong.text
+    refused = await client.post(url, headers=stolen, json=guess)
+    assert_limited(refused, 5, "account.password")  # (a thief's guesses stay bounded)
+    # A refresh keeps the session, and its spent budget.
+    refreshed = await client.post(
+        "/api/auth/refresh", json={"refresh_token": thief.json()["refresh_token"]}
+    )
+    assert refreshed.status_code == 200, refreshed.text
+    again = {"Authorization": f"Bearer {refreshed.json()['access_token']}"}
+    assert_limited(await client.post(url, headers=again, json=guess), 5, "account.password")
+    mine = await client.post(
+        url,
+        headers=owner.headers,
+        json={"current_password": PASSWORD, "new_password": "the owner's new pass 8"},
+    )
+    assert mine.status_code == 204, mine.text  # main: 429 account.password
+    # ... which ended the thief's session.
+    assert (await client.post(url, headers=again, json=guess)).status_code == 401
+
+
+async def test_the_accounts_password_tries_from_every_session_are_bounded(
+    app_with: AppWith, make_user: MakeUser
+) -> None:
+    owner = await make_user()
+    client = await app_with(rate_password_user="2/300", rate_password_account="3/300")
+    url = "/api/users/@me/password"
+    guess = {"current_password": "a wrong guess", "new_password": "another pass 9"}
+    sessions = []
+    for _ in range(2):
+        other = await client.post(
+            "/api/auth/login", json={"login": owner.username, "password": PASSWORD}
+        )
+        sessions.append({"Authorization": f"Bearer {other.json()['access_token']}"})
+    for headers in (sessions[0], sessions[0], sessions[1]):
+        wrong = await client.post(url, headers=headers, json=guess)
+        assert wrong.status_code == 400, wrong.text
+    assert_limited(
+        await client.post(url, headers=sessions[1], json=guess), 3, "account.password.all"
+    )
+    # ... a fresh session of the owner's too: the account's bucket is every session's.
+    refused = await client.post(url, headers=owner.headers, json=guess)
+    assert_limited(refused, 3, "account.password.all")

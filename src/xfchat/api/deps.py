@@ -19,7 +19,7 @@ from xfchat.domain.accounts import (
     authenticate_quick,
 )
 from xfchat.domain.rate_limits import Decision, RateLimiter, address_checks, address_of
-from xfchat.errors import Conflict, Unauthorized
+from xfchat.errors import Conflict, RateLimited, Unauthorized
 from xfchat.settings import RateLimit, Settings
 
 
@@ -213,10 +213,27 @@ def ip_limit(bucket: str, setting: str) -> Any:
 
 
 async def password_limit(request: Request, actor: Actor) -> None:
-    """Count a try of the actor's password (argon2 work) in their `account.password`
-    bucket: a stolen token cannot guess at it, nor keep the CPU busy for everyone."""
-    rule = get_settings(request).rate_password_user
-    await check_limit(request, "account.password", str(actor.user_id), rule)
+    """Count a try of the actor's password (argon2 work) in their session's
+    `account.password` bucket (XFCHAT_RATE_PASSWORD_USER), then, if it passed, in the
+    account's `account.password.all` (XFCHAT_RATE_PASSWORD_ACCOUNT, wider): a stolen
+    token can guess only so often, and cannot spend its owner's tries (the owner's own
+    session has its own), nor keep the CPU busy for everyone. A session keeps its id
+    across refreshes, and every session is made with the password (a login, its second
+    step, a registration), so one cannot be traded for a fresh budget without it; the
+    account's bucket bounds the work of many sessions at once, and is four sessions'
+    worth, so one thief's session leaves the owner most of it.
+
+    Raises: RateLimited (429)."""
+    settings = get_settings(request)
+    session = ("account.password", f"session:{actor.session_id}", settings.rate_password_user)
+    await check_limit(request, *session)
+    try:
+        await check_limit(
+            request, "account.password.all", str(actor.user_id), settings.rate_password_account
+        )
+    except RateLimited:
+        await give_back(request, [session])  # (refused, no argon2 work: not spent)
+        raise
 
 
 def bearer_token(authorization: str | None) -> str:

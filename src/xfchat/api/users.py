@@ -157,7 +157,7 @@ async def post_password(
     body: PasswordIn, actor: CurrentActor, pool: Pool, settings: AppSettings, request: Request
 ) -> Response:
     """Change the password (and give a code when two-factor sign-in is on); every other
-    session of the account is revoked. Counted in the account's `account.password`
+    session of the account is revoked. Counted in the session's `account.password`
     bucket (each try costs argon2 work), a code also in `auth.two_factor.signed_in`."""
     await password_limit(request, actor)
     if body.code is not None:
