@@ -164,6 +164,67 @@ async def test_look_alike_usernames_registered_at_once_give_one_account(
 
 
 @pytest.mark.parametrize(
+    ("taken", "look_alike"),
+    [
+        ("bob0", "B0B0"),  # (a zero as the O of BOBO, which is bobo's, case aside)
+        ("b0b1", "bob1"),  # (and the other way: an o drawn where a zero is)
+        ("b0b2", "BOB2"),
+        ("mallory3", "rnallory3"),  # (rn as m)
+        ("rnallory4", "mallory4"),
+        ("mm5", "rnrn5"),  # (every mix of rn and m is one look)
+        ("mrn6", "rnm6"),
+        ("wendy7", "vvendy7"),  # (vv as w)
+        ("vvendy8", "Wendy8"),
+        ("vvv9", "wv9"),  # (every mix of vv and w)
+        ("alice10", "aIice10"),  # (a capital I as l, as before)
+        ("lrn0o", "IM00"),  # (all at once)
+    ],
+)
+async def test_a_username_drawn_as_a_taken_one_by_any_sans_serif_confusion_is_taken(
+    client: httpx.AsyncClient, make_user: MakeUser, taken: str, look_alike: str
+) -> None:
+    """Was: 201 for each but the capital I's: `rnallory` beside `mallory`, `vvendy`
+    beside `wendy` and `B0B0` beside `bobo` read alike in the browser client's face."""
+    await make_user(taken, email=f"{taken}@example.com")
+    made = await client.post(
+        "/api/auth/register",
+        json={"username": look_alike, "email": f"{look_alike}x@example.com", "password": PASSWORD},
+    )
+    assert made.status_code == 409, made.text
+    assert made.json()["code"] == "USERNAME_TAKEN" and made.json()["field"] == "username"
+    other = await make_user(f"other_{taken}", email=f"other_{taken}@example.com")
+    renamed = await client.patch(
+        "/api/users/@me", headers=other.headers, json={"username": look_alike, "password": PASSWORD}
+    )
+    assert renamed.status_code == 409, renamed.text
+    assert renamed.json()["code"] == "USERNAME_TAKEN"
+
+
+@pytest.mark.parametrize(
+    ("taken", "told_apart"),
+    [
+        ("lola1", "1ola1"),  # (a 1 has its flag)
+        ("ilya2", "1lya2"),
+        ("sam3", "5am3"),  # (a 5 its flat top and corner)
+        ("nnoe4", "moe4"),  # (nn is four stems, m three)
+        ("dan5", "clan5"),  # (an open c and a taller l are no d)
+        ("ian6", "lan6"),  # (a lower i has its dot)
+        ("vw7", "ww7"),  # (vw is three V's, ww four)
+        ("rnm8", "rnrnrn8"),  # (three m's are not two)
+    ],
+)
+async def test_a_username_a_reader_tells_apart_from_a_taken_one_is_free(
+    client: httpx.AsyncClient, make_user: MakeUser, taken: str, told_apart: str
+) -> None:
+    await make_user(taken, email=f"{taken}@example.com")
+    made = await client.post(
+        "/api/auth/register",
+        json={"username": told_apart, "email": f"{told_apart}x@example.com", "password": PASSWORD},
+    )
+    assert made.status_code == 201, made.text
+
+
+@pytest.mark.parametrize(
     "email",
     [
         "alice@example.com\u200b",  # (a zero-width space: reads as alice@example.com)

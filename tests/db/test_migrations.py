@@ -998,3 +998,34 @@ async def test_0058_starts_each_receipt_at_its_read_position_and_reverts(db_url:
         assert await Migrator(conn).run()
     finally:
         await conn.close()
+
+
+async def test_0063_keeps_names_that_look_alike_under_its_fold_and_reverts(db_url: str) -> None:
+    """0063 rebuilds the looks' index with the wider fold over the rows there: two names
+    taken before it that now look alike (`mallory`, `rnallory`) both stay, and it
+    applies; each is found by the new look, and a third of that look is refused."""
+    conn = await asyncpg.connect(db_url)
+    try:
+        assert (await reverted_down_to(conn, 63))[-1] == 63
+        for name in ("mallory", "rnallory", "B0B"):
+            await conn.execute(
+                "INSERT INTO users (username, email, email_key, password_hash)"
+                " VALUES ($1, $2, $2, 'h')",
+                name,
+                f"{name.lower()}@x.org",
+            )
+        assert await Migrator(conn).run()
+        assert (
+            await conn.fetchval(
+                "SELECT count(*) FROM users WHERE username IN ('mallory', 'rnallory', 'B0B')"
+            )
+            == 3
+        )
+        for name in ("rnalIory", "bob"):
+            look = validation.username_look(name)
+            assert await users_q.username_look_taken(conn, look=look)
+        assert not await users_q.username_look_taken(conn, look=validation.username_look("bab"))
+        assert (await reverted_down_to(conn, 63))[-1] == 63
+        assert await Migrator(conn).run()
+    finally:
+        await conn.close()

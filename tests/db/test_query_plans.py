@@ -684,3 +684,12 @@ async def test_a_bans_deletion_reads_a_bounded_number_of_the_authors_messages(
     assert found == [] and read <= 1_100, read
     found, read = await _recent(conn, spammer, here, within_s=604800, limit=100, scanned=7_000)
     assert len(found) == 100 and read <= 7_300, read
+
+
+async def test_a_usernames_look_is_found_by_its_index(conn: asyncpg.Connection) -> None:
+    # (the query's fold must be the index's expression, written alike, or every
+    # registration and rename reads the whole users table)
+    sql = await sent(conn, lambda c: users_q.username_look_taken(c, look="rnallory"))
+    plan = await generic_plan(conn, sql, "text, uuid", f"'rnallory', '{NIL}'")
+    (scan,) = scans(plan, "users")
+    assert scan.get("Index Name") == "users_username_look_idx", scan

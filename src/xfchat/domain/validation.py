@@ -45,13 +45,31 @@ def username(value: str) -> str:
     return value
 
 
+# What the browser client's sans-serif faces (system-ui, Segoe UI, Roboto, Noto Sans,
+# San Francisco, at 15 px) draw alike in a username's alphabet, case aside (names are
+# unique ignoring case already, so a look-alike of any case of a name is that name's):
+# - a capital I and a lower l: one vertical stroke each, of one height;
+# - a zero and a capital O (so the o it is in lower case): no slash nor dot in these
+#   faces' zero, only a slightly narrower oval, told apart only side by side;
+# - rn and m, vv and w: the letters' strokes touch at that size (the "rnicrosoft" and
+#   "vvikipedia" of phishing), three stems and an arch, two V's a W. Folded toward
+#   the pair (m as rn, w as vv), so that every mix of them is one look: `rnm`, `mrn`
+#   and `mm` alike.
+# Not folded, as a reader tells them apart: a 1 (a flag at its top, a foot in some
+# faces) from l and I; a 5 (a flat top and a corner) from S; a lower i (its dot), nn
+# (four stems) and cl (an open c beside a taller l) from l, m and d.
+_LOOK_LETTERS = str.maketrans("I0", "lo")
+
+
 def username_look(value: str) -> str:
-    """A username as a sans-serif face draws it (the browser client's): a capital I is
-    the l it looks like, and case aside (unique ignoring case already). Two names with
-    one look are one name: `aIice` would pass for `alice`, as `Ian` for `lan`. A
-    lowercase i, dotted, looks like neither and stays itself. (Discord went further and
-    made usernames lowercase; names stored as given here keep their case.)"""
-    return value.replace("I", "l").lower()
+    """A username as a sans-serif face draws it (the browser client's): case aside, a
+    capital I as the l and a zero as the O it looks like, an m as rn and a w as vv (see
+    above). Two names with one look are one name: `aIice` would pass for `alice`, `b0b`
+    (as B0B) for `bob`, `rnallory` for `mallory`, `vvendy` for `wendy`. Usernames are
+    ASCII, so this is the same in every locale, and matches users_q.USERNAME_LOOK, the
+    index's expression (migration 0063). (Discord went further for I and l and made
+    usernames lowercase; names stored as given here keep their case.)"""
+    return value.translate(_LOOK_LETTERS).lower().replace("m", "rn").replace("w", "vv")
 
 
 def email(value: str) -> str:
