@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 import httpx
 
+from tests.api.test_two_factor import turned_on
 from tests.factories import PASSWORD, MakeUser, TestUser
 from tests.support import Servers, until_one_waits_for_a_lock
 from xfchat.db.queries import locks as locks_q
@@ -51,6 +52,8 @@ async def login_racing(
 
 
 def patch_me(client: httpx.AsyncClient, owner: TestUser, **fields: str) -> Any:
+    """A guarded change of the owner's profile (`code` among `fields` with two-factor
+    sign-in on)."""
     return client.patch(
         "/api/users/@me", headers=owner.headers, json={"password": PASSWORD, **fields}
     )
@@ -137,5 +140,50 @@ async def test_a_login_by_the_old_username_racing_a_rename_gets_no_session(
                 json={"login": f"{owner.username}_renamed"[:32], "password": PASSWORD},
             )
             assert again.status_code == 200, again.text
+    finally:
+        await holder.close()
+
+
+async def test_a_login_racing_an_email_change_gets_no_ticket_with_two_factor_on(
+    servers: Servers, make_user: MakeUser, db_url: str
+) -> None:
+    """Was: the password's step read the authenticator only after the change had
+    committed (here: its rehash waited for the account's row, which the change held),
+    so the ticket's stamp was the one after the change's spent code, and the second
+    step turned it into a session, from a password check made before the change."""
+    owner = await make_user()  # hashed at the tests' cost (time 2)
+    # A server whose hashing cost went up: a login rehashes, writing the account's row.
+    _, base = servers.start(XFCHAT_ARGON2_TIME_COST="3")
+    holder = await asyncpg.connect(db_url)
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+            _, codes, _ = await turned_on(client, owner)
+            tx = holder.transaction()
+            await tx.start()
+            await holder.execute("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", owner.id)
+            moved = f"moved.{owner.username}@example.org"
+            change = asyncio.ensure_future(patch_me(client, owner, email=moved, code=codes[0]))
+            await until_one_waits_for_a_lock(holder, change)
+            login = asyncio.ensure_future(
+                client.post("/api/auth/login", json={"login": owner.username, "password": PASSWORD})
+            )
+            for _ in range(1000):  # (its password checked, it waits behind the change)
+                waiting = await holder.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted")
+                if waiting >= 2 or login.done():
+                    break
+                await asyncio.sleep(0.01)
+            assert not login.done(), login.result().text
+            await tx.rollback()
+            changed = await change
+            assert changed.status_code == 200, changed.text
+            answer = await login
+            if answer.status_code == 200:  # (the ticket it was given, spent as it was)
+                second = await client.post(
+                    "/api/auth/login/two-factor",
+                    json={"ticket": answer.json()["ticket"], "code": codes[1]},
+                )
+                assert second.status_code != 200, second.text  # was: 200, a session
+            refused_as_a_wrong_password(answer)
+            await only_the_changers_session(client, owner)
     finally:
         await holder.close()

@@ -25,8 +25,8 @@ from xfchat.domain import two_factor, validation
 from xfchat.domain.accounts import (
     ClientInfo,
     IssuedTokens,
+    credentials_moved,
     dummy_hash,
-    lock_sessions,
     password_hasher,
     start_session,
 )
@@ -153,13 +153,16 @@ async def log_in(
             conn, user_id=user.id, old_hash=user.password_hash, new_hash=new_hash
         ):
             raise invalid_credentials()  # (deleted or its password changed since)
+        # Under the sessions lock, which turning two-factor sign-in on and a change of
+        # the password, the email or the username hold until they commit (having ended
+        # every other session, but a rename): each is either seen here, and the login
+        # refused as a wrong password is (the account it checked is not the account
+        # now), or it comes after and ends what is made here: a session, or a ticket
+        # (whose stamp the change's spent code moves).
+        checked = users_q.Credentials(new_hash or user.password_hash, user.email, user.username)
+        if await credentials_moved(conn, user.id, checked):
+            raise invalid_credentials()
         totp = await two_factor_q.get_totp(conn, user_id=user.id)
-        if totp is None or totp.confirmed_at is None:
-            # Read again under the sessions lock: turning two-factor sign-in on holds it
-            # until it commits, having ended every other session, so it is either seen
-            # here or it ends the session made here.
-            await lock_sessions(conn, user.id)
-            totp = await two_factor_q.get_totp(conn, user_id=user.id)
         if totp is not None and totp.confirmed_at is not None:
             left = await two_factor_q.unused_recovery_codes(conn, user_id=user.id)
             ticket = issue_two_factor_ticket(
