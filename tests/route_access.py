@@ -78,6 +78,8 @@ BODIES: dict[tuple[str, str], Any] = {
     ("PUT", "/api/users/@me/privacy"): {"direct_messages": "everyone"},
     ("PUT", "/api/users/@me/mutes/channel/{channel_id}"): {"until": None},
     ("PUT", "/api/users/@me/mutes/server/{server_id}"): {"until": None},
+    ("PUT", "/api/users/@me/notification-settings/channel/{channel_id}"): {"level": "all"},
+    ("PUT", "/api/users/@me/notification-settings/server/{server_id}"): {"level": "all"},
     ("POST", "/api/auth/login/two-factor"): {"ticket": "not a ticket", "code": "000000"},
     ("POST", "/api/users/@me/two-factor/setup"): {"password": "not the password"},
     ("POST", "/api/users/@me/two-factor/enable"): {"code": "000000"},

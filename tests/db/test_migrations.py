@@ -66,6 +66,7 @@ EXPECTED_TABLES = {
     "attachments",
     "read_states",
     "mutes",
+    "notification_settings",
     "voice_states",
     "event_streams",
     "events",
@@ -721,6 +722,7 @@ async def test_a_revert_that_destroys_data_is_refused_unless_told_so(db_url: str
             "0038_mutes",
             "0042_direct_opened_by",
             "0060_audit_log_diff",
+            "0062_notification_settings",
         ]
         with pytest.raises(MigrationError, match="nothing reverted: .*0025_direct_message_policy"):
             await migrator.revert(len(newer))

@@ -6,8 +6,8 @@ A new directory, readable by the operator only (0700, its files 0600), every fil
 through the directory's descriptor (a link put in its place is never followed):
 - `account.json`: the profile (never the password's hash, the two-factor secret or the
   recovery codes: whether two-factor sign-in is on, and how many codes are left),
-  sessions (device, address, when), friends and friend requests, blocks, mutes, servers
-  (nickname, roles, timeout, server mute and deafen), timeouts kept from servers it left,
+  sessions (device, address, when), friends and friend requests, blocks, mutes,
+  notification settings, servers (nickname, roles, timeout, server mute and deafen), timeouts kept from servers it left,
   its channel overrides, bans of the account, invites it made, images it uploaded,
   conversations and their participants, read positions, the days' usage, its voice
   state and connections now; written last, under another name, and renamed when whole;

@@ -24,7 +24,7 @@ from xfchat.db.queries import conversations as q
 from xfchat.db.queries import locks as locks_q
 from xfchat.db.queries import messages as messages_q
 from xfchat.db.queries import users as users_q
-from xfchat.domain import mutes, voice
+from xfchat.domain import user_targets, voice
 from xfchat.domain.access import (
     VisibleChannel,
     access_changed,
@@ -486,7 +486,7 @@ async def _take_out(
     if not ids:
         return
     await q.delete_participant_of_all(conn, user_id=user_id, channel_ids=ids)
-    await mutes.forget_channels(conn, user_id, ids)
+    await user_targets.forget_channels(conn, user_id, ids)
     await access_changed_many(conn, ids)
     # Their calls end. The leaver's stream comes first (emit_many's order): it follows
     # nothing of a conversation after conversation.removed, this transaction's own

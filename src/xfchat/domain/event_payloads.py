@@ -232,6 +232,16 @@ class MutePayload(MuteTargetPayload):
     until: str | None
 
 
+class NotificationSettingPayload(MuteTargetPayload):
+    """One of your notification settings of a channel or a server: which of its new
+    messages your clients notify you of (`all`, `mentions`: those mentioning you, a
+    role of yours, or @everyone / @here unless `suppress_everyone`; `nothing`).
+    `suppress_everyone` is a server's choice (always false for a channel)."""
+
+    level: Literal["all", "mentions", "nothing"]
+    suppress_everyone: bool
+
+
 class SessionRevokedPayload(TypedDict):
     session_id: str
     reason: str

@@ -43,6 +43,7 @@ from xfchat.domain.event_payloads import (
     MessageUpdatedPayload,
     MutePayload,
     MuteTargetPayload,
+    NotificationSettingPayload,
     ParticipantPayload,
     PinPayload,
     PresencePayload,
@@ -454,6 +455,21 @@ MUTE_REMOVED = EventType(
     " conversation drops your mutes of it and its channels with no event of this kind:"
     " `server.left` and `conversation.removed` say it.",
 )
+NOTIFICATION_SETTINGS_UPDATED = EventType(
+    "notification_settings.updated",
+    U,
+    NotificationSettingPayload,
+    "You set which new messages of a channel, conversation or server to be notified of"
+    " (`PUT /api/users/@me/notification-settings/{kind}/{id}`); told to nobody else.",
+)
+NOTIFICATION_SETTINGS_REMOVED = EventType(
+    "notification_settings.removed",
+    U,
+    MuteTargetPayload,
+    "You put it back to the default (`DELETE /api/users/@me/notification-settings/{kind}/{id}`)."
+    " Leaving a server or a conversation drops your settings of it and its channels with no"
+    " event of this kind: `server.left` and `conversation.removed` say it.",
+)
 VOICE_STATE_UPDATED = EventType(
     "voice.state_updated",
     C,
@@ -522,6 +538,8 @@ EVENT_TYPES: dict[str, EventType[Any]] = {
         EMAIL_UPDATED,
         MUTE_UPDATED,
         MUTE_REMOVED,
+        NOTIFICATION_SETTINGS_UPDATED,
+        NOTIFICATION_SETTINGS_REMOVED,
         SERVER_JOINED,
         SERVER_LEFT,
         SERVER_UPDATED,

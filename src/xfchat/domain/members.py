@@ -19,7 +19,7 @@ from xfchat.db.queries import bans as bans_q
 from xfchat.db.queries import channels as channels_q
 from xfchat.db.queries import servers as q
 from xfchat.db.queries import users as users_q
-from xfchat.domain import mutes, voice
+from xfchat.domain import user_targets, voice
 from xfchat.domain.access import (
     ServerAccess,
     access_changed_many,
@@ -246,8 +246,8 @@ async def remove_member(
     """Take a member out of the server (in the caller's transaction, which holds the
     server's lock): they are told which channels go, the others that they left. What
     their own overrides deny lingers, as a timeout does, for a rejoin; what they allow
-    goes, and so do their mutes of the server and its channels. False if they were not
-    a member."""
+    goes, and so do their mutes and notification settings of the server and its
+    channels. False if they were not a member."""
     return bool(await _remove_from(conn, user_id, [server_id], reason, rejoins=True))
 
 
@@ -315,7 +315,7 @@ async def _removal(
         )
     )
     await access_changed_many(conn, [c.id for c in channels])
-    await mutes.forget_servers(conn, user_id, servers)
+    await user_targets.forget_servers(conn, user_id, servers)
     ended = await voice.end_member_state(conn, servers, user_id)
     events: list[Event] = []
     for s in servers:

@@ -13,33 +13,25 @@ same 404 as one that does not exist."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Literal
 from uuid import UUID
 
 import asyncpg
 
-from xfchat.db.queries import locks as locks_q
 from xfchat.db.queries import mutes as q
-from xfchat.domain.access import (
-    MESSAGE_KINDS,
-    access_channel,
-    access_server,
-    channel_not_found,
-)
 from xfchat.domain.accounts import Actor
 from xfchat.domain.event_payloads import MutePayload
 from xfchat.domain.events import MUTE_REMOVED, MUTE_UPDATED, emit
-from xfchat.errors import BadRequest, NotFound
+from xfchat.domain.user_targets import TargetKind, kind_of, lock_user, resolve_target
+from xfchat.errors import BadRequest
 
 MAX_MUTES = 1000
 MAX_AHEAD = timedelta(days=30)
-MuteKind = Literal["channel", "server"]
+MuteKind = TargetKind
 
 
 def mute_json(row: q.MuteRow) -> MutePayload:
-    kind: MuteKind = "server" if row.kind == "server" else "channel"
     until = row.muted_until.isoformat() if row.muted_until is not None else None
-    return {"kind": kind, "id": str(row.target_id), "until": until}
+    return {"kind": kind_of(row.kind), "id": str(row.target_id), "until": until}
 
 
 async def list_mutes(conn: asyncpg.Connection, actor: Actor) -> list[MutePayload]:
@@ -63,41 +55,27 @@ def _until(value: datetime | None) -> datetime | None:
     return value
 
 
+def _cannot_mute() -> BadRequest:
+    return BadRequest(
+        "only text channels and conversations are muted (or their whole server)",
+        code="CANNOT_MUTE_CHANNEL",
+    )
+
+
 async def _target(
     conn: asyncpg.Connection, actor: Actor, kind: MuteKind, target_id: UUID, *, lock: bool
 ) -> tuple[UUID | None, UUID | None]:
-    """(channel_id, server_id) of a target the actor may see and mute. With `lock`, a
-    leave (or a kick, a ban, a removal from a group) comes wholly before the mute (which
-    is then refused) or after it (which deletes it): the server's row is locked, as
-    every change of its members takes it, or a conversation's shared, as a removal
-    locks it; a server is locked before its channel, as its other writers do.
+    """(channel_id, server_id) of a target the actor may see and mute (user_targets).
 
     Raises: NotFound (CHANNEL_NOT_FOUND, SERVER_NOT_FOUND); BadRequest
     (CANNOT_MUTE_CHANNEL: a voice channel or a category); Unauthorized (SESSION_REVOKED:
     the account deleted meanwhile)."""
-    if kind == "server":
-        await access_server(conn, actor, target_id, lock=lock)
-        return None, target_id
-    channel = (await access_channel(conn, actor, target_id)).channel
-    if lock and channel.server_id is not None:
-        try:
-            await access_server(conn, actor, channel.server_id, lock=True)
-        except NotFound:
-            raise channel_not_found() from None
-        channel = (await access_channel(conn, actor, target_id)).channel  # (again, locked)
-    elif lock:
-        channel = (await access_channel(conn, actor, target_id, share=True)).channel
-    if channel.kind not in MESSAGE_KINDS:
-        raise BadRequest(
-            "only text channels and conversations are muted (or their whole server)",
-            code="CANNOT_MUTE_CHANNEL",
-        )
-    return target_id, None
+    return await resolve_target(conn, actor, kind, target_id, lock=lock, refused=_cannot_mute)
 
 
 async def _lock(conn: asyncpg.Connection, user_id: UUID) -> None:
     """A user's mutes change one at a time, so none passes MAX_MUTES."""
-    await locks_q.lock_transaction(conn, key=locks_q.advisory_key(b"mutes", user_id))
+    await lock_user(conn, b"mutes", user_id)
 
 
 async def mute(
@@ -155,16 +133,3 @@ async def unmute(conn: asyncpg.Connection, actor: Actor, kind: MuteKind, target_
                 conn, MUTE_REMOVED.to_user(actor.user_id, {"kind": gone["kind"], "id": gone["id"]})
             )
         await q.delete_ended_mutes_of(conn, user_id=actor.user_id)
-
-
-async def forget_servers(conn: asyncpg.Connection, user_id: UUID, server_ids: list[UUID]) -> None:
-    """The user left these servers (or was kicked or banned): their mutes of them and of
-    their channels go (in the caller's transaction; `server.left` tells their
-    sessions)."""
-    await q.delete_server_mutes(conn, user_id=user_id, server_ids=server_ids)
-
-
-async def forget_channels(conn: asyncpg.Connection, user_id: UUID, channel_ids: list[UUID]) -> None:
-    """The user left these conversations (or was removed): their mutes of them go (in the
-    caller's transaction; `conversation.removed` tells their sessions)."""
-    await q.delete_channel_mutes(conn, user_id=user_id, channel_ids=channel_ids)

@@ -17,7 +17,8 @@ cut short is named in `truncated` (its rest is a request away: `GET
 and `GET /api/servers/{id}`).
 Friends and blocks need your own consent, one small object per person; blocks stop at
 friends.MAX_BLOCKS (a longer list, from before that cap, is cut there: "blocks"), and
-mutes at mutes.MAX_MUTES.
+mutes at mutes.MAX_MUTES, notification settings at
+notification_settings.MAX_NOTIFICATION_SETTINGS.
 """
 
 from __future__ import annotations
@@ -28,13 +29,23 @@ import asyncpg
 import orjson
 from typing_extensions import TypedDict
 
-from xfchat.domain import conversations, friends, mutes, presence, profile, servers, voice
+from xfchat.domain import (
+    conversations,
+    friends,
+    mutes,
+    notification_settings,
+    presence,
+    profile,
+    servers,
+    voice,
+)
 from xfchat.domain.access import visible_channels
 from xfchat.domain.accounts import Actor
 from xfchat.domain.conversations import ConversationView
 from xfchat.domain.event_payloads import (
     FriendRequestPayload,
     MutePayload,
+    NotificationSettingPayload,
     PresencePayload,
     PublicUserPayload,
     ServerJoinedPayload,
@@ -83,6 +94,9 @@ class StatePayload(TypedDict):
     # Your mutes in force (at most mutes.MAX_MUTES): show those targets' unread messages
     # as read, not their mentions of you.
     mutes: list[MutePayload]
+    # Your notification settings (at most notification_settings.MAX_NOTIFICATION_SETTINGS):
+    # which new messages of a channel or server to notify you of; none set is the default.
+    notification_settings: list[NotificationSettingPayload]
     # The sections cut short by their bound ("conversations", "friend_requests",
     # "servers", "blocks").
     truncated: list[str]
@@ -179,5 +193,8 @@ async def read_state(
             conn, [c for c, v in visible.items() if v.server_id is None]
         ),
         "mutes": await mutes.list_mutes(conn, actor),
+        "notification_settings": await notification_settings.list_notification_settings(
+            conn, actor
+        ),
         "truncated": truncated,
     }

@@ -58,6 +58,12 @@ SELECT jsonb_build_object(
                    'user_id', m.target_id, 'until', m.muted_until,
                    'created_at', m.created_at) ORDER BY m.created_at)
         FROM mutes m WHERE m.user_id = u.id), '[]'),
+    'notification_settings', COALESCE((
+        SELECT jsonb_agg(jsonb_build_object(
+                   'channel_id', n.channel_id, 'server_id', n.server_id, 'level', n.level,
+                   'suppress_everyone', n.suppress_everyone, 'created_at', n.created_at)
+                   ORDER BY n.created_at, n.target_id)
+        FROM notification_settings n WHERE n.user_id = u.id), '[]'),
     'servers', COALESCE((
         SELECT jsonb_agg(jsonb_build_object(
                    'id', s.id, 'name', s.name, 'owner', s.owner_id = u.id,

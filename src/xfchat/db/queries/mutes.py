@@ -96,30 +96,6 @@ async def delete_mute(conn: asyncpg.Connection, *, user_id: UUID, target_id: UUI
     )
 
 
-async def delete_channel_mutes(
-    conn: asyncpg.Connection, *, user_id: UUID, channel_ids: list[UUID]
-) -> None:
-    await conn.execute(
-        "DELETE FROM mutes WHERE user_id = $1 AND target_id = ANY($2::uuid[])", user_id, channel_ids
-    )
-
-
 async def delete_ended_mutes_of(conn: asyncpg.Connection, *, user_id: UUID) -> None:
     """The user's mutes whose time has passed."""
     await conn.execute("DELETE FROM mutes WHERE user_id = $1 AND muted_until <= now()", user_id)
-
-
-async def delete_server_mutes(
-    conn: asyncpg.Connection, *, user_id: UUID, server_ids: list[UUID]
-) -> None:
-    """The user's mutes of these servers and of their channels."""
-    await conn.execute(
-        """
-        DELETE FROM mutes WHERE user_id = $1 AND (
-            server_id = ANY($2::uuid[])
-            OR channel_id IN (SELECT id FROM channels WHERE server_id = ANY($2::uuid[]))
-        )
-        """,
-        user_id,
-        server_ids,
-    )

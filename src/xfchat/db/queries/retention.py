@@ -127,7 +127,8 @@ async def delete_deleted_account_leftovers(conn: asyncpg.Connection, *, limit: i
     deletion request's own count after it), friend requests naming one (a request
     made while the deletion committed), and, should a write slip past the deletion's
     checks, the other rows it deletes (users.delete_personal_rows): read positions,
-    authenticators, recovery codes, mutes, kept timeouts; how many."""
+    authenticators, recovery codes, mutes, notification settings, kept timeouts; how
+    many."""
     removed = await conn.fetchval(
         """
         WITH usage AS (
@@ -167,6 +168,13 @@ async def delete_deleted_account_leftovers(conn: asyncpg.Connection, *, limit: i
                 WHERE u.deleted_at IS NOT NULL
                 LIMIT $1 FOR UPDATE OF t SKIP LOCKED
             ) RETURNING 1
+        ), notify AS (
+            DELETE FROM notification_settings WHERE (user_id, target_id) IN (
+                SELECT t.user_id, t.target_id FROM notification_settings t
+                JOIN users u ON u.id = t.user_id
+                WHERE u.deleted_at IS NOT NULL
+                LIMIT $1 FOR UPDATE OF t SKIP LOCKED
+            ) RETURNING 1
         ), timeouts AS (
             DELETE FROM lingering_timeouts WHERE (server_id, user_id) IN (
                 SELECT t.server_id, t.user_id FROM lingering_timeouts t
@@ -178,7 +186,7 @@ async def delete_deleted_account_leftovers(conn: asyncpg.Connection, *, limit: i
         SELECT (SELECT count(*) FROM usage) + (SELECT count(*) FROM requests)
              + (SELECT count(*) FROM reads) + (SELECT count(*) FROM totp)
              + (SELECT count(*) FROM codes) + (SELECT count(*) FROM timeouts)
-             + (SELECT count(*) FROM mutes)
+             + (SELECT count(*) FROM mutes) + (SELECT count(*) FROM notify)
         """,
         limit,
     )

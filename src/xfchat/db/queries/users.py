@@ -454,15 +454,16 @@ async def scrub_deleted_user(
 
 async def delete_personal_rows(conn: asyncpg.Connection, *, user_id: UUID) -> None:
     """What a deleted account leaves behind that names it and nobody needs: its
-    authenticator and recovery codes, read positions, usage days, mutes, kept
-    timeouts of servers it left."""
+    authenticator and recovery codes, read positions, usage days, mutes, notification
+    settings, kept timeouts of servers it left."""
     await conn.execute(
         """
         WITH totp AS (DELETE FROM user_totp WHERE user_id = $1),
              codes AS (DELETE FROM recovery_codes WHERE user_id = $1),
              reads AS (DELETE FROM read_states WHERE user_id = $1),
              usage AS (DELETE FROM usage_tracking WHERE user_id = $1),
-             mutes AS (DELETE FROM mutes WHERE user_id = $1)
+             mutes AS (DELETE FROM mutes WHERE user_id = $1),
+             notify AS (DELETE FROM notification_settings WHERE user_id = $1)
         DELETE FROM lingering_timeouts WHERE user_id = $1
         """,
         user_id,
