@@ -13,7 +13,7 @@ const SSE_TYPES = [
   "friend_request.created", "friend_request.accepted", "friend_request.declined", "friend_request.cancelled",
   "friend.added", "friend.removed", "block.added", "block.removed",
   "user.updated", "presence.updated", "privacy.updated", "email.updated", "session.revoked",
-  "mute.updated", "mute.removed",
+  "mute.updated", "mute.removed", "notification_settings.updated", "notification_settings.removed",
   "server.joined", "server.left", "server.updated", "channel.revealed", "channel.hidden", "channel.history_hidden", "channel.updated",
   "member.joined", "member.updated", "member.removed", "role.created", "role.updated", "role.deleted",
   "voice.state_updated",

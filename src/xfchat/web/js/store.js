@@ -27,6 +27,7 @@ export class Store {
     this.blocks = new Map();
     this.privacy = null; // {direct_messages}, once asked for (or changed elsewhere)
     this.mutes = new Map(); // channel or server id -> {kind, id, until} (see muted())
+    this.notifySettings = new Map(); // channel or server id -> {kind, id, level, suppress_everyone}
     this.presences = new Map();
     // Presences applied, counted (never reset): a ready's whole set, or one user's
     // presence.updated. What ui/app.js askPresences compares its answer's age with.
@@ -87,6 +88,7 @@ export class Store {
     this.presences.set(this.me.id, { user_id: this.me.id, status: this.me.status, status_text: this.me.status_text });
     for (const v of state.voice_states) this.voice.set(v.user_id, v);
     for (const m of state.mutes || []) this.mutes.set(m.id, m);
+    for (const n of state.notification_settings || []) this.notifySettings.set(n.id, n);
     for (const s of state.servers) this.addServer(s);
     this.keepServersPresences(presences);
     this.emit("all");
@@ -670,6 +672,7 @@ const HANDLERS = {
     s.conversations.delete(d.id);
     s.messages.delete(d.id);
     s.mutes.delete(d.id); // (leaving drops it: no mute.removed follows)
+    s.notifySettings.delete(d.id); // (nor notification_settings.removed)
     s.emit("conversations", `gone:${d.id}`);
     if (gone) s.dropPresences(gone.participant_ids || []);
   },
@@ -752,6 +755,14 @@ const HANDLERS = {
     s.mutes.delete(d.id);
     s.emit("mutes");
   },
+  "notification_settings.updated": (s, d) => {
+    s.notifySettings.set(d.id, d);
+    s.emit("notify");
+  },
+  "notification_settings.removed": (s, d) => {
+    s.notifySettings.delete(d.id);
+    s.emit("notify");
+  },
   "presence.updated": (s, d) => {
     s.presences.set(d.user_id, d);
     // Your own: the status and custom status you chose (no user.updated tells the
@@ -769,7 +780,10 @@ const HANDLERS = {
     const server = s.servers.get(d.id);
     if (server) s.dropServerChannels(server, server.channels.map((c) => c.id));
     // (leaving drops its mutes and its channels': no mute.removed follows)
-    for (const id of [d.id, ...(d.channel_ids || []), ...(server ? server.channels.map((c) => c.id) : [])]) s.mutes.delete(id);
+    for (const id of [d.id, ...(d.channel_ids || []), ...(server ? server.channels.map((c) => c.id) : [])]) {
+      s.mutes.delete(id);
+      s.notifySettings.delete(id); // (nor notification_settings.removed)
+    }
     const list = s.members.get(d.id);
     s.servers.delete(d.id);
     s.members.delete(d.id);

@@ -18,6 +18,7 @@ import { createGroupDialog } from "./groups.js";
 import { addServerDialog, inviteDialog, invitePreview } from "./invites.js";
 import { renderMessage } from "./message.js";
 import { P, has, channelPermissions } from "../perms.js";
+import { notifyButton, notifyMessage } from "./notify.js";
 
 // (the events that move a channel's counts: see countsMove)
 const COUNTED = new Set(["message.created", "message.updated", "message.deleted", "read_state.updated"]);
@@ -147,6 +148,7 @@ export class App {
     const strangers = this.strangersIn(type, d);
     const counting = this.countsBefore(type, d);
     this.store.apply(type, d);
+    if (type === "message.created") notifyMessage(this, d);
     if (counting) this.countsAfter(type, d, counting);
     if (strangers) this.askPresences();
     if (this.store.presencesInDoubt.size || this.store.presencesUnknown.size) this.checkPresences();
@@ -698,6 +700,7 @@ export class App {
     morph(
       this.headButtons,
       ch || conv ? this.muteButton("channel", r.channelId, ch ? "channel" : "conversation") : null,
+      ch || conv ? this.notifyButton("channel", r.channelId, ch ? "channel" : "conversation") : null,
       conv ? h("button", { class: "icon-btn", type: "button", "aria-label": "Start a voice call", title: "Start a voice call", onclick: () => this.joinVoice(conv.id) }, "📞") : null,
       toggle("pins", "Pinned messages", "📌"),
       toggle("members", "Member list", "👥"),
@@ -897,6 +900,11 @@ export class App {
     const on = Boolean(this.store.muteOf(id));
     const label = `${on ? "Unmute" : "Mute"} ${noun}`;
     return h("button", { class: ["icon-btn", on && "on"], type: "button", "aria-pressed": String(on), "aria-label": label, title: label, onclick: () => (on ? this.unmute(kind, id) : this.muteDialog(kind, id, noun)) }, on ? "🔕" : "🔔");
+  }
+
+  // The head's (or the server's) notification settings button (ui/notify.js).
+  notifyButton(kind, id, noun) {
+    return notifyButton(this, kind, id, noun);
   }
 
   muteDialog(kind, id, noun) {

@@ -153,6 +153,7 @@ export function renderServerSidebar(app, server) {
       has(perms, P.CREATE_INVITE) ? h("button", { class: "icon-btn", type: "button", "aria-label": "Invite people", title: "Invite people", onclick: () => app.inviteDialog(server) }, "👤+") : null,
       canSettings ? h("button", { class: "icon-btn", type: "button", "aria-label": "Server settings", title: "Server settings", onclick: () => app.openSettings(server) }, "⚙") : null,
       app.muteButton("server", server.id, "server"),
+      app.notifyButton("server", server.id, "server"),
       server.owner_id !== app.store.me.id ? h("button", { class: "icon-btn", type: "button", "aria-label": "Leave server", title: "Leave server", onclick: () => app.leaveServer(server) }, "⎋") : null,
     ),
   );

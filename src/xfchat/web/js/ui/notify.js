@@ -1,0 +1,121 @@
+// Notification settings (which new messages of a channel, conversation or server notify
+// you: all, only @mentions, nothing; for a server, whether @everyone and @here count)
+// and the desktop notifications they decide, through the browser's Notification API.
+// Permission is asked for only from the "Enable desktop notifications" button (a user
+// gesture), never on load. A notification's title and body are plain text: the API never
+// parses markup, and nothing here builds any.
+
+import { h, toast, describe, dialog, displayName } from "../dom.js";
+
+const BODY_MAX = 200; // characters of a message shown in its notification
+const LEVELS = [
+  ["all", "All messages"],
+  ["mentions", "Only @mentions"],
+  ["nothing", "Nothing"],
+];
+
+// The level in force for a channel and whether @everyone / @here count: its own
+// setting, else its server's, else `all` (a conversation: its own, else `all`).
+export function effectiveLevel(store, channelId) {
+  const server = store.serverOf(channelId);
+  const own = store.notifySettings.get(channelId);
+  const ofServer = server ? store.notifySettings.get(server.id) : null;
+  return {
+    level: own ? own.level : ofServer ? ofServer.level : "all",
+    suppressEveryone: Boolean(ofServer && ofServer.suppress_everyone),
+  };
+}
+
+function mentionsMe(store, m, suppressEveryone) {
+  if (m.mentions.includes(store.me.id)) return true;
+  if (m.mention_everyone && !suppressEveryone) return true;
+  const server = store.serverOf(m.channel_id);
+  return Boolean(server && server.member && m.mention_roles.some((r) => server.member.role_ids.includes(r)));
+}
+
+// Whether a new message `m` is one to notify of now.
+export function wanted(app, m) {
+  const store = app.store;
+  const author = m.author ? m.author.id : m.author_id;
+  if (!author || author === store.me.id || store.blocks.has(author)) return false;
+  const server = store.serverOf(m.channel_id);
+  if (store.muted(m.channel_id, server ? server.id : null)) return false;
+  const { level, suppressEveryone } = effectiveLevel(store, m.channel_id);
+  if (level === "nothing" || (level === "mentions" && !mentionsMe(store, m, suppressEveryone))) return false;
+  return document.visibilityState === "hidden" || app.route.channelId !== m.channel_id;
+}
+
+function supported() {
+  return typeof window.Notification === "function";
+}
+
+// A desktop notification of a new message, when allowed and wanted.
+export function notifyMessage(app, m) {
+  if (!supported() || Notification.permission !== "granted" || !wanted(app, m)) return;
+  const text = String(m.content || (m.attachments && m.attachments.length ? "(a file)" : ""));
+  const body = text.length > BODY_MAX ? `${text.slice(0, BODY_MAX - 1)}…` : text;
+  const server = app.store.serverOf(m.channel_id);
+  const title = `${displayName(m.author)} (${app.channelTitle(m.channel_id)})`;
+  const note = new Notification(title, { body, tag: m.id });
+  note.addEventListener("click", () => {
+    window.focus();
+    location.hash = app.hashOf(server ? { view: "server", serverId: server.id, channelId: m.channel_id } : { view: "dm", channelId: m.channel_id });
+    note.close();
+  });
+}
+
+// The head's (or the server's) button that opens the settings.
+export function notifyButton(app, kind, id, noun) {
+  const label = `${noun[0].toUpperCase()}${noun.slice(1)} notifications`;
+  return h("button", { class: "icon-btn", type: "button", "aria-label": label, title: label, onclick: () => notifyDialog(app, kind, id, noun) }, "🛎");
+}
+
+function permissionPart() {
+  if (!supported()) return h("p", { class: "muted" }, "This browser shows no desktop notifications.");
+  if (Notification.permission === "granted") return h("p", { class: "muted" }, "Desktop notifications are on.");
+  if (Notification.permission === "denied") return h("p", { class: "muted" }, "Desktop notifications are blocked in this browser's site settings.");
+  const status = h("p", { class: "muted", role: "status" });
+  const button = h("button", { class: "btn", type: "button", onclick: async () => {
+    const answer = await Notification.requestPermission();
+    status.textContent = answer === "granted" ? "Desktop notifications are on." : "Desktop notifications were not allowed.";
+    if (answer === "granted") button.remove();
+  } }, "Enable desktop notifications");
+  return h("div", null, button, status);
+}
+
+export function notifyDialog(app, kind, id, noun) {
+  const store = app.store;
+  const held = store.notifySettings.get(id);
+  const name = `notify-${Math.random().toString(36).slice(2)}`;
+  const fallback = kind === "server" || !store.serverOf(id) ? "all" : "the server's setting";
+  const save = async () => {
+    const level = d.body.querySelector(`input[name="${name}"]:checked`)?.value;
+    const suppress = d.body.querySelector(".notify-suppress");
+    const body = { level };
+    if (suppress) body.suppress_everyone = suppress.checked;
+    try {
+      store.apply("notification_settings.updated", await app.session.call("PUT", `/api/users/@me/notification-settings/${kind}/${id}`, body));
+    } catch (err) {
+      toast(describe(err));
+    }
+  };
+  const reset = async () => {
+    try {
+      await app.session.call("DELETE", `/api/users/@me/notification-settings/${kind}/${id}`);
+      store.apply("notification_settings.removed", { kind, id });
+      d.close();
+    } catch (err) {
+      toast(describe(err));
+    }
+  };
+  const current = held ? held.level : kind === "channel" ? effectiveLevel(store, id).level : "all";
+  const choices = h(
+    "fieldset",
+    { class: "notify-levels" },
+    h("legend", null, `Notify me of (default: ${fallback})`),
+    LEVELS.map(([value, text]) => h("label", null, h("input", { type: "radio", name, value, checked: value === current, onchange: save }), ` ${text}`)),
+  );
+  const suppress = kind === "server" ? h("label", null, h("input", { type: "checkbox", class: "notify-suppress", checked: Boolean(held && held.suppress_everyone), onchange: save }), " Suppress @everyone and @here") : null;
+  const d = dialog(`Notifications for this ${noun}`, [choices, suppress, permissionPart(), h("button", { class: "btn", type: "button", onclick: reset }, "Reset to default")]);
+  d.body.querySelector("input:checked")?.focus();
+}

@@ -1,0 +1,143 @@
+"""Desktop notifications: a new message from someone else notifies where the channel's
+notification level lets it (all; mentions only when it mentions you), never where it is
+`nothing`; permission is never asked for on load; clicking one opens its channel."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from playwright.async_api import Page, expect
+
+from tests.e2e.browser.client import (
+    GAMING,
+    GENERAL,
+    SERVER,
+    USER_IDS,
+    api_as,
+    come_back,
+    go_away,
+    open_channel,
+)
+from tests.e2e.browser.conftest import Browsers, Site, log_in
+
+# The page's Notification, observed: each notification made is kept in
+# window.__notes (a stand-in that can be clicked), each permission request counted and
+# answered as a person allowing it would. (Headless Chromium answers "denied" for
+# notifications whatever the context was granted, so the answer is the stand-in's.)
+OBSERVE = """(() => {
+    window.__notes = [];
+    window.__asked = 0;
+    window.__permission = "default";
+    class Observed extends EventTarget {
+        constructor(title, options = {}) {
+            super();
+            this.title = title;
+            this.body = options.body;
+            window.__notes.push(this);
+        }
+        close() {}
+        static get permission() { return window.__permission; }
+        static requestPermission() {
+            window.__asked += 1;
+            window.__permission = "granted";
+            return Promise.resolve("granted");
+        }
+    }
+    window.Notification = Observed;
+})()"""
+
+
+async def notes(page: Page) -> list[dict[str, Any]]:
+    got: list[dict[str, Any]] = await page.evaluate(
+        "() => window.__notes.map((n) => ({title: n.title, body: n.body}))"
+    )
+    return got
+
+
+async def notes_come(page: Page, count: int) -> list[dict[str, Any]]:
+    await page.wait_for_function(f"() => window.__notes.length >= {count}")
+    return await notes(page)
+
+
+async def test_notifications_follow_each_channels_level(site: Site, browsers: Browsers) -> None:
+    alice = await browsers.page(site.base)
+    await alice.context.add_init_script(OBSERVE)
+    await alice.reload()
+    await log_in(alice, "alice")
+
+    # #gaming set to Nothing from its header.
+    await open_channel(alice, "gaming")
+    await alice.get_by_role("main").get_by_role("button", name="Channel notifications").click()
+    dialog = alice.get_by_role("dialog", name="Notifications for this channel")
+    await dialog.get_by_role("radio", name="Nothing").check()
+    async with api_as(site.base, "alice") as mine:
+        while await _levels(mine) != {GAMING: "nothing"}:  # (the PUT under way)
+            await asyncio.sleep(0.05)
+    # Permission is asked for only from the settings' own button, never on load.
+    assert await alice.evaluate("() => window.__asked") == 0
+    await dialog.get_by_role("button", name="Enable desktop notifications").click()
+    await expect(dialog.get_by_role("status")).to_have_text("Desktop notifications are on.")
+    assert await alice.evaluate("() => window.__asked") == 1
+    await dialog.get_by_role("button", name="Close").click()
+    await open_channel(alice, "general")
+
+    async with api_as(site.base, "bob") as bob:
+        quiet = await bob.post(f"/api/channels/{GAMING}/messages", json={"content": "shh"})
+        assert quiet.status_code == 201, quiet.text
+        # #general is `all` (the default): notified while the page is hidden.
+        await go_away(alice, hidden=True)
+        hello = await bob.post(f"/api/channels/{GENERAL}/messages", json={"content": "hi <b>"})
+        assert hello.status_code == 201, hello.text
+        assert await notes_come(alice, 1) == [{"title": "Bob (general)", "body": "hi <b>"}]
+        await come_back(alice)
+
+        # #gaming at Only @mentions (set in another session): a plain message does not
+        # notify, a mention of alice does (its text cut at 200 characters).
+        async with api_as(site.base, "alice") as other:
+            put = await other.put(
+                f"/api/users/@me/notification-settings/channel/{GAMING}",
+                json={"level": "mentions"},
+            )
+            assert put.status_code == 200, put.text
+        plain = await bob.post(f"/api/channels/{GAMING}/messages", json={"content": "plain"})
+        assert plain.status_code == 201, plain.text
+        long = f"<@{USER_IDS['alice']}> " + "x" * 300
+        ping = await bob.post(f"/api/channels/{GAMING}/messages", json={"content": long})
+        assert ping.status_code == 201, ping.text
+        got = await notes_come(alice, 2)
+        assert len(got) == 2 and got[1]["title"] == "Bob (gaming)", got
+        assert got[1]["body"] == long[:199] + "…"
+
+    # Clicking it opens its channel.
+    await alice.evaluate("() => window.__notes[1].dispatchEvent(new Event('click'))")
+    await expect(alice.get_by_role("heading", level=1, name="gaming", exact=True)).to_be_visible()
+    assert alice.url.endswith(f"#/s/{SERVER}/{GAMING}")
+    assert len(await notes(alice)) == 2
+
+    # The server at Only @mentions, @everyone suppressed (its menu): #general, with no
+    # setting of its own, follows it; @everyone there does not notify, alice's name does.
+    channels = alice.get_by_role("navigation", name="Channels")
+    await channels.get_by_role("button", name="Server notifications").click()
+    dialog = alice.get_by_role("dialog", name="Notifications for this server")
+    await dialog.get_by_role("radio", name="Only @mentions").check()
+    await dialog.get_by_role("checkbox", name="Suppress @everyone and @here").check()
+    async with api_as(site.base, "alice") as mine:
+        while await _levels(mine) != {GAMING: "mentions", SERVER: "mentions"}:
+            await asyncio.sleep(0.05)
+        listed = (await mine.get("/api/users/@me/notification-settings")).json()
+        while not [s for s in listed if s["id"] == SERVER and s["suppress_everyone"]]:
+            await asyncio.sleep(0.05)
+            listed = (await mine.get("/api/users/@me/notification-settings")).json()
+    await dialog.get_by_role("button", name="Close").click()
+    async with api_as(site.base, "bob") as bob:
+        for content in ("@everyone look", f"<@{USER_IDS['alice']}> you"):
+            sent = await bob.post(f"/api/channels/{GENERAL}/messages", json={"content": content})
+            assert sent.status_code == 201, sent.text
+    got = await notes_come(alice, 3)
+    assert got[2:] == [{"title": "Bob (general)", "body": f"<@{USER_IDS['alice']}> you"}]
+
+
+async def _levels(client: Any) -> dict[str, str]:
+    got = await client.get("/api/users/@me/notification-settings")
+    return {s["id"]: s["level"] for s in got.json()}
