@@ -3,7 +3,6 @@ bounded, ending on time, told to your other sessions, gone when you leave."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -13,9 +12,15 @@ import httpx
 import pytest
 
 from tests import factories
+from tests.api.user_targets import (
+    NOWHERE,
+    leave_group_both_ways,
+    leave_server_every_way,
+    put_racing_a_leave,
+    unseen_targets,
+)
 from tests.factories import MakeUser, TestUser
-from xfchat.domain import members, mutes
-from xfchat.domain.permissions import Permission
+from xfchat.domain import mutes
 from xfchat.domain.retention import prune_rows
 from xfchat.settings import Settings
 
@@ -92,33 +97,17 @@ async def test_muting_does_not_change_what_is_counted(
 async def test_targets_you_may_not_see_are_404_as_if_they_did_not_exist(
     client: httpx.AsyncClient, make_user: MakeUser
 ) -> None:
-    ann, ben, zed = await make_user("ann"), await make_user("ben"), await make_user("zed")
-    srv = await factories.community(client, ann, ben)
-    secret = await factories.server_channel(client, srv, ann, "secret")
-    hidden = await factories.override(
-        client, ann, secret["id"], "role", srv.everyone_role, deny=int(Permission.VIEW_CHANNEL)
-    )
-    assert hidden.status_code == 200, hidden.text
-    talk = (await factories.direct(client, ann, ben))["id"]
-    nowhere = "00000000-0000-4000-8000-000000000000"
-    cases = [
-        (zed, "channel", srv.general, "CHANNEL_NOT_FOUND"),  # not a member
-        (zed, "channel", talk, "CHANNEL_NOT_FOUND"),  # not a participant
-        (ben, "channel", secret["id"], "CHANNEL_NOT_FOUND"),  # hidden from ben
-        (zed, "server", srv.id, "SERVER_NOT_FOUND"),
-        (ben, "server", srv.general, "SERVER_NOT_FOUND"),  # a channel is not a server
-        (ben, "channel", srv.id, "CHANNEL_NOT_FOUND"),
-    ]
+    users, cases = await unseen_targets(client, make_user)
     for who, kind, target, code in cases:
+        missing = await put_mute(client, who, kind, NOWHERE)
         for answer in (
             await put_mute(client, who, kind, target),
             await client.delete(f"{MUTES}/{kind}/{target}", headers=who.headers),
         ):
-            missing = await put_mute(client, who, kind, nowhere)
             assert answer.status_code == 404, (kind, target, answer.text)
             assert answer.json() == missing.json()
             assert answer.json()["code"] == code
-    assert await listed(client, zed) == [] and await listed(client, ben) == []
+    assert [await listed(client, u) for u in users] == [[], []]
 
 
 async def test_bad_input_is_a_4xx_with_a_code(
@@ -242,21 +231,12 @@ async def test_leaving_or_being_removed_drops_the_mutes_of_it(
     for who in (ben, cid):
         assert (await put_mute(client, who, "channel", group)).status_code == 200
 
-    assert (await client.delete(srv.url("/members/@me"), headers=ben.headers)).status_code == 204
-    kicked = await client.delete(srv.url(f"/members/{cid.id}"), headers=ann.headers)
-    assert kicked.status_code == 204
-    banned = await client.put(srv.url(f"/bans/{dan.id}"), headers=ann.headers, json={})
-    assert banned.status_code == 204, banned.text
+    await leave_server_every_way(client, srv, ann, ben, cid, dan)
     assert [m["id"] for m in await listed(client, ben)] == [group]
     assert [m["id"] for m in await listed(client, cid)] == [group]
     assert await listed(client, dan) == []
 
-    left = await client.delete(f"/api/conversations/{group}/participants/@me", headers=ben.headers)
-    assert left.status_code == 204, left.text
-    removed = await client.delete(
-        f"/api/conversations/{group}/participants/{cid.id}", headers=ann.headers
-    )
-    assert removed.status_code == 204, removed.text
+    await leave_group_both_ways(client, group, ann, ben, cid)
     assert await listed(client, ben) == [] and await listed(client, cid) == []
     # Back in, nothing is muted.
     assert (await client.post(f"/api/invites/{srv.invite}", headers=ben.headers)).status_code == 201
@@ -305,14 +285,7 @@ async def test_a_mute_racing_a_leave_comes_after_it(
     ann, ben = await make_user("ann"), await make_user("ben")
     srv = await factories.community(client, ann, ben)
     target = srv.general if kind == "channel" else srv.id
-    async with pool.acquire() as held:
-        leaving = held.transaction()
-        await leaving.start()
-        await members.leave_server(held, ben.actor, UUID(srv.id))
-        put = asyncio.create_task(put_mute(client, ben, kind, target))
-        await factories.lock_waiters(pool)
-        await leaving.commit()
-    answer = await put
+    answer = await put_racing_a_leave(pool, ben, srv, lambda: put_mute(client, ben, kind, target))
     assert answer.status_code == 404, answer.text
     assert answer.json()["code"] == (
         "CHANNEL_NOT_FOUND" if kind == "channel" else "SERVER_NOT_FOUND"

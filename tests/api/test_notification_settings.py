@@ -11,9 +11,15 @@ import httpx
 import pytest
 
 from tests import factories
+from tests.api.user_targets import (
+    NOWHERE,
+    leave_group_both_ways,
+    leave_server_every_way,
+    put_racing_a_leave,
+    unseen_targets,
+)
 from tests.factories import MakeUser, TestUser
 from xfchat.domain import notification_settings
-from xfchat.domain.permissions import Permission
 
 SETTINGS = "/api/users/@me/notification-settings"
 
@@ -87,33 +93,16 @@ async def test_set_a_channel_a_conversation_and_a_server(
 async def test_targets_you_may_not_see_are_404_as_if_they_did_not_exist(
     client: httpx.AsyncClient, make_user: MakeUser
 ) -> None:
-    ann, ben, zed = await make_user("ann"), await make_user("ben"), await make_user("zed")
-    srv = await factories.community(client, ann, ben)
-    secret = await factories.server_channel(client, srv, ann, "secret")
-    hidden = await factories.override(
-        client, ann, secret["id"], "role", srv.everyone_role, deny=int(Permission.VIEW_CHANNEL)
-    )
-    assert hidden.status_code == 200, hidden.text
-    talk = (await factories.direct(client, ann, ben))["id"]
-    nowhere = "00000000-0000-4000-8000-000000000000"
-    cases = [
-        (zed, "channel", srv.general, "CHANNEL_NOT_FOUND"),  # not a member
-        (zed, "channel", talk, "CHANNEL_NOT_FOUND"),  # not a participant
-        (ben, "channel", secret["id"], "CHANNEL_NOT_FOUND"),  # hidden from ben
-        (zed, "server", srv.id, "SERVER_NOT_FOUND"),
-        (ben, "server", srv.general, "SERVER_NOT_FOUND"),  # a channel is not a server
-        (ben, "channel", srv.id, "CHANNEL_NOT_FOUND"),
-    ]
+    users, cases = await unseen_targets(client, make_user)
     for who, kind, target, code in cases:
-        missing = await put_setting(client, who, kind, nowhere)
-        for answer in (
+        missing = await put_setting(client, who, kind, NOWHERE)
+        answers = [
             await put_setting(client, who, kind, target),
             await client.delete(f"{SETTINGS}/{kind}/{target}", headers=who.headers),
-        ):
-            assert answer.status_code == 404, (kind, target, answer.text)
-            assert answer.json() == missing.json()
-            assert answer.json()["code"] == code
-    assert await listed(client, zed) == [] and await listed(client, ben) == []
+        ]
+        assert [(a.status_code, a.json()) for a in answers] == [(404, missing.json())] * 2
+        assert missing.json()["code"] == code, (kind, target)
+    assert [await listed(client, u) for u in users] == [[], []]
 
 
 async def test_bad_input_is_a_4xx_with_a_code(
@@ -200,21 +189,12 @@ async def test_leaving_or_being_removed_drops_the_settings_of_it(
     for who in (ben, cid):
         assert (await put_setting(client, who, "channel", group)).status_code == 200
 
-    assert (await client.delete(srv.url("/members/@me"), headers=ben.headers)).status_code == 204
-    kicked = await client.delete(srv.url(f"/members/{cid.id}"), headers=ann.headers)
-    assert kicked.status_code == 204
-    banned = await client.put(srv.url(f"/bans/{dan.id}"), headers=ann.headers, json={})
-    assert banned.status_code == 204, banned.text
+    await leave_server_every_way(client, srv, ann, ben, cid, dan)
     assert [s["id"] for s in await listed(client, ben)] == [group]
     assert [s["id"] for s in await listed(client, cid)] == [group]
     assert await listed(client, dan) == []
 
-    left = await client.delete(f"/api/conversations/{group}/participants/@me", headers=ben.headers)
-    assert left.status_code == 204, left.text
-    removed = await client.delete(
-        f"/api/conversations/{group}/participants/{cid.id}", headers=ann.headers
-    )
-    assert removed.status_code == 204, removed.text
+    await leave_group_both_ways(client, group, ann, ben, cid)
     assert await listed(client, ben) == [] and await listed(client, cid) == []
     # Back in, every setting is the default again.
     assert (await client.post(f"/api/invites/{srv.invite}", headers=ben.headers)).status_code == 201
@@ -246,3 +226,22 @@ async def test_a_deleted_channel_or_server_or_account_takes_its_settings(
     count = "SELECT count(*) FROM notification_settings WHERE user_id = $1"
     assert await conn.fetchval(count, ben.id) == 0
     assert await conn.fetchval(count, ann.id) == 1
+
+
+@pytest.mark.parametrize("kind", ["channel", "server"])
+async def test_a_setting_racing_a_leave_comes_after_it(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool, kind: str
+) -> None:
+    """A setting judged before a leave committed must not be written after it, to stay
+    for a server its user is no longer in: it waits for the leave, and is refused."""
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await factories.community(client, ann, ben)
+    target = srv.general if kind == "channel" else srv.id
+    answer = await put_racing_a_leave(
+        pool, ben, srv, lambda: put_setting(client, ben, kind, target)
+    )
+    assert answer.status_code == 404, answer.text
+    assert answer.json()["code"] == (
+        "CHANNEL_NOT_FOUND" if kind == "channel" else "SERVER_NOT_FOUND"
+    )
+    assert await listed(client, ben) == []

@@ -15,6 +15,7 @@ from tests.e2e.browser.client import (
     SERVER,
     USER_IDS,
     api_as,
+    assert_accessible,
     come_back,
     go_away,
     open_channel,
@@ -60,7 +61,9 @@ async def notes_come(page: Page, count: int) -> list[dict[str, Any]]:
     return await notes(page)
 
 
-async def test_notifications_follow_each_channels_level(site: Site, browsers: Browsers) -> None:
+async def test_notifications_follow_each_channels_level(
+    site: Site, browsers: Browsers, axe_source: str
+) -> None:
     alice = await browsers.page(site.base)
     await alice.context.add_init_script(OBSERVE)
     await alice.reload()
@@ -74,6 +77,7 @@ async def test_notifications_follow_each_channels_level(site: Site, browsers: Br
     async with api_as(site.base, "alice") as mine:
         while await _levels(mine) != {GAMING: "nothing"}:  # (the PUT under way)
             await asyncio.sleep(0.05)
+    await assert_accessible(alice, axe_source, "a channel's notification settings")
     # Permission is asked for only from the settings' own button, never on load.
     assert await alice.evaluate("() => window.__asked") == 0
     await dialog.get_by_role("button", name="Enable desktop notifications").click()
