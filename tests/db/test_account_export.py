@@ -234,3 +234,21 @@ async def test_export_holds_the_old_values_of_changes_to_the_account_but_not_who
     assert moved["diff"] == [
         {"key": "owner_id", "old_value": str(ann.id), "new_value": str(ben.id)}
     ]
+
+
+async def test_export_holds_the_accounts_notification_settings_only(
+    client: httpx.AsyncClient, pool: asyncpg.Pool, make_user: MakeUser, tmp_path: Path
+) -> None:
+    ann, ben, chat = await factories.pair(client, make_user)
+    srv = await factories.community(client, ann, ben)
+    settings = "/api/users/@me/notification-settings"
+    body = {"level": "mentions", "suppress_everyone": True}
+    r = await client.put(f"{settings}/server/{srv.id}", headers=ann.headers, json=body)
+    assert r.status_code == 200, r.text
+    r = await client.put(f"{settings}/channel/{chat}", headers=ben.headers, json={"level": "all"})
+    assert r.status_code == 200, r.text
+    await account_export.export_account(pool, "ann", tmp_path / "out")
+    account = orjson.loads((tmp_path / "out" / "account.json").read_bytes())
+    [held] = account["notification_settings"]
+    assert (held["server_id"], held["channel_id"]) == (srv.id, None)
+    assert (held["level"], held["suppress_everyone"]) == ("mentions", True)
