@@ -5,6 +5,7 @@ notification level lets it (all; mentions only when it mentions you), never wher
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from playwright.async_api import Page, expect
@@ -145,3 +146,27 @@ async def test_notifications_follow_each_channels_level(
 async def _levels(client: Any) -> dict[str, str]:
     got = await client.get("/api/users/@me/notification-settings")
     return {s["id"]: s["level"] for s in got.json()}
+
+
+async def test_a_message_replayed_late_notifies_of_nothing(site: Site, browsers: Browsers) -> None:
+    """A message older than two minutes when it arrives (a connection resumed after a
+    sleep replays what it missed) shows as unread, not as a desktop notification: here
+    the device's clock is put ten minutes ahead, so what arrives is that old to it."""
+    alice = await browsers.page(site.base)
+    await alice.context.add_init_script(OBSERVE + ';window.__permission = "granted";')
+    await alice.clock.install()
+    await alice.reload()
+    await log_in(alice, "alice")
+    await open_channel(alice, "gaming")
+    now = datetime.now(UTC)
+    await alice.clock.set_system_time(now + timedelta(minutes=10))
+    async with api_as(site.base, "bob") as bob:
+        late = await bob.post(f"/api/channels/{GENERAL}/messages", json={"content": "old news"})
+        assert late.status_code == 201, late.text
+        channels = alice.get_by_role("navigation", name="Channels")
+        general = channels.locator(f'a[href$="/{GENERAL}"]')
+        await expect(general).to_have_accessible_name("general, unread")
+        await alice.clock.set_system_time(datetime.now(UTC))
+        fresh = await bob.post(f"/api/channels/{GENERAL}/messages", json={"content": "fresh"})
+        assert fresh.status_code == 201, fresh.text
+    assert await notes_come(alice, 1) == [{"title": "Bob (general)", "body": "fresh"}]

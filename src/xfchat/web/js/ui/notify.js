@@ -8,6 +8,10 @@
 import { h, toast, describe, dialog, displayName } from "../dom.js";
 
 const BODY_MAX = 200; // characters of a message shown in its notification
+// A message older than this (by its created_at against this device's clock) notifies of
+// nothing: a connection resumed after a sleep or an outage replays what it missed, and
+// those are shown as unread, not as a burst of desktop notifications (as Discord's).
+const FRESH_MS = 2 * 60 * 1000;
 const LEVELS = [
   ["all", "All messages"],
   ["mentions", "Only @mentions"],
@@ -38,6 +42,7 @@ export function wanted(app, m) {
   const store = app.store;
   const author = m.author ? m.author.id : m.author_id;
   if (!author || author === store.me.id || store.blocks.has(author)) return false;
+  if (!(Date.now() - Date.parse(m.created_at) <= FRESH_MS)) return false;
   const server = store.serverOf(m.channel_id);
   if (store.muted(m.channel_id, server ? server.id : null)) return false;
   const { level, suppressEveryone } = effectiveLevel(store, m.channel_id);
