@@ -126,6 +126,12 @@ async def test_bad_input_is_a_4xx_with_a_code(
         assert r.status_code == 400 and r.json()["code"] == "CANNOT_SET_NOTIFICATIONS", r.text
     r = await put_setting(client, ann, "channel", srv.general, "all", suppress_everyone=True)
     assert r.status_code == 400 and r.json()["code"] == "INVALID_NOTIFICATION_SETTING"
+    # A switch is a JSON boolean, never converted (the README's API overview): "true"
+    # and 1 were taken as true, "false" and 0 as false.
+    for lax in ("true", 1, "false", 0, "yes"):
+        r = await put_setting(client, ann, "server", srv.id, "all", suppress_everyone=lax)
+        assert r.status_code == 400, (lax, r.text)
+        assert (r.json()["code"], r.json()["field"]) == ("VALIDATION_ERROR", "suppress_everyone")
     assert await listed(client, ann) == []
 
 

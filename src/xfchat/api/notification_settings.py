@@ -5,7 +5,7 @@ from __future__ import annotations
 from uuid import UUID
 
 from fastapi import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 from xfchat.api.deps import Conn, CurrentActor
 from xfchat.api.responses import JSONResponse
@@ -21,7 +21,7 @@ class NotificationSettingIn(BaseModel):
     level: ns.Level = Field(
         description="which new messages to be notified of: all, mentions or nothing"
     )
-    suppress_everyone: bool = Field(
+    suppress_everyone: StrictBool = Field(
         default=False,
         description="a server's only: @everyone and @here do not count as mentioning you",
     )
