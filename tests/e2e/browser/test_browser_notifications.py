@@ -98,7 +98,8 @@ async def test_notifications_follow_each_channels_level(
         await come_back(alice)
 
         # #gaming at Only @mentions (set in another session): a plain message does not
-        # notify, a mention of alice does (its text cut at 200 characters).
+        # notify, a mention of alice does (its text, mentions as names, cut at 200
+        # characters; was: the raw `<@id>`).
         async with api_as(site.base, "alice") as other:
             put = await other.put(
                 f"/api/users/@me/notification-settings/channel/{GAMING}",
@@ -112,7 +113,7 @@ async def test_notifications_follow_each_channels_level(
         assert ping.status_code == 201, ping.text
         got = await notes_come(alice, 2)
         assert len(got) == 2 and got[1]["title"] == "Bob (gaming)", got
-        assert got[1]["body"] == long[:199] + "…"
+        assert got[1]["body"] == ("@Alice " + "x" * 300)[:199] + "…"
 
     # Clicking it opens its channel.
     await alice.evaluate("() => window.__notes[1].dispatchEvent(new Event('click'))")
@@ -140,7 +141,7 @@ async def test_notifications_follow_each_channels_level(
             sent = await bob.post(f"/api/channels/{GENERAL}/messages", json={"content": content})
             assert sent.status_code == 201, sent.text
     got = await notes_come(alice, 3)
-    assert got[2:] == [{"title": "Bob (general)", "body": f"<@{USER_IDS['alice']}> you"}]
+    assert got[2:] == [{"title": "Bob (general)", "body": "@Alice you"}]
 
 
 async def _levels(client: Any) -> dict[str, str]:

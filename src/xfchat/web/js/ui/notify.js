@@ -6,6 +6,7 @@
 // parses markup, and nothing here builds any.
 
 import { h, toast, describe, dialog, displayName } from "../dom.js";
+import { mentionText } from "./message.js";
 
 const BODY_MAX = 200; // characters of a message shown in its notification
 // A message older than this (by its created_at against this device's clock) notifies of
@@ -57,9 +58,12 @@ function supported() {
 // A desktop notification of a new message, when allowed and wanted.
 export function notifyMessage(app, m) {
   if (!supported() || Notification.permission !== "granted" || !wanted(app, m)) return;
-  const text = String(m.content || (m.attachments && m.attachments.length ? "(a file)" : ""));
+  const store = app.store;
+  const server = store.serverOf(m.channel_id);
+  // Mentions as the names the channel shows (`<@id>` is for the API, not people), then cut.
+  const ctx = { store, server, name: (id) => store.nameIn(server, id) };
+  const text = m.content ? mentionText(String(m.content), ctx) : m.attachments && m.attachments.length ? "(a file)" : "";
   const body = text.length > BODY_MAX ? `${text.slice(0, BODY_MAX - 1)}…` : text;
-  const server = app.store.serverOf(m.channel_id);
   const title = `${displayName(m.author)} (${app.channelTitle(m.channel_id)})`;
   const note = new Notification(title, { body, tag: m.id });
   note.addEventListener("click", () => {
