@@ -171,3 +171,32 @@ async def test_a_message_replayed_late_notifies_of_nothing(site: Site, browsers:
         fresh = await bob.post(f"/api/channels/{GENERAL}/messages", json={"content": "fresh"})
         assert fresh.status_code == 201, fresh.text
     assert await notes_come(alice, 1) == [{"title": "Bob (general)", "body": "fresh"}]
+
+
+async def test_the_settings_dialog_follows_a_change_made_in_another_session(
+    site: Site, browsers: Browsers
+) -> None:
+    """The dialog open shows the setting in force, and a save sends it: one changed in
+    another session meanwhile is not put back (was: the dialog kept what it showed at
+    opening, and ticking "Suppress @everyone and @here" sent that stale level)."""
+    alice = await browsers.page(site.base)
+    await log_in(alice, "alice")
+    await open_channel(alice, "general")
+    channels = alice.get_by_role("navigation", name="Channels")
+    await channels.get_by_role("button", name="Server notifications").click()
+    dialog = alice.get_by_role("dialog", name="Notifications for this server")
+    await expect(dialog.get_by_role("radio", name="All messages")).to_be_checked()
+    async with api_as(site.base, "alice") as other:
+        put = await other.put(
+            f"/api/users/@me/notification-settings/server/{SERVER}", json={"level": "nothing"}
+        )
+        assert put.status_code == 200, put.text
+        await expect(dialog.get_by_role("radio", name="Nothing")).to_be_checked()
+        await dialog.get_by_role("checkbox", name="Suppress @everyone and @here").check()
+        listed = (await other.get("/api/users/@me/notification-settings")).json()
+        while not listed[0]["suppress_everyone"]:  # (the PUT under way)
+            await asyncio.sleep(0.05)
+            listed = (await other.get("/api/users/@me/notification-settings")).json()
+        assert listed == [
+            {"kind": "server", "id": SERVER, "level": "nothing", "suppress_everyone": True}
+        ]

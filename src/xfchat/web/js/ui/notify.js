@@ -94,7 +94,6 @@ function permissionPart() {
 
 export function notifyDialog(app, kind, id, noun) {
   const store = app.store;
-  const held = store.notifySettings.get(id);
   const name = `notify-${Math.random().toString(36).slice(2)}`;
   const fallback = kind === "server" || !store.serverOf(id) ? "all" : "the server's setting";
   const save = async () => {
@@ -117,14 +116,27 @@ export function notifyDialog(app, kind, id, noun) {
       toast(describe(err));
     }
   };
-  const current = held ? held.level : kind === "channel" ? effectiveLevel(store, id).level : "all";
+  // What the setting is now (this session's change, or another's: a save sends both the
+  // level and the switch, so each must be the one in force, not the one at opening).
+  const shown = () => {
+    const held = store.notifySettings.get(id);
+    const level = held ? held.level : kind === "channel" ? effectiveLevel(store, id).level : "all";
+    return { level, suppress: Boolean(held && held.suppress_everyone) };
+  };
+  const { level: current, suppress: suppressed } = shown();
   const choices = h(
     "fieldset",
     { class: "notify-levels" },
     h("legend", null, `Notify me of (default: ${fallback})`),
     LEVELS.map(([value, text]) => h("label", null, h("input", { type: "radio", name, value, checked: value === current, onchange: save }), ` ${text}`)),
   );
-  const suppress = kind === "server" ? h("label", null, h("input", { type: "checkbox", class: "notify-suppress", checked: Boolean(held && held.suppress_everyone), onchange: save }), " Suppress @everyone and @here") : null;
-  const d = dialog(`Notifications for this ${noun}`, [choices, suppress, permissionPart(), h("button", { class: "btn", type: "button", onclick: reset }, "Reset to default")]);
+  const suppress = kind === "server" ? h("label", null, h("input", { type: "checkbox", class: "notify-suppress", checked: suppressed, onchange: save }), " Suppress @everyone and @here") : null;
+  const sync = () => {
+    const now = shown();
+    for (const input of choices.querySelectorAll("input")) input.checked = input.value === now.level;
+    if (suppress) suppress.querySelector("input").checked = now.suppress;
+  };
+  const off = [store.on("notify", sync), store.on("all", sync)];
+  const d = dialog(`Notifications for this ${noun}`, [choices, suppress, permissionPart(), h("button", { class: "btn", type: "button", onclick: reset }, "Reset to default")], { onClose: () => off.forEach((stop) => stop()) });
   d.body.querySelector("input:checked")?.focus();
 }
