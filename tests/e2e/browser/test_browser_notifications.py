@@ -24,11 +24,12 @@ from tests.e2e.browser.client import (
 from tests.e2e.browser.conftest import Browsers, Site, log_in
 
 # The page's Notification, observed: each notification made is kept in
-# window.__notes (a stand-in that can be clicked), each permission request counted and
+# window.__notes (a stand-in that can be clicked), those on screen in window.__shown, each permission request counted and
 # answered as a person allowing it would. (Headless Chromium answers "denied" for
 # notifications whatever the context was granted, so the answer is the stand-in's.)
 OBSERVE = """(() => {
     window.__notes = [];
+    window.__shown = new Map();
     window.__asked = 0;
     window.__permission = "default";
     class Observed extends EventTarget {
@@ -37,6 +38,8 @@ OBSERVE = """(() => {
             this.title = title;
             this.body = options.body;
             window.__notes.push(this);
+            // As a browser shows them: one of a tag replaces the one shown of that tag.
+            window.__shown.set(options.tag ? options.tag : Symbol(), this);
         }
         close() {}
         static get permission() { return window.__permission; }
@@ -200,3 +203,26 @@ async def test_the_settings_dialog_follows_a_change_made_in_another_session(
         assert listed == [
             {"kind": "server", "id": SERVER, "level": "nothing", "suppress_everyone": True}
         ]
+
+
+async def test_a_flood_of_messages_shows_one_notification_a_channel(
+    site: Site, browsers: Browsers
+) -> None:
+    """Many new messages of a channel (a spammer's, a busy group's) each notify, but
+    replace the channel's notification on screen: one a channel, the newest (was: one
+    a message, stacking without bound)."""
+    alice = await browsers.page(site.base)
+    await alice.context.add_init_script(OBSERVE + ';window.__permission = "granted";')
+    await alice.reload()
+    await log_in(alice, "alice")
+    await open_channel(alice, "gaming")
+    await go_away(alice, hidden=True)
+    async with api_as(site.base, "bob") as bob:
+        for n in range(5):
+            sent = await bob.post(f"/api/channels/{GENERAL}/messages", json={"content": f"{n}"})
+            assert sent.status_code == 201, sent.text
+        sent = await bob.post(f"/api/channels/{GAMING}/messages", json={"content": "elsewhere"})
+        assert sent.status_code == 201, sent.text
+    assert len(await notes_come(alice, 6)) == 6
+    shown = await alice.evaluate("() => [...window.__shown.values()].map((n) => n.body)")
+    assert sorted(shown) == ["4", "elsewhere"]

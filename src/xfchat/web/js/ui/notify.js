@@ -65,7 +65,9 @@ export function notifyMessage(app, m) {
   const text = m.content ? mentionText(String(m.content), ctx) : m.attachments && m.attachments.length ? "(a file)" : "";
   const body = text.length > BODY_MAX ? `${text.slice(0, BODY_MAX - 1)}…` : text;
   const title = `${displayName(m.author)} (${app.channelTitle(m.channel_id)})`;
-  const note = new Notification(title, { body, tag: m.id });
+  // One notification a channel on screen, the newest replacing the one before (still
+  // alerting: renotify), so a flood of messages does not stack one a message.
+  const note = new Notification(title, { body, tag: `xfchat-${m.channel_id}`, renotify: true });
   note.addEventListener("click", () => {
     window.focus();
     location.hash = app.hashOf(server ? { view: "server", serverId: server.id, channelId: m.channel_id } : { view: "dm", channelId: m.channel_id });
