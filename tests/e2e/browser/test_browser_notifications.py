@@ -226,3 +226,22 @@ async def test_a_flood_of_messages_shows_one_notification_a_channel(
     assert len(await notes_come(alice, 6)) == 6
     shown = await alice.evaluate("() => [...window.__shown.values()].map((n) => n.body)")
     assert sorted(shown) == ["4", "elsewhere"]
+
+
+async def test_a_long_text_is_cut_between_characters(site: Site, browsers: Browsers) -> None:
+    """The 200 characters of a notification's text are characters, not UTF-16 units: an
+    emoji at the cut is kept whole or left out (was: its first half, a lone surrogate)."""
+    alice = await browsers.page(site.base)
+    await alice.context.add_init_script(OBSERVE + ';window.__permission = "granted";')
+    await alice.reload()
+    await log_in(alice, "alice")
+    await open_channel(alice, "gaming")
+    text = "x" * 198 + "\N{GRINNING FACE}" * 3
+    async with api_as(site.base, "bob") as bob:
+        sent = await bob.post(f"/api/channels/{GENERAL}/messages", json={"content": text})
+        assert sent.status_code == 201, sent.text
+    await notes_come(alice, 1)
+    whole = await alice.evaluate(
+        "() => window.__notes[0].body === 'x'.repeat(198) + '\\u{1F600}\\u2026'"
+    )
+    assert whole, await notes(alice)

@@ -63,7 +63,10 @@ export function notifyMessage(app, m) {
   // Mentions as the names the channel shows (`<@id>` is for the API, not people), then cut.
   const ctx = { store, server, name: (id) => store.nameIn(server, id) };
   const text = m.content ? mentionText(String(m.content), ctx) : m.attachments && m.attachments.length ? "(a file)" : "";
-  const body = text.length > BODY_MAX ? `${text.slice(0, BODY_MAX - 1)}…` : text;
+  // (cut between characters, not within one: an emoji is two UTF-16 units, and half of
+  // one shows as a replacement mark)
+  const chars = Array.from(text);
+  const body = chars.length > BODY_MAX ? `${chars.slice(0, BODY_MAX - 1).join("")}…` : text;
   const title = `${displayName(m.author)} (${app.channelTitle(m.channel_id)})`;
   // One notification a channel on screen, the newest replacing the one before (still
   // alerting: renotify), so a flood of messages does not stack one a message.
