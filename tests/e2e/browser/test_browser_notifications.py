@@ -245,3 +245,26 @@ async def test_a_long_text_is_cut_between_characters(site: Site, browsers: Brows
         "() => window.__notes[0].body === 'x'.repeat(198) + '\\u{1F600}\\u2026'"
     )
     assert whole, await notes(alice)
+
+
+async def test_a_muted_channel_notifies_of_mentions_by_nickname(
+    site: Site, browsers: Browsers
+) -> None:
+    """A muted channel notifies of its mentions of you alone (as Discord's mute, and as
+    its mention badge shows), and a notification names its author as the channel does:
+    by their nickname in the server."""
+    async with api_as(site.base, "bob") as bob, api_as(site.base, "alice") as mine:
+        named = await bob.patch(f"/api/servers/{SERVER}/members/@me", json={"nickname": "Bobby"})
+        assert named.status_code == 200, named.text
+        muted = await mine.put(f"/api/users/@me/mutes/channel/{GENERAL}", json={"until": None})
+        assert muted.status_code == 200, muted.text
+    alice = await browsers.page(site.base)
+    await alice.context.add_init_script(OBSERVE + ';window.__permission = "granted";')
+    await alice.reload()
+    await log_in(alice, "alice")
+    await open_channel(alice, "gaming")
+    async with api_as(site.base, "bob") as bob:
+        for content in ("muted chatter", f"<@{USER_IDS['alice']}> look"):
+            sent = await bob.post(f"/api/channels/{GENERAL}/messages", json={"content": content})
+            assert sent.status_code == 201, sent.text
+    assert await notes_come(alice, 1) == [{"title": "Bobby (general)", "body": "@Alice look"}]

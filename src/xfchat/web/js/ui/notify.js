@@ -5,7 +5,7 @@
 // gesture), never on load. A notification's title and body are plain text: the API never
 // parses markup, and nothing here builds any.
 
-import { h, toast, describe, dialog, displayName } from "../dom.js";
+import { h, toast, describe, dialog } from "../dom.js";
 import { mentionText } from "./message.js";
 
 const BODY_MAX = 200; // characters of a message shown in its notification
@@ -45,9 +45,12 @@ export function wanted(app, m) {
   if (!author || author === store.me.id || store.blocks.has(author)) return false;
   if (!(Date.now() - Date.parse(m.created_at) <= FRESH_MS)) return false;
   const server = store.serverOf(m.channel_id);
-  if (store.muted(m.channel_id, server ? server.id : null)) return false;
   const { level, suppressEveryone } = effectiveLevel(store, m.channel_id);
-  if (level === "nothing" || (level === "mentions" && !mentionsMe(store, m, suppressEveryone))) return false;
+  if (level === "nothing") return false;
+  // A muted channel (or server) notifies of its mentions of you alone, as Discord's
+  // mute does and as its mention badge still shows.
+  const muted = store.muted(m.channel_id, server ? server.id : null);
+  if ((muted || level === "mentions") && !mentionsMe(store, m, suppressEveryone)) return false;
   return document.visibilityState === "hidden" || app.route.channelId !== m.channel_id;
 }
 
@@ -67,7 +70,8 @@ export function notifyMessage(app, m) {
   // one shows as a replacement mark)
   const chars = Array.from(text);
   const body = chars.length > BODY_MAX ? `${chars.slice(0, BODY_MAX - 1).join("")}…` : text;
-  const title = `${displayName(m.author)} (${app.channelTitle(m.channel_id)})`;
+  // (the author as the channel names them: their nickname in a server)
+  const title = `${store.nameIn(server, m.author || m.author_id)} (${app.channelTitle(m.channel_id)})`;
   // One notification a channel on screen, the newest replacing the one before (still
   // alerting: renotify), so a flood of messages does not stack one a message.
   const note = new Notification(title, { body, tag: `xfchat-${m.channel_id}`, renotify: true });
