@@ -37,9 +37,12 @@ def username(value: str) -> str:
             field="username",
         )
     # Leading and trailing dots and underscores read as punctuation ("@admin." in a
-    # sentence): "_admin" and "admin." are admin, "a." is one character.
-    core = value.strip("._").lower()
-    reserved = core in RESERVED_USERNAMES or core.startswith(DELETED_USERNAME_PREFIX)
+    # sentence): "_admin" and "admin." are admin, "a." is one character. Judged by its
+    # look, as a taken name is (`claim_username_look`): `adrnin`, `r00t` and `systern`
+    # read as admin, root and system, and no account holds those to refuse them.
+    core = value.strip("._")
+    look = username_look(core)
+    reserved = look in _RESERVED_LOOKS or look.startswith(_DELETED_LOOK)
     if ".." in value or len(core) < 2 or reserved:
         raise BadRequest("that username is not allowed", code="INVALID_USERNAME", field="username")
     return value
@@ -70,6 +73,11 @@ def username_look(value: str) -> str:
     index's expression (migration 0063). (Discord went further for I and l and made
     usernames lowercase; names stored as given here keep their case.)"""
     return value.translate(_LOOK_LETTERS).lower().replace("m", "rn").replace("w", "vv")
+
+
+# The reserved names and the placeholder's prefix as they look (what `username` refuses).
+_RESERVED_LOOKS = frozenset(username_look(name) for name in RESERVED_USERNAMES)
+_DELETED_LOOK = username_look(DELETED_USERNAME_PREFIX)
 
 
 def email(value: str) -> str:

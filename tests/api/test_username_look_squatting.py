@@ -1,0 +1,58 @@
+"""A squatter's look-alike names under the username fold (validation.username_look):
+the reserved names, which no account holds, are judged by their look as taken names are;
+and the fold agrees with the index's SQL expression for every name of the alphabet."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import asyncpg
+import httpx
+import pytest
+
+from tests.factories import PASSWORD, MakeUser
+from xfchat.db.queries import users as users_q
+from xfchat.domain import validation
+
+# Each reads as a reserved name (or the deleted placeholder's prefix) in the client's
+# sans-serif face under the very fold that refuses `rnallory` beside `mallory`.
+LOOK_ALIKES = ["adrnin", "Adrnin", "r00t", "R0OT", "systern", "_adrnin.", "deIeted_user1"]
+
+
+@pytest.mark.parametrize("name", LOOK_ALIKES)
+async def test_a_username_that_looks_like_a_reserved_one_is_refused(
+    client: httpx.AsyncClient, make_user: MakeUser, name: str
+) -> None:
+    body = {"username": name, "email": "x@example.com", "password": PASSWORD}
+    made = await client.post("/api/auth/register", json=body)
+    assert made.status_code == 400 and made.json()["code"] == "INVALID_USERNAME", made.text
+    me = await make_user("someone")
+    changed = await client.patch(
+        "/api/users/@me", headers=me.headers, json={"username": name, "password": PASSWORD}
+    )
+    assert changed.status_code == 400 and changed.json()["code"] == "INVALID_USERNAME"
+
+
+ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_."
+
+
+def _names() -> list[str]:
+    """Every name of one and two characters, and many longer random ones (seeded)."""
+    short = ["".join(p) for n in (1, 2) for p in itertools.product(ALPHABET, repeat=n)]
+    rng = random.Random(63)
+    longer = ["".join(rng.choices(ALPHABET, k=rng.randint(3, 32))) for _ in range(20_000)]
+    tricky = ["mw0I" * 8, "rnvvOl" * 5, "MWmwIi0Oo", "IIII", "wwww", "mmmm", "MmWw"]
+    return short + longer + tricky
+
+
+async def test_the_fold_agrees_with_the_index_expression_for_every_name(
+    conn: asyncpg.Connection,
+) -> None:
+    names = _names()
+    look = users_q.USERNAME_LOOK  # (the module's constant)
+    query = f"SELECT username, {look} FROM unnest($1::text[]) AS t(username)"  # noqa: S608
+    rows = await conn.fetch(query, names)
+    folded = {r[0]: r[1] for r in rows}
+    wrong = [n for n in names if folded[n] != validation.username_look(n)]
+    assert wrong == []
