@@ -56,3 +56,28 @@ async def test_the_fold_agrees_with_the_index_expression_for_every_name(
     folded = {r[0]: r[1] for r in rows}
     wrong = [n for n in names if folded[n] != validation.username_look(n)]
     assert wrong == []
+
+
+async def test_a_rename_to_the_look_of_ones_own_name_is_not_refused_by_an_older_look_alike(
+    client: httpx.AsyncClient, make_user: MakeUser, conn: asyncpg.Connection
+) -> None:
+    """`bob` and `B0B`, both taken before the fold counted a zero as O, both stay: then
+    bob writing his name `Bob` or `BOB` adds no name that reads as another's (it reads
+    as bob's own, as it did), and is not `USERNAME_TAKEN`; a third account still cannot
+    take that look."""
+    bob = await make_user("bob")
+    await conn.execute(
+        "INSERT INTO users (username, email, email_key, password_hash)"
+        " VALUES ('B0B', 'b0b@x.org', 'b0b@x.org', 'h')"
+    )
+    for name in ("Bob", "BOB"):
+        renamed = await client.patch(
+            "/api/users/@me", headers=bob.headers, json={"username": name, "password": PASSWORD}
+        )
+        assert renamed.status_code == 200, renamed.text
+        assert renamed.json()["username"] == name
+    eve = await make_user("eve")
+    taken = await client.patch(
+        "/api/users/@me", headers=eve.headers, json={"username": "bob", "password": PASSWORD}
+    )
+    assert taken.status_code == 409 and taken.json()["code"] == "USERNAME_TAKEN"
