@@ -5,6 +5,7 @@ import hashlib
 import os
 import shutil
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -1029,5 +1030,71 @@ async def test_0063_keeps_names_that_look_alike_under_its_fold_and_reverts(db_ur
         assert not await users_q.username_look_taken(conn, look=validation.username_look("bab"))
         assert (await reverted_down_to(conn, 63))[-1] == 63
         assert await Migrator(conn).run()
+    finally:
+        await conn.close()
+
+
+async def _users_stay_readable_and_writable_while(
+    db_url: str, step: Callable[[asyncpg.Connection], Awaitable[object]]
+) -> None:
+    """Run `step` (a migration run or revert) while a long read transaction on users is
+    open, and, once it waits, ask for a reader's and a writer's lock of users without
+    waiting: both are granted (nothing of `step`'s is queued ahead of them)."""
+    conn = await asyncpg.connect(db_url)
+    holder, held = await hold_users(db_url)
+    live = await asyncpg.connect(db_url)
+    try:
+        running = asyncio.create_task(step(conn))
+        await until_one_waits_for_a_lock(live, running)
+        assert not running.done()  # (its build waits for the long transaction)
+        for mode in ("ACCESS SHARE", "ROW EXCLUSIVE"):  # (a login's read, a rename's write)
+            async with live.transaction():
+                await live.execute(f"LOCK TABLE users IN {mode} MODE NOWAIT")
+        await held.rollback()
+        await running
+    finally:
+        await holder.close()
+        await live.close()
+        await conn.close()
+
+
+async def test_0063_rebuilds_the_looks_index_while_users_stay_readable_and_writable(
+    db_url: str,
+) -> None:
+    """Was: 0063 (and its revert) dropped and built users_username_look_idx in one
+    transaction: the DROP's ACCESS EXCLUSIVE on users, queued behind a long transaction
+    and then held for the whole build, stopped every login and every read of users. Now
+    the new index is built CONCURRENTLY beside the old one and takes its name, both ways."""
+    conn = await asyncpg.connect(db_url)
+    try:
+        assert (await reverted_down_to(conn, 63))[-1] == 63
+    finally:
+        await conn.close()
+
+    def index_of(c: asyncpg.Connection) -> Awaitable[str | None]:
+        return c.fetchval(
+            "SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i"
+            " WHERE i.indexrelid = to_regclass('users_username_look_idx') AND i.indisvalid"
+        )
+
+    newer = len([m for m in discover() if m.version >= 63])
+    await _users_stay_readable_and_writable_while(
+        db_url, lambda c: Migrator(c, lock_timeout_s=60).run()
+    )
+    conn = await asyncpg.connect(db_url)
+    try:
+        indexdef = await index_of(conn)
+        assert indexdef is not None and "'rn'" in indexdef and "'vv'" in indexdef
+    finally:
+        await conn.close()
+    await _users_stay_readable_and_writable_while(
+        db_url, lambda c: Migrator(c, lock_timeout_s=60).revert(newer, destroy_data=True)
+    )
+    conn = await asyncpg.connect(db_url)
+    try:
+        indexdef = await index_of(conn)
+        assert indexdef is not None and "'rn'" not in indexdef and "translate" in indexdef
+        looks = "SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'users_username_look%'"
+        assert await conn.fetchval(looks) == 1
     finally:
         await conn.close()
