@@ -290,6 +290,12 @@ class Settings(DatabaseSettings):
     rate_two_factor_account: RateLimitSetting = Field(
         default=RateLimit(10, 900), validation_alias=_env("XFCHAT_RATE_TWO_FACTOR_ACCOUNT")
     )
+    # The codes a signed-in user tries, per account from every session together (each
+    # session's own count is rate_two_factor_account's): a backstop, as for the password.
+    rate_two_factor_signed_in_account: RateLimitSetting = Field(
+        default=RateLimit(40, 900),
+        validation_alias=_env("XFCHAT_RATE_TWO_FACTOR_SIGNED_IN_ACCOUNT"),
+    )
     rate_refresh_ip: RateLimitSetting = Field(
         default=RateLimit(60, 60), validation_alias=_env("XFCHAT_RATE_REFRESH_IP")
     )

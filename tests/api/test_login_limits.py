@@ -10,6 +10,7 @@ from collections.abc import Callable
 import httpx
 
 from tests.api.test_rate_limits import assert_limited
+from tests.api.test_two_factor import BASE, password_step, turn_on
 from tests.factories import PASSWORD, AppWith, MakeUser
 from xfchat.domain.rate_limits import ip_key
 
@@ -377,3 +378,32 @@ async def test_the_accounts_password_tries_from_every_session_are_bounded(
     # ... a fresh session of the owner's too: the account's bucket is every session's.
     refused = await client.post(url, headers=owner.headers, json=guess)
     assert_limited(refused, 3, "account.password.all")
+
+
+async def test_a_stolen_sessions_code_tries_leave_the_owner_a_password_change(
+    app_with: AppWith, make_user: MakeUser
+) -> None:
+    """Was: the codes a signed-in user tries counted per account alone, and turning
+    two-factor sign-in on (already on: 409) asks no password, so a thief holding an
+    access token spent the account's ten in ten requests, and the owner, whose password
+    change needs a code, was 429 for 15 minutes: the lockout the per-session password
+    budget ended, back through the code."""
+    owner = await make_user()
+    client = await app_with()
+    _, codes = await turn_on(client, owner)
+    ticket = await password_step(client, owner)
+    second = await client.post(
+        "/api/auth/login/two-factor", json={"ticket": ticket, "code": codes[0]}
+    )
+    assert second.status_code == 200, second.text
+    stolen = {"Authorization": f"Bearer {second.json()['access_token']}"}
+    for _ in range(10):
+        tried = await client.post(f"{BASE}/enable", headers=stolen, json={"code": "000000"})
+        assert tried.status_code == 409, tried.text
+    refused = await client.post(f"{BASE}/enable", headers=stolen, json={"code": "000000"})
+    assert refused.status_code == 429  # (a thief's guesses stay bounded)
+    change = {"current_password": PASSWORD, "new_password": "the owner's new pass 8"}
+    mine = await client.post(
+        "/api/users/@me/password", headers=owner.headers, json={**change, "code": codes[1]}
+    )
+    assert mine.status_code == 204, mine.text  # main: 429 auth.two_factor.signed_in

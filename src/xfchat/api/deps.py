@@ -225,12 +225,32 @@ async def password_limit(request: Request, actor: Actor) -> None:
 
     Raises: RateLimited (429)."""
     settings = get_settings(request)
-    session = ("account.password", f"session:{actor.session_id}", settings.rate_password_user)
-    await check_limit(request, *session)
+    await session_limit(
+        request,
+        actor,
+        "account.password",
+        settings.rate_password_user,
+        settings.rate_password_account,
+    )
+
+
+async def session_limit(
+    request: Request,
+    actor: Actor,
+    bucket: str,
+    session_rule: RateLimit,
+    account_rule: RateLimit,
+    conn: asyncpg.Connection | None = None,
+) -> None:
+    """Count a try in the actor's session's `bucket`, then, if it passed, in the
+    account's `<bucket>.all` (wider); a try the account's bucket refused is given back
+    to the session's (refused before any work: not spent).
+
+    Raises: RateLimited (429)."""
+    session = (bucket, f"session:{actor.session_id}", session_rule)
+    await check_limit(request, *session, conn)
     try:
-        await check_limit(
-            request, "account.password.all", str(actor.user_id), settings.rate_password_account
-        )
+        await check_limit(request, f"{bucket}.all", str(actor.user_id), account_rule, conn)
     except RateLimited:
         await give_back(request, [session])  # (refused, no argon2 work: not spent)
         raise

@@ -7,7 +7,7 @@ import asyncpg
 from fastapi import Request, Response
 from pydantic import BaseModel, Field
 
-from xfchat.api.deps import AppSettings, Conn, CurrentActor, Pool, check_limit, password_limit
+from xfchat.api.deps import AppSettings, Conn, CurrentActor, Pool, password_limit, session_limit
 from xfchat.api.models import Text
 from xfchat.api.routing import api_router
 from xfchat.domain import two_factor
@@ -48,13 +48,24 @@ class RecoveryCodesOut(BaseModel):
 async def code_limit(
     request: Request, actor: Actor, conn: asyncpg.Connection | None = None
 ) -> None:
-    """Codes are guessable: every one tried by a signed-in user counts in the account's
-    `auth.two_factor.signed_in` bucket (the same rule as the login's second step). Not
-    in `auth.two_factor`, which the login's codes from unfamiliar addresses spend: someone
-    with the password alone (what two-factor sign-in is for) could then keep the owner
-    from turning it off or deleting the account; this bucket they cannot reach."""
-    rule = request.app.state.settings.rate_two_factor_account
-    await check_limit(request, "auth.two_factor.signed_in", str(actor.user_id), rule, conn)
+    """Codes are guessable: every one tried by a signed-in user counts in their
+    session's `auth.two_factor.signed_in` bucket (the same rule as the login's second
+    step, XFCHAT_RATE_TWO_FACTOR_ACCOUNT), then in the account's
+    `auth.two_factor.signed_in.all` (XFCHAT_RATE_TWO_FACTOR_SIGNED_IN_ACCOUNT, wider),
+    as `password_limit` counts the password: a stolen token (turning it on asks no
+    password) cannot spend the owner's tries and keep them from changing the password.
+    Not in `auth.two_factor`, which the login's codes from unfamiliar addresses spend:
+    someone with the password alone (what two-factor sign-in is for) could then keep the
+    owner from turning it off or deleting the account; this bucket they cannot reach."""
+    settings = request.app.state.settings
+    await session_limit(
+        request,
+        actor,
+        "auth.two_factor.signed_in",
+        settings.rate_two_factor_account,
+        settings.rate_two_factor_signed_in_account,
+        conn,
+    )
 
 
 @router.get("")
