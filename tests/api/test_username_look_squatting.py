@@ -4,6 +4,7 @@ and the fold agrees with the index's SQL expression for every name of the alphab
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import random
 
@@ -12,6 +13,8 @@ import httpx
 import pytest
 
 from tests.factories import PASSWORD, MakeUser
+from tests.support import until_one_waits_for_a_lock
+from xfchat.db.queries import locks as locks_q
 from xfchat.db.queries import users as users_q
 from xfchat.domain import validation
 
@@ -81,3 +84,41 @@ async def test_a_rename_to_the_look_of_ones_own_name_is_not_refused_by_an_older_
         "/api/users/@me", headers=eve.headers, json={"username": "bob", "password": PASSWORD}
     )
     assert taken.status_code == 409 and taken.json()["code"] == "USERNAME_TAKEN"
+
+
+async def test_a_rename_to_its_own_look_sees_a_rename_that_let_the_look_go_meanwhile(
+    client: httpx.AsyncClient, make_user: MakeUser, db_url: str
+) -> None:
+    """bob asks to be `Bob` (his own look) while the look's lock is held; meanwhile a
+    rename of his to `bobby` commits and `b0b` is registered by another. Once the lock
+    is his, `Bob` reads as b0b's, not as his own name (bobby's): refused."""
+    bob = await make_user("bob")
+    holder = await asyncpg.connect(db_url)
+    other = await asyncpg.connect(db_url)
+    try:
+        held = holder.transaction()
+        await held.start()
+        look_key = locks_q.name_key(b"username-look", validation.username_look("Bob"))
+        await holder.execute("SELECT pg_advisory_xact_lock($1)", look_key)
+        renaming = asyncio.create_task(
+            client.patch(
+                "/api/users/@me",
+                headers=bob.headers,
+                json={"username": "Bob", "password": PASSWORD},
+            )
+        )
+        await until_one_waits_for_a_lock(other, renaming)
+        assert not renaming.done()
+        await other.execute("UPDATE users SET username = 'bobby' WHERE id = $1", bob.id)
+        await other.execute(
+            "INSERT INTO users (username, email, email_key, password_hash)"
+            " VALUES ('b0b', 'b0b@x.org', 'b0b@x.org', 'h')"
+        )
+        await held.rollback()
+        renamed = await renaming
+        assert renamed.status_code == 409 and renamed.json()["code"] == "USERNAME_TAKEN", (
+            renamed.text
+        )
+    finally:
+        await holder.close()
+        await other.close()

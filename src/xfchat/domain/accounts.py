@@ -108,21 +108,23 @@ async def claim_username_look(
     conn: asyncpg.Connection,
     username: str,
     user_id: UUID | None = None,
-    current: str | None = None,
 ) -> None:
     """Until the caller's transaction ends, hold the look of `username` (a capital I as
     l, case aside: validation.username_look), and refuse it when another account's name
     has it: `aIice` beside `alice` reads as alice. (Under the lock, two registrations of
     look-alikes at once cannot both pass; the unique index keeps exact names apart.)
-    A rename (`user_id`'s, whose name is `current`) to its own name's look is not
-    refused: it reads as the account's own name, as before, and another's name of that
-    look (taken before the fold counted it) was beside it already.
+    A rename (of `user_id`) to the look its name has is not refused: it reads as the
+    account's own name, as before, and another's name of that look (taken before the
+    fold counted it) was beside it already. (Its name read under the look's lock: a
+    rename of its own committed meanwhile, which let that look go, is seen.)
 
     Raises: Conflict (USERNAME_TAKEN)."""
     look = validation.username_look(username)
     await locks_q.lock_transaction(conn, key=locks_q.name_key(b"username-look", look))
-    if current is not None and validation.username_look(current) == look:
-        return
+    if user_id is not None:
+        own = await users_q.get_user(conn, user_id=user_id)
+        if own is not None and validation.username_look(own.username) == look:
+            return
     if await users_q.username_look_taken(conn, look=look, user_id=user_id):
         raise Conflict("that username is taken", code="USERNAME_TAKEN", field="username")
 

@@ -207,7 +207,7 @@ async def update_profile(
         if guarded and proof is None:
             raise password_needed()
         if username is not None:
-            await claim_username_look(conn, username, actor.user_id, current.username)
+            await claim_username_look(conn, username, actor.user_id)
         if display_name != current.display_name:  # (one stored before the rule stays)
             validation.check_not_everyone(
                 display_name, field="display_name", code="INVALID_DISPLAY_NAME"
