@@ -407,3 +407,21 @@ async def test_a_stolen_sessions_code_tries_leave_the_owner_a_password_change(
         "/api/users/@me/password", headers=owner.headers, json={**change, "code": codes[1]}
     )
     assert mine.status_code == 204, mine.text  # main: 429 auth.two_factor.signed_in
+
+
+async def test_a_code_refused_by_the_accounts_bucket_gives_back_on_the_routes_connection(
+    app_with: AppWith, make_user: MakeUser
+) -> None:
+    """Turning two-factor sign-in on counts its code on the connection the route holds;
+    the try the account's bucket refuses is given back to the session's on that one too,
+    not on a second connection taken while the first is held (the pool refuses that:
+    NestedAcquire, as under load every such request could wait for the others)."""
+    owner = await make_user()
+    client = await app_with(
+        rate_two_factor_account="5/300", rate_two_factor_signed_in_account="1/300"
+    )
+    url = f"{BASE}/enable"
+    first = await client.post(url, headers=owner.headers, json={"code": "000000"})
+    assert first.status_code == 400, first.text  # (TWO_FACTOR_NOT_SET_UP)
+    refused = await client.post(url, headers=owner.headers, json={"code": "000000"})
+    assert_limited(refused, 1, "auth.two_factor.signed_in.all")

@@ -251,8 +251,12 @@ async def session_limit(
     await check_limit(request, *session, conn)
     try:
         await check_limit(request, f"{bucket}.all", str(actor.user_id), account_rule, conn)
-    except RateLimited:
-        await give_back(request, [session])  # (refused, no argon2 work: not spent)
+    except RateLimited:  # (refused before any work: not spent)
+        if conn is None:
+            await give_back(request, [session])
+        else:  # (on the caller's connection: no second one taken while it is held)
+            limiter: RateLimiter = request.app.state.limiter
+            await limiter.give_back(conn, session[0], session[1])
         raise
 
 
