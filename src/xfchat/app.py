@@ -36,6 +36,7 @@ from xfchat.api import (
     users,
     voice,
     web,
+    webhooks,
 )
 from xfchat.api.cors import Cors
 from xfchat.api.edge import EdgeMiddleware
@@ -289,5 +290,6 @@ def _include_routers(app: FastAPI) -> None:
         channels.router,
         voice.router,
         search.router,
+        webhooks.router,
     ):
         add_routes(app, router)  # (not include_router: api/routing.py says why)

@@ -305,6 +305,14 @@ class Settings(DatabaseSettings):
     rate_messages_user: RateLimitSetting = Field(
         default=RateLimit(10, 10), validation_alias=_env("XFCHAT_RATE_MESSAGES_USER")
     )
+    # Webhook executions (README, "Webhooks"): per webhook (Discord's 30 a minute),
+    # counted with the message; per client address, counted first, wrong tokens too.
+    rate_webhook: RateLimitSetting = Field(
+        default=RateLimit(30, 60), validation_alias=_env("XFCHAT_RATE_WEBHOOK")
+    )
+    rate_webhook_ip: RateLimitSetting = Field(
+        default=RateLimit(60, 60), validation_alias=_env("XFCHAT_RATE_WEBHOOK_IP")
+    )
     # Typing signals per user and channel: each goes to everyone who sees the channel,
     # and one lasts 10 s (the browser client sends one every 8 s at most while typing).
     rate_typing_user: RateLimitSetting = Field(

@@ -33,6 +33,7 @@ from xfchat.domain.email_keys import Rekeyed, rekey_emails
 
 EXPECTED_TABLES = {
     "users",
+    "webhooks",
     "media",
     "files",
     "file_chunks",
@@ -724,6 +725,7 @@ async def test_a_revert_that_destroys_data_is_refused_unless_told_so(db_url: str
             "0042_direct_opened_by",
             "0060_audit_log_diff",
             "0062_notification_settings",
+            "0064_webhooks",
         ]
         with pytest.raises(MigrationError, match="nothing reverted: .*0025_direct_message_policy"):
             await migrator.revert(len(newer))

@@ -4,7 +4,7 @@ table is generated from them, and the API's response models reuse them."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, NotRequired
 
 from typing_extensions import TypedDict
 
@@ -17,6 +17,9 @@ class AuthorPayload(TypedDict):
     display_name: str | None
     avatar_url: str | None
     deleted: bool  # the account was deleted since (as its public profile says)
+    # A webhook's message: true, and the author is the webhook's name and avatar as the
+    # message was posted (id: the webhook's; `deleted`: the webhook was deleted since)
+    bot: NotRequired[bool]
 
 
 class PublicUserPayload(TypedDict):
@@ -69,6 +72,7 @@ class MessagePayload(TypedDict):
     seq: int
     kind: str  # default; pin: "X pinned a message" (reply_to_id: the message)
     author: AuthorPayload | None
+    webhook_id: str | None  # the webhook that posted it (None: a user, or deleted since)
     content: str
     created_at: str
     edited_at: str | None

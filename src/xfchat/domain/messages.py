@@ -24,6 +24,7 @@ from xfchat.db.queries import messages as q
 from xfchat.db.queries import roles as roles_q
 from xfchat.db.queries import servers as servers_q
 from xfchat.db.queries import users as users_q
+from xfchat.db.queries import webhooks as webhooks_q
 from xfchat.domain.access import (
     MESSAGE_KINDS,
     ChannelAccess,
@@ -97,12 +98,26 @@ def author_json(
     }
 
 
+def webhook_author(webhook_id: UUID | None, name: str, avatar_url: str | None) -> AuthorPayload:
+    """A webhook's message's author: the name and avatar it was posted with, as a bot
+    (id: the webhook's; once the webhook is deleted, the nil id and `deleted`)."""
+    return {
+        "id": str(webhook_id or UUID(int=0)),
+        "username": name,
+        "display_name": name,
+        "avatar_url": avatar_url,
+        "deleted": webhook_id is None,
+        "bot": True,
+    }
+
+
 def message_json(
     row: q.MessageRow,
     author: AuthorPayload | None,
     reactions: list[ReactionPayload] | None = None,
     reply_to: ReplyPreviewPayload | None = None,
     attachments: list[AttachmentPayload] | None = None,
+    webhook_id: UUID | None = None,
 ) -> MessagePayload:
     deleted = row.deleted_at is not None
     return {
@@ -111,6 +126,7 @@ def message_json(
         "seq": row.seq,
         "kind": row.kind,
         "author": author,
+        "webhook_id": str(webhook_id) if webhook_id else None,
         "content": row.content,
         "created_at": row.created_at.isoformat(),
         "edited_at": row.edited_at.isoformat() if row.edited_at else None,
@@ -131,14 +147,25 @@ def message_json(
 
 
 def view_json(row: q.MessageViewRow) -> MessagePayload:
-    author = author_json(
-        row.author_id,
-        row.author_username,
-        row.author_display_name,
-        row.author_avatar_url,
-        row.author_deleted,
+    author = (
+        webhook_author(row.webhook_id, row.webhook_name, row.webhook_avatar_url)
+        if row.webhook_name is not None
+        else author_json(
+            row.author_id,
+            row.author_username,
+            row.author_display_name,
+            row.author_avatar_url,
+            row.author_deleted,
+        )
     )
-    return message_json(row, author, row.reactions, row.reply_to, row.attachments)  # type: ignore[arg-type]
+    return message_json(
+        row,
+        author,
+        row.reactions,  # type: ignore[arg-type]
+        row.reply_to,  # type: ignore[arg-type]
+        row.attachments,  # type: ignore[arg-type]
+        row.webhook_id,
+    )
 
 
 def check_content(content: str, *, files: bool = False) -> str:
@@ -343,6 +370,10 @@ async def edit_message(
         row = found
         if target is not None and target > message_id:
             await q.lock_message_shared(conn, message_id=target)
+        if row.author_id is None and await webhooks_q.get_message_webhook(
+            conn, message_id=message_id
+        ):
+            raise Forbidden("nobody edits a webhook's message", code="WEBHOOK_MESSAGE")
         if row.author_id != actor.user_id:
             raise Forbidden("only the author edits a message", code="NOT_MESSAGE_AUTHOR")
         if looks_empty(content) and not await attachments_q.has_attachments(

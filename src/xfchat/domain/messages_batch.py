@@ -24,6 +24,17 @@ from xfchat.errors import BadRequest, XFChatError
 from xfchat.settings import RateLimit
 
 
+@dataclass(frozen=True)
+class WebhookPost:
+    """A send by a webhook (domain/webhooks_execute.py): no account behind it. The
+    actor of its SendRequest is the webhook's id under no session, which the batch
+    never looks up: the token was checked in the batch's own transaction."""
+
+    webhook_id: UUID
+    name: str  # the name and avatar this message is posted with
+    avatar_url: str | None
+
+
 @dataclass
 class SendRequest:
     actor: Actor
@@ -44,6 +55,7 @@ class SendRequest:
     future: asyncio.Future[SendResult] = field(init=False, repr=False, compare=False)
     deadline: float = 0.0  # loop time by which it must be answered (set when queued)
     started: bool = False  # its batch's transaction has begun: its outcome is the batch's
+    webhook: WebhookPost | None = None  # posted by a webhook (actor: none of the users)
 
 
 def check_nonce(nonce: str | None) -> None:
@@ -57,7 +69,8 @@ def refusals(facts: list[AccessFacts], reqs: list[SendRequest]) -> dict[UUID, XF
     facts read for the batch: SEND_MESSAGES, ATTACH_FILES for one who sends files, and
     a channel that takes messages."""
     by_user = {f.user_id: f for f in facts}
-    attaching = {r.actor.user_id for r in reqs if r.attachments}
+    reqs = [r for r in reqs if r.webhook is None]  # (its channel was checked when its
+    attaching = {r.actor.user_id for r in reqs if r.attachments}  # token was)
     denied: dict[UUID, XFChatError | None] = {
         a: refusal(
             by_user[a],
@@ -154,9 +167,14 @@ class Pings:
 
     def of(self, req: SendRequest, named: list[UUID]) -> Mentions:
         users = [u for u in named if u in self.viewers]
-        if not self.in_server:
+        if not self.in_server and req.webhook is None:  # (a webhook's is a server's)
             return Mentions(users, False, [])
-        perms = facts_permissions(self.by_user[req.actor.user_id])
+        # A webhook holds no permission: never @everyone/@here, only mentionable roles.
+        perms = (
+            Permission(0)
+            if req.webhook is not None
+            else facts_permissions(self.by_user[req.actor.user_id])
+        )
         return Mentions(users, *loud_mentions(req.content, perms, self.roles))
 
 
@@ -172,7 +190,7 @@ def drafts(
             id=r.message_id,
             channel_id=channel_id,
             seq=0,
-            author_id=r.actor.user_id,
+            author_id=None if r.webhook is not None else r.actor.user_id,
             kind="default",
             content=r.content,
             nonce=r.nonce,
@@ -193,6 +211,7 @@ def drafts(
             r.author,
             reply_to=previews.get(r.reply_to_id) if r.reply_to_id else None,  # type: ignore[arg-type]
             attachments=[attachment_json(d) for d in r.attachments],
+            webhook_id=r.webhook.webhook_id if r.webhook is not None else None,
         )
         for row, (r, _) in zip(rows, new, strict=True)
     ]

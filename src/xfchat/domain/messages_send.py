@@ -27,6 +27,7 @@ from xfchat.db.queries import attachments as attachments_q
 from xfchat.db.queries import locks as locks_q
 from xfchat.db.queries import messages as q
 from xfchat.db.queries import messages_send as send_q
+from xfchat.db.queries import webhooks as webhooks_q
 from xfchat.db.queries.access import AccessFacts, facts_from_json
 from xfchat.domain.access import (
     channel_not_found,
@@ -108,7 +109,7 @@ async def write_batch(
     mentions = {id(r): mentioned_ids(r.content) for r in reqs}
     buckets = Buckets(reqs)
     with_nonce = [r for r in reqs if r.nonce]
-    authors = list(dict.fromkeys(r.actor.user_id for r in reqs))
+    authors = list(dict.fromkeys(r.actor.user_id for r in reqs if r.webhook is None))
     state = await send_q.prepare_send_batch(
         conn,
         channel_id=channel_id,
@@ -116,7 +117,7 @@ async def write_batch(
         # (in id order: they are share-locked one by one, and a bulk deletion locks so)
         reply_ids=sorted({r.reply_to_id for r in reqs if r.reply_to_id}),
         ids=[r.message_id for r in reqs if r.client_chose_id],
-        nonce_authors=[r.actor.user_id for r in with_nonce],
+        nonce_authors=[r.actor.user_id for r in with_nonce],  # (a webhook's has none)
         nonces=[r.nonce for r in with_nonce if r.nonce],
         buckets=buckets.order,
         periods=buckets.periods(),
@@ -141,7 +142,8 @@ async def write_batch(
     decisions: list[list[Decision]] = []
     for i, fate in enumerate(fates):
         # Slowmode first: a send it refuses is not counted in the rate limits either.
-        waited = slow.refusal(reqs[i].actor.user_id) if fate is None else None
+        user = reqs[i].webhook is None  # (slowmode is a member's; a webhook has its limit)
+        waited = slow.refusal(reqs[i].actor.user_id) if fate is None and user else None
         decisions.append(buckets.judge(counts, i, count=fate is None and waited is None))
         limited = next((d for d in decisions[i] if not d.allowed), None)
         if isinstance(fate, XFChatError):
@@ -152,7 +154,8 @@ async def write_batch(
             outcomes[i] = waited
         elif fate is None:
             inserting.append(i)
-            slow.sent(reqs[i].actor.user_id)
+            if user:
+                slow.sent(reqs[i].actor.user_id)
     bodies: dict[str, MessagePayload] = {}
     if inserting:
         previews = {UUID(p["id"]): p for p in state.replyable}
@@ -282,6 +285,9 @@ def _sort_out(
         )
 
     for i, r in enumerate(reqs):
+        if r.webhook is not None:  # (no id of its own choosing, no nonce, no reply)
+            fates.append(None)
+            continue
         old = by_id.get(str(r.message_id)) if r.client_chose_id else None
         stored_nonce = by_nonce.get((str(r.actor.user_id), r.nonce)) if r.nonce else None
         mate_nonce = claimed_nonce.get((r.actor.user_id, r.nonce)) if r.nonce else None
@@ -346,7 +352,7 @@ async def _insert(
         channel_id=channel_id,
         created_at=now,
         ids=[row.id for row in rows],
-        author_ids=[r.actor.user_id for r, _ in new],
+        author_ids=[row.author_id for row in rows],  # (None: a webhook's)
         contents=[row.content for row in rows],
         nonces=[row.nonce for row in rows],
         reply_to_ids=[row.reply_to_id for row in rows],
@@ -359,6 +365,15 @@ async def _insert(
     )
     for offset, body in enumerate(bodies):
         body["seq"] = last - len(bodies) + 1 + offset
+    posted = [(r.message_id, r.webhook) for r, _ in new if r.webhook is not None]
+    if posted:
+        await webhooks_q.set_message_webhooks(
+            conn,
+            message_ids=[m for m, _ in posted],
+            webhook_ids=[w.webhook_id for _, w in posted],
+            names=[w.name for _, w in posted],
+            avatar_urls=[w.avatar_url for _, w in posted],
+        )
     for r, _ in new:
         if r.attachments:
             await _insert_attachments(conn, channel_id, r.message_id, r.attachments)

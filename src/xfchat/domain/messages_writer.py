@@ -193,7 +193,7 @@ class MessageWriter:
             )
 
     async def write_beside(
-        self, author_id: UUID, write: Callable[[], Awaitable[SendResult]]
+        self, author_id: UUID | None, write: Callable[[], Awaitable[SendResult]]
     ) -> SendResult:
         """A send written outside the queues (one with files, a transaction of its own),
         under the rules every send keeps: refused while the server stops, answered
@@ -209,8 +209,8 @@ class MessageWriter:
         except TimeoutError:
             self.refused += 1
             raise _maybe_stored() from None
-        if result.created and self.on_sent is not None:
-            self.on_sent(author_id, 1)
+        if result.created and self.on_sent is not None and author_id is not None:
+            self.on_sent(author_id, 1)  # (None: a webhook's, which no user's usage counts)
         return result
 
     @contextlib.asynccontextmanager

@@ -31,6 +31,7 @@ class Permission(enum.IntFlag):
     MANAGE_SERVER = 1 << 20
     VIEW_AUDIT_LOG = 1 << 21
     MODERATE_MEMBERS = 1 << 22
+    MANAGE_WEBHOOKS = 1 << 23
     ADMINISTRATOR = 1 << 40
 
 

@@ -36,7 +36,12 @@ SEARCH_CONFIG_OF_2 = _SEARCH_CONFIG_OF % 2
 REPLY_PREVIEW_OBJECT = f"""
     json_build_object(
         'id', rm.id,
-        'author', CASE WHEN rm.author_id IS NULL THEN NULL ELSE json_build_object(
+        'author', CASE WHEN rm.webhook_name IS NOT NULL THEN json_build_object(
+            'id', COALESCE(rm.webhook_id, '00000000-0000-0000-0000-000000000000'::uuid),
+            'username', rm.webhook_name, 'display_name', rm.webhook_name,
+            'avatar_url', rm.webhook_avatar_url, 'deleted', rm.webhook_id IS NULL,
+            'bot', true)
+        WHEN rm.author_id IS NULL THEN NULL ELSE json_build_object(
             'id', rm.author_id, 'username', ru.username,
             'display_name', ru.display_name, 'avatar_url', ru.avatar_url,
             'deleted', ru.deleted_at IS NOT NULL) END,
@@ -69,7 +74,8 @@ MESSAGE_VIEW = f"""
                                ORDER BY rc.first_at, rc.emoji)
                FROM reaction_counts rc WHERE rc.message_id = m.id
            ), '[]'::json) AS reactions,
-           {ATTACHMENTS_JSON} AS attachments
+           {ATTACHMENTS_JSON} AS attachments,
+           m.webhook_id, m.webhook_name, m.webhook_avatar_url
     FROM messages m JOIN channels mc ON mc.id = m.channel_id
          LEFT JOIN users u ON u.id = m.author_id
 """
@@ -103,6 +109,9 @@ class MessageViewRow(MessageRow):
     reply_to: dict[str, Any] | None
     reactions: list[dict[str, Any]]
     attachments: list[dict[str, Any]]
+    webhook_id: UUID | None  # a webhook's message (migration 0064): who posted it, as
+    webhook_name: str | None  # what name
+    webhook_avatar_url: str | None  # and avatar
 
 
 @dataclass(frozen=True)

@@ -186,7 +186,7 @@ async def insert_messages_and_events(
     channel_id: UUID,
     created_at: datetime,
     ids: list[UUID],
-    author_ids: list[UUID],
+    author_ids: list[UUID | None],
     contents: list[str],
     nonces: list[str | None],
     reply_to_ids: list[UUID | None],
