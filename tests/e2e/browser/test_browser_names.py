@@ -102,3 +102,25 @@ async def test_who_reacted_counts_those_past_the_first_25(site: Site, browsers: 
         "title",
         re.compile(r"^(\u2068fan\d\d\u2069, ){24}\u2068fan\d\d\u2069 and 2 more reacted with 👍$"),
     )
+
+
+async def test_a_webhook_message_shows_its_name_and_a_bot_tag(
+    site: Site, browsers: Browsers
+) -> None:
+    async with api_as(site.base, "alice") as alice_api:
+        made = await alice_api.post(f"/api/channels/{GENERAL}/webhooks", json={"name": "CI"})
+        assert made.status_code == 201, made.text
+        hook = made.json()
+    async with httpx.AsyncClient(base_url=site.base, timeout=10) as anonymous:
+        posted = await anonymous.post(
+            f"/api/webhooks/{hook['id']}/{hook['token']}",
+            json={"content": "build 42 passed", "username": "Nightly"},
+        )
+        assert posted.status_code == 201, posted.text
+    alice = await browsers.logged_in(site.base, "alice", DESKTOP)
+    log = await open_channel(alice, "general")
+    posted_row = message(log, "build 42 passed")
+    await expect(posted_row.locator(".msg-author")).to_have_text("Nightly")
+    await expect(posted_row.locator(".bot-tag")).to_have_text("BOT")
+    await say(alice, "thanks CI")
+    await expect(message(log, "thanks CI").locator(".bot-tag")).to_have_count(0)

@@ -25,6 +25,7 @@ export const P = {
   MANAGE_SERVER: 1n << 20n,
   VIEW_AUDIT_LOG: 1n << 21n,
   MODERATE_MEMBERS: 1n << 22n,
+  MANAGE_WEBHOOKS: 1n << 23n,
   ADMINISTRATOR: 1n << 40n,
 };
 const ALL = Object.values(P).reduce((a, b) => a | b, 0n);

@@ -470,6 +470,7 @@ export class ChatView {
       }
       const head =
         !prev || prev.author.id !== m.author.id || m.reply_to || m.kind !== "default" || prev.kind !== "default" ||
+        (m.author.bot && (prev.author.username !== m.author.username || prev.author.avatar_url !== m.author.avatar_url)) || // (a webhook's per-message name)
         new Date(m.created_at) - new Date(prev.created_at) > GROUP_GAP_MS;
       items.push(keep(`msg ${m.id}`, messageSig(m, head, ctx), () => this.lighted(renderMessage(m, head, ctx), m.id), m));
       prev = m;

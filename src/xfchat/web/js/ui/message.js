@@ -238,6 +238,8 @@ export function renderMessage(m, head, ctx) {
           "div",
           { class: "msg-head" },
           h("span", { class: "msg-author", style: roleColor(ctx, m.author.id) ? `color:${roleColor(ctx, m.author.id)}` : null }, nameEl(ctx.name(m.author))),
+          // (a webhook's message: its name and avatar as posted, and a tag saying no person wrote it)
+          m.author.bot ? h("span", { class: "bot-tag", title: "Posted by a webhook" }, "BOT") : null,
           h("time", { class: "msg-time", datetime: m.created_at, title: fmtFull(m.created_at) }, fmtTime(m.created_at)),
         )
       : // (a message under others of its author's shows no name: a screen reader, reaching
