@@ -10,9 +10,11 @@ from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 
 from tests import factories
 from tests.factories import Community, MakeUser, TestUser, community, override, role
+from xfchat.domain import webhooks
 from xfchat.domain.permissions import Permission as P
 
 AppWith = Callable[..., Awaitable[httpx.AsyncClient]]
@@ -283,3 +285,43 @@ async def test_webhooks_per_channel_are_limited_and_go_with_their_channel(
     assert left == 0
     after = await _post(client, hooks[0], content="again")
     assert after.status_code == 404 and after.json()["code"] == "WEBHOOK_NOT_FOUND"
+
+
+async def test_a_server_holds_at_most_its_limit_of_webhooks(
+    client: httpx.AsyncClient, make_user: MakeUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    srv, ann, _mod, _ben = await _setup(client, make_user)
+    room = (await factories.server_channel(client, srv, ann, "builds"))["id"]
+    monkeypatch.setattr(webhooks, "MAX_PER_SERVER", 2)
+    await _make(client, ann, srv.general)
+    await _make(client, ann, room)
+    full = await client.post(
+        f"/api/channels/{room}/webhooks", headers=ann.headers, json={"name": "third"}
+    )
+    assert full.status_code == 403 and full.json()["code"] == "TOO_MANY_WEBHOOKS"
+
+
+async def test_moving_a_webhook_needs_manage_webhooks_in_both_channels(
+    client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
+) -> None:
+    srv, ann, mod, _ben = await _setup(client, make_user)
+    room = (await factories.server_channel(client, srv, ann, "builds"))["id"]
+    denied = await override(client, ann, room, "member", mod.id, deny=int(P.MANAGE_WEBHOOKS))
+    assert denied.status_code in (200, 204), denied.text
+    hook = await _make(client, mod, srv.general)
+    url = f"/api/webhooks/{hook['id']}"
+    refused = await client.patch(url, headers=mod.headers, json={"channel_id": room})
+    assert refused.status_code == 403 and refused.json()["code"] == "MISSING_PERMISSIONS"
+    moved = await client.patch(url, headers=ann.headers, json={"channel_id": room})
+    assert moved.status_code == 200 and moved.json()["channel_id"] == room
+    posted = (await _post(client, hook, content="now here")).json()
+    assert posted["channel_id"] == room
+    async with pool.acquire() as conn:
+        diff = await conn.fetchval(
+            "SELECT diff FROM audit_log WHERE action = 'webhook.updated' AND target_id = $1",
+            uuid.UUID(hook["id"]),
+        )
+    assert srv.general in str(diff) and room in str(diff)
+    # (nor can mod touch it any more: it is in a channel where they lack the permission)
+    gone = await client.delete(url, headers=mod.headers)
+    assert gone.status_code == 403
