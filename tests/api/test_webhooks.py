@@ -325,3 +325,31 @@ async def test_moving_a_webhook_needs_manage_webhooks_in_both_channels(
     # (nor can mod touch it any more: it is in a channel where they lack the permission)
     gone = await client.delete(url, headers=mod.headers)
     assert gone.status_code == 403
+
+
+async def test_the_audit_log_shows_webhook_entries_but_not_of_hidden_channels(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    srv, ann, _mod, ben = await _setup(client, make_user)
+    await role(client, srv, ann, "auditors", int(P.VIEW_AUDIT_LOG), ben)
+    secret = (await factories.server_channel(client, srv, ann, "secret"))["id"]
+    hidden = await override(client, ann, secret, "member", ben.id, deny=int(P.VIEW_CHANNEL))
+    assert hidden.status_code in (200, 204), hidden.text
+    seen_hook = await _make(client, ann, srv.general)
+    moved = await _make(client, ann, secret)
+    patched = await client.patch(
+        f"/api/webhooks/{moved['id']}", headers=ann.headers, json={"channel_id": srv.general}
+    )
+    assert patched.status_code == 200, patched.text
+
+    async def entries(who: TestUser, action: str) -> list[str]:
+        got = await client.get(
+            srv.url("/audit-log"), params={"action": action}, headers=who.headers
+        )
+        assert got.status_code == 200, got.text
+        return [e["target_id"] for e in got.json()]
+
+    assert await entries(ann, "webhook.created") == [moved["id"], seen_hook["id"]]
+    assert await entries(ben, "webhook.created") == [seen_hook["id"]]
+    assert await entries(ann, "webhook.updated") == [moved["id"]]
+    assert await entries(ben, "webhook.updated") == []  # (its diff names the hidden channel)

@@ -460,6 +460,10 @@ async def _readable(
             # left out, as about a channel one cannot see.
             if r.changes.get("from_channel_id") not in seen:
                 continue
+        if r.action == "webhook.updated" and any(
+            d.get("key") == "channel_id" and d.get("old_value") not in seen for d in r.diff or []
+        ):
+            continue  # (a move out of a channel hidden from the reader tells of it)
         if r.action in ("channel.created", "channel.updated"):
             # (a category it was made in, moved out of or into, hidden from the reader,
             # is not named: not as a new value, nor as an old one)
@@ -482,6 +486,7 @@ AUDIT_ACTIONS = (
     " override.updated override.deleted member.updated member.timed_out member.kicked"
     " member.banned member.unbanned member.role_added member.role_removed member.voice_updated"
     " invite.created invite.deleted message.deleted message.bulk_deleted"
+    " webhook.created webhook.updated webhook.deleted webhook.token_reset"
 ).split()
 
 
