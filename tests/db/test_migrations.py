@@ -726,6 +726,7 @@ async def test_a_revert_that_destroys_data_is_refused_unless_told_so(db_url: str
             "0060_audit_log_diff",
             "0062_notification_settings",
             "0064_webhooks",
+            "0065_server_default_notifications",
         ]
         with pytest.raises(MigrationError, match="nothing reverted: .*0025_direct_message_policy"):
             await migrator.revert(len(newer))

@@ -22,6 +22,7 @@ SERVER_FIELDS = (
     "member_count",
     "created_at",
     "search_language",
+    "default_notifications",
 )
 CAP = 100  # unread and mention counts stop here
 

@@ -151,7 +151,13 @@ async def test_a_client_folding_every_event_ends_where_rest_is(
         api.put(f"/api/channels/{secret}/overrides/role/{srv.everyone_role}", headers=a, json=deny)
     )
     await say(api, ann, secret, f"hush <@&{mods}>")
-    await ok(api.patch(srv.url(), headers=a, json={"name": "renamed", "description": "d"}))
+    await ok(
+        api.patch(
+            srv.url(),
+            headers=a,
+            json={"name": "renamed", "description": "d", "default_notifications": "mentions"},
+        )
+    )
     await ok(api.patch(f"/api/channels/{staff}", headers=a, json={"topic": "t"}))
     await ok(api.patch(srv.url("/channels"), headers=a, json=[{"id": staff, "position": 0}]))
     await ok(api.patch("/api/users/@me", headers=ben.headers, json={"display_name": "Ben B"}))

@@ -30,7 +30,8 @@ class NotificationSettingIn(BaseModel):
 @router.get("", response_model=list[NotificationSettingPayload])
 async def get_notification_settings(actor: CurrentActor, conn: Conn) -> Response:
     """Your notification settings (at most 1,000), in the order last set. With none, a
-    conversation is `all`, a server channel follows its server's, a server is `all`."""
+    conversation is `all`, a server channel follows your server's setting, a server its
+    `default_notifications` (`all` unless its managers chose `mentions`)."""
     return JSONResponse(await ns.list_notification_settings(conn, actor))
 
 

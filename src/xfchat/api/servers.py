@@ -6,7 +6,7 @@ UTF-8; control characters dropped): it is written to the audit log with the chan
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import unquote
 from uuid import UUID
 
@@ -69,6 +69,11 @@ class ServerPatchIn(BaseModel):
     description: Text | None = Field(default=None, max_length=4096, json_schema_extra=DESCRIPTION)
     icon_url: Text | None = Field(default=None, max_length=2048)
     search_language: Text | None = Field(default=None, max_length=64)
+    default_notifications: Literal["all", "mentions"] | None = Field(
+        default=None,
+        description="what members with no setting of their own are notified of: all or "
+        "mentions (clients decide; README, Notification settings)",
+    )
 
 
 class TransferIn(BaseModel):
@@ -122,7 +127,8 @@ async def patch_server(
     conn: Conn,
     reason: AuditReason,
 ) -> Response:
-    """Rename, describe or set the icon (MANAGE_SERVER). Upload the icon with
+    """Rename, describe, set the icon, the search language or the default notification
+    level (MANAGE_SERVER). Upload the icon with
     POST /api/media and pass its URL. A change of nothing (no field, or each as it is)
     answers the server and is neither audited nor told."""
     fields = body.model_dump(exclude_unset=True)

@@ -298,6 +298,8 @@ class ServerPayload(TypedDict):
     member_count: int
     created_at: str
     search_language: str  # what its messages are stemmed in (README, "Search")
+    # its members' notification level where they set none (README, "Notification settings")
+    default_notifications: Literal["all", "mentions"]
 
 
 class MemberPayload(TypedDict):

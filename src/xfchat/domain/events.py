@@ -361,7 +361,11 @@ SERVER_LEFT = EventType(
     targets=_left,
 )
 SERVER_UPDATED = EventType(
-    "server.updated", S, ServerPayload, "A server's name, description, icon or owner changed."
+    "server.updated",
+    S,
+    ServerPayload,
+    "A server's name, description, icon, search language, default notification level"
+    " or owner changed.",
 )
 CHANNELS_REVEALED = EventType(
     "channel.revealed",

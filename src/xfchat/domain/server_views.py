@@ -49,6 +49,7 @@ def server_json(row: q.ServerRow) -> ServerPayload:
         "member_count": row.member_count,
         "created_at": row.created_at.isoformat(),
         "search_language": row.search_language,
+        "default_notifications": "mentions" if row.default_notifications == "mentions" else "all",
     }
 
 

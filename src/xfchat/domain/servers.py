@@ -61,7 +61,11 @@ MAX_NAME = 100
 MAX_DESCRIPTION = 1024
 MAX_REASON = 512
 # (what a server.updated entry's diff may name: what PATCH changes)
-SERVER_FIELDS = ("name", "description", "icon_url", "search_language")
+SERVER_FIELDS = ("name", "description", "icon_url", "search_language", "default_notifications")
+# A server's default notification level: what its members' clients notify them of where
+# neither the channel nor the server has a setting of theirs (README, "Notification
+# settings"); `nothing` is a member's own choice, never a server's.
+DEFAULT_NOTIFICATIONS = ("all", "mentions")
 DEFAULT_CHANNEL = "general"
 
 
@@ -225,7 +229,8 @@ async def update_server(
     reason: str | None,
     count_reindex: Callable[[asyncpg.Connection], Awaitable[object]] | None = None,
 ) -> ServerPayload:
-    """Change a server's name, description, icon URL or search language (MANAGE_SERVER). `fields` holds
+    """Change a server's name, description, icon URL, search language or default
+    notification level (MANAGE_SERVER). `fields` holds
     only what the client sent; a null description or icon clears it. A change of the
     language is first counted by `count_reindex`, in the transaction (one that fails
     is not counted), which raises to refuse it. A change of nothing (each field as it
@@ -252,6 +257,13 @@ async def update_server(
             code="INVALID_SEARCH_LANGUAGE",
             field="search_language",
         )
+    default = fields.get("default_notifications")
+    if "default_notifications" in fields and default not in DEFAULT_NOTIFICATIONS:
+        raise BadRequest(
+            "default_notifications is all or mentions",
+            code="VALIDATION_ERROR",
+            field="default_notifications",
+        )
     async with conn.transaction():
         access = await access_server(
             conn, actor, server_id, need=Permission.MANAGE_SERVER, lock=True
@@ -267,6 +279,7 @@ async def update_server(
             "description": description or None,
             "icon_url": icon,
             "search_language": language,
+            "default_notifications": default,
         }
         if all(stored[k] == getattr(before, k) for k in SERVER_FIELDS if k in fields):
             return server_json(before)  # changes nothing: none written, none told
@@ -281,6 +294,7 @@ async def update_server(
             icon_url=fields.get("icon_url"),
             clear_icon_url="icon_url" in fields and fields["icon_url"] is None,
             search_language=language,
+            default_notifications=default,
         )
         assert row is not None
         if language is not None and language != before.search_language:

@@ -22,6 +22,7 @@ class ServerRow:
     updated_at: datetime
     member_count: int
     search_language: str
+    default_notifications: str  # 'all' | 'mentions': members' level with none of their own
 
 
 @dataclass(frozen=True)
@@ -38,13 +39,13 @@ class MemberRow:
 
 
 SERVER_COLUMNS = "id, name, owner_id, description, icon_url, created_at, updated_at"
-# (regconfig, read as its name)
-SERVER_LANGUAGE = "search_language::text AS search_language"
+# (the search language: a regconfig, read as its name)
+SERVER_SETTINGS = "search_language::text AS search_language, default_notifications"
 SERVER_COLUMNS_OF_S = ", ".join("s." + c.strip() for c in SERVER_COLUMNS.split(","))
 _SERVER_SELECT = f"""
     SELECT {SERVER_COLUMNS_OF_S},
            (SELECT count(*) FROM server_members m WHERE m.server_id = s.id) AS member_count,
-           s.{SERVER_LANGUAGE}
+           s.search_language::text AS search_language, s.default_notifications
     FROM servers s
 """
 MEMBER_SELECT = """
@@ -73,7 +74,7 @@ async def insert_server(
         f"""
         INSERT INTO servers (id, name, owner_id, description)
         VALUES (COALESCE($1, gen_random_uuid()), $2, $3, $4)
-        RETURNING {SERVER_COLUMNS}, 0::bigint AS member_count, {SERVER_LANGUAGE}
+        RETURNING {SERVER_COLUMNS}, 0::bigint AS member_count, {SERVER_SETTINGS}
         """,
         server_id,
         name,
@@ -130,6 +131,7 @@ async def update_server(
     clear_icon_url: bool = False,
     owner_id: UUID | None = None,
     search_language: str | None = None,
+    default_notifications: str | None = None,
 ) -> ServerRow | None:
     """Change the given fields (None keeps one, unless its clear flag is set)."""
     await conn.execute(
@@ -140,6 +142,7 @@ async def update_server(
             icon_url = CASE WHEN $6 THEN NULL ELSE COALESCE($5, icon_url) END,
             owner_id = COALESCE($7, owner_id),
             search_language = COALESCE($8::text::regconfig, search_language),
+            default_notifications = COALESCE($9, default_notifications),
             updated_at = now()
         WHERE id = $1
         """,
@@ -151,6 +154,7 @@ async def update_server(
         clear_icon_url,
         owner_id,
         search_language,
+        default_notifications,
     )
     return await get_server(conn, server_id=server_id)
 
