@@ -20,6 +20,7 @@ from tests.e2e.browser.client import (
     come_back,
     go_away,
     open_channel,
+    open_settings,
 )
 from tests.e2e.browser.conftest import Browsers, Site, log_in
 
@@ -268,3 +269,65 @@ async def test_a_muted_channel_notifies_of_mentions_by_nickname(
             sent = await bob.post(f"/api/channels/{GENERAL}/messages", json={"content": content})
             assert sent.status_code == 201, sent.text
     assert await notes_come(alice, 1) == [{"title": "Bobby (general)", "body": "@Alice look"}]
+
+
+async def test_a_server_defaulting_to_mentions_notifies_a_member_of_mentions_alone(
+    site: Site, browsers: Browsers
+) -> None:
+    """The owner sets the server's default to Only @mentions in its settings (Overview):
+    Charlie, who set nothing, is notified of a mention and not of a plain message; his
+    dialog names the default he falls back to; his own `all` for the server overrides
+    the default."""
+    charlie = await browsers.page(site.base)
+    await charlie.context.add_init_script(OBSERVE + ';window.__permission = "granted";')
+    await charlie.reload()
+    await log_in(charlie, "charlie")
+    await open_channel(charlie, "gaming")  # (#general, where Bob speaks, not on screen)
+
+    alice = await browsers.logged_in(site.base, "alice")
+    settings = await open_settings(alice)
+    notify = settings.get_by_label("Default notifications")
+    await expect(notify).to_have_value("all")
+    await notify.select_option(label="Only @mentions")
+    await settings.get_by_role("button", name="Save").click()
+    async with api_as(site.base, "alice") as mine:
+        while (await mine.get(f"/api/servers/{SERVER}")).json()["default_notifications"] != (
+            "mentions"
+        ):  # (the PATCH under way)
+            await asyncio.sleep(0.05)
+        log = await mine.get(f"/api/servers/{SERVER}/audit-log?action=server.updated")
+        assert log.json()[0]["diff"] == [
+            {"key": "default_notifications", "old_value": "all", "new_value": "mentions"}
+        ]
+
+    # Charlie's dialog shows the default he falls back to (told by server.updated).
+    channels = charlie.get_by_role("navigation", name="Channels")
+    await channels.get_by_role("button", name="Server notifications").click()
+    dialog = charlie.get_by_role("dialog", name="Notifications for this server")
+    await expect(dialog.get_by_role("group")).to_contain_text("default: Only @mentions")
+    await expect(dialog.get_by_role("radio", name="Only @mentions")).to_be_checked()
+    await dialog.get_by_role("button", name="Close").click()
+
+    async with api_as(site.base, "charlie") as him:
+        charlie_id = (await him.get("/api/users/@me")).json()["id"]
+        assert (await him.get("/api/users/@me/notification-settings")).json() == []
+    async with api_as(site.base, "bob") as bob:
+        for content in ("plain chatter", f"<@{charlie_id}> look"):
+            sent = await bob.post(f"/api/channels/{GENERAL}/messages", json={"content": content})
+            assert sent.status_code == 201, sent.text
+        assert await notes_come(charlie, 1) == [{"title": "Bob (general)", "body": "@Charlie look"}]
+
+        # His own All messages for the server overrides its default.
+        await channels.get_by_role("button", name="Server notifications").click()
+        await dialog.get_by_role("radio", name="All messages").check()
+        async with api_as(site.base, "charlie") as him:
+            while await _levels(him) != {SERVER: "all"}:  # (the PUT under way)
+                await asyncio.sleep(0.05)
+        await dialog.get_by_role("button", name="Close").click()
+        sent = await bob.post(f"/api/channels/{GENERAL}/messages", json={"content": "now you"})
+        assert sent.status_code == 201, sent.text
+    got = await notes_come(charlie, 2)
+    assert got == [
+        {"title": "Bob (general)", "body": "@Charlie look"},
+        {"title": "Bob (general)", "body": "now you"},
+    ]

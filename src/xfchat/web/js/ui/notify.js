@@ -19,14 +19,29 @@ const LEVELS = [
   ["nothing", "Nothing"],
 ];
 
+const LEVEL_NAMES = new Map(LEVELS);
+
+// A server's default level (its `default_notifications`, chosen by its managers): what
+// its channels notify of where you set nothing, of them or of it.
+export function serverDefault(server) {
+  return server && server.default_notifications === "mentions" ? "mentions" : "all";
+}
+
+// Your level for a server: your setting of it, else its default.
+function serverLevel(store, server) {
+  const ofServer = store.notifySettings.get(server.id);
+  return ofServer ? ofServer.level : serverDefault(server);
+}
+
 // The level in force for a channel and whether @everyone / @here count: its own
-// setting, else its server's, else `all` (a conversation: its own, else `all`).
+// setting, else yours of its server, else the server's default (a conversation: its
+// own, else `all`). (README, "Notification settings")
 export function effectiveLevel(store, channelId) {
   const server = store.serverOf(channelId);
   const own = store.notifySettings.get(channelId);
   const ofServer = server ? store.notifySettings.get(server.id) : null;
   return {
-    level: own ? own.level : ofServer ? ofServer.level : "all",
+    level: own ? own.level : server ? serverLevel(store, server) : "all",
     suppressEveryone: Boolean(ofServer && ofServer.suppress_everyone),
   };
 }
@@ -104,7 +119,15 @@ function permissionPart() {
 export function notifyDialog(app, kind, id, noun) {
   const store = app.store;
   const name = `notify-${Math.random().toString(36).slice(2)}`;
-  const fallback = kind === "server" || !store.serverOf(id) ? "all" : "the server's setting";
+  // What a reset falls back to: a server's default; a channel's, your server setting or
+  // else its server's default; a conversation's, all messages.
+  const fallback = () => {
+    const server = kind === "server" ? store.servers.get(id) : store.serverOf(id);
+    if (!server) return LEVEL_NAMES.get("all");
+    if (kind === "server") return LEVEL_NAMES.get(serverDefault(server));
+    const level = LEVEL_NAMES.get(serverLevel(store, server));
+    return store.notifySettings.get(server.id) ? `the server's setting, ${level}` : level;
+  };
   const save = async () => {
     const level = d.body.querySelector(`input[name="${name}"]:checked`)?.value;
     const suppress = d.body.querySelector(".notify-suppress");
@@ -129,23 +152,26 @@ export function notifyDialog(app, kind, id, noun) {
   // level and the switch, so each must be the one in force, not the one at opening).
   const shown = () => {
     const held = store.notifySettings.get(id);
-    const level = held ? held.level : kind === "channel" ? effectiveLevel(store, id).level : "all";
+    const server = kind === "server" ? store.servers.get(id) : null;
+    const level = held ? held.level : kind === "channel" ? effectiveLevel(store, id).level : serverDefault(server);
     return { level, suppress: Boolean(held && held.suppress_everyone) };
   };
   const { level: current, suppress: suppressed } = shown();
+  const legend = h("legend", null, `Notify me of (default: ${fallback()})`);
   const choices = h(
     "fieldset",
     { class: "notify-levels" },
-    h("legend", null, `Notify me of (default: ${fallback})`),
+    legend,
     LEVELS.map(([value, text]) => h("label", null, h("input", { type: "radio", name, value, checked: value === current, onchange: save }), ` ${text}`)),
   );
   const suppress = kind === "server" ? h("label", null, h("input", { type: "checkbox", class: "notify-suppress", checked: suppressed, onchange: save }), " Suppress @everyone and @here") : null;
   const sync = () => {
     const now = shown();
+    legend.textContent = `Notify me of (default: ${fallback()})`;
     for (const input of choices.querySelectorAll("input")) input.checked = input.value === now.level;
     if (suppress) suppress.querySelector("input").checked = now.suppress;
   };
-  const off = [store.on("notify", sync), store.on("all", sync)];
+  const off = [store.on("notify", sync), store.on("all", sync), store.on("servers", sync)];
   const d = dialog(`Notifications for this ${noun}`, [choices, suppress, permissionPart(), h("button", { class: "btn", type: "button", onclick: reset }, "Reset to default")], { onClose: () => off.forEach((stop) => stop()) });
   d.body.querySelector("input:checked")?.focus();
 }

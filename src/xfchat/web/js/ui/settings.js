@@ -7,6 +7,13 @@ import { h, replace, morph, tabbedDialog, displayName, nameEl, fmtFull, duration
 import { P, PERMISSION_NAMES, label, has, channelPermissions, managesChannels, serverPermissions } from "../perms.js";
 import { loadMembers } from "./members.js";
 import { sortedChannels } from "./sidebar.js";
+import { serverDefault } from "./notify.js";
+
+// A server's default notification levels (a member's own may also be "Nothing").
+const DEFAULT_LEVELS = [
+  ["all", "All messages"],
+  ["mentions", "Only @mentions"],
+];
 
 const TABS = [
   ["overview", "Overview", P.MANAGE_SERVER],
@@ -172,14 +179,27 @@ class Settings {
     replace(
       this.panel,
       h("h3", null, "Overview"),
-      this.form("overview", [s.name, s.description], () => {
+      this.form("overview", [s.name, s.description, serverDefault(s)], () => {
         const name = h("input", { id: "srv-name", value: s.name, maxlength: 100, required: true });
         const desc = h("textarea", { id: "srv-desc", maxlength: 1024, rows: 3, value: s.description || "" });
+        // What members who set nothing are notified of (Discord's "Default Notification
+        // Settings"); sent only when changed, so a rename does not audit it.
+        const notify = h(
+          "select",
+          { id: "srv-notify" },
+          DEFAULT_LEVELS.map(([value, text]) => h("option", { value, selected: value === serverDefault(s) }, text)),
+        );
+        const body = () => {
+          const out = { name: name.value, description: desc.value || null };
+          if (notify.value !== serverDefault(this.s)) out.default_notifications = notify.value;
+          return out;
+        };
         return h(
           "form",
-          { class: "stack", onsubmit: (ev) => { ev.preventDefault(); this.save("overview", () => this.call("PATCH", `/api/servers/${s.id}`, { name: name.value, description: desc.value || null }), "Saved"); } },
+          { class: "stack", onsubmit: (ev) => { ev.preventDefault(); this.save("overview", () => this.call("PATCH", `/api/servers/${s.id}`, body()), "Saved"); } },
           h("label", { for: "srv-name" }, "Server name"), name,
           h("label", { for: "srv-desc" }, "Description"), desc,
+          h("label", { for: "srv-notify" }, "Default notifications"), notify,
           h("div", { class: "row-end" }, h("button", { class: "btn btn-primary", type: "submit" }, "Save")),
         );
       }),
