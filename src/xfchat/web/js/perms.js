@@ -98,6 +98,12 @@ export function managesChannels(server) {
   return has(serverPermissions(server), P.MANAGE_CHANNELS) || server.channels.some((c) => has(channelPermissions(server, c), P.MANAGE_CHANNELS));
 }
 
+// The server's text channels whose webhooks you may manage (MANAGE_WEBHOOKS there, as
+// the server judges it: overrides included), in no particular order.
+export function webhookChannels(server) {
+  return server.channels.filter((c) => c.kind === "text" && has(channelPermissions(server, c), P.MANAGE_WEBHOOKS));
+}
+
 export function channelPermissions(server, channel) {
   if (!server) return CONVERSATION; // a conversation: its participants may do these
   const { all, perms: basePerms } = base(server);

@@ -1,13 +1,14 @@
 // Server settings, for owners and those with the permissions: overview, channels
 // (with permission overrides), roles (with permissions), members (roles, timeout, kick,
-// ban), invites, bans and the audit log. Each tab calls the documented routes; the
+// ban), invites, bans, webhooks (ui/webhooks.js) and the audit log. Each tab calls the documented routes; the
 // server's events keep the rest of the client current.
 
 import { h, replace, morph, tabbedDialog, displayName, nameEl, fmtFull, duration, toast, describe, confirmDialog, colorOf, hold, held as isHeld } from "../dom.js";
-import { P, PERMISSION_NAMES, label, has, channelPermissions, managesChannels, serverPermissions } from "../perms.js";
+import { P, PERMISSION_NAMES, label, has, channelPermissions, managesChannels, serverPermissions, webhookChannels } from "../perms.js";
 import { loadMembers } from "./members.js";
 import { sortedChannels } from "./sidebar.js";
 import { serverDefault } from "./notify.js";
+import { webhooksTab } from "./webhooks.js";
 
 // A server's default notification levels (a member's own may also be "Nothing").
 const DEFAULT_LEVELS = [
@@ -22,6 +23,7 @@ const TABS = [
   ["members", "Members", P.KICK_MEMBERS | P.BAN_MEMBERS | P.MODERATE_MEMBERS | P.MANAGE_ROLES],
   ["invites", "Invites", P.MANAGE_SERVER],
   ["bans", "Bans", P.BAN_MEMBERS],
+  ["webhooks", "Webhooks", P.MANAGE_WEBHOOKS],
   ["audit", "Audit log", P.VIEW_AUDIT_LOG],
 ];
 
@@ -30,7 +32,8 @@ function allowedTabs(app, server) {
   const now = app.store.servers.get(server.id);
   if (!now) return [];
   const perms = serverPermissions(now);
-  return TABS.filter(([key, , need]) => PERMISSION_NAMES.some((n) => (need & P[n]) && has(perms, P[n])) || (key === "channels" && managesChannels(now)));
+  // (webhooks: where MANAGE_WEBHOOKS holds in a text channel, overrides included)
+  return TABS.filter(([key, , need]) => (key === "webhooks" ? webhookChannels(now).length > 0 : PERMISSION_NAMES.some((n) => (need & P[n]) && has(perms, P[n])) || (key === "channels" && managesChannels(now))));
 }
 
 export function openSettings(app, server) {
@@ -57,6 +60,7 @@ export function openSettings(app, server) {
     s.panel = panel;
     s.tab = key;
     s.drawn = null; // (a tab chosen is drawn afresh; an event redraws what is shown)
+    s.revealed = null; // (a webhook's URL is shown until the tab is left: see webhooks.js)
     s.render();
   }, { onClose: () => offs.forEach((off) => off()) });
 }
@@ -70,6 +74,8 @@ class Settings {
     this.channelId = null;
     this.roleId = null;
     this.forms = new Map(); // key -> {el, dirty}: see form()
+    this.revealed = null; // a webhook's URL, shown once (webhooks.js)
+    this.focusUrl = false;
   }
 
   // A form stays the same element while what it shows (`shows`, any JSON) is unchanged,
@@ -138,7 +144,7 @@ class Settings {
   }
 
   render() {
-    const fn = { overview: this.overview, channels: this.channels, roles: this.roles, members: this.members, invites: this.invites, bans: this.bans, audit: this.audit }[this.tab];
+    const fn = { overview: this.overview, channels: this.channels, roles: this.roles, members: this.members, invites: this.invites, bans: this.bans, webhooks: this.webhooks, audit: this.audit }[this.tab];
     if (!fn) return;
     // A redraw of the same tab (an event) leaves the focus, caret and scroll where they
     // were: a held form is taken out and put back, which would drop them.
@@ -490,6 +496,10 @@ class Settings {
         );
       })),
     );
+  }
+
+  webhooks() {
+    return webhooksTab(this);
   }
 
   async invites() {

@@ -3,7 +3,7 @@
 // panel with the voice controls.
 
 import { h, replace, avatar, displayName } from "../dom.js";
-import { P, has, channelPermissions, managesChannels, serverPermissions } from "../perms.js";
+import { P, has, channelPermissions, managesChannels, serverPermissions, webhookChannels } from "../perms.js";
 
 export function sortedChannels(server) {
   const byPos = (a, b) => a.position - b.position || (a.id < b.id ? -1 : 1);
@@ -142,7 +142,7 @@ function channelItem(app, server, ch) {
 
 export function renderServerSidebar(app, server) {
   const perms = serverPermissions(server);
-  const canSettings = [P.MANAGE_SERVER, P.MANAGE_CHANNELS, P.MANAGE_ROLES, P.BAN_MEMBERS, P.VIEW_AUDIT_LOG, P.KICK_MEMBERS, P.MODERATE_MEMBERS].some((b) => has(perms, b)) || managesChannels(server);
+  const canSettings = [P.MANAGE_SERVER, P.MANAGE_CHANNELS, P.MANAGE_ROLES, P.BAN_MEMBERS, P.VIEW_AUDIT_LOG, P.KICK_MEMBERS, P.MODERATE_MEMBERS].some((b) => has(perms, b)) || managesChannels(server) || webhookChannels(server).length > 0;
   const head = h(
     "header",
     { class: "sidebar-head" },
