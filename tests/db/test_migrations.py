@@ -1038,21 +1038,25 @@ async def test_0063_keeps_names_that_look_alike_under_its_fold_and_reverts(db_ur
 
 
 async def _users_stay_readable_and_writable_while(
-    db_url: str, step: Callable[[asyncpg.Connection], Awaitable[object]]
+    db_url: str, step: Callable[[asyncpg.Connection], Awaitable[object]], table: str = "users"
 ) -> None:
-    """Run `step` (a migration run or revert) while a long read transaction on users is
-    open, and, once it waits, ask for a reader's and a writer's lock of users without
+    """Run `step` (a migration run or revert) while a long read transaction on `table` is
+    open, and, once it waits, ask for a reader's and a writer's lock of it without
     waiting: both are granted (nothing of `step`'s is queued ahead of them)."""
+    read = {"users": "SELECT count(*) FROM users", "messages": "SELECT count(*) FROM messages"}
     conn = await asyncpg.connect(db_url)
-    holder, held = await hold_users(db_url)
+    holder = await asyncpg.connect(db_url, server_settings={"application_name": "report"})
+    held = holder.transaction()
+    await held.start()
+    await holder.fetchval(read[table])
     live = await asyncpg.connect(db_url)
     try:
         running = asyncio.create_task(step(conn))
         await until_one_waits_for_a_lock(live, running)
         assert not running.done()  # (its build waits for the long transaction)
-        for mode in ("ACCESS SHARE", "ROW EXCLUSIVE"):  # (a login's read, a rename's write)
+        for mode in ("ACCESS SHARE", "ROW EXCLUSIVE"):  # (a read; a send's or rename's write)
             async with live.transaction():
-                await live.execute(f"LOCK TABLE users IN {mode} MODE NOWAIT")
+                await live.execute(f"LOCK TABLE {table} IN {mode} MODE NOWAIT")
         await held.rollback()
         await running
     finally:
@@ -1106,5 +1110,49 @@ async def test_0063_rebuilds_the_looks_index_while_users_stay_readable_and_writa
         assert indexdef is not None and "'rn'" not in indexdef and "translate" in indexdef
         looks = "SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'users_username_look%'"
         assert await conn.fetchval(looks) == 1
+    finally:
+        await conn.close()
+
+
+async def test_webhook_messages_index_is_built_while_messages_stay_writable(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Was: 0064 built messages_webhook_idx inside its transaction, after its ALTER TABLE
+    of messages: the table stayed unwritable (every send waited) for the whole scan of a
+    large table. Now 0064 adds only the columns and 0066 builds the index CONCURRENTLY
+    outside a transaction, messages readable and writable meanwhile, both ways."""
+    conn = await asyncpg.connect(db_url)
+    try:
+        assert (await reverted_down_to(conn, 64))[-1] == 64
+        upto = tmp_path / "upto-0064"
+        upto.mkdir()
+        for m in DEFAULT_DIR.glob("*.sql"):
+            if int(m.name.split("_", 1)[0]) <= 64:
+                shutil.copy(m, upto / m.name)
+        await Migrator(conn, upto).run()
+        assert await conn.fetchval("SELECT to_regclass('messages_webhook_idx')") is None
+    finally:
+        await conn.close()
+
+    def index_of(c: asyncpg.Connection) -> Awaitable[str | None]:
+        return c.fetchval(
+            "SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i"
+            " WHERE i.indexrelid = to_regclass('messages_webhook_idx') AND i.indisvalid"
+        )
+
+    newer = len([m for m in discover() if m.version > 64])
+    await _users_stay_readable_and_writable_while(
+        db_url, lambda c: Migrator(c, lock_timeout_s=60).run(), table="messages"
+    )
+    conn = await asyncpg.connect(db_url)
+    try:
+        indexdef = await index_of(conn)
+        assert indexdef is not None and "WHERE (webhook_id IS NOT NULL)" in indexdef
+        assert await Migrator(conn).is_current()
+        # (the revert of 0066 alone, and those after it)
+        await Migrator(conn).revert(newer, destroy_data=True)
+        assert await conn.fetchval("SELECT to_regclass('messages_webhook_idx')") is None
+        await Migrator(conn).run()
+        assert await index_of(conn) is not None
     finally:
         await conn.close()

@@ -22,7 +22,9 @@ ALTER TABLE messages
     ADD COLUMN webhook_id uuid REFERENCES webhooks (id) ON DELETE SET NULL,
     ADD COLUMN webhook_name text,
     ADD COLUMN webhook_avatar_url text;
-CREATE INDEX messages_webhook_idx ON messages (webhook_id) WHERE webhook_id IS NOT NULL;
+-- (their index, which a webhook's deletion reads to let go of its messages, is built
+-- CONCURRENTLY by 0066_webhook_messages_index, outside this transaction: built here, it
+-- held the messages table unwritable for its whole scan, and every send waited)
 
 -- As migration 0026's, but a message without an author (a webhook's) moves nobody's
 -- read position: read_states.user_id is NOT NULL.
