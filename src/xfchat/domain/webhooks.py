@@ -191,16 +191,26 @@ async def _webhook(
     conn: asyncpg.Connection, actor: Actor, webhook_id: UUID
 ) -> tuple[q.WebhookSecretRow, ChannelAccess]:
     """The webhook (locked FOR UPDATE) and its channel, if the actor manages webhooks
-    there. Raises: NotFound (WEBHOOK_NOT_FOUND, also where the channel is hidden),
-    Forbidden (MISSING_PERMISSIONS)."""
-    row = await q.get_webhook(conn, webhook_id=webhook_id, lock=True)
-    if row is None:
-        raise webhook_not_found()
-    try:
-        access = await _managed(conn, actor, row.channel_id)
-    except NotFound:
-        raise webhook_not_found() from None
-    return row, access
+    there. The channel's row is locked first (FOR KEY SHARE), then the webhook's: the
+    order of the channel's deletion, which locks its row and then, cascading, its
+    webhooks' (the other order deadlocked with it). A webhook moved meanwhile is read
+    again from its new channel.
+
+    Raises: NotFound (WEBHOOK_NOT_FOUND, also where the channel is hidden or was
+    deleted), Forbidden (MISSING_PERMISSIONS)."""
+    seen = await q.get_webhook(conn, webhook_id=webhook_id)
+    for _ in range(3):
+        if seen is None:
+            break
+        try:
+            access = await _managed(conn, actor, seen.channel_id)
+        except NotFound:
+            break
+        row = await q.get_webhook(conn, webhook_id=webhook_id, lock=True)
+        if row is not None and row.channel_id == seen.channel_id:
+            return row, access
+        seen = row
+    raise webhook_not_found()
 
 
 async def update_webhook(

@@ -11,6 +11,7 @@ from uuid import UUID
 
 import asyncpg
 
+from xfchat.db.queries import channels as channels_q
 from xfchat.db.queries import webhooks as q
 from xfchat.domain.accounts import Actor
 from xfchat.domain.messages import check_content, webhook_author
@@ -23,6 +24,23 @@ from xfchat.errors import XFChatError
 from xfchat.settings import RateLimit
 
 NO_SESSION = UUID(int=0)
+
+
+async def _locked(conn: asyncpg.Connection, webhook_id: UUID) -> q.WebhookSecretRow | None:
+    """The webhook, FOR SHARE (a regeneration or deletion committed first is seen here;
+    one after waits for this send's commit), its channel's row locked before it (FOR
+    KEY SHARE, as the send then takes it): the order of the channel's deletion, which
+    locks its row and then, cascading, its webhooks' (the other order deadlocked with
+    it). None if it is gone, or its channel. A webhook moved meanwhile is read again."""
+    seen = await q.get_webhook(conn, webhook_id=webhook_id)
+    for _ in range(3):
+        if seen is None or not await channels_q.key_share_channel(conn, channel_id=seen.channel_id):
+            return None
+        row = await q.get_webhook(conn, webhook_id=webhook_id, share=True)
+        if row is None or row.channel_id == seen.channel_id:
+            return row
+        seen = row
+    return None
 
 
 async def execute_webhook(
@@ -48,9 +66,7 @@ async def execute_webhook(
     for attempt in range(1, RETRIES + 1):
         try:
             async with pool.acquire() as conn, conn.transaction():
-                # (FOR SHARE: a regeneration or deletion committed first is seen here;
-                # one after waits for this send's commit)
-                row = await q.get_webhook(conn, webhook_id=webhook_id, share=True)
+                row = await _locked(conn, webhook_id)
                 if row is None or not token_matches(token, row.token_hash):
                     raise webhook_not_found()
                 post = WebhookPost(row.id, name or row.name, avatar or row.avatar_url)
