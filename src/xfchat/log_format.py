@@ -84,6 +84,10 @@ _BLANKED_PARAMS = frozenset({"access_token", "refresh_token", "ticket", "token",
 # An invite's code in a path (`/api/invites/{code}`, `/api/servers/{id}/invites/{code}`):
 # whoever reads the log could join with it.
 _INVITE_CODE = re.compile(r"(?i)(/invites/)[^/?#\s\"']+")
+# A webhook's token in its execute path (`/api/webhooks/{id}/{token}`): whoever reads
+# the log could post as the webhook with it. (`/api/webhooks/{id}/token`, the route of a
+# new token, has none: kept.)
+_WEBHOOK_TOKEN = re.compile(r"(?i)(/webhooks/[^/?#\s\"']+/)(?!token(?:[/?#\s\"']|$))[^/?#\s\"']+")
 # A bearer credential (a header dumped at debug level), a JWT anywhere, and a token in
 # JSON (a gateway frame dumped at debug level, maybe cut to its last characters).
 _SECRETS = (
@@ -99,9 +103,11 @@ def _param(match: re.Match[str]) -> str:
 
 
 def redact(text: str) -> str:
-    """`text` with every token, search text and invite code in it blanked."""
+    """`text` with every token (a webhook's in its path too), search text and invite code
+    in it blanked."""
     text = _QUERY_PARAM.sub(_param, text)
     text = _INVITE_CODE.sub(r"\1[redacted]", text)
+    text = _WEBHOOK_TOKEN.sub(r"\1[redacted]", text)
     for pattern, blank in _SECRETS:
         text = pattern.sub(blank, text)
     return text

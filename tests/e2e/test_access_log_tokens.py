@@ -34,6 +34,11 @@ async def test_the_access_log_blanks_an_access_token_in_the_url(
         # Was: written whole: what users search for, and invite codes anyone could join by.
         await client.get("/api/search?q=wedding+plans&limit=5")
         await client.get("/api/invites/JoinCode7x")
+        # Was: written whole: a webhook's token is its path's last segment, and whoever
+        # reads the log could post as the webhook with it.
+        hook = "/api/webhooks/00000000-0000-4000-8000-000000000001"
+        await client.post(f"{hook}/SecretWebhookToken_abc-123", json={"content": "x"})
+        await client.post(f"{hook}/SecretWebhookToken_abc-123?wait=false", json={"content": "x"})
         await client.get("/health")  # (a later line: the stream's was written before it)
     log = proc.output
     assert '"GET /health HTTP/1.1" 200' in log, log[-2000:]
@@ -41,6 +46,8 @@ async def test_the_access_log_blanks_an_access_token_in_the_url(
     assert user.access_token not in log
     assert "/api/search?q=[redacted]&limit=5" in log and "/api/invites/[redacted]" in log
     assert "wedding" not in log and "JoinCode7x" not in log, log[-2000:]
+    assert f'"POST {hook}/[redacted] HTTP/1.1" 404' in log, log[-2000:]
+    assert f"{hook}/[redacted]?wait=false" in log and "SecretWebhookToken" not in log
 
 
 async def test_no_spelling_of_the_parameter_and_no_logger_lets_a_token_through(
