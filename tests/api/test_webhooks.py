@@ -301,6 +301,26 @@ async def test_a_server_holds_at_most_its_limit_of_webhooks(
     assert full.status_code == 403 and full.json()["code"] == "TOO_MANY_WEBHOOKS"
 
 
+async def test_a_full_server_still_moves_a_webhook_between_its_channels(
+    client: httpx.AsyncClient, make_user: MakeUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Was: a move counted the server's webhooks as for a new one, the moved one among
+    them, and a server at its limit refused it (403 TOO_MANY_WEBHOOKS), though a move
+    leaves the server's count as it was. The target channel's own limit still holds."""
+    srv, ann, _mod, _ben = await _setup(client, make_user)
+    room = (await factories.server_channel(client, srv, ann, "builds"))["id"]
+    monkeypatch.setattr(webhooks, "MAX_PER_SERVER", 2)
+    hook = await _make(client, ann, srv.general)
+    await _make(client, ann, srv.general)
+    url = f"/api/webhooks/{hook['id']}"
+    moved = await client.patch(url, headers=ann.headers, json={"channel_id": room})
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["channel_id"] == room
+    monkeypatch.setattr(webhooks, "MAX_PER_CHANNEL", 1)
+    back = await client.patch(url, headers=ann.headers, json={"channel_id": srv.general})
+    assert back.status_code == 403 and back.json()["code"] == "TOO_MANY_WEBHOOKS"
+
+
 async def test_moving_a_webhook_needs_manage_webhooks_in_both_channels(
     client: httpx.AsyncClient, make_user: MakeUser, pool: asyncpg.Pool
 ) -> None:

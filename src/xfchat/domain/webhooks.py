@@ -120,12 +120,16 @@ async def _audit(
     )
 
 
-async def _room(conn: asyncpg.Connection, server_id: UUID, channel_id: UUID) -> None:
+async def _room(
+    conn: asyncpg.Connection, server_id: UUID, channel_id: UUID, *, moving: bool = False
+) -> None:
     """Raises Forbidden (TOO_MANY_WEBHOOKS) when the channel or the server is full,
-    counted under the server's webhook lock (held until the transaction ends)."""
+    counted under the server's webhook lock (held until the transaction ends). A webhook
+    `moving` between the server's channels needs room in the channel only: the server's
+    count stays as it was."""
     await locks_q.lock_transaction(conn, key=locks_q.advisory_key(LOCK_NAMESPACE, server_id))
     in_channel, in_server = await q.count_webhooks(conn, server_id=server_id, channel_id=channel_id)
-    if in_channel >= MAX_PER_CHANNEL or in_server >= MAX_PER_SERVER:
+    if in_channel >= MAX_PER_CHANNEL or (not moving and in_server >= MAX_PER_SERVER):
         raise Forbidden(
             f"a channel has at most {MAX_PER_CHANNEL} webhooks and a server {MAX_PER_SERVER}",
             code="TOO_MANY_WEBHOOKS",
@@ -237,7 +241,7 @@ async def update_webhook(
                     code="WEBHOOK_CHANNEL_NOT_TEXT",
                     field="channel_id",
                 )
-            await _room(conn, row.server_id, channel_id)
+            await _room(conn, row.server_id, channel_id, moving=True)
         new = await q.update_webhook(
             conn,
             webhook_id=webhook_id,
