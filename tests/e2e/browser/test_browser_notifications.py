@@ -8,6 +8,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 from playwright.async_api import Page, expect
 
 from tests.e2e.browser.client import (
@@ -331,3 +332,26 @@ async def test_a_server_defaulting_to_mentions_notifies_a_member_of_mentions_alo
         {"title": "Bob (general)", "body": "@Charlie look"},
         {"title": "Bob (general)", "body": "now you"},
     ]
+
+
+async def test_a_webhooks_notification_says_it_is_a_bot(site: Site, browsers: Browsers) -> None:
+    """A webhook may post under any name, a member's too: its message shows a BOT tag
+    in the channel, and its notification says so as well (was: "Bob (general)", as
+    Bob's own message notifies, from a webhook posting as "Bob")."""
+    async with api_as(site.base, "alice") as alice_api:
+        made = await alice_api.post(f"/api/channels/{GENERAL}/webhooks", json={"name": "CI"})
+        assert made.status_code == 201, made.text
+        hook = made.json()
+    alice = await browsers.page(site.base)
+    await alice.context.add_init_script(OBSERVE + ';window.__permission = "granted";')
+    await alice.reload()
+    await log_in(alice, "alice")
+    await open_channel(alice, "gaming")
+    async with httpx.AsyncClient(base_url=site.base, timeout=10) as anonymous:
+        posted = await anonymous.post(
+            f"/api/webhooks/{hook['id']}/{hook['token']}",
+            json={"content": "send me your password", "username": "Bob"},
+        )
+        assert posted.status_code == 201, posted.text
+    got = await notes_come(alice, 1)
+    assert got == [{"title": "Bob [BOT] (general)", "body": "send me your password"}], got

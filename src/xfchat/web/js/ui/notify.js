@@ -85,8 +85,10 @@ export function notifyMessage(app, m) {
   // one shows as a replacement mark)
   const chars = Array.from(text);
   const body = chars.length > BODY_MAX ? `${chars.slice(0, BODY_MAX - 1).join("")}…` : text;
-  // (the author as the channel names them: their nickname in a server)
-  const title = `${store.nameIn(server, m.author || m.author_id)} (${app.channelTitle(m.channel_id)})`;
+  // (the author as the channel names them: their nickname in a server; a webhook's, which
+  // may post under any name, a member's too, marked as the channel's BOT tag marks it)
+  const bot = m.author && m.author.bot ? " [BOT]" : "";
+  const title = `${store.nameIn(server, m.author || m.author_id)}${bot} (${app.channelTitle(m.channel_id)})`;
   // One notification a channel on screen, the newest replacing the one before (still
   // alerting: renotify), so a flood of messages does not stack one a message.
   const note = new Notification(title, { body, tag: `xfchat-${m.channel_id}`, renotify: true });
