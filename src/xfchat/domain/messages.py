@@ -99,14 +99,15 @@ def author_json(
 
 
 def webhook_author(webhook_id: UUID | None, name: str, avatar_url: str | None) -> AuthorPayload:
-    """A webhook's message's author: the name and avatar it was posted with, as a bot
-    (id: the webhook's; once the webhook is deleted, the nil id and `deleted`)."""
+    """A webhook's message's author: the name and avatar it was posted with, as a bot,
+    and the webhook's id, which the message keeps after the webhook is deleted (never
+    `deleted`: no account is behind it). (None only for a row no webhook posted.)"""
     return {
         "id": str(webhook_id or UUID(int=0)),
         "username": name,
         "display_name": name,
         "avatar_url": avatar_url,
-        "deleted": webhook_id is None,
+        "deleted": False,
         "bot": True,
     }
 

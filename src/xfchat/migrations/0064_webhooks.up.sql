@@ -16,15 +16,16 @@ CREATE INDEX webhooks_channel_idx ON webhooks (channel_id, created_at);
 CREATE INDEX webhooks_server_idx ON webhooks (server_id, created_at);
 CREATE INDEX webhooks_created_by_idx ON webhooks (created_by) WHERE created_by IS NOT NULL;
 
--- A webhook's message has no author_id; it keeps the name and avatar it was posted
--- with (a per-message override, as Discord's), which outlive the webhook.
+-- A webhook's message has no author_id; it keeps the webhook's id and the name and
+-- avatar it was posted with (a per-message override, as Discord's), which outlive the
+-- webhook. No foreign key, so no index either: a webhook's deletion (or its channel's,
+-- whose messages the purge job deletes a thousand a transaction) rewrites none of the
+-- messages it posted, up to 43,200 a day at its rate limit (ids are random uuids,
+-- never reused: a deleted webhook's id names nothing else).
 ALTER TABLE messages
-    ADD COLUMN webhook_id uuid REFERENCES webhooks (id) ON DELETE SET NULL,
+    ADD COLUMN webhook_id uuid,
     ADD COLUMN webhook_name text,
     ADD COLUMN webhook_avatar_url text;
--- (their index, which a webhook's deletion reads to let go of its messages, is built
--- CONCURRENTLY by 0066_webhook_messages_index, outside this transaction: built here, it
--- held the messages table unwritable for its whole scan, and every send waited)
 
 -- As migration 0026's, but a message without an author (a webhook's) moves nobody's
 -- read position: read_states.user_id is NOT NULL.

@@ -37,9 +37,9 @@ REPLY_PREVIEW_OBJECT = f"""
     json_build_object(
         'id', rm.id,
         'author', CASE WHEN rm.webhook_name IS NOT NULL THEN json_build_object(
-            'id', COALESCE(rm.webhook_id, '00000000-0000-0000-0000-000000000000'::uuid),
+            'id', rm.webhook_id,
             'username', rm.webhook_name, 'display_name', rm.webhook_name,
-            'avatar_url', rm.webhook_avatar_url, 'deleted', rm.webhook_id IS NULL,
+            'avatar_url', rm.webhook_avatar_url, 'deleted', false,
             'bot', true)
         WHEN rm.author_id IS NULL THEN NULL ELSE json_build_object(
             'id', rm.author_id, 'username', ru.username,
