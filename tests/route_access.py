@@ -40,6 +40,8 @@ PUBLIC = {
     ("GET", "/"),  # the browser client's page and files (branch `client`)
     ("GET", "/web/{path:path}"),
     ("GET", "/api/gateway"),  # without the WebSocket handshake: 426, telling nothing else
+    # A webhook's URL: its token is its credential (a wrong one is 404, as an unknown id)
+    ("POST", "/api/webhooks/{webhook_id}/{token}"),
 }
 # Public, but they check a credential of their own (not a user's token): a caller
 # without it is refused with 401, as a user's token is.
@@ -109,6 +111,9 @@ BODIES: dict[tuple[str, str], Any] = {
     ("PUT", "/api/channels/{channel_id}/overrides/{kind}/{target_id}"): {"allow": "0", "deny": "0"},
     ("PUT", "/api/channels/{channel_id}/ack"): {"seq": 1},
     ("PATCH", "/api/servers/{server_id}/members/{user_id}/voice"): {"mute": True},
+    ("POST", "/api/channels/{channel_id}/webhooks"): {"name": "hook"},
+    ("PATCH", "/api/webhooks/{webhook_id}"): {"name": "hook"},
+    ("POST", "/api/webhooks/{webhook_id}/{token}"): {"content": "hello"},
 }
 QUERIES: dict[tuple[str, str], dict[str, str]] = {
     ("GET", "/api/users"): {"ids": "{owner_id}"},

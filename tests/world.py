@@ -113,6 +113,12 @@ async def build(client: httpx.AsyncClient, make_user: MakeUser) -> World:
         )
     )
     await _ok(await client.put(f"/api/channels/{srv.general}/pins/{said['id']}", headers=h))
+    hook = await _ok(
+        await client.post(
+            f"/api/channels/{srv.general}/webhooks", headers=h, json={"name": f"hook{tag}"}
+        ),
+        201,
+    )
     filed = await _attach(client, owner, srv.general, f"plans{tag}")
     await _ok(await client.delete(srv.url(f"/members/{kicked.id}"), headers=h))
     await _ok(await client.delete(srv.url("/members/@me"), headers=left.headers))
@@ -148,6 +154,8 @@ async def build(client: httpx.AsyncClient, make_user: MakeUser) -> World:
         "target_id": role,
         "code": srv.invite,
         "attachment_id": str(filed["attachments"][0]["id"]),
+        "webhook_id": hook["id"],
+        "token": hook["token"],
     }
     world.places["conversation"] = {
         "user_id": str(owner.id),
@@ -157,12 +165,12 @@ async def build(client: httpx.AsyncClient, make_user: MakeUser) -> World:
         "attachment_id": str(group_file["attachments"][0]["id"]),
     }
     world.words = {"word": f"whisper{tag}", "owner": owner.username, "owner_id": str(owner.id)}
-    names = ("hush", "rank", "whisper", "plans", "cabal", "murmur", "notes")
+    names = ("hush", "rank", "whisper", "plans", "cabal", "murmur", "notes", "hook")
     world.secrets = {f"{name}{tag}" for name in names} | {
         value
         for place in world.places.values()
         for key, value in place.items()
         if key.endswith("_id") and key != "user_id"  # a user's id is public
     }
-    world.secrets.add(srv.invite)
+    world.secrets |= {srv.invite, hook["token"]}
     return world

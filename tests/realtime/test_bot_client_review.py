@@ -17,7 +17,7 @@ from tests.realtime.clients import GatewayClient, SseClient, sse_stream
 Http = Callable[[str], httpx.AsyncClient]
 
 MESSAGE = {
-    "id", "channel_id", "seq", "kind", "author", "content", "created_at", "edited_at",
+    "id", "channel_id", "seq", "kind", "author", "webhook_id", "content", "created_at", "edited_at",
     "deleted", "deleted_at", "reply_to_id", "reply_to", "mentions", "mention_roles",
     "mention_everyone", "nonce", "pinned", "reactions", "attachments",
 }  # fmt: skip
@@ -48,6 +48,7 @@ PAYLOADS: dict[str, set[str]] = {
 READY = {
     "user_id", "session_id", "resumed", "heartbeat_interval", "user", "conversations",
     "friends", "friend_requests", "blocks", "servers", "presences", "voice_states", "mutes",
+    "notification_settings",
     "truncated",
 }  # fmt: skip
 RESUMED = {

@@ -4,6 +4,7 @@ an edit or a delete sees exactly the current text (with the span reading on)."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -259,8 +260,19 @@ async def test_messages_stored_decomposed_before_0036_are_found_after_it(
         since = len([m for m in discover() if m.version >= 36])
         reverted = [m.label for m in await migrator.revert(since, destroy_data=True)]
         assert reverted[-1] == "0036_search_nfc"
-        await factories.say(client, ann, dm, "une e\u0301cole")  # indexed as before 0036
-        await factories.say(client, ann, dm, "une école")
+        # Stored as before 0036 (its stored vector is a generated column: computed by the
+        # function of that schema); written by hand, since this code's send path needs
+        # the columns of migrations after it (0064's webhook columns).
+        for content in ("une e\u0301cole", "une école"):
+            await conn.execute(
+                "WITH c AS (UPDATE channels SET last_seq = last_seq + 1 WHERE id = $1"
+                " RETURNING last_seq)"
+                " INSERT INTO messages (id, channel_id, seq, author_id, content)"
+                " SELECT gen_random_uuid(), $1, c.last_seq, $2, $3 FROM c",
+                uuid.UUID(dm),
+                ann.id,
+                content,
+            )
         stale = (
             "SELECT count(*) FROM messages WHERE search <> xf_search_vector(search_config, content)"
         )
