@@ -19,6 +19,7 @@ from tests.factories import MakeUser
 from tests.support import plan_nodes
 from xfchat.db.queries import account_export as q
 from xfchat.domain import account_export
+from xfchat.domain.permissions import Permission
 from xfchat.errors import NotFound
 
 
@@ -252,3 +253,29 @@ async def test_export_holds_the_accounts_notification_settings_only(
     [held] = account["notification_settings"]
     assert (held["server_id"], held["channel_id"]) == (srv.id, None)
     assert (held["level"], held["suppress_everyone"]) == ("mentions", True)
+
+
+async def test_export_holds_the_webhooks_the_account_made_without_their_tokens(
+    client: httpx.AsyncClient, pool: asyncpg.Pool, make_user: MakeUser, tmp_path: Path
+) -> None:
+    ann, ben = await make_user("ann"), await make_user("ben")
+    srv = await factories.community(client, ann, ben)
+    await factories.role(client, srv, ann, "hooks", int(Permission.MANAGE_WEBHOOKS), ben)
+    made = {}
+    for who, name in ((ann, "CI"), (ben, "Alerts")):  # (ben's is not ann's)
+        r = await client.post(
+            f"/api/channels/{srv.general}/webhooks", headers=who.headers, json={"name": name}
+        )
+        assert r.status_code == 201, r.text
+        made[name] = r.json()
+    await account_export.export_account(pool, "ann", tmp_path / "out")
+    raw = (tmp_path / "out" / "account.json").read_bytes()
+    [held] = orjson.loads(raw)["webhooks"]
+    hook = made["CI"]
+    assert (held["id"], held["server_id"], held["channel_id"]) == (
+        hook["id"],
+        srv.id,
+        srv.general,
+    )
+    assert (held["name"], held["avatar_url"]) == ("CI", None)
+    assert "token" not in str(held) and hook["token"].encode() not in raw

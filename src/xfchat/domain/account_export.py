@@ -8,7 +8,8 @@ through the directory's descriptor (a link put in its place is never followed):
   recovery codes: whether two-factor sign-in is on, and how many codes are left),
   sessions (device, address, when), friends and friend requests, blocks, mutes,
   notification settings, servers (nickname, roles, timeout, server mute and deafen), timeouts kept from servers it left,
-  its channel overrides, bans of the account, invites it made, images it uploaded,
+  its channel overrides, bans of the account, invites and webhooks it made (never a
+  webhook's token), images it uploaded,
   conversations and their participants, read positions, the days' usage, its voice
   state and connections now; written last, under another name, and renamed when whole;
 - `messages.jsonl`: every live message the account wrote, oldest first, one JSON

@@ -133,6 +133,13 @@ SELECT jsonb_build_object(
                    'uses', v.uses, 'max_uses', v.max_uses, 'expires_at', v.expires_at,
                    'created_at', v.created_at) ORDER BY v.created_at, v.code)
         FROM invites v WHERE v.inviter_id = u.id), '[]'),
+    -- (never the token's hash: the token is a secret, and the export names no secret)
+    'webhooks', COALESCE((
+        SELECT jsonb_agg(jsonb_build_object(
+                   'id', k.id, 'server_id', k.server_id, 'channel_id', k.channel_id,
+                   'name', k.name, 'avatar_url', k.avatar_url,
+                   'created_at', k.created_at) ORDER BY k.created_at, k.id)
+        FROM webhooks k WHERE k.created_by = u.id), '[]'),
     -- (now: in a voice channel, connected; never the ids of its sessions or processes)
     'voice_state', (
         SELECT jsonb_build_object(
