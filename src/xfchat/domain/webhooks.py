@@ -3,10 +3,11 @@ that post into one server text channel without an account (executed in
 domain/webhooks_execute.py). Everything here needs MANAGE_WEBHOOKS in the webhook's
 channel, decided by the channel-access seam; a channel you cannot see is 404.
 
-No event is emitted for these changes: a webhook's token is never broadcast, nothing
-in the browser client shows webhooks yet, and the audit log (webhook.created, .updated
-with its diff, .deleted) tells the managers what changed; a message a webhook posts is
-told to the channel as any message."""
+No event is emitted for these changes: a webhook's token is never broadcast, the
+browser client's Webhooks tab reads the list anew after each change and each redraw,
+and the audit log (webhook.created, .updated with its diff, .deleted, .token_reset)
+tells the managers what changed; a message a webhook posts is told to the channel as
+any message."""
 
 from __future__ import annotations
 
