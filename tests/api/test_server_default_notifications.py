@@ -145,3 +145,13 @@ async def test_set_default_notifications_as_it_is_writes_and_tells_nothing(
         same = await client.patch(srv.url(), headers=ann.headers, json=body)
         assert same.status_code == 200 and same.json()["default_notifications"] == "mentions"
     assert await written() == before
+
+
+async def test_the_schema_says_default_notifications_is_never_null(
+    client: httpx.AsyncClient,
+) -> None:
+    """The PATCH refuses a null (400 above): /openapi.json does not offer one."""
+    schemas = (await client.get("/openapi.json")).json()["components"]["schemas"]
+    field = schemas["ServerPatchIn"]["properties"]["default_notifications"]
+    assert "anyOf" not in field and "default" not in field, field
+    assert field["enum"] == ["all", "mentions"], field

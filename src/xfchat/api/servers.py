@@ -14,7 +14,7 @@ from fastapi import Depends, Header, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from xfchat.api.deps import Conn, CurrentActor, check_limit, header_bytes_text, without_controls
-from xfchat.api.models import Text, enforced
+from xfchat.api.models import Text, enforced, omittable
 from xfchat.api.pages import page_response
 from xfchat.api.responses import JSONResponse
 from xfchat.api.routing import api_router
@@ -72,7 +72,8 @@ class ServerPatchIn(BaseModel):
     default_notifications: Literal["all", "mentions"] | None = Field(
         default=None,
         description="what members with no setting of their own are notified of: all or "
-        "mentions (clients decide; README, Notification settings)",
+        "mentions (clients decide; README, Notification settings); never null",
+        json_schema_extra=omittable,
     )
 
 
