@@ -284,6 +284,22 @@ def test_every_setting_is_documented_in_the_readme() -> None:
     assert missing == []
 
 
+def test_every_bucket_counted_per_client_address_is_listed_in_the_readme() -> None:
+    """Each `ip_limit` bucket is among the README's buckets, and among those that count
+    an IPv6 client in its /48 too (address_checks does so for every one of them)."""
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    listed = readme[readme.index("Buckets: ") :]
+    listed = listed[: listed.index(" A client address is ")]
+    wide = readme[readme.index("The buckets per client address (") :]
+    wide = wide[: wide.index(")")]
+    buckets = set()
+    for path in modules(PACKAGE):
+        buckets |= set(re.findall(r'ip_limit\(\s*"([a-z_.]+)"', path.read_text()))
+    assert buckets  # (the pattern still finds them)
+    assert sorted(b for b in buckets if f"`{b}`" not in listed) == []
+    assert sorted(b for b in buckets if f"`{b}`" not in wide) == []
+
+
 def test_ci_runs_exactly_the_readme_test_command() -> None:
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
