@@ -123,3 +123,82 @@ async def test_an_execution_racing_its_channels_deletion_does_not_deadlock(
         await other.close()
     assert deleted.status_code == 204, deleted.text
     assert posted.status_code == 404 and posted.json()["code"] == "WEBHOOK_NOT_FOUND"
+
+
+async def blocked_by(conn: asyncpg.Connection, pid: int, *pending: asyncio.Future[Any]) -> int:
+    """The session waiting for a lock `pid` holds, once there is one (or 0 when one of
+    `pending` is done first), polling rather than sleeping a guess."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not any(p.done() for p in pending):
+        found = await conn.fetchval(
+            "SELECT pid FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))", pid
+        )
+        if found:
+            return int(found)
+        await asyncio.sleep(0.01)
+    return 0
+
+
+async def test_a_change_finding_its_webhook_moved_lets_go_of_it_before_the_next_channel(
+    client: httpx.AsyncClient, make_user: MakeUser, settings: Settings
+) -> None:
+    """Was: a change that found its webhook moved (to #deploys) since it was read (in
+    #builds) kept the webhook's row locked while it took the new channel's: the order
+    the channel's deletion takes the other way (the channel's row, then its webhooks'),
+    so a deletion of #deploys meanwhile deadlocked with it (one of them 503). Forced: the
+    change waits for #builds' row, the webhook is moved, the deletion of #deploys waits
+    on a read position there after taking the channel's row; then #builds is let go (the
+    change finds the webhook moved and waits for #deploys), then the read position. Now
+    each try is a savepoint: the webhook's row is let go first, the deletion takes it
+    with its channel, and the change finds nothing (404)."""
+    ann, mod = [await make_user(n) for n in ("ann", "mod")]
+    srv = await community(client, ann, mod)
+    await role(client, srv, ann, "hooks", int(P.MANAGE_WEBHOOKS), mod)
+    builds, deploys = [
+        str((await factories.server_channel(client, srv, ann, name))["id"])
+        for name in ("builds", "deploys")
+    ]
+    made = await client.post(
+        f"/api/channels/{builds}/webhooks", headers=mod.headers, json={"name": "CI"}
+    )
+    assert made.status_code == 201, made.text
+    hook = made.json()
+    await factories.say(client, ann, deploys, "hello")  # (ann's read position there)
+    first, second = [await asyncpg.connect(settings.database_url) for _ in range(2)]
+    try:
+        holding_builds, holding_position = first.transaction(), second.transaction()
+        await holding_builds.start()
+        await first.execute("SELECT 1 FROM channels WHERE id = $1 FOR UPDATE", uuid.UUID(builds))
+        renaming = asyncio.ensure_future(
+            client.patch(f"/api/webhooks/{hook['id']}", headers=mod.headers, json={"name": "CD"})
+        )
+        renamer = await blocked_by(second, first.get_server_pid(), renaming)
+        assert renamer, "the rename did not wait for #builds"
+        await second.execute(
+            "UPDATE webhooks SET channel_id = $1 WHERE id = $2",
+            uuid.UUID(deploys),
+            uuid.UUID(hook["id"]),
+        )
+        await holding_position.start()
+        await second.execute(
+            "SELECT 1 FROM read_states WHERE channel_id = $1 FOR KEY SHARE", uuid.UUID(deploys)
+        )
+        deleting = asyncio.ensure_future(
+            client.delete(f"/api/channels/{deploys}", headers=ann.headers)
+        )
+        deleter = await blocked_by(first, second.get_server_pid(), deleting)
+        assert deleter, "the deletion did not wait on the read position"
+        await holding_builds.rollback()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not renaming.done():
+            blockers = await first.fetchval("SELECT pg_blocking_pids($1)", renamer)
+            if deleter in blockers:
+                break  # (the rename found the webhook moved, and waits for #deploys)
+            await asyncio.sleep(0.01)
+        await holding_position.rollback()
+        deleted, renamed = await asyncio.wait_for(asyncio.gather(deleting, renaming), 30)
+    finally:
+        await first.close()
+        await second.close()
+    assert deleted.status_code == 204, deleted.text
+    assert renamed.status_code == 404 and renamed.json()["code"] == "WEBHOOK_NOT_FOUND"

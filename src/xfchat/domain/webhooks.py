@@ -199,23 +199,38 @@ async def _webhook(
     there. The channel's row is locked first (FOR KEY SHARE), then the webhook's: the
     order of the channel's deletion, which locks its row and then, cascading, its
     webhooks' (the other order deadlocked with it). A webhook moved meanwhile is read
-    again from its new channel.
+    again from its new channel, each try in a savepoint of its own: the locks of one
+    that found it moved are let go before the next channel's is taken (kept, they
+    would be the webhook's before a channel's again).
 
     Raises: NotFound (WEBHOOK_NOT_FOUND, also where the channel is hidden or was
     deleted), Forbidden (MISSING_PERMISSIONS)."""
+    assert conn.is_in_transaction()  # (each try a savepoint of the caller's)
     seen = await q.get_webhook(conn, webhook_id=webhook_id)
     for _ in range(3):
         if seen is None:
             break
         try:
-            access = await _managed(conn, actor, seen.channel_id)
+            async with conn.transaction():
+                access = await _managed(conn, actor, seen.channel_id)
+                row = await q.get_webhook(conn, webhook_id=webhook_id, lock=True)
+                if row is not None and row.channel_id == seen.channel_id:
+                    return row, access
+                raise Moved(row)
         except NotFound:
             break
-        row = await q.get_webhook(conn, webhook_id=webhook_id, lock=True)
-        if row is not None and row.channel_id == seen.channel_id:
-            return row, access
-        seen = row
+        except Moved as moved:
+            seen = moved.row
     raise webhook_not_found()
+
+
+class Moved(Exception):
+    """A webhook found in another channel than the one locked for it (or gone): its
+    try's savepoint is rolled back, letting go of what it locked."""
+
+    def __init__(self, row: q.WebhookSecretRow | None) -> None:
+        super().__init__("the webhook moved")
+        self.row = row
 
 
 async def update_webhook(

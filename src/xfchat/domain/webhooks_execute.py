@@ -19,7 +19,7 @@ from xfchat.domain.messages_batch import SendRequest, SendResult, WebhookPost
 from xfchat.domain.messages_send import write_batch
 from xfchat.domain.messages_writer import RETRIED, RETRIES, channel_busy
 from xfchat.domain.validation import avatar_url as check_avatar_url
-from xfchat.domain.webhooks import token_matches, webhook_name, webhook_not_found
+from xfchat.domain.webhooks import Moved, token_matches, webhook_name, webhook_not_found
 from xfchat.errors import XFChatError
 from xfchat.settings import RateLimit
 
@@ -31,15 +31,23 @@ async def _locked(conn: asyncpg.Connection, webhook_id: UUID) -> q.WebhookSecret
     one after waits for this send's commit), its channel's row locked before it (FOR
     KEY SHARE, as the send then takes it): the order of the channel's deletion, which
     locks its row and then, cascading, its webhooks' (the other order deadlocked with
-    it). None if it is gone, or its channel. A webhook moved meanwhile is read again."""
+    it). None if it is gone, or its channel. A webhook moved meanwhile is read again,
+    after its try's savepoint let go of what it locked (as domain/webhooks._webhook)."""
+    assert conn.is_in_transaction()  # (each try a savepoint of the caller's)
     seen = await q.get_webhook(conn, webhook_id=webhook_id)
     for _ in range(3):
-        if seen is None or not await channels_q.key_share_channel(conn, channel_id=seen.channel_id):
+        if seen is None:
             return None
-        row = await q.get_webhook(conn, webhook_id=webhook_id, share=True)
-        if row is None or row.channel_id == seen.channel_id:
-            return row
-        seen = row
+        try:
+            async with conn.transaction():
+                if not await channels_q.key_share_channel(conn, channel_id=seen.channel_id):
+                    return None
+                row = await q.get_webhook(conn, webhook_id=webhook_id, share=True)
+                if row is None or row.channel_id == seen.channel_id:
+                    return row
+                raise Moved(row)
+        except Moved as moved:
+            seen = moved.row
     return None
 
 
