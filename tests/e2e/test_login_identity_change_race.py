@@ -12,6 +12,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 
 from tests.api.test_two_factor import turned_on
 from tests.factories import PASSWORD, MakeUser, TestUser
@@ -73,71 +74,41 @@ def refused_as_a_wrong_password(answer: httpx.Response) -> None:
     }
 
 
-async def test_a_login_racing_an_email_change_gets_no_session(
-    servers: Servers, make_user: MakeUser, db_url: str
+# (what changes, and what the login names the account by: its username, kept; its old
+# email; its old username)
+RACES = {
+    "email change, login by username": ("email", "username"),
+    "email change, login by the old email": ("email", "email"),
+    "rename, login by the old username": ("username", "username"),
+}
+
+
+@pytest.mark.parametrize("race", RACES)
+async def test_a_login_racing_a_change_of_what_it_checked_gets_no_session(
+    servers: Servers, make_user: MakeUser, db_url: str, race: str
 ) -> None:
+    """Was: 200, a session made after the change, which ended the account's other
+    sessions (an email change) or took the name it was asked by (a rename), never
+    ended; now refused as a wrong password is, and the account's credentials now are
+    what logs in."""
+    changed, by = RACES[race]
     owner = await make_user()
     _, base = servers.start()
+    new = (
+        {"email": f"moved.{owner.username}@example.org"}
+        if changed == "email"
+        else {"username": f"{owner.username}_renamed"[:32]}
+    )
     holder = await asyncpg.connect(db_url)
     try:
         async with httpx.AsyncClient(base_url=base, timeout=30) as client:
             answer = await login_racing(
-                holder,
-                client,
-                owner,
-                patch_me(client, owner, email=f"moved.{owner.username}@example.org"),
-                owner.username,
+                holder, client, owner, patch_me(client, owner, **new), getattr(owner, by)
             )
-            # Was: 200, a session made after the change had ended the others, never ended.
             refused_as_a_wrong_password(answer)
             await only_the_changers_session(client, owner)
-    finally:
-        await holder.close()
-
-
-async def test_a_login_by_the_old_email_racing_its_change_gets_no_session(
-    servers: Servers, make_user: MakeUser, db_url: str
-) -> None:
-    owner = await make_user()
-    _, base = servers.start()
-    holder = await asyncpg.connect(db_url)
-    try:
-        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
-            answer = await login_racing(
-                holder,
-                client,
-                owner,
-                patch_me(client, owner, email=f"moved.{owner.username}@example.org"),
-                owner.email,
-            )
-            refused_as_a_wrong_password(answer)  # (was: 200)
-            await only_the_changers_session(client, owner)
-    finally:
-        await holder.close()
-
-
-async def test_a_login_by_the_old_username_racing_a_rename_gets_no_session(
-    servers: Servers, make_user: MakeUser, db_url: str
-) -> None:
-    owner = await make_user()
-    _, base = servers.start()
-    holder = await asyncpg.connect(db_url)
-    try:
-        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
-            answer = await login_racing(
-                holder,
-                client,
-                owner,
-                patch_me(client, owner, username=f"{owner.username}_renamed"[:32]),
-                owner.username,
-            )
-            # Was: 200: a session from a name the account no longer had when it was made.
-            refused_as_a_wrong_password(answer)
-            await only_the_changers_session(client, owner)
-            # The account's credentials now are what logs in.
             again = await client.post(
-                "/api/auth/login",
-                json={"login": f"{owner.username}_renamed"[:32], "password": PASSWORD},
+                "/api/auth/login", json={"login": next(iter(new.values())), "password": PASSWORD}
             )
             assert again.status_code == 200, again.text
     finally:
