@@ -14,8 +14,7 @@ import pytest
 from tests import factories
 from tests.api.user_targets import (
     NOWHERE,
-    leave_group_both_ways,
-    leave_server_every_way,
+    leaving_drops_them,
     put_racing_a_leave,
     unseen_targets,
 )
@@ -222,25 +221,7 @@ async def test_your_other_sessions_are_told(
 async def test_leaving_or_being_removed_drops_the_mutes_of_it(
     client: httpx.AsyncClient, make_user: MakeUser
 ) -> None:
-    ann, ben, cid, dan = [await make_user(n) for n in ("ann", "ben", "cid", "dan")]
-    srv = await factories.community(client, ann, ben, cid, dan)
-    group = (await factories.group(client, ann, ben, cid))["id"]
-    for who in (ben, cid, dan):
-        assert (await put_mute(client, who, "server", srv.id)).status_code == 200
-        assert (await put_mute(client, who, "channel", srv.general)).status_code == 200
-    for who in (ben, cid):
-        assert (await put_mute(client, who, "channel", group)).status_code == 200
-
-    await leave_server_every_way(client, srv, ann, ben, cid, dan)
-    assert [m["id"] for m in await listed(client, ben)] == [group]
-    assert [m["id"] for m in await listed(client, cid)] == [group]
-    assert await listed(client, dan) == []
-
-    await leave_group_both_ways(client, group, ann, ben, cid)
-    assert await listed(client, ben) == [] and await listed(client, cid) == []
-    # Back in, nothing is muted.
-    assert (await client.post(f"/api/invites/{srv.invite}", headers=ben.headers)).status_code == 201
-    assert await listed(client, ben) == []
+    await leaving_drops_them(client, make_user, put_mute, listed)
 
 
 async def test_account_deletion_removes_the_mutes(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -83,3 +84,33 @@ async def put_racing_a_leave(
         await factories.lock_waiters(pool)
         await leaving.commit()
     return await answer
+
+
+Put = Callable[[httpx.AsyncClient, TestUser, str, object], Awaitable[httpx.Response]]
+Listed = Callable[[httpx.AsyncClient, TestUser], Awaitable[list[dict[str, Any]]]]
+
+
+async def leaving_drops_them(
+    client: httpx.AsyncClient, make_user: MakeUser, put: Put, listed: Listed
+) -> None:
+    """What `put` sets on a server, its #general and a group, set by members who then
+    leave them every way, is gone from `listed` with them (and not back on rejoining)."""
+    ann, ben, cid, dan = [await make_user(n) for n in ("ann", "ben", "cid", "dan")]
+    srv = await factories.community(client, ann, ben, cid, dan)
+    group = (await factories.group(client, ann, ben, cid))["id"]
+    for who in (ben, cid, dan):
+        assert (await put(client, who, "server", srv.id)).status_code == 200
+        assert (await put(client, who, "channel", srv.general)).status_code == 200
+    for who in (ben, cid):
+        assert (await put(client, who, "channel", group)).status_code == 200
+
+    await leave_server_every_way(client, srv, ann, ben, cid, dan)
+    assert [m["id"] for m in await listed(client, ben)] == [group]
+    assert [m["id"] for m in await listed(client, cid)] == [group]
+    assert await listed(client, dan) == []
+
+    await leave_group_both_ways(client, group, ann, ben, cid)
+    assert await listed(client, ben) == [] and await listed(client, cid) == []
+    # Back in, nothing of before is there.
+    assert (await client.post(f"/api/invites/{srv.invite}", headers=ben.headers)).status_code == 201
+    assert await listed(client, ben) == []
