@@ -4,6 +4,7 @@ is there only for those who hold MANAGE_WEBHOOKS in a text channel."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import httpx
@@ -157,3 +158,28 @@ async def test_the_webhooks_tab_is_only_for_those_who_manage_webhooks_in_a_chann
     await expect(settings.get_by_role("listitem", name="Elsewhere")).to_have_count(0)
     new = settings.get_by_role("form", name="New webhook")
     await expect(new.get_by_label("Channel").locator("option")).to_have_text(["#gaming"])
+
+
+async def test_a_text_channels_overrides_offer_manage_webhooks(
+    site: Site, browsers: Browsers
+) -> None:
+    """A text channel's permission overrides offer "Manage webhooks", as Discord's
+    channel permissions do (was: the grid's fixed list left it out, so it could be
+    given in a channel only through the API)."""
+    alice = await browsers.logged_in(site.base, "alice")
+    settings = await open_settings(alice)
+    await settings.get_by_role("tab", name="Channels").click()
+    await settings.get_by_role("button", name="# gaming").click()
+    await settings.get_by_label("For role or member").select_option(label="@Charlie")
+    grid = settings.get_by_role("group", name="Manage webhooks")
+    await grid.get_by_role("radio", name="allow").check()
+    await settings.get_by_role("button", name="Save permissions").click()
+    async with api_as(site.base, "alice") as api:
+        path = f"/api/channels/{GAMING}"
+        for _ in range(200):  # (until the PUT is done)
+            got = (await api.get(path)).json()
+            mine = [o for o in got["overrides"] if o["id"] == CHARLIE]
+            if mine and int(mine[0]["allow"]) & MANAGE_WEBHOOKS:
+                break
+            await asyncio.sleep(0.05)
+        assert mine and int(mine[0]["allow"]) == MANAGE_WEBHOOKS, got["overrides"]

@@ -337,7 +337,8 @@ class Settings {
       ...formers.map((id) => ({ kind: "member", id, name: `@${displayName(this.app.store.user(id))} (not a member now)` })),
     ];
     const pick = h("select", { id: "ov-target", "data-pick": true }, targets.map((t) => h("option", { value: `${t.kind}:${t.id}`, selected: `${t.kind}:${t.id}` === this.ovTarget }, t.name)));
-    const shown = ["VIEW_CHANNEL", "SEND_MESSAGES", "READ_MESSAGE_HISTORY", "ADD_REACTIONS", "ATTACH_FILES", "MANAGE_MESSAGES", "CONNECT", "SPEAK"];
+    // (a text channel's webhooks are managed by who MANAGE_WEBHOOKS lets, there too)
+    const shown = ["VIEW_CHANNEL", "SEND_MESSAGES", "READ_MESSAGE_HISTORY", "ADD_REACTIONS", "ATTACH_FILES", "MANAGE_MESSAGES", ...(c.kind === "text" ? ["MANAGE_WEBHOOKS"] : []), "CONNECT", "SPEAK"];
     const grid = h("div", { class: "override-grid" });
     // The override as it is now (another admin may have changed it since this was drawn).
     const current = (kind, id) => {
