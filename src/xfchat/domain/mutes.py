@@ -62,22 +62,6 @@ def _cannot_mute() -> BadRequest:
     )
 
 
-async def _target(
-    conn: asyncpg.Connection, actor: Actor, kind: MuteKind, target_id: UUID, *, lock: bool
-) -> tuple[UUID | None, UUID | None]:
-    """(channel_id, server_id) of a target the actor may see and mute (user_targets).
-
-    Raises: NotFound (CHANNEL_NOT_FOUND, SERVER_NOT_FOUND); BadRequest
-    (CANNOT_MUTE_CHANNEL: a voice channel or a category); Unauthorized (SESSION_REVOKED:
-    the account deleted meanwhile)."""
-    return await resolve_target(conn, actor, kind, target_id, lock=lock, refused=_cannot_mute)
-
-
-async def _lock(conn: asyncpg.Connection, user_id: UUID) -> None:
-    """A user's mutes change one at a time, so none passes MAX_MUTES."""
-    await lock_user(conn, b"mutes", user_id)
-
-
 async def mute(
     conn: asyncpg.Connection,
     actor: Actor,
@@ -94,8 +78,10 @@ async def mute(
     (SESSION_REVOKED: the account deleted meanwhile)."""
     until = _until(until)
     async with conn.transaction():
-        channel_id, server_id = await _target(conn, actor, kind, target_id, lock=True)
-        await _lock(conn, actor.user_id)
+        channel_id, server_id = await resolve_target(
+            conn, actor, kind, target_id, lock=True, refused=_cannot_mute
+        )
+        await lock_user(conn, b"mutes", actor.user_id)  # (one change at a time: MAX_MUTES)
         await q.delete_ended_mutes_of(conn, user_id=actor.user_id)
         held = await q.get_mute(conn, user_id=actor.user_id, target_id=target_id)
         if held is not None and held.muted_until == until:
@@ -126,7 +112,8 @@ async def unmute(conn: asyncpg.Connection, actor: Actor, kind: MuteKind, target_
     async with conn.transaction():  # (no lock: an unmute never passes MAX_MUTES)
         held = await q.get_mute(conn, user_id=actor.user_id, target_id=target_id)
         if held is None or held.kind != kind:
-            await _target(conn, actor, kind, target_id, lock=False)  # (or 404: tells nothing)
+            # (or 404: tells nothing)
+            await resolve_target(conn, actor, kind, target_id, lock=False, refused=_cannot_mute)
         elif await q.delete_mute(conn, user_id=actor.user_id, target_id=target_id):
             gone = mute_json(held)
             await emit(

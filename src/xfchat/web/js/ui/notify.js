@@ -13,7 +13,7 @@ const BODY_MAX = 200; // characters of a message shown in its notification
 // nothing: a connection resumed after a sleep or an outage replays what it missed, and
 // those are shown as unread, not as a burst of desktop notifications (as Discord's).
 const FRESH_MS = 2 * 60 * 1000;
-const LEVELS = [
+export const LEVELS = [
   ["all", "All messages"],
   ["mentions", "Only @mentions"],
   ["nothing", "Nothing"],

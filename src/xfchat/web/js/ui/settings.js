@@ -7,14 +7,11 @@ import { h, replace, morph, tabbedDialog, displayName, nameEl, fmtFull, duration
 import { P, PERMISSION_NAMES, label, has, channelPermissions, managesChannels, serverPermissions, webhookChannels } from "../perms.js";
 import { loadMembers } from "./members.js";
 import { sortedChannels } from "./sidebar.js";
-import { serverDefault } from "./notify.js";
+import { LEVELS, serverDefault } from "./notify.js";
 import { webhooksTab } from "./webhooks.js";
 
 // A server's default notification levels (a member's own may also be "Nothing").
-const DEFAULT_LEVELS = [
-  ["all", "All messages"],
-  ["mentions", "Only @mentions"],
-];
+const DEFAULT_LEVELS = LEVELS.filter(([value]) => value !== "nothing");
 
 const TABS = [
   ["overview", "Overview", P.MANAGE_SERVER],
